@@ -1,0 +1,39 @@
+"""Alembic environment: the URL comes from shieldes settings (SHIELDES_DATABASE_URL or embedded)."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from sqlalchemy import create_engine, pool
+
+from alembic import context
+from shieldes.db import resolve_database_url, sqlalchemy_url
+from shieldes.settings import Settings
+from shieldes.tables import metadata
+
+config = context.config
+if config.config_file_name is not None and not config.attributes.get("skip_logging"):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+url = config.attributes.get("database_url") or resolve_database_url(Settings())
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=sqlalchemy_url(url), target_metadata=metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

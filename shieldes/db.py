@@ -1,0 +1,157 @@
+"""Where the database is and whether it is usable: embedded Postgres, URL forms, schema-at-head check.
+
+All database errors that reach users pass through `translate` so they read as one actionable line.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
+from shieldes.settings import Settings
+
+# The newest alembic revision this code understands; tests check it equals alembic's head.
+SCHEMA_HEAD = "0002"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or reuse, across processes) the embedded Postgres under `data_dir` and return its URL."""
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pgserver  # deferred: importing it has side effects (locks, runtime dir)
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # pgserver raises plain exceptions with stderr inside
+        raise DatabaseUnavailable(
+            f"could not start the embedded Postgres in {pgdata}: {exc}; "
+            "set SHIELDES_DATABASE_URL to use an external server"
+        ) from exc
+    return str(server.get_uri())
+
+
+def resolve_database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    return embedded_database_url(settings.data_dir)
+
+
+def libpq_url(url: str) -> str:
+    """Accept SQLAlchemy spellings (postgresql+psycopg://) too; psycopg wants plain postgresql://."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.startswith(("postgresql", "postgres")):
+        raise DatabaseUnavailable(
+            f"SHIELDES_DATABASE_URL must look like postgresql://user:pass@host:port/db, got {redact_url(url)!r}"
+        )
+    return "postgresql://" + rest
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + libpq_url(url).partition("://")[2]
+
+
+def redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def describe_url(url: str) -> str:
+    """Where a URL points, for error messages (never the password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "local socket"
+    return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/') or 'postgres'}"
+
+
+def translate(exc: BaseException, url: str) -> DatabaseUnavailable:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot reach Postgres at {describe_url(url)}: {first_line}; check SHIELDES_DATABASE_URL and that "
+        "the server is running"
+    )
+
+
+@contextmanager
+def sync_connection(url: str, *, autocommit: bool = True, timeout: float = 10.0) -> Iterator[psycopg.Connection]:
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as exc:
+        raise translate(exc, url) from exc
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def schema_revision(conn: psycopg.Connection) -> str | None:
+    row = conn.execute(
+        "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(version[0]) if version else None
+
+
+async def async_schema_revision(conn: psycopg.AsyncConnection) -> str | None:
+    cur = await conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return None
+    cur = await conn.execute("SELECT version_num FROM alembic_version")
+    version = await cur.fetchone()
+    return str(version[0]) if version else None
+
+
+def require_head(revision: str | None) -> None:
+    """Refuse a database whose schema is not the one this code was written for."""
+    if revision == SCHEMA_HEAD:
+        return
+    if revision is None:
+        raise SchemaNotAtHead(
+            "the database has no shieldes schema; run `shieldes db upgrade` (or `alembic upgrade head`)"
+        )
+    raise SchemaNotAtHead(
+        f"the database schema is at revision {revision} but this shieldes needs {SCHEMA_HEAD}; "
+        "run `shieldes db upgrade` (or `alembic upgrade head`)"
+    )
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """`alembic upgrade` against `url`, using the repository's alembic/ directory."""
+    from alembic import command
+    from alembic.config import Config
+
+    ini = REPO_ROOT / "alembic.ini"
+    script_location = REPO_ROOT / "alembic"
+    if not script_location.is_dir():
+        raise SchemaNotAtHead(
+            f"migrations not found at {script_location}; run shieldes from a checkout of the repository"
+        )
+    cfg = Config(str(ini)) if ini.exists() else Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["skip_logging"] = True
+    try:
+        command.upgrade(cfg, revision)
+    except psycopg.OperationalError as exc:
+        raise translate(exc, url) from exc
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, psycopg.OperationalError):
+            raise translate(cause, url) from exc
+        raise

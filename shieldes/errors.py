@@ -1,0 +1,105 @@
+"""One error tree. The HTTP layer maps it to OpenAI error JSON in one place; the CLI prints `message`."""
+
+from __future__ import annotations
+
+
+class ShieldesError(Exception):
+    """Base of every error shieldes raises on purpose. `message` tells the user what to do."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ShieldesError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(ShieldesError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ShieldesError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFound(ShieldesError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RateLimited(ShieldesError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+class BudgetExceeded(ShieldesError):
+    status = 429
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class UpstreamError(ShieldesError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class Unavailable(ShieldesError):
+    status = 503
+    type = "server_error"
+    code = "unavailable"
+
+
+class CommandRejected(ShieldesError):
+    """A config command is invalid against the current state (duplicate name, unknown key, ...)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "command_rejected"
+
+
+class ConcurrentChange(ShieldesError):
+    """Another writer appended config events since the state a command was decided on."""
+
+    status = 409
+    code = "concurrent_change"
+
+
+class DatabaseUnavailable(ShieldesError):
+    status = 503
+    code = "database_unavailable"
+
+
+class SchemaNotAtHead(ShieldesError):
+    status = 503
+    code = "schema_not_at_head"

@@ -1,0 +1,192 @@
+"""Every event type: frozen, typed, with a stable `type` name and a `version`.
+
+A changed shape gets a new version and an upcaster in `codec.py`; the names here never change.
+Money is integer nano-USD (1e-9 USD) in usage events so sums are exact in Python and SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+CONFIG_STREAM = "config"
+ROLLUP_STREAM = "usage-rollup"
+USAGE_STREAM_PREFIX = "usage:"
+
+
+def usage_stream(node_id: str) -> str:
+    return USAGE_STREAM_PREFIX + node_id
+
+
+@dataclass(frozen=True)
+class Event:
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+
+# --- providers (deployments) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderAdded(Event):
+    TYPE: ClassVar[str] = "provider.added"
+    name: str
+    kind: str
+    base_url: str
+    secret_ref: str | None  # "env:VAR" or "enc:<fernet token>", never a plaintext key
+    models: tuple[str, ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ProviderUpdated(Event):
+    """Carries the full new values of the updatable fields (no 'unchanged' ambiguity)."""
+
+    TYPE: ClassVar[str] = "provider.updated"
+    name: str
+    base_url: str
+    secret_ref: str | None
+    models: tuple[str, ...]
+    weight: float
+
+
+@dataclass(frozen=True)
+class ProviderRemoved(Event):
+    TYPE: ClassVar[str] = "provider.removed"
+    name: str
+
+
+# --- pricing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PricingSet(Event):
+    TYPE: ClassVar[str] = "pricing.set"
+    model: str
+    input_per_1m: float
+    output_per_1m: float
+
+
+# --- teams -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TeamCreated(Event):
+    TYPE: ClassVar[str] = "team.created"
+    id: str
+    name: str
+
+
+# --- virtual keys ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VirtualKeyCreated(Event):
+    TYPE: ClassVar[str] = "virtual_key.created"
+    id: str
+    name: str
+    key_hash: str  # sha256 hex of the secret; the secret itself is shown once and never stored
+    prefix: str  # short display prefix, e.g. "sk-shd-3f9a"
+    models: tuple[str, ...] | None  # None: every model
+    team_id: str | None = None
+    expires_at: float | None = None  # unix seconds
+
+
+@dataclass(frozen=True)
+class VirtualKeyUpdated(Event):
+    TYPE: ClassVar[str] = "virtual_key.updated"
+    id: str
+    models: tuple[str, ...] | None
+    team_id: str | None
+    expires_at: float | None
+
+
+@dataclass(frozen=True)
+class VirtualKeyRevoked(Event):
+    TYPE: ClassVar[str] = "virtual_key.revoked"
+    id: str
+
+
+@dataclass(frozen=True)
+class VirtualKeyRotated(Event):
+    TYPE: ClassVar[str] = "virtual_key.rotated"
+    id: str
+    key_hash: str
+    prefix: str
+
+
+# --- budgets and limits ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetSet(Event):
+    TYPE: ClassVar[str] = "budget.set"
+    subject_kind: str  # "key" | "team"
+    subject_id: str
+    amount_usd: float | None  # None removes the budget
+    period: str  # "1d" | "30d" | "1mo"
+
+
+@dataclass(frozen=True)
+class RateLimitSet(Event):
+    TYPE: ClassVar[str] = "rate_limit.set"
+    key_id: str
+    rpm: int | None
+    tpm: int | None
+
+
+# --- usage -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageDelta:
+    """Usage of one key on one deployment and model within one UTC hour."""
+
+    key_id: str
+    team_id: str | None
+    provider: str
+    model: str
+    hour: int  # unix hour: floor(unix seconds / 3600)
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nusd: int
+
+
+@dataclass(frozen=True)
+class UsageRecorded(Event):
+    """One batched flush of one node. (node_id, epoch, seq) makes the append idempotent."""
+
+    TYPE: ClassVar[str] = "usage.recorded"
+    node_id: str
+    epoch: int
+    seq: int
+    deltas: tuple[UsageDelta, ...]
+
+
+@dataclass(frozen=True)
+class UsageRolledUp(Event):
+    """Compaction output: replaces raw usage events; totals equal exactly what it replaced."""
+
+    TYPE: ClassVar[str] = "usage.rolled_up"
+    replaced_events: int
+    first_position: int
+    last_position: int
+    deltas: tuple[UsageDelta, ...]
+
+
+CONFIG_EVENTS: tuple[type[Event], ...] = (
+    ProviderAdded,
+    ProviderUpdated,
+    ProviderRemoved,
+    PricingSet,
+    TeamCreated,
+    VirtualKeyCreated,
+    VirtualKeyUpdated,
+    VirtualKeyRevoked,
+    VirtualKeyRotated,
+    BudgetSet,
+    RateLimitSet,
+)
+USAGE_EVENTS: tuple[type[Event], ...] = (UsageRecorded, UsageRolledUp)
+ALL_EVENTS: tuple[type[Event], ...] = CONFIG_EVENTS + USAGE_EVENTS

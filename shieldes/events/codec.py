@@ -1,0 +1,136 @@
+"""Event <-> JSON data, upcasting of old versions, canonical encoding and the config hash chain."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shieldes.events.catalog import ALL_EVENTS, Event, UsageDelta, UsageRecorded, UsageRolledUp
+
+Data = dict[str, Any]
+Upcaster = Callable[[Data], Data]
+
+
+class UnknownEvent(Exception):
+    pass
+
+
+def _tuple_fields(cls: type[Event]) -> frozenset[str]:
+    """Fields declared as tuples: JSON gives lists, the frozen event wants tuples."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if "tuple" in str(f.type))
+
+
+def _delta_to_data(d: UsageDelta) -> Data:
+    return {
+        "key_id": d.key_id,
+        "team_id": d.team_id,
+        "provider": d.provider,
+        "model": d.model,
+        "hour": d.hour,
+        "requests": d.requests,
+        "prompt_tokens": d.prompt_tokens,
+        "completion_tokens": d.completion_tokens,
+        "cost_nusd": d.cost_nusd,
+    }
+
+
+def _delta_from_data(d: Data) -> UsageDelta:
+    return UsageDelta(
+        d["key_id"],
+        d.get("team_id"),
+        d["provider"],
+        d["model"],
+        int(d["hour"]),
+        int(d["requests"]),
+        int(d["prompt_tokens"]),
+        int(d["completion_tokens"]),
+        int(d["cost_nusd"]),
+    )
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Encodes events to data and back. `upcasters[(type, version)]` lifts data to `version + 1`."""
+
+    upcasters: Mapping[tuple[str, int], Upcaster] = field(default_factory=dict)
+    classes: Mapping[str, type[Event]] = field(default_factory=lambda: {c.TYPE: c for c in ALL_EVENTS})
+
+    def encode(self, event: Event) -> tuple[str, int, Data]:
+        if isinstance(event, UsageRecorded | UsageRolledUp):
+            data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "deltas"}
+            data["deltas"] = [_delta_to_data(d) for d in event.deltas]
+        else:
+            data = {}
+            for f in dataclasses.fields(event):
+                value = getattr(event, f.name)
+                data[f.name] = list(value) if isinstance(value, tuple) else value
+        return event.TYPE, event.VERSION, data
+
+    def decode(self, type_: str, version: int, data: Data) -> Event:
+        cls = self.classes.get(type_)
+        if cls is None:
+            raise UnknownEvent(f"unknown event type {type_!r}; upgrade shieldes to read this log")
+        while version < cls.VERSION:
+            upcast = self.upcasters.get((type_, version))
+            if upcast is None:
+                raise UnknownEvent(f"no upcaster for {type_} v{version} -> v{version + 1}")
+            data = upcast(data)
+            version += 1
+        if version > cls.VERSION:
+            raise UnknownEvent(f"{type_} v{version} is newer than this shieldes understands (v{cls.VERSION})")
+        if cls is UsageRecorded:
+            return UsageRecorded(
+                data["node_id"], int(data["epoch"]), int(data["seq"]),
+                tuple(_delta_from_data(d) for d in data["deltas"]),
+            )
+        if cls is UsageRolledUp:
+            return UsageRolledUp(
+                int(data["replaced_events"]), int(data["first_position"]), int(data["last_position"]),
+                tuple(_delta_from_data(d) for d in data["deltas"]),
+            )
+        tuples = _tuple_fields(cls)
+        kwargs = {
+            k: (tuple(v) if k in tuples and isinstance(v, list) else v)
+            for k, v in data.items()
+            if k in {f.name for f in dataclasses.fields(cls)}
+        }
+        return cls(**kwargs)
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value: sorted keys, no spaces, UTF-8 kept. Stable across jsonb round trips."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+GENESIS_HASH = "0" * 64
+
+
+def chain_hash(
+    prev_hash: str,
+    *,
+    position: int,
+    stream: str,
+    type_: str,
+    version: int,
+    data: Data,
+    metadata: Data,
+    recorded_at: datetime,
+) -> str:
+    """Hash of one config event linked to its predecessor; editing any field breaks the chain."""
+    body = canonical_json(
+        {
+            "position": position,
+            "stream": stream,
+            "type": type_,
+            "version": version,
+            "data": data,
+            "metadata": metadata,
+            "recorded_at": recorded_at.astimezone(UTC).isoformat(),
+        }
+    )
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()

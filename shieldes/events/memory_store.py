@@ -1,0 +1,80 @@
+"""In-memory twin of the event store, for pure tests and tools; same contract as Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from shieldes.errors import ConcurrentChange
+from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.codec import GENESIS_HASH, chain_hash
+from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class InMemoryEventStore:
+    def __init__(self, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._events: list[RecordedEvent] = []
+        self._seqs: dict[tuple[str, int], int] = {}
+        self._lock = asyncio.Lock()
+        self._clock = clock
+        self._config_position = 0
+        self._config_hash = GENESIS_HASH
+
+    async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
+        if not events:
+            raise ValueError("append needs at least one event")
+        async with self._lock:
+            if options.idempotency_seq is not None:
+                existing = self._seqs.get((stream, options.idempotency_seq))
+                if existing is not None:
+                    return AppendResult(existing, existing, duplicate=True)
+            if (
+                options.expected_config_position is not None
+                and options.expected_config_position != self._config_position
+            ):
+                raise ConcurrentChange(
+                    f"the config changed (position {self._config_position}) after it was read "
+                    f"(position {options.expected_config_position}); retry the command"
+                )
+            now = self._clock()
+            first = (self._events[-1].position if self._events else 0) + 1
+            metadata = copy.deepcopy(options.metadata)
+            for i, event in enumerate(events):
+                pos = first + i
+                prev_hash = event_hash = None
+                data = copy.deepcopy(event.data)
+                if stream == CONFIG_STREAM:
+                    prev_hash = self._config_hash
+                    event_hash = chain_hash(
+                        prev_hash, position=pos, stream=stream, type_=event.type, version=event.version,
+                        data=data, metadata=metadata, recorded_at=now,
+                    )
+                    self._config_hash = event_hash
+                    self._config_position = pos
+                self._events.append(
+                    RecordedEvent(pos, stream, event.type, event.version, data, metadata, now, prev_hash, event_hash)
+                )
+            if options.idempotency_seq is not None:
+                self._seqs[(stream, options.idempotency_seq)] = first
+            return AppendResult(first, first + len(events) - 1)
+
+    async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
+        out: list[RecordedEvent] = []
+        for e in self._events:  # positions ascend; a bisect would do if this ever mattered
+            if e.position > after and (stream is None or e.stream == stream):
+                out.append(e)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def head(self) -> int:
+        return self._events[-1].position if self._events else 0
+
+    async def config_head(self) -> int:
+        return self._config_position

@@ -1,0 +1,156 @@
+"""The Postgres event store: all of the log's SQL lives here.
+
+Appends take a transaction-scoped advisory lock, so positions are assigned and committed one
+transaction at a time: commit order == position order, and a reader tailing `position > cursor`
+can never skip a row that commits later. Config events extend a hash chain and NOTIFY in the
+same transaction; usage events do not notify (they are many; gossip carries the head instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.errors import ConcurrentChange
+from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.codec import chain_hash
+from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
+
+APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
+NOTIFY_CHANNEL = "shieldes_events"
+_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """JSON through orjson, per connection (no global adapter state)."""
+    set_json_dumps(_dumps, conn)
+    set_json_loads(orjson.loads, conn)
+
+
+def row_to_event(row: Sequence[Any]) -> RecordedEvent:
+    return RecordedEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])
+
+
+class PostgresEventStore:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
+        if not events:
+            raise ValueError("append needs at least one event")
+        is_config = stream == CONFIG_STREAM
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            if options.idempotency_seq is not None:
+                cur = await conn.execute(
+                    "SELECT position FROM events WHERE stream = %s AND seq = %s",
+                    (stream, options.idempotency_seq),
+                )
+                existing = await cur.fetchone()
+                if existing is not None:
+                    return AppendResult(existing[0], existing[0], duplicate=True)
+            cur = await conn.execute(
+                "SELECT position, config_position, config_hash, now() FROM log_head WHERE id = 1"
+            )
+            head = await cur.fetchone()
+            assert head is not None, "log_head row missing: run `shieldes db upgrade`"
+            position, config_position, config_hash, now = head
+            if (
+                options.expected_config_position is not None
+                and options.expected_config_position != config_position
+            ):
+                raise ConcurrentChange(
+                    f"the config changed (position {config_position}) after it was read "
+                    f"(position {options.expected_config_position}); retry the command"
+                )
+            first = position + 1
+            rows = []
+            prev = config_hash
+            for i, event in enumerate(events):
+                pos = first + i
+                prev_hash = event_hash = None
+                if is_config:
+                    prev_hash = prev
+                    event_hash = chain_hash(
+                        prev,
+                        position=pos,
+                        stream=stream,
+                        type_=event.type,
+                        version=event.version,
+                        data=event.data,
+                        metadata=options.metadata,
+                        recorded_at=now,
+                    )
+                    prev = event_hash
+                seq = options.idempotency_seq if i == 0 else None
+                rows.append(
+                    (pos, stream, event.type, event.version, Jsonb(event.data), Jsonb(options.metadata),
+                     now, seq, prev_hash, event_hash)
+                )
+            last = first + len(events) - 1
+            async with conn.cursor() as c:
+                await c.executemany(
+                    "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at, seq,"
+                    " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+            if is_config:
+                await conn.execute(
+                    "UPDATE log_head SET position = %s, config_position = %s, config_hash = %s WHERE id = 1",
+                    (last, last, prev),
+                )
+                await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(last)))
+            else:
+                await conn.execute("UPDATE log_head SET position = %s WHERE id = 1", (last,))
+        return AppendResult(first, last)
+
+    async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            if stream is None:
+                await cur.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
+                    (after, limit),
+                )
+            else:
+                await cur.execute(
+                    f"SELECT {_COLUMNS} FROM events WHERE stream = %s AND position > %s "
+                    "ORDER BY position LIMIT %s",
+                    (stream, after, limit),
+                )
+            return [row_to_event(r) for r in await cur.fetchall()]
+
+    async def head(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def config_head(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT config_position FROM log_head WHERE id = 1")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+
+def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:
+    """A pool that is opened by the caller (`await pool.open()`); connections speak JSON via orjson."""
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        name=name,
+        configure=configure_connection,
+        kwargs={"autocommit": True},
+        reconnect_timeout=5.0,
+    )

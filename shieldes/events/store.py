@@ -1,0 +1,77 @@
+"""The event store boundary: a narrow Protocol with a Postgres implementation and an in-memory twin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from shieldes.events.catalog import CONFIG_STREAM, Event
+from shieldes.events.codec import Codec
+
+Data = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    position: int
+    stream: str
+    type: str
+    version: int
+    data: Data
+    metadata: Data
+    recorded_at: datetime
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    @property
+    def is_config(self) -> bool:
+        return self.stream == CONFIG_STREAM
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    version: int
+    data: Data
+
+    @classmethod
+    def of(cls, event: Event, codec: Codec) -> NewEvent:
+        type_, version, data = codec.encode(event)
+        return cls(type_, version, data)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_position: int
+    last_position: int
+    duplicate: bool = False  # an idempotency key had already been written: nothing appended
+
+
+@dataclass(frozen=True)
+class AppendOptions:
+    """`expected_config_position`: refuse if a config event was appended after it (optimistic lock).
+    `idempotency_key`: (stream, seq); a second append with the same pair is a no-op."""
+
+    metadata: Data = field(default_factory=dict)
+    expected_config_position: int | None = None
+    idempotency_seq: int | None = None
+
+
+class EventStore(Protocol):
+    async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
+        """Append atomically. Positions are commit-ordered: a reader tailing by position never skips."""
+        ...
+
+    async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
+        """Events with position > after, ascending; only `stream` when given."""
+        ...
+
+    async def head(self) -> int:
+        """The highest committed position (0 for an empty log)."""
+        ...
+
+    async def config_head(self) -> int:
+        """The position of the newest config event (0 if none)."""
+        ...

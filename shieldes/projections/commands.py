@@ -1,0 +1,327 @@
+"""Commands and pure decide functions: decide(state, command) -> events, or CommandRejected.
+
+Anything random or secret (ids, key secrets and their hashes) is made by the caller and passed in,
+so deciding stays a pure function of (state, command).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from shieldes.errors import CommandRejected
+from shieldes.events.catalog import (
+    BudgetSet,
+    Event,
+    PricingSet,
+    ProviderAdded,
+    ProviderRemoved,
+    ProviderUpdated,
+    RateLimitSet,
+    TeamCreated,
+    VirtualKeyCreated,
+    VirtualKeyRevoked,
+    VirtualKeyRotated,
+    VirtualKeyUpdated,
+)
+from shieldes.projections.periods import parse_period
+from shieldes.projections.state import ConfigState, Team, VirtualKey
+
+PROVIDER_KINDS: Final = ("openai", "anthropic")
+MAX_NAME = 128
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
+_MODEL_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET: Final = _Unset.UNSET
+
+
+# --- validation helpers (pure) -----------------------------------------------------------------
+
+
+def check_name(what: str, name: str) -> str:
+    if not name or len(name) > MAX_NAME or not _NAME_OK.match(name):
+        raise CommandRejected(
+            f"invalid {what} name {name!r}: use 1-{MAX_NAME} letters, digits and . _ : @ / + - "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def check_models(models: tuple[str, ...]) -> tuple[str, ...]:
+    if not models:
+        raise CommandRejected("no models given: pass --models with a comma-separated list, e.g. gpt-4o,gpt-4o-mini")
+    for m in models:
+        if not m or len(m) > MAX_NAME or not _MODEL_OK.match(m):
+            raise CommandRejected(f"invalid model name {m!r}: use letters, digits and . _ : @ / + -")
+    if len(set(models)) != len(models):
+        raise CommandRejected("a model is listed twice in --models; list each model once")
+    return models
+
+
+def check_money(what: str, amount: float) -> float:
+    if not math.isfinite(amount) or amount < 0:
+        raise CommandRejected(f"{what} must be a finite number >= 0, got {amount}")
+    return float(amount)
+
+
+def check_limit(what: str, value: int | None) -> int | None:
+    if value is not None and (value <= 0 or value > 10**12):
+        raise CommandRejected(f"{what} must be a positive whole number, got {value}; omit it for no limit")
+    return value
+
+
+def check_period(period: str) -> str:
+    try:
+        return parse_period(period)
+    except ValueError as exc:
+        raise CommandRejected(str(exc)) from None
+
+
+def check_base_url(url: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", url) or any(ord(c) < 32 for c in url):
+        raise CommandRejected(f"invalid --base-url {url!r}: use an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+def check_weight(weight: float) -> float:
+    if not math.isfinite(weight) or weight <= 0:
+        raise CommandRejected(f"--weight must be a number > 0, got {weight}")
+    return float(weight)
+
+
+def find_key(state: ConfigState, ref: str) -> VirtualKey:
+    key = state.find_key(ref)
+    if key is None:
+        raise CommandRejected(f"no virtual key named or with id {ref!r}; see `shieldes key list`")
+    return key
+
+
+def find_team(state: ConfigState, ref: str) -> Team:
+    team = state.find_team(ref)
+    if team is None:
+        raise CommandRejected(f"no team named or with id {ref!r}; create it with `shieldes team create`")
+    return team
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddProvider:
+    name: str
+    kind: str
+    base_url: str
+    secret_ref: str | None
+    models: tuple[str, ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class UpdateProvider:
+    name: str
+    base_url: str | None = None
+    secret_ref: str | None | _Unset = UNSET
+    models: tuple[str, ...] | None = None
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class RemoveProvider:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetPricing:
+    model: str
+    input_per_1m: float
+    output_per_1m: float
+
+
+@dataclass(frozen=True)
+class CreateTeam:
+    id: str
+    name: str
+    budget_usd: float | None = None
+    budget_period: str = "30d"
+
+
+@dataclass(frozen=True)
+class CreateKey:
+    id: str
+    name: str
+    key_hash: str
+    prefix: str
+    models: tuple[str, ...] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: float | None = None
+    budget_period: str = "30d"
+    team: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class UpdateKey:
+    key: str
+    models: tuple[str, ...] | None | _Unset = UNSET
+    rpm: int | None | _Unset = UNSET
+    tpm: int | None | _Unset = UNSET
+    team: str | None | _Unset = UNSET
+    expires_at: float | None | _Unset = UNSET
+
+
+@dataclass(frozen=True)
+class RevokeKey:
+    key: str
+
+
+@dataclass(frozen=True)
+class RotateKey:
+    key: str
+    key_hash: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class SetBudget:
+    subject_kind: str  # "key" | "team"
+    subject: str  # name or id
+    amount_usd: float | None
+    period: str = "30d"
+
+
+Command = (
+    AddProvider | UpdateProvider | RemoveProvider | SetPricing | CreateTeam | CreateKey | UpdateKey
+    | RevokeKey | RotateKey | SetBudget
+)
+
+
+# --- decide ------------------------------------------------------------------------------------
+
+
+def decide(state: ConfigState, command: Command) -> list[Event]:  # noqa: C901 - one branch per command
+    match command:
+        case AddProvider():
+            check_name("provider", command.name)
+            if command.name in state.providers:
+                raise CommandRejected(
+                    f"provider {command.name!r} already exists; remove it first or pick another name"
+                )
+            if command.kind not in PROVIDER_KINDS:
+                raise CommandRejected(
+                    f"unknown provider type {command.kind!r}: use one of {', '.join(PROVIDER_KINDS)}"
+                )
+            return [
+                ProviderAdded(
+                    command.name, command.kind, check_base_url(command.base_url), command.secret_ref,
+                    check_models(command.models), check_weight(command.weight),
+                )
+            ]
+        case UpdateProvider():
+            old = state.providers.get(command.name)
+            if old is None:
+                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+            return [
+                ProviderUpdated(
+                    old.name,
+                    check_base_url(command.base_url) if command.base_url is not None else old.base_url,
+                    old.secret_ref if command.secret_ref is UNSET else command.secret_ref,
+                    check_models(command.models) if command.models is not None else old.models,
+                    check_weight(command.weight) if command.weight is not None else old.weight,
+                )
+            ]
+        case RemoveProvider():
+            if command.name not in state.providers:
+                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+            return [ProviderRemoved(command.name)]
+        case SetPricing():
+            check_models((command.model,))
+            return [
+                PricingSet(
+                    command.model,
+                    check_money("--input price", command.input_per_1m),
+                    check_money("--output price", command.output_per_1m),
+                )
+            ]
+        case CreateTeam():
+            check_name("team", command.name)
+            if command.name in state.team_ids_by_name or command.id in state.teams:
+                raise CommandRejected(f"team {command.name!r} already exists; pick another name")
+            events: list[Event] = [TeamCreated(command.id, command.name)]
+            if command.budget_usd is not None:
+                events.append(
+                    BudgetSet("team", command.id, check_money("--budget", command.budget_usd),
+                              check_period(command.budget_period))
+                )
+            return events
+        case CreateKey():
+            check_name("key", command.name)
+            if command.name in state.key_ids_by_name or command.id in state.keys:
+                raise CommandRejected(f"a key named {command.name!r} already exists; pick another name")
+            if command.key_hash in state.key_ids_by_hash:
+                raise CommandRejected("key secret collision; run the command again")
+            team_id = find_team(state, command.team).id if command.team else None
+            models = check_models(command.models) if command.models is not None else None
+            events = [
+                VirtualKeyCreated(
+                    command.id, command.name, command.key_hash, command.prefix, models, team_id, command.expires_at
+                )
+            ]
+            rpm, tpm = check_limit("--rpm", command.rpm), check_limit("--tpm", command.tpm)
+            if rpm is not None or tpm is not None:
+                events.append(RateLimitSet(command.id, rpm, tpm))
+            if command.budget_usd is not None:
+                events.append(
+                    BudgetSet("key", command.id, check_money("--budget", command.budget_usd),
+                              check_period(command.budget_period))
+                )
+            return events
+        case UpdateKey():
+            key = find_key(state, command.key)
+            if key.revoked:
+                raise CommandRejected(f"key {key.name!r} is revoked; create a new key instead")
+            events = []
+            models = key.models if command.models is UNSET else command.models
+            if models is not None:
+                check_models(models)
+            team_id = key.team_id
+            if command.team is not UNSET:
+                team_id = find_team(state, command.team).id if command.team else None
+            expires_at = key.expires_at if command.expires_at is UNSET else command.expires_at
+            if (models, team_id, expires_at) != (key.models, key.team_id, key.expires_at):
+                events.append(VirtualKeyUpdated(key.id, models, team_id, expires_at))
+            rpm = key.rpm if command.rpm is UNSET else check_limit("--rpm", command.rpm)
+            tpm = key.tpm if command.tpm is UNSET else check_limit("--tpm", command.tpm)
+            if (rpm, tpm) != (key.rpm, key.tpm):
+                events.append(RateLimitSet(key.id, rpm, tpm))
+            if not events:
+                raise CommandRejected(f"nothing to change for key {key.name!r}; pass at least one option")
+            return events
+        case RevokeKey():
+            key = find_key(state, command.key)
+            if key.revoked:
+                raise CommandRejected(f"key {key.name!r} is already revoked")
+            return [VirtualKeyRevoked(key.id)]
+        case RotateKey():
+            key = find_key(state, command.key)
+            if key.revoked:
+                raise CommandRejected(f"key {key.name!r} is revoked; create a new key instead")
+            return [VirtualKeyRotated(key.id, command.key_hash, command.prefix)]
+        case SetBudget():
+            amount = check_money("--amount", command.amount_usd) if command.amount_usd is not None else None
+            period = check_period(command.period)
+            if command.subject_kind == "team":
+                return [BudgetSet("team", find_team(state, command.subject).id, amount, period)]
+            key = find_key(state, command.subject)
+            if key.revoked:
+                raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
+            return [BudgetSet("key", key.id, amount, period)]
+    raise CommandRejected(f"unknown command {type(command).__name__}")

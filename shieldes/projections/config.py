@@ -1,0 +1,92 @@
+"""Pure fold of config events into ConfigState: apply(state, event) -> new state. No I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shieldes.events.catalog import (
+    BudgetSet,
+    Event,
+    PricingSet,
+    ProviderAdded,
+    ProviderRemoved,
+    ProviderUpdated,
+    RateLimitSet,
+    TeamCreated,
+    VirtualKeyCreated,
+    VirtualKeyRevoked,
+    VirtualKeyRotated,
+    VirtualKeyUpdated,
+)
+from shieldes.projections.state import Budget, ConfigState, Deployment, Price, Team, VirtualKey
+
+
+def _with(mapping: object, key: str, value: object) -> dict[str, object]:
+    new = dict(mapping)  # type: ignore[call-overload]
+    new[key] = value
+    return new
+
+
+def _without(mapping: object, key: str) -> dict[str, object]:
+    new = dict(mapping)  # type: ignore[call-overload]
+    new.pop(key, None)
+    return new
+
+
+def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
+    return replace(state, keys=_with(state.keys, key.id, key))  # type: ignore[arg-type]
+
+
+def apply_config(state: ConfigState, event: Event) -> ConfigState:  # noqa: C901 - one branch per type
+    match event:
+        case ProviderAdded() | ProviderUpdated():
+            kind = event.kind if isinstance(event, ProviderAdded) else state.providers[event.name].kind
+            dep = Deployment(event.name, kind, event.base_url, event.secret_ref, event.models, event.weight)
+            return replace(state, providers=_with(state.providers, event.name, dep))  # type: ignore[arg-type]
+        case ProviderRemoved():
+            return replace(state, providers=_without(state.providers, event.name))  # type: ignore[arg-type]
+        case PricingSet():
+            price = Price(event.input_per_1m, event.output_per_1m)
+            return replace(state, pricing=_with(state.pricing, event.model, price))  # type: ignore[arg-type]
+        case TeamCreated():
+            return replace(
+                state,
+                teams=_with(state.teams, event.id, Team(event.id, event.name)),  # type: ignore[arg-type]
+                team_ids_by_name=_with(state.team_ids_by_name, event.name, event.id),  # type: ignore[arg-type]
+            )
+        case VirtualKeyCreated():
+            key = VirtualKey(
+                event.id, event.name, event.key_hash, event.prefix, event.models, event.team_id, event.expires_at
+            )
+            return replace(
+                _put_key(state, key),
+                key_ids_by_hash=_with(state.key_ids_by_hash, event.key_hash, event.id),  # type: ignore[arg-type]
+                key_ids_by_name=_with(state.key_ids_by_name, event.name, event.id),  # type: ignore[arg-type]
+            )
+        case VirtualKeyUpdated():
+            old = state.keys[event.id]
+            return _put_key(state, replace(old, models=event.models, team_id=event.team_id,
+                                           expires_at=event.expires_at))
+        case VirtualKeyRevoked():
+            old = state.keys[event.id]
+            return replace(
+                _put_key(state, replace(old, revoked=True)),
+                key_ids_by_hash=_without(state.key_ids_by_hash, old.key_hash),  # type: ignore[arg-type]
+            )
+        case VirtualKeyRotated():
+            old = state.keys[event.id]
+            hashes = _without(state.key_ids_by_hash, old.key_hash)
+            hashes[event.key_hash] = event.id
+            return replace(
+                _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix)),
+                key_ids_by_hash=hashes,  # type: ignore[arg-type]
+            )
+        case BudgetSet():
+            budget = Budget(event.amount_usd, event.period) if event.amount_usd is not None else None
+            if event.subject_kind == "team":
+                team = replace(state.teams[event.subject_id], budget=budget)
+                return replace(state, teams=_with(state.teams, team.id, team))  # type: ignore[arg-type]
+            return _put_key(state, replace(state.keys[event.subject_id], budget=budget))
+        case RateLimitSet():
+            return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
+    return state

@@ -1,0 +1,118 @@
+"""Runs the folds over the log: (state, position), catch_up() from a store, wait_for(position)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from shieldes.events.catalog import USAGE_EVENTS, Event
+from shieldes.events.codec import Codec
+from shieldes.events.store import EventStore, RecordedEvent
+from shieldes.projections.config import apply_config
+from shieldes.projections.state import ConfigState
+from shieldes.projections.usage import UsageState, apply_usage
+
+_USAGE_TYPES = frozenset(c.TYPE for c in USAGE_EVENTS)
+PAGE = 5000
+
+
+class Projection:
+    """The whole in-memory state at one log position. Pure: `apply` only folds."""
+
+    def __init__(
+        self,
+        config: ConfigState | None = None,
+        usage: UsageState | None = None,
+        position: int = 0,
+        codec: Codec | None = None,
+    ) -> None:
+        self.config = config if config is not None else ConfigState()
+        self.usage = usage if usage is not None else UsageState()
+        self.position = position
+        self.codec = codec if codec is not None else Codec()
+
+    def apply(self, recorded: RecordedEvent) -> Event | None:
+        """Fold one recorded event; returns the decoded event (None if already folded)."""
+        if recorded.position <= self.position:
+            return None
+        event = self.codec.decode(recorded.type, recorded.version, recorded.data)
+        if recorded.type in _USAGE_TYPES:
+            apply_usage(self.usage, event)
+        else:
+            self.config = apply_config(self.config, event)
+        self.position = recorded.position
+        return event
+
+    def apply_all(self, events: Iterable[RecordedEvent]) -> None:
+        for e in events:
+            self.apply(e)
+
+
+Listener = Callable[[RecordedEvent, Event], None]
+
+
+class Projector:
+    """Keeps a Projection caught up with a store. Readers always catch up from their cursor, so a
+    lost wake-up never loses an event (NOTIFY and gossip only shorten the wait)."""
+
+    def __init__(self, store: EventStore, projection: Projection | None = None) -> None:
+        self.store = store
+        self.projection = projection if projection is not None else Projection()
+        self._lock = asyncio.Lock()
+        self._advanced = asyncio.Condition()
+        self._listeners: list[Listener] = []
+        self.known_head = 0
+
+    @property
+    def position(self) -> int:
+        return self.projection.position
+
+    @property
+    def config(self) -> ConfigState:
+        return self.projection.config
+
+    @property
+    def usage(self) -> UsageState:
+        return self.projection.usage
+
+    def on_event(self, listener: Listener) -> None:
+        """Called for each event applied live (e.g. to drop gossip components the log now holds)."""
+        self._listeners.append(listener)
+
+    async def catch_up(self) -> int:
+        """Apply everything after the current position; returns the new position."""
+        async with self._lock:
+            while True:
+                page = await self.store.read(self.projection.position, PAGE)
+                for recorded in page:
+                    event = self.projection.apply(recorded)
+                    if event is not None:
+                        for listener in self._listeners:
+                            listener(recorded, event)
+                if page:
+                    self.known_head = max(self.known_head, page[-1].position)
+                    async with self._advanced:
+                        self._advanced.notify_all()
+                if len(page) < PAGE:
+                    return self.projection.position
+
+    def note_head(self, head: int) -> None:
+        """A hint (NOTIFY payload, gossip) that the log reaches at least `head`."""
+        self.known_head = max(self.known_head, head)
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.known_head - self.projection.position)
+
+    async def wait_for(self, position: int, timeout: float | None = None) -> bool:
+        """Wait until the projection has applied `position`; False on timeout."""
+
+        async def reached() -> None:
+            async with self._advanced:
+                await self._advanced.wait_for(lambda: self.projection.position >= position)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,96 @@
+"""The in-memory config state. Frozen values; folds return a new ConfigState (copy-on-write), so a
+request that grabbed `state` keeps a consistent view while a change is applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    amount_usd: float
+    period: str  # "1d", "30d", "1mo", ... (see periods.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A provider entry: one upstream endpoint serving some models."""
+
+    name: str
+    kind: str  # "openai" | "anthropic"
+    base_url: str
+    secret_ref: str | None
+    models: tuple[str, ...]
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_1m: float
+    output_per_1m: float
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    name: str
+    budget: Budget | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualKey:
+    id: str
+    name: str
+    key_hash: str
+    prefix: str
+    models: tuple[str, ...] | None
+    team_id: str | None
+    expires_at: float | None
+    revoked: bool = False
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget | None = None
+
+    def allows_model(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigState:
+    providers: Mapping[str, Deployment] = field(default_factory=dict)
+    pricing: Mapping[str, Price] = field(default_factory=dict)
+    teams: Mapping[str, Team] = field(default_factory=dict)
+    keys: Mapping[str, VirtualKey] = field(default_factory=dict)
+    key_ids_by_hash: Mapping[str, str] = field(default_factory=dict)
+    key_ids_by_name: Mapping[str, str] = field(default_factory=dict)
+    team_ids_by_name: Mapping[str, str] = field(default_factory=dict)
+
+    def key_by_hash(self, key_hash: str) -> VirtualKey | None:
+        key_id = self.key_ids_by_hash.get(key_hash)
+        return self.keys.get(key_id) if key_id is not None else None
+
+    def find_key(self, name_or_id: str) -> VirtualKey | None:
+        key = self.keys.get(name_or_id)
+        if key is not None:
+            return key
+        key_id = self.key_ids_by_name.get(name_or_id)
+        return self.keys.get(key_id) if key_id is not None else None
+
+    def find_team(self, name_or_id: str) -> Team | None:
+        team = self.teams.get(name_or_id)
+        if team is not None:
+            return team
+        team_id = self.team_ids_by_name.get(name_or_id)
+        return self.teams.get(team_id) if team_id is not None else None
+
+    def deployments_for(self, model: str) -> list[Deployment]:
+        return [d for d in self.providers.values() if model in d.models]
+
+    def all_models(self) -> list[str]:
+        return sorted({m for d in self.providers.values() for m in d.models})

@@ -1,0 +1,88 @@
+"""Durable usage totals folded from usage events (raw flushes and compaction rollups alike).
+
+This fold mutates its accumulator for speed (millions of deltas at replay); it is still a pure
+function of the event sequence: no I/O, no clock. Time comes from the deltas' own hour stamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shieldes.events.catalog import Event, UsageDelta, UsageRecorded, UsageRolledUp
+
+# Days of per-day cost kept in memory: enough for the longest budget window (366d) plus slack.
+DAYS_KEPT = 372
+
+
+@dataclass(slots=True)
+class Totals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_nusd: int = 0
+
+    def add(self, d: UsageDelta) -> None:
+        self.requests += d.requests
+        self.prompt_tokens += d.prompt_tokens
+        self.completion_tokens += d.completion_tokens
+        self.cost_nusd += d.cost_nusd
+
+
+@dataclass(slots=True)
+class UsageState:
+    totals: dict[str, Totals] = field(default_factory=dict)  # key_id -> all-time totals
+    key_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)  # key_id -> day -> nUSD
+    team_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)
+    # Highest flush sequence in the log per (node_id, epoch): gossip components at or below it are
+    # already durable and must not be counted again.
+    node_seqs: dict[str, dict[int, int]] = field(default_factory=dict)
+    latest_day: int = 0
+
+    def key_cost(self, key_id: str, days: range) -> int:
+        daily = self.key_daily_cost.get(key_id)
+        return sum(daily.get(d, 0) for d in days) if daily else 0
+
+    def team_cost(self, team_id: str, days: range) -> int:
+        daily = self.team_daily_cost.get(team_id)
+        return sum(daily.get(d, 0) for d in days) if daily else 0
+
+    def durable_seq(self, node_id: str, epoch: int) -> int:
+        return self.node_seqs.get(node_id, {}).get(epoch, 0)
+
+
+def _add_delta(state: UsageState, d: UsageDelta) -> None:
+    totals = state.totals.get(d.key_id)
+    if totals is None:
+        totals = state.totals[d.key_id] = Totals()
+    totals.add(d)
+    day = d.hour // 24
+    if day > state.latest_day:
+        _advance_day(state, day)
+    if d.cost_nusd and day > state.latest_day - DAYS_KEPT:
+        daily = state.key_daily_cost.setdefault(d.key_id, {})
+        daily[day] = daily.get(day, 0) + d.cost_nusd
+        if d.team_id:
+            tdaily = state.team_daily_cost.setdefault(d.team_id, {})
+            tdaily[day] = tdaily.get(day, 0) + d.cost_nusd
+
+
+def _advance_day(state: UsageState, day: int) -> None:
+    state.latest_day = day
+    cutoff = day - DAYS_KEPT
+    for table in (state.key_daily_cost, state.team_daily_cost):
+        for daily in table.values():
+            for old in [k for k in daily if k <= cutoff]:
+                del daily[old]
+
+
+def apply_usage(state: UsageState, event: Event) -> UsageState:
+    if isinstance(event, UsageRecorded):
+        for d in event.deltas:
+            _add_delta(state, d)
+        seqs = state.node_seqs.setdefault(event.node_id, {})
+        if event.seq > seqs.get(event.epoch, 0):
+            seqs[event.epoch] = event.seq
+    elif isinstance(event, UsageRolledUp):
+        for d in event.deltas:
+            _add_delta(state, d)
+    return state

@@ -1,0 +1,70 @@
+"""The provider boundary. The gateway speaks one internal dialect, the OpenAI wire format (request
+bodies and response/chunk dicts); each provider module translates to its upstream at the edge and
+maps upstream failures to UpstreamFailure there, so nothing foreign leaks past it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Operation = Literal["chat", "completions", "embeddings"]
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class UpstreamFailure(Exception):
+    """An upstream call failed. `retryable`: another attempt or deployment may succeed
+    (429, 5xx, timeouts, connection errors); 4xx client errors are not retryable."""
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool, timeout: bool = False,
+                 body: Body | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.timeout = timeout
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a call goes to: the deployment's endpoint, the upstream model name and its key."""
+
+    deployment: str
+    base_url: str
+    model: str
+    api_key: str | None
+
+
+@dataclass(slots=True)
+class JsonResult:
+    body: Body  # OpenAI-shaped response
+    usage: TokenUsage | None
+
+
+class ChunkStream(Protocol):
+    """OpenAI chat.completion.chunk dicts; `usage` is known once iteration has ended."""
+
+    usage: TokenUsage | None
+
+    def __aiter__(self) -> AsyncIterator[Body]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    kind: str
+
+    async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
+        """A non-streaming call. Raises UpstreamFailure."""
+        ...
+
+    async def stream(self, op: Operation, target: Target, body: Body) -> ChunkStream:
+        """Start a streaming call; raises UpstreamFailure before the first chunk if it cannot start."""
+        ...

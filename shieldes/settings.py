@@ -1,0 +1,73 @@
+"""Configuration: every knob is a SHIELDES_* environment variable (or a line in .env)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIELDES_", env_file=".env", extra="ignore")
+
+    # Storage
+    database_url: str | None = Field(
+        default=None, description="postgresql://user:pass@host:port/db; unset starts an embedded Postgres"
+    )
+    data_dir: Path = Field(default=Path(".shieldes"), description="where the embedded Postgres keeps its data")
+    db_pool_size: int = Field(default=4, ge=1, description="connections per node for appends and reads")
+
+    # Identity and network
+    node_id: str = Field(default_factory=_default_node_id, description="unique name of this node")
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+    gossip_port: int = Field(default=7946, ge=0, le=65535)
+    advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
+    peers: str = Field(default="", description="static gossip peers, comma separated host:port")
+
+    # Secrets
+    cluster_secret: str | None = Field(default=None, description="HMAC key for gossip messages")
+    encryption_key: str | None = Field(default=None, description="encrypts provider keys stored in the log")
+    admin_token: str | None = Field(default=None, description="token for the admin HTTP surface")
+
+    # Gateway behaviour
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    upstream_timeout: float = Field(default=600.0, gt=0)
+    upstream_retries: int = Field(default=2, ge=0, description="extra attempts across deployments")
+    retry_backoff: float = Field(default=0.05, ge=0)
+    breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a circuit")
+    breaker_cooldown: float = Field(default=10.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0, description="seconds to let in-flight requests finish")
+
+    # Usage accounting
+    flush_interval: float = Field(default=0.5, gt=0, description="seconds between batched usage appends")
+    usage_buffer_max: int = Field(default=1_000_000, ge=1, description="max unflushed usage deltas held")
+
+    # Cluster
+    poll_interval: float = Field(default=1.0, gt=0, description="position poll that backs up LISTEN")
+    gossip_interval: float = Field(default=0.15, gt=0)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+    node_timeout: float = Field(default=5.0, gt=0, description="peers silent this long leave the fan-out")
+
+    # Snapshots and compaction
+    snapshot_every_events: int = Field(default=100_000, ge=1)
+    snapshot_every_seconds: float = Field(default=300.0, gt=0)
+    snapshots_kept: int = Field(default=3, ge=1)
+    compact_retain_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
+    compact_interval: float = Field(default=3600.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    def static_peers(self) -> list[str]:
+        return [p.strip() for p in self.peers.split(",") if p.strip()]

@@ -1,0 +1,70 @@
+"""SQLAlchemy table metadata mirroring the migrations (for alembic's autogenerate comparisons)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, SmallInteger, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("stream", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("seq", BigInteger),
+    Column("prev_hash", Text),
+    Column("hash", Text),
+)
+
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("config_position", BigInteger, nullable=False),
+    Column("config_hash", Text, nullable=False),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("schema_version", Text, nullable=False),
+    Column("format", Integer, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("checksum", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("node_id", Text),
+    Column("leader_epoch", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+cluster_nodes = Table(
+    "cluster_nodes",
+    metadata,
+    Column("node_id", Text, primary_key=True),
+    Column("http_address", Text),
+    Column("gossip_address", Text),
+    Column("version", Text),
+    Column("boot_epoch", BigInteger, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("info", JSONB, nullable=False),
+)
+
+leader_epoch = Table(
+    "leader_epoch",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("node_id", Text),
+    Column("acquired_at", DateTime(timezone=True)),
+)
