@@ -11,11 +11,12 @@ from tests import pg
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> str:
+def pg_server() -> Iterator[str]:
     """URL of the session's Postgres server (maintenance database)."""
     url = pg.server_url()
     pg.make_template(url)
-    return url
+    yield url
+    pg.drop_template(url)
 
 
 @pytest.fixture

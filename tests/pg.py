@@ -3,6 +3,7 @@ a migrated template database, and a fresh copy of it per test (CREATE DATABASE .
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import uuid
@@ -13,14 +14,17 @@ import psycopg
 
 from shieldes import db
 
-TEMPLATE = "shieldes_test_template"
+# One template per test session: sessions from different checkouts may run side by side.
+TEMPLATE = f"shieldes_tpl_{os.getpid()}"
 
 
 def server_url() -> str:
     url = os.environ.get("SHIELDES_TEST_DATABASE_URL")
     if url:
         return db.libpq_url(url)
-    data_dir = Path(os.environ.get("SHIELDES_TEST_DATA_DIR", Path(tempfile.gettempdir()) / "shieldes-test-pg"))
+    checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
+    default = Path(tempfile.gettempdir()) / f"shieldes-test-pg-{checkout}"
+    data_dir = Path(os.environ.get("SHIELDES_TEST_DATA_DIR", default))
     return db.embedded_database_url(data_dir)
 
 
@@ -51,3 +55,8 @@ def drop_database(url: str, name_url: str) -> None:
     name = urlsplit(name_url).path.lstrip("/")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def drop_template(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")

@@ -1,0 +1,3 @@
+from shieldes.cli.main import main
+
+main()
