@@ -31,7 +31,7 @@ def embedded_database_url(data_dir: Path) -> str:
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
     except Exception as exc:  # pgserver raises plain exceptions with stderr inside
         raise DatabaseUnavailable(
             f"could not start the embedded Postgres in {pgdata}: {exc}; "
@@ -133,8 +133,9 @@ def require_head(revision: str | None) -> None:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """`alembic upgrade` against `url`, using the repository's alembic/ directory."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     ini = REPO_ROOT / "alembic.ini"
     script_location = REPO_ROOT / "alembic"

@@ -128,7 +128,7 @@ class AddProvider:
 class UpdateProvider:
     name: str
     base_url: str | None = None
-    secret_ref: str | None | _Unset = UNSET
+    secret_ref: str | _Unset | None = UNSET
     models: tuple[str, ...] | None = None
     weight: float | None = None
 
@@ -171,11 +171,11 @@ class CreateKey:
 @dataclass(frozen=True)
 class UpdateKey:
     key: str
-    models: tuple[str, ...] | None | _Unset = UNSET
-    rpm: int | None | _Unset = UNSET
-    tpm: int | None | _Unset = UNSET
-    team: str | None | _Unset = UNSET
-    expires_at: float | None | _Unset = UNSET
+    models: tuple[str, ...] | _Unset | None = UNSET
+    rpm: int | _Unset | None = UNSET
+    tpm: int | _Unset | None = UNSET
+    team: str | _Unset | None = UNSET
+    expires_at: float | _Unset | None = UNSET
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ Command = (
 # --- decide ------------------------------------------------------------------------------------
 
 
-def decide(state: ConfigState, command: Command) -> list[Event]:  # noqa: C901 - one branch per command
+def decide(state: ConfigState, command: Command) -> list[Event]:
     match command:
         case AddProvider():
             check_name("provider", command.name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from shieldes.events.catalog import (
     BudgetSet,
@@ -20,39 +22,41 @@ from shieldes.events.catalog import (
 )
 from shieldes.projections.state import Budget, ConfigState, Deployment, Price, Team, VirtualKey
 
+V = TypeVar("V")
 
-def _with(mapping: object, key: str, value: object) -> dict[str, object]:
-    new = dict(mapping)  # type: ignore[call-overload]
+
+def _with(mapping: Mapping[str, V], key: str, value: V) -> dict[str, V]:
+    new = dict(mapping)
     new[key] = value
     return new
 
 
-def _without(mapping: object, key: str) -> dict[str, object]:
-    new = dict(mapping)  # type: ignore[call-overload]
+def _without(mapping: Mapping[str, V], key: str) -> dict[str, V]:
+    new = dict(mapping)
     new.pop(key, None)
     return new
 
 
 def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
-    return replace(state, keys=_with(state.keys, key.id, key))  # type: ignore[arg-type]
+    return replace(state, keys=_with(state.keys, key.id, key))
 
 
-def apply_config(state: ConfigState, event: Event) -> ConfigState:  # noqa: C901 - one branch per type
+def apply_config(state: ConfigState, event: Event) -> ConfigState:
     match event:
         case ProviderAdded() | ProviderUpdated():
             kind = event.kind if isinstance(event, ProviderAdded) else state.providers[event.name].kind
             dep = Deployment(event.name, kind, event.base_url, event.secret_ref, event.models, event.weight)
-            return replace(state, providers=_with(state.providers, event.name, dep))  # type: ignore[arg-type]
+            return replace(state, providers=_with(state.providers, event.name, dep))
         case ProviderRemoved():
-            return replace(state, providers=_without(state.providers, event.name))  # type: ignore[arg-type]
+            return replace(state, providers=_without(state.providers, event.name))
         case PricingSet():
             price = Price(event.input_per_1m, event.output_per_1m)
-            return replace(state, pricing=_with(state.pricing, event.model, price))  # type: ignore[arg-type]
+            return replace(state, pricing=_with(state.pricing, event.model, price))
         case TeamCreated():
             return replace(
                 state,
-                teams=_with(state.teams, event.id, Team(event.id, event.name)),  # type: ignore[arg-type]
-                team_ids_by_name=_with(state.team_ids_by_name, event.name, event.id),  # type: ignore[arg-type]
+                teams=_with(state.teams, event.id, Team(event.id, event.name)),
+                team_ids_by_name=_with(state.team_ids_by_name, event.name, event.id),
             )
         case VirtualKeyCreated():
             key = VirtualKey(
@@ -60,8 +64,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:  # noqa: C901
             )
             return replace(
                 _put_key(state, key),
-                key_ids_by_hash=_with(state.key_ids_by_hash, event.key_hash, event.id),  # type: ignore[arg-type]
-                key_ids_by_name=_with(state.key_ids_by_name, event.name, event.id),  # type: ignore[arg-type]
+                key_ids_by_hash=_with(state.key_ids_by_hash, event.key_hash, event.id),
+                key_ids_by_name=_with(state.key_ids_by_name, event.name, event.id),
             )
         case VirtualKeyUpdated():
             old = state.keys[event.id]
@@ -71,7 +75,7 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:  # noqa: C901
             old = state.keys[event.id]
             return replace(
                 _put_key(state, replace(old, revoked=True)),
-                key_ids_by_hash=_without(state.key_ids_by_hash, old.key_hash),  # type: ignore[arg-type]
+                key_ids_by_hash=_without(state.key_ids_by_hash, old.key_hash),
             )
         case VirtualKeyRotated():
             old = state.keys[event.id]
@@ -79,13 +83,13 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:  # noqa: C901
             hashes[event.key_hash] = event.id
             return replace(
                 _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix)),
-                key_ids_by_hash=hashes,  # type: ignore[arg-type]
+                key_ids_by_hash=hashes,
             )
         case BudgetSet():
             budget = Budget(event.amount_usd, event.period) if event.amount_usd is not None else None
             if event.subject_kind == "team":
                 team = replace(state.teams[event.subject_id], budget=budget)
-                return replace(state, teams=_with(state.teams, team.id, team))  # type: ignore[arg-type]
+                return replace(state, teams=_with(state.teams, team.id, team))
             return _put_key(state, replace(state.keys[event.subject_id], budget=budget))
         case RateLimitSet():
             return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
