@@ -36,13 +36,11 @@ def test_alembic_upgrade_head_from_repo_root_uses_the_env_url(empty_database_url
 
 
 def test_not_at_head_is_refused_with_the_command_to_run(empty_database_url: str) -> None:
-    with psycopg.connect(empty_database_url) as conn:
-        with pytest.raises(SchemaNotAtHead, match="shieldes db upgrade"):
-            db.require_head(db.schema_revision(conn))
+    with psycopg.connect(empty_database_url) as conn, pytest.raises(SchemaNotAtHead, match="shieldes db upgrade"):
+        db.require_head(db.schema_revision(conn))
     db.upgrade(empty_database_url, "0001")
-    with psycopg.connect(empty_database_url) as conn:
-        with pytest.raises(SchemaNotAtHead, match="revision 0001"):
-            db.require_head(db.schema_revision(conn))
+    with psycopg.connect(empty_database_url) as conn, pytest.raises(SchemaNotAtHead, match="revision 0001"):
+        db.require_head(db.schema_revision(conn))
 
 
 def test_cli_refuses_unreachable_database_in_one_line() -> None:
