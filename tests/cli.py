@@ -12,7 +12,11 @@ from shieldes.cli.main import cli
 
 
 def invoke(database_url: str, *args: str, env: dict[str, str] | None = None) -> Result:
-    full_env = {"SHIELDES_DATABASE_URL": database_url, "SHIELDES_ACTOR": "tester", "SHIELDES_ENCRYPTION_KEY": ""}
+    full_env = {
+        "SHIELDES_DATABASE_URL": database_url,
+        "SHIELDES_ACTOR": "tester",
+        "SHIELDES_ENCRYPTION_KEY": "",
+    }
     full_env.update(env or {})
     return CliRunner().invoke(cli, list(args), env=full_env, catch_exceptions=False)
 
@@ -51,8 +55,20 @@ def sql(database_url: str, query: str, params: Any = None) -> list[tuple[Any, ..
 
 def populate(database_url: str) -> dict[str, Any]:
     """A provider, a price, a team and two keys (one revoked); returns what was created."""
-    ok(database_url, "provider", "add", "openai", "--type", "openai", "--base-url", "https://api.openai.com/v1",
-       "--api-key-env", "OPENAI_API_KEY", "--models", "gpt-4o,gpt-4o-mini")
+    ok(
+        database_url,
+        "provider",
+        "add",
+        "openai",
+        "--type",
+        "openai",
+        "--base-url",
+        "https://api.openai.com/v1",
+        "--api-key-env",
+        "OPENAI_API_KEY",
+        "--models",
+        "gpt-4o,gpt-4o-mini",
+    )
     ok(database_url, "pricing", "set", "gpt-4o", "--input", "2.5", "--output", "10")
     team = ok(database_url, "team", "create", "eng", "--budget", "100")
     app = ok(database_url, "key", "create", "--name", "app", "--team", "eng", "--budget", "5", "--rpm", "60")

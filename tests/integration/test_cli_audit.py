@@ -26,12 +26,21 @@ def deltas(keys: dict[str, str], team_id: str) -> list[UsageRecorded]:
     """Three flushes over two days: app uses two models, old only one."""
     app, old = keys["app"], keys["old"]
     return [
-        UsageRecorded("n1", 1, 1, (
-            UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 3, 300, 30, 1_050_000_000),
-            UsageDelta(old, None, "openai", "gpt-4o-mini", HOUR - 24, 1, 10, 5, 7),
-        )),
-        UsageRecorded("n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 2, 200, 20, 700_000_000),)),
-        UsageRecorded("n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", HOUR - 24, 5, 50, 50, 123),)),
+        UsageRecorded(
+            "n1",
+            1,
+            1,
+            (
+                UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 3, 300, 30, 1_050_000_000),
+                UsageDelta(old, None, "openai", "gpt-4o-mini", HOUR - 24, 1, 10, 5, 7),
+            ),
+        ),
+        UsageRecorded(
+            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 2, 200, 20, 700_000_000),)
+        ),
+        UsageRecorded(
+            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", HOUR - 24, 5, 50, 50, 123),)
+        ),
     ]
 
 
@@ -60,8 +69,12 @@ def fake_compaction(url: str) -> None:
             s = sums[(d.key_id, d.team_id, d.provider, d.model, d.hour)]
             for i, v in enumerate((d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)):
                 s[i] += v
-    rollup = UsageRolledUp(len(rows), rows[0][0], rows[-1][0],
-                           tuple(UsageDelta(*k, *v) for k, v in sorted(sums.items(), key=str)))
+    rollup = UsageRolledUp(
+        len(rows),
+        rows[0][0],
+        rows[-1][0],
+        tuple(UsageDelta(*k, *v) for k, v in sorted(sums.items(), key=str)),
+    )
     sql(url, "DELETE FROM events WHERE type = 'usage.recorded'")
     asyncio.run(_append(url, [("usage-rollup", rollup)]))
 
@@ -77,7 +90,11 @@ def with_usage(database_url: str) -> tuple[str, dict[str, Any]]:
 def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any]]) -> None:
     url, _ = with_usage
     rows = {r["key"]: r for r in ok(url, "usage")}
-    assert (rows["app"]["requests"], rows["app"]["prompt_tokens"], rows["app"]["completion_tokens"]) == (10, 550, 100)
+    assert (rows["app"]["requests"], rows["app"]["prompt_tokens"], rows["app"]["completion_tokens"]) == (
+        10,
+        550,
+        100,
+    )
     assert rows["app"]["cost_usd"] == pytest.approx(1.750000123) and rows["app"]["cost_nusd"] == 1_750_000_123
     assert (rows["old"]["requests"], rows["old"]["cost_nusd"]) == (1, 7)  # revoked but it has usage
     today = time.strftime("%Y-%m-%d", time.gmtime(HOUR * 3600))
@@ -91,7 +108,13 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
     assert ok(url, "usage") == before
     table = invoke(url, "usage")
     assert table.stdout.splitlines()[0].split() == [
-        "KEY", "KEY_ID", "REQUESTS", "PROMPT_TOKENS", "COMPLETION_TOKENS", "COST_USD"]
+        "KEY",
+        "KEY_ID",
+        "REQUESTS",
+        "PROMPT_TOKENS",
+        "COMPLETION_TOKENS",
+        "COST_USD",
+    ]
 
 
 def test_budget_show_counts_spend_from_sql(with_usage: tuple[str, dict[str, Any]]) -> None:
@@ -187,6 +210,8 @@ def test_audit_role_cannot_read_raw_tables_or_write(database_url: str) -> None:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"SELECT * FROM {table}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO events (position, stream, type, version, data) VALUES (1, 'config', 'x', 1, '{}')")
+            conn.execute(
+                "INSERT INTO events (position, stream, type, version, data) VALUES (1, 'c', 'x', 1, '{}')"
+            )
         conn.execute("SELECT * FROM audit_log").fetchall()
     assert count_events(database_url) == 0

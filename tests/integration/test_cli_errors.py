@@ -10,8 +10,22 @@ BAD = [
     # (args, a fragment the message must contain)
     (["team", "create", "eng"], "already exists"),
     (["key", "create", "--name", "app"], "already exists"),
-    (["provider", "add", "openai", "--type", "openai", "--base-url", "https://x.io", "--api-key-env", "K",
-      "--models", "a"], "already exists"),
+    (
+        [
+            "provider",
+            "add",
+            "openai",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key-env",
+            "K",
+            "--models",
+            "a",
+        ],
+        "already exists",
+    ),
     (["key", "revoke", "nope"], "no virtual key"),
     (["key", "revoke", "old"], "already revoked"),
     (["key", "rotate", "nope"], "no virtual key"),
@@ -38,15 +52,71 @@ BAD = [
     (["budget", "set", "old", "--amount", "1"], "revoked"),
     (["budget", "show", "nope"], "no virtual key"),
     (["budget", "remove", "--team", "eng", "--amount", "1"], "--amount"),
-    (["provider", "add", "p2", "--type", "openai", "--base-url", "ftp://x", "--api-key-env", "K", "--models", "a"],
-     "--base-url"),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "ftp://x",
+            "--api-key-env",
+            "K",
+            "--models",
+            "a",
+        ],
+        "--base-url",
+    ),
     (["provider", "add", "p2", "--type", "bogus", "--base-url", "https://x.io", "--models", "a"], "--type"),
-    (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io", "--api-key-env", "BAD-VAR",
-      "--models", "a"], "environment variable"),
-    (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io", "--api-key", "sk-1",
-      "--models", "a"], "SHIELDES_ENCRYPTION_KEY"),
-    (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io", "--models", "a", "--weight", "0"],
-     "--weight"),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key-env",
+            "BAD-VAR",
+            "--models",
+            "a",
+        ],
+        "environment variable",
+    ),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key",
+            "sk-1",
+            "--models",
+            "a",
+        ],
+        "SHIELDES_ENCRYPTION_KEY",
+    ),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--models",
+            "a",
+            "--weight",
+            "0",
+        ],
+        "--weight",
+    ),
     (["provider", "remove", "nope"], "no provider"),
     (["provider", "update", "nope", "--weight", "2"], "no provider"),
     (["provider", "update", "openai"], "nothing to change"),
@@ -63,10 +133,14 @@ BAD = [
     (["key", "create", "--name", "a\x00b"], "invalid key name"),
     (["key", "create", "--name", "a\x1b[31mred"], "invalid key name"),
     (["key", "create", "--name", "k2", "--models", "gpt\n4"], "invalid model name"),
-    (["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
-     "invalid provider name"),
-    (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
-     "--base-url"),
+    (
+        ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
+        "invalid provider name",
+    ),
+    (
+        ["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
+        "--base-url",
+    ),
 ]
 
 
@@ -104,7 +178,17 @@ def test_odd_but_valid_text_round_trips(database_url: str) -> None:
     """Free-form text (the actor) that looks like SQL or holds control characters is stored as text,
     found by filters, and printed without raw control characters."""
     actor = "x'); DROP TABLE events; --\x1b[31m\u00e9"
-    ok(database_url, "pricing", "set", "gpt-4o", "--input", "1", "--output", "2", env={"SHIELDES_ACTOR": actor})
+    ok(
+        database_url,
+        "pricing",
+        "set",
+        "gpt-4o",
+        "--input",
+        "1",
+        "--output",
+        "2",
+        env={"SHIELDES_ACTOR": actor},
+    )
     assert [e["actor"] for e in ok(database_url, "audit", "log", "--actor", actor)] == [actor]
     table = invoke(database_url, "audit", "log")
     assert table.exit_code == 0 and "\x1b" not in table.stdout and "DROP TABLE events" in table.stdout
