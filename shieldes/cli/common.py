@@ -4,20 +4,31 @@ and errors as one line on stderr with a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
+import re
+import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, LiteralString, ParamSpec, TypeVar
 
 import click
 import psycopg
+from psycopg.rows import dict_row
 
 from shieldes import db
-from shieldes.errors import ShieldesError
+from shieldes.admin import ConfigView, execute, load_config
+from shieldes.errors import InvalidRequest, ShieldesError
+from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.events.store import RecordedEvent
+from shieldes.projections.commands import Command
+from shieldes.projections.state import ConfigState
 from shieldes.settings import Settings
 
 P = ParamSpec("P")
@@ -51,6 +62,7 @@ def json_option(f: Callable[P, T]) -> Callable[P, T]:
 @asynccontextmanager
 async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[PostgresEventStore]:
     """A small pool for one command; refuses a database that is not at the schema head."""
+    await _probe(url)  # fail fast: a pool would keep retrying an unreachable server until its timeout
     pool = open_pool(url, size=2, name="shieldes-cli")
     try:
         await pool.open(wait=True, timeout=10)
@@ -64,6 +76,107 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
         yield PostgresEventStore(pool)
     finally:
         await pool.close()
+
+
+async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+    """Run one read-only SQL query (audit views) on a short connection; rows as dicts."""
+    url = cli_context().database_url()
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
+    except psycopg.Error as exc:
+        raise db.translate(exc, url) from exc
+    try:
+        db.require_head(await db.async_schema_revision(conn))
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+    finally:
+        await conn.close()
+
+
+async def _probe(url: str) -> None:
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
+    except psycopg.Error as exc:
+        raise db.translate(exc, url) from exc
+    await conn.close()
+
+
+def actor() -> str:
+    """Who is making a change, for event metadata: $SHIELDES_ACTOR, else user@host."""
+    explicit = os.environ.get("SHIELDES_ACTOR", "").strip()
+    if explicit:
+        return explicit[:200]
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers): fall back to the uid
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Written:
+    events: list[RecordedEvent]
+    state: ConfigState  # the config right after the write, for printing the result
+
+    @property
+    def position(self) -> int:
+        return self.events[-1].position
+
+
+async def write(command: Command) -> Written:
+    """Decide `command` against the current config and append its events (nothing on refusal)."""
+    ctx = cli_context()
+    codec = Codec()
+    async with open_store(ctx.database_url()) as store:
+        events = await execute(store, command, actor=actor(), codec=codec)
+        view = await load_config(store, codec)
+    return Written(events, view.state)
+
+
+async def read_config() -> ConfigView:
+    ctx = cli_context()
+    async with open_store(ctx.database_url()) as store:
+        return await load_config(store, Codec())
+
+
+def split_list(value: str | None, what: str = "--models") -> tuple[str, ...] | None:
+    """'a, b,c' -> ('a', 'b', 'c'); None stays None; an empty list is refused."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise InvalidRequest(f"{what} is empty: pass a comma-separated list, e.g. {what} gpt-4o,gpt-4o-mini")
+    return items
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """'90s', '15m', '12h', '30d', '2w' -> seconds."""
+    m = _DURATION.match(text.lower())
+    if not m:
+        raise InvalidRequest(f"malformed {what} {text!r}: use a number and a unit s, m, h, d or w (e.g. 30d)")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_time(text: str, what: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO date or timestamp ('2026-11-01', '2026-11-01T12:00', '...Z'); naive means UTC.
+    A bare date with `end_of_day` means the end of that day (for inclusive --until)."""
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            d = date.fromisoformat(raw)
+            ts = datetime(d.year, d.month, d.day, tzinfo=UTC)
+            return ts.replace(hour=23, minute=59, second=59, microsecond=999999) if end_of_day else ts
+        ts = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"malformed {what} {text!r}: use an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z"
+        ) from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -89,6 +202,47 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def _usage_error(ctx: click.Context | None, exc: click.UsageError) -> None:
+    path = ctx.command_path if ctx is not None else "shieldes"
+    message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click composed
+    click.echo(f"error: {message}; see `{path} --help`", err=True)
+    sys.exit(2)
+
+
+class OneLineCommand(click.Command):
+    """A click command whose usage errors (bad or missing option) are one line on stderr."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc.ctx or ctx, exc)
+            raise AssertionError("unreachable") from None
+
+
+class OneLineGroup(click.Group):
+    """A click group whose commands default to `Command` and whose usage errors are one line."""
+
+    command_class = OneLineCommand
+    group_class = type
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc.ctx or ctx, exc)
+            raise AssertionError("unreachable") from None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc.ctx or ctx, exc)
+            raise AssertionError("unreachable") from None
 
 
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None) -> None:

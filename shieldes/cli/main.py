@@ -17,9 +17,25 @@ def cli(ctx: click.Context, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from shieldes.cli import db_cmd
+    from shieldes.cli import (
+        audit_cmd,
+        budget_cmd,
+        db_cmd,
+        key_cmd,
+        pricing_cmd,
+        provider_cmd,
+        team_cmd,
+        usage_cmd,
+    )
 
     cli.add_command(db_cmd.db_group)
+    cli.add_command(provider_cmd.provider_group)
+    cli.add_command(pricing_cmd.pricing_group)
+    cli.add_command(team_cmd.team_group)
+    cli.add_command(key_cmd.key_group)
+    cli.add_command(budget_cmd.budget_group)
+    cli.add_command(usage_cmd.usage)
+    cli.add_command(audit_cmd.audit_group)
 
 
 _register()

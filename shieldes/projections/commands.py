@@ -66,9 +66,15 @@ def check_models(models: tuple[str, ...]) -> tuple[str, ...]:
     return models
 
 
+# Upper bounds keep every number below 1e16, where jsonb would turn a float into an integer and
+# break the config hash chain (and no real budget or price is that large).
+MAX_MONEY = 1e12
+MAX_WEIGHT = 1e6
+
+
 def check_money(what: str, amount: float) -> float:
-    if not math.isfinite(amount) or amount < 0:
-        raise CommandRejected(f"{what} must be a finite number >= 0, got {amount}")
+    if not math.isfinite(amount) or amount < 0 or amount > MAX_MONEY:
+        raise CommandRejected(f"{what} must be a number between 0 and {MAX_MONEY:.0f}, got {amount}")
     return float(amount)
 
 
@@ -92,8 +98,8 @@ def check_base_url(url: str) -> str:
 
 
 def check_weight(weight: float) -> float:
-    if not math.isfinite(weight) or weight <= 0:
-        raise CommandRejected(f"--weight must be a number > 0, got {weight}")
+    if not math.isfinite(weight) or weight <= 0 or weight > MAX_WEIGHT:
+        raise CommandRejected(f"--weight must be a number > 0 and <= {MAX_WEIGHT:.0f}, got {weight}")
     return float(weight)
 
 

@@ -1,0 +1,119 @@
+"""`shieldes audit log|verify`: read the config history from the `audit_log` view, and check the
+config hash chain end to end (any row edited or deleted with SQL is found)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    fail,
+    handle_errors,
+    json_option,
+    open_store,
+    parse_time,
+    query,
+    run,
+)
+from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.verify import ChainReport, ChainWalker
+
+LOG_SQL = """
+    SELECT position, recorded_at, actor, type, subject, data
+    FROM audit_log
+    WHERE (%(actor)s::text IS NULL OR actor = %(actor)s)
+      AND (%(type)s::text IS NULL OR type = %(type)s OR type LIKE %(type_prefix)s)
+      AND (%(subject)s::text IS NULL OR subject = %(subject)s OR data->>'id' = %(subject)s
+           OR data->>'key_id' = %(subject)s OR data->>'subject_id' = %(subject)s)
+      AND (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR recorded_at <= %(until)s::timestamptz)
+    ORDER BY position DESC
+    LIMIT %(limit)s
+"""
+PAGE = 5000
+
+
+def like_prefix(text: str) -> str:
+    """`virtual_key` matches `virtual_key.*`: escape LIKE's wildcards in user text."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+
+
+@click.group("audit", cls=OneLineGroup)
+def audit_group() -> None:
+    """The audit trail of config changes."""
+
+
+@audit_group.command("log")
+@click.option("--actor", help="only changes by this actor (exact)")
+@click.option("--type", "type_", metavar="T",
+              help="event type, e.g. virtual_key.revoked, or a prefix: virtual_key")
+@click.option("--subject", metavar="S", help="key/provider/team name, model or id")
+@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone)")
+@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day)")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="newest N changes, printed oldest first")
+@json_option
+@handle_errors
+def log(actor: str | None, type_: str | None, subject: str | None, since: str | None, until: str | None,
+        limit: int, as_json: bool) -> None:
+    """Config changes (secrets redacted), from the audit_log view."""
+    ctx = cli_context()
+    params: dict[str, Any] = {
+        "actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
+        "subject": subject, "limit": limit,
+        "since": parse_time(since, "--since") if since else None,
+        "until": parse_time(until, "--until", end_of_day=True) if until else None,
+    }
+    rows = list(reversed(run(query(LOG_SQL, params))))
+    for r in rows:
+        r["recorded_at"] = r["recorded_at"].isoformat()
+        if not ctx.as_json:
+            r["data"] = json.dumps(r["data"], ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    emit(rows, as_json=ctx.as_json, columns=("position", "recorded_at", "actor", "type", "subject", "data"))
+
+
+async def _verify() -> ChainReport:
+    ctx = cli_context()
+    walker = ChainWalker()
+    async with open_store(ctx.database_url()) as store:
+        head = (await query("SELECT config_position, config_hash FROM log_head WHERE id = 1"))[0]
+        cursor = 0
+        while True:
+            page = await store.read(cursor, PAGE, stream=CONFIG_STREAM)
+            for e in page:
+                if walker.feed(e) is not None:
+                    return walker.finish(int(head["config_position"]), str(head["config_hash"]))
+            if len(page) < PAGE:
+                break
+            cursor = page[-1].position
+    return walker.finish(int(head["config_position"]), str(head["config_hash"]))
+
+
+@audit_group.command("verify")
+@json_option
+@handle_errors
+def verify(as_json: bool) -> None:
+    """Recompute the config hash chain; exit 1 naming the first bad position if it is broken."""
+    ctx = cli_context()
+    report = run(_verify())
+    result = {
+        "ok": report.ok,
+        "config_events": report.checked,
+        "last_position": report.last_position,
+        "tip_hash": report.tip_hash,
+        "bad_position": report.bad_position,
+        "reason": report.reason,
+    }
+    if ctx.as_json:
+        emit(result, as_json=True)
+    if not report.ok:
+        fail(f"hash chain broken at position {report.bad_position}: {report.reason}; the config log was "
+             "changed outside shieldes: restore the events table from a backup and investigate")
+    if not ctx.as_json:
+        click.echo(f"ok: {report.checked} config events verified, chain tip at position "
+                   f"{report.last_position} (hash {report.tip_hash[:16]}...)")

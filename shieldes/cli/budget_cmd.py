@@ -1,0 +1,123 @@
+"""`shieldes budget set|show|remove`: USD budgets per key or team, per period (1d, 30d, 1mo)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    query,
+    read_config,
+    run,
+    write,
+)
+from shieldes.errors import InvalidRequest
+from shieldes.projections.commands import SetBudget, find_key, find_team
+from shieldes.projections.periods import period_days, period_reset_at, unix_day
+from shieldes.projections.state import Budget
+
+NANO = Decimal(1_000_000_000)
+
+
+def subject(key: str | None, team: str | None) -> tuple[str, str]:
+    if (key is None) == (team is None):
+        raise InvalidRequest("pass a KEY (name or id) or --team T, exactly one")
+    return ("key", key) if key is not None else ("team", team)  # type: ignore[return-value]
+
+
+@click.group("budget", cls=OneLineGroup)
+def budget_group() -> None:
+    """Budgets in USD per period, for a key or a team."""
+
+
+@budget_group.command("set")
+@click.argument("key", required=False)
+@click.option("--team", help="set a team budget instead of a key budget")
+@click.option("--amount", type=float, required=True, metavar="USD", help="budget in USD per period")
+@click.option("--period", default="30d", show_default=True, metavar="P", help="1d, 30d (Nd) or 1mo")
+@json_option
+@handle_errors
+def set_(key: str | None, team: str | None, amount: float, period: str, as_json: bool) -> None:
+    """Set the budget of KEY (or of --team T)."""
+    ctx = cli_context()
+    kind, ref = subject(key, team)
+    written = run(write(SetBudget(kind, ref, amount, period)))
+    data = written.events[0].data
+    emit({"subject_kind": kind, "subject": ref, "subject_id": data["subject_id"],
+          "amount_usd": data["amount_usd"],
+          "period": data["period"], "position": written.position}, as_json=ctx.as_json)
+
+
+@budget_group.command("remove")
+@click.argument("key", required=False)
+@click.option("--team", help="remove a team budget instead of a key budget")
+@json_option
+@handle_errors
+def remove(key: str | None, team: str | None, as_json: bool) -> None:
+    """Remove the budget of KEY (or of --team T): no spend limit."""
+    ctx = cli_context()
+    kind, ref = subject(key, team)
+    view = run(read_config())
+    current = find_team(view.state, ref).budget if kind == "team" else find_key(view.state, ref).budget
+    if current is None:
+        raise InvalidRequest(f"{kind} {ref!r} has no budget; nothing to remove")
+    written = run(write(SetBudget(kind, ref, None, current.period)))
+    emit({"subject_kind": kind, "subject": ref, "removed": True, "position": written.position},
+         as_json=ctx.as_json)
+
+
+_SPENT_KEY = """
+    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE key_id = %s AND hour >= %s
+"""
+_SPENT_TEAM = """
+    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE team_id = %s AND hour >= %s
+"""
+
+
+@budget_group.command("show")
+@click.argument("key", required=False)
+@click.option("--team", help="show a team budget instead of a key budget")
+@json_option
+@handle_errors
+def show(key: str | None, team: str | None, as_json: bool) -> None:
+    """Budget of KEY (or --team T) with the spend so far in the current period (from SQL)."""
+    ctx = cli_context()
+    kind, ref = subject(key, team)
+    state = run(read_config()).state
+    target_id, name, budget = _target(state, kind, ref)
+    today = unix_day(time.time())
+    period = budget.period if budget else "30d"
+    start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
+    sql = _SPENT_TEAM if kind == "team" else _SPENT_KEY
+    spent_nusd = int(run(query(sql, (target_id, start)))[0]["nusd"])
+    spent = Decimal(spent_nusd) / NANO
+    row: dict[str, Any] = {
+        "subject_kind": kind,
+        "subject": name,
+        "subject_id": target_id,
+        "amount_usd": budget.amount_usd if budget else None,
+        "period": budget.period if budget else None,
+        "period_start": start.isoformat().replace("+00:00", "Z"),
+        "resets_at": period_reset_at(period, today).isoformat().replace("+00:00", "Z") if budget else None,
+        "spent_usd": float(spent),
+        "spent_nusd": spent_nusd,
+        "remaining_usd": float(max(Decimal(0), Decimal(str(budget.amount_usd)) - spent)) if budget else None,
+    }
+    emit(row, as_json=ctx.as_json)
+
+
+def _target(state: Any, kind: str, ref: str) -> tuple[str, str, Budget | None]:
+    if kind == "team":
+        t = find_team(state, ref)
+        return t.id, t.name, t.budget
+    k = find_key(state, ref)
+    return k.id, k.name, k.budget

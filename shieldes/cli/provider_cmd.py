@@ -1,0 +1,146 @@
+"""`shieldes provider add|list|update|remove`: upstream deployments. Keys are stored as `env:VAR`
+references or encrypted with SHIELDES_ENCRYPTION_KEY; listings never show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shieldes import secrets
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    split_list,
+    write,
+)
+from shieldes.errors import InvalidRequest
+from shieldes.projections.commands import PROVIDER_KINDS, UNSET, AddProvider, RemoveProvider, UpdateProvider
+from shieldes.projections.state import Deployment
+
+COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key")
+
+
+def secret_label(ref: str | None) -> str | None:
+    """What a listing may show of a stored provider key: the env reference, or only that it is encrypted."""
+    if ref is None:
+        return None
+    if ref.startswith("env:"):
+        return ref
+    return "encrypted"
+
+
+def provider_row(d: Deployment) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "type": d.kind,
+        "base_url": d.base_url,
+        "models": list(d.models),
+        "weight": d.weight,
+        "api_key": secret_label(d.secret_ref),
+    }
+
+
+def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:
+    if api_key_env is not None and api_key is not None:
+        raise InvalidRequest("pass either --api-key-env VAR or --api-key S, not both")
+    if api_key_env is not None:
+        return secrets.env_ref(api_key_env)
+    if api_key is not None:
+        if not api_key.strip():
+            raise InvalidRequest("--api-key is empty; pass the provider's key or use --api-key-env VAR")
+        return secrets.encrypt_secret(api_key, cli_context().settings.encryption_key)
+    return None
+
+
+@click.group("provider", cls=OneLineGroup)
+def provider_group() -> None:
+    """Upstream LLM deployments (providers)."""
+
+
+@provider_group.command("add")
+@click.argument("name")
+@click.option("--type", "kind", required=True, type=click.Choice(PROVIDER_KINDS), help="upstream API kind")
+@click.option("--base-url", required=True, help="e.g. https://api.openai.com/v1")
+@click.option("--api-key-env", metavar="VAR", help="environment variable holding the key on each node")
+@click.option("--api-key", metavar="S",
+              help="the key itself; stored encrypted (needs SHIELDES_ENCRYPTION_KEY)")
+@click.option("--models", required=True, help="comma-separated models this deployment serves")
+@click.option("--weight", type=float, default=1.0, show_default=True,
+              help="share of traffic among deployments")
+@json_option
+@handle_errors
+def add(
+    name: str, kind: str, base_url: str, api_key_env: str | None, api_key: str | None, models: str,
+    weight: float, as_json: bool,
+) -> None:
+    """Add a deployment NAME serving --models."""
+    ctx = cli_context()
+    ref = secret_ref(api_key_env, api_key)
+    command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight)
+    written = run(write(command))
+    state_row = {
+        "name": name, "type": kind, "base_url": written.events[0].data["base_url"],
+        "models": written.events[0].data["models"], "weight": written.events[0].data["weight"],
+        "api_key": secret_label(ref), "position": written.position,
+    }
+    emit(state_row, as_json=ctx.as_json)
+
+
+@provider_group.command("update")
+@click.argument("name")
+@click.option("--base-url", help="new base URL")
+@click.option("--api-key-env", metavar="VAR", help="read the key from this environment variable")
+@click.option("--api-key", metavar="S", help="new key, stored encrypted (needs SHIELDES_ENCRYPTION_KEY)")
+@click.option("--no-api-key", is_flag=True, help="remove the stored key reference")
+@click.option("--models", help="new comma-separated model list (replaces the old one)")
+@click.option("--weight", type=float, help="new weight")
+@json_option
+@handle_errors
+def update(
+    name: str, base_url: str | None, api_key_env: str | None, api_key: str | None, no_api_key: bool,
+    models: str | None, weight: float | None, as_json: bool,
+) -> None:
+    """Change some fields of deployment NAME; the others keep their values."""
+    ctx = cli_context()
+    if no_api_key and (api_key_env is not None or api_key is not None):
+        raise InvalidRequest("--no-api-key cannot be combined with --api-key-env or --api-key")
+    ref = secret_ref(api_key_env, api_key)
+    new_ref: str | object | None = None if no_api_key else (ref if ref is not None else UNSET)
+    if base_url is None and new_ref is UNSET and models is None and weight is None:
+        raise InvalidRequest("nothing to change: pass --base-url, --models, --weight or an --api-key option")
+    command = UpdateProvider(name, base_url, new_ref, split_list(models), weight)  # type: ignore[arg-type]
+    written = run(write(command))
+    data = written.events[0].data
+    emit(
+        {"name": name, "base_url": data["base_url"], "models": data["models"], "weight": data["weight"],
+         "api_key": secret_label(data["secret_ref"]), "position": written.position},
+        as_json=ctx.as_json,
+    )
+
+
+@provider_group.command("remove")
+@click.argument("name")
+@json_option
+@handle_errors
+def remove(name: str, as_json: bool) -> None:
+    """Remove deployment NAME (requests stop routing to it)."""
+    ctx = cli_context()
+    written = run(write(RemoveProvider(name)))
+    emit({"name": name, "removed": True, "position": written.position}, as_json=ctx.as_json)
+
+
+@provider_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """All deployments (keys shown only as env:VAR or 'encrypted')."""
+    ctx = cli_context()
+    view = run(read_config())
+    rows = [provider_row(d) for d in sorted(view.state.providers.values(), key=lambda d: d.name)]
+    emit(rows, as_json=ctx.as_json, columns=COLUMNS)

@@ -1,0 +1,60 @@
+"""`shieldes team create|list`: teams group keys under one shared budget."""
+
+from __future__ import annotations
+
+import click
+
+from shieldes import secrets
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    write,
+)
+from shieldes.projections.commands import CreateTeam
+
+
+@click.group("team", cls=OneLineGroup)
+def team_group() -> None:
+    """Teams (a shared budget over several keys)."""
+
+
+@team_group.command("create")
+@click.argument("name")
+@click.option("--budget", "budget_usd", type=float, metavar="USD", help="team budget in USD per period")
+@click.option("--budget-period", default="30d", show_default=True, metavar="P", help="1d, 30d (Nd) or 1mo")
+@json_option
+@handle_errors
+def create(name: str, budget_usd: float | None, budget_period: str, as_json: bool) -> None:
+    """Create team NAME."""
+    ctx = cli_context()
+    team_id = secrets.new_id("team")
+    written = run(write(CreateTeam(team_id, name, budget_usd, budget_period)))
+    emit(
+        {"id": team_id, "name": name, "budget_usd": budget_usd,
+         "budget_period": budget_period if budget_usd is not None else None, "position": written.position},
+        as_json=ctx.as_json,
+    )
+
+
+@team_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """Every team with its budget and number of keys."""
+    ctx = cli_context()
+    state = run(read_config()).state
+    rows = []
+    for team in sorted(state.teams.values(), key=lambda t: t.name):
+        rows.append({
+            "id": team.id,
+            "name": team.name,
+            "budget_usd": team.budget.amount_usd if team.budget else None,
+            "budget_period": team.budget.period if team.budget else None,
+            "keys": sum(1 for k in state.keys.values() if k.team_id == team.id and not k.revoked),
+        })
+    emit(rows, as_json=ctx.as_json, columns=("id", "name", "budget_usd", "budget_period", "keys"))

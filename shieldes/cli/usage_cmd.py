@@ -1,0 +1,77 @@
+"""`shieldes usage`: requests, tokens and cost per virtual key, in SQL over the `usage_daily` view
+(the same numbers before and after compaction, since rollups feed the view too)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import click
+
+from shieldes.cli.common import (
+    OneLineCommand,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    parse_time,
+    query,
+    run,
+)
+from shieldes.errors import InvalidRequest
+
+COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+
+# Keys without usage in the window show as zeros, except revoked ones (they only add noise).
+USAGE_SQL = """
+    WITH u AS (
+        SELECT key_id,
+               sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
+        FROM usage_daily
+        WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)
+          AND (%(until)s::date IS NULL OR day <= %(until)s::date)
+        GROUP BY key_id
+    )
+    SELECT coalesce(k.key_name, u.key_id) AS key,
+           coalesce(k.key_id, u.key_id) AS key_id,
+           coalesce(u.requests, 0)::bigint AS requests,
+           coalesce(u.prompt_tokens, 0)::bigint AS prompt_tokens,
+           coalesce(u.completion_tokens, 0)::bigint AS completion_tokens,
+           coalesce(u.cost_usd, 0)::numeric(24, 9) AS cost_usd,
+           (coalesce(u.cost_usd, 0) * 1000000000)::bigint AS cost_nusd
+    FROM virtual_keys k
+    FULL OUTER JOIN u ON u.key_id = k.key_id
+    WHERE (u.key_id IS NOT NULL OR NOT k.revoked)
+      AND (%(key)s::text IS NULL OR k.key_name = %(key)s OR coalesce(k.key_id, u.key_id) = %(key)s)
+    ORDER BY 1, 2
+"""
+KNOWN_KEY_SQL = "SELECT 1 AS one FROM virtual_keys WHERE key_name = %(key)s OR key_id = %(key)s LIMIT 1"
+
+
+def _day(text: str | None, what: str) -> date | None:
+    return parse_time(text, what).date() if text is not None else None
+
+
+@click.command("usage", cls=OneLineCommand)
+@click.option("--key", help="only this key (name or id)")
+@click.option("--since", metavar="DATE", help="first UTC day counted, e.g. 2026-11-01")
+@click.option("--until", metavar="DATE", help="last UTC day counted (inclusive)")
+@json_option
+@handle_errors
+def usage(key: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    """Requests, tokens and cost per virtual key (UTC days, inclusive)."""
+    ctx = cli_context()
+    params: dict[str, Any] = {"key": key, "since": _day(since, "--since"), "until": _day(until, "--until")}
+    if params["since"] and params["until"] and params["since"] > params["until"]:
+        raise InvalidRequest("--since is after --until; swap them")
+
+    async def fetch() -> list[dict[str, Any]]:
+        if key is not None and not await query(KNOWN_KEY_SQL, params):
+            raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+        return await query(USAGE_SQL, params)
+
+    rows = run(fetch())
+    for r in rows:
+        r["cost_usd"] = float(r["cost_usd"])  # exact value: cost_nusd (integer nano-USD)
+    emit(rows, as_json=ctx.as_json, columns=COLUMNS)

@@ -1,0 +1,217 @@
+"""`shieldes usage`, `audit log`, `audit verify` and examples/audit.sql against a populated database."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from shieldes.events.catalog import UsageDelta, UsageRecorded, UsageRolledUp, usage_stream
+from shieldes.events.codec import Codec
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.events.store import AppendOptions, NewEvent
+from tests.cli import count_events, invoke, ok, populate, refused, sql
+
+AUDIT_SQL = Path(__file__).resolve().parents[2] / "examples" / "audit.sql"
+HOUR = int(time.time() // 3600)
+
+
+def deltas(keys: dict[str, str], team_id: str) -> list[UsageRecorded]:
+    """Three flushes over two days: app uses two models, old only one."""
+    app, old = keys["app"], keys["old"]
+    return [
+        UsageRecorded(
+            "n1",
+            1,
+            1,
+            (
+                UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 3, 300, 30, 1_050_000_000),
+                UsageDelta(old, None, "openai", "gpt-4o-mini", HOUR - 24, 1, 10, 5, 7),
+            ),
+        ),
+        UsageRecorded(
+            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 2, 200, 20, 700_000_000),)
+        ),
+        UsageRecorded(
+            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", HOUR - 24, 5, 50, 50, 123),)
+        ),
+    ]
+
+
+async def _append(url: str, events: list[tuple[str, Any]]) -> None:
+    pool = open_pool(url, size=1)
+    await pool.open(wait=True)
+    try:
+        store, codec = PostgresEventStore(pool), Codec()
+        for stream, e in events:
+            await store.append(stream, [NewEvent.of(e, codec)], AppendOptions())
+    finally:
+        await pool.close()
+
+
+def append_usage(url: str, events: list[Any]) -> None:
+    asyncio.run(_append(url, [(usage_stream(getattr(e, "node_id", "leader")), e) for e in events]))
+
+
+def fake_compaction(url: str) -> None:
+    """What compaction does to the log: raw flushes replaced by one rollup with the same totals."""
+    rows = sql(url, "SELECT position, data FROM events WHERE type = 'usage.recorded' ORDER BY position")
+    codec = Codec()
+    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for _, data in rows:
+        for d in codec.decode("usage.recorded", 1, data).deltas:  # type: ignore[attr-defined]
+            s = sums[(d.key_id, d.team_id, d.provider, d.model, d.hour)]
+            for i, v in enumerate((d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)):
+                s[i] += v
+    rollup = UsageRolledUp(
+        len(rows),
+        rows[0][0],
+        rows[-1][0],
+        tuple(UsageDelta(*k, *v) for k, v in sorted(sums.items(), key=str)),
+    )
+    sql(url, "DELETE FROM events WHERE type = 'usage.recorded'")
+    asyncio.run(_append(url, [("usage-rollup", rollup)]))
+
+
+@pytest.fixture
+def with_usage(database_url: str) -> tuple[str, dict[str, Any]]:
+    made = populate(database_url)
+    keys = {"app": made["app"]["id"], "old": made["old"]["id"]}
+    append_usage(database_url, deltas(keys, made["team"]["id"]))  # type: ignore[arg-type]
+    return database_url, made
+
+
+def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    rows = {r["key"]: r for r in ok(url, "usage")}
+    assert (rows["app"]["requests"], rows["app"]["prompt_tokens"], rows["app"]["completion_tokens"]) == (
+        10,
+        550,
+        100,
+    )
+    assert rows["app"]["cost_usd"] == pytest.approx(1.750000123) and rows["app"]["cost_nusd"] == 1_750_000_123
+    assert (rows["old"]["requests"], rows["old"]["cost_nusd"]) == (1, 7)  # revoked but it has usage
+    today = time.strftime("%Y-%m-%d", time.gmtime(HOUR * 3600))
+    only_today = {r["key"]: r for r in ok(url, "usage", "--since", today)}
+    assert only_today["app"]["requests"] == 5 and "old" not in only_today
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime((HOUR - 24) * 3600))
+    assert [r["requests"] for r in ok(url, "usage", "--key", "old", "--until", yesterday)] == [1]
+    before = ok(url, "usage")
+    fake_compaction(url)
+    assert sql(url, "SELECT count(*) FROM events WHERE type LIKE 'usage.%'") == [(1,)]
+    assert ok(url, "usage") == before
+    table = invoke(url, "usage")
+    assert table.stdout.splitlines()[0].split() == [
+        "KEY",
+        "KEY_ID",
+        "REQUESTS",
+        "PROMPT_TOKENS",
+        "COMPLETION_TOKENS",
+        "COST_USD",
+    ]
+
+
+def test_budget_show_counts_spend_from_sql(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    shown = ok(url, "budget", "show", "app")  # 5 USD per 30d; 1.750000123 spent
+    assert shown["spent_nusd"] == 1_750_000_123 and shown["remaining_usd"] == pytest.approx(5 - 1.750000123)
+    ok(url, "budget", "set", "app", "--amount", "1", "--period", "1d")
+    shown = ok(url, "budget", "show", "app")  # only today's spend counts now
+    assert shown["spent_nusd"] == 1_750_000_000 and shown["remaining_usd"] == 0
+    team = ok(url, "budget", "show", "--team", "eng")
+    assert team["spent_nusd"] == 1_750_000_123
+
+
+def test_audit_log_filters(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, made = with_usage
+    ok(url, "key", "revoke", "app", env={"SHIELDES_ACTOR": "alice"})
+    everything = ok(url, "audit", "log")
+    assert [e["position"] for e in everything] == sorted(e["position"] for e in everything)
+    assert all(e["type"] != "usage.recorded" for e in everything)
+    revoked = ok(url, "audit", "log", "--type", "virtual_key.revoked")
+    assert [(e["subject"], e["actor"]) for e in revoked] == [("old", "tester"), ("app", "alice")]
+    assert [e["actor"] for e in ok(url, "audit", "log", "--actor", "alice")] == ["alice"]
+    key_events = ok(url, "audit", "log", "--type", "virtual_key")
+    assert {e["type"] for e in key_events} == {"virtual_key.created", "virtual_key.revoked"}
+    by_subject = ok(url, "audit", "log", "--subject", "app")
+    assert {e["type"] for e in by_subject} >= {"virtual_key.created", "budget.set", "rate_limit.set"}
+    assert ok(url, "audit", "log", "--subject", made["app"]["id"]) == by_subject
+    assert all("key_hash" not in e["data"] for e in everything)
+    last_two = ok(url, "audit", "log", "--limit", "2")
+    assert last_two == everything[-2:]
+    assert ok(url, "audit", "log", "--since", "2999-01-01") == []
+    assert len(ok(url, "audit", "log", "--until", time.strftime("%Y-%m-%d"))) == len(everything)
+
+
+def test_audit_verify_passes_then_names_the_edited_position(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    result = invoke(url, "audit", "verify")
+    assert result.exit_code == 0 and result.stdout.startswith("ok: 9 config events verified"), result.stdout
+    report = ok(url, "audit", "verify")
+    assert report["ok"] and report["config_events"] == 9
+    sql(url, "UPDATE events SET data = jsonb_set(data, '{weight}', '5') WHERE position = 1")  # a config row
+    line = refused(url, "audit", "verify")
+    assert "hash chain broken at position 1:" in line and "edited" in line
+    bad = invoke(url, "--json", "audit", "verify")
+    assert bad.exit_code == 1 and '"bad_position": 1' in bad.stdout
+
+
+def test_audit_verify_detects_deleted_rows(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    config = [p for (p,) in sql(url, "SELECT position FROM events WHERE stream = 'config' ORDER BY position")]
+    sql(url, "DELETE FROM events WHERE position = %s", (config[3],))
+    assert f"position {config[4]}:" in refused(url, "audit", "verify")
+    sql(url, "DELETE FROM events WHERE stream = 'config' AND position > %s", (config[2],))
+    assert f"position {config[-1]}:" in refused(url, "audit", "verify")  # the tip in log_head is gone
+
+
+def test_audit_verify_ignores_usage_rows_and_empty_log(database_url: str) -> None:
+    assert ok(database_url, "audit", "verify")["config_events"] == 0
+    append_usage(database_url, [UsageRecorded("n", 1, 1, ())])
+    assert ok(database_url, "audit", "verify")["ok"]
+
+
+def audit_queries() -> list[tuple[str, str]]:
+    text = AUDIT_SQL.read_text()
+    found = re.findall(r"^-- name: (\w+)\n(.*?;)\s*$", text, flags=re.M | re.S)
+    assert len(found) >= 5
+    return found
+
+
+def test_every_example_query_runs_as_the_audit_role(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, made = with_usage
+    results: dict[str, list[tuple[Any, ...]]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET ROLE shieldes_audit")
+        for name, query in audit_queries():
+            results[name] = conn.execute(query).fetchall()  # type: ignore[arg-type]
+            assert results[name], f"{name} returned no rows"
+    assert [(r[1], r[2]) for r in results["who_revoked_what"]] == [("tester", "old")]
+    assert results["top_spenders_this_month"][0][0] == "app"
+    key_rows = {r[0]: r for r in results["key_inventory"]}
+    assert key_rows["old"][5] is True and key_rows["app"][5] is False
+    per_model = {r[1]: r for r in results["cost_per_model"]}
+    assert per_model["gpt-4o"][2] == 5 and float(per_model["gpt-4o"][5]) == pytest.approx(1.75)
+    days = {(str(r[0]), r[1]): r[2] for r in results["usage_per_key_per_day"]}
+    assert sum(days.values()) == 11
+    assert any(r[0] == made["team"]["id"] for r in results["team_spend_this_month"])
+
+
+def test_audit_role_cannot_read_raw_tables_or_write(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET ROLE shieldes_audit")
+        for table in ("events", "log_head", "snapshots", "cluster_nodes"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT * FROM {table}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO events (position, stream, type, version, data) VALUES (1, 'c', 'x', 1, '{}')"
+            )
+        conn.execute("SELECT * FROM audit_log").fetchall()
+    assert count_events(database_url) == 0

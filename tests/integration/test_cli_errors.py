@@ -1,0 +1,196 @@
+"""Bad or refused admin commands: non-zero exit, one `error: ...` line on stderr, nothing appended."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli import count_events, invoke, ok, populate, refused
+
+BAD = [
+    # (args, a fragment the message must contain)
+    (["team", "create", "eng"], "already exists"),
+    (["key", "create", "--name", "app"], "already exists"),
+    (
+        [
+            "provider",
+            "add",
+            "openai",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key-env",
+            "K",
+            "--models",
+            "a",
+        ],
+        "already exists",
+    ),
+    (["key", "revoke", "nope"], "no virtual key"),
+    (["key", "revoke", "old"], "already revoked"),
+    (["key", "rotate", "nope"], "no virtual key"),
+    (["key", "show", "nope"], "no virtual key"),
+    (["key", "update", "nope", "--rpm", "5"], "no virtual key"),
+    (["key", "update", "app"], "nothing to change"),
+    (["key", "update", "app", "--rpm", "5", "--no-rpm"], "contradict"),
+    (["key", "create", "--name", "k2", "--team", "nope"], "no team"),
+    (["key", "create", "--name", "k2", "--rpm", "-1"], "--rpm"),
+    (["key", "create", "--name", "k2", "--rpm", "abc"], "--rpm"),
+    (["key", "create", "--name", "k2", "--budget", "-5"], "--budget"),
+    (["key", "create", "--name", "k2", "--budget", "nan"], "--budget"),
+    (["key", "create", "--name", "k2", "--budget", "1", "--budget-period", "7x"], "malformed budget period"),
+    (["key", "create", "--name", "k2", "--expires-in", "soon"], "--expires-in"),
+    (["key", "create", "--name", "k2", "--expires-at", "2001-01-01"], "in the past"),
+    (["key", "create", "--name", "k2", "--models", " , "], "--models"),
+    (["key", "create", "--name", "k2", "--models", "a,a"], "twice"),
+    (["key", "create"], "--name"),
+    (["budget", "set", "app", "--amount", "-1"], "--amount"),
+    (["budget", "set", "app", "--amount", "1", "--period", "0d"], "malformed budget period"),
+    (["budget", "set", "nope", "--amount", "1"], "no virtual key"),
+    (["budget", "set", "--team", "nope", "--amount", "1"], "no team"),
+    (["budget", "set", "app", "--team", "eng", "--amount", "1"], "exactly one"),
+    (["budget", "set", "old", "--amount", "1"], "revoked"),
+    (["budget", "show", "nope"], "no virtual key"),
+    (["budget", "remove", "--team", "eng", "--amount", "1"], "--amount"),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "ftp://x",
+            "--api-key-env",
+            "K",
+            "--models",
+            "a",
+        ],
+        "--base-url",
+    ),
+    (["provider", "add", "p2", "--type", "bogus", "--base-url", "https://x.io", "--models", "a"], "--type"),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key-env",
+            "BAD-VAR",
+            "--models",
+            "a",
+        ],
+        "environment variable",
+    ),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--api-key",
+            "sk-1",
+            "--models",
+            "a",
+        ],
+        "SHIELDES_ENCRYPTION_KEY",
+    ),
+    (
+        [
+            "provider",
+            "add",
+            "p2",
+            "--type",
+            "openai",
+            "--base-url",
+            "https://x.io",
+            "--models",
+            "a",
+            "--weight",
+            "0",
+        ],
+        "--weight",
+    ),
+    (["provider", "remove", "nope"], "no provider"),
+    (["provider", "update", "nope", "--weight", "2"], "no provider"),
+    (["provider", "update", "openai"], "nothing to change"),
+    (["pricing", "set", "gpt-4o", "--input", "-1", "--output", "1"], "--input"),
+    (["pricing", "set", "gpt-4o", "--input", "inf", "--output", "1"], "--input"),
+    (["team", "create", "t2", "--budget", "5", "--budget-period", "1y"], "malformed budget period"),
+    (["usage", "--key", "nope"], "no virtual key"),
+    (["usage", "--since", "yesterday"], "--since"),
+    (["usage", "--since", "2026-02-01", "--until", "2026-01-01"], "--since is after --until"),
+    (["audit", "log", "--since", "last week"], "--since"),
+    (["audit", "log", "--limit", "0"], "--limit"),
+    # control characters and SQL-looking text are refused as names, never executed or crashed on
+    (["team", "create", "x'; DROP TABLE events; --"], "invalid team name"),
+    (["key", "create", "--name", "a\x00b"], "invalid key name"),
+    (["key", "create", "--name", "a\x1b[31mred"], "invalid key name"),
+    (["key", "create", "--name", "k2", "--models", "gpt\n4"], "invalid model name"),
+    (
+        ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
+        "invalid provider name",
+    ),
+    (
+        ["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
+        "--base-url",
+    ),
+]
+
+
+@pytest.fixture
+def populated(database_url: str) -> str:
+    populate(database_url)
+    return database_url
+
+
+@pytest.mark.parametrize(("args", "fragment"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_refused_commands_append_nothing(populated: str, args: list[str], fragment: str) -> None:
+    before = count_events(populated)
+    line = refused(populated, *args)
+    assert fragment in line, line
+    assert count_events(populated) == before
+
+
+def test_unreachable_database(database_url: str) -> None:
+    url = "postgresql://nobody:secretpw@127.0.0.1:1/nowhere"
+    line = refused(url, "key", "list")
+    assert "cannot reach Postgres at 127.0.0.1:1/nowhere" in line and "SHIELDES_DATABASE_URL" in line
+    assert "secretpw" not in line
+    assert "SHIELDES_DATABASE_URL" in refused("mysql://x", "team", "list")
+
+
+def test_schema_not_at_head(empty_database_url: str) -> None:
+    for args in (["key", "create", "--name", "a"], ["usage"], ["audit", "log"], ["audit", "verify"]):
+        assert "shieldes db upgrade" in refused(empty_database_url, *args)
+    result = invoke(empty_database_url, "db", "upgrade")
+    assert result.exit_code == 0
+    assert ok(empty_database_url, "key", "list") == []
+
+
+def test_odd_but_valid_text_round_trips(database_url: str) -> None:
+    """Free-form text (the actor) that looks like SQL or holds control characters is stored as text,
+    found by filters, and printed without raw control characters."""
+    actor = "x'); DROP TABLE events; --\x1b[31m\u00e9"
+    ok(
+        database_url,
+        "pricing",
+        "set",
+        "gpt-4o",
+        "--input",
+        "1",
+        "--output",
+        "2",
+        env={"SHIELDES_ACTOR": actor},
+    )
+    assert [e["actor"] for e in ok(database_url, "audit", "log", "--actor", actor)] == [actor]
+    table = invoke(database_url, "audit", "log")
+    assert table.exit_code == 0 and "\x1b" not in table.stdout and "DROP TABLE events" in table.stdout
+    assert ok(database_url, "audit", "log", "--subject", "'; DROP TABLE events; --", "--type", "%_") == []
+    assert count_events(database_url) == 1
