@@ -75,8 +75,10 @@ class AnthropicProvider:
             raise invalid_response(target, "body is not JSON") from None
         if not isinstance(data, dict):
             raise invalid_response(target, "body is not a JSON object")
-        # Answer with the model name the client asked for, like the OpenAI path does.
-        chat, usage = messages_response_to_chat(data, body.get("model") or target.model, int(time.time()))
+        # Like OpenAI-compatible upstreams, the response names the model that actually answered.
+        chat, usage = messages_response_to_chat(
+            data, str(data.get("model") or target.model), int(time.time())
+        )
         return JsonResult(body=chat, usage=usage)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
@@ -99,7 +101,7 @@ class AnthropicProvider:
             finally:
                 resp.release()
             raise http_failure(target, resp.status, raw, resp.headers)
-        translator = StreamTranslator(body.get("model") or target.model, int(time.time()))
+        translator = StreamTranslator(target.model, int(time.time()))
         return AnthropicChunkStream(resp, target, translator)
 
 

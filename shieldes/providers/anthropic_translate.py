@@ -355,6 +355,7 @@ class StreamTranslator:
         if kind == "message_start":
             message = data.get("message") or {}
             self.id = message.get("id") or self.id
+            self.model = message.get("model") or self.model
             self._input = message.get("usage") or {}
             self._output_tokens = int(self._input.get("output_tokens") or 0)
             return [self._chunk({"role": "assistant", "content": ""})]
