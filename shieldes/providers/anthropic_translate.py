@@ -228,8 +228,12 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
     if body.get("n") not in (None, 1):
         raise _bad("`n` > 1 is not supported by Anthropic models; send separate requests")
     system, messages = _convert_messages(body.get("messages"))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
-    if not isinstance(max_tokens, int) or max_tokens < 1:
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_TOKENS
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise _bad("`max_tokens` must be a positive integer")
     out: Body = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if system:
