@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
-REQUEST_ID_KEY = "shieldes_request_id"
+REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
 
 _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint; use the OpenAI-compatible paths, e.g. /v1/chat/completions"),
