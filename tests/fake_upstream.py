@@ -98,11 +98,13 @@ class FakeUpstream:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 7,
+        reject_stream_options: bool = False,
     ) -> None:
         self.completion_tokens = completion_tokens
         self.reply = reply
         self.api_key = api_key
         self.models = models
+        self.reject_stream_options = reject_stream_options  # like older Azure api-versions
         self.requests: list[Recorded] = []
         self.faults: dict[str, list[Fault]] = {}
         self._host, self._port = host, port
@@ -271,6 +273,8 @@ class FakeUpstream:
         body, fault, error = await self._begin(request, anthropic=False)
         if error:
             return error
+        if self.reject_stream_options and "stream_options" in body:
+            return _error(400, "Unrecognized request argument supplied: stream_options", False)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
             return _error(400, "'messages' and 'model' are required properties", False)

@@ -16,6 +16,7 @@ from shieldes.providers.anthropic_inbound import (
     messages_request_to_openai,
     openai_chunks_to_message_events,
     openai_response_to_messages,
+    stream_error_event,
 )
 from shieldes.providers.base import Body, TokenUsage, UpstreamFailure
 
@@ -28,6 +29,7 @@ __all__ = [
     "openai_chunks_to_message_events",
     "openai_response_to_messages",
     "stop_reason_to_finish",
+    "stream_error_event",
     "usage_from_anthropic",
 ]
 

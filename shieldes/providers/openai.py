@@ -100,6 +100,20 @@ class OpenAIProvider:
             {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
         )
         try:
+            resp = await self._open_stream(url, target, azure, payload)
+        except UpstreamFailure as failure:
+            # A few OpenAI-compatible servers reject `stream_options`; without it they still stream
+            # (usage then comes from the chunks if at all, else the gateway estimates it).
+            if failure.status != 400 or "stream_options" not in failure.message:
+                raise
+            del payload["stream_options"]
+            resp = await self._open_stream(url, target, azure, payload)
+        return OpenAIChunkStream(resp, target)
+
+    async def _open_stream(
+        self, url: str, target: Target, azure: bool, payload: Body
+    ) -> aiohttp.ClientResponse:
+        try:
             resp = await self._session.post(
                 url,
                 data=orjson.dumps(payload),
@@ -116,7 +130,11 @@ class OpenAIProvider:
             finally:
                 resp.release()
             raise http_failure(target, resp.status, raw, resp.headers)
-        return OpenAIChunkStream(resp, target)
+        if resp.content_type == "application/json":
+            # The upstream ignored `stream`: refuse rather than relay an empty stream.
+            resp.release()
+            raise invalid_response(target, "a JSON body instead of an event stream")
+        return resp
 
 
 class OpenAIChunkStream:

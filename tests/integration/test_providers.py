@@ -18,6 +18,7 @@ from shieldes.providers.anthropic_translate import (
     messages_request_to_openai,
     openai_chunks_to_message_events,
     openai_response_to_messages,
+    stream_error_event,
 )
 from shieldes.providers.base import Provider, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.registry import build_providers, open_session
@@ -310,8 +311,11 @@ async def relay(up: FakeUpstream, providers: dict[str, Provider]) -> AsyncIterat
         stream = await providers["openai"].stream("chat", oa(up), body)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        async for name, data in openai_chunks_to_message_events(aiter(stream), body["model"]):
-            await resp.write(encode_event(name, data))
+        try:
+            async for name, data in openai_chunks_to_message_events(aiter(stream), body["model"]):
+                await resp.write(encode_event(name, data))
+        except UpstreamFailure as failure:
+            await resp.write(encode_event(*stream_error_event(failure.message, "overloaded_error")))
         return resp
 
     app = web.Application()
@@ -368,6 +372,15 @@ async def test_anthropic_sdk_reads_translated_openai_answers(relay: str) -> None
         assert text == "Hello from the fake"
 
 
+async def test_anthropic_sdk_sees_a_mid_stream_failure_as_an_error(up: FakeUpstream, relay: str) -> None:
+    up.inject("/v1/chat/completions", disconnect_after=3)
+    async with anthropic.AsyncAnthropic(base_url=relay, api_key="k", max_retries=0) as client:
+        with pytest.raises(anthropic.APIStatusError) as info:
+            async with client.messages.stream(model="gpt-4o", max_tokens=100, messages=HELLO) as stream:  # type: ignore[arg-type]
+                await stream.get_final_message()
+    assert "closed the connection mid-response" in str(info.value)
+
+
 async def test_session_is_shared_keep_alive(up: FakeUpstream) -> None:
     settings = Settings()
     async with open_session(settings) as session:
@@ -378,3 +391,13 @@ async def test_session_is_shared_keep_alive(up: FakeUpstream) -> None:
         connector = session.connector
         assert isinstance(connector, aiohttp.TCPConnector)
         assert sum(len(v) for v in connector._conns.values()) == 1  # one reused keep-alive connection
+
+
+async def test_stream_retries_without_stream_options_when_the_upstream_rejects_them(
+    providers: dict[str, Provider],
+) -> None:
+    async with FakeUpstream(reject_stream_options=True) as fake:
+        stream = await providers["openai"].stream("chat", oa(fake), {"messages": HELLO})
+        assert text_of(await collect(stream)) == "Hello from the fake upstream"
+        assert stream.usage is None  # the upstream cannot report it; the gateway estimates
+        assert ["stream_options" in r.body for r in fake.requests] == [True, False]
