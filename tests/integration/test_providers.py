@@ -401,3 +401,11 @@ async def test_stream_retries_without_stream_options_when_the_upstream_rejects_t
         assert text_of(await collect(stream)) == "Hello from the fake upstream"
         assert stream.usage is None  # the upstream cannot report it; the gateway estimates
         assert ["stream_options" in r.body for r in fake.requests] == [True, False]
+
+
+def test_every_provider_type_the_cli_accepts_has_an_adapter() -> None:
+    from shieldes.projections.commands import PROVIDER_KINDS
+
+    adapters = build_providers(None, Settings())  # type: ignore[arg-type]  # no I/O at construction
+    assert set(adapters) == set(PROVIDER_KINDS)
+    assert all(adapters[k].kind == k for k in adapters)
