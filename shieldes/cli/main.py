@@ -24,18 +24,23 @@ def _register() -> None:
         key_cmd,
         pricing_cmd,
         provider_cmd,
+        serve_cmd,
         team_cmd,
         usage_cmd,
     )
 
-    cli.add_command(db_cmd.db_group)
-    cli.add_command(provider_cmd.provider_group)
-    cli.add_command(pricing_cmd.pricing_group)
-    cli.add_command(team_cmd.team_group)
-    cli.add_command(key_cmd.key_group)
-    cli.add_command(budget_cmd.budget_group)
-    cli.add_command(usage_cmd.usage)
-    cli.add_command(audit_cmd.audit_group)
+    for command in (
+        db_cmd.db_group,
+        serve_cmd.serve,
+        provider_cmd.provider_group,
+        pricing_cmd.pricing_group,
+        team_cmd.team_group,
+        key_cmd.key_group,
+        budget_cmd.budget_group,
+        usage_cmd.usage,
+        audit_cmd.audit_group,
+    ):
+        cli.add_command(command)
 
 
 _register()
