@@ -17,9 +17,12 @@ def cli(ctx: click.Context, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from shieldes.cli import db_cmd
+    from shieldes.cli import compact_cmd, config_cmd, db_cmd, snapshot_cmd
 
     cli.add_command(db_cmd.db_group)
+    cli.add_command(snapshot_cmd.snapshot_group)
+    cli.add_command(compact_cmd.compact)
+    cli.add_command(config_cmd.config_group)
 
 
 _register()

@@ -1,0 +1,102 @@
+"""Startup: the newest compatible snapshot that verifies, plus the tail of the log.
+
+Everything is read inside one REPEATABLE READ transaction, so the snapshot and the tail come from
+one consistent view of the log even if compaction commits batches meanwhile (a paged read across
+transactions could see a rollup whose raw events it had already folded). A snapshot that is
+corrupt, of another schema/format, or below the newest rollup is skipped with a log line; with no
+usable snapshot the whole log is replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes import db
+from shieldes.events.codec import Codec
+from shieldes.events.pg_store import row_to_event
+from shieldes.projections.projector import Projection
+from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.store import rollup_floor
+
+log = logging.getLogger(__name__)
+FETCH = 5000
+_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    snapshot_id: int | None  # None: full replay
+    snapshot_position: int
+    tail_events: int
+    skipped: tuple[str, ...]  # one reason per skipped snapshot
+    seconds: float
+
+
+async def load_projection(pool: AsyncConnectionPool[Any], *, codec: Codec | None = None) -> Projection:
+    projection, _ = await load_projection_report(pool, codec=codec)
+    return projection
+
+
+async def load_projection_report(
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None
+) -> tuple[Projection, LoadReport]:
+    started = time.perf_counter()
+    codec = codec or Codec()
+    skipped: list[str] = []
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        floor = await rollup_floor(conn)
+        cur = await conn.execute(
+            "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC"
+        )
+        candidates = await cur.fetchall()
+        projection: Projection | None = None
+        used: int | None = None
+        for snap_id, position, schema_version, fmt in candidates:
+            reason = None
+            if not snapcodec.is_compatible(schema_version, fmt):
+                reason = (f"schema {schema_version} format {fmt}, this shieldes reads "
+                          f"schema {db.SCHEMA_HEAD} format {snapcodec.FORMAT}")
+            elif position < floor:
+                reason = f"position {position} is below the newest compaction rollup {floor}"
+            else:
+                cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,))
+                row = await cur.fetchone()
+                if row is None:
+                    continue
+                try:
+                    projection = await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position)
+                except snapcodec.SnapshotCorrupt as exc:
+                    reason = f"corrupt ({exc})"
+            if reason is not None:
+                log.warning("skipping snapshot %d at position %d: %s", snap_id, position, reason)
+                skipped.append(f"snapshot {snap_id}: {reason}")
+                continue
+            used = snap_id
+            break
+        if projection is None:
+            projection = Projection(codec=codec)
+            log.info("no usable snapshot: replaying the whole log")
+        projection.codec = codec
+        base = projection.position
+        tail = 0
+        async with conn.cursor(name="shieldes_tail") as tcur:
+            await tcur.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position", (base,)
+            )
+            while rows := await tcur.fetchmany(FETCH):
+                for r in rows:
+                    projection.apply(row_to_event(r))
+                tail += len(rows)
+    report = LoadReport(used, base, tail, tuple(skipped), time.perf_counter() - started)
+    log.info(
+        "projection loaded at position %d from %s plus %d tail events in %.2fs",
+        projection.position, f"snapshot {used}" if used else "an empty state", tail, report.seconds,
+    )
+    return projection, report
