@@ -9,6 +9,7 @@ import click
 
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option, run
 from shieldes.cli.snapshot_cmd import checked_pool
+from shieldes.errors import InvalidRequest
 from shieldes.snapshots.compaction import compact_once
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
@@ -19,7 +20,9 @@ def parse_duration(text: str) -> float:
     """`0s`, `90m`, `12h`, `7d`, `2w` -> seconds."""
     m = _DURATION.match(text.strip().lower())
     if not m:
-        raise click.BadParameter(f"{text!r}: use a number and a unit, e.g. 0s, 30m, 12h, 7d, 2w")
+        raise InvalidRequest(
+            f"cannot read --retain {text!r}: use a number and a unit, e.g. 0s, 30m, 12h, 7d, 2w"
+        )
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 

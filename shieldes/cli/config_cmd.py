@@ -9,12 +9,13 @@ import click
 
 from shieldes.admin import load_config
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
-from shieldes.snapshots.history import Point, config_view, diff, parse_point
+from shieldes.snapshots.history import config_view, diff, parse_point
 
 
 @click.group("config")
@@ -36,13 +37,6 @@ def _fold(events: list[RecordedEvent], codec: Codec) -> ConfigState:
     return state
 
 
-def _point(text: str) -> Point:
-    try:
-        return parse_point(text)
-    except Exception as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @config_group.command("show")
 @click.option("--at", "at", default=None, metavar="TIMESTAMP|POSITION", help="default: now")
 @json_option
@@ -50,7 +44,7 @@ def _point(text: str) -> Point:
 def show(at: str | None, as_json: bool) -> None:
     """Providers, pricing, teams and keys (never key hashes) as of a point in the log."""
     ctx = cli_context()
-    point = _point(at) if at is not None else None
+    point = parse_point(at) if at is not None else None
 
     async def go() -> dict[str, Any]:
         async with open_store(ctx.database_url()) as store:
@@ -77,7 +71,7 @@ def show(at: str | None, as_json: bool) -> None:
 def diff_cmd(a: str, b: str, as_json: bool) -> None:
     """What changed from point A to point B (positions or ISO times), by which events and actors."""
     ctx = cli_context()
-    pa, pb = _point(a), _point(b)
+    pa, pb = parse_point(a), parse_point(b)
 
     async def go() -> dict[str, Any]:
         async with open_store(ctx.database_url()) as store:
@@ -88,7 +82,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
         pos_a = upto_a[-1].position if upto_a else 0
         pos_b = upto_b[-1].position if upto_b else 0
         if pos_a > pos_b:
-            raise click.BadParameter(
+            raise InvalidRequest(
                 f"A ({pa.label()}) is after B ({pb.label()}); give the earlier point first"
             )
         between = [e for e in upto_b if e.position > pos_a]
