@@ -10,6 +10,7 @@ usable snapshot the whole log is replayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -38,16 +39,54 @@ class LoadReport:
     seconds: float
 
 
-async def load_projection(pool: AsyncConnectionPool[Any], *, codec: Codec | None = None) -> Projection:
-    projection, _ = await load_projection_report(pool, codec=codec)
+async def load_projection(
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None
+) -> Projection:
+    """The projection at the log head as of one consistent view. With `node_id`, the node is
+    registered in `cluster_nodes` at position 0 first and its heartbeat kept fresh while loading,
+    and the row ends at the loaded position: compaction never folds past a node still loading
+    (which would make it count rollups of events it already folded). Membership heartbeats take
+    the row over afterwards."""
+    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id)
     return projection
 
 
+async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO cluster_nodes (node_id, position) VALUES (%s, %s) ON CONFLICT (node_id) "
+            "DO UPDATE SET position = excluded.position, heartbeat_at = now()",
+            (node_id, position),
+        )
+
+
+async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        async with pool.connection() as conn:
+            await conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = %s", (node_id,))
+
+
 async def load_projection_report(
-    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
+    heartbeat_every: float = 1.0,
 ) -> tuple[Projection, LoadReport]:
+    if node_id is None:
+        return await _load(pool, codec or Codec())
+    await _register(pool, node_id, 0)
+    beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
+    try:
+        projection, report = await _load(pool, codec or Codec())
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    await _register(pool, node_id, projection.position)
+    return projection, report
+
+
+async def _load(pool: AsyncConnectionPool[Any], codec: Codec) -> tuple[Projection, LoadReport]:
     started = time.perf_counter()
-    codec = codec or Codec()
     skipped: list[str] = []
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -94,6 +133,7 @@ async def load_projection_report(
                 for r in rows:
                     projection.apply(row_to_event(r))
                 tail += len(rows)
+                await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
     report = LoadReport(used, base, tail, tuple(skipped), time.perf_counter() - started)
     log.info(
         "projection loaded at position %d from %s plus %d tail events in %.2fs",

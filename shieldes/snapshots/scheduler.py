@@ -1,4 +1,4 @@
-"""Periodic snapshots while this node is leader: an owned task with start()/stop().
+"""Leader duties as owned tasks with start()/stop(): periodic snapshots and compaction.
 
 A snapshot is written when `every_events` positions have passed since the last one, or when
 `every_seconds` have passed and the position moved. The projection is read through a callable so
@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.projections.projector import Projection
 from shieldes.settings import Settings
+from shieldes.snapshots.compaction import CompactionReport, compact
 from shieldes.snapshots.fencing import Fenced
 from shieldes.snapshots.store import SnapshotInfo, SnapshotRefused, list_snapshots, save_snapshot
 
@@ -102,3 +103,59 @@ class SnapshotScheduler:
             else:
                 last_position = info.position
             last_time = time.monotonic()
+
+
+class CompactionScheduler:
+    """Runs `compaction.compact` every `compact_interval` seconds while this node is leader."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        *,
+        settings: Settings,
+        node_id: str,
+        leader_epoch: int,
+        first_delay: float | None = None,
+    ) -> None:
+        self._pool = pool
+        self._interval = settings.compact_interval
+        self._retain = settings.compact_retain_seconds
+        self._node_timeout = settings.node_timeout
+        self._node_id = node_id
+        self._epoch = leader_epoch
+        self._first_delay = settings.compact_interval if first_delay is None else first_delay
+        self._task: asyncio.Task[None] | None = None
+        self.last: CompactionReport | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="compaction-scheduler")
+
+    async def stop(self) -> None:
+        """Cancels a running compaction too: each batch is its own transaction, so a cancelled
+        run leaves the log consistent (folded batches stay folded, the rest stays raw)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_now(self) -> CompactionReport:
+        self.last = await compact(
+            self._pool, leader_epoch=self._epoch, retain_seconds=self._retain,
+            node_timeout=self._node_timeout, node_id=self._node_id,
+        )
+        return self.last
+
+    async def _run(self) -> None:
+        delay = self._first_delay
+        while True:
+            await asyncio.sleep(delay)
+            delay = self._interval
+            try:
+                await self.run_now()
+            except Fenced as exc:
+                log.warning("compaction scheduler stops: %s", exc.message)
+                return
+            except Exception:  # the next interval retries; a half-done run is consistent
+                log.exception("compaction failed; retrying in %.0fs", self._interval)

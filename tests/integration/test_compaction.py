@@ -3,15 +3,17 @@ events untouched, the hash chain verifies, snapshots stay consistent, fencing an
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.events.pg_store import PostgresEventStore
+from shieldes.projections.projector import Projector
 from shieldes.snapshots.compaction import compact, fold_deltas
 from shieldes.snapshots.fencing import LEADER_LOCK, Fenced
-from shieldes.snapshots.loader import load_projection_report
+from shieldes.snapshots.loader import load_projection, load_projection_report
 from shieldes.snapshots.store import SnapshotRefused, list_snapshots, save_snapshot
 from tests.integration.usage_log import (
     UsageWriter,
@@ -153,3 +155,56 @@ async def test_cli_refuses_while_a_node_is_leader(database_url: str, pool: Async
     assert await _count(pool, "type = 'usage.recorded'") == 4
     bad = run_cli(database_url, "compact", "--retain", "soon")
     assert bad.returncode != 0 and "e.g. 0s" in bad.stderr
+
+
+async def test_compaction_beside_live_appends_a_tailer_and_a_starting_node(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """Appends keep flowing, a registered tailer keeps catching up and a node starts (loader with
+    node_id) while compaction runs repeatedly in small batches: nobody double counts or loses usage."""
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    await w.many(40)
+    tailer = Projector(pg_store)
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO cluster_nodes (node_id, position) VALUES ('tail', 0)")
+    done = asyncio.Event()
+    runs: list[int] = []
+
+    async def append() -> None:
+        await w.many(150)
+        done.set()
+
+    async def tail() -> None:
+        while not done.is_set():
+            position = await tailer.catch_up()
+            async with pool.connection() as conn:
+                await conn.execute("UPDATE cluster_nodes SET position = %s, heartbeat_at = now() "
+                                   "WHERE node_id = 'tail'", (position,))
+            await asyncio.sleep(0)
+
+    async def compactor() -> None:
+        while not done.is_set():
+            r = await compact(pool, leader_epoch=0, retain_seconds=0, node_timeout=30, node_id="n1", batch=7)
+            runs.append(r.replaced_events)
+            await asyncio.sleep(0)
+
+    async def late_start() -> Projector:
+        await asyncio.sleep(0)
+        starting = Projector(pg_store, await load_projection(pool, node_id="late"))
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT position FROM cluster_nodes WHERE node_id = 'late'")
+            row = await cur.fetchone()
+        assert row is not None and row[0] == starting.position
+        return starting
+
+    async with asyncio.timeout(60):
+        *_, starting = await asyncio.gather(append(), tail(), compactor(), late_start())
+    await tailer.catch_up()
+    await starting.catch_up()
+    assert sum(runs) > 0 and await _count(pool, "type = 'usage.rolled_up'") > 0
+    replayed = await full_replay(pg_store)
+    assert usage_per_key_projection(replayed) == w.expected
+    assert tailer.usage == replayed.usage
+    assert starting.usage == replayed.usage
+    assert await usage_per_key_sql(pool) == w.expected

@@ -55,10 +55,15 @@ class UsageWriter:
         self.store = store
         self.rng = random.Random(seed)
         self.seqs: dict[str, int] = {}
+        self.expected: dict[str, tuple[int, int, int, int]] = {}  # key -> totals written
 
     async def flush(self, node: str = "n1", epoch: int = 1, deltas: int = 3) -> int:
         seq = self.seqs[node] = self.seqs.get(node, 0) + 1
         event = UsageRecorded(node, epoch, seq, random_deltas(self.rng, deltas))
+        for d in event.deltas:
+            t = self.expected.get(d.key_id, (0, 0, 0, 0))
+            self.expected[d.key_id] = (t[0] + d.requests, t[1] + d.prompt_tokens, t[2] + d.completion_tokens,
+                                       t[3] + d.cost_nusd)
         r = await self.store.append(usage_stream(node), [NewEvent.of(event, Codec())],
                                     AppendOptions(metadata={"node_id": node}, idempotency_seq=seq))
         return r.last_position
