@@ -55,6 +55,7 @@ class CompactionReport:
     rollup_events: int = 0
     deltas_in: int = 0
     deltas_out: int = 0
+    rollups_merged: int = 0
     kept_watermarks: int = 0
     snapshots_deleted: int = 0
     batches: int = 0
@@ -159,22 +160,85 @@ async def _fold_batch(
             newest = max(newest, recorded_at)
         if replaced:
             folded = fold_deltas(deltas)
-            rollup = UsageRolledUp(len(replaced), replaced[0], replaced[-1], folded)
-            type_, version, data = codec.encode(rollup)
             await conn.execute("DELETE FROM events WHERE position = ANY(%s)", (replaced,))
-            await conn.execute(
-                "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (replaced[-1], ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(metadata), newest),
-            )
+            for position, hour, part in place_by_hour(folded, replaced):
+                rollup = UsageRolledUp(len(replaced), replaced[0], replaced[-1], part)
+                await _insert_rollup(conn, codec, rollup, position, hour, metadata, newest)
+                report.rollup_events += 1
             report.replaced_events += len(replaced)
-            report.rollup_events += 1
             report.deltas_in += len(deltas)
             report.deltas_out += len(folded)
         report.batches += 1
         last = int(rows[-1][0])
     report.max_batch_seconds = max(report.max_batch_seconds, time.perf_counter() - started)
     return last
+
+
+def place_by_hour(
+    folded: tuple[UsageDelta, ...], positions: list[int]
+) -> list[tuple[int, int | None, tuple[UsageDelta, ...]]]:
+    """Split a batch's rollup into one event per hour, each at a distinct replaced position (the
+    newest ones), so later runs can merge same-hour rollups. If there are more hours than
+    positions (a few flushes straddling many hours), keep one mixed rollup (hour None)."""
+    by_hour: dict[int, list[UsageDelta]] = {}
+    for d in folded:
+        by_hour.setdefault(d.hour, []).append(d)
+    if len(by_hour) > len(positions):
+        return [(positions[-1], None, folded)]
+    slots = sorted(positions)[-len(by_hour):]
+    return [(slot, hour, tuple(by_hour[hour])) for slot, hour in zip(slots, sorted(by_hour), strict=True)]
+
+
+async def _insert_rollup(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, rollup: UsageRolledUp, position: int, hour: int | None,
+    metadata: dict[str, Any], recorded_at: datetime,
+) -> None:
+    type_, version, data = codec.encode(rollup)
+    # The hour sits in metadata (small, never TOASTed) so same-hour rollups are found without
+    # reading their deltas.
+    meta = {**metadata, "hour": hour} if hour is not None else metadata
+    await conn.execute(
+        "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
+    )
+
+
+async def _merge_hours(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int,
+    metadata: dict[str, Any], report: CompactionReport,
+) -> None:
+    """Merge rollups of the same hour (from different batches or runs) into one, at the newest of
+    their positions, one short transaction per hour: history ends up one rollup per hour."""
+    cur = await conn.execute(
+        "SELECT (metadata->>'hour')::bigint, array_agg(position ORDER BY position) FROM events "
+        "WHERE type = 'usage.rolled_up' AND position <= %s AND metadata ? 'hour' "
+        "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+        (cutoff,),
+    )
+    for hour, positions in await cur.fetchall():
+        async with conn.transaction():
+            await check_epoch(conn, epoch)
+            cur = await conn.execute(
+                "DELETE FROM events WHERE position = ANY(%s) AND type = 'usage.rolled_up' "
+                "RETURNING type, version, data, recorded_at",
+                (positions,),
+            )
+            rows = await cur.fetchall()
+            parts: list[UsageRolledUp] = []
+            for t, v, d, _ in rows:
+                part = codec.decode(t, v, d)
+                assert isinstance(part, UsageRolledUp)
+                parts.append(part)
+            merged = UsageRolledUp(
+                sum(p.replaced_events for p in parts),
+                min(p.first_position for p in parts),
+                max(p.last_position for p in parts),
+                fold_deltas(d for p in parts for d in p.deltas),
+            )
+            newest = max(r[3] for r in rows)
+            await _insert_rollup(conn, codec, merged, max(positions), hour, metadata, newest)
+            report.rollups_merged += len(rows) - 1
 
 
 async def compact(
@@ -210,6 +274,8 @@ async def compact(
                         conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
                         batch=batch, metadata=metadata, report=report,
                     )
+                await _merge_hours(conn, codec, epoch=leader_epoch, cutoff=report.cutoff,
+                                   metadata=metadata, report=report)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK,))
     report.seconds = time.perf_counter() - started

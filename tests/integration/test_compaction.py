@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.events.catalog import UsageDelta
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.projector import Projector
-from shieldes.snapshots.compaction import compact, fold_deltas
+from shieldes.snapshots.compaction import compact, compact_once, fold_deltas, place_by_hour
 from shieldes.snapshots.fencing import LEADER_LOCK, Fenced
 from shieldes.snapshots.loader import load_projection, load_projection_report
 from shieldes.snapshots.store import SnapshotRefused, list_snapshots, save_snapshot
@@ -51,7 +52,8 @@ def test_fold_deltas_preserves_totals() -> None:
 async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConnectionPool[Any],
                                               pg_store: PostgresEventStore) -> None:
     await seed_config(pg_store)
-    await UsageWriter(pg_store).many(80)  # nodes n1, n2; epochs 1, 2
+    w = UsageWriter(pg_store)
+    await w.many(80)  # nodes n1, n2; epochs 1, 2
     daily_before = await usage_daily(pool)
     config_before = await config_rows(pool)
     before = await full_replay(pg_store)
@@ -63,7 +65,15 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     assert report["kept_watermarks"] == 4 and report["replaced_events"] == 76
     assert report["rollup_events"] >= 1 and report["deltas_out"] < report["deltas_in"]
     assert await _count(pool, "type = 'usage.recorded'") == 4
-    assert await _count(pool, "type = 'usage.rolled_up'") == report["rollup_events"]
+    # one rollup per hour once same-hour rollups of different batches are merged
+    assert await _count(pool, "type = 'usage.rolled_up'") == (
+        report["rollup_events"] - report["rollups_merged"]
+    )
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(DISTINCT metadata->>'hour'), count(*) FROM events "
+                                 "WHERE type = 'usage.rolled_up'")
+        row = await cur.fetchone()
+        assert row is not None and row[0] == row[1]
 
     assert await usage_daily(pool) == daily_before
     assert await config_rows(pool) == config_before
@@ -74,8 +84,21 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     assert await usage_per_key_sql(pool) == usage_per_key_projection(after)
 
     again = cli_json(database_url, "compact", "--retain", "0s")  # idempotent: nothing left to fold
-    assert again["replaced_events"] == 0
+    assert again["replaced_events"] == 0 and again["leader_epoch"] == report["leader_epoch"] + 1
     assert await usage_daily(pool) == daily_before
+
+    # more usage in the same hours, folded in small batches: same-hour rollups merge into one
+    await w.many(30)
+    daily_mid, mid = await usage_daily(pool), await full_replay(pg_store)
+    r2 = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5, batch=7)
+    assert r2.replaced_events == 30 and r2.rollups_merged > 0
+    assert await usage_daily(pool) == daily_mid
+    assert (await full_replay(pg_store)).usage == mid.usage
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(DISTINCT metadata->>'hour'), count(*) FROM events "
+                                 "WHERE type = 'usage.rolled_up'")
+        hours, rollups = await cur.fetchone() or (0, 0)
+    assert hours == rollups > 30
 
 
 async def test_cutoff_respects_snapshots_nodes_and_retention(
@@ -208,3 +231,12 @@ async def test_compaction_beside_live_appends_a_tailer_and_a_starting_node(
     assert tailer.usage == replayed.usage
     assert starting.usage == replayed.usage
     assert await usage_per_key_sql(pool) == w.expected
+
+
+def test_place_by_hour_uses_distinct_replaced_positions() -> None:
+    d = [UsageDelta("k", None, "p", "m", h, 1, 1, 1, 1) for h in (5, 3, 5, 4)]
+    folded = fold_deltas(d)
+    assert place_by_hour(folded, [10, 11, 12, 13]) == [
+        (11, 3, (folded[0],)), (12, 4, (folded[1],)), (13, 5, (folded[2],))
+    ]
+    assert place_by_hour(folded, [10, 11]) == [(11, None, folded)]  # more hours than slots: one mixed

@@ -36,14 +36,17 @@ async def seed_config(store: EventStore, actor: str = "admin") -> None:
     await execute(store, SetBudget("key", "key-k2", 5.0, "1d"), actor=actor)
 
 
-def random_deltas(rng: random.Random, n: int) -> tuple[UsageDelta, ...]:
+def random_deltas(rng: random.Random, n: int, hour: int | None = None) -> tuple[UsageDelta, ...]:
+    """`hour`: the flush's hour (a delta may be from the hour before, as a late flush carries);
+    None spreads deltas over two days."""
     out = []
     for _ in range(n):
+        h = HOUR0 + rng.randint(0, 47) if hour is None else hour - rng.choice((0, 0, 0, 1))
         key = rng.choice(KEYS)
         p, c = rng.randint(1, 900), rng.randint(1, 400)
         model = rng.choice(["gpt-4o", "gpt-4o-mini"])
         out.append(UsageDelta(key, "t1" if key == "k1" else None, "openai", model,
-                              HOUR0 + rng.randint(0, 47), rng.randint(1, 3), p, c, p * 2500 + c * 10000))
+                              h, rng.randint(1, 3), p, c, p * 2500 + c * 10000))
     return tuple(out)
 
 
@@ -56,10 +59,13 @@ class UsageWriter:
         self.rng = random.Random(seed)
         self.seqs: dict[str, int] = {}
         self.expected: dict[str, tuple[int, int, int, int]] = {}  # key -> totals written
+        self.flushes = 0  # flush k happens in hour HOUR0 + 1 + (k // 2) % 40: hours recur
 
     async def flush(self, node: str = "n1", epoch: int = 1, deltas: int = 3) -> int:
         seq = self.seqs[node] = self.seqs.get(node, 0) + 1
-        event = UsageRecorded(node, epoch, seq, random_deltas(self.rng, deltas))
+        hour = HOUR0 + 1 + (self.flushes // 2) % 40
+        self.flushes += 1
+        event = UsageRecorded(node, epoch, seq, random_deltas(self.rng, deltas, hour))
         for d in event.deltas:
             t = self.expected.get(d.key_id, (0, 0, 0, 0))
             self.expected[d.key_id] = (t[0] + d.requests, t[1] + d.prompt_tokens, t[2] + d.completion_tokens,
