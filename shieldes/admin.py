@@ -6,6 +6,7 @@ Used by the CLI (and any admin surface). A refused command appends nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
@@ -24,13 +25,18 @@ class ConfigView:
     position: int  # position of the newest config event folded
 
 
-async def load_config(store: EventStore, codec: Codec, *, upto: int | None = None) -> ConfigView:
-    """Fold the config stream (usage is not needed to decide config commands)."""
+async def load_config(
+    store: EventStore, codec: Codec, *, upto: int | None = None, until: datetime | None = None
+) -> ConfigView:
+    """Fold the config stream (usage is not needed to decide config commands), optionally only the
+    events at or before position `upto` and recorded at or before `until` (time travel)."""
     state, position = ConfigState(), 0
     while True:
         page = await store.read(position, 5000, stream=CONFIG_STREAM)
         for recorded in page:
-            if upto is not None and recorded.position > upto:
+            if (upto is not None and recorded.position > upto) or (
+                until is not None and recorded.recorded_at > until
+            ):
                 return ConfigView(state, position)
             state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
             position = recorded.position

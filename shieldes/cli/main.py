@@ -20,11 +20,14 @@ def _register() -> None:
     from shieldes.cli import (
         audit_cmd,
         budget_cmd,
+        compact_cmd,
+        config_cmd,
         db_cmd,
         key_cmd,
         pricing_cmd,
         provider_cmd,
         serve_cmd,
+        snapshot_cmd,
         team_cmd,
         usage_cmd,
     )
@@ -39,6 +42,9 @@ def _register() -> None:
         budget_cmd.budget_group,
         usage_cmd.usage,
         audit_cmd.audit_group,
+        snapshot_cmd.snapshot_group,
+        compact_cmd.compact,
+        config_cmd.config_group,
     ):
         cli.add_command(command)
 

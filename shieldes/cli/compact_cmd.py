@@ -1,0 +1,51 @@
+"""`shieldes compact [--retain DURATION]`: fold old raw usage into hourly rollups, once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+from shieldes.cli.common import cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.snapshot_cmd import checked_pool
+from shieldes.errors import InvalidRequest
+from shieldes.snapshots.compaction import compact_once
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`0s`, `90m`, `12h`, `7d`, `2w` -> seconds."""
+    m = _DURATION.match(text.strip().lower())
+    if not m:
+        raise InvalidRequest(
+            f"cannot read --retain {text!r}: use a number and a unit, e.g. 0s, 30m, 12h, 7d, 2w"
+        )
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+@click.command("compact")
+@click.option("--retain", "retain", default=None, metavar="DURATION",
+              help="keep raw usage newer than this (e.g. 7d; 0s folds every raw event it can); "
+                   "default SHIELDES_COMPACT_RETAIN_SECONDS")
+@json_option
+@handle_errors
+def compact(retain: str | None, as_json: bool) -> None:
+    """Fold raw usage events older than the retention window into hourly rollups (totals unchanged).
+
+    Runs once, holding the leader lock; refuses if a node is leader (it compacts on its schedule)."""
+    ctx = cli_context()
+    seconds = parse_duration(retain) if retain is not None else ctx.settings.compact_retain_seconds
+
+    async def go() -> dict[str, Any]:
+        async with checked_pool(ctx.database_url(), size=3) as pool:
+            report = await compact_once(
+                pool, holder=f"cli:{ctx.settings.node_id}", retain_seconds=seconds,
+                node_timeout=ctx.settings.node_timeout,
+            )
+            return report.as_dict()
+
+    emit(run(go()), as_json=ctx.as_json,
+         columns=["cutoff", "limited_by", "replaced_events", "rollup_events", "snapshots_deleted", "seconds"])

@@ -1,0 +1,175 @@
+"""Projection <-> snapshot bytes: deterministic JSON of plain values, zstd-compressed, sha256-checked.
+
+The encoding is a pure function of the state: the same Projection always gives the same bytes
+(sorted keys, explicit field lists, no pickles, no import paths), so a checksum mismatch means the
+stored bytes changed, and two nodes snapshotting the same position write identical snapshots.
+A change to this layout bumps FORMAT; the loader skips snapshots of another format or schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import zstandard
+
+from shieldes import db
+from shieldes.projections.projector import Projection
+from shieldes.projections.state import Budget, ConfigState, Deployment, Price, Team, VirtualKey
+from shieldes.projections.usage import Totals, UsageState
+
+FORMAT = 1
+ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
+Plain = dict[str, Any]
+
+
+class SnapshotCorrupt(Exception):
+    """The bytes do not verify or do not decode; the loader skips such a snapshot."""
+
+
+@dataclass(frozen=True)
+class EncodedSnapshot:
+    position: int
+    schema_version: str
+    format: int
+    state: bytes  # zstd-compressed JSON
+    checksum: str  # sha256 hex of `state`
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.state)
+
+
+def is_compatible(schema_version: str, fmt: int) -> bool:
+    return schema_version == db.SCHEMA_HEAD and fmt == FORMAT
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def _budget(b: Budget | None) -> Plain | None:
+    return None if b is None else {"amount_usd": b.amount_usd, "period": b.period}
+
+
+def _budget_from(p: Plain | None) -> Budget | None:
+    return None if p is None else Budget(p["amount_usd"], p["period"])
+
+
+def _tuple(v: list[str] | None) -> tuple[str, ...] | None:
+    return None if v is None else tuple(v)
+
+
+def config_to_plain(c: ConfigState) -> Plain:
+    return {
+        "providers": {
+            n: {"kind": d.kind, "base_url": d.base_url, "secret_ref": d.secret_ref,
+                "models": list(d.models), "weight": d.weight}
+            for n, d in c.providers.items()
+        },
+        "pricing": {m: [p.input_per_1m, p.output_per_1m] for m, p in c.pricing.items()},
+        "teams": {t.id: {"name": t.name, "budget": _budget(t.budget)} for t in c.teams.values()},
+        "keys": {
+            k.id: {
+                "name": k.name, "key_hash": k.key_hash, "prefix": k.prefix,
+                "models": None if k.models is None else list(k.models), "team_id": k.team_id,
+                "expires_at": k.expires_at, "revoked": k.revoked, "rpm": k.rpm, "tpm": k.tpm,
+                "budget": _budget(k.budget),
+            }
+            for k in c.keys.values()
+        },
+        "key_ids_by_hash": dict(c.key_ids_by_hash),
+        "key_ids_by_name": dict(c.key_ids_by_name),
+        "team_ids_by_name": dict(c.team_ids_by_name),
+    }
+
+
+def config_from_plain(p: Plain) -> ConfigState:
+    return ConfigState(
+        providers={
+            n: Deployment(n, d["kind"], d["base_url"], d["secret_ref"], tuple(d["models"]), d["weight"])
+            for n, d in p["providers"].items()
+        },
+        pricing={m: Price(v[0], v[1]) for m, v in p["pricing"].items()},
+        teams={i: Team(i, t["name"], _budget_from(t["budget"])) for i, t in p["teams"].items()},
+        keys={
+            i: VirtualKey(
+                i, k["name"], k["key_hash"], k["prefix"], _tuple(k["models"]), k["team_id"], k["expires_at"],
+                k["revoked"], k["rpm"], k["tpm"], _budget_from(k["budget"]),
+            )
+            for i, k in p["keys"].items()
+        },
+        key_ids_by_hash=dict(p["key_ids_by_hash"]),
+        key_ids_by_name=dict(p["key_ids_by_name"]),
+        team_ids_by_name=dict(p["team_ids_by_name"]),
+    )
+
+
+# --- usage -------------------------------------------------------------------------------------
+
+
+def _int_keys(d: dict[str, Any]) -> dict[int, int]:
+    return {int(k): int(v) for k, v in d.items()}
+
+
+def usage_to_plain(u: UsageState) -> Plain:
+    # JSON object keys are strings: day and epoch numbers are written as decimal strings.
+    return {
+        "totals": {
+            k: [t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd] for k, t in u.totals.items()
+        },
+        "key_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.key_daily_cost.items()},
+        "team_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.team_daily_cost.items()},
+        "node_seqs": {n: {str(e): s for e, s in v.items()} for n, v in u.node_seqs.items()},
+        "latest_day": u.latest_day,
+    }
+
+
+def usage_from_plain(p: Plain) -> UsageState:
+    return UsageState(
+        totals={k: Totals(*v) for k, v in p["totals"].items()},
+        key_daily_cost={k: _int_keys(v) for k, v in p["key_daily_cost"].items()},
+        team_daily_cost={k: _int_keys(v) for k, v in p["team_daily_cost"].items()},
+        node_seqs={n: _int_keys(v) for n, v in p["node_seqs"].items()},
+        latest_day=int(p["latest_day"]),
+    )
+
+
+# --- whole projection --------------------------------------------------------------------------
+
+
+def projection_to_json(projection: Projection) -> bytes:
+    """Synchronous on purpose: the usage state is mutated by the projector between awaits, so the
+    plain copy must be taken in one step of the event loop. Compression can then run in a thread."""
+    plain = {
+        "format": FORMAT,
+        "position": projection.position,
+        "config": config_to_plain(projection.config),
+        "usage": usage_to_plain(projection.usage),
+    }
+    return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+
+
+def seal(raw_json: bytes, position: int) -> EncodedSnapshot:
+    state = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw_json)
+    return EncodedSnapshot(position, db.SCHEMA_HEAD, FORMAT, state, hashlib.sha256(state).hexdigest())
+
+
+def encode(projection: Projection) -> EncodedSnapshot:
+    return seal(projection_to_json(projection), projection.position)
+
+
+def decode(state: bytes, checksum: str, position: int) -> Projection:
+    """Verify, decompress and rebuild; raises SnapshotCorrupt on any mismatch."""
+    if hashlib.sha256(state).hexdigest() != checksum:
+        raise SnapshotCorrupt("checksum mismatch")
+    try:
+        plain = orjson.loads(zstandard.ZstdDecompressor().decompress(state))
+        if plain["format"] != FORMAT or plain["position"] != position:
+            raise SnapshotCorrupt(f"header says format {plain['format']} position {plain['position']}")
+        return Projection(config_from_plain(plain["config"]), usage_from_plain(plain["usage"]), position)
+    except SnapshotCorrupt:
+        raise
+    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise SnapshotCorrupt(f"undecodable: {type(exc).__name__}: {exc}") from exc

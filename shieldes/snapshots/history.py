@@ -1,0 +1,150 @@
+"""Time travel over the config stream: points in the log, a redacted view of a ConfigState, and a
+diff between two states attributed to the events (and actors) that made it. Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shieldes.errors import InvalidRequest
+from shieldes.events.store import RecordedEvent
+from shieldes.projections.state import Budget, ConfigState
+
+Entity = dict[str, Any]
+EntityKey = tuple[str, str]  # (kind, id)
+KINDS = ("provider", "pricing", "team", "key")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A place in the log: a position, or a time (every config event recorded at or before it)."""
+
+    position: int | None = None
+    time: datetime | None = None
+
+    def label(self) -> str:
+        return f"position {self.position}" if self.position is not None else f"time {self.time_iso()}"
+
+    def time_iso(self) -> str:
+        return self.time.isoformat() if self.time else ""
+
+    def includes(self, e: RecordedEvent) -> bool:
+        if self.position is not None:
+            return e.position <= self.position
+        assert self.time is not None
+        return e.recorded_at <= self.time
+
+
+def parse_point(text: str) -> Point:
+    """`1234` is a log position; anything else must be an ISO 8601 time (naive means UTC)."""
+    t = text.strip()
+    if t.isdigit():
+        return Point(position=int(t))
+    try:
+        when = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"cannot read {text!r} as a point in the log: give a position (e.g. 42) or an ISO 8601 time "
+            "(e.g. 2026-11-22T08:00:00Z)"
+        ) from None
+    return Point(time=when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def _budget(b: Budget | None) -> dict[str, Any] | None:
+    return None if b is None else {"amount_usd": b.amount_usd, "period": b.period}
+
+
+def _secret(ref: str | None) -> str | None:
+    if ref is None or ref.startswith("env:"):
+        return ref
+    return "encrypted"  # an encrypted key is never printed, not even as ciphertext
+
+
+def entities(state: ConfigState) -> dict[EntityKey, Entity]:
+    """Every entity as a plain dict, keyed by (kind, id); key hashes never appear."""
+    out: dict[EntityKey, Entity] = {}
+    for d in state.providers.values():
+        out[("provider", d.name)] = {
+            "name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _secret(d.secret_ref),
+            "models": list(d.models), "weight": d.weight,
+        }
+    for model, p in state.pricing.items():
+        out[("pricing", model)] = {
+            "model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
+        }
+    for t in state.teams.values():
+        out[("team", t.id)] = {"id": t.id, "name": t.name, "budget": _budget(t.budget)}
+    for k in state.keys.values():
+        team = state.teams.get(k.team_id) if k.team_id else None
+        out[("key", k.id)] = {
+            "id": k.id, "name": k.name, "prefix": k.prefix,
+            "models": None if k.models is None else list(k.models),
+            "team": team.name if team else k.team_id, "expires_at": k.expires_at, "revoked": k.revoked,
+            "rpm": k.rpm, "tpm": k.tpm, "budget": _budget(k.budget),
+        }
+    return out
+
+
+def config_view(state: ConfigState) -> dict[str, list[Entity]]:
+    ents = entities(state)
+    return {
+        plural: [ents[k] for k in sorted(k for k in ents if k[0] == kind)]
+        for kind, plural in (("provider", "providers"), ("pricing", "pricing"), ("team", "teams"),
+                             ("key", "keys"))
+    }
+
+
+def subject_of(e: RecordedEvent) -> EntityKey | None:
+    """Which entity a config event changes."""
+    d = e.data
+    family = e.type.split(".", 1)[0]
+    if family == "provider":
+        return ("provider", d["name"])
+    if family == "pricing":
+        return ("pricing", d["model"])
+    if family == "team":
+        return ("team", d["id"])
+    if family == "virtual_key":
+        return ("key", d["id"])
+    if family == "budget":
+        return ("team" if d.get("subject_kind") == "team" else "key", d["subject_id"])
+    if family == "rate_limit":
+        return ("key", d["key_id"])
+    return None
+
+
+def _event_ref(e: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": e.position, "type": e.type, "actor": e.metadata.get("actor", "unknown"),
+        "recorded_at": e.recorded_at.astimezone(UTC).isoformat(),
+    }
+
+
+def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -> list[dict[str, Any]]:
+    """Entities added, removed or changed from `before` to `after`, each with the events between
+    the two points that touched it (position, type, actor, time)."""
+    a, b = entities(before), entities(after)
+    touched: dict[EntityKey, list[dict[str, Any]]] = {}
+    for e in events:
+        subject = subject_of(e)
+        if subject is not None:
+            touched.setdefault(subject, []).append(_event_ref(e))
+    out: list[dict[str, Any]] = []
+    for key in sorted(set(a) | set(b), key=lambda k: (KINDS.index(k[0]), k[1])):
+        old, new = a.get(key), b.get(key)
+        fields: dict[str, dict[str, Any]] = {}
+        if old == new:
+            continue
+        if old is None:
+            change = "added"
+        elif new is None:
+            change = "removed"
+        else:
+            change = "changed"
+            fields = {f: {"from": old.get(f), "to": new.get(f)} for f in sorted(set(old) | set(new))
+                      if old.get(f) != new.get(f)}
+        name = (new or old or {}).get("name") or (new or old or {}).get("model") or key[1]
+        out.append({"kind": key[0], "id": key[1], "name": name, "change": change, "fields": fields,
+                    "events": touched.get(key, [])})
+    return out

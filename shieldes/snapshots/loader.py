@@ -1,0 +1,142 @@
+"""Startup: the newest compatible snapshot that verifies, plus the tail of the log.
+
+Everything is read inside one REPEATABLE READ transaction, so the snapshot and the tail come from
+one consistent view of the log even if compaction commits batches meanwhile (a paged read across
+transactions could see a rollup whose raw events it had already folded). A snapshot that is
+corrupt, of another schema/format, or below the newest rollup is skipped with a log line; with no
+usable snapshot the whole log is replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes import db
+from shieldes.events.codec import Codec
+from shieldes.events.pg_store import row_to_event
+from shieldes.projections.projector import Projection
+from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.store import rollup_floor
+
+log = logging.getLogger(__name__)
+FETCH = 5000
+_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    snapshot_id: int | None  # None: full replay
+    snapshot_position: int
+    tail_events: int
+    skipped: tuple[str, ...]  # one reason per skipped snapshot
+    seconds: float
+
+
+async def load_projection(
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None
+) -> Projection:
+    """The projection at the log head as of one consistent view. With `node_id`, the node is
+    registered in `cluster_nodes` at position 0 first and its heartbeat kept fresh while loading,
+    and the row ends at the loaded position: compaction never folds past a node still loading
+    (which would make it count rollups of events it already folded). Membership heartbeats take
+    the row over afterwards."""
+    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id)
+    return projection
+
+
+async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO cluster_nodes (node_id, position) VALUES (%s, %s) ON CONFLICT (node_id) "
+            "DO UPDATE SET position = excluded.position, heartbeat_at = now()",
+            (node_id, position),
+        )
+
+
+async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        async with pool.connection() as conn:
+            await conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = %s", (node_id,))
+
+
+async def load_projection_report(
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
+    heartbeat_every: float = 1.0,
+) -> tuple[Projection, LoadReport]:
+    if node_id is None:
+        return await _load(pool, codec or Codec())
+    await _register(pool, node_id, 0)
+    beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
+    try:
+        projection, report = await _load(pool, codec or Codec())
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    await _register(pool, node_id, projection.position)
+    return projection, report
+
+
+async def _load(pool: AsyncConnectionPool[Any], codec: Codec) -> tuple[Projection, LoadReport]:
+    started = time.perf_counter()
+    skipped: list[str] = []
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        floor = await rollup_floor(conn)
+        cur = await conn.execute(
+            "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC"
+        )
+        candidates = await cur.fetchall()
+        projection: Projection | None = None
+        used: int | None = None
+        for snap_id, position, schema_version, fmt in candidates:
+            reason = None
+            if not snapcodec.is_compatible(schema_version, fmt):
+                reason = (f"schema {schema_version} format {fmt}, this shieldes reads "
+                          f"schema {db.SCHEMA_HEAD} format {snapcodec.FORMAT}")
+            elif position < floor:
+                reason = f"position {position} is below the newest compaction rollup {floor}"
+            else:
+                cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,))
+                row = await cur.fetchone()
+                if row is None:
+                    continue
+                try:
+                    projection = await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position)
+                except snapcodec.SnapshotCorrupt as exc:
+                    reason = f"corrupt ({exc})"
+            if reason is not None:
+                log.warning("skipping snapshot %d at position %d: %s", snap_id, position, reason)
+                skipped.append(f"snapshot {snap_id}: {reason}")
+                continue
+            used = snap_id
+            break
+        if projection is None:
+            projection = Projection(codec=codec)
+            log.info("no usable snapshot: replaying the whole log")
+        projection.codec = codec
+        base = projection.position
+        tail = 0
+        async with conn.cursor(name="shieldes_tail") as tcur:
+            await tcur.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position", (base,)
+            )
+            while rows := await tcur.fetchmany(FETCH):
+                for r in rows:
+                    projection.apply(row_to_event(r))
+                tail += len(rows)
+                await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
+    report = LoadReport(used, base, tail, tuple(skipped), time.perf_counter() - started)
+    log.info(
+        "projection loaded at position %d from %s plus %d tail events in %.2fs",
+        projection.position, f"snapshot {used}" if used else "an empty state", tail, report.seconds,
+    )
+    return projection, report

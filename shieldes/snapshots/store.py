@@ -1,0 +1,117 @@
+"""The `snapshots` table: save (with pruning to the newest N), list, and fetch candidates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.errors import ShieldesError
+from shieldes.projections.projector import Projection
+from shieldes.snapshots import codec
+from shieldes.snapshots.fencing import MAINTENANCE_LOCK, check_epoch
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotRefused(ShieldesError):
+    status = 409
+    code = "snapshot_refused"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: int
+    position: int
+    schema_version: str
+    format: int
+    size_bytes: int
+    checksum: str
+    node_id: str | None
+    leader_epoch: int | None
+    created_at: datetime
+
+    @property
+    def compatible(self) -> bool:
+        return codec.is_compatible(self.schema_version, self.format)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "position": self.position, "schema_version": self.schema_version,
+            "format": self.format, "size_bytes": self.size_bytes, "checksum": self.checksum,
+            "node_id": self.node_id, "leader_epoch": self.leader_epoch,
+            "created_at": self.created_at.isoformat(), "compatible": self.compatible,
+        }
+
+
+_INFO = "id, position, schema_version, format, size_bytes, checksum, node_id, leader_epoch, created_at"
+
+
+async def rollup_floor(conn: psycopg.AsyncConnection[Any]) -> int:
+    """The highest position holding a compaction rollup: a snapshot below it would count twice."""
+    cur = await conn.execute("SELECT coalesce(max(position), 0) FROM events WHERE type = 'usage.rolled_up'")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def save_encoded(
+    pool: AsyncConnectionPool[Any],
+    snap: codec.EncodedSnapshot,
+    *,
+    node_id: str | None,
+    keep: int,
+    leader_epoch: int | None = None,
+) -> SnapshotInfo:
+    """Insert one snapshot and delete all but the newest `keep`. With `leader_epoch`, refuse (Fenced)
+    unless it is still current. Waits for a running compaction (MAINTENANCE_LOCK) to finish."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MAINTENANCE_LOCK,))
+        if leader_epoch is not None:
+            await check_epoch(conn, leader_epoch)
+        floor = await rollup_floor(conn)
+        if snap.position < floor:
+            raise SnapshotRefused(
+                f"the state at position {snap.position} predates compaction rollups up to {floor}; "
+                "catch up and snapshot again"
+            )
+        cur = await conn.execute(
+            "INSERT INTO snapshots (position, schema_version, format, state, checksum, size_bytes, node_id,"
+            f" leader_epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_INFO}",
+            (snap.position, snap.schema_version, snap.format, snap.state, snap.checksum, snap.size_bytes,
+             node_id, leader_epoch),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(
+            "DELETE FROM snapshots WHERE id NOT IN "
+            "(SELECT id FROM snapshots ORDER BY position DESC, id DESC LIMIT %s)",
+            (keep,),
+        )
+    return SnapshotInfo(*row)
+
+
+async def save_snapshot(
+    pool: AsyncConnectionPool[Any],
+    projection: Projection,
+    *,
+    node_id: str | None,
+    keep: int,
+    leader_epoch: int | None = None,
+) -> SnapshotInfo:
+    """Encode `projection` now (one loop step, consistent), compress off the loop, then store it."""
+    raw = codec.projection_to_json(projection)
+    snap = await asyncio.to_thread(codec.seal, raw, projection.position)
+    info = await save_encoded(pool, snap, node_id=node_id, keep=keep, leader_epoch=leader_epoch)
+    log.info("snapshot %d written at position %d (%d bytes)", info.id, info.position, info.size_bytes)
+    return info
+
+
+async def list_snapshots(pool: AsyncConnectionPool[Any]) -> list[SnapshotInfo]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {_INFO} FROM snapshots ORDER BY position DESC, id DESC")
+        return [SnapshotInfo(*r) for r in await cur.fetchall()]

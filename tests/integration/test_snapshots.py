@@ -1,0 +1,148 @@
+"""Snapshots: snapshot + tail == full replay, corrupt/incompatible ones skipped, pruning, the
+scheduler, the floor below compaction rollups, and `shieldes snapshot create|list`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.admin import execute
+from shieldes.events.pg_store import PostgresEventStore
+from shieldes.projections.commands import RevokeKey, SetPricing
+from shieldes.settings import Settings
+from shieldes.snapshots import codec
+from shieldes.snapshots.fencing import Fenced
+from shieldes.snapshots.loader import load_projection, load_projection_report
+from shieldes.snapshots.scheduler import SnapshotScheduler, snapshot_due
+from shieldes.snapshots.store import list_snapshots, save_snapshot
+from tests.integration.usage_log import UsageWriter, cli_json, full_replay, seed_config
+
+
+async def _set_epoch(pool: AsyncConnectionPool[Any], epoch: int) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE leader_epoch SET epoch = %s, node_id = 'n1' WHERE id = 1", (epoch,))
+
+
+async def test_snapshot_plus_tail_equals_full_replay(pool: AsyncConnectionPool[Any],
+                                                     pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    await w.many(30)
+    first = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=3)
+    await w.many(25)
+    await execute(pg_store, RevokeKey("key-k3"), actor="admin")
+    await execute(pg_store, SetPricing("gpt-4o", 3.0, 12.0), actor="admin")
+    await w.many(5)
+
+    loaded, report = await load_projection_report(pool)
+    replayed = await full_replay(pg_store)
+    assert (report.snapshot_id, report.snapshot_position) == (first.id, first.position)
+    assert report.tail_events == replayed.position - first.position
+    assert loaded.position == replayed.position
+    assert loaded.config == replayed.config
+    assert loaded.usage == replayed.usage
+    assert loaded.config.keys["k3"].revoked
+    # deterministic encoding: same state, same bytes, same checksum
+    assert codec.encode(loaded).checksum == codec.encode(replayed).checksum
+
+
+async def test_corrupt_and_incompatible_snapshots_are_skipped(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    await w.many(10)
+    good = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5)
+    await w.many(10)
+    alien = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5)
+    await w.many(10)
+    newest = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5)
+    await w.many(3)
+    async with pool.connection() as conn:
+        # flip bytes in the middle of the newest one; the middle one claims a future format
+        await conn.execute("UPDATE snapshots SET state = overlay(state placing '\\xdeadbeef'::bytea from 40) "
+                           "WHERE id = %s", (newest.id,))
+        await conn.execute("UPDATE snapshots SET format = 99 WHERE id = %s", (alien.id,))
+    with caplog.at_level(logging.WARNING, logger="shieldes.snapshots.loader"):
+        loaded, report = await load_projection_report(pool)
+    assert report.snapshot_id == good.id
+    assert len(report.skipped) == 2
+    assert "corrupt" in report.skipped[0] and "format 99" in report.skipped[1]
+    assert sum("skipping snapshot" in r.message for r in caplog.records) == 2
+    replayed = await full_replay(pg_store)
+    assert loaded.position == replayed.position
+    assert (loaded.config, loaded.usage) == (replayed.config, replayed.usage)
+
+    async with pool.connection() as conn:  # nothing usable: full replay, still right
+        await conn.execute("UPDATE snapshots SET checksum = repeat('0', 64)")
+    loaded, report = await load_projection_report(pool)
+    assert report.snapshot_id is None and len(report.skipped) == 3
+    assert loaded.usage == replayed.usage
+
+
+async def test_keeps_only_the_newest_n(pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    positions = []
+    for _ in range(4):
+        await w.many(2)
+        info = await save_snapshot(pool, await full_replay(pg_store), node_id="n", keep=2)
+        positions.append(info.position)
+    assert [s.position for s in await list_snapshots(pool)] == positions[:1:-1]
+
+
+async def test_fenced_snapshot_is_refused(pool: AsyncConnectionPool[Any],
+                                          pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    await _set_epoch(pool, 4)
+    projection = await full_replay(pg_store)
+    await save_snapshot(pool, projection, node_id="n1", keep=3, leader_epoch=4)
+    await _set_epoch(pool, 5)
+    with pytest.raises(Fenced, match="stale"):
+        await save_snapshot(pool, projection, node_id="n1", keep=3, leader_epoch=4)
+    assert len(await list_snapshots(pool)) == 1
+
+
+def test_snapshot_due_rule() -> None:
+    assert not snapshot_due(10, 10, 999.0, every_events=5, every_seconds=1.0)  # nothing new
+    assert snapshot_due(15, 10, 0.0, every_events=5, every_seconds=60.0)
+    assert not snapshot_due(14, 10, 0.0, every_events=5, every_seconds=60.0)
+    assert snapshot_due(11, 10, 60.0, every_events=5, every_seconds=60.0)
+
+
+async def test_scheduler_writes_every_n_events_and_stops(pool: AsyncConnectionPool[Any],
+                                                        pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    await _set_epoch(pool, 1)
+    projection = await full_replay(pg_store)
+    settings = Settings(snapshot_every_events=10, snapshot_every_seconds=3600, snapshots_kept=2)
+    sched = SnapshotScheduler(pool, lambda: projection, settings=settings, node_id="n1", leader_epoch=1,
+                              check_interval=0.05)
+    await sched.start()
+    try:
+        w = UsageWriter(pg_store)
+        await w.many(12)
+        projection.apply_all(await pg_store.read(projection.position, 1000))
+        sched.poke()
+        async with asyncio.timeout(10):
+            while not (snaps := await list_snapshots(pool)):
+                await asyncio.sleep(0.02)
+        assert snaps[0].position == projection.position and snaps[0].leader_epoch == 1
+    finally:
+        await sched.stop()
+    assert (await load_projection(pool)).usage == (await full_replay(pg_store)).usage
+
+
+async def test_cli_snapshot_create_and_list(database_url: str, pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    await UsageWriter(pg_store).many(6)
+    head = await pg_store.head()
+    created = cli_json(database_url, "snapshot", "create")
+    assert created["position"] == head and created["size_bytes"] > 0
+    assert created["built_from_snapshot"] is None
+    listed = cli_json(database_url, "snapshot", "list")
+    assert [s["id"] for s in listed] == [created["id"]] and listed[0]["compatible"] is True
