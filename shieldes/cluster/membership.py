@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
-_SELECT = (
+NODES_SQL = (
     "SELECT node_id, http_address, gossip_address, version, boot_epoch, started_at, heartbeat_at, position,"
     " info, heartbeat_at > now() - make_interval(secs => %s) AS alive,"
     " extract(epoch FROM now() - heartbeat_at)::float8 AS age"
@@ -45,7 +45,7 @@ class NodeRecord:
 
 async def list_nodes(pool: AsyncConnectionPool[Any], node_timeout: float) -> list[NodeRecord]:
     async with pool.connection() as conn:
-        cur = await conn.execute(_SELECT, (node_timeout,))
+        cur = await conn.execute(NODES_SQL, (node_timeout,))
         return [NodeRecord(*row) for row in await cur.fetchall()]
 
 
