@@ -43,6 +43,9 @@ class NodeState:
     pending: Mapping[PendingId, tuple[int, int, int]] = field(default_factory=dict)  # -> (req, tok, nUSD)
     reservations: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # -> (reserved, released) nUSD
     health: Mapping[str, Health] = field(default_factory=dict)
+    # gauges, taken from the newest message: unused limit claims, and what the sender saw of peers
+    allowances: Mapping[WindowId, int] = field(default_factory=dict)
+    seen: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # peer -> (boot_epoch, seq)
 
     @property
     def component(self) -> Component:
@@ -74,6 +77,8 @@ def merge_node(a: NodeState, b: NodeState) -> NodeState:
         pending=_max_tuples(a.pending, b.pending),  # type: ignore[arg-type]
         reservations=_max_tuples(a.reservations, b.reservations),  # type: ignore[arg-type]
         health=dict(newer.health),
+        allowances=dict(newer.allowances),
+        seen=dict(newer.seen),
     )
 
 
@@ -115,6 +120,13 @@ def window_count(
             req += v[0]
             tok += v[1]
     return req, tok
+
+
+def window_allowance(view: View, subject: str, window: str, start: int, *, exclude: str | None = None) -> int:
+    """Unused limit claims of every component (but node `exclude`) in one window."""
+    return sum(
+        s.allowances.get((subject, window, start), 0) for (node, _), s in view.items() if node != exclude
+    )
 
 
 def pending_usage(
@@ -160,7 +172,10 @@ def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) 
             w: v for w, v in state.windows.items() if w[2] >= min_window_start.get(w[1], w[2])
         }
         pending = {p: v for p, v in state.pending.items() if p[1] > durable(comp[0], p[0])}
-        out[comp] = replace(state, windows=windows, pending=pending)
+        allowances = {
+            w: v for w, v in state.allowances.items() if w[2] >= min_window_start.get(w[1], w[2])
+        }
+        out[comp] = replace(state, windows=windows, pending=pending, allowances=allowances)
     return out
 
 

@@ -66,8 +66,10 @@ def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.St
 def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
     msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
                            sent_at_ms=sent_at_ms, gossip_address=gossip_address)
-    for (subject, window, start), (req, tok) in ns.windows.items():
-        msg.windows.add(subject=subject, window=window, start=start, requests=req, tokens=tok)
+    for ident in ns.windows.keys() | ns.allowances.keys():
+        req, tok = ns.windows.get(ident, (0, 0))
+        msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
+                        allowance=ns.allowances.get(ident, 0))
     for (epoch, seq, subject), (req, tok, cost) in ns.pending.items():
         msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, requests=req, tokens=tok,
                         cost_nusd=cost)
@@ -76,6 +78,8 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_p
     for deployment, h in ns.health.items():
         msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
                        requests=h.requests)
+    for peer, (epoch, seq) in ns.seen.items():
+        msg.seen.add(node_id=peer, boot_epoch=epoch, seq=seq)
     return msg
 
 
@@ -91,6 +95,8 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
         },
         reservations={r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
         health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests) for h in msg.health},
+        allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
+        seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
     )
 
 
@@ -168,6 +174,8 @@ class Gossip:
         on_head: Callable[[int], None] | None = None,
         boot_epoch: Callable[[], int] = lambda: 0,
         local_head: Callable[[], int] = lambda: 0,
+        on_state: Callable[[NodeState], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -183,6 +191,8 @@ class Gossip:
         self._on_head = on_head
         self._boot_epoch = boot_epoch
         self._local_head = local_head
+        self._on_state = on_state
+        self._on_sent = on_sent
         self.view: dict[Component, NodeState] = {}
         self.stats = GossipStats()
         self._accepted: dict[str, tuple[int, int]] = {}
@@ -240,7 +250,8 @@ class Gossip:
             self.stats.rejected_stale += 1
             return gossip_pb2.Ack(accepted=False, reason="stale")
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
-        self.view = counters.merge(self.view, from_proto(msg))
+        state = from_proto(msg)
+        self.view = counters.merge(self.view, state)
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
         peer.received += 1
         peer.received_bytes += size
@@ -250,6 +261,8 @@ class Gossip:
         self.stats.received_bytes += size
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
+        if self._on_state is not None:
+            self._on_state(state)
         self.received.set()
         return gossip_pb2.Ack(accepted=True, log_head=self._local_head())
 
@@ -269,13 +282,16 @@ class Gossip:
         self._seq += 1
         own = self._snapshot()
         own = NodeState(self.node_id, self._boot_epoch(), self._seq, own.log_head, own.windows, own.pending,
-                        own.reservations, own.health)
+                        own.reservations, own.health, own.allowances, dict(self._accepted))
         return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address)
 
     async def push_once(self) -> int:
         """One round: the same signed message to every target; returns how many accepted it."""
         targets = [t for t in self._targets() if t != self.address]
-        envelope = seal(self.next_message(), self._secret)
+        message = self.next_message()
+        envelope = seal(message, self._secret)
+        if self._on_sent is not None:
+            self._on_sent(message.seq)
         for gone in set(self._channels) - set(targets):
             channel, _ = self._channels.pop(gone)
             await channel.close()

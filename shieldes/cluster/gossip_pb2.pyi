@@ -15,18 +15,30 @@ class Envelope(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class WindowCount(_message.Message):
-    __slots__ = ("subject", "window", "start", "requests", "tokens")
+    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWANCE_FIELD_NUMBER: _ClassVar[int]
     subject: str
     window: str
     start: int
     requests: int
     tokens: int
-    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ...) -> None: ...
+    allowance: int
+    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ...) -> None: ...
+
+class Seen(_message.Message):
+    __slots__ = ("node_id", "boot_epoch", "seq")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_epoch: int
+    seq: int
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class PendingUsage(_message.Message):
     __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd")
@@ -67,7 +79,7 @@ class Health(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health")
+    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +90,7 @@ class State(_message.Message):
     PENDING_FIELD_NUMBER: _ClassVar[int]
     RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     seq: int
@@ -88,7 +101,8 @@ class State(_message.Message):
     pending: _containers.RepeatedCompositeFieldContainer[PendingUsage]
     reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
     health: _containers.RepeatedCompositeFieldContainer[Health]
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ...) -> None: ...
+    seen: _containers.RepeatedCompositeFieldContainer[Seen]
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("accepted", "reason", "log_head")
