@@ -16,7 +16,7 @@ from typing import TypeVar
 
 Component = tuple[str, int]  # (node_id, boot_epoch)
 WindowId = tuple[str, str, int]  # (subject e.g. "key:<id>", window name e.g. "rpm", window start)
-PendingId = tuple[int, int, str]  # (flush epoch, flush seq, subject)
+PendingId = tuple[int, int, str, int]  # (flush epoch, flush seq, subject, unix day)
 Durable = Callable[[str, int], int]  # (node_id, flush epoch) -> highest flush seq in the log
 
 K = TypeVar("K")
@@ -29,6 +29,7 @@ class Health:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     requests: int = 0  # sample size behind the two figures
+    open: bool = False  # the node's circuit breaker is resting this deployment
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def pending_usage(
     for (node, _), state in view.items():
         if node == exclude:
             continue
-        for (epoch, seq, subj), v in state.pending.items():
+        for (epoch, seq, subj, _day), v in state.pending.items():
             if subj == subject and seq > durable(node, epoch):
                 req += v[0]
                 tok += v[1]

@@ -70,14 +70,14 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_p
         req, tok = ns.windows.get(ident, (0, 0))
         msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
                         allowance=ns.allowances.get(ident, 0))
-    for (epoch, seq, subject), (req, tok, cost) in ns.pending.items():
-        msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, requests=req, tokens=tok,
+    for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
+        msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
                         cost_nusd=cost)
     for subject, (reserved, released) in ns.reservations.items():
         msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
     for deployment, h in ns.health.items():
         msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
-                       requests=h.requests)
+                       requests=h.requests, open=h.open)
     for peer, (epoch, seq) in ns.seen.items():
         msg.seen.add(node_id=peer, boot_epoch=epoch, seq=seq)
     return msg
@@ -91,10 +91,11 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
         log_head=msg.log_head,
         windows={(w.subject, w.window, w.start): (w.requests, w.tokens) for w in msg.windows},
         pending={
-            (p.flush_epoch, p.flush_seq, p.subject): (p.requests, p.tokens, p.cost_nusd) for p in msg.pending
+            (p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
+            for p in msg.pending
         },
         reservations={r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
-        health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests) for h in msg.health},
+        health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests, h.open) for h in msg.health},
         allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
         seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
     )

@@ -41,20 +41,22 @@ class Seen(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class PendingUsage(_message.Message):
-    __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd")
+    __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd", "day")
     FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_NUSD_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
     flush_epoch: int
     flush_seq: int
     subject: str
     requests: int
     tokens: int
     cost_nusd: int
-    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ...) -> None: ...
+    day: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("subject", "reserved_nusd", "released_nusd")
@@ -67,16 +69,18 @@ class Reservation(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., reserved_nusd: _Optional[int] = ..., released_nusd: _Optional[int] = ...) -> None: ...
 
 class Health(_message.Message):
-    __slots__ = ("deployment", "latency_ms", "error_rate", "requests")
+    __slots__ = ("deployment", "latency_ms", "error_rate", "requests", "open")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     latency_ms: float
     error_rate: float
     requests: int
-    def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ...) -> None: ...
+    open: bool
+    def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ..., open: _Optional[bool] = ...) -> None: ...
 
 class State(_message.Message):
     __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen")
