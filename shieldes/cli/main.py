@@ -20,6 +20,7 @@ def _register() -> None:
     from shieldes.cli import (
         audit_cmd,
         budget_cmd,
+        cluster_cmd,
         compact_cmd,
         config_cmd,
         db_cmd,
@@ -45,6 +46,7 @@ def _register() -> None:
         snapshot_cmd.snapshot_group,
         compact_cmd.compact,
         config_cmd.config_group,
+        cluster_cmd.cluster_group,
     ):
         cli.add_command(command)
 

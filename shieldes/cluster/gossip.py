@@ -1,0 +1,330 @@
+"""Gossip transport: a grpc.aio service per node and a push loop to every alive peer.
+
+Each round the node sends one State (its own CRDT component, see counters.py) to every target:
+serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET. Receivers refuse a
+bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
+one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
+sender's log head is handed to `on_head` (a wake-up hint for the projector).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import zstandard
+
+from shieldes.cluster import counters, gossip_pb2, gossip_pb2_grpc
+from shieldes.cluster.counters import Component, Health, NodeState
+from shieldes.errors import ShieldesError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class GossipRejected(ShieldesError):
+    status = 400
+    code = "gossip_rejected"
+
+
+# --- wire format (pure) ------------------------------------------------------------------------
+
+
+def sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()
+
+
+def seal(state: gossip_pb2.State, secret: bytes, level: int = 3) -> gossip_pb2.Envelope:
+    payload = zstandard.ZstdCompressor(level=level).compress(state.SerializeToString())
+    return gossip_pb2.Envelope(payload=payload, signature=sign(secret, payload))
+
+
+def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.State:
+    """Verify, then decompress and parse. Raises GossipRejected with code signature|malformed."""
+    if not hmac.compare_digest(sign(secret, envelope.payload), envelope.signature):
+        raise GossipRejected("bad gossip signature: check SHIELDES_CLUSTER_SECRET on every node",
+                             code="signature")
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(envelope.payload, max_output_size=MAX_MESSAGE_BYTES)
+        state: gossip_pb2.State = gossip_pb2.State.FromString(raw)
+    except Exception as exc:  # zstd or protobuf: the peer runs an incompatible version
+        raise GossipRejected(f"malformed gossip payload: {exc}", code="malformed") from exc
+    if not state.node_id:
+        raise GossipRejected("gossip payload without a node id", code="malformed")
+    return state
+
+
+def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
+    msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
+                           sent_at_ms=sent_at_ms, gossip_address=gossip_address)
+    for ident in ns.windows.keys() | ns.allowances.keys():
+        req, tok = ns.windows.get(ident, (0, 0))
+        msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
+                        allowance=ns.allowances.get(ident, 0))
+    for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
+        msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
+                        cost_nusd=cost)
+    for subject, (reserved, released) in ns.reservations.items():
+        msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
+    for deployment, h in ns.health.items():
+        msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
+                       requests=h.requests, open=h.open)
+    for peer, (epoch, seq) in ns.seen.items():
+        msg.seen.add(node_id=peer, boot_epoch=epoch, seq=seq)
+    return msg
+
+
+def from_proto(msg: gossip_pb2.State) -> NodeState:
+    return NodeState(
+        node_id=msg.node_id,
+        boot_epoch=msg.boot_epoch,
+        seq=msg.seq,
+        log_head=msg.log_head,
+        windows={(w.subject, w.window, w.start): (w.requests, w.tokens) for w in msg.windows},
+        pending={
+            (p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
+            for p in msg.pending
+        },
+        reservations={r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
+        health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests, h.open) for h in msg.health},
+        allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
+        seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
+    )
+
+
+def is_newer(last: tuple[int, int] | None, epoch: int, seq: int) -> bool:
+    """Accept only (boot_epoch, seq) above the last accepted from that node: no replays, no rewinds."""
+    return last is None or (epoch, seq) > last
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PeerStats:
+    received: int = 0
+    received_bytes: int = 0
+    last_seen: float = 0.0  # monotonic
+    last_seen_wall: float = 0.0
+    boot_epoch: int = 0
+    seq: int = 0
+    address: str = ""
+
+
+@dataclass
+class GossipStats:
+    sent: int = 0
+    sent_bytes: int = 0
+    send_errors: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    rejected_signature: int = 0
+    rejected_stale: int = 0
+    rejected_malformed: int = 0
+    rounds: int = 0
+    peers: dict[str, PeerStats] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "sent": self.sent, "sent_bytes": self.sent_bytes, "send_errors": self.send_errors,
+            "received": self.received, "received_bytes": self.received_bytes,
+            "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
+            "rejected_malformed": self.rejected_malformed,
+            "peers": {
+                node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
+                       "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}
+                for node, p in sorted(self.peers.items())
+            },
+        }
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+class _Servicer(gossip_pb2_grpc.GossipServicer):
+    def __init__(self, gossip: Gossip) -> None:
+        self._gossip = gossip
+
+    async def Push(self, request: gossip_pb2.Envelope, context: Any) -> gossip_pb2.Ack:
+        return self._gossip.receive(request)
+
+
+class Gossip:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        secret: bytes,
+        host: str = "0.0.0.0",
+        port: int = 7946,
+        advertise: str | None = None,
+        interval: float = 0.15,
+        timeout: float = 1.0,
+        targets: Callable[[], list[str]] = list,
+        snapshot: Callable[[], NodeState] | None = None,
+        on_head: Callable[[int], None] | None = None,
+        boot_epoch: Callable[[], int] = lambda: 0,
+        local_head: Callable[[], int] = lambda: 0,
+        on_state: Callable[[NodeState], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        if not secret:
+            raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
+        self.node_id = node_id
+        self._secret = secret
+        self._host = host
+        self.port = port
+        self._advertise = advertise
+        self.interval = interval
+        self.timeout = timeout
+        self._targets = targets
+        self._snapshot = snapshot or (lambda: NodeState(node_id, boot_epoch()))
+        self._on_head = on_head
+        self._boot_epoch = boot_epoch
+        self._local_head = local_head
+        self._on_state = on_state
+        self._on_sent = on_sent
+        self.view: dict[Component, NodeState] = {}
+        self.stats = GossipStats()
+        self._accepted: dict[str, tuple[int, int]] = {}
+        self._seq = 0
+        self._server: grpc.aio.Server | None = None
+        self._channels: dict[str, tuple[grpc.aio.Channel, gossip_pb2_grpc.GossipStub]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.received = asyncio.Event()  # set on every accepted message (tests wait on it)
+
+    @property
+    def address(self) -> str:
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
+        return self._advertise or f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        gossip_pb2_grpc.add_GossipServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
+        bound = server.add_insecure_port(f"{self._host}:{self.port}")
+        if bound == 0:
+            raise GossipRejected(f"cannot listen for gossip on {self._host}:{self.port}; is the port in use? "
+                                 "set SHIELDES_GOSSIP_PORT", code="bind")
+        self.port = bound
+        await server.start()
+        self._server = server
+        self._task = asyncio.create_task(self._loop(), name="shieldes-gossip")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for channel, _ in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+            self._server = None
+
+    # --- receiving -------------------------------------------------------------------------
+
+    def receive(self, envelope: gossip_pb2.Envelope) -> gossip_pb2.Ack:
+        size = len(envelope.payload)
+        try:
+            msg = open_envelope(envelope, self._secret)
+        except GossipRejected as exc:
+            if exc.code == "signature":
+                self.stats.rejected_signature += 1
+            else:
+                self.stats.rejected_malformed += 1
+            return gossip_pb2.Ack(accepted=False, reason=exc.code or "rejected")
+        if msg.node_id == self.node_id:
+            return gossip_pb2.Ack(accepted=False, reason="self")
+        if not is_newer(self._accepted.get(msg.node_id), msg.boot_epoch, msg.seq):
+            self.stats.rejected_stale += 1
+            return gossip_pb2.Ack(accepted=False, reason="stale")
+        self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
+        state = from_proto(msg)
+        self.view = counters.merge(self.view, state)
+        peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
+        peer.received += 1
+        peer.received_bytes += size
+        peer.last_seen, peer.last_seen_wall = time.monotonic(), time.time()
+        peer.boot_epoch, peer.seq, peer.address = msg.boot_epoch, msg.seq, msg.gossip_address
+        self.stats.received += 1
+        self.stats.received_bytes += size
+        if self._on_head is not None and msg.log_head:
+            self._on_head(msg.log_head)
+        if self._on_state is not None:
+            self._on_state(state)
+        self.received.set()
+        return gossip_pb2.Ack(accepted=True, log_head=self._local_head())
+
+    def recently_seen(self, within: float) -> list[str]:
+        """Peers heard from in the last `within` seconds (alive by gossip, even without Postgres)."""
+        now = time.monotonic()
+        return sorted(n for n, p in self.stats.peers.items() if now - p.last_seen <= within)
+
+    def drop_older_than(self, within: float) -> None:
+        """Forget components of nodes silent for `within` seconds (their windows ended long ago)."""
+        alive = set(self.recently_seen(within))
+        self.view = counters.forget_nodes(self.view, lambda c: c[0] in alive)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def next_message(self) -> gossip_pb2.State:
+        self._seq += 1
+        own = self._snapshot()
+        own = NodeState(self.node_id, self._boot_epoch(), self._seq, own.log_head, own.windows, own.pending,
+                        own.reservations, own.health, own.allowances, dict(self._accepted))
+        return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address)
+
+    async def push_once(self) -> int:
+        """One round: the same signed message to every target; returns how many accepted it."""
+        targets = [t for t in self._targets() if t != self.address]
+        message = self.next_message()
+        envelope = seal(message, self._secret)
+        if self._on_sent is not None:
+            self._on_sent(message.seq)
+        for gone in set(self._channels) - set(targets):
+            channel, _ = self._channels.pop(gone)
+            await channel.close()
+        results = await asyncio.gather(*(self._send(t, envelope) for t in targets))
+        self.stats.rounds += 1
+        return sum(results)
+
+    async def _send(self, target: str, envelope: gossip_pb2.Envelope) -> bool:
+        entry = self._channels.get(target)
+        if entry is None:
+            channel = grpc.aio.insecure_channel(target)
+            stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
+            entry = self._channels[target] = (channel, stub)
+        try:
+            ack = await entry[1].Push(envelope, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:  # a peer down or slow: it drops out of the view by age
+            self.stats.send_errors += 1
+            log.debug("gossip to %s failed: %s", target, exc.code())
+            return False
+        self.stats.sent += 1
+        self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
+        if ack.log_head and self._on_head is not None:
+            self._on_head(ack.log_head)
+        return bool(ack.accepted)
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.push_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gossip round failed")
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))

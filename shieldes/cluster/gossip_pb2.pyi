@@ -1,0 +1,119 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Envelope(_message.Message):
+    __slots__ = ("payload", "signature")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class WindowCount(_message.Message):
+    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWANCE_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    window: str
+    start: int
+    requests: int
+    tokens: int
+    allowance: int
+    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ...) -> None: ...
+
+class Seen(_message.Message):
+    __slots__ = ("node_id", "boot_epoch", "seq")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_epoch: int
+    seq: int
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class PendingUsage(_message.Message):
+    __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd", "day")
+    FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_NUSD_FIELD_NUMBER: _ClassVar[int]
+    DAY_FIELD_NUMBER: _ClassVar[int]
+    flush_epoch: int
+    flush_seq: int
+    subject: str
+    requests: int
+    tokens: int
+    cost_nusd: int
+    day: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ...) -> None: ...
+
+class Reservation(_message.Message):
+    __slots__ = ("subject", "reserved_nusd", "released_nusd")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_NUSD_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_NUSD_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    reserved_nusd: int
+    released_nusd: int
+    def __init__(self, subject: _Optional[str] = ..., reserved_nusd: _Optional[int] = ..., released_nusd: _Optional[int] = ...) -> None: ...
+
+class Health(_message.Message):
+    __slots__ = ("deployment", "latency_ms", "error_rate", "requests", "open")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    latency_ms: float
+    error_rate: float
+    requests: int
+    open: bool
+    def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ..., open: _Optional[bool] = ...) -> None: ...
+
+class State(_message.Message):
+    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GOSSIP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_epoch: int
+    seq: int
+    log_head: int
+    sent_at_ms: int
+    gossip_address: str
+    windows: _containers.RepeatedCompositeFieldContainer[WindowCount]
+    pending: _containers.RepeatedCompositeFieldContainer[PendingUsage]
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    health: _containers.RepeatedCompositeFieldContainer[Health]
+    seen: _containers.RepeatedCompositeFieldContainer[Seen]
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("accepted", "reason", "log_head")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    log_head: int
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., log_head: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,157 @@
+"""Membership: register and heartbeat in `cluster_nodes` (soft state, not event-sourced).
+
+A peer whose heartbeat is older than `node_timeout` leaves the gossip fan-out and the split of
+limits. Liveness is judged with the database clock (`now()`), so node clocks may disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+NODES_SQL = (
+    "SELECT node_id, http_address, gossip_address, version, boot_epoch, started_at, heartbeat_at, position,"
+    " info, heartbeat_at > now() - make_interval(secs => %s) AS alive,"
+    " extract(epoch FROM now() - heartbeat_at)::float8 AS age"
+    " FROM cluster_nodes ORDER BY node_id"
+)
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node_id: str
+    http_address: str | None
+    gossip_address: str | None
+    version: str | None
+    boot_epoch: int
+    started_at: datetime
+    heartbeat_at: datetime
+    position: int
+    info: dict[str, Any]
+    alive: bool
+    heartbeat_age: float
+
+
+async def list_nodes(pool: AsyncConnectionPool[Any], node_timeout: float) -> list[NodeRecord]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(NODES_SQL, (node_timeout,))
+        return [NodeRecord(*row) for row in await cur.fetchall()]
+
+
+def propose_epoch() -> int:
+    """Boot epochs grow across restarts: milliseconds since 1970 (the database keeps it monotonic)."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Membership:
+    pool: AsyncConnectionPool[Any]
+    node_id: str
+    http_address: str | None
+    gossip_address: str | None
+    version: str
+    heartbeat_interval: float = 1.0
+    node_timeout: float = 5.0
+    static_peers: list[str] = field(default_factory=list)
+    position: Callable[[], int] = lambda: 0
+    info: Callable[[], dict[str, Any]] = dict
+    boot_epoch: int = 0
+    nodes: list[NodeRecord] = field(default_factory=list)  # the last view, self included
+    last_error: str | None = None
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+
+    async def start(self) -> None:
+        await self.register()
+        await self.refresh()
+        self._task = asyncio.create_task(self._heartbeat_loop(), name="shieldes-heartbeat")
+
+    async def stop(self, *, deregister: bool = True) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if deregister:
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s", (self.node_id,))
+            except Exception as exc:  # leaving is best effort: the heartbeat timeout covers it
+                log.warning("could not deregister node %s: %s", self.node_id, exc)
+
+    async def register(self) -> int:
+        """Insert or take over this node's row; returns the boot epoch (strictly above any earlier)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
+                " started_at, heartbeat_at, position, info) VALUES (%s, %s, %s, %s, %s, now(), now(), %s, %s)"
+                " ON CONFLICT (node_id) DO UPDATE SET http_address = EXCLUDED.http_address,"
+                " gossip_address = EXCLUDED.gossip_address, version = EXCLUDED.version,"
+                " boot_epoch = GREATEST(EXCLUDED.boot_epoch, cluster_nodes.boot_epoch + 1),"
+                " started_at = now(), heartbeat_at = now(), position = EXCLUDED.position,"
+                " info = EXCLUDED.info"
+                " RETURNING boot_epoch",
+                (self.node_id, self.http_address, self.gossip_address, self.version,
+                 max(self.boot_epoch, propose_epoch()), self.position(), Jsonb(self.info())),
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        self.boot_epoch = int(row[0])
+        return self.boot_epoch
+
+    async def heartbeat(self) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s WHERE node_id = %s",
+                (self.position(), Jsonb(self.info()), self.node_id),
+            )
+            if cur.rowcount == 0:  # someone deleted our row (or a previous stop did): come back
+                await self.register()
+
+    async def refresh(self) -> list[NodeRecord]:
+        self.nodes = await list_nodes(self.pool, self.node_timeout)
+        return self.nodes
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self.heartbeat()
+                await self.refresh()
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the last view; peers age out on their own
+                self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.warning("heartbeat failed: %s", self.last_error)
+
+    # --- views -------------------------------------------------------------------------------
+
+    def alive_peers(self) -> list[NodeRecord]:
+        return [n for n in self.nodes if n.alive and n.node_id != self.node_id]
+
+    def gossip_targets(self) -> list[str]:
+        """Addresses to push gossip to: alive peers from the table plus the static list."""
+        targets = [n.gossip_address for n in self.alive_peers() if n.gossip_address]
+        own = self.gossip_address
+        for peer in self.static_peers:
+            if peer not in targets and peer != own:
+                targets.append(peer)
+        return targets
+
+    def alive_count(self) -> int:
+        """Alive nodes including this one (at least 1)."""
+        return 1 + len(self.alive_peers())
+
+    def alive_ids(self) -> list[str]:
+        return sorted({self.node_id, *(n.node_id for n in self.alive_peers())})
