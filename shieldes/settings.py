@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=5, ge=1, description="consecutive failures that open a circuit")
     breaker_cooldown: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0, description="seconds to let in-flight requests finish")
+    disconnect_drain_seconds: float = Field(
+        default=10.0, ge=0, description="after a client leaves mid-stream, read the upstream this long for its usage"
+    )
 
     # Usage accounting
     flush_interval: float = Field(default=0.5, gt=0, description="seconds between batched usage appends")

@@ -17,9 +17,10 @@ def cli(ctx: click.Context, as_json: bool) -> None:
 
 
 def _register() -> None:
-    from shieldes.cli import config_io_cmd, db_cmd
+    from shieldes.cli import config_io_cmd, db_cmd, serve_cmd
 
     cli.add_command(db_cmd.db_group)
+    cli.add_command(serve_cmd.serve)
     cli.add_command(config_io_cmd.config_io_group)
 
 

@@ -20,16 +20,31 @@ class TokenUsage:
 
 class UpstreamFailure(Exception):
     """An upstream call failed. `retryable`: another attempt or deployment may succeed
-    (429, 5xx, timeouts, connection errors); 4xx client errors are not retryable."""
+    (408/409/429, 5xx, timeouts, connection errors); other 4xx client errors are not retryable.
+    `message` is the upstream's own error message when it sent one (fit to show the client),
+    `status` its HTTP status (None when no HTTP answer came), `body` its parsed JSON error body
+    in the upstream's own shape, `retry_after` seconds from its Retry-After header, if any."""
 
-    def __init__(self, message: str, *, status: int | None, retryable: bool, timeout: bool = False,
-                 body: Body | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        retryable: bool,
+        timeout: bool = False,
+        body: Body | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retryable = retryable
         self.timeout = timeout
         self.body = body
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"UpstreamFailure(status={self.status}, retryable={self.retryable}, message={self.message!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +64,13 @@ class JsonResult:
 
 
 class ChunkStream(Protocol):
-    """OpenAI chat.completion.chunk dicts; `usage` is known once iteration has ended."""
+    """OpenAI chunk dicts (`chat.completion.chunk`, or `text_completion` for completions), including
+    the final `{"choices": [], "usage": {...}}` chunk when the upstream sends one; `usage` is known
+    once iteration has ended. Iteration raises UpstreamFailure if the upstream fails mid-stream.
+    `aclose()` releases the connection; call it when abandoning a stream early (safe to repeat)."""
 
-    usage: TokenUsage | None
+    @property
+    def usage(self) -> TokenUsage | None: ...
 
     def __aiter__(self) -> AsyncIterator[Body]: ...
 

@@ -1,0 +1,108 @@
+"""`shieldes serve`: run one node, or N worker processes sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import click
+
+from shieldes import db
+from shieldes.cli.common import cli_context, handle_errors
+from shieldes.errors import ShieldesError
+from shieldes.settings import Settings
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows)
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
+    """Run a node until SIGTERM/SIGINT, then shut it down gracefully."""
+    from shieldes.node import Node
+
+    node = Node(settings, reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
+    await stop.wait()
+    click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
+    await node.stop()
+
+
+def _workers(settings: Settings, n: int) -> None:
+    """Start N processes, each a full node `<node-id>-wK` on the same port; forward signals."""
+    env = dict(os.environ)
+    # Resolve the database once (this starts the embedded Postgres if needed) and share it.
+    env["SHIELDES_DATABASE_URL"] = db.resolve_database_url(settings)
+    env["SHIELDES_HOST"] = settings.host
+    env["SHIELDES_PORT"] = str(settings.port)
+    procs = []
+    for k in range(1, n + 1):
+        gossip = settings.gossip_port + k - 1 if settings.gossip_port else 0
+        worker_env = dict(env, SHIELDES_NODE_ID=f"{settings.node_id}-w{k}", SHIELDES_GOSSIP_PORT=str(gossip))
+        cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port"]
+        procs.append(subprocess.Popen(cmd, env=worker_env))
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        sys.exit(max(c if c > 0 else 1 for c in codes if c))
+
+
+@click.command("serve")
+@click.option("--port", type=click.IntRange(0, 65535), help="HTTP port (SHIELDES_PORT, default 8080)")
+@click.option("--gossip-port", type=click.IntRange(0, 65535), help="gossip port (SHIELDES_GOSSIP_PORT)")
+@click.option("--node-id", help="unique node name (SHIELDES_NODE_ID, default host-pid)")
+@click.option("--host", help="address to bind (SHIELDES_HOST, default 0.0.0.0)")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="processes sharing the port, each a full node named <node-id>-wK")
+@click.option("--reuse-port", is_flag=True, hidden=True)
+@handle_errors
+def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: str | None,
+          workers: int, reuse_port: bool) -> None:
+    """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
+    ctx = cli_context()
+    updates: dict[str, Any] = {}
+    if port is not None:
+        updates["port"] = port
+    if gossip_port is not None:
+        updates["gossip_port"] = gossip_port
+    if node_id:
+        updates["node_id"] = node_id
+    if host:
+        updates["host"] = host
+    settings = ctx.settings.model_copy(update=updates)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if workers > 1:
+        if settings.port == 0:
+            raise ShieldesError("--workers needs a fixed --port (the workers share it)")
+        _workers(settings, workers)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(serve_node(settings, reuse_port=reuse_port))

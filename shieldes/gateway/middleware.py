@@ -1,0 +1,73 @@
+"""The one place where errors become OpenAI-shaped JSON, and where every response gets an
+x-request-id. Nothing that reaches a client carries a traceback."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import RateLimited, ShieldesError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "x-request-id"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
+REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
+
+_HTTP_MESSAGES = {
+    404: ("not_found", "no such endpoint; use the OpenAI-compatible paths, e.g. /v1/chat/completions"),
+    405: ("method_not_allowed", "method not allowed on this path; check the HTTP method"),
+    413: ("request_too_large", "request body too large; send a smaller body"),
+}
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.get(REQUEST_ID_KEY)
+    if rid is None:
+        given = request.headers.get(REQUEST_ID, "")
+        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        request[REQUEST_ID_KEY] = rid
+    return str(rid)
+
+
+def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+    resp.headers[REQUEST_ID] = rid
+    return resp
+
+
+def render_error(exc: ShieldesError, rid: str) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers.update(exc.headers)
+        headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+    status = exc.status if 400 <= exc.status <= 599 else 500
+    return error_response(status, exc.type, exc.code, exc.message, rid, headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request_id(request)
+    try:
+        resp = await handler(request)
+    except ShieldesError as exc:
+        return render_error(exc, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
+        return error_response(exc.status, "invalid_request_error", code, message, rid)
+    except Exception:
+        log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
+        return error_response(500, "server_error", "internal_error",
+                              f"internal error; report request id {rid} to the operator", rid)
+    if not resp.prepared:
+        resp.headers[REQUEST_ID] = rid
+    return resp

@@ -1,0 +1,255 @@
+"""HTTP handlers: parse and validate, authenticate, call the Gateway, render. Nothing else."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import BodyTooLarge, InvalidRequest, ShieldesError
+from shieldes.gateway import relay
+from shieldes.gateway.metrics import CONTENT_TYPE
+from shieldes.gateway.middleware import REQUEST_ID, request_id
+from shieldes.gateway.service import Gateway
+from shieldes.projections.state import VirtualKey
+from shieldes.providers.base import Body, Operation, TokenUsage
+from shieldes.routing.router import Route
+from shieldes.usage.meter import Reservation
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+READINESS: web.AppKey[Callable[[], tuple[bool, dict[str, Any]]]] = web.AppKey("readiness")
+MAX_MODEL_NAME = 256
+
+
+def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
+                  status: int = 200) -> web.Response:
+    resp = web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers=headers)
+    resp.headers[REQUEST_ID] = rid
+    return resp
+
+
+async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, int]:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}: "
+                           "send a smaller request")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes; send a smaller request") \
+            from None
+    if not raw.strip():
+        raise InvalidRequest("empty request body: send a JSON object (Content-Type: application/json)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
+    return data, len(raw)
+
+
+def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
+           required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"missing required field {name!r}: {what}")
+        return None
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+    if not isinstance(value, types):
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+    return value
+
+
+def _model(body: Body) -> str:
+    model = _field(body, "model", str, "a model name string, e.g. \"gpt-4o\"", required=True)
+    if not model.strip() or len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest("field 'model' must be a non-empty model name (see GET /v1/models)")
+    return str(model)
+
+
+def _max_tokens(body: Body) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = _field(body, name, int, "a positive integer")
+        if value is not None:
+            if value < 1:
+                raise InvalidRequest(f"field {name!r} must be a positive integer")
+            return int(value)
+    return None
+
+
+def _stream_flag(body: Body) -> bool:
+    return bool(_field(body, "stream", bool, "true or false"))
+
+
+def _messages(body: Body) -> list[Any]:
+    messages = _field(body, "messages", list, "a non-empty list of message objects", required=True)
+    if not messages:
+        raise InvalidRequest("field 'messages' must be a non-empty list of message objects")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'")
+        content = m.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise InvalidRequest(f"messages[{i}].content must be a string or a list of content parts")
+    return list(messages)
+
+
+def _client_wants_usage(body: Body) -> bool:
+    options = _field(body, "stream_options", dict, "an object such as {\"include_usage\": true}")
+    return bool(options and options.get("include_usage") is True)
+
+
+class Call:
+    """One admitted request: the key, its route and reservation; settles exactly once."""
+
+    def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
+                 size: int, max_tokens: int | None) -> None:
+        self.gw = gw
+        self.rid = request_id(request)
+        self.key = key
+        self.route: Route = gw.route(self.key, _model(body))
+        self.op = op
+        self.size = size
+        self.res: Reservation = gw.admit(self.key, self.route, size, max_tokens, op)
+
+    async def json(self, body: Body) -> tuple[Body, TokenUsage]:
+        try:
+            result, dep = await self.gw.call(self.op, self.route, body)
+        except BaseException:
+            self.gw.meter.release(self.res)
+            raise
+        usage = result.usage or TokenUsage(self.size // 4, 0)
+        self.gw.settle(self.res, dep, self.route.model, usage)
+        return result.body, usage
+
+    async def stream(self, request: web.Request, body: Body,
+                     render: Callable[[AsyncIterator[Body]], AsyncIterator[bytes]],
+                     error_event: str | None) -> web.StreamResponse:
+        try:
+            stream, dep = await self.gw.open_stream(self.op, self.route, body)
+        except BaseException:
+            self.gw.meter.release(self.res)
+            raise
+        tally = relay.Tally()
+        try:
+            resp = await relay.start_sse(request, self.rid, self.res.headers)
+            await relay.pump(resp, render(relay.counted(stream, tally)), tally,
+                             self.gw.settings.disconnect_drain_seconds, error_event)
+            return resp
+        finally:
+            await stream.aclose()
+            self.gw.settle(self.res, dep, self.route.model, relay.final_usage(stream, tally, self.size))
+
+
+async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    body, size = await read_json(request, gw.settings.max_body_bytes)
+    _model(body)
+    streaming = False
+    if op == "chat":
+        _messages(body)
+        streaming = _stream_flag(body)
+    elif op == "completions":
+        if not isinstance(body.get("prompt"), str | list):
+            raise InvalidRequest("field 'prompt' is required: a string or a list of strings")
+        streaming = _stream_flag(body)
+    elif not isinstance(body.get("input"), str | list) or not body.get("input"):
+        raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
+    call = Call(gw, request, key, op, body, size, _max_tokens(body))
+    if not streaming:
+        data, _ = await call.json(body)
+        return json_response(data, call.rid, call.res.headers)
+    wants_usage = _client_wants_usage(body)
+    options = body.get("stream_options")
+    options = options if isinstance(options, dict) else {}
+    body = dict(body, stream_options={**options, "include_usage": True})
+
+    def render(chunks: AsyncIterator[Body]) -> AsyncIterator[bytes]:
+        return relay.openai_frames(chunks, wants_usage)
+
+    return await call.stream(request, body, render, None)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _openai_op(request, "chat")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _openai_op(request, "completions")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _openai_op(request, "embeddings")
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic-shaped /v1/messages, served through the OpenAI dialect."""
+    from shieldes.providers import anthropic_translate as tr
+
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    body, size = await read_json(request, gw.settings.max_body_bytes)
+    model = _model(body)
+    _field(body, "messages", list, "a non-empty list of message objects", required=True)
+    max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
+    streaming = _stream_flag(body)
+    try:
+        chat = tr.messages_request_to_openai(body)
+    except ShieldesError:
+        raise
+    except Exception as exc:  # a shape the translator cannot read is the client's to fix
+        raise InvalidRequest(f"cannot read this Messages request ({type(exc).__name__}: {exc}); "
+                             "check it against the Anthropic Messages API") from None
+    call = Call(gw, request, key, "chat", chat, size, max_tokens)
+    if not streaming:
+        data, _ = await call.json(chat)
+        return json_response(tr.openai_response_to_messages(data, model), call.rid, call.res.headers)
+    chat = dict(chat, stream=True)
+
+    async def render(chunks: AsyncIterator[Body]) -> AsyncIterator[bytes]:
+        async for event, data in tr.openai_chunks_to_message_events(chunks, model):
+            yield relay.frame(event, data)
+
+    return await call.stream(request, chat, render, "error")
+
+
+async def list_models(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m, owner in gw.models_for(key)]
+    return json_response({"object": "list", "data": data}, request_id(request))
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    return json_response({"status": "alive", "time": time.time()}, request_id(request))
+
+
+async def ready(request: web.Request) -> web.StreamResponse:
+    ok, info = request.app[READINESS]()
+    return json_response(info, request_id(request), status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    resp = web.Response(body=gw.metrics.render())
+    resp.headers["Content-Type"] = CONTENT_TYPE
+    resp.headers[REQUEST_ID] = request_id(request)
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)

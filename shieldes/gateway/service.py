@@ -1,0 +1,225 @@
+"""The request path of one node, HTTP-free: authenticate from memory, resolve the route, admit
+against limits and budgets, call upstream deployments with retries and failover, settle usage."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from shieldes.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    ShieldesError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from shieldes.gateway.metrics import Metrics
+from shieldes.projections.state import ConfigState, Deployment, VirtualKey
+from shieldes.projections.usage import UsageState
+from shieldes.providers.base import (
+    Body,
+    ChunkStream,
+    JsonResult,
+    Operation,
+    Provider,
+    Target,
+    TokenUsage,
+    UpstreamFailure,
+)
+from shieldes.routing.router import CircuitBreaker, Route, backoff, plan, resolve
+from shieldes.secrets import SecretError, hash_key, resolve_secret
+from shieldes.settings import Settings
+from shieldes.usage.meter import Meter, Reservation
+from shieldes.usage.pricing import PriceTable, cost_nusd
+
+DEFAULT_COMPLETION_ESTIMATE = 256  # tokens reserved when a request names no max_tokens
+
+
+class StateView(Protocol):
+    """What the gateway reads: the projector's current config and durable usage."""
+
+    @property
+    def config(self) -> ConfigState: ...
+
+    @property
+    def usage(self) -> UsageState: ...
+
+
+class UpstreamClientError(ShieldesError):
+    """The upstream refused the request itself (a 4xx that another attempt would not fix)."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    if x_api_key and x_api_key.strip():
+        return x_api_key.strip()
+    return None
+
+
+class Gateway:
+    def __init__(self, settings: Settings, state: StateView, meter: Meter, providers: Mapping[str, Provider],
+                 metrics: Metrics, *, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.state = state
+        self.meter = meter
+        self.providers = providers
+        self.metrics = metrics
+        self.prices = PriceTable()
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        self.rng = rng or random.Random()
+        self._secrets: dict[str, str | None] = {}
+
+    # --- admission -----------------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None, x_api_key: str | None) -> VirtualKey:
+        token = bearer_token(authorization, x_api_key)
+        if token is None:
+            raise AuthenticationFailed(
+                "missing API key: send `Authorization: Bearer <virtual key>` (or `x-api-key`); "
+                "create a key with `shieldes key create`"
+            )
+        key = self.state.config.key_by_hash(hash_key(token))
+        if key is None or key.revoked:
+            raise AuthenticationFailed(
+                "invalid or revoked API key: check the key, or create a new one with `shieldes key create`"
+            )
+        if key.expires_at is not None and key.expires_at <= time.time():
+            raise AuthenticationFailed(
+                f"API key {key.name!r} has expired; extend it with `shieldes key update` or create a new one"
+            )
+        return key
+
+    def route(self, key: VirtualKey, requested: str) -> Route:
+        route = resolve(self.state.config, requested)
+        if route is None:
+            raise NotFound(
+                f"model {requested!r} is not served by any provider; list the models your key may use "
+                "with GET /v1/models"
+            )
+        if not (key.allows_model(route.model) or key.allows_model(requested)):
+            raise PermissionDenied(
+                f"key {key.name!r} may not use model {requested!r}; list its models with GET /v1/models "
+                "or widen it with `shieldes key update --models`"
+            )
+        return route
+
+    def models_for(self, key: VirtualKey) -> list[tuple[str, str]]:
+        """(model, owner) for every model the key may use."""
+        out: dict[str, str] = {}
+        for dep in self.state.config.providers.values():
+            for m in dep.models:
+                if key.allows_model(m):
+                    out.setdefault(m, dep.kind)
+        return sorted(out.items())
+
+    def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
+              op: Operation) -> Reservation:
+        config = self.state.config
+        rate = self.prices.rate(config.pricing, route.model)
+        completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
+        estimate = cost_nusd(rate, prompt_bytes // 4, completion)
+        return self.meter.admit(config, self.state.usage, key, estimate)
+
+    # --- upstream calls --------------------------------------------------------------------------
+
+    def _target(self, dep: Deployment, model: str) -> Target:
+        ref = dep.secret_ref
+        if ref is None:
+            api_key = None
+        elif ref in self._secrets:
+            api_key = self._secrets[ref]
+        else:
+            try:
+                api_key = resolve_secret(ref, self.settings.encryption_key)
+            except SecretError as exc:
+                raise UpstreamFailure(exc.message, status=None, retryable=True) from None
+            self._secrets[ref] = api_key
+        return Target(dep.name, dep.base_url, model, api_key)
+
+    def _provider(self, dep: Deployment) -> Provider:
+        provider = self.providers.get(dep.kind)
+        if provider is None:
+            raise UpstreamFailure(f"no provider module for type {dep.kind!r} on this node", status=None,
+                                  retryable=True)
+        return provider
+
+    def _failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
+        kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
+        self.metrics.upstream_error(dep.name, kind)
+        if failure.retryable:
+            self.breaker.failure(dep.name)
+
+    @staticmethod
+    def _client_error(failure: UpstreamFailure, dep: Deployment) -> ShieldesError:
+        status = failure.status or 502
+        if status in (401, 403) or not 400 <= status < 500:
+            return UpstreamError(
+                f"upstream deployment {dep.name!r} refused the gateway ({status}): {failure.message}; "
+                "the operator should check its provider key"
+            )
+        return UpstreamClientError(f"upstream rejected the request: {failure.message}", status)
+
+    @staticmethod
+    def _exhausted(route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
+        detail = last.message if last is not None else "no attempt possible"
+        msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
+               "retry later")
+        return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
+
+    async def call(self, op: Operation, route: Route, body: Body) -> tuple[JsonResult, Deployment]:
+        return await self._with_failover(op, route, body, streaming=False)  # type: ignore[return-value]
+
+    async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, Deployment]:
+        return await self._with_failover(op, route, body, streaming=True)  # type: ignore[return-value]
+
+    async def _with_failover(self, op: Operation, route: Route, body: Body,
+                             streaming: bool) -> tuple[JsonResult | ChunkStream, Deployment]:
+        attempts = plan(route, self.breaker, 1 + self.settings.upstream_retries, self.rng)
+        last: UpstreamFailure | None = None
+        for i, dep in enumerate(attempts):
+            if i:
+                await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
+            started = time.perf_counter()
+            try:
+                provider = self._provider(dep)
+                target = self._target(dep, route.model)
+                sent = dict(body, model=route.model)
+                if streaming:
+                    result: JsonResult | ChunkStream = await provider.stream(op, target, sent)
+                else:
+                    result = await provider.call(op, target, sent)
+            except UpstreamFailure as failure:
+                self._failed(dep, failure)
+                if not failure.retryable:
+                    raise self._client_error(failure, dep) from None
+                last = failure
+                continue
+            self.metrics.upstream_latency.labels(self.metrics.route_provider(dep.name)).observe(
+                time.perf_counter() - started)
+            self.breaker.success(dep.name)
+            return result, dep
+        raise self._exhausted(route, last, len(attempts))
+
+    # --- settlement --------------------------------------------------------------------------------
+
+    def settle(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage) -> int:
+        """Account real usage of a finished call; returns its cost in nUSD."""
+        rate = self.prices.rate(self.state.config.pricing, model)
+        nusd = cost_nusd(rate, usage.prompt_tokens, usage.completion_tokens)
+        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        self.metrics.usage(dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        return nusd

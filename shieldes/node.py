@@ -1,0 +1,265 @@
+"""Composition root: one Node built from Settings, its parts started and stopped in order.
+
+start(): database URL (embedded Postgres by default) -> pool -> schema check (refuses a database
+not at the alembic head, naming the command to run) -> projector catch-up -> log poller ->
+usage flusher -> providers' client session -> HTTP. stop(): stop accepting, let in-flight
+requests and streams finish (bounded by Settings.shutdown_grace), final usage flush, close.
+
+Every part is an object with `start()`/`stop()` held as an attribute, so a cluster layer can add
+its own (LISTEN/NOTIFY listener, gossip, membership, leader) with `node.add_part(part)`; extra
+parts start after the flusher and before HTTP, and stop in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes import db
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.gateway.app import IN_FLIGHT, build_app
+from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.service import Gateway
+from shieldes.projections.projector import Projector
+from shieldes.providers.registry import build_providers, open_session
+from shieldes.settings import Settings
+from shieldes.usage.flusher import Flusher
+from shieldes.usage.meter import Meter
+
+log = logging.getLogger(__name__)
+DB_CALL_TIMEOUT = 10.0
+
+
+class Part(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class LogPoller:
+    """Catches the projector up every `interval` (and on `kick()`); the backstop that makes
+    correctness independent of any wake-up mechanism. Tracks whether the database answers."""
+
+    def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics) -> None:
+        self.projector = projector
+        self.meter = meter
+        self.interval = interval
+        self.metrics = metrics
+        self.db_ok = True
+        self.last_ok = time.time()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def poll_once(self) -> bool:
+        try:
+            head = await asyncio.wait_for(self.projector.store.head(), DB_CALL_TIMEOUT)
+            self.projector.note_head(head)
+            await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.db_ok:
+                log.warning("cannot read the event log, serving from memory: %s", str(exc).splitlines()[:1])
+            self.db_ok = False
+            return False
+        self.db_ok = True
+        self.last_ok = time.time()
+        self.meter.drop_durable(self.projector.usage)
+        self.metrics.log_lag.set(self.projector.lag)
+        self.metrics.usage_buffered.set(self.meter.buffered())
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            await self.poll_once()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="log-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class HttpServer:
+    """The aiohttp runner and its one TCP site."""
+
+    def __init__(self, app: web.Application, host: str, port: int, *, reuse_port: bool, grace: float) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self.grace = grace
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        self._site: web.TCPSite | None = None
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        self._site = web.TCPSite(self.runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        await self._site.start()
+        server = self._site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._site is not None:
+            await self._site.stop()  # stop accepting; open connections keep going
+            self._site = None
+        in_flight = self.app[IN_FLIGHT]
+        deadline = time.monotonic() + self.grace
+        while in_flight.count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if in_flight.count:
+            log.warning("shutdown: %d requests still running after %.1fs; cancelling them",
+                        in_flight.count, self.grace)
+        await self.runner.cleanup()
+
+
+class Node:
+    """One gateway node. Public attributes after start(): settings, node_id, epoch, database_url,
+    pool, store, projector, meter, flusher, poller, gateway, metrics, session, http, port."""
+
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.reuse_port = reuse_port
+        self.metrics = Metrics()
+        self.epoch = 0
+        self.database_url = ""
+        self.pool: AsyncConnectionPool[Any] | None = None
+        self.store: PostgresEventStore | None = None
+        self.projector: Projector | None = None
+        self.meter: Meter | None = None
+        self.flusher: Flusher | None = None
+        self.poller: LogPoller | None = None
+        self.gateway: Gateway | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.http: HttpServer | None = None
+        self.extra_parts: list[Part] = []
+        self.state = "new"  # new | starting | running | stopping | stopped
+        self.stopped = asyncio.Event()
+
+    def add_part(self, part: Part) -> None:
+        """Register a part (cluster listener, gossip, ...) before start()."""
+        self.extra_parts.append(part)
+
+    @property
+    def port(self) -> int:
+        return self.http.port if self.http is not None else self.settings.port
+
+    async def _open_database(self) -> None:
+        s = self.settings
+        self.database_url = await asyncio.to_thread(db.resolve_database_url, s)
+        self.pool = open_pool(self.database_url, size=s.db_pool_size, name=f"shieldes-{self.node_id}")
+        try:
+            await self.pool.open(wait=True, timeout=DB_CALL_TIMEOUT)
+            async with self.pool.connection() as conn:
+                revision = await db.async_schema_revision(conn)
+        except Exception as exc:
+            await self.pool.close()
+            raise db.translate(exc, self.database_url) from exc
+        try:
+            db.require_head(revision)
+        except Exception:
+            await self.pool.close()
+            raise
+        self.store = PostgresEventStore(self.pool)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.state = "starting"
+        await self._open_database()
+        assert self.store is not None
+        self.projector = Projector(self.store)
+        try:
+            await self.projector.catch_up()
+        except Exception as exc:
+            await self._close_pool()
+            raise db.translate(exc, self.database_url) from exc
+        # A fresh epoch per boot, above any epoch this node id already used in the log.
+        used = self.projector.usage.node_seqs.get(self.node_id, {})
+        self.epoch = max(int(time.time()), max(used, default=0) + 1)
+        self.meter = Meter(self.node_id, self.epoch, buffer_max=s.usage_buffer_max)
+        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics)
+        self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
+        await self.poller.start()
+        await self.flusher.start()
+        for part in self.extra_parts:
+            await part.start()
+        self.session = open_session(s)
+        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
+        self.http = HttpServer(build_app(self.gateway, self.readiness), s.host, s.port,
+                               reuse_port=self.reuse_port, grace=s.shutdown_grace)
+        await self.http.start()
+        self.state = "running"
+        log.info("node %s serving on %s:%d (epoch %d, log position %d)",
+                 self.node_id, s.host, self.port, self.epoch, self.projector.position)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/ready: 200 only when running, caught up with the log and the database answers. With the
+        database down the node keeps serving from memory and reports `degraded` (503), so load
+        balancers prefer healthy nodes; /health stays 200 while the process is alive."""
+        p, poller, meter = self.projector, self.poller, self.meter
+        db_ok = bool(poller and poller.db_ok and (self.flusher is None or self.flusher.healthy))
+        lag = p.lag if p else 0
+        if self.state != "running":
+            status = self.state
+        elif not db_ok:
+            status = "degraded"
+        elif lag:
+            status = "catching_up"
+        else:
+            status = "ready"
+        info = {
+            "status": status,
+            "node_id": self.node_id,
+            "position": p.position if p else 0,
+            "lag": lag,
+            "database": "ok" if db_ok else "unreachable",
+            "unflushed_usage_deltas": meter.buffered() if meter else 0,
+        }
+        return status == "ready", info
+
+    async def stop(self) -> None:
+        """Graceful: stop accepting, drain requests and streams, final flush, close everything."""
+        if self.state in ("stopping", "stopped"):
+            await self.stopped.wait()
+            return
+        self.state = "stopping"
+        try:
+            if self.http is not None:
+                await self.http.stop()
+            if self.session is not None:
+                await self.session.close()
+            for part in reversed(self.extra_parts):
+                await part.stop()
+            if self.poller is not None:
+                await self.poller.stop()
+            if self.flusher is not None:
+                await self.flusher.stop(timeout=max(5.0, self.settings.shutdown_grace))
+        finally:
+            await self._close_pool()
+            self.state = "stopped"
+            self.stopped.set()
+
+    async def _close_pool(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None

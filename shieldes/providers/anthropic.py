@@ -1,0 +1,163 @@
+"""The Anthropic Messages API as an upstream: OpenAI chat requests are translated on the way out,
+responses and stream events back into OpenAI responses and chunks (anthropic_translate)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+import aiohttp
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.anthropic_translate import (
+    StreamTranslator,
+    chat_request_to_anthropic,
+    messages_response_to_chat,
+)
+from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage
+from shieldes.providers.http import http_failure, invalid_response, join_endpoint, timeouts, transport_failure
+from shieldes.providers.sse import SSEDecoder
+from shieldes.settings import Settings
+
+ANTHROPIC_VERSION = "2023-06-01"
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def _only_chat(op: Operation) -> None:
+    if op != "chat":
+        raise InvalidRequest(
+            f"Anthropic models only serve chat completions, not {op}; use /v1/chat/completions "
+            "or route this model to an OpenAI-compatible provider"
+        )
+
+
+class AnthropicProvider:
+    kind = "anthropic"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._json_timeout, self._stream_timeout = timeouts(settings)
+        self._urls: dict[str, str] = {}
+
+    def _url(self, base_url: str) -> str:
+        url = self._urls.get(base_url)
+        if url is None:
+            url = self._urls[base_url] = join_endpoint(base_url, "/messages")
+        return url
+
+    @staticmethod
+    def _headers(target: Target) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        return headers
+
+    async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
+        _only_chat(op)
+        request = chat_request_to_anthropic({**body, "stream": False}, target.model)
+        try:
+            async with self._session.post(
+                self._url(target.base_url),
+                data=orjson.dumps(request),
+                headers=self._headers(target),
+                timeout=self._json_timeout,
+            ) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except _TRANSPORT_ERRORS as exc:
+            raise transport_failure(target, exc) from exc
+        if status >= 400:
+            raise http_failure(target, status, raw, headers)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise invalid_response(target, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise invalid_response(target, "body is not a JSON object")
+        # Like OpenAI-compatible upstreams, the response names the model that actually answered.
+        chat, usage = messages_response_to_chat(
+            data, str(data.get("model") or target.model), int(time.time())
+        )
+        return JsonResult(body=chat, usage=usage)
+
+    async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
+        _only_chat(op)
+        request = chat_request_to_anthropic({**body, "stream": True}, target.model)
+        try:
+            resp = await self._session.post(
+                self._url(target.base_url),
+                data=orjson.dumps(request),
+                headers=self._headers(target),
+                timeout=self._stream_timeout,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise transport_failure(target, exc) from exc
+        if resp.status >= 400:
+            try:
+                raw = await resp.read()
+            except _TRANSPORT_ERRORS:
+                raw = b""
+            finally:
+                resp.release()
+            raise http_failure(target, resp.status, raw, resp.headers)
+        translator = StreamTranslator(target.model, int(time.time()))
+        return AnthropicChunkStream(resp, target, translator)
+
+
+class AnthropicChunkStream:
+    """OpenAI chunks translated from one Anthropic event stream."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: StreamTranslator) -> None:
+        self._resp = resp
+        self._target = target
+        self._translator = translator
+        self._gen: AsyncGenerator[Body, None] | None = None
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._translator.usage
+
+    def __aiter__(self) -> AsyncGenerator[Body, None]:
+        if self._gen is None:
+            self._gen = self._chunks()
+        return self._gen
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        decoder = SSEDecoder()
+        try:
+            async for raw in self._resp.content.iter_any():
+                for event, data in decoder.feed(raw):
+                    for chunk in self._translate(event, data):
+                        yield chunk
+                if self._translator.done:
+                    return
+            for event, data in decoder.close():
+                for chunk in self._translate(event, data):
+                    yield chunk
+            if not self._translator.done:
+                raise invalid_response(self._target, "the event stream ended before message_stop")
+        except _TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        finally:
+            self._release()
+
+    def _translate(self, event: str, data: bytes) -> list[Body]:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise invalid_response(self._target, "a stream event is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise invalid_response(self._target, "a stream event is not a JSON object")
+        return self._translator.feed(event, parsed)
+
+    def _release(self) -> None:
+        if self._translator.done:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        self._release()

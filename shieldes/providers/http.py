@@ -1,0 +1,152 @@
+"""The HTTP edge shared by provider modules: endpoint URLs, timeouts, and the one place where
+aiohttp exceptions and upstream error responses become UpstreamFailure."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
+from shieldes.settings import Settings
+
+# A path segment like v1, v2, v1beta: the base URL already names an API version.
+_VERSION_SEGMENT = re.compile(r"^v\d+[a-z0-9]*$")
+_MAX_ERROR_TEXT = 500
+
+
+def join_endpoint(base_url: str, path: str) -> str:
+    """`path` (e.g. "/chat/completions") under `base_url`, adding "/v1" unless the base URL already
+    carries a version segment (".../v1", ".../v1beta/openai") or an Azure-style `api-version` query.
+    The query string of the base URL is kept (Azure needs it on every call)."""
+    parts = urlsplit(base_url.strip())
+    base_path = parts.path.rstrip("/")
+    versioned = "api-version=" in parts.query or any(
+        _VERSION_SEGMENT.match(seg) for seg in base_path.split("/")
+    )
+    full = base_path + ("" if versioned else "/v1") + path
+    return urlunsplit((parts.scheme, parts.netloc, full, parts.query, ""))
+
+
+def is_azure(base_url: str) -> bool:
+    """Azure OpenAI authenticates with an `api-key` header instead of a Bearer token."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    return "api-version=" in parts.query or host.endswith(
+        (".openai.azure.com", ".cognitiveservices.azure.com")
+    )
+
+
+def timeouts(settings: Settings) -> tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
+    """(whole-call timeout for JSON calls, idle timeout between reads for streams). A stream may
+    legitimately run for long, so it is bounded by silence, not by total duration."""
+    connect = settings.upstream_connect_timeout
+    return (
+        aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=connect),
+        aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=settings.upstream_timeout),
+    )
+
+
+def retryable_status(status: int) -> bool:
+    return status in (408, 409, 429) or status >= 500
+
+
+def error_message(data: object) -> str | None:
+    """The human message in the error shapes seen in the wild: OpenAI `{"error":{"message"}}`,
+    Anthropic `{"type":"error","error":{...}}`, Ollama `{"error":"..."}`, vLLM `{"message"}`,
+    FastAPI `{"detail"}`."""
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        return str(err["message"])
+    if isinstance(err, str):
+        return err
+    for key in ("message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+        if value is not None:
+            return orjson.dumps(value).decode()[:_MAX_ERROR_TEXT]
+    return None
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for LLM APIs, not worth a parser here
+
+
+def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
+    """An upstream answered with an error status."""
+    body: Body | None = None
+    try:
+        parsed = orjson.loads(raw) if raw else None
+        body = parsed if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError:
+        pass
+    message = error_message(body) or raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    if not message:
+        message = f"upstream deployment {target.deployment!r} answered HTTP {status} with no message"
+    return UpstreamFailure(
+        message,
+        status=status,
+        retryable=retryable_status(status),
+        body=body,
+        retry_after=parse_retry_after(headers) if status in (429, 503, 529) else None,
+    )
+
+
+def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
+    """A connection-level failure (no usable HTTP answer)."""
+    where = f"upstream deployment {target.deployment!r}"
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamFailure(f"{where} timed out", status=None, retryable=True, timeout=True)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UpstreamFailure(
+            f"{where} has an invalid base URL {target.base_url!r}; fix it with `shieldes provider`",
+            status=None,
+            retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamFailure(
+            f"cannot connect to {where} at {target.base_url}: {exc.os_error or exc}",
+            status=None,
+            retryable=True,
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return UpstreamFailure(f"{where} closed the connection mid-response", status=None, retryable=True)
+    return UpstreamFailure(f"{where} failed: {exc.__class__.__name__}: {exc}", status=None, retryable=True)
+
+
+def invalid_response(target: Target, what: str) -> UpstreamFailure:
+    return UpstreamFailure(
+        f"upstream deployment {target.deployment!r} sent an invalid response ({what})",
+        status=None,
+        retryable=True,
+    )
+
+
+def parse_usage(usage: object) -> TokenUsage | None:
+    """OpenAI `usage` -> TokenUsage (embeddings have no completion tokens)."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens") or 0
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)

@@ -1,0 +1,27 @@
+"""Builds the provider adapters of a node, keyed by upstream kind (`shieldes provider add --type`)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from shieldes.providers.anthropic import AnthropicProvider
+from shieldes.providers.base import Provider
+from shieldes.providers.openai import OpenAIProvider
+from shieldes.settings import Settings
+
+
+def build_providers(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Provider]:
+    """All adapters share the node's one keep-alive `session`. The keys are the provider types
+    accepted by `shieldes provider add --type` (projections.commands.PROVIDER_KINDS)."""
+    return {
+        "openai": OpenAIProvider(session, settings),
+        "anthropic": AnthropicProvider(session, settings),
+    }
+
+
+def open_session(settings: Settings) -> aiohttp.ClientSession:
+    """The node's upstream client session: a large keep-alive pool (the gateway multiplexes many
+    clients onto few upstream hosts), cached DNS, timeouts set per call by the providers.
+    Must be created inside the running event loop; the owner closes it on shutdown."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))

@@ -1,0 +1,111 @@
+"""The flusher: one batched `usage.recorded` append per node per interval.
+
+Each batch carries (node_id, epoch, seq); the append uses `epoch * SEQ_SPAN + seq` as the store's
+idempotency sequence on stream `usage:<node_id>`, so a retry after an ambiguous failure (the commit
+happened, the reply was lost) is a no-op. While Postgres is unreachable the unsent batch is retried
+every interval with the same content; new usage keeps aggregating in the meter's accumulator (one
+delta per key, deployment, model and hour), and when the meter holds `usage_buffer_max` unflushed
+deltas the node refuses new requests with 503 instead of dropping usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from shieldes.events.catalog import UsageRecorded, usage_stream
+from shieldes.events.codec import Codec
+from shieldes.events.store import AppendOptions, EventStore, NewEvent
+from shieldes.usage.meter import Meter
+
+SEQ_SPAN = 1_000_000_000  # seqs per epoch in the idempotency key (epoch is boot unix seconds)
+APPEND_TIMEOUT = 10.0
+log = logging.getLogger(__name__)
+
+
+class Flusher:
+    def __init__(self, store: EventStore, meter: Meter, interval: float, *,
+                 on_flushed: Callable[[], None] | None = None, codec: Codec | None = None) -> None:
+        self.store = store
+        self.meter = meter
+        self.interval = interval
+        self.on_flushed = on_flushed
+        self.codec = codec or Codec()
+        self.healthy = True
+        self.appends = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._last_error_log = 0.0
+
+    async def flush_once(self) -> bool:
+        """Append the next batch if there is one; False if the append failed (kept for a retry)."""
+        batch = self.meter.cut_batch()
+        if batch is None:
+            return True
+        event = UsageRecorded(self.meter.node_id, self.meter.epoch, batch.seq, batch.deltas)
+        options = AppendOptions(
+            metadata={"node_id": self.meter.node_id},
+            idempotency_seq=self.meter.epoch * SEQ_SPAN + batch.seq,
+        )
+        try:
+            await asyncio.wait_for(
+                self.store.append(usage_stream(self.meter.node_id), [NewEvent.of(event, self.codec)],
+                                  options),
+                APPEND_TIMEOUT,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any store failure: keep the batch, retry next interval
+            self.healthy = False
+            now = time.monotonic()
+            if now - self._last_error_log > 10:
+                self._last_error_log = now
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning("usage flush failed (%d deltas kept, will retry): %s",
+                            self.meter.buffered(), reason)
+            return False
+        self.healthy = True
+        self.appends += 1
+        self.meter.batch_appended(batch)
+        if self.on_flushed is not None:
+            self.on_flushed()
+        return True
+
+    async def flush_all(self, timeout: float) -> bool:
+        """Append until nothing is left (shutdown); True if everything reached the log in time."""
+        deadline = time.monotonic() + timeout
+        while not self.meter.idle():
+            if await self.flush_once():
+                continue
+            if time.monotonic() + self.interval > deadline:
+                return False
+            await asyncio.sleep(min(self.interval, 0.5))
+        return True
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            await self.flush_once()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-flusher")
+
+    async def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the loop, then the final flush. False (and a log line) if some usage could not be written."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        ok = await self.flush_all(timeout)
+        if not ok:
+            log.error("shutdown: %d usage deltas could not be written to Postgres", self.meter.buffered())
+        return ok

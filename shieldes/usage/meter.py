@@ -1,0 +1,297 @@
+"""The meter: rate limits, budgets and unflushed usage of one node, all in memory (no I/O).
+
+Hot path: `admit()` before the upstream call (rpm/tpm windows, key and team budgets, buffer room),
+`settle()` after it with the upstream's real token counts (or `release()` when nothing was used).
+Settled usage counts for budgets at once and waits in an accumulator for the flusher.
+
+Interface for a cluster layer (gossip) — all plain data, all cumulative, safe to apply twice:
+
+* Rate limits use fixed one-minute windows (`window = floor(unix_seconds / 60)`).
+  `rate_snapshot()` returns this node's cumulative counts `{(key_id, window): (requests, tokens)}`
+  for the live windows (current and previous); these are G-counter components. A peer's
+  components go in with `set_remote(node_id, counts)` (replaces that node's previous component;
+  merge by max before calling if messages may reorder), and `drop_remote(node_id)` forgets a node.
+  A limit is checked against local + every remote component.
+* Budgets: spend in a period = durable log totals (UsageState) + pending local usage not yet
+  projected from the log + in-flight reservations + remote pending. `pending_snapshot()` gives this
+  node's pending spend `{(subject, day): nusd}` (subject `k:<key_id>` or `t:<team_id>`), to gossip
+  with the node's flush watermark `(epoch, flushed_seq)`; peers install it with
+  `set_remote_pending(node_id, pending)` and must drop it (`drop_remote`) once their log shows that
+  node's usage up to the gossiped sequence (UsageState.durable_seq), so nothing counts twice.
+* Flusher side: `cut_batch()` / `batch_appended()` / `drop_durable(usage)`; see Batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from shieldes.errors import BudgetExceeded, RateLimited, Unavailable
+from shieldes.events.catalog import UsageDelta
+from shieldes.projections.periods import period_days, period_reset_at
+from shieldes.projections.state import Budget, ConfigState, VirtualKey
+from shieldes.projections.usage import UsageState
+
+WINDOW = 60  # seconds per rate-limit window
+NUSD = 1_000_000_000
+
+RateCounts = dict[tuple[str, int], tuple[int, int]]
+Pending = dict[tuple[str, int], int]
+DeltaKey = tuple[str, str | None, str, str, int]  # key_id, team_id, provider, model, hour
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What admission held for one request; hand it back to settle() or release() exactly once."""
+
+    key_id: str
+    team_id: str | None
+    nusd: int
+    headers: dict[str, str]
+    done: bool = False
+
+
+@dataclass(slots=True)
+class Batch:
+    """One flush: `deltas` go out as one usage.recorded event with `seq`; `spend` is its share of
+    pending spend, dropped when the log (as projected) holds this node's usage up to `seq`."""
+
+    seq: int
+    deltas: tuple[UsageDelta, ...]
+    spend: Pending
+    appended: bool = False
+
+
+@dataclass(slots=True)
+class _Window:
+    window: int = -1
+    counts: dict[str, list[int]] = field(default_factory=dict)  # key_id -> [requests, tokens]
+
+
+def _ceil_retry(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+class Meter:
+    def __init__(self, node_id: str, epoch: int, *, buffer_max: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node_id = node_id
+        self.epoch = epoch
+        self.buffer_max = buffer_max
+        self.clock = clock
+        self._cur = _Window()
+        self._prev = _Window()
+        self._remote: dict[str, RateCounts] = {}
+        self._remote_pending: dict[str, Pending] = {}
+        self._reserved: dict[str, int] = {}  # subject -> nusd held by in-flight requests
+        self._pending: Pending = {}  # (subject, day) -> nusd settled but not yet in the projection
+        self._acc: dict[DeltaKey, list[int]] = {}  # unflushed deltas: requests, prompt, completion, nusd
+        self._acc_spend: Pending = {}
+        self._batches: list[Batch] = []  # cut, in seq order: maybe one unsent head, then appended ones
+        self._seq = 0
+        self.flushed_seq = 0  # highest seq appended to the log by this node in this epoch
+
+    # --- rate limits --------------------------------------------------------------------------
+
+    def _roll(self, now: float) -> int:
+        w = int(now // WINDOW)
+        if w != self._cur.window:
+            self._prev = self._cur if self._cur.window == w - 1 else _Window(w - 1)
+            self._cur = _Window(w)
+        return w
+
+    def _used(self, key_id: str, w: int) -> tuple[int, int]:
+        local = self._cur.counts.get(key_id)
+        req, tok = (local[0], local[1]) if local else (0, 0)
+        for counts in self._remote.values():
+            r = counts.get((key_id, w))
+            if r:
+                req += r[0]
+                tok += r[1]
+        return req, tok
+
+    def rate_snapshot(self) -> RateCounts:
+        out: RateCounts = {}
+        for win in (self._prev, self._cur):
+            for key_id, (req, tok) in win.counts.items():
+                out[(key_id, win.window)] = (req, tok)
+        return out
+
+    def set_remote(self, node_id: str, counts: RateCounts) -> None:
+        self._remote[node_id] = dict(counts)
+
+    def set_remote_pending(self, node_id: str, pending: Pending) -> None:
+        self._remote_pending[node_id] = dict(pending)
+
+    def drop_remote(self, node_id: str) -> None:
+        self._remote.pop(node_id, None)
+        self._remote_pending.pop(node_id, None)
+
+    # --- budgets ------------------------------------------------------------------------------
+
+    def pending_snapshot(self) -> Pending:
+        return dict(self._pending)
+
+    def spent_nusd(self, usage: UsageState, subject: str, budget: Budget, today: int) -> int:
+        """Spend of `subject` ("k:<id>"/"t:<id>") in its budget period, as this node knows it."""
+        days = period_days(budget.period, today)
+        kind, sid = subject[0], subject[2:]
+        total = usage.key_cost(sid, days) if kind == "k" else usage.team_cost(sid, days)
+        for pending in (self._pending, *self._remote_pending.values()):
+            if pending:
+                total += sum(pending.get((subject, d), 0) for d in days)
+        return total + self._reserved.get(subject, 0)
+
+    def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int) -> None:
+        limit = round(budget.amount_usd * NUSD)
+        spent = self.spent_nusd(usage, subject, budget, today)
+        if spent >= limit:
+            reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise BudgetExceeded(
+                f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} used in the "
+                f"{budget.period} period (next day rolls in at {reset}); raise it with `shieldes budget set`"
+            )
+
+    # --- admission and settlement ---------------------------------------------------------------
+
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
+              estimate_nusd: int) -> Reservation:
+        """Check limits and budgets for one request and hold its estimated cost. Raises RateLimited,
+        BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
+        now = self.clock()
+        w = self._roll(now)
+        headers: dict[str, str] = {}
+        if key.rpm is not None or key.tpm is not None:
+            req, tok = self._used(key.id, w)
+            reset = (w + 1) * WINDOW - now
+            if key.rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(key.rpm)
+                headers["x-ratelimit-remaining-requests"] = str(max(0, key.rpm - req - 1))
+                headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
+            if key.tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(key.tpm)
+                headers["x-ratelimit-remaining-tokens"] = str(max(0, key.tpm - tok))
+                headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
+            if key.rpm is not None and req >= key.rpm:
+                headers["x-ratelimit-remaining-requests"] = "0"
+                raise RateLimited(
+                    f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute; "
+                    f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
+                    retry_after=reset, headers=headers,
+                )
+            if key.tpm is not None and tok >= key.tpm:
+                raise RateLimited(
+                    f"rate limit reached for key {key.name!r}: {key.tpm} tokens per minute; "
+                    f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --tpm`",
+                    retry_after=reset, headers=headers,
+                )
+        today = int(now // 86400)
+        if key.budget is not None:
+            self._check_budget(usage, "k:" + key.id, f"key {key.name!r}", key.budget, today)
+        team = config.teams.get(key.team_id) if key.team_id else None
+        if team is not None and team.budget is not None:
+            self._check_budget(usage, "t:" + team.id, f"team {team.name!r}", team.budget, today)
+        if self.buffered() >= self.buffer_max:
+            raise Unavailable(
+                "this node cannot write usage to Postgres and its usage buffer is full; "
+                "retry shortly or use another node, and check the database"
+            )
+        counts = self._cur.counts.get(key.id)
+        if counts is None:
+            self._cur.counts[key.id] = [1, 0]
+        else:
+            counts[0] += 1
+        res = Reservation(key.id, key.team_id, estimate_nusd, headers)
+        if estimate_nusd:
+            self._hold(res, estimate_nusd)
+        return res
+
+    def _hold(self, res: Reservation, nusd: int) -> None:
+        for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
+            if subject:
+                self._reserved[subject] = self._reserved.get(subject, 0) + nusd
+
+    def release(self, res: Reservation) -> None:
+        """The request ended without usage (upstream failure before any token)."""
+        if res.done:
+            return
+        res.done = True
+        if res.nusd:
+            self._hold(res, -res.nusd)
+
+    def settle(self, res: Reservation, provider: str, model: str, prompt_tokens: int,
+               completion_tokens: int, nusd: int) -> None:
+        """Record real usage of an admitted request: budgets see it at once, the flusher later."""
+        if res.done:
+            return
+        self.release(res)
+        now = self.clock()
+        self._roll(now)
+        counts = self._cur.counts.get(res.key_id)
+        if counts is None:
+            counts = self._cur.counts[res.key_id] = [0, 0]
+        counts[1] += prompt_tokens + completion_tokens
+        hour = int(now // 3600)
+        dk = (res.key_id, res.team_id, provider, model, hour)
+        acc = self._acc.get(dk)
+        if acc is None:
+            self._acc[dk] = [1, prompt_tokens, completion_tokens, nusd]
+        else:
+            acc[0] += 1
+            acc[1] += prompt_tokens
+            acc[2] += completion_tokens
+            acc[3] += nusd
+        if nusd:
+            day = hour // 24
+            for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
+                if subject:
+                    sk = (subject, day)
+                    self._pending[sk] = self._pending.get(sk, 0) + nusd
+                    self._acc_spend[sk] = self._acc_spend.get(sk, 0) + nusd
+
+    # --- flusher side ---------------------------------------------------------------------------
+
+    def buffered(self) -> int:
+        """Unflushed deltas held in memory (the accumulator plus an unsent batch)."""
+        unsent = sum(len(b.deltas) for b in self._batches if not b.appended)
+        return len(self._acc) + unsent
+
+    def cut_batch(self) -> Batch | None:
+        """The batch to append next: the unsent one again (same seq, same content, so a retry after
+        an ambiguous failure stays idempotent), else the accumulator as a new batch, else None."""
+        for b in self._batches:
+            if not b.appended:
+                return b
+        if not self._acc:
+            return None
+        self._seq += 1
+        deltas = tuple(UsageDelta(k, t, p, m, h, *v) for (k, t, p, m, h), v in self._acc.items())
+        batch = Batch(self._seq, deltas, self._acc_spend)
+        self._acc, self._acc_spend = {}, {}
+        self._batches.append(batch)
+        return batch
+
+    def batch_appended(self, batch: Batch) -> None:
+        batch.appended = True
+        self.flushed_seq = max(self.flushed_seq, batch.seq)
+
+    def drop_durable(self, usage: UsageState) -> None:
+        """Forget pending spend the projection now holds (this node's usage up to its durable seq)."""
+        durable = usage.durable_seq(self.node_id, self.epoch)
+        while self._batches and self._batches[0].appended and self._batches[0].seq <= durable:
+            batch = self._batches.pop(0)
+            for sk, nusd in batch.spend.items():
+                left = self._pending.get(sk, 0) - nusd
+                if left:
+                    self._pending[sk] = left
+                else:
+                    self._pending.pop(sk, None)
+
+    def idle(self) -> bool:
+        """Nothing left to append."""
+        return not self._acc and all(b.appended for b in self._batches)
+
+    def reserved(self) -> Mapping[str, int]:
+        return self._reserved

@@ -1,0 +1,77 @@
+"""Prices and cost in integer nano-USD.
+
+A price is USD per 1M tokens; one token at $1/1M costs 1000 nUSD, so a price is turned into an
+integer nUSD-per-token rate once (resolution: $0.001 per 1M tokens) and cost is an exact integer
+product. `pricing.set` events override the shipped defaults below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shieldes.projections.state import Price
+
+# USD per 1M tokens (input, output) for common models; a `pricing.set` event overrides any of them.
+DEFAULT_PRICES: Mapping[str, tuple[float, float]] = {
+    # OpenAI
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-2024-08-06": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4.1-nano": (0.1, 0.4),
+    "gpt-4-turbo": (10.0, 30.0),
+    "gpt-4": (30.0, 60.0),
+    "gpt-3.5-turbo": (0.5, 1.5),
+    "gpt-3.5-turbo-instruct": (1.5, 2.0),
+    "o1": (15.0, 60.0),
+    "o1-mini": (1.1, 4.4),
+    "o3": (2.0, 8.0),
+    "o3-mini": (1.1, 4.4),
+    "o4-mini": (1.1, 4.4),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+    "text-embedding-ada-002": (0.1, 0.0),
+    # Anthropic
+    "claude-3-5-sonnet-latest": (3.0, 15.0),
+    "claude-3-5-sonnet-20241022": (3.0, 15.0),
+    "claude-3-5-haiku-latest": (0.8, 4.0),
+    "claude-3-5-haiku-20241022": (0.8, 4.0),
+    "claude-3-7-sonnet-latest": (3.0, 15.0),
+    "claude-3-haiku-20240307": (0.25, 1.25),
+    "claude-3-opus-latest": (15.0, 75.0),
+    "claude-sonnet-4-0": (3.0, 15.0),
+    "claude-sonnet-4-20250514": (3.0, 15.0),
+    "claude-opus-4-0": (15.0, 75.0),
+    "claude-opus-4-20250514": (15.0, 75.0),
+}
+
+
+def nusd_per_token(usd_per_1m: float) -> int:
+    return round(usd_per_1m * 1000)
+
+
+class PriceTable:
+    """Integer per-token rates for each model: shipped defaults overlaid with `pricing.set` events.
+
+    Rebuilt only when the config's pricing mapping changes (it is copy-on-write, so identity tells)."""
+
+    def __init__(self) -> None:
+        self._source: Mapping[str, Price] | None = None
+        self._rates: dict[str, tuple[int, int]] = {}
+
+    def rates(self, pricing: Mapping[str, Price]) -> dict[str, tuple[int, int]]:
+        if pricing is not self._source:
+            rates = {m: (nusd_per_token(i), nusd_per_token(o)) for m, (i, o) in DEFAULT_PRICES.items()}
+            for model, price in pricing.items():
+                rates[model] = (nusd_per_token(price.input_per_1m), nusd_per_token(price.output_per_1m))
+            self._rates, self._source = rates, pricing
+        return self._rates
+
+    def rate(self, pricing: Mapping[str, Price], model: str) -> tuple[int, int]:
+        """(input, output) nUSD per token; (0, 0) for a model without a price."""
+        return self.rates(pricing).get(model, (0, 0))
+
+
+def cost_nusd(rate: tuple[int, int], prompt_tokens: int, completion_tokens: int) -> int:
+    return prompt_tokens * rate[0] + completion_tokens * rate[1]

@@ -1,0 +1,670 @@
+"""The one fake in the test suite: a real aiohttp server speaking the OpenAI wire format
+(/v1/chat/completions JSON and SSE, /v1/completions, /v1/embeddings, /v1/models, Azure-style
+/openai/deployments/{name}/... with api-version) and the Anthropic Messages API (/v1/messages JSON
+and event stream), with deterministic token counts, tool calls, failure injection and a record
+of every request.
+
+    async with FakeUpstream(completion_tokens=5) as up:
+        up.url                                  # "http://127.0.0.1:<port>"
+        up.inject("/v1/chat/completions", status=500, times=2)
+        ...
+        up.last("/v1/chat/completions").body    # what was sent upstream
+
+Token counts: prompt tokens = whitespace-separated words of all input text (system, messages,
+tool results, prompt, embedding input); completion tokens = words of the reply, which is
+`completion_tokens` words long (cut by max_tokens or a stop sequence), or of `reply` if given.
+Run standalone for benchmarks: python -m tests.fake_upstream --port 9100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import random
+import string
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "deterministic", "tokens", "today")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
+MESSAGES_PATH = "/v1/messages"
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class Fault:
+    """What to do to the next `times` requests of a path (times=None: until cleared)."""
+
+    status: int | None = None  # answer with this HTTP error status (in the path's error shape)
+    times: int | None = 1
+    delay: float = 0.0  # seconds before answering at all (headers included)
+    chunk_delay: float = 0.0  # seconds before each stream frame
+    disconnect_after: int | None = None  # drop the connection after this many stream frames
+    message: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: Any
+
+
+@dataclass
+class _Reply:
+    text: str
+    tokens: int
+    finish: str  # OpenAI finish_reason
+    stop_sequence: str | None = None
+
+
+def count_words(value: Any) -> int:
+    """Words in every string inside `value` except keys, type tags, ids and media payloads."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(count_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(count_words(v) for k, v in value.items() if k in ("content", "text", "system"))
+    return 0
+
+
+class FakeUpstream:
+    def __init__(
+        self,
+        *,
+        completion_tokens: int = 5,
+        reply: str | None = None,
+        api_key: str | None = None,
+        models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 7,
+        reject_stream_options: bool = False,
+    ) -> None:
+        self.completion_tokens = completion_tokens
+        self.reply = reply
+        self.api_key = api_key
+        self.models = models
+        self.reject_stream_options = reject_stream_options  # like older Azure api-versions
+        self.requests: list[Recorded] = []
+        self.faults: dict[str, list[Fault]] = {}
+        self._host, self._port = host, port
+        self._rand = random.Random(seed)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post(MESSAGES_PATH, self._messages)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
+        app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
+        return app
+
+    async def start(self) -> FakeUpstream:
+        # In-flight handlers (e.g. an injected delay) must not hold up test teardown.
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self._host}:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeUpstream:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- test controls ---------------------------------------------------------------------------
+
+    def inject(self, path: str, **fault: Any) -> Fault:
+        """Queue a Fault for `path` (a request path such as "/v1/messages", or "*" for any)."""
+        f = Fault(**fault)
+        self.faults.setdefault(path, []).append(f)
+        return f
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def requests_to(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+    def last(self, path: str | None = None) -> Recorded:
+        found = self.requests_to(path) if path else self.requests
+        assert found, f"no request to {path or 'any path'} was received"
+        return found[-1]
+
+    def _take_fault(self, path: str) -> Fault | None:
+        for key in (path, "*"):
+            queue = self.faults.get(key)
+            if queue:
+                fault = queue[0]
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        queue.pop(0)
+                return fault
+        return None
+
+    # --- shared machinery ------------------------------------------------------------------------
+
+    def _id(self, prefix: str, n: int) -> str:
+        return prefix + "".join(self._rand.choices(string.ascii_letters + string.digits, k=n))
+
+    async def _begin(
+        self, request: web.Request, anthropic: bool
+    ) -> tuple[Any, Fault | None, web.Response | None]:
+        """Record the request, apply a fault's delay/status, check auth and JSON."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        self.requests.append(
+            Recorded(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+            )
+        )
+        fault = self._take_fault(request.path)
+        if fault and fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault and fault.status:
+            headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else None
+            return (
+                body,
+                fault,
+                _error(fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers),
+            )
+        if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:
+            return body, fault, _error(404, "Resource not found", anthropic)
+        if anthropic and "anthropic-version" not in request.headers:
+            return body, fault, _error(400, "anthropic-version: header is required", True)
+        if self.api_key is not None:
+            given = (
+                request.headers.get("x-api-key")
+                if anthropic
+                else request.headers.get("api-key") or request.headers.get("authorization", "")[7:]
+            )
+            if given != self.api_key:
+                return (
+                    body,
+                    fault,
+                    _error(401, "Incorrect API key provided", anthropic, code="invalid_api_key"),
+                )
+        if request.method == "POST" and not isinstance(body, dict):
+            return body, fault, _error(400, "We could not parse the JSON body of your request.", anthropic)
+        return body, fault, None
+
+    def _reply(self, max_tokens: Any, stops: Any) -> _Reply:
+        words = (
+            self.reply.split()
+            if self.reply is not None
+            else [WORDS[i % len(WORDS)] for i in range(self.completion_tokens)]
+        )
+        finish = "stop"
+        if isinstance(max_tokens, int) and max_tokens < len(words):
+            words, finish = words[:max_tokens], "length"
+        text = " ".join(words)
+        stop_list = [stops] if isinstance(stops, str) else stops or []
+        hits = [(text.find(s), s) for s in stop_list if s and s in text]
+        if hits:
+            at, seq = min(hits)
+            text = text[:at]
+            return _Reply(text, len(text.split()), "stop", seq)
+        return _Reply(text, len(words), finish)
+
+    async def _sse(
+        self, request: web.Request, fault: Fault | None, frames: list[bytes]
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        for i, frame in enumerate(frames):
+            if fault and fault.disconnect_after is not None and i >= fault.disconnect_after:
+                assert request.transport is not None
+                request.transport.abort()  # no terminating chunk: the client sees a broken stream
+                return resp
+            if fault and fault.chunk_delay:
+                await asyncio.sleep(fault.chunk_delay)
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
+    # --- OpenAI ----------------------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        if self.reject_stream_options and "stream_options" in body:
+            return _error(400, "Unrecognized request argument supplied: stream_options", False)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
+            return _error(400, "'messages' and 'model' are required properties", False)
+        prompt = count_words(messages)
+        tool = _pick_tool(body.get("tools"), body.get("tool_choice"), messages[-1].get("role") == "tool")
+        reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
+        base = {
+            "id": self._id("chatcmpl-", 29),
+            "created": int(time.time()),
+            "model": body["model"],
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake0001",
+        }
+        usage = _openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens)
+        call = None
+        if tool is not None:
+            call = {
+                "id": self._id("call_", 24),
+                "type": "function",
+                "function": {"name": tool[0], "arguments": json.dumps(tool[1])},
+            }
+        if not body.get("stream"):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": reply.text if call is None else None,
+                "refusal": None,
+                "annotations": [],
+            }
+            if call is not None:
+                message["tool_calls"] = [call]
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "logprobs": None,
+                            "finish_reason": "tool_calls" if call else reply.finish,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return _data(
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    **extra,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                }
+            )
+
+        if call is None:
+            frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
+            frames += [chunk({"content": piece}) for piece in _pieces(reply.text)]
+        else:
+            fn = call["function"]
+            frames = [
+                chunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": None,
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": fn["name"], "arguments": ""},
+                            }
+                        ],
+                    }
+                )
+            ]
+            frames += [
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})
+                for a in _split(fn["arguments"])
+            ]
+        frames.append(chunk({}, "tool_calls" if call else reply.finish))
+        if include_usage:
+            frames.append(_data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+        frames.append(b"data: [DONE]\n\n")
+        return await self._sse(request, fault, frames)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        body, fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        if "prompt" not in body or not isinstance(body.get("model"), str):
+            return _error(400, "'prompt' and 'model' are required properties", False)
+        reply = self._reply(body.get("max_tokens", 16), body.get("stop"))
+        base = {
+            "id": self._id("cmpl-", 29),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "fp_fake0001",
+        }
+        usage = _openai_usage(count_words(body["prompt"]), reply.tokens)
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    **base,
+                    "choices": [
+                        {"text": reply.text, "index": 0, "logprobs": None, "finish_reason": reply.finish}
+                    ],
+                    "usage": usage,
+                }
+            )
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = [
+            _data({**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]})
+            for p in _pieces(reply.text)
+        ]
+        frames.append(
+            _data(
+                {
+                    **base,
+                    "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": reply.finish}],
+                }
+            )
+        )
+        if include_usage:
+            frames.append(_data({**base, "choices": [], "usage": usage}))
+        frames.append(b"data: [DONE]\n\n")
+        return await self._sse(request, fault, frames)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, _fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            return _error(400, "'input' is a required property", False)
+        data = []
+        for i, item in enumerate(inputs):
+            digest = hashlib.sha256(json.dumps(item).encode()).digest()
+            vector = [b / 255 for b in digest[: int(body.get("dimensions") or 8)]]
+            value: Any = vector
+            if body.get("encoding_format") == "base64":
+                value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(len(x) if isinstance(x, list) else count_words(x) for x in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        _body, _fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1686935002, "owned_by": "fake-upstream"}
+                    for m in self.models
+                ],
+            }
+        )
+
+    # --- Anthropic -------------------------------------------------------------------------------
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body, fault, error = await self._begin(request, anthropic=True)
+        if error:
+            return error
+        problem = _check_messages(body)
+        if problem:
+            return _error(400, problem, True)
+        messages = body["messages"]
+        last = messages[-1].get("content")
+        answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+        choice = body.get("tool_choice") or {}
+        tool = _pick_tool(
+            [
+                {"type": "function", "function": {"name": t["name"], "parameters": t.get("input_schema")}}
+                for t in body.get("tools") or []
+            ],
+            "none"
+            if choice.get("type") == "none"
+            else {"function": {"name": choice["name"]}}
+            if choice.get("type") == "tool"
+            else None,
+            answered,
+        )
+        reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
+        input_tokens = count_words(body.get("system")) + count_words(messages)
+        output_tokens = self.completion_tokens if tool else reply.tokens
+        if tool:
+            stop_reason = "tool_use"
+            content: list[dict[str, Any]] = [
+                {"type": "tool_use", "id": self._id("toolu_01", 22), "name": tool[0], "input": tool[1]}
+            ]
+        else:
+            stop_reason = {"length": "max_tokens"}.get(
+                reply.finish, "stop_sequence" if reply.stop_sequence else "end_turn"
+            )
+            content = [{"type": "text", "text": reply.text}]
+        message = {
+            "id": self._id("msg_01", 22),
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": reply.stop_sequence,
+            "usage": {
+                "input_tokens": input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": output_tokens,
+                "service_tier": "standard",
+            },
+        }
+        if not body.get("stream"):
+            return web.json_response(message)
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**message["usage"], "output_tokens": 1},
+        }
+        frames = [
+            _event("message_start", {"type": "message_start", "message": start}),
+            _event("ping", {"type": "ping"}),
+        ]
+        block = content[0]
+        if tool:
+            frames.append(
+                _event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}},
+                )
+            )
+            deltas = [
+                {"type": "input_json_delta", "partial_json": p} for p in _split(json.dumps(block["input"]))
+            ]
+        else:
+            frames.append(
+                _event(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+            )
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(reply.text)]
+        frames += [
+            _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+            for d in deltas
+        ]
+        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        frames.append(
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
+                    "usage": {"output_tokens": output_tokens},
+                },
+            )
+        )
+        frames.append(_event("message_stop", {"type": "message_stop"}))
+        return await self._sse(request, fault, frames)
+
+
+# --- wire helpers ----------------------------------------------------------------------------------
+
+
+def _data(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _event(name: str, obj: Any) -> bytes:
+    return f"event: {name}\n".encode() + _data(obj)
+
+
+def _pieces(text: str) -> list[str]:
+    """Stream deltas: one per word, spaces attached, concatenating to `text`."""
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
+
+
+def _split(s: str, n: int = 3) -> list[str]:
+    """Tool arguments streamed in a few fragments."""
+    size = max(1, -(-len(s) // n))
+    return [s[i : i + size] for i in range(0, len(s), size)]
+
+
+def _openai_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _error(
+    status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None
+) -> web.Response:
+    if anthropic:
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        if status == 429:
+            kind, code = "requests", code or "rate_limit_exceeded"
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _sample(schema: Any) -> Any:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: _sample(v) for k, v in props.items() if k in schema.get("required", props)}
+    return {"string": "test", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
+
+
+def _pick_tool(tools: Any, choice: Any, answered: bool) -> tuple[str, dict[str, Any]] | None:
+    """(name, arguments) of the tool call to make, or None to answer with text."""
+    if not tools or choice == "none" or answered:
+        return None
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    fn = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
+    return fn["name"], _sample(fn.get("parameters") or {"type": "object"}) or {}
+
+
+def _check_messages(body: dict[str, Any]) -> str | None:
+    """The Anthropic API's own validation, as far as translation mistakes would trip it."""
+    if not isinstance(body.get("model"), str):
+        return "model: Field required"
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    if not isinstance(body.get("temperature", 0), int | float) or not 0 <= body.get("temperature", 0) <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    pending: set[str] = set()
+    for i, msg in enumerate(messages):
+        if msg.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        blocks = msg["content"] if isinstance(msg.get("content"), list) else []
+        if msg["role"] == "user":
+            ids = {b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"}
+            if ids - pending or pending - ids:
+                return (
+                    f"messages.{i}: each tool_use block must have a corresponding tool_result block "
+                    "in the next message"
+                )
+            pending = set()
+        else:
+            pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="fake OpenAI/Anthropic upstream for benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--completion-tokens", type=int, default=20)
+    args = parser.parse_args()
+    fake = FakeUpstream(completion_tokens=args.completion_tokens)
+    web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

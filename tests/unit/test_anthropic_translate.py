@@ -1,0 +1,701 @@
+"""Translation between the OpenAI chat format and the Anthropic Messages API, both directions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.anthropic_translate import (
+    DEFAULT_MAX_TOKENS,
+    StreamTranslator,
+    chat_request_to_anthropic,
+    messages_request_to_openai,
+    messages_response_to_chat,
+    openai_chunks_to_message_events,
+    openai_response_to_messages,
+    stop_reason_to_finish,
+)
+from shieldes.providers.base import TokenUsage, UpstreamFailure
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOL_TURNS: list[dict[str, Any]] = [
+    {"role": "user", "content": "Weather in Paris and Rome?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            },
+            {
+                "id": "call_2",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
+            },
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "call_2", "content": "rainy"},
+]
+
+
+# --- OpenAI request -> Anthropic request -----------------------------------------------------------
+
+
+def test_system_prompts_become_top_level_system_and_defaults_apply() -> None:
+    out = chat_request_to_anthropic(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hi"},
+            ],
+        },
+        "claude-3-5-haiku-latest",
+    )
+    assert out == {
+        "model": "claude-3-5-haiku-latest",
+        "system": "Be brief.\n\nAnswer in French.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+        "max_tokens": DEFAULT_MAX_TOKENS,
+    }
+
+
+def test_sampling_parameters_stop_sequences_user_and_stream() -> None:
+    out = chat_request_to_anthropic(
+        {
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_completion_tokens": 50,
+            "max_tokens": 99,
+            "temperature": 1.7,
+            "top_p": 0.9,
+            "stop": "END",
+            "user": "u-1",
+            "stream": True,
+            "frequency_penalty": 0.5,
+        },
+        "m",
+    )
+    assert out["max_tokens"] == 50
+    assert out["temperature"] == 1.0  # clamped into Anthropic's 0..1
+    assert out["top_p"] == 0.9
+    assert out["stop_sequences"] == ["END"]
+    assert out["metadata"] == {"user_id": "u-1"}
+    assert out["stream"] is True
+    assert "frequency_penalty" not in out
+    assert chat_request_to_anthropic(
+        {"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b"]}, "m"
+    )["stop_sequences"] == ["a", "b"]
+
+
+def test_multi_turn_and_images() -> None:
+    out = chat_request_to_anthropic(
+        {
+            "messages": [
+                {"role": "user", "content": "one"},
+                {"role": "assistant", "content": "two"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                    ],
+                },
+                {"role": "user", "content": "and quickly"},
+            ]
+        },
+        "m",
+    )
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
+    assert out["messages"][1]["content"] == [{"type": "text", "text": "two"}]
+    assert out["messages"][2]["content"] == [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+        {"type": "text", "text": "and quickly"},  # consecutive user turns merged
+    ]
+
+
+def test_tools_tool_calls_and_tool_results() -> None:
+    out = chat_request_to_anthropic(
+        {
+            "messages": TOOL_TURNS,
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "required",
+            "parallel_tool_calls": False,
+        },
+        "m",
+    )
+    assert out["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "input_schema": WEATHER_TOOL["function"]["parameters"],
+        }
+    ]
+    assert out["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert out["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
+        ],
+    }
+    # Both results answer one assistant turn: they travel together in one user turn.
+    assert out["messages"][2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
+            {"type": "tool_result", "tool_use_id": "call_2", "content": "rainy"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("auto", {"type": "auto"}),
+        ("none", {"type": "none"}),
+        ("required", {"type": "any"}),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"type": "tool", "name": "get_weather"}),
+    ],
+)
+def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
+    out = chat_request_to_anthropic(
+        {"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER_TOOL], "tool_choice": choice}, "m"
+    )
+    assert out["tool_choice"] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"messages": []}, "non-empty list"),
+        ({"messages": [{"role": "system", "content": "only system"}]}, "at least one user message"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "role must be"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "`n` > 1"),
+        ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "input_audio"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}
+                ]
+            },
+            "http",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({"messages": [{"role": "assistant"}]}, "content` or `tool_calls"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{not json"}}],
+                    }
+                ]
+            },
+            "arguments must be a JSON object",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web"}]}, "tools[0]"),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER_TOOL], "tool_choice": "any"},
+            "tool_choice",
+        ),
+        ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+    ],
+)
+def test_invalid_chat_requests_say_what_to_fix(body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        chat_request_to_anthropic(body, "m")
+    assert fragment in info.value.message
+
+
+# --- Anthropic response -> OpenAI response ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("stop_sequence", "stop"),
+        ("refusal", "content_filter"),
+        (None, None),
+    ],
+)
+def test_stop_reasons(reason: str | None, finish: str | None) -> None:
+    assert stop_reason_to_finish(reason) == finish
+
+
+def test_message_response_to_chat_with_text_tools_and_cache_usage() -> None:
+    resp = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "s"},
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        ],
+        "stop_reason": "tool_use",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 5,
+            "cache_creation_input_tokens": 2,
+            "output_tokens": 7,
+        },
+    }
+    body, usage = messages_response_to_chat(resp, "claude-x", created=1700000000)
+    assert usage == TokenUsage(prompt_tokens=17, completion_tokens=7)
+    assert body == {
+        "id": "msg_01",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "claude-x",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Let me check.",
+                    "tool_calls": [
+                        {
+                            "id": "toolu_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                        }
+                    ],
+                },
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24},
+    }
+
+
+# --- Anthropic stream -> OpenAI chunks ---------------------------------------------------------------
+
+
+def _feed(events: list[dict[str, Any]]) -> tuple[StreamTranslator, list[dict[str, Any]]]:
+    translator = StreamTranslator("claude-x", created=1)
+    chunks: list[dict[str, Any]] = []
+    for event in events:
+        chunks.extend(translator.feed(event["type"], event))
+    return translator, chunks
+
+
+def _start(input_tokens: int = 9) -> dict[str, Any]:
+    return {
+        "type": "message_start",
+        "message": {
+            "id": "msg_9",
+            "model": "claude-x",
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        },
+    }
+
+
+def test_stream_text_sequence_ends_with_finish_and_usage_chunks() -> None:
+    translator, chunks = _feed(
+        [
+            _start(),
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "ping"},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 2}},
+            {"type": "message_stop"},
+        ]
+    )
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas == [{"role": "assistant", "content": ""}, {"content": "Hel"}, {"content": "lo"}, {}]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert {c["id"] for c in chunks} == {"msg_9"}
+    assert translator.done and translator.usage == TokenUsage(9, 2)
+
+
+def test_stream_tool_use_becomes_indexed_tool_call_deltas() -> None:
+    _, chunks = _feed(
+        [
+            _start(),
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking."}},
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '{"ci'},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": 'ty":"P"}'},
+            },
+            {"type": "content_block_stop", "index": 1},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}},
+            {"type": "message_stop"},
+        ]
+    )
+    calls = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in chunks
+        if c["choices"] and "tool_calls" in c["choices"][0]["delta"]
+    ]
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    assert "".join(c["function"]["arguments"] for c in calls) == '{"city":"P"}'
+    assert all(c["index"] == 0 for c in calls)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["usage"]["completion_tokens"] == 12
+
+
+def test_stream_error_event_raises_upstream_failure() -> None:
+    with pytest.raises(UpstreamFailure) as info:
+        _feed([_start(), {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}])
+    assert info.value.message == "Overloaded" and info.value.retryable
+
+
+# --- inbound: Anthropic request -> OpenAI request --------------------------------------------------
+
+
+def test_messages_request_to_openai_full() -> None:
+    out = messages_request_to_openai(
+        {
+            "model": "gpt-4o",
+            "max_tokens": 100,
+            "system": [{"type": "text", "text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "Checking."},
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "get_weather",
+                            "input": {"city": "Paris"},
+                        },
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": [{"type": "text", "text": "sunny"}],
+                        },
+                        {"type": "text", "text": "Thanks"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": "AAA"},
+                        },
+                    ],
+                },
+            ],
+            "tools": [{"name": "get_weather", "description": "d", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+            "stop_sequences": ["END"],
+            "temperature": 0.2,
+            "top_p": 0.5,
+            "top_k": 5,
+            "metadata": {"user_id": "u1"},
+            "stream": True,
+        }
+    )
+    assert out == {
+        "model": "gpt-4o",
+        "max_tokens": 100,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Thanks"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}},
+                ],
+            },
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": {"type": "object"}, "description": "d"},
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False,
+        "stop": ["END"],
+        "temperature": 0.2,
+        "top_p": 0.5,
+        "user": "u1",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ([], "JSON object"),
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "`model` is required"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "`max_tokens` is required"),
+        ({"model": "m", "max_tokens": 5, "messages": []}, "non-empty"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "`system`"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": [{"type": "document"}]}],
+            },
+            "document",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "web_search_20250305", "name": "w"}],
+            },
+            "server tool",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": "hot",
+            },
+            "number",
+        ),
+    ],
+)
+def test_invalid_messages_requests_say_what_to_fix(body: Any, fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        messages_request_to_openai(body)
+    assert fragment in info.value.message
+
+
+def test_round_trip_openai_to_anthropic_and_back() -> None:
+    original = {
+        "model": "claude",
+        "max_tokens": 64,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            *TOOL_TURNS,
+            {"role": "assistant", "content": "Done."},
+        ],
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "auto",
+    }
+    anthropic_body = chat_request_to_anthropic(original, "claude")
+    back = messages_request_to_openai(anthropic_body)
+    assert back["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert [m["role"] for m in back["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+    assert [m.get("tool_call_id") for m in back["messages"][3:5]] == ["call_1", "call_2"]
+    assert back["messages"][2]["tool_calls"] == TOOL_TURNS[1]["tool_calls"]
+    assert back["tools"][0]["function"]["parameters"] == WEATHER_TOOL["function"]["parameters"]
+    assert back["tool_choice"] == "auto" and back["max_tokens"] == 64
+
+
+# --- inbound: OpenAI response -> Anthropic message -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason"),
+    [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        ("content_filter", "refusal"),
+    ],
+)
+def test_openai_response_to_messages(finish: str, reason: str) -> None:
+    resp = {
+        "id": "chatcmpl-1",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hi",
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": '{"a":1}'},
+                        }
+                    ],
+                },
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    msg = openai_response_to_messages(resp, "gpt-4o")
+    assert msg == {
+        "id": "msg_chatcmpl-1",
+        "type": "message",
+        "role": "assistant",
+        "model": "gpt-4o",
+        "content": [
+            {"type": "text", "text": "Hi"},
+            {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}},
+        ],
+        "stop_reason": reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+
+
+def test_malformed_tool_arguments_are_kept_visible() -> None:
+    resp = {
+        "choices": [
+            {"message": {"tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}}
+        ]
+    }
+    assert openai_response_to_messages(resp, "m")["content"][0]["input"] == {"_raw_arguments": "{oops"}
+
+
+# --- inbound: OpenAI chunks -> Anthropic events ----------------------------------------------------
+
+
+def _chunk(
+    delta: dict[str, Any] | None = None, finish: str | None = None, usage: dict[str, int] | None = None
+) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    out: dict[str, Any] = {"id": "chatcmpl-7", "object": "chat.completion.chunk", "choices": choices}
+    if usage:
+        out["usage"] = usage
+    return out
+
+
+async def _events(chunks: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    async def gen() -> AsyncIterator[dict[str, Any]]:
+        for c in chunks:
+            yield c
+
+    return [e async for e in openai_chunks_to_message_events(gen(), "gpt-4o")]
+
+
+def _snapshot(events: list[tuple[str, dict[str, Any]]]) -> Any:
+    """Fold the events with the anthropic SDK's own stream accumulator."""
+    snapshot = None
+    bufs: dict[int, bytes] = {}
+    for name, data in events:
+        assert name == data["type"]
+        snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=bufs)  # type: ignore[arg-type]
+    return snapshot
+
+
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+async def test_chunks_to_events_text() -> None:
+    events = await _events(
+        [
+            _chunk({"role": "assistant", "content": ""}),
+            _chunk({"content": "Hello"}),
+            _chunk({"content": " world"}),
+            _chunk({}, "stop"),
+            _chunk(usage=USAGE),
+        ]
+    )
+    assert [n for n, _ in events] == [
+        "message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]  # fmt: skip
+    assert events[-2][1]["usage"] == {"output_tokens": 3, "input_tokens": 5}
+    message = _snapshot(events)
+    assert message.content[0].text == "Hello world"
+    assert message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (5, 3)
+
+
+async def test_chunks_to_events_text_then_two_tool_calls() -> None:
+    def call(index: int, id_: str | None = None, name: str | None = None, args: str = "") -> dict[str, Any]:
+        fn: dict[str, Any] = {"arguments": args}
+        if name:
+            fn["name"] = name
+        tc: dict[str, Any] = {"index": index, "function": fn}
+        if id_:
+            tc.update(id=id_, type="function")
+        return {"tool_calls": [tc]}
+
+    events = await _events(
+        [
+            _chunk({"role": "assistant", "content": "Let me look."}),
+            _chunk(call(0, "call_a", "get_weather")),
+            _chunk(call(0, args='{"city":')),
+            _chunk(call(0, args='"Paris"}')),
+            _chunk(call(1, "call_b", "get_weather", '{"city":"Rome"}')),
+            _chunk({}, "tool_calls"),
+            _chunk(usage=USAGE),
+        ]
+    )
+    message = _snapshot(events)
+    assert [b.type for b in message.content] == ["text", "tool_use", "tool_use"]
+    assert message.content[1].id == "call_a" and message.content[1].input == {"city": "Paris"}
+    assert message.content[2].id == "call_b" and message.content[2].input == {"city": "Rome"}
+    assert message.stop_reason == "tool_use"
+    starts = [d["index"] for n, d in events if n == "content_block_start"]
+    stops = [d["index"] for n, d in events if n == "content_block_stop"]
+    assert starts == stops == [0, 1, 2]
+
+
+async def test_empty_stream_still_yields_a_complete_event_sequence() -> None:
+    events = await _events([])
+    assert [n for n, _ in events] == ["message_start", "message_delta", "message_stop"]
+    assert _snapshot(events).content == []

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import pytest
+
+from shieldes.errors import BudgetExceeded, RateLimited, Unavailable
+from shieldes.events.catalog import UsageRecorded
+from shieldes.projections.state import Budget, ConfigState, Team, VirtualKey
+from shieldes.projections.usage import UsageState, apply_usage
+from shieldes.usage.meter import Meter
+
+T0 = 1_800_000_000.0  # a minute boundary is at T0 - T0 % 60
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0 - T0 % 60
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def key(**kw: object) -> VirtualKey:
+    base: dict[str, object] = dict(id="k1", name="app", key_hash="h", prefix="p", models=None, team_id=None,
+                                   expires_at=None)
+    base.update(kw)
+    return VirtualKey(**base)  # type: ignore[arg-type]
+
+
+def meter(clock: Clock, buffer_max: int = 1000) -> Meter:
+    return Meter("n1", 7, buffer_max=buffer_max, clock=clock)
+
+
+def test_rpm_window_with_retry_after_and_headers() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m, k = meter(clock), key(rpm=2)
+    for _ in range(2):
+        m.settle(m.admit(cfg, usage, k, 0), "d", "gpt-4o", 1, 1, 0)
+    clock.now += 20
+    with pytest.raises(RateLimited) as exc:
+        m.admit(cfg, usage, k, 0)
+    assert exc.value.retry_after == pytest.approx(40)
+    assert exc.value.headers["x-ratelimit-limit-requests"] == "2"
+    assert exc.value.headers["x-ratelimit-remaining-requests"] == "0"
+    clock.now += 40  # next window
+    m.admit(cfg, usage, k, 0)
+
+
+def test_tpm_counts_settled_tokens_and_remote_components() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m, k = meter(clock), key(tpm=100)
+    m.settle(m.admit(cfg, usage, k, 0), "d", "gpt-4o", 40, 20, 0)
+    snap = m.rate_snapshot()
+    window = int(clock.now // 60)
+    assert snap[("k1", window)] == (1, 60)
+    m.set_remote("n2", {("k1", window): (5, 40)})  # a peer's component brings it to the limit
+    with pytest.raises(RateLimited):
+        m.admit(cfg, usage, k, 0)
+    m.drop_remote("n2")
+    m.admit(cfg, usage, k, 0)
+
+
+def test_budget_reserve_settle_pending_and_durable_handoff() -> None:
+    clock, usage = Clock(), UsageState()
+    team = Team("t1", "eng", Budget(10.0, "30d"))
+    cfg = ConfigState(teams={"t1": team})
+    m = meter(clock)
+    k = key(budget=Budget(1e-6, "1d"), team_id="t1")  # 1000 nUSD
+    res = m.admit(cfg, usage, k, 600)
+    assert m.reserved()["k:k1"] == 600 and m.reserved()["t:t1"] == 600
+    m.settle(res, "dep", "gpt-4o", 1, 1, 1200)  # real cost is above the estimate
+    assert m.reserved()["k:k1"] == 0
+    with pytest.raises(BudgetExceeded) as exc:
+        m.admit(cfg, usage, k, 0)
+    assert "shieldes budget set" in exc.value.message
+    # The flush goes out; until the projection holds it, pending spend still counts.
+    batch = m.cut_batch()
+    assert batch is not None and batch.seq == 1 and batch.deltas[0].cost_nusd == 1200
+    m.batch_appended(batch)
+    m.drop_durable(usage)
+    assert m.pending_snapshot()
+    apply_usage(usage, UsageRecorded("n1", 7, 1, batch.deltas))
+    m.drop_durable(usage)
+    assert m.pending_snapshot() == {}
+    with pytest.raises(BudgetExceeded):  # now from the durable totals
+        m.admit(cfg, usage, k, 0)
+
+
+def test_release_returns_the_reservation() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m = meter(clock)
+    k = key(budget=Budget(1e-6, "1d"))
+    res = m.admit(cfg, usage, k, 5000)
+    with pytest.raises(BudgetExceeded):  # the in-flight reservation holds the whole budget
+        m.admit(cfg, usage, k, 0)
+    m.release(res)
+    m.release(res)  # idempotent
+    m.admit(cfg, usage, k, 0)
+
+
+def test_unsent_batch_is_retried_unchanged_and_buffer_bound_refuses() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m = meter(clock, buffer_max=2)
+    k = key()
+    m.settle(m.admit(cfg, usage, k, 0), "d1", "gpt-4o", 3, 4, 10)
+    first = m.cut_batch()
+    m.settle(m.admit(cfg, usage, k, 0), "d2", "gpt-4o", 1, 1, 1)
+    again = m.cut_batch()  # the append failed: same batch, same seq
+    assert again is first and first is not None and first.seq == 1
+    with pytest.raises(Unavailable):
+        m.admit(cfg, usage, k, 0)
+    m.batch_appended(first)
+    second = m.cut_batch()
+    assert second is not None and second.seq == 2 and second.deltas[0].provider == "d2"
+    m.batch_appended(second)
+    assert m.idle()
+
+
+def test_deltas_aggregate_per_key_deployment_model_hour() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m, k = meter(clock), key()
+    for _ in range(3):
+        m.settle(m.admit(cfg, usage, k, 0), "d", "gpt-4o", 10, 5, 7)
+    batch = m.cut_batch()
+    assert batch is not None and len(batch.deltas) == 1
+    d = batch.deltas[0]
+    assert (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd) == (3, 30, 15, 21)
+    assert d.hour == int(clock.now // 3600)

@@ -1,0 +1,117 @@
+"""The provider edge helpers: SSE decoding, endpoint URLs, upstream error mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from shieldes.providers.base import Target
+from shieldes.providers.http import error_message, http_failure, is_azure, join_endpoint, parse_usage
+from shieldes.providers.sse import SSEDecoder, encode_event
+
+TARGET = Target("dep", "http://upstream", "m", None)
+
+
+def decode_all(*chunks: bytes) -> list[tuple[str, bytes]]:
+    decoder = SSEDecoder()
+    out = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out + decoder.close()
+
+
+def test_sse_basic_comments_multiline_and_events() -> None:
+    stream = (
+        b': keep-alive\n\ndata: {"a":1}\n\nevent: message_stop\ndata: line1\ndata:line2\n\ndata: [DONE]\n\n'
+    )
+    assert decode_all(stream) == [
+        ("message", b'{"a":1}'),
+        ("message_stop", b"line1\nline2"),
+        ("message", b"[DONE]"),
+    ]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_sse_any_line_ending_split_at_every_byte(newline: bytes) -> None:
+    stream = b"event: x" + newline + b"data: 1" + newline + newline + b"data: 2" + newline + newline
+    expected = [("x", b"1"), ("message", b"2")]
+    assert decode_all(stream) == expected
+    assert decode_all(*[stream[i : i + 1] for i in range(len(stream))]) == expected
+
+
+def test_sse_last_event_without_blank_line_is_flushed_on_close() -> None:
+    assert decode_all(b"data: tail") == [("message", b"tail")]
+
+
+def test_encode_event_round_trips() -> None:
+    frame = encode_event("ping", {"type": "ping"}) + encode_event(None, {"x": 1})
+    assert decode_all(frame) == [("ping", b'{"type":"ping"}'), ("message", b'{"x":1}')]
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("https://api.openai.com", "https://api.openai.com/v1/chat/completions"),
+        ("https://api.openai.com/", "https://api.openai.com/v1/chat/completions"),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1/chat/completions"),
+        ("https://api.openai.com/v1/", "https://api.openai.com/v1/chat/completions"),
+        ("http://localhost:11434", "http://localhost:11434/v1/chat/completions"),
+        ("https://api.groq.com/openai/v1", "https://api.groq.com/openai/v1/chat/completions"),
+        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
+        (
+            "https://generativelanguage.googleapis.com/v1beta/openai/",
+            "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions",
+        ),
+        (
+            "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+    ],
+)
+def test_join_endpoint(base: str, url: str) -> None:
+    assert join_endpoint(base, "/chat/completions") == url
+
+
+def test_azure_detection() -> None:
+    assert is_azure("https://x.openai.azure.com/openai/deployments/d?api-version=2024-10-21")
+    assert is_azure("https://x.openai.azure.com/openai/v1")
+    assert not is_azure("https://api.openai.com/v1")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": {"message": "bad model", "type": "invalid_request_error"}}, "bad model"),
+        ({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "Overloaded"),
+        ({"error": "model 'x' not found"}, "model 'x' not found"),
+        ({"object": "error", "message": "vllm says no"}, "vllm says no"),
+        (
+            {"detail": [{"loc": ["body"], "msg": "field required"}]},
+            '[{"loc":["body"],"msg":"field required"}]',
+        ),
+        ([1, 2], None),
+    ],
+)
+def test_error_message_shapes(body: object, message: str | None) -> None:
+    assert error_message(body) == message
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(400, False), (401, False), (404, False), (408, True), (429, True), (500, True), (529, True)],
+)
+def test_http_failure_retryable(status: int, retryable: bool) -> None:
+    failure = http_failure(TARGET, status, b'{"error":{"message":"nope"}}', {"retry-after": "3"})
+    assert (failure.status, failure.retryable, failure.message) == (status, retryable, "nope")
+    assert failure.body == {"error": {"message": "nope"}}
+    assert failure.retry_after == (3.0 if status in (429, 529) else None)
+
+
+def test_http_failure_with_text_or_empty_body() -> None:
+    assert http_failure(TARGET, 502, b"<html>Bad Gateway</html>", {}).message == "<html>Bad Gateway</html>"
+    assert "HTTP 503" in http_failure(TARGET, 503, b"", {}).message
+
+
+def test_parse_usage() -> None:
+    assert parse_usage({"prompt_tokens": 3, "total_tokens": 3}) is not None
+    assert parse_usage(None) is None
+    assert parse_usage({"prompt_tokens": "3"}) is None
