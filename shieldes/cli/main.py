@@ -22,6 +22,7 @@ def _register() -> None:
         budget_cmd,
         cluster_cmd,
         compact_cmd,
+        config_io_cmd,
         config_cmd,
         db_cmd,
         key_cmd,
@@ -49,6 +50,9 @@ def _register() -> None:
         cluster_cmd.cluster_group,
     ):
         cli.add_command(command)
+    # `config show/diff` (history) and `config import/export` (interchange) form one group
+    config_cmd.config_group.add_command(config_io_cmd.config_import)
+    config_cmd.config_group.add_command(config_io_cmd.config_export)
 
 
 _register()

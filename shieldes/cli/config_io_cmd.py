@@ -1,0 +1,123 @@
+"""`shieldes config import FILE` and `shieldes config export`: move configuration in from Bifrost or
+LiteLLM, and out again, as events in the log."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shieldes.admin import load_config
+from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.events.codec import Codec
+from shieldes.importers.apply import apply_import
+from shieldes.importers.export import EXPORT_FORMATS, export
+from shieldes.importers.plan import Plan, plan_import
+from shieldes.importers.source import FORMATS, load_document, parse
+from shieldes.importers.spec import ImportRejected, ImportSpec
+from shieldes.projections.state import ConfigState
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}:config-import"
+    except Exception:  # no passwd entry (containers): still say where the change came from
+        return "cli:config-import"
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="source format; auto tells Bifrost config.json from LiteLLM config.yaml")
+@click.option("--dry-run", is_flag=True, help="show what would change and write nothing")
+@click.option("--skip-unsupported", is_flag=True,
+              help="import the rest when some entries use provider types shieldes does not support")
+@json_option
+@handle_errors
+def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, as_json: bool) -> None:
+    """Import providers, keys references and prices from a Bifrost or LiteLLM config file."""
+    ctx = cli_context()
+    detected, spec = parse(load_document(file), fmt)
+    if spec.skipped and not skip_unsupported:
+        raise ImportRejected(
+            f"{len(spec.skipped)} entr{'y' if len(spec.skipped) == 1 else 'ies'} cannot be imported: "
+            f"{spec.skipped[0]}{' (and more)' if len(spec.skipped) > 1 else ''}; "
+            "pass --skip-unsupported to import the rest"
+        )
+    encryption_key = ctx.settings.encryption_key
+
+    def make_plan(state: ConfigState) -> Plan:
+        return plan_import(state, spec, encryption_key)
+
+    async def go() -> tuple[Plan, int]:
+        async with open_store(ctx.database_url()) as store:
+            return await apply_import(store, make_plan, actor=_actor(), dry_run=dry_run)
+
+    plan, appended = run(go())
+    _report(detected, spec, plan, appended, dry_run=dry_run, as_json=ctx.as_json)
+
+
+def _report(fmt: str, spec: ImportSpec, plan: Plan, appended: int, *, dry_run: bool, as_json: bool) -> None:
+    counts = plan.counts()
+    if as_json:
+        emit({"format": fmt, "dry_run": dry_run, "changes": [c.as_dict() for c in plan.changes],
+              "summary": counts, "events_appended": appended, "notes": spec.notes, "skipped": spec.skipped},
+             as_json=True)
+        return
+    emit([c.as_dict() for c in plan.changes], as_json=False, columns=["kind", "name", "action", "detail"])
+    for line in spec.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    for line in spec.notes:
+        click.echo(f"note: {line}", err=True)
+    verb = "would" if dry_run else "did"
+    tail = "dry run: nothing written" if dry_run else f"{appended} event(s) appended"
+    click.echo(f"{fmt}: {verb} add {counts['add']}, update {counts['update']}, "
+               f"leave {counts['unchanged']} unchanged ({tail})")
+
+
+@click.command("export")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="shieldes", show_default=True,
+              help="shieldes (JSON of the whole config), bifrost (config.json) or litellm (config.yaml)")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="write to this file instead of stdout")
+@json_option
+@handle_errors
+def config_export(fmt: str, output: Path | None, as_json: bool) -> None:
+    """Print the current configuration; secrets appear only as env references, never in plaintext."""
+    ctx = cli_context()
+
+    async def go() -> ConfigState:
+        async with open_store(ctx.database_url()) as store:
+            return (await load_config(store, Codec())).state
+
+    doc, warnings = export(run(go()), fmt)
+    text = _render(doc, yaml_out=fmt == "litellm" and not ctx.as_json)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ImportRejected(f"cannot write {output}: {exc.strerror or exc}; check the path") from None
+
+
+def _render(doc: dict[str, Any], *, yaml_out: bool) -> str:
+    if yaml_out:
+        import yaml  # deferred: only the LiteLLM shape is YAML
+
+        return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+@click.group("config")
+def config_io_group() -> None:
+    """Configuration import and export."""
+
+
+config_io_group.add_command(config_import)
+config_io_group.add_command(config_export)

@@ -1,0 +1,128 @@
+"""ImportSpec + current config -> the commands that make the config match, and what each changes.
+
+Import is additive: providers and prices in the file are added or updated; anything else already
+in shieldes is left alone. A second import of the same file changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shieldes.importers.spec import ImportRejected, ImportSpec, ProviderSpec
+from shieldes.projections.commands import AddProvider, Command, SetPricing, UpdateProvider
+from shieldes.projections.state import ConfigState, Deployment
+from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # "provider" | "pricing"
+    name: str
+    action: str  # "add" | "update" | "unchanged"
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "action": self.action, "detail": self.detail}
+
+
+@dataclass
+class Plan:
+    commands: list[Command] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {"add": 0, "update": 0, "unchanged": 0}
+        for c in self.changes:
+            out[c.action] += 1
+        return out
+
+
+def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None) -> Plan:
+    _check_unique(spec)
+    plan = Plan()
+    for p in spec.providers:
+        old = state.providers.get(p.name)
+        secret_ref = _secret_ref(p, old, encryption_key)
+        if old is None:
+            plan.commands.append(AddProvider(p.name, p.kind, p.base_url, secret_ref, p.models, p.weight))
+            plan.changes.append(Change("provider", p.name, "add", _describe(p)))
+            continue
+        if old.kind != p.kind:
+            raise ImportRejected(
+                f"provider {p.name!r} already exists with type {old.kind} but {p.origin} makes it {p.kind}; "
+                f"remove it first (`shieldes provider remove {p.name}`) and import again"
+            )
+        diffs = _diff(old, p, secret_ref)
+        if not diffs:
+            plan.changes.append(Change("provider", p.name, "unchanged", _describe(p)))
+            continue
+        plan.commands.append(UpdateProvider(p.name, p.base_url, secret_ref, p.models, p.weight))
+        plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
+    for price in spec.prices:
+        current = state.pricing.get(price.model)
+        detail = f"input ${price.input_per_1m:g}/1M, output ${price.output_per_1m:g}/1M"
+        if current is not None and (current.input_per_1m, current.output_per_1m) == (
+            price.input_per_1m, price.output_per_1m
+        ):
+            plan.changes.append(Change("pricing", price.model, "unchanged", detail))
+            continue
+        plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m))
+        plan.changes.append(Change("pricing", price.model, "add" if current is None else "update", detail))
+    return plan
+
+
+def _check_unique(spec: ImportSpec) -> None:
+    seen: dict[str, str] = {}
+    for p in spec.providers:
+        if p.name in seen:
+            raise ImportRejected(
+                f"{seen[p.name]} and {p.origin} both become provider {p.name!r}; give the keys distinct names"
+            )
+        seen[p.name] = p.origin
+
+
+def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | None) -> str | None:
+    if p.secret.env_var is not None:
+        try:
+            return env_ref(p.secret.env_var)
+        except SecretError as exc:
+            raise ImportRejected(f"{p.origin}: {exc.message}") from None
+    if p.secret.plaintext is None:
+        return None
+    if not encryption_key:
+        raise ImportRejected(
+            f"{p.origin} holds a plaintext API key; set SHIELDES_ENCRYPTION_KEY to store it encrypted, "
+            "or reference an environment variable instead (Bifrost: env.VAR, LiteLLM: os.environ/VAR)"
+        )
+    # Encryption is randomized: keep the stored token when it already holds this key (idempotence).
+    if old is not None and old.secret_ref and old.secret_ref.startswith("enc:"):
+        try:
+            if resolve_secret(old.secret_ref, encryption_key) == p.secret.plaintext:
+                return old.secret_ref
+        except SecretError:
+            pass
+    return encrypt_secret(p.secret.plaintext, encryption_key)
+
+
+def _diff(old: Deployment, new: ProviderSpec, secret_ref: str | None) -> list[str]:
+    diffs = []
+    if old.base_url != new.base_url:
+        diffs.append(f"base_url {old.base_url} -> {new.base_url}")
+    if old.secret_ref != secret_ref:
+        diffs.append(f"key {_redact(old.secret_ref)} -> {_redact(secret_ref)}")
+    if old.models != new.models:
+        diffs.append(f"models {','.join(old.models)} -> {','.join(new.models)}")
+    if old.weight != new.weight:
+        diffs.append(f"weight {old.weight:g} -> {new.weight:g}")
+    return diffs
+
+
+def _redact(ref: str | None) -> str:
+    if ref is None:
+        return "none"
+    return "encrypted" if ref.startswith("enc:") else ref
+
+
+def _describe(p: ProviderSpec) -> str:
+    return (f"{p.kind} {p.base_url} key={p.secret.describe()} models={','.join(p.models)} "
+            f"weight={p.weight:g}")

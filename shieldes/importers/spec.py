@@ -1,0 +1,120 @@
+"""What an importer produces: a format-neutral description of providers and prices.
+
+Parsers (bifrost.py, litellm.py) are pure functions from a parsed file to an `ImportSpec`;
+plan.py turns a spec plus the current state into shieldes commands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from shieldes.errors import ShieldesError
+
+# Where each kind's API lives when a file names no base URL. OpenAI-style URLs include the /v1
+# prefix (as the openai SDK does); Anthropic's do not (as the anthropic SDK does).
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+# OpenAI-compatible upstreams both Bifrost and LiteLLM know by name, with their public endpoints.
+# None: self-hosted, the file must give a base URL.
+OPENAI_COMPATIBLE: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "xai": "https://api.x.ai/v1",
+    "perplexity": "https://api.perplexity.ai",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+    "ollama": None,
+    "vllm": None,
+    "hosted_vllm": None,
+    "sgl": None,
+    "lm_studio": None,
+    "custom_openai": None,
+}
+
+
+class ImportRejected(ShieldesError):
+    """The source file cannot be imported as it stands; the message says what to change."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "import_rejected"
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """A provider key as the source file gives it: an environment reference or a plaintext value."""
+
+    env_var: str | None = None
+    plaintext: str | None = None
+
+    def describe(self) -> str:
+        if self.env_var:
+            return f"env:{self.env_var}"
+        return "plaintext key" if self.plaintext else "no key"
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    kind: str  # a shieldes provider kind: "openai" | "anthropic"
+    base_url: str
+    secret: SecretSpec
+    models: tuple[str, ...]
+    weight: float = 1.0
+    origin: str = ""  # where in the source file it came from, for messages
+
+
+@dataclass(frozen=True)
+class PriceSpec:
+    model: str
+    input_per_1m: float
+    output_per_1m: float
+
+
+@dataclass
+class ImportSpec:
+    providers: list[ProviderSpec] = field(default_factory=list)
+    prices: list[PriceSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things the import could not carry over
+    skipped: list[str] = field(default_factory=list)  # entries left out (unsupported provider kinds)
+
+
+def normalize_openai_base(url: str) -> str:
+    """OpenAI-style base URLs end in /v1 for shieldes; add it when a file omits it."""
+    url = url.rstrip("/")
+    tail = url.rsplit("/", 1)[-1]
+    if tail.startswith("v") and tail[1:].isdigit():
+        return url
+    return url + "/v1"
+
+
+def normalize_anthropic_base(url: str) -> str:
+    url = url.rstrip("/")
+    for tail in ("/v1/messages", "/v1"):
+        if url.endswith(tail):
+            return url[: -len(tail)]
+    return url
+
+
+def check_weight(weight: Any, where: str) -> float:
+    ok = isinstance(weight, int | float) and not isinstance(weight, bool)
+    if not ok or not math.isfinite(weight) or weight <= 0:
+        raise ImportRejected(f"{where} must be a number > 0, got {weight!r}")
+    return float(weight)
+
+
+def safe_name(text: str) -> str:
+    """A provider name shieldes accepts, derived from free text in the source file."""
+    out = "".join(c if c.isalnum() or c in "._-" else "-" for c in text.strip())
+    out = out.strip("-._") or "provider"
+    return out[:100]

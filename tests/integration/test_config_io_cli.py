@@ -1,0 +1,78 @@
+"""`shieldes config import/export` as a user runs them: a real process against real Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DATA = ROOT / "tests" / "data"
+
+
+def shieldes(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+    environ.update(PYTHONPATH=str(ROOT), SHIELDES_DATABASE_URL=url, **env)
+    return subprocess.run([sys.executable, "-m", "shieldes", *args], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=60)
+
+
+def config_events(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM events WHERE stream = 'config'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_import_dry_run_then_import_then_idempotent(database_url: str) -> None:
+    sample = str(DATA / "litellm_config.yaml")
+    dry = shieldes(database_url, "config", "import", sample, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    out = json.loads(dry.stdout)
+    assert out["dry_run"] and out["events_appended"] == 0
+    assert out["summary"] == {"add": 6, "update": 0, "unchanged": 0}
+    assert config_events(database_url) == 0
+
+    done = shieldes(database_url, "config", "import", sample)
+    assert done.returncode == 0, done.stderr
+    assert "did add 6" in done.stdout and "note:" in done.stderr
+    assert config_events(database_url) == 6
+
+    again = shieldes(database_url, "config", "import", sample, "--json")
+    assert json.loads(again.stdout)["summary"] == {"add": 0, "update": 0, "unchanged": 6}
+    assert config_events(database_url) == 6
+    with psycopg.connect(database_url) as conn:
+        actors = conn.execute("SELECT DISTINCT metadata->>'actor' FROM events").fetchall()
+    assert all("config-import" in a[0] for a in actors)
+
+
+def test_plaintext_key_refused_without_encryption_key_and_never_exported(database_url: str) -> None:
+    sample = str(DATA / "litellm_plaintext.yaml")
+    refused = shieldes(database_url, "config", "import", sample)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "SHIELDES_ENCRYPTION_KEY" in refused.stderr
+    assert config_events(database_url) == 0
+
+    ok = shieldes(database_url, "config", "import", sample, SHIELDES_ENCRYPTION_KEY="passphrase")
+    assert ok.returncode == 0, ok.stderr
+    with psycopg.connect(database_url) as conn:
+        data = conn.execute("SELECT data::text FROM events").fetchall()
+    assert all("sk-plaintext" not in d[0] for d in data)
+    for fmt in ("shieldes", "bifrost", "litellm"):
+        exported = shieldes(database_url, "config", "export", "--format", fmt)
+        assert exported.returncode == 0, exported.stderr
+        assert "sk-plaintext" not in exported.stdout and "enc:" not in exported.stdout
+
+
+def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text('{"providers": {"openai": {"keys": [{"value": "env.K", "models": ["*"]}]}}}')
+    for args in ([str(bad)], [str(tmp_path / "missing.yaml")]):
+        result = shieldes(database_url, "config", "import", *args)
+        assert result.returncode == 1 and result.stderr.startswith("error: ")
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert config_events(database_url) == 0
