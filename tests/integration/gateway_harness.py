@@ -63,8 +63,10 @@ class Harness:
         return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
     def delta_rows(self) -> list[tuple[Any, ...]]:
-        return self.sql("SELECT key_id, provider, model, requests, prompt_tokens, completion_tokens, cost_nusd"
-                        " FROM usage_deltas ORDER BY position")
+        # summed per (key, deployment, model): how deltas split across flushes depends on timing
+        return self.sql("SELECT key_id, provider, model, sum(requests)::bigint, sum(prompt_tokens)::bigint,"
+                        " sum(completion_tokens)::bigint, sum(cost_nusd)::bigint FROM usage_deltas"
+                        " GROUP BY key_id, provider, model ORDER BY min(position)")
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
