@@ -180,7 +180,9 @@ def print_table(rows: list[Row]) -> None:
     cells = [r.cells() for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     for line in [header, *cells]:
-        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths, strict=True))))
+        pairs = enumerate(zip(line, widths, strict=True))
+        padded = [v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in pairs]
+        print("  ".join(padded))
 
 
 def main(argv: Any = None) -> None:
