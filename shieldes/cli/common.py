@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from shieldes import db
 from shieldes.admin import ConfigView, execute, load_config
 from shieldes.errors import InvalidRequest, ShieldesError
-from shieldes.events.codec import Codec
+from shieldes.events.codec import Codec, UnknownEvent
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.commands import Command
@@ -197,6 +197,8 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
             return f(*args, **kwargs)
         except ShieldesError as exc:
             fail(exc.message)
+        except UnknownEvent as exc:  # the log holds events from a newer shieldes
+            fail(f"{exc}; upgrade shieldes to read this log")
         except psycopg.Error as exc:
             fail(db.translate(exc, "the database").message)
         raise AssertionError("unreachable")
