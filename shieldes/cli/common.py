@@ -80,6 +80,10 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
 
 async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
     """Run one read-only SQL query (audit views) on a short connection; rows as dicts."""
+    values = params.values() if isinstance(params, Mapping) else params
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise InvalidRequest("an argument contains a NUL character (\\x00), which Postgres text cannot hold; "
+                             "remove it")
     url = cli_context().database_url()
     try:
         conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
@@ -199,8 +203,11 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
             fail(exc.message)
         except UnknownEvent as exc:  # the log holds events from a newer shieldes
             fail(f"{exc}; upgrade shieldes to read this log")
-        except psycopg.Error as exc:
+        except psycopg.OperationalError as exc:
             fail(db.translate(exc, "the database").message)
+        except psycopg.Error as exc:  # the server refused a statement: not a connection problem
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fail(f"the database refused the request: {first}; check the arguments (see --help)")
         raise AssertionError("unreachable")
 
     return wrapper

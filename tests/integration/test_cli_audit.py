@@ -215,3 +215,29 @@ def test_audit_role_cannot_read_raw_tables_or_write(database_url: str) -> None:
             )
         conn.execute("SELECT * FROM audit_log").fetchall()
     assert count_events(database_url) == 0
+
+
+def test_audit_verify_holds_for_extreme_valid_values(database_url: str) -> None:
+    """Numbers at the accepted limits survive jsonb unchanged, so their hashes still verify
+    (above 1e16 jsonb would hand back an integer for a float and break the chain: refused)."""
+    url = database_url
+    ok(url, "pricing", "set", "m", "--input", "1e12", "--output", "5e-324")
+    ok(url, "pricing", "set", "n", "--input", "0.1", "--output", "123456789.123456789")
+    ok(
+        url,
+        "provider",
+        "add",
+        "p",
+        "--type",
+        "openai",
+        "--base-url",
+        "https://x.io",
+        "--models",
+        "m",
+        "--weight",
+        "1e6",
+    )
+    ok(url, "key", "create", "--name", "k", "--budget", "999999999999.99", "--expires-at", "9999-12-30")
+    ok(url, "team", "create", "t", "--budget", "0")
+    assert ok(url, "audit", "verify")["config_events"] == 7
+    assert "between 0 and" in refused(url, "pricing", "set", "m", "--input", "1e16", "--output", "1")

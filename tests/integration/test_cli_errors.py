@@ -137,6 +137,13 @@ BAD = [
         ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
         "invalid provider name",
     ),
+    (["audit", "log", "--subject", "a\x00b"], "NUL"),
+    (["usage", "--key", "k\x00"], "NUL"),
+    (["budget", "show", "--team", "\x00"], "no team"),
+    (
+        ["key", "create", "--name", "k2", "--budget", "1", "--budget-period", "1d\x00"],
+        "malformed budget period",
+    ),
     (
         ["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
         "--base-url",
