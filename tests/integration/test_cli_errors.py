@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests import pg
 from tests.cli import count_events, invoke, ok, populate, refused
 
 BAD = [
@@ -151,10 +154,13 @@ BAD = [
 ]
 
 
-@pytest.fixture
-def populated(database_url: str) -> str:
-    populate(database_url)
-    return database_url
+@pytest.fixture(scope="module")
+def populated(pg_server: str) -> Iterator[str]:
+    """One populated database for every refusal: a refused command appends nothing, so they can share it."""
+    url = pg.fresh_database(pg_server)
+    populate(url)
+    yield url
+    pg.drop_database(pg_server, url)
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
