@@ -214,6 +214,10 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
 
 
 def _usage_error(ctx: click.Context | None, exc: click.UsageError) -> None:
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    if no_args is not None and isinstance(exc, no_args) and ctx is not None:
+        click.echo(ctx.get_help(), err=True)  # a bare group (`shieldes key`): its help, as click does
+        sys.exit(2)
     path = ctx.command_path if ctx is not None else "shieldes"
     message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click composed
     click.echo(f"error: {message}; see `{path} --help`", err=True)

@@ -207,3 +207,17 @@ def test_odd_but_valid_text_round_trips(database_url: str) -> None:
     assert table.exit_code == 0 and "\x1b" not in table.stdout and "DROP TABLE events" in table.stdout
     assert ok(database_url, "audit", "log", "--subject", "'; DROP TABLE events; --", "--type", "%_") == []
     assert count_events(database_url) == 1
+
+
+def test_usage_errors_are_one_line_and_bare_groups_show_help() -> None:
+    url = "postgresql://unused@127.0.0.1:1/x"  # never reached: click refuses before any I/O
+    for args in (
+        ["key", "bogus"],
+        ["key", "create", "--bogus"],
+        ["key", "create", "--name"],
+        ["budget", "set", "k"],
+    ):
+        line = refused(url, *args, code=2)
+        assert line.endswith("--help`"), line
+    bare = invoke(url, "key")
+    assert bare.exit_code == 2 and "Commands:" in bare.stderr and "create" in bare.stderr
