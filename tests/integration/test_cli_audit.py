@@ -171,6 +171,18 @@ def test_audit_verify_detects_deleted_rows(with_usage: tuple[str, dict[str, Any]
     assert f"position {config[-1]}:" in refused(url, "audit", "verify")  # the tip in log_head is gone
 
 
+def test_audit_verify_detects_rows_inserted_past_the_tip(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    sql(
+        url,
+        "INSERT INTO events (position, stream, type, version, data, prev_hash, hash) "
+        "SELECT max(position) + 100, 'config', 'virtual_key.revoked', 1, '{\"id\": \"x\"}', 'a', 'b' "
+        "FROM events",
+    )
+    (top,) = sql(url, "SELECT max(position) FROM events")[0]
+    assert f"position {top}: a config event lies beyond log_head" in refused(url, "audit", "verify")
+
+
 def test_audit_verify_ignores_usage_rows_and_empty_log(database_url: str) -> None:
     assert ok(database_url, "audit", "verify")["config_events"] == 0
     append_usage(database_url, [UsageRecorded("n", 1, 1, ())])
