@@ -258,10 +258,16 @@ class OneLineGroup(click.Group):
             raise AssertionError("unreachable") from None
 
 
-def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None) -> None:
-    """Print `data` (a dict or a list of dicts) as JSON or as an aligned table."""
+def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vertical: bool = False) -> None:
+    """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
+    one record as `FIELD  value` lines (for wide single records such as `key show`)."""
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        return
+    if vertical and isinstance(data, dict):
+        width = max((len(k) for k in data), default=0)
+        for k, v in data.items():
+            click.echo(f"{k.upper().ljust(width)}  {_cell(v)}".rstrip())
         return
     rows = data if isinstance(data, list) else [data]
     if not rows:
