@@ -33,7 +33,10 @@ from shieldes.projections.usage import UsageState, apply_usage
 names = st.sampled_from(["a", "b", "a", "b", "a", "b", "k.2", "", "x'; DROP TABLE events;--"])
 ids = st.integers(0, 4).map(lambda i: f"id{i}")
 money = st.one_of(
-    st.floats(0, 1e12), st.floats(0, 100), st.floats(0, 100), st.sampled_from([-1.0, float("nan"), 2e12, 0.1])
+    st.floats(0, 1e12),
+    st.floats(0, 100),
+    st.floats(0, 100),
+    st.sampled_from([-1.0, float("nan"), 2e12, 1e17, 0.1]),
 )
 periods = st.sampled_from(["1d", "30d", "1mo", "366d", "30d", "1mo", "0d", " 7D "])
 model_names = st.sampled_from(["gpt-4o", "m-1", "claude", "gpt-4o", "m-1", "claude", "bad model"])

@@ -81,17 +81,36 @@ async def _verify() -> ChainReport:
     ctx = cli_context()
     walker = ChainWalker()
     async with open_store(ctx.database_url()) as store:
+        # The tip first: events appended after this read (a live admin) are beyond it and ignored.
         head = (await query("SELECT config_position, config_hash FROM log_head WHERE id = 1"))[0]
+        head_position, head_hash = int(head["config_position"]), str(head["config_hash"])
         cursor = 0
         while True:
             page = await store.read(cursor, PAGE, stream=CONFIG_STREAM)
             for e in page:
-                if walker.feed(e) is not None:
-                    return walker.finish(int(head["config_position"]), str(head["config_hash"]))
+                if e.position > head_position or walker.feed(e) is not None:
+                    return await _beyond_tip(walker.finish(head_position, head_hash))
             if len(page) < PAGE:
-                break
+                return await _beyond_tip(walker.finish(head_position, head_hash))
             cursor = page[-1].position
-    return walker.finish(int(head["config_position"]), str(head["config_hash"]))
+
+
+# One snapshot: a legitimate append moves log_head in the same transaction as its rows.
+_BEYOND_TIP_SQL = """
+    SELECT min(position) AS position FROM events
+    WHERE stream = 'config' AND position > (SELECT config_position FROM log_head WHERE id = 1)
+"""
+
+
+async def _beyond_tip(report: ChainReport) -> ChainReport:
+    """A config row past log_head's tip was inserted outside shieldes (nodes would still apply it)."""
+    if not report.ok:
+        return report
+    row = (await query(_BEYOND_TIP_SQL))[0]
+    if row["position"] is None:
+        return report
+    return ChainReport(False, report.checked, report.last_position, report.tip_hash, int(row["position"]),
+                       "a config event lies beyond log_head's tip (inserted outside shieldes)")
 
 
 @audit_group.command("verify")

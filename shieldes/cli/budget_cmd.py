@@ -112,7 +112,7 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
         "spent_nusd": spent_nusd,
         "remaining_usd": float(max(Decimal(0), Decimal(str(budget.amount_usd)) - spent)) if budget else None,
     }
-    emit(row, as_json=ctx.as_json)
+    emit(row, as_json=ctx.as_json, vertical=True)
 
 
 def _target(state: Any, kind: str, ref: str) -> tuple[str, str, Budget | None]:

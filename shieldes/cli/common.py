@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from shieldes import db
 from shieldes.admin import ConfigView, execute, load_config
 from shieldes.errors import InvalidRequest, ShieldesError
-from shieldes.events.codec import Codec
+from shieldes.events.codec import Codec, UnknownEvent
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.commands import Command
@@ -80,6 +80,10 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
 
 async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
     """Run one read-only SQL query (audit views) on a short connection; rows as dicts."""
+    values = params.values() if isinstance(params, Mapping) else params
+    if any(isinstance(v, str) and "\x00" in v for v in values):
+        raise InvalidRequest("an argument contains a NUL character (\\x00), which Postgres text cannot hold; "
+                             "remove it")
     url = cli_context().database_url()
     try:
         conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
@@ -197,14 +201,23 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
             return f(*args, **kwargs)
         except ShieldesError as exc:
             fail(exc.message)
-        except psycopg.Error as exc:
+        except UnknownEvent as exc:  # the log holds events from a newer shieldes
+            fail(f"{exc}; upgrade shieldes to read this log")
+        except psycopg.OperationalError as exc:
             fail(db.translate(exc, "the database").message)
+        except psycopg.Error as exc:  # the server refused a statement: not a connection problem
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fail(f"the database refused the request: {first}; check the arguments (see --help)")
         raise AssertionError("unreachable")
 
     return wrapper
 
 
 def _usage_error(ctx: click.Context | None, exc: click.UsageError) -> None:
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+    if no_args is not None and isinstance(exc, no_args) and ctx is not None:
+        click.echo(ctx.get_help(), err=True)  # a bare group (`shieldes key`): its help, as click does
+        sys.exit(2)
     path = ctx.command_path if ctx is not None else "shieldes"
     message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click composed
     click.echo(f"error: {message}; see `{path} --help`", err=True)
@@ -245,10 +258,16 @@ class OneLineGroup(click.Group):
             raise AssertionError("unreachable") from None
 
 
-def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None) -> None:
-    """Print `data` (a dict or a list of dicts) as JSON or as an aligned table."""
+def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vertical: bool = False) -> None:
+    """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
+    one record as `FIELD  value` lines (for wide single records such as `key show`)."""
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        return
+    if vertical and isinstance(data, dict):
+        width = max((len(k) for k in data), default=0)
+        for k, v in data.items():
+            click.echo(f"{k.upper().ljust(width)}  {_cell(v)}".rstrip())
         return
     rows = data if isinstance(data, list) else [data]
     if not rows:

@@ -149,7 +149,7 @@ def show(key: str, as_json: bool) -> None:
     """One key's settings."""
     ctx = cli_context()
     state = run(read_config()).state
-    emit(key_row(state, find_key(state, key), time.time()), as_json=ctx.as_json)
+    emit(key_row(state, find_key(state, key), time.time()), as_json=ctx.as_json, vertical=True)
 
 
 @key_group.command("revoke")

@@ -82,19 +82,30 @@ class Projector:
     async def catch_up(self) -> int:
         """Apply everything after the current position; returns the new position."""
         async with self._lock:
+            page = await self.store.read(self.projection.position, PAGE)
             while True:
-                page = await self.store.read(self.projection.position, PAGE)
-                for recorded in page:
-                    event = self.projection.apply(recorded)
-                    if event is not None:
-                        for listener in self._listeners:
-                            listener(recorded, event)
+                # A full page means more may follow: fetch the next page while this one is folded,
+                # so the database's work overlaps ours (replay from 0 is mostly these two costs).
+                ahead = None
+                if len(page) >= PAGE:
+                    ahead = asyncio.ensure_future(self.store.read(page[-1].position, PAGE))
+                try:
+                    for recorded in page:
+                        event = self.projection.apply(recorded)
+                        if event is not None:
+                            for listener in self._listeners:
+                                listener(recorded, event)
+                except BaseException:
+                    if ahead is not None:
+                        ahead.cancel()
+                    raise
                 if page:
                     self.known_head = max(self.known_head, page[-1].position)
                     async with self._advanced:
                         self._advanced.notify_all()
-                if len(page) < PAGE:
+                if ahead is None:
                     return self.projection.position
+                page = await ahead
 
     def note_head(self, head: int) -> None:
         """A hint (NOTIFY payload, gossip) that the log reaches at least `head`."""

@@ -50,20 +50,35 @@ class UsageState:
         return self.node_seqs.get(node_id, {}).get(epoch, 0)
 
 
-def _add_delta(state: UsageState, d: UsageDelta) -> None:
-    totals = state.totals.get(d.key_id)
-    if totals is None:
-        totals = state.totals[d.key_id] = Totals()
-    totals.add(d)
-    day = d.hour // 24
-    if day > state.latest_day:
-        _advance_day(state, day)
-    if d.cost_nusd and day > state.latest_day - DAYS_KEPT:
-        daily = state.key_daily_cost.setdefault(d.key_id, {})
-        daily[day] = daily.get(day, 0) + d.cost_nusd
-        if d.team_id:
-            tdaily = state.team_daily_cost.setdefault(d.team_id, {})
-            tdaily[day] = tdaily.get(day, 0) + d.cost_nusd
+def _add_deltas(state: UsageState, deltas: tuple[UsageDelta, ...]) -> None:
+    # The replay hot loop (millions of deltas): attribute and method lookups hoisted into locals.
+    totals_by_key = state.totals
+    key_daily, team_daily = state.key_daily_cost, state.team_daily_cost
+    for d in deltas:
+        key_id = d.key_id
+        totals = totals_by_key.get(key_id)
+        if totals is None:
+            totals = totals_by_key[key_id] = Totals()
+        cost = d.cost_nusd
+        totals.requests += d.requests
+        totals.prompt_tokens += d.prompt_tokens
+        totals.completion_tokens += d.completion_tokens
+        totals.cost_nusd += cost
+        day = d.hour // 24
+        if day > state.latest_day:
+            _advance_day(state, day)
+        if not cost or day <= state.latest_day - DAYS_KEPT:
+            continue
+        daily = key_daily.get(key_id)
+        if daily is None:
+            daily = key_daily[key_id] = {}
+        daily[day] = daily.get(day, 0) + cost
+        team_id = d.team_id
+        if team_id:
+            tdaily = team_daily.get(team_id)
+            if tdaily is None:
+                tdaily = team_daily[team_id] = {}
+            tdaily[day] = tdaily.get(day, 0) + cost
 
 
 def _advance_day(state: UsageState, day: int) -> None:
@@ -77,12 +92,10 @@ def _advance_day(state: UsageState, day: int) -> None:
 
 def apply_usage(state: UsageState, event: Event) -> UsageState:
     if isinstance(event, UsageRecorded):
-        for d in event.deltas:
-            _add_delta(state, d)
+        _add_deltas(state, event.deltas)
         seqs = state.node_seqs.setdefault(event.node_id, {})
         if event.seq > seqs.get(event.epoch, 0):
             seqs[event.epoch] = event.seq
     elif isinstance(event, UsageRolledUp):
-        for d in event.deltas:
-            _add_delta(state, d)
+        _add_deltas(state, event.deltas)
     return state

@@ -192,3 +192,12 @@ def test_budget_set_show_remove(database_url: str) -> None:
     assert shown["amount_usd"] is None and shown["remaining_usd"] is None
     actors = sql(database_url, "SELECT DISTINCT metadata->>'actor' FROM events")
     assert actors == [("tester",)]
+
+
+def test_show_commands_print_one_field_per_line(database_url: str) -> None:
+    populate(database_url)
+    shown = invoke(database_url, "budget", "show", "app")
+    lines = dict(line.split(None, 1) for line in shown.stdout.splitlines())
+    assert lines["AMOUNT_USD"] == "5.0" and lines["PERIOD"] == "30d" and lines["SUBJECT"] == "app"
+    key = invoke(database_url, "key", "show", "app").stdout.splitlines()
+    assert key[1].split() == ["NAME", "app"] and any(ln.split() == ["TEAM", "eng"] for ln in key)

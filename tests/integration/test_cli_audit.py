@@ -171,6 +171,18 @@ def test_audit_verify_detects_deleted_rows(with_usage: tuple[str, dict[str, Any]
     assert f"position {config[-1]}:" in refused(url, "audit", "verify")  # the tip in log_head is gone
 
 
+def test_audit_verify_detects_rows_inserted_past_the_tip(with_usage: tuple[str, dict[str, Any]]) -> None:
+    url, _ = with_usage
+    sql(
+        url,
+        "INSERT INTO events (position, stream, type, version, data, prev_hash, hash) "
+        "SELECT max(position) + 100, 'config', 'virtual_key.revoked', 1, '{\"id\": \"x\"}', 'a', 'b' "
+        "FROM events",
+    )
+    (top,) = sql(url, "SELECT max(position) FROM events")[0]
+    assert f"position {top}: a config event lies beyond log_head" in refused(url, "audit", "verify")
+
+
 def test_audit_verify_ignores_usage_rows_and_empty_log(database_url: str) -> None:
     assert ok(database_url, "audit", "verify")["config_events"] == 0
     append_usage(database_url, [UsageRecorded("n", 1, 1, ())])
@@ -215,3 +227,29 @@ def test_audit_role_cannot_read_raw_tables_or_write(database_url: str) -> None:
             )
         conn.execute("SELECT * FROM audit_log").fetchall()
     assert count_events(database_url) == 0
+
+
+def test_audit_verify_holds_for_extreme_valid_values(database_url: str) -> None:
+    """Numbers at the accepted limits survive jsonb unchanged, so their hashes still verify
+    (above 1e16 jsonb would hand back an integer for a float and break the chain: refused)."""
+    url = database_url
+    ok(url, "pricing", "set", "m", "--input", "1e12", "--output", "5e-324")
+    ok(url, "pricing", "set", "n", "--input", "0.1", "--output", "123456789.123456789")
+    ok(
+        url,
+        "provider",
+        "add",
+        "p",
+        "--type",
+        "openai",
+        "--base-url",
+        "https://x.io",
+        "--models",
+        "m",
+        "--weight",
+        "1e6",
+    )
+    ok(url, "key", "create", "--name", "k", "--budget", "999999999999.99", "--expires-at", "9999-12-30")
+    ok(url, "team", "create", "t", "--budget", "0")
+    assert ok(url, "audit", "verify")["config_events"] == 7
+    assert "between 0 and" in refused(url, "pricing", "set", "m", "--input", "1e16", "--output", "1")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests import pg
 from tests.cli import count_events, invoke, ok, populate, refused
 
 BAD = [
@@ -137,6 +140,13 @@ BAD = [
         ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
         "invalid provider name",
     ),
+    (["audit", "log", "--subject", "a\x00b"], "NUL"),
+    (["usage", "--key", "k\x00"], "NUL"),
+    (["budget", "show", "--team", "\x00"], "no team"),
+    (
+        ["key", "create", "--name", "k2", "--budget", "1", "--budget-period", "1d\x00"],
+        "malformed budget period",
+    ),
     (
         ["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
         "--base-url",
@@ -144,10 +154,13 @@ BAD = [
 ]
 
 
-@pytest.fixture
-def populated(database_url: str) -> str:
-    populate(database_url)
-    return database_url
+@pytest.fixture(scope="module")
+def populated(pg_server: str) -> Iterator[str]:
+    """One populated database for every refusal: a refused command appends nothing, so they can share it."""
+    url = pg.fresh_database(pg_server)
+    populate(url)
+    yield url
+    pg.drop_database(pg_server, url)
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
@@ -194,3 +207,17 @@ def test_odd_but_valid_text_round_trips(database_url: str) -> None:
     assert table.exit_code == 0 and "\x1b" not in table.stdout and "DROP TABLE events" in table.stdout
     assert ok(database_url, "audit", "log", "--subject", "'; DROP TABLE events; --", "--type", "%_") == []
     assert count_events(database_url) == 1
+
+
+def test_usage_errors_are_one_line_and_bare_groups_show_help() -> None:
+    url = "postgresql://unused@127.0.0.1:1/x"  # never reached: click refuses before any I/O
+    for args in (
+        ["key", "bogus"],
+        ["key", "create", "--bogus"],
+        ["key", "create", "--name"],
+        ["budget", "set", "k"],
+    ):
+        line = refused(url, *args, code=2)
+        assert line.endswith("--help`"), line
+    bare = invoke(url, "key")
+    assert bare.exit_code == 2 and "Commands:" in bare.stderr and "create" in bare.stderr

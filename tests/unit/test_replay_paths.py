@@ -1,0 +1,49 @@
+"""Replay fast paths: the projector's read-ahead across page boundaries and the codec's delta
+shortcut give exactly what the plain fold gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from shieldes.events import codec as codec_module
+from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
+from shieldes.events.codec import Codec
+from shieldes.events.memory_store import InMemoryEventStore
+from shieldes.events.store import AppendOptions, NewEvent
+from shieldes.projections import projector as projector_module
+from shieldes.projections.projector import Projection, Projector
+
+
+def flush(i: int) -> UsageRecorded:
+    return UsageRecorded(
+        "n1",
+        1,
+        i,
+        (UsageDelta(f"k{i % 3}", "t" if i % 2 else None, "p", "m", 400_000 + i * 30, 1, i, 2 * i, 1000 * i),),
+    )
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 6, 7, 13])
+async def test_catch_up_reads_ahead_across_pages(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    monkeypatch.setattr(projector_module, "PAGE", 3)
+    store, codec = InMemoryEventStore(), Codec()
+    for i in range(1, count + 1):
+        await store.append(usage_stream("n1"), [NewEvent.of(flush(i), codec)], AppendOptions())
+    projector = Projector(store)
+    seen: list[int] = []
+    projector.on_event(lambda recorded, _: seen.append(recorded.position))
+    assert await projector.catch_up() == count
+    assert seen == list(range(1, count + 1))
+    plain = Projection()
+    plain.apply_all(await store.read(0, 100))
+    assert projector.usage == plain.usage
+    await store.append(usage_stream("n1"), [NewEvent.of(flush(99), codec)], AppendOptions())
+    assert await projector.catch_up() == count + 1
+
+
+def test_delta_shortcut_equals_the_careful_path() -> None:
+    data = Codec().encode(flush(5))[2]["deltas"][0]
+    fast = codec_module._delta_from_data(data)
+    careful = codec_module._delta_from_data({**data, "extra": 1})  # unknown shape: field by field
+    assert fast == careful == flush(5).deltas[0]
+    assert hash(fast) == hash(careful) and isinstance(fast, UsageDelta)
