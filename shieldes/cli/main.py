@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import click
+from pydantic import ValidationError
 
-from shieldes.cli.common import CliContext
+from shieldes.cli.common import CliContext, OneLineGroup, fail
 from shieldes.settings import Settings
 
 
-@click.group()
+@click.group(cls=OneLineGroup)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables (every command)")
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool) -> None:
     """shieldes: an AI gateway whose cluster state lives in a Postgres event log."""
-    ctx.obj = CliContext(settings=Settings(), as_json=as_json)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid setting {problems}; fix the environment variable or .env entry")
+    ctx.obj = CliContext(settings=settings, as_json=as_json)
 
 
 def _register() -> None:
