@@ -48,6 +48,8 @@ class Fault:
     delay: float = 0.0  # seconds before answering at all (headers included)
     chunk_delay: float = 0.0  # seconds before each stream frame
     disconnect_after: int | None = None  # drop the connection after this many stream frames
+    stall_after: int | None = None  # go silent (for 30 s) after this many stream frames
+    stream_error: str | None = None  # answer 200 with an event stream holding only this error type
     message: str | None = None
     retry_after: float | None = None
 
@@ -255,7 +257,18 @@ class FakeUpstream:
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
+        if fault and fault.stream_error:
+            # How upstreams report overload after the 200 is out: an error as the first event.
+            error = {"type": fault.stream_error, "message": fault.message or "Overloaded"}
+            anthropic = request.path == MESSAGES_PATH
+            frames = [
+                wire.event("error", {"type": "error", "error": error})
+                if anthropic
+                else wire.data({"error": {**error, "code": None, "param": None}})
+            ]
         for i, frame in enumerate(frames):
+            if fault and fault.stall_after is not None and i == fault.stall_after:
+                await asyncio.sleep(30)
             if fault and fault.disconnect_after is not None and i >= fault.disconnect_after:
                 assert request.transport is not None
                 request.transport.abort()  # no terminating chunk: the client sees a broken stream

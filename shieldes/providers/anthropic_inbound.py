@@ -279,7 +279,6 @@ def stream_error_event(message: str, kind: str = "api_error") -> tuple[str, Body
     return "error", {"type": "error", "error": {"type": kind, "message": message}}
 
 
-
 async def openai_chunks_to_message_events(
     chunks: AsyncIterator[Body], model: str
 ) -> AsyncIterator[tuple[str, Body]]:

@@ -183,11 +183,30 @@ async def test_timeout_is_retryable(up: FakeUpstream, providers: dict[str, Provi
 
 
 async def test_stalled_stream_times_out_mid_stream(up: FakeUpstream, providers: dict[str, Provider]) -> None:
-    up.inject("/v1/messages", chunk_delay=2.0)
+    up.inject("/v1/messages", stall_after=3)
     stream = await providers["anthropic"].stream("chat", an(up), {"model": "m", "messages": HELLO})
     with pytest.raises(UpstreamFailure) as info:
         await collect(stream)
     assert info.value.timeout
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_failures_before_the_first_chunk_are_raised_by_stream(
+    up: FakeUpstream, providers: dict[str, Provider], kind: str
+) -> None:
+    """So the gateway can still fail over: a silent upstream, or an error as the first event."""
+    path = "/v1/messages" if kind == "anthropic" else "/v1/chat/completions"
+    target = an(up) if kind == "anthropic" else oa(up)
+    up.inject(path, chunk_delay=2.0)
+    with pytest.raises(UpstreamFailure) as silent:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert silent.value.timeout and silent.value.retryable
+    up.inject(path, stream_error="overloaded_error", message="Overloaded, try again")
+    with pytest.raises(UpstreamFailure) as overloaded:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert overloaded.value.retryable and overloaded.value.message == "Overloaded, try again"
+    stream = await providers[kind].stream("chat", target, {"messages": HELLO})  # the pool recovered
+    assert text_of(await collect(stream)) == "Hello from the fake"
 
 
 async def test_connect_error_to_closed_port(providers: dict[str, Provider]) -> None:
