@@ -102,6 +102,8 @@ def check_messages(body: dict[str, Any]) -> str | None:
         if msg.get("role") not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         blocks = msg["content"] if isinstance(msg.get("content"), list) else []
+        if msg.get("content") == "" or any(b.get("type") == "text" and not b.get("text") for b in blocks):
+            return "messages: text content blocks must be non-empty"
         if msg["role"] == "user":
             ids = {b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"}
             if ids - pending or pending - ids:
