@@ -141,6 +141,26 @@ async def test_openai_tool_calls_pass_through(up: FakeUpstream, providers: dict[
     }
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_provider_contract(up: FakeUpstream, providers: dict[str, Provider], kind: str) -> None:
+    """What the gateway relies on from every adapter: OpenAI-shaped answers and chunks, usage in
+    both, a final usage chunk, and the upstream model name."""
+    target = an(up) if kind == "anthropic" else oa(up)
+    result = await providers[kind].call("chat", target, {"model": "alias", "messages": HELLO})
+    assert result.body["object"] == "chat.completion" and result.body["model"] == target.model
+    assert result.body["choices"][0]["message"]["role"] == "assistant"
+    assert result.usage == TokenUsage(6, 4)
+    assert result.body["usage"]["prompt_tokens"] == 6 and result.body["usage"]["completion_tokens"] == 4
+    stream = await providers[kind].stream("chat", target, {"model": "alias", "messages": HELLO})
+    assert stream.usage is None  # known only at the end
+    chunks = await collect(stream)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
+    assert stream.usage == TokenUsage(6, 4)
+
+
 # --- error mapping -------------------------------------------------------------------------------------
 
 
