@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -107,13 +108,13 @@ def bodies(draw: st.DrawFn) -> bytes:
     if kind == "utf8":
         return b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff\xfe\xc3"}]}'
     if kind == "json":
-        return orjson.dumps(draw(json_values))
+        return json.dumps(draw(json_values)).encode()
     body: dict[str, Any] = {}
     for f in draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=6)):
         body[f] = draw(json_values)
     if draw(st.booleans()):
         body["model"] = draw(st.sampled_from(["gpt-4o", "openai/gpt-4o", "nope", "", "x" * 300]))
-    return orjson.dumps(body)
+    return json.dumps(body).encode()
 
 
 odd_headers = st.dictionaries(
