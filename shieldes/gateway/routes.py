@@ -139,13 +139,14 @@ class Call:
             raise
         tally = relay.Tally()
         try:
-            resp = await relay.start_sse(request, self.rid, self.res.headers)
-            await relay.pump(resp, render(stream, tally), tally,
+            resp = relay.sse_response(self.rid, self.res.headers)
+            await relay.pump(request, resp, render(stream, tally), tally,
                              self.gw.settings.disconnect_drain_seconds, error_event)
             return resp
         finally:
-            await stream.aclose()
+            # settle first: the usage is final once the relay has stopped reading
             self.gw.settle(self.res, dep, self.route.model, relay.final_usage(stream, tally, self.size))
+            await stream.aclose()
 
 
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
