@@ -27,10 +27,10 @@ MAX_MODEL_NAME = 256
 
 def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
                   status: int = 200) -> web.Response:
-    resp = web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers=headers)
-    resp.headers[REQUEST_ID] = rid
-    return resp
+    all_headers = {"Content-Type": "application/json", REQUEST_ID: rid}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(body=orjson.dumps(data), status=status, headers=all_headers)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, int]:

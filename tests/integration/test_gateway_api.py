@@ -54,9 +54,13 @@ async def test_chat_stream_embeddings_models_accounted_exactly(database_url: str
         await h.flush()
         expected_cost = (6 * GPT4O[0] + 5 * GPT4O[1]) + 2 * (6 * 1000 + 5 * 3000) + 3 * 20
         assert h.usage_totals() == {"app": (4, 6 * 3 + 3, 15, expected_cost)}
-        by_model = {(r[1], r[2]): r[3:] for r in h.delta_rows()}
-        assert by_model[("openai", "gpt-4o")] == (1, 6, 5, 6 * 2500 + 5 * 10000)
-        assert by_model[("openai", "gpt-4o-mini")] == (2, 12, 10, 2 * (6 * 1000 + 5 * 3000))
+        by_model: dict[tuple[str, str], list[int]] = {}
+        for r in h.delta_rows():  # one row per flush: sum them
+            acc = by_model.setdefault((r[1], r[2]), [0, 0, 0, 0])
+            for i in range(4):
+                acc[i] += r[3 + i]
+        assert by_model[("openai", "gpt-4o")] == [1, 6, 5, 6 * 2500 + 5 * 10000]
+        assert by_model[("openai", "gpt-4o-mini")] == [2, 12, 10, 2 * (6 * 1000 + 5 * 3000)]
 
 
 async def test_anthropic_sdk_messages_json_and_stream(database_url: str) -> None:
