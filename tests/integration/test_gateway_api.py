@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -47,6 +48,10 @@ async def test_chat_stream_embeddings_models_accounted_exactly(database_url: str
 
         emb = await client.embeddings.create(model="text-embedding-3-small", input=["one two three"])
         assert len(emb.data[0].embedding) == 8 and emb.usage.prompt_tokens == 3
+
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            metrics = await r.text()
+        assert 'shieldes_tokens_total{model="gpt-4o",provider="openai",type="prompt"} 6.0' in metrics
 
         models = await client.models.list()
         assert sorted(m.id for m in models.data) == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
@@ -116,7 +121,6 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             await client.chat.completions.create(model="gpt-4o-mini", messages=big)  # type: ignore[arg-type]
         assert too_big.value.status_code == 413
 
-        import aiohttp
 
         async with aiohttp.ClientSession() as s:
             auth = {"Authorization": f"Bearer {secret}", "x-request-id": "req-abc.123"}
