@@ -121,7 +121,6 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             await client.chat.completions.create(model="gpt-4o-mini", messages=big)  # type: ignore[arg-type]
         assert too_big.value.status_code == 413
 
-
         async with aiohttp.ClientSession() as s:
             auth = {"Authorization": f"Bearer {secret}", "x-request-id": "req-abc.123"}
             async with s.post(h.base + "/v1/chat/completions", data=b"{not json", headers=auth) as r:
