@@ -140,3 +140,17 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
                     r.status == 200
                     and 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"}' in text
                 )
+
+
+async def test_legacy_completions_json_and_stream(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("legacy")
+        await h.sync()
+        client = oai(h.base, secret)
+        done = await client.completions.create(model="gpt-4o-mini", prompt="one two three", max_tokens=4)
+        assert done.choices[0].text == "Hello from the fake" and done.usage is not None
+        stream = await client.completions.create(model="gpt-4o-mini", prompt="one two", stream=True)
+        text = "".join([c.choices[0].text async for c in stream if c.choices])
+        assert text == "Hello from the fake upstream"
+        await h.flush()
+        assert h.usage_totals()["legacy"] == (2, 5, 9, 5 * 150 + 9 * 600)
