@@ -95,9 +95,13 @@ class HeadroomSplitter:
         self.rounds = rounds
         self._shares: dict[Ident, _Share] = {}
 
-    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int) -> bool:
+    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int, cost: int = 1) -> bool:
         """`seen_total` = local count + every peer's (count + outstanding). The caller counts the
-        request locally when this returns True."""
+        request locally when this returns True. With `cost` > 1 (budgets: the request's estimated
+        nano-USD) a request is admitted while the share is not used up, so it may overdraw the share
+        by less than one request's cost."""
+        if seen_total >= limit:
+            return False
         generation = self.rounds.generation
         share = self._shares.get(ident)
         if share is None or share.generation != generation:
@@ -106,14 +110,14 @@ class HeadroomSplitter:
                 self.rounds.rearm()
         if share.used >= share.allowance:
             return False
-        share.used += 1
+        share.used += cost
         return True
 
     def outstanding(self, ident: Ident) -> int:
         share = self._shares.get(ident)
         if share is None or share.generation != self.rounds.generation:
             return 0
-        return share.allowance - share.used
+        return max(0, share.allowance - share.used)
 
     def outstanding_all(self) -> dict[Ident, int]:
         g = self.rounds.generation

@@ -15,12 +15,13 @@ from typing import Protocol
 
 from shieldes.cluster.counters import PendingId, WindowId
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
-from shieldes.errors import RateLimited
+from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
-from shieldes.usage.meter import WINDOW, Meter, Reservation
+from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
+BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
 
 
 def key_subject(key_id: str) -> str:
@@ -30,7 +31,7 @@ def key_subject(key_id: str) -> str:
 class ClusterView(Protocol):
     def alive_count(self) -> int: ...
 
-    def remote_outstanding(self, subject: str, window: int) -> int: ...
+    def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int: ...
 
 
 class ClusterMeter(Meter):
@@ -51,28 +52,55 @@ class ClusterMeter(Meter):
     def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
               estimate_nusd: int) -> Reservation:
         cluster = self.cluster
-        if key.rpm is not None and cluster is not None:
+        if cluster is not None:
             alive = cluster.alive_count()
-            if alive > 1:
-                now = self.clock()
-                w = self._roll(now)
-                subject = key_subject(key.id)
-                requests, _ = self._used(key.id, w)
-                seen = requests + cluster.remote_outstanding(subject, w)
-                if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive):
-                    reset = (w + 1) * WINDOW - now
-                    raise RateLimited(
-                        f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
-                        f"cluster; retry after {max(1, math.ceil(reset))}s or raise it with "
-                        "`shieldes key update --rpm`",
-                        retry_after=reset,
-                        headers={
-                            "x-ratelimit-limit-requests": str(key.rpm),
-                            "x-ratelimit-remaining-requests": "0",
-                            "x-ratelimit-reset-requests": f"{reset:.3f}s",
-                        },
-                    )
+            if alive > 1:  # alone, the base meter's own checks are exact
+                if key.rpm is not None:
+                    self._split_rate(key, cluster, alive)
+                self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive)
         return super().admit(config, usage, key, estimate_nusd)
+
+    def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int) -> None:
+        assert key.rpm is not None
+        now = self.clock()
+        w = self._roll(now)
+        subject = key_subject(key.id)
+        requests, _ = self._used(key.id, w)
+        seen = requests + cluster.remote_outstanding(subject, w)
+        if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive):
+            reset = (w + 1) * WINDOW - now
+            raise RateLimited(
+                f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
+                f"cluster; retry after {max(1, math.ceil(reset))}s or raise it with "
+                "`shieldes key update --rpm`",
+                retry_after=reset,
+                headers={
+                    "x-ratelimit-limit-requests": str(key.rpm),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{reset:.3f}s",
+                },
+            )
+
+    def _split_budgets(self, config: ConfigState, usage: UsageState, key: VirtualKey, cost: int,
+                       cluster: ClusterView, alive: int) -> None:
+        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost."""
+        today = int(self.clock() // 86400)
+        team = config.teams.get(key.team_id) if key.team_id else None
+        checks = [("k:" + key.id, f"key {key.name!r}", key.budget)]
+        if team is not None:
+            checks.append(("t:" + team.id, f"team {team.name!r}", team.budget))
+        for subject, what, budget in checks:
+            if budget is None:
+                continue
+            limit = round(budget.amount_usd * NUSD)
+            seen = self.spent_nusd(usage, subject, budget, today) + cluster.remote_outstanding(
+                subject, today, BUDGET_WINDOW)
+            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost):
+                raise BudgetExceeded(
+                    f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
+                    f"or held across the cluster in the {budget.period} period; retry later or raise it "
+                    "with `shieldes budget set`"
+                )
 
     def _hold(self, res: Reservation, nusd: int) -> None:
         super()._hold(res, nusd)
@@ -105,5 +133,6 @@ class ClusterMeter(Meter):
         return {s: (r, self._released_total.get(s, 0)) for s, r in self._reserved_total.items()}
 
     def forget_old_windows(self) -> None:
-        current = int(self.clock() // WINDOW)
-        self.splitter.forget_windows_before(RATE_WINDOW, current - 1)
+        now = self.clock()
+        self.splitter.forget_windows_before(RATE_WINDOW, int(now // WINDOW) - 1)
+        self.splitter.forget_windows_before(BUDGET_WINDOW, int(now // 86400) - 1)

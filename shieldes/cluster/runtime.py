@@ -127,10 +127,10 @@ class ClusterRuntime:
     def alive_count(self) -> int:
         return len(self.alive_ids())
 
-    def remote_outstanding(self, subject: str, window: int) -> int:
+    def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
         if self.gossip is None:
             return 0
-        return counters.window_allowance(self.gossip.view, subject, RATE_WINDOW, window, exclude=self.node_id)
+        return counters.window_allowance(self.gossip.view, subject, name, window, exclude=self.node_id)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:
