@@ -4,8 +4,8 @@ x-request-id. Nothing that reaches a client carries a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -30,7 +30,7 @@ def request_id(request: web.Request) -> str:
     rid = request.get(REQUEST_ID_KEY)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
-        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _SANE_ID.match(given) else os.urandom(12).hex()
         request[REQUEST_ID_KEY] = rid
     return str(rid)
 
@@ -52,8 +52,8 @@ def render_error(exc: ShieldesError, rid: str) -> web.Response:
     return error_response(status, exc.type, exc.code, exc.message, rid, headers)
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run `handler`; any error becomes an OpenAI-shaped JSON response, never a traceback."""
     rid = request_id(request)
     try:
         resp = await handler(request)

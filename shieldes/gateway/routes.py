@@ -15,6 +15,7 @@ from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, request_id
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
+from shieldes.providers import anthropic_translate as tr
 from shieldes.providers.base import Body, Operation, TokenUsage
 from shieldes.routing.router import Route
 from shieldes.usage.meter import Reservation
@@ -191,8 +192,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     """Anthropic-shaped /v1/messages, served through the OpenAI dialect."""
-    from shieldes.providers import anthropic_translate as tr
-
     gw = request.app[GATEWAY]
     key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
     body, size = await read_json(request, gw.settings.max_body_bytes)

@@ -48,6 +48,9 @@ class StateView(Protocol):
     @property
     def usage(self) -> UsageState: ...
 
+    @property
+    def position(self) -> int: ...
+
 
 class UpstreamClientError(ShieldesError):
     """The upstream refused the request itself (a 4xx that another attempt would not fix)."""
@@ -82,6 +85,8 @@ class Gateway:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self.rng = rng or random.Random()
         self._secrets: dict[str, str | None] = {}
+        self._routes: dict[str, Route | None] = {}
+        self._routes_of: ConfigState | None = None
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -103,8 +108,19 @@ class Gateway:
             )
         return key
 
+    def _resolve(self, requested: str) -> Route | None:
+        config = self.state.config
+        if config is not self._routes_of:  # copy-on-write config: identity tells a change
+            self._routes, self._routes_of = {}, config
+        if requested in self._routes:
+            return self._routes[requested]
+        route = resolve(config, requested)
+        if len(self._routes) < 10_000:
+            self._routes[requested] = route
+        return route
+
     def route(self, key: VirtualKey, requested: str) -> Route:
-        route = resolve(self.state.config, requested)
+        route = self._resolve(requested)
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
@@ -132,7 +148,7 @@ class Gateway:
         rate = self.prices.rate(config.pricing, route.model)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         estimate = cost_nusd(rate, prompt_bytes // 4, completion)
-        return self.meter.admit(config, self.state.usage, key, estimate)
+        return self.meter.admit(config, self.state.usage, key, estimate, self.state.position)
 
     # --- upstream calls --------------------------------------------------------------------------
 
@@ -208,8 +224,7 @@ class Gateway:
                     raise self._client_error(failure, dep) from None
                 last = failure
                 continue
-            self.metrics.upstream_latency.labels(self.metrics.route_provider(dep.name)).observe(
-                time.perf_counter() - started)
+            self.metrics.upstream_seconds(dep.name, time.perf_counter() - started)
             self.breaker.success(dep.name)
             return result, dep
         raise self._exhausted(route, last, len(attempts))

@@ -273,13 +273,20 @@ def openai_response_to_messages(resp: Body, model: str) -> Body:
 # --- stream: OpenAI chunks -> Anthropic events -------------------------------------------------------
 
 
+def stream_error_event(message: str, kind: str = "api_error") -> tuple[str, Body]:
+    """The event that ends an Anthropic stream which failed after it started (the anthropic SDK
+    raises it as an APIError). `kind`: api_error, overloaded_error, rate_limit_error, ..."""
+    return "error", {"type": "error", "error": {"type": kind, "message": message}}
+
+
 async def openai_chunks_to_message_events(
     chunks: AsyncIterator[Body], model: str
 ) -> AsyncIterator[tuple[str, Body]]:
     """OpenAI chat chunks as the Anthropic SSE event sequence: message_start, ping, per content
     block content_block_start / content_block_delta... / content_block_stop, message_delta (stop
     reason and usage), message_stop. Tool calls are expected one after another (as OpenAI streams
-    them); late fragments of an already closed tool call are dropped."""
+    them); late fragments of an already closed tool call are dropped. An UpstreamFailure from
+    `chunks` propagates: the caller ends the stream with `stream_error_event`."""
     started = False
     block = -1  # index of the open Anthropic content block, -1 when none is open
     open_kind: str | None = None  # "text" or "tool"

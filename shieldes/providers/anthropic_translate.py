@@ -16,6 +16,7 @@ from shieldes.providers.anthropic_inbound import (
     messages_request_to_openai,
     openai_chunks_to_message_events,
     openai_response_to_messages,
+    stream_error_event,
 )
 from shieldes.providers.base import Body, TokenUsage, UpstreamFailure
 
@@ -28,6 +29,7 @@ __all__ = [
     "openai_chunks_to_message_events",
     "openai_response_to_messages",
     "stop_reason_to_finish",
+    "stream_error_event",
     "usage_from_anthropic",
 ]
 
@@ -95,7 +97,10 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    # Anthropic refuses empty text blocks; OpenAI clients send them (e.g. "" beside an image).
     if isinstance(content, str):
+        if not content:
+            raise _bad(f"{where}: the message content is empty; send some text")
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise _bad(f"{where} content must be a string or a list of content parts")
@@ -103,13 +108,16 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            blocks.append({"type": "text", "text": part["text"]})
+            if part["text"]:
+                blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             blocks.append(_image_block(part, where))
         else:
             raise _bad(
                 f"{where}: content part type {kind!r} cannot be sent to Anthropic; use text or image_url"
             )
+    if not blocks:
+        raise _bad(f"{where}: the message content is empty; send some text or an image")
     return blocks
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     http_failure,
     invalid_response,
@@ -21,6 +21,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
 _PATHS: dict[str, str] = {
@@ -100,6 +101,22 @@ class OpenAIProvider:
             {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
         )
         try:
+            resp = await self._open_stream(url, target, azure, payload)
+        except UpstreamFailure as failure:
+            # A few OpenAI-compatible servers reject `stream_options`; without it they still stream
+            # (usage then comes from the chunks if at all, else the gateway estimates it).
+            if failure.status != 400 or "stream_options" not in failure.message:
+                raise
+            del payload["stream_options"]
+            resp = await self._open_stream(url, target, azure, payload)
+        stream = OpenAIChunkStream(resp, target)
+        await stream.prime()
+        return stream
+
+    async def _open_stream(
+        self, url: str, target: Target, azure: bool, payload: Body
+    ) -> aiohttp.ClientResponse:
+        try:
             resp = await self._session.post(
                 url,
                 data=orjson.dumps(payload),
@@ -116,23 +133,15 @@ class OpenAIProvider:
             finally:
                 resp.release()
             raise http_failure(target, resp.status, raw, resp.headers)
-        return OpenAIChunkStream(resp, target)
+        if resp.content_type == "application/json":
+            # The upstream ignored `stream`: refuse rather than relay an empty stream.
+            resp.release()
+            raise invalid_response(target, "a JSON body instead of an event stream")
+        return resp
 
 
-class OpenAIChunkStream:
+class OpenAIChunkStream(UpstreamChunkStream):
     """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
-        self._resp = resp
-        self._target = target
-        self._gen: AsyncGenerator[Body, None] | None = None
-        self._finished = False
-        self.usage: TokenUsage | None = None
-
-    def __aiter__(self) -> AsyncGenerator[Body, None]:
-        if self._gen is None:
-            self._gen = self._chunks()
-        return self._gen
 
     async def _chunks(self) -> AsyncGenerator[Body, None]:
         decoder = SSEDecoder()
@@ -167,17 +176,5 @@ class OpenAIChunkStream:
             )
         usage = chunk.get("usage")
         if usage:
-            self.usage = parse_usage(usage) or self.usage
+            self._usage = parse_usage(usage) or self._usage
         return chunk
-
-    def _release(self) -> None:
-        # A fully read response goes back to the keep-alive pool; an abandoned one is closed.
-        if self._finished:
-            self._resp.release()
-        else:
-            self._resp.close()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()
-        self._release()

@@ -9,11 +9,10 @@ from shieldes.providers.base import Provider
 from shieldes.providers.openai import OpenAIProvider
 from shieldes.settings import Settings
 
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic")
-
 
 def build_providers(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Provider]:
-    """All adapters share the node's one keep-alive `session`."""
+    """All adapters share the node's one keep-alive `session`. The keys are the provider types
+    accepted by `shieldes provider add --type` (projections.commands.PROVIDER_KINDS)."""
     return {
         "openai": OpenAIProvider(session, settings),
         "anthropic": AnthropicProvider(session, settings),

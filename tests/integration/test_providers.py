@@ -18,6 +18,7 @@ from shieldes.providers.anthropic_translate import (
     messages_request_to_openai,
     openai_chunks_to_message_events,
     openai_response_to_messages,
+    stream_error_event,
 )
 from shieldes.providers.base import Provider, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.registry import build_providers, open_session
@@ -140,6 +141,26 @@ async def test_openai_tool_calls_pass_through(up: FakeUpstream, providers: dict[
     }
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_provider_contract(up: FakeUpstream, providers: dict[str, Provider], kind: str) -> None:
+    """What the gateway relies on from every adapter: OpenAI-shaped answers and chunks, usage in
+    both, a final usage chunk, and the upstream model name."""
+    target = an(up) if kind == "anthropic" else oa(up)
+    result = await providers[kind].call("chat", target, {"model": "alias", "messages": HELLO})
+    assert result.body["object"] == "chat.completion" and result.body["model"] == target.model
+    assert result.body["choices"][0]["message"]["role"] == "assistant"
+    assert result.usage == TokenUsage(6, 4)
+    assert result.body["usage"]["prompt_tokens"] == 6 and result.body["usage"]["completion_tokens"] == 4
+    stream = await providers[kind].stream("chat", target, {"model": "alias", "messages": HELLO})
+    assert stream.usage is None  # known only at the end
+    chunks = await collect(stream)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
+    assert stream.usage == TokenUsage(6, 4)
+
+
 # --- error mapping -------------------------------------------------------------------------------------
 
 
@@ -182,11 +203,30 @@ async def test_timeout_is_retryable(up: FakeUpstream, providers: dict[str, Provi
 
 
 async def test_stalled_stream_times_out_mid_stream(up: FakeUpstream, providers: dict[str, Provider]) -> None:
-    up.inject("/v1/messages", chunk_delay=2.0)
+    up.inject("/v1/messages", stall_after=3)
     stream = await providers["anthropic"].stream("chat", an(up), {"model": "m", "messages": HELLO})
     with pytest.raises(UpstreamFailure) as info:
         await collect(stream)
     assert info.value.timeout
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_failures_before_the_first_chunk_are_raised_by_stream(
+    up: FakeUpstream, providers: dict[str, Provider], kind: str
+) -> None:
+    """So the gateway can still fail over: a silent upstream, or an error as the first event."""
+    path = "/v1/messages" if kind == "anthropic" else "/v1/chat/completions"
+    target = an(up) if kind == "anthropic" else oa(up)
+    up.inject(path, chunk_delay=2.0)
+    with pytest.raises(UpstreamFailure) as silent:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert silent.value.timeout and silent.value.retryable
+    up.inject(path, stream_error="overloaded_error", message="Overloaded, try again")
+    with pytest.raises(UpstreamFailure) as overloaded:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert overloaded.value.retryable and overloaded.value.message == "Overloaded, try again"
+    stream = await providers[kind].stream("chat", target, {"messages": HELLO})  # the pool recovered
+    assert text_of(await collect(stream)) == "Hello from the fake"
 
 
 async def test_connect_error_to_closed_port(providers: dict[str, Provider]) -> None:
@@ -310,8 +350,11 @@ async def relay(up: FakeUpstream, providers: dict[str, Provider]) -> AsyncIterat
         stream = await providers["openai"].stream("chat", oa(up), body)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        async for name, data in openai_chunks_to_message_events(aiter(stream), body["model"]):
-            await resp.write(encode_event(name, data))
+        try:
+            async for name, data in openai_chunks_to_message_events(aiter(stream), body["model"]):
+                await resp.write(encode_event(name, data))
+        except UpstreamFailure as failure:
+            await resp.write(encode_event(*stream_error_event(failure.message, "overloaded_error")))
         return resp
 
     app = web.Application()
@@ -368,6 +411,15 @@ async def test_anthropic_sdk_reads_translated_openai_answers(relay: str) -> None
         assert text == "Hello from the fake"
 
 
+async def test_anthropic_sdk_sees_a_mid_stream_failure_as_an_error(up: FakeUpstream, relay: str) -> None:
+    up.inject("/v1/chat/completions", disconnect_after=3)
+    async with anthropic.AsyncAnthropic(base_url=relay, api_key="k", max_retries=0) as client:
+        with pytest.raises(anthropic.APIStatusError) as info:
+            async with client.messages.stream(model="gpt-4o", max_tokens=100, messages=HELLO) as stream:  # type: ignore[arg-type]
+                await stream.get_final_message()
+    assert "closed the connection mid-response" in str(info.value)
+
+
 async def test_session_is_shared_keep_alive(up: FakeUpstream) -> None:
     settings = Settings()
     async with open_session(settings) as session:
@@ -378,3 +430,21 @@ async def test_session_is_shared_keep_alive(up: FakeUpstream) -> None:
         connector = session.connector
         assert isinstance(connector, aiohttp.TCPConnector)
         assert sum(len(v) for v in connector._conns.values()) == 1  # one reused keep-alive connection
+
+
+async def test_stream_retries_without_stream_options_when_the_upstream_rejects_them(
+    providers: dict[str, Provider],
+) -> None:
+    async with FakeUpstream(reject_stream_options=True) as fake:
+        stream = await providers["openai"].stream("chat", oa(fake), {"messages": HELLO})
+        assert text_of(await collect(stream)) == "Hello from the fake upstream"
+        assert stream.usage is None  # the upstream cannot report it; the gateway estimates
+        assert ["stream_options" in r.body for r in fake.requests] == [True, False]
+
+
+def test_every_provider_type_the_cli_accepts_has_an_adapter() -> None:
+    from shieldes.projections.commands import PROVIDER_KINDS
+
+    adapters = build_providers(None, Settings())  # type: ignore[arg-type]  # no I/O at construction
+    assert set(adapters) == set(PROVIDER_KINDS)
+    assert all(adapters[k].kind == k for k in adapters)

@@ -199,6 +199,8 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
             "http",
         ),
         ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({"messages": [{"role": "user", "content": ""}]}, "content is empty"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "content is empty"),
         ({"messages": [{"role": "assistant"}]}, "content` or `tool_calls"),
         (
             {
