@@ -49,8 +49,8 @@ class ClusterMeter(Meter):
 
     # --- admission -------------------------------------------------------------------------------
 
-    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
-              estimate_nusd: int) -> Reservation:
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
+              position: int | None = None) -> Reservation:
         cluster = self.cluster
         if cluster is not None:
             alive = cluster.alive_count()
@@ -58,7 +58,7 @@ class ClusterMeter(Meter):
                 if key.rpm is not None:
                     self._split_rate(key, cluster, alive)
                 self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive)
-        return super().admit(config, usage, key, estimate_nusd)
+        return super().admit(config, usage, key, estimate_nusd, position)
 
     def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int) -> None:
         assert key.rpm is not None
