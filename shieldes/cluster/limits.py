@@ -23,19 +23,21 @@ bound: never N times the limit. With N = 1 the limit is exact.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 Ident = tuple[str, str, int]  # (subject, window name, window start)
 
 
-def allowance(limit: int, seen_total: int, alive: int) -> int:
-    """This node's share of the headroom for one round."""
+def allowance(limit: int, seen_total: int, alive: int, rank: int = 0) -> int:
+    """This node's share of the headroom for one round: an equal part, and the remainder one unit
+    each to the nodes ranked lowest. When the nodes agree on what is left, the shares add up to it
+    exactly; when they do not, a share is still at most ceil(remaining / alive)."""
     remaining = limit - seen_total
     if remaining <= 0:
         return 0
-    return math.ceil(remaining / max(1, alive))
+    alive = max(1, alive)
+    return remaining // alive + (1 if rank % alive < remaining % alive else 0)
 
 
 class Rounds:
@@ -95,7 +97,7 @@ class HeadroomSplitter:
         self.rounds = rounds
         self._shares: dict[Ident, _Share] = {}
 
-    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int, cost: int = 1) -> bool:
+    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int, cost: int = 1, rank: int = 0) -> bool:
         """`seen_total` = local count + every peer's (count + outstanding). The caller counts the
         request locally when this returns True. With `cost` > 1 (budgets: the request's estimated
         nano-USD) a request is admitted while the share is not used up, so it may overdraw the share
@@ -105,7 +107,7 @@ class HeadroomSplitter:
         generation = self.rounds.generation
         share = self._shares.get(ident)
         if share is None or share.generation != generation:
-            share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive))
+            share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive, rank))
             if share.allowance:
                 self.rounds.rearm()
         if share.used >= share.allowance:

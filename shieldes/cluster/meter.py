@@ -33,6 +33,10 @@ class ClusterView(Protocol):
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int: ...
 
+    def rank(self) -> int:
+        """This node's index among the alive node ids (sorted): who gets a remainder unit first."""
+        ...
+
 
 class ClusterMeter(Meter):
     def __init__(self, node_id: str, epoch: int, *, buffer_max: int,
@@ -67,7 +71,9 @@ class ClusterMeter(Meter):
         subject = key_subject(key.id)
         requests, _ = self._used(key.id, w)
         seen = requests + cluster.remote_outstanding(subject, w)
-        if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive):
+        # the remainder rotates between nodes window by window, so no node is always last
+        rank = (cluster.rank() + w) % alive
+        if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
             reset = (w + 1) * WINDOW - now
             raise RateLimited(
                 f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
@@ -95,7 +101,8 @@ class ClusterMeter(Meter):
             limit = round(budget.amount_usd * NUSD)
             seen = self.spent_nusd(usage, subject, budget, today) + cluster.remote_outstanding(
                 subject, today, BUDGET_WINDOW)
-            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost):
+            rank = (cluster.rank() + today) % alive
+            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, rank):
                 raise BudgetExceeded(
                     f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
                     f"or held across the cluster in the {budget.period} period; retry later or raise it "

@@ -127,6 +127,9 @@ class ClusterRuntime:
     def alive_count(self) -> int:
         return len(self.alive_ids())
 
+    def rank(self) -> int:
+        return sorted(self.alive_ids()).index(self.node_id)
+
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
         if self.gossip is None:
             return 0
