@@ -22,6 +22,10 @@ from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
 BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
+# Budgets are split only in their last quarter: far from the limit, peers' spend shows up through
+# gossiped pending usage and reservations soon enough, and requests keep flowing at full speed.
+BUDGET_SPLIT_FROM = 0.75
+SHARE_RETRY = 1.0  # seconds: a used-up share is renewed within a few gossip intervals
 
 
 def key_subject(key_id: str) -> str:
@@ -75,14 +79,15 @@ class ClusterMeter(Meter):
         rank = (cluster.rank() + w) % alive
         if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
             reset = (w + 1) * WINDOW - now
+            retry = reset if seen >= key.rpm else min(reset, SHARE_RETRY)
             raise RateLimited(
                 f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
-                f"cluster; retry after {max(1, math.ceil(reset))}s or raise it with "
-                "`shieldes key update --rpm`",
-                retry_after=reset,
+                f"cluster ({min(seen, key.rpm)} used or held by nodes); retry after "
+                f"{max(1, math.ceil(retry))}s or raise it with `shieldes key update --rpm`",
+                retry_after=retry,
                 headers={
                     "x-ratelimit-limit-requests": str(key.rpm),
-                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-remaining-requests": str(max(0, key.rpm - seen)),
                     "x-ratelimit-reset-requests": f"{reset:.3f}s",
                 },
             )
@@ -101,12 +106,14 @@ class ClusterMeter(Meter):
             limit = round(budget.amount_usd * NUSD)
             seen = self.spent_nusd(usage, subject, budget, today) + cluster.remote_outstanding(
                 subject, today, BUDGET_WINDOW)
+            if seen < limit * BUDGET_SPLIT_FROM:
+                continue
             rank = (cluster.rank() + today) % alive
             if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, rank):
                 raise BudgetExceeded(
                     f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
-                    f"or held across the cluster in the {budget.period} period; retry later or raise it "
-                    "with `shieldes budget set`"
+                    f"or held across the cluster in the {budget.period} period; this node's share of the "
+                    "rest is in use: retry in a second, or raise it with `shieldes budget set`"
                 )
 
     def _hold(self, res: Reservation, nusd: int) -> None:
