@@ -91,6 +91,24 @@ def test_a_provider_added_from_the_admin_path_routes_on_every_node(cluster: Clus
     assert [chat(n.base, secret, "second/special-model") for n in cluster.nodes] == [200, 200, 200]
 
 
+def test_usage_reaches_every_node_through_gossiped_log_heads(cluster: Cluster) -> None:
+    secret, created = cluster.create_key("usage-hint")
+    cluster.wait_position(created)
+    assert chat(cluster.nodes[0].base, secret) == 200
+    # usage appends never NOTIFY and nodes poll every 30 s here: the flushing node's gossip carries
+    # the new log head, which wakes the others' catch-up
+    head = until(lambda: _usage_head(cluster), 5, "usage flushed")
+    assert cluster.wait_position(head, timeout=3.0) < 3.0
+
+
+def _usage_head(cluster: Cluster) -> int:
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        row = conn.execute("SELECT max(position) FROM events WHERE type = 'usage.recorded'").fetchone()
+    return int(row[0]) if row and row[0] else 0
+
+
 def test_rpm_limit_holds_across_the_cluster(cluster: Cluster) -> None:
     limit = 30
     secret, created = cluster.create_key("limited", rpm=limit)
