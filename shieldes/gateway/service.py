@@ -4,6 +4,7 @@ against limits and budgets, call upstream deployments with retries and failover,
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Protocol
 
 from shieldes.errors import (
     AuthenticationFailed,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     ShieldesError,
@@ -36,6 +38,7 @@ from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
 from shieldes.usage.pricing import PriceTable, cost_nusd
 
+log = logging.getLogger(__name__)
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens reserved when a request names no max_tokens
 
 
@@ -224,6 +227,14 @@ class Gateway:
                     raise self._client_error(failure, dep) from None
                 last = failure
                 continue
+            except ShieldesError:
+                raise
+            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+                raise InvalidRequest(
+                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                    "check the request against the API reference"
+                ) from None
             self.metrics.upstream_seconds(dep.name, time.perf_counter() - started)
             self.breaker.success(dep.name)
             return result, dep

@@ -23,6 +23,7 @@ from shieldes.settings import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
 def _only_chat(op: Operation) -> None:
@@ -77,9 +78,12 @@ class AnthropicProvider:
         if not isinstance(data, dict):
             raise invalid_response(target, "body is not a JSON object")
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
-        chat, usage = messages_response_to_chat(
-            data, str(data.get("model") or target.model), int(time.time())
-        )
+        try:
+            chat, usage = messages_response_to_chat(
+                data, str(data.get("model") or target.model), int(time.time())
+            )
+        except _SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
+            raise invalid_response(target, f"unexpected message shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
@@ -147,4 +151,7 @@ class AnthropicChunkStream(UpstreamChunkStream):
             raise invalid_response(self._target, "a stream event is not JSON") from None
         if not isinstance(parsed, dict):
             raise invalid_response(self._target, "a stream event is not a JSON object")
-        return self._translator.feed(event, parsed)
+        try:
+            return self._translator.feed(event, parsed)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(self._target, f"unexpected {event} event shape: {exc}") from None

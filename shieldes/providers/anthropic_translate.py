@@ -201,9 +201,11 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
         schema = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(schema, dict):
+            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object")
         converted: dict[str, Any] = {"name": fn["name"], "input_schema": schema}
         if fn.get("description"):
-            converted["description"] = fn["description"]
+            converted["description"] = str(fn["description"])
         out.append(converted)
     return out
 
@@ -218,7 +220,11 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
         converted = {"type": "none"}
     elif choice == "required":
         converted = {"type": "any"}
-    elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
+    elif (
+        isinstance(choice, dict)
+        and isinstance(choice.get("function"), dict)
+        and isinstance(choice["function"].get("name"), str)
+    ):
         converted = {"type": "tool", "name": choice["function"]["name"]}
     else:
         raise _bad(

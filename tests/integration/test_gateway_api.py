@@ -99,6 +99,11 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             await client.chat.completions.create(model="gpt-4o", messages=msgs)  # type: ignore[arg-type]
         with pytest.raises(openai.AuthenticationError):
             await oai(h.base, "sk-wrong").models.list()
+        expired = await h.create_key("expired", expires_at=1.0)
+        await h.sync()
+        with pytest.raises(openai.AuthenticationError) as exp:
+            await oai(h.base, expired).models.list()
+        assert "expired" in exp.value.message
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="gpt-4o-mini", messages=[])
         assert bad.value.code == "invalid_request"

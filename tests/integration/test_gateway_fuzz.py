@@ -45,7 +45,7 @@ class Running:
     async def _main(self, database_url: str) -> None:
         self.done = asyncio.Event()
         async with harness(database_url, max_body_bytes=64 * 1024) as h:
-            self.secret = await h.create_key("fuzz", models=("gpt-4o",), rpm=10**9)
+            self.secret = await h.create_key("fuzz", models=("gpt-4o", "claude-3-5-haiku-latest"), rpm=10**9)
             await h.sync()
             self.h = h
             self.ready.set()
@@ -99,7 +99,42 @@ FIELDS = ["model", "messages", "stream", "max_tokens", "prompt", "input", "strea
 
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["raw", "json", "shaped", "deep", "utf8"]))
+    kind = draw(st.sampled_from(["raw", "json", "shaped", "deep", "utf8", "chat"]))
+    if kind == "chat":  # passes the gateway's own checks, so it reaches translation and the upstream
+        message = st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "assistant", "system", "tool", "developer", "x"])},
+            optional={
+                "content": st.text(max_size=20) | st.lists(json_values, max_size=3),
+                "tool_calls": json_values,
+                "name": json_values,
+                "tool_call_id": json_values,
+            },
+        )
+        chat: dict[str, Any] = {
+            "model": draw(st.sampled_from(["gpt-4o", "claude-3-5-haiku-latest"])),
+            "messages": draw(st.lists(message, min_size=1, max_size=3)),
+            "max_tokens": draw(st.integers(1, 50)),
+        }
+        for f in draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "tools",
+                        "tool_choice",
+                        "temperature",
+                        "stop",
+                        "system",
+                        "n",
+                        "response_format",
+                        "stream",
+                    ]
+                ),
+                unique=True,
+                max_size=3,
+            )
+        ):
+            chat[f] = draw(json_values)
+        return json.dumps(chat).encode()
     if kind == "raw":
         return draw(st.binary(max_size=200))
     if kind == "deep":
@@ -113,7 +148,9 @@ def bodies(draw: st.DrawFn) -> bytes:
     for f in draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=6)):
         body[f] = draw(json_values)
     if draw(st.booleans()):
-        body["model"] = draw(st.sampled_from(["gpt-4o", "openai/gpt-4o", "nope", "", "x" * 300]))
+        body["model"] = draw(
+            st.sampled_from(["gpt-4o", "openai/gpt-4o", "claude-3-5-haiku-latest", "nope", "", "x" * 300])
+        )
     return json.dumps(body).encode()
 
 
