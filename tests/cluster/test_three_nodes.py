@@ -15,10 +15,9 @@ import pytest
 
 from shieldes.projections.commands import AddProvider, RemoveProvider, RevokeKey, SetPricing
 from tests import pg
-from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, free_port, get_json, until
+from tests.cluster.harness import MESSAGES, ROOT, UPSTREAM_KEY_ENV, Cluster, burst, free_port, get_json, until
 
 pytestmark = pytest.mark.cluster
-MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture(scope="module")
@@ -49,28 +48,6 @@ def chat(base: str, key: str, model: str = "gpt-4o-mini") -> int:
     except openai.APIStatusError as exc:
         return exc.status_code
     return 200
-
-
-async def burst(targets: list[str], key: str, limit_in_flight: int = 0) -> list[int]:
-    """One request per target through the async SDK, all at once (or `limit_in_flight` at a time)."""
-    clients = {b: openai.AsyncOpenAI(base_url=b + "/v1", api_key=key, max_retries=0, timeout=20)
-               for b in set(targets)}
-    gate = asyncio.Semaphore(limit_in_flight or len(targets))
-
-    async def one(base: str) -> int:
-        async with gate:
-            try:
-                await clients[base].chat.completions.create(
-                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
-            except openai.APIStatusError as exc:
-                return exc.status_code
-            return 200
-
-    try:
-        return list(await asyncio.gather(*(one(b) for b in targets)))
-    finally:
-        for c in clients.values():
-            await c.close()
 
 
 def test_a_revoked_key_is_refused_by_every_node_quickly(cluster: Cluster) -> None:
