@@ -150,10 +150,11 @@ def test_a_deployment_failing_on_one_node_is_rested_by_all(cluster: Cluster) -> 
     first, others = cluster.nodes[0], cluster.nodes[1:]
     # pinned to the dead deployment: node 1's breaker opens after 2 failures
     assert [chat(first.base, secret, "dead/gpt-4o-mini") for _ in range(2)] == [502, 502]
-    # wait until the others have heard from node 1 a few times since
-    marks = [_gossip_received(n.base) for n in others]
-    until(lambda: all(_gossip_received(n.base) >= m + 3 for n, m in zip(others, marks, strict=True)), 5,
-          "gossip after the breaker opened")
+    # wait until each of the others has heard from node 1 a few times since (per-peer counts from
+    # the heartbeats in cluster_nodes)
+    marks = [_heard_from(cluster, n.node_id, first.node_id) for n in others]
+    until(lambda: all(_heard_from(cluster, n.node_id, first.node_id) >= m + 3
+                      for n, m in zip(others, marks, strict=True)), 10, "gossip after the breaker opened")
     for node in others:
         # unshared, each request would try the dead deployment first half of the time
         assert [chat(node.base, secret) for _ in range(12)] == [200] * 12
@@ -196,6 +197,13 @@ def _requests_in_log(cluster: Cluster, name: str) -> int:
         row = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE key_name = %s",
                            (name,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def _heard_from(cluster: Cluster, node_id: str, peer: str) -> int:
+    nodes = _status(cluster)["nodes"]
+    assert isinstance(nodes, list)
+    gossip = next(n["gossip"] for n in nodes if n["node_id"] == node_id)
+    return int(gossip["peers"].get(peer, {}).get("received", 0))
 
 
 def _gossip_received(base: str) -> float:
