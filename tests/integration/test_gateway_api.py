@@ -90,9 +90,18 @@ async def test_anthropic_sdk_messages_json_and_stream(database_url: str) -> None
         assert text == "Hello from the"
         assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 3
 
+        # and the OpenAI SDK streaming from the Anthropic deployment
+        chat = oai(h.base, secret)
+        chunks = await chat.chat.completions.create(
+            model="claude-3-5-haiku-latest", messages=[{"role": "user", "content": "hi there"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices]) == (
+            "Hello from the fake upstream"
+        )
+
         await h.flush()
-        cost = (4 * 800 + 5 * 4000) + (2 * 2500 + 3 * 10000)
-        assert h.usage_totals() == {"claude-app": (2, 6, 8, cost)}
+        cost = (4 * 800 + 5 * 4000) + (2 * 2500 + 3 * 10000) + (2 * 800 + 5 * 4000)
+        assert h.usage_totals() == {"claude-app": (3, 8, 13, cost)}
 
 
 async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> None:
