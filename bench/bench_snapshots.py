@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
@@ -29,7 +30,14 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
-from shieldes.events.catalog import CONFIG_STREAM, PricingSet, ProviderAdded, VirtualKeyCreated
+from shieldes.events.catalog import (
+    CONFIG_STREAM,
+    PricingSet,
+    ProviderAdded,
+    UsageDelta,
+    UsageRecorded,
+    VirtualKeyCreated,
+)
 from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
@@ -127,19 +135,37 @@ async def vacuum(pool: AsyncConnectionPool[Any], full: bool = False) -> None:
         await conn.execute("VACUUM (FULL, ANALYZE) events" if full else "VACUUM (ANALYZE) events")
 
 
-async def append_latencies(store: PostgresEventStore, stop: asyncio.Event, out: list[float]) -> None:
-    """One flush-sized append at a time, as a node would, while compaction runs."""
-    codec, seq = Codec(), 10**9
-    from shieldes.events.catalog import UsageDelta, UsageRecorded
+def append_latencies(url: str, stop: Any, send: Any) -> None:
+    """Another node's flushes (own process): what the leader's compaction costs the other nodes."""
+    out: list[float] = []
 
+    async def go() -> None:
+        pool = open_pool(url, size=1, name="probe")
+        await pool.open(wait=True)
+        store, codec, seq = PostgresEventStore(pool), Codec(), 10**9
+        try:
+            while not stop.is_set():
+                seq += 1
+                ev = UsageRecorded("probe", 1, seq, (UsageDelta("k00000", None, "openai", "gpt-4o",
+                                                                int(time.time() // 3600), 1, 10, 10, 1000),))
+                t = time.perf_counter()
+                opts = AppendOptions(idempotency_seq=seq)
+                await store.append("usage:probe", [NewEvent.of(ev, codec)], opts)
+                out.append(time.perf_counter() - t)
+                await asyncio.sleep(0.01)
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+    send.send(out)
+
+
+async def loop_lag(stop: asyncio.Event, out: list[float]) -> None:
+    """How late a 10 ms timer fires on the compacting leader's own event loop."""
     while not stop.is_set():
-        seq += 1
-        ev = UsageRecorded("probe", 1, seq, (UsageDelta("k00000", None, "openai", "gpt-4o",
-                                                        int(time.time() // 3600), 1, 10, 10, 1000),))
         t = time.perf_counter()
-        await store.append("usage:probe", [NewEvent.of(ev, codec)], AppendOptions(idempotency_seq=seq))
-        out.append(time.perf_counter() - t)
         await asyncio.sleep(0.01)
+        out.append(time.perf_counter() - t - 0.01)
 
 
 def mb(n: int) -> str:
@@ -188,17 +214,27 @@ async def run(
             f"{statistics.median(timings):.2f}s median of 3 (snapshot + {rep.tail_events:,} tail events)")
         reference = loaded  # the state every later measurement must reproduce
 
-        stop, lat = asyncio.Event(), []
-        probe = asyncio.create_task(append_latencies(store, stop, lat))
+        stop, lag = asyncio.Event(), []
+        mp = multiprocessing.get_context("spawn")
+        tstop, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
+        probe = mp.Process(target=append_latencies, args=(url, tstop, send))
+        probe.start()
+        recv_ready = asyncio.to_thread(recv.recv)
+        lagger = asyncio.create_task(loop_lag(stop, lag))
         report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5)
         stop.set()
-        await probe
+        tstop.set()
+        await lagger
+        lat = await recv_ready
+        await asyncio.to_thread(probe.join)
         out("compaction (--retain 0s)", f"{report.seconds:.1f}s: {report.replaced_events:,} raw events -> "
             f"{report.rollup_events} rollups ({report.deltas_in:,} -> {report.deltas_out:,} deltas), "
             f"{report.batches} batches, longest batch transaction {report.max_batch_seconds * 1000:.0f} ms")
         out("append latency during compaction",
             f"median {statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms "
             f"over {len(lat)} appends")
+        out("leader event-loop lag during compaction",
+            f"median {statistics.median(lag) * 1000:.1f} ms, max {max(lag) * 1000:.1f} ms")
         out("events table size after compaction", mb(await table_size(pool)))
         t = time.perf_counter()
         await vacuum(pool)
