@@ -12,9 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.events.catalog import UsageDelta
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.projector import Projector
+from shieldes.settings import Settings
 from shieldes.snapshots.compaction import compact, compact_once, fold_deltas, place_by_hour
 from shieldes.snapshots.fencing import LEADER_LOCK, Fenced
 from shieldes.snapshots.loader import load_projection, load_projection_report
+from shieldes.snapshots.scheduler import CompactionScheduler
 from shieldes.snapshots.store import SnapshotRefused, list_snapshots, save_snapshot
 from tests.integration.usage_log import (
     UsageWriter,
@@ -25,6 +27,7 @@ from tests.integration.usage_log import (
     run_cli,
     seed_config,
     usage_daily,
+    usage_per_key_cli,
     usage_per_key_projection,
     usage_per_key_sql,
     verify_chain,
@@ -58,6 +61,7 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     config_before = await config_rows(pool)
     before = await full_replay(pg_store)
     assert await usage_per_key_sql(pool) == usage_per_key_projection(before)
+    cli_before = usage_per_key_cli(database_url)
 
     report = cli_json(database_url, "compact", "--retain", "0s")
     assert report["cutoff"] == before.position and report["limited_by"] == "the retention window"
@@ -82,6 +86,7 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     assert after.usage == before.usage  # totals, per-day costs and flush watermarks
     assert after.config == before.config and after.position == before.position
     assert await usage_per_key_sql(pool) == usage_per_key_projection(after)
+    assert usage_per_key_cli(database_url) == cli_before  # `shieldes usage --json` where it exists
 
     again = cli_json(database_url, "compact", "--retain", "0s")  # idempotent: nothing left to fold
     assert again["replaced_events"] == 0 and again["leader_epoch"] == report["leader_epoch"] + 1
@@ -240,3 +245,24 @@ def test_place_by_hour_uses_distinct_replaced_positions() -> None:
         (11, 3, (folded[0],)), (12, 4, (folded[1],)), (13, 5, (folded[2],))
     ]
     assert place_by_hour(folded, [10, 11]) == [(11, None, folded)]  # more hours than slots: one mixed
+
+
+async def test_compaction_scheduler_runs_and_stops_when_fenced(pool: AsyncConnectionPool[Any],
+                                                               pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    await UsageWriter(pg_store).many(10)
+    settings = Settings(compact_interval=0.05, compact_retain_seconds=0)
+    sched = CompactionScheduler(pool, settings=settings, node_id="n1", leader_epoch=0, first_delay=0)
+    await sched.start()
+    try:
+        async with asyncio.timeout(10):
+            while sched.last is None:
+                await asyncio.sleep(0.01)
+        assert sched.last.replaced_events == 8  # 10 flushes minus one watermark per (node, epoch)
+        async with pool.connection() as conn:  # another node takes over: the next run is refused
+            await conn.execute("UPDATE leader_epoch SET epoch = 1 WHERE id = 1")
+        async with asyncio.timeout(10):
+            while sched.running:
+                await asyncio.sleep(0.01)
+    finally:
+        await sched.stop()
