@@ -31,9 +31,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes import db
 from shieldes.errors import ShieldesError
 from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
+from shieldes.snapshots.codec import FORMAT as SNAPSHOT_FORMAT
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,11 @@ async def _choose_cutoff(
     if row is None:
         return 0, "no raw usage event is older than the retention window"
     terms = [(int(row[0]), "the retention window")]
-    cur = await conn.execute("SELECT max(position) FROM snapshots")
+    # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
+    cur = await conn.execute(
+        "SELECT max(position) FROM snapshots WHERE schema_version = %s AND format = %s",
+        (db.SCHEMA_HEAD, SNAPSHOT_FORMAT),
+    )
     row = await cur.fetchone()
     if row and row[0] is not None:
         terms.append((int(row[0]), "the newest snapshot"))
