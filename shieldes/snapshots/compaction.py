@@ -110,16 +110,39 @@ def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
     return folder.result()
 
 
+async def _last_position_before(conn: psycopg.AsyncConnection[Any], retain_seconds: float) -> int:
+    """The highest position recorded before now - retain, by binary search over the primary key:
+    ~log2(head) index probes instead of walking back through the whole retention window.
+    recorded_at ascends with position (appends are serialised), up to the few milliseconds an
+    append may wait for the lock, which is immaterial against a retention window."""
+    cur = await conn.execute(
+        "SELECT position, now() - make_interval(secs => %s) FROM log_head WHERE id = 1", (retain_seconds,)
+    )
+    row = await cur.fetchone()
+    assert row is not None, "log_head row missing: run `shieldes db upgrade`"
+    lo, hi, limit = 0, int(row[0]), row[1]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        cur = await conn.execute(
+            "SELECT position, recorded_at FROM events WHERE position >= %s ORDER BY position LIMIT 1", (mid,)
+        )
+        found = await cur.fetchone()
+        if found is not None and found[1] < limit:
+            lo = int(found[0])
+        else:
+            hi = mid - 1
+    return lo
+
+
 async def _choose_cutoff(
     conn: psycopg.AsyncConnection[Any], retain_seconds: float, node_timeout: float
 ) -> tuple[int, str]:
+    before = await _last_position_before(conn, retain_seconds)
     cur = await conn.execute(
-        "SELECT position FROM events WHERE type = 'usage.recorded' "
-        "AND recorded_at < now() - make_interval(secs => %s) ORDER BY position DESC LIMIT 1",
-        (retain_seconds,),
+        "SELECT max(position) FROM events WHERE type = 'usage.recorded' AND position <= %s", (before,)
     )
     row = await cur.fetchone()
-    if row is None:
+    if row is None or row[0] is None:
         return 0, "no raw usage event is older than the retention window"
     terms = [(int(row[0]), "the retention window")]
     # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
