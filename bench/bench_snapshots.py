@@ -130,6 +130,19 @@ async def table_size(pool: AsyncConnectionPool[Any]) -> int:
         return int(row[0]) if row else 0
 
 
+async def size_parts(pool: AsyncConnectionPool[Any]) -> str:
+    """heap / toast / indexes of `events`, to see where growth comes from."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT pg_relation_size('events'), "
+            "coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0), pg_indexes_size('events') "
+            "FROM pg_class WHERE relname = 'events'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return f"heap {mb(row[0])}, toast {mb(row[1])}, indexes {mb(row[2])}"
+
+
 async def vacuum(pool: AsyncConnectionPool[Any], full: bool = False) -> None:
     async with pool.connection() as conn:
         await conn.execute("VACUUM (FULL, ANALYZE) events" if full else "VACUUM (ANALYZE) events")
@@ -257,13 +270,15 @@ async def run(
         sizes = []
         live = replay
         for r in range(rounds):
-            await copy_usage(pool, traffic, round_events, time.time() - 1)
+            # the round's flushes happened over the last round_events * 0.125 s
+            started_at = time.time() - round_events * FLUSH_EVERY / NODES - 1
+            await copy_usage(pool, traffic, round_events, started_at)
             await live.catch_up()
             await save_snapshot(pool, live.projection, node_id="bench", keep=3)
             await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5)
             await vacuum(pool)
             sizes.append(await table_size(pool))
-            print(f"    steady round {r + 1}: {mb(sizes[-1])}", flush=True)
+            print(f"    steady round {r + 1}: {mb(sizes[-1])} ({await size_parts(pool)})", flush=True)
         out(f"steady load: {rounds} rounds of +{round_events:,} events, snapshot, compact, VACUUM",
             " -> ".join(mb(s) for s in sizes))
     finally:

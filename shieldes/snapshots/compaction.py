@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,15 +36,13 @@ from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, Us
 from shieldes.events.codec import Codec
 from shieldes.snapshots.codec import FORMAT as SNAPSHOT_FORMAT
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
 # batch) and cost nothing to appends (no shared lock); 5000 keeps a transaction well under 1 s.
 BATCH_EVENTS = 5000
 YIELD_EVERY = 250  # rows decoded between yields to the event loop (~5 ms of CPU)
-
-GroupKey = tuple[str, str | None, str, str, int]
-
 
 class LeaderActive(ShieldesError):
     status = 409
@@ -71,43 +68,6 @@ class CompactionReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "notes"}
-
-
-def _order(k: GroupKey) -> tuple[int, str, str, str, str]:
-    return (k[4], k[0], k[2], k[3], k[1] or "")
-
-
-class Folder:
-    """Sums deltas per (key, team, deployment, model, hour), fed in slices so the caller can yield."""
-
-    def __init__(self) -> None:
-        self.acc: dict[GroupKey, list[int]] = {}
-        self.count = 0
-
-    def add(self, deltas: Iterable[UsageDelta]) -> None:
-        acc = self.acc
-        for d in deltas:
-            self.count += 1
-            k = (d.key_id, d.team_id, d.provider, d.model, d.hour)
-            s = acc.get(k)
-            if s is None:
-                acc[k] = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd]
-            else:
-                s[0] += d.requests
-                s[1] += d.prompt_tokens
-                s[2] += d.completion_tokens
-                s[3] += d.cost_nusd
-
-    def result(self) -> tuple[UsageDelta, ...]:
-        """Sorted so the output is deterministic."""
-        acc = self.acc
-        return tuple(UsageDelta(k[0], k[1], k[2], k[3], k[4], *acc[k]) for k in sorted(acc, key=_order))
-
-
-def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
-    folder = Folder()
-    folder.add(deltas)
-    return folder.result()
 
 
 async def _last_position_before(conn: psycopg.AsyncConnection[Any], retain_seconds: float) -> int:
@@ -190,33 +150,43 @@ async def _fold_rows(
             await asyncio.sleep(0)
         if position in keep:
             continue
-        event = codec.decode(type_, version, orjson.loads(text))
-        assert isinstance(event, UsageRecorded)
+        data = orjson.loads(text)
+        if version == UsageRecorded.VERSION:
+            folder.add_data(data["deltas"])
+        else:  # an older shape: upcast through the codec
+            event = codec.decode(type_, version, data)
+            assert isinstance(event, UsageRecorded)
+            folder.add(event.deltas)
         replaced.append(position)
-        folder.add(event.deltas)
         newest = max(newest, recorded_at)
     await asyncio.sleep(0)
     return replaced, folder.count, folder.result(), newest
 
 
-async def _merge_parts(rows: list[tuple[Any, ...]], codec: Codec) -> UsageRolledUp:
+async def _merge_parts(
+    rows: list[tuple[Any, ...]], codec: Codec
+) -> tuple[int, int, int, tuple[UsageDelta, ...]]:
+    """(replaced events, first position, last position, folded deltas) of several rollups."""
     folder = Folder()
     replaced, first, last = 0, None, None
     for t, v, text, _ in rows:
-        part = codec.decode(t, v, orjson.loads(text))
-        assert isinstance(part, UsageRolledUp)
-        replaced += part.replaced_events
-        first = part.first_position if first is None else min(first, part.first_position)
-        last = part.last_position if last is None else max(last, part.last_position)
-        folder.add(part.deltas)
+        data = orjson.loads(text)
+        if v != UsageRolledUp.VERSION:
+            part = codec.decode(t, v, data)
+            assert isinstance(part, UsageRolledUp)
+            data = codec.encode(part)[2]
+        replaced += int(data["replaced_events"])
+        first = int(data["first_position"]) if first is None else min(first, int(data["first_position"]))
+        last = int(data["last_position"]) if last is None else max(last, int(data["last_position"]))
+        folder.add_data(data["deltas"])
         await asyncio.sleep(0)
     assert first is not None and last is not None
-    return UsageRolledUp(replaced, first, last, folder.result())
+    return replaced, first, last, folder.result()
 
 
 async def _fold_batch(
     conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, after: int, cutoff: int,
-    keep: set[int], batch: int, metadata: dict[str, Any], report: CompactionReport,
+    keep: set[int], batch: int, max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
 ) -> int | None:
     """One short transaction; returns the last position scanned, or None when done."""
     started = time.perf_counter()
@@ -234,10 +204,10 @@ async def _fold_batch(
         replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
         if replaced:
             await conn.execute("DELETE FROM events WHERE position = ANY(%s)", (replaced,))
-            for position, hour, part in place_by_hour(folded, replaced):
-                rollup = UsageRolledUp(len(replaced), replaced[0], replaced[-1], part)
-                await _insert_rollup(conn, codec, rollup, position, hour, metadata, newest)
-                report.rollup_events += 1
+            plan = plan_rollups(folded, replaced, max_deltas)
+            report.rollup_events += await _write_plan(
+                conn, codec, plan, (len(replaced), replaced[0], replaced[-1]), metadata, newest
+            )
             report.replaced_events += len(replaced)
             report.deltas_in += n_in
             report.deltas_out += len(folded)
@@ -247,49 +217,41 @@ async def _fold_batch(
     return last
 
 
-def place_by_hour(
-    folded: tuple[UsageDelta, ...], positions: list[int]
-) -> list[tuple[int, int | None, tuple[UsageDelta, ...]]]:
-    """Split a batch's rollup into one event per hour, each at a distinct replaced position (the
-    newest ones), so later runs can merge same-hour rollups. If there are more hours than
-    positions (a few flushes straddling many hours), keep one mixed rollup (hour None)."""
-    by_hour: dict[int, list[UsageDelta]] = {}
-    for d in folded:
-        by_hour.setdefault(d.hour, []).append(d)
-    if len(by_hour) > len(positions):
-        return [(positions[-1], None, folded)]
-    slots = sorted(positions)[-len(by_hour):]
-    return [(slot, hour, tuple(by_hour[hour])) for slot, hour in zip(slots, sorted(by_hour), strict=True)]
-
-
-async def _insert_rollup(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, rollup: UsageRolledUp, position: int, hour: int | None,
+async def _write_plan(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, plan: Plan, span: tuple[int, int, int],
     metadata: dict[str, Any], recorded_at: datetime,
-) -> None:
-    type_, version, data = codec.encode(rollup)
-    # The hour sits in metadata (small, never TOASTed) so same-hour rollups are found without
-    # reading their deltas.
-    meta = {**metadata, "hour": hour} if hour is not None else metadata
-    await conn.execute(
-        "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
-    )
+) -> int:
+    """Insert the planned rollups. `span` = (replaced events, first, last position); the count is
+    carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
+    Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
+    sets are found for merging without reading their deltas."""
+    set_id = max(p[0] for p in plan)
+    for i, (position, hour, part) in enumerate(plan):
+        rollup = UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], part)
+        type_, version, data = codec.encode(rollup)
+        meta = {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}
+        await conn.execute(
+            "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
+        )
+        await asyncio.sleep(0)
+    return len(plan)
 
 
 async def _merge_hours(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int,
+    conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int, max_deltas: int,
     metadata: dict[str, Any], report: CompactionReport,
 ) -> None:
-    """Merge rollups of the same hour (from different batches or runs) into one, at the newest of
-    their positions, one short transaction per hour: history ends up one rollup per hour."""
+    """Merge rollups of the same hour from different sets (batches or runs) into one set on their
+    own positions, one short transaction per hour: history converges to one set per hour."""
     cur = await conn.execute(
         "SELECT (metadata->>'hour')::bigint, array_agg(position ORDER BY position) FROM events "
         "WHERE type = 'usage.rolled_up' AND position <= %s AND metadata ? 'hour' "
-        "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+        "GROUP BY 1 HAVING count(DISTINCT metadata->>'set') > 1 ORDER BY 1",
         (cutoff,),
     )
-    for hour, positions in await cur.fetchall():
+    for _hour, positions in await cur.fetchall():
         async with conn.transaction():
             await check_epoch(conn, epoch)
             cur = await conn.execute(
@@ -298,10 +260,11 @@ async def _merge_hours(
                 (positions,),
             )
             rows = await cur.fetchall()
-            merged = await _merge_parts(rows, codec)
-            newest = max(r[3] for r in rows)
-            await _insert_rollup(conn, codec, merged, max(positions), hour, metadata, newest)
-            report.rollups_merged += len(rows) - 1
+            replaced, first, last, folded = await _merge_parts(rows, codec)
+            plan = plan_rollups(folded, positions, max_deltas)
+            written = await _write_plan(conn, codec, plan, (replaced, first, last), metadata,
+                                        max(r[3] for r in rows))
+            report.rollups_merged += len(rows) - written
 
 
 async def compact(
@@ -312,6 +275,7 @@ async def compact(
     node_timeout: float,
     node_id: str,
     batch: int = BATCH_EVENTS,
+    max_deltas: int = MAX_ROLLUP_DELTAS,
     codec: Codec | None = None,
 ) -> CompactionReport:
     """Fold raw usage older than `retain_seconds`; raises Fenced if `leader_epoch` is stale."""
@@ -335,10 +299,10 @@ async def compact(
                 while after is not None:
                     after = await _fold_batch(
                         conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
-                        batch=batch, metadata=metadata, report=report,
+                        batch=batch, max_deltas=max_deltas, metadata=metadata, report=report,
                     )
                 await _merge_hours(conn, codec, epoch=leader_epoch, cutoff=report.cutoff,
-                                   metadata=metadata, report=report)
+                                   max_deltas=max_deltas, metadata=metadata, report=report)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK,))
     report.seconds = time.perf_counter() - started
@@ -352,7 +316,7 @@ async def compact(
 
 async def compact_once(
     pool: AsyncConnectionPool[Any], *, holder: str, retain_seconds: float, node_timeout: float,
-    batch: int = BATCH_EVENTS,
+    batch: int = BATCH_EVENTS, max_deltas: int = MAX_ROLLUP_DELTAS,
 ) -> CompactionReport:
     """The CLI's compaction: take the leader lock itself (refusing if a node holds it), take a new
     epoch so any stale leader is fenced, compact, release."""
@@ -372,7 +336,7 @@ async def compact_once(
             epoch = await bump_epoch(lock_conn, holder)
             return await compact(
                 pool, leader_epoch=epoch, retain_seconds=retain_seconds, node_timeout=node_timeout,
-                node_id=holder, batch=batch,
+                node_id=holder, batch=batch, max_deltas=max_deltas,
             )
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))

@@ -1,0 +1,86 @@
+"""Pure rollup arithmetic for compaction: exact sums per (key, team, deployment, model, hour), and
+the plan that lays a fold out as bounded rollup events on free positions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shieldes.events.catalog import UsageDelta
+
+GroupKey = tuple[str, str | None, str, str, int]
+Plan = list[tuple[int, int | None, tuple[UsageDelta, ...]]]  # (position, hour or None, deltas)
+# Deltas per rollup event: bounds the row (~0.5 MB of JSON) and the CPU one encode/decode takes,
+# so a leader's event loop is never held for long by one event.
+MAX_ROLLUP_DELTAS = 5000
+
+
+def _order(k: GroupKey) -> tuple[int, str, str, str, str]:
+    return (k[4], k[0], k[2], k[3], k[1] or "")
+
+
+class Folder:
+    """Sums deltas per group; fed in slices so an async caller can yield between them."""
+
+    def __init__(self) -> None:
+        self.acc: dict[GroupKey, list[int]] = {}
+        self.count = 0
+
+    def _add(self, k: GroupKey, r: int, p: int, c: int, n: int) -> None:
+        s = self.acc.get(k)
+        if s is None:
+            self.acc[k] = [r, p, c, n]
+        else:
+            s[0] += r
+            s[1] += p
+            s[2] += c
+            s[3] += n
+
+    def add(self, deltas: Iterable[UsageDelta]) -> None:
+        for d in deltas:
+            self.count += 1
+            self._add((d.key_id, d.team_id, d.provider, d.model, d.hour),
+                      d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
+
+    def add_data(self, deltas: Iterable[dict[str, Any]]) -> None:
+        """The same from the stored JSON of the current event version (skips building objects:
+        compaction reads millions of deltas)."""
+        for d in deltas:
+            self.count += 1
+            self._add((d["key_id"], d.get("team_id"), d["provider"], d["model"], int(d["hour"])),
+                      int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
+                      int(d["cost_nusd"]))
+
+    def result(self) -> tuple[UsageDelta, ...]:
+        """Sorted, so the same input always gives the same rollups."""
+        acc = self.acc
+        return tuple(UsageDelta(k[0], k[1], k[2], k[3], k[4], *acc[k]) for k in sorted(acc, key=_order))
+
+
+def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
+    folder = Folder()
+    folder.add(deltas)
+    return folder.result()
+
+
+def plan_rollups(
+    folded: tuple[UsageDelta, ...], positions: list[int], max_deltas: int = MAX_ROLLUP_DELTAS
+) -> Plan:
+    """One rollup per hour (split in chunks of at most `max_deltas`), each on a distinct position
+    from `positions` (the newest ones). With fewer positions than chunks, one unsplit rollup per
+    hour; with fewer positions than hours (a few flushes straddling many hours), one mixed rollup
+    (hour None) holds everything."""
+    by_hour: dict[int, list[UsageDelta]] = {}
+    for d in folded:
+        by_hour.setdefault(d.hour, []).append(d)
+    chunks = [
+        (hour, tuple(deltas[i:i + max_deltas]))
+        for hour, deltas in sorted(by_hour.items())
+        for i in range(0, len(deltas), max_deltas)
+    ]
+    if len(chunks) > len(positions):
+        if len(by_hour) > len(positions):
+            return [(max(positions), None, folded)]
+        chunks = [(hour, tuple(deltas)) for hour, deltas in sorted(by_hour.items())]
+    slots = sorted(positions)[-len(chunks):] if chunks else []
+    return [(slot, hour, part) for slot, (hour, part) in zip(slots, chunks, strict=True)]
