@@ -160,7 +160,7 @@ async def _fold_rows(
         replaced.append(position)
         newest = max(newest, recorded_at)
     await asyncio.sleep(0)
-    return replaced, folder.count, folder.result(), newest
+    return replaced, folder.count, await folder.result_async(), newest
 
 
 async def _merge_parts(
@@ -181,7 +181,7 @@ async def _merge_parts(
         folder.add_data(data["deltas"])
         await asyncio.sleep(0)
     assert first is not None and last is not None
-    return replaced, first, last, folder.result()
+    return replaced, first, last, await folder.result_async()
 
 
 async def _fold_batch(
