@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -64,10 +64,9 @@ class CompactionReport:
     max_batch_seconds: float = 0.0
     seconds: float = 0.0
     leader_epoch: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "notes"}
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
 async def _last_position_before(conn: psycopg.AsyncConnection[Any], retain_seconds: float) -> int:
