@@ -20,9 +20,9 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -46,6 +46,7 @@ from shieldes.snapshots.compaction import compact_once
 from shieldes.snapshots.loader import load_projection_report
 from shieldes.snapshots.store import save_snapshot
 
+T = TypeVar("T")
 NODES = 4
 FLUSH_EVERY = 0.5  # seconds per node
 MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet"))
@@ -181,6 +182,29 @@ async def loop_lag(stop: asyncio.Event, out: list[float]) -> None:
         out.append(time.perf_counter() - t - 0.01)
 
 
+async def while_probing(url: str, work: Awaitable[T]) -> tuple[T, list[float], list[float]]:
+    """Run `work` while another process appends (latencies) and a timer measures this loop's lag."""
+    stop, lag = asyncio.Event(), []
+    mp = multiprocessing.get_context("spawn")
+    tstop, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
+    probe = mp.Process(target=append_latencies, args=(url, tstop, send))
+    probe.start()
+    received = asyncio.ensure_future(asyncio.to_thread(recv.recv))
+    await asyncio.sleep(1.0)  # let the probe process start before measuring
+    lagger = asyncio.create_task(loop_lag(stop, lag))
+    result = await work
+    stop.set()
+    tstop.set()
+    await lagger
+    lat = await received
+    await asyncio.to_thread(probe.join)
+    return result, lat, lag
+
+
+def ms(xs: list[float], q: float) -> str:
+    return f"{sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000:.1f} ms"
+
+
 def mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -227,19 +251,11 @@ async def run(
             f"{statistics.median(timings):.2f}s median of 3 (snapshot + {rep.tail_events:,} tail events)")
         reference = loaded  # the state every later measurement must reproduce
 
-        stop, lag = asyncio.Event(), []
-        mp = multiprocessing.get_context("spawn")
-        tstop, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
-        probe = mp.Process(target=append_latencies, args=(url, tstop, send))
-        probe.start()
-        recv_ready = asyncio.to_thread(recv.recv)
-        lagger = asyncio.create_task(loop_lag(stop, lag))
-        report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5)
-        stop.set()
-        tstop.set()
-        await lagger
-        lat = await recv_ready
-        await asyncio.to_thread(probe.join)
+        _, base_lat, base_lag = await while_probing(url, asyncio.sleep(10))
+        out("baseline, no compaction (10 s)", f"append median {ms(base_lat, 0.5)}, max {ms(base_lat, 1)}; "
+            f"loop lag median {ms(base_lag, 0.5)}, max {ms(base_lag, 1)}")
+        report, lat, lag = await while_probing(
+            url, compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5))
         out("compaction (--retain 0s)", f"{report.seconds:.1f}s: {report.replaced_events:,} raw events -> "
             f"{report.rollup_events} rollups ({report.deltas_in:,} -> {report.deltas_out:,} deltas), "
             f"{report.batches} batches, longest batch transaction {report.max_batch_seconds * 1000:.0f} ms")
