@@ -3,8 +3,8 @@
 Why it is safe (see docs/snapshots.md for the long form):
 - cutoff = min(newest snapshot position, lowest position reported by alive nodes, newest raw usage
   event older than the retention window). Only raw usage events at or below the cutoff fold.
-- Each rollup is written AT the position of the newest raw event it replaces, and those raw rows
-  are deleted in the same transaction. Every live reader is past the cutoff, so it never sees the
+- Rollups are written AT positions of raw events they replace (the newest ones), and those raw
+  rows are deleted in the same transaction. Every live reader is past the cutoff, so it never sees the
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # batch) and cost nothing to appends (no shared lock); 5000 keeps a transaction well under 1 s.
 BATCH_EVENTS = 5000
 YIELD_EVERY = 250  # rows decoded between yields to the event loop (~5 ms of CPU)
+
 
 class LeaderActive(ShieldesError):
     status = 409
