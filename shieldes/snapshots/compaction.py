@@ -8,7 +8,7 @@ Why it is safe (see docs/snapshots.md for the long form):
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
-- The newest raw event of every (node, boot epoch) is kept: it carries the flush-sequence
+- The highest-seq raw event of every (node, boot epoch) being folded is kept: it carries the flush-sequence
   watermark gossip relies on; without it a replay would forget what that node already made durable.
 - Every transaction re-checks the leader epoch (fencing): a deposed leader stops at its next batch.
 - Batches are short transactions that never take the append lock: appends only write positions
@@ -125,12 +125,13 @@ async def _choose_cutoff(
 
 
 async def _watermark_positions(conn: psycopg.AsyncConnection[Any], cutoff: int) -> set[int]:
-    """Positions of the highest-seq raw event of each (node, epoch), at or below the cutoff."""
+    """Positions of the highest-seq raw event of each (node, epoch) among those at or below the
+    cutoff. Keeping it even when a higher seq exists above the cutoff is harmless (a later run
+    folds it), and looking only below the cutoff scans just what this run folds anyway."""
     cur = await conn.execute(
-        "SELECT position FROM (SELECT DISTINCT ON (data->>'node_id', data->>'epoch') position "
-        "  FROM events WHERE type = 'usage.recorded' "
-        "  ORDER BY data->>'node_id', data->>'epoch', (data->>'seq')::bigint DESC, position DESC) w "
-        "WHERE position <= %s",
+        "SELECT DISTINCT ON (data->>'node_id', data->>'epoch') position "
+        "FROM events WHERE type = 'usage.recorded' AND position <= %s "
+        "ORDER BY data->>'node_id', data->>'epoch', (data->>'seq')::bigint DESC, position DESC",
         (cutoff,),
     )
     return {int(r[0]) for r in await cur.fetchall()}
