@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -29,7 +30,14 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
-from shieldes.events.catalog import CONFIG_STREAM, PricingSet, ProviderAdded, VirtualKeyCreated
+from shieldes.events.catalog import (
+    CONFIG_STREAM,
+    PricingSet,
+    ProviderAdded,
+    UsageDelta,
+    UsageRecorded,
+    VirtualKeyCreated,
+)
 from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
@@ -38,6 +46,7 @@ from shieldes.snapshots.compaction import compact_once
 from shieldes.snapshots.loader import load_projection_report
 from shieldes.snapshots.store import save_snapshot
 
+T = TypeVar("T")
 NODES = 4
 FLUSH_EVERY = 0.5  # seconds per node
 MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet"))
@@ -122,24 +131,78 @@ async def table_size(pool: AsyncConnectionPool[Any]) -> int:
         return int(row[0]) if row else 0
 
 
+async def size_parts(pool: AsyncConnectionPool[Any]) -> str:
+    """heap / toast / indexes of `events`, to see where growth comes from."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT pg_relation_size('events'), "
+            "coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0), pg_indexes_size('events') "
+            "FROM pg_class WHERE relname = 'events'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return f"heap {mb(row[0])}, toast {mb(row[1])}, indexes {mb(row[2])}"
+
+
 async def vacuum(pool: AsyncConnectionPool[Any], full: bool = False) -> None:
     async with pool.connection() as conn:
         await conn.execute("VACUUM (FULL, ANALYZE) events" if full else "VACUUM (ANALYZE) events")
 
 
-async def append_latencies(store: PostgresEventStore, stop: asyncio.Event, out: list[float]) -> None:
-    """One flush-sized append at a time, as a node would, while compaction runs."""
-    codec, seq = Codec(), 10**9
-    from shieldes.events.catalog import UsageDelta, UsageRecorded
+def append_latencies(url: str, stop: Any, send: Any) -> None:
+    """Another node's flushes (own process): what the leader's compaction costs the other nodes."""
+    out: list[float] = []
 
+    async def go() -> None:
+        pool = open_pool(url, size=1, name="probe")
+        await pool.open(wait=True)
+        store, codec, seq = PostgresEventStore(pool), Codec(), 10**9
+        try:
+            while not stop.is_set():
+                seq += 1
+                ev = UsageRecorded("probe", 1, seq, (UsageDelta("k00000", None, "openai", "gpt-4o",
+                                                                int(time.time() // 3600), 1, 10, 10, 1000),))
+                t = time.perf_counter()
+                opts = AppendOptions(idempotency_seq=seq)
+                await store.append("usage:probe", [NewEvent.of(ev, codec)], opts)
+                out.append(time.perf_counter() - t)
+                await asyncio.sleep(0.01)
+        finally:
+            await pool.close()
+
+    asyncio.run(go())
+    send.send(out)
+
+
+async def loop_lag(stop: asyncio.Event, out: list[float]) -> None:
+    """How late a 10 ms timer fires on the compacting leader's own event loop."""
     while not stop.is_set():
-        seq += 1
-        ev = UsageRecorded("probe", 1, seq, (UsageDelta("k00000", None, "openai", "gpt-4o",
-                                                        int(time.time() // 3600), 1, 10, 10, 1000),))
         t = time.perf_counter()
-        await store.append("usage:probe", [NewEvent.of(ev, codec)], AppendOptions(idempotency_seq=seq))
-        out.append(time.perf_counter() - t)
         await asyncio.sleep(0.01)
+        out.append(time.perf_counter() - t - 0.01)
+
+
+async def while_probing(url: str, work: Awaitable[T]) -> tuple[T, list[float], list[float]]:
+    """Run `work` while another process appends (latencies) and a timer measures this loop's lag."""
+    stop, lag = asyncio.Event(), []
+    mp = multiprocessing.get_context("spawn")
+    tstop, (recv, send) = mp.Event(), mp.Pipe(duplex=False)
+    probe = mp.Process(target=append_latencies, args=(url, tstop, send))
+    probe.start()
+    received = asyncio.ensure_future(asyncio.to_thread(recv.recv))
+    await asyncio.sleep(1.0)  # let the probe process start before measuring
+    lagger = asyncio.create_task(loop_lag(stop, lag))
+    result = await work
+    stop.set()
+    tstop.set()
+    await lagger
+    lat = await received
+    await asyncio.to_thread(probe.join)
+    return result, lat, lag
+
+
+def ms(xs: list[float], q: float) -> str:
+    return f"{sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000:.1f} ms"
 
 
 def mb(n: int) -> str:
@@ -188,17 +251,19 @@ async def run(
             f"{statistics.median(timings):.2f}s median of 3 (snapshot + {rep.tail_events:,} tail events)")
         reference = loaded  # the state every later measurement must reproduce
 
-        stop, lat = asyncio.Event(), []
-        probe = asyncio.create_task(append_latencies(store, stop, lat))
-        report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5)
-        stop.set()
-        await probe
+        _, base_lat, base_lag = await while_probing(url, asyncio.sleep(10))
+        out("baseline, no compaction (10 s)", f"append median {ms(base_lat, 0.5)}, max {ms(base_lat, 1)}; "
+            f"loop lag median {ms(base_lag, 0.5)}, max {ms(base_lag, 1)}")
+        report, lat, lag = await while_probing(
+            url, compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5))
         out("compaction (--retain 0s)", f"{report.seconds:.1f}s: {report.replaced_events:,} raw events -> "
             f"{report.rollup_events} rollups ({report.deltas_in:,} -> {report.deltas_out:,} deltas), "
             f"{report.batches} batches, longest batch transaction {report.max_batch_seconds * 1000:.0f} ms")
         out("append latency during compaction",
             f"median {statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms "
             f"over {len(lat)} appends")
+        out("leader event-loop lag during compaction",
+            f"median {statistics.median(lag) * 1000:.1f} ms, max {max(lag) * 1000:.1f} ms")
         out("events table size after compaction", mb(await table_size(pool)))
         t = time.perf_counter()
         await vacuum(pool)
@@ -221,13 +286,15 @@ async def run(
         sizes = []
         live = replay
         for r in range(rounds):
-            await copy_usage(pool, traffic, round_events, time.time() - 1)
+            # the round's flushes happened over the last round_events * 0.125 s
+            started_at = time.time() - round_events * FLUSH_EVERY / NODES - 1
+            await copy_usage(pool, traffic, round_events, started_at)
             await live.catch_up()
             await save_snapshot(pool, live.projection, node_id="bench", keep=3)
             await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5)
             await vacuum(pool)
             sizes.append(await table_size(pool))
-            print(f"    steady round {r + 1}: {mb(sizes[-1])}", flush=True)
+            print(f"    steady round {r + 1}: {mb(sizes[-1])} ({await size_parts(pool)})", flush=True)
         out(f"steady load: {rounds} rounds of +{round_events:,} events, snapshot, compact, VACUUM",
             " -> ".join(mb(s) for s in sizes))
     finally:

@@ -37,6 +37,10 @@ def _fold(events: list[RecordedEvent], codec: Codec) -> ConfigState:
     return state
 
 
+def _budget_cell(budget: dict[str, Any] | None) -> str | None:
+    return None if budget is None else f"{budget['amount_usd']} USD/{budget['period']}"
+
+
 @config_group.command("show")
 @click.option("--at", "at", default=None, metavar="TIMESTAMP|POSITION", help="default: now")
 @json_option
@@ -60,7 +64,8 @@ def show(at: str | None, as_json: bool) -> None:
     click.echo(f"config at {out['at']} (config position {out['position']})")
     for section in ("providers", "pricing", "teams", "keys"):
         click.echo(f"\n{section}:")
-        emit(out[section], as_json=False)
+        emit([{k: _budget_cell(v) if k == "budget" else v for k, v in row.items()} for row in out[section]],
+             as_json=False)
 
 
 @config_group.command("diff")

@@ -3,12 +3,12 @@
 Why it is safe (see docs/snapshots.md for the long form):
 - cutoff = min(newest snapshot position, lowest position reported by alive nodes, newest raw usage
   event older than the retention window). Only raw usage events at or below the cutoff fold.
-- Each rollup is written AT the position of the newest raw event it replaces, and those raw rows
-  are deleted in the same transaction. Every live reader is past the cutoff, so it never sees the
+- Rollups are written AT positions of raw events they replace (the newest ones), and those raw
+  rows are deleted in the same transaction. Every live reader is past the cutoff, so it never sees the
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
-- The newest raw event of every (node, boot epoch) is kept: it carries the flush-sequence
+- The highest-seq raw event of every (node, boot epoch) being folded is kept: it carries the flush-sequence
   watermark gossip relies on; without it a replay would forget what that node already made durable.
 - Every transaction re-checks the leader epoch (fencing): a deposed leader stops at its next batch.
 - Batches are short transactions that never take the append lock: appends only write positions
@@ -18,28 +18,31 @@ Why it is safe (see docs/snapshots.md for the long form):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes import db
 from shieldes.errors import ShieldesError
 from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
+from shieldes.snapshots.codec import FORMAT as SNAPSHOT_FORMAT
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
 # batch) and cost nothing to appends (no shared lock); 5000 keeps a transaction well under 1 s.
 BATCH_EVENTS = 5000
-
-GroupKey = tuple[str, str | None, str, str, int]
+YIELD_EVERY = 250  # rows decoded between yields to the event loop (~5 ms of CPU)
 
 
 class LeaderActive(ShieldesError):
@@ -62,49 +65,51 @@ class CompactionReport:
     max_batch_seconds: float = 0.0
     seconds: float = 0.0
     leader_epoch: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "notes"}
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-def _order(item: tuple[GroupKey, list[int]]) -> tuple[int, str, str, str, str]:
-    k = item[0]
-    return (k[4], k[0], k[2], k[3], k[1] or "")
-
-
-def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
-    """Sum deltas per (key, team, deployment, model, hour); sorted so the output is deterministic."""
-    acc: dict[GroupKey, list[int]] = {}
-    for d in deltas:
-        k = (d.key_id, d.team_id, d.provider, d.model, d.hour)
-        s = acc.get(k)
-        if s is None:
-            acc[k] = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd]
-        else:
-            s[0] += d.requests
-            s[1] += d.prompt_tokens
-            s[2] += d.completion_tokens
-            s[3] += d.cost_nusd
-    return tuple(
-        UsageDelta(k[0], k[1], k[2], k[3], k[4], *v)
-        for k, v in sorted(acc.items(), key=_order)
+async def _last_position_before(conn: psycopg.AsyncConnection[Any], retain_seconds: float) -> int:
+    """The highest position recorded before now - retain, by binary search over the primary key:
+    ~log2(head) index probes instead of walking back through the whole retention window.
+    recorded_at ascends with position (appends are serialised), up to the few milliseconds an
+    append may wait for the lock, which is immaterial against a retention window."""
+    cur = await conn.execute(
+        "SELECT position, now() - make_interval(secs => %s) FROM log_head WHERE id = 1", (retain_seconds,)
     )
+    row = await cur.fetchone()
+    assert row is not None, "log_head row missing: run `shieldes db upgrade`"
+    lo, hi, limit = 0, int(row[0]), row[1]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        cur = await conn.execute(
+            "SELECT position, recorded_at FROM events WHERE position >= %s ORDER BY position LIMIT 1", (mid,)
+        )
+        found = await cur.fetchone()
+        if found is not None and found[1] < limit:
+            lo = int(found[0])
+        else:
+            hi = mid - 1
+    return lo
 
 
 async def _choose_cutoff(
     conn: psycopg.AsyncConnection[Any], retain_seconds: float, node_timeout: float
 ) -> tuple[int, str]:
+    before = await _last_position_before(conn, retain_seconds)
     cur = await conn.execute(
-        "SELECT position FROM events WHERE type = 'usage.recorded' "
-        "AND recorded_at < now() - make_interval(secs => %s) ORDER BY position DESC LIMIT 1",
-        (retain_seconds,),
+        "SELECT max(position) FROM events WHERE type = 'usage.recorded' AND position <= %s", (before,)
     )
     row = await cur.fetchone()
-    if row is None:
+    if row is None or row[0] is None:
         return 0, "no raw usage event is older than the retention window"
     terms = [(int(row[0]), "the retention window")]
-    cur = await conn.execute("SELECT max(position) FROM snapshots")
+    # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
+    cur = await conn.execute(
+        "SELECT max(position) FROM snapshots WHERE schema_version = %s AND format = %s",
+        (db.SCHEMA_HEAD, SNAPSHOT_FORMAT),
+    )
     row = await cur.fetchone()
     if row and row[0] is not None:
         terms.append((int(row[0]), "the newest snapshot"))
@@ -120,53 +125,92 @@ async def _choose_cutoff(
 
 
 async def _watermark_positions(conn: psycopg.AsyncConnection[Any], cutoff: int) -> set[int]:
-    """Positions of the highest-seq raw event of each (node, epoch), at or below the cutoff."""
+    """Positions of the highest-seq raw event of each (node, epoch) among those at or below the
+    cutoff. Keeping it even when a higher seq exists above the cutoff is harmless (a later run
+    folds it), and looking only below the cutoff scans just what this run folds anyway."""
     cur = await conn.execute(
-        "SELECT position FROM (SELECT DISTINCT ON (data->>'node_id', data->>'epoch') position "
-        "  FROM events WHERE type = 'usage.recorded' "
-        "  ORDER BY data->>'node_id', data->>'epoch', (data->>'seq')::bigint DESC, position DESC) w "
-        "WHERE position <= %s",
+        "SELECT DISTINCT ON (data->>'node_id', data->>'epoch') position "
+        "FROM events WHERE type = 'usage.recorded' AND position <= %s "
+        "ORDER BY data->>'node_id', data->>'epoch', (data->>'seq')::bigint DESC, position DESC",
         (cutoff,),
     )
     return {int(r[0]) for r in await cur.fetchall()}
 
 
+async def _fold_rows(
+    rows: list[tuple[Any, ...]], keep: set[int], codec: Codec
+) -> tuple[list[int], int, tuple[UsageDelta, ...], datetime]:
+    """CPU part of a batch: positions replaced, deltas in, folded, newest time. It yields to the
+    event loop every YIELD_EVERY rows, so a leader keeps serving requests (a thread would not
+    help: it would fight the loop for the GIL)."""
+    replaced: list[int] = []
+    folder = Folder()
+    newest: datetime = rows[0][4]
+    for i, (position, type_, version, text, recorded_at) in enumerate(rows):
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+        if position in keep:
+            continue
+        data = orjson.loads(text)
+        if version == UsageRecorded.VERSION:
+            folder.add_data(data["deltas"])
+        else:  # an older shape: upcast through the codec
+            event = codec.decode(type_, version, data)
+            assert isinstance(event, UsageRecorded)
+            folder.add(event.deltas)
+        replaced.append(position)
+        newest = max(newest, recorded_at)
+    await asyncio.sleep(0)
+    return replaced, folder.count, await folder.result_async(), newest
+
+
+async def _merge_parts(
+    rows: list[tuple[Any, ...]], codec: Codec
+) -> tuple[int, int, int, tuple[UsageDelta, ...]]:
+    """(replaced events, first position, last position, folded deltas) of several rollups."""
+    folder = Folder()
+    replaced, first, last = 0, None, None
+    for t, v, text, _ in rows:
+        data = orjson.loads(text)
+        if v != UsageRolledUp.VERSION:
+            part = codec.decode(t, v, data)
+            assert isinstance(part, UsageRolledUp)
+            data = codec.encode(part)[2]
+        replaced += int(data["replaced_events"])
+        first = int(data["first_position"]) if first is None else min(first, int(data["first_position"]))
+        last = int(data["last_position"]) if last is None else max(last, int(data["last_position"]))
+        folder.add_data(data["deltas"])
+        await asyncio.sleep(0)
+    assert first is not None and last is not None
+    return replaced, first, last, await folder.result_async()
+
+
 async def _fold_batch(
     conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, after: int, cutoff: int,
-    keep: set[int], batch: int, metadata: dict[str, Any], report: CompactionReport,
+    keep: set[int], batch: int, max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
 ) -> int | None:
     """One short transaction; returns the last position scanned, or None when done."""
     started = time.perf_counter()
     async with conn.transaction():
         await check_epoch(conn, epoch)
+        # data as text: parsed in _fold_rows in slices, not all at once inside fetchall
         cur = await conn.execute(
-            "SELECT position, type, version, data, recorded_at FROM events WHERE type = 'usage.recorded' "
-            "AND position > %s AND position <= %s ORDER BY position LIMIT %s",
+            "SELECT position, type, version, data::text, recorded_at FROM events "
+            "WHERE type = 'usage.recorded' AND position > %s AND position <= %s ORDER BY position LIMIT %s",
             (after, cutoff, batch),
         )
         rows = await cur.fetchall()
         if not rows:
             return None
-        replaced: list[int] = []
-        deltas: list[UsageDelta] = []
-        newest: datetime = rows[0][4]
-        for position, type_, version, data, recorded_at in rows:
-            if position in keep:
-                continue
-            event = codec.decode(type_, version, data)
-            assert isinstance(event, UsageRecorded)
-            replaced.append(position)
-            deltas.extend(event.deltas)
-            newest = max(newest, recorded_at)
+        replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
         if replaced:
-            folded = fold_deltas(deltas)
             await conn.execute("DELETE FROM events WHERE position = ANY(%s)", (replaced,))
-            for position, hour, part in place_by_hour(folded, replaced):
-                rollup = UsageRolledUp(len(replaced), replaced[0], replaced[-1], part)
-                await _insert_rollup(conn, codec, rollup, position, hour, metadata, newest)
-                report.rollup_events += 1
+            plan = plan_rollups(folded, replaced, max_deltas)
+            report.rollup_events += await _write_plan(
+                conn, codec, plan, (len(replaced), replaced[0], replaced[-1]), metadata, newest
+            )
             report.replaced_events += len(replaced)
-            report.deltas_in += len(deltas)
+            report.deltas_in += n_in
             report.deltas_out += len(folded)
         report.batches += 1
         last = int(rows[-1][0])
@@ -174,71 +218,54 @@ async def _fold_batch(
     return last
 
 
-def place_by_hour(
-    folded: tuple[UsageDelta, ...], positions: list[int]
-) -> list[tuple[int, int | None, tuple[UsageDelta, ...]]]:
-    """Split a batch's rollup into one event per hour, each at a distinct replaced position (the
-    newest ones), so later runs can merge same-hour rollups. If there are more hours than
-    positions (a few flushes straddling many hours), keep one mixed rollup (hour None)."""
-    by_hour: dict[int, list[UsageDelta]] = {}
-    for d in folded:
-        by_hour.setdefault(d.hour, []).append(d)
-    if len(by_hour) > len(positions):
-        return [(positions[-1], None, folded)]
-    slots = sorted(positions)[-len(by_hour):]
-    return [(slot, hour, tuple(by_hour[hour])) for slot, hour in zip(slots, sorted(by_hour), strict=True)]
-
-
-async def _insert_rollup(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, rollup: UsageRolledUp, position: int, hour: int | None,
+async def _write_plan(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, plan: Plan, span: tuple[int, int, int],
     metadata: dict[str, Any], recorded_at: datetime,
-) -> None:
-    type_, version, data = codec.encode(rollup)
-    # The hour sits in metadata (small, never TOASTed) so same-hour rollups are found without
-    # reading their deltas.
-    meta = {**metadata, "hour": hour} if hour is not None else metadata
-    await conn.execute(
-        "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
-    )
+) -> int:
+    """Insert the planned rollups. `span` = (replaced events, first, last position); the count is
+    carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
+    Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
+    sets are found for merging without reading their deltas."""
+    set_id = max(p[0] for p in plan)
+    for i, (position, hour, part) in enumerate(plan):
+        rollup = UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], part)
+        type_, version, data = codec.encode(rollup)
+        meta = {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}
+        await conn.execute(
+            "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
+        )
+        await asyncio.sleep(0)
+    return len(plan)
 
 
 async def _merge_hours(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int,
+    conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int, max_deltas: int,
     metadata: dict[str, Any], report: CompactionReport,
 ) -> None:
-    """Merge rollups of the same hour (from different batches or runs) into one, at the newest of
-    their positions, one short transaction per hour: history ends up one rollup per hour."""
+    """Merge rollups of the same hour from different sets (batches or runs) into one set on their
+    own positions, one short transaction per hour: history converges to one set per hour."""
     cur = await conn.execute(
         "SELECT (metadata->>'hour')::bigint, array_agg(position ORDER BY position) FROM events "
         "WHERE type = 'usage.rolled_up' AND position <= %s AND metadata ? 'hour' "
-        "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1",
+        "GROUP BY 1 HAVING count(DISTINCT metadata->>'set') > 1 ORDER BY 1",
         (cutoff,),
     )
-    for hour, positions in await cur.fetchall():
+    for _hour, positions in await cur.fetchall():
         async with conn.transaction():
             await check_epoch(conn, epoch)
             cur = await conn.execute(
                 "DELETE FROM events WHERE position = ANY(%s) AND type = 'usage.rolled_up' "
-                "RETURNING type, version, data, recorded_at",
+                "RETURNING type, version, data::text, recorded_at",
                 (positions,),
             )
             rows = await cur.fetchall()
-            parts: list[UsageRolledUp] = []
-            for t, v, d, _ in rows:
-                part = codec.decode(t, v, d)
-                assert isinstance(part, UsageRolledUp)
-                parts.append(part)
-            merged = UsageRolledUp(
-                sum(p.replaced_events for p in parts),
-                min(p.first_position for p in parts),
-                max(p.last_position for p in parts),
-                fold_deltas(d for p in parts for d in p.deltas),
-            )
-            newest = max(r[3] for r in rows)
-            await _insert_rollup(conn, codec, merged, max(positions), hour, metadata, newest)
-            report.rollups_merged += len(rows) - 1
+            replaced, first, last, folded = await _merge_parts(rows, codec)
+            plan = plan_rollups(folded, positions, max_deltas)
+            written = await _write_plan(conn, codec, plan, (replaced, first, last), metadata,
+                                        max(r[3] for r in rows))
+            report.rollups_merged += len(rows) - written
 
 
 async def compact(
@@ -249,6 +276,7 @@ async def compact(
     node_timeout: float,
     node_id: str,
     batch: int = BATCH_EVENTS,
+    max_deltas: int = MAX_ROLLUP_DELTAS,
     codec: Codec | None = None,
 ) -> CompactionReport:
     """Fold raw usage older than `retain_seconds`; raises Fenced if `leader_epoch` is stale."""
@@ -272,10 +300,10 @@ async def compact(
                 while after is not None:
                     after = await _fold_batch(
                         conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
-                        batch=batch, metadata=metadata, report=report,
+                        batch=batch, max_deltas=max_deltas, metadata=metadata, report=report,
                     )
                 await _merge_hours(conn, codec, epoch=leader_epoch, cutoff=report.cutoff,
-                                   metadata=metadata, report=report)
+                                   max_deltas=max_deltas, metadata=metadata, report=report)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK,))
     report.seconds = time.perf_counter() - started
@@ -289,7 +317,7 @@ async def compact(
 
 async def compact_once(
     pool: AsyncConnectionPool[Any], *, holder: str, retain_seconds: float, node_timeout: float,
-    batch: int = BATCH_EVENTS,
+    batch: int = BATCH_EVENTS, max_deltas: int = MAX_ROLLUP_DELTAS,
 ) -> CompactionReport:
     """The CLI's compaction: take the leader lock itself (refusing if a node holds it), take a new
     epoch so any stale leader is fenced, compact, release."""
@@ -309,7 +337,7 @@ async def compact_once(
             epoch = await bump_epoch(lock_conn, holder)
             return await compact(
                 pool, leader_epoch=epoch, retain_seconds=retain_seconds, node_timeout=node_timeout,
-                node_id=holder, batch=batch,
+                node_id=holder, batch=batch, max_deltas=max_deltas,
             )
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))

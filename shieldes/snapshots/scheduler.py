@@ -59,7 +59,7 @@ class SnapshotScheduler:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="snapshot-scheduler")
+            self._task = asyncio.create_task(self.run(), name="snapshot-scheduler")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -79,7 +79,8 @@ class SnapshotScheduler:
         self.last = info
         return info
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The loop itself, until cancelled or fenced: usable directly as a leader task."""
         existing = await list_snapshots(self._pool)
         last_position = existing[0].position if existing else 0
         last_time = time.monotonic()
@@ -129,7 +130,7 @@ class CompactionScheduler:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="compaction-scheduler")
+            self._task = asyncio.create_task(self.run(), name="compaction-scheduler")
 
     async def stop(self) -> None:
         """Cancels a running compaction too: each batch is its own transaction, so a cancelled
@@ -140,6 +141,10 @@ class CompactionScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def run_now(self) -> CompactionReport:
         self.last = await compact(
             self._pool, leader_epoch=self._epoch, retain_seconds=self._retain,
@@ -147,7 +152,8 @@ class CompactionScheduler:
         )
         return self.last
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The loop itself, until cancelled or fenced: usable directly as a leader task."""
         delay = self._first_delay
         while True:
             await asyncio.sleep(delay)

@@ -12,9 +12,12 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.events.catalog import UsageDelta
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.projector import Projector
-from shieldes.snapshots.compaction import compact, compact_once, fold_deltas, place_by_hour
+from shieldes.settings import Settings
+from shieldes.snapshots.compaction import compact, compact_once
 from shieldes.snapshots.fencing import LEADER_LOCK, Fenced
 from shieldes.snapshots.loader import load_projection, load_projection_report
+from shieldes.snapshots.rollups import fold_deltas, plan_rollups
+from shieldes.snapshots.scheduler import CompactionScheduler
 from shieldes.snapshots.store import SnapshotRefused, list_snapshots, save_snapshot
 from tests.integration.usage_log import (
     UsageWriter,
@@ -25,6 +28,7 @@ from tests.integration.usage_log import (
     run_cli,
     seed_config,
     usage_daily,
+    usage_per_key_cli,
     usage_per_key_projection,
     usage_per_key_sql,
     verify_chain,
@@ -58,6 +62,7 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     config_before = await config_rows(pool)
     before = await full_replay(pg_store)
     assert await usage_per_key_sql(pool) == usage_per_key_projection(before)
+    cli_before = usage_per_key_cli(database_url)
 
     report = cli_json(database_url, "compact", "--retain", "0s")
     assert report["cutoff"] == before.position and report["limited_by"] == "the retention window"
@@ -82,6 +87,7 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     assert after.usage == before.usage  # totals, per-day costs and flush watermarks
     assert after.config == before.config and after.position == before.position
     assert await usage_per_key_sql(pool) == usage_per_key_projection(after)
+    assert usage_per_key_cli(database_url) == cli_before  # `shieldes usage --json` where it exists
 
     again = cli_json(database_url, "compact", "--retain", "0s")  # idempotent: nothing left to fold
     assert again["replaced_events"] == 0 and again["leader_epoch"] == report["leader_epoch"] + 1
@@ -90,15 +96,18 @@ async def test_compact_all_keeps_every_number(database_url: str, pool: AsyncConn
     # more usage in the same hours, folded in small batches: same-hour rollups merge into one
     await w.many(30)
     daily_mid, mid = await usage_daily(pool), await full_replay(pg_store)
-    r2 = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5, batch=7)
+    r2 = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5, batch=7,
+                            max_deltas=4)
     assert r2.replaced_events == 30 and r2.rollups_merged > 0
     assert await usage_daily(pool) == daily_mid
     assert (await full_replay(pg_store)).usage == mid.usage
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT count(DISTINCT metadata->>'hour'), count(*) FROM events "
-                                 "WHERE type = 'usage.rolled_up'")
-        hours, rollups = await cur.fetchone() or (0, 0)
-    assert hours == rollups > 30
+    async with pool.connection() as conn:  # each hour: one set of rollups (chunked), none mixed
+        cur = await conn.execute(
+            "SELECT count(*), count(DISTINCT metadata->>'hour'), count(DISTINCT (metadata->>'hour', "
+            "metadata->>'set')), count(*) FILTER (WHERE NOT metadata ? 'hour') FROM events "
+            "WHERE type = 'usage.rolled_up'")
+        rollups, hours, sets, mixed = await cur.fetchone() or (0, 0, 0, 0)
+    assert rollups > hours == sets > 30 and mixed == 0
 
 
 async def test_cutoff_respects_snapshots_nodes_and_retention(
@@ -233,10 +242,39 @@ async def test_compaction_beside_live_appends_a_tailer_and_a_starting_node(
     assert await usage_per_key_sql(pool) == w.expected
 
 
-def test_place_by_hour_uses_distinct_replaced_positions() -> None:
-    d = [UsageDelta("k", None, "p", "m", h, 1, 1, 1, 1) for h in (5, 3, 5, 4)]
-    folded = fold_deltas(d)
-    assert place_by_hour(folded, [10, 11, 12, 13]) == [
-        (11, 3, (folded[0],)), (12, 4, (folded[1],)), (13, 5, (folded[2],))
+def test_plan_rollups_uses_distinct_replaced_positions_and_bounded_chunks() -> None:
+    hk = ((5, "a"), (3, "a"), (5, "a"), (4, "a"), (5, "b"))
+    folded = fold_deltas(UsageDelta(k, None, "p", "m", h, 1, 1, 1, 1) for h, k in hk)
+    assert [(f.hour, f.key_id, f.requests) for f in folded] == [(3, "a", 1), (4, "a", 1), (5, "a", 2),
+                                                                (5, "b", 1)]
+    assert plan_rollups(folded, [10, 11, 12, 13, 14]) == [
+        (12, 3, folded[0:1]), (13, 4, folded[1:2]), (14, 5, folded[2:4])
     ]
-    assert place_by_hour(folded, [10, 11]) == [(11, None, folded)]  # more hours than slots: one mixed
+    assert plan_rollups(folded, [10, 11, 12, 13], max_deltas=1) == [
+        (10, 3, folded[0:1]), (11, 4, folded[1:2]), (12, 5, folded[2:3]), (13, 5, folded[3:4])
+    ]
+    assert plan_rollups(folded, [10, 11, 12], max_deltas=1) == [  # too few slots for chunks: per hour
+        (10, 3, folded[0:1]), (11, 4, folded[1:2]), (12, 5, folded[2:4])
+    ]
+    assert plan_rollups(folded, [10, 11]) == [(11, None, folded)]  # more hours than slots: one mixed
+
+
+async def test_compaction_scheduler_runs_and_stops_when_fenced(pool: AsyncConnectionPool[Any],
+                                                               pg_store: PostgresEventStore) -> None:
+    await seed_config(pg_store)
+    await UsageWriter(pg_store).many(10)
+    settings = Settings(compact_interval=0.05, compact_retain_seconds=0)
+    sched = CompactionScheduler(pool, settings=settings, node_id="n1", leader_epoch=0, first_delay=0)
+    await sched.start()
+    try:
+        async with asyncio.timeout(10):
+            while sched.last is None:
+                await asyncio.sleep(0.01)
+        assert sched.last.replaced_events == 8  # 10 flushes minus one watermark per (node, epoch)
+        async with pool.connection() as conn:  # another node takes over: the next run is refused
+            await conn.execute("UPDATE leader_epoch SET epoch = 1 WHERE id = 1")
+        async with asyncio.timeout(10):
+            while sched.running:
+                await asyncio.sleep(0.01)
+    finally:
+        await sched.stop()

@@ -106,6 +106,17 @@ async def usage_per_key_sql(pool: AsyncConnectionPool[Any]) -> dict[str, tuple[i
         return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in await cur.fetchall()}
 
 
+def usage_per_key_cli(database_url: str) -> dict[str, tuple[int, int, int, int]] | None:
+    """`shieldes usage --json` per key, or None where this build has no `usage` command yet."""
+    r = run_cli(database_url, "usage", "--json")
+    if r.returncode != 0 and "No such command" in r.stderr:
+        return None
+    assert r.returncode == 0, r.stderr
+    return {u["key_id"]: (u["requests"], u["prompt_tokens"], u["completion_tokens"],
+                          u.get("cost_nusd", round(u["cost_usd"] * 1e9)))
+            for u in json.loads(r.stdout) if u["requests"]}
+
+
 def usage_per_key_projection(p: Projection) -> dict[str, tuple[int, int, int, int]]:
     return {k: (t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd)
             for k, t in p.usage.totals.items()}
