@@ -23,6 +23,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
+from shieldes.cluster.leader import Leader
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
@@ -32,6 +33,8 @@ from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.settings import Settings
+from shieldes.snapshots.loader import load_projection
+from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
 
@@ -218,8 +221,11 @@ class Node:
         self.state = "starting"
         await self._open_database()
         assert self.store is not None
-        self.projector = Projector(self.store)
+        assert self.pool is not None
         try:
+            # newest verified snapshot + the tail; falls back to older snapshots or a full replay
+            projection = await load_projection(self.pool, node_id=self.node_id)
+            self.projector = Projector(self.store, projection)
             await self.projector.catch_up()
         except Exception as exc:
             await self._close_pool()
@@ -236,6 +242,7 @@ class Node:
         self.cluster = ClusterRuntime(s, database_url=self.database_url, pool=self.pool,
                                       projector=self.projector, meter=self.meter, wake=self.poller.kick,
                                       registry=self.metrics.registry)
+        self._leader_duties(self.cluster.leader)
         await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
@@ -249,6 +256,15 @@ class Node:
         self.state = "running"
         log.info("node %s serving on %s:%d (epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.epoch, self.projector.position)
+
+    def _leader_duties(self, leader: Leader) -> None:
+        """Snapshots and compaction run only on the leader, fenced by the epoch it was elected with."""
+        s, pool, projector = self.settings, self.pool, self.projector
+        assert pool is not None and projector is not None
+        leader.add_leader_task("snapshots", lambda: SnapshotScheduler(
+            pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
+        leader.add_leader_task("compaction", lambda: CompactionScheduler(
+            pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """/ready: 200 only when running, caught up with the log and the database answers. With the

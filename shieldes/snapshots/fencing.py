@@ -12,9 +12,11 @@ from typing import Any
 
 import psycopg
 
+from shieldes.cluster.leader import LEADER_LOCK
 from shieldes.errors import ShieldesError
 
-LEADER_LOCK = 0x5348_4C45  # "SHLE": held for the whole leadership by the leader's session
+__all__ = ["LEADER_LOCK", "MAINTENANCE_LOCK", "Fenced", "bump_epoch", "check_epoch"]
+
 MAINTENANCE_LOCK = 0x5348_4C4D  # "SHLM": compaction (session) vs. snapshot insert (transaction)
 
 
