@@ -185,6 +185,21 @@ class Cluster:
         position = self.admin(CreateKey(new_id("key"), name, hash_key(secret), display_prefix(secret), **kw))
         return secret, position
 
+    def cli(self, *args: str) -> int:
+        """Run `shieldes --json ARGS` as a real process (what an operator types); returns the
+        position of the newest config event afterwards."""
+        env = {**os.environ, "SHIELDES_DATABASE_URL": self.database_url, "PYTHONPATH": str(ROOT),
+               "SHIELDES_ACTOR": "operator"}
+        done = subprocess.run([sys.executable, "-m", "shieldes", "--json", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            row = conn.execute("SELECT config_position FROM log_head").fetchone()
+        assert row is not None
+        return int(row[0])
+
     def wait_position(self, position: int, timeout: float = 5.0) -> float:
         """Wait until every running node has applied `position`; returns the seconds it took."""
         started = time.monotonic()

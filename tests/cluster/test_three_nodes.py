@@ -54,19 +54,19 @@ def test_a_revoked_key_is_refused_by_every_node_quickly(cluster: Cluster) -> Non
     secret, created = cluster.create_key("revoke-me")
     cluster.wait_position(created)
     assert [chat(n.base, secret) for n in cluster.nodes] == [200, 200, 200]
-    revoked = cluster.admin(RevokeKey("revoke-me"))
+    revoked = cluster.cli("key", "revoke", "revoke-me")
     # nodes poll every 30 s here: only LISTEN/NOTIFY (or a gossiped head) can make this fast
     took = cluster.wait_position(revoked, timeout=2.0)
     assert took < 2.0
     assert [chat(n.base, secret) for n in cluster.nodes] == [401, 401, 401]
 
 
-def test_a_provider_added_from_the_admin_path_routes_on_every_node(cluster: Cluster) -> None:
+def test_a_provider_added_from_the_cli_routes_on_every_node(cluster: Cluster) -> None:
     secret, created = cluster.create_key("router")
     cluster.wait_position(created)
     assert [chat(n.base, secret, "special-model") for n in cluster.nodes] == [404, 404, 404]
-    added = cluster.admin(AddProvider("second", "openai", cluster.upstream_url, f"env:{UPSTREAM_KEY_ENV}",
-                                      ("special-model",)))
+    added = cluster.cli("provider", "add", "second", "--type", "openai", "--base-url", cluster.upstream_url,
+                        "--api-key-env", UPSTREAM_KEY_ENV, "--models", "special-model")
     cluster.wait_position(added, timeout=2.0)
     assert [chat(n.base, secret, "special-model") for n in cluster.nodes] == [200, 200, 200]
     assert [chat(n.base, secret, "second/special-model") for n in cluster.nodes] == [200, 200, 200]
