@@ -116,7 +116,18 @@ def test_ports_are_the_setting_defaults() -> None:
         assert int(service["environment"]["SHIELDES_PORT"]) == DEFAULTS.port
 
 
+def served_paths() -> set[str]:
+    from aiohttp import web
+
+    from shieldes.gateway.routes import add_routes
+
+    app = web.Application()
+    add_routes(app)
+    return {route.resource.canonical for route in app.router.routes() if route.resource is not None}
+
+
 def test_probes_hit_ready_and_health() -> None:
+    assert {"/ready", "/health"} <= served_paths()
     (sts,) = k8s("StatefulSet")
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
