@@ -41,7 +41,8 @@ async def run(*argv: str, env: dict[str, str], timeout: float = 60) -> tuple[int
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
-        raise AssertionError(f"{' '.join(argv)} did not finish in {timeout}s; stderr: {err.decode()[-2000:]}")
+        tail = err.decode()[-2000:]
+        raise AssertionError(f"{' '.join(argv)} did not finish in {timeout}s; stderr: {tail}") from None
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
