@@ -154,3 +154,18 @@ async def test_local_cluster_script_starts_three_ready_nodes_and_stops_them(data
     for port in range(http, http + 3):
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_dockerfile_healthcheck_command_probes_health(live: Harness) -> None:
+    """The image's HEALTHCHECK is a python one-liner: run it as Docker would, against a live node."""
+    import json
+    import re
+
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    found = re.search(r"^HEALTHCHECK .*\\\n\s*CMD (\[.*\])$", text, re.M)
+    assert found is not None
+    argv = json.loads(found[1])
+    code, _, err = await run(*argv, env=clean_env(SHIELDES_PORT=str(live.node.port)))
+    assert code == 0, err
+    code, _, _ = await run(*argv, env=clean_env(SHIELDES_PORT=str(_free_base_port(1))))
+    assert code != 0
