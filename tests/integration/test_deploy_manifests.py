@@ -177,6 +177,10 @@ def test_cluster_shape() -> None:
     peers = Settings(node_id="t", peers=config["data"]["SHIELDES_PEERS"]).static_peers()
     assert len(peers) == 3
     assert all(p.endswith(".shieldes-gossip.shieldes.svc.cluster.local:7946") for p in peers)
+    (policy,) = k8s("NetworkPolicy")
+    assert policy["spec"]["podSelector"] == sts["spec"]["selector"]
+    gossip_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "gossip")
+    assert gossip_rule["from"][0]["podSelector"] == sts["spec"]["selector"]
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     assert len({d["metadata"].get("namespace", "shieldes") for d in k8s_docs()}) == 1
