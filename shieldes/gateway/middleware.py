@@ -4,8 +4,8 @@ x-request-id. Nothing that reaches a client carries a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -30,7 +30,7 @@ def request_id(request: web.Request) -> str:
     rid = request.get(REQUEST_ID_KEY)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
-        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _SANE_ID.match(given) else os.urandom(12).hex()
         request[REQUEST_ID_KEY] = rid
     return str(rid)
 
@@ -52,8 +52,8 @@ def render_error(exc: ShieldesError, rid: str) -> web.Response:
     return error_response(status, exc.type, exc.code, exc.message, rid, headers)
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run `handler`; any error becomes an OpenAI-shaped JSON response, never a traceback."""
     rid = request_id(request)
     try:
         resp = await handler(request)
@@ -64,6 +64,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
         return error_response(exc.status, "invalid_request_error", code, message, rid)
+    except ConnectionError:  # the client went away; nobody is left to answer
+        log.debug("client of request %s disconnected", rid)
+        return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
         return error_response(500, "server_error", "internal_error",

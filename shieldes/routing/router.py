@@ -59,23 +59,14 @@ class _BreakerState:
 
 @dataclass
 class CircuitBreaker:
-    """Rests a deployment for `cooldown` seconds after `failures` consecutive failures; after the
-    rest one trial call goes through (half-open) and a success closes it again."""
+    """Rests a deployment for `cooldown` seconds after `failures` consecutive failures. After the
+    rest it is tried again (half-open): a success closes the circuit, the first failure rests it
+    again at once (the failure count is only reset by a success)."""
 
     failures: int
     cooldown: float
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _BreakerState] = field(default_factory=dict)
-
-    def available(self, name: str) -> bool:
-        st = self._states.get(name)
-        if st is None or st.failures < self.failures:
-            return True
-        now = self.clock()
-        if now >= st.open_until:
-            st.open_until = now + self.cooldown  # let exactly one trial through per cooldown
-            return True
-        return False
 
     def success(self, name: str) -> None:
         if name in self._states:
@@ -96,6 +87,8 @@ def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Rando
     """The deployments to try, in order, for up to `attempts` attempts: weighted order among those
     whose circuit is closed, cycling for retries. If every circuit is open, still try them (in
     weighted order) rather than refusing outright: an open circuit is a guess, not a fact."""
+    if len(route.deployments) == 1:
+        return list(route.deployments) * max(1, attempts)
     order = weighted_order(route.deployments, rng)
     ready = [d for d in order if not breaker.is_open(d.name)] or order
     return [ready[i % len(ready)] for i in range(max(1, attempts))]
