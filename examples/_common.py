@@ -15,7 +15,7 @@ def gateway() -> tuple[str, str]:
     url = os.environ.get("SHIELDES_URL", "http://127.0.0.1:8080").rstrip("/")
     key = os.environ.get("SHIELDES_KEY", "")
     if not key:
-        sys.exit("error: set SHIELDES_KEY to a virtual key (create one with `shieldes key create --name demo`)")
+        sys.exit("error: set SHIELDES_KEY to a virtual key (create one: shieldes key create --name demo)")
     return url, key
 
 

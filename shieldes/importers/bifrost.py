@@ -115,9 +115,9 @@ def _secret(value: Any, where: str) -> SecretSpec:
 
 
 def _models(models: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-        raise ImportRejected(f"{where}.models must be a non-empty list of model names")
-    if "*" in models:
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise ImportRejected(f"{where}.models must be a list of model names")
+    if not models or "*" in models:  # Bifrost reads a missing or empty list as "every model" too
         raise ImportRejected(
             f"{where} serves every model (\"*\"); shieldes routes by explicit model names: "
             "list the models this key should serve in the file and import again"

@@ -76,3 +76,21 @@ def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: P
         assert result.returncode == 1 and result.stderr.startswith("error: ")
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert config_events(database_url) == 0
+
+
+def test_unsupported_entries_need_skip_unsupported(database_url: str, tmp_path: Path) -> None:
+    mixed = tmp_path / "config.yaml"
+    mixed.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o\n    litellm_params: {model: azure/gpt-4o, api_key: os.environ/AZURE_KEY}\n"
+        "  - model_name: gpt-4o-mini\n    litellm_params: {model: openai/gpt-4o-mini}\n"
+    )
+    refused = shieldes(database_url, "config", "import", str(mixed))
+    assert refused.returncode == 1 and "--skip-unsupported" in refused.stderr and "azure" in refused.stderr
+    assert config_events(database_url) == 0
+    done = shieldes(database_url, "--json", "config", "import", str(mixed), "--skip-unsupported")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["summary"]["add"] == 1 and "azure" in out["skipped"][0]
+    exported = shieldes(database_url, "config", "export")
+    assert json.loads(exported.stdout)["providers"][0]["api_key"] == "env:OPENAI_API_KEY"

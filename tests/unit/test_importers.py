@@ -89,6 +89,8 @@ def test_plaintext_key_needs_encryption_key_and_is_stored_encrypted() -> None:
     ("doc", "message"),
     [
         ({"providers": {"openai": {"keys": [{"value": "env.K", "models": ["*"]}]}}}, "every model"),
+        ({"providers": {"openai": {"keys": [{"value": "env.K", "models": []}]}}}, "every model"),
+        ({"providers": {"openai": {"keys": [{"value": "env.K", "models": "gpt-4o"}]}}}, "list of model"),
         ({"providers": {"openai": {"keys": [{"value": "env.K", "models": ["m"], "weight": 0}]}}}, "> 0"),
         ({"providers": {"ollama": {"keys": [{"value": "", "models": ["m"], "weight": 1}]}}}, "base_url"),
         ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/*"}}]}, "wildcard"),
