@@ -30,7 +30,6 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         in_flight.count += 1
-        metrics.in_flight.inc()
         started = time.perf_counter()
         status = 500
         try:
@@ -39,9 +38,9 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
             return resp
         finally:
             in_flight.count -= 1
-            metrics.in_flight.dec()
             metrics.observe_request(request.path, status, time.perf_counter() - started)
 
+    metrics.count_in_flight(lambda: in_flight.count)
     # client_max_size makes aiohttp refuse bodies over the cap while reading (413 via our errors).
     app = web.Application(middlewares=[observe],
                           client_max_size=gateway.settings.max_body_bytes)
