@@ -40,6 +40,7 @@ class OpenAIProvider:
         self._json_timeout, self._stream_timeout = timeouts(settings)
         # (base_url, op) -> (url, azure?): a handful of deployments, computed once each.
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._header_sets: dict[tuple[str | None, bool], dict[str, str]] = {}
 
     def _endpoint(self, base_url: str, op: Operation) -> tuple[str, bool]:
         key = (base_url, op)
@@ -51,26 +52,38 @@ class OpenAIProvider:
             found = self._endpoints[key] = (join_endpoint(base_url, path), is_azure(base_url))
         return found
 
-    @staticmethod
-    def _headers(target: Target, azure: bool) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            if azure:
-                headers["api-key"] = target.api_key
-            else:
-                headers["Authorization"] = "Bearer " + target.api_key
+    def _headers(self, target: Target, azure: bool) -> dict[str, str]:
+        """Request headers per (key, auth style), built once (aiohttp copies them per request)."""
+        ck = (target.api_key, azure)
+        headers = self._header_sets.get(ck)
+        if headers is None:
+            headers = {"Content-Type": "application/json"}
+            if target.api_key:
+                if azure:
+                    headers["api-key"] = target.api_key
+                else:
+                    headers["Authorization"] = "Bearer " + target.api_key
+            if len(self._header_sets) > 1000:  # keys rotate: keep the cache bounded
+                self._header_sets.clear()
+            self._header_sets[ck] = headers
         return headers
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
-        url, azure = self._endpoint(target.base_url, op)
         payload = dict(body)
         payload["model"] = target.model
         payload.pop("stream", None)
         payload.pop("stream_options", None)
+        return await self.call_raw(op, target, orjson.dumps(payload))
+
+    async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
+        """A non-streaming call with a body already encoded for this upstream (the client's own
+        bytes when they name `target.model` and ask for no stream). The answer comes back parsed
+        (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
+        url, azure = self._endpoint(target.base_url, op)
         try:
             async with self._session.post(
                 url,
-                data=orjson.dumps(payload),
+                data=payload,
                 headers=self._headers(target, azure),
                 timeout=self._json_timeout,
             ) as resp:
@@ -86,7 +99,7 @@ class OpenAIProvider:
             raise invalid_response(target, "body is not JSON") from None
         if not isinstance(data, dict):
             raise invalid_response(target, "body is not a JSON object")
-        return JsonResult(body=data, usage=parse_usage(data.get("usage")))
+        return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
         if op == "embeddings":
