@@ -180,6 +180,9 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     body = dict(body, stream_options={**options, "include_usage": True})
 
     def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
+        frames = getattr(stream, "frames", None)
+        if frames is not None:  # an OpenAI-compatible upstream: forward its frames' bytes
+            return relay.counted_frames(frames(not wants_usage), tally)
         return relay.openai_frames(stream, tally, wants_usage)
 
     return await call.stream(request, body, render, None)
