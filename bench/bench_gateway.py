@@ -97,11 +97,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=src,
+        env={**os.environ, "PYTHONPATH": str(src), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -256,12 +256,17 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--baseline", type=Path,
+        help="source tree of another shieldes version (e.g. `git archive <commit> | tar -x -C DIR`), "
+        "run as a fourth target in the same run for a before/after comparison",
+    )
     args = parser.parse_args()
     if args.cmd == "proxy":
         run_proxy(args.port, args.upstream)
         return
 
-    up_port, proxy_port, node_port = free_port(), free_port(), free_port()
+    up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     db_url, secret = asyncio.run(prepare_database())
     asyncio.run(add_provider(db_url, upstream))
@@ -283,14 +288,23 @@ def main() -> None:
             env={"SHIELDES_DATABASE_URL": db_url},
         ),
     }
+    serve = ["-m", "shieldes", "serve", "--host", "127.0.0.1"]
+    if args.baseline:
+        procs["baseline"] = spawn(
+            [*serve, "--port", str(base_port), "--node-id", "bench-baseline"],
+            env={"SHIELDES_DATABASE_URL": db_url},
+            src=args.baseline.resolve(),
+        )
     try:
-        for port in (up_port, proxy_port, node_port):
+        for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else [])):
             wait_port(port)
         targets = [
             ("fake upstream directly", "upstream", up_port, None),
             ("bare aiohttp pass-through proxy", "proxy", proxy_port, None),
             ("shieldes node (auth+limits+budget+accounting)", "node", node_port, secret),
         ]
+        if args.baseline:
+            targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
         mods: dict[tuple[str, str], list[Result]] = {}
         modes = (("json", BODY), ("stream", {**BODY, "stream": True}))
@@ -357,12 +371,20 @@ def main() -> None:
     for mode in ("json", "stream"):
         by = {label: (sat, mod) for m, label, sat, _, mod in rows if m == mode}
         bare, node = by[targets[1][0]], by[targets[2][0]]
+        cpu = {label: c for m, label, _, c, _ in rows if m == mode}
         table.append("")
         table.append(
-            f"{mode}: shieldes throughput = {node[0].rps / bare[0].rps * 100:.0f}% of the bare proxy; "
+            f"{mode}: shieldes throughput = {node[0].rps / bare[0].rps * 100:.0f}% of the bare proxy "
+            f"(by CPU per request: {cpu[targets[1][0]] / cpu[targets[2][0]] * 100:.0f}%); "
             f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
             f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
         )
+        if args.baseline:
+            base = targets[3][0]
+            table.append(
+                f"{mode}: baseline node throughput = {by[base][0].rps / bare[0].rps * 100:.0f}% of the bare proxy "
+                f"(by CPU per request: {cpu[targets[1][0]] / cpu[base] * 100:.0f}%)."
+            )
     text = "\n".join(table)
     print(text)
     if args.out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,22 @@ from aiohttp import web
 from shieldes.gateway.middleware import Handler, handle_errors
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
+
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Once per process, at the first app build (everything is imported and the projection is
+    loaded by then): move the objects that live as long as the process out of the cyclic
+    collector's sight (gc.freeze), and collect the young generation every 10k allocations instead
+    of 700. The request path allocates many short-lived containers, and each collection walks the
+    young (or, every so often, the whole) heap: this measured about 15 us less CPU per request.
+    Idempotent: the raised threshold marks that it ran."""
+    if gc.get_threshold()[0] >= GC_GEN0_THRESHOLD:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 class InFlight:
@@ -24,13 +41,13 @@ IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]]) -> web.Application:
+    tune_gc()
     in_flight = InFlight()
     metrics = gateway.metrics
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         in_flight.count += 1
-        metrics.in_flight.inc()
         started = time.perf_counter()
         status = 500
         try:
@@ -39,9 +56,9 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
             return resp
         finally:
             in_flight.count -= 1
-            metrics.in_flight.dec()
             metrics.observe_request(request.path, status, time.perf_counter() - started)
 
+    metrics.count_in_flight(lambda: in_flight.count)
     # client_max_size makes aiohttp refuse bodies over the cap while reading (413 via our errors).
     app = web.Application(middlewares=[observe],
                           client_max_size=gateway.settings.max_body_bytes)

@@ -1,14 +1,22 @@
 """Prometheus metrics on a per-node CollectorRegistry (never the global one), so several nodes in
 one process keep separate numbers. Label values are bounded: routes are a fixed set, statuses
 are classes, and provider/model labels come from the configuration, capped at MAX_SERIES values
-per label (beyond that they read "other")."""
+per label (beyond that they read "other").
+
+The per-request series (requests, latency, upstream latency, tokens, cost) are plain Python
+numbers updated on the hot path and turned into metric families only when /metrics is scraped:
+prometheus-client's own Counter/Histogram take a lock and run checks on every update, which costs
+more than the rest of the accounting."""
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MAX_SERIES = 200
 ROUTES = frozenset({
@@ -16,6 +24,8 @@ ROUTES = frozenset({
     "/health", "/ready", "/metrics",
 })
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class _Bounded:
@@ -34,70 +44,123 @@ class _Bounded:
         return value
 
 
+class _Histogram:
+    """Bucket counts (non-cumulative, the last one is +Inf) and a sum, per label tuple."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [*bucket counts, sum]
+
+    def get(self, labels: tuple[str, ...]) -> list[float]:
+        found = self.series.get(labels)
+        if found is None:
+            found = self.series[labels] = [0] * (len(self.bounds) + 2)
+        return found
+
+    def observe(self, cells: list[float], seconds: float) -> None:
+        cells[bisect_left(self.bounds, seconds)] += 1  # le is inclusive: first bound >= value
+        cells[-1] += seconds
+
+    def family(self, name: str, doc: str, labelnames: list[str]) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=labelnames)
+        les = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # as prometheus prints them
+        for labels, cells in sorted(self.series.items()):
+            total, buckets = 0.0, []
+            for le, n in zip(les, cells[:-1], strict=True):
+                total += n
+                buckets.append((le, total))
+            fam.add_metric(list(labels), buckets, cells[-1])
+        return fam
+
+
+class _HotSeries(Collector):
+    """Exposes the plain-number series of one Metrics at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        requests = CounterMetricFamily("shieldes_requests", "HTTP requests", labels=["route", "status"])
+        for (route, status), n in sorted(m._requests.items()):
+            requests.add_metric([route, status], n)
+        yield requests
+        yield m._latency.family("shieldes_request_seconds",
+                                "HTTP request latency (to the last byte for streams)", ["route"])
+        yield m._upstream.family("shieldes_upstream_seconds", "upstream call latency (to headers for streams)",
+                                 ["provider"])
+        tokens = CounterMetricFamily("shieldes_tokens", "tokens accounted", labels=["provider", "model", "type"])
+        cost = CounterMetricFamily("shieldes_cost_usd", "cost accounted in USD", labels=["provider", "model"])
+        for (p, mo), (prompt, completion, nusd) in sorted(m._usage.items()):
+            tokens.add_metric([p, mo, "prompt"], prompt)
+            tokens.add_metric([p, mo, "completion"], completion)
+            cost.add_metric([p, mo], nusd / 1e9)
+        yield tokens
+        yield cost
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("shieldes_requests", "HTTP requests", ["route", "status"], registry=r)
-        self.latency = Histogram(
-            "shieldes_request_seconds", "HTTP request latency (to the last byte for streams)", ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-            registry=r,
-        )
         self.in_flight = Gauge("shieldes_requests_in_flight", "requests being handled", registry=r)
         self.upstream_errors = Counter(
             "shieldes_upstream_errors", "failed upstream attempts", ["provider", "kind"], registry=r)
-        self.upstream_latency = Histogram(
-            "shieldes_upstream_seconds", "upstream call latency (to headers for streams)", ["provider"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r,
-        )
-        self.tokens = Counter("shieldes_tokens", "tokens accounted", ["provider", "model", "type"],
-                              registry=r)
-        self.cost = Counter("shieldes_cost_usd", "cost accounted in USD", ["provider", "model"], registry=r)
         self.usage_buffered = Gauge("shieldes_usage_unflushed_deltas", "usage deltas not yet in the log",
                                     registry=r)
         self.log_lag = Gauge("shieldes_log_lag_events", "events in the log not yet applied", registry=r)
         self._providers = _Bounded(MAX_SERIES)
         self._models = _Bounded(MAX_SERIES)
-        # Resolved label children, so the hot path skips prometheus' label lookup.
-        self._req: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._use: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-        self._up: dict[str, Any] = {}
+        self._requests: dict[tuple[str, str], int] = {}
+        self._latency = _Histogram(REQUEST_BUCKETS)
+        self._upstream = _Histogram(UPSTREAM_BUCKETS)
+        self._usage: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> prompt, completion, nUSD
+        # Hot-path caches: (path, status class) and provider/model resolved to their series once.
+        self._req: dict[tuple[str, int], tuple[tuple[str, str], list[float]]] = {}
+        self._up: dict[str, list[float]] = {}
+        self._use: dict[tuple[str, str], list[int]] = {}
+        r.register(_HotSeries(self))
+
+    def count_in_flight(self, current: Callable[[], float]) -> None:
+        """Read the in-flight gauge from the app's own counter at scrape time (no update per request)."""
+        self.in_flight.set_function(current)
 
     def route(self, path: str) -> str:
         return path if path in ROUTES else "other"
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
-        route = self.route(path)
-        key = (route, status // 100)
-        children = self._req.get(key)
-        if children is None:
-            children = self._req[key] = (self.requests.labels(route, f"{status // 100}xx"),
-                                         self.latency.labels(route))
-        children[0].inc()
-        children[1].observe(seconds)
+        found = self._req.get((path, status // 100))
+        if found is None:
+            route = self.route(path)
+            labels = (route, f"{status // 100}xx")
+            found = (labels, self._latency.get((route,)))
+            if route != "other":  # unknown paths are unbounded: never cache them
+                self._req[(path, status // 100)] = found
+        labels, cells = found
+        self._requests[labels] = self._requests.get(labels, 0) + 1
+        self._latency.observe(cells, seconds)
 
     def upstream_seconds(self, provider: str, seconds: float) -> None:
-        child = self._up.get(provider)
-        if child is None:
-            child = self._up[provider] = self.upstream_latency.labels(self._providers(provider))
-        child.observe(seconds)
+        cells = self._up.get(provider)
+        if cells is None:
+            cells = self._up[provider] = self._upstream.get((self._providers(provider),))
+        self._upstream.observe(cells, seconds)
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(self._providers(provider), kind).inc()
 
     def usage(self, provider: str, model: str, prompt: int, completion: int, nusd: int) -> None:
-        p, m = self._providers(provider), self._models(model)
-        children = self._use.get((p, m))
-        if children is None:
-            children = self._use[(p, m)] = (self.tokens.labels(p, m, "prompt"),
-                                            self.tokens.labels(p, m, "completion"), self.cost.labels(p, m))
-        if prompt:
-            children[0].inc(prompt)
-        if completion:
-            children[1].inc(completion)
-        if nusd:
-            children[2].inc(nusd / 1e9)
+        cells = self._use.get((provider, model))
+        if cells is None:
+            key = (self._providers(provider), self._models(model))
+            cells = self._usage.get(key)
+            if cells is None:
+                cells = self._usage[key] = [0, 0, 0]
+            if len(self._use) < 4 * MAX_SERIES:
+                self._use[(provider, model)] = cells
+        cells[0] += prompt
+        cells[1] += completion
+        cells[2] += nusd
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -61,6 +61,15 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
     yield DONE_FRAME
 
 
+async def counted_frames(frames: AsyncIterator[tuple[bytes, int]], tally: Tally) -> AsyncIterator[bytes]:
+    """Frames already encoded by the stream (OpenAIChunkStream.frames), one write per upstream
+    read, counting content chunks for the estimate; then [DONE]."""
+    async for data, content in frames:
+        tally.content_chunks += content
+        yield data
+    yield DONE_FRAME
+
+
 def sse_response(rid: str, headers: dict[str, str]) -> web.StreamResponse:
     return web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",

@@ -16,7 +16,7 @@ from shieldes.gateway.middleware import REQUEST_ID, request_id
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
 from shieldes.providers import anthropic_translate as tr
-from shieldes.providers.base import Body, ChunkStream, Operation, TokenUsage
+from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
 from shieldes.routing.router import Route
 from shieldes.usage.meter import Reservation
 
@@ -33,7 +33,7 @@ def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
     return web.Response(body=orjson.dumps(data), status=status, headers=all_headers)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, int]:
+async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
     if request.content_length is not None and request.content_length > max_bytes:
         raise BodyTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}: "
                            "send a smaller request")
@@ -50,7 +50,7 @@ async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, int]:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
-    return data, len(raw)
+    return data, raw
 
 
 def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
@@ -119,15 +119,14 @@ class Call:
         self.size = size
         self.res: Reservation = gw.admit(self.key, self.route, size, max_tokens, op)
 
-    async def json(self, body: Body) -> tuple[Body, TokenUsage]:
+    async def json(self, body: Body, raw: bytes | None = None) -> JsonResult:
         try:
-            result, dep = await self.gw.call(self.op, self.route, body)
+            result, dep = await self.gw.call(self.op, self.route, body, raw)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        usage = result.usage or TokenUsage(self.size // 4, 0)
-        self.gw.settle(self.res, dep, self.route.model, usage)
-        return result.body, usage
+        self.gw.settle(self.res, dep, self.route.model, result.usage or TokenUsage(self.size // 4, 0))
+        return result
 
     async def stream(self, request: web.Request, body: Body,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
@@ -152,7 +151,8 @@ class Call:
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
-    body, size = await read_json(request, gw.settings.max_body_bytes)
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    size = len(raw)
     _model(body)
     streaming = False
     if op == "chat":
@@ -166,14 +166,23 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     call = Call(gw, request, key, op, body, size, _max_tokens(body))
     if not streaming:
-        data, _ = await call.json(body)
-        return json_response(data, call.rid, call.res.headers)
+        # The client's bytes go upstream as they are unless a stream field must be dropped.
+        plain = "stream_options" not in body and "stream" not in body
+        result = await call.json(body, raw if plain else None)
+        if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
+            headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
+            headers.update(call.res.headers)
+            return web.Response(body=result.raw, headers=headers)
+        return json_response(result.body, call.rid, call.res.headers)
     wants_usage = _client_wants_usage(body)
     options = body.get("stream_options")
     options = options if isinstance(options, dict) else {}
     body = dict(body, stream_options={**options, "include_usage": True})
 
     def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
+        frames = getattr(stream, "frames", None)
+        if frames is not None:  # an OpenAI-compatible upstream: forward its frames' bytes
+            return relay.counted_frames(frames(not wants_usage), tally)
         return relay.openai_frames(stream, tally, wants_usage)
 
     return await call.stream(request, body, render, None)
@@ -195,7 +204,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     """Anthropic-shaped /v1/messages, served through the OpenAI dialect."""
     gw = request.app[GATEWAY]
     key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
-    body, size = await read_json(request, gw.settings.max_body_bytes)
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    size = len(raw)
     model = _model(body)
     _field(body, "messages", list, "a non-empty list of message objects", required=True)
     max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
@@ -209,8 +219,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
                              "check it against the Anthropic Messages API") from None
     call = Call(gw, request, key, "chat", chat, size, max_tokens)
     if not streaming:
-        data, _ = await call.json(chat)
-        return json_response(tr.openai_response_to_messages(data, model), call.rid, call.res.headers)
+        result = await call.json(chat)
+        return json_response(tr.openai_response_to_messages(result.body, model), call.rid, call.res.headers)
     chat = dict(chat, stream=True)
 
     async def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:

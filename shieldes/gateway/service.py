@@ -199,14 +199,18 @@ class Gateway:
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
 
-    async def call(self, op: Operation, route: Route, body: Body) -> tuple[JsonResult, Deployment]:
-        return await self._with_failover(op, route, body, streaming=False)  # type: ignore[return-value]
+    async def call(self, op: Operation, route: Route, body: Body,
+                   raw: bytes | None = None) -> tuple[JsonResult, Deployment]:
+        """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
+        already names the upstream model (the caller vouches it holds no stream fields)."""
+        return await self._with_failover(op, route, body, streaming=False, raw=raw)  # type: ignore[return-value]
 
     async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, Deployment]:
         return await self._with_failover(op, route, body, streaming=True)  # type: ignore[return-value]
 
-    async def _with_failover(self, op: Operation, route: Route, body: Body,
-                             streaming: bool) -> tuple[JsonResult | ChunkStream, Deployment]:
+    async def _with_failover(self, op: Operation, route: Route, body: Body, streaming: bool,
+                             raw: bytes | None = None) -> tuple[JsonResult | ChunkStream, Deployment]:
+        same_model = body.get("model") == route.model
         attempts = plan(route, self.breaker, 1 + self.settings.upstream_retries, self.rng)
         last: UpstreamFailure | None = None
         for i, dep in enumerate(attempts):
@@ -216,9 +220,12 @@ class Gateway:
             try:
                 provider = self._provider(dep)
                 target = self._target(dep, route.model)
-                sent = dict(body, model=route.model)
+                sent = body if same_model else dict(body, model=route.model)
+                call_raw = getattr(provider, "call_raw", None) if raw is not None and same_model else None
                 if streaming:
                     result: JsonResult | ChunkStream = await provider.stream(op, target, sent)
+                elif call_raw is not None:
+                    result = await call_raw(op, target, raw)
                 else:
                     result = await provider.call(op, target, sent)
             except UpstreamFailure as failure:

@@ -61,6 +61,7 @@ class Target:
 class JsonResult:
     body: Body  # OpenAI-shaped response
     usage: TokenUsage | None
+    raw: bytes | None = None  # the upstream's own bytes when they already are `body`, sendable as-is
 
 
 class ChunkStream(Protocol):

@@ -40,6 +40,7 @@ class OpenAIProvider:
         self._json_timeout, self._stream_timeout = timeouts(settings)
         # (base_url, op) -> (url, azure?): a handful of deployments, computed once each.
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._header_sets: dict[tuple[str | None, bool], dict[str, str]] = {}
 
     def _endpoint(self, base_url: str, op: Operation) -> tuple[str, bool]:
         key = (base_url, op)
@@ -51,26 +52,38 @@ class OpenAIProvider:
             found = self._endpoints[key] = (join_endpoint(base_url, path), is_azure(base_url))
         return found
 
-    @staticmethod
-    def _headers(target: Target, azure: bool) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            if azure:
-                headers["api-key"] = target.api_key
-            else:
-                headers["Authorization"] = "Bearer " + target.api_key
+    def _headers(self, target: Target, azure: bool) -> dict[str, str]:
+        """Request headers per (key, auth style), built once (aiohttp copies them per request)."""
+        ck = (target.api_key, azure)
+        headers = self._header_sets.get(ck)
+        if headers is None:
+            headers = {"Content-Type": "application/json"}
+            if target.api_key:
+                if azure:
+                    headers["api-key"] = target.api_key
+                else:
+                    headers["Authorization"] = "Bearer " + target.api_key
+            if len(self._header_sets) > 1000:  # keys rotate: keep the cache bounded
+                self._header_sets.clear()
+            self._header_sets[ck] = headers
         return headers
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
-        url, azure = self._endpoint(target.base_url, op)
         payload = dict(body)
         payload["model"] = target.model
         payload.pop("stream", None)
         payload.pop("stream_options", None)
+        return await self.call_raw(op, target, orjson.dumps(payload))
+
+    async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
+        """A non-streaming call with a body already encoded for this upstream (the client's own
+        bytes when they name `target.model` and ask for no stream). The answer comes back parsed
+        (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
+        url, azure = self._endpoint(target.base_url, op)
         try:
             async with self._session.post(
                 url,
-                data=orjson.dumps(payload),
+                data=payload,
                 headers=self._headers(target, azure),
                 timeout=self._json_timeout,
             ) as resp:
@@ -86,7 +99,7 @@ class OpenAIProvider:
             raise invalid_response(target, "body is not JSON") from None
         if not isinstance(data, dict):
             raise invalid_response(target, "body is not a JSON object")
-        return JsonResult(body=data, usage=parse_usage(data.get("usage")))
+        return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
         if op == "embeddings":
@@ -141,25 +154,143 @@ class OpenAIProvider:
 
 
 class OpenAIChunkStream(UpstreamChunkStream):
-    """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body)."""
+    """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body).
 
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
+    Two ways to read it: iteration gives parsed chunk dicts; `frames()` gives SSE frames built
+    from the upstream's own bytes, for a relay to an OpenAI-speaking client (no re-encoding).
+    Both account usage and raise mid-stream errors the same way."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+        super().__init__(resp, target)
+        self._src: AsyncGenerator[list[bytes], None] | None = None
+        self._rest: list[bytes] = []  # payloads of the current upstream read not handed out yet
+        self._head_raw: list[bytes] = []
+        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+
+    async def _reads(self) -> AsyncGenerator[list[bytes], None]:
+        """The event payloads of each upstream read (one list per read, never empty)."""
         decoder = SSEDecoder()
         try:
             async for raw in self._resp.content.iter_any():
+                out: list[bytes] = []
                 for _event, data in decoder.feed(raw):
                     if data == b"[DONE]":
                         self._finished = True
+                        if out:
+                            yield out
                         return
-                    yield self._chunk(data)
-            for _event, data in decoder.close():
-                if data != b"[DONE]":
-                    yield self._chunk(data)
+                    out.append(data)
+                if out:
+                    yield out
+            tail = [data for _event, data in decoder.close() if data != b"[DONE]"]
             self._finished = True
+            if tail:
+                yield tail
         except _TRANSPORT_ERRORS as exc:
             raise transport_failure(self._target, exc) from exc
         finally:
             self._release()
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        if self._src is None:
+            self._src = self._reads()
+        priming = self._gen is None and self._frame_gen is None
+        async for batch in self._src:
+            self._rest = batch
+            while self._rest:
+                data = self._rest.pop(0)
+                chunk = self._chunk(data)
+                if priming:  # keep the first payload's bytes for frames()
+                    self._head_raw, priming = [data], False
+                yield chunk
+
+    def frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
+        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of
+        content chunks) per upstream read, forwarding the upstream's own bytes. Usage and
+        mid-stream errors are handled exactly as iteration does; with `strip_usage` the frames
+        are those openai_frames would send a client that did not ask for usage (no usage chunk,
+        no `usage` fields). Use either this or iteration on a stream, not both."""
+        if self._frame_gen is None:
+            self._frame_gen = self._iterate_frames(strip_usage)
+        return self._frame_gen
+
+    async def _iterate_frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
+        if self._head:  # primed: the first payload was read already (and parsed: parse it again)
+            self._head.clear()
+            batch, self._rest = self._head_raw + self._rest, []
+            out, content, failure = self._read_frames(batch, strip_usage)
+            if out:
+                yield out, content
+            if failure is not None:
+                raise failure
+        if self._src is None:
+            self._src = self._reads()
+        async for batch in self._src:
+            out, content, failure = self._read_frames(batch, strip_usage)
+            if out:
+                yield out, content
+            if failure is not None:
+                raise failure
+
+    def _read_frames(self, batch: list[bytes], strip_usage: bool) -> tuple[bytes, int, UpstreamFailure | None]:
+        """Frames of one read. Fast path: scans of the joined bytes show there is no error and no
+        usage beyond `"usage":null` fields (cut when stripping) and one usage chunk per frame
+        that says so, which alone is parsed; anything else goes frame by frame (parse, re-encode)."""
+        for data in batch:
+            if data[:1] != b"{" or data[-1:] != b"}":
+                return self._parsed_frames(batch, strip_usage)
+        joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n"
+        if b'"error"' in joined:
+            return self._parsed_frames(batch, strip_usage)
+        n_usage = joined.count(b'"usage"')
+        if n_usage:
+            n_null = joined.count(b'"usage":null')
+            if n_usage != n_null + joined.count(b'"usage":{'):
+                return self._parsed_frames(batch, strip_usage)
+            if n_usage != n_null:  # the usage chunk(s): parse those only
+                kept: list[bytes] = []
+                for data in batch:
+                    if b'"usage":{' in data:
+                        chunk = self._chunk(data)
+                        if strip_usage:
+                            if not chunk.get("choices"):
+                                continue
+                            chunk.pop("usage", None)
+                            data = orjson.dumps(chunk)
+                    kept.append(data)
+                batch = kept
+                joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n" if batch else b""
+            if strip_usage and n_null:
+                cut = joined.replace(b',"usage":null', b"")
+                if len(joined) - len(cut) != 13 * n_null:  # a null not after a comma: go slowly
+                    return self._parsed_frames(batch, strip_usage)
+                joined = cut
+        return joined, len(batch) - joined.count(b'"choices":[]'), None
+
+    def _parsed_frames(self, batch: list[bytes], strip_usage: bool) -> tuple[bytes, int, UpstreamFailure | None]:
+        """Frame by frame, as openai_frames does; a failure comes back with the frames before it."""
+        out: list[bytes] = []
+        content = 0
+        for data in batch:
+            try:
+                chunk = self._chunk(data)
+            except UpstreamFailure as failure:
+                return b"".join(out), content, failure
+            if chunk.get("choices"):
+                content += 1
+                if strip_usage:
+                    chunk.pop("usage", None)
+            elif strip_usage and "usage" in chunk:
+                continue
+            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return b"".join(out), content, None
+
+    async def aclose(self) -> None:
+        if self._frame_gen is not None:
+            await self._frame_gen.aclose()
+        await super().aclose()
+        if self._src is not None:
+            await self._src.aclose()
 
     def _chunk(self, data: bytes) -> Body:
         try:

@@ -32,8 +32,17 @@ class SSEDecoder:
         lines = buf.split(b"\n")
         self._buf = lines.pop()
         out: list[tuple[str, bytes]] = []
+        data = self._data
         for line in lines:
-            self._line(line, out)
+            # The two lines of nearly every LLM event (`data: {...}` and the blank line) inline.
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+            elif not line and data and not self._event:
+                out.append(("message", data[0] if len(data) == 1 else b"\n".join(data)))
+                data.clear()
+            else:
+                self._line(line, out)
+                data = self._data
         return out
 
     def close(self) -> list[tuple[str, bytes]]:

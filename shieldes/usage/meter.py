@@ -92,6 +92,8 @@ class Meter:
         self._durable_position = -1
         self._acc: dict[DeltaKey, list[int]] = {}  # unflushed deltas: requests, prompt, completion, nusd
         self._acc_spend: Pending = {}
+        self._days: dict[tuple[str, int], range] = {}  # (period, today) -> its days
+        self._subjects: dict[str, tuple[str, ...]] = {}  # "key|team" -> budget subjects it spends on
         self._batches: list[Batch] = []  # cut, in seq order: maybe one unsent head, then appended ones
         self._seq = 0
         self.flushed_seq = 0  # highest seq appended to the log by this node in this epoch
@@ -144,7 +146,12 @@ class Meter:
                    position: int | None = None) -> int:
         """Spend of `subject` ("k:<id>"/"t:<id>") in its budget period, as this node knows it.
         `position` (the projection's log position) lets the durable part be cached until it moves."""
-        days = period_days(budget.period, today)
+        dk = (budget.period, today)
+        days = self._days.get(dk)
+        if days is None:
+            if len(self._days) > 64:  # a few periods per day: never grows past a handful
+                self._days.clear()
+            days = self._days[dk] = period_days(budget.period, today)
         ck = (subject, budget.period, today)
         cached = position is not None and position == self._durable_position
         durable = self._durable.get(ck) if cached else None
@@ -159,7 +166,9 @@ class Meter:
         total = durable
         mine = self._pending.get(subject)
         if mine:
-            total += sum(v for d, v in mine.items() if d in days)
+            for d, v in mine.items():
+                if d in days:
+                    total += v
         for remote in self._remote_pending.values():
             theirs = remote.get(subject)
             if theirs:
@@ -186,37 +195,42 @@ class Meter:
         now = self.clock()
         w = self._roll(now)
         headers: dict[str, str] = {}
-        if key.rpm is not None or key.tpm is not None:
+        rpm, tpm = key.rpm, key.tpm
+        if rpm is not None or tpm is not None:
             req, tok = self._used(key.id, w)
             reset = (w + 1) * WINDOW - now
-            if key.rpm is not None:
-                headers["x-ratelimit-limit-requests"] = str(key.rpm)
-                headers["x-ratelimit-remaining-requests"] = str(max(0, key.rpm - req - 1))
-                headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
-            if key.tpm is not None:
-                headers["x-ratelimit-limit-tokens"] = str(key.tpm)
-                headers["x-ratelimit-remaining-tokens"] = str(max(0, key.tpm - tok))
-                headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
-            if key.rpm is not None and req >= key.rpm:
+            resets = f"{reset:.3f}s"
+            if rpm is not None:
+                headers["x-ratelimit-limit-requests"] = str(rpm)
+                headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - req - 1))
+                headers["x-ratelimit-reset-requests"] = resets
+            if tpm is not None:
+                headers["x-ratelimit-limit-tokens"] = str(tpm)
+                headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - tok))
+                headers["x-ratelimit-reset-tokens"] = resets
+            if rpm is not None and req >= rpm:
                 headers["x-ratelimit-remaining-requests"] = "0"
                 raise RateLimited(
-                    f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute; "
+                    f"rate limit reached for key {key.name!r}: {rpm} requests per minute; "
                     f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
                     retry_after=reset, headers=headers,
                 )
-            if key.tpm is not None and tok >= key.tpm:
+            if tpm is not None and tok >= tpm:
                 raise RateLimited(
-                    f"rate limit reached for key {key.name!r}: {key.tpm} tokens per minute; "
+                    f"rate limit reached for key {key.name!r}: {tpm} tokens per minute; "
                     f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --tpm`",
                     retry_after=reset, headers=headers,
                 )
-        today = int(now // 86400)
-        if key.budget is not None:
-            self._check_budget(usage, "k:" + key.id, f"key {key.name!r}", key.budget, today, position)
-        team = config.teams.get(key.team_id) if key.team_id else None
-        if team is not None and team.budget is not None:
-            self._check_budget(usage, "t:" + team.id, f"team {team.name!r}", team.budget, today, position)
-        if self.buffered() >= self.buffer_max:
+        subjects = self._subjects_of(key.id, key.team_id)
+        if key.budget is not None or key.team_id:
+            today = int(now // 86400)
+            if key.budget is not None:
+                self._check_budget(usage, subjects[0], f"key {key.name!r}", key.budget, today, position)
+            team = config.teams.get(key.team_id) if key.team_id else None
+            if team is not None and team.budget is not None:
+                self._check_budget(usage, subjects[1], f"team {team.name!r}", team.budget, today, position)
+        # buffered() is len(self._acc) unless a batch is waiting: skip the call on the common path
+        if (self._batches or len(self._acc) >= self.buffer_max) and self.buffered() >= self.buffer_max:
             raise Unavailable(
                 "this node cannot write usage to Postgres and its usage buffer is full; "
                 "retry shortly or use another node, and check the database"
@@ -228,13 +242,26 @@ class Meter:
             counts[0] += 1
         res = Reservation(key.id, key.team_id, estimate_nusd, headers)
         if estimate_nusd:
-            self._hold(res, estimate_nusd)
+            reserved = self._reserved
+            for subject in subjects:
+                reserved[subject] = reserved.get(subject, 0) + estimate_nusd
         return res
 
+    def _subjects_of(self, key_id: str, team_id: str | None) -> tuple[str, ...]:
+        """The budget subjects a request of this key spends on ("k:<key>", then "t:<team>")."""
+        ck = key_id + "|" + team_id if team_id else key_id
+        found = self._subjects.get(ck)
+        if found is None:
+            if len(self._subjects) > 100_000:  # bounded: keys come and go over a long uptime
+                self._subjects.clear()
+            found = ("k:" + key_id, "t:" + team_id) if team_id else ("k:" + key_id,)
+            self._subjects[ck] = found
+        return found
+
     def _hold(self, res: Reservation, nusd: int) -> None:
-        for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
-            if subject:
-                self._reserved[subject] = self._reserved.get(subject, 0) + nusd
+        reserved = self._reserved
+        for subject in self._subjects_of(res.key_id, res.team_id):
+            reserved[subject] = reserved.get(subject, 0) + nusd
 
     def release(self, res: Reservation) -> None:
         """The request ended without usage (upstream failure before any token)."""
@@ -268,19 +295,24 @@ class Meter:
             acc[3] += nusd
         if nusd:
             day = hour // 24
-            for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
-                if subject:
-                    mine = self._pending.setdefault(subject, {})
-                    mine[day] = mine.get(day, 0) + nusd
-                    sk = (subject, day)
-                    self._acc_spend[sk] = self._acc_spend.get(sk, 0) + nusd
+            acc_spend = self._acc_spend
+            for subject in self._subjects_of(res.key_id, res.team_id):
+                mine = self._pending.get(subject)
+                if mine is None:
+                    mine = self._pending[subject] = {}
+                mine[day] = mine.get(day, 0) + nusd
+                sk = (subject, day)
+                acc_spend[sk] = acc_spend.get(sk, 0) + nusd
 
     # --- flusher side ---------------------------------------------------------------------------
 
     def buffered(self) -> int:
         """Unflushed deltas held in memory (the accumulator plus an unsent batch)."""
-        unsent = sum(len(b.deltas) for b in self._batches if not b.appended)
-        return len(self._acc) + unsent
+        n = len(self._acc)
+        for b in self._batches:
+            if not b.appended:
+                n += len(b.deltas)
+        return n
 
     def cut_batch(self) -> Batch | None:
         """The batch to append next: the unsent one again (same seq, same content, so a retry after
