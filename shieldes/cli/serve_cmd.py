@@ -31,6 +31,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run a node until SIGTERM/SIGINT, then shut it down gracefully."""
+    from shieldes.gateway.app import tune_gc
     from shieldes.node import Node
 
     node = Node(settings, reuse_port=reuse_port)
@@ -43,6 +44,7 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     except BaseException:
         await node.stop()
         raise
+    tune_gc()  # a process-wide choice, so the process owner makes it: after startup, before load
     click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
     await stop.wait()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)

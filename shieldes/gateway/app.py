@@ -41,7 +41,6 @@ IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]]) -> web.Application:
-    tune_gc()
     in_flight = InFlight()
     metrics = gateway.metrics
 

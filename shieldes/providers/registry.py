@@ -24,4 +24,6 @@ def open_session(settings: Settings) -> aiohttp.ClientSession:
     clients onto few upstream hosts), cached DNS, timeouts set per call by the providers.
     Must be created inside the running event loop; the owner closes it on shutdown."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    # No cookie jar: cookies an upstream sets must never be replayed on calls for other keys or teams.
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                 cookie_jar=aiohttp.DummyCookieJar())
