@@ -107,6 +107,28 @@ def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT) 
     )
 
 
+LITELLM_KEY = "sk-bench-litellm-master-key-0123456789"
+
+
+def spawn_litellm(binary: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
+    """LiteLLM's proxy (one uvicorn worker) routing gpt-4o to the same fake upstream."""
+    config = Path(tempfile.mkdtemp(prefix="shieldes-bench-litellm-")) / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o\n"
+        "    litellm_params:\n"
+        "      model: openai/gpt-4o\n"
+        f"      api_base: {upstream}/v1\n"
+        "      api_key: sk-bench-upstream\n"
+    )
+    return subprocess.Popen(
+        [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        env={**os.environ, "LITELLM_MASTER_KEY": LITELLM_KEY, "LITELLM_LOG": "ERROR"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def prepare_database() -> tuple[str, str]:
     """A fresh migrated database with one provider (the fake upstream) and one key with limits and
     a budget (so every check runs); returns (database url, key secret)."""
@@ -261,6 +283,11 @@ def main() -> None:
         help="source tree of another shieldes version (e.g. `git archive <commit> | tar -x -C DIR`), "
         "run as a fourth target in the same run for a before/after comparison",
     )
+    parser.add_argument(
+        "--litellm", metavar="BIN",
+        help="path of a `litellm` executable (pip install 'litellm[proxy]', ideally in its own venv): "
+        "LiteLLM's proxy on the same fake upstream runs as one more target",
+    )
     args = parser.parse_args()
     if args.cmd == "proxy":
         run_proxy(args.port, args.upstream)
@@ -295,8 +322,12 @@ def main() -> None:
             env={"SHIELDES_DATABASE_URL": db_url},
             src=args.baseline.resolve(),
         )
+    litellm_port = free_port()
+    if args.litellm:
+        procs["litellm"] = spawn_litellm(args.litellm, litellm_port, upstream)
     try:
-        for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else [])):
+        for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else []),
+                     *([litellm_port] if args.litellm else [])):
             wait_port(port)
         targets = [
             ("fake upstream directly", "upstream", up_port, None),
@@ -305,6 +336,8 @@ def main() -> None:
         ]
         if args.baseline:
             targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
+        if args.litellm:
+            targets.append(("LiteLLM proxy (master key, no database)", "litellm", litellm_port, LITELLM_KEY))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
         mods: dict[tuple[str, str], list[Result]] = {}
         modes = (("json", BODY), ("stream", {**BODY, "stream": True}))
@@ -379,6 +412,13 @@ def main() -> None:
             f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
             f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
         )
+        if args.litellm:
+            lite = targets[-1][0]
+            table.append(
+                f"{mode}: shieldes vs LiteLLM: {node[0].rps / by[lite][0].rps:.1f}x the throughput, "
+                f"{cpu[lite] / cpu[targets[2][0]]:.1f}x less CPU per request, "
+                f"moderate-load p50 {node[1].p50_ms:.2f} vs {by[lite][1].p50_ms:.2f} ms."
+            )
         if args.baseline:
             base = targets[3][0]
             table.append(
