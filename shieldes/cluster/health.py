@@ -21,14 +21,19 @@ ALPHA = 0.2  # weight of the newest outcome in the moving error rate
 class ClusterBreaker(CircuitBreaker):
     remote_open: Callable[[str], bool] = lambda _name: False
     _rates: dict[str, tuple[float, int]] = field(default_factory=dict)  # name -> (error rate, samples)
+    _latency_ms: dict[str, float] = field(default_factory=dict)  # name -> moving latency of successes
 
     def _observe(self, name: str, failed: bool) -> None:
         rate, n = self._rates.get(name, (0.0, 0))
         self._rates[name] = (rate + ALPHA * ((1.0 if failed else 0.0) - rate), n + 1)
 
-    def success(self, name: str) -> None:
-        super().success(name)
+    def success(self, name: str, seconds: float | None = None) -> None:
+        super().success(name, seconds)
         self._observe(name, False)
+        if seconds is not None:
+            ms = seconds * 1000.0
+            old = self._latency_ms.get(name)
+            self._latency_ms[name] = ms if old is None else old + ALPHA * (ms - old)
 
     def failure(self, name: str) -> None:
         super().failure(name)
@@ -42,7 +47,8 @@ class ClusterBreaker(CircuitBreaker):
 
     def health(self) -> dict[str, Health]:
         return {
-            name: Health(latency_ms=0.0, error_rate=round(rate, 4), requests=n, open=self.locally_open(name))
+            name: Health(latency_ms=round(self._latency_ms.get(name, 0.0), 3), error_rate=round(rate, 4),
+                         requests=n, open=self.locally_open(name))
             for name, (rate, n) in self._rates.items()
         }
 

@@ -242,8 +242,9 @@ class Gateway:
                     f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
                     "check the request against the API reference"
                 ) from None
-            self.metrics.upstream_seconds(dep.name, time.perf_counter() - started)
-            self.breaker.success(dep.name)
+            elapsed = time.perf_counter() - started
+            self.metrics.upstream_seconds(dep.name, elapsed)
+            self.breaker.success(dep.name, elapsed)
             return result, dep
         raise self._exhausted(route, last, len(attempts))
 

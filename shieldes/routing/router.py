@@ -68,7 +68,8 @@ class CircuitBreaker:
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _BreakerState] = field(default_factory=dict)
 
-    def success(self, name: str) -> None:
+    def success(self, name: str, seconds: float | None = None) -> None:
+        """A call succeeded; `seconds` (time to the answer or first chunk) feeds health views."""
         if name in self._states:
             del self._states[name]
 
