@@ -23,6 +23,8 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
+from shieldes.cluster.meter import ClusterMeter
+from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway.app import IN_FLIGHT, build_app
 from shieldes.gateway.metrics import Metrics
@@ -153,6 +155,7 @@ class Node:
         self.session: aiohttp.ClientSession | None = None
         self.http: HttpServer | None = None
         self.extra_parts: list[Part] = []
+        self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
 
@@ -196,18 +199,25 @@ class Node:
         # A fresh epoch per boot, above any epoch this node id already used in the log.
         used = self.projector.usage.node_seqs.get(self.node_id, {})
         self.epoch = max(int(time.time()), max(used, default=0) + 1)
-        self.meter = Meter(self.node_id, self.epoch, buffer_max=s.usage_buffer_max)
+        self.meter = ClusterMeter(self.node_id, self.epoch, buffer_max=s.usage_buffer_max)
         self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         await self.poller.start()
         await self.flusher.start()
+        assert self.pool is not None
+        self.cluster = ClusterRuntime(s, database_url=self.database_url, pool=self.pool,
+                                      projector=self.projector, meter=self.meter, wake=self.poller.kick,
+                                      registry=self.metrics.registry)
+        await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
         self.session = open_session(s)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
+        self.cluster.attach_gateway(self.gateway)
         self.http = HttpServer(build_app(self.gateway, self.readiness), s.host, s.port,
                                reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
+        self.cluster.http_started(self.port)
         self.state = "running"
         log.info("node %s serving on %s:%d (epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.epoch, self.projector.position)
@@ -234,6 +244,7 @@ class Node:
             "lag": lag,
             "database": "ok" if db_ok else "unreachable",
             "unflushed_usage_deltas": meter.buffered() if meter else 0,
+            "cluster": self.cluster.status() if self.cluster else None,
         }
         return status == "ready", info
 
@@ -254,6 +265,8 @@ class Node:
                 await self.poller.stop()
             if self.flusher is not None:
                 await self.flusher.stop(timeout=max(5.0, self.settings.shutdown_grace))
+            if self.cluster is not None:
+                await self.cluster.stop()  # leave the cluster last
         finally:
             await self._close_pool()
             self.state = "stopped"

@@ -208,17 +208,27 @@ class Gossip:
         host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
         return self._advertise or f"{host}:{self.port}"
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Start serving (binds the port, so `address` is known) without pushing yet."""
+        if self._server is not None:
+            return
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
         gossip_pb2_grpc.add_GossipServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
-        bound = server.add_insecure_port(f"{self._host}:{self.port}")
+        try:
+            bound = server.add_insecure_port(f"{self._host}:{self.port}")
+        except RuntimeError:
+            bound = 0
         if bound == 0:
             raise GossipRejected(f"cannot listen for gossip on {self._host}:{self.port}; is the port in use? "
-                                 "set SHIELDES_GOSSIP_PORT", code="bind")
+                                 "set SHIELDES_GOSSIP_PORT (or --gossip-port)", code="bind")
         self.port = bound
         await server.start()
         self._server = server
-        self._task = asyncio.create_task(self._loop(), name="shieldes-gossip")
+
+    async def start(self) -> None:
+        await self.bind()
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="shieldes-gossip")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -45,7 +46,10 @@ class Listener:
         backoff_cap: float = 5.0,
         connect_timeout: float = 5.0,
         rng: random.Random | None = None,
+        on_wake: Callable[[], None] | None = None,
     ) -> None:
+        """With `on_wake`, catching up is someone else's loop (the node's log poller, which also polls
+        by position): the listener only wakes it. Without, the listener runs its own catch-up loop."""
         self._url = url
         self.projector = projector
         self.poll_interval = poll_interval
@@ -53,6 +57,7 @@ class Listener:
         self._backoff_cap = backoff_cap
         self._connect_timeout = connect_timeout
         self._rng = rng or random.Random()
+        self._on_wake = on_wake
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -70,10 +75,9 @@ class Listener:
         if self._tasks:
             return
         self.state = "connecting"
-        self._tasks = [
-            asyncio.create_task(self._listen_loop(), name="shieldes-listen"),
-            asyncio.create_task(self._catch_up_loop(), name="shieldes-catch-up"),
-        ]
+        self._tasks = [asyncio.create_task(self._listen_loop(), name="shieldes-listen")]
+        if self._on_wake is None:
+            self._tasks.append(asyncio.create_task(self._catch_up_loop(), name="shieldes-catch-up"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -93,6 +97,8 @@ class Listener:
             self.projector.note_head(head)
             if head <= self.projector.position:
                 return
+        if self._on_wake is not None:
+            self._on_wake()
         self._wake.set()
 
     @property
@@ -137,7 +143,7 @@ class Listener:
                 self.state = "listening"
                 attempt = 0
                 # anything committed while we were not listening is picked up here
-                self._wake.set()
+                self.wake()
                 await self._receive(conn)
             except asyncio.CancelledError:
                 raise

@@ -112,8 +112,9 @@ class Membership:
     async def heartbeat(self) -> None:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s WHERE node_id = %s",
-                (self.position(), Jsonb(self.info()), self.node_id),
+                "UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s, http_address = %s,"
+                " gossip_address = %s WHERE node_id = %s",
+                (self.position(), Jsonb(self.info()), self.http_address, self.gossip_address, self.node_id),
             )
             if cur.rowcount == 0:  # someone deleted our row (or a previous stop did): come back
                 await self.register()

@@ -1,0 +1,109 @@
+"""The meter, cluster-aware: requests-per-minute limits split by claimed shares, and this node's hot
+state exported for gossip (counts, unused claims, pending usage by flush, reservations).
+
+Remote counts and pending spend go into the base Meter through its own interface (`set_remote`,
+`set_remote_pending`); this class adds only what needs the cluster: the headroom split
+(cluster/limits.py) in front of the base admission, and cumulative reservation counters so
+reservations gossip as a PN-counter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+from shieldes.cluster.counters import PendingId, WindowId
+from shieldes.cluster.limits import HeadroomSplitter, Rounds
+from shieldes.errors import RateLimited
+from shieldes.projections.state import ConfigState, VirtualKey
+from shieldes.projections.usage import UsageState
+from shieldes.usage.meter import WINDOW, Meter, Reservation
+
+RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
+
+
+def key_subject(key_id: str) -> str:
+    return "k:" + key_id
+
+
+class ClusterView(Protocol):
+    def alive_count(self) -> int: ...
+
+    def remote_outstanding(self, subject: str, window: int) -> int: ...
+
+
+class ClusterMeter(Meter):
+    def __init__(self, node_id: str, epoch: int, *, buffer_max: int,
+                 clock: Callable[[], float] | None = None) -> None:
+        if clock is None:
+            super().__init__(node_id, epoch, buffer_max=buffer_max)
+        else:
+            super().__init__(node_id, epoch, buffer_max=buffer_max, clock=clock)
+        self.rounds = Rounds()
+        self.splitter = HeadroomSplitter(self.rounds)
+        self.cluster: ClusterView | None = None  # set by the cluster runtime once it runs
+        self._reserved_total: dict[str, int] = {}
+        self._released_total: dict[str, int] = {}
+
+    # --- admission -------------------------------------------------------------------------------
+
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
+              estimate_nusd: int) -> Reservation:
+        cluster = self.cluster
+        if key.rpm is not None and cluster is not None:
+            alive = cluster.alive_count()
+            if alive > 1:
+                now = self.clock()
+                w = self._roll(now)
+                subject = key_subject(key.id)
+                requests, _ = self._used(key.id, w)
+                seen = requests + cluster.remote_outstanding(subject, w)
+                if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive):
+                    reset = (w + 1) * WINDOW - now
+                    raise RateLimited(
+                        f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
+                        f"cluster; retry after {max(1, math.ceil(reset))}s or raise it with "
+                        "`shieldes key update --rpm`",
+                        retry_after=reset,
+                        headers={
+                            "x-ratelimit-limit-requests": str(key.rpm),
+                            "x-ratelimit-remaining-requests": "0",
+                            "x-ratelimit-reset-requests": f"{reset:.3f}s",
+                        },
+                    )
+        return super().admit(config, usage, key, estimate_nusd)
+
+    def _hold(self, res: Reservation, nusd: int) -> None:
+        super()._hold(res, nusd)
+        totals = self._reserved_total if nusd > 0 else self._released_total
+        for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
+            if subject:
+                totals[subject] = totals.get(subject, 0) + abs(nusd)
+
+    # --- export for gossip -----------------------------------------------------------------------
+
+    def gossip_windows(self) -> dict[WindowId, tuple[int, int]]:
+        return {(key_subject(k), RATE_WINDOW, w): v for (k, w), v in self.rate_snapshot().items()}
+
+    def gossip_allowances(self) -> dict[WindowId, int]:
+        return self.splitter.outstanding_all()
+
+    def gossip_pending(self) -> dict[PendingId, tuple[int, int, int]]:
+        """Spend not yet in this node's projection, by the flush (epoch, seq) that carries it: the cut
+        batches with their own seq, the accumulator with the seq its batch will get."""
+        out: dict[PendingId, tuple[int, int, int]] = {}
+        for batch in self._batches:
+            for (subject, day), nusd in batch.spend.items():
+                out[(self.epoch, batch.seq, subject, day)] = (0, 0, nusd)
+        next_seq = self._seq + 1
+        for (subject, day), nusd in self._acc_spend.items():
+            out[(self.epoch, next_seq, subject, day)] = (0, 0, nusd)
+        return out
+
+    def gossip_reservations(self) -> dict[str, tuple[int, int]]:
+        return {s: (r, self._released_total.get(s, 0)) for s, r in self._reserved_total.items()}
+
+    def forget_old_windows(self) -> None:
+        current = int(self.clock() // WINDOW)
+        self.splitter.forget_windows_before(RATE_WINDOW, current - 1)

@@ -1,0 +1,191 @@
+"""Several real node processes (`python -m shieldes serve`) on one Postgres, a fake upstream process,
+admin commands written straight to the log (the same path the CLI takes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shieldes.admin import execute
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.projections.commands import Command, CreateKey
+from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "cluster-test-secret"
+UPSTREAM_KEY_ENV = "SHIELDES_CLUSTER_TEST_UPSTREAM_KEY"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll a condition (no fixed sleeps): returns its first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        time.sleep(0.005)
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, None
+
+
+@dataclass
+class NodeProc:
+    node_id: str
+    port: int
+    gossip_port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> dict[str, Any] | None:
+        status, body = get_json(self.base + "/ready", timeout=1.0)
+        return body if status == 200 else None
+
+
+@dataclass
+class Cluster:
+    database_url: str
+    tmp: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    nodes: list[NodeProc] = field(default_factory=list)
+    upstream_url: str = ""
+    _upstream: subprocess.Popen[bytes] | None = None
+
+    def env(self, node: NodeProc) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+        env.update({
+            "PYTHONPATH": str(ROOT),
+            "SHIELDES_DATABASE_URL": self.database_url,
+            "SHIELDES_NODE_ID": node.node_id,
+            "SHIELDES_HOST": "127.0.0.1",
+            "SHIELDES_PORT": str(node.port),
+            "SHIELDES_GOSSIP_PORT": str(node.gossip_port),
+            "SHIELDES_CLUSTER_SECRET": SECRET,
+            "SHIELDES_DATA_DIR": str(self.tmp / "data"),
+            # a slow poll: config must arrive through LISTEN/NOTIFY (or gossip head hints) to be fast
+            "SHIELDES_POLL_INTERVAL": "30",
+            "SHIELDES_HEARTBEAT_INTERVAL": "0.2",
+            "SHIELDES_NODE_TIMEOUT": "1.5",
+            "SHIELDES_GOSSIP_INTERVAL": "0.05",
+            "SHIELDES_FLUSH_INTERVAL": "0.2",
+            "SHIELDES_SHUTDOWN_GRACE": "2",
+            UPSTREAM_KEY_ENV: "sk-upstream",
+        })
+        env.update(self.env_overrides)
+        return env
+
+    def start_upstream(self) -> None:
+        port = free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self._upstream = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_upstream", "--port", str(port), "--completion-tokens", "5"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        until(lambda: get_json(self.upstream_url + "/v1/models")[0] == 200, 20, "fake upstream up")
+
+    def add_node(self, node_id: str) -> NodeProc:
+        node = NodeProc(node_id, free_port(), free_port(), self.tmp / f"{node_id}.log")
+        self.nodes.append(node)
+        return node
+
+    def start(self, node: NodeProc) -> None:
+        with node.log.open("ab") as out:
+            node.proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve"], cwd=ROOT,
+                                         env=self.env(node), stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, node: NodeProc, timeout: float = 30.0) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            assert node.proc is not None
+            if node.proc.poll() is not None:
+                raise AssertionError(f"node {node.node_id} exited: {node.log.read_text()[-2000:]}")
+            return node.ready()
+
+        result: dict[str, Any] = until(ready, timeout, f"{node.node_id} ready")
+        return result
+
+    def kill(self, node: NodeProc, sig: int = signal.SIGKILL) -> None:
+        assert node.proc is not None
+        node.proc.send_signal(sig)
+        node.proc.wait(timeout=15)
+
+    def stop_all(self) -> None:
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            if node.proc is not None:
+                try:
+                    node.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    node.proc.kill()
+                    node.proc.wait()
+        if self._upstream is not None:
+            self._upstream.kill()
+            self._upstream.wait()
+
+    # --- admin, the CLI's path: decide + append straight to Postgres -----------------------------
+
+    def admin(self, *commands: Command) -> int:
+        """Run admin commands; returns the log position of the last event written."""
+
+        async def run() -> int:
+            pool = open_pool(self.database_url, size=1, name="test-admin")
+            await pool.open(wait=True)
+            try:
+                store = PostgresEventStore(pool)
+                last = 0
+                for command in commands:
+                    written = await execute(store, command, actor="test")
+                    last = written[-1].position
+                return last
+            finally:
+                await pool.close()
+
+        return asyncio.run(run())
+
+    def create_key(self, name: str, **kw: Any) -> tuple[str, int]:
+        secret = new_virtual_key()
+        position = self.admin(CreateKey(new_id("key"), name, hash_key(secret), display_prefix(secret), **kw))
+        return secret, position
+
+    def wait_position(self, position: int, timeout: float = 5.0) -> float:
+        """Wait until every running node has applied `position`; returns the seconds it took."""
+        started = time.monotonic()
+        for node in self.nodes:
+            if node.proc is None or node.proc.poll() is not None:
+                continue
+            until(lambda n=node: (get_json(n.base + "/ready")[1] or {}).get("position", 0) >= position,
+                  timeout, f"{node.node_id} at position {position}")
+        return time.monotonic() - started
