@@ -28,6 +28,7 @@ from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway.app import IN_FLIGHT, build_app
 from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projector
 from shieldes.providers.registry import build_providers, open_session
@@ -108,7 +109,8 @@ class HttpServer:
         self.port = port
         self.reuse_port = reuse_port
         self.grace = grace
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
+                                    logger=protocol_logger())
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
