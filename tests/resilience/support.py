@@ -175,3 +175,92 @@ class Load:
     async def stop(self) -> None:
         self._stop.set()
         await asyncio.gather(*self._tasks)
+
+
+CLUSTER_SECRET = "resilience-cluster-secret"
+
+
+@dataclass
+class InProcessCluster:
+    """Several full nodes (HTTP, gossip over real gRPC, membership, listener) in one event loop."""
+
+    database_url: str
+    store: PostgresEventStore
+    upstream: FakeUpstream
+    nodes: list[Node] = field(default_factory=list)
+
+    def base(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.nodes[i].port}"
+
+    async def create_key(self, name: str, **kw: Any) -> str:
+        from shieldes.admin import execute
+        from shieldes.projections.commands import CreateKey
+        from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
+
+        secret = new_virtual_key()
+        written = await execute(self.store, CreateKey(new_id("key"), name, hash_key(secret),
+                                                      display_prefix(secret), **kw), actor="test")
+        for n in self.nodes:
+            assert n.projector is not None
+            assert await n.projector.wait_for(written[-1].position, 10)
+        return secret
+
+
+@asynccontextmanager
+async def in_process_cluster(database_url: str, n: int, **settings: Any) -> AsyncIterator[InProcessCluster]:
+    os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o-mini",))
+    pool = open_pool(database_url, size=2, name="test-admin")
+    await pool.open(wait=True)
+    await up.start()
+    c = InProcessCluster(database_url, PostgresEventStore(pool), up)
+    from shieldes.admin import execute
+
+    await execute(c.store, AddProvider("openai", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o-mini",)),
+                  actor="test")
+    try:
+        for i in range(n):
+            opts: dict[str, Any] = dict(
+                database_url=database_url, node_id=f"g{i}-{secrets.token_hex(2)}", host="127.0.0.1", port=0,
+                gossip_port=0, cluster_secret=CLUSTER_SECRET, flush_interval=0.1, poll_interval=0.2,
+                heartbeat_interval=0.2, node_timeout=1.5, gossip_interval=0.05, retry_backoff=0.0,
+                shutdown_grace=3.0)
+            opts.update(settings.get(f"node{i}", {}))
+            opts.update({k: v for k, v in settings.items() if not k.startswith("node")})
+            node = Node(Settings(**opts))
+            await node.start()
+            c.nodes.append(node)
+        yield c
+    finally:
+        for node in reversed(c.nodes):
+            await node.stop()
+        await up.stop()
+        await pool.close()
+
+
+async def burst(targets: list[str], key: str) -> list[int]:
+    """All requests at once through the official SDK; returns the HTTP statuses."""
+    clients = {b: openai.AsyncOpenAI(base_url=b + "/v1", api_key=key, max_retries=0, timeout=20)
+               for b in set(targets)}
+
+    async def one(base: str) -> int:
+        try:
+            await clients[base].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        return 200
+
+    try:
+        return list(await asyncio.gather(*(one(b) for b in targets)))
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+async def not_near_minute_end(margin: float = 12.0) -> None:
+    """Rate limits use fixed one-minute windows: keep a burst inside one window."""
+    import time
+
+    left = 60 - time.time() % 60
+    if left < margin:
+        await asyncio.sleep(left + 0.2)
