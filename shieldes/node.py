@@ -40,6 +40,32 @@ log = logging.getLogger(__name__)
 DB_CALL_TIMEOUT = 10.0
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` at most `timeout` seconds (without asyncio.wait_for, whose 3.11 version can
+    swallow a cancellation that races with the inner wait finishing)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
+class _Stoppable(Protocol):
+    _stopping: bool
+    _wake: asyncio.Event
+
+
+async def stop_task(task: asyncio.Task[None], owner: _Stoppable, patience: float = 1.0) -> None:
+    """Ask a loop to stop (flag + wake), cancel it if it does not finish in `patience`, await it."""
+    owner._stopping = True
+    owner._wake.set()
+    done, _ = await asyncio.wait({task}, timeout=patience)
+    if not done:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class Part(Protocol):
     async def start(self) -> None: ...
 
@@ -59,6 +85,7 @@ class LogPoller:
         self.last_ok = time.time()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def kick(self) -> None:
         self._wake.set()
@@ -83,20 +110,19 @@ class LogPoller:
         return True
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+        while not self._stopping:
+            await wait_event(self._wake, self.interval)
             self._wake.clear()
-            await self.poll_once()
+            if not self._stopping:
+                await self.poll_once()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="log-poller")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, self)
             self._task = None
 
 

@@ -32,18 +32,11 @@ from typing import Any
 
 from aiohttp import web
 
+from tests import fake_wire as wire
+
 WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "deterministic", "tokens", "today")
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
 MESSAGES_PATH = "/v1/messages"
-_ANTHROPIC_ERRORS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
 
 
 @dataclass
@@ -55,6 +48,8 @@ class Fault:
     delay: float = 0.0  # seconds before answering at all (headers included)
     chunk_delay: float = 0.0  # seconds before each stream frame
     disconnect_after: int | None = None  # drop the connection after this many stream frames
+    stall_after: int | None = None  # go silent (for 30 s) after this many stream frames
+    stream_error: str | None = None  # answer 200 with an event stream holding only this error type
     message: str | None = None
     retry_after: float | None = None
 
@@ -209,12 +204,14 @@ class FakeUpstream:
             return (
                 body,
                 fault,
-                _error(fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers),
+                wire.error(
+                    fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers
+                ),
             )
         if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:
-            return body, fault, _error(404, "Resource not found", anthropic)
+            return body, fault, wire.error(404, "Resource not found", anthropic)
         if anthropic and "anthropic-version" not in request.headers:
-            return body, fault, _error(400, "anthropic-version: header is required", True)
+            return body, fault, wire.error(400, "anthropic-version: header is required", True)
         if self.api_key is not None:
             given = (
                 request.headers.get("x-api-key")
@@ -225,10 +222,14 @@ class FakeUpstream:
                 return (
                     body,
                     fault,
-                    _error(401, "Incorrect API key provided", anthropic, code="invalid_api_key"),
+                    wire.error(401, "Incorrect API key provided", anthropic, code="invalid_api_key"),
                 )
         if request.method == "POST" and not isinstance(body, dict):
-            return body, fault, _error(400, "We could not parse the JSON body of your request.", anthropic)
+            return (
+                body,
+                fault,
+                wire.error(400, "We could not parse the JSON body of your request.", anthropic),
+            )
         return body, fault, None
 
     def _reply(self, max_tokens: Any, stops: Any) -> _Reply:
@@ -256,7 +257,18 @@ class FakeUpstream:
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
+        if fault and fault.stream_error:
+            # How upstreams report overload after the 200 is out: an error as the first event.
+            error = {"type": fault.stream_error, "message": fault.message or "Overloaded"}
+            anthropic = request.path == MESSAGES_PATH
+            frames = [
+                wire.event("error", {"type": "error", "error": error})
+                if anthropic
+                else wire.data({"error": {**error, "code": None, "param": None}})
+            ]
         for i, frame in enumerate(frames):
+            if fault and fault.stall_after is not None and i == fault.stall_after:
+                await asyncio.sleep(30)
             if fault and fault.disconnect_after is not None and i >= fault.disconnect_after:
                 assert request.transport is not None
                 request.transport.abort()  # no terminating chunk: the client sees a broken stream
@@ -274,12 +286,12 @@ class FakeUpstream:
         if error:
             return error
         if self.reject_stream_options and "stream_options" in body:
-            return _error(400, "Unrecognized request argument supplied: stream_options", False)
+            return wire.error(400, "Unrecognized request argument supplied: stream_options", False)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
-            return _error(400, "'messages' and 'model' are required properties", False)
+            return wire.error(400, "'messages' and 'model' are required properties", False)
         prompt = count_words(messages)
-        tool = _pick_tool(body.get("tools"), body.get("tool_choice"), messages[-1].get("role") == "tool")
+        tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"), messages[-1].get("role") == "tool")
         reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
         base = {
             "id": self._id("chatcmpl-", 29),
@@ -288,7 +300,7 @@ class FakeUpstream:
             "service_tier": "default",
             "system_fingerprint": "fp_fake0001",
         }
-        usage = _openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens)
+        usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens)
         call = None
         if tool is not None:
             call = {
@@ -321,48 +333,7 @@ class FakeUpstream:
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        extra = {"usage": None} if include_usage else {}
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _data(
-                {
-                    **base,
-                    "object": "chat.completion.chunk",
-                    **extra,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                }
-            )
-
-        if call is None:
-            frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
-            frames += [chunk({"content": piece}) for piece in _pieces(reply.text)]
-        else:
-            fn = call["function"]
-            frames = [
-                chunk(
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "refusal": None,
-                        "tool_calls": [
-                            {
-                                "index": 0,
-                                "id": call["id"],
-                                "type": "function",
-                                "function": {"name": fn["name"], "arguments": ""},
-                            }
-                        ],
-                    }
-                )
-            ]
-            frames += [
-                chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})
-                for a in _split(fn["arguments"])
-            ]
-        frames.append(chunk({}, "tool_calls" if call else reply.finish))
-        if include_usage:
-            frames.append(_data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
-        frames.append(b"data: [DONE]\n\n")
+        frames = wire.chat_frames(base, reply.text, call, reply.finish, usage if include_usage else None)
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -370,7 +341,7 @@ class FakeUpstream:
         if error:
             return error
         if "prompt" not in body or not isinstance(body.get("model"), str):
-            return _error(400, "'prompt' and 'model' are required properties", False)
+            return wire.error(400, "'prompt' and 'model' are required properties", False)
         reply = self._reply(body.get("max_tokens", 16), body.get("stop"))
         base = {
             "id": self._id("cmpl-", 29),
@@ -379,7 +350,7 @@ class FakeUpstream:
             "model": body["model"],
             "system_fingerprint": "fp_fake0001",
         }
-        usage = _openai_usage(count_words(body["prompt"]), reply.tokens)
+        usage = wire.openai_usage(count_words(body["prompt"]), reply.tokens)
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -392,11 +363,11 @@ class FakeUpstream:
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         frames = [
-            _data({**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]})
-            for p in _pieces(reply.text)
+            wire.data({**base, "choices": [{"text": p, "index": 0, "logprobs": None, "finish_reason": None}]})
+            for p in wire.pieces(reply.text)
         ]
         frames.append(
-            _data(
+            wire.data(
                 {
                     **base,
                     "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": reply.finish}],
@@ -404,7 +375,7 @@ class FakeUpstream:
             )
         )
         if include_usage:
-            frames.append(_data({**base, "choices": [], "usage": usage}))
+            frames.append(wire.data({**base, "choices": [], "usage": usage}))
         frames.append(b"data: [DONE]\n\n")
         return await self._sse(request, fault, frames)
 
@@ -416,7 +387,7 @@ class FakeUpstream:
         if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
-            return _error(400, "'input' is a required property", False)
+            return wire.error(400, "'input' is a required property", False)
         data = []
         for i, item in enumerate(inputs):
             digest = hashlib.sha256(json.dumps(item).encode()).digest()
@@ -455,14 +426,14 @@ class FakeUpstream:
         body, fault, error = await self._begin(request, anthropic=True)
         if error:
             return error
-        problem = _check_messages(body)
+        problem = wire.check_messages(body)
         if problem:
-            return _error(400, problem, True)
+            return wire.error(400, problem, True)
         messages = body["messages"]
         last = messages[-1].get("content")
         answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
         choice = body.get("tool_choice") or {}
-        tool = _pick_tool(
+        tool = wire.pick_tool(
             [
                 {"type": "function", "function": {"name": t["name"], "parameters": t.get("input_schema")}}
                 for t in body.get("tools") or []
@@ -505,155 +476,8 @@ class FakeUpstream:
         }
         if not body.get("stream"):
             return web.json_response(message)
-        start = {
-            **message,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {**message["usage"], "output_tokens": 1},
-        }
-        frames = [
-            _event("message_start", {"type": "message_start", "message": start}),
-            _event("ping", {"type": "ping"}),
-        ]
-        block = content[0]
-        if tool:
-            frames.append(
-                _event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": 0, "content_block": {**block, "input": {}}},
-                )
-            )
-            deltas = [
-                {"type": "input_json_delta", "partial_json": p} for p in _split(json.dumps(block["input"]))
-            ]
-        else:
-            frames.append(
-                _event(
-                    "content_block_start",
-                    {
-                        "type": "content_block_start",
-                        "index": 0,
-                        "content_block": {"type": "text", "text": ""},
-                    },
-                )
-            )
-            deltas = [{"type": "text_delta", "text": p} for p in _pieces(reply.text)]
-        frames += [
-            _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-            for d in deltas
-        ]
-        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        frames.append(
-            _event(
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
-                    "usage": {"output_tokens": output_tokens},
-                },
-            )
-        )
-        frames.append(_event("message_stop", {"type": "message_stop"}))
+        frames = wire.message_frames(message)
         return await self._sse(request, fault, frames)
-
-
-# --- wire helpers ----------------------------------------------------------------------------------
-
-
-def _data(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _event(name: str, obj: Any) -> bytes:
-    return f"event: {name}\n".encode() + _data(obj)
-
-
-def _pieces(text: str) -> list[str]:
-    """Stream deltas: one per word, spaces attached, concatenating to `text`."""
-    words = text.split(" ")
-    return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
-
-
-def _split(s: str, n: int = 3) -> list[str]:
-    """Tool arguments streamed in a few fragments."""
-    size = max(1, -(-len(s) // n))
-    return [s[i : i + size] for i in range(0, len(s), size)]
-
-
-def _openai_usage(prompt: int, completion: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-
-
-def _error(
-    status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None
-) -> web.Response:
-    if anthropic:
-        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
-        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        if status == 429:
-            kind, code = "requests", code or "rate_limit_exceeded"
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _sample(schema: Any) -> Any:
-    kind = schema.get("type") if isinstance(schema, dict) else None
-    if kind == "object":
-        props = schema.get("properties") or {}
-        return {k: _sample(v) for k, v in props.items() if k in schema.get("required", props)}
-    return {"string": "test", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
-
-
-def _pick_tool(tools: Any, choice: Any, answered: bool) -> tuple[str, dict[str, Any]] | None:
-    """(name, arguments) of the tool call to make, or None to answer with text."""
-    if not tools or choice == "none" or answered:
-        return None
-    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
-    fn = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
-    return fn["name"], _sample(fn.get("parameters") or {"type": "object"}) or {}
-
-
-def _check_messages(body: dict[str, Any]) -> str | None:
-    """The Anthropic API's own validation, as far as translation mistakes would trip it."""
-    if not isinstance(body.get("model"), str):
-        return "model: Field required"
-    if not isinstance(body.get("max_tokens"), int):
-        return "max_tokens: Field required"
-    if not isinstance(body.get("temperature", 0), int | float) or not 0 <= body.get("temperature", 0) <= 1:
-        return "temperature: Input should be less than or equal to 1"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "messages: at least one message is required"
-    pending: set[str] = set()
-    for i, msg in enumerate(messages):
-        if msg.get("role") not in ("user", "assistant"):
-            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
-        blocks = msg["content"] if isinstance(msg.get("content"), list) else []
-        if msg["role"] == "user":
-            ids = {b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"}
-            if ids - pending or pending - ids:
-                return (
-                    f"messages.{i}: each tool_use block must have a corresponding tool_result block "
-                    "in the next message"
-                )
-            pending = set()
-        else:
-            pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
-    return None
 
 
 def main() -> None:

@@ -1,41 +1,47 @@
-"""Cluster-wide rate limits: split the remaining headroom among alive nodes, round by round.
+"""Cluster-wide limits: split the remaining headroom among alive nodes, round by round.
 
 A node's view of a counter is its own exact count plus every peer's count as last gossiped, so it
-misses what peers admitted since. Unchecked, each of N nodes could spend the same headroom. The
-rule here bounds that, whatever the load and its spread:
+misses what peers admitted since. Unchecked, each of N nodes could spend the same headroom (N x
+the limit). The rule here keeps that small whatever the request rate:
 
-* Claims. Before admitting in a window, a node claims an allowance of `ceil(remaining / N)`,
-  remaining = limit - what it sees consumed (its own count plus, per peer, count + unused claim)
-  and N = alive nodes. It admits only within its claim and gossips the unused part, so a claim is
-  spent headroom for every peer that has seen it.
+* Claims. Before admitting in a window, a node claims a share of the remaining headroom:
+  remaining = limit - what it sees consumed (its own count plus, per peer, count + unused claim),
+  split in N equal parts (N = alive nodes) with the remainder handed out one unit per node by a
+  rank that rotates every window. It admits only within its claim and gossips the unused part,
+  so a claim is spent headroom for every peer that has seen it.
 * Rounds. Every gossip message says which sequence the sender last accepted from each peer
   (`seen`). A node may claim again only in a new round, and a round ends only when every alive
   peer has acknowledged a message sent after this node's latest claim; the unused rest of the
-  claim is then returned. Hence, when a node claims, every claim of a peer is visible to it except
-  at most that peer's latest one, itself at most 1/N of what that peer saw remaining.
+  claim is then returned. So when a node claims, it sees every claim of every peer except at most
+  that peer's latest one.
 
-Worst case (stated, and checked by a simulation with random delays, losses, reordering, skewed load
-and partitions in tests/unit/test_cluster_limits.py): admitted <= limit + N - 1 per window, for any
-request rate. A node cut off from its peers cannot finish a round; it admits at most
-ceil(limit / N) per window with the N it last knew, so a partitioned cluster stays within the same
-bound: never N times the limit. With N = 1 the limit is exact.
+Bounds (docs/cluster.md). When the nodes' views agree the shares add up to exactly the remaining
+headroom. Stale views can only hide each peer's latest claim, and a claim is at most
+ceil(remaining / N), so the excess never passes (N - 1) claims: admitted <= limit + (N - 1) *
+ceil(limit / N) + 1 is the hard worst case (below 2 x limit, never N x limit), while near the
+limit claims are small and the simulation in tests/unit/test_cluster_limits.py (random delays,
+losses, reordering, skewed load, partitions) never goes past limit + N. A node cut off from its
+peers cannot finish a round: it keeps to one share per window with the N it last knew. N = 1 is
+exact.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 Ident = tuple[str, str, int]  # (subject, window name, window start)
 
 
-def allowance(limit: int, seen_total: int, alive: int) -> int:
-    """This node's share of the headroom for one round."""
+def allowance(limit: int, seen_total: int, alive: int, rank: int = 0) -> int:
+    """This node's share of the headroom for one round: an equal part, and the remainder one unit
+    each to the nodes ranked lowest. When the nodes agree on what is left, the shares add up to it
+    exactly; when they do not, a share is still at most ceil(remaining / alive)."""
     remaining = limit - seen_total
     if remaining <= 0:
         return 0
-    return math.ceil(remaining / max(1, alive))
+    alive = max(1, alive)
+    return remaining // alive + (1 if rank % alive < remaining % alive else 0)
 
 
 class Rounds:
@@ -95,25 +101,30 @@ class HeadroomSplitter:
         self.rounds = rounds
         self._shares: dict[Ident, _Share] = {}
 
-    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int) -> bool:
+    def admit(self, ident: Ident, limit: int, seen_total: int, alive: int, cost: int = 1,
+              rank: int = 0) -> bool:
         """`seen_total` = local count + every peer's (count + outstanding). The caller counts the
-        request locally when this returns True."""
+        request locally when this returns True. With `cost` > 1 (budgets: the request's estimated
+        nano-USD) a request is admitted while the share is not used up, so it may overdraw the share
+        by less than one request's cost."""
+        if seen_total >= limit:
+            return False
         generation = self.rounds.generation
         share = self._shares.get(ident)
         if share is None or share.generation != generation:
-            share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive))
+            share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive, rank))
             if share.allowance:
                 self.rounds.rearm()
         if share.used >= share.allowance:
             return False
-        share.used += 1
+        share.used += cost
         return True
 
     def outstanding(self, ident: Ident) -> int:
         share = self._shares.get(ident)
         if share is None or share.generation != self.rounds.generation:
             return 0
-        return share.allowance - share.used
+        return max(0, share.allowance - share.used)
 
     def outstanding_all(self) -> dict[Ident, int]:
         g = self.rounds.generation

@@ -15,12 +15,17 @@ from typing import Protocol
 
 from shieldes.cluster.counters import PendingId, WindowId
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
-from shieldes.errors import RateLimited
+from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
-from shieldes.usage.meter import WINDOW, Meter, Reservation
+from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
+BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
+# Budgets are split only in their last quarter: far from the limit, peers' spend shows up through
+# gossiped pending usage and reservations soon enough, and requests keep flowing at full speed.
+BUDGET_SPLIT_FROM = 0.75
+SHARE_RETRY = 1.0  # seconds: a used-up share is renewed within a few gossip intervals
 
 
 def key_subject(key_id: str) -> str:
@@ -30,7 +35,11 @@ def key_subject(key_id: str) -> str:
 class ClusterView(Protocol):
     def alive_count(self) -> int: ...
 
-    def remote_outstanding(self, subject: str, window: int) -> int: ...
+    def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int: ...
+
+    def rank(self) -> int:
+        """This node's index among the alive node ids (sorted): who gets a remainder unit first."""
+        ...
 
 
 class ClusterMeter(Meter):
@@ -48,31 +57,64 @@ class ClusterMeter(Meter):
 
     # --- admission -------------------------------------------------------------------------------
 
-    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
-              estimate_nusd: int) -> Reservation:
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
+              position: int | None = None) -> Reservation:
         cluster = self.cluster
-        if key.rpm is not None and cluster is not None:
+        if cluster is not None:
             alive = cluster.alive_count()
-            if alive > 1:
-                now = self.clock()
-                w = self._roll(now)
-                subject = key_subject(key.id)
-                requests, _ = self._used(key.id, w)
-                seen = requests + cluster.remote_outstanding(subject, w)
-                if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive):
-                    reset = (w + 1) * WINDOW - now
-                    raise RateLimited(
-                        f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
-                        f"cluster; retry after {max(1, math.ceil(reset))}s or raise it with "
-                        "`shieldes key update --rpm`",
-                        retry_after=reset,
-                        headers={
-                            "x-ratelimit-limit-requests": str(key.rpm),
-                            "x-ratelimit-remaining-requests": "0",
-                            "x-ratelimit-reset-requests": f"{reset:.3f}s",
-                        },
-                    )
-        return super().admit(config, usage, key, estimate_nusd)
+            if alive > 1:  # alone, the base meter's own checks are exact
+                if key.rpm is not None:
+                    self._split_rate(key, cluster, alive)
+                self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive)
+        return super().admit(config, usage, key, estimate_nusd, position)
+
+    def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int) -> None:
+        assert key.rpm is not None
+        now = self.clock()
+        w = self._roll(now)
+        subject = key_subject(key.id)
+        requests, _ = self._used(key.id, w)
+        seen = requests + cluster.remote_outstanding(subject, w)
+        # the remainder rotates between nodes window by window, so no node is always last
+        rank = (cluster.rank() + w) % alive
+        if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
+            reset = (w + 1) * WINDOW - now
+            retry = reset if seen >= key.rpm else min(reset, SHARE_RETRY)
+            raise RateLimited(
+                f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
+                f"cluster ({min(seen, key.rpm)} used or held by nodes); retry after "
+                f"{max(1, math.ceil(retry))}s or raise it with `shieldes key update --rpm`",
+                retry_after=retry,
+                headers={
+                    "x-ratelimit-limit-requests": str(key.rpm),
+                    "x-ratelimit-remaining-requests": str(max(0, key.rpm - seen)),
+                    "x-ratelimit-reset-requests": f"{reset:.3f}s",
+                },
+            )
+
+    def _split_budgets(self, config: ConfigState, usage: UsageState, key: VirtualKey, cost: int,
+                       cluster: ClusterView, alive: int) -> None:
+        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost."""
+        today = int(self.clock() // 86400)
+        team = config.teams.get(key.team_id) if key.team_id else None
+        checks = [("k:" + key.id, f"key {key.name!r}", key.budget)]
+        if team is not None:
+            checks.append(("t:" + team.id, f"team {team.name!r}", team.budget))
+        for subject, what, budget in checks:
+            if budget is None:
+                continue
+            limit = round(budget.amount_usd * NUSD)
+            seen = self.spent_nusd(usage, subject, budget, today) + cluster.remote_outstanding(
+                subject, today, BUDGET_WINDOW)
+            if seen < limit * BUDGET_SPLIT_FROM:
+                continue
+            rank = (cluster.rank() + today) % alive
+            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, rank):
+                raise BudgetExceeded(
+                    f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
+                    f"or held across the cluster in the {budget.period} period; this node's share of the "
+                    "rest is in use: retry in a second, or raise it with `shieldes budget set`"
+                )
 
     def _hold(self, res: Reservation, nusd: int) -> None:
         super()._hold(res, nusd)
@@ -105,5 +147,6 @@ class ClusterMeter(Meter):
         return {s: (r, self._released_total.get(s, 0)) for s, r in self._reserved_total.items()}
 
     def forget_old_windows(self) -> None:
-        current = int(self.clock() // WINDOW)
-        self.splitter.forget_windows_before(RATE_WINDOW, current - 1)
+        now = self.clock()
+        self.splitter.forget_windows_before(RATE_WINDOW, int(now // WINDOW) - 1)
+        self.splitter.forget_windows_before(BUDGET_WINDOW, int(now // 86400) - 1)

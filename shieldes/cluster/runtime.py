@@ -65,7 +65,7 @@ class ClusterRuntime:
             self.gossip = Gossip(
                 node_id=s.node_id, secret=s.cluster_secret.encode(), host=s.host, port=s.gossip_port,
                 interval=s.gossip_interval, timeout=max(0.5, s.gossip_interval * 4),
-                targets=self.membership.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
+                targets=self.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
                 on_state=self._on_state, on_sent=self._on_sent,
             )
@@ -124,13 +124,27 @@ class ClusterRuntime:
             alive.update(self.gossip.recently_seen(self.settings.node_timeout))
         return alive
 
+    def gossip_targets(self) -> list[str]:
+        """Peers alive in cluster_nodes and static peers, plus peers heard from by gossip lately
+        (a node that cannot reach Postgres still gossips, and must get our acknowledgements)."""
+        targets = self.membership.gossip_targets()
+        if self.gossip is not None:
+            for node in self.gossip.recently_seen(self.settings.node_timeout):
+                address = self.gossip.stats.peers[node].address
+                if address and address not in targets:
+                    targets.append(address)
+        return targets
+
     def alive_count(self) -> int:
         return len(self.alive_ids())
 
-    def remote_outstanding(self, subject: str, window: int) -> int:
+    def rank(self) -> int:
+        return sorted(self.alive_ids()).index(self.node_id)
+
+    def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
         if self.gossip is None:
             return 0
-        return counters.window_allowance(self.gossip.view, subject, RATE_WINDOW, window, exclude=self.node_id)
+        return counters.window_allowance(self.gossip.view, subject, name, window, exclude=self.node_id)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from shieldes.gateway.admin import add_admin_routes
-from shieldes.gateway.middleware import Handler, errors_middleware
+from shieldes.gateway.middleware import Handler, handle_errors
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
 
@@ -35,7 +35,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
         started = time.perf_counter()
         status = 500
         try:
-            resp = await handler(request)
+            resp = await handle_errors(request, handler)
             status = resp.status
             return resp
         finally:
@@ -44,7 +44,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
             metrics.observe_request(request.path, status, time.perf_counter() - started)
 
     # client_max_size makes aiohttp refuse bodies over the cap while reading (413 via our errors).
-    app = web.Application(middlewares=[observe, errors_middleware],
+    app = web.Application(middlewares=[observe],
                           client_max_size=gateway.settings.max_body_bytes)
     app[GATEWAY] = gateway
     app[READINESS] = readiness

@@ -5,6 +5,8 @@ per label (beyond that they read "other")."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -59,29 +61,45 @@ class Metrics:
         self.log_lag = Gauge("shieldes_log_lag_events", "events in the log not yet applied", registry=r)
         self._providers = _Bounded(MAX_SERIES)
         self._models = _Bounded(MAX_SERIES)
+        # Resolved label children, so the hot path skips prometheus' label lookup.
+        self._req: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._use: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._up: dict[str, Any] = {}
 
     def route(self, path: str) -> str:
         return path if path in ROUTES else "other"
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         route = self.route(path)
-        self.requests.labels(route, f"{status // 100}xx").inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, status // 100)
+        children = self._req.get(key)
+        if children is None:
+            children = self._req[key] = (self.requests.labels(route, f"{status // 100}xx"),
+                                         self.latency.labels(route))
+        children[0].inc()
+        children[1].observe(seconds)
 
-    def route_provider(self, provider: str) -> str:
-        return self._providers(provider)
+    def upstream_seconds(self, provider: str, seconds: float) -> None:
+        child = self._up.get(provider)
+        if child is None:
+            child = self._up[provider] = self.upstream_latency.labels(self._providers(provider))
+        child.observe(seconds)
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(self._providers(provider), kind).inc()
 
     def usage(self, provider: str, model: str, prompt: int, completion: int, nusd: int) -> None:
         p, m = self._providers(provider), self._models(model)
+        children = self._use.get((p, m))
+        if children is None:
+            children = self._use[(p, m)] = (self.tokens.labels(p, m, "prompt"),
+                                            self.tokens.labels(p, m, "completion"), self.cost.labels(p, m))
         if prompt:
-            self.tokens.labels(p, m, "prompt").inc(prompt)
+            children[0].inc(prompt)
         if completion:
-            self.tokens.labels(p, m, "completion").inc(completion)
+            children[1].inc(completion)
         if nusd:
-            self.cost.labels(p, m).inc(nusd / 1e9)
+            children[2].inc(nusd / 1e9)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

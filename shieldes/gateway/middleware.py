@@ -4,8 +4,8 @@ x-request-id. Nothing that reaches a client carries a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -31,7 +31,7 @@ def request_id(request: web.Request) -> str:
     rid = request.get(REQUEST_ID_KEY)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
-        rid = given if _SANE_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _SANE_ID.match(given) else os.urandom(12).hex()
         request[REQUEST_ID_KEY] = rid
     return str(rid)
 
@@ -63,15 +63,15 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         if isinstance(exc, HttpProcessingError):
             self.logger.info("refused a malformed HTTP request (%s, status %s)", type(exc).__name__, exc.code)
             return
-        super().log(level, msg, *args, **kwargs)  # type: ignore[arg-type]
+        super().log(level, msg, *args, **kwargs)
 
 
 def protocol_logger() -> logging.LoggerAdapter:  # type: ignore[type-arg]
     return ProtocolLog(logging.getLogger("shieldes.http"), {})
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run `handler`; any error becomes an OpenAI-shaped JSON response, never a traceback."""
     rid = request_id(request)
     try:
         resp = await handler(request)

@@ -45,15 +45,19 @@ async def counted(stream: ChunkStream, tally: Tally) -> AsyncIterator[Body]:
         yield chunk
 
 
-async def openai_frames(chunks: AsyncIterator[Body], client_wants_usage: bool) -> AsyncIterator[bytes]:
+async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: bool) -> AsyncIterator[bytes]:
     """OpenAI SSE frames; the usage chunk (and `usage: null` fields) are dropped unless the
-    client asked for them with stream_options.include_usage."""
-    async for chunk in chunks:
-        if not client_wants_usage and "usage" in chunk:
-            if not chunk.get("choices"):
-                continue
-            chunk = {k: v for k, v in chunk.items() if k != "usage"}
-        yield frame(None, chunk)
+    client asked for them with stream_options.include_usage. One generator layer: this is the
+    per-chunk hot path."""
+    dumps = orjson.dumps
+    async for chunk in stream:
+        if chunk.get("choices"):
+            tally.content_chunks += 1
+            if not client_wants_usage:
+                chunk.pop("usage", None)  # the chunk dict is ours: parsed for this request
+        elif not client_wants_usage and "usage" in chunk:
+            continue
+        yield b"data: " + dumps(chunk) + b"\n\n"
     yield DONE_FRAME
 
 

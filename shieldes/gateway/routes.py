@@ -15,7 +15,8 @@ from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, request_id
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
-from shieldes.providers.base import Body, Operation, TokenUsage
+from shieldes.providers import anthropic_translate as tr
+from shieldes.providers.base import Body, ChunkStream, Operation, TokenUsage
 from shieldes.routing.router import Route
 from shieldes.usage.meter import Reservation
 
@@ -129,7 +130,7 @@ class Call:
         return result.body, usage
 
     async def stream(self, request: web.Request, body: Body,
-                     render: Callable[[AsyncIterator[Body]], AsyncIterator[bytes]],
+                     render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
                      error_event: str | None) -> web.StreamResponse:
         try:
             stream, dep = await self.gw.open_stream(self.op, self.route, body)
@@ -139,7 +140,7 @@ class Call:
         tally = relay.Tally()
         try:
             resp = await relay.start_sse(request, self.rid, self.res.headers)
-            await relay.pump(resp, render(relay.counted(stream, tally)), tally,
+            await relay.pump(resp, render(stream, tally), tally,
                              self.gw.settings.disconnect_drain_seconds, error_event)
             return resp
         finally:
@@ -171,8 +172,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     options = options if isinstance(options, dict) else {}
     body = dict(body, stream_options={**options, "include_usage": True})
 
-    def render(chunks: AsyncIterator[Body]) -> AsyncIterator[bytes]:
-        return relay.openai_frames(chunks, wants_usage)
+    def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
+        return relay.openai_frames(stream, tally, wants_usage)
 
     return await call.stream(request, body, render, None)
 
@@ -191,8 +192,6 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     """Anthropic-shaped /v1/messages, served through the OpenAI dialect."""
-    from shieldes.providers import anthropic_translate as tr
-
     gw = request.app[GATEWAY]
     key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
     body, size = await read_json(request, gw.settings.max_body_bytes)
@@ -213,8 +212,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return json_response(tr.openai_response_to_messages(data, model), call.rid, call.res.headers)
     chat = dict(chat, stream=True)
 
-    async def render(chunks: AsyncIterator[Body]) -> AsyncIterator[bytes]:
-        async for event, data in tr.openai_chunks_to_message_events(chunks, model):
+    async def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
+        async for event, data in tr.openai_chunks_to_message_events(relay.counted(stream, tally), model):
             yield relay.frame(event, data)
 
     return await call.stream(request, chat, render, "error")

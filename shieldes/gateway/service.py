@@ -4,6 +4,7 @@ against limits and budgets, call upstream deployments with retries and failover,
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from typing import Protocol
 
 from shieldes.errors import (
     AuthenticationFailed,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     ShieldesError,
@@ -36,6 +38,7 @@ from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
 from shieldes.usage.pricing import PriceTable, cost_nusd
 
+log = logging.getLogger(__name__)
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens reserved when a request names no max_tokens
 
 
@@ -47,6 +50,9 @@ class StateView(Protocol):
 
     @property
     def usage(self) -> UsageState: ...
+
+    @property
+    def position(self) -> int: ...
 
 
 class UpstreamClientError(ShieldesError):
@@ -82,6 +88,8 @@ class Gateway:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self.rng = rng or random.Random()
         self._secrets: dict[str, str | None] = {}
+        self._routes: dict[str, Route | None] = {}
+        self._routes_of: ConfigState | None = None
 
     # --- admission -----------------------------------------------------------------------------
 
@@ -103,8 +111,19 @@ class Gateway:
             )
         return key
 
+    def _resolve(self, requested: str) -> Route | None:
+        config = self.state.config
+        if config is not self._routes_of:  # copy-on-write config: identity tells a change
+            self._routes, self._routes_of = {}, config
+        if requested in self._routes:
+            return self._routes[requested]
+        route = resolve(config, requested)
+        if len(self._routes) < 10_000:
+            self._routes[requested] = route
+        return route
+
     def route(self, key: VirtualKey, requested: str) -> Route:
-        route = resolve(self.state.config, requested)
+        route = self._resolve(requested)
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
@@ -132,7 +151,7 @@ class Gateway:
         rate = self.prices.rate(config.pricing, route.model)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         estimate = cost_nusd(rate, prompt_bytes // 4, completion)
-        return self.meter.admit(config, self.state.usage, key, estimate)
+        return self.meter.admit(config, self.state.usage, key, estimate, self.state.position)
 
     # --- upstream calls --------------------------------------------------------------------------
 
@@ -208,8 +227,15 @@ class Gateway:
                     raise self._client_error(failure, dep) from None
                 last = failure
                 continue
-            self.metrics.upstream_latency.labels(self.metrics.route_provider(dep.name)).observe(
-                time.perf_counter() - started)
+            except ShieldesError:
+                raise
+            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+                raise InvalidRequest(
+                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                    "check the request against the API reference"
+                ) from None
+            self.metrics.upstream_seconds(dep.name, time.perf_counter() - started)
             self.breaker.success(dep.name)
             return result, dep
         raise self._exhausted(route, last, len(attempts))

@@ -18,10 +18,12 @@ from shieldes.providers.anthropic_translate import (
 from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage
 from shieldes.providers.http import http_failure, invalid_response, join_endpoint, timeouts, transport_failure
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
 def _only_chat(op: Operation) -> None:
@@ -76,9 +78,12 @@ class AnthropicProvider:
         if not isinstance(data, dict):
             raise invalid_response(target, "body is not a JSON object")
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
-        chat, usage = messages_response_to_chat(
-            data, str(data.get("model") or target.model), int(time.time())
-        )
+        try:
+            chat, usage = messages_response_to_chat(
+                data, str(data.get("model") or target.model), int(time.time())
+            )
+        except _SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
+            raise invalid_response(target, f"unexpected message shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
@@ -102,26 +107,21 @@ class AnthropicProvider:
                 resp.release()
             raise http_failure(target, resp.status, raw, resp.headers)
         translator = StreamTranslator(target.model, int(time.time()))
-        return AnthropicChunkStream(resp, target, translator)
+        stream = AnthropicChunkStream(resp, target, translator)
+        await stream.prime()
+        return stream
 
 
-class AnthropicChunkStream:
+class AnthropicChunkStream(UpstreamChunkStream):
     """OpenAI chunks translated from one Anthropic event stream."""
 
     def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: StreamTranslator) -> None:
-        self._resp = resp
-        self._target = target
+        super().__init__(resp, target)
         self._translator = translator
-        self._gen: AsyncGenerator[Body, None] | None = None
 
     @property
     def usage(self) -> TokenUsage | None:
         return self._translator.usage
-
-    def __aiter__(self) -> AsyncGenerator[Body, None]:
-        if self._gen is None:
-            self._gen = self._chunks()
-        return self._gen
 
     async def _chunks(self) -> AsyncGenerator[Body, None]:
         decoder = SSEDecoder()
@@ -131,12 +131,14 @@ class AnthropicChunkStream:
                     for chunk in self._translate(event, data):
                         yield chunk
                 if self._translator.done:
+                    self._finished = True
                     return
             for event, data in decoder.close():
                 for chunk in self._translate(event, data):
                     yield chunk
             if not self._translator.done:
                 raise invalid_response(self._target, "the event stream ended before message_stop")
+            self._finished = True
         except _TRANSPORT_ERRORS as exc:
             raise transport_failure(self._target, exc) from exc
         finally:
@@ -149,15 +151,7 @@ class AnthropicChunkStream:
             raise invalid_response(self._target, "a stream event is not JSON") from None
         if not isinstance(parsed, dict):
             raise invalid_response(self._target, "a stream event is not a JSON object")
-        return self._translator.feed(event, parsed)
-
-    def _release(self) -> None:
-        if self._translator.done:
-            self._resp.release()
-        else:
-            self._resp.close()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()
-        self._release()
+        try:
+            return self._translator.feed(event, parsed)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(self._target, f"unexpected {event} event shape: {exc}") from None

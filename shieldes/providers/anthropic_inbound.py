@@ -25,6 +25,15 @@ def _bad(message: str) -> InvalidRequest:
     return InvalidRequest(message)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """Upstream data read defensively: OpenAI-compatible servers vary, a 500 must not follow."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def finish_to_stop_reason(finish: str | None) -> str:
     return _STOP.get(finish or "stop", "end_turn")
 
@@ -135,9 +144,12 @@ def _tools(tools: Any) -> list[Body]:
             raise _bad(f"tools[{i}] needs a `name`")
         if tool.get("type") not in (None, "custom"):
             raise _bad(f"tools[{i}]: server tool {tool.get('type')!r} is not supported; define a custom tool")
-        fn: Body = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+        schema = tool.get("input_schema") or {"type": "object"}
+        if not isinstance(schema, dict):
+            raise _bad(f"tools[{i}].input_schema must be a JSON Schema object")
+        fn: Body = {"name": tool["name"], "parameters": schema}
         if tool.get("description"):
-            fn["description"] = tool["description"]
+            fn["description"] = str(tool["description"])
         out.append({"type": "function", "function": fn})
     return out
 
@@ -232,24 +244,25 @@ def _tool_input(arguments: Any) -> Body:
 
 
 def _anthropic_usage(usage: Any) -> Body:
-    usage = usage if isinstance(usage, dict) else {}
+    usage = _obj(usage)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return {
-        "input_tokens": int(usage.get("prompt_tokens") or 0),
-        "output_tokens": int(usage.get("completion_tokens") or 0),
+        "input_tokens": prompt if isinstance(prompt, int) else 0,
+        "output_tokens": completion if isinstance(completion, int) else 0,
     }
 
 
 def openai_response_to_messages(resp: Body, model: str) -> Body:
     """An OpenAI chat.completion as an Anthropic message."""
-    choices = resp.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    choices = _objs(resp.get("choices"))
+    choice = choices[0] if choices else {}
+    message = _obj(choice.get("message"))
     content: list[Body] = []
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        fn = call.get("function") or {}
+    for call in _objs(message.get("tool_calls")):
+        fn = _obj(call.get("function"))
         content.append(
             {
                 "type": "tool_use",
@@ -277,7 +290,6 @@ def stream_error_event(message: str, kind: str = "api_error") -> tuple[str, Body
     """The event that ends an Anthropic stream which failed after it started (the anthropic SDK
     raises it as an APIError). `kind`: api_error, overloaded_error, rate_limit_error, ..."""
     return "error", {"type": "error", "error": {"type": kind, "message": message}}
-
 
 
 async def openai_chunks_to_message_events(
@@ -321,8 +333,8 @@ async def openai_chunks_to_message_events(
             yield "ping", {"type": "ping"}
         if chunk.get("usage"):
             usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
+        for choice in _objs(chunk.get("choices")):
+            delta = _obj(choice.get("delta"))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if open_kind != "text":
@@ -347,9 +359,10 @@ async def openai_chunks_to_message_events(
                         "delta": {"type": "text_delta", "text": text},
                     },
                 )
-            for call in delta.get("tool_calls") or []:
+            for call in _objs(delta.get("tool_calls")):
                 index = call.get("index", 0)
-                fn = call.get("function") or {}
+                index = index if isinstance(index, int) else 0
+                fn = _obj(call.get("function"))
                 if index in closed_tools:
                     continue
                 if open_kind != "tool" or open_tool != index:

@@ -97,7 +97,10 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    # Anthropic refuses empty text blocks; OpenAI clients send them (e.g. "" beside an image).
     if isinstance(content, str):
+        if not content:
+            raise _bad(f"{where}: the message content is empty; send some text")
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise _bad(f"{where} content must be a string or a list of content parts")
@@ -105,13 +108,16 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            blocks.append({"type": "text", "text": part["text"]})
+            if part["text"]:
+                blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             blocks.append(_image_block(part, where))
         else:
             raise _bad(
                 f"{where}: content part type {kind!r} cannot be sent to Anthropic; use text or image_url"
             )
+    if not blocks:
+        raise _bad(f"{where}: the message content is empty; send some text or an image")
     return blocks
 
 
@@ -195,9 +201,11 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
         schema = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(schema, dict):
+            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object")
         converted: dict[str, Any] = {"name": fn["name"], "input_schema": schema}
         if fn.get("description"):
-            converted["description"] = fn["description"]
+            converted["description"] = str(fn["description"])
         out.append(converted)
     return out
 
@@ -212,7 +220,11 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
         converted = {"type": "none"}
     elif choice == "required":
         converted = {"type": "any"}
-    elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
+    elif (
+        isinstance(choice, dict)
+        and isinstance(choice.get("function"), dict)
+        and isinstance(choice["function"].get("name"), str)
+    ):
         converted = {"type": "tool", "name": choice["function"]["name"]}
     else:
         raise _bad(

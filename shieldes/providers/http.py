@@ -25,6 +25,8 @@ def join_endpoint(base_url: str, path: str) -> str:
     The query string of the base URL is kept (Azure needs it on every call)."""
     parts = urlsplit(base_url.strip())
     base_path = parts.path.rstrip("/")
+    if base_path.endswith(path):  # a full endpoint URL pasted as the base URL
+        base_path = base_path[: -len(path)]
     versioned = "api-version=" in parts.query or any(
         _VERSION_SEGMENT.match(seg) for seg in base_path.split("/")
     )

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     http_failure,
     invalid_response,
@@ -21,6 +21,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
 _PATHS: dict[str, str] = {
@@ -108,7 +109,9 @@ class OpenAIProvider:
                 raise
             del payload["stream_options"]
             resp = await self._open_stream(url, target, azure, payload)
-        return OpenAIChunkStream(resp, target)
+        stream = OpenAIChunkStream(resp, target)
+        await stream.prime()
+        return stream
 
     async def _open_stream(
         self, url: str, target: Target, azure: bool, payload: Body
@@ -137,20 +140,8 @@ class OpenAIProvider:
         return resp
 
 
-class OpenAIChunkStream:
+class OpenAIChunkStream(UpstreamChunkStream):
     """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
-        self._resp = resp
-        self._target = target
-        self._gen: AsyncGenerator[Body, None] | None = None
-        self._finished = False
-        self.usage: TokenUsage | None = None
-
-    def __aiter__(self) -> AsyncGenerator[Body, None]:
-        if self._gen is None:
-            self._gen = self._chunks()
-        return self._gen
 
     async def _chunks(self) -> AsyncGenerator[Body, None]:
         decoder = SSEDecoder()
@@ -185,17 +176,5 @@ class OpenAIChunkStream:
             )
         usage = chunk.get("usage")
         if usage:
-            self.usage = parse_usage(usage) or self.usage
+            self._usage = parse_usage(usage) or self._usage
         return chunk
-
-    def _release(self) -> None:
-        # A fully read response goes back to the keep-alive pool; an abandoned one is closed.
-        if self._finished:
-            self._resp.release()
-        else:
-            self._resp.close()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()
-        self._release()

@@ -96,6 +96,8 @@ def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Rando
     """The deployments to try, in order, for up to `attempts` attempts: weighted order among those
     whose circuit is closed, cycling for retries. If every circuit is open, still try them (in
     weighted order) rather than refusing outright: an open circuit is a guess, not a fact."""
+    if len(route.deployments) == 1:
+        return list(route.deployments) * max(1, attempts)
     order = weighted_order(route.deployments, rng)
     ready = [d for d in order if not breaker.is_open(d.name)] or order
     return [ready[i % len(ready)] for i in range(max(1, attempts))]

@@ -38,6 +38,7 @@ class Flusher:
         self.appends = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._last_error_log = 0.0
 
     async def flush_once(self) -> bool:
@@ -89,19 +90,28 @@ class Flusher:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+        while not self._stopping:
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.interval)
+            finally:
+                waiter.cancel()
             self._wake.clear()
-            await self.flush_once()
+            if not self._stopping:
+                await self.flush_once()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="usage-flusher")
 
     async def stop(self, timeout: float = 30.0) -> bool:
         """Stop the loop, then the final flush. False (and a log line) if some usage could not be written."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=APPEND_TIMEOUT + 1)
+            if not done:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -84,9 +84,12 @@ class Meter:
         self._cur = _Window()
         self._prev = _Window()
         self._remote: dict[str, RateCounts] = {}
-        self._remote_pending: dict[str, Pending] = {}
+        self._remote_pending: dict[str, dict[str, dict[int, int]]] = {}
         self._reserved: dict[str, int] = {}  # subject -> nusd held by in-flight requests
-        self._pending: Pending = {}  # (subject, day) -> nusd settled but not yet in the projection
+        self._pending: dict[str, dict[int, int]] = {}  # subject -> day -> nusd not yet projected
+        # Durable spend per (subject, period, today), valid for one projection position.
+        self._durable: dict[tuple[str, str, int], int] = {}
+        self._durable_position = -1
         self._acc: dict[DeltaKey, list[int]] = {}  # unflushed deltas: requests, prompt, completion, nusd
         self._acc_spend: Pending = {}
         self._batches: list[Batch] = []  # cut, in seq order: maybe one unsent head, then appended ones
@@ -123,7 +126,10 @@ class Meter:
         self._remote[node_id] = dict(counts)
 
     def set_remote_pending(self, node_id: str, pending: Pending) -> None:
-        self._remote_pending[node_id] = dict(pending)
+        nested: dict[str, dict[int, int]] = {}
+        for (subject, day), nusd in pending.items():
+            nested.setdefault(subject, {})[day] = nusd
+        self._remote_pending[node_id] = nested
 
     def drop_remote(self, node_id: str) -> None:
         self._remote.pop(node_id, None)
@@ -132,21 +138,38 @@ class Meter:
     # --- budgets ------------------------------------------------------------------------------
 
     def pending_snapshot(self) -> Pending:
-        return dict(self._pending)
+        return {(subject, day): nusd for subject, days in self._pending.items() for day, nusd in days.items()}
 
-    def spent_nusd(self, usage: UsageState, subject: str, budget: Budget, today: int) -> int:
-        """Spend of `subject` ("k:<id>"/"t:<id>") in its budget period, as this node knows it."""
+    def spent_nusd(self, usage: UsageState, subject: str, budget: Budget, today: int,
+                   position: int | None = None) -> int:
+        """Spend of `subject` ("k:<id>"/"t:<id>") in its budget period, as this node knows it.
+        `position` (the projection's log position) lets the durable part be cached until it moves."""
         days = period_days(budget.period, today)
-        kind, sid = subject[0], subject[2:]
-        total = usage.key_cost(sid, days) if kind == "k" else usage.team_cost(sid, days)
-        for pending in (self._pending, *self._remote_pending.values()):
-            if pending:
-                total += sum(pending.get((subject, d), 0) for d in days)
+        ck = (subject, budget.period, today)
+        cached = position is not None and position == self._durable_position
+        durable = self._durable.get(ck) if cached else None
+        if durable is None:
+            kind, sid = subject[0], subject[2:]
+            durable = usage.key_cost(sid, days) if kind == "k" else usage.team_cost(sid, days)
+            if position is not None:
+                if position != self._durable_position:
+                    self._durable.clear()
+                    self._durable_position = position
+                self._durable[ck] = durable
+        total = durable
+        mine = self._pending.get(subject)
+        if mine:
+            total += sum(v for d, v in mine.items() if d in days)
+        for remote in self._remote_pending.values():
+            theirs = remote.get(subject)
+            if theirs:
+                total += sum(v for d, v in theirs.items() if d in days)
         return total + self._reserved.get(subject, 0)
 
-    def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int) -> None:
+    def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int,
+                      position: int | None) -> None:
         limit = round(budget.amount_usd * NUSD)
-        spent = self.spent_nusd(usage, subject, budget, today)
+        spent = self.spent_nusd(usage, subject, budget, today, position)
         if spent >= limit:
             reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
             raise BudgetExceeded(
@@ -156,8 +179,8 @@ class Meter:
 
     # --- admission and settlement ---------------------------------------------------------------
 
-    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey,
-              estimate_nusd: int) -> Reservation:
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
+              position: int | None = None) -> Reservation:
         """Check limits and budgets for one request and hold its estimated cost. Raises RateLimited,
         BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
         now = self.clock()
@@ -189,10 +212,10 @@ class Meter:
                 )
         today = int(now // 86400)
         if key.budget is not None:
-            self._check_budget(usage, "k:" + key.id, f"key {key.name!r}", key.budget, today)
+            self._check_budget(usage, "k:" + key.id, f"key {key.name!r}", key.budget, today, position)
         team = config.teams.get(key.team_id) if key.team_id else None
         if team is not None and team.budget is not None:
-            self._check_budget(usage, "t:" + team.id, f"team {team.name!r}", team.budget, today)
+            self._check_budget(usage, "t:" + team.id, f"team {team.name!r}", team.budget, today, position)
         if self.buffered() >= self.buffer_max:
             raise Unavailable(
                 "this node cannot write usage to Postgres and its usage buffer is full; "
@@ -247,8 +270,9 @@ class Meter:
             day = hour // 24
             for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
                 if subject:
+                    mine = self._pending.setdefault(subject, {})
+                    mine[day] = mine.get(day, 0) + nusd
                     sk = (subject, day)
-                    self._pending[sk] = self._pending.get(sk, 0) + nusd
                     self._acc_spend[sk] = self._acc_spend.get(sk, 0) + nusd
 
     # --- flusher side ---------------------------------------------------------------------------
@@ -294,12 +318,15 @@ class Meter:
         durable = usage.durable_seq(self.node_id, self.epoch)
         while self._batches and self._batches[0].appended and self._batches[0].seq <= durable:
             batch = self._batches.pop(0)
-            for sk, nusd in batch.spend.items():
-                left = self._pending.get(sk, 0) - nusd
+            for (subject, day), nusd in batch.spend.items():
+                mine = self._pending.get(subject, {})
+                left = mine.get(day, 0) - nusd
                 if left:
-                    self._pending[sk] = left
+                    mine[day] = left
                 else:
-                    self._pending.pop(sk, None)
+                    mine.pop(day, None)
+                    if not mine:
+                        self._pending.pop(subject, None)
 
     def idle(self) -> bool:
         """Nothing left to append."""

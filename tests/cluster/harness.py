@@ -100,6 +100,8 @@ class Cluster:
             "SHIELDES_GOSSIP_INTERVAL": "0.05",
             "SHIELDES_FLUSH_INTERVAL": "0.2",
             "SHIELDES_SHUTDOWN_GRACE": "2",
+            "SHIELDES_BREAKER_FAILURES": "2",
+            "SHIELDES_BREAKER_COOLDOWN": "30",
             UPSTREAM_KEY_ENV: "sk-upstream",
         })
         env.update(self.env_overrides)

@@ -30,15 +30,18 @@ async def test_chat_stream_embeddings_models_accounted_exactly(database_url: str
         assert chat.usage is not None and chat.usage.prompt_tokens == count_words(messages) == 6
         assert h.upstream.last("/v1/chat/completions").headers["authorization"] == "Bearer sk-upstream-test"
 
-        stream = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages, stream=True)
+        stream = await client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=messages, stream=True
+        )
         chunks = [c async for c in stream]
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "Hello from the fake upstream"
         assert all(c.usage is None for c in chunks)  # the client did not ask for usage
         assert h.upstream.last("/v1/chat/completions").body["stream_options"] == {"include_usage": True}
 
-        stream = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
         usage_chunks = [c.usage for c in [c async for c in stream] if c.usage is not None]
         assert usage_chunks and usage_chunks[-1].completion_tokens == 5
 
@@ -61,13 +64,18 @@ async def test_anthropic_sdk_messages_json_and_stream(database_url: str) -> None
         secret = await h.create_key("claude-app")
         await h.sync()
         client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
-        msg = await client.messages.create(model="claude-3-5-haiku-latest", max_tokens=100, system="be brief",
-                                           messages=[{"role": "user", "content": "hi there"}])
+        msg = await client.messages.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=100,
+            system="be brief",
+            messages=[{"role": "user", "content": "hi there"}],
+        )
         assert msg.content[0].type == "text" and msg.content[0].text == "Hello from the fake upstream"
         assert (msg.usage.input_tokens, msg.usage.output_tokens) == (4, 5)
 
-        async with client.messages.stream(model="gpt-4o", max_tokens=3,
-                                          messages=[{"role": "user", "content": "stream it"}]) as stream:
+        async with client.messages.stream(
+            model="gpt-4o", max_tokens=3, messages=[{"role": "user", "content": "stream it"}]
+        ) as stream:
             text = "".join([t async for t in stream.text_stream])
             final = await stream.get_final_message()
         assert text == "Hello from the"
@@ -91,6 +99,11 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             await client.chat.completions.create(model="gpt-4o", messages=msgs)  # type: ignore[arg-type]
         with pytest.raises(openai.AuthenticationError):
             await oai(h.base, "sk-wrong").models.list()
+        expired = await h.create_key("expired", expires_at=1.0)
+        await h.sync()
+        with pytest.raises(openai.AuthenticationError) as exp:
+            await oai(h.base, expired).models.list()
+        assert "expired" in exp.value.message
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="gpt-4o-mini", messages=[])
         assert bad.value.code == "invalid_request"
@@ -116,4 +129,7 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
                 assert r.status == 200 and (await r.json())["status"] == "ready"
             async with s.get(h.base + "/metrics") as r:
                 text = await r.text()
-                assert r.status == 200 and 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"}' in text
+                assert (
+                    r.status == 200
+                    and 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"}' in text
+                )

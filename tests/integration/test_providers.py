@@ -141,6 +141,26 @@ async def test_openai_tool_calls_pass_through(up: FakeUpstream, providers: dict[
     }
 
 
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_provider_contract(up: FakeUpstream, providers: dict[str, Provider], kind: str) -> None:
+    """What the gateway relies on from every adapter: OpenAI-shaped answers and chunks, usage in
+    both, a final usage chunk, and the upstream model name."""
+    target = an(up) if kind == "anthropic" else oa(up)
+    result = await providers[kind].call("chat", target, {"model": "alias", "messages": HELLO})
+    assert result.body["object"] == "chat.completion" and result.body["model"] == target.model
+    assert result.body["choices"][0]["message"]["role"] == "assistant"
+    assert result.usage == TokenUsage(6, 4)
+    assert result.body["usage"]["prompt_tokens"] == 6 and result.body["usage"]["completion_tokens"] == 4
+    stream = await providers[kind].stream("chat", target, {"model": "alias", "messages": HELLO})
+    assert stream.usage is None  # known only at the end
+    chunks = await collect(stream)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
+    assert stream.usage == TokenUsage(6, 4)
+
+
 # --- error mapping -------------------------------------------------------------------------------------
 
 
@@ -183,11 +203,30 @@ async def test_timeout_is_retryable(up: FakeUpstream, providers: dict[str, Provi
 
 
 async def test_stalled_stream_times_out_mid_stream(up: FakeUpstream, providers: dict[str, Provider]) -> None:
-    up.inject("/v1/messages", chunk_delay=2.0)
+    up.inject("/v1/messages", stall_after=3)
     stream = await providers["anthropic"].stream("chat", an(up), {"model": "m", "messages": HELLO})
     with pytest.raises(UpstreamFailure) as info:
         await collect(stream)
     assert info.value.timeout
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_failures_before_the_first_chunk_are_raised_by_stream(
+    up: FakeUpstream, providers: dict[str, Provider], kind: str
+) -> None:
+    """So the gateway can still fail over: a silent upstream, or an error as the first event."""
+    path = "/v1/messages" if kind == "anthropic" else "/v1/chat/completions"
+    target = an(up) if kind == "anthropic" else oa(up)
+    up.inject(path, chunk_delay=2.0)
+    with pytest.raises(UpstreamFailure) as silent:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert silent.value.timeout and silent.value.retryable
+    up.inject(path, stream_error="overloaded_error", message="Overloaded, try again")
+    with pytest.raises(UpstreamFailure) as overloaded:
+        await providers[kind].stream("chat", target, {"messages": HELLO})
+    assert overloaded.value.retryable and overloaded.value.message == "Overloaded, try again"
+    stream = await providers[kind].stream("chat", target, {"messages": HELLO})  # the pool recovered
+    assert text_of(await collect(stream)) == "Hello from the fake"
 
 
 async def test_connect_error_to_closed_port(providers: dict[str, Provider]) -> None:

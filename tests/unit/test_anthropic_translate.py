@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_translate import (
@@ -199,6 +202,8 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
             "http",
         ),
         ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({"messages": [{"role": "user", "content": ""}]}, "content is empty"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "content is empty"),
         ({"messages": [{"role": "assistant"}]}, "content` or `tool_calls"),
         (
             {
@@ -217,6 +222,21 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
             "tool_choice",
         ),
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"function": "f"},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": "object"}}],
+            },
+            "JSON Schema object",
+        ),
     ],
 )
 def test_invalid_chat_requests_say_what_to_fix(body: dict[str, Any], fragment: str) -> None:
@@ -699,3 +719,152 @@ async def test_empty_stream_still_yields_a_complete_event_sequence() -> None:
     events = await _events([])
     assert [n for n, _ in events] == ["message_start", "message_delta", "message_stop"]
     assert _snapshot(events).content == []
+
+
+# --- robustness: any JSON in, only InvalidRequest out ------------------------------------------------
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+# Scalars (wrong types, empty and short strings) are where shape checks slip most.
+_leaf = st.none() | st.booleans() | st.integers(-2, 2) | st.text(max_size=3)
+_junk = _leaf | _json
+_kinds = st.sampled_from(["text", "image_url", "image", "tool_use", "tool_result", "function", "thinking"])
+_part = st.fixed_dictionaries(
+    {"type": _kinds | _junk},
+    optional={
+        k: _junk | st.text(max_size=4) for k in ("text", "id", "name", "input", "tool_use_id", "content")
+    }
+    | {
+        "image_url": st.fixed_dictionaries(
+            {
+                "url": st.sampled_from(["data:image/png;base64,AA", "https://x/y.png", "data:,x", "ftp://x"])
+                | _junk
+            }
+        )
+    },
+)
+_content = st.text(max_size=4) | st.lists(_part | _junk, max_size=3) | _junk
+_call = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=3) | _junk,
+        "function": st.fixed_dictionaries(
+            {"name": st.text(max_size=3) | _junk},
+            optional={"arguments": st.sampled_from(["{}", '{"a":1}', "[1]", "{x"]) | _junk},
+        )
+        | _junk,
+    },
+)
+_message = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]) | _junk,
+        "content": _content,
+    },
+    optional={"tool_calls": st.lists(_call, max_size=2) | _junk, "tool_call_id": st.text(max_size=3) | _junk},
+)
+_function = st.fixed_dictionaries(
+    {"name": st.text(max_size=3) | _junk}, optional={"parameters": _junk, "description": _junk}
+)
+_tools = (
+    st.lists(
+        st.fixed_dictionaries({"type": st.just("function") | _junk, "function": _function | _junk})
+        | st.fixed_dictionaries(
+            {"name": st.text(max_size=3) | _junk}, optional={"type": _junk, "input_schema": _junk}
+        )
+        | _junk,
+        max_size=2,
+    )
+    | _junk
+)
+_choice = (
+    st.sampled_from(["auto", "none", "required", "any"])
+    | st.fixed_dictionaries(
+        {"type": st.sampled_from(["auto", "any", "tool", "none", "function"]) | _junk},
+        optional={
+            "name": _junk | st.text(max_size=3),
+            "function": _function | _junk,
+            "disable_parallel_tool_use": _junk,
+        },
+    )
+    | _junk
+)
+_fields = {
+    "messages": st.lists(_message | _junk, max_size=4) | _junk,
+    "tools": _tools,
+    "tool_choice": _choice,
+    **{
+        k: _junk | _content
+        for k in (
+            "stop",
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+            "system",
+            "n",
+            "stop_sequences",
+            "parallel_tool_calls",
+            "metadata",
+            "user",
+            "top_p",
+        )
+    },
+}
+
+
+def _mutations(base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """`base` (valid) with one or two fields replaced by junk, so every field's checks are reached."""
+    one = st.one_of([st.builds(lambda v, k=k: {k: v}, strategy) for k, strategy in _fields.items()])
+    return st.builds(lambda a, b: {**base, **a, **b}, one, one)
+
+
+_OPENAI_BASE = {
+    "messages": [{"role": "user", "content": "hi"}],
+    "tools": [WEATHER_TOOL],
+    "tool_choice": "auto",
+}
+_ANTHROPIC_BASE = {
+    "model": "m",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "hi"}],
+    "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "auto"},
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutations(_OPENAI_BASE))
+def test_chat_request_translation_fails_only_with_invalid_request(body: dict[str, Any]) -> None:
+    with contextlib.suppress(InvalidRequest):
+        chat_request_to_anthropic(body, "m")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutations(_ANTHROPIC_BASE))
+def test_messages_request_translation_fails_only_with_invalid_request(body: dict[str, Any]) -> None:
+    with contextlib.suppress(InvalidRequest):
+        messages_request_to_openai(body)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(["id", "choices", "usage", "model"]), _junk | st.lists(_junk), max_size=4)
+)
+def test_odd_upstream_answers_still_give_a_message(resp: dict[str, Any]) -> None:
+    message = openai_response_to_messages(resp, "m")
+    assert message["type"] == "message" and isinstance(message["content"], list)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["id", "choices", "usage"]), _junk | st.lists(_junk)), max_size=4
+    )
+)
+async def test_odd_upstream_chunks_still_give_a_complete_event_sequence(chunks: list[dict[str, Any]]) -> None:
+    events = await _events(chunks)
+    assert events[0][0] == "message_start" and events[-1][0] == "message_stop"

@@ -20,8 +20,9 @@ class Clock:
 
 
 def key(**kw: object) -> VirtualKey:
-    base: dict[str, object] = dict(id="k1", name="app", key_hash="h", prefix="p", models=None, team_id=None,
-                                   expires_at=None)
+    base: dict[str, object] = dict(
+        id="k1", name="app", key_hash="h", prefix="p", models=None, team_id=None, expires_at=None
+    )
     base.update(kw)
     return VirtualKey(**base)  # type: ignore[arg-type]
 

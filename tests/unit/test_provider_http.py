@@ -65,6 +65,7 @@ def test_encode_event_round_trips() -> None:
             "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
             "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
         ),
+        ("https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/chat/completions"),
     ],
 )
 def test_join_endpoint(base: str, url: str) -> None:

@@ -7,17 +7,20 @@ from shieldes.projections.state import ConfigState, Deployment
 from shieldes.routing.router import CircuitBreaker, backoff, plan, resolve, weighted_order
 
 
-def dep(name: str, kind: str = "openai", models: tuple[str, ...] = ("gpt-4o",),
-        weight: float = 1.0) -> Deployment:
+def dep(
+    name: str, kind: str = "openai", models: tuple[str, ...] = ("gpt-4o",), weight: float = 1.0
+) -> Deployment:
     return Deployment(name, kind, "http://x", None, models, weight)
 
 
-CONFIG = ConfigState(providers={
-    "a": dep("a", weight=3.0),
-    "b": dep("b", weight=1.0),
-    "claude": dep("claude", "anthropic", ("claude-3-5-haiku-latest",)),
-    "hf": dep("hf", models=("meta/llama-3",)),
-})
+CONFIG = ConfigState(
+    providers={
+        "a": dep("a", weight=3.0),
+        "b": dep("b", weight=1.0),
+        "claude": dep("claude", "anthropic", ("claude-3-5-haiku-latest",)),
+        "hf": dep("hf", models=("meta/llama-3",)),
+    }
+)
 
 
 def test_resolve_weighted_pinned_and_unknown() -> None:

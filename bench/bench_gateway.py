@@ -1,0 +1,373 @@
+"""Gateway benchmark: one load generator (wrk if installed, else a Python aiohttp generator)
+against (1) the fake upstream directly, (2) a bare aiohttp pass-through proxy, (3) a shieldes node
+with auth, rate limits, budgets and usage accounting on. JSON and streaming chat completions;
+RPS, p50/p99 latency and server CPU per request (the proxy process only, from /proc).
+
+    python bench/bench_gateway.py [--duration 6] [--connections 32] [--out docs/benchmarks-gateway.md]
+
+Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL; a fresh database is created in it),
+else an embedded Postgres under $TMPDIR/shieldes-bench-pg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the benchmark please"}]}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- the bare pass-through proxy (what any aiohttp proxy must do at least) -------------------------
+
+
+def run_proxy(port: int, upstream: str) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        session: aiohttp.ClientSession = request.app["session"]
+        body = await request.read()
+        async with session.post(
+            upstream + request.path, data=body, headers={"Content-Type": "application/json"}
+        ) as up:
+            resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["Content-Type"]})
+            await resp.prepare(request)
+            async for chunk in up.content.iter_any():
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+
+    async def session_ctx(app: web.Application) -> Any:
+        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        yield
+        await app["session"].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/v1/chat/completions", forward)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listening on port {port} after {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def prepare_database() -> tuple[str, str]:
+    """A fresh migrated database with one provider (the fake upstream) and one key with limits and
+    a budget (so every check runs); returns (database url, key secret)."""
+    import psycopg
+
+    from shieldes import db
+    from shieldes.admin import execute
+    from shieldes.events.pg_store import PostgresEventStore, open_pool
+    from shieldes.projections.commands import CreateKey
+    from tests.pg import with_database
+
+    server = os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
+        Path(tempfile.gettempdir()) / "shieldes-bench-pg"
+    )
+    name = "bench_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = with_database(db.libpq_url(server), name)
+    db.upgrade(url)
+    from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
+
+    secret = new_virtual_key()
+    pool = open_pool(url, size=2)
+    await pool.open(wait=True)
+    store = PostgresEventStore(pool)
+    await execute(
+        store,
+        CreateKey(
+            new_id("key"),
+            "bench",
+            hash_key(secret),
+            display_prefix(secret),
+            rpm=10**9,
+            tpm=10**12,
+            budget_usd=1e6,
+            budget_period="30d",
+        ),
+        actor="bench",
+    )
+    await pool.close()
+    return url, secret
+
+
+async def add_provider(url: str, upstream: str) -> None:
+    from shieldes.admin import execute
+    from shieldes.events.pg_store import PostgresEventStore, open_pool
+    from shieldes.projections.commands import AddProvider
+
+    pool = open_pool(url, size=2)
+    await pool.open(wait=True)
+    await execute(
+        PostgresEventStore(pool), AddProvider("fake", "openai", upstream, None, ("gpt-4o",)), actor="bench"
+    )
+    await pool.close()
+
+
+# --- load generation -------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def _ms(value: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        return float("nan")
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+    lua = Path(tempfile.mkstemp(suffix=".lua")[1])
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if key:
+        headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--latency", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lua.unlink()
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    reqs = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if errs:
+        errors += sum(int(g) for g in errs.groups())
+    assert p50 and p99 and reqs and rps, out
+    return Result(float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), int(reqs.group(1)), errors)
+
+
+async def run_python(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    deadline = time.perf_counter() + duration
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            async with session.post(url, json=body, headers=headers) as r:
+                await r.read()
+                if r.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        await asyncio.gather(*(worker(s) for _ in range(conns)))
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return Result(len(latencies) / duration, q[49] * 1000, q[98] * 1000, len(latencies), errors)
+
+
+def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+    if shutil.which("wrk"):
+        return run_wrk(url, body, key, duration, conns)
+    return asyncio.run(run_python(url, body, key, duration, conns))
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd")
+    proxy = sub.add_parser("proxy")
+    proxy.add_argument("--port", type=int, required=True)
+    proxy.add_argument("--upstream", required=True)
+    parser.add_argument("--duration", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--moderate", type=int, default=2, help="connections for the moderate-load latency run"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.cmd == "proxy":
+        run_proxy(args.port, args.upstream)
+        return
+
+    up_port, proxy_port, node_port = free_port(), free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}"
+    db_url, secret = asyncio.run(prepare_database())
+    asyncio.run(add_provider(db_url, upstream))
+    procs = {
+        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"]),
+        "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream]),
+        "node": spawn(
+            [
+                "-m",
+                "shieldes",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(node_port),
+                "--node-id",
+                "bench",
+            ],
+            env={"SHIELDES_DATABASE_URL": db_url},
+        ),
+    }
+    try:
+        for port in (up_port, proxy_port, node_port):
+            wait_port(port)
+        targets = [
+            ("fake upstream directly", "upstream", up_port, None),
+            ("bare aiohttp pass-through proxy", "proxy", proxy_port, None),
+            ("shieldes node (auth+limits+budget+accounting)", "node", node_port, secret),
+        ]
+        sats: dict[tuple[str, str], tuple[Result, float]] = {}
+        mods: dict[tuple[str, str], list[Result]] = {}
+        modes = (("json", BODY), ("stream", {**BODY, "stream": True}))
+        for mode, body in modes:
+            for label, proc, port, key in targets:
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                load(url, body, key, 1, 4)  # warm-up
+                pid = procs[proc].pid
+                cpu0 = cpu_seconds(pid)
+                sat = load(url, body, key, args.duration, args.connections)
+                cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
+                sats[(mode, label)] = (sat, cpu_us)
+                print(
+                    f"{mode:6} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
+                    f"  p99 {sat.p99_ms:6.2f} ms"
+                    f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}",
+                    flush=True,
+                )
+        # Moderate load: the targets take turns, several short rounds, median p50 (a shared machine is noisy).
+        for _ in range(args.rounds):
+            for mode, body in modes:
+                for label, _proc, port, key in targets:
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    mods.setdefault((mode, label), []).append(load(url, body, key, 3, args.moderate))
+        rows = []
+        for mode, _ in modes:
+            for label, *_rest in targets:
+                sat, cpu_us = sats[(mode, label)]
+                runs = mods[(mode, label)]
+                mod = Result(
+                    statistics.median(r.rps for r in runs),
+                    statistics.median(r.p50_ms for r in runs),
+                    statistics.median(r.p99_ms for r in runs),
+                    sum(r.requests for r in runs),
+                    sum(r.errors for r in runs),
+                )
+                rows.append((mode, label, sat, cpu_us, mod))
+                print(
+                    f"{mode:6} {label:48} moderate p50 {mod.p50_ms:5.2f} ms (median of {len(runs)})",
+                    flush=True,
+                )
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
+    table = [
+        f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "
+        f"{args.moderate} connections (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
+        f"saturation run; machine: {os.cpu_count()} cores shared with other work.",
+        "",
+        "| mode | target | RPS | p50 ms | p99 ms | server CPU us/req | moderate-load p50 ms | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, label, sat, cpu_us, mod in rows:
+        table.append(
+            f"| {mode} | {label} | {sat.rps:.0f} | {sat.p50_ms:.2f} | {sat.p99_ms:.2f} | {cpu_us:.0f} | "
+            f"{mod.p50_ms:.2f} | {sat.errors + mod.errors} |"
+        )
+    for mode in ("json", "stream"):
+        by = {label: (sat, mod) for m, label, sat, _, mod in rows if m == mode}
+        bare, node = by[targets[1][0]], by[targets[2][0]]
+        table.append("")
+        table.append(
+            f"{mode}: shieldes throughput = {node[0].rps / bare[0].rps * 100:.0f}% of the bare proxy; "
+            f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
+            f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
+        )
+    text = "\n".join(table)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

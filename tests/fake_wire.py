@@ -1,0 +1,188 @@
+"""Wire-format helpers of the fake upstream (tests/fake_upstream.py): SSE frames, usage and error
+bodies in the OpenAI and Anthropic shapes, tool-call selection and the Anthropic API's own request
+validation, as far as translation mistakes would trip it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def data(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def event(name: str, obj: Any) -> bytes:
+    return f"event: {name}\n".encode() + data(obj)
+
+
+def pieces(text: str) -> list[str]:
+    """Stream deltas: one per word, spaces attached, concatenating to `text`."""
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
+
+
+def split(s: str, n: int = 3) -> list[str]:
+    """Tool arguments streamed in a few fragments."""
+    size = max(1, -(-len(s) // n))
+    return [s[i : i + size] for i in range(0, len(s), size)]
+
+
+def openai_usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def error(
+    status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None
+) -> web.Response:
+    if anthropic:
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        if status == 429:
+            kind, code = "requests", code or "rate_limit_exceeded"
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def sample(schema: Any) -> Any:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: sample(v) for k, v in props.items() if k in schema.get("required", props)}
+    return {"string": "test", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
+
+
+def pick_tool(tools: Any, choice: Any, answered: bool) -> tuple[str, dict[str, Any]] | None:
+    """(name, arguments) of the tool call to make, or None to answer with text."""
+    if not tools or choice == "none" or answered:
+        return None
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    fn = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
+    return fn["name"], sample(fn.get("parameters") or {"type": "object"}) or {}
+
+
+def check_messages(body: dict[str, Any]) -> str | None:
+    """The Anthropic API's own validation, as far as translation mistakes would trip it."""
+    if not isinstance(body.get("model"), str):
+        return "model: Field required"
+    if not isinstance(body.get("max_tokens"), int):
+        return "max_tokens: Field required"
+    if not isinstance(body.get("temperature", 0), int | float) or not 0 <= body.get("temperature", 0) <= 1:
+        return "temperature: Input should be less than or equal to 1"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    pending: set[str] = set()
+    for i, msg in enumerate(messages):
+        if msg.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        blocks = msg["content"] if isinstance(msg.get("content"), list) else []
+        if msg.get("content") == "" or any(b.get("type") == "text" and not b.get("text") for b in blocks):
+            return "messages: text content blocks must be non-empty"
+        if msg["role"] == "user":
+            ids = {b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"}
+            if ids - pending or pending - ids:
+                return (
+                    f"messages.{i}: each tool_use block must have a corresponding tool_result block "
+                    "in the next message"
+                )
+            pending = set()
+        else:
+            pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
+def chat_frames(
+    base: dict[str, Any], text: str, call: dict[str, Any] | None, finish: str, usage: dict[str, Any] | None
+) -> list[bytes]:
+    """A chat.completion.chunk stream as OpenAI sends it: a role chunk, content (or tool-call
+    argument fragments), a finish chunk, the usage chunk when asked for, then [DONE]."""
+    extra = {"usage": None} if usage is not None else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return data({**base, "object": "chat.completion.chunk", **extra, "choices": [choice]})
+
+    if call is None:
+        frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        frames += [chunk({"content": piece}) for piece in pieces(text)]
+    else:
+        fn = call["function"]
+        first = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": fn["name"], "arguments": ""},
+        }
+        frames = [chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [first]})]
+        frames += [
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})
+            for a in split(fn["arguments"])
+        ]
+    frames.append(chunk({}, "tool_calls" if call else finish))
+    if usage is not None:
+        frames.append(data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+def message_frames(message: dict[str, Any]) -> list[bytes]:
+    """The Anthropic event stream of a one-block `message`, as the Messages API sends it."""
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**message["usage"], "output_tokens": 1},
+    }
+    block = message["content"][0]
+    if block["type"] == "tool_use":
+        opening = {**block, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in split(json.dumps(block["input"]))]
+    else:
+        opening = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"])]
+    return [
+        event("message_start", {"type": "message_start", "message": start}),
+        event("ping", {"type": "ping"}),
+        event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opening}),
+        *[
+            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
+            for d in deltas
+        ],
+        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        ),
+        event("message_stop", {"type": "message_stop"}),
+    ]

@@ -1,0 +1,70 @@
+"""`shieldes serve` as a real process: refuses a database not at head, serves, and on SIGTERM
+drains and flushes every usage delta before exiting 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def serve(database_url: str, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SHIELDES_DATABASE_URL": database_url,
+        UPSTREAM_KEY_ENV: UPSTREAM_KEY,
+        "SHIELDES_FLUSH_INTERVAL": "3600",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", *args],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_serve_refuses_a_database_without_the_schema(empty_database_url: str) -> None:
+    proc = serve(empty_database_url, "--port", "0")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "shieldes db upgrade" in err and "Traceback" not in err
+
+
+async def test_sigterm_drains_and_flushes(database_url: str) -> None:
+    # The harness node only supplies config and the upstream; the served process is the subject.
+    async with harness(database_url, upstream=FakeUpstream(api_key=UPSTREAM_KEY)) as h:
+        secret = await h.create_key("proc")
+        await _run_process(h, secret)
+
+
+async def _run_process(h: Harness, secret: str) -> None:
+    proc = serve(h.database_url, "--port", "0", "--node-id", "proc-node")
+    assert proc.stderr is not None
+    line = ""
+    while "listening on" not in line:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "serve exited before listening"
+    port = int(re.search(r":(\d+)\s*$", line.strip()).group(1))  # type: ignore[union-attr]
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
+    for _ in range(3):
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}])
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = h.sql(
+        "SELECT sum(requests), sum(prompt_tokens), sum(completion_tokens) FROM usage_deltas"
+        " WHERE stream = 'usage:proc-node'"
+    )
+    assert rows == [(3, 6, 15)]
