@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -58,7 +59,7 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     header bytes, ...) is refused by aiohttp before any route with a 400; aiohttp would log it with a
     traceback and the offending bytes, which may hold part of a credential. Log one line instead."""
 
-    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             self.logger.info("refused a malformed HTTP request (%s, status %s)", type(exc).__name__, exc.code)
