@@ -1,6 +1,7 @@
 """Read-only admin HTTP surface under /admin/, guarded by SHIELDES_ADMIN_TOKEN.
 
-GET /admin/status  node id, log position and lag, database state, unflushed usage, peers, leader
+GET /admin/status  node id, log position and lag, database state, unflushed usage, peers, leader,
+                   asyncio task count (for soak tests)
 GET /admin/keys    virtual keys: id, name, prefix, revoked, limits, budget, spend in the period
 GET /admin/usage   per-key usage this node knows: durable totals from the log + unflushed deltas
 
@@ -11,6 +12,7 @@ even its length leaks). With SHIELDES_ADMIN_TOKEN unset the routes answer 404 wi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -85,6 +87,7 @@ async def status(request: web.Request) -> web.StreamResponse:
         "lag": info.get("lag"), "database": info.get("database"),
         "unflushed_usage_deltas": gw.meter.buffered(), "usage_buffer_max": gw.meter.buffer_max,
         "peers": peers, "leader": leader, "cluster": info.get("cluster"),
+        "asyncio_tasks": len(asyncio.all_tasks()),
     }
     return json_response(out, request_id(request))
 

@@ -54,7 +54,7 @@ async def test_admin_needs_the_token_and_shows_state_without_secrets(database_ur
         assert st["node_id"] == h.node.node_id and st["database"] == "ok" and st["status"] == "ready"
         assert st["position"] == h.node.projector.position and st["lag"] == 0
         assert st["usage_buffer_max"] == h.node.settings.usage_buffer_max
-        assert st["peers"] == [] and st["leader"] in (True, False)
+        assert st["peers"] == [] and st["leader"] in (True, False) and st["asyncio_tasks"] > 0
 
         status, keys = await get(h.base, "/admin/keys", TOKEN)
         assert status == 200
