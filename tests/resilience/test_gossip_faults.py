@@ -1,7 +1,8 @@
 """Gossip under faults, on full in-process nodes talking real gRPC: forged, replayed, truncated,
 oversized and garbage messages at a node's gossip endpoint are refused, counted in /metrics and
 change nothing; recorded messages sent again duplicated and out of order, and a peer whose gossip
-is cut, leave the state converging and a cluster-wide rpm limit within its bound (limit + N - 1)."""
+is cut, leave the state converging and a cluster-wide rpm limit within the bound docs/cluster.md
+states for real runs (limit + N; the worst case proven there is L + (N - 1) * ceil(L / N) + 1)."""
 
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ async def test_duplicated_and_reordered_gossip_converges_within_the_bound(databa
         stop.set()
         await replaying
         total = admitted + statuses.count(200)
-        assert total <= limit + len(c.nodes) - 1, (admitted, statuses)
+        assert total <= limit + len(c.nodes), (admitted, statuses)
         assert total >= limit // 2  # an instant burst may leave some unclaimed headroom, not most
         assert set(statuses) <= {200, 429}
         # converged: both nodes see the same cluster-wide count for the window
@@ -172,7 +173,7 @@ async def test_a_peer_with_cut_gossip_stays_within_the_bound_and_converges_after
         statuses = await burst([c.base(i % 2) for i in range(3 * limit)], secret)
         admitted = statuses.count(200)
         assert set(statuses) <= {200, 429}
-        assert admitted <= limit + len(c.nodes) - 1, statuses
+        assert admitted <= limit + len(c.nodes), statuses
         assert ga.stats.send_errors > 0
         ga._targets = real_targets  # gossip restored: the views converge
         window = int(time.time() // WINDOW)
