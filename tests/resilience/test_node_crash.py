@@ -153,3 +153,14 @@ def test_sigterm_lets_an_inflight_stream_finish_and_loses_nothing(cluster: Clust
     assert logged_requests(cluster.database_url, node.node_id, "drain") == served  # SIGTERM lost nothing
     cluster.start(node)
     cluster.wait_ready(node)
+
+
+def test_node_logs_hold_no_secret_or_traceback(cluster: Cluster) -> None:
+    """After the crash and the drain above, every node's log: no secret, no traceback."""
+    secret, created = cluster.create_key("log-check")
+    cluster.wait_position(created)
+    logs = "\n".join(n.log.read_text(errors="replace") for n in cluster.nodes)
+    assert logs.strip()
+    for needle in (secret, "sk-shd-", "sk-upstream", "cluster-test-secret"):
+        assert needle not in logs, needle
+    assert "Traceback" not in logs, logs[logs.find("Traceback") - 500:][:3000]
