@@ -39,7 +39,7 @@ async def served_equals_log(h: Harness, key_name: str, served: int) -> None:
 async def test_outage_under_load_serves_from_memory_and_loses_no_usage(database_url: str,
                                                                        proxy: TcpProxy) -> None:
     async with node_via(database_url, proxy.url_for(database_url)) as h:
-        secret = await h.create_key("load", rpm=100_000)
+        secret = await h.create_key("load", rpm=100_000, tpm=10_000_000, budget_usd=1000.0)
         await h.sync()
         load = Load(h.base, secret, workers=4).start()
         await wait_until(lambda: load.ok >= 20)
