@@ -76,9 +76,15 @@ async def test_outage_under_load_serves_from_memory_and_loses_no_usage(database_
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("/ready did not come back after the database returned")
+        # the other database users come back too: LISTEN, leadership, membership heartbeats
+        cluster = h.node.cluster
+        assert cluster is not None
+        await wait_until(lambda: cluster.listener.state == "listening" and cluster.leader.is_leader, timeout=20)
         await load.stop()
         assert load.failed == {}
         await served_equals_log(h, "load", load.ok)
+        assert h.sql("SELECT count(*) FROM cluster_nodes WHERE node_id = %s AND heartbeat_at > now() - interval '3s'",
+                     h.node.node_id) == [(1,)]
 
 
 async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url: str, proxy: TcpProxy) -> None:
