@@ -79,7 +79,14 @@ class Flusher:
         """Append until nothing is left (shutdown); True if everything reached the log in time."""
         deadline = time.monotonic() + timeout
         while not self.meter.idle():
-            if await self.flush_once():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:  # each attempt within the deadline too: a dead database must not hold shutdown
+                flushed = await asyncio.wait_for(self.flush_once(), left)
+            except TimeoutError:
+                return False
+            if flushed:
                 continue
             if time.monotonic() + self.interval > deadline:
                 return False

@@ -112,3 +112,21 @@ async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url
         await h.flush()
         rows = h.usage_totals()
         assert {k: v[:3] for k, v in rows.items()} == {f"k{i}": (1, 4, 5) for i in range(3)}
+
+
+async def test_stop_during_an_outage_is_bounded_and_says_what_was_not_written(
+        database_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    async with node_via(database_url, proxy.url_for(database_url), shutdown_grace=1.0) as h:
+        secret = await h.create_key("late")
+        await h.sync()
+        proxy.cut()
+        terminate_backends(database_url)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        await client.close()
+        started = time.monotonic()
+        await h.node.stop()  # what SIGTERM runs
+        took = time.monotonic() - started
+        # the final flush is retried for max(5 s, grace); leaving the cluster must not add the pool's 30 s
+        assert took < 9, took
+        assert "usage deltas could not be written to Postgres" in caplog.text
