@@ -110,7 +110,8 @@ def test_sigkill_one_node_under_load(cluster: Cluster) -> None:
               f"{node} flushed")
     logged = logged_requests(cluster.database_url, victim.node_id, "crash-load")
     lost = served - logged
-    last_interval = sum(1 for t in out.ok_at[victim.node_id] if t >= killed_at - FLUSH_INTERVAL - 0.3)
+    # the flusher cuts a batch every interval (plus the append's own time, slower on a busy machine)
+    last_interval = sum(1 for t in out.ok_at[victim.node_id] if t >= killed_at - FLUSH_INTERVAL - 0.5)
     print(f"\nSIGKILL: victim served {served}, logged {logged}, lost {lost} "
           f"(served in its last flush interval + append time: {last_interval})")
     assert 0 <= lost <= last_interval
