@@ -84,3 +84,18 @@ async def test_admin_needs_the_token_and_shows_state_without_secrets(database_ur
         blob = "\n".join(texts)
         for needle in (TOKEN, secret, other, hash_key(secret), hash_key(other), UPSTREAM_KEY, "env:"):
             assert needle not in blob
+
+
+async def test_admin_status_in_a_cluster_names_peers_and_one_leader(database_url: str) -> None:
+    from tests.integration.gateway_harness import wait_until
+    from tests.resilience.support import in_process_cluster
+
+    async with in_process_cluster(database_url, 2, admin_token=TOKEN) as c:
+        ids = [n.node_id for n in c.nodes]
+        await wait_until(lambda: all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes)
+                         and sum(bool(n.cluster and n.cluster.leader.is_leader) for n in c.nodes) == 1, 10)
+        statuses = [(await get(c.base(i), "/admin/status", TOKEN))[1] for i in range(2)]
+        assert [s["node_id"] for s in statuses] == ids
+        assert [s["peers"] for s in statuses] == [[ids[1]], [ids[0]]]
+        assert sorted(s["leader"] for s in statuses) == [False, True]
+        assert TOKEN not in str(statuses) and "resilience-cluster-secret" not in str(statuses)
