@@ -86,7 +86,7 @@ bodies = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6).flatm
     | st.just(base)) | json_values
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(POST_ROUTES), body=bodies, who=st.integers(0, 5), cut=st.integers(0, 3),
        salt=st.binary(max_size=6))
 def test_fuzzed_bodies_get_clear_errors(live: Live, path: str, body: Any, who: int, cut: int, salt: bytes) -> None:
