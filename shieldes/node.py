@@ -92,7 +92,9 @@ class LogPoller:
 
     async def poll_once(self) -> bool:
         try:
-            head = await asyncio.wait_for(self.projector.store.head(), DB_CALL_TIMEOUT)
+            # A stuck database must show in /ready within a few poll intervals.
+            timeout = min(DB_CALL_TIMEOUT, max(1.0, self.interval * 5))
+            head = await asyncio.wait_for(self.projector.store.head(), timeout)
             self.projector.note_head(head)
             await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
         except asyncio.CancelledError:

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     breaker_cooldown: float = Field(default=10.0, gt=0)
     shutdown_grace: float = Field(default=30.0, ge=0, description="seconds to let in-flight requests finish")
     disconnect_drain_seconds: float = Field(
-        default=10.0, ge=0, description="after a client leaves mid-stream, read the upstream this long for its usage"
+        default=10.0, ge=0, description="after a client leaves mid-stream, read the upstream for its usage"
     )
 
     # Usage accounting

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,14 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
 def is_newer(last: tuple[int, int] | None, epoch: int, seq: int) -> bool:
     """Accept only (boot_epoch, seq) above the last accepted from that node: no replays, no rewinds."""
     return last is None or (epoch, seq) > last
+
+
+def _port_free(host: str, port: int) -> bool:
+    try:
+        with socket.create_server((host or "0.0.0.0", port)):
+            return True
+    except OSError:
+        return False
 
 
 # --- stats -------------------------------------------------------------------------------------
@@ -212,6 +221,9 @@ class Gossip:
         """Start serving (binds the port, so `address` is known) without pushing yet."""
         if self._server is not None:
             return
+        if self.port and not _port_free(self._host, self.port):  # before gRPC logs its own bind error
+            raise GossipRejected(f"cannot listen for gossip on {self._host}:{self.port}: the port is in use; "
+                                 "set SHIELDES_GOSSIP_PORT (or --gossip-port)", code="bind")
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
         gossip_pb2_grpc.add_GossipServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
         try:

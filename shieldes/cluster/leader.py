@@ -69,8 +69,11 @@ class Leader:
         self._on_demoted.append(hook)
 
     def add_leader_task(self, name: str, factory: LeaderTask) -> None:
-        """A background coroutine run only while leading: started on election, cancelled on step-down."""
+        """A background coroutine run only while leading: started on election (at once if this node
+        leads already), cancelled on step-down."""
         self._leader_tasks.append((name, factory))
+        if self.is_leader:
+            self._running.append(asyncio.create_task(_guard(name, factory), name=f"leader:{name}"))
 
     # --- lifecycle ---------------------------------------------------------------------------
 

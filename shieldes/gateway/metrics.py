@@ -54,8 +54,6 @@ class Metrics:
         self.tokens = Counter("shieldes_tokens", "tokens accounted", ["provider", "model", "type"],
                               registry=r)
         self.cost = Counter("shieldes_cost_usd", "cost accounted in USD", ["provider", "model"], registry=r)
-        self.rejected = Counter("shieldes_rejected", "requests refused before routing", ["reason"],
-                                registry=r)
         self.usage_buffered = Gauge("shieldes_usage_unflushed_deltas", "usage deltas not yet in the log",
                                     registry=r)
         self.log_lag = Gauge("shieldes_log_lag_events", "events in the log not yet applied", registry=r)

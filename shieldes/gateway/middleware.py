@@ -83,6 +83,9 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
             raise
         code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
         return error_response(exc.status, "invalid_request_error", code, message, rid)
+    except ConnectionError:  # the client went away; nobody is left to answer
+        log.debug("client of request %s disconnected", rid)
+        return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
         return error_response(500, "server_error", "internal_error",

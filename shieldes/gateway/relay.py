@@ -61,13 +61,11 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
     yield DONE_FRAME
 
 
-async def start_sse(request: web.Request, rid: str, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={
+def sse_response(rid: str, headers: dict[str, str]) -> web.StreamResponse:
+    return web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no", REQUEST_ID: rid, **headers,
     })
-    await resp.prepare(request)
-    return resp
 
 
 def error_frame(failure: UpstreamFailure, event: str | None) -> bytes:
@@ -78,31 +76,62 @@ def error_frame(failure: UpstreamFailure, event: str | None) -> bytes:
     return frame(event, {"type": "error", "error": {"type": "api_error", "message": err["message"]}})
 
 
-async def pump(resp: web.StreamResponse, frames: AsyncIterator[bytes], tally: Tally,
-               drain_seconds: float, error_event: str | None) -> None:
-    """Write every frame; on a client disconnect, drain the upstream for its usage."""
+_END = object()
+QUEUE_FRAMES = 256  # frames read ahead of a slow client before the upstream is paused
+
+
+async def _produce(frames: AsyncIterator[bytes], queue: asyncio.Queue[object]) -> None:
     try:
         async for data in frames:
-            await resp.write(data)
-    except ConnectionError:
-        tally.outcome = "disconnected"
-        try:
-            async with asyncio.timeout(drain_seconds):
-                async for _ in frames:
-                    pass
-        except (TimeoutError, UpstreamFailure):
-            pass
-        return
+            await queue.put(data)
     except UpstreamFailure as failure:
-        tally.outcome = "upstream_error"
-        with contextlib.suppress(ConnectionError):
-            await resp.write(error_frame(failure, error_event))
-        return
-    tally.outcome = "done"
+        await queue.put(failure)
+    await queue.put(_END)
+
+
+async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIterator[bytes], tally: Tally,
+               drain_seconds: float, error_event: str | None) -> None:
+    """Send the headers, then every frame; if the client goes away (before or during the stream),
+    keep draining the upstream (bounded) so its usage arrives.
+
+    Frames are read by a producer task into a bounded queue and written in batches: everything
+    that arrived from one upstream read goes out in one write (one syscall instead of one per
+    token), and a slow client pauses the upstream once QUEUE_FRAMES are waiting."""
+    queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_FRAMES)
+    producer = asyncio.create_task(_produce(frames, queue))
     try:
-        await resp.write_eof()
+        await resp.prepare(request)
+        while True:
+            item = await queue.get()
+            batch: list[bytes] = []
+            while isinstance(item, bytes):
+                batch.append(item)
+                item = queue.get_nowait() if not queue.empty() else None
+            if batch:
+                await resp.write(b"".join(batch) if len(batch) > 1 else batch[0])
+            if item is None:
+                continue
+            if item is _END:
+                tally.outcome = "done"
+                await resp.write_eof()
+                return
+            if isinstance(item, UpstreamFailure):
+                tally.outcome = "upstream_error"
+                await resp.write(error_frame(item, error_event))
+                return
     except ConnectionError:
-        tally.outcome = "disconnected"
+        if tally.outcome == "open":
+            tally.outcome = "disconnected"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_seconds):
+                while not producer.done() or not queue.empty():
+                    if await queue.get() is _END:
+                        break
+    finally:
+        if not producer.done():
+            producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
 
 
 def final_usage(stream: ChunkStream, tally: Tally, prompt_bytes: int) -> TokenUsage:

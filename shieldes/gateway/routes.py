@@ -27,10 +27,10 @@ MAX_MODEL_NAME = 256
 
 def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
                   status: int = 200) -> web.Response:
-    resp = web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers=headers)
-    resp.headers[REQUEST_ID] = rid
-    return resp
+    all_headers = {"Content-Type": "application/json", REQUEST_ID: rid}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(body=orjson.dumps(data), status=status, headers=all_headers)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, int]:
@@ -139,13 +139,14 @@ class Call:
             raise
         tally = relay.Tally()
         try:
-            resp = await relay.start_sse(request, self.rid, self.res.headers)
-            await relay.pump(resp, render(stream, tally), tally,
+            resp = relay.sse_response(self.rid, self.res.headers)
+            await relay.pump(request, resp, render(stream, tally), tally,
                              self.gw.settings.disconnect_drain_seconds, error_event)
             return resp
         finally:
-            await stream.aclose()
+            # settle first: the usage is final once the relay has stopped reading
             self.gw.settle(self.res, dep, self.route.model, relay.final_usage(stream, tally, self.size))
+            await stream.aclose()
 
 
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:

@@ -59,23 +59,14 @@ class _BreakerState:
 
 @dataclass
 class CircuitBreaker:
-    """Rests a deployment for `cooldown` seconds after `failures` consecutive failures; after the
-    rest one trial call goes through (half-open) and a success closes it again."""
+    """Rests a deployment for `cooldown` seconds after `failures` consecutive failures. After the
+    rest it is tried again (half-open): a success closes the circuit, the first failure rests it
+    again at once (the failure count is only reset by a success)."""
 
     failures: int
     cooldown: float
     clock: Callable[[], float] = time.monotonic
     _states: dict[str, _BreakerState] = field(default_factory=dict)
-
-    def available(self, name: str) -> bool:
-        st = self._states.get(name)
-        if st is None or st.failures < self.failures:
-            return True
-        now = self.clock()
-        if now >= st.open_until:
-            st.open_until = now + self.cooldown  # let exactly one trial through per cooldown
-            return True
-        return False
 
     def success(self, name: str) -> None:
         if name in self._states:

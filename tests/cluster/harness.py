@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openai
+
 from shieldes.admin import execute
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.commands import Command, CreateKey
@@ -26,6 +28,7 @@ from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-test-secret"
 UPSTREAM_KEY_ENV = "SHIELDES_CLUSTER_TEST_UPSTREAM_KEY"
+MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 def free_port() -> int:
@@ -191,3 +194,25 @@ class Cluster:
             until(lambda n=node: (get_json(n.base + "/ready")[1] or {}).get("position", 0) >= position,
                   timeout, f"{node.node_id} at position {position}")
         return time.monotonic() - started
+
+
+async def burst(targets: list[str], key: str, limit_in_flight: int = 0) -> list[int]:
+    """One request per target through the async SDK, all at once (or `limit_in_flight` at a time)."""
+    clients = {b: openai.AsyncOpenAI(base_url=b + "/v1", api_key=key, max_retries=0, timeout=20)
+               for b in set(targets)}
+    gate = asyncio.Semaphore(limit_in_flight or len(targets))
+
+    async def one(base: str) -> int:
+        async with gate:
+            try:
+                await clients[base].chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
+            except openai.APIStatusError as exc:
+                return exc.status_code
+            return 200
+
+    try:
+        return list(await asyncio.gather(*(one(b) for b in targets)))
+    finally:
+        for c in clients.values():
+            await c.close()

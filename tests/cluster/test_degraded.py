@@ -10,8 +10,7 @@ import pytest
 
 from shieldes.projections.commands import AddProvider
 from tests import pg
-from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json, until
-from tests.cluster.test_three_nodes import burst
+from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, burst, get_json, until
 
 pytestmark = pytest.mark.cluster
 

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, RemoveProvider, RevokeKey
+from shieldes.projections.commands import AddProvider, RemoveProvider, RevokeKey, SetPricing
 from tests import pg
-from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, free_port, get_json, until
+from tests.cluster.harness import MESSAGES, ROOT, UPSTREAM_KEY_ENV, Cluster, burst, free_port, get_json, until
 
 pytestmark = pytest.mark.cluster
-MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +48,6 @@ def chat(base: str, key: str, model: str = "gpt-4o-mini") -> int:
     except openai.APIStatusError as exc:
         return exc.status_code
     return 200
-
-
-async def burst(targets: list[str], key: str) -> list[int]:
-    clients = {b: openai.AsyncOpenAI(base_url=b + "/v1", api_key=key, max_retries=0, timeout=20)
-               for b in set(targets)}
-
-    async def one(base: str) -> int:
-        try:
-            await clients[base].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
-        except openai.APIStatusError as exc:
-            return exc.status_code
-        return 200
-
-    try:
-        return list(await asyncio.gather(*(one(b) for b in targets)))
-    finally:
-        for c in clients.values():
-            await c.close()
 
 
 def test_a_revoked_key_is_refused_by_every_node_quickly(cluster: Cluster) -> None:
@@ -169,15 +150,60 @@ def test_a_deployment_failing_on_one_node_is_rested_by_all(cluster: Cluster) -> 
     first, others = cluster.nodes[0], cluster.nodes[1:]
     # pinned to the dead deployment: node 1's breaker opens after 2 failures
     assert [chat(first.base, secret, "dead/gpt-4o-mini") for _ in range(2)] == [502, 502]
-    # wait until the others have heard from node 1 a few times since
-    marks = [_gossip_received(n.base) for n in others]
-    until(lambda: all(_gossip_received(n.base) >= m + 3 for n, m in zip(others, marks, strict=True)), 5,
-          "gossip after the breaker opened")
+    # wait until each of the others has heard from node 1 a few times since (per-peer counts from
+    # the heartbeats in cluster_nodes)
+    marks = [_heard_from(cluster, n.node_id, first.node_id) for n in others]
+    until(lambda: all(_heard_from(cluster, n.node_id, first.node_id) >= m + 3
+                      for n, m in zip(others, marks, strict=True)), 10, "gossip after the breaker opened")
     for node in others:
         # unshared, each request would try the dead deployment first half of the time
         assert [chat(node.base, secret) for _ in range(12)] == [200] * 12
         assert 'shieldes_upstream_errors_total{kind="connect",provider="dead"}' not in _metrics(node.base)
     cluster.admin(RemoveProvider("dead"))
+
+
+def test_a_budget_holds_across_the_cluster(cluster: Cluster) -> None:
+    # $1000 per 1M tokens: "hello there" (2) + 5 completion tokens = $0.007 a request
+    priced = cluster.admin(SetPricing("gpt-4o-mini", 1000.0, 1000.0))
+    secret, created = cluster.create_key("budgeted", budget_usd=0.21, budget_period="1d")  # 30 requests
+    cluster.wait_position(max(priced, created))
+    bases = [n.base for n in cluster.nodes]
+    admitted = refused_rounds = 0
+    while refused_rounds < 3:
+        got = asyncio.run(burst([bases[i % 3] for i in range(12)], secret, limit_in_flight=6)).count(200)
+        admitted += got
+        refused_rounds = 0 if got else refused_rounds + 1
+        # let every node hear from every other (shares renew with each gossip round)
+        marks = [_gossip_received(b) for b in bases]
+        until(lambda m=marks: all(_gossip_received(b) >= x + 4 for b, x in zip(bases, m, strict=True)), 5)
+    until(lambda: _requests_in_log(cluster, "budgeted") >= admitted, 5, "usage flushed")
+    spent = _spend(cluster, "budgeted")
+    assert 0.8 * 0.21 <= spent <= 0.21 + 3 * 0.007, (admitted, spent)
+
+
+def _spend(cluster: Cluster, name: str) -> float:
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        row = conn.execute("SELECT coalesce(sum(cost_usd), 0) FROM usage_daily WHERE key_name = %s",
+                           (name,)).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def _requests_in_log(cluster: Cluster, name: str) -> int:
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        row = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE key_name = %s",
+                           (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _heard_from(cluster: Cluster, node_id: str, peer: str) -> int:
+    nodes = _status(cluster)["nodes"]
+    assert isinstance(nodes, list)
+    gossip = next(n["gossip"] for n in nodes if n["node_id"] == node_id)
+    return int(gossip["peers"].get(peer, {}).get("received", 0))
 
 
 def _gossip_received(base: str) -> float:

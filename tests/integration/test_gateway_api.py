@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -48,15 +49,23 @@ async def test_chat_stream_embeddings_models_accounted_exactly(database_url: str
         emb = await client.embeddings.create(model="text-embedding-3-small", input=["one two three"])
         assert len(emb.data[0].embedding) == 8 and emb.usage.prompt_tokens == 3
 
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            metrics = await r.text()
+        assert 'shieldes_tokens_total{model="gpt-4o",provider="openai",type="prompt"} 6.0' in metrics
+
         models = await client.models.list()
         assert sorted(m.id for m in models.data) == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
 
         await h.flush()
         expected_cost = (6 * GPT4O[0] + 5 * GPT4O[1]) + 2 * (6 * 1000 + 5 * 3000) + 3 * 20
         assert h.usage_totals() == {"app": (4, 6 * 3 + 3, 15, expected_cost)}
-        by_model = {(r[1], r[2]): r[3:] for r in h.delta_rows()}
-        assert by_model[("openai", "gpt-4o")] == (1, 6, 5, 6 * 2500 + 5 * 10000)
-        assert by_model[("openai", "gpt-4o-mini")] == (2, 12, 10, 2 * (6 * 1000 + 5 * 3000))
+        by_model: dict[tuple[str, str], list[int]] = {}
+        for r in h.delta_rows():  # one row per flush: sum them
+            acc = by_model.setdefault((r[1], r[2]), [0, 0, 0, 0])
+            for i in range(4):
+                acc[i] += r[3 + i]
+        assert by_model[("openai", "gpt-4o")] == [1, 6, 5, 6 * 2500 + 5 * 10000]
+        assert by_model[("openai", "gpt-4o-mini")] == [2, 12, 10, 2 * (6 * 1000 + 5 * 3000)]
 
 
 async def test_anthropic_sdk_messages_json_and_stream(database_url: str) -> None:
@@ -81,9 +90,18 @@ async def test_anthropic_sdk_messages_json_and_stream(database_url: str) -> None
         assert text == "Hello from the"
         assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 3
 
+        # and the OpenAI SDK streaming from the Anthropic deployment
+        chat = oai(h.base, secret)
+        chunks = await chat.chat.completions.create(
+            model="claude-3-5-haiku-latest", messages=[{"role": "user", "content": "hi there"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices]) == (
+            "Hello from the fake upstream"
+        )
+
         await h.flush()
-        cost = (4 * 800 + 5 * 4000) + (2 * 2500 + 3 * 10000)
-        assert h.usage_totals() == {"claude-app": (2, 6, 8, cost)}
+        cost = (4 * 800 + 5 * 4000) + (2 * 2500 + 3 * 10000) + (2 * 800 + 5 * 4000)
+        assert h.usage_totals() == {"claude-app": (3, 8, 13, cost)}
 
 
 async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> None:
@@ -112,8 +130,6 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             await client.chat.completions.create(model="gpt-4o-mini", messages=big)  # type: ignore[arg-type]
         assert too_big.value.status_code == 413
 
-        import aiohttp
-
         async with aiohttp.ClientSession() as s:
             auth = {"Authorization": f"Bearer {secret}", "x-request-id": "req-abc.123"}
             async with s.post(h.base + "/v1/chat/completions", data=b"{not json", headers=auth) as r:
@@ -133,3 +149,17 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
                     r.status == 200
                     and 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"}' in text
                 )
+
+
+async def test_legacy_completions_json_and_stream(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("legacy")
+        await h.sync()
+        client = oai(h.base, secret)
+        done = await client.completions.create(model="gpt-4o-mini", prompt="one two three", max_tokens=4)
+        assert done.choices[0].text == "Hello from the fake" and done.usage is not None
+        stream = await client.completions.create(model="gpt-4o-mini", prompt="one two", stream=True)
+        text = "".join([c.choices[0].text async for c in stream if c.choices])
+        assert text == "Hello from the fake upstream"
+        await h.flush()
+        assert h.usage_totals()["legacy"] == (2, 5, 9, 5 * 150 + 9 * 600)

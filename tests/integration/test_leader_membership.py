@@ -68,6 +68,14 @@ async def test_one_leader_and_handover_with_a_higher_epoch(
         assert await current_leader(pool) == (loser.epoch, loser.node_id)
         assert (winner.node_id, "demoted", first) in events
         assert (loser.node_id, "elected", loser.epoch) in events
+
+        late = asyncio.Event()
+
+        async def added_while_leading() -> None:
+            late.set()
+
+        loser.add_leader_task("late", added_while_leading)  # starts at once on the current leader
+        await asyncio.wait_for(late.wait(), 5)
     finally:
         await a.stop()
         await b.stop()
