@@ -207,7 +207,9 @@ class InProcessCluster:
 
 
 @asynccontextmanager
-async def in_process_cluster(database_url: str, n: int, **settings: Any) -> AsyncIterator[InProcessCluster]:
+async def in_process_cluster(database_url: str, n: int, *, node_url: str | None = None,
+                             **settings: Any) -> AsyncIterator[InProcessCluster]:
+    """`node_url`: what the nodes connect to (e.g. a TcpProxy); the admin pool uses `database_url`."""
     os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
     up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o-mini",))
     pool = open_pool(database_url, size=2, name="test-admin")
@@ -221,7 +223,7 @@ async def in_process_cluster(database_url: str, n: int, **settings: Any) -> Asyn
     try:
         for i in range(n):
             opts: dict[str, Any] = dict(
-                database_url=database_url, node_id=f"g{i}-{secrets.token_hex(2)}", host="127.0.0.1", port=0,
+                database_url=node_url or database_url, node_id=f"g{i}-{secrets.token_hex(2)}", host="127.0.0.1", port=0,
                 gossip_port=0, cluster_secret=CLUSTER_SECRET, flush_interval=0.1, poll_interval=0.2,
                 heartbeat_interval=0.2, node_timeout=1.5, gossip_interval=0.05, retry_backoff=0.0,
                 shutdown_grace=3.0)

@@ -130,3 +130,21 @@ async def test_stop_during_an_outage_is_bounded_and_says_what_was_not_written(
         # the final flush is retried for max(5 s, grace); leaving the cluster must not add the pool's 30 s
         assert took < 9, took
         assert "usage deltas could not be written to Postgres" in caplog.text
+
+
+async def test_cluster_wide_limit_holds_while_postgres_is_down(database_url: str, proxy: TcpProxy) -> None:
+    from tests.resilience.support import burst, in_process_cluster, not_near_minute_end
+
+    limit = 30
+    async with in_process_cluster(database_url, 2, node_url=proxy.url_for(database_url)) as c:
+        await not_near_minute_end()
+        secret = await c.create_key("down-limit", rpm=limit)
+        await wait_until(lambda: all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes), 10)
+        proxy.cut()
+        terminate_backends(database_url)
+        await asyncio.sleep(1.0)  # membership heartbeats now fail; gossip still runs
+        statuses = await burst([c.base(i % 2) for i in range(3 * limit)], secret)
+        assert set(statuses) <= {200, 429}
+        assert limit // 2 <= statuses.count(200) <= limit + len(c.nodes)
+        assert all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes)
+        proxy.restore()
