@@ -33,6 +33,7 @@ from bench.fault_kit import (
     PrivatePostgres,
     admin_get,
     logged_usage,
+    proc_stats,
     setup,
     start_cluster,
     status_code,
@@ -46,6 +47,7 @@ async def outage(c: Cluster, pgs: PrivatePostgres, keys: list[str], seconds: flo
     load = Load(bases, keys, concurrency)
     await load.start()
     await asyncio.sleep(5)
+    fds_before = [proc_stats(n.proc.pid)[1] for n in c.nodes if n.proc is not None]
     ok0, failed0 = load.total_ok(), load.total_failed()
     stopped_at = time.monotonic()
     await asyncio.to_thread(pgs.stop)
@@ -79,6 +81,7 @@ async def outage(c: Cluster, pgs: PrivatePostgres, keys: list[str], seconds: flo
             await asyncio.sleep(0.1)
         ready_after: set[int] = set()
         await asyncio.sleep(3)
+        fds_after = [proc_stats(n.proc.pid)[1] for n in c.nodes if n.proc is not None]
         for base in bases.values():
             ready_after.add(await status_code(s, base + "/ready"))
     await load.stop()
@@ -94,6 +97,7 @@ async def outage(c: Cluster, pgs: PrivatePostgres, keys: list[str], seconds: flo
         ("/health statuses during the outage", sorted(health)),
         ("/ready statuses during the outage", sorted(ready)),
         ("/ready statuses 3 s after drain", sorted(ready_after)),
+        ("open fds per node before / 3 s after", f"{fds_before} / {fds_after}"),
         ("peak unflushed usage deltas (one node)", peak_deltas),
         ("peak unflushed requests (one node)", peak_requests),
         ("time to drain after restart (s)", f"{drained:.2f}" if drained is not None else "not drained"),
