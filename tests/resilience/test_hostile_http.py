@@ -161,6 +161,15 @@ def test_huge_and_odd_headers(live: Live) -> None:
         s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xfd\r\n\r\n")
         reply = s.recv(65536)
     assert reply.startswith(b"HTTP/1.1 4"), reply[:100]
+    # request smuggling shapes: both framings at once, or a bogus chunk size
+    for raw in (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"zz\r\nabc\r\n0\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+            s.sendall(raw)
+            reply = s.recv(65536)
+        assert reply.startswith((b"HTTP/1.1 4", b"HTTP/1.0 4")), reply[:100]
 
 
 def test_slow_clients_do_not_hang_others(live: Live) -> None:
