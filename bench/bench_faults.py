@@ -52,13 +52,17 @@ async def outage(c: Cluster, pgs: PrivatePostgres, keys: list[str], seconds: flo
     stopped_at = time.monotonic()
     await asyncio.to_thread(pgs.stop)
     peak_deltas = peak_requests = 0
+    degraded_after: float | None = None
     health: set[int] = set()
     ready: set[int] = set()
     async with aiohttp.ClientSession() as s:
         while time.monotonic() - stopped_at < seconds:
             for base in bases.values():
                 health.add(await status_code(s, base + "/health"))
-                ready.add(await status_code(s, base + "/ready"))
+                code = await status_code(s, base + "/ready")
+                ready.add(code)
+                if code == 503 and degraded_after is None:
+                    degraded_after = time.monotonic() - stopped_at
                 st = await admin_get(s, base, "/admin/status")
                 usage = await admin_get(s, base, "/admin/usage")
                 if st:
@@ -96,6 +100,7 @@ async def outage(c: Cluster, pgs: PrivatePostgres, keys: list[str], seconds: flo
         ("requests failed in the whole run", load.total_failed()),
         ("/health statuses during the outage", sorted(health)),
         ("/ready statuses during the outage", sorted(ready)),
+        ("first /ready 503 after the stop (s)", f"{degraded_after:.1f}" if degraded_after is not None else "never"),
         ("/ready statuses 3 s after drain", sorted(ready_after)),
         ("open fds per node before / 3 s after", f"{fds_before} / {fds_after}"),
         ("peak unflushed usage deltas (one node)", peak_deltas),
