@@ -35,6 +35,7 @@ class Flusher:
         self.on_flushed = on_flushed
         self.codec = codec or Codec()
         self.healthy = True
+        self.ok_at = 0.0  # monotonic time of the last successful append
         self.appends = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -69,6 +70,7 @@ class Flusher:
                             self.meter.buffered(), reason)
             return False
         self.healthy = True
+        self.ok_at = time.monotonic()
         self.appends += 1
         self.meter.batch_appended(batch)
         if self.on_flushed is not None:
