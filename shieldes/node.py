@@ -29,6 +29,7 @@ from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway.app import IN_FLIGHT, build_app
 from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projector
 from shieldes.providers.registry import build_providers, open_session
@@ -85,6 +86,7 @@ class LogPoller:
         self.metrics = metrics
         self.db_ok = True
         self.last_ok = time.time()
+        self.failed_at = 0.0  # monotonic time of the last failed poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -105,6 +107,7 @@ class LogPoller:
             if self.db_ok:
                 log.warning("cannot read the event log, serving from memory: %s", str(exc).splitlines()[:1])
             self.db_ok = False
+            self.failed_at = time.monotonic()
             return False
         self.db_ok = True
         self.last_ok = time.time()
@@ -139,7 +142,8 @@ class HttpServer:
         self.port = port
         self.reuse_port = reuse_port
         self.grace = grace
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
+                                    logger=protocol_logger())
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
@@ -271,7 +275,11 @@ class Node:
         database down the node keeps serving from memory and reports `degraded` (503), so load
         balancers prefer healthy nodes; /health stays 200 while the process is alive."""
         p, poller, meter = self.projector, self.poller, self.meter
-        db_ok = bool(poller and poller.db_ok and (self.flusher is None or self.flusher.healthy))
+        flusher = self.flusher
+        # the newest evidence wins: a flush that succeeded after the last failed poll means the
+        # database is back, even while a poll started during the outage still waits out its timeout
+        polled_ok = bool(poller and (poller.db_ok or (flusher is not None and flusher.ok_at > poller.failed_at)))
+        db_ok = polled_ok and (flusher is None or flusher.healthy)
         lag = p.lag if p else 0
         if self.state != "running":
             status = self.state

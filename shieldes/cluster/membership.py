@@ -84,7 +84,8 @@ class Membership:
                 await task
         if deregister:
             try:
-                async with self.pool.connection() as conn:
+                # bounded: with the database down, leaving must not hold shutdown for the pool's 30 s
+                async with self.pool.connection(timeout=2.0) as conn:
                     await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s", (self.node_id,))
             except Exception as exc:  # leaving is best effort: the heartbeat timeout covers it
                 log.warning("could not deregister node %s: %s", self.node_id, exc)

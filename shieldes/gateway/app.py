@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.middleware import Handler, handle_errors
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
@@ -65,4 +66,5 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[READINESS] = readiness
     app[IN_FLIGHT] = in_flight
     add_routes(app)
+    add_admin_routes(app)
     return app

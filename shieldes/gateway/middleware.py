@@ -7,9 +7,11 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from shieldes.errors import RateLimited, ShieldesError
 
@@ -50,6 +52,23 @@ def render_error(exc: ShieldesError, rid: str) -> web.Response:
         headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
     status = exc.status if 400 <= exc.status <= 599 else 500
     return error_response(status, exc.type, exc.code, exc.message, rid, headers)
+
+
+class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Logger for aiohttp's connection handler. A malformed request (line or header too long, bad
+    header bytes, ...) is refused by aiohttp before any route with a 400; aiohttp would log it with a
+    traceback and the offending bytes, which may hold part of a credential. Log one line instead."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self.logger.info("refused a malformed HTTP request (%s, status %s)", type(exc).__name__, exc.code)
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+def protocol_logger() -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    return ProtocolLog(logging.getLogger("shieldes.http"), {})
 
 
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -182,19 +182,30 @@ class Gateway:
         if failure.retryable:
             self.breaker.failure(dep.name)
 
-    @staticmethod
-    def _client_error(failure: UpstreamFailure, dep: Deployment) -> ShieldesError:
+    def _scrub(self, text: str) -> str:
+        """Upstream error text goes to clients: never with a provider key in it (some upstreams echo
+        the key they were sent)."""
+        for secret in self._secrets.values():
+            if secret and len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _client_error(self, failure: UpstreamFailure, dep: Deployment) -> ShieldesError:
         status = failure.status or 502
-        if status in (401, 403) or not 400 <= status < 500:
+        if status in (401, 403):  # about the gateway's own credentials: nothing for the client to read
             return UpstreamError(
-                f"upstream deployment {dep.name!r} refused the gateway ({status}): {failure.message}; "
+                f"upstream deployment {dep.name!r} refused the gateway's credentials ({status}); "
                 "the operator should check its provider key"
             )
-        return UpstreamClientError(f"upstream rejected the request: {failure.message}", status)
+        if not 400 <= status < 500:
+            return UpstreamError(
+                f"upstream deployment {dep.name!r} refused the gateway ({status}): "
+                f"{self._scrub(failure.message)}; the operator should check its provider key"
+            )
+        return UpstreamClientError(f"upstream rejected the request: {self._scrub(failure.message)}", status)
 
-    @staticmethod
-    def _exhausted(route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
-        detail = last.message if last is not None else "no attempt possible"
+    def _exhausted(self, route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
+        detail = self._scrub(last.message) if last is not None else "no attempt possible"
         msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)

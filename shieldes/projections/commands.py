@@ -259,6 +259,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             ]
         case CreateTeam():
             check_name("team", command.name)
+            check_period(command.budget_period)
             if command.name in state.team_ids_by_name or command.id in state.teams:
                 raise CommandRejected(f"team {command.name!r} already exists; pick another name")
             events: list[Event] = [TeamCreated(command.id, command.name)]
@@ -270,6 +271,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             return events
         case CreateKey():
             check_name("key", command.name)
+            check_period(command.budget_period)  # refused even without --budget: a bad argument
             if command.name in state.key_ids_by_name or command.id in state.keys:
                 raise CommandRejected(f"a key named {command.name!r} already exists; pick another name")
             if command.key_hash in state.key_ids_by_hash:

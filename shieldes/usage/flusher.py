@@ -35,6 +35,7 @@ class Flusher:
         self.on_flushed = on_flushed
         self.codec = codec or Codec()
         self.healthy = True
+        self.ok_at = 0.0  # monotonic time of the last successful append
         self.appends = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -69,6 +70,7 @@ class Flusher:
                             self.meter.buffered(), reason)
             return False
         self.healthy = True
+        self.ok_at = time.monotonic()
         self.appends += 1
         self.meter.batch_appended(batch)
         if self.on_flushed is not None:
@@ -79,7 +81,14 @@ class Flusher:
         """Append until nothing is left (shutdown); True if everything reached the log in time."""
         deadline = time.monotonic() + timeout
         while not self.meter.idle():
-            if await self.flush_once():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:  # each attempt within the deadline too: a dead database must not hold shutdown
+                flushed = await asyncio.wait_for(self.flush_once(), left)
+            except TimeoutError:
+                return False
+            if flushed:
                 continue
             if time.monotonic() + self.interval > deadline:
                 return False

@@ -58,10 +58,8 @@ class Harness:
 
     def usage_totals(self) -> dict[str, tuple[int, int, int, int]]:
         """key name -> (requests, prompt, completion, cost nUSD) from the usage_daily view."""
-        rows = self.sql(
-            "SELECT key_name, sum(requests), sum(prompt_tokens), sum(completion_tokens),"
-            " sum(cost_usd) * 1000000000 FROM usage_daily GROUP BY key_name"
-        )
+        rows = self.sql("SELECT key_name, sum(requests), sum(prompt_tokens), sum(completion_tokens),"
+                        " sum(cost_usd) * 1000000000 FROM usage_daily GROUP BY key_name")
         return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
     def delta_rows(self) -> list[tuple[Any, ...]]:
@@ -80,36 +78,26 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 @asynccontextmanager
-async def harness(
-    database_url: str, *, upstream: FakeUpstream | None = None, providers: bool = True, **settings: Any
-) -> AsyncIterator[Harness]:
+async def harness(database_url: str, *, upstream: FakeUpstream | None = None, providers: bool = True,
+                  **settings: Any) -> AsyncIterator[Harness]:
     import os
 
     os.environ[UPSTREAM_KEY_ENV] = UPSTREAM_KEY
-    up = upstream or FakeUpstream(
-        completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")
-    )
+    up = upstream or FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY,
+                                  models=("gpt-4o", "gpt-4o-mini", "text-embedding-3-small"))
     pool = open_pool(database_url, size=2, name="test-admin")
     await pool.open(wait=True)
     await up.start()
     store = PostgresEventStore(pool)
-    opts: dict[str, Any] = dict(
-        database_url=database_url,
-        node_id=f"t-{secrets.token_hex(3)}",
-        host="127.0.0.1",
-        port=0,
-        flush_interval=0.05,
-        poll_interval=0.05,
-        retry_backoff=0.0,
-        shutdown_grace=5.0,
-    )
+    opts: dict[str, Any] = dict(database_url=database_url, node_id=f"t-{secrets.token_hex(3)}", host="127.0.0.1",
+                                port=0, flush_interval=0.05, poll_interval=0.05, retry_backoff=0.0,
+                                shutdown_grace=5.0)
     opts.update(settings)
     h = Harness(database_url, store, up, Settings(**opts))
     if providers:
         ref = "env:" + UPSTREAM_KEY_ENV
-        await h.admin(
-            AddProvider("openai", "openai", up.url, ref, ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small"))
-        )
+        await h.admin(AddProvider("openai", "openai", up.url, ref,
+                                  ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small")))
         await h.admin(AddProvider("claude", "anthropic", up.url, ref, ("claude-3-5-haiku-latest",)))
     h.node = Node(h.settings)
     try:

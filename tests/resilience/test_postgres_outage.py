@@ -1,0 +1,152 @@
+"""Postgres goes away under load (a TCP proxy in front of it is cut and its backends terminated):
+the node keeps serving from memory, says `degraded` on /ready while /health stays 200, holds usage in
+its bounded buffer, then reconnects and flushes; the log's usage equals exactly what was served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import openai
+import pytest
+
+from tests.integration.gateway_harness import Harness, wait_until
+from tests.resilience.support import MESSAGES, Load, TcpProxy, node_via, terminate_backends
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
+    p = await TcpProxy(database_url).start()
+    yield p
+    await p.stop()
+
+
+async def status_of(base: str, path: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as s, s.get(base + path) as r:
+        return r.status, await r.json()
+
+
+async def served_equals_log(h: Harness, key_name: str, served: int) -> None:
+    assert len(h.upstream.requests_to("/v1/chat/completions")) == served
+    await h.flush()
+    # 4 prompt tokens and 5 completion tokens per request at the fake upstream
+    rows = h.usage_totals()
+    assert (rows[key_name][0], rows[key_name][1], rows[key_name][2]) == (served, 4 * served, 5 * served)
+
+
+async def test_outage_under_load_serves_from_memory_and_loses_no_usage(database_url: str,
+                                                                       proxy: TcpProxy) -> None:
+    async with node_via(database_url, proxy.url_for(database_url)) as h:
+        secret = await h.create_key("load", rpm=100_000, tpm=10_000_000, budget_usd=1000.0)
+        await h.sync()
+        load = Load(h.base, secret, workers=4).start()
+        await wait_until(lambda: load.ok >= 20)
+
+        proxy.cut()
+        assert terminate_backends(database_url) >= 1  # the node's pool, LISTEN and leader connections
+        cut_at, ok_at_cut = time.monotonic(), load.ok
+        degraded_after = None
+        peak = 0
+        while time.monotonic() - cut_at < 4.0 or degraded_after is None:
+            assert time.monotonic() - cut_at < 20, "the node never reported the outage on /ready"
+            status, body = await status_of(h.base, "/ready")
+            if status == 503:
+                assert body["status"] == "degraded" and body["database"] == "unreachable"
+                degraded_after = degraded_after or time.monotonic() - cut_at
+            assert (await status_of(h.base, "/health"))[0] == 200
+            peak = max(peak, h.node.meter.buffered() if h.node.meter else 0)
+            await asyncio.sleep(0.1)
+        served_during = load.ok - ok_at_cut
+        assert served_during >= 20, "auth, routing and limits must keep working from memory"
+        assert peak >= 1 and h.node.meter is not None and not h.node.meter.idle()
+
+        assert h.node.flusher is not None
+        appends_before = h.node.flusher.appends
+        proxy.restore()
+        restored_at = time.monotonic()
+        await wait_until(lambda: h.node.flusher is not None and h.node.flusher.appends > appends_before,
+                         timeout=20)
+        drained_after = time.monotonic() - restored_at
+        assert drained_after < 10
+        for _ in range(60):  # once a flush succeeded, /ready says so (no wait for a stuck poll)
+            if (await status_of(h.base, "/ready"))[0] == 200:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("/ready did not come back within 3 s of the first flush")
+        # the other database users come back too: LISTEN, leadership, membership heartbeats
+        cluster = h.node.cluster
+        assert cluster is not None
+        await wait_until(lambda: cluster.listener.state == "listening" and cluster.leader.is_leader, timeout=20)
+        await load.stop()
+        assert load.failed == {}
+        await served_equals_log(h, "load", load.ok)
+        assert h.sql("SELECT count(*) FROM cluster_nodes WHERE node_id = %s AND heartbeat_at > now() - interval '3s'",
+                     h.node.node_id) == [(1,)]
+
+
+async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url: str, proxy: TcpProxy) -> None:
+    # the buffer holds deltas (one per key, deployment, model and hour), so 3 keys fill a cap of 2
+    async with node_via(database_url, proxy.url_for(database_url), usage_buffer_max=2) as h:
+        keys = [await h.create_key(f"k{i}") for i in range(3)]
+        await h.sync()
+        clients = [openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=k, max_retries=0) for k in keys]
+        proxy.cut()
+        terminate_backends(database_url)
+        await clients[0].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        await clients[1].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        await wait_until(lambda: h.node.meter is not None and h.node.meter.buffered() >= 2)
+        with pytest.raises(openai.APIStatusError) as full:
+            await clients[2].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        assert full.value.status_code == 503 and full.value.code == "unavailable"
+        assert "usage buffer is full" in full.value.message
+        assert len(h.upstream.requests_to("/v1/chat/completions")) == 2  # refused before the upstream
+
+        proxy.restore()
+        await wait_until(lambda: h.node.meter is not None and h.node.meter.buffered() == 0, timeout=20)
+        await clients[2].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        for c in clients:
+            await c.close()
+        await h.flush()
+        rows = h.usage_totals()
+        assert {k: v[:3] for k, v in rows.items()} == {f"k{i}": (1, 4, 5) for i in range(3)}
+
+
+async def test_stop_during_an_outage_is_bounded_and_says_what_was_not_written(
+        database_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
+    async with node_via(database_url, proxy.url_for(database_url), shutdown_grace=1.0) as h:
+        secret = await h.create_key("late")
+        await h.sync()
+        proxy.cut()
+        terminate_backends(database_url)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        await client.close()
+        started = time.monotonic()
+        await h.node.stop()  # what SIGTERM runs
+        took = time.monotonic() - started
+        # the final flush is retried for max(5 s, grace); leaving the cluster must not add the pool's 30 s
+        # measured 7.0 s (5 s of flush retries + 2 s to leave); the pool may take up to 5 s more to
+        # stop a reconnect attempt in progress
+        assert took < 13, took
+        assert "usage deltas could not be written to Postgres" in caplog.text
+
+
+async def test_cluster_wide_limit_holds_while_postgres_is_down(database_url: str, proxy: TcpProxy) -> None:
+    from tests.resilience.support import burst, in_process_cluster, not_near_minute_end
+
+    limit = 30
+    async with in_process_cluster(database_url, 2, node_url=proxy.url_for(database_url)) as c:
+        await not_near_minute_end()
+        secret = await c.create_key("down-limit", rpm=limit)
+        await wait_until(lambda: all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes), 10)
+        proxy.cut()
+        terminate_backends(database_url)
+        await asyncio.sleep(1.0)  # membership heartbeats now fail; gossip still runs
+        statuses = await burst([c.base(i % 2) for i in range(3 * limit)], secret)
+        assert set(statuses) <= {200, 429}
+        assert limit // 2 <= statuses.count(200) <= limit + len(c.nodes)
+        assert all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes)
+        proxy.restore()
