@@ -242,9 +242,7 @@ class Meter:
             counts[0] += 1
         res = Reservation(key.id, key.team_id, estimate_nusd, headers)
         if estimate_nusd:
-            reserved = self._reserved
-            for subject in subjects:
-                reserved[subject] = reserved.get(subject, 0) + estimate_nusd
+            self._hold(res, estimate_nusd)  # the one place holds change: subclasses track them (gossip)
         return res
 
     def _subjects_of(self, key_id: str, team_id: str | None) -> tuple[str, ...]:

@@ -128,9 +128,10 @@ async def test_stop_during_an_outage_is_bounded_and_says_what_was_not_written(
         await h.node.stop()  # what SIGTERM runs
         took = time.monotonic() - started
         # the final flush is retried for max(5 s, grace); leaving the cluster must not add the pool's 30 s
-        # measured 7.0 s (5 s of flush retries + 2 s to leave); the pool may take up to 5 s more to
-        # stop a reconnect attempt in progress
-        assert took < 13, took
+        # measured 7.0 s alone (5 s of flush retries + 2 s to leave); the pool may take up to 5 s more to
+        # stop a reconnect attempt in progress, and a loaded machine stretches both (17 s seen under a
+        # full parallel suite): the bound proves it is bounded, well below the 40 s it once took
+        assert took < 25, took
         assert "usage deltas could not be written to Postgres" in caplog.text
 
 
