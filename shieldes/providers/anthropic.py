@@ -16,13 +16,21 @@ from shieldes.providers.anthropic_translate import (
     messages_response_to_chat,
 )
 from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage
-from shieldes.providers.http import http_failure, invalid_response, join_endpoint, timeouts, transport_failure
+from shieldes.providers.http import (
+    TRANSPORT_ERRORS,
+    http_failure,
+    invalid_response,
+    join_endpoint,
+    post_for_object,
+    timeouts,
+    transport_failure,
+)
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"
-_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
@@ -58,25 +66,10 @@ class AnthropicProvider:
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)
         request = chat_request_to_anthropic({**body, "stream": False}, target.model)
-        try:
-            async with self._session.post(
-                self._url(target.base_url),
-                data=orjson.dumps(request),
-                headers=self._headers(target),
-                timeout=self._json_timeout,
-            ) as resp:
-                raw = await resp.read()
-                status, headers = resp.status, resp.headers
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(target, exc) from exc
-        if status >= 400:
-            raise http_failure(target, status, raw, headers)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise invalid_response(target, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise invalid_response(target, "body is not a JSON object")
+        data, _raw = await post_for_object(
+            self._session, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._json_timeout,
+        )
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
         try:
             chat, usage = messages_response_to_chat(

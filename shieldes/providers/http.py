@@ -135,6 +135,36 @@ def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
     return UpstreamFailure(f"{where} failed: {exc.__class__.__name__}: {exc}", status=None, retryable=True)
 
 
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+async def post_for_object(
+    session: aiohttp.ClientSession,
+    target: Target,
+    url: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> tuple[Body, bytes]:
+    """One non-streaming POST whose answer must be a JSON object: (parsed, raw bytes), or the
+    UpstreamFailure that describes what went wrong (transport, HTTP status, not a JSON object)."""
+    try:
+        async with session.post(url, data=payload, headers=headers, timeout=timeout) as resp:
+            raw = await resp.read()
+            status, resp_headers = resp.status, resp.headers
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(target, exc) from exc
+    if status >= 400:
+        raise http_failure(target, status, raw, resp_headers)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise invalid_response(target, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise invalid_response(target, "body is not a JSON object")
+    return data, raw
+
+
 def invalid_response(target: Target, what: str) -> UpstreamFailure:
     return UpstreamFailure(
         f"upstream deployment {target.deployment!r} sent an invalid response ({what})",

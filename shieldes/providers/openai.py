@@ -12,11 +12,13 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
+    TRANSPORT_ERRORS,
     http_failure,
     invalid_response,
     is_azure,
     join_endpoint,
     parse_usage,
+    post_for_object,
     timeouts,
     transport_failure,
 )
@@ -29,7 +31,7 @@ _PATHS: dict[str, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
-_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 
 
 class OpenAIProvider:
@@ -80,25 +82,9 @@ class OpenAIProvider:
         bytes when they name `target.model` and ask for no stream). The answer comes back parsed
         (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
         url, azure = self._endpoint(target.base_url, op)
-        try:
-            async with self._session.post(
-                url,
-                data=payload,
-                headers=self._headers(target, azure),
-                timeout=self._json_timeout,
-            ) as resp:
-                raw = await resp.read()
-                status, headers = resp.status, resp.headers
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(target, exc) from exc
-        if status >= 400:
-            raise http_failure(target, status, raw, headers)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise invalid_response(target, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise invalid_response(target, "body is not a JSON object")
+        data, raw = await post_for_object(
+            self._session, target, url, payload, self._headers(target, azure), self._json_timeout
+        )
         return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
