@@ -13,7 +13,6 @@ parts start after the flusher and before HTTP, and stop in reverse order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any, Protocol
@@ -36,37 +35,12 @@ from shieldes.providers.registry import build_providers, open_session
 from shieldes.settings import Settings
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
+from shieldes.tasks import stop_task, wait_event
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
 
 log = logging.getLogger(__name__)
 DB_CALL_TIMEOUT = 10.0
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> None:
-    """Wait for `event` at most `timeout` seconds (without asyncio.wait_for, whose 3.11 version can
-    swallow a cancellation that races with the inner wait finishing)."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=timeout)
-    finally:
-        waiter.cancel()
-
-
-class _Stoppable(Protocol):
-    _stopping: bool
-    _wake: asyncio.Event
-
-
-async def stop_task(task: asyncio.Task[None], owner: _Stoppable, patience: float = 1.0) -> None:
-    """Ask a loop to stop (flag + wake), cancel it if it does not finish in `patience`, await it."""
-    owner._stopping = True
-    owner._wake.set()
-    done, _ = await asyncio.wait({task}, timeout=patience)
-    if not done:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 class Part(Protocol):

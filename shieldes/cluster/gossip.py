@@ -10,7 +10,6 @@ sender's log head is handed to `on_head` (a wake-up hint for the projector).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -26,6 +25,7 @@ import zstandard
 from shieldes.cluster import counters, gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.counters import Component, Health, NodeState
 from shieldes.errors import ShieldesError
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,7 @@ class Gossip:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for channel, _ in self._channels.values():
             await channel.close()
         self._channels.clear()

@@ -21,6 +21,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.errors import ShieldesError
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,7 @@ class Leader:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self._step_down()  # closing the connection releases the lock
 
     async def _run(self) -> None:
@@ -140,11 +138,7 @@ class Leader:
         was, epoch = self.is_leader, self.epoch
         self.is_leader, self.epoch = False, 0
         running, self._running = self._running, []
-        for t in running:
-            t.cancel()
-        for t in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(*running)
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

@@ -20,6 +20,7 @@ import psycopg
 
 from shieldes.events.pg_store import NOTIFY_CHANNEL
 from shieldes.projections.projector import Projector
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,7 @@ class Listener:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(*tasks)
         await self._close_conn()
         self.state = "stopped"
 

@@ -7,7 +7,6 @@ limits. Liveness is judged with the database clock (`now()`), so node clocks may
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,7 @@ class Membership:
 
     async def stop(self, *, deregister: bool = True) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if deregister:
             try:
                 # bounded: with the database down, leaving must not hold shutdown for the pool's 30 s

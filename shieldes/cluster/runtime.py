@@ -8,7 +8,6 @@ Stop is the reverse, after the final usage flush: the node leaves the cluster la
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from shieldes.events.catalog import Event, UsageRecorded
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
 from shieldes.settings import Settings
+from shieldes.tasks import cancel_and_wait
 from shieldes.usage.meter import WINDOW
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,7 @@ class ClusterRuntime:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.leader.stop()
         self.meter.cluster = None
         if self.gossip is not None:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -137,10 +138,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                     if await queue.get() is _END:
                         break
     finally:
-        if not producer.done():
-            producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
+        await cancel_and_wait(producer)
 
 
 def final_usage(stream: ChunkStream, tally: Tally, prompt_bytes: int) -> TokenUsage:

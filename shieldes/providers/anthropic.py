@@ -18,9 +18,9 @@ from shieldes.providers.anthropic_translate import (
 from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage
 from shieldes.providers.http import (
     TRANSPORT_ERRORS,
-    http_failure,
     invalid_response,
     join_endpoint,
+    open_event_stream,
     post_for_object,
     timeouts,
     transport_failure,
@@ -30,7 +30,6 @@ from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
 ANTHROPIC_VERSION = "2023-06-01"
-_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
@@ -82,23 +81,10 @@ class AnthropicProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
         _only_chat(op)
         request = chat_request_to_anthropic({**body, "stream": True}, target.model)
-        try:
-            resp = await self._session.post(
-                self._url(target.base_url),
-                data=orjson.dumps(request),
-                headers=self._headers(target),
-                timeout=self._stream_timeout,
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(target, exc) from exc
-        if resp.status >= 400:
-            try:
-                raw = await resp.read()
-            except _TRANSPORT_ERRORS:
-                raw = b""
-            finally:
-                resp.release()
-            raise http_failure(target, resp.status, raw, resp.headers)
+        resp = await open_event_stream(
+            self._session, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._stream_timeout,
+        )
         translator = StreamTranslator(target.model, int(time.time()))
         stream = AnthropicChunkStream(resp, target, translator)
         await stream.prime()
@@ -132,7 +118,7 @@ class AnthropicChunkStream(UpstreamChunkStream):
             if not self._translator.done:
                 raise invalid_response(self._target, "the event stream ended before message_stop")
             self._finished = True
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_failure(self._target, exc) from exc
         finally:
             self._release()

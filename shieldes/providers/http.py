@@ -165,6 +165,31 @@ async def post_for_object(
     return data, raw
 
 
+async def open_event_stream(
+    session: aiohttp.ClientSession,
+    target: Target,
+    url: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """POST a streaming request and return the open response once its status is a success; an
+    error status is read, released and raised as UpstreamFailure. The caller releases the rest."""
+    try:
+        resp = await session.post(url, data=payload, headers=headers, timeout=timeout)
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(target, exc) from exc
+    if resp.status >= 400:
+        try:
+            raw = await resp.read()
+        except TRANSPORT_ERRORS:
+            raw = b""
+        finally:
+            resp.release()
+        raise http_failure(target, resp.status, raw, resp.headers)
+    return resp
+
+
 def invalid_response(target: Target, what: str) -> UpstreamFailure:
     return UpstreamFailure(
         f"upstream deployment {target.deployment!r} sent an invalid response ({what})",

@@ -13,10 +13,10 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     TRANSPORT_ERRORS,
-    http_failure,
     invalid_response,
     is_azure,
     join_endpoint,
+    open_event_stream,
     parse_usage,
     post_for_object,
     timeouts,
@@ -31,7 +31,6 @@ _PATHS: dict[str, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
-_TRANSPORT_ERRORS = TRANSPORT_ERRORS
 
 
 class OpenAIProvider:
@@ -115,23 +114,9 @@ class OpenAIProvider:
     async def _open_stream(
         self, url: str, target: Target, azure: bool, payload: Body
     ) -> aiohttp.ClientResponse:
-        try:
-            resp = await self._session.post(
-                url,
-                data=orjson.dumps(payload),
-                headers=self._headers(target, azure),
-                timeout=self._stream_timeout,
-            )
-        except _TRANSPORT_ERRORS as exc:
-            raise transport_failure(target, exc) from exc
-        if resp.status >= 400:
-            try:
-                raw = await resp.read()
-            except _TRANSPORT_ERRORS:
-                raw = b""
-            finally:
-                resp.release()
-            raise http_failure(target, resp.status, raw, resp.headers)
+        resp = await open_event_stream(
+            self._session, target, url, orjson.dumps(payload), self._headers(target, azure), self._stream_timeout
+        )
         if resp.content_type == "application/json":
             # The upstream ignored `stream`: refuse rather than relay an empty stream.
             resp.release()
@@ -172,7 +157,7 @@ class OpenAIChunkStream(UpstreamChunkStream):
             self._finished = True
             if tail:
                 yield tail
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             raise transport_failure(self._target, exc) from exc
         finally:
             self._release()

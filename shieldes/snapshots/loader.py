@@ -10,7 +10,6 @@ usable snapshot the whole log is replayed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from shieldes.events.pg_store import row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.store import rollup_floor
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 FETCH = 5000
@@ -78,9 +78,7 @@ async def load_projection_report(
     try:
         projection, report = await _load(pool, codec or Codec())
     finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        await cancel_and_wait(beat)
     await _register(pool, node_id, projection.position)
     return projection, report
 

@@ -21,6 +21,7 @@ from shieldes.settings import Settings
 from shieldes.snapshots.compaction import CompactionReport, compact
 from shieldes.snapshots.fencing import Fenced
 from shieldes.snapshots.store import SnapshotInfo, SnapshotRefused, list_snapshots, save_snapshot
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,7 @@ class SnapshotScheduler:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def poke(self) -> None:
         """Check now instead of at the next tick (e.g. after a burst of events)."""
@@ -136,10 +134,7 @@ class CompactionScheduler:
         """Cancels a running compaction too: each batch is its own transaction, so a cancelled
         run leaves the log consistent (folded batches stay folded, the rest stays raw)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @property
     def running(self) -> bool:
