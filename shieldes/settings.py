@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     # Secrets
     cluster_secret: str | None = Field(default=None, description="HMAC key for gossip messages")
+    gossip_tls_cert: Path | None = Field(default=None, description="PEM certificate for mutual TLS on gossip")
+    gossip_tls_key: Path | None = Field(default=None, description="PEM private key of gossip_tls_cert")
+    gossip_tls_ca: Path | None = Field(default=None, description="PEM CA that signs every node's gossip certificate")
     encryption_key: str | None = Field(default=None, description="encrypts provider keys stored in the log")
     admin_token: str | None = Field(default=None, description="token for the admin HTTP surface")
 

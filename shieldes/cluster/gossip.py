@@ -24,6 +24,7 @@ import zstandard
 
 from shieldes.cluster import counters, gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.counters import Component, Health, NodeState
+from shieldes.cluster.gossip_tls import GossipTLS
 from shieldes.errors import ShieldesError
 from shieldes.tasks import cancel_and_wait
 
@@ -186,6 +187,7 @@ class Gossip:
         local_head: Callable[[], int] = lambda: 0,
         on_state: Callable[[NodeState], None] | None = None,
         on_sent: Callable[[int], None] | None = None,
+        tls: GossipTLS | None = None,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -203,6 +205,7 @@ class Gossip:
         self._local_head = local_head
         self._on_state = on_state
         self._on_sent = on_sent
+        self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
         self.view: dict[Component, NodeState] = {}
         self.stats = GossipStats()
         self._accepted: dict[str, tuple[int, int]] = {}
@@ -227,7 +230,11 @@ class Gossip:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
         gossip_pb2_grpc.add_GossipServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
         try:
-            bound = server.add_insecure_port(f"{self._host}:{self.port}")
+            address = f"{self._host}:{self.port}"
+            if self._tls is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, self._tls.server_credentials())
         except RuntimeError:
             bound = 0
         if bound == 0:
@@ -322,7 +329,8 @@ class Gossip:
     async def _send(self, target: str, envelope: gossip_pb2.Envelope) -> bool:
         entry = self._channels.get(target)
         if entry is None:
-            channel = grpc.aio.insecure_channel(target)
+            channel = (grpc.aio.insecure_channel(target) if self._tls is None
+                       else grpc.aio.secure_channel(target, self._tls.channel_credentials()))
             stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
             entry = self._channels[target] = (channel, stub)
         try:

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
-from shieldes.cluster import counters
+from shieldes.cluster import counters, gossip_tls
 from shieldes.cluster.counters import NodeState
 from shieldes.cluster.gossip import Gossip
 from shieldes.cluster.health import ClusterBreaker, adopt
@@ -68,6 +68,7 @@ class ClusterRuntime:
                 targets=self.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
                 on_state=self._on_state, on_sent=self._on_sent,
+                tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
             )
         self.apply_delay = Histogram(
             "shieldes_cluster_config_apply_seconds", "commit of a config event to applied on this node",
