@@ -1,6 +1,7 @@
 """Admin writes: catch up the config, decide, append with an optimistic check, retry on a race.
 
-Used by the CLI (and any admin surface). A refused command appends nothing.
+Used by the CLI (`execute`, which folds the config stream) and by a node's admin API
+(`execute_live`, which decides on the node's in-memory projection). A refused command appends nothing.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shieldes.errors import ConcurrentChange
+from shieldes.errors import ConcurrentChange, IdempotencyConflict
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedEvent
 from shieldes.projections.commands import Command, decide
 from shieldes.projections.config import apply_config
+from shieldes.projections.projector import Projector
 from shieldes.projections.state import ConfigState
 
 ATTEMPTS = 5
@@ -62,4 +64,61 @@ async def execute(
                 raise
             continue
         return await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class LiveWrite:
+    events: list[RecordedEvent]
+    state: ConfigState  # the config right after the write (or now, for a replay)
+    replayed: bool = False  # an earlier request with the same idempotency key did this write
+
+
+IDEMPOTENCY_FIELD = "idempotency_key"
+
+
+async def execute_live(
+    projector: Projector, command: Command, *, actor: str, idempotency: tuple[str, str] | None = None
+) -> LiveWrite:
+    """Decide `command` against a running node's projection and append its events, with no replay:
+    the projection is current when it has applied the newest config position, and the append is
+    refused (then retried) if any config event lands after that position.
+
+    `idempotency` is (key, request fingerprint): a second request with the same key (same actor)
+    returns the first one's events instead of writing again; a different fingerprint is refused.
+    The lookup runs after the head is read, so a concurrent twin either is found or makes this
+    append fail the position check and look again."""
+    store = projector.store
+    codec = projector.projection.codec
+    metadata: dict[str, str] = {"actor": actor}
+    if idempotency is not None:
+        metadata[IDEMPOTENCY_FIELD] = f"{actor}\x1f{idempotency[0]}"
+        metadata["request_fingerprint"] = idempotency[1]
+    for attempt in range(ATTEMPTS):
+        head = await store.config_head()
+        if projector.position < head:
+            await projector.catch_up()
+        if idempotency is not None:
+            earlier = await store.find_config(IDEMPOTENCY_FIELD, metadata[IDEMPOTENCY_FIELD])
+            if earlier:
+                if earlier[0].metadata.get("request_fingerprint") != idempotency[1]:
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {idempotency[0]!r} was already used with a different request body; "
+                        "use a new key for a new request"
+                    )
+                await projector.wait_for(earlier[-1].position, timeout=5.0)
+                return LiveWrite(earlier, projector.config, replayed=True)
+        events = decide(projector.config, command)
+        new = [NewEvent.of(e, codec) for e in events]
+        try:
+            result = await store.append(
+                CONFIG_STREAM, new, AppendOptions(metadata=metadata, expected_config_position=head)
+            )
+        except ConcurrentChange:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        await projector.catch_up()  # read-your-writes on this node
+        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
+        return LiveWrite(written, projector.config)
     raise AssertionError("unreachable")

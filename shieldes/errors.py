@@ -95,6 +95,22 @@ class ConcurrentChange(ShieldesError):
     code = "concurrent_change"
 
 
+class IdempotencyConflict(ShieldesError):
+    """An Idempotency-Key was reused with a different request."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "idempotency_key_reused"
+
+
+class Forbidden(ShieldesError):
+    """An authenticated admin principal whose role does not grant the action."""
+
+    status = 403
+    type = "permission_error"
+    code = "insufficient_role"
+
+
 class DatabaseUnavailable(ShieldesError):
     status = 503
     code = "database_unavailable"

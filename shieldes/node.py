@@ -26,6 +26,8 @@ from shieldes.cluster.leader import Leader
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.app import IN_FLIGHT, build_app
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
@@ -227,7 +229,11 @@ class Node:
         self.session = open_session(s)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
         self.cluster.attach_gateway(self.gateway)
-        self.http = HttpServer(build_app(self.gateway, self.readiness), s.host, s.port,
+        self.cluster.request_totals = self.metrics.request_totals
+        admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
+                             database_url=self.database_url, cluster=self.cluster,
+                             oidc=OidcLogin.from_settings(s))
+        self.http = HttpServer(build_app(self.gateway, self.readiness, admin), s.host, s.port,
                                reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)

@@ -26,6 +26,14 @@ def new_virtual_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+ADMIN_TOKEN_PREFIX = "shd-adm-"
+
+
+def new_admin_token() -> str:
+    """A fresh admin API token: 'shd-adm-' + 43 url-safe characters (256 bits)."""
+    return ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def hash_key(secret: str) -> str:
     """The only form of a virtual key that is stored. Keys carry 256 bits, so one sha256 suffices."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()

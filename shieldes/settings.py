@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shieldes.roles import parse_role_map
+
 
 def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -38,7 +40,20 @@ class Settings(BaseSettings):
     gossip_tls_key: Path | None = Field(default=None, description="PEM private key of gossip_tls_cert")
     gossip_tls_ca: Path | None = Field(default=None, description="PEM CA that signs every node's gossip certificate")
     encryption_key: str | None = Field(default=None, description="encrypts provider keys stored in the log")
-    admin_token: str | None = Field(default=None, description="token for the admin HTTP surface")
+    admin_token: str | None = Field(
+        default=None, description="bootstrap token for the admin API and console (role admin)")
+
+    # Console sign-in with OpenID Connect (optional; all of issuer, client id and secret enable it)
+    oidc_issuer: str | None = Field(default=None, description="OIDC issuer URL (discovery at /.well-known/...)")
+    oidc_client_id: str | None = Field(default=None, description="OIDC client id of the console")
+    oidc_client_secret: str | None = Field(default=None, description="OIDC client secret (also signs sessions)")
+    oidc_role_claim: str = Field(default="roles", description="ID token claim holding the user's groups/roles")
+    oidc_role_map: str = Field(
+        default="", description="claim value to role, e.g. 'platform=admin,sre=operator' (unmapped values that "
+        "name a role are used as is)")
+    oidc_redirect_url: str | None = Field(
+        default=None, description="callback URL registered at the provider (default: this node's /ui/oidc/callback)")
+    oidc_session_seconds: float = Field(default=8 * 3600.0, gt=0, description="console session lifetime after sign-in")
 
     # Gateway behaviour
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -70,10 +85,16 @@ class Settings(BaseSettings):
     compact_retain_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     compact_interval: float = Field(default=3600.0, gt=0)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url")
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _role_map(cls, v: str) -> str:
+        parse_role_map(v)  # refuse a bad map at start, not at the first sign-in
+        return v
 
     def static_peers(self) -> list[str]:
         return [p.strip() for p in self.peers.split(",") if p.strip()]

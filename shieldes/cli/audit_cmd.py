@@ -4,7 +4,6 @@ config hash chain end to end (any row edited or deleted with SQL is found)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
@@ -16,31 +15,15 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     open_store,
-    parse_time,
     query,
     run,
 )
 from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.queries import AUDIT_SQL, audit_params
 from shieldes.events.verify import ChainReport, ChainWalker
+from shieldes.timeparse import parse_time
 
-LOG_SQL = """
-    SELECT position, recorded_at, actor, type, subject, data
-    FROM audit_log
-    WHERE (%(actor)s::text IS NULL OR actor = %(actor)s)
-      AND (%(type)s::text IS NULL OR type = %(type)s OR type LIKE %(type_prefix)s)
-      AND (%(subject)s::text IS NULL OR subject = %(subject)s OR data->>'id' = %(subject)s
-           OR data->>'key_id' = %(subject)s OR data->>'subject_id' = %(subject)s)
-      AND (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s::timestamptz)
-      AND (%(until)s::timestamptz IS NULL OR recorded_at <= %(until)s::timestamptz)
-    ORDER BY position DESC
-    LIMIT %(limit)s
-"""
 PAGE = 5000
-
-
-def like_prefix(text: str) -> str:
-    """`virtual_key` matches `virtual_key.*`: escape LIKE's wildcards in user text."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
 
 
 @click.group("audit", cls=OneLineGroup)
@@ -63,13 +46,12 @@ def log(actor: str | None, type_: str | None, subject: str | None, since: str | 
         limit: int, as_json: bool) -> None:
     """Config changes (secrets redacted), from the audit_log view."""
     ctx = cli_context()
-    params: dict[str, Any] = {
-        "actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
-        "subject": subject, "limit": limit,
-        "since": parse_time(since, "--since") if since else None,
-        "until": parse_time(until, "--until", end_of_day=True) if until else None,
-    }
-    rows = list(reversed(run(query(LOG_SQL, params))))
+    params = audit_params(
+        actor=actor, type_=type_, subject=subject, limit=limit,
+        since=parse_time(since, "--since") if since else None,
+        until=parse_time(until, "--until", end_of_day=True) if until else None,
+    )
+    rows = list(reversed(run(query(AUDIT_SQL, params))))
     for r in rows:
         r["recorded_at"] = r["recorded_at"].isoformat()
         if not ctx.as_json:

@@ -6,79 +6,15 @@ the command works from any machine that can reach Postgres, even with every node
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from shieldes import db
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option
-from shieldes.cluster.leader import LEADER_LOCK
-from shieldes.cluster.membership import NODES_SQL, NodeRecord
+from shieldes.cluster.status import cluster_status
 
 
 @click.group("cluster")
 def cluster_group() -> None:
     """Cluster membership, leader and gossip health."""
-
-
-def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
-    gossip = n.info.get("gossip") or {}
-    peers = gossip.get("peers") or {}
-    return {
-        "node_id": n.node_id,
-        "status": "alive" if n.alive else "dead",
-        "http_address": n.http_address,
-        "gossip_address": n.gossip_address,
-        "version": n.version,
-        "boot_epoch": n.boot_epoch,
-        "started_at": n.started_at.isoformat(),
-        "heartbeat_age_s": round(n.heartbeat_age, 3),
-        "position": n.position,
-        "lag": max(0, head - n.position),
-        "leader": bool(n.info.get("leader")),
-        "listener": n.info.get("listener"),
-        "gossip": {
-            "sent": gossip.get("sent", 0),
-            "sent_bytes": gossip.get("sent_bytes", 0),
-            "received": gossip.get("received", 0),
-            "received_bytes": gossip.get("received_bytes", 0),
-            "rejected": sum(int(gossip.get(k, 0)) for k in
-                            ("rejected_signature", "rejected_stale", "rejected_malformed")),
-            "send_errors": gossip.get("send_errors", 0),
-            "peers": peers,
-        },
-    }
-
-
-def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
-    with db.sync_connection(url) as conn:
-        db.require_head(db.schema_revision(conn))
-        head_row = conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
-        head = int(head_row[0]) if head_row else 0
-        nodes = [NodeRecord(*row) for row in conn.execute(NODES_SQL, (node_timeout,)).fetchall()]
-        epoch_row = conn.execute(
-            "SELECT epoch, node_id, acquired_at FROM leader_epoch WHERE id = 1"
-        ).fetchone()
-        held_row = conn.execute(
-            "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND classid = %s AND objid = %s AND objsubid = 1",
-            (LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFF_FFFF),
-        ).fetchone()
-    epoch, leader_id, acquired = epoch_row if epoch_row else (0, None, None)
-    held = bool(held_row and held_row[0])
-    return {
-        "log_head": head,
-        "nodes_alive": sum(1 for n in nodes if n.alive),
-        "leader": {
-            "node_id": leader_id if held else None,
-            "epoch": epoch,
-            "acquired_at": acquired.isoformat() if acquired else None,
-            "lock_held": held,
-            "last_leader": leader_id,
-        },
-        "nodes": [node_row(n, head) for n in nodes],
-    }
 
 
 @cluster_group.command("status")

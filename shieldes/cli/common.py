@@ -7,13 +7,11 @@ import asyncio
 import getpass
 import json
 import os
-import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from functools import wraps
 from typing import Any, LiteralString, ParamSpec, TypeVar
 
@@ -152,35 +150,6 @@ def split_list(value: str | None, what: str = "--models") -> tuple[str, ...] | N
     if not items:
         raise InvalidRequest(f"{what} is empty: pass a comma-separated list, e.g. {what} gpt-4o,gpt-4o-mini")
     return items
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str, what: str) -> float:
-    """'90s', '15m', '12h', '30d', '2w' -> seconds."""
-    m = _DURATION.match(text.lower())
-    if not m:
-        raise InvalidRequest(f"malformed {what} {text!r}: use a number and a unit s, m, h, d or w (e.g. 30d)")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-
-
-def parse_time(text: str, what: str, *, end_of_day: bool = False) -> datetime:
-    """An ISO date or timestamp ('2026-11-01', '2026-11-01T12:00', '...Z'); naive means UTC.
-    A bare date with `end_of_day` means the end of that day (for inclusive --until)."""
-    raw = text.strip()
-    try:
-        if len(raw) == 10:
-            d = date.fromisoformat(raw)
-            ts = datetime(d.year, d.month, d.day, tzinfo=UTC)
-            return ts.replace(hour=23, minute=59, second=59, microsecond=999999) if end_of_day else ts
-        ts = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(
-            f"malformed {what} {text!r}: use an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z"
-        ) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def run(coro: Awaitable[T]) -> T:

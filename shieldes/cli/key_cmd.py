@@ -4,7 +4,6 @@ creation or rotation; only its sha256 and a short display prefix reach the log."
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -16,8 +15,6 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    parse_duration,
-    parse_time,
     read_config,
     run,
     split_list,
@@ -25,60 +22,12 @@ from shieldes.cli.common import (
 )
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UNSET, CreateKey, RevokeKey, RotateKey, UpdateKey, find_key
-from shieldes.projections.state import ConfigState, VirtualKey
+from shieldes.timeparse import expiry
+from shieldes.views import key_row
 
 COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "budget_usd", "budget_period",
            "expires_at")
 ONCE = "Store this key now: it will not be shown again."
-MAX_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
-
-
-def key_status(key: VirtualKey, now: float) -> str:
-    if key.revoked:
-        return "revoked"
-    if key.expires_at is not None and key.expires_at <= now:
-        return "expired"
-    return "active"
-
-
-def key_row(state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:
-    team = state.teams.get(key.team_id) if key.team_id else None
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "status": key_status(key, now),
-        "team": team.name if team else None,
-        "models": list(key.models) if key.models is not None else None,  # None: every model
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "budget_usd": key.budget.amount_usd if key.budget else None,
-        "budget_period": key.budget.period if key.budget else None,
-        "expires_at": iso(key.expires_at),
-    }
-
-
-def expiry(expires_in: str | None, expires_at: str | None, now: float) -> float | None:
-    """Seconds since the epoch from --expires-in or --expires-at; must lie in the future."""
-    if expires_in is not None and expires_at is not None:
-        raise InvalidRequest("pass either --expires-in or --expires-at, not both")
-    if expires_in is not None:
-        ts = now + parse_duration(expires_in, "--expires-in")
-        if ts <= now:
-            raise InvalidRequest(f"--expires-in {expires_in!r} is not in the future; use e.g. 30d")
-    elif expires_at is not None:
-        ts = parse_time(expires_at, "--expires-at").timestamp()
-        if ts <= now:
-            raise InvalidRequest(f"--expires-at {expires_at!r} is in the past; give a future time")
-    else:
-        return None
-    if ts > MAX_EXPIRY:
-        raise InvalidRequest("the expiry is after the year 9999; pick a nearer time")
-    return round(ts, 3)
 
 
 def _show_secret(row: dict[str, Any], secret: str, as_json: bool) -> None:

@@ -26,6 +26,7 @@ def cli(ctx: click.Context, as_json: bool) -> None:
 
 def _register() -> None:
     from shieldes.cli import (
+        admin_token_cmd,
         audit_cmd,
         budget_cmd,
         cluster_cmd,
@@ -56,6 +57,7 @@ def _register() -> None:
         compact_cmd.compact,
         config_cmd.config_group,
         cluster_cmd.cluster_group,
+        admin_token_cmd.admin_token_group,
     ):
         cli.add_command(command)
     # `config show/diff` (history) and `config import/export` (interchange) form one group

@@ -3,8 +3,6 @@ references or encrypted with SHIELDES_ENCRYPTION_KEY; listings never show them."
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from shieldes import secrets
@@ -21,29 +19,9 @@ from shieldes.cli.common import (
 )
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import PROVIDER_KINDS, UNSET, AddProvider, RemoveProvider, UpdateProvider
-from shieldes.projections.state import Deployment
+from shieldes.views import provider_row, secret_label
 
 COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key")
-
-
-def secret_label(ref: str | None) -> str | None:
-    """What a listing may show of a stored provider key: the env reference, or only that it is encrypted."""
-    if ref is None:
-        return None
-    if ref.startswith("env:"):
-        return ref
-    return "encrypted"
-
-
-def provider_row(d: Deployment) -> dict[str, Any]:
-    return {
-        "name": d.name,
-        "type": d.kind,
-        "base_url": d.base_url,
-        "models": list(d.models),
-        "weight": d.weight,
-        "api_key": secret_label(d.secret_ref),
-    }
 
 
 def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:

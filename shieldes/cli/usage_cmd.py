@@ -14,11 +14,11 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    parse_time,
     query,
     run,
 )
 from shieldes.errors import InvalidRequest
+from shieldes.timeparse import parse_time
 
 COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
 

@@ -77,6 +77,8 @@ class ClusterRuntime:
         if registry is not None:
             registry.register(_Collector(self))
         self._task: asyncio.Task[None] | None = None
+        self.last_apply_ms: float | None = None  # commit-to-applied delay of the newest config event
+        self.request_totals: Callable[[], dict[str, int]] | None = None  # set once the gateway exists
         projector.on_event(self._on_event)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -180,8 +182,9 @@ class ClusterRuntime:
 
     def _on_event(self, recorded: RecordedEvent, event: Event) -> None:
         if recorded.is_config:
-            delay = (datetime.now(UTC) - recorded.recorded_at).total_seconds()
-            self.apply_delay.observe(max(0.0, delay))
+            delay = max(0.0, (datetime.now(UTC) - recorded.recorded_at).total_seconds())
+            self.apply_delay.observe(delay)
+            self.last_apply_ms = round(delay * 1000, 3)
         elif isinstance(event, UsageRecorded) and event.node_id != self.node_id:
             self._apply_remote(event.node_id)  # that node's gossiped usage may now be durable
 
@@ -248,6 +251,8 @@ class ClusterRuntime:
             "listener": self.listener.state,
             "lag": self.projector.lag,
             "gossip": self.gossip.stats.to_dict() if self.gossip is not None else None,
+            "requests": self.request_totals() if self.request_totals is not None else None,
+            "config_apply_ms": self.last_apply_ms,
         }
 
     def status(self) -> dict[str, Any]:

@@ -135,6 +135,25 @@ class RateLimitSet(Event):
     tpm: int | None
 
 
+# --- admin tokens (principals of the admin API) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdminTokenCreated(Event):
+    TYPE: ClassVar[str] = "admin_token.created"
+    id: str
+    name: str
+    role: str  # "admin" | "operator" | "viewer" | "auditor"
+    key_hash: str  # sha256 hex of the token (named like a virtual key's hash so `audit_log` redacts it)
+    prefix: str  # short display prefix
+
+
+@dataclass(frozen=True)
+class AdminTokenRevoked(Event):
+    TYPE: ClassVar[str] = "admin_token.revoked"
+    id: str
+
+
 # --- usage -------------------------------------------------------------------------------------
 
 
@@ -187,6 +206,8 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     VirtualKeyRotated,
     BudgetSet,
     RateLimitSet,
+    AdminTokenCreated,
+    AdminTokenRevoked,
 )
 USAGE_EVENTS: tuple[type[Event], ...] = (UsageRecorded, UsageRolledUp)
 ALL_EVENTS: tuple[type[Event], ...] = CONFIG_EVENTS + USAGE_EVENTS

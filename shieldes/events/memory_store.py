@@ -78,3 +78,6 @@ class InMemoryEventStore:
 
     async def config_head(self) -> int:
         return self._config_position
+
+    async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
+        return [e for e in self._events if e.stream == CONFIG_STREAM and e.metadata.get(metadata_field) == value]

@@ -141,6 +141,14 @@ class PostgresEventStore:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
+    async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE stream = %s AND metadata->>%s = %s ORDER BY position",
+                (CONFIG_STREAM, metadata_field, value),
+            )
+            return [row_to_event(r) for r in await cur.fetchall()]
+
 
 def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:
     """A pool that is opened by the caller (`await pool.open()`); connections speak JSON via orjson."""

@@ -75,3 +75,7 @@ class EventStore(Protocol):
     async def config_head(self) -> int:
         """The position of the newest config event (0 if none)."""
         ...
+
+    async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
+        """Config events whose metadata has `metadata_field` == `value`, ascending (idempotency keys)."""
+        ...

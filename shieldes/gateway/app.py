@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from shieldes.gateway.admin import add_admin_routes
+from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.middleware import Handler, handle_errors
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
@@ -41,7 +42,8 @@ class InFlight:
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
-def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]]) -> web.Application:
+def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
+              admin: AdminContext) -> web.Application:
     in_flight = InFlight()
     metrics = gateway.metrics
 
@@ -66,5 +68,5 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[READINESS] = readiness
     app[IN_FLIGHT] = in_flight
     add_routes(app)
-    add_admin_routes(app)
+    add_admin_routes(app, admin)
     return app

@@ -140,6 +140,17 @@ class Metrics:
         self._requests[labels] = self._requests.get(labels, 0) + 1
         self._latency.observe(cells, seconds)
 
+    def request_totals(self) -> dict[str, int]:
+        """API requests answered since boot (health, readiness, metrics and admin calls left out)."""
+        total = client = server = 0
+        for (route, status), n in self._requests.items():
+            if route in ("other", "/health", "/ready", "/metrics"):
+                continue
+            total += n
+            client += n if status == "4xx" else 0
+            server += n if status == "5xx" else 0
+        return {"total": total, "client_errors": client, "server_errors": server}
+
     def upstream_seconds(self, provider: str, seconds: float) -> None:
         cells = self._up.get(provider)
         if cells is None:

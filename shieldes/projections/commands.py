@@ -14,6 +14,8 @@ from typing import Final
 
 from shieldes.errors import CommandRejected
 from shieldes.events.catalog import (
+    AdminTokenCreated,
+    AdminTokenRevoked,
     BudgetSet,
     Event,
     PricingSet,
@@ -28,7 +30,8 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.periods import parse_period
-from shieldes.projections.state import ConfigState, Team, VirtualKey
+from shieldes.projections.state import AdminToken, ConfigState, Team, VirtualKey
+from shieldes.roles import ROLES
 
 PROVIDER_KINDS: Final = ("openai", "anthropic")
 MAX_NAME = 128
@@ -115,6 +118,13 @@ def find_team(state: ConfigState, ref: str) -> Team:
     if team is None:
         raise CommandRejected(f"no team named or with id {ref!r}; create it with `shieldes team create`")
     return team
+
+
+def find_admin_token(state: ConfigState, ref: str) -> AdminToken:
+    token = state.find_admin_token(ref)
+    if token is None:
+        raise CommandRejected(f"no admin token named or with id {ref!r}; see `shieldes admin-token list`")
+    return token
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -204,9 +214,23 @@ class SetBudget:
     period: str = "30d"
 
 
+@dataclass(frozen=True)
+class CreateAdminToken:
+    id: str
+    name: str
+    role: str
+    token_hash: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class RevokeAdminToken:
+    token: str  # name or id
+
+
 Command = (
     AddProvider | UpdateProvider | RemoveProvider | SetPricing | CreateTeam | CreateKey | UpdateKey
-    | RevokeKey | RotateKey | SetBudget
+    | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken
 )
 
 
@@ -332,4 +356,18 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
             return [BudgetSet("key", key.id, amount, period)]
+        case CreateAdminToken():
+            check_name("admin token", command.name)
+            if command.role not in ROLES:
+                raise CommandRejected(f"unknown role {command.role!r}: use one of {', '.join(ROLES)}")
+            if command.name in state.admin_token_ids_by_name or command.id in state.admin_tokens:
+                raise CommandRejected(f"an admin token named {command.name!r} already exists; pick another name")
+            if command.token_hash in state.admin_token_ids_by_hash:
+                raise CommandRejected("token secret collision; run the command again")
+            return [AdminTokenCreated(command.id, command.name, command.role, command.token_hash, command.prefix)]
+        case RevokeAdminToken():
+            token = find_admin_token(state, command.token)
+            if token.revoked:
+                raise CommandRejected(f"admin token {token.name!r} is already revoked")
+            return [AdminTokenRevoked(token.id)]
     raise CommandRejected(f"unknown command {type(command).__name__}")

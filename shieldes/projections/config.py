@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import TypeVar
 
 from shieldes.events.catalog import (
+    AdminTokenCreated,
+    AdminTokenRevoked,
     BudgetSet,
     Event,
     PricingSet,
@@ -20,7 +22,7 @@ from shieldes.events.catalog import (
     VirtualKeyRotated,
     VirtualKeyUpdated,
 )
-from shieldes.projections.state import Budget, ConfigState, Deployment, Price, Team, VirtualKey
+from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
 
 V = TypeVar("V")
 
@@ -93,4 +95,19 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             return _put_key(state, replace(state.keys[event.subject_id], budget=budget))
         case RateLimitSet():
             return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
+        case AdminTokenCreated():
+            token = AdminToken(event.id, event.name, event.role, event.key_hash, event.prefix)
+            return replace(
+                state,
+                admin_tokens=_with(state.admin_tokens, event.id, token),
+                admin_token_ids_by_hash=_with(state.admin_token_ids_by_hash, event.key_hash, event.id),
+                admin_token_ids_by_name=_with(state.admin_token_ids_by_name, event.name, event.id),
+            )
+        case AdminTokenRevoked():
+            old_token = state.admin_tokens[event.id]
+            return replace(
+                state,
+                admin_tokens=_with(state.admin_tokens, event.id, replace(old_token, revoked=True)),
+                admin_token_ids_by_hash=_without(state.admin_token_ids_by_hash, old_token.key_hash),
+            )
     return state

@@ -57,6 +57,18 @@ class VirtualKey:
         return self.models is None or model in self.models
 
 
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """A principal of the admin API. Only the sha256 of its secret is kept."""
+
+    id: str
+    name: str
+    role: str
+    key_hash: str
+    prefix: str
+    revoked: bool = False
+
+
 def _empty() -> Mapping[str, object]:
     return MappingProxyType({})
 
@@ -70,6 +82,9 @@ class ConfigState:
     key_ids_by_hash: Mapping[str, str] = field(default_factory=dict)
     key_ids_by_name: Mapping[str, str] = field(default_factory=dict)
     team_ids_by_name: Mapping[str, str] = field(default_factory=dict)
+    admin_tokens: Mapping[str, AdminToken] = field(default_factory=dict)
+    admin_token_ids_by_hash: Mapping[str, str] = field(default_factory=dict)  # active tokens only
+    admin_token_ids_by_name: Mapping[str, str] = field(default_factory=dict)
 
     def key_by_hash(self, key_hash: str) -> VirtualKey | None:
         key_id = self.key_ids_by_hash.get(key_hash)
@@ -88,6 +103,17 @@ class ConfigState:
             return team
         team_id = self.team_ids_by_name.get(name_or_id)
         return self.teams.get(team_id) if team_id is not None else None
+
+    def admin_token_by_hash(self, token_hash: str) -> AdminToken | None:
+        token_id = self.admin_token_ids_by_hash.get(token_hash)
+        return self.admin_tokens.get(token_id) if token_id is not None else None
+
+    def find_admin_token(self, name_or_id: str) -> AdminToken | None:
+        token = self.admin_tokens.get(name_or_id)
+        if token is not None:
+            return token
+        token_id = self.admin_token_ids_by_name.get(name_or_id)
+        return self.admin_tokens.get(token_id) if token_id is not None else None
 
     def deployments_for(self, model: str) -> list[Deployment]:
         return [d for d in self.providers.values() if model in d.models]

@@ -17,7 +17,7 @@ import zstandard
 
 from shieldes import db
 from shieldes.projections.projector import Projection
-from shieldes.projections.state import Budget, ConfigState, Deployment, Price, Team, VirtualKey
+from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
 from shieldes.projections.usage import Totals, UsageState
 
 FORMAT = 1
@@ -82,6 +82,10 @@ def config_to_plain(c: ConfigState) -> Plain:
         "key_ids_by_hash": dict(c.key_ids_by_hash),
         "key_ids_by_name": dict(c.key_ids_by_name),
         "team_ids_by_name": dict(c.team_ids_by_name),
+        "admin_tokens": {
+            t.id: {"name": t.name, "role": t.role, "key_hash": t.key_hash, "prefix": t.prefix, "revoked": t.revoked}
+            for t in c.admin_tokens.values()
+        },
     }
 
 
@@ -103,7 +107,18 @@ def config_from_plain(p: Plain) -> ConfigState:
         key_ids_by_hash=dict(p["key_ids_by_hash"]),
         key_ids_by_name=dict(p["key_ids_by_name"]),
         team_ids_by_name=dict(p["team_ids_by_name"]),
+        # absent from snapshots written before admin tokens existed: the same layout otherwise
+        **_admin_tokens_from(p.get("admin_tokens", {})),
     )
+
+
+def _admin_tokens_from(p: Plain) -> dict[str, Any]:
+    tokens = {i: AdminToken(i, t["name"], t["role"], t["key_hash"], t["prefix"], t["revoked"]) for i, t in p.items()}
+    return {
+        "admin_tokens": tokens,
+        "admin_token_ids_by_hash": {t.key_hash: t.id for t in tokens.values() if not t.revoked},
+        "admin_token_ids_by_name": {t.name: t.id for t in tokens.values()},
+    }
 
 
 # --- usage -------------------------------------------------------------------------------------

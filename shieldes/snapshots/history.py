@@ -13,7 +13,7 @@ from shieldes.projections.state import Budget, ConfigState
 
 Entity = dict[str, Any]
 EntityKey = tuple[str, str]  # (kind, id)
-KINDS = ("provider", "pricing", "team", "key")
+KINDS = ("provider", "pricing", "team", "key", "admin_token")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,9 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
             "team": team.name if team else k.team_id, "expires_at": k.expires_at, "revoked": k.revoked,
             "rpm": k.rpm, "tpm": k.tpm, "budget": _budget(k.budget),
         }
+    for tok in state.admin_tokens.values():
+        out[("admin_token", tok.id)] = {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix,
+                                        "revoked": tok.revoked}
     return out
 
 
@@ -91,7 +94,7 @@ def config_view(state: ConfigState) -> dict[str, list[Entity]]:
     return {
         plural: [ents[k] for k in sorted(k for k in ents if k[0] == kind)]
         for kind, plural in (("provider", "providers"), ("pricing", "pricing"), ("team", "teams"),
-                             ("key", "keys"))
+                             ("key", "keys"), ("admin_token", "admin_tokens"))
     }
 
 
@@ -111,6 +114,8 @@ def subject_of(e: RecordedEvent) -> EntityKey | None:
         return ("team" if d.get("subject_kind") == "team" else "key", d["subject_id"])
     if family == "rate_limit":
         return ("key", d["key_id"])
+    if family == "admin_token":
+        return ("admin_token", d["id"])
     return None
 
 

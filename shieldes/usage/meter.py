@@ -312,13 +312,15 @@ class Meter:
                 n += len(b.deltas)
         return n
 
-    def unflushed_by_key(self) -> dict[str, tuple[int, int, int, int]]:
-        """key_id -> (requests, prompt, completion, nUSD) settled here but not yet appended."""
+    def unflushed_by_key(self, usage: UsageState) -> dict[str, tuple[int, int, int, int]]:
+        """key_id -> (requests, prompt, completion, nUSD) settled here but not yet in `usage` (not
+        appended, or appended but not yet folded into the projection)."""
+        durable = usage.durable_seq(self.node_id, self.epoch)
         out: dict[str, tuple[int, int, int, int]] = {}
         rows: list[tuple[str, int, int, int, int]] = [
             (k, v[0], v[1], v[2], v[3]) for (k, _, _, _, _), v in self._acc.items()]
         rows += [(d.key_id, d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
-                 for b in self._batches if not b.appended for d in b.deltas]
+                 for b in self._batches if not b.appended or b.seq > durable for d in b.deltas]
         for key_id, req, prompt, completion, nusd in rows:
             t = out.get(key_id, (0, 0, 0, 0))
             out[key_id] = (t[0] + req, t[1] + prompt, t[2] + completion, t[3] + nusd)

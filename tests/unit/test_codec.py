@@ -29,6 +29,8 @@ SAMPLES: list[c.Event] = [
     c.BudgetSet("key", "key_1", 5.0, "1mo"),
     c.BudgetSet("team", "team_1", None, "30d"),
     c.RateLimitSet("key_1", 60, None),
+    c.AdminTokenCreated("adm_1", "ci", "operator", "ab" * 32, "shd-adm-abcd"),
+    c.AdminTokenRevoked("adm_1"),
     c.UsageRecorded("n1", 3, 42, (DELTA, dataclasses.replace(DELTA, team_id="team_1"))),
     c.UsageRolledUp(10, 1, 99, (DELTA,)),
 ]

@@ -1,0 +1,64 @@
+"""`shieldes admin-token create|list|revoke`: principals of the admin API and console. A token's
+secret is printed once; only its sha256 and a display prefix reach the log. A revoked token is
+refused by every node as soon as it applies the event (the same path as a key revocation)."""
+
+from __future__ import annotations
+
+import click
+
+from shieldes import secrets
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.projections.commands import CreateAdminToken, RevokeAdminToken
+from shieldes.roles import ROLES
+from shieldes.views import token_row
+
+COLUMNS = ("id", "name", "role", "prefix", "status")
+
+
+@click.group("admin-token", cls=OneLineGroup)
+def admin_token_group() -> None:
+    """Tokens for the admin API and web console (roles: admin, operator, viewer, auditor)."""
+
+
+@admin_token_group.command("create")
+@click.option("--name", required=True, help="unique token name (recorded as the actor of its changes)")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="what the token may do")
+@json_option
+@handle_errors
+def create(name: str, role: str, as_json: bool) -> None:
+    """Create an admin token and print its secret once."""
+    ctx = cli_context()
+    token = secrets.new_admin_token()
+    command = CreateAdminToken(secrets.new_id("adm"), name, role, secrets.hash_key(token),
+                               secrets.display_prefix(token))
+    written = run(write(command))
+    row = {**token_row(written.state.admin_tokens[command.id]), "position": written.position}
+    if ctx.as_json:
+        emit({**row, "token": token}, as_json=True)
+        return
+    emit(row, as_json=False, columns=COLUMNS)
+    click.echo(f"\ntoken: {token}")
+    click.echo("Store this token now: it will not be shown again.")
+
+
+@admin_token_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """Admin tokens (secrets are never shown)."""
+    ctx = cli_context()
+    state = run(read_config()).state
+    emit([token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)],
+         as_json=ctx.as_json, columns=COLUMNS)
+
+
+@admin_token_group.command("revoke")
+@click.argument("name")
+@json_option
+@handle_errors
+def revoke(name: str, as_json: bool) -> None:
+    """Revoke admin token NAME (or id): every node refuses it as soon as it sees the event."""
+    ctx = cli_context()
+    written = run(write(RevokeAdminToken(name)))
+    token = written.state.admin_tokens[written.events[0].data["id"]]
+    emit({**token_row(token), "position": written.position}, as_json=ctx.as_json)

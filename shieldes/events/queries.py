@@ -1,0 +1,95 @@
+"""Read queries over the audit views (`audit_log`, `usage_deltas`), shared by the CLI and the admin
+API. Read-only; everything user-given is a bound parameter, column choices come from a fixed set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+AUDIT_SQL = """
+    SELECT position, recorded_at, actor, type, subject, data
+    FROM audit_log
+    WHERE (%(actor)s::text IS NULL OR actor = %(actor)s)
+      AND (%(type)s::text IS NULL OR type = %(type)s OR type LIKE %(type_prefix)s)
+      AND (%(subject)s::text IS NULL OR subject = %(subject)s OR data->>'id' = %(subject)s
+           OR data->>'key_id' = %(subject)s OR data->>'subject_id' = %(subject)s)
+      AND (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s::timestamptz)
+      AND (%(until)s::timestamptz IS NULL OR recorded_at <= %(until)s::timestamptz)
+      AND (%(before)s::bigint IS NULL OR position < %(before)s::bigint)
+    ORDER BY position DESC
+    LIMIT %(limit)s
+"""
+
+
+def like_prefix(text: str) -> str:
+    """`virtual_key` matches `virtual_key.*`: escape LIKE's wildcards in user text."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+
+
+def audit_params(*, actor: str | None = None, type_: str | None = None, subject: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None, before: int | None = None,
+                 limit: int = 100) -> dict[str, Any]:
+    return {"actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
+            "subject": subject, "since": since, "until": until, "before": before, "limit": limit}
+
+
+# What usage can be grouped by: fixed SQL expressions, never user text.
+USAGE_GROUPS = {
+    "day": "(u.hour AT TIME ZONE 'UTC')::date",
+    "hour": "u.hour",
+    "key": "u.key_id",
+    "team": "u.team_id",
+    "model": "u.model",
+    "provider": "u.provider",
+}
+
+
+async def usage_grouped(
+    pool: AsyncConnectionPool[Any], group_by: Sequence[str], *, since: date | None, until: date | None,
+    key_ids: Sequence[str] | None = None, team_ids: Sequence[str] | None = None, model: str | None = None,
+    provider: str | None = None, since_time: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Requests, tokens and cost from `usage_deltas` (raw flushes and rollups alike) summed per
+    `group_by` columns, within UTC days [since, until]."""
+    cols = [sql.SQL(USAGE_GROUPS[g] + " AS {}").format(sql.Identifier(g)) for g in group_by]
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: dict[str, Any] = {}
+    if since is not None:
+        where.append(sql.SQL("u.hour >= %(since)s"))
+        params["since"] = datetime(since.year, since.month, since.day).isoformat() + "+00:00"
+    if until is not None:
+        end = until + timedelta(days=1)
+        where.append(sql.SQL("u.hour < %(until)s"))
+        params["until"] = datetime(end.year, end.month, end.day).isoformat() + "+00:00"
+    if since_time is not None:
+        where.append(sql.SQL("u.hour >= %(since_time)s"))
+        params["since_time"] = since_time
+    for name, values in (("key_ids", key_ids), ("team_ids", team_ids)):
+        if values is not None:
+            where.append(sql.SQL("u.{} = ANY(%({})s)").format(sql.Identifier(name[:-1]), sql.SQL(name)))
+            params[name] = list(values)
+    for name, value in (("model", model), ("provider", provider)):
+        if value is not None:
+            where.append(sql.SQL("u.{} = %({})s").format(sql.Identifier(name), sql.SQL(name)))
+            params[name] = value
+    select = sql.SQL(", ").join([*cols, sql.SQL(
+        "sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt_tokens, "
+        "sum(u.completion_tokens)::bigint AS completion_tokens, sum(u.cost_nusd)::bigint AS cost_nusd")])
+    query = sql.SQL("SELECT {} FROM usage_deltas u WHERE {}").format(select, sql.SQL(" AND ").join(where))
+    if group_by:
+        positions = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(group_by)))
+        query = sql.SQL("{} GROUP BY {} ORDER BY {}").format(query, positions, positions)
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return list(await cur.fetchall())
+
+
+async def audit_page(pool: AsyncConnectionPool[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(AUDIT_SQL, params)
+        return list(await cur.fetchall())

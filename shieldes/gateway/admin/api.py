@@ -1,0 +1,281 @@
+"""The admin API's one route table: each route declares its method, path, scope, parameters and
+body fields. The same declarations validate requests, guard them by role and generate the OpenAPI
+document, so the documentation cannot drift from what the server does."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import Forbidden, InvalidRequest
+from shieldes.gateway.admin.auth import Principal, authenticate
+from shieldes.gateway.admin.context import ADMIN, AdminContext
+from shieldes.gateway.middleware import request_id
+from shieldes.gateway.routes import json_response, read_json
+from shieldes.roles import allows
+
+PREFIX = "/admin/v1"
+MAX_LIMIT = 1000
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One body field or query parameter. `nullable`: JSON null is meaningful (it clears a value)."""
+
+    name: str
+    type: str  # string | integer | number | boolean | array (of strings) | object
+    description: str
+    required: bool = False
+    nullable: bool = False
+    enum: tuple[str, ...] | None = None
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "description": self.description}
+        if self.type == "array":
+            out["items"] = {"type": "string"}
+        if self.enum:
+            out["enum"] = list(self.enum)
+        if self.nullable:
+            out["nullable"] = True
+        return out
+
+    def check(self, value: Any, where: str) -> Any:
+        if value is None:
+            if self.nullable:
+                return None
+            raise InvalidRequest(f"{where} {self.name!r} may not be null: {self.description}")
+        expected = _JSON_TYPES[self.type]
+        if isinstance(value, bool) and self.type != "boolean":
+            raise InvalidRequest(f"{where} {self.name!r} must be of type {self.type}: {self.description}")
+        if not isinstance(value, expected):
+            raise InvalidRequest(f"{where} {self.name!r} must be of type {self.type}: {self.description}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(f"{where} {self.name!r} must be a finite number")
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise InvalidRequest(f"{where} {self.name!r} must be a list of strings: {self.description}")
+        if self.enum and value not in self.enum:
+            raise InvalidRequest(f"{where} {self.name!r} must be one of {', '.join(self.enum)}, got {value!r}")
+        return value
+
+    def parse_query(self, raw: str) -> Any:
+        if self.type == "integer":
+            try:
+                return self.check(int(raw), "query parameter")
+            except ValueError:
+                raise InvalidRequest(f"query parameter {self.name!r} must be a whole number, got {raw!r}") \
+                    from None
+        if self.type == "boolean":
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise InvalidRequest(f"query parameter {self.name!r} must be true or false, got {raw!r}")
+            return raw.lower() in ("true", "1")
+        return self.check(raw, "query parameter")
+
+
+PAGE_FIELDS = (
+    Field("limit", "integer", f"page size, 1-{MAX_LIMIT} (default 100)"),
+    Field("after", "string", "return items after this cursor (the previous page's `next_after`)"),
+)
+
+
+@dataclass
+class Call:
+    """What a handler receives: the validated inputs and who is asking."""
+
+    request: web.Request
+    ctx: AdminContext
+    principal: Principal
+    path: dict[str, str]
+    query: dict[str, Any]
+    body: dict[str, Any]
+    idempotency: tuple[str, str] | None = None  # (Idempotency-Key, fingerprint of the body)
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+
+    def limit(self, default: int = 100) -> int:
+        value = int(self.query.get("limit", default))
+        if not 1 <= value <= MAX_LIMIT:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {value}")
+        return value
+
+
+Result = tuple[int, Any] | Any
+Handler = Callable[[Call], Awaitable[Result]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # relative to /admin/v1, with {name} parameters
+    handler: Handler
+    scope: str
+    summary: str
+    tag: str
+    query: Sequence[Field] = ()
+    body: Sequence[Field] = ()
+    idempotent_create: bool = False  # honours Idempotency-Key
+    returns_secret: bool = False
+    aliases: tuple[str, ...] = field(default=())  # older unversioned paths served by this route
+
+    @property
+    def full_path(self) -> str:
+        return PREFIX + self.path
+
+    @property
+    def documented_path(self) -> str:
+        """The path as OpenAPI writes it: `{model:.+}` (a parameter that may hold slashes) is `{model}`."""
+        return "/".join(p.split(":", 1)[0] + "}" if p.startswith("{") and ":" in p else p
+                        for p in self.full_path.split("/"))
+
+
+def _parse_query(route: Route, request: web.Request) -> dict[str, Any]:
+    declared = {f.name: f for f in route.query}
+    out: dict[str, Any] = {}
+    for name, raw in request.query.items():
+        f = declared.get(name)
+        if f is None:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InvalidRequest(f"unknown query parameter {name!r} (known: {known})")
+        out[name] = f.parse_query(raw)
+    for f in route.query:
+        if f.required and f.name not in out:
+            raise InvalidRequest(f"missing required query parameter {f.name!r}: {f.description}")
+    return out
+
+
+def _check_body(route: Route, data: dict[str, Any]) -> dict[str, Any]:
+    declared = {f.name: f for f in route.body}
+    for name in data:
+        if name not in declared:
+            raise InvalidRequest(f"unknown field {name!r} (known: {', '.join(sorted(declared))})")
+    out: dict[str, Any] = {}
+    for f in route.body:
+        if f.name in data:
+            out[f.name] = f.check(data[f.name], "field")
+        elif f.required:
+            raise InvalidRequest(f"missing required field {f.name!r}: {f.description}")
+    return out
+
+
+def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[ADMIN]
+        rid = request_id(request)
+        principal = authenticate(ctx, request.headers.get("Authorization"))
+        if not allows(principal.role, route.scope):
+            raise Forbidden(f"the {principal.role} role may not {route.summary[0].lower()}{route.summary[1:]} "
+                            f"(needs scope {route.scope!r}); use a token with a role that grants it")
+        query = _parse_query(route, request)
+        body: dict[str, Any] = {}
+        if route.body:
+            if request.can_read_body:
+                parsed, _ = await read_json(request, ctx.settings.max_body_bytes)
+                body = _check_body(route, parsed)
+            else:
+                body = _check_body(route, {})
+        idem = None
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and route.idempotent_create:
+            if not 1 <= len(key) <= 200:
+                raise InvalidRequest("Idempotency-Key must be 1-200 characters")
+            idem = (key, hashlib.sha256(route.full_path.encode() + b"\0" + orjson.dumps(
+                body, option=orjson.OPT_SORT_KEYS)).hexdigest())
+        call = Call(request, ctx, principal, dict(request.match_info), query, body, idem)
+        result = await route.handler(call)
+        status, data = result if isinstance(result, tuple) else (200, result)
+        return json_response(data, rid, headers={"Cache-Control": "no-store", **call.headers}, status=status)
+
+    return handle
+
+
+def register(app: web.Application, routes: Sequence[Route]) -> None:
+    for route in routes:
+        handler = _wrap(route)
+        for path in (route.full_path, *route.aliases):
+            app.router.add_route(route.method, path, handler)
+
+
+def page(rows: list[dict[str, Any]], cursor: str, call: Call) -> dict[str, Any]:
+    """One page of `rows` (already sorted by `cursor`, ascending) after the `after` cursor."""
+    after = call.query.get("after")
+    if after is not None:
+        rows = [r for r in rows if str(r[cursor]) > after]
+    limit = call.limit()
+    data = rows[:limit]
+    more = len(rows) > limit
+    return {"object": "list", "data": data, "has_more": more,
+            "next_after": str(data[-1][cursor]) if more and data else None}
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "object", "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": "string", "nullable": True},
+        "code": {"type": "string"}}}},
+}
+
+
+def openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of `routes`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "tags": [r.tag],
+            "operationId": _operation_id(r),
+            "x-required-scope": r.scope,
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_params(r.path)
+            ] + [
+                {"name": f.name, "in": "query", "required": f.required, "description": f.description,
+                 "schema": {k: v for k, v in f.schema().items() if k != "description"}}
+                for f in r.query
+            ],
+            "responses": {
+                "200": {"description": "success" + (" (the secret appears in this response only)"
+                                                    if r.returns_secret else ""),
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "error (OpenAI error shape)",
+                            "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+            },
+        }
+        if r.idempotent_create:
+            op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
+                                     "description": "retry-safe creation: a repeat returns the first result",
+                                     "schema": {"type": "string"}})
+        if r.body:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {f.name: f.schema() for f in r.body},
+                "required": [f.name for f in r.body if f.required],
+            }}}}
+        paths.setdefault(r.documented_path, {})[r.method.lower()] = op
+        for alias in r.aliases:
+            paths.setdefault(alias, {})[r.method.lower()] = {**op, "deprecated": True,
+                                                             "operationId": op["operationId"] + "_legacy"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "shieldes admin API", "version": version,
+                 "description": "Manage and watch a shieldes cluster. Authenticate with "
+                                "`Authorization: Bearer <admin token>`."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+def _operation_id(r: Route) -> str:
+    path = r.path.split(":", 1)[0].strip("/")
+    words = path.replace("{", "").replace("}", "").replace("-", "_").replace(".", "_").split("/")
+    return "_".join([r.method.lower(), *words])
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":", 1)[0] for part in path.split("/") if part.startswith("{") and part.endswith("}")]

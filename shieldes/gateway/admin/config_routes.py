@@ -1,0 +1,379 @@
+"""Admin API routes that change the config: keys, budgets, teams, providers, pricing, admin tokens.
+Every write goes through the same decide functions as the CLI (`execute_live`), with the caller as
+the recorded actor; a refused command appends nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shieldes import secrets
+from shieldes.admin import LiveWrite, execute_live
+from shieldes.errors import InvalidRequest, NotFound
+from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
+from shieldes.projections.commands import (
+    UNSET,
+    AddProvider,
+    Command,
+    CreateAdminToken,
+    CreateKey,
+    CreateTeam,
+    RemoveProvider,
+    RevokeAdminToken,
+    RevokeKey,
+    RotateKey,
+    SetBudget,
+    SetPricing,
+    UpdateKey,
+    UpdateProvider,
+)
+from shieldes.projections.state import ConfigState, VirtualKey
+from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
+from shieldes.timeparse import expiry
+from shieldes.usage.meter import NUSD
+from shieldes.views import key_row, provider_row, team_row, token_row
+
+PERIOD = "budget period: 1d, Nd (e.g. 30d) or 1mo"
+
+
+async def _write(call: Call, command: Command) -> LiveWrite:
+    written = await execute_live(call.ctx.projector, command, actor=call.principal.actor,
+                                 idempotency=call.idempotency)
+    if written.replayed:
+        call.headers["Idempotent-Replayed"] = "true"
+    return written
+
+
+def _created(written: LiveWrite) -> int:
+    return 200 if written.replayed else 201
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+def key_view(call: Call, state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:
+    """A key as the API shows it: the CLI's row plus revoked, budget and spend in the current period."""
+    row = key_row(state, key, now)
+    spend = None
+    if key.budget is not None:
+        gw = call.ctx.gateway
+        spend = gw.meter.spent_nusd(gw.state.usage, "k:" + key.id, key.budget, int(now // 86400)) / NUSD
+    row.update(revoked=key.revoked, team_id=key.team_id,
+               budget=None if key.budget is None else {"amount_usd": key.budget.amount_usd,
+                                                       "period": key.budget.period},
+               spend_usd_in_period=spend)
+    return row
+
+
+def _key(state: ConfigState, ref: str) -> VirtualKey:
+    key = state.find_key(ref)
+    if key is None:
+        raise NotFound(f"no virtual key named or with id {ref!r}; see GET /admin/v1/keys", code="key_not_found")
+    return key
+
+
+def _with_position(row: dict[str, Any], written: LiveWrite) -> dict[str, Any]:
+    return {**row, "position": written.events[-1].position}
+
+
+async def list_keys(call: Call) -> Any:
+    state, now = call.ctx.projector.config, time.time()
+    q = call.query
+    team = state.find_team(q["team"]) if q.get("team") else None
+    if q.get("team") and team is None:
+        raise InvalidRequest(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams")
+    rows = []
+    for key in sorted(state.keys.values(), key=lambda k: k.name):
+        row = key_view(call, state, key, now)
+        if (team is not None and key.team_id != team.id) or (q.get("status") not in (None, "all", row["status"])):
+            continue
+        if q.get("search") and q["search"].lower() not in key.name.lower():
+            continue
+        rows.append(row)
+    return page(rows, "name", call)
+
+
+async def get_key(call: Call) -> Any:
+    state = call.ctx.projector.config
+    return key_view(call, state, _key(state, call.path["key"]), time.time())
+
+
+async def create_key(call: Call) -> Any:
+    b = call.body
+    secret = secrets.new_virtual_key()
+    command = CreateKey(
+        id=secrets.new_id("key"), name=b["name"], key_hash=secrets.hash_key(secret),
+        prefix=secrets.display_prefix(secret), models=tuple(b["models"]) if b.get("models") is not None else None,
+        rpm=b.get("rpm"), tpm=b.get("tpm"), budget_usd=b.get("budget"),
+        budget_period=b.get("budget_period") or "30d", team=b.get("team"),
+        expires_at=expiry(b.get("expires_in"), b.get("expires_at"), time.time()),
+    )
+    written = await _write(call, command)
+    key = written.state.keys[written.events[0].data["id"]]
+    row = _with_position(key_view(call, written.state, key, time.time()), written)
+    # the secret exists only in this response; a replay cannot show it again (only its hash is kept)
+    row["key"] = None if written.replayed else secret
+    return _created(written), row
+
+
+async def update_key(call: Call) -> Any:
+    b = call.body
+    if not b:
+        raise InvalidRequest("nothing to change: send at least one of " + ", ".join(f.name for f in _KEY_UPDATE))
+    command = UpdateKey(
+        call.path["key"],
+        models=UNSET if "models" not in b else (tuple(b["models"]) if b["models"] is not None else None),
+        rpm=b.get("rpm", UNSET), tpm=b.get("tpm", UNSET), team=b.get("team", UNSET),
+        expires_at=UNSET if "expires_at" not in b else (
+            None if b["expires_at"] is None else expiry(None, b["expires_at"], time.time())),
+    )
+    written = await _write(call, command)
+    key = written.state.keys[_key(written.state, call.path["key"]).id]
+    return _with_position(key_view(call, written.state, key, time.time()), written)
+
+
+async def revoke_key(call: Call) -> Any:
+    written = await _write(call, RevokeKey(call.path["key"]))
+    key = written.state.keys[written.events[0].data["id"]]
+    return _with_position(key_view(call, written.state, key, time.time()), written)
+
+
+async def rotate_key(call: Call) -> Any:
+    secret = secrets.new_virtual_key()
+    written = await _write(call, RotateKey(call.path["key"], secrets.hash_key(secret), secrets.display_prefix(secret)))
+    key = written.state.keys[written.events[0].data["id"]]
+    return {**_with_position(key_view(call, written.state, key, time.time()), written), "key": secret}
+
+
+# --- budgets -----------------------------------------------------------------------------------------
+
+
+def _budget_kind(call: Call) -> str:
+    kind = call.path["kind"]
+    if kind not in ("key", "team"):
+        raise NotFound(f"unknown budget subject kind {kind!r}: use /admin/v1/budgets/key/... or .../team/...",
+                       code="not_found")
+    return kind
+
+
+async def set_budget(call: Call) -> Any:
+    written = await _write(call, SetBudget(_budget_kind(call), call.path["subject"], call.body["amount_usd"],
+                                           call.body.get("period") or "30d"))
+    data = written.events[0].data
+    return {"subject_kind": data["subject_kind"], "subject_id": data["subject_id"], "amount_usd": data["amount_usd"],
+            "period": data["period"], "position": written.events[-1].position}
+
+
+async def remove_budget(call: Call) -> Any:
+    written = await _write(call, SetBudget(_budget_kind(call), call.path["subject"], None, "30d"))
+    data = written.events[0].data
+    return {"subject_kind": data["subject_kind"], "subject_id": data["subject_id"], "amount_usd": None,
+            "position": written.events[-1].position}
+
+
+async def list_budgets(call: Call) -> Any:
+    state, now = call.ctx.projector.config, time.time()
+    gw, today = call.ctx.gateway, int(now // 86400)
+    rows = []
+    for key in sorted(state.keys.values(), key=lambda k: k.name):
+        if key.budget is not None and not key.revoked:
+            spent = gw.meter.spent_nusd(gw.state.usage, "k:" + key.id, key.budget, today) / NUSD
+            rows.append({"subject_kind": "key", "subject_id": key.id, "name": key.name,
+                         "amount_usd": key.budget.amount_usd, "period": key.budget.period, "spent_usd": spent})
+    for team in sorted(state.teams.values(), key=lambda t: t.name):
+        if team.budget is not None:
+            spent = gw.meter.spent_nusd(gw.state.usage, "t:" + team.id, team.budget, today) / NUSD
+            rows.append({"subject_kind": "team", "subject_id": team.id, "name": team.name,
+                         "amount_usd": team.budget.amount_usd, "period": team.budget.period, "spent_usd": spent})
+    return {"object": "list", "data": rows, "has_more": False, "next_after": None}
+
+
+# --- teams -------------------------------------------------------------------------------------------
+
+
+def _team_view(call: Call, state: ConfigState, team_id: str) -> dict[str, Any]:
+    team = state.teams[team_id]
+    row = team_row(team)
+    row["keys"] = sum(1 for k in state.keys.values() if k.team_id == team_id and not k.revoked)
+    row["spend_usd_in_period"] = None
+    if team.budget is not None:
+        gw = call.ctx.gateway
+        row["spend_usd_in_period"] = gw.meter.spent_nusd(gw.state.usage, "t:" + team.id, team.budget,
+                                                         int(time.time() // 86400)) / NUSD
+    return row
+
+
+async def list_teams(call: Call) -> Any:
+    state = call.ctx.projector.config
+    rows = [_team_view(call, state, t.id) for t in sorted(state.teams.values(), key=lambda t: t.name)]
+    return page(rows, "name", call)
+
+
+async def create_team(call: Call) -> Any:
+    b = call.body
+    written = await _write(call, CreateTeam(secrets.new_id("team"), b["name"], b.get("budget"),
+                                            b.get("budget_period") or "30d"))
+    return _created(written), _with_position(_team_view(call, written.state, written.events[0].data["id"]), written)
+
+
+# --- providers and pricing -----------------------------------------------------------------------------
+
+
+def _secret_ref(call: Call) -> str | None:
+    env, key = call.body.get("api_key_env"), call.body.get("api_key")
+    if env is not None and key is not None:
+        raise InvalidRequest("send either api_key_env or api_key, not both")
+    if env is not None:
+        return secrets.env_ref(env)
+    if key is not None:
+        if not key.strip():
+            raise InvalidRequest("api_key is empty; send the provider's key or use api_key_env")
+        return secrets.encrypt_secret(key, call.ctx.settings.encryption_key)
+    return None
+
+
+async def list_providers(call: Call) -> Any:
+    state = call.ctx.projector.config
+    return page([provider_row(d) for d in sorted(state.providers.values(), key=lambda d: d.name)], "name", call)
+
+
+async def add_provider(call: Call) -> Any:
+    b = call.body
+    written = await _write(call, AddProvider(b["name"], b["type"], b["base_url"], _secret_ref(call),
+                                             tuple(b["models"]), b.get("weight", 1.0)))
+    return _created(written), _with_position(provider_row(written.state.providers[b["name"]]), written)
+
+
+async def update_provider(call: Call) -> Any:
+    b = call.body
+    ref: Any = _secret_ref(call)
+    if b.get("clear_api_key"):
+        if ref is not None:
+            raise InvalidRequest("clear_api_key cannot be combined with api_key_env or api_key")
+        ref = None
+    elif ref is None:
+        ref = UNSET
+    if set(b) <= {"clear_api_key"} and ref is UNSET:
+        raise InvalidRequest("nothing to change: send base_url, models, weight, api_key_env, api_key or clear_api_key")
+    command = UpdateProvider(call.path["name"], b.get("base_url"), ref,
+                             tuple(b["models"]) if b.get("models") is not None else None, b.get("weight"))
+    written = await _write(call, command)
+    return _with_position(provider_row(written.state.providers[call.path["name"]]), written)
+
+
+async def remove_provider(call: Call) -> Any:
+    written = await _write(call, RemoveProvider(call.path["name"]))
+    return {"name": call.path["name"], "removed": True, "position": written.events[-1].position}
+
+
+async def list_pricing(call: Call) -> Any:
+    state = call.ctx.projector.config
+    rows = [{"model": m, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m}
+            for m, p in sorted(state.pricing.items())]
+    return page(rows, "model", call)
+
+
+async def set_pricing(call: Call) -> Any:
+    b = call.body
+    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"]))
+    return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
+            "position": written.events[-1].position}
+
+
+# --- admin tokens --------------------------------------------------------------------------------------
+
+
+async def list_tokens(call: Call) -> Any:
+    state = call.ctx.projector.config
+    return page([token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)], "name", call)
+
+
+async def create_token(call: Call) -> Any:
+    token = secrets.new_admin_token()
+    written = await _write(call, CreateAdminToken(secrets.new_id("adm"), call.body["name"], call.body["role"],
+                                                  secrets.hash_key(token), secrets.display_prefix(token)))
+    row = _with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
+    row["token"] = None if written.replayed else token
+    return _created(written), row
+
+
+async def revoke_token(call: Call) -> Any:
+    written = await _write(call, RevokeAdminToken(call.path["name"]))
+    return _with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+_KEY_CREATE = (
+    Field("name", "string", "unique key name", required=True),
+    Field("models", "array", "allowed models (omit or null: every model)", nullable=True),
+    Field("rpm", "integer", "requests per minute, cluster-wide", nullable=True),
+    Field("tpm", "integer", "tokens per minute, cluster-wide", nullable=True),
+    Field("budget", "number", "spend limit in USD per budget period", nullable=True),
+    Field("budget_period", "string", PERIOD),
+    Field("team", "string", "team name or id the key belongs to", nullable=True),
+    Field("expires_in", "string", "expiry from now, e.g. 12h, 30d, 2w"),
+    Field("expires_at", "string", "expiry time, ISO 8601 (e.g. 2027-01-01T00:00:00Z)"),
+)
+_KEY_UPDATE = (
+    Field("models", "array", "allowed models; null allows every model", nullable=True),
+    Field("rpm", "integer", "requests per minute; null removes the limit", nullable=True),
+    Field("tpm", "integer", "tokens per minute; null removes the limit", nullable=True),
+    Field("team", "string", "team name or id; null takes the key out of its team", nullable=True),
+    Field("expires_at", "string", "expiry time, ISO 8601; null: never expires", nullable=True),
+)
+_PROVIDER = (
+    Field("base_url", "string", "the upstream API base URL, e.g. https://api.openai.com/v1"),
+    Field("api_key_env", "string", "environment variable holding the provider key on each node"),
+    Field("api_key", "string", "the provider key itself; stored encrypted (needs SHIELDES_ENCRYPTION_KEY)"),
+    Field("models", "array", "models this deployment serves"),
+    Field("weight", "number", "share of traffic among deployments of a model"),
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/keys", list_keys, READ, "List virtual keys", "keys",
+          query=(Field("status", "string", "filter by status", enum=("active", "expired", "revoked", "all")),
+                 Field("team", "string", "only keys of this team (name or id)"),
+                 Field("search", "string", "only keys whose name contains this text"), *PAGE_FIELDS),
+          aliases=("/admin/keys",)),
+    Route("POST", "/keys", create_key, KEYS_WRITE, "Create a virtual key (its secret is returned once)", "keys",
+          body=_KEY_CREATE, idempotent_create=True, returns_secret=True),
+    Route("GET", "/keys/{key}", get_key, READ, "Show one key (by name or id)", "keys"),
+    Route("PATCH", "/keys/{key}", update_key, KEYS_WRITE, "Change a key's models, limits, team or expiry", "keys",
+          body=_KEY_UPDATE),
+    Route("POST", "/keys/{key}/revoke", revoke_key, KEYS_WRITE, "Revoke a key on every node", "keys"),
+    Route("POST", "/keys/{key}/rotate", rotate_key, KEYS_WRITE, "Give a key a new secret (returned once)", "keys",
+          returns_secret=True),
+    Route("GET", "/budgets", list_budgets, READ, "List budgets with spend in the current period", "budgets"),
+    Route("PUT", "/budgets/{kind}/{subject}", set_budget, KEYS_WRITE, "Set the budget of a key or team", "budgets",
+          body=(Field("amount_usd", "number", "budget in USD per period", required=True),
+                Field("period", "string", PERIOD))),
+    Route("DELETE", "/budgets/{kind}/{subject}", remove_budget, KEYS_WRITE, "Remove the budget of a key or team",
+          "budgets"),
+    Route("GET", "/teams", list_teams, READ, "List teams", "teams", query=PAGE_FIELDS),
+    Route("POST", "/teams", create_team, ADMIN, "Create a team", "teams",
+          body=(Field("name", "string", "unique team name", required=True),
+                Field("budget", "number", "team budget in USD per period", nullable=True),
+                Field("budget_period", "string", PERIOD)), idempotent_create=True),
+    Route("GET", "/providers", list_providers, READ, "List providers (deployments)", "providers", query=PAGE_FIELDS),
+    Route("POST", "/providers", add_provider, ADMIN, "Add a provider deployment", "providers",
+          body=(Field("name", "string", "unique deployment name", required=True),
+                Field("type", "string", "upstream API kind", required=True, enum=("openai", "anthropic")),
+                *(Field(f.name, f.type, f.description, required=f.name in ("base_url", "models"))
+                  for f in _PROVIDER)), idempotent_create=True),
+    Route("PATCH", "/providers/{name}", update_provider, ADMIN, "Change some fields of a provider", "providers",
+          body=(*_PROVIDER, Field("clear_api_key", "boolean", "true removes the stored key reference"))),
+    Route("DELETE", "/providers/{name}", remove_provider, ADMIN, "Remove a provider deployment", "providers"),
+    Route("GET", "/pricing", list_pricing, READ, "List model prices", "pricing", query=PAGE_FIELDS),
+    Route("PUT", "/pricing/{model:.+}", set_pricing, ADMIN, "Set a model's price", "pricing",
+          body=(Field("input_per_1m", "number", "USD per 1M prompt tokens", required=True),
+                Field("output_per_1m", "number", "USD per 1M completion tokens", required=True))),
+    Route("GET", "/admin-tokens", list_tokens, ADMIN, "List admin tokens (never their secrets)", "admin tokens",
+          query=PAGE_FIELDS),
+    Route("POST", "/admin-tokens", create_token, ADMIN, "Create an admin token (its secret is returned once)",
+          "admin tokens", body=(Field("name", "string", "unique token name", required=True),
+                                Field("role", "string", "what the token may do", required=True, enum=ROLES)),
+          idempotent_create=True, returns_secret=True),
+    Route("POST", "/admin-tokens/{name}/revoke", revoke_token, ADMIN, "Revoke an admin token on every node",
+          "admin tokens"),
+)

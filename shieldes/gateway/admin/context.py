@@ -1,0 +1,35 @@
+"""What admin handlers need from their node, handed over explicitly (no globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from shieldes.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+    from shieldes.cluster.runtime import ClusterRuntime
+    from shieldes.gateway.admin.oidc import OidcLogin
+    from shieldes.gateway.service import Gateway
+    from shieldes.projections.projector import Projector
+
+
+@dataclass
+class AdminContext:
+    settings: Settings
+    node_id: str
+    projector: Projector
+    gateway: Gateway
+    pool: AsyncConnectionPool[Any] | None
+    readiness: Callable[[], tuple[bool, dict[str, Any]]]
+    database_url: str = ""
+    cluster: ClusterRuntime | None = None
+    oidc: OidcLogin | None = None
+
+
+ADMIN: web.AppKey[AdminContext] = web.AppKey("admin", AdminContext)

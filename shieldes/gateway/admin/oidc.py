@@ -1,0 +1,191 @@
+"""Console sign-in with OpenID Connect (authorization code flow with discovery).
+
+/ui/oidc/login redirects to the provider with a fresh state and nonce (kept in a signed, HttpOnly
+cookie); /ui/oidc/callback exchanges the code at the token endpoint, verifies the ID token's
+signature (the provider's JWKS), issuer, audience, expiry and nonce, maps the role claim to a
+shieldes role and hands the console a session token in the URL fragment (never sent to a server).
+Session tokens are HMAC-signed with a key derived from the client secret, so every node with the
+same settings accepts them; they expire after SHIELDES_OIDC_SESSION_SECONDS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from shieldes.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, UpstreamError
+from shieldes.roles import ROLES, parse_role_map
+from shieldes.settings import Settings
+
+SESSION_PREFIX = "shd-oidc-"
+STATE_COOKIE = "shieldes_oidc"
+STATE_SECONDS = 600
+CALLBACK = "/ui/oidc/callback"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def role_for(claim: Any, role_map: dict[str, str]) -> str | None:
+    """The most powerful role the claim's values map to (a string or a list of strings)."""
+    values = [claim] if isinstance(claim, str) else [v for v in claim if isinstance(v, str)] if isinstance(
+        claim, list) else []
+    roles = {role_map.get(v, v if v in ROLES else "") for v in values} - {""}
+    return next((r for r in ROLES if r in roles), None)  # ROLES is ordered most powerful first
+
+
+@dataclass(frozen=True)
+class Session:
+    subject: str
+    role: str
+    expires_at: float
+
+
+class OidcLogin:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret
+        self.issuer = settings.oidc_issuer.rstrip("/")
+        self.client_id = settings.oidc_client_id
+        self.client_secret = settings.oidc_client_secret
+        self.role_claim = settings.oidc_role_claim
+        self.role_map = parse_role_map(settings.oidc_role_map)
+        self.redirect_url = settings.oidc_redirect_url
+        self.session_seconds = settings.oidc_session_seconds
+        self._key = hashlib.sha256(b"shieldes-oidc-session\x00" + self.client_secret.encode()).digest()
+        self._discovery: dict[str, Any] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OidcLogin | None:
+        if not (settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret):
+            return None
+        return cls(settings)
+
+    # --- signed values -------------------------------------------------------------------------
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        body = _b64(orjson.dumps(payload))
+        return body + "." + _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+    def _unsign(self, token: str) -> dict[str, Any] | None:
+        body, _, sig = token.partition(".")
+        want = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+        if not sig or not hmac.compare_digest(sig, want):
+            return None
+        try:
+            payload = orjson.loads(_unb64(body))
+        except (ValueError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(payload, dict) or float(payload.get("exp", 0)) < time.time():
+            return None
+        return payload
+
+    def issue_session(self, subject: str, role: str) -> str:
+        return SESSION_PREFIX + self._sign({"sub": subject, "role": role, "exp": time.time() + self.session_seconds})
+
+    def verify_session(self, token: str) -> Session | None:
+        if not token.startswith(SESSION_PREFIX):
+            return None
+        payload = self._unsign(token[len(SESSION_PREFIX):])
+        if payload is None or payload.get("role") not in ROLES:
+            return None
+        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]))
+
+    # --- the provider ----------------------------------------------------------------------------
+
+    async def _get_json(self, session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+        try:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    raise UpstreamError(f"the OIDC provider answered {resp.status} for {url}; "
+                                        "check SHIELDES_OIDC_ISSUER")
+                data = await resp.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"cannot reach the OIDC provider at {url} ({exc}); check SHIELDES_OIDC_ISSUER") \
+                from None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"the OIDC provider sent no JSON object from {url}")
+        return data
+
+    async def discovery(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        if self._discovery is None:
+            doc = await self._get_json(session, self.issuer + "/.well-known/openid-configuration")
+            for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+                if not isinstance(doc.get(name), str):
+                    raise UpstreamError(f"the OIDC discovery document has no {name}")
+            self._discovery = doc
+        return self._discovery
+
+    def _redirect_uri(self, request: web.Request) -> str:
+        return self.redirect_url or f"{request.scheme}://{request.host}{CALLBACK}"
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            doc = await self.discovery(session)
+        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        query = urlencode({"response_type": "code", "client_id": self.client_id, "scope": "openid email profile",
+                           "redirect_uri": self._redirect_uri(request), "state": state, "nonce": nonce})
+        resp = web.HTTPFound(doc["authorization_endpoint"] + "?" + query)
+        resp.set_cookie(STATE_COOKIE, self._sign({"state": state, "nonce": nonce, "exp": time.time() + STATE_SECONDS}),
+                        max_age=STATE_SECONDS, path="/ui/oidc", httponly=True, samesite="Lax",
+                        secure=request.scheme == "https")
+        return resp
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        import jwt  # the optional sign-in path only
+
+        if "error" in request.query:
+            raise AuthenticationFailed(f"the OIDC provider refused the sign-in: {request.query['error'][:200]}",
+                                       code="oidc_refused")
+        code, state = request.query.get("code"), request.query.get("state")
+        saved = self._unsign(request.cookies.get(STATE_COOKIE, ""))
+        if not code or not state or saved is None or not hmac.compare_digest(str(saved.get("state")), state):
+            raise InvalidRequest("the sign-in state is missing, expired or does not match; start again at /ui/",
+                                 code="oidc_state_mismatch")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            doc = await self.discovery(session)
+            form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self._redirect_uri(request),
+                    "client_id": self.client_id, "client_secret": self.client_secret}
+            try:
+                async with session.post(doc["token_endpoint"], data=form) as resp:
+                    tokens = await resp.json(content_type=None)
+                    if resp.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
+                        raise AuthenticationFailed("the OIDC provider did not issue an ID token for this code; "
+                                                   "start again at /ui/", code="oidc_refused")
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"cannot reach the OIDC token endpoint ({exc})") from None
+            jwks = await self._get_json(session, doc["jwks_uri"])
+        try:
+            header = jwt.get_unverified_header(tokens["id_token"])
+            keys = [k for k in jwks.get("keys", []) if not header.get("kid") or k.get("kid") == header.get("kid")]
+            if not keys:
+                raise jwt.InvalidTokenError("no signing key in the provider's JWKS matches the ID token")
+            claims = jwt.decode(tokens["id_token"], jwt.PyJWK(keys[0]).key, algorithms=["RS256", "ES256", "PS256"],
+                                audience=self.client_id, issuer=doc.get("issuer", self.issuer))
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationFailed(f"the ID token is not valid ({exc}); start again at /ui/",
+                                       code="oidc_invalid_token") from None
+        if not hmac.compare_digest(str(claims.get("nonce", "")), str(saved.get("nonce"))):
+            raise AuthenticationFailed("the ID token's nonce does not match this sign-in; start again at /ui/",
+                                       code="oidc_invalid_token")
+        role = role_for(claims.get(self.role_claim), self.role_map)
+        if role is None:
+            raise PermissionDenied(f"no shieldes role for this user: claim {self.role_claim!r} holds no value mapped "
+                                   "by SHIELDES_OIDC_ROLE_MAP; ask an administrator", code="oidc_no_role")
+        who = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
+        done = web.HTTPFound("/ui/#session=" + self.issue_session(who, role))
+        done.del_cookie(STATE_COOKIE, path="/ui/oidc")
+        return done

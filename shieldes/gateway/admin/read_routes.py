@@ -1,0 +1,270 @@
+"""Admin API routes that read: who am I, this node, the cluster, usage, the audit trail, the config
+at a point and between two points, snapshots, and live provider health."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.admin import load_config
+from shieldes.cluster.status import cluster_status
+from shieldes.errors import InvalidRequest, Unavailable
+from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.queries import audit_page, audit_params, usage_grouped
+from shieldes.events.store import RecordedEvent
+from shieldes.gateway.admin.api import Call, Field, Route
+from shieldes.projections.config import apply_config
+from shieldes.projections.state import ConfigState
+from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
+from shieldes.snapshots.history import config_view, diff, parse_point
+from shieldes.snapshots.store import list_snapshots, save_snapshot
+from shieldes.timeparse import parse_time
+from shieldes.usage.meter import NUSD
+
+MAX_USAGE_DAYS = 366
+
+
+def _pool(call: Call) -> AsyncConnectionPool[Any]:
+    if call.ctx.pool is None:
+        raise Unavailable("this node has no database connection; retry on another node")
+    return call.ctx.pool
+
+
+async def whoami(call: Call) -> Any:
+    p = call.principal
+    return {"name": p.name, "role": p.role, "kind": p.kind, "actor": p.actor, "scopes": scopes_of(p.role),
+            "node_id": call.ctx.node_id}
+
+
+async def node_status(call: Call) -> Any:
+    ctx = call.ctx
+    _, info = ctx.readiness()
+    cluster = ctx.cluster
+    meter = ctx.gateway.meter
+    return {
+        "node_id": ctx.node_id, "status": info.get("status"), "position": info.get("position"),
+        "lag": info.get("lag"), "database": info.get("database"),
+        "unflushed_usage_deltas": meter.buffered(), "usage_buffer_max": meter.buffer_max,
+        "peers": sorted(set(cluster.alive_ids()) - {ctx.node_id}) if cluster else [],
+        "leader": bool(cluster.leader.is_leader) if cluster else None, "cluster": info.get("cluster"),
+        "requests": ctx.gateway.metrics.request_totals(),
+        "asyncio_tasks": len(asyncio.all_tasks()),
+    }
+
+
+async def cluster(call: Call) -> Any:
+    if not call.ctx.database_url:
+        raise Unavailable("this node has no database connection; retry on another node")
+    out = await asyncio.to_thread(cluster_status, call.ctx.database_url, call.ctx.settings.node_timeout)
+    out["answered_by"] = call.ctx.node_id
+    out["now"] = time.time()
+    return out
+
+
+def _day(call: Call, name: str) -> date | None:
+    text = call.query.get(name)
+    return parse_time(text, name).date() if text else None
+
+
+async def usage(call: Call) -> Any:
+    q, state = call.query, call.ctx.projector.config
+    group_by = [g.strip() for g in (q.get("group_by") or "key").split(",") if g.strip()]
+    for g in group_by:
+        if g not in ("day", "hour", "key", "team", "model", "provider"):
+            raise InvalidRequest(f"cannot group usage by {g!r}: use day, hour, key, team, model or provider")
+    since, until = _day(call, "since"), _day(call, "until")
+    if since and until and since > until:
+        raise InvalidRequest("since is after until; swap them")
+    if since and until and (until - since).days > MAX_USAGE_DAYS:
+        raise InvalidRequest(f"the range is over {MAX_USAGE_DAYS} days; ask for a shorter one")
+    key_ids = team_ids = None
+    if q.get("key"):
+        key = state.find_key(q["key"])
+        key_ids = [key.id] if key else [q["key"]]
+    if q.get("team"):
+        team = state.find_team(q["team"])
+        if team is None:
+            raise InvalidRequest(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams")
+        team_ids = [team.id]
+    rows = await usage_grouped(_pool(call), group_by, since=since, until=until, key_ids=key_ids,
+                               team_ids=team_ids, model=q.get("model"), provider=q.get("provider"))
+    for r in rows:
+        if "key" in r:
+            k = state.keys.get(r["key"])
+            r["key_id"], r["key"] = r["key"], k.name if k else r["key"]
+        if "team" in r:
+            t = state.teams.get(r["team"]) if r["team"] else None
+            r["team_id"], r["team"] = r["team"], t.name if t else r["team"]
+        if "day" in r:
+            r["day"] = r["day"].isoformat()
+        if "hour" in r:
+            r["hour"] = r["hour"].astimezone(UTC).isoformat()
+        r["cost_usd"] = r["cost_nusd"] / NUSD
+    return {"object": "list", "group_by": group_by, "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None, "data": rows}
+
+
+async def usage_live(call: Call) -> Any:
+    """Per key, what this node knows: durable totals from the log plus its unflushed deltas."""
+    gw = call.ctx.gateway
+    config, totals, unflushed = gw.state.config, gw.state.usage.totals, gw.meter.unflushed_by_key(gw.state.usage)
+    rows = []
+    for key_id in sorted(totals.keys() | unflushed.keys()):
+        t = totals.get(key_id)
+        durable = (t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd) if t else (0, 0, 0, 0)
+        pending = unflushed.get(key_id, (0, 0, 0, 0))
+        key = config.keys.get(key_id)
+        req, prompt, completion, nusd = (a + b for a, b in zip(durable, pending, strict=True))
+        rows.append({"key_id": key_id, "key": key.name if key else key_id, "requests": req,
+                     "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": nusd / NUSD,
+                     "unflushed_requests": pending[0]})
+    return {"object": "list", "data": rows}
+
+
+async def audit(call: Call) -> Any:
+    q = call.query
+    limit = call.limit()
+    params = audit_params(
+        actor=q.get("actor"), type_=q.get("type"), subject=q.get("subject"), limit=limit + 1,
+        since=parse_time(q["since"], "since") if q.get("since") else None,
+        until=parse_time(q["until"], "until", end_of_day=True) if q.get("until") else None,
+        before=q.get("before"),
+    )
+    rows = await audit_page(_pool(call), params)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    for r in rows:
+        r["recorded_at"] = r["recorded_at"].astimezone(UTC).isoformat()
+    return {"object": "list", "data": rows, "has_more": more,
+            "next_before": rows[-1]["position"] if more and rows else None}
+
+
+async def _config_events(call: Call) -> list[RecordedEvent]:
+    store = call.ctx.projector.store
+    events: list[RecordedEvent] = []
+    while page := await store.read(events[-1].position if events else 0, 5000, stream=CONFIG_STREAM):
+        events.extend(page)
+    return events
+
+
+async def config_at(call: Call) -> Any:
+    at = call.query.get("at")
+    if at is None:
+        return {"at": "now", "position": call.ctx.projector.position, **config_view(call.ctx.projector.config)}
+    point = parse_point(at)
+    view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
+                             upto=point.position, until=point.time)
+    recorded_at = None
+    if view.position:
+        found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
+        recorded_at = found[0].recorded_at.astimezone(UTC).isoformat() if found else None
+    return {"at": at, "position": view.position, "recorded_at": recorded_at, **config_view(view.state)}
+
+
+def _fold(call: Call, events: list[RecordedEvent]) -> ConfigState:
+    codec = call.ctx.projector.projection.codec
+    state = ConfigState()
+    for e in events:
+        state = apply_config(state, codec.decode(e.type, e.version, e.data))
+    return state
+
+
+async def config_diff(call: Call) -> Any:
+    a, b = call.query["from"], call.query.get("to") or str(call.ctx.projector.position)
+    pa, pb = parse_point(a), parse_point(b)
+    events = await _config_events(call)
+    upto_a = [e for e in events if pa.includes(e)]
+    upto_b = [e for e in events if pb.includes(e)]
+    pos_a = upto_a[-1].position if upto_a else 0
+    pos_b = upto_b[-1].position if upto_b else 0
+    if pos_a > pos_b:
+        raise InvalidRequest(f"from ({pa.label()}) is after to ({pb.label()}); give the earlier point first")
+    between = [e for e in upto_b if e.position > pos_a]
+    return {"from": {"point": a, "position": pos_a}, "to": {"point": b, "position": pos_b},
+            "events": len(between), "changes": diff(_fold(call, upto_a), _fold(call, upto_b), between)}
+
+
+async def snapshots(call: Call) -> Any:
+    return {"object": "list", "data": [s.as_dict() for s in await list_snapshots(_pool(call))]}
+
+
+async def snapshot_create(call: Call) -> Any:
+    info = await save_snapshot(_pool(call), call.ctx.projector.projection, node_id=call.ctx.node_id,
+                               keep=call.ctx.settings.snapshots_kept)
+    return 201, info.as_dict()
+
+
+async def provider_health(call: Call) -> Any:
+    """Per deployment: this node's breaker and moving figures, every peer's gossiped view, and each
+    deployment's share of the cluster's requests in the last hour (from the log)."""
+    ctx = call.ctx
+    state = ctx.projector.config
+    breaker = ctx.cluster.breaker if ctx.cluster else None
+    local = breaker.health() if breaker is not None else {}
+    peers: dict[str, dict[str, Any]] = {}
+    gossip = ctx.cluster.gossip if ctx.cluster else None
+    if gossip is not None:
+        for (node, _), ns in gossip.view.items():
+            for name, h in ns.health.items():
+                peers.setdefault(name, {})[node] = {"latency_ms": h.latency_ms, "error_rate": h.error_rate,
+                                                    "requests": h.requests, "open": h.open}
+    since = datetime.now(UTC) - timedelta(hours=1)
+    traffic: dict[str, int] = {}
+    if ctx.pool is not None:
+        for r in await usage_grouped(ctx.pool, ["provider"], since=None, until=None, since_time=since):
+            traffic[r["provider"]] = int(r["requests"])
+    total = sum(traffic.values())
+    rows = []
+    for d in sorted(state.providers.values(), key=lambda d: d.name):
+        mine = local.get(d.name)
+        rows.append({
+            "name": d.name, "type": d.kind, "models": list(d.models), "weight": d.weight,
+            "breaker": "open" if breaker is not None and breaker.is_open(d.name) else "closed",
+            "open_here": bool(mine and mine.open),
+            "latency_ms": mine.latency_ms if mine else None, "error_rate": mine.error_rate if mine else None,
+            "samples": mine.requests if mine else 0,
+            "peers": peers.get(d.name, {}),
+            "requests_last_hour": traffic.get(d.name, 0),
+            "traffic_share": traffic.get(d.name, 0) / total if total else 0.0,
+        })
+    return {"object": "list", "node_id": ctx.node_id, "data": rows}
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/whoami", whoami, ANY, "Show the calling principal, its role and scopes", "session"),
+    Route("GET", "/node", node_status, READ, "Show this node: log position, lag, database, peers, leader", "cluster",
+          aliases=("/admin/status",)),
+    Route("GET", "/cluster", cluster, READ, "Show every node, the leader and its epoch, gossip health", "cluster"),
+    Route("GET", "/usage", usage, USAGE, "Usage summed per key, team, model, provider, day or hour", "usage",
+          query=(Field("group_by", "string", "comma-separated: day, hour, key, team, model, provider (default key)"),
+                 Field("since", "string", "first UTC day counted, e.g. 2026-11-01"),
+                 Field("until", "string", "last UTC day counted (inclusive)"),
+                 Field("key", "string", "only this key (name or id)"),
+                 Field("team", "string", "only this team (name or id)"),
+                 Field("model", "string", "only this model"),
+                 Field("provider", "string", "only this provider (deployment)"))),
+    Route("GET", "/usage/live", usage_live, USAGE, "Per-key usage this node knows, unflushed deltas included",
+          "usage", aliases=("/admin/usage",)),
+    Route("GET", "/audit", audit, AUDIT, "Config changes, newest first (secrets redacted)", "audit",
+          query=(Field("actor", "string", "only changes by this actor"),
+                 Field("type", "string", "event type, or a family such as virtual_key"),
+                 Field("subject", "string", "key, provider or team name, model or id"),
+                 Field("since", "string", "from this time (ISO date or timestamp)"),
+                 Field("until", "string", "up to this time (a bare date includes that day)"),
+                 Field("before", "integer", "only positions below this (the previous page's next_before)"),
+                 Field("limit", "integer", "page size, 1-1000 (default 100)"))),
+    Route("GET", "/config", config_at, AUDIT, "The config as of a log position or time (default now)", "audit",
+          query=(Field("at", "string", "a log position (e.g. 42) or an ISO 8601 time"),)),
+    Route("GET", "/config/diff", config_diff, AUDIT, "What changed between two points, by which events and actors",
+          "audit", query=(Field("from", "string", "earlier point: a position or ISO time", required=True),
+                          Field("to", "string", "later point (default: now)"))),
+    Route("GET", "/snapshots", snapshots, READ, "List stored projection snapshots", "snapshots"),
+    Route("POST", "/snapshots", snapshot_create, ADMIN, "Write a snapshot of this node's projection now",
+          "snapshots"),
+    Route("GET", "/providers/health", provider_health, READ,
+          "Live health per deployment: breaker, latency, error rate, traffic share", "providers"),
+)

@@ -1,0 +1,57 @@
+"""Durations and times as people type them ('30d', '2026-11-01T12:00Z'), for the CLI and the admin API."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+from shieldes.errors import InvalidRequest
+
+MAX_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, what: str) -> float:
+    """'90s', '15m', '12h', '30d', '2w' -> seconds."""
+    m = _DURATION.match(text.lower())
+    if not m:
+        raise InvalidRequest(f"malformed {what} {text!r}: use a number and a unit s, m, h, d or w (e.g. 30d)")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def parse_time(text: str, what: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO date or timestamp ('2026-11-01', '2026-11-01T12:00', '...Z'); naive means UTC.
+    A bare date with `end_of_day` means the end of that day (for inclusive --until)."""
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            d = date.fromisoformat(raw)
+            ts = datetime(d.year, d.month, d.day, tzinfo=UTC)
+            return ts.replace(hour=23, minute=59, second=59, microsecond=999999) if end_of_day else ts
+        ts = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"malformed {what} {text!r}: use an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z"
+        ) from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def expiry(expires_in: str | None, expires_at: str | None, now: float) -> float | None:
+    """Seconds since the epoch from --expires-in or --expires-at; must lie in the future."""
+    if expires_in is not None and expires_at is not None:
+        raise InvalidRequest("pass either --expires-in or --expires-at, not both")
+    if expires_in is not None:
+        ts = now + parse_duration(expires_in, "--expires-in")
+        if ts <= now:
+            raise InvalidRequest(f"--expires-in {expires_in!r} is not in the future; use e.g. 30d")
+    elif expires_at is not None:
+        ts = parse_time(expires_at, "--expires-at").timestamp()
+        if ts <= now:
+            raise InvalidRequest(f"--expires-at {expires_at!r} is in the past; give a future time")
+    else:
+        return None
+    if ts > MAX_EXPIRY:
+        raise InvalidRequest("the expiry is after the year 9999; pick a nearer time")
+    return round(ts, 3)

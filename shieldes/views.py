@@ -1,0 +1,73 @@
+"""How config entities are shown to people and tools (CLI tables, `--json`, the admin API): pure
+functions of the state. Secrets never appear: key and token hashes are left out, a provider key
+shows only as its `env:VAR` reference or as "encrypted"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shieldes.projections.state import AdminToken, ConfigState, Deployment, Team, VirtualKey
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
+
+
+def secret_label(ref: str | None) -> str | None:
+    """What a listing may show of a stored provider key: the env reference, or only that it is encrypted."""
+    if ref is None:
+        return None
+    if ref.startswith("env:"):
+        return ref
+    return "encrypted"
+
+
+def provider_row(d: Deployment) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "type": d.kind,
+        "base_url": d.base_url,
+        "models": list(d.models),
+        "weight": d.weight,
+        "api_key": secret_label(d.secret_ref),
+    }
+
+
+def key_status(key: VirtualKey, now: float) -> str:
+    if key.revoked:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def key_row(state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:
+    team = state.teams.get(key.team_id) if key.team_id else None
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "status": key_status(key, now),
+        "team": team.name if team else None,
+        "models": list(key.models) if key.models is not None else None,  # None: every model
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "budget_usd": key.budget.amount_usd if key.budget else None,
+        "budget_period": key.budget.period if key.budget else None,
+        "expires_at": iso(key.expires_at),
+    }
+
+
+def team_row(team: Team) -> dict[str, Any]:
+    return {
+        "id": team.id,
+        "name": team.name,
+        "budget_usd": team.budget.amount_usd if team.budget else None,
+        "budget_period": team.budget.period if team.budget else None,
+    }
+
+
+def token_row(t: AdminToken) -> dict[str, Any]:
+    return {"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix,
+            "status": "revoked" if t.revoked else "active"}

@@ -1,0 +1,126 @@
+"""The admin API on two real node processes: a key created on node A is usable on node B at once,
+a viewer is refused writes everywhere, a revoked admin token is refused by every node, and every
+write is in `audit_log` under the principal that made it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shieldes.projections.commands import AddProvider
+from tests import pg
+from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, get_json, until
+from tests.cluster.test_three_nodes import chat
+
+pytestmark = pytest.mark.cluster
+BOOT = "cluster-admin-bootstrap-token-0123456789"
+PROPAGATION_BOUND = 1.0  # seconds; config travels by LISTEN/NOTIFY (the nodes poll only every 30 s)
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("admin-cluster"), env_overrides={"SHIELDES_ADMIN_TOKEN": BOOT})
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        for name in ("a", "b"):
+            c.start(c.add_node(name))
+        for node in c.nodes:
+            c.wait_ready(node)
+        yield c
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)
+
+
+def api(base: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(base + "/admin/v1" + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def cli_json(c: Cluster, *args: str) -> Any:
+    env = {**os.environ, "SHIELDES_DATABASE_URL": c.database_url, "PYTHONPATH": str(ROOT),
+           "SHIELDES_ACTOR": "ops-laptop"}
+    done = subprocess.run([sys.executable, "-m", "shieldes", "--json", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def until_status(base: str, path: str, token: str, want: int) -> float:
+    """Seconds until GET `path` on `base` answers `want` (polled, no fixed sleep)."""
+    started = time.monotonic()
+    until(lambda: api(base, "GET", path, token)[0] == want, 5, f"{path} -> {want} on {base}")
+    return time.monotonic() - started
+
+
+def test_api_writes_on_a_are_live_on_b_and_roles_hold_cluster_wide(cluster: Cluster) -> None:
+    a, b = cluster.nodes
+    op = cli_json(cluster, "admin-token", "create", "--name", "ops-bot", "--role", "operator")
+    viewer = cli_json(cluster, "admin-token", "create", "--name", "dash", "--role", "viewer")
+    assert {"id", "name", "token"} <= set(op) and op["token"].startswith("shd-adm-")
+    for node in (a, b):  # tokens made by the CLI work on every node
+        until_status(node.base, "/whoami", op["token"], 200)
+
+    status, key = api(a.base, "POST", "/keys", op["token"], {"name": "cross-node", "rpm": 1000})
+    assert status == 201 and {"id", "name", "key"} <= set(key)
+    started = time.monotonic()
+    until(lambda: chat(b.base, key["key"]) == 200, PROPAGATION_BOUND, "key created on A usable on B")
+    took = time.monotonic() - started
+    assert took < PROPAGATION_BOUND
+    assert chat(a.base, key["key"]) == 200
+
+    for node in (a, b):
+        status, err = api(node.base, "POST", "/keys", viewer["token"], {"name": "viewer-key"})
+        assert status == 403 and err["error"]["code"] == "insufficient_role"
+        assert api(node.base, "POST", "/keys/cross-node/revoke", viewer["token"])[0] == 403
+        assert api(node.base, "GET", "/keys/cross-node", viewer["token"])[0] == 200
+
+    # revoke on B over the API (as the bootstrap admin): A refuses the key within the bound
+    status, _ = api(b.base, "POST", "/keys/cross-node/revoke", BOOT)
+    assert status == 200
+    until(lambda: chat(a.base, key["key"]) == 401, PROPAGATION_BOUND, "key revoked on B refused on A")
+
+    # revoke the operator's token with the CLI: every node refuses it
+    cli_json(cluster, "admin-token", "revoke", "ops-bot")
+    for node in (a, b):
+        assert until_status(node.base, "/keys", op["token"], 401) < PROPAGATION_BOUND
+    status, err = api(a.base, "POST", "/keys", op["token"], {"name": "after-revoke"})
+    assert status == 401 and err["error"]["code"] == "invalid_admin_token"
+
+    # every write is in audit_log with its principal as the actor
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        rows = conn.execute("SELECT type, actor FROM audit_log WHERE type NOT LIKE 'provider.%' "
+                            "ORDER BY position").fetchall()
+    assert rows == [
+        ("admin_token.created", "ops-laptop"), ("admin_token.created", "ops-laptop"),
+        ("virtual_key.created", "token:ops-bot"), ("rate_limit.set", "token:ops-bot"),
+        ("virtual_key.revoked", "bootstrap-token"), ("admin_token.revoked", "ops-laptop"),
+    ]
+    # the token hashes are redacted from the audit view
+    with psycopg.connect(cluster.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log WHERE data ? 'key_hash'").fetchone() == (0,)
+
+    # the cluster view names both nodes with their log positions
+    status, view = api(a.base, "GET", "/cluster", BOOT)
+    assert status == 200 and {n["node_id"] for n in view["nodes"]} == {"a", "b"}
+    assert get_json(b.base + "/admin/v1/openapi.json")[0] == 200

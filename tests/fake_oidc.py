@@ -1,0 +1,78 @@
+"""A tiny OpenID Connect provider over real HTTP: discovery, an authorization endpoint that signs
+in a preset user at once, a token endpoint that checks the client secret and the code, and a JWKS
+with a test RSA key that signs the ID tokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+CLIENT_ID = "shieldes-console"
+CLIENT_SECRET = "console-client-secret-for-tests"
+
+
+class FakeOidc:
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "test-key-1"
+        self.user: dict[str, Any] = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_requests: list[dict[str, str]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> FakeOidc:
+        app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", self.discovery)
+        app.router.add_get("/authorize", self.authorize)
+        app.router.add_post("/token", self.token)
+        app.router.add_get("/jwks", self.jwks)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def discovery(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "issuer": self.url, "authorization_endpoint": self.url + "/authorize",
+            "token_endpoint": self.url + "/token", "jwks_uri": self.url + "/jwks",
+            "response_types_supported": ["code"], "id_token_signing_alg_values_supported": ["RS256"],
+        })
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        q = request.query
+        if q.get("client_id") != CLIENT_ID or q.get("response_type") != "code":
+            return web.Response(status=400, text="bad authorization request")
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {"nonce": q["nonce"], "redirect_uri": q["redirect_uri"], "user": dict(self.user)}
+        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.token_requests.append({k: str(v) for k, v in form.items()})
+        grant = self.codes.pop(str(form.get("code")), None)
+        if form.get("client_secret") != CLIENT_SECRET or grant is None or form.get("redirect_uri") != grant[
+                "redirect_uri"]:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        now = int(time.time())
+        claims = {**grant["user"], "iss": self.url, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+                  "nonce": grant["nonce"]}
+        id_token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+        return web.json_response({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        return web.json_response({"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]})

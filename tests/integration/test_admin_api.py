@@ -1,0 +1,203 @@
+"""The admin REST API on one real node: CRUD through the same decide path as the CLI, roles,
+idempotent creates, validation errors in the OpenAI shape, history, usage, and an OpenAPI document
+that lists every route."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from shieldes.gateway.admin import ROUTES
+from tests.integration.admin_client import AdminClient
+from tests.integration.gateway_harness import harness
+
+BOOT = "boot-" + "admin-token-for-tests-" * 2
+API = "/admin/v1"
+
+
+async def chat(base: str, key: str, n: int = 1) -> None:
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    try:
+        for _ in range(n):
+            await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b c"}])
+    finally:
+        await client.close()
+
+
+async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        status, team = await api.post(f"{API}/teams", {"name": "search", "budget": 50})
+        assert status == 201 and team["name"] == "search" and team["budget_usd"] == 50
+
+        status, created = await api.post(f"{API}/keys", {"name": "app", "models": ["gpt-4o"], "rpm": 100,
+                                                         "budget": 5, "budget_period": "1d", "team": "search"})
+        assert status == 201, created
+        secret = created["key"]
+        assert secret.startswith(created["prefix"]) and created["team"] == "search" and created["rpm"] == 100
+        await chat(h.base, secret, 2)  # usable at once on the node that wrote it
+
+        # the secret is shown once: never in a read
+        status, listed = await api.get(f"{API}/keys")
+        assert status == 200 and [k["name"] for k in listed["data"]] == ["app"] and secret not in str(listed)
+        status, one = await api.get(f"{API}/keys/app")
+        assert one["id"] == created["id"] and "key" not in one
+
+        status, updated = await api.call("PATCH", f"{API}/keys/app", {"rpm": None, "tpm": 1000})
+        assert status == 200 and updated["rpm"] is None and updated["tpm"] == 1000
+        status, budget = await api.call("PUT", f"{API}/budgets/key/app", {"amount_usd": 7.5, "period": "30d"})
+        assert status == 200 and budget["amount_usd"] == 7.5
+        status, budgets = await api.get(f"{API}/budgets")
+        assert {(b["name"], b["amount_usd"]) for b in budgets["data"]} == {("app", 7.5), ("search", 50)}
+        assert all(b["spent_usd"] > 0 for b in budgets["data"])
+
+        status, rotated = await api.post(f"{API}/keys/app/rotate")
+        assert status == 200 and rotated["key"] != secret
+        with pytest.raises(openai.AuthenticationError):
+            await chat(h.base, secret)
+        await chat(h.base, rotated["key"])
+        status, revoked = await api.post(f"{API}/keys/app/revoke")
+        assert status == 200 and revoked["status"] == "revoked"
+        with pytest.raises(openai.AuthenticationError):
+            await chat(h.base, rotated["key"])
+        status, again = await api.post(f"{API}/keys/app/revoke")
+        assert status == 400 and again["error"]["code"] == "command_rejected" and "already revoked" in \
+            again["error"]["message"]
+
+        # providers and pricing (admin scope), secrets never echoed
+        status, prov = await api.post(f"{API}/providers", {"name": "backup", "type": "openai",
+                                                            "base_url": h.upstream.url, "models": ["gpt-4o"],
+                                                            "api_key_env": "BACKUP_KEY", "weight": 0.5})
+        assert status == 201 and prov["api_key"] == "env:BACKUP_KEY"
+        status, _ = await api.call("PATCH", f"{API}/providers/backup", {"weight": 2})
+        assert status == 200
+        status, price = await api.call("PUT", f"{API}/pricing/org/model-x", {"input_per_1m": 1, "output_per_1m": 2})
+        assert status == 200 and price["model"] == "org/model-x"
+        status, _ = await api.call("DELETE", f"{API}/providers/backup")
+        assert status == 200
+
+        # every write is in audit_log with the principal as actor
+        actors = h.sql("SELECT DISTINCT actor FROM audit_log WHERE position > 2")
+        assert actors == [("bootstrap-token",)]
+
+
+async def test_roles_idempotency_and_errors(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        tokens = {}
+        for role in ("operator", "viewer", "auditor"):
+            status, made = await api.post(f"{API}/admin-tokens", {"name": f"{role}-bot", "role": role})
+            assert status == 201 and made["token"].startswith("shd-adm-") and made["role"] == role
+            tokens[role] = made["token"]
+        op, viewer, auditor = (AdminClient(h.base, tokens[r]) for r in ("operator", "viewer", "auditor"))
+        status, me = await viewer.get(f"{API}/whoami")
+        assert me["name"] == "viewer-bot" and me["role"] == "viewer" and "keys:write" not in me["scopes"]
+
+        # operator: keys yes, providers no; its writes carry its name
+        status, _ = await op.post(f"{API}/keys", {"name": "opkey"})
+        assert status == 201
+        status, err = await op.post(f"{API}/providers", {"name": "x", "type": "openai",
+                                                         "base_url": "http://x", "models": ["m"]})
+        assert status == 403 and err["error"]["code"] == "insufficient_role"
+        # viewer reads everything but writes nothing; auditor sees audit and usage only
+        assert (await viewer.get(f"{API}/keys"))[0] == 200
+        status, err = await viewer.post(f"{API}/keys", {"name": "nope"})
+        assert status == 403 and err["error"]["type"] == "permission_error" and "viewer" in err["error"]["message"]
+        assert (await viewer.post(f"{API}/keys/opkey/revoke"))[0] == 403
+        assert (await auditor.get(f"{API}/keys"))[0] == 403
+        assert (await auditor.get(f"{API}/audit"))[0] == 200
+        assert (await auditor.get(f"{API}/usage"))[0] == 200
+        assert (await viewer.get(f"{API}/admin-tokens"))[0] == 403
+
+        rows = h.sql("SELECT actor FROM audit_log WHERE type = 'virtual_key.created'")
+        assert rows == [("token:operator-bot",)]
+
+        # revoking a token is felt at once on this node
+        status, _ = await api.post(f"{API}/admin-tokens/viewer-bot/revoke")
+        assert status == 200
+        status, err = await viewer.get(f"{API}/keys")
+        assert status == 401 and err["error"]["code"] == "invalid_admin_token"
+
+        # Idempotency-Key: a retry returns the first result (the secret is not shown again)
+        hdr = {"Idempotency-Key": "create-svc-1"}
+        status, first = await api.post(f"{API}/keys", {"name": "svc"}, headers=hdr)
+        assert status == 201 and first["key"]
+        status, second = await api.post(f"{API}/keys", {"name": "svc"}, headers=hdr)
+        assert status == 200 and second["id"] == first["id"] and second["key"] is None
+        status, err = await api.post(f"{API}/keys", {"name": "svc2"}, headers=hdr)
+        assert status == 409 and err["error"]["code"] == "idempotency_key_reused"
+        assert h.sql("SELECT count(*) FROM events WHERE type = 'virtual_key.created' AND data->>'name' LIKE 'svc%%'") \
+            == [(1,)]
+
+        # bad input: OpenAI-shaped 400s that say what to do, nothing appended
+        before = h.sql("SELECT config_position FROM log_head")
+        for body, needle in (({"name": "a", "rpm": "many"}, "integer"), ({"nam": "a"}, "unknown field"),
+                             ({}, "missing required field 'name'"), ({"name": "a", "rpm": -1}, "positive"),
+                             ({"name": "bad name"}, "invalid key name"), ({"name": "a", "team": "nope"}, "no team")):
+            status, err = await api.post(f"{API}/keys", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+            assert set(err["error"]) == {"message", "type", "param", "code"}
+        assert (await api.get(f"{API}/keys", limit=0))[0] == 400
+        assert (await api.get(f"{API}/keys", colour="red"))[0] == 400
+        assert (await api.get(f"{API}/keys/nope"))[0] == 404
+        assert h.sql("SELECT config_position FROM log_head") == before
+        assert (await api.get(f"{API}/keys", token="wrong"))[0] == 401
+        assert (await api.get(f"{API}/keys", token=""))[0] == 401
+
+
+async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        secrets = {}
+        for i in range(5):
+            secrets[i] = (await api.post(f"{API}/keys", {"name": f"k{i}"}))[1]["key"]
+        status, p1 = await api.get(f"{API}/keys", limit=2)
+        assert [k["name"] for k in p1["data"]] == ["k0", "k1"] and p1["has_more"] and p1["next_after"] == "k1"
+        status, p3 = await api.get(f"{API}/keys", limit=2, after="k3")
+        assert [k["name"] for k in p3["data"]] == ["k4"] and not p3["has_more"]
+
+        await chat(h.base, secrets[0], 3)
+        await chat(h.base, secrets[1], 1)
+        await h.flush()
+        await h.sync()
+        status, usage = await api.get(f"{API}/usage", group_by="key")
+        assert {r["key"]: r["requests"] for r in usage["data"]} == {"k0": 3, "k1": 1}
+        status, by_day_model = await api.get(f"{API}/usage", group_by="day,model", key="k0")
+        [row] = by_day_model["data"]
+        assert row["model"] == "gpt-4o" and row["requests"] == 3 and row["cost_usd"] > 0
+        assert (await api.get(f"{API}/usage", group_by="colour"))[0] == 400
+
+        # audit: newest first, paged with `before`; config as of a point and a diff
+        status, page1 = await api.get(f"{API}/audit", limit=2)
+        assert [r["type"] for r in page1["data"]] == ["virtual_key.created"] * 2 and page1["has_more"]
+        status, page2 = await api.get(f"{API}/audit", limit=100, before=page1["next_before"])
+        assert page2["data"][0]["position"] < page1["data"][-1]["position"]
+        k2_pos = next(r["position"] for r in page1["data"] + page2["data"] if r["subject"] == "k2")
+        status, then = await api.get(f"{API}/config", at=str(k2_pos))
+        assert sorted(k["name"] for k in then["keys"]) == ["k0", "k1", "k2"]
+        await api.post(f"{API}/keys/k1/revoke")
+        status, d = await api.get(f"{API}/config/diff", **{"from": str(k2_pos)})
+        assert {(c["name"], c["change"]) for c in d["changes"]} == {("k3", "added"), ("k4", "added"),
+                                                                     ("k1", "changed")}
+        assert (await api.get(f"{API}/config/diff", **{"from": "yesterday-ish"}))[0] == 400
+
+        status, node = await api.get(f"{API}/node")
+        assert node["node_id"] == h.node.node_id and node["requests"]["total"] >= 4
+        status, health = await api.get(f"{API}/providers/health")
+        openai_row = next(r for r in health["data"] if r["name"] == "openai")
+        assert openai_row["breaker"] == "closed" and openai_row["traffic_share"] == 1.0
+        status, snap = await api.post(f"{API}/snapshots")
+        assert status == 201 and snap["position"] > 0
+
+        # the OpenAPI document is public and lists every route of the table with its method
+        status, doc = await AdminClient(h.base, None).get(f"{API}/openapi.json")
+        assert status == 200 and doc["openapi"].startswith("3.")
+        for route in ROUTES:
+            op = doc["paths"][route.documented_path][route.method.lower()]
+            assert op["summary"] == route.summary and op["x-required-scope"] == route.scope
+        assert h.node.http is not None
+        served = {(r.method, r.resource.canonical) for r in h.node.http.app.router.routes()
+                  if r.resource is not None and r.resource.canonical.startswith(API)
+                  and not r.resource.canonical.endswith("openapi.json")}
+        documented = {(m.upper(), p) for p, ops in doc["paths"].items() if p.startswith(API) for m in ops}
+        assert served == documented

@@ -1,0 +1,68 @@
+"""Console sign-in with OIDC against a small provider over real HTTP (RS256 ID tokens, JWKS,
+discovery): the role claim maps to a shieldes role, the session token works on the admin API, and
+forged state, unknown users and tampered sessions are refused."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import aiohttp
+
+from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.integration.admin_client import AdminClient
+from tests.integration.gateway_harness import harness
+
+
+async def sign_in(base: str) -> tuple[int, str]:
+    """Follow the browser's redirects by hand; returns (status, Location of the last hop)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(base + "/ui/oidc/login", allow_redirects=False) as r:
+            assert r.status == 302, await r.text()
+            to_provider = r.headers["Location"]
+        async with s.get(to_provider, allow_redirects=False) as r:
+            assert r.status == 302
+            back = r.headers["Location"]
+        async with s.get(back, allow_redirects=False) as r:
+            return r.status, r.headers.get("Location", await r.text())
+
+
+async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator,finance=auditor") as h:
+            status, options = await AdminClient(h.base, None).get("/ui/sign-in.json")
+            assert options["oidc"] is True
+
+            status, location = await sign_in(h.base)
+            assert status == 302 and location.startswith("/ui/#session=shd-oidc-")
+            session = location.split("=", 1)[1]
+            assert idp.token_requests[-1]["redirect_uri"] == h.base + "/ui/oidc/callback"
+            api = AdminClient(h.base, session)
+            status, me = await api.get("/admin/v1/whoami")
+            assert status == 200 and me == {**me, "name": "ana@example.com", "role": "operator", "kind": "oidc"}
+            status, _ = await api.post("/admin/v1/keys", {"name": "from-sso"})
+            assert status == 201
+            assert h.sql("SELECT actor FROM audit_log WHERE type = 'virtual_key.created'") == [
+                ("oidc:ana@example.com",)]
+            assert (await api.post("/admin/v1/teams", {"name": "t"}))[0] == 403  # operator, not admin
+
+            # a tampered session is refused
+            assert (await AdminClient(h.base, session[:-2] + "xx").get("/admin/v1/whoami"))[0] == 401
+
+            # a user whose claim maps to no role gets no session
+            idp.user = {"sub": "u-2", "email": "bob@example.com", "roles": ["marketing"]}
+            status, body = await sign_in(h.base)
+            assert status == 403 and "oidc_no_role" in body
+
+            # a callback with a forged state (no matching cookie) is refused
+            async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/callback?code=x&state=y",
+                                                           allow_redirects=False) as r:
+                assert r.status == 400 and (await r.json())["error"]["code"] == "oidc_state_mismatch"
+
+            # the login redirect carries what the provider needs
+            async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+                q = parse_qs(urlparse(r.headers["Location"]).query)
+                assert q["client_id"] == [CLIENT_ID] and q["response_type"] == ["code"] and q["nonce"][0]
+    finally:
+        await idp.stop()
