@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from logging.config import fileConfig
 
+import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from shieldes.db import resolve_database_url, sqlalchemy_url
+from shieldes.db import libpq_url, resolve_database_url, sqlalchemy_url
 from shieldes.settings import Settings
 from shieldes.tables import metadata
 
@@ -25,7 +26,11 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    # psycopg (libpq) parses the URL, so multi-host failover URLs work as they do for the nodes;
+    # SQLAlchemy's own URL parser cannot read `host1:5432,host2:5432`.
+    conninfo = libpq_url(url)
+    engine = create_engine("postgresql+psycopg://", poolclass=pool.NullPool,
+                           creator=lambda: psycopg.connect(conninfo))
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata)
         with context.begin_transaction():

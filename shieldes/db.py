@@ -10,9 +10,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
 from shieldes.settings import Settings
@@ -61,20 +61,26 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    """The URL without its password (multi-host URLs `host1:5432,host2:5432` included)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
 
 
 def describe_url(url: str) -> str:
-    """Where a URL points, for error messages (never the password)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "local socket"
-    return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/') or 'postgres'}"
+    """Where a URL points, for error messages (never the password). libpq multi-host URLs
+    (`postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write`) list every host."""
+    try:
+        info = conninfo_to_dict(libpq_url(url)) if "://" in url else {}
+    except (psycopg.Error, DatabaseUnavailable):
+        return "<unparseable url>"
+    hosts = str(info.get("host") or "local socket").split(",")
+    ports = str(info.get("port") or "5432").split(",")
+    ports += [ports[-1]] * (len(hosts) - len(ports))
+    where = ",".join(f"{h}:{p}" for h, p in zip(hosts, ports, strict=False))
+    return f"{where}/{info.get('dbname') or 'postgres'}"
 
 
 def translate(exc: BaseException, url: str) -> DatabaseUnavailable:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -47,18 +49,124 @@ def new_id(kind: str) -> str:
     return f"{kind}_{secrets.token_hex(8)}"
 
 
-def _fernet(encryption_key: str) -> Fernet:
-    # Any passphrase works: it is stretched to a 32-byte Fernet key.
-    digest = hashlib.sha256(b"shieldes-fernet\x00" + encryption_key.encode()).digest()
+_SCRYPT_SALT = b"shieldes-encryption-key-v2"
+_LEGACY_PREFIX = b"shieldes-fernet\x00"
+
+
+def _key_material(encryption_key: str) -> bytes:
+    """32 key bytes from SHIELDES_ENCRYPTION_KEY: a raw key (`base64:` + 32 bytes, or a 44-character
+    Fernet key) is used as is; any other passphrase goes through scrypt (memory-hard, so guessing a
+    weak passphrase from a stolen log costs an attacker real work per guess)."""
+    raw = encryption_key.strip()
+    candidate = raw[len("base64:"):] if raw.startswith("base64:") else raw
+    if raw.startswith("base64:") or len(candidate) == 44:
+        try:
+            decoded = base64.urlsafe_b64decode(candidate.encode())
+        except (ValueError, binascii.Error):
+            decoded = b""
+        if len(decoded) == 32:
+            return decoded
+        if raw.startswith("base64:"):
+            raise SecretError("SHIELDES_ENCRYPTION_KEY starts with base64: but is not 32 base64 bytes; "
+                              "generate one with `shieldes secrets generate-key`")
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    return Scrypt(salt=_SCRYPT_SALT, length=32, n=2**15, r=8, p=1).derive(raw.encode())
+
+
+def _legacy_fernet(encryption_key: str) -> Fernet:
+    """How tokens written before key ids were keyed (`enc:<token>`): readable, never written."""
+    digest = hashlib.sha256(_LEGACY_PREFIX + encryption_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def encrypt_secret(plaintext: str, encryption_key: str | None) -> str:
-    if not encryption_key:
+def generate_key() -> str:
+    """A fresh raw key for SHIELDES_ENCRYPTION_KEY (256 random bits; no KDF needed)."""
+    return "base64:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class _Key:
+    key_id: str
+    fernet: Fernet
+    legacy: Fernet
+
+
+def _make_key(encryption_key: str) -> _Key:
+    material = _key_material(encryption_key)
+    key_id = hashlib.sha256(b"shieldes-key-id\x00" + material).hexdigest()[:12]
+    return _Key(key_id, Fernet(base64.urlsafe_b64encode(material)), _legacy_fernet(encryption_key))
+
+
+def key_id_of(ref: str) -> str | None:
+    """The key id an `enc:` reference was written under; `legacy` for tokens without one."""
+    if not ref.startswith("enc:"):
+        return None
+    if ref.startswith(_V2):
+        return ref[len(_V2):].split(":", 1)[0]
+    return "legacy"
+
+
+_V2 = "enc:v2:"
+
+
+class Keyring:
+    """The encryption keys one process holds: the current key encrypts; the current key and the
+    old one (SHIELDES_ENCRYPTION_KEY_OLD, during a rotation) decrypt. Every ciphertext names its
+    key id, so a node says which key it lacks instead of failing blindly."""
+
+    def __init__(self, current: str | None, old: str | None = None) -> None:
+        self._current = _make_key(current) if current else None
+        self._keys = {k.key_id: k for k in (self._current, _make_key(old) if old else None) if k is not None}
+
+    @property
+    def current_key_id(self) -> str | None:
+        return self._current.key_id if self._current else None
+
+    def encrypt(self, plaintext: str) -> str:
+        if self._current is None:
+            raise SecretError(
+                "storing a provider key needs SHIELDES_ENCRYPTION_KEY; set it (`shieldes secrets generate-key` "
+                "makes one), or use --api-key-env VAR instead"
+            )
+        token = self._current.fernet.encrypt(plaintext.encode()).decode()
+        return f"{_V2}{self._current.key_id}:{token}"
+
+    def decrypt(self, ref: str) -> str:
+        if not self._keys:
+            raise SecretError("a provider key is encrypted but SHIELDES_ENCRYPTION_KEY is not set on this node; "
+                              "set the key it was stored with")
+        if ref.startswith(_V2):
+            key_id, _, token = ref[len(_V2):].partition(":")
+            key = self._keys.get(key_id)
+            if key is None:
+                raise SecretError(
+                    f"a provider key is encrypted under key id {key_id}, which this node does not hold "
+                    f"(it holds {', '.join(sorted(self._keys))}); set SHIELDES_ENCRYPTION_KEY or "
+                    "SHIELDES_ENCRYPTION_KEY_OLD to that key"
+                )
+            candidates = [key.fernet]
+        else:
+            token = ref[len("enc:"):]
+            candidates = [k.legacy for k in self._keys.values()]
+        for fernet in candidates:
+            try:
+                return fernet.decrypt(token.encode()).decode()
+            except InvalidToken:
+                continue
         raise SecretError(
-            "storing a provider key needs SHIELDES_ENCRYPTION_KEY; set it, or use --api-key-env VAR instead"
+            "a provider key cannot be decrypted with this node's SHIELDES_ENCRYPTION_KEY; "
+            "set the key used when it was stored"
         )
-    return "enc:" + _fernet(encryption_key).encrypt(plaintext.encode()).decode()
+
+    def needs_rotation(self, ref: str | None) -> bool:
+        """Whether a stored reference is encrypted under anything but the current key."""
+        kid = key_id_of(ref or "")
+        return kid is not None and kid != self.current_key_id
+
+
+def encrypt_secret(plaintext: str, encryption_key: str | None) -> str:
+    return Keyring(encryption_key).encrypt(plaintext)
 
 
 def env_ref(var: str) -> str:
@@ -68,7 +176,7 @@ def env_ref(var: str) -> str:
 
 
 def resolve_secret(
-    ref: str | None, encryption_key: str | None, environ: Mapping[str, str] | None = None
+    ref: str | None, keys: Keyring | str | None, environ: Mapping[str, str] | None = None
 ) -> str | None:
     """The plaintext provider key for a stored reference, read only when a request needs it."""
     if ref is None:
@@ -80,15 +188,8 @@ def resolve_secret(
             raise SecretError(f"environment variable {ref[4:]} (provider key) is not set on this node; set it")
         return value
     if ref.startswith("enc:"):
-        if not encryption_key:
-            raise SecretError("a provider key is encrypted but SHIELDES_ENCRYPTION_KEY is not set on this node")
-        try:
-            return _fernet(encryption_key).decrypt(ref[4:].encode()).decode()
-        except InvalidToken:
-            raise SecretError(
-                "a provider key cannot be decrypted with this node's SHIELDES_ENCRYPTION_KEY; "
-                "set the key used when it was stored"
-            ) from None
+        keyring = keys if isinstance(keys, Keyring) else Keyring(keys)
+        return keyring.decrypt(ref)
     raise SecretError(f"unknown secret reference kind in {ref[:4]!r}")
 
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     gossip_tls_key: Path | None = Field(default=None, description="PEM private key of gossip_tls_cert")
     gossip_tls_ca: Path | None = Field(default=None, description="PEM CA that signs every node's gossip certificate")
     encryption_key: str | None = Field(default=None, description="encrypts provider keys stored in the log")
+    encryption_key_old: str | None = Field(
+        default=None, description="the previous encryption key, still accepted for decryption during a rotation"
+    )
     admin_token: str | None = Field(
         default=None, description="bootstrap token for the admin API and console (role admin)")
 

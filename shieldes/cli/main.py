@@ -37,6 +37,7 @@ def _register() -> None:
         key_cmd,
         pricing_cmd,
         provider_cmd,
+        secrets_cmd,
         serve_cmd,
         snapshot_cmd,
         team_cmd,
@@ -58,6 +59,7 @@ def _register() -> None:
         config_cmd.config_group,
         cluster_cmd.cluster_group,
         admin_token_cmd.admin_token_group,
+        secrets_cmd.secrets_group,
     ):
         cli.add_command(command)
     # `config show/diff` (history) and `config import/export` (interchange) form one group

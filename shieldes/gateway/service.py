@@ -33,7 +33,7 @@ from shieldes.providers.base import (
     UpstreamFailure,
 )
 from shieldes.routing.router import CircuitBreaker, Route, backoff, plan, resolve
-from shieldes.secrets import SecretError, hash_key, resolve_secret
+from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
 from shieldes.usage.pricing import PriceTable, cost_nusd
@@ -87,6 +87,7 @@ class Gateway:
         self.prices = PriceTable()
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self.rng = rng or random.Random()
+        self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
         self._secrets: dict[str, str | None] = {}
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
@@ -163,7 +164,7 @@ class Gateway:
             api_key = self._secrets[ref]
         else:
             try:
-                api_key = resolve_secret(ref, self.settings.encryption_key)
+                api_key = resolve_secret(ref, self.keyring)
             except SecretError as exc:
                 raise UpstreamFailure(exc.message, status=None, retryable=True) from None
             self._secrets[ref] = api_key

@@ -1,0 +1,87 @@
+"""`shieldes secrets generate-key|status|rotate`: the encryption key of provider secrets stored in the log.
+
+Rotation re-encrypts every stored provider key under SHIELDES_ENCRYPTION_KEY, reading the old
+ciphertexts with SHIELDES_ENCRYPTION_KEY_OLD; nodes holding both keys keep serving throughout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.errors import InvalidRequest
+from shieldes.projections.commands import UpdateProvider
+from shieldes.projections.state import Deployment
+from shieldes.secrets import Keyring, generate_key, key_id_of
+
+
+@click.group("secrets", cls=OneLineGroup)
+def secrets_group() -> None:
+    """Encryption of provider keys stored in the log."""
+
+
+def _keyring() -> Keyring:
+    settings = cli_context().settings
+    return Keyring(settings.encryption_key, settings.encryption_key_old)
+
+
+def _encrypted(providers: Mapping[str, Deployment]) -> list[Deployment]:
+    return [d for _, d in sorted(providers.items()) if key_id_of(d.secret_ref or "") is not None]
+
+
+@secrets_group.command("generate-key")
+@json_option
+@handle_errors
+def generate_key_cmd(as_json: bool) -> None:
+    """Print a fresh random key for SHIELDES_ENCRYPTION_KEY."""
+    key = generate_key()
+    if cli_context().as_json:
+        emit({"key": key, "key_id": Keyring(key).current_key_id}, as_json=True)
+    else:
+        click.echo(key)
+
+
+@secrets_group.command("status")
+@json_option
+@handle_errors
+def status(as_json: bool) -> None:
+    """Which key id each encrypted provider key is stored under, and whether it needs rotating."""
+    keyring = _keyring()
+    view = run(read_config())
+    rows = [
+        {"provider": d.name, "key_id": key_id_of(d.secret_ref or ""),
+         "current": not keyring.needs_rotation(d.secret_ref) if keyring.current_key_id else False}
+        for d in _encrypted(view.state.providers)
+    ]
+    emit(rows, as_json=cli_context().as_json, columns=("provider", "key_id", "current"))
+
+
+@secrets_group.command("rotate")
+@click.option("--dry-run", is_flag=True, help="show what would be re-encrypted; append nothing")
+@json_option
+@handle_errors
+def rotate(dry_run: bool, as_json: bool) -> None:
+    """Re-encrypt every stored provider key under SHIELDES_ENCRYPTION_KEY.
+
+    Old ciphertexts are read with SHIELDES_ENCRYPTION_KEY_OLD (or the current key). Every key is
+    decrypted before anything is written, so a missing old key refuses the whole rotation."""
+    ctx = cli_context()
+    keyring = _keyring()
+    if keyring.current_key_id is None:
+        raise InvalidRequest("set SHIELDES_ENCRYPTION_KEY to the new key (and SHIELDES_ENCRYPTION_KEY_OLD to the "
+                             "old one) before rotating; `shieldes secrets generate-key` makes a new key")
+    view = run(read_config())
+    todo = [d for d in _encrypted(view.state.providers) if keyring.needs_rotation(d.secret_ref)]
+    plaintexts = {d.name: keyring.decrypt(d.secret_ref or "") for d in todo}  # refuses before any write
+    rows: list[dict[str, Any]] = []
+    for d in todo:
+        row: dict[str, Any] = {"provider": d.name, "from_key_id": key_id_of(d.secret_ref or ""),
+                               "to_key_id": keyring.current_key_id, "rotated": not dry_run}
+        if not dry_run:
+            written = run(write(UpdateProvider(d.name, secret_ref=keyring.encrypt(plaintexts[d.name]))))
+            row["position"] = written.position
+        rows.append(row)
+    emit(rows, as_json=ctx.as_json, columns=("provider", "from_key_id", "to_key_id", "rotated"))
