@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from shieldes.events.catalog import ALL_EVENTS, Event, UsageDelta, UsageRecorded, UsageRolledUp
@@ -118,6 +120,24 @@ def canonical_json(value: Any) -> str:
 
 
 GENESIS_HASH = "0" * 64
+_EXACT_INT_FLOAT = 1e16  # from here on a float's JSON text has an exponent; Postgres prints all digits
+
+
+def stored_form(value: Any) -> Any:
+    """`value` as it reads back from a jsonb column: Postgres keeps numbers as decimals, so -0.0
+    comes back 0.0 and 1e+300 comes back as the integer 10**300. Hashing this form means the hash
+    an append computes is the one `audit verify` recomputes from the stored row."""
+    if isinstance(value, float):
+        if value == 0.0:
+            return 0.0
+        if abs(value) >= _EXACT_INT_FLOAT and math.isfinite(value):
+            return int(Decimal(repr(value)))
+        return value
+    if isinstance(value, dict):
+        return {k: stored_form(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [stored_form(v) for v in value]
+    return value
 
 
 def chain_hash(
@@ -138,8 +158,8 @@ def chain_hash(
             "stream": stream,
             "type": type_,
             "version": version,
-            "data": data,
-            "metadata": metadata,
+            "data": stored_form(data),
+            "metadata": stored_form(metadata),
             "recorded_at": recorded_at.astimezone(UTC).isoformat(),
         }
     )

@@ -253,3 +253,22 @@ def test_audit_verify_holds_for_extreme_valid_values(database_url: str) -> None:
     ok(url, "team", "create", "t", "--budget", "0")
     assert ok(url, "audit", "verify")["config_events"] == 7
     assert "between 0 and" in refused(url, "pricing", "set", "m", "--input", "1e16", "--output", "1")
+
+
+async def test_chain_hash_is_over_the_stored_form(database_url: str) -> None:
+    """The hash is computed over the values as jsonb hands them back: a negative zero or a float
+    past 1e16 written by any client (not only the CLI's validated commands) still verifies."""
+    from shieldes.events.catalog import CONFIG_STREAM
+    from shieldes.events.pg_store import PostgresEventStore, open_pool
+    from shieldes.events.store import AppendOptions, NewEvent
+
+    pool = open_pool(database_url, size=1, name="t")
+    await pool.open(wait=True)
+    try:
+        store = PostgresEventStore(pool)
+        odd = {"model": "m", "input_per_1m": -0.0, "output_per_1m": 1e300, "nested": [{"x": -0.0}, 2.5e17]}
+        await store.append(CONFIG_STREAM, [NewEvent("pricing.set", 3, odd)], AppendOptions(metadata={"n": -0.0}))
+    finally:
+        await pool.close()
+    report = await asyncio.to_thread(ok, database_url, "audit", "verify")
+    assert report["ok"] and report["config_events"] == 1
