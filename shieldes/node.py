@@ -35,6 +35,7 @@ from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.settings import Settings
+from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
 from shieldes.tasks import stop_task, wait_event
@@ -204,7 +205,8 @@ class Node:
         assert self.pool is not None
         try:
             # newest verified snapshot + the tail; falls back to older snapshots or a full replay
-            projection = await load_projection(self.pool, node_id=self.node_id)
+            projection = await load_projection(self.pool, node_id=self.node_id,
+                                               snapshot_key=mac_key(self.settings.cluster_secret))
             self.projector = Projector(self.store, projection)
             await self.projector.catch_up()
         except Exception as exc:

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes import db
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option, run
 from shieldes.events.pg_store import open_pool
+from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection_report
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 
@@ -47,9 +48,10 @@ def create(as_json: bool) -> None:
 
     async def go() -> dict[str, Any]:
         async with checked_pool(ctx.database_url()) as pool:
-            projection, report = await load_projection_report(pool)
+            key = mac_key(ctx.settings.cluster_secret)
+            projection, report = await load_projection_report(pool, snapshot_key=key)
             info = await save_snapshot(
-                pool, projection, node_id=f"cli:{ctx.settings.node_id}", keep=ctx.settings.snapshots_kept
+                pool, projection, node_id=f"cli:{ctx.settings.node_id}", keep=ctx.settings.snapshots_kept, key=key
             )
             out = info.as_dict()
             out["built_from_snapshot"] = report.snapshot_id

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -162,3 +163,25 @@ def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnec
         kwargs={"autocommit": True},
         reconnect_timeout=5.0,
     )
+
+
+async def config_tip_mismatch(conn: AsyncConnection[Any], tip: tuple[int, str], up_to: int) -> str | None:
+    """Why the log's config chain does not end at `tip` as of position `up_to` (None: it does).
+    A snapshot whose recorded tip fails this holds config the log does not (a stale state re-sealed
+    under a newer position, or a forgery), so its config must not be trusted."""
+    tip_position, tip_hash = tip
+    cur = await conn.execute(
+        "SELECT max(position) FROM events WHERE stream = 'config' AND position <= %s", (up_to,)
+    )
+    row = await cur.fetchone()
+    last = int(row[0]) if row and row[0] is not None else 0
+    if last != tip_position:
+        return (f"its config ends at position {tip_position} but the log's config chain reaches "
+                f"position {last} by position {up_to}")
+    if tip_position == 0:
+        return None
+    cur = await conn.execute("SELECT hash FROM events WHERE position = %s", (tip_position,))
+    row = await cur.fetchone()
+    if row is None or row[0] != tip_hash:
+        return f"its config chain tip hash does not match the log's event at position {tip_position}"
+    return None

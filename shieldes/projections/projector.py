@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from shieldes.events.catalog import USAGE_EVENTS, Event
-from shieldes.events.codec import Codec
+from shieldes.events.codec import GENESIS_HASH, Codec
 from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
@@ -30,6 +30,9 @@ class Projection:
         self.usage = usage if usage is not None else UsageState()
         self.position = position
         self.codec = codec if codec is not None else Codec()
+        # The config hash chain's tip as of `position`: snapshots record it, so a loader can check
+        # that the config it trusts is the one the log's chain ends with.
+        self.config_tip: tuple[int, str] = (0, GENESIS_HASH)
 
     def apply(self, recorded: RecordedEvent) -> Event | None:
         """Fold one recorded event; returns the decoded event (None if already folded)."""
@@ -40,6 +43,8 @@ class Projection:
             apply_usage(self.usage, event)
         else:
             self.config = apply_config(self.config, event)
+            if recorded.hash is not None:
+                self.config_tip = (recorded.position, recorded.hash)
         self.position = recorded.position
         return event
 

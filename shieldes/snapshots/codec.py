@@ -1,14 +1,20 @@
-"""Projection <-> snapshot bytes: deterministic JSON of plain values, zstd-compressed, sha256-checked.
+"""Projection <-> snapshot bytes: deterministic JSON of plain values, zstd-compressed, sealed.
 
 The encoding is a pure function of the state: the same Projection always gives the same bytes
 (sorted keys, explicit field lists, no pickles, no import paths), so a checksum mismatch means the
 stored bytes changed, and two nodes snapshotting the same position write identical snapshots.
 A change to this layout bumps FORMAT; the loader skips snapshots of another format or schema.
+
+The seal is an HMAC-SHA256 keyed from SHIELDES_CLUSTER_SECRET when the writer has one (someone with
+write access to the table but not the secret cannot forge a snapshot), else a plain sha256 (detects
+corruption only). Either way the snapshot records the config hash chain's tip, which the loader
+checks against the log before it trusts the snapshot's config.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +26,8 @@ from shieldes.projections.projector import Projection
 from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
 from shieldes.projections.usage import Totals, UsageState
 
-FORMAT = 1
+FORMAT = 2  # 2: config_tip recorded; HMAC seal
+MAC_PREFIX = "hmac-sha256:"
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
 
@@ -35,7 +42,7 @@ class EncodedSnapshot:
     schema_version: str
     format: int
     state: bytes  # zstd-compressed JSON
-    checksum: str  # sha256 hex of `state`
+    checksum: str  # sha256 hex of `state`, or MAC_PREFIX + HMAC-SHA256 hex of it
 
     @property
     def size_bytes(self) -> int:
@@ -162,28 +169,56 @@ def projection_to_json(projection: Projection) -> bytes:
         "position": projection.position,
         "config": config_to_plain(projection.config),
         "usage": usage_to_plain(projection.usage),
+        "config_tip": list(projection.config_tip),
     }
     return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
 
 
-def seal(raw_json: bytes, position: int) -> EncodedSnapshot:
+def mac_key(cluster_secret: str | None) -> bytes | None:
+    """The snapshot sealing key: derived from the cluster secret (never the secret itself)."""
+    if not cluster_secret:
+        return None
+    return hmac.new(cluster_secret.encode(), b"shieldes-snapshot-seal", hashlib.sha256).digest()
+
+
+def _seal_of(state: bytes, key: bytes | None) -> str:
+    if key is None:
+        return hashlib.sha256(state).hexdigest()
+    return MAC_PREFIX + hmac.new(key, state, hashlib.sha256).hexdigest()
+
+
+def seal(raw_json: bytes, position: int, key: bytes | None = None) -> EncodedSnapshot:
     state = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw_json)
-    return EncodedSnapshot(position, db.SCHEMA_HEAD, FORMAT, state, hashlib.sha256(state).hexdigest())
+    return EncodedSnapshot(position, db.SCHEMA_HEAD, FORMAT, state, _seal_of(state, key))
 
 
-def encode(projection: Projection) -> EncodedSnapshot:
-    return seal(projection_to_json(projection), projection.position)
+def encode(projection: Projection, key: bytes | None = None) -> EncodedSnapshot:
+    return seal(projection_to_json(projection), projection.position, key)
 
 
-def decode(state: bytes, checksum: str, position: int) -> Projection:
+def check_seal(state: bytes, checksum: str, key: bytes | None) -> None:
+    """A reader holding the key accepts only snapshots sealed with it; a reader without one can
+    check a plain checksum only."""
+    if key is not None and not checksum.startswith(MAC_PREFIX):
+        raise SnapshotCorrupt("not sealed with the cluster secret (written by a process without "
+                              "SHIELDES_CLUSTER_SECRET, or forged)")
+    if key is None and checksum.startswith(MAC_PREFIX):
+        raise SnapshotCorrupt("sealed with a cluster secret; set SHIELDES_CLUSTER_SECRET to use it")
+    if not hmac.compare_digest(_seal_of(state, key), checksum):
+        raise SnapshotCorrupt("seal mismatch" if key is not None else "checksum mismatch")
+
+
+def decode(state: bytes, checksum: str, position: int, key: bytes | None = None) -> Projection:
     """Verify, decompress and rebuild; raises SnapshotCorrupt on any mismatch."""
-    if hashlib.sha256(state).hexdigest() != checksum:
-        raise SnapshotCorrupt("checksum mismatch")
+    check_seal(state, checksum, key)
     try:
         plain = orjson.loads(zstandard.ZstdDecompressor().decompress(state))
         if plain["format"] != FORMAT or plain["position"] != position:
             raise SnapshotCorrupt(f"header says format {plain['format']} position {plain['position']}")
-        return Projection(config_from_plain(plain["config"]), usage_from_plain(plain["usage"]), position)
+        projection = Projection(config_from_plain(plain["config"]), usage_from_plain(plain["usage"]), position)
+        tip_position, tip_hash = plain["config_tip"]
+        projection.config_tip = (int(tip_position), str(tip_hash))
+        return projection
     except SnapshotCorrupt:
         raise
     except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
 from shieldes.events.codec import Codec
-from shieldes.events.pg_store import row_to_event
+from shieldes.events.pg_store import config_tip_mismatch, row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.store import rollup_floor
@@ -40,14 +40,15 @@ class LoadReport:
 
 
 async def load_projection(
-    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None
+    pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
+    snapshot_key: bytes | None = None,
 ) -> Projection:
     """The projection at the log head as of one consistent view. With `node_id`, the node is
     registered in `cluster_nodes` at position 0 first and its heartbeat kept fresh while loading,
     and the row ends at the loaded position: compaction never folds past a node still loading
     (which would make it count rollups of events it already folded). Membership heartbeats take
     the row over afterwards."""
-    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id)
+    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id, snapshot_key=snapshot_key)
     return projection
 
 
@@ -69,21 +70,23 @@ async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float
 
 async def load_projection_report(
     pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
-    heartbeat_every: float = 1.0,
+    heartbeat_every: float = 1.0, snapshot_key: bytes | None = None,
 ) -> tuple[Projection, LoadReport]:
     if node_id is None:
-        return await _load(pool, codec or Codec())
+        return await _load(pool, codec or Codec(), snapshot_key)
     await _register(pool, node_id, 0)
     beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
     try:
-        projection, report = await _load(pool, codec or Codec())
+        projection, report = await _load(pool, codec or Codec(), snapshot_key)
     finally:
         await cancel_and_wait(beat)
     await _register(pool, node_id, projection.position)
     return projection, report
 
 
-async def _load(pool: AsyncConnectionPool[Any], codec: Codec) -> tuple[Projection, LoadReport]:
+async def _load(
+    pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None
+) -> tuple[Projection, LoadReport]:
     started = time.perf_counter()
     skipped: list[str] = []
     async with pool.connection() as conn, conn.transaction():
@@ -108,9 +111,12 @@ async def _load(pool: AsyncConnectionPool[Any], codec: Codec) -> tuple[Projectio
                 if row is None:
                     continue
                 try:
-                    projection = await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position)
+                    projection = await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position, key)
+                    reason = await config_tip_mismatch(conn, projection.config_tip, position)
                 except snapcodec.SnapshotCorrupt as exc:
                     reason = f"corrupt ({exc})"
+                if reason is not None:
+                    projection = None
             if reason is not None:
                 log.warning("skipping snapshot %d at position %d: %s", snap_id, position, reason)
                 skipped.append(f"snapshot {snap_id}: {reason}")

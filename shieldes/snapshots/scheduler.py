@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.projections.projector import Projection
 from shieldes.settings import Settings
+from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.compaction import CompactionReport, compact
 from shieldes.snapshots.fencing import Fenced
 from shieldes.snapshots.store import SnapshotInfo, SnapshotRefused, list_snapshots, save_snapshot
@@ -53,6 +54,7 @@ class SnapshotScheduler:
         self._keep = settings.snapshots_kept
         self._node_id = node_id
         self._epoch = leader_epoch
+        self._key = mac_key(settings.cluster_secret)
         self._check = min(check_interval, settings.snapshot_every_seconds)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -72,7 +74,8 @@ class SnapshotScheduler:
 
     async def snapshot_now(self) -> SnapshotInfo:
         info = await save_snapshot(
-            self._pool, self._projection(), node_id=self._node_id, keep=self._keep, leader_epoch=self._epoch
+            self._pool, self._projection(), node_id=self._node_id, keep=self._keep, leader_epoch=self._epoch,
+            key=self._key,
         )
         self.last = info
         return info

@@ -102,10 +102,12 @@ async def save_snapshot(
     node_id: str | None,
     keep: int,
     leader_epoch: int | None = None,
+    key: bytes | None = None,
 ) -> SnapshotInfo:
-    """Encode `projection` now (one loop step, consistent), compress off the loop, then store it."""
+    """Encode `projection` now (one loop step, consistent), compress off the loop, then store it
+    sealed with `key` (see codec.mac_key)."""
     raw = codec.projection_to_json(projection)
-    snap = await asyncio.to_thread(codec.seal, raw, projection.position)
+    snap = await asyncio.to_thread(codec.seal, raw, projection.position, key)
     info = await save_encoded(pool, snap, node_id=node_id, keep=keep, leader_epoch=leader_epoch)
     log.info("snapshot %d written at position %d (%d bytes)", info.id, info.position, info.size_bytes)
     return info
