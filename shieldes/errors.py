@@ -116,6 +116,12 @@ class DatabaseUnavailable(ShieldesError):
     code = "database_unavailable"
 
 
+class AppendTimeout(DatabaseUnavailable):
+    """An append waited too long for the log's lock or a statement (a stuck writer, an overloaded server)."""
+
+    code = "append_timeout"
+
+
 class SchemaNotAtHead(ShieldesError):
     status = 503
     code = "schema_not_at_head"

@@ -18,7 +18,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.errors import ConcurrentChange
+from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
@@ -43,15 +43,42 @@ def row_to_event(row: Sequence[Any]) -> RecordedEvent:
 
 
 class PostgresEventStore:
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    """`lock_timeout`: how long an append waits for the append lock (a stuck writer or a
+    maintenance job must not hang every writer); `statement_timeout` bounds each statement of it."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, lock_timeout: float = 5.0,
+                 statement_timeout: float = 15.0) -> None:
         self._pool = pool
+        self._timeouts = (f"{int(lock_timeout * 1000)}ms", f"{int(statement_timeout * 1000)}ms")
+        self._lock_timeout = lock_timeout
 
     async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
+        try:
+            return await self._append(stream, events, options)
+        except psycopg.errors.LockNotAvailable:
+            raise AppendTimeout(
+                f"the event log's append lock was held for more than {self._lock_timeout:g} s by another "
+                "writer; retry, and if it persists look for a stuck session in pg_stat_activity"
+            ) from None
+        except psycopg.errors.QueryCanceled:
+            raise AppendTimeout("an append to the event log took too long and was cancelled; retry, and check "
+                                "the database's load") from None
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"cannot append to the event log: {first}; check that Postgres is "
+                                      "reachable and retry") from exc
+
+    async def _append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         is_config = stream == CONFIG_STREAM
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            # timeouts first (local to this transaction), in the same round trip as the lock
+            await conn.execute(
+                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+                "pg_advisory_xact_lock(%s)",
+                (*self._timeouts, APPEND_LOCK),
+            )
             if options.idempotency_seq is not None:
                 cur = await conn.execute(
                     "SELECT position FROM events WHERE stream = %s AND seq = %s",

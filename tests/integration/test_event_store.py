@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -120,3 +121,24 @@ async def test_postgres_notifies_config_appends_only(pg_store: PostgresEventStor
         gen = listener.notifies(timeout=5, stop_after=1)
         payloads: list[Any] = [n.payload async for n in gen]
     assert payloads == ["2"]
+
+
+async def test_append_waits_for_a_stuck_lock_holder_only_so_long(pool: Any, database_url: str) -> None:
+    """A session holding the append lock (stuck writer, maintenance) costs other writers at most
+    the lock timeout, then a clear error; nothing is appended, and appends work again after."""
+    import psycopg
+
+    from shieldes.errors import AppendTimeout
+    from shieldes.events.pg_store import APPEND_LOCK, PostgresEventStore
+    from shieldes.events.store import AppendOptions, NewEvent
+
+    store = PostgresEventStore(pool, lock_timeout=0.2)
+    event = [NewEvent("team.created", 1, {"id": "t1", "name": "a"})]
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (APPEND_LOCK,))
+        started = time.monotonic()
+        with pytest.raises(AppendTimeout, match="append lock was held"):
+            await store.append("config", event, AppendOptions())
+        assert time.monotonic() - started < 5
+        holder.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK,))
+    assert (await store.append("config", event, AppendOptions())).first_position == 1
