@@ -111,6 +111,14 @@ class Forbidden(ShieldesError):
     code = "insufficient_role"
 
 
+class EventNotReadable(ShieldesError):
+    """A config change would write an event type or version that a live node cannot read yet."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "cluster_cannot_read_change"
+
+
 class DatabaseUnavailable(ShieldesError):
     status = 503
     code = "database_unavailable"

@@ -195,7 +195,7 @@ class Node:
         except Exception:
             await self.pool.close()
             raise
-        self.store = PostgresEventStore(self.pool)
+        self.store = PostgresEventStore(self.pool, node_timeout=self.settings.node_timeout)
 
     async def start(self) -> None:
         s = self.settings
@@ -278,6 +278,7 @@ class Node:
             "lag": lag,
             "database": "ok" if db_ok else "unreachable",
             "unflushed_usage_deltas": meter.buffered() if meter else 0,
+            "unreadable_events": [u.as_dict() for u in p.projection.unreadable] if p else [],
             "cluster": self.cluster.status() if self.cluster else None,
         }
         return status == "ready", info

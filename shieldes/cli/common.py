@@ -71,7 +71,7 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
         if require_schema:
             async with pool.connection() as conn:
                 db.require_head(await db.async_schema_revision(conn))
-        yield PostgresEventStore(pool)
+        yield PostgresEventStore(pool, node_timeout=cli_context().settings.node_timeout)
     finally:
         await pool.close()
 

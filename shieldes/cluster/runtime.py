@@ -28,6 +28,7 @@ from shieldes.cluster.listener import Listener
 from shieldes.cluster.membership import Membership
 from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
 from shieldes.events.catalog import Event, UsageRecorded
+from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
 from shieldes.settings import Settings
@@ -253,6 +254,9 @@ class ClusterRuntime:
             "gossip": self.gossip.stats.to_dict() if self.gossip is not None else None,
             "requests": self.request_totals() if self.request_totals is not None else None,
             "config_apply_ms": self.last_apply_ms,
+            # rolling upgrades: writers refuse events this node cannot read (events/compat.py)
+            "reads": reads_of(self.projector.projection.codec),
+            "unreadable_events": self.projector.projection.unreadable_count,
         }
 
     def status(self) -> dict[str, Any]:

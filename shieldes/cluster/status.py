@@ -26,6 +26,7 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
         "lag": max(0, head - n.position),
         "leader": bool(n.info.get("leader")),
         "listener": n.info.get("listener"),
+        "unreadable_events": int(n.info.get("unreadable_events") or 0),  # skipped: upgrade this node
         "requests": n.info.get("requests"),  # {"total", "client_errors", "server_errors"} since boot
         "config_apply_ms": n.info.get("config_apply_ms"),  # commit-to-applied delay of the last config event
         "gossip": {

@@ -18,9 +18,10 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable
+from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable, EventNotReadable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
+from shieldes.events.compat import unreadable_by
 from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
 
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
@@ -47,8 +48,9 @@ class PostgresEventStore:
     maintenance job must not hang every writer); `statement_timeout` bounds each statement of it."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, lock_timeout: float = 5.0,
-                 statement_timeout: float = 15.0) -> None:
+                 statement_timeout: float = 15.0, node_timeout: float = 5.0) -> None:
         self._pool = pool
+        self._node_timeout = node_timeout
         self._timeouts = (f"{int(lock_timeout * 1000)}ms", f"{int(statement_timeout * 1000)}ms")
         self._lock_timeout = lock_timeout
 
@@ -101,6 +103,8 @@ class PostgresEventStore:
                     f"the config changed (position {config_position}) after it was read "
                     f"(position {options.expected_config_position}); retry the command"
                 )
+            if is_config:
+                await self._refuse_unreadable(conn, events)
             first = position + 1
             rows = []
             prev = config_hash
@@ -141,6 +145,18 @@ class PostgresEventStore:
             else:
                 await conn.execute("UPDATE log_head SET position = %s WHERE id = 1", (last,))
         return AppendResult(first, last)
+
+    async def _refuse_unreadable(self, conn: AsyncConnection[Any], events: Sequence[NewEvent]) -> None:
+        """Rolling upgrades: a config event some live node cannot apply is not appended."""
+        cur = await conn.execute(
+            "SELECT node_id, info->'reads' FROM cluster_nodes"
+            " WHERE heartbeat_at > now() - make_interval(secs => %s)",
+            (self._node_timeout,),
+        )
+        nodes = {str(r[0]): r[1] if isinstance(r[1], dict) else None for r in await cur.fetchall()}
+        problems = unreadable_by(((e.type, e.version) for e in events), nodes)
+        if problems:
+            raise EventNotReadable(problems[0].message())
 
     async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:

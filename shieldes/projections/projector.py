@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from shieldes.events.catalog import USAGE_EVENTS, Event
-from shieldes.events.codec import GENESIS_HASH, Codec
+from shieldes.events.codec import GENESIS_HASH, Codec, UnknownEvent
 from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
@@ -14,6 +16,19 @@ from shieldes.projections.usage import UsageState, apply_usage
 
 _USAGE_TYPES = frozenset(c.TYPE for c in USAGE_EVENTS)
 PAGE = 5000
+log = logging.getLogger(__name__)
+UNREADABLE_KEPT = 20
+
+
+@dataclass(frozen=True)
+class UnreadableEvent:
+    position: int
+    type: str
+    version: int
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"position": self.position, "type": self.type, "version": self.version, "reason": self.reason}
 
 
 class Projection:
@@ -33,20 +48,43 @@ class Projection:
         # The config hash chain's tip as of `position`: snapshots record it, so a loader can check
         # that the config it trusts is the one the log's chain ends with.
         self.config_tip: tuple[int, str] = (0, GENESIS_HASH)
+        self.unreadable: list[UnreadableEvent] = []  # the first UNREADABLE_KEPT skipped events
+        self.unreadable_count = 0
 
     def apply(self, recorded: RecordedEvent) -> Event | None:
-        """Fold one recorded event; returns the decoded event (None if already folded)."""
+        """Fold one recorded event; returns the decoded event (None if already folded or unreadable).
+
+        An event this release cannot read (a newer type or version written during a rolling
+        upgrade) or a config event whose fold fails is skipped and kept in `unreadable`: the node
+        keeps applying everything else (revocations included) and says so; see docs/deploy.md."""
         if recorded.position <= self.position:
             return None
-        event = self.codec.decode(recorded.type, recorded.version, recorded.data)
-        if recorded.type in _USAGE_TYPES:
-            apply_usage(self.usage, event)
-        else:
-            self.config = apply_config(self.config, event)
-            if recorded.hash is not None:
-                self.config_tip = (recorded.position, recorded.hash)
+        try:
+            event = self.codec.decode(recorded.type, recorded.version, recorded.data)
+            if recorded.type in _USAGE_TYPES:
+                apply_usage(self.usage, event)
+            else:
+                self.config = apply_config(self.config, event)
+        except UnknownEvent as exc:
+            self._skip(recorded, str(exc))
+            return None
+        except Exception as exc:  # a config fold that fails leaves the (immutable) old state intact
+            if recorded.type in _USAGE_TYPES:
+                raise  # usage folds mutate in place: a half-applied one must not be skipped silently
+            self._skip(recorded, f"cannot apply: {type(exc).__name__}: {exc}")
+            return None
+        if recorded.hash is not None:
+            self.config_tip = (recorded.position, recorded.hash)
         self.position = recorded.position
         return event
+
+    def _skip(self, recorded: RecordedEvent, reason: str) -> None:
+        self.unreadable_count += 1
+        if len(self.unreadable) < UNREADABLE_KEPT:
+            self.unreadable.append(UnreadableEvent(recorded.position, recorded.type, recorded.version, reason))
+        if recorded.hash is not None:
+            self.config_tip = (recorded.position, recorded.hash)
+        self.position = recorded.position
 
     def apply_all(self, events: Iterable[RecordedEvent]) -> None:
         for e in events:
@@ -67,6 +105,15 @@ class Projector:
         self._advanced = asyncio.Condition()
         self._listeners: list[Listener] = []
         self.known_head = 0
+        self._reported_unreadable = 0
+
+    def _report_unreadable(self, recorded: RecordedEvent) -> None:
+        self._reported_unreadable = self.projection.unreadable_count
+        log.error(
+            "cannot apply event %s v%d at position %d; skipped it and keep applying the rest. Upgrade this "
+            "node (it runs an older release than the writer) and restart it to apply it (%d skipped so far)",
+            recorded.type, recorded.version, recorded.position, self.projection.unreadable_count,
+        )
 
     @property
     def position(self) -> int:
@@ -100,6 +147,8 @@ class Projector:
                         if event is not None:
                             for listener in self._listeners:
                                 listener(recorded, event)
+                        elif self.projection.unreadable_count > self._reported_unreadable:
+                            self._report_unreadable(recorded)
                 except BaseException:
                     if ahead is not None:
                         ahead.cancel()

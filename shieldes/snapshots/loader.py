@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
 from shieldes.events.codec import Codec
+from shieldes.events.compat import reads_of
 from shieldes.events.pg_store import config_tip_mismatch, row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
@@ -52,12 +54,15 @@ async def load_projection(
     return projection
 
 
-async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int) -> None:
+async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int, codec: Codec) -> None:
+    # what this release reads is advertised from the first row on: writers check it while we load
+    reads = {"reads": reads_of(codec)}
     async with pool.connection() as conn:
         await conn.execute(
-            "INSERT INTO cluster_nodes (node_id, position) VALUES (%s, %s) ON CONFLICT (node_id) "
-            "DO UPDATE SET position = excluded.position, heartbeat_at = now()",
-            (node_id, position),
+            "INSERT INTO cluster_nodes (node_id, position, info) VALUES (%s, %s, %s) ON CONFLICT (node_id) "
+            "DO UPDATE SET position = excluded.position, heartbeat_at = now(),"
+            " info = cluster_nodes.info || excluded.info",
+            (node_id, position, Jsonb(reads)),
         )
 
 
@@ -74,13 +79,13 @@ async def load_projection_report(
 ) -> tuple[Projection, LoadReport]:
     if node_id is None:
         return await _load(pool, codec or Codec(), snapshot_key)
-    await _register(pool, node_id, 0)
+    await _register(pool, node_id, 0, codec or Codec())
     beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
     try:
         projection, report = await _load(pool, codec or Codec(), snapshot_key)
     finally:
         await cancel_and_wait(beat)
-    await _register(pool, node_id, projection.position)
+    await _register(pool, node_id, projection.position, codec or Codec())
     return projection, report
 
 

@@ -106,6 +106,13 @@ async def save_snapshot(
 ) -> SnapshotInfo:
     """Encode `projection` now (one loop step, consistent), compress off the loop, then store it
     sealed with `key` (see codec.mac_key)."""
+    if projection.unreadable:
+        first = projection.unreadable[0]
+        raise SnapshotRefused(
+            f"this process skipped {projection.unreadable_count} event(s) it cannot read (first: {first.type} "
+            f"v{first.version} at position {first.position}); a snapshot from it would hide them from nodes "
+            "that can: upgrade it, or snapshot from an upgraded node"
+        )
     raw = codec.projection_to_json(projection)
     snap = await asyncio.to_thread(codec.seal, raw, projection.position, key)
     info = await save_encoded(pool, snap, node_id=node_id, keep=keep, leader_epoch=leader_epoch)

@@ -1,0 +1,112 @@
+"""Rolling upgrades, old and new side by side: an old-release node, a new node and the new CLI.
+
+The new CLI refuses a change the old node cannot read while it is alive (naming it) and accepts it
+once it is gone; an old node that meets an unreadable event anyway keeps serving, keeps applying
+the rest (a revocation after it) and says so in /ready and `cluster status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.events.store import AppendOptions, NewEvent
+from shieldes.projections.commands import AddProvider
+from tests import pg
+from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, get_json, until
+from tests.cluster.test_three_nodes import chat
+
+pytestmark = pytest.mark.cluster
+NEW_TYPE = "rate_limit.set"  # the type the old release lacks in this test
+
+
+def cli(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHIELDES_DATABASE_URL": c.database_url, "PYTHONPATH": str(ROOT),
+           "SHIELDES_NODE_TIMEOUT": "1.5"}
+    return subprocess.run([sys.executable, "-m", "shieldes", "--json", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def start_old(c: Cluster, node_id: str) -> None:
+    node = c.add_node(node_id)
+    env = c.env(node) | {"SHIELDES_TEST_OLD_RELEASE_LACKS": NEW_TYPE}
+    with node.log.open("ab") as out:
+        node.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.old_release", "serve"], cwd=ROOT,
+                                     env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture()
+def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("upgrade"))
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        start_old(c, "old1")
+        c.start(c.add_node("new1"))
+        for node in c.nodes:
+            c.wait_ready(node)
+        yield c
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)
+
+
+def test_old_and_new_release_side_by_side(cluster: Cluster) -> None:
+    # first: an old node that meets an event it cannot read skips it and keeps applying the rest
+    old, new = cluster.nodes
+    created = json.loads(cli(cluster, "key", "create", "--name", "app").stdout)
+
+    async def write_unreadable() -> int:
+        # a writer that does not check (a previous release's CLI): node_timeout 0 sees no live node
+        pool = open_pool(cluster.database_url, size=1, name="t")
+        await pool.open(wait=True)
+        try:
+            result = await PostgresEventStore(pool, node_timeout=0).append(
+                CONFIG_STREAM, [NewEvent(NEW_TYPE, 1, {"key_id": created["id"], "rpm": 1000, "tpm": None})],
+                AppendOptions(metadata={"actor": "old-cli"}))
+            return result.last_position
+        finally:
+            await pool.close()
+
+    position = asyncio.run(write_unreadable())
+    cluster.wait_position(position)
+    status, body = get_json(old.base + "/ready")
+    assert status == 200 and body["unreadable_events"][0]["type"] == NEW_TYPE
+    assert body["unreadable_events"][0]["position"] == position
+    assert (get_json(new.base + "/ready")[1] or {})["unreadable_events"] == []
+    assert "cannot apply event rate_limit.set" in old.log.read_text()
+
+    # the revocation after it still reaches the old node
+    assert chat(old.base, created["key"]) == 200
+    revoked = cli(cluster, "key", "revoke", "app")
+    assert revoked.returncode == 0, revoked.stderr
+    until(lambda: chat(old.base, created["key"]) == 401, 5, "revocation applied on the old node")
+    def unreadable_per_node() -> dict[str, int]:
+        rows = json.loads(cli(cluster, "cluster", "status").stdout)["nodes"]
+        return {n["node_id"]: n["unreadable_events"] for n in rows}
+
+    until(lambda: unreadable_per_node() == {"old1": 1, "new1": 0}, 5, "cluster status names the old node")
+
+    # then: the new CLI refuses what the live old node cannot read, and accepts it once it is gone
+    assert cli(cluster, "key", "create", "--name", "plain").returncode == 0  # readable by both: accepted
+    refused = cli(cluster, "key", "create", "--name", "limited", "--rpm", "5")
+    assert refused.returncode != 0
+    line = refused.stderr.strip()
+    assert line.startswith("error: node old1 is alive and reads rate_limit.set not at all") and "\n" not in line
+    assert "upgrade node old1" in line
+    assert "limited" not in {k["name"] for k in json.loads(cli(cluster, "key", "list").stdout)}
+
+    cluster.kill(old, signal.SIGTERM)  # the old node leaves (graceful: deregisters)
+    accepted = cli(cluster, "key", "create", "--name", "limited", "--rpm", "5")
+    assert accepted.returncode == 0, accepted.stderr
+    secret = json.loads(accepted.stdout)["key"]
+    until(lambda: chat(new.base, secret) == 200, 5, "new node serves the new key")
