@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -32,7 +33,7 @@ from shieldes.gateway.app import IN_FLIGHT, build_app
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.service import Gateway
-from shieldes.projections.projector import Projector
+from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
@@ -56,8 +57,11 @@ class LogPoller:
     """Catches the projector up every `interval` (and on `kick()`); the backstop that makes
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
 
-    def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics) -> None:
+    def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics,
+                 reload: Callable[[], Awaitable[Projection]] | None = None) -> None:
         self.projector = projector
+        self.reload = reload
+        self.reloads = 0
         self.meter = meter
         self.interval = interval
         self.metrics = metrics
@@ -76,6 +80,9 @@ class LogPoller:
             # A stuck database must show in /ready within a few poll intervals.
             timeout = min(DB_CALL_TIMEOUT, max(1.0, self.interval * 5))
             head = await asyncio.wait_for(self.projector.store.head(), timeout)
+            diverged = await asyncio.wait_for(self.projector.divergence(head), timeout)
+            if diverged is not None and self.reload is not None:
+                await self._reload(diverged)
             self.projector.note_head(head)
             await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
         except asyncio.CancelledError:
@@ -92,6 +99,16 @@ class LogPoller:
         self.metrics.log_lag.set(self.projector.lag)
         self.metrics.usage_buffered.set(self.meter.buffered())
         return True
+
+    async def _reload(self, reason: str) -> None:
+        """The database failed over to a replica that lacks (or replaced) events this node applied:
+        continuing from the cursor would skip the new primary's events at those positions."""
+        log.error("the event log no longer matches this node (%s): the database failed over to a replica "
+                  "that had not received everything; reloading the state from the new primary", reason)
+        assert self.reload is not None
+        projection = await asyncio.wait_for(self.reload(), DB_CALL_TIMEOUT * 6)
+        await self.projector.replace(projection)
+        self.reloads += 1
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -197,6 +214,12 @@ class Node:
             raise
         self.store = PostgresEventStore(self.pool, node_timeout=self.settings.node_timeout)
 
+    async def _load(self) -> Projection:
+        """Newest verified snapshot + the tail; falls back to older snapshots or a full replay."""
+        assert self.pool is not None
+        return await load_projection(self.pool, node_id=self.node_id,
+                                     snapshot_key=mac_key(self.settings.cluster_secret))
+
     async def start(self) -> None:
         s = self.settings
         self.state = "starting"
@@ -205,9 +228,7 @@ class Node:
         assert self.pool is not None
         try:
             # newest verified snapshot + the tail; falls back to older snapshots or a full replay
-            projection = await load_projection(self.pool, node_id=self.node_id,
-                                               snapshot_key=mac_key(self.settings.cluster_secret))
-            self.projector = Projector(self.store, projection)
+            self.projector = Projector(self.store, await self._load())
             await self.projector.catch_up()
         except Exception as exc:
             await self._close_pool()
@@ -216,7 +237,7 @@ class Node:
         used = self.projector.usage.node_seqs.get(self.node_id, {})
         self.epoch = max(int(time.time()), max(used, default=0) + 1)
         self.meter = ClusterMeter(self.node_id, self.epoch, buffer_max=s.usage_buffer_max)
-        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics)
+        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         await self.poller.start()
         await self.flusher.start()

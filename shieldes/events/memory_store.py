@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
-from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
+from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, NewEvent, RecordedEvent
 
 
 def _utcnow() -> datetime:
@@ -75,6 +75,12 @@ class InMemoryEventStore:
 
     async def head(self) -> int:
         return self._events[-1].position if self._events else 0
+
+    async def fingerprint(self, position: int) -> Fingerprint | None:
+        for e in self._events:
+            if e.position == position:
+                return Fingerprint.of(e)
+        return None
 
     async def config_head(self) -> int:
         return self._config_position

@@ -22,7 +22,7 @@ from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
-from shieldes.events.store import AppendOptions, AppendResult, NewEvent, RecordedEvent
+from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, NewEvent, RecordedEvent
 
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
 NOTIFY_CHANNEL = "shieldes_events"
@@ -178,6 +178,12 @@ class PostgresEventStore:
             cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
+
+    async def fingerprint(self, position: int) -> Fingerprint | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT stream, type, recorded_at FROM events WHERE position = %s", (position,))
+            row = await cur.fetchone()
+        return Fingerprint(row[0], row[1], row[2]) if row else None
 
     async def config_head(self) -> int:
         async with self._pool.connection() as conn:

@@ -59,6 +59,17 @@ class AppendOptions:
     idempotency_seq: int | None = None
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    stream: str
+    type: str
+    recorded_at: datetime  # the appending transaction's clock: differs for a different event
+
+    @classmethod
+    def of(cls, e: RecordedEvent) -> Fingerprint:
+        return cls(e.stream, e.type, e.recorded_at)
+
+
 class EventStore(Protocol):
     async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         """Append atomically. Positions are commit-ordered: a reader tailing by position never skips."""
@@ -78,4 +89,10 @@ class EventStore(Protocol):
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         """Config events whose metadata has `metadata_field` == `value`, ascending (idempotency keys)."""
+        ...
+
+    async def fingerprint(self, position: int) -> Fingerprint | None:
+        """What identifies the event at `position` (None: no event there). After a database
+        failover a node compares it with the event it applied there: a different one means the new
+        primary's log diverged from what the node holds."""
         ...

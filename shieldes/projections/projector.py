@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from shieldes.events.catalog import USAGE_EVENTS, Event
 from shieldes.events.codec import GENESIS_HASH, Codec, UnknownEvent
-from shieldes.events.store import EventStore, RecordedEvent
+from shieldes.events.store import EventStore, Fingerprint, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import UsageState, apply_usage
@@ -106,6 +106,9 @@ class Projector:
         self._listeners: list[Listener] = []
         self.known_head = 0
         self._reported_unreadable = 0
+        # The last event applied, as (position, fingerprint): after a database failover the new
+        # primary may lack it (asynchronous replication) or hold another event there.
+        self.anchor: tuple[int, Fingerprint] | None = None
 
     def _report_unreadable(self, recorded: RecordedEvent) -> None:
         self._reported_unreadable = self.projection.unreadable_count
@@ -154,12 +157,36 @@ class Projector:
                         ahead.cancel()
                     raise
                 if page:
+                    self.anchor = (page[-1].position, Fingerprint.of(page[-1]))
                     self.known_head = max(self.known_head, page[-1].position)
                     async with self._advanced:
                         self._advanced.notify_all()
                 if ahead is None:
                     return self.projection.position
                 page = await ahead
+
+    async def divergence(self, head: int) -> str | None:
+        """Why the log no longer matches what this projection applied (None: it does). `head` is
+        the log's current head. Only a log that lost or replaced events (a failover to a replica
+        that had not received them) differs; compaction never rewrites positions a node applied."""
+        if head < self.projection.position:
+            return f"the log ends at position {head}, before this node's position {self.projection.position}"
+        if self.anchor is None or self.anchor[0] != self.projection.position:
+            return None  # nothing applied by this process yet (just loaded): nothing to compare
+        position, expected = self.anchor
+        found = await self.store.fingerprint(position)
+        if found != expected:
+            return f"the event at position {position} is not the one this node applied"
+        return None
+
+    async def replace(self, projection: Projection) -> None:
+        """Start over from `projection` (a reload after the log diverged)."""
+        async with self._lock:
+            projection.codec = self.projection.codec
+            self.projection = projection
+            self.anchor = None
+            self.known_head = projection.position
+            self._reported_unreadable = projection.unreadable_count
 
     def note_head(self, head: int) -> None:
         """A hint (NOTIFY payload, gossip) that the log reaches at least `head`."""
