@@ -34,6 +34,7 @@ from shieldes import db
 from shieldes.errors import ShieldesError
 from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
+from shieldes.events.locks import LockBusy, session_lock
 from shieldes.snapshots.codec import FORMAT as SNAPSHOT_FORMAT
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
@@ -284,28 +285,25 @@ async def compact(
     codec = codec or Codec()
     report = CompactionReport(leader_epoch=leader_epoch)
     metadata = {"actor": "compaction", "node_id": node_id, "leader_epoch": leader_epoch}
-    async with pool.connection() as conn:
-        # Session lock: snapshot inserts wait while a compaction is half-way (store.save_encoded).
-        await conn.execute("SELECT pg_advisory_lock(%s)", (MAINTENANCE_LOCK,))
-        try:
-            async with conn.transaction():
-                await check_epoch(conn, leader_epoch)
-                report.cutoff, report.limited_by = await _choose_cutoff(conn, retain_seconds, node_timeout)
-                cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (report.cutoff,))
-                report.snapshots_deleted = cur.rowcount
-            if report.cutoff > 0:
-                keep = await _watermark_positions(conn, report.cutoff)
-                report.kept_watermarks = len(keep)
-                after: int | None = 0
-                while after is not None:
-                    after = await _fold_batch(
-                        conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
-                        batch=batch, max_deltas=max_deltas, metadata=metadata, report=report,
-                    )
-                await _merge_hours(conn, codec, epoch=leader_epoch, cutoff=report.cutoff,
-                                   max_deltas=max_deltas, metadata=metadata, report=report)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK,))
+    # Session lock on its own connection: snapshot inserts wait while a compaction is half-way
+    # (store.save_encoded), and the lock cannot outlive this call (events/locks.py).
+    async with session_lock(pool, MAINTENANCE_LOCK), pool.connection() as conn:
+        async with conn.transaction():
+            await check_epoch(conn, leader_epoch)
+            report.cutoff, report.limited_by = await _choose_cutoff(conn, retain_seconds, node_timeout)
+            cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (report.cutoff,))
+            report.snapshots_deleted = cur.rowcount
+        if report.cutoff > 0:
+            keep = await _watermark_positions(conn, report.cutoff)
+            report.kept_watermarks = len(keep)
+            after: int | None = 0
+            while after is not None:
+                after = await _fold_batch(
+                    conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
+                    batch=batch, max_deltas=max_deltas, metadata=metadata, report=report,
+                )
+            await _merge_hours(conn, codec, epoch=leader_epoch, cutoff=report.cutoff,
+                               max_deltas=max_deltas, metadata=metadata, report=report)
     report.seconds = time.perf_counter() - started
     log.info(
         "compaction (epoch %d): cutoff %d (%s), %d raw events -> %d rollups in %.2fs",
@@ -321,23 +319,20 @@ async def compact_once(
 ) -> CompactionReport:
     """The CLI's compaction: take the leader lock itself (refusing if a node holds it), take a new
     epoch so any stale leader is fenced, compact, release."""
-    async with pool.connection() as lock_conn:
-        cur = await lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
-        row = await cur.fetchone()
-        if not row or not row[0]:
-            cur = await lock_conn.execute("SELECT epoch, node_id FROM leader_epoch WHERE id = 1")
-            lead = await cur.fetchone()
-            who = f"node {lead[1]} (epoch {lead[0]})" if lead and lead[1] else "another process"
-            raise LeaderActive(
-                f"{who} holds the leader lock and compacts on its own schedule "
-                "(SHIELDES_COMPACT_INTERVAL, retention SHIELDES_COMPACT_RETAIN_SECONDS); "
-                "run `shieldes compact` only when no node is leader"
-            )
-        try:
+    try:
+        async with session_lock(pool, LEADER_LOCK, try_only=True) as lock_conn:
             epoch = await bump_epoch(lock_conn, holder)
             return await compact(
                 pool, leader_epoch=epoch, retain_seconds=retain_seconds, node_timeout=node_timeout,
                 node_id=holder, batch=batch, max_deltas=max_deltas,
             )
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
+    except LockBusy:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT epoch, node_id FROM leader_epoch WHERE id = 1")
+            lead = await cur.fetchone()
+        who = f"node {lead[1]} (epoch {lead[0]})" if lead and lead[1] else "another process"
+        raise LeaderActive(
+            f"{who} holds the leader lock and compacts on its own schedule "
+            "(SHIELDES_COMPACT_INTERVAL, retention SHIELDES_COMPACT_RETAIN_SECONDS); "
+            "run `shieldes compact` only when no node is leader"
+        ) from None

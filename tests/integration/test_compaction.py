@@ -278,3 +278,40 @@ async def test_compaction_scheduler_runs_and_stops_when_fenced(pool: AsyncConnec
                 await asyncio.sleep(0.01)
     finally:
         await sched.stop()
+
+
+async def test_a_cancelled_compaction_never_leaves_its_lock_behind(pool: Any) -> None:
+    """However a compaction is left (cancelled twice, the second time inside its own cleanup), its
+    session lock goes with its dedicated connection: the next snapshot write does not wait."""
+    from shieldes.events.locks import session_lock
+    from shieldes.snapshots.fencing import MAINTENANCE_LOCK
+
+    async def held_lock_count() -> int:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                     "AND objid = %s", (MAINTENANCE_LOCK & 0xFFFF_FFFF,))
+            row = await cur.fetchone()
+            return int(row[0])
+
+    entered = asyncio.Event()
+
+    async def stuck_job() -> None:
+        async with session_lock(pool, MAINTENANCE_LOCK):
+            entered.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                await asyncio.sleep(3600)  # a cleanup that is itself cancelled
+
+    task = asyncio.create_task(stuck_job())
+    await asyncio.wait_for(entered.wait(), 10)
+    assert await held_lock_count() == 1
+    for _ in range(2):
+        task.cancel()
+        await asyncio.sleep(0.01)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = asyncio.get_running_loop().time() + 10
+    while await held_lock_count():
+        assert asyncio.get_running_loop().time() < deadline, "the lock outlived its job"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,44 @@
+"""Session advisory locks on dedicated connections.
+
+A session lock taken on a pooled connection outlives a `finally` that is cancelled before its
+unlock runs: the connection goes back to the pool still holding the lock, and every later
+maintenance job waits forever. Here the lock lives on its own connection, which is closed on the
+way out however the block is left; closing the session releases its locks in the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+
+class LockBusy(Exception):
+    """`try_only` and another session holds the lock."""
+
+
+@asynccontextmanager
+async def session_lock(
+    pool: AsyncConnectionPool[Any], key: int, *, try_only: bool = False, connect_timeout: int = 10
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Hold advisory lock `key` for the block, on a connection of its own to `pool`'s database
+    (yielded, for work that must happen under the lock on the same session, e.g. a fencing-epoch
+    bump)."""
+    conninfo = pool.conninfo
+    if not isinstance(conninfo, str):
+        raise TypeError("session_lock needs a pool opened with a conninfo string")
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=connect_timeout)
+    try:
+        if try_only:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cur.fetchone()
+            if not row or not row[0]:
+                raise LockBusy(f"advisory lock {key:#x} is held by another session")
+        else:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        yield conn
+    finally:
+        await conn.close()
