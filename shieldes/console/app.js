@@ -1,0 +1,104 @@
+// The console shell: sign-in (token or SSO), navigation between pages, and the live refresh loop.
+import { api, session, h, toast, errorBox } from "./core.js";
+import { overviewPage } from "./overview.js";
+import { keysPage } from "./keys.js";
+import { usagePage } from "./usage.js";
+import { auditPage } from "./audit.js";
+import { providersPage } from "./providers.js";
+
+const PAGES = { overview: overviewPage, keys: keysPage, usage: usagePage, audit: auditPage, providers: providersPage };
+const main = () => document.getElementById("main");
+let current = null; // {name, stop()}
+
+function takeSessionFromFragment() {
+  // after OIDC sign-in the node redirects to /ui/#session=<token>; the fragment never reaches a server
+  const m = location.hash.match(/^#session=(.+)$/);
+  if (m) {
+    session.token = decodeURIComponent(m[1]);
+    history.replaceState(null, "", "/ui/#/overview");
+  }
+}
+
+async function signInView(message) {
+  stopPage();
+  session.token = null;
+  session.me = null;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("who").hidden = true;
+  const input = h("input", { type: "password", name: "token", autocomplete: "off", required: true, spellcheck: "false" });
+  const status = h("p.error", { role: "alert" }, message || "");
+  const form = h("form.panel.signin", { "aria-labelledby": "signin-title" },
+    h("h1#signin-title", "Sign in"),
+    h("p", "Use an admin token: SHIELDES_ADMIN_TOKEN or one made with ", h("code", "shieldes admin-token create"), "."),
+    h("div.field", h("label", { for: "token" }, "Admin token"), Object.assign(input, { id: "token" })),
+    status,
+    h("button.primary", { type: "submit" }, "Sign in"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    session.token = input.value.trim();
+    try {
+      await start();
+    } catch (err) {
+      session.token = null;
+      status.textContent = err.message;
+      input.focus();
+    }
+  });
+  const m = main();
+  m.replaceChildren(form);
+  try {
+    const opts = await (await fetch("/ui/sign-in.json")).json();
+    if (opts.oidc) {
+      form.append(h("p.or", "or"), h("a.button", { href: "/ui/oidc/login" }, "Sign in with SSO"));
+    }
+  } catch { /* the token form still works */ }
+  input.focus();
+}
+
+function stopPage() {
+  if (current && current.stop) current.stop();
+  current = null;
+}
+
+async function route() {
+  if (!session.me) return;
+  const name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "overview";
+  const page = PAGES[name] || PAGES.overview;
+  stopPage();
+  document.getElementById("toast").className = "toast";
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  const m = main();
+  m.replaceChildren(h("p.muted", "Loading…"));
+  try {
+    current = (await page(m)) || null;
+    const title = m.querySelector("h1");
+    if (title) title.focus({ preventScroll: true });
+    document.title = `${title ? title.textContent : "shieldes"} · shieldes console`;
+  } catch (err) {
+    m.replaceChildren(errorBox(err));
+  }
+}
+
+async function start() {
+  session.me = await api("GET", "/whoami");
+  document.getElementById("nav").hidden = false;
+  const who = document.getElementById("who");
+  who.hidden = false;
+  document.getElementById("who-name").textContent = `${session.me.name} · ${session.me.role} · node ${session.me.node_id}`;
+  if (!location.hash.startsWith("#/")) history.replaceState(null, "", "/ui/#/overview");
+  await route();
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("shieldes:signed-out", (ev) => {
+  signInView(ev.detail ? `Signed out: ${ev.detail}` : "Signed out.");
+});
+document.getElementById("sign-out").addEventListener("click", () => {
+  signInView("");
+  toast("Signed out.");
+});
+
+takeSessionFromFragment();
+if (session.token) start().catch((err) => signInView(err.message)); else signInView("");

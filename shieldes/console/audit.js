@@ -1,0 +1,106 @@
+// The audit trail: config changes (who, what, when), the config as it was at any change (step back
+// and forth in time), and a diff between two points.
+import { api, h, fmt, table, heading, field, qs, errorBox } from "./core.js";
+
+export async function auditPage(root) {
+  const actor = h("input", { name: "actor" });
+  const type = h("input", { name: "type", placeholder: "e.g. virtual_key" });
+  const subject = h("input", { name: "subject" });
+  const filters = h("form.toolbar", { "aria-label": "Audit filters" },
+    field("Actor", actor), field("Type", type), field("Subject", subject), h("button", { type: "submit" }, "Filter"));
+  const listArea = h("div");
+  const asOfArea = h("section.panel", { "aria-labelledby": "asof-title", "aria-live": "polite" });
+  const diffArea = h("section.panel", { "aria-labelledby": "diff-title", "aria-live": "polite" });
+  root.replaceChildren(heading("Audit log"), filters, h("div.split", h("div", listArea), h("div", asOfArea, diffArea)));
+  let rows = [];
+  let next = null;
+  let asOf = null; // a position, or null for now
+  let diffFrom = null;
+
+  async function loadEvents(more) {
+    try {
+      const page = await api("GET", `/audit${qs({ actor: actor.value.trim(), type: type.value.trim(), subject: subject.value.trim(), limit: 50, before: more ? next : null })}`);
+      rows = more ? rows.concat(page.data) : page.data;
+      next = page.next_before;
+      renderList();
+    } catch (err) {
+      listArea.replaceChildren(errorBox(err));
+    }
+  }
+
+  function renderList() {
+    const t = table("Config changes, newest first", [
+      { label: "#", num: true, header: true, cell: (r) => String(r.position) },
+      { label: "When", cell: (r) => h("span", fmt.time(r.recorded_at).slice(0, 10), h("span.sub", fmt.time(r.recorded_at).slice(11))) },
+      { label: "Actor", cell: (r) => r.actor },
+      { label: "Change", cell: (r) => h("span", h("code", r.type), h("span.sub", r.subject || "–")) },
+      { label: "Time travel", cell: (r) => h("div.actions",
+        h("button", { type: "button", "aria-label": `Config as of change ${r.position}`, onclick: () => showAsOf(r.position) }, "As of"),
+        h("button", { type: "button", "aria-label": `Diff from change ${r.position}`, onclick: () => showDiff(r.position) }, "Diff from")) },
+    ], rows.map((r) => ({ ...r, attrs: { class: r.position === asOf ? "selected" : null } })), { empty: "No config changes match." });
+    listArea.replaceChildren(t);
+    if (next) listArea.append(h("button", { type: "button", onclick: () => loadEvents(true) }, "Older changes"));
+  }
+
+  async function showAsOf(position) {
+    asOf = position;
+    renderList();
+    let cfg;
+    try {
+      cfg = await api("GET", `/config${qs({ at: position === null ? null : String(position) })}`);
+    } catch (err) {
+      asOfArea.replaceChildren(errorBox(err));
+      return;
+    }
+    const positions = rows.map((r) => r.position).sort((a, b) => a - b);
+    const idx = positions.indexOf(position);
+    const earlier = position === null ? positions[positions.length - 1] : positions[idx - 1];
+    const later = position === null ? undefined : positions[idx + 1];
+    const when = position === null ? "now" : `change #${cfg.position}${cfg.recorded_at ? ` (${fmt.time(cfg.recorded_at)})` : ""}`;
+    asOfArea.replaceChildren(
+      h("h2#asof-title", "Config as of ", h("span#asof-point", when)),
+      h("div.actions",
+        h("button", { type: "button", disabled: earlier === undefined, onclick: () => showAsOf(earlier) }, "◀ Step back"),
+        h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(later === undefined ? null : later) }, "Step forward ▶"),
+        h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(null) }, "Now")),
+      table("Keys", [
+        { label: "Key", header: true, cell: (k) => k.name },
+        { label: "Status", cell: (k) => h(`span.badge.${k.revoked ? "bad" : "ok"}`, k.revoked ? "revoked" : "active") },
+        { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
+        { label: "Budget", num: true, cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
+      ], [...cfg.keys].sort((a, b) => a.name.localeCompare(b.name)), { empty: "No keys at this point." }),
+      table("Providers", [
+        { label: "Provider", header: true, cell: (p) => p.name },
+        { label: "Models", cell: (p) => p.models.join(", ") },
+        { label: "Weight", num: true, cell: (p) => String(p.weight) },
+      ], cfg.providers, { empty: "No providers at this point." }),
+      h("p.muted.small", `${cfg.teams.length} teams, ${cfg.pricing.length} prices, ${(cfg.admin_tokens || []).length} admin tokens at this point.`));
+  }
+
+  async function showDiff(from) {
+    diffFrom = from;
+    let d;
+    try {
+      d = await api("GET", `/config/diff${qs({ from: String(from), to: asOf === null ? null : String(asOf) })}`);
+    } catch (err) {
+      diffArea.replaceChildren(h("h2#diff-title", "Diff"), errorBox(err));
+      return;
+    }
+    diffArea.replaceChildren(
+      h("h2#diff-title", `Changes from #${d.from.position} to #${d.to.position}`),
+      h("p.muted.small", `${d.events} events; pick “As of” on a row to move the end point, “Diff from” to move the start.`),
+      table("Changed entities", [
+        { label: "Entity", header: true, cell: (c) => `${c.kind} ${c.name}` },
+        { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
+        { label: "Fields", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
+          h("li", h("code", f), `: ${JSON.stringify(v.from)} → ${JSON.stringify(v.to)}`))) },
+        { label: "By", cell: (c) => c.events.map((e) => `#${e.position} ${e.actor}`).join(", ") },
+      ], d.changes, { empty: "Nothing changed between these points." }));
+  }
+
+  filters.addEventListener("submit", (ev) => { ev.preventDefault(); loadEvents(false); });
+  await loadEvents(false);
+  await showAsOf(null);
+  diffArea.replaceChildren(h("h2#diff-title", "Diff"), h("p.muted", "Choose “Diff from” on a change to see what changed since then."));
+  return { stop() { diffFrom = null; } };
+}

@@ -1,0 +1,147 @@
+// Shared helpers: the admin API client, DOM building (never innerHTML with data), formatting.
+
+const TOKEN = "shieldes.token";
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN); },
+  set token(v) { if (v) sessionStorage.setItem(TOKEN, v); else sessionStorage.removeItem(TOKEN); },
+  me: null,
+  can(scope) { return !!(this.me && this.me.scopes.includes(scope)); },
+};
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code;
+  }
+}
+
+export async function api(method, path, body, headers = {}) {
+  const opts = { method, headers: { ...headers } };
+  if (session.token) opts.headers.Authorization = `Bearer ${session.token}`;
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const resp = await fetch(`/admin/v1${path}`, opts);
+  let data = null;
+  try { data = await resp.json(); } catch { data = null; }
+  if (!resp.ok) {
+    const err = new ApiError(resp.status, data);
+    if (resp.status === 401) window.dispatchEvent(new CustomEvent("shieldes:signed-out", { detail: err.message }));
+    throw err;
+  }
+  return data;
+}
+
+export function qs(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") p.set(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : "";
+}
+
+// h("tag.class#id", {attr: value, onclick: fn}, ...children)
+export function h(spec, attrs, ...children) {
+  const [, tag, rest] = spec.match(/^([a-z0-9]+)(.*)$/i);
+  const el = document.createElement(tag);
+  for (const part of rest.match(/[.#][^.#]+/g) || []) {
+    if (part[0] === ".") el.classList.add(part.slice(1)); else el.id = part.slice(1);
+  }
+  if (attrs && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+    children.unshift(attrs);
+    attrs = null;
+  }
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else if (k === "style") Object.assign(el.style, v); // CSSOM, allowed by the CSP (no inline style attributes)
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === undefined || c === null || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+export const svgNS = "http://www.w3.org/2000/svg";
+export function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) el.setAttribute(k, String(v));
+  for (const c of children) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+export function toast(message, kind = "info") {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  t.className = `toast show ${kind}`;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.className = "toast"; }, 6000);
+}
+
+export function errorBox(err) {
+  return h("p.error", { role: "alert" }, err instanceof Error ? err.message : String(err));
+}
+
+export const fmt = {
+  usd(v) {
+    if (v === null || v === undefined) return "–";
+    if (v !== 0 && Math.abs(v) < 0.01) return `$${Number(v.toPrecision(2))}`;
+    return `$${v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  },
+  num(v) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"); },
+  pct(v) { return v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`; },
+  ms(v) { return v === null || v === undefined ? "–" : `${Number(v).toFixed(1)} ms`; },
+  rate(v) { return v === null || v === undefined ? "–" : `${v.toFixed(1)}/s`; },
+  time(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return d.toISOString().replace("T", " ").slice(0, 19) + "Z";
+  },
+  list(v) { return v === null || v === undefined ? "all" : v.join(", ") || "–"; },
+};
+
+// A table inside a keyboard-scrollable region (wide tables scroll sideways on a phone).
+export function table(caption, columns, rows, { empty = "Nothing here yet." } = {}) {
+  const head = h("tr", columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)));
+  const body = rows.length
+    ? rows.map((r) => h("tr", r.attrs || {}, columns.map((c) => h(c.header ? "th" : "td",
+      { class: c.num ? "num" : null, scope: c.header ? "row" : null }, c.cell(r)))))
+    : [h("tr", h("td", { colspan: columns.length, class: "empty" }, empty))];
+  return h("div.scroll", { role: "region", "aria-label": caption, tabindex: 0 },
+    h("table", h("caption", caption), h("thead", head), h("tbody", body)));
+}
+
+export function field(label, input, hint) {
+  const id = input.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  input.id = id;
+  const hintEl = hint ? h("small.hint", { id: `${id}-hint` }, hint) : null;
+  if (hintEl) input.setAttribute("aria-describedby", hintEl.id);
+  return h("div.field", h("label", { for: id }, label), input, hintEl);
+}
+
+export function budgetBar(spent, budget, label) {
+  if (budget === null || budget === undefined) return h("span.muted", "no budget");
+  const ratio = budget > 0 ? spent / budget : 1;
+  const pct = Math.min(100, Math.round(ratio * 100));
+  const level = ratio >= 1 ? "over" : ratio >= 0.8 ? "warn" : "ok";
+  return h("div.budget",
+    h("div.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": budget, "aria-valuenow": spent ?? 0,
+      "aria-label": `${label}: ${fmt.usd(spent ?? 0)} of ${fmt.usd(budget)}` },
+    h(`span.fill.${level}`, { style: { width: `${pct}%` } })),
+    h("span.budget-text", `${fmt.usd(spent ?? 0)} / ${fmt.usd(budget)}`));
+}
+
+export function heading(title, ...extra) {
+  return h("div.page-head", h("h1", { tabindex: -1 }, title), ...extra);
+}

@@ -1,0 +1,202 @@
+// Keys and teams: create (the secret is shown once), revoke, rotate, edit limits and budgets, and
+// spend against budget bars.
+import { api, h, fmt, table, heading, field, budgetBar, toast, errorBox, session } from "./core.js";
+
+const PERIODS = ["1d", "7d", "30d", "1mo"];
+
+function splitList(text) {
+  const items = text.split(",").map((v) => v.trim()).filter(Boolean);
+  return items.length ? items : null;
+}
+
+function numberOrNull(text) {
+  return text.trim() === "" ? null : Number(text);
+}
+
+function select(name, options, value) {
+  return h("select", { name }, options.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === value }, o.label ?? o)));
+}
+
+export async function keysPage(root) {
+  const canKeys = session.can("keys:write");
+  const canAdmin = session.can("admin");
+  const secretArea = h("div");
+  const keysArea = h("div");
+  const teamsArea = h("div");
+  const editArea = h("div");
+  let teams = [];
+  let showRevoked = false;
+
+  async function load() {
+    try {
+      const [keys, teamList] = await Promise.all([
+        api("GET", `/keys?limit=1000&status=${showRevoked ? "all" : "active"}`),
+        api("GET", "/teams?limit=1000"),
+      ]);
+      teams = teamList.data;
+      renderKeys(keys.data);
+      renderTeams(teams);
+    } catch (err) {
+      keysArea.replaceChildren(errorBox(err));
+    }
+  }
+
+  function showSecret(title, row) {
+    const code = h("code.secret", { tabindex: 0 }, row.key);
+    const copy = h("button", { type: "button", onclick: async () => {
+      try { await navigator.clipboard.writeText(row.key); toast("Copied to the clipboard."); } catch { toast("Select the key and copy it.", "warn"); }
+    } }, "Copy");
+    const done = h("button.primary", { type: "button", onclick: () => secretArea.replaceChildren() }, "I have stored it");
+    secretArea.replaceChildren(h("section.panel.secret-panel", { role: "alert", "aria-labelledby": "secret-title" },
+      h("h2#secret-title", title),
+      h("p", "This is the only time the key is shown. Store it now: only its hash is kept."),
+      h("div.secret-row", code, copy), done));
+    done.focus();
+  }
+
+  async function act(label, fn) {
+    try {
+      await fn();
+      toast(label);
+      await load();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  function renderKeys(rows) {
+    const cols = [
+      { label: "Name", header: true, cell: (k) => k.name },
+      { label: "Prefix", cell: (k) => h("code", `${k.prefix}…`) },
+      { label: "Status", cell: (k) => h(`span.badge.${k.status === "active" ? "ok" : "bad"}`, k.status) },
+      { label: "Team", cell: (k) => k.team || "–" },
+      { label: "Models", cell: (k) => fmt.list(k.models) },
+      { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
+      { label: "TPM", num: true, cell: (k) => fmt.num(k.tpm) },
+      { label: "Spend / budget", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
+    ];
+    if (canKeys) {
+      cols.push({ label: "Actions", cell: (k) => k.status === "revoked" ? h("span.muted", "–") : h("div.actions",
+        h("button", { type: "button", "aria-label": `Edit ${k.name}`, onclick: () => edit(k) }, "Edit"),
+        h("button", { type: "button", "aria-label": `Rotate ${k.name}`, onclick: async () => {
+          if (!confirm(`Rotate ${k.name}? The current secret stops working at once.`)) return;
+          try {
+            const row = await api("POST", `/keys/${encodeURIComponent(k.id)}/rotate`);
+            showSecret(`New secret for ${row.name}`, row);
+            await load();
+          } catch (err) { toast(err.message, "error"); }
+        } }, "Rotate"),
+        h("button.danger", { type: "button", "aria-label": `Revoke ${k.name}`, onclick: () => {
+          if (!confirm(`Revoke ${k.name}? Every node refuses it within milliseconds.`)) return;
+          act(`Revoked ${k.name}.`, () => api("POST", `/keys/${encodeURIComponent(k.id)}/revoke`));
+        } }, "Revoke")) });
+    }
+    const toggle = h("label.inline", h("input", { type: "checkbox", checked: showRevoked, onchange: (ev) => { showRevoked = ev.target.checked; load(); } }), " Show revoked keys");
+    keysArea.replaceChildren(toggle, table("Virtual keys", cols, rows, { empty: "No keys yet." }));
+  }
+
+  function renderTeams(rows) {
+    teamsArea.replaceChildren(h("h2", "Teams"), table("Teams", [
+      { label: "Name", header: true, cell: (t) => t.name },
+      { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
+      { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
+      { label: "Period", cell: (t) => t.budget_period || "–" },
+    ], rows, { empty: "No teams yet." }), canAdmin ? teamForm() : null);
+  }
+
+  function teamForm() {
+    const name = h("input", { name: "name", required: true });
+    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+    const period = select("budget_period", PERIODS, "30d");
+    const form = h("form.inline-form", { "aria-label": "Create a team" },
+      field("Team name", name), field("Budget (USD)", budget, "optional"), field("Period", period),
+      h("button", { type: "submit" }, "Create team"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      act(`Created team ${name.value}.`, () => api("POST", "/teams", { name: name.value.trim(), budget: numberOrNull(budget.value), budget_period: period.value }));
+    });
+    return form;
+  }
+
+  function createForm() {
+    const name = h("input", { name: "name", required: true, autocomplete: "off" });
+    const models = h("input", { name: "models", placeholder: "all models" });
+    const rpm = h("input", { name: "rpm", type: "number", min: 1, inputmode: "numeric" });
+    const tpm = h("input", { name: "tpm", type: "number", min: 1, inputmode: "numeric" });
+    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+    const period = select("budget_period", PERIODS, "30d");
+    const team = select("team", [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: t.name, label: t.name }))], "");
+    const error = h("p.error", { role: "alert" });
+    const form = h("form.panel", { "aria-labelledby": "create-title" },
+      h("h2#create-title", "Create a key"),
+      h("div.grid",
+        field("Name", name), field("Models", models, "comma-separated; empty allows every model"),
+        field("Requests per minute", rpm, "cluster-wide; empty: no limit"), field("Tokens per minute", tpm),
+        field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), field("Team", team)),
+      error, h("button.primary", { type: "submit" }, "Create key"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      const body = { name: name.value.trim(), models: splitList(models.value), rpm: numberOrNull(rpm.value),
+        tpm: numberOrNull(tpm.value), budget: numberOrNull(budget.value), budget_period: period.value, team: team.value || null };
+      try {
+        const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
+        form.reset();
+        showSecret(`Key ${row.name} created`, row);
+        await load();
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    });
+    return form;
+  }
+
+  function edit(k) {
+    const models = h("input", { name: "models", value: k.models ? k.models.join(", ") : "", placeholder: "all models" });
+    const rpm = h("input", { name: "rpm", type: "number", min: 1, value: k.rpm ?? "" });
+    const tpm = h("input", { name: "tpm", type: "number", min: 1, value: k.tpm ?? "" });
+    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", value: k.budget_usd ?? "" });
+    const period = select("budget_period", PERIODS, k.budget_period || "30d");
+    const team = select("team", [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: t.name, label: t.name }))], k.team || "");
+    const error = h("p.error", { role: "alert" });
+    const form = h("form.panel", { "aria-labelledby": "edit-title" },
+      h("h2#edit-title", `Edit ${k.name}`),
+      h("div.grid", field("Models", models, "empty allows every model"), field("Requests per minute", rpm, "empty: no limit"),
+        field("Tokens per minute", tpm, "empty: no limit"), field("Team", team),
+        field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period)),
+      error,
+      h("div.actions", h("button.primary", { type: "submit" }, "Save"),
+        h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel")));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      const ref = encodeURIComponent(k.id);
+      const patch = {};
+      const newModels = splitList(models.value);
+      if (JSON.stringify(newModels) !== JSON.stringify(k.models)) patch.models = newModels;
+      if (numberOrNull(rpm.value) !== k.rpm) patch.rpm = numberOrNull(rpm.value);
+      if (numberOrNull(tpm.value) !== k.tpm) patch.tpm = numberOrNull(tpm.value);
+      if ((team.value || null) !== k.team) patch.team = team.value || null;
+      const newBudget = numberOrNull(budget.value);
+      try {
+        if (Object.keys(patch).length) await api("PATCH", `/keys/${ref}`, patch);
+        if (newBudget === null && k.budget_usd !== null) await api("DELETE", `/budgets/key/${ref}`);
+        else if (newBudget !== null && (newBudget !== k.budget_usd || period.value !== k.budget_period)) {
+          await api("PUT", `/budgets/key/${ref}`, { amount_usd: newBudget, period: period.value });
+        }
+        editArea.replaceChildren();
+        toast(`Saved ${k.name}.`);
+        await load();
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    });
+    editArea.replaceChildren(form);
+    models.focus();
+  }
+
+  root.replaceChildren(heading("Keys & teams"), secretArea, editArea, keysArea, teamsArea);
+  await load();
+  if (canKeys) root.insertBefore(createForm(), keysArea);
+  return null;
+}

@@ -1,0 +1,59 @@
+// Providers and deployments with live health: breaker state (here and in the cluster's view),
+// moving latency and error rate, each peer's view, and traffic share over the last hour.
+import { api, h, fmt, table, heading, errorBox } from "./core.js";
+
+const POLL_MS = 3000;
+
+export async function providersPage(root) {
+  const healthArea = h("div");
+  const pricingArea = h("div");
+  root.replaceChildren(heading("Providers", h("span.live", { "aria-hidden": "true" }, "live")), healthArea, pricingArea);
+  let timer = null;
+  let stopped = false;
+
+  async function tick() {
+    try {
+      const health = await api("GET", "/providers/health");
+      healthArea.replaceChildren(h("p.muted.small", `Health as node ${health.node_id} and its peers see it; traffic share over the last hour.`), table("Deployments", [
+        { label: "Deployment", header: true, cell: (d) => d.name },
+        { label: "Type", cell: (d) => d.type },
+        { label: "Models", cell: (d) => d.models.join(", ") },
+        { label: "Weight", num: true, cell: (d) => String(d.weight) },
+        { label: "Breaker", cell: (d) => h(`span.badge.${d.breaker === "open" ? "bad" : "ok"}`, d.breaker === "open" ? (d.open_here ? "open" : "open (peer)") : "closed") },
+        { label: "Latency", num: true, cell: (d) => fmt.ms(d.latency_ms) },
+        { label: "Error rate", num: true, cell: (d) => fmt.pct(d.error_rate) },
+        { label: "Peers", cell: (d) => peerView(d.peers) },
+        { label: "Traffic (1 h)", cell: (d) => h("div.budget",
+          h("div.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(d.traffic_share * 100), "aria-label": `Traffic share of ${d.name}` },
+            h("span.fill.ok", { style: { width: `${Math.round(d.traffic_share * 100)}%` } })),
+          h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} req`)) },
+      ], health.data, { empty: "No providers configured: add one with `shieldes provider add`." }));
+    } catch (err) {
+      healthArea.replaceChildren(errorBox(err));
+    }
+  }
+
+  async function loop() {
+    await tick();
+    if (!stopped) timer = setTimeout(loop, POLL_MS);
+  }
+  await loop();
+  try {
+    const pricing = await api("GET", "/pricing?limit=1000");
+    pricingArea.replaceChildren(h("h2", "Pricing overrides"), table("Prices per 1M tokens", [
+      { label: "Model", header: true, cell: (p) => p.model },
+      { label: "Input", num: true, cell: (p) => fmt.usd(p.input_per_1m) },
+      { label: "Output", num: true, cell: (p) => fmt.usd(p.output_per_1m) },
+    ], pricing.data, { empty: "No price overrides: the shipped price table applies." }));
+  } catch (err) {
+    pricingArea.replaceChildren(errorBox(err));
+  }
+  return { stop() { stopped = true; clearTimeout(timer); } };
+}
+
+function peerView(peers) {
+  const entries = Object.entries(peers || {});
+  if (!entries.length) return h("span.muted", "–");
+  return h("ul.peers", entries.map(([node, p]) => h("li", `${node}: `,
+    h(`span.badge.${p.open ? "bad" : "ok"}`, p.open ? "open" : "closed"), ` ${fmt.ms(p.latency_ms)}, ${fmt.pct(p.error_rate)} err`)));
+}

@@ -1,0 +1,220 @@
+"""The web console in a real headless Chromium against two real node processes: sign in with a
+token, create a key and read its secret once, see usage charts move after traffic, revoke the key
+and see the gateway refuse it, step the audit view back in time. Screenshots of every page at
+1280 px and at phone width go to the test's output directory (and to $SHIELDES_SCREENSHOTS_TO)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shieldes.projections.commands import AddProvider, CreateTeam, SetPricing
+from tests import pg
+from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
+from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json
+from tests.cluster.test_three_nodes import chat
+
+pytestmark = pytest.mark.cluster
+BOOT = "browser-admin-bootstrap-token-0123456789"
+PAGES = ("overview", "keys", "usage", "audit", "providers")
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_chromium()
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("console"), env_overrides={"SHIELDES_ADMIN_TOKEN": BOOT})
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini", "gpt-4o")),
+                AddProvider("backup", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",), 0.5),
+                # dear prices, so cost and budget bars are visible in the screenshots
+                SetPricing("gpt-4o-mini", 150.0, 600.0), SetPricing("gpt-4o", 400.0, 1600.0),
+                CreateTeam("team_search", "search", 20.0, "30d"))
+        for name in ("node-a", "node-b"):
+            c.start(c.add_node(name))
+        for node in c.nodes:
+            c.wait_ready(node)
+        yield c
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)
+
+
+def by_css(driver: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def all_css(driver: Any, css: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, css))
+
+
+def button(driver: Any, text: str, within: Any = None) -> Any:
+    from selenium.webdriver.common.by import By
+
+    root = within or driver
+    return root.find_element(By.XPATH, f".//button[normalize-space()='{text}'] | .//a[normalize-space()='{text}']")
+
+
+def sign_in(driver: Any, base: str, token: str) -> None:
+    driver.get(base + "/ui/")
+    field = wait(driver, lambda d: all_css(d, "input#token") and by_css(d, "input#token"), what="sign-in form")
+    field.send_keys(token)
+    by_css(driver, "form.signin button[type=submit]").click()
+    wait(driver, lambda d: "Overview" in by_css(d, "main h1").text, what="overview after sign-in")
+
+
+def go(driver: Any, page: str, ready_css: str) -> None:
+    by_css(driver, f"#nav a[data-page={page}]").click()
+    wait(driver, lambda d: all_css(d, ready_css), what=f"{page} page")
+
+
+def more_traffic(c: Cluster) -> tuple[int, str]:
+    """A few more keys with traffic on both nodes, so every page has something to show; returns
+    the number of requests sent and a key to send more with."""
+    keys = [c.create_key("search-prod", team="search", rpm=600, budget_usd=0.5, budget_period="1d")[0],
+            c.create_key("batch-jobs", models=("gpt-4o-mini",), budget_usd=2.0)[0],
+            c.create_key("support-bot", tpm=100_000)[0]]
+    c.wait_position(c.cli("key", "list"))
+    plan = [(keys[0], "gpt-4o", 6), (keys[1], "gpt-4o-mini", 4), (keys[2], "gpt-4o-mini", 2), (keys[2], "gpt-4o", 1)]
+    sent = 0
+    for secret, model, n in plan:
+        for i in range(n):
+            assert chat(c.nodes[i % 2].base, secret, model) == 200
+            sent += 1
+    return sent, keys[2]
+
+
+def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster, key: str) -> list[Path]:
+    shots = []
+    ready = {"overview": "table caption", "keys": "table caption", "usage": "svg.chart", "audit": "#asof-point",
+             "providers": "table caption"}
+    for page in PAGES:
+        go(driver, page, ready[page])
+        wait(driver, lambda d: "Loading" not in by_css(d, "main").text, what="page loaded")
+        if page == "overview":  # two polls: rates need two samples
+            wait(driver, lambda d: "…" not in by_css(d, "main").text, 10, "request rates")
+
+            def live_rate(d: Any) -> bool:  # traffic while the page watches: requests/s moves
+                chat(cluster.nodes[0].base, key)
+                return by_css(d, "section[aria-label=Requests] .big").text != "0.0/s"
+
+            wait(driver, live_rate, 15, "requests per second after traffic")
+        if page == "usage":
+            wait(driver, lambda d: int(by_css(d, "#usage-total").text) >= requests, 15, "usage of all traffic")
+        if page == "audit":  # show a diff too: from the middle of the history to now
+            buttons = all_css(driver, "button[aria-label^='Diff from change']")
+            buttons[len(buttons) // 2].click()
+            wait(driver, lambda d: "Changes from" in by_css(d, "#diff-title").text, what="diff shown")
+        shots.append(screenshot(driver, out / f"console-{page}-{tag}.png"))
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= driver.get_window_size()["width"] + 1, f"{page} scrolls sideways ({width} px; only tables may)"
+    return shots
+
+
+def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    a, b = cluster.nodes
+    out = tmp_path / "screenshots"
+    out.mkdir()
+    shots: list[Path] = []
+    with chromium(*DESKTOP) as driver:
+        # a wrong token is refused with the API's message; the right one signs in
+        driver.get(a.base + "/ui/")
+        wait(driver, lambda d: all_css(d, "input#token"), what="sign-in form")
+        shots.append(screenshot(driver, out / "console-signin-desktop.png"))
+        by_css(driver, "input#token").send_keys("not-a-token")
+        by_css(driver, "form.signin button[type=submit]").click()
+        wait(driver, lambda d: "admin token" in by_css(d, "form.signin .error").text, what="refusal message")
+        sign_in(driver, a.base, BOOT)
+        assert "bootstrap" in by_css(driver, "#who-name").text and "admin" in by_css(driver, "#who-name").text
+
+        # create a key: the secret is shown once
+        go(driver, "keys", "form[aria-labelledby=create-title]")
+        by_css(driver, "input[name=name]").send_keys("browser-app")
+        by_css(driver, "form[aria-labelledby=create-title] input[name=budget]").send_keys("25")
+        Select(by_css(driver, "form[aria-labelledby=create-title] select[name=team]")).select_by_visible_text("search")
+        by_css(driver, "form[aria-labelledby=create-title] button[type=submit]").click()
+        secret = wait(driver, lambda d: all_css(d, "code.secret") and by_css(d, "code.secret").text,
+                      what="the new key's secret").strip()
+        assert secret.startswith("sk-shd-")
+        shots.append(screenshot(driver, out / "console-key-created-desktop.png"))
+        button(driver, "I have stored it").click()
+        wait(driver, lambda d: not all_css(d, "code.secret"), what="secret panel closed")
+        driver.refresh()
+        wait(driver, lambda d: all_css(d, "table caption"), what="keys table after reload")
+        assert secret not in driver.page_source
+        row = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "browser-app" in r.text], what="key row")[0]
+        assert "active" in row.text and "search" in row.text and "$0.00 / $25.00" in row.text
+
+        # traffic on the other node: the usage chart and total move
+        go(driver, "usage", "svg.chart")
+        wait(driver, lambda d: by_css(d, "#usage-total").text == "0", what="no usage yet")
+        for _ in range(3):
+            assert chat(b.base, secret) == 200
+        wait(driver, lambda d: by_css(d, "#usage-total").text == "3", 15, "usage total after traffic")
+        assert any("browser-app" in (r.get_attribute("textContent") or "") for r in all_css(driver, "svg.chart rect"))
+
+        # revoke in the console: the gateway refuses the key on both nodes
+        go(driver, "keys", "table caption")
+        row = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "browser-app" in r.text], what="row")[0]
+        assert "$" in row.text and "$0.00 /" not in row.text  # spend against the budget bar moved
+        button(driver, "Revoke", row).click()
+        driver.switch_to.alert.accept()
+        wait(driver, lambda d: not [r for r in all_css(d, "tbody tr") if "browser-app" in r.text], what="row gone")
+        for node in (a, b):
+            assert wait(driver, lambda d, n=node: chat(n.base, secret) == 401, 2, f"key refused on {node.node_id}")
+
+        # audit: the creation and revocation by the signed-in principal; step back to before the key
+        go(driver, "audit", "#asof-point")
+        rows = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "virtual_key" in r.text], what="audit")
+        assert "bootstrap-token" in rows[0].text and "virtual_key.revoked" in rows[0].text
+        created = next(r for r in rows if "virtual_key.created" in r.text).text.split()[0]  # its position
+        by_css(driver, f"button[aria-label='Config as of change {created}']").click()
+        wait(driver, lambda d: f"change #{created}" in by_css(d, "#asof-point").text, what="config as of the creation")
+        asof_keys = by_css(driver, "section[aria-labelledby=asof-title]").text
+        assert "browser-app" in asof_keys and "active" in asof_keys
+        button(driver, "◀ Step back").click()
+        wait(driver, lambda d: "browser-app" not in by_css(d, "section[aria-labelledby=asof-title]").text,
+             what="the key absent before its creation")
+        button(driver, "Now").click()
+        wait(driver, lambda d: by_css(d, "#asof-point").text == "now", what="back to now")
+        by_css(driver, f"button[aria-label='Diff from change {created}']").click()
+        wait(driver, lambda d: "browser-app" in by_css(d, "section[aria-labelledby=diff-title]").text,
+             what="diff naming the key")
+
+        sent, spare = more_traffic(cluster)
+        total = 3 + sent
+        shots += shoot_all(driver, out, "desktop", total, cluster, spare)
+        # keyboard: the skip link is the first stop and lands on the page content
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        driver.execute_script("document.body.tabIndex = -1; document.body.focus(); "
+                              "document.body.removeAttribute('tabindex')")
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        assert driver.switch_to.active_element.get_attribute("class") == "skip"
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        wait(driver, lambda d: d.switch_to.active_element.get_attribute("id") == "main", what="skip to content")
+
+    with chromium(*PHONE) as phone:
+        sign_in(phone, b.base, BOOT)  # the other node serves the same console
+        shots += shoot_all(phone, out, "phone", total, cluster, spare)
+
+    assert all(p.stat().st_size > 10_000 for p in shots)
+    target = os.environ.get("SHIELDES_SCREENSHOTS_TO")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for p in shots:
+            shutil.copy(p, Path(target) / p.name)
+    assert get_json(a.base + "/ready")[0] == 200
