@@ -71,6 +71,13 @@ class Codec:
 
     upcasters: Mapping[tuple[str, int], Upcaster] = field(default_factory=dict)
     classes: Mapping[str, type[Event]] = field(default_factory=lambda: {c.TYPE: c for c in ALL_EVENTS})
+    # per type: its field names and the ones declared as tuples (replay decodes millions of events)
+    _shapes: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shapes = {t: (frozenset(f.name for f in dataclasses.fields(c)), _tuple_fields(c))
+                  for t, c in self.classes.items()}
+        object.__setattr__(self, "_shapes", shapes)
 
     def encode(self, event: Event) -> tuple[str, int, Data]:
         if isinstance(event, UsageRecorded | UsageRolledUp):
@@ -105,11 +112,11 @@ class Codec:
                 int(data["replaced_events"]), int(data["first_position"]), int(data["last_position"]),
                 tuple(_delta_from_data(d) for d in data["deltas"]),
             )
-        tuples = _tuple_fields(cls)
+        names, tuples = self._shapes[type_]
         kwargs = {
             k: (tuple(v) if k in tuples and isinstance(v, list) else v)
             for k, v in data.items()
-            if k in {f.name for f in dataclasses.fields(cls)}
+            if k in names
         }
         return cls(**kwargs)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import TypeVar
 
@@ -22,21 +21,15 @@ from shieldes.events.catalog import (
     VirtualKeyRotated,
     VirtualKeyUpdated,
 )
+from shieldes.projections.pmap import with_item, without_item
 from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
 
 V = TypeVar("V")
 
 
-def _with(mapping: Mapping[str, V], key: str, value: V) -> dict[str, V]:
-    new = dict(mapping)
-    new[key] = value
-    return new
-
-
-def _without(mapping: Mapping[str, V], key: str) -> dict[str, V]:
-    new = dict(mapping)
-    new.pop(key, None)
-    return new
+# Persistent maps (pmap.py): one event costs O(log n), not a copy of every key (a million keys).
+_with = with_item
+_without = without_item
 
 
 def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
@@ -81,8 +74,7 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             )
         case VirtualKeyRotated():
             old = state.keys[event.id]
-            hashes = _without(state.key_ids_by_hash, old.key_hash)
-            hashes[event.key_hash] = event.id
+            hashes = _with(_without(state.key_ids_by_hash, old.key_hash), event.key_hash, event.id)
             return replace(
                 _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix)),
                 key_ids_by_hash=hashes,
