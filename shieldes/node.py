@@ -35,6 +35,8 @@ from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
+from shieldes.responses.service import ResponseStore
+from shieldes.responses.store import ResponseTable
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
@@ -165,7 +167,7 @@ class HttpServer:
 
 class Node:
     """One gateway node. Public attributes after start(): settings, node_id, epoch, database_url,
-    pool, store, projector, meter, flusher, poller, gateway, metrics, session, http, port."""
+    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
@@ -181,6 +183,7 @@ class Node:
         self.flusher: Flusher | None = None
         self.poller: LogPoller | None = None
         self.gateway: Gateway | None = None
+        self.responses: ResponseStore | None = None
         self.session: aiohttp.ClientSession | None = None
         self.http: HttpServer | None = None
         self.extra_parts: list[Part] = []
@@ -256,7 +259,9 @@ class Node:
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
                              oidc=OidcLogin.from_settings(s))
-        self.http = HttpServer(build_app(self.gateway, self.readiness, admin), s.host, s.port,
+        self.responses = ResponseStore(ResponseTable(self.pool), s)
+        await self.responses.start()
+        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses), s.host, s.port,
                                reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)
@@ -315,6 +320,8 @@ class Node:
                 await self.http.stop()
             if self.session is not None:
                 await self.session.close()
+            if self.responses is not None:
+                await self.responses.stop()  # after the last stream ended: its response is queued
             for part in reversed(self.extra_parts):
                 await part.stop()
             if self.poller is not None:

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     compact_retain_seconds: float = Field(default=7 * 24 * 3600.0, ge=0)
     compact_interval: float = Field(default=3600.0, gt=0)
 
+    # Stored responses (POST /v1/responses with store: true)
+    responses_retention_seconds: float = Field(
+        default=30 * 24 * 3600.0, gt=0,
+        description="stored responses older than this are unreadable and their daily partitions dropped")
+    responses_read_wait: float = Field(
+        default=2.0, ge=0,
+        description="seconds a node polls Postgres for a response id another node may still be writing")
+    responses_cache_entries: int = Field(
+        default=2000, ge=0, description="recent stored responses each node keeps in memory")
+    responses_purge_interval: float = Field(
+        default=3600.0, gt=0, description="seconds between retention purges of stored responses")
+
     @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url")
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:

@@ -68,3 +68,16 @@ leader_epoch = Table(
     Column("node_id", Text),
     Column("acquired_at", DateTime(timezone=True)),
 )
+
+# Partitioned by range of created_at (one partition per UTC day, created on demand).
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("created_at", DateTime(timezone=True), primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("previous_response_id", Text),
+    Column("model", Text, nullable=False),
+    Column("input", JSONB, nullable=False),
+    Column("response", JSONB, nullable=False),
+)

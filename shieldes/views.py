@@ -31,6 +31,7 @@ def provider_row(d: Deployment) -> dict[str, Any]:
         "models": list(d.models),
         "weight": d.weight,
         "api_key": secret_label(d.secret_ref),
+        "responses": d.responses,
     }
 
 

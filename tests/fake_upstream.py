@@ -32,11 +32,13 @@ from typing import Any
 
 from aiohttp import web
 
+from tests import fake_responses
 from tests import fake_wire as wire
 
 WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "deterministic", "tokens", "today")
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 
 
 @dataclass
@@ -116,6 +118,7 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post(MESSAGES_PATH, self._messages)
+        app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
@@ -293,6 +296,10 @@ class FakeUpstream:
         prompt = count_words(messages)
         tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"), messages[-1].get("role") == "tool")
         reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema" and tool is None:  # structured output: JSON fitting the schema
+            text = json.dumps(wire.sample(fmt["json_schema"].get("schema") or {}))
+            reply = _Reply(text, len(text.split()), "stop")
         base = {
             "id": self._id("chatcmpl-", 29),
             "created": int(time.time()),
@@ -419,6 +426,20 @@ class FakeUpstream:
                 ],
             }
         )
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body, fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        problem = fake_responses.problem(body)
+        if problem:
+            return wire.error(400, problem, False)
+        reply = self._reply(body.get("max_output_tokens"), None)
+        final = fake_responses.response_body(body, self._id("resp_", 48), self._id("msg_", 48),
+                                             self._id("call_", 24), reply.text, reply.tokens, reply.finish)
+        if not body.get("stream"):
+            return web.json_response(final)
+        return await self._sse(request, fault, fake_responses.frames(final))
 
     # --- Anthropic -------------------------------------------------------------------------------
 

@@ -18,10 +18,17 @@ from shieldes.cli.common import (
     write,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import PROVIDER_KINDS, UNSET, AddProvider, RemoveProvider, UpdateProvider
+from shieldes.projections.commands import (
+    PROVIDER_KINDS,
+    RESPONSES_MODES,
+    UNSET,
+    AddProvider,
+    RemoveProvider,
+    UpdateProvider,
+)
 from shieldes.views import provider_row, secret_label
 
-COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key")
+COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key", "responses")
 
 
 def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:
@@ -51,20 +58,25 @@ def provider_group() -> None:
 @click.option("--models", required=True, help="comma-separated models this deployment serves")
 @click.option("--weight", type=float, default=1.0, show_default=True,
               help="share of traffic among deployments")
+@click.option("--responses", "responses", type=click.Choice(RESPONSES_MODES), default="translate",
+              show_default=True,
+              help="how /v1/responses reaches it: translate (via chat completions) or native (its own "
+                   "/v1/responses, openai type only)")
 @json_option
 @handle_errors
 def add(
     name: str, kind: str, base_url: str, api_key_env: str | None, api_key: str | None, models: str,
-    weight: float, as_json: bool,
+    weight: float, responses: str, as_json: bool,
 ) -> None:
     """Add a deployment NAME serving --models."""
     ctx = cli_context()
     ref = secret_ref(api_key_env, api_key)
-    command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight)
+    command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight, responses)
     written = run(write(command))
     state_row = {
         "name": name, "type": kind, "base_url": written.events[0].data["base_url"],
         "models": written.events[0].data["models"], "weight": written.events[0].data["weight"],
+        "responses": written.events[0].data["responses"],
         "api_key": secret_label(ref), "position": written.position,
     }
     emit(state_row, as_json=ctx.as_json)
@@ -78,11 +90,13 @@ def add(
 @click.option("--no-api-key", is_flag=True, help="remove the stored key reference")
 @click.option("--models", help="new comma-separated model list (replaces the old one)")
 @click.option("--weight", type=float, help="new weight")
+@click.option("--responses", "responses", type=click.Choice(RESPONSES_MODES),
+              help="how /v1/responses reaches it: translate or native")
 @json_option
 @handle_errors
 def update(
     name: str, base_url: str | None, api_key_env: str | None, api_key: str | None, no_api_key: bool,
-    models: str | None, weight: float | None, as_json: bool,
+    models: str | None, weight: float | None, responses: str | None, as_json: bool,
 ) -> None:
     """Change some fields of deployment NAME; the others keep their values."""
     ctx = cli_context()
@@ -90,13 +104,16 @@ def update(
         raise InvalidRequest("--no-api-key cannot be combined with --api-key-env or --api-key")
     ref = secret_ref(api_key_env, api_key)
     new_ref: str | object | None = None if no_api_key else (ref if ref is not None else UNSET)
-    if base_url is None and new_ref is UNSET and models is None and weight is None:
-        raise InvalidRequest("nothing to change: pass --base-url, --models, --weight or an --api-key option")
-    command = UpdateProvider(name, base_url, new_ref, split_list(models), weight)  # type: ignore[arg-type]
+    if base_url is None and new_ref is UNSET and models is None and weight is None and responses is None:
+        raise InvalidRequest(
+            "nothing to change: pass --base-url, --models, --weight, --responses or an --api-key option")
+    command = UpdateProvider(name, base_url, new_ref, split_list(models), weight,  # type: ignore[arg-type]
+                             responses)
     written = run(write(command))
     data = written.events[0].data
     emit(
         {"name": name, "base_url": data["base_url"], "models": data["models"], "weight": data["weight"],
+         **({"responses": data["responses"]} if data.get("responses") else {}),
          "api_key": secret_label(data["secret_ref"]), "position": written.position},
         as_json=ctx.as_json,
     )

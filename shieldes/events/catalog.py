@@ -36,6 +36,7 @@ class ProviderAdded(Event):
     secret_ref: str | None  # "env:VAR" or "enc:<fernet token>", never a plaintext key
     models: tuple[str, ...]
     weight: float = 1.0
+    responses: str = "translate"  # absent in older events: they replay as translate
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ProviderUpdated(Event):
     secret_ref: str | None
     models: tuple[str, ...]
     weight: float
+    responses: str | None = None  # None (and older events): unchanged
 
 
 @dataclass(frozen=True)

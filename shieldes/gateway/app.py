@@ -12,8 +12,10 @@ from aiohttp import web
 from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.middleware import Handler, handle_errors
+from shieldes.gateway.responses_routes import RESPONSES, add_responses_routes
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
+from shieldes.responses.service import ResponseStore
 
 GC_GEN0_THRESHOLD = 10_000
 
@@ -43,7 +45,7 @@ IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
-              admin: AdminContext) -> web.Application:
+              admin: AdminContext, responses: ResponseStore) -> web.Application:
     in_flight = InFlight()
     metrics = gateway.metrics
 
@@ -67,6 +69,8 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[GATEWAY] = gateway
     app[READINESS] = readiness
     app[IN_FLIGHT] = in_flight
+    app[RESPONSES] = responses
     add_routes(app)
+    add_responses_routes(app)
     add_admin_routes(app, admin)
     return app

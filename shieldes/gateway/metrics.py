@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 MAX_SERIES = 200
 ROUTES = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages",
-    "/health", "/ready", "/metrics",
+    "/health", "/ready", "/metrics", "/v1/responses", "/v1/responses/input_tokens",
 })
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -126,7 +126,14 @@ class Metrics:
         self.in_flight.set_function(current)
 
     def route(self, path: str) -> str:
-        return path if path in ROUTES else "other"
+        if path in ROUTES:
+            return path
+        if path.startswith(("/v1/responses/", "/responses/")):  # ids become one label each route
+            v1 = path if path.startswith("/v1/") else "/v1" + path
+            if v1 in ROUTES:
+                return v1
+            return "/v1/responses/{id}/input_items" if path.endswith("/input_items") else "/v1/responses/{id}"
+        return "other"
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         found = self._req.get((path, status // 100))
@@ -134,7 +141,7 @@ class Metrics:
             route = self.route(path)
             labels = (route, f"{status // 100}xx")
             found = (labels, self._latency.get((route,)))
-            if route != "other":  # unknown paths are unbounded: never cache them
+            if route == path:  # unknown paths and ones holding ids are unbounded: never cache them
                 self._req[(path, status // 100)] = found
         labels, cells = found
         self._requests[labels] = self._requests.get(labels, 0) + 1

@@ -7,8 +7,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeVar
 
 from shieldes.errors import (
     AuthenticationFailed,
@@ -32,6 +32,8 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.responses.objects import ResponseContext
+from shieldes.responses.upstream import Answer, EventStream, respond
 from shieldes.routing.router import CircuitBreaker, Route, backoff, plan, resolve
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
@@ -39,6 +41,7 @@ from shieldes.usage.meter import Meter, Reservation
 from shieldes.usage.pricing import PriceTable, cost_nusd
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens reserved when a request names no max_tokens
 
 
@@ -215,13 +218,35 @@ class Gateway:
                    raw: bytes | None = None) -> tuple[JsonResult, Deployment]:
         """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
         already names the upstream model (the caller vouches it holds no stream fields)."""
-        return await self._with_failover(op, route, body, streaming=False, raw=raw)  # type: ignore[return-value]
+        same_model = body.get("model") == route.model
+
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
+            call_raw = getattr(provider, "call_raw", None) if raw is not None and same_model else None
+            if call_raw is not None:
+                result: JsonResult = await call_raw(op, target, raw)
+                return result
+            return await provider.call(op, target, sent)
+
+        return await self._with_failover(route, body, attempt)
 
     async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, Deployment]:
-        return await self._with_failover(op, route, body, streaming=True)  # type: ignore[return-value]
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
+            return await provider.stream(op, target, sent)
 
-    async def _with_failover(self, op: Operation, route: Route, body: Body, streaming: bool,
-                             raw: bytes | None = None) -> tuple[JsonResult | ChunkStream, Deployment]:
+        return await self._with_failover(route, body, attempt)
+
+    async def responses(self, route: Route, body: Body, ctx: ResponseContext,
+                        streaming: bool) -> tuple[Answer | EventStream, Deployment]:
+        """A Responses API call, each deployment tried in its own mode (native or translate)."""
+        async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
+            return await respond(provider, target, dep, sent, ctx, streaming)
+
+        return await self._with_failover(route, body, attempt)
+
+    async def _with_failover(self, route: Route, body: Body,
+                             attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
+                             ) -> tuple[T, Deployment]:
+        """Try the route's deployments in plan order (retries with backoff, circuit breakers)."""
         same_model = body.get("model") == route.model
         attempts = plan(route, self.breaker, 1 + self.settings.upstream_retries, self.rng)
         last: UpstreamFailure | None = None
@@ -233,13 +258,7 @@ class Gateway:
                 provider = self._provider(dep)
                 target = self._target(dep, route.model)
                 sent = body if same_model else dict(body, model=route.model)
-                call_raw = getattr(provider, "call_raw", None) if raw is not None and same_model else None
-                if streaming:
-                    result: JsonResult | ChunkStream = await provider.stream(op, target, sent)
-                elif call_raw is not None:
-                    result = await call_raw(op, target, raw)
-                else:
-                    result = await provider.call(op, target, sent)
+                result = await attempt(provider, target, dep, sent)
             except UpstreamFailure as failure:
                 self._failed(dep, failure)
                 if not failure.retryable:

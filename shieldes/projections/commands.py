@@ -58,6 +58,22 @@ def check_name(what: str, name: str) -> str:
     return name
 
 
+RESPONSES_MODES: Final = ("translate", "native")
+NATIVE_RESPONSES_KINDS: Final = ("openai",)
+
+
+def check_responses_mode(kind: str, mode: str) -> str:
+    """How POST /v1/responses reaches a deployment: `translate` (chat completions, any kind) or
+    `native` (the upstream's own /v1/responses)."""
+    if mode not in RESPONSES_MODES:
+        raise CommandRejected(f"unknown responses mode {mode!r}: use translate or native")
+    if mode == "native" and kind not in NATIVE_RESPONSES_KINDS:
+        raise CommandRejected(
+            f"a {kind} provider has no /v1/responses of its own: use --responses translate"
+        )
+    return mode
+
+
 def check_models(models: tuple[str, ...]) -> tuple[str, ...]:
     if not models:
         raise CommandRejected("no models given: pass --models with a comma-separated list, e.g. gpt-4o,gpt-4o-mini")
@@ -138,6 +154,7 @@ class AddProvider:
     secret_ref: str | None
     models: tuple[str, ...]
     weight: float = 1.0
+    responses: str = "translate"
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,7 @@ class UpdateProvider:
     secret_ref: str | _Unset | None = UNSET
     models: tuple[str, ...] | None = None
     weight: float | None = None
+    responses: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +271,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 ProviderAdded(
                     command.name, command.kind, check_base_url(command.base_url), command.secret_ref,
                     check_models(command.models), check_weight(command.weight),
+                    check_responses_mode(command.kind, command.responses),
                 )
             ]
         case UpdateProvider():
@@ -266,6 +285,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                     old.secret_ref if command.secret_ref is UNSET else command.secret_ref,
                     check_models(command.models) if command.models is not None else old.models,
                     check_weight(command.weight) if command.weight is not None else old.weight,
+                    check_responses_mode(old.kind, command.responses) if command.responses is not None else None,
                 )
             ]
         case RemoveProvider():

@@ -39,8 +39,13 @@ def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
 def apply_config(state: ConfigState, event: Event) -> ConfigState:
     match event:
         case ProviderAdded() | ProviderUpdated():
-            kind = event.kind if isinstance(event, ProviderAdded) else state.providers[event.name].kind
-            dep = Deployment(event.name, kind, event.base_url, event.secret_ref, event.models, event.weight)
+            if isinstance(event, ProviderAdded):
+                kind, responses = event.kind, event.responses
+            else:
+                was = state.providers[event.name]
+                kind, responses = was.kind, event.responses or was.responses
+            dep = Deployment(event.name, kind, event.base_url, event.secret_ref, event.models, event.weight,
+                             responses)
             return replace(state, providers=_with(state.providers, event.name, dep))
         case ProviderRemoved():
             return replace(state, providers=_without(state.providers, event.name))

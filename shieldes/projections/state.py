@@ -24,6 +24,7 @@ class Deployment:
     secret_ref: str | None
     models: tuple[str, ...]
     weight: float
+    responses: str = "translate"  # how /v1/responses reaches it: "translate" (chat) or "native"
 
 
 @dataclass(frozen=True, slots=True)

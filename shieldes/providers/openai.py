@@ -22,6 +22,7 @@ from shieldes.providers.http import (
     timeouts,
     transport_failure,
 )
+from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
@@ -30,6 +31,7 @@ _PATHS: dict[str, str] = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "responses": "/responses",
 }
 
 
@@ -108,6 +110,15 @@ class OpenAIProvider:
             del payload["stream_options"]
             resp = await self._open_stream(url, target, azure, payload)
         stream = OpenAIChunkStream(resp, target)
+        await stream.prime()
+        return stream
+
+    async def responses_stream(self, target: Target, body: Body) -> ResponsesEventStream:
+        """A streaming call to the upstream's own /v1/responses: its typed events, parsed."""
+        url, azure = self._endpoint(target.base_url, "responses")
+        payload = dict(body, model=target.model, stream=True)
+        resp = await self._open_stream(url, target, azure, payload)
+        stream = ResponsesEventStream(resp, target)
         await stream.prime()
         return stream
 

@@ -72,7 +72,7 @@ def config_to_plain(c: ConfigState) -> Plain:
     return {
         "providers": {
             n: {"kind": d.kind, "base_url": d.base_url, "secret_ref": d.secret_ref,
-                "models": list(d.models), "weight": d.weight}
+                "models": list(d.models), "weight": d.weight, "responses": d.responses}
             for n, d in c.providers.items()
         },
         "pricing": {m: [p.input_per_1m, p.output_per_1m] for m, p in c.pricing.items()},
@@ -99,7 +99,8 @@ def config_to_plain(c: ConfigState) -> Plain:
 def config_from_plain(p: Plain) -> ConfigState:
     return ConfigState(
         providers={
-            n: Deployment(n, d["kind"], d["base_url"], d["secret_ref"], tuple(d["models"]), d["weight"])
+            n: Deployment(n, d["kind"], d["base_url"], d["secret_ref"], tuple(d["models"]), d["weight"],
+                          d.get("responses", "translate"))
             for n, d in p["providers"].items()
         },
         pricing={m: Price(v[0], v[1]) for m, v in p["pricing"].items()},

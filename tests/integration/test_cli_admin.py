@@ -51,15 +51,21 @@ def test_provider_add_list_update_remove(database_url: str) -> None:
     assert listed["openai"]["models"] == ["gpt-4o"] and listed["openai"]["weight"] == 3.0
     assert listed["openai"]["base_url"] == "https://api.openai.com/v1"  # untouched fields keep their value
     assert listed["claude"]["api_key"] == "env:ANTHROPIC_API_KEY"
+    assert listed["openai"]["responses"] == listed["claude"]["responses"] == "translate"  # the default
+    ok(database_url, "provider", "update", "openai", "--responses", "native")
+    refused = invoke(database_url, "provider", "update", "claude", "--responses", "native")
+    assert refused.exit_code != 0 and "use --responses translate" in refused.stderr
+    assert {p["name"]: p["responses"] for p in ok(database_url, "provider", "list")} == {
+        "openai": "native", "claude": "translate"}
 
     ok(database_url, "provider", "remove", "claude")
     assert [p["name"] for p in ok(database_url, "provider", "list")] == ["openai"]
     table = invoke(database_url, "provider", "list")
     assert table.exit_code == 0
     header, row = table.stdout.splitlines()
-    assert header.split() == ["NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY"]
+    assert header.split() == ["NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY", "RESPONSES"]
     assert row.split()[0] == "openai" and "env:OPENAI_API_KEY" in row
-    assert count_events(database_url) == 5
+    assert count_events(database_url) == 6
 
 
 def test_pricing_and_team(database_url: str) -> None:

@@ -240,7 +240,8 @@ async def list_providers(call: Call) -> Any:
 async def add_provider(call: Call) -> Any:
     b = call.body
     written = await _write(call, AddProvider(b["name"], b["type"], b["base_url"], _secret_ref(call),
-                                             tuple(b["models"]), b.get("weight", 1.0)))
+                                             tuple(b["models"]), b.get("weight", 1.0),
+                                             b.get("responses") or "translate"))
     return _created(written), _with_position(provider_row(written.state.providers[b["name"]]), written)
 
 
@@ -254,9 +255,11 @@ async def update_provider(call: Call) -> Any:
     elif ref is None:
         ref = UNSET
     if set(b) <= {"clear_api_key"} and ref is UNSET:
-        raise InvalidRequest("nothing to change: send base_url, models, weight, api_key_env, api_key or clear_api_key")
+        raise InvalidRequest(
+            "nothing to change: send base_url, models, weight, responses, api_key_env, api_key or clear_api_key")
     command = UpdateProvider(call.path["name"], b.get("base_url"), ref,
-                             tuple(b["models"]) if b.get("models") is not None else None, b.get("weight"))
+                             tuple(b["models"]) if b.get("models") is not None else None, b.get("weight"),
+                             b.get("responses"))
     written = await _write(call, command)
     return _with_position(provider_row(written.state.providers[call.path["name"]]), written)
 
@@ -328,6 +331,8 @@ _PROVIDER = (
     Field("api_key", "string", "the provider key itself; stored encrypted (needs SHIELDES_ENCRYPTION_KEY)"),
     Field("models", "array", "models this deployment serves"),
     Field("weight", "number", "share of traffic among deployments of a model"),
+    Field("responses", "string", "how POST /v1/responses reaches it: translate (chat completions) or native "
+          "(its own /v1/responses, openai type only)", enum=("translate", "native")),
 )
 
 ROUTES: tuple[Route, ...] = (

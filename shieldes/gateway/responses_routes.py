@@ -1,0 +1,183 @@
+"""HTTP handlers of the Responses API: POST /v1/responses (JSON and typed SSE events), stored
+responses (GET|DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items) and
+POST /v1/responses/input_tokens. Admission, limits, budgets and settlement go through the same
+Gateway methods as chat completions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway import relay
+from shieldes.gateway.middleware import request_id
+from shieldes.gateway.routes import GATEWAY, json_response, read_json
+from shieldes.gateway.service import Gateway
+from shieldes.projections.state import Deployment, VirtualKey
+from shieldes.providers.base import TokenUsage
+from shieldes.providers.responses_translate import request_to_chat
+from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id
+from shieldes.responses.request import (
+    estimate_input_tokens,
+    item_id,
+    parse_request,
+    upstream_body,
+)
+from shieldes.responses.service import ResponseStore
+from shieldes.responses.store import StoredResponse
+from shieldes.responses.upstream import Answer, EventStream
+from shieldes.routing.router import Route
+from shieldes.usage.meter import Reservation
+
+RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses", ResponseStore)
+MAX_LIST = 100
+
+
+def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
+    gw = request.app[GATEWAY]
+    return gw, gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+
+
+def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenUsage:
+    if usage is None:  # the upstream reported nothing: estimate as the chat relay does
+        return TokenUsage(size // 4, deltas)
+    return TokenUsage(usage.input_tokens, usage.output_tokens)
+
+
+class _Turn:
+    """One admitted Responses request: settles exactly once and stores the result if asked to."""
+
+    def __init__(self, gw: Gateway, store: ResponseStore, key: VirtualKey, route: Route, res: Reservation,
+                 size: int, stored_input: list[Body], previous: str | None, keep: bool) -> None:
+        self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
+        self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
+
+    def finish(self, dep: Deployment, response: Body | None, usage: TokenUsage) -> None:
+        self.gw.settle(self.res, dep, self.route.model, usage)
+        if self.keep and response is not None and isinstance(response.get("id"), str):
+            created = response.get("created_at")
+            self.store.save(StoredResponse(
+                response["id"], float(created) if isinstance(created, int | float) else time.time(),
+                self.key.id, self.previous, str(response.get("model") or self.route.requested),
+                self.stored_input, response,
+            ))
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    gw, key = _key(request)
+    store = request.app[RESPONSES]
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    req = parse_request(body)
+    route = gw.route(key, req.model)
+    history: list[Body] = []
+    if req.previous_response_id is not None:
+        history = await store.history(req.previous_response_id, key.id)
+    sent = upstream_body(body, history, req.input)
+    size = len(raw) + (len(orjson.dumps(history)) if history else 0)
+    ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
+    res = gw.admit(key, route, size, req.max_output_tokens, "responses")
+    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store)
+    rid = request_id(request)
+    try:
+        outcome, dep = await gw.responses(route, sent, ctx, req.streaming)
+    except BaseException:
+        gw.meter.release(res)
+        raise
+    if isinstance(outcome, Answer):
+        response = dict(outcome.response, store=req.store)
+        turn.finish(dep, response, _token_usage(outcome.usage, size, 0))
+        return json_response(response, rid, {**res.headers, **outcome.headers})
+    return await _stream(request, rid, turn, dep, outcome)
+
+
+async def _stream(request: web.Request, rid: str, turn: _Turn, dep: Deployment,
+                  events: EventStream) -> web.StreamResponse:
+    tally = relay.Tally()
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in events:
+            if str(event.get("type", "")).endswith(".delta"):
+                tally.content_chunks += 1
+            yield relay.frame(str(event.get("type")), event)
+
+    try:
+        resp = relay.sse_response(rid, {**turn.res.headers, **events.headers})
+        await relay.pump(request, resp, frames(), tally, turn.gw.settings.disconnect_drain_seconds, "error")
+        return resp
+    finally:
+        turn.finish(dep, events.final, _token_usage(events.usage, turn.size, tally.content_chunks))
+        await events.aclose()
+
+
+async def get_response(request: web.Request) -> web.StreamResponse:
+    _gw, key = _key(request)
+    stored = await request.app[RESPONSES].get(request.match_info["id"], key.id)
+    return json_response(stored.response, request_id(request))
+
+
+async def delete_response(request: web.Request) -> web.StreamResponse:
+    _gw, key = _key(request)
+    response_id = request.match_info["id"]
+    await request.app[RESPONSES].delete(response_id, key.id)
+    return json_response({"id": response_id, "object": "response", "deleted": True}, request_id(request))
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 20
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise InvalidRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_LIST}")
+    return limit
+
+
+async def list_input_items(request: web.Request) -> web.StreamResponse:
+    _gw, key = _key(request)
+    response_id = request.match_info["id"]
+    stored = await request.app[RESPONSES].get(response_id, key.id)
+    limit = _limit(request.query.get("limit"))
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("query parameter 'order' must be asc or desc")
+    items = [dict(item, id=item_id(response_id, i, item)) for i, item in enumerate(stored.input)]
+    if order == "desc":
+        items.reverse()
+    after = request.query.get("after")
+    if after is not None:
+        ids = [i["id"] for i in items]
+        if after not in ids:
+            raise InvalidRequest(f"query parameter 'after' names no input item of {response_id!r}")
+        items = items[ids.index(after) + 1:]
+    page = items[:limit]
+    return json_response({
+        "object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit,
+    }, request_id(request))
+
+
+async def count_input_tokens(request: web.Request) -> web.StreamResponse:
+    gw, key = _key(request)
+    body, _raw = await read_json(request, gw.settings.max_body_bytes)
+    req = parse_request(body)
+    route = gw.route(key, req.model)
+    history: list[Body] = []
+    if req.previous_response_id is not None:
+        history = await request.app[RESPONSES].history(req.previous_response_id, key.id)
+    chat = request_to_chat(upstream_body(body, history, req.input), route.model)
+    return json_response({"object": "response.input_tokens", "input_tokens": estimate_input_tokens(chat)},
+                         request_id(request))
+
+
+def add_responses_routes(app: web.Application) -> None:
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/responses", create_response)
+        app.router.add_post(prefix + "/responses/input_tokens", count_input_tokens)
+        app.router.add_get(prefix + "/responses/{id}", get_response)
+        app.router.add_delete(prefix + "/responses/{id}", delete_response)
+        app.router.add_get(prefix + "/responses/{id}/input_items", list_input_items)

@@ -1,0 +1,464 @@
+"""Pure translation between the Responses API and chat completions, for upstreams that only speak
+chat completions (vLLM, Ollama, Groq, ... and, through the anthropic provider's own chat
+translation, the Anthropic Messages API).
+
+request_to_chat: a Responses request (its `input` already holding the whole conversation) -> a
+chat completions request. chat_to_output: a chat completion -> Responses output items.
+ChatStreamTranslator: chat completion chunks -> the typed Responses stream events.
+No I/O; item ids come from an injected function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shieldes.errors import InvalidRequest
+from shieldes.responses.objects import (
+    Body,
+    EventNumberer,
+    ResponseContext,
+    ResponsesUsage,
+    error_event,
+    function_call_item,
+    message_item,
+    new_id,
+    reasoning_item,
+    refusal_item,
+    response_object,
+    text_part,
+    usage_from_chat,
+)
+
+IdMaker = Callable[[str], str]
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _bad(message: str) -> InvalidRequest:
+    return InvalidRequest(message)
+
+
+# --- request: Responses -> chat completions ------------------------------------------------------
+
+
+def _user_part(part: Any, where: str) -> Body:
+    if not isinstance(part, dict):
+        raise _bad(f"{where} must be a content part object such as {{\"type\": \"input_text\", \"text\": ...}}")
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        if not isinstance(part.get("text"), str):
+            raise _bad(f"{where}.text must be a string")
+        return {"type": "text", "text": part["text"]}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str):
+            raise _bad(f"{where}: input_image needs an `image_url` (an https URL or a data: URL); "
+                       "file_id images cannot be forwarded to a chat completions upstream")
+        image: Body = {"url": url}
+        if isinstance(part.get("detail"), str):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file":
+        file: Body = {k: part[k] for k in ("file_data", "file_id", "filename") if isinstance(part.get(k), str)}
+        if not file:
+            raise _bad(f"{where}: input_file needs `file_data` (with `filename`) or `file_id`")
+        return {"type": "file", "file": file}
+    raise _bad(f"{where} has unsupported content type {kind!r}; use input_text, input_image or input_file")
+
+
+def _text(content: Any, where: str) -> str:
+    """Text of assistant/system content: a string or a list of text-like parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise _bad(f"{where} must be a string or a list of content parts")
+    texts = []
+    for i, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise _bad(f"{where}[{i}] must be a content part object")
+        if part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+            texts.append(part["refusal"])
+        elif isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            raise _bad(f"{where}[{i}] must be a text part ({{\"type\": \"input_text\", \"text\": ...}})")
+    return "".join(texts)
+
+
+def _message(item: Body, where: str) -> Body:
+    role = _ROLES.get(str(item.get("role")))
+    if role is None:
+        raise _bad(f"{where}.role must be one of user, assistant, system, developer")
+    content = item.get("content")
+    if role == "user" and isinstance(content, list):
+        parts = [_user_part(p, f"{where}.content[{i}]") for i, p in enumerate(content)]
+        if len(parts) == 1 and parts[0]["type"] == "text":  # a plain string suits every chat server
+            return {"role": "user", "content": parts[0]["text"]}
+        return {"role": "user", "content": parts}
+    if role == "user" and not isinstance(content, str):
+        raise _bad(f"{where}.content must be a string or a list of content parts")
+    return {"role": role, "content": _text(content, f"{where}.content")}
+
+
+def _tool_output(output: Any, where: str) -> str:
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return _text(output, where)
+    raise _bad(f"{where} must be a string (e.g. JSON) or a list of text parts")
+
+
+def _messages(items: list[Any]) -> list[Body]:
+    out: list[Body] = []
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(f"{where} must be an input item object (a message, function_call or function_call_output)")
+        kind = item.get("type", "message")
+        if kind == "message":
+            out.append(_message(item, where))
+        elif kind == "function_call":
+            for name in ("call_id", "name"):
+                if not isinstance(item.get(name), str):
+                    raise _bad(f"{where}.{name} must be a string")
+            call = {"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": str(item.get("arguments") or "{}")}}
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)
+            elif last is not None and last["role"] == "assistant":
+                last["tool_calls"] = [call]
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            if not isinstance(item.get("call_id"), str):
+                raise _bad(f"{where}.call_id must be the call_id of the function_call it answers")
+            out.append({"role": "tool", "tool_call_id": item["call_id"],
+                        "content": _tool_output(item.get("output"), f"{where}.output")})
+        elif kind == "reasoning":
+            continue  # chat completions takes no reasoning input; the model reasons afresh
+        elif kind == "item_reference":
+            raise _bad(f"{where}: item_reference is not supported; send the item itself")
+        else:
+            raise _bad(f"{where} has type {kind!r}, which this deployment cannot take (it speaks chat "
+                       "completions); use message, function_call and function_call_output items")
+    return out
+
+
+# Tools the upstream would run itself (OpenAI's hosted tools): a chat server cannot, so they are
+# left out (and named in a response header); forcing one with tool_choice is refused.
+HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "code_interpreter",
+                          "image_generation", "computer_use_preview", "mcp", "local_shell", "tool_search"})
+
+
+def _function(tool: Body, where: str) -> Body:
+    if not isinstance(tool.get("name"), str):
+        raise _bad(f"{where} needs a `name`")
+    fn: Body = {"name": tool["name"]}
+    for key in ("description", "parameters", "strict"):
+        if tool.get(key) is not None:
+            fn[key] = tool[key]
+    return {"type": "function", "function": fn}
+
+
+def _tools(tools: Any) -> list[Body]:
+    """Function tools, and the function tools inside `namespace` tools, as chat tools."""
+    if not isinstance(tools, list):
+        raise _bad("field 'tools' must be a list of tool objects")
+    out = []
+    for i, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "function":
+            out.append(_function(tool, f"tools[{i}]"))
+        elif kind == "namespace" and isinstance(tool.get("tools"), list):
+            out += [_function(t, f"tools[{i}].tools[{j}]") for j, t in enumerate(tool["tools"])
+                    if isinstance(t, dict) and t.get("type") == "function"]
+        elif kind not in HOSTED_TOOLS:
+            raise _bad(f"tools[{i}] of type {kind!r} is not supported by this deployment (it speaks chat "
+                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...}")
+    return out
+
+
+def dropped_tools(body: Body) -> list[str]:
+    """The hosted tools of a request that translation leaves out."""
+    tools = body.get("tools")
+    return sorted({str(t["type"]) for t in tools if isinstance(t, dict) and t.get("type") in HOSTED_TOOLS}) \
+        if isinstance(tools, list) else []
+
+
+def tool_namespaces(body: Body) -> dict[str, str]:
+    """Function name -> its namespace, for the tools that came inside `namespace` tools (their calls
+    name the namespace again on the way back)."""
+    out: dict[str, str] = {}
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("name"), str):
+            for inner in tool.get("tools") or []:
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    out[inner["name"]] = tool["name"]
+    return out
+
+
+def _tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str):
+        if choice not in ("auto", "none", "required"):
+            raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        return "required" if choice.get("mode") == "required" else "auto"
+    if isinstance(choice, dict) and choice.get("type") in HOSTED_TOOLS:
+        raise _bad(f"tool_choice forces the hosted tool {choice['type']!r}, which this deployment (it speaks "
+                   "chat completions) cannot run; route the model to a provider with --responses native")
+    raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
+
+
+def _response_format(text: Any) -> Body | None:
+    if not isinstance(text, dict) or not isinstance(text.get("format"), dict):
+        return None
+    fmt = text["format"]
+    kind = fmt.get("type")
+    if kind == "json_schema":
+        if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):
+            raise _bad("text.format of type json_schema needs a `name` and a `schema` object")
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+        return {"type": "json_schema", "json_schema": schema}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind in (None, "text"):
+        return None
+    raise _bad("text.format.type must be text, json_object or json_schema")
+
+
+def request_to_chat(body: Body, model: str) -> Body:
+    """A Responses request whose `input` holds the whole conversation -> a chat request."""
+    messages: list[Body] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    elif isinstance(instructions, list):
+        messages.extend(_messages(instructions))
+    raw_input = body.get("input")
+    if isinstance(raw_input, str):
+        messages.append({"role": "user", "content": raw_input})
+    else:
+        messages.extend(_messages(raw_input if isinstance(raw_input, list) else []))
+    if not messages:
+        raise _bad("field 'input' is empty: send a string or a list of input items")
+    chat: Body = {"model": model, "messages": messages}
+    tools = _tools(body["tools"]) if body.get("tools") else []
+    if tools:
+        chat["tools"] = tools
+        if body.get("tool_choice") is not None:
+            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+        if isinstance(body.get("parallel_tool_calls"), bool):
+            chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
+                     ("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty")):
+        if body.get(src) is not None:
+            chat[dst] = body[src]
+    response_format = _response_format(body.get("text"))
+    if response_format is not None:
+        chat["response_format"] = response_format
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+        chat["reasoning_effort"] = reasoning["effort"]
+    user = body.get("safety_identifier") or body.get("user")
+    if isinstance(user, str):
+        chat["user"] = user
+    return chat
+
+
+# --- answer: chat completion -> Responses output --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    output: list[Body]
+    usage: ResponsesUsage | None
+    status: str  # completed | incomplete
+    incomplete: str | None
+
+
+def _reasoning_text(message: Body) -> str:
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str):
+            return str(message[key])
+    return ""
+
+
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
+               namespaces: dict[str, str]) -> Body:
+    item = function_call_item(item_id, call_id, name, arguments, status)
+    if name in namespaces:
+        item["namespace"] = namespaces[name]
+    return item
+
+
+def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, str] | None = None) -> Translated:
+    choices = chat.get("choices") or [{}]
+    choice: Body = choices[0] if isinstance(choices[0], dict) else {}
+    message: Body = choice["message"] if isinstance(choice.get("message"), dict) else {}
+    output: list[Body] = []
+    reasoning = _reasoning_text(message)
+    if reasoning:
+        output.append(reasoning_item(make_id("rs"), reasoning))
+    if isinstance(message.get("content"), str) and (message["content"] or not message.get("tool_calls")):
+        output.append(message_item(make_id("msg"), message["content"]))
+    if isinstance(message.get("refusal"), str) and message["refusal"]:
+        output.append(refusal_item(make_id("msg"), message["refusal"]))
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        output.append(_call_item(make_id("fc"), str(call.get("id") or make_id("call")), str(fn.get("name") or ""),
+                                 str(fn.get("arguments") or ""), "completed", namespaces or {}))
+    if not output:
+        output.append(message_item(make_id("msg"), ""))
+    incomplete = _INCOMPLETE.get(str(choice.get("finish_reason")))
+    return Translated(output, usage_from_chat(chat.get("usage")), "incomplete" if incomplete else "completed",
+                      incomplete)
+
+
+# --- stream: chat chunks -> Responses events -------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Open:
+    """An output item being streamed."""
+
+    index: int
+    item: Body
+    text: list[str] = field(default_factory=list)
+
+
+class ChatStreamTranslator:
+    """Feed chat completion chunks; get the typed Responses events to send, numbered in order.
+    `start()` first, then `feed(chunk)` per chunk, then `finish(now)` or `fail(message, now)`."""
+
+    def __init__(self, ctx: ResponseContext, make_id: IdMaker = new_id,
+                 namespaces: dict[str, str] | None = None) -> None:
+        self.ctx = ctx
+        self.namespaces = namespaces or {}
+        self.make_id = make_id
+        self.number = EventNumberer()
+        self.output: list[Body] = []
+        self.usage: ResponsesUsage | None = None
+        self.final: Body | None = None
+        self._text: _Open | None = None
+        self._reasoning: _Open | None = None
+        self._calls: dict[int, _Open] = {}
+        self._finish: str | None = None
+
+    def start(self) -> list[Body]:
+        snapshot = response_object(self.ctx, "in_progress", [], None)
+        return [self.number("response.created", response=snapshot),
+                self.number("response.in_progress", response=snapshot)]
+
+    def _add(self, item: Body) -> tuple[_Open, Body]:
+        opened = _Open(len(self.output), item)
+        self.output.append(item)
+        return opened, self.number("response.output_item.added", output_index=opened.index, item=dict(item))
+
+    def _close_text(self) -> list[Body]:
+        if self._text is None:
+            return []
+        t, self._text = self._text, None
+        text = "".join(t.text)
+        t.item.update(status="completed", content=[text_part(text)])
+        ids = {"item_id": t.item["id"], "output_index": t.index}
+        return [self.number("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]),
+                self.number("response.content_part.done", **ids, content_index=0, part=text_part(text)),
+                self.number("response.output_item.done", output_index=t.index, item=t.item)]
+
+    def _close_reasoning(self) -> list[Body]:
+        if self._reasoning is None:
+            return []
+        r, self._reasoning = self._reasoning, None
+        r.item.update(reasoning_item(r.item["id"], "".join(r.text)))
+        return [self.number("response.output_item.done", output_index=r.index, item=r.item)]
+
+    def _close_calls(self) -> list[Body]:
+        events = []
+        for c in self._calls.values():
+            args = "".join(c.text)
+            c.item.update(status="completed", arguments=args)
+            events.append(self.number("response.function_call_arguments.done", item_id=c.item["id"],
+                                      output_index=c.index, name=c.item["name"], arguments=args))
+            events.append(self.number("response.output_item.done", output_index=c.index, item=c.item))
+        self._calls = {}
+        return events
+
+    def feed(self, chunk: Body) -> list[Body]:
+        usage = usage_from_chat(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        events: list[Body] = []
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = _reasoning_text(delta)
+            if reasoning:
+                if self._reasoning is None:
+                    events += self._close_text()
+                    self._reasoning, added = self._add({"id": self.make_id("rs"), "type": "reasoning", "summary": []})
+                    events.append(added)
+                self._reasoning.text.append(reasoning)
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events += self._text_delta(content)
+            for call in delta.get("tool_calls") or []:
+                events += self._call_delta(call)
+            if choice.get("finish_reason"):
+                self._finish = str(choice["finish_reason"])
+        return events
+
+    def _text_delta(self, content: str) -> list[Body]:
+        events = self._close_reasoning()
+        if self._text is None:
+            self._text, added = self._add(message_item(self.make_id("msg"), "", "in_progress"))
+            events.append(added)
+            events.append(self.number("response.content_part.added", item_id=self._text.item["id"],
+                                      output_index=self._text.index, content_index=0, part=text_part("")))
+        self._text.text.append(content)
+        events.append(self.number("response.output_text.delta", item_id=self._text.item["id"],
+                                  output_index=self._text.index, content_index=0, delta=content, logprobs=[]))
+        return events
+
+    def _call_delta(self, call: Any) -> list[Body]:
+        if not isinstance(call, dict):
+            return []
+        index = int(call.get("index") or 0)
+        fn = call.get("function") or {}
+        events: list[Body] = []
+        opened = self._calls.get(index)
+        if opened is None:
+            events += self._close_text() + self._close_reasoning()
+            item = _call_item(self.make_id("fc"), str(call.get("id") or self.make_id("call")),
+                              str(fn.get("name") or ""), "", "in_progress", self.namespaces)
+            opened, added = self._add(item)
+            self._calls[index] = opened
+            events.append(added)
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            opened.text.append(args)
+            events.append(self.number("response.function_call_arguments.delta", item_id=opened.item["id"],
+                                      output_index=opened.index, delta=args))
+        return events
+
+    def finish(self, now: int, fallback_usage: ResponsesUsage | None = None) -> list[Body]:
+        events = self._close_reasoning() + self._close_text() + self._close_calls()
+        usage = self.usage or fallback_usage
+        incomplete = _INCOMPLETE.get(str(self._finish))
+        status = "incomplete" if incomplete else "completed"
+        self.final = response_object(self.ctx, status, self.output, usage, completed_at=now,
+                                     incomplete=incomplete)
+        events.append(self.number(f"response.{status}", response=self.final))
+        return events
+
+    def fail(self, message: str, now: int, code: str = "server_error") -> list[Body]:
+        del now
+        self.final = response_object(self.ctx, "failed", self.output, self.usage,
+                                     error={"code": code, "message": message})
+        return [error_event(self.number, message, code), self.number("response.failed", response=self.final)]
+

@@ -1,0 +1,1 @@
+"""The Responses API: object shapes, request reading, upstream modes and stored responses."""

@@ -1,0 +1,187 @@
+"""Pure builders of Responses API objects: the response object with every field the Open Responses
+schema requires, its usage, output items, and numbered stream events. No I/O, no clock: ids and
+timestamps come from the caller."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+Body = dict[str, Any]
+
+# Request fields a response object echoes back, with the value the API shows when unset.
+_ECHOED: dict[str, Any] = {
+    "instructions": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "reasoning": None,
+    "safety_identifier": None,
+    "prompt_cache_key": None,
+    "tool_choice": "auto",
+    "tools": [],
+    "truncation": "disabled",
+    "user": None,
+    "top_logprobs": 0,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "background": False,
+    "service_tier": "default",
+    "metadata": {},
+    "store": True,
+}
+
+
+def new_id(prefix: str) -> str:
+    """`resp`, `msg`, `fc`, `rs`, ... followed by 48 random hex digits, as the API's ids look."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesUsage:
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def to_dict(self) -> Body:
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "output_tokens": self.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+
+
+def usage_from_chat(usage: Any) -> ResponsesUsage | None:
+    """Chat completions `usage` (with its details) -> Responses usage."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    return ResponsesUsage(
+        usage["prompt_tokens"],
+        int(usage.get("completion_tokens") or 0),
+        int(prompt_details.get("cached_tokens") or 0) if isinstance(prompt_details, dict) else 0,
+        int(completion_details.get("reasoning_tokens") or 0) if isinstance(completion_details, dict) else 0,
+    )
+
+
+def usage_from_responses(usage: Any) -> ResponsesUsage | None:
+    """A Responses `usage` object as an upstream sent it -> ResponsesUsage."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
+        return None
+    details_in = usage.get("input_tokens_details")
+    details_out = usage.get("output_tokens_details")
+    return ResponsesUsage(
+        usage["input_tokens"],
+        int(usage.get("output_tokens") or 0),
+        int(details_in.get("cached_tokens") or 0) if isinstance(details_in, dict) else 0,
+        int(details_out.get("reasoning_tokens") or 0) if isinstance(details_out, dict) else 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseContext:
+    """What the response object says about the request: its id, creation time, requested model and
+    the echoed request fields."""
+
+    id: str
+    created_at: int
+    model: str
+    echo: Body = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, request: Body, response_id: str, created_at: int, model: str) -> ResponseContext:
+        echo = {k: request[k] for k in _ECHOED if request.get(k) is not None}
+        text = request.get("text")
+        echo["text"] = text if isinstance(text, dict) and "format" in text else {
+            **(text if isinstance(text, dict) else {}), "format": {"type": "text"}}
+        return cls(response_id, created_at, model, echo)
+
+
+def response_object(ctx: ResponseContext, status: str, output: list[Body], usage: ResponsesUsage | None, *,
+                    completed_at: int | None = None, error: Body | None = None,
+                    incomplete: str | None = None) -> Body:
+    """The `response` object: every field the Open Responses schema requires is present."""
+    obj: Body = {
+        "id": ctx.id,
+        "object": "response",
+        "created_at": ctx.created_at,
+        "completed_at": completed_at if status == "completed" else None,
+        "status": status,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "model": ctx.model,
+        "output": output,
+        "error": error,
+        "usage": usage.to_dict() if usage is not None else None,
+    }
+    for name, default in _ECHOED.items():
+        obj[name] = ctx.echo.get(name, default)
+    obj["text"] = ctx.echo.get("text", {"format": {"type": "text"}})
+    return obj
+
+
+def output_text(response: Body) -> str:
+    return "".join(
+        part.get("text", "")
+        for item in response.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+
+
+def text_part(text: str) -> Body:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> Body:
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant",
+            "content": [text_part(text)] if status == "completed" or text else []}
+
+
+def refusal_item(item_id: str, refusal: str) -> Body:
+    return {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "refusal", "refusal": refusal}]}
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str,
+                       status: str = "completed") -> Body:
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name,
+            "arguments": arguments}
+
+
+def reasoning_item(item_id: str, text: str) -> Body:
+    item: Body = {"id": item_id, "type": "reasoning", "summary": []}
+    if text:
+        item["content"] = [{"type": "reasoning_text", "text": text}]
+    return item
+
+
+def error_body(message: str, code: str = "server_error") -> Body:
+    return {"code": code, "message": message}
+
+
+class EventNumberer:
+    """Numbers stream events in the order they are sent (`sequence_number` from 0)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def __call__(self, event_type: str, **fields: Any) -> Body:
+        event = {"type": event_type, "sequence_number": self.next, **fields}
+        self.next += 1
+        return event
+
+
+def error_event(number: EventNumberer, message: str, code: str = "server_error",
+                kind: str = "server_error") -> Body:
+    """An `error` event readable both flat (the OpenAI SDKs) and nested (Open Responses)."""
+    return number("error", code=code, message=message, param=None,
+                  error={"type": kind, "code": code, "message": message, "param": None})

@@ -1,0 +1,150 @@
+"""Pure reading of a POST /v1/responses body: validation with errors that say what to send, the
+request's own input as stored items, and the body sent upstream (conversation expanded)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.responses.objects import Body
+
+MAX_MODEL_NAME = 256
+# Fields the gateway serves itself; never sent upstream.
+_GATEWAY_FIELDS = ("previous_response_id", "stream", "stream_options")
+_UNSUPPORTED = {
+    "background": "background mode is not supported; send the request without `background`",
+    "conversation": "the Conversations API is not supported; chain turns with `previous_response_id`",
+    "prompt": "stored prompt templates are not supported; send `instructions` and `input` instead",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesRequest:
+    model: str
+    streaming: bool
+    store: bool
+    previous_response_id: str | None
+    max_output_tokens: int | None
+    input: list[Body]  # this request's own input items, normalized
+
+
+def _typed(body: Body, name: str, types: type | tuple[type, ...], what: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    allowed = types if isinstance(types, tuple) else (types,)
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+    return value
+
+
+def _number(body: Body, name: str, low: float, high: float) -> None:
+    value = _typed(body, name, (int, float), f"a number from {low} to {high}")
+    if value is not None and not (low <= value <= high and math.isfinite(value)):
+        raise InvalidRequest(f"field {name!r} must be a number from {low} to {high}")
+
+
+def normalize_item(item: Any, where: str) -> Body:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"{where} must be an input item object, e.g. "
+                             "{\"role\": \"user\", \"content\": \"...\"}")
+    if "type" not in item and "role" in item:
+        item = {"type": "message", **item}
+    if item.get("type") == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        content: Body = {"type": part, "text": item["content"]}
+        if part == "output_text":
+            content["annotations"] = []
+        item = {**item, "content": [content]}
+    if not isinstance(item.get("type"), str):
+        raise InvalidRequest(f"{where} needs a `type` (message, function_call, function_call_output, ...)")
+    return dict(item)
+
+
+def normalize_input(value: Any) -> list[Body]:
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    if isinstance(value, list):
+        return [normalize_item(item, f"input[{i}]") for i, item in enumerate(value)]
+    raise InvalidRequest("field 'input' is required: a string or a list of input items")
+
+
+def parse_request(body: Body) -> ResponsesRequest:
+    model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
+    if model is None or not model.strip() or len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest("field 'model' is required: a model name (see GET /v1/models)")
+    for name, why in _UNSUPPORTED.items():
+        if body.get(name):
+            raise InvalidRequest(why)
+    previous = _typed(body, "previous_response_id", str, "the id of a stored response (resp_...)")
+    if "input" not in body and previous is None:
+        raise InvalidRequest("field 'input' is required: a string or a list of input items")
+    items = normalize_input(body["input"]) if body.get("input") is not None else []
+    if not items and previous is None:
+        raise InvalidRequest("field 'input' is empty: send a string or at least one input item")
+    max_out = _typed(body, "max_output_tokens", int, "a positive integer")
+    if max_out is not None and max_out < 1:
+        raise InvalidRequest("field 'max_output_tokens' must be a positive integer")
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _typed(body, "instructions", (str, list), "a string")
+    _typed(body, "tools", list, "a list of tool objects")
+    _typed(body, "tool_choice", (str, dict), "auto, none, required or {\"type\": \"function\", \"name\": ...}")
+    _typed(body, "parallel_tool_calls", bool, "true or false")
+    _typed(body, "text", dict, "an object such as {\"format\": {\"type\": \"json_schema\", ...}}")
+    _typed(body, "reasoning", dict, "an object such as {\"effort\": \"low\"}")
+    _typed(body, "include", list, "a list of strings")
+    metadata = _typed(body, "metadata", dict, "an object of up to 16 string values")
+    if metadata is not None and (len(metadata) > 16 or not all(
+            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+            for k, v in metadata.items())):
+        raise InvalidRequest("field 'metadata' must hold at most 16 string values (keys up to 64 "
+                             "characters, values up to 512)")
+    store = _typed(body, "store", bool, "true or false")
+    return ResponsesRequest(
+        model=model,
+        streaming=bool(_typed(body, "stream", bool, "true or false")),
+        store=store is not False,
+        previous_response_id=previous,
+        max_output_tokens=max_out,
+        input=items,
+    )
+
+
+def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Body:
+    """The request as a deployment gets it: the whole conversation as `input`, no gateway fields."""
+    out = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+    out["input"] = history + own_input
+    return out
+
+
+def item_id(response_id: str, index: int, item: Body) -> str:
+    """Input items listed by GET .../input_items carry ids; items sent without one get a stable one."""
+    given = item.get("id")
+    if isinstance(given, str) and given:
+        return given
+    digest = hashlib.sha256(f"{response_id}:{index}".encode()).hexdigest()[:48]
+    return ("msg_" if item.get("type") == "message" else "item_") + digest
+
+
+def estimate_input_tokens(chat: Body) -> int:
+    """Input tokens of a chat request without a tokenizer: UTF-8 bytes of every text / 4 (rounded
+    up), plus 4 per message and the JSON of tool definitions / 4. Close for English text with
+    GPT-style tokenizers; an estimate, not a count."""
+    total = 0
+    for message in chat.get("messages") or []:
+        total += 4
+        content = message.get("content")
+        parts = [content] if isinstance(content, str) else [
+            p.get("text", "") for p in content or [] if isinstance(p, dict)]
+        for call in message.get("tool_calls") or []:
+            parts.append(orjson.dumps(call).decode())
+        total += sum(math.ceil(len(str(p).encode()) / 4) for p in parts)
+    if chat.get("tools"):
+        total += math.ceil(len(orjson.dumps(chat["tools"])) / 4)
+    return total

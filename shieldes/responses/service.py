@@ -1,0 +1,220 @@
+"""Stored responses of one node: a bounded in-memory cache of recent responses, a batched writer
+that makes them durable off the request path, reads that work from any node, and the retention
+purge.
+
+Read-your-writes across nodes: a response is queued for writing when its last byte is produced and
+the writer inserts whatever is queued at once (one INSERT per batch; batches grow under load), so
+it is durable one write latency after the response ended. A node that does not hold the id in
+memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
+seconds before answering 404, which covers a next turn that races the writer on another node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import psycopg
+
+from shieldes.errors import DatabaseUnavailable, NotFound
+from shieldes.responses.objects import Body
+from shieldes.responses.store import ResponseTable, StoredResponse
+from shieldes.settings import Settings
+from shieldes.tasks import stop_task, wait_event
+
+log = logging.getLogger(__name__)
+POLL = 0.02  # seconds between reads while waiting for another node's write
+MAX_PENDING = 100_000  # responses held while the database is unreachable
+RETRY = 1.0
+
+
+def not_found(response_id: str) -> NotFound:
+    return NotFound(
+        f"Response with id {response_id!r} not found: it never existed, was deleted, expired, was created "
+        "with store: false, or belongs to another API key",
+        code="not_found",
+    )
+
+
+def conversation(chain: list[StoredResponse]) -> list[Body]:
+    """The items a continuation sends before its own input: every stored turn's input and output,
+    oldest first (`chain` is newest first)."""
+    items: list[Body] = []
+    for stored in reversed(chain):
+        items.extend(stored.input)
+        items.extend(i for i in stored.response.get("output") or [] if isinstance(i, dict))
+    return items
+
+
+class ResponseStore:
+    def __init__(self, table: ResponseTable, settings: Settings) -> None:
+        self.table = table
+        self.retention = settings.responses_retention_seconds
+        self.read_wait = settings.responses_read_wait
+        self.cache_entries = settings.responses_cache_entries
+        self.purge_interval = settings.responses_purge_interval
+        self._cache: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._pending: list[StoredResponse] = []
+        self._writing: dict[str, StoredResponse] = {}
+        self._wake = asyncio.Event()
+        self._written = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._next_purge = 0.0
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def save(self, stored: StoredResponse) -> None:
+        """Queue a finished response for writing (no I/O here) and remember it locally."""
+        self._remember(stored)
+        if len(self._pending) >= MAX_PENDING:
+            dropped = self._pending.pop(0)
+            log.warning("stored responses: %d waiting for the database; dropped %s", MAX_PENDING, dropped.id)
+        self._pending.append(stored)
+        self._wake.set()
+
+    def _remember(self, stored: StoredResponse) -> None:
+        if self.cache_entries <= 0:
+            return
+        self._cache[stored.id] = stored
+        self._cache.move_to_end(stored.id)
+        while len(self._cache) > self.cache_entries:
+            self._cache.popitem(last=False)
+
+    async def flush(self) -> bool:
+        """Write everything queued; False if the database refused (the rows stay queued)."""
+        if not self._pending:
+            return True
+        batch, self._pending = self._pending, []
+        self._writing = {s.id: s for s in batch}
+        try:
+            await self.table.insert(batch)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("stored responses: write of %d failed, will retry: %s", len(batch), exc)
+            self._pending = batch + self._pending
+            return False
+        finally:
+            self._writing = {}
+            done, self._written = self._written, asyncio.Event()
+            done.set()
+        return True
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await wait_event(self._wake, min(self.purge_interval, 60.0))
+            self._wake.clear()
+            if not await self.flush():
+                await asyncio.sleep(RETRY)
+                self._wake.set()
+            if time.time() >= self._next_purge:
+                await self.purge()
+
+    async def purge(self) -> list[str]:
+        self._next_purge = time.time() + self.purge_interval
+        try:
+            dropped = await self.table.purge(time.time(), self.retention)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("stored responses: retention purge failed, will retry: %s", exc)
+            return []
+        if dropped:
+            log.info("stored responses: dropped expired partitions %s", ", ".join(dropped))
+        return dropped
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="responses-writer")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._task is not None:
+            await stop_task(self._task, self)
+            self._task = None
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            if not await self.flush():
+                await asyncio.sleep(0.1)
+        if self._pending:
+            log.warning("stored responses: %d not written at shutdown", len(self._pending))
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def _fresh(self, stored: StoredResponse) -> bool:
+        return stored.created_at > time.time() - self.retention
+
+    def _local(self, response_id: str) -> StoredResponse | None:
+        stored = self._cache.get(response_id) or self._writing.get(response_id)
+        if stored is None:
+            stored = next((s for s in self._pending if s.id == response_id), None)
+        return stored if stored is not None and self._fresh(stored) else None
+
+    async def _db(self, op: Any) -> Any:
+        try:
+            return await op
+        except (psycopg.Error, OSError) as exc:
+            raise DatabaseUnavailable(
+                f"stored responses cannot be read right now ({str(exc).splitlines()[0][:200]}); retry shortly"
+            ) from None
+
+    async def _waiting(self, read: Any) -> Any:
+        """Run `read()` until it finds something or read_wait has passed (another node may still be
+        writing the row)."""
+        deadline = time.monotonic() + self.read_wait
+        while True:
+            found = await self._db(read())
+            if found or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(POLL)
+
+    def _unwritten(self, response_id: str) -> StoredResponse | None:
+        stored = self._writing.get(response_id) or next((s for s in self._pending if s.id == response_id), None)
+        return stored if stored is not None and self._fresh(stored) else None
+
+    async def get(self, response_id: str, key_id: str) -> StoredResponse:
+        """Reads Postgres (the truth: a delete on another node shows at once) unless the response
+        is still waiting to be written by this node."""
+        stored = self._unwritten(response_id)
+        if stored is None:
+            stored = await self._waiting(lambda: self.table.get(response_id, self.retention))
+        if stored is None or stored.key_id != key_id:
+            raise not_found(response_id)
+        return stored
+
+    async def history(self, response_id: str, key_id: str) -> list[Body]:
+        """The conversation up to and including `response_id`, for a continuation."""
+        chain: list[StoredResponse] = []
+        next_id: str | None = response_id
+        while next_id is not None:
+            stored = self._local(next_id)
+            if stored is None:
+                break
+            chain.append(stored)
+            next_id = stored.previous_response_id
+        if next_id is not None:
+            rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention))
+            chain.extend(rest)
+            for s in rest:
+                self._remember(s)
+            if not rest:
+                raise not_found(next_id if next_id == response_id else response_id)
+            if rest[-1].previous_response_id is not None:
+                raise not_found(rest[-1].previous_response_id)
+        if any(s.key_id != key_id for s in chain):
+            raise not_found(response_id)
+        return conversation(chain)
+
+    async def delete(self, response_id: str, key_id: str) -> None:
+        local = self._local(response_id)
+        if local is not None and local.key_id != key_id:
+            raise not_found(response_id)
+        self._cache.pop(response_id, None)
+        if any(s.id == response_id for s in self._pending):  # never written: forgetting it is enough
+            self._pending = [s for s in self._pending if s.id != response_id]
+            return
+        while response_id in self._writing:  # being written right now: delete the row once it landed
+            await self._written.wait()
+        if local is not None:
+            await self._db(self.table.delete(response_id, key_id))
+            return
+        if not await self._waiting(lambda: self.table.delete(response_id, key_id)):
+            raise not_found(response_id)

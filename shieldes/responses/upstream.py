@@ -1,0 +1,188 @@
+"""One Responses call to one deployment, in the deployment's mode: `native` passes the request to
+the upstream's own /v1/responses; `translate` sends chat completions (which the anthropic provider
+turns into Messages) and builds the Responses answer and events from what comes back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from shieldes.projections.state import Deployment
+from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
+from shieldes.providers.openai_responses import ResponsesEventStream
+from shieldes.providers.responses_translate import (
+    ChatStreamTranslator,
+    chat_to_output,
+    dropped_tools,
+    request_to_chat,
+    tool_namespaces,
+)
+from shieldes.responses.objects import (
+    EventNumberer,
+    ResponseContext,
+    ResponsesUsage,
+    error_event,
+    response_object,
+    usage_from_responses,
+)
+
+NATIVE = "native"
+TRANSLATE = "translate"
+MODES = (TRANSLATE, NATIVE)
+DROPPED_HEADER = "x-shieldes-dropped-tools"  # hosted tools a translate-mode deployment left out
+
+
+@dataclass(slots=True)
+class Answer:
+    """A finished (non-streamed) response object and its usage, if the upstream reported it."""
+
+    response: Body
+    usage: ResponsesUsage | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class EventStream(Protocol):
+    """Typed Responses events for the client. Failures after the first event come as `error` and
+    `response.failed` events, never as exceptions. `final` is the last response object (once
+    iteration ended), `usage` its usage if reported, `deltas` the content deltas seen."""
+
+    final: Body | None
+    usage: ResponsesUsage | None
+    deltas: int
+    headers: dict[str, str]
+
+    def __aiter__(self) -> AsyncIterator[Body]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _native_payload(body: Body, model: str) -> Body:
+    payload = dict(body, model=model)
+    payload.pop("stream", None)
+    return payload
+
+
+async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+                  streaming: bool) -> Answer | EventStream:
+    """`body` is the client's request with `input` holding the whole conversation and no
+    `previous_response_id` (the gateway keeps the conversation, whichever deployment answers)."""
+    if dep.responses == NATIVE:
+        if streaming:
+            opener = getattr(provider, "responses_stream", None)
+            if opener is None:
+                raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
+                                      status=None, retryable=True)
+            upstream: ResponsesEventStream = await opener(target, _native_payload(body, target.model))
+            return NativeEvents(upstream, ctx)
+        call_raw = getattr(provider, "call_raw", None)
+        if call_raw is None:
+            raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
+                                  status=None, retryable=True)
+        result = await call_raw("responses", target, orjson.dumps(_native_payload(body, target.model)))
+        response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
+        return Answer(response, usage_from_responses(response.get("usage")))
+    chat = request_to_chat(body, target.model)
+    namespaces = tool_namespaces(body)
+    dropped = dropped_tools(body)
+    headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
+    if streaming:
+        chunks = await provider.stream("chat", target, dict(chat, stream=True))
+        return TranslatedEvents(chunks, ChatStreamTranslator(ctx, namespaces=namespaces), headers)
+    result = await provider.call("chat", target, chat)
+    out = chat_to_output(result.body, namespaces=namespaces)
+    response = response_object(ctx, out.status, out.output, out.usage, completed_at=_now(),
+                               incomplete=out.incomplete)
+    return Answer(response, out.usage, headers)
+
+
+class TranslatedEvents:
+    """Chat chunks of a translate-mode deployment as Responses events."""
+
+    def __init__(self, chunks: ChunkStream, translator: ChatStreamTranslator, headers: dict[str, str]) -> None:
+        self._chunks = chunks
+        self._tr = translator
+        self.headers = headers
+        self.final: Body | None = None
+        self.usage: ResponsesUsage | None = None
+        self.deltas = 0
+        self._gen: AsyncGenerator[Body, None] | None = None
+
+    def __aiter__(self) -> AsyncGenerator[Body, None]:
+        if self._gen is None:
+            self._gen = self._events()
+        return self._gen
+
+    async def _events(self) -> AsyncGenerator[Body, None]:
+        tr = self._tr
+        for event in tr.start():
+            yield event
+        try:
+            async for chunk in self._chunks:
+                for event in tr.feed(chunk):
+                    if event["type"].endswith(".delta"):
+                        self.deltas += 1
+                    yield event
+        except UpstreamFailure as failure:
+            events = tr.fail(f"upstream stream failed: {failure.message}; retry the request", _now())
+        else:
+            events = tr.finish(_now())
+        self.final, self.usage = tr.final, tr.usage
+        for event in events:
+            yield event
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        await self._chunks.aclose()
+
+
+class NativeEvents:
+    """A native upstream's events, passed on; a failure mid-stream ends it with `error` and
+    `response.failed` events numbered after the upstream's."""
+
+    def __init__(self, upstream: ResponsesEventStream, ctx: ResponseContext) -> None:
+        self._up = upstream
+        self._previous = ctx.echo.get("previous_response_id")
+        self.headers: dict[str, str] = {}
+        self.final: Body | None = None
+        self.usage: ResponsesUsage | None = None
+        self.deltas = 0
+        self._gen: AsyncGenerator[Body, None] | None = None
+
+    def __aiter__(self) -> AsyncGenerator[Body, None]:
+        if self._gen is None:
+            self._gen = self._events()
+        return self._gen
+
+    async def _events(self) -> AsyncGenerator[Body, None]:
+        up = self._up
+        try:
+            async for event in up:
+                response = event.get("response")
+                if isinstance(response, dict) and self._previous is not None:
+                    response["previous_response_id"] = self._previous
+                if str(event.get("type", "")).endswith(".delta"):
+                    self.deltas += 1
+                yield event
+        except UpstreamFailure as failure:
+            number = EventNumberer()
+            number.next = up.last_sequence + 1
+            message = f"upstream stream failed: {failure.message}; retry the request"
+            failed = dict(up.snapshot or {}, status="failed", error={"code": "server_error", "message": message})
+            up.final = failed
+            yield error_event(number, message)
+            yield number("response.failed", response=failed)
+        self.final, self.usage = up.final, up.responses_usage
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        await self._up.aclose()

@@ -1,0 +1,119 @@
+"""The OpenAI Responses API of the fake upstream (tests/fake_upstream.py): POST /v1/responses as
+JSON or as its typed event stream, in the wire format OpenAI sends (event names, sequence
+numbers, snapshots of the response object, usage with token details).
+
+Behaviour: a function call of the first (or the `tool_choice`-named) function tool unless the last
+input item is a function_call_output or tool_choice is "none"; JSON matching the schema for
+`text.format` json_schema; otherwise the fake's usual words. Input tokens are the words of
+`instructions` and every input item's text."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests import fake_wire as wire
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k in ("content", "text", "output", "arguments"))
+    return 0
+
+
+def input_tokens(body: dict[str, Any]) -> int:
+    return _words(body.get("instructions")) + _words(body.get("input"))
+
+
+def problem(body: Any) -> str | None:
+    """What OpenAI's own validation would answer with 400, as far as a gateway could get it wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+        return "Missing required parameter: 'model'."
+    if not isinstance(body.get("input"), str | list):
+        return "Missing required parameter: 'input'."
+    for key in ("messages", "stream_options", "max_tokens"):
+        if key in body:
+            return f"Unknown parameter: '{key}'."
+    return None
+
+
+def pick_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    items = body["input"] if isinstance(body["input"], list) else []
+    answered = bool(items) and items[-1].get("type") == "function_call_output"
+    choice = body.get("tool_choice")
+    chat_tools = [{"function": {"name": t["name"], "parameters": t.get("parameters")}} for t in tools]
+    named = {"function": {"name": choice["name"]}} if isinstance(choice, dict) and "name" in choice else choice
+    return wire.pick_tool(chat_tools, named, answered)
+
+
+def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, text: str,
+                  tokens: int, finish: str) -> dict[str, Any]:
+    call = pick_call(body)
+    fmt = (body.get("text") or {}).get("format") or {}
+    if call is None and fmt.get("type") == "json_schema":
+        text = json.dumps(wire.sample(fmt.get("schema") or {}))
+        tokens = len(text.split())
+    if call is not None:
+        output: dict[str, Any] = {"id": item_id.replace("msg_", "fc_"), "type": "function_call", "status": "completed",
+                                  "arguments": json.dumps(call[1]), "call_id": call_id, "name": call[0]}
+        tokens = 5
+    else:
+        output = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
+                  "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}
+    incomplete = finish == "length" and call is None
+    prompt = input_tokens(body)
+    now = int(time.time())
+    return {
+        "id": rid, "object": "response", "created_at": now, "status": "incomplete" if incomplete else "completed",
+        "background": False, "completed_at": None if incomplete else now, "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": None, "model": body["model"] + "-2024-08-06", "output": [output],
+        "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
+        "prompt_cache_key": None, "reasoning": {"effort": None, "summary": None}, "safety_identifier": None,
+        "service_tier": "default", "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [], "top_logprobs": 0,
+        "top_p": body.get("top_p", 1.0), "truncation": "disabled", "user": None, "metadata": body.get("metadata") or {},
+        "presence_penalty": 0.0, "frequency_penalty": 0.0,
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tokens,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + tokens},
+    }
+
+
+def frames(final: dict[str, Any]) -> list[bytes]:
+    """The event stream OpenAI sends for a one-item response."""
+    seq = iter(range(10_000))
+
+    def ev(kind: str, **fields: Any) -> bytes:
+        return wire.event(kind, {"type": kind, "sequence_number": next(seq), **fields})
+
+    pending = {**final, "status": "in_progress", "output": [], "usage": None, "completed_at": None,
+               "incomplete_details": None}
+    out = [ev("response.created", response=pending), ev("response.in_progress", response=pending)]
+    item = final["output"][0]
+    ids = {"item_id": item["id"], "output_index": 0}
+    if item["type"] == "function_call":
+        out.append(ev("response.output_item.added", output_index=0,
+                      item={**item, "arguments": "", "status": "in_progress"}))
+        out += [ev("response.function_call_arguments.delta", **ids, delta=d) for d in wire.split(item["arguments"])]
+        out.append(ev("response.function_call_arguments.done", **ids, arguments=item["arguments"]))
+    else:
+        text = item["content"][0]["text"]
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        out.append(ev("response.output_item.added", output_index=0,
+                      item={**item, "content": [], "status": "in_progress"}))
+        out.append(ev("response.content_part.added", **ids, content_index=0, part=part))
+        out += [ev("response.output_text.delta", **ids, content_index=0, delta=d, logprobs=[])
+                for d in wire.pieces(text)]
+        out.append(ev("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]))
+        out.append(ev("response.content_part.done", **ids, content_index=0, part={**part, "text": text}))
+    out.append(ev("response.output_item.done", output_index=0, item=item))
+    out.append(ev(f"response.{final['status']}", response=final))
+    return out

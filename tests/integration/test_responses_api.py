@@ -1,0 +1,178 @@
+"""POST /v1/responses through the openai SDK against a real node: JSON and typed event streams in
+both upstream modes (translate via chat completions or Messages, native pass-through), function
+tools, structured output, governance (usage, cost, budgets) on the route."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from shieldes.projections.commands import AddProvider, SetPricing, UpdateProvider
+from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
+from tests.responses_schema import check_event, check_response
+
+TOOLS: list[Any] = [{
+    "type": "function", "name": "get_weather", "description": "weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                   "additionalProperties": False},
+    "strict": True,
+}]
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-3-5-haiku-latest")
+
+
+def oai(base: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+
+
+async def _events(client: openai.AsyncOpenAI, **kw: Any) -> list[Any]:
+    stream = await client.responses.create(stream=True, **kw)
+    return [e async for e in stream]
+
+
+@pytest.mark.parametrize("mode", ["translate", "native"])
+async def test_json_and_stream_with_tools_in_both_modes(database_url: str, mode: str) -> None:
+    async with harness(database_url) as h:
+        if mode == "native":
+            await h.admin(UpdateProvider("openai", responses="native"))
+        await h.admin(SetPricing("gpt-4o", 2.0, 8.0))
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        upstream_path = "/v1/responses" if mode == "native" else "/v1/chat/completions"
+
+        resp = await client.responses.create(model="gpt-4o", input="say hello to me", instructions="be brief",
+                                             metadata={"ticket": "42"}, temperature=0.5)
+        assert resp.output_text == "Hello from the fake upstream"
+        assert resp.status == "completed" and resp.usage is not None
+        assert resp.usage.input_tokens == 6 and resp.usage.output_tokens == 5 and resp.usage.total_tokens == 11
+        assert resp.usage.input_tokens_details.cached_tokens == 0
+        assert resp.usage.output_tokens_details.reasoning_tokens == 0
+        assert resp.metadata == {"ticket": "42"} and resp.temperature == 0.5
+        raw = resp.model_dump(mode="json", exclude_unset=True)
+        check_response(raw)
+        sent = h.upstream.last(upstream_path).body
+        if mode == "native":
+            assert sent["input"][0]["content"][0] == {"type": "input_text", "text": "say hello to me"}
+            assert sent["instructions"] == "be brief" and "previous_response_id" not in sent
+        else:
+            assert sent["messages"] == [{"role": "system", "content": "be brief"},
+                                        {"role": "user", "content": "say hello to me"}]
+            assert sent["temperature"] == 0.5
+
+        events = await _events(client, model="gpt-4o", input="say hello to me")
+        types = [e.type for e in events]
+        assert types[:2] == ["response.created", "response.in_progress"]
+        assert types[-1] == "response.completed"
+        for t in ("response.output_item.added", "response.content_part.added", "response.output_text.delta",
+                  "response.output_text.done", "response.content_part.done", "response.output_item.done"):
+            assert t in types, t
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == \
+            "Hello from the fake upstream"
+        final = events[-1].response
+        assert final.output_text == "Hello from the fake upstream" and final.usage.output_tokens == 5
+        for e in events:
+            check_event(e.model_dump(mode="json", exclude_unset=True))
+
+        # a function tool round trip, streamed: the call, then its output on the next turn
+        events = await _events(client, model="gpt-4o", input="weather in Paris?", tools=TOOLS)
+        call = events[-1].response.output[0]
+        assert call.type == "function_call" and call.name == "get_weather"
+        assert json.loads(call.arguments) == {"city": "test"}
+        deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        assert deltas == call.arguments
+        assert any(e.type == "response.function_call_arguments.done" for e in events)
+        for e in events:
+            check_event(e.model_dump(mode="json", exclude_unset=True))
+        follow = await client.responses.create(
+            model="gpt-4o", tools=TOOLS, input=[
+                {"role": "user", "content": "weather in Paris?"},
+                {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+                {"type": "function_call_output", "call_id": call.call_id, "output": "{\"temp\": 21}"},
+            ])
+        assert follow.output_text == "Hello from the fake upstream"
+        sent = h.upstream.last(upstream_path).body
+        if mode == "translate":
+            assert sent["messages"][1]["tool_calls"][0]["id"] == call.call_id
+            assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.call_id, "content": "{\"temp\": 21}"}
+            assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+        # structured output
+        schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                  "required": ["name", "age"], "additionalProperties": False}
+        structured = await client.responses.create(
+            model="gpt-4o", input="who?", text={"format": {"type": "json_schema", "name": "person",
+                                                            "schema": schema, "strict": True}})
+        assert json.loads(structured.output_text) == {"name": "test", "age": 1}
+        if mode == "translate":
+            assert h.upstream.last(upstream_path).body["response_format"]["json_schema"]["name"] == "person"
+
+        await h.flush()
+        requests, prompt, completion, cost = h.usage_totals()["app"]
+        assert requests == 5 and completion == 5 + 5 + 5 + 5 + 4  # the JSON answer is 4 words
+        assert cost == prompt * 2000 + completion * 8000  # exact usage, priced per 1M tokens
+
+
+async def test_anthropic_provider_through_messages_translation(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        resp = await client.responses.create(model="claude-3-5-haiku-latest", input="say hello",
+                                             instructions="be brief", max_output_tokens=100)
+        assert resp.output_text == "Hello from the fake upstream"
+        sent = h.upstream.last("/v1/messages").body
+        assert sent["system"] == "be brief" and sent["max_tokens"] == 100
+        events = await _events(client, model="claude-3-5-haiku-latest", input="weather?", tools=TOOLS)
+        assert events[-1].response.output[0].type == "function_call"
+        check_response(events[-1].response.model_dump(mode="json", exclude_unset=True))
+
+
+async def test_bad_requests_and_refusals_are_openai_shaped(database_url: str) -> None:
+    async with harness(database_url, responses_read_wait=0.2) as h:
+        secret = await h.create_key("narrow", models=("gpt-4o-mini",))
+        broke = await h.create_key("broke", models=("gpt-4o-mini",), budget_usd=0.0)
+        await h.sync()
+        client = oai(h.base, secret)
+        with pytest.raises(openai.BadRequestError, match="input"):
+            await client.responses.create(model="gpt-4o-mini")  # type: ignore[call-overload]
+        with pytest.raises(openai.BadRequestError, match="tools\\[0\\]"):
+            await client.responses.create(model="gpt-4o-mini", input="x",
+                                          tools=[{"type": "custom", "name": "patch"}])  # type: ignore[list-item]
+        # hosted tools cannot run behind a chat upstream: left out, and said so in a header
+        raw = await client.responses.with_raw_response.create(
+            model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
+        assert raw.headers["x-shieldes-dropped-tools"] == "web_search"
+        assert "tools" not in h.upstream.last("/v1/chat/completions").body
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.responses.create(model="gpt-4o", input="x")
+        before = len(h.upstream.requests)
+        with pytest.raises(openai.RateLimitError, match="budget"):
+            await oai(h.base, broke).responses.create(model="gpt-4o-mini", input="x")
+        assert len(h.upstream.requests) == before  # refused before any upstream call
+        with pytest.raises(openai.NotFoundError, match="not found"):
+            await client.responses.create(model="gpt-4o-mini", input="x", previous_response_id="resp_nope")
+        # an upstream that breaks mid-stream: the stream ends with `error` (the SDK raises it)
+        h.upstream.inject("/v1/chat/completions", disconnect_after=3)
+        stream = await client.responses.create(model="gpt-4o-mini", input="x", stream=True)
+        seen: list[str] = []
+        with pytest.raises(openai.APIError, match="upstream stream failed"):
+            async for event in stream:
+                seen.append(event.type)
+        assert seen[:2] == ["response.created", "response.in_progress"]
+        async with aiohttp.ClientSession() as s, s.post(h.base + "/responses", json={"model": "gpt-4o-mini"},
+                                                        headers={"Authorization": "Bearer " + secret}) as r:
+            assert r.status == 400 and (await r.json())["error"]["type"] == "invalid_request_error"
+
+
+async def test_native_mode_is_refused_for_anthropic_and_old_events_replay(database_url: str) -> None:
+    async with harness(database_url, providers=False) as h:
+        from shieldes.errors import CommandRejected
+
+        with pytest.raises(CommandRejected, match="translate"):
+            await h.admin(AddProvider("c", "anthropic", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("c",),
+                                      responses="native"))

@@ -1,0 +1,151 @@
+"""Stored responses across two real nodes on one database: previous_response_id continued on the
+other node at once (read-your-writes), retrieve/delete/input_items, key isolation, store: false,
+and retention by partition drop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import openai
+import psycopg
+import pytest
+
+from shieldes.node import Node
+from shieldes.responses.store import ResponseTable, StoredResponse, partition_name
+from tests.integration.gateway_harness import Harness, harness
+from tests.integration.test_responses_api import oai
+from tests.responses_schema import check_response
+
+MODELS = ("gpt-4o", "gpt-4o-mini")
+
+
+@asynccontextmanager
+async def second_node(h: Harness) -> AsyncIterator[Node]:
+    node = Node(h.settings.model_copy(update={"node_id": h.settings.node_id + "-b"}))
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def chat_messages(h: Harness) -> list[dict[str, object]]:
+    body = h.upstream.last("/v1/chat/completions").body
+    return [{"role": m["role"], "content": m.get("content")} for m in body["messages"]]
+
+
+async def test_continue_on_another_node_and_manage_stored_responses(database_url: str) -> None:
+    async with harness(database_url, responses_read_wait=0.5) as h, second_node(h) as b:
+        secret = await h.create_key("app", models=MODELS)
+        other = await h.create_key("other", models=MODELS)
+        await h.sync()
+        assert b.poller is not None and await b.poller.poll_once()
+        a_client, b_client = oai(h.base, secret), oai(f"http://127.0.0.1:{b.port}", secret)
+
+        first = await a_client.responses.create(model="gpt-4o", input="my name is Ada", instructions="be brief")
+        # the next turn lands on the other node at once: it reads Postgres (waiting for the write)
+        second = await b_client.responses.create(model="gpt-4o", input="what is my name?",
+                                                 previous_response_id=first.id)
+        assert second.previous_response_id == first.id
+        assert chat_messages(h) == [
+            {"role": "user", "content": "my name is Ada"},
+            {"role": "assistant", "content": "Hello from the fake upstream"},
+            {"role": "user", "content": "what is my name?"},
+        ]  # instructions are not carried over, as the API specifies
+        # a third turn, streamed, back on the first node: the whole chain
+        stream = await a_client.responses.create(model="gpt-4o", input="and again?", stream=True,
+                                                 previous_response_id=second.id)
+        third = [e async for e in stream][-1].response
+        assert third.previous_response_id == second.id
+        assert [m["content"] for m in chat_messages(h)] == [
+            "my name is Ada", "Hello from the fake upstream", "what is my name?",
+            "Hello from the fake upstream", "and again?"]
+
+        got = await b_client.responses.retrieve(third.id)
+        assert got.output_text == "Hello from the fake upstream" and got.id == third.id
+        check_response(got.model_dump(mode="json", exclude_unset=True))
+        items = await b_client.responses.input_items.list(second.id)
+        assert [i.content[0].text for i in items.data] == ["what is my name?"]  # type: ignore[union-attr]
+        page = await b_client.responses.input_items.list(first.id, limit=1, order="asc")
+        assert len(page.data) == 1 and page.has_more is False and page.first_id == page.data[0].id
+
+        # another key sees nothing: not the response, not its items, no continuation, no delete
+        intruder = oai(h.base, other)
+        for attempt in (intruder.responses.retrieve(first.id), intruder.responses.input_items.list(first.id),
+                        intruder.responses.delete(first.id),
+                        intruder.responses.create(model="gpt-4o", input="x", previous_response_id=first.id)):
+            with pytest.raises(openai.NotFoundError):
+                await attempt
+
+        await b_client.responses.delete(first.id)
+        for client in (a_client, b_client):
+            with pytest.raises(openai.NotFoundError, match="not found"):
+                await client.responses.retrieve(first.id)
+        with pytest.raises(openai.NotFoundError):
+            await b_client.responses.create(model="gpt-4o", input="x", previous_response_id=second.id)
+
+        # store: false keeps nothing anywhere
+        unsaved = await a_client.responses.create(model="gpt-4o", input="secret", store=False)
+        assert unsaved.store is False
+        assert h.node.responses is not None and await h.node.responses.flush()
+        assert h.sql("SELECT count(*) FROM stored_responses WHERE id = %s", unsaved.id) == [(0,)]
+        with pytest.raises(openai.NotFoundError):
+            await b_client.responses.retrieve(unsaved.id)
+        stored = {r[0] for r in h.sql("SELECT id FROM stored_responses")}
+        assert stored == {second.id, third.id}
+
+
+async def test_retention_hides_old_rows_and_the_purge_drops_their_partitions(database_url: str) -> None:
+    async with harness(database_url) as h:
+        assert h.node.pool is not None and h.node.responses is not None
+        table = ResponseTable(h.node.pool)
+        day = 24 * 3600.0
+        now = time.time()
+        old = StoredResponse("resp_old", now - 40 * day, "key_1", None, "m", [], {"id": "resp_old", "output": []})
+        edge = StoredResponse("resp_edge", now - 30 * day - 60, "key_1", None, "m", [], {"id": "resp_edge"})
+        new = StoredResponse("resp_new", now, "key_1", None, "m", [], {"id": "resp_new", "output": []})
+        await table.insert([old, edge, new])
+        retention = 30 * day
+        assert await table.get("resp_edge", retention) is None  # expired, even before its partition goes
+        assert await table.get("resp_new", retention) is not None
+        dropped = await table.purge(now, retention)
+        from shieldes.responses.store import day_of
+
+        assert partition_name(day_of(old.created_at)) in dropped
+        assert partition_name(day_of(now)) not in dropped
+        assert h.sql("SELECT id FROM stored_responses ORDER BY id") in (
+            [("resp_new",)], [("resp_edge",), ("resp_new",)])  # the edge day drops once it is whole
+        # the node's own purge job runs the same code on its schedule
+        assert await h.node.responses.purge() == []
+
+
+async def test_no_database_round_trip_before_the_answer(database_url: str) -> None:
+    """With the stored-responses table locked, responses (JSON, streamed, and a continuation this
+    node holds in memory) are still served; the rows land once the lock goes."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE stored_responses IN ACCESS EXCLUSIVE MODE")
+            first = await asyncio.wait_for(client.responses.create(model="gpt-4o", input="one"), 10)
+            stream = await client.responses.create(model="gpt-4o", input="two", stream=True,
+                                                   previous_response_id=first.id)
+            second = await asyncio.wait_for(_last(stream), 10)
+            assert second.output_text == "Hello from the fake upstream"
+        # (read from a thread: the node's writer shares this event loop and must run meanwhile)
+        for _ in range(500):
+            if len(await asyncio.to_thread(h.sql, "SELECT id FROM stored_responses")) == 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the stored responses were not written after the lock went")
+
+
+async def _last(stream: Any) -> Any:
+    events = [e async for e in stream]
+    return events[-1].response

@@ -1,0 +1,180 @@
+"""The pure parts of the Responses API: request reading, Responses <-> chat translation (streams
+included), retention partition choice, and provider events from before the responses mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+
+from shieldes.errors import InvalidRequest
+from shieldes.events.catalog import ProviderAdded, ProviderUpdated
+from shieldes.events.codec import Codec
+from shieldes.projections.config import apply_config
+from shieldes.projections.state import ConfigState
+from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.responses.objects import ResponseContext
+from shieldes.responses.request import estimate_input_tokens, parse_request, upstream_body
+from shieldes.responses.store import expired_partitions, partition_name
+from tests.responses_schema import check_event, check_response
+
+
+def ids() -> Any:
+    counter = itertools.count()
+    return lambda prefix: f"{prefix}_{next(counter)}"
+
+
+def test_request_items_become_chat_messages() -> None:
+    body = {
+        "model": "m", "instructions": "be brief", "max_output_tokens": 50, "temperature": 0.2,
+        "input": [
+            {"role": "developer", "content": "rules"},
+            {"role": "user", "content": [{"type": "input_text", "text": "look"},
+                                         {"type": "input_image", "image_url": "data:image/png;base64,AA"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{\"a\":1}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "one"},
+            {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+        ],
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "tool_choice": {"type": "function", "name": "f"},
+        "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}, "strict": True}},
+        "reasoning": {"effort": "low"},
+    }
+    chat = request_to_chat(body, "up-model")
+    assert chat["model"] == "up-model" and chat["max_tokens"] == 50 and chat["temperature"] == 0.2
+    assert chat["messages"][0] == {"role": "system", "content": "be brief"}
+    assert chat["messages"][1] == {"role": "system", "content": "rules"}
+    assert chat["messages"][2]["content"][1] == {"type": "image_url",
+                                                  "image_url": {"url": "data:image/png;base64,AA"}}
+    assert chat["messages"][3]["content"] == "ok"
+    assert [c["id"] for c in chat["messages"][3]["tool_calls"]] == ["c1", "c2"]
+    assert chat["messages"][4:] == [{"role": "tool", "tool_call_id": "c1", "content": "one"},
+                                    {"role": "tool", "tool_call_id": "c2", "content": "two"}]
+    assert chat["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert chat["response_format"]["json_schema"]["name"] == "x"
+    assert chat["reasoning_effort"] == "low"
+    assert estimate_input_tokens(chat) > 0
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"model": "m"}, "input"),
+    ({"model": "m", "input": []}, "empty"),
+    ({"input": "x"}, "model"),
+    ({"model": "m", "input": "x", "background": True}, "background"),
+    ({"model": "m", "input": "x", "temperature": 3}, "temperature"),
+    ({"model": "m", "input": "x", "metadata": {"a": 1}}, "metadata"),
+    ({"model": "m", "input": [7]}, "input\\[0\\]"),
+])
+def test_bad_requests_say_what_to_send(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        parse_request(body)
+
+
+def test_continuation_input_and_gateway_fields() -> None:
+    req = parse_request({"model": "m", "previous_response_id": "resp_1", "input": "next", "stream": True,
+                         "store": False})
+    assert req.streaming and not req.store and req.previous_response_id == "resp_1"
+    history = [{"type": "message", "role": "user", "content": "a"}]
+    sent = upstream_body({"model": "m", "previous_response_id": "resp_1", "stream": True, "input": "next"},
+                         history, req.input)
+    assert "previous_response_id" not in sent and "stream" not in sent
+    assert sent["input"] == history + req.input
+
+
+def test_chat_answers_become_items() -> None:
+    chat = {"choices": [{"message": {"content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1},
+                  "completion_tokens_details": {"reasoning_tokens": 1}}}
+    out = chat_to_output(chat, ids())
+    assert out.output == [{"id": "fc_0", "type": "function_call", "status": "completed", "call_id": "call_1",
+                           "name": "f", "arguments": "{}"}]
+    assert out.usage is not None and (out.usage.cached_tokens, out.usage.reasoning_tokens) == (1, 1)
+    cut = chat_to_output({"choices": [{"message": {"content": "par"}, "finish_reason": "length"}]}, ids())
+    assert cut.status == "incomplete" and cut.incomplete == "max_output_tokens"
+
+
+def test_namespace_tools_are_flattened_and_their_calls_named_back() -> None:
+    body = {"model": "m", "input": "x", "tools": [
+        {"type": "namespace", "name": "agents", "tools": [{"type": "function", "name": "spawn", "parameters": {}}]},
+        {"type": "web_search"}]}
+    chat = request_to_chat(body, "m")
+    assert [t["function"]["name"] for t in chat["tools"]] == ["spawn"]
+    from shieldes.providers.responses_translate import dropped_tools, tool_namespaces
+
+    assert dropped_tools(body) == ["web_search"] and tool_namespaces(body) == {"spawn": "agents"}
+    out = chat_to_output({"choices": [{"message": {"tool_calls": [
+        {"id": "c", "function": {"name": "spawn", "arguments": "{}"}}]}}]}, ids(), tool_namespaces(body))
+    assert out.output[0]["namespace"] == "agents"
+    with pytest.raises(InvalidRequest, match="hosted tool"):
+        request_to_chat({**body, "tool_choice": {"type": "web_search"}}, "m")
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_stream_translation_numbers_and_closes_every_item() -> None:
+    ctx = ResponseContext.of({"model": "m", "metadata": {"a": "b"}}, "resp_1", 1_700_000_000, "m")
+    tr = ChatStreamTranslator(ctx, ids())
+    events = tr.start()
+    for chunk in [_chunk({"role": "assistant", "reasoning_content": "hmm"}), _chunk({"content": "Hel"}),
+                  _chunk({"content": "lo"}),
+                  _chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": ""}}]}),
+                  _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\""}}]}),
+                  _chunk({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+                  _chunk({}, "tool_calls"),
+                  {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 6}}]:
+        events += tr.feed(chunk)
+    events += tr.finish(1_700_000_001)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    for e in events:
+        check_event(e)
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    final = events[-1]["response"]
+    check_response(final)
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call"]
+    assert final["output"][1]["content"][0]["text"] == "Hello"
+    assert final["output"][2]["arguments"] == "{\"a\":1}"
+    assert final["usage"]["total_tokens"] == 10 and final["metadata"] == {"a": "b"}
+    added = [e["output_index"] for e in events if e["type"] == "response.output_item.added"]
+    done = [e["output_index"] for e in events if e["type"] == "response.output_item.done"]
+    assert added == done == [0, 1, 2]
+
+
+def test_stream_failure_ends_with_error_and_failed() -> None:
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids())
+    events = tr.start() + tr.feed(_chunk({"content": "x"})) + tr.fail("boom", 2)
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-2]["message"] == "boom" and events[-2]["error"]["message"] == "boom"
+    assert events[-1]["response"]["status"] == "failed"
+    for e in events:
+        check_event(e)
+
+
+def test_expired_partitions_are_whole_days_beyond_the_retention() -> None:
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC).timestamp()
+    names = [partition_name(dt.date(2026, 10, d)) for d in (30, 31)] + [
+        partition_name(dt.date(2026, 11, 1)), "other_table"]
+    assert expired_partitions(names, now, 31 * 86400) == [partition_name(dt.date(2026, 10, 30))]
+
+
+def test_provider_events_without_a_responses_mode_replay_as_translate() -> None:
+    codec = Codec()
+    old = codec.decode("provider.added", 1, {"name": "p", "kind": "openai", "base_url": "http://x",
+                                              "secret_ref": None, "models": ["m"], "weight": 1.0})
+    assert isinstance(old, ProviderAdded)
+    state = apply_config(ConfigState(), old)
+    assert state.providers["p"].responses == "translate"
+    state = apply_config(state, ProviderUpdated("p", "http://x", None, ("m",), 1.0, "native"))
+    assert state.providers["p"].responses == "native"
+    older_update = codec.decode("provider.updated", 1, {"name": "p", "base_url": "http://y", "secret_ref": None,
+                                                        "models": ["m"], "weight": 2.0})
+    assert apply_config(state, older_update).providers["p"].responses == "native"
