@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     responses_read_wait: float = Field(
         default=2.0, ge=0,
         description="seconds a node polls Postgres for a response id another node may still be writing")
-    responses_cache_entries: int = Field(
-        default=2000, ge=0, description="recent stored responses each node keeps in memory")
+    responses_cache_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0,
+        description="bytes (as JSON) of recent stored responses each node keeps in memory")
     responses_purge_interval: float = Field(
         default=3600.0, gt=0, description="seconds between retention purges of stored responses")
 

@@ -267,6 +267,9 @@ class FakeUpstream:
             frames = [
                 wire.event("error", {"type": "error", "error": error})
                 if anthropic
+                else wire.event("error", {"type": "error", "sequence_number": 0, "code": error["type"],
+                                          "message": error["message"], "param": None})
+                if request.path == RESPONSES_PATH
                 else wire.data({"error": {**error, "code": None, "param": None}})
             ]
         for i, frame in enumerate(frames):

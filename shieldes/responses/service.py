@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 import psycopg
 
 from shieldes.errors import DatabaseUnavailable, NotFound
@@ -53,9 +54,10 @@ class ResponseStore:
         self.table = table
         self.retention = settings.responses_retention_seconds
         self.read_wait = settings.responses_read_wait
-        self.cache_entries = settings.responses_cache_entries
+        self.cache_bytes = settings.responses_cache_bytes
         self.purge_interval = settings.responses_purge_interval
-        self._cache: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[StoredResponse, int]] = OrderedDict()
+        self._cached_bytes = 0
         self._pending: list[StoredResponse] = []
         self._writing: dict[str, StoredResponse] = {}
         self._wake = asyncio.Event()
@@ -76,12 +78,21 @@ class ResponseStore:
         self._wake.set()
 
     def _remember(self, stored: StoredResponse) -> None:
-        if self.cache_entries <= 0:
+        """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large)."""
+        size = len(orjson.dumps(stored.input)) + len(orjson.dumps(stored.response))
+        self._forget(stored.id)
+        if size > self.cache_bytes:
             return
-        self._cache[stored.id] = stored
-        self._cache.move_to_end(stored.id)
-        while len(self._cache) > self.cache_entries:
-            self._cache.popitem(last=False)
+        self._cache[stored.id] = (stored, size)
+        self._cached_bytes += size
+        while self._cached_bytes > self.cache_bytes:
+            _old, (_, old_size) = self._cache.popitem(last=False)
+            self._cached_bytes -= old_size
+
+    def _forget(self, response_id: str) -> None:
+        found = self._cache.pop(response_id, None)
+        if found is not None:
+            self._cached_bytes -= found[1]
 
     async def flush(self) -> bool:
         """Write everything queued; False if the database refused (the rows stay queued)."""
@@ -143,7 +154,8 @@ class ResponseStore:
         return stored.created_at > time.time() - self.retention
 
     def _local(self, response_id: str) -> StoredResponse | None:
-        stored = self._cache.get(response_id) or self._writing.get(response_id)
+        cached = self._cache.get(response_id)
+        stored = cached[0] if cached is not None else self._writing.get(response_id)
         if stored is None:
             stored = next((s for s in self._pending if s.id == response_id), None)
         return stored if stored is not None and self._fresh(stored) else None
@@ -207,7 +219,7 @@ class ResponseStore:
         local = self._local(response_id)
         if local is not None and local.key_id != key_id:
             raise not_found(response_id)
-        self._cache.pop(response_id, None)
+        self._forget(response_id)
         if any(s.id == response_id for s in self._pending):  # never written: forgetting it is enough
             self._pending = [s for s in self._pending if s.id != response_id]
             return
