@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 from shieldes.secrets import hash_key
 from tests.resilience.live_node import ADMIN_TOKEN, Live, live_node
 
-POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages")
+POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses",
+               "/v1/responses/input_tokens")
 GET_ROUTES = ("/v1/models", "/health", "/ready", "/metrics", "/admin/status", "/admin/keys", "/admin/usage")
 MAX_BODY = 64 * 1024
 FIELDS = ("model", "messages", "stream", "max_tokens", "max_completion_tokens", "input", "prompt",
-          "stream_options", "system", "tools", "tool_choice", "stop", "temperature", "n")
+          "stream_options", "system", "tools", "tool_choice", "stop", "temperature", "n", "instructions",
+          "text", "store", "max_output_tokens", "reasoning", "metadata", "parallel_tool_calls")
 
 
 @pytest.fixture(scope="module")
