@@ -132,6 +132,9 @@ class TranslatedEvents:
                     yield event
         except UpstreamFailure as failure:
             events = tr.fail(f"upstream stream failed: {failure.message}; retry the request", _now())
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a chunk of an odd shape
+            events = tr.fail(f"upstream sent a stream chunk this gateway cannot read ({type(exc).__name__}); "
+                             "retry the request", _now())
         else:
             events = tr.finish(_now())
         self.final, self.usage = tr.final, tr.usage
