@@ -60,10 +60,18 @@ function stopPage() {
   current = null;
 }
 
+// The pages this principal's role may open (an auditor sees usage and the audit log only).
+function allowedPages() {
+  return [...document.querySelectorAll("#nav a")]
+    .filter((a) => PAGES[a.dataset.page] && session.can(a.dataset.scope)).map((a) => a.dataset.page);
+}
+
 async function route() {
   if (!session.me) return;
-  const name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "overview";
-  const page = PAGES[name] || PAGES.overview;
+  const allowed = allowedPages();
+  let name = (location.hash.match(/^#\/(\w+)/) || [])[1] || allowed[0];
+  if (!allowed.includes(name) || !PAGES[name]) name = allowed[0];
+  const page = PAGES[name];
   stopPage();
   document.getElementById("toast").className = "toast";
   for (const a of document.querySelectorAll("#nav a")) {
@@ -84,10 +92,13 @@ async function route() {
 async function start() {
   session.me = await api("GET", "/whoami");
   document.getElementById("nav").hidden = false;
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.parentElement.hidden = !PAGES[a.dataset.page] || !session.can(a.dataset.scope);
+  }
   const who = document.getElementById("who");
   who.hidden = false;
   document.getElementById("who-name").textContent = `${session.me.name} · ${session.me.role} · node ${session.me.node_id}`;
-  if (!location.hash.startsWith("#/")) history.replaceState(null, "", "/ui/#/overview");
+  if (!location.hash.startsWith("#/")) history.replaceState(null, "", `/ui/#/${allowedPages()[0]}`);
   await route();
 }
 

@@ -17,6 +17,7 @@ from shieldes.projections.commands import AddProvider, CreateTeam, SetPricing
 from tests import pg
 from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json
+from tests.cluster.test_admin_api_cluster import api as admin_api
 from tests.cluster.test_three_nodes import chat
 
 pytestmark = pytest.mark.cluster
@@ -65,12 +66,13 @@ def button(driver: Any, text: str, within: Any = None) -> Any:
     return root.find_element(By.XPATH, f".//button[normalize-space()='{text}'] | .//a[normalize-space()='{text}']")
 
 
-def sign_in(driver: Any, base: str, token: str) -> None:
+def sign_in(driver: Any, base: str, token: str, landing: str = "Overview") -> None:
     driver.get(base + "/ui/")
     field = wait(driver, lambda d: all_css(d, "input#token") and by_css(d, "input#token"), what="sign-in form")
     field.send_keys(token)
     by_css(driver, "form.signin button[type=submit]").click()
-    wait(driver, lambda d: "Overview" in by_css(d, "main h1").text, what="overview after sign-in")
+    wait(driver, lambda d: all_css(d, "main h1") and landing in by_css(d, "main h1").text,
+         what=f"{landing} after sign-in")
 
 
 def go(driver: Any, page: str, ready_css: str) -> None:
@@ -206,6 +208,18 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         assert driver.switch_to.active_element.get_attribute("class") == "skip"
         ActionChains(driver).send_keys(Keys.ENTER).perform()
         wait(driver, lambda d: d.switch_to.active_element.get_attribute("id") == "main", what="skip to content")
+
+        # roles in the console: a viewer gets no write controls, an auditor only usage and audit
+        tokens = {role: admin_api(a.base, "POST", "/admin-tokens", BOOT,
+                                  {"name": f"{role}-ui", "role": role})[1]["token"] for role in ("viewer", "auditor")}
+        button(driver, "Sign out").click()
+        sign_in(driver, a.base, tokens["viewer"])
+        go(driver, "keys", "table caption")
+        assert not all_css(driver, "form[aria-labelledby=create-title]") and "Revoke" not in by_css(driver, "main").text
+        button(driver, "Sign out").click()
+        sign_in(driver, a.base, tokens["auditor"], landing="Usage")
+        visible = [e.text for e in all_css(driver, "#nav a") if e.is_displayed()]
+        assert visible == ["Usage", "Audit"], visible
 
     with chromium(*PHONE) as phone:
         sign_in(phone, b.base, BOOT)  # the other node serves the same console
