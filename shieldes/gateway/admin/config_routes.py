@@ -12,6 +12,7 @@ from shieldes.admin import LiveWrite, execute_live
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.projections.commands import (
+    PROVIDER_KINDS,
     UNSET,
     AddProvider,
     Command,
@@ -363,7 +364,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/providers", list_providers, READ, "List providers (deployments)", "providers", query=PAGE_FIELDS),
     Route("POST", "/providers", add_provider, ADMIN, "Add a provider deployment", "providers",
           body=(Field("name", "string", "unique deployment name", required=True),
-                Field("type", "string", "upstream API kind", required=True, enum=("openai", "anthropic")),
+                Field("type", "string", "upstream API kind", required=True, enum=PROVIDER_KINDS),
                 *(Field(f.name, f.type, f.description, required=f.name in ("base_url", "models"))
                   for f in _PROVIDER)), idempotent_create=True),
     Route("PATCH", "/providers/{name}", update_provider, ADMIN, "Change some fields of a provider", "providers",
