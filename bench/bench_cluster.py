@@ -28,7 +28,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shieldes.admin import execute  # noqa: E402
+from shieldes.config_writer import execute  # noqa: E402
 from shieldes.events.pg_store import PostgresEventStore, open_pool  # noqa: E402
 from shieldes.projections.commands import AddProvider, CreateKey, SetPricing  # noqa: E402
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key  # noqa: E402

@@ -135,7 +135,7 @@ async def prepare_database() -> tuple[str, str]:
     import psycopg
 
     from shieldes import db
-    from shieldes.admin import execute
+    from shieldes.config_writer import execute
     from shieldes.events.pg_store import PostgresEventStore, open_pool
     from shieldes.projections.commands import CreateKey
     from tests.pg import with_database
@@ -173,7 +173,7 @@ async def prepare_database() -> tuple[str, str]:
 
 
 async def add_provider(url: str, upstream: str) -> None:
-    from shieldes.admin import execute
+    from shieldes.config_writer import execute
     from shieldes.events.pg_store import PostgresEventStore, open_pool
     from shieldes.projections.commands import AddProvider
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shieldes import db  # noqa: E402
-from shieldes.admin import execute  # noqa: E402
+from shieldes.config_writer import execute  # noqa: E402
 from shieldes.events.pg_store import PostgresEventStore, open_pool  # noqa: E402
 from shieldes.projections.commands import AddProvider, CreateKey  # noqa: E402
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key  # noqa: E402

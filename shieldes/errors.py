@@ -13,6 +13,7 @@ class ShieldesError(Exception):
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}  # extra HTTP response headers (rendered in one place)
         if code is not None:
             self.code = code
 
@@ -40,6 +41,12 @@ class PermissionDenied(ShieldesError):
     code = "model_not_allowed"
 
 
+class ModelNotPriced(PermissionDenied):
+    """A budget cannot hold on a model without a price: it would cost $0 (fail closed)."""
+
+    code = "model_not_priced"
+
+
 class NotFound(ShieldesError):
     status = 404
     type = "invalid_request_error"
@@ -58,9 +65,16 @@ class RateLimited(ShieldesError):
 
 
 class BudgetExceeded(ShieldesError):
+    """A budget refusal: retrying soon will not help, so the OpenAI and Anthropic SDKs are told not
+    to (they retry every 429 unless `x-should-retry: false`)."""
+
     status = 429
     type = "budget_exceeded"
     code = "budget_exceeded"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"x-should-retry": "false"}
 
 
 class UpstreamError(ShieldesError):

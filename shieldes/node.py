@@ -279,9 +279,9 @@ class Node:
             pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """/ready: 200 only when running, caught up with the log and the database answers. With the
-        database down the node keeps serving from memory and reports `degraded` (503), so load
-        balancers prefer healthy nodes; /health stays 200 while the process is alive."""
+        """/ready: 503 only while starting (not yet caught up with the log) or draining; a node that
+        serves answers 200, with `degraded: true` while the database is unreachable (it serves from
+        memory then: an outage must not empty a load balancer). /health is liveness."""
         p, poller, meter = self.projector, self.poller, self.meter
         flusher = self.flusher
         # the newest evidence wins: a flush that succeeded after the last failed poll means the
@@ -289,7 +289,8 @@ class Node:
         polled_ok = bool(poller and (poller.db_ok or (flusher is not None and flusher.ok_at > poller.failed_at)))
         db_ok = polled_ok and (flusher is None or flusher.healthy)
         lag = p.lag if p else 0
-        if self.state != "running":
+        serving = self.state == "running"
+        if not serving:
             status = self.state
         elif not db_ok:
             status = "degraded"
@@ -298,6 +299,8 @@ class Node:
         else:
             status = "ready"
         info = {
+            "ready": serving,
+            "degraded": serving and not db_ok,
             "status": status,
             "node_id": self.node_id,
             "position": p.position if p else 0,
@@ -307,7 +310,7 @@ class Node:
             "unreadable_events": [u.as_dict() for u in p.projection.unreadable] if p else [],
             "cluster": self.cluster.status() if self.cluster else None,
         }
-        return status == "ready", info
+        return serving, info
 
     async def stop(self) -> None:
         """Graceful: stop accepting, drain requests and streams, final flush, close everything."""

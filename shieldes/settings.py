@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="after a client leaves mid-stream, read the upstream for its usage"
     )
 
+    # Budgets
+    allow_unpriced: bool = Field(
+        default=False, description="serve models without a price to keys and teams with a budget (they cost $0)"
+    )
+    budget_max_tokens: int = Field(
+        default=4096, ge=1, description="completion cap set on budgeted requests that name no max_tokens"
+    )
+
     # Usage accounting
     flush_interval: float = Field(default=0.5, gt=0, description="seconds between batched usage appends")
     usage_buffer_max: int = Field(default=1_000_000, ge=1, description="max unflushed usage deltas held")

@@ -52,6 +52,8 @@ class Fault:
     disconnect_after: int | None = None  # drop the connection after this many stream frames
     stall_after: int | None = None  # go silent (for 30 s) after this many stream frames
     stream_error: str | None = None  # answer 200 with an event stream holding only this error type
+    error_after: int | None = None  # after this many stream frames, an error frame (type from stream_error)
+    finish_reason: Any = None  # send this (of any JSON type) as the chat stream's finish_reason
     message: str | None = None
     retry_after: float | None = None
 
@@ -246,7 +248,7 @@ class FakeUpstream:
             words, finish = words[:max_tokens], "length"
         text = " ".join(words)
         stop_list = [stops] if isinstance(stops, str) else stops or []
-        hits = [(text.find(s), s) for s in stop_list if s and s in text]
+        hits = [(text.find(s), s) for s in stop_list if isinstance(s, str) and s and s in text]
         if hits:
             at, seq = min(hits)
             text = text[:at]
@@ -260,7 +262,13 @@ class FakeUpstream:
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        if fault and fault.stream_error:
+        if fault and fault.error_after is not None:
+            error = {"type": fault.stream_error or "server_error", "message": fault.message or "Overloaded"}
+            anthropic = request.path == MESSAGES_PATH
+            last = (wire.event("error", {"type": "error", "error": error}) if anthropic
+                    else wire.data({"error": {**error, "code": None, "param": None}}))
+            frames = [*frames[: fault.error_after], last]
+        elif fault and fault.stream_error:
             # How upstreams report overload after the 200 is out: an error as the first event.
             error = {"type": fault.stream_error, "message": fault.message or "Overloaded"}
             anthropic = request.path == MESSAGES_PATH
@@ -343,7 +351,8 @@ class FakeUpstream:
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        frames = wire.chat_frames(base, reply.text, call, reply.finish, usage if include_usage else None)
+        finish = fault.finish_reason if fault and fault.finish_reason is not None else reply.finish
+        frames = wire.chat_frames(base, reply.text, call, finish, usage if include_usage else None)
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from shieldes import db
-from shieldes.admin import ConfigView, execute, load_config
+from shieldes.config_writer import ConfigView, execute, load_config
 from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.events.codec import Codec, UnknownEvent
 from shieldes.events.pg_store import PostgresEventStore, open_pool
@@ -225,6 +225,11 @@ class OneLineGroup(click.Group):
         except click.UsageError as exc:
             _usage_error(exc.ctx or ctx, exc)
             raise AssertionError("unreachable") from None
+
+
+def warn(message: str) -> None:
+    """A warning on stderr: the command did what was asked, but something needs the user's attention."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vertical: bool = False) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from shieldes.admin import load_config
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from shieldes.admin import load_config
 from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
 from shieldes.importers.apply import apply_import
 from shieldes.importers.export import EXPORT_FORMATS, export

@@ -18,11 +18,13 @@ from shieldes.cli.common import (
     read_config,
     run,
     split_list,
+    warn,
     write,
 )
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UNSET, CreateKey, RevokeKey, RotateKey, UpdateKey, find_key
 from shieldes.timeparse import expiry
+from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import key_row
 
 COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "budget_usd", "budget_period",
@@ -71,8 +73,17 @@ def create(
         team=team, expires_at=expiry(expires_in, expires_at, now),
     )
     written = run(write(command))
-    row = key_row(written.state, written.state.keys[command.id], now)
+    state = written.state
+    created = state.keys[command.id]
+    row = key_row(state, created, now)
     row["position"] = written.position
+    team_ = state.teams.get(created.team_id) if created.team_id else None
+    if created.budget is not None or (team_ is not None and team_.budget is not None):
+        served = {m for d in state.providers.values() for m in d.models}
+        missing = unpriced(state.pricing, [m for m in served if created.allows_model(m)])
+        if missing:
+            row["unpriced_models"] = missing
+            warn(unpriced_warning(missing))
     _show_secret(row, secret, ctx.as_json)
 
 

@@ -15,6 +15,7 @@ from shieldes.cli.common import (
     read_config,
     run,
     split_list,
+    warn,
     write,
 )
 from shieldes.errors import InvalidRequest
@@ -26,6 +27,7 @@ from shieldes.projections.commands import (
     RemoveProvider,
     UpdateProvider,
 )
+from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import provider_row, secret_label
 
 COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key", "responses")
@@ -79,6 +81,10 @@ def add(
         "responses": written.events[0].data["responses"],
         "api_key": secret_label(ref), "position": written.position,
     }
+    missing = unpriced(written.state.pricing, written.events[0].data["models"])
+    if missing:
+        state_row["unpriced_models"] = missing
+        warn(unpriced_warning(missing))
     emit(state_row, as_json=ctx.as_json)
 
 

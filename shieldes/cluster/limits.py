@@ -104,10 +104,10 @@ class HeadroomSplitter:
     def admit(self, ident: Ident, limit: int, seen_total: int, alive: int, cost: int = 1,
               rank: int = 0) -> bool:
         """`seen_total` = local count + every peer's (count + outstanding). The caller counts the
-        request locally when this returns True. With `cost` > 1 (budgets: the request's estimated
-        nano-USD) a request is admitted while the share is not used up, so it may overdraw the share
-        by less than one request's cost."""
-        if seen_total >= limit:
+        request locally when this returns True. `cost` is what the request takes (1 for a request;
+        its estimated nano-USD or tokens for budgets and token limits): it must fit, in the limit
+        and in this node's share (fail closed)."""
+        if seen_total + cost > limit:
             return False
         generation = self.rounds.generation
         share = self._shares.get(ident)
@@ -115,7 +115,7 @@ class HeadroomSplitter:
             share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive, rank))
             if share.allowance:
                 self.rounds.rearm()
-        if share.used >= share.allowance:
+        if share.used + cost > share.allowance:
             return False
         share.used += cost
         return True

@@ -18,7 +18,7 @@ from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
-from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation
+from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation, budget_message
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
 BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
@@ -110,6 +110,8 @@ class ClusterMeter(Meter):
                 continue
             rank = (cluster.rank() + today) % alive
             if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, rank):
+                if seen + cost > limit:
+                    raise BudgetExceeded(budget_message(what, budget, seen, cost, today))
                 raise BudgetExceeded(
                     f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
                     f"or held across the cluster in the {budget.period} period; this node's share of the "

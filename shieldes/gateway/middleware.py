@@ -46,9 +46,8 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
 
 
 def render_error(exc: ShieldesError, rid: str) -> web.Response:
-    headers: dict[str, str] = {}
+    headers = dict(exc.headers)
     if isinstance(exc, RateLimited):
-        headers.update(exc.headers)
         headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
     status = exc.status if 400 <= exc.status <= 599 else 500
     return error_response(status, exc.type, exc.code, exc.message, rid, headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -78,8 +78,10 @@ def sse_response(rid: str, headers: dict[str, str]) -> web.StreamResponse:
     })
 
 
-def error_frame(failure: UpstreamFailure, event: str | None) -> bytes:
-    err = {"message": f"upstream stream failed: {failure.message}; retry the request",
+def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[str], str] = str) -> bytes:
+    """The client's last frame when the stream breaks; upstream text is scrubbed of provider keys
+    exactly like a JSON error (some upstreams echo the key they were sent)."""
+    err = {"message": f"upstream stream failed: {scrub(failure.message)}; retry the request",
            "type": "upstream_error", "code": "upstream_error"}
     if event is None:
         return frame(None, {"error": err})
@@ -91,16 +93,23 @@ QUEUE_FRAMES = 256  # frames read ahead of a slow client before the upstream is 
 
 
 async def _produce(frames: AsyncIterator[bytes], queue: asyncio.Queue[object]) -> None:
+    """Always ends with one terminal item (the end, or the failure), whatever the frames raise: a
+    producer that died silently would leave the client (and the reservation) waiting forever."""
+    terminal: object = _END
     try:
         async for data in frames:
             await queue.put(data)
     except UpstreamFailure as failure:
-        await queue.put(failure)
-    await queue.put(_END)
+        terminal = failure
+    except Exception as exc:  # e.g. an upstream chunk of a shape the translation cannot read
+        log.warning("stream relay stopped on an unreadable upstream chunk: %r", exc)
+        terminal = UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
+                                   status=None, retryable=False)
+    await queue.put(terminal)
 
 
 async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIterator[bytes], tally: Tally,
-               drain_seconds: float, error_event: str | None) -> None:
+               drain_seconds: float, error_event: str | None, scrub: Callable[[str], str] = str) -> None:
     """Send the headers, then every frame; if the client goes away (before or during the stream),
     keep draining the upstream (bounded) so its usage arrives.
 
@@ -127,7 +136,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 return
             if isinstance(item, UpstreamFailure):
                 tally.outcome = "upstream_error"
-                await resp.write(error_frame(item, error_event))
+                await resp.write(error_frame(item, error_event, scrub))
                 return
     except ConnectionError:
         if tally.outcome == "open":

@@ -140,7 +140,7 @@ class Call:
         try:
             resp = relay.sse_response(self.rid, self.res.headers)
             await relay.pump(request, resp, render(stream, tally), tally,
-                             self.gw.settings.disconnect_drain_seconds, error_event)
+                             self.gw.settings.disconnect_drain_seconds, error_event, self.gw.scrub)
             return resp
         finally:
             # settle first: the usage is final once the relay has stopped reading
@@ -164,10 +164,15 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         streaming = _stream_flag(body)
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
-    call = Call(gw, request, key, op, body, size, _max_tokens(body))
+    max_tokens = _max_tokens(body)
+    cap = gw.completion_cap(key, max_tokens, op)
+    if cap is not None:  # a budget needs a bound on the completion: the request gets one
+        body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
+        max_tokens = cap
+    call = Call(gw, request, key, op, body, size, max_tokens)
     if not streaming:
         # The client's bytes go upstream as they are unless a stream field must be dropped.
-        plain = "stream_options" not in body and "stream" not in body
+        plain = cap is None and "stream_options" not in body and "stream" not in body
         result = await call.json(body, raw if plain else None)
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}

@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 from shieldes.errors import (
     AuthenticationFailed,
     InvalidRequest,
+    ModelNotPriced,
     NotFound,
     PermissionDenied,
     ShieldesError,
@@ -42,7 +43,7 @@ from shieldes.usage.pricing import PriceTable, cost_nusd
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_COMPLETION_ESTIMATE = 256  # tokens reserved when a request names no max_tokens
+DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
 class StateView(Protocol):
@@ -149,9 +150,33 @@ class Gateway:
                     out.setdefault(m, dep.kind)
         return sorted(out.items())
 
+    def budgeted(self, key: VirtualKey) -> bool:
+        """The key or its team has a budget."""
+        if key.budget is not None:
+            return True
+        team = self.state.config.teams.get(key.team_id) if key.team_id else None
+        return team is not None and team.budget is not None
+
+    def completion_cap(self, key: VirtualKey, max_tokens: int | None, op: Operation) -> int | None:
+        """The max_tokens to send upstream for a budgeted request that names none: with it, the
+        admission estimate bounds the request's completion cost instead of guessing it."""
+        if max_tokens is None and op != "embeddings" and self.budgeted(key):
+            return self.settings.budget_max_tokens
+        return None
+
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
               op: Operation) -> Reservation:
+        """Estimate: prompt bytes / 4 tokens at the input price, plus max_tokens (for budgeted
+        requests always set, see completion_cap) at the output price. Fails closed on money: a
+        model without a price cannot be held to a budget, so it is refused under one."""
         config = self.state.config
+        if (not self.settings.allow_unpriced and self.budgeted(key)
+                and not self.prices.priced(config.pricing, route.model)):
+            raise ModelNotPriced(
+                f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
+                f"be enforced on it; set one with `shieldes pricing set {route.model} --input USD_PER_1M "
+                "--output USD_PER_1M` (an operator may allow unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
+            )
         rate = self.prices.rate(config.pricing, route.model)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         estimate = cost_nusd(rate, prompt_bytes // 4, completion)
@@ -186,7 +211,7 @@ class Gateway:
         if failure.retryable:
             self.breaker.failure(dep.name)
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         """Upstream error text goes to clients: never with a provider key in it (some upstreams echo
         the key they were sent)."""
         for secret in self._secrets.values():
@@ -204,12 +229,12 @@ class Gateway:
         if not 400 <= status < 500:
             return UpstreamError(
                 f"upstream deployment {dep.name!r} refused the gateway ({status}): "
-                f"{self._scrub(failure.message)}; the operator should check its provider key"
+                f"{self.scrub(failure.message)}; the operator should check its provider key"
             )
-        return UpstreamClientError(f"upstream rejected the request: {self._scrub(failure.message)}", status)
+        return UpstreamClientError(f"upstream rejected the request: {self.scrub(failure.message)}", status)
 
     def _exhausted(self, route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
-        detail = self._scrub(last.message) if last is not None else "no attempt possible"
+        detail = self.scrub(last.message) if last is not None else "no attempt possible"
         msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)

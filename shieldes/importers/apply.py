@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shieldes.admin import ATTEMPTS, load_config
+from shieldes.config_writer import ATTEMPTS, load_config
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM, Event
 from shieldes.events.codec import Codec

@@ -70,6 +70,16 @@ class _Window:
     counts: dict[str, list[int]] = field(default_factory=dict)  # key_id -> [requests, tokens]
 
 
+def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
+    reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
+    used = (f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} spent or held by "
+            f"requests in flight in the {budget.period} period")
+    if spent < round(budget.amount_usd * NUSD):
+        return (f"{used}, and this request may cost up to ${estimate / NUSD:.6f} (prompt and max_tokens); "
+                f"lower max_tokens, wait for the next day (at {reset}), or raise it with `shieldes budget set`")
+    return f"{used} (next day rolls in at {reset}); raise it with `shieldes budget set`"
+
+
 def _ceil_retry(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
@@ -176,15 +186,13 @@ class Meter:
         return total + self._reserved.get(subject, 0)
 
     def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int,
-                      position: int | None) -> None:
+                      position: int | None, estimate: int) -> None:
+        """Fail closed: spent (durable + unflushed + peers' pending) + reserved by requests in flight
+        + this request's estimate must fit in the budget."""
         limit = round(budget.amount_usd * NUSD)
         spent = self.spent_nusd(usage, subject, budget, today, position)
-        if spent >= limit:
-            reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
-            raise BudgetExceeded(
-                f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} used in the "
-                f"{budget.period} period (next day rolls in at {reset}); raise it with `shieldes budget set`"
-            )
+        if spent >= limit or spent + estimate > limit:
+            raise BudgetExceeded(budget_message(what, budget, spent, estimate, today))
 
     # --- admission and settlement ---------------------------------------------------------------
 
@@ -225,10 +233,12 @@ class Meter:
         if key.budget is not None or key.team_id:
             today = int(now // 86400)
             if key.budget is not None:
-                self._check_budget(usage, subjects[0], f"key {key.name!r}", key.budget, today, position)
+                self._check_budget(usage, subjects[0], f"key {key.name!r}", key.budget, today, position,
+                                   estimate_nusd)
             team = config.teams.get(key.team_id) if key.team_id else None
             if team is not None and team.budget is not None:
-                self._check_budget(usage, subjects[1], f"team {team.name!r}", team.budget, today, position)
+                self._check_budget(usage, subjects[1], f"team {team.name!r}", team.budget, today, position,
+                                   estimate_nusd)
         # buffered() is len(self._acc) unless a batch is waiting: skip the call on the common path
         if (self._batches or len(self._acc) >= self.buffer_max) and self.buffered() >= self.buffer_max:
             raise Unavailable(

@@ -7,7 +7,7 @@ product. `pricing.set` events override the shipped defaults below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from shieldes.projections.state import Price
 
@@ -71,6 +71,23 @@ class PriceTable:
     def rate(self, pricing: Mapping[str, Price], model: str) -> tuple[int, int]:
         """(input, output) nUSD per token; (0, 0) for a model without a price."""
         return self.rates(pricing).get(model, (0, 0))
+
+    def priced(self, pricing: Mapping[str, Price], model: str) -> bool:
+        """A price is known (a shipped default or `pricing set`; an explicit $0 counts as priced)."""
+        return model in self.rates(pricing)
+
+
+def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
+    """The models among `models` that have no price: under a budget they cost $0, so they are refused
+    unless SHIELDES_ALLOW_UNPRICED=true."""
+    return sorted({m for m in models if m not in pricing and m not in DEFAULT_PRICES})
+
+
+def unpriced_warning(models: Sequence[str]) -> str:
+    listed = ", ".join(models)
+    return (f"no price for {listed}: requests for them from keys or teams with a budget are refused "
+            f"(403 model_not_priced); set one with `shieldes pricing set {models[0]} --input USD_PER_1M "
+            "--output USD_PER_1M`")
 
 
 def cost_nusd(rate: tuple[int, int], prompt_tokens: int, completion_tokens: int) -> int:

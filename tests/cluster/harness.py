@@ -20,7 +20,7 @@ from typing import Any
 
 import openai
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.commands import Command, CreateKey
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key

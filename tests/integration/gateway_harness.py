@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.node import Node
 from shieldes.projections.commands import AddProvider, Command, CreateKey

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from shieldes import secrets
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.errors import CommandRejected
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import CreateKey

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import AddProvider, RevokeKey, SetPricing
 from tests.integration.usage_log import UsageWriter, cli_json, run_cli, seed_config

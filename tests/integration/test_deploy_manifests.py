@@ -132,6 +132,10 @@ def test_probes_hit_ready_and_health() -> None:
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # /ready is 503 only while starting or draining (never for a database outage): it gates start-up
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    for service in node_services().values():
+        assert "/ready" in " ".join(service["healthcheck"]["test"])
     assert "/health" in re.search(r"^HEALTHCHECK.*(?:\n .*)*", (DEPLOY / "Dockerfile").read_text(), re.M)[0]
 
 

@@ -34,22 +34,24 @@ async def test_revoked_key_is_refused_on_the_next_request(database_url: str) -> 
 
 async def test_budget_exhausted_gives_429_budget_exceeded(database_url: str) -> None:
     async with harness(database_url) as h:
-        # one call costs 2*2500 + 5*10000 = 55000 nUSD; the budget is 60000 nUSD
-        secret = await h.create_key("frugal", budget_usd=0.00006, budget_period="1d")
+        # one call costs 2*2500 + 5*10000 = 55000 nUSD; admission estimates about 100000 (body bytes / 4
+        # prompt tokens and max_tokens=5): spent + estimate fits the 185000 budget twice, not a third time
+        secret = await h.create_key("frugal", budget_usd=0.000185, budget_period="1d")
         await h.sync()
         client = oai(h.base, secret)
-        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
-        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
         with pytest.raises(openai.RateLimitError) as exc:
-            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
         assert exc.value.code == "budget_exceeded"
         assert exc.value.body["type"] == "budget_exceeded"  # type: ignore[index]
+        assert exc.value.response.headers["x-should-retry"] == "false"
         # still refused once the usage is durable in the log and the pending part is dropped
         await h.flush()
         await h.sync()
         assert h.node.meter is not None and not h.node.meter.pending_snapshot()
         with pytest.raises(openai.RateLimitError):
-            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
         assert h.usage_totals()["frugal"] == (2, 4, 10, 110000)
 
 

@@ -11,7 +11,7 @@ import orjson
 import zstandard
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import RevokeKey
 from shieldes.snapshots import codec

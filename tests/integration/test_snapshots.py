@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import RevokeKey, SetPricing
 from shieldes.settings import Settings

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.admin import execute
+from shieldes.config_writer import execute
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import GENESIS_HASH, Codec, chain_hash
 from shieldes.events.store import AppendOptions, EventStore, NewEvent

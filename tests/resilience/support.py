@@ -193,7 +193,7 @@ class InProcessCluster:
         return f"http://127.0.0.1:{self.nodes[i].port}"
 
     async def create_key(self, name: str, **kw: Any) -> str:
-        from shieldes.admin import execute
+        from shieldes.config_writer import execute
         from shieldes.projections.commands import CreateKey
         from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 
@@ -216,7 +216,7 @@ async def in_process_cluster(database_url: str, n: int, *, node_url: str | None 
     await pool.open(wait=True)
     await up.start()
     c = InProcessCluster(database_url, PostgresEventStore(pool), up)
-    from shieldes.admin import execute
+    from shieldes.config_writer import execute
 
     await execute(c.store, AddProvider("openai", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o-mini",)),
                   actor="test")

@@ -56,7 +56,7 @@ async def pair_via_proxy() -> AsyncIterator[tuple[Pair, TcpProxy]]:
 
 async def create_key(c: InProcessCluster, name: str, timeout: float = 30.0) -> tuple[str, int]:
     """The CLI's path against the multi-host URL, retried while the failover is under way."""
-    from shieldes.admin import execute
+    from shieldes.config_writer import execute
 
     secret = new_virtual_key()
     command = CreateKey(new_id("key"), name, hash_key(secret), display_prefix(secret))

@@ -79,11 +79,11 @@ def test_budgets_are_split_in_estimated_cost() -> None:
     k = key(budget=Budget(1.0, "1d"))  # 1e9 nUSD
     m = meter(View(alive=4))
     # free while under 75% spent or held (8 x 1e8), then a share of the last quarter: 2e8 / 4 = 5e7,
-    # which one more request may start in (overdrawing the share by less than one request)
-    assert admitted(m, k, 100, estimate=100_000_000) == 9
+    # which cannot hold one more request's 1e8 estimate (fail closed: the estimate must fit)
+    assert admitted(m, k, 100, estimate=100_000_000) == 8
     day = int(NOW // 86400)
-    assert m.gossip_reservations() == {"k:k1": (900_000_000, 0)}
-    assert (("k:k1", BUDGET_WINDOW, day) in m.gossip_allowances()) is False  # share used up
+    assert m.gossip_reservations() == {"k:k1": (800_000_000, 0)}
+    assert m.gossip_allowances()[("k:k1", BUDGET_WINDOW, day)] == 50_000_000  # the unused share
 
 
 def test_pending_usage_is_exported_by_flush_sequence() -> None:

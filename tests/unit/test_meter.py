@@ -89,8 +89,8 @@ def test_budget_reserve_settle_pending_and_durable_handoff() -> None:
 def test_release_returns_the_reservation() -> None:
     clock, cfg, usage = Clock(), ConfigState(), UsageState()
     m = meter(clock)
-    k = key(budget=Budget(1e-6, "1d"))
-    res = m.admit(cfg, usage, k, 5000)
+    k = key(budget=Budget(1e-5, "1d"))  # 10000 nUSD
+    res = m.admit(cfg, usage, k, 10000)
     with pytest.raises(BudgetExceeded):  # the in-flight reservation holds the whole budget
         m.admit(cfg, usage, k, 0)
     m.release(res)

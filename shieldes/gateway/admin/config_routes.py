@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from shieldes import secrets
-from shieldes.admin import LiveWrite, execute_live
+from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.projections.commands import (

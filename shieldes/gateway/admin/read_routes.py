@@ -10,8 +10,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.admin import load_config
 from shieldes.cluster.status import cluster_status
+from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest, Unavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import audit_page, audit_params, usage_grouped

@@ -1,4 +1,4 @@
-"""Admin writes: catch up the config, decide, append with an optimistic check, retry on a race.
+"""Config writes: catch up the config, decide, append with an optimistic check, retry on a race.
 
 Used by the CLI (`execute`, which folds the config stream) and by a node's admin API
 (`execute_live`, which decides on the node's in-memory projection). A refused command appends nothing.

@@ -1,0 +1,105 @@
+"""Budgets fail closed: admission counts spent + reserved + this request's estimate, a model without a
+price is refused under a budget (unless the operator allows it), a budgeted request without
+max_tokens gets a bound, and budget refusals tell the SDKs not to retry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import openai
+import pytest
+
+from shieldes.projections.commands import AddProvider, SetPricing
+from tests.cli import invoke, ok
+from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
+
+MSGS = [{"role": "user", "content": "hello there"}]
+
+
+async def test_unpriced_model_under_a_budget_is_refused_unless_allowed(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await h.admin(AddProvider("local", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("local-llm",)))
+        budgeted = await h.create_key("budgeted", budget_usd=5.0)
+        free = await h.create_key("free")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=budgeted, max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError) as err:
+            await client.chat.completions.create(model="local-llm", messages=MSGS)  # type: ignore[arg-type]
+        assert err.value.code == "model_not_priced"
+        assert "shieldes pricing set local-llm" in err.value.message
+        assert "SHIELDES_ALLOW_UNPRICED" in err.value.message
+        assert h.upstream.requests_to("/v1/chat/completions") == []
+        # a key without a budget has nothing to hold: served
+        plain = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=free, max_retries=0)
+        await plain.chat.completions.create(model="local-llm", messages=MSGS)  # type: ignore[arg-type]
+        # once priced, the budgeted key is served too
+        await h.admin(SetPricing("local-llm", 1.0, 2.0))
+        await h.sync()
+        await client.chat.completions.create(model="local-llm", messages=MSGS)  # type: ignore[arg-type]
+        await client.close()
+        await plain.close()
+
+
+async def test_operator_may_allow_unpriced_models(database_url: str) -> None:
+    async with harness(database_url, allow_unpriced=True) as h:
+        await h.admin(AddProvider("local", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("local-llm",)))
+        secret = await h.create_key("budgeted", budget_usd=5.0)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        await client.chat.completions.create(model="local-llm", messages=MSGS)  # type: ignore[arg-type]
+        await client.close()
+
+
+async def test_admission_counts_the_estimate_and_reservations_and_says_do_not_retry(database_url: str) -> None:
+    async with harness(database_url) as h:
+        # gpt-4o output: $10 / 1M tokens, so max_tokens=600 estimates > $0.006
+        secret = await h.create_key("tight", budget_usd=0.01)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=3)
+        # alone, spent 0 + estimate fits
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=600)  # type: ignore[arg-type]
+        # two at once: the first one's reservation plus the second one's estimate do not fit
+        h.upstream.inject("/v1/chat/completions", delay=1.0)
+        first = asyncio.ensure_future(
+            client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=600))  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        before = len(h.upstream.requests_to("/v1/chat/completions"))
+        with pytest.raises(openai.RateLimitError) as err:
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=600)  # type: ignore[arg-type]
+        assert err.value.code == "budget_exceeded"
+        assert err.value.response.headers["x-should-retry"] == "false"
+        assert "lower max_tokens" in err.value.message
+        # the SDK (max_retries=3) did not retry it: nothing more reached the gateway's upstream
+        assert len(h.upstream.requests_to("/v1/chat/completions")) == before
+        await first
+        await client.close()
+
+
+async def test_budgeted_request_without_max_tokens_gets_a_bound(database_url: str) -> None:
+    async with harness(database_url, budget_max_tokens=321) as h:
+        budgeted = await h.create_key("budgeted", budget_usd=5.0)
+        free = await h.create_key("free")
+        await h.sync()
+        for secret in (budgeted, free):
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            await client.close()
+        sent = [r.body for r in h.upstream.requests_to("/v1/chat/completions")]
+        assert sent[0]["max_completion_tokens"] == 321
+        assert "max_completion_tokens" not in sent[1] and "max_tokens" not in sent[1]
+
+
+def test_cli_warns_about_unpriced_models(database_url: str) -> None:
+    added = invoke(database_url, "--json", "provider", "add", "local", "--type", "openai", "--base-url",
+                   "http://127.0.0.1:9/v1", "--api-key-env", "X", "--models", "gpt-4o,local-llm")
+    assert added.exit_code == 0
+    assert "warning: no price for local-llm" in added.stderr and "shieldes pricing set local-llm" in added.stderr
+    assert json.loads(added.stdout)["unpriced_models"] == ["local-llm"]
+    key = invoke(database_url, "key", "create", "--name", "b", "--budget", "5")
+    assert key.exit_code == 0 and "warning: no price for local-llm" in key.stderr
+    unbudgeted = invoke(database_url, "key", "create", "--name", "u")
+    assert unbudgeted.exit_code == 0 and "warning" not in unbudgeted.stderr
+    ok(database_url, "pricing", "set", "local-llm", "--input", "1", "--output", "2")
+    quiet = invoke(database_url, "key", "create", "--name", "c", "--budget", "5")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
