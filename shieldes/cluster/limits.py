@@ -112,7 +112,10 @@ class HeadroomSplitter:
         generation = self.rounds.generation
         share = self._shares.get(ident)
         if share is None or share.generation != generation:
-            share = self._shares[ident] = _Share(generation, allowance(limit, seen_total, alive, rank))
+            # a share too small for one request would never be usable: claim one request's cost
+            # instead while the headroom holds it (budgets near their end, where estimates are large)
+            share = self._shares[ident] = _Share(generation, max(allowance(limit, seen_total, alive, rank),
+                                                                  cost if seen_total + cost <= limit else 0))
             if share.allowance:
                 self.rounds.rearm()
         if share.used + cost > share.allowance:

@@ -78,12 +78,12 @@ def test_a_new_round_returns_unused_claims_and_grants_more() -> None:
 def test_budgets_are_split_in_estimated_cost() -> None:
     k = key(budget=Budget(1.0, "1d"))  # 1e9 nUSD
     m = meter(View(alive=4))
-    # free while under 75% spent or held (8 x 1e8), then a share of the last quarter: 2e8 / 4 = 5e7,
-    # which cannot hold one more request's 1e8 estimate (fail closed: the estimate must fit)
-    assert admitted(m, k, 100, estimate=100_000_000) == 8
+    # free while under 75% spent or held (8 x 1e8), then a share of the last quarter: 2e8 / 4 = 5e7 is
+    # less than one request's 1e8 estimate, so the claim is one request's estimate (it fits the rest)
+    assert admitted(m, k, 100, estimate=100_000_000) == 9
     day = int(NOW // 86400)
-    assert m.gossip_reservations() == {"k:k1": (800_000_000, 0)}
-    assert m.gossip_allowances()[("k:k1", BUDGET_WINDOW, day)] == 50_000_000  # the unused share
+    assert m.gossip_reservations() == {"k:k1": (900_000_000, 0)}
+    assert (("k:k1", BUDGET_WINDOW, day) in m.gossip_allowances()) is False  # share used up
 
 
 def test_pending_usage_is_exported_by_flush_sequence() -> None:
