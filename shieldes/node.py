@@ -22,8 +22,9 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes import db
+from shieldes import __version__, db
 from shieldes.cluster.leader import Leader
+from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
@@ -166,7 +167,7 @@ class HttpServer:
 
 
 class Node:
-    """One gateway node. Public attributes after start(): settings, node_id, epoch, database_url,
+    """One gateway node. Public attributes after start(): settings, node_id, boot_epoch, database_url,
     pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
@@ -174,7 +175,7 @@ class Node:
         self.node_id = settings.node_id
         self.reuse_port = reuse_port
         self.metrics = Metrics()
-        self.epoch = 0
+        self.boot_epoch = 0  # this boot's identity: gossip component, usage flushes (node, boot epoch, seq)
         self.database_url = ""
         self.pool: AsyncConnectionPool[Any] | None = None
         self.store: PostgresEventStore | None = None
@@ -236,10 +237,15 @@ class Node:
         except Exception as exc:
             await self._close_pool()
             raise db.translate(exc, self.database_url) from exc
-        # A fresh epoch per boot, above any epoch this node id already used in the log.
+        # A fresh boot epoch, above any this node id used in the log or in cluster_nodes.
         used = self.projector.usage.node_seqs.get(self.node_id, {})
-        self.epoch = max(int(time.time()), max(used, default=0) + 1)
-        self.meter = ClusterMeter(self.node_id, self.epoch, buffer_max=s.usage_buffer_max)
+        try:
+            self.boot_epoch = await claim_boot_epoch(self.pool, self.node_id, max(used, default=0) + 1,
+                                                     __version__)
+        except Exception as exc:
+            await self._close_pool()
+            raise db.translate(exc, self.database_url) from exc
+        self.meter = ClusterMeter(self.node_id, self.boot_epoch, buffer_max=s.usage_buffer_max)
         self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         await self.poller.start()
@@ -247,7 +253,7 @@ class Node:
         assert self.pool is not None
         self.cluster = ClusterRuntime(s, database_url=self.database_url, pool=self.pool,
                                       projector=self.projector, meter=self.meter, wake=self.poller.kick,
-                                      registry=self.metrics.registry)
+                                      registry=self.metrics.registry, boot_epoch=self.boot_epoch)
         self._leader_duties(self.cluster.leader)
         await self.cluster.start()
         for part in self.extra_parts:
@@ -266,8 +272,8 @@ class Node:
         await self.http.start()
         self.cluster.http_started(self.port)
         self.state = "running"
-        log.info("node %s serving on %s:%d (epoch %d, log position %d)",
-                 self.node_id, s.host, self.port, self.epoch, self.projector.position)
+        log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
+                 self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
 
     def _leader_duties(self, leader: Leader) -> None:
         """Snapshots and compaction run only on the leader, fenced by the epoch it was elected with."""

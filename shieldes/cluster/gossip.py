@@ -1,6 +1,6 @@
 """Gossip transport: a grpc.aio service per node and a push loop to every alive peer.
 
-Each round the node sends one State (its own CRDT component, see counters.py) to every target:
+Each round the node sends one State (its own CRDT component, see view.py) to every target:
 serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET. Receivers refuse a
 bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
 one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
@@ -22,9 +22,9 @@ from typing import Any
 import grpc
 import zstandard
 
-from shieldes.cluster import counters, gossip_pb2, gossip_pb2_grpc
-from shieldes.cluster.counters import Component, Health, NodeState
+from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip_tls import GossipTLS
+from shieldes.cluster.view import Health, NodeState, View, ViewCell
 from shieldes.errors import ShieldesError
 from shieldes.tasks import cancel_and_wait
 
@@ -69,9 +69,9 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_p
     msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
                            sent_at_ms=sent_at_ms, gossip_address=gossip_address)
     for ident in ns.windows.keys() | ns.allowances.keys():
-        req, tok = ns.windows.get(ident, (0, 0))
+        req, tok, released = ns.windows.get(ident, (0, 0, 0))
         msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
-                        allowance=ns.allowances.get(ident, 0))
+                        tokens_released=released, allowance=ns.allowances.get(ident, 0))
     for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
         msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
                         cost_nusd=cost)
@@ -91,7 +91,7 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
         boot_epoch=msg.boot_epoch,
         seq=msg.seq,
         log_head=msg.log_head,
-        windows={(w.subject, w.window, w.start): (w.requests, w.tokens) for w in msg.windows},
+        windows={(w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
         pending={
             (p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
             for p in msg.pending
@@ -142,6 +142,7 @@ class GossipStats:
     rejected_malformed: int = 0
     rounds: int = 0
     peers: dict[str, PeerStats] = field(default_factory=dict)
+    pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
 
     def to_dict(self) -> dict[str, Any]:
         now = time.time()
@@ -186,6 +187,7 @@ class Gossip:
         boot_epoch: Callable[[], int] = lambda: 0,
         local_head: Callable[[], int] = lambda: 0,
         on_state: Callable[[NodeState], None] | None = None,
+        view: ViewCell | None = None,
         on_sent: Callable[[int], None] | None = None,
         tls: GossipTLS | None = None,
     ) -> None:
@@ -206,7 +208,7 @@ class Gossip:
         self._on_state = on_state
         self._on_sent = on_sent
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
-        self.view: dict[Component, NodeState] = {}
+        self.cell = view if view is not None else ViewCell()  # where accepted messages are folded in
         self.stats = GossipStats()
         self._accepted: dict[str, tuple[int, int]] = {}
         self._seq = 0
@@ -278,7 +280,9 @@ class Gossip:
             return gossip_pb2.Ack(accepted=False, reason="stale")
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
         state = from_proto(msg)
-        self.view = counters.merge(self.view, state)
+        if not self.cell.accept(state, time.monotonic()):  # an older boot than one already known
+            self.stats.rejected_stale += 1
+            return gossip_pb2.Ack(accepted=False, reason="superseded")
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
         peer.received += 1
         peer.received_bytes += size
@@ -298,10 +302,15 @@ class Gossip:
         now = time.monotonic()
         return sorted(n for n, p in self.stats.peers.items() if now - p.last_seen <= within)
 
-    def drop_older_than(self, within: float) -> None:
-        """Forget components of nodes silent for `within` seconds (their windows ended long ago)."""
-        alive = set(self.recently_seen(within))
-        self.view = counters.forget_nodes(self.view, lambda c: c[0] in alive)
+    def reachable(self, within: float) -> list[str]:
+        """Peers (by node id) that acknowledged one of our pushes in the last `within` seconds."""
+        now = time.monotonic()
+        ok = {a for a, t in self.stats.pushed_ok.items() if now - t <= within}
+        return sorted(n for n, p in self.stats.peers.items() if p.address in ok)
+
+    @property
+    def view(self) -> View:
+        return self.cell.value
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -341,6 +350,7 @@ class Gossip:
             return False
         self.stats.sent += 1
         self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
+        self.stats.pushed_ok[target] = time.monotonic()
         if ack.log_head and self._on_head is not None:
             self._on_head(ack.log_head)
         return bool(ack.accepted)

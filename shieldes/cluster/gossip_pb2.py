@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshieldes/cluster/gossip.proto\x12\x12shieldes.gossip.v1\".\n\x08\x45nvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"r\n\x0bWindowCount\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x03\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06tokens\x18\x05 \x01(\x03\x12\x11\n\tallowance\x18\x06 \x01(\x03\"8\n\x04Seen\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nboot_epoch\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\"\x89\x01\n\x0cPendingUsage\x12\x13\n\x0b\x66lush_epoch\x18\x01 \x01(\x03\x12\x11\n\tflush_seq\x18\x02 \x01(\x03\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06tokens\x18\x05 \x01(\x03\x12\x11\n\tcost_nusd\x18\x06 \x01(\x03\x12\x0b\n\x03\x64\x61y\x18\x07 \x01(\x03\"L\n\x0bReservation\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x15\n\rreserved_nusd\x18\x02 \x01(\x03\x12\x15\n\rreleased_nusd\x18\x03 \x01(\x03\"d\n\x06Health\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x01(\x01\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0c\n\x04open\x18\x05 \x01(\x08\"\xe7\x02\n\x05State\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nboot_epoch\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x10\n\x08log_head\x18\x04 \x01(\x03\x12\x12\n\nsent_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0egossip_address\x18\x06 \x01(\t\x12\x30\n\x07windows\x18\x07 \x03(\x0b\x32\x1f.shieldes.gossip.v1.WindowCount\x12\x31\n\x07pending\x18\x08 \x03(\x0b\x32 .shieldes.gossip.v1.PendingUsage\x12\x35\n\x0creservations\x18\t \x03(\x0b\x32\x1f.shieldes.gossip.v1.Reservation\x12*\n\x06health\x18\n \x03(\x0b\x32\x1a.shieldes.gossip.v1.Health\x12&\n\x04seen\x18\x0b \x03(\x0b\x32\x18.shieldes.gossip.v1.Seen\"9\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08log_head\x18\x03 \x01(\x03\x32G\n\x06Gossip\x12=\n\x04Push\x12\x1c.shieldes.gossip.v1.Envelope\x1a\x17.shieldes.gossip.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dshieldes/cluster/gossip.proto\x12\x12shieldes.gossip.v1\".\n\x08\x45nvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x8b\x01\n\x0bWindowCount\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06window\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x03\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06tokens\x18\x05 \x01(\x03\x12\x11\n\tallowance\x18\x06 \x01(\x03\x12\x17\n\x0ftokens_released\x18\x07 \x01(\x03\"8\n\x04Seen\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nboot_epoch\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\"\x89\x01\n\x0cPendingUsage\x12\x13\n\x0b\x66lush_epoch\x18\x01 \x01(\x03\x12\x11\n\tflush_seq\x18\x02 \x01(\x03\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06tokens\x18\x05 \x01(\x03\x12\x11\n\tcost_nusd\x18\x06 \x01(\x03\x12\x0b\n\x03\x64\x61y\x18\x07 \x01(\x03\"L\n\x0bReservation\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x15\n\rreserved_nusd\x18\x02 \x01(\x03\x12\x15\n\rreleased_nusd\x18\x03 \x01(\x03\"d\n\x06Health\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x12\n\nlatency_ms\x18\x02 \x01(\x01\x12\x12\n\nerror_rate\x18\x03 \x01(\x01\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0c\n\x04open\x18\x05 \x01(\x08\"\xe7\x02\n\x05State\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\nboot_epoch\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x10\n\x08log_head\x18\x04 \x01(\x03\x12\x12\n\nsent_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0egossip_address\x18\x06 \x01(\t\x12\x30\n\x07windows\x18\x07 \x03(\x0b\x32\x1f.shieldes.gossip.v1.WindowCount\x12\x31\n\x07pending\x18\x08 \x03(\x0b\x32 .shieldes.gossip.v1.PendingUsage\x12\x35\n\x0creservations\x18\t \x03(\x0b\x32\x1f.shieldes.gossip.v1.Reservation\x12*\n\x06health\x18\n \x03(\x0b\x32\x1a.shieldes.gossip.v1.Health\x12&\n\x04seen\x18\x0b \x03(\x0b\x32\x18.shieldes.gossip.v1.Seen\"9\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08log_head\x18\x03 \x01(\x03\x32G\n\x06Gossip\x12=\n\x04Push\x12\x1c.shieldes.gossip.v1.Envelope\x1a\x17.shieldes.gossip.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=53
   _globals['_ENVELOPE']._serialized_end=99
-  _globals['_WINDOWCOUNT']._serialized_start=101
-  _globals['_WINDOWCOUNT']._serialized_end=215
-  _globals['_SEEN']._serialized_start=217
-  _globals['_SEEN']._serialized_end=273
-  _globals['_PENDINGUSAGE']._serialized_start=276
-  _globals['_PENDINGUSAGE']._serialized_end=413
-  _globals['_RESERVATION']._serialized_start=415
-  _globals['_RESERVATION']._serialized_end=491
-  _globals['_HEALTH']._serialized_start=493
-  _globals['_HEALTH']._serialized_end=593
-  _globals['_STATE']._serialized_start=596
-  _globals['_STATE']._serialized_end=955
-  _globals['_ACK']._serialized_start=957
-  _globals['_ACK']._serialized_end=1014
-  _globals['_GOSSIP']._serialized_start=1016
-  _globals['_GOSSIP']._serialized_end=1087
+  _globals['_WINDOWCOUNT']._serialized_start=102
+  _globals['_WINDOWCOUNT']._serialized_end=241
+  _globals['_SEEN']._serialized_start=243
+  _globals['_SEEN']._serialized_end=299
+  _globals['_PENDINGUSAGE']._serialized_start=302
+  _globals['_PENDINGUSAGE']._serialized_end=439
+  _globals['_RESERVATION']._serialized_start=441
+  _globals['_RESERVATION']._serialized_end=517
+  _globals['_HEALTH']._serialized_start=519
+  _globals['_HEALTH']._serialized_end=619
+  _globals['_STATE']._serialized_start=622
+  _globals['_STATE']._serialized_end=981
+  _globals['_ACK']._serialized_start=983
+  _globals['_ACK']._serialized_end=1040
+  _globals['_GOSSIP']._serialized_start=1042
+  _globals['_GOSSIP']._serialized_end=1113
 # @@protoc_insertion_point(module_scope)

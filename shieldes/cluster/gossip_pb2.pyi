@@ -15,20 +15,22 @@ class Envelope(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class WindowCount(_message.Message):
-    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance")
+    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance", "tokens_released")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     ALLOWANCE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_RELEASED_FIELD_NUMBER: _ClassVar[int]
     subject: str
     window: str
     start: int
     requests: int
     tokens: int
     allowance: int
-    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ...) -> None: ...
+    tokens_released: int
+    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ..., tokens_released: _Optional[int] = ...) -> None: ...
 
 class Seen(_message.Message):
     __slots__ = ("node_id", "boot_epoch", "seq")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shieldes.cluster.counters import Health
+from shieldes.cluster.view import Health
 from shieldes.routing.router import CircuitBreaker
 
 ALPHA = 0.2  # weight of the newest outcome in the moving error rate

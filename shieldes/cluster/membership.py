@@ -50,9 +50,39 @@ async def list_nodes(pool: AsyncConnectionPool[Any], node_timeout: float) -> lis
         return [NodeRecord(*row) for row in await cur.fetchall()]
 
 
-def propose_epoch() -> int:
-    """Boot epochs grow across restarts: milliseconds since 1970 (the database keeps it monotonic)."""
-    return time.time_ns() // 1_000_000
+# Boot epochs of earlier versions were milliseconds; they are not carried over (see register).
+LEGACY_EPOCH = 100_000_000_000
+
+
+def propose_epoch(floor: int = 0) -> int:
+    """A boot epoch: unix seconds, and above `floor` (e.g. every boot epoch of this node id in the
+    log). The database keeps it strictly increasing per node id, even for restarts within a second."""
+    return max(int(time.time()), floor)
+
+
+REGISTER_SQL = (
+    "INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
+    " started_at, heartbeat_at, position, info) VALUES (%s, %s, %s, %s, %s, now(), now(), %s, %s)"
+    " ON CONFLICT (node_id) DO UPDATE SET http_address = EXCLUDED.http_address,"
+    " gossip_address = EXCLUDED.gossip_address, version = EXCLUDED.version,"
+    " boot_epoch = GREATEST(EXCLUDED.boot_epoch, CASE WHEN cluster_nodes.boot_epoch < %s"
+    "   THEN cluster_nodes.boot_epoch + %s ELSE 0 END),"
+    " started_at = CASE WHEN %s THEN now() ELSE cluster_nodes.started_at END, heartbeat_at = now(),"
+    " position = EXCLUDED.position, info = EXCLUDED.info"
+    " RETURNING boot_epoch"
+)
+
+
+async def claim_boot_epoch(pool: AsyncConnectionPool[Any], node_id: str, floor: int, version: str) -> int:
+    """Register this boot of `node_id` and return its boot epoch: above any earlier boot of the same
+    node id in cluster_nodes and above `floor`. Every per-boot identity uses it: gossip components,
+    the usage flushes' idempotency keys (node, boot epoch, flush seq)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(REGISTER_SQL, (node_id, None, None, version, propose_epoch(floor), 0,
+                                                Jsonb({"starting": True}), LEGACY_EPOCH, 1, True))
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @dataclass
@@ -73,8 +103,12 @@ class Membership:
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
-        await self.register()
-        await self.refresh()
+        try:
+            await self.register()
+            await self.refresh()
+        except Exception as exc:  # one failed call must not fail a start: the heartbeat loop retries
+            self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("cluster membership not registered yet (will retry): %s", self.last_error)
         self._task = asyncio.create_task(self._heartbeat_loop(), name="shieldes-heartbeat")
 
     async def stop(self, *, deregister: bool = True) -> None:
@@ -89,19 +123,15 @@ class Membership:
                 log.warning("could not deregister node %s: %s", self.node_id, exc)
 
     async def register(self) -> int:
-        """Insert or take over this node's row; returns the boot epoch (strictly above any earlier)."""
+        """Insert or take over this node's row. With `boot_epoch` already claimed (claim_boot_epoch)
+        the row keeps it; otherwise a new epoch strictly above any earlier one is claimed."""
+        claim = 0 if self.boot_epoch else 1
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
-                " started_at, heartbeat_at, position, info) VALUES (%s, %s, %s, %s, %s, now(), now(), %s, %s)"
-                " ON CONFLICT (node_id) DO UPDATE SET http_address = EXCLUDED.http_address,"
-                " gossip_address = EXCLUDED.gossip_address, version = EXCLUDED.version,"
-                " boot_epoch = GREATEST(EXCLUDED.boot_epoch, cluster_nodes.boot_epoch + 1),"
-                " started_at = now(), heartbeat_at = now(), position = EXCLUDED.position,"
-                " info = EXCLUDED.info"
-                " RETURNING boot_epoch",
+                REGISTER_SQL,
                 (self.node_id, self.http_address, self.gossip_address, self.version,
-                 max(self.boot_epoch, propose_epoch()), self.position(), Jsonb(self.info())),
+                 self.boot_epoch or propose_epoch(), self.position(), Jsonb(self.info()), LEGACY_EPOCH, claim,
+                 bool(claim)),
             )
             row = await cur.fetchone()
         assert row is not None

@@ -1,8 +1,8 @@
 """The meter, cluster-aware: requests-per-minute limits split by claimed shares, and this node's hot
 state exported for gossip (counts, unused claims, pending usage by flush, reservations).
 
-Remote counts and pending spend go into the base Meter through its own interface (`set_remote`,
-`set_remote_pending`); this class adds only what needs the cluster: the headroom split
+Peers' counts and pending spend reach the base Meter through its `remote` (the cluster view);
+this class adds only what needs the cluster: the headroom split
 (cluster/limits.py) in front of the base admission, and cumulative reservation counters so
 reservations gossip as a PN-counter.
 """
@@ -13,12 +13,12 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from shieldes.cluster.counters import PendingId, WindowId
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
+from shieldes.cluster.view import PendingId, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
-from shieldes.usage.meter import NUSD, WINDOW, Meter, Reservation, budget_message
+from shieldes.usage.meter import NUSD, WINDOW, Meter, Remote, Reservation, budget_message
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
 BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
@@ -32,7 +32,7 @@ def key_subject(key_id: str) -> str:
     return "k:" + key_id
 
 
-class ClusterView(Protocol):
+class ClusterView(Remote, Protocol):
     def alive_count(self) -> int: ...
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int: ...
@@ -127,8 +127,8 @@ class ClusterMeter(Meter):
 
     # --- export for gossip -----------------------------------------------------------------------
 
-    def gossip_windows(self) -> dict[WindowId, tuple[int, int]]:
-        return {(key_subject(k), RATE_WINDOW, w): v for (k, w), v in self.rate_snapshot().items()}
+    def gossip_windows(self) -> dict[WindowId, tuple[int, int, int]]:
+        return {(key_subject(k), RATE_WINDOW, w): (v[0], v[1], 0) for (k, w), v in self.rate_snapshot().items()}
 
     def gossip_allowances(self) -> dict[WindowId, int]:
         return self.splitter.outstanding_all()
@@ -139,10 +139,10 @@ class ClusterMeter(Meter):
         out: dict[PendingId, tuple[int, int, int]] = {}
         for batch in self._batches:
             for (subject, day), nusd in batch.spend.items():
-                out[(self.epoch, batch.seq, subject, day)] = (0, 0, nusd)
+                out[(self.boot_epoch, batch.seq, subject, day)] = (0, 0, nusd)
         next_seq = self._seq + 1
         for (subject, day), nusd in self._acc_spend.items():
-            out[(self.epoch, next_seq, subject, day)] = (0, 0, nusd)
+            out[(self.boot_epoch, next_seq, subject, day)] = (0, 0, nusd)
         return out
 
     def gossip_reservations(self) -> dict[str, tuple[int, int]]:

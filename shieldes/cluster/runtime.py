@@ -19,15 +19,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
-from shieldes.cluster import counters, gossip_tls
-from shieldes.cluster.counters import NodeState
+from shieldes.cluster import gossip_tls, view
 from shieldes.cluster.gossip import Gossip
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
-from shieldes.cluster.membership import Membership
+from shieldes.cluster.membership import Membership, NodeRecord
 from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
-from shieldes.events.catalog import Event, UsageRecorded
+from shieldes.cluster.view import NodeState, ViewCell
+from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
@@ -47,7 +47,7 @@ def _address(host: str, advertise: str | None, port: int) -> str:
 class ClusterRuntime:
     def __init__(self, settings: Settings, *, database_url: str, pool: AsyncConnectionPool[Any],
                  projector: Projector, meter: ClusterMeter, wake: Callable[[], None],
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, boot_epoch: int = 0) -> None:
         s = self.settings = settings
         self.node_id = s.node_id
         self.projector = projector
@@ -58,9 +58,13 @@ class ClusterRuntime:
             pool, s.node_id, _address(s.host, s.advertise_host, s.port), None, __version__,
             heartbeat_interval=s.heartbeat_interval, node_timeout=s.node_timeout,
             static_peers=s.static_peers(), position=lambda: projector.position, info=self.info,
+            boot_epoch=boot_epoch,
         )
         self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval,
                              check_interval=s.heartbeat_interval)
+        self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
+        # only peers heard within this long take part in a limit split and must acknowledge a round
+        self.split_timeout = max(1.0, 8 * s.gossip_interval)
         self.gossip: Gossip | None = None
         if s.cluster_secret:
             self.gossip = Gossip(
@@ -68,7 +72,7 @@ class ClusterRuntime:
                 interval=s.gossip_interval, timeout=max(0.5, s.gossip_interval * 4),
                 targets=self.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
-                on_state=self._on_state, on_sent=self._on_sent,
+                on_state=self._on_state, on_sent=self._on_sent, view=self.cell,
                 tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
             )
         self.apply_delay = Histogram(
@@ -86,6 +90,13 @@ class ClusterRuntime:
 
     async def start(self) -> None:
         await self.listener.start()
+        # boot epochs known before the first message is accepted: a replayed message of an older
+        # boot is refused even though this node has just (re)started
+        self.cell.observe_epochs(self.projector.usage.boot_floors())
+        try:
+            self._observe_membership(await self.membership.refresh())
+        except Exception as exc:  # the heartbeat loop retries; the log's epochs are already known
+            log.warning("could not read cluster_nodes at start: %s", str(exc).splitlines()[:1])
         if self.gossip is not None:
             await self.gossip.bind()
             self.membership.gossip_address = self.gossip.address
@@ -96,6 +107,7 @@ class ClusterRuntime:
             log.warning("SHIELDES_CLUSTER_SECRET is not set: gossip is off, so each node enforces rate "
                         "limits as limit / nodes alive; set the same secret on every node")
         self.meter.cluster = self
+        self.meter.remote = self
         await self.leader.start()
         self._task = asyncio.create_task(self._maintain(), name="shieldes-cluster-maintenance")
 
@@ -112,12 +124,22 @@ class ClusterRuntime:
         await cancel_and_wait(task)
         await self.leader.stop()
         self.meter.cluster = None
+        self.meter.remote = None
         if self.gossip is not None:
             await self.gossip.stop()
         await self.membership.stop()
         await self.listener.stop()
 
     # --- the view the meter asks for ---------------------------------------------------------
+
+    def participants(self) -> list[str]:
+        """Peers this node splits limits with (view.participants): a peer that is starting
+        (registered, not gossiping yet) or dead (silent, refusing pushes) does not hold up a round.
+        Without gossip: the alive rows of cluster_nodes (each node keeps to limit / alive)."""
+        if self.gossip is None:
+            return sorted(n.node_id for n in self.membership.alive_peers())
+        return view.participants(self.cell.value, now=time.monotonic(), within=self.split_timeout,
+                                 exclude=self.node_id, reachable=self.gossip.reachable(self.split_timeout))
 
     def alive_ids(self) -> set[str]:
         alive = {self.node_id, *(n.node_id for n in self.membership.alive_peers())}
@@ -137,24 +159,29 @@ class ClusterRuntime:
         return targets
 
     def alive_count(self) -> int:
-        return len(self.alive_ids())
+        """Nodes a limit is split between: this one and its participants."""
+        return 1 + len(self.participants())
 
     def rank(self) -> int:
-        return sorted(self.alive_ids()).index(self.node_id)
+        return sorted([self.node_id, *self.participants()]).index(self.node_id)
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
-        if self.gossip is None:
-            return 0
-        return counters.window_allowance(self.gossip.view, subject, name, window, exclude=self.node_id)
+        return view.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)
+
+    def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
+        """Peers' (requests, tokens) of one key in one rate window."""
+        return view.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id)
+
+    def remote_spend(self, subject: str, days: range) -> int:
+        """Peers' spend of a budget subject not yet in this node's log, plus their reservations."""
+        return view.pending_spend(self.cell.value, subject, days, self.projector.usage.durable_seq,
+                                  exclude=self.node_id)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:
             return False
-        fresh = set(self.gossip.recently_seen(self.settings.node_timeout))
-        return any(
-            node in fresh and (h := state.health.get(deployment)) is not None and h.open
-            for (node, _), state in self.gossip.view.items()
-        )
+        return view.deployment_open(self.cell.value, deployment,
+                                    self.gossip.recently_seen(self.settings.node_timeout))
 
     # --- gossip in and out -------------------------------------------------------------------
 
@@ -168,78 +195,42 @@ class ClusterRuntime:
             allowances=m.gossip_allowances(),
         )
 
-    def _peers(self) -> list[str]:
-        return sorted(self.alive_ids() - {self.node_id})
-
     def _on_sent(self, seq: int) -> None:
         self.meter.rounds.sent(seq)
 
     def _on_state(self, state: NodeState) -> None:
-        self._apply_remote(state.node_id)
         seen = state.seen.get(self.node_id)
         if seen is not None:
             self.meter.rounds.peer_saw(state.node_id, seen[0], seen[1])
-        self.meter.rounds.advance(self._peers(), self.membership.boot_epoch)
+        self.meter.rounds.advance(self.participants(), self.membership.boot_epoch)
 
     def _on_event(self, recorded: RecordedEvent, event: Event) -> None:
         if recorded.is_config:
             delay = max(0.0, (datetime.now(UTC) - recorded.recorded_at).total_seconds())
             self.apply_delay.observe(delay)
             self.last_apply_ms = round(delay * 1000, 3)
-        elif isinstance(event, UsageRecorded) and event.node_id != self.node_id:
-            self._apply_remote(event.node_id)  # that node's gossiped usage may now be durable
 
-    def _apply_remote(self, node: str) -> None:
-        """Hand one peer's gossiped counts and not-yet-durable spend to the meter."""
-        if self.gossip is None:
-            return
-        usage = self.projector.usage
-        rate: dict[tuple[str, int], tuple[int, int]] = {}
-        pending: dict[tuple[str, int], int] = {}
-        today = int(time.time() // 86400)
-        for (n, _), state in self.gossip.view.items():
-            if n != node:
-                continue
-            for (subject, window, start), (req, tok) in state.windows.items():
-                if window == RATE_WINDOW and subject.startswith("k:"):
-                    old = rate.get((subject[2:], start), (0, 0))
-                    rate[(subject[2:], start)] = (old[0] + req, old[1] + tok)
-            for (epoch, seq, subject, day), (_, _, nusd) in state.pending.items():
-                if seq > usage.durable_seq(node, epoch):
-                    pending[(subject, day)] = pending.get((subject, day), 0) + nusd
-            for subject, (reserved, released) in state.reservations.items():
-                if reserved > released:  # in flight on that node right now
-                    pending[(subject, today)] = pending.get((subject, today), 0) + reserved - released
-        self.meter.set_remote(node, rate)
-        self.meter.set_remote_pending(node, pending)
+    def _observe_membership(self, nodes: list[NodeRecord]) -> None:
+        self.cell.observe_epochs({n.node_id: n.boot_epoch for n in nodes if n.node_id != self.node_id})
 
     async def _maintain(self) -> None:
-        """Prune what can no longer count and forget nodes gone for good."""
+        """Prune what can no longer count, forget nodes gone for good, learn peers' newest boots."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
+                self._observe_membership(self.membership.nodes)
                 self._prune()
             except Exception:
                 log.exception("cluster maintenance failed")
 
     def _prune(self) -> None:
         self.meter.forget_old_windows()
-        alive = self.alive_ids()
-        self.meter.rounds.forget(alive)
-        if self.gossip is None:
-            return
+        self.meter.rounds.forget({self.node_id, *self.participants()})
         current = int(time.time() // WINDOW)
-        usage = self.projector.usage
-        self.gossip.view = counters.prune(self.gossip.view, min_window_start={RATE_WINDOW: current - 1},
-                                          durable=usage.durable_seq)
-        # a node silent for a few timeouts: its windows have ended and its pending usage is lost
-        keep = alive | set(self.gossip.recently_seen(self.settings.node_timeout * 3))
-        self.gossip.view = counters.forget_nodes(self.gossip.view, lambda c: c[0] in keep)
-        for node in {n for n, _ in self.gossip.view} | set(self.gossip.stats.peers):
-            if node in keep:
-                self._apply_remote(node)
-            else:
-                self.meter.drop_remote(node)
+        v = view.prune(self.cell.value, min_window_start={RATE_WINDOW: current - 1},
+                       durable=self.projector.usage.durable_seq)
+        # silent for a few timeouts: its windows have ended and its reservations died with it
+        self.cell.value = view.forget_silent(v, now=time.monotonic(), after=self.settings.node_timeout * 3)
 
     # --- reporting ---------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ class UsageState:
     totals: dict[str, Totals] = field(default_factory=dict)  # key_id -> all-time totals
     key_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)  # key_id -> day -> nUSD
     team_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)
-    # Highest flush sequence in the log per (node_id, epoch): gossip components at or below it are
+    # Highest flush sequence in the log per (node_id, boot epoch): gossiped usage at or below it is
     # already durable and must not be counted again.
     node_seqs: dict[str, dict[int, int]] = field(default_factory=dict)
     latest_day: int = 0
@@ -48,6 +48,10 @@ class UsageState:
 
     def durable_seq(self, node_id: str, epoch: int) -> int:
         return self.node_seqs.get(node_id, {}).get(epoch, 0)
+
+    def boot_floors(self) -> dict[str, int]:
+        """node -> its newest boot epoch that flushed usage to the log (older boots are over)."""
+        return {node: max(seqs) for node, seqs in self.node_seqs.items() if seqs}
 
 
 def _add_deltas(state: UsageState, deltas: tuple[UsageDelta, ...]) -> None:

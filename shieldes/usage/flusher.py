@@ -1,6 +1,6 @@
 """The flusher: one batched `usage.recorded` append per node per interval.
 
-Each batch carries (node_id, epoch, seq); the append uses `epoch * SEQ_SPAN + seq` as the store's
+Each batch carries (node_id, boot epoch, seq); the append uses `boot_epoch * SEQ_SPAN + seq` as the store's
 idempotency sequence on stream `usage:<node_id>`, so a retry after an ambiguous failure (the commit
 happened, the reply was lost) is a no-op. While Postgres is unreachable the unsent batch is retried
 every interval with the same content; new usage keeps aggregating in the meter's accumulator (one
@@ -21,7 +21,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, EventStore, NewEvent
 from shieldes.usage.meter import Meter
 
-SEQ_SPAN = 1_000_000_000  # seqs per epoch in the idempotency key (epoch is boot unix seconds)
+SEQ_SPAN = 1_000_000_000  # seqs per boot in the idempotency key (the boot epoch is unix seconds)
 APPEND_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class Flusher:
         batch = self.meter.cut_batch()
         if batch is None:
             return True
-        event = UsageRecorded(self.meter.node_id, self.meter.epoch, batch.seq, batch.deltas)
+        event = UsageRecorded(self.meter.node_id, self.meter.boot_epoch, batch.seq, batch.deltas)
         options = AppendOptions(
             metadata={"node_id": self.meter.node_id},
-            idempotency_seq=self.meter.epoch * SEQ_SPAN + batch.seq,
+            idempotency_seq=self.meter.boot_epoch * SEQ_SPAN + batch.seq,
         )
         try:
             await asyncio.wait_for(

@@ -4,20 +4,14 @@ Hot path: `admit()` before the upstream call (rpm/tpm windows, key and team budg
 `settle()` after it with the upstream's real token counts (or `release()` when nothing was used).
 Settled usage counts for budgets at once and waits in an accumulator for the flusher.
 
-Interface for a cluster layer (gossip) — all plain data, all cumulative, safe to apply twice:
+Interface for a cluster layer (gossip): peers' state is read, never copied, through `remote`
+(a `Remote`, the cluster view): their counts in a rate window, and their spend of a budget subject
+not yet in this node's log (pending usage and reservations in flight). This node's own state is
+exported as plain cumulative data: `rate_snapshot()`, `pending_snapshot()`, `reserved()`.
 
 * Rate limits use fixed one-minute windows (`window = floor(unix_seconds / 60)`).
-  `rate_snapshot()` returns this node's cumulative counts `{(key_id, window): (requests, tokens)}`
-  for the live windows (current and previous); these are G-counter components. A peer's
-  components go in with `set_remote(node_id, counts)` (replaces that node's previous component;
-  merge by max before calling if messages may reorder), and `drop_remote(node_id)` forgets a node.
-  A limit is checked against local + every remote component.
 * Budgets: spend in a period = durable log totals (UsageState) + pending local usage not yet
-  projected from the log + in-flight reservations + remote pending. `pending_snapshot()` gives this
-  node's pending spend `{(subject, day): nusd}` (subject `k:<key_id>` or `t:<team_id>`), to gossip
-  with the node's flush watermark `(epoch, flushed_seq)`; peers install it with
-  `set_remote_pending(node_id, pending)` and must drop it (`drop_remote`) once their log shows that
-  node's usage up to the gossiped sequence (UsageState.durable_seq), so nothing counts twice.
+  projected from the log + in-flight reservations + peers' (from `remote`).
 * Flusher side: `cut_batch()` / `batch_appended()` / `drop_durable(usage)`; see Batch.
 """
 
@@ -27,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shieldes.errors import BudgetExceeded, RateLimited, Unavailable
 from shieldes.events.catalog import UsageDelta
@@ -38,6 +33,19 @@ WINDOW = 60  # seconds per rate-limit window
 NUSD = 1_000_000_000
 
 RateCounts = dict[tuple[str, int], tuple[int, int]]
+
+
+class Remote(Protocol):
+    """What peers used, as this node's cluster view holds it (cluster/runtime.py)."""
+
+    def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
+        """Peers' (requests, tokens) of one key in one rate window."""
+        ...
+
+    def remote_spend(self, subject: str, days: range) -> int:
+        """Peers' nUSD of a budget subject in `days` not yet in this node's log, reservations included."""
+        ...
+
 Pending = dict[tuple[str, int], int]
 DeltaKey = tuple[str, str | None, str, str, int]  # key_id, team_id, provider, model, hour
 
@@ -85,16 +93,15 @@ def _ceil_retry(seconds: float) -> str:
 
 
 class Meter:
-    def __init__(self, node_id: str, epoch: int, *, buffer_max: int,
+    def __init__(self, node_id: str, boot_epoch: int, *, buffer_max: int,
                  clock: Callable[[], float] = time.time) -> None:
         self.node_id = node_id
-        self.epoch = epoch
+        self.boot_epoch = boot_epoch  # flushes are identified by (node, boot epoch, seq)
         self.buffer_max = buffer_max
         self.clock = clock
         self._cur = _Window()
         self._prev = _Window()
-        self._remote: dict[str, RateCounts] = {}
-        self._remote_pending: dict[str, dict[str, dict[int, int]]] = {}
+        self.remote: Remote | None = None  # peers' state (the cluster view), once a cluster runs
         self._reserved: dict[str, int] = {}  # subject -> nusd held by in-flight requests
         self._pending: dict[str, dict[int, int]] = {}  # subject -> day -> nusd not yet projected
         # Durable spend per (subject, period, today), valid for one projection position.
@@ -120,11 +127,10 @@ class Meter:
     def _used(self, key_id: str, w: int) -> tuple[int, int]:
         local = self._cur.counts.get(key_id)
         req, tok = (local[0], local[1]) if local else (0, 0)
-        for counts in self._remote.values():
-            r = counts.get((key_id, w))
-            if r:
-                req += r[0]
-                tok += r[1]
+        if self.remote is not None:
+            r, t = self.remote.remote_counts(key_id, w)
+            req += r
+            tok += t
         return req, tok
 
     def rate_snapshot(self) -> RateCounts:
@@ -133,19 +139,6 @@ class Meter:
             for key_id, (req, tok) in win.counts.items():
                 out[(key_id, win.window)] = (req, tok)
         return out
-
-    def set_remote(self, node_id: str, counts: RateCounts) -> None:
-        self._remote[node_id] = dict(counts)
-
-    def set_remote_pending(self, node_id: str, pending: Pending) -> None:
-        nested: dict[str, dict[int, int]] = {}
-        for (subject, day), nusd in pending.items():
-            nested.setdefault(subject, {})[day] = nusd
-        self._remote_pending[node_id] = nested
-
-    def drop_remote(self, node_id: str) -> None:
-        self._remote.pop(node_id, None)
-        self._remote_pending.pop(node_id, None)
 
     # --- budgets ------------------------------------------------------------------------------
 
@@ -179,10 +172,8 @@ class Meter:
             for d, v in mine.items():
                 if d in days:
                     total += v
-        for remote in self._remote_pending.values():
-            theirs = remote.get(subject)
-            if theirs:
-                total += sum(v for d, v in theirs.items() if d in days)
+        if self.remote is not None:
+            total += self.remote.remote_spend(subject, days)
         return total + self._reserved.get(subject, 0)
 
     def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int,
@@ -325,7 +316,7 @@ class Meter:
     def unflushed_by_key(self, usage: UsageState) -> dict[str, tuple[int, int, int, int]]:
         """key_id -> (requests, prompt, completion, nUSD) settled here but not yet in `usage` (not
         appended, or appended but not yet folded into the projection)."""
-        durable = usage.durable_seq(self.node_id, self.epoch)
+        durable = usage.durable_seq(self.node_id, self.boot_epoch)
         out: dict[str, tuple[int, int, int, int]] = {}
         rows: list[tuple[str, int, int, int, int]] = [
             (k, v[0], v[1], v[2], v[3]) for (k, _, _, _, _), v in self._acc.items()]
@@ -357,7 +348,7 @@ class Meter:
 
     def drop_durable(self, usage: UsageState) -> None:
         """Forget pending spend the projection now holds (this node's usage up to its durable seq)."""
-        durable = usage.durable_seq(self.node_id, self.epoch)
+        durable = usage.durable_seq(self.node_id, self.boot_epoch)
         while self._batches and self._batches[0].appended and self._batches[0].seq <= durable:
             batch = self._batches.pop(0)
             for (subject, day), nusd in batch.spend.items():

@@ -11,8 +11,8 @@ import pytest
 import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
-from shieldes.cluster.counters import NodeState, window_count
 from shieldes.cluster.gossip import Gossip, seal, sign
+from shieldes.cluster.view import NodeState, window_count
 
 SECRET = b"s3cret"
 
@@ -33,7 +33,7 @@ async def pair() -> AsyncIterator[tuple[Gossip, Gossip, dict[str, Any]]]:
     a = Gossip(node_id="a", secret=SECRET, host="127.0.0.1", port=0, interval=0.02, boot_epoch=lambda: 10,
                targets=lambda: peers["a"],
                snapshot=lambda: NodeState("a", 10, log_head=77,
-                                          windows={("key:k", "rpm", 5): (shared["a_count"], 9)}))
+                                          windows={("key:k", "rpm", 5): (shared["a_count"], 9, 0)}))
     b = Gossip(node_id="b", secret=SECRET, host="127.0.0.1", port=0, interval=0.02, boot_epoch=lambda: 20,
                targets=lambda: peers["b"], on_head=shared["heads"].append)
     await a.start()
@@ -47,10 +47,10 @@ async def pair() -> AsyncIterator[tuple[Gossip, Gossip, dict[str, Any]]]:
 
 async def test_counters_and_head_hint_flow_between_nodes(pair: tuple[Gossip, Gossip, dict[str, Any]]) -> None:
     a, b, shared = pair
-    await until(lambda: window_count(b.view, "key:k", "rpm", 5) == (1, 9))
+    await until(lambda: window_count(b.view, "key:k", "rpm", [5]) == (1, 9))
     assert 77 in shared["heads"]
     shared["a_count"] = 40
-    await until(lambda: window_count(b.view, "key:k", "rpm", 5) == (40, 9))
+    await until(lambda: window_count(b.view, "key:k", "rpm", [5]) == (40, 9))
     await until(lambda: "b" in a.stats.peers)  # and the other way round
     assert a.stats.sent > 0 and a.stats.sent_bytes > 0 and b.stats.received_bytes > 0
     assert b.recently_seen(5.0) == ["a"]
@@ -85,18 +85,18 @@ async def test_bad_signature_replay_and_garbage_are_rejected_and_counted(
 
         garbage = gossip_pb2.Envelope(payload=b"not zstd", signature=sign(SECRET, b"not zstd"))
         assert (await stub.Push(garbage)).reason == "malformed"
-    assert window_count(b.view, "key:k", "rpm", 5, exclude="a") == (10_000, 0)  # only the genuine one
+    assert window_count(b.view, "key:k", "rpm", [5], exclude="a") == (10_000, 0)  # only the genuine one
 
 
 async def test_a_node_with_another_secret_is_kept_out(pair: tuple[Gossip, Gossip, dict[str, Any]]) -> None:
     _, b, _ = pair
     rogue = Gossip(node_id="r", secret=b"other", host="127.0.0.1", port=0, interval=0.02,
                    targets=lambda: [b.address],
-                   snapshot=lambda: NodeState("r", 1, windows={("key:k", "rpm", 5): (500, 0)}))
+                   snapshot=lambda: NodeState("r", 1, windows={("key:k", "rpm", 5): (500, 0, 0)}))
     await rogue.start()
     try:
         await until(lambda: b.stats.rejected_signature >= 3)
         assert "r" not in b.stats.peers
-        assert all(node != "r" for node, _ in b.view)
+        assert all(node != "r" for node, _ in b.view.components)
     finally:
         await rogue.stop()

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc, gossip_tls
-from shieldes.cluster.counters import NodeState, window_count
 from shieldes.cluster.gossip import Gossip, seal
 from shieldes.cluster.gossip_tls import GossipTLS, GossipTLSError
+from shieldes.cluster.view import NodeState, window_count
 from tests.integration.test_gossip import SECRET, until
 
 PEM = serialization.Encoding.PEM
@@ -57,7 +57,7 @@ def issue(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], cn: str) -> G
 def node(name: str, tls: GossipTLS | None, peers: dict[str, list[str]], count: int = 0) -> Gossip:
     return Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=0.02, timeout=1.0,
                   boot_epoch=lambda: 1, targets=lambda: peers[name], tls=tls,
-                  snapshot=lambda: NodeState(name, 1, windows={("key:k", "rpm", 5): (count, 0)}))
+                  snapshot=lambda: NodeState(name, 1, windows={("key:k", "rpm", 5): (count, 0, 0)}))
 
 
 @pytest.fixture
@@ -81,13 +81,13 @@ async def test_same_ca_gossips_other_ca_is_refused_both_ways(
     trio: tuple[Gossip, Gossip, Gossip, dict[str, list[str]]],
 ) -> None:
     a, b, rogue, _ = trio
-    await until(lambda: window_count(b.view, "key:k", "rpm", 5) == (3, 0))
-    await until(lambda: window_count(a.view, "key:k", "rpm", 5) == (4, 0))
+    await until(lambda: window_count(b.view, "key:k", "rpm", [5]) == (3, 0))
+    await until(lambda: window_count(a.view, "key:k", "rpm", [5]) == (4, 0))
     # the rogue pushed as often as the others, and failed every time: its handshakes are refused
     await until(lambda: rogue.stats.send_errors >= 10 and a.stats.send_errors >= 5 and b.stats.send_errors >= 5)
     assert rogue.stats.sent == 0 and rogue.stats.received == 0
     assert "rogue" not in a.stats.peers and "rogue" not in b.stats.peers
-    assert window_count(a.view, "key:k", "rpm", 5) == (4, 0)  # the rogue's 10 000 never counted
+    assert window_count(a.view, "key:k", "rpm", [5]) == (4, 0)  # the rogue's 10 000 never counted
     assert sorted(a.stats.peers) == ["b"] and sorted(b.stats.peers) == ["a"]
 
 

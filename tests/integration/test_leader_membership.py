@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.cluster.leader import Leader, NotLeader, current_leader
-from shieldes.cluster.membership import Membership
+from shieldes.cluster.membership import Membership, claim_boot_epoch
 
 
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -118,7 +118,8 @@ async def test_membership_register_heartbeat_alive_and_leave(pool: AsyncConnecti
 
         # a restart takes a strictly higher boot epoch
         epoch = one.boot_epoch
-        assert await one.register() > epoch
+        assert await one.register() == epoch  # its row came back (deleted meanwhile): same boot, same epoch
+        assert await claim_boot_epoch(pool, "n1", 0, "0.1.0") > epoch  # a new boot of the same node id
 
         # a node that stops heartbeating (crash) ages out; a graceful stop removes the row
         await two.stop(deregister=False)

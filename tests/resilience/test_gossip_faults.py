@@ -19,8 +19,8 @@ import pytest
 import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
-from shieldes.cluster.counters import window_count
 from shieldes.cluster.gossip import Gossip, seal, sign
+from shieldes.cluster.view import window_count
 from shieldes.usage.meter import WINDOW
 from tests.integration.gateway_harness import wait_until
 from tests.resilience.support import CLUSTER_SECRET, burst, in_process_cluster, not_near_minute_end
@@ -69,7 +69,7 @@ async def test_forged_replayed_and_garbage_gossip_is_refused_and_counted(databas
         b = c.nodes[1]
         await wait_until(lambda: len(rec.envelopes) >= 3 and "g0" in "".join(gossip_of(b).stats.peers), 10)
         secret = await c.create_key("k")
-        before_view = dict(gossip_of(b).view)
+        before_view = dict(gossip_of(b).view.components)
         async with grpc.aio.insecure_channel(gossip_of(b).address) as channel:
             stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
             rogue = gossip_pb2.State(node_id="rogue", boot_epoch=1, seq=1)
@@ -105,8 +105,9 @@ async def test_forged_replayed_and_garbage_gossip_is_refused_and_counted(databas
                                           grpc.StatusCode.INVALID_ARGUMENT)
         counted = await rejected(c.base(1))
         assert counted["signature"] >= 4 and counted["malformed"] >= 3 and counted["stale"] >= 3
-        assert all(node != "rogue" for node, _ in gossip_of(b).view)
-        assert set(gossip_of(b).view) == set(before_view) | set(gossip_of(b).view)  # a's component only
+        assert all(node != "rogue" for node, _ in gossip_of(b).view.components)
+        after_view = set(gossip_of(b).view.components)
+        assert after_view == set(before_view) | after_view  # a's component only
         assert [s for s in await burst([c.base(0), c.base(1)], secret)] == [200, 200]  # both still serve
         async with aiohttp.ClientSession() as s, s.get(c.base(1) + "/health") as r:
             assert r.status == 200
@@ -124,7 +125,7 @@ async def test_duplicated_and_reordered_gossip_converges_within_the_bound(databa
         statuses = await burst([c.base(0)] * 8, secret)  # a admits some: its messages carry the count
         admitted = statuses.count(200)
         subject = next(iter(a.meter.gossip_windows()))[0] if a.meter else ""
-        await wait_until(lambda: window_count(gossip_of(b).view, subject, "min", window)[0] >= admitted, 5)
+        await wait_until(lambda: window_count(gossip_of(b).view, subject, "min", [window])[0] >= admitted, 5)
         await wait_until(lambda: len(rec.envelopes) >= 10, 10)
         recorded = list(rec.envelopes)
 

@@ -46,6 +46,19 @@ def test_rpm_window_with_retry_after_and_headers() -> None:
     m.admit(cfg, usage, k, 0)
 
 
+class Peers:
+    """A cluster view stand-in: fixed peer counts, no peer spend."""
+
+    def __init__(self, counts: dict[tuple[str, int], tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
+        return self.counts.get((key_id, window), (0, 0))
+
+    def remote_spend(self, subject: str, days: range) -> int:
+        return 0
+
+
 def test_tpm_counts_settled_tokens_and_remote_components() -> None:
     clock, cfg, usage = Clock(), ConfigState(), UsageState()
     m, k = meter(clock), key(tpm=100)
@@ -53,10 +66,10 @@ def test_tpm_counts_settled_tokens_and_remote_components() -> None:
     snap = m.rate_snapshot()
     window = int(clock.now // 60)
     assert snap[("k1", window)] == (1, 60)
-    m.set_remote("n2", {("k1", window): (5, 40)})  # a peer's component brings it to the limit
+    m.remote = Peers({("k1", window): (5, 40)})  # a peer's component brings it to the limit
     with pytest.raises(RateLimited):
         m.admit(cfg, usage, k, 0)
-    m.drop_remote("n2")
+    m.remote = Peers({})
     m.admit(cfg, usage, k, 0)
 
 

@@ -208,7 +208,7 @@ async def provider_health(call: Call) -> Any:
     peers: dict[str, dict[str, Any]] = {}
     gossip = ctx.cluster.gossip if ctx.cluster else None
     if gossip is not None:
-        for (node, _), ns in gossip.view.items():
+        for (node, _), ns in gossip.view.components.items():
             for name, h in ns.health.items():
                 peers.setdefault(name, {})[node] = {"latency_ms": h.latency_ms, "error_rate": h.error_rate,
                                                     "requests": h.requests, "open": h.open}

@@ -1,0 +1,280 @@
+"""The cluster view: what this node believes every peer has used, reserved and acknowledged.
+
+One pure value and pure functions over it (no I/O, no clock: callers pass `now`). Production
+(cluster/runtime.py) and the tests use the same functions.
+
+* A node is identified by (node id, boot epoch). Each boot owns one component and only ever grows
+  it; components merge by maximum per entry (a G-counter; reservations are a PN-counter of
+  cumulative reserved and released totals), so duplicated, reordered or replayed messages change
+  nothing.
+* A newer boot epoch of a node supersedes every older one: the old component (its windows,
+  unused claims, reservations in flight and pending usage) is gone, and a message of an older
+  epoch arriving later is ignored. Epochs are learned from gossip and from outside (the
+  `cluster_nodes` rows and the boot epochs the log holds), so a replayed old-epoch message cannot
+  resurrect a crashed boot, even after this node restarted.
+* Usage not yet in the log is tagged with the flush (boot epoch, seq) that will carry it and
+  stops counting once the log holds that flush (`durable`): never twice.
+* `heard` is when (this node's monotonic clock) a node's newest message arrived. Only peers heard
+  within the split timeout take part in splitting a limit; a starting node (no gossip yet) or a
+  dead one (silent) cannot freeze a round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+Component = tuple[str, int]  # (node_id, boot_epoch)
+WindowId = tuple[str, str, int]  # (subject e.g. "k:<id>", window name e.g. "rpm", window start)
+PendingId = tuple[int, int, str, int]  # (boot epoch, flush seq, subject, unix day)
+Durable = Callable[[str, int], int]  # (node_id, boot epoch) -> highest flush seq in the log
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class Health:
+    """A deployment's recent behaviour as one node sees it. A gauge: the newer message wins."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    requests: int = 0  # sample size behind the two figures
+    open: bool = False  # the node's circuit breaker is resting this deployment
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """Everything one boot of a node gossips about itself (one component)."""
+
+    node_id: str
+    boot_epoch: int
+    seq: int = 0
+    log_head: int = 0
+    # -> (requests, tokens, tokens released): released tokens are estimates handed back at settlement
+    windows: Mapping[WindowId, tuple[int, int, int]] = field(default_factory=dict)
+    pending: Mapping[PendingId, tuple[int, int, int]] = field(default_factory=dict)  # -> (req, tok, nUSD)
+    reservations: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # -> (reserved, released) nUSD
+    health: Mapping[str, Health] = field(default_factory=dict)
+    # gauges, taken from the newest message: unused limit claims, and what the sender saw of peers
+    allowances: Mapping[WindowId, int] = field(default_factory=dict)
+    seen: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # peer -> (boot_epoch, seq)
+
+    @property
+    def component(self) -> Component:
+        return (self.node_id, self.boot_epoch)
+
+
+@dataclass(frozen=True)
+class View:
+    components: Mapping[Component, NodeState] = field(default_factory=dict)
+    epochs: Mapping[str, int] = field(default_factory=dict)  # node -> newest boot epoch known
+    heard: Mapping[str, float] = field(default_factory=dict)  # node -> monotonic time of its newest message
+
+
+EMPTY = View()
+
+
+def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) -> dict[K, tuple[int, ...]]:
+    out = dict(a)
+    for k, vb in b.items():
+        va = out.get(k)
+        out[k] = vb if va is None else tuple(max(x, y) for x, y in zip(va, vb, strict=True))
+    return out
+
+
+def merge_node(a: NodeState, b: NodeState) -> NodeState:
+    """Join of two states of the same component: max per entry; gauges from the newer message."""
+    if a.component != b.component:
+        raise ValueError(f"cannot merge components {a.component} and {b.component}")
+    newer = b if (b.seq, b.log_head) >= (a.seq, a.log_head) else a
+    return NodeState(
+        node_id=a.node_id,
+        boot_epoch=a.boot_epoch,
+        seq=max(a.seq, b.seq),
+        log_head=max(a.log_head, b.log_head),
+        windows=_max_tuples(a.windows, b.windows),  # type: ignore[arg-type]
+        pending=_max_tuples(a.pending, b.pending),  # type: ignore[arg-type]
+        reservations=_max_tuples(a.reservations, b.reservations),  # type: ignore[arg-type]
+        health=dict(newer.health),
+        allowances=dict(newer.allowances),
+        seen=dict(newer.seen),
+    )
+
+
+def _superseded(view: View, node: str, epoch: int) -> bool:
+    return epoch < view.epochs.get(node, epoch)
+
+
+def observe_epochs(view: View, epochs: Mapping[str, int]) -> View:
+    """Learn boot epochs from outside gossip (cluster_nodes rows, the log): every component of an
+    older boot of those nodes is dropped, and later messages of older boots are ignored."""
+    known = dict(view.epochs)
+    newer = set()
+    for node, epoch in epochs.items():
+        if epoch > known.get(node, -1):
+            known[node] = epoch
+            newer.add(node)
+    if not newer:
+        return view
+    comps = {c: s for c, s in view.components.items() if c[1] >= known.get(c[0], c[1])}
+    # a new boot has not been heard from until its own first message
+    heard = {n: t for n, t in view.heard.items() if n not in newer or (n, known[n]) in comps}
+    return View(comps, known, heard)
+
+
+def merge(view: View, state: NodeState, now: float = 0.0) -> View:
+    """The view with one more message folded in (received at `now`); a message of a superseded
+    boot changes nothing."""
+    if _superseded(view, state.node_id, state.boot_epoch):
+        return view
+    view = observe_epochs(view, {state.node_id: state.boot_epoch})
+    comps = dict(view.components)
+    old = comps.get(state.component)
+    comps[state.component] = state if old is None else merge_node(old, state)
+    heard = dict(view.heard)
+    heard[state.node_id] = max(now, heard.get(state.node_id, now))
+    return View(comps, view.epochs, heard)
+
+
+def join(a: View, b: View) -> View:
+    """Join of two views (commutative, associative, idempotent)."""
+    out = observe_epochs(a, b.epochs)
+    for state in b.components.values():
+        out = merge(out, state, b.heard.get(state.node_id, 0.0))
+    return out
+
+
+def fold(states: Iterable[NodeState], view: View = EMPTY) -> View:
+    for s in states:
+        view = merge(view, s)
+    return view
+
+
+# --- pruning ---------------------------------------------------------------------------------------
+
+
+def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) -> View:
+    """Drop what can no longer count: ended windows and claims, pending usage the log now holds.
+    Monotone (a dropped entry would be ignored by the readers anyway), so it commutes with merge."""
+    comps: dict[Component, NodeState] = {}
+    for comp, state in view.components.items():
+        windows = {w: v for w, v in state.windows.items() if w[2] >= min_window_start.get(w[1], w[2])}
+        allowances = {w: v for w, v in state.allowances.items() if w[2] >= min_window_start.get(w[1], w[2])}
+        pending = {p: v for p, v in state.pending.items() if p[1] > durable(comp[0], p[0])}
+        comps[comp] = replace(state, windows=windows, pending=pending, allowances=allowances)
+    return View(comps, view.epochs, view.heard)
+
+
+def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] = ()) -> View:
+    """Forget the components of nodes silent for `after` seconds (and not in `keep`): their windows
+    ended, their reservations died with them. Their known epochs stay (replays remain refused)."""
+    kept = set(keep)
+    alive = {n for n, t in view.heard.items() if now - t <= after} | kept
+    comps = {c: s for c, s in view.components.items() if c[0] in alive}
+    heard = {n: t for n, t in view.heard.items() if n in alive}
+    return View(comps, view.epochs, heard)
+
+
+# --- read-outs for the meter -----------------------------------------------------------------------
+
+
+def participants(view: View, *, now: float, within: float, exclude: str,
+                 reachable: Iterable[str] = ()) -> list[str]:
+    """The peers a limit is split with and whose acknowledgements end a round: those that gossiped
+    in their current boot and were heard from within `within` seconds, or that still take this
+    node's pushes (`reachable`: alive, only their messages are not getting through). A starting
+    peer (never heard) or a dead one (silent and unreachable) takes no part."""
+    ok = set(reachable)
+    return sorted(n for n, t in view.heard.items() if n != exclude and (now - t <= within or n in ok))
+
+
+def window_count(view: View, subject: str, window: str, starts: Iterable[int], *,
+                 exclude: str | None = None) -> tuple[int, int]:
+    """(requests, tokens net of released estimates) counted by every component (but node
+    `exclude`) over the windows starting at `starts`."""
+    req = tok = 0
+    starts = tuple(starts)
+    for (node, _), state in view.components.items():
+        if node == exclude:
+            continue
+        windows = state.windows
+        for start in starts:
+            v = windows.get((subject, window, start))
+            if v:
+                req += v[0]
+                tok += v[1] - v[2]
+    return req, tok
+
+
+def window_allowance(view: View, subject: str, window: str, start: int, *, exclude: str | None = None) -> int:
+    """Unused limit claims of every component (but node `exclude`) in one window."""
+    return sum(s.allowances.get((subject, window, start), 0)
+               for (node, _), s in view.components.items() if node != exclude)
+
+
+def pending_spend(view: View, subject: str, days: range, durable: Durable, *,
+                  exclude: str | None = None) -> int:
+    """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it,
+    plus what peers hold reserved for requests in flight."""
+    total = 0
+    for (node, _), state in view.components.items():
+        if node == exclude:
+            continue
+        for (epoch, seq, subj, day), v in state.pending.items():
+            if subj == subject and day in days and seq > durable(node, epoch):
+                total += v[2]
+        r = state.reservations.get(subject)
+        if r and r[0] > r[1]:
+            total += r[0] - r[1]
+    return total
+
+
+def reserved_in_flight(view: View, subject: str, *, exclude: str | None = None) -> int:
+    total = 0
+    for (node, _), state in view.components.items():
+        if node != exclude:
+            r = state.reservations.get(subject)
+            if r:
+                total += max(0, r[0] - r[1])
+    return total
+
+
+def acknowledged(view: View, me: str, boot_epoch: int) -> dict[str, int]:
+    """peer -> the highest sequence of this boot of `me` the peer says it has accepted."""
+    out: dict[str, int] = {}
+    for (node, _), state in view.components.items():
+        seen = state.seen.get(me)
+        if seen is not None and seen[0] == boot_epoch:
+            out[node] = max(out.get(node, 0), seen[1])
+    return out
+
+
+def deployment_open(view: View, deployment: str, fresh: Iterable[str]) -> bool:
+    """Some peer in `fresh` has its circuit breaker resting `deployment`."""
+    nodes = set(fresh)
+    return any(node in nodes and (h := s.health.get(deployment)) is not None and h.open
+               for (node, _), s in view.components.items())
+
+
+def log_head(view: View) -> int:
+    return max((s.log_head for s in view.components.values()), default=0)
+
+
+class ViewCell:
+    """The one mutable holder of a node's view: the gossip receiver folds messages in, the cluster
+    runtime prunes and feeds outside epochs, the meter reads. Every change goes through the pure
+    functions above."""
+
+    def __init__(self) -> None:
+        self.value: View = EMPTY
+
+    def accept(self, state: NodeState, now: float) -> bool:
+        """Fold one message in; False if it belongs to a superseded boot (ignored)."""
+        if _superseded(self.value, state.node_id, state.boot_epoch):
+            return False
+        self.value = merge(self.value, state, now)
+        return True
+
+    def observe_epochs(self, epochs: Mapping[str, int]) -> None:
+        self.value = observe_epochs(self.value, epochs)

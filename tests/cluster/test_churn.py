@@ -1,0 +1,141 @@
+"""Guarantees while membership changes, with real node processes: a node restarted with the same
+node id leaves no phantom reservations behind, and a node that registered but never gossips (one
+that is starting) does not freeze the split of a rate limit."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import openai
+import psycopg
+import pytest
+
+from shieldes.projections.commands import AddProvider, SetPricing
+from tests import pg
+from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, get_json, until
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """An upstream that accepts connections and never answers: a request to it stays in flight."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    stop.set()
+    thread.join()
+    for s in held:
+        s.close()
+    server.close()
+
+
+@pytest.fixture
+def pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("churn"))
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        for name in ("a", "b"):
+            c.start(c.add_node(name))
+        for node in c.nodes:
+            c.wait_ready(node)
+        until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
+                          for n in c.nodes), 15, "2 nodes gossiping")
+        yield c
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)
+
+
+def chat(base: str, key: str, model: str, max_tokens: int, timeout: float = 10) -> int:
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=timeout)
+    try:
+        client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=max_tokens)  # type: ignore[arg-type]
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    except openai.APIConnectionError:
+        return 0
+    return 200
+
+
+def test_a_node_restarted_with_the_same_id_leaves_no_phantom_reservation(pair: Cluster, blackhole: str) -> None:
+    a, b = pair.nodes
+    pair.admin(AddProvider("slow", "openai", blackhole, None, ("slow-model",)),
+               SetPricing("slow-model", 1.0, 100.0), SetPricing("gpt-4o-mini", 1.0, 1000.0))
+    key, position = pair.create_key("churn", budget_usd=1.0)
+    pair.wait_position(position)
+    # b holds $0.90 for a request that never ends (9000 tokens at $100 / 1M)
+    stuck = threading.Thread(target=chat, args=(b.base, key, "slow-model", 9000, 60), daemon=True)
+    stuck.start()
+    # a sees it through gossip: $0.90 held + a $0.30 estimate does not fit in $1
+    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 429, 10, "b's reservation seen on a")
+    pair.kill(b, signal.SIGKILL)
+    pair.start(b)  # same node id, new boot
+    pair.wait_ready(b)
+    # the crashed boot's reservation died with it: a admits again (it used to refuse forever)
+    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 200, 10, "the phantom reservation cleared")
+    assert chat(b.base, key, "gpt-4o-mini", 300) == 200
+
+
+def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: str) -> None:
+    a, _ = pair.nodes
+    limit = 20
+    key, position = pair.create_key("split", rpm=limit)
+    pair.wait_position(position)
+    # a node that registered in cluster_nodes (as a starting node does while it replays the log) and
+    # keeps heartbeating, but never gossips
+    stop = threading.Event()
+
+    def starting_node() -> None:
+        with psycopg.connect(pair.database_url, autocommit=True) as conn:
+            inserted.append(conn.execute("SELECT now()").fetchone()[0])  # type: ignore[index]
+            conn.execute("INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
+                         " started_at, heartbeat_at, position, info) VALUES ('starting', NULL, %s, 'x', 1,"
+                         " now(), now(), 0, '{}')", (blackhole.removeprefix("http://").removesuffix("/v1"),))
+            while not stop.wait(0.1):
+                conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = 'starting'")
+
+    inserted: list[object] = []
+    thread = threading.Thread(target=starting_node, daemon=True)
+    thread.start()
+    try:
+        def a_saw_the_row() -> bool:  # a heartbeat of a after the row exists: its refresh read it
+            with psycopg.connect(pair.database_url) as conn:
+                row = conn.execute("SELECT heartbeat_at FROM cluster_nodes WHERE node_id = 'a'").fetchone()
+            return bool(inserted and row and row[0] > inserted[0])
+
+        until(a_saw_the_row, 10, "a's membership refreshed after the starting node registered")
+        left = 60 - time.time() % 60  # keep the run inside one fixed one-minute window
+        if left < 20:
+            until(lambda: 60 - time.time() % 60 > 40, 25, "a fresh minute")
+        admitted, deadline = 0, time.monotonic() + 15
+        while admitted < limit and time.monotonic() < deadline:
+            status = chat(a.base, key, "gpt-4o-mini", 5)
+            assert status in (200, 429)
+            admitted += status == 200
+            if status == 429:
+                time.sleep(0.1)  # a used-up share is renewed after b acknowledges the claim
+        # with the starting node counted, a stayed at ceil(20 / 3) = 7 forever
+        assert admitted == limit
+        assert chat(a.base, key, "gpt-4o-mini", 5) == 429  # and never more than the limit
+    finally:
+        stop.set()
+        thread.join()
