@@ -143,6 +143,7 @@ class GossipStats:
     rounds: int = 0
     peers: dict[str, PeerStats] = field(default_factory=dict)
     pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
+    refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
 
     def to_dict(self) -> dict[str, Any]:
         now = time.time()
@@ -308,6 +309,14 @@ class Gossip:
         ok = {a for a, t in self.stats.pushed_ok.items() if now - t <= within}
         return sorted(n for n, p in self.stats.peers.items() if p.address in ok)
 
+    def gone(self, silent_for: float) -> list[str]:
+        """Peers (by node id) silent for `silent_for` seconds whose address refused our latest push:
+        nothing listens there any more, the process is dead (a slow or paused peer times out instead)."""
+        now, st = time.monotonic(), self.stats
+        return sorted(n for n, p in st.peers.items()
+                      if now - p.last_seen > silent_for
+                      and st.refused.get(p.address, 0.0) > st.pushed_ok.get(p.address, 0.0))
+
     @property
     def view(self) -> View:
         return self.cell.value
@@ -346,6 +355,8 @@ class Gossip:
             ack = await entry[1].Push(envelope, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:  # a peer down or slow: it drops out of the view by age
             self.stats.send_errors += 1
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # nothing listens there (a slow peer times out)
+                self.stats.refused[target] = time.monotonic()
             log.debug("gossip to %s failed: %s", target, exc.code())
             return False
         self.stats.sent += 1

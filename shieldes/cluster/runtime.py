@@ -63,7 +63,7 @@ class ClusterRuntime:
         self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval,
                              check_interval=s.heartbeat_interval)
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
-        # only peers heard within this long take part in a limit split and must acknowledge a round
+        # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
         self.gossip: Gossip | None = None
         if s.cluster_secret:
@@ -133,13 +133,18 @@ class ClusterRuntime:
     # --- the view the meter asks for ---------------------------------------------------------
 
     def participants(self) -> list[str]:
-        """Peers this node splits limits with (view.participants): a peer that is starting
-        (registered, not gossiping yet) or dead (silent, refusing pushes) does not hold up a round.
+        """Peers this node splits limits with (view.participants): gossiped in this boot, and heard,
+        taking pushes or heartbeating in cluster_nodes within SHIELDES_NODE_TIMEOUT, so a slow or
+        briefly paused peer keeps its part; a starting peer (not
+        gossiping yet) never holds up a round, a dead one (refusing pushes) no longer than the split
+        timeout.
         Without gossip: the alive rows of cluster_nodes (each node keeps to limit / alive)."""
         if self.gossip is None:
             return sorted(n.node_id for n in self.membership.alive_peers())
-        return view.participants(self.cell.value, now=time.monotonic(), within=self.split_timeout,
-                                 exclude=self.node_id, reachable=self.gossip.reachable(self.split_timeout))
+        timeout = self.settings.node_timeout
+        alive = self.gossip.reachable(timeout) + [n.node_id for n in self.membership.alive_peers()]
+        return view.participants(self.cell.value, now=time.monotonic(), within=timeout, exclude=self.node_id,
+                                 reachable=alive, gone=self.gossip.gone(self.split_timeout))
 
     def alive_ids(self) -> set[str]:
         alive = {self.node_id, *(n.node_id for n in self.membership.alive_peers())}

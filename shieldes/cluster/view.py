@@ -180,13 +180,14 @@ def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] =
 
 
 def participants(view: View, *, now: float, within: float, exclude: str,
-                 reachable: Iterable[str] = ()) -> list[str]:
+                 reachable: Iterable[str] = (), gone: Iterable[str] = ()) -> list[str]:
     """The peers a limit is split with and whose acknowledgements end a round: those that gossiped
     in their current boot and were heard from within `within` seconds, or that still take this
-    node's pushes (`reachable`: alive, only their messages are not getting through). A starting
-    peer (never heard) or a dead one (silent and unreachable) takes no part."""
-    ok = set(reachable)
-    return sorted(n for n, t in view.heard.items() if n != exclude and (now - t <= within or n in ok))
+    node's pushes (`reachable`), unless known `gone` (their address refuses connections: the
+    process is dead). A starting peer (never heard) or a dead one takes no part."""
+    ok, dead = set(reachable), set(gone)
+    return sorted(n for n, t in view.heard.items()
+                  if n != exclude and n not in dead and (now - t <= within or n in ok))
 
 
 def window_count(view: View, subject: str, window: str, starts: Iterable[int], *,

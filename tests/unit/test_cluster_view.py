@@ -147,6 +147,8 @@ def test_only_peers_that_gossip_take_part_in_a_split() -> None:
     assert participants(view, now=10.5, within=1.0, exclude="a") == ["b"]  # c silent for 2.5 s
     # silent but still taking our pushes (only its messages are lost): it keeps its part
     assert participants(view, now=10.5, within=1.0, exclude="a", reachable=["c"]) == ["b", "c"]
+    # a dead peer (its address refuses connections) leaves at once, even if heard recently
+    assert participants(view, now=10.5, within=5.0, exclude="a", gone=["c"]) == ["b"]
     # forgotten after a long silence: components and reservations gone, epochs kept
     gone = forget_silent(view, now=30.0, after=21.0)
     assert set(gone.components) == {("b", 1)} and gone.epochs["c"] == 4
