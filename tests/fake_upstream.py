@@ -121,6 +121,7 @@ class FakeUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post(MESSAGES_PATH, self._messages)
         app.router.add_post(RESPONSES_PATH, self._responses)
+        app.router.add_post(RESPONSES_PATH + "/input_tokens", self._input_tokens)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
@@ -452,6 +453,13 @@ class FakeUpstream:
         if not body.get("stream"):
             return web.json_response(final)
         return await self._sse(request, fault, fake_responses.frames(final))
+
+    async def _input_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, _fault, error = await self._begin(request, anthropic=False)
+        if error:
+            return error
+        return web.json_response({"object": "response.input_tokens",
+                                  "input_tokens": fake_responses.input_tokens(body)})
 
     # --- Anthropic -------------------------------------------------------------------------------
 

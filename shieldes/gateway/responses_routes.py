@@ -28,7 +28,7 @@ from shieldes.responses.request import (
 )
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import StoredResponse
-from shieldes.responses.upstream import Answer, EventStream
+from shieldes.responses.upstream import NATIVE, Answer, EventStream
 from shieldes.routing.router import Route
 from shieldes.usage.meter import Reservation
 
@@ -169,9 +169,12 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     history: list[Body] = []
     if req.previous_response_id is not None:
         history = await request.app[RESPONSES].history(req.previous_response_id, key.id)
-    chat = request_to_chat(upstream_body(body, history, req.input), route.model)
-    return json_response({"object": "response.input_tokens", "input_tokens": estimate_input_tokens(chat)},
-                         request_id(request))
+    sent = upstream_body(body, history, req.input)
+    if all(d.responses == NATIVE for d in route.deployments):  # the upstream counts exactly
+        count = await gw.responses_input_tokens(route, sent)
+    else:
+        count = estimate_input_tokens(request_to_chat(sent, route.model))
+    return json_response({"object": "response.input_tokens", "input_tokens": count}, request_id(request))
 
 
 def add_responses_routes(app: web.Application) -> None:

@@ -34,7 +34,7 @@ from shieldes.providers.base import (
     UpstreamFailure,
 )
 from shieldes.responses.objects import ResponseContext
-from shieldes.responses.upstream import Answer, EventStream, respond
+from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
 from shieldes.routing.router import CircuitBreaker, Route, backoff, plan, resolve
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
@@ -267,6 +267,14 @@ class Gateway:
             return await respond(provider, target, dep, sent, ctx, streaming)
 
         return await self._with_failover(route, body, attempt)
+
+    async def responses_input_tokens(self, route: Route, body: Body) -> int:
+        """The upstream's count of a Responses request's input tokens (native deployments)."""
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> int:
+            return await count_input_tokens(provider, target, sent)
+
+        count, _dep = await self._with_failover(route, body, attempt)
+        return count
 
     async def _with_failover(self, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],

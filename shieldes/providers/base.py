@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Operation = Literal["chat", "completions", "embeddings", "responses"]
+Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens"]
 Body = dict[str, Any]
 
 

@@ -32,6 +32,7 @@ _PATHS: dict[str, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
     "responses": "/responses",
+    "input_tokens": "/responses/input_tokens",
 }
 
 

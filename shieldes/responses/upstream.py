@@ -103,6 +103,20 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     return Answer(response, out.usage, headers)
 
 
+async def count_input_tokens(provider: Provider, target: Target, body: Body) -> int:
+    """The upstream's own count from its /v1/responses/input_tokens (native deployments)."""
+    call_raw = getattr(provider, "call_raw", None)
+    if call_raw is None:
+        raise UpstreamFailure(f"deployment {target.deployment!r} cannot count Responses input tokens",
+                              status=None, retryable=True)
+    result = await call_raw("input_tokens", target, orjson.dumps(_native_payload(body, target.model)))
+    count = result.body.get("input_tokens")
+    if not isinstance(count, int):
+        raise UpstreamFailure(f"deployment {target.deployment!r} answered input_tokens without a count",
+                              status=None, retryable=True)
+    return count
+
+
 class TranslatedEvents:
     """Chat chunks of a translate-mode deployment as Responses events."""
 

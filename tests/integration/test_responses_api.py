@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import openai
+import pydantic
 import pytest
 
 from shieldes.projections.commands import AddProvider, SetPricing, UpdateProvider
@@ -22,6 +23,11 @@ TOOLS: list[Any] = [{
     "strict": True,
 }]
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-3-5-haiku-latest")
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
 
 
 def oai(base: str, key: str) -> openai.AsyncOpenAI:
@@ -101,6 +107,12 @@ async def test_json_and_stream_with_tools_in_both_modes(database_url: str, mode:
             assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.call_id, "content": "{\"temp\": 21}"}
             assert sent["tools"][0]["function"]["name"] == "get_weather"
 
+        # the SDK's helpers: responses.parse with a pydantic model, input token counts
+        parsed = await client.responses.parse(model="gpt-4o", input="who?", text_format=Person)
+        assert parsed.output_parsed == Person(name="test", age=1)
+        count = await client.responses.input_tokens.count(model="gpt-4o", input="one two three four")
+        assert count.input_tokens == (4 if mode == "native" else 9)  # native: the upstream counted
+
         # structured output
         schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
                   "required": ["name", "age"], "additionalProperties": False}
@@ -115,12 +127,13 @@ async def test_json_and_stream_with_tools_in_both_modes(database_url: str, mode:
             h.upstream.inject("/v1/responses", stream_error="server_error", message="overloaded")
             events = await _events(client, model="gpt-4o", input="again")
             assert events[-1].type == "response.completed"
-            assert len(h.upstream.requests_to("/v1/responses")) == 7
+            assert len(h.upstream.requests_to("/v1/responses")) == 8
 
         await h.flush()
         requests, prompt, completion, cost = h.usage_totals()["app"]
-        assert requests == (6 if mode == "native" else 5)
-        assert completion == 5 + 5 + 5 + 5 + 4 + (5 if mode == "native" else 0)  # the JSON answer is 4 words
+        assert requests == (7 if mode == "native" else 6)
+        # two JSON answers of 4 words each
+        assert completion == 5 + 5 + 5 + 4 + 5 + 4 + (5 if mode == "native" else 0)
         assert cost == prompt * 2000 + completion * 8000  # exact usage, priced per 1M tokens
 
 
