@@ -28,6 +28,7 @@ from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.app import IN_FLIGHT, build_app
@@ -262,6 +263,7 @@ class Node:
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
+        ops_metrics.register(self.metrics.registry, self.gateway, self.cluster, s.usage_buffer_max)
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
                              oidc=OidcLogin.from_settings(s))

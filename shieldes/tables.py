@@ -81,3 +81,16 @@ stored_responses = Table(
     Column("input", JSONB, nullable=False),
     Column("response", JSONB, nullable=False),
 )
+
+cluster_membership_log = Table(
+    "cluster_membership_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("node_id", Text, nullable=False),
+    Column("boot_epoch", BigInteger),
+    Column("leader_epoch", BigInteger),
+    Column("observed_by", Text, nullable=False),
+    Column("details", JSONB, nullable=False),
+)

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.cluster import membership_log
 from shieldes.errors import ShieldesError
 from shieldes.tasks import cancel_and_wait
 
@@ -85,6 +86,12 @@ class Leader:
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        if self.is_leader and self._conn is not None:
+            try:
+                await membership_log.record(self._conn, membership_log.LEADER_RESIGNED, self.node_id,
+                                            observed_by=self.node_id, leader_epoch=self.epoch)
+            except Exception as exc:  # the connection is gone: the next election tells the story
+                log.warning("could not record the resignation: %s", str(exc).strip()[:200])
         await self._step_down()  # closing the connection releases the lock
 
     async def _run(self) -> None:
@@ -112,13 +119,18 @@ class Leader:
                 break
             await asyncio.sleep(self.retry_interval)
         async with conn.transaction():
+            cur = await conn.execute("SELECT node_id FROM leader_epoch WHERE id = 1 FOR UPDATE")
+            previous = await cur.fetchone()
             cur = await conn.execute(
                 "UPDATE leader_epoch SET epoch = epoch + 1, node_id = %s, acquired_at = now() WHERE id = 1"
                 " RETURNING epoch",
                 (self.node_id,),
             )
             row = await cur.fetchone()
-        assert row is not None, "leader_epoch row missing: run `shieldes db upgrade`"
+            assert row is not None, "leader_epoch row missing: run `shieldes db upgrade`"
+            await membership_log.record(conn, membership_log.LEADER_ELECTED, self.node_id, observed_by=self.node_id,
+                                        leader_epoch=int(row[0]),
+                                        details={"previous_leader": previous[0] if previous else None})
         await self._become_leader(int(row[0]))
         while True:  # hold the lock; any error on this connection ends the reign
             await asyncio.sleep(self.check_interval)

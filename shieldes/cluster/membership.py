@@ -17,6 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.cluster import membership_log
 from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,12 @@ async def claim_boot_epoch(pool: AsyncConnectionPool[Any], node_id: str, floor: 
     node id in cluster_nodes and above `floor`. Every per-boot identity uses it: gossip components,
     the usage flushes' idempotency keys (node, boot epoch, flush seq)."""
     async with pool.connection() as conn:
+        previous = await membership_log.previous_boot(conn, node_id)
         cur = await conn.execute(REGISTER_SQL, (node_id, None, None, version, propose_epoch(floor), 0,
                                                 Jsonb({"starting": True}), LEGACY_EPOCH, 1, True))
         row = await cur.fetchone()
-    assert row is not None
+        assert row is not None
+        await membership_log.joined(conn, node_id, int(row[0]), previous, version=version)
     return int(row[0])
 
 
@@ -119,6 +122,8 @@ class Membership:
                 # bounded: with the database down, leaving must not hold shutdown for the pool's 30 s
                 async with self.pool.connection(timeout=2.0) as conn:
                     await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s", (self.node_id,))
+                    await membership_log.record(conn, membership_log.LEFT, self.node_id, observed_by=self.node_id,
+                                                boot_epoch=self.boot_epoch)
             except Exception as exc:  # leaving is best effort: the heartbeat timeout covers it
                 log.warning("could not deregister node %s: %s", self.node_id, exc)
 
@@ -127,6 +132,7 @@ class Membership:
         the row keeps it; otherwise a new epoch strictly above any earlier one is claimed."""
         claim = 0 if self.boot_epoch else 1
         async with self.pool.connection() as conn:
+            previous = await membership_log.previous_boot(conn, self.node_id) if claim else None
             cur = await conn.execute(
                 REGISTER_SQL,
                 (self.node_id, self.http_address, self.gossip_address, self.version,
@@ -134,8 +140,11 @@ class Membership:
                  bool(claim)),
             )
             row = await cur.fetchone()
-        assert row is not None
-        self.boot_epoch = int(row[0])
+            assert row is not None
+            self.boot_epoch = int(row[0])
+            if claim:  # a new boot (claim_boot_epoch records its own)
+                await membership_log.joined(conn, self.node_id, self.boot_epoch, previous, version=self.version,
+                                            http_address=self.http_address, gossip_address=self.gossip_address)
         return self.boot_epoch
 
     async def heartbeat(self) -> None:
@@ -150,6 +159,9 @@ class Membership:
 
     async def refresh(self) -> list[NodeRecord]:
         self.nodes = await list_nodes(self.pool, self.node_timeout)
+        if any(not n.alive and n.node_id != self.node_id for n in self.nodes):
+            async with self.pool.connection() as conn:
+                await membership_log.declare_dead(conn, self.node_id, self.node_timeout)
         return self.nodes
 
     async def _heartbeat_loop(self) -> None:

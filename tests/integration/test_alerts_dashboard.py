@@ -1,0 +1,139 @@
+"""The alert rules and the Grafana dashboard query only metrics that real nodes export, and are
+valid PromQL for promtool (Debian's `prometheus` package; installed by .ci/run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from shieldes.node import Node
+from shieldes.projections.commands import SetBudget
+from shieldes.settings import Settings
+from tests.integration.gateway_harness import harness, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "shieldes.json"
+SYNTHETIC = {"up"}  # written by Prometheus itself for every target
+METRIC = re.compile(r"\b(shieldes_[a-z0-9_]+|up)\b")
+
+
+def rule_exprs() -> dict[str, str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {r["alert"]: r["expr"] for g in groups for r in g["rules"]}
+
+
+def dashboard_exprs() -> dict[str, str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return {f"{p['title']} [{t['refId']}]": t["expr"] for p in panels for t in p.get("targets", [])}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: .ci/run installs Debian's `prometheus` package")
+        pytest.skip("promtool not installed (apt-get install -y prometheus)")
+    return found
+
+
+def test_promtool_accepts_rules_config_and_dashboard_queries(tmp_path: Path) -> None:
+    tool = promtool()
+    for args in (["check", "rules", str(RULES)], ["check", "config", str(RULES.parent / "prometheus.yml")]):
+        done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # the dashboard's queries, with Grafana's variables filled in, as recording rules: promtool parses them
+    records = [{"record": f"dashboard:q{i}", "expr": expr.replace("$__rate_interval", "1m").replace("$job", "shieldes")}
+               for i, expr in enumerate(dashboard_exprs().values())]
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+    done = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rules_cover_the_operational_risks() -> None:
+    rules = rule_exprs()
+    assert len(rules) >= 10
+    for needle in ("up{", "leader_elections", "gossip_peer_age", "log_lag", "deployment_error_rate",
+                   "deployment_latency", "budget_used_ratio", "usage_buffer_max"):
+        assert any(needle in expr for expr in rules.values()), f"no alert uses {needle}"
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+            assert rule["annotations"]["summary"], rule["alert"]
+
+
+def test_dashboard_is_importable() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    assert {v["name"] for v in dash["templating"]["list"]} == {"datasource", "job"}
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
+
+
+def exported(text: str) -> set[str]:
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names |= {s.name for s in family.samples}
+    return names
+
+
+async def test_every_queried_metric_is_exported_by_a_running_node(database_url: str) -> None:
+    """Two real nodes gossiping on one database, traffic on a budgeted key, then a scrape: every
+    metric the rules and the dashboard query has samples (no alert watches a name nobody exports)."""
+    cluster = {"cluster_secret": "alerts-test-secret", "gossip_port": 0, "heartbeat_interval": 0.1,
+               "gossip_interval": 0.05}
+    async with harness(database_url, **cluster) as h:
+        key = await h.create_key("metered")
+        await h.admin(SetBudget("key", "metered", 0.05, "1d"))
+        peer = Node(Settings(database_url=database_url, node_id="peer", host="127.0.0.1", port=0,
+                             shutdown_grace=1.0, **cluster))
+        await peer.start()
+        try:
+            await h.sync()
+            headers = {"Authorization": f"Bearer {key}"}
+            body = {"model": "gpt-4o-mini", "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "count these words"}]}
+            h.upstream.inject("/v1/chat/completions", status=500, times=1)  # one failed upstream attempt
+            async with aiohttp.ClientSession() as http:
+                for _ in range(3):
+                    async with http.post(h.base + "/v1/chat/completions", json=body, headers=headers) as r:
+                        assert r.status == 200, await r.text()
+                cluster = h.node.cluster
+                assert cluster is not None and cluster.gossip is not None
+                await wait_until(lambda: "peer" in [n.node_id for n in cluster.membership.alive_peers()])
+                await wait_until(lambda: "peer" in cluster.gossip.stats.peers)  # type: ignore[union-attr]
+                async with http.get(h.base + "/metrics") as r:
+                    text = await r.text()
+        finally:
+            await peer.stop()
+    names = exported(text)
+    queried: dict[str, set[str]] = {}
+    for where, expr in {**rule_exprs(), **dashboard_exprs()}.items():
+        for name in METRIC.findall(expr):
+            queried.setdefault(name, set()).add(where)
+    missing = {name: sorted(where) for name, where in queried.items() if name not in names | SYNTHETIC}
+    assert not missing, f"queried but not exported: {missing}"
+    # and the new gauges carry sensible values
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    ratio = samples[("shieldes_budget_used_ratio", (("kind", "key"), ("name", "metered")))]
+    assert 0 < ratio < 0.5
+    assert samples[("shieldes_usage_buffer_max_deltas", ())] == h.settings.usage_buffer_max
+    assert samples[("shieldes_gossip_peer_age_seconds", (("peer", "peer"),))] < 2
+    assert 0 < samples[("shieldes_deployment_error_rate", (("deployment", "openai"),))] < 1
+    assert samples[("shieldes_deployment_circuit_open", (("deployment", "openai"),))] == 0
+    assert sum(v for (n, _), v in samples.items() if n == "shieldes_cluster_leader_elections_total") <= 1
