@@ -21,6 +21,7 @@ from shieldes.projections.usage import UsageState
 from shieldes.usage.meter import NUSD, WINDOW, Meter, Remote, Reservation, budget_message
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
+TOKEN_WINDOW = "tpm"  # token shares, in the same one-minute windows
 BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
 # Budgets are split only in their last quarter: far from the limit, peers' spend shows up through
 # gossiped pending usage and reservations soon enough, and requests keep flowing at full speed.
@@ -58,15 +59,42 @@ class ClusterMeter(Meter):
     # --- admission -------------------------------------------------------------------------------
 
     def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
-              position: int | None = None) -> Reservation:
+              position: int | None = None, estimate_tokens: int = 0) -> Reservation:
         cluster = self.cluster
         if cluster is not None:
             alive = cluster.alive_count()
             if alive > 1:  # alone, the base meter's own checks are exact
                 if key.rpm is not None:
                     self._split_rate(key, cluster, alive)
+                if key.tpm is not None:
+                    self._split_tokens(key, cluster, alive, max(1, estimate_tokens))
                 self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive)
-        return super().admit(config, usage, key, estimate_nusd, position)
+        return super().admit(config, usage, key, estimate_nusd, position, estimate_tokens)
+
+    def _split_tokens(self, key: VirtualKey, cluster: ClusterView, alive: int, cost: int) -> None:
+        """Tokens per minute get the same split as requests, in estimated tokens."""
+        assert key.tpm is not None
+        now = self.clock()
+        w = self._roll(now)
+        subject = key_subject(key.id)
+        _, tokens = self._used(key.id, w)
+        seen = tokens + cluster.remote_outstanding(subject, w, TOKEN_WINDOW)
+        rank = (cluster.rank() + w) % alive
+        if not self.splitter.admit((subject, TOKEN_WINDOW, w), key.tpm, seen, alive, cost, rank):
+            reset = (w + 1) * WINDOW - now
+            retry = reset if seen + cost > key.tpm else min(reset, SHARE_RETRY)
+            raise RateLimited(
+                f"rate limit reached for key {key.name!r}: {key.tpm} tokens per minute across the "
+                f"cluster ({min(seen, key.tpm)} used or held by nodes; this request may use up to {cost}); "
+                f"retry after {max(1, math.ceil(retry))}s, lower max_tokens, or raise it with "
+                "`shieldes key update --tpm`",
+                retry_after=retry,
+                headers={
+                    "x-ratelimit-limit-tokens": str(key.tpm),
+                    "x-ratelimit-remaining-tokens": str(max(0, key.tpm - seen)),
+                    "x-ratelimit-reset-tokens": f"{reset:.3f}s",
+                },
+            )
 
     def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int) -> None:
         assert key.rpm is not None
@@ -128,7 +156,7 @@ class ClusterMeter(Meter):
     # --- export for gossip -----------------------------------------------------------------------
 
     def gossip_windows(self) -> dict[WindowId, tuple[int, int, int]]:
-        return {(key_subject(k), RATE_WINDOW, w): (v[0], v[1], 0) for (k, w), v in self.rate_snapshot().items()}
+        return {(key_subject(k), RATE_WINDOW, w): v for (k, w), v in self.rate_snapshot().items()}
 
     def gossip_allowances(self) -> dict[WindowId, int]:
         return self.splitter.outstanding_all()
@@ -151,4 +179,5 @@ class ClusterMeter(Meter):
     def forget_old_windows(self) -> None:
         now = self.clock()
         self.splitter.forget_windows_before(RATE_WINDOW, int(now // WINDOW) - 1)
+        self.splitter.forget_windows_before(TOKEN_WINDOW, int(now // WINDOW) - 1)
         self.splitter.forget_windows_before(BUDGET_WINDOW, int(now // 86400) - 1)

@@ -179,8 +179,10 @@ class Gateway:
             )
         rate = self.prices.rate(config.pricing, route.model)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
-        estimate = cost_nusd(rate, prompt_bytes // 4, completion)
-        return self.meter.admit(config, self.state.usage, key, estimate, self.state.position)
+        prompt = prompt_bytes // 4
+        estimate = cost_nusd(rate, prompt, completion)
+        return self.meter.admit(config, self.state.usage, key, estimate, self.state.position,
+                                estimate_tokens=prompt + completion)
 
     # --- upstream calls --------------------------------------------------------------------------
 

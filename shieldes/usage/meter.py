@@ -32,7 +32,7 @@ from shieldes.projections.usage import UsageState
 WINDOW = 60  # seconds per rate-limit window
 NUSD = 1_000_000_000
 
-RateCounts = dict[tuple[str, int], tuple[int, int]]
+RateCounts = dict[tuple[str, int], tuple[int, int, int]]  # (key, window) -> (requests, tokens, released)
 
 
 class Remote(Protocol):
@@ -58,6 +58,8 @@ class Reservation:
     team_id: str | None
     nusd: int
     headers: dict[str, str]
+    tokens: int = 0  # estimated tokens counted in the key's rate window `window` at admission
+    window: int = -1
     done: bool = False
 
 
@@ -75,7 +77,9 @@ class Batch:
 @dataclass(slots=True)
 class _Window:
     window: int = -1
-    counts: dict[str, list[int]] = field(default_factory=dict)  # key_id -> [requests, tokens]
+    # key_id -> [requests, tokens, tokens released]: tokens count the estimate at admission; the part
+    # of it a request did not use is released at settlement (grow-only halves, so gossip can max-merge)
+    counts: dict[str, list[int]] = field(default_factory=dict)
 
 
 def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
@@ -126,7 +130,7 @@ class Meter:
 
     def _used(self, key_id: str, w: int) -> tuple[int, int]:
         local = self._cur.counts.get(key_id)
-        req, tok = (local[0], local[1]) if local else (0, 0)
+        req, tok = (local[0], local[1] - local[2]) if local else (0, 0)
         if self.remote is not None:
             r, t = self.remote.remote_counts(key_id, w)
             req += r
@@ -136,8 +140,8 @@ class Meter:
     def rate_snapshot(self) -> RateCounts:
         out: RateCounts = {}
         for win in (self._prev, self._cur):
-            for key_id, (req, tok) in win.counts.items():
-                out[(key_id, win.window)] = (req, tok)
+            for key_id, (req, tok, released) in win.counts.items():
+                out[(key_id, win.window)] = (req, tok, released)
         return out
 
     # --- budgets ------------------------------------------------------------------------------
@@ -188,9 +192,10 @@ class Meter:
     # --- admission and settlement ---------------------------------------------------------------
 
     def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
-              position: int | None = None) -> Reservation:
-        """Check limits and budgets for one request and hold its estimated cost. Raises RateLimited,
-        BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
+              position: int | None = None, estimate_tokens: int = 0) -> Reservation:
+        """Check limits and budgets for one request and hold its estimated cost and tokens (a
+        token limit counts the estimate at once, so concurrent requests cannot all pass it).
+        Raises RateLimited, BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
         now = self.clock()
         w = self._roll(now)
         headers: dict[str, str] = {}
@@ -214,10 +219,12 @@ class Meter:
                     f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
                     retry_after=reset, headers=headers,
                 )
-            if tpm is not None and tok >= tpm:
+            if tpm is not None and (tok >= tpm or tok + estimate_tokens > tpm):
+                this = "" if tok >= tpm else f" (used {tok}; this request may use up to {estimate_tokens})"
                 raise RateLimited(
-                    f"rate limit reached for key {key.name!r}: {tpm} tokens per minute; "
-                    f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --tpm`",
+                    f"rate limit reached for key {key.name!r}: {tpm} tokens per minute{this}; "
+                    f"retry after {_ceil_retry(reset)}s, lower max_tokens, or raise it with "
+                    "`shieldes key update --tpm`",
                     retry_after=reset, headers=headers,
                 )
         subjects = self._subjects_of(key.id, key.team_id)
@@ -238,10 +245,11 @@ class Meter:
             )
         counts = self._cur.counts.get(key.id)
         if counts is None:
-            self._cur.counts[key.id] = [1, 0]
+            self._cur.counts[key.id] = [1, estimate_tokens, 0]
         else:
             counts[0] += 1
-        res = Reservation(key.id, key.team_id, estimate_nusd, headers)
+            counts[1] += estimate_tokens
+        res = Reservation(key.id, key.team_id, estimate_nusd, headers, estimate_tokens, w)
         if estimate_nusd:
             self._hold(res, estimate_nusd)  # the one place holds change: subclasses track them (gossip)
         return res
@@ -269,19 +277,37 @@ class Meter:
         res.done = True
         if res.nusd:
             self._hold(res, -res.nusd)
+        self._release_tokens(res, res.tokens)
+
+    def _release_tokens(self, res: Reservation, tokens: int) -> None:
+        """Hand back estimated tokens in the window they were counted in (if it is still kept)."""
+        if tokens <= 0:
+            return
+        for win in (self._cur, self._prev):
+            if win.window == res.window:
+                counts = win.counts.get(res.key_id)
+                if counts is not None:
+                    counts[2] += tokens
+                return
 
     def settle(self, res: Reservation, provider: str, model: str, prompt_tokens: int,
                completion_tokens: int, nusd: int) -> None:
         """Record real usage of an admitted request: budgets see it at once, the flusher later."""
         if res.done:
             return
-        self.release(res)
+        res.done = True
+        if res.nusd:
+            self._hold(res, -res.nusd)
         now = self.clock()
         self._roll(now)
-        counts = self._cur.counts.get(res.key_id)
-        if counts is None:
-            counts = self._cur.counts[res.key_id] = [0, 0]
-        counts[1] += prompt_tokens + completion_tokens
+        used = prompt_tokens + completion_tokens
+        if used < res.tokens:
+            self._release_tokens(res, res.tokens - used)
+        elif used > res.tokens:  # beyond the estimate: counts when it is known
+            counts = self._cur.counts.get(res.key_id)
+            if counts is None:
+                counts = self._cur.counts[res.key_id] = [0, 0, 0]
+            counts[1] += used - res.tokens
         hour = int(now // 3600)
         dk = (res.key_id, res.team_id, provider, model, hour)
         acc = self._acc.get(dk)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from shieldes.cluster.health import ClusterBreaker
-from shieldes.cluster.meter import BUDGET_WINDOW, RATE_WINDOW, ClusterMeter
+from shieldes.cluster.meter import BUDGET_WINDOW, RATE_WINDOW, TOKEN_WINDOW, ClusterMeter
 from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
@@ -73,6 +73,21 @@ def test_a_new_round_returns_unused_claims_and_grants_more() -> None:
     assert m.rounds.advance(["n2"], 0)
     assert m.gossip_allowances() == {}
     assert admitted(m, key(rpm=10), 100) == 4  # ceil((10 - 3) / 2)
+
+
+def test_token_limits_are_reserved_and_split_in_estimated_tokens() -> None:
+    m, k = meter(View(alive=2)), key(tpm=1000)
+    ok = 0
+    for _ in range(10):
+        try:
+            m.admit(ConfigState(), UsageState(), k, 0, estimate_tokens=200)
+        except RateLimited:
+            continue
+        ok += 1
+    # this node's share is 1000 / 2 = 500 tokens: two requests of 200 fit, a third does not until
+    # the round ends (it used to admit all ten: tokens were counted only at settlement, unsplit)
+    assert ok == 2
+    assert m.gossip_allowances()[("k:k1", TOKEN_WINDOW, int(NOW // 60))] == 100
 
 
 def test_budgets_are_split_in_estimated_cost() -> None:

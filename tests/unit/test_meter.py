@@ -65,12 +65,29 @@ def test_tpm_counts_settled_tokens_and_remote_components() -> None:
     m.settle(m.admit(cfg, usage, k, 0), "d", "gpt-4o", 40, 20, 0)
     snap = m.rate_snapshot()
     window = int(clock.now // 60)
-    assert snap[("k1", window)] == (1, 60)
+    assert snap[("k1", window)] == (1, 60, 0)
     m.remote = Peers({("k1", window): (5, 40)})  # a peer's component brings it to the limit
     with pytest.raises(RateLimited):
         m.admit(cfg, usage, k, 0)
     m.remote = Peers({})
     m.admit(cfg, usage, k, 0)
+
+
+def test_tpm_reserves_the_estimate_at_admission_and_hands_back_the_rest() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m, k = meter(clock), key(tpm=100)
+    window = int(clock.now // 60)
+    first = m.admit(cfg, usage, k, 0, estimate_tokens=60)
+    with pytest.raises(RateLimited) as err:  # 60 held + 60 more would pass 100, before any settlement
+        m.admit(cfg, usage, k, 0, estimate_tokens=60)
+    assert "may use up to 60" in err.value.message
+    m.settle(first, "d", "gpt-4o", 10, 5, 0)  # used 15: the other 45 are handed back
+    assert m.rate_snapshot()[("k1", window)] == (1, 60, 45)
+    second = m.admit(cfg, usage, k, 0, estimate_tokens=60)
+    m.settle(second, "d", "gpt-4o", 50, 30, 0)  # used 80: 20 beyond the estimate count too
+    assert m.rate_snapshot()[("k1", window)] == (2, 140, 45)  # 95 net
+    m.release(m.admit(cfg, usage, k, 0, estimate_tokens=5))  # failed upstream: all handed back
+    assert m.rate_snapshot()[("k1", window)] == (3, 145, 50)
 
 
 def test_budget_reserve_settle_pending_and_durable_handoff() -> None:
