@@ -165,7 +165,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     max_tokens = _max_tokens(body)
-    cap = gw.completion_cap(key, max_tokens, op)
+    cap = gw.completion_cap(key, gw.route(key, _model(body)), size, max_tokens, op)
     if cap is not None:  # a budget needs a bound on the completion: the request gets one
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
         max_tokens = cap

@@ -157,12 +157,25 @@ class Gateway:
         team = self.state.config.teams.get(key.team_id) if key.team_id else None
         return team is not None and team.budget is not None
 
-    def completion_cap(self, key: VirtualKey, max_tokens: int | None, op: Operation) -> int | None:
+    def completion_cap(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
+                       op: Operation) -> int | None:
         """The max_tokens to send upstream for a budgeted request that names none: with it, the
-        admission estimate bounds the request's completion cost instead of guessing it."""
-        if max_tokens is None and op != "embeddings" and self.budgeted(key):
-            return self.settings.budget_max_tokens
-        return None
+        admission estimate bounds the request's completion cost instead of guessing it. At most
+        SHIELDES_BUDGET_MAX_TOKENS, and no more than what the budget (and the tpm limit) has left
+        after the prompt, so a request that fits is not refused for an estimate it would not reach."""
+        if max_tokens is not None or op == "embeddings" or not self.budgeted(key):
+            return None
+        config = self.state.config
+        cap = self.settings.budget_max_tokens
+        prompt = prompt_bytes // 4
+        rate = self.prices.rate(config.pricing, route.model)
+        left = self.meter.budget_left(config, self.state.usage, key, self.state.position)
+        if left is not None and rate[1] > 0:
+            cap = min(cap, (left - prompt * rate[0]) // rate[1])
+        tokens = self.meter.tokens_left(key)
+        if tokens is not None:
+            cap = min(cap, tokens - prompt)
+        return max(1, cap)  # nothing left: admission refuses it with the reason
 
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
               op: Operation) -> Reservation:

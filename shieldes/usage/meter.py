@@ -254,6 +254,26 @@ class Meter:
             self._hold(res, estimate_nusd)  # the one place holds change: subclasses track them (gossip)
         return res
 
+    def budget_left(self, config: ConfigState, usage: UsageState, key: VirtualKey,
+                    position: int | None = None) -> int | None:
+        """nUSD the key's tightest budget (its own or its team's) has left, or None without one."""
+        today = int(self.clock() // 86400)
+        subjects = self._subjects_of(key.id, key.team_id)
+        team = config.teams.get(key.team_id) if key.team_id else None
+        left: int | None = None
+        for subject, budget in ((subjects[0], key.budget), (subjects[-1], team.budget if team else None)):
+            if budget is not None:
+                room = round(budget.amount_usd * NUSD) - self.spent_nusd(usage, subject, budget, today, position)
+                left = room if left is None else min(left, room)
+        return left
+
+    def tokens_left(self, key: VirtualKey) -> int | None:
+        """Tokens the key's tpm limit has left in this window (as this node sees it), or None."""
+        if key.tpm is None:
+            return None
+        _, tokens = self._used(key.id, self._roll(self.clock()))
+        return key.tpm - tokens
+
     def _subjects_of(self, key_id: str, team_id: str | None) -> tuple[str, ...]:
         """The budget subjects a request of this key spends on ("k:<key>", then "t:<team>")."""
         ck = key_id + "|" + team_id if team_id else key_id

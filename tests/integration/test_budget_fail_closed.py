@@ -103,3 +103,14 @@ def test_cli_warns_about_unpriced_models(database_url: str) -> None:
     ok(database_url, "pricing", "set", "local-llm", "--input", "1", "--output", "2")
     quiet = invoke(database_url, "key", "create", "--name", "c", "--budget", "5")
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+async def test_the_bound_is_no_more_than_the_budget_has_left(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("small", budget_usd=0.01)  # gpt-4o output: $10 / 1M = 1000 tokens
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        await client.close()
+        cap = h.upstream.last("/v1/chat/completions").body["max_completion_tokens"]
+        assert 900 < cap < 1000  # what $0.01 buys after the prompt's estimate, not 4096 (refused)
