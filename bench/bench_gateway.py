@@ -3,7 +3,7 @@ against (1) the fake upstream directly, (2) a bare aiohttp pass-through proxy, (
 with auth, rate limits, budgets and usage accounting on. JSON and streaming chat completions;
 RPS, p50/p99 latency and server CPU per request (the proxy process only, from /proc).
 
-    python bench/bench_gateway.py [--duration 6] [--connections 32] [--out docs/benchmarks-gateway.md]
+    python bench/bench_gateway.py [--duration 6] [--connections 32] [--repeat 3] [--out FILE]
 
 Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL; a fresh database is created in it),
 else an embedded Postgres under $TMPDIR/shieldes-bench-pg.
@@ -277,6 +277,10 @@ def main() -> None:
         "--moderate", type=int, default=2, help="connections for the moderate-load latency run"
     )
     parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
+    parser.add_argument(
+        "--repeat", type=int, default=1,
+        help="interleaved saturation rounds per target; RPS, latency and CPU per request are medians over them",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -341,21 +345,35 @@ def main() -> None:
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
         mods: dict[tuple[str, str], list[Result]] = {}
         modes = (("json", BODY), ("stream", {**BODY, "stream": True}))
-        for mode, body in modes:
-            for label, proc, port, key in targets:
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                load(url, body, key, 1, 4)  # warm-up
-                pid = procs[proc].pid
-                cpu0 = cpu_seconds(pid)
-                sat = load(url, body, key, args.duration, args.connections)
-                cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
-                sats[(mode, label)] = (sat, cpu_us)
-                print(
-                    f"{mode:6} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
-                    f"  p99 {sat.p99_ms:6.2f} ms"
-                    f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}",
-                    flush=True,
-                )
+        # Saturation: the targets take turns, `--repeat` rounds; each figure is the median over rounds.
+        sat_runs: dict[tuple[str, str], list[tuple[Result, float]]] = {}
+        for _ in range(args.repeat):
+            for mode, body in modes:
+                for label, proc, port, key in targets:
+                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    load(url, body, key, 1, 4)  # warm-up
+                    pid = procs[proc].pid
+                    cpu0 = cpu_seconds(pid)
+                    sat = load(url, body, key, args.duration, args.connections)
+                    cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
+                    sat_runs.setdefault((mode, label), []).append((sat, cpu_us))
+                    print(
+                        f"{mode:6} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
+                        f"  p99 {sat.p99_ms:6.2f} ms"
+                        f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}",
+                        flush=True,
+                    )
+        for k, runs_ in sat_runs.items():
+            sats[k] = (
+                Result(
+                    statistics.median(r.rps for r, _ in runs_),
+                    statistics.median(r.p50_ms for r, _ in runs_),
+                    statistics.median(r.p99_ms for r, _ in runs_),
+                    sum(r.requests for r, _ in runs_),
+                    sum(r.errors for r, _ in runs_),
+                ),
+                statistics.median(c for _, c in runs_),
+            )
         # Moderate load: the targets take turns, several short rounds, median p50 (a shared machine is noisy).
         for _ in range(args.rounds):
             for mode, body in modes:
@@ -391,7 +409,8 @@ def main() -> None:
     table = [
         f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "
         f"{args.moderate} connections (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
-        f"saturation run; machine: {os.cpu_count()} cores shared with other work.",
+        f"saturation run, median of {args.repeat} interleaved run(s); machine: {os.cpu_count()} cores shared "
+        "with other work.",
         "",
         "| mode | target | RPS | p50 ms | p99 ms | server CPU us/req | moderate-load p50 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
-from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -88,24 +87,31 @@ def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[st
     return frame(event, {"type": "error", "error": {"type": "api_error", "message": err["message"]}})
 
 
-_END = object()
-QUEUE_FRAMES = 256  # frames read ahead of a slow client before the upstream is paused
-
-
-async def _produce(frames: AsyncIterator[bytes], queue: asyncio.Queue[object]) -> None:
-    """Always ends with one terminal item (the end, or the failure), whatever the frames raise: a
-    producer that died silently would leave the client (and the reservation) waiting forever."""
-    terminal: object = _END
-    try:
-        async for data in frames:
-            await queue.put(data)
-    except UpstreamFailure as failure:
-        terminal = failure
-    except Exception as exc:  # e.g. an upstream chunk of a shape the translation cannot read
-        log.warning("stream relay stopped on an unreadable upstream chunk: %r", exc)
-        terminal = UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
+async def _relay(resp: web.StreamResponse, frames: AsyncIterator[bytes]) -> UpstreamFailure | None:
+    """Write every frame as it comes (one write per upstream read for OpenAI frames); the failure
+    that ended the stream, or None at its end. Only a write raises ConnectionError (the client
+    left): whatever the frames raise becomes an UpstreamFailure, so the two are never confused."""
+    it = aiter(frames)
+    while True:
+        try:
+            data = await anext(it)
+        except StopAsyncIteration:
+            return None
+        except UpstreamFailure as failure:
+            return failure
+        except Exception as exc:  # e.g. an upstream chunk of a shape the translation cannot read
+            log.warning("stream relay stopped on an unreadable upstream chunk: %r", exc)
+            return UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
                                    status=None, retryable=False)
-    await queue.put(terminal)
+        await resp.write(data)
+
+
+async def _drain(frames: AsyncIterator[bytes], seconds: float) -> None:
+    """Keep reading the upstream after the client left, so its usage report arrives (bounded)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(seconds):
+            async for _ in frames:
+                pass
 
 
 async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIterator[bytes], tally: Tally,
@@ -113,41 +119,27 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     """Send the headers, then every frame; if the client goes away (before or during the stream),
     keep draining the upstream (bounded) so its usage arrives.
 
-    Frames are read by a producer task into a bounded queue and written in batches: everything
-    that arrived from one upstream read goes out in one write (one syscall instead of one per
-    token), and a slow client pauses the upstream once QUEUE_FRAMES are waiting."""
-    queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_FRAMES)
-    producer = asyncio.create_task(_produce(frames, queue))
+    Frames are written inline, with no reader task or queue between upstream and client: a slow
+    client pauses the upstream through the write's flow control (aiohttp waits for the socket
+    buffer to drain), which backs up into the upstream connection."""
     try:
-        await resp.prepare(request)
-        while True:
-            item = await queue.get()
-            batch: list[bytes] = []
-            while isinstance(item, bytes):
-                batch.append(item)
-                item = queue.get_nowait() if not queue.empty() else None
-            if batch:
-                await resp.write(b"".join(batch) if len(batch) > 1 else batch[0])
-            if item is None:
-                continue
-            if item is _END:
+        try:
+            await resp.prepare(request)
+            failure = await _relay(resp, frames)
+            if failure is None:
                 tally.outcome = "done"
                 await resp.write_eof()
-                return
-            if isinstance(item, UpstreamFailure):
+            else:
                 tally.outcome = "upstream_error"
-                await resp.write(error_frame(item, error_event, scrub))
-                return
-    except ConnectionError:
-        if tally.outcome == "open":
-            tally.outcome = "disconnected"
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(drain_seconds):
-                while not producer.done() or not queue.empty():
-                    if await queue.get() is _END:
-                        break
+                await resp.write(error_frame(failure, error_event, scrub))
+        except ConnectionError:
+            if tally.outcome == "open":
+                tally.outcome = "disconnected"
+                await _drain(frames, drain_seconds)
     finally:
-        await cancel_and_wait(producer)
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def final_usage(stream: ChunkStream, tally: Tally, prompt_bytes: int) -> TokenUsage:
