@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -93,8 +94,21 @@ def wait_port(port: int, timeout: float = 60) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU time of a process and its live descendants (`serve --workers N` runs the workers as
+    children of the parent)."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # exited meanwhile
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    tree, total = [pid], 0.0
+    while tree:
+        p = tree.pop()
+        fields = stats.get(p)
+        if fields is not None:
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+            tree.extend(q for q, f in stats.items() if int(f[1]) == p)
+    return total
 
 
 def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT) -> subprocess.Popen[bytes]:
@@ -278,6 +292,10 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
     parser.add_argument(
+        "--workers", type=int, default=1,
+        help="`serve --workers N` for the node under test (CPU per request counts every worker)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1,
         help="interleaved saturation rounds per target; RPS, latency and CPU per request are medians over them",
     )
@@ -315,6 +333,8 @@ def main() -> None:
                 str(node_port),
                 "--node-id",
                 "bench",
+                "--workers",
+                str(args.workers),
             ],
             env={"SHIELDES_DATABASE_URL": db_url},
         ),
@@ -333,10 +353,11 @@ def main() -> None:
         for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else []),
                      *([litellm_port] if args.litellm else [])):
             wait_port(port)
+        workers_label = f", {args.workers} workers" if args.workers > 1 else ""
         targets = [
             ("fake upstream directly", "upstream", up_port, None),
             ("bare aiohttp pass-through proxy", "proxy", proxy_port, None),
-            ("shieldes node (auth+limits+budget+accounting)", "node", node_port, secret),
+            (f"shieldes node (auth+limits+budget+accounting){workers_label}", "node", node_port, secret),
         ]
         if args.baseline:
             targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
