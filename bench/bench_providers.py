@@ -25,6 +25,8 @@ import orjson
 
 from shieldes.providers.anthropic_translate import StreamTranslator, chat_request_to_anthropic
 from shieldes.providers.base import Target
+from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse
+from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.providers.sse import SSEDecoder
 from shieldes.settings import Settings
@@ -180,6 +182,24 @@ async def run(n: int, concurrency: int) -> None:
         for name, data in events:
             t.feed(name, data)
 
+    gemini_events = [{"candidates": [{"content": {"role": "model", "parts": [{"text": " w"}]}, "index": 0}],
+                      "usageMetadata": {"promptTokenCount": 9}}] * 100
+    converse_events = ([("messageStart", {"role": "assistant"})]
+                       + [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " w"}})] * 98
+                       + [("messageStop", {"stopReason": "end_turn"}),
+                          ("metadata", {"usage": {"inputTokens": 9, "outputTokens": 98}})])
+
+    def translate_gemini() -> None:
+        t = GeminiStreamTranslator("m", 0)
+        for data in gemini_events:
+            t.feed(data)
+        t.end()
+
+    def translate_converse() -> None:
+        t = ConverseStreamTranslator("m", 0)
+        for name, data in converse_events:
+            t.feed(name, data)
+
     print(f"\n{'pure function':44} {'us/call':>8}")
     for label, us in (
         micro("SSEDecoder.feed, 100 chunk frames in one read", 2000, lambda: SSEDecoder().feed(sse)),
@@ -189,6 +209,10 @@ async def run(n: int, concurrency: int) -> None:
             lambda: chat_request_to_anthropic(request, "m"),
         ),
         micro("StreamTranslator, 100 events", 2000, translate_stream),
+        micro("chat_to_gemini (system+user+tool)", 20000, lambda: chat_to_gemini(request)),
+        micro("GeminiStreamTranslator, 100 events", 2000, translate_gemini),
+        micro("chat_to_converse (system+user+tool)", 20000, lambda: chat_to_converse(request)),
+        micro("ConverseStreamTranslator, 100 events", 2000, translate_converse),
     ):
         print(f"{label:44} {us:8.1f}")
 

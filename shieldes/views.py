@@ -32,6 +32,7 @@ def provider_row(d: Deployment) -> dict[str, Any]:
         "weight": d.weight,
         "api_key": secret_label(d.secret_ref),
         "responses": d.responses,
+        "options": dict(d.options),
     }
 
 

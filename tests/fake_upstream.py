@@ -56,6 +56,7 @@ class Fault:
     finish_reason: Any = None  # send this (of any JSON type) as the chat stream's finish_reason
     message: str | None = None
     retry_after: float | None = None
+    code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
 
 
 @dataclass
@@ -211,7 +212,8 @@ class FakeUpstream:
                 body,
                 fault,
                 wire.error(
-                    fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers
+                    fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers,
+                    code=fault.code,
                 ),
             )
         if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:

@@ -16,10 +16,12 @@ from shieldes.projections.commands import (
     AddProvider,
     CreateKey,
     CreateTeam,
+    RemoveModelAlias,
     RemoveProvider,
     RevokeKey,
     RotateKey,
     SetBudget,
+    SetModelAlias,
     SetPricing,
     UpdateKey,
     UpdateProvider,
@@ -27,6 +29,7 @@ from shieldes.projections.commands import (
 )
 from shieldes.projections.config import apply_config
 from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.state import AliasTarget
 from shieldes.projections.usage import UsageState, apply_usage
 
 # Mostly valid values, so that sequences build real state; a few invalid ones get refused.
@@ -71,6 +74,13 @@ commands = st.one_of(
         st.one_of(st.none(), weights),
     ),
     st.builds(RemoveProvider, names),
+    st.builds(
+        SetModelAlias,
+        names,
+        st.lists(st.builds(AliasTarget, names, model_names, weights), max_size=2).map(tuple),
+        st.lists(st.sampled_from(["a", "b", "gpt-4o", "nope"]), max_size=2).map(tuple),
+    ),
+    st.builds(RemoveModelAlias, names),
     st.builds(SetPricing, names, money, money),
     st.builds(CreateTeam, ids.map(lambda i: "team_" + i), names, st.one_of(st.none(), money), periods),
     st.builds(

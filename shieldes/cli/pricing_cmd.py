@@ -1,20 +1,32 @@
-"""`shieldes pricing set|list`: USD per 1M input/output tokens per model, used to cost usage."""
+"""`shieldes pricing set|list|import`: USD per 1M input/output tokens per model, used to cost usage.
+The shipped catalog is listed with `source: default`, prices set here with `source: override`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from shieldes.cli.common import (
     OneLineGroup,
+    actor,
     cli_context,
     emit,
     handle_errors,
     json_option,
+    open_store,
     read_config,
     run,
+    split_list,
     write,
 )
+from shieldes.importers.apply import apply_import
+from shieldes.importers.plan import Plan
+from shieldes.importers.prices import parse_litellm_prices, plan_prices
+from shieldes.importers.source import load_document
 from shieldes.projections.commands import SetPricing
+from shieldes.projections.state import ConfigState
+from shieldes.usage.catalog import price_rows
 
 
 @click.group("pricing", cls=OneLineGroup)
@@ -42,14 +54,50 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, as_json: bool) -
 
 
 @pricing_group.command("list")
+@click.option("--source", type=click.Choice(("all", "default", "override")), default="all", show_default=True,
+              help="only shipped defaults or only prices set with `pricing set`/`pricing import`")
+@click.option("--model", "contains", metavar="TEXT", help="only models whose name contains TEXT")
 @json_option
 @handle_errors
-def list_(as_json: bool) -> None:
-    """Every priced model."""
+def list_(source: str, contains: str | None, as_json: bool) -> None:
+    """Every price in force: the shipped catalog and overrides, each with its source."""
     ctx = cli_context()
     view = run(read_config())
-    rows = [
-        {"model": m, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m}
-        for m, p in sorted(view.state.pricing.items())
-    ]
-    emit(rows, as_json=ctx.as_json, columns=("model", "input_per_1m", "output_per_1m"))
+    rows = [r for r in price_rows(view.state.pricing)
+            if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
+    emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
+                                             "cache_read_per_1m", "cache_write_per_1m", "source"))
+
+
+@pricing_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--all", "everything", is_flag=True,
+              help="import every chat/embedding model in the file, not only the models this gateway knows")
+@click.option("--models", help="import only these comma-separated models")
+@click.option("--dry-run", is_flag=True, help="show what would change and write nothing")
+@json_option
+@handle_errors
+def import_(file: Path, everything: bool, models: str | None, dry_run: bool, as_json: bool) -> None:
+    """Refresh prices from LiteLLM's model_prices_and_context_window.json (per-token USD)."""
+    ctx = cli_context()
+    prices, skipped = parse_litellm_prices(load_document(file))
+    wanted = split_list(models) if models else None
+
+    def make_plan(state: ConfigState) -> Plan:
+        return plan_prices(state, prices, everything=everything, models=wanted)
+
+    async def go() -> tuple[Plan, int]:
+        async with open_store(ctx.database_url()) as store:
+            return await apply_import(store, make_plan, actor=actor(), dry_run=dry_run)
+
+    plan, appended = run(go())
+    counts = plan.counts()
+    changed = [c.as_dict() for c in plan.changes if c.action != "unchanged"]
+    if ctx.as_json:
+        emit({"dry_run": dry_run, "changes": changed, "summary": counts, "events_appended": appended,
+              "entries_left_out": skipped}, as_json=True)
+        return
+    emit(changed, as_json=False, columns=("name", "action", "detail"))
+    tail = "dry run: nothing written" if dry_run else f"{appended} event(s) appended"
+    click.echo(f"{'would' if dry_run else 'did'} add {counts['add']}, update {counts['update']}, leave "
+               f"{counts['unchanged']} unchanged ({tail})")

@@ -3,6 +3,8 @@ references or encrypted with SHIELDES_ENCRYPTION_KEY; listings never show them."
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from shieldes import secrets
@@ -20,17 +22,35 @@ from shieldes.cli.common import (
 )
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import (
-    PROVIDER_KINDS,
     RESPONSES_MODES,
     UNSET,
     AddProvider,
     RemoveProvider,
     UpdateProvider,
 )
+from shieldes.providers.kinds import PROVIDER_KINDS
 from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import provider_row, secret_label
 
-COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key", "responses")
+COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key", "responses", "options")
+
+
+def kind_options(f: Any) -> Any:
+    """The per-kind settings flags (see providers.kinds.KINDS), shared by `add` and `update`."""
+    for name, help_ in reversed((
+        ("--api-version", "azure: the api-version query parameter, e.g. 2024-10-21"),
+        ("--auth", "azure: api-key (default), bearer (the key is an Entra ID token) or entra (azure-identity)"),
+        ("--region", "bedrock: AWS region, e.g. us-east-1"),
+        ("--project", "vertex: Google Cloud project id"),
+        ("--location", "vertex: region such as us-central1, or global"),
+        ("--credentials-file", "vertex: service-account JSON (default: Application Default Credentials)"),
+    )):
+        f = click.option(name, metavar="V", help=help_)(f)
+    return f
+
+
+def options_of(**given: str | None) -> dict[str, str]:
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:
@@ -53,7 +73,7 @@ def provider_group() -> None:
 @provider_group.command("add")
 @click.argument("name")
 @click.option("--type", "kind", required=True, type=click.Choice(PROVIDER_KINDS), help="upstream API kind")
-@click.option("--base-url", required=True, help="e.g. https://api.openai.com/v1")
+@click.option("--base-url", help="e.g. https://api.openai.com/v1 (bedrock, gemini, vertex: optional)")
 @click.option("--api-key-env", metavar="VAR", help="environment variable holding the key on each node")
 @click.option("--api-key", metavar="S",
               help="the key itself; stored encrypted (needs SHIELDES_ENCRYPTION_KEY)")
@@ -64,22 +84,24 @@ def provider_group() -> None:
               show_default=True,
               help="how /v1/responses reaches it: translate (via chat completions) or native (its own "
                    "/v1/responses, openai type only)")
+@kind_options
 @json_option
 @handle_errors
 def add(
-    name: str, kind: str, base_url: str, api_key_env: str | None, api_key: str | None, models: str,
-    weight: float, responses: str, as_json: bool,
+    name: str, kind: str, base_url: str | None, api_key_env: str | None, api_key: str | None, models: str,
+    weight: float, responses: str, as_json: bool, **options: str | None,
 ) -> None:
-    """Add a deployment NAME serving --models."""
+    """Add a deployment NAME serving --models (docs/providers.md has a line per type)."""
     ctx = cli_context()
     ref = secret_ref(api_key_env, api_key)
-    command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight, responses)
+    command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight, responses,
+                          options_of(**options))
     written = run(write(command))
+    data = written.events[0].data
     state_row = {
-        "name": name, "type": kind, "base_url": written.events[0].data["base_url"],
-        "models": written.events[0].data["models"], "weight": written.events[0].data["weight"],
-        "responses": written.events[0].data["responses"],
-        "api_key": secret_label(ref), "position": written.position,
+        "name": name, "type": kind, "base_url": data["base_url"], "models": data["models"],
+        "weight": data["weight"], "responses": data["responses"], "api_key": secret_label(ref),
+        "options": data["options"], "position": written.position,
     }
     missing = unpriced(written.state.pricing, written.events[0].data["models"])
     if missing:
@@ -98,11 +120,12 @@ def add(
 @click.option("--weight", type=float, help="new weight")
 @click.option("--responses", "responses", type=click.Choice(RESPONSES_MODES),
               help="how /v1/responses reaches it: translate or native")
+@kind_options
 @json_option
 @handle_errors
 def update(
     name: str, base_url: str | None, api_key_env: str | None, api_key: str | None, no_api_key: bool,
-    models: str | None, weight: float | None, responses: str | None, as_json: bool,
+    models: str | None, weight: float | None, responses: str | None, as_json: bool, **options: str | None,
 ) -> None:
     """Change some fields of deployment NAME; the others keep their values."""
     ctx = cli_context()
@@ -110,17 +133,20 @@ def update(
         raise InvalidRequest("--no-api-key cannot be combined with --api-key-env or --api-key")
     ref = secret_ref(api_key_env, api_key)
     new_ref: str | object | None = None if no_api_key else (ref if ref is not None else UNSET)
-    if base_url is None and new_ref is UNSET and models is None and weight is None and responses is None:
-        raise InvalidRequest(
-            "nothing to change: pass --base-url, --models, --weight, --responses or an --api-key option")
+    changed = options_of(**options)
+    if base_url is None and new_ref is UNSET and models is None and weight is None and responses is None \
+            and not changed:
+        raise InvalidRequest("nothing to change: pass --base-url, --models, --weight, --responses, an --api-key "
+                             "option or a type setting such as --api-version")
     command = UpdateProvider(name, base_url, new_ref, split_list(models), weight,  # type: ignore[arg-type]
-                             responses)
+                             responses, changed or None)
     written = run(write(command))
     data = written.events[0].data
     emit(
         {"name": name, "base_url": data["base_url"], "models": data["models"], "weight": data["weight"],
          **({"responses": data["responses"]} if data.get("responses") else {}),
-         "api_key": secret_label(data["secret_ref"]), "position": written.position},
+         "api_key": secret_label(data["secret_ref"]), "options": data["options"],
+         "position": written.position},
         as_json=ctx.as_json,
     )
 

@@ -39,7 +39,7 @@ export async function providersPage(root) {
   }
   await loop();
   try {
-    const pricing = await api("GET", "/pricing?limit=1000");
+    const pricing = await api("GET", "/pricing?source=override&limit=1000");
     pricingArea.replaceChildren(h("h2", "Pricing overrides"), table("Prices per 1M tokens", [
       { label: "Model", header: true, cell: (p) => p.model },
       { label: "Input", num: true, cell: (p) => fmt.usd(p.input_per_1m) },

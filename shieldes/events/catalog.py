@@ -6,8 +6,8 @@ Money is integer nano-USD (1e-9 USD) in usage events so sums are exact in Python
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 CONFIG_STREAM = "config"
 ROLLUP_STREAM = "usage-rollup"
@@ -37,6 +37,10 @@ class ProviderAdded(Event):
     models: tuple[str, ...]
     weight: float = 1.0
     responses: str = "translate"  # absent in older events: they replay as translate
+    # The kind's own settings (azure api_version, bedrock region, vertex project/location...).
+    # Added without a version bump: older events simply have none, and a node that predates a
+    # kind cannot serve it whatever the options say.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,33 @@ class ProviderUpdated(Event):
     models: tuple[str, ...]
     weight: float
     responses: str | None = None  # None (and older events): unchanged
+    options: dict[str, str] | None = None  # None (events written before options existed): unchanged
 
 
 @dataclass(frozen=True)
 class ProviderRemoved(Event):
     TYPE: ClassVar[str] = "provider.removed"
+    name: str
+
+
+# --- model aliases -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelAliasSet(Event):
+    """A public model name and what serves it (replaces an earlier alias of that name).
+    `targets`: {"provider", "model", "weight"} each; `fallbacks`: model or alias names tried in
+    order when every target failed or the prompt does not fit."""
+
+    TYPE: ClassVar[str] = "model_alias.set"
+    name: str
+    targets: tuple[dict[str, Any], ...]
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelAliasRemoved(Event):
+    TYPE: ClassVar[str] = "model_alias.removed"
     name: str
 
 
@@ -200,6 +226,8 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     ProviderAdded,
     ProviderUpdated,
     ProviderRemoved,
+    ModelAliasSet,
+    ModelAliasRemoved,
     PricingSet,
     TeamCreated,
     VirtualKeyCreated,

@@ -16,7 +16,7 @@ from shieldes.gateway import relay
 from shieldes.gateway.middleware import request_id
 from shieldes.gateway.routes import GATEWAY, json_response, read_json
 from shieldes.gateway.service import Gateway
-from shieldes.projections.state import Deployment, VirtualKey
+from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id
@@ -29,7 +29,7 @@ from shieldes.responses.request import (
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream
-from shieldes.routing.router import Route
+from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses", ResponseStore)
@@ -55,8 +55,8 @@ class _Turn:
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
 
-    def finish(self, dep: Deployment, response: Body | None, usage: TokenUsage) -> None:
-        self.gw.settle(self.res, dep, self.route.model, usage)
+    def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
+        self.gw.settle(self.res, served.deployment, served.model, usage)
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
             self.store.save(StoredResponse(
@@ -82,18 +82,18 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store)
     rid = request_id(request)
     try:
-        outcome, dep = await gw.responses(route, sent, ctx, req.streaming)
+        outcome, served = await gw.responses(route, sent, ctx, req.streaming)
     except BaseException:
         gw.meter.release(res)
         raise
     if isinstance(outcome, Answer):
         response = dict(outcome.response, store=req.store)
-        turn.finish(dep, response, _token_usage(outcome.usage, size, 0))
+        turn.finish(served, response, _token_usage(outcome.usage, size, 0))
         return json_response(response, rid, {**res.headers, **outcome.headers})
-    return await _stream(request, rid, turn, dep, outcome)
+    return await _stream(request, rid, turn, served, outcome)
 
 
-async def _stream(request: web.Request, rid: str, turn: _Turn, dep: Deployment,
+async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarget,
                   events: EventStream) -> web.StreamResponse:
     tally = relay.Tally()
 
@@ -108,7 +108,7 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, dep: Deployment,
         await relay.pump(request, resp, frames(), tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
-        turn.finish(dep, events.final, _token_usage(events.usage, turn.size, tally.content_chunks))
+        turn.finish(served, events.final, _token_usage(events.usage, turn.size, tally.content_chunks))
         await events.aclose()
 
 

@@ -121,18 +121,18 @@ class Call:
 
     async def json(self, body: Body, raw: bytes | None = None) -> JsonResult:
         try:
-            result, dep = await self.gw.call(self.op, self.route, body, raw)
+            result, served = await self.gw.call(self.op, self.route, body, raw)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.gw.settle(self.res, dep, self.route.model, result.usage or TokenUsage(self.size // 4, 0))
+        self.gw.settle(self.res, served.deployment, served.model, result.usage or TokenUsage(self.size // 4, 0))
         return result
 
     async def stream(self, request: web.Request, body: Body,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
                      error_event: str | None) -> web.StreamResponse:
         try:
-            stream, dep = await self.gw.open_stream(self.op, self.route, body)
+            stream, served = await self.gw.open_stream(self.op, self.route, body)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -144,7 +144,7 @@ class Call:
             return resp
         finally:
             # settle first: the usage is final once the relay has stopped reading
-            self.gw.settle(self.res, dep, self.route.model, relay.final_usage(stream, tally, self.size))
+            self.gw.settle(self.res, served.deployment, served.model, relay.final_usage(stream, tally, self.size))
             await stream.aclose()
 
 

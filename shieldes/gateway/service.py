@@ -16,6 +16,7 @@ from shieldes.errors import (
     ModelNotPriced,
     NotFound,
     PermissionDenied,
+    RateLimited,
     ShieldesError,
     UpstreamError,
     UpstreamTimeout,
@@ -24,6 +25,9 @@ from shieldes.gateway.metrics import Metrics
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey
 from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
+    CONTENT_FILTER,
+    CONTEXT_LENGTH,
+    THROTTLED,
     Body,
     ChunkStream,
     JsonResult,
@@ -35,7 +39,7 @@ from shieldes.providers.base import (
 )
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
-from shieldes.routing.router import CircuitBreaker, Route, backoff, plan, resolve
+from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan, resolve
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
@@ -65,8 +69,8 @@ class UpstreamClientError(ShieldesError):
     type = "invalid_request_error"
     code = "upstream_rejected"
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.status = status
 
 
@@ -142,9 +146,10 @@ class Gateway:
         return route
 
     def models_for(self, key: VirtualKey) -> list[tuple[str, str]]:
-        """(model, owner) for every model the key may use."""
-        out: dict[str, str] = {}
-        for dep in self.state.config.providers.values():
+        """(model, owner) for every model and alias (owner "shieldes") the key may use."""
+        config = self.state.config
+        out: dict[str, str] = {name: "shieldes" for name in config.aliases if key.allows_model(name)}
+        for dep in config.providers.values():
             for m in dep.models:
                 if key.allows_model(m):
                     out.setdefault(m, dep.kind)
@@ -211,7 +216,7 @@ class Gateway:
             except SecretError as exc:
                 raise UpstreamFailure(exc.message, status=None, retryable=True) from None
             self._secrets[ref] = api_key
-        return Target(dep.name, dep.base_url, model, api_key)
+        return Target(dep.name, dep.base_url, model, api_key, dep.options)
 
     def _provider(self, dep: Deployment) -> Provider:
         provider = self.providers.get(dep.kind)
@@ -235,7 +240,9 @@ class Gateway:
         return text
 
     def _client_error(self, failure: UpstreamFailure, dep: Deployment) -> ShieldesError:
-        status = failure.status or 502
+        if failure.status is None:  # the node itself cannot reach the upstream (a missing extra, no credentials)
+            return UpstreamError(f"deployment {dep.name!r} cannot be used on this node: {self.scrub(failure.message)}")
+        status = failure.status
         if status in (401, 403):  # about the gateway's own credentials: nothing for the client to read
             return UpstreamError(
                 f"upstream deployment {dep.name!r} refused the gateway's credentials ({status}); "
@@ -246,22 +253,35 @@ class Gateway:
                 f"upstream deployment {dep.name!r} refused the gateway ({status}): "
                 f"{self.scrub(failure.message)}; the operator should check its provider key"
             )
-        return UpstreamClientError(f"upstream rejected the request: {self.scrub(failure.message)}", status)
+        message = self.scrub(failure.message)
+        if failure.code == CONTEXT_LENGTH:
+            return UpstreamClientError(
+                f"the prompt does not fit the model's context window on deployment {dep.name!r}: {message}; "
+                "shorten the messages or lower max_tokens", 400, code=CONTEXT_LENGTH)
+        if failure.code == CONTENT_FILTER:
+            return UpstreamClientError(f"the upstream's content filter refused the request: {message}", 400,
+                                       code=CONTENT_FILTER)
+        return UpstreamClientError(f"upstream rejected the request: {message}", status)
 
     def _exhausted(self, route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
         detail = self.scrub(last.message) if last is not None else "no attempt possible"
+        if last is not None and last.code == THROTTLED:
+            return RateLimited(
+                f"every upstream for model {route.requested!r} is rate limiting ({attempts} attempt(s)): {detail}; "
+                "retry after the Retry-After delay", retry_after=last.retry_after or 1.0)
         msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
 
     async def call(self, op: Operation, route: Route, body: Body,
-                   raw: bytes | None = None) -> tuple[JsonResult, Deployment]:
+                   raw: bytes | None = None) -> tuple[JsonResult, RouteTarget]:
         """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
-        already names the upstream model (the caller vouches it holds no stream fields)."""
-        same_model = body.get("model") == route.model
+        already names the upstream model (the caller vouches it holds no stream fields).
+        Returns the result and the target (deployment and upstream model) that served it."""
 
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
-            call_raw = getattr(provider, "call_raw", None) if raw is not None and same_model else None
+            # `sent is body`: the client's body already names this target's model, so its bytes can go as they are
+            call_raw = getattr(provider, "call_raw", None) if raw is not None and sent is body else None
             if call_raw is not None:
                 result: JsonResult = await call_raw(op, target, raw)
                 return result
@@ -269,14 +289,14 @@ class Gateway:
 
         return await self._with_failover(route, body, attempt)
 
-    async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, Deployment]:
+    async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, RouteTarget]:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
             return await provider.stream(op, target, sent)
 
         return await self._with_failover(route, body, attempt)
 
     async def responses(self, route: Route, body: Body, ctx: ResponseContext,
-                        streaming: bool) -> tuple[Answer | EventStream, Deployment]:
+                        streaming: bool) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate)."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
             return await respond(provider, target, dep, sent, ctx, streaming)
@@ -288,44 +308,64 @@ class Gateway:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> int:
             return await count_input_tokens(provider, target, sent)
 
-        count, _dep = await self._with_failover(route, body, attempt)
+        count, _served = await self._with_failover(route, body, attempt)
         return count
 
     async def _with_failover(self, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
-                             ) -> tuple[T, Deployment]:
-        """Try the route's deployments in plan order (retries with backoff, circuit breakers)."""
-        same_model = body.get("model") == route.model
-        attempts = plan(route, self.breaker, 1 + self.settings.upstream_retries, self.rng)
-        last: UpstreamFailure | None = None
-        for i, dep in enumerate(attempts):
-            if i:
-                await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
-            started = time.perf_counter()
-            try:
-                provider = self._provider(dep)
-                target = self._target(dep, route.model)
-                sent = body if same_model else dict(body, model=route.model)
-                result = await attempt(provider, target, dep, sent)
-            except UpstreamFailure as failure:
-                self._failed(dep, failure)
-                if not failure.retryable:
-                    raise self._client_error(failure, dep) from None
-                last = failure
-                continue
-            except ShieldesError:
-                raise
-            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
-                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
-                raise InvalidRequest(
-                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
-                    "check the request against the API reference"
-                ) from None
-            elapsed = time.perf_counter() - started
-            self.metrics.upstream_seconds(dep.name, elapsed)
-            self.breaker.success(dep.name, elapsed)
-            return result, dep
-        raise self._exhausted(route, last, len(attempts))
+                             ) -> tuple[T, RouteTarget]:
+        """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
+        then each fallback group in order. A prompt too long for one model moves straight on to the
+        next group, if there is one."""
+        last: tuple[UpstreamFailure, RouteTarget] | None = None
+        tried = 0
+        group: Route | None = route
+        later: list[Route] | None = None
+        while group is not None:
+            for i, rt in enumerate(plan(group, self.breaker, 1 + self.settings.upstream_retries, self.rng)):
+                if i:
+                    await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
+                tried += 1
+                try:
+                    return await self._attempt(rt, body, attempt), rt
+                except UpstreamFailure as failure:
+                    last = (failure, rt)
+                    if failure.code == CONTEXT_LENGTH and route.fallbacks:
+                        break
+                    if not failure.retryable:
+                        raise self._client_error(failure, rt.deployment) from None
+            if later is None:
+                later = fallback_routes(self.state.config, route) if route.fallbacks else []
+            group = later.pop(0) if later else None
+        if last is not None and not last[0].retryable:
+            raise self._client_error(last[0], last[1].deployment)
+        raise self._exhausted(route, last[0] if last else None, tried)
+
+    async def _attempt(self, rt: RouteTarget, body: Body,
+                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]]) -> T:
+        """One call to one target; an UpstreamFailure is recorded (metrics, breaker) and re-raised."""
+        dep = rt.deployment
+        started = time.perf_counter()
+        try:
+            provider = self._provider(dep)
+            target = self._target(dep, rt.model)
+            sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
+            result = await attempt(provider, target, dep, sent)
+        except UpstreamFailure as failure:
+            self._failed(dep, failure)
+            raise
+        except ShieldesError:
+            raise
+        except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+            log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+            raise InvalidRequest(
+                f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                "check the request against the API reference"
+            ) from None
+        elapsed = time.perf_counter() - started
+        self.metrics.upstream_seconds(dep.name, elapsed)
+        self.breaker.success(dep.name, elapsed)
+        return result
 
     # --- settlement --------------------------------------------------------------------------------
 

@@ -4,7 +4,10 @@ LiteLLM lists deployments in `model_list`: each entry has a public `model_name` 
 `litellm_params` {model: "<provider>/<upstream model>", api_base, api_key, weight, ...}; keys are
 `os.environ/VAR` references or literal values. Entries that share provider, endpoint, key and
 weight become one shieldes provider serving several models. Prices come from
-`input_cost_per_token` / `output_cost_per_token` (in litellm_params or model_info).
+`input_cost_per_token` / `output_cost_per_token` (in litellm_params or model_info). A `model_name`
+that differs from its upstream models, several entries sharing one `model_name` (a model group),
+or `fallbacks` / `context_window_fallbacks` (router_settings or litellm_settings) become a shieldes
+model alias with weighted targets and ordered fallbacks, so clients keep the names they use.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
+    AliasSpec,
     ImportRejected,
     ImportSpec,
     PriceSpec,
@@ -23,6 +27,7 @@ from shieldes.importers.spec import (
     normalize_anthropic_base,
     safe_name,
 )
+from shieldes.providers.kinds import KINDS, base_url_for
 
 # The environment variable LiteLLM reads when an entry names no api_key.
 _DEFAULT_KEY_ENV = {
@@ -38,15 +43,81 @@ _DEFAULT_KEY_ENV = {
     "xai": "XAI_API_KEY",
     "perplexity": "PERPLEXITYAI_API_KEY",
     "deepinfra": "DEEPINFRA_API_KEY",
+    "azure": "AZURE_API_KEY",
+    "gemini": "GEMINI_API_KEY",
 }
+
+
+# (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options): entries sharing one become one provider
+Group = tuple[str, str, str, SecretSpec, float, tuple[tuple[str, str], ...]]
+_CLOUD = ("azure", "bedrock", "gemini", "vertex_ai")
+
+
+def _add_entry(groups: dict[Group, list[str]], origins: dict[Group, str],
+               publics: dict[str, list[tuple[Group, str, float]]], public_origin: dict[str, str],
+               group: Group, public: str, upstream: str, weight: float, where: str) -> None:
+    models = groups.setdefault(group, [])
+    origins.setdefault(group, where)
+    if upstream not in models:
+        models.append(upstream)
+    publics.setdefault(public, []).append((group, upstream, weight))
+    public_origin.setdefault(public, where)
+
+
+def _text(params: dict[str, Any], key: str, where: str) -> str | None:
+    value = params.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value.startswith("os.environ/"):
+        raise ImportRejected(f"{where}.litellm_params.{key} must be written in the file (got {value!r})")
+    return value.strip()
+
+
+def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
+           spec: ImportSpec) -> tuple[str, str, tuple[tuple[str, str], ...], str]:
+    """(kind, base URL, options, upstream model) of an azure/, bedrock/, gemini/ or vertex_ai/ entry."""
+    kind = "vertex" if prefix == "vertex_ai" else prefix
+    options: dict[str, str] = {}
+    if kind == "azure":
+        base = _text(params, "api_base", where)
+        if base is None:
+            raise ImportRejected(f"{where} is an Azure deployment without litellm_params.api_base; add "
+                                 "https://RESOURCE.openai.azure.com")
+        options["api_version"] = _text(params, "api_version", where) or "2024-10-21"
+        return kind, base.rstrip("/"), tuple(options.items()), upstream
+    if kind == "bedrock":
+        for route in ("converse/", "invoke/"):
+            upstream = upstream.removeprefix(route)
+        options["region"] = _text(params, "aws_region_name", where) or "us-east-1"
+        if any(params.get(k) for k in ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")):
+            note = (f"{where}: AWS credentials are not imported; each node uses botocore's standard chain "
+                    "(environment, profile, role)")
+            spec.notes.append(note)
+    elif kind == "vertex":
+        project, location = _text(params, "vertex_project", where), _text(params, "vertex_location", where)
+        if project is None:
+            raise ImportRejected(f"{where} is a Vertex AI model without litellm_params.vertex_project; add it")
+        options.update(project=project, location=location or "us-central1")
+        creds = params.get("vertex_credentials")
+        if isinstance(creds, str) and creds and not creds.startswith(("os.environ/", "{")):
+            options["credentials_file"] = creds
+        elif creds:
+            spec.notes.append(f"{where}: vertex_credentials not imported (only a file path can be); the node's "
+                              "Application Default Credentials are used unless you set --credentials-file")
+    base = _text(params, "api_base", where)
+    ordered = tuple(sorted(options.items()))
+    return kind, (base or base_url_for(KINDS[kind], None, options)).rstrip("/"), ordered, upstream
 
 
 def parse_litellm(doc: Any) -> ImportSpec:
     if not isinstance(doc, dict) or not isinstance(doc.get("model_list"), list):
         raise ImportRejected("not a LiteLLM config.yaml: expected a top-level \"model_list\" list")
     spec = ImportSpec()
-    groups: dict[tuple[str, str, str, SecretSpec, float], list[str]] = {}
-    origins: dict[tuple[str, str, str, SecretSpec, float], str] = {}
+    groups: dict[Group, list[str]] = {}
+    origins: dict[Group, str] = {}
+    # public model_name -> (provider group, upstream model, weight) of each entry, in file order
+    publics: dict[str, list[tuple[Group, str, float]]] = {}
+    public_origin: dict[str, str] = {}
     for i, entry in enumerate(doc["model_list"]):
         where = f"model_list[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params"), dict):
@@ -62,42 +133,85 @@ def parse_litellm(doc: Any) -> ImportSpec:
                 f"{where} is a wildcard route ({model_ref}); shieldes routes by explicit model names: "
                 "list each model as its own entry and import again"
             )
+        options: tuple[tuple[str, str], ...] = ()
+        if prefix in _CLOUD:
+            cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
+            secret = _secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
+                "azure", "gemini") else SecretSpec()
+            weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
+            _add_entry(groups, origins, publics, public_origin,
+                       (prefix, cloud_kind, base_url, secret, weight, options), public, upstream, weight, where)
+            price = _price(upstream, params, entry.get("model_info"), where)
+            if price is not None and price not in spec.prices:
+                spec.prices.append(price)
+            continue
         kind, default_base = _kind_of(prefix)
         if kind is None:
             spec.skipped.append(f"{where} ({model_ref}): LiteLLM provider {prefix!r} is not supported "
-                                "by shieldes (supported: openai, anthropic and OpenAI-compatible APIs)")
+                                "by shieldes (supported: openai, anthropic, azure, bedrock, gemini, vertex_ai "
+                                "and OpenAI-compatible APIs)")
             continue
         base_url = _base_url(kind, params.get("api_base"), default_base, where)
         secret = _secret(params.get("api_key"), prefix, default_base, where, spec)
         weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
-        if public != upstream:
-            spec.notes.append(
-                f"{where}: model_name {public!r} differs from upstream model {upstream!r}; shieldes serves "
-                f"models under their upstream names, so clients must ask for {upstream!r}"
-            )
         for limit in ("rpm", "tpm"):
             if params.get(limit) is not None:
                 spec.notes.append(f"{where}.litellm_params.{limit} ignored: shieldes limits are per "
                                   "virtual key (`shieldes key create --rpm/--tpm`)")
-        group = (prefix, kind, base_url, secret, weight)
-        models = groups.setdefault(group, [])
-        origins.setdefault(group, where)
-        if upstream not in models:
-            models.append(upstream)
+        _add_entry(groups, origins, publics, public_origin, (prefix, kind, base_url, secret, weight, options),
+                   public, upstream, weight, where)
         price = _price(upstream, params, entry.get("model_info"), where)
         if price is not None and price not in spec.prices:
             spec.prices.append(price)
     used: dict[str, int] = {}
-    for (prefix, kind, base_url, secret, weight), models in groups.items():
+    names: dict[Group, str] = {}
+    for group, models in groups.items():
+        prefix, kind, base_url, secret, weight, options = group
         n = used[prefix] = used.get(prefix, 0) + 1
-        name = safe_name(prefix if n == 1 else f"{prefix}-{n}")
-        origin = origins[(prefix, kind, base_url, secret, weight)]
-        spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(models), weight, origin))
+        name = names[group] = safe_name(prefix if n == 1 else f"{prefix}-{n}")
+        spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(models), weight, origins[group],
+                                           options))
+    fallbacks = _fallbacks(doc)
+    for public, entries in publics.items():
+        plain = all(upstream == public for _, upstream, _ in entries)
+        if plain and public not in fallbacks:
+            continue  # served under its own name by plain routing: no alias needed
+        targets = tuple(dict.fromkeys((names[g], upstream, w) for g, upstream, w in entries))
+        spec.aliases.append(AliasSpec(public, targets, tuple(fallbacks.get(public, ())), public_origin[public]))
+    for public in fallbacks:
+        if public not in publics:
+            spec.notes.append(f"fallbacks for {public!r} ignored: no model_list entry has that model_name")
     for section in ("router_settings", "general_settings"):
         if isinstance(doc.get(section), dict) and doc[section]:
-            spec.notes.append(f"{section!r} not imported: shieldes settings are SHIELDES_* environment "
-                              "variables (see docs/configuration.md)")
+            other = sorted(set(doc[section]) - {"fallbacks", "context_window_fallbacks"})
+            if other:
+                spec.notes.append(f"{section} {', '.join(other)} not imported: shieldes settings are SHIELDES_* "
+                                  "environment variables (see docs/configuration.md)")
     return spec
+
+
+def _fallbacks(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """model_name -> fallback model_names in order, from `fallbacks` then `context_window_fallbacks`
+    (shieldes falls back on both exhaustion and too-long prompts, so the two lists are merged)."""
+    out: dict[str, list[str]] = {}
+    for section in ("router_settings", "litellm_settings"):
+        settings = doc.get(section)
+        if not isinstance(settings, dict):
+            continue
+        for key in ("fallbacks", "context_window_fallbacks"):
+            rules = settings.get(key) or []
+            if not isinstance(rules, list):
+                raise ImportRejected(f"{section}.{key} must be a list like [{{\"gpt-4o\": [\"claude\"]}}]")
+            for rule in rules:
+                if not isinstance(rule, dict):
+                    raise ImportRejected(f"{section}.{key} entries must map a model_name to a list of names")
+                for public, names in rule.items():
+                    names = [names] if isinstance(names, str) else names
+                    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                        raise ImportRejected(f"{section}.{key}[{public!r}] must be a list of model_names")
+                    chain = out.setdefault(str(public), [])
+                    chain.extend(n for n in names if n not in chain and n != public)
+    return out
 
 
 def _split_model(ref: str) -> tuple[str, str]:

@@ -1,22 +1,25 @@
 """ImportSpec + current config -> the commands that make the config match, and what each changes.
 
-Import is additive: providers and prices in the file are added or updated; anything else already
-in shieldes is left alone. A second import of the same file changes nothing.
+Import is additive: providers, aliases and prices in the file are added or updated; anything else
+already in shieldes is left alone. An existing provider of the same name keeps its endpoint, key and
+models (the file's models are added to them); one the file would repoint to another endpoint or key
+is refused. A second import of the same file changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shieldes.importers.spec import ImportRejected, ImportSpec, ProviderSpec
-from shieldes.projections.commands import AddProvider, Command, SetPricing, UpdateProvider
-from shieldes.projections.state import ConfigState, Deployment
+from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, ProviderSpec
+from shieldes.projections.commands import UNSET, AddProvider, Command, SetModelAlias, SetPricing, UpdateProvider
+from shieldes.projections.state import AliasTarget, ConfigState, Deployment
 from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "provider" | "pricing"
+    kind: str  # "provider" | "alias" | "pricing"
     name: str
     action: str  # "add" | "update" | "unchanged"
     detail: str
@@ -44,7 +47,8 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         old = state.providers.get(p.name)
         secret_ref = _secret_ref(p, old, encryption_key)
         if old is None:
-            plan.commands.append(AddProvider(p.name, p.kind, p.base_url, secret_ref, p.models, p.weight))
+            plan.commands.append(AddProvider(p.name, p.kind, p.base_url, secret_ref, p.models, p.weight,
+                                             options=dict(p.options)))
             plan.changes.append(Change("provider", p.name, "add", _describe(p)))
             continue
         if old.kind != p.kind:
@@ -52,12 +56,37 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
                 f"provider {p.name!r} already exists with type {old.kind} but {p.origin} makes it {p.kind}; "
                 f"remove it first (`shieldes provider remove {p.name}`) and import again"
             )
-        diffs = _diff(old, p, secret_ref)
+        if old.base_url != p.base_url or old.secret_ref != secret_ref or dict(old.options) != dict(p.options):
+            raise ImportRejected(
+                f"provider {p.name!r} already exists at {old.base_url} (key {_redact(old.secret_ref)}"
+                f"{_opts(old.options)}) but {p.origin} has {p.base_url} (key {_redact(secret_ref)}"
+                f"{_opts(dict(p.options))}); importing would repoint it. Remove it "
+                f"first (`shieldes provider remove {p.name}`) or change the entry in the file, and import again"
+            )
+        added = tuple(m for m in p.models if m not in old.models)
+        diffs = []
+        if added:
+            diffs.append(f"models {','.join(old.models)} + {','.join(added)} (existing models kept)")
+        if old.weight != p.weight:
+            diffs.append(f"weight {old.weight:g} -> {p.weight:g}")
         if not diffs:
             plan.changes.append(Change("provider", p.name, "unchanged", _describe(p)))
             continue
-        plan.commands.append(UpdateProvider(p.name, p.base_url, secret_ref, p.models, p.weight))
+        plan.commands.append(UpdateProvider(p.name, None, UNSET, old.models + added, p.weight))
         plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
+    changed: list[AliasSpec] = []
+    for a in spec.aliases:
+        targets = tuple(AliasTarget(*t) for t in a.targets)
+        alias = state.aliases.get(a.name)
+        detail = ", ".join(f"{t.provider}/{t.model}:{t.weight:g}" for t in targets)
+        if a.fallbacks:
+            detail += f"; fallbacks {', '.join(a.fallbacks)}"
+        if alias is not None and (alias.targets, alias.fallbacks) == (targets, a.fallbacks):
+            plan.changes.append(Change("alias", a.name, "unchanged", detail))
+            continue
+        changed.append(a)
+        plan.changes.append(Change("alias", a.name, "add" if alias is None else "update", detail))
+    plan.commands.extend(_alias_commands(changed, set(state.aliases)))
     for price in spec.prices:
         current = state.pricing.get(price.model)
         detail = f"input ${price.input_per_1m:g}/1M, output ${price.output_per_1m:g}/1M"
@@ -69,6 +98,23 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m))
         plan.changes.append(Change("pricing", price.model, "add" if current is None else "update", detail))
     return plan
+
+
+def _alias_commands(aliases: list[AliasSpec], existing: set[str]) -> list[SetModelAlias]:
+    """Aliases in an order every fallback exists by the time it is named: one whose fallback is
+    set later (LiteLLM allows cycles: gpt-4o -> claude -> gpt-4o) is first set without it and
+    completed at the end."""
+    pending = {a.name for a in aliases} - existing
+    first: list[SetModelAlias] = []
+    later: list[SetModelAlias] = []
+    for a in aliases:
+        targets = tuple(AliasTarget(*t) for t in a.targets)
+        ready = tuple(f for f in a.fallbacks if f not in pending)
+        first.append(SetModelAlias(a.name, targets, ready))
+        if ready != a.fallbacks:
+            later.append(SetModelAlias(a.name, targets, a.fallbacks))
+        pending.discard(a.name)
+    return first + later
 
 
 def _check_unique(spec: ImportSpec) -> None:
@@ -104,17 +150,8 @@ def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | N
     return encrypt_secret(p.secret.plaintext, encryption_key)
 
 
-def _diff(old: Deployment, new: ProviderSpec, secret_ref: str | None) -> list[str]:
-    diffs = []
-    if old.base_url != new.base_url:
-        diffs.append(f"base_url {old.base_url} -> {new.base_url}")
-    if old.secret_ref != secret_ref:
-        diffs.append(f"key {_redact(old.secret_ref)} -> {_redact(secret_ref)}")
-    if old.models != new.models:
-        diffs.append(f"models {','.join(old.models)} -> {','.join(new.models)}")
-    if old.weight != new.weight:
-        diffs.append(f"weight {old.weight:g} -> {new.weight:g}")
-    return diffs
+def _opts(options: Mapping[str, str]) -> str:
+    return "".join(f", {k}={v}" for k, v in sorted(options.items()))
 
 
 def _redact(ref: str | None) -> str:
@@ -124,5 +161,5 @@ def _redact(ref: str | None) -> str:
 
 
 def _describe(p: ProviderSpec) -> str:
-    return (f"{p.kind} {p.base_url} key={p.secret.describe()} models={','.join(p.models)} "
+    return (f"{p.kind} {p.base_url}{_opts(dict(p.options))} key={p.secret.describe()} models={','.join(p.models)} "
             f"weight={p.weight:g}")

@@ -66,12 +66,13 @@ class SecretSpec:
 @dataclass(frozen=True)
 class ProviderSpec:
     name: str
-    kind: str  # a shieldes provider kind: "openai" | "anthropic"
+    kind: str  # a shieldes provider kind (providers.kinds.PROVIDER_KINDS)
     base_url: str
     secret: SecretSpec
     models: tuple[str, ...]
     weight: float = 1.0
     origin: str = ""  # where in the source file it came from, for messages
+    options: tuple[tuple[str, str], ...] = ()  # the kind's own settings (api_version, region, ...)
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,22 @@ class PriceSpec:
     output_per_1m: float
 
 
+@dataclass(frozen=True)
+class AliasSpec:
+    """A public model name (LiteLLM `model_name`, a model group) and the (provider, upstream model,
+    weight) targets serving it, with ordered fallback names (LiteLLM `fallbacks`)."""
+
+    name: str
+    targets: tuple[tuple[str, str, float], ...]
+    fallbacks: tuple[str, ...] = ()
+    origin: str = ""
+
+
 @dataclass
 class ImportSpec:
     providers: list[ProviderSpec] = field(default_factory=list)
     prices: list[PriceSpec] = field(default_factory=list)
+    aliases: list[AliasSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the import could not carry over
     skipped: list[str] = field(default_factory=list)  # entries left out (unsupported provider kinds)
 

@@ -6,9 +6,11 @@ so deciding stays a pure function of (state, command).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
@@ -18,6 +20,8 @@ from shieldes.events.catalog import (
     AdminTokenRevoked,
     BudgetSet,
     Event,
+    ModelAliasRemoved,
+    ModelAliasSet,
     PricingSet,
     ProviderAdded,
     ProviderRemoved,
@@ -30,10 +34,10 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.periods import parse_period
-from shieldes.projections.state import AdminToken, ConfigState, Team, VirtualKey
+from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
+from shieldes.providers.kinds import base_url_for, check_kind, check_options
 from shieldes.roles import ROLES
 
-PROVIDER_KINDS: Final = ("openai", "anthropic")
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
 _MODEL_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
@@ -150,11 +154,12 @@ def find_admin_token(state: ConfigState, ref: str) -> AdminToken:
 class AddProvider:
     name: str
     kind: str
-    base_url: str
+    base_url: str | None  # None: the kind's public endpoint (bedrock, gemini, vertex)
     secret_ref: str | None
     models: tuple[str, ...]
     weight: float = 1.0
     responses: str = "translate"
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,7 @@ class UpdateProvider:
     models: tuple[str, ...] | None = None
     weight: float | None = None
     responses: str | None = None
+    options: Mapping[str, str] | None = None  # merged over the current options
 
 
 @dataclass(frozen=True)
@@ -246,10 +252,72 @@ class RevokeAdminToken:
     token: str  # name or id
 
 
+@dataclass(frozen=True)
+class SetModelAlias:
+    name: str
+    targets: tuple[AliasTarget, ...]
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveModelAlias:
+    name: str
+
+
 Command = (
     AddProvider | UpdateProvider | RemoveProvider | SetPricing | CreateTeam | CreateKey | UpdateKey
-    | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken
+    | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken | SetModelAlias
+    | RemoveModelAlias
 )
+
+
+def parse_alias_target(state: ConfigState, spec: str) -> AliasTarget:
+    """`PROVIDER/MODEL[:WEIGHT]`. Model names may hold ':' (Bedrock's `...-v1:0`): a trailing
+    `:N` is a weight unless PROVIDER serves the whole MODEL:N."""
+    provider, sep, rest = spec.partition("/")
+    if not sep or not provider or not rest:
+        raise CommandRejected(f"invalid --target {spec!r}: use PROVIDER/MODEL[:WEIGHT], e.g. azure/prod-gpt4o:3")
+    dep = state.providers.get(provider)
+    model, weight = rest, 1.0
+    head, colon, tail = rest.rpartition(":")
+    if colon and head and not (dep is not None and rest in dep.models):
+        with contextlib.suppress(ValueError):
+            model, weight = head, float(tail)
+    return AliasTarget(provider, model, weight)
+
+
+def _alias_events(state: ConfigState, command: SetModelAlias) -> list[Event]:
+    check_name("alias", command.name)
+    if not command.targets:
+        raise CommandRejected("an alias needs at least one --target PROVIDER/MODEL[:WEIGHT]")
+    seen: set[tuple[str, str]] = set()
+    for t in command.targets:
+        dep = state.providers.get(t.provider)
+        if dep is None:
+            raise CommandRejected(f"--target {t.provider}/{t.model}: no provider named {t.provider!r}; "
+                                  "see `shieldes provider list`")
+        if t.model not in dep.models:
+            raise CommandRejected(f"--target {t.provider}/{t.model}: provider {t.provider!r} does not serve "
+                                  f"{t.model!r} (it serves {', '.join(dep.models)}); add it with "
+                                  "`shieldes provider update --models`")
+        if (t.provider, t.model) in seen:
+            raise CommandRejected(f"--target {t.provider}/{t.model} is given twice; give each target once")
+        seen.add((t.provider, t.model))
+        check_weight(t.weight)
+    known = set(state.aliases) | {m for d in state.providers.values() for m in d.models}
+    for fb in command.fallbacks:
+        if fb == command.name:
+            raise CommandRejected(f"alias {command.name!r} cannot fall back to itself")
+        if fb not in known:
+            raise CommandRejected(f"--fallback {fb!r} is neither an alias nor a model any provider serves")
+    if len(set(command.fallbacks)) != len(command.fallbacks):
+        raise CommandRejected("a --fallback is given twice; list each once, in the order to try them")
+    targets = tuple({"provider": t.provider, "model": t.model, "weight": float(t.weight)} for t in command.targets)
+    return [ModelAliasSet(command.name, targets, tuple(command.fallbacks))]
+
+
+def _users_of(state: ConfigState, name: str) -> list[str]:
+    return sorted(a.name for a in state.aliases.values() if name in a.fallbacks)
 
 
 # --- decide ------------------------------------------------------------------------------------
@@ -263,21 +331,22 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 raise CommandRejected(
                     f"provider {command.name!r} already exists; remove it first or pick another name"
                 )
-            if command.kind not in PROVIDER_KINDS:
-                raise CommandRejected(
-                    f"unknown provider type {command.kind!r}: use one of {', '.join(PROVIDER_KINDS)}"
-                )
+            spec = check_kind(command.kind)
+            options = check_options(spec, command.options)
             return [
                 ProviderAdded(
-                    command.name, command.kind, check_base_url(command.base_url), command.secret_ref,
-                    check_models(command.models), check_weight(command.weight),
-                    check_responses_mode(command.kind, command.responses),
+                    command.name, command.kind, check_base_url(base_url_for(spec, command.base_url, options)),
+                    command.secret_ref, check_models(command.models), check_weight(command.weight),
+                    check_responses_mode(command.kind, command.responses), options,
                 )
             ]
         case UpdateProvider():
             old = state.providers.get(command.name)
             if old is None:
                 raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+            options = dict(old.options)
+            if command.options is not None:
+                options.update(command.options)
             return [
                 ProviderUpdated(
                     old.name,
@@ -286,12 +355,28 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                     check_models(command.models) if command.models is not None else old.models,
                     check_weight(command.weight) if command.weight is not None else old.weight,
                     check_responses_mode(old.kind, command.responses) if command.responses is not None else None,
+                    check_options(check_kind(old.kind), options),
                 )
             ]
         case RemoveProvider():
             if command.name not in state.providers:
                 raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+            users = sorted(a.name for a in state.aliases.values() if any(t.provider == command.name
+                                                                         for t in a.targets))
+            if users:
+                raise CommandRejected(f"provider {command.name!r} is a target of alias {', '.join(users)}; "
+                                      "change or remove the alias first (`shieldes model alias|remove`)")
             return [ProviderRemoved(command.name)]
+        case SetModelAlias():
+            return _alias_events(state, command)
+        case RemoveModelAlias():
+            if command.name not in state.aliases:
+                raise CommandRejected(f"no alias named {command.name!r}; see `shieldes model list`")
+            users = _users_of(state, command.name)
+            if users:
+                raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "
+                                      "change those aliases first")
+            return [ModelAliasRemoved(command.name)]
         case SetPricing():
             check_models((command.model,))
             return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TypeVar
 
@@ -10,6 +11,8 @@ from shieldes.events.catalog import (
     AdminTokenRevoked,
     BudgetSet,
     Event,
+    ModelAliasRemoved,
+    ModelAliasSet,
     PricingSet,
     ProviderAdded,
     ProviderRemoved,
@@ -22,7 +25,17 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.pmap import with_item, without_item
-from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
+from shieldes.projections.state import (
+    AdminToken,
+    AliasTarget,
+    Budget,
+    ConfigState,
+    Deployment,
+    ModelAlias,
+    Price,
+    Team,
+    VirtualKey,
+)
 
 V = TypeVar("V")
 
@@ -39,16 +52,24 @@ def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
 def apply_config(state: ConfigState, event: Event) -> ConfigState:
     match event:
         case ProviderAdded() | ProviderUpdated():
+            options: Mapping[str, str]
             if isinstance(event, ProviderAdded):
-                kind, responses = event.kind, event.responses
+                kind, responses, options = event.kind, event.responses, event.options
             else:
                 was = state.providers[event.name]
                 kind, responses = was.kind, event.responses or was.responses
+                options = was.options if event.options is None else event.options
             dep = Deployment(event.name, kind, event.base_url, event.secret_ref, event.models, event.weight,
-                             responses)
+                             responses, dict(options))
             return replace(state, providers=_with(state.providers, event.name, dep))
         case ProviderRemoved():
             return replace(state, providers=_without(state.providers, event.name))
+        case ModelAliasSet():
+            targets = tuple(AliasTarget(t["provider"], t["model"], float(t.get("weight", 1.0))) for t in event.targets)
+            alias = ModelAlias(event.name, targets, tuple(event.fallbacks))
+            return replace(state, aliases=_with(state.aliases, event.name, alias))
+        case ModelAliasRemoved():
+            return replace(state, aliases=_without(state.aliases, event.name))
         case PricingSet():
             price = Price(event.input_per_1m, event.output_per_1m)
             return replace(state, pricing=_with(state.pricing, event.model, price))

@@ -19,12 +19,30 @@ class Deployment:
     """A provider entry: one upstream endpoint serving some models."""
 
     name: str
-    kind: str  # "openai" | "anthropic"
+    kind: str  # a key of providers.kinds.KINDS
     base_url: str
     secret_ref: str | None
     models: tuple[str, ...]
     weight: float
     responses: str = "translate"  # how /v1/responses reaches it: "translate" (chat) or "native"
+    options: Mapping[str, str] = field(default_factory=dict)  # the kind's own settings
+
+
+@dataclass(frozen=True, slots=True)
+class AliasTarget:
+    provider: str  # a deployment name
+    model: str  # the model name that deployment knows
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAlias:
+    """A public model name served by weighted targets, then by `fallbacks` (model or alias names,
+    in order) once every target failed or the prompt does not fit."""
+
+    name: str
+    targets: tuple[AliasTarget, ...]
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +104,7 @@ class ConfigState:
     admin_tokens: Mapping[str, AdminToken] = field(default_factory=dict)
     admin_token_ids_by_hash: Mapping[str, str] = field(default_factory=dict)  # active tokens only
     admin_token_ids_by_name: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, ModelAlias] = field(default_factory=dict)
 
     def key_by_hash(self, key_hash: str) -> VirtualKey | None:
         key_id = self.key_ids_by_hash.get(key_hash)

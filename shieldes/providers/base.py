@@ -4,8 +4,8 @@ maps upstream failures to UpstreamFailure there, so nothing foreign leaks past i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens"]
@@ -23,7 +23,10 @@ class UpstreamFailure(Exception):
     (408/409/429, 5xx, timeouts, connection errors); other 4xx client errors are not retryable.
     `message` is the upstream's own error message when it sent one (fit to show the client),
     `status` its HTTP status (None when no HTTP answer came), `body` its parsed JSON error body
-    in the upstream's own shape, `retry_after` seconds from its Retry-After header, if any."""
+    in the upstream's own shape, `retry_after` seconds from its Retry-After header, if any.
+    `code` classifies the failure across kinds, set by the provider module that understood it:
+    CONTEXT_LENGTH (the prompt does not fit the model), CONTENT_FILTER (the upstream's safety
+    system refused; `message` carries its reason), THROTTLED (the upstream's own rate limit)."""
 
     def __init__(
         self,
@@ -34,8 +37,10 @@ class UpstreamFailure(Exception):
         timeout: bool = False,
         body: Body | None = None,
         retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.code = code
         self.message = message
         self.status = status
         self.retryable = retryable
@@ -47,14 +52,21 @@ class UpstreamFailure(Exception):
         return f"UpstreamFailure(status={self.status}, retryable={self.retryable}, message={self.message!r})"
 
 
+CONTEXT_LENGTH = "context_length_exceeded"
+CONTENT_FILTER = "content_filter"
+THROTTLED = "rate_limit_exceeded"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a call goes to: the deployment's endpoint, the upstream model name and its key."""
+    """What a call goes to: the deployment's endpoint, the upstream model name, its key and the
+    kind's own settings (`shieldes provider add --api-version/--region/--project ...`)."""
 
     deployment: str
     base_url: str
     model: str
     api_key: str | None
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

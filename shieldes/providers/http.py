@@ -10,8 +10,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 
-from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import (
+    CONTENT_FILTER,
+    CONTEXT_LENGTH,
+    THROTTLED,
+    Body,
+    Target,
+    TokenUsage,
+    UpstreamFailure,
+)
 from shieldes.settings import Settings
 
 # A path segment like v1, v2, v1beta: the base URL already names an API version.
@@ -93,6 +102,27 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date: rare for LLM APIs, not worth a parser here
 
 
+# How upstreams phrase "the prompt does not fit" (OpenAI, Azure, Anthropic, Bedrock, Gemini, vLLM).
+_CONTEXT_PHRASES = (
+    "context length", "context_length", "context window", "maximum context", "prompt is too long",
+    "input is too long", "too many input tokens", "too many tokens", "input token count",
+    "exceeds the maximum number of tokens", "reduce the length",
+)
+
+
+def classify(status: int, body: Body | None, message: str) -> str | None:
+    """The cross-kind failure code (base.CONTEXT_LENGTH, ...) of an upstream error answer."""
+    if status == 429:
+        return THROTTLED
+    err = body.get("error") if isinstance(body, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    if code in (CONTEXT_LENGTH, CONTENT_FILTER):
+        return str(code)
+    if status in (400, 413, 422) and any(p in message.lower() for p in _CONTEXT_PHRASES):
+        return CONTEXT_LENGTH
+    return None
+
+
 def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
     """An upstream answered with an error status."""
     body: Body | None = None
@@ -110,6 +140,7 @@ def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, 
         retryable=retryable_status(status),
         body=body,
         retry_after=parse_retry_after(headers) if status in (429, 503, 529) else None,
+        code=classify(status, body, message),
     )
 
 
@@ -141,7 +172,7 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 async def post_for_object(
     session: aiohttp.ClientSession,
     target: Target,
-    url: str,
+    url: str | URL,
     payload: bytes,
     headers: Mapping[str, str],
     timeout: aiohttp.ClientTimeout,
@@ -168,7 +199,7 @@ async def post_for_object(
 async def open_event_stream(
     session: aiohttp.ClientSession,
     target: Target,
-    url: str,
+    url: str | URL,
     payload: bytes,
     headers: Mapping[str, str],
     timeout: aiohttp.ClientTimeout,
@@ -188,6 +219,17 @@ async def open_event_stream(
             resp.release()
         raise http_failure(target, resp.status, raw, resp.headers)
     return resp
+
+
+def event_object(target: Target, data: bytes) -> Body:
+    """One stream event's JSON payload, which must be an object."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise invalid_response(target, "a stream event is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise invalid_response(target, "a stream event is not a JSON object")
+    return parsed
 
 
 def invalid_response(target: Target, what: str) -> UpstreamFailure:

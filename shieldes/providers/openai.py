@@ -36,6 +36,13 @@ _PATHS: dict[str, str] = {
 }
 
 
+def op_path(op: Operation) -> str:
+    path = _PATHS.get(op)
+    if path is None:
+        raise InvalidRequest(f"operation {op!r} is not supported by OpenAI-compatible upstreams")
+    return path
+
+
 class OpenAIProvider:
     kind = "openai"
 
@@ -46,14 +53,12 @@ class OpenAIProvider:
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}
         self._header_sets: dict[tuple[str | None, bool], dict[str, str]] = {}
 
-    def _endpoint(self, base_url: str, op: Operation) -> tuple[str, bool]:
-        key = (base_url, op)
+    def _endpoint(self, target: Target, op: Operation) -> tuple[str, bool]:
+        """(URL, whether the key goes in an Azure-style `api-key` header) of `op` on `target`."""
+        key = (target.base_url, op)
         found = self._endpoints.get(key)
         if found is None:
-            path = _PATHS.get(op)
-            if path is None:
-                raise InvalidRequest(f"operation {op!r} is not supported by OpenAI-compatible upstreams")
-            found = self._endpoints[key] = (join_endpoint(base_url, path), is_azure(base_url))
+            found = self._endpoints[key] = (join_endpoint(target.base_url, op_path(op)), is_azure(target.base_url))
         return found
 
     def _headers(self, target: Target, azure: bool) -> dict[str, str]:
@@ -83,7 +88,7 @@ class OpenAIProvider:
         """A non-streaming call with a body already encoded for this upstream (the client's own
         bytes when they name `target.model` and ask for no stream). The answer comes back parsed
         (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
-        url, azure = self._endpoint(target.base_url, op)
+        url, azure = self._endpoint(target, op)
         data, raw = await post_for_object(
             self._session, target, url, payload, self._headers(target, azure), self._json_timeout
         )
@@ -92,7 +97,7 @@ class OpenAIProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
         if op == "embeddings":
             raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
-        url, azure = self._endpoint(target.base_url, op)
+        url, azure = self._endpoint(target, op)
         payload = dict(body)
         payload["model"] = target.model
         payload["stream"] = True
@@ -116,7 +121,7 @@ class OpenAIProvider:
 
     async def responses_stream(self, target: Target, body: Body) -> ResponsesEventStream:
         """A streaming call to the upstream's own /v1/responses: its typed events, parsed."""
-        url, azure = self._endpoint(target.base_url, "responses")
+        url, azure = self._endpoint(target, "responses")
         payload = dict(body, model=target.model, stream=True)
         resp = await self._open_stream(url, target, azure, payload)
         stream = ResponsesEventStream(resp, target)

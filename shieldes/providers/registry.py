@@ -5,17 +5,24 @@ from __future__ import annotations
 import aiohttp
 
 from shieldes.providers.anthropic import AnthropicProvider
+from shieldes.providers.azure import AzureProvider
 from shieldes.providers.base import Provider
+from shieldes.providers.bedrock import BedrockProvider
+from shieldes.providers.gemini import GeminiProvider, VertexProvider
 from shieldes.providers.openai import OpenAIProvider
 from shieldes.settings import Settings
 
 
 def build_providers(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Provider]:
     """All adapters share the node's one keep-alive `session`. The keys are the provider types
-    accepted by `shieldes provider add --type` (projections.commands.PROVIDER_KINDS)."""
+    accepted by `shieldes provider add --type` (providers.kinds.PROVIDER_KINDS)."""
     return {
         "openai": OpenAIProvider(session, settings),
         "anthropic": AnthropicProvider(session, settings),
+        "azure": AzureProvider(session, settings),
+        "bedrock": BedrockProvider(session, settings),
+        "gemini": GeminiProvider(session, settings),
+        "vertex": VertexProvider(session, settings),
     }
 
 

@@ -1,6 +1,6 @@
 """Routing decisions, pure apart from an injected clock and random source: which deployments may
-serve a model (with `provider/model` pinning), in which order to try them (weighted), how long to
-back off between attempts, and a per-deployment circuit breaker."""
+serve a model (aliases, `provider/model` pinning), in which order to try them (weighted), which
+groups to fall back to, how long to back off between attempts, and a per-deployment circuit breaker."""
 
 from __future__ import annotations
 
@@ -13,35 +13,89 @@ from shieldes.projections.state import ConfigState, Deployment
 
 
 @dataclass(frozen=True, slots=True)
+class RouteTarget:
+    """One way to serve a request: a deployment, the model name it knows, and a traffic weight."""
+
+    deployment: Deployment
+    model: str
+    weight: float
+
+    @property
+    def name(self) -> str:
+        return self.deployment.name
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """`model` is the name the upstream and pricing know; `deployments` may serve it."""
+    """`model` is the name the upstream and pricing know (of the first target, for an alias whose
+    targets differ); `targets` may serve it; `fallbacks` are model or alias names to try, in
+    order, once every target failed or the prompt does not fit."""
 
     requested: str
     model: str
-    deployments: tuple[Deployment, ...]
+    targets: tuple[RouteTarget, ...]
     pinned: bool
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def deployments(self) -> tuple[Deployment, ...]:
+        return tuple(t.deployment for t in self.targets)
+
+
+def _plain(requested: str, model: str, deps: Sequence[Deployment], pinned: bool) -> Route:
+    return Route(requested, model, tuple(RouteTarget(d, model, d.weight) for d in deps), pinned)
 
 
 def resolve(config: ConfigState, requested: str) -> Route | None:
-    """Deployments serving `requested`. `name/model` pins deployment (or provider kind) `name` when
-    it serves `model`; otherwise the whole string is a model name (models may contain '/')."""
+    """What serves `requested`. An alias maps to its targets (those still served) and fallbacks.
+    `name/model` pins deployment (or provider kind) `name` when it serves `model`; otherwise the
+    whole string is a model name (models may contain '/')."""
+    alias = config.aliases.get(requested)
+    if alias is not None:
+        targets = []
+        for t in alias.targets:
+            dep = config.providers.get(t.provider)
+            if dep is not None and t.model in dep.models:
+                targets.append(RouteTarget(dep, t.model, t.weight))
+        if targets or alias.fallbacks:
+            model = targets[0].model if targets else requested
+            return Route(requested, model, tuple(targets), False, alias.fallbacks)
     prefix, sep, rest = requested.partition("/")
     if sep and rest:
         dep = config.providers.get(prefix)
         if dep is not None and rest in dep.models:
-            return Route(requested, rest, (dep,), True)
+            return _plain(requested, rest, (dep,), True)
         by_kind = tuple(d for d in config.providers.values() if d.kind == prefix and rest in d.models)
         if by_kind:
-            return Route(requested, rest, by_kind, True)
+            return _plain(requested, rest, by_kind, True)
     deps = tuple(d for d in config.providers.values() if requested in d.models)
-    return Route(requested, requested, deps, False) if deps else None
+    return _plain(requested, requested, deps, False) if deps else None
 
 
-def weighted_order(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
+def fallback_routes(config: ConfigState, route: Route) -> list[Route]:
+    """The fallback groups of `route`, in order, each once: its fallbacks, then theirs (breadth
+    first). Names that no longer resolve are skipped."""
+    out: list[Route] = []
+    seen = {route.requested}
+    queue = list(route.fallbacks)
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        found = resolve(config, name)
+        if found is not None:
+            if found.targets:
+                out.append(found)
+            queue.extend(found.fallbacks)
+    return out
+
+
+def weighted_order(targets: Sequence[RouteTarget], rng: random.Random) -> list[RouteTarget]:
     """A weighted shuffle: the first pick follows the weights, later picks are the fallbacks."""
-    keyed = [(rng.random() ** (1.0 / d.weight), d) for d in deployments]
-    keyed.sort(key=lambda kd: kd[0], reverse=True)
-    return [d for _, d in keyed]
+    keyed = [(rng.random() ** (1.0 / t.weight), t) for t in targets]
+    keyed.sort(key=lambda kt: kt[0], reverse=True)
+    return [t for _, t in keyed]
 
 
 def backoff(attempt: int, base: float, rng: random.Random) -> float:
@@ -84,12 +138,14 @@ class CircuitBreaker:
         return st is not None and st.failures >= self.failures and self.clock() < st.open_until
 
 
-def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Random) -> list[Deployment]:
-    """The deployments to try, in order, for up to `attempts` attempts: weighted order among those
+def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Random) -> list[RouteTarget]:
+    """The targets to try, in order, for up to `attempts` attempts: weighted order among those
     whose circuit is closed, cycling for retries. If every circuit is open, still try them (in
     weighted order) rather than refusing outright: an open circuit is a guess, not a fact."""
-    if len(route.deployments) == 1:
-        return list(route.deployments) * max(1, attempts)
-    order = weighted_order(route.deployments, rng)
-    ready = [d for d in order if not breaker.is_open(d.name)] or order
+    if not route.targets:
+        return []
+    if len(route.targets) == 1:
+        return list(route.targets) * max(1, attempts)
+    order = weighted_order(route.targets, rng)
+    ready = [t for t in order if not breaker.is_open(t.name)] or order
     return [ready[i % len(ready)] for i in range(max(1, attempts))]

@@ -23,7 +23,17 @@ import zstandard
 
 from shieldes import db
 from shieldes.projections.projector import Projection
-from shieldes.projections.state import AdminToken, Budget, ConfigState, Deployment, Price, Team, VirtualKey
+from shieldes.projections.state import (
+    AdminToken,
+    AliasTarget,
+    Budget,
+    ConfigState,
+    Deployment,
+    ModelAlias,
+    Price,
+    Team,
+    VirtualKey,
+)
 from shieldes.projections.usage import Totals, UsageState
 
 FORMAT = 2  # 2: config_tip recorded; HMAC seal
@@ -72,7 +82,8 @@ def config_to_plain(c: ConfigState) -> Plain:
     return {
         "providers": {
             n: {"kind": d.kind, "base_url": d.base_url, "secret_ref": d.secret_ref,
-                "models": list(d.models), "weight": d.weight, "responses": d.responses}
+                "models": list(d.models), "weight": d.weight, "responses": d.responses,
+                "options": dict(d.options)}
             for n, d in c.providers.items()
         },
         "pricing": {m: [p.input_per_1m, p.output_per_1m] for m, p in c.pricing.items()},
@@ -93,6 +104,10 @@ def config_to_plain(c: ConfigState) -> Plain:
             t.id: {"name": t.name, "role": t.role, "key_hash": t.key_hash, "prefix": t.prefix, "revoked": t.revoked}
             for t in c.admin_tokens.values()
         },
+        "aliases": {
+            a.name: {"targets": [[t.provider, t.model, t.weight] for t in a.targets], "fallbacks": list(a.fallbacks)}
+            for a in c.aliases.values()
+        },
     }
 
 
@@ -100,7 +115,7 @@ def config_from_plain(p: Plain) -> ConfigState:
     return ConfigState(
         providers={
             n: Deployment(n, d["kind"], d["base_url"], d["secret_ref"], tuple(d["models"]), d["weight"],
-                          d.get("responses", "translate"))
+                          d.get("responses", "translate"), dict(d.get("options", {})))
             for n, d in p["providers"].items()
         },
         pricing={m: Price(v[0], v[1]) for m, v in p["pricing"].items()},
@@ -117,6 +132,10 @@ def config_from_plain(p: Plain) -> ConfigState:
         team_ids_by_name=dict(p["team_ids_by_name"]),
         # absent from snapshots written before admin tokens existed: the same layout otherwise
         **_admin_tokens_from(p.get("admin_tokens", {})),
+        aliases={
+            n: ModelAlias(n, tuple(AliasTarget(t[0], t[1], t[2]) for t in a["targets"]), tuple(a["fallbacks"]))
+            for n, a in p.get("aliases", {}).items()  # absent from snapshots written before aliases
+        },
     )
 
 

@@ -2,7 +2,7 @@
 
 A price is USD per 1M tokens; one token at $1/1M costs 1000 nUSD, so a price is turned into an
 integer nUSD-per-token rate once (resolution: $0.001 per 1M tokens) and cost is an exact integer
-product. `pricing.set` events override the shipped defaults below.
+product. `pricing.set` events override the shipped catalog (shieldes/pricing/catalog.json).
 """
 
 from __future__ import annotations
@@ -10,41 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from shieldes.projections.state import Price
+from shieldes.usage.catalog import shipped
 
-# USD per 1M tokens (input, output) for common models; a `pricing.set` event overrides any of them.
-DEFAULT_PRICES: Mapping[str, tuple[float, float]] = {
-    # OpenAI
-    "gpt-4o": (2.5, 10.0),
-    "gpt-4o-2024-08-06": (2.5, 10.0),
-    "gpt-4o-mini": (0.15, 0.6),
-    "gpt-4.1": (2.0, 8.0),
-    "gpt-4.1-mini": (0.4, 1.6),
-    "gpt-4.1-nano": (0.1, 0.4),
-    "gpt-4-turbo": (10.0, 30.0),
-    "gpt-4": (30.0, 60.0),
-    "gpt-3.5-turbo": (0.5, 1.5),
-    "gpt-3.5-turbo-instruct": (1.5, 2.0),
-    "o1": (15.0, 60.0),
-    "o1-mini": (1.1, 4.4),
-    "o3": (2.0, 8.0),
-    "o3-mini": (1.1, 4.4),
-    "o4-mini": (1.1, 4.4),
-    "text-embedding-3-small": (0.02, 0.0),
-    "text-embedding-3-large": (0.13, 0.0),
-    "text-embedding-ada-002": (0.1, 0.0),
-    # Anthropic
-    "claude-3-5-sonnet-latest": (3.0, 15.0),
-    "claude-3-5-sonnet-20241022": (3.0, 15.0),
-    "claude-3-5-haiku-latest": (0.8, 4.0),
-    "claude-3-5-haiku-20241022": (0.8, 4.0),
-    "claude-3-7-sonnet-latest": (3.0, 15.0),
-    "claude-3-haiku-20240307": (0.25, 1.25),
-    "claude-3-opus-latest": (15.0, 75.0),
-    "claude-sonnet-4-0": (3.0, 15.0),
-    "claude-sonnet-4-20250514": (3.0, 15.0),
-    "claude-opus-4-0": (15.0, 75.0),
-    "claude-opus-4-20250514": (15.0, 75.0),
-}
+
+def default_prices() -> Mapping[str, tuple[float, float]]:
+    """(input, output) USD per 1M tokens of every model in the shipped catalog (usage/catalog.py)."""
+    return {m: (e.input_per_1m, e.output_per_1m) for m, e in shipped().items()}
 
 
 def nusd_per_token(usd_per_1m: float) -> int:
@@ -62,7 +33,7 @@ class PriceTable:
 
     def rates(self, pricing: Mapping[str, Price]) -> dict[str, tuple[int, int]]:
         if pricing is not self._source:
-            rates = {m: (nusd_per_token(i), nusd_per_token(o)) for m, (i, o) in DEFAULT_PRICES.items()}
+            rates = {m: (nusd_per_token(i), nusd_per_token(o)) for m, (i, o) in default_prices().items()}
             for model, price in pricing.items():
                 rates[model] = (nusd_per_token(price.input_per_1m), nusd_per_token(price.output_per_1m))
             self._rates, self._source = rates, pricing
@@ -80,7 +51,7 @@ class PriceTable:
 def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
     """The models among `models` that have no price: under a budget they cost $0, so they are refused
     unless SHIELDES_ALLOW_UNPRICED=true."""
-    return sorted({m for m in models if m not in pricing and m not in DEFAULT_PRICES})
+    return sorted({m for m in models if m not in pricing and m not in shipped()})
 
 
 def unpriced_warning(models: Sequence[str]) -> str:

@@ -63,7 +63,8 @@ def test_provider_add_list_update_remove(database_url: str) -> None:
     table = invoke(database_url, "provider", "list")
     assert table.exit_code == 0
     header, row = table.stdout.splitlines()
-    assert header.split() == ["NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY", "RESPONSES"]
+    assert header.split() == ["NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY", "RESPONSES",
+                              "OPTIONS"]
     assert row.split()[0] == "openai" and "env:OPENAI_API_KEY" in row
     assert count_events(database_url) == 6
 
@@ -71,9 +72,8 @@ def test_provider_add_list_update_remove(database_url: str) -> None:
 def test_pricing_and_team(database_url: str) -> None:
     ok(database_url, "pricing", "set", "gpt-4o", "--input", "2.5", "--output", "10")
     ok(database_url, "pricing", "set", "gpt-4o", "--input", "2", "--output", "8")
-    assert ok(database_url, "pricing", "list") == [
-        {"model": "gpt-4o", "input_per_1m": 2.0, "output_per_1m": 8.0}
-    ]
+    assert [(r["model"], r["input_per_1m"], r["output_per_1m"]) for r in
+            ok(database_url, "pricing", "list", "--source", "override")] == [("gpt-4o", 2.0, 8.0)]
     team = ok(database_url, "team", "create", "eng", "--budget", "100", "--budget-period", "1mo")
     assert team["id"].startswith("team_") and team["budget_period"] == "1mo"
     ok(database_url, "team", "create", "ops")

@@ -52,8 +52,13 @@ def test_litellm_sample_groups_entries_and_converts_prices() -> None:
     assert by_name["hosted_vllm"].secret.env_var is None
     prices = {p.model: (p.input_per_1m, p.output_per_1m) for p in spec.prices}
     assert prices == {"gpt-4o": (2.5, 10.0), "claude-3-5-sonnet-20241022": (3.0, 15.0)}
-    # the alias a client used with LiteLLM cannot be kept: the user is told
-    assert any("claude-sonnet" in n and "claude-3-5-sonnet-20241022" in n for n in spec.notes)
+    # the names clients used with LiteLLM are kept as aliases (model groups keep every deployment)
+    aliases = {a.name: (a.targets, a.fallbacks) for a in spec.aliases}
+    assert aliases == {
+        "claude-sonnet": ((("anthropic", "claude-3-5-sonnet-20241022", 1.0),), ("gpt-4o",)),
+        "llama": ((("hosted_vllm", "meta-llama/Llama-3.1-8B-Instruct", 1.0),), ()),
+        "gpt-4o": ((("openai", "gpt-4o", 1.0), ("openai-2", "gpt-4o", 2.0)), ("claude-sonnet",)),
+    }
 
 
 def test_second_import_changes_nothing() -> None:
@@ -107,9 +112,9 @@ def test_bad_files_are_refused_with_a_reason(doc: object, message: str) -> None:
 
 
 def test_unsupported_provider_types_are_listed_as_skipped() -> None:
-    doc = {"model_list": [{"model_name": "g", "litellm_params": {"model": "azure/gpt-4o", "api_key": "x"}}]}
+    doc = {"model_list": [{"model_name": "g", "litellm_params": {"model": "cohere/command-r", "api_key": "x"}}]}
     spec = parse(doc, "litellm")[1]
-    assert spec.providers == [] and "azure" in spec.skipped[0]
+    assert spec.providers == [] and "cohere" in spec.skipped[0]
     assert detect_format(doc) == "litellm"
 
 
@@ -140,3 +145,59 @@ def test_shieldes_export_lists_everything_without_secrets() -> None:
     doc, _ = export(state, "shieldes")
     assert doc["providers"][0]["api_key"] == "encrypted"
     assert set(doc) == {"providers", "pricing", "teams", "keys"}
+
+
+def test_litellm_aliases_keep_public_names_and_fallback_cycles_import() -> None:
+    _, spec = parse(load_document(DATA / "litellm_config.yaml"), "auto")
+    state = fold(ConfigState(), spec)
+    assert state.aliases["gpt-4o"].fallbacks == ("claude-sonnet",)
+    assert state.aliases["claude-sonnet"].fallbacks == ("gpt-4o",)
+    assert [(t.provider, t.weight) for t in state.aliases["gpt-4o"].targets] == [("openai", 1.0), ("openai-2", 2.0)]
+
+
+def test_an_existing_provider_is_never_repointed_and_keeps_its_models() -> None:
+    from shieldes.projections.commands import AddProvider, decide
+
+    state = ConfigState()
+    for e in decide(state, AddProvider("openai", "openai", "https://api.openai.com/v1", "env:OPENAI_API_KEY",
+                                       ("o3", "gpt-4o"))):
+        state = apply_config(state, e)
+    _, spec = parse(load_document(DATA / "litellm_config.yaml"), "auto")
+    plan = plan_import(state, spec, None)
+    [change] = [c for c in plan.changes if c.kind == "provider" and c.name == "openai"]
+    assert (change.action, change.detail) == ("update", "models o3,gpt-4o + gpt-4o-mini (existing models kept)")
+    after = fold(state, spec)
+    assert after.providers["openai"].models == ("o3", "gpt-4o", "gpt-4o-mini")
+    assert after.providers["openai"].base_url == "https://api.openai.com/v1"
+
+    moved = ConfigState()
+    for e in decide(moved, AddProvider("openai", "openai", "https://proxy.internal/v1", "env:OPENAI_API_KEY",
+                                       ("gpt-4o",))):
+        moved = apply_config(moved, e)
+    with pytest.raises(ImportRejected, match=r"already exists at https://proxy\.internal/v1 .* would repoint it"):
+        plan_import(moved, spec, None)
+
+
+def test_litellm_cloud_entries_become_azure_bedrock_gemini_vertex_providers() -> None:
+    doc = {"model_list": [
+        {"model_name": "gpt-4o", "litellm_params": {"model": "azure/prod-gpt4o", "api_base": "https://r.openai.azure.com",
+                                                    "api_version": "2024-10-21", "api_key": "os.environ/AZ_KEY"}},
+        {"model_name": "sonnet", "litellm_params": {"model": "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
+                                                    "aws_region_name": "eu-west-1"}},
+        {"model_name": "gemini-2.5-flash", "litellm_params": {"model": "gemini/gemini-2.5-flash"}},
+        {"model_name": "pro", "litellm_params": {"model": "vertex_ai/gemini-2.5-pro", "vertex_project": "p1",
+                                                 "vertex_location": "europe-west4",
+                                                 "vertex_credentials": "/etc/sa.json"}},
+    ]}
+    spec = parse(doc, "litellm")[1]
+    state = fold(ConfigState(), spec)
+    az, br, gm, vx = (state.providers[n] for n in ("azure", "bedrock", "gemini", "vertex_ai"))
+    assert (az.kind, az.base_url, dict(az.options), az.secret_ref) == (
+        "azure", "https://r.openai.azure.com", {"api_version": "2024-10-21"}, "env:AZ_KEY")
+    assert (br.kind, br.base_url, br.models) == ("bedrock", "https://bedrock-runtime.eu-west-1.amazonaws.com",
+                                                 ("anthropic.claude-3-5-sonnet-20240620-v1:0",))
+    assert (gm.kind, gm.secret_ref) == ("gemini", "env:GEMINI_API_KEY")
+    assert dict(vx.options) == {"credentials_file": "/etc/sa.json", "location": "europe-west4", "project": "p1"}
+    assert vx.base_url == "https://europe-west4-aiplatform.googleapis.com"
+    assert set(state.aliases) == {"gpt-4o", "sonnet", "pro"}
+    assert plan_import(state, spec, None).commands == []  # idempotent

@@ -3,7 +3,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from shieldes.projections.state import Price
-from shieldes.usage.pricing import DEFAULT_PRICES, PriceTable, cost_nusd, nusd_per_token
+from shieldes.usage.pricing import PriceTable, cost_nusd, default_prices, nusd_per_token
 
 
 def test_rates_are_exact_integers() -> None:
@@ -14,7 +14,7 @@ def test_rates_are_exact_integers() -> None:
 
 def test_defaults_and_pricing_set_override() -> None:
     table = PriceTable()
-    assert "gpt-4o" in DEFAULT_PRICES
+    assert "gpt-4o" in default_prices()
     assert table.rate({}, "gpt-4o") == (2500, 10000)
     assert table.rate({}, "no-such-model") == (0, 0)
     override = MappingProxyType({"gpt-4o": Price(1.0, 2.0), "my-model": Price(0.5, 0.25)})

@@ -40,7 +40,7 @@ def test_weighted_order_follows_weights() -> None:
     rng = random.Random(7)
     route = resolve(CONFIG, "gpt-4o")
     assert route is not None
-    firsts = Counter(weighted_order(route.deployments, rng)[0].name for _ in range(4000))
+    firsts = Counter(weighted_order(route.targets, rng)[0].name for _ in range(4000))
     assert 0.70 < firsts["a"] / 4000 < 0.80  # weight 3 of 4
 
 

@@ -12,7 +12,6 @@ from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.projections.commands import (
-    PROVIDER_KINDS,
     UNSET,
     AddProvider,
     Command,
@@ -29,8 +28,10 @@ from shieldes.projections.commands import (
     UpdateProvider,
 )
 from shieldes.projections.state import ConfigState, VirtualKey
+from shieldes.providers.kinds import PROVIDER_KINDS
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
+from shieldes.usage.catalog import price_rows
 from shieldes.usage.meter import NUSD
 from shieldes.views import key_row, provider_row, team_row, token_row
 
@@ -240,9 +241,9 @@ async def list_providers(call: Call) -> Any:
 
 async def add_provider(call: Call) -> Any:
     b = call.body
-    written = await _write(call, AddProvider(b["name"], b["type"], b["base_url"], _secret_ref(call),
+    written = await _write(call, AddProvider(b["name"], b["type"], b.get("base_url"), _secret_ref(call),
                                              tuple(b["models"]), b.get("weight", 1.0),
-                                             b.get("responses") or "translate"))
+                                             b.get("responses") or "translate", b.get("options") or {}))
     return _created(written), _with_position(provider_row(written.state.providers[b["name"]]), written)
 
 
@@ -256,11 +257,11 @@ async def update_provider(call: Call) -> Any:
     elif ref is None:
         ref = UNSET
     if set(b) <= {"clear_api_key"} and ref is UNSET:
-        raise InvalidRequest(
-            "nothing to change: send base_url, models, weight, responses, api_key_env, api_key or clear_api_key")
+        raise InvalidRequest("nothing to change: send base_url, models, weight, responses, options, api_key_env, "
+                             "api_key or clear_api_key")
     command = UpdateProvider(call.path["name"], b.get("base_url"), ref,
                              tuple(b["models"]) if b.get("models") is not None else None, b.get("weight"),
-                             b.get("responses"))
+                             b.get("responses"), b.get("options"))
     written = await _write(call, command)
     return _with_position(provider_row(written.state.providers[call.path["name"]]), written)
 
@@ -272,8 +273,8 @@ async def remove_provider(call: Call) -> Any:
 
 async def list_pricing(call: Call) -> Any:
     state = call.ctx.projector.config
-    rows = [{"model": m, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m}
-            for m, p in sorted(state.pricing.items())]
+    source = call.query.get("source") or "all"
+    rows = [r for r in price_rows(state.pricing) if source == "all" or r["source"] == source]
     return page(rows, "model", call)
 
 
@@ -334,6 +335,8 @@ _PROVIDER = (
     Field("weight", "number", "share of traffic among deployments of a model"),
     Field("responses", "string", "how POST /v1/responses reaches it: translate (chat completions) or native "
           "(its own /v1/responses, openai type only)", enum=("translate", "native")),
+    Field("options", "object", "the type's own settings, e.g. {\"api_version\": \"2024-10-21\"} (azure), "
+          "{\"region\": ...} (bedrock), {\"project\", \"location\", \"credentials_file\"} (vertex)"),
 )
 
 ROUTES: tuple[Route, ...] = (
@@ -365,12 +368,14 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/providers", add_provider, ADMIN, "Add a provider deployment", "providers",
           body=(Field("name", "string", "unique deployment name", required=True),
                 Field("type", "string", "upstream API kind", required=True, enum=PROVIDER_KINDS),
-                *(Field(f.name, f.type, f.description, required=f.name in ("base_url", "models"))
+                *(Field(f.name, f.type, f.description, required=f.name == "models")
                   for f in _PROVIDER)), idempotent_create=True),
     Route("PATCH", "/providers/{name}", update_provider, ADMIN, "Change some fields of a provider", "providers",
           body=(*_PROVIDER, Field("clear_api_key", "boolean", "true removes the stored key reference"))),
     Route("DELETE", "/providers/{name}", remove_provider, ADMIN, "Remove a provider deployment", "providers"),
-    Route("GET", "/pricing", list_pricing, READ, "List model prices", "pricing", query=PAGE_FIELDS),
+    Route("GET", "/pricing", list_pricing, READ, "List model prices: the shipped catalog and overrides", "pricing",
+          query=(Field("source", "string", "only shipped defaults or only overrides",
+                       enum=("all", "default", "override")), *PAGE_FIELDS)),
     Route("PUT", "/pricing/{model:.+}", set_pricing, ADMIN, "Set a model's price", "pricing",
           body=(Field("input_per_1m", "number", "USD per 1M prompt tokens", required=True),
                 Field("output_per_1m", "number", "USD per 1M completion tokens", required=True))),

@@ -1,0 +1,74 @@
+"""`shieldes model alias|list|remove`: public model names mapped to weighted (provider, model)
+targets, with ordered fallback groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.projections.commands import RemoveModelAlias, SetModelAlias, parse_alias_target
+from shieldes.projections.state import ModelAlias
+
+
+def alias_row(alias: ModelAlias) -> dict[str, Any]:
+    return {
+        "name": alias.name,
+        "targets": [{"provider": t.provider, "model": t.model, "weight": t.weight} for t in alias.targets],
+        "fallbacks": list(alias.fallbacks),
+    }
+
+
+def _targets_text(row: dict[str, Any]) -> str:
+    return ",".join(f"{t['provider']}/{t['model']}:{t['weight']:g}" for t in row["targets"])
+
+
+@click.group("model", cls=OneLineGroup)
+def model_group() -> None:
+    """Model aliases and fallback groups (public model names)."""
+
+
+@model_group.command("alias")
+@click.argument("public")
+@click.option("--target", "targets", multiple=True, required=True, metavar="PROVIDER/MODEL[:WEIGHT]",
+              help="a deployment and upstream model serving PUBLIC (repeat for several; weight default 1)")
+@click.option("--fallback", "fallbacks", multiple=True, metavar="PUBLIC2",
+              help="model or alias tried, in the order given, when every target failed or the prompt is too long")
+@json_option
+@handle_errors
+def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_json: bool) -> None:
+    """Create or replace the alias PUBLIC."""
+    ctx = cli_context()
+    view = run(read_config())
+    parsed = tuple(parse_alias_target(view.state, spec) for spec in targets)
+    written = run(write(SetModelAlias(public, parsed, fallbacks)))
+    data = written.events[0].data
+    row = {"name": public, "targets": data["targets"], "fallbacks": data["fallbacks"], "position": written.position}
+    emit(row, as_json=ctx.as_json)
+
+
+@model_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """Every alias with its targets and fallbacks."""
+    ctx = cli_context()
+    view = run(read_config())
+    rows = [alias_row(a) for _, a in sorted(view.state.aliases.items())]
+    if ctx.as_json:
+        emit(rows, as_json=True)
+        return
+    table = [{"name": r["name"], "targets": _targets_text(r), "fallbacks": ",".join(r["fallbacks"])} for r in rows]
+    emit(table, as_json=False, columns=("name", "targets", "fallbacks"))
+
+
+@model_group.command("remove")
+@click.argument("public")
+@json_option
+@handle_errors
+def remove(public: str, as_json: bool) -> None:
+    """Remove the alias PUBLIC (requests for it then route as a plain model name)."""
+    ctx = cli_context()
+    written = run(write(RemoveModelAlias(public)))
+    emit({"name": public, "removed": True, "position": written.position}, as_json=ctx.as_json)

@@ -1,0 +1,91 @@
+"""Azure OpenAI: the OpenAI wire format at `/openai/deployments/{deployment}/{op}?api-version=V`.
+The upstream model name of a target is the Azure deployment name. Authentication is the `api-key`
+header (default), a bearer token given as the key (`--auth bearer`), or Entra ID tokens from
+azure-identity's default credential chain (`--auth entra`, extra `shieldes[azure]`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.openai import OpenAIChunkStream, OpenAIProvider, op_path
+from shieldes.settings import Settings
+
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def deployment_url(base_url: str, deployment: str, op: Operation, api_version: str) -> str:
+    """`https://RESOURCE.openai.azure.com` -> `.../openai/deployments/{deployment}/chat/completions?api-version=V`
+    (a base URL already ending in `/openai` is accepted too)."""
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    if path.endswith("/openai"):
+        path = path[: -len("/openai")]
+    path += f"/openai/deployments/{quote(deployment, safe='')}{op_path(op)}"
+    return urlunsplit((parts.scheme, parts.netloc, path, "api-version=" + quote(api_version, safe=""), ""))
+
+
+class _EntraTokens:
+    """Bearer tokens from azure-identity, fetched lazily and renewed five minutes before expiry."""
+
+    def __init__(self) -> None:
+        self._credential: Any = None
+        self._token = ""
+        self._expires = 0.0
+
+    async def token(self, target: Target) -> str:
+        if self._token and time.time() < self._expires - 300:
+            return self._token
+        if self._credential is None:
+            try:
+                from azure.identity.aio import DefaultAzureCredential
+            except ImportError:
+                raise UpstreamFailure(
+                    "provider type 'azure' with --auth entra needs azure-identity: pip install 'shieldes[azure]'",
+                    status=None, retryable=False) from None
+            self._credential = DefaultAzureCredential()
+        try:
+            got = await self._credential.get_token(ENTRA_SCOPE)
+        except Exception as exc:  # azure-identity raises its own ClientAuthenticationError tree
+            raise UpstreamFailure(
+                f"upstream deployment {target.deployment!r}: no Entra ID token ({type(exc).__name__}: {exc}); "
+                "check the Azure credentials of this node", status=None, retryable=True) from None
+        self._token, self._expires = str(got.token), float(got.expires_on)
+        return self._token
+
+
+class AzureProvider(OpenAIProvider):
+    kind = "azure"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        super().__init__(session, settings)
+        self._azure_urls: dict[tuple[str, str, str, str], str] = {}
+        self._entra = _EntraTokens()
+
+    def _endpoint(self, target: Target, op: Operation) -> tuple[str, bool]:
+        version = target.options.get("api_version", "")
+        key = (target.base_url, target.model, op, version)
+        url = self._azure_urls.get(key)
+        if url is None:
+            url = self._azure_urls[key] = deployment_url(target.base_url, target.model, op, version)
+        return url, target.options.get("auth", "api-key") == "api-key"
+
+    async def _with_token(self, target: Target) -> Target:
+        """Under `--auth entra` the key is the current Entra ID token, sent as a bearer token."""
+        if target.options.get("auth") != "entra":
+            return target
+        token = await self._entra.token(target)
+        return Target(target.deployment, target.base_url, target.model, token, target.options)
+
+    async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
+        return await super().call(op, await self._with_token(target), body)
+
+    async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
+        return await super().call_raw(op, await self._with_token(target), payload)
+
+    async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
+        return await super().stream(op, await self._with_token(target), body)

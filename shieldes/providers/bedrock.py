@@ -1,0 +1,188 @@
+"""Amazon Bedrock as an upstream: chat through Converse and ConverseStream (binary AWS event-stream
+framing, parsed with botocore's decoder), Titan embeddings through InvokeModel. Requests are
+signed with botocore's SigV4 signer using credentials from botocore's standard chain (environment,
+shared profile, container or instance role); a provider key, when configured, is sent instead as
+a Bedrock API key (`Authorization: Bearer`). Needs the extra `shieldes[bedrock]` (botocore)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.bedrock_translate import (
+    ConverseStreamTranslator,
+    chat_to_converse,
+    converse_to_chat,
+    stream_exception,
+    titan_requests,
+)
+from shieldes.providers.chat_parts import embeddings_response
+from shieldes.providers.http import (
+    TRANSPORT_ERRORS,
+    event_object,
+    invalid_response,
+    open_event_stream,
+    post_for_object,
+    timeouts,
+    transport_failure,
+)
+from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.settings import Settings
+
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+MISSING_EXTRA = "provider type 'bedrock' needs botocore: pip install 'shieldes[bedrock]'"
+
+
+def _botocore() -> Any:
+    try:
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.eventstream
+        import botocore.session
+    except ImportError:
+        raise UpstreamFailure(MISSING_EXTRA, status=None, retryable=False) from None
+    return botocore
+
+
+class _Signer:
+    """SigV4 with botocore. Credentials come from one botocore session per node (its standard
+    chain); refreshable ones (roles) are refreshed in a worker thread, as botocore blocks."""
+
+    def __init__(self) -> None:
+        self._credentials: Any = None
+
+    async def headers(self, target: Target, url: str, payload: bytes, accept: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": accept}
+        if target.api_key:  # a Bedrock API key
+            headers["Authorization"] = "Bearer " + target.api_key
+            return headers
+        bc = _botocore()
+        if self._credentials is None:
+            self._credentials = await asyncio.to_thread(lambda: bc.session.Session().get_credentials())
+        creds = self._credentials
+        if creds is None:
+            raise UpstreamFailure(
+                f"upstream deployment {target.deployment!r}: no AWS credentials found (environment, shared "
+                "profile or instance role); configure them on this node", status=None, retryable=False)
+        refresh = getattr(creds, "refresh_needed", None)
+        frozen = await asyncio.to_thread(creds.get_frozen_credentials) if refresh and refresh() else \
+            creds.get_frozen_credentials()
+        request = bc.awsrequest.AWSRequest(method="POST", url=url, data=payload, headers=headers)
+        bc.auth.SigV4Auth(frozen, "bedrock", target.options.get("region", "us-east-1")).add_auth(request)
+        return dict(request.headers.items())
+
+
+class BedrockProvider:
+    kind = "bedrock"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._json_timeout, self._stream_timeout = timeouts(settings)
+        self._signer = _Signer()
+
+    @staticmethod
+    def _url(target: Target, model: str, action: str) -> str:
+        # Model ids hold ':' and ARNs hold '/': percent-encoded, and sent exactly so (the signature covers it).
+        return f"{target.base_url.rstrip('/')}/model/{quote(model, safe='')}/{action}"
+
+    async def _post(self, target: Target, url: str, payload: bytes) -> Body:
+        headers = await self._signer.headers(target, url, payload, "application/json")
+        data, _raw = await post_for_object(self._session, target, URL(url, encoded=True), payload, headers,
+                                           self._json_timeout)
+        return data
+
+    async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
+        if op == "embeddings":
+            return await self._embed(target, body)
+        _only_chat(op)
+        data = await self._post(target, self._url(target, target.model, "converse"),
+                                orjson.dumps(chat_to_converse(body)))
+        try:
+            chat, usage = converse_to_chat(data, target.model, int(time.time()))
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
+        return JsonResult(body=chat, usage=usage)
+
+    async def _embed(self, target: Target, body: Body) -> JsonResult:
+        url = self._url(target, target.model, "invoke")
+        answers = await asyncio.gather(*(self._post(target, url, p) for p in titan_requests(body, target.model)))
+        try:
+            vectors = [list(a["embedding"]) for a in answers]
+            tokens = sum(int(a["inputTextTokenCount"]) for a in answers)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(target, f"unexpected Titan response shape: {exc}") from None
+        out, usage = embeddings_response(vectors, target.model, tokens, body.get("encoding_format"))
+        return JsonResult(body=out, usage=usage)
+
+    async def stream(self, op: Operation, target: Target, body: Body) -> BedrockChunkStream:
+        _only_chat(op)
+        url = self._url(target, target.model, "converse-stream")
+        payload = orjson.dumps(chat_to_converse(body))
+        headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
+        resp = await open_event_stream(self._session, target, URL(url, encoded=True), payload, headers,
+                                       self._stream_timeout)
+        stream = BedrockChunkStream(resp, target, ConverseStreamTranslator(target.model, int(time.time())))
+        await stream.prime()
+        return stream
+
+
+def _only_chat(op: Operation) -> None:
+    if op != "chat":
+        raise InvalidRequest(f"Bedrock models serve chat completions and embeddings, not {op}; "
+                             "use /v1/chat/completions")
+
+
+class BedrockChunkStream(UpstreamChunkStream):
+    """OpenAI chunks from one ConverseStream response (AWS event-stream binary frames)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: ConverseStreamTranslator) -> None:
+        super().__init__(resp, target)
+        self._translator = translator
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._translator.usage
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        bc = _botocore()
+        buffer = bc.eventstream.EventStreamBuffer()
+        try:
+            async for raw in self._resp.content.iter_any():
+                buffer.add_data(raw)
+                try:
+                    messages = list(buffer)
+                except bc.eventstream.ParserError as exc:
+                    raise invalid_response(self._target, f"bad event-stream frame: {exc}") from None
+                for message in messages:
+                    for chunk in self._translate(message.headers, message.payload):
+                        yield chunk
+                if self._translator.done:
+                    self._finished = True
+                    return
+            if not self._translator.done:
+                raise invalid_response(self._target, "the event stream ended before its metadata event")
+            self._finished = True
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        finally:
+            self._release()
+
+    def _translate(self, headers: Mapping[str, Any], payload: bytes) -> list[Body]:
+        parsed = event_object(self._target, payload) if payload else {}
+        if headers.get(":message-type") == "exception":
+            raise stream_exception(str(headers.get(":exception-type")), parsed)
+        if headers.get(":message-type") == "error":
+            raise stream_exception(str(headers.get(":error-code")), {"message": headers.get(":error-message")})
+        try:
+            return self._translator.feed(str(headers.get(":event-type")), parsed)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(self._target, f"unexpected stream event shape: {exc}") from None

@@ -1,0 +1,171 @@
+"""Pure translation between the OpenAI chat/embeddings format and Amazon Bedrock's Converse API
+(every chat model family on Bedrock: Anthropic, Llama, Mistral, Nova, ...) and Titan's
+InvokeModel embeddings. No I/O, no clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_parts import (
+    Chunks,
+    Image,
+    Part,
+    ToolCall,
+    ToolResult,
+    chat_response,
+    read_chat,
+    usage_dict,
+)
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+           "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
+_IMAGE_FORMATS = ("png", "jpeg", "gif", "webp")
+# Converse stream exception events (`:exception-type`) -> (HTTP status they stand for, code).
+_STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
+    "throttlingException": (429, THROTTLED), "serviceUnavailableException": (503, None),
+    "modelStreamErrorException": (502, None), "internalServerException": (500, None),
+    "validationException": (400, None),
+}
+
+
+def _block(p: Part) -> Body:
+    if isinstance(p, str):
+        return {"text": p}
+    if isinstance(p, Image):
+        fmt = p.mime.partition("/")[2]
+        if p.data is None or fmt not in _IMAGE_FORMATS:
+            raise InvalidRequest("Bedrock takes images as base64 data URLs (png, jpeg, gif or webp), not links; "
+                                 "send data:image/png;base64,...")
+        return {"image": {"format": fmt, "source": {"bytes": p.data}}}
+    if isinstance(p, ToolCall):
+        return {"toolUse": {"toolUseId": p.id, "name": p.name, "input": p.arguments}}
+    assert isinstance(p, ToolResult)
+    return {"toolResult": {"toolUseId": p.id, "content": [{"text": p.content}], "status": "success"}}
+
+
+def chat_to_converse(body: Body) -> Body:
+    """An OpenAI chat request as a Converse request (the model id goes in the URL)."""
+    chat = read_chat(body)
+    if chat.turns[0].role != "user":
+        raise InvalidRequest("Bedrock needs the conversation to start with a user message")
+    out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in chat.turns]}
+    if chat.system:
+        out["system"] = [{"text": s} for s in chat.system if s]
+    config: Body = {}
+    if chat.max_tokens is not None:
+        config["maxTokens"] = chat.max_tokens
+    if body.get("temperature") is not None:
+        config["temperature"] = body["temperature"]
+    if body.get("top_p") is not None:
+        config["topP"] = body["top_p"]
+    if chat.stop:
+        config["stopSequences"] = chat.stop
+    if config:
+        out["inferenceConfig"] = config
+    if chat.tools:
+        tools = []
+        for t in chat.tools:
+            spec: Body = {"name": t["name"], "inputSchema": {"json": t["parameters"]}}
+            if t["description"]:
+                spec["description"] = t["description"]
+            tools.append({"toolSpec": spec})
+        tool_config: Body = {"tools": tools}
+        choice = chat.tool_choice
+        if choice == "required":
+            tool_config["toolChoice"] = {"any": {}}
+        elif choice == "auto":
+            tool_config["toolChoice"] = {"auto": {}}
+        elif choice not in (None, "none"):
+            tool_config["toolChoice"] = {"tool": {"name": choice}}
+        out["toolConfig"] = tool_config  # also needed (even under "none") when the history holds tool use
+    return out
+
+
+def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
+    """Cache reads and writes are input tokens too (billed at their own rates upstream)."""
+    usage = usage if isinstance(usage, dict) else {}
+    cached = int(usage.get("cacheReadInputTokens") or 0)
+    prompt = int(usage.get("inputTokens") or 0) + cached + int(usage.get("cacheWriteInputTokens") or 0)
+    tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0))
+    return tokens, usage_dict(tokens, cached)
+
+
+def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
+    content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
+    texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
+    calls = [ToolCall(b["toolUse"]["toolUseId"], b["toolUse"]["name"], b["toolUse"].get("input") or {})
+             for b in content if isinstance(b.get("toolUse"), dict)]
+    usage, shown = usage_from_bedrock(resp.get("usage"))
+    finish = _FINISH.get(str(resp.get("stopReason")), "stop")
+    return chat_response("bedrock", model, created, "".join(texts), calls, finish, shown), usage
+
+
+def stream_exception(kind: str, payload: Body) -> UpstreamFailure:
+    status, code = _STREAM_EXCEPTIONS.get(kind, (502, None))
+    message = str(payload.get("message") or payload.get("Message") or kind)
+    if status == 400 and "too long" in message.lower():
+        code = CONTEXT_LENGTH
+    return UpstreamFailure(f"{kind}: {message}", status=status, retryable=status != 400, body=payload, code=code)
+
+
+class ConverseStreamTranslator:
+    """ConverseStream events (event type, payload), one at a time, into OpenAI chunks. The stream
+    ends with `metadata` (usage) after `messageStop`."""
+
+    def __init__(self, model: str, created: int) -> None:
+        self.chunks = Chunks("bedrock", model, created)
+        self.usage: TokenUsage | None = None
+        self.done = False
+        self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
+        self._finish = "stop"
+
+    def feed(self, kind: str, event: Body) -> list[Body]:
+        if kind == "messageStart":
+            return [self.chunks.role()]
+        if kind == "contentBlockStart":
+            tool = (event.get("start") or {}).get("toolUse")
+            if isinstance(tool, dict):
+                index, chunk = self.chunks.tool_start(tool["toolUseId"], tool["name"])
+                self._tools[int(event.get("contentBlockIndex") or 0)] = index
+                return [chunk]
+            return []
+        if kind == "contentBlockDelta":
+            delta = event.get("delta") or {}
+            if isinstance(delta.get("text"), str):
+                return [self.chunks.text(delta["text"])] if delta["text"] else []
+            tool = delta.get("toolUse")
+            at = self._tools.get(int(event.get("contentBlockIndex") or 0))
+            if isinstance(tool, dict) and at is not None:
+                return [self.chunks.tool_args(at, str(tool.get("input") or ""))]
+            return []  # reasoningContent and future delta kinds
+        if kind == "messageStop":
+            self._finish = _FINISH.get(str(event.get("stopReason")), "stop")
+            return [self.chunks.finish(self._finish)]
+        if kind == "metadata":
+            self.done = True
+            self.usage, shown = usage_from_bedrock(event.get("usage"))
+            return [self.chunks.usage(shown)]
+        return []  # contentBlockStop
+
+
+# --- embeddings (Titan through InvokeModel) ----------------------------------------------------
+
+
+def titan_requests(body: Body, model: str) -> list[bytes]:
+    """One InvokeModel body per input: Titan embeds one text per call."""
+    if not model.startswith("amazon.titan-embed"):
+        raise InvalidRequest(f"Bedrock embeddings are served for Amazon Titan embedding models, not {model!r}")
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        raise InvalidRequest("`input` must be a non-empty string or list of non-empty strings for Bedrock "
+                             "(token arrays are not supported)")
+    extra: Body = {}
+    if isinstance(body.get("dimensions"), int):
+        extra["dimensions"] = body["dimensions"]
+    return [orjson.dumps({"inputText": text, **extra}) for text in items]
+

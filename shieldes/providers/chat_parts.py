@@ -1,0 +1,316 @@
+"""Pure helpers shared by translations to non-OpenAI chat APIs (Gemini, Bedrock Converse):
+an OpenAI chat request read into neutral turns, and OpenAI responses and chunks built back from
+what those APIs return. No I/O, no clock (`created` is passed in)."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.base import Body, TokenUsage
+
+
+@dataclass
+class Image:
+    mime: str  # e.g. image/png
+    data: str | None = None  # base64, for inline images
+    url: str | None = None  # an http(s) or gs:// URL, for referenced images
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class ToolResult:
+    id: str
+    name: str  # the called function's name (Gemini needs it; looked up from the call's id)
+    content: str
+
+
+Part = str | Image | ToolCall | ToolResult
+
+
+@dataclass
+class Turn:
+    role: str  # "user" | "assistant"; tool results belong to a user turn
+    parts: list[Part] = field(default_factory=list)
+
+
+@dataclass
+class Chat:
+    system: list[str]
+    turns: list[Turn]
+    tools: list[Body]  # {"name", "description", "parameters"}
+    tool_choice: str | None  # "auto" | "required" | "none" | a function name | None
+    max_tokens: int | None
+    stop: list[str]
+
+
+def _bad(message: str) -> InvalidRequest:
+    return InvalidRequest(message)
+
+
+def _text(content: Any, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise _bad(f'{where} content parts must be {{"type": "text", "text": ...}} objects')
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise _bad(f"{where} content must be a string or a list of text parts")
+
+
+def _image(part: Body, where: str) -> Image:
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url:
+        raise _bad(f"{where}: image_url parts need an `image_url.url` string")
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        mime, _, encoding = header.partition(";")
+        if not sep or encoding != "base64" or not mime.startswith("image/"):
+            raise _bad(f"{where}: image data URLs must look like data:image/png;base64,<data>")
+        return Image(mime, data=data)
+    if url.startswith(("http://", "https://", "gs://")):
+        ext = url.rsplit(".", 1)[-1].lower()
+        return Image("image/" + ("jpeg" if ext in ("jpg", "jpeg") else ext if ext in ("png", "gif", "webp") else
+                                 "jpeg"), url=url)
+    raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL")
+
+
+def _user_parts(content: Any, where: str) -> list[Part]:
+    if isinstance(content, str):
+        if not content:
+            raise _bad(f"{where}: the message content is empty; send some text")
+        return [content]
+    if not isinstance(content, list):
+        raise _bad(f"{where} content must be a string or a list of content parts")
+    parts: list[Part] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            if part["text"]:
+                parts.append(part["text"])
+        elif kind == "image_url":
+            parts.append(_image(part, where))
+        else:
+            raise _bad(f"{where}: content part type {kind!r} is not supported here; use text or image_url")
+    if not parts:
+        raise _bad(f"{where}: the message content is empty; send some text or an image")
+    return parts
+
+
+def _tool_calls(calls: Any, where: str) -> list[ToolCall]:
+    if not isinstance(calls, list):
+        raise _bad(f"{where}.tool_calls must be a list")
+    out = []
+    for i, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
+            raise _bad(f"{where}.tool_calls[{i}] needs `id` and `function.name`")
+        raw = fn.get("arguments") or "{}"
+        try:
+            args = orjson.loads(raw) if isinstance(raw, str) else raw
+        except orjson.JSONDecodeError:
+            raise _bad(f"{where}.tool_calls[{i}].function.arguments must be a JSON object string") from None
+        if not isinstance(args, dict):
+            raise _bad(f"{where}.tool_calls[{i}].function.arguments must encode a JSON object")
+        out.append(ToolCall(call["id"], fn["name"], args))
+    return out
+
+
+def read_chat(body: Body) -> Chat:
+    """An OpenAI chat request as neutral turns: system prompts apart, consecutive same-role
+    messages merged (both target APIs want alternating turns), tool results in user turns."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("`messages` must be a non-empty list")
+    system: list[str] = []
+    turns: list[Turn] = []
+    names: dict[str, str] = {}  # tool call id -> function name
+
+    def add(role: str, parts: list[Part]) -> None:
+        if turns and turns[-1].role == role:
+            turns[-1].parts.extend(parts)
+        else:
+            turns.append(Turn(role, parts))
+
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise _bad(f"{where} must be an object with `role` and `content`")
+        role, content = msg.get("role"), msg.get("content")
+        if role in ("system", "developer"):
+            system.append(_text(content, where))
+        elif role == "user":
+            add("user", _user_parts(content, where))
+        elif role == "assistant":
+            parts: list[Part] = []
+            text = _text(content, where)
+            if text:
+                parts.append(text)
+            for call in _tool_calls(msg["tool_calls"], where) if msg.get("tool_calls") else []:
+                names[call.id] = call.name
+                parts.append(call)
+            if not parts:
+                raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`")
+            add("assistant", parts)
+        elif role == "tool":
+            call_id = msg.get("tool_call_id")
+            if not isinstance(call_id, str):
+                raise _bad(f"{where}: a tool message needs `tool_call_id`")
+            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), _text(content, where))])
+        else:
+            raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
+    if not turns:
+        raise _bad("`messages` needs at least one user message besides system prompts")
+    return Chat(system, turns, _tools(body.get("tools")), _tool_choice(body.get("tool_choice")),
+                _max_tokens(body), _stop(body.get("stop")))
+
+
+def _tools(tools: Any) -> list[Body]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise _bad("`tools` must be a list")
+    out = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        out.append({"name": fn["name"], "description": fn.get("description") or "", "parameters": params})
+    return out
+
+
+def _tool_choice(choice: Any) -> str | None:
+    if choice is None or isinstance(choice, str):
+        if choice not in (None, "auto", "required", "none"):
+            raise _bad("`tool_choice` must be auto, required, none or a function")
+        return choice
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise _bad('`tool_choice` must be auto, required, none or {"type": "function", "function": {"name": ...}}')
+    return str(fn["name"])
+
+
+def _max_tokens(body: Body) -> int | None:
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) else None
+
+
+def _stop(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise _bad("`stop` must be a string or a list of strings")
+
+
+def image_bytes(image: Image) -> bytes:
+    assert image.data is not None
+    try:
+        return base64.b64decode(image.data, validate=True)
+    except ValueError:
+        raise _bad("an image data URL does not hold valid base64") from None
+
+
+# --- responses back -----------------------------------------------------------------------------
+
+
+def usage_dict(usage: TokenUsage, cached: int = 0, reasoning: int = 0) -> Body:
+    out: Body = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if cached:
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return out
+
+
+def tool_call_dict(call: ToolCall) -> Body:
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()}}
+
+
+def chat_response(rid: str, model: str, created: int, text: str, calls: list[ToolCall], finish: str,
+                  usage: Body) -> Body:
+    message: Body = {"role": "assistant", "content": text if text or not calls else None}
+    if calls:
+        message["tool_calls"] = [tool_call_dict(c) for c in calls]
+    return {
+        "id": rid, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+class Chunks:
+    """Builds OpenAI `chat.completion.chunk` dicts for one streamed answer."""
+
+    def __init__(self, rid: str, model: str, created: int) -> None:
+        self.rid, self.model, self.created = rid, model, created
+        self.tools = 0  # tool calls started so far
+
+    def _chunk(self, delta: Body, finish: str | None = None) -> Body:
+        return {"id": self.rid, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    def role(self) -> Body:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def text(self, text: str) -> Body:
+        return self._chunk({"content": text})
+
+    def tool_start(self, call_id: str, name: str, arguments: str = "") -> tuple[int, Body]:
+        index, self.tools = self.tools, self.tools + 1
+        call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        return index, self._chunk({"tool_calls": [call]})
+
+    def tool_args(self, index: int, fragment: str) -> Body:
+        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+
+    def finish(self, reason: str) -> Body:
+        return self._chunk({}, reason)
+
+    def usage(self, usage: Body) -> Body:
+        return {"id": self.rid, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [], "usage": usage}
+
+
+def encode_vector(values: list[float], encoding_format: Any) -> list[float] | str:
+    """`encoding_format: base64` (what the openai SDK asks for by default): little-endian float32."""
+    if encoding_format == "base64":
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return values
+
+
+def embeddings_response(vectors: list[list[float]], model: str, prompt_tokens: int | None,
+                        encoding_format: Any) -> tuple[Body, TokenUsage | None]:
+    usage = TokenUsage(prompt_tokens, 0) if prompt_tokens is not None else None
+    body: Body = {
+        "object": "list", "model": model,
+        "data": [{"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
+                 for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": prompt_tokens or 0, "total_tokens": prompt_tokens or 0},
+    }
+    return body, usage

@@ -1,0 +1,229 @@
+"""Google as an upstream: the Gemini API (`gemini`, API key in `x-goog-api-key`) and Vertex AI
+(`vertex`, OAuth tokens from a service account or Application Default Credentials through
+google-auth, extra `shieldes[vertex]`). Both take the same generateContent bodies
+(gemini_translate); they differ in URL, authentication and the embeddings method."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_parts import embeddings_response
+from shieldes.providers.gemini_translate import (
+    GeminiStreamTranslator,
+    chat_to_gemini,
+    embeddings_request,
+    gemini_to_chat,
+    vertex_embeddings_request,
+)
+from shieldes.providers.http import (
+    TRANSPORT_ERRORS,
+    event_object,
+    invalid_response,
+    open_event_stream,
+    post_for_object,
+    timeouts,
+    transport_failure,
+)
+from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.settings import Settings
+
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def _with_version(base_url: str, version: str) -> str:
+    """The base URL with an API version path segment (kept when the base URL already has one)."""
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    if not any(seg[:2] == "v1" for seg in path.split("/")):
+        path += "/" + version
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class GeminiProvider:
+    """The Gemini API (generativelanguage.googleapis.com)."""
+
+    kind = "gemini"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        self._session = session
+        self._json_timeout, self._stream_timeout = timeouts(settings)
+
+    def _model_url(self, target: Target, method: str) -> str:
+        return f"{_with_version(target.base_url, 'v1beta')}/models/{quote(target.model, safe='')}:{method}"
+
+    async def _headers(self, target: Target) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if target.api_key:
+            headers["x-goog-api-key"] = target.api_key
+        return headers
+
+    async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
+        if op == "embeddings":
+            return await self._embed(target, body)
+        _only_chat(op, self.kind)
+        data, _raw = await post_for_object(
+            self._session, target, self._model_url(target, "generateContent"), orjson.dumps(chat_to_gemini(body)),
+            await self._headers(target), self._json_timeout)
+        try:
+            chat, usage = gemini_to_chat(data, target.model, int(time.time()))
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(target, f"unexpected generateContent shape: {exc}") from None
+        return JsonResult(body=chat, usage=usage)
+
+    async def _embed(self, target: Target, body: Body) -> JsonResult:
+        # The Gemini API reports no token counts for embeddings: usage is left to the gateway's estimate.
+        data, _raw = await post_for_object(
+            self._session, target, self._model_url(target, "batchEmbedContents"),
+            orjson.dumps(embeddings_request(body, target.model)), await self._headers(target), self._json_timeout)
+        try:
+            vectors = [list(e["values"]) for e in data["embeddings"]]
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(target, f"unexpected batchEmbedContents shape: {exc}") from None
+        out, usage = embeddings_response(vectors, target.model, None, body.get("encoding_format"))
+        return JsonResult(body=out, usage=usage)
+
+    async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
+        _only_chat(op, self.kind)
+        url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
+        resp = await open_event_stream(self._session, target, url, orjson.dumps(chat_to_gemini(body)),
+                                       await self._headers(target), self._stream_timeout)
+        stream = GeminiChunkStream(resp, target, GeminiStreamTranslator(target.model, int(time.time())))
+        await stream.prime()
+        return stream
+
+
+def _only_chat(op: Operation, kind: str) -> None:
+    if op != "chat":
+        raise InvalidRequest(f"{kind} models serve chat completions and embeddings, not {op}; "
+                             "use /v1/chat/completions")
+
+
+class GeminiChunkStream(UpstreamChunkStream):
+    """OpenAI chunks from one streamGenerateContent?alt=sse response (it ends by closing)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: GeminiStreamTranslator) -> None:
+        super().__init__(resp, target)
+        self._translator = translator
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._translator.usage
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        decoder = SSEDecoder()
+        try:
+            async for raw in self._resp.content.iter_any():
+                for _event, data in decoder.feed(raw):
+                    for chunk in self._translate(data):
+                        yield chunk
+            for _event, data in decoder.close():
+                for chunk in self._translate(data):
+                    yield chunk
+            for chunk in self._translator.end():
+                yield chunk
+            self._finished = True
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        finally:
+            self._release()
+
+    def _translate(self, data: bytes) -> list[Body]:
+        parsed = event_object(self._target, data)
+        if isinstance(parsed.get("error"), dict):
+            err = parsed["error"]
+            raise UpstreamFailure(str(err.get("message") or "upstream error mid-stream"), status=None,
+                                  retryable=True, body=parsed)
+        try:
+            return self._translator.feed(parsed)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(self._target, f"unexpected stream event shape: {exc}") from None
+
+
+class _GoogleTokens:
+    """OAuth access tokens through google-auth: a service-account file per deployment, or the
+    node's Application Default Credentials. google-auth refreshes synchronously, so refreshing
+    runs in a worker thread; a token is reused until shortly before it expires."""
+
+    def __init__(self) -> None:
+        self._creds: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def token(self, target: Target) -> str:
+        path = target.options.get("credentials_file", "")
+        creds = self._creds.get(path)
+        if creds is not None and creds.token and not creds.expired:  # `expired` keeps a safety margin
+            return str(creds.token)
+        lock = self._locks.setdefault(path, asyncio.Lock())
+        async with lock:
+            try:
+                fresh = await asyncio.to_thread(self._refresh, path)
+            except UpstreamFailure:
+                raise
+            except Exception as exc:  # google.auth.exceptions.* and file errors
+                raise UpstreamFailure(
+                    f"upstream deployment {target.deployment!r}: no Google access token ({type(exc).__name__}: "
+                    f"{exc}); check --credentials-file or the node's Application Default Credentials",
+                    status=None, retryable=True) from None
+        return str(fresh.token)
+
+    def _refresh(self, path: str) -> Any:
+        try:
+            import google.auth
+            from google.auth.transport.requests import Request
+            from google.oauth2 import service_account
+        except ImportError:
+            raise UpstreamFailure("provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'",
+                                  status=None, retryable=False) from None
+        creds = self._creds.get(path)
+        if creds is None:
+            if path:
+                accounts: Any = service_account.Credentials
+                creds = accounts.from_service_account_file(path, scopes=[CLOUD_SCOPE])
+            else:
+                creds, _project = google.auth.default(scopes=[CLOUD_SCOPE])
+            self._creds[path] = creds
+        creds.refresh(Request())
+        return creds
+
+
+class VertexProvider(GeminiProvider):
+    """Vertex AI: `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}`."""
+
+    kind = "vertex"
+
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        super().__init__(session, settings)
+        self._tokens = _GoogleTokens()
+
+    def _model_url(self, target: Target, method: str) -> str:
+        o = target.options
+        return (f"{_with_version(target.base_url, 'v1')}/projects/{quote(o.get('project', ''), safe='')}"
+                f"/locations/{quote(o.get('location', ''), safe='')}/publishers/google/models/"
+                f"{quote(target.model, safe='')}:{method}")
+
+    async def _headers(self, target: Target) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Authorization": "Bearer " + await self._tokens.token(target)}
+
+    async def _embed(self, target: Target, body: Body) -> JsonResult:
+        data, _raw = await post_for_object(
+            self._session, target, self._model_url(target, "predict"), orjson.dumps(vertex_embeddings_request(body)),
+            await self._headers(target), self._json_timeout)
+        try:
+            predictions = [p["embeddings"] for p in data["predictions"]]
+            vectors = [list(p["values"]) for p in predictions]
+            tokens = sum(int((p.get("statistics") or {}).get("token_count") or 0) for p in predictions)
+        except _SHAPE_ERRORS as exc:
+            raise invalid_response(target, f"unexpected predict shape: {exc}") from None
+        out, usage = embeddings_response(vectors, target.model, tokens, body.get("encoding_format"))
+        return JsonResult(body=out, usage=usage)

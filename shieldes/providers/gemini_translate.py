@@ -1,0 +1,223 @@
+"""Pure translation between the OpenAI chat/embeddings format and Google's generateContent API
+(the same bodies serve the Gemini API and Vertex AI). No I/O, no clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_parts import (
+    Chat,
+    Chunks,
+    Image,
+    Part,
+    ToolCall,
+    ToolResult,
+    chat_response,
+    read_chat,
+    usage_dict,
+)
+
+_FINISH = {
+    "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+# JSON Schema keywords outside the OpenAPI subset Gemini's function declarations accept.
+_SCHEMA_DROP = frozenset({"additionalProperties", "$schema", "strict", "$id", "$defs", "definitions"})
+
+
+def _schema(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _schema(v) for k, v in value.items() if k not in _SCHEMA_DROP}
+    if isinstance(value, list):
+        return [_schema(v) for v in value]
+    return value
+
+
+def _part(p: Part) -> Body:
+    if isinstance(p, str):
+        return {"text": p}
+    if isinstance(p, Image):
+        if p.data is not None:
+            return {"inlineData": {"mimeType": p.mime, "data": p.data}}
+        return {"fileData": {"mimeType": p.mime, "fileUri": p.url}}
+    if isinstance(p, ToolCall):
+        return {"functionCall": {"name": p.name, "args": p.arguments}}
+    assert isinstance(p, ToolResult)
+    return {"functionResponse": {"name": p.name, "response": {"content": p.content}}}
+
+
+def _generation_config(body: Body, chat: Chat) -> Body:
+    gen: Body = {}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
+                         ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+        if body.get(ours) is not None:
+            gen[theirs] = body[ours]
+    if chat.max_tokens is not None:
+        gen["maxOutputTokens"] = chat.max_tokens
+    if chat.stop:
+        gen["stopSequences"] = chat.stop
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+        gen["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if isinstance(schema, dict):
+            gen["responseSchema"] = _schema(schema)
+    return gen
+
+
+def chat_to_gemini(body: Body) -> Body:
+    """An OpenAI chat request as a generateContent request."""
+    chat = read_chat(body)
+    out: Body = {"contents": [{"role": "user" if t.role == "user" else "model", "parts": [_part(p) for p in t.parts]}
+                              for t in chat.turns]}
+    if chat.system:
+        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(chat.system)}]}
+    gen = _generation_config(body, chat)
+    if gen:
+        out["generationConfig"] = gen
+    if chat.tools:
+        out["tools"] = [{"functionDeclarations": [
+            {"name": t["name"], "description": t["description"], "parameters": _schema(t["parameters"])}
+            for t in chat.tools]}]
+    if chat.tool_choice is not None:
+        mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(chat.tool_choice)
+        config: Body = {"mode": mode or "ANY"}
+        if mode is None:
+            config["allowedFunctionNames"] = [chat.tool_choice]
+        out["toolConfig"] = {"functionCallingConfig": config}
+    return out
+
+
+def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
+    """Thinking tokens are output tokens (billed as such); cached tokens are part of the prompt."""
+    meta = meta if isinstance(meta, dict) else {}
+    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts)
+    return usage, usage_dict(usage, int(meta.get("cachedContentTokenCount") or 0), thoughts)
+
+
+def blocked(resp: Body) -> UpstreamFailure | None:
+    """A prompt refused by Google's safety system comes back as 200 with `promptFeedback.blockReason`."""
+    feedback = resp.get("promptFeedback")
+    if not isinstance(feedback, dict) or not feedback.get("blockReason"):
+        return None
+    message = f"the prompt was blocked ({feedback['blockReason']})"
+    if feedback.get("blockReasonMessage"):
+        message += f": {feedback['blockReasonMessage']}"
+    return UpstreamFailure(message, status=400, retryable=False, body=resp, code=CONTENT_FILTER)
+
+
+def _candidate_parts(resp: Body) -> tuple[list[Body], str | None]:
+    candidates = resp.get("candidates") or []
+    if not candidates:
+        return [], None
+    cand = candidates[0]
+    content = cand.get("content") or {}
+    return list(content.get("parts") or []), cand.get("finishReason")
+
+
+def _finish(reason: str | None, calls: bool) -> str:
+    finish = _FINISH.get(reason or "STOP", "stop")
+    return "tool_calls" if calls and finish == "stop" else finish
+
+
+def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
+    failure = blocked(resp)
+    if failure is not None:
+        raise failure
+    parts, reason = _candidate_parts(resp)
+    texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
+    calls = [ToolCall(str(p["functionCall"].get("id") or f"call_{i}"), p["functionCall"]["name"],
+                      p["functionCall"].get("args") or {})
+             for i, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
+    usage, shown = usage_from_gemini(resp.get("usageMetadata"))
+    rid = str(resp.get("responseId") or "gemini")
+    body = chat_response(rid, str(resp.get("modelVersion") or model), created, "".join(texts), calls,
+                         _finish(reason, bool(calls)), shown)
+    return body, usage
+
+
+class GeminiStreamTranslator:
+    """streamGenerateContent SSE payloads, one at a time, into OpenAI chunks. Each payload carries
+    the usage so far; the last one counts. `end()` gives the closing chunks."""
+
+    def __init__(self, model: str, created: int) -> None:
+        self.chunks = Chunks("gemini", model, created)
+        self.usage: TokenUsage | None = None
+        self._shown: Body | None = None
+        self._started = False
+        self._finish: str | None = None
+        self._meta: Any = None
+
+    def feed(self, resp: Body) -> list[Body]:
+        if "promptFeedback" in resp:
+            failure = blocked(resp)
+            if failure is not None:
+                raise failure
+        out: list[Body] = []
+        if not self._started:
+            self._started = True
+            self.chunks.rid = str(resp.get("responseId") or self.chunks.rid)
+            out.append(self.chunks.role())
+        parts, reason = _candidate_parts(resp)
+        for p in parts:
+            if isinstance(p.get("text"), str) and p["text"] and not p.get("thought"):
+                out.append(self.chunks.text(p["text"]))
+            elif isinstance(p.get("functionCall"), dict):
+                fc = p["functionCall"]
+                _, chunk = self.chunks.tool_start(str(fc.get("id") or f"call_{self.chunks.tools}"), fc["name"],
+                                                  orjson.dumps(fc.get("args") or {}).decode())
+                out.append(chunk)
+        if reason:
+            self._finish = reason
+        meta = resp.get("usageMetadata")
+        if meta:
+            self._meta = meta  # cumulative: only the last one counts, read at the end
+        return out
+
+    def end(self) -> list[Body]:
+        if not self._started:
+            return []
+        if self._meta is not None:
+            self.usage, self._shown = usage_from_gemini(self._meta)
+        out = [self.chunks.finish(_finish(self._finish, self.chunks.tools > 0))]
+        if self._shown is not None:
+            out.append(self.chunks.usage(self._shown))
+        return out
+
+
+# --- embeddings ---------------------------------------------------------------------------------
+
+
+def embedding_inputs(body: Body) -> list[str]:
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
+        raise InvalidRequest("`input` must be a non-empty string or list of non-empty strings for this "
+                             "provider (token arrays are not supported)")
+    return items
+
+
+def embeddings_request(body: Body, model: str) -> Body:
+    """batchEmbedContents (Gemini API)."""
+    requests = []
+    for text in embedding_inputs(body):
+        r: Body = {"model": f"models/{model}", "content": {"parts": [{"text": text}]}}
+        if isinstance(body.get("dimensions"), int):
+            r["outputDimensionality"] = body["dimensions"]
+        requests.append(r)
+    return {"requests": requests}
+
+
+def vertex_embeddings_request(body: Body) -> Body:
+    """`:predict` (Vertex AI text embedding models), which reports token counts."""
+    out: Body = {"instances": [{"content": t} for t in embedding_inputs(body)]}
+    if isinstance(body.get("dimensions"), int):
+        out["parameters"] = {"outputDimensionality": body["dimensions"]}
+    return out

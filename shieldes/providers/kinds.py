@@ -1,0 +1,94 @@
+"""The upstream kinds `shieldes provider add --type` accepts and the settings each one takes: pure
+data and validation, shared by the decide functions, the CLI, the importers and the admin API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from shieldes.errors import CommandRejected
+
+
+def _bedrock_url(o: Mapping[str, str]) -> str:
+    return f"https://bedrock-runtime.{o['region']}.amazonaws.com"
+
+
+def _gemini_url(_o: Mapping[str, str]) -> str:
+    return "https://generativelanguage.googleapis.com/v1beta"
+
+
+def _vertex_url(o: Mapping[str, str]) -> str:
+    location = o["location"]
+    return "https://aiplatform.googleapis.com" if location == "global" else f"https://{location}-aiplatform.googleapis.com"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """`options`: the kind's own settings (CLI flag `--NAME` with `_` as `-`); `required` must be
+    given; `default_base_url` builds the public endpoint when --base-url is omitted (None: the
+    base URL is required); `extra`: the pip extra holding the client library this kind needs."""
+
+    name: str
+    options: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    default_base_url: Callable[[Mapping[str, str]], str] | None = None
+    extra: str | None = None
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+KINDS: Mapping[str, KindSpec] = {
+    "openai": KindSpec("openai"),
+    "anthropic": KindSpec("anthropic"),
+    # auth: `api-key` sends the key in the `api-key` header; `bearer` sends it as an Entra ID
+    # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
+    "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
+                      choices={"auth": ("api-key", "bearer", "entra")}),
+    "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock"),
+    "gemini": KindSpec("gemini", (), (), _gemini_url),
+    "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
+                       _vertex_url, "vertex"),
+}
+PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
+ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o in spec.options}))
+_OPTION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+ -]*$")
+
+
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def check_kind(kind: str) -> KindSpec:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise CommandRejected(f"unknown provider type {kind!r}: use one of {', '.join(PROVIDER_KINDS)}")
+    return spec
+
+
+def check_options(spec: KindSpec, options: Mapping[str, str]) -> dict[str, str]:
+    """The options of a provider of this kind, validated: no foreign ones, required ones present."""
+    for name, value in options.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise CommandRejected(f"provider options are text settings, got {name!r}: {value!r}")
+        if name not in spec.options:
+            allowed = ", ".join(flag(o) for o in spec.options) or "none"
+            raise CommandRejected(f"{flag(name)} does not apply to type {spec.name!r} (its options: {allowed})")
+        if not value or len(value) > 512 or (name != "credentials_file" and not _OPTION_OK.match(value)):
+            raise CommandRejected(f"invalid {flag(name)} {value!r}")
+        allowed_values = spec.choices.get(name)
+        if allowed_values is not None and value not in allowed_values:
+            raise CommandRejected(f"{flag(name)} must be one of {', '.join(allowed_values)}, got {value!r}")
+    missing = [o for o in spec.required if not options.get(o)]
+    if missing:
+        raise CommandRejected(
+            f"type {spec.name!r} needs {' and '.join(flag(o) for o in missing)}; see docs/providers.md"
+        )
+    return dict(sorted(options.items()))
+
+
+def base_url_for(spec: KindSpec, base_url: str | None, options: Mapping[str, str]) -> str:
+    if base_url:
+        return base_url
+    if spec.default_base_url is None:
+        raise CommandRejected(f"type {spec.name!r} needs --base-url (the upstream's endpoint URL)")
+    return spec.default_base_url(options)

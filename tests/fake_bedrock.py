@@ -1,0 +1,194 @@
+"""A fake Amazon Bedrock runtime over real HTTP: Converse (`POST /model/{id}/converse`),
+ConverseStream (`/converse-stream`, AWS event-stream binary frames made by `frame()` below, which a
+unit test checks against botocore's decoder) and InvokeModel for Titan embeddings (`/invoke`).
+Every request must carry a SigV4 `Authorization` header that the fake re-computes with botocore's
+signer from the known test credentials (or a Bedrock API key as a bearer token).
+Token counts: prompt = words of all text in messages and system; the reply is `reply_words` words.
+Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+WORDS = ("Hello", "from", "the", "fake", "Bedrock", "model", "with", "counted", "tokens", "today")
+ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIDFAKEBEDROCK", "fake/secret+key", "fake-session-token"
+_AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/bedrock/aws4_request, "
+                   r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$")
+_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 429: "ThrottlingException",
+           500: "InternalServerException", 503: "ServiceUnavailableException"}
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude (total length, headers length, CRC32), string-typed
+    headers, payload, message CRC32."""
+    encoded = b"".join(struct.pack(">B", len(k)) + k.encode() + b"\x07" + struct.pack(">H", len(v)) + v.encode()
+                       for k, v in headers.items())
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(encoded))
+    head = prelude + struct.pack(">I", binascii.crc32(prelude)) + encoded + payload
+    return head + struct.pack(">I", binascii.crc32(head))
+
+
+def event(kind: str, body: dict[str, Any]) -> bytes:
+    return frame({":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+                 json.dumps(body).encode())
+
+
+def exception(kind: str, message: str) -> bytes:
+    return frame({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
+                 json.dumps({"message": message}).encode())
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k in ("text", "content", "messages", "system"))
+    return 0
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeBedrock:
+    region: str = "us-east-1"
+    api_key: str = "bedrock-api-key"
+    reply_words: int = 5
+    max_prompt: int = 1000
+    requests: list[Seen] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
+    stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> FakeBedrock:
+        app = web.Application()
+        app.router.add_post("/model/{model}/{action}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def last(self) -> Seen:
+        return self.requests[-1]
+
+    def check_signature(self, request: web.Request, raw: bytes) -> str | None:
+        """None if the Authorization header is botocore's SigV4 signature of this very request."""
+        auth = request.headers.get("Authorization", "")
+        if auth == "Bearer " + self.api_key:
+            return None
+        m = _AUTH.match(auth)
+        if m is None:
+            return "missing or malformed SigV4 Authorization header"
+        key, _day, region, signed, signature = m.groups()
+        if key != ACCESS_KEY or region != self.region:
+            return f"unknown access key {key} or wrong region {region}"
+        names = signed.split(";")
+        headers = {n: request.headers[n] for n in names if n != "host" and n in request.headers}
+        resigned = AWSRequest(method=request.method, url=f"http://{request.host}{request.raw_path}", data=raw,
+                              headers=headers)
+        resigned.context["timestamp"] = request.headers.get("X-Amz-Date", "")
+        signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "bedrock", self.region)
+        expected = signer.signature(signer.string_to_sign(resigned, signer.canonical_request(resigned)), resigned)
+        if expected != signature or request.headers.get("X-Amz-Security-Token") != SESSION_TOKEN:
+            return "The request signature we calculated does not match the signature you provided."
+        return None
+
+    @staticmethod
+    def error(status: int, message: str) -> web.Response:
+        kind = _ERRORS.get(status, "InternalServerException")
+        return web.json_response({"message": message}, status=status,
+                                 headers={"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/"})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append(Seen(request.raw_path, dict(request.headers), body))
+        problem = self.check_signature(request, raw)
+        if problem:
+            return web.json_response({"message": problem}, status=403,
+                                     headers={"x-amzn-ErrorType": "InvalidSignatureException:"})
+        if self.failures:
+            status = self.failures.pop(0)
+            return self.error(status, "Too many requests, please wait before trying again." if status == 429
+                              else f"injected failure {status}")
+        model, action = request.match_info["model"], request.match_info["action"]
+        if action == "invoke":
+            if not model.startswith("amazon.titan-embed"):
+                return self.error(400, "Malformed input request")
+            text = body["inputText"]
+            return web.json_response({"embedding": [0.5, float(_words(text))],
+                                      "inputTextTokenCount": _words(text)})
+        prompt = _words(body.get("messages")) + _words(body.get("system"))
+        if prompt > self.max_prompt:
+            return self.error(400, "Input is too long for requested model.")
+        last = body["messages"][-1]["content"]
+        tools = (body.get("toolConfig") or {}).get("tools") or []
+        call = None
+        if tools and not any("toolResult" in b for b in last):
+            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": tools[0]["toolSpec"]["name"],
+                    "input": {"city": "Paris"}}
+        max_out = (body.get("inferenceConfig") or {}).get("maxTokens")
+        words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
+        stop = "end_turn"
+        if isinstance(max_out, int) and max_out < len(words):
+            words, stop = words[:max_out], "max_tokens"
+        if "BLOCKME" in json.dumps(body["messages"]):
+            words, stop = ["Sorry,", "blocked."], "guardrail_intervened"
+        if call:
+            stop = "tool_use"
+        usage = {"inputTokens": prompt - 1, "cacheReadInputTokens": 1, "cacheWriteInputTokens": 0,
+                 "outputTokens": self.reply_words if call else len(words),
+                 "totalTokens": prompt + (self.reply_words if call else len(words))}
+        if action == "converse":
+            content: list[dict[str, Any]] = [{"toolUse": call}] if call else [{"text": " ".join(words)}]
+            return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
+                                      "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}})
+        if action != "converse-stream":
+            return self.error(400, f"unknown operation {action}")
+        resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream"})
+        await resp.prepare(request)
+        if self.stream_exceptions:
+            await resp.write(exception(self.stream_exceptions.pop(0), "Too many tokens, please wait."))
+            await resp.write_eof()
+            return resp
+        frames = [event("messageStart", {"role": "assistant"})]
+        if call:
+            args = json.dumps(call["input"])
+            frames += [event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {
+                "toolUseId": call["toolUseId"], "name": call["name"]}}}),
+                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": args[:5]}}}),
+                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": args[5:]}}})]
+        else:
+            frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w if i == 0 else " " + w}})
+                       for i, w in enumerate(words)]
+        frames += [event("contentBlockStop", {"contentBlockIndex": 0}), event("messageStop", {"stopReason": stop}),
+                   event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}})]
+        blob = b"".join(frames)
+        for i in range(0, len(blob), 37):  # frames split across reads, as the network does
+            await resp.write(blob[i:i + 37])
+        await resp.write_eof()
+        return resp

@@ -1,0 +1,191 @@
+"""A fake Google upstream over real HTTP: the Gemini API (`/v1beta/models/{m}:generateContent`,
+`:streamGenerateContent?alt=sse`, `:batchEmbedContents`, key in `x-goog-api-key`) and Vertex AI
+(`/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:...`, `:predict` embeddings) with a
+service-account OAuth token endpoint (`POST /token`, JWT-bearer grant, RS256 checked against the
+test's public key). Token counts: prompt = words of all text in `contents` and the system
+instruction; the reply is `reply_words` words. A prompt containing BLOCKME is blocked for SAFETY;
+one longer than `max_prompt` words is refused as too long, in Google's words."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+WORDS = ("Hello", "from", "the", "fake", "Gemini", "model", "with", "counted", "tokens", "today")
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+@dataclass
+class Seen:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+def google_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}},
+                             status=status)
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k in ("text", "parts", "contents", "content"))
+    return 0
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+@dataclass
+class FakeGoogle:
+    api_key: str = "gm-key"
+    reply_words: int = 5
+    max_prompt: int = 1000
+    public_key: rsa.RSAPublicKey | None = None  # set: Vertex calls need a token from /token
+    requests: list[Seen] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
+    tokens: set[str] = field(default_factory=set)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> FakeGoogle:
+        app = web.Application()
+        app.router.add_post("/v1beta/models/{call}", self._gemini)
+        app.router.add_post("/v1/projects/{project}/locations/{location}/publishers/google/models/{call}", self._vertex)
+        app.router.add_post("/token", self._token)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def last(self) -> Seen:
+        return [r for r in self.requests if r.path != "/token"][-1]
+
+    # --- OAuth (service account JWT bearer grant) --------------------------------------------
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), dict(form)))
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        header, payload, signature = str(form.get("assertion", "")).encode().split(b".")
+        assert self.public_key is not None
+        try:
+            self.public_key.verify(_b64url(signature), header + b"." + payload, padding.PKCS1v15(), hashes.SHA256())
+        except Exception:
+            return web.json_response({"error": "invalid_grant", "error_description": "bad signature"}, status=400)
+        claims = json.loads(_b64url(payload))
+        if "cloud-platform" not in claims.get("scope", "") or claims.get("exp", 0) < time.time():
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        token = "ya29." + secrets.token_urlsafe(16)
+        self.tokens.add(token)
+        return web.json_response({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
+    # --- generateContent -----------------------------------------------------------------------
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("x-goog-api-key") != self.api_key:
+            return google_error(400, "API key not valid. Please pass a valid API key.")
+        return await self._serve(request, vertex=False)
+
+    async def _vertex(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            return google_error(401, "Request had invalid authentication credentials.")
+        return await self._serve(request, vertex=True)
+
+    async def _serve(self, request: web.Request, vertex: bool) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), body))
+        if self.failures:
+            status = self.failures.pop(0)
+            return google_error(status, "Resource has been exhausted (e.g. check quota)." if status == 429
+                                else f"injected failure {status}")
+        model, _, method = request.match_info["call"].partition(":")
+        if method == "batchEmbedContents" and not vertex:
+            return web.json_response({"embeddings": [{"values": [0.5, -0.25, float(_words(r["content"]))]}
+                                                     for r in body["requests"]]})
+        if method == "predict" and vertex:
+            return web.json_response({"predictions": [
+                {"embeddings": {"values": [0.5, -0.25, float(_words(i["content"]))],
+                                "statistics": {"token_count": _words(i["content"]), "truncated": False}}}
+                for i in body["instances"]]})
+        if method not in ("generateContent", "streamGenerateContent"):
+            return google_error(404, f"method {method} not found")
+        if "contents" not in body or not body["contents"]:
+            return google_error(400, "* GenerateContentRequest.contents: contents is not specified")
+        prompt = _words(body["contents"]) + _words(body.get("systemInstruction", {}))
+        if prompt > self.max_prompt:
+            return google_error(400, f"The input token count ({prompt}) exceeds the maximum number of tokens "
+                                     f"allowed ({self.max_prompt}).")
+        if "BLOCKME" in json.dumps(body["contents"]):
+            blocked = {"promptFeedback": {"blockReason": "SAFETY"},
+                       "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
+            return web.json_response(blocked) if method == "generateContent" else await self._sse(request, [blocked])
+        last = body["contents"][-1]["parts"]
+        tools = body.get("tools") or []
+        mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
+        call = None
+        if tools and mode != "NONE" and not any("functionResponse" in p for p in last):
+            fn = tools[0]["functionDeclarations"][0]
+            call = {"name": fn["name"], "args": {"city": "Paris"}}
+        max_out = (body.get("generationConfig") or {}).get("maxOutputTokens")
+        words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
+        finish = "STOP"
+        if isinstance(max_out, int) and max_out < len(words):
+            words, finish = words[:max_out], "MAX_TOKENS"
+        out_tokens = self.reply_words if call else len(words)
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,
+                 "totalTokenCount": prompt + out_tokens}
+        rid = "resp-" + secrets.token_hex(4)
+        if method == "generateContent":
+            parts = [{"functionCall": call}] if call else [{"text": " ".join(words)}]
+            return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
+                                                      "finishReason": finish, "index": 0}],
+                                      "usageMetadata": usage, "modelVersion": model, "responseId": rid})
+        if request.query.get("alt") != "sse":
+            return google_error(400, "streaming without alt=sse answers a JSON array; send alt=sse")
+        events: list[dict[str, Any]] = []
+        if call:
+            events.append({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": call}]},
+                                           "finishReason": "STOP", "index": 0}]})
+        else:
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+            for i, piece in enumerate(pieces):
+                cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
+                if i == len(pieces) - 1:
+                    cand["finishReason"] = finish
+                events.append({"candidates": [cand], "usageMetadata": {"promptTokenCount": prompt}})
+        for e in events:
+            e.update(modelVersion=model, responseId=rid)
+        events[-1]["usageMetadata"] = usage
+        return await self._sse(request, events)
+
+    async def _sse(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for e in events:
+            await resp.write(b"data: " + json.dumps(e).encode() + b"\r\n\r\n")
+        await resp.write_eof()
+        return resp

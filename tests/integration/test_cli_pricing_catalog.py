@@ -1,0 +1,51 @@
+"""`shieldes pricing list|import`: the shipped catalog is visible with its source, overrides replace
+it, and LiteLLM's price file refreshes prices without rewriting what is already in force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli import count_events, invoke, ok, refused
+
+PRICES = Path(__file__).resolve().parents[1] / "data" / "litellm_model_prices.json"
+KINDS_COVERED = ("openai", "anthropic", "google", "bedrock", "mistral", "deepseek", "xai", "groq", "together")
+
+
+def test_pricing_list_shows_defaults_and_overrides(database_url: str) -> None:
+    rows = {r["model"]: r for r in ok(database_url, "pricing", "list")}
+    sonnet = rows["claude-sonnet-4-5"]  # the model docs/providers.md uses
+    assert (sonnet["input_per_1m"], sonnet["output_per_1m"], sonnet["source"]) == (3.0, 15.0, "default")
+    assert (sonnet["cache_read_per_1m"], sonnet["cache_write_per_1m"]) == (0.3, 3.75)
+    assert rows["gemini-2.5-pro"]["reasoning_per_1m"] == rows["gemini-2.5-pro"]["output_per_1m"] == 10.0
+    assert {r["provider"] for r in rows.values()} >= set(KINDS_COVERED)
+    assert rows["anthropic.claude-3-5-sonnet-20240620-v1:0"]["source"] == "default"
+
+    ok(database_url, "pricing", "set", "claude-sonnet-4-5", "--input", "2", "--output", "10")
+    ok(database_url, "pricing", "set", "house-model", "--input", "1", "--output", "1")
+    overrides = ok(database_url, "pricing", "list", "--source", "override")
+    assert [(r["model"], r["input_per_1m"], r["source"]) for r in overrides] == [
+        ("claude-sonnet-4-5", 2.0, "override"), ("house-model", 1.0, "override")]
+    assert [r["model"] for r in ok(database_url, "pricing", "list", "--model", "nova")] == [
+        "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0", "amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"]
+    table = invoke(database_url, "pricing", "list", "--model", "claude-sonnet-4-5")
+    assert "override" in table.stdout and table.exit_code == 0
+
+
+def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
+    before = count_events(database_url)
+    dry = ok(database_url, "pricing", "import", str(PRICES), "--dry-run")
+    # gpt-4o and text-embedding-3-small equal the defaults; my-finetune is unknown here; dall-e-3 is no chat model
+    assert [(c["name"], c["action"]) for c in dry["changes"]] == [("claude-sonnet-4-5", "update")]
+    assert "was $3/$15" in dry["changes"][0]["detail"] and dry["entries_left_out"] == 2
+    assert count_events(database_url) == before
+    done = ok(database_url, "pricing", "import", str(PRICES))
+    assert done["events_appended"] == 1
+    rows = {r["model"]: r for r in ok(database_url, "pricing", "list")}
+    assert (rows["claude-sonnet-4-5"]["input_per_1m"], rows["claude-sonnet-4-5"]["source"]) == (2.9, "override")
+    assert ok(database_url, "pricing", "import", str(PRICES))["events_appended"] == 0  # nothing changed
+    everything = ok(database_url, "pricing", "import", str(PRICES), "--all")
+    assert [c["name"] for c in everything["changes"]] == ["my-finetune"]
+
+    bad = tmp_path / "prices.json"
+    bad.write_text('{"model_list": []}')
+    assert "not a LiteLLM price file" in refused(database_url, "pricing", "import", str(bad))

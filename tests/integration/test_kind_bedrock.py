@@ -1,0 +1,158 @@
+"""`bedrock` deployments through a real node and the official SDKs, against a fake Bedrock runtime
+that checks each request's SigV4 signature with botocore and streams AWS event-stream frames."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from shieldes.projections.commands import AddProvider
+from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock, event, exception
+from tests.integration.gateway_harness import Harness, harness
+
+CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}
+PIXEL = "data:image/png;base64,iVBORw0KGgo="
+
+
+def test_event_stream_frames_decode_with_botocore() -> None:
+    buffer = EventStreamBuffer()
+    data = event("contentBlockDelta", {"delta": {"text": "hi"}}) + exception("throttlingException", "slow down")
+    buffer.add_data(data[:10])
+    assert list(buffer) == []
+    buffer.add_data(data[10:])
+    first, second = list(buffer)
+    assert first.headers[":event-type"] == "contentBlockDelta"
+    assert json.loads(first.payload) == {"delta": {"text": "hi"}}
+    assert second.headers[":message-type"] == "exception" and second.headers[":exception-type"] == "throttlingException"
+
+
+@pytest.fixture
+def aws_env() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                            "AWS_EC2_METADATA_DISABLED")}
+    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN,
+                      AWS_EC2_METADATA_DISABLED="true")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+async def node(database_url: str, aws_env: None) -> AsyncIterator[tuple[Harness, FakeBedrock]]:
+    async with FakeBedrock(region="eu-west-1") as fake, harness(database_url, providers=False,
+                                                                upstream_retries=0) as h:
+        await h.admin(AddProvider("br", "bedrock", fake.url, None,
+                                  (CLAUDE, "meta.llama3-1-70b-instruct-v1:0", "amazon.titan-embed-text-v2:0"),
+                                  options={"region": "eu-west-1"}))
+        await h.sync()
+        yield h, fake
+
+
+async def client_for(h: Harness) -> openai.AsyncOpenAI:
+    secret = await h.create_key("app")
+    await h.sync()
+    return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+
+
+async def test_bedrock_converse_stream_tools_images_signed(node: tuple[Harness, FakeBedrock]) -> None:
+    h, fake = node
+    client = await client_for(h)
+    messages: Any = [{"role": "system", "content": "be brief"},
+                     {"role": "user", "content": [{"type": "text", "text": "what is this"},
+                                                  {"type": "image_url", "image_url": {"url": PIXEL}}]}]
+    chat = await client.chat.completions.create(model=CLAUDE, messages=messages, max_tokens=64, temperature=0.2)
+    assert chat.choices[0].message.content == "Hello from the fake Bedrock"
+    assert chat.usage is not None and (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (5, 5)
+    assert chat.usage.prompt_tokens_details is not None and chat.usage.prompt_tokens_details.cached_tokens == 1
+    sent = fake.last()
+    assert sent.path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+    assert sent.headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+    assert sent.body["system"] == [{"text": "be brief"}]
+    assert sent.body["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.2}
+    assert sent.body["messages"][0]["content"][1] == {"image": {"format": "png",
+                                                                "source": {"bytes": "iVBORw0KGgo="}}}
+
+    stream = await client.chat.completions.create(model="meta.llama3-1-70b-instruct-v1:0", messages=messages,
+                                                  stream=True, stream_options={"include_usage": True}, max_tokens=3)
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert fake.last().path.endswith("/converse-stream")
+
+    ask: Any = [{"role": "user", "content": "weather in Paris?"}]
+    tool = await client.chat.completions.create(model=CLAUDE, messages=ask, tools=[WEATHER], tool_choice="required")
+    call = tool.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert tool.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert fake.last().body["toolConfig"]["toolChoice"] == {"any": {}}
+    follow: Any = [*ask, tool.choices[0].message.model_dump(exclude_none=True),
+                   {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    done = await client.chat.completions.create(model=CLAUDE, messages=follow, tools=[WEATHER])
+    assert done.choices[0].finish_reason == "stop"
+    assert fake.last().body["messages"][-1] == {"role": "user", "content": [
+        {"toolResult": {"toolUseId": call.id, "content": [{"text": "sunny"}], "status": "success"}}]}
+    stream = await client.chat.completions.create(model=CLAUDE, messages=ask, tools=[WEATHER], stream=True)
+    deltas = [c.choices[0].delta for c in [c async for c in stream] if c.choices]
+    args = "".join(d.tool_calls[0].function.arguments or ""
+                   for d in deltas if d.tool_calls and d.tool_calls[0].function)
+    assert json.loads(args) == {"city": "Paris"}
+
+    guarded = await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "BLOCKME"}])
+    assert guarded.choices[0].finish_reason == "content_filter"
+
+    await h.flush()
+    assert h.usage_totals()["app"][:3] == (6, 5 + 5 + 3 + 3 + 3 + 1, 5 + 3 + 5 + 5 + 5 + 2)
+
+
+async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, FakeBedrock]) -> None:
+    h, fake = node
+    client = await client_for(h)
+    emb = await client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=["one two", "three"])
+    assert [d.embedding for d in emb.data] == [[0.5, 2.0], [0.5, 1.0]] and emb.usage.prompt_tokens == 3
+    assert fake.last().path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
+    with pytest.raises(openai.BadRequestError, match="Titan"):
+        await client.embeddings.create(model=CLAUDE, input="x")
+
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    msg = await claude.messages.create(model=CLAUDE, max_tokens=100,
+                                       messages=[{"role": "user", "content": "say hello"}])
+    assert msg.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (2, 5)
+    async with claude.messages.stream(model=CLAUDE, max_tokens=100,
+                                      messages=[{"role": "user", "content": "say hello"}]) as s:
+        final = await s.get_final_message()
+    assert final.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
+
+
+async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> None:
+    h, fake = node
+    client = await client_for(h)
+    hello: Any = [{"role": "user", "content": "hello"}]
+    fake.failures.append(429)
+    with pytest.raises(openai.RateLimitError) as limited:
+        await client.chat.completions.create(model=CLAUDE, messages=hello)
+    assert limited.value.code == "rate_limit_exceeded"
+    fake.stream_exceptions.append("throttlingException")
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model=CLAUDE, messages=hello, stream=True)
+    fake.max_prompt = 2
+    with pytest.raises(openai.BadRequestError) as too_long:
+        await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "a b c"}])
+    assert too_long.value.code == "context_length_exceeded" and "Input is too long" in too_long.value.message
+    fake.max_prompt = 1000
+    fake.region = "us-west-2"  # the gateway signs for eu-west-1: the fake's re-signing no longer matches
+    with pytest.raises(openai.APIStatusError) as refused:
+        await client.chat.completions.create(model=CLAUDE, messages=hello)
+    assert refused.value.status_code == 502 and "credentials" in refused.value.message

@@ -1,0 +1,185 @@
+"""`gemini` and `vertex` deployments through a real node, driven by the official SDKs, against a
+fake Google upstream speaking generateContent JSON and SSE, embeddings and a service-account
+OAuth token endpoint (the service-account JSON is made here with a fresh RSA key)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shieldes.projections.commands import AddProvider
+from tests.fake_google import FakeGoogle
+from tests.integration.gateway_harness import Harness, harness
+
+KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "weather now",
+                                            "parameters": {"type": "object", "additionalProperties": False,
+                                                           "properties": {"city": {"type": "string"}}}}}
+PIXEL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake").decode()
+
+
+def oai(h: Harness, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=key, max_retries=0)
+
+
+async def new_key(h: Harness) -> str:
+    secret = await h.create_key("app")
+    await h.sync()
+    return secret
+
+
+@pytest.fixture
+async def google(tmp_path: Path) -> AsyncIterator[tuple[FakeGoogle, Path]]:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    async with FakeGoogle(public_key=private.public_key()) as fake:
+        account = {
+            "type": "service_account", "project_id": "proj-1", "private_key_id": "k1",
+            "private_key": private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()).decode(),
+            "client_email": "gw@proj-1.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": fake.url + "/token",
+        }
+        path = tmp_path / "sa.json"
+        path.write_text(json.dumps(account))
+        yield fake, path
+
+
+@pytest.fixture
+async def node(database_url: str, google: tuple[FakeGoogle, Path]) -> AsyncIterator[Harness]:
+    fake, creds = google
+    os.environ[KEY_ENV] = fake.api_key
+    async with harness(database_url, providers=False, upstream_retries=0) as h:
+        await h.admin(AddProvider("gem", "gemini", fake.url + "/v1beta", "env:" + KEY_ENV,
+                                  ("gemini-2.5-flash", "text-embedding-004")))
+        await h.admin(AddProvider("vtx", "vertex", fake.url, None, ("gemini-2.5-pro", "text-embedding-005"),
+                                  options={"project": "proj-1", "location": "us-central1",
+                                           "credentials_file": str(creds)}))
+        await h.sync()
+        yield h
+
+
+async def test_gemini_chat_stream_tools_images_usage_exact(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    messages: Any = [{"role": "system", "content": "be brief"},
+                     {"role": "user", "content": [{"type": "text", "text": "what is in this picture"},
+                                                  {"type": "image_url", "image_url": {"url": PIXEL}}]}]
+    chat = await client.chat.completions.create(model="gemini-2.5-flash", messages=messages, max_tokens=50)
+    assert chat.choices[0].message.content == "Hello from the fake Gemini"
+    assert chat.choices[0].finish_reason == "stop"
+    assert chat.usage is not None and (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (7, 5)
+    assert chat.usage.completion_tokens_details is not None
+    assert chat.usage.completion_tokens_details.reasoning_tokens == 1
+    sent = fake.last()
+    assert sent.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert sent.body["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+    assert sent.body["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png",
+                                                                   "data": PIXEL.split(",")[1]}}
+    assert sent.body["generationConfig"] == {"maxOutputTokens": 50}
+
+    stream = await client.chat.completions.create(model="gemini-2.5-flash", messages=messages, stream=True,
+                                                  stream_options={"include_usage": True}, max_tokens=3)
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert fake.last().query == {"alt": "sse"}
+
+    ask: Any = [{"role": "user", "content": "weather in Paris?"}]
+    tool = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[WEATHER],
+                                                tool_choice="required")
+    call = tool.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert tool.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    declared = fake.last().body["tools"][0]["functionDeclarations"][0]
+    assert "additionalProperties" not in declared["parameters"]
+    assert fake.last().body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+    follow: Any = [*ask, tool.choices[0].message.model_dump(exclude_none=True),
+                   {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    done = await client.chat.completions.create(model="gemini-2.5-flash", messages=follow, tools=[WEATHER])
+    assert done.choices[0].message.content == "Hello from the fake Gemini"
+    assert fake.last().body["contents"][-1] == {
+        "role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "sunny"}}}]}
+
+    stream = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[WEATHER],
+                                                  stream=True)
+    deltas = [c.choices[0].delta for c in [c async for c in stream] if c.choices]
+    calls = [d.tool_calls[0] for d in deltas if d.tool_calls]
+    assert calls[0].function is not None and calls[0].function.name == "get_weather"
+
+    await node.flush()
+    assert node.usage_totals()["app"][:3] == (5, 7 + 7 + 3 + 3 + 3, 5 + 3 + 5 + 5 + 5)
+
+
+async def test_gemini_embeddings_and_anthropic_sdk(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    fake, _ = google
+    key = await new_key(node)
+    emb = await oai(node, key).embeddings.create(model="text-embedding-004", input=["one two", "three"])
+    assert [d.embedding for d in emb.data] == [[0.5, -0.25, 2.0], [0.5, -0.25, 1.0]]  # base64 by default
+    assert fake.last().body["requests"][0]["model"] == "models/text-embedding-004"
+
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=key, max_retries=0)
+    msg = await claude.messages.create(model="gemini-2.5-flash", max_tokens=100, system="be brief",
+                                       messages=[{"role": "user", "content": "say hello"}])
+    assert msg.content[0].text == "Hello from the fake Gemini"  # type: ignore[union-attr]
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (4, 5)
+    async with claude.messages.stream(model="gemini-2.5-flash", max_tokens=100,
+                                      messages=[{"role": "user", "content": "say hello"}]) as s:
+        final = await s.get_final_message()
+    assert final.content[0].text == "Hello from the fake Gemini"  # type: ignore[union-attr]
+    assert final.usage.output_tokens == 5
+
+
+async def test_gemini_errors_are_mapped(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    hello: Any = [{"role": "user", "content": "hello"}]
+    fake.failures.append(429)
+    with pytest.raises(openai.RateLimitError) as limited:
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=hello)
+    assert limited.value.code == "rate_limit_exceeded" and limited.value.response.headers["retry-after"]
+
+    fake.max_prompt = 3
+    with pytest.raises(openai.BadRequestError) as too_long:
+        await client.chat.completions.create(model="gemini-2.5-flash",
+                                             messages=[{"role": "user", "content": "one two three four"}])
+    assert too_long.value.code == "context_length_exceeded"
+    assert "exceeds the maximum number of tokens" in too_long.value.message
+
+    fake.max_prompt = 1000
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as filtered:
+            await client.chat.completions.create(model="gemini-2.5-flash", stream=stream,  # type: ignore[call-overload]
+                                                 messages=[{"role": "user", "content": "BLOCKME now"}])
+        assert filtered.value.code == "content_filter" and "SAFETY" in filtered.value.message
+
+
+async def test_vertex_service_account_chat_stream_embeddings(
+    node: Harness, google: tuple[FakeGoogle, Path]
+) -> None:
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    hello: Any = [{"role": "user", "content": "hello there"}]
+    chat = await client.chat.completions.create(model="gemini-2.5-pro", messages=hello)
+    assert chat.choices[0].message.content == "Hello from the fake Gemini"
+    sent = fake.last()
+    assert sent.path == ("/v1/projects/proj-1/locations/us-central1/publishers/google/models/"
+                         "gemini-2.5-pro:generateContent")
+    assert sent.headers["Authorization"].startswith("Bearer ya29.")
+    stream = await client.chat.completions.create(model="gemini-2.5-pro", messages=hello, stream=True,
+                                                  stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 2
+    emb = await client.embeddings.create(model="text-embedding-005", input="a b c", encoding_format="float")
+    assert emb.data[0].embedding == [0.5, -0.25, 3.0] and emb.usage.prompt_tokens == 3  # from statistics
+    assert len([r for r in fake.requests if r.path == "/token"]) == 1  # the token is reused until it expires
