@@ -25,7 +25,7 @@ from shieldes.importers.plan import Plan
 from shieldes.importers.prices import parse_litellm_prices, plan_prices
 from shieldes.importers.source import load_document
 from shieldes.projections.commands import SetPricing
-from shieldes.projections.state import ConfigState
+from shieldes.projections.state import ConfigState, Price
 from shieldes.usage.catalog import price_rows
 
 
@@ -40,17 +40,24 @@ def pricing_group() -> None:
               help="USD per 1M prompt tokens")
 @click.option("--output", "output_per_1m", type=float, required=True, metavar="USD_PER_1M",
               help="USD per 1M completion tokens")
+@click.option("--cache-read", "cache_read_per_1m", type=float, default=None, metavar="USD_PER_1M",
+              help="USD per 1M prompt tokens read from the upstream's prompt cache (default: the input price)")
+@click.option("--cache-write", "cache_write_per_1m", type=float, default=None, metavar="USD_PER_1M",
+              help="USD per 1M prompt tokens written to the upstream's prompt cache (default: the input price)")
 @json_option
 @handle_errors
-def set_(model: str, input_per_1m: float, output_per_1m: float, as_json: bool) -> None:
-    """Set the price of MODEL (replaces an earlier price)."""
+def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
+         cache_write_per_1m: float | None, as_json: bool) -> None:
+    """Set the price of MODEL (replaces an earlier price, cache prices included)."""
     ctx = cli_context()
-    written = run(write(SetPricing(model, input_per_1m, output_per_1m)))
-    emit(
-        {"model": model, "input_per_1m": input_per_1m, "output_per_1m": output_per_1m,
-         "position": written.position},
-        as_json=ctx.as_json,
-    )
+    written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)))
+    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)
+    emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
+
+
+def _row(model: str, p: Price) -> dict[str, object]:
+    return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
+            "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m}
 
 
 @pricing_group.command("list")

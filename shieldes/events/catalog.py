@@ -89,10 +89,16 @@ class ModelAliasRemoved(Event):
 
 @dataclass(frozen=True)
 class PricingSet(Event):
+    """USD per 1M tokens. The cache prices were added as optional fields (None: bill cache tokens
+    as input tokens): older events decode unchanged and older readers ignore the new keys, so the
+    shape stays at version 1."""
+
     TYPE: ClassVar[str] = "pricing.set"
     model: str
     input_per_1m: float
     output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
 
 
 # --- teams -------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shieldes.providers.base import TokenUsage
+
 MAX_SERIES = 200
 ROUTES = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages",
@@ -91,9 +93,12 @@ class _HotSeries(Collector):
                                  ["provider"])
         tokens = CounterMetricFamily("shieldes_tokens", "tokens accounted", labels=["provider", "model", "type"])
         cost = CounterMetricFamily("shieldes_cost_usd", "cost accounted in USD", labels=["provider", "model"])
-        for (p, mo), (prompt, completion, nusd) in sorted(m._usage.items()):
+        for (p, mo), (prompt, completion, nusd, read, write) in sorted(m._usage.items()):
             tokens.add_metric([p, mo, "prompt"], prompt)
             tokens.add_metric([p, mo, "completion"], completion)
+            if read or write:  # parts of "prompt", priced apart
+                tokens.add_metric([p, mo, "cache_read"], read)
+                tokens.add_metric([p, mo, "cache_write"], write)
             cost.add_metric([p, mo], nusd / 1e9)
         yield tokens
         yield cost
@@ -114,7 +119,8 @@ class Metrics:
         self._requests: dict[tuple[str, str], int] = {}
         self._latency = _Histogram(REQUEST_BUCKETS)
         self._upstream = _Histogram(UPSTREAM_BUCKETS)
-        self._usage: dict[tuple[str, str], list[int]] = {}  # (provider, model) -> prompt, completion, nUSD
+        # (provider, model) -> prompt, completion, nUSD, cache read, cache write
+        self._usage: dict[tuple[str, str], list[int]] = {}
         # Hot-path caches: (path, status class) and provider/model resolved to their series once.
         self._req: dict[tuple[str, int], tuple[tuple[str, str], list[float]]] = {}
         self._up: dict[str, list[float]] = {}
@@ -167,18 +173,21 @@ class Metrics:
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(self._providers(provider), kind).inc()
 
-    def usage(self, provider: str, model: str, prompt: int, completion: int, nusd: int) -> None:
+    def usage(self, provider: str, model: str, usage: TokenUsage, nusd: int) -> None:
         cells = self._use.get((provider, model))
         if cells is None:
             key = (self._providers(provider), self._models(model))
             cells = self._usage.get(key)
             if cells is None:
-                cells = self._usage[key] = [0, 0, 0]
+                cells = self._usage[key] = [0, 0, 0, 0, 0]
             if len(self._use) < 4 * MAX_SERIES:
                 self._use[(provider, model)] = cells
-        cells[0] += prompt
-        cells[1] += completion
+        cells[0] += usage.prompt_tokens
+        cells[1] += usage.completion_tokens
         cells[2] += nusd
+        if usage.cache_read_tokens or usage.cache_write_tokens:
+            cells[3] += usage.cache_read_tokens
+            cells[4] += usage.cache_write_tokens
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -198,7 +198,7 @@ class Gateway:
         rate = self.prices.rate(config.pricing, route.model)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         prompt = prompt_bytes // 4
-        estimate = cost_nusd(rate, prompt, completion)
+        estimate = cost_nusd(rate, TokenUsage(prompt, completion))
         return self.meter.admit(config, self.state.usage, key, estimate, self.state.position,
                                 estimate_tokens=prompt + completion)
 
@@ -372,7 +372,7 @@ class Gateway:
     def settle(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage) -> int:
         """Account real usage of a finished call; returns its cost in nUSD."""
         rate = self.prices.rate(self.state.config.pricing, model)
-        nusd = cost_nusd(rate, usage.prompt_tokens, usage.completion_tokens)
+        nusd = cost_nusd(rate, usage)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
-        self.metrics.usage(dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        self.metrics.usage(dep.name, model, usage, nusd)
         return nusd

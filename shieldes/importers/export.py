@@ -39,7 +39,7 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             for d in sorted(state.providers.values(), key=lambda d: d.name)
         ],
         "pricing": [
-            {"model": m, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m}
+            {"model": m, **p.fields()}
             for m, p in sorted(state.pricing.items())
         ],
         "teams": [
@@ -93,6 +93,10 @@ def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             if price is not None:
                 params["input_cost_per_token"] = price.input_per_1m / 1_000_000
                 params["output_cost_per_token"] = price.output_per_1m / 1_000_000
+                if price.cache_read_per_1m is not None:
+                    params["cache_read_input_token_cost"] = price.cache_read_per_1m / 1_000_000
+                if price.cache_write_per_1m is not None:
+                    params["cache_creation_input_token_cost"] = price.cache_write_per_1m / 1_000_000
             model_list.append({"model_name": model, "litellm_params": params})
     return {"model_list": model_list}, warnings
 

@@ -95,7 +95,9 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         ):
             plan.changes.append(Change("pricing", price.model, "unchanged", detail))
             continue
-        plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m))
+        # The import formats carry no cache prices: keep the ones already set.
+        cache = (current.cache_read_per_1m, current.cache_write_per_1m) if current else (None, None)
+        plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m, *cache))
         plan.changes.append(Change("pricing", price.model, "add" if current is None else "update", detail))
     return plan
 

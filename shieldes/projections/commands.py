@@ -101,6 +101,10 @@ def check_money(what: str, amount: float) -> float:
     return float(amount)
 
 
+def _optional_money(what: str, amount: float | None) -> float | None:
+    return None if amount is None else check_money(what, amount)
+
+
 def check_limit(what: str, value: int | None) -> int | None:
     if value is not None and (value <= 0 or value > 10**12):
         raise CommandRejected(f"{what} must be a positive whole number, got {value}; omit it for no limit")
@@ -183,6 +187,8 @@ class SetPricing:
     model: str
     input_per_1m: float
     output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +390,8 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                     command.model,
                     check_money("--input price", command.input_per_1m),
                     check_money("--output price", command.output_per_1m),
+                    _optional_money("--cache-read price", command.cache_read_per_1m),
+                    _optional_money("--cache-write price", command.cache_write_per_1m),
                 )
             ]
         case CreateTeam():

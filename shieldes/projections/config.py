@@ -71,7 +71,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
         case ModelAliasRemoved():
             return replace(state, aliases=_without(state.aliases, event.name))
         case PricingSet():
-            price = Price(event.input_per_1m, event.output_per_1m)
+            price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
+                          event.cache_write_per_1m)
             return replace(state, pricing=_with(state.pricing, event.model, price))
         case TeamCreated():
             return replace(

@@ -47,8 +47,22 @@ class ModelAlias:
 
 @dataclass(frozen=True, slots=True)
 class Price:
+    """USD per 1M tokens. Cache reads/writes (prompt-caching upstreams report them apart from
+    other input tokens) cost the input price unless set."""
+
     input_per_1m: float
     output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
+
+    def fields(self) -> dict[str, float]:
+        """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
+        out = {"input_per_1m": self.input_per_1m, "output_per_1m": self.output_per_1m}
+        if self.cache_read_per_1m is not None:
+            out["cache_read_per_1m"] = self.cache_read_per_1m
+        if self.cache_write_per_1m is not None:
+            out["cache_write_per_1m"] = self.cache_write_per_1m
+        return out
 
 
 @dataclass(frozen=True, slots=True)

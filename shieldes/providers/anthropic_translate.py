@@ -285,19 +285,25 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
     """Cache reads and writes are input tokens too (billed at their own rates upstream)."""
     if not isinstance(usage, dict):
         return TokenUsage(0, 0)
-    prompt = sum(
-        int(usage.get(k) or 0)
-        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
-    return TokenUsage(prompt_tokens=prompt, completion_tokens=int(usage.get("output_tokens") or 0))
+    read = _count(usage.get("cache_read_input_tokens"))
+    write = _count(usage.get("cache_creation_input_tokens"))
+    return TokenUsage(_count(usage.get("input_tokens")) + read + write, _count(usage.get("output_tokens")),
+                      cache_read_tokens=read, cache_write_tokens=write)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _usage_dict(usage: TokenUsage) -> Body:
-    return {
+    out: Body = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
+    if usage.cache_read_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return out
 
 
 def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:

@@ -14,8 +14,13 @@ Body = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
+    """`prompt_tokens` counts every input token, cache reads and writes included (they are parts
+    of it, reported apart because they cost a different price)."""
+
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class UpstreamFailure(Exception):

@@ -248,4 +248,8 @@ def parse_usage(usage: object) -> TokenUsage | None:
     completion = usage.get("completion_tokens") or 0
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if isinstance(cached, int) and 0 < cached <= prompt:
+        return TokenUsage(prompt, completion, cache_read_tokens=cached)
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)

@@ -86,7 +86,10 @@ def config_to_plain(c: ConfigState) -> Plain:
                 "options": dict(d.options)}
             for n, d in c.providers.items()
         },
-        "pricing": {m: [p.input_per_1m, p.output_per_1m] for m, p in c.pricing.items()},
+        "pricing": {
+            m: [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m]
+            for m, p in c.pricing.items()
+        },
         "teams": {t.id: {"name": t.name, "budget": _budget(t.budget)} for t in c.teams.values()},
         "keys": {
             k.id: {
@@ -118,7 +121,7 @@ def config_from_plain(p: Plain) -> ConfigState:
                           d.get("responses", "translate"), dict(d.get("options", {})))
             for n, d in p["providers"].items()
         },
-        pricing={m: Price(v[0], v[1]) for m, v in p["pricing"].items()},
+        pricing={m: Price(*v) for m, v in p["pricing"].items()},  # 2 or 4 numbers
         teams={i: Team(i, t["name"], _budget_from(t["budget"])) for i, t in p["teams"].items()},
         keys={
             i: VirtualKey(

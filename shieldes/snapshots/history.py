@@ -71,7 +71,7 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
         }
     for model, p in state.pricing.items():
         out[("pricing", model)] = {
-            "model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
+            "model": model, **p.fields(),
         }
     for t in state.teams.values():
         out[("team", t.id)] = {"id": t.id, "name": t.name, "budget": _budget(t.budget)}

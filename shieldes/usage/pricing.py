@@ -3,23 +3,54 @@
 A price is USD per 1M tokens; one token at $1/1M costs 1000 nUSD, so a price is turned into an
 integer nUSD-per-token rate once (resolution: $0.001 per 1M tokens) and cost is an exact integer
 product. `pricing.set` events override the shipped catalog (shieldes/pricing/catalog.json).
+
+Prompt caching: upstreams report cache reads (Anthropic `cache_read_input_tokens`, OpenAI
+`prompt_tokens_details.cached_tokens`) and cache writes (Anthropic `cache_creation_input_tokens`)
+as parts of the input. Those parts cost the model's cache-read / cache-write price; a model
+without one bills them at its input price.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from shieldes.projections.state import Price
+from shieldes.providers.base import TokenUsage
 from shieldes.usage.catalog import shipped
 
 
-def default_prices() -> Mapping[str, tuple[float, float]]:
-    """(input, output) USD per 1M tokens of every model in the shipped catalog (usage/catalog.py)."""
-    return {m: (e.input_per_1m, e.output_per_1m) for m, e in shipped().items()}
+def default_prices() -> Mapping[str, Price]:
+    """Every model of the shipped catalog (usage/catalog.py), cache prices included."""
+    return {m: Price(e.input_per_1m, e.output_per_1m, e.cache_read_per_1m, e.cache_write_per_1m)
+            for m, e in shipped().items()}
+
+
+class Rate(NamedTuple):
+    """nUSD per token."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+
+NO_RATE = Rate(0, 0, 0, 0)
 
 
 def nusd_per_token(usd_per_1m: float) -> int:
     return round(usd_per_1m * 1000)
+
+
+def rate_of(price: Price) -> Rate:
+    input_ = nusd_per_token(price.input_per_1m)
+    read, write = price.cache_read_per_1m, price.cache_write_per_1m
+    return Rate(
+        input_,
+        nusd_per_token(price.output_per_1m),
+        input_ if read is None else nusd_per_token(read),
+        input_ if write is None else nusd_per_token(write),
+    )
 
 
 class PriceTable:
@@ -29,19 +60,19 @@ class PriceTable:
 
     def __init__(self) -> None:
         self._source: Mapping[str, Price] | None = None
-        self._rates: dict[str, tuple[int, int]] = {}
+        self._rates: dict[str, Rate] = {}
 
-    def rates(self, pricing: Mapping[str, Price]) -> dict[str, tuple[int, int]]:
+    def rates(self, pricing: Mapping[str, Price]) -> dict[str, Rate]:
         if pricing is not self._source:
-            rates = {m: (nusd_per_token(i), nusd_per_token(o)) for m, (i, o) in default_prices().items()}
+            rates = {m: rate_of(p) for m, p in default_prices().items()}
             for model, price in pricing.items():
-                rates[model] = (nusd_per_token(price.input_per_1m), nusd_per_token(price.output_per_1m))
+                rates[model] = rate_of(price)
             self._rates, self._source = rates, pricing
         return self._rates
 
-    def rate(self, pricing: Mapping[str, Price], model: str) -> tuple[int, int]:
-        """(input, output) nUSD per token; (0, 0) for a model without a price."""
-        return self.rates(pricing).get(model, (0, 0))
+    def rate(self, pricing: Mapping[str, Price], model: str) -> Rate:
+        """The model's rates; all zero for a model without a price."""
+        return self.rates(pricing).get(model, NO_RATE)
 
     def priced(self, pricing: Mapping[str, Price], model: str) -> bool:
         """A price is known (a shipped default or `pricing set`; an explicit $0 counts as priced)."""
@@ -61,5 +92,9 @@ def unpriced_warning(models: Sequence[str]) -> str:
             "--output USD_PER_1M`")
 
 
-def cost_nusd(rate: tuple[int, int], prompt_tokens: int, completion_tokens: int) -> int:
-    return prompt_tokens * rate[0] + completion_tokens * rate[1]
+def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
+    """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates."""
+    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    plain = max(0, usage.prompt_tokens - cached)
+    return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
+            + usage.cache_write_tokens * rate.cache_write + usage.completion_tokens * rate.output)

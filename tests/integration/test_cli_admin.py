@@ -74,6 +74,13 @@ def test_pricing_and_team(database_url: str) -> None:
     ok(database_url, "pricing", "set", "gpt-4o", "--input", "2", "--output", "8")
     assert [(r["model"], r["input_per_1m"], r["output_per_1m"]) for r in
             ok(database_url, "pricing", "list", "--source", "override")] == [("gpt-4o", 2.0, 8.0)]
+    ok(database_url, "pricing", "set", "claude-x", "--input", "3", "--output", "15", "--cache-read", "0.3",
+       "--cache-write", "3.75")
+    assert [(r["model"], r["cache_read_per_1m"], r["cache_write_per_1m"]) for r in
+            ok(database_url, "pricing", "list", "--source", "override")] == [("claude-x", 0.3, 3.75),
+                                                                            ("gpt-4o", None, None)]
+    refused = invoke(database_url, "pricing", "set", "m", "--input", "1", "--output", "1", "--cache-read", "-1")
+    assert refused.exit_code != 0 and "--cache-read price" in refused.output
     team = ok(database_url, "team", "create", "eng", "--budget", "100", "--budget-period", "1mo")
     assert team["id"].startswith("team_") and team["budget_period"] == "1mo"
     ok(database_url, "team", "create", "ops")

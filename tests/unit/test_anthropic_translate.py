@@ -284,7 +284,7 @@ def test_message_response_to_chat_with_text_tools_and_cache_usage() -> None:
         },
     }
     body, usage = messages_response_to_chat(resp, "claude-x", created=1700000000)
-    assert usage == TokenUsage(prompt_tokens=17, completion_tokens=7)
+    assert usage == TokenUsage(prompt_tokens=17, completion_tokens=7, cache_read_tokens=5, cache_write_tokens=2)
     assert body == {
         "id": "msg_01",
         "object": "chat.completion",
@@ -308,7 +308,8 @@ def test_message_response_to_chat_with_text_tools_and_cache_usage() -> None:
                 "finish_reason": "tool_calls",
             }
         ],
-        "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24},
+        "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24,
+                  "prompt_tokens_details": {"cached_tokens": 5}},
     }
 
 
