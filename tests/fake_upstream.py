@@ -66,6 +66,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: Any
+    raw: bytes = b""  # the body's bytes as received
 
 
 @dataclass
@@ -106,6 +107,8 @@ class FakeUpstream:
         self.models = models
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
         self.requests: list[Recorded] = []
+        self.sent: list[bytes] = []  # the body bytes of every answer, stream frames joined
+        self.prompt_cache: set[str] = set()  # prefixes marked with cache_control (prompt caching)
         self.faults: dict[str, list[Fault]] = {}
         self._host, self._port = host, port
         self._rand = random.Random(seed)
@@ -123,6 +126,7 @@ class FakeUpstream:
         app.router.add_post(MESSAGES_PATH, self._messages)
         app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post(RESPONSES_PATH + "/input_tokens", self._input_tokens)
+        app.router.add_post(MESSAGES_PATH + "/count_tokens", self._count_tokens)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
@@ -201,6 +205,7 @@ class FakeUpstream:
                 dict(request.query),
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
+                raw,
             )
         )
         fault = self._take_fault(request.path)
@@ -265,6 +270,7 @@ class FakeUpstream:
             headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
+        sent: list[bytes] = []
         if fault and fault.error_after is not None:
             error = {"type": fault.stream_error or "server_error", "message": fault.message or "Overloaded"}
             anthropic = request.path == MESSAGES_PATH
@@ -293,7 +299,9 @@ class FakeUpstream:
             if fault and fault.chunk_delay:
                 await asyncio.sleep(fault.chunk_delay)
             await resp.write(frame)
+            sent.append(frame)
         await resp.write_eof()
+        self.sent.append(b"".join(sent))
         return resp
 
     # --- OpenAI ----------------------------------------------------------------------------------
@@ -490,6 +498,7 @@ class FakeUpstream:
         )
         reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
         input_tokens = count_words(body.get("system")) + count_words(messages)
+        cache_read, cache_write = wire.prompt_cache(body, self.prompt_cache)
         output_tokens = self.completion_tokens if tool else reply.tokens
         if tool:
             stop_reason = "tool_use"
@@ -501,6 +510,8 @@ class FakeUpstream:
                 reply.finish, "stop_sequence" if reply.stop_sequence else "end_turn"
             )
             content = [{"type": "text", "text": reply.text}]
+        if (body.get("thinking") or {}).get("type") == "enabled":
+            content.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "c2lnbmF0dXJl"})
         message = {
             "id": self._id("msg_01", 22),
             "type": "message",
@@ -510,17 +521,31 @@ class FakeUpstream:
             "stop_reason": stop_reason,
             "stop_sequence": reply.stop_sequence,
             "usage": {
-                "input_tokens": input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "input_tokens": input_tokens - cache_read - cache_write,
+                "cache_creation_input_tokens": cache_write,
+                "cache_read_input_tokens": cache_read,
                 "output_tokens": output_tokens,
                 "service_tier": "standard",
             },
         }
         if not body.get("stream"):
-            return web.json_response(message)
+            return self._json(message)
         frames = wire.message_frames(message)
         return await self._sse(request, fault, frames)
+
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, _fault, error = await self._begin(request, anthropic=True)
+        if error:
+            return error
+        if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+            return wire.error(400, "model and messages: Field required", True)
+        return self._json({"input_tokens": count_words(body.get("system")) + count_words(body["messages"])})
+
+    def _json(self, obj: Any) -> web.Response:
+        raw = json.dumps(obj).encode()
+        self.sent.append(raw)
+        return web.Response(body=raw, content_type="application/json")
 
 
 def main() -> None:

@@ -151,8 +151,50 @@ def chat_frames(
     return frames
 
 
+def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int]:
+    """(cache read, cache write) input tokens as Anthropic prompt caching counts them: the prefix
+    of system and message blocks up to the last `cache_control` mark is read from the cache when
+    an earlier request wrote the same prefix, else written to it."""
+    blocks: list[Any] = []
+    system = body.get("system")
+    if isinstance(system, list):
+        blocks += system
+    for msg in body.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        blocks += content if isinstance(content, list) else [content]
+    marks = [i for i, b in enumerate(blocks) if isinstance(b, dict) and b.get("cache_control")]
+    if not marks:
+        return 0, 0
+    prefix = blocks[: marks[-1] + 1]
+    key = json.dumps(prefix, sort_keys=True)
+    words = sum(len(str(b.get("text", "")).split()) for b in prefix if isinstance(b, dict))
+    if key in cache:
+        return words, 0
+    cache.add(key)
+    return 0, words
+
+
+def _block_frames(index: int, block: dict[str, Any]) -> list[bytes]:
+    if block["type"] == "tool_use":
+        opening = {**block, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in split(json.dumps(block["input"]))]
+    elif block["type"] == "thinking":
+        opening = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
+    else:
+        opening = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"])]
+    return [
+        event("content_block_start", {"type": "content_block_start", "index": index, "content_block": opening}),
+        *[event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+          for d in deltas],
+        event("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
+
+
 def message_frames(message: dict[str, Any]) -> list[bytes]:
-    """The Anthropic event stream of a one-block `message`, as the Messages API sends it."""
+    """The Anthropic event stream of `message`, as the Messages API sends it."""
     start = {
         **message,
         "content": [],
@@ -160,22 +202,11 @@ def message_frames(message: dict[str, Any]) -> list[bytes]:
         "stop_sequence": None,
         "usage": {**message["usage"], "output_tokens": 1},
     }
-    block = message["content"][0]
-    if block["type"] == "tool_use":
-        opening = {**block, "input": {}}
-        deltas = [{"type": "input_json_delta", "partial_json": p} for p in split(json.dumps(block["input"]))]
-    else:
-        opening = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"])]
+    blocks = [f for i, block in enumerate(message["content"]) for f in _block_frames(i, block)]
     return [
         event("message_start", {"type": "message_start", "message": start}),
         event("ping", {"type": "ping"}),
-        event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opening}),
-        *[
-            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d})
-            for d in deltas
-        ],
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        *blocks,
         event(
             "message_delta",
             {

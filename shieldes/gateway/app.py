@@ -11,9 +11,10 @@ from aiohttp import web
 
 from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.messages import add_messages_routes
 from shieldes.gateway.middleware import Handler, handle_errors
 from shieldes.gateway.responses_routes import RESPONSES, add_responses_routes
-from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
+from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
 from shieldes.gateway.service import Gateway
 from shieldes.responses.service import ResponseStore
 
@@ -60,7 +61,9 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
             return resp
         finally:
             in_flight.count -= 1
-            metrics.observe_request(request.path, status, time.perf_counter() - started)
+            resource = request.match_info.route.resource  # its canonical path keeps labels bounded
+            metrics.observe_request(request.path if resource is None else resource.canonical, status,
+                                    time.perf_counter() - started)
 
     metrics.count_in_flight(lambda: in_flight.count)
     # client_max_size makes aiohttp refuse bodies over the cap while reading (413 via our errors).
@@ -72,5 +75,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[RESPONSES] = responses
     add_routes(app)
     add_responses_routes(app)
+    add_messages_routes(app)
     add_admin_routes(app, admin)
+    add_unversioned_aliases(app)  # last: every /v1 route above gets its bare form
     return app

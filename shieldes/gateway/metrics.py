@@ -22,8 +22,9 @@ from shieldes.providers.base import TokenUsage
 
 MAX_SERIES = 200
 ROUTES = frozenset({
-    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages",
-    "/health", "/ready", "/metrics", "/v1/responses", "/v1/responses/input_tokens",
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}",
+    "/v1/messages", "/v1/messages/count_tokens", "/health", "/ready", "/metrics", "/v1/responses",
+    "/v1/responses/input_tokens",
 })
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -132,6 +133,7 @@ class Metrics:
         self.in_flight.set_function(current)
 
     def route(self, path: str) -> str:
+        """The route label: a known route path; the same without /v1 counts as the /v1 route."""
         if path in ROUTES:
             return path
         if path.startswith(("/v1/responses/", "/responses/")):  # ids become one label each route
@@ -139,6 +141,8 @@ class Metrics:
             if v1 in ROUTES:
                 return v1
             return "/v1/responses/{id}/input_items" if path.endswith("/input_items") else "/v1/responses/{id}"
+        if "/v1" + path in ROUTES:
+            return "/v1" + path
         return "other"
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:

@@ -37,20 +37,37 @@ def request_id(request: web.Request) -> str:
     return str(rid)
 
 
+# Anthropic's error types by status, for the routes Anthropic clients call.
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    529: "overloaded_error"}
+
+
+def anthropic_route(path: str) -> bool:
+    """Routes of the Anthropic Messages API (with or without the /v1 prefix)."""
+    return "/messages" in path
+
+
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+                   headers: dict[str, str] | None = None, *, anthropic: bool = False) -> web.Response:
+    """The OpenAI error shape; on Anthropic routes Anthropic's (`{"type": "error", "error": {"type",
+    "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`."""
+    if anthropic:
+        kind = _ANTHROPIC_TYPES.get(status, "api_error")
+        body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
+    else:
+        body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
     resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
     resp.headers[REQUEST_ID] = rid
     return resp
 
 
-def render_error(exc: ShieldesError, rid: str) -> web.Response:
+def render_error(exc: ShieldesError, rid: str, *, anthropic: bool = False) -> web.Response:
     headers = dict(exc.headers)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
     status = exc.status if 400 <= exc.status <= 599 else 500
-    return error_response(status, exc.type, exc.code, exc.message, rid, headers)
+    return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic)
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -76,7 +93,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         resp = await handler(request)
     except ShieldesError as exc:
-        return render_error(exc, rid)
+        return render_error(exc, rid, anthropic=anthropic_route(request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

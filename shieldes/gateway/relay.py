@@ -142,7 +142,8 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
             await aclose()
 
 
-def final_usage(stream: ChunkStream, tally: Tally, prompt_bytes: int) -> TokenUsage:
-    if stream.usage is not None:
-        return stream.usage
+def final_usage(reported: TokenUsage | None, tally: Tally, prompt_bytes: int) -> TokenUsage:
+    """The upstream's usage of a stream if it reported one, else an estimate."""
+    if reported is not None:
+        return reported
     return TokenUsage(prompt_tokens=prompt_bytes // 4, completion_tokens=tally.content_chunks)

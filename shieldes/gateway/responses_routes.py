@@ -178,9 +178,9 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
 
 
 def add_responses_routes(app: web.Application) -> None:
-    for prefix in ("/v1", ""):
-        app.router.add_post(prefix + "/responses", create_response)
-        app.router.add_post(prefix + "/responses/input_tokens", count_input_tokens)
-        app.router.add_get(prefix + "/responses/{id}", get_response)
-        app.router.add_delete(prefix + "/responses/{id}", delete_response)
-        app.router.add_get(prefix + "/responses/{id}/input_items", list_input_items)
+    # the forms without /v1 come from routes.add_unversioned_aliases
+    app.router.add_post("/v1/responses", create_response)
+    app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
+    app.router.add_get("/v1/responses/{id}", get_response)
+    app.router.add_delete("/v1/responses/{id}", delete_response)
+    app.router.add_get("/v1/responses/{id}/input_items", list_input_items)

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
-from shieldes.errors import BodyTooLarge, InvalidRequest, ShieldesError
+from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, request_id
-from shieldes.gateway.service import Gateway
+from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import VirtualKey
-from shieldes.providers import anthropic_translate as tr
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
-from shieldes.routing.router import Route
+from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 READINESS: web.AppKey[Callable[[], tuple[bool, dict[str, Any]]]] = web.AppKey("readiness")
 MAX_MODEL_NAME = 256
+T = TypeVar("T")
 
 
 def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
@@ -119,6 +120,17 @@ class Call:
         self.size = size
         self.res: Reservation = gw.admit(self.key, self.route, size, max_tokens, op)
 
+    async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
+        """Run `attempt` over the route's deployments; the reservation is released if none answers."""
+        try:
+            return await self.gw.attempts(self.route, attempt)
+        except BaseException:
+            self.gw.meter.release(self.res)
+            raise
+
+    def settle(self, served: RouteTarget, usage: TokenUsage) -> None:
+        self.gw.settle(self.res, served.deployment, served.model, usage)
+
     async def json(self, body: Body, raw: bytes | None = None) -> JsonResult:
         try:
             result, served = await self.gw.call(self.op, self.route, body, raw)
@@ -144,7 +156,7 @@ class Call:
             return resp
         finally:
             # settle first: the usage is final once the relay has stopped reading
-            self.gw.settle(self.res, served.deployment, served.model, relay.final_usage(stream, tally, self.size))
+            self.gw.settle(self.res, served.deployment, served.model, relay.final_usage(stream.usage, tally, self.size))
             await stream.aclose()
 
 
@@ -205,41 +217,40 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await _openai_op(request, "embeddings")
 
 
-async def messages(request: web.Request) -> web.StreamResponse:
-    """Anthropic-shaped /v1/messages, served through the OpenAI dialect."""
-    gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
-    size = len(raw)
-    model = _model(body)
-    _field(body, "messages", list, "a non-empty list of message objects", required=True)
-    max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
-    streaming = _stream_flag(body)
-    try:
-        chat = tr.messages_request_to_openai(body)
-    except ShieldesError:
-        raise
-    except Exception as exc:  # a shape the translator cannot read is the client's to fix
-        raise InvalidRequest(f"cannot read this Messages request ({type(exc).__name__}: {exc}); "
-                             "check it against the Anthropic Messages API") from None
-    call = Call(gw, request, key, "chat", chat, size, max_tokens)
-    if not streaming:
-        result = await call.json(chat)
-        return json_response(tr.openai_response_to_messages(result.body, model), call.rid, call.res.headers)
-    chat = dict(chat, stream=True)
-
-    async def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
-        async for event, data in tr.openai_chunks_to_message_events(relay.counted(stream, tally), model):
-            yield relay.frame(event, data)
-
-    return await call.stream(request, chat, render, "error")
-
-
 async def list_models(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m, owner in gw.models_for(key)]
+    models = gw.models_for(key)
+    if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
+        listed = [_anthropic_model(m) for m, _owner in models]
+        return json_response({"data": listed, "has_more": False, "first_id": listed[0]["id"] if listed else None,
+                              "last_id": listed[-1]["id"] if listed else None}, request_id(request))
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m, owner in models]
     return json_response({"object": "list", "data": data}, request_id(request))
+
+
+def _anthropic_model(model: str) -> dict[str, Any]:
+    return {"type": "model", "id": model, "display_name": model, "created_at": "1970-01-01T00:00:00Z"}
+
+
+async def get_model(request: web.Request) -> web.StreamResponse:
+    """One model the key may use, in the OpenAI shape (Anthropic's when the client sends
+    `anthropic-version`, as the anthropic SDK does); 404 when unknown or not allowed to the key."""
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    model = request.match_info["model"]
+    owner = dict(gw.models_for(key)).get(model)
+    if owner is None:
+        try:
+            owner = gw.route(key, model).deployments[0].kind
+        except ShieldesError:
+            owner = None
+    if owner is None:
+        raise NotFound(f"model {model!r} does not exist or this key may not use it; list the models "
+                       "your key may use with GET /v1/models")
+    if "anthropic-version" in request.headers:
+        return json_response(_anthropic_model(model), request_id(request))
+    return json_response({"id": model, "object": "model", "created": 0, "owned_by": owner}, request_id(request))
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -263,8 +274,40 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/metrics", metrics)
+
+
+API_PREFIX = "/v1"
+_VARIABLE = re.compile(r"\(\?P<(\w+)>([^()]*)\)")
+_DEFAULT_VARIABLE = "[^{}/]+"
+
+
+def add_unversioned_aliases(app: web.Application) -> None:
+    """Every /v1/... route also without the prefix (/chat/completions, /messages, ...), as clients
+    configured with a bare base URL call them. Run once after every route is added, so routes
+    added later get both forms too."""
+    routes = [r for r in app.router.routes() if r.resource is not None and r.method != "HEAD"]
+    taken = {(r.method, r.resource.canonical) for r in routes if r.resource is not None}
+    for route in routes:
+        assert route.resource is not None
+        path = route.resource.canonical
+        if not path.startswith(API_PREFIX + "/") or (route.method, path[len(API_PREFIX):]) in taken:
+            continue
+        taken.add((route.method, path[len(API_PREFIX):]))
+        app.router.add_route(route.method, alias_pattern(route.resource), route.handler)
+
+
+def alias_pattern(resource: web.AbstractResource) -> str:
+    """The resource's path pattern without the /v1 prefix, custom variable patterns kept
+    ({model:.+} matches names with slashes such as openai/gpt-4o)."""
+    path = resource.canonical[len(API_PREFIX):]
+    regex = resource.get_info().get("pattern")
+    if isinstance(regex, re.Pattern):
+        for name, pattern in _VARIABLE.findall(regex.pattern):
+            if pattern != _DEFAULT_VARIABLE:
+                path = path.replace("{" + name + "}", "{" + name + ":" + pattern + "}")
+    return path

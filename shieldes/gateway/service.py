@@ -47,6 +47,8 @@ from shieldes.usage.pricing import PriceTable, cost_nusd
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# One try of a call on one deployment: (provider module, target, deployment) -> result.
+Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -310,6 +312,13 @@ class Gateway:
 
         count, _served = await self._with_failover(route, body, attempt)
         return count
+
+    async def attempts(self, route: Route, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
+        """`attempt` (which builds its own request per deployment) through the same failover."""
+        async def each(provider: Provider, target: Target, dep: Deployment, _sent: Body) -> T:
+            return await attempt(provider, target, dep)
+
+        return await self._with_failover(route, {"model": route.model}, each)
 
     async def _with_failover(self, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],

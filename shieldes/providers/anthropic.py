@@ -10,6 +10,14 @@ import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.anthropic_native import (
+    ANTHROPIC_VERSION,
+    NativeAnswer,
+    NativeEventStream,
+    Passthrough,
+    open_native_stream,
+    post_native,
+)
 from shieldes.providers.anthropic_translate import (
     StreamTranslator,
     chat_request_to_anthropic,
@@ -29,7 +37,6 @@ from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.settings import Settings
 
-ANTHROPIC_VERSION = "2023-06-01"
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
@@ -89,6 +96,19 @@ class AnthropicProvider:
         stream = AnthropicChunkStream(resp, target, translator)
         await stream.prime()
         return stream
+
+
+    # --- pass-through (clients speaking the Messages API: anthropic_native) ---------------------
+
+    async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
+        return await post_native(self._session, target, "/messages", payload, passthrough, self._json_timeout)
+
+    async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:
+        return await open_native_stream(self._session, target, payload, passthrough, self._stream_timeout)
+
+    async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
+        return await post_native(self._session, target, "/messages/count_tokens", payload, passthrough,
+                                 self._json_timeout)
 
 
 class AnthropicChunkStream(UpstreamChunkStream):

@@ -2,7 +2,8 @@
 
 Outbound (the `anthropic` provider): OpenAI chat request -> Anthropic request, Anthropic response
 and stream events -> OpenAI response and chunks. Inbound (the gateway's POST /v1/messages, for
-clients using the anthropic SDK) lives in anthropic_inbound and is re-exported here.
+clients using the anthropic SDK) lives in anthropic_inbound and anthropic_replies and is
+re-exported here.
 No I/O, no clock: `created` timestamps are passed in."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.anthropic_inbound import (
-    messages_request_to_openai,
+from shieldes.providers.anthropic_inbound import messages_request_to_openai
+from shieldes.providers.anthropic_replies import (
     openai_chunks_to_message_events,
     openai_response_to_messages,
     stream_error_event,

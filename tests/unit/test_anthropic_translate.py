@@ -507,7 +507,7 @@ def test_messages_request_to_openai_full() -> None:
         ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "`model` is required"),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "`max_tokens` is required"),
         ({"model": "m", "max_tokens": 5, "messages": []}, "non-empty"),
-        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "`system`"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, '"system"'),
         (
             {
                 "model": "m",
@@ -520,10 +520,10 @@ def test_messages_request_to_openai_full() -> None:
             {
                 "model": "m",
                 "max_tokens": 5,
-                "messages": [{"role": "user", "content": "x"}],
-                "tools": [{"type": "web_search_20250305", "name": "w"}],
+                "messages": [{"role": "user", "content": [{"type": "document", "source": {
+                    "type": "url", "url": "https://example.com/a.pdf"}}]}],
             },
-            "server tool",
+            "send the document's text instead",
         ),
         (
             {
@@ -617,7 +617,8 @@ def test_openai_response_to_messages(finish: str, reason: str) -> None:
         ],
         "stop_reason": reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": 3, "output_tokens": 4},
+        "usage": {"input_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                  "output_tokens": 4},
     }
 
 
@@ -678,7 +679,8 @@ async def test_chunks_to_events_text() -> None:
         "message_start", "ping", "content_block_start", "content_block_delta", "content_block_delta",
         "content_block_stop", "message_delta", "message_stop",
     ]  # fmt: skip
-    assert events[-2][1]["usage"] == {"output_tokens": 3, "input_tokens": 5}
+    assert events[-2][1]["usage"] == {"input_tokens": 5, "cache_creation_input_tokens": 0,
+                                      "cache_read_input_tokens": 0, "output_tokens": 3}
     message = _snapshot(events)
     assert message.content[0].text == "Hello world"
     assert message.stop_reason == "end_turn"

@@ -1,0 +1,201 @@
+"""The Anthropic Messages surface: POST /v1/messages and /v1/messages/count_tokens.
+
+A deployment of type `anthropic` gets the client's request as it is (anthropic_native: only the
+model name changes) and the client gets the upstream's answer as it is. Any other deployment gets
+the request translated to OpenAI chat (anthropic_inbound) and its answer translated back; what the
+translation had to drop is named in the `x-shieldes-dropped` response header. Both ways run
+through the same admission (auth, allow-list, rpm/tpm, budget reservation) and settlement."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway import relay
+from shieldes.gateway.middleware import REQUEST_ID, request_id
+from shieldes.gateway.routes import GATEWAY, Call, _field, _model, _stream_flag, read_json
+from shieldes.projections.state import Deployment
+from shieldes.providers import anthropic_inbound as inbound
+from shieldes.providers import anthropic_replies as replies
+from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
+from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUsage
+from shieldes.usage.tokens import estimate_input_tokens
+
+DROPPED_HEADER = "x-shieldes-dropped"
+MAX_DROPPED_HEADER = 1024
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+ESTIMATE_HEADER = "x-shieldes-token-count"
+
+
+@dataclass(slots=True)
+class Answer:
+    raw: bytes
+    usage: TokenUsage | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class MessageStream(Protocol):
+    headers: dict[str, str]
+
+    @property
+    def usage(self) -> TokenUsage | None: ...
+
+    def frames(self, tally: relay.Tally) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _dropped(names: list[str]) -> dict[str, str]:
+    """The header naming what translation dropped; names may echo client text (tool types), so
+    only printable ASCII goes out, capped."""
+    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
+    return {DROPPED_HEADER: value} if names else {}
+
+
+class _Native:
+    """An upstream Anthropic event stream, relayed as it is."""
+
+    def __init__(self, stream: NativeEventStream) -> None:
+        self._stream = stream
+        self.headers: dict[str, str] = {}
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._stream.usage
+
+    async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
+        watch = self._stream.watch
+        async for raw in self._stream.frames():
+            tally.content_chunks = watch.content_events
+            yield raw
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _Translated:
+    """OpenAI chunks of a translated call, as the Anthropic event sequence."""
+
+    def __init__(self, stream: ChunkStream, model: str, dropped: list[str]) -> None:
+        self._stream = stream
+        self._model = model
+        self.headers = _dropped(dropped)
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._stream.usage
+
+    async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
+        events = replies.openai_chunks_to_message_events(relay.counted(self._stream, tally), self._model)
+        async for event, data in events:
+            yield relay.frame(event, data)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _validate(body: Body) -> int:
+    _model(body)
+    messages = _field(body, "messages", list, "a non-empty list of message objects", required=True)
+    if not messages:
+        raise InvalidRequest("field 'messages' must be a non-empty list of message objects")
+    max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
+    if max_tokens < 1:
+        raise InvalidRequest("field 'max_tokens' must be a positive integer")
+    return int(max_tokens)
+
+
+def _translate(body: Body, target: Target) -> tuple[Body, list[str]]:
+    try:
+        return inbound.translate_messages_request(body, target.model)
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # a shape the translator cannot read is the client's to fix
+        raise InvalidRequest(f"cannot read this Messages request ({type(exc).__name__}: {exc}); "
+                             "check it against the Anthropic Messages API") from None
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    max_tokens = _validate(body)
+    model = str(body["model"])
+    streaming = _stream_flag(body)
+    passthrough = Passthrough.of(request.headers, request.query_string)
+    call = Call(gw, request, key, "chat", body, len(raw), max_tokens)
+
+    if not streaming:
+        async def answer(provider: Provider, target: Target, _dep: Deployment) -> Answer:
+            if isinstance(provider, MessagesUpstream):
+                native = await provider.messages(target, native_body(body, raw, target.model), passthrough)
+                return Answer(native.raw, native.usage)
+            chat, dropped = _translate(body, target)
+            result = await provider.call("chat", target, chat)
+            message = replies.openai_response_to_messages(result.body, model)
+            return Answer(orjson.dumps(message), result.usage, _dropped(dropped))
+
+        got, served = await call.run(answer)
+        call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
+        headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, **call.res.headers, **got.headers}
+        return web.Response(body=got.raw, headers=headers)
+
+    async def open_stream(provider: Provider, target: Target, _dep: Deployment) -> MessageStream:
+        if isinstance(provider, MessagesUpstream):
+            native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
+            return _Native(native)
+        chat, dropped = _translate(body, target)
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+        return _Translated(await provider.stream("chat", target, chat), model, dropped)
+
+    stream, served = await call.run(open_stream)
+    tally = relay.Tally()
+    try:
+        resp = relay.sse_response(call.rid, {**call.res.headers, **stream.headers})
+        await relay.pump(request, resp, stream.frames(tally), tally, gw.settings.disconnect_drain_seconds,
+                         "error")
+        return resp
+    finally:
+        # settle first: the usage is final once the relay has stopped reading
+        call.settle(served, relay.final_usage(stream.usage, tally, call.size))
+        await stream.aclose()
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """Passed through to `anthropic` deployments; estimated for others (usage.tokens). Needs a key
+    that may use the model; it is neither billed nor counted against rate limits (the upstream
+    does not bill it either)."""
+    gw = request.app[GATEWAY]
+    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    _model(body)
+    _field(body, "messages", list, "a list of message objects", required=True)
+    route = gw.route(key, str(body["model"]))
+    passthrough = Passthrough.of(request.headers, request.query_string)
+
+    async def count(provider: Provider, target: Target, _dep: Deployment) -> Answer:
+        if isinstance(provider, MessagesUpstream):
+            native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
+            return Answer(native.raw, None)
+        return Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None,
+                      {ESTIMATE_HEADER: "estimate"})
+
+    if any(isinstance(gw.providers.get(d.kind), MessagesUpstream) for d in route.deployments):
+        got, _dep = await gw.attempts(route, count)
+    else:  # nothing to ask upstream
+        got = Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None,
+                     {ESTIMATE_HEADER: "estimate"})
+    headers = {"Content-Type": "application/json", REQUEST_ID: request_id(request), **got.headers}
+    return web.Response(body=got.raw, headers=headers)
+
+
+def add_messages_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)

@@ -1,0 +1,233 @@
+"""Pass-through to an Anthropic Messages upstream, for clients that already speak Messages.
+
+The client's own body goes out as it is (only `model` is set to the upstream's name, so system
+blocks, cache_control, thinking, top_k, documents, unknown future fields... all arrive), with the
+client's `anthropic-*` headers (version, beta flags) and query string (`?beta=true`). The answer's
+bytes come back as they are; they are read on the side only for usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+import orjson
+
+from shieldes.providers.anthropic_translate import usage_from_anthropic
+from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.http import (
+    TRANSPORT_ERRORS,
+    invalid_response,
+    join_endpoint,
+    open_event_stream,
+    post_for_object,
+    transport_failure,
+)
+from shieldes.providers.sse import SSEDecoder
+
+ANTHROPIC_VERSION = "2023-06-01"
+FORWARDED_PREFIX = "anthropic-"
+_RETRYABLE_STREAM_ERRORS = ("overloaded_error", "api_error", "rate_limit_error")
+
+
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """What of the client's request travels with its body: `anthropic-*` headers (lower-case
+    names) and the raw query string."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str], query: str) -> Passthrough:
+        return cls({k.lower(): v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)}, query)
+
+
+def native_body(body: Body, raw: bytes, model: str) -> bytes:
+    """The client's bytes when they already name `model`; else the same JSON with `model` replaced
+    in place (key order and every other value kept)."""
+    if body.get("model") == model:
+        return raw
+    return orjson.dumps(dict(body, model=model))
+
+
+def native_headers(target: Target, passthrough: Passthrough) -> dict[str, str]:
+    headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
+               **passthrough.headers}
+    if target.api_key:
+        headers["x-api-key"] = target.api_key
+    return headers
+
+
+def native_url(base_url: str, path: str, query: str) -> str:
+    url = join_endpoint(base_url, path)
+    if not query:
+        return url
+    return url + ("&" if "?" in url else "?") + query
+
+
+@runtime_checkable
+class MessagesUpstream(Protocol):
+    """A provider module that speaks the Messages API natively (takes pass-through calls)."""
+
+    async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer: ...
+
+    async def messages_stream(self, target: Target, payload: bytes,
+                              passthrough: Passthrough) -> NativeEventStream: ...
+
+    async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer: ...
+
+
+@dataclass(slots=True)
+class NativeAnswer:
+    raw: bytes  # the upstream's bytes, for the client as they are
+    body: Body
+    usage: TokenUsage | None
+
+
+async def post_native(session: aiohttp.ClientSession, target: Target, path: str, payload: bytes,
+                      passthrough: Passthrough, timeout: aiohttp.ClientTimeout) -> NativeAnswer:
+    data, raw = await post_for_object(session, target, native_url(target.base_url, path, passthrough.query),
+                                      payload, native_headers(target, passthrough), timeout)
+    usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
+    return NativeAnswer(raw, data, usage)
+
+
+async def open_native_stream(session: aiohttp.ClientSession, target: Target, payload: bytes,
+                             passthrough: Passthrough, timeout: aiohttp.ClientTimeout) -> NativeEventStream:
+    resp = await open_event_stream(session, target, native_url(target.base_url, "/messages", passthrough.query),
+                                   payload, native_headers(target, passthrough), timeout)
+    if resp.content_type == "application/json":
+        resp.release()
+        raise invalid_response(target, "a JSON body instead of an event stream")
+    stream = NativeEventStream(resp, target)
+    await stream.prime()
+    return stream
+
+
+class UsageWatch:
+    """Reads Anthropic events on the side: usage (message_start holds the input and cache counts,
+    message_delta the cumulative output), content events (for an estimate), the end."""
+
+    def __init__(self) -> None:
+        self.input: Body = {}
+        self.output = 0
+        self.started = False
+        self.done = False
+        self.errored = False  # the upstream ended the stream with its own `error` event
+        self.content_events = 0
+
+    def see(self, event: str, data: bytes) -> Body | None:
+        try:
+            parsed: Any = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        kind = parsed.get("type", event)
+        if kind == "message_start":
+            message = parsed.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            self.started = True
+            if isinstance(usage, dict):
+                self.input = usage
+                self.output = int(usage.get("output_tokens") or 0)
+        elif kind == "content_block_delta":
+            self.content_events += 1
+        elif kind == "message_delta":
+            usage = parsed.get("usage")
+            if isinstance(usage, dict):
+                if isinstance(usage.get("output_tokens"), int):
+                    self.output = usage["output_tokens"]  # cumulative, not a delta
+                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+                    if isinstance(usage.get(key), int):
+                        self.input = {**self.input, key: usage[key]}
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            self.errored = True
+        return parsed
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        if not self.started:
+            return None
+        return usage_from_anthropic({**self.input, "output_tokens": self.output})
+
+
+class NativeEventStream:
+    """One upstream event stream relayed byte for byte (`frames()`: the bytes of each read)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+        self._resp = resp
+        self._target = target
+        self._decoder = SSEDecoder()
+        self.watch = UsageWatch()
+        self._head: list[bytes] = []
+        self._gen: AsyncGenerator[bytes, None] | None = None
+        self._released = False
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self.watch.usage
+
+    def _feed(self, raw: bytes) -> list[tuple[str, Body | None]]:
+        return [(event, self.watch.see(event, data)) for event, data in self._decoder.feed(raw)]
+
+    async def prime(self) -> None:
+        """Read up to the first event, so that an upstream failing at once (an `error` event
+        first, an overloaded or silent upstream) fails here, while another deployment can still
+        be tried."""
+        try:
+            while True:
+                raw = await self._resp.content.readany()
+                if not raw:
+                    return
+                self._head.append(raw)
+                events = self._feed(raw)
+                if events:
+                    event, parsed = events[0]
+                    if parsed is not None and parsed.get("type", event) == "error":
+                        err = parsed.get("error")
+                        err = err if isinstance(err, dict) else {}
+                        self._release()
+                        raise UpstreamFailure(str(err.get("message") or "upstream error"), status=None,
+                                              retryable=err.get("type") in _RETRYABLE_STREAM_ERRORS, body=parsed)
+                    return
+        except TRANSPORT_ERRORS as exc:
+            self._release()
+            raise transport_failure(self._target, exc) from exc
+
+    def frames(self) -> AsyncGenerator[bytes, None]:
+        if self._gen is None:
+            self._gen = self._frames()
+        return self._gen
+
+    async def _frames(self) -> AsyncGenerator[bytes, None]:
+        try:
+            while self._head:
+                yield self._head.pop(0)
+            async for raw in self._resp.content.iter_any():
+                self._feed(raw)
+                yield raw
+            if not self.watch.done and not self.watch.errored:
+                raise invalid_response(self._target, "the event stream ended before message_stop")
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self.watch.done:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        self._release()

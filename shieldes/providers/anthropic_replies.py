@@ -1,0 +1,232 @@
+"""OpenAI chat answers as Anthropic Messages answers, for the gateway's POST /v1/messages when a
+non-Anthropic deployment served it: a chat.completion as a message, chat chunks as the Anthropic
+SSE event sequence. Pure; upstream data is read defensively (a 500 must not follow from an odd
+OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from shieldes.providers.base import Body
+
+_STOP: dict[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def finish_to_stop_reason(finish: str | None) -> str:
+    return _STOP.get(finish or "stop", "end_turn")
+
+
+# --- response: OpenAI chat.completion -> Anthropic message ------------------------------------------
+
+
+def _message_id(openai_id: Any) -> str:
+    return (
+        openai_id
+        if isinstance(openai_id, str) and openai_id.startswith("msg")
+        else f"msg_{openai_id or 'shieldes'}"
+    )
+
+
+def _tool_input(arguments: Any) -> Body:
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
+    except orjson.JSONDecodeError:
+        parsed = None
+    # Anthropic tool input is always an object; keep malformed model output visible, not lost.
+    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
+
+
+def _anthropic_usage(usage: Any) -> Body:
+    """OpenAI usage in Anthropic terms: cached prompt tokens are `cache_read_input_tokens`, apart
+    from `input_tokens` (Anthropic counts them apart)."""
+    usage = _obj(usage)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt = prompt if isinstance(prompt, int) else 0
+    details = _obj(usage.get("prompt_tokens_details"))
+    cached = details.get("cached_tokens")
+    cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
+    return {
+        "input_tokens": prompt - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": completion if isinstance(completion, int) else 0,
+    }
+
+
+def openai_response_to_messages(resp: Body, model: str) -> Body:
+    """An OpenAI chat.completion as an Anthropic message."""
+    choices = _objs(resp.get("choices"))
+    choice = choices[0] if choices else {}
+    message = _obj(choice.get("message"))
+    content: list[Body] = []
+    text = message.get("content")
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    for call in _objs(message.get("tool_calls")):
+        fn = _obj(call.get("function"))
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": fn.get("name"),
+                "input": _tool_input(fn.get("arguments")),
+            }
+        )
+    return {
+        "id": _message_id(resp.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": finish_to_stop_reason(choice.get("finish_reason")),
+        "stop_sequence": None,
+        "usage": _anthropic_usage(resp.get("usage")),
+    }
+
+
+# --- stream: OpenAI chunks -> Anthropic events -------------------------------------------------------
+
+
+def stream_error_event(message: str, kind: str = "api_error") -> tuple[str, Body]:
+    """The event that ends an Anthropic stream which failed after it started (the anthropic SDK
+    raises it as an APIError). `kind`: api_error, overloaded_error, rate_limit_error, ..."""
+    return "error", {"type": "error", "error": {"type": kind, "message": message}}
+
+
+async def openai_chunks_to_message_events(
+    chunks: AsyncIterator[Body], model: str
+) -> AsyncIterator[tuple[str, Body]]:
+    """OpenAI chat chunks as the Anthropic SSE event sequence: message_start, ping, per content
+    block content_block_start / content_block_delta... / content_block_stop, message_delta (stop
+    reason and usage), message_stop. Tool calls are expected one after another (as OpenAI streams
+    them); late fragments of an already closed tool call are dropped. An UpstreamFailure from
+    `chunks` propagates: the caller ends the stream with `stream_error_event`."""
+    started = False
+    block = -1  # index of the open Anthropic content block, -1 when none is open
+    open_kind: str | None = None  # "text" or "tool"
+    open_tool: int | None = None  # OpenAI tool_calls index of the open tool block
+    closed_tools: set[int] = set()
+    finish: str | None = None
+    usage: Any = None
+
+    def start(chunk: Body) -> tuple[str, Body]:
+        return "message_start", {
+            "type": "message_start",
+            "message": {
+                "id": _message_id(chunk.get("id")),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            },
+        }
+
+    def close() -> tuple[str, Body]:
+        return "content_block_stop", {"type": "content_block_stop", "index": block}
+
+    async for chunk in chunks:
+        if not started:
+            started = True
+            yield start(chunk)
+            yield "ping", {"type": "ping"}
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in _objs(chunk.get("choices")):
+            delta = _obj(choice.get("delta"))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if open_kind != "text":
+                    if open_kind is not None:
+                        yield close()
+                        if open_tool is not None:
+                            closed_tools.add(open_tool)
+                    block, open_kind, open_tool = block + 1, "text", None
+                    yield (
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": block,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    )
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": block,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
+            for call in _objs(delta.get("tool_calls")):
+                index = call.get("index", 0)
+                index = index if isinstance(index, int) else 0
+                fn = _obj(call.get("function"))
+                if index in closed_tools:
+                    continue
+                if open_kind != "tool" or open_tool != index:
+                    if open_kind is not None:
+                        yield close()
+                        if open_tool is not None:
+                            closed_tools.add(open_tool)
+                    block, open_kind, open_tool = block + 1, "tool", index
+                    yield (
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": block,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": call.get("id") or f"toolu_{index}",
+                                "name": fn.get("name") or "",
+                                "input": {},
+                            },
+                        },
+                    )
+                if fn.get("arguments"):
+                    yield (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": block,
+                            "delta": {
+                                "type": "input_json_delta",
+                                "partial_json": fn["arguments"],
+                            },
+                        },
+                    )
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+    if not started:
+        yield start({})
+    if open_kind is not None:
+        yield close()
+    totals = _anthropic_usage(usage)
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": finish_to_stop_reason(finish), "stop_sequence": None},
+            "usage": totals,
+        },
+    )
+    yield "message_stop", {"type": "message_stop"}

@@ -1,0 +1,183 @@
+"""POST /v1/messages and /v1/messages/count_tokens with the official anthropic SDK against a real
+node: to an `anthropic` deployment the request and the answer pass through unchanged (compared
+with what the fake upstream received and sent), cache tokens are billed at the cache prices."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import anthropic
+import pytest
+
+from shieldes.projections.commands import SetPricing
+from tests.integration.gateway_harness import UPSTREAM_KEY, harness
+
+MODEL = "claude-3-5-haiku-latest"
+BETAS = ["prompt-caching-2024-07-31", "interleaved-thinking-2025-05-14"]
+LONG_SYSTEM = "You are a careful assistant who answers in one short sentence. " * 4
+
+
+def _capturing_client(base: str, secret: str, sent: list[Any]) -> anthropic.AsyncAnthropic:
+    """A client that keeps every HTTP request it sends (its body bytes, its headers)."""
+
+    async def hook(request: Any) -> None:
+        sent.append(request)
+
+    http = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [hook]})
+    return anthropic.AsyncAnthropic(base_url=base, api_key=secret, max_retries=0, http_client=http)
+
+
+def _rich_request(**extra: Any) -> dict[str, Any]:
+    """What Claude Code-style clients send: system blocks with cache_control, thinking, top_k,
+    service_tier, metadata, a document with citations, an image, tools, a tool choice."""
+    base = dict(
+        model=MODEL,
+        max_tokens=2048,
+        system=[{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": [
+            {"type": "document", "title": "notes", "citations": {"enabled": True},
+             "source": {"type": "text", "media_type": "text/plain", "data": "The sky is blue."}},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "text", "text": "What colour is the sky?", "cache_control": {"type": "ephemeral"}},
+        ]}],
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        service_tier="auto",
+        metadata={"user_id": "user-42"},
+        tools=[{"name": "lookup", "description": "look it up", "input_schema": {"type": "object"},
+                "cache_control": {"type": "ephemeral"}}],
+        tool_choice={"type": "none"},
+        # sampling fields this SDK version no longer names, and a field no SDK knows yet
+        extra_body={"top_k": 40, "future_field": {"nested": [1, 2.5, None]}},
+    )
+    return {**base, **extra}
+
+
+async def test_messages_reach_the_upstream_byte_for_byte_and_come_back_unchanged(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("cc")
+        await h.sync()
+        sent: list[Any] = []
+        client = _capturing_client(h.base, secret, sent)
+        raw = await client.beta.messages.with_raw_response.create(
+            **_rich_request(betas=BETAS, extra_query={"beta": "true"}))  # as Claude Code calls it
+        message = await raw.parse()
+        got = h.upstream.last("/v1/messages")
+        assert got.raw == sent[-1].content  # the client's own bytes, model unchanged
+        assert got.body["future_field"] == {"nested": [1, 2.5, None]} and got.body["top_k"] == 40
+        assert got.headers["anthropic-beta"] == ",".join(BETAS)
+        assert got.headers["anthropic-version"] == sent[-1].headers["anthropic-version"]
+        assert got.query == {"beta": "true"}
+        assert got.headers["x-api-key"] == UPSTREAM_KEY  # never the virtual key
+        assert raw.http_response.content == h.upstream.sent[-1]  # the answer's bytes, unchanged
+        assert [b.type for b in message.content] == ["thinking", "text"]
+        assert message.usage.cache_creation_input_tokens > 0
+
+        # a pinned name (provider/model) changes only `model` on the way out
+        await client.messages.create(**_rich_request(model=f"claude/{MODEL}"))
+        pinned = h.upstream.last("/v1/messages")
+        expected = json.loads(sent[-1].content)
+        assert pinned.body == {**expected, "model": MODEL} and list(pinned.body) == list(expected)
+
+
+async def test_stream_is_relayed_unchanged_and_cache_tokens_billed_at_cache_prices(database_url: str) -> None:
+    async with harness(database_url) as h:
+        # USD per 1M: input 1, output 2, cache read 0.1, cache write 1.25 -> nUSD per token 1000/2000/100/1250
+        await h.admin(SetPricing(MODEL, 1.0, 2.0, 0.1, 1.25))
+        secret = await h.create_key("cache-user")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        request = _rich_request()
+        async with client.messages.stream(**request) as stream:  # first call writes the cache
+            first = await stream.get_final_message()
+        # second call, raw over HTTP: the bytes the client reads are the bytes the upstream sent
+        body = {**{k: v for k, v in request.items() if k != "extra_body"}, **request["extra_body"], "stream": True}
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{h.base}/v1/messages", json=body,
+            headers={"x-api-key": secret, "anthropic-version": "2023-06-01"},
+        ) as resp:
+            assert resp.status == 200 and resp.content_type == "text/event-stream"
+            relayed = await resp.read()
+        assert relayed == h.upstream.sent[-1]
+        assert b"event: message_start" in relayed and b"thinking_delta" in relayed
+
+        write = first.usage.cache_creation_input_tokens or 0
+        plain = first.usage.input_tokens
+        out = first.usage.output_tokens
+        assert write > 0 and (first.usage.cache_read_input_tokens or 0) == 0
+        await h.flush()
+        # the second call read what the first wrote; same plain input and output
+        expected = (plain * 1000 + write * 1250 + out * 2000) + (plain * 1000 + write * 100 + out * 2000)
+        prompt = 2 * (plain + write)
+        assert h.usage_totals() == {"cache-user": (2, prompt, 2 * out, expected)}
+        async with aiohttp.ClientSession() as http, http.get(f"{h.base}/metrics") as resp:
+            metrics = await resp.read()
+        assert f'shieldes_tokens_total{{model="{MODEL}",provider="claude",type="cache_read"}} {write}.0'.encode() \
+            in metrics
+
+
+async def test_count_tokens_passes_through_or_estimates_and_is_not_billed(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("counter", models=(MODEL, "gpt-4o-mini"))
+        await h.sync()
+        sent: list[Any] = []
+        client = _capturing_client(h.base, secret, sent)
+        counted = await client.messages.count_tokens(
+            model=MODEL, system="be brief", messages=[{"role": "user", "content": "count these four words"}],
+            thinking={"type": "enabled", "budget_tokens": 1024})
+        assert counted.input_tokens == 6  # the fake upstream's own count (words)
+        got = h.upstream.last("/v1/messages/count_tokens")
+        assert got.raw == sent[-1].content and got.headers["x-api-key"] == UPSTREAM_KEY
+
+        raw = await client.messages.with_raw_response.count_tokens(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x" * 400}])
+        assert raw.http_response.headers["x-shieldes-token-count"] == "estimate"
+        assert (await raw.parse()).input_tokens == 3 + 4 + 100  # request + message framing + 400 bytes / 4
+
+        with pytest.raises(anthropic.PermissionDeniedError):
+            await client.messages.count_tokens(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        bad = anthropic.AsyncAnthropic(base_url=h.base, api_key="sk-shd-wrong", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            await bad.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
+        assert info.value.body["type"] == "error"  # type: ignore[index]
+        assert info.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+        await h.flush()
+        assert h.usage_totals() == {}
+
+
+async def test_budget_and_rate_limits_hold_on_the_pass_through(database_url: str) -> None:
+    async with harness(database_url) as h:
+        limited = await h.create_key("limited", rpm=1)
+        broke = await h.create_key("broke", budget_usd=0.000001, budget_period="1d")
+        await h.sync()
+        one = anthropic.AsyncAnthropic(base_url=h.base, api_key=limited, max_retries=0)
+        ask = dict(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+        await one.messages.create(**ask)
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await one.messages.create(**ask)
+        assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+        poor = anthropic.AsyncAnthropic(base_url=h.base, api_key=broke, max_retries=0)
+        async with poor.messages.stream(**ask) as stream:  # settles a real cost above the budget
+            await stream.get_final_message()
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await poor.messages.create(**ask, stream=True)
+        assert info.value.body["error"]["code"] == "budget_exceeded"  # type: ignore[index]
+        assert len(h.upstream.requests_to("/v1/messages")) == 2
+
+
+async def test_upstream_refusal_reaches_the_client_in_anthropic_shape(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("k")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await client.messages.create(model=MODEL, max_tokens=5, extra_body={"temperature": 1.5},
+                                         messages=[{"role": "user", "content": "hi"}])
+        assert "temperature" in info.value.message
+        h.upstream.inject("/v1/messages", stream_error="overloaded_error", times=3)
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            async with client.messages.stream(model=MODEL, max_tokens=5,
+                                              messages=[{"role": "user", "content": "hi"}]) as stream:
+                await stream.get_final_message()
+        assert failed.value.status_code == 502

@@ -1,0 +1,91 @@
+"""POST /v1/messages to an OpenAI-compatible deployment (translated), GET /v1/models/{id}, and the
+routes without the /v1 prefix, on a real node with the official SDKs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+
+from tests.integration.gateway_harness import harness
+
+
+async def test_claude_code_style_request_is_translated_and_says_what_it_dropped(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("cc")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        raw = await client.messages.with_raw_response.create(
+            model="gpt-4o-mini",
+            max_tokens=300,
+            system=[{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}],
+            messages=[
+                {"role": "user", "content": [
+                    {"type": "document", "title": "notes",
+                     "source": {"type": "text", "media_type": "text/plain", "data": "The sky is blue."}},
+                    {"type": "text", "text": "Colour?", "cache_control": {"type": "ephemeral"}},
+                ]},
+                {"role": "system", "content": "Reminder: answer in one word."},  # type: ignore[misc,list-item]
+            ],
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            service_tier="auto",
+            extra_body={"top_k": 5},
+        )
+        message = await raw.parse()
+        assert message.content[0].type == "text" and message.stop_reason == "end_turn"
+        assert raw.http_response.headers["x-shieldes-dropped"] == "service_tier, top_k, thinking"
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert sent["messages"] == [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "notes\n\nThe sky is blue.\nColour?"},
+            {"role": "system", "content": "Reminder: answer in one word."},
+        ]
+        assert sent["max_tokens"] == 300 and "top_k" not in sent and "reasoning_effort" not in sent
+
+        with pytest.raises(anthropic.BadRequestError) as info:
+            await client.messages.create(model="gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": [
+                {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}])
+        assert info.value.body["type"] == "error"  # type: ignore[index]
+        assert "send the document's text instead" in info.value.body["error"]["message"]  # type: ignore[index]
+
+        async with client.messages.stream(
+            model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "hi"}],
+            thinking={"type": "enabled", "budget_tokens": 2048},
+        ) as stream:
+            final = await stream.get_final_message()
+        assert final.content[0].type == "text" and final.usage.output_tokens == 5
+
+
+async def test_models_by_id_and_routes_without_v1(database_url: str) -> None:
+    async with harness(database_url) as h:
+        narrow = await h.create_key("narrow", models=("gpt-4o",))
+        wide = await h.create_key("wide")
+        await h.sync()
+        bare = openai.AsyncOpenAI(base_url=h.base, api_key=narrow, max_retries=0)  # no /v1
+        model = await bare.models.retrieve("gpt-4o")
+        assert (model.id, model.object, model.owned_by) == ("gpt-4o", "model", "openai")
+        reply = await bare.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content
+        assert [m.id async for m in bare.models.list()] == ["gpt-4o"]
+        for missing in ("gpt-4o-mini", "no-such-model"):  # not allowed to the key, unknown
+            with pytest.raises(openai.NotFoundError) as info:
+                await bare.models.retrieve(missing)
+            assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+        v1 = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=wide, max_retries=0)
+        assert (await v1.models.retrieve("openai/gpt-4o")).id == "openai/gpt-4o"  # a pinned name
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=wide, max_retries=0)
+        info: Any = await claude.models.retrieve("claude-3-5-haiku-latest")
+        assert (info.type, info.id) == ("model", "claude-3-5-haiku-latest")
+
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {wide}"}) as http:
+            ask = {"model": "claude-3-5-haiku-latest", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+            async with http.post(f"{h.base}/messages", json=ask) as resp:
+                assert resp.status == 200 and (await resp.json())["type"] == "message"
+            async with http.post(f"{h.base}/messages/count_tokens", json=ask) as resp:
+                assert resp.status == 200 and (await resp.json())["input_tokens"] == 1
+            async with http.get(f"{h.base}/metrics") as resp:
+                text = await resp.text()
+        assert 'route="/v1/messages",status="2xx"' in text and 'route="/v1/models/{model}"' in text

@@ -1,0 +1,66 @@
+"""Pure rules of the Messages surface: thinking -> reasoning effort, what translation drops, the
+count_tokens estimate, the pass-through body."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from shieldes.providers.anthropic_inbound import reasoning_effort, translate_messages_request
+from shieldes.providers.anthropic_native import Passthrough, native_body
+from shieldes.usage.tokens import MEDIA_TOKENS, estimate_input_tokens
+
+BASE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(1024, "low"), (4095, "low"), (4096, "medium"),
+                                               (16383, "medium"), (16384, "high"), (None, "medium")])
+def test_thinking_budget_maps_to_reasoning_effort(budget: int | None, effort: str) -> None:
+    thinking = {"type": "enabled"} if budget is None else {"type": "enabled", "budget_tokens": budget}
+    assert reasoning_effort(thinking) == effort
+    assert reasoning_effort({"type": "disabled"}) is None and reasoning_effort(None) is None
+
+
+def test_reasoning_models_get_effort_others_drop_thinking() -> None:
+    body = {**BASE, "thinking": {"type": "enabled", "budget_tokens": 20000}, "top_k": 3}
+    chat, dropped = translate_messages_request(body, "o3-mini")
+    assert chat["reasoning_effort"] == "high" and chat["max_completion_tokens"] == 10 and "max_tokens" not in chat
+    assert dropped == ["top_k"]
+    chat, dropped = translate_messages_request(body, "openai/gpt-4o")
+    assert "reasoning_effort" not in chat and chat["max_tokens"] == 10
+    assert dropped == ["top_k", "thinking"]
+
+
+def test_server_tools_and_their_results_are_dropped_by_name() -> None:
+    body = {**BASE, "tools": [{"type": "web_search_20250305", "name": "web_search"},
+                              {"name": "f", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "q"},
+                         {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s", "name": "w"},
+                                                           {"type": "text", "text": "ok"}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [
+                             {"type": "image", "source": {}}, {"type": "text", "text": "r"}]}]}]}
+    chat, dropped = translate_messages_request(body)
+    assert [t["function"]["name"] for t in chat["tools"]] == ["f"]
+    assert dropped == ["messages[1].content[0] server_tool_use block",
+                       "messages[2].content[0].content image block",
+                       "tools[0] (web_search_20250305: a server tool only Anthropic runs)"]
+
+
+def test_token_estimate_rule() -> None:
+    assert estimate_input_tokens(BASE) == 3 + 4 + 1
+    body = {"model": "m", "system": "x" * 8, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "é" * 4},  # 8 bytes: 2 tokens
+                                     {"type": "image", "source": {}},
+                                     {"type": "document", "source": {"type": "text", "data": "y" * 9}}]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "z" * 400}]}]}
+    assert estimate_input_tokens(body) == 3 + 2 + (4 + 2 + MEDIA_TOKENS + 3) + 4
+
+
+def test_pass_through_body_changes_only_the_model() -> None:
+    raw = b'{"model": "alias",  "z": 1.0, "a": {"cache_control": {"type": "ephemeral"}}}'
+    body = orjson.loads(raw)
+    assert native_body(body, raw, "alias") is raw
+    assert orjson.loads(native_body(body, raw, "real")) == {**body, "model": "real"}
+    assert list(orjson.loads(native_body(body, raw, "real"))) == ["model", "z", "a"]
+    forwarded = Passthrough.of({"Anthropic-Beta": "x,y", "Authorization": "Bearer k", "anthropic-version": "v"}, "")
+    assert forwarded.headers == {"anthropic-beta": "x,y", "anthropic-version": "v"}
