@@ -100,12 +100,14 @@ class FakeUpstream:
         port: int = 0,
         seed: int = 7,
         reject_stream_options: bool = False,
+        call_tools: bool = True,
     ) -> None:
         self.completion_tokens = completion_tokens
         self.reply = reply
         self.api_key = api_key
         self.models = models
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
+        self.call_tools = call_tools  # False: always answer with text, even when tools are offered
         self.requests: list[Recorded] = []
         self.sent: list[bytes] = []  # the body bytes of every answer, stream frames joined
         self.prompt_cache: set[str] = set()  # prefixes marked with cache_control (prompt caching)
@@ -316,7 +318,8 @@ class FakeUpstream:
         if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
             return wire.error(400, "'messages' and 'model' are required properties", False)
         prompt = count_words(messages)
-        tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"), messages[-1].get("role") == "tool")
+        tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"),
+                              messages[-1].get("role") == "tool" or not self.call_tools)
         reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema" and tool is None:  # structured output: JSON fitting the schema
@@ -477,7 +480,7 @@ class FakeUpstream:
         body, fault, error = await self._begin(request, anthropic=True)
         if error:
             return error
-        problem = wire.check_messages(body)
+        problem = wire.check_messages(body, "mid-conversation-system" in request.headers.get("anthropic-beta", ""))
         if problem:
             return wire.error(400, problem, True)
         messages = body["messages"]
@@ -494,7 +497,7 @@ class FakeUpstream:
             else {"function": {"name": choice["name"]}}
             if choice.get("type") == "tool"
             else None,
-            answered,
+            answered or not self.call_tools,
         )
         reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
         input_tokens = count_words(body.get("system")) + count_words(messages)
@@ -543,7 +546,7 @@ class FakeUpstream:
         return self._json({"input_tokens": count_words(body.get("system")) + count_words(body["messages"])})
 
     def _json(self, obj: Any) -> web.Response:
-        raw = json.dumps(obj).encode()
+        raw = json.dumps(obj, separators=(",", ":")).encode()
         self.sent.append(raw)
         return web.Response(body=raw, content_type="application/json")
 

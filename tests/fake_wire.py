@@ -86,8 +86,9 @@ def pick_tool(tools: Any, choice: Any, answered: bool) -> tuple[str, dict[str, A
     return fn["name"], sample(fn.get("parameters") or {"type": "object"}) or {}
 
 
-def check_messages(body: dict[str, Any]) -> str | None:
-    """The Anthropic API's own validation, as far as translation mistakes would trip it."""
+def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | None:
+    """The Anthropic API's own validation, as far as translation mistakes would trip it.
+    `system_turns`: the mid-conversation-system beta is on (system-role entries in `messages`)."""
     if not isinstance(body.get("model"), str):
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int):
@@ -99,6 +100,8 @@ def check_messages(body: dict[str, Any]) -> str | None:
         return "messages: at least one message is required"
     pending: set[str] = set()
     for i, msg in enumerate(messages):
+        if msg.get("role") == "system" and system_turns:
+            continue
         if msg.get("role") not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         blocks = msg["content"] if isinstance(msg.get("content"), list) else []

@@ -21,7 +21,8 @@ def _bad(message: str) -> InvalidRequest:
 
 # Top-level fields the translation carries over; any other field is named in `dropped`.
 _CARRIED = frozenset({"model", "messages", "max_tokens", "system", "temperature", "top_p", "stop_sequences",
-                      "tools", "tool_choice", "stream", "thinking", "metadata"})
+                      "tools", "tool_choice", "stream", "thinking", "metadata", "output_config"})
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
 # OpenAI reasoning models (they take reasoning_effort and max_completion_tokens).
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
@@ -200,6 +201,24 @@ def reasoning_effort(thinking: Any) -> str | None:
     return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
 
 
+def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) -> None:
+    """`output_config`: a JSON-schema `format` becomes `response_format` (structured output);
+    `effort` becomes `reasoning_effort` on reasoning models; anything else is dropped by name."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise _bad("`output_config` must be an object")
+    for name, value in config.items():
+        if name == "format" and isinstance(value, dict) and value.get("type") == "json_schema" \
+                and isinstance(value.get("schema"), dict):
+            out["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "output", "schema": value["schema"], "strict": True}}
+        elif name == "effort" and reasoning and value in _EFFORTS:
+            out["reasoning_effort"] = _EFFORTS[value]
+        else:
+            dropped.append(f"output_config.{name}")
+
+
 def translate_messages_request(body: Any, model: str | None = None) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
@@ -243,6 +262,7 @@ def translate_messages_request(body: Any, model: str | None = None) -> tuple[Bod
             out["reasoning_effort"] = effort
         else:
             dropped.append("thinking")
+    _output_config(body.get("output_config"), out, reasoning, dropped)
     for key in ("temperature", "top_p"):
         value = body.get(key)
         if value is not None:

@@ -64,3 +64,15 @@ def test_pass_through_body_changes_only_the_model() -> None:
     assert list(orjson.loads(native_body(body, raw, "real"))) == ["model", "z", "a"]
     forwarded = Passthrough.of({"Anthropic-Beta": "x,y", "Authorization": "Bearer k", "anthropic-version": "v"}, "")
     assert forwarded.headers == {"anthropic-beta": "x,y", "anthropic-version": "v"}
+
+
+def test_output_config_becomes_structured_output_and_effort() -> None:
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    body = {**BASE, "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": schema}},
+            "context_management": {"edits": []}}
+    chat, dropped = translate_messages_request(body, "gpt-4o")
+    assert chat["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": schema, "strict": True}}
+    assert dropped == ["context_management", "output_config.effort"]
+    chat, dropped = translate_messages_request(body, "gpt-5")
+    assert chat["reasoning_effort"] == "high" and dropped == ["context_management"]

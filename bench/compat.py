@@ -1,0 +1,298 @@
+"""Client compatibility: real coding-agent CLIs and SDKs against a real node.
+
+Installs the Claude Code (`@anthropic-ai/claude-code`) and Codex (`@openai/codex`) CLIs and the
+openai Node SDK from npm into a local prefix, starts a fake upstream (tests/fake_upstream.py,
+speaking the OpenAI and Anthropic wire formats) and a real node (`python -m shieldes serve`) on a
+fresh database, configures it with the CLI (an `anthropic` provider serving the Claude model names,
+an `openai` provider serving the GPT names, a virtual key), then runs one non-interactive prompt
+per client with its default settings:
+
+  claude -p PROMPT        ANTHROPIC_BASE_URL=<node>  ANTHROPIC_API_KEY=<virtual key>
+  codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses")
+  node sdk.mjs            the openai Node SDK: chat.completions.create (+ responses.create)
+
+and prints pass/fail per client, with what each sent upstream (paths, models, beta flags).
+
+Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk] [--verbose]
+Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
+set, else the embedded Postgres of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import pg  # noqa: E402
+from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
+
+PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
+REPLY = "PONG from the fake upstream"
+PROMPT = "Reply with the single word PONG."
+UPSTREAM_KEY = "sk-fake-upstream"
+# Model names the clients ask for by default (main model, small/fast model for side tasks), and a
+# few neighbours; a name a newer client version asks for shows up as a 404 in the report.
+CLAUDE_MODELS = (
+    "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-6-fast", "claude-opus-4-5",
+    "claude-opus-4-5-20251101", "claude-opus-4-1", "claude-opus-4-1-20250805", "claude-opus-4-0",
+    "claude-opus-4-20250514", "claude-opus-4", "claude-sonnet-5", "claude-sonnet-4-6", "claude-sonnet-4-5",
+    "claude-sonnet-4-5-20250929", "claude-sonnet-4-0", "claude-sonnet-4-20250514", "claude-sonnet-4",
+    "claude-haiku-4-5", "claude-haiku-4-5-20251001", "claude-haiku-4", "claude-3-5-haiku-20241022",
+    "claude-3-5-haiku-latest", "claude-3-7-sonnet-20250219",
+)
+GPT_MODELS = ("gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini",
+              "gpt-5.2", "gpt-5.2-codex", "gpt-5.3-codex", "gpt-5.4", "gpt-5.5", "gpt-5-mini", "gpt-4.1",
+              "gpt-4o", "gpt-4o-mini", "codex-mini-latest", "o3", "o4-mini")
+NODE_SDK_SCRIPT = """
+import OpenAI from "openai";
+const client = new OpenAI({ baseURL: process.env.SHIELDES_URL + "/v1", apiKey: process.env.SHIELDES_KEY });
+const chat = await client.chat.completions.create({ model: "gpt-4o-mini",
+  messages: [{ role: "user", content: "hi" }] });
+console.log("chat:", chat.choices[0].message.content);
+const stream = await client.chat.completions.create({ model: "gpt-4o-mini", stream: true,
+  messages: [{ role: "user", content: "hi" }] });
+let text = "";
+for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+console.log("stream:", text);
+const model = await client.models.retrieve("gpt-4o-mini");
+console.log("model:", model.id);
+if (process.env.SHIELDES_RESPONSES === "1") {
+  const resp = await client.responses.create({ model: "gpt-4o-mini", input: "hi" });
+  console.log("responses:", resp.output_text);
+}
+"""
+
+
+@dataclass
+class Outcome:
+    client: str
+    ok: bool
+    detail: str
+    seen: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def install(prefix: Path) -> Path:
+    """npm packages into `prefix` (skipped when already there); returns the bin directory."""
+    bin_dir = prefix / "node_modules" / ".bin"
+    if all((bin_dir / name).exists() for name in ("claude", "codex")) and (
+            prefix / "node_modules" / "openai").exists():
+        return bin_dir
+    if shutil.which("npm") is None:
+        raise SystemExit("error: npm not found; install Node.js >= 18 (with npm) and run again")
+    prefix.mkdir(parents=True, exist_ok=True)
+    print(f"installing {', '.join(PACKAGES)} into {prefix} ...", flush=True)
+    subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *PACKAGES],
+                   check=True, stdout=subprocess.DEVNULL)
+    return bin_dir
+
+
+def shieldes(env: dict[str, str], *args: str) -> object:
+    out = subprocess.run([sys.executable, "-m", "shieldes", "--json", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"error: shieldes {' '.join(args)} failed: {out.stderr.strip() or out.stdout.strip()}")
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+async def wait_ready(base: str, node: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if node.poll() is not None:
+                raise SystemExit(f"error: the node exited with status {node.returncode} before it was ready")
+            try:
+                async with http.get(base + "/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit("error: the node did not become ready within 60 s")
+
+
+def summarize(requests: list[Recorded]) -> list[str]:
+    seen: Counter[str] = Counter()
+    for r in requests:
+        model = r.body.get("model") if isinstance(r.body, dict) else None
+        beta = r.headers.get("anthropic-beta")
+        query = "?" + "&".join(f"{k}={v}" for k, v in r.query.items()) if r.query else ""
+        seen[f"{r.method} {r.path}{query} model={model}" + (f" beta={beta[:60]}" if beta else "")] += 1
+    return [f"{n} x {line}" for line, n in seen.items()]
+
+
+def dump(requests: list[Recorded], to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(requests):
+        record = {"method": r.method, "path": r.path, "query": r.query, "body": r.body,
+                  "headers": {k: v for k, v in r.headers.items() if k not in ("x-api-key", "authorization")}}
+        (to / f"{i:03d}{r.path.replace('/', '_')}.json").write_text(json.dumps(record, indent=1))
+
+
+async def run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        return -1, out.decode(errors="replace"), err.decode(errors="replace") + f"\n(timed out after {timeout} s)"
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def base_env(home: Path) -> dict[str, str]:
+    """A clean HOME so no user configuration or login of the machine is used."""
+    keep = ("PATH", "LANG", "TERM", "SYSTEMROOT", "TMPDIR")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, "HOME": str(home), "NO_COLOR": "1"}
+
+
+async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, name: str) -> Outcome:
+    home = work / f"home-{name}"
+    home.mkdir()
+    env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
+    start = len(up.requests)
+    code, out, err = await run([str(bin_dir / "claude"), "-p", PROMPT], env, work, 240)
+    ok = code == 0 and "PONG" in out
+    return Outcome(name, ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
+                   summarize(up.requests[start:]))
+
+
+async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream) -> Outcome:
+    home = work / "home-codex"
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True)
+    (codex_home / "config.toml").write_text(
+        'model_provider = "shieldes"\n\n[model_providers.shieldes]\nname = "shieldes"\n'
+        f'base_url = "{node}/v1"\nenv_key = "SHIELDES_KEY"\nwire_api = "responses"\n')
+    env = {**base_env(home), "CODEX_HOME": str(codex_home), "SHIELDES_KEY": key}
+    start = len(up.requests)
+    code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", PROMPT], env, work, 240)
+    ok = code == 0 and "PONG" in out
+    return Outcome("codex", ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
+                   summarize(up.requests[start:]))
+
+
+async def node_sdk(prefix: Path, node: str, key: str, work: Path, up: FakeUpstream, responses: bool) -> Outcome:
+    script = prefix / "sdk.mjs"
+    script.write_text(NODE_SDK_SCRIPT)
+    env = {**base_env(work), "SHIELDES_URL": node, "SHIELDES_KEY": key, "SHIELDES_RESPONSES": "1" if responses else ""}
+    start = len(up.requests)
+    code, out, err = await run(["node", str(script)], env, prefix, 60)
+    ok = code == 0 and out.count("PONG") >= (3 if responses else 2) and "model: gpt-4o-mini" in out
+    detail = " | ".join(line for line in out.split("\n") if line) if ok else f"exit {code}: {err.strip()[-600:]}"
+    return Outcome("openai-node-sdk", ok, detail, summarize(up.requests[start:]))
+
+
+async def wait_owner(node: str, key: str, model: str, owner: str, timeout: float = 30) -> None:
+    """Until the node has applied a provider change (GET /v1/models/{id} names the new owner)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"{node}/v1/models/{model}") as resp:
+                if resp.status == 200 and (await resp.json())["owned_by"] == owner:
+                    return
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"error: the node did not apply the provider change within {timeout} s")
+
+
+async def has_responses(node: str, key: str) -> bool:
+    async with aiohttp.ClientSession() as http, http.post(
+            node + "/v1/responses", json={"model": "gpt-4o-mini", "input": "hi"},
+            headers={"Authorization": f"Bearer {key}"}) as resp:
+        return resp.status != 404 or (await resp.json()).get("error", {}).get("code") != "not_found"
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
+    parser.add_argument("--only", default="claude,codex,node-sdk", help="comma-separated clients to run")
+    parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
+    parser.add_argument("--dump", type=Path, help="write every request the upstream received to this directory")
+    args = parser.parse_args()
+    wanted = set(args.only.split(","))
+    bin_dir = install(args.prefix.resolve())
+
+    server = pg.server_url()
+    database_url = pg.fresh_database(server, migrated=False)
+    up = FakeUpstream(reply=REPLY, api_key=UPSTREAM_KEY, call_tools=False, models=GPT_MODELS)
+    await up.start()
+    port = free_port()
+    node_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SHIELDES_DATABASE_URL": database_url, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
+           "PYTHONPATH": str(ROOT)}
+    node: subprocess.Popen[bytes] | None = None
+    work = Path(tempfile.mkdtemp(prefix="shieldes-compat-"))
+    outcomes: list[Outcome] = []
+    try:
+        shieldes(env, "db", "upgrade")
+        shieldes(env, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", up.url,
+                 "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
+        shieldes(env, "provider", "add", "openai", "--type", "openai", "--base-url", up.url + "/v1",
+                 "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(GPT_MODELS))
+        key = str(shieldes(env, "key", "create", "--name", "compat", "--rpm", "600")["key"])  # type: ignore[index]
+        node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
+                                 str(free_port()), "--node-id", "compat"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
+        await wait_ready(node_url, node)
+        responses = await has_responses(node_url, key)
+        if "claude" in wanted:
+            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code"))
+            # the same Claude model names served by an OpenAI-compatible deployment: translated
+            shieldes(env, "provider", "remove", "anthropic")
+            shieldes(env, "provider", "add", "claude-on-openai", "--type", "openai", "--base-url", up.url + "/v1",
+                     "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
+            await wait_owner(node_url, key, CLAUDE_MODELS[0], "openai")
+            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code (openai upstream)"))
+        if "codex" in wanted:
+            if responses:
+                outcomes.append(await codex(bin_dir, node_url, key, work, up))
+            else:
+                outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
+        if "node-sdk" in wanted:
+            outcomes.append(await node_sdk(args.prefix.resolve(), node_url, key, work, up, responses))
+    finally:
+        if node is not None:
+            node.terminate()
+            node.wait(30)
+        await up.stop()
+        pg.drop_database(server, database_url)
+        if args.dump:
+            dump(up.requests, args.dump)
+    width = max(len(o.client) for o in outcomes) if outcomes else 10
+    print(f"\n{'client':<{width}}  result  detail")
+    for o in outcomes:
+        print(f"{o.client:<{width}}  {'PASS' if o.ok else 'FAIL':<6}  {o.detail}")
+        if args.verbose or not o.ok:
+            for line in o.seen:
+                print(f"{'':<{width}}          upstream: {line}")
+    if any(not o.ok for o in outcomes):
+        print(f"\nnode log: {work / 'node.log'}")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
