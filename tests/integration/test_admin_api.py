@@ -71,8 +71,9 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         assert status == 201 and prov["api_key"] == "env:BACKUP_KEY"
         status, _ = await api.call("PATCH", f"{API}/providers/backup", {"weight": 2})
         assert status == 200
-        status, price = await api.call("PUT", f"{API}/pricing/org/model-x", {"input_per_1m": 1, "output_per_1m": 2})
-        assert status == 200 and price["model"] == "org/model-x"
+        status, price = await api.call("PUT", f"{API}/pricing/org/model-x", {"input_per_1m": 1, "output_per_1m": 2,
+                                                                             "cache_read_per_1m": 0.1})
+        assert status == 200 and price["model"] == "org/model-x" and price["cache_read_per_1m"] == 0.1
         status, _ = await api.call("DELETE", f"{API}/providers/backup")
         assert status == 200
 

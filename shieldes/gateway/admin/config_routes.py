@@ -280,9 +280,10 @@ async def list_pricing(call: Call) -> Any:
 
 async def set_pricing(call: Call) -> Any:
     b = call.body
-    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"]))
+    cache = (b.get("cache_read_per_1m"), b.get("cache_write_per_1m"))
+    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
-            "position": written.events[-1].position}
+            "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "position": written.events[-1].position}
 
 
 # --- admin tokens --------------------------------------------------------------------------------------
@@ -378,7 +379,11 @@ ROUTES: tuple[Route, ...] = (
                        enum=("all", "default", "override")), *PAGE_FIELDS)),
     Route("PUT", "/pricing/{model:.+}", set_pricing, ADMIN, "Set a model's price", "pricing",
           body=(Field("input_per_1m", "number", "USD per 1M prompt tokens", required=True),
-                Field("output_per_1m", "number", "USD per 1M completion tokens", required=True))),
+                Field("output_per_1m", "number", "USD per 1M completion tokens", required=True),
+                Field("cache_read_per_1m", "number", "USD per 1M prompt tokens read from the prompt cache "
+                      "(default: the input price)", nullable=True),
+                Field("cache_write_per_1m", "number", "USD per 1M prompt tokens written to the prompt cache "
+                      "(default: the input price)", nullable=True))),
     Route("GET", "/admin-tokens", list_tokens, ADMIN, "List admin tokens (never their secrets)", "admin tokens",
           query=PAGE_FIELDS),
     Route("POST", "/admin-tokens", create_token, ADMIN, "Create an admin token (its secret is returned once)",
