@@ -13,7 +13,11 @@ per client with its default settings:
 
 and prints pass/fail per client, with what each sent upstream (paths, models, beta flags).
 
-Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk] [--verbose]
+and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
+on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
+LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool).
+
+Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk,python] [--verbose] [--dump DIR]
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
 """
@@ -77,6 +81,43 @@ if (process.env.SHIELDES_RESPONSES === "1") {
   console.log("responses:", resp.output_text);
 }
 """
+
+
+# Python clients, run with --python (an interpreter that has langchain-openai, litellm, openai-agents;
+# --install-python makes one under the prefix). Each prints the model's answer.
+PYTHON_CLIENTS = {
+    "langchain (responses)": """
+from langchain_openai import ChatOpenAI
+llm = ChatOpenAI(model="gpt-4o-mini", base_url=URL + "/v1", api_key=KEY, use_responses_api=True)
+m = llm.invoke("hi")
+print(m.text() if callable(m.text) else m.text)
+""",
+    "langchain (chat)": """
+from langchain_openai import ChatOpenAI
+m = ChatOpenAI(model="gpt-4o-mini", base_url=URL + "/v1", api_key=KEY).invoke("hi")
+print(m.content)
+""",
+    "litellm sdk": """
+import litellm
+r = litellm.completion(model="openai/gpt-4o-mini", api_base=URL + "/v1", api_key=KEY,
+                       messages=[{"role": "user", "content": "hi"}])
+print(r.choices[0].message.content)
+r = litellm.responses(model="openai/gpt-4o-mini", input="hi", api_base=URL + "/v1", api_key=KEY)
+print([c.text for item in r.output if item.type == "message" for c in item.content][0])
+""",
+    "openai-agents sdk": """
+from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
+from openai import AsyncOpenAI
+set_tracing_disabled(True)
+set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
+@function_tool
+def ping() -> str:
+    \"\"\"Answer a ping.\"\"\"
+    return "PONG"
+print(Runner.run_sync(Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[ping]), "hi").final_output)
+""",
+}
+PYTHON_PACKAGES = ("langchain-openai", "litellm", "openai-agents")
 
 
 @dataclass
@@ -168,10 +209,12 @@ def base_env(home: Path) -> dict[str, str]:
     return {**{k: os.environ[k] for k in keep if k in os.environ}, "HOME": str(home), "NO_COLOR": "1"}
 
 
-async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, name: str) -> Outcome:
-    home = work / f"home-{name}"
+async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, name: str,
+                 key_var: str = "ANTHROPIC_API_KEY") -> Outcome:
+    """`key_var`: ANTHROPIC_API_KEY (sent as x-api-key) or ANTHROPIC_AUTH_TOKEN (sent as a Bearer token)."""
+    home = work / f"home-{len(list(work.iterdir()))}"
     home.mkdir()
-    env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
+    env = {**base_env(home), "ANTHROPIC_BASE_URL": node, key_var: key}
     start = len(up.requests)
     code, out, err = await run([str(bin_dir / "claude"), "-p", PROMPT], env, work, 240)
     ok = code == 0 and "PONG" in out
@@ -217,6 +260,30 @@ async def wait_owner(node: str, key: str, model: str, owner: str, timeout: float
     raise SystemExit(f"error: the node did not apply the provider change within {timeout} s")
 
 
+async def python_client(python: str, name: str, code: str, node: str, key: str, work: Path,
+                        up: FakeUpstream) -> Outcome:
+    script = work / "client.py"
+    script.write_text(f"URL = {node!r}\nKEY = {key!r}\n" + code)
+    start = len(up.requests)
+    rc, out, err = await run([python, str(script)], {**base_env(work), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                             work, 120)
+    ok = rc == 0 and "PONG" in out
+    detail = " | ".join(line for line in out.split("\n") if line)[-200:] if ok else f"exit {rc}: {err.strip()[-600:]}"
+    return Outcome(name, ok, detail, summarize(up.requests[start:]))
+
+
+def install_python(prefix: Path) -> str:
+    venv = prefix / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if subprocess.run([str(python), "-c", "import langchain_openai, litellm, agents"],
+                      capture_output=True).returncode != 0:
+        print(f"installing {', '.join(PYTHON_PACKAGES)} into {venv} ...", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PYTHON_PACKAGES], check=True)
+    return str(python)
+
+
 async def has_responses(node: str, key: str) -> bool:
     async with aiohttp.ClientSession() as http, http.post(
             node + "/v1/responses", json={"model": "gpt-4o-mini", "input": "hi"},
@@ -227,12 +294,16 @@ async def has_responses(node: str, key: str) -> bool:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
-    parser.add_argument("--only", default="claude,codex,node-sdk", help="comma-separated clients to run")
+    parser.add_argument("--only", default="claude,codex,node-sdk,python",
+                        help="comma-separated clients to run: claude, codex, node-sdk, python")
+    parser.add_argument("--python", help="interpreter with langchain-openai, litellm and openai-agents installed "
+                        "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
     parser.add_argument("--dump", type=Path, help="write every request the upstream received to this directory")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
     bin_dir = install(args.prefix.resolve())
+    python = (args.python or install_python(args.prefix.resolve())) if "python" in wanted else ""
 
     server = pg.server_url()
     database_url = pg.fresh_database(server, migrated=False)
@@ -264,7 +335,8 @@ async def main() -> int:
             shieldes(env, "provider", "add", "claude-on-openai", "--type", "openai", "--base-url", up.url + "/v1",
                      "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
             await wait_owner(node_url, key, CLAUDE_MODELS[0], "openai")
-            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code (openai upstream)"))
+            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code (openai upstream)",
+                                         "ANTHROPIC_AUTH_TOKEN"))
         if "codex" in wanted:
             if responses:
                 outcomes.append(await codex(bin_dir, node_url, key, work, up))
@@ -272,6 +344,11 @@ async def main() -> int:
                 outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
         if "node-sdk" in wanted:
             outcomes.append(await node_sdk(args.prefix.resolve(), node_url, key, work, up, responses))
+        for name, code in PYTHON_CLIENTS.items() if python else ():
+            if ("responses" in code or "agents" in code or "litellm" in code) and not responses:
+                outcomes.append(Outcome(name, False, "skipped: this node has no /v1/responses"))
+                continue
+            outcomes.append(await python_client(python, name, code, node_url, key, work, up))
     finally:
         if node is not None:
             node.terminate()
