@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,7 +225,7 @@ async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstrea
 
 
 async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream) -> Outcome:
-    home = work / "home-codex"
+    home = work / f"home-{len(list(work.iterdir()))}"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
     (codex_home / "config.toml").write_text(
@@ -248,13 +250,50 @@ async def node_sdk(prefix: Path, node: str, key: str, work: Path, up: FakeUpstre
     return Outcome("openai-node-sdk", ok, detail, summarize(up.requests[start:]))
 
 
-async def wait_owner(node: str, key: str, model: str, owner: str, timeout: float = 30) -> None:
-    """Until the node has applied a provider change (GET /v1/models/{id} names the new owner)."""
+# What the node answers (and Claude Code reports) when a client asks for a model no provider serves.
+UNSERVED = re.compile(r"model '([^']+)' is not served by any provider|issue with the selected model \(([^)\[]+)")
+
+
+@dataclass
+class Served:
+    """The providers of the run and their model lists, so names a client asks for can be added."""
+
+    env: dict[str, str]
+    node: str
+    key: str
+    providers: dict[str, tuple[str, list[str]]]  # "claude" | "gpt" -> (provider name, models)
+
+    async def add(self, model: str) -> None:
+        name, models = self.providers["claude" if model.startswith("claude") else "gpt"]
+        models.append(model)
+        shieldes(self.env, "provider", "update", name, "--models", ",".join(models))
+        await wait_served(self.node, self.key, model)
+
+
+async def learning(served: Served, attempt: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """Run a client; when it asked for a model name nobody serves (newer clients default to newer
+    models), serve that name too and run it again (at most 3 new names)."""
+    learned: list[str] = []
+    while True:
+        outcome = await attempt()
+        found = None if outcome.ok else UNSERVED.search(outcome.detail)
+        model = (found.group(1) or found.group(2)).strip() if found else None
+        if model is None or model in learned or len(learned) == 3:
+            break
+        await served.add(model)
+        learned.append(model)
+    if learned:
+        outcome.detail += f"  (it asked for {', '.join(learned)}: served too)"
+    return outcome
+
+
+async def wait_served(node: str, key: str, model: str, owner: str | None = None, timeout: float = 30) -> None:
+    """Until the node has applied a provider change (GET /v1/models/{id} answers, by `owner`)."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
         while time.monotonic() < deadline:
             async with http.get(f"{node}/v1/models/{model}") as resp:
-                if resp.status == 200 and (await resp.json())["owned_by"] == owner:
+                if resp.status == 200 and owner in (None, (await resp.json())["owned_by"]):
                     return
             await asyncio.sleep(0.1)
     raise SystemExit(f"error: the node did not apply the provider change within {timeout} s")
@@ -320,26 +359,34 @@ async def main() -> int:
         shieldes(env, "db", "upgrade")
         shieldes(env, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", up.url,
                  "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
-        shieldes(env, "provider", "add", "openai", "--type", "openai", "--base-url", up.url + "/v1",
-                 "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(GPT_MODELS))
+        gpt = ("provider", "add", "openai", "--type", "openai", "--base-url", up.url + "/v1",
+               "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(GPT_MODELS))
+        try:  # the upstream's own /v1/responses, as with OpenAI itself (Codex sends items only it knows)
+            shieldes(env, *gpt, "--responses", "native")
+        except SystemExit:  # a version without per-provider Responses modes
+            shieldes(env, *gpt)
         key = str(shieldes(env, "key", "create", "--name", "compat", "--rpm", "600")["key"])  # type: ignore[index]
+        served = Served(env, node_url, key, {"claude": ("anthropic", list(CLAUDE_MODELS)),
+                                             "gpt": ("openai", list(GPT_MODELS))})
         node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
                                  str(free_port()), "--node-id", "compat"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
         await wait_ready(node_url, node)
         responses = await has_responses(node_url, key)
         if "claude" in wanted:
-            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code"))
+            outcomes.append(await learning(served, lambda: claude(bin_dir, node_url, key, work, up, "claude-code")))
             # the same Claude model names served by an OpenAI-compatible deployment: translated
+            models = served.providers["claude"][1]
             shieldes(env, "provider", "remove", "anthropic")
             shieldes(env, "provider", "add", "claude-on-openai", "--type", "openai", "--base-url", up.url + "/v1",
-                     "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
-            await wait_owner(node_url, key, CLAUDE_MODELS[0], "openai")
-            outcomes.append(await claude(bin_dir, node_url, key, work, up, "claude-code (openai upstream)",
-                                         "ANTHROPIC_AUTH_TOKEN"))
+                     "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(models))
+            served.providers["claude"] = ("claude-on-openai", models)
+            await wait_served(node_url, key, models[0], "openai")
+            outcomes.append(await learning(served, lambda: claude(
+                bin_dir, node_url, key, work, up, "claude-code (openai upstream)", "ANTHROPIC_AUTH_TOKEN")))
         if "codex" in wanted:
             if responses:
-                outcomes.append(await codex(bin_dir, node_url, key, work, up))
+                outcomes.append(await learning(served, lambda: codex(bin_dir, node_url, key, work, up)))
             else:
                 outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
         if "node-sdk" in wanted:
