@@ -461,7 +461,8 @@ class FakeUpstream:
         if problem:
             return wire.error(400, problem, False)
         reply = self._reply(body.get("max_output_tokens"), None)
-        final = fake_responses.response_body(body, self._id("resp_", 48), self._id("msg_", 48),
+        asked = body if self.call_tools else {**body, "tool_choice": "none"}
+        final = fake_responses.response_body(asked, self._id("resp_", 48), self._id("msg_", 48),
                                              self._id("call_", 24), reply.text, reply.tokens, reply.finish)
         if not body.get("stream"):
             return web.json_response(final)
