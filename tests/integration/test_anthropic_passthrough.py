@@ -158,12 +158,11 @@ async def test_budget_and_rate_limits_hold_on_the_pass_through(database_url: str
             await one.messages.create(**ask)
         assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
         poor = anthropic.AsyncAnthropic(base_url=h.base, api_key=broke, max_retries=0)
-        async with poor.messages.stream(**ask) as stream:  # settles a real cost above the budget
-            await stream.get_final_message()
-        with pytest.raises(anthropic.RateLimitError) as info:
+        with pytest.raises(anthropic.RateLimitError) as info:  # the estimate alone is over the budget
             await poor.messages.create(**ask, stream=True)
         assert info.value.body["error"]["code"] == "budget_exceeded"  # type: ignore[index]
-        assert len(h.upstream.requests_to("/v1/messages")) == 2
+        assert info.value.response.headers["x-should-retry"] == "false"
+        assert len(h.upstream.requests_to("/v1/messages")) == 1
 
 
 async def test_upstream_refusal_reaches_the_client_in_anthropic_shape(database_url: str) -> None:
