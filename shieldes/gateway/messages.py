@@ -9,7 +9,7 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,8 +61,9 @@ def _dropped(names: list[str]) -> dict[str, str]:
 class _Native:
     """An upstream Anthropic event stream, relayed as it is."""
 
-    def __init__(self, stream: NativeEventStream) -> None:
+    def __init__(self, stream: NativeEventStream, scrub: Callable[[str], str]) -> None:
         self._stream = stream
+        self._scrub = scrub
         self.headers: dict[str, str] = {}
 
     @property
@@ -73,6 +74,8 @@ class _Native:
         watch = self._stream.watch
         async for raw in self._stream.frames():
             tally.content_chunks = watch.content_events
+            if watch.errored:  # the upstream's own error event: never with a provider key in it
+                raw = self._scrub(raw.decode("utf-8", "replace")).encode()
             yield raw
 
     async def aclose(self) -> None:
@@ -149,7 +152,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     async def open_stream(provider: Provider, target: Target, _dep: Deployment) -> MessageStream:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
-            return _Native(native)
+            return _Native(native, gw.scrub)
         chat, dropped = _translate(body, target)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
@@ -160,7 +163,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     try:
         resp = relay.sse_response(call.rid, {**call.res.headers, **stream.headers})
         await relay.pump(request, resp, stream.frames(tally), tally, gw.settings.disconnect_drain_seconds,
-                         "error")
+                         "error", gw.scrub)
         return resp
     finally:
         # settle first: the usage is final once the relay has stopped reading
