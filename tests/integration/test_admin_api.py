@@ -201,3 +201,74 @@ async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
                   and not r.resource.canonical.endswith("openapi.json")}
         documented = {(m.upper(), p) for p, ops in doc["paths"].items() if p.startswith(API) for m in ops}
         assert served == documented
+
+
+async def test_aliases_and_provider_type_settings_through_the_api(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        # per-type settings as top-level fields (the CLI's flags) or in `options`
+        status, az = await api.post(f"{API}/providers", {
+            "name": "az", "type": "azure", "base_url": h.upstream.url, "api_key_env": "AZ_KEY",
+            "models": ["prod-gpt4o"], "api_version": "2024-10-21", "options": {"auth": "api-key"}})
+        assert status == 201 and az["options"] == {"api_version": "2024-10-21", "auth": "api-key"}, az
+        status, br = await api.post(f"{API}/providers", {"name": "br", "type": "bedrock", "region": "eu-west-1",
+                                                          "models": ["anthropic.claude-3-haiku-20240307-v1:0"]})
+        assert status == 201 and br["base_url"] == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+        status, vx = await api.post(f"{API}/providers", {"name": "vx", "type": "vertex", "project": "p1",
+                                                          "location": "global", "models": ["gemini-2.0-flash"],
+                                                          "credentials_file": "/etc/shieldes/sa.json"})
+        assert status == 201 and vx["options"]["project"] == "p1" and vx["responses"] == "translate"
+        status, upd = await api.call("PATCH", f"{API}/providers/az", {"api_version": "2025-01-01-preview"})
+        assert status == 200 and upd["options"] == {"api_version": "2025-01-01-preview", "auth": "api-key"}
+        for body, needle in (({"region": "us-east-1"}, "does not apply to type 'azure'"),
+                             ({"api_version": "a", "options": {"api_version": "b"}}, "give it once"),
+                             ({"options": {"auth": "magic"}}, "must be one of")):
+            status, err = await api.call("PATCH", f"{API}/providers/az", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+        status, err = await api.post(f"{API}/providers", {"name": "az2", "type": "azure", "base_url": "http://x",
+                                                          "models": ["m"]})
+        assert status == 400 and "--api-version" in err["error"]["message"]
+        status, err = await api.post(f"{API}/providers", {"name": "r2", "type": "openai", "base_url": "http://x",
+                                                          "models": ["m"], "responses": "sometimes"})
+        assert status == 400 and "translate or native" in err["error"]["message"]
+
+        # aliases: same decide path as `shieldes model alias`, served at once
+        status, made = await api.call("PUT", f"{API}/aliases/team/smart", {
+            "targets": ["openai/gpt-4o:3", "openai/gpt-4o-mini"], "fallbacks": ["gpt-4o-mini"]})
+        assert status == 200 and made["targets"] == [
+            {"provider": "openai", "model": "gpt-4o", "weight": 3.0},
+            {"provider": "openai", "model": "gpt-4o-mini", "weight": 1.0}] and made["position"] > 0, made
+        status, one = await api.get(f"{API}/aliases/team/smart")
+        assert status == 200 and one["fallbacks"] == ["gpt-4o-mini"]
+        await api.call("PUT", f"{API}/aliases/fast", {"targets": ["openai/gpt-4o-mini"], "fallbacks": ["team/smart"]})
+        status, listed = await api.get(f"{API}/aliases", limit=1)
+        assert [a["name"] for a in listed["data"]] == ["fast"] and listed["has_more"]
+        secret = (await api.post(f"{API}/keys", {"name": "aliased"}))[1]["key"]
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        try:
+            answer = await client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        finally:
+            await client.close()
+        assert answer.choices[0].message.content and h.upstream.last().body["model"] == "gpt-4o-mini"
+
+        # refused: unknown targets, a fallback still in use, viewers; nothing appended
+        made = (await api.post(f"{API}/admin-tokens", {"name": "v", "role": "viewer"}))[1]
+        viewer = AdminClient(h.base, made["token"])
+        before = h.sql("SELECT config_position FROM log_head")
+        for body, needle in (({"targets": ["nope/gpt-4o"]}, "no provider named 'nope'"),
+                             ({"targets": ["openai/claude-9"]}, "does not serve"),
+                             ({"targets": []}, "at least one"), ({"fallbacks": ["x"]}, "missing required field")):
+            status, err = await api.call("PUT", f"{API}/aliases/bad", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+        status, err = await api.call("DELETE", f"{API}/aliases/team/smart")
+        assert status == 400 and "fallback of fast" in err["error"]["message"]
+        assert (await viewer.call("PUT", f"{API}/aliases/v", {"targets": ["openai/gpt-4o"]}))[0] == 403
+        assert (await viewer.get(f"{API}/aliases"))[0] == 200
+        assert (await api.get(f"{API}/aliases/nope"))[1]["error"]["code"] == "alias_not_found"
+        assert h.sql("SELECT config_position FROM log_head") == before
+
+        status, gone = await api.call("DELETE", f"{API}/aliases/fast")
+        assert status == 200 and gone["removed"]
+        assert (await api.get(f"{API}/aliases/fast"))[0] == 404
+        actors = h.sql("SELECT DISTINCT actor FROM audit_log WHERE type LIKE 'model_alias.%%'")
+        assert actors == [("bootstrap-token",)], actors
