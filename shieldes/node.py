@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -32,11 +33,15 @@ from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.app import IN_FLIGHT, build_app
+from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
+from shieldes.gateway.observe import Observer
 from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
+from shieldes.requestlog.capture import Capture
+from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
 from shieldes.settings import Settings
@@ -44,6 +49,7 @@ from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
 from shieldes.tasks import stop_task, wait_event
+from shieldes.tracing import Tracing
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
 
@@ -62,10 +68,12 @@ class LogPoller:
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
 
     def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics,
-                 reload: Callable[[], Awaitable[Projection]] | None = None) -> None:
+                 reload: Callable[[], Awaitable[Projection]] | None = None,
+                 config_watch: ConfigWatch | None = None) -> None:
         self.projector = projector
         self.reload = reload
         self.reloads = 0
+        self.config_watch = config_watch
         self.meter = meter
         self.interval = interval
         self.metrics = metrics
@@ -99,6 +107,8 @@ class LogPoller:
             return False
         self.db_ok = True
         self.last_ok = time.time()
+        if self.config_watch is not None:
+            self.config_watch.check(self.projector.config)
         self.meter.drop_durable(self.projector.usage)
         self.metrics.log_lag.set(self.projector.lag)
         self.metrics.usage_buffered.set(self.meter.buffered())
@@ -169,7 +179,8 @@ class HttpServer:
 
 class Node:
     """One gateway node. Public attributes after start(): settings, node_id, boot_epoch, database_url,
-    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, http, port."""
+    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, request_log,
+    tracing, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
@@ -188,6 +199,8 @@ class Node:
         self.responses: ResponseStore | None = None
         self.session: aiohttp.ClientSession | None = None
         self.http: HttpServer | None = None
+        self.request_log: RequestLogWriter | None = None
+        self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
         self.state = "new"  # new | starting | running | stopping | stopped
@@ -228,6 +241,9 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         self.state = "starting"
+        # first: a missing optional extra is refused before anything is started
+        self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id) \
+            if s.otel_endpoint else None
         await self._open_database()
         assert self.store is not None
         assert self.pool is not None
@@ -247,7 +263,10 @@ class Node:
             await self._close_pool()
             raise db.translate(exc, self.database_url) from exc
         self.meter = ClusterMeter(self.node_id, self.boot_epoch, buffer_max=s.usage_buffer_max)
-        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load)
+        watch = ConfigWatch(os.environ)
+        watch.check(self.projector.config)
+        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load,
+                                config_watch=watch)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         await self.poller.start()
         await self.flusher.start()
@@ -259,8 +278,9 @@ class Node:
         await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
-        self.session = open_session(s)
+        self.session = open_session(s, [self.tracing.client_trace_config()] if self.tracing else None)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
+        self.gateway.tracing = self.tracing
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
         ops_metrics.register(self.metrics.registry, self.gateway, self.cluster, s.usage_buffer_max)
@@ -269,13 +289,36 @@ class Node:
                              oidc=OidcLogin.from_settings(s))
         self.responses = ResponseStore(ResponseTable(self.pool), s)
         await self.responses.start()
-        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses), s.host, s.port,
-                               reuse_port=self.reuse_port, grace=s.shutdown_grace)
+        capture = self._capture()
+        self.request_log = self._request_log(capture)
+        if self.request_log is not None:
+            await self.request_log.start()
+        observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
+                            capture=capture, access=s.access_log, tracing=self.tracing)
+        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses, observer),
+                               s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)
         self.state = "running"
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
+
+    def _request_log(self, capture: Capture | None) -> RequestLogWriter | None:
+        s = self.settings
+        if not s.request_log:
+            return None
+        assert self.pool is not None
+        writer = RequestLogWriter(self.pool, self.node_id, capacity=s.request_log_buffer,
+                                  interval=s.request_log_interval, capture=capture)
+        self.metrics.watch_request_log(lambda: len(writer.buffer), lambda: writer.dropped, lambda: writer.written)
+        return writer
+
+    def _capture(self) -> Capture | None:
+        s, gateway = self.settings, self.gateway
+        if s.capture_bodies == "off":
+            return None
+        known = gateway.known_secrets if gateway is not None else tuple
+        return Capture(s.capture_bodies, s.capture_max_bytes, s.capture_redact, known)
 
     def _leader_duties(self, leader: Leader) -> None:
         """Snapshots and compaction run only on the leader, fenced by the epoch it was elected with."""
@@ -285,6 +328,9 @@ class Node:
             pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
         leader.add_leader_task("compaction", lambda: CompactionScheduler(
             pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
+        if s.request_log:
+            leader.add_leader_task("request-log-upkeep", lambda: upkeep_loop(
+                pool, s.request_log_retention, s.request_log_upkeep_interval))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """/ready: 503 only while starting (not yet caught up with the log) or draining; a node that
@@ -333,6 +379,10 @@ class Node:
                 await self.session.close()
             if self.responses is not None:
                 await self.responses.stop()  # after the last stream ended: its response is queued
+            if self.request_log is not None:  # every drained request has its record by now
+                await self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))
+            if self.tracing is not None:  # export the last spans (bounded by the exporter's timeout)
+                await asyncio.to_thread(self.tracing.shutdown)
             for part in reversed(self.extra_parts):
                 await part.stop()
             if self.poller is not None:

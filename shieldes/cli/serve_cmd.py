@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 
 import click
 
-from shieldes import db
+from shieldes import db, logformat
 from shieldes.cli.common import cli_context, handle_errors
 from shieldes.errors import ShieldesError
 from shieldes.settings import Settings
@@ -100,7 +99,7 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
     if host:
         updates["host"] = host
     settings = ctx.settings.model_copy(update=updates)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(settings.log_format)
     if workers > 1:
         if settings.port == 0:
             raise ShieldesError("--workers needs a fixed --port (the workers share it)")

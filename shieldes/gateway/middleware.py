@@ -14,12 +14,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shieldes.errors import RateLimited, ShieldesError
+from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
+RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
 
 _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint; use the OpenAI-compatible paths, e.g. /v1/chat/completions"),
@@ -35,6 +37,17 @@ def request_id(request: web.Request) -> str:
         rid = given if given and _SANE_ID.match(given) else os.urandom(12).hex()
         request[REQUEST_ID_KEY] = rid
     return str(rid)
+
+
+def record_of(request: web.Request) -> RequestRecord | None:
+    """The request-log record the app's middleware opened for this request."""
+    return request.get(RECORD_KEY)
+
+
+def _note_error(request: web.Request, code: str | None) -> None:
+    rec = request.get(RECORD_KEY)
+    if rec is not None and rec.error_code is None:
+        rec.error_code = code
 
 
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
@@ -76,17 +89,21 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         resp = await handler(request)
     except ShieldesError as exc:
+        _note_error(request, exc.code or exc.type)
         return render_error(exc, rid)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
+        _note_error(request, code)
         return error_response(exc.status, "invalid_request_error", code, message, rid)
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
+        _note_error(request, "client_disconnected")
         return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
+        _note_error(request, "internal_error")
         return error_response(500, "server_error", "internal_error",
                               f"internal error; report request id {rid} to the operator", rid)
     if not resp.prepared:

@@ -8,7 +8,8 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, TypeVar
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol, TypeVar
 
 from shieldes.errors import (
     AuthenticationFailed,
@@ -37,6 +38,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
 from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan, resolve
@@ -61,6 +63,16 @@ class StateView(Protocol):
 
     @property
     def position(self) -> int: ...
+
+
+class AttemptSpans(Protocol):
+    """Tracing of upstream attempts (shieldes/tracing.py implements it)."""
+
+    def attempt_span(self, op: str, dep: Deployment, model: str, attempt: int) -> AbstractContextManager[Any]: ...
+
+    def attempt_failed(self, span: Any, kind: str, message: str) -> None: ...
+
+    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None: ...
 
 
 class UpstreamClientError(ShieldesError):
@@ -96,6 +108,7 @@ class Gateway:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self.rng = rng or random.Random()
         self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
+        self.tracing: AttemptSpans | None = None
         self._secrets: dict[str, str | None] = {}
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
@@ -225,11 +238,19 @@ class Gateway:
                                   retryable=True)
         return provider
 
-    def _failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
+    def _failed(self, dep: Deployment, failure: UpstreamFailure, rec: RequestRecord | None) -> str:
         kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
         self.metrics.upstream_error(dep.name, kind)
+        log.warning("upstream deployment %s failed (%s%s): %s [request %s]", dep.name, kind,
+                    "; trying another" if failure.retryable else "", self.scrub(failure.message)[:300],
+                    rec.request_id if rec is not None else "-")
         if failure.retryable:
             self.breaker.failure(dep.name)
+        return kind
+
+    def known_secrets(self) -> list[str]:
+        """Provider keys this node has resolved (redacted from anything it stores or shows)."""
+        return [v for v in self._secrets.values() if v]
 
     def scrub(self, text: str) -> str:
         """Upstream error text goes to clients: never with a provider key in it (some upstreams echo
@@ -273,11 +294,12 @@ class Gateway:
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
 
-    async def call(self, op: Operation, route: Route, body: Body,
-                   raw: bytes | None = None) -> tuple[JsonResult, RouteTarget]:
+    async def call(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
+                   rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
         """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
         already names the upstream model (the caller vouches it holds no stream fields).
-        Returns the result and the target (deployment and upstream model) that served it."""
+        Returns the result and the target (deployment and upstream model) that served it; `rec`
+        (the request-log record) notes each deployment tried."""
 
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             # `sent is body`: the client's body already names this target's model, so its bytes can go as they are
@@ -287,33 +309,34 @@ class Gateway:
                 return result
             return await provider.call(op, target, sent)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover(op, route, body, attempt, rec)
 
-    async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, RouteTarget]:
+    async def open_stream(self, op: Operation, route: Route, body: Body, *,
+                          rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
             return await provider.stream(op, target, sent)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover(op, route, body, attempt, rec)
 
-    async def responses(self, route: Route, body: Body, ctx: ResponseContext,
-                        streaming: bool) -> tuple[Answer | EventStream, RouteTarget]:
+    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool, *,
+                        rec: RequestRecord | None = None) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate)."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
             return await respond(provider, target, dep, sent, ctx, streaming)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover("responses", route, body, attempt, rec)
 
     async def responses_input_tokens(self, route: Route, body: Body) -> int:
         """The upstream's count of a Responses request's input tokens (native deployments)."""
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> int:
             return await count_input_tokens(provider, target, sent)
 
-        count, _served = await self._with_failover(route, body, attempt)
+        count, _served = await self._with_failover("responses", route, body, attempt)
         return count
 
-    async def _with_failover(self, route: Route, body: Body,
+    async def _with_failover(self, op: str, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
-                             ) -> tuple[T, RouteTarget]:
+                             rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
         """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
         then each fallback group in order. A prompt too long for one model moves straight on to the
         next group, if there is one."""
@@ -327,7 +350,7 @@ class Gateway:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
                 try:
-                    return await self._attempt(rt, body, attempt), rt
+                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
                 except UpstreamFailure as failure:
                     last = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
@@ -341,27 +364,37 @@ class Gateway:
             raise self._client_error(last[0], last[1].deployment)
         raise self._exhausted(route, last[0] if last else None, tried)
 
-    async def _attempt(self, rt: RouteTarget, body: Body,
-                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]]) -> T:
-        """One call to one target; an UpstreamFailure is recorded (metrics, breaker) and re-raised."""
+    async def _attempt(self, op: str, rt: RouteTarget, body: Body,
+                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
+                       rec: RequestRecord | None = None, n: int = 1) -> T:
+        """One call to one target; an UpstreamFailure is recorded (metrics, breaker, the request
+        log's failover path, the attempt's span) and re-raised."""
         dep = rt.deployment
         started = time.perf_counter()
-        try:
-            provider = self._provider(dep)
-            target = self._target(dep, rt.model)
-            sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
-            result = await attempt(provider, target, dep, sent)
-        except UpstreamFailure as failure:
-            self._failed(dep, failure)
-            raise
-        except ShieldesError:
-            raise
-        except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
-            log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
-            raise InvalidRequest(
-                f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
-                "check the request against the API reference"
-            ) from None
+        if rec is not None:
+            rec.attempt(dep.name)
+        tracing = self.tracing
+        with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
+            try:
+                provider = self._provider(dep)
+                target = self._target(dep, rt.model)
+                sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
+                result = await attempt(provider, target, dep, sent)
+            except UpstreamFailure as failure:
+                kind = self._failed(dep, failure, rec)
+                if tracing:
+                    tracing.attempt_failed(span, kind, self.scrub(failure.message))
+                raise
+            except ShieldesError:
+                raise
+            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+                raise InvalidRequest(
+                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                    "check the request against the API reference"
+                ) from None
+            if tracing and isinstance(result, JsonResult):
+                tracing.attempt_usage(span, result.usage)
         elapsed = time.perf_counter() - started
         self.metrics.upstream_seconds(dep.name, elapsed)
         self.breaker.success(dep.name, elapsed)

@@ -289,7 +289,9 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
         int(usage.get(k) or 0)
         for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
-    return TokenUsage(prompt_tokens=prompt, completion_tokens=int(usage.get("output_tokens") or 0))
+    cached = usage.get("cache_read_input_tokens")
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=int(usage.get("output_tokens") or 0),
+                      cached_tokens=cached if isinstance(cached, int) and not isinstance(cached, bool) else None)
 
 
 def _usage_dict(usage: TokenUsage) -> Body:

@@ -16,6 +16,10 @@ Body = dict[str, Any]
 class TokenUsage:
     prompt_tokens: int
     completion_tokens: int
+    # Breakdowns for the request log, when the upstream reports them; not part of the accounted
+    # identity (equality compares the counts that are billed).
+    cached_tokens: int | None = field(default=None, compare=False)  # of the prompt tokens, from cache
+    reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens
 
 
 class UpstreamFailure(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -248,4 +249,11 @@ def parse_usage(usage: object) -> TokenUsage | None:
     completion = usage.get("completion_tokens") or 0
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+    return TokenUsage(prompt, completion, _detail(usage, "prompt_tokens_details", "cached_tokens"),
+                      _detail(usage, "completion_tokens_details", "reasoning_tokens"))
+
+
+def _detail(usage: dict[str, Any], group: str, name: str) -> int | None:
+    details = usage.get(group)
+    value = details.get(name) if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
