@@ -313,3 +313,16 @@ def audit_rows_of(database_url: str) -> list[dict[str, Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM request_log WHERE route <> '/metrics' ORDER BY started_at")
         return cur.fetchall()
+
+
+async def test_responses_route_rows_carry_key_model_and_usage(database_url: str) -> None:
+    async with harness(database_url) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        r = await oai(h.base, good).responses.with_raw_response.create(model="gpt-4o", input="hello there")
+        await flushed(h, 1)
+        (row,) = audit_rows_of(h.database_url)
+        assert (row["request_id"], row["route"], row["key_name"], row["model"], row["status"]) == \
+            (r.headers["x-request-id"], "/v1/responses", "good", "gpt-4o", 200)
+        assert row["prompt_tokens"] and row["completion_tokens"] and row["cost_usd"] > 0
+        assert row["attempts"] == 1 and row["deployment"] == "openai"
