@@ -372,26 +372,32 @@ class Node:
             await self.stopped.wait()
             return
         self.state = "stopping"
+        # The request log's and the traces' last writes run while the rest stops, each bounded on
+        # its own, so a database outage does not add their timeouts to the usage flush's.
+        side: list[asyncio.Task[Any]] = []
         try:
             if self.http is not None:
                 await self.http.stop()
             if self.session is not None:
                 await self.session.close()
+            if self.request_log is not None:  # every drained request has its record by now
+                side.append(asyncio.create_task(
+                    self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))))
+            if self.tracing is not None:  # export the last spans (bounded by the exporter's timeout)
+                side.append(asyncio.create_task(asyncio.to_thread(self.tracing.shutdown)))
             if self.responses is not None:
                 await self.responses.stop()  # after the last stream ended: its response is queued
-            if self.request_log is not None:  # every drained request has its record by now
-                await self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))
-            if self.tracing is not None:  # export the last spans (bounded by the exporter's timeout)
-                await asyncio.to_thread(self.tracing.shutdown)
             for part in reversed(self.extra_parts):
                 await part.stop()
             if self.poller is not None:
                 await self.poller.stop()
             if self.flusher is not None:
                 await self.flusher.stop(timeout=max(5.0, self.settings.shutdown_grace))
+            await asyncio.gather(*side, return_exceptions=True)
             if self.cluster is not None:
                 await self.cluster.stop()  # leave the cluster last
         finally:
+            await asyncio.gather(*side, return_exceptions=True)
             await self._close_pool()
             self.state = "stopped"
             self.stopped.set()

@@ -152,7 +152,7 @@ class RequestLogWriter:
 
     async def stop(self, timeout: float = 10.0) -> bool:
         if self._task is not None:
-            await stop_task(self._task, self, patience=WRITE_TIMEOUT + 1)
+            await stop_task(self._task, self)  # a write in progress is cancelled: its batch goes back
             self._task = None
         ok = await self.flush_all(timeout)
         if not ok:
