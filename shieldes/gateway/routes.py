@@ -117,6 +117,13 @@ def authenticate(request: web.Request) -> VirtualKey:
     return key
 
 
+def _note_model(request: web.Request, model: str) -> None:
+    """The requested model on the request-log record, before routing can refuse it."""
+    rec = record_of(request)
+    if rec is not None:
+        rec.model = model
+
+
 class Call:
     """One admitted request: the key, its route and reservation; settles exactly once. Notes the
     route, the deployments tried, timings and usage on the request-log record."""
@@ -208,7 +215,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     size = len(raw)
-    _model(body)
+    _note_model(request, _model(body))
     streaming = False
     if op == "chat":
         _messages(body)
@@ -267,6 +274,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     size = len(raw)
     model = _model(body)
+    _note_model(request, model)
     _field(body, "messages", list, "a non-empty list of message objects", required=True)
     max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
     streaming = _stream_flag(body)
