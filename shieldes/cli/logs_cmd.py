@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -17,24 +16,13 @@ from shieldes import db
 from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
 from shieldes.errors import InvalidRequest
 from shieldes.requestlog import store
-from shieldes.requestlog.store import LogFilter
+from shieldes.requestlog.store import LogFilter, plain
 from shieldes.timeparse import parse_time
 
 TABLE_COLUMNS = ("started_at", "request_id", "node_id", "key_name", "route", "model", "deployment", "status",
                  "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream")
 FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its transaction began is still seen
 
-
-def plain(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON-ready values: times as ISO 8601, cost as a number (cost_nusd keeps the exact integer)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, datetime):
-            v = v.isoformat()
-        elif isinstance(v, Decimal):
-            v = float(v)
-        out[k] = v
-    return out
 
 
 async def _connect() -> psycopg.AsyncConnection[Any]:
@@ -94,7 +82,7 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
 @click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day)")
 @click.option("--request-id", metavar="ID", help="the request with this x-request-id")
 @click.option("--node", "node_id", metavar="NODE", help="only requests served by this node")
-@click.option("--route", metavar="R", help="only this route, e.g. /v1/chat/completions or unmatched")
+@click.option("--route", metavar="R", help="only this route, e.g. /v1/chat/completions, unmatched, or a prefix: /v1/*")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
               help="newest N requests, printed oldest first")
 @click.option("--follow", "-f", is_flag=True, help="keep printing new requests (Ctrl-C stops; JSON Lines with --json)")

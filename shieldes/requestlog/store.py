@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -116,7 +117,7 @@ class LogFilter:
     until: datetime | None = None
     request_id: str | None = None
     node_id: str | None = None
-    route: str | None = None
+    route: str | None = None  # a route pattern, or a prefix ending in * (/v1/*, /admin/*)
     before: tuple[datetime, str] | None = None
     logged_after: datetime | None = None
 
@@ -154,11 +155,17 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
         if value is not None:
             where.append(f"started_at {op_} %({name})s")
             params[name] = value
-    for name in ("request_id", "node_id", "route"):
+    for name in ("request_id", "node_id"):
         value = getattr(f, name)
         if value is not None:
             where.append(f"{name} = %({name})s")
             params[name] = value
+    if f.route is not None and f.route.endswith("*"):  # a prefix: /v1/* is every gateway route
+        where.append("route LIKE %(route)s")
+        params["route"] = re.sub(r"([\\%_])", r"\\\1", f.route[:-1]) + "%"
+    elif f.route is not None:
+        where.append("route = %(route)s")
+        params["route"] = f.route
     if f.before is not None:
         where.append("(started_at, request_id) < (%(b_at)s, %(b_id)s)")
         params["b_at"], params["b_id"] = f.before
@@ -181,6 +188,28 @@ async def query(conn: psycopg.AsyncConnection[Any], f: LogFilter, limit: int = 1
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(text, params)
         return await cur.fetchall()
+
+
+async def bodies(conn: psycopg.AsyncConnection[Any], request_id: str) -> list[dict[str, Any]]:
+    """The captured bodies of one request (a row per node that logged it; none when not captured)."""
+    if "\x00" in request_id:
+        raise InvalidRequest("a request id contains a NUL character (\\x00); remove it")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT node_id, started_at, request_body, response_body, truncated FROM request_log_bodies "
+                          "WHERE request_id = %s ORDER BY started_at, node_id", (request_id,))
+        return await cur.fetchall()
+
+
+def plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: times as ISO 8601 UTC, cost as a number (cost_nusd keeps the exact integer)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            v = v.astimezone(UTC).isoformat()
+        elif isinstance(v, Decimal):
+            v = float(v)
+        out[k] = v
+    return out
 
 
 async def database_now(conn: psycopg.AsyncConnection[Any]) -> datetime:

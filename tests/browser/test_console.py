@@ -1,7 +1,8 @@
 """The web console in a real headless Chromium against two real node processes: sign in with a
-token, create a key and read its secret once, see usage charts move after traffic, revoke the key
-and see the gateway refuse it, step the audit view back in time. Screenshots of every page at
-1280 px and at phone width go to the test's output directory (and to $SHIELDES_SCREENSHOTS_TO)."""
+token, create a key and read its secret once, see usage charts move after traffic, open one of its
+requests in the request log, revoke the key and see the gateway refuse it, step the audit view back
+in time. Screenshots of every page at 1280 px and at phone width go to the test's output directory
+(and to $SHIELDES_SCREENSHOTS_TO)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tests.cluster.test_three_nodes import chat
 
 pytestmark = pytest.mark.cluster
 BOOT = "browser-admin-bootstrap-token-0123456789"
-PAGES = ("overview", "keys", "usage", "audit", "providers")
+PAGES = ("overview", "keys", "usage", "requests", "audit", "providers")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +99,8 @@ def more_traffic(c: Cluster) -> tuple[int, str]:
 
 def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster, key: str) -> list[Path]:
     shots = []
-    ready = {"overview": "table caption", "keys": "table caption", "usage": "svg.chart", "audit": "#asof-point",
-             "providers": "table caption"}
+    ready = {"overview": "table caption", "keys": "table caption", "usage": "svg.chart", "requests": "table caption",
+             "audit": "#asof-point", "providers": "table caption"}
     for page in PAGES:
         go(driver, page, ready[page])
         wait(driver, lambda d: "Loading" not in by_css(d, "main").text, what="page loaded")
@@ -113,6 +114,9 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             wait(driver, live_rate, 15, "requests per second after traffic")
         if page == "usage":
             wait(driver, lambda d: int(by_css(d, "#usage-total").text) >= requests, 15, "usage of all traffic")
+        if page == "requests":  # with one request open
+            by_css(driver, "button[aria-label^='Open request']").click()
+            wait(driver, lambda d: all_css(d, "#req-id"), what="request detail")
         if page == "audit":  # show a diff too: from the middle of the history to now
             buttons = all_css(driver, "button[aria-label^='Diff from change']")
             buttons[len(buttons) // 2].click()
@@ -166,6 +170,24 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
             assert chat(b.base, secret) == 200
         wait(driver, lambda d: by_css(d, "#usage-total").text == "3", 15, "usage total after traffic")
         assert any("browser-app" in (r.get_attribute("textContent") or "") for r in all_css(driver, "svg.chart rect"))
+
+        # the request log: the key's requests (served by node b) listed on node a; open one
+        wait(driver, lambda d: len(admin_api(a.base, "GET", "/requests?key=browser-app", BOOT)[1]["data"]) == 3, 15,
+             "the key's requests written to the request log")
+        go(driver, "requests", "table caption")
+        by_css(driver, "form[aria-label='Request filters'] input[name=key]").send_keys("browser-app")
+        by_css(driver, "form[aria-label='Request filters'] button[type=submit]").click()
+        wait(driver, lambda d: len(all_css(d, "button[aria-label^='Open request']")) == 3, what="the key's requests")
+        assert all("browser-app" in r.text and "200" in r.text for r in all_css(driver, "main tbody tr"))
+        opener = all_css(driver, "button[aria-label^='Open request']")[1]
+        rid = opener.get_attribute("aria-label").removeprefix("Open request ")
+        opener.click()
+        wait(driver, lambda d: by_css(d, "#req-id").text == rid, what="request detail")
+        detail = by_css(driver, "section[aria-labelledby=req-title]").text
+        assert b.node_id in detail and "gpt-4o" in detail and "Latency" in detail and "Prompt tokens" in detail
+        assert "selected" in all_css(driver, "main tbody tr")[1].get_attribute("class")
+        all_css(driver, "main tbody tr")[0].click()  # a click anywhere on a row opens it too
+        wait(driver, lambda d: by_css(d, "#req-id").text != rid, what="the other request's detail")
 
         # revoke in the console: the gateway refuses the key on both nodes
         go(driver, "keys", "table caption")

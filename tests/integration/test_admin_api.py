@@ -9,7 +9,7 @@ import pytest
 
 from shieldes.gateway.admin import ROUTES
 from tests.integration.admin_client import AdminClient
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 BOOT = "boot-" + "admin-token-for-tests-" * 2
 API = "/admin/v1"
@@ -272,3 +272,61 @@ async def test_aliases_and_provider_type_settings_through_the_api(database_url: 
         assert (await api.get(f"{API}/aliases/fast"))[0] == 404
         actors = h.sql("SELECT DISTINCT actor FROM audit_log WHERE type LIKE 'model_alias.%%'")
         assert actors == [("bootstrap-token",)], actors
+
+
+async def test_request_log_list_filters_pages_and_detail(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT, capture_bodies="errors") as h:
+        api = AdminClient(h.base, BOOT)
+        secret = (await api.post(f"{API}/keys", {"name": "logged"}))[1]["key"]
+        made = [(await api.post(f"{API}/admin-tokens", {"name": r, "role": r}))[1] for r in ("viewer", "auditor")]
+        viewer, auditor = (AdminClient(h.base, m["token"]) for m in made)
+        await chat(h.base, secret, 3)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.NotFoundError) as refused:
+            await client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        await client.close()
+        failed_id = refused.value.response.headers["x-request-id"]
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 4, timeout=10)
+        assert await writer.flush_all(10)
+
+        # newest first, paged with `before` like the audit log, filtered like `shieldes logs`
+        status, first = await api.get(f"{API}/requests", key="logged", limit=3)
+        assert status == 200 and len(first["data"]) == 3 and first["has_more"], first
+        assert all(r["key_name"] == "logged" for r in first["data"]) and first["data"][0]["request_id"] == failed_id
+        status, rest = await api.get(f"{API}/requests", key="logged", before=first["next_before"])
+        assert status == 200 and len(rest["data"]) == 1 and not rest["has_more"] and rest["next_before"] is None
+        assert rest["data"][0]["started_at"] <= first["data"][-1]["started_at"]
+        ok = (await api.get(f"{API}/requests", key="logged", status="ok"))[1]["data"]
+        assert len(ok) == 3 and {r["model"] for r in ok} == {"gpt-4o"} and all(r["status"] == 200 for r in ok)
+        assert [r["request_id"] for r in (await api.get(f"{API}/requests", key="logged", status="4xx"))[1]["data"]] \
+            == [failed_id]
+        assert (await api.get(f"{API}/requests", model="no-such-model"))[1]["data"][0]["request_id"] == failed_id
+        assert len((await api.get(f"{API}/requests", request_id=failed_id))[1]["data"]) == 1
+        assert (await api.get(f"{API}/requests", key="logged", until="2000-01-01"))[1]["data"] == []
+        assert len((await api.get(f"{API}/requests", key="logged", since="2000-01-01"))[1]["data"]) == 4
+        gateway = (await api.get(f"{API}/requests", route="/v1/*"))[1]["data"]
+        assert len(gateway) == 4 and {r["route"] for r in gateway} == {"/v1/chat/completions"}
+        admin = (await api.get(f"{API}/requests", route="/admin/*"))[1]["data"]
+        assert admin and all(r["route"].startswith("/admin/v1/") and r["key_id"] is None for r in admin)
+
+        # detail: captured bodies for admins only; viewers see the row, auditors not even that
+        status, one = await api.get(f"{API}/requests/{failed_id}")
+        [row] = one["data"]
+        assert status == 200 and row["node_id"] == h.node.node_id and row["error_code"] == "model_not_found"
+        assert row["bodies"] == "shown" and "no-such-model" in row["request_body"] and secret not in row["request_body"]
+        status, seen = await viewer.get(f"{API}/requests/{failed_id}")
+        assert status == 200 and seen["data"][0]["bodies"] == "withheld" and "request_body" not in seen["data"][0]
+        assert (await api.get(f"{API}/requests/{ok[0]['request_id']}"))[1]["data"][0]["bodies"] == "not_captured"
+        assert (await auditor.get(f"{API}/requests"))[0] == 403
+        assert (await auditor.get(f"{API}/requests/{failed_id}"))[0] == 403
+
+        # bad filters: OpenAI-shaped 400s naming the fix; unknown ids: 404
+        for params, needle in (({"status": "teapot"}, "malformed status"), ({"before": "garbage"}, "next_before"),
+                               ({"since": "2030-01-02", "until": "2030-01-01"}, "swap"),
+                               ({"since": "last tuesday"}, "since")):
+            status, err = await api.get(f"{API}/requests", **params)
+            assert status == 400 and needle in err["error"]["message"], (params, err)
+        status, err = await api.get(f"{API}/requests/no-such-request")
+        assert status == 404 and err["error"]["code"] == "request_not_found"
