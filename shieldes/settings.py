@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     gossip_port: int = Field(default=7946, ge=0, le=65535)
     advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
     peers: str = Field(default="", description="static gossip peers, comma separated host:port")
+    region: str | None = Field(
+        default=None, description="this node's region: routing prefers deployments added with the same --region")
 
     # Secrets
     cluster_secret: str | None = Field(default=None, description="HMAC key for gossip messages")

@@ -40,7 +40,8 @@ def kind_options(f: Any) -> Any:
     for name, help_ in reversed((
         ("--api-version", "azure: the api-version query parameter, e.g. 2024-10-21"),
         ("--auth", "azure: api-key (default), bearer (the key is an Entra ID token) or entra (azure-identity)"),
-        ("--region", "bedrock: AWS region, e.g. us-east-1"),
+        ("--region", "the deployment's region: routing prefers deployments in the node's SHIELDES_REGION "
+                     "(bedrock: also the AWS region, e.g. us-east-1)"),
         ("--project", "vertex: Google Cloud project id"),
         ("--location", "vertex: region such as us-central1, or global"),
         ("--credentials-file", "vertex: service-account JSON (default: Application Default Credentials)"),

@@ -95,6 +95,16 @@ class PricingSet(Event):
     output_per_1m: float
 
 
+@dataclass(frozen=True)
+class RoutingSet(Event):
+    """How requests for `model` (a model or alias name) choose among its deployments; None: the
+    default strategy again."""
+
+    TYPE: ClassVar[str] = "routing.set"
+    model: str
+    strategy: str | None
+
+
 # --- teams -------------------------------------------------------------------------------------
 
 
@@ -229,6 +239,7 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     ModelAliasSet,
     ModelAliasRemoved,
     PricingSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyUpdated,

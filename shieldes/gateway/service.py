@@ -7,10 +7,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, TypeVar
 
+from shieldes.cluster.view import Health
 from shieldes.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -42,6 +43,7 @@ from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
 from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan, resolve
+from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_targets
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
@@ -106,6 +108,8 @@ class Gateway:
         self.metrics = metrics
         self.prices = PriceTable()
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        # every node's view of deployment health (its own and its peers'); set by the cluster
+        self.health_views: Callable[[], list[Mapping[str, Health]]] = lambda: []
         self.rng = rng or random.Random()
         self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
         self.tracing: AttemptSpans | None = None
@@ -345,7 +349,8 @@ class Gateway:
         group: Route | None = route
         later: list[Route] | None = None
         while group is not None:
-            for i, rt in enumerate(plan(group, self.breaker, 1 + self.settings.upstream_retries, self.rng)):
+            attempts = 1 + self.settings.upstream_retries
+            for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
                 if i:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
@@ -363,6 +368,21 @@ class Gateway:
         if last is not None and not last[0].retryable:
             raise self._client_error(last[0], last[1].deployment)
         raise self._exhausted(route, last[0] if last else None, tried)
+
+    def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
+        """The route's strategy (`shieldes routing set`), over the cluster's health view."""
+        config = self.state.config
+        strategy = config.routing.get(route.requested, DEFAULT_STRATEGY)
+
+        def price(model: str) -> float:
+            rate = self.prices.rate(config.pricing, model)
+            return float(rate[0] + rate[1])
+
+        def order(targets: Sequence[RouteTarget]) -> list[RouteTarget]:
+            health = merge_health(self.health_views())
+            return order_targets(targets, strategy, health, price, self.settings.region, self.rng)
+
+        return order
 
     async def _attempt(self, op: str, rt: RouteTarget, body: Body,
                        attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],

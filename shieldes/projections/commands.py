@@ -27,6 +27,7 @@ from shieldes.events.catalog import (
     ProviderRemoved,
     ProviderUpdated,
     RateLimitSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyRevoked,
@@ -37,6 +38,7 @@ from shieldes.projections.periods import parse_period
 from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
 from shieldes.providers.kinds import base_url_for, check_kind, check_options
 from shieldes.roles import ROLES
+from shieldes.routing.strategies import STRATEGIES
 
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
@@ -186,6 +188,12 @@ class SetPricing:
 
 
 @dataclass(frozen=True)
+class SetRouting:
+    model: str
+    strategy: str | None  # None: back to the default
+
+
+@dataclass(frozen=True)
 class CreateTeam:
     id: str
     name: str
@@ -265,7 +273,7 @@ class RemoveModelAlias:
 
 
 Command = (
-    AddProvider | UpdateProvider | RemoveProvider | SetPricing | CreateTeam | CreateKey | UpdateKey
+    AddProvider | UpdateProvider | RemoveProvider | SetPricing | SetRouting | CreateTeam | CreateKey | UpdateKey
     | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken | SetModelAlias
     | RemoveModelAlias
 )
@@ -377,6 +385,17 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "
                                       "change those aliases first")
             return [ModelAliasRemoved(command.name)]
+        case SetRouting():
+            check_models((command.model,))
+            if command.strategy is not None and command.strategy not in STRATEGIES:
+                raise CommandRejected(
+                    f"unknown routing strategy {command.strategy!r}: use one of {', '.join(STRATEGIES)}")
+            served = command.model in state.aliases or any(command.model in d.models for d in state.providers.values())
+            if not served and command.strategy is not None:
+                raise CommandRejected(
+                    f"no provider serves {command.model!r} and no alias has that name; add it first "
+                    "(shieldes provider add / shieldes model alias)")
+            return [RoutingSet(command.model, command.strategy)]
         case SetPricing():
             check_models((command.model,))
             return [

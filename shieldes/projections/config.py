@@ -18,6 +18,7 @@ from shieldes.events.catalog import (
     ProviderRemoved,
     ProviderUpdated,
     RateLimitSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyRevoked,
@@ -70,6 +71,10 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             return replace(state, aliases=_with(state.aliases, event.name, alias))
         case ModelAliasRemoved():
             return replace(state, aliases=_without(state.aliases, event.name))
+        case RoutingSet():
+            if event.strategy is None:
+                return replace(state, routing=_without(state.routing, event.model))
+            return replace(state, routing=_with(state.routing, event.model, event.strategy))
         case PricingSet():
             price = Price(event.input_per_1m, event.output_per_1m)
             return replace(state, pricing=_with(state.pricing, event.model, price))
