@@ -25,6 +25,8 @@ SAMPLES: list[c.Event] = [
     c.ModelAliasSet("gpt-4o", ({"provider": "az", "model": "d", "weight": 3.0},), ("claude",)),
     c.ModelAliasRemoved("gpt-4o"),
     c.PricingSet("gpt-4o", 2.5, 10.0),
+    c.RoutingSet("gpt-4o", "cost"),
+    c.RoutingSet("gpt-4o", None),
     c.TeamCreated("team_1", "eng"),
     c.VirtualKeyCreated("key_1", "app", "ab" * 32, "sk-shd-abcd", ("gpt-4o",), "team_1", 1.8e9),
     c.VirtualKeyCreated("key_2", "all", "cd" * 32, "sk-shd-cdef", None),
