@@ -42,6 +42,8 @@ def kind_options(f: Any) -> Any:
         ("--auth", "azure: api-key (default), bearer (the key is an Entra ID token) or entra (azure-identity)"),
         ("--region", "the deployment's region: routing prefers deployments in the node's SHIELDES_REGION "
                      "(bedrock: also the AWS region, e.g. us-east-1)"),
+        ("--rpm", "the deployment's own requests-per-minute quota, held by the whole cluster"),
+        ("--tpm", "the deployment's own tokens-per-minute quota, held by the whole cluster"),
         ("--project", "vertex: Google Cloud project id"),
         ("--location", "vertex: region such as us-central1, or global"),
         ("--credentials-file", "vertex: service-account JSON (default: Application Default Credentials)"),

@@ -117,6 +117,7 @@ class ClusterRuntime:
         self.breaker = adopt(breaker_holder.breaker, self.remote_open)
         breaker_holder.breaker = self.breaker
         breaker_holder.health_views = self.health_views
+        breaker_holder.cluster_size = self.alive_count
 
     def http_started(self, port: int) -> None:
         self.membership.http_address = _address(self.settings.host, self.settings.advertise_host, port)

@@ -42,6 +42,7 @@ from shieldes.providers.base import (
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
+from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan, resolve
 from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_targets
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
@@ -51,6 +52,7 @@ from shieldes.usage.pricing import PriceTable, cost_nusd
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -110,6 +112,8 @@ class Gateway:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         # every node's view of deployment health (its own and its peers'); set by the cluster
         self.health_views: Callable[[], list[Mapping[str, Health]]] = lambda: []
+        self.cluster_size: Callable[[], int] = lambda: 1  # alive nodes sharing deployment quotas
+        self.quotas = DeploymentQuotas()
         self.rng = rng or random.Random()
         self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
         self.tracing: AttemptSpans | None = None
@@ -346,14 +350,19 @@ class Gateway:
         next group, if there is one."""
         last: tuple[UpstreamFailure, RouteTarget] | None = None
         tried = 0
+        at_quota: set[str] = set()
         group: Route | None = route
         later: list[Route] | None = None
         while group is not None:
             attempts = 1 + self.settings.upstream_retries
             for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
-                if i:
+                if not self.quotas.allows(rt.name, rt.deployment.options, self.cluster_size()):
+                    at_quota.add(rt.name)  # its provider's quota is used up: not called into a 429
+                    continue
+                if tried:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
+                self.quotas.sent(rt.name)
                 try:
                     return await self._attempt(op, rt, body, attempt, rec, tried), rt
                 except UpstreamFailure as failure:
@@ -367,6 +376,11 @@ class Gateway:
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
             raise self._client_error(last[0], last[1].deployment)
+        if not tried and at_quota:
+            raise RateLimited(
+                f"every deployment serving model {route.requested!r} is at its quota "
+                f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
+                f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
         raise self._exhausted(route, last[0] if last else None, tried)
 
     def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
@@ -426,6 +440,7 @@ class Gateway:
         """Account real usage of a finished call; returns its cost in nUSD."""
         rate = self.prices.rate(self.state.config.pricing, model)
         nusd = cost_nusd(rate, usage.prompt_tokens, usage.completion_tokens)
+        self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
         self.metrics.usage(dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
         return nusd

@@ -76,3 +76,23 @@ def test_status_table_merges_node_reports() -> None:
     assert report["a"]["healthy"] and not report["b"]["healthy"] and report["b"]["weight"] == 0.05
     rows = merge_reports([report, report])
     assert [(r["name"], r["traffic_share"]) for r in rows] == [("a", 0.75), ("b", 0.25)]
+
+
+def test_deployment_quota_share_and_sliding_window() -> None:
+    from shieldes.routing.quota import DeploymentQuotas, share
+
+    now = [0.0]
+    q = DeploymentQuotas(clock=lambda: now[0])
+    opts = {"rpm": "10", "tpm": "1000"}
+    assert share(10, 3) == 4 and share(10, 0) == 10 and share(1, 5) == 1
+    for _ in range(4):
+        assert q.allows("d", opts, nodes=3)
+        q.sent("d")
+    assert not q.allows("d", opts, nodes=3)  # this node's share of 10 across 3 nodes is used
+    assert q.allows("d", opts, nodes=1)  # alone it may use the whole quota
+    assert q.allows("other", opts, nodes=3) and q.allows("d", {}, nodes=3)
+    now[0] = 61.0  # the window slides: the old sends no longer count
+    assert q.allows("d", opts, nodes=3)
+    q.answered("d", 400)
+    assert not q.allows("d", opts, nodes=3)  # tokens: 400 >= ceil(1000 / 3)
+    assert q.usage("d") == (0, 400)
