@@ -12,8 +12,8 @@ from collections import Counter
 
 import openai
 import pytest
-from shieldes.admin import execute
 
+from shieldes.config_writer import execute
 from shieldes.projections.commands import AddProvider, SetRouting
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV

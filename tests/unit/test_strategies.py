@@ -22,7 +22,7 @@ from shieldes.routing.strategies import (
 
 def target(name: str, weight: float = 1.0, region: str | None = None, model: str = "m") -> RouteTarget:
     options = {"region": region} if region else {}
-    return RouteTarget(Deployment(name, "openai", "http://x", None, (model,), weight, options), model, weight)
+    return RouteTarget(Deployment(name, "openai", "http://x", None, (model,), weight, options=options), model, weight)
 
 
 def first_picks(targets: list[RouteTarget], strategy: str, health: dict[str, DeploymentHealth],
