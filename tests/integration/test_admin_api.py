@@ -220,7 +220,7 @@ async def test_aliases_and_provider_type_settings_through_the_api(database_url: 
         assert status == 201 and vx["options"]["project"] == "p1" and vx["responses"] == "translate"
         status, upd = await api.call("PATCH", f"{API}/providers/az", {"api_version": "2025-01-01-preview"})
         assert status == 200 and upd["options"] == {"api_version": "2025-01-01-preview", "auth": "api-key"}
-        for body, needle in (({"region": "us-east-1"}, "does not apply to type 'azure'"),
+        for body, needle in (({"project": "p"}, "does not apply to type 'azure'"),
                              ({"api_version": "a", "options": {"api_version": "b"}}, "give it once"),
                              ({"options": {"auth": "magic"}}, "must be one of")):
             status, err = await api.call("PATCH", f"{API}/providers/az", body)
