@@ -1,22 +1,41 @@
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.embedded import EmbeddedPostgres
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
-    """URL of the session's Postgres server (maintenance database)."""
-    url = pg.server_url()
-    pg.make_template(url)
-    yield url
-    pg.drop_template(url)
+    """URL of the session's Postgres server (maintenance database); the embedded one is stopped
+    when the session ends (pytest_sessionfinish checks nothing is left running)."""
+    server = pg.acquire_server()
+    try:
+        pg.make_template(server.url)
+        yield server.url
+        pg.drop_template(server.url)
+    finally:
+        server.release()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite stops every Postgres it starts: the session's server and any embedded one a test
+    started under its temporary directories (a fresh HOME, a cluster's data dir)."""
+    roots = [session.config._tmp_path_factory.getbasetemp()]  # type: ignore[attr-defined]
+    if not os.environ.get("SHIELDES_TEST_DATABASE_URL") and not EmbeddedPostgres(pg.test_data_dir()).users():
+        roots.append(pg.test_data_dir())
+    left = [p for root in roots if root.exists() for p in pg.postgres_running_under(root)]
+    if left:
+        print(f"\nerror: the test session left Postgres running: {'; '.join(left)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -37,9 +37,23 @@ T = TypeVar("T")
 class CliContext:
     settings: Settings
     as_json: bool
+    role: str = "cli"
+    _database: db.Lease | db.ExternalDatabase | None = None
 
     def database_url(self) -> str:
-        return db.resolve_database_url(self.settings)
+        """The database for this command; the embedded one is started on first use and released
+        (stopped, unless a node or another client uses it) when the command ends."""
+        if self._database is None:
+            self._database = db.acquire(self.settings, self.role)
+        return self._database.url
+
+    def close(self) -> None:
+        if self._database is not None:
+            database, self._database = self._database, None
+            try:
+                database.release()
+            except ShieldesError as exc:  # the command's own outcome stands; say why the server stays
+                click.echo(f"warning: {exc.message}", err=True)
 
 
 def cli_context() -> CliContext:
@@ -143,13 +157,25 @@ async def read_config() -> ConfigView:
 
 
 def split_list(value: str | None, what: str = "--models") -> tuple[str, ...] | None:
-    """'a, b,c' -> ('a', 'b', 'c'); None stays None; an empty list is refused."""
+    """'a, b,c' -> ('a', 'b', 'c'); None stays None; an empty list or an empty entry is refused."""
     if value is None:
         return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not items:
+    items = tuple(v.strip() for v in value.split(","))
+    if not any(items):
         raise InvalidRequest(f"{what} is empty: pass a comma-separated list, e.g. {what} gpt-4o,gpt-4o-mini")
+    if not all(items):
+        raise InvalidRequest(f"{what} {value!r} has an empty entry: remove the extra comma")
+    duplicates = sorted({v for v in items if items.count(v) > 1})
+    if duplicates:
+        raise InvalidRequest(f"{what} names {duplicates[0]!r} twice: list each once")
     return items
+
+
+def budget_period_for(budget_usd: float | None, period: str | None, default: str = "30d") -> str:
+    """A period means nothing without an amount: refused rather than silently ignored."""
+    if period is not None and budget_usd is None:
+        raise InvalidRequest(f"--budget-period {period!r} needs --budget USD (the amount to spend per period)")
+    return period or default
 
 
 def run(coro: Awaitable[T]) -> T:

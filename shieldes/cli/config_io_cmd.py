@@ -19,6 +19,7 @@ from shieldes.importers.plan import Plan, plan_import
 from shieldes.importers.source import FORMATS, load_document, parse
 from shieldes.importers.spec import ImportRejected, ImportSpec
 from shieldes.projections.state import ConfigState
+from shieldes.secrets import encryption_key_for
 
 
 def _actor() -> str:
@@ -47,7 +48,7 @@ def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, a
             f"{spec.skipped[0]}{' (and more)' if len(spec.skipped) > 1 else ''}; "
             "pass --skip-unsupported to import the rest"
         )
-    encryption_key = ctx.settings.encryption_key
+    encryption_key = encryption_key_for(ctx.settings, create=True)
 
     def make_plan(state: ConfigState) -> Plan:
         return plan_import(state, spec, encryption_key)

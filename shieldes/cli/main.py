@@ -21,7 +21,8 @@ def cli(ctx: click.Context, as_json: bool) -> None:
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
-    ctx.obj = CliContext(settings=settings, as_json=as_json)
+    ctx.obj = CliContext(settings=settings, as_json=as_json, role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:

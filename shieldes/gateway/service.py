@@ -16,6 +16,7 @@ from shieldes.errors import (
     ModelNotPriced,
     NotFound,
     PermissionDenied,
+    ProviderMisconfigured,
     ShieldesError,
     UpstreamError,
     UpstreamTimeout,
@@ -82,7 +83,8 @@ def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None
 
 class Gateway:
     def __init__(self, settings: Settings, state: StateView, meter: Meter, providers: Mapping[str, Provider],
-                 metrics: Metrics, *, rng: random.Random | None = None) -> None:
+                 metrics: Metrics, *, rng: random.Random | None = None,
+                 keyring: Callable[[], Keyring] | None = None) -> None:
         self.settings = settings
         self.state = state
         self.meter = meter
@@ -91,8 +93,10 @@ class Gateway:
         self.prices = PriceTable()
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         self.rng = rng or random.Random()
-        self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
         self._secrets: dict[str, str | None] = {}
+        # read when an encrypted key is first needed: the local key may be created after start
+        self.keyring = keyring or (lambda: Keyring(settings.encryption_key, settings.encryption_key_old))
+        self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
 
@@ -129,6 +133,11 @@ class Gateway:
 
     def route(self, key: VirtualKey, requested: str) -> Route:
         route = self._resolve(requested)
+        if route is None and not self.state.config.providers:
+            raise NotFound(
+                f"model {requested!r} is not served: no providers yet; add one with `shieldes provider add "
+                "NAME --type openai --base-url URL --api-key KEY --models MODEL,...`"
+            )
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
@@ -192,18 +201,28 @@ class Gateway:
             api_key = self._secrets[ref]
         else:
             try:
-                api_key = resolve_secret(ref, self.keyring)
+                api_key = resolve_secret(ref, self.keyring())
             except SecretError as exc:
-                raise UpstreamFailure(exc.message, status=None, retryable=True) from None
+                raise self._misconfigured(dep, f"its provider key cannot be read: {exc.message}") from None
             self._secrets[ref] = api_key
         return Target(dep.name, dep.base_url, model, api_key)
 
     def _provider(self, dep: Deployment) -> Provider:
         provider = self.providers.get(dep.kind)
         if provider is None:
-            raise UpstreamFailure(f"no provider module for type {dep.kind!r} on this node", status=None,
-                                  retryable=True)
+            raise self._misconfigured(dep, f"this node has no provider module for type {dep.kind!r}")
         return provider
+
+    def _misconfigured(self, dep: Deployment, why: str) -> ProviderMisconfigured:
+        """The same answer on every attempt: reported to the client as is and logged once per cause."""
+        fix = (f"set it in the node's environment and restart the node, or store the key with "
+               f"`shieldes provider update {dep.name} --api-key KEY`") if "environment variable" in why else (
+               "upgrade this node or fix the deployment with `shieldes provider update`")
+        message = f"deployment {dep.name!r} cannot be used on this node: {why}; {fix}"
+        if message not in self._reported:
+            self._reported.add(message)
+            log.error("MISCONFIGURED: %s", message)
+        return ProviderMisconfigured(message)
 
     def _failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
         kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
@@ -283,13 +302,22 @@ class Gateway:
         same_model = body.get("model") == route.model
         attempts = plan(route, self.breaker, 1 + self.settings.upstream_retries, self.rng)
         last: UpstreamFailure | None = None
-        for i, dep in enumerate(attempts):
-            if i:
-                await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
-            started = time.perf_counter()
-            try:
+        misconfigured: dict[str, ProviderMisconfigured] = {}
+        tried = 0
+        for dep in attempts:
+            if dep.name in misconfigured:
+                continue
+            try:  # a deployment this node cannot call is skipped for the others, never retried
                 provider = self._provider(dep)
                 target = self._target(dep, route.model)
+            except ProviderMisconfigured as exc:
+                misconfigured[dep.name] = exc
+                continue
+            if tried:
+                await asyncio.sleep(backoff(tried, self.settings.retry_backoff, self.rng))
+            tried += 1
+            started = time.perf_counter()
+            try:
                 sent = body if same_model else dict(body, model=route.model)
                 result = await attempt(provider, target, dep, sent)
             except UpstreamFailure as failure:
@@ -310,7 +338,9 @@ class Gateway:
             self.metrics.upstream_seconds(dep.name, elapsed)
             self.breaker.success(dep.name, elapsed)
             return result, dep
-        raise self._exhausted(route, last, len(attempts))
+        if last is None and misconfigured:
+            raise next(iter(misconfigured.values()))
+        raise self._exhausted(route, last, tried)
 
     # --- settlement --------------------------------------------------------------------------------
 
