@@ -240,3 +240,14 @@ def encryption_key_for(settings: Settings, *, create: bool = False) -> str | Non
 def keyring_for(settings: Settings, *, create: bool = False) -> Keyring:
     """The keys this process encrypts and decrypts provider keys with (see `encryption_key_for`)."""
     return Keyring(encryption_key_for(settings, create=create), settings.encryption_key_old)
+
+
+GENERATED_SECRET_PREFIX = "shieldes-workers-"  # a cluster secret `serve --workers` made for its own workers
+
+
+def fingerprint(secret: str | None, purpose: str) -> str | None:
+    """What nodes publish about a shared secret (cluster_nodes.info) so `shieldes doctor` can tell
+    whether they agree, without revealing it: a truncated HMAC keyed by the secret."""
+    if not secret:
+        return None
+    return hmac.new(secret.encode(), b"shieldes-fingerprint\x00" + purpose.encode(), hashlib.sha256).hexdigest()[:16]

@@ -12,12 +12,15 @@ from shieldes.embedded import EmbeddedPostgres
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
 
+PG_USED = pytest.StashKey[bool]()
+
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
+def pg_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """URL of the session's Postgres server (maintenance database); the embedded one is stopped
     when the session ends (pytest_sessionfinish checks nothing is left running)."""
     server = pg.acquire_server()
+    request.config.stash[PG_USED] = True
     try:
         pg.make_template(server.url)
         yield server.url
@@ -30,7 +33,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite stops every Postgres it starts: the session's server and any embedded one a test
     started under its temporary directories (a fresh HOME, a cluster's data dir)."""
     roots = [session.config._tmp_path_factory.getbasetemp()]  # type: ignore[attr-defined]
-    if not os.environ.get("SHIELDES_TEST_DATABASE_URL") and not EmbeddedPostgres(pg.test_data_dir()).users():
+    if (session.config.stash.get(PG_USED, False) and not os.environ.get("SHIELDES_TEST_DATABASE_URL")
+            and not EmbeddedPostgres(pg.test_data_dir()).users()):
         roots.append(pg.test_data_dir())
     left = [p for root in roots if root.exists() for p in pg.postgres_running_under(root)]
     if left:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import wraps
 from typing import Any, LiteralString, ParamSpec, TypeVar
 
@@ -262,7 +265,8 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vert
     """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
     one record as `FIELD  value` lines (for wide single records such as `key show`)."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        text = json.dumps(_mark_floats(data), indent=2, default=str, ensure_ascii=False)
+        click.echo(_MARKED.sub(r"\1", text))
         return
     if vertical and isinstance(data, dict):
         width = max((len(k) for k in data), default=0)
@@ -281,9 +285,32 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vert
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def plain_number(value: float) -> str:
+    """1.8e-05 -> '0.000018': money and rates read as decimals, never in exponent notation."""
+    text = format(Decimal(repr(value)), "f")
+    return text if "." in text else text + ".0"
+
+
+# JSON numbers keep their type but lose the exponent: floats are marked, dumped as strings, unquoted.
+_MARK = "\x00num:"
+_MARKED = re.compile(r'"\\u0000num:([-0-9.]+)"')
+
+
+def _mark_floats(data: Any) -> Any:
+    if isinstance(data, float):
+        return _MARK + plain_number(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _mark_floats(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_mark_floats(v) for v in data]
+    return data
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float):
+        return plain_number(value)
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
     text = str(value)

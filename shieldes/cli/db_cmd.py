@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from shieldes import db
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.errors import InvalidRequest
 
 
-@click.group("db")
+@click.group("db", cls=OneLineGroup)
 def db_group() -> None:
     """Database schema and the embedded Postgres."""
 

@@ -35,6 +35,7 @@ def _register() -> None:
         config_cmd,
         config_io_cmd,
         db_cmd,
+        doctor_cmd,
         key_cmd,
         pricing_cmd,
         provider_cmd,
@@ -61,6 +62,7 @@ def _register() -> None:
         cluster_cmd.cluster_group,
         admin_token_cmd.admin_token_group,
         secrets_cmd.secrets_group,
+        doctor_cmd.doctor,
     ):
         cli.add_command(command)
     # `config show/diff` (history) and `config import/export` (interchange) form one group

@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 from shieldes import db
-from shieldes.cli.common import cli_context, handle_errors
+from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
 from shieldes.errors import ShieldesError
+from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
     if not settings.cluster_secret:
         # the workers are one cluster: without a shared gossip secret each would enforce limits as
         # limit / workers; a secret known only to them is enough, since they are all ours
-        env["SHIELDES_CLUSTER_SECRET"] = secrets.token_urlsafe(32)
+        env["SHIELDES_CLUSTER_SECRET"] = GENERATED_SECRET_PREFIX + secrets.token_urlsafe(32)
         log.info("SHIELDES_CLUSTER_SECRET is not set: generated one for these %d workers", n)
     env["SHIELDES_HOST"] = settings.host
     env["SHIELDES_PORT"] = str(settings.port)
@@ -94,7 +95,7 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         sys.exit(max(c if c > 0 else 1 for c in codes if c))
 
 
-@click.command("serve")
+@click.command("serve", cls=OneLineCommand)
 @click.option("--port", type=click.IntRange(0, 65535), help="HTTP port (SHIELDES_PORT, default 8080)")
 @click.option("--gossip-port", type=click.IntRange(0, 65535), help="gossip port (SHIELDES_GOSSIP_PORT)")
 @click.option("--node-id", help="unique node name (SHIELDES_NODE_ID, default host-pid)")

@@ -31,6 +31,7 @@ from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
+from shieldes.secrets import GENERATED_SECRET_PREFIX, fingerprint, keyring_for
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
 from shieldes.usage.meter import WINDOW
@@ -253,6 +254,12 @@ class ClusterRuntime:
             # rolling upgrades: writers refuse events this node cannot read (events/compat.py)
             "reads": reads_of(self.projector.projection.codec),
             "unreadable_events": self.projector.projection.unreadable_count,
+            # `shieldes doctor` compares these across nodes: equal fingerprints, equal secrets
+            "secrets": {
+                "cluster": fingerprint(self.settings.cluster_secret, "cluster"),
+                "cluster_generated": (self.settings.cluster_secret or "").startswith(GENERATED_SECRET_PREFIX),
+                "encryption": keyring_for(self.settings).current_key_id,
+            },
         }
 
     def status(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests import pg
 from tests.fake_upstream import FakeUpstream
@@ -107,6 +108,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.timeout(300)  # a dozen processes and three Postgres starts: slow on a loaded machine
 async def test_readme_quickstart_in_a_fresh_home(tmp_path: Path) -> None:
     blocks = quickstart_blocks((ROOT / "README.md").read_text())
     assert len(blocks) >= 3, "the quickstart lost a step"
@@ -151,6 +153,13 @@ async def test_readme_quickstart_in_a_fresh_home(tmp_path: Path) -> None:
             assert done.stdout.strip() == "Hello from the"
             sent = upstream.last("/v1/chat/completions")
             assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # decrypted on the node
+
+            # the examples run against this state as they are (only the URL names the free port)
+            for example in ("openai_chat.py", "openai_stream.py", "anthropic_messages.py", "curl.sh"):
+                runner = "bash" if example.endswith(".sh") else "python"
+                done = await asyncio.to_thread(env.bash, f"{runner} {ROOT / 'examples' / example}", second,
+                                               SHIELDES_KEY=key, SHIELDES_URL=f"http://127.0.0.1:{port}")
+                assert done.returncode == 0, (example, done.stdout, done.stderr)
 
             # the CLI from either folder sees the same key and the running node
             for folder in (first, second):
