@@ -45,6 +45,18 @@ def acquire(settings: Settings, role: str) -> Lease | ExternalDatabase:
     return EmbeddedPostgres(settings.data_dir).acquire(role)
 
 
+def legacy_data_dir_notice(settings: Settings) -> str | None:
+    """Earlier versions kept the embedded database in ./.shieldes: say so rather than silently use
+    an empty one (whose keys the old gateway would not know)."""
+    old = Path(".shieldes").absolute()
+    if settings.database_url or "data_dir" in settings.model_fields_set or old == settings.data_dir:
+        return None
+    if not (old / "pg" / "PG_VERSION").exists():
+        return None
+    return (f"{old} holds an embedded database from an earlier shieldes (which kept it in ./.shieldes); "
+            f"this one uses {settings.data_dir}: set SHIELDES_DATA_DIR={old} to keep using the old one")
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded Postgres under `data_dir` for the rest of this process (benches);
     the server is left running. Commands and nodes use `acquire`, which stops it after its last user."""

@@ -207,6 +207,9 @@ class Node:
 
     async def _open_database(self) -> None:
         s = self.settings
+        notice = db.legacy_data_dir_notice(s)
+        if notice:
+            log.warning("%s", notice)
         database = self.database = await asyncio.to_thread(db.acquire, s, f"serve {self.node_id}")
         self.database_url = database.url
         self.pool = open_pool(self.database_url, size=s.db_pool_size, name=f"shieldes-{self.node_id}")

@@ -47,6 +47,9 @@ class CliContext:
         """The database for this command; the embedded one is started on first use and released
         (stopped, unless a node or another client uses it) when the command ends."""
         if self._database is None:
+            notice = db.legacy_data_dir_notice(self.settings)
+            if notice:
+                click.echo(f"warning: {notice}", err=True)
             self._database = db.acquire(self.settings, self.role)
         return self._database.url
 

@@ -63,6 +63,7 @@ def status(as_json: bool) -> None:
             with db.sync_connection(st.url, timeout=5) as conn:
                 data["schema_revision"] = db.schema_revision(conn)
     data["schema_head"] = db.SCHEMA_HEAD
+    data["notice"] = db.legacy_data_dir_notice(ctx.settings)
     if ctx.as_json:
         emit(data, as_json=True)
         return
@@ -79,6 +80,8 @@ def status(as_json: bool) -> None:
             for u in users
         ) or "-",
     }
+    if data["notice"]:
+        shown["notice"] = data["notice"]
     if data["mode"] == "embedded":
         shown["kept_running"] = "yes (`shieldes db stop` stops it)" if data.get("pinned") else "no"
     emit(shown, as_json=False, vertical=True)
