@@ -235,7 +235,7 @@ class EmbeddedPostgres:
             self.pin_path.unlink(missing_ok=True)
             if running is None:
                 return False
-            users = [u for u in self.users(prune=True) if u.pid != os.getpid()]
+            users = self.users(prune=True)
             if users and not force:
                 who = ", ".join(f"{u.role} (pid {u.pid})" for u in users)
                 raise EmbeddedInUse(
