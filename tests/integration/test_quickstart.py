@@ -167,6 +167,9 @@ async def test_readme_quickstart_in_a_fresh_home(tmp_path: Path) -> None:
                 assert [k["name"] for k in json.loads(listed.stdout)] == ["my-app"], listed.stderr
             status = json.loads((await asyncio.to_thread(env.cli, second, "db", "status", "--json")).stdout)
             assert status["running"] and any(u["role"].startswith("serve") for u in status["users"])
+            # and the doctor finds nothing to fix (the node publishes the local key's fingerprint)
+            doctor = await asyncio.to_thread(env.cli, second, "doctor", "--json")
+            assert doctor.returncode == 0, doctor.stdout
         finally:
             code = await asyncio.to_thread(serve.stop)
     assert code == 0, serve.log
