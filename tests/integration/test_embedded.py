@@ -40,6 +40,11 @@ def test_last_user_stops_it_and_only_the_last(tmp_path: Path) -> None:
 
         pinned = server.acquire("db url", pin=True)
         assert not pinned.release() and server.status().pinned  # kept for psql
+        from pgserver._commands import POSTGRES_BIN_PATH  # the psql shipped with the embedded server
+
+        psql = subprocess.run([str(POSTGRES_BIN_PATH / "psql"), pinned.url, "-tAc", "SELECT 40 + 2"],
+                              capture_output=True, text=True, timeout=60)
+        assert psql.stdout.strip() == "42", psql.stderr
         holder = server.acquire("node")
         with pytest.raises(EmbeddedInUse, match="node"):
             server.stop()
