@@ -105,8 +105,8 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
     async def go() -> dict[str, Any]:
         async with open_store(ctx.database_url()) as store:
             head = await store.head()
-            check_in_log(pa, head)
-            check_in_log(pb, head)
+            for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
+                check_in_log(Point(position=point.position), head)
             events = await _config_events(store)
         codec = Codec()
         upto_a = [e for e in events if pa.includes(e)]
