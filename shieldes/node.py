@@ -41,7 +41,7 @@ from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
-from shieldes.secrets import keyring_for
+from shieldes.secrets import NodeKeyring
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
@@ -180,6 +180,7 @@ class Node:
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.boot_epoch = 0  # this boot's identity: gossip component, usage flushes (node, boot epoch, seq)
+        self.keyring = NodeKeyring(settings)  # provider-key decryption, shared by gateway and reports
         self.database_url = ""
         self.database: db.Lease | db.ExternalDatabase | None = None  # released (last user stops it) in stop()
         self.pool: AsyncConnectionPool[Any] | None = None
@@ -269,7 +270,7 @@ class Node:
             await part.start()
         self.session = open_session(s)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics,
-                               keyring=lambda: keyring_for(s))
+                               keyring=self.keyring)
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
         ops_metrics.register(self.metrics.registry, self.gateway, self.cluster, s.usage_buffer_max)
@@ -292,7 +293,7 @@ class Node:
         assert self.projector is not None and self.gateway is not None and self.cluster is not None
         config = self.projector.config
         configured, missing = startup_report(
-            config, keyring=keyring_for(self.settings), environ=os.environ,
+            config, keyring=self.keyring(), environ=os.environ,
             priced=self.gateway.prices.rates(config.pricing).keys(),
             peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
         )

@@ -242,6 +242,30 @@ def keyring_for(settings: Settings, *, create: bool = False) -> Keyring:
     return Keyring(encryption_key_for(settings, create=create), settings.encryption_key_old)
 
 
+class NodeKeyring:
+    """A node's keyring, built once a key exists: deriving a passphrase key (scrypt) is too slow to
+    repeat per request or heartbeat, and the local key may only appear after the node started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ring: Keyring | None = None
+
+    def __call__(self) -> Keyring:
+        if self._ring is not None:
+            return self._ring
+        ring = keyring_for(self.settings)
+        if ring.current_key_id is not None:
+            self._ring = ring
+        return ring
+
+    def key_id(self) -> str | None:
+        """The current key's id for cluster_nodes.info; None when unset or unusable."""
+        try:
+            return self().current_key_id
+        except SecretError:
+            return None
+
+
 GENERATED_SECRET_PREFIX = "shieldes-workers-"  # a cluster secret `serve --workers` made for its own workers
 
 

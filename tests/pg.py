@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -41,6 +42,19 @@ def server_url() -> str:
 
 def postgres_running_under(root: Path) -> list[str]:
     """Postgres server processes whose data directory lies under `root` (what a session left behind)."""
+    return [f"pid {proc.pid}: {pgdata}" for proc, pgdata in _postmasters_under(root)]
+
+
+def stop_postgres_under(root: Path) -> None:
+    for proc, _ in _postmasters_under(root):
+        proc.send_signal(signal.SIGINT)  # a fast shutdown
+        try:
+            proc.wait(30)
+        except psutil.TimeoutExpired:
+            proc.kill()
+
+
+def _postmasters_under(root: Path) -> list[tuple[psutil.Process, Path]]:
     root = root.resolve()
     found = []
     for proc in psutil.process_iter(attrs=["name", "cmdline"]):
@@ -49,7 +63,7 @@ def postgres_running_under(root: Path) -> list[str]:
             continue
         pgdata = Path(cmd[cmd.index("-D") + 1]) if cmd.index("-D") + 1 < len(cmd) else None
         if pgdata is not None and pgdata.resolve().is_relative_to(root):
-            found.append(f"pid {proc.pid}: {pgdata}")
+            found.append((proc, pgdata))
     return found
 
 

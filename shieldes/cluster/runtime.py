@@ -31,7 +31,7 @@ from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
-from shieldes.secrets import GENERATED_SECRET_PREFIX, fingerprint, keyring_for
+from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
 from shieldes.usage.meter import WINDOW
@@ -50,6 +50,7 @@ class ClusterRuntime:
                  projector: Projector, meter: ClusterMeter, wake: Callable[[], None],
                  registry: CollectorRegistry | None = None, boot_epoch: int = 0) -> None:
         s = self.settings = settings
+        self._keyring = NodeKeyring(settings)
         self.node_id = s.node_id
         self.projector = projector
         self.meter = meter
@@ -258,7 +259,7 @@ class ClusterRuntime:
             "secrets": {
                 "cluster": fingerprint(self.settings.cluster_secret, "cluster"),
                 "cluster_generated": (self.settings.cluster_secret or "").startswith(GENERATED_SECRET_PREFIX),
-                "encryption": keyring_for(self.settings).current_key_id,
+                "encryption": self._keyring.key_id(),
             },
         }
 

@@ -16,7 +16,8 @@ from tests import pg
 
 
 @pytest.mark.timeout(180)
-def test_last_user_stops_it_and_only_the_last(tmp_path: Path) -> None:
+def test_last_user_stops_it_and_only_the_last(fresh_home: Path) -> None:
+    tmp_path = fresh_home
     server = EmbeddedPostgres(tmp_path / "data")
     try:
         a = server.acquire("a")

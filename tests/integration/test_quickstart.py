@@ -109,7 +109,8 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(300)  # a dozen processes and three Postgres starts: slow on a loaded machine
-async def test_readme_quickstart_in_a_fresh_home(tmp_path: Path) -> None:
+async def test_readme_quickstart_in_a_fresh_home(fresh_home: Path) -> None:
+    tmp_path = fresh_home
     blocks = quickstart_blocks((ROOT / "README.md").read_text())
     assert len(blocks) >= 3, "the quickstart lost a step"
     start, setup, call = blocks[:3]
