@@ -79,7 +79,9 @@ class ClusterMeter(Meter):
         rank = (cluster.rank() + w) % alive
         if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
             reset = (w + 1) * WINDOW - now
-            remaining = max(0, key.rpm - seen)
+            # `seen` also counts claims peers hold but have not used: those come back within a round,
+            # so only what is really used makes the refusal last until the window turns
+            remaining = max(0, key.rpm - requests)
             retry = reset if remaining == 0 else min(reset, SHARE_RETRY)
             after = max(1, math.ceil(retry))  # what Retry-After says
             if remaining == 0:
