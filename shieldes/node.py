@@ -24,6 +24,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
+from shieldes.checks import startup_report
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
@@ -44,6 +45,7 @@ from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
+from shieldes.secrets import NodeKeyring
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
@@ -188,7 +190,9 @@ class Node:
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.boot_epoch = 0  # this boot's identity: gossip component, usage flushes (node, boot epoch, seq)
+        self.keyring = NodeKeyring(settings)  # provider-key decryption, shared by gateway and reports
         self.database_url = ""
+        self.database: db.Lease | db.ExternalDatabase | None = None  # released (last user stops it) in stop()
         self.pool: AsyncConnectionPool[Any] | None = None
         self.store: PostgresEventStore | None = None
         self.projector: Projector | None = None
@@ -216,19 +220,23 @@ class Node:
 
     async def _open_database(self) -> None:
         s = self.settings
-        self.database_url = await asyncio.to_thread(db.resolve_database_url, s)
+        notice = db.legacy_data_dir_notice(s)
+        if notice:
+            log.warning("%s", notice)
+        database = self.database = await asyncio.to_thread(db.acquire, s, f"serve {self.node_id}")
+        self.database_url = database.url
         self.pool = open_pool(self.database_url, size=s.db_pool_size, name=f"shieldes-{self.node_id}")
         try:
             await self.pool.open(wait=True, timeout=DB_CALL_TIMEOUT)
             async with self.pool.connection() as conn:
                 revision = await db.async_schema_revision(conn)
         except Exception as exc:
-            await self.pool.close()
+            await self._close_pool()
             raise db.translate(exc, self.database_url) from exc
         try:
             db.require_head(revision)
         except Exception:
-            await self.pool.close()
+            await self._close_pool()
             raise
         self.store = PostgresEventStore(self.pool, node_timeout=self.settings.node_timeout)
 
@@ -279,7 +287,8 @@ class Node:
         for part in self.extra_parts:
             await part.start()
         self.session = open_session(s, [self.tracing.client_trace_config()] if self.tracing else None)
-        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
+        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics,
+                               keyring=self.keyring)
         self.gateway.tracing = self.tracing
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
@@ -302,6 +311,21 @@ class Node:
         self.state = "running"
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
+        self._report()
+
+    def _report(self) -> None:
+        """Say at startup what is configured and, loudly, what is missing."""
+        assert self.projector is not None and self.gateway is not None and self.cluster is not None
+        config = self.projector.config
+        configured, missing = startup_report(
+            config, keyring=self.keyring(), environ=os.environ,
+            priced=self.gateway.prices.rates(config.pricing).keys(),
+            peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
+        )
+        for line in configured:
+            log.info("configured %s", line)
+        for line in missing:
+            log.warning("MISSING: %s", line)
 
     def _request_log(self, capture: Capture | None) -> RequestLogWriter | None:
         s = self.settings
@@ -406,3 +430,10 @@ class Node:
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
+        if self.database is not None:
+            database, self.database = self.database, None
+            try:
+                if await asyncio.to_thread(database.release):
+                    log.info("stopped the embedded Postgres: this node was its last user")
+            except Exception as exc:
+                log.warning("could not stop the embedded Postgres: %s", exc)

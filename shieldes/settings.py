@@ -17,6 +17,13 @@ def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def default_data_dir() -> Path:
+    """One per user, found from any folder: $XDG_DATA_HOME/shieldes, else ~/.local/share/shieldes."""
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "shieldes"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIELDES_", env_file=".env", extra="ignore")
 
@@ -24,7 +31,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql://user:pass@host:port/db; unset starts an embedded Postgres"
     )
-    data_dir: Path = Field(default=Path(".shieldes"), description="where the embedded Postgres keeps its data")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where the embedded Postgres and the local encryption key live (one per user)",
+    )
     db_pool_size: int = Field(default=4, ge=1, description="connections per node for appends and reads")
 
     # Identity and network
@@ -36,6 +46,10 @@ class Settings(BaseSettings):
     peers: str = Field(default="", description="static gossip peers, comma separated host:port")
     region: str | None = Field(
         default=None, description="this node's region: routing prefers deployments added with the same --region")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="log level of `shieldes serve` (debug shows the embedded Postgres' output)"
+    )
 
     # Secrets
     cluster_secret: str | None = Field(default=None, description="HMAC key for gossip messages")
@@ -137,6 +151,16 @@ class Settings(BaseSettings):
         default=None, description="OTLP/HTTP endpoint for traces, e.g. http://collector:4318 (needs shieldes[otel])"
     )
     otel_service_name: str = Field(default="shieldes", description="service.name of exported traces")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().absolute()  # the same place whatever folder a later command runs in
 
     @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url",
                      "otel_endpoint")

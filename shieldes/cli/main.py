@@ -21,7 +21,8 @@ def cli(ctx: click.Context, as_json: bool) -> None:
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
-    ctx.obj = CliContext(settings=settings, as_json=as_json)
+    ctx.obj = CliContext(settings=settings, as_json=as_json, role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
@@ -34,6 +35,7 @@ def _register() -> None:
         config_cmd,
         config_io_cmd,
         db_cmd,
+        doctor_cmd,
         key_cmd,
         logs_cmd,
         model_cmd,
@@ -66,6 +68,7 @@ def _register() -> None:
         cluster_cmd.cluster_group,
         admin_token_cmd.admin_token_group,
         secrets_cmd.secrets_group,
+        doctor_cmd.doctor,
     ):
         cli.add_command(command)
     # `config show/diff` (history) and `config import/export` (interchange) form one group

@@ -32,6 +32,7 @@ from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
 from shieldes.routing.strategies import deployment_report, merge_health
+from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
 from shieldes.usage.meter import WINDOW
@@ -50,6 +51,7 @@ class ClusterRuntime:
                  projector: Projector, meter: ClusterMeter, wake: Callable[[], None],
                  registry: CollectorRegistry | None = None, boot_epoch: int = 0) -> None:
         s = self.settings = settings
+        self._keyring = NodeKeyring(settings)
         self.node_id = s.node_id
         self.projector = projector
         self.meter = meter
@@ -268,6 +270,12 @@ class ClusterRuntime:
             # rolling upgrades: writers refuse events this node cannot read (events/compat.py)
             "reads": reads_of(self.projector.projection.codec),
             "unreadable_events": self.projector.projection.unreadable_count,
+            # `shieldes doctor` compares these across nodes: equal fingerprints, equal secrets
+            "secrets": {
+                "cluster": fingerprint(self.settings.cluster_secret, "cluster"),
+                "cluster_generated": (self.settings.cluster_secret or "").startswith(GENERATED_SECRET_PREFIX),
+                "encryption": self._keyring.key_id(),
+            },
         }
 
     def status(self) -> dict[str, Any]:

@@ -161,8 +161,15 @@ class BudgetSet(Event):
     TYPE: ClassVar[str] = "budget.set"
     subject_kind: str  # "key" | "team"
     subject_id: str
-    amount_usd: float | None  # None removes the budget
+    amount_usd: float | None  # None removed the budget (events before budget.removed existed)
     period: str  # "1d" | "30d" | "1mo"
+
+
+@dataclass(frozen=True)
+class BudgetRemoved(Event):
+    TYPE: ClassVar[str] = "budget.removed"
+    subject_kind: str  # "key" | "team"
+    subject_id: str
 
 
 @dataclass(frozen=True)
@@ -246,6 +253,7 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     VirtualKeyRevoked,
     VirtualKeyRotated,
     BudgetSet,
+    BudgetRemoved,
     RateLimitSet,
     AdminTokenCreated,
     AdminTokenRevoked,

@@ -18,6 +18,7 @@ from shieldes.errors import (
     ModelNotPriced,
     NotFound,
     PermissionDenied,
+    ProviderMisconfigured,
     RateLimited,
     ShieldesError,
     UpstreamError,
@@ -102,7 +103,8 @@ def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None
 
 class Gateway:
     def __init__(self, settings: Settings, state: StateView, meter: Meter, providers: Mapping[str, Provider],
-                 metrics: Metrics, *, rng: random.Random | None = None) -> None:
+                 metrics: Metrics, *, rng: random.Random | None = None,
+                 keyring: Callable[[], Keyring] | None = None) -> None:
         self.settings = settings
         self.state = state
         self.meter = meter
@@ -115,9 +117,11 @@ class Gateway:
         self.cluster_size: Callable[[], int] = lambda: 1  # alive nodes sharing deployment quotas
         self.quotas = DeploymentQuotas()
         self.rng = rng or random.Random()
-        self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
         self.tracing: AttemptSpans | None = None
         self._secrets: dict[str, str | None] = {}
+        # read when an encrypted key is first needed: the local key may be created after start
+        self.keyring = keyring or (lambda: Keyring(settings.encryption_key, settings.encryption_key_old))
+        self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
 
@@ -154,6 +158,11 @@ class Gateway:
 
     def route(self, key: VirtualKey, requested: str) -> Route:
         route = self._resolve(requested)
+        if route is None and not self.state.config.providers:
+            raise NotFound(
+                f"model {requested!r} is not served: no providers yet; add one with `shieldes provider add "
+                "NAME --type openai --base-url URL --api-key KEY --models MODEL,...`"
+            )
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
@@ -233,18 +242,28 @@ class Gateway:
             api_key = self._secrets[ref]
         else:
             try:
-                api_key = resolve_secret(ref, self.keyring)
+                api_key = resolve_secret(ref, self.keyring())
             except SecretError as exc:
-                raise UpstreamFailure(exc.message, status=None, retryable=True) from None
+                raise self._misconfigured(dep, f"its provider key cannot be read: {exc.message}") from None
             self._secrets[ref] = api_key
         return Target(dep.name, dep.base_url, model, api_key, dep.options)
 
     def _provider(self, dep: Deployment) -> Provider:
         provider = self.providers.get(dep.kind)
         if provider is None:
-            raise UpstreamFailure(f"no provider module for type {dep.kind!r} on this node", status=None,
-                                  retryable=True)
+            raise self._misconfigured(dep, f"this node has no provider module for type {dep.kind!r}")
         return provider
+
+    def _misconfigured(self, dep: Deployment, why: str) -> ProviderMisconfigured:
+        """The same answer on every attempt: reported to the client as is and logged once per cause."""
+        fix = (f"set it in the node's environment and restart the node, or store the key with "
+               f"`shieldes provider update {dep.name} --api-key KEY`") if "environment variable" in why else (
+               "upgrade this node or fix the deployment with `shieldes provider update`")
+        message = f"deployment {dep.name!r} cannot be used on this node: {why}; {fix}"
+        if message not in self._reported:
+            self._reported.add(message)
+            log.error("MISCONFIGURED: %s", message)
+        return ProviderMisconfigured(message)
 
     def _failed(self, dep: Deployment, failure: UpstreamFailure, rec: RequestRecord | None) -> str:
         kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
@@ -351,11 +370,14 @@ class Gateway:
         last: tuple[UpstreamFailure, RouteTarget] | None = None
         tried = 0
         at_quota: set[str] = set()
+        misconfigured: dict[str, ProviderMisconfigured] = {}  # skipped for the others, never retried
         group: Route | None = route
         later: list[Route] | None = None
         while group is not None:
             attempts = 1 + self.settings.upstream_retries
             for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
+                if rt.name in misconfigured:
+                    continue
                 if not self.quotas.allows(rt.name, rt.deployment.options, self.cluster_size()):
                     at_quota.add(rt.name)  # its provider's quota is used up: not called into a 429
                     continue
@@ -365,6 +387,8 @@ class Gateway:
                 self.quotas.sent(rt.name)
                 try:
                     return await self._attempt(op, rt, body, attempt, rec, tried), rt
+                except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
+                    misconfigured[rt.name] = exc
                 except UpstreamFailure as failure:
                     last = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
@@ -376,6 +400,8 @@ class Gateway:
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
             raise self._client_error(last[0], last[1].deployment)
+        if last is None and misconfigured:
+            raise next(iter(misconfigured.values()))
         if not tried and at_quota:
             raise RateLimited(
                 f"every deployment serving model {route.requested!r} is at its quota "

@@ -18,6 +18,7 @@ from shieldes.errors import CommandRejected
 from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
+    BudgetRemoved,
     BudgetSet,
     Event,
     ModelAliasRemoved,
@@ -475,8 +476,17 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             amount = check_money("--amount", command.amount_usd) if command.amount_usd is not None else None
             period = check_period(command.period)
             if command.subject_kind == "team":
-                return [BudgetSet("team", find_team(state, command.subject).id, amount, period)]
+                team = find_team(state, command.subject)
+                if amount is None:
+                    if team.budget is None:
+                        raise CommandRejected(f"team {team.name!r} has no budget; nothing to remove")
+                    return [BudgetRemoved("team", team.id)]
+                return [BudgetSet("team", team.id, amount, period)]
             key = find_key(state, command.subject)
+            if amount is None:
+                if key.budget is None:
+                    raise CommandRejected(f"key {key.name!r} has no budget; nothing to remove")
+                return [BudgetRemoved("key", key.id)]
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
             return [BudgetSet("key", key.id, amount, period)]

@@ -9,6 +9,7 @@ from typing import TypeVar
 from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
+    BudgetRemoved,
     BudgetSet,
     Event,
     ModelAliasRemoved,
@@ -112,10 +113,9 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             )
         case BudgetSet():
             budget = Budget(event.amount_usd, event.period) if event.amount_usd is not None else None
-            if event.subject_kind == "team":
-                team = replace(state.teams[event.subject_id], budget=budget)
-                return replace(state, teams=_with(state.teams, team.id, team))
-            return _put_key(state, replace(state.keys[event.subject_id], budget=budget))
+            return _put_budget(state, event.subject_kind, event.subject_id, budget)
+        case BudgetRemoved():
+            return _put_budget(state, event.subject_kind, event.subject_id, None)
         case RateLimitSet():
             return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
         case AdminTokenCreated():
@@ -134,3 +134,10 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 admin_token_ids_by_hash=_without(state.admin_token_ids_by_hash, old_token.key_hash),
             )
     return state
+
+
+def _put_budget(state: ConfigState, kind: str, subject_id: str, budget: Budget | None) -> ConfigState:
+    if kind == "team":
+        team = replace(state.teams[subject_id], budget=budget)
+        return replace(state, teams=_with(state.teams, team.id, team))
+    return _put_key(state, replace(state.keys[subject_id], budget=budget))

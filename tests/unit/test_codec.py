@@ -35,6 +35,7 @@ SAMPLES: list[c.Event] = [
     c.VirtualKeyRotated("key_1", "ef" * 32, "sk-shd-efgh"),
     c.BudgetSet("key", "key_1", 5.0, "1mo"),
     c.BudgetSet("team", "team_1", None, "30d"),
+    c.BudgetRemoved("team", "team_1"),
     c.RateLimitSet("key_1", 60, None),
     c.AdminTokenCreated("adm_1", "ci", "operator", "ab" * 32, "shd-adm-abcd"),
     c.AdminTokenRevoked("adm_1"),

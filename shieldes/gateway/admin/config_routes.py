@@ -234,7 +234,7 @@ def _secret_ref(call: Call) -> str | None:
     if key is not None:
         if not key.strip():
             raise InvalidRequest("api_key is empty; send the provider's key or use api_key_env")
-        return secrets.encrypt_secret(key, call.ctx.settings.encryption_key)
+        return secrets.encrypt_secret(key, secrets.encryption_key_for(call.ctx.settings, create=True))
     return None
 
 
