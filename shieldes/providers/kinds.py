@@ -54,7 +54,7 @@ PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
 # SHIELDES_REGION; for bedrock it is also the AWS region) and its cluster-wide quotas (rpm, tpm:
 # the provider's own limits, see routing/quota.py).
 COMMON_OPTIONS: tuple[str, ...] = ("region", "rpm", "tpm")
-_COUNTS = ("rpm", "tpm")
+COUNT_OPTIONS: tuple[str, ...] = ("rpm", "tpm")  # whole numbers (the admin API takes them as integers)
 ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o in spec.options} | set(COMMON_OPTIONS)))
 _OPTION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+ -]*$")
 
@@ -80,7 +80,7 @@ def check_options(spec: KindSpec, options: Mapping[str, str]) -> dict[str, str]:
             raise CommandRejected(f"{flag(name)} does not apply to type {spec.name!r} (its options: {allowed})")
         if not value or len(value) > 512 or (name != "credentials_file" and not _OPTION_OK.match(value)):
             raise CommandRejected(f"invalid {flag(name)} {value!r}")
-        if name in _COUNTS and not (value.isdigit() and 0 < int(value) <= 10**12):
+        if name in COUNT_OPTIONS and not (value.isdigit() and 0 < int(value) <= 10**12):
             raise CommandRejected(f"{flag(name)} must be a whole number above 0, got {value!r}")
         allowed_values = spec.choices.get(name)
         if allowed_values is not None and value not in allowed_values:

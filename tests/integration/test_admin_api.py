@@ -218,6 +218,14 @@ async def test_aliases_and_provider_type_settings_through_the_api(database_url: 
                                                           "location": "global", "models": ["gemini-2.0-flash"],
                                                           "credentials_file": "/etc/shieldes/sa.json"})
         assert status == 201 and vx["options"]["project"] == "p1" and vx["responses"] == "translate"
+        # the deployment's own quotas (any type): JSON integers, stored like the CLI's --rpm/--tpm
+        status, q = await api.call("PATCH", f"{API}/providers/vx", {"rpm": 600, "options": {"tpm": 90000},
+                                                                    "region": "eu"})
+        assert status == 200 and {k: q["options"][k] for k in ("rpm", "tpm", "region")} == {
+            "rpm": "600", "tpm": "90000", "region": "eu"}, q
+        for body, needle in (({"rpm": 0}, "above 0"), ({"rpm": "lots"}, "integer"), ({"tpm": 1.5}, "integer")):
+            status, err = await api.call("PATCH", f"{API}/providers/vx", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
         status, upd = await api.call("PATCH", f"{API}/providers/az", {"api_version": "2025-01-01-preview"})
         assert status == 200 and upd["options"] == {"api_version": "2025-01-01-preview", "auth": "api-key"}
         for body, needle in (({"project": "p"}, "does not apply to type 'azure'"),

@@ -32,7 +32,7 @@ from shieldes.projections.commands import (
     parse_alias_target,
 )
 from shieldes.projections.state import ConfigState, ModelAlias, VirtualKey
-from shieldes.providers.kinds import ALL_OPTIONS, KINDS, PROVIDER_KINDS
+from shieldes.providers.kinds import ALL_OPTIONS, COMMON_OPTIONS, COUNT_OPTIONS, KINDS, PROVIDER_KINDS
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
 from shieldes.usage.catalog import price_rows
@@ -248,14 +248,22 @@ def _options(b: dict[str, Any]) -> dict[str, str] | None:
     CLI's flags, e.g. `api_version`); None when neither is given."""
     if "options" not in b and not any(o in b for o in ALL_OPTIONS):
         return None
-    out = dict(b.get("options") or {})
+    out = {k: _option_text(k, v) for k, v in (b.get("options") or {}).items()}
     for name in ALL_OPTIONS:
         if name in b:
-            if name in out and out[name] != b[name]:
+            value = _option_text(name, b[name])
+            if name in out and out[name] != value:
                 raise InvalidRequest(f"{name!r} is given both as a field and in options with different values; "
                                      "give it once")
-            out[name] = b[name]
+            out[name] = value
     return out
+
+
+def _option_text(name: str, value: Any) -> Any:
+    """Settings are stored as text (like the CLI's flags); counts may come as JSON integers."""
+    if name in COUNT_OPTIONS and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 async def add_provider(call: Call) -> Any:
@@ -377,6 +385,10 @@ _KEY_UPDATE = (
     Field("team", "string", "team name or id; null takes the key out of its team", nullable=True),
     Field("expires_at", "string", "expiry time, ISO 8601; null: never expires", nullable=True),
 )
+_OPTION_HELP = {"rpm": "the deployment's own requests per minute, held by the whole cluster: ",
+                "tpm": "the deployment's own tokens per minute, held by the whole cluster: ",
+                "region": "the deployment's region (routing prefers the node's SHIELDES_REGION; the AWS region "
+                          "for bedrock): "}
 _PROVIDER = (
     Field("base_url", "string", "the upstream API base URL, e.g. https://api.openai.com/v1"),
     Field("api_key_env", "string", "environment variable holding the provider key on each node"),
@@ -385,8 +397,10 @@ _PROVIDER = (
     Field("weight", "number", "share of traffic among deployments of a model"),
     Field("responses", "string", "how POST /v1/responses reaches it: translate (chat completions) or native "
           "(its own /v1/responses, openai type only)", enum=("translate", "native")),
-    *(Field(o, "string", f"a setting of type {', '.join(k for k, spec in KINDS.items() if o in spec.options)} "
-            f"(same as the CLI's --{o.replace('_', '-')}; or put it in options)") for o in ALL_OPTIONS),
+    *(Field(o, "integer" if o in COUNT_OPTIONS else "string", _OPTION_HELP.get(o, "") + (
+        "a setting of any type" if o in COMMON_OPTIONS else
+        f"a setting of type {', '.join(k for k, spec in KINDS.items() if o in spec.options)}")
+        + f" (the CLI's --{o.replace('_', '-')}; or put it in options)") for o in ALL_OPTIONS),
     Field("options", "object", "the type's own settings, e.g. {\"api_version\": \"2024-10-21\"} (azure), "
           "{\"region\": ...} (bedrock), {\"project\", \"location\", \"credentials_file\"} (vertex)"),
 )
