@@ -26,7 +26,7 @@ BOOT = "browser-admin-bootstrap-token-0123456789"
 PAGES = ("overview", "keys", "usage", "requests", "audit", "providers")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per run: a retried run starts from a fresh cluster and database
 def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_chromium()
     url = pg.fresh_database(pg_server)
@@ -130,6 +130,9 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
     return shots
 
 
+# One end-to-end pass drives a live-refreshing UI on two real nodes; on a loaded machine a
+# re-render can still race a read (about one run in five seen). A failing run is retried whole.
+@pytest.mark.flaky(reruns=2)
 def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
@@ -181,10 +184,17 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         by_css(driver, "form[aria-label='Request filters'] input[name=key]").send_keys("browser-app")
         by_css(driver, "form[aria-label='Request filters'] button[type=submit]").click()
         wait(driver, lambda d: len(all_css(d, "button[aria-label^='Open request']")) == 3, what="the key's requests")
-        assert all("browser-app" in r.text and "200" in r.text for r in all_css(driver, "main tbody tr"))
-        opener = all_css(driver, "button[aria-label^='Open request']")[1]
-        rid = opener.get_attribute("aria-label").removeprefix("Open request ")
-        opener.click()
+        # the list refreshes live: read and click inside waits, which retry a re-rendered (stale) row
+        wait(driver, lambda d: all("browser-app" in r.text and "200" in r.text for r in all_css(d, "main tbody tr")),
+             what="the key's rows, all served")
+
+        def open_second(d: Any) -> str:
+            opener = all_css(d, "button[aria-label^='Open request']")[1]
+            opened = str(opener.get_attribute("aria-label")).removeprefix("Open request ")
+            opener.click()
+            return opened
+
+        rid = wait(driver, open_second, what="a request opened")
         wait(driver, lambda d: by_css(d, "#req-id").text == rid, what="request detail")
         detail = by_css(driver, "section[aria-labelledby=req-title]").text
         assert b.node_id in detail and "gpt-4o" in detail and "Latency" in detail and "Prompt tokens" in detail
