@@ -8,7 +8,7 @@ import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from shieldes.db import libpq_url, resolve_database_url, sqlalchemy_url
+from shieldes.db import acquire, libpq_url, sqlalchemy_url
 from shieldes.settings import Settings
 from shieldes.tables import metadata
 
@@ -16,7 +16,10 @@ config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-url = config.attributes.get("database_url") or resolve_database_url(Settings())
+# `shieldes db upgrade` passes its URL; a bare `alembic upgrade head` holds the database (the
+# embedded one is started if needed) until the migration is done, then releases it
+held = None if config.attributes.get("database_url") else acquire(Settings(), "alembic")
+url = config.attributes.get("database_url") or (held.url if held else "")
 
 
 def run_migrations_offline() -> None:
@@ -38,7 +41,11 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+try:
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()
+finally:
+    if held is not None:
+        held.release()

@@ -152,7 +152,7 @@ def main() -> int:
     time.sleep(10)
 
     traffic.begin("shieldes-2 back as a new container")
-    compose("rm", "-f", "shieldes-2")
+    compose("rm", "-f", "-v", "shieldes-2")
     compose("up", "-d", "--no-deps", "shieldes-2")
     took = wait_ready("shieldes-2")
     before = node_served("shieldes-2")

@@ -1,7 +1,9 @@
 """The Anthropic Messages API through shieldes with the official anthropic SDK. shieldes serves
-POST /v1/messages and routes to any deployment serving the model (Anthropic or OpenAI-style).
+POST /v1/messages and routes to any deployment serving the model (Anthropic or OpenAI-style), so
+the README quickstart's gpt-4o-mini answers it as is; name a Claude model once you added one.
 
-    SHIELDES_KEY=sk-shd-... SHIELDES_MODEL=claude-3-5-sonnet-20241022 python examples/anthropic_messages.py
+    SHIELDES_KEY=sk-shd-... python examples/anthropic_messages.py
+    SHIELDES_KEY=sk-shd-... SHIELDES_MODEL=claude-3-5-haiku-latest python examples/anthropic_messages.py
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ def main() -> int:
     client = anthropic.Anthropic(base_url=url, api_key=key)  # the SDK appends /v1/messages
     try:
         message = client.messages.create(
-            model=model("claude-3-5-sonnet-20241022"),
+            model=model(),
             max_tokens=256,
             messages=[{"role": "user", "content": "Name three uses of an AI gateway."}],
         )

@@ -1,7 +1,7 @@
 -- shieldes audit queries.
 --
 -- Run them as the read-only role, which sees only the audit views (never the raw events table):
---   psql "$SHIELDES_DATABASE_URL" -c 'SET ROLE shieldes_audit' -f examples/audit.sql
+--   psql "${SHIELDES_DATABASE_URL:-$(shieldes db url)}" -c 'SET ROLE shieldes_audit' -f examples/audit.sql
 -- or give a login user the role:  CREATE USER auditor LOGIN PASSWORD '...' IN ROLE shieldes_audit;
 --
 -- Views: audit_log (config changes, secrets redacted), virtual_keys, usage_deltas (one row per

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # The HTTP API with curl. Usage: SHIELDES_KEY=sk-shd-... examples/curl.sh
+#   SHIELDES_KEY              a virtual key (required; `shieldes key create --name demo --secret-only`)
+#   SHIELDES_URL              gateway base URL (default http://127.0.0.1:8080)
+#   SHIELDES_MODEL            chat model (default gpt-4o-mini, as in the README quickstart)
+#   SHIELDES_ANTHROPIC_MODEL  model for the Anthropic-shaped call (default: SHIELDES_MODEL)
+#   SHIELDES_EMBEDDING_MODEL  embedding model (default text-embedding-3-small; a provider must list it)
 set -euo pipefail
 URL="${SHIELDES_URL:-http://127.0.0.1:8080}"
 KEY="${SHIELDES_KEY:?set SHIELDES_KEY to a virtual key (shieldes key create --name demo)}"
@@ -27,7 +32,7 @@ curl -fsSN "$URL/v1/chat/completions" \
 echo "== embeddings"
 curl -sS "$URL/v1/embeddings" \
   -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
-  -d '{"model": "text-embedding-3-small", "input": "hello"}'
+  -d "{\"model\": \"${SHIELDES_EMBEDDING_MODEL:-text-embedding-3-small}\", \"input\": \"hello\"}"
 echo
 
 echo "== Anthropic Messages shape (x-api-key works too)"

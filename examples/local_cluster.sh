@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # A 3-node cluster on one machine sharing the embedded Postgres. Ctrl-C stops all three.
 #   examples/local_cluster.sh            # nodes on :8080 :8081 :8082, gossip on :7946 :7947 :7948
-# Each node needs its own node id, HTTP port and gossip port; they share the data directory (one
-# Postgres, started by the first process and reused by the others) and the cluster secret.
+# Each node needs its own node id, HTTP port and gossip port; they share the database (with
+# SHIELDES_DATABASE_URL unset, the embedded Postgres in the data dir, ~/.local/share/shieldes, as
+# every shieldes command: the keys you created are there) and the cluster secret.
 set -euo pipefail
 SHIELDES="${SHIELDES_BIN:-shieldes}"
-export SHIELDES_DATA_DIR="${SHIELDES_DATA_DIR:-$PWD/.shieldes}"
 export SHIELDES_CLUSTER_SECRET="${SHIELDES_CLUSTER_SECRET:-local-cluster-secret}"
 export SHIELDES_ADVERTISE_HOST=127.0.0.1
 BASE_PORT="${BASE_PORT:-8080}"

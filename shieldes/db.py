@@ -6,7 +6,6 @@ All database errors that reach users pass through `translate` so they read as on
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,30 +13,55 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from shieldes.embedded import EmbeddedPostgres, Lease
 from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
 from shieldes.settings import Settings
 
 # The newest alembic revision this code understands; tests check it equals alembic's head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0006"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
-def embedded_database_url(data_dir: Path) -> str:
-    """Start (or reuse, across processes) the embedded Postgres under `data_dir` and return its URL."""
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import pgserver  # deferred: importing it has side effects (locks, runtime dir)
+__all__ = ["ExternalDatabase", "Lease", "acquire"]
 
-    pgdata = (data_dir / "pg").resolve()
-    pgdata.mkdir(parents=True, exist_ok=True)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
-    except Exception as exc:  # pgserver raises plain exceptions with stderr inside
-        raise DatabaseUnavailable(
-            f"could not start the embedded Postgres in {pgdata}: {exc}; "
-            "set SHIELDES_DATABASE_URL to use an external server"
-        ) from exc
-    return str(server.get_uri())
+
+class ExternalDatabase:
+    """SHIELDES_DATABASE_URL: nothing to start or stop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.started = False
+
+    def release(self) -> bool:
+        return False
+
+
+def acquire(settings: Settings, role: str) -> Lease | ExternalDatabase:
+    """The database this process should use, held until `.release()`: SHIELDES_DATABASE_URL, or the
+    embedded Postgres under the data dir (started if needed; released by its last user, stopped)."""
+    if settings.database_url:
+        return ExternalDatabase(libpq_url(settings.database_url))
+    return EmbeddedPostgres(settings.data_dir).acquire(role)
+
+
+def legacy_data_dir_notice(settings: Settings) -> str | None:
+    """Earlier versions kept the embedded database in ./.shieldes: say so rather than silently use
+    an empty one (whose keys the old gateway would not know)."""
+    old = Path(".shieldes").absolute()
+    if settings.database_url or "data_dir" in settings.model_fields_set or old == settings.data_dir:
+        return None
+    if not (old / "pg" / "PG_VERSION").exists():
+        return None
+    return (f"{old} holds an embedded database from an earlier shieldes (which kept it in ./.shieldes); "
+            f"this one uses {settings.data_dir}: set SHIELDES_DATA_DIR={old} to keep using the old one")
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded Postgres under `data_dir` for the rest of this process (benches);
+    the server is left running. Commands and nodes use `acquire`, which stops it after its last user."""
+    lease = EmbeddedPostgres(data_dir).acquire("bench")
+    return lease.url
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -79,7 +103,8 @@ def describe_url(url: str) -> str:
     hosts = str(info.get("host") or "local socket").split(",")
     ports = str(info.get("port") or "5432").split(",")
     ports += [ports[-1]] * (len(hosts) - len(ports))
-    where = ",".join(f"{h}:{p}" for h, p in zip(hosts, ports, strict=False))
+    where = ",".join(f"{h} (unix socket)" if h.startswith("/") else f"{h}:{p}"
+                     for h, p in zip(hosts, ports, strict=False))
     return f"{where}/{info.get('dbname') or 'postgres'}"
 
 

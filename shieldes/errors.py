@@ -83,6 +83,13 @@ class UpstreamError(ShieldesError):
     code = "upstream_error"
 
 
+class ProviderMisconfigured(UpstreamError):
+    """A deployment cannot be called from this node (its key is missing here): the same on every
+    attempt, so it is answered once, never retried, and says what the operator must fix."""
+
+    code = "provider_misconfigured"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"

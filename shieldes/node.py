@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
+from shieldes.checks import startup_report
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
@@ -32,18 +34,24 @@ from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.app import IN_FLIGHT, build_app
+from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
+from shieldes.gateway.observe import Observer
 from shieldes.gateway.service import Gateway
 from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
+from shieldes.requestlog.capture import Capture
+from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
+from shieldes.secrets import NodeKeyring
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
 from shieldes.tasks import stop_task, wait_event
+from shieldes.tracing import Tracing
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
 
@@ -62,10 +70,12 @@ class LogPoller:
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
 
     def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics,
-                 reload: Callable[[], Awaitable[Projection]] | None = None) -> None:
+                 reload: Callable[[], Awaitable[Projection]] | None = None,
+                 config_watch: ConfigWatch | None = None) -> None:
         self.projector = projector
         self.reload = reload
         self.reloads = 0
+        self.config_watch = config_watch
         self.meter = meter
         self.interval = interval
         self.metrics = metrics
@@ -99,6 +109,8 @@ class LogPoller:
             return False
         self.db_ok = True
         self.last_ok = time.time()
+        if self.config_watch is not None:
+            self.config_watch.check(self.projector.config)
         self.meter.drop_durable(self.projector.usage)
         self.metrics.log_lag.set(self.projector.lag)
         self.metrics.usage_buffered.set(self.meter.buffered())
@@ -169,7 +181,8 @@ class HttpServer:
 
 class Node:
     """One gateway node. Public attributes after start(): settings, node_id, boot_epoch, database_url,
-    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, http, port."""
+    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, request_log,
+    tracing, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
@@ -177,7 +190,9 @@ class Node:
         self.reuse_port = reuse_port
         self.metrics = Metrics()
         self.boot_epoch = 0  # this boot's identity: gossip component, usage flushes (node, boot epoch, seq)
+        self.keyring = NodeKeyring(settings)  # provider-key decryption, shared by gateway and reports
         self.database_url = ""
+        self.database: db.Lease | db.ExternalDatabase | None = None  # released (last user stops it) in stop()
         self.pool: AsyncConnectionPool[Any] | None = None
         self.store: PostgresEventStore | None = None
         self.projector: Projector | None = None
@@ -188,6 +203,8 @@ class Node:
         self.responses: ResponseStore | None = None
         self.session: aiohttp.ClientSession | None = None
         self.http: HttpServer | None = None
+        self.request_log: RequestLogWriter | None = None
+        self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
         self.state = "new"  # new | starting | running | stopping | stopped
@@ -203,19 +220,23 @@ class Node:
 
     async def _open_database(self) -> None:
         s = self.settings
-        self.database_url = await asyncio.to_thread(db.resolve_database_url, s)
+        notice = db.legacy_data_dir_notice(s)
+        if notice:
+            log.warning("%s", notice)
+        database = self.database = await asyncio.to_thread(db.acquire, s, f"serve {self.node_id}")
+        self.database_url = database.url
         self.pool = open_pool(self.database_url, size=s.db_pool_size, name=f"shieldes-{self.node_id}")
         try:
             await self.pool.open(wait=True, timeout=DB_CALL_TIMEOUT)
             async with self.pool.connection() as conn:
                 revision = await db.async_schema_revision(conn)
         except Exception as exc:
-            await self.pool.close()
+            await self._close_pool()
             raise db.translate(exc, self.database_url) from exc
         try:
             db.require_head(revision)
         except Exception:
-            await self.pool.close()
+            await self._close_pool()
             raise
         self.store = PostgresEventStore(self.pool, node_timeout=self.settings.node_timeout)
 
@@ -228,6 +249,9 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         self.state = "starting"
+        # first: a missing optional extra is refused before anything is started
+        self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id) \
+            if s.otel_endpoint else None
         await self._open_database()
         assert self.store is not None
         assert self.pool is not None
@@ -247,7 +271,10 @@ class Node:
             await self._close_pool()
             raise db.translate(exc, self.database_url) from exc
         self.meter = ClusterMeter(self.node_id, self.boot_epoch, buffer_max=s.usage_buffer_max)
-        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load)
+        watch = ConfigWatch(os.environ)
+        watch.check(self.projector.config)
+        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load,
+                                config_watch=watch)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         await self.poller.start()
         await self.flusher.start()
@@ -259,8 +286,10 @@ class Node:
         await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
-        self.session = open_session(s)
-        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics)
+        self.session = open_session(s, [self.tracing.client_trace_config()] if self.tracing else None)
+        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics,
+                               keyring=self.keyring)
+        self.gateway.tracing = self.tracing
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
         ops_metrics.register(self.metrics.registry, self.gateway, self.cluster, s.usage_buffer_max)
@@ -269,13 +298,51 @@ class Node:
                              oidc=OidcLogin.from_settings(s))
         self.responses = ResponseStore(ResponseTable(self.pool), s)
         await self.responses.start()
-        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses), s.host, s.port,
-                               reuse_port=self.reuse_port, grace=s.shutdown_grace)
+        capture = self._capture()
+        self.request_log = self._request_log(capture)
+        if self.request_log is not None:
+            await self.request_log.start()
+        observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
+                            capture=capture, access=s.access_log, tracing=self.tracing)
+        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses, observer),
+                               s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)
         self.state = "running"
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
+        self._report()
+
+    def _report(self) -> None:
+        """Say at startup what is configured and, loudly, what is missing."""
+        assert self.projector is not None and self.gateway is not None and self.cluster is not None
+        config = self.projector.config
+        configured, missing = startup_report(
+            config, keyring=self.keyring(), environ=os.environ,
+            priced=self.gateway.prices.rates(config.pricing).keys(),
+            peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
+        )
+        for line in configured:
+            log.info("configured %s", line)
+        for line in missing:
+            log.warning("MISSING: %s", line)
+
+    def _request_log(self, capture: Capture | None) -> RequestLogWriter | None:
+        s = self.settings
+        if not s.request_log:
+            return None
+        assert self.pool is not None
+        writer = RequestLogWriter(self.pool, self.node_id, capacity=s.request_log_buffer,
+                                  interval=s.request_log_interval, capture=capture)
+        self.metrics.watch_request_log(lambda: len(writer.buffer), lambda: writer.dropped, lambda: writer.written)
+        return writer
+
+    def _capture(self) -> Capture | None:
+        s, gateway = self.settings, self.gateway
+        if s.capture_bodies == "off":
+            return None
+        known = gateway.known_secrets if gateway is not None else tuple
+        return Capture(s.capture_bodies, s.capture_max_bytes, s.capture_redact, known)
 
     def _leader_duties(self, leader: Leader) -> None:
         """Snapshots and compaction run only on the leader, fenced by the epoch it was elected with."""
@@ -285,6 +352,9 @@ class Node:
             pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
         leader.add_leader_task("compaction", lambda: CompactionScheduler(
             pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
+        if s.request_log:
+            leader.add_leader_task("request-log-upkeep", lambda: upkeep_loop(
+                pool, s.request_log_retention, s.request_log_upkeep_interval))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """/ready: 503 only while starting (not yet caught up with the log) or draining; a node that
@@ -326,11 +396,19 @@ class Node:
             await self.stopped.wait()
             return
         self.state = "stopping"
+        # The request log's and the traces' last writes run while the rest stops, each bounded on
+        # its own, so a database outage does not add their timeouts to the usage flush's.
+        side: list[asyncio.Task[Any]] = []
         try:
             if self.http is not None:
                 await self.http.stop()
             if self.session is not None:
                 await self.session.close()
+            if self.request_log is not None:  # every drained request has its record by now
+                side.append(asyncio.create_task(
+                    self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))))
+            if self.tracing is not None:  # export the last spans (bounded by the exporter's timeout)
+                side.append(asyncio.create_task(asyncio.to_thread(self.tracing.shutdown)))
             if self.responses is not None:
                 await self.responses.stop()  # after the last stream ended: its response is queued
             for part in reversed(self.extra_parts):
@@ -339,9 +417,11 @@ class Node:
                 await self.poller.stop()
             if self.flusher is not None:
                 await self.flusher.stop(timeout=max(5.0, self.settings.shutdown_grace))
+            await asyncio.gather(*side, return_exceptions=True)
             if self.cluster is not None:
                 await self.cluster.stop()  # leave the cluster last
         finally:
+            await asyncio.gather(*side, return_exceptions=True)
             await self._close_pool()
             self.state = "stopped"
             self.stopped.set()
@@ -350,3 +430,10 @@ class Node:
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
+        if self.database is not None:
+            database, self.database = self.database, None
+            try:
+                if await asyncio.to_thread(database.release):
+                    log.info("stopped the embedded Postgres: this node was its last user")
+            except Exception as exc:
+                log.warning("could not stop the embedded Postgres: %s", exc)

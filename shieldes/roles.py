@@ -4,6 +4,7 @@ A route needs one scope. Roles grant scopes:
 - admin: everything (providers, pricing, teams, admin tokens, snapshots included)
 - operator: keys and budgets (create, update, revoke, rotate), and read everything a viewer reads
 - viewer: read everything (no response ever carries a secret: key and token secrets are shown once)
+  except captured request/response bodies, which only admin reads (payloads may hold personal data)
 - auditor: the audit trail (audit log, config history) and usage only
 """
 
@@ -19,7 +20,8 @@ USAGE: Final = "usage"  # usage figures and charts
 KEYS_WRITE: Final = "keys:write"  # keys and budgets
 ADMIN: Final = "admin"  # providers, pricing, teams, admin tokens, snapshots
 ANY: Final = "any"  # any authenticated principal (whoami)
-SCOPES: Final = (ANY, READ, AUDIT, USAGE, KEYS_WRITE, ADMIN)
+BODIES: Final = "requests:bodies"  # captured request/response bodies in the request log
+SCOPES: Final = (ANY, READ, AUDIT, USAGE, KEYS_WRITE, ADMIN, BODIES)
 
 GRANTS: Final[dict[str, frozenset[str]]] = {
     "admin": frozenset(SCOPES),

@@ -10,10 +10,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from shieldes.errors import ShieldesError
+from shieldes.settings import Settings
 
 KEY_PREFIX = "sk-shd-"
 
@@ -185,7 +187,7 @@ def resolve_secret(
     if ref.startswith("env:"):
         value = env.get(ref[4:])
         if value is None:
-            raise SecretError(f"environment variable {ref[4:]} (provider key) is not set on this node; set it")
+            raise SecretError(f"environment variable {ref[4:]} is not set on this node")
         return value
     if ref.startswith("enc:"):
         keyring = keys if isinstance(keys, Keyring) else Keyring(keys)
@@ -195,3 +197,81 @@ def resolve_secret(
 
 def constant_time_equals(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+# --- the local encryption key ------------------------------------------------------------------
+# With the embedded database (one user, one machine) `--api-key` needs no setup: a key is generated
+# on first use and kept next to the database, readable by its owner only. With an external database
+# nodes run elsewhere and must share SHIELDES_ENCRYPTION_KEY, so nothing is generated.
+
+LOCAL_KEY_FILE = "encryption.key"
+
+
+def local_key_path(data_dir: Path) -> Path:
+    return data_dir / LOCAL_KEY_FILE
+
+
+def encryption_key_for(settings: Settings, *, create: bool = False) -> str | None:
+    """SHIELDES_ENCRYPTION_KEY, else (embedded database only) the data dir's local key, generated
+    when `create` and absent."""
+    if settings.encryption_key:
+        return settings.encryption_key
+    if settings.database_url:
+        return None
+    path = local_key_path(settings.data_dir)
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not create:
+            return None
+    except OSError as exc:
+        raise SecretError(f"cannot read the local encryption key {path}: {exc.strerror}; "
+                          "check its owner, or set SHIELDES_ENCRYPTION_KEY") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # O_EXCL: two first uses at once agree on one key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip() or None
+    with os.fdopen(fd, "w") as f:
+        f.write(generate_key() + "\n")
+    return path.read_text().strip()
+
+
+def keyring_for(settings: Settings, *, create: bool = False) -> Keyring:
+    """The keys this process encrypts and decrypts provider keys with (see `encryption_key_for`)."""
+    return Keyring(encryption_key_for(settings, create=create), settings.encryption_key_old)
+
+
+class NodeKeyring:
+    """A node's keyring, built once a key exists: deriving a passphrase key (scrypt) is too slow to
+    repeat per request or heartbeat, and the local key may only appear after the node started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ring: Keyring | None = None
+
+    def __call__(self) -> Keyring:
+        if self._ring is not None:
+            return self._ring
+        ring = keyring_for(self.settings)
+        if ring.current_key_id is not None:
+            self._ring = ring
+        return ring
+
+    def key_id(self) -> str | None:
+        """The current key's id for cluster_nodes.info; None when unset or unusable."""
+        try:
+            return self().current_key_id
+        except SecretError:
+            return None
+
+
+GENERATED_SECRET_PREFIX = "shieldes-workers-"  # a cluster secret `serve --workers` made for its own workers
+
+
+def fingerprint(secret: str | None, purpose: str) -> str | None:
+    """What nodes publish about a shared secret (cluster_nodes.info) so `shieldes doctor` can tell
+    whether they agree, without revealing it: a truncated HMAC keyed by the secret."""
+    if not secret:
+        return None
+    return hmac.new(secret.encode(), b"shieldes-fingerprint\x00" + purpose.encode(), hashlib.sha256).hexdigest()[:16]

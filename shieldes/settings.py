@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,13 @@ def _default_node_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def default_data_dir() -> Path:
+    """One per user, found from any folder: $XDG_DATA_HOME/shieldes, else ~/.local/share/shieldes."""
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "shieldes"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIELDES_", env_file=".env", extra="ignore")
 
@@ -23,7 +31,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql://user:pass@host:port/db; unset starts an embedded Postgres"
     )
-    data_dir: Path = Field(default=Path(".shieldes"), description="where the embedded Postgres keeps its data")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where the embedded Postgres and the local encryption key live (one per user)",
+    )
     db_pool_size: int = Field(default=4, ge=1, description="connections per node for appends and reads")
 
     # Identity and network
@@ -33,6 +44,12 @@ class Settings(BaseSettings):
     gossip_port: int = Field(default=7946, ge=0, le=65535)
     advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
     peers: str = Field(default="", description="static gossip peers, comma separated host:port")
+    region: str | None = Field(
+        default=None, description="this node's region: routing prefers deployments added with the same --region")
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="log level of `shieldes serve` (debug shows the embedded Postgres' output)"
+    )
 
     # Secrets
     cluster_secret: str | None = Field(default=None, description="HMAC key for gossip messages")
@@ -109,7 +126,44 @@ class Settings(BaseSettings):
     responses_purge_interval: float = Field(
         default=3600.0, gt=0, description="seconds between retention purges of stored responses")
 
-    @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url")
+    # Request log, logs and traces
+    request_log: bool = Field(default=True, description="write one row per HTTP request to the request log")
+    request_log_retention: int = Field(
+        default=30, ge=1, description="days of request log kept (e.g. 30 or 30d); older daily partitions are dropped"
+    )
+    request_log_buffer: int = Field(
+        default=100_000, ge=1, description="request log rows held while Postgres is away; beyond it the oldest drop"
+    )
+    request_log_interval: float = Field(default=1.0, gt=0, description="seconds between request log batch writes")
+    request_log_upkeep_interval: float = Field(
+        default=3600.0, gt=0, description="seconds between partition creation/retention runs on the leader"
+    )
+    capture_bodies: Literal["off", "errors", "all"] = Field(
+        default="off", description="store request/response bodies: off, errors (status >= 400) or all"
+    )
+    capture_max_bytes: int = Field(default=16_384, ge=0, description="bodies are cut to this many bytes each")
+    capture_redact: list[str] = Field(
+        default_factory=list, description='extra regexes redacted from captured bodies (JSON list, e.g. ["\\\\d{16}"])'
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="process log lines as text or JSON")
+    access_log: bool = Field(default=True, description="one access log line per request (logger shieldes.access)")
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint for traces, e.g. http://collector:4318 (needs shieldes[otel])"
+    )
+    otel_service_name: str = Field(default="shieldes", description="service.name of exported traces")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().absolute()  # the same place whatever folder a later command runs in
+
+    @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url",
+                     "otel_endpoint")
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v or None
@@ -118,6 +172,17 @@ class Settings(BaseSettings):
     @classmethod
     def _role_map(cls, v: str) -> str:
         parse_role_map(v)  # refuse a bad map at start, not at the first sign-in
+        return v
+
+    @field_validator("request_log_retention", mode="before")
+    @classmethod
+    def _days(cls, v: object) -> object:
+        """'30d', '2w' or a plain number of days."""
+        if isinstance(v, str):
+            text = v.strip().lower()
+            for suffix, mult in (("d", 1), ("w", 7)):
+                if text.endswith(suffix) and text[:-1].strip().isdigit():
+                    return int(text[:-1]) * mult
         return v
 
     def static_peers(self) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldes.projections.state import AdminToken, ConfigState, Deployment, Team, VirtualKey
+from shieldes.projections.state import AdminToken, ConfigState, Deployment, ModelAlias, Team, VirtualKey
 
 
 def iso(ts: float | None) -> str | None:
@@ -33,6 +33,14 @@ def provider_row(d: Deployment) -> dict[str, Any]:
         "api_key": secret_label(d.secret_ref),
         "responses": d.responses,
         "options": dict(d.options),
+    }
+
+
+def alias_row(alias: ModelAlias) -> dict[str, Any]:
+    return {
+        "name": alias.name,
+        "targets": [{"provider": t.provider, "model": t.model, "weight": t.weight} for t in alias.targets],
+        "fallbacks": list(alias.fallbacks),
     }
 
 

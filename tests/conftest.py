@@ -1,22 +1,68 @@
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.embedded import EmbeddedPostgres
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
 
+PG_USED = pytest.StashKey[bool]()
+
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """URL of the session's Postgres server (maintenance database)."""
-    url = pg.server_url()
-    pg.make_template(url)
-    yield url
-    pg.drop_template(url)
+def pg_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of the session's Postgres server (maintenance database); the embedded one is stopped
+    when the session ends (pytest_sessionfinish checks nothing is left running)."""
+    server = pg.acquire_server()
+    request.config.stash[PG_USED] = True
+    try:
+        pg.make_template(server.url)
+        yield server.url
+        pg.drop_template(server.url)
+    finally:
+        server.release()
+
+
+LEAKS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def fresh_home(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """An empty directory for a HOME or a data dir with its own embedded Postgres. Not under
+    pytest's basetemp: as root the server runs as pgserver's system user, which must traverse every
+    parent, and any pytest session resets /tmp/pytest-of-<user> to 0700. A Postgres the test left
+    running there is stopped, and reported by pytest_sessionfinish."""
+    path = Path(tempfile.mkdtemp(prefix="shieldes-home-"))
+    path.chmod(0o755)
+    yield path
+    left = pg.postgres_running_under(path)
+    if left:
+        request.config.stash.setdefault(LEAKS, []).extend(left)
+        pg.stop_postgres_under(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite stops every Postgres it starts: the session's server and any embedded one a test
+    started under its temporary directories (a fresh HOME, a cluster's data dir)."""
+    roots = [session.config._tmp_path_factory.getbasetemp()]  # type: ignore[attr-defined]
+    if (session.config.stash.get(PG_USED, False) and not os.environ.get("SHIELDES_TEST_DATABASE_URL")
+            and not EmbeddedPostgres(pg.test_data_dir()).users()):
+        roots.append(pg.test_data_dir())
+    left = session.config.stash.get(LEAKS, []) + [
+        p for root in roots if root.exists() for p in pg.postgres_running_under(root)]
+    if left:
+        print(f"\nerror: the test session left Postgres running: {'; '.join(left)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

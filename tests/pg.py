@@ -5,27 +5,66 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import psycopg
 
 from shieldes import db
+from shieldes.embedded import EmbeddedPostgres, Lease
 
 # One template per test session: sessions from different checkouts may run side by side.
 TEMPLATE = f"shieldes_tpl_{os.getpid()}"
 
 
-def server_url() -> str:
-    url = os.environ.get("SHIELDES_TEST_DATABASE_URL")
-    if url:
-        return db.libpq_url(url)
+def test_data_dir() -> Path:
     checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:8]
     default = Path(tempfile.gettempdir()) / f"shieldes-test-pg-{checkout}"
-    data_dir = Path(os.environ.get("SHIELDES_TEST_DATA_DIR", default))
-    return db.embedded_database_url(data_dir)
+    return Path(os.environ.get("SHIELDES_TEST_DATA_DIR", default))
+
+
+def acquire_server() -> Lease | db.ExternalDatabase:
+    """The session's server, held until released: released last, the embedded one is stopped."""
+    url = os.environ.get("SHIELDES_TEST_DATABASE_URL")
+    if url:
+        return db.ExternalDatabase(db.libpq_url(url))
+    return EmbeddedPostgres(test_data_dir()).acquire("pytest session")
+
+
+def server_url() -> str:
+    """For benches: the server stays up after the process (the lease ends with it)."""
+    return acquire_server().url
+
+
+def postgres_running_under(root: Path) -> list[str]:
+    """Postgres server processes whose data directory lies under `root` (what a session left behind)."""
+    return [f"pid {proc.pid}: {pgdata}" for proc, pgdata in _postmasters_under(root)]
+
+
+def stop_postgres_under(root: Path) -> None:
+    for proc, _ in _postmasters_under(root):
+        proc.send_signal(signal.SIGINT)  # a fast shutdown
+        try:
+            proc.wait(30)
+        except psutil.TimeoutExpired:
+            proc.kill()
+
+
+def _postmasters_under(root: Path) -> list[tuple[psutil.Process, Path]]:
+    root = root.resolve()
+    found = []
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if proc.info.get("name") != "postgres" or "-D" not in cmd:
+            continue
+        pgdata = Path(cmd[cmd.index("-D") + 1]) if cmd.index("-D") + 1 < len(cmd) else None
+        if pgdata is not None and pgdata.resolve().is_relative_to(root):
+            found.append((proc, pgdata))
+    return found
 
 
 def with_database(url: str, name: str) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
 from shieldes.cluster.status import cluster_status
 
 
-@click.group("cluster")
+@click.group("cluster", cls=OneLineGroup)
 def cluster_group() -> None:
     """Cluster membership, leader and gossip health."""
 

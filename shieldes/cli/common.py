@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import math
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import wraps
 from typing import Any, LiteralString, ParamSpec, TypeVar
 
@@ -37,9 +40,26 @@ T = TypeVar("T")
 class CliContext:
     settings: Settings
     as_json: bool
+    role: str = "cli"
+    _database: db.Lease | db.ExternalDatabase | None = None
 
     def database_url(self) -> str:
-        return db.resolve_database_url(self.settings)
+        """The database for this command; the embedded one is started on first use and released
+        (stopped, unless a node or another client uses it) when the command ends."""
+        if self._database is None:
+            notice = db.legacy_data_dir_notice(self.settings)
+            if notice:
+                click.echo(f"warning: {notice}", err=True)
+            self._database = db.acquire(self.settings, self.role)
+        return self._database.url
+
+    def close(self) -> None:
+        if self._database is not None:
+            database, self._database = self._database, None
+            try:
+                database.release()
+            except ShieldesError as exc:  # the command's own outcome stands; say why the server stays
+                click.echo(f"warning: {exc.message}", err=True)
 
 
 def cli_context() -> CliContext:
@@ -143,13 +163,25 @@ async def read_config() -> ConfigView:
 
 
 def split_list(value: str | None, what: str = "--models") -> tuple[str, ...] | None:
-    """'a, b,c' -> ('a', 'b', 'c'); None stays None; an empty list is refused."""
+    """'a, b,c' -> ('a', 'b', 'c'); None stays None; an empty list or an empty entry is refused."""
     if value is None:
         return None
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    if not items:
+    items = tuple(v.strip() for v in value.split(","))
+    if not any(items):
         raise InvalidRequest(f"{what} is empty: pass a comma-separated list, e.g. {what} gpt-4o,gpt-4o-mini")
+    if not all(items):
+        raise InvalidRequest(f"{what} {value!r} has an empty entry: remove the extra comma")
+    duplicates = sorted({v for v in items if items.count(v) > 1})
+    if duplicates:
+        raise InvalidRequest(f"{what} names {duplicates[0]!r} twice: list each once")
     return items
+
+
+def budget_period_for(budget_usd: float | None, period: str | None, default: str = "30d") -> str:
+    """A period means nothing without an amount: refused rather than silently ignored."""
+    if period is not None and budget_usd is None:
+        raise InvalidRequest(f"--budget-period {period!r} needs --budget USD (the amount to spend per period)")
+    return period or default
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -236,7 +268,8 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vert
     """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
     one record as `FIELD  value` lines (for wide single records such as `key show`)."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+        text = json.dumps(_mark_floats(data), indent=2, default=str, ensure_ascii=False)
+        click.echo(_MARKED.sub(r"\1", text))
         return
     if vertical and isinstance(data, dict):
         width = max((len(k) for k in data), default=0)
@@ -255,9 +288,32 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vert
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def plain_number(value: float) -> str:
+    """1.8e-05 -> '0.000018': money and rates read as decimals, never in exponent notation."""
+    text = format(Decimal(repr(value)), "f")
+    return text if "." in text else text + ".0"
+
+
+# JSON numbers keep their type but lose the exponent: floats are marked, dumped as strings, unquoted.
+_MARK = "\x00num:"
+_MARKED = re.compile(r'"\\u0000num:([-0-9.]+)"')
+
+
+def _mark_floats(data: Any) -> Any:
+    if isinstance(data, float):
+        return _MARK + plain_number(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _mark_floats(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_mark_floats(v) for v in data]
+    return data
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, float):
+        return plain_number(value)
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
     text = str(value)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
 from shieldes.cli.snapshot_cmd import checked_pool
 from shieldes.errors import InvalidRequest
 from shieldes.snapshots.compaction import compact_once
@@ -26,7 +26,7 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-@click.command("compact")
+@click.command("compact", cls=OneLineCommand)
 @click.option("--retain", "retain", default=None, metavar="DURATION",
               help="keep raw usage newer than this (e.g. 7d; 0s folds every raw event it can); "
                    "default SHIELDES_COMPACT_RETAIN_SECONDS")

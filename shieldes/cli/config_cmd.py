@@ -3,11 +3,21 @@ changed what between two points. POINT is a log position (42) or an ISO 8601 tim
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    open_store,
+    plain_number,
+    run,
+)
 from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
@@ -15,10 +25,10 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
-from shieldes.snapshots.history import config_view, diff, parse_point
+from shieldes.snapshots.history import Point, config_view, diff, parse_point
 
 
-@click.group("config")
+@click.group("config", cls=OneLineGroup)
 def config_group() -> None:
     """The configuration as it was at any point in the log."""
 
@@ -37,8 +47,21 @@ def _fold(events: list[RecordedEvent], codec: Codec) -> ConfigState:
     return state
 
 
-def _budget_cell(budget: dict[str, Any] | None) -> str | None:
-    return None if budget is None else f"{budget['amount_usd']} USD/{budget['period']}"
+def _human_cell(field: str, value: Any) -> Any:
+    if field == "budget" and value is not None:
+        return f"{plain_number(value['amount_usd'])} USD/{value['period']}"
+    if field.endswith("_at") and isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return value
+
+
+def check_in_log(point: Point, head: int) -> None:
+    """A point past the end of the log is a typo or a clock mix-up: refused, not shown as 'now'."""
+    if point.position is not None and point.position > head:
+        raise InvalidRequest(f"position {point.position} is past the end of the log (last position {head}); "
+                             f"give a position up to {head}, or omit --at for now")
+    if point.time is not None and point.time > datetime.now(UTC):
+        raise InvalidRequest(f"{point.time.isoformat()} is in the future; give a past time, or omit --at for now")
 
 
 @config_group.command("show")
@@ -52,6 +75,8 @@ def show(at: str | None, as_json: bool) -> None:
 
     async def go() -> dict[str, Any]:
         async with open_store(ctx.database_url()) as store:
+            if point is not None:
+                check_in_log(point, await store.head())
             view = await load_config(
                 store, Codec(), upto=point.position if point else None, until=point.time if point else None
             )
@@ -64,8 +89,7 @@ def show(at: str | None, as_json: bool) -> None:
     click.echo(f"config at {out['at']} (config position {out['position']})")
     for section in ("providers", "pricing", "teams", "keys"):
         click.echo(f"\n{section}:")
-        emit([{k: _budget_cell(v) if k == "budget" else v for k, v in row.items()} for row in out[section]],
-             as_json=False)
+        emit([{k: _human_cell(k, v) for k, v in row.items()} for row in out[section]], as_json=False)
 
 
 @config_group.command("diff")
@@ -80,6 +104,9 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
 
     async def go() -> dict[str, Any]:
         async with open_store(ctx.database_url()) as store:
+            head = await store.head()
+            for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
+                check_in_log(Point(position=point.position), head)
             events = await _config_events(store)
         codec = Codec()
         upto_a = [e for e in events if pa.includes(e)]

@@ -10,7 +10,16 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option, open_store, run
+from shieldes.cli.common import (
+    OneLineCommand,
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    open_store,
+    run,
+)
 from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
 from shieldes.importers.apply import apply_import
@@ -19,6 +28,7 @@ from shieldes.importers.plan import Plan, plan_import
 from shieldes.importers.source import FORMATS, load_document, parse
 from shieldes.importers.spec import ImportRejected, ImportSpec
 from shieldes.projections.state import ConfigState
+from shieldes.secrets import encryption_key_for
 
 
 def _actor() -> str:
@@ -28,7 +38,7 @@ def _actor() -> str:
         return "cli:config-import"
 
 
-@click.command("import")
+@click.command("import", cls=OneLineCommand)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="source format; auto tells Bifrost config.json from LiteLLM config.yaml")
@@ -47,7 +57,7 @@ def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, a
             f"{spec.skipped[0]}{' (and more)' if len(spec.skipped) > 1 else ''}; "
             "pass --skip-unsupported to import the rest"
         )
-    encryption_key = ctx.settings.encryption_key
+    encryption_key = encryption_key_for(ctx.settings, create=True)
 
     def make_plan(state: ConfigState) -> Plan:
         return plan_import(state, spec, encryption_key)
@@ -78,7 +88,7 @@ def _report(fmt: str, spec: ImportSpec, plan: Plan, appended: int, *, dry_run: b
                f"leave {counts['unchanged']} unchanged ({tail})")
 
 
-@click.command("export")
+@click.command("export", cls=OneLineCommand)
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="shieldes", show_default=True,
               help="shieldes (JSON of the whole config), bifrost (config.json) or litellm (config.yaml)")
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -114,7 +124,7 @@ def _render(doc: dict[str, Any], *, yaml_out: bool) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-@click.group("config")
+@click.group("config", cls=OneLineGroup)
 def config_io_group() -> None:
     """Configuration import and export."""
 

@@ -11,6 +11,7 @@ import click
 from shieldes import secrets
 from shieldes.cli.common import (
     OneLineGroup,
+    budget_period_for,
     cli_context,
     emit,
     handle_errors,
@@ -23,6 +24,7 @@ from shieldes.cli.common import (
 )
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UNSET, CreateKey, RevokeKey, RotateKey, UpdateKey, find_key
+from shieldes.projections.state import ConfigState
 from shieldes.timeparse import expiry
 from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import key_row
@@ -32,7 +34,20 @@ COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "bu
 ONCE = "Store this key now: it will not be shown again."
 
 
-def _show_secret(row: dict[str, Any], secret: str, as_json: bool) -> None:
+def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:
+    """Allowed models no provider serves yet: not an error (keys may come first), but said."""
+    served = set(state.all_models())
+    return [
+        f"no provider serves model {m!r} yet: requests for it get 404 until a provider lists it "
+        f"(`shieldes provider add ... --models {m}` or `shieldes provider update NAME --models ...`)"
+        for m in models or () if m not in served
+    ]
+
+
+def _show_secret(row: dict[str, Any], secret: str, as_json: bool, secret_only: bool = False) -> None:
+    if secret_only:
+        click.echo(secret)
+        return
     if as_json:
         emit({**row, "key": secret}, as_json=True)
         return
@@ -52,15 +67,17 @@ def key_group() -> None:
 @click.option("--rpm", type=int, help="requests per minute, cluster-wide")
 @click.option("--tpm", type=int, help="tokens per minute, cluster-wide")
 @click.option("--budget", "budget_usd", type=float, metavar="USD", help="spend limit per budget period")
-@click.option("--budget-period", default="30d", show_default=True, metavar="P", help="1d, 30d (Nd) or 1mo")
+@click.option("--budget-period", metavar="P", help="1d, 30d (Nd) or 1mo; with --budget (default 30d)")
 @click.option("--team", help="team name or id the key belongs to")
 @click.option("--expires-in", metavar="DURATION", help="e.g. 12h, 30d, 2w")
 @click.option("--expires-at", metavar="ISO", help="e.g. 2027-01-01 or 2027-01-01T00:00:00Z")
+@click.option("--secret-only", is_flag=True, help="print only the key's secret (for scripts: export K=$(...))")
 @json_option
 @handle_errors
 def create(
     name: str, models: str | None, rpm: int | None, tpm: int | None, budget_usd: float | None,
-    budget_period: str, team: str | None, expires_in: str | None, expires_at: str | None, as_json: bool,
+    budget_period: str | None, team: str | None, expires_in: str | None, expires_at: str | None,
+    secret_only: bool, as_json: bool,
 ) -> None:
     """Create a key and print its secret once."""
     ctx = cli_context()
@@ -69,7 +86,8 @@ def create(
     command = CreateKey(
         id=secrets.new_id("key"), name=name, key_hash=secrets.hash_key(secret),
         prefix=secrets.display_prefix(secret),
-        models=split_list(models), rpm=rpm, tpm=tpm, budget_usd=budget_usd, budget_period=budget_period,
+        models=split_list(models), rpm=rpm, tpm=tpm, budget_usd=budget_usd,
+        budget_period=budget_period_for(budget_usd, budget_period),
         team=team, expires_at=expiry(expires_in, expires_at, now),
     )
     written = run(write(command))
@@ -84,7 +102,13 @@ def create(
         if missing:
             row["unpriced_models"] = missing
             warn(unpriced_warning(missing))
-    _show_secret(row, secret, ctx.as_json)
+    warnings = unserved_warnings(state, command.models)
+    if ctx.as_json and warnings:
+        row["warnings"] = warnings
+    else:
+        for w in warnings:
+            warn(w)
+    _show_secret(row, secret, ctx.as_json, secret_only)
 
 
 @key_group.command("list")
@@ -183,4 +207,10 @@ def update(
     data = written.events[0].data
     row = key_row(written.state, written.state.keys[data.get("id") or data["key_id"]], now)
     row["position"] = written.position
+    warnings = unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None)
+    if ctx.as_json and warnings:
+        row["warnings"] = warnings
+    else:
+        for w in warnings:
+            warn(w)
     emit(row, as_json=ctx.as_json)

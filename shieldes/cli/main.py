@@ -21,7 +21,8 @@ def cli(ctx: click.Context, as_json: bool) -> None:
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
-    ctx.obj = CliContext(settings=settings, as_json=as_json)
+    ctx.obj = CliContext(settings=settings, as_json=as_json, role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register() -> None:
@@ -34,10 +35,13 @@ def _register() -> None:
         config_cmd,
         config_io_cmd,
         db_cmd,
+        doctor_cmd,
         key_cmd,
+        logs_cmd,
         model_cmd,
         pricing_cmd,
         provider_cmd,
+        routing_cmd,
         secrets_cmd,
         serve_cmd,
         snapshot_cmd,
@@ -49,12 +53,14 @@ def _register() -> None:
         db_cmd.db_group,
         serve_cmd.serve,
         provider_cmd.provider_group,
+        routing_cmd.routing_group,
         model_cmd.model_group,
         pricing_cmd.pricing_group,
         team_cmd.team_group,
         key_cmd.key_group,
         budget_cmd.budget_group,
         usage_cmd.usage,
+        logs_cmd.logs,
         audit_cmd.audit_group,
         snapshot_cmd.snapshot_group,
         compact_cmd.compact,
@@ -62,6 +68,7 @@ def _register() -> None:
         cluster_cmd.cluster_group,
         admin_token_cmd.admin_token_group,
         secrets_cmd.secrets_group,
+        doctor_cmd.doctor,
     ):
         cli.add_command(command)
     # `config show/diff` (history) and `config import/export` (interchange) form one group

@@ -9,15 +9,7 @@ import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
 from shieldes.projections.commands import RemoveModelAlias, SetModelAlias, parse_alias_target
-from shieldes.projections.state import ModelAlias
-
-
-def alias_row(alias: ModelAlias) -> dict[str, Any]:
-    return {
-        "name": alias.name,
-        "targets": [{"provider": t.provider, "model": t.model, "weight": t.weight} for t in alias.targets],
-        "fallbacks": list(alias.fallbacks),
-    }
+from shieldes.views import alias_row
 
 
 def _targets_text(row: dict[str, Any]) -> str:

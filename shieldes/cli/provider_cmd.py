@@ -1,5 +1,6 @@
 """`shieldes provider add|list|update|remove`: upstream deployments. Keys are stored as `env:VAR`
-references or encrypted with SHIELDES_ENCRYPTION_KEY; listings never show them."""
+references or encrypted (SHIELDES_ENCRYPTION_KEY, or the embedded database's local key); listings
+never show them."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ def kind_options(f: Any) -> Any:
     for name, help_ in reversed((
         ("--api-version", "azure: the api-version query parameter, e.g. 2024-10-21"),
         ("--auth", "azure: api-key (default), bearer (the key is an Entra ID token) or entra (azure-identity)"),
-        ("--region", "bedrock: AWS region, e.g. us-east-1"),
+        ("--region", "the deployment's region: routing prefers deployments in the node's SHIELDES_REGION "
+                     "(bedrock: also the AWS region, e.g. us-east-1)"),
+        ("--rpm", "the deployment's own requests-per-minute quota, held by the whole cluster"),
+        ("--tpm", "the deployment's own tokens-per-minute quota, held by the whole cluster"),
         ("--project", "vertex: Google Cloud project id"),
         ("--location", "vertex: region such as us-central1, or global"),
         ("--credentials-file", "vertex: service-account JSON (default: Application Default Credentials)"),
@@ -61,7 +65,7 @@ def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:
     if api_key is not None:
         if not api_key.strip():
             raise InvalidRequest("--api-key is empty; pass the provider's key or use --api-key-env VAR")
-        return secrets.encrypt_secret(api_key, cli_context().settings.encryption_key)
+        return secrets.encrypt_secret(api_key, secrets.encryption_key_for(cli_context().settings, create=True))
     return None
 
 
@@ -76,7 +80,8 @@ def provider_group() -> None:
 @click.option("--base-url", help="e.g. https://api.openai.com/v1 (bedrock, gemini, vertex: optional)")
 @click.option("--api-key-env", metavar="VAR", help="environment variable holding the key on each node")
 @click.option("--api-key", metavar="S",
-              help="the key itself; stored encrypted (needs SHIELDES_ENCRYPTION_KEY)")
+              help="the key itself, stored encrypted (with SHIELDES_ENCRYPTION_KEY, else a local key next to "
+                   "the embedded database)")
 @click.option("--models", required=True, help="comma-separated models this deployment serves")
 @click.option("--weight", type=float, default=1.0, show_default=True,
               help="share of traffic among deployments")
@@ -114,7 +119,7 @@ def add(
 @click.argument("name")
 @click.option("--base-url", help="new base URL")
 @click.option("--api-key-env", metavar="VAR", help="read the key from this environment variable")
-@click.option("--api-key", metavar="S", help="new key, stored encrypted (needs SHIELDES_ENCRYPTION_KEY)")
+@click.option("--api-key", metavar="S", help="new key, stored encrypted (as with `provider add --api-key`)")
 @click.option("--no-api-key", is_flag=True, help="remove the stored key reference")
 @click.option("--models", help="new comma-separated model list (replaces the old one)")
 @click.option("--weight", type=float, help="new weight")

@@ -15,7 +15,7 @@ from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, 
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UpdateProvider
 from shieldes.projections.state import Deployment
-from shieldes.secrets import Keyring, generate_key, key_id_of
+from shieldes.secrets import Keyring, generate_key, key_id_of, keyring_for
 
 
 @click.group("secrets", cls=OneLineGroup)
@@ -24,8 +24,7 @@ def secrets_group() -> None:
 
 
 def _keyring() -> Keyring:
-    settings = cli_context().settings
-    return Keyring(settings.encryption_key, settings.encryption_key_old)
+    return keyring_for(cli_context().settings)
 
 
 def _encrypted(providers: Mapping[str, Deployment]) -> list[Deployment]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,10 +15,13 @@ from typing import Any
 
 import click
 
-from shieldes import db
-from shieldes.cli.common import cli_context, handle_errors
+from shieldes import db, logformat
+from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
 from shieldes.errors import ShieldesError
+from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -53,9 +57,23 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
 
 def _workers(settings: Settings, n: int) -> None:
     """Start N processes, each a full node `<node-id>-wK` on the same port; forward signals."""
+    # Resolve the database once (this starts the embedded Postgres if needed) and share it; this
+    # process holds it until the workers are gone, then releases it (the last user stops it).
+    database = db.acquire(settings, f"serve --workers {n}")
+    try:
+        _run_workers(settings, n, database.url)
+    finally:
+        database.release()
+
+
+def _run_workers(settings: Settings, n: int, url: str) -> None:
     env = dict(os.environ)
-    # Resolve the database once (this starts the embedded Postgres if needed) and share it.
-    env["SHIELDES_DATABASE_URL"] = db.resolve_database_url(settings)
+    env["SHIELDES_DATABASE_URL"] = url
+    if not settings.cluster_secret:
+        # the workers are one cluster: without a shared gossip secret each would enforce limits as
+        # limit / workers; a secret known only to them is enough, since they are all ours
+        env["SHIELDES_CLUSTER_SECRET"] = GENERATED_SECRET_PREFIX + secrets.token_urlsafe(32)
+        log.info("SHIELDES_CLUSTER_SECRET is not set: generated one for these %d workers", n)
     env["SHIELDES_HOST"] = settings.host
     env["SHIELDES_PORT"] = str(settings.port)
     procs = []
@@ -77,7 +95,7 @@ def _workers(settings: Settings, n: int) -> None:
         sys.exit(max(c if c > 0 else 1 for c in codes if c))
 
 
-@click.command("serve")
+@click.command("serve", cls=OneLineCommand)
 @click.option("--port", type=click.IntRange(0, 65535), help="HTTP port (SHIELDES_PORT, default 8080)")
 @click.option("--gossip-port", type=click.IntRange(0, 65535), help="gossip port (SHIELDES_GOSSIP_PORT)")
 @click.option("--node-id", help="unique node name (SHIELDES_NODE_ID, default host-pid)")
@@ -100,7 +118,7 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
     if host:
         updates["host"] = host
     settings = ctx.settings.model_copy(update=updates)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(settings.log_format, getattr(logging, settings.log_level.upper()))
     if workers > 1:
         if settings.port == 0:
             raise ShieldesError("--workers needs a fixed --port (the workers share it)")

@@ -10,7 +10,7 @@ import click
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
-from shieldes.cli.common import cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run
 from shieldes.events.pg_store import open_pool
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection_report
@@ -34,7 +34,7 @@ async def checked_pool(url: str, *, size: int = 2) -> AsyncIterator[AsyncConnect
         await pool.close()
 
 
-@click.group("snapshot")
+@click.group("snapshot", cls=OneLineGroup)
 def snapshot_group() -> None:
     """Projection snapshots (nodes start from the newest one plus the tail of the log)."""
 

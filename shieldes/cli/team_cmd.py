@@ -7,6 +7,7 @@ import click
 from shieldes import secrets
 from shieldes.cli.common import (
     OneLineGroup,
+    budget_period_for,
     cli_context,
     emit,
     handle_errors,
@@ -26,13 +27,14 @@ def team_group() -> None:
 @team_group.command("create")
 @click.argument("name")
 @click.option("--budget", "budget_usd", type=float, metavar="USD", help="team budget in USD per period")
-@click.option("--budget-period", default="30d", show_default=True, metavar="P", help="1d, 30d (Nd) or 1mo")
+@click.option("--budget-period", metavar="P", help="1d, 30d (Nd) or 1mo; with --budget (default 30d)")
 @json_option
 @handle_errors
-def create(name: str, budget_usd: float | None, budget_period: str, as_json: bool) -> None:
+def create(name: str, budget_usd: float | None, budget_period: str | None, as_json: bool) -> None:
     """Create team NAME."""
     ctx = cli_context()
     team_id = secrets.new_id("team")
+    budget_period = budget_period_for(budget_usd, budget_period)
     written = run(write(CreateTeam(team_id, name, budget_usd, budget_period)))
     emit(
         {"id": team_id, "name": name, "budget_usd": budget_usd,

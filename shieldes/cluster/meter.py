@@ -107,18 +107,23 @@ class ClusterMeter(Meter):
         rank = (cluster.rank() + w) % alive
         if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
             reset = (w + 1) * WINDOW - now
-            retry = reset if seen >= key.rpm else min(reset, SHARE_RETRY)
-            raise RateLimited(
-                f"rate limit reached for key {key.name!r}: {key.rpm} requests per minute across the "
-                f"cluster ({min(seen, key.rpm)} used or held by nodes); retry after "
-                f"{max(1, math.ceil(retry))}s or raise it with `shieldes key update --rpm`",
-                retry_after=retry,
-                headers={
-                    "x-ratelimit-limit-requests": str(key.rpm),
-                    "x-ratelimit-remaining-requests": str(max(0, key.rpm - seen)),
-                    "x-ratelimit-reset-requests": f"{reset:.3f}s",
-                },
-            )
+            # `seen` also counts claims peers hold but have not used: those come back within a round,
+            # so only what is really used makes the refusal last until the window turns
+            remaining = max(0, key.rpm - requests)
+            retry = reset if remaining == 0 else min(reset, SHARE_RETRY)
+            after = max(1, math.ceil(retry))  # what Retry-After says
+            if remaining == 0:
+                message = (f"rate limit reached for key {key.name!r}: all {key.rpm} requests per minute are used "
+                           f"across the cluster; retry after {after}s or raise it with `shieldes key update --rpm`")
+            else:  # the rest of the window is claimed by other nodes for now; it comes back within a round
+                message = (f"rate limit for key {key.name!r} ({key.rpm} requests per minute across the cluster): "
+                           f"{remaining} of {key.rpm} remain but other nodes hold them for now; "
+                           f"retry after {after}s")
+            raise RateLimited(message, retry_after=retry, headers={
+                "x-ratelimit-limit-requests": str(key.rpm),
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": f"{reset:.3f}s",
+            })
 
     def _split_budgets(self, config: ConfigState, usage: UsageState, key: VirtualKey, cost: int,
                        cluster: ClusterView, alive: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,11 +26,13 @@ from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
 from shieldes.cluster.membership import Membership, NodeRecord
 from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
-from shieldes.cluster.view import NodeState, ViewCell
+from shieldes.cluster.view import Health, NodeState, ViewCell
 from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
+from shieldes.routing.strategies import deployment_report, merge_health
+from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
 from shieldes.usage.meter import WINDOW
@@ -49,6 +51,7 @@ class ClusterRuntime:
                  projector: Projector, meter: ClusterMeter, wake: Callable[[], None],
                  registry: CollectorRegistry | None = None, boot_epoch: int = 0) -> None:
         s = self.settings = settings
+        self._keyring = NodeKeyring(settings)
         self.node_id = s.node_id
         self.projector = projector
         self.meter = meter
@@ -115,6 +118,8 @@ class ClusterRuntime:
         """Make the gateway's circuit breaker act on the cluster's view of deployment health."""
         self.breaker = adopt(breaker_holder.breaker, self.remote_open)
         breaker_holder.breaker = self.breaker
+        breaker_holder.health_views = self.health_views
+        breaker_holder.cluster_size = self.alive_count
 
     def http_started(self, port: int) -> None:
         self.membership.http_address = _address(self.settings.host, self.settings.advertise_host, port)
@@ -188,6 +193,15 @@ class ClusterRuntime:
         return view.deployment_open(self.cell.value, deployment,
                                     self.gossip.recently_seen(self.settings.node_timeout))
 
+    def health_views(self) -> list[Mapping[str, Health]]:
+        """Deployment health as this node sees it and as every fresh peer gossiped it (routing
+        strategies merge them: every node converges on the same weights within a gossip round)."""
+        own: list[Mapping[str, Health]] = [self.breaker.health()] if self.breaker is not None else []
+        if self.gossip is None:
+            return own
+        return own + view.peer_health(self.cell.value, self.gossip.recently_seen(self.settings.node_timeout),
+                                      exclude=self.node_id)
+
     # --- gossip in and out -------------------------------------------------------------------
 
     def snapshot(self) -> NodeState:
@@ -248,11 +262,20 @@ class ClusterRuntime:
             "listener": self.listener.state,
             "lag": self.projector.lag,
             "gossip": self.gossip.stats.to_dict() if self.gossip is not None else None,
+            "deployments": deployment_report(
+                ((d.name, d.weight, d.models) for d in self.projector.config.providers.values()),
+                merge_health(self.health_views())),
             "requests": self.request_totals() if self.request_totals is not None else None,
             "config_apply_ms": self.last_apply_ms,
             # rolling upgrades: writers refuse events this node cannot read (events/compat.py)
             "reads": reads_of(self.projector.projection.codec),
             "unreadable_events": self.projector.projection.unreadable_count,
+            # `shieldes doctor` compares these across nodes: equal fingerprints, equal secrets
+            "secrets": {
+                "cluster": fingerprint(self.settings.cluster_secret, "cluster"),
+                "cluster_generated": (self.settings.cluster_secret or "").startswith(GENERATED_SECRET_PREFIX),
+                "encryption": self._keyring.key_id(),
+            },
         }
 
     def status(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from shieldes import db
 from shieldes.cluster.leader import LEADER_LOCK
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
+from shieldes.routing.strategies import merge_reports
 
 
 def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
@@ -59,9 +60,15 @@ def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
         ).fetchone()
     epoch, leader_id, acquired = epoch_row if epoch_row else (0, None, None)
     held = bool(held_row and held_row[0])
+    alive = [n for n in nodes if n.alive]
+    healthy = [n for n in alive if n.info.get("listener") == "listening" and max(0, head - n.position) < 1000]
     return {
         "log_head": head,
-        "nodes_alive": sum(1 for n in nodes if n.alive),
+        "nodes_alive": len(alive),
+        "nodes_total": len(nodes),
+        "nodes_healthy": len(healthy),
+        "nodes_failed": len(nodes) - len(healthy),
+        "deployments": merge_reports(n.info.get("deployments") or {} for n in alive),
         "leader": {
             "node_id": leader_id if held else None,
             "epoch": epoch,

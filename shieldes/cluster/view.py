@@ -258,6 +258,12 @@ def deployment_open(view: View, deployment: str, fresh: Iterable[str]) -> bool:
                for (node, _), s in view.components.items())
 
 
+def peer_health(view: View, fresh: Iterable[str], exclude: str) -> list[Mapping[str, Health]]:
+    """The deployment health each peer in `fresh` gossiped (routing merges them with its own)."""
+    nodes = set(fresh) - {exclude}
+    return [s.health for (node, _), s in view.components.items() if node in nodes]
+
+
 def log_head(view: View) -> int:
     return max((s.log_head for s in view.components.values()), default=0)
 

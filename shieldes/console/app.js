@@ -5,8 +5,12 @@ import { keysPage } from "./keys.js";
 import { usagePage } from "./usage.js";
 import { auditPage } from "./audit.js";
 import { providersPage } from "./providers.js";
+import { requestsPage } from "./requests.js";
 
-const PAGES = { overview: overviewPage, keys: keysPage, usage: usagePage, audit: auditPage, providers: providersPage };
+const PAGES = {
+  overview: overviewPage, keys: keysPage, usage: usagePage, requests: requestsPage, audit: auditPage,
+  providers: providersPage,
+};
 const main = () => document.getElementById("main");
 let current = null; // {name, stop()}
 

@@ -101,6 +101,16 @@ class PricingSet(Event):
     cache_write_per_1m: float | None = None
 
 
+@dataclass(frozen=True)
+class RoutingSet(Event):
+    """How requests for `model` (a model or alias name) choose among its deployments; None: the
+    default strategy again."""
+
+    TYPE: ClassVar[str] = "routing.set"
+    model: str
+    strategy: str | None
+
+
 # --- teams -------------------------------------------------------------------------------------
 
 
@@ -157,8 +167,15 @@ class BudgetSet(Event):
     TYPE: ClassVar[str] = "budget.set"
     subject_kind: str  # "key" | "team"
     subject_id: str
-    amount_usd: float | None  # None removes the budget
+    amount_usd: float | None  # None removed the budget (events before budget.removed existed)
     period: str  # "1d" | "30d" | "1mo"
+
+
+@dataclass(frozen=True)
+class BudgetRemoved(Event):
+    TYPE: ClassVar[str] = "budget.removed"
+    subject_kind: str  # "key" | "team"
+    subject_id: str
 
 
 @dataclass(frozen=True)
@@ -235,12 +252,14 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     ModelAliasSet,
     ModelAliasRemoved,
     PricingSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyUpdated,
     VirtualKeyRevoked,
     VirtualKeyRotated,
     BudgetSet,
+    BudgetRemoved,
     RateLimitSet,
     AdminTokenCreated,
     AdminTokenRevoked,

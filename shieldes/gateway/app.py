@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +11,7 @@ from aiohttp import web
 from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.messages import add_messages_routes
-from shieldes.gateway.middleware import Handler, handle_errors
+from shieldes.gateway.observe import InFlight, Observer
 from shieldes.gateway.responses_routes import RESPONSES, add_responses_routes
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
 from shieldes.gateway.service import Gateway
@@ -35,43 +34,21 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
-class InFlight:
-    """Counts requests being handled, so shutdown can wait for them (streams included)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
-              admin: AdminContext, responses: ResponseStore) -> web.Application:
-    in_flight = InFlight()
-    metrics = gateway.metrics
-
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        in_flight.count += 1
-        started = time.perf_counter()
-        status = 500
-        try:
-            resp = await handle_errors(request, handler)
-            status = resp.status
-            return resp
-        finally:
-            in_flight.count -= 1
-            resource = request.match_info.route.resource  # its canonical path keeps labels bounded
-            metrics.observe_request(request.path if resource is None else resource.canonical, status,
-                                    time.perf_counter() - started)
-
-    metrics.count_in_flight(lambda: in_flight.count)
+              admin: AdminContext, responses: ResponseStore, observer: Observer | None = None) -> web.Application:
+    """`observer` opens a request-log record per request and feeds metrics, access lines, traces
+    and the request-log buffer; without one, requests are only counted in the metrics."""
+    observer = observer or Observer(gateway.metrics, gateway.settings.node_id, access=False)
+    gateway.metrics.count_in_flight(lambda: observer.in_flight.count)
     # client_max_size makes aiohttp refuse bodies over the cap while reading (413 via our errors).
-    app = web.Application(middlewares=[observe],
+    app = web.Application(middlewares=[observer.middleware()],
                           client_max_size=gateway.settings.max_body_bytes)
     app[GATEWAY] = gateway
     app[READINESS] = readiness
-    app[IN_FLIGHT] = in_flight
+    app[IN_FLIGHT] = observer.in_flight
     app[RESPONSES] = responses
     add_routes(app)
     add_responses_routes(app)

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import relay
-from shieldes.gateway.middleware import REQUEST_ID, request_id
-from shieldes.gateway.routes import GATEWAY, Call, _field, _model, _stream_flag, read_json
+from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
+from shieldes.gateway.routes import GATEWAY, Call, _field, _model, _stream_flag, authenticate, read_json
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -126,7 +126,7 @@ def _translate(body: Body, target: Target) -> tuple[Body, list[str]]:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     max_tokens = _validate(body)
     model = str(body["model"])
@@ -158,6 +158,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         chat["stream_options"] = {"include_usage": True}
         return _Translated(await provider.stream("chat", target, chat), model, dropped)
 
+    if call.rec is not None:
+        call.rec.stream = True
     stream, served = await call.run(open_stream)
     tally = relay.Tally()
     try:
@@ -167,7 +169,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return resp
     finally:
         # settle first: the usage is final once the relay has stopped reading
-        call.settle(served, relay.final_usage(stream.usage, tally, call.size))
+        usage = relay.final_usage(stream.usage, tally, call.size)
+        call.settle(served, usage)
+        call.stream_ended(served.deployment, tally, usage)
         await stream.aclose()
 
 
@@ -176,7 +180,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     that may use the model; it is neither billed nor counted against rate limits (the upstream
     does not bill it either)."""
     gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     _model(body)
     _field(body, "messages", list, "a list of message objects", required=True)
@@ -191,7 +195,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
                       {ESTIMATE_HEADER: "estimate"})
 
     if any(isinstance(gw.providers.get(d.kind), MessagesUpstream) for d in route.deployments):
-        got, _dep = await gw.attempts(route, count)
+        got, _dep = await gw.attempts("count_tokens", route, count, record_of(request))
     else:  # nothing to ask upstream
         got = Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None,
                      {ESTIMATE_HEADER: "estimate"})

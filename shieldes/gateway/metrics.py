@@ -15,20 +15,18 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shieldes.providers.base import TokenUsage
 
 MAX_SERIES = 200
-ROUTES = frozenset({
-    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/models/{model}",
-    "/v1/messages", "/v1/messages/count_tokens", "/health", "/ready", "/metrics", "/v1/responses",
-    "/v1/responses/input_tokens",
-})
+UNMATCHED = "unmatched"  # the route label of paths no route serves (404); never the raw path
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+TPS_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
 class _Bounded:
@@ -92,6 +90,10 @@ class _HotSeries(Collector):
                                 "HTTP request latency (to the last byte for streams)", ["route"])
         yield m._upstream.family("shieldes_upstream_seconds", "upstream call latency (to headers for streams)",
                                  ["provider"])
+        yield m._ttft.family("shieldes_time_to_first_token_seconds",
+                             "streams: time from the request to the first content chunk relayed", ["provider"])
+        yield m._tps.family("shieldes_tokens_per_second",
+                            "streams: completion tokens per second after the first token", ["provider"])
         tokens = CounterMetricFamily("shieldes_tokens", "tokens accounted", labels=["provider", "model", "type"])
         cost = CounterMetricFamily("shieldes_cost_usd", "cost accounted in USD", labels=["provider", "model"])
         for (p, mo), (prompt, completion, nusd, read, write) in sorted(m._usage.items()):
@@ -103,6 +105,13 @@ class _HotSeries(Collector):
             cost.add_metric([p, mo], nusd / 1e9)
         yield tokens
         yield cost
+        if m._request_log is not None:
+            buffered, dropped, written = m._request_log
+            yield GaugeMetricFamily("shieldes_request_log_buffered", "request log rows waiting to be written",
+                                    value=buffered())
+            yield CounterMetricFamily("shieldes_request_log_dropped", "request log rows dropped because the "
+                                      "buffer was full (the oldest go first)", value=dropped())
+            yield CounterMetricFamily("shieldes_request_log_written", "request log rows written", value=written())
 
 
 class Metrics:
@@ -115,6 +124,14 @@ class Metrics:
         self.usage_buffered = Gauge("shieldes_usage_unflushed_deltas", "usage deltas not yet in the log",
                                     registry=r)
         self.log_lag = Gauge("shieldes_log_lag_events", "events in the log not yet applied", registry=r)
+        self.stream_drops = Counter(
+            "shieldes_stream_drops", "streams that ended early: cause=upstream (the upstream failed mid-stream, "
+            "also counted in shieldes_upstream_errors_total kind=mid_stream) or client (the client left)",
+            ["provider", "cause"], registry=r)
+        self._routes = _Bounded(MAX_SERIES)
+        self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
+        self._ttft = _Histogram(TTFT_BUCKETS)
+        self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
         self._models = _Bounded(MAX_SERIES)
         self._requests: dict[tuple[str, str], int] = {}
@@ -132,27 +149,14 @@ class Metrics:
         """Read the in-flight gauge from the app's own counter at scrape time (no update per request)."""
         self.in_flight.set_function(current)
 
-    def route(self, path: str) -> str:
-        """The route label: a known route path; the same without /v1 counts as the /v1 route."""
-        if path in ROUTES:
-            return path
-        if path.startswith(("/v1/responses/", "/responses/")):  # ids become one label each route
-            v1 = path if path.startswith("/v1/") else "/v1" + path
-            if v1 in ROUTES:
-                return v1
-            return "/v1/responses/{id}/input_items" if path.endswith("/input_items") else "/v1/responses/{id}"
-        if "/v1" + path in ROUTES:
-            return "/v1" + path
-        return "other"
-
-    def observe_request(self, path: str, status: int, seconds: float) -> None:
-        found = self._req.get((path, status // 100))
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """`route`: the matched route's pattern (a bounded set), or UNMATCHED."""
+        found = self._req.get((route, status // 100))
         if found is None:
-            route = self.route(path)
-            labels = (route, f"{status // 100}xx")
-            found = (labels, self._latency.get((route,)))
-            if route == path:  # unknown paths and ones holding ids are unbounded: never cache them
-                self._req[(path, status // 100)] = found
+            label = self._routes(route)
+            labels = (label, f"{status // 100}xx")
+            found = (labels, self._latency.get((label,)))
+            self._req[(route, status // 100)] = found
         labels, cells = found
         self._requests[labels] = self._requests.get(labels, 0) + 1
         self._latency.observe(cells, seconds)
@@ -161,7 +165,7 @@ class Metrics:
         """API requests answered since boot (health, readiness, metrics and admin calls left out)."""
         total = client = server = 0
         for (route, status), n in self._requests.items():
-            if route in ("other", "/health", "/ready", "/metrics"):
+            if route in ("other", UNMATCHED, "/health", "/ready", "/metrics") or route.startswith(("/admin", "/ui")):
                 continue
             total += n
             client += n if status == "4xx" else 0
@@ -176,6 +180,25 @@ class Metrics:
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(self._providers(provider), kind).inc()
+
+    def stream_ended(self, provider: str, outcome: str, ttft: float | None, completion_tokens: int,
+                     generating: float) -> None:
+        """A relayed stream's end: time to first token, tokens per second, early ends."""
+        label = self._providers(provider)
+        if ttft is not None:
+            self._ttft.observe(self._ttft.get((label,)), ttft)
+            if completion_tokens > 1 and generating > 0:
+                self._tps.observe(self._tps.get((label,)), completion_tokens / generating)
+        if outcome == "upstream_error":
+            self.upstream_error(provider, "mid_stream")
+            self.stream_drops.labels(label, "upstream").inc()
+        elif outcome == "disconnected":
+            self.stream_drops.labels(label, "client").inc()
+
+    def watch_request_log(self, buffered: Callable[[], float], dropped: Callable[[], float],
+                          written: Callable[[], float]) -> None:
+        """Request-log buffer depth and counters, read at scrape time."""
+        self._request_log = (buffered, dropped, written)
 
     def usage(self, provider: str, model: str, usage: TokenUsage, nusd: int) -> None:
         cells = self._use.get((provider, model))

@@ -14,12 +14,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shieldes.errors import RateLimited, ShieldesError
+from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
+RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
 
 _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint; use the OpenAI-compatible paths, e.g. /v1/chat/completions"),
@@ -46,6 +48,22 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 4
 def anthropic_route(path: str) -> bool:
     """Routes of the Anthropic Messages API (with or without the /v1 prefix)."""
     return "/messages" in path
+
+
+# The /v1 route each unversioned alias serves (/messages -> /v1/messages): one label per route in
+# the metrics and the request log, whichever form the client called.
+ROUTE_LABELS: web.AppKey[dict[str, str]] = web.AppKey("route_labels", dict)
+
+
+def record_of(request: web.Request) -> RequestRecord | None:
+    """The request-log record the app's middleware opened for this request."""
+    return request.get(RECORD_KEY)
+
+
+def _note_error(request: web.Request, code: str | None) -> None:
+    rec = request.get(RECORD_KEY)
+    if rec is not None and rec.error_code is None:
+        rec.error_code = code
 
 
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
@@ -88,24 +106,31 @@ def protocol_logger() -> logging.LoggerAdapter:  # type: ignore[type-arg]
 
 
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run `handler`; any error becomes an OpenAI-shaped JSON response, never a traceback."""
+    """Run `handler`; any error becomes a JSON error in the API's own shape (Anthropic on the
+    Messages routes, OpenAI elsewhere), never a traceback."""
     rid = request_id(request)
     try:
         resp = await handler(request)
     except ShieldesError as exc:
+        _note_error(request, exc.code or exc.type)
         return render_error(exc, rid, anthropic=anthropic_route(request.path))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
-        return error_response(exc.status, "invalid_request_error", code, message, rid)
+        _note_error(request, code)
+        return error_response(exc.status, "invalid_request_error", code, message, rid,
+                              anthropic=anthropic_route(request.path))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
+        _note_error(request, "client_disconnected")
         return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
+        _note_error(request, "internal_error")
         return error_response(500, "server_error", "internal_error",
-                              f"internal error; report request id {rid} to the operator", rid)
+                              f"internal error; report request id {rid} to the operator", rid,
+                              anthropic=anthropic_route(request.path))
     if not resp.prepared:
         resp.headers[REQUEST_ID] = rid
     return resp

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ class Tally:
 
     content_chunks: int = 0
     outcome: str = "open"  # open | done | disconnected | upstream_error
+    first_write_at: float = 0.0  # perf_counter of the first frame written to the client
+    first_token_at: float = 0.0  # perf_counter of the first content chunk read from the upstream
 
 
 def frame(event: str | None, data: object) -> bytes:
@@ -41,6 +44,8 @@ def frame(event: str | None, data: object) -> bytes:
 async def counted(stream: ChunkStream, tally: Tally) -> AsyncIterator[Body]:
     async for chunk in stream:
         if chunk.get("choices"):
+            if not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
             tally.content_chunks += 1
         yield chunk
 
@@ -52,6 +57,8 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
     dumps = orjson.dumps
     async for chunk in stream:
         if chunk.get("choices"):
+            if not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
             tally.content_chunks += 1
             if not client_wants_usage:
                 chunk.pop("usage", None)  # the chunk dict is ours: parsed for this request
@@ -65,6 +72,8 @@ async def counted_frames(frames: AsyncIterator[tuple[bytes, int]], tally: Tally)
     """Frames already encoded by the stream (OpenAIChunkStream.frames), one write per upstream
     read, counting content chunks for the estimate; then [DONE]."""
     async for data, content in frames:
+        if content and not tally.content_chunks:
+            tally.first_token_at = time.perf_counter()
         tally.content_chunks += content
         yield data
     yield DONE_FRAME
@@ -125,6 +134,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     try:
         try:
             await resp.prepare(request)
+            tally.first_write_at = time.perf_counter()
             failure = await _relay(resp, frames)
             if failure is None:
                 tally.outcome = "done"

@@ -13,12 +13,13 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import relay
-from shieldes.gateway.middleware import request_id
-from shieldes.gateway.routes import GATEWAY, json_response, read_json
+from shieldes.gateway.middleware import record_of, request_id
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.responses_translate import request_to_chat
+from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id
 from shieldes.responses.request import (
     estimate_input_tokens,
@@ -37,8 +38,7 @@ MAX_LIST = 100
 
 
 def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
-    gw = request.app[GATEWAY]
-    return gw, gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    return request.app[GATEWAY], authenticate(request)
 
 
 def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenUsage:
@@ -51,12 +51,18 @@ class _Turn:
     """One admitted Responses request: settles exactly once and stores the result if asked to."""
 
     def __init__(self, gw: Gateway, store: ResponseStore, key: VirtualKey, route: Route, res: Reservation,
-                 size: int, stored_input: list[Body], previous: str | None, keep: bool) -> None:
+                 size: int, stored_input: list[Body], previous: str | None, keep: bool,
+                 rec: RequestRecord | None = None) -> None:
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
+        self.rec = rec
 
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
-        self.gw.settle(self.res, served.deployment, served.model, usage)
+        nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
+        if self.rec is not None:
+            self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \
+                usage.prompt_tokens, usage.completion_tokens, nusd
+            self.rec.upstream_model = served.model
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
             self.store.save(StoredResponse(
@@ -71,7 +77,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     store = request.app[RESPONSES]
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     req = parse_request(body)
+    rec = record_of(request)
+    if rec is not None:
+        rec.model, rec.stream = req.model, req.streaming
     route = gw.route(key, req.model)
+    if rec is not None:
+        rec.upstream_model = route.model
     history: list[Body] = []
     if req.previous_response_id is not None:
         history = await store.history(req.previous_response_id, key.id)
@@ -79,10 +90,10 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     size = len(raw) + (len(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     res = gw.admit(key, route, size, req.max_output_tokens, "responses")
-    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store)
+    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec)
     rid = request_id(request)
     try:
-        outcome, served = await gw.responses(route, sent, ctx, req.streaming)
+        outcome, served = await gw.responses(route, sent, ctx, req.streaming, rec=rec)
     except BaseException:
         gw.meter.release(res)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,13 +14,14 @@ from aiohttp import web
 from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.metrics import CONTENT_TYPE
-from shieldes.gateway.middleware import REQUEST_ID, request_id
+from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
-from shieldes.projections.state import VirtualKey
+from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 
+log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 READINESS: web.AppKey[Callable[[], tuple[bool, dict[str, Any]]]] = web.AppKey("readiness")
 MAX_MODEL_NAME = 256
@@ -107,15 +109,39 @@ def _client_wants_usage(body: Body) -> bool:
     return bool(options and options.get("include_usage") is True)
 
 
+def authenticate(request: web.Request) -> VirtualKey:
+    """The request's virtual key (from memory), noted on its request-log record."""
+    key = request.app[GATEWAY].authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    rec = record_of(request)
+    if rec is not None:
+        rec.key = key
+    return key
+
+
+def _note_model(request: web.Request, model: str) -> None:
+    """The requested model on the request-log record, before routing can refuse it."""
+    rec = record_of(request)
+    if rec is not None:
+        rec.model = model
+
+
 class Call:
-    """One admitted request: the key, its route and reservation; settles exactly once."""
+    """One admitted request: the key, its route and reservation; settles exactly once. Notes the
+    route, the deployments tried, timings and usage on the request-log record."""
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
                  size: int, max_tokens: int | None) -> None:
         self.gw = gw
         self.rid = request_id(request)
         self.key = key
-        self.route: Route = gw.route(self.key, _model(body))
+        self.rec = rec = record_of(request)
+        requested = _model(body)
+        if rec is not None:
+            rec.key = key
+            rec.model = requested
+        self.route: Route = gw.route(self.key, requested)
+        if rec is not None:
+            rec.upstream_model = self.route.model
         self.op = op
         self.size = size
         self.res: Reservation = gw.admit(self.key, self.route, size, max_tokens, op)
@@ -123,28 +149,41 @@ class Call:
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
         """Run `attempt` over the route's deployments; the reservation is released if none answers."""
         try:
-            return await self.gw.attempts(self.route, attempt)
+            return await self.gw.attempts(self.op, self.route, attempt, self.rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
 
     def settle(self, served: RouteTarget, usage: TokenUsage) -> None:
-        self.gw.settle(self.res, served.deployment, served.model, usage)
+        nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
+        rec = self.rec
+        if rec is not None:
+            rec.upstream_model = served.model
+            rec.prompt_tokens = usage.prompt_tokens
+            rec.completion_tokens = usage.completion_tokens
+            rec.cached_tokens = usage.cache_read_tokens
+            rec.reasoning_tokens = usage.reasoning_tokens
+            rec.cost_nusd = nusd
 
     async def json(self, body: Body, raw: bytes | None = None) -> JsonResult:
         try:
-            result, served = await self.gw.call(self.op, self.route, body, raw)
+            result, served = await self.gw.call(self.op, self.route, body, raw, rec=self.rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.gw.settle(self.res, served.deployment, served.model, result.usage or TokenUsage(self.size // 4, 0))
+        if self.rec is not None:
+            self.rec.t_first_byte = time.perf_counter()
+        self.settle(served, result.usage or TokenUsage(self.size // 4, 0))
         return result
 
     async def stream(self, request: web.Request, body: Body,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
                      error_event: str | None) -> web.StreamResponse:
+        rec = self.rec
+        if rec is not None:
+            rec.stream = True
         try:
-            stream, served = await self.gw.open_stream(self.op, self.route, body)
+            stream, served = await self.gw.open_stream(self.op, self.route, body, rec=rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -156,16 +195,36 @@ class Call:
             return resp
         finally:
             # settle first: the usage is final once the relay has stopped reading
-            self.gw.settle(self.res, served.deployment, served.model, relay.final_usage(stream.usage, tally, self.size))
+            usage = relay.final_usage(stream.usage, tally, self.size)
+            self.settle(served, usage)
+            self.stream_ended(served.deployment, tally, usage)
             await stream.aclose()
+
+    def stream_ended(self, dep: Deployment, tally: relay.Tally, usage: TokenUsage) -> None:
+        rec = self.rec
+        now = time.perf_counter()
+        first = tally.first_token_at
+        t0 = rec.t0 if rec is not None else now
+        self.gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
+                                     usage.completion_tokens, now - first if first else 0.0)
+        if rec is not None:
+            rec.t_first_byte = tally.first_write_at
+            rec.t_first_token = first
+            if tally.outcome == "disconnected":
+                rec.error_code = "client_disconnected"
+            elif tally.outcome == "upstream_error":
+                rec.error_code = "upstream_stream_error"
+        if tally.outcome == "upstream_error":
+            log.warning("upstream deployment %s failed mid-stream after %d chunks [request %s]", dep.name,
+                        tally.content_chunks, self.rid)
 
 
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     size = len(raw)
-    _model(body)
+    _note_model(request, _model(body))
     streaming = False
     if op == "chat":
         _messages(body)
@@ -219,7 +278,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 async def list_models(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    key = authenticate(request)
     models = gw.models_for(key)
     if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
         listed = [_anthropic_model(m) for m, _owner in models]
@@ -237,7 +296,7 @@ async def get_model(request: web.Request) -> web.StreamResponse:
     """One model the key may use, in the OpenAI shape (Anthropic's when the client sends
     `anthropic-version`, as the anthropic SDK does); 404 when unknown or not allowed to the key."""
     gw = request.app[GATEWAY]
-    key = gw.authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    key = authenticate(request)
     model = request.match_info["model"]
     owner = dict(gw.models_for(key)).get(model)
     if owner is None:
@@ -292,13 +351,17 @@ def add_unversioned_aliases(app: web.Application) -> None:
     added later get both forms too."""
     routes = [r for r in app.router.routes() if r.resource is not None and r.method != "HEAD"]
     taken = {(r.method, r.resource.canonical) for r in routes if r.resource is not None}
+    labels: dict[str, str] = {}
     for route in routes:
         assert route.resource is not None
         path = route.resource.canonical
         if not path.startswith(API_PREFIX + "/") or (route.method, path[len(API_PREFIX):]) in taken:
             continue
         taken.add((route.method, path[len(API_PREFIX):]))
-        app.router.add_route(route.method, alias_pattern(route.resource), route.handler)
+        alias = app.router.add_route(route.method, alias_pattern(route.resource), route.handler)
+        if alias.resource is not None:
+            labels[alias.resource.canonical] = path
+    app[ROUTE_LABELS] = labels
 
 
 def alias_pattern(resource: web.AbstractResource) -> str:

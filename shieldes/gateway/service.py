@@ -7,15 +7,18 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol, TypeVar
 
+from shieldes.cluster.view import Health
 from shieldes.errors import (
     AuthenticationFailed,
     InvalidRequest,
     ModelNotPriced,
     NotFound,
     PermissionDenied,
+    ProviderMisconfigured,
     RateLimited,
     ShieldesError,
     UpstreamError,
@@ -37,9 +40,12 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
+from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan, resolve
+from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_targets
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
@@ -49,6 +55,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # One try of a call on one deployment: (provider module, target, deployment) -> result.
 Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
+QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -63,6 +70,16 @@ class StateView(Protocol):
 
     @property
     def position(self) -> int: ...
+
+
+class AttemptSpans(Protocol):
+    """Tracing of upstream attempts (shieldes/tracing.py implements it)."""
+
+    def attempt_span(self, op: str, dep: Deployment, model: str, attempt: int) -> AbstractContextManager[Any]: ...
+
+    def attempt_failed(self, span: Any, kind: str, message: str) -> None: ...
+
+    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None: ...
 
 
 class UpstreamClientError(ShieldesError):
@@ -88,7 +105,8 @@ def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None
 
 class Gateway:
     def __init__(self, settings: Settings, state: StateView, meter: Meter, providers: Mapping[str, Provider],
-                 metrics: Metrics, *, rng: random.Random | None = None) -> None:
+                 metrics: Metrics, *, rng: random.Random | None = None,
+                 keyring: Callable[[], Keyring] | None = None) -> None:
         self.settings = settings
         self.state = state
         self.meter = meter
@@ -96,9 +114,16 @@ class Gateway:
         self.metrics = metrics
         self.prices = PriceTable()
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
+        # every node's view of deployment health (its own and its peers'); set by the cluster
+        self.health_views: Callable[[], list[Mapping[str, Health]]] = lambda: []
+        self.cluster_size: Callable[[], int] = lambda: 1  # alive nodes sharing deployment quotas
+        self.quotas = DeploymentQuotas()
         self.rng = rng or random.Random()
-        self.keyring = Keyring(settings.encryption_key, settings.encryption_key_old)
+        self.tracing: AttemptSpans | None = None
         self._secrets: dict[str, str | None] = {}
+        # read when an encrypted key is first needed: the local key may be created after start
+        self.keyring = keyring or (lambda: Keyring(settings.encryption_key, settings.encryption_key_old))
+        self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
 
@@ -135,6 +160,11 @@ class Gateway:
 
     def route(self, key: VirtualKey, requested: str) -> Route:
         route = self._resolve(requested)
+        if route is None and not self.state.config.providers:
+            raise NotFound(
+                f"model {requested!r} is not served: no providers yet; add one with `shieldes provider add "
+                "NAME --type openai --base-url URL --api-key KEY --models MODEL,...`"
+            )
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
@@ -214,24 +244,42 @@ class Gateway:
             api_key = self._secrets[ref]
         else:
             try:
-                api_key = resolve_secret(ref, self.keyring)
+                api_key = resolve_secret(ref, self.keyring())
             except SecretError as exc:
-                raise UpstreamFailure(exc.message, status=None, retryable=True) from None
+                raise self._misconfigured(dep, f"its provider key cannot be read: {exc.message}") from None
             self._secrets[ref] = api_key
         return Target(dep.name, dep.base_url, model, api_key, dep.options)
 
     def _provider(self, dep: Deployment) -> Provider:
         provider = self.providers.get(dep.kind)
         if provider is None:
-            raise UpstreamFailure(f"no provider module for type {dep.kind!r} on this node", status=None,
-                                  retryable=True)
+            raise self._misconfigured(dep, f"this node has no provider module for type {dep.kind!r}")
         return provider
 
-    def _failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
+    def _misconfigured(self, dep: Deployment, why: str) -> ProviderMisconfigured:
+        """The same answer on every attempt: reported to the client as is and logged once per cause."""
+        fix = (f"set it in the node's environment and restart the node, or store the key with "
+               f"`shieldes provider update {dep.name} --api-key KEY`") if "environment variable" in why else (
+               "upgrade this node or fix the deployment with `shieldes provider update`")
+        message = f"deployment {dep.name!r} cannot be used on this node: {why}; {fix}"
+        if message not in self._reported:
+            self._reported.add(message)
+            log.error("MISCONFIGURED: %s", message)
+        return ProviderMisconfigured(message)
+
+    def _failed(self, dep: Deployment, failure: UpstreamFailure, rec: RequestRecord | None) -> str:
         kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
         self.metrics.upstream_error(dep.name, kind)
+        log.warning("upstream deployment %s failed (%s%s): %s [request %s]", dep.name, kind,
+                    "; trying another" if failure.retryable else "", self.scrub(failure.message)[:300],
+                    rec.request_id if rec is not None else "-")
         if failure.retryable:
             self.breaker.failure(dep.name)
+        return kind
+
+    def known_secrets(self) -> list[str]:
+        """Provider keys this node has resolved (redacted from anything it stores or shows)."""
+        return [v for v in self._secrets.values() if v]
 
     def scrub(self, text: str) -> str:
         """Upstream error text goes to clients: never with a provider key in it (some upstreams echo
@@ -275,11 +323,12 @@ class Gateway:
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
 
-    async def call(self, op: Operation, route: Route, body: Body,
-                   raw: bytes | None = None) -> tuple[JsonResult, RouteTarget]:
+    async def call(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
+                   rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
         """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
         already names the upstream model (the caller vouches it holds no stream fields).
-        Returns the result and the target (deployment and upstream model) that served it."""
+        Returns the result and the target (deployment and upstream model) that served it; `rec`
+        (the request-log record) notes each deployment tried."""
 
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             # `sent is body`: the client's body already names this target's model, so its bytes can go as they are
@@ -289,54 +338,67 @@ class Gateway:
                 return result
             return await provider.call(op, target, sent)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover(op, route, body, attempt, rec)
 
-    async def open_stream(self, op: Operation, route: Route, body: Body) -> tuple[ChunkStream, RouteTarget]:
+    async def open_stream(self, op: Operation, route: Route, body: Body, *,
+                          rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
             return await provider.stream(op, target, sent)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover(op, route, body, attempt, rec)
 
-    async def responses(self, route: Route, body: Body, ctx: ResponseContext,
-                        streaming: bool) -> tuple[Answer | EventStream, RouteTarget]:
+    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool, *,
+                        rec: RequestRecord | None = None) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate)."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
             return await respond(provider, target, dep, sent, ctx, streaming)
 
-        return await self._with_failover(route, body, attempt)
+        return await self._with_failover("responses", route, body, attempt, rec)
 
     async def responses_input_tokens(self, route: Route, body: Body) -> int:
         """The upstream's count of a Responses request's input tokens (native deployments)."""
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> int:
             return await count_input_tokens(provider, target, sent)
 
-        count, _served = await self._with_failover(route, body, attempt)
+        count, _served = await self._with_failover("responses", route, body, attempt)
         return count
 
-    async def attempts(self, route: Route, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
+    async def attempts(self, op: str, route: Route, attempt: Attempt[T],
+                       rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
         """`attempt` (which builds its own request per deployment) through the same failover."""
         async def each(provider: Provider, target: Target, dep: Deployment, _sent: Body) -> T:
             return await attempt(provider, target, dep)
 
-        return await self._with_failover(route, {"model": route.model}, each)
+        return await self._with_failover(op, route, {"model": route.model}, each, rec)
 
-    async def _with_failover(self, route: Route, body: Body,
+    async def _with_failover(self, op: str, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
-                             ) -> tuple[T, RouteTarget]:
+                             rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
         """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
         then each fallback group in order. A prompt too long for one model moves straight on to the
         next group, if there is one."""
         last: tuple[UpstreamFailure, RouteTarget] | None = None
         tried = 0
+        at_quota: set[str] = set()
+        misconfigured: dict[str, ProviderMisconfigured] = {}  # skipped for the others, never retried
         group: Route | None = route
         later: list[Route] | None = None
         while group is not None:
-            for i, rt in enumerate(plan(group, self.breaker, 1 + self.settings.upstream_retries, self.rng)):
-                if i:
+            attempts = 1 + self.settings.upstream_retries
+            for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
+                if rt.name in misconfigured:
+                    continue
+                if not self.quotas.allows(rt.name, rt.deployment.options, self.cluster_size()):
+                    at_quota.add(rt.name)  # its provider's quota is used up: not called into a 429
+                    continue
+                if tried:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
+                self.quotas.sent(rt.name)
                 try:
-                    return await self._attempt(rt, body, attempt), rt
+                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
+                except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
+                    misconfigured[rt.name] = exc
                 except UpstreamFailure as failure:
                     last = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
@@ -348,29 +410,61 @@ class Gateway:
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
             raise self._client_error(last[0], last[1].deployment)
+        if last is None and misconfigured:
+            raise next(iter(misconfigured.values()))
+        if not tried and at_quota:
+            raise RateLimited(
+                f"every deployment serving model {route.requested!r} is at its quota "
+                f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
+                f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
         raise self._exhausted(route, last[0] if last else None, tried)
 
-    async def _attempt(self, rt: RouteTarget, body: Body,
-                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]]) -> T:
-        """One call to one target; an UpstreamFailure is recorded (metrics, breaker) and re-raised."""
+    def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
+        """The route's strategy (`shieldes routing set`), over the cluster's health view."""
+        config = self.state.config
+        strategy = config.routing.get(route.requested, DEFAULT_STRATEGY)
+
+        def price(model: str) -> float:
+            rate = self.prices.rate(config.pricing, model)
+            return float(rate[0] + rate[1])
+
+        def order(targets: Sequence[RouteTarget]) -> list[RouteTarget]:
+            health = merge_health(self.health_views())
+            return order_targets(targets, strategy, health, price, self.settings.region, self.rng)
+
+        return order
+
+    async def _attempt(self, op: str, rt: RouteTarget, body: Body,
+                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
+                       rec: RequestRecord | None = None, n: int = 1) -> T:
+        """One call to one target; an UpstreamFailure is recorded (metrics, breaker, the request
+        log's failover path, the attempt's span) and re-raised."""
         dep = rt.deployment
         started = time.perf_counter()
-        try:
-            provider = self._provider(dep)
-            target = self._target(dep, rt.model)
-            sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
-            result = await attempt(provider, target, dep, sent)
-        except UpstreamFailure as failure:
-            self._failed(dep, failure)
-            raise
-        except ShieldesError:
-            raise
-        except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
-            log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
-            raise InvalidRequest(
-                f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
-                "check the request against the API reference"
-            ) from None
+        if rec is not None:
+            rec.attempt(dep.name)
+        tracing = self.tracing
+        with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
+            try:
+                provider = self._provider(dep)
+                target = self._target(dep, rt.model)
+                sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
+                result = await attempt(provider, target, dep, sent)
+            except UpstreamFailure as failure:
+                kind = self._failed(dep, failure, rec)
+                if tracing:
+                    tracing.attempt_failed(span, kind, self.scrub(failure.message))
+                raise
+            except ShieldesError:
+                raise
+            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+                raise InvalidRequest(
+                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                    "check the request against the API reference"
+                ) from None
+            if tracing and isinstance(result, JsonResult):
+                tracing.attempt_usage(span, result.usage)
         elapsed = time.perf_counter() - started
         self.metrics.upstream_seconds(dep.name, elapsed)
         self.breaker.success(dep.name, elapsed)
@@ -382,6 +476,7 @@ class Gateway:
         """Account real usage of a finished call; returns its cost in nUSD."""
         rate = self.prices.rate(self.state.config.pricing, model)
         nusd = cost_nusd(rate, usage)
+        self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
         self.metrics.usage(dep.name, model, usage, nusd)
         return nusd

@@ -18,6 +18,7 @@ from shieldes.errors import CommandRejected
 from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
+    BudgetRemoved,
     BudgetSet,
     Event,
     ModelAliasRemoved,
@@ -27,6 +28,7 @@ from shieldes.events.catalog import (
     ProviderRemoved,
     ProviderUpdated,
     RateLimitSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyRevoked,
@@ -37,6 +39,7 @@ from shieldes.projections.periods import parse_period
 from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
 from shieldes.providers.kinds import base_url_for, check_kind, check_options
 from shieldes.roles import ROLES
+from shieldes.routing.strategies import STRATEGIES
 
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
@@ -192,6 +195,12 @@ class SetPricing:
 
 
 @dataclass(frozen=True)
+class SetRouting:
+    model: str
+    strategy: str | None  # None: back to the default
+
+
+@dataclass(frozen=True)
 class CreateTeam:
     id: str
     name: str
@@ -271,7 +280,7 @@ class RemoveModelAlias:
 
 
 Command = (
-    AddProvider | UpdateProvider | RemoveProvider | SetPricing | CreateTeam | CreateKey | UpdateKey
+    AddProvider | UpdateProvider | RemoveProvider | SetPricing | SetRouting | CreateTeam | CreateKey | UpdateKey
     | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken | SetModelAlias
     | RemoveModelAlias
 )
@@ -383,6 +392,17 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "
                                       "change those aliases first")
             return [ModelAliasRemoved(command.name)]
+        case SetRouting():
+            check_models((command.model,))
+            if command.strategy is not None and command.strategy not in STRATEGIES:
+                raise CommandRejected(
+                    f"unknown routing strategy {command.strategy!r}: use one of {', '.join(STRATEGIES)}")
+            served = command.model in state.aliases or any(command.model in d.models for d in state.providers.values())
+            if not served and command.strategy is not None:
+                raise CommandRejected(
+                    f"no provider serves {command.model!r} and no alias has that name; add it first "
+                    "(shieldes provider add / shieldes model alias)")
+            return [RoutingSet(command.model, command.strategy)]
         case SetPricing():
             check_models((command.model,))
             return [
@@ -464,8 +484,17 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             amount = check_money("--amount", command.amount_usd) if command.amount_usd is not None else None
             period = check_period(command.period)
             if command.subject_kind == "team":
-                return [BudgetSet("team", find_team(state, command.subject).id, amount, period)]
+                team = find_team(state, command.subject)
+                if amount is None:
+                    if team.budget is None:
+                        raise CommandRejected(f"team {team.name!r} has no budget; nothing to remove")
+                    return [BudgetRemoved("team", team.id)]
+                return [BudgetSet("team", team.id, amount, period)]
             key = find_key(state, command.subject)
+            if amount is None:
+                if key.budget is None:
+                    raise CommandRejected(f"key {key.name!r} has no budget; nothing to remove")
+                return [BudgetRemoved("key", key.id)]
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
             return [BudgetSet("key", key.id, amount, period)]

@@ -9,6 +9,7 @@ from typing import TypeVar
 from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
+    BudgetRemoved,
     BudgetSet,
     Event,
     ModelAliasRemoved,
@@ -18,6 +19,7 @@ from shieldes.events.catalog import (
     ProviderRemoved,
     ProviderUpdated,
     RateLimitSet,
+    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyRevoked,
@@ -70,6 +72,10 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             return replace(state, aliases=_with(state.aliases, event.name, alias))
         case ModelAliasRemoved():
             return replace(state, aliases=_without(state.aliases, event.name))
+        case RoutingSet():
+            if event.strategy is None:
+                return replace(state, routing=_without(state.routing, event.model))
+            return replace(state, routing=_with(state.routing, event.model, event.strategy))
         case PricingSet():
             price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
                           event.cache_write_per_1m)
@@ -108,10 +114,9 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             )
         case BudgetSet():
             budget = Budget(event.amount_usd, event.period) if event.amount_usd is not None else None
-            if event.subject_kind == "team":
-                team = replace(state.teams[event.subject_id], budget=budget)
-                return replace(state, teams=_with(state.teams, team.id, team))
-            return _put_key(state, replace(state.keys[event.subject_id], budget=budget))
+            return _put_budget(state, event.subject_kind, event.subject_id, budget)
+        case BudgetRemoved():
+            return _put_budget(state, event.subject_kind, event.subject_id, None)
         case RateLimitSet():
             return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
         case AdminTokenCreated():
@@ -130,3 +135,10 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 admin_token_ids_by_hash=_without(state.admin_token_ids_by_hash, old_token.key_hash),
             )
     return state
+
+
+def _put_budget(state: ConfigState, kind: str, subject_id: str, budget: Budget | None) -> ConfigState:
+    if kind == "team":
+        team = replace(state.teams[subject_id], budget=budget)
+        return replace(state, teams=_with(state.teams, team.id, team))
+    return _put_key(state, replace(state.keys[subject_id], budget=budget))

@@ -119,6 +119,7 @@ class ConfigState:
     admin_token_ids_by_hash: Mapping[str, str] = field(default_factory=dict)  # active tokens only
     admin_token_ids_by_name: Mapping[str, str] = field(default_factory=dict)
     aliases: Mapping[str, ModelAlias] = field(default_factory=dict)
+    routing: Mapping[str, str] = field(default_factory=dict)  # model or alias -> strategy (routing/strategies.py)
 
     def key_by_hash(self, key_hash: str) -> VirtualKey | None:
         key_id = self.key_ids_by_hash.get(key_hash)

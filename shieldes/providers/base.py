@@ -19,8 +19,11 @@ class TokenUsage:
 
     prompt_tokens: int
     completion_tokens: int
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0  # of the prompt tokens, read from the upstream's prompt cache
+    cache_write_tokens: int = 0  # of the prompt tokens, written to it
+    # A breakdown for the request log when the upstream reports it, not billed apart: equality
+    # compares the counts that are billed.
+    reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens
 
 
 class UpstreamFailure(Exception):

@@ -89,8 +89,10 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
     """Cache reads and writes are input tokens too (billed at their own rates upstream)."""
     usage = usage if isinstance(usage, dict) else {}
     cached = int(usage.get("cacheReadInputTokens") or 0)
-    prompt = int(usage.get("inputTokens") or 0) + cached + int(usage.get("cacheWriteInputTokens") or 0)
-    tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0))
+    written = int(usage.get("cacheWriteInputTokens") or 0)
+    prompt = int(usage.get("inputTokens") or 0) + cached + written
+    tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0), cache_read_tokens=cached,
+                        cache_write_tokens=written)
     return tokens, usage_dict(tokens, cached)
 
 

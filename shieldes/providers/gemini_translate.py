@@ -98,8 +98,10 @@ def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
     meta = meta if isinstance(meta, dict) else {}
     prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts)
-    return usage, usage_dict(usage, int(meta.get("cachedContentTokenCount") or 0), thoughts)
+    cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
+    usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts, cache_read_tokens=cached,
+                       reasoning_tokens=thoughts or None)
+    return usage, usage_dict(usage, cached, thoughts)
 
 
 def blocked(resp: Body) -> UpstreamFailure | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -248,8 +249,12 @@ def parse_usage(usage: object) -> TokenUsage | None:
     completion = usage.get("completion_tokens") or 0
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if isinstance(cached, int) and 0 < cached <= prompt:
-        return TokenUsage(prompt, completion, cache_read_tokens=cached)
-    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+    cached = _detail(usage, "prompt_tokens_details", "cached_tokens")
+    return TokenUsage(prompt, completion, cache_read_tokens=cached if cached and 0 < cached <= prompt else 0,
+                      reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"))
+
+
+def _detail(usage: dict[str, Any], group: str, name: str) -> int | None:
+    details = usage.get(group)
+    value = details.get(name) if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

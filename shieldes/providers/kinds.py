@@ -50,7 +50,12 @@ KINDS: Mapping[str, KindSpec] = {
                        _vertex_url, "vertex"),
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
-ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o in spec.options}))
+# Settings every kind takes: the deployment's region (routing prefers deployments in the node's
+# SHIELDES_REGION; for bedrock it is also the AWS region) and its cluster-wide quotas (rpm, tpm:
+# the provider's own limits, see routing/quota.py).
+COMMON_OPTIONS: tuple[str, ...] = ("region", "rpm", "tpm")
+COUNT_OPTIONS: tuple[str, ...] = ("rpm", "tpm")  # whole numbers (the admin API takes them as integers)
+ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o in spec.options} | set(COMMON_OPTIONS)))
 _OPTION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+ -]*$")
 
 
@@ -70,11 +75,13 @@ def check_options(spec: KindSpec, options: Mapping[str, str]) -> dict[str, str]:
     for name, value in options.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise CommandRejected(f"provider options are text settings, got {name!r}: {value!r}")
-        if name not in spec.options:
-            allowed = ", ".join(flag(o) for o in spec.options) or "none"
+        if name not in spec.options and name not in COMMON_OPTIONS:
+            allowed = ", ".join(flag(o) for o in (*spec.options, *COMMON_OPTIONS))
             raise CommandRejected(f"{flag(name)} does not apply to type {spec.name!r} (its options: {allowed})")
         if not value or len(value) > 512 or (name != "credentials_file" and not _OPTION_OK.match(value)):
             raise CommandRejected(f"invalid {flag(name)} {value!r}")
+        if name in COUNT_OPTIONS and not (value.isdigit() and 0 < int(value) <= 10**12):
+            raise CommandRejected(f"{flag(name)} must be a whole number above 0, got {value!r}")
         allowed_values = spec.choices.get(name)
         if allowed_values is not None and value not in allowed_values:
             raise CommandRejected(f"{flag(name)} must be one of {', '.join(allowed_values)}, got {value!r}")

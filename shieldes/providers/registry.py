@@ -26,11 +26,11 @@ def build_providers(session: aiohttp.ClientSession, settings: Settings) -> dict[
     }
 
 
-def open_session(settings: Settings) -> aiohttp.ClientSession:
+def open_session(settings: Settings, trace_configs: list[aiohttp.TraceConfig] | None = None) -> aiohttp.ClientSession:
     """The node's upstream client session: a large keep-alive pool (the gateway multiplexes many
     clients onto few upstream hosts), cached DNS, timeouts set per call by the providers.
     Must be created inside the running event loop; the owner closes it on shutdown."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
     # No cookie jar: cookies an upstream sets must never be replayed on calls for other keys or teams.
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                 cookie_jar=aiohttp.DummyCookieJar())
+                                 cookie_jar=aiohttp.DummyCookieJar(), trace_configs=trace_configs)

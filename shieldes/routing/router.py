@@ -138,14 +138,16 @@ class CircuitBreaker:
         return st is not None and st.failures >= self.failures and self.clock() < st.open_until
 
 
-def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Random) -> list[RouteTarget]:
-    """The targets to try, in order, for up to `attempts` attempts: weighted order among those
-    whose circuit is closed, cycling for retries. If every circuit is open, still try them (in
-    weighted order) rather than refusing outright: an open circuit is a guess, not a fact."""
+def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Random,
+         order_by: Callable[[Sequence[RouteTarget]], list[RouteTarget]] | None = None) -> list[RouteTarget]:
+    """The targets to try, in order, for up to `attempts` attempts: the strategy's order
+    (`order_by`, see strategies.py; weighted by default) among those whose circuit is closed,
+    cycling for retries. If every circuit is open, still try them (in that order) rather than
+    refusing outright: an open circuit is a guess, not a fact."""
     if not route.targets:
         return []
     if len(route.targets) == 1:
         return list(route.targets) * max(1, attempts)
-    order = weighted_order(route.targets, rng)
+    order = order_by(route.targets) if order_by is not None else weighted_order(route.targets, rng)
     ready = [t for t in order if not breaker.is_open(t.name)] or order
     return [ready[i % len(ready)] for i in range(max(1, attempts))]

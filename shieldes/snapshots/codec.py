@@ -111,6 +111,7 @@ def config_to_plain(c: ConfigState) -> Plain:
             a.name: {"targets": [[t.provider, t.model, t.weight] for t in a.targets], "fallbacks": list(a.fallbacks)}
             for a in c.aliases.values()
         },
+        "routing": dict(c.routing),
     }
 
 
@@ -139,6 +140,7 @@ def config_from_plain(p: Plain) -> ConfigState:
             n: ModelAlias(n, tuple(AliasTarget(t[0], t[1], t[2]) for t in a["targets"]), tuple(a["fallbacks"]))
             for n, a in p.get("aliases", {}).items()  # absent from snapshots written before aliases
         },
+        routing=dict(p.get("routing", {})),
     )
 
 

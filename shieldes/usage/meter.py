@@ -215,7 +215,7 @@ class Meter:
             if rpm is not None and req >= rpm:
                 headers["x-ratelimit-remaining-requests"] = "0"
                 raise RateLimited(
-                    f"rate limit reached for key {key.name!r}: {rpm} requests per minute; "
+                    f"rate limit reached for key {key.name!r}: all {rpm} requests per minute are used; "
                     f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
                     retry_after=reset, headers=headers,
                 )

@@ -9,7 +9,7 @@ import pytest
 
 from shieldes.gateway.admin import ROUTES
 from tests.integration.admin_client import AdminClient
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 BOOT = "boot-" + "admin-token-for-tests-" * 2
 API = "/admin/v1"
@@ -202,3 +202,140 @@ async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
                   and not r.resource.canonical.endswith("openapi.json")}
         documented = {(m.upper(), p) for p, ops in doc["paths"].items() if p.startswith(API) for m in ops}
         assert served == documented
+
+
+async def test_aliases_and_provider_type_settings_through_the_api(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        # per-type settings as top-level fields (the CLI's flags) or in `options`
+        status, az = await api.post(f"{API}/providers", {
+            "name": "az", "type": "azure", "base_url": h.upstream.url, "api_key_env": "AZ_KEY",
+            "models": ["prod-gpt4o"], "api_version": "2024-10-21", "options": {"auth": "api-key"}})
+        assert status == 201 and az["options"] == {"api_version": "2024-10-21", "auth": "api-key"}, az
+        status, br = await api.post(f"{API}/providers", {"name": "br", "type": "bedrock", "region": "eu-west-1",
+                                                          "models": ["anthropic.claude-3-haiku-20240307-v1:0"]})
+        assert status == 201 and br["base_url"] == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+        status, vx = await api.post(f"{API}/providers", {"name": "vx", "type": "vertex", "project": "p1",
+                                                          "location": "global", "models": ["gemini-2.0-flash"],
+                                                          "credentials_file": "/etc/shieldes/sa.json"})
+        assert status == 201 and vx["options"]["project"] == "p1" and vx["responses"] == "translate"
+        # the deployment's own quotas (any type): JSON integers, stored like the CLI's --rpm/--tpm
+        status, q = await api.call("PATCH", f"{API}/providers/vx", {"rpm": 600, "options": {"tpm": 90000},
+                                                                    "region": "eu"})
+        assert status == 200 and {k: q["options"][k] for k in ("rpm", "tpm", "region")} == {
+            "rpm": "600", "tpm": "90000", "region": "eu"}, q
+        for body, needle in (({"rpm": 0}, "above 0"), ({"rpm": "lots"}, "integer"), ({"tpm": 1.5}, "integer")):
+            status, err = await api.call("PATCH", f"{API}/providers/vx", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+        status, upd = await api.call("PATCH", f"{API}/providers/az", {"api_version": "2025-01-01-preview"})
+        assert status == 200 and upd["options"] == {"api_version": "2025-01-01-preview", "auth": "api-key"}
+        for body, needle in (({"project": "p"}, "does not apply to type 'azure'"),
+                             ({"api_version": "a", "options": {"api_version": "b"}}, "give it once"),
+                             ({"options": {"auth": "magic"}}, "must be one of")):
+            status, err = await api.call("PATCH", f"{API}/providers/az", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+        status, err = await api.post(f"{API}/providers", {"name": "az2", "type": "azure", "base_url": "http://x",
+                                                          "models": ["m"]})
+        assert status == 400 and "--api-version" in err["error"]["message"]
+        status, err = await api.post(f"{API}/providers", {"name": "r2", "type": "openai", "base_url": "http://x",
+                                                          "models": ["m"], "responses": "sometimes"})
+        assert status == 400 and "translate or native" in err["error"]["message"]
+
+        # aliases: same decide path as `shieldes model alias`, served at once
+        status, made = await api.call("PUT", f"{API}/aliases/team/smart", {
+            "targets": ["openai/gpt-4o:3", "openai/gpt-4o-mini"], "fallbacks": ["gpt-4o-mini"]})
+        assert status == 200 and made["targets"] == [
+            {"provider": "openai", "model": "gpt-4o", "weight": 3.0},
+            {"provider": "openai", "model": "gpt-4o-mini", "weight": 1.0}] and made["position"] > 0, made
+        status, one = await api.get(f"{API}/aliases/team/smart")
+        assert status == 200 and one["fallbacks"] == ["gpt-4o-mini"]
+        await api.call("PUT", f"{API}/aliases/fast", {"targets": ["openai/gpt-4o-mini"], "fallbacks": ["team/smart"]})
+        status, listed = await api.get(f"{API}/aliases", limit=1)
+        assert [a["name"] for a in listed["data"]] == ["fast"] and listed["has_more"]
+        secret = (await api.post(f"{API}/keys", {"name": "aliased"}))[1]["key"]
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        try:
+            answer = await client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        finally:
+            await client.close()
+        assert answer.choices[0].message.content and h.upstream.last().body["model"] == "gpt-4o-mini"
+
+        # refused: unknown targets, a fallback still in use, viewers; nothing appended
+        made = (await api.post(f"{API}/admin-tokens", {"name": "v", "role": "viewer"}))[1]
+        viewer = AdminClient(h.base, made["token"])
+        before = h.sql("SELECT config_position FROM log_head")
+        for body, needle in (({"targets": ["nope/gpt-4o"]}, "no provider named 'nope'"),
+                             ({"targets": ["openai/claude-9"]}, "does not serve"),
+                             ({"targets": []}, "at least one"), ({"fallbacks": ["x"]}, "missing required field")):
+            status, err = await api.call("PUT", f"{API}/aliases/bad", body)
+            assert status == 400 and needle in err["error"]["message"], (body, err)
+        status, err = await api.call("DELETE", f"{API}/aliases/team/smart")
+        assert status == 400 and "fallback of fast" in err["error"]["message"]
+        assert (await viewer.call("PUT", f"{API}/aliases/v", {"targets": ["openai/gpt-4o"]}))[0] == 403
+        assert (await viewer.get(f"{API}/aliases"))[0] == 200
+        assert (await api.get(f"{API}/aliases/nope"))[1]["error"]["code"] == "alias_not_found"
+        assert h.sql("SELECT config_position FROM log_head") == before
+
+        status, gone = await api.call("DELETE", f"{API}/aliases/fast")
+        assert status == 200 and gone["removed"]
+        assert (await api.get(f"{API}/aliases/fast"))[0] == 404
+        actors = h.sql("SELECT DISTINCT actor FROM audit_log WHERE type LIKE 'model_alias.%%'")
+        assert actors == [("bootstrap-token",)], actors
+
+
+async def test_request_log_list_filters_pages_and_detail(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT, capture_bodies="errors") as h:
+        api = AdminClient(h.base, BOOT)
+        secret = (await api.post(f"{API}/keys", {"name": "logged"}))[1]["key"]
+        made = [(await api.post(f"{API}/admin-tokens", {"name": r, "role": r}))[1] for r in ("viewer", "auditor")]
+        viewer, auditor = (AdminClient(h.base, m["token"]) for m in made)
+        await chat(h.base, secret, 3)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.NotFoundError) as refused:
+            await client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        await client.close()
+        failed_id = refused.value.response.headers["x-request-id"]
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 4, timeout=10)
+        assert await writer.flush_all(10)
+
+        # newest first, paged with `before` like the audit log, filtered like `shieldes logs`
+        status, first = await api.get(f"{API}/requests", key="logged", limit=3)
+        assert status == 200 and len(first["data"]) == 3 and first["has_more"], first
+        assert all(r["key_name"] == "logged" for r in first["data"]) and first["data"][0]["request_id"] == failed_id
+        status, rest = await api.get(f"{API}/requests", key="logged", before=first["next_before"])
+        assert status == 200 and len(rest["data"]) == 1 and not rest["has_more"] and rest["next_before"] is None
+        assert rest["data"][0]["started_at"] <= first["data"][-1]["started_at"]
+        ok = (await api.get(f"{API}/requests", key="logged", status="ok"))[1]["data"]
+        assert len(ok) == 3 and {r["model"] for r in ok} == {"gpt-4o"} and all(r["status"] == 200 for r in ok)
+        assert [r["request_id"] for r in (await api.get(f"{API}/requests", key="logged", status="4xx"))[1]["data"]] \
+            == [failed_id]
+        assert (await api.get(f"{API}/requests", model="no-such-model"))[1]["data"][0]["request_id"] == failed_id
+        assert len((await api.get(f"{API}/requests", request_id=failed_id))[1]["data"]) == 1
+        assert (await api.get(f"{API}/requests", key="logged", until="2000-01-01"))[1]["data"] == []
+        assert len((await api.get(f"{API}/requests", key="logged", since="2000-01-01"))[1]["data"]) == 4
+        gateway = (await api.get(f"{API}/requests", route="/v1/*"))[1]["data"]
+        assert len(gateway) == 4 and {r["route"] for r in gateway} == {"/v1/chat/completions"}
+        admin = (await api.get(f"{API}/requests", route="/admin/*"))[1]["data"]
+        assert admin and all(r["route"].startswith("/admin/v1/") and r["key_id"] is None for r in admin)
+
+        # detail: captured bodies for admins only; viewers see the row, auditors not even that
+        status, one = await api.get(f"{API}/requests/{failed_id}")
+        [row] = one["data"]
+        assert status == 200 and row["node_id"] == h.node.node_id and row["error_code"] == "model_not_found"
+        assert row["bodies"] == "shown" and "no-such-model" in row["request_body"] and secret not in row["request_body"]
+        status, seen = await viewer.get(f"{API}/requests/{failed_id}")
+        assert status == 200 and seen["data"][0]["bodies"] == "withheld" and "request_body" not in seen["data"][0]
+        assert (await api.get(f"{API}/requests/{ok[0]['request_id']}"))[1]["data"][0]["bodies"] == "not_captured"
+        assert (await auditor.get(f"{API}/requests"))[0] == 403
+        assert (await auditor.get(f"{API}/requests/{failed_id}"))[0] == 403
+
+        # bad filters: OpenAI-shaped 400s naming the fix; unknown ids: 404
+        for params, needle in (({"status": "teapot"}, "malformed status"), ({"before": "garbage"}, "next_before"),
+                               ({"since": "2030-01-02", "until": "2030-01-01"}, "swap"),
+                               ({"since": "last tuesday"}, "since")):
+            status, err = await api.get(f"{API}/requests", **params)
+            assert status == 400 and needle in err["error"]["message"], (params, err)
+        status, err = await api.get(f"{API}/requests/no-such-request")
+        assert status == 404 and err["error"]["code"] == "request_not_found"

@@ -27,8 +27,9 @@ def test_provider_add_contract_per_type(database_url: str) -> None:
     line = refused(database_url, "provider", "add", "az2", "--type", "azure", "--base-url",
                    "https://res.openai.azure.com", "--models", "d")
     assert "needs --api-version" in line
-    line = refused(database_url, "provider", "add", "vx2", "--type", "vertex", "--region", "x", "--models", "m")
-    assert "--region does not apply to type 'vertex'" in line
+    line = refused(database_url, "provider", "add", "vx2", "--type", "vertex", "--project", "p", "--location", "l",
+                   "--api-version", "x", "--models", "m")
+    assert "--api-version does not apply to type 'vertex'" in line
     line = refused(database_url, "provider", "update", "gm", "--api-version", "v")
     assert "--api-version does not apply to type 'gemini'" in line
     assert count_events(database_url) == before

@@ -129,7 +129,8 @@ async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, F
     msg = await claude.messages.create(model=CLAUDE, max_tokens=100,
                                        messages=[{"role": "user", "content": "say hello"}])
     assert msg.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
-    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (2, 5)
+    # Anthropic counts cache reads apart from input_tokens: the fake's 2 prompt tokens, 1 cached
+    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens, msg.usage.output_tokens) == (1, 1, 5)
     async with claude.messages.stream(model=CLAUDE, max_tokens=100,
                                       messages=[{"role": "user", "content": "say hello"}]) as s:
         final = await s.get_final_message()

@@ -44,7 +44,10 @@ def test_expiry_options() -> None:
 
 
 def test_small_helpers() -> None:
-    assert split_list(" a, b ,,c") == ("a", "b", "c") and split_list(None) is None
+    assert split_list(" a, b ,c") == ("a", "b", "c") and split_list(None) is None
+    for bad in ("a,,b", "a,", ",", "a,a"):
+        with pytest.raises(InvalidRequest):
+            split_list(bad)
     with pytest.raises(InvalidRequest):
         split_list(" , ")
     assert like_prefix("virtual_key") == "virtual\\_key.%" and like_prefix("50%") == "50\\%.%"

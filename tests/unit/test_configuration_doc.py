@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def _type(annotation: Any) -> str:
     if isinstance(annotation, type):
         return {"str": "string", "Path": "path", "int": "integer", "float": "number", "bool": "boolean"}.get(
             annotation.__name__, annotation.__name__)
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(annotation))
     if isinstance(annotation, types.UnionType):
         return " or ".join(_type(a) for a in annotation.__args__ if a is not type(None))
     return str(annotation)
@@ -50,7 +53,8 @@ def _type(annotation: Any) -> str:
 
 def _default(name: str, field: Any) -> str:
     if field.default_factory is not None:
-        return "`<hostname>-<pid>`" if name == "node_id" else "(computed)"
+        return {"node_id": "`<hostname>-<pid>`",
+                "data_dir": "`$XDG_DATA_HOME/shieldes`, else `~/.local/share/shieldes`"}.get(name, "(computed)")
     value = field.default
     if value is None or value is PydanticUndefined:
         return "unset"

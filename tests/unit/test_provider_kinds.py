@@ -30,12 +30,13 @@ def test_default_endpoints_and_options() -> None:
 @pytest.mark.parametrize(("command", "message"), [
     (AddProvider("a", "azure", "https://r.openai.azure.com", None, ("d",)), "needs --api-version"),
     (AddProvider("a", "azure", "https://r.openai.azure.com", None, ("d",),
-                 options={"api_version": "v", "region": "x"}), "--region does not apply to type 'azure'"),
+                 options={"api_version": "v", "project": "x"}), "--project does not apply to type 'azure'"),
     (AddProvider("a", "azure", "https://r.openai.azure.com", None, ("d",),
                  options={"api_version": "v", "auth": "magic"}), "--auth must be one of"),
     (AddProvider("a", "azure", None, None, ("d",), options={"api_version": "v"}), "needs --base-url"),
     (AddProvider("v", "vertex", None, None, ("m",), options={"project": "p"}), "needs --location"),
-    (AddProvider("o", "openai", "https://x", None, ("m",), options={"project": "p"}), "(its options: none)"),
+    (AddProvider("o", "openai", "https://x", None, ("m",), options={"project": "p"}),
+     "(its options: --region, --rpm, --tpm)"),
     (AddProvider("o", "cohere", "https://x", None, ("m",)), "unknown provider type 'cohere'"),
 ])
 def test_refusals_say_what_to_do(command: AddProvider, message: str) -> None:

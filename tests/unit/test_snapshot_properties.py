@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from shieldes.events.catalog import (
     CONFIG_STREAM,
+    BudgetRemoved,
     BudgetSet,
     Event,
     PricingSet,
@@ -43,6 +44,7 @@ config = st.one_of(
     st.sampled_from(KEYS).map(lambda k: VirtualKeyRevoked(k)),
     st.builds(lambda k, a: BudgetSet("key", k, a, "30d"), st.sampled_from(KEYS),
               st.one_of(st.none(), st.floats(0, 100))),
+    st.sampled_from(KEYS).map(lambda k: BudgetRemoved("key", k)),
 )
 
 

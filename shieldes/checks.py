@@ -1,0 +1,96 @@
+"""What is configured and what is missing, as pure functions of the config and this node's
+environment: the node's startup report and `shieldes doctor` read the same findings."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from shieldes.projections.state import ConfigState, Deployment
+from shieldes.secrets import Keyring, SecretError, resolve_secret
+
+ADD_PROVIDER = ("shieldes provider add NAME --type openai --base-url URL --api-key KEY "
+                "--models MODEL[,MODEL...]")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's outcome; `fix` says what to do when `ok` is False."""
+
+    check: str
+    subject: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"check": self.check, "subject": self.subject, "ok": self.ok, "detail": self.detail,
+                "fix": self.fix}
+
+
+def credential_finding(dep: Deployment, keyring: Keyring, environ: Mapping[str, str]) -> Finding:
+    """Can this node read deployment `dep`'s provider key?"""
+    ref = dep.secret_ref
+    if ref is None:
+        return Finding("credentials", dep.name, True, "no provider key configured (none sent upstream)")
+    try:
+        resolve_secret(ref, keyring, environ)
+    except SecretError as exc:
+        if ref.startswith("env:"):
+            fix = (f"set {ref[4:]} in the environment of every node (then restart them), or store the key "
+                   f"with `shieldes provider update {dep.name} --api-key KEY`")
+        else:
+            fix = ("set SHIELDES_ENCRYPTION_KEY (or SHIELDES_ENCRYPTION_KEY_OLD during a rotation) on this node to "
+                   "the key the provider key was stored with")
+        return Finding("credentials", dep.name, False, exc.message, fix)
+    where = f"environment variable {ref[4:]}" if ref.startswith("env:") else "stored encrypted"
+    return Finding("credentials", dep.name, True, f"provider key readable ({where})")
+
+
+def credential_findings(config: ConfigState, keyring: Keyring,
+                        environ: Mapping[str, str]) -> list[Finding]:
+    return [credential_finding(d, keyring, environ)
+            for d in sorted(config.providers.values(), key=lambda d: d.name)]
+
+
+def price_findings(config: ConfigState, priced: Collection[str]) -> list[Finding]:
+    """One finding per served model: is there a price (shipped default or `pricing set`)?"""
+    out = []
+    for model in config.all_models():
+        if model in priced:
+            out.append(Finding("prices", model, True, "priced"))
+        else:
+            out.append(Finding(
+                "prices", model, False, "no price: its usage is counted at $0 and budgets cannot limit it",
+                f"shieldes pricing set {model} --input USD_PER_1M --output USD_PER_1M",
+            ))
+    return out
+
+
+def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[str, str],
+                   priced: Collection[str], peers: int, gossip: bool) -> tuple[list[str], list[str]]:
+    """(what is configured, what is missing) as log lines for a node that just caught up."""
+    providers = sorted(config.providers.values(), key=lambda d: d.name)
+    keys = [k for k in config.keys.values() if not k.revoked]
+    configured = [
+        f"providers: {', '.join(f'{d.name} ({d.kind})' for d in providers) or 'none'}",
+        f"models: {', '.join(config.all_models()) or 'none'}",
+        f"virtual keys: {len(keys)} active ({len(config.keys) - len(keys)} revoked), teams: {len(config.teams)}",
+        f"cluster: {peers} other node(s) alive, gossip {'on' if gossip else 'off (SHIELDES_CLUSTER_SECRET unset)'}",
+    ]
+    missing = []
+    if not providers:
+        missing.append(f"no providers yet: requests get 404 until you run `{ADD_PROVIDER}`")
+    elif not keys:
+        missing.append("no virtual keys yet: create one with `shieldes key create --name NAME`")
+    for f in credential_findings(config, keyring, environ):
+        if not f.ok:
+            missing.append(f"provider {f.subject!r} cannot be called from this node: {f.detail}; {f.fix}")
+    unpriced = [f.subject for f in price_findings(config, priced) if not f.ok]
+    if unpriced:
+        missing.append(f"no price for {', '.join(unpriced)}: usage is counted at $0; "
+                       "set one with `shieldes pricing set MODEL --input X --output Y`")
+    if peers and not gossip:
+        missing.append("SHIELDES_CLUSTER_SECRET is not set while other nodes are alive: each node enforces "
+                       "limits as limit / nodes; set the same secret on every node")
+    return configured, missing

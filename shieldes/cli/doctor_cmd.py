@@ -1,0 +1,43 @@
+"""`shieldes doctor`: run every check and say what to do about each failure; exit 1 if any failed."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from shieldes.checks import Finding
+from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
+from shieldes.doctor import report, run_checks
+from shieldes.errors import DatabaseUnavailable
+
+
+@click.command("doctor", cls=OneLineCommand)
+@json_option
+@handle_errors
+def doctor(as_json: bool) -> None:
+    """Check the database (reachable, schema, clock skew), this node's provider credentials, each
+    deployment (a cheap models call), prices for every served model and the cluster's shared secrets."""
+    ctx = cli_context()
+    try:
+        url = ctx.database_url()
+    except DatabaseUnavailable as exc:  # still a report, not a bare error: that is the first finding
+        findings = [Finding("database", "-", False, exc.message,
+                            "fix SHIELDES_DATABASE_URL or the embedded Postgres (`shieldes db status`)")]
+    else:
+        findings = run(run_checks(url, ctx.settings))
+    result = report(findings)
+    if ctx.as_json:
+        emit(result, as_json=True)
+    else:
+        rows = [{"check": c["check"], "subject": c["subject"], "status": "ok" if c["ok"] else "FAIL",
+                 "detail": c["detail"]} for c in result["checks"]]
+        emit(rows, as_json=False)
+        fixes = [c for c in result["checks"] if not c["ok"] and c["fix"]]
+        if fixes:
+            click.echo("\nwhat to do:")
+            for c in fixes:
+                click.echo(f"  {c['check']} {c['subject']}: {c['fix']}")
+    if not result["ok"]:
+        click.echo(f"error: {result['failed']} check(s) failed; see above for what to do", err=True)
+        sys.exit(1)

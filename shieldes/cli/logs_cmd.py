@@ -1,0 +1,108 @@
+"""`shieldes logs`: the per-request log (the `request_log` view), filtered, newest N printed oldest
+first; `--follow` keeps printing rows as the nodes write them (JSON Lines with --json)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import click
+import psycopg
+
+from shieldes import db
+from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
+from shieldes.errors import InvalidRequest
+from shieldes.requestlog import store
+from shieldes.requestlog.store import LogFilter, plain
+from shieldes.timeparse import parse_time
+
+TABLE_COLUMNS = ("started_at", "request_id", "node_id", "key_name", "route", "model", "deployment", "status",
+                 "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream")
+FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its transaction began is still seen
+
+
+
+async def _connect() -> psycopg.AsyncConnection[Any]:
+    url = cli_context().database_url()
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
+    except psycopg.Error as exc:
+        raise db.translate(exc, url) from exc
+    db.require_head(await db.async_schema_revision(conn))
+    return conn
+
+
+async def _fetch(f: LogFilter, limit: int) -> list[dict[str, Any]]:
+    conn = await _connect()
+    try:
+        return await store.query(conn, f, limit)
+    finally:
+        await conn.close()
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool) -> None:
+    if lines:
+        for r in rows:
+            if as_json:
+                click.echo(json.dumps(plain(r), default=str, ensure_ascii=False))
+            else:
+                click.echo("  ".join("-" if r.get(c) is None else str(plain(r)[c]) for c in TABLE_COLUMNS))
+        return
+    emit([plain(r) for r in rows], as_json=as_json, columns=TABLE_COLUMNS)
+
+
+async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> None:
+    conn = await _connect()
+    try:
+        first = await store.query(conn, f, limit)
+        _print(list(reversed(first)), as_json, lines=True)
+        seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in first}
+        cursor = await store.database_now(conn)
+        while True:
+            await asyncio.sleep(interval)
+            now = await store.database_now(conn)
+            rows = await store.query(conn, LogFilter(**{**f.__dict__, "logged_after": cursor - FOLLOW_OVERLAP}),
+                                     100_000)
+            fresh = [r for r in reversed(rows) if (r["request_id"], r["node_id"], r["started_at"]) not in seen]
+            _print(fresh, as_json, lines=True)
+            seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in rows}
+            cursor = now
+    finally:
+        await conn.close()
+
+
+@click.command("logs", cls=OneLineCommand)
+@click.option("--key", help="only this virtual key (name or id)")
+@click.option("--model", help="only this model (as requested, or the upstream model)")
+@click.option("--status", metavar="S", help="a status (429), a class (4xx, 5xx), error or ok")
+@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone)")
+@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day)")
+@click.option("--request-id", metavar="ID", help="the request with this x-request-id")
+@click.option("--node", "node_id", metavar="NODE", help="only requests served by this node")
+@click.option("--route", metavar="R", help="only this route, e.g. /v1/chat/completions, unmatched, or a prefix: /v1/*")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="newest N requests, printed oldest first")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new requests (Ctrl-C stops; JSON Lines with --json)")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, hidden=True)
+@json_option
+@handle_errors
+def logs(key: str | None, model: str | None, status: str | None, since: str | None, until: str | None,
+         request_id: str | None, node_id: str | None, route: str | None, limit: int, follow: bool,
+         interval: float, as_json: bool) -> None:
+    """Requests served by the nodes (one row each, refused and failed ones included)."""
+    ctx = cli_context()
+    if status is not None:
+        store.status_clause(status)  # refuse a malformed status before connecting
+    f = LogFilter(key=key, model=model, status=status, request_id=request_id, node_id=node_id, route=route,
+                  since=parse_time(since, "--since") if since else None,
+                  until=parse_time(until, "--until", end_of_day=True) if until else None)
+    if f.since and f.until and f.since > f.until:
+        raise InvalidRequest("--since is after --until; swap them")
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            run(_follow(f, limit, ctx.as_json, interval))
+        return
+    _print(list(reversed(run(_fetch(f, limit)))), ctx.as_json, lines=False)

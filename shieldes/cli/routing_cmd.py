@@ -1,0 +1,44 @@
+"""`shieldes routing set|list`: how requests for a model (or alias) choose among its deployments."""
+
+from __future__ import annotations
+
+import click
+
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.errors import InvalidRequest
+from shieldes.projections.commands import SetRouting
+from shieldes.routing.strategies import DEFAULT_STRATEGY, STRATEGIES
+
+
+@click.group("routing", cls=OneLineGroup)
+def routing_group() -> None:
+    """Routing strategies per model (docs/routing.md)."""
+
+
+@routing_group.command("set")
+@click.argument("model")
+@click.option("--strategy", type=click.Choice(STRATEGIES), help=f"default: {DEFAULT_STRATEGY}")
+@click.option("--default", "to_default", is_flag=True, help="forget the model's strategy: use the default")
+@json_option
+@handle_errors
+def set_(model: str, strategy: str | None, to_default: bool, as_json: bool) -> None:
+    """Route MODEL (a model or alias name) with --strategy."""
+    ctx = cli_context()
+    if (strategy is None) == (not to_default):
+        raise InvalidRequest(f"pass --strategy {'|'.join(STRATEGIES)} or --default")
+    written = run(write(SetRouting(model, None if to_default else strategy)))
+    emit({"model": model, "strategy": strategy or DEFAULT_STRATEGY, "position": written.position},
+         as_json=ctx.as_json)
+
+
+@routing_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """Every served model and alias with its strategy (`source`: set, or the default)."""
+    ctx = cli_context()
+    state = run(read_config()).state
+    names = sorted({m for d in state.providers.values() for m in d.models} | set(state.aliases))
+    rows = [{"model": n, "strategy": state.routing.get(n, DEFAULT_STRATEGY),
+             "source": "set" if n in state.routing else "default"} for n in names]
+    emit(rows, as_json=ctx.as_json, columns=("model", "strategy", "source"))

@@ -1,0 +1,108 @@
+// The request log: every request the nodes served (refused and failed ones included), filtered and
+// paged newest first, and one request's detail (captured bodies for roles that may read them).
+import { api, h, fmt, table, heading, field, qs, errorBox } from "./core.js";
+
+const DETAIL = [
+  ["node_id", "Node"], ["started_at", "Started"], ["finished_at", "Finished"], ["key_name", "Key"],
+  ["key_id", "Key id"], ["team_id", "Team id"], ["method", "Method"], ["route", "Route"], ["path", "Path"],
+  ["model", "Model"], ["upstream_model", "Upstream model"], ["deployment", "Deployment"], ["attempts", "Attempts"],
+  ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"],
+  ["latency_ms", "Latency (ms)"], ["ttfb_ms", "Time to first byte (ms)"], ["ttft_ms", "Time to first token (ms)"],
+  ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
+  ["reasoning_tokens", "Reasoning tokens"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
+  ["client_ip", "Client IP"], ["user_agent", "User agent"], ["trace_id", "Trace id"], ["logged_at", "Logged"],
+];
+const TRAFFIC = [["/v1/*", "gateway (/v1)"], ["/admin/*", "admin API"], ["", "everything"]];
+const STATUSES = [["", "any"], ["ok", "ok"], ["error", "errors"], ["2xx", "2xx"], ["4xx", "4xx"], ["5xx", "5xx"], ["429", "429"]];
+
+function statusBadge(r) {
+  const level = r.status >= 500 ? "bad" : r.status >= 400 || r.error_code ? "warn" : "ok";
+  return h(`span.badge.${level}`, { title: r.error_code || null }, String(r.status));
+}
+
+function value(k, v) {
+  if (Array.isArray(v)) return v.join(" → ");
+  if (k === "cost_usd") return fmt.usd(v);
+  if (k.endsWith("_at")) return fmt.time(v);
+  return String(v);
+}
+
+function bodies(r) {
+  if (r.bodies === "shown") {
+    return h("div", h("h3", "Request body"), h("pre.body", r.request_body ?? "(none)"),
+      h("h3", "Response body"), h("pre.body", r.response_body ?? "(not captured: streamed or empty)"),
+      r.body_truncated ? h("p.muted.small", "Cut to SHIELDES_CAPTURE_MAX_BYTES.") : null);
+  }
+  if (r.bodies === "withheld") return h("p.muted.small", "Bodies were captured; only the admin role may read them.");
+  return h("p.muted.small", "No bodies captured for this request (SHIELDES_CAPTURE_BODIES).");
+}
+
+export async function requestsPage(root) {
+  const key = h("input", { name: "key", placeholder: "name or id" });
+  const model = h("input", { name: "model" });
+  const status = h("select", { name: "status" }, STATUSES.map(([v, l]) => h("option", { value: v }, l)));
+  const since = h("input", { name: "since", type: "date" });
+  const until = h("input", { name: "until", type: "date" });
+  const rid = h("input", { name: "request_id", placeholder: "x-request-id", spellcheck: "false" });
+  const traffic = h("select", { name: "route" }, TRAFFIC.map(([v, l]) => h("option", { value: v }, l)));
+  const filters = h("form.toolbar", { "aria-label": "Request filters" },
+    field("Traffic", traffic), field("Key", key), field("Model", model), field("Status", status), field("Since", since), field("Until", until),
+    field("Request id", rid), h("button", { type: "submit" }, "Filter"));
+  const listArea = h("div");
+  const detailArea = h("section.panel", { "aria-labelledby": "req-title", "aria-live": "polite" },
+    h("h2#req-title", "Request"), h("p.muted", "Open a request to see its details."));
+  root.replaceChildren(heading("Requests"), filters, h("div.split.wide", h("div", listArea), h("div", detailArea)));
+  let rows = [];
+  let next = null;
+  let openId = null;
+
+  function renderList() {
+    listArea.replaceChildren(table("Requests, newest first", [
+      { label: "When", header: true, cell: (r) => h("span", h("button.link", { type: "button", "aria-label": `Open request ${r.request_id}`,
+        onclick: (ev) => { ev.stopPropagation(); open(r.request_id); } }, fmt.time(r.started_at).slice(11)),
+      h("span.sub", fmt.time(r.started_at).slice(0, 10))) },
+      { label: "Key", cell: (r) => r.key_name || "–" },
+      { label: "Model", cell: (r) => h("span", r.model || r.route, h("span.sub", r.deployment || r.method)) },
+      { label: "Status", cell: statusBadge },
+      { label: "Latency", num: true, cell: (r) => fmt.ms(r.latency_ms) },
+      { label: "Tokens", num: true, cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
+    ], rows.map((r) => ({ ...r, attrs: { class: r.request_id === openId ? "selected clickable" : "clickable",
+      onclick: () => open(r.request_id) } })), { empty: "No requests match." }));
+    if (next) listArea.append(h("button", { type: "button", onclick: () => load(true) }, "Older requests"));
+  }
+
+  async function load(more) {
+    try {
+      const page = await api("GET", `/requests${qs({ route: traffic.value, key: key.value.trim(), model: model.value.trim(),
+        status: status.value, since: since.value, until: until.value, request_id: rid.value.trim(), limit: 50,
+        before: more ? next : null })}`);
+      rows = more ? rows.concat(page.data) : page.data;
+      next = page.next_before;
+      renderList();
+    } catch (err) {
+      listArea.replaceChildren(errorBox(err));
+    }
+  }
+
+  async function open(id) {
+    openId = id;
+    renderList();
+    try {
+      const found = await api("GET", `/requests/${encodeURIComponent(id)}`);
+      const several = found.data.length > 1;
+      detailArea.replaceChildren(h("h2#req-title", "Request ", h("code#req-id", id)),
+        ...found.data.map((r) => h("div.req-node",
+          several ? h("h3", `Served by ${r.node_id}`) : null,
+          h("dl.detail", DETAIL.filter(([k]) => r[k] !== null && r[k] !== undefined && r[k] !== "")
+            .map(([k, label]) => [h("dt", label), h("dd", value(k, r[k]))])),
+          bodies(r))));
+      detailArea.querySelector("h2").scrollIntoView({ block: "nearest" });
+    } catch (err) {
+      detailArea.replaceChildren(h("h2#req-title", "Request"), errorBox(err));
+    }
+  }
+
+  filters.addEventListener("submit", (ev) => { ev.preventDefault(); load(false); });
+  await load(false);
+  return null;
+}

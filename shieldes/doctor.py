@@ -1,0 +1,185 @@
+"""`shieldes doctor`: every check an operator would run by hand, each with what to do when it fails.
+
+The database checks come first; the others need the config, so they are skipped (and say so) when
+the database cannot be read. Deployments are probed with a cheap authenticated `GET .../models`
+under a short timeout; nothing is generated upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import psycopg
+
+from shieldes import db
+from shieldes.checks import Finding, credential_findings, price_findings
+from shieldes.cluster.membership import NODES_SQL, NodeRecord
+from shieldes.config_writer import load_config
+from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
+from shieldes.events.codec import Codec
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.projections.state import ConfigState, Deployment
+from shieldes.providers.http import is_azure, join_endpoint
+from shieldes.secrets import Keyring, SecretError, fingerprint, keyring_for, resolve_secret
+from shieldes.settings import Settings
+from shieldes.usage.pricing import PriceTable
+
+PROBE_TIMEOUT = 5.0
+MAX_SKEW = 2.0  # seconds: liveness and budget periods assume node and database clocks agree this well
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def database_findings(url: str) -> tuple[list[Finding], bool]:
+    """Reachability, schema and clock skew; the bool says whether the config can be read."""
+    where, subject = db.describe_url(url), "postgres"
+    try:
+        with db.sync_connection(url, timeout=5) as conn:
+            before = time.time()
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            after = time.time()
+            revision = db.schema_revision(conn)
+    except DatabaseUnavailable as exc:
+        fix = "start Postgres or fix SHIELDES_DATABASE_URL; `shieldes db status` shows the embedded one"
+        return [Finding("database", subject, False, exc.message, fix)], False
+    out = [Finding("database", subject, True, f"reachable at {where}")]
+    try:
+        db.require_head(revision)
+    except SchemaNotAtHead as exc:
+        out.append(Finding("schema", subject, False, exc.message, "shieldes db upgrade"))
+        return out, False
+    out.append(Finding("schema", subject, True, f"at revision {revision}"))
+    skew = float(row[0]) - (before + after) / 2 if row else 0.0
+    ok = abs(skew) <= MAX_SKEW + (after - before) / 2
+    out.append(Finding(
+        "clock", subject, ok, f"this machine's clock is {abs(skew):.3f}s {'behind' if skew > 0 else 'ahead of'} "
+        "the database's", None if ok else "synchronize the clocks (NTP: chrony or systemd-timesyncd) on both",
+    ))
+    return out, True
+
+
+def probe_request(dep: Deployment, api_key: str | None) -> tuple[str, dict[str, str]]:
+    """The cheapest authenticated call a deployment answers: its models list."""
+    headers: dict[str, str] = {}
+    if dep.kind == "anthropic":
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
+        if is_azure(dep.base_url):
+            headers["api-key"] = api_key
+        else:
+            headers["Authorization"] = "Bearer " + api_key
+    return join_endpoint(dep.base_url, "/models"), headers
+
+
+def probe_finding(dep: Deployment, status: int | None, error: str | None) -> Finding:
+    if status is None:
+        return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url}: {error}",
+                       f"check the URL (`shieldes provider update {dep.name} --base-url ...`) and this node's "
+                       "network access to it")
+    if status in (401, 403):
+        return Finding("upstream", dep.name, False, f"reachable, but it refused the provider key (HTTP {status})",
+                       f"store a valid key with `shieldes provider update {dep.name} --api-key KEY`")
+    if status >= 500:
+        return Finding("upstream", dep.name, False, f"reachable, but it answered HTTP {status}",
+                       "check the provider's status page; requests fail over to other deployments meanwhile")
+    detail = "reachable, key accepted" if status < 300 else f"reachable (HTTP {status} to a models listing)"
+    return Finding("upstream", dep.name, True, detail)
+
+
+async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyring,
+                environ: Mapping[str, str]) -> Finding:
+    try:
+        api_key = resolve_secret(dep.secret_ref, keyring, environ)
+    except SecretError:
+        api_key = None  # the credentials check reports it; reachability is still worth knowing
+    url, headers = probe_request(dep, api_key)
+    try:
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            return probe_finding(dep, resp.status, None)
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        return probe_finding(dep, None, str(exc) or type(exc).__name__)
+
+
+def secret_findings(nodes: list[NodeRecord], settings: Settings) -> list[Finding]:
+    """Alive nodes agree on the cluster secret and the encryption key, and with this machine."""
+    alive = [n for n in nodes if n.alive]
+    if not alive:
+        return [Finding("cluster", "secrets", True, "no node is running: nothing to compare")]
+    out = []
+    for purpose, local, what in (
+        ("cluster", settings.cluster_secret, "SHIELDES_CLUSTER_SECRET"),
+        ("encryption", None, "SHIELDES_ENCRYPTION_KEY"),
+    ):
+        published = {n.node_id: (n.info.get("secrets") or {}) for n in alive}
+        if not any(purpose in p for p in published.values()):
+            continue  # nodes of a version that does not publish fingerprints
+        prints = {node: p.get(purpose) for node, p in published.items()}
+        distinct = set(prints.values())
+        if len(distinct) > 1:
+            groups = ", ".join(f"{node}: {'unset' if fp is None else fp}" for node, fp in sorted(prints.items()))
+            out.append(Finding("cluster", what, False, f"nodes disagree ({groups})",
+                               f"set the same {what} on every node and restart the odd ones"))
+            continue
+        theirs = distinct.pop()
+        generated = purpose == "cluster" and all(p.get("cluster_generated") for p in published.values())
+        mine = fingerprint(local, purpose) if purpose == "cluster" else keyring_for(settings).current_key_id
+        if generated or mine == theirs:
+            state = "generated by `serve --workers`" if generated else ("unset" if theirs is None else "set")
+            out.append(Finding("cluster", what, True, f"the same on all {len(alive)} node(s) and here ({state})"))
+        else:
+            out.append(Finding("cluster", what, False,
+                               f"this machine's {what} differs from the one the running nodes use",
+                               f"export the nodes' {what} here (commands and nodes must share it)"))
+    if len(alive) > 1 and any(not (n.info.get("secrets") or {}).get("cluster") for n in alive):
+        out.append(Finding("cluster", "gossip", False, "several nodes run without SHIELDES_CLUSTER_SECRET: "
+                           "no gossip, each node enforces limits as limit / nodes",
+                           "set the same SHIELDES_CLUSTER_SECRET on every node"))
+    return out
+
+
+async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str] | None = None) -> list[Finding]:
+    env = os.environ if environ is None else environ
+    findings, usable = await asyncio.to_thread(database_findings, url)
+    if not usable:
+        findings.append(Finding("config", "-", False, "skipped: the checks below the database need it",
+                                "fix the database findings above, then run `shieldes doctor` again"))
+        return findings
+    config, nodes = await _read(url, settings.node_timeout)
+    key = keyring_for(settings)
+    if not config.providers:
+        findings.append(Finding("providers", "-", False, "no providers yet: every model answers 404",
+                                "shieldes provider add NAME --type openai --base-url URL --api-key KEY --models M"))
+    findings += credential_findings(config, key, env)
+    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT, connect=min(PROBE_TIMEOUT, 3.0))
+    async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        deps = sorted(config.providers.values(), key=lambda d: d.name)
+        findings += await asyncio.gather(*(probe(session, d, key, env) for d in deps))
+    findings += price_findings(config, PriceTable().rates(config.pricing).keys())
+    findings += secret_findings(nodes, settings)
+    return findings
+
+
+async def _read(url: str, node_timeout: float) -> tuple[ConfigState, list[NodeRecord]]:
+    pool = open_pool(url, size=1, name="shieldes-doctor")
+    try:
+        await pool.open(wait=True, timeout=10)
+        view = await load_config(PostgresEventStore(pool), Codec())
+        async with pool.connection() as conn:
+            cur = await conn.execute(NODES_SQL, (node_timeout,))
+            nodes = [NodeRecord(*row) for row in await cur.fetchall()]
+    except (psycopg.Error, OSError) as exc:
+        raise db.translate(exc, url) from exc
+    finally:
+        await pool.close()
+    return view.state, nodes
+
+
+def report(findings: list[Finding]) -> dict[str, Any]:
+    failed = [f for f in findings if not f.ok]
+    return {"ok": not failed, "failed": len(failed), "checks": [f.as_dict() for f in findings]}

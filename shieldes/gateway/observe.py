@@ -1,0 +1,121 @@
+"""Every request, whatever its route or outcome (refused, failed, unknown path, client gone), is
+observed once, here: a request-log record is opened before the handler and finished after it
+(status, error code, route pattern), then it feeds the metrics, the access log line, opt-in body
+capture, the server span (when tracing is on) and the request-log buffer.
+
+The handlers only add what they know (the key, the route, deployments tried, usage), so a new
+route gets its row without doing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.middleware import RECORD_KEY, ROUTE_LABELS, Handler, handle_errors, request_id
+from shieldes.requestlog.capture import Capture, wants
+from shieldes.requestlog.record import RequestRecord
+
+access_log = logging.getLogger("shieldes.access")
+log = logging.getLogger(__name__)
+CANCELLED = 499  # status logged for a request cancelled before it was answered (as nginx does)
+
+
+class ServerSpans(Protocol):
+    """What the observer needs from tracing (shieldes/tracing.py implements it)."""
+
+    def server_span(self, request: web.Request, rec: RequestRecord) -> AbstractContextManager[Any]: ...
+
+    def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None: ...
+
+
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them (streams included)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class Observer:
+    def __init__(self, metrics: Metrics, node_id: str, *, sink: Callable[[RequestRecord], None] | None = None,
+                 capture: Capture | None = None, access: bool = True, tracing: ServerSpans | None = None) -> None:
+        self.metrics = metrics
+        self.node_id = node_id
+        self.sink = sink
+        self.capture = capture if capture is not None and capture.enabled else None
+        self.access = access
+        self.tracing = tracing
+        self.in_flight = InFlight()
+
+    def middleware(self) -> Any:
+        in_flight = self.in_flight
+        perf, wall = time.perf_counter, time.time
+        tracing = self.tracing
+
+        @web.middleware
+        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            in_flight.count += 1
+            t0 = perf()
+            rec = RequestRecord(request_id(request), wall(), t0, request.method, request.path)
+            request[RECORD_KEY] = rec
+            resp: web.StreamResponse | None = None
+            try:
+                if tracing is None:
+                    resp = await handle_errors(request, handler)
+                else:
+                    with tracing.server_span(request, rec) as span:
+                        resp = await handle_errors(request, handler)
+                        rec.status = resp.status
+                        tracing.finish_server_span(span, request, rec)
+                return resp
+            except asyncio.CancelledError:
+                rec.error_code = rec.error_code or "cancelled"
+                raise
+            finally:
+                in_flight.count -= 1
+                rec.t_end = perf()
+                rec.status = resp.status if resp is not None else CANCELLED
+                try:
+                    await self.finish(request, rec, resp)
+                except Exception as exc:  # observing must never break the answer itself
+                    log.warning("could not record request %s: %s: %s", rec.request_id, type(exc).__name__, exc)
+
+        return observe
+
+    async def finish(self, request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None) -> None:
+        resource = request.match_info.route.resource
+        if resource is not None:
+            canonical = resource.canonical
+            labels = request.app.get(ROUTE_LABELS)
+            rec.route = labels.get(canonical, canonical) if labels else canonical
+        rec.client_ip = request.remote
+        rec.user_agent = request.headers.get("User-Agent")
+        self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0)
+        capture = self.capture
+        if capture is not None and wants(capture.mode, rec.status, rec.error_code):
+            await _capture(request, rec, resp)
+        if self.access and access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms key=%s model=%s deployment=%s attempts=%d error=%s rid=%s",
+                rec.method, rec.path, rec.status, (rec.t_end - rec.t0) * 1000.0,
+                rec.key.name if rec.key else "-", rec.model or "-", rec.deployment or "-",
+                len(rec.tried) if rec.tried else 0, rec.error_code or "-", rec.request_id,
+                extra={"record": rec, "node_id": self.node_id},
+            )
+        if self.sink is not None:
+            self.sink(rec)
+
+
+async def _capture(request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None) -> None:
+    try:
+        rec.request_body = await request.read() if request.can_read_body or request.body_exists else None
+    except Exception:  # a body that could not be read (too large, client gone) is not captured
+        rec.request_body = None
+    if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+        rec.response_body = resp.body

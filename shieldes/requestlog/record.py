@@ -1,0 +1,122 @@
+"""One request's log record: filled in by the layers that already hold each fact (middleware:
+ids, times, status; auth: the key; the call: route, deployments tried, usage, cost; the relay:
+first byte and first token), then handed to the writer. Filling it is attribute stores only; the
+conversion to a database row (`row()`) runs in the writer, off the request path.
+
+Defaults are class attributes, so a record only carries the fields a request actually set (a
+refused request allocates a handful of slots, not thirty)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shieldes.projections.state import VirtualKey
+
+MAX_TEXT = 512  # user agent, unknown paths and model names longer than this are cut
+
+# The request_log_rows columns, in COPY order (see store.py).
+COLUMNS = (
+    "request_id", "started_at", "finished_at", "node_id", "method", "route", "path", "status",
+    "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
+    "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id",
+)
+
+
+INT8_MAX = 2**63 - 1
+
+
+def _count(value: int | None) -> int | None:
+    """Upstream-given counts fit the bigint columns (binary COPY would wrap an oversized value)."""
+    if value is None or -INT8_MAX <= value <= INT8_MAX:
+        return value
+    return INT8_MAX if value > 0 else -INT8_MAX
+
+
+def _cut(text: str | None) -> str | None:
+    """Client-given text made storable: cut, no NUL, valid UTF-8 (undecodable bytes in a path or
+    header arrive as lone surrogates, which Postgres would refuse)."""
+    if text is None:
+        return None
+    text = text[:MAX_TEXT] if len(text) > MAX_TEXT else text
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+class RequestRecord:
+    # set by the middleware for every request
+    request_id: str = ""
+    started: float = 0.0  # unix seconds
+    t0: float = 0.0  # perf_counter at start
+    t_end: float = 0.0  # perf_counter at the end (last byte for streams)
+    method: str = ""
+    path: str = ""
+    route: str = "unmatched"  # the route's pattern (e.g. /v1/chat/completions); unmatched for 404s
+    status: int = 0
+    error_code: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    trace_id: str | None = None
+    # set once the key is known
+    key: VirtualKey | None = None
+    # set by the call
+    model: str | None = None  # as the client asked
+    upstream_model: str | None = None
+    deployment: str | None = None  # the deployment that answered (or the last one tried)
+    tried: list[str] | None = None  # every deployment attempted, in order
+    stream: bool = False
+    t_first_byte: float = 0.0  # perf_counter: upstream answered (JSON) / first frame written (stream)
+    t_first_token: float = 0.0  # perf_counter of the first content chunk (streams)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_nusd: int | None = None
+    # opt-in payload capture (capture.py decides)
+    request_body: bytes | None = None
+    response_body: bytes | None = None
+
+    def __init__(self, request_id: str, started: float, t0: float, method: str, path: str) -> None:
+        self.request_id = request_id
+        self.started = started
+        self.t0 = t0
+        self.method = method
+        self.path = path
+
+    def attempt(self, deployment: str) -> None:
+        tried = self.tried
+        if tried is None:
+            self.tried = [deployment]
+        else:
+            tried.append(deployment)
+        self.deployment = deployment
+
+    @property
+    def latency(self) -> float:
+        return self.t_end - self.t0 if self.t_end else 0.0
+
+    def ms_after_start(self, t: float) -> float | None:
+        return round((t - self.t0) * 1000.0, 3) if t else None
+
+    def row(self, node_id: str) -> tuple[Any, ...]:
+        """The database row, in COLUMNS order (runs in the writer, not on the request path)."""
+        key = self.key
+        latency = self.latency
+        return (
+            self.request_id, datetime.fromtimestamp(self.started, UTC),
+            datetime.fromtimestamp(self.started + latency, UTC), node_id, self.method, self.route,
+            _cut(self.path), self.status, self.error_code,
+            key.id if key else None, key.name if key else None, key.team_id if key else None,
+            _cut(self.model), self.upstream_model, self.deployment, len(self.tried) if self.tried else 0,
+            self.tried, self.stream, round(latency * 1000.0, 3), self.ms_after_start(self.t_first_byte),
+            self.ms_after_start(self.t_first_token), _count(self.prompt_tokens), _count(self.completion_tokens),
+            _count(self.cached_tokens), _count(self.reasoning_tokens), _count(self.cost_nusd), self.client_ip,
+            _cut(self.user_agent),
+            self.trace_id,
+        )
+
+    def fields(self, node_id: str) -> dict[str, Any]:
+        """The row as a dict (access log lines, JSON output)."""
+        return dict(zip(COLUMNS, self.row(node_id), strict=True))

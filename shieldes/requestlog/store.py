@@ -1,0 +1,221 @@
+"""All SQL of the request log: COPY of batches, partition upkeep and retention (DROP, never
+DELETE), and the one query function with filters and keyset pagination that the CLI (and any
+other reader) uses. Not the event log: these tables are plain rows, not events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from shieldes.errors import InvalidRequest
+from shieldes.requestlog.partitions import TABLES, parse_partition, partition_name
+from shieldes.requestlog.record import COLUMNS
+
+BODY_COLUMNS = ("request_id", "started_at", "node_id", "request_body", "response_body", "truncated")
+# Binary COPY with the column types given: about 3x less client CPU per row than text COPY. Its
+# dumpers truncate out-of-range integers silently, so counts are int8 and clamped in record.py.
+ROW_TYPES = ("text", "timestamptz", "timestamptz", "text", "text", "text", "text", "int2", "text", "text", "text",
+             "text", "text", "text", "text", "int2", "text[]", "bool", "float8", "float8", "float8", "int8", "int8",
+             "int8", "int8", "int8", "text", "text", "text")
+BODY_TYPES = ("text", "timestamptz", "text", "text", "text", "bool")
+PARTITION_LOCK = 0x5EED_0014  # serializes partition DDL across nodes
+# The columns of the request_log view, as `shieldes logs --json` prints them.
+VIEW_COLUMNS = (
+    "request_id", "started_at", "finished_at", "node_id", "key_id", "key_name", "team_id", "method", "route",
+    "path", "model", "upstream_model", "deployment", "attempts", "failover_path", "status", "error_code",
+    "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "reasoning_tokens", "cost_usd", "cost_nusd", "stream", "client_ip", "user_agent", "trace_id", "logged_at",
+)
+
+_COPY_ROWS = sql.SQL("COPY request_log_rows ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS))
+_COPY_BODIES = sql.SQL("COPY request_log_bodies ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in BODY_COLUMNS))
+
+
+async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[tuple[Any, ...]],
+                      bodies: Sequence[tuple[Any, ...]] = ()) -> None:
+    """One transaction: rows (and captured bodies) with COPY."""
+    async with conn.transaction(), conn.cursor() as cur:
+        async with cur.copy(_COPY_ROWS) as copy:
+            copy.set_types(ROW_TYPES)
+            for row in rows:
+                await copy.write_row(row)
+        if bodies:
+            async with cur.copy(_COPY_BODIES) as copy:
+                copy.set_types(BODY_TYPES)
+                for body in bodies:
+                    await copy.write_row(body)
+
+
+async def ensure_partitions(conn: psycopg.AsyncConnection[Any], days: Iterable[date]) -> None:
+    """Create the daily partitions of both tables for `days` (idempotent, safe across nodes)."""
+    wanted = sorted(set(days))
+    if not wanted:
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        for day in wanted:
+            for table in TABLES:
+                await conn.execute(sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
+                ).format(sql.Identifier(partition_name(table, day)), sql.Identifier(table),
+                         sql.Literal(f"{day.isoformat()} 00:00:00+00"),
+                         sql.Literal(f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00")))
+
+
+async def partition_days(conn: psycopg.AsyncConnection[Any]) -> dict[date, list[str]]:
+    """Day -> partition names (of either table) that exist."""
+    cur = await conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ANY(%s)", (list(TABLES),))
+    out: dict[date, list[str]] = {}
+    for (name,) in await cur.fetchall():
+        parsed = parse_partition(name)
+        if parsed is not None:
+            out.setdefault(parsed[1], []).append(name)
+    return out
+
+
+async def drop_partitions(conn: psycopg.AsyncConnection[Any], names: Iterable[str]) -> list[str]:
+    """DROP TABLE each partition (instant, no dead tuples, unlike DELETE)."""
+    dropped: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        for name in names:
+            if parse_partition(name) is None:
+                continue
+            await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+            dropped.append(name)
+    return dropped
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+_STATUS = re.compile(r"^(?:([1-5])xx|([1-5]\d\d)|(error|ok))$")
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Filters of a request-log query; every field optional. `status`: 429, 4xx, error (status
+    >= 400 or an error code such as client_disconnected) or ok. `before`: keyset cursor
+    (started_at, request_id) of the last row of the previous page; `logged_after`: rows written
+    after this time (tailing)."""
+
+    key: str | None = None  # key name or id
+    model: str | None = None  # requested or upstream model
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    request_id: str | None = None
+    node_id: str | None = None
+    route: str | None = None  # a route pattern, or a prefix ending in * (/v1/*, /admin/*)
+    before: tuple[datetime, str] | None = None
+    logged_after: datetime | None = None
+
+
+def status_clause(status: str) -> tuple[str, dict[str, Any]]:
+    m = _STATUS.match(status.strip().lower())
+    if m is None:
+        raise InvalidRequest(f"malformed status {status!r}: use a code (429), a class (4xx, 5xx), error or ok")
+    cls, code, word = m.groups()
+    if cls:
+        return "status >= %(s_lo)s AND status < %(s_hi)s", {"s_lo": int(cls) * 100, "s_hi": int(cls) * 100 + 100}
+    if code:
+        return "status = %(s_code)s", {"s_code": int(code)}
+    if word == "error":
+        return "(status >= 400 OR error_code IS NOT NULL)", {}
+    return "(status < 400 AND error_code IS NULL)", {}
+
+
+def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters for `f`, newest first (pure; tested directly)."""
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
+    if f.key is not None:
+        where.append("(key_id = %(key)s OR key_name = %(key)s)")
+        params["key"] = f.key
+    if f.model is not None:
+        where.append("(model = %(model)s OR upstream_model = %(model)s)")
+        params["model"] = f.model
+    if f.status is not None:
+        clause, more = status_clause(f.status)
+        where.append(clause)
+        params.update(more)
+    for name, op_ in (("since", ">="), ("until", "<=")):
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"started_at {op_} %({name})s")
+            params[name] = value
+    for name in ("request_id", "node_id"):
+        value = getattr(f, name)
+        if value is not None:
+            where.append(f"{name} = %({name})s")
+            params[name] = value
+    if f.route is not None and f.route.endswith("*"):  # a prefix: /v1/* is every gateway route
+        where.append("route LIKE %(route)s")
+        params["route"] = re.sub(r"([\\%_])", r"\\\1", f.route[:-1]) + "%"
+    elif f.route is not None:
+        where.append("route = %(route)s")
+        params["route"] = f.route
+    if f.before is not None:
+        where.append("(started_at, request_id) < (%(b_at)s, %(b_id)s)")
+        params["b_at"], params["b_id"] = f.before
+    if f.logged_after is not None:
+        where.append("logged_at > %(logged_after)s")
+        params["logged_after"] = f.logged_after
+    text = (f"SELECT {', '.join(VIEW_COLUMNS)} FROM request_log"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY started_at DESC, request_id DESC LIMIT %(limit)s")
+    return text, params
+
+
+async def query(conn: psycopg.AsyncConnection[Any], f: LogFilter, limit: int = 100) -> list[dict[str, Any]]:
+    """Rows matching `f`, newest first, at most `limit`; page on with
+    `LogFilter(..., before=(rows[-1]['started_at'], rows[-1]['request_id']))`."""
+    for value in (f.key, f.model, f.request_id, f.node_id, f.route):
+        if value is not None and "\x00" in value:
+            raise InvalidRequest("a filter contains a NUL character (\\x00); remove it")
+    text, params = build_query(f, limit)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(text, params)
+        return await cur.fetchall()
+
+
+async def bodies(conn: psycopg.AsyncConnection[Any], request_id: str) -> list[dict[str, Any]]:
+    """The captured bodies of one request (a row per node that logged it; none when not captured)."""
+    if "\x00" in request_id:
+        raise InvalidRequest("a request id contains a NUL character (\\x00); remove it")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT node_id, started_at, request_body, response_body, truncated FROM request_log_bodies "
+                          "WHERE request_id = %s ORDER BY started_at, node_id", (request_id,))
+        return await cur.fetchall()
+
+
+def plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: times as ISO 8601 UTC, cost as a number (cost_nusd keeps the exact integer)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            v = v.astimezone(UTC).isoformat()
+        elif isinstance(v, Decimal):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+async def database_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+    cur = await conn.execute("SELECT now()")
+    row = await cur.fetchone()
+    assert row is not None
+    value = row[0]
+    assert isinstance(value, datetime)
+    return value

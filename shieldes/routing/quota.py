@@ -1,0 +1,75 @@
+"""Deployment quotas: what the whole cluster may send to one deployment (its provider's own rpm /
+tpm quota, `shieldes provider add ... --rpm N --tpm N`), so N nodes together do not get the
+provider to throttle all of them.
+
+Each node takes an equal share, ceil(quota / alive nodes), over a sliding 60-second window of what
+it sent. A deployment at its share is skipped by routing (the next target, then the fallback
+groups) instead of being called into a 429. Bound: with a stable membership of N nodes the cluster
+sends at most quota + N - 1 requests (tokens: + N - 1 times one request's tokens, as tokens are
+counted when the answer arrives) in any 60 seconds. Pure apart from the injected clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+WINDOW_SECONDS = 60.0
+
+
+def quota_of(options: Mapping[str, str], name: str) -> int | None:
+    value = options.get(name)
+    return int(value) if value else None
+
+
+def share(quota: int, nodes: int) -> int:
+    """This node's part of a cluster-wide quota."""
+    return max(1, math.ceil(quota / max(1, nodes)))
+
+
+@dataclass
+class _Sent:
+    requests: deque[float] = field(default_factory=deque)  # send times
+    tokens: deque[tuple[float, int]] = field(default_factory=deque)  # (answer time, tokens)
+    token_sum: int = 0
+
+
+@dataclass
+class DeploymentQuotas:
+    clock: Callable[[], float] = time.monotonic
+    _sent: dict[str, _Sent] = field(default_factory=dict)
+
+    def _window(self, name: str) -> _Sent:
+        s = self._sent.setdefault(name, _Sent())
+        horizon = self.clock() - WINDOW_SECONDS
+        while s.requests and s.requests[0] <= horizon:
+            s.requests.popleft()
+        while s.tokens and s.tokens[0][0] <= horizon:
+            s.token_sum -= s.tokens.popleft()[1]
+        return s
+
+    def allows(self, name: str, options: Mapping[str, str], nodes: int) -> bool:
+        """Whether this node may send one more request to deployment `name` now."""
+        rpm, tpm = quota_of(options, "rpm"), quota_of(options, "tpm")
+        if rpm is None and tpm is None:
+            return True
+        s = self._window(name)
+        if rpm is not None and len(s.requests) >= share(rpm, nodes):
+            return False
+        return tpm is None or s.token_sum < share(tpm, nodes)
+
+    def sent(self, name: str) -> None:
+        self._window(name).requests.append(self.clock())
+
+    def answered(self, name: str, tokens: int) -> None:
+        s = self._window(name)
+        s.tokens.append((self.clock(), tokens))
+        s.token_sum += tokens
+
+    def usage(self, name: str) -> tuple[int, int]:
+        """(requests, tokens) this node sent to `name` in the last 60 seconds."""
+        s = self._window(name)
+        return len(s.requests), s.token_sum

@@ -1,0 +1,175 @@
+"""Routing strategies: in which order to try a route's targets, from the cluster's shared view of
+deployment health. Pure: the health view, prices, region and random source are passed in.
+
+- `weighted`: static weights (a weighted shuffle).
+- `adaptive` (default): static weight scaled by health. A deployment whose error rate is above
+  2.5% loses weight in proportion (from 12.5% on it keeps only the floor); one whose latency is above 1.5x
+  the best healthy peer's is treated as briefly broken (the floor). The floor (5%) keeps probing
+  it, and since the health figures are moving averages, weight comes back gradually as it
+  recovers.
+- `least-latency`: power of two choices on the moving latency (an unmeasured target is tried first).
+- `cost`: the cheapest target (input + output price of its model), static weight breaking ties.
+
+Regions: targets whose deployment has this node's region come first; the others follow and take
+traffic only when every same-region target is resting (circuit open) or has failed this request.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shieldes.cluster.view import Health
+from shieldes.routing.router import RouteTarget, weighted_order
+
+STRATEGIES = ("weighted", "adaptive", "least-latency", "cost")
+DEFAULT_STRATEGY = "adaptive"
+ERROR_RATE_THRESHOLD = 0.025
+ERROR_RATE_ZERO = 0.125  # error rate at which an adaptive weight reaches the floor
+LATENCY_FACTOR = 1.5
+WEIGHT_FLOOR = 0.05
+MIN_SAMPLES = 5  # below this many observed requests a deployment keeps its static weight
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentHealth:
+    """One deployment as the cluster sees it: request-weighted averages over every node's view."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    requests: int = 0
+    open: bool = False  # some node's breaker rests it
+
+
+def merge_health(views: Iterable[Mapping[str, Health]]) -> dict[str, DeploymentHealth]:
+    """The cluster's view from each node's (its own and what peers gossiped)."""
+    sums: dict[str, list[float]] = {}
+    for view in views:
+        for name, h in view.items():
+            s = sums.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0.0])
+            weight = max(1, h.requests)
+            s[0] += h.latency_ms * weight if h.latency_ms > 0 else 0.0
+            s[1] += weight if h.latency_ms > 0 else 0.0
+            s[2] += h.error_rate * weight
+            s[3] += weight
+            s[4] = max(s[4], 1.0 if h.open else 0.0)
+    return {
+        name: DeploymentHealth(
+            latency_ms=s[0] / s[1] if s[1] else 0.0, error_rate=s[2] / s[3] if s[3] else 0.0,
+            requests=int(s[3]), open=bool(s[4]),
+        )
+        for name, s in sums.items()
+    }
+
+
+def baseline_latency(names: Iterable[str], health: Mapping[str, DeploymentHealth]) -> float:
+    """The best latency among measured, healthy deployments (0: none measured)."""
+    measured = [h.latency_ms for n in names if (h := health.get(n)) is not None and h.requests >= MIN_SAMPLES
+                and h.latency_ms > 0 and h.error_rate <= ERROR_RATE_THRESHOLD]
+    return min(measured, default=0.0)
+
+
+def adaptive_factor(h: DeploymentHealth | None, baseline_ms: float) -> float:
+    """How much of its static weight a deployment keeps under `adaptive`."""
+    if h is None or h.requests < MIN_SAMPLES:
+        return 1.0
+    factor = 1.0
+    if h.error_rate > ERROR_RATE_THRESHOLD:
+        span = ERROR_RATE_ZERO - ERROR_RATE_THRESHOLD
+        factor *= max(WEIGHT_FLOOR, 1.0 - (h.error_rate - ERROR_RATE_THRESHOLD) / span)
+    if baseline_ms > 0 and h.latency_ms > LATENCY_FACTOR * baseline_ms:
+        factor = WEIGHT_FLOOR
+    return max(WEIGHT_FLOOR, factor)
+
+
+def effective_weights(
+    targets: Sequence[RouteTarget], strategy: str, health: Mapping[str, DeploymentHealth]
+) -> dict[str, float]:
+    """The weight each target's deployment gets under `strategy` (what `cluster status` shows)."""
+    if strategy != "adaptive":
+        return {t.name: t.weight for t in targets}
+    base = baseline_latency((t.name for t in targets), health)
+    return {t.name: t.weight * adaptive_factor(health.get(t.name), base) for t in targets}
+
+
+def _ordered(targets: Sequence[RouteTarget], strategy: str, health: Mapping[str, DeploymentHealth],
+             price: Callable[[str], float], rng: random.Random) -> list[RouteTarget]:
+    if strategy == "cost":
+        return sorted(targets, key=lambda t: (price(t.model), -t.weight, t.name))
+    if strategy == "least-latency":
+        def latency(t: RouteTarget) -> float:
+            h = health.get(t.name)
+            return h.latency_ms if h is not None and h.requests else 0.0
+
+        rest = list(targets)
+        rng.shuffle(rest)
+        if len(rest) >= 2:  # power of two choices: the better of two random picks goes first
+            first = min(rest[:2], key=latency)
+            rest.remove(first)
+            return [first, *sorted(rest, key=latency)]
+        return rest
+    weights = effective_weights(targets, strategy, health)
+    scaled = [RouteTarget(t.deployment, t.model, max(1e-9, weights[t.name])) for t in targets]
+    by_name = {t.name: t for t in targets}
+    return [by_name[t.name] for t in weighted_order(scaled, rng)]
+
+
+def order_targets(
+    targets: Sequence[RouteTarget], strategy: str, health: Mapping[str, DeploymentHealth],
+    price: Callable[[str], float], region: str | None, rng: random.Random,
+) -> list[RouteTarget]:
+    """Every target once, best first: same-region targets (ordered by `strategy`), then the rest."""
+    if region:
+        local = [t for t in targets if t.deployment.options.get("region") == region]
+        remote = [t for t in targets if t.deployment.options.get("region") != region]
+        if local and remote:
+            return (_ordered(local, strategy, health, price, rng)
+                    + _ordered(remote, strategy, health, price, rng))
+    return _ordered(targets, strategy, health, price, rng)
+
+
+def deployment_report(
+    deployments: Iterable[tuple[str, float, Sequence[str]]], health: Mapping[str, DeploymentHealth]
+) -> dict[str, dict[str, float | int | bool]]:
+    """Per deployment (name, static weight, models): the merged health and the `adaptive` weight
+    it gets against the best healthy deployment serving one of its models. What each node
+    publishes in `cluster_nodes.info` and `shieldes cluster status` merges."""
+    deps = list(deployments)
+    out: dict[str, dict[str, float | int | bool]] = {}
+    for name, weight, models in deps:
+        peers = [n for n, _, m in deps if set(m) & set(models)]
+        h = health.get(name, DeploymentHealth())
+        factor = adaptive_factor(h, baseline_latency(peers, health))
+        out[name] = {"latency_ms": round(h.latency_ms, 3), "error_rate": round(h.error_rate, 4),
+                     "requests": h.requests, "open": h.open, "weight": round(weight * factor, 4),
+                     "healthy": not h.open and (h.requests < MIN_SAMPLES or h.error_rate <= ERROR_RATE_THRESHOLD)}
+    return out
+
+
+def merge_reports(reports: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """The cluster's table from each alive node's report: request-weighted latency and error rate,
+    the mean effective weight, each deployment's share of all requests, healthy unless a node
+    says otherwise."""
+    rows: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for name, r in report.items():
+            row = rows.setdefault(name, {"name": name, "_lat": 0.0, "_err": 0.0, "requests": 0, "_w": [],
+                                         "healthy": True})
+            n = int(r.get("requests", 0))
+            row["_lat"] += float(r.get("latency_ms", 0.0)) * n
+            row["_err"] += float(r.get("error_rate", 0.0)) * n
+            row["requests"] += n
+            row["_w"].append(float(r.get("weight", 0.0)))
+            row["healthy"] = row["healthy"] and bool(r.get("healthy", True))
+    total = sum(r["requests"] for r in rows.values())
+    out = []
+    for name in sorted(rows):
+        r = rows[name]
+        n = r["requests"]
+        out.append({"name": name, "latency_ms": round(r["_lat"] / n, 3) if n else 0.0,
+                    "error_rate": round(r["_err"] / n, 4) if n else 0.0,
+                    "weight": round(sum(r["_w"]) / len(r["_w"]), 4), "requests": n,
+                    "traffic_share": round(n / total, 4) if total else 0.0, "healthy": r["healthy"]})
+    return out

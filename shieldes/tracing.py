@@ -1,0 +1,127 @@
+"""OpenTelemetry traces over OTLP/HTTP (SHIELDES_OTEL_ENDPOINT; optional extra `shieldes[otel]`).
+
+One SERVER span per request (a child of the client's `traceparent` when it sent one) and one
+CLIENT span per upstream attempt, whose context goes to the upstream as `traceparent` (an aiohttp
+trace hook on the node's client session). Attributes follow the OpenTelemetry GenAI and HTTP
+semantic conventions. The tracer provider belongs to the node (never the process-global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from shieldes.errors import ShieldesError
+from shieldes.projections.state import Deployment
+from shieldes.providers.base import TokenUsage
+from shieldes.requestlog.record import RequestRecord
+
+EXTRA_HINT = "pip install 'shieldes[otel]'"
+OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+
+
+def traces_url(endpoint: str) -> str:
+    """OTLP/HTTP collectors take traces at <endpoint>/v1/traces; a full URL is kept as it is."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+class Tracing:
+    def __init__(self, endpoint: str, *, service_name: str, node_id: str) -> None:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace import SpanKind, Status, StatusCode
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        except ImportError:
+            raise ShieldesError(
+                f"SHIELDES_OTEL_ENDPOINT is set but OpenTelemetry is not installed: {EXTRA_HINT} "
+                "(or unset SHIELDES_OTEL_ENDPOINT)"
+            ) from None
+        self._kind, self._status, self._code = SpanKind, Status, StatusCode
+        resource = Resource.create({"service.name": service_name, "service.instance.id": node_id})
+        self.provider = TracerProvider(resource=resource)
+        self.provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url(endpoint), timeout=5),
+                               schedule_delay_millis=500))
+        self.tracer = self.provider.get_tracer("shieldes")
+        self.propagator = TraceContextTextMapPropagator()
+
+    # --- request spans (gateway/observe.py) ------------------------------------------------------
+
+    def server_span(self, request: web.Request, rec: RequestRecord) -> Any:
+        parent = self.propagator.extract(request.headers) if "traceparent" in request.headers else None
+        return self.tracer.start_as_current_span(
+            f"{request.method} {request.path[:100]}", context=parent, kind=self._kind.SERVER,
+            attributes={"http.request.method": request.method, "url.path": request.path[:512],
+                        "shieldes.request_id": rec.request_id},
+            record_exception=False, set_status_on_exception=False)
+
+    def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        span.update_name(f"{request.method} {route}")
+        attrs: dict[str, Any] = {"http.route": route, "http.response.status_code": rec.status}
+        if rec.model is not None:
+            attrs["gen_ai.request.model"] = rec.model
+        if rec.upstream_model is not None:
+            attrs["gen_ai.response.model"] = rec.upstream_model
+        if rec.prompt_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = rec.prompt_tokens
+        if rec.completion_tokens is not None:
+            attrs["gen_ai.usage.output_tokens"] = rec.completion_tokens
+        if rec.key is not None:
+            attrs["shieldes.key.name"] = rec.key.name
+        if rec.deployment is not None:
+            attrs["shieldes.deployment"] = rec.deployment
+            attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
+        if rec.error_code is not None:
+            attrs["error.type"] = rec.error_code
+        span.set_attributes(attrs)
+        if rec.status >= 500 or rec.error_code is not None:
+            span.set_status(self._status(self._code.ERROR, rec.error_code or str(rec.status)))
+        rec.trace_id = format(span.get_span_context().trace_id, "032x")
+
+    # --- upstream attempt spans (gateway/service.py) ---------------------------------------------
+
+    @contextmanager
+    def attempt_span(self, op: str, dep: Deployment, model: str, attempt: int) -> Iterator[Any]:
+        operation = OPERATIONS.get(op, op)
+        with self.tracer.start_as_current_span(
+            f"{operation} {model}", kind=self._kind.CLIENT,
+            attributes={"gen_ai.system": dep.kind, "gen_ai.operation.name": operation,
+                        "gen_ai.request.model": model, "shieldes.deployment": dep.name,
+                        "shieldes.attempt": attempt, "server.address": dep.base_url},
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            yield span
+
+    def attempt_failed(self, span: Any, kind: str, message: str) -> None:
+        span.set_attribute("error.type", kind)
+        span.set_status(self._status(self._code.ERROR, message[:200]))
+
+    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None:
+        if usage is not None:
+            span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
+                                 "gen_ai.usage.output_tokens": usage.completion_tokens})
+
+    # --- propagation to upstreams ----------------------------------------------------------------
+
+    def client_trace_config(self) -> aiohttp.TraceConfig:
+        """Adds `traceparent` (the current attempt span) to every upstream request."""
+        config = aiohttp.TraceConfig()
+
+        async def inject(session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
+            self.propagator.inject(params.headers)
+
+        config.on_request_start.append(inject)
+        return config
+
+    def shutdown(self) -> None:
+        """Export what is pending (bounded by the exporter's timeout) and stop."""
+        self.provider.shutdown()

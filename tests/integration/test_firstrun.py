@@ -1,0 +1,117 @@
+"""First-run and everyday dead ends: a provider key missing on the node answers 502 once (never
+retried, logged once, other deployments still tried), an empty gateway says how to add a provider,
+and `shieldes doctor` reports each failure with what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import openai
+import pytest
+
+from shieldes.projections.commands import AddProvider
+from tests import cli
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
+
+MISSING = "SHIELDES_TEST_SURELY_UNSET_KEY"
+
+
+async def test_missing_provider_key_is_a_config_error_answered_once(
+        database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with harness(database_url, providers=False) as h:
+        await h.admin(AddProvider("broken", "openai", h.upstream.url, "env:" + MISSING, ("gpt-4o",)))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=f"{h.base}/v1", api_key=secret, max_retries=0)
+        caplog.set_level(logging.ERROR, logger="shieldes.gateway.service")
+        for _ in range(2):
+            with pytest.raises(openai.APIStatusError) as err:
+                await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert err.value.status_code == 502
+            body: Any = err.value.body
+            assert body["code"] == "provider_misconfigured"
+            assert MISSING in body["message"] and "retry later" not in body["message"]
+            assert "attempt" not in body["message"]
+        assert h.upstream.requests_to("/v1/chat/completions") == []  # nothing sent, nothing retried
+        # once from the request path (the startup check logs it once more, from shieldes.config)
+        loud = [r for r in caplog.records if MISSING in r.getMessage() and r.name == "shieldes.gateway.service"]
+        assert len(loud) == 1 and loud[0].levelno == logging.ERROR  # once, however many requests
+
+        # another deployment serving the model still takes the request
+        await h.admin(AddProvider("good", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
+        await h.sync()
+        for _ in range(4):  # whichever the weighted order tries first
+            done = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert done.choices[0].message.content
+
+
+async def test_no_providers_yet_says_how_to_add_one(database_url: str) -> None:
+    async with harness(database_url, providers=False) as h:
+        secret = await h.create_key("first")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=f"{h.base}/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.NotFoundError) as err:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        assert "no providers yet" in str(err.value) and "shieldes provider add" in str(err.value)
+
+
+def _doctor(database_url: str, **env: str) -> tuple[int, dict[str, Any], str]:
+    result = cli.invoke(database_url, "doctor", "--json", env=env)
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def _failed(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["check"], c["subject"]): c for c in report["checks"] if not c["ok"]}
+
+
+async def test_doctor_passes_a_healthy_setup_and_names_each_failure(database_url: str) -> None:
+    async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
+        env = {UPSTREAM_KEY_ENV: UPSTREAM_KEY}
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
+        code, report, err = await asyncio.to_thread(_doctor, database_url, **env)
+        assert code == 0 and report["ok"], report
+        assert {c["check"] for c in report["checks"]} >= {"database", "schema", "clock", "credentials",
+                                                            "upstream", "prices", "cluster"}
+        assert up.requests_to("/v1/models")[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+        # a key missing here, a refused key, an unreachable upstream, an unpriced model
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "nokey", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", MISSING, "--models", "gpt-4o-mini")
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "gone", "--type", "anthropic",
+                                "--base-url", "http://127.0.0.1:9", "--api-key-env", UPSTREAM_KEY_ENV,
+                                "--models", "house-model")
+        code, report, err = await asyncio.to_thread(_doctor, database_url, **env)
+    assert code == 1 and not report["ok"]
+    assert err.strip().splitlines() == [f"error: {report['failed']} check(s) failed; see above for what to do"]
+    failed = _failed(report)
+    assert MISSING in failed[("credentials", "nokey")]["fix"]
+    assert "--api-key" in failed[("upstream", "nokey")]["fix"]  # the fake refused the missing key: 401
+    assert "cannot reach" in failed[("upstream", "gone")]["detail"]
+    assert failed[("prices", "house-model")]["fix"].startswith("shieldes pricing set house-model")
+    assert ("credentials", "openai") not in failed and ("upstream", "openai") not in failed
+
+
+def test_doctor_compares_the_secrets_nodes_publish(database_url: str) -> None:
+    def node(name: str, cluster_fp: str | None) -> None:
+        cli.sql(database_url,
+                "INSERT INTO cluster_nodes (node_id, version, boot_epoch, started_at, heartbeat_at, position, info)"
+                " VALUES (%s, 'x', 1, now(), now(), 0, %s)",
+                (name, json.dumps({"secrets": {"cluster": cluster_fp, "cluster_generated": False,
+                                               "encryption": None}})))
+
+    node("a", "1111")
+    node("b", "2222")
+    code, report, _ = _doctor(database_url)
+    assert code == 1
+    assert "nodes disagree" in _failed(report)[("cluster", "SHIELDES_CLUSTER_SECRET")]["detail"]
+
+
+def test_doctor_with_the_database_down_is_one_report() -> None:
+    code, report, err = _doctor("postgresql://nobody@127.0.0.1:9/none")
+    assert code == 1 and report["checks"][0]["check"] == "database" and report["checks"][0]["fix"]
+    assert len(err.strip().splitlines()) == 1

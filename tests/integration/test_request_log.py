@@ -1,0 +1,328 @@
+"""The request log on a real node: every kind of request (JSON, stream, refused 401/403/404/429,
+unknown path, upstream 500 with failover, client gone mid-stream) gets exactly one row with the
+right fields, readable by the audit role through SQL and through `shieldes logs --json`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import psycopg
+import pytest
+
+from shieldes.events.pg_store import open_pool
+from shieldes.projections.commands import AddProvider
+from shieldes.requestlog import store
+from shieldes.requestlog.partitions import TABLES, partition_name
+from shieldes.requestlog.record import RequestRecord
+from shieldes.requestlog.writer import RequestLogWriter, upkeep
+from tests.cli import invoke, ok, refused
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
+
+MSGS = [{"role": "user", "content": "hello there"}]
+N = 2  # requests of each kind
+
+
+def oai(base: str, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+
+
+async def _leave_mid_stream(base: str, secret: str) -> str:
+    body = {"model": "gpt-4o", "messages": MSGS, "stream": True}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(base + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}) as r,
+    ):
+        assert r.status == 200
+        async for line in r.content:
+            if line.startswith(b"data: "):
+                break
+        return r.headers["x-request-id"]  # leaving the block closes the connection mid-stream
+
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "request_log.sql"
+
+
+def audit_rows(database_url: str) -> list[dict[str, Any]]:
+    """request_log as the shieldes_audit role sees it."""
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("SET ROLE shieldes_audit")
+        cur.execute("SELECT * FROM request_log ORDER BY started_at")
+        rows = cur.fetchall()
+        for table in ("request_log_rows", "request_log_bodies"):  # the raw tables stay closed to auditors
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                cur.execute(f"SELECT 1 FROM {table}")
+        queries = re.findall(r"^-- name: (\w+)\n(.*?;)\s*$", EXAMPLES.read_text(), flags=re.M | re.S)
+        assert len(queries) >= 5
+        for name, query in queries:  # every documented example runs as the audit role, with results
+            cur.execute(query)
+            assert cur.fetchall(), name
+        return rows
+
+
+async def flushed(h: Harness, expected: int) -> None:
+    writer = h.node.request_log
+    assert writer is not None
+    await wait_until(lambda: writer.buffer.added >= expected, timeout=10)
+    assert await writer.flush_all(10)
+
+
+async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> None:
+    up = FakeUpstream(completion_tokens=8, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini"))
+    async with harness(database_url, upstream=up, disconnect_drain_seconds=5.0, upstream_retries=1) as h:
+        await h.admin(AddProvider("backup", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
+        good = await h.create_key("good")
+        narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
+        limited = await h.create_key("limited", rpm=1)
+        await h.sync()
+        client = oai(h.base, good)
+        want: Counter[str] = Counter()
+
+        for _ in range(N):
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            want["json"] += 1
+            stream = await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
+            assert len([c async for c in stream]) > 1
+            want["stream"] += 1
+            with pytest.raises(openai.AuthenticationError):
+                await oai(h.base, "sk-shd-not-a-key").chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            want["401"] += 1
+            with pytest.raises(openai.PermissionDeniedError):
+                await oai(h.base, narrow).chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            want["403"] += 1
+            with pytest.raises(openai.NotFoundError):
+                await client.chat.completions.create(model="no-such-model", messages=MSGS)  # type: ignore[arg-type]
+            want["404"] += 1
+            async with aiohttp.ClientSession() as s, s.post(h.base + "/v1/nowhere", json={}) as r:
+                assert r.status == 404
+            want["unmatched"] += 1
+            up.inject("/v1/chat/completions", status=500, times=1)  # first attempt fails, the next serves
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            want["failover"] += 1
+        limited_client = oai(h.base, limited)
+        await limited_client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        want["json"] += 1
+        for _ in range(N):
+            with pytest.raises(openai.RateLimitError):
+                await limited_client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            want["429"] += 1
+        up.inject("/v1/chat/completions", chunk_delay=0.02, times=N)
+        left = [await _leave_mid_stream(h.base, good) for _ in range(N)]
+        want["disconnect"] += N
+
+        total = sum(want.values())
+        await flushed(h, total)
+        rows = audit_rows(h.database_url)
+        assert len(rows) == total  # exactly one row per request, none for anything else
+        assert {r["node_id"] for r in rows} == {h.node.node_id}
+        assert len({r["request_id"] for r in rows}) == total
+
+        def kind(r: dict[str, Any]) -> str:
+            if r["route"] == "unmatched":
+                return "unmatched"
+            if r["error_code"] == "client_disconnected":
+                return "disconnect"
+            if r["status"] != 200:
+                return str(r["status"])
+            if r["attempts"] == 2:
+                return "failover"
+            return "stream" if r["stream"] else "json"
+
+        assert Counter(kind(r) for r in rows) == want
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_kind.setdefault(kind(r), []).append(r)
+        for r in by_kind["json"] + by_kind["stream"] + by_kind["failover"]:
+            assert r["route"] == "/v1/chat/completions" and r["model"] == "gpt-4o"
+            assert r["upstream_model"] == "gpt-4o" and r["key_name"] in ("good", "limited")
+            assert (r["prompt_tokens"], r["completion_tokens"]) == (2, 8)
+            assert r["cost_usd"] > 0 and r["cost_nusd"] == 2 * 2500 + 8 * 10000
+            assert r["latency_ms"] > 0 and r["ttfb_ms"] is not None and r["ttfb_ms"] <= r["latency_ms"]
+            assert r["error_code"] is None and r["deployment"] in ("openai", "backup")
+        for r in by_kind["stream"]:
+            assert r["ttft_ms"] is not None and 0 < r["ttft_ms"] <= r["latency_ms"]
+        for r in by_kind["failover"]:
+            assert r["failover_path"][-1] == r["deployment"] and len(r["failover_path"]) == 2
+        for code, error, key in (("401", "invalid_api_key", None), ("403", "model_not_allowed", "narrow"),
+                                 ("404", "model_not_found", "good"), ("429", "rate_limit_exceeded", "limited")):
+            for r in by_kind[code]:
+                assert (r["error_code"], r["key_name"], r["attempts"], r["cost_usd"]) == (error, key, 0, None)
+        for r in by_kind["unmatched"]:
+            assert (r["status"], r["path"], r["error_code"]) == (404, "/v1/nowhere", "not_found")
+        for r in by_kind["disconnect"]:
+            assert r["request_id"] in left and r["stream"] and r["status"] == 200
+            assert r["completion_tokens"] == 8  # the relay drained the upstream for its usage
+        assert all(r["user_agent"] and r["client_ip"] == "127.0.0.1" for r in rows)
+
+        # the CLI reads the same rows; filters narrow them
+        result = await asyncio.to_thread(invoke, h.database_url, "logs", "--json", "--limit", "1000")
+        assert result.exit_code == 0, result.stderr
+        listed = json.loads(result.stdout)
+        assert sorted(r["request_id"] for r in listed) == sorted(r["request_id"] for r in rows)
+        assert set(listed[0]) >= {"request_id", "started_at", "node_id", "key_id", "key_name", "route", "model",
+                                  "deployment", "status", "error_code", "latency_ms", "prompt_tokens",
+                                  "completion_tokens", "cost_usd", "stream"}
+        for args, expect in ((("--status", "429"), N), (("--status", "4xx"), 5 * N),
+                             (("--key", "narrow"), N), (("--request-id", left[0]), 1),
+                             (("--model", "no-such-model"), N)):
+            result = await asyncio.to_thread(invoke, h.database_url, "logs", "--json", *args)
+            assert result.exit_code == 0, result.stderr
+            assert len(json.loads(result.stdout)) == expect, args
+
+
+async def test_retention_drops_whole_partitions(database_url: str) -> None:
+    """Rows older than the retention go with their day's partition (DROP TABLE, no DELETE); the
+    newest `retention` days stay; partitions for the next days exist before rows need them."""
+    pool = open_pool(database_url, size=1, name="test-retention")
+    await pool.open(wait=True)
+    try:
+        today = date(2031, 5, 20)
+        days = [today - timedelta(days=i) for i in range(40, -1, -1)]
+        async with pool.connection() as conn:
+            await store.ensure_partitions(conn, days)
+            rows = []
+            for i, day in enumerate(days):
+                rec = RequestRecord(f"r{i}", datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp(),
+                                    1.0, "POST", "/v1/chat/completions")
+                rec.t_end, rec.status = 1.25, 200
+                rows.append(rec.row("n1"))
+            await store.write_batch(conn, rows, [("r0", rows[0][1], "n1", "{}", None, False)])
+        dropped = await upkeep(pool, retention_days=30, today=today)
+        assert sorted(dropped) == sorted(partition_name(t, d) for t in TABLES for d in days[:10])
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            left = conn.execute("SELECT min(started_at), count(*) FROM request_log_rows").fetchone()
+            bodies = conn.execute("SELECT count(*) FROM request_log_bodies").fetchone()
+            ahead = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                 (partition_name("request_log_rows", today + timedelta(days=2)),)).fetchone()
+        assert left is not None and left[1] == 31 and left[0].date() == today - timedelta(days=30)
+        assert bodies == (0,) and ahead == (True,)
+        assert await upkeep(pool, retention_days=30, today=today) == []  # idempotent
+    finally:
+        await pool.close()
+
+
+async def test_a_row_the_database_refuses_is_dropped_and_counted_not_retried_forever(database_url: str) -> None:
+    pool = open_pool(database_url, size=1, name="test-poison")
+    await pool.open(wait=True)
+    try:
+        writer = RequestLogWriter(pool, "n1", capacity=10, interval=3600)
+        for i, method in enumerate(("GET", "G\x00T", "POST")):  # Postgres text cannot hold NUL
+            rec = RequestRecord(f"p{i}", datetime.now(UTC).timestamp(), 1.0, method, "/v1/\udcff\x00")
+            rec.t_end, rec.status, rec.prompt_tokens = 1.1, 200, 2**70 if i == 2 else 5
+            writer.add(rec)
+        assert await writer.flush_all(10)
+        assert (writer.written, writer.dropped, len(writer.buffer)) == (2, 1, 0)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT request_id, path, prompt_tokens FROM request_log"
+                                " ORDER BY request_id").fetchall()
+        assert rows == [("p0", "/v1/?\ufffd", 5), ("p2", "/v1/?\ufffd", 2**63 - 1)]  # clamped, never wrapped
+    finally:
+        await pool.close()
+
+
+async def test_error_bodies_are_captured_redacted_in_their_own_table(database_url: str) -> None:
+    async with harness(database_url, capture_bodies="errors", capture_max_bytes=4096,
+                       capture_redact=[r"card-\d{4}"]) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        client = oai(h.base, good)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        leaky = [{"role": "user", "content": f"my key {good} and card-1234 and {UPSTREAM_KEY}"}]
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model="no-such-model", messages=leaky)  # type: ignore[arg-type]
+        await flushed(h, 2)
+        with psycopg.connect(h.database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT b.request_body, b.response_body, b.truncated, r.error_code "
+                                "FROM request_log_bodies b JOIN request_log r USING (request_id)").fetchall()
+            conn.execute("SET ROLE shieldes_audit_bodies")
+            assert conn.execute("SELECT count(*) FROM request_log_bodies").fetchone() == (1,)
+        assert len(rows) == 1  # the successful call kept no body
+        request, response, truncated, code = rows[0]
+        assert code == "model_not_found" and not truncated and "no-such-model" in request
+        assert json.loads(response)["error"]["code"] == "model_not_found"
+        for secret in (good, "card-1234", UPSTREAM_KEY):
+            assert secret not in request
+        assert request.count("[redacted]") == 3
+
+
+async def test_logs_follow_prints_new_requests_as_json_lines(database_url: str) -> None:
+    async with harness(database_url, request_log_interval=0.05) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        client = oai(h.base, good)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        await flushed(h, 1)
+        env = {**os.environ, "SHIELDES_DATABASE_URL": h.database_url, "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shieldes", "logs", "--follow", "--json", "--key", "good", "--interval", "0.1",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))  # the existing row
+            assert first["key_name"] == "good" and first["status"] == 200
+            later = []
+            for _ in range(2):
+                r = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+                later.append(r.headers["x-request-id"])
+            seen = [json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["request_id"] for _ in later]
+            assert seen == later  # each new request once, in order
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+def test_logs_refuses_bad_filters_with_one_line(database_url: str) -> None:
+    assert "malformed status" in refused(database_url, "logs", "--status", "teapot")
+    assert "swap them" in refused(database_url, "logs", "--since", "2026-12-02", "--until", "2026-12-01")
+    assert ok(database_url, "logs") == []
+
+
+async def test_mid_stream_upstream_drop_is_logged_and_counted(database_url: str) -> None:
+    async with harness(database_url) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", disconnect_after=2)
+        client = oai(h.base, good)
+        stream = await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+        await flushed(h, 1)
+        (row,) = audit_rows_of(h.database_url)
+        assert (row["status"], row["error_code"], row["stream"], row["deployment"]) == \
+            (200, "upstream_stream_error", True, "openai")
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            text = await r.text()
+        assert 'shieldes_upstream_errors_total{kind="mid_stream",provider="openai"} 1.0' in text
+        assert 'shieldes_stream_drops_total{cause="upstream",provider="openai"} 1.0' in text
+        assert "shieldes_time_to_first_token_seconds_count" in text
+
+
+def audit_rows_of(database_url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("SELECT * FROM request_log WHERE route <> '/metrics' ORDER BY started_at")
+        return cur.fetchall()
+
+
+async def test_responses_route_rows_carry_key_model_and_usage(database_url: str) -> None:
+    async with harness(database_url) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        r = await oai(h.base, good).responses.with_raw_response.create(model="gpt-4o", input="hello there")
+        await flushed(h, 1)
+        (row,) = audit_rows_of(h.database_url)
+        assert (row["request_id"], row["route"], row["key_name"], row["model"], row["status"]) == \
+            (r.headers["x-request-id"], "/v1/responses", "good", "gpt-4o", 200)
+        assert row["prompt_tokens"] and row["completion_tokens"] and row["cost_usd"] > 0
+        assert row["attempts"] == 1 and row["deployment"] == "openai"

@@ -1,0 +1,121 @@
+"""`shieldes serve --workers 2` with no SHIELDES_CLUSTER_SECRET: the workers share a generated
+secret, gossip, and together admit a key's whole --rpm (within the cluster bound); every 429
+agrees with its headers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shieldes.usage.meter import WINDOW
+from tests import cli
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    """n consecutive free ports (gossip ports of the workers are base + k)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n > 65535:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return list(range(base, base + n))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+@pytest.mark.timeout(240)
+async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url: str) -> None:
+    async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
+        key = (await asyncio.to_thread(cli.ok, database_url, "key", "create", "--name", "six", "--rpm", "6"))["key"]
+        port, gossip = free_ports(1)[0], free_ports(2)[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+        env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
+                    "SHIELDES_GOSSIP_INTERVAL": "0.05", "SHIELDES_HEARTBEAT_INTERVAL": "0.2",
+                    "SHIELDES_NODE_ID": "wk"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shieldes", "serve", "--workers", "2", "--host", "127.0.0.1",
+             "--port", str(port), "--gossip-port", str(gossip)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            # both workers up and each gossiping with the other
+            async def gossiping() -> bool:
+                rows = await asyncio.to_thread(
+                    cli.sql, database_url,
+                    "SELECT count(*) FROM cluster_nodes WHERE node_id LIKE 'wk-w%%'"
+                    " AND (info->'gossip'->>'received')::int > 0 AND (info->'secrets'->>'cluster_generated')::bool")
+                return bool(rows and rows[0][0] == 2)
+
+            for _ in range(600):
+                if await gossiping():
+                    break
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the workers never gossiped with each other")
+
+            # rpm windows are fixed minutes: start early in one so the whole run stays inside it
+            left = WINDOW - time.time() % WINDOW
+            if left < 30:
+                await asyncio.sleep(left + 0.2)
+            window = int(time.time() // WINDOW)
+            admitted, refused = 0, 0
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
+                for _ in range(60):  # bounded: each refusal either waits out a short retry or ends it
+                    async with client.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                    ) as resp:
+                        body = await resp.json()
+                    if resp.status == 200:
+                        admitted += 1
+                        continue
+                    assert resp.status == 429, body
+                    message = body["error"]["message"]
+                    limit = resp.headers["x-ratelimit-limit-requests"]
+                    remaining = int(resp.headers["x-ratelimit-remaining-requests"])
+                    retry = resp.headers["retry-after"]
+                    assert limit == "6" and f"{limit} requests per minute" in message
+                    if remaining:
+                        assert re.findall(r"\b(\d+) of 6\b", message) == [str(remaining)], (message, resp.headers)
+                    else:
+                        assert "all 6" in message, message
+                    assert f"retry after {retry}s" in message, (message, retry)
+                    if remaining == 0:
+                        refused += 1
+                        if refused == 2:
+                            break
+                        continue
+                    await asyncio.sleep(float(retry))  # the protocol: another node holds the rest for now
+            assert int(time.time() // WINDOW) == window, "the run crossed a rate-limit window"
+            # never fewer than the limit (each worker alone would stop at 3); never past the cluster
+            # bound, limit + nodes (docs/cluster.md)
+            assert 6 <= admitted <= 6 + 2 and refused == 2, (admitted, refused)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 60)

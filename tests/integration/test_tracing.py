@@ -1,0 +1,112 @@
+"""Traces reach a real OTLP/HTTP receiver (an aiohttp server decoding the protobuf
+ExportTraceServiceRequest): one SERVER span per request, child of the client's traceparent, one
+CLIENT span per upstream attempt with GenAI attributes, and the attempt's context sent upstream."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from shieldes.errors import ShieldesError
+from shieldes.projections.commands import AddProvider
+from shieldes.tracing import Tracing
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness, wait_until
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+SERVER, CLIENT = 2, 3  # Span.SpanKind values in the OTLP protobuf
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        assert request.headers["Content-Type"] == "application/x-protobuf"
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(await request.read())
+        for rs in msg.resource_spans:
+            for ss in rs.scope_spans:
+                self.spans.extend(ss.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = await Receiver().start()
+    yield r
+    assert r.runner is not None
+    await r.runner.cleanup()
+
+
+def attrs(span: Any) -> dict[str, Any]:
+    out = {}
+    for kv in span.attributes:
+        v = kv.value
+        out[kv.key] = v.string_value if v.HasField("string_value") else v.int_value
+    return out
+
+
+async def test_request_and_attempt_spans_with_client_parent_and_upstream_propagation(
+        database_url: str, receiver: Receiver) -> None:
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",))
+    async with harness(database_url, upstream=up, otel_endpoint=receiver.url, upstream_retries=1) as h:
+        await h.admin(AddProvider("backup", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
+        secret = await h.create_key("traced")
+        await h.sync()
+        up.inject("/v1/chat/completions", status=500, times=1)  # the first attempt fails
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
+        headers = {"Authorization": f"Bearer {secret}", "traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}
+        async with aiohttp.ClientSession() as s, s.post(h.base + "/v1/chat/completions", json=body,
+                                                        headers=headers) as r:
+            assert r.status == 200
+            rid = r.headers["x-request-id"]
+        await wait_until(lambda: len([x for x in receiver.spans if x.trace_id.hex() == TRACE_ID]) >= 3, timeout=15)
+
+        ours = [x for x in receiver.spans if x.trace_id.hex() == TRACE_ID]
+        (server,) = [x for x in ours if x.kind == SERVER]
+        attempts = sorted((x for x in ours if x.kind == CLIENT), key=lambda x: x.start_time_unix_nano)
+        assert server.parent_span_id.hex() == CLIENT_SPAN  # the client's traceparent is the parent
+        assert server.name == "POST /v1/chat/completions"
+        a = attrs(server)
+        assert (a["gen_ai.request.model"], a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == \
+            ("gpt-4o", 2, 5)
+        assert a["http.response.status_code"] == 200 and a["shieldes.request_id"] == rid
+        assert len(attempts) == 2
+        for span in attempts:
+            assert span.parent_span_id == server.span_id
+            b = attrs(span)
+            assert (b["gen_ai.system"], b["gen_ai.request.model"], b["gen_ai.operation.name"]) == \
+                ("openai", "gpt-4o", "chat")
+        assert attempts[0].status.code == 2 and attrs(attempts[0])["error.type"] == "500"  # STATUS_CODE_ERROR
+        assert attrs(attempts[1])["gen_ai.usage.output_tokens"] == 5
+        # each upstream call carried its attempt span as traceparent
+        sent = [rq.headers["traceparent"] for rq in up.requests_to("/v1/chat/completions")]
+        assert sent == [f"00-{TRACE_ID}-{span.span_id.hex()}-01" for span in attempts]
+        assert h.node.request_log is not None and await h.node.request_log.flush_all(5)
+        assert h.sql("SELECT trace_id FROM request_log WHERE request_id = %s", rid) == [(TRACE_ID,)]
+
+
+def test_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    with pytest.raises(ShieldesError, match=r"pip install 'shieldes\[otel\]'"):
+        Tracing("http://127.0.0.1:1", service_name="s", node_id="n")
