@@ -129,6 +129,8 @@ class FakeUpstream:
         app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_post(RESPONSES_PATH + "/input_tokens", self._input_tokens)
         app.router.add_post(MESSAGES_PATH + "/count_tokens", self._count_tokens)
+        app.router.add_post("/openai/v1/responses", self._responses)  # Azure's v1 surface
+        app.router.add_post("/openai/v1/responses/input_tokens", self._input_tokens)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)

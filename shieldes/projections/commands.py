@@ -66,7 +66,7 @@ def check_name(what: str, name: str) -> str:
 
 
 RESPONSES_MODES: Final = ("translate", "native")
-NATIVE_RESPONSES_KINDS: Final = ("openai",)
+NATIVE_RESPONSES_KINDS: Final = ("openai", "azure")
 
 
 def check_responses_mode(kind: str, mode: str) -> str:

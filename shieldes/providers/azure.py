@@ -1,5 +1,7 @@
-"""Azure OpenAI: the OpenAI wire format at `/openai/deployments/{deployment}/{op}?api-version=V`.
-The upstream model name of a target is the Azure deployment name. Authentication is the `api-key`
+"""Azure OpenAI: the OpenAI wire format at `/openai/deployments/{deployment}/{op}?api-version=V`;
+the Responses API (`--responses native`) at the v1 surface `/openai/v1/responses`, which names the
+deployment in the body's `model` instead of the path. The upstream model name of a target is the
+Azure deployment name. Authentication is the `api-key`
 header (default), a bearer token given as the key (`--auth bearer`), or Entra ID tokens from
 azure-identity's default credential chain (`--auth entra`, extra `shieldes[azure]`)."""
 
@@ -13,9 +15,11 @@ import aiohttp
 
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.openai import OpenAIChunkStream, OpenAIProvider, op_path
+from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.settings import Settings
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+V1_OPS = frozenset({"responses", "input_tokens"})  # served only by Azure's v1 surface
 
 
 def deployment_url(base_url: str, deployment: str, op: Operation, api_version: str) -> str:
@@ -25,6 +29,8 @@ def deployment_url(base_url: str, deployment: str, op: Operation, api_version: s
     path = parts.path.rstrip("/")
     if path.endswith("/openai"):
         path = path[: -len("/openai")]
+    if op in V1_OPS:  # the v1 surface is versionless: no api-version, the deployment goes in `model`
+        return urlunsplit((parts.scheme, parts.netloc, path + "/openai/v1" + op_path(op), "", ""))
     path += f"/openai/deployments/{quote(deployment, safe='')}{op_path(op)}"
     return urlunsplit((parts.scheme, parts.netloc, path, "api-version=" + quote(api_version, safe=""), ""))
 
@@ -89,3 +95,6 @@ class AzureProvider(OpenAIProvider):
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
         return await super().stream(op, await self._with_token(target), body)
+
+    async def responses_stream(self, target: Target, body: Body) -> ResponsesEventStream:
+        return await super().responses_stream(await self._with_token(target), body)

@@ -80,3 +80,31 @@ async def test_azure_deployments_chat_stream_tools_embeddings_errors(database_ur
 
         await h.flush()
         assert h.usage_totals()["app"][:3] == (6, 5 * 4 + 3, 5 * 4)  # the embeddings call has no completion
+
+
+async def test_azure_responses_native_on_the_v1_surface(database_url: str) -> None:
+    """`--responses native` on Azure: /openai/v1/responses, the deployment named in `model`, no
+    api-version; streams and input_tokens the same way; usage billed from the upstream's answer."""
+    up = FakeUpstream(api_key=UPSTREAM_KEY, completion_tokens=4)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
+        await h.admin(AddProvider("az", "azure", up.url, "env:" + UPSTREAM_KEY_ENV, ("prod-gpt4o",),
+                                  responses="native", options={"api_version": "2024-10-21"}))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+
+        resp = await client.responses.create(model="prod-gpt4o", input="say hello", store=False)
+        assert resp.output_text and resp.usage is not None and resp.usage.output_tokens == 4
+        sent = up.last()
+        assert (sent.path, sent.query) == ("/openai/v1/responses", {})
+        assert sent.body["model"] == "prod-gpt4o" and sent.headers["api-key"] == UPSTREAM_KEY
+
+        stream = await client.responses.create(model="prod-gpt4o", input="say hello", stream=True, store=False)
+        events = [e.type async for e in stream]
+        assert events[0] == "response.created" and events[-1] == "response.completed"
+        assert up.last().path == "/openai/v1/responses" and up.last().body.get("stream") is True
+
+        counted = await client.responses.input_tokens.count(model="prod-gpt4o", input="say hello")
+        assert counted.input_tokens > 0 and up.last().path == "/openai/v1/responses/input_tokens"
+        await h.flush()
+        assert h.usage_totals()["app"][0] == 2  # the two responses calls; counting is not billed
