@@ -49,6 +49,7 @@ from tests import pg  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 
 PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
+CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
 REPLY = "PONG from the fake upstream"
 PROMPT = "Reply with the single word PONG."
 UPSTREAM_KEY = "sk-fake-upstream"
@@ -224,18 +225,20 @@ async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstrea
                    summarize(up.requests[start:]))
 
 
-async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream) -> Outcome:
+async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, label: str = "codex",
+                model: str | None = None) -> Outcome:
     home = work / f"home-{len(list(work.iterdir()))}"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
     (codex_home / "config.toml").write_text(
-        'model_provider = "shieldes"\n\n[model_providers.shieldes]\nname = "shieldes"\n'
+        (f'model = "{model}"\n' if model else "")
+        + 'model_provider = "shieldes"\n\n[model_providers.shieldes]\nname = "shieldes"\n'
         f'base_url = "{node}/v1"\nenv_key = "SHIELDES_KEY"\nwire_api = "responses"\n')
     env = {**base_env(home), "CODEX_HOME": str(codex_home), "SHIELDES_KEY": key}
     start = len(up.requests)
     code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", PROMPT], env, work, 240)
     ok = code == 0 and "PONG" in out
-    return Outcome("codex", ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
+    return Outcome(label, ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
                    summarize(up.requests[start:]))
 
 
@@ -387,6 +390,12 @@ async def main() -> int:
         if "codex" in wanted:
             if responses:
                 outcomes.append(await learning(served, lambda: codex(bin_dir, node_url, key, work, up)))
+                # a chat-completions-only upstream (vLLM, Ollama, ...): Responses translated to chat
+                shieldes(env, "provider", "add", "chat-only", "--type", "openai", "--base-url", up.url + "/v1",
+                         "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", CHAT_ONLY_MODEL)
+                await wait_served(node_url, key, CHAT_ONLY_MODEL)
+                outcomes.append(await codex(bin_dir, node_url, key, work, up, "codex (chat-only upstream)",
+                                            CHAT_ONLY_MODEL))
             else:
                 outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
         if "node-sdk" in wanted:
