@@ -27,7 +27,7 @@ import random
 import string
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -67,6 +67,7 @@ class Recorded:
     headers: dict[str, str]  # lower-case names
     body: Any
     raw: bytes = b""  # the body's bytes as received
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
 
 @dataclass

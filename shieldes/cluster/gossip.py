@@ -15,14 +15,14 @@ import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 import zstandard
 
-from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
+from shieldes.cluster import gossip_pb2, gossip_pb2_grpc, view
 from shieldes.cluster.gossip_tls import GossipTLS
 from shieldes.cluster.view import Health, NodeState, View, ViewCell
 from shieldes.errors import ShieldesError
@@ -65,13 +65,19 @@ def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.St
     return state
 
 
-def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
+def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
+             relayed: Iterable[NodeState] = ()) -> gossip_pb2.State:
     msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
                            sent_at_ms=sent_at_ms, gossip_address=gossip_address)
     for ident in ns.windows.keys() | ns.allowances.keys():
         req, tok, released = ns.windows.get(ident, (0, 0, 0))
         msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
                         tokens_released=released, allowance=ns.allowances.get(ident, 0))
+    for other in relayed:
+        c = msg.relayed.add(node_id=other.node_id, boot_epoch=other.boot_epoch)
+        for (subject, window, start), (req, tok, released) in other.windows.items():
+            c.windows.add(subject=subject, window=window, start=start, requests=req, tokens=tok,
+                          tokens_released=released)
     for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
         msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
                         cost_nusd=cost)
@@ -101,6 +107,13 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
         allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
         seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
     )
+
+
+def relayed_from_proto(msg: gossip_pb2.State) -> list[NodeState]:
+    """The other boots' counts a message relays, each as a state holding only its windows."""
+    return [NodeState(c.node_id, c.boot_epoch, windows={
+        (w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in c.windows})
+        for c in msg.relayed if c.node_id]
 
 
 def is_newer(last: tuple[int, int] | None, epoch: int, seq: int) -> bool:
@@ -179,7 +192,7 @@ class Gossip:
         secret: bytes,
         host: str = "0.0.0.0",
         port: int = 7946,
-        advertise: str | None = None,
+        advertise_host: str | None = None,
         interval: float = 0.15,
         timeout: float = 1.0,
         targets: Callable[[], list[str]] = list,
@@ -198,7 +211,7 @@ class Gossip:
         self._secret = secret
         self._host = host
         self.port = port
-        self._advertise = advertise
+        self._advertise_host = advertise_host  # what peers dial (SHIELDES_ADVERTISE_HOST), with the bound port
         self.interval = interval
         self.timeout = timeout
         self._targets = targets
@@ -221,7 +234,7 @@ class Gossip:
     @property
     def address(self) -> str:
         host = "127.0.0.1" if self._host in ("0.0.0.0", "::", "") else self._host
-        return self._advertise or f"{host}:{self.port}"
+        return f"{self._advertise_host or host}:{self.port}"
 
     async def bind(self) -> None:
         """Start serving (binds the port, so `address` is known) without pushing yet."""
@@ -291,6 +304,8 @@ class Gossip:
         peer.boot_epoch, peer.seq, peer.address = msg.boot_epoch, msg.seq, msg.gossip_address
         self.stats.received += 1
         self.stats.received_bytes += size
+        for other in relayed_from_proto(msg):
+            self.cell.accept_relayed(other, self.node_id, self._boot_epoch())
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
         if self._on_state is not None:
@@ -328,7 +343,8 @@ class Gossip:
         own = self._snapshot()
         own = NodeState(self.node_id, self._boot_epoch(), self._seq, own.log_head, own.windows, own.pending,
                         own.reservations, own.health, own.allowances, dict(self._accepted))
-        return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address)
+        return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address,
+                        relayed=view.relayed(self.cell.value))
 
     async def push_once(self) -> int:
         """One round: the same signed message to every target; returns how many accepted it."""

@@ -72,6 +72,7 @@ class ClusterRuntime:
         if s.cluster_secret:
             self.gossip = Gossip(
                 node_id=s.node_id, secret=s.cluster_secret.encode(), host=s.host, port=s.gossip_port,
+                advertise_host=s.advertise_host,
                 interval=s.gossip_interval, timeout=max(0.5, s.gossip_interval * 4),
                 targets=self.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
@@ -106,6 +107,7 @@ class ClusterRuntime:
         await self.membership.start()
         if self.gossip is not None:
             await self.gossip.start()
+            await self._hear_peers()
         elif len(self.membership.alive_peers()) or self.settings.static_peers():
             log.warning("SHIELDES_CLUSTER_SECRET is not set: gossip is off, so each node enforces rate "
                         "limits as limit / nodes alive; set the same secret on every node")
@@ -113,6 +115,25 @@ class ClusterRuntime:
         self.meter.remote = self
         await self.leader.start()
         self._task = asyncio.create_task(self._maintain(), name="shieldes-cluster-maintenance")
+
+    async def _hear_peers(self) -> None:
+        """Before serving, hear once from every peer alive in cluster_nodes (at most
+        SHIELDES_NODE_TIMEOUT): their counts, claims and reservations, and what a crashed boot of
+        this node admitted, arrive with their first messages; without them a restarted node would
+        take itself for alone in a window its peers have filled."""
+        assert self.gossip is not None
+        started = time.monotonic()
+        deadline = started + self.settings.node_timeout
+        while True:
+            missing = ({n.node_id for n in self.membership.alive_peers()} - {self.node_id}
+                       - set(self.gossip.recently_seen(self.settings.node_timeout)))
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("serving without having heard from %s by gossip within %.1fs",
+                            ", ".join(sorted(missing)), self.settings.node_timeout)
+                return
+            await asyncio.sleep(self.settings.gossip_interval / 4)
 
     def attach_gateway(self, breaker_holder: Any) -> None:
         """Make the gateway's circuit breaker act on the cluster's view of deployment health."""
@@ -179,8 +200,10 @@ class ClusterRuntime:
         return view.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)
 
     def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
-        """Peers' (requests, tokens) of one key in one rate window."""
-        return view.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id)
+        """Peers' (requests, tokens) of one key in one rate window, and what this node's crashed boots
+        admitted in it (relayed by peers)."""
+        return view.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id,
+                                 own_epoch=self.membership.boot_epoch)
 
     def remote_spend(self, subject: str, days: range) -> int:
         """Peers' spend of a budget subject not yet in this node's log, plus their reservations."""

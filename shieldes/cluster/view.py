@@ -7,11 +7,12 @@ One pure value and pure functions over it (no I/O, no clock: callers pass `now`)
   it; components merge by maximum per entry (a G-counter; reservations are a PN-counter of
   cumulative reserved and released totals), so duplicated, reordered or replayed messages change
   nothing.
-* A newer boot epoch of a node supersedes every older one: the old component (its windows,
-  unused claims, reservations in flight and pending usage) is gone, and a message of an older
-  epoch arriving later is ignored. Epochs are learned from gossip and from outside (the
+* A newer boot epoch of a node supersedes every older one: the old component's unused claims,
+  reservations in flight and pending usage are gone, and a message of an older epoch arriving
+  later brings none of them back. Epochs are learned from gossip and from outside (the
   `cluster_nodes` rows and the boot epochs the log holds), so a replayed old-epoch message cannot
-  resurrect a crashed boot, even after this node restarted.
+  resurrect a crashed boot's reservations, even after this node restarted. What the old boot
+  admitted (its rate windows) did happen: those counts stay until their window ends.
 * Usage not yet in the log is tagged with the flush (boot epoch, seq) that will carry it and
   stops counting once the log holds that flush (`durable`): never twice.
 * `heard` is when (this node's monotonic clock) a node's newest message arrived. Only peers heard
@@ -106,6 +107,18 @@ def _superseded(view: View, node: str, epoch: int) -> bool:
     return epoch < view.epochs.get(node, epoch)
 
 
+def _admitted_only(state: NodeState) -> NodeState:
+    """What outlives a boot (superseded, or silent for long): the requests and tokens it admitted,
+    which count against their windows until those end. Claims, reservations and pending usage died
+    with it."""
+    return NodeState(state.node_id, state.boot_epoch, state.seq, state.log_head, windows=state.windows)
+
+
+def _fold_in(comps: dict[Component, NodeState], state: NodeState) -> None:
+    old = comps.get(state.component)
+    comps[state.component] = state if old is None else merge_node(old, state)
+
+
 def observe_epochs(view: View, epochs: Mapping[str, int]) -> View:
     """Learn boot epochs from outside gossip (cluster_nodes rows, the log): every component of an
     older boot of those nodes is dropped, and later messages of older boots are ignored."""
@@ -117,24 +130,54 @@ def observe_epochs(view: View, epochs: Mapping[str, int]) -> View:
             newer.add(node)
     if not newer:
         return view
-    comps = {c: s for c, s in view.components.items() if c[1] >= known.get(c[0], c[1])}
+    comps = {c: s if c[1] >= known.get(c[0], c[1]) else _admitted_only(s) for c, s in view.components.items()}
     # a new boot has not been heard from until its own first message
     heard = {n: t for n, t in view.heard.items() if n not in newer or (n, known[n]) in comps}
     return View(comps, known, heard)
 
 
 def merge(view: View, state: NodeState, now: float = 0.0) -> View:
-    """The view with one more message folded in (received at `now`); a message of a superseded
-    boot changes nothing."""
+    """The view with one more message folded in (received at `now`); of a message of a superseded
+    boot only what it admitted counts."""
     if _superseded(view, state.node_id, state.boot_epoch):
-        return view
+        comps = dict(view.components)
+        _fold_in(comps, _admitted_only(state))
+        return View(comps, view.epochs, view.heard)
     view = observe_epochs(view, {state.node_id: state.boot_epoch})
     comps = dict(view.components)
-    old = comps.get(state.component)
-    comps[state.component] = state if old is None else merge_node(old, state)
+    _fold_in(comps, state)
     heard = dict(view.heard)
     heard[state.node_id] = max(now, heard.get(state.node_id, now))
     return View(comps, view.epochs, heard)
+
+
+def merge_admitted(view: View, state: NodeState) -> View:
+    """Fold in a boot's counts relayed by a peer (`relayed`): its windows only, by max, without
+    marking its node as heard, learning epochs from it or touching its gauges."""
+    comps = dict(view.components)
+    _fold_in(comps, NodeState(state.node_id, state.boot_epoch, windows=state.windows))
+    return View(comps, view.epochs, view.heard)
+
+
+def relayed(view: View, *, lag: int = 4) -> list[NodeState]:
+    """The counts this node's next message relays (windows only): every crashed boot it still counts,
+    and the current boot of any node one of its peers has fallen behind on (that peer's latest
+    acknowledgement of the node lags this node's by more than `lag` messages, or names an older boot):
+    a peer cut off from one node still learns, through the others, what that node admitted."""
+    current = {c[0]: c for c in view.components if not _superseded(view, *c)}
+    wanted: set[str] = set()
+    for comp_of_peer, state in view.components.items():
+        peer = comp_of_peer[0]
+        if comp_of_peer != current.get(peer):
+            continue
+        for node, comp in current.items():
+            if node == peer or node in wanted:
+                continue
+            seen = state.seen.get(node)
+            if seen is None or seen[0] < comp[1] or seen[1] + lag < view.components[comp].seq:
+                wanted.add(node)
+    return [_admitted_only(s) for c, s in view.components.items()
+            if s.windows and (_superseded(view, *c) or c[0] in wanted)]
 
 
 def join(a: View, b: View) -> View:
@@ -162,16 +205,20 @@ def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) 
         windows = {w: v for w, v in state.windows.items() if w[2] >= min_window_start.get(w[1], w[2])}
         allowances = {w: v for w, v in state.allowances.items() if w[2] >= min_window_start.get(w[1], w[2])}
         pending = {p: v for p, v in state.pending.items() if p[1] > durable(comp[0], p[0])}
+        if not windows and _superseded(view, *comp):  # an old boot whose windows all ended
+            continue
         comps[comp] = replace(state, windows=windows, pending=pending, allowances=allowances)
     return View(comps, view.epochs, view.heard)
 
 
 def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] = ()) -> View:
-    """Forget the components of nodes silent for `after` seconds (and not in `keep`): their windows
-    ended, their reservations died with them. Their known epochs stay (replays remain refused)."""
+    """Forget what nodes silent for `after` seconds (and not in `keep`) held: claims, reservations,
+    pending usage. What they admitted counts until its window ends (`prune`). Their known epochs
+    stay (replays remain refused)."""
     kept = set(keep)
     alive = {n for n, t in view.heard.items() if now - t <= after} | kept
-    comps = {c: s for c, s in view.components.items() if c[0] in alive}
+    comps = {c: s if c[0] in alive else _admitted_only(s) for c, s in view.components.items()
+             if c[0] in alive or s.windows}
     heard = {n: t for n, t in view.heard.items() if n in alive}
     return View(comps, view.epochs, heard)
 
@@ -191,13 +238,14 @@ def participants(view: View, *, now: float, within: float, exclude: str,
 
 
 def window_count(view: View, subject: str, window: str, starts: Iterable[int], *,
-                 exclude: str | None = None) -> tuple[int, int]:
+                 exclude: str | None = None, own_epoch: int | None = None) -> tuple[int, int]:
     """(requests, tokens net of released estimates) counted by every component (but node
-    `exclude`) over the windows starting at `starts`."""
+    `exclude`; with `own_epoch`, only that boot of it: its crashed boots count) over the windows
+    starting at `starts`."""
     req = tok = 0
     starts = tuple(starts)
-    for (node, _), state in view.components.items():
-        if node == exclude:
+    for (node, epoch), state in view.components.items():
+        if node == exclude and (own_epoch is None or epoch >= own_epoch):
             continue
         windows = state.windows
         for start in starts:
@@ -241,6 +289,17 @@ def reserved_in_flight(view: View, subject: str, *, exclude: str | None = None) 
     return total
 
 
+def reservations(view: View, *, exclude: str | None = None) -> dict[str, int]:
+    """subject -> nUSD peers (all but node `exclude`) hold for requests in flight, nonzero only."""
+    out: dict[str, int] = {}
+    for (node, _), state in view.components.items():
+        if node != exclude:
+            for subject, (reserved, released) in state.reservations.items():
+                if reserved > released:
+                    out[subject] = out.get(subject, 0) + reserved - released
+    return out
+
+
 def acknowledged(view: View, me: str, boot_epoch: int) -> dict[str, int]:
     """peer -> the highest sequence of this boot of `me` the peer says it has accepted."""
     out: dict[str, int] = {}
@@ -277,11 +336,15 @@ class ViewCell:
         self.value: View = EMPTY
 
     def accept(self, state: NodeState, now: float) -> bool:
-        """Fold one message in; False if it belongs to a superseded boot (ignored)."""
-        if _superseded(self.value, state.node_id, state.boot_epoch):
-            return False
+        """Fold one message in; False if it belongs to a superseded boot (only what it admitted counts)."""
+        superseded = _superseded(self.value, state.node_id, state.boot_epoch)
         self.value = merge(self.value, state, now)
-        return True
+        return not superseded
+
+    def accept_relayed(self, state: NodeState, me: str, my_epoch: int) -> None:
+        """Fold in a boot's counts a peer relayed (never this node's own current boot: it counts itself)."""
+        if state.node_id != me or state.boot_epoch < my_epoch:
+            self.value = merge_admitted(self.value, state)
 
     def observe_epochs(self, epochs: Mapping[str, int]) -> None:
         self.value = observe_epochs(self.value, epochs)

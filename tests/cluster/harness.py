@@ -81,6 +81,7 @@ class Cluster:
     database_url: str
     tmp: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
+    node_env: dict[str, dict[str, str]] = field(default_factory=dict)  # node id -> its own overrides
     nodes: list[NodeProc] = field(default_factory=list)
     upstream_url: str = ""
     _upstream: subprocess.Popen[bytes] | None = None
@@ -108,6 +109,7 @@ class Cluster:
             UPSTREAM_KEY_ENV: "sk-upstream",
         })
         env.update(self.env_overrides)
+        env.update(self.node_env.get(node.node_id, {}))
         return env
 
     def start_upstream(self) -> None:

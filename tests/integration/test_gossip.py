@@ -12,7 +12,7 @@ import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip import Gossip, seal, sign
-from shieldes.cluster.view import NodeState, window_count
+from shieldes.cluster.view import NodeState, fold, observe_epochs, window_count
 
 SECRET = b"s3cret"
 
@@ -53,6 +53,18 @@ async def test_counters_and_head_hint_flow_between_nodes(pair: tuple[Gossip, Gos
     await until(lambda: window_count(b.view, "key:k", "rpm", [5]) == (40, 9))
     await until(lambda: "b" in a.stats.peers)  # and the other way round
     assert a.stats.sent > 0 and a.stats.sent_bytes > 0 and b.stats.received_bytes > 0
+    assert b.recently_seen(5.0) == ["a"]
+
+
+async def test_a_restarted_node_hears_from_a_peer_what_its_crashed_boot_admitted(
+    pair: tuple[Gossip, Gossip, dict[str, Any]],
+) -> None:
+    a, b, _ = pair
+    # a still counts what b's crashed boot (epoch 19; b now runs epoch 20) admitted in window 5
+    a.cell.value = observe_epochs(fold([NodeState("b", 19, seq=8, windows={("key:k", "rpm", 5): (12, 0, 0)},
+                                                  reservations={"key:k": (5, 0)})]), {"b": 20})
+    await until(lambda: window_count(b.view, "key:k", "rpm", [5], exclude="b", own_epoch=20) == (1 + 12, 9))
+    assert ("b", 19) in b.view.components and not b.view.components[("b", 19)].reservations
     assert b.recently_seen(5.0) == ["a"]
 
 

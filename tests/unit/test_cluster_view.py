@@ -21,6 +21,7 @@ from shieldes.cluster.view import (
     participants,
     pending_spend,
     prune,
+    relayed,
     reserved_in_flight,
     window_count,
 )
@@ -64,9 +65,10 @@ def test_join_laws(a: NodeState, b: NodeState, c: NodeState) -> None:
     assert join(va, vb).components == join(vb, va).components  # commutative
     assert join(join(va, vb), vc).components == join(va, join(vb, vc)).components  # associative
     joined = join(va, vb)
-    # only the newest boot of each node survives
-    for node in {s.node_id for s in (a, b)}:
-        assert {e for n, e in joined.components if n == node} == {joined.epochs[node]}
+    # of an older boot only what it admitted survives: no claims, reservations or pending usage
+    for (node, epoch), state in joined.components.items():
+        if epoch < joined.epochs[node]:
+            assert not (state.pending or state.reservations or state.allowances)
 
 
 def test_counting_across_nodes_and_a_newer_boot_supersedes_the_old_one() -> None:
@@ -79,15 +81,21 @@ def test_counting_across_nodes_and_a_newer_boot_supersedes_the_old_one() -> None
     assert window_count(view, "k:k", "rpm", [10]) == (10, 170)  # tokens net of released estimates
     assert window_count(view, "k:k", "rpm", [9, 10], exclude="a") == (53, 30)
     assert reserved_in_flight(view, "k:k") == 9
-    # a restarted with the same node id: its old boot's reservation in flight died with it
+    # a restarted with the same node id: its old boot's reservation in flight died with it, but
+    # what it admitted in the window still counts (those requests were served)
     view = merge(view, NodeState("a", 2, seq=1, windows={("k:k", "rpm", 10): (1, 10, 0)}))
-    assert window_count(view, "k:k", "rpm", [10]) == (4, 40)
+    assert window_count(view, "k:k", "rpm", [10]) == (11, 180)
     assert reserved_in_flight(view, "k:k") == 0
-    # a late or replayed message of the old boot changes nothing
-    late = merge(view, NodeState("a", 1, seq=9, reservations={"k:k": (400, 0)}))
-    assert late == view
+    # a late or replayed message of the old boot brings no reservation back; its counts merge by max
+    late = merge(view, NodeState("a", 1, seq=9, reservations={"k:k": (400, 0)},
+                                 windows={("k:k", "rpm", 10): (5, 100, 0)}))
+    assert late.components[("a", 1)].windows == view.components[("a", 1)].windows
+    assert reserved_in_flight(late, "k:k") == 0
     pruned = prune(view, min_window_start={"rpm": 10}, durable=no_durable)
     assert ("k:k", "rpm", 9) not in pruned.components[("b", 1)].windows
+    # once its windows ended, nothing of the old boot is left
+    ended = prune(view, min_window_start={"rpm": 11}, durable=no_durable)
+    assert ("a", 1) not in ended.components and ("a", 2) in ended.components
 
 
 def test_replays_of_an_old_boot_are_refused_after_the_receiver_restarts() -> None:
@@ -97,6 +105,7 @@ def test_replays_of_an_old_boot_are_refused_after_the_receiver_restarts() -> Non
     cell.observe_epochs({"a": 2})
     assert not cell.accept(crashed, now=1.0)
     assert reserved_in_flight(cell.value, "k:k") == 0
+    assert participants(cell.value, now=1.0, within=1.0, exclude="me") == []
     assert cell.accept(NodeState("a", 2, seq=1), now=1.0)
 
 
@@ -152,3 +161,61 @@ def test_only_peers_that_gossip_take_part_in_a_split() -> None:
     # forgotten after a long silence: components and reservations gone, epochs kept
     gone = forget_silent(view, now=30.0, after=21.0)
     assert set(gone.components) == {("b", 1)} and gone.epochs["c"] == 4
+
+
+def test_a_silent_node_keeps_counting_what_it_admitted_until_the_window_ends() -> None:
+    # c is partitioned away (or paused) longer than the forget timeout, inside one window
+    view = merge(EMPTY, NodeState("c", 4, seq=3, windows={("k:k", "rpm", 10): (20, 0, 0)},
+                                  reservations={"k:k": (70, 0)}, allowances={("k:k", "rpm", 10): 5}), now=1.0)
+    gone = forget_silent(view, now=30.0, after=15.0)
+    assert window_count(gone, "k:k", "rpm", [10]) == (20, 0)  # it used to drop to 0: L more let through
+    assert reserved_in_flight(gone, "k:k") == 0 and not gone.components[("c", 4)].allowances
+    later = forget_silent(prune(gone, min_window_start={"rpm": 11}, durable=no_durable), now=31.0, after=15.0)
+    assert later.components == {}
+
+
+def test_peers_tell_a_restarted_node_what_its_crashed_boot_admitted() -> None:
+    w = ("k:k", "rpm", 10)
+    # b holds a's crashed boot (20 admitted in the window) besides c and a's new boot
+    b_view = fold([NodeState("a", 1, seq=4, windows={w: (20, 200, 0)}, reservations={"k:k": (9, 0)}),
+                   NodeState("c", 1, windows={w: (5, 50, 10)}, seen={"a": (2, 1)}),
+                   NodeState("a", 2, seq=1, windows={w: (2, 20, 0)}, seen={"c": (1, 0)})])
+    relays = relayed(b_view)
+    assert [(s.component, dict(s.windows), dict(s.reservations)) for s in relays] == [
+        (("a", 1), {w: (20, 200, 0)}, {})]
+    # a's new boot, from b's and c's messages: without the relay it misses its crashed boot's 20
+    a_view = fold([NodeState("b", 1, windows={w: (3, 30, 0)}), NodeState("c", 1, windows={w: (5, 50, 10)})])
+    assert window_count(a_view, "k:k", "rpm", [10], exclude="a", own_epoch=2) == (8, 70)
+    cell = ViewCell()
+    cell.value = a_view
+    for old in relays + relays:  # relayed by b and by c: merged by max, never added up
+        cell.accept_relayed(old, "a", 2)
+    assert window_count(cell.value, "k:k", "rpm", [10], exclude="a", own_epoch=2) == (28, 270)
+    assert window_count(cell.value, "k:k", "rpm", [10], exclude="a") == (8, 70)  # every boot of a left out
+    assert participants(cell.value, now=0.0, within=1.0, exclude="a") == ["b", "c"]  # relays are not heard
+    # a relay of the node's own current boot (a peer's stale view of it) is ignored: it counts itself
+    cell.accept_relayed(NodeState("a", 2, windows={w: (50, 0, 0)}), "a", 2)
+    assert window_count(cell.value, "k:k", "rpm", [10], exclude="a", own_epoch=2) == (28, 270)
+    # a relayed boot ends with its windows
+    assert relayed(prune(observe_epochs(cell.value, {"a": 2}), min_window_start={"rpm": 11},
+                         durable=no_durable)) == []
+
+
+def test_counts_of_a_node_a_peer_cannot_hear_are_relayed_to_it() -> None:
+    w = ("k:k", "rpm", 10)
+    # c's view: a and b gossip to c, but a stopped hearing b (a partial partition) at b's message 10
+    view = fold([NodeState("a", 1, seq=50, windows={w: (7, 0, 0)}, seen={"b": (1, 10), "c": (1, 50)}),
+                 NodeState("b", 1, seq=50, windows={w: (9, 0, 0)}, seen={"a": (1, 50), "c": (1, 50)},
+                           allowances={w: 3})])
+    relays = relayed(view)
+    assert [(s.component, dict(s.windows), dict(s.allowances)) for s in relays] == [(("b", 1), {w: (9, 0, 0)}, {})]
+    # what a makes of it: b's counts by max, b not heard (no say in splits), b's gauges untouched
+    a = ViewCell()
+    a.value = merge(EMPTY, NodeState("b", 1, seq=10, windows={w: (4, 0, 0)}, allowances={w: 5}), now=1.0)
+    for r in relays:
+        a.accept_relayed(r, "a", 1)
+    assert window_count(a.value, "k:k", "rpm", [10], exclude="a") == (9, 0)
+    assert a.value.components[("b", 1)].allowances == {w: 5} and a.value.heard == {"b": 1.0}
+    # once a hears b again (its acknowledgements catch up), nothing more is relayed
+    healed = merge(view, NodeState("a", 1, seq=51, seen={"b": (1, 48), "c": (1, 51)}))
+    assert relayed(healed) == []

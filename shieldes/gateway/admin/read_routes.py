@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.cluster import view as cluster_view
 from shieldes.cluster.status import cluster_status
 from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest, Unavailable
@@ -52,6 +53,10 @@ async def node_status(call: Call) -> Any:
         "peers": sorted(set(cluster.alive_ids()) - {ctx.node_id}) if cluster else [],
         "leader": bool(cluster.leader.is_leader) if cluster else None, "cluster": info.get("cluster"),
         "requests": ctx.gateway.metrics.request_totals(),
+        # budget reservations of requests in flight, here and as gossiped by peers: empty when idle
+        "reserved_usd": {s: n / NUSD for s, n in sorted(meter.reserved().items()) if n},
+        "peers_reserved_usd": ({s: n / NUSD for s, n in sorted(cluster_view.reservations(
+            cluster.cell.value, exclude=ctx.node_id).items())} if cluster else {}),
         "asyncio_tasks": len(asyncio.all_tasks()),
     }
 

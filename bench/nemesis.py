@@ -1,0 +1,50 @@
+"""The long nemesis schedule: three real nodes under load from the openai SDK for --minutes while
+random faults follow one another (SIGKILL and restart with the same node id, SIGSTOP/SIGCONT of up to
+8 s, Postgres cut for --outage seconds, gossip blocked between two nodes for up to 12 s, as a black
+hole or refused), then the checker of tests/cluster/nemesis_check.py. Prints the figures and every
+violation; exits 1 if there is one.
+
+Run: PYTHONPATH=. python bench/nemesis.py [--minutes 10] [--seed N] [--outage 20]
+Uses the test suite's embedded Postgres (tests/pg.py); the cut is a TCP proxy in front of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fault_kit import table
+from tests import pg
+from tests.cluster.nemesis import Nemesis, check_all, default_keys, plan, seed_from_env, summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
+    ap.add_argument("--outage", type=float, default=20.0, help="seconds each Postgres cut lasts")
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else seed_from_env()
+    server = pg.server_url()
+    pg.make_template(server)
+    try:
+        node_ids = ["n1", "n2", "n3"]
+        nemesis = Nemesis(server, Path(tempfile.mkdtemp(prefix="nemesis-")), seed,
+                          steps=plan(seed, node_ids, minutes=args.minutes, outage=args.outage),
+                          keys=default_keys(args.minutes))
+        history = asyncio.run(nemesis.run())
+    finally:
+        pg.drop_template(server)
+    table(f"nemesis, {args.minutes:g} min, seed {seed}", summary(history))
+    violations = check_all(history)
+    print("\nviolations:" if violations else "\nno violation", *violations, sep="\n  ")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The nemesis checker: pure functions over a recorded history (what the upstream served, the faults
+injected, what the log holds, what each node reports) that return the violations they find.
+
+The bounds are the ones docs/cluster.md and docs/guarantees.md state, written once here as formulas
+(the docs quote these functions):
+
+* rate: requests admitted in one fixed one-minute window of a key with limit L over N nodes,
+  P of them disturbed in that window (paused, partitioned or restarted), at most
+  `rate_bound(L, N, P, R)` = L + (N - 1)·⌈L/N⌉ + 1 + P·⌈L/N⌉ + R, where R is what nodes SIGKILLed
+  in that window admitted in their last `gossip_window` seconds (no peer heard of those; what a
+  crashed boot admitted before, its peers keep counting and relay to its next boot).
+* budget: real spend (what the upstream served, at the configured prices) at most
+  B + `budget_slack(...)`: hidden claims in the last quarter, (N - 1 + P)·max(⌈B/4N⌉, e), plus
+  what the requests in flight at once can add (C·e), plus usage a crash lost before any node
+  could count it.
+* usage: the log never holds more than was served (nothing counted twice); it holds all of it but
+  what killed nodes served within `loss_window` seconds before their SIGKILL (plus the whole of a
+  Postgres outage they were killed in); a SIGTERM loses nothing.
+* reservations: none left anywhere once no request is in flight.
+* convergence: every node at the same log position, with the same spend per key as the log.
+
+A request's admission happened between the client sending it and the upstream receiving it, so a
+request is placed in a window only when both instants fall in it; the few straddling a boundary
+are reported, not guessed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request the upstream answered."""
+
+    key: str
+    node: str  # the node the client sent it to
+    sent_at: float  # the client sent it (wall clock)
+    at: float  # the upstream received it: admission happened in [sent_at, at]
+    cost_nusd: int
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # kill (SIGKILL, then a restart with the same node id) | pause | pg_cut | partition | term
+    nodes: tuple[str, ...]
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str
+    rpm: int | None = None
+    budget_nusd: int | None = None
+    estimate_nusd: int = 0  # what admission holds for one request
+    concurrency: int = 1  # clients of this key with a request in flight at once, cluster-wide
+
+
+@dataclass(frozen=True)
+class Logged:
+    requests: int
+    cost_nusd: int
+
+
+@dataclass(frozen=True)
+class NodeReadout:
+    node: str
+    position: int
+    spend_nusd: Mapping[str, int]  # key name -> durable + unflushed spend as the node knows it
+    reserved_nusd: Mapping[str, int] = field(default_factory=dict)  # own reservations in flight
+    peers_reserved_nusd: Mapping[str, int] = field(default_factory=dict)  # as gossiped by peers
+
+
+# --- bounds ------------------------------------------------------------------------------------------
+
+
+def rate_bound(limit: int, nodes: int, disturbed: int, restarted_admitted: int = 0) -> int:
+    share = math.ceil(limit / nodes)
+    return limit + (nodes - 1) * share + 1 + disturbed * share + restarted_admitted
+
+
+def budget_slack(budget_nusd: int, nodes: int, disturbed: int, estimate_nusd: int, concurrency: int,
+                 lost_nusd: int = 0) -> int:
+    claim = max(math.ceil(budget_nusd / 4 / nodes), estimate_nusd)
+    return (nodes - 1 + disturbed) * claim + concurrency * estimate_nusd + lost_nusd
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def window_of(t: float) -> int:
+    return int(t // WINDOW)
+
+
+def window_counts(served: Iterable[Served], key: str) -> dict[int, tuple[int, int]]:
+    """window -> (requests surely admitted in it, requests that may have been: straddlers included)."""
+    out: dict[int, list[int]] = {}
+    for s in served:
+        if s.key != key:
+            continue
+        first, last = window_of(s.sent_at), window_of(s.at)
+        for w in range(first, last + 1):
+            counts = out.setdefault(w, [0, 0])
+            counts[1] += 1
+            if first == last:
+                counts[0] += 1
+    return {w: (c[0], c[1]) for w, c in out.items()}
+
+
+def disturbed_in(faults: Iterable[Fault], start: float, end: float) -> set[str]:
+    """Nodes paused, partitioned or killed at some point of [start, end)."""
+    out: set[str] = set()
+    for f in faults:
+        if f.kind in ("pause", "partition", "kill") and f.start < end and f.end >= start:
+            out.update(f.nodes)
+    return out
+
+
+def unheard_before_kills(served: Iterable[Served], key: str, faults: Iterable[Fault], w: int,
+                        gossip_window: float) -> int:
+    """Requests of `key` that nodes SIGKILLed in window `w` admitted in it within `gossip_window`
+    seconds before the kill: no peer may have heard of them."""
+    kills = [f for f in faults if f.kind == "kill" and window_of(f.start) == w]
+    return sum(1 for s in served for f in kills if s.key == key and s.node in f.nodes
+               and window_of(s.sent_at) == w and f.start - gossip_window <= s.at <= f.start)
+
+
+def loss_intervals(faults: Sequence[Fault], node: str, loss_window: float) -> list[tuple[float, float]]:
+    """When what `node` served may be missing from the log: before each SIGKILL, `loss_window`
+    seconds, reaching back to the start of a Postgres outage the kill fell into."""
+    out = []
+    for f in faults:
+        if f.kind != "kill" or node not in f.nodes:
+            continue
+        since = f.start - loss_window
+        for cut in faults:
+            if cut.kind == "pg_cut" and cut.start <= f.start <= cut.end + loss_window:
+                since = min(since, cut.start - loss_window)
+        out.append((since, f.start))
+    return out
+
+
+def may_be_lost(s: Served, faults: Sequence[Fault], loss_window: float) -> bool:
+    return any(lo <= s.at <= hi for lo, hi in loss_intervals(faults, s.node, loss_window))
+
+
+# --- checks (each returns the violations it found) --------------------------------------------------
+
+
+def check_rate(served: Sequence[Served], spec: KeySpec, nodes: int, faults: Sequence[Fault],
+               gossip_window: float) -> list[str]:
+    if spec.rpm is None:
+        return []
+    out = []
+    for w, (sure, _) in sorted(window_counts(served, spec.name).items()):
+        disturbed = len(disturbed_in(faults, w * WINDOW, (w + 1) * WINDOW))
+        unheard = unheard_before_kills(served, spec.name, faults, w, gossip_window)
+        bound = rate_bound(spec.rpm, nodes, disturbed, unheard)
+        if sure > bound:
+            out.append(f"key {spec.name}: {sure} requests admitted in window {w} (limit {spec.rpm}, bound {bound} "
+                       f"with {nodes} nodes, {disturbed} disturbed, {unheard} admitted unheard before SIGKILLs)")
+    return out
+
+
+def check_budget(served: Sequence[Served], spec: KeySpec, nodes: int, faults: Sequence[Fault],
+                 loss_window: float) -> list[str]:
+    if spec.budget_nusd is None:
+        return []
+    mine = [s for s in served if s.key == spec.name]
+    spent = sum(s.cost_nusd for s in mine)
+    lost = sum(s.cost_nusd for s in mine if may_be_lost(s, faults, loss_window))
+    disturbed = len(disturbed_in(faults, float("-inf"), float("inf")))
+    slack = budget_slack(spec.budget_nusd, nodes, disturbed, spec.estimate_nusd, spec.concurrency, lost)
+    if spent > spec.budget_nusd + slack:
+        return [f"key {spec.name}: spent {spent} nUSD of a {spec.budget_nusd} nUSD budget, over by "
+                f"{spent - spec.budget_nusd} (bound {slack})"]
+    return []
+
+
+def check_usage(served: Sequence[Served], logged: Mapping[str, Logged], keys: Iterable[str],
+                faults: Sequence[Fault], loss_window: float) -> list[str]:
+    out = []
+    for key in keys:
+        mine = [s for s in served if s.key == key]
+        got = logged.get(key, Logged(0, 0))
+        cost = sum(s.cost_nusd for s in mine)
+        if got.requests > len(mine) or got.cost_nusd > cost:
+            out.append(f"key {key}: the log holds {got.requests} requests / {got.cost_nusd} nUSD but the upstream "
+                       f"served {len(mine)} / {cost}: counted twice")
+            continue
+        lossy = [s for s in mine if may_be_lost(s, faults, loss_window)]
+        if len(mine) - got.requests > len(lossy) or cost - got.cost_nusd > sum(s.cost_nusd for s in lossy):
+            out.append(f"key {key}: the log holds {got.requests} of {len(mine)} requests served "
+                       f"({got.cost_nusd} of {cost} nUSD); at most {len(lossy)} may be lost to SIGKILLs")
+    return out
+
+
+def check_reservations(readouts: Iterable[NodeReadout]) -> list[str]:
+    out = []
+    for r in readouts:
+        for what, held in (("holds", r.reserved_nusd), ("sees peers holding", r.peers_reserved_nusd)):
+            held = {k: v for k, v in held.items() if v}
+            if held:
+                out.append(f"node {r.node} {what} reservations with no request in flight: {held}")
+    return out
+
+
+def check_convergence(readouts: Sequence[NodeReadout], logged: Mapping[str, Logged]) -> list[str]:
+    out = []
+    positions = {r.node: r.position for r in readouts}
+    if len(set(positions.values())) > 1:
+        out.append(f"nodes at different log positions: {positions}")
+    for r in readouts:
+        spend = {k: v for k, v in r.spend_nusd.items() if v}
+        want = {k: v.cost_nusd for k, v in logged.items() if v.cost_nusd}
+        if spend != want:
+            out.append(f"node {r.node} sees spend {spend}, the log holds {want}")
+    return out
+
+
+# --- figures (what the bench prints) ---------------------------------------------------------------
+
+
+def rate_figures(served: Sequence[Served], spec: KeySpec) -> tuple[int, int]:
+    """(most requests surely admitted in one window, most that may have been)."""
+    counts = window_counts(served, spec.name).values()
+    return max((c[0] for c in counts), default=0), max((c[1] for c in counts), default=0)
+
+
+def budget_overshoot(served: Sequence[Served], spec: KeySpec) -> int:
+    if spec.budget_nusd is None:
+        return 0
+    return sum(s.cost_nusd for s in served if s.key == spec.name) - spec.budget_nusd

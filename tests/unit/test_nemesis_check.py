@@ -1,0 +1,117 @@
+"""The nemesis checker (tests/cluster/nemesis_check.py) on hand-made histories: each property it
+asserts is violated once on purpose and must be reported, and the same history within its bound
+must pass."""
+
+from __future__ import annotations
+
+from tests.cluster.nemesis_check import (
+    Fault,
+    KeySpec,
+    Logged,
+    NodeReadout,
+    Served,
+    budget_slack,
+    check_budget,
+    check_convergence,
+    check_rate,
+    check_reservations,
+    check_usage,
+    rate_bound,
+    window_counts,
+)
+
+W = 600.0  # the start of window 10
+NODES = ("a", "b", "c")
+
+
+def served(key: str, n: int, *, at: float = W + 1, node: str | None = None, cost: int = 10,
+           step: float = 0.01) -> list[Served]:
+    return [Served(key, node or NODES[i % 3], at + i * step, at + i * step + 0.005, cost) for i in range(n)]
+
+
+def test_rate_bound_formula() -> None:
+    assert rate_bound(30, 3, 0) == 30 + 2 * 10 + 1
+    assert rate_bound(30, 3, 1) == 30 + 2 * 10 + 1 + 10
+    assert rate_bound(30, 3, 0, restarted_admitted=7) == 58
+    assert rate_bound(30, 1, 0) == 31
+
+
+def test_rate_over_the_bound_in_one_window_is_reported() -> None:
+    spec = KeySpec("k", rpm=30)
+    assert check_rate(served("k", 51), spec, 3, [], 0.3) == []
+    [violation] = check_rate(served("k", 52), spec, 3, [], 0.3)
+    assert "52 requests admitted in window 10" in violation and "bound 51" in violation
+    # the same count spread over two windows is within the limit of each
+    two = served("k", 30, at=W + 1) + served("k", 30, at=W + 61)
+    assert check_rate(two, spec, 3, [], 0.3) == []
+
+
+def test_a_disturbed_node_and_a_restarted_boot_raise_the_bound_only_in_their_window() -> None:
+    spec = KeySpec("k", rpm=30)
+    history = served("k", 61)
+    paused_now = [Fault("pause", ("b",), W + 5, W + 8)]
+    paused_earlier = [Fault("pause", ("b",), W - 30, W - 20)]
+    assert check_rate(history, spec, 3, paused_now, 0.3) == []
+    assert check_rate(history, spec, 3, paused_earlier, 0.3) != []
+    # a killed node: what it admitted just before the kill, which no peer heard of, is added
+    before = served("k", 20, node="b", at=W + 9.8, step=0.01) + served("k", 38, node="a", at=W + 20)
+    kill = [Fault("kill", ("b",), W + 10, W + 11)]
+    # 20 by b within 0.3 s of its kill, bound 51 + 10 (b disturbed) + 20
+    assert check_rate(before + served("k", 23, node="b", at=W + 30), spec, 3, kill, 0.3) == []
+    assert check_rate(before + served("k", 24, node="b", at=W + 30), spec, 3, kill, 0.3) != []
+    # admitted earlier than that, they were gossiped: its peers kept counting them
+    early = served("k", 20, node="b", at=W + 2) + served("k", 38, node="a", at=W + 20)
+    assert check_rate(early + served("k", 4, node="b", at=W + 30), spec, 3, kill, 0.3) != []  # 62 > 61
+
+
+def test_requests_straddling_a_window_boundary_are_not_placed_in_either() -> None:
+    s = [Served("k", "a", W - 0.002, W + 0.003, 1)]
+    assert window_counts(s, "k") == {9: (0, 1), 10: (0, 1)}
+
+
+def test_budget_overshoot_beyond_the_slack_is_reported() -> None:
+    budget, estimate = 1000, 50
+    spec = KeySpec("b", budget_nusd=budget, estimate_nusd=estimate, concurrency=2)
+    slack = budget_slack(budget, 3, 0, estimate, 2)
+    assert slack == 2 * max(84, 50) + 2 * 50
+    assert check_budget(served("b", 10, cost=(budget + slack) // 10), spec, 3, [], 0.7) == []
+    [violation] = check_budget(served("b", 10, cost=(budget + slack) // 10 + 1), spec, 3, [], 0.7)
+    assert "over by" in violation
+
+
+def test_usage_counted_twice_or_lost_without_a_kill_is_reported() -> None:
+    history = served("u", 10, cost=7)
+    assert check_usage(history, {"u": Logged(10, 70)}, ["u"], [], 0.7) == []
+    assert "counted twice" in check_usage(history, {"u": Logged(11, 77)}, ["u"], [], 0.7)[0]
+    assert "counted twice" in check_usage(history, {"u": Logged(10, 71)}, ["u"], [], 0.7)[0]
+    assert "may be lost" in check_usage(history, {"u": Logged(9, 63)}, ["u"], [], 0.7)[0]
+    assert check_usage(history, {}, ["u"], [], 0.7) != []
+
+
+def test_usage_lost_to_a_sigkill_only_within_the_loss_window() -> None:
+    history = served("u", 10, node="a", cost=7, step=1.0)  # one a second, at W+1.005 ... W+10.005
+    kill = [Fault("kill", ("a",), W + 10.1, W + 11)]
+    assert check_usage(history, {"u": Logged(9, 63)}, ["u"], kill, 0.7) == []  # the last one lost
+    assert check_usage(history, {"u": Logged(8, 56)}, ["u"], kill, 0.7) != []  # two: one was older
+    other = [Fault("kill", ("b",), W + 10.1, W + 11)]
+    assert check_usage(history, {"u": Logged(9, 63)}, ["u"], other, 0.7) != []  # b was killed, not a
+    # killed during a Postgres outage: everything since the last flush before it may be lost
+    outage = [Fault("pg_cut", (), W + 5.8, W + 12), Fault("kill", ("a",), W + 10.1, W + 11)]
+    assert check_usage(history, {"u": Logged(5, 35)}, ["u"], outage, 0.7) == []  # those from W+5.1 on
+    assert check_usage(history, {"u": Logged(4, 28)}, ["u"], outage, 0.7) != []
+
+
+def test_a_reservation_left_behind_is_reported() -> None:
+    idle = [NodeReadout("a", 5, {}), NodeReadout("b", 5, {})]
+    assert check_reservations(idle) == []
+    assert "holds" in check_reservations([NodeReadout("a", 5, {}, reserved_nusd={"k:1": 9})])[0]
+    assert "peers" in check_reservations([NodeReadout("a", 5, {}, peers_reserved_nusd={"k:1": 9})])[0]
+
+
+def test_nodes_that_do_not_converge_are_reported() -> None:
+    logged = {"k": Logged(3, 30)}
+    same = [NodeReadout(n, 9, {"k": 30}) for n in NODES]
+    assert check_convergence(same, logged) == []
+    assert "positions" in check_convergence([*same[:2], NodeReadout("c", 8, {"k": 30})], logged)[0]
+    assert "sees spend" in check_convergence([*same[:2], NodeReadout("c", 9, {"k": 20})], logged)[0]
+    assert check_convergence(same, {"k": Logged(3, 31)}) != []
