@@ -27,12 +27,21 @@ class ConfigView:
     position: int  # position of the newest config event folded
 
 
+@dataclass
+class LiveWrite:
+    events: list[RecordedEvent]
+    state: ConfigState  # the config right after the write (or now, for a replay)
+    replayed: bool = False  # an earlier request with the same idempotency key did this write
+
+
 async def load_config(
-    store: EventStore, codec: Codec, *, upto: int | None = None, until: datetime | None = None
+    store: EventStore, codec: Codec, *, upto: int | None = None, until: datetime | None = None,
+    base: ConfigView | None = None,
 ) -> ConfigView:
     """Fold the config stream (usage is not needed to decide config commands), optionally only the
-    events at or before position `upto` and recorded at or before `until` (time travel)."""
-    state, position = ConfigState(), 0
+    events at or before position `upto` and recorded at or before `until` (time travel). `base`:
+    a config already folded up to its position (a snapshot's, or an earlier fold), continued."""
+    state, position = (base.state, base.position) if base is not None else (ConfigState(), 0)
     while True:
         page = await store.read(position, 5000, stream=CONFIG_STREAM)
         for recorded in page:
@@ -50,9 +59,19 @@ async def execute(
     store: EventStore, command: Command, *, actor: str, codec: Codec | None = None
 ) -> list[RecordedEvent]:
     """Decide `command` against the newest config and append its events atomically."""
+    return (await write_config(store, command, actor=actor, codec=codec)).events
+
+
+async def write_config(
+    store: EventStore, command: Command, *, actor: str, codec: Codec | None = None,
+    base: ConfigView | None = None,
+) -> LiveWrite:
+    """`execute`, starting the fold from `base` (e.g. a snapshot's config) instead of position 0,
+    and returning the config right after the write too. A lost race folds only what landed since."""
     codec = codec or Codec()
+    view = base
     for attempt in range(ATTEMPTS):
-        view = await load_config(store, codec)
+        view = await load_config(store, codec, base=view)
         events = decide(view.state, command)
         new = [NewEvent.of(e, codec) for e in events]
         try:
@@ -63,15 +82,12 @@ async def execute(
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        return await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
+        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
+        state = view.state
+        for recorded in written:
+            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
+        return LiveWrite(written, state)
     raise AssertionError("unreachable")
-
-
-@dataclass
-class LiveWrite:
-    events: list[RecordedEvent]
-    state: ConfigState  # the config right after the write (or now, for a replay)
-    replayed: bool = False  # an earlier request with the same idempotency key did this write
 
 
 IDEMPOTENCY_FIELD = "idempotency_key"

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from shieldes import db
-from shieldes.config_writer import ConfigView, execute, load_config
+from shieldes.config_writer import ConfigView, load_config, write_config
 from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.events.codec import Codec, UnknownEvent
 from shieldes.events.pg_store import PostgresEventStore, open_pool
@@ -31,6 +31,8 @@ from shieldes.events.store import RecordedEvent
 from shieldes.projections.commands import Command
 from shieldes.projections.state import ConfigState
 from shieldes.settings import Settings
+from shieldes.snapshots.codec import mac_key
+from shieldes.snapshots.config_start import config_from_snapshot
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -147,19 +149,21 @@ class Written:
 
 
 async def write(command: Command) -> Written:
-    """Decide `command` against the current config and append its events (nothing on refusal)."""
+    """Decide `command` against the current config and append its events (nothing on refusal):
+    the config is the newest snapshot's plus the config events after it, not a fold from 0."""
     ctx = cli_context()
     codec = Codec()
     async with open_store(ctx.database_url()) as store:
-        events = await execute(store, command, actor=actor(), codec=codec)
-        view = await load_config(store, codec)
-    return Written(events, view.state)
+        base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
+        done = await write_config(store, command, actor=actor(), codec=codec, base=base)
+    return Written(done.events, done.state)
 
 
 async def read_config() -> ConfigView:
     ctx = cli_context()
     async with open_store(ctx.database_url()) as store:
-        return await load_config(store, Codec())
+        base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
+        return await load_config(store, Codec(), base=base)
 
 
 def split_list(value: str | None, what: str = "--models") -> tuple[str, ...] | None:

@@ -54,6 +54,11 @@ class PostgresEventStore:
         self._timeouts = (f"{int(lock_timeout * 1000)}ms", f"{int(statement_timeout * 1000)}ms")
         self._lock_timeout = lock_timeout
 
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The connection pool (for readers of the other tables next to the log: snapshots)."""
+        return self._pool
+
     async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import immutables
 
 V = TypeVar("V")
+REPR_ITEMS = 8
 
 
 class PMap(Mapping[str, V], Generic[V]):
@@ -36,7 +37,12 @@ class PMap(Mapping[str, V], Generic[V]):
         return len(self._map)
 
     def __repr__(self) -> str:
-        return f"PMap({dict(self._map)!r})"
+        """Short for big maps: asyncio formats a finished task's result (the config, in the CLI)
+        when it looks up the SIGINT handler, and a million keys in full took seconds."""
+        if len(self._map) <= REPR_ITEMS:
+            return f"PMap({dict(self._map)!r})"
+        head = dict(item for item, _ in zip(self._map.items(), range(REPR_ITEMS), strict=False))
+        return f"PMap({head!r} and {len(self._map) - REPR_ITEMS} more)"
 
     def set(self, key: str, value: V) -> PMap[V]:
         return PMap(self._map.set(key, value))

@@ -1,0 +1,85 @@
+"""Config writes start from the newest snapshot's config plus the config events after it, never
+from position 0 when a usable snapshot exists; a snapshot that does not verify is not used."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.config_writer import execute, load_config, write_config
+from shieldes.events.codec import Codec
+from shieldes.events.pg_store import PostgresEventStore
+from shieldes.events.store import RecordedEvent
+from shieldes.projections.commands import CreateKey, RevokeKey
+from shieldes.snapshots import codec
+from shieldes.snapshots.config_start import config_from_snapshot
+from shieldes.snapshots.store import save_snapshot
+from tests.cli import ok
+from tests.integration.usage_log import UsageWriter, full_replay, seed_config
+
+SECRET = "cluster-secret-for-tests"
+
+
+class CountingStore:
+    """The store, counting the config events each read returns (what a write had to fold)."""
+
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+        self.read_events = 0
+
+    async def read(self, after: int, limit: int, *, stream: str | None = None) -> Sequence[RecordedEvent]:
+        page = await self.store.read(after, limit, stream=stream)
+        self.read_events += len(page)
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_write_folds_only_the_config_after_the_snapshot(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    key = codec.mac_key(SECRET)
+    await seed_config(pg_store)
+    await UsageWriter(pg_store).many(3)
+    await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5, key=key)
+    await execute(pg_store, RevokeKey("key-k3"), actor="admin")  # after the snapshot
+
+    base = await config_from_snapshot(pool, key)
+    assert base is not None and "k3" in base.state.keys and not base.state.keys["k3"].revoked
+    counting = CountingStore(pg_store)
+    done = await write_config(counting, CreateKey("k9", "key-k9", "hash-k9", "sk-shd-k9"),  # type: ignore[arg-type]
+                              actor="admin", base=base)
+    assert counting.read_events == 1 + len(done.events)  # the revocation, then the write read back
+    full = await load_config(pg_store, Codec())
+    assert done.state == full.state and done.state.keys["k3"].revoked and "k9" in done.state.keys
+    assert done.events[-1].position == full.position
+
+
+async def test_a_snapshot_that_does_not_verify_is_not_a_start(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    key = codec.mac_key(SECRET)
+    await seed_config(pg_store)
+    snap = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5, key=key)
+    assert await config_from_snapshot(pool, None) is None  # sealed with a secret this reader lacks
+    assert await config_from_snapshot(pool, codec.mac_key("another secret")) is None
+    async with pool.connection() as conn:  # a config event the snapshot's recorded tip does not end at
+        await conn.execute("UPDATE events SET hash = repeat('0', 64) WHERE position = %s",
+                           (snap.position,))
+    assert await config_from_snapshot(pool, key) is None
+
+
+async def test_the_cli_writes_and_lists_from_the_snapshot(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore, database_url: str
+) -> None:
+    env = {"SHIELDES_CLUSTER_SECRET": SECRET}
+    await seed_config(pg_store)
+    await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5, key=codec.mac_key(SECRET))
+    made = await asyncio.to_thread(ok, database_url, "key", "create", "--name", "after", env=env)
+    assert made["name"] == "after"
+    listed = await asyncio.to_thread(ok, database_url, "key", "list", env=env)
+    assert {"after", "key-k1", "key-k3"} <= {k["name"] for k in listed}
