@@ -19,6 +19,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.fake_wire import implicit_cache
+
 WORDS = ("Hello", "from", "the", "fake", "Gemini", "model", "with", "counted", "tokens", "today")
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
@@ -60,6 +62,8 @@ class FakeGoogle:
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
     tokens: set[str] = field(default_factory=set)
+    implicit_cache: bool = False  # True: prompts repeating a prefix report cachedContentTokenCount
+    seen_prefixes: set[str] = field(default_factory=set)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -158,6 +162,11 @@ class FakeGoogle:
         out_tokens = self.reply_words if call else len(words)
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,
                  "totalTokenCount": prompt + out_tokens}
+        if self.implicit_cache:
+            prefix = [body.get("systemInstruction"), body["contents"][:-1]]
+            cached = implicit_cache(prefix, _words(prefix[1]) + _words(prefix[0] or {}), self.seen_prefixes)
+            if cached:
+                usage["cachedContentTokenCount"] = cached
         rid = "resp-" + secrets.token_hex(4)
         if method == "generateContent":
             parts = [{"functionCall": call}] if call else [{"text": " ".join(words)}]

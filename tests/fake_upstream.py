@@ -102,6 +102,7 @@ class FakeUpstream:
         seed: int = 7,
         reject_stream_options: bool = False,
         call_tools: bool = True,
+        implicit_cache: bool = False,
     ) -> None:
         self.completion_tokens = completion_tokens
         self.reply = reply
@@ -112,6 +113,8 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.sent: list[bytes] = []  # the body bytes of every answer, stream frames joined
         self.prompt_cache: set[str] = set()  # prefixes marked with cache_control (prompt caching)
+        self.implicit_cache = implicit_cache  # True: chat prompts repeating a prefix report cached_tokens
+        self.seen_prefixes: set[str] = set()
         self.faults: dict[str, list[Fault]] = {}
         self._host, self._port = host, port
         self._rand = random.Random(seed)
@@ -335,7 +338,9 @@ class FakeUpstream:
             "service_tier": "default",
             "system_fingerprint": "fp_fake0001",
         }
-        usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens)
+        cached = wire.implicit_cache(messages[:-1], count_words(messages[:-1]), self.seen_prefixes) \
+            if self.implicit_cache else 0
+        usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens, cached)
         call = None
         if tool is not None:
             call = {

@@ -40,12 +40,12 @@ def split(s: str, n: int = 3) -> list[str]:
     return [s[i : i + size] for i in range(0, len(s), size)]
 
 
-def openai_usage(prompt: int, completion: int) -> dict[str, Any]:
+def openai_usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -152,6 +152,17 @@ def chat_frames(
         frames.append(data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
     frames.append(b"data: [DONE]\n\n")
     return frames
+
+
+def implicit_cache(prefix: Any, tokens: int, seen: set[str]) -> int:
+    """Cached input tokens as automatic prompt caching (OpenAI, Gemini implicit caching) reports
+    them: a prompt whose prefix (everything before the last turn, `tokens` long) an earlier request
+    sent reads it from the cache; the first one only fills it."""
+    key = json.dumps(prefix, sort_keys=True)
+    if key in seen:
+        return tokens
+    seen.add(key)
+    return 0
 
 
 def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int]:

@@ -85,9 +85,10 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
 @json_option
 @handle_errors
 def import_(file: Path, everything: bool, models: str | None, dry_run: bool, as_json: bool) -> None:
-    """Refresh prices from LiteLLM's model_prices_and_context_window.json (per-token USD)."""
+    """Refresh prices from LiteLLM's model_prices_and_context_window.json (per-token USD; input,
+    output, cache read and cache write)."""
     ctx = cli_context()
-    prices, skipped = parse_litellm_prices(load_document(file))
+    prices, skipped, notes = parse_litellm_prices(load_document(file))
     wanted = split_list(models) if models else None
 
     def make_plan(state: ConfigState) -> Plan:
@@ -102,9 +103,11 @@ def import_(file: Path, everything: bool, models: str | None, dry_run: bool, as_
     changed = [c.as_dict() for c in plan.changes if c.action != "unchanged"]
     if ctx.as_json:
         emit({"dry_run": dry_run, "changes": changed, "summary": counts, "events_appended": appended,
-              "entries_left_out": skipped}, as_json=True)
+              "entries_left_out": skipped, "notes": notes}, as_json=True)
         return
     emit(changed, as_json=False, columns=("name", "action", "detail"))
+    for note in notes:
+        click.echo(f"note: {note}")
     tail = "dry run: nothing written" if dry_run else f"{appended} event(s) appended"
     click.echo(f"{'would' if dry_run else 'did'} add {counts['add']}, update {counts['update']}, leave "
                f"{counts['unchanged']} unchanged ({tail})")

@@ -4,7 +4,8 @@ LiteLLM lists deployments in `model_list`: each entry has a public `model_name` 
 `litellm_params` {model: "<provider>/<upstream model>", api_base, api_key, weight, ...}; keys are
 `os.environ/VAR` references or literal values. Entries that share provider, endpoint, key and
 weight become one shieldes provider serving several models. Prices come from
-`input_cost_per_token` / `output_cost_per_token` (in litellm_params or model_info). A `model_name`
+`input_cost_per_token` / `output_cost_per_token` and the cache read/write costs (in
+litellm_params or model_info). A `model_name`
 that differs from its upstream models, several entries sharing one `model_name` (a model group),
 or `fallbacks` / `context_window_fallbacks` (router_settings or litellm_settings) become a shieldes
 model alias with weighted targets and ordered fallbacks, so clients keep the names they use.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shieldes.importers.prices import litellm_price
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
@@ -141,7 +143,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
             weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
             _add_entry(groups, origins, publics, public_origin,
                        (prefix, cloud_kind, base_url, secret, weight, options), public, upstream, weight, where)
-            price = _price(upstream, params, entry.get("model_info"), where)
+            price = _price(upstream, params, entry.get("model_info"), where, spec)
             if price is not None and price not in spec.prices:
                 spec.prices.append(price)
             continue
@@ -160,7 +162,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
                                   "virtual key (`shieldes key create --rpm/--tpm`)")
         _add_entry(groups, origins, publics, public_origin, (prefix, kind, base_url, secret, weight, options),
                    public, upstream, weight, where)
-        price = _price(upstream, params, entry.get("model_info"), where)
+        price = _price(upstream, params, entry.get("model_info"), where, spec)
         if price is not None and price not in spec.prices:
             spec.prices.append(price)
     used: dict[str, int] = {}
@@ -262,23 +264,6 @@ def _secret(value: Any, prefix: str, default_base: str | None, where: str, spec:
 
 
 
-def _price(model: str, params: dict[str, Any], info: Any, where: str) -> PriceSpec | None:
-    sources = [params] + ([info] if isinstance(info, dict) else [])
-    found: dict[str, float] = {}
-    for field in ("input_cost_per_token", "output_cost_per_token"):
-        for src in sources:
-            value = src.get(field)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ImportRejected(f"{where}: {field} must be a number >= 0, got {value!r}")
-            found[field] = float(value)
-            break
-    if not found:
-        return None
-    # USD per token -> USD per million tokens; rounding strips float noise (3e-06 * 1e6 = 2.9999...).
-    return PriceSpec(
-        model,
-        round(found.get("input_cost_per_token", 0.0) * 1_000_000, 9),
-        round(found.get("output_cost_per_token", 0.0) * 1_000_000, 9),
-    )
+def _price(model: str, params: dict[str, Any], info: Any, where: str, spec: ImportSpec) -> PriceSpec | None:
+    """Per-token prices from litellm_params, else model_info (input, output, cache read/write)."""
+    return litellm_price(model, [params] + ([info] if isinstance(info, dict) else []), where, spec.notes)

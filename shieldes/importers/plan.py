@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, ProviderSpec
+from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, PriceSpec, ProviderSpec
 from shieldes.projections.commands import UNSET, AddProvider, Command, SetModelAlias, SetPricing, UpdateProvider
-from shieldes.projections.state import AliasTarget, ConfigState, Deployment
+from shieldes.projections.state import AliasTarget, ConfigState, Deployment, Price
 from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
+from shieldes.usage.catalog import shipped
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,47 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         plan.changes.append(Change("alias", a.name, "add" if alias is None else "update", detail))
     plan.commands.extend(_alias_commands(changed, set(state.aliases)))
     for price in spec.prices:
-        current = state.pricing.get(price.model)
-        detail = f"input ${price.input_per_1m:g}/1M, output ${price.output_per_1m:g}/1M"
-        if current is not None and (current.input_per_1m, current.output_per_1m) == (
-            price.input_per_1m, price.output_per_1m
-        ):
-            plan.changes.append(Change("pricing", price.model, "unchanged", detail))
-            continue
-        # The import formats carry no cache prices: keep the ones already set.
-        cache = (current.cache_read_per_1m, current.cache_write_per_1m) if current else (None, None)
-        plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m, *cache))
-        plan.changes.append(Change("pricing", price.model, "add" if current is None else "update", detail))
+        price_change(plan, state, price)
     return plan
+
+
+def in_force(state: ConfigState, model: str) -> Price | None:
+    """The price that costs `model` now: a `pricing set` override, else the shipped default."""
+    current = state.pricing.get(model)
+    if current is not None:
+        return current
+    default = shipped().get(model)
+    if default is None:
+        return None
+    return Price(default.input_per_1m, default.output_per_1m, default.cache_read_per_1m, default.cache_write_per_1m)
+
+
+def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
+    """Plan `price`: cache prices the file does not give keep the ones in force; a price equal to
+    the one in force is unchanged (a re-import writes nothing); an update says what it was."""
+    old = in_force(state, price.model)
+    read, write = price.cache_read_per_1m, price.cache_write_per_1m
+    if old is not None:
+        read = old.cache_read_per_1m if read is None else read
+        write = old.cache_write_per_1m if write is None else write
+    new = Price(price.input_per_1m, price.output_per_1m, read, write)
+    detail = _describe_price(new)
+    if old == new:
+        plan.changes.append(Change("pricing", price.model, "unchanged", detail))
+        return
+    if old is not None:
+        detail += f" (was {_describe_price(old)})"
+    plan.commands.append(SetPricing(price.model, new.input_per_1m, new.output_per_1m, read, write))
+    plan.changes.append(Change("pricing", price.model, "add" if old is None else "update", detail))
+
+
+def _describe_price(p: Price) -> str:
+    text = f"input ${p.input_per_1m:g}/1M, output ${p.output_per_1m:g}/1M"
+    if p.cache_read_per_1m is not None:
+        text += f", cache read ${p.cache_read_per_1m:g}/1M"
+    if p.cache_write_per_1m is not None:
+        text += f", cache write ${p.cache_write_per_1m:g}/1M"
+    return text
 
 
 def _alias_commands(aliases: list[AliasSpec], existing: set[str]) -> list[SetModelAlias]:

@@ -1,23 +1,30 @@
 """LiteLLM's public price list (model_prices_and_context_window.json) -> `pricing.set` commands.
 
-Entries give USD per token (`input_cost_per_token`, `output_cost_per_token`); shieldes keeps USD
-per 1M tokens. Which entries are taken: by default the models this gateway knows (the shipped
-catalog, prices already set, models providers and aliases serve), all of them with `everything`,
-or the listed `models`. A price equal to the one in force is left alone, so a re-import writes nothing.
+Entries give USD per token (`input_cost_per_token`, `output_cost_per_token`, and for prompt caching
+`cache_read_input_token_cost`, `cache_creation_input_token_cost`); shieldes keeps USD per 1M tokens.
+Which entries are taken: by default the models this gateway knows (the shipped catalog, prices
+already set, models providers and aliases serve), all of them with `everything`, or the listed
+`models`. A price equal to the one in force is left alone, so a re-import writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from shieldes.importers.plan import Change, Plan
+from shieldes.importers.plan import Plan, price_change
 from shieldes.importers.spec import ImportRejected, PriceSpec
-from shieldes.projections.commands import SetPricing, check_models
+from shieldes.projections.commands import check_models
 from shieldes.projections.state import ConfigState
 from shieldes.usage.catalog import shipped
 
 _PRICED_MODES = (None, "chat", "completion", "embedding", "responses")
+
+
+# LiteLLM field -> PriceSpec field (USD per token in the file, per 1M here)
+_FIELDS = (("input_cost_per_token", "input_per_1m"), ("output_cost_per_token", "output_per_1m"),
+           ("cache_read_input_token_cost", "cache_read_per_1m"),
+           ("cache_creation_input_token_cost", "cache_write_per_1m"))
 
 
 def _per_1m(value: Any, where: str) -> float:
@@ -26,28 +33,51 @@ def _per_1m(value: Any, where: str) -> float:
     return round(float(value) * 1_000_000, 9)  # strips float noise: 3e-06 * 1e6 = 2.9999...
 
 
-def parse_litellm_prices(doc: Any) -> tuple[list[PriceSpec], int]:
-    """(prices of chat/completion/embedding models, number of entries left out)."""
+def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
+                  notes: list[str] | None = None) -> PriceSpec | None:
+    """The price LiteLLM's per-token fields give `model` (the first source holding a field wins);
+    None when no source has an input or output price. Reasoning tokens are output tokens in
+    shieldes: a different `output_cost_per_reasoning_token` is reported in `notes`, not kept."""
+    found: dict[str, float] = {}
+    for field, name in (*_FIELDS, ("output_cost_per_reasoning_token", "reasoning")):
+        for src in sources:
+            if src.get(field) is not None:
+                found[name] = _per_1m(src[field], f"{where}.{field}")
+                break
+    if "input_per_1m" not in found and "output_per_1m" not in found:
+        return None
+    price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
+                      found.get("cache_read_per_1m"), found.get("cache_write_per_1m"))
+    reasoning = found.get("reasoning")
+    if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
+        notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "
+                     f"not the file's ${reasoning:g}/1M; set a model apart with `shieldes pricing set` if needed")
+    return price
+
+
+def parse_litellm_prices(doc: Any) -> tuple[list[PriceSpec], int, list[str]]:
+    """(prices of chat/completion/embedding models, number of entries left out, notes)."""
     if not isinstance(doc, dict) or not any(isinstance(v, dict) and "input_cost_per_token" in v
                                             for v in doc.values()):
         raise ImportRejected("not a LiteLLM price file: expected model_prices_and_context_window.json, a map "
                              "of model names to {\"input_cost_per_token\", \"output_cost_per_token\", ...}")
     out: list[PriceSpec] = []
+    notes: list[str] = []
     skipped = 0
     for model, entry in doc.items():
         if model == "sample_spec" or not isinstance(entry, dict) or entry.get("mode") not in _PRICED_MODES \
                 or "input_cost_per_token" not in entry:
             skipped += 1
             continue
-        where = f"{model!r}"
         try:
             check_models((model,))
         except Exception:
             skipped += 1  # names shieldes cannot store (spaces etc.)
             continue
-        out.append(PriceSpec(model, _per_1m(entry["input_cost_per_token"], f"{where}.input_cost_per_token"),
-                             _per_1m(entry.get("output_cost_per_token", 0), f"{where}.output_cost_per_token")))
-    return out, skipped
+        price = litellm_price(model, [entry], repr(model), notes)
+        if price is not None:
+            out.append(price)
+    return out, skipped, notes
 
 
 def known_models(state: ConfigState) -> set[str]:
@@ -56,29 +86,11 @@ def known_models(state: ConfigState) -> set[str]:
     return set(shipped()) | set(state.pricing) | served | targets
 
 
-def _in_force(state: ConfigState, model: str) -> tuple[float, float] | None:
-    """(input, output) of the price in force: an override, else the shipped default."""
-    current = state.pricing.get(model)
-    if current is not None:
-        return current.input_per_1m, current.output_per_1m
-    default = shipped().get(model)
-    return (default.input_per_1m, default.output_per_1m) if default is not None else None
-
-
 def plan_prices(state: ConfigState, prices: list[PriceSpec], *, everything: bool = False,
                 models: Collection[str] | None = None) -> Plan:
     wanted = set(models) if models else (None if everything else known_models(state))
     plan = Plan()
     for price in prices:
-        if wanted is not None and price.model not in wanted:
-            continue
-        in_force = _in_force(state, price.model)
-        detail = f"input ${price.input_per_1m:g}/1M, output ${price.output_per_1m:g}/1M"
-        if in_force == (price.input_per_1m, price.output_per_1m):
-            plan.changes.append(Change("pricing", price.model, "unchanged", detail))
-            continue
-        if in_force is not None:
-            detail += f" (was ${in_force[0]:g}/${in_force[1]:g})"
-        plan.commands.append(SetPricing(price.model, price.input_per_1m, price.output_per_1m))
-        plan.changes.append(Change("pricing", price.model, "add" if in_force is None else "update", detail))
+        if wanted is None or price.model in wanted:
+            price_change(plan, state, price)
     return plan

@@ -77,9 +77,13 @@ class ProviderSpec:
 
 @dataclass(frozen=True)
 class PriceSpec:
+    """USD per 1M tokens. Cache prices None: the file gives none (the ones in force are kept)."""
+
     model: str
     input_per_1m: float
     output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,22 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
     before = count_events(database_url)
     dry = ok(database_url, "pricing", "import", str(PRICES), "--dry-run")
     # gpt-4o and text-embedding-3-small equal the defaults; my-finetune is unknown here; dall-e-3 is no chat model
-    assert [(c["name"], c["action"]) for c in dry["changes"]] == [("claude-sonnet-4-5", "update")]
-    assert "was $3/$15" in dry["changes"][0]["detail"] and dry["entries_left_out"] == 2
+    changes = {c["name"]: c for c in dry["changes"]}
+    assert {n: c["action"] for n, c in changes.items()} == {"claude-sonnet-4-5": "update", "gemini-2.5-flash": "update"}
+    assert "(was input $3/1M, output $15/1M, cache read $0.3/1M, cache write $3.75/1M)" in \
+        changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
+    # a cache price alone differs: read from cache_read_input_token_cost
+    assert changes["gemini-2.5-flash"]["detail"] == (
+        "input $0.3/1M, output $2.5/1M, cache read $0.075/1M (was input $0.3/1M, output $2.5/1M, cache read $0.03/1M)")
+    assert any("gemini-2.5-flash: reasoning tokens are billed at the output price" in n for n in dry["notes"])
     assert count_events(database_url) == before
     done = ok(database_url, "pricing", "import", str(PRICES))
-    assert done["events_appended"] == 1
+    assert done["events_appended"] == 2
     rows = {r["model"]: r for r in ok(database_url, "pricing", "list")}
-    assert (rows["claude-sonnet-4-5"]["input_per_1m"], rows["claude-sonnet-4-5"]["source"]) == (2.9, "override")
+    sonnet, flash = rows["claude-sonnet-4-5"], rows["gemini-2.5-flash"]
+    assert (sonnet["input_per_1m"], sonnet["cache_read_per_1m"], sonnet["cache_write_per_1m"], sonnet["source"]) == (
+        2.9, 0.3, 3.75, "override")
+    assert (flash["cache_read_per_1m"], flash["reasoning_per_1m"], flash["source"]) == (0.075, 2.5, "override")
     assert ok(database_url, "pricing", "import", str(PRICES))["events_appended"] == 0  # nothing changed
     everything = ok(database_url, "pricing", "import", str(PRICES), "--all")
     assert [c["name"] for c in everything["changes"]] == ["my-finetune"]

@@ -157,3 +157,19 @@ async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> N
     with pytest.raises(openai.APIStatusError) as refused:
         await client.chat.completions.create(model=CLAUDE, messages=hello)
     assert refused.value.status_code == 502 and "credentials" in refused.value.message
+
+
+async def test_bedrock_cache_tokens_billed_at_the_shipped_cache_prices(node: tuple[Harness, FakeBedrock]) -> None:
+    """The fake reports 1 of each prompt's tokens as `cacheReadInputTokens`; CLAUDE's shipped price is
+    $3 input, $0.30 cache read, $15 output per 1M (nUSD per token 3000, 300, 15000)."""
+    h, _ = node
+    client = await client_for(h)
+    hello: Any = [{"role": "user", "content": "say hello now"}]  # 3 words: 2 plain + 1 cache read
+    chat = await client.chat.completions.create(model=CLAUDE, messages=hello)
+    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
+    assert (chat.usage.prompt_tokens, chat.usage.prompt_tokens_details.cached_tokens) == (3, 1)
+    stream = await client.chat.completions.create(model=CLAUDE, messages=hello, stream=True,
+                                                  stream_options={"include_usage": True})
+    assert [c async for c in stream][-1].usage == chat.usage
+    await h.flush()
+    assert h.usage_totals()["app"] == (2, 6, 10, 2 * (2 * 3000 + 1 * 300 + 5 * 15000))

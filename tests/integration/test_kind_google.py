@@ -183,3 +183,26 @@ async def test_vertex_service_account_chat_stream_embeddings(
     emb = await client.embeddings.create(model="text-embedding-005", input="a b c", encoding_format="float")
     assert emb.data[0].embedding == [0.5, -0.25, 3.0] and emb.usage.prompt_tokens == 3  # from statistics
     assert len([r for r in fake.requests if r.path == "/token"]) == 1  # the token is reused until it expires
+
+
+async def test_gemini_implicit_cache_billed_at_the_shipped_cache_price(node: Harness,
+                                                                       google: tuple[FakeGoogle, Path]) -> None:
+    """A prompt repeating an earlier prefix reports `cachedContentTokenCount`; gemini-2.5-flash's
+    shipped price is $0.30 input, $0.03 cache read, $2.50 output per 1M (nUSD 300, 30, 2500)."""
+    fake, _ = google
+    fake.implicit_cache = True
+    client = oai(node, await new_key(node))
+    prefix: Any = [{"role": "system", "content": "You are a careful assistant"},  # 5 + 3 + 2 words
+                   {"role": "user", "content": "first question here"}, {"role": "assistant", "content": "an answer"}]
+    first = await client.chat.completions.create(model="gemini-2.5-flash",
+                                                 messages=[*prefix, {"role": "user", "content": "follow up"}])
+    assert first.usage is not None and first.usage.prompt_tokens == 12
+    assert first.usage.prompt_tokens_details is None or not first.usage.prompt_tokens_details.cached_tokens
+    stream = await client.chat.completions.create(model="gemini-2.5-flash", stream=True,
+                                                  messages=[*prefix, {"role": "user", "content": "and then"}],
+                                                  stream_options={"include_usage": True})
+    second = [c async for c in stream][-1].usage
+    assert second is not None and second.prompt_tokens == 12
+    assert second.prompt_tokens_details is not None and second.prompt_tokens_details.cached_tokens == 10
+    await node.flush()
+    assert node.usage_totals()["app"] == (2, 24, 10, 12 * 300 + (2 * 300 + 10 * 30) + 10 * 2500)

@@ -12,6 +12,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.state import ConfigState
 from shieldes.routing.router import resolve
+from shieldes.usage.catalog import shipped
 from tests.cli import ok
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
@@ -23,6 +24,16 @@ def documented_lines() -> list[list[str]]:
     text = DOC.read_text().replace("\\\n", " ")
     lines = re.findall(r"shieldes provider add [^`\n]+", text)
     return [shlex.split(line)[1:] for line in lines if "127.0.0.1" not in line]
+
+
+def test_every_documented_hosted_model_has_a_shipped_price() -> None:
+    """A model served from a hosted service in the docs never silently costs $0. Azure deployments
+    are named by their owner and self-hosted servers (vLLM, Ollama, LM Studio) cost what you set."""
+    self_hosted = ("localhost", "vllm:", "127.0.0.1", "azure.com")
+    unpriced = [(args[2], model) for args in documented_lines()
+                if not any(h in " ".join(args) for h in self_hosted)
+                for model in args[args.index("--models") + 1].split(",") if model not in shipped()]
+    assert unpriced == []
 
 
 def test_presets_are_documented() -> None:

@@ -201,3 +201,21 @@ def test_litellm_cloud_entries_become_azure_bedrock_gemini_vertex_providers() ->
     assert vx.base_url == "https://europe-west4-aiplatform.googleapis.com"
     assert set(state.aliases) == {"gpt-4o", "sonnet", "pro"}
     assert plan_import(state, spec, None).commands == []  # idempotent
+
+
+def test_litellm_config_prices_carry_cache_costs_and_keep_prices_in_force() -> None:
+    doc = {"model_list": [
+        {"model_name": "house", "litellm_params": {"model": "openai/house", "api_key": "os.environ/K"},
+         "model_info": {"input_cost_per_token": 2e-06, "output_cost_per_token": 8e-06,
+                        "cache_read_input_token_cost": 5e-07, "cache_creation_input_token_cost": 2.5e-06}},
+        # equal to the shipped default, cache prices not given: nothing to write
+        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K",
+                                                    "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05}},
+    ]}
+    spec = parse(doc, "litellm")[1]
+    plan = plan_import(ConfigState(), spec, None)
+    assert {c.name: c.action for c in plan.changes if c.kind == "pricing"} == {"house": "add", "gpt-4o": "unchanged"}
+    state = fold(ConfigState(), spec)
+    assert state.pricing["house"].fields() == {"input_per_1m": 2.0, "output_per_1m": 8.0, "cache_read_per_1m": 0.5,
+                                               "cache_write_per_1m": 2.5}
+    assert "gpt-4o" not in state.pricing
