@@ -1,10 +1,18 @@
 """Bifrost config.json -> ImportSpec (pure).
 
 Bifrost keeps providers in a `providers` map keyed by provider name; each has `keys`
-[{name, value, models, weight}] and an optional `network_config.base_url`. A key value is either
-`env.VAR` (a reference) or the key itself. Custom providers carry
+[{name, value, models, weight, aliases}] and an optional `network_config.base_url`. A key value is
+either `env.VAR` (a reference) or the key itself. Custom providers carry
 `custom_provider_config.base_provider_type`. Each Bifrost key becomes one shieldes provider, because
 a shieldes provider holds exactly one upstream key.
+
+Cloud kinds carry their settings per key (older files: per provider, `meta_config`):
+`azure_key_config` {endpoint, api_version, deployments, client_id...}, `bedrock_key_config`
+{region, access_key, secret_key, arn, deployments}, `vertex_key_config` {project_id, region,
+auth_credentials}; `gemini` is a plain keyed provider. A key's `models` are the names clients use;
+its `aliases` (or the older `deployments`) map one to the upstream model or deployment serving it.
+A name served under another upstream name, or by several keys where one renames it, becomes a
+shieldes model alias whose weighted targets are every key serving it (a model group).
 """
 
 from __future__ import annotations
@@ -19,27 +27,34 @@ from shieldes.importers.spec import (
     ProviderSpec,
     SecretSpec,
     check_weight,
+    model_groups,
     normalize_anthropic_base,
     normalize_openai_base,
     safe_name,
 )
+from shieldes.providers.kinds import KINDS, base_url_for
+
+_CLOUD = ("azure", "bedrock", "vertex", "gemini")
+Options = tuple[tuple[str, str], ...]
 
 
 def parse_bifrost(doc: Any) -> ImportSpec:
     if not isinstance(doc, dict) or not isinstance(doc.get("providers"), dict):
         raise ImportRejected('not a Bifrost config.json: expected an object with a "providers" map')
     spec = ImportSpec()
+    publics: dict[str, list[tuple[str, str, float]]] = {}  # name clients use -> (provider, upstream, weight)
+    origins: dict[str, str] = {}
     for pname, pconf in doc["providers"].items():
         if not isinstance(pconf, dict):
             raise ImportRejected(f"providers.{pname} must be an object with a \"keys\" list")
         kind, default_base = _kind_of(pname, pconf)
         if kind is None:
             spec.skipped.append(f"providers.{pname}: Bifrost provider type not supported by shieldes "
-                                "(supported: openai, anthropic and OpenAI-compatible APIs)")
+                                "(supported: openai, anthropic, azure, bedrock, vertex, gemini and "
+                                "OpenAI-compatible APIs)")
             continue
         network = pconf.get("network_config") or {}
         base = network.get("base_url") if isinstance(network, dict) else None
-        base_url = _base_url(kind, pname, base, default_base)
         keys = pconf.get("keys") or []
         if not isinstance(keys, list) or not keys:
             spec.notes.append(f"providers.{pname} has no keys; nothing to import for it")
@@ -48,20 +63,23 @@ def parse_bifrost(doc: Any) -> ImportSpec:
             where = f"providers.{pname}.keys[{i}]"
             if not isinstance(key, dict):
                 raise ImportRejected(f"{where} must be an object with value, models and weight")
-            name = pname if len(keys) == 1 else _key_provider_name(pname, key.get("name"), i)
-            spec.providers.append(
-                ProviderSpec(
-                    name=safe_name(name),
-                    kind=kind,
-                    base_url=base_url,
-                    secret=_secret(key.get("value"), where),
-                    models=_models(key.get("models"), where),
-                    weight=check_weight(key.get("weight", 1.0), f"{where}.weight"),
-                    origin=where,
-                )
-            )
-            if key.get("aliases"):
-                spec.notes.append(f"{where}.aliases ignored: shieldes serves models under upstream names")
+            name = safe_name(pname if len(keys) == 1 else _key_provider_name(pname, key.get("name"), i))
+            settings = key.get(f"{kind}_key_config") or pconf.get("meta_config") or {}
+            if not isinstance(settings, dict):
+                raise ImportRejected(f"{where}.{kind}_key_config must be an object")
+            models = _model_map(key, settings, kind, where, spec)
+            if kind in _CLOUD:
+                base_url, options = _cloud(kind, base, settings, where, spec)
+            else:
+                base_url, options = _base_url(kind, pname, base, default_base), ()
+            weight = check_weight(key.get("weight", 1.0), f"{where}.weight")
+            secret = _secret(key.get("value"), where) if kind != "vertex" else SecretSpec()
+            spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(dict.fromkeys(models.values())),
+                                               weight, where, options))
+            for public, upstream in models.items():
+                publics.setdefault(public, []).append((name, upstream, weight))
+                origins.setdefault(public, where)
+    spec.aliases.extend(model_groups(publics, origins))
     for section in ("governance", "plugins", "mcp"):
         if doc.get(section):
             spec.notes.append(f"{section!r} section not imported: create virtual keys and budgets with "
@@ -82,6 +100,8 @@ def _kind_of(pname: str, pconf: dict[str, Any]) -> tuple[str | None, str | None]
     ptype = str(base_type or pname).lower()
     if ptype == "anthropic":
         return "anthropic", DEFAULT_BASE_URLS["anthropic"]
+    if ptype in _CLOUD:
+        return ptype, None
     if ptype in OPENAI_COMPATIBLE:
         return "openai", OPENAI_COMPATIBLE[ptype]
     return None, None
@@ -98,6 +118,83 @@ def _base_url(kind: str, pname: str, given: Any, default: str | None) -> str:
     return default
 
 
+def _setting(settings: dict[str, Any], field: str, where: str) -> str | None:
+    """A cloud setting shieldes stores as written (an endpoint, region, project): an environment
+    reference cannot be kept, so it is refused with what to write instead."""
+    value = settings.get(field)
+    if isinstance(value, dict):  # the HTTP API's {"value", "env_var", "from_env"}
+        value = ("env." + str(value.get("env_var"))) if value.get("from_env") else value.get("value")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value.startswith("env."):
+        raise ImportRejected(f"{where}.{field} is {value!r}; write the value itself in the file (shieldes "
+                             "stores provider settings, not references to Bifrost's environment)")
+    return value.strip()
+
+
+def _cloud(kind: str, base: Any, settings: dict[str, Any], where: str, spec: ImportSpec) -> tuple[str, Options]:
+    """(base URL, kind options) of an azure, bedrock, vertex or gemini key."""
+    options: dict[str, str] = {}
+    at = f"{where}.{kind}_key_config"
+    if kind == "azure":
+        endpoint = _setting(settings, "endpoint", at)
+        if endpoint is None:
+            raise ImportRejected(f"{at}.endpoint is missing; add https://RESOURCE.openai.azure.com")
+        options["api_version"] = _setting(settings, "api_version", at) or "2024-10-21"
+        if settings.get("client_id") or settings.get("tenant_id"):
+            options["auth"] = "entra"
+            spec.notes.append(f"{at}: Entra ID credentials are not imported; each node gets tokens from "
+                              "azure-identity's default chain (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+                              "managed identity)")
+        base = base or endpoint
+    elif kind == "bedrock":
+        options["region"] = _setting(settings, "region", at) or "us-east-1"
+        if any(settings.get(k) for k in ("access_key", "secret_key", "session_token")):
+            spec.notes.append(f"{at}: AWS credentials are not imported; each node uses botocore's standard chain "
+                              "(environment, profile, role)")
+        if settings.get("arn"):
+            spec.notes.append(f"{at}.arn not imported: give inference-profile ARNs or ids as model names")
+    elif kind == "vertex":
+        project = _setting(settings, "project_id", at)
+        if project is None:
+            raise ImportRejected(f"{at}.project_id is missing; add the Google Cloud project id")
+        options.update(project=project, location=_setting(settings, "region", at) or "us-central1")
+        if settings.get("auth_credentials"):
+            spec.notes.append(f"{at}.auth_credentials not imported: the node's Application Default Credentials "
+                              "are used unless you set `shieldes provider update NAME --credentials-file F`")
+    url = base.strip() if isinstance(base, str) and base.strip() else base_url_for(KINDS[kind], None, options)
+    return url.rstrip("/"), tuple(sorted(options.items()))
+
+
+def _model_map(key: dict[str, Any], settings: dict[str, Any], kind: str, where: str,
+               spec: ImportSpec) -> dict[str, str]:
+    """The names clients use -> the upstream model (or Azure deployment) serving each, in file order."""
+    renames: dict[str, str] = {}
+    for field, mapping in (("aliases", key.get("aliases")), (f"{kind}_key_config.deployments",
+                                                             settings.get("deployments"))):
+        if mapping is None or mapping == {}:
+            continue
+        if kind == "vertex" and field != "aliases":
+            spec.notes.append(f"{where}.{field} not imported: Vertex custom endpoints are not served by shieldes")
+            continue
+        if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                    for k, v in mapping.items()):
+            raise ImportRejected(f"{where}.{field} must map model names to upstream model names")
+        renames.update({k: v.strip() for k, v in mapping.items()})
+    models = key.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise ImportRejected(f"{where}.models must be a list of model names")
+    if not models or "*" in models:  # Bifrost reads a missing or empty list as "every model" too
+        if not renames:
+            raise ImportRejected(
+                f"{where} serves every model (\"*\"); shieldes routes by explicit model names: "
+                "list the models this key should serve in the file and import again"
+            )
+        spec.notes.append(f"{where} serves every model in Bifrost; only its aliased models are imported")
+        models = list(renames)
+    return {m: renames.get(m, m) for m in dict.fromkeys(models)}
+
+
 def _secret(value: Any, where: str) -> SecretSpec:
     # The Bifrost HTTP API spells a key as {"value", "env_var", "from_env"}; config.json as a string.
     if isinstance(value, dict):
@@ -112,15 +209,3 @@ def _secret(value: Any, where: str) -> SecretSpec:
     if value.startswith("env."):
         return SecretSpec(env_var=value[4:])
     return SecretSpec(plaintext=value)
-
-
-def _models(models: Any, where: str) -> tuple[str, ...]:
-    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
-        raise ImportRejected(f"{where}.models must be a list of model names")
-    if not models or "*" in models:  # Bifrost reads a missing or empty list as "every model" too
-        raise ImportRejected(
-            f"{where} serves every model (\"*\"); shieldes routes by explicit model names: "
-            "list the models this key should serve in the file and import again"
-        )
-    return tuple(dict.fromkeys(models))
-

@@ -19,13 +19,13 @@ from shieldes.importers.prices import litellm_price
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
-    AliasSpec,
     ImportRejected,
     ImportSpec,
     PriceSpec,
     ProviderSpec,
     SecretSpec,
     check_weight,
+    model_groups,
     normalize_anthropic_base,
     safe_name,
 )
@@ -174,12 +174,8 @@ def parse_litellm(doc: Any) -> ImportSpec:
         spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(models), weight, origins[group],
                                            options))
     fallbacks = _fallbacks(doc)
-    for public, entries in publics.items():
-        plain = all(upstream == public for _, upstream, _ in entries)
-        if plain and public not in fallbacks:
-            continue  # served under its own name by plain routing: no alias needed
-        targets = tuple(dict.fromkeys((names[g], upstream, w) for g, upstream, w in entries))
-        spec.aliases.append(AliasSpec(public, targets, tuple(fallbacks.get(public, ())), public_origin[public]))
+    named = {public: [(names[g], upstream, w) for g, upstream, w in entries] for public, entries in publics.items()}
+    spec.aliases.extend(model_groups(named, public_origin, fallbacks))
     for public in fallbacks:
         if public not in publics:
             spec.notes.append(f"fallbacks for {public!r} ignored: no model_list entry has that model_name")

@@ -79,13 +79,15 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
     for a in spec.aliases:
         targets = tuple(AliasTarget(*t) for t in a.targets)
         alias = state.aliases.get(a.name)
-        detail = ", ".join(f"{t.provider}/{t.model}:{t.weight:g}" for t in targets)
-        if a.fallbacks:
-            detail += f"; fallbacks {', '.join(a.fallbacks)}"
+        if alias is None:
+            _check_takeover(state, a)
+        detail = _describe_alias(targets, a.fallbacks)
         if alias is not None and (alias.targets, alias.fallbacks) == (targets, a.fallbacks):
             plan.changes.append(Change("alias", a.name, "unchanged", detail))
             continue
         changed.append(a)
+        if alias is not None:
+            detail += f" (was {_describe_alias(alias.targets, alias.fallbacks)})"
         plan.changes.append(Change("alias", a.name, "add" if alias is None else "update", detail))
     plan.commands.extend(_alias_commands(changed, set(state.aliases)))
     for price in spec.prices:
@@ -147,6 +149,25 @@ def _alias_commands(aliases: list[AliasSpec], existing: set[str]) -> list[SetMod
             later.append(SetModelAlias(a.name, targets, a.fallbacks))
         pending.discard(a.name)
     return first + later
+
+
+def _describe_alias(targets: tuple[AliasTarget, ...], fallbacks: tuple[str, ...]) -> str:
+    detail = ", ".join(f"{t.provider}/{t.model}:{t.weight:g}" for t in targets)
+    return detail + (f"; fallbacks {', '.join(fallbacks)}" if fallbacks else "")
+
+
+def _check_takeover(state: ConfigState, alias: AliasSpec) -> None:
+    """A new alias wins over plain routing of the model of the same name: one that existing
+    providers serve and the alias leaves out would silently move their traffic. Which deployments
+    should serve the name is for the file to say, so the merge is refused."""
+    inside = {provider for provider, _, _ in alias.targets}
+    left_out = sorted(d.name for d in state.providers.values() if alias.name in d.models and d.name not in inside)
+    if left_out:
+        raise ImportRejected(
+            f"{alias.origin} makes {alias.name!r} a model alias, which would take that model's requests away "
+            f"from existing provider(s) {', '.join(left_out)} (an alias wins over the providers serving the "
+            f"name); add them to the model group in the file, or rename the public model, and import again"
+        )
 
 
 def _check_unique(spec: ImportSpec) -> None:

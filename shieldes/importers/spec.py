@@ -7,6 +7,7 @@ plan.py turns a spec plus the current state into shieldes commands.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,22 @@ class ImportSpec:
     aliases: list[AliasSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the import could not carry over
     skipped: list[str] = field(default_factory=list)  # entries left out (unsupported provider kinds)
+
+
+def model_groups(publics: Mapping[str, list[tuple[str, str, float]]], origins: Mapping[str, str],
+                 fallbacks: Mapping[str, list[str]] | None = None) -> list[AliasSpec]:
+    """The aliases a file's public model names need: `publics` maps each name clients use to the
+    (provider, upstream model, weight) entries serving it, in file order. A name served only under
+    its own name by every entry needs no alias (plain routing serves it) unless it has fallbacks;
+    any other becomes an alias whose weighted targets are all its entries (a model group)."""
+    fallbacks = fallbacks or {}
+    out = []
+    for public, entries in publics.items():
+        if all(upstream == public for _, upstream, _ in entries) and public not in fallbacks:
+            continue
+        out.append(AliasSpec(public, tuple(dict.fromkeys(entries)), tuple(fallbacks.get(public, ())),
+                             origins[public]))
+    return out
 
 
 def normalize_openai_base(url: str) -> str:

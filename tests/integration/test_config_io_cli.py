@@ -34,19 +34,20 @@ def test_import_dry_run_then_import_then_idempotent(database_url: str) -> None:
     assert dry.returncode == 0, dry.stderr
     out = json.loads(dry.stdout)
     assert out["dry_run"] and out["events_appended"] == 0
-    # 4 providers, 2 prices, 3 aliases (model names LiteLLM clients use; gpt-4o and claude-sonnet fall
-    # back on each other, so one of them is set twice: first without its fallback, which does not exist yet)
-    assert out["summary"] == {"add": 9, "update": 0, "unchanged": 0}
+    # 4 providers, 3 aliases (model names LiteLLM clients use; gpt-4o and claude-sonnet fall back on
+    # each other, so one of them is set twice: first without its fallback, which does not exist yet);
+    # the file's 2 prices equal the shipped defaults in force, so they write nothing
+    assert out["summary"] == {"add": 7, "update": 0, "unchanged": 2}
     assert config_events(database_url) == 0
 
     done = shieldes(database_url, "config", "import", sample)
     assert done.returncode == 0, done.stderr
-    assert "did add 9" in done.stdout and "note:" in done.stderr
-    assert config_events(database_url) == 10
+    assert "did add 7" in done.stdout and "note:" in done.stderr
+    assert config_events(database_url) == 8
 
     again = shieldes(database_url, "config", "import", sample, "--json")
     assert json.loads(again.stdout)["summary"] == {"add": 0, "update": 0, "unchanged": 9}
-    assert config_events(database_url) == 10
+    assert config_events(database_url) == 8
     with psycopg.connect(database_url) as conn:
         actors = conn.execute("SELECT DISTINCT metadata->>'actor' FROM events").fetchall()
     assert all("config-import" in a[0] for a in actors)
@@ -96,3 +97,24 @@ def test_unsupported_entries_need_skip_unsupported(database_url: str, tmp_path: 
     assert out["summary"]["add"] == 1 and "cohere" in out["skipped"][0]
     exported = shieldes(database_url, "config", "export")
     assert json.loads(exported.stdout)["providers"][0]["api_key"] == "env:OPENAI_API_KEY"
+
+
+def test_bifrost_cloud_import_dry_run_then_an_ambiguous_merge_refused(database_url: str) -> None:
+    sample = str(DATA / "bifrost_cloud.json")
+    dry = shieldes(database_url, "--json", "config", "import", sample, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    out = json.loads(dry.stdout)
+    assert out["summary"] == {"add": 9, "update": 0, "unchanged": 0}  # 6 providers, 3 aliases
+    kinds = {c["name"]: c["detail"].split()[0] for c in out["changes"] if c["kind"] == "provider"}
+    assert kinds == {"openai": "openai", "azure-eu": "azure", "azure-us": "azure", "bedrock": "bedrock",
+                     "vertex": "vertex", "gemini": "gemini"}
+    assert config_events(database_url) == 0
+
+    added = shieldes(database_url, "provider", "add", "legacy", "--type", "openai", "--base-url",
+                     "https://proxy.internal/v1", "--api-key-env", "K", "--models", "gpt-4o")
+    assert added.returncode == 0, added.stderr
+    before = config_events(database_url)
+    refused = shieldes(database_url, "config", "import", sample)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith("error: ") and "existing provider(s) legacy" in refused.stderr
+    assert config_events(database_url) == before

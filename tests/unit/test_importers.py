@@ -219,3 +219,67 @@ def test_litellm_config_prices_carry_cache_costs_and_keep_prices_in_force() -> N
     assert state.pricing["house"].fields() == {"input_per_1m": 2.0, "output_per_1m": 8.0, "cache_read_per_1m": 0.5,
                                                "cache_write_per_1m": 2.5}
     assert "gpt-4o" not in state.pricing
+
+
+def test_bifrost_cloud_keys_become_azure_bedrock_vertex_gemini_providers_and_model_groups() -> None:
+    fmt, spec = parse(load_document(DATA / "bifrost_cloud.json"), "auto")
+    assert fmt == "bifrost"
+    state = fold(ConfigState(), spec)
+    p = state.providers
+    assert (p["azure-eu"].kind, p["azure-eu"].base_url, dict(p["azure-eu"].options), p["azure-eu"].secret_ref) == (
+        "azure", "https://eu-resource.openai.azure.com", {"api_version": "2024-10-21"}, "env:AZURE_EU_KEY")
+    assert p["azure-eu"].models == ("prod-gpt4o", "embed-small")  # aliases and the older `deployments`
+    # "*" with aliases: the aliased models; Entra ID settings: tokens from azure-identity's chain
+    assert (p["azure-us"].models, dict(p["azure-us"].options)) == (("gpt4o-us",), {"api_version": "2024-10-21",
+                                                                                 "auth": "entra"})
+    assert p["azure-us"].secret_ref == "env:AZURE_US_KEY"
+    assert (p["bedrock"].base_url, dict(p["bedrock"].options), p["bedrock"].secret_ref) == (
+        "https://bedrock-runtime.eu-central-1.amazonaws.com", {"region": "eu-central-1"}, None)
+    assert (p["vertex"].base_url, dict(p["vertex"].options)) == (
+        "https://europe-west4-aiplatform.googleapis.com", {"location": "europe-west4", "project": "acme-ai"})
+    assert (p["gemini"].base_url, p["gemini"].secret_ref) == ("https://generativelanguage.googleapis.com/v1beta",
+                                                              "env:GEMINI_API_KEY")
+    # the names clients use: gpt-4o is a model group over OpenAI and both Azure deployments, by key weight
+    gpt4o = state.aliases["gpt-4o"]
+    assert [(t.provider, t.model, t.weight) for t in gpt4o.targets] == [
+        ("openai", "gpt-4o", 1.0), ("azure-eu", "prod-gpt4o", 3.0), ("azure-us", "gpt4o-us", 1.0)]
+    assert [(t.provider, t.model) for t in state.aliases["text-embedding-3-small"].targets] == [
+        ("azure-eu", "embed-small")]
+    assert [(t.provider, t.model) for t in state.aliases["claude-sonnet"].targets] == [
+        ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")]
+    assert set(state.aliases) == {"gpt-4o", "text-embedding-3-small", "claude-sonnet"}
+    notes = " ".join(spec.notes)
+    assert "AWS credentials are not imported" in notes and "auth_credentials not imported" in notes
+    assert "Entra ID credentials are not imported" in notes
+    assert plan_import(state, spec, None).commands == []  # idempotent
+
+
+def test_bifrost_cloud_settings_must_be_written_in_the_file() -> None:
+    doc = {"providers": {"azure": {"keys": [{"value": "env.K", "models": ["m"],
+                                             "azure_key_config": {"endpoint": "env.AZURE_ENDPOINT"}}]}}}
+    with pytest.raises(ImportRejected, match=r"endpoint is 'env.AZURE_ENDPOINT'; write the value itself"):
+        parse(doc, "bifrost")
+    doc = {"providers": {"vertex": {"keys": [{"models": ["gemini-2.5-pro"], "vertex_key_config": {}}]}}}
+    with pytest.raises(ImportRejected, match="project_id is missing"):
+        parse(doc, "bifrost")
+
+
+def test_import_never_takes_a_model_from_an_existing_provider_and_says_what_an_alias_was() -> None:
+    from shieldes.projections.commands import AddProvider, SetModelAlias, decide
+    from shieldes.projections.state import AliasTarget
+
+    legacy = ConfigState()
+    for e in decide(legacy, AddProvider("legacy", "openai", "https://proxy.internal/v1", "env:K", ("gpt-4o",))):
+        legacy = apply_config(legacy, e)
+    _, spec = parse(load_document(DATA / "bifrost_cloud.json"), "auto")
+    # the file makes gpt-4o an alias over its own deployments: legacy's gpt-4o traffic would move
+    with pytest.raises(ImportRejected, match=r"take that model's requests away from existing provider\(s\) legacy"):
+        plan_import(legacy, spec, None)
+
+    state = fold(ConfigState(), spec)
+    for e in decide(state, SetModelAlias("claude-sonnet", (AliasTarget("bedrock", "amazon.nova-pro-v1:0", 1.0),))):
+        state = apply_config(state, e)
+    [change] = [c for c in plan_import(state, spec, None).changes if c.action != "unchanged"]
+    assert (change.kind, change.name, change.action) == ("alias", "claude-sonnet", "update")
+    assert change.detail == ("bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0:1 "
+                             "(was bedrock/amazon.nova-pro-v1:0:1)")
