@@ -20,6 +20,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tests import fake_wire as wire
+
 WORDS = ("Hello", "from", "the", "fake", "Bedrock", "model", "with", "counted", "tokens", "today")
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIDFAKEBEDROCK", "fake/secret+key", "fake-session-token"
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/bedrock/aws4_request, "
@@ -49,14 +51,7 @@ def exception(kind: str, message: str) -> bytes:
                  json.dumps({"message": message}).encode())
 
 
-def _words(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(_words(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_words(v) for k, v in value.items() if k in ("text", "content", "messages", "system"))
-    return 0
+_words = wire.word_counter("text", "content", "messages", "system")
 
 
 @dataclass
@@ -81,11 +76,7 @@ class FakeBedrock:
     async def __aenter__(self) -> FakeBedrock:
         app = web.Application()
         app.router.add_post("/model/{model}/{action}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await wire.serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

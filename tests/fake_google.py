@@ -19,7 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.fake_wire import implicit_cache
+from tests import fake_wire as wire
 
 WORDS = ("Hello", "from", "the", "fake", "Gemini", "model", "with", "counted", "tokens", "today")
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -39,14 +39,7 @@ def google_error(status: int, message: str) -> web.Response:
                              status=status)
 
 
-def _words(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(_words(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_words(v) for k, v in value.items() if k in ("text", "parts", "contents", "content"))
-    return 0
+_words = wire.word_counter("text", "parts", "contents", "content")
 
 
 def _b64url(data: bytes) -> bytes:
@@ -72,11 +65,7 @@ class FakeGoogle:
         app.router.add_post("/v1beta/models/{call}", self._gemini)
         app.router.add_post("/v1/projects/{project}/locations/{location}/publishers/google/models/{call}", self._vertex)
         app.router.add_post("/token", self._token)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self._runner, self.url = await wire.serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -164,7 +153,7 @@ class FakeGoogle:
                  "totalTokenCount": prompt + out_tokens}
         if self.implicit_cache:
             prefix = [body.get("systemInstruction"), body["contents"][:-1]]
-            cached = implicit_cache(prefix, _words(prefix[1]) + _words(prefix[0] or {}), self.seen_prefixes)
+            cached = wire.implicit_cache(prefix, _words(prefix[1]) + _words(prefix[0] or {}), self.seen_prefixes)
             if cached:
                 usage["cachedContentTokenCount"] = cached
         rid = "resp-" + secrets.token_hex(4)

@@ -15,15 +15,7 @@ from typing import Any
 
 from tests import fake_wire as wire
 
-
-def _words(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(_words(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_words(v) for k, v in value.items() if k in ("content", "text", "output", "arguments"))
-    return 0
+_words = wire.word_counter("content", "text", "output", "arguments")
 
 
 def input_tokens(body: dict[str, Any]) -> int:

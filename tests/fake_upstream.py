@@ -78,15 +78,7 @@ class _Reply:
     stop_sequence: str | None = None
 
 
-def count_words(value: Any) -> int:
-    """Words in every string inside `value` except keys, type tags, ids and media payloads."""
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(count_words(v) for v in value)
-    if isinstance(value, dict):
-        return sum(count_words(v) for k, v in value.items() if k in ("content", "text", "system"))
-    return 0
+count_words = wire.word_counter("content", "text", "system")
 
 
 class FakeUpstream:
@@ -141,13 +133,7 @@ class FakeUpstream:
         return app
 
     async def start(self) -> FakeUpstream:
-        # In-flight handlers (e.g. an injected delay) must not hold up test teardown.
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{self._host}:{port}"
+        self._runner, self.url = await wire.serve(self.app(), self._host, self._port)
         return self
 
     async def stop(self) -> None:

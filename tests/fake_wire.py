@@ -1,10 +1,12 @@
-"""Wire-format helpers of the fake upstream (tests/fake_upstream.py): SSE frames, usage and error
-bodies in the OpenAI and Anthropic shapes, tool-call selection and the Anthropic API's own request
+"""Wire-format helpers of the fake upstreams (tests/fake_upstream.py, fake_bedrock.py,
+fake_google.py): serving on an ephemeral port, token counting, SSE frames, usage and error bodies
+in the OpenAI and Anthropic shapes, tool-call selection and the Anthropic API's own request
 validation, as far as translation mistakes would trip it."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +20,32 @@ _ANTHROPIC_ERRORS = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """`app` served over real HTTP: (the runner to clean up, its base URL). In-flight handlers (an
+    injected delay) do not hold up test teardown."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
+def word_counter(*fields: str) -> Callable[[Any], int]:
+    """The fakes' token count: words in every string under the provider's text `fields` (not
+    keys, type tags, ids or media payloads)."""
+
+    def count(value: Any) -> int:
+        if isinstance(value, str):
+            return len(value.split())
+        if isinstance(value, list):
+            return sum(count(v) for v in value)
+        if isinstance(value, dict):
+            return sum(count(v) for k, v in value.items() if k in fields)
+        return 0
+
+    return count
 
 
 def data(obj: Any) -> bytes:

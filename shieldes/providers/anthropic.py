@@ -4,7 +4,6 @@ responses and stream events back into OpenAI responses and chunks (anthropic_tra
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 
 import aiohttp
 import orjson
@@ -23,18 +22,17 @@ from shieldes.providers.anthropic_translate import (
     chat_request_to_anthropic,
     messages_response_to_chat,
 )
-from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage
+from shieldes.providers.base import Body, JsonResult, Operation, Target
 from shieldes.providers.http import (
-    TRANSPORT_ERRORS,
+    event_object,
     invalid_response,
     join_endpoint,
     open_event_stream,
     post_for_object,
     timeouts,
-    transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
 
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
@@ -111,45 +109,28 @@ class AnthropicProvider:
                                  self._json_timeout)
 
 
-class AnthropicChunkStream(UpstreamChunkStream):
-    """OpenAI chunks translated from one Anthropic event stream."""
+class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):
+    """OpenAI chunks translated from one Anthropic event stream (SSE, ends at message_stop)."""
 
     def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: StreamTranslator) -> None:
-        super().__init__(resp, target)
-        self._translator = translator
+        super().__init__(resp, target, translator)
+        self._decoder = SSEDecoder()
 
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._translator.usage
+    def _events(self, raw: bytes) -> list[tuple[str, bytes]]:
+        return self._decoder.feed(raw)
 
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
-        decoder = SSEDecoder()
-        try:
-            async for raw in self._resp.content.iter_any():
-                for event, data in decoder.feed(raw):
-                    for chunk in self._translate(event, data):
-                        yield chunk
-                if self._translator.done:
-                    self._finished = True
-                    return
-            for event, data in decoder.close():
-                for chunk in self._translate(event, data):
-                    yield chunk
-            if not self._translator.done:
-                raise invalid_response(self._target, "the event stream ended before message_stop")
-            self._finished = True
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
+    def _ended(self) -> bool:
+        return self._translator.done
 
-    def _translate(self, event: str, data: bytes) -> list[Body]:
-        try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid_response(self._target, "a stream event is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise invalid_response(self._target, "a stream event is not a JSON object")
+    def _close(self) -> list[Body]:
+        chunks = [c for event in self._decoder.close() for c in self._translate(event)]
+        if not self._translator.done:
+            raise invalid_response(self._target, "the event stream ended before message_stop")
+        return chunks
+
+    def _translate(self, item: tuple[str, bytes]) -> list[Body]:
+        event, data = item
+        parsed = event_object(self._target, data)
         try:
             return self._translator.feed(event, parsed)
         except _SHAPE_ERRORS as exc:

@@ -20,6 +20,15 @@ from shieldes.providers.anthropic_replies import (
     stream_error_event,
 )
 from shieldes.providers.base import Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_parts import (
+    Image,
+    Part,
+    ToolCall,
+    read_messages,
+    read_stop,
+    read_tool_choice,
+    read_tools,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -61,176 +70,50 @@ def _bad(message: str) -> InvalidRequest:
 # --- request: OpenAI chat -> Anthropic messages --------------------------------------------------
 
 
-def _text_of(content: Any, where: str) -> str:
-    """Text of a system/tool message: a string or a list of text parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                raise _bad(f'{where} content parts must be {{"type": "text", "text": ...}} objects')
-            texts.append(part["text"])
-        return "\n".join(texts)
-    raise _bad(f"{where} content must be a string or a list of text parts")
-
-
-def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str) or not url:
-        raise _bad(f"{where}: image_url parts need an `image_url.url` string")
-    if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        media_type, _, encoding = header.partition(";")
-        if not sep or encoding != "base64" or not media_type.startswith("image/"):
-            raise _bad(f"{where}: image data URLs must look like data:image/png;base64,<data>")
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    if url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL")
-
-
-def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    # Anthropic refuses empty text blocks; OpenAI clients send them (e.g. "" beside an image).
-    if isinstance(content, str):
-        if not content:
-            raise _bad(f"{where}: the message content is empty; send some text")
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise _bad(f"{where} content must be a string or a list of content parts")
-    blocks: list[dict[str, Any]] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            if part["text"]:
-                blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            blocks.append(_image_block(part, where))
-        else:
-            raise _bad(
-                f"{where}: content part type {kind!r} cannot be sent to Anthropic; use text or image_url"
-            )
-    if not blocks:
-        raise _bad(f"{where}: the message content is empty; send some text or an image")
-    return blocks
-
-
-def _tool_use_blocks(tool_calls: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(tool_calls, list):
-        raise _bad(f"{where}.tool_calls must be a list")
-    blocks = []
-    for i, call in enumerate(tool_calls):
-        fn = call.get("function") if isinstance(call, dict) else None
-        if (
-            not isinstance(fn, dict)
-            or not isinstance(fn.get("name"), str)
-            or not isinstance(call.get("id"), str)
-        ):
-            raise _bad(f"{where}.tool_calls[{i}] needs `id` and `function.name`")
-        raw = fn.get("arguments") or "{}"
-        try:
-            args = orjson.loads(raw) if isinstance(raw, str) else raw
-        except orjson.JSONDecodeError:
-            raise _bad(f"{where}.tool_calls[{i}].function.arguments must be a JSON object string") from None
-        if not isinstance(args, dict):
-            raise _bad(f"{where}.tool_calls[{i}].function.arguments must encode a JSON object")
-        blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"], "input": args})
-    return blocks
+def _block(part: Part) -> dict[str, Any]:
+    """One neutral message part (chat_parts) as an Anthropic content block."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if isinstance(part, Image):
+        if part.data is not None:
+            return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
+        if part.url is None or not part.url.startswith(("http://", "https://")):
+            raise _bad("image_url.url must be an http(s) URL or a base64 data URL for Anthropic models")
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    if isinstance(part, ToolCall):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    return {"type": "tool_result", "tool_use_id": part.id, "content": part.content}
 
 
 def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
-    if not isinstance(messages, list) or not messages:
-        raise _bad("`messages` must be a non-empty list")
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        # Anthropic wants alternating turns: consecutive same-role messages become one turn
-        # (several tool results answer one assistant turn together).
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-
-    for i, msg in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise _bad(f"{where} must be an object with `role` and `content`")
-        role = msg.get("role")
-        content = msg.get("content")
-        if role in ("system", "developer"):
-            system.append(_text_of(content, where))
-        elif role == "user":
-            add("user", _user_blocks(content, where))
-        elif role == "assistant":
-            blocks: list[dict[str, Any]] = []
-            text = content if isinstance(content, str) else _text_of(content, where) if content else ""
-            if text:
-                blocks.append({"type": "text", "text": text})
-            if msg.get("tool_calls"):
-                blocks.extend(_tool_use_blocks(msg["tool_calls"], where))
-            if not blocks:
-                raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`")
-            add("assistant", blocks)
-        elif role == "tool":
-            call_id = msg.get("tool_call_id")
-            if not isinstance(call_id, str):
-                raise _bad(f"{where}: a tool message needs `tool_call_id`")
-            add(
-                "user", [{"type": "tool_result", "tool_use_id": call_id, "content": _text_of(content, where)}]
-            )
-        else:
-            raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
-    if not out:
-        raise _bad("`messages` needs at least one user message besides system prompts")
+    system, turns = read_messages(messages)
+    out = [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in turns]
     return ("\n\n".join(system) if system else None), out
 
 
 def _convert_tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise _bad("`tools` must be a list")
     out = []
-    for i, tool in enumerate(tools):
-        fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
-        schema = fn.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(schema, dict):
-            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object")
-        converted: dict[str, Any] = {"name": fn["name"], "input_schema": schema}
-        if fn.get("description"):
-            converted["description"] = str(fn["description"])
+    for tool in read_tools(tools):
+        converted: dict[str, Any] = {"name": tool["name"], "input_schema": tool["parameters"]}
+        if tool["description"]:
+            converted["description"] = str(tool["description"])
         out.append(converted)
     return out
 
 
+# OpenAI tool_choice (as chat_parts reads it) -> Anthropic's; a function name -> {"type": "tool"}
+_TOOL_CHOICE = {"auto": "auto", "none": "none", "required": "any"}
+
+
 def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    name = read_tool_choice(choice)
     converted: dict[str, Any] | None
-    if choice is None:
+    if name is None:
         converted = None
-    elif choice == "auto":
-        converted = {"type": "auto"}
-    elif choice == "none":
-        converted = {"type": "none"}
-    elif choice == "required":
-        converted = {"type": "any"}
-    elif (
-        isinstance(choice, dict)
-        and isinstance(choice.get("function"), dict)
-        and isinstance(choice["function"].get("name"), str)
-    ):
-        converted = {"type": "tool", "name": choice["function"]["name"]}
+    elif name in _TOOL_CHOICE:
+        converted = {"type": _TOOL_CHOICE[name]}
     else:
-        raise _bad(
-            '`tool_choice` must be "auto", "none", "required" or {"type": "function", "function": {"name"}}'
-        )
+        converted = {"type": "tool", "name": name}
     if parallel is False:
         converted = converted or {"type": "auto"}
         if converted["type"] != "none":
@@ -260,11 +143,8 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
         out["temperature"] = min(float(temperature), 1.0)  # OpenAI allows 0..2, Anthropic 0..1
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
-    stop = body.get("stop")
-    if stop:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise _bad("`stop` must be a string or a list of strings")
+    stops = read_stop(body.get("stop") or None)
+    if stops:
         out["stop_sequences"] = stops
     if body.get("tools"):
         out["tools"] = _convert_tools(body["tools"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +17,7 @@ import orjson
 from yarl import URL
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
     chat_to_converse,
@@ -27,15 +27,13 @@ from shieldes.providers.bedrock_translate import (
 )
 from shieldes.providers.chat_parts import embeddings_response
 from shieldes.providers.http import (
-    TRANSPORT_ERRORS,
     event_object,
     invalid_response,
     open_event_stream,
     post_for_object,
     timeouts,
-    transport_failure,
 )
-from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
 
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -141,42 +139,31 @@ def _only_chat(op: Operation) -> None:
                              "use /v1/chat/completions")
 
 
-class BedrockChunkStream(UpstreamChunkStream):
-    """OpenAI chunks from one ConverseStream response (AWS event-stream binary frames)."""
+class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
+    """OpenAI chunks from one ConverseStream response (AWS event-stream binary frames, decoded by
+    botocore; it ends with the `metadata` event)."""
 
     def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: ConverseStreamTranslator) -> None:
-        super().__init__(resp, target)
-        self._translator = translator
+        super().__init__(resp, target, translator)
+        self._bc = _botocore()
+        self._buffer = self._bc.eventstream.EventStreamBuffer()
 
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._translator.usage
-
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
-        bc = _botocore()
-        buffer = bc.eventstream.EventStreamBuffer()
+    def _events(self, raw: bytes) -> list[Any]:
+        self._buffer.add_data(raw)
         try:
-            async for raw in self._resp.content.iter_any():
-                buffer.add_data(raw)
-                try:
-                    messages = list(buffer)
-                except bc.eventstream.ParserError as exc:
-                    raise invalid_response(self._target, f"bad event-stream frame: {exc}") from None
-                for message in messages:
-                    for chunk in self._translate(message.headers, message.payload):
-                        yield chunk
-                if self._translator.done:
-                    self._finished = True
-                    return
-            if not self._translator.done:
-                raise invalid_response(self._target, "the event stream ended before its metadata event")
-            self._finished = True
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
+            return list(self._buffer)
+        except self._bc.eventstream.ParserError as exc:
+            raise invalid_response(self._target, f"bad event-stream frame: {exc}") from None
 
-    def _translate(self, headers: Mapping[str, Any], payload: bytes) -> list[Body]:
+    def _ended(self) -> bool:
+        return self._translator.done
+
+    def _close(self) -> list[Body]:
+        raise invalid_response(self._target, "the event stream ended before its metadata event")
+
+    def _translate(self, message: Any) -> list[Body]:
+        headers: Mapping[str, Any] = message.headers
+        payload: bytes = message.payload
         parsed = event_object(self._target, payload) if payload else {}
         if headers.get(":message-type") == "exception":
             raise stream_exception(str(headers.get(":exception-type")), parsed)

@@ -1,6 +1,6 @@
-"""Pure helpers shared by translations to non-OpenAI chat APIs (Gemini, Bedrock Converse):
-an OpenAI chat request read into neutral turns, and OpenAI responses and chunks built back from
-what those APIs return. No I/O, no clock (`created` is passed in)."""
+"""Pure helpers shared by translations to non-OpenAI chat APIs (Anthropic Messages, Gemini,
+Bedrock Converse): an OpenAI chat request read into neutral turns, and OpenAI responses and chunks
+built back from what those APIs return. No I/O, no clock (`created` is passed in)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def _bad(message: str) -> InvalidRequest:
     return InvalidRequest(message)
 
 
-def _text(content: Any, where: str) -> str:
+def text_of(content: Any, where: str) -> str:
+    """Text of a system/tool/assistant message: a string or a list of text parts."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -134,9 +135,15 @@ def _tool_calls(calls: Any, where: str) -> list[ToolCall]:
 
 
 def read_chat(body: Body) -> Chat:
-    """An OpenAI chat request as neutral turns: system prompts apart, consecutive same-role
-    messages merged (both target APIs want alternating turns), tool results in user turns."""
-    messages = body.get("messages")
+    """An OpenAI chat request as neutral turns, its tools, tool choice and limits."""
+    system, turns = read_messages(body.get("messages"))
+    return Chat(system, turns, read_tools(body.get("tools")), read_tool_choice(body.get("tool_choice")),
+                _max_tokens(body), read_stop(body.get("stop")))
+
+
+def read_messages(messages: Any) -> tuple[list[str], list[Turn]]:
+    """OpenAI chat messages as (system prompts, turns): consecutive same-role messages merged (the
+    target APIs want alternating turns), tool results in user turns."""
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list")
     system: list[str] = []
@@ -155,12 +162,12 @@ def read_chat(body: Body) -> Chat:
             raise _bad(f"{where} must be an object with `role` and `content`")
         role, content = msg.get("role"), msg.get("content")
         if role in ("system", "developer"):
-            system.append(_text(content, where))
+            system.append(text_of(content, where))
         elif role == "user":
             add("user", _user_parts(content, where))
         elif role == "assistant":
             parts: list[Part] = []
-            text = _text(content, where)
+            text = text_of(content, where)
             if text:
                 parts.append(text)
             for call in _tool_calls(msg["tool_calls"], where) if msg.get("tool_calls") else []:
@@ -173,16 +180,16 @@ def read_chat(body: Body) -> Chat:
             call_id = msg.get("tool_call_id")
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a tool message needs `tool_call_id`")
-            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), _text(content, where))])
+            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text_of(content, where))])
         else:
             raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
     if not turns:
         raise _bad("`messages` needs at least one user message besides system prompts")
-    return Chat(system, turns, _tools(body.get("tools")), _tool_choice(body.get("tool_choice")),
-                _max_tokens(body), _stop(body.get("stop")))
+    return system, turns
 
 
-def _tools(tools: Any) -> list[Body]:
+def read_tools(tools: Any) -> list[Body]:
+    """OpenAI function tools as {"name", "description", "parameters"} (a JSON Schema object)."""
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -193,11 +200,14 @@ def _tools(tools: Any) -> list[Body]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
         params = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(params, dict):
+            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object")
         out.append({"name": fn["name"], "description": fn.get("description") or "", "parameters": params})
     return out
 
 
-def _tool_choice(choice: Any) -> str | None:
+def read_tool_choice(choice: Any) -> str | None:
+    """"auto", "required", "none", a function's name, or None (not given)."""
     if choice is None or isinstance(choice, str):
         if choice not in (None, "auto", "required", "none"):
             raise _bad("`tool_choice` must be auto, required, none or a function")
@@ -213,7 +223,7 @@ def _max_tokens(body: Body) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _stop(stop: Any) -> list[str]:
+def read_stop(stop: Any) -> list[str]:
     if stop is None:
         return []
     if isinstance(stop, str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -15,7 +14,7 @@ import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.chat_parts import embeddings_response
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
@@ -25,16 +24,14 @@ from shieldes.providers.gemini_translate import (
     vertex_embeddings_request,
 )
 from shieldes.providers.http import (
-    TRANSPORT_ERRORS,
     event_object,
     invalid_response,
     open_event_stream,
     post_for_object,
     timeouts,
-    transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
 
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -109,34 +106,19 @@ def _only_chat(op: Operation, kind: str) -> None:
                              "use /v1/chat/completions")
 
 
-class GeminiChunkStream(UpstreamChunkStream):
+class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
     """OpenAI chunks from one streamGenerateContent?alt=sse response (it ends by closing)."""
 
     def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: GeminiStreamTranslator) -> None:
-        super().__init__(resp, target)
-        self._translator = translator
+        super().__init__(resp, target, translator)
+        self._decoder = SSEDecoder()
 
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._translator.usage
+    def _events(self, raw: bytes) -> list[bytes]:
+        return [data for _event, data in self._decoder.feed(raw)]
 
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
-        decoder = SSEDecoder()
-        try:
-            async for raw in self._resp.content.iter_any():
-                for _event, data in decoder.feed(raw):
-                    for chunk in self._translate(data):
-                        yield chunk
-            for _event, data in decoder.close():
-                for chunk in self._translate(data):
-                    yield chunk
-            for chunk in self._translator.end():
-                yield chunk
-            self._finished = True
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
+    def _close(self) -> list[Body]:
+        chunks = [c for _event, data in self._decoder.close() for c in self._translate(data)]
+        return chunks + self._translator.end()
 
     def _translate(self, data: bytes) -> list[Body]:
         parsed = event_object(self._target, data)

@@ -13,6 +13,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     TRANSPORT_ERRORS,
+    event_object,
     invalid_response,
     is_azure,
     join_endpoint,
@@ -281,12 +282,7 @@ class OpenAIChunkStream(UpstreamChunkStream):
             await self._src.aclose()
 
     def _chunk(self, data: bytes) -> Body:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid_response(self._target, "a stream event is not JSON") from None
-        if not isinstance(chunk, dict):
-            raise invalid_response(self._target, "a stream event is not a JSON object")
+        chunk = event_object(self._target, data)
         if "error" in chunk and not chunk.get("choices"):
             err = chunk["error"]
             message = err.get("message") if isinstance(err, dict) else str(err)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import aiohttp
-import orjson
 
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
-from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, transport_failure
+from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
@@ -50,12 +49,7 @@ class ResponsesEventStream(UpstreamChunkStream):
             self._release()
 
     def _event(self, data: bytes, first: bool) -> Body:
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise invalid_response(self._target, "a stream event is not JSON") from None
-        if not isinstance(event, dict):
-            raise invalid_response(self._target, "a stream event is not a JSON object")
+        event = event_object(self._target, data)
         kind = event.get("type")
         if first and kind == "error":
             message = event.get("message") or (event.get("error") or {}).get("message") or "upstream error"

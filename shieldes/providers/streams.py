@@ -1,14 +1,17 @@
 """The mechanics shared by upstream chunk streams: priming (read up to the first chunk before the
-gateway commits to this upstream), iteration, and returning or closing the connection."""
+gateway commits to this upstream), iteration, and returning or closing the connection; and the
+read loop of streams translated from another API's event format (Anthropic, Bedrock, Gemini)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator
+from typing import Generic, Protocol, TypeVar
 
 import aiohttp
 
 from shieldes.providers.base import Body, Target, TokenUsage
+from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
 
 
 class UpstreamChunkStream:
@@ -65,3 +68,58 @@ class UpstreamChunkStream:
         if self._raw is not None:
             await self._raw.aclose()
         self._release()
+
+
+class Translator(Protocol):
+    """A stream translator: the usage it read from the upstream's events, once it has."""
+
+    @property
+    def usage(self) -> TokenUsage | None: ...
+
+
+TranslatorT = TypeVar("TranslatorT", bound=Translator)
+EventT = TypeVar("EventT")
+
+
+class TranslatedChunkStream(UpstreamChunkStream, Generic[TranslatorT, EventT]):
+    """OpenAI chunks translated from another API's stream. Subclasses say how one network read
+    splits into upstream events (`_events`), how an event becomes chunks (`_translate`), whether
+    the translator has seen the stream's end event (`_ended`: reading stops there), and what the
+    closing connection still gives (`_close`: the last chunks, or a failure for a cut-off stream)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: TranslatorT) -> None:
+        super().__init__(resp, target)
+        self._translator = translator
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._translator.usage
+
+    def _events(self, raw: bytes) -> list[EventT]:
+        raise NotImplementedError
+
+    def _translate(self, event: EventT) -> list[Body]:
+        raise NotImplementedError
+
+    def _ended(self) -> bool:
+        return False
+
+    def _close(self) -> list[Body]:
+        return []
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        try:
+            async for raw in self._resp.content.iter_any():
+                for event in self._events(raw):
+                    for chunk in self._translate(event):
+                        yield chunk
+                if self._ended():
+                    self._finished = True
+                    return
+            for chunk in self._close():
+                yield chunk
+            self._finished = True
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        finally:
+            self._release()

@@ -202,6 +202,10 @@ def test_tool_choice(choice: Any, expected: dict[str, Any]) -> None:
             "http",
         ),
         ({"messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        (  # Cloud Storage links work for Gemini/Vertex, not for Anthropic
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "gs://b/x.png"}}]}]},
+            "http(s) URL or a base64 data URL for Anthropic",
+        ),
         ({"messages": [{"role": "user", "content": ""}]}, "content is empty"),
         ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "content is empty"),
         ({"messages": [{"role": "assistant"}]}, "content` or `tool_calls"),
