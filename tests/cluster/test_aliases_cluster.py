@@ -1,5 +1,6 @@
-"""Aliases across two real node processes: an alias set, replaced and removed with the CLI is in
-force on both nodes without a restart, and its fallback group serves when every target is down."""
+"""Aliases across two real node processes: an alias set, replaced (by a weighted model group) and
+removed with the CLI is in force on both nodes without a restart, its fallback group (another
+model) serves when every target is down, and the group serves while one of its deployments is."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def test_alias_changes_apply_live_on_both_nodes(pair: Cluster) -> None:
     assert [ask(n.base, secret, "public") for n in pair.nodes] == [(200, "gpt-4o-mini")] * 2
     assert all("public" in models(n.base, secret) for n in pair.nodes)
 
-    replaced = pair.cli("model", "alias", "public", "--target", "openai/gpt-4o-mini:2")
+    # replaced by a model group over two deployments (one down), no fallback: the group serves
+    replaced = pair.cli("model", "alias", "public", "--target", "down/gpt-4o:1", "--target", "openai/gpt-4o-mini:2")
     pair.wait_position(replaced, timeout=2.0)
     assert [ask(n.base, secret, "public") for n in pair.nodes] == [(200, "gpt-4o-mini")] * 2
 
