@@ -1,5 +1,6 @@
 """ConfigState -> a document in shieldes, Bifrost or LiteLLM shape (pure). Never a plaintext secret:
-environment references are kept, encrypted keys are left out and reported in `warnings`."""
+environment references are kept, encrypted keys are left out and reported in `warnings`, as is
+anything the target format cannot say. Each shape imports back (importers/) to the same config."""
 
 from __future__ import annotations
 
@@ -7,8 +8,25 @@ from typing import Any
 
 from shieldes.importers.spec import OPENAI_COMPATIBLE
 from shieldes.projections.state import Budget, ConfigState, Deployment
+from shieldes.providers.kinds import KINDS, base_url_for
 
 EXPORT_FORMATS = ("shieldes", "bifrost", "litellm")
+
+# shieldes kind option -> the Bifrost `<kind>_key_config` field holding it
+_BIFROST_SETTINGS = {
+    "azure": {"api_version": "api_version"},
+    "bedrock": {"region": "region"},
+    "vertex": {"project": "project_id", "location": "region"},
+}
+# Entra ID client credentials, as Bifrost and LiteLLM name them (azure-identity reads AZURE_<FIELD>)
+_ENTRA_FIELDS = ("client_id", "client_secret", "tenant_id")
+# shieldes kind -> LiteLLM model prefix, and kind option -> litellm_params field
+_LITELLM_PREFIX = {"vertex": "vertex_ai"}
+_LITELLM_SETTINGS = {
+    "azure": {"api_version": "api_version"},
+    "bedrock": {"region": "aws_region_name"},
+    "vertex": {"project": "vertex_project", "location": "vertex_location", "credentials_file": "vertex_credentials"},
+}
 
 
 def _env_var(ref: str | None) -> str | None:
@@ -30,13 +48,25 @@ def _encrypted_warning(d: Deployment) -> str:
             "set its key by hand or switch it to an environment variable")
 
 
+def _default_base(d: Deployment) -> str | None:
+    """The endpoint the kind builds from its settings (None: the base URL must be written)."""
+    spec = KINDS[d.kind]
+    return base_url_for(spec, None, d.options) if spec.default_base_url is not None else None
+
+
 def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     teams = {t.id: t.name for t in state.teams.values()}
     doc = {
         "providers": [
             {"name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _key_label(d.secret_ref),
-             "models": list(d.models), "weight": d.weight}
+             "models": list(d.models), "weight": d.weight, "options": dict(d.options)}
             for d in sorted(state.providers.values(), key=lambda d: d.name)
+        ],
+        "aliases": [
+            {"name": a.name, "targets": [{"provider": t.provider, "model": t.model, "weight": t.weight}
+                                         for t in a.targets],
+             "fallbacks": list(a.fallbacks)}
+            for a in sorted(state.aliases.values(), key=lambda a: a.name)
         ],
         "pricing": [
             {"model": m, **p.fields()}
@@ -56,49 +86,109 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     return doc, []
 
 
+def _alias_renames(state: ConfigState, warnings: list[str], fmt: str) -> dict[str, dict[str, str]]:
+    """provider -> {alias name: upstream model}: aliases as both formats spell them, one target
+    per provider, weighted by the provider's weight. What they cannot carry is warned about."""
+    out: dict[str, dict[str, str]] = {}
+    for a in sorted(state.aliases.values(), key=lambda a: a.name):
+        for t in a.targets:
+            d = state.providers.get(t.provider)
+            if d is None or t.model not in d.models:
+                continue  # a target no longer served routes nowhere
+            renames = out.setdefault(t.provider, {})
+            if a.name in renames:
+                warnings.append(f"alias {a.name!r} has several targets on provider {t.provider!r}; "
+                                f"{fmt} keeps the first ({renames[a.name]})")
+                continue
+            renames[a.name] = t.model
+            if t.weight != d.weight:
+                warnings.append(f"alias {a.name!r}: target {t.provider}/{t.model} weight {t.weight:g} becomes "
+                                f"the provider's weight {d.weight:g} in {fmt}")
+        if a.fallbacks and fmt == "bifrost":
+            warnings.append(f"alias {a.name!r}: fallbacks {', '.join(a.fallbacks)} not exported (Bifrost "
+                            "takes fallbacks per request)")
+    return out
+
+
 def export_bifrost(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     providers: dict[str, Any] = {}
     warnings: list[str] = []
+    renames = _alias_renames(state, warnings, "bifrost")
     for d in sorted(state.providers.values(), key=lambda d: d.name):
         var = _env_var(d.secret_ref)
         if d.secret_ref and var is None:
             warnings.append(_encrypted_warning(d))
-        # Bifrost appends /v1/... itself, so its OpenAI-style base URLs stop before /v1.
-        base = d.base_url.removesuffix("/v1") if d.kind == "openai" else d.base_url
-        entry: dict[str, Any] = {
-            "keys": [{"name": d.name, "value": f"env.{var}" if var else "", "models": list(d.models),
-                      "weight": d.weight}],
-            "network_config": {"base_url": base},
-        }
-        if d.name not in ("openai", "anthropic") and d.name not in OPENAI_COMPATIBLE:
+        aliases = renames.get(d.name, {})
+        key: dict[str, Any] = {"name": d.name, "value": f"env.{var}" if var else "",
+                               "models": list(dict.fromkeys([*d.models, *aliases])), "weight": d.weight}
+        if aliases:
+            key["aliases"] = aliases
+        entry: dict[str, Any] = {"keys": [key]}
+        if d.kind in _BIFROST_SETTINGS:
+            settings = {field: d.options[o] for o, field in _BIFROST_SETTINGS[d.kind].items() if o in d.options}
+            if d.kind == "azure":
+                settings["endpoint"] = d.base_url
+                auth = d.options.get("auth", "api-key")
+                if auth == "entra":  # the variables azure-identity's chain reads on each node
+                    settings.update({f: f"env.AZURE_{f.upper()}" for f in _ENTRA_FIELDS})
+                elif auth != "api-key":
+                    warnings.append(f"provider {d.name!r}: --auth {auth} is not exported (Bifrost sends the "
+                                    "key as api-key or uses Entra ID client credentials)")
+            if d.options.get("credentials_file"):
+                warnings.append(f"provider {d.name!r}: --credentials-file is not exported (Bifrost takes the "
+                                "credentials JSON as auth_credentials)")
+            key[f"{d.kind}_key_config"] = settings
+        if d.kind != "azure" and d.base_url != _default_base(d):
+            # Bifrost appends /v1/... itself, so its OpenAI-style base URLs stop before /v1.
+            entry["network_config"] = {"base_url": d.base_url.removesuffix("/v1") if d.kind == "openai"
+                                       else d.base_url}
+        if d.name != d.kind and d.name not in OPENAI_COMPATIBLE:
             entry["custom_provider_config"] = {"base_provider_type": d.kind}
         providers[d.name] = entry
     return {"providers": providers}, warnings
 
 
+def _litellm_params(d: Deployment, model: str, state: ConfigState) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": f"{_LITELLM_PREFIX.get(d.kind, d.kind)}/{model}"}
+    if d.kind in ("openai", "anthropic", "azure") or d.base_url != _default_base(d):
+        params["api_base"] = d.base_url
+    for option, field in _LITELLM_SETTINGS.get(d.kind, {}).items():
+        if option in d.options:
+            params[field] = d.options[option]
+    if d.options.get("auth") == "entra":
+        params.update({f: f"os.environ/AZURE_{f.upper()}" for f in _ENTRA_FIELDS})
+    var = _env_var(d.secret_ref)
+    if var:
+        params["api_key"] = f"os.environ/{var}"
+    if d.weight != 1.0:
+        params["weight"] = d.weight
+    price = state.pricing.get(model)
+    if price is not None:
+        params["input_cost_per_token"] = price.input_per_1m / 1_000_000
+        params["output_cost_per_token"] = price.output_per_1m / 1_000_000
+        if price.cache_read_per_1m is not None:
+            params["cache_read_input_token_cost"] = price.cache_read_per_1m / 1_000_000
+        if price.cache_write_per_1m is not None:
+            params["cache_creation_input_token_cost"] = price.cache_write_per_1m / 1_000_000
+    return params
+
+
 def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     model_list: list[dict[str, Any]] = []
     warnings: list[str] = []
+    renames = _alias_renames(state, warnings, "litellm")
     for d in sorted(state.providers.values(), key=lambda d: d.name):
-        var = _env_var(d.secret_ref)
-        if d.secret_ref and var is None:
+        if d.secret_ref and _env_var(d.secret_ref) is None:
             warnings.append(_encrypted_warning(d))
-        for model in d.models:
-            params: dict[str, Any] = {"model": f"{d.kind}/{model}", "api_base": d.base_url}
-            if var:
-                params["api_key"] = f"os.environ/{var}"
-            if d.weight != 1.0:
-                params["weight"] = d.weight
-            price = state.pricing.get(model)
-            if price is not None:
-                params["input_cost_per_token"] = price.input_per_1m / 1_000_000
-                params["output_cost_per_token"] = price.output_per_1m / 1_000_000
-                if price.cache_read_per_1m is not None:
-                    params["cache_read_input_token_cost"] = price.cache_read_per_1m / 1_000_000
-                if price.cache_write_per_1m is not None:
-                    params["cache_creation_input_token_cost"] = price.cache_write_per_1m / 1_000_000
-            model_list.append({"model_name": model, "litellm_params": params})
-    return {"model_list": model_list}, warnings
+        pairs = [(m, m) for m in d.models] + list(renames.get(d.name, {}).items())
+        model_list.extend({"model_name": public, "litellm_params": _litellm_params(d, model, state)}
+                          for public, model in pairs)
+    doc: dict[str, Any] = {"model_list": model_list}
+    fallbacks = [{a.name: list(a.fallbacks)} for a in sorted(state.aliases.values(), key=lambda a: a.name)
+                 if a.fallbacks]
+    if fallbacks:
+        doc["router_settings"] = {"fallbacks": fallbacks}
+    return doc, warnings
 
 
 def export(state: ConfigState, fmt: str) -> tuple[dict[str, Any], list[str]]:

@@ -86,7 +86,12 @@ def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
             raise ImportRejected(f"{where} is an Azure deployment without litellm_params.api_base; add "
                                  "https://RESOURCE.openai.azure.com")
         options["api_version"] = _text(params, "api_version", where) or "2024-10-21"
-        return kind, base.rstrip("/"), tuple(options.items()), upstream
+        if params.get("tenant_id") or params.get("client_id"):
+            options["auth"] = "entra"
+            spec.notes.append(f"{where}: Entra ID credentials are not imported; each node gets tokens from "
+                              "azure-identity's default chain (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+                              "managed identity)")
+        return kind, base.rstrip("/"), tuple(sorted(options.items())), upstream
     if kind == "bedrock":
         for route in ("converse/", "invoke/"):
             upstream = upstream.removeprefix(route)

@@ -9,7 +9,7 @@ is refused. A second import of the same file changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, PriceSpec, ProviderSpec
 from shieldes.projections.commands import UNSET, AddProvider, Command, SetModelAlias, SetPricing, UpdateProvider
@@ -76,13 +76,17 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         plan.commands.append(UpdateProvider(p.name, None, UNSET, old.models + added, p.weight))
         plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
     changed: list[AliasSpec] = []
-    for a in spec.aliases:
-        targets = tuple(AliasTarget(*t) for t in a.targets)
-        alias = state.aliases.get(a.name)
+    for given in spec.aliases:
+        targets = tuple(AliasTarget(*t) for t in given.targets)
+        alias = state.aliases.get(given.name)
         if alias is None:
-            _check_takeover(state, a)
-        detail = _describe_alias(targets, a.fallbacks)
-        if alias is not None and (alias.targets, alias.fallbacks) == (targets, a.fallbacks):
+            _check_takeover(state, given)
+        chain = given.fallbacks  # None: the format has no fallbacks, so the alias keeps its own
+        if chain is None:
+            chain = alias.fallbacks if alias is not None else ()
+        a = replace(given, fallbacks=chain)
+        detail = _describe_alias(targets, chain)
+        if alias is not None and (_as_set(alias.targets), alias.fallbacks) == (_as_set(targets), chain):
             plan.changes.append(Change("alias", a.name, "unchanged", detail))
             continue
         changed.append(a)
@@ -143,12 +147,18 @@ def _alias_commands(aliases: list[AliasSpec], existing: set[str]) -> list[SetMod
     later: list[SetModelAlias] = []
     for a in aliases:
         targets = tuple(AliasTarget(*t) for t in a.targets)
-        ready = tuple(f for f in a.fallbacks if f not in pending)
+        chain = a.fallbacks or ()
+        ready = tuple(f for f in chain if f not in pending)
         first.append(SetModelAlias(a.name, targets, ready))
-        if ready != a.fallbacks:
-            later.append(SetModelAlias(a.name, targets, a.fallbacks))
+        if ready != chain:
+            later.append(SetModelAlias(a.name, targets, chain))
         pending.discard(a.name)
     return first + later
+
+
+def _as_set(targets: tuple[AliasTarget, ...]) -> frozenset[tuple[str, str, float]]:
+    """Targets compared regardless of order (a weighted pick does not depend on it)."""
+    return frozenset((t.provider, t.model, t.weight) for t in targets)
 
 
 def _describe_alias(targets: tuple[AliasTarget, ...], fallbacks: tuple[str, ...]) -> str:

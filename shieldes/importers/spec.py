@@ -94,7 +94,7 @@ class AliasSpec:
 
     name: str
     targets: tuple[tuple[str, str, float], ...]
-    fallbacks: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] | None = ()  # None: the format has none (Bifrost); those in force are kept
     origin: str = ""
 
 
@@ -112,14 +112,14 @@ def model_groups(publics: Mapping[str, list[tuple[str, str, float]]], origins: M
     """The aliases a file's public model names need: `publics` maps each name clients use to the
     (provider, upstream model, weight) entries serving it, in file order. A name served only under
     its own name by every entry needs no alias (plain routing serves it) unless it has fallbacks;
-    any other becomes an alias whose weighted targets are all its entries (a model group)."""
-    fallbacks = fallbacks or {}
+    any other becomes an alias whose weighted targets are all its entries (a model group).
+    `fallbacks` None: the format has no fallbacks, so an alias keeps the ones it has."""
     out = []
     for public, entries in publics.items():
-        if all(upstream == public for _, upstream, _ in entries) and public not in fallbacks:
+        if all(upstream == public for _, upstream, _ in entries) and public not in (fallbacks or {}):
             continue
-        out.append(AliasSpec(public, tuple(dict.fromkeys(entries)), tuple(fallbacks.get(public, ())),
-                             origins[public]))
+        chain = None if fallbacks is None else tuple(fallbacks.get(public, ()))
+        out.append(AliasSpec(public, tuple(dict.fromkeys(entries)), chain, origins[public]))
     return out
 
 

@@ -144,7 +144,7 @@ def test_shieldes_export_lists_everything_without_secrets() -> None:
     state = fold(ConfigState(), plain, "passphrase")
     doc, _ = export(state, "shieldes")
     assert doc["providers"][0]["api_key"] == "encrypted"
-    assert set(doc) == {"providers", "pricing", "teams", "keys"}
+    assert set(doc) == {"providers", "aliases", "pricing", "teams", "keys"}
 
 
 def test_litellm_aliases_keep_public_names_and_fallback_cycles_import() -> None:
@@ -283,3 +283,29 @@ def test_import_never_takes_a_model_from_an_existing_provider_and_says_what_an_a
     assert (change.kind, change.name, change.action) == ("alias", "claude-sonnet", "update")
     assert change.detail == ("bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0:1 "
                              "(was bedrock/amazon.nova-pro-v1:0:1)")
+
+
+def test_cloud_providers_and_aliases_export_and_import_back() -> None:
+    _, spec = parse(load_document(DATA / "bifrost_cloud.json"), "auto")
+    state = fold(ConfigState(), spec)
+
+    doc, warnings = export(state, "bifrost")  # names, settings, key aliases: back to the same config
+    assert doc["providers"]["azure-us"]["keys"][0]["azure_key_config"]["client_id"] == "env.AZURE_CLIENT_ID"
+    assert plan_import(state, parse(json.loads(json.dumps(doc)), "bifrost")[1], None).commands == []
+    assert warnings == []
+
+    doc, warnings = export(state, "litellm")  # LiteLLM names providers by kind: same endpoints, models, aliases
+    again = fold(ConfigState(), parse(yaml.safe_load(yaml.safe_dump(doc)), "litellm")[1])
+
+    def shape(s: ConfigState) -> set[tuple[object, ...]]:
+        return {(d.kind, d.base_url, d.models, tuple(sorted(d.options.items())), d.weight)
+                for d in s.providers.values()}
+
+    assert shape(again) == shape(state)
+    served = {n: sorted((t.model, t.weight) for t in a.targets) for n, a in state.aliases.items()}
+    assert {n: sorted((t.model, t.weight) for t in a.targets) for n, a in again.aliases.items()} == served
+
+    doc, _ = export(state, "shieldes")
+    assert [a["name"] for a in doc["aliases"]] == ["claude-sonnet", "gpt-4o", "text-embedding-3-small"]
+    assert {p["name"]: p["options"] for p in doc["providers"]}["vertex"] == {"location": "europe-west4",
+                                                                             "project": "acme-ai"}
