@@ -3,7 +3,8 @@ ConverseStream (`/converse-stream`, AWS event-stream binary frames made by `fram
 unit test checks against botocore's decoder) and InvokeModel for Titan embeddings (`/invoke`).
 Every request must carry a SigV4 `Authorization` header that the fake re-computes with botocore's
 signer from the known test credentials (or a Bedrock API key as a bearer token).
-Token counts: prompt = words of all text in messages and system; the reply is `reply_words` words.
+Token counts: prompt = words of all text in messages and system; the reply is `reply_words` words;
+prompt caching as Bedrock does it: the blocks before the last `cachePoint` are written, then read.
 Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class FakeBedrock:
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
+    cached_prefixes: set[str] = field(default_factory=set)  # prompt prefixes written to the cache
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -85,6 +87,21 @@ class FakeBedrock:
 
     def last(self) -> Seen:
         return self.requests[-1]
+
+    def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int]:
+        """(cache read, cache write) input tokens as Bedrock prompt caching counts them: the system
+        and message blocks before the last `cachePoint` are read when an earlier request wrote
+        the same prefix, else written."""
+        blocks = list(body.get("system") or []) + [b for m in body.get("messages") or [] for b in m["content"]]
+        points = [i for i, b in enumerate(blocks) if "cachePoint" in b]
+        if not points:
+            return 0, 0
+        prefix = blocks[: points[-1]]
+        key = json.dumps(prefix, sort_keys=True)
+        if key in self.cached_prefixes:
+            return _words(prefix), 0
+        self.cached_prefixes.add(key)
+        return 0, _words(prefix)
 
     def check_signature(self, request: web.Request, raw: bytes) -> str | None:
         """None if the Authorization header is botocore's SigV4 signature of this very request."""
@@ -151,7 +168,8 @@ class FakeBedrock:
             words, stop = ["Sorry,", "blocked."], "guardrail_intervened"
         if call:
             stop = "tool_use"
-        usage = {"inputTokens": prompt - 1, "cacheReadInputTokens": 1, "cacheWriteInputTokens": 0,
+        read, written = self._prompt_cache(body)
+        usage = {"inputTokens": prompt - read - written, "cacheReadInputTokens": read, "cacheWriteInputTokens": written,
                  "outputTokens": self.reply_words if call else len(words),
                  "totalTokens": prompt + (self.reply_words if call else len(words))}
         if action == "converse":

@@ -25,6 +25,7 @@ from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUsage
+from shieldes.providers.kinds import KINDS
 from shieldes.usage.tokens import estimate_input_tokens
 
 DROPPED_HEADER = "x-shieldes-dropped"
@@ -114,9 +115,10 @@ def _validate(body: Body) -> int:
     return int(max_tokens)
 
 
-def _translate(body: Body, target: Target) -> tuple[Body, list[str]]:
+def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
     try:
-        return inbound.translate_messages_request(body, target.model)
+        spec = KINDS.get(kind)
+        return inbound.translate_messages_request(body, target.model, cache_marks=spec is not None and spec.cache_marks)
     except InvalidRequest:
         raise
     except Exception as exc:  # a shape the translator cannot read is the client's to fix
@@ -135,11 +137,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
     call = Call(gw, request, key, "chat", body, len(raw), max_tokens)
 
     if not streaming:
-        async def answer(provider: Provider, target: Target, _dep: Deployment) -> Answer:
+        async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
             if isinstance(provider, MessagesUpstream):
                 native = await provider.messages(target, native_body(body, raw, target.model), passthrough)
                 return Answer(native.raw, native.usage)
-            chat, dropped = _translate(body, target)
+            chat, dropped = _translate(body, target, dep.kind)
             result = await provider.call("chat", target, chat)
             message = replies.openai_response_to_messages(result.body, model)
             return Answer(orjson.dumps(message), result.usage, _dropped(dropped))
@@ -149,11 +151,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, **call.res.headers, **got.headers}
         return web.Response(body=got.raw, headers=headers)
 
-    async def open_stream(provider: Provider, target: Target, _dep: Deployment) -> MessageStream:
+    async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped = _translate(body, target)
+        chat, dropped = _translate(body, target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         return _Translated(await provider.stream("chat", target, chat), model, dropped)

@@ -81,7 +81,21 @@ def _document_part(block: dict[str, Any], where: str) -> Body:
     return {"type": "text", "text": f"{title}\n\n{text}" if title else text}
 
 
-def _user_message(content: Any, where: str, dropped: list[str]) -> list[Body]:
+def _marked(blocks: Any) -> bool:
+    return isinstance(blocks, list) and any(isinstance(b, dict) and b.get("cache_control") for b in blocks)
+
+
+def _text_part(block: dict[str, Any], cache_marks: bool) -> Body:
+    return _keep_mark({"type": "text", "text": block["text"]}, block, cache_marks)
+
+
+def _keep_mark(part: Body, block: dict[str, Any], cache_marks: bool) -> Body:
+    if cache_marks and isinstance(block.get("cache_control"), dict):
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
+def _user_message(content: Any, where: str, dropped: list[str], cache_marks: bool = False) -> list[Body]:
     """One Anthropic user turn -> OpenAI messages: tool results become `tool` messages first."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
@@ -93,9 +107,9 @@ def _user_message(content: Any, where: str, dropped: list[str]) -> list[Body]:
         kind = block.get("type") if isinstance(block, dict) else None
         at = f"{where}.content[{j}]"
         if kind == "text" and isinstance(block.get("text"), str):
-            parts.append({"type": "text", "text": block["text"]})
+            parts.append(_text_part(block, cache_marks))
         elif kind == "image":
-            parts.append(_image_part(block, at))
+            parts.append(_keep_mark(_image_part(block, at), block, cache_marks))
         elif kind == "document":
             parts.append(_document_part(block, at))
         elif kind == "tool_result":
@@ -104,14 +118,17 @@ def _user_message(content: Any, where: str, dropped: list[str]) -> list[Body]:
             text = _text_blocks(block.get("content"), f"{at}.content", dropped)
             if block.get("is_error"):
                 text = "Error: " + text
-            out.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+            result: Any = text
+            if cache_marks and isinstance(block.get("cache_control"), dict):
+                result = [_text_part({"text": text, "cache_control": block["cache_control"]}, True)]
+            out.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": result})
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
             raise _bad(f"{at}: block type {kind!r} cannot be sent to an OpenAI-compatible upstream; "
                        "use text, image, document or tool_result")
     if parts:
-        only_text = all(p["type"] == "text" for p in parts)
+        only_text = all(p["type"] == "text" and "cache_control" not in p for p in parts)
         out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if only_text else parts})
     return out
 
@@ -219,9 +236,12 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
             dropped.append(f"output_config.{name}")
 
 
-def translate_messages_request(body: Any, model: str | None = None) -> tuple[Body, list[str]]:
+def translate_messages_request(body: Any, model: str | None = None, *,
+                               cache_marks: bool = False) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
+    `cache_marks`: the upstream takes prompt-cache breakpoints (Bedrock), so `cache_control` on
+    system, text, image and tool_result blocks is kept on the parts (else it goes).
     `thinking` becomes `reasoning_effort` for OpenAI reasoning models and is dropped for others;
     `top_k`, `service_tier`, server tools and other Anthropic-only fields are dropped."""
     if not isinstance(body, dict):
@@ -239,14 +259,19 @@ def translate_messages_request(body: Any, model: str | None = None) -> tuple[Bod
     dropped = sorted(k for k in body if k not in _CARRIED)
     out_messages: list[Body] = []
     if body.get("system"):
-        out_messages.append({"role": "system", "content": _text_blocks(body["system"], "`system`")})
+        system = body["system"]
+        if cache_marks and _marked(system):
+            _text_blocks(system, "`system`")  # refuses what a system prompt cannot hold
+            out_messages.append({"role": "system", "content": [_text_part(b, True) for b in system]})
+        else:
+            out_messages.append({"role": "system", "content": _text_blocks(system, "`system`")})
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
             raise _bad(f"{where} must be an object with `role` and `content`")
         role = msg.get("role")
         if role == "user":
-            out_messages.extend(_user_message(msg.get("content"), where, dropped))
+            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks))
         elif role == "assistant":
             out_messages.append(_assistant_message(msg.get("content"), where, dropped))
         elif role == "system":  # sent by some clients mid-conversation: OpenAI takes it as it is

@@ -54,17 +54,19 @@ def _tool_input(arguments: Any) -> Body:
 
 
 def _anthropic_usage(usage: Any) -> Body:
-    """OpenAI usage in Anthropic terms: cached prompt tokens are `cache_read_input_tokens`, apart
-    from `input_tokens` (Anthropic counts them apart)."""
+    """OpenAI usage in Anthropic terms: cached prompt tokens are `cache_read_input_tokens` and
+    written ones `cache_creation_input_tokens`, apart from `input_tokens` (Anthropic counts them apart)."""
     usage = _obj(usage)
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     prompt = prompt if isinstance(prompt, int) else 0
     details = _obj(usage.get("prompt_tokens_details"))
     cached = details.get("cached_tokens")
     cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
+    written = usage.get("cache_creation_input_tokens")  # as shieldes and LiteLLM report cache writes
+    written = written if isinstance(written, int) and 0 <= written <= prompt - cached else 0
     return {
-        "input_tokens": prompt - cached,
-        "cache_creation_input_tokens": 0,
+        "input_tokens": prompt - cached - written,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": completion if isinstance(completion, int) else 0,
     }

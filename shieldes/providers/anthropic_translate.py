@@ -8,6 +8,7 @@ No I/O, no clock: `created` timestamps are passed in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -21,13 +22,17 @@ from shieldes.providers.anthropic_replies import (
 )
 from shieldes.providers.base import Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
+    CacheMark,
     Image,
     Part,
     ToolCall,
+    ToolResult,
     read_messages,
     read_stop,
     read_tool_choice,
     read_tools,
+    system_text,
+    usage_dict,
 )
 
 __all__ = [
@@ -82,13 +87,27 @@ def _block(part: Part) -> dict[str, Any]:
         return {"type": "image", "source": {"type": "url", "url": part.url}}
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    assert isinstance(part, ToolResult)
     return {"type": "tool_result", "tool_use_id": part.id, "content": part.content}
 
 
-def _convert_messages(messages: Any) -> tuple[str | None, list[dict[str, Any]]]:
+def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    """Content blocks, a cache breakpoint as `cache_control` on the block before it."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if not isinstance(part, CacheMark):
+            out.append(_block(part))
+        elif out:
+            out[-1]["cache_control"] = {"type": "ephemeral", **({"ttl": part.ttl} if part.ttl else {})}
+    return out
+
+
+def _convert_messages(messages: Any) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
     system, turns = read_messages(messages)
-    out = [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in turns]
-    return ("\n\n".join(system) if system else None), out
+    out = [{"role": t.role, "content": _blocks(t.parts)} for t in turns]
+    if any(isinstance(s, CacheMark) for s in system):  # cached system prompts stay blocks
+        return _blocks([s for s in system if s != ""]), out
+    return (system_text(system) or None), out
 
 
 def _convert_tools(tools: Any) -> list[dict[str, Any]]:
@@ -176,17 +195,6 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _usage_dict(usage: TokenUsage) -> Body:
-    out: Body = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-    if usage.cache_read_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
-    return out
-
-
 def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
     """An Anthropic message as an OpenAI chat.completion (and its token usage)."""
     texts: list[str] = []
@@ -224,7 +232,7 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
                 "finish_reason": stop_reason_to_finish(resp.get("stop_reason")) or "stop",
             }
         ],
-        "usage": _usage_dict(usage),
+        "usage": usage_dict(usage),
     }
     return body, usage
 
@@ -325,7 +333,7 @@ class StreamTranslator:
                     "created": self.created,
                     "model": self.model,
                     "choices": [],
-                    "usage": _usage_dict(self.usage),
+                    "usage": usage_dict(self.usage),
                 }
             ]
         if kind == "error":

@@ -11,6 +11,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
+    CacheMark,
     Chunks,
     Image,
     Part,
@@ -32,9 +33,14 @@ _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
 }
 
 
+_CACHE_POINT: Body = {"cachePoint": {"type": "default"}}
+
+
 def _block(p: Part) -> Body:
     if isinstance(p, str):
         return {"text": p}
+    if isinstance(p, CacheMark):
+        return _CACHE_POINT
     if isinstance(p, Image):
         fmt = p.mime.partition("/")[2]
         if p.data is None or fmt not in _IMAGE_FORMATS:
@@ -54,7 +60,7 @@ def chat_to_converse(body: Body) -> Body:
         raise InvalidRequest("Bedrock needs the conversation to start with a user message")
     out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in chat.turns]}
     if chat.system:
-        out["system"] = [{"text": s} for s in chat.system if s]
+        out["system"] = [{"text": s} if isinstance(s, str) else _CACHE_POINT for s in chat.system if s]
     config: Body = {}
     if chat.max_tokens is not None:
         config["maxTokens"] = chat.max_tokens
@@ -93,7 +99,7 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
     prompt = int(usage.get("inputTokens") or 0) + cached + written
     tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0), cache_read_tokens=cached,
                         cache_write_tokens=written)
-    return tokens, usage_dict(tokens, cached)
+    return tokens, usage_dict(tokens)
 
 
 def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:

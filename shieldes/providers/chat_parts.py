@@ -36,7 +36,16 @@ class ToolResult:
     content: str
 
 
-Part = str | Image | ToolCall | ToolResult
+@dataclass(frozen=True)
+class CacheMark:
+    """A prompt-cache breakpoint: what comes before it is a prefix the upstream should cache (a
+    `cache_control` on the part before it; Bedrock `cachePoint`, Anthropic `cache_control`)."""
+
+    ttl: str | None = None  # Anthropic's "5m" / "1h"
+
+
+Part = str | Image | ToolCall | ToolResult | CacheMark
+SystemPart = str | CacheMark
 
 
 @dataclass
@@ -47,7 +56,7 @@ class Turn:
 
 @dataclass
 class Chat:
-    system: list[str]
+    system: list[SystemPart]
     turns: list[Turn]
     tools: list[Body]  # {"name", "description", "parameters"}
     tool_choice: str | None  # "auto" | "required" | "none" | a function name | None
@@ -93,6 +102,25 @@ def _image(part: Body, where: str) -> Image:
     raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL")
 
 
+def _mark(part: Any) -> list[CacheMark]:
+    """The cache breakpoint a content part's `cache_control` sets (none without one)."""
+    control = part.get("cache_control") if isinstance(part, dict) else None
+    if not isinstance(control, dict):
+        return []
+    ttl = control.get("ttl")
+    return [CacheMark(ttl if isinstance(ttl, str) else None)]
+
+
+def _system_parts(content: Any, where: str) -> list[SystemPart]:
+    """A system message: its text, split at the parts that carry `cache_control`."""
+    if not isinstance(content, list) or not any(_mark(p) for p in content):
+        return [text_of(content, where)]
+    out: list[SystemPart] = []
+    for part in content:
+        out.extend([text_of([part], where), *_mark(part)])
+    return out
+
+
 def _user_parts(content: Any, where: str) -> list[Part]:
     if isinstance(content, str):
         if not content:
@@ -105,9 +133,9 @@ def _user_parts(content: Any, where: str) -> list[Part]:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             if part["text"]:
-                parts.append(part["text"])
+                parts.extend([part["text"], *_mark(part)])
         elif kind == "image_url":
-            parts.append(_image(part, where))
+            parts.extend([_image(part, where), *_mark(part)])
         else:
             raise _bad(f"{where}: content part type {kind!r} is not supported here; use text or image_url")
     if not parts:
@@ -141,12 +169,13 @@ def read_chat(body: Body) -> Chat:
                 _max_tokens(body), read_stop(body.get("stop")))
 
 
-def read_messages(messages: Any) -> tuple[list[str], list[Turn]]:
+def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
     """OpenAI chat messages as (system prompts, turns): consecutive same-role messages merged (the
-    target APIs want alternating turns), tool results in user turns."""
+    target APIs want alternating turns), tool results in user turns, and a `cache_control` on a
+    content part (as Anthropic clients and LiteLLM send it) kept as a CacheMark after that part."""
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list")
-    system: list[str] = []
+    system: list[SystemPart] = []
     turns: list[Turn] = []
     names: dict[str, str] = {}  # tool call id -> function name
 
@@ -162,7 +191,7 @@ def read_messages(messages: Any) -> tuple[list[str], list[Turn]]:
             raise _bad(f"{where} must be an object with `role` and `content`")
         role, content = msg.get("role"), msg.get("content")
         if role in ("system", "developer"):
-            system.append(text_of(content, where))
+            system.extend(_system_parts(content, where))
         elif role == "user":
             add("user", _user_parts(content, where))
         elif role == "assistant":
@@ -180,7 +209,9 @@ def read_messages(messages: Any) -> tuple[list[str], list[Turn]]:
             call_id = msg.get("tool_call_id")
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a tool message needs `tool_call_id`")
-            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text_of(content, where))])
+            marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
+            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text_of(content, where)),
+                         *marks])
         else:
             raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
     if not turns:
@@ -233,6 +264,11 @@ def read_stop(stop: Any) -> list[str]:
     raise _bad("`stop` must be a string or a list of strings")
 
 
+def system_text(system: list[SystemPart]) -> str:
+    """The system prompts as one text, for APIs without cache breakpoints."""
+    return "\n\n".join(s for s in system if isinstance(s, str))
+
+
 def image_bytes(image: Image) -> bytes:
     assert image.data is not None
     try:
@@ -244,16 +280,21 @@ def image_bytes(image: Image) -> bytes:
 # --- responses back -----------------------------------------------------------------------------
 
 
-def usage_dict(usage: TokenUsage, cached: int = 0, reasoning: int = 0) -> Body:
+def usage_dict(usage: TokenUsage) -> Body:
+    """OpenAI `usage`: cache reads in `prompt_tokens_details.cached_tokens`; cache writes, which
+    OpenAI's shape has no field for, as `cache_creation_input_tokens` (as LiteLLM reports them), so
+    clients of the Messages API see them too; reasoning in `completion_tokens_details`."""
     out: Body = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
-    if cached:
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
-    if reasoning:
-        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    if usage.cache_read_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.cache_write_tokens:
+        out["cache_creation_input_tokens"] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return out
 
 

@@ -10,6 +10,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
+    CacheMark,
     Chat,
     Chunks,
     Image,
@@ -18,6 +19,7 @@ from shieldes.providers.chat_parts import (
     ToolResult,
     chat_response,
     read_chat,
+    system_text,
     usage_dict,
 )
 
@@ -73,10 +75,12 @@ def _generation_config(body: Body, chat: Chat) -> Body:
 def chat_to_gemini(body: Body) -> Body:
     """An OpenAI chat request as a generateContent request."""
     chat = read_chat(body)
-    out: Body = {"contents": [{"role": "user" if t.role == "user" else "model", "parts": [_part(p) for p in t.parts]}
+    # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
+    out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
+                               "parts": [_part(p) for p in t.parts if not isinstance(p, CacheMark)]}
                               for t in chat.turns]}
     if chat.system:
-        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(chat.system)}]}
+        out["systemInstruction"] = {"parts": [{"text": system_text(chat.system)}]}
     gen = _generation_config(body, chat)
     if gen:
         out["generationConfig"] = gen
@@ -101,7 +105,7 @@ def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
     cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
     usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts, cache_read_tokens=cached,
                        reasoning_tokens=thoughts or None)
-    return usage, usage_dict(usage, cached, thoughts)
+    return usage, usage_dict(usage)
 
 
 def blocked(resp: Body) -> UpstreamFailure | None:

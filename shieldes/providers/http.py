@@ -250,7 +250,12 @@ def parse_usage(usage: object) -> TokenUsage | None:
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     cached = _detail(usage, "prompt_tokens_details", "cached_tokens")
-    return TokenUsage(prompt, completion, cache_read_tokens=cached if cached and 0 < cached <= prompt else 0,
+    cached = cached if cached and 0 < cached <= prompt else 0
+    # cache writes: not in OpenAI's shape; LiteLLM-style upstreams (and shieldes) report them top-level
+    written = usage.get("cache_creation_input_tokens")
+    written = written if isinstance(written, int) and not isinstance(written, bool) and 0 < written <= prompt - cached \
+        else 0
+    return TokenUsage(prompt, completion, cache_read_tokens=cached, cache_write_tokens=written,
                       reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"))
 
 

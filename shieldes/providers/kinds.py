@@ -27,7 +27,9 @@ def _vertex_url(o: Mapping[str, str]) -> str:
 class KindSpec:
     """`options`: the kind's own settings (CLI flag `--NAME` with `_` as `-`); `required` must be
     given; `default_base_url` builds the public endpoint when --base-url is omitted (None: the
-    base URL is required); `extra`: the pip extra holding the client library this kind needs."""
+    base URL is required); `extra`: the pip extra holding the client library this kind needs;
+    `cache_marks`: the kind takes prompt-cache breakpoints (Anthropic `cache_control`) in
+    requests translated for it."""
 
     name: str
     options: tuple[str, ...] = ()
@@ -35,6 +37,7 @@ class KindSpec:
     default_base_url: Callable[[Mapping[str, str]], str] | None = None
     extra: str | None = None
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    cache_marks: bool = False
 
 
 KINDS: Mapping[str, KindSpec] = {
@@ -44,7 +47,7 @@ KINDS: Mapping[str, KindSpec] = {
     # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
     "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
                       choices={"auth": ("api-key", "bearer", "entra")}),
-    "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock"),
+    "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True),
     "gemini": KindSpec("gemini", (), (), _gemini_url),
     "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
                        _vertex_url, "vertex"),

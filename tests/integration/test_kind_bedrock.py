@@ -75,7 +75,7 @@ async def test_bedrock_converse_stream_tools_images_signed(node: tuple[Harness, 
     chat = await client.chat.completions.create(model=CLAUDE, messages=messages, max_tokens=64, temperature=0.2)
     assert chat.choices[0].message.content == "Hello from the fake Bedrock"
     assert chat.usage is not None and (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (5, 5)
-    assert chat.usage.prompt_tokens_details is not None and chat.usage.prompt_tokens_details.cached_tokens == 1
+    assert chat.usage.prompt_tokens_details is None  # no cache breakpoint, nothing cached
     sent = fake.last()
     assert sent.path == "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
     assert sent.headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
@@ -129,8 +129,7 @@ async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, F
     msg = await claude.messages.create(model=CLAUDE, max_tokens=100,
                                        messages=[{"role": "user", "content": "say hello"}])
     assert msg.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
-    # Anthropic counts cache reads apart from input_tokens: the fake's 2 prompt tokens, 1 cached
-    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens, msg.usage.output_tokens) == (1, 1, 5)
+    assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens or 0, msg.usage.output_tokens) == (2, 0, 5)
     async with claude.messages.stream(model=CLAUDE, max_tokens=100,
                                       messages=[{"role": "user", "content": "say hello"}]) as s:
         final = await s.get_final_message()
@@ -159,17 +158,35 @@ async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> N
     assert refused.value.status_code == 502 and "credentials" in refused.value.message
 
 
-async def test_bedrock_cache_tokens_billed_at_the_shipped_cache_prices(node: tuple[Harness, FakeBedrock]) -> None:
-    """The fake reports 1 of each prompt's tokens as `cacheReadInputTokens`; CLAUDE's shipped price is
-    $3 input, $0.30 cache read, $15 output per 1M (nUSD per token 3000, 300, 15000)."""
-    h, _ = node
+async def test_bedrock_prompt_caching_from_cache_control_billed_at_the_shipped_cache_prices(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """`cache_control` marks (Anthropic SDK blocks, or OpenAI-format parts as LiteLLM takes them)
+    become Converse `cachePoint` blocks; the first call writes the prefix, later ones read it, and
+    CLAUDE's shipped prices bill them: per 1M $3 input, $3.75 cache write, $0.30 cache read, $15
+    output (nUSD per token 3000, 3750, 300, 15000)."""
+    h, fake = node
     client = await client_for(h)
-    hello: Any = [{"role": "user", "content": "say hello now"}]  # 3 words: 2 plain + 1 cache read
-    chat = await client.chat.completions.create(model=CLAUDE, messages=hello)
-    assert chat.usage is not None and chat.usage.prompt_tokens_details is not None
-    assert (chat.usage.prompt_tokens, chat.usage.prompt_tokens_details.cached_tokens) == (3, 1)
-    stream = await client.chat.completions.create(model=CLAUDE, messages=hello, stream=True,
-                                                  stream_options={"include_usage": True})
-    assert [c async for c in stream][-1].usage == chat.usage
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    system: Any = [{"type": "text", "text": "You answer questions about the weather in Paris",  # 8 words
+                    "cache_control": {"type": "ephemeral"}}]
+    first = await claude.messages.create(model=CLAUDE, max_tokens=50, system=system,
+                                         messages=[{"role": "user", "content": "sunny today?"}])
+    assert fake.last().body["system"] == [{"text": system[0]["text"]}, {"cachePoint": {"type": "default"}}]
+    assert (first.usage.input_tokens, first.usage.cache_creation_input_tokens,
+            first.usage.cache_read_input_tokens) == (2, 8, 0)
+    async with claude.messages.stream(model=CLAUDE, max_tokens=50, system=system,
+                                      messages=[{"role": "user", "content": "rain tomorrow?"}]) as s:
+        second = await s.get_final_message()
+    assert (second.usage.input_tokens, second.usage.cache_read_input_tokens) == (2, 8)
+
+    # the same breakpoint in OpenAI format (a text part's cache_control), on the last user turn
+    marked: Any = [{"role": "system", "content": system[0]["text"]},
+                   {"role": "user", "content": [{"type": "text", "text": "wind now?",
+                                                 "cache_control": {"type": "ephemeral"}}]}]
+    chat = await client.chat.completions.create(model=CLAUDE, messages=marked)
+    assert fake.last().body["messages"][0]["content"] == [{"text": "wind now?"}, {"cachePoint": {"type": "default"}}]
+    assert chat.usage is not None and chat.usage.prompt_tokens == 10  # 10 written, none read yet
+
     await h.flush()
-    assert h.usage_totals()["app"] == (2, 6, 10, 2 * (2 * 3000 + 1 * 300 + 5 * 15000))
+    cost = (2 * 3000 + 8 * 3750 + 5 * 15000) + (2 * 3000 + 8 * 300 + 5 * 15000) + (10 * 3750 + 5 * 15000)
+    assert h.usage_totals()["app"] == (3, 30, 15, cost)

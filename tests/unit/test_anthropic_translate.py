@@ -313,7 +313,7 @@ def test_message_response_to_chat_with_text_tools_and_cache_usage() -> None:
             }
         ],
         "usage": {"prompt_tokens": 17, "completion_tokens": 7, "total_tokens": 24,
-                  "prompt_tokens_details": {"cached_tokens": 5}},
+                  "prompt_tokens_details": {"cached_tokens": 5}, "cache_creation_input_tokens": 2},
     }
 
 
@@ -875,3 +875,43 @@ def test_odd_upstream_answers_still_give_a_message(resp: dict[str, Any]) -> None
 async def test_odd_upstream_chunks_still_give_a_complete_event_sequence(chunks: list[dict[str, Any]]) -> None:
     events = await _events(chunks)
     assert events[0][0] == "message_start" and events[-1][0] == "message_stop"
+
+
+def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
+    """`cache_control` on OpenAI-format parts (as LiteLLM takes them) becomes Anthropic
+    `cache_control` on the same block and Bedrock `cachePoint` after it; Gemini caches implicitly
+    and gets none. Messages requests keep their marks only for upstreams that take them."""
+    from shieldes.providers.anthropic_inbound import translate_messages_request
+    from shieldes.providers.bedrock_translate import chat_to_converse
+    from shieldes.providers.gemini_translate import chat_to_gemini
+
+    mark = {"type": "ephemeral", "ttl": "1h"}
+    chat: Any = {"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "rules", "cache_control": mark},
+                                       {"type": "text", "text": "today"}]},
+        {"role": "user", "content": [{"type": "text", "text": "long document", "cache_control": {"type": "ephemeral"}},
+                                     {"type": "text", "text": "question"}]}]}
+    anthropic_body = chat_request_to_anthropic(chat, "m")
+    assert anthropic_body["system"] == [{"type": "text", "text": "rules", "cache_control": mark},
+                                        {"type": "text", "text": "today"}]
+    assert anthropic_body["messages"][0]["content"] == [
+        {"type": "text", "text": "long document", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "question"}]
+    converse = chat_to_converse(chat)
+    point = {"cachePoint": {"type": "default"}}
+    assert converse["system"] == [{"text": "rules"}, point, {"text": "today"}]
+    assert converse["messages"][0]["content"] == [{"text": "long document"}, point, {"text": "question"}]
+    gemini = chat_to_gemini(chat)
+    assert gemini["systemInstruction"] == {"parts": [{"text": "rules\n\ntoday"}]}
+    assert gemini["contents"][0]["parts"] == [{"text": "long document"}, {"text": "question"}]
+
+    messages: Any = {"model": "m", "max_tokens": 10,
+                     "system": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}],
+                     "messages": [{"role": "user", "content": [
+                         {"type": "tool_result", "tool_use_id": "t1", "content": "42",
+                          "cache_control": {"type": "ephemeral"}}]}]}
+    kept, _ = translate_messages_request(messages, cache_marks=True)
+    assert kept["messages"][0]["content"] == [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
+    assert kept["messages"][1]["content"] == [{"type": "text", "text": "42", "cache_control": {"type": "ephemeral"}}]
+    plain, _ = translate_messages_request(messages)
+    assert plain["messages"][0]["content"] == "rules" and plain["messages"][1]["content"] == "42"
