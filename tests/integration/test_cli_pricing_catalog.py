@@ -25,8 +25,8 @@ def test_pricing_list_shows_defaults_and_overrides(database_url: str) -> None:
     overrides = ok(database_url, "pricing", "list", "--source", "override")
     assert [(r["model"], r["input_per_1m"], r["source"]) for r in overrides] == [
         ("claude-sonnet-4-5", 2.0, "override"), ("house-model", 1.0, "override")]
-    assert [r["model"] for r in ok(database_url, "pricing", "list", "--model", "nova")] == [
-        "amazon.nova-lite-v1:0", "amazon.nova-micro-v1:0", "amazon.nova-premier-v1:0", "amazon.nova-pro-v1:0"]
+    assert [r["model"] for r in ok(database_url, "pricing", "list", "--model", "nova-pro")] == [
+        "amazon.nova-pro-v1:0", "us.amazon.nova-pro-v1:0"]  # a Bedrock model and its inference profile
     table = invoke(database_url, "pricing", "list", "--model", "claude-sonnet-4-5")
     assert "override" in table.stdout and table.exit_code == 0
 
