@@ -57,6 +57,14 @@ class Fault:
     message: str | None = None
     retry_after: float | None = None
     code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
+    rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
+    _matched: int = 0
+
+
+    def strikes(self) -> bool:
+        """Whether `status` applies to this request: `rate` of them, evenly (deterministic)."""
+        self._matched += 1
+        return int(self._matched * self.rate) > int((self._matched - 1) * self.rate)
 
 
 @dataclass
@@ -95,6 +103,7 @@ class FakeUpstream:
         reject_stream_options: bool = False,
         call_tools: bool = True,
         implicit_cache: bool = False,
+        rpm: int | None = None,
     ) -> None:
         self.completion_tokens = completion_tokens
         self.reply = reply
@@ -103,6 +112,9 @@ class FakeUpstream:
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
         self.call_tools = call_tools  # False: always answer with text, even when tools are offered
         self.requests: list[Recorded] = []
+        self.rpm = rpm  # a provider's own quota: past it in any 60 s, answer 429 like the real ones
+        self.throttled = 0  # requests answered 429 for being past `rpm`
+        self._admitted: list[float] = []  # monotonic times of requests counted against `rpm`
         self.sent: list[bytes] = []  # the body bytes of every answer, stream frames joined
         self.prompt_cache: set[str] = set()  # prefixes marked with cache_control (prompt caching)
         self.implicit_cache = implicit_cache  # True: chat prompts repeating a prefix report cached_tokens
@@ -202,10 +214,18 @@ class FakeUpstream:
                 raw,
             )
         )
+        if self.rpm is not None:
+            now = time.monotonic()
+            self._admitted = [t for t in self._admitted if t > now - 60]
+            if len(self._admitted) >= self.rpm:
+                self.throttled += 1
+                return body, None, wire.error(429, f"Rate limit reached: {self.rpm} requests per minute",
+                                              anthropic, {"retry-after": "20"})
+            self._admitted.append(now)
         fault = self._take_fault(request.path)
         if fault and fault.delay:
             await asyncio.sleep(fault.delay)
-        if fault and fault.status:
+        if fault and fault.status and fault.strikes():
             headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else None
             return (
                 body,

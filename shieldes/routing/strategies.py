@@ -3,10 +3,10 @@ deployment health. Pure: the health view, prices, region and random source are p
 
 - `weighted`: static weights (a weighted shuffle).
 - `adaptive` (default): static weight scaled by health. A deployment whose error rate is above
-  2.5% loses weight in proportion (from 12.5% on it keeps only the floor); one whose latency is above 1.5x
-  the best healthy peer's is treated as briefly broken (the floor). The floor (5%) keeps probing
-  it, and since the health figures are moving averages, weight comes back gradually as it
-  recovers.
+  2.5% loses weight in proportion (from 12.5% on it keeps only the floor); one whose latency is
+  above 1.5x the best healthy peer's (and at least 50 ms above it) is treated as briefly broken
+  (the floor). The floor (5%) keeps probing it, and since the health figures are moving averages,
+  weight comes back gradually as it recovers.
 - `least-latency`: power of two choices on the moving latency (an unmeasured target is tried first).
 - `cost`: the cheapest target (input + output price of its model), static weight breaking ties.
 
@@ -29,6 +29,9 @@ DEFAULT_STRATEGY = "adaptive"
 ERROR_RATE_THRESHOLD = 0.025
 ERROR_RATE_ZERO = 0.125  # error rate at which an adaptive weight reaches the floor
 LATENCY_FACTOR = 1.5
+# ...and at least this much slower: a few milliseconds of jitter between two fast deployments (a
+# cold connection, a busy event loop) is not a slowdown worth resting one for
+LATENCY_MIN_GAP_MS = 50.0
 WEIGHT_FLOOR = 0.05
 MIN_SAMPLES = 5  # below this many observed requests a deployment keeps its static weight
 
@@ -79,7 +82,7 @@ def adaptive_factor(h: DeploymentHealth | None, baseline_ms: float) -> float:
     if h.error_rate > ERROR_RATE_THRESHOLD:
         span = ERROR_RATE_ZERO - ERROR_RATE_THRESHOLD
         factor *= max(WEIGHT_FLOOR, 1.0 - (h.error_rate - ERROR_RATE_THRESHOLD) / span)
-    if baseline_ms > 0 and h.latency_ms > LATENCY_FACTOR * baseline_ms:
+    if baseline_ms > 0 and h.latency_ms > max(LATENCY_FACTOR * baseline_ms, baseline_ms + LATENCY_MIN_GAP_MS):
         factor = WEIGHT_FLOOR
     return max(WEIGHT_FLOOR, factor)
 

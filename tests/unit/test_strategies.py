@@ -43,6 +43,8 @@ def test_adaptive_cuts_errors_and_slowness_but_keeps_probing() -> None:
     assert 0.05 < adaptive_factor(DeploymentHealth(100, 0.06, 50), 100) < 0.7
     assert adaptive_factor(DeploymentHealth(100, 0.5, 50), 100) == 0.05
     assert adaptive_factor(DeploymentHealth(200, 0.0, 50), 100) == 0.05  # > 1.5x the best: rested
+    assert adaptive_factor(DeploymentHealth(9, 0.0, 50), 2) == 1.0  # 4.5x, but only 7 ms: jitter
+    assert adaptive_factor(DeploymentHealth(60, 0.0, 50), 2) == 0.05  # 30x and 58 ms slower
     health = {"good": DeploymentHealth(100, 0.0, 50), "bad": DeploymentHealth(100, 0.2, 50)}
     picks = first_picks([target("good"), target("bad")], "adaptive", health)
     assert picks["good"] > 0.9 * 2000 and picks["bad"] > 0  # shifted away, still probed
