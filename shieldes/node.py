@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
 from shieldes.checks import startup_report
+from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
@@ -293,6 +294,7 @@ class Node:
         self.cluster.attach_gateway(self.gateway)
         self.cluster.request_totals = self.metrics.request_totals
         ops_metrics.register(self.metrics.registry, self.gateway, self.cluster, s.usage_buffer_max)
+        self.metrics.registry.register(RoutingGauges(self.cluster))
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
                              oidc=OidcLogin.from_settings(s))

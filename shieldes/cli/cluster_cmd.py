@@ -22,7 +22,8 @@ def cluster_group() -> None:
 @handle_errors
 def status(as_json: bool) -> None:
     """Nodes (alive/dead, addresses, version, heartbeat age, log position and lag), the leader and its
-    epoch, and gossip traffic per node."""
+    epoch, gossip traffic and convergence time, and per deployment its health, effective weight,
+    traffic share and quota use."""
     ctx = cli_context()
     data = cluster_status(ctx.database_url(), ctx.settings.node_timeout)
     if ctx.as_json:
@@ -31,7 +32,10 @@ def status(as_json: bool) -> None:
     leader = data["leader"]
     who = leader["node_id"] or f"none (last: {leader['last_leader'] or '-'})"
     click.echo(f"log head {data['log_head']}  nodes alive {data['nodes_alive']}/{len(data['nodes'])}  "
-               f"leader {who}  epoch {leader['epoch']}")
+               f"healthy {data['nodes_healthy']}  leader {who}  epoch {leader['epoch']}")
+    rate, size, conv = data["gossip_messages_per_s"], data["gossip_bytes_per_s"], data["convergence_ms"]
+    gossip = "-" if rate is None else f"{rate:g} msg/s, {size:g} B/s"
+    click.echo(f"gossip {gossip}  convergence {'-' if conv is None else f'{conv:g} ms'}")
     rows = [
         {
             "node": n["node_id"], "status": n["status"], "http": n["http_address"],
@@ -44,3 +48,11 @@ def status(as_json: bool) -> None:
         for n in data["nodes"]
     ]
     emit(rows, as_json=False)
+    if data["deployments"]:
+        click.echo("")
+        emit([{"deployment": d["name"], "region": d["region"] or "-", "healthy": "yes" if d["healthy"] else "no",
+               "latency": f"{d['latency_ms']:g} ms", "errors": f"{d['error_rate']:.1%}", "weight": d["weight"],
+               "share 60s": f"{d['traffic_share']:.0%}", "requests 60s": d["requests_60s"],
+               "quota used": ", ".join(f"{q} {d['quota'][q + '_used']:.0%}" for q in ("rpm", "tpm")
+                                       if d["quota"][q] is not None) or "-"}
+              for d in data["deployments"]], as_json=False)

@@ -24,6 +24,7 @@ from shieldes.cluster.gossip import Gossip
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
+from shieldes.cluster.measures import Convergence, Rates
 from shieldes.cluster.membership import Membership, NodeRecord
 from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
 from shieldes.cluster.view import Health, NodeState, ViewCell
@@ -31,6 +32,7 @@ from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
+from shieldes.routing.quota import Traffic
 from shieldes.routing.strategies import deployment_report, merge_health
 from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
@@ -88,6 +90,9 @@ class ClusterRuntime:
         self._task: asyncio.Task[None] | None = None
         self.last_apply_ms: float | None = None  # commit-to-applied delay of the newest config event
         self.request_totals: Callable[[], dict[str, int]] | None = None  # set once the gateway exists
+        self.traffic: Callable[[], Mapping[str, Traffic]] = dict  # what this node sends each deployment
+        self.convergence = Convergence()  # cluster/measures.py
+        self.gossip_rates = Rates()
         projector.on_event(self._on_event)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -141,6 +146,7 @@ class ClusterRuntime:
         breaker_holder.breaker = self.breaker
         breaker_holder.health_views = self.health_views
         breaker_holder.cluster_size = self.alive_count
+        self.traffic = breaker_holder.quotas.traffic
 
     def http_started(self, port: int) -> None:
         self.membership.http_address = _address(self.settings.host, self.settings.advertise_host, port)
@@ -239,12 +245,17 @@ class ClusterRuntime:
 
     def _on_sent(self, seq: int) -> None:
         self.meter.rounds.sent(seq)
+        self.convergence.sent(seq)
 
     def _on_state(self, state: NodeState) -> None:
         seen = state.seen.get(self.node_id)
         if seen is not None:
             self.meter.rounds.peer_saw(state.node_id, seen[0], seen[1])
-        self.meter.rounds.advance(self.participants(), self.membership.boot_epoch)
+            if seen[0] == self.membership.boot_epoch:
+                self.convergence.acked(state.node_id, seen[1])
+        participants = self.participants()
+        self.meter.rounds.advance(participants, self.membership.boot_epoch)
+        self.convergence.settle(participants)
 
     def _on_event(self, recorded: RecordedEvent, event: Event) -> None:
         if recorded.is_config:
@@ -284,10 +295,9 @@ class ClusterRuntime:
             "alive": self.alive_count(),
             "listener": self.listener.state,
             "lag": self.projector.lag,
-            "gossip": self.gossip.stats.to_dict() if self.gossip is not None else None,
-            "deployments": deployment_report(
-                ((d.name, d.weight, d.models) for d in self.projector.config.providers.values()),
-                merge_health(self.health_views())),
+            "gossip": self._gossip_info(),
+            "deployments": self.deployment_report(),
+            "region": self.settings.region,
             "requests": self.request_totals() if self.request_totals is not None else None,
             "config_apply_ms": self.last_apply_ms,
             # rolling upgrades: writers refuse events this node cannot read (events/compat.py)
@@ -300,6 +310,25 @@ class ClusterRuntime:
                 "encryption": self._keyring.key_id(),
             },
         }
+
+    def deployment_report(self) -> dict[str, dict[str, Any]]:
+        """Per deployment: the merged health view, this node's effective weight and traffic."""
+        return deployment_report(self.projector.config.providers.values(), merge_health(self.health_views()),
+                                 self.traffic())
+
+    def _gossip_info(self) -> dict[str, Any] | None:
+        """Gossip counters, their rates over the last 10 s (sampled every heartbeat) and the
+        measured convergence time (cluster/measures.py)."""
+        if self.gossip is None:
+            return None
+        st = self.gossip.stats
+        self.gossip_rates.sample((st.sent + st.received, st.sent_bytes + st.received_bytes))
+        rates = self.gossip_rates.per_second()
+        converged = self.convergence.seconds()
+        return {**st.to_dict(),
+                "messages_per_s": round(rates[0], 3) if rates else None,
+                "bytes_per_s": round(rates[1], 1) if rates else None,
+                "convergence_ms": round(converged * 1000, 3) if converged is not None else None}
 
     def status(self) -> dict[str, Any]:
         return {

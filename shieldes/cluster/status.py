@@ -1,5 +1,7 @@
 """The cluster as the database records it: nodes (heartbeats), the leader and its epoch, log
-positions and gossip traffic. Shared by `shieldes cluster status` and the admin API."""
+positions, gossip traffic and convergence, and how the nodes route (per deployment and region).
+Shared by `shieldes cluster status`, the admin API and each node's cluster gauges on /metrics
+(`summarize`, from the `cluster_nodes` rows the node reads every heartbeat)."""
 
 from __future__ import annotations
 
@@ -38,8 +40,68 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
             "rejected": sum(int(gossip.get(k, 0)) for k in
                             ("rejected_signature", "rejected_stale", "rejected_malformed")),
             "send_errors": gossip.get("send_errors", 0),
+            "messages_per_s": gossip.get("messages_per_s"),  # sent + received, over the last 10 s
+            "bytes_per_s": gossip.get("bytes_per_s"),
+            "convergence_ms": gossip.get("convergence_ms"),  # cluster/measures.py
             "peers": peers,
         },
+        "region": n.info.get("region"),
+    }
+
+
+def _healthy(n: NodeRecord, head: int) -> bool:
+    """Alive, listening for config changes and less than 1,000 events behind the log."""
+    return n.alive and n.info.get("listener") == "listening" and max(0, head - n.position) < 1000
+
+
+def _sent(n: NodeRecord) -> int:
+    return sum(int(r.get("requests_60s") or 0) for r in (n.info.get("deployments") or {}).values())
+
+
+def _share(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def regions(alive: list[NodeRecord]) -> list[dict[str, Any]]:
+    """Requests sent in the last 60 s per deployment region (`none`: deployments without one), and
+    how many of them came from nodes of another region (spill-over)."""
+    rows: dict[str, list[int]] = {}
+    for n in alive:
+        home = n.info.get("region")
+        for r in (n.info.get("deployments") or {}).values():
+            region = r.get("region") or "none"
+            sent = int(r.get("requests_60s") or 0)
+            row = rows.setdefault(region, [0, 0])
+            row[0] += sent
+            row[1] += sent if home and r.get("region") and home != region else 0
+    total = sum(r[0] for r in rows.values())
+    return [{"region": name, "requests_60s": r[0], "from_other_regions_60s": r[1],
+             "traffic_share": _share(r[0], total)} for name, r in sorted(rows.items())]
+
+
+def summarize(nodes: list[NodeRecord], head: int) -> dict[str, Any]:
+    """Everything but the leader (which needs the database) from the `cluster_nodes` rows."""
+    alive = [n for n in nodes if n.alive]
+    healthy = [n for n in alive if _healthy(n, head)]
+    sent = {n.node_id: _sent(n) for n in alive}
+    gossip = [n.info.get("gossip") or {} for n in alive]
+    rates = [g for g in gossip if g.get("messages_per_s") is not None]
+    converged = [float(g["convergence_ms"]) for g in gossip if g.get("convergence_ms") is not None]
+    return {
+        "log_head": head,
+        "nodes_alive": len(alive),
+        "nodes_total": len(nodes),
+        "nodes_healthy": len(healthy),
+        "nodes_failed": len(nodes) - len(healthy),
+        # each message is counted once by its sender and once by its receiver
+        "gossip_messages_per_s": round(sum(float(g["messages_per_s"]) for g in rates) / 2, 3) if rates else None,
+        "gossip_bytes_per_s": round(sum(float(g["bytes_per_s"]) for g in rates) / 2, 1) if rates else None,
+        "convergence_ms": max(converged) if converged else None,
+        "deployments": merge_reports(n.info.get("deployments") or {} for n in alive),
+        "regions": regions(alive),
+        "load": [{"node_id": k, "requests_60s": v, "share": _share(v, sum(sent.values()))}
+                 for k, v in sorted(sent.items())],
+        "nodes": [node_row(n, head) for n in nodes],
     }
 
 
@@ -60,21 +122,12 @@ def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
         ).fetchone()
     epoch, leader_id, acquired = epoch_row if epoch_row else (0, None, None)
     held = bool(held_row and held_row[0])
-    alive = [n for n in nodes if n.alive]
-    healthy = [n for n in alive if n.info.get("listener") == "listening" and max(0, head - n.position) < 1000]
-    return {
-        "log_head": head,
-        "nodes_alive": len(alive),
-        "nodes_total": len(nodes),
-        "nodes_healthy": len(healthy),
-        "nodes_failed": len(nodes) - len(healthy),
-        "deployments": merge_reports(n.info.get("deployments") or {} for n in alive),
-        "leader": {
-            "node_id": leader_id if held else None,
-            "epoch": epoch,
-            "acquired_at": acquired.isoformat() if acquired else None,
-            "lock_held": held,
-            "last_leader": leader_id,
-        },
-        "nodes": [node_row(n, head) for n in nodes],
+    out = summarize(nodes, head)
+    out["leader"] = {
+        "node_id": leader_id if held else None,
+        "epoch": epoch,
+        "acquired_at": acquired.isoformat() if acquired else None,
+        "lock_held": held,
+        "last_leader": leader_id,
     }
+    return out

@@ -405,6 +405,8 @@ class Gateway:
                         break
                     if not failure.retryable:
                         raise self._client_error(failure, rt.deployment) from None
+                finally:
+                    self.quotas.returned(rt.name)
             if later is None:
                 later = fallback_routes(self.state.config, route) if route.fallbacks else []
             group = later.pop(0) if later else None

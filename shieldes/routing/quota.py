@@ -2,6 +2,9 @@
 tpm quota, `shieldes provider add ... --rpm N --tpm N`), so N nodes together do not get the
 provider to throttle all of them.
 
+The same windows give the traffic figures operators see (`shieldes cluster status`, /metrics):
+requests and tokens per deployment in the last 60 seconds, and calls in flight.
+
 Each node takes an equal share, ceil(quota / alive nodes), over a sliding 60-second window of what
 it sent. A deployment at its share is skipped by routing (the next target, then the fallback
 groups) instead of being called into a 429. Bound: with a stable membership of N nodes the cluster
@@ -35,6 +38,16 @@ class _Sent:
     requests: deque[float] = field(default_factory=deque)  # send times
     tokens: deque[tuple[float, int]] = field(default_factory=deque)  # (answer time, tokens)
     token_sum: int = 0
+    in_flight: int = 0  # calls sent and not answered yet (for streams: no first chunk yet)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What this node sent one deployment: in the last 60 seconds, and in flight now."""
+
+    requests: int = 0
+    tokens: int = 0
+    in_flight: int = 0
 
 
 @dataclass
@@ -62,7 +75,14 @@ class DeploymentQuotas:
         return tpm is None or s.token_sum < share(tpm, nodes)
 
     def sent(self, name: str) -> None:
-        self._window(name).requests.append(self.clock())
+        s = self._window(name)
+        s.requests.append(self.clock())
+        s.in_flight += 1
+
+    def returned(self, name: str) -> None:
+        """The call sent last to `name` got its answer (or failed)."""
+        s = self._window(name)
+        s.in_flight = max(0, s.in_flight - 1)
 
     def answered(self, name: str, tokens: int) -> None:
         s = self._window(name)
@@ -73,3 +93,11 @@ class DeploymentQuotas:
         """(requests, tokens) this node sent to `name` in the last 60 seconds."""
         s = self._window(name)
         return len(s.requests), s.token_sum
+
+    def traffic(self) -> dict[str, Traffic]:
+        """Every deployment this node has called: its last 60 seconds and its calls in flight."""
+        out = {}
+        for name in list(self._sent):
+            s = self._window(name)
+            out[name] = Traffic(len(s.requests), s.token_sum, s.in_flight)
+        return out

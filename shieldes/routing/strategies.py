@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shieldes.cluster.view import Health
+from shieldes.projections.state import Deployment
+from shieldes.routing.quota import Traffic, quota_of
 from shieldes.routing.router import RouteTarget, weighted_order
 
 STRATEGIES = ("weighted", "adaptive", "least-latency", "cost")
@@ -134,45 +136,61 @@ def order_targets(
 
 
 def deployment_report(
-    deployments: Iterable[tuple[str, float, Sequence[str]]], health: Mapping[str, DeploymentHealth]
-) -> dict[str, dict[str, float | int | bool]]:
-    """Per deployment (name, static weight, models): the merged health and the `adaptive` weight
-    it gets against the best healthy deployment serving one of its models. What each node
-    publishes in `cluster_nodes.info` and `shieldes cluster status` merges."""
+    deployments: Iterable[Deployment], health: Mapping[str, DeploymentHealth], traffic: Mapping[str, Traffic],
+) -> dict[str, dict[str, Any]]:
+    """Per deployment: the merged health, the `adaptive` weight it gets against the best healthy
+    deployment serving one of its models, and what this node sent it. What each node publishes in
+    `cluster_nodes.info`; `merge_reports` makes the cluster's table of them."""
     deps = list(deployments)
-    out: dict[str, dict[str, float | int | bool]] = {}
-    for name, weight, models in deps:
-        peers = [n for n, _, m in deps if set(m) & set(models)]
-        h = health.get(name, DeploymentHealth())
+    out: dict[str, dict[str, Any]] = {}
+    for d in deps:
+        peers = [p.name for p in deps if set(p.models) & set(d.models)]
+        h = health.get(d.name, DeploymentHealth())
+        t = traffic.get(d.name, Traffic())
         factor = adaptive_factor(h, baseline_latency(peers, health))
-        out[name] = {"latency_ms": round(h.latency_ms, 3), "error_rate": round(h.error_rate, 4),
-                     "requests": h.requests, "open": h.open, "weight": round(weight * factor, 4),
-                     "healthy": not h.open and (h.requests < MIN_SAMPLES or h.error_rate <= ERROR_RATE_THRESHOLD)}
+        out[d.name] = {
+            "latency_ms": round(h.latency_ms, 3), "error_rate": round(h.error_rate, 4), "requests": h.requests,
+            "open": h.open, "weight": round(d.weight * factor, 4),
+            "healthy": not h.open and (h.requests < MIN_SAMPLES or h.error_rate <= ERROR_RATE_THRESHOLD),
+            "requests_60s": t.requests, "tokens_60s": t.tokens, "in_flight": t.in_flight,
+            "region": d.options.get("region"), "rpm": quota_of(d.options, "rpm"), "tpm": quota_of(d.options, "tpm"),
+        }
     return out
 
 
 def merge_reports(reports: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """The cluster's table from each alive node's report: request-weighted latency and error rate,
-    the mean effective weight, each deployment's share of all requests, healthy unless a node
-    says otherwise."""
+    the mean effective weight, each deployment's share of the requests every node sent in the
+    last 60 seconds, its quotas' use (that traffic / the quota), healthy unless a node says
+    otherwise."""
     rows: dict[str, dict[str, Any]] = {}
     for report in reports:
         for name, r in report.items():
             row = rows.setdefault(name, {"name": name, "_lat": 0.0, "_err": 0.0, "requests": 0, "_w": [],
-                                         "healthy": True})
+                                         "healthy": True, "requests_60s": 0, "tokens_60s": 0, "in_flight": 0})
             n = int(r.get("requests", 0))
             row["_lat"] += float(r.get("latency_ms", 0.0)) * n
             row["_err"] += float(r.get("error_rate", 0.0)) * n
             row["requests"] += n
             row["_w"].append(float(r.get("weight", 0.0)))
             row["healthy"] = row["healthy"] and bool(r.get("healthy", True))
-    total = sum(r["requests"] for r in rows.values())
+            for k in ("requests_60s", "tokens_60s", "in_flight"):
+                row[k] += int(r.get(k) or 0)
+            for k in ("region", "rpm", "tpm"):  # configuration: the same on every node once caught up
+                row[k] = r.get(k)
+    total = sum(r["requests_60s"] for r in rows.values())
     out = []
     for name in sorted(rows):
         r = rows[name]
         n = r["requests"]
+        rpm, tpm = r.get("rpm"), r.get("tpm")
         out.append({"name": name, "latency_ms": round(r["_lat"] / n, 3) if n else 0.0,
                     "error_rate": round(r["_err"] / n, 4) if n else 0.0,
                     "weight": round(sum(r["_w"]) / len(r["_w"]), 4), "requests": n,
-                    "traffic_share": round(n / total, 4) if total else 0.0, "healthy": r["healthy"]})
+                    "requests_60s": r["requests_60s"], "tokens_60s": r["tokens_60s"], "in_flight": r["in_flight"],
+                    "traffic_share": round(r["requests_60s"] / total, 4) if total else 0.0, "healthy": r["healthy"],
+                    "region": r.get("region"),
+                    "quota": {"rpm": rpm, "tpm": tpm,
+                              "rpm_used": round(r["requests_60s"] / rpm, 4) if rpm else None,
+                              "tpm_used": round(r["tokens_60s"] / tpm, 4) if tpm else None}})
     return out

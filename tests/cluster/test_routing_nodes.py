@@ -8,21 +8,29 @@ every node's traffic share. Measured times are printed (pytest -s) for docs/rout
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.projections.commands import AddProvider
 from tests import pg
-from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.routing_support import ThreadedUpstreams, drive, shares
 
 pytestmark = pytest.mark.cluster
 MODEL = "gpt-4o-mini"
 REGIONS = {"node1": "eu", "node2": "eu", "node3": "us"}
 SLOW = 0.3  # seconds an injected slowdown adds (the healthy one answers in a few ms)
+ADMIN = "routing-test-admin-token-0123456789"
 
 
 class RegionalCluster(Cluster):
@@ -47,6 +55,7 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory,
     c = RegionalCluster(url, tmp_path_factory.mktemp("routing"), env_overrides={
         "SHIELDES_BREAKER_FAILURES": "1000",  # health moves the traffic here, not the circuit breaker
         "SHIELDES_RETRY_BACKOFF": "0",
+        "SHIELDES_ADMIN_TOKEN": ADMIN,
     })
     key = f"env:{UPSTREAM_KEY_ENV}"
     try:
@@ -62,6 +71,34 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory,
     finally:
         c.stop_all()
         pg.drop_database(pg_server, url)
+
+
+def metric(node: NodeProc, name: str, **labels: str) -> float | None:
+    """One sample of a node's /metrics (None: not exposed)."""
+    with urllib.request.urlopen(node.base + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None
+
+
+def status_cli(c: Cluster) -> dict[str, Any]:
+    """`shieldes --json cluster status`, as an operator runs it."""
+    env = {**os.environ, "SHIELDES_DATABASE_URL": c.database_url, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "shieldes", "--json", "cluster", "status"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out: dict[str, Any] = json.loads(done.stdout)
+    return out
+
+
+def status_api(node: NodeProc) -> dict[str, Any]:
+    req = urllib.request.Request(node.base + "/admin/v1/cluster", headers={"Authorization": f"Bearer {ADMIN}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        out: dict[str, Any] = json.loads(resp.read())
+    return out
 
 
 def nodes(c: Cluster) -> list[tuple[str, str]]:
@@ -102,6 +139,10 @@ def test_traffic_leaves_a_slow_or_failing_deployment_on_every_node_and_returns(
     upstreams.call(lambda: b.inject("/v1/chat/completions", delay=SLOW, times=None))
     took, got = rounds_until(cluster, upstreams, key, "b", "<0.15", 15)
     print(f"\nslow: every node under 15% to b after {took:.1f}s: {got}")
+    # every node gives the two the same effective weights: b at the floor (5% of its weight)
+    until(lambda: all(metric(n, "shieldes_deployment_effective_weight", deployment="b") == 0.05
+                      and metric(n, "shieldes_deployment_effective_weight", deployment="a") == 1.0
+                      for n in cluster.nodes), 5, "b at the floor on every node")
     upstreams.call(b.clear_faults)
     took, got = rounds_until(cluster, upstreams, key, "b", ">0.3", 20)
     print(f"recovered: every node over 30% to b after {took:.1f}s: {got}")
@@ -134,6 +175,30 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
     assert all(n <= 10 for n in capped.values()), capped  # each node its ceil(30 / 3)
     assert sum(capped.values()) >= 24 and sum(other.values()) + sum(capped.values()) == 120
 
+    def quota_seen(status: dict[str, Any]) -> dict[str, Any] | None:
+        rows = {d["name"]: d for d in status["deployments"]}
+        row = rows.get("capped")
+        full = row is not None and row["quota"]["rpm_used"] == sum(capped.values()) / 30
+        return status if full and status["convergence_ms"] is not None else None
+
+    # the same figures from the CLI, the admin API and every node's /metrics (each node's heartbeat)
+    status = until(lambda: quota_seen(status_cli(cluster)), 10, "quota use in cluster status")
+    rows = {d["name"]: d for d in status["deployments"]}
+    assert (status["nodes_total"], status["nodes_healthy"], status["nodes_failed"]) == (3, 3, 0)
+    assert rows["capped"]["quota"]["rpm"] == 30 and rows["capped"]["requests_60s"] == sum(capped.values())
+    assert 0 < rows["capped"]["traffic_share"] < rows["open"]["traffic_share"]
+    assert status["gossip_messages_per_s"] > 0 and status["gossip_bytes_per_s"] > 0
+    assert 0 < status["convergence_ms"] < 2000  # gossip every 50 ms here
+    assert sorted(n["share"] > 0 for n in status["load"]) == [True, True, True]
+    print(f"cluster: convergence {status['convergence_ms']} ms, gossip {status['gossip_messages_per_s']} msg/s, "
+          f"{status['gossip_bytes_per_s']} B/s")
+    until(lambda: quota_seen(status_api(cluster.nodes[1])), 10, "quota use in GET /admin/v1/cluster")
+    for n in cluster.nodes:
+        until(lambda n=n: metric(n, "shieldes_cluster_deployment_quota_used_ratio", deployment="capped",
+                                 quota="rpm") == sum(capped.values()) / 30, 10, f"quota gauge on {n.node_id}")
+        assert metric(n, "shieldes_cluster_nodes", state="healthy") == 3.0
+        assert (metric(n, "shieldes_cluster_convergence_seconds") or 0) > 0
+
 
 def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upstreams: ThreadedUpstreams) -> None:
     """eu nodes (node1, node2) use the eu deployment, the us node the us one; when the eu
@@ -157,3 +222,9 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     assert spilled["node3"] == 1.0 and spilled["node1"] > 0.49 and spilled["node2"] > 0.49, spilled
     upstreams.call(a.clear_faults)
     assert shares_to_us() == {"node1": 0.0, "node2": 0.0, "node3": 1.0}
+    # per-region traffic of the last 60 s: eu 3 x 40 attempts, us 3 x 20 + the 40 spilled from eu
+    until(lambda: metric(cluster.nodes[0], "shieldes_cluster_region_spillover_60s", region="us") == 40.0, 10,
+          "spill-over in the region gauges")
+    regions = {r["region"]: r for r in status_cli(cluster)["regions"]}
+    assert (regions["eu"]["requests_60s"], regions["us"]["requests_60s"]) == (120, 100)
+    assert (regions["eu"]["from_other_regions_60s"], regions["us"]["from_other_regions_60s"]) == (0, 40)

@@ -72,12 +72,24 @@ def test_same_region_first_then_spill_over() -> None:
     assert set(first_picks(targets, "weighted", {}, region=None)) == {"eu1", "us1", "us2"}
 
 
+def dep(name: str, region: str | None = None, **options: str) -> Deployment:
+    return Deployment(name, "openai", "http://x", None, ("m",), 1.0,
+                      options={**options, **({"region": region} if region else {})})
+
+
 def test_status_table_merges_node_reports() -> None:
+    from shieldes.routing.quota import Traffic
+
     health = {"a": DeploymentHealth(100, 0.0, 30), "b": DeploymentHealth(100, 0.3, 10)}
-    report = deployment_report([("a", 1.0, ("m",)), ("b", 1.0, ("m",))], health)
+    report = deployment_report([dep("a"), dep("b", rpm="30")], health,
+                               {"a": Traffic(9, 900, 2), "b": Traffic(3, 300, 0)})
     assert report["a"]["healthy"] and not report["b"]["healthy"] and report["b"]["weight"] == 0.05
+    assert report["b"]["rpm"] == 30 and report["a"]["in_flight"] == 2
     rows = merge_reports([report, report])
-    assert [(r["name"], r["traffic_share"]) for r in rows] == [("a", 0.75), ("b", 0.25)]
+    assert [(r["name"], r["traffic_share"]) for r in rows] == [("a", 0.75), ("b", 0.25)]  # of the last 60 s
+    assert [r["requests_60s"] for r in rows] == [18, 6] and rows[0]["in_flight"] == 4
+    assert rows[1]["quota"] == {"rpm": 30, "tpm": None, "rpm_used": 0.2, "tpm_used": None}
+    assert rows[0]["quota"]["rpm_used"] is None
 
 
 def test_deployment_quota_share_and_sliding_window() -> None:
@@ -98,3 +110,7 @@ def test_deployment_quota_share_and_sliding_window() -> None:
     q.answered("d", 400)
     assert not q.allows("d", opts, nodes=3)  # tokens: 400 >= ceil(1000 / 3)
     assert q.usage("d") == (0, 400)
+    q.sent("d")  # five calls sent, none returned yet
+    assert q.traffic()["d"].in_flight == 5 and q.traffic()["d"].requests == 1  # one in the last minute
+    q.returned("d")
+    assert q.traffic()["d"].in_flight == 4
