@@ -84,14 +84,13 @@ def metric(node: NodeProc, name: str, **labels: str) -> float | None:
     return None
 
 
-def status_cli(c: Cluster) -> dict[str, Any]:
-    """`shieldes --json cluster status`, as an operator runs it."""
+def status_cli(c: Cluster, as_json: bool = True) -> Any:
+    """`shieldes --json cluster status` (or the table), as an operator runs it."""
     env = {**os.environ, "SHIELDES_DATABASE_URL": c.database_url, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "shieldes", "--json", "cluster", "status"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "shieldes", *(["--json"] if as_json else []), "cluster", "status"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    out: dict[str, Any] = json.loads(done.stdout)
-    return out
+    return json.loads(done.stdout) if as_json else done.stdout
 
 
 def status_api(node: NodeProc) -> dict[str, Any]:
@@ -188,10 +187,13 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
     assert rows["capped"]["quota"]["rpm"] == 30 and rows["capped"]["requests_60s"] == sum(capped.values())
     assert 0 < rows["capped"]["traffic_share"] < rows["open"]["traffic_share"]
     assert status["gossip_messages_per_s"] > 0 and status["gossip_bytes_per_s"] > 0
-    assert 0 < status["convergence_ms"] < 2000  # gossip every 50 ms here
+    assert 0 < status["convergence_ms"] < 5000  # gossip every 50 ms here; a sanity bound on 2 busy cores
     assert sorted(n["share"] > 0 for n in status["load"]) == [True, True, True]
     print(f"cluster: convergence {status['convergence_ms']} ms, gossip {status['gossip_messages_per_s']} msg/s, "
           f"{status['gossip_bytes_per_s']} B/s")
+    table = status_cli(cluster, as_json=False)
+    print(table)
+    assert "convergence" in table and "rpm 100%" in table.split("capped", 1)[1].splitlines()[0]
     until(lambda: quota_seen(status_api(cluster.nodes[1])), 10, "quota use in GET /admin/v1/cluster")
     for n in cluster.nodes:
         until(lambda n=n: metric(n, "shieldes_cluster_deployment_quota_used_ratio", deployment="capped",
