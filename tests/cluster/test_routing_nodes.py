@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.commands import AddProvider, SetModelAlias, SetPricing, SetRouting
+from shieldes.projections.state import AliasTarget
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.routing_support import ThreadedUpstreams, drive, shares
@@ -59,8 +60,14 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory,
     })
     key = f"env:{UPSTREAM_KEY_ENV}"
     try:
-        c.admin(AddProvider("a", "openai", upstreams["a"].url, key, (MODEL,)),
-                AddProvider("b", "openai", upstreams["b"].url, key, (MODEL,)))
+        a, b = upstreams["a"].url, upstreams["b"].url
+        c.admin(AddProvider("a", "openai", a, key, (MODEL,)), AddProvider("b", "openai", b, key, (MODEL,)),
+                AddProvider("open", "openai", a, key, ("gpt-4o",)),  # next to the quota's, added by the CLI
+                AddProvider("eu-dep", "openai", a, key, ("gpt-4.1",), options={"region": "eu"}),
+                AddProvider("us-dep", "openai", b, key, ("gpt-4.1",), options={"region": "us"}),
+                SetPricing("small-x", 0.15, 0.15), SetPricing("big-x", 2.5, 2.5),
+                AddProvider("lite", "openai", a, key, ("small-x",)), AddProvider("pro", "openai", b, key, ("big-x",)),
+                SetModelAlias("assistant", (AliasTarget("lite", "small-x"), AliasTarget("pro", "big-x"))))
         for i in range(3):
             c.start(c.add_node(f"node{i + 1}"))
         for node in c.nodes:
@@ -161,8 +168,6 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
     none with 429, the other deployment serves the rest and every client gets its answer."""
     model = "gpt-4o"
     key, _ = cluster.create_key("quota")
-    cluster.cli("provider", "add", "open", "--type", "openai", "--base-url", upstreams["a"].url,
-                "--api-key-env", UPSTREAM_KEY_ENV, "--models", model)
     position = cluster.cli("provider", "add", "capped", "--type", "openai", "--base-url", upstreams["capped"].url,
                            "--api-key-env", UPSTREAM_KEY_ENV, "--models", model, "--rpm", "30")
     cluster.wait_position(position)
@@ -180,8 +185,10 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
         full = row is not None and row["quota"]["rpm_used"] == sum(capped.values()) / 30
         return status if full and status["convergence_ms"] is not None else None
 
-    # the same figures from the CLI, the admin API and every node's /metrics (each node's heartbeat)
-    status = until(lambda: quota_seen(status_cli(cluster)), 10, "quota use in cluster status")
+    # the same figures from the admin API, the CLI and every node's /metrics (each node's heartbeat)
+    until(lambda: quota_seen(status_api(cluster.nodes[1])), 10, "quota use in GET /admin/v1/cluster")
+    status = quota_seen(status_cli(cluster))
+    assert status is not None
     rows = {d["name"]: d for d in status["deployments"]}
     assert (status["nodes_total"], status["nodes_healthy"], status["nodes_failed"]) == (3, 3, 0)
     assert rows["capped"]["quota"]["rpm"] == 30 and rows["capped"]["requests_60s"] == sum(capped.values())
@@ -194,7 +201,6 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
     table = status_cli(cluster, as_json=False)
     print(table)
     assert "convergence" in table and "rpm 100%" in table.split("capped", 1)[1].splitlines()[0]
-    until(lambda: quota_seen(status_api(cluster.nodes[1])), 10, "quota use in GET /admin/v1/cluster")
     for n in cluster.nodes:
         until(lambda n=n: metric(n, "shieldes_cluster_deployment_quota_used_ratio", deployment="capped",
                                  quota="rpm") == sum(capped.values()) / 30, 10, f"quota gauge on {n.node_id}")
@@ -207,11 +213,8 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     deployment fails, eu traffic spills over to us (clients see no error) and comes back after."""
     model = "gpt-4.1"
     key, _ = cluster.create_key("regions")
-    cluster.cli("provider", "add", "eu-dep", "--type", "openai", "--base-url", upstreams["a"].url,
-                "--api-key-env", UPSTREAM_KEY_ENV, "--models", model, "--region", "eu")
-    position = cluster.cli("provider", "add", "us-dep", "--type", "openai", "--base-url", upstreams["b"].url,
-                           "--api-key-env", UPSTREAM_KEY_ENV, "--models", model, "--region", "us")
-    cluster.wait_position(position)
+    # as an operator sets it (the fixture added both with their regions)
+    cluster.wait_position(cluster.cli("provider", "update", "eu-dep", "--region", "eu"))
 
     def shares_to_us() -> dict[str, float]:
         return round_shares(cluster, upstreams, key, model, 20, "b")
@@ -227,6 +230,46 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     # per-region traffic of the last 60 s: eu 3 x 40 attempts, us 3 x 20 + the 40 spilled from eu
     until(lambda: metric(cluster.nodes[0], "shieldes_cluster_region_spillover_60s", region="us") == 40.0, 10,
           "spill-over in the region gauges")
-    regions = {r["region"]: r for r in status_cli(cluster)["regions"]}
+    regions = {r["region"]: r for r in status_api(cluster.nodes[2])["regions"]}
     assert (regions["eu"]["requests_60s"], regions["us"]["requests_60s"]) == (120, 100)
     assert (regions["eu"]["from_other_regions_60s"], regions["us"]["from_other_regions_60s"]) == (0, 40)
+
+
+def test_each_strategy_switched_live_with_routing_set(cluster: RegionalCluster, upstreams: ThreadedUpstreams) -> None:
+    """With `b` 100 ms slower: `least-latency` sends (nearly) everything to `a`, `weighted` splits
+    evenly regardless; `cost` sends an alias's traffic to its cheapest model, and on to the
+    dearer one while the cheap one fails."""
+    key, created = cluster.create_key("strategies")
+    cluster.wait_position(created)
+    b = upstreams["b"]
+    upstreams.call(lambda: b.inject("/v1/chat/completions", delay=0.1, times=None))
+    try:
+        cluster.wait_position(cluster.cli("routing", "set", MODEL, "--strategy", "least-latency"))
+        took, got = rounds_until(cluster, upstreams, key, "b", "<0.1", 10, per_node=30)
+        print(f"\nleast-latency: every node under 10% to the slower b after {took:.1f}s: {got}")
+        cluster.wait_position(cluster.admin(SetRouting(MODEL, "weighted")))
+        got = round_shares(cluster, upstreams, key, MODEL, 40, "b")
+        print(f"weighted: shares to the slower b {got}")
+        assert all(0.2 < s < 0.8 for s in got.values()), got  # static weights ignore health
+    finally:
+        upstreams.call(b.clear_faults)
+        cluster.wait_position(cluster.admin(SetRouting(MODEL, None)))
+
+    # alias `assistant`: lite/small-x ($0.15 per 1M tokens) and pro/big-x ($2.50), set up by the fixture
+    cluster.wait_position(cluster.admin(SetRouting("assistant", "cost")))
+
+    def cost_round() -> tuple[Counter[str], Counter[str]]:
+        before = upstreams.received("a", "small-x"), upstreams.received("b", "big-x")
+        statuses = drive(nodes(cluster), key, "assistant", 20)
+        assert statuses == Counter({200: 60}), statuses
+        return (upstreams.received("a", "small-x") - before[0], upstreams.received("b", "big-x") - before[1])
+
+    cheap, dear = cost_round()
+    assert cheap == Counter({"node1": 20, "node2": 20, "node3": 20}) and not dear, (cheap, dear)
+    a = upstreams["a"]
+    upstreams.call(lambda: a.inject("/v1/chat/completions", status=503, times=None))
+    try:
+        cheap, dear = cost_round()  # every request tries the cheap model first, the dear one answers
+        assert dear == Counter({"node1": 20, "node2": 20, "node3": 20}), dear
+    finally:
+        upstreams.call(a.clear_faults)
