@@ -59,6 +59,7 @@ def cluster_families(summary: dict[str, Any]) -> Iterator[Metric]:
     deps = summary["deployments"]
     per_dep: list[tuple[str, str, str, Any]] = [
         ("latency_seconds", "request-weighted moving latency over every node", "latency_ms", 0.001),
+        ("ttft_seconds", "streams: request-weighted moving time to first token over every node", "ttft_ms", 0.001),
         ("error_rate", "request-weighted moving error rate over every node (0-1)", "error_rate", 1.0),
         ("weight", "effective adaptive weight, the mean over nodes", "weight", 1.0),
         ("traffic_share", "share of the requests every node sent in the last 60 s", "traffic_share", 1.0),

@@ -22,6 +22,7 @@ class ClusterBreaker(CircuitBreaker):
     remote_open: Callable[[str], bool] = lambda _name: False
     _rates: dict[str, tuple[float, int]] = field(default_factory=dict)  # name -> (error rate, samples)
     _latency_ms: dict[str, float] = field(default_factory=dict)  # name -> moving latency of successes
+    _ttft_ms: dict[str, float] = field(default_factory=dict)  # name -> moving time to first token of streams
 
     def _observe(self, name: str, failed: bool) -> None:
         rate, n = self._rates.get(name, (0.0, 0))
@@ -34,6 +35,11 @@ class ClusterBreaker(CircuitBreaker):
             ms = seconds * 1000.0
             old = self._latency_ms.get(name)
             self._latency_ms[name] = ms if old is None else old + ALPHA * (ms - old)
+
+    def first_token(self, name: str, seconds: float) -> None:
+        """A stream relayed its first content: the time from the request to it."""
+        old, ms = self._ttft_ms.get(name), seconds * 1000.0
+        self._ttft_ms[name] = ms if old is None else old + ALPHA * (ms - old)
 
     def failure(self, name: str) -> None:
         super().failure(name)
@@ -48,7 +54,7 @@ class ClusterBreaker(CircuitBreaker):
     def health(self) -> dict[str, Health]:
         return {
             name: Health(latency_ms=round(self._latency_ms.get(name, 0.0), 3), error_rate=round(rate, 4),
-                         requests=n, open=self.locally_open(name))
+                         requests=n, open=self.locally_open(name), ttft_ms=round(self._ttft_ms.get(name, 0.0), 3))
             for name, (rate, n) in self._rates.items()
         }
 

@@ -42,6 +42,7 @@ class Health:
     error_rate: float = 0.0
     requests: int = 0  # sample size behind the two figures
     open: bool = False  # the node's circuit breaker is resting this deployment
+    ttft_ms: float = 0.0  # moving time to first token of streams (this node's own; not gossiped)
 
 
 @dataclass(frozen=True)

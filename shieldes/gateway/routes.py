@@ -207,6 +207,8 @@ class Call:
         t0 = rec.t0 if rec is not None else now
         self.gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
                                      usage.completion_tokens, now - first if first else 0.0)
+        if first:
+            self.gw.breaker.first_token(dep.name, first - t0)
         if rec is not None:
             rec.t_first_byte = tally.first_write_at
             rec.t_first_token = first

@@ -127,6 +127,9 @@ class CircuitBreaker:
         if name in self._states:
             del self._states[name]
 
+    def first_token(self, name: str, seconds: float) -> None:
+        """A stream's first content arrived `seconds` after the request (feeds health views)."""
+
     def failure(self, name: str) -> None:
         st = self._states.setdefault(name, _BreakerState())
         st.failures += 1

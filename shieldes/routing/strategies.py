@@ -46,6 +46,7 @@ class DeploymentHealth:
     error_rate: float = 0.0
     requests: int = 0
     open: bool = False  # some node's breaker rests it
+    ttft_ms: float = 0.0  # streams' time to first token (0: none measured)
 
 
 def merge_health(views: Iterable[Mapping[str, Health]]) -> dict[str, DeploymentHealth]:
@@ -53,17 +54,19 @@ def merge_health(views: Iterable[Mapping[str, Health]]) -> dict[str, DeploymentH
     sums: dict[str, list[float]] = {}
     for view in views:
         for name, h in view.items():
-            s = sums.setdefault(name, [0.0, 0.0, 0.0, 0.0, 0.0])
+            s = sums.setdefault(name, [0.0] * 7)
             weight = max(1, h.requests)
             s[0] += h.latency_ms * weight if h.latency_ms > 0 else 0.0
             s[1] += weight if h.latency_ms > 0 else 0.0
             s[2] += h.error_rate * weight
             s[3] += weight
             s[4] = max(s[4], 1.0 if h.open else 0.0)
+            s[5] += h.ttft_ms * weight if h.ttft_ms > 0 else 0.0
+            s[6] += weight if h.ttft_ms > 0 else 0.0
     return {
         name: DeploymentHealth(
             latency_ms=s[0] / s[1] if s[1] else 0.0, error_rate=s[2] / s[3] if s[3] else 0.0,
-            requests=int(s[3]), open=bool(s[4]),
+            requests=int(s[3]), open=bool(s[4]), ttft_ms=s[5] / s[6] if s[6] else 0.0,
         )
         for name, s in sums.items()
     }
@@ -149,7 +152,8 @@ def deployment_report(
         t = traffic.get(d.name, Traffic())
         factor = adaptive_factor(h, baseline_latency(peers, health))
         out[d.name] = {
-            "latency_ms": round(h.latency_ms, 3), "error_rate": round(h.error_rate, 4), "requests": h.requests,
+            "latency_ms": round(h.latency_ms, 3), "ttft_ms": round(h.ttft_ms, 3),
+            "error_rate": round(h.error_rate, 4), "requests": h.requests,
             "open": h.open, "weight": round(d.weight * factor, 4),
             "healthy": not h.open and (h.requests < MIN_SAMPLES or h.error_rate <= ERROR_RATE_THRESHOLD),
             "requests_60s": t.requests, "tokens_60s": t.tokens, "in_flight": t.in_flight,
@@ -167,8 +171,12 @@ def merge_reports(reports: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[di
     for report in reports:
         for name, r in report.items():
             row = rows.setdefault(name, {"name": name, "_lat": 0.0, "_err": 0.0, "requests": 0, "_w": [],
-                                         "healthy": True, "requests_60s": 0, "tokens_60s": 0, "in_flight": 0})
+                                         "healthy": True, "requests_60s": 0, "tokens_60s": 0, "in_flight": 0,
+                                         "_ttft": 0.0, "_ttft_n": 0})
             n = int(r.get("requests", 0))
+            if float(r.get("ttft_ms") or 0.0) > 0:
+                row["_ttft"] += float(r["ttft_ms"]) * max(1, n)
+                row["_ttft_n"] += max(1, n)
             row["_lat"] += float(r.get("latency_ms", 0.0)) * n
             row["_err"] += float(r.get("error_rate", 0.0)) * n
             row["requests"] += n
@@ -185,6 +193,7 @@ def merge_reports(reports: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[di
         n = r["requests"]
         rpm, tpm = r.get("rpm"), r.get("tpm")
         out.append({"name": name, "latency_ms": round(r["_lat"] / n, 3) if n else 0.0,
+                    "ttft_ms": round(r["_ttft"] / r["_ttft_n"], 3) if r["_ttft_n"] else 0.0,
                     "error_rate": round(r["_err"] / n, 4) if n else 0.0,
                     "weight": round(sum(r["_w"]) / len(r["_w"]), 4), "requests": n,
                     "requests_60s": r["requests_60s"], "tokens_60s": r["tokens_60s"], "in_flight": r["in_flight"],

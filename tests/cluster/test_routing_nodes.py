@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -227,11 +228,17 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     assert spilled["node3"] == 1.0 and spilled["node1"] > 0.49 and spilled["node2"] > 0.49, spilled
     upstreams.call(a.clear_faults)
     assert shares_to_us() == {"node1": 0.0, "node2": 0.0, "node3": 1.0}
-    # per-region traffic of the last 60 s: eu 3 x 40 attempts, us 3 x 20 + the 40 spilled from eu
+    # a stream's time to first token joins the deployment's figures
+    client = openai.OpenAI(base_url=cluster.nodes[0].base + "/v1", api_key=key, max_retries=0, timeout=10)
+    assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "stream"}], stream=True) if c.choices)
+    until(lambda: {d["name"]: d for d in status_api(cluster.nodes[0])["deployments"]}["eu-dep"]["ttft_ms"] > 0, 10,
+          "time to first token in cluster status")
+    # per-region traffic of the last 60 s: eu 3 x 40 attempts + the stream, us 3 x 20 + 40 spilled from eu
     until(lambda: metric(cluster.nodes[0], "shieldes_cluster_region_spillover_60s", region="us") == 40.0, 10,
           "spill-over in the region gauges")
     regions = {r["region"]: r for r in status_api(cluster.nodes[2])["regions"]}
-    assert (regions["eu"]["requests_60s"], regions["us"]["requests_60s"]) == (120, 100)
+    assert (regions["eu"]["requests_60s"], regions["us"]["requests_60s"]) == (121, 100)
     assert (regions["eu"]["from_other_regions_60s"], regions["us"]["from_other_regions_60s"]) == (0, 40)
 
 

@@ -32,8 +32,9 @@ def first_picks(targets: list[RouteTarget], strategy: str, health: dict[str, Dep
 
 
 def test_merge_weights_each_node_by_its_requests() -> None:
-    merged = merge_health([{"a": Health(100.0, 0.0, 90, False)}, {"a": Health(200.0, 0.5, 10, True)}])
+    merged = merge_health([{"a": Health(100.0, 0.0, 90, False, ttft_ms=40.0)}, {"a": Health(200.0, 0.5, 10, True)}])
     assert round(merged["a"].latency_ms) == 110 and round(merged["a"].error_rate, 2) == 0.05
+    assert merged["a"].ttft_ms == 40.0  # only views that measured streams count
     assert merged["a"].requests == 100 and merged["a"].open
 
 
