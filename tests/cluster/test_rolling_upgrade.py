@@ -66,11 +66,12 @@ def test_old_and_new_release_side_by_side(cluster: Cluster) -> None:
     created = json.loads(cli(cluster, "key", "create", "--name", "app").stdout)
 
     async def write_unreadable() -> int:
-        # a writer that does not check (a previous release's CLI): node_timeout 0 sees no live node
+        # a writer that does not check (a previous release's CLI): a negative node_timeout sees no live
+        # node (0 would still see a heartbeat committed after this transaction began: now() is its start)
         pool = open_pool(cluster.database_url, size=1, name="t")
         await pool.open(wait=True)
         try:
-            result = await PostgresEventStore(pool, node_timeout=0).append(
+            result = await PostgresEventStore(pool, node_timeout=-3600).append(
                 CONFIG_STREAM, [NewEvent(NEW_TYPE, 1, {"key_id": created["id"], "rpm": 1000, "tpm": None})],
                 AppendOptions(metadata={"actor": "old-cli"}))
             return result.last_position
