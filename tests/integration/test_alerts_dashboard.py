@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.node import Node
-from shieldes.projections.commands import SetBudget
+from shieldes.projections.commands import SetBudget, UpdateProvider
 from shieldes.settings import Settings
 from tests.integration.gateway_harness import harness, wait_until
 
@@ -99,6 +99,7 @@ async def test_every_queried_metric_is_exported_by_a_running_node(database_url: 
     async with harness(database_url, **cluster) as h:
         key = await h.create_key("metered")
         await h.admin(SetBudget("key", "metered", 0.05, "1d"))
+        await h.admin(UpdateProvider("openai", options={"rpm": "1000"}))  # a quota: its use is a gauge
         peer = Node(Settings(database_url=database_url, node_id="peer", host="127.0.0.1", port=0,
                              shutdown_grace=1.0, **cluster))
         await peer.start()
@@ -116,6 +117,11 @@ async def test_every_queried_metric_is_exported_by_a_running_node(database_url: 
                 assert cluster is not None and cluster.gossip is not None
                 await wait_until(lambda: "peer" in [n.node_id for n in cluster.membership.alive_peers()])
                 await wait_until(lambda: "peer" in cluster.gossip.stats.peers)  # type: ignore[union-attr]
+                await wait_until(lambda: cluster.convergence.seconds() is not None)  # the peer acknowledged us
+                # the cluster gauges come from the heartbeats: one that reports the quota
+                await wait_until(lambda: any(
+                    (n.info.get("deployments") or {}).get("openai", {}).get("rpm") == 1000
+                    for n in cluster.membership.nodes))
                 async with http.get(h.base + "/metrics") as r:
                     text = await r.text()
         finally:
