@@ -211,7 +211,8 @@ def test_a_deployment_quota_holds_cluster_wide_without_upstream_429s(
 
 def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upstreams: ThreadedUpstreams) -> None:
     """eu nodes (node1, node2) use the eu deployment, the us node the us one; when the eu
-    deployment fails, eu traffic spills over to us (clients see no error) and comes back after."""
+    deployment fails, eu traffic spills over to us (clients see no error) and comes back after;
+    the same when it is at its quota."""
     model = "gpt-4.1"
     key, _ = cluster.create_key("regions")
     # as an operator sets it (the fixture added both with their regions)
@@ -240,6 +241,10 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     regions = {r["region"]: r for r in status_api(cluster.nodes[2])["regions"]}
     assert (regions["eu"]["requests_60s"], regions["us"]["requests_60s"]) == (121, 100)
     assert (regions["eu"]["from_other_regions_60s"], regions["us"]["from_other_regions_60s"]) == (0, 40)
+
+    # a home deployment at its quota spills over too: eu-dep's 3 rpm (1 per node) is used up already
+    cluster.wait_position(cluster.cli("provider", "update", "eu-dep", "--rpm", "3"))
+    assert shares_to_us() == {"node1": 1.0, "node2": 1.0, "node3": 1.0}
 
 
 def test_each_strategy_switched_live_with_routing_set(cluster: RegionalCluster, upstreams: ThreadedUpstreams) -> None:
