@@ -1,7 +1,9 @@
 """Cluster-wide routing on three real node processes (`shieldes serve`) and two fake upstreams:
 adaptive weights move traffic away from a slow or failing deployment on every node and back after
-it recovers, a deployment's --rpm quota holds for the whole cluster without one upstream 429, and
-nodes prefer deployments of their own region, spilling over as docs/routing.md states.
+it recovers, a deployment's --rpm quota holds for the whole cluster without one upstream 429,
+nodes prefer deployments of their own region, spilling over as docs/routing.md states, and every
+strategy takes effect live. The routing figures are read back from `shieldes cluster status`,
+GET /admin/v1/cluster and every node's /metrics.
 
 Each request carries the id of the node it entered through, so what an upstream recorded gives
 every node's traffic share. Measured times are printed (pytest -s) for docs/routing.md."""
