@@ -9,6 +9,7 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -74,6 +75,8 @@ class _Native:
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
         watch = self._stream.watch
         async for raw in self._stream.frames():
+            if watch.content_events and not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
             tally.content_chunks = watch.content_events
             if watch.errored:  # the upstream's own error event: never with a provider key in it
                 raw = self._scrub(raw.decode("utf-8", "replace")).encode()

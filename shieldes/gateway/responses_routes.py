@@ -14,7 +14,7 @@ from aiohttp import web
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import relay
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_json
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage
@@ -44,7 +44,9 @@ def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
 def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenUsage:
     if usage is None:  # the upstream reported nothing: estimate as the chat relay does
         return TokenUsage(size // 4, deltas)
-    return TokenUsage(usage.input_tokens, usage.output_tokens)
+    cached = usage.cached_tokens if 0 < usage.cached_tokens <= usage.input_tokens else 0
+    return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached,
+                      reasoning_tokens=usage.reasoning_tokens or None)
 
 
 class _Turn:
@@ -62,6 +64,7 @@ class _Turn:
         if self.rec is not None:
             self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \
                 usage.prompt_tokens, usage.completion_tokens, nusd
+            self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
             self.rec.upstream_model = served.model
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
@@ -111,6 +114,8 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
     async def frames() -> AsyncIterator[bytes]:
         async for event in events:
             if str(event.get("type", "")).endswith(".delta"):
+                if not tally.content_chunks:
+                    tally.first_token_at = time.perf_counter()
                 tally.content_chunks += 1
             yield relay.frame(str(event.get("type")), event)
 
@@ -119,7 +124,9 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
         await relay.pump(request, resp, frames(), tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
-        turn.finish(served, events.final, _token_usage(events.usage, turn.size, tally.content_chunks))
+        usage = _token_usage(events.usage, turn.size, tally.content_chunks)
+        turn.finish(served, events.final, usage)
+        note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 
 

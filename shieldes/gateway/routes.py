@@ -18,6 +18,7 @@ from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, req
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
+from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 
@@ -201,24 +202,30 @@ class Call:
             await stream.aclose()
 
     def stream_ended(self, dep: Deployment, tally: relay.Tally, usage: TokenUsage) -> None:
-        rec = self.rec
-        now = time.perf_counter()
-        first = tally.first_token_at
-        t0 = rec.t0 if rec is not None else now
-        self.gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
-                                     usage.completion_tokens, now - first if first else 0.0)
-        if first:
-            self.gw.breaker.first_token(dep.name, first - t0)
-        if rec is not None:
-            rec.t_first_byte = tally.first_write_at
-            rec.t_first_token = first
-            if tally.outcome == "disconnected":
-                rec.error_code = "client_disconnected"
-            elif tally.outcome == "upstream_error":
-                rec.error_code = "upstream_stream_error"
-        if tally.outcome == "upstream_error":
-            log.warning("upstream deployment %s failed mid-stream after %d chunks [request %s]", dep.name,
-                        tally.content_chunks, self.rid)
+        note_stream_end(self.gw, self.rec, self.rid, dep, tally, usage)
+
+
+def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deployment, tally: relay.Tally,
+                    usage: TokenUsage) -> None:
+    """A relayed stream's end, on every streaming route: time to first token and tokens per second
+    (metrics and the request-log record), and how it ended (client gone, upstream failed)."""
+    now = time.perf_counter()
+    first = tally.first_token_at
+    t0 = rec.t0 if rec is not None else now
+    gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
+                            usage.completion_tokens, now - first if first else 0.0)
+    if first:
+        gw.breaker.first_token(dep.name, first - t0)
+    if rec is not None:
+        rec.t_first_byte = tally.first_write_at
+        rec.t_first_token = first
+        if tally.outcome == "disconnected":
+            rec.error_code = "client_disconnected"
+        elif tally.outcome == "upstream_error":
+            rec.error_code = "upstream_stream_error"
+    if tally.outcome == "upstream_error":
+        log.warning("upstream deployment %s failed mid-stream after %d chunks [request %s]", dep.name,
+                    tally.content_chunks, rid)
 
 
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
