@@ -126,6 +126,22 @@ def wait_replayed(primary: PgServer, replica: PgServer, timeout: float = 30.0) -
             time.sleep(0.02)
 
 
+def make_synchronous(primary: PgServer, timeout: float = 30.0) -> None:
+    """Every commit on the primary waits until the replica has flushed it (synchronous replication),
+    so nothing acknowledged can be missing from the replica when it is promoted."""
+    with psycopg.connect(primary.url(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while True:
+            row = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'").fetchone()
+            if row and row[0]:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError("the replica did not become synchronous")
+            time.sleep(0.02)
+
+
 def remove(root: Path, *servers: PgServer) -> None:
     for s in servers:
         s.stop("immediate")
