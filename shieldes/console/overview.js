@@ -1,5 +1,6 @@
-// Overview: every node, the leader and its epoch, log positions, gossip health, propagation delay,
-// and requests/s and errors/s computed from successive polls of the cluster view.
+// Overview: every node, the leader and its epoch, log positions, gossip health and convergence,
+// propagation delay, requests/s and errors/s computed from successive polls of the cluster view,
+// and how the cluster routes: per deployment its health, effective weight, traffic share, quota use.
 import { api, h, fmt, table, heading, errorBox } from "./core.js";
 import { sparkline } from "./charts.js";
 
@@ -50,6 +51,7 @@ export async function overviewPage(root) {
       card("Nodes alive", `${alive.length} / ${data.nodes.length}`, `answered by ${data.answered_by}`),
       card("Log head", fmt.num(data.log_head), `max lag ${fmt.num(maxLag)} events`),
       card("Propagation", applies.length ? fmt.ms(Math.max(...applies)) : "–", "last config change, commit to applied (slowest node)"),
+      card("Convergence", fmt.ms(data.convergence_ms), "gossip: sent to acknowledged by every peer (longest, last 10 s)"),
       card("Requests", rates.size ? fmt.rate(sum("rps")) : "…", null, sparkline(history.rps, { title: "requests per second, last 2 minutes" })),
       card("Errors", rates.size ? fmt.rate(sum("eps")) : "…", "4xx and 5xx answers", sparkline(history.eps, { title: "errors per second, last 2 minutes" })));
     const nodes = table("Nodes", [
@@ -65,7 +67,20 @@ export async function overviewPage(root) {
       { label: "Req/s", num: true, cell: (n) => (rates.has(n.node_id) ? fmt.rate(rates.get(n.node_id).rps) : "…") },
       { label: "Err/s", num: true, cell: (n) => (rates.has(n.node_id) ? fmt.rate(rates.get(n.node_id).eps) : "…") },
     ], data.nodes);
-    body.replaceChildren(cards, nodes,
+    const quota = (d) => ["rpm", "tpm"].filter((q) => d.quota[q] !== null)
+      .map((q) => `${q} ${fmt.pct(d.quota[`${q}_used`])}`).join(", ") || "–";
+    const deployments = table("Routing (last 60 s)", [
+      { label: "Deployment", header: true, cell: (d) => d.name },
+      { label: "Region", cell: (d) => d.region || "–" },
+      { label: "Health", cell: (d) => h(`span.badge.${d.healthy ? "ok" : "bad"}`, d.healthy ? "healthy" : "unhealthy") },
+      { label: "Latency", num: true, cell: (d) => fmt.ms(d.latency_ms) },
+      { label: "Errors", num: true, cell: (d) => fmt.pct(d.error_rate) },
+      { label: "Weight", num: true, cell: (d) => String(d.weight) },
+      { label: "Share", num: true, cell: (d) => fmt.pct(d.traffic_share) },
+      { label: "Requests", num: true, cell: (d) => fmt.num(d.requests_60s) },
+      { label: "Quota used", cell: quota },
+    ], data.deployments || []);
+    body.replaceChildren(cards, nodes, deployments,
       h("p.muted.small", `Refreshed every ${POLL_MS / 1000} s. Rates are computed between refreshes from each node's heartbeat counters.`));
   }
 
