@@ -4,7 +4,7 @@ random faults follow one another (SIGKILL and restart with the same node id, SIG
 hole or refused), then the checker of tests/cluster/nemesis_check.py. Prints the figures and every
 violation; exits 1 if there is one.
 
-Run: PYTHONPATH=. python bench/nemesis.py [--minutes 10] [--seed N] [--outage 20]
+Run: PYTHONPATH=. python bench/nemesis.py [--minutes 10] [--seed N] [--outage 20] [--save history.json]
 Uses the test suite's embedded Postgres (tests/pg.py); the cut is a TCP proxy in front of it.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +30,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random, printed)")
     ap.add_argument("--outage", type=float, default=20.0, help="seconds each Postgres cut lasts")
+    ap.add_argument("--save", type=Path, default=None, help="write the recorded history here (JSON)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else seed_from_env()
     server = pg.server_url()
@@ -40,6 +43,8 @@ def main() -> int:
         history = asyncio.run(nemesis.run())
     finally:
         pg.drop_template(server)
+    if args.save is not None:
+        args.save.write_text(json.dumps(dataclasses.asdict(history)))
     table(f"nemesis, {args.minutes:g} min, seed {seed}", summary(history))
     violations = check_all(history)
     print("\nviolations:" if violations else "\nno violation", *violations, sep="\n  ")

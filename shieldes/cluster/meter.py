@@ -20,7 +20,7 @@ from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
 from shieldes.usage.meter import NUSD, WINDOW, Meter, Remote, Reservation, budget_message
 
-RATE_WINDOW = "min"  # window name in gossip: the meter's fixed one-minute windows
+RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
 TOKEN_WINDOW = "tpm"  # token shares, in the same one-minute windows
 BUDGET_WINDOW = "budget"  # budget shares, scoped to the unix day they were claimed in
 # Budgets are split only in their last quarter: far from the limit, peers' spend shows up through
@@ -81,7 +81,7 @@ class ClusterMeter(Meter):
         seen = tokens + cluster.remote_outstanding(subject, w, TOKEN_WINDOW)
         rank = (cluster.rank() + w) % alive
         if not self.splitter.admit((subject, TOKEN_WINDOW, w), key.tpm, seen, alive, cost, rank):
-            reset = (w + 1) * WINDOW - now
+            reset = self._wait(key.id, w, key.tpm, cost, tokens=True)
             retry = reset if seen + cost > key.tpm else min(reset, SHARE_RETRY)
             raise RateLimited(
                 f"rate limit reached for key {key.name!r}: {key.tpm} tokens per minute across the "
@@ -106,10 +106,10 @@ class ClusterMeter(Meter):
         # the remainder rotates between nodes window by window, so no node is always last
         rank = (cluster.rank() + w) % alive
         if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
-            reset = (w + 1) * WINDOW - now
             # `seen` also counts claims peers hold but have not used: those come back within a round,
-            # so only what is really used makes the refusal last until the window turns
+            # so only what is really used makes the refusal last until the sliding minute frees one
             remaining = max(0, key.rpm - requests)
+            reset = self._wait(key.id, w, key.rpm, 1) if remaining == 0 else SHARE_RETRY
             retry = reset if remaining == 0 else min(reset, SHARE_RETRY)
             after = max(1, math.ceil(retry))  # what Retry-After says
             if remaining == 0:

@@ -9,7 +9,10 @@ Interface for a cluster layer (gossip): peers' state is read, never copied, thro
 not yet in this node's log (pending usage and reservations in flight). This node's own state is
 exported as plain cumulative data: `rate_snapshot()`, `pending_snapshot()`, `reserved()`.
 
-* Rate limits use fixed one-minute windows (`window = floor(unix_seconds / 60)`).
+* Rate limits count in one-minute windows (`window = floor(unix_seconds / 60)`) and admit by a
+  sliding minute: this window's count plus the previous window's, weighted by the share of it the
+  last 60 s still cover (`sliding`), so a full window at the end of one minute is not followed by
+  another full one at the start of the next.
 * Budgets: spend in a period = durable log totals (UsageState) + pending local usage not yet
   projected from the log + in-flight reservations + peers' (from `remote`).
 * Flusher side: `cut_batch()` / `batch_appended()` / `drop_durable(usage)`; see Batch.
@@ -92,6 +95,24 @@ def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: 
     return f"{used} (next day rolls in at {reset}); raise it with `shieldes budget set`"
 
 
+def sliding(cur: int, prev: int, elapsed: float) -> int:
+    """What a sliding minute counts `elapsed` seconds into a window holding `cur`, after one holding
+    `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it."""
+    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))
+
+
+def sliding_wait(cur: int, prev: int, limit: int, need: int, elapsed: float) -> float:
+    """Seconds until `need` more fit under `limit` in that sliding minute (nothing more admitted)."""
+    room = limit - need - cur  # what the previous window's weighted part must shrink to
+    if room >= 0:
+        if prev <= room:
+            return 0.0
+        # prev * (1 - t / W) <= room  <=>  t >= W * (1 - room / prev)
+        return max(0.0, WINDOW * (1 - room / prev) - elapsed)
+    # this window alone holds too much: once it ends, it fades like a previous window
+    return WINDOW - elapsed + WINDOW * (1 - max(0, limit - need) / cur)
+
+
 def _ceil_retry(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
@@ -128,14 +149,28 @@ class Meter:
             self._cur = _Window(w)
         return w
 
-    def _used(self, key_id: str, w: int) -> tuple[int, int]:
-        local = self._cur.counts.get(key_id)
+    def _counts(self, key_id: str, w: int) -> tuple[int, int]:
+        """(requests, tokens net of released estimates) in fixed window `w`, this node's and peers'."""
+        win = self._cur if self._cur.window == w else self._prev if self._prev.window == w else None
+        local = win.counts.get(key_id) if win is not None else None
         req, tok = (local[0], local[1] - local[2]) if local else (0, 0)
         if self.remote is not None:
             r, t = self.remote.remote_counts(key_id, w)
             req += r
             tok += t
         return req, tok
+
+    def _used(self, key_id: str, w: int) -> tuple[int, int]:
+        """(requests, tokens) in the sliding minute ending now (`w` is the current window)."""
+        elapsed = self.clock() - w * WINDOW
+        cur, prev = self._counts(key_id, w), self._counts(key_id, w - 1)
+        return sliding(cur[0], prev[0], elapsed), sliding(cur[1], prev[1], elapsed)
+
+    def _wait(self, key_id: str, w: int, limit: int, need: int, *, tokens: bool = False) -> float:
+        """Seconds until `need` more requests (or tokens) fit in the key's sliding minute."""
+        i = 1 if tokens else 0
+        cur, prev = self._counts(key_id, w)[i], self._counts(key_id, w - 1)[i]
+        return sliding_wait(cur, prev, limit, need, self.clock() - w * WINDOW)
 
     def rate_snapshot(self) -> RateCounts:
         out: RateCounts = {}
@@ -202,8 +237,8 @@ class Meter:
         rpm, tpm = key.rpm, key.tpm
         if rpm is not None or tpm is not None:
             req, tok = self._used(key.id, w)
-            reset = (w + 1) * WINDOW - now
-            resets = f"{reset:.3f}s"
+            # until what this request adds stops counting: the end of the next window
+            resets = f"{(w + 2) * WINDOW - now:.3f}s"
             if rpm is not None:
                 headers["x-ratelimit-limit-requests"] = str(rpm)
                 headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - req - 1))
@@ -213,7 +248,9 @@ class Meter:
                 headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - tok))
                 headers["x-ratelimit-reset-tokens"] = resets
             if rpm is not None and req >= rpm:
+                reset = self._wait(key.id, w, rpm, 1)
                 headers["x-ratelimit-remaining-requests"] = "0"
+                headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
                 raise RateLimited(
                     f"rate limit reached for key {key.name!r}: all {rpm} requests per minute are used; "
                     f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
@@ -221,6 +258,8 @@ class Meter:
                 )
             if tpm is not None and (tok >= tpm or tok + estimate_tokens > tpm):
                 this = "" if tok >= tpm else f" (used {tok}; this request may use up to {estimate_tokens})"
+                reset = self._wait(key.id, w, tpm, max(1, estimate_tokens), tokens=True)
+                headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
                 raise RateLimited(
                     f"rate limit reached for key {key.name!r}: {tpm} tokens per minute{this}; "
                     f"retry after {_ceil_retry(reset)}s, lower max_tokens, or raise it with "

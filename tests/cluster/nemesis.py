@@ -481,8 +481,9 @@ def summary(h: History) -> list[tuple[str, Any]]:
         got = h.logged.get(spec.name, Logged(0, 0))
         line = f"served {len(mine)}, in the log {got.requests}"
         if spec.rpm is not None:
-            sure, maybe = check.rate_figures(h.served, spec)
-            line += f"; most in one window {sure} (with straddlers {maybe}) for rpm {spec.rpm}"
+            slide, fixed, any_minute = check.rate_figures(h.served, spec)
+            line += (f"; rpm {spec.rpm}: sliding minute at most {slide}, most in one fixed window {fixed}, "
+                     f"most within any 60 s {any_minute}")
         if spec.budget_nusd is not None:
             over = check.budget_overshoot(h.served, spec)
             line += (f"; budget ${spec.budget_nusd / NUSD:g} overshoot ${over / NUSD:.4f} "

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shieldes.errors import BudgetExceeded, RateLimited, Unavailable
@@ -39,11 +41,45 @@ def test_rpm_window_with_retry_after_and_headers() -> None:
     clock.now += 20
     with pytest.raises(RateLimited) as exc:
         m.admit(cfg, usage, k, 0)
-    assert exc.value.retry_after == pytest.approx(40)
+    # a sliding minute: the two count fully until this window ends, then fade over the next one;
+    # one of them is out of the last minute's weighted count after 40 + 30 s
+    assert exc.value.retry_after == pytest.approx(70)
     assert exc.value.headers["x-ratelimit-limit-requests"] == "2"
     assert exc.value.headers["x-ratelimit-remaining-requests"] == "0"
-    clock.now += 40  # next window
+    assert exc.value.headers["x-ratelimit-reset-requests"] == "70.000s"
+    clock.now += 40  # next window: no second full window right after the boundary
+    with pytest.raises(RateLimited):
+        m.admit(cfg, usage, k, 0)
+    clock.now += 30
     m.admit(cfg, usage, k, 0)
+
+
+def test_a_full_minute_at_a_boundary_is_not_followed_by_another() -> None:
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m, k = meter(clock), key(rpm=60)
+    clock.now += 59  # 60 requests in the last second of a window
+    assert sum(1 for _ in range(60) if m.admit(cfg, usage, k, 0)) == 60
+    admitted_at: list[float] = []
+    for _ in range(60 * 10):  # then one attempt every 0.1 s for a minute
+        clock.now += 0.1
+        try:
+            m.admit(cfg, usage, k, 0)
+        except RateLimited as exc:
+            assert exc.retry_after <= 2.0
+            continue
+        admitted_at.append(clock.now)
+    # fixed windows let 60 more through at once; the sliding minute frees one a second
+    assert 58 <= len(admitted_at) <= 60
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(admitted_at))
+
+
+def test_sliding_wait() -> None:
+    from shieldes.usage.meter import sliding, sliding_wait
+
+    assert sliding(10, 60, 30.0) == 40 and sliding(10, 60, 60.0) == 10
+    assert sliding_wait(10, 0, 20, 1, 5.0) == 0.0
+    assert sliding_wait(10, 60, 40, 1, 0.0) == pytest.approx(60 * (1 - 29 / 60))
+    assert sliding_wait(20, 0, 20, 1, 15.0) == pytest.approx(45 + 60 * (1 - 19 / 20))
 
 
 class Peers:

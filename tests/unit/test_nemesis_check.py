@@ -40,17 +40,23 @@ def test_rate_over_the_bound_in_one_window_is_reported() -> None:
     spec = KeySpec("k", rpm=30)
     assert check_rate(served("k", 51), spec, 3, [], 0.3) == []
     [violation] = check_rate(served("k", 52), spec, 3, [], 0.3)
-    assert "52 requests admitted in window 10" in violation and "bound 51" in violation
-    # the same count spread over two windows is within the limit of each
-    two = served("k", 30, at=W + 1) + served("k", 30, at=W + 61)
+    assert "sliding minute of 52 requests in window 10" in violation and "bound 51" in violation
+    # 30 in a window and 30 more half a minute into the next: 15 of the first still count
+    two = served("k", 30, at=W + 1) + served("k", 30, at=W + 90)
     assert check_rate(two, spec, 3, [], 0.3) == []
+    assert check_rate(two + served("k", 7, at=W + 91), spec, 3, [], 0.3) == []  # 30 + 7 + 14
+    assert check_rate(two + served("k", 8, at=W + 91), spec, 3, [], 0.3) != []  # 30 + 8 + 14
+    # a full window right after another: the boundary burst a fixed window lets through
+    burst = served("k", 30, at=W + 59.5, step=0.001) + served("k", 30, at=W + 60.5, step=0.001)
+    assert check_rate(burst, spec, 1, [], 0.3) != []
+    assert check_rate(burst[:30] + served("k", 30, at=W + 60.5, step=2.0), spec, 1, [], 0.3) == []
 
 
 def test_a_disturbed_node_and_a_restarted_boot_raise_the_bound_only_in_their_window() -> None:
     spec = KeySpec("k", rpm=30)
     history = served("k", 61)
     paused_now = [Fault("pause", ("b",), W + 5, W + 8)]
-    paused_earlier = [Fault("pause", ("b",), W - 30, W - 20)]
+    paused_earlier = [Fault("pause", ("b",), W - 90, W - 80)]  # two windows before
     assert check_rate(history, spec, 3, paused_now, 0.3) == []
     assert check_rate(history, spec, 3, paused_earlier, 0.3) != []
     # a killed node: what it admitted just before the kill, which no peer heard of, is added
