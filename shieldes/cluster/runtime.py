@@ -282,8 +282,11 @@ class ClusterRuntime:
         current = int(time.time() // WINDOW)
         v = view.prune(self.cell.value, min_window_start={RATE_WINDOW: current - 1},
                        durable=self.projector.usage.durable_seq)
-        # silent for a few timeouts: its windows have ended and its reservations died with it
-        self.cell.value = view.forget_silent(v, now=time.monotonic(), after=self.settings.node_timeout * 3)
+        # silent for a few timeouts and no longer heartbeating: its claims and reservations died with
+        # it. A peer still in cluster_nodes is alive (partitioned, or this node was the one paused:
+        # forgetting its claims here would make a resumed node take itself for alone)
+        self.cell.value = view.forget_silent(v, now=time.monotonic(), after=self.settings.node_timeout * 3,
+                                             keep=[n.node_id for n in self.membership.alive_peers()])
 
     # --- reporting ---------------------------------------------------------------------------
 
