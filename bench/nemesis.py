@@ -33,7 +33,8 @@ def main() -> int:
     ap.add_argument("--save", type=Path, default=None, help="write the recorded history here (JSON)")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else seed_from_env()
-    server = pg.server_url()
+    lease = pg.acquire_server()  # released at the end: the embedded server stops with its last user
+    server = lease.url
     pg.make_template(server)
     try:
         node_ids = ["n1", "n2", "n3"]
@@ -43,6 +44,7 @@ def main() -> int:
         history = asyncio.run(nemesis.run())
     finally:
         pg.drop_template(server)
+        lease.release()
     if args.save is not None:
         args.save.write_text(json.dumps(dataclasses.asdict(history)))
     table(f"nemesis, {args.minutes:g} min, seed {seed}", summary(history))
