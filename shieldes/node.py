@@ -258,7 +258,7 @@ class Node:
         assert self.pool is not None
         try:
             # newest verified snapshot + the tail; falls back to older snapshots or a full replay
-            self.projector = Projector(self.store, await self._load())
+            self.projector = Projector(self.store, await self._load(), reload=self._load)
             await self.projector.catch_up()
         except Exception as exc:
             await self._close_pool()

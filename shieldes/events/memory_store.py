@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
-from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, NewEvent, RecordedEvent
+from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
 
 
 def _utcnow() -> datetime:
@@ -25,6 +25,7 @@ class InMemoryEventStore:
         self._clock = clock
         self._config_position = 0
         self._config_hash = GENESIS_HASH
+        self.horizon = 0  # no compaction here; tests set it to act as one
 
     async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         if not events:
@@ -72,6 +73,9 @@ class InMemoryEventStore:
                 if len(out) >= limit:
                     break
         return out
+
+    async def read_page(self, after: int, limit: int = 1000) -> LogPage:
+        return LogPage(await self.read(after, limit), self.horizon)
 
     async def head(self) -> int:
         return self._events[-1].position if self._events else 0

@@ -22,7 +22,7 @@ from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
-from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, NewEvent, RecordedEvent
+from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
 
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
 NOTIFY_CHANNEL = "shieldes_events"
@@ -178,6 +178,18 @@ class PostgresEventStore:
                 )
             return [row_to_event(r) for r in await cur.fetchall()]
 
+    async def read_page(self, after: int, limit: int = 1000) -> LogPage:
+        # one statement, one snapshot: the horizon is the one in force when these events were read
+        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(
+                f"SELECT h.horizon, e.* FROM log_head h LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events "
+                "WHERE position > %s ORDER BY position LIMIT %s) e ON true WHERE h.id = 1 ORDER BY e.position",
+                (after, limit),
+            )
+            rows = await cur.fetchall()
+        horizon = int(rows[0][0]) if rows else 0
+        return LogPage([row_to_event(r[1:]) for r in rows if r[1] is not None], horizon)
+
     async def head(self) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
@@ -239,3 +251,15 @@ async def config_tip_mismatch(conn: AsyncConnection[Any], tip: tuple[int, str], 
     if row is None or row[0] != tip_hash:
         return f"its config chain tip hash does not match the log's event at position {tip_position}"
     return None
+
+
+async def raise_horizon(conn: AsyncConnection[Any], position: int) -> None:
+    """Compaction is about to fold raw usage up to `position`: readers below it must reload (see
+    LogPage). Never lowers it. Runs in the transaction that fixes the cutoff, before any fold."""
+    await conn.execute("UPDATE log_head SET horizon = greatest(horizon, %s) WHERE id = 1", (position,))
+
+
+async def horizon(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT horizon FROM log_head WHERE id = 1")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

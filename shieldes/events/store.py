@@ -30,6 +30,16 @@ class RecordedEvent:
         return self.stream == CONFIG_STREAM
 
 
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """Events after a cursor and the log's compaction horizon, read in one statement (one snapshot):
+    raw usage at or below `horizon` may have been folded into rollups, so a reader whose cursor is
+    below it would count those rollups on top of what it applied; it must reload instead."""
+
+    events: list[RecordedEvent]
+    horizon: int
+
+
 @dataclass(frozen=True)
 class NewEvent:
     type: str
@@ -77,6 +87,10 @@ class EventStore(Protocol):
 
     async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
         """Events with position > after, ascending; only `stream` when given."""
+        ...
+
+    async def read_page(self, after: int, limit: int = 1000) -> LogPage:
+        """`read(after, limit)` of the whole log plus the compaction horizon as of the same read."""
         ...
 
     async def head(self) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from shieldes.errors import ShieldesError
 from shieldes.events.catalog import USAGE_EVENTS, Event
 from shieldes.events.codec import GENESIS_HASH, Codec, UnknownEvent
-from shieldes.events.store import EventStore, Fingerprint, RecordedEvent
+from shieldes.events.store import EventStore, Fingerprint, LogPage, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import UsageState, apply_usage
@@ -92,14 +93,32 @@ class Projection:
 
 
 Listener = Callable[[RecordedEvent, Event], None]
+Reload = Callable[[], Awaitable[Projection]]
+
+
+class BelowHorizon(ShieldesError):
+    """The log was compacted past this projection's position (the node was paused or cut off
+    longer than the node timeout): reading on would count usage twice or miss some."""
+
+    status = 503
+    code = "below_compaction_horizon"
+
+
+def below_horizon(position: int, page: LogPage) -> bool:
+    """A projection that applied events (position > 0) below the horizon cannot read on; one at 0
+    replays rollups instead of the raw events they replaced, which is the same state."""
+    return 0 < position < page.horizon
 
 
 class Projector:
     """Keeps a Projection caught up with a store. Readers always catch up from their cursor, so a
     lost wake-up never loses an event (NOTIFY and gossip only shorten the wait)."""
 
-    def __init__(self, store: EventStore, projection: Projection | None = None) -> None:
+    def __init__(self, store: EventStore, projection: Projection | None = None, *,
+                 reload: Reload | None = None) -> None:
         self.store = store
+        self.reload = reload  # a fresh projection (snapshot + tail) for when this one fell below the horizon
+        self.reloads = 0
         self.projection = projection if projection is not None else Projection()
         self._lock = asyncio.Lock()
         self._advanced = asyncio.Condition()
@@ -134,18 +153,40 @@ class Projector:
         """Called for each event applied live (e.g. to drop gossip components the log now holds)."""
         self._listeners.append(listener)
 
+    async def _reload(self, horizon: int) -> None:
+        if self.reload is None:
+            raise BelowHorizon(f"the log was compacted up to position {horizon}, past this projection's "
+                               f"position {self.projection.position}; load it again (snapshot + tail)")
+        log.warning("the log was compacted up to position %d while this node was at position %d (paused or "
+                    "cut off longer than the node timeout); reloading the state from the newest snapshot and "
+                    "the tail instead of counting folded usage twice", horizon, self.projection.position)
+        self._swap(await self.reload())
+        self.reloads += 1
+
     async def catch_up(self) -> int:
-        """Apply everything after the current position; returns the new position."""
+        """Apply everything after the current position; returns the new position. A position below
+        the log's compaction horizon reloads the projection first (see LogPage)."""
         async with self._lock:
-            page = await self.store.read(self.projection.position, PAGE)
+            page = await self.store.read_page(self.projection.position, PAGE)
+            if below_horizon(self.projection.position, page):
+                await self._reload(page.horizon)
+                page = await self.store.read_page(self.projection.position, PAGE)
+            # Rollups up to the horizon this read began under are part of the state it builds (a
+            # replay from 0 reads them instead of raw events); a horizon raised past the cursor
+            # between two pages is not: stop before that page, the next catch-up reloads.
+            trusted = page.horizon
             while True:
+                if page.horizon != trusted and below_horizon(self.projection.position, page):
+                    raise BelowHorizon(f"the log was compacted up to position {page.horizon} during a catch-up "
+                                       f"at position {self.projection.position}; the next one reloads")
+                events = page.events
                 # A full page means more may follow: fetch the next page while this one is folded,
                 # so the database's work overlaps ours (replay from 0 is mostly these two costs).
                 ahead = None
-                if len(page) >= PAGE:
-                    ahead = asyncio.ensure_future(self.store.read(page[-1].position, PAGE))
+                if len(events) >= PAGE:
+                    ahead = asyncio.ensure_future(self.store.read_page(events[-1].position, PAGE))
                 try:
-                    for recorded in page:
+                    for recorded in events:
                         event = self.projection.apply(recorded)
                         if event is not None:
                             for listener in self._listeners:
@@ -156,9 +197,9 @@ class Projector:
                     if ahead is not None:
                         ahead.cancel()
                     raise
-                if page:
-                    self.anchor = (page[-1].position, Fingerprint.of(page[-1]))
-                    self.known_head = max(self.known_head, page[-1].position)
+                if events:
+                    self.anchor = (events[-1].position, Fingerprint.of(events[-1]))
+                    self.known_head = max(self.known_head, events[-1].position)
                     async with self._advanced:
                         self._advanced.notify_all()
                 if ahead is None:
@@ -182,11 +223,14 @@ class Projector:
     async def replace(self, projection: Projection) -> None:
         """Start over from `projection` (a reload after the log diverged)."""
         async with self._lock:
-            projection.codec = self.projection.codec
-            self.projection = projection
-            self.anchor = None
-            self.known_head = projection.position
-            self._reported_unreadable = projection.unreadable_count
+            self._swap(projection)
+
+    def _swap(self, projection: Projection) -> None:
+        projection.codec = self.projection.codec
+        self.projection = projection
+        self.anchor = None
+        self.known_head = max(self.known_head, projection.position)
+        self._reported_unreadable = projection.unreadable_count
 
     def note_head(self, head: int) -> None:
         """A hint (NOTIFY payload, gossip) that the log reaches at least `head`."""

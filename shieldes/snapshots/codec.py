@@ -37,6 +37,7 @@ from shieldes.projections.state import (
 from shieldes.projections.usage import Totals, UsageState
 
 FORMAT = 2  # 2: config_tip recorded; HMAC seal
+READABLE_FORMATS = frozenset({2})  # layouts decode() reads: older snapshots keep loading
 MAC_PREFIX = "hmac-sha256:"
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
@@ -60,7 +61,9 @@ class EncodedSnapshot:
 
 
 def is_compatible(schema_version: str, fmt: int) -> bool:
-    return schema_version == db.SCHEMA_HEAD and fmt == FORMAT
+    """A snapshot holds the projection, which the event catalog defines, not the SQL schema: one
+    written at an older schema revision loads as long as its layout (`fmt`) is one this code reads."""
+    return schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -249,7 +252,7 @@ def _open(state: bytes, checksum: str, position: int, key: bytes | None) -> Any:
     check_seal(state, checksum, key)
     try:
         plain = orjson.loads(zstandard.ZstdDecompressor().decompress(state))
-        if plain["format"] != FORMAT or plain["position"] != position:
+        if plain["format"] not in READABLE_FORMATS or plain["position"] != position:
             raise SnapshotCorrupt(f"header says format {plain['format']} position {plain['position']}")
         return plain
     except SnapshotCorrupt:

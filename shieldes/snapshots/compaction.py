@@ -35,7 +35,8 @@ from shieldes.errors import ShieldesError
 from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
 from shieldes.events.locks import LockBusy, session_lock
-from shieldes.snapshots.codec import FORMAT as SNAPSHOT_FORMAT
+from shieldes.events.pg_store import raise_horizon
+from shieldes.snapshots.codec import READABLE_FORMATS
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
 
@@ -108,8 +109,8 @@ async def _choose_cutoff(
     terms = [(int(row[0]), "the retention window")]
     # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
     cur = await conn.execute(
-        "SELECT max(position) FROM snapshots WHERE schema_version = %s AND format = %s",
-        (db.SCHEMA_HEAD, SNAPSHOT_FORMAT),
+        "SELECT max(position) FROM snapshots WHERE schema_version <= %s AND format = ANY(%s)",
+        (db.SCHEMA_HEAD, list(READABLE_FORMATS)),
     )
     row = await cur.fetchone()
     if row and row[0] is not None:
@@ -291,6 +292,8 @@ async def compact(
         async with conn.transaction():
             await check_epoch(conn, leader_epoch)
             report.cutoff, report.limited_by = await _choose_cutoff(conn, retain_seconds, node_timeout)
+            # stored before any fold: a node below it (lapsed, paused) reloads instead of reading on
+            await raise_horizon(conn, report.cutoff)
             cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (report.cutoff,))
             report.snapshots_deleted = cur.rowcount
         if report.cutoff > 0:

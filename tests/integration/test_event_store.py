@@ -13,7 +13,7 @@ from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
 from shieldes.events.memory_store import InMemoryEventStore
-from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.events.pg_store import PostgresEventStore, horizon, open_pool, raise_horizon
 from shieldes.events.store import AppendOptions, EventStore, NewEvent
 
 
@@ -142,3 +142,21 @@ async def test_append_waits_for_a_stuck_lock_holder_only_so_long(pool: Any, data
         assert time.monotonic() - started < 5
         holder.execute("SELECT pg_advisory_unlock(%s)", (APPEND_LOCK,))
     assert (await store.append("config", event, AppendOptions())).first_position == 1
+
+
+async def test_read_page_gives_the_events_and_the_compaction_horizon(store: EventStore) -> None:
+    page = await store.read_page(0)
+    assert (page.events, page.horizon) == ([], 0)
+    await store.append(CONFIG_STREAM, [ev(1), ev(2), ev(3)], AppendOptions())
+    if isinstance(store, PostgresEventStore):
+        async with store._pool.connection() as conn:
+            await raise_horizon(conn, 2)
+            await raise_horizon(conn, 1)  # never lowered
+            assert await horizon(conn) == 2
+    else:
+        assert isinstance(store, InMemoryEventStore)
+        store.horizon = 2
+    page = await store.read_page(1, limit=1)
+    assert ([e.position for e in page.events], page.horizon) == ([2], 2)
+    assert [e.position for e in (await store.read_page(0)).events] == [e.position for e in await store.read(0)]
+    assert (await store.read_page(3)).horizon == 2  # known even with nothing to read

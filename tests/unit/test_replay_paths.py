@@ -11,7 +11,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.memory_store import InMemoryEventStore
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections import projector as projector_module
-from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.projector import BelowHorizon, Projection, Projector
 
 
 def flush(i: int) -> UsageRecorded:
@@ -47,3 +47,26 @@ def test_delta_shortcut_equals_the_careful_path() -> None:
     careful = codec_module._delta_from_data({**data, "extra": 1})  # unknown shape: field by field
     assert fast == careful == flush(5).deltas[0]
     assert hash(fast) == hash(careful) and isinstance(fast, UsageDelta)
+
+
+async def test_a_projection_below_the_compaction_horizon_reloads_instead_of_reading_on() -> None:
+    store, codec = InMemoryEventStore(), Codec()
+    for i in range(1, 4):
+        await store.append(usage_stream("n1"), [NewEvent.of(flush(i), codec)], AppendOptions())
+    lapsed = Projection()
+    lapsed.apply_all(await store.read(0, 1))  # at position 1, then the log is compacted up to 3
+    store.horizon = 3
+    with pytest.raises(BelowHorizon):  # without a way to reload, it refuses to read on
+        await Projector(store, lapsed).catch_up()
+    fresh = Projection()
+    fresh.apply_all(await store.read(0, 100))
+
+    async def reload() -> Projection:
+        return fresh
+
+    projector = Projector(store, lapsed, reload=reload)
+    await store.append(usage_stream("n1"), [NewEvent.of(flush(4), codec)], AppendOptions())
+    assert await projector.catch_up() == 4
+    assert projector.reloads == 1 and projector.projection is fresh
+    # a replay from 0 reads whatever the horizon is (rollups instead of the raw events they replaced)
+    assert await Projector(store).catch_up() == 4

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shieldes import db
 from shieldes.events.catalog import (
     CONFIG_STREAM,
     BudgetRemoved,
@@ -106,3 +107,11 @@ def test_rollups_anywhere_below_keep_usage_state(body: list[Event], data: st.Dat
             type_, version, d = CODEC.encode(UsageRolledUp(len(replaced), 0, 0, part))
             rest.append(RecordedEvent(position, "usage-rollup", type_, version, d, {}, T0))
     assert fold(rest).usage == fold(events).usage
+
+
+def test_snapshots_of_an_older_schema_revision_still_load() -> None:
+    """A snapshot holds the projection, defined by the event catalog, not by the SQL schema."""
+    assert snapcodec.is_compatible("0006", snapcodec.FORMAT)
+    assert snapcodec.is_compatible(db.SCHEMA_HEAD, snapcodec.FORMAT)
+    assert not snapcodec.is_compatible("9999", snapcodec.FORMAT)  # a newer release's
+    assert not snapcodec.is_compatible(db.SCHEMA_HEAD, 1)

@@ -1,0 +1,103 @@
+"""Usage stays exact while nodes lapse and die, with real node processes: a node paused past the
+node timeout while the leader compacts reloads instead of counting rollups twice, and usage a
+SIGKILLed node had gossiped but not flushed is appended by the leader on its behalf."""
+
+from __future__ import annotations
+
+import json
+import signal
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from shieldes.projections.commands import AddProvider
+from tests import pg
+from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.cluster.test_churn import chat
+
+pytestmark = pytest.mark.cluster
+ADMIN = "usage-durability-admin-token"
+
+
+@pytest.fixture
+def duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Nodes a (the leader, compacting everything it can every 0.3 s) and b."""
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("durability"), env_overrides={
+        "SHIELDES_ADMIN_TOKEN": ADMIN, "SHIELDES_COMPACT_INTERVAL": "0.3", "SHIELDES_COMPACT_RETAIN_SECONDS": "0",
+    })
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        a = c.add_node("a")
+        c.start(a)
+        c.wait_ready(a)
+        until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("leader"), 15, "a leads")
+        c.start(c.add_node("b"))
+        for node in c.nodes:
+            c.wait_ready(node)
+        until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
+                          for n in c.nodes), 15, "2 nodes gossiping")
+        yield c
+    finally:
+        for node in c.nodes:  # a stopped node must be running again to stop
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGCONT)
+        c.stop_all()
+        pg.drop_database(pg_server, url)
+
+
+def sql(c: Cluster, query: str, *args: Any) -> Any:
+    with psycopg.connect(c.database_url) as conn:
+        row = conn.execute(query, args).fetchone()
+    return row[0] if row else None
+
+
+def logged_requests(c: Cluster, key_name: str) -> int:
+    """Requests of a key as the log holds them (raw flushes and rollups alike)."""
+    return int(sql(c, "SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE key_name = %s", key_name))
+
+
+def node_requests(node: NodeProc, key_name: str) -> int | None:
+    """Requests of a key as the node's own state counts them (durable totals + its unflushed usage)."""
+    req = urllib.request.Request(node.base + "/admin/v1/usage/live", headers={"Authorization": f"Bearer {ADMIN}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        rows = json.loads(resp.read())["data"]
+    return next((int(r["requests"]) for r in rows if r["key"] == key_name), None)
+
+
+def position(node: NodeProc) -> int:
+    return int((get_json(node.base + "/ready")[1] or {}).get("position", 0))
+
+
+def test_a_node_paused_past_compaction_reloads_instead_of_counting_twice(duo: Cluster) -> None:
+    a, b = duo.nodes
+    key, at = duo.create_key("lapse")
+    duo.wait_position(at)
+    for node in (a, b, a, b):
+        assert chat(node.base, key, "gpt-4o-mini", 5) == 200
+    until(lambda: logged_requests(duo, "lapse") == 4, 10, "the first 4 requests in the log")
+    duo.wait_position(int(sql(duo, "SELECT position FROM log_head")))
+    paused_at = position(b)
+    assert b.proc is not None
+    b.proc.send_signal(signal.SIGSTOP)  # b's heartbeat lapses; it no longer holds compaction back
+    until(lambda: sql(duo, "SELECT heartbeat_at < now() - interval '1.5 s' FROM cluster_nodes WHERE node_id = 'b'"),
+          10, "b's heartbeat lapsed")
+    for n in range(5, 8):  # three more flushes by a: its flushes from before the pause are no longer its newest
+        assert chat(a.base, key, "gpt-4o-mini", 5) == 200
+        until(lambda n=n: logged_requests(duo, "lapse") == n, 10, f"request {n} in the log")  # type: ignore[misc]
+    # the leader folded usage b had applied into a rollup above b's position
+    until(lambda: sql(duo, "SELECT count(*) FROM events WHERE type = 'usage.rolled_up' AND position > %s "
+                           "AND (data->>'first_position')::bigint <= %s", paused_at, paused_at) > 0,
+          15, "a rollup above b's position holding usage b had applied")
+    b.proc.send_signal(signal.SIGCONT)
+    head = int(sql(duo, "SELECT position FROM log_head"))
+    until(lambda: position(b) >= head, 15, "b caught up")
+    assert logged_requests(duo, "lapse") == 7
+    # b counts each request once: it reloaded (snapshot + tail) instead of adding the rollups
+    until(lambda: node_requests(b, "lapse") == 7, 10, "b's count equal to the log's")
+    assert node_requests(a, "lapse") == 7
+    assert "reloading the state" in b.log.read_text()
