@@ -145,6 +145,14 @@ class DatabaseUnavailable(ShieldesError):
     code = "database_unavailable"
 
 
+class DatabaseError(ShieldesError):
+    """The database refused a statement (not a connection problem): a schema not at the head, a
+    constraint, a bug. Translated from psycopg at the store boundary."""
+
+    status = 500
+    code = "database_error"
+
+
 class AppendTimeout(DatabaseUnavailable):
     """An append waited too long for the log's lock or a statement (a stuck writer, an overloaded server)."""
 

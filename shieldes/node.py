@@ -77,6 +77,7 @@ class LogPoller:
         self.reload = reload
         self.reloads = 0
         self.config_watch = config_watch
+        self.flush_now: Callable[[], None] | None = None  # the flusher's wake-up (Meter.seq_taken)
         self.meter = meter
         self.interval = interval
         self.metrics = metrics
@@ -113,6 +114,8 @@ class LogPoller:
         if self.config_watch is not None:
             self.config_watch.check(self.projector.config)
         self.meter.drop_durable(self.projector.usage)
+        if self.flush_now is not None and self.meter.seq_taken(self.projector.usage):
+            self.flush_now()
         self.metrics.log_lag.set(self.projector.lag)
         self.metrics.usage_buffered.set(self.meter.buffered())
         return True
@@ -277,6 +280,7 @@ class Node:
         self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load,
                                 config_watch=watch)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
+        self.poller.flush_now = self.flusher.wake
         await self.poller.start()
         await self.flusher.start()
         assert self.pool is not None

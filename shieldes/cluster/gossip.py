@@ -16,7 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -81,6 +81,10 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
     for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
         msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
                         cost_nusd=cost)
+    for (epoch, seq, key_id, team_id, provider, model, hour), (req, prompt, completion, cost) in ns.unflushed.items():
+        msg.unflushed.add(flush_epoch=epoch, flush_seq=seq, key_id=key_id, team_id=team_id or "", provider=provider,
+                          model=model, hour=hour, requests=req, prompt_tokens=prompt,
+                          completion_tokens=completion, cost_nusd=cost)
     for subject, (reserved, released) in ns.reservations.items():
         msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
     for deployment, h in ns.health.items():
@@ -101,6 +105,11 @@ def from_proto(msg: gossip_pb2.State) -> NodeState:
         pending={
             (p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
             for p in msg.pending
+        },
+        unflushed={
+            (u.flush_epoch, u.flush_seq, u.key_id, u.team_id or None, u.provider, u.model, u.hour):
+                (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd)
+            for u in msg.unflushed
         },
         reservations={r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
         health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests, h.open) for h in msg.health},
@@ -341,8 +350,8 @@ class Gossip:
     def next_message(self) -> gossip_pb2.State:
         self._seq += 1
         own = self._snapshot()
-        own = NodeState(self.node_id, self._boot_epoch(), self._seq, own.log_head, own.windows, own.pending,
-                        own.reservations, own.health, own.allowances, dict(self._accepted))
+        own = replace(own, node_id=self.node_id, boot_epoch=self._boot_epoch(), seq=self._seq,
+                      seen=dict(self._accepted))
         return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address,
                         relayed=view.relayed(self.cell.value))
 

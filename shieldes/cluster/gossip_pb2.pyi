@@ -60,6 +60,32 @@ class PendingUsage(_message.Message):
     day: int
     def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ...) -> None: ...
 
+class UnflushedDelta(_message.Message):
+    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd")
+    FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_NUSD_FIELD_NUMBER: _ClassVar[int]
+    flush_epoch: int
+    flush_seq: int
+    key_id: str
+    team_id: str
+    provider: str
+    model: str
+    hour: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nusd: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ...) -> None: ...
+
 class Reservation(_message.Message):
     __slots__ = ("subject", "reserved_nusd", "released_nusd")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -95,7 +121,7 @@ class Counts(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed")
+    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed", "unflushed")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +134,7 @@ class State(_message.Message):
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     SEEN_FIELD_NUMBER: _ClassVar[int]
     RELAYED_FIELD_NUMBER: _ClassVar[int]
+    UNFLUSHED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     seq: int
@@ -120,7 +147,8 @@ class State(_message.Message):
     health: _containers.RepeatedCompositeFieldContainer[Health]
     seen: _containers.RepeatedCompositeFieldContainer[Seen]
     relayed: _containers.RepeatedCompositeFieldContainer[Counts]
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ...) -> None: ...
+    unflushed: _containers.RepeatedCompositeFieldContainer[UnflushedDelta]
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("accepted", "reason", "log_head")

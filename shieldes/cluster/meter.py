@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
-from shieldes.cluster.view import PendingId, WindowId
+from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited
 from shieldes.projections.state import ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
@@ -176,6 +176,21 @@ class ClusterMeter(Meter):
         next_seq = self._seq + 1
         for (subject, day), nusd in self._acc_spend.items():
             out[(self.boot_epoch, next_seq, subject, day)] = (0, 0, nusd)
+        return out
+
+    def gossip_unflushed(self) -> dict[UnflushedId, Usage]:
+        """The deltas of every flush not appended yet (an unsent batch, the accumulator under the seq
+        its batch will get): if this boot dies, the leader appends them on its behalf."""
+        out: dict[UnflushedId, Usage] = {}
+        epoch = self.boot_epoch
+        for batch in self._batches:
+            if not batch.appended:
+                for d in batch.deltas:
+                    out[(epoch, batch.seq, d.key_id, d.team_id, d.provider, d.model, d.hour)] = (
+                        d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
+        next_seq = self._seq + 1
+        for (key_id, team_id, provider, model, hour), v in self._acc.items():
+            out[(epoch, next_seq, key_id, team_id, provider, model, hour)] = (v[0], v[1], v[2], v[3])
         return out
 
     def gossip_reservations(self) -> dict[str, tuple[int, int]]:

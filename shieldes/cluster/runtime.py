@@ -28,7 +28,8 @@ from shieldes.cluster.measures import Convergence, Rates
 from shieldes.cluster.membership import Membership, NodeRecord
 from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
 from shieldes.cluster.view import Health, NodeState, ViewCell
-from shieldes.events.catalog import Event
+from shieldes.errors import DatabaseUnavailable
+from shieldes.events.catalog import Event, UsageDelta, UsageRecorded
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
@@ -37,9 +38,11 @@ from shieldes.routing.strategies import deployment_report, merge_health
 from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
+from shieldes.usage.flusher import append_flush
 from shieldes.usage.meter import WINDOW
 
 log = logging.getLogger(__name__)
+ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets
 
 
 def _address(host: str, advertise: str | None, port: int) -> str:
@@ -59,6 +62,7 @@ class ClusterRuntime:
         self.meter = meter
         self.breaker: ClusterBreaker | None = None
         self.listener = Listener(database_url, projector, poll_interval=s.poll_interval, on_wake=wake)
+        self._wake = wake
         self.membership = Membership(
             pool, s.node_id, _address(s.host, s.advertise_host, s.port), None, __version__,
             heartbeat_interval=s.heartbeat_interval, node_timeout=s.node_timeout,
@@ -70,6 +74,9 @@ class ClusterRuntime:
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
+        # a dead boot's usage nobody appended (no leader, database down) stops counting after this long
+        self.orphan_ttl = ORPHAN_TTL_TIMEOUTS * s.node_timeout
+        self.taken_over = 0  # flushes of dead boots this node appended as leader
         self.gossip: Gossip | None = None
         if s.cluster_secret:
             self.gossip = Gossip(
@@ -101,7 +108,7 @@ class ClusterRuntime:
         await self.listener.start()
         # boot epochs known before the first message is accepted: a replayed message of an older
         # boot is refused even though this node has just (re)started
-        self.cell.observe_epochs(self.projector.usage.boot_floors())
+        self.cell.observe_epochs(self.projector.usage.boot_floors(), time.monotonic())
         try:
             self._observe_membership(await self.membership.refresh())
         except Exception as exc:  # the heartbeat loop retries; the log's epochs are already known
@@ -239,6 +246,7 @@ class ClusterRuntime:
             node_id=self.node_id, boot_epoch=self.membership.boot_epoch,
             log_head=max(self.projector.position, self.projector.known_head),
             windows=m.gossip_windows(), pending=m.gossip_pending(), reservations=m.gossip_reservations(),
+            unflushed=m.gossip_unflushed(),
             health=self.breaker.health() if self.breaker is not None else {},
             allowances=m.gossip_allowances(),
         )
@@ -264,7 +272,8 @@ class ClusterRuntime:
             self.last_apply_ms = round(delay * 1000, 3)
 
     def _observe_membership(self, nodes: list[NodeRecord]) -> None:
-        self.cell.observe_epochs({n.node_id: n.boot_epoch for n in nodes if n.node_id != self.node_id})
+        self.cell.observe_epochs({n.node_id: n.boot_epoch for n in nodes if n.node_id != self.node_id},
+                                 time.monotonic())
 
     async def _maintain(self) -> None:
         """Prune what can no longer count, forget nodes gone for good, learn peers' newest boots."""
@@ -273,6 +282,10 @@ class ClusterRuntime:
             try:
                 self._observe_membership(self.membership.nodes)
                 self._prune()
+                if self.leader.is_leader:
+                    await self._take_over()
+            except DatabaseUnavailable as exc:  # the next tick retries; the orphans count meanwhile
+                log.debug("cannot append dead boots' usage yet: %s", exc.message)
             except Exception:
                 log.exception("cluster maintenance failed")
 
@@ -283,10 +296,31 @@ class ClusterRuntime:
         v = view.prune(self.cell.value, min_window_start={RATE_WINDOW: current - 1},
                        durable=self.projector.usage.durable_seq)
         # silent for a few timeouts and no longer heartbeating: its claims and reservations died with
-        # it. A peer still in cluster_nodes is alive (partitioned, or this node was the one paused:
-        # forgetting its claims here would make a resumed node take itself for alone)
-        self.cell.value = view.forget_silent(v, now=time.monotonic(), after=self.settings.node_timeout * 3,
-                                             keep=[n.node_id for n in self.membership.alive_peers()])
+        # it (its usage not yet in the log stays, as an orphan). A peer still in cluster_nodes is alive
+        # (partitioned, or this node was the one paused: forgetting its claims here would make a
+        # resumed node take itself for alone)
+        now = time.monotonic()
+        v = view.forget_silent(v, now=now, after=self.settings.node_timeout * 3,
+                               keep=[n.node_id for n in self.membership.alive_peers()])
+        self.cell.value = view.expire_orphans(v, now=now, after=self.orphan_ttl)
+
+    async def _take_over(self) -> None:
+        """Leader only: append the flushes dead boots had gossiped but not appended, on their behalf.
+        Keyed like their own appends by (node, boot epoch, flush seq): a flush the boot did append,
+        or a second leader's append, is a no-op; a boot that was only paused and flushes the same
+        seq later finds it taken and appends the rest under its next seq (usage/flusher.py)."""
+        appended = 0
+        for node, epoch, seq, deltas in view.takeover(self.cell.value, self.projector.usage.durable_seq):
+            event = UsageRecorded(node, epoch, seq, tuple(UsageDelta(k, t, p, m, h, *u) for k, t, p, m, h, u in deltas))
+            result = await append_flush(self.projector.store, event, self.projector.projection.codec,
+                                        appended_by=self.node_id)
+            if not result.duplicate:
+                appended += 1
+                log.warning("appended flush %d of node %s (boot %d) on its behalf: %d usage deltas it had "
+                            "gossiped before it died", seq, node, epoch, len(deltas))
+        if appended:
+            self.taken_over += appended
+            self._wake()  # the projection catches up, the orphans' usage turns durable and they go
 
     # --- reporting ---------------------------------------------------------------------------
 

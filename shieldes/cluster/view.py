@@ -18,6 +18,10 @@ One pure value and pure functions over it (no I/O, no clock: callers pass `now`)
 * `heard` is when (this node's monotonic clock) a node's newest message arrived. Only peers heard
   within the split timeout take part in splitting a limit; a starting node (no gossip yet) or a
   dead one (silent) cannot freeze a round.
+* A boot that is superseded or forgotten (silent) also leaves an **orphan**: its usage not yet in
+  the log (pending spend and the unflushed deltas by flush seq). Orphans keep counting for budgets
+  until the log holds their flushes; the leader appends them on the dead boot's behalf
+  (`takeover`), idempotently by (node, boot epoch, flush seq).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from typing import TypeVar
 Component = tuple[str, int]  # (node_id, boot_epoch)
 WindowId = tuple[str, str, int]  # (subject e.g. "k:<id>", window name e.g. "rpm", window start)
 PendingId = tuple[int, int, str, int]  # (boot epoch, flush seq, subject, unix day)
+# (boot epoch, flush seq, key_id, team_id, provider, model, unix hour): one usage delta of a flush
+UnflushedId = tuple[int, int, str, str | None, str, str, int]
+Usage = tuple[int, int, int, int]  # requests, prompt tokens, completion tokens, nUSD
+Delta = tuple[str, str | None, str, str, int, Usage]  # key_id, team_id, provider, model, hour, usage
 Durable = Callable[[str, int], int]  # (node_id, boot epoch) -> highest flush seq in the log
 
 K = TypeVar("K")
@@ -56,6 +64,8 @@ class NodeState:
     # -> (requests, tokens, tokens released): released tokens are estimates handed back at settlement
     windows: Mapping[WindowId, tuple[int, int, int]] = field(default_factory=dict)
     pending: Mapping[PendingId, tuple[int, int, int]] = field(default_factory=dict)  # -> (req, tok, nUSD)
+    # the deltas of flushes not yet appended, enough for a peer to append them if this boot dies
+    unflushed: Mapping[UnflushedId, Usage] = field(default_factory=dict)
     reservations: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # -> (reserved, released) nUSD
     health: Mapping[str, Health] = field(default_factory=dict)
     # gauges, taken from the newest message: unused limit claims, and what the sender saw of peers
@@ -66,12 +76,19 @@ class NodeState:
     def component(self) -> Component:
         return (self.node_id, self.boot_epoch)
 
+    @property
+    def holds_usage(self) -> bool:
+        return bool(self.pending or self.unflushed)
+
 
 @dataclass(frozen=True)
 class View:
     components: Mapping[Component, NodeState] = field(default_factory=dict)
     epochs: Mapping[str, int] = field(default_factory=dict)  # node -> newest boot epoch known
     heard: Mapping[str, float] = field(default_factory=dict)  # node -> monotonic time of its newest message
+    # dead boots' usage not yet in the log (pending and unflushed only), and since when they are dead
+    orphans: Mapping[Component, NodeState] = field(default_factory=dict)
+    orphaned_at: Mapping[Component, float] = field(default_factory=dict)
 
 
 EMPTY = View()
@@ -97,6 +114,7 @@ def merge_node(a: NodeState, b: NodeState) -> NodeState:
         log_head=max(a.log_head, b.log_head),
         windows=_max_tuples(a.windows, b.windows),  # type: ignore[arg-type]
         pending=_max_tuples(a.pending, b.pending),  # type: ignore[arg-type]
+        unflushed=_max_tuples(a.unflushed, b.unflushed),  # type: ignore[arg-type]
         reservations=_max_tuples(a.reservations, b.reservations),  # type: ignore[arg-type]
         health=dict(newer.health),
         allowances=dict(newer.allowances),
@@ -115,14 +133,30 @@ def _admitted_only(state: NodeState) -> NodeState:
     return NodeState(state.node_id, state.boot_epoch, state.seq, state.log_head, windows=state.windows)
 
 
+def _orphan(state: NodeState) -> NodeState:
+    """What a dead boot leaves for the leader to append: its usage not yet in the log."""
+    return NodeState(state.node_id, state.boot_epoch, state.seq, pending=dict(state.pending),
+                     unflushed=dict(state.unflushed))
+
+
+def _adopt(orphans: dict[Component, NodeState], at: dict[Component, float], state: NodeState,
+           now: float) -> None:
+    if not state.holds_usage:
+        return
+    old = orphans.get(state.component)
+    orphans[state.component] = _orphan(state) if old is None else merge_node(old, _orphan(state))
+    at[state.component] = min(now, at.get(state.component, now))
+
+
 def _fold_in(comps: dict[Component, NodeState], state: NodeState) -> None:
     old = comps.get(state.component)
     comps[state.component] = state if old is None else merge_node(old, state)
 
 
-def observe_epochs(view: View, epochs: Mapping[str, int]) -> View:
+def observe_epochs(view: View, epochs: Mapping[str, int], now: float = 0.0) -> View:
     """Learn boot epochs from outside gossip (cluster_nodes rows, the log): every component of an
-    older boot of those nodes is dropped, and later messages of older boots are ignored."""
+    older boot of those nodes keeps only what it admitted, its usage not yet in the log becomes an
+    orphan (from `now`), and later messages of older boots bring nothing else back."""
     known = dict(view.epochs)
     newer = set()
     for node, epoch in epochs.items():
@@ -131,25 +165,37 @@ def observe_epochs(view: View, epochs: Mapping[str, int]) -> View:
             newer.add(node)
     if not newer:
         return view
-    comps = {c: s if c[1] >= known.get(c[0], c[1]) else _admitted_only(s) for c, s in view.components.items()}
+    comps: dict[Component, NodeState] = {}
+    orphans, at = dict(view.orphans), dict(view.orphaned_at)
+    for c, st in view.components.items():
+        if c[1] >= known.get(c[0], c[1]):
+            comps[c] = st
+        else:
+            comps[c] = _admitted_only(st)
+            _adopt(orphans, at, st, now)
     # a new boot has not been heard from until its own first message
     heard = {n: t for n, t in view.heard.items() if n not in newer or (n, known[n]) in comps}
-    return View(comps, known, heard)
+    return View(comps, known, heard, orphans, at)
 
 
 def merge(view: View, state: NodeState, now: float = 0.0) -> View:
     """The view with one more message folded in (received at `now`); of a message of a superseded
-    boot only what it admitted counts."""
+    boot only what it admitted counts. A boot heard from again is no orphan: its own messages
+    carry its usage."""
     if _superseded(view, state.node_id, state.boot_epoch):
         comps = dict(view.components)
         _fold_in(comps, _admitted_only(state))
-        return View(comps, view.epochs, view.heard)
-    view = observe_epochs(view, {state.node_id: state.boot_epoch})
+        return replace(view, components=comps)
+    view = observe_epochs(view, {state.node_id: state.boot_epoch}, now)
     comps = dict(view.components)
     _fold_in(comps, state)
     heard = dict(view.heard)
     heard[state.node_id] = max(now, heard.get(state.node_id, now))
-    return View(comps, view.epochs, heard)
+    orphans, at = view.orphans, view.orphaned_at
+    if state.component in orphans:
+        orphans = {c: o for c, o in orphans.items() if c != state.component}
+        at = {c: t for c, t in at.items() if c != state.component}
+    return View(comps, view.epochs, heard, orphans, at)
 
 
 def merge_admitted(view: View, state: NodeState) -> View:
@@ -157,7 +203,7 @@ def merge_admitted(view: View, state: NodeState) -> View:
     marking its node as heard, learning epochs from it or touching its gauges."""
     comps = dict(view.components)
     _fold_in(comps, NodeState(state.node_id, state.boot_epoch, windows=state.windows))
-    return View(comps, view.epochs, view.heard)
+    return replace(view, components=comps)
 
 
 def relayed(view: View, *, lag: int = 4) -> list[NodeState]:
@@ -186,7 +232,11 @@ def join(a: View, b: View) -> View:
     out = observe_epochs(a, b.epochs)
     for state in b.components.values():
         out = merge(out, state, b.heard.get(state.node_id, 0.0))
-    return out
+    orphans, at = dict(out.orphans), dict(out.orphaned_at)
+    for comp, orphan in b.orphans.items():
+        if not (comp in out.components and not _superseded(out, *comp) and comp[0] in out.heard):
+            _adopt(orphans, at, orphan, b.orphaned_at.get(comp, 0.0))
+    return replace(out, orphans=orphans, orphaned_at=at)
 
 
 def fold(states: Iterable[NodeState], view: View = EMPTY) -> View:
@@ -199,29 +249,78 @@ def fold(states: Iterable[NodeState], view: View = EMPTY) -> View:
 
 
 def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) -> View:
-    """Drop what can no longer count: ended windows and claims, pending usage the log now holds.
-    Monotone (a dropped entry would be ignored by the readers anyway), so it commutes with merge."""
+    """Drop what can no longer count: ended windows and claims, pending usage the log now holds
+    (an orphan whose flushes are all in the log is gone). Monotone (a dropped entry would be
+    ignored by the readers anyway), so it commutes with merge."""
     comps: dict[Component, NodeState] = {}
     for comp, state in view.components.items():
         windows = {w: v for w, v in state.windows.items() if w[2] >= min_window_start.get(w[1], w[2])}
         allowances = {w: v for w, v in state.allowances.items() if w[2] >= min_window_start.get(w[1], w[2])}
-        pending = {p: v for p, v in state.pending.items() if p[1] > durable(comp[0], p[0])}
+        pending, unflushed = _not_durable(state, durable)
         if not windows and _superseded(view, *comp):  # an old boot whose windows all ended
             continue
-        comps[comp] = replace(state, windows=windows, pending=pending, allowances=allowances)
-    return View(comps, view.epochs, view.heard)
+        comps[comp] = replace(state, windows=windows, pending=pending, unflushed=unflushed, allowances=allowances)
+    orphans: dict[Component, NodeState] = {}
+    for comp, orphan in view.orphans.items():
+        pending, unflushed = _not_durable(orphan, durable)
+        if pending or unflushed:
+            orphans[comp] = replace(orphan, pending=pending, unflushed=unflushed)
+    at = {c: t for c, t in view.orphaned_at.items() if c in orphans}
+    return View(comps, view.epochs, view.heard, orphans, at)
+
+
+def _not_durable(state: NodeState, durable: Durable) -> tuple[
+        dict[PendingId, tuple[int, int, int]], dict[UnflushedId, Usage]]:
+    epochs = {p[0] for p in state.pending} | {u[0] for u in state.unflushed}
+    floor = {e: durable(state.node_id, e) for e in epochs}
+    return ({p: v for p, v in state.pending.items() if p[1] > floor[p[0]]},
+            {u: v for u, v in state.unflushed.items() if u[1] > floor[u[0]]})
 
 
 def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] = ()) -> View:
-    """Forget what nodes silent for `after` seconds (and not in `keep`) held: claims, reservations,
-    pending usage. What they admitted counts until its window ends (`prune`). Their known epochs
-    stay (replays remain refused)."""
+    """Forget what nodes silent for `after` seconds (and not in `keep`) held: claims, reservations.
+    What they admitted counts until its window ends (`prune`); their usage not yet in the log stays
+    as an orphan. Their known epochs stay (replays remain refused)."""
     kept = set(keep)
     alive = {n for n, t in view.heard.items() if now - t <= after} | kept
-    comps = {c: s if c[0] in alive else _admitted_only(s) for c, s in view.components.items()
-             if c[0] in alive or s.windows}
+    comps: dict[Component, NodeState] = {}
+    orphans, at = dict(view.orphans), dict(view.orphaned_at)
+    for c, st in view.components.items():
+        if c[0] in alive:
+            comps[c] = st
+            continue
+        _adopt(orphans, at, st, now)
+        if st.windows:
+            comps[c] = _admitted_only(st)
     heard = {n: t for n, t in view.heard.items() if n in alive}
-    return View(comps, view.epochs, heard)
+    return View(comps, view.epochs, heard, orphans, at)
+
+
+def expire_orphans(view: View, *, now: float, after: float) -> View:
+    """Give up on orphans older than `after` seconds (no leader appended them: none runs, or the
+    database stayed down): they stop counting, so a dead boot cannot hold a budget forever."""
+    at = {c: t for c, t in view.orphaned_at.items() if now - t <= after}
+    if len(at) == len(view.orphaned_at):
+        return view
+    return replace(view, orphans={c: o for c, o in view.orphans.items() if c in at}, orphaned_at=at)
+
+
+def takeover(view: View, durable: Durable) -> list[tuple[str, int, int, list[Delta]]]:
+    """The flushes dead boots had gossiped that the log does not hold yet, as (node, boot epoch,
+    flush seq, deltas) in seq order: what the leader appends on their behalf."""
+    out: list[tuple[str, int, int, list[Delta]]] = []
+    for (node, epoch), orphan in sorted(view.orphans.items()):
+        floor = durable(node, epoch)
+        by_seq: dict[int, list[Delta]] = {}
+        for (e, seq, key_id, team_id, provider, model, hour), usage in orphan.unflushed.items():
+            if e == epoch and seq > floor:
+                by_seq.setdefault(seq, []).append((key_id, team_id, provider, model, hour, usage))
+        out.extend((node, epoch, seq, sorted(deltas, key=_delta_order)) for seq, deltas in sorted(by_seq.items()))
+    return out
+
+
+def _delta_order(d: Delta) -> tuple[str, str, str, str, int]:
+    return (d[0], d[1] or "", d[2], d[3], d[4])
 
 
 # --- read-outs for the meter -----------------------------------------------------------------------
@@ -265,10 +364,11 @@ def window_allowance(view: View, subject: str, window: str, start: int, *, exclu
 
 def pending_spend(view: View, subject: str, days: range, durable: Durable, *,
                   exclude: str | None = None) -> int:
-    """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it,
-    plus what peers hold reserved for requests in flight."""
+    """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it
+    (dead boots' too, until the leader's append on their behalf is in the log), plus what peers
+    hold reserved for requests in flight."""
     total = 0
-    for (node, _), state in view.components.items():
+    for (node, _), state in [*view.components.items(), *view.orphans.items()]:
         if node == exclude:
             continue
         for (epoch, seq, subj, day), v in state.pending.items():
@@ -347,5 +447,5 @@ class ViewCell:
         if state.node_id != me or state.boot_epoch < my_epoch:
             self.value = merge_admitted(self.value, state)
 
-    def observe_epochs(self, epochs: Mapping[str, int]) -> None:
-        self.value = observe_epochs(self.value, epochs)
+    def observe_epochs(self, epochs: Mapping[str, int], now: float = 0.0) -> None:
+        self.value = observe_epochs(self.value, epochs, now)

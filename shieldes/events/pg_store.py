@@ -8,7 +8,8 @@ same transaction; usage events do not notify (they are many; gossip carries the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseUnavailable, EventNotReadable
+from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseError, DatabaseUnavailable, EventNotReadable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
@@ -37,6 +38,30 @@ async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     """JSON through orjson, per connection (no global adapter state)."""
     set_json_dumps(_dumps, conn)
     set_json_loads(orjson.loads, conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@asynccontextmanager
+async def translated(what: str) -> AsyncIterator[None]:
+    """psycopg's errors become the error tree's (shieldes/errors.py) at this boundary: callers of
+    the store see one family whatever the driver, with a message saying what to do."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled:
+        raise DatabaseUnavailable(f"cannot {what}: a statement took too long and was cancelled; retry, and "
+                                  "check the database's load") from None
+    except psycopg.OperationalError as exc:  # the connection (or the pool's wait for one) failed
+        raise DatabaseUnavailable(f"cannot {what}: {_first_line(exc)}; check that Postgres is reachable and "
+                                  "retry") from exc
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        raise DatabaseError(f"cannot {what}: {_first_line(exc)}; the database schema is not the one this "
+                            "shieldes needs: run `shieldes db upgrade`") from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot {what}: the database refused it: {_first_line(exc)}") from exc
 
 
 def row_to_event(row: Sequence[Any]) -> RecordedEvent:
@@ -73,9 +98,11 @@ class PostgresEventStore:
             raise AppendTimeout("an append to the event log took too long and was cancelled; retry, and check "
                                 "the database's load") from None
         except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(f"cannot append to the event log: {first}; check that Postgres is "
-                                      "reachable and retry") from exc
+            raise DatabaseUnavailable(f"cannot append to the event log: {_first_line(exc)}; check that Postgres "
+                                      "is reachable and retry") from exc
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot append to the event log: the database refused it: {_first_line(exc)}") \
+                from exc
 
     async def _append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         is_config = stream == CONFIG_STREAM
@@ -164,7 +191,8 @@ class PostgresEventStore:
             raise EventNotReadable(problems[0].message())
 
     async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        async with translated("read the event log"), self._pool.connection() as conn, \
+                conn.cursor(row_factory=tuple_row) as cur:
             if stream is None:
                 await cur.execute(
                     f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
@@ -180,7 +208,8 @@ class PostgresEventStore:
 
     async def read_page(self, after: int, limit: int = 1000) -> LogPage:
         # one statement, one snapshot: the horizon is the one in force when these events were read
-        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        async with translated("read the event log"), self._pool.connection() as conn, \
+                conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(
                 f"SELECT h.horizon, e.* FROM log_head h LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events "
                 "WHERE position > %s ORDER BY position LIMIT %s) e ON true WHERE h.id = 1 ORDER BY e.position",
@@ -191,25 +220,26 @@ class PostgresEventStore:
         return LogPage([row_to_event(r[1:]) for r in rows if r[1] is not None], horizon)
 
     async def head(self) -> int:
-        async with self._pool.connection() as conn:
+        async with translated("read the event log's head"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
     async def fingerprint(self, position: int) -> Fingerprint | None:
-        async with self._pool.connection() as conn:
+        async with translated("read the event log"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT stream, type, recorded_at FROM events WHERE position = %s", (position,))
             row = await cur.fetchone()
         return Fingerprint(row[0], row[1], row[2]) if row else None
 
     async def config_head(self) -> int:
-        async with self._pool.connection() as conn:
+        async with translated("read the event log's head"), self._pool.connection() as conn:
             cur = await conn.execute("SELECT config_position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        async with translated("read the event log"), self._pool.connection() as conn, \
+                conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE stream = %s AND metadata->>%s = %s ORDER BY position",
                 (CONFIG_STREAM, metadata_field, value),

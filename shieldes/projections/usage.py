@@ -12,6 +12,10 @@ from shieldes.events.catalog import Event, UsageDelta, UsageRecorded, UsageRolle
 
 # Days of per-day cost kept in memory: enough for the longest budget window (366d) plus slack.
 DAYS_KEPT = 372
+# Flush watermarks kept per node: its newest boot (its own flushes) and the one before (a leader may
+# still append that dead boot's last flushes on its behalf, and peers must see them land). Older
+# boots can neither flush nor be taken over any more; compaction folds their raw events away.
+BOOTS_KEPT = 2
 
 
 @dataclass(slots=True)
@@ -33,8 +37,8 @@ class UsageState:
     totals: dict[str, Totals] = field(default_factory=dict)  # key_id -> all-time totals
     key_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)  # key_id -> day -> nUSD
     team_daily_cost: dict[str, dict[int, int]] = field(default_factory=dict)
-    # Highest flush sequence in the log per (node_id, boot epoch): gossiped usage at or below it is
-    # already durable and must not be counted again.
+    # Highest flush sequence in the log per (node_id, boot epoch), for the node's BOOTS_KEPT newest
+    # boots: gossiped usage at or below it is already durable and must not be counted again.
     node_seqs: dict[str, dict[int, int]] = field(default_factory=dict)
     latest_day: int = 0
 
@@ -94,12 +98,28 @@ def _advance_day(state: UsageState, day: int) -> None:
                 del daily[old]
 
 
+def note_flush(seqs: dict[int, int], epoch: int, seq: int) -> None:
+    """Record a flush watermark of one node, keeping only its BOOTS_KEPT newest boots (a flush of an
+    older boot, appended late on its behalf, counts its usage but leaves no watermark)."""
+    if seq <= seqs.get(epoch, 0):
+        return
+    if epoch not in seqs and len(seqs) >= BOOTS_KEPT:
+        oldest = min(seqs)
+        if epoch < oldest:
+            return
+        del seqs[oldest]
+    seqs[epoch] = seq
+
+
+def keep_newest_boots(node_seqs: dict[str, dict[int, int]]) -> dict[str, dict[int, int]]:
+    """The watermarks note_flush would have kept (a state from a release that kept them all)."""
+    return {node: {e: seqs[e] for e in sorted(seqs)[-BOOTS_KEPT:]} for node, seqs in node_seqs.items()}
+
+
 def apply_usage(state: UsageState, event: Event) -> UsageState:
     if isinstance(event, UsageRecorded):
         _add_deltas(state, event.deltas)
-        seqs = state.node_seqs.setdefault(event.node_id, {})
-        if event.seq > seqs.get(event.epoch, 0):
-            seqs[event.epoch] = event.seq
+        note_flush(state.node_seqs.setdefault(event.node_id, {}), event.epoch, event.seq)
     elif isinstance(event, UsageRolledUp):
         _add_deltas(state, event.deltas)
     return state

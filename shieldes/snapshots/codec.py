@@ -34,7 +34,7 @@ from shieldes.projections.state import (
     Team,
     VirtualKey,
 )
-from shieldes.projections.usage import Totals, UsageState
+from shieldes.projections.usage import Totals, UsageState, keep_newest_boots
 
 FORMAT = 2  # 2: config_tip recorded; HMAC seal
 READABLE_FORMATS = frozenset({2})  # layouts decode() reads: older snapshots keep loading
@@ -181,7 +181,8 @@ def usage_from_plain(p: Plain) -> UsageState:
         totals={k: Totals(*v) for k, v in p["totals"].items()},
         key_daily_cost={k: _int_keys(v) for k, v in p["key_daily_cost"].items()},
         team_daily_cost={k: _int_keys(v) for k, v in p["team_daily_cost"].items()},
-        node_seqs={n: _int_keys(v) for n, v in p["node_seqs"].items()},
+        # a snapshot of an older release holds every boot's watermark: keep what the fold keeps
+        node_seqs=keep_newest_boots({n: _int_keys(v) for n, v in p["node_seqs"].items()}),
         latest_day=int(p["latest_day"]),
     )
 

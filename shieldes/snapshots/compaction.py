@@ -8,8 +8,9 @@ Why it is safe (see docs/snapshots.md for the long form):
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
-- The highest-seq raw event of every (node, boot epoch) being folded is kept: it carries the flush-sequence
-  watermark gossip relies on; without it a replay would forget what that node already made durable.
+- The highest-seq raw event of each node's newest boots (BOOTS_KEPT) being folded is kept: it
+  carries the flush-sequence watermark gossip relies on; without it a replay would forget what that
+  node already made durable. Older boots' last flushes fold like the rest (events/watermarks.py).
 - Every transaction re-checks the leader epoch (fencing): a deposed leader stops at its next batch.
 - Batches are short transactions that never take the append lock: appends only write positions
   above the log head and the `log_head` row, compaction only rewrites positions at or below the
@@ -36,6 +37,8 @@ from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, Us
 from shieldes.events.codec import Codec
 from shieldes.events.locks import LockBusy, session_lock
 from shieldes.events.pg_store import raise_horizon
+from shieldes.events.watermarks import watermark_positions
+from shieldes.projections.usage import BOOTS_KEPT
 from shieldes.snapshots.codec import READABLE_FORMATS
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
@@ -124,19 +127,6 @@ async def _choose_cutoff(
     if row is not None:
         terms.append((int(row[1]), f"node {row[0]}'s position"))
     return min(terms)
-
-
-async def _watermark_positions(conn: psycopg.AsyncConnection[Any], cutoff: int) -> set[int]:
-    """Positions of the highest-seq raw event of each (node, epoch) among those at or below the
-    cutoff. Keeping it even when a higher seq exists above the cutoff is harmless (a later run
-    folds it), and looking only below the cutoff scans just what this run folds anyway."""
-    cur = await conn.execute(
-        "SELECT DISTINCT ON (data->>'node_id', data->>'epoch') position "
-        "FROM events WHERE type = 'usage.recorded' AND position <= %s "
-        "ORDER BY data->>'node_id', data->>'epoch', (data->>'seq')::bigint DESC, position DESC",
-        (cutoff,),
-    )
-    return {int(r[0]) for r in await cur.fetchall()}
 
 
 async def _fold_rows(
@@ -297,7 +287,7 @@ async def compact(
             cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (report.cutoff,))
             report.snapshots_deleted = cur.rowcount
         if report.cutoff > 0:
-            keep = await _watermark_positions(conn, report.cutoff)
+            keep = await watermark_positions(conn, report.cutoff, BOOTS_KEPT)
             report.kept_watermarks = len(keep)
             after: int | None = 0
             while after is not None:

@@ -6,6 +6,10 @@ happened, the reply was lost) is a no-op. While Postgres is unreachable the unse
 every interval with the same content; new usage keeps aggregating in the meter's accumulator (one
 delta per key, deployment, model and hour), and when the meter holds `usage_buffer_max` unflushed
 deltas the node refuses new requests with 503 instead of dropping usage.
+
+The same key lets the leader append a dead boot's gossiped flushes on its behalf (`append_flush`,
+cluster/runtime.py). A boot that was only paused finds such a seq taken when it flushes it: the log
+holds what it had gossiped, a part of its batch, and the rest goes out under its next seq.
 """
 
 from __future__ import annotations
@@ -16,14 +20,26 @@ import logging
 import time
 from collections.abc import Callable
 
-from shieldes.events.catalog import UsageRecorded, usage_stream
+from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import Codec
-from shieldes.events.store import AppendOptions, EventStore, NewEvent
+from shieldes.events.store import AppendOptions, AppendResult, EventStore, NewEvent
 from shieldes.usage.meter import Meter
 
 SEQ_SPAN = 1_000_000_000  # seqs per boot in the idempotency key (the boot epoch is unix seconds)
 APPEND_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
+
+
+async def append_flush(store: EventStore, event: UsageRecorded, codec: Codec, *,
+                       appended_by: str | None = None) -> AppendResult:
+    """Append one flush of a node's boot, keyed by (node, boot epoch, flush seq): the node's own
+    append, its retry after an ambiguous failure, and the leader's append on behalf of a dead boot
+    (`appended_by`) are one and the same row, whichever comes first."""
+    metadata: dict[str, str] = {"node_id": event.node_id}
+    if appended_by is not None:
+        metadata |= {"appended_by": appended_by, "actor": "takeover"}
+    options = AppendOptions(metadata=metadata, idempotency_seq=event.epoch * SEQ_SPAN + event.seq)
+    return await store.append(usage_stream(event.node_id), [NewEvent.of(event, codec)], options)
 
 
 class Flusher:
@@ -48,16 +64,10 @@ class Flusher:
         if batch is None:
             return True
         event = UsageRecorded(self.meter.node_id, self.meter.boot_epoch, batch.seq, batch.deltas)
-        options = AppendOptions(
-            metadata={"node_id": self.meter.node_id},
-            idempotency_seq=self.meter.boot_epoch * SEQ_SPAN + batch.seq,
-        )
         try:
-            await asyncio.wait_for(
-                self.store.append(usage_stream(self.meter.node_id), [NewEvent.of(event, self.codec)],
-                                  options),
-                APPEND_TIMEOUT,
-            )
+            result = await asyncio.wait_for(append_flush(self.store, event, self.codec), APPEND_TIMEOUT)
+            if result.duplicate and self.meter.batch_taken_over(batch, await self._stored(result.first_position)):
+                self._wake.set()  # the rest of the batch goes out under the next seq, now
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any store failure: keep the batch, retry next interval
@@ -76,6 +86,14 @@ class Flusher:
         if self.on_flushed is not None:
             self.on_flushed()
         return True
+
+    async def _stored(self, position: int) -> tuple[UsageDelta, ...] | None:
+        """The deltas of the flush already at `position` (None: not readable, assume it is ours)."""
+        found = await self.store.read(position - 1, 1, stream=usage_stream(self.meter.node_id))
+        if not found or found[0].position != position:
+            return None
+        event = self.codec.decode(found[0].type, found[0].version, found[0].data)
+        return event.deltas if isinstance(event, UsageRecorded) else None
 
     async def flush_all(self, timeout: float) -> bool:
         """Append until nothing is left (shutdown); True if everything reached the log in time."""

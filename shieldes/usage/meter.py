@@ -431,6 +431,45 @@ class Meter:
         batch.appended = True
         self.flushed_seq = max(self.flushed_seq, batch.seq)
 
+    def batch_taken_over(self, batch: Batch, stored: tuple[UsageDelta, ...] | None) -> bool:
+        """The log already holds this batch's seq. Usually our own earlier append (a retry after an
+        ambiguous failure: the same content). If a peer appended it on this boot's behalf (this
+        node was paused or cut off and taken for dead), it holds what this node had gossiped, a part
+        of the batch: the batch becomes that part and the rest goes back to the accumulator, out
+        with the next seq. True if anything went back. `stored` None: unreadable, taken as ours."""
+        if stored is None:
+            return False
+        held = {(d.key_id, d.team_id, d.provider, d.model, d.hour): d for d in stored}
+        rest: dict[DeltaKey, list[int]] = {}
+        for d in batch.deltas:
+            dk = (d.key_id, d.team_id, d.provider, d.model, d.hour)
+            h = held.get(dk)
+            left = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd]
+            if h is not None:
+                left = [max(0, a - b) for a, b in zip(left, (h.requests, h.prompt_tokens, h.completion_tokens,
+                                                              h.cost_nusd), strict=True)]
+            if any(left):
+                rest[dk] = left
+        if not rest:
+            return False
+        batch.deltas = stored
+        for dk, left in rest.items():
+            acc = self._acc.setdefault(dk, [0, 0, 0, 0])
+            for i, v in enumerate(left):
+                acc[i] += v
+            if left[3]:  # its spend is pending until the next seq is in the log, not this one
+                for subject in self._subjects_of(dk[0], dk[1]):
+                    sk = (subject, dk[4] // 24)
+                    batch.spend[sk] = batch.spend.get(sk, 0) - left[3]
+                    self._acc_spend[sk] = self._acc_spend.get(sk, 0) + left[3]
+        return True
+
+    def seq_taken(self, usage: UsageState) -> bool:
+        """The log holds a flush seq of this boot that this node has not cut yet: a peer appended
+        the accumulator's gossiped part on its behalf (it was paused or cut off). Flush now, so the
+        rest gets a seq of its own (batch_taken_over) before anything else can happen to it."""
+        return bool(self._acc) and usage.durable_seq(self.node_id, self.boot_epoch) > self._seq
+
     def drop_durable(self, usage: UsageState) -> None:
         """Forget pending spend the projection now holds (this node's usage up to its durable seq)."""
         durable = usage.durable_seq(self.node_id, self.boot_epoch)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 
 from shieldes.projections.commands import AddProvider
 from tests import pg
-from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.test_churn import chat
 
 pytestmark = pytest.mark.cluster
@@ -101,3 +103,62 @@ def test_a_node_paused_past_compaction_reloads_instead_of_counting_twice(duo: Cl
     until(lambda: node_requests(b, "lapse") == 7, 10, "b's count equal to the log's")
     assert node_requests(a, "lapse") == 7
     assert "reloading the state" in b.log.read_text()
+
+
+def start_node(c: Cluster, node: NodeProc, **env: str) -> None:
+    with node.log.open("ab") as out:
+        node.proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve"], cwd=ROOT,
+                                     env=c.env(node) | env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def gossip_received(node: NodeProc) -> float:
+    with urllib.request.urlopen(node.base + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    line = next(x for x in text.splitlines() if x.startswith('shieldes_gossip_messages_total{direction="received"}'))
+    return float(line.split()[-1])
+
+
+def heard_after_settling(a: NodeProc) -> None:
+    """a accepted two more messages of its only peer: one sent after the requests settled."""
+    seen = gossip_received(a)
+    until(lambda: gossip_received(a) >= seen + 2, 10, "a heard b after the requests")
+
+
+def test_usage_a_killed_node_had_gossiped_is_appended_by_the_leader(duo: Cluster) -> None:
+    a, b = duo.nodes
+    key, at = duo.create_key("takeover")
+    duo.wait_position(at)
+    # b flushes only every 60 s: what it serves stays unflushed, known to a through gossip only
+    duo.kill(b, signal.SIGTERM)
+    start_node(duo, b, SHIELDES_FLUSH_INTERVAL="60")
+    duo.wait_ready(b)
+    until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2, 15, "b back")
+    for _ in range(5):
+        assert chat(b.base, key, "gpt-4o-mini", 5) == 200
+    heard_after_settling(a)
+    assert logged_requests(duo, "takeover") == 0
+    duo.kill(b)  # SIGKILL: b never flushes them
+    # a stops hearing b (3 node timeouts) and, as leader, appends b's gossiped flush on its behalf
+    until(lambda: logged_requests(duo, "takeover") == 5, 15, "b's 5 requests in the log")
+    by = sql(duo, "SELECT metadata->>'appended_by' FROM events WHERE type = 'usage.recorded' AND stream = 'usage:b'")
+    assert by == "a"
+    until(lambda: node_requests(a, "takeover") == 5, 10, "a counts them once")
+
+    # b restarted with the same id, then paused past the node timeout: a takes its gossiped usage
+    # over, b resumes and flushes that same seq (and one more request): each counts once
+    start_node(duo, b, SHIELDES_FLUSH_INTERVAL="60")
+    duo.wait_ready(b)
+    until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2, 15, "b back")
+    for _ in range(3):
+        assert chat(b.base, key, "gpt-4o-mini", 5) == 200
+    heard_after_settling(a)
+    assert b.proc is not None
+    b.proc.send_signal(signal.SIGSTOP)
+    until(lambda: logged_requests(duo, "takeover") == 8, 15, "b's 3 requests appended by a")
+    b.proc.send_signal(signal.SIGCONT)
+    # settled while b may not yet know a appended its seq: the rest goes out under b's next seq
+    assert chat(b.base, key, "gpt-4o-mini", 5) == 200
+    duo.kill(b, signal.SIGTERM)  # b's final flush: the seq a took is a duplicate, the rest is new
+    assert logged_requests(duo, "takeover") == 9
+    assert chat(a.base, key, "gpt-4o-mini", 5) == 200  # a's own flush makes it catch up (usage does not NOTIFY)
+    until(lambda: node_requests(a, "takeover") == 10 == logged_requests(duo, "takeover"), 10, "a counts each once")

@@ -315,3 +315,24 @@ async def test_a_cancelled_compaction_never_leaves_its_lock_behind(pool: Any) ->
     while await held_lock_count():
         assert asyncio.get_running_loop().time() < deadline, "the lock outlived its job"
         await asyncio.sleep(0.02)
+
+
+async def test_compaction_folds_the_last_flushes_of_boots_no_longer_needed(
+        pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore) -> None:
+    """A node restarted five times used to leave one raw flush per boot forever; the fold keeps
+    watermarks for each node's two newest boots only, and compaction keeps just those raw flushes."""
+    w = UsageWriter(pg_store)
+    for epoch in range(1, 6):
+        for _ in range(3):
+            await w.flush(node="n1", epoch=epoch)
+    await w.flush(node="n2", epoch=9)
+    before = await full_replay(pg_store)
+    assert before.usage.node_seqs == {"n1": {4: 12, 5: 15}, "n2": {9: 1}}
+    report = await compact_once(pool, holder="test", retain_seconds=0, node_timeout=5)
+    assert report.kept_watermarks == 3
+    assert await _count(pool, "type = 'usage.recorded'") == 3
+    after = await full_replay(pg_store)
+    assert after.usage.node_seqs == before.usage.node_seqs
+    assert usage_per_key_projection(after) == usage_per_key_projection(before)
+    snapshot = await load_projection(pool)  # and the same through the loader
+    assert snapshot.usage.node_seqs == before.usage.node_seqs

@@ -160,3 +160,37 @@ async def test_read_page_gives_the_events_and_the_compaction_horizon(store: Even
     assert ([e.position for e in page.events], page.horizon) == ([2], 2)
     assert [e.position for e in (await store.read_page(0)).events] == [e.position for e in await store.read(0)]
     assert (await store.read_page(3)).horizon == 2  # known even with nothing to read
+
+
+async def test_read_paths_raise_the_error_tree_not_psycopg(database_url: str) -> None:
+    """psycopg's errors are translated at the store boundary (shieldes/errors.py), reads included."""
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+    from shieldes.errors import DatabaseError, DatabaseUnavailable
+
+    with psycopg.connect(database_url, autocommit=True) as conn:  # a database without the schema
+        conn.execute("DROP DATABASE IF EXISTS shieldes_no_schema")
+        conn.execute("CREATE DATABASE shieldes_no_schema")
+    bare = psycopg.conninfo.make_conninfo(database_url, dbname="shieldes_no_schema")
+    pool = open_pool(bare, size=1)
+    await pool.open(wait=True)
+    try:
+        store = PostgresEventStore(pool)
+        for read in (store.head(), store.read(0), store.read_page(0), store.config_head(),
+                     store.fingerprint(1), store.find_config("k", "v")):
+            with pytest.raises(DatabaseError, match="shieldes db upgrade"):
+                await read
+    finally:
+        await pool.close()
+    # nothing listens on this port: the pool gives up waiting for a connection
+    dead: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        "postgresql://127.0.0.1:9/x?connect_timeout=1", min_size=0, max_size=1, open=False, timeout=0.5)
+    await dead.open(wait=False)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="check that Postgres is reachable"):
+            await PostgresEventStore(dead).read_page(0)
+    finally:
+        await dead.close()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE shieldes_no_schema")

@@ -132,3 +132,26 @@ async def test_membership_register_heartbeat_alive_and_leave(pool: AsyncConnecti
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_a_failed_first_registration_does_not_fail_the_start(pool: AsyncConnectionPool[Any]) -> None:
+    """One database error at start (registration or the first read of cluster_nodes) is retried by
+    the heartbeat loop; the node starts anyway."""
+    failures = [RuntimeError("server closed the connection unexpectedly")]
+    real = pool.connection
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    one = Membership(pool, "flaky", "127.0.0.1:8081", "127.0.0.1:7001", "0.1.0", heartbeat_interval=0.05,
+                     node_timeout=0.5, boot_epoch=7)
+    pool.connection = flaky  # type: ignore[method-assign]
+    try:
+        await one.start()  # the first call fails: no exception, a warning and a retry
+        assert one.last_error and "closed the connection" in one.last_error
+        await until(lambda: one.last_error is None and any(n.node_id == "flaky" and n.alive for n in one.nodes))
+    finally:
+        pool.connection = real  # type: ignore[method-assign]
+        await one.stop()

@@ -5,6 +5,7 @@ of a node supersedes every older one, and the read-outs the meter uses."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from shieldes.cluster.view import (
     EMPTY,
     NodeState,
     ViewCell,
+    expire_orphans,
     fold,
     forget_silent,
     join,
@@ -23,6 +25,7 @@ from shieldes.cluster.view import (
     prune,
     relayed,
     reserved_in_flight,
+    takeover,
     window_count,
 )
 
@@ -114,7 +117,9 @@ def test_an_outside_epoch_drops_the_old_boot_before_the_new_one_gossips() -> Non
                                   pending={(1, 1, "k:k", 100): (1, 1, 70)}), now=5.0)
     assert pending_spend(view, "k:k", DAYS, no_durable) == 50 + 70
     view = observe_epochs(view, {"a": 2})  # cluster_nodes shows a new boot of a
-    assert pending_spend(view, "k:k", DAYS, no_durable) == 0
+    # its reservation died with it; its settled usage counts until the log holds it (an orphan)
+    assert pending_spend(view, "k:k", DAYS, no_durable) == 70
+    assert pending_spend(view, "k:k", DAYS, lambda n, e: 1) == 0
     assert participants(view, now=5.0, within=1.0, exclude="me") == []  # the new boot is not heard yet
 
 
@@ -219,3 +224,53 @@ def test_counts_of_a_node_a_peer_cannot_hear_are_relayed_to_it() -> None:
     # once a hears b again (its acknowledgements catch up), nothing more is relayed
     healed = merge(view, NodeState("a", 1, seq=51, seen={"b": (1, 48), "c": (1, 51)}))
     assert relayed(healed) == []
+
+
+def test_a_dead_boots_unflushed_usage_is_an_orphan_until_the_log_holds_it() -> None:
+    usage = (2, 20, 10, 300)
+    unflushed = {(1, 4, "k1", None, "dep", "m", 500): usage, (1, 5, "k1", "t1", "dep", "m", 500): (1, 1, 1, 70)}
+    view = merge(EMPTY, NodeState("a", 1, seq=3, reservations={"k:k1": (50, 0)},
+                                  pending={(1, 4, "k:k1", 100): (0, 0, 300), (1, 5, "k:k1", 100): (0, 0, 70)},
+                                  unflushed=unflushed), now=5.0)
+    assert takeover(view, no_durable) == []  # alive: its own flusher appends it
+    view = observe_epochs(view, {"a": 2}, now=6.0)  # a restarted: boot 1 is dead
+    assert not view.components[("a", 1)].holds_usage and view.orphaned_at == {("a", 1): 6.0}
+    # its in-flight reservation died with it; its settled usage still counts until it is in the log
+    assert reserved_in_flight(view, "k:k1") == 0 and pending_spend(view, "k:k1", DAYS, no_durable) == 370
+    assert takeover(view, no_durable) == [("a", 1, 4, [("k1", None, "dep", "m", 500, usage)]),
+                                          ("a", 1, 5, [("k1", "t1", "dep", "m", 500, (1, 1, 1, 70))])]
+
+    def seq4(node: str, epoch: int) -> int:
+        return 4 if (node, epoch) == ("a", 1) else 0
+
+    assert [t[2] for t in takeover(view, seq4)] == [5]  # seq 4 is in the log: only 5 is left
+    assert pending_spend(view, "k:k1", DAYS, seq4) == 70
+    view = prune(view, min_window_start={}, durable=lambda n, e: 5 if (n, e) == ("a", 1) else 0)
+    assert view.orphans == {} and view.orphaned_at == {}
+    # a late message of the dead boot does not bring its usage back
+    late = merge(view, NodeState("a", 1, seq=9, unflushed=unflushed, pending={(1, 6, "k:k1", 100): (0, 0, 9)}))
+    assert late.orphans == {} and takeover(late, no_durable) == []
+    assert pending_spend(late, "k:k1", DAYS, no_durable) == 0
+
+
+def test_a_silent_node_leaves_an_orphan_and_a_node_heard_again_takes_it_back() -> None:
+    state = NodeState("b", 7, seq=1, unflushed={(7, 1, "k1", None, "dep", "m", 500): (1, 1, 1, 1)},
+                      windows={("k:k1", "rpm", 1): (1, 1, 0)})
+    view = forget_silent(merge(EMPTY, state, now=1.0), now=10.0, after=3.0)
+    assert [t[:3] for t in takeover(view, no_durable)] == [("b", 7, 1)]
+    assert not view.components[("b", 7)].holds_usage  # what it admitted counts on, its usage is the orphan's
+    assert forget_silent(view, now=11.0, after=3.0) == view  # forgetting again changes nothing
+    back = merge(view, replace(state, seq=2), now=11.0)  # it was only paused: its own flusher appends it
+    assert back.orphans == {} and takeover(back, no_durable) == []
+    # nobody appended it (no leader, database down): it stops counting after a while
+    assert expire_orphans(view, now=10.0 + 5, after=10.0) == view
+    assert expire_orphans(view, now=10.0 + 11, after=10.0).orphans == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(node_states(), max_size=6), st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 9)))
+def test_orphans_join_like_components(states: list[NodeState], epochs: dict[str, int]) -> None:
+    va = observe_epochs(fold(states), epochs, now=1.0)
+    assert join(va, va) == va
+    vb = observe_epochs(fold(reversed(states)), epochs, now=1.0)
+    assert join(va, vb).orphans == join(vb, va).orphans

@@ -82,3 +82,49 @@ async def test_buffer_bound_refuses_new_requests_instead_of_dropping_usage() -> 
     store.down = False
     assert await flusher.flush_all(1.0)
     assert await totals(store) == (1, 10, 100)
+
+
+async def test_a_paused_boot_whose_flush_a_peer_appended_sends_only_the_rest() -> None:
+    """The leader appended what this boot had gossiped under the seq its accumulator would get (the
+    boot was paused and taken for dead); the boot resumes, settles more and flushes that seq: the
+    log holds every request once."""
+    from shieldes.cluster.meter import ClusterMeter
+    from shieldes.events.catalog import UsageDelta, UsageRecorded
+    from shieldes.usage.flusher import append_flush
+
+    store = InMemoryEventStore()
+    meter = ClusterMeter("n1", 3, buffer_max=100)
+    flusher = Flusher(store, meter, 0.01, codec=Codec())
+    use(meter, 2)
+    assert await flusher.flush_once()  # seq 1: 2 requests, appended by the node itself
+    use(meter, 3)
+    gossiped = meter.gossip_unflushed()  # what peers heard: 3 requests under seq 2
+    assert {(e, s) for e, s, *_ in gossiped} == {(3, 2)}
+    deltas = tuple(UsageDelta(k, t, p, m, h, *u) for (_, _, k, t, p, m, h), u in gossiped.items())
+    taken = await append_flush(store, UsageRecorded("n1", 3, 2, deltas), Codec(), appended_by="leader")
+    assert not taken.duplicate
+    proj = Projection()
+    proj.apply_all(await store.read(0, 100))
+    assert meter.seq_taken(proj.usage)  # the node sees seq 2 in the log before cutting it
+    use(meter, 4)  # it settles more meanwhile
+    assert await flusher.flush_once()  # seq 2 again: a duplicate, the 4 new requests go back
+    assert meter.buffered() == 1 and not meter.idle()
+    assert await flusher.flush_once()  # seq 3: the rest
+    assert await totals(store) == (2 + 3 + 4, 10 * 9, 100 * 9)
+    events = await store.read(0, 100)
+    assert [(e.data["seq"], e.metadata.get("appended_by")) for e in events] == [(1, None), (2, "leader"), (3, None)]
+    proj = Projection()
+    proj.apply_all(events)
+    meter.drop_durable(proj.usage)
+    assert meter.pending_snapshot() == {}  # every pending nUSD was accounted to a flush in the log
+
+
+async def test_a_retry_of_our_own_append_is_not_taken_for_a_takeover() -> None:
+    store = FlakyStore()
+    meter = Meter("n1", 3, buffer_max=100)
+    flusher = Flusher(store, meter, 0.01, codec=Codec())
+    use(meter, 2)
+    store.lose_reply = True
+    assert not await flusher.flush_once()  # committed, reply lost
+    assert await flusher.flush_once()  # the retry is a duplicate of the same content
+    assert meter.idle() and await totals(store) == (2, 20, 200)
