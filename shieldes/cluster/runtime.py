@@ -43,6 +43,7 @@ from shieldes.usage.meter import WINDOW
 
 log = logging.getLogger(__name__)
 ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets
+FALLBACK_TICKS = 5  # heartbeat intervals after which any node, not only the leader, appends it
 
 
 def _address(host: str, advertise: str | None, port: int) -> str:
@@ -284,6 +285,8 @@ class ClusterRuntime:
                 self._prune()
                 if self.leader.is_leader:
                     await self._take_over()
+                else:  # a leader that is the dead node's own next boot holds no orphan of it
+                    await self._take_over(time.monotonic() - FALLBACK_TICKS * self.settings.heartbeat_interval)
             except DatabaseUnavailable as exc:  # the next tick retries; the orphans count meanwhile
                 log.debug("cannot append dead boots' usage yet: %s", exc.message)
             except Exception:
@@ -304,13 +307,16 @@ class ClusterRuntime:
                                keep=[n.node_id for n in self.membership.alive_peers()])
         self.cell.value = view.expire_orphans(v, now=now, after=self.orphan_ttl)
 
-    async def _take_over(self) -> None:
-        """Leader only: append the flushes dead boots had gossiped but not appended, on their behalf.
-        Keyed like their own appends by (node, boot epoch, flush seq): a flush the boot did append,
-        or a second leader's append, is a no-op; a boot that was only paused and flushes the same
-        seq later finds it taken and appends the rest under its next seq (usage/flusher.py)."""
+    async def _take_over(self, orphaned_before: float | None = None) -> None:
+        """Append the flushes dead boots had gossiped but not appended, on their behalf: the leader at
+        once, any other node for boots dead since before `orphaned_before` (no leader, or the leader
+        is the dead node's own next boot). Keyed like their own appends by (node, boot epoch, flush
+        seq): a flush the boot did append, or another node's append, is a no-op; a boot that was
+        only paused and flushes the same seq later appends the rest under its next seq
+        (usage/flusher.py)."""
         appended = 0
-        for node, epoch, seq, deltas in view.takeover(self.cell.value, self.projector.usage.durable_seq):
+        for node, epoch, seq, deltas in view.takeover(self.cell.value, self.projector.usage.durable_seq,
+                                                      orphaned_before=orphaned_before):
             event = UsageRecorded(node, epoch, seq, tuple(UsageDelta(k, t, p, m, h, *u) for k, t, p, m, h, u in deltas))
             result = await append_flush(self.projector.store, event, self.projector.projection.codec,
                                         appended_by=self.node_id)

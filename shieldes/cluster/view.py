@@ -305,11 +305,15 @@ def expire_orphans(view: View, *, now: float, after: float) -> View:
     return replace(view, orphans={c: o for c, o in view.orphans.items() if c in at}, orphaned_at=at)
 
 
-def takeover(view: View, durable: Durable) -> list[tuple[str, int, int, list[Delta]]]:
+def takeover(view: View, durable: Durable, *, orphaned_before: float | None = None
+             ) -> list[tuple[str, int, int, list[Delta]]]:
     """The flushes dead boots had gossiped that the log does not hold yet, as (node, boot epoch,
-    flush seq, deltas) in seq order: what the leader appends on their behalf."""
+    flush seq, deltas) in seq order: what the leader appends on their behalf (with
+    `orphaned_before`, only boots dead since before then: what any peer appends as a fallback)."""
     out: list[tuple[str, int, int, list[Delta]]] = []
     for (node, epoch), orphan in sorted(view.orphans.items()):
+        if orphaned_before is not None and view.orphaned_at.get((node, epoch), 0.0) >= orphaned_before:
+            continue
         floor = durable(node, epoch)
         by_seq: dict[int, list[Delta]] = {}
         for (e, seq, key_id, team_id, provider, model, hour), usage in orphan.unflushed.items():

@@ -244,6 +244,9 @@ def test_a_dead_boots_unflushed_usage_is_an_orphan_until_the_log_holds_it() -> N
         return 4 if (node, epoch) == ("a", 1) else 0
 
     assert [t[2] for t in takeover(view, seq4)] == [5]  # seq 4 is in the log: only 5 is left
+    # a peer that is not the leader steps in only for boots dead for a while
+    assert takeover(view, seq4, orphaned_before=6.0) == []
+    assert [t[2] for t in takeover(view, seq4, orphaned_before=6.5)] == [5]
     assert pending_spend(view, "k:k1", DAYS, seq4) == 70
     view = prune(view, min_window_start={}, durable=lambda n, e: 5 if (n, e) == ("a", 1) else 0)
     assert view.orphans == {} and view.orphaned_at == {}
