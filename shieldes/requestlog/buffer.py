@@ -1,10 +1,12 @@
 """The bounded in-memory queue between requests and the writer.
 
-`add` never blocks and never fails. It holds at most `capacity` records, counting the batch the
-writer is writing: when full (a database outage), the oldest record goes and `dropped` counts it.
-The oldest records are in the batch being written; they are marked (`owed`) and dropped only if
-that write fails (`put_back`); if it succeeds they were written after all and nothing is counted.
-So `dropped` is exact: every record is either written once or counted once."""
+`add` never blocks and never fails. The buffer holds at most `capacity` records, the batch the
+writer is writing included (those records stay in memory until the write ends). When it is full
+(a database outage) the oldest record waiting goes and `dropped` counts it; a record of the batch
+being written is never dropped, as its write may have succeeded. A batch is at most half the
+buffer, so the newest half of what arrives is always kept (with a buffer of 1, a record arriving
+while the one held is being written is the one dropped). So `dropped` is exact: every record is
+either written once or counted once."""
 
 from __future__ import annotations
 
@@ -21,35 +23,32 @@ class Buffer(Generic[T]):
         self.added = 0
         self.dropped = 0
         self.in_flight = 0  # records taken by the writer, not yet written or put back
-        self.owed = 0  # of those, how many (the oldest) go if the write fails
 
     def __len__(self) -> int:
         """Records held, the batch being written included."""
-        return len(self.items) + self.in_flight - self.owed
+        return len(self.items) + self.in_flight
 
     def add(self, item: T) -> None:
-        items = self.items
-        if len(items) + self.in_flight - self.owed >= self.capacity:
-            if self.owed < self.in_flight:
-                self.owed += 1
-            else:
-                items.popleft()
-                self.dropped += 1
-        items.append(item)
         self.added += 1
+        items = self.items
+        if len(items) + self.in_flight >= self.capacity:
+            self.dropped += 1
+            if not items:  # everything held is being written: the newcomer is the one that goes
+                return
+            items.popleft()
+        items.append(item)
 
     def take(self, limit: int) -> list[T]:
-        """The oldest records (at most `limit`); call `written` or `put_back` with them next."""
+        """The oldest records (at most `limit` and half the capacity); call `written` or `put_back`
+        with them next."""
         items = self.items
-        batch = [items.popleft() for _ in range(min(limit, len(items)))]
-        self.in_flight, self.owed = len(batch), 0
+        batch = [items.popleft() for _ in range(min(limit, len(items), max(1, self.capacity // 2)))]
+        self.in_flight = len(batch)
         return batch
 
     def written(self) -> None:
-        self.in_flight = self.owed = 0
+        self.in_flight = 0
 
     def put_back(self, batch: list[T]) -> None:
-        drop = min(self.owed, len(batch))
-        self.dropped += drop
-        self.items.extendleft(reversed(batch[drop:]))
-        self.in_flight = self.owed = 0
+        self.items.extendleft(reversed(batch))
+        self.in_flight = 0

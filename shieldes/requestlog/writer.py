@@ -1,9 +1,10 @@
 """The request-log writer of one node: requests `add` their record to a bounded buffer (an append,
 nothing else); a background task turns batches into rows and COPYs them every `interval`.
 
-While Postgres is unreachable the batch goes back to the buffer and is retried; the buffer keeps
-the newest `capacity` records and counts every one it drops (exactly). Stopping writes what is
-left, bounded by a timeout. The leader also runs `upkeep`: partitions ahead, retention drops."""
+While Postgres is unreachable the batch goes back to the buffer and is retried; the buffer holds at
+most `capacity` records (the batch included), drops the oldest waiting and counts every one it
+drops (exactly). Stopping writes what is left, bounded by a timeout. The leader also runs
+`upkeep`: partitions ahead, retention drops."""
 
 from __future__ import annotations
 

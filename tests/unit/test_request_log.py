@@ -29,8 +29,11 @@ def test_buffer_writes_or_counts_every_record_once(capacity: int, steps: list[tu
             for _ in range(k):
                 buf.add(n)
                 n += 1
+                if capacity > 1:  # the newest is always kept
+                    assert buf.items[-1] == n - 1
         elif op == "take" and batch is None:
             batch = buf.take(k)
+            assert len(batch) <= max(1, capacity // 2)
         elif op == "ok" and batch is not None:
             written += batch
             buf.written()
@@ -38,26 +41,66 @@ def test_buffer_writes_or_counts_every_record_once(capacity: int, steps: list[tu
         elif op == "fail" and batch is not None:
             buf.put_back(batch)
             batch = None
-        assert len(buf) <= capacity
+        held = len(buf.items) + len(batch or [])  # everything in memory, the batch being written included
+        assert held == len(buf) <= capacity
     if batch is not None:
         buf.put_back(batch)
-    rest = buf.take(10**6)
-    kept = written + rest
+    while len(buf):
+        written += buf.take(10**6)
+        buf.written()
+    kept = written
     assert len(kept) + buf.dropped == n == buf.added
     assert kept == sorted(kept) and len(set(kept)) == len(kept)  # order kept, nothing twice
 
 
-def test_full_buffer_drops_the_oldest() -> None:
-    buf: Buffer[int] = Buffer(3)
-    for i in range(5):
+def test_full_buffer_drops_the_oldest_waiting_never_the_batch_being_written() -> None:
+    buf: Buffer[int] = Buffer(4)
+    for i in range(6):
         buf.add(i)
-    assert list(buf.items) == [2, 3, 4] and buf.dropped == 2
-    batch = buf.take(2)  # [2, 3] being written while 3 more arrive: 2 and 3 are owed
-    for i in range(5, 8):
+    assert list(buf.items) == [2, 3, 4, 5] and buf.dropped == 2
+    batch = buf.take(10)  # at most half the buffer: [2, 3] being written while 3 more arrive
+    assert batch == [2, 3]
+    for i in range(6, 9):
         buf.add(i)
-    assert len(buf) == 3
-    buf.put_back(batch)  # the write failed: the owed go
-    assert list(buf.items) == [5, 6, 7] and buf.dropped == 5
+    assert list(buf.items) == [7, 8] and len(buf) == 4 and buf.dropped == 5
+    buf.put_back(batch)  # the write failed: the batch waits again, in front
+    assert list(buf.items) == [2, 3, 7, 8] and buf.dropped == 5
+
+
+def test_outage_retry_of_a_put_back_batch_keeps_the_buffer_bounded() -> None:
+    """A first write fails at once, its retry hangs while the buffer overflows, then succeeds: what
+    was held (at most `capacity`) is written and the rest was counted (the retry's batch used to
+    be the whole buffer while just as many records again were kept behind it, all written)."""
+    capacity = 20
+    buf: Buffer[int] = Buffer(capacity)
+    for i in range(7):
+        buf.add(i)
+    first = buf.take(5000)
+    assert first == list(range(7))
+    buf.put_back(first)  # the connection was refused at once
+    for i in range(7, 25):
+        buf.add(i)
+    assert list(buf.items) == list(range(5, 25)) and buf.dropped == 5
+    retry = buf.take(5000)  # this write hangs until the database is back
+    assert retry == list(range(5, 5 + capacity // 2))
+    for i in range(25, 45):
+        buf.add(i)
+        assert len(buf.items) + len(retry) == len(buf) <= capacity
+    buf.written()  # it succeeded after all
+    rest = buf.take(5000)
+    assert retry + rest == list(range(5, 15)) + list(range(35, 45))  # the batch, then the newest
+    assert buf.dropped == 45 - capacity
+
+
+def test_a_buffer_of_one_drops_the_newcomer_while_its_record_is_written() -> None:
+    buf: Buffer[int] = Buffer(1)
+    buf.add(0)
+    batch = buf.take(10)
+    buf.add(1)  # nothing waiting to drop: the newcomer goes
+    assert batch == [0] and len(buf) == 1 and buf.dropped == 1
+    buf.written()
+    buf.add(2)
+    assert list(buf.items) == [2] and buf.dropped == 1
 
 
 def test_retention_keeps_whole_days_inside_the_window() -> None:
