@@ -24,6 +24,7 @@ from shieldes.providers.anthropic_translate import (
 )
 from shieldes.providers.base import Body, JsonResult, Operation, Target
 from shieldes.providers.http import (
+    SHAPE_ERRORS,
     event_object,
     invalid_response,
     join_endpoint,
@@ -34,8 +35,6 @@ from shieldes.providers.http import (
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
-
-_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError)
 
 
 def _only_chat(op: Operation) -> None:
@@ -79,7 +78,7 @@ class AnthropicProvider:
             chat, usage = messages_response_to_chat(
                 data, str(data.get("model") or target.model), int(time.time())
             )
-        except _SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
+        except SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
             raise invalid_response(target, f"unexpected message shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
 
@@ -133,5 +132,5 @@ class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, by
         parsed = event_object(self._target, data)
         try:
             return self._translator.feed(event, parsed)
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(self._target, f"unexpected {event} event shape: {exc}") from None

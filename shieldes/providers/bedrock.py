@@ -27,6 +27,7 @@ from shieldes.providers.bedrock_translate import (
 )
 from shieldes.providers.chat_parts import embeddings_response
 from shieldes.providers.http import (
+    SHAPE_ERRORS,
     event_object,
     invalid_response,
     open_event_stream,
@@ -36,7 +37,6 @@ from shieldes.providers.http import (
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
 
-_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 MISSING_EXTRA = "provider type 'bedrock' needs botocore: pip install 'shieldes[bedrock]'"
 
 
@@ -106,7 +106,7 @@ class BedrockProvider:
                                 orjson.dumps(chat_to_converse(body)))
         try:
             chat, usage = converse_to_chat(data, target.model, int(time.time()))
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
 
@@ -116,7 +116,7 @@ class BedrockProvider:
         try:
             vectors = [list(a["embedding"]) for a in answers]
             tokens = sum(int(a["inputTextTokenCount"]) for a in answers)
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Titan response shape: {exc}") from None
         out, usage = embeddings_response(vectors, target.model, tokens, body.get("encoding_format"))
         return JsonResult(body=out, usage=usage)
@@ -171,5 +171,5 @@ class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
             raise stream_exception(str(headers.get(":error-code")), {"message": headers.get(":error-message")})
         try:
             return self._translator.feed(str(headers.get(":event-type")), parsed)
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(self._target, f"unexpected stream event shape: {exc}") from None

@@ -24,6 +24,7 @@ from shieldes.providers.gemini_translate import (
     vertex_embeddings_request,
 )
 from shieldes.providers.http import (
+    SHAPE_ERRORS,
     event_object,
     invalid_response,
     open_event_stream,
@@ -34,7 +35,6 @@ from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.settings import Settings
 
-_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -74,7 +74,7 @@ class GeminiProvider:
             await self._headers(target), self._json_timeout)
         try:
             chat, usage = gemini_to_chat(data, target.model, int(time.time()))
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected generateContent shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
 
@@ -85,7 +85,7 @@ class GeminiProvider:
             orjson.dumps(embeddings_request(body, target.model)), await self._headers(target), self._json_timeout)
         try:
             vectors = [list(e["values"]) for e in data["embeddings"]]
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected batchEmbedContents shape: {exc}") from None
         out, usage = embeddings_response(vectors, target.model, None, body.get("encoding_format"))
         return JsonResult(body=out, usage=usage)
@@ -128,7 +128,7 @@ class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
                                   retryable=True, body=parsed)
         try:
             return self._translator.feed(parsed)
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(self._target, f"unexpected stream event shape: {exc}") from None
 
 
@@ -205,7 +205,7 @@ class VertexProvider(GeminiProvider):
             predictions = [p["embeddings"] for p in data["predictions"]]
             vectors = [list(p["values"]) for p in predictions]
             tokens = sum(int((p.get("statistics") or {}).get("token_count") or 0) for p in predictions)
-        except _SHAPE_ERRORS as exc:
+        except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected predict shape: {exc}") from None
         out, usage = embeddings_response(vectors, target.model, tokens, body.get("encoding_format"))
         return JsonResult(body=out, usage=usage)

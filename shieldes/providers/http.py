@@ -168,6 +168,8 @@ def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+# An answer that parsed as JSON but is not the shape the translation reads: the upstream's fault.
+SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 
 
 async def post_for_object(
