@@ -1,7 +1,10 @@
 """Gossip transport: a grpc.aio service per node and a push loop to every alive peer.
 
-Each round the node sends one State (its own CRDT component, see view.py) to every target:
-serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET. Receivers refuse a
+Each round the node sends a State (its own CRDT component, see view.py) to every target:
+serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET. A target that said it
+understands deltas gets only what changed since the newest message it accepted (delta.py); the
+whole state goes on first contact, to a target that lacks the delta's base, periodically (anti-
+entropy) and always to older releases. Receivers refuse a
 bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
 one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
 sender's log head is handed to `on_head` (a wake-up hint for the projector).
@@ -22,7 +25,8 @@ from typing import Any
 import grpc
 import zstandard
 
-from shieldes.cluster import gossip_pb2, gossip_pb2_grpc, view
+from shieldes.cluster import delta, gossip_pb2, gossip_pb2_grpc, view
+from shieldes.cluster.delta import Link, Part
 from shieldes.cluster.gossip_tls import GossipTLS
 from shieldes.cluster.view import Health, NodeState, View, ViewCell
 from shieldes.errors import ShieldesError
@@ -95,6 +99,15 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
     return msg
 
 
+def part_to_proto(part: Part, *, base: int, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
+    """A delta (or, with base 0, whole) message from its content (delta.unflatten)."""
+    msg = to_proto(part.state, sent_at_ms=sent_at_ms, gossip_address=gossip_address, relayed=part.relayed)
+    msg.base_seq = base
+    msg.health_removed.extend(part.removed_health)
+    msg.seen_removed.extend(part.removed_seen)
+    return msg
+
+
 def from_proto(msg: gossip_pb2.State) -> NodeState:
     return NodeState(
         node_id=msg.node_id,
@@ -162,6 +175,9 @@ class GossipStats:
     rejected_signature: int = 0
     rejected_stale: int = 0
     rejected_malformed: int = 0
+    full_sent: int = 0  # whole states sent (first contact, anti-entropy, older peers, need_full)
+    deltas_sent: int = 0
+    need_full: int = 0  # deltas this node could not apply (it lacked the base): answered need_full
     rounds: int = 0
     peers: dict[str, PeerStats] = field(default_factory=dict)
     pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
@@ -174,6 +190,7 @@ class GossipStats:
             "received": self.received, "received_bytes": self.received_bytes,
             "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
             "rejected_malformed": self.rejected_malformed,
+            "full_sent": self.full_sent, "deltas_sent": self.deltas_sent, "need_full": self.need_full,
             "peers": {
                 node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
                        "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}
@@ -213,6 +230,8 @@ class Gossip:
         view: ViewCell | None = None,
         on_sent: Callable[[int], None] | None = None,
         tls: GossipTLS | None = None,
+        deltas: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -231,6 +250,11 @@ class Gossip:
         self._on_state = on_state
         self._on_sent = on_sent
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
+        self._deltas = deltas  # advertise that deltas are understood (False: peers send whole states)
+        self._clock = clock
+        self._versions = delta.Versions()  # what changed in which of this boot's messages
+        self._links: dict[str, Link] = {}  # target address -> what it acknowledged
+        self._sent_epoch: int | None = None
         self.cell = view if view is not None else ViewCell()  # where accepted messages are folded in
         self.stats = GossipStats()
         self._accepted: dict[str, tuple[int, int]] = {}
@@ -300,16 +324,24 @@ class Gossip:
             return gossip_pb2.Ack(accepted=False, reason="self")
         if not is_newer(self._accepted.get(msg.node_id), msg.boot_epoch, msg.seq):
             self.stats.rejected_stale += 1
-            return gossip_pb2.Ack(accepted=False, reason="stale")
-        self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
+            return gossip_pb2.Ack(accepted=False, reason="stale", deltas=self._deltas)
+        now = self._clock()
         state = from_proto(msg)
-        if not self.cell.accept(state, time.monotonic()):  # an older boot than one already known
+        if msg.base_seq:
+            if not delta.can_apply(self.cell.value, msg.node_id, msg.boot_epoch, msg.base_seq):
+                self.stats.need_full += 1
+                return gossip_pb2.Ack(accepted=False, reason="need_full", need_full=True, deltas=self._deltas)
+            state = delta.apply(self.cell.value.components[(msg.node_id, msg.boot_epoch)],
+                                Part(state, removed_health=list(msg.health_removed),
+                                     removed_seen=list(msg.seen_removed)))
+        self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
+        if not self.cell.accept(state, now):  # an older boot than one already known
             self.stats.rejected_stale += 1
-            return gossip_pb2.Ack(accepted=False, reason="superseded")
+            return gossip_pb2.Ack(accepted=False, reason="superseded", deltas=self._deltas)
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
         peer.received += 1
         peer.received_bytes += size
-        peer.last_seen, peer.last_seen_wall = time.monotonic(), time.time()
+        peer.last_seen, peer.last_seen_wall = now, time.time()
         peer.boot_epoch, peer.seq, peer.address = msg.boot_epoch, msg.seq, msg.gossip_address
         self.stats.received += 1
         self.stats.received_bytes += size
@@ -320,23 +352,23 @@ class Gossip:
         if self._on_state is not None:
             self._on_state(state)
         self.received.set()
-        return gossip_pb2.Ack(accepted=True, log_head=self._local_head())
+        return gossip_pb2.Ack(accepted=True, log_head=self._local_head(), deltas=self._deltas)
 
     def recently_seen(self, within: float) -> list[str]:
         """Peers heard from in the last `within` seconds (alive by gossip, even without Postgres)."""
-        now = time.monotonic()
+        now = self._clock()
         return sorted(n for n, p in self.stats.peers.items() if now - p.last_seen <= within)
 
     def reachable(self, within: float) -> list[str]:
         """Peers (by node id) that acknowledged one of our pushes in the last `within` seconds."""
-        now = time.monotonic()
+        now = self._clock()
         ok = {a for a, t in self.stats.pushed_ok.items() if now - t <= within}
         return sorted(n for n, p in self.stats.peers.items() if p.address in ok)
 
     def gone(self, silent_for: float) -> list[str]:
         """Peers (by node id) silent for `silent_for` seconds whose address refused our latest push:
         nothing listens there any more, the process is dead (a slow or paused peer times out instead)."""
-        now, st = time.monotonic(), self.stats
+        now, st = self._clock(), self.stats
         return sorted(n for n, p in st.peers.items()
                       if now - p.last_seen > silent_for
                       and st.refused.get(p.address, 0.0) > st.pushed_ok.get(p.address, 0.0))
@@ -347,29 +379,61 @@ class Gossip:
 
     # --- sending ---------------------------------------------------------------------------
 
-    def next_message(self) -> gossip_pb2.State:
-        self._seq += 1
-        own = self._snapshot()
-        own = replace(own, node_id=self.node_id, boot_epoch=self._boot_epoch(), seq=self._seq,
+    def _own(self) -> tuple[NodeState, list[NodeState]]:
+        epoch = self._boot_epoch()
+        if epoch != self._sent_epoch:  # a new boot: sequences restart, nothing acknowledged yet
+            self._sent_epoch, self._versions, self._links = epoch, delta.Versions(), {}
+        own = replace(self._snapshot(), node_id=self.node_id, boot_epoch=epoch, seq=self._seq,
                       seen=dict(self._accepted))
-        return to_proto(own, sent_at_ms=time.time_ns() // 1_000_000, gossip_address=self.address,
-                        relayed=view.relayed(self.cell.value))
+        return own, view.relayed(self.cell.value)
+
+    def prepare(self, targets: list[str]) -> tuple[int, dict[str, tuple[int, gossip_pb2.Envelope]]]:
+        """One round's messages: (seq, target -> (base, envelope)); targets with the same base
+        share one message (base 0: the whole state)."""
+        self._seq += 1
+        seq = self._seq
+        own, relayed = self._own()
+        entries = delta.flatten(own, relayed)
+        self._versions.record(entries, seq)
+        sent_at, address = time.time_ns() // 1_000_000, self.address
+        by_base: dict[int, gossip_pb2.Envelope] = {}
+        out: dict[str, tuple[int, gossip_pb2.Envelope]] = {}
+        for target in targets:
+            base = delta.base_for(self._links.get(target), seq, self._versions.floor)
+            envelope = by_base.get(base)
+            if envelope is None:
+                if base == 0:
+                    msg = to_proto(own, sent_at_ms=sent_at, gossip_address=address, relayed=relayed)
+                else:
+                    header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
+                    part = delta.unflatten(header, *self._versions.since(base))
+                    msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
+                envelope = by_base[base] = seal(msg, self._secret)
+            out[target] = (base, envelope)
+        return seq, out
+
+    def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:
+        """Note a target's answer to message `seq` (sent with `base`)."""
+        link = self._links.get(target) or Link()
+        self._links[target] = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
+                                                 need_full=ack.need_full)
 
     async def push_once(self) -> int:
-        """One round: the same signed message to every target; returns how many accepted it."""
+        """One round: a message to every target; returns how many accepted it."""
         targets = [t for t in self._targets() if t != self.address]
-        message = self.next_message()
-        envelope = seal(message, self._secret)
+        seq, messages = self.prepare(targets)
         if self._on_sent is not None:
-            self._on_sent(message.seq)
+            self._on_sent(seq)
         for gone in set(self._channels) - set(targets):
             channel, _ = self._channels.pop(gone)
             await channel.close()
-        results = await asyncio.gather(*(self._send(t, envelope) for t in targets))
+        for gone in set(self._links) - set(targets):
+            del self._links[gone]
+        results = await asyncio.gather(*(self._send(t, seq, *messages[t]) for t in targets))
         self.stats.rounds += 1
         return sum(results)
 
-    async def _send(self, target: str, envelope: gossip_pb2.Envelope) -> bool:
+    async def _send(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope) -> bool:
         entry = self._channels.get(target)
         if entry is None:
             channel = (grpc.aio.insecure_channel(target) if self._tls is None
@@ -381,12 +445,17 @@ class Gossip:
         except grpc.aio.AioRpcError as exc:  # a peer down or slow: it drops out of the view by age
             self.stats.send_errors += 1
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # nothing listens there (a slow peer times out)
-                self.stats.refused[target] = time.monotonic()
+                self.stats.refused[target] = self._clock()
             log.debug("gossip to %s failed: %s", target, exc.code())
             return False
         self.stats.sent += 1
         self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
-        self.stats.pushed_ok[target] = time.monotonic()
+        if base:
+            self.stats.deltas_sent += 1
+        else:
+            self.stats.full_sent += 1
+        self.stats.pushed_ok[target] = self._clock()
+        self.acknowledged(target, seq, base, ack)
         if ack.log_head and self._on_head is not None:
             self._on_head(ack.log_head)
         return bool(ack.accepted)

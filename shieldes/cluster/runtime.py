@@ -424,3 +424,10 @@ class _Collector:
         rejected.add_metric(["malformed"], st.rejected_malformed)
         yield rejected
         yield CounterMetricFamily("shieldes_gossip_send_errors", "pushes that failed", value=st.send_errors)
+        kinds = CounterMetricFamily("shieldes_gossip_pushes", "gossip messages sent, whole states or deltas",
+                                    labels=["kind"])
+        kinds.add_metric(["full"], st.full_sent)
+        kinds.add_metric(["delta"], st.deltas_sent)
+        yield kinds
+        yield CounterMetricFamily("shieldes_gossip_need_full", "deltas refused for lack of their base",
+                                  value=st.need_full)

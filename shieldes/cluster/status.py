@@ -40,6 +40,8 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
             "rejected": sum(int(gossip.get(k, 0)) for k in
                             ("rejected_signature", "rejected_stale", "rejected_malformed")),
             "send_errors": gossip.get("send_errors", 0),
+            "full_sent": gossip.get("full_sent", 0),  # whole states (first contact, anti-entropy, older peers)
+            "deltas_sent": gossip.get("deltas_sent", 0),
             "messages_per_s": gossip.get("messages_per_s"),  # sent + received, over the last 10 s
             "bytes_per_s": gossip.get("bytes_per_s"),
             "convergence_ms": gossip.get("convergence_ms"),  # cluster/measures.py
