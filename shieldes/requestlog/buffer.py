@@ -38,11 +38,18 @@ class Buffer(Generic[T]):
             items.popleft()
         items.append(item)
 
+    def batch_size(self, limit: int) -> int:
+        return min(limit, max(1, self.capacity // 2))
+
+    def batches(self, records: int, limit: int) -> int:
+        """How many `take(limit)` calls write `records` records."""
+        return -(-records // self.batch_size(limit))
+
     def take(self, limit: int) -> list[T]:
         """The oldest records (at most `limit` and half the capacity); call `written` or `put_back`
         with them next."""
         items = self.items
-        batch = [items.popleft() for _ in range(min(limit, len(items), max(1, self.capacity // 2)))]
+        batch = [items.popleft() for _ in range(min(len(items), self.batch_size(limit)))]
         self.in_flight = len(batch)
         return batch
 

@@ -136,8 +136,10 @@ class RequestLogWriter:
         while not self._stopping:
             await wait_event(self._wake, self.interval)
             self._wake.clear()
-            while len(self.buffer) and not self._stopping:
-                if not await self.flush_once():
+            # Write the batches that were waiting at the wake-up, then sleep again: chasing the rows
+            # that arrive during a write would turn steady traffic into a stream of tiny COPYs.
+            for _ in range(self.buffer.batches(len(self.buffer), self.batch_max)):
+                if self._stopping or not await self.flush_once():
                     break
 
     async def start(self) -> None:

@@ -103,6 +103,22 @@ def test_a_buffer_of_one_drops_the_newcomer_while_its_record_is_written() -> Non
     assert list(buf.items) == [2] and buf.dropped == 1
 
 
+@given(st.integers(1, 50), st.integers(0, 200), st.integers(1, 30))
+def test_the_batches_counted_at_a_wake_up_write_exactly_what_was_waiting(capacity: int, waiting: int,
+                                                                         limit: int) -> None:
+    buf: Buffer[int] = Buffer(capacity)
+    for i in range(waiting):
+        buf.add(i)
+    held = len(buf)
+    taken = 0
+    for _ in range(buf.batches(held, limit)):
+        batch = buf.take(limit)
+        assert batch, "a counted batch found nothing to write"
+        taken += len(batch)
+        buf.written()
+    assert taken == held and len(buf) == 0
+
+
 def test_retention_keeps_whole_days_inside_the_window() -> None:
     days = [date(2026, 11, d) for d in range(1, 31)]
     assert expired(days, date(2026, 11, 30), 2) == days[:27]  # Nov 28 00:00 is the horizon
