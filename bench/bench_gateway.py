@@ -111,9 +111,15 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT) -> subprocess.Popen[bytes]:
+def pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    """`cmd` bound to the CPU list `cpus` (taskset syntax, e.g. "0" or "0,1"); unchanged if None."""
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT,
+          cpus: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, *args],
+        pinned([sys.executable, *args], cpus),
         cwd=src,
         env={**os.environ, "PYTHONPATH": str(src), **(env or {})},
         stdout=subprocess.DEVNULL,
@@ -219,14 +225,15 @@ def _ms(value: str) -> float:
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 
 
-def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
+            cpus: str | None = None) -> Result:
     lua = Path(tempfile.mkstemp(suffix=".lua")[1])
     headers = 'wrk.headers["Content-Type"] = "application/json"\n'
     if key:
         headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--latency", "-s", str(lua), url],
+        pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--latency", "-s", str(lua), url], cpus),
         capture_output=True,
         text=True,
         check=True,
@@ -270,9 +277,10 @@ async def run_python(url: str, body: dict[str, Any], key: str | None, duration: 
     return Result(len(latencies) / duration, q[49] * 1000, q[98] * 1000, len(latencies), errors)
 
 
-def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
+         cpus: str | None = None) -> Result:
     if shutil.which("wrk"):
-        return run_wrk(url, body, key, duration, conns)
+        return run_wrk(url, body, key, duration, conns, cpus)
     return asyncio.run(run_python(url, body, key, duration, conns))
 
 
@@ -299,6 +307,14 @@ def main() -> None:
         "--repeat", type=int, default=1,
         help="interleaved saturation rounds per target; RPS, latency and CPU per request are medians over them",
     )
+    parser.add_argument(
+        "--pin-servers", metavar="CPUS",
+        help="taskset CPU list for the servers under test (bare proxy, nodes, LiteLLM), e.g. 0",
+    )
+    parser.add_argument(
+        "--pin-load", metavar="CPUS",
+        help="taskset CPU list for wrk and the fake upstream, e.g. 1 (apart from --pin-servers)",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -320,8 +336,10 @@ def main() -> None:
     db_url, secret = asyncio.run(prepare_database())
     asyncio.run(add_provider(db_url, upstream))
     procs = {
-        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"]),
-        "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream]),
+        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"],
+                          cpus=args.pin_load),
+        "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream],
+                       cpus=args.pin_servers),
         "node": spawn(
             [
                 "-m",
@@ -337,6 +355,7 @@ def main() -> None:
                 str(args.workers),
             ],
             env={"SHIELDES_DATABASE_URL": db_url},
+            cpus=args.pin_servers,
         ),
     }
     serve = ["-m", "shieldes", "serve", "--host", "127.0.0.1"]
@@ -345,6 +364,7 @@ def main() -> None:
             [*serve, "--port", str(base_port), "--node-id", "bench-baseline"],
             env={"SHIELDES_DATABASE_URL": db_url},
             src=args.baseline.resolve(),
+            cpus=args.pin_servers,
         )
     litellm_port = free_port()
     if args.litellm:
@@ -372,10 +392,10 @@ def main() -> None:
             for mode, body in modes:
                 for label, proc, port, key in targets:
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    load(url, body, key, 1, 4)  # warm-up
+                    load(url, body, key, 1, 4, args.pin_load)  # warm-up
                     pid = procs[proc].pid
                     cpu0 = cpu_seconds(pid)
-                    sat = load(url, body, key, args.duration, args.connections)
+                    sat = load(url, body, key, args.duration, args.connections, args.pin_load)
                     cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
                     sat_runs.setdefault((mode, label), []).append((sat, cpu_us))
                     print(
@@ -400,7 +420,7 @@ def main() -> None:
             for mode, body in modes:
                 for label, _proc, port, key in targets:
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    mods.setdefault((mode, label), []).append(load(url, body, key, 3, args.moderate))
+                    mods.setdefault((mode, label), []).append(load(url, body, key, 3, args.moderate, args.pin_load))
         rows = []
         for mode, _ in modes:
             for label, *_rest in targets:
@@ -431,7 +451,9 @@ def main() -> None:
         f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "
         f"{args.moderate} connections (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
         f"saturation run, median of {args.repeat} interleaved run(s); machine: {os.cpu_count()} cores shared "
-        "with other work.",
+        "with other work"
+        + (f"; servers pinned to CPU {args.pin_servers}" if args.pin_servers else "")
+        + (f", wrk and the fake upstream to CPU {args.pin_load}" if args.pin_load else "") + ".",
         "",
         "| mode | target | RPS | p50 ms | p99 ms | server CPU us/req | moderate-load p50 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
