@@ -129,7 +129,7 @@ def unflatten(header: NodeState, entries: Mapping[Entry, Any], removed: Iterable
 def _max_into(out: dict[Any, Any], new: Mapping[Any, tuple[int, ...]]) -> dict[Any, Any]:
     for k, v in new.items():
         old = out.get(k)
-        out[k] = v if old is None else tuple(max(x, y) for x, y in zip(old, v, strict=True))
+        out[k] = v if old is None else tuple(map(max, old, v))
     return out
 
 

@@ -335,7 +335,7 @@ class Gossip:
                                 Part(state, removed_health=list(msg.health_removed),
                                      removed_seen=list(msg.seen_removed)))
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
-        if not self.cell.accept(state, now):  # an older boot than one already known
+        if not self.cell.accept(state, now, whole=bool(msg.base_seq)):  # an older boot than one already known
             self.stats.rejected_stale += 1
             return gossip_pb2.Ack(accepted=False, reason="superseded", deltas=self._deltas)
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())

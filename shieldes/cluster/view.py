@@ -98,7 +98,7 @@ def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) 
     out = dict(a)
     for k, vb in b.items():
         va = out.get(k)
-        out[k] = vb if va is None else tuple(max(x, y) for x, y in zip(va, vb, strict=True))
+        out[k] = vb if va is None else tuple(map(max, va, vb))
     return out
 
 
@@ -148,9 +148,9 @@ def _adopt(orphans: dict[Component, NodeState], at: dict[Component, float], stat
     at[state.component] = min(now, at.get(state.component, now))
 
 
-def _fold_in(comps: dict[Component, NodeState], state: NodeState) -> None:
+def _fold_in(comps: dict[Component, NodeState], state: NodeState, whole: bool = False) -> None:
     old = comps.get(state.component)
-    comps[state.component] = state if old is None else merge_node(old, state)
+    comps[state.component] = state if old is None or whole else merge_node(old, state)
 
 
 def observe_epochs(view: View, epochs: Mapping[str, int], now: float = 0.0) -> View:
@@ -178,17 +178,18 @@ def observe_epochs(view: View, epochs: Mapping[str, int], now: float = 0.0) -> V
     return View(comps, known, heard, orphans, at)
 
 
-def merge(view: View, state: NodeState, now: float = 0.0) -> View:
+def merge(view: View, state: NodeState, now: float = 0.0, *, whole: bool = False) -> View:
     """The view with one more message folded in (received at `now`); of a message of a superseded
     boot only what it admitted counts. A boot heard from again is no orphan: its own messages
-    carry its usage."""
+    carry its usage. `whole`: `state` already joins the component held (a delta applied to it,
+    delta.apply), so it replaces it without another pass over every entry."""
     if _superseded(view, state.node_id, state.boot_epoch):
         comps = dict(view.components)
         _fold_in(comps, _admitted_only(state))
         return replace(view, components=comps)
     view = observe_epochs(view, {state.node_id: state.boot_epoch}, now)
     comps = dict(view.components)
-    _fold_in(comps, state)
+    _fold_in(comps, state, whole)
     heard = dict(view.heard)
     heard[state.node_id] = max(now, heard.get(state.node_id, now))
     orphans, at = view.orphans, view.orphaned_at
@@ -440,10 +441,10 @@ class ViewCell:
     def __init__(self) -> None:
         self.value: View = EMPTY
 
-    def accept(self, state: NodeState, now: float) -> bool:
+    def accept(self, state: NodeState, now: float, *, whole: bool = False) -> bool:
         """Fold one message in; False if it belongs to a superseded boot (only what it admitted counts)."""
         superseded = _superseded(self.value, state.node_id, state.boot_epoch)
-        self.value = merge(self.value, state, now)
+        self.value = merge(self.value, state, now, whole=whole)
         return not superseded
 
     def accept_relayed(self, state: NodeState, me: str, my_epoch: int) -> None:

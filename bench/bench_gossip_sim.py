@@ -1,0 +1,349 @@
+"""Gossip at scale, simulated: N in-process nodes running the production gossip code over a
+simulated transport, in simulated time (nothing sleeps).
+
+Every node is a real `Gossip` (shieldes/cluster/gossip.py) that is never bound: each round calls
+its `prepare` (the production choice of base per target, to_proto, zstd, HMAC: byte counts are real),
+the simulated network delivers each envelope to the target's `receive` after a random latency, or
+loses, duplicates or reorders it, and carries the Ack back the same way to `acknowledged`.
+
+Load: --keys active keys (every key was used in the current minute before the run starts), then
+--rps requests/s cluster-wide, keys drawn Zipf-like (weight 1/rank^1.1), each routed to a random
+node, which counts it in its rate window (what the meter gossips).
+
+Modes:
+- delta: the production behaviour (every node advertises deltas).
+- full: the previous behaviour, every message the whole state. Modelled: the sender's whole state
+  is really encoded each round (real sizes), and a receiver holds a change once any message sent
+  after it arrived (what a whole state means); receivers do not decode (decoding N^2 whole states of
+  thousands of keys does not fit in a few minutes on 2 cores).
+
+Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first
+quarter of the run, once first contacts are over: steady state, anti-entropy included), convergence p50/p99 of a
+counter change (from the change to every node's view holding it, over --probes changes).
+In delta mode the run also checks the production limit logic (cluster/limits.py: claims, rounds,
+`seen` acknowledgements; view.py read-outs) on one key with a rate limit and one team budget, all
+nodes admitting as fast as requests come: admitted / limit and overshoot against docs/cluster.md.
+
+Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
+     [--seconds 4] [--modes full,delta] [--loss 0.01] [--dup 0.01] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shieldes.cluster import gossip_pb2, view  # noqa: E402
+from shieldes.cluster.gossip import Gossip, seal, to_proto  # noqa: E402
+from shieldes.cluster.limits import HeadroomSplitter, Rounds  # noqa: E402
+from shieldes.cluster.view import NodeState  # noqa: E402
+
+SECRET = b"bench"
+WINDOW = 1000  # the rate window every count falls in (the run is shorter than a minute)
+DAY = 20000
+EPOCH = 1
+RATE_SUBJECT, RATE_WINDOW = "k:hot", "min"
+BUDGET_SUBJECT, BUDGET_WINDOW = "t:team", "budget"
+BUDGET_SPLIT_FROM = 0.75  # cluster/meter.py
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Node:
+    name: str
+    gossip: Gossip
+    windows: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
+    pending: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
+    rounds: Rounds = field(default_factory=Rounds)
+    splitter: HeadroomSplitter | None = None
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    seq: int = 0  # full mode: the newest message sent
+    heard: dict[str, int] = field(default_factory=dict)  # full mode: sender -> newest seq delivered
+    rate_admitted: int = 0
+    spend: int = 0
+
+    def snapshot(self) -> NodeState:
+        assert self.splitter is not None
+        return NodeState(self.name, EPOCH, windows=self.windows, pending=self.pending,
+                         allowances=self.splitter.outstanding_all())
+
+
+class Sim:
+    def __init__(self, n: int, mode: str, args: argparse.Namespace) -> None:
+        self.n, self.mode, self.args = n, mode, args
+        self.rng = random.Random(args.seed * 1000 + n)
+        self.now = 0.0
+        self.events: list[tuple[float, int, str, tuple[Any, ...]]] = []
+        self.counter = itertools.count()
+        self.nodes: dict[str, Node] = {}
+        names = [f"n{i:03d}" for i in range(n)]
+        for name in names:
+            g = Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=args.interval,
+                       boot_epoch=lambda: EPOCH, clock=lambda: self.now)
+            node = Node(name, g)
+            node.splitter = HeadroomSplitter(node.rounds)
+            g._snapshot = node.snapshot  # the node's own state, as the meter exports it
+            g._on_state = lambda st, node=node: self._on_state(node, st)
+            self.nodes[name] = node
+        self.names = names
+        weights = [1 / (r + 1) ** 1.1 for r in range(args.keys)]
+        self.cum = list(itertools.accumulate(weights))
+        self.probes: list[tuple[float, str, Any, int, set[str], int]] = []
+        self.converged: list[float] = []
+        self.rate_limit, self.budget, self.cost = args.rpm, args.budget, args.cost
+
+    # --- load ----------------------------------------------------------------------------------
+
+    def preload(self) -> None:
+        """Every key active: half a minute of load, and each key used at least once, on random nodes
+        (after the first rounds: a cold start relays every component to peers that have not heard
+        from it yet, which is not the steady state measured here)."""
+        names, a = self.names, self.args
+        for key in range(a.keys):
+            self._count(self.rng.choice(names), key)
+        for key in self.rng.choices(range(a.keys), cum_weights=self.cum, k=a.rps * 30):
+            self._count(self.rng.choice(names), key)
+
+    def _count(self, name: str, key: int | str) -> tuple[Any, int]:
+        windows = self.nodes[name].windows
+        wid = (f"k:{key}", "min", WINDOW)
+        r, t, rel = windows.get(wid, (0, 0, 0))
+        windows[wid] = (r + 1, t + 120, rel)
+        return wid, r + 1
+
+    def schedule(self, at: float, kind: str, *payload: Any) -> None:
+        heapq.heappush(self.events, (at, next(self.counter), kind, payload))
+
+    def latency(self) -> float:
+        lo, hi = self.args.latency_ms
+        return self.rng.uniform(lo, hi) / 1000
+
+    # --- gossip --------------------------------------------------------------------------------
+
+    def round(self, name: str) -> None:
+        node = self.nodes[name]
+        targets = [t for t in self.names if t != name]
+        if self.mode == "full":
+            node.seq += 1
+            msg = to_proto(node.snapshot(), sent_at_ms=0, gossip_address=name)
+            msg.seq = node.seq
+            envelope = seal(msg, SECRET)
+            messages = {t: (0, envelope) for t in targets}
+            seq = node.seq
+        else:
+            seq, messages = node.gossip.prepare(targets)
+            node.rounds.sent(seq)
+        for target, (base, envelope) in messages.items():
+            copies = 0 if self.rng.random() < self.args.loss else 1
+            copies += self.rng.random() < self.args.dup
+            size = len(envelope.payload) + len(envelope.signature)
+            node.sent += 1
+            node.sent_bytes += size
+            for _ in range(copies):
+                self.schedule(self.now + self.latency(), "deliver", name, target, seq, base, envelope, size)
+        self.schedule(self.now + self.args.interval, "round", name)
+
+    def deliver(self, sender: str, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope,
+                size: int) -> None:
+        node = self.nodes[target]
+        node.received += 1
+        node.received_bytes += size
+        if self.mode == "full":
+            node.heard[sender] = max(node.heard.get(sender, 0), seq)
+            return
+        ack = node.gossip.receive(envelope)
+        if self.rng.random() >= self.args.loss:
+            self.schedule(self.now + self.latency(), "ack", sender, target, seq, base, ack)
+
+    def _on_state(self, node: Node, state: NodeState) -> None:
+        """What the runtime does with an accepted message (cluster/runtime.py `_on_state`)."""
+        seen = state.seen.get(node.name)
+        if seen is not None:
+            node.rounds.peer_saw(state.node_id, seen[0], seen[1])
+        node.rounds.advance(self.participants(node), EPOCH)
+
+    def participants(self, node: Node) -> list[str]:
+        return view.participants(node.gossip.view, now=self.now, within=5.0, exclude=node.name)
+
+    # --- convergence probes ----------------------------------------------------------------------
+
+    def probe(self, i: int) -> None:
+        origin = self.rng.choice(self.names)
+        wid, value = self._count(origin, f"probe{i}")
+        # full mode: the change rides on the origin's next message (sequence above the current one)
+        self.probes.append((self.now, origin, wid, value, set(self.names) - {origin}, self.nodes[origin].seq + 1))
+
+    def check_probes(self) -> None:
+        still = []
+        for started, origin, wid, value, missing, seq in self.probes:
+            for name in list(missing):
+                node = self.nodes[name]
+                if self.mode == "full":
+                    holds = node.heard.get(origin, 0) >= seq
+                else:
+                    comp = node.gossip.view.components.get((origin, EPOCH))
+                    holds = comp is not None and comp.windows.get(wid, (0, 0, 0))[0] >= value
+                if holds:
+                    missing.discard(name)
+            if missing:
+                still.append((started, origin, wid, value, missing, seq))
+            else:
+                self.converged.append(self.now - started)
+        self.probes = still
+
+    # --- limits (delta mode: the production split) ---------------------------------------------
+
+    def limited_request(self, name: str) -> None:
+        node = self.nodes[name]
+        assert node.splitter is not None
+        v = node.gossip.view
+        peers = self.participants(node)
+        alive = 1 + len(peers)
+        rank = sorted([name, *peers]).index(name)
+        own = node.windows.get((RATE_SUBJECT, RATE_WINDOW, WINDOW), (0, 0, 0))[0]
+        # own count + peers' counts + peers' unused claims (ClusterMeter._split_rate via the runtime)
+        seen = (own + view.window_count(v, RATE_SUBJECT, RATE_WINDOW, (WINDOW,), exclude=name)[0]
+                + view.window_allowance(v, RATE_SUBJECT, RATE_WINDOW, WINDOW, exclude=name))
+        if node.splitter.admit((RATE_SUBJECT, RATE_WINDOW, WINDOW), self.rate_limit, seen, alive,
+                               rank=(rank + WINDOW) % alive):
+            r, t, rel = node.windows.get((RATE_SUBJECT, RATE_WINDOW, WINDOW), (0, 0, 0))
+            node.windows[(RATE_SUBJECT, RATE_WINDOW, WINDOW)] = (r + 1, t, rel)
+            node.rate_admitted += 1
+        # a team budget: own spend + peers' gossiped pending spend, split in its last quarter
+        spent = node.spend + view.pending_spend(v, BUDGET_SUBJECT, range(DAY, DAY + 1), lambda _n, _e: 0,
+                                                exclude=name)
+        seen_b = spent + view.window_allowance(v, BUDGET_SUBJECT, BUDGET_WINDOW, DAY, exclude=name)
+        ok = (seen_b + self.cost <= self.budget if seen_b < self.budget * BUDGET_SPLIT_FROM else
+              node.splitter.admit((BUDGET_SUBJECT, BUDGET_WINDOW, DAY), self.budget, seen_b, alive, self.cost,
+                                  (rank + DAY) % alive))
+        if ok:
+            node.spend += self.cost
+            node.pending[(EPOCH, 1, BUDGET_SUBJECT, DAY)] = (0, 0, node.spend)
+
+    # --- run -------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        for name in self.names:
+            self.schedule(self.rng.uniform(0, a.interval), "round", name)
+        self.schedule(3 * a.interval, "preload")
+        t = 0.0
+        while t < a.seconds:  # background load
+            t += self.rng.expovariate(a.rps)
+            self.schedule(t, "request", self.rng.choice(self.names),
+                          self.rng.choices(range(a.keys), cum_weights=self.cum)[0])
+        if self.mode == "delta":
+            t = 0.5
+            while t < a.seconds:  # limited traffic, well above both limits
+                t += self.rng.expovariate(a.limited_rps)
+                self.schedule(t, "limited", self.rng.choice(self.names))
+        warm = max(1.5, a.seconds / 4)  # probes start once first contacts are over
+        for i in range(a.probes):
+            self.schedule(warm + (a.seconds - warm - 1.0) * i / a.probes, "probe", i)
+        self.schedule(warm, "warm")
+        step = 0.005
+        self.schedule(step, "check")
+        started = time.monotonic()
+        while self.events:
+            at, _, kind, payload = heapq.heappop(self.events)
+            if at > a.seconds:
+                break
+            self.now = at
+            if kind == "round":
+                self.round(*payload)
+            elif kind == "deliver":
+                self.deliver(*payload)
+            elif kind == "ack":
+                sender, target, seq, base, ack = payload
+                self.nodes[sender].gossip.acknowledged(target, seq, base, ack)
+            elif kind == "request":
+                self._count(*payload)
+            elif kind == "limited":
+                self.limited_request(*payload)
+            elif kind == "probe":
+                self.probe(*payload)
+            elif kind == "preload":
+                self.preload()
+            elif kind == "warm":  # traffic is counted from here: first contacts are over
+                for x in self.nodes.values():
+                    x.sent = x.sent_bytes = x.received = x.received_bytes = 0
+            elif kind == "check":
+                self.check_probes()
+                self.schedule(at + step, "check")
+        nodes = list(self.nodes.values())
+        per = (a.seconds - warm) * len(nodes)
+        return {
+            "n": self.n, "mode": self.mode,
+            "sent_Bps": sum(x.sent_bytes for x in nodes) / per,
+            "recv_Bps": sum(x.received_bytes for x in nodes) / per,
+            "sent_mps": sum(x.sent for x in nodes) / per,
+            "recv_mps": sum(x.received for x in nodes) / per,
+            "conv_p50_ms": percentile(self.converged, 50) * 1000,
+            "conv_p99_ms": percentile(self.converged, 99) * 1000,
+            "probes": f"{len(self.converged)}/{a.probes}",
+            "rate_admitted": sum(x.rate_admitted for x in nodes),
+            "spend": sum(x.spend for x in nodes),
+            "wall_s": time.monotonic() - started,
+        }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", default="3,10,30,100")
+    p.add_argument("--modes", default="full,delta")
+    p.add_argument("--keys", type=int, default=10_000)
+    p.add_argument("--rps", type=int, default=1000, help="cluster-wide requests/s over the keys")
+    p.add_argument("--seconds", type=float, default=4.0, help="simulated seconds per run")
+    p.add_argument("--interval", type=float, default=0.15)
+    p.add_argument("--latency-ms", type=lambda s: tuple(float(x) for x in s.split(",")), default=(0.5, 5.0))
+    p.add_argument("--loss", type=float, default=0.01)
+    p.add_argument("--dup", type=float, default=0.01)
+    p.add_argument("--probes", type=int, default=40)
+    p.add_argument("--rpm", type=int, default=500, help="the rate-limited key's requests per minute")
+    p.add_argument("--budget", type=int, default=400_000, help="the team budget, in cost units")
+    p.add_argument("--cost", type=int, default=1000, help="cost units per budgeted request")
+    p.add_argument("--limited-rps", type=float, default=400, help="requests/s on the limited key (delta mode)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    print(f"{args.keys} active keys, {args.rps} req/s cluster-wide, {args.seconds:g} simulated s per run, "
+          f"interval {args.interval}s, latency {args.latency_ms} ms, loss {args.loss:.0%}, dup {args.dup:.0%}")
+    print(f"{'N':>4} {'mode':>6} {'sent B/s/node':>14} {'recv B/s/node':>14} {'msg/s/node':>11} "
+          f"{'conv p50 ms':>12} {'conv p99 ms':>12} {'probes':>7} {'rate adm/L (L+N)':>17} "
+          f"{'budget spent/limit':>19} {'wall s':>7}")
+    for n in (int(x) for x in args.nodes.split(",")):
+        for mode in args.modes.split(","):
+            r = Sim(n, mode, args).run()
+            rate = budget = "-"
+            if mode == "delta":
+                rate = f"{r['rate_admitted']}/{args.rpm} ({args.rpm + n})"
+                over = (r["spend"] - args.budget) / args.cost
+                budget = f"{r['spend'] / args.budget:.3f} ({over:+.0f} req)"
+            print(f"{n:>4} {mode:>6} {r['sent_Bps']:>14,.0f} {r['recv_Bps']:>14,.0f} "
+                  f"{r['sent_mps'] + r['recv_mps']:>11.1f} {r['conv_p50_ms']:>12.1f} {r['conv_p99_ms']:>12.1f} "
+                  f"{r['probes']:>7} {rate:>17} {budget:>19} {r['wall_s']:>7.1f}", flush=True)
+    print("bounds (docs/cluster.md), rate limit L over N nodes: admitted <= L + (N-1)*ceil(L/N) + 1 worst case, "
+          "<= L + N seen in practice; budget: the spend admitted within one gossip delay past its last quarter "
+          "plus (N-1) claims of max(ceil(remaining/N), one request)")
+
+
+if __name__ == "__main__":
+    main()
