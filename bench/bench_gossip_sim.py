@@ -8,7 +8,8 @@ loses, duplicates or reorders it, and carries the Ack back the same way to `ackn
 
 Load: --keys active keys (every key was used in the current minute before the run starts), then
 --rps requests/s cluster-wide, keys drawn Zipf-like (weight 1/rank^1.1), each routed to a random
-node, which counts it in its rate window (what the meter gossips).
+node, which counts it as the meter does: its rate window, a reservation held and released, pending
+spend and a usage delta of the current flush (flushed every --flush-interval: then they leave).
 
 Modes:
 - delta: the production behaviour (every node advertises deltas).
@@ -67,9 +68,12 @@ def percentile(values: list[float], p: float) -> float:
 @dataclass
 class Node:
     name: str
-    gossip: Gossip
+    gossip: Gossip = field(init=False)
     windows: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
     pending: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
+    unflushed: dict[Any, tuple[int, int, int, int]] = field(default_factory=dict)
+    reservations: dict[str, tuple[int, int]] = field(default_factory=dict)
+    flush_seq: int = 2  # 1 holds the simulated budget's spend
     rounds: Rounds = field(default_factory=Rounds)
     splitter: HeadroomSplitter | None = None
     sent: int = 0
@@ -83,8 +87,15 @@ class Node:
 
     def snapshot(self) -> NodeState:
         assert self.splitter is not None
-        return NodeState(self.name, EPOCH, windows=self.windows, pending=self.pending,
-                         allowances=self.splitter.outstanding_all())
+        return NodeState(self.name, EPOCH, windows=self.windows, pending=self.pending, unflushed=self.unflushed,
+                         reservations=self.reservations, allowances=self.splitter.outstanding_all())
+
+    def flush(self) -> None:
+        """The usage of the flush just appended is in the log: it leaves the gossiped state."""
+        old = self.flush_seq
+        self.flush_seq += 1
+        self.pending = {p: v for p, v in self.pending.items() if p[1] != old}
+        self.unflushed = {u: v for u, v in self.unflushed.items() if u[1] != old}
 
 
 class Sim:
@@ -97,13 +108,11 @@ class Sim:
         self.nodes: dict[str, Node] = {}
         names = [f"n{i:03d}" for i in range(n)]
         for name in names:
-            g = Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=args.interval,
-                       boot_epoch=lambda: EPOCH, clock=lambda: self.now)
-            node = Node(name, g)
+            node = self.nodes[name] = Node(name)
             node.splitter = HeadroomSplitter(node.rounds)
-            g._snapshot = node.snapshot  # the node's own state, as the meter exports it
-            g._on_state = lambda st, node=node: self._on_state(node, st)
-            self.nodes[name] = node
+            node.gossip = Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=args.interval,
+                                 boot_epoch=lambda: EPOCH, clock=lambda: self.now, snapshot=node.snapshot,
+                                 on_state=lambda st, node=node: self._on_state(node, st))
         self.names = names
         weights = [1 / (r + 1) ** 1.1 for r in range(args.keys)]
         self.cum = list(itertools.accumulate(weights))
@@ -119,15 +128,27 @@ class Sim:
         from it yet, which is not the steady state measured here)."""
         names, a = self.names, self.args
         for key in range(a.keys):
-            self._count(self.rng.choice(names), key)
+            self._count(self.rng.choice(names), key, settled=False)
         for key in self.rng.choices(range(a.keys), cum_weights=self.cum, k=a.rps * 30):
-            self._count(self.rng.choice(names), key)
+            self._count(self.rng.choice(names), key, settled=False)
 
-    def _count(self, name: str, key: int | str) -> tuple[Any, int]:
-        windows = self.nodes[name].windows
+    def _count(self, name: str, key: int | str, settled: bool = True) -> tuple[Any, int]:
+        """One request of `key` on node `name`: its rate window and, settled, what a node's meter
+        also gossips per request (reservation held and released, pending spend and the usage delta
+        of the current flush)."""
+        node = self.nodes[name]
         wid = (f"k:{key}", "min", WINDOW)
-        r, t, rel = windows.get(wid, (0, 0, 0))
-        windows[wid] = (r + 1, t + 120, rel)
+        r, t, rel = node.windows.get(wid, (0, 0, 0))
+        node.windows[wid] = (r + 1, t + 120, rel)
+        if settled:
+            cost = 7000
+            res, released = node.reservations.get(wid[0], (0, 0))
+            node.reservations[wid[0]] = (res + cost, released + cost)
+            pid = (EPOCH, node.flush_seq, wid[0], DAY)
+            node.pending[pid] = (0, 0, node.pending.get(pid, (0, 0, 0))[2] + cost)
+            uid = (EPOCH, node.flush_seq, f"key{key}", None, "openai", "gpt-4o-mini", DAY * 24)
+            u = node.unflushed.get(uid, (0, 0, 0, 0))
+            node.unflushed[uid] = (u[0] + 1, u[1] + 100, u[2] + 20, u[3] + cost)
         return wid, r + 1
 
     def schedule(self, at: float, kind: str, *payload: Any) -> None:
@@ -188,7 +209,7 @@ class Sim:
 
     def probe(self, i: int) -> None:
         origin = self.rng.choice(self.names)
-        wid, value = self._count(origin, f"probe{i}")
+        wid, value = self._count(origin, f"probe{i}", settled=False)
         # full mode: the change rides on the origin's next message (sequence above the current one)
         self.probes.append((self.now, origin, wid, value, set(self.names) - {origin}, self.nodes[origin].seq + 1))
 
@@ -246,6 +267,8 @@ class Sim:
         for name in self.names:
             self.schedule(self.rng.uniform(0, a.interval), "round", name)
         self.schedule(3 * a.interval, "preload")
+        for name in self.names:
+            self.schedule(self.rng.uniform(0, a.flush_interval), "flush", name)
         t = 0.0
         while t < a.seconds:  # background load
             t += self.rng.expovariate(a.rps)
@@ -281,6 +304,9 @@ class Sim:
                 self.limited_request(*payload)
             elif kind == "probe":
                 self.probe(*payload)
+            elif kind == "flush":
+                self.nodes[payload[0]].flush()
+                self.schedule(at + a.flush_interval, "flush", *payload)
             elif kind == "preload":
                 self.preload()
             elif kind == "warm":  # traffic is counted from here: first contacts are over
@@ -314,6 +340,7 @@ def main() -> None:
     p.add_argument("--rps", type=int, default=1000, help="cluster-wide requests/s over the keys")
     p.add_argument("--seconds", type=float, default=4.0, help="simulated seconds per run")
     p.add_argument("--interval", type=float, default=0.15)
+    p.add_argument("--flush-interval", type=float, default=0.5)
     p.add_argument("--latency-ms", type=lambda s: tuple(float(x) for x in s.split(",")), default=(0.5, 5.0))
     p.add_argument("--loss", type=float, default=0.01)
     p.add_argument("--dup", type=float, default=0.01)
