@@ -21,6 +21,7 @@ simulation bench (bench/bench_gossip_sim.py) run the same code.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -175,7 +176,13 @@ class Link:
 
     acked: int = 0
     deltas: bool = False
-    full_at: int = -ANTI_ENTROPY_ROUNDS  # the sequence of the last whole state sent
+    full_at: int = -ANTI_ENTROPY_ROUNDS  # the sequence of the last whole state sent, less `phase`
+    phase: int = 0  # rounds (below half the anti-entropy period) that spread targets' whole states apart
+
+
+def phase_of(target: str, every: int = ANTI_ENTROPY_ROUNDS) -> int:
+    """A stable spread per target, so whole states to many targets do not all fall in one round."""
+    return zlib.crc32(target.encode()) % max(1, every // 2)
 
 
 def base_for(link: Link | None, seq: int, floor: int, every: int = ANTI_ENTROPY_ROUNDS) -> int:
@@ -189,6 +196,6 @@ def base_for(link: Link | None, seq: int, floor: int, every: int = ANTI_ENTROPY_
 def acknowledged(link: Link, seq: int, base: int, *, accepted: bool, deltas: bool, need_full: bool) -> Link:
     """The target's answer to message `seq` (sent with `base`)."""
     if need_full:  # it lacks the base (restarted, or forgot us): the whole state next
-        return Link(0, deltas, link.full_at)
+        return Link(0, deltas, link.full_at, link.phase)
     acked = max(link.acked, seq) if accepted else link.acked
-    return Link(acked, deltas, seq if (accepted and base == 0) else link.full_at)
+    return Link(acked, deltas, seq - link.phase if (accepted and base == 0) else link.full_at, link.phase)

@@ -414,7 +414,7 @@ class Gossip:
 
     def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:
         """Note a target's answer to message `seq` (sent with `base`)."""
-        link = self._links.get(target) or Link()
+        link = self._links.get(target) or Link(phase=delta.phase_of(target))
         self._links[target] = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
                                                  need_full=ack.need_full)
 

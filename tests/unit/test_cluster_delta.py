@@ -5,6 +5,7 @@ that got every whole state, and of the sender's own state."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given, settings
@@ -165,3 +166,24 @@ def test_a_receiver_without_the_base_asks_for_the_whole_state() -> None:
     seq, messages = a.prepare(["b"])
     assert messages["b"][0] == 0 and b.receive(messages["b"][1]).accepted
     assert b.view.components[("a", 10)].windows == {WINDOWS[0]: (1, 1, 0)}
+
+
+def test_anti_entropy_reaches_every_target_within_its_period_spread_over_rounds() -> None:
+    every = delta.ANTI_ENTROPY_ROUNDS
+    targets = [f"10.0.0.{i}:7946" for i in range(30)]
+    links = {t: delta.Link(phase=delta.phase_of(t)) for t in targets}
+    fulls: dict[str, list[int]] = {t: [] for t in targets}
+    per_round = []
+    for seq in range(1, 8 * every):
+        n = 0
+        for t in targets:
+            base = delta.base_for(links[t], seq, floor=0)
+            if base == 0:
+                fulls[t].append(seq)
+                n += 1
+            links[t] = delta.acknowledged(links[t], seq, base, accepted=True, deltas=True, need_full=False)
+        per_round.append(n)
+    assert per_round[0] == len(targets)  # first contact: the whole state to everyone
+    assert max(per_round[every:]) <= len(targets) // 3  # afterwards spread over rounds
+    for seqs in fulls.values():
+        assert max(b - a for a, b in itertools.pairwise(seqs)) <= every
