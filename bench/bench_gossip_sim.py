@@ -19,14 +19,15 @@ Modes:
   thousands of keys does not fit in a few minutes on 2 cores).
 
 Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first
-quarter of the run, once first contacts are over: steady state, anti-entropy included), convergence p50/p99 of a
+1.5 s, once first contacts are over: steady state; the default 7.5 s counts 6 s, one anti-entropy
+period, so every target's periodic whole state is in), convergence p50/p99 of a
 counter change (from the change to every node's view holding it, over --probes changes).
 In delta mode the run also checks the production limit logic (cluster/limits.py: claims, rounds,
 `seen` acknowledgements; view.py read-outs) on one key with a rate limit and one team budget, all
 nodes admitting as fast as requests come: admitted / limit and overshoot against docs/cluster.md.
 
 Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
-     [--seconds 4] [--modes full,delta] [--loss 0.01] [--dup 0.01] [--seed 1]
+     [--seconds 7.5] [--modes full,delta] [--loss 0.01] [--dup 0.01] [--seed 1]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from shieldes.cluster.view import NodeState  # noqa: E402
 SECRET = b"bench"
 WINDOW = 1000  # the rate window every count falls in (the run is shorter than a minute)
 DAY = 20000
+WARM = 1.5  # simulated seconds before traffic is counted: first contacts and the preload are over
 EPOCH = 1
 RATE_SUBJECT, RATE_WINDOW = "k:hot", "min"
 BUDGET_SUBJECT, BUDGET_WINDOW = "t:team", "budget"
@@ -279,7 +281,7 @@ class Sim:
             while t < a.seconds:  # limited traffic, well above both limits
                 t += self.rng.expovariate(a.limited_rps)
                 self.schedule(t, "limited", self.rng.choice(self.names))
-        warm = max(1.5, a.seconds / 4)  # probes start once first contacts are over
+        warm = WARM  # probes start once first contacts are over
         for i in range(a.probes):
             self.schedule(warm + (a.seconds - warm - 1.0) * i / a.probes, "probe", i)
         self.schedule(warm, "warm")
@@ -338,7 +340,9 @@ def main() -> None:
     p.add_argument("--modes", default="full,delta")
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--rps", type=int, default=1000, help="cluster-wide requests/s over the keys")
-    p.add_argument("--seconds", type=float, default=4.0, help="simulated seconds per run")
+    p.add_argument("--seconds", type=float, default=7.5,
+                   help="simulated seconds per run (traffic is counted after the first 1.5 s: the default "
+                        "measures 6 s, one anti-entropy period at the default interval)")
     p.add_argument("--interval", type=float, default=0.15)
     p.add_argument("--flush-interval", type=float, default=0.5)
     p.add_argument("--latency-ms", type=lambda s: tuple(float(x) for x in s.split(",")), default=(0.5, 5.0))

@@ -176,7 +176,7 @@ class Link:
 
     acked: int = 0
     deltas: bool = False
-    full_at: int = -ANTI_ENTROPY_ROUNDS  # the sequence of the last whole state sent, less `phase`
+    full_at: int = -ANTI_ENTROPY_ROUNDS  # the sequence of the last whole state sent (the first: less `phase`)
     phase: int = 0  # rounds (below half the anti-entropy period) that spread targets' whole states apart
 
 
@@ -198,4 +198,8 @@ def acknowledged(link: Link, seq: int, base: int, *, accepted: bool, deltas: boo
     if need_full:  # it lacks the base (restarted, or forgot us): the whole state next
         return Link(0, deltas, link.full_at, link.phase)
     acked = max(link.acked, seq) if accepted else link.acked
-    return Link(acked, deltas, seq - link.phase if (accepted and base == 0) else link.full_at, link.phase)
+    if not (accepted and base == 0):
+        return Link(acked, deltas, link.full_at, link.phase)
+    # the first whole state counts as sent `phase` rounds earlier: targets first contacted together
+    # get their anti-entropy in different rounds from then on, each every `every` rounds
+    return Link(acked, deltas, seq - link.phase if link.full_at < 0 else seq, link.phase)
