@@ -169,7 +169,8 @@ async def main_async(args: argparse.Namespace) -> None:
             total_mb = sum(r.megabytes for r in rows)
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE events")
-                size = conn.execute("SELECT pg_total_relation_size('events')").fetchone()
+                size = conn.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events') "
+                                    "WHERE isleaf").fetchone()
             rows += await replay_phase(store, total_mb, min(args.events, 100_000))
         finally:
             await pool.close()

@@ -43,6 +43,7 @@ from shieldes.events.catalog import (
     VirtualKeyCreated,
 )
 from shieldes.events.codec import Codec
+from shieldes.events.partitions import ensure_covered, relation_size
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.projector import Projection, Projector
@@ -102,6 +103,7 @@ async def copy_usage(pool: AsyncConnectionPool[Any], traffic: Traffic, count: in
         row = await cur.fetchone()
         assert row is not None
         first = int(row[0]) + 1
+        await ensure_covered(conn, first + count - 1)
         async with conn.cursor() as c, c.copy(f"COPY events ({COLS}) FROM STDIN") as cp:
             buf: list[bytes] = []
             for line in traffic.rows(first, count, start_ts):
@@ -130,22 +132,20 @@ async def seed_config(store: PostgresEventStore, keys: int) -> None:
 
 async def table_size(pool: AsyncConnectionPool[Any]) -> int:
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT pg_total_relation_size('events')")
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return await relation_size(conn)
 
 
 async def size_parts(pool: AsyncConnectionPool[Any]) -> str:
-    """heap / toast / indexes of `events`, to see where growth comes from."""
+    """heap / toast / indexes of `events` (all partitions), to see where growth comes from."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT pg_relation_size('events'), "
-            "coalesce(pg_total_relation_size(nullif(reltoastrelid, 0)), 0), pg_indexes_size('events') "
-            "FROM pg_class WHERE relname = 'events'"
+            "SELECT sum(pg_relation_size(c.oid)), "
+            "sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)), sum(pg_indexes_size(c.oid)), "
+            "count(*) FROM pg_partition_tree('events') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
         )
         row = await cur.fetchone()
     assert row is not None
-    return f"heap {mb(row[0])}, toast {mb(row[1])}, indexes {mb(row[2])}"
+    return f"heap {mb(row[0])}, toast {mb(row[1])}, indexes {mb(row[2])}, {row[3]} partitions"
 
 
 async def vacuum(pool: AsyncConnectionPool[Any], full: bool = False) -> None:

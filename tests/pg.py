@@ -9,6 +9,7 @@ import signal
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psutil
@@ -19,6 +20,9 @@ from shieldes.embedded import EmbeddedPostgres, Lease
 
 # One template per test session: sessions from different checkouts may run side by side.
 TEMPLATE = f"shieldes_tpl_{os.getpid()}"
+# Positions per partition of `events` in test databases: small, so every test that appends more than
+# a few dozen events runs across several partitions (production: log_head.partition_size).
+TEST_PARTITION_SIZE = 64
 
 
 def test_data_dir() -> Path:
@@ -78,6 +82,22 @@ def make_template(url: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {TEMPLATE}")
     db.upgrade(with_database(url, TEMPLATE))
+    with psycopg.connect(with_database(url, TEMPLATE), autocommit=True) as conn:
+        repartition_empty(conn, TEST_PARTITION_SIZE)
+
+
+def repartition_empty(conn: psycopg.Connection[Any], size: int) -> None:
+    """Give an empty log partitions of `size` positions (the migration's are 100,000 wide)."""
+    with conn.transaction():
+        head = conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
+        assert head is not None and head[0] == 0, "repartition_empty needs an empty log"
+        names = conn.execute("SELECT relid::regclass::text FROM pg_partition_tree('events') WHERE isleaf").fetchall()
+        for (name,) in names:
+            conn.execute(f"DROP TABLE {name}")
+        for start in (0, size):
+            conn.execute(f"CREATE TABLE events_p{start} PARTITION OF events "
+                         f"FOR VALUES FROM ({start}) TO ({start + size})")
+        conn.execute("UPDATE log_head SET partition_size = %s, partitions_end = %s WHERE id = 1", (size, 2 * size))
 
 
 def fresh_database(url: str, *, migrated: bool = True) -> str:

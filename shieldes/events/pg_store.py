@@ -23,6 +23,7 @@ from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseError, Data
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
+from shieldes.events.partitions import cover
 from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
 
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
@@ -122,11 +123,12 @@ class PostgresEventStore:
                 if existing is not None:
                     return AppendResult(existing[0], existing[0], duplicate=True)
             cur = await conn.execute(
-                "SELECT position, config_position, config_hash, now() FROM log_head WHERE id = 1"
+                "SELECT position, config_position, config_hash, now(), partitions_end, partition_size "
+                "FROM log_head WHERE id = 1"
             )
             head = await cur.fetchone()
             assert head is not None, "log_head row missing: run `shieldes db upgrade`"
-            position, config_position, config_hash, now = head
+            position, config_position, config_hash, now, partitions_end, partition_size = head
             if (
                 options.expected_config_position is not None
                 and options.expected_config_position != config_position
@@ -162,6 +164,7 @@ class PostgresEventStore:
                      now, seq, prev_hash, event_hash)
                 )
             last = first + len(events) - 1
+            await cover(conn, last, int(partitions_end), int(partition_size))
             async with conn.cursor() as c:
                 await c.executemany(
                     "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at, seq,"
