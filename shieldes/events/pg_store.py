@@ -23,8 +23,17 @@ from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseError, Data
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
+from shieldes.events.folded_read import read_folded
 from shieldes.events.partitions import cover
-from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
+from shieldes.events.store import (
+    AppendOptions,
+    AppendResult,
+    Fingerprint,
+    FoldedLog,
+    LogPage,
+    NewEvent,
+    RecordedEvent,
+)
 
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
 NOTIFY_CHANNEL = "shieldes_events"
@@ -221,6 +230,11 @@ class PostgresEventStore:
             rows = await cur.fetchall()
         horizon = int(rows[0][0]) if rows else 0
         return LogPage([row_to_event(r[1:]) for r in rows if r[1] is not None], horizon)
+
+    async def read_folded(self, after: int) -> FoldedLog:
+        """The log after `after` with its usage folded by the database (a replay from 0)."""
+        async with translated("read the event log"), self._pool.connection() as conn:
+            return await read_folded(conn, after)
 
     async def head(self) -> int:
         async with translated("read the event log's head"), self._pool.connection() as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from shieldes.events.catalog import CONFIG_STREAM, Event
 from shieldes.events.codec import Codec
@@ -38,6 +38,23 @@ class LogPage:
 
     events: list[RecordedEvent]
     horizon: int
+
+
+@dataclass(frozen=True)
+class FoldedLog:
+    """The log after a cursor up to `upto` (its newest event) with the usage events of this release's
+    versions folded by the store (events/folded_read.py): `events` (ascending) are the others;
+    `groups` the folded usage as projections/usage.UsageGroup rows, `max_day` the newest UTC day
+    of their deltas, `seqs` (node, epoch, max seq) of the raw flushes; `last` identifies the event
+    at `upto`."""
+
+    upto: int
+    horizon: int
+    events: list[RecordedEvent]
+    groups: list[tuple[str, str, int, int, int, int, int, bool]]
+    max_day: int | None
+    seqs: list[tuple[str, int, int]]
+    last: Fingerprint | None
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,13 @@ class Fingerprint:
     @classmethod
     def of(cls, e: RecordedEvent) -> Fingerprint:
         return cls(e.stream, e.type, e.recorded_at)
+
+
+@runtime_checkable
+class FoldingStore(Protocol):
+    async def read_folded(self, after: int) -> FoldedLog:
+        """Everything after `after` in one consistent read, usage folded (see FoldedLog)."""
+        ...
 
 
 class EventStore(Protocol):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from shieldes.errors import ShieldesError
 from shieldes.events.catalog import USAGE_EVENTS, Event
 from shieldes.events.codec import GENESIS_HASH, Codec, UnknownEvent
-from shieldes.events.store import EventStore, Fingerprint, LogPage, RecordedEvent
+from shieldes.events.store import EventStore, Fingerprint, FoldedLog, FoldingStore, LogPage, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
-from shieldes.projections.usage import UsageState, apply_usage
+from shieldes.projections.usage import UsageState, apply_usage, apply_usage_sums
 
 _USAGE_TYPES = frozenset(c.TYPE for c in USAGE_EVENTS)
 PAGE = 5000
@@ -91,6 +91,14 @@ class Projection:
         for e in events:
             self.apply(e)
 
+    def apply_folded(self, folded: FoldedLog) -> None:
+        """Everything up to `folded.upto`: the events not folded, one by one in order, then the usage
+        the store folded. Config and usage are separate folds, so applying all of one before the
+        other ends in the state a one-by-one replay reaches (usage.apply_usage_sums)."""
+        self.apply_all(folded.events)
+        apply_usage_sums(self.usage, folded.groups, folded.max_day, folded.seqs)
+        self.position = max(self.position, folded.upto)
+
 
 Listener = Callable[[RecordedEvent, Event], None]
 Reload = Callable[[], Awaitable[Projection]]
@@ -115,8 +123,11 @@ class Projector:
     lost wake-up never loses an event (NOTIFY and gossip only shorten the wait)."""
 
     def __init__(self, store: EventStore, projection: Projection | None = None, *,
-                 reload: Reload | None = None) -> None:
+                 reload: Reload | None = None, fold_in_store: bool = True) -> None:
         self.store = store
+        # a replay from position 0 reads usage folded by the store when it can (FoldingStore) and
+        # nobody listens to single events
+        self.fold_in_store = fold_in_store
         self.reload = reload  # a fresh projection (snapshot + tail) for when this one fell below the horizon
         self.reloads = 0
         self.projection = projection if projection is not None else Projection()
@@ -129,7 +140,7 @@ class Projector:
         # primary may lack it (asynchronous replication) or hold another event there.
         self.anchor: tuple[int, Fingerprint] | None = None
 
-    def _report_unreadable(self, recorded: RecordedEvent) -> None:
+    def _report_unreadable(self, recorded: RecordedEvent | UnreadableEvent) -> None:
         self._reported_unreadable = self.projection.unreadable_count
         log.error(
             "cannot apply event %s v%d at position %d; skipped it and keep applying the rest. Upgrade this "
@@ -167,6 +178,15 @@ class Projector:
         """Apply everything after the current position; returns the new position. A position below
         the log's compaction horizon reloads the projection first (see LogPage)."""
         async with self._lock:
+            if (self.projection.position == 0 and self.fold_in_store and not self._listeners
+                    and isinstance(self.store, FoldingStore)):
+                folded = await self.store.read_folded(0)
+                self.projection.apply_folded(folded)
+                if self.projection.unreadable_count > self._reported_unreadable:
+                    self._report_unreadable(self.projection.unreadable[-1])
+                if folded.last is not None:
+                    self.anchor = (folded.upto, folded.last)
+                    self.known_head = max(self.known_head, folded.upto)
             page = await self.store.read_page(self.projection.position, PAGE)
             if below_horizon(self.projection.position, page):
                 await self._reload(page.horizon)

@@ -6,6 +6,7 @@ function of the event sequence: no I/O, no clock. Time comes from the deltas' ow
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shieldes.events.catalog import Event, UsageDelta, UsageRecorded, UsageRolledUp
@@ -93,9 +94,11 @@ def _advance_day(state: UsageState, day: int) -> None:
     state.latest_day = day
     cutoff = day - DAYS_KEPT
     for table in (state.key_daily_cost, state.team_daily_cost):
-        for daily in table.values():
+        for owner, daily in list(table.items()):
             for old in [k for k in daily if k <= cutoff]:
                 del daily[old]
+            if not daily:  # no empty maps: the state does not depend on the order days arrived in
+                del table[owner]
 
 
 def note_flush(seqs: dict[int, int], epoch: int, seq: int) -> None:
@@ -114,6 +117,44 @@ def note_flush(seqs: dict[int, int], epoch: int, seq: int) -> None:
 def keep_newest_boots(node_seqs: dict[str, dict[int, int]]) -> dict[str, dict[int, int]]:
     """The watermarks note_flush would have kept (a state from a release that kept them all)."""
     return {node: {e: seqs[e] for e in sorted(seqs)[-BOOTS_KEPT:]} for node, seqs in node_seqs.items()}
+
+
+# Usage folded by the database per (key_id, team_id or "", UTC day): requests, prompt tokens,
+# completion tokens, nUSD, and whether any delta of the group had a cost (events/folded_read.py).
+UsageGroup = tuple[str, str, int, int, int, int, int, bool]
+
+
+def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: int | None,
+                     seqs: Iterable[tuple[str, int, int]]) -> UsageState:
+    """Fold many usage events at once from their sums: the same state as `apply_usage` of each of
+    them, in any order. Totals are sums, which commute. A per-day cost is kept iff its day lies in
+    the window of the newest day seen (`max_day`: the newest over these deltas), whatever the
+    order, because the window only moves forward and `_advance_day` drops what leaves it; a day's
+    entry exists iff one of its deltas had a cost. A node keeps the highest seq of its BOOTS_KEPT
+    newest boots whatever the order `note_flush` sees them in. `seqs`: (node, epoch, max seq) of
+    the raw flushes."""
+    if max_day is not None and max_day > state.latest_day:
+        _advance_day(state, max_day)
+    floor = state.latest_day - DAYS_KEPT
+    totals_by_key, key_daily, team_daily = state.totals, state.key_daily_cost, state.team_daily_cost
+    for key_id, team_id, day, requests, prompt, completion, cost, costed in groups:
+        totals = totals_by_key.get(key_id)
+        if totals is None:
+            totals = totals_by_key[key_id] = Totals()
+        totals.requests += requests
+        totals.prompt_tokens += prompt
+        totals.completion_tokens += completion
+        totals.cost_nusd += cost
+        if not costed or day <= floor:
+            continue
+        daily = key_daily.setdefault(key_id, {})
+        daily[day] = daily.get(day, 0) + cost
+        if team_id:
+            tdaily = team_daily.setdefault(team_id, {})
+            tdaily[day] = tdaily.get(day, 0) + cost
+    for node_id, epoch, seq in seqs:
+        note_flush(state.node_seqs.setdefault(node_id, {}), epoch, seq)
+    return state
 
 
 def apply_usage(state: UsageState, event: Event) -> UsageState:

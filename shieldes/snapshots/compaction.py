@@ -1,20 +1,32 @@
 """Leader-run compaction: old raw `usage.recorded` events fold into `usage.rolled_up` events.
+Its SQL is in events/compaction_sql.py.
 
 Why it is safe (see docs/snapshots.md for the long form):
 - cutoff = min(newest snapshot position, lowest position reported by alive nodes, newest raw usage
   event older than the retention window). Only raw usage events at or below the cutoff fold.
 - Rollups are written AT positions of raw events they replace (the newest ones), and those raw
-  rows are deleted in the same transaction. Every live reader is past the cutoff, so it never sees the
+  rows go in the same transaction. Every live reader is past the cutoff, so it never sees the
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
+- Two ways of replacing, same positions: a partition of `events` wholly at or below the cutoff is
+  rebuilt beside it (its kept rows plus the rollups of its raw usage, folded by the database) and
+  swapped in, in one transaction (detach + drop the old partition, attach the new one: the disk goes
+  back to the OS, nothing is DELETEd); the raw usage at or below the cutoff in the partition the
+  cutoff falls in is folded in batches that delete it.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
 - The highest-seq raw event of each node's newest boots (BOOTS_KEPT) being folded is kept: it
   carries the flush-sequence watermark gossip relies on; without it a replay would forget what that
   node already made durable. Older boots' last flushes fold like the rest (events/watermarks.py).
-- Every transaction re-checks the leader epoch (fencing): a deposed leader stops at its next batch.
-- Batches are short transactions that never take the append lock: appends only write positions
-  above the log head and the `log_head` row, compaction only rewrites positions at or below the
-  cutoff, so the two never wait on each other. Config events are never read or written here.
+- Every transaction that writes re-checks the leader epoch (fencing): a deposed leader stops at its
+  next batch or swap; a replacement built but not swapped in is dropped (or, after a crash, by the
+  next run).
+- Appends never wait on compaction: it never takes the append lock (appends only write positions
+  above the log head and the `log_head` row, compaction only positions at or below the cutoff) and
+  config events are never read or written here. Batches are short transactions on rows no append
+  touches. The swap needs ACCESS EXCLUSIVE on `events` for a few catalog changes; it asks with
+  NOWAIT and retries, so it is granted only at an instant when no append or read holds `events`,
+  and it never sits in the lock queue where they would queue behind it. Appends and readers that
+  arrive during the swap wait for its milliseconds (`max_swap_seconds` in the report).
 """
 
 from __future__ import annotations
@@ -28,14 +40,15 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
 from shieldes.errors import ShieldesError
-from shieldes.events.catalog import ROLLUP_STREAM, UsageDelta, UsageRecorded, UsageRolledUp
+from shieldes.events import compaction_sql as csql
+from shieldes.events.catalog import UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
 from shieldes.events.locks import LockBusy, session_lock
+from shieldes.events.partitions import Partition, partitions
 from shieldes.events.pg_store import raise_horizon
 from shieldes.events.watermarks import watermark_positions
 from shieldes.projections.usage import BOOTS_KEPT
@@ -48,6 +61,8 @@ log = logging.getLogger(__name__)
 # batch) and cost nothing to appends (no shared lock); 5000 keeps a transaction well under 1 s.
 BATCH_EVENTS = 5000
 YIELD_EVERY = 250  # rows decoded between yields to the event loop (~5 ms of CPU)
+SWAP_PATIENCE = 10.0  # seconds a partition swap keeps retrying while `events` is in use
+SWAP_RETRY = 0.02
 
 
 class LeaderActive(ShieldesError):
@@ -68,6 +83,9 @@ class CompactionReport:
     snapshots_deleted: int = 0
     batches: int = 0
     max_batch_seconds: float = 0.0
+    partitions_replaced: int = 0
+    partitions_busy: int = 0  # left for the next run: `events` stayed in use for SWAP_PATIENCE
+    max_swap_seconds: float = 0.0
     seconds: float = 0.0
     leader_epoch: int = 0
 
@@ -75,58 +93,12 @@ class CompactionReport:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-async def _last_position_before(conn: psycopg.AsyncConnection[Any], retain_seconds: float) -> int:
-    """The highest position recorded before now - retain, by binary search over the primary key:
-    ~log2(head) index probes instead of walking back through the whole retention window.
-    recorded_at ascends with position (appends are serialised), up to the few milliseconds an
-    append may wait for the lock, which is immaterial against a retention window."""
-    cur = await conn.execute(
-        "SELECT position, now() - make_interval(secs => %s) FROM log_head WHERE id = 1", (retain_seconds,)
-    )
-    row = await cur.fetchone()
-    assert row is not None, "log_head row missing: run `shieldes db upgrade`"
-    lo, hi, limit = 0, int(row[0]), row[1]
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        cur = await conn.execute(
-            "SELECT position, recorded_at FROM events WHERE position >= %s ORDER BY position LIMIT 1", (mid,)
-        )
-        found = await cur.fetchone()
-        if found is not None and found[1] < limit:
-            lo = int(found[0])
-        else:
-            hi = mid - 1
-    return lo
-
-
 async def _choose_cutoff(
     conn: psycopg.AsyncConnection[Any], retain_seconds: float, node_timeout: float
 ) -> tuple[int, str]:
-    before = await _last_position_before(conn, retain_seconds)
-    cur = await conn.execute(
-        "SELECT max(position) FROM events WHERE type = 'usage.recorded' AND position <= %s", (before,)
-    )
-    row = await cur.fetchone()
-    if row is None or row[0] is None:
-        return 0, "no raw usage event is older than the retention window"
-    terms = [(int(row[0]), "the retention window")]
-    # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
-    cur = await conn.execute(
-        "SELECT max(position) FROM snapshots WHERE schema_version <= %s AND format = ANY(%s)",
-        (db.SCHEMA_HEAD, list(READABLE_FORMATS)),
-    )
-    row = await cur.fetchone()
-    if row and row[0] is not None:
-        terms.append((int(row[0]), "the newest snapshot"))
-    cur = await conn.execute(
-        "SELECT node_id, position FROM cluster_nodes "
-        "WHERE heartbeat_at > now() - make_interval(secs => %s) ORDER BY position, node_id LIMIT 1",
-        (node_timeout,),
-    )
-    row = await cur.fetchone()
-    if row is not None:
-        terms.append((int(row[1]), f"node {row[0]}'s position"))
-    return min(terms)
+    before = await csql.last_position_before(conn, retain_seconds)
+    terms = await csql.cutoff_terms(conn, before, db.SCHEMA_HEAD, READABLE_FORMATS, node_timeout)
+    return min(terms) if terms else (0, "no raw usage event is older than the retention window")
 
 
 async def _fold_rows(
@@ -186,17 +158,12 @@ async def _fold_batch(
     async with conn.transaction():
         await check_epoch(conn, epoch)
         # data as text: parsed in _fold_rows in slices, not all at once inside fetchall
-        cur = await conn.execute(
-            "SELECT position, type, version, data::text, recorded_at FROM events "
-            "WHERE type = 'usage.recorded' AND position > %s AND position <= %s ORDER BY position LIMIT %s",
-            (after, cutoff, batch),
-        )
-        rows = await cur.fetchall()
+        rows = await csql.raw_batch(conn, after, cutoff, batch)
         if not rows:
             return None
         replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
         if replaced:
-            await conn.execute("DELETE FROM events WHERE position = ANY(%s)", (replaced,))
+            await csql.delete_positions(conn, replaced)
             plan = plan_rollups(folded, replaced, max_deltas)
             report.rollup_events += await _write_plan(
                 conn, codec, plan, (len(replaced), replaced[0], replaced[-1]), metadata, newest
@@ -212,23 +179,21 @@ async def _fold_batch(
 
 async def _write_plan(
     conn: psycopg.AsyncConnection[Any], codec: Codec, plan: Plan, span: tuple[int, int, int],
-    metadata: dict[str, Any], recorded_at: datetime,
+    metadata: dict[str, Any], recorded_at: datetime, table: str = "events",
 ) -> int:
     """Insert the planned rollups. `span` = (replaced events, first, last position); the count is
     carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
     Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
     sets are found for merging without reading their deltas."""
     set_id = max(p[0] for p in plan)
+    rows = []
     for i, (position, hour, part) in enumerate(plan):
         rollup = UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], part)
-        type_, version, data = codec.encode(rollup)
-        meta = {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}
-        await conn.execute(
-            "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (position, ROLLUP_STREAM, type_, version, Jsonb(data), Jsonb(meta), recorded_at),
-        )
+        _, version, data = codec.encode(rollup)
+        rows.append((position, version, data,
+                     {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}))
         await asyncio.sleep(0)
+    await csql.insert_rollups(conn, rows, recorded_at, table)
     return len(plan)
 
 
@@ -236,28 +201,93 @@ async def _merge_hours(
     conn: psycopg.AsyncConnection[Any], codec: Codec, *, epoch: int, cutoff: int, max_deltas: int,
     metadata: dict[str, Any], report: CompactionReport,
 ) -> None:
-    """Merge rollups of the same hour from different sets (batches or runs) into one set on their
-    own positions, one short transaction per hour: history converges to one set per hour."""
-    cur = await conn.execute(
-        "SELECT (metadata->>'hour')::bigint, array_agg(position ORDER BY position) FROM events "
-        "WHERE type = 'usage.rolled_up' AND position <= %s AND metadata ? 'hour' "
-        "GROUP BY 1 HAVING count(DISTINCT metadata->>'set') > 1 ORDER BY 1",
-        (cutoff,),
-    )
-    for _hour, positions in await cur.fetchall():
+    """Merge rollups of the same hour from different sets (batches, partitions or runs) into one
+    set on their own positions, one short transaction per hour: history converges to one set per hour."""
+    for positions in await csql.hours_with_several_sets(conn, cutoff):
         async with conn.transaction():
             await check_epoch(conn, epoch)
-            cur = await conn.execute(
-                "DELETE FROM events WHERE position = ANY(%s) AND type = 'usage.rolled_up' "
-                "RETURNING type, version, data::text, recorded_at",
-                (positions,),
-            )
-            rows = await cur.fetchall()
+            rows = await csql.take_rollups(conn, positions)
             replaced, first, last, folded = await _merge_parts(rows, codec)
             plan = plan_rollups(folded, positions, max_deltas)
             written = await _write_plan(conn, codec, plan, (replaced, first, last), metadata,
                                         max(r[3] for r in rows))
             report.rollups_merged += len(rows) - written
+
+
+async def _python_fold(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, keep: list[int]
+) -> tuple[csql.PartitionRaw, int, tuple[UsageDelta, ...]]:
+    """(raw events, deltas in, folded deltas) of a partition's raw usage, for what `fold_into`
+    does not do in the database: events of older versions (upcast by the codec), and layouts
+    with more rollups than positions."""
+    raw = await csql.partition_raw(conn, part, keep, UsageRecorded.VERSION)
+    folder = Folder()
+    folder.add_sums(await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION))
+    if raw.other_versions:
+        for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
+            event = codec.decode(type_, version, orjson.loads(text))
+            assert isinstance(event, UsageRecorded)
+            folder.add(event.deltas)
+    return raw, folder.count, await folder.result_async()
+
+
+async def _replace_partition(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, *, epoch: int, keep: list[int],
+    max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
+) -> None:
+    """Replace a partition wholly at or below the cutoff by its kept rows plus the rollups of its
+    raw usage, built beside it and swapped in (events/compaction_sql.py)."""
+    raw_events, other_versions = await csql.partition_raw_counts(conn, part, keep, UsageRecorded.VERSION)
+    if not raw_events:
+        return
+    replacement = await csql.build_replacement(conn, part, keep)
+    try:
+        done = None
+        if not other_versions:
+            done = await csql.fold_into(conn, part, replacement, keep, raw_version=UsageRecorded.VERSION,
+                                        rollup_version=UsageRolledUp.VERSION, max_deltas=max_deltas,
+                                        metadata=metadata)
+        if done is None:
+            raw, deltas_in, folded = await _python_fold(conn, codec, part, keep)
+            assert raw.newest is not None
+            plan = plan_rollups(folded, raw.positions, max_deltas)
+            rollups = await _write_plan(conn, codec, plan, (len(raw.positions), raw.positions[0],
+                                                            raw.positions[-1]), metadata, raw.newest,
+                                        table=replacement)
+            done = csql.FoldedInto(len(raw.positions), rollups, deltas_in, len(folded))
+        if not await _swap(conn, part, replacement, epoch=epoch, report=report):
+            return
+    finally:
+        await csql.drop_table(conn, replacement)  # gone already once swapped in (renamed)
+    report.partitions_replaced += 1
+    report.rollup_events += done.rollups
+    report.replaced_events += done.replaced
+    report.deltas_in += done.deltas_in
+    report.deltas_out += done.deltas_out
+
+
+async def _swap(conn: psycopg.AsyncConnection[Any], part: Partition, replacement: str, *, epoch: int,
+                report: CompactionReport) -> bool:
+    """The fenced swap, retried while `events` is in use (it never waits in the lock queue, where
+    appends would queue behind it); False if it stayed busy for SWAP_PATIENCE seconds."""
+    deadline = time.monotonic() + SWAP_PATIENCE
+    while True:
+        started = time.perf_counter()
+        try:
+            async with conn.transaction():
+                await check_epoch(conn, epoch)
+                old = await csql.swap_in(conn, part, replacement)
+        except csql.LockNotAvailable:
+            if time.monotonic() > deadline:
+                report.partitions_busy += 1
+                log.warning("compaction: %s stayed in use for %.0f s; its raw usage is left for the next run",
+                            part.name, SWAP_PATIENCE)
+                return False
+            await asyncio.sleep(SWAP_RETRY)
+            continue
+        report.max_swap_seconds = max(report.max_swap_seconds, time.perf_counter() - started)
+        await csql.drop_table(conn, old)  # the disk goes back here
+        return True
 
 
 async def compact(
@@ -270,8 +300,11 @@ async def compact(
     batch: int = BATCH_EVENTS,
     max_deltas: int = MAX_ROLLUP_DELTAS,
     codec: Codec | None = None,
+    replace_partitions: bool = True,
 ) -> CompactionReport:
-    """Fold raw usage older than `retain_seconds`; raises Fenced if `leader_epoch` is stale."""
+    """Fold raw usage older than `retain_seconds`; raises Fenced if `leader_epoch` is stale.
+    `replace_partitions=False` folds everything in DELETE batches (the path before partitions; the
+    benchmark's baseline)."""
     started = time.perf_counter()
     codec = codec or Codec()
     report = CompactionReport(leader_epoch=leader_epoch)
@@ -279,17 +312,22 @@ async def compact(
     # Session lock on its own connection: snapshot inserts wait while a compaction is half-way
     # (store.save_encoded), and the lock cannot outlive this call (events/locks.py).
     async with session_lock(pool, MAINTENANCE_LOCK), pool.connection() as conn:
+        await csql.drop_leftover_replacements(conn)
         async with conn.transaction():
             await check_epoch(conn, leader_epoch)
             report.cutoff, report.limited_by = await _choose_cutoff(conn, retain_seconds, node_timeout)
             # stored before any fold: a node below it (lapsed, paused) reloads instead of reading on
             await raise_horizon(conn, report.cutoff)
-            cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (report.cutoff,))
-            report.snapshots_deleted = cur.rowcount
+            report.snapshots_deleted = await csql.delete_snapshots_below(conn, report.cutoff)
         if report.cutoff > 0:
             keep = await watermark_positions(conn, report.cutoff, BOOTS_KEPT)
             report.kept_watermarks = len(keep)
-            after: int | None = 0
+            whole = [p for p in await partitions(conn) if p.last <= report.cutoff and replace_partitions]
+            for part in whole:
+                await _replace_partition(conn, codec, part, epoch=leader_epoch, keep=sorted(keep),
+                                         max_deltas=max_deltas, metadata=metadata, report=report)
+            # the rest, in the partition the cutoff falls in: batches that DELETE (< one partition)
+            after: int | None = whole[-1].last if whole else 0
             while after is not None:
                 after = await _fold_batch(
                     conn, codec, epoch=leader_epoch, after=after, cutoff=report.cutoff, keep=keep,
@@ -299,16 +337,16 @@ async def compact(
                                max_deltas=max_deltas, metadata=metadata, report=report)
     report.seconds = time.perf_counter() - started
     log.info(
-        "compaction (epoch %d): cutoff %d (%s), %d raw events -> %d rollups in %.2fs",
+        "compaction (epoch %d): cutoff %d (%s), %d raw events -> %d rollups (%d partitions replaced) in %.2fs",
         leader_epoch, report.cutoff, report.limited_by, report.replaced_events, report.rollup_events,
-        report.seconds,
+        report.partitions_replaced, report.seconds,
     )
     return report
 
 
 async def compact_once(
     pool: AsyncConnectionPool[Any], *, holder: str, retain_seconds: float, node_timeout: float,
-    batch: int = BATCH_EVENTS, max_deltas: int = MAX_ROLLUP_DELTAS,
+    batch: int = BATCH_EVENTS, max_deltas: int = MAX_ROLLUP_DELTAS, replace_partitions: bool = True,
 ) -> CompactionReport:
     """The CLI's compaction: take the leader lock itself (refusing if a node holds it), take a new
     epoch so any stale leader is fenced, compact, release."""
@@ -317,7 +355,7 @@ async def compact_once(
             epoch = await bump_epoch(lock_conn, holder)
             return await compact(
                 pool, leader_epoch=epoch, retain_seconds=retain_seconds, node_timeout=node_timeout,
-                node_id=holder, batch=batch, max_deltas=max_deltas,
+                node_id=holder, batch=batch, max_deltas=max_deltas, replace_partitions=replace_partitions,
             )
     except LockBusy:
         async with pool.connection() as conn:

@@ -45,6 +45,13 @@ class Folder:
                       int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
                       int(d["cost_nusd"]))
 
+    def add_sums(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Sums already grouped by the database: (hour, key, provider, model, team or "", requests,
+        prompt, completion, nUSD, deltas counted)."""
+        for hour, key_id, provider, model, team, r, p, c, n, count in rows:
+            self.count += count
+            self._add((hour, key_id, provider, model, team), r, p, c, n)
+
     def _delta(self, k: GroupKey) -> UsageDelta:
         return UsageDelta(k[1], k[4] or None, k[2], k[3], k[0], *self.acc[k])
 

@@ -11,12 +11,14 @@ PROVIDER_KEYS = ("sk-proj-PLAINTEXT-provider-key-123", "sk-ant-PLAINTEXT-anthrop
 
 
 def dump_database(url: str) -> str:
-    """Every row of every table in the public schema (events, log_head, snapshots, ...), as text."""
+    """Every row of every table in the public schema (events, log_head, snapshots, ...), as text;
+    a partitioned table's rows once (through the table, not its partitions as well)."""
     with psycopg.connect(url, autocommit=True) as conn:
         tables = [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
             ).fetchall()
         ]
         assert {"events", "log_head", "snapshots", "cluster_nodes", "leader_epoch"} <= set(tables)

@@ -61,9 +61,9 @@ class UsageWriter:
         self.expected: dict[str, tuple[int, int, int, int]] = {}  # key -> totals written
         self.flushes = 0  # flush k happens in hour HOUR0 + 1 + (k // 2) % 40: hours recur
 
-    async def flush(self, node: str = "n1", epoch: int = 1, deltas: int = 3) -> int:
+    async def flush(self, node: str = "n1", epoch: int = 1, deltas: int = 3, hour: int | None = None) -> int:
         seq = self.seqs[node] = self.seqs.get(node, 0) + 1
-        hour = HOUR0 + 1 + (self.flushes // 2) % 40
+        hour = HOUR0 + 1 + (self.flushes // 2) % 40 if hour is None else hour
         self.flushes += 1
         event = UsageRecorded(node, epoch, seq, random_deltas(self.rng, deltas, hour))
         for d in event.deltas:

@@ -1,0 +1,100 @@
+"""Compaction of the partitioned event log against its baseline, in one run: the same log compacted
+by replacing whole partitions (the leader's path) and by DELETE batches (the path before
+partitions), each in its own scratch database. Prints seconds, events table size before, after and
+after VACUUM, and checks that usage per key is identical before and after.
+
+    PYTHONPATH=. python bench/bench_compaction.py --events 1000000
+    PYTHONPATH=. python bench/bench_compaction.py --events 100000 --modes partitions   # iterating
+
+Uses SHIELDES_BENCH_DATABASE_URL (a server URL) or an embedded Postgres under
+$TMPDIR/shieldes-bench-pg. Traffic model as bench_snapshots.py: 4 nodes flushing every 0.5 s, 1-5
+deltas per flush, Zipf-distributed keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, table_size, vacuum
+
+from shieldes import db
+from shieldes.events.pg_store import open_pool
+from shieldes.snapshots.compaction import compact_once
+
+PER_KEY = ("SELECT key_id, sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost_nusd) "
+           "FROM usage_deltas GROUP BY 1 ORDER BY 1")
+MODES = {"partitions": True, "delete": False}
+
+
+async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]:
+    pool = open_pool(url, size=3, name="bench")
+    await pool.open(wait=True)
+    try:
+        t = time.perf_counter()
+        await copy_usage(pool, Traffic(keys), events, time.time() - events * FLUSH_EVERY / NODES - 60)
+        async with pool.connection() as conn:
+            await conn.execute("ANALYZE events")
+            before = await (await conn.execute(PER_KEY)).fetchall()
+        written = time.perf_counter() - t
+        size_before = await table_size(pool)
+        report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5,
+                                    replace_partitions=replace)
+        size_after = await table_size(pool)
+        t = time.perf_counter()
+        await vacuum(pool)
+        vacuumed = time.perf_counter() - t
+        size_vacuum = await table_size(pool)
+        async with pool.connection() as conn:
+            after = await (await conn.execute(PER_KEY)).fetchall()
+        assert after == before, "usage per key changed"
+        return {"report": report, "written": written, "before": size_before, "after": size_after,
+                "vacuum": size_vacuum, "vacuum_s": vacuumed}
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--keys", type=int, default=10_000)
+    ap.add_argument("--modes", default="partitions,delete", help="partitions (now), delete (baseline)")
+    args = ap.parse_args()
+    server = os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
+        Path(tempfile.gettempdir()) / "shieldes-bench-pg")
+    server = db.libpq_url(server)
+    rows = []
+    for mode in args.modes.split(","):
+        name = f"bench_compact_{mode}_{os.getpid()}"
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        parts = urlsplit(server)
+        url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+        try:
+            db.upgrade(url)
+            out = asyncio.run(one(url, args.events, args.keys, MODES[mode]))
+        finally:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        r = out["report"]
+        rows.append((mode, f"{r.seconds:.1f}", f"{r.replaced_events:,} -> {r.rollup_events:,}",
+                     str(r.partitions_replaced), f"{r.max_swap_seconds * 1000:.0f}", mb(out["before"]),
+                     mb(out["after"]), f"{mb(out['vacuum'])} ({out['vacuum_s']:.1f}s)"))
+        print(f"  {mode}: {r.as_dict()}", flush=True)
+    header = ("compaction", "seconds", "raw -> rollups", "partitions replaced", "longest swap ms",
+              "size before", "after", "after VACUUM")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print(f"\ncompaction of {args.events:,} usage events, {args.keys:,} keys (usage per key identical after)")
+    for line in (header, *rows):
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

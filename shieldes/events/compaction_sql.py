@@ -1,0 +1,326 @@
+"""Compaction's SQL on the event log (the decisions and the order of steps: snapshots/compaction.py).
+
+Two ways raw usage leaves the log:
+- a partition wholly at or below the cutoff is **replaced**: its kept rows (everything but the raw
+  usage being folded) and the new rollups are written to a fresh table next to it, which is then
+  swapped in for the old partition in one short transaction (detach and drop the old one, attach
+  the new one): the old partition's files are unlinked at commit, so the disk goes back to the OS,
+  and nothing is DELETEd;
+- the raw usage at or below the cutoff in the partition the cutoff falls in (less than one
+  partition's worth) is folded in batches that DELETE it, as before partitions.
+
+The swap needs ACCESS EXCLUSIVE on `events` for a few catalog changes (milliseconds). It asks with
+NOWAIT and retries: it never queues, so no append or read ever waits behind it, only while it is
+held.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from shieldes.events.catalog import ROLLUP_STREAM
+from shieldes.events.partitions import Partition
+
+RAW = "usage.recorded"
+ROLLUP = "usage.rolled_up"
+# replacement tables being built (events_c<start>_<token>) and the partitions they replaced, detached
+# (events_c<start>_<token>_old) until dropped
+STAGING_PREFIX = "events_c"
+_DELTA_COLUMNS = ("key_id text, team_id text, provider text, model text, hour bigint, requests bigint, "
+                  "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint")
+Row = tuple[Any, ...]
+
+
+async def last_position_before(conn: AsyncConnection[Any], retain_seconds: float) -> int:
+    """The highest position recorded before now - retain, by binary search over the primary key:
+    ~log2(head) index probes instead of walking back through the whole retention window.
+    recorded_at ascends with position (appends are serialised), up to the few milliseconds an
+    append may wait for the lock, which is immaterial against a retention window."""
+    cur = await conn.execute(
+        "SELECT position, now() - make_interval(secs => %s) FROM log_head WHERE id = 1", (retain_seconds,)
+    )
+    row = await cur.fetchone()
+    assert row is not None, "log_head row missing: run `shieldes db upgrade`"
+    lo, hi, limit = 0, int(row[0]), row[1]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        cur = await conn.execute(
+            "SELECT position, recorded_at FROM events WHERE position >= %s ORDER BY position LIMIT 1", (mid,)
+        )
+        found = await cur.fetchone()
+        if found is not None and found[1] < limit:
+            lo = int(found[0])
+        else:
+            hi = mid - 1
+    return lo
+
+
+async def cutoff_terms(conn: AsyncConnection[Any], before: int, schema_head: str, formats: Iterable[int],
+                       node_timeout: float) -> list[tuple[int, str]]:
+    """The terms the cutoff is the minimum of (empty: no raw usage is old enough)."""
+    cur = await conn.execute("SELECT max(position) FROM events WHERE type = %s AND position <= %s", (RAW, before))
+    row = await cur.fetchone()
+    if row is None or row[0] is None:
+        return []
+    terms = [(int(row[0]), "the retention window")]
+    # Only snapshots this version can load count: a newer format must not pin (or enable) folding.
+    cur = await conn.execute(
+        "SELECT max(position) FROM snapshots WHERE schema_version <= %s AND format = ANY(%s)",
+        (schema_head, list(formats)),
+    )
+    row = await cur.fetchone()
+    if row and row[0] is not None:
+        terms.append((int(row[0]), "the newest snapshot"))
+    cur = await conn.execute(
+        "SELECT node_id, position FROM cluster_nodes "
+        "WHERE heartbeat_at > now() - make_interval(secs => %s) ORDER BY position, node_id LIMIT 1",
+        (node_timeout,),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        terms.append((int(row[1]), f"node {row[0]}'s position"))
+    return terms
+
+
+async def delete_snapshots_below(conn: AsyncConnection[Any], cutoff: int) -> int:
+    cur = await conn.execute("DELETE FROM snapshots WHERE position < %s", (cutoff,))
+    return cur.rowcount
+
+
+async def raw_batch(conn: AsyncConnection[Any], after: int, cutoff: int, limit: int) -> list[Row]:
+    """(position, type, version, data as text, recorded_at) of raw usage in (after, cutoff]."""
+    cur = await conn.execute(
+        "SELECT position, type, version, data::text, recorded_at FROM events "
+        "WHERE type = %s AND position > %s AND position <= %s ORDER BY position LIMIT %s",
+        (RAW, after, cutoff, limit),
+    )
+    return await cur.fetchall()
+
+
+async def delete_positions(conn: AsyncConnection[Any], positions: list[int]) -> None:
+    await conn.execute("DELETE FROM events WHERE position = ANY(%s)", (positions,))
+
+
+async def insert_rollups(conn: AsyncConnection[Any], rows: Sequence[tuple[int, int, dict[str, Any], dict[str, Any]]],
+                         recorded_at: datetime, table: str = "events") -> None:
+    """Rollup events (position, version, data, metadata) into `events` or a replacement table."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            f"INSERT INTO {table} (position, stream, type, version, data, metadata, recorded_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(pos, ROLLUP_STREAM, ROLLUP, version, Jsonb(data), Jsonb(meta), recorded_at)
+             for pos, version, data, meta in rows],
+        )
+
+
+async def hours_with_several_sets(conn: AsyncConnection[Any], cutoff: int) -> list[list[int]]:
+    """Positions of the rollups of each hour at or below the cutoff held by more than one set."""
+    cur = await conn.execute(
+        "SELECT (metadata->>'hour')::bigint, array_agg(position ORDER BY position) FROM events "
+        "WHERE type = %s AND position <= %s AND metadata ? 'hour' "
+        "GROUP BY 1 HAVING count(DISTINCT metadata->>'set') > 1 ORDER BY 1",
+        (ROLLUP, cutoff),
+    )
+    return [list(r[1]) for r in await cur.fetchall()]
+
+
+async def take_rollups(conn: AsyncConnection[Any], positions: list[int]) -> list[Row]:
+    """Delete the rollups at `positions`; (type, version, data as text, recorded_at) of each."""
+    cur = await conn.execute(
+        "DELETE FROM events WHERE position = ANY(%s) AND type = %s RETURNING type, version, data::text, recorded_at",
+        (positions, ROLLUP),
+    )
+    return await cur.fetchall()
+
+
+# --- whole partitions --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartitionRaw:
+    """The raw usage of one partition that is to be folded."""
+
+    positions: list[int]  # ascending
+    newest: datetime | None
+    other_versions: int  # events of another version than the current one (folded in Python)
+
+
+async def partition_raw(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> PartitionRaw:
+    cur = await conn.execute(
+        f"SELECT coalesce(array_agg(position ORDER BY position), '{{}}'), max(recorded_at), "
+        f"count(*) FILTER (WHERE version <> %s) FROM {part.name} WHERE type = %s AND position <> ALL(%s)",
+        (version, RAW, keep),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return PartitionRaw(list(row[0]), row[1], int(row[2]))
+
+
+async def partition_raw_counts(conn: AsyncConnection[Any], part: Partition, keep: list[int],
+                               version: int) -> tuple[int, int]:
+    """(raw usage events to fold, of them of another version than `version`)."""
+    cur = await conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE version <> %s) FROM {part.name} "
+        "WHERE type = %s AND position <> ALL(%s)",
+        (version, RAW, keep),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> list[Row]:
+    """The fold of the partition's raw usage of `version`, done by the database: per (hour, key,
+    provider, model, team or ''), the exact sums (bigint: an overflow is an error, never a wrap)
+    and the deltas counted, sorted as Python sorts the same tuples (COLLATE "C": code point order)."""
+    cur = await conn.execute(
+        "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
+        "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
+        f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS}) "
+        "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
+        'ORDER BY d.hour, d.key_id COLLATE "C", d.provider COLLATE "C", d.model COLLATE "C", '
+        "coalesce(d.team_id, '') COLLATE \"C\"",
+        (RAW, version, keep),
+    )
+    return await cur.fetchall()
+
+
+_ORDER = 'key_id COLLATE "C", provider COLLATE "C", model COLLATE "C", team COLLATE "C"'
+_FOLD_INTO = f"""
+WITH raw AS (
+    SELECT position, recorded_at, data FROM {{part}} WHERE type = %(raw)s AND version = %(raw_v)s
+    AND position <> ALL(%(keep)s)
+), sums AS (
+    SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, '') AS team,
+           sum(d.requests)::bigint AS r, sum(d.prompt_tokens)::bigint AS p,
+           sum(d.completion_tokens)::bigint AS c, sum(d.cost_nusd)::bigint AS n, count(*) AS deltas
+    FROM raw e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS})
+    GROUP BY 1, 2, 3, 4, 5
+), numbered AS (
+    SELECT *, (row_number() OVER (PARTITION BY hour ORDER BY {_ORDER}) - 1) / %(max_deltas)s AS chunk FROM sums
+), chunks AS (
+    SELECT hour, chunk, row_number() OVER (ORDER BY hour, chunk) AS k,
+           jsonb_agg(jsonb_build_object('key_id', key_id, 'team_id', nullif(team, ''), 'provider', provider,
+                                        'model', model, 'hour', hour, 'requests', r, 'prompt_tokens', p,
+                                        'completion_tokens', c, 'cost_nusd', n) ORDER BY {_ORDER}) AS deltas
+    FROM numbered GROUP BY hour, chunk
+), span AS (
+    SELECT count(*) AS n, min(position) AS first, max(position) AS last, max(recorded_at) AS newest,
+           array_agg(position ORDER BY position) AS positions, (SELECT count(*) FROM chunks) AS chunks
+    FROM raw
+), ins AS (
+    INSERT INTO {{replacement}} (position, stream, type, version, data, metadata, recorded_at)
+    SELECT s.positions[s.n - s.chunks + c.k], %(stream)s, %(rollup)s, %(roll_v)s,
+           jsonb_build_object('replaced_events', CASE WHEN c.k = 1 THEN s.n ELSE 0 END,
+                              'first_position', s.first, 'last_position', s.last, 'deltas', c.deltas),
+           %(meta)s::jsonb || jsonb_build_object('set', s.last, 'hour', c.hour), s.newest
+    FROM chunks c CROSS JOIN span s WHERE s.chunks <= s.n
+    RETURNING jsonb_array_length(data->'deltas') AS k
+)
+SELECT (SELECT n FROM span), (SELECT chunks FROM span), count(*), coalesce(sum(k), 0),
+       (SELECT coalesce(sum(deltas), 0) FROM sums)
+FROM ins
+"""
+
+
+@dataclass(frozen=True)
+class FoldedInto:
+    replaced: int
+    rollups: int
+    deltas_in: int
+    deltas_out: int
+
+
+async def fold_into(conn: AsyncConnection[Any], part: Partition, replacement: str, keep: list[int], *,
+                    raw_version: int, rollup_version: int, max_deltas: int,
+                    metadata: dict[str, Any]) -> FoldedInto | None:
+    """The whole fold of a partition's raw usage (of `raw_version`) in one statement: the database
+    sums the deltas per (hour, key, provider, model, team), lays them out as rollups exactly as
+    snapshots/rollups.plan_rollups does (per hour, chunks of `max_deltas` in sorted order, on the
+    newest replaced positions, the count on the first) and inserts them into the replacement.
+    None when that layout does not apply (more chunks than positions: the caller plans in Python)."""
+    cur = await conn.execute(
+        _FOLD_INTO.format(part=part.name, replacement=replacement),
+        {"raw": RAW, "raw_v": raw_version, "keep": keep, "max_deltas": max_deltas, "stream": ROLLUP_STREAM,
+         "rollup": ROLLUP, "roll_v": rollup_version, "meta": Jsonb(metadata)},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    replaced, chunks, rollups, deltas_out, deltas_in = (int(v or 0) for v in row)
+    if chunks > replaced:
+        return None
+    return FoldedInto(replaced, rollups, deltas_in, deltas_out)
+
+
+async def partition_other_versions(conn: AsyncConnection[Any], part: Partition, keep: list[int],
+                                   version: int) -> list[Row]:
+    """(type, version, data as text) of raw usage of older versions (upcast by the codec)."""
+    cur = await conn.execute(
+        f"SELECT type, version, data::text FROM {part.name} WHERE type = %s AND version <> %s "
+        "AND position <> ALL(%s)",
+        (RAW, version, keep),
+    )
+    return await cur.fetchall()
+
+
+async def drop_leftover_replacements(conn: AsyncConnection[Any]) -> list[str]:
+    """Replacement tables left by a run that stopped before its swap (crash, fencing)."""
+    cur = await conn.execute(
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND relname LIKE %s",
+        (STAGING_PREFIX.replace("_", "\\_") + "%",),
+    )
+    names = [str(r[0]) for r in await cur.fetchall()]
+    for name in names:
+        await conn.execute(f"DROP TABLE IF EXISTS {name}")
+    return names
+
+
+async def build_replacement(conn: AsyncConnection[Any], part: Partition, keep: list[int]) -> str:
+    """A fresh table shaped like a partition of `events` holding the partition's rows except the raw
+    usage being folded; returns its name (the caller inserts the rollups, then swaps it in)."""
+    name = f"{STAGING_PREFIX}{part.start}_{uuid.uuid4().hex[:8]}"
+    async with conn.transaction():
+        await conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING INDEXES)")
+        # the partition bound as a constraint: ATTACH then skips its validating scan under the lock
+        await conn.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds "
+                           f"CHECK (position >= {part.start} AND position < {part.end})")
+        await conn.execute(
+            f"INSERT INTO {name} SELECT * FROM {part.name} WHERE type <> %s OR position = ANY(%s)", (RAW, keep)
+        )
+    try:  # rollups are large: lz4 compresses them several times faster than the default pglz
+        async with conn.transaction():
+            await conn.execute(f"ALTER TABLE {name} ALTER COLUMN data SET COMPRESSION lz4")
+    except psycopg.errors.FeatureNotSupported:
+        pass  # a server built without lz4
+    return name
+
+
+async def swap_in(conn: AsyncConnection[Any], part: Partition, replacement: str) -> str:
+    """Inside the caller's (fenced) transaction: the replacement becomes the partition; returns the
+    name the old partition now has, detached (drop it after commit: its files are unlinked by
+    that DROP, outside this transaction's lock on `events`). Raises LockNotAvailable when `events`
+    is in use at that instant (retry)."""
+    old = f"{replacement}_old"
+    await conn.execute(f"LOCK TABLE ONLY events, ONLY {part.name} IN ACCESS EXCLUSIVE MODE NOWAIT")
+    await conn.execute(f"ALTER TABLE events DETACH PARTITION {part.name}")
+    await conn.execute(f"ALTER TABLE {part.name} RENAME TO {old}")
+    await conn.execute(
+        f"ALTER TABLE events ATTACH PARTITION {replacement} FOR VALUES FROM ({part.start}) TO ({part.end})"
+    )
+    await conn.execute(f"ALTER TABLE {replacement} DROP CONSTRAINT {replacement}_bounds")
+    await conn.execute(f"ALTER TABLE {replacement} RENAME TO {part.name}")
+    return old
+
+
+async def drop_table(conn: AsyncConnection[Any], name: str) -> None:
+    await conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+LockNotAvailable = psycopg.errors.LockNotAvailable

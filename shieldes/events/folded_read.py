@@ -1,0 +1,67 @@
+"""Reading the log with its usage already folded by the database (a replay from position 0).
+
+Usage events are the bulk of the log (millions of deltas), and their fold is order-independent:
+sums per key, per key and UTC day, per team and day, and per node boot the highest flush seq
+(projections/usage.apply_usage_sums says why that equals applying them one by one). So instead of
+shipping every usage event to the client, one aggregate query per kind groups them in Postgres,
+and only the other events (config, and usage events of another version than this release's, which
+go through the codec) are read row by row. Everything comes from one REPEATABLE READ snapshot at
+one head position, so it is the state a one-by-one replay to that position builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
+
+from shieldes.events.catalog import UsageRecorded, UsageRolledUp
+from shieldes.events.store import Fingerprint, FoldedLog, RecordedEvent
+
+_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
+# usage events this release folds in the database: the current version of each type
+_FOLDED = ("((e.type = 'usage.recorded' AND e.version = %(raw_v)s) "
+           "OR (e.type = 'usage.rolled_up' AND e.version = %(roll_v)s))")
+_RANGE = "e.position > %(after)s AND e.position <= %(head)s"
+_DELTAS = ("jsonb_to_recordset(e.data->'deltas') AS d(key_id text, team_id text, hour bigint, requests bigint, "
+           "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint)")
+# floor(hour / 24) for any sign, as Python's // does
+_DAY = "((d.hour - mod(mod(d.hour, 24) + 24, 24)) / 24)"
+
+
+async def read_folded(conn: AsyncConnection[Any], after: int) -> FoldedLog:
+    """On a connection not in a transaction: everything in one REPEATABLE READ, READ ONLY one."""
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur = await conn.execute("SELECT position, horizon FROM log_head WHERE id = 1")
+        row = await cur.fetchone()
+        assert row is not None, "log_head row missing: run `shieldes db upgrade`"
+        head, horizon = int(row[0]), int(row[1])
+        params = {"after": after, "head": head, "raw_v": UsageRecorded.VERSION, "roll_v": UsageRolledUp.VERSION}
+        async with conn.cursor(row_factory=tuple_row) as c:
+            await c.execute(f"SELECT {_COLUMNS} FROM events e WHERE {_RANGE} AND NOT {_FOLDED} ORDER BY position",
+                            params)
+            events = [RecordedEvent(*r) for r in await c.fetchall()]
+        cur = await conn.execute(
+            f"SELECT d.key_id, coalesce(d.team_id, ''), {_DAY}, sum(d.requests)::bigint, "
+            "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, "
+            f"bool_or(d.cost_nusd <> 0) FROM events e CROSS JOIN LATERAL {_DELTAS} "
+            f"WHERE {_RANGE} AND {_FOLDED} GROUP BY 1, 2, 3",
+            params,
+        )
+        groups = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT e.data->>'node_id', (e.data->>'epoch')::bigint, max((e.data->>'seq')::bigint) FROM events e "
+            f"WHERE {_RANGE} AND e.type = 'usage.recorded' AND e.version = %(raw_v)s GROUP BY 1, 2",
+            params,
+        )
+        seqs = [(str(n), int(ep), int(s)) for n, ep, s in await cur.fetchall()]
+        # the newest event at or below the head (the head's own may have been folded by compaction)
+        cur = await conn.execute("SELECT position, stream, type, recorded_at FROM events WHERE position > %s AND "
+                                 "position <= %s ORDER BY position DESC LIMIT 1", (after, head))
+        last = await cur.fetchone()
+    max_day = max((g[2] for g in groups), default=None)
+    upto = int(last[0]) if last else after
+    return FoldedLog(upto, horizon, events, groups, max_day, seqs,
+                     Fingerprint(last[1], last[2], last[3]) if last else None)

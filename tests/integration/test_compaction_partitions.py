@@ -1,0 +1,200 @@
+"""Compaction replaces whole partitions of folded usage: every number stays (per key, team and day;
+the SQL views agree), config events and watermarks stay, the relation shrinks on disk, appends and
+readers never queue behind the swap, and replay from 0 equals the live fold before and after."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+from hypothesis import HealthCheck, given, settings
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.events import compaction_sql as csql
+from shieldes.events.codec import Codec
+from shieldes.events.partitions import partitions, relation_size
+from shieldes.events.pg_store import PostgresEventStore, open_pool
+from shieldes.events.watermarks import watermark_positions
+from shieldes.projections.projector import Projection, Projector
+from shieldes.snapshots.compaction import _python_fold, _write_plan, compact_once
+from shieldes.snapshots.rollups import plan_rollups
+from tests import pg
+from tests.integration.usage_log import (
+    HOUR0,
+    UsageWriter,
+    config_rows,
+    full_replay,
+    seed_config,
+    usage_daily,
+    usage_per_key_projection,
+    usage_per_key_sql,
+    verify_chain,
+)
+from tests.strategies import run_steps, steps
+
+
+async def _rows(pool: AsyncConnectionPool[Any], query: str) -> list[tuple[Any, ...]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(query)
+        return await cur.fetchall()
+
+
+PER_TEAM_DAY = ("SELECT team_id, (hour AT TIME ZONE 'UTC')::date, sum(requests), sum(prompt_tokens), "
+                "sum(completion_tokens), sum(cost_nusd) FROM usage_deltas GROUP BY 1, 2 ORDER BY 1, 2")
+HEAP = ("SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree('events') WHERE isleaf "
+        "AND relid::regclass::text IN ('events_p0', 'events_p64', 'events_p128', 'events_p192')")
+RAW = "SELECT position, data FROM events WHERE type = 'usage.recorded' ORDER BY position"
+
+
+async def test_whole_partitions_are_replaced_keeping_every_number(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    for i in range(300):  # ~5 partitions of 64 positions; big flushes so the heap dominates
+        await w.flush(node=("n1", "n2")[i % 2], epoch=1 + (i // 150), deltas=25, hour=HOUR0 + i // 20)
+    before = await full_replay(pg_store)
+    daily, teams, config = await usage_daily(pool), await _rows(pool, PER_TEAM_DAY), await config_rows(pool)
+    async with pool.connection() as conn:
+        size_before, parts_before = await relation_size(conn), await partitions(conn)
+    heap_before = await _rows(pool, HEAP)
+
+    report = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
+    assert report.cutoff == before.position
+    assert report.partitions_replaced == len([p for p in parts_before if p.last <= report.cutoff]) >= 4
+    assert report.kept_watermarks == 4 and report.replaced_events == 296 and report.partitions_busy == 0
+    # the highest-seq flush of each (node, epoch) is kept raw, nothing else
+    raw = await _rows(pool, RAW)
+    assert sorted((d["node_id"], d["epoch"], d["seq"]) for _, d in raw) == [
+        ("n1", 1, 75), ("n1", 2, 150), ("n2", 1, 75), ("n2", 2, 150)]
+
+    assert await usage_daily(pool) == daily
+    assert await _rows(pool, PER_TEAM_DAY) == teams
+    assert await config_rows(pool) == config
+    assert await verify_chain(pg_store) == len(config)
+    after = await full_replay(pg_store)
+    assert after.usage == before.usage and after.config == before.config and after.position == before.position
+    assert usage_per_key_projection(after) == w.expected == await usage_per_key_sql(pool)
+    async with pool.connection() as conn:
+        size_after, parts_after = await relation_size(conn), await partitions(conn)
+        leftovers = await conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'events\\_c%%' AND relkind = 'r'")
+        assert (await leftovers.fetchone() or (1,))[0] == 0
+    assert [(p.name, p.start, p.end) for p in parts_after] == [(p.name, p.start, p.end) for p in parts_before]
+    # the files of the replaced partitions are gone: the relation shrinks (each partition keeps its
+    # empty-index overhead, ~64 kB here), the heap of what was replaced to a fraction
+    assert size_after < size_before * 0.8, (size_before, size_after)
+    heap_after = await _rows(pool, HEAP)
+    assert heap_after[0][0] < heap_before[0][0] * 0.4, (heap_before, heap_after)
+
+    # a second run has nothing left to replace; rollups of one hour from different partitions merged
+    again = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
+    assert again.replaced_events == 0 and again.partitions_replaced == 0
+    assert await usage_daily(pool) == daily
+    hours = await _rows(pool, "SELECT count(DISTINCT metadata->>'hour'), count(DISTINCT (metadata->>'hour', "
+                              "metadata->>'set')) FROM events WHERE type = 'usage.rolled_up'")
+    assert hours[0][0] == hours[0][1]
+
+
+async def test_the_swap_never_makes_appends_or_readers_queue(
+    database_url: str, pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """A long reader holds `events`: the swap keeps retrying (NOWAIT) instead of queueing, so an
+    append and a tail read meanwhile go through at once; the swap lands when the reader is done."""
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    await w.many(150)
+    before = await full_replay(pg_store)
+    async with await psycopg.AsyncConnection.connect(database_url) as reader:
+        await reader.execute("SELECT count(*) FROM events")  # holds ACCESS SHARE until it commits
+        run = asyncio.create_task(compact_once(pool, holder="t", retain_seconds=0, node_timeout=5))
+        while not run.done():  # until the first swap attempt has been refused
+            cur = await reader.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'events\\_c%%' AND NOT relispartition")
+            if (await cur.fetchone() or (0,))[0]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        t = time.perf_counter()
+        await w.flush(node="n3")
+        await pg_store.read(before.position - 3, 10)
+        waited = time.perf_counter() - t
+        assert not run.done()
+        await reader.rollback()
+    report = await run
+    assert waited < 0.5, waited
+    assert report.partitions_replaced >= 1 and report.partitions_busy == 0
+    assert usage_per_key_projection(await full_replay(pg_store)) == w.expected
+
+
+async def test_the_database_lays_out_rollups_exactly_as_the_python_plan(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """fold_into (the fold and layout in one SQL statement) writes the very rows plan_rollups and
+    the codec write: same positions, deltas (order included), counts and metadata."""
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    for i in range(60):
+        await w.flush(node=("n1", "n2")[i % 2], deltas=12, hour=HOUR0 + i // 25)
+    meta = {"actor": "compaction", "node_id": "t", "leader_epoch": 1}
+    async with pool.connection() as conn:
+        part = (await partitions(conn))[0]
+        keep = sorted(await watermark_positions(conn, 10**9, 2))
+        in_sql = await csql.build_replacement(conn, part, keep)
+        done = await csql.fold_into(conn, part, in_sql, keep, raw_version=1, rollup_version=1, max_deltas=7,
+                                    metadata=meta)
+        in_python = await csql.build_replacement(conn, part, keep)
+        raw, deltas_in, folded = await _python_fold(conn, Codec(), part, keep)
+        assert raw.newest is not None
+        plan = plan_rollups(folded, raw.positions, 7)
+        written = await _write_plan(conn, Codec(), plan, (len(raw.positions), raw.positions[0], raw.positions[-1]),
+                                    meta, raw.newest, table=in_python)
+        rows = [await (await conn.execute(f"SELECT position, stream, type, version, data, metadata, recorded_at "
+                                          f"FROM {t} ORDER BY position")).fetchall() for t in (in_sql, in_python)]
+    assert done is not None and done.rollups == written > 3
+    assert (done.replaced, done.deltas_in, done.deltas_out) == (len(raw.positions), deltas_in, len(folded))
+    assert rows[0] == rows[1]
+
+
+async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    await seed_config(pg_store)
+    await UsageWriter(pg_store).many(10)
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE events_c0_deadbeef (LIKE events)")
+    await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
+    assert await _rows(pool, "SELECT relname FROM pg_class WHERE relname = 'events_c0_deadbeef'") == []
+
+
+async def _replay_equals_live_across_compaction(url: str, sequence: list[Any]) -> None:
+    pool = open_pool(url, size=3)
+    await pool.open(wait=True)
+    try:
+        store = PostgresEventStore(pool)
+        live, _ = await run_steps(store, sequence)
+        for _ in range(2):  # before compaction, then after it
+            # usage folded by the database (a replay from 0), and event by event
+            for replay in (Projector(store, Projection()), Projector(store, Projection(), fold_in_store=False)):
+                await replay.catch_up()
+                assert replay.position == live.position == await store.head()
+                assert replay.config == live.config
+                assert replay.usage == live.usage
+            await compact_once(pool, holder="prop", retain_seconds=0, node_timeout=5)
+    finally:
+        await pool.close()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps)
+def test_replay_equals_live_over_partitions_before_and_after_compaction(pg_server: str,
+                                                                          sequence: list[Any]) -> None:
+    url = pg.fresh_database(pg_server)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            pg.repartition_empty(conn, 4)  # a 40-step log spans several partitions
+        asyncio.run(_replay_equals_live_across_compaction(url, sequence))
+    finally:
+        pg.drop_database(pg_server, url)
