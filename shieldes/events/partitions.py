@@ -5,6 +5,8 @@ into the last partition creates the next one, under the append lock, so partitio
 at a time and a reader or an append never finds a position without one. Creating is a CREATE TABLE
 of an empty table plus ATTACH PARTITION, which takes only SHARE UPDATE EXCLUSIVE on `events`: it
 waits for neither readers nor writers (milliseconds, once per `log_head.partition_size` events).
+It does wait for a running ANALYZE of `events` or a compaction swap: the partition ahead is then
+left to the next append (50 ms at most), so no append waits for long.
 Compaction replaces the content of partitions wholly below its cutoff (compaction_sql.py).
 """
 
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 _BOUNDS = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
@@ -44,18 +47,36 @@ def ranges_to_create(last: int, end: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
+async def _create(conn: AsyncConnection[Any], start: int, stop: int) -> None:
+    name = partition_name(start)
+    await conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
+    await conn.execute(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({stop})")
+
+
 async def cover(conn: AsyncConnection[Any], last: int, end: int, size: int) -> int:
     """Create the partitions `ranges_to_create` asks for; returns the new end. Call it holding the
-    append lock (it updates `log_head.partitions_end`)."""
-    ranges = ranges_to_create(last, end, size)
-    for start, stop in ranges:
-        name = partition_name(start)
-        await conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
-        await conn.execute(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({stop})")
-    if ranges:
-        end = ranges[-1][1]
-        await conn.execute("UPDATE log_head SET partitions_end = %s WHERE id = 1", (end,))
-    return end
+    append lock (it updates `log_head.partitions_end`). A partition this append writes into is
+    created whatever the wait; the one ahead only if `events` lets it at once (ATTACH waits for a
+    running ANALYZE or a compaction swap): otherwise the next append tries again."""
+    created = end
+    for start, stop in ranges_to_create(last, end, size):
+        if start <= last:
+            await _create(conn, start, stop)
+        else:
+            cur = await conn.execute("SELECT current_setting('lock_timeout')")
+            row = await cur.fetchone()
+            try:
+                async with conn.transaction():  # a savepoint: a refused ATTACH leaves the append intact
+                    await conn.execute("SET LOCAL lock_timeout = '50ms'")
+                    await _create(conn, start, stop)
+            except psycopg.errors.LockNotAvailable:
+                break
+            finally:
+                await conn.execute("SELECT set_config('lock_timeout', %s, true)", (row[0] if row else "0",))
+        created = stop
+    if created != end:
+        await conn.execute("UPDATE log_head SET partitions_end = %s WHERE id = 1", (created,))
+    return created
 
 
 async def ensure_covered(conn: AsyncConnection[Any], last: int) -> None:

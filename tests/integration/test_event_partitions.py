@@ -4,6 +4,7 @@ the whole log."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -36,6 +37,26 @@ async def test_appends_create_partitions_ahead_of_the_head(pool: AsyncConnection
     assert [p.start for p in parts] == list(range(0, end, TEST_PARTITION_SIZE))
     assert parts[-1].end == end and end > head + TEST_PARTITION_SIZE - 1  # a whole partition ahead
     assert len(used) >= 4 and sum(used.values()) == head  # rows spread over the partitions
+
+
+async def test_a_busy_events_table_defers_the_partition_ahead_not_the_append(
+    database_url: str, pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """ATTACH waits for a running ANALYZE (or a compaction swap): the partition ahead is left to a
+    later append instead of holding this one up."""
+    w = UsageWriter(pg_store)
+    await w.many(TEST_PARTITION_SIZE - 5)
+    async with await psycopg.AsyncConnection.connect(database_url) as busy:
+        await busy.execute("LOCK TABLE events IN SHARE UPDATE EXCLUSIVE MODE")  # what ANALYZE holds
+        t = time.perf_counter()
+        head = await w.many(10)  # into the last partition: the one ahead cannot be attached now
+        assert time.perf_counter() - t < 2.0
+        async with pool.connection() as conn:
+            assert [p.end for p in await partitions(conn)][-1] == 2 * TEST_PARTITION_SIZE > head
+        await busy.rollback()
+    await w.many(1)
+    async with pool.connection() as conn:
+        assert [p.end for p in await partitions(conn)][-1] == 3 * TEST_PARTITION_SIZE
 
 
 def _sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
