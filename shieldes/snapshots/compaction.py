@@ -63,6 +63,7 @@ BATCH_EVENTS = 5000
 YIELD_EVERY = 250  # rows decoded between yields to the event loop (~5 ms of CPU)
 SWAP_PATIENCE = 10.0  # seconds a partition swap keeps retrying while `events` is in use
 SWAP_RETRY = 0.02
+PARALLEL_PARTITIONS = 2
 
 
 class LeaderActive(ShieldesError):
@@ -266,6 +267,29 @@ async def _replace_partition(
     report.deltas_out += done.deltas_out
 
 
+async def _replace_partitions(
+    pool: AsyncConnectionPool[Any], codec: Codec, whole: list[Partition], *, epoch: int, keep: list[int],
+    max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
+) -> None:
+    """PARALLEL_PARTITIONS partitions at a time, each on a connection of its own (the fold is the
+    database's CPU; two of them keep two cores busy). The first error stops the others."""
+    queue = list(reversed(whole))
+
+    async def worker() -> None:
+        async with pool.connection() as conn:
+            while queue:
+                await _replace_partition(conn, codec, queue.pop(), epoch=epoch, keep=keep,
+                                         max_deltas=max_deltas, metadata=metadata, report=report)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(PARALLEL_PARTITIONS, len(whole)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _swap(conn: psycopg.AsyncConnection[Any], part: Partition, replacement: str, *, epoch: int,
                 report: CompactionReport) -> bool:
     """The fenced swap, retried while `events` is in use (it never waits in the lock queue, where
@@ -323,9 +347,8 @@ async def compact(
             keep = await watermark_positions(conn, report.cutoff, BOOTS_KEPT)
             report.kept_watermarks = len(keep)
             whole = [p for p in await partitions(conn) if p.last <= report.cutoff and replace_partitions]
-            for part in whole:
-                await _replace_partition(conn, codec, part, epoch=leader_epoch, keep=sorted(keep),
-                                         max_deltas=max_deltas, metadata=metadata, report=report)
+            await _replace_partitions(pool, codec, whole, epoch=leader_epoch, keep=sorted(keep),
+                                      max_deltas=max_deltas, metadata=metadata, report=report)
             # the rest, in the partition the cutoff falls in: batches that DELETE (< one partition)
             after: int | None = whole[-1].last if whole else 0
             while after is not None:
