@@ -1,6 +1,6 @@
 """Event log benchmark (not a timed test): batched append throughput and full replay speed.
 
-    python bench/bench_log.py [--events 1000000] [--deltas 4] [--database-url URL] [--keep]
+    python bench/bench_log.py [--events 1000000] [--deltas 4] [--database-url URL] [--keep | --reuse DBNAME]
 
 Creates a scratch database next to SHIELDES_DATABASE_URL (or the embedded server), migrates it,
 appends N usage events (each a realistic flush of --deltas per-(key, deployment) deltas) in
@@ -170,14 +170,22 @@ async def replay_phase(store: PostgresEventStore, total_mb: float, fold_sample: 
 
 async def main_async(args: argparse.Namespace) -> None:
     server = db.libpq_url(args.database_url) if args.database_url else db.resolve_database_url(Settings())
-    name, url = scratch_url(server)
+    if args.reuse:  # a database kept by an earlier run (--keep): replay only
+        parts = urlsplit(server)
+        name, url = args.reuse, urlunsplit((parts.scheme, parts.netloc, "/" + args.reuse, parts.query, ""))
+    else:
+        name, url = scratch_url(server)
+        if args.keep:
+            print(f"scratch database (kept): {name}", flush=True)
     try:
         pool = open_pool(url, size=2, name="bench")
         await pool.open(wait=True)
         try:
             store = PostgresEventStore(pool)
-            rows = await append_phase(store, args.events, args.deltas)
-            total_mb = sum(r.megabytes for r in rows)
+            rows = [] if args.reuse else await append_phase(store, args.events, args.deltas)
+            with psycopg.connect(url, autocommit=True) as conn:
+                json_mb = conn.execute("SELECT sum(pg_column_size(data)) FROM events").fetchone()
+            total_mb = sum(r.megabytes for r in rows) or float((json_mb[0] if json_mb else 0) or 0) / MB
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE events")
                 size = conn.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events') "
@@ -191,7 +199,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"event JSON: {total_mb:,.0f} MB ({args.deltas} deltas per event)"
         )
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             with psycopg.connect(server, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -214,6 +222,7 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--deltas", type=int, default=4, help="deltas per usage event (one flush)")
     parser.add_argument("--database-url", help="server to create the scratch database on")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--reuse", metavar="DBNAME", help="replay a database an earlier --keep run left (no append)")
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -34,8 +34,11 @@ ROLLUP = "usage.rolled_up"
 # replacement tables being built (events_c<start>_<token>) and the partitions they replaced, detached
 # (events_c<start>_<token>_old) until dropped
 STAGING_PREFIX = "events_c"
-_DELTA_COLUMNS = ("key_id text, team_id text, provider text, model text, hour bigint, requests bigint, "
-                  "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint")
+# a delta's fields, text in code point order (COLLATE "C"): grouping and sorting compare bytes, not
+# locale rules, and the order is the one Python gives the same tuples
+_DELTA_COLUMNS_C = ('key_id text COLLATE "C", team_id text COLLATE "C", provider text COLLATE "C", '
+                    'model text COLLATE "C", hour bigint, requests bigint, prompt_tokens bigint, '
+                    "completion_tokens bigint, cost_nusd bigint")
 Row = tuple[Any, ...]
 
 
@@ -183,80 +186,12 @@ async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list
     cur = await conn.execute(
         "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
         "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
-        f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS}) "
+        f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
         "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
-        'ORDER BY d.hour, d.key_id COLLATE "C", d.provider COLLATE "C", d.model COLLATE "C", '
-        "coalesce(d.team_id, '') COLLATE \"C\"",
+        "ORDER BY 1, 2, 3, 4, 5",
         (RAW, version, keep),
     )
     return await cur.fetchall()
-
-
-_ORDER = 'key_id COLLATE "C", provider COLLATE "C", model COLLATE "C", team COLLATE "C"'
-_FOLD_INTO = f"""
-WITH raw AS (
-    SELECT position, recorded_at, data FROM {{part}} WHERE type = %(raw)s AND version = %(raw_v)s
-    AND position <> ALL(%(keep)s)
-), sums AS (
-    SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, '') AS team,
-           sum(d.requests)::bigint AS r, sum(d.prompt_tokens)::bigint AS p,
-           sum(d.completion_tokens)::bigint AS c, sum(d.cost_nusd)::bigint AS n, count(*) AS deltas
-    FROM raw e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS})
-    GROUP BY 1, 2, 3, 4, 5
-), numbered AS (
-    SELECT *, (row_number() OVER (PARTITION BY hour ORDER BY {_ORDER}) - 1) / %(max_deltas)s AS chunk FROM sums
-), chunks AS (
-    SELECT hour, chunk, row_number() OVER (ORDER BY hour, chunk) AS k,
-           jsonb_agg(jsonb_build_object('key_id', key_id, 'team_id', nullif(team, ''), 'provider', provider,
-                                        'model', model, 'hour', hour, 'requests', r, 'prompt_tokens', p,
-                                        'completion_tokens', c, 'cost_nusd', n) ORDER BY {_ORDER}) AS deltas
-    FROM numbered GROUP BY hour, chunk
-), span AS (
-    SELECT count(*) AS n, min(position) AS first, max(position) AS last, max(recorded_at) AS newest,
-           array_agg(position ORDER BY position) AS positions, (SELECT count(*) FROM chunks) AS chunks
-    FROM raw
-), ins AS (
-    INSERT INTO {{replacement}} (position, stream, type, version, data, metadata, recorded_at)
-    SELECT s.positions[s.n - s.chunks + c.k], %(stream)s, %(rollup)s, %(roll_v)s,
-           jsonb_build_object('replaced_events', CASE WHEN c.k = 1 THEN s.n ELSE 0 END,
-                              'first_position', s.first, 'last_position', s.last, 'deltas', c.deltas),
-           %(meta)s::jsonb || jsonb_build_object('set', s.last, 'hour', c.hour), s.newest
-    FROM chunks c CROSS JOIN span s WHERE s.chunks <= s.n
-    RETURNING jsonb_array_length(data->'deltas') AS k
-)
-SELECT (SELECT n FROM span), (SELECT chunks FROM span), count(*), coalesce(sum(k), 0),
-       (SELECT coalesce(sum(deltas), 0) FROM sums)
-FROM ins
-"""
-
-
-@dataclass(frozen=True)
-class FoldedInto:
-    replaced: int
-    rollups: int
-    deltas_in: int
-    deltas_out: int
-
-
-async def fold_into(conn: AsyncConnection[Any], part: Partition, replacement: str, keep: list[int], *,
-                    raw_version: int, rollup_version: int, max_deltas: int,
-                    metadata: dict[str, Any]) -> FoldedInto | None:
-    """The whole fold of a partition's raw usage (of `raw_version`) in one statement: the database
-    sums the deltas per (hour, key, provider, model, team), lays them out as rollups exactly as
-    snapshots/rollups.plan_rollups does (per hour, chunks of `max_deltas` in sorted order, on the
-    newest replaced positions, the count on the first) and inserts them into the replacement.
-    None when that layout does not apply (more chunks than positions: the caller plans in Python)."""
-    cur = await conn.execute(
-        _FOLD_INTO.format(part=part.name, replacement=replacement),
-        {"raw": RAW, "raw_v": raw_version, "keep": keep, "max_deltas": max_deltas, "stream": ROLLUP_STREAM,
-         "rollup": ROLLUP, "roll_v": rollup_version, "meta": Jsonb(metadata)},
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    replaced, chunks, rollups, deltas_out, deltas_in = (int(v or 0) for v in row)
-    if chunks > replaced:
-        return None
-    return FoldedInto(replaced, rollups, deltas_in, deltas_out)
 
 
 async def partition_other_versions(conn: AsyncConnection[Any], part: Partition, keep: list[int],

@@ -54,7 +54,7 @@ from shieldes.events.watermarks import watermark_positions
 from shieldes.projections.usage import BOOTS_KEPT
 from shieldes.snapshots.codec import READABLE_FORMATS
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
-from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, plan_rollups
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, deltas_of_sums, plan_rollups
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
@@ -186,6 +186,8 @@ async def _write_plan(
     carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
     Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
     sets are found for merging without reading their deltas."""
+    if not plan:  # flushes without deltas: nothing to carry
+        return 0
     set_id = max(p[0] for p in plan)
     rows = []
     for i, (position, hour, part) in enumerate(plan):
@@ -215,20 +217,23 @@ async def _merge_hours(
             report.rollups_merged += len(rows) - written
 
 
-async def _python_fold(
+async def _partition_fold(
     conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, keep: list[int]
 ) -> tuple[csql.PartitionRaw, int, tuple[UsageDelta, ...]]:
-    """(raw events, deltas in, folded deltas) of a partition's raw usage, for what `fold_into`
-    does not do in the database: events of older versions (upcast by the codec), and layouts
-    with more rollups than positions."""
+    """(raw events, deltas in, folded deltas) of a partition's raw usage: the database sums the
+    current version's deltas (in parallel workers); older versions are upcast by the codec."""
     raw = await csql.partition_raw(conn, part, keep, UsageRecorded.VERSION)
+    if not raw.positions:
+        return raw, 0, ()
+    sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION)
+    if not raw.other_versions:
+        return raw, sum(r[-1] for r in sums), deltas_of_sums(sums)
     folder = Folder()
-    folder.add_sums(await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION))
-    if raw.other_versions:
-        for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
-            event = codec.decode(type_, version, orjson.loads(text))
-            assert isinstance(event, UsageRecorded)
-            folder.add(event.deltas)
+    folder.add_sums(sums)
+    for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
+        event = codec.decode(type_, version, orjson.loads(text))
+        assert isinstance(event, UsageRecorded)
+        folder.add(event.deltas)
     return raw, folder.count, await folder.result_async()
 
 
@@ -238,33 +243,24 @@ async def _replace_partition(
 ) -> None:
     """Replace a partition wholly at or below the cutoff by its kept rows plus the rollups of its
     raw usage, built beside it and swapped in (events/compaction_sql.py)."""
-    raw_events, other_versions = await csql.partition_raw_counts(conn, part, keep, UsageRecorded.VERSION)
-    if not raw_events:
+    raw, deltas_in, folded = await _partition_fold(conn, codec, part, keep)
+    if not raw.positions:
         return
+    assert raw.newest is not None
     replacement = await csql.build_replacement(conn, part, keep)
     try:
-        done = None
-        if not other_versions:
-            done = await csql.fold_into(conn, part, replacement, keep, raw_version=UsageRecorded.VERSION,
-                                        rollup_version=UsageRolledUp.VERSION, max_deltas=max_deltas,
-                                        metadata=metadata)
-        if done is None:
-            raw, deltas_in, folded = await _python_fold(conn, codec, part, keep)
-            assert raw.newest is not None
-            plan = plan_rollups(folded, raw.positions, max_deltas)
-            rollups = await _write_plan(conn, codec, plan, (len(raw.positions), raw.positions[0],
-                                                            raw.positions[-1]), metadata, raw.newest,
-                                        table=replacement)
-            done = csql.FoldedInto(len(raw.positions), rollups, deltas_in, len(folded))
+        plan = plan_rollups(folded, raw.positions, max_deltas)
+        rollups = await _write_plan(conn, codec, plan, (len(raw.positions), raw.positions[0], raw.positions[-1]),
+                                    metadata, raw.newest, table=replacement)
         if not await _swap(conn, part, replacement, epoch=epoch, report=report):
             return
     finally:
         await csql.drop_table(conn, replacement)  # gone already once swapped in (renamed)
     report.partitions_replaced += 1
-    report.rollup_events += done.rollups
-    report.replaced_events += done.replaced
-    report.deltas_in += done.deltas_in
-    report.deltas_out += done.deltas_out
+    report.rollup_events += rollups
+    report.replaced_events += len(raw.positions)
+    report.deltas_in += deltas_in
+    report.deltas_out += len(folded)
 
 
 async def _replace_partitions(

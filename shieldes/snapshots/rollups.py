@@ -70,6 +70,12 @@ class Folder:
         return tuple(out)
 
 
+def deltas_of_sums(rows: list[tuple[Any, ...]]) -> tuple[UsageDelta, ...]:
+    """`Folder.add_sums(rows)` then `result()`, for rows the database already grouped and sorted the
+    same way (events/compaction_sql.partition_sums): the deltas straight away."""
+    return tuple(UsageDelta(k, t or None, p, m, h, r, pt, ct, n) for h, k, p, m, t, r, pt, ct, n, _ in rows)
+
+
 def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
     folder = Folder()
     folder.add(deltas)

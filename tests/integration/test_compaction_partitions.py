@@ -13,13 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.events import compaction_sql as csql
+from shieldes.events.catalog import UsageDelta, UsageRecorded
 from shieldes.events.codec import Codec
 from shieldes.events.partitions import partitions, relation_size
 from shieldes.events.pg_store import PostgresEventStore, open_pool
-from shieldes.events.watermarks import watermark_positions
+from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.projector import Projection, Projector
-from shieldes.snapshots.compaction import _python_fold, _write_plan, compact_once
-from shieldes.snapshots.rollups import plan_rollups
+from shieldes.snapshots.compaction import compact_once
+from shieldes.snapshots.rollups import Folder, deltas_of_sums
 from tests import pg
 from tests.integration.usage_log import (
     HOUR0,
@@ -129,33 +130,27 @@ async def test_the_swap_never_makes_appends_or_readers_queue(
     assert usage_per_key_projection(await full_replay(pg_store)) == w.expected
 
 
-async def test_the_database_lays_out_rollups_exactly_as_the_python_plan(
+async def test_the_database_sums_sort_as_the_python_fold(
     pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
 ) -> None:
-    """fold_into (the fold and layout in one SQL statement) writes the very rows plan_rollups and
-    the codec write: same positions, deltas (order included), counts and metadata."""
-    await seed_config(pg_store)
+    """partition_sums groups and sorts in the database (COLLATE "C"): taken as they come, its rows
+    are the deltas the Python fold of the same events gives, in the same order."""
     w = UsageWriter(pg_store)
     for i in range(60):
         await w.flush(node=("n1", "n2")[i % 2], deltas=12, hour=HOUR0 + i // 25)
-    meta = {"actor": "compaction", "node_id": "t", "leader_epoch": 1}
+    await pg_store.append("usage:n3", [NewEvent.of(UsageRecorded("n3", 1, 1, (
+        UsageDelta("Key-Ä", None, "openai", "gpt-4o", HOUR0, 1, 1, 1, 1),
+        UsageDelta("key_a", "t", "openai", "gpt-4o", HOUR0, 1, 1, 1, 1),
+        UsageDelta("KEY-z", None, "Open", "gpt-4o", HOUR0, 1, 1, 1, 1))), Codec())], AppendOptions())
     async with pool.connection() as conn:
         part = (await partitions(conn))[0]
-        keep = sorted(await watermark_positions(conn, 10**9, 2))
-        in_sql = await csql.build_replacement(conn, part, keep)
-        done = await csql.fold_into(conn, part, in_sql, keep, raw_version=1, rollup_version=1, max_deltas=7,
-                                    metadata=meta)
-        in_python = await csql.build_replacement(conn, part, keep)
-        raw, deltas_in, folded = await _python_fold(conn, Codec(), part, keep)
-        assert raw.newest is not None
-        plan = plan_rollups(folded, raw.positions, 7)
-        written = await _write_plan(conn, Codec(), plan, (len(raw.positions), raw.positions[0], raw.positions[-1]),
-                                    meta, raw.newest, table=in_python)
-        rows = [await (await conn.execute(f"SELECT position, stream, type, version, data, metadata, recorded_at "
-                                          f"FROM {t} ORDER BY position")).fetchall() for t in (in_sql, in_python)]
-    assert done is not None and done.rollups == written > 3
-    assert (done.replaced, done.deltas_in, done.deltas_out) == (len(raw.positions), deltas_in, len(folded))
-    assert rows[0] == rows[1]
+        rows = await csql.partition_sums(conn, part, [], 1)
+        raw = await pg_store.read(0, 1000)
+    folder = Folder()
+    for e in raw:
+        if e.type == "usage.recorded" and e.position < part.end:
+            folder.add_data(e.data["deltas"])
+    assert deltas_of_sums(rows) == folder.result() and sum(r[-1] for r in rows) == folder.count
 
 
 async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
