@@ -196,7 +196,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print_table(rows)
         print(
             f"events table on disk: {(size[0] if size else 0) / MB:,.0f} MB; "
-            f"event JSON: {total_mb:,.0f} MB ({args.deltas} deltas per event)"
+            f"{'stored jsonb' if args.reuse else 'event JSON'}: {total_mb:,.0f} MB ({args.deltas} deltas per event)"
         )
     finally:
         if not args.keep and not args.reuse:
