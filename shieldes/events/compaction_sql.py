@@ -3,9 +3,9 @@
 Two ways raw usage leaves the log:
 - a partition wholly at or below the cutoff is **replaced**: its kept rows (everything but the raw
   usage being folded) and the new rollups are written to a fresh table next to it, which is then
-  swapped in for the old partition in one short transaction (detach and drop the old one, attach
-  the new one): the old partition's files are unlinked at commit, so the disk goes back to the OS,
-  and nothing is DELETEd;
+  swapped in for the old partition in one short transaction (detach the old one, attach the new
+  one); the old one is dropped right after, so its files are unlinked and the disk goes back to
+  the OS, and nothing is DELETEd;
 - the raw usage at or below the cutoff in the partition the cutoff falls in (less than one
   partition's worth) is folded in batches that DELETE it, as before partitions.
 
