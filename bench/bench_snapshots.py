@@ -139,8 +139,9 @@ async def size_parts(pool: AsyncConnectionPool[Any]) -> str:
     """heap / toast / indexes of `events` (all partitions), to see where growth comes from."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT sum(pg_relation_size(c.oid)), "
-            "sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)), sum(pg_indexes_size(c.oid)), "
+            "SELECT sum(pg_relation_size(c.oid))::bigint, "
+            "sum(coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0))::bigint, "
+            "sum(pg_indexes_size(c.oid))::bigint, "
             "count(*) FROM pg_partition_tree('events') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
         )
         row = await cur.fetchone()
