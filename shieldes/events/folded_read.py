@@ -63,6 +63,6 @@ async def read_folded(conn: AsyncConnection[Any], after: int) -> FoldedLog:
                                  "position <= %s ORDER BY position DESC LIMIT 1", (after, head))
         last = await cur.fetchone()
     max_day = max((g[2] for g in groups), default=None)
-    upto = int(last[0]) if last else after
-    return FoldedLog(upto, horizon, events, groups, max_day, seqs,
-                     Fingerprint(last[1], last[2], last[3]) if last else None)
+    # the state is the log's at `head`: positions between the newest event and the head hold none
+    return FoldedLog(max(head, after), horizon, events, groups, max_day, seqs,
+                     Fingerprint(last[1], last[2], last[3]) if last and last[0] == head else None)

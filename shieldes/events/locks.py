@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.events.pg_store import configure_connection
+
 
 class LockBusy(Exception):
     """`try_only` and another session holds the lock."""
@@ -39,6 +41,23 @@ async def session_lock(
                 raise LockBusy(f"advisory lock {key:#x} is held by another session")
         else:
             await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def dedicated_connection(
+    pool: AsyncConnectionPool[Any], *, connect_timeout: int = 10
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection of its own to `pool`'s database (autocommit, JSON via orjson), closed on the way
+    out: for long maintenance work that must not take a pooled connection from the requests."""
+    conninfo = pool.conninfo
+    if not isinstance(conninfo, str):
+        raise TypeError("dedicated_connection needs a pool opened with a conninfo string")
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=connect_timeout)
+    try:
+        await configure_connection(conn)
         yield conn
     finally:
         await conn.close()

@@ -42,11 +42,11 @@ class LogPage:
 
 @dataclass(frozen=True)
 class FoldedLog:
-    """The log after a cursor up to `upto` (its newest event) with the usage events of this release's
+    """The log after a cursor up to `upto` (the log's head) with the usage events of this release's
     versions folded by the store (events/folded_read.py): `events` (ascending) are the others;
     `groups` the folded usage as projections/usage.UsageGroup rows, `max_day` the newest UTC day
     of their deltas, `seqs` (node, epoch, max seq) of the raw flushes; `last` identifies the event
-    at `upto`."""
+    at `upto` (None: there is none)."""
 
     upto: int
     horizon: int

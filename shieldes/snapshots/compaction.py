@@ -8,10 +8,10 @@ Why it is safe (see docs/snapshots.md for the long form):
   rows go in the same transaction. Every live reader is past the cutoff, so it never sees the
   rollup (it already folded the raw events); a replay from scratch sees the rollup instead of them.
 - Two ways of replacing, same positions: a partition of `events` wholly at or below the cutoff is
-  rebuilt beside it (its kept rows plus the rollups of its raw usage, folded by the database) and
-  swapped in, in one transaction (detach + drop the old partition, attach the new one: the disk goes
-  back to the OS, nothing is DELETEd); the raw usage at or below the cutoff in the partition the
-  cutoff falls in is folded in batches that delete it.
+  rebuilt beside it (its kept rows plus the rollups of its raw usage, summed by the database) and
+  swapped in, in one transaction (detach the old partition, attach the new one), then the old one
+  is dropped: the disk goes back to the OS, nothing is DELETEd. The raw usage at or below the
+  cutoff in the partition the cutoff falls in is folded in batches that delete it.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
 - The highest-seq raw event of each node's newest boots (BOOTS_KEPT) being folded is kept: it
@@ -47,7 +47,7 @@ from shieldes.errors import ShieldesError
 from shieldes.events import compaction_sql as csql
 from shieldes.events.catalog import UsageDelta, UsageRecorded, UsageRolledUp
 from shieldes.events.codec import Codec
-from shieldes.events.locks import LockBusy, session_lock
+from shieldes.events.locks import LockBusy, dedicated_connection, session_lock
 from shieldes.events.partitions import Partition, partitions
 from shieldes.events.pg_store import raise_horizon
 from shieldes.events.watermarks import watermark_positions
@@ -186,8 +186,8 @@ async def _write_plan(
     carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
     Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
     sets are found for merging without reading their deltas."""
-    if not plan:  # flushes without deltas: nothing to carry
-        return 0
+    if not plan:  # flushes without deltas: an empty rollup still takes their newest position
+        plan = [(span[2], None, ())]
     set_id = max(p[0] for p in plan)
     rows = []
     for i, (position, hour, part) in enumerate(plan):
@@ -264,20 +264,24 @@ async def _replace_partition(
 
 
 async def _replace_partitions(
-    pool: AsyncConnectionPool[Any], codec: Codec, whole: list[Partition], *, epoch: int, keep: list[int],
-    max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
+    pool: AsyncConnectionPool[Any], conn: psycopg.AsyncConnection[Any], codec: Codec, whole: list[Partition], *,
+    epoch: int, keep: list[int], max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
 ) -> None:
-    """PARALLEL_PARTITIONS partitions at a time, each on a connection of its own (the fold is the
-    database's CPU; two of them keep two cores busy). The first error stops the others."""
+    """PARALLEL_PARTITIONS partitions at a time: one on `conn`, the others each on a dedicated
+    connection (not the pool's: those serve requests). The first error stops the others."""
     queue = list(reversed(whole))
 
-    async def worker() -> None:
-        async with pool.connection() as conn:
-            while queue:
-                await _replace_partition(conn, codec, queue.pop(), epoch=epoch, keep=keep,
-                                         max_deltas=max_deltas, metadata=metadata, report=report)
+    async def work(c: psycopg.AsyncConnection[Any]) -> None:
+        while queue:
+            await _replace_partition(c, codec, queue.pop(), epoch=epoch, keep=keep, max_deltas=max_deltas,
+                                     metadata=metadata, report=report)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(PARALLEL_PARTITIONS, len(whole)))]
+    async def worker() -> None:
+        async with dedicated_connection(pool) as c:
+            await work(c)
+
+    extra = max(0, min(PARALLEL_PARTITIONS, len(whole)) - 1)
+    tasks = [asyncio.ensure_future(work(conn)), *(asyncio.ensure_future(worker()) for _ in range(extra))]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -343,7 +347,7 @@ async def compact(
             keep = await watermark_positions(conn, report.cutoff, BOOTS_KEPT)
             report.kept_watermarks = len(keep)
             whole = [p for p in await partitions(conn) if p.last <= report.cutoff and replace_partitions]
-            await _replace_partitions(pool, codec, whole, epoch=leader_epoch, keep=sorted(keep),
+            await _replace_partitions(pool, conn, codec, whole, epoch=leader_epoch, keep=sorted(keep),
                                       max_deltas=max_deltas, metadata=metadata, report=report)
             # the rest, in the partition the cutoff falls in: batches that DELETE (< one partition)
             after: int | None = whole[-1].last if whole else 0
