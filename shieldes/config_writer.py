@@ -1,6 +1,7 @@
 """Config writes: catch up the config, decide, append with an optimistic check, retry on a race.
 
-Used by the CLI (`execute`, which folds the config stream) and by a node's admin API
+Used by the CLI (`scoped_write`, which folds only what a key command reads; else `write_config`,
+which folds the newest snapshot's config plus the config stream after it) and by a node's admin API
 (`execute_live`, which decides on the node's in-memory projection). A refused command appends nothing.
 """
 
@@ -16,6 +17,7 @@ from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedE
 from shieldes.projections.commands import Command, decide
 from shieldes.projections.config import apply_config
 from shieldes.projections.projector import Projector
+from shieldes.projections.scope import scope_of
 from shieldes.projections.state import ConfigState
 
 ATTEMPTS = 5
@@ -84,6 +86,38 @@ async def write_config(
             continue
         written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
         state = view.state
+        for recorded in written:
+            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
+        return LiveWrite(written, state)
+    raise AssertionError("unreachable")
+
+
+async def scoped_write(
+    store: EventStore, command: Command, *, actor: str, codec: Codec | None = None
+) -> LiveWrite | None:
+    """`write_config` for a command whose decision reads only the entities it names
+    (projections/scope.py): folds the shared config plus those entities' events, a few dozen
+    events whatever the number of keys, and decides on that. None: the command needs the whole
+    config. The returned state holds only what was folded (enough to print the result)."""
+    scope = scope_of(command)
+    if scope is None:
+        return None
+    codec = codec or Codec()
+    for attempt in range(ATTEMPTS):
+        events, head = await store.read_scope(scope)
+        state = ConfigState()
+        for recorded in events:
+            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
+        new = [NewEvent.of(e, codec) for e in decide(state, command)]
+        try:
+            result = await store.append(
+                CONFIG_STREAM, new, AppendOptions(metadata={"actor": actor}, expected_config_position=head)
+            )
+        except ConcurrentChange:
+            if attempt == ATTEMPTS - 1:
+                raise
+            continue
+        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
         for recorded in written:
             state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
         return LiveWrite(written, state)

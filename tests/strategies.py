@@ -55,6 +55,21 @@ def unset_or(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.just(UNSET), strategy)
 
 
+create_keys = st.builds(
+    CreateKey,
+    ids.map(lambda i: "key_" + i),
+    names,
+    st.integers(0, 9).map(lambda i: f"hash{i}"),
+    st.just("sk-shd-abcd"),
+    st.one_of(st.none(), models),
+    limits,
+    limits,
+    st.one_of(st.none(), money),
+    periods,
+    st.one_of(st.none(), st.none(), names),
+    expiries,
+)
+revoke_keys = st.builds(RevokeKey, st.one_of(names, ids.map(lambda i: "key_" + i)))
 commands = st.one_of(
     st.builds(
         AddProvider,
@@ -83,20 +98,7 @@ commands = st.one_of(
     st.builds(RemoveModelAlias, names),
     st.builds(SetPricing, names, money, money),
     st.builds(CreateTeam, ids.map(lambda i: "team_" + i), names, st.one_of(st.none(), money), periods),
-    st.builds(
-        CreateKey,
-        ids.map(lambda i: "key_" + i),
-        names,
-        st.integers(0, 9).map(lambda i: f"hash{i}"),
-        st.just("sk-shd-abcd"),
-        st.one_of(st.none(), models),
-        limits,
-        limits,
-        st.one_of(st.none(), money),
-        periods,
-        st.one_of(st.none(), st.none(), names),
-        expiries,
-    ),
+    create_keys,
     st.builds(
         UpdateKey,
         st.one_of(names, ids.map(lambda i: "key_" + i)),
@@ -106,7 +108,7 @@ commands = st.one_of(
         unset_or(st.one_of(st.none(), names)),
         unset_or(expiries),
     ),
-    st.builds(RevokeKey, st.one_of(names, ids.map(lambda i: "key_" + i))),
+    revoke_keys,
     st.builds(RotateKey, names, st.integers(10, 19).map(lambda i: f"hash{i}"), st.just("sk-shd-efgh")),
     st.builds(SetBudget, st.sampled_from(["key", "team"]), names, st.one_of(st.none(), money), periods),
 )

@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from shieldes import db
-from shieldes.config_writer import ConfigView, load_config, write_config
+from shieldes.config_writer import ConfigView, load_config, scoped_write, write_config
 from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.events.codec import Codec, UnknownEvent
 from shieldes.events.pg_store import PostgresEventStore, open_pool
@@ -149,13 +149,17 @@ class Written:
 
 
 async def write(command: Command) -> Written:
-    """Decide `command` against the current config and append its events (nothing on refusal):
-    the config is the newest snapshot's plus the config events after it, not a fold from 0."""
+    """Decide `command` against the current config and append its events (nothing on refusal).
+    A key create or revoke folds only the shared config and the entities it names (a read in SQL);
+    any other command the newest snapshot's config plus the config events after it, not a fold
+    from 0."""
     ctx = cli_context()
     codec = Codec()
     async with open_store(ctx.database_url()) as store:
-        base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
-        done = await write_config(store, command, actor=actor(), codec=codec, base=base)
+        done = await scoped_write(store, command, actor=actor(), codec=codec)
+        if done is None:
+            base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
+            done = await write_config(store, command, actor=actor(), codec=codec, base=base)
     return Written(done.events, done.state)
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
+from shieldes.events.scope import Scope, select
 from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
 
 
@@ -91,3 +92,7 @@ class InMemoryEventStore:
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         return [e for e in self._events if e.stream == CONFIG_STREAM and e.metadata.get(metadata_field) == value]
+
+    async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
+        config = [e for e in self._events if e.stream == CONFIG_STREAM]
+        return [config[i] for i in select([(e.type, e.data) for e in config], scope)], self._config_position

@@ -25,6 +25,7 @@ from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
 from shieldes.events.folded_read import read_folded
 from shieldes.events.partitions import cover
+from shieldes.events.scope import Scope, teams_of
 from shieldes.events.store import (
     AppendOptions,
     AppendResult,
@@ -262,6 +263,52 @@ class PostgresEventStore:
                 (CONFIG_STREAM, metadata_field, value),
             )
             return [row_to_event(r) for r in await cur.fetchall()]
+
+    async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
+        # one snapshot of the log: the head matches the events (REPEATABLE READ)
+        async with translated("read the event log"), self._pool.connection() as conn, conn.transaction(), \
+                conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            await cur.execute("SELECT config_position FROM log_head WHERE id = 1")
+            head = await cur.fetchone()
+            await cur.execute(SCOPE_IDS_SQL, {"keys": list(scope.keys), "hashes": list(scope.hashes),
+                                              "teams": list(scope.teams)})
+            ids = {r[0] for r in await cur.fetchall()}
+            await cur.execute(SCOPE_EVENTS_SQL, {"ids": list(ids)})
+            events = [row_to_event(r) for r in await cur.fetchall()]
+            extra = teams_of((e.type, e.data) for e in events) - ids
+            if extra:
+                await cur.execute(SCOPE_SUBJECTS_SQL, {"ids": list(extra)})
+                events = sorted(events + [row_to_event(r) for r in await cur.fetchall()], key=lambda e: e.position)
+            return events, int(head[0]) if head else 0
+
+
+# events/scope.py in SQL. The literals match the partial indexes of migration 0009 (the planner
+# uses a partial index only for a clause it can prove implies the index's predicate).
+SCOPE_IDS_SQL = (
+    "SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'virtual_key.created'"
+    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(keys)s)"
+    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'virtual_key.created'"
+    " AND data->>'name' = ANY(%(keys)s)"
+    " UNION SELECT data->>'id' FROM events WHERE stream = 'config'"
+    " AND type IN ('virtual_key.created', 'virtual_key.rotated') AND data->>'key_hash' = ANY(%(hashes)s)"
+    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'team.created'"
+    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(teams)s)"
+    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'team.created'"
+    " AND data->>'name' = ANY(%(teams)s)"
+)
+SCOPE_SUBJECTS_SQL = (
+    f"SELECT {_COLUMNS} FROM events"
+    " WHERE stream = 'config' AND type IN ('virtual_key.created', 'virtual_key.updated', 'virtual_key.revoked',"
+    " 'virtual_key.rotated', 'rate_limit.set', 'budget.set', 'budget.removed', 'team.created')"
+    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(ids)s)"
+)
+SCOPE_EVENTS_SQL = (
+    f"SELECT {_COLUMNS} FROM events"
+    " WHERE stream = 'config' AND type NOT IN ('virtual_key.created', 'virtual_key.updated', 'virtual_key.revoked',"
+    " 'virtual_key.rotated', 'rate_limit.set', 'budget.set', 'budget.removed', 'team.created')"
+    " UNION ALL " + SCOPE_SUBJECTS_SQL + " ORDER BY position"
+)
 
 
 def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from shieldes.events.catalog import CONFIG_STREAM, Event
 from shieldes.events.codec import Codec
+from shieldes.events.scope import Scope
 
 Data = dict[str, Any]
 
@@ -127,6 +128,11 @@ class EventStore(Protocol):
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         """Config events whose metadata has `metadata_field` == `value`, ascending (idempotency keys)."""
+        ...
+
+    async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
+        """The config events `scope` selects (events/scope.py), ascending, and the config head as
+        of the same read."""
         ...
 
     async def fingerprint(self, position: int) -> Fingerprint | None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 import zstandard
 
 from shieldes import db
+from shieldes.projections.keytable import layered_key_maps
 from shieldes.projections.projector import Projection
 from shieldes.projections.state import (
     AdminToken,
@@ -35,9 +36,10 @@ from shieldes.projections.state import (
     VirtualKey,
 )
 from shieldes.projections.usage import Totals, UsageState, keep_newest_boots
+from shieldes.snapshots import key_columns
 
-FORMAT = 2  # 2: config_tip recorded; HMAC seal
-READABLE_FORMATS = frozenset({2})  # layouts decode() reads: older snapshots keep loading
+FORMAT = 3  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py)
+READABLE_FORMATS = frozenset({2, 3})  # layouts decode() reads: older snapshots keep loading
 MAC_PREFIX = "hmac-sha256:"
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
@@ -81,7 +83,18 @@ def _tuple(v: list[str] | None) -> tuple[str, ...] | None:
     return None if v is None else tuple(v)
 
 
-def config_to_plain(c: ConfigState) -> Plain:
+def config_to_plain(c: ConfigState, fmt: int = FORMAT) -> Plain:
+    if fmt < 3:
+        return _config_to_plain_v2(c)
+    # the three key maps become one set of columns (the indexes are rebuilt on load)
+    plain = _config_to_plain_v2(replace(c, keys={}, key_ids_by_hash={}, key_ids_by_name={}))
+    for field in ("keys", "key_ids_by_hash", "key_ids_by_name"):
+        del plain[field]
+    plain["key_columns"] = key_columns.to_plain(c.keys)
+    return plain
+
+
+def _config_to_plain_v2(c: ConfigState) -> Plain:
     return {
         "providers": {
             n: {"kind": d.kind, "base_url": d.base_url, "secret_ref": d.secret_ref,
@@ -119,6 +132,14 @@ def config_to_plain(c: ConfigState) -> Plain:
 
 
 def config_from_plain(p: Plain) -> ConfigState:
+    if "key_columns" not in p:  # format 2
+        return _config_from_plain_v2(p)
+    keys, by_hash, by_name = layered_key_maps(key_columns.from_plain(p["key_columns"]))
+    return replace(_config_from_plain_v2({**p, "keys": {}, "key_ids_by_hash": {}, "key_ids_by_name": {}}),
+                   keys=keys, key_ids_by_hash=by_hash, key_ids_by_name=by_name)
+
+
+def _config_from_plain_v2(p: Plain) -> ConfigState:
     return ConfigState(
         providers={
             n: Deployment(n, d["kind"], d["base_url"], d["secret_ref"], tuple(d["models"]), d["weight"],
@@ -190,13 +211,14 @@ def usage_from_plain(p: Plain) -> UsageState:
 # --- whole projection --------------------------------------------------------------------------
 
 
-def projection_to_json(projection: Projection) -> bytes:
+def projection_to_json(projection: Projection, fmt: int = FORMAT) -> bytes:
     """Synchronous on purpose: the usage state is mutated by the projector between awaits, so the
-    plain copy must be taken in one step of the event loop. Compression can then run in a thread."""
+    plain copy must be taken in one step of the event loop. Compression can then run in a thread.
+    `fmt`: an older layout this release still reads (for tests and benchmarks of old snapshots)."""
     plain = {
-        "format": FORMAT,
+        "format": fmt,
         "position": projection.position,
-        "config": config_to_plain(projection.config),
+        "config": config_to_plain(projection.config, fmt),
         "usage": usage_to_plain(projection.usage),
         "config_tip": list(projection.config_tip),
     }
@@ -216,13 +238,13 @@ def _seal_of(state: bytes, key: bytes | None) -> str:
     return MAC_PREFIX + hmac.new(key, state, hashlib.sha256).hexdigest()
 
 
-def seal(raw_json: bytes, position: int, key: bytes | None = None) -> EncodedSnapshot:
+def seal(raw_json: bytes, position: int, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
     state = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw_json)
-    return EncodedSnapshot(position, db.SCHEMA_HEAD, FORMAT, state, _seal_of(state, key))
+    return EncodedSnapshot(position, db.SCHEMA_HEAD, fmt, state, _seal_of(state, key))
 
 
-def encode(projection: Projection, key: bytes | None = None) -> EncodedSnapshot:
-    return seal(projection_to_json(projection), projection.position, key)
+def encode(projection: Projection, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
+    return seal(projection_to_json(projection, fmt), projection.position, key, fmt)
 
 
 def check_seal(state: bytes, checksum: str, key: bytes | None) -> None:

@@ -79,7 +79,17 @@ async def test_the_cli_writes_and_lists_from_the_snapshot(
     env = {"SHIELDES_CLUSTER_SECRET": SECRET}
     await seed_config(pg_store)
     await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=5, key=codec.mac_key(SECRET))
+    # an event below the snapshot edited in place: a fold from position 0 would show the edit,
+    # a start from the snapshot (whose recorded tip still matches the log) does not read it
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE events SET data = jsonb_set(data, '{name}', '\"edited-in-the-log\"')"
+                           " WHERE type = 'virtual_key.created' AND data->>'id' = 'k1'")
     made = await asyncio.to_thread(ok, database_url, "key", "create", "--name", "after", env=env)
     assert made["name"] == "after"
-    listed = await asyncio.to_thread(ok, database_url, "key", "list", env=env)
-    assert {"after", "key-k1", "key-k3"} <= {k["name"] for k in listed}
+    listed = {k["name"] for k in await asyncio.to_thread(ok, database_url, "key", "list", env=env)}
+    assert {"after", "key-k1", "key-k3"} <= listed and "edited-in-the-log" not in listed
+    shown = await asyncio.to_thread(ok, database_url, "key", "show", "k1", env=env)
+    assert shown["name"] == "key-k1"
+    # without the key that seals the snapshot, the CLI folds from 0 and reads the edit
+    listed = {k["name"] for k in await asyncio.to_thread(ok, database_url, "key", "list")}
+    assert "edited-in-the-log" in listed and "key-k1" not in listed

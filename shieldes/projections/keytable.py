@@ -1,0 +1,155 @@
+"""Virtual keys as columns: the key map a node loads from a snapshot without building one object
+per key.
+
+A million keys as a map of VirtualKey objects take seconds to build (one object and three map
+entries each); as parallel lists of their fields they are one parse plus two dicts built by zip
+(id -> row, hash -> id; name -> id is built on its first read). A key is materialised on each
+read (about a microsecond: nothing to keep, nothing grows). The table is never changed: the fold
+layers changes over it (pmap.LayeredMap), so the columns a snapshot gave stay as they were.
+
+Fields that most keys leave at their default (models, team, expiry, revocation, limits, budget)
+are sparse: row -> value for the rows that set them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from shieldes.projections.pmap import LayeredMap
+from shieldes.projections.state import VirtualKey
+
+SPARSE = ("models", "team_id", "expires_at", "revoked", "rpm", "tpm", "budget")
+
+
+@dataclass(frozen=True)
+class KeyColumns:
+    """Every key's fields, one list per dense field and row -> value per sparse field; rows in the
+    order of `id` (sorted, so the same keys always give the same columns)."""
+
+    id: Sequence[str]
+    name: Sequence[str]
+    key_hash: Sequence[str]
+    prefix: Sequence[str]
+    # SPARSE field -> {row: value} (revoked: {row: True}), or anything with .get(row) -> value | None
+    sparse: Mapping[str, Any]
+
+
+def columns_of(keys: Mapping[str, VirtualKey]) -> KeyColumns:
+    ordered = [k for _, k in sorted(keys.items(), key=itemgetter(0))]
+    sparse: dict[str, dict[int, Any]] = {f: {} for f in SPARSE}
+    for row, k in enumerate(ordered):
+        for field, value in (("models", k.models), ("team_id", k.team_id), ("expires_at", k.expires_at),
+                             ("rpm", k.rpm), ("tpm", k.tpm), ("budget", k.budget)):
+            if value is not None:
+                sparse[field][row] = value
+        if k.revoked:
+            sparse["revoked"][row] = True
+    return KeyColumns([k.id for k in ordered], [k.name for k in ordered], [k.key_hash for k in ordered],
+                      [k.prefix for k in ordered], sparse)
+
+
+class KeyTable(Mapping[str, VirtualKey]):
+    """key id -> VirtualKey over KeyColumns, O(1) per lookup."""
+
+    __slots__ = ("_budget", "_c", "_expires", "_models", "_revoked", "_row", "_rpm", "_team", "_tpm")
+
+    def __init__(self, columns: KeyColumns) -> None:
+        self._c = columns
+        self._row = dict(zip(columns.id, range(len(columns.id)), strict=True))
+        s = columns.sparse
+        self._models, self._team, self._expires = s.get("models", {}), s.get("team_id", {}), s.get("expires_at", {})
+        self._revoked, self._rpm, self._tpm = s.get("revoked", {}), s.get("rpm", {}), s.get("tpm", {})
+        self._budget = s.get("budget", {})
+
+    def _make(self, key_id: str, row: int) -> VirtualKey:
+        c = self._c
+        return VirtualKey(key_id, c.name[row], c.key_hash[row], c.prefix[row], self._models.get(row),
+                          self._team.get(row), self._expires.get(row), row in self._revoked,
+                          self._rpm.get(row), self._tpm.get(row), self._budget.get(row))
+
+    def __getitem__(self, key_id: str) -> VirtualKey:
+        return self._make(key_id, self._row[key_id])
+
+    def get(self, key_id: str, default: Any = None) -> Any:
+        row = self._row.get(key_id)
+        return default if row is None else self._make(key_id, row)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._c.id)
+
+    def __len__(self) -> int:
+        return len(self._c.id)
+
+    def items(self) -> ItemsView[str, VirtualKey]:
+        return _KeyItems(self)
+
+    def rows(self) -> Iterator[tuple[str, VirtualKey]]:
+        return ((key_id, self._make(key_id, row)) for row, key_id in enumerate(self._c.id))
+
+    def __repr__(self) -> str:
+        return f"KeyTable({len(self)} keys)"
+
+    def ids_by_hash(self) -> dict[str, str]:
+        """The live keys' hashes (a revoked key's secret is no longer looked up)."""
+        c = self._c
+        out = dict(zip(c.key_hash, c.id, strict=True))
+        for row in self._revoked:
+            if out.get(c.key_hash[row]) == c.id[row]:
+                del out[c.key_hash[row]]
+        if len(out) != len(c.id) - len(self._revoked):  # a revoked key's hash reused by a live key
+            out = {h: i for row, (h, i) in enumerate(zip(c.key_hash, c.id, strict=True)) if row not in self._revoked}
+        return out
+
+
+
+class NameIndex(Mapping[str, str]):
+    """key name -> id over a KeyTable, built on its first read: a node serves requests by hash and
+    needs names only for admin commands, so its start does not wait for a million more entries."""
+
+    __slots__ = ("_ids", "_index", "_names")
+
+    def __init__(self, columns: KeyColumns) -> None:
+        self._names, self._ids = columns.name, columns.id
+        self._index: dict[str, str] | None = None
+
+    def _built(self) -> dict[str, str]:
+        if self._index is None:  # deterministic: every reader sees the same mapping
+            self._index = dict(zip(self._names, self._ids, strict=True))
+        return self._index
+
+    def __getitem__(self, name: str) -> str:
+        return self._built()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._built().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+class _KeyItems(ItemsView[str, VirtualKey]):
+    def __init__(self, table: KeyTable) -> None:
+        super().__init__(table)
+        self._table = table
+
+    def __iter__(self) -> Iterator[tuple[str, VirtualKey]]:
+        return self._table.rows()
+
+
+def layered_key_maps(columns: KeyColumns) -> tuple[LayeredMap[VirtualKey], LayeredMap[str], LayeredMap[str]]:
+    """(keys, key_ids_by_hash, key_ids_by_name) for a ConfigState, each a frozen base the fold
+    layers its changes over."""
+    table = KeyTable(columns)
+    return LayeredMap(table), LayeredMap(table.ids_by_hash()), LayeredMap(NameIndex(columns))

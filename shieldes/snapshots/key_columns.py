@@ -1,0 +1,90 @@
+"""Snapshot format 3's virtual keys: KeyColumns as plain JSON values.
+
+    {"id": [...], "name": [...], "key_hash": [...], "prefix": [...],   one entry per key, by id
+     "optional": {"rpm": [[rows], [values]],                           the rows that set it, or
+                  "team_id": {"all": [values]},                        one per key (null: unset),
+                  "revoked": [rows], ...}}                             only the fields some key sets
+
+A loader parses four lists of strings and a few short ones instead of a million objects. A field
+that more than DENSE_SHARE of the keys set is written one value per key (no row numbers to parse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shieldes.projections.keytable import SPARSE, KeyColumns, columns_of
+from shieldes.projections.state import Budget, VirtualKey
+
+Plain = dict[str, Any]
+DENSE_SHARE = 0.25
+
+
+class Dense(list[Any]):
+    """A field set on most keys: its value at every row (None: unset)."""
+
+    def get(self, row: int, default: Any = None) -> Any:
+        value = self[row]
+        return default if value is None else value
+
+
+def _plain_value(field: str, value: Any) -> Any:
+    if field == "models":
+        return list(value)
+    if field == "budget":
+        return [value.amount_usd, value.period]
+    return value
+
+
+def _value(field: str, plain: Any) -> Any:
+    if field == "models":
+        return tuple(str(m) for m in plain)
+    if field == "budget":
+        amount, period = plain
+        return Budget(float(amount), str(period))
+    return plain
+
+
+def to_plain(keys: Mapping[str, VirtualKey]) -> Plain:
+    c = columns_of(keys)
+    optional: Plain = {}
+    for field, values in c.sparse.items():
+        if not values:
+            continue
+        if field == "revoked":
+            optional[field] = list(values)
+        elif len(values) > DENSE_SHARE * len(c.id):
+            optional[field] = {"all": [None if (v := values.get(r)) is None else _plain_value(field, v)
+                                       for r in range(len(c.id))]}
+        else:
+            rows = list(values)
+            optional[field] = [rows, [_plain_value(field, values[r]) for r in rows]]
+    return {"id": list(c.id), "name": list(c.name), "key_hash": list(c.key_hash), "prefix": list(c.prefix),
+            "optional": optional}
+
+
+def from_plain(p: Plain) -> KeyColumns:
+    """Raises ValueError/KeyError/TypeError on a layout it does not know (the codec reports the
+    snapshot as undecodable)."""
+    n = len(p["id"])
+    if not len(p["name"]) == len(p["key_hash"]) == len(p["prefix"]) == n:
+        raise ValueError("key columns of different lengths")
+    sparse: dict[str, Mapping[int, Any] | Dense] = {}
+    for field, plain in p["optional"].items():
+        if field not in SPARSE:
+            raise ValueError(f"unknown key field {field!r}")
+        if isinstance(plain, dict):
+            if len(plain["all"]) != n:
+                raise ValueError(f"key field {field!r} has {len(plain['all'])} values for {n} keys")
+            convert = field in ("models", "budget")
+            sparse[field] = Dense([_value(field, v) if convert and v is not None else v for v in plain["all"]])
+            continue
+        if field == "revoked":
+            sparse[field] = dict.fromkeys(plain, True)
+        else:
+            rows, values = plain
+            sparse[field] = dict(zip(rows, (_value(field, v) for v in values), strict=True))
+        if any(not 0 <= r < n for r in sparse[field]):
+            raise ValueError(f"key field {field!r} names a row past the {n} keys")
+    return KeyColumns(p["id"], p["name"], p["key_hash"], p["prefix"], sparse)

@@ -1,0 +1,149 @@
+"""`key create` / `key revoke` read only what they decide on: the shared config plus the keys and
+teams they name, selected in SQL through the indexes of migration 0009, the same events the
+in-memory store selects; a node's admin API decides on its projection and reads back only what it
+wrote. Neither reads the whole config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from psycopg_pool import AsyncConnectionPool
+
+from shieldes.config_writer import execute, execute_live, scoped_write
+from shieldes.events.catalog import CONFIG_STREAM, VirtualKeyCreated
+from shieldes.events.codec import Codec
+from shieldes.events.memory_store import InMemoryEventStore
+from shieldes.events.pg_store import SCOPE_EVENTS_SQL, SCOPE_IDS_SQL, SCOPE_SUBJECTS_SQL, PostgresEventStore
+from shieldes.events.scope import Scope
+from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedEvent
+from shieldes.projections.commands import (
+    AddProvider,
+    CreateKey,
+    CreateTeam,
+    RevokeKey,
+    RotateKey,
+    SetBudget,
+    SetPricing,
+    UpdateKey,
+)
+from shieldes.projections.projector import Projection, Projector
+from tests.cli import ok, refused
+
+MANY = 300
+
+
+async def _log(stores: Sequence[EventStore]) -> None:
+    codec = Codec()
+    bulk = [NewEvent.of(VirtualKeyCreated(f"key_bulk{i}", f"bulk-{i}", f"hash-bulk{i}", "sk", None), codec)
+            for i in range(MANY)]
+    for store in stores:
+        await execute(store, AddProvider("openai", "openai", "http://up.test/v1", "env:K", ("gpt-4o",)), actor="t")
+        await execute(store, SetPricing("gpt-4o", 2.5, 10.0), actor="t")
+        await execute(store, CreateTeam("team_r", "research", 50.0, "30d"), actor="t")
+        await execute(store, CreateTeam("team_o", "ops"), actor="t")
+        await store.append(CONFIG_STREAM, bulk, AppendOptions(metadata={"actor": "t"}))
+        await execute(store, CreateKey("key_a", "alpha", "hash-a", "sk-a", team="research", rpm=5), actor="t")
+        await execute(store, CreateKey("key_b", "beta", "hash-b", "sk-b", budget_usd=3.0), actor="t")
+        await execute(store, UpdateKey("beta", team="ops"), actor="t")
+        await execute(store, RotateKey("alpha", "hash-a2", "sk-a2"), actor="t")
+        await execute(store, SetBudget("team", "ops", 9.0, "1d"), actor="t")
+        await execute(store, RevokeKey("bulk-7"), actor="t")
+
+
+SCOPES = [
+    Scope(keys=("alpha",)), Scope(keys=("key_b",)), Scope(keys=("bulk-7", "nobody")), Scope(hashes=("hash-a",)),
+    Scope(hashes=("hash-a2",)), Scope(teams=("ops",)), Scope(teams=("team_r",)), Scope(), Scope(keys=("gamma",)),
+]
+
+
+async def test_postgres_selects_what_the_in_memory_store_selects(pg_store: PostgresEventStore) -> None:
+    memory = InMemoryEventStore()
+    await _log([pg_store, memory])
+    for scope in SCOPES:
+        (pg_events, pg_head), (mem_events, mem_head) = await pg_store.read_scope(scope), await memory.read_scope(scope)
+        assert pg_head == mem_head
+        assert [(e.position, e.type, e.data) for e in pg_events] == [(e.position, e.type, e.data) for e in mem_events]
+        assert len(pg_events) < 15  # never the bulk of keys
+    beta, _ = await pg_store.read_scope(Scope(keys=("beta",)))
+    assert {e.data.get("id") or e.data.get("subject_id") for e in beta if e.type.startswith(("team", "budget"))} \
+        == {"team_o", "key_b"}  # the key's current team comes along (its row prints the team's name)
+
+
+async def test_the_scoped_reads_use_the_indexes(pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore) -> None:
+    await _log([pg_store])
+    params = {"keys": ["alpha"], "hashes": ["hash-a"], "teams": ["ops"], "ids": ["key_a"]}
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        for sql in (SCOPE_IDS_SQL, SCOPE_EVENTS_SQL, SCOPE_SUBJECTS_SQL):
+            cur = await conn.execute("EXPLAIN (FORMAT JSON) " + sql, params)  # type: ignore[operator]
+            row = await cur.fetchone()
+            assert row is not None
+            plan = orjson.dumps(row[0]).decode()
+            assert "Seq Scan" not in plan, plan
+
+
+class CountingStore:
+    """The store, counting the config events each read returns."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.read_events = 0
+
+    async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
+        page = await self.store.read(after, limit, stream=stream)
+        self.read_events += len(page)
+        return page
+
+    async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
+        events, head = await self.store.read_scope(scope)
+        self.read_events += len(events)
+        return events, head
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_a_cli_write_reads_only_its_scope(pg_store: PostgresEventStore) -> None:
+    await _log([pg_store])
+    counting = CountingStore(pg_store)
+    done = await scoped_write(counting, CreateKey("key_c", "gamma", "hash-c", "sk-c", team="ops"),  # type: ignore[arg-type]
+                              actor="t")
+    assert done is not None and done.state.keys["key_c"].team_id == "team_o"
+    # provider, pricing, the team and its budget, then the write read back
+    assert counting.read_events == 4 + len(done.events)
+    counting.read_events = 0
+    done = await scoped_write(counting, RevokeKey("bulk-3"), actor="t")  # type: ignore[arg-type]
+    assert done is not None and done.state.keys["key_bulk3"].revoked
+    assert counting.read_events == 3 + 1
+
+
+async def test_the_admin_api_write_reads_back_only_what_it_wrote(pg_store: PostgresEventStore) -> None:
+    await _log([pg_store])
+    counting = CountingStore(pg_store)
+    projector = Projector(counting, Projection())  # type: ignore[arg-type]
+    await projector.catch_up()
+    counting.read_events = 0
+    written = await execute_live(projector, RevokeKey("bulk-11"), actor="t")
+    assert written.state.keys["key_bulk11"].revoked
+    assert counting.read_events <= 2 * len(written.events)  # the projector's catch-up and the read-back
+
+
+async def test_the_cli_does_not_fold_other_keys(pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore,
+                                                database_url: str) -> None:
+    """An unrelated key's revocation edited to name a key that never existed: a fold of the whole
+    config stream fails on it; `key create` / `key revoke` never read it."""
+    await _log([pg_store])
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE events SET data = '{\"id\": \"key_ghost\"}'"
+                           " WHERE type = 'virtual_key.revoked' AND data->>'id' = 'key_bulk7'")
+    made = await asyncio.to_thread(ok, database_url, "key", "create", "--name", "delta", "--team", "research")
+    assert (made["name"], made["team"]) == ("delta", "research") and made["key"].startswith("sk-")
+    revoked = await asyncio.to_thread(ok, database_url, "key", "revoke", "alpha")
+    assert revoked["revoked"] is True and revoked["name"] == "alpha"
+    message = await asyncio.to_thread(refused, database_url, "key", "revoke", "alpha")
+    assert "already revoked" in message
+    message = await asyncio.to_thread(refused, database_url, "key", "create", "--name", "beta")
+    assert "already exists" in message
