@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import socket
@@ -208,7 +209,7 @@ async def position_of(http: aiohttp.ClientSession, node: NodeProc) -> int:
 
 async def applied_after(http: aiohttp.ClientSession, node: NodeProc, position: int, started: float) -> float:
     while await position_of(http, node) < position:
-        pass
+        await asyncio.sleep(0.001)  # polling without a pause would load the nodes being measured
     return time.perf_counter() - started
 
 
@@ -245,6 +246,7 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
             f"in {time.perf_counter() - t:.1f}s (bulk appends of {BATCH:,})")
         t = time.perf_counter()
         projection = Projection(shape.config())
+        gc.freeze()  # as a node does after loading: collections no longer walk the loaded state
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT config_position, config_hash FROM log_head WHERE id = 1")
             tip = await cur.fetchone()
@@ -257,11 +259,14 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
             t = time.perf_counter()
             snap = snapcodec.encode(projection, key, fmt=fmt)
             encode_s = time.perf_counter() - t
+            gc.disable()  # as the loader decodes
             t = time.perf_counter()
             snapcodec.decode(snap.state, snap.checksum, snap.position, key)
+            decode_s = time.perf_counter() - t
+            gc.enable()
             snaps[fmt] = snap
             out(f"snapshot format {fmt}", f"{snap.size_bytes / 1e6:.1f} MB, encode {encode_s:.2f}s, "
-                f"decode in process {time.perf_counter() - t:.2f}s")
+                f"decode in process {decode_s:.2f}s")
         del projection
 
         async with aiohttp.ClientSession() as http:
@@ -284,7 +289,7 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
                 for n in cluster:
                     await n.ready(http)
                 first, _ = await admin(http, cluster[0], "/keys", {"name": "bench-first"})
-                out("admin API first write after start", f"{first * 1000:.0f} ms (builds the key name index)")
+                out("admin API first write after start", f"{first * 1000:.0f} ms")
                 creates, revokes, spread, after_reply = [], [], [], []
                 for i in range(runs):
                     took, made = await admin(http, cluster[0], "/keys", {"name": f"bench-api-{i}"})
@@ -311,10 +316,9 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
         imports = [import_seconds() for _ in range(cli_runs)]
         creates = [cli(url, "key", "create", "--name", f"bench-cli-{i}") for i in range(cli_runs)]
         revokes = [cli(url, "key", "revoke", f"bench-cli-{i}") for i in range(cli_runs)]
-        imp = statistics.median(imports)
-        out("CLI process: import shieldes.cli.main", f"{imp * 1000:.0f} ms")
+        out("CLI process: import shieldes.cli.main", ms(imports))
         for what, xs in (("create", creates), ("revoke", revokes)):
-            out(f"CLI key {what} end to end", f"{ms(xs)}; minus imports {(statistics.median(xs) - imp) * 1000:.0f} ms")
+            out(f"CLI key {what} end to end", f"{ms(xs)} (goal < 100 ms; the imports alone exceed it)")
         scoped, full = [], []
         for i in range(cli_runs):
             t = time.perf_counter()

@@ -51,7 +51,7 @@ from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
-from shieldes.tasks import stop_task, wait_event
+from shieldes.tasks import cancel_and_wait, stop_task, wait_event
 from shieldes.tracing import Tracing
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
@@ -211,6 +211,7 @@ class Node:
         self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
+        self._warm: asyncio.Task[Any] | None = None
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
 
@@ -318,6 +319,9 @@ class Node:
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
         self._report()
+        # keys loaded from a snapshot's columns index their names on first use: do it now, off the
+        # event loop, instead of in the first admin request that looks a key up by name
+        self._warm = asyncio.create_task(asyncio.to_thread(self.projector.config.key_ids_by_name.get, ""))
 
     def _report(self) -> None:
         """Say at startup what is configured and, loudly, what is missing."""
@@ -402,6 +406,7 @@ class Node:
             await self.stopped.wait()
             return
         self.state = "stopping"
+        await cancel_and_wait(self._warm)
         # The request log's and the traces' last writes run while the rest stops, each bounded on
         # its own, so a database outage does not add their timeouts to the usage flush's.
         side: list[asyncio.Task[Any]] = []

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from shieldes.cluster.view import Health
+from shieldes.projections.keytable import keys_with
 from shieldes.usage.meter import NUSD
 
 if TYPE_CHECKING:
@@ -56,7 +57,15 @@ class OpsCollector(Collector):
     def __init__(self, sources: OpsSources) -> None:
         self.s = sources
 
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples: registering must not compute them (the budget scan
+        reads every key with a budget)."""
+        return self._families(values=False)
+
     def collect(self) -> Iterator[Metric]:
+        return self._families(values=True)
+
+    def _families(self, *, values: bool) -> Iterator[Metric]:
         s = self.s
         errors = GaugeMetricFamily("shieldes_deployment_error_rate",
                                    "moving share of failed upstream calls per deployment (0-1)", labels=["deployment"])
@@ -64,7 +73,7 @@ class OpsCollector(Collector):
                                     "moving latency of successful upstream calls per deployment", labels=["deployment"])
         opened = GaugeMetricFamily("shieldes_deployment_circuit_open",
                                    "1 while this node's circuit breaker rests the deployment", labels=["deployment"])
-        for name, h in sorted(s.deployment_health().items()):
+        for name, h in sorted(s.deployment_health().items() if values else ()):
             errors.add_metric([name], h.error_rate)
             latency.add_metric([name], h.latency_ms / 1000.0)
             opened.add_metric([name], 1.0 if h.open else 0.0)
@@ -76,7 +85,7 @@ class OpsCollector(Collector):
                                   "spend in the current period / the budget (reserved spend included)",
                                   labels=["kind", "name"])
         limit = GaugeMetricFamily("shieldes_budget_limit_usd", "budget per period in USD", labels=["kind", "name"])
-        for b in fullest(s.budgets()):
+        for b in fullest(s.budgets() if values else []):
             ratio.add_metric([b.kind, b.name], b.ratio)
             limit.add_metric([b.kind, b.name], b.limit_usd)
         yield ratio
@@ -84,15 +93,15 @@ class OpsCollector(Collector):
 
         yield GaugeMetricFamily("shieldes_usage_buffer_max_deltas",
                                 "unflushed usage deltas a node holds before refusing requests",
-                                value=s.buffer_max)
+                                value=s.buffer_max if values else 0)
         ages = GaugeMetricFamily("shieldes_gossip_peer_age_seconds",
                                  "seconds since the last gossip from each peer alive in cluster_nodes",
                                  labels=["peer"])
-        for peer, age in sorted(s.peer_ages().items()):
+        for peer, age in sorted(s.peer_ages().items() if values else ()):
             ages.add_metric([peer], round(age, 3))
         yield ages
         yield CounterMetricFamily("shieldes_cluster_leader_elections", "times this node became the leader",
-                                  value=s.leader_elections())
+                                  value=s.leader_elections() if values else 0)
 
 
 def peer_ages(alive: list[str], last_seen: Mapping[str, float], since: float,
@@ -107,7 +116,7 @@ def budget_uses(gateway: Gateway, today: int) -> list[BudgetUse]:
     """Every live key and team with a budget, with its spend as admission sees it."""
     config, usage, meter = gateway.state.config, gateway.state.usage, gateway.meter
     out = [BudgetUse("key", k.name, meter.spent_nusd(usage, "k:" + k.id, k.budget, today) / NUSD,
-                     k.budget.amount_usd) for k in config.keys.values() if k.budget is not None and not k.revoked]
+                     k.budget.amount_usd) for k in keys_with(config.keys, "budget") if k.budget and not k.revoked]
     out += [BudgetUse("team", t.name, meter.spent_nusd(usage, "t:" + t.id, t.budget, today) / NUSD,
                       t.budget.amount_usd) for t in config.teams.values() if t.budget is not None]
     return out

@@ -13,6 +13,7 @@ are sparse: row -> value for the rows that set them.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -21,6 +22,7 @@ from typing import Any
 from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.state import VirtualKey
 
+NAME_SLICE = 20_000
 SPARSE = ("models", "team_id", "expires_at", "revoked", "rpm", "tpm", "budget")
 
 
@@ -37,18 +39,39 @@ class KeyColumns:
     sparse: Mapping[str, Any]
 
 
+def _fields(k: VirtualKey) -> tuple[tuple[str, Any], ...]:
+    return (("models", k.models), ("team_id", k.team_id), ("expires_at", k.expires_at),
+            ("revoked", True if k.revoked else None), ("rpm", k.rpm), ("tpm", k.tpm), ("budget", k.budget))
+
+
 def columns_of(keys: Mapping[str, VirtualKey]) -> KeyColumns:
+    """The columns of any key map, sparse fields as {row: value}. Keys loaded from columns and
+    changed since (a node snapshotting what it loaded) are merged column-wise, without building
+    an object per key."""
+    if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
+        changes = dict(keys.changes())
+        if all(v is not None for v in changes.values()):  # keys are never deleted; else the general way
+            return keys.base.merged({k: v for k, v in changes.items() if v is not None})
     ordered = [k for _, k in sorted(keys.items(), key=itemgetter(0))]
     sparse: dict[str, dict[int, Any]] = {f: {} for f in SPARSE}
     for row, k in enumerate(ordered):
-        for field, value in (("models", k.models), ("team_id", k.team_id), ("expires_at", k.expires_at),
-                             ("rpm", k.rpm), ("tpm", k.tpm), ("budget", k.budget)):
+        for field, value in _fields(k):
             if value is not None:
                 sparse[field][row] = value
-        if k.revoked:
-            sparse["revoked"][row] = True
     return KeyColumns([k.id for k in ordered], [k.name for k in ordered], [k.key_hash for k in ordered],
                       [k.prefix for k in ordered], sparse)
+
+
+def _spliced(old: Sequence[Any], at: list[int], new: list[Any]) -> list[Any]:
+    """`old` with new[j] inserted before old[at[j]] (`at` ascending)."""
+    out: list[Any] = []
+    start = 0
+    for j, cut in enumerate(at):
+        out.extend(old[start:cut])
+        out.append(new[j])
+        start = cut
+    out.extend(old[start:])
+    return out
 
 
 class KeyTable(Mapping[str, VirtualKey]):
@@ -95,6 +118,43 @@ class KeyTable(Mapping[str, VirtualKey]):
     def __repr__(self) -> str:
         return f"KeyTable({len(self)} keys)"
 
+    def ids_with(self, field: str) -> list[str]:
+        column, ids = self._c.sparse.get(field, {}), self._c.id
+        if isinstance(column, Mapping):
+            return [ids[r] for r in column]
+        return [ids[r] for r, v in enumerate(column) if v is not None]
+
+    def merged(self, changes: Mapping[str, VirtualKey]) -> KeyColumns:
+        """These columns with `changes` (new or changed keys by id) applied, rows still in id order."""
+        c = self._c
+        added = sorted(k for k in changes if k not in self._row)
+        at = [bisect_left(c.id, k) for k in added]  # each new id goes before the old row at[j]
+
+        def moved(row: int) -> int:  # an old row's row in the merged columns
+            return row + bisect_right(at, row)
+
+        keys = [changes[k] for k in added]
+        ids, names = _spliced(c.id, at, added), _spliced(c.name, at, [k.name for k in keys])
+        hashes, prefixes = _spliced(c.key_hash, at, [k.key_hash for k in keys]), _spliced(c.prefix, at,
+                                                                                       [k.prefix for k in keys])
+        sparse: dict[str, dict[int, Any]] = {}
+        for field in SPARSE:
+            column = c.sparse.get(field, {})
+            rows = column.items() if isinstance(column, Mapping) else (
+                (r, v) for r, v in enumerate(column) if v is not None)
+            sparse[field] = {moved(r): v for r, v in rows} if at else dict(rows)
+        new_rows = {k: at[j] + j for j, k in enumerate(added)}
+        for key_id, key in changes.items():
+            old = self._row.get(key_id)
+            row = moved(old) if old is not None else new_rows[key_id]
+            names[row], hashes[row], prefixes[row] = key.name, key.key_hash, key.prefix
+            for field, value in _fields(key):
+                if value is None:
+                    sparse[field].pop(row, None)
+                else:
+                    sparse[field][row] = value
+        return KeyColumns(ids, names, hashes, prefixes, sparse)
+
     def ids_by_hash(self) -> dict[str, str]:
         """The live keys' hashes (a revoked key's secret is no longer looked up)."""
         c = self._c
@@ -120,7 +180,13 @@ class NameIndex(Mapping[str, str]):
 
     def _built(self) -> dict[str, str]:
         if self._index is None:  # deterministic: every reader sees the same mapping
-            self._index = dict(zip(self._names, self._ids, strict=True))
+            index: dict[str, str] = {}
+            # in slices: a node builds it in a thread, and one C call over a million entries would
+            # hold the GIL (and stall the event loop) for its whole length
+            for start in range(0, len(self._ids), NAME_SLICE):
+                index.update(zip(self._names[start:start + NAME_SLICE], self._ids[start:start + NAME_SLICE],
+                                 strict=True))
+            self._index = index
         return self._index
 
     def __getitem__(self, name: str) -> str:
@@ -137,6 +203,20 @@ class NameIndex(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+def keys_with(keys: Mapping[str, VirtualKey], field: str) -> Iterator[VirtualKey]:
+    """The keys whose optional `field` (one of SPARSE) is set. Over columns (and the changes
+    since) only those keys are materialised: a scan for budgets does not read a million keys."""
+    if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
+        table, changed = keys.base, dict(keys.changes())
+        for key_id in table.ids_with(field):
+            if key_id not in changed:
+                yield table[key_id]
+        keys = {k: v for k, v in changed.items() if v is not None}
+    for key in keys.values():
+        if dict(_fields(key))[field] is not None:
+            yield key
 
 
 class _KeyItems(ItemsView[str, VirtualKey]):

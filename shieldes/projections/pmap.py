@@ -107,13 +107,11 @@ class LayeredMap(Mapping[str, V], Generic[V]):
     base, so a node that loaded a million keys from a snapshot folds a revocation as fast as any
     event. Reads look in the overlay first, then in the base."""
 
-    __slots__ = ("_base", "_len", "_over")
+    __slots__ = ("_base", "_over")
 
-    def __init__(self, base: Mapping[str, V], over: immutables.Map[str, V | _Missing] | None = None,
-                 length: int | None = None) -> None:
+    def __init__(self, base: Mapping[str, V], over: immutables.Map[str, V | _Missing] | None = None) -> None:
         self._base = base
         self._over: immutables.Map[str, V | _Missing] = over if over is not None else immutables.Map()
-        self._len = len(base) if length is None else length
 
     @property
     def base(self) -> Mapping[str, V]:
@@ -149,13 +147,22 @@ class LayeredMap(Mapping[str, V], Generic[V]):
                 yield key
 
     def __len__(self) -> int:
-        return self._len
+        """O(changes), not kept up to date by set/delete: those would have to look each key up in
+        the base, and a base may build its index on first lookup (keytable.NameIndex)."""
+        base = self._base
+        grown = sum(1 for k, v in self._over.items() if not isinstance(v, _Missing) and k not in base)
+        return len(base) + grown - sum(1 for v in self._over.values() if v is _REMOVED)
 
     def items(self) -> ItemsView[str, V]:
-        return _Items(self._items, self._len)
+        return _Items(self._items, len(self))
 
     def values(self) -> ValuesView[V]:
-        return _Values(lambda: (v for _, v in self._items()), self._len)
+        return _Values(lambda: (v for _, v in self._items()), len(self))
+
+    def changes(self) -> Iterator[tuple[str, V | None]]:
+        """What the overlay holds: (key, value), or (key, None) for a key removed from the base."""
+        for key, value in self._over.items():
+            yield key, None if isinstance(value, _Missing) else value
 
     def _items(self) -> Iterator[tuple[str, V]]:
         over = self._over
@@ -167,17 +174,16 @@ class LayeredMap(Mapping[str, V], Generic[V]):
                 yield key, value
 
     def __repr__(self) -> str:
-        return f"LayeredMap({len(self._base)} in the base, {len(self._over)} changed, {self._len} items)"
+        return f"LayeredMap({len(self._base)} in the base, {len(self._over)} changed)"
 
     def set(self, key: str, value: V) -> LayeredMap[V]:
-        grows = key not in self
-        return LayeredMap(self._base, self._over.set(key, value), self._len + grows)
+        return LayeredMap(self._base, self._over.set(key, value))
 
     def delete(self, key: str) -> LayeredMap[V]:
         if key not in self:
             return self
         over = self._over.set(key, _REMOVED) if key in self._base else self._over.delete(key)
-        return LayeredMap(self._base, over, self._len - 1)
+        return LayeredMap(self._base, over)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PMap, (dict(self.items()),))

@@ -31,7 +31,7 @@ async def config_from_snapshot(pool: AsyncConnectionPool[Any], key: bytes | None
         for snap_id, position, schema_version, fmt in await cur.fetchall():
             if not snapcodec.is_compatible(schema_version, fmt):
                 continue
-            cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,))
+            cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,), binary=True)
             row = await cur.fetchone()
             if row is None:
                 continue

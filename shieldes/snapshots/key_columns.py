@@ -53,12 +53,12 @@ def to_plain(keys: Mapping[str, VirtualKey]) -> Plain:
         if not values:
             continue
         if field == "revoked":
-            optional[field] = list(values)
+            optional[field] = sorted(values)  # row order, however the columns were put together
         elif len(values) > DENSE_SHARE * len(c.id):
             optional[field] = {"all": [None if (v := values.get(r)) is None else _plain_value(field, v)
                                        for r in range(len(c.id))]}
         else:
-            rows = list(values)
+            rows = sorted(values)
             optional[field] = [rows, [_plain_value(field, values[r]) for r in rows]]
     return {"id": list(c.id), "name": list(c.name), "key_hash": list(c.key_hash), "prefix": list(c.prefix),
             "optional": optional}
@@ -77,14 +77,18 @@ def from_plain(p: Plain) -> KeyColumns:
         if isinstance(plain, dict):
             if len(plain["all"]) != n:
                 raise ValueError(f"key field {field!r} has {len(plain['all'])} values for {n} keys")
-            convert = field in ("models", "budget")
-            sparse[field] = Dense([_value(field, v) if convert and v is not None else v for v in plain["all"]])
+            if field in ("models", "budget"):
+                sparse[field] = Dense([None if v is None else _value(field, v) for v in plain["all"]])
+            else:
+                sparse[field] = Dense(plain["all"])
             continue
         if field == "revoked":
             sparse[field] = dict.fromkeys(plain, True)
         else:
             rows, values = plain
-            sparse[field] = dict(zip(rows, (_value(field, v) for v in values), strict=True))
-        if any(not 0 <= r < n for r in sparse[field]):
+            if field in ("models", "budget"):
+                values = [_value(field, v) for v in values]
+            sparse[field] = dict(zip(rows, values, strict=True))
+        if sparse[field] and not (min(sparse[field]) >= 0 and max(sparse[field]) < n):
             raise ValueError(f"key field {field!r} names a row past the {n} keys")
     return KeyColumns(p["id"], p["name"], p["key_hash"], p["prefix"], sparse)

@@ -136,7 +136,9 @@ async def _load_state(
             elif position < floor:
                 reason = f"position {position} is below the newest compaction rollup {floor}"
             else:
-                cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,))
+                # binary: bytea as bytes, not hex text of twice the size to transfer and decode
+                cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,),
+                                         binary=True)
                 row = await cur.fetchone()
                 if row is None:
                     continue

@@ -4,6 +4,8 @@ and encodes to the same bytes; format 2 snapshots still decode."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -13,11 +15,12 @@ from shieldes.errors import CommandRejected
 from shieldes.events.catalog import Event
 from shieldes.projections.commands import Command, RevokeKey, decide
 from shieldes.projections.config import apply_config
-from shieldes.projections.keytable import KeyTable
+from shieldes.projections.keytable import KeyTable, columns_of, keys_with
 from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.projector import Projection
-from shieldes.projections.state import ConfigState
+from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots import key_columns
 from tests.strategies import SETUP, commands
 
 
@@ -83,3 +86,26 @@ def test_a_format_3_snapshot_with_unknown_key_fields_is_refused_not_misread() ->
     snap = snapcodec.seal(orjson.dumps(plain), 0)  # sealed by the editor: only the layout is wrong
     with pytest.raises(snapcodec.SnapshotCorrupt, match="colour"):
         snapcodec.decode(snap.state, snap.checksum, 0)
+
+
+def test_keys_loaded_as_columns_and_changed_since_encode_as_the_same_keys_built_one_by_one() -> None:
+    """The column-wise merge a node runs when it snapshots what it loaded: new keys sorting before,
+    between and after the loaded ones, changed keys, sparse fields set and cleared."""
+    def key(i: str, **kw: Any) -> VirtualKey:
+        return VirtualKey(f"key_{i}", f"n{i}", f"h{i}", "sk", kw.get("models"), kw.get("team"), None,
+                          kw.get("revoked", False), kw.get("rpm"), None, kw.get("budget"))
+
+    loaded = {k.id: k for k in (key("b", rpm=5), key("d", revoked=True), key("f", team="t", models=("m",)),
+                                key("h", budget=Budget(1.0, "1d")))}
+    table = KeyTable(columns_of(loaded))
+    layered: Any = LayeredMap(table)
+    for k in (key("a", rpm=1), key("c"), key("e", revoked=True), key("z", team="t2"), key("b", revoked=True),
+              key("f", team=None, models=None, rpm=9)):
+        layered = layered.set(k.id, k)
+    expected = {**loaded, **dict(layered.items())}
+    assert columns_of(layered) == columns_of(expected)
+    assert key_columns.to_plain(layered) == key_columns.to_plain(expected)  # the same bytes, rows in order
+    assert KeyTable(columns_of(layered)) == expected
+    for field in ("budget", "rpm", "team_id", "revoked"):  # what a scan for one field reads
+        assert sorted(k.id for k in keys_with(layered, field)) == sorted(k.id for k in keys_with(expected, field))
+    assert [k.id for k in keys_with(layered, "team_id")] == ["key_z"]  # key_f's team was cleared
