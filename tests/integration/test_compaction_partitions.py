@@ -85,8 +85,9 @@ async def test_whole_partitions_are_replaced_keeping_every_number(
         assert (await leftovers.fetchone() or (1,))[0] == 0
     assert [(p.name, p.start, p.end) for p in parts_after] == [(p.name, p.start, p.end) for p in parts_before]
     # the files of the replaced partitions are gone: the relation shrinks (each partition keeps its
-    # empty-index overhead, ~64 kB here), the heap of what was replaced to a fraction
-    assert size_after < size_before * 0.8, (size_before, size_after)
+    # indexes' empty overhead, ~100 kB here with the config-stream indexes of migration 0009), the
+    # heap of what was replaced to a fraction
+    assert size_after < size_before * 0.9, (size_before, size_after)
     heap_after = await _rows(pool, HEAP)
     assert heap_after[0][0] < heap_before[0][0] * 0.4, (heap_before, heap_after)
 
