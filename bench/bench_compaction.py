@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, table_size, vacuum
+from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, scratch_database, table_size, vacuum
 
-from shieldes import db
 from shieldes.events.pg_store import open_pool
 from shieldes.snapshots.compaction import compact_once
 
@@ -67,22 +61,10 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=10_000)
     ap.add_argument("--modes", default="partitions,delete", help="partitions (now), delete (baseline)")
     args = ap.parse_args()
-    server = os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
-        Path(tempfile.gettempdir()) / "shieldes-bench-pg")
-    server = db.libpq_url(server)
     rows = []
     for mode in args.modes.split(","):
-        name = f"bench_compact_{mode}_{os.getpid()}"
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        parts = urlsplit(server)
-        url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-        try:
-            db.upgrade(url)
+        with scratch_database(f"bench_compact_{mode}") as url:
             out = asyncio.run(one(url, args.events, args.keys, MODES[mode]))
-        finally:
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         r = out["report"]
         rows.append((mode, f"{r.seconds:.1f}", f"{r.replaced_events:,} -> {r.rollup_events:,}",
                      str(r.partitions_replaced), f"{r.max_swap_seconds * 1000:.0f}", mb(out["before"]),

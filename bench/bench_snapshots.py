@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -346,6 +347,26 @@ async def run(
     return rows
 
 
+@contextlib.contextmanager
+def scratch_database(prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A fresh, migrated database on the bench server (SHIELDES_BENCH_DATABASE_URL, else the
+    embedded one under $TMPDIR/shieldes-bench-pg); yields its URL, drops it after unless `keep`."""
+    server = db.libpq_url(os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
+        Path(tempfile.gettempdir()) / "shieldes-bench-pg"))
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(server)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    try:
+        db.upgrade(url)
+        yield url
+    finally:
+        if not keep:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -355,16 +376,7 @@ def main() -> None:
     ap.add_argument("--round-events", type=int, default=50_000)
     ap.add_argument("--keep-db", action="store_true")
     args = ap.parse_args()
-    server = os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
-        Path(tempfile.gettempdir()) / "shieldes-bench-pg")
-    server = db.libpq_url(server)
-    name = f"bench_snap_{os.getpid()}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(server)
-    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    try:
-        db.upgrade(url)
+    with scratch_database("bench_snap", keep=args.keep_db) as url:
         started = time.perf_counter()
         rows = asyncio.run(run(url, args.events, args.keys, args.tail, args.rounds, args.round_events))
         width = max(len(r[0]) for r in rows)
@@ -372,11 +384,6 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f}s)")
         for k, v in rows:
             print(f"{k.ljust(width)}  {v}")
-    finally:
-        if not args.keep_db:
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
 
 if __name__ == "__main__":
     main()
