@@ -1,19 +1,28 @@
 """Process logging: `SHIELDES_LOG_FORMAT=text|json`. In json, one object per line with `ts`,
-`level`, `logger`, `message`, and for access lines every request-log field of the request."""
+`level`, `logger`, `message`, and for access lines every request-log field of the request.
+
+Every line reaches stderr through one `LineHandler`, which writes what an event-loop turn logged
+in one system call, in the order it was logged. The access log (one line per request) formats
+its line itself and hands it to that handler, skipping `logging`'s per-record machinery (a
+LogRecord, a lock, a formatter, a flush): the same line for a fraction of the CPU."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
 from shieldes.requestlog.record import RequestRecord
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ACCESS_LOGGER = "shieldes.access"
 
 
 def _plain(value: Any) -> Any:
@@ -24,34 +33,145 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def access_fields(rec: RequestRecord, node_id: str) -> dict[str, Any]:
+    """An access line's JSON fields beyond ts/level/logger/message: the request-log row."""
+    fields = rec.fields(node_id)
+    fields["cost_usd"] = fields["cost_nusd"] / 1e9 if fields["cost_nusd"] is not None else None
+    return {k: _plain(v) for k, v in fields.items()}
+
+
+def access_message(rec: RequestRecord) -> str:
+    key = rec.key
+    return (f"{rec.method} {rec.path} {rec.status} {(rec.t_end - rec.t0) * 1000.0:.1f}ms "
+            f"key={key.name if key else '-'} model={rec.model or '-'} deployment={rec.deployment or '-'} "
+            f"attempts={len(rec.tried) if rec.tried else 0} error={rec.error_code or '-'} rid={rec.request_id}")
+
+
+def _iso(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "ts": _iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         rec = getattr(record, "record", None)
         if isinstance(rec, RequestRecord):
-            fields = rec.fields(str(getattr(record, "node_id", "")))
-            fields["cost_usd"] = fields["cost_nusd"] / 1e9 if fields["cost_nusd"] is not None else None
-            out.update((k, _plain(v)) for k, v in fields.items())
+            out.update(access_fields(rec, str(getattr(record, "node_id", ""))))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
 
 
+class LineHandler(logging.Handler):
+    """Formats each record and writes lines to `stream`. Inside a running event loop the lines of
+    one loop turn are joined and written once, right after the turn; elsewhere (startup, threads,
+    the CLI) each line is written at once. `flush()` (also run at exit) writes whatever waits."""
+
+    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.stream = stream
+        self.setFormatter(formatter)
+        self.json = isinstance(formatter, JsonFormatter)
+        self._pending: list[str] = []
+        self._lines_lock = threading.Lock()
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+    def write(self, line: str) -> None:
+        """Queue one line (ending in a newline) behind every line queued before it."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lines_lock:
+            self._pending.append(line)
+            if loop is not None:
+                if self._scheduled_on is loop:
+                    return
+                self._scheduled_on = loop
+        if loop is not None:
+            loop.call_soon(self.flush)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lines_lock:
+            self._scheduled_on = None  # a loop that closed before its turn ended leaves no debt
+            lines, self._pending = self._pending, []
+        if lines:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):  # stderr closed or gone: nothing left to tell
+                pass
+
+
+class AccessLog:
+    """One line per request on the `shieldes.access` logger. When that logger's lines end in the
+    process's LineHandler alone (what `configure` sets up), the line is built here and queued on
+    it directly; otherwise (logging set up by someone else) it goes through `logging` as usual."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+        self.handler = _sole_line_handler(self.logger)
+        self._second = -1
+        self._asctime = ""
+
+    def __call__(self, rec: RequestRecord) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        handler = self.handler
+        if handler is None:
+            self.logger.info("%s", access_message(rec), extra={"record": rec, "node_id": self.node_id})
+            return
+        now = time.time()
+        if handler.json:
+            out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
+                   **access_fields(rec, self.node_id)}
+            handler.write(orjson.dumps(out, default=str).decode() + "\n")
+            return
+        second = int(now)
+        if second != self._second:  # logging's asctime, its date part formatted once a second
+            self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        handler.write(f"{self._asctime},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
+                      f"{access_message(rec)}\n")
+
+
+def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:
+    """The LineHandler every line of `logger` ends in, if it is the only handler they reach."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    sole = found[0] if len(found) == 1 else None
+    if isinstance(sole, LineHandler) and not sole.filters and not logger.filters:
+        return sole
+    return None
+
+
 def configure(fmt: str, level: int = logging.INFO) -> None:
     """Install one stderr handler on the root logger in the chosen format (replacing others)."""
     # Neither format shows the caller's file and line, thread or process: not collecting them saves
-    # a stack walk and a few system calls per record (one access line per request adds up).
+    # a stack walk and a few system calls per record.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler = LineHandler(sys.stderr, JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -19,10 +19,10 @@ from aiohttp import web
 
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import RECORD_KEY, ROUTE_LABELS, Handler, handle_errors, request_id
+from shieldes.logformat import AccessLog
 from shieldes.requestlog.capture import Capture, wants
 from shieldes.requestlog.record import RequestRecord
 
-access_log = logging.getLogger("shieldes.access")
 log = logging.getLogger(__name__)
 CANCELLED = 499  # status logged for a request cancelled before it was answered (as nginx does)
 
@@ -49,7 +49,7 @@ class Observer:
         self.node_id = node_id
         self.sink = sink
         self.capture = capture if capture is not None and capture.enabled else None
-        self.access = access
+        self.access = AccessLog(node_id) if access else None
         self.tracing = tracing
         self.in_flight = InFlight()
 
@@ -100,14 +100,8 @@ class Observer:
         capture = self.capture
         if capture is not None and wants(capture.mode, rec.status, rec.error_code):
             await _capture(request, rec, resp)
-        if self.access and access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %d %.1fms key=%s model=%s deployment=%s attempts=%d error=%s rid=%s",
-                rec.method, rec.path, rec.status, (rec.t_end - rec.t0) * 1000.0,
-                rec.key.name if rec.key else "-", rec.model or "-", rec.deployment or "-",
-                len(rec.tried) if rec.tried else 0, rec.error_code or "-", rec.request_id,
-                extra={"record": rec, "node_id": self.node_id},
-            )
+        if self.access is not None:
+            self.access(rec)
         if self.sink is not None:
             self.sink(rec)
 

@@ -131,16 +131,17 @@ class Call:
     route, the deployments tried, timings and usage on the request-log record."""
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
-                 size: int, max_tokens: int | None) -> None:
+                 size: int, max_tokens: int | None, route: Route | None = None) -> None:
+        """`route`: the key's route for the body's model, when the caller already resolved it."""
         self.gw = gw
         self.rid = request_id(request)
         self.key = key
         self.rec = rec = record_of(request)
-        requested = _model(body)
+        requested = _model(body) if route is None else route.requested
         if rec is not None:
             rec.key = key
             rec.model = requested
-        self.route: Route = gw.route(self.key, requested)
+        self.route: Route = route if route is not None else gw.route(self.key, requested)
         if rec is not None:
             rec.upstream_model = self.route.model
         self.op = op
@@ -233,7 +234,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     size = len(raw)
-    _note_model(request, _model(body))
+    requested = _model(body)
+    _note_model(request, requested)
     streaming = False
     if op == "chat":
         _messages(body)
@@ -245,11 +247,12 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     max_tokens = _max_tokens(body)
-    cap = gw.completion_cap(key, gw.route(key, _model(body)), size, max_tokens, op)
+    route = gw.route(key, requested)
+    cap = gw.completion_cap(key, route, size, max_tokens, op)
     if cap is not None:  # a budget needs a bound on the completion: the request gets one
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
         max_tokens = cap
-    call = Call(gw, request, key, op, body, size, max_tokens)
+    call = Call(gw, request, key, op, body, size, max_tokens, route)
     if not streaming:
         # The client's bytes go upstream as they are unless a stream field must be dropped.
         plain = cap is None and "stream_options" not in body and "stream" not in body

@@ -1,5 +1,5 @@
-"""`shieldes serve` as a real process: refuses a database not at head, serves, and on SIGTERM
-drains and flushes every usage delta before exiting 0."""
+"""`shieldes serve` as a real process: refuses a database not at head, serves (one access log line
+per request on stderr), and on SIGTERM drains and flushes every usage delta before exiting 0."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ async def _run_process(h: Harness, secret: str) -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    access = [line for line in err.splitlines() if " shieldes.access: " in line]
+    assert len(access) == 3, err
+    for line in access:  # the access log's own line, as logging's text format would write it
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO shieldes\.access: POST "
+                            r"/v1/chat/completions 200 [\d.]+ms key=proc model=gpt-4o deployment=openai "
+                            r"attempts=1 error=- rid=[0-9a-f]{24}", line), line
     rows = h.sql(
         "SELECT sum(requests), sum(prompt_tokens), sum(completion_tokens) FROM usage_deltas"
         " WHERE stream = 'usage:proc-node'"

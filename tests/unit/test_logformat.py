@@ -1,0 +1,138 @@
+"""Process log lines: the access log's own path writes the same lines `logging` would, in order,
+one write per event-loop turn; anything but the process's own handler gets them through `logging`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from shieldes.logformat import TEXT_FORMAT, AccessLog, JsonFormatter, LineHandler, access_message
+from shieldes.projections.state import VirtualKey
+from shieldes.requestlog.record import RequestRecord
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, s: str) -> int:
+        self.writes += 1
+        return super().write(s)
+
+
+@pytest.fixture
+def root_handler() -> Iterator[tuple[LineHandler, CountingStream]]:
+    """One LineHandler where every `shieldes.*` line ends (as `logformat.configure` leaves the root
+    logger; set on `shieldes`, which stops there, since pytest adds its own handlers to the root)."""
+    top = logging.getLogger("shieldes")
+    saved = list(top.handlers), top.level, top.propagate
+    stream = CountingStream()
+    handler = LineHandler(stream, logging.Formatter(TEXT_FORMAT))
+    top.handlers, top.propagate = [handler], False
+    top.setLevel(logging.INFO)
+    try:
+        yield handler, stream
+    finally:
+        top.handlers, top.level, top.propagate = saved
+
+
+def _record(rid: str = "rid-1") -> RequestRecord:
+    rec = RequestRecord(rid, 1_700_000_000.0, 10.0, "POST", "/v1/chat/completions")
+    rec.t_end, rec.status, rec.model, rec.cost_nusd = 10.0123, 200, "gpt-4o", 2_500_000
+    rec.key = VirtualKey("k1", "app", "h", "sk-app", None, None, None)
+    rec.attempt("openai-1")
+    return rec
+
+
+def test_the_access_line_is_the_line_logging_would_write(root_handler: tuple[LineHandler, CountingStream]) -> None:
+    handler, stream = root_handler
+    rec = _record()
+    access = AccessLog("n1")
+    assert access.handler is handler  # the fast path is taken
+    access(rec)
+    fast = stream.getvalue()
+    via_logging = logging.Formatter(TEXT_FORMAT).format(
+        logging.LogRecord("shieldes.access", logging.INFO, __file__, 1, access_message(rec), None, None))
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + r" INFO shieldes\.access: .*\n", fast)
+    assert fast.split(" ", 2)[2] == via_logging.split(" ", 2)[2] + "\n"
+    assert fast.endswith("POST /v1/chat/completions 200 12.3ms key=app model=gpt-4o deployment=openai-1 "
+                         "attempts=1 error=- rid=rid-1\n")
+
+
+def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHandler, CountingStream]) -> None:
+    handler, stream = root_handler
+    handler.setFormatter(JsonFormatter())
+    handler.json = True
+    AccessLog("n1")(_record())
+    out = json.loads(stream.getvalue())
+    assert (out["level"], out["logger"]) == ("info", "shieldes.access")
+    assert (out["request_id"], out["node_id"]) == ("rid-1", "n1")
+    assert out["cost_usd"] == 0.0025 and out["key_name"] == "app" and out["failover_path"] == ["openai-1"]
+    assert out["message"].startswith("POST /v1/chat/completions 200 ")
+
+
+def test_lines_of_one_loop_turn_are_one_write_in_logged_order(
+        root_handler: tuple[LineHandler, CountingStream]) -> None:
+    _, stream = root_handler
+    access = AccessLog("n1")
+
+    async def turn() -> int:
+        access(_record("r1"))
+        logging.getLogger("shieldes.x").warning("between")
+        access(_record("r2"))
+        written_during_turn = stream.writes
+        await asyncio.sleep(0)  # the turn ends: the queued lines go out
+        await asyncio.sleep(0)
+        return written_during_turn
+
+    assert asyncio.run(turn()) == 0
+    assert stream.writes == 1
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit("rid=", 1)[-1] if "rid=" in line else line.split(": ", 1)[1] for line in lines] == \
+        ["r1", "between", "r2"]
+
+
+def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
+        root_handler: tuple[LineHandler, CountingStream]) -> None:
+    handler, stream = root_handler
+
+    async def queue_and_close() -> None:
+        logging.getLogger("shieldes.x").info("queued in a loop")
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(queue_and_close())
+    loop.close()  # its turn-end callback never runs
+    logging.getLogger("shieldes.x").info("after")
+    assert stream.getvalue().count("\n") == 2 and stream.getvalue().index("queued") < stream.getvalue().index("after")
+    handler.flush()
+
+
+def test_access_lines_go_through_logging_when_someone_else_handles_them(
+        root_handler: tuple[LineHandler, CountingStream], caplog: pytest.LogCaptureFixture) -> None:
+    _, stream = root_handler
+    access_logger = logging.getLogger("shieldes.access")
+    access_logger.addHandler(caplog.handler)
+    try:
+        access = AccessLog("n1")
+        assert access.handler is None  # caplog's handler is one more place lines go
+        access(_record())
+    finally:
+        access_logger.removeHandler(caplog.handler)
+    assert stream.getvalue().count("shieldes.access") == 1  # the process's handler still gets it, once
+    [line] = [r for r in caplog.records if r.name == "shieldes.access"]
+    assert line.getMessage().endswith("rid=rid-1") and line.record.request_id == "rid-1"  # type: ignore[attr-defined]
+
+
+def test_no_access_line_below_the_log_level(root_handler: tuple[LineHandler, CountingStream]) -> None:
+    _, stream = root_handler
+    logging.getLogger("shieldes").setLevel(logging.WARNING)
+    AccessLog("n1")(_record())
+    assert stream.getvalue() == ""
