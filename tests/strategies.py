@@ -31,6 +31,7 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.projector import Projection, Projector
 from shieldes.projections.state import AliasTarget
 from shieldes.projections.usage import UsageState, apply_usage
+from shieldes.timeparse import MAX_EXPIRY
 
 # Mostly valid values, so that sequences build real state; a few invalid ones get refused.
 names = st.sampled_from(["a", "b", "a", "b", "a", "b", "k.2", "", "x'; DROP TABLE events;--"])
@@ -48,7 +49,7 @@ limits = st.one_of(st.none(), st.integers(1, 10**6), st.integers(-2, 10**13))
 secret_refs = st.sampled_from([None, "env:OPENAI_API_KEY", "enc:gAAAA-token"])
 urls = st.sampled_from(["https://api.openai.com/v1", "http://localhost:9/", "https://x.io", "ftp://nope"])
 weights = st.one_of(st.floats(0.01, 100), st.floats(-1, 2e6), st.just(float("nan")))
-expiries = st.one_of(st.none(), st.floats(0, 3e11))
+expiries = st.one_of(st.none(), st.floats(0, MAX_EXPIRY))  # the CLI and admin API refuse later ones
 
 
 def unset_or(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
