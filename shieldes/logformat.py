@@ -87,12 +87,14 @@ class LineHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def write(self, line: str) -> None:
-        """Queue one line (ending in a newline) behind every line queued before it."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+    def write(self, line: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue one line (ending in a newline) behind every line queued before it. `loop`: the
+        running loop, when the caller knows it (finding it costs a system call per line)."""
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
         with self._lines_lock:
             self._pending.append(line)
             if loop is not None:
@@ -125,6 +127,7 @@ class AccessLog:
         self.node_id = node_id
         self.logger = logging.getLogger(ACCESS_LOGGER)
         self.handler = _sole_line_handler(self.logger)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop whose requests it logs
         self._second = -1
         self._asctime = ""
 
@@ -135,17 +138,23 @@ class AccessLog:
         if handler is None:
             self.logger.info("%s", access_message(rec), extra={"record": rec, "node_id": self.node_id})
             return
+        loop = self.loop
+        if loop is None or not loop.is_running():  # found once: the node serves from one loop
+            try:
+                loop = self.loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
         now = time.time()
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
                    **access_fields(rec, self.node_id)}
-            handler.write(orjson.dumps(out, default=str).decode() + "\n")
+            handler.write(orjson.dumps(out, default=str).decode() + "\n", loop)
             return
         second = int(now)
         if second != self._second:  # logging's asctime, its date part formatted once a second
             self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         handler.write(f"{self._asctime},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
-                      f"{access_message(rec)}\n")
+                      f"{access_message(rec)}\n", loop)
 
 
 def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:
