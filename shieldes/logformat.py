@@ -26,18 +26,21 @@ ACCESS_LOGGER = "shieldes.access"
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
+    """What orjson does not encode itself (it writes datetimes as isoformat() does)."""
     if isinstance(value, Decimal):
         return float(value)
-    return value
+    return str(value)
+
+
+def _dumps(out: dict[str, Any]) -> str:
+    return orjson.dumps(out, default=_plain).decode()
 
 
 def access_fields(rec: RequestRecord, node_id: str) -> dict[str, Any]:
     """An access line's JSON fields beyond ts/level/logger/message: the request-log row."""
     fields = rec.fields(node_id)
     fields["cost_usd"] = fields["cost_nusd"] / 1e9 if fields["cost_nusd"] is not None else None
-    return {k: _plain(v) for k, v in fields.items()}
+    return fields
 
 
 def access_message(rec: RequestRecord) -> str:
@@ -64,7 +67,7 @@ class JsonFormatter(logging.Formatter):
             out.update(access_fields(rec, str(getattr(record, "node_id", ""))))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return _dumps(out)
 
 
 class LineHandler(logging.Handler):
@@ -148,7 +151,7 @@ class AccessLog:
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
                    **access_fields(rec, self.node_id)}
-            handler.write(orjson.dumps(out, default=str).decode() + "\n", loop)
+            handler.write(_dumps(out) + "\n", loop)
             return
         second = int(now)
         if second != self._second:  # logging's asctime, its date part formatted once a second

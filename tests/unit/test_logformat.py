@@ -77,6 +77,7 @@ def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHand
     assert (out["request_id"], out["node_id"]) == ("rid-1", "n1")
     assert out["cost_usd"] == 0.0025 and out["key_name"] == "app" and out["failover_path"] == ["openai-1"]
     assert out["message"].startswith("POST /v1/chat/completions 200 ")
+    assert out["started_at"] == "2023-11-14T22:13:20+00:00"  # as the request log's rows print it
 
 
 def test_lines_of_one_loop_turn_are_one_write_in_logged_order(
