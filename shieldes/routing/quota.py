@@ -56,7 +56,9 @@ class DeploymentQuotas:
     _sent: dict[str, _Sent] = field(default_factory=dict)
 
     def _window(self, name: str) -> _Sent:
-        s = self._sent.setdefault(name, _Sent())
+        s = self._sent.get(name)
+        if s is None:  # not setdefault: a _Sent (two deques) per call on the request path adds up
+            s = self._sent[name] = _Sent()
         horizon = self.clock() - WINDOW_SECONDS
         while s.requests and s.requests[0] <= horizon:
             s.requests.popleft()
@@ -81,8 +83,9 @@ class DeploymentQuotas:
 
     def returned(self, name: str) -> None:
         """The call sent last to `name` got its answer (or failed)."""
-        s = self._window(name)
-        s.in_flight = max(0, s.in_flight - 1)
+        s = self._sent.get(name)
+        if s is not None:
+            s.in_flight = max(0, s.in_flight - 1)
 
     def answered(self, name: str, tokens: int) -> None:
         s = self._window(name)
