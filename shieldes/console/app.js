@@ -12,7 +12,9 @@ const PAGES = {
   providers: providersPage,
 };
 const main = () => document.getElementById("main");
-let current = null; // {name, stop()}
+// The page on screen ({stop()} or null) and the number of the latest navigation: a page that
+// finishes loading after the user moved on is stopped and never touches the screen.
+const view = { current: null, seq: 0 };
 
 function takeSessionFromFragment() {
   // after OIDC sign-in the node redirects to /ui/#session=<token>; the fragment never reaches a server
@@ -25,6 +27,10 @@ function takeSessionFromFragment() {
 
 async function signInView(message) {
   stopPage();
+  view.seq += 1;
+  const m = main();
+  delete m.dataset.page;
+  m.removeAttribute("aria-busy");
   session.token = null;
   session.me = null;
   document.getElementById("nav").hidden = true;
@@ -48,7 +54,6 @@ async function signInView(message) {
       input.focus();
     }
   });
-  const m = main();
   m.replaceChildren(form);
   try {
     const opts = await (await fetch("/ui/sign-in.json")).json();
@@ -60,8 +65,8 @@ async function signInView(message) {
 }
 
 function stopPage() {
-  if (current && current.stop) current.stop();
-  current = null;
+  if (view.current && view.current.stop) view.current.stop();
+  view.current = null;
 }
 
 // The pages this principal's role may open (an auditor sees usage and the audit log only).
@@ -77,20 +82,32 @@ async function route() {
   if (!allowed.includes(name) || !PAGES[name]) name = allowed[0];
   const page = PAGES[name];
   stopPage();
+  const seq = ++view.seq;
   document.getElementById("toast").className = "toast";
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   const m = main();
+  m.dataset.page = name;
+  m.setAttribute("aria-busy", "true"); // until the page's data is in: tests and screen readers wait on it
   m.replaceChildren(h("p.muted", "Loading…"));
+  let shown = null;
+  let failed = null;
   try {
-    current = (await page(m)) || null;
-    const title = m.querySelector("h1");
-    if (title) title.focus({ preventScroll: true });
-    document.title = `${title ? title.textContent : "shieldes"} · shieldes console`;
+    shown = (await page(m)) || null;
   } catch (err) {
-    m.replaceChildren(errorBox(err));
+    failed = err;
   }
+  if (seq !== view.seq) { // the user moved on while this page loaded
+    if (shown && shown.stop) shown.stop();
+    return;
+  }
+  view.current = shown;
+  if (failed) m.replaceChildren(errorBox(failed));
+  const title = m.querySelector("h1");
+  if (title) title.focus({ preventScroll: true });
+  document.title = `${title ? title.textContent : "shieldes"} · shieldes console`;
+  m.removeAttribute("aria-busy");
 }
 
 async function start() {

@@ -37,14 +37,16 @@ export async function auditPage(root) {
       { label: "Time travel", cell: (r) => h("div.actions",
         h("button", { type: "button", "aria-label": `Config as of change ${r.position}`, onclick: () => showAsOf(r.position) }, "As of"),
         h("button", { type: "button", "aria-label": `Diff from change ${r.position}`, onclick: () => showDiff(r.position) }, "Diff from")) },
-    ], rows.map((r) => ({ ...r, attrs: { class: r.position === asOf ? "selected" : null } })), { empty: "No config changes match." });
+    ], rows.map((r) => ({ ...r, attrs: { class: r.position === asOf ? "selected" : null, "data-position": r.position } })),
+    { empty: "No config changes match." });
     listArea.replaceChildren(t);
     if (next) listArea.append(h("button", { type: "button", onclick: () => loadEvents(true) }, "Older changes"));
   }
 
   async function showAsOf(position) {
     asOf = position;
-    renderList();
+    // mark the row in place: re-drawing the list would take the focus off the button just pressed
+    for (const tr of listArea.querySelectorAll("tr[data-position]")) tr.classList.toggle("selected", Number(tr.dataset.position) === position);
     let cfg;
     try {
       cfg = await api("GET", `/config${qs({ at: position === null ? null : String(position) })}`);

@@ -16,6 +16,12 @@ function niceMax(v, ticks = 4, whole = true) {
   return step * ticks;
 }
 
+// An id from the chart's title: the same on every redraw, so a live refresh leaves the chart alone
+// when its data is unchanged.
+function chartId(title) {
+  return `c-${title.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
+}
+
 function label(value, metric) {
   return metric === "cost_usd" ? fmt.usd(value) : fmt.num(Math.round(value));
 }
@@ -29,7 +35,7 @@ export function stackedBars({ title, days, series, metric, width = 720 }) {
   const bw = (W - L - R) / Math.max(1, days.length);
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-labelledby": "" });
-  const id = `c${Math.random().toString(36).slice(2, 8)}`;
+  const id = chartId(title);
   const t = s("title", { id: `${id}-t` }, title);
   const desc = s("desc", { id: `${id}-d` },
     days.map((d, i) => `${d}: ${label(totals[i], metric)}`).join("; ") || "no data");
@@ -68,7 +74,7 @@ export function hbars({ title, rows, metric, width = 720 }) {
   const chars = Math.floor((L - 12) / 7);
   const H = Math.max(1, rows.length) * row + 8;
   const max = niceMax(Math.max(0, ...rows.map((r) => r.value)), 4, metric !== "cost_usd");
-  const id = `c${Math.random().toString(36).slice(2, 8)}`;
+  const id = chartId(title);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-labelledby": `${id}-t ${id}-d` },
     s("title", { id: `${id}-t` }, title),
     s("desc", { id: `${id}-d` }, rows.map((r) => `${r.name}: ${label(r.value, metric)}`).join("; ") || "no data"));

@@ -73,6 +73,37 @@ function append(el, children) {
   }
 }
 
+// Live refresh: make `parent`'s children look like `children`, keeping every node that already
+// matches. Unchanged rows stay the same DOM nodes, so a refresh keeps the reader's text selection,
+// focus and scroll position, and a screen reader hears only what changed. Only for content without
+// event listeners: a kept element keeps its old ones.
+export function patch(parent, ...children) {
+  morph(parent, [...h("div", null, ...children).childNodes]);
+}
+
+function morph(parent, nodes) {
+  const old = [...parent.childNodes];
+  nodes.forEach((n, i) => {
+    const o = old[i];
+    if (!o) parent.append(n);
+    else if (o.isEqualNode(n)) return;
+    else if (o.nodeType === Node.TEXT_NODE && n.nodeType === Node.TEXT_NODE) o.data = n.data;
+    else if (o.nodeType === Node.ELEMENT_NODE && o.nodeName === n.nodeName && o.namespaceURI === n.namespaceURI) {
+      syncAttributes(o, n);
+      morph(o, [...n.childNodes]);
+    } else parent.replaceChild(n, o);
+  });
+  for (const o of old.slice(nodes.length)) o.remove();
+}
+
+function syncAttributes(o, n) {
+  for (const a of [...o.attributes]) if (!n.hasAttribute(a.name)) o.removeAttribute(a.name);
+  for (const a of n.attributes) {
+    if (a.name === "style") o.style.cssText = n.style.cssText; // CSSOM: the CSP refuses style attributes
+    else if (o.getAttribute(a.name) !== a.value) o.setAttribute(a.name, a.value);
+  }
+}
+
 export const svgNS = "http://www.w3.org/2000/svg";
 export function s(tag, attrs = {}, ...children) {
   const el = document.createElementNS(svgNS, tag);

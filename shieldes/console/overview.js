@@ -1,7 +1,7 @@
 // Overview: every node, the leader and its epoch, log positions, gossip health and convergence,
 // propagation delay, requests/s and errors/s computed from successive polls of the cluster view,
 // and how the cluster routes: per deployment its health, effective weight, traffic share, quota use.
-import { api, h, fmt, table, heading, errorBox } from "./core.js";
+import { api, h, fmt, table, heading, errorBox, patch } from "./core.js";
 import { sparkline } from "./charts.js";
 
 const POLL_MS = 2000;
@@ -20,7 +20,7 @@ export async function overviewPage(root) {
     try {
       data = await api("GET", "/cluster");
     } catch (err) {
-      body.replaceChildren(errorBox(err));
+      patch(body, errorBox(err));
       return;
     }
     const rates = new Map();
@@ -80,8 +80,10 @@ export async function overviewPage(root) {
       { label: "Requests", num: true, cell: (d) => fmt.num(d.requests_60s) },
       { label: "Quota used", cell: quota },
     ], data.deployments || []);
-    body.replaceChildren(cards, nodes, deployments,
-      h("p.muted.small", `Refreshed every ${POLL_MS / 1000} s. Rates are computed between refreshes from each node's heartbeat counters.`));
+    patch(body, cards, nodes, deployments,
+      h("p.muted.small", `Refreshed every ${POLL_MS / 1000} s, last at `,
+        h("time#refreshed", fmt.time(new Date(data.now * 1000).toISOString()).slice(11)),
+        ". Rates are computed between refreshes from each node's heartbeat counters."));
   }
 
   async function loop() {

@@ -1,6 +1,6 @@
 // Providers and deployments with live health: breaker state (here and in the cluster's view),
 // moving latency and error rate, each peer's view, and traffic share over the last hour.
-import { api, h, fmt, table, heading, errorBox } from "./core.js";
+import { api, h, fmt, table, heading, errorBox, patch } from "./core.js";
 
 const POLL_MS = 3000;
 
@@ -14,7 +14,7 @@ export async function providersPage(root) {
   async function tick() {
     try {
       const health = await api("GET", "/providers/health");
-      healthArea.replaceChildren(h("p.muted.small", `Health as node ${health.node_id} and its peers see it; traffic share over the last hour.`), table("Deployments", [
+      patch(healthArea, h("p.muted.small", `Health as node ${health.node_id} and its peers see it; traffic share over the last hour.`), table("Deployments", [
         { label: "Deployment", header: true, cell: (d) => d.name },
         { label: "Type", cell: (d) => d.type },
         { label: "Models", cell: (d) => d.models.join(", ") },
@@ -29,7 +29,7 @@ export async function providersPage(root) {
           h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} req`)) },
       ], health.data, { empty: "No providers configured: add one with `shieldes provider add`." }));
     } catch (err) {
-      healthArea.replaceChildren(errorBox(err));
+      patch(healthArea, errorBox(err));
     }
   }
 

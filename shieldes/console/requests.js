@@ -67,7 +67,7 @@ export async function requestsPage(root) {
       { label: "Latency", num: true, cell: (r) => fmt.ms(r.latency_ms) },
       { label: "Tokens", num: true, cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.request_id === openId ? "selected clickable" : "clickable",
-      onclick: () => open(r.request_id) } })), { empty: "No requests match." }));
+      "data-request-id": r.request_id, onclick: () => open(r.request_id) } })), { empty: "No requests match." }));
     if (next) listArea.append(h("button", { type: "button", onclick: () => load(true) }, "Older requests"));
   }
 
@@ -86,7 +86,8 @@ export async function requestsPage(root) {
 
   async function open(id) {
     openId = id;
-    renderList();
+    // mark the row in place: re-drawing the list would take the focus off the button just pressed
+    for (const tr of listArea.querySelectorAll("tr[data-request-id]")) tr.classList.toggle("selected", tr.dataset.requestId === id);
     try {
       const found = await api("GET", `/requests/${encodeURIComponent(id)}`);
       const several = found.data.length > 1;

@@ -1,6 +1,6 @@
 // Usage charts per key, team, model or provider and day over a date range, drawn as SVG, with the
 // numbers in a table too. Reads /admin/v1/usage (the usage_deltas view: flushed usage, rollups included).
-import { api, h, fmt, table, heading, field, errorBox } from "./core.js";
+import { api, h, fmt, table, heading, field, errorBox, patch } from "./core.js";
 import { stackedBars, hbars, PALETTE } from "./charts.js";
 
 const REFRESH_MS = 5000;
@@ -49,7 +49,7 @@ export async function usagePage(root) {
     try {
       data = await api("GET", `/usage?group_by=day,${group.value}&since=${since.value}&until=${until.value}`);
     } catch (err) {
-      out.replaceChildren(errorBox(err));
+      patch(out, errorBox(err));
       return;
     }
     const m = metric.value;
@@ -79,7 +79,7 @@ export async function usagePage(root) {
     const all = (k) => data.data.reduce((a, r) => a + value(r, k), 0);
     const others = METRICS.filter((x) => x.value !== m).map((x) => h("section.card", { "aria-label": `Total ${x.label}` },
       h("h2", x.label), h("p.big", x.value === "cost_usd" ? fmt.usd(all(x.value)) : fmt.num(all(x.value)))));
-    out.replaceChildren(
+    patch(out,
       h("div.cards", h("section.card", { "aria-label": `Total ${mLabel}` }, h("h2", `Total ${mLabel.toLowerCase()}`),
         h("p.big#usage-total", m === "cost_usd" ? fmt.usd(sum) : fmt.num(sum)), h("p.muted.small", `${since.value} to ${until.value} (UTC)`)), others),
       h("section.panel", { "aria-labelledby": "per-day" }, h("h2#per-day", `${mLabel} per day by ${gLabel}`),
@@ -98,7 +98,9 @@ export async function usagePage(root) {
 
   async function loop() {
     await draw();
-    if (!stopped) timer = setTimeout(loop, REFRESH_MS);
+    if (stopped) return;
+    clearTimeout(timer); // a redraw asked for while one was in flight: the last to finish holds the one timer
+    timer = setTimeout(loop, REFRESH_MS);
   }
   form.addEventListener("submit", (ev) => { ev.preventDefault(); clearTimeout(timer); loop(); });
   for (const el of [group, metric]) el.addEventListener("change", () => { clearTimeout(timer); loop(); });
