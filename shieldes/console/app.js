@@ -76,7 +76,8 @@ function allowedPages() {
 }
 
 async function route() {
-  if (!session.me) return;
+  // pages live at #/<name>; any other fragment is a place on the current page (the skip link's #main)
+  if (!session.me || (location.hash && !location.hash.startsWith("#/"))) return;
   const allowed = allowedPages();
   let name = (location.hash.match(/^#\/(\w+)/) || [])[1] || allowed[0];
   if (!allowed.includes(name) || !PAGES[name]) name = allowed[0];
@@ -124,6 +125,10 @@ async function start() {
 }
 
 window.addEventListener("hashchange", route);
+document.querySelector("a.skip").addEventListener("click", (ev) => {
+  ev.preventDefault(); // focus the content without touching the address, which names the page
+  main().focus();
+});
 window.addEventListener("shieldes:signed-out", (ev) => {
   signInView(ev.detail ? `Signed out: ${ev.detail}` : "Signed out.");
 });

@@ -274,6 +274,7 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         assert driver.switch_to.active_element.get_attribute("class") == "skip"
         ActionChains(driver).send_keys(Keys.ENTER).perform()
         wait(driver, lambda d: d.switch_to.active_element.get_attribute("id") == "main", what="skip to content")
+        assert driver.current_url.endswith("#/providers"), f"the skip link left the page: {driver.current_url}"
 
         # roles in the console: a viewer gets no write controls, an auditor only usage and audit
         tokens = {role: admin_api(a.base, "POST", "/admin-tokens", BOOT,
