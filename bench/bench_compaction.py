@@ -9,15 +9,23 @@ after VACUUM, and checks that usage per key is identical before and after.
 Uses SHIELDES_BENCH_DATABASE_URL (a server URL) or an embedded Postgres under
 $TMPDIR/shieldes-bench-pg. Traffic model as bench_snapshots.py: 4 nodes flushing every 0.5 s, 1-5
 deltas per flush, Zipf-distributed keys.
+
+Besides wall seconds it prints the CPU seconds the compaction took, in this process and in the
+Postgres server (its processes' CPU, parallel workers and ended backends included; when the server
+is local), and the load average around it: on a shared machine the wall figure moves with the
+other tenants' load, the CPU figure much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import time
 from typing import Any
 
+import psutil
 from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, scratch_database, table_size, vacuum
 
 from shieldes.events.pg_store import open_pool
@@ -28,6 +36,24 @@ PER_KEY = ("SELECT key_id, sum(requests), sum(prompt_tokens), sum(completion_tok
 MODES = {"partitions": True, "delete": False}
 
 
+async def server_cpu(pool: Any) -> float | None:
+    """CPU seconds used so far by the local Postgres server: its processes alive now plus every
+    one that ended (reaped by the postmaster, so in its children's times). None when remote."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+    try:
+        postmaster = psutil.Process(psutil.Process(int(row[0])).ppid())
+        own = postmaster.cpu_times()
+        total = own.user + own.system + own.children_user + own.children_system
+        for child in postmaster.children():
+            with contextlib.suppress(psutil.Error):
+                t = child.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return None
+
+
 async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]:
     pool = open_pool(url, size=3, name="bench")
     await pool.open(wait=True)
@@ -35,12 +61,19 @@ async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]
         t = time.perf_counter()
         await copy_usage(pool, Traffic(keys), events, time.time() - events * FLUSH_EVERY / NODES - 60)
         async with pool.connection() as conn:
-            await conn.execute("ANALYZE events")
             before = await (await conn.execute(PER_KEY)).fetchall()
         written = time.perf_counter() - t
+        # a log compaction reaches is days old: vacuumed, hint bits set, flushed. Done here, so that
+        # autovacuum and the checkpointer do not catch up on the fresh COPY during the measurement
+        await vacuum(pool)
+        async with pool.connection() as conn:
+            await conn.execute("CHECKPOINT")
         size_before = await table_size(pool)
+        load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), await server_cpu(pool)
         report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5,
                                     replace_partitions=replace)
+        client_cpu, server_after = time.process_time() - cpu_before, await server_cpu(pool)
+        load = (load_before, os.getloadavg()[0])
         size_after = await table_size(pool)
         t = time.perf_counter()
         await vacuum(pool)
@@ -50,7 +83,8 @@ async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]
             after = await (await conn.execute(PER_KEY)).fetchall()
         assert after == before, "usage per key changed"
         return {"report": report, "written": written, "before": size_before, "after": size_after,
-                "vacuum": size_vacuum, "vacuum_s": vacuumed}
+                "vacuum": size_vacuum, "vacuum_s": vacuumed, "client_cpu": client_cpu, "load": load,
+                "server_cpu": None if server_before is None or server_after is None else server_after - server_before}
     finally:
         await pool.close()
 
@@ -66,12 +100,14 @@ def main() -> None:
         with scratch_database(f"bench_compact_{mode}") as url:
             out = asyncio.run(one(url, args.events, args.keys, MODES[mode]))
         r = out["report"]
-        rows.append((mode, f"{r.seconds:.1f}", f"{r.replaced_events:,} -> {r.rollup_events:,}",
+        server = "?" if out["server_cpu"] is None else f"{out['server_cpu']:.1f}"
+        rows.append((mode, f"{r.seconds:.1f}", f"{out['client_cpu']:.1f} + {server}",
+                     "{:.1f} -> {:.1f}".format(*out["load"]), f"{r.replaced_events:,} -> {r.rollup_events:,}",
                      str(r.partitions_replaced), f"{r.max_swap_seconds * 1000:.0f}", mb(out["before"]),
                      mb(out["after"]), f"{mb(out['vacuum'])} ({out['vacuum_s']:.1f}s)"))
         print(f"  {mode}: {r.as_dict()}", flush=True)
-    header = ("compaction", "seconds", "raw -> rollups", "partitions replaced", "longest swap ms",
-              "size before", "after", "after VACUUM")
+    header = ("compaction", "seconds", "CPU s (this + Postgres)", "load average", "raw -> rollups",
+              "partitions replaced", "longest swap ms", "size before", "after", "after VACUUM")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print(f"\ncompaction of {args.events:,} usage events, {args.keys:,} keys (usage per key identical after)")
     for line in (header, *rows):

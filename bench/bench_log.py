@@ -1,13 +1,16 @@
 """Event log benchmark (not a timed test): batched append throughput and full replay speed.
 
     python bench/bench_log.py [--events 1000000] [--deltas 4] [--database-url URL] [--keep | --reuse DBNAME]
+                              [--start [--baseline-tree DIR]]
 
 Creates a scratch database next to SHIELDES_DATABASE_URL (or the embedded server), migrates it,
 appends N usage events (each a realistic flush of --deltas per-(key, deployment) deltas) in
 transactions of several batch sizes, then replays the whole log from position 0 into a fresh
 Projection with Projector.catch_up, both event by event (the baseline) and with usage folded in
 Postgres (what a replay from 0 does), checks that both give the same state, and prints a table
-(events/s, MB of event JSON, MB/s).
+(events/s, MB of event JSON, MB/s). With --start it also times a node's start without a snapshot:
+the loader in process (its state checked against the replay's), and `shieldes serve` from spawn
+to ready, from this checkout and from --baseline-tree (e.g. `git archive` of an earlier commit).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
+from bench_snapshots import node_start_to_ready
 
 from shieldes import db
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
@@ -31,6 +36,7 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.projector import Projection, Projector
 from shieldes.settings import Settings
+from shieldes.snapshots.loader import load_projection_report
 
 # Share of the events appended with each batch size (events per append transaction).
 BATCH_SHARES = ((1, 0.005), (10, 0.02), (100, 0.175), (1000, 0.8))
@@ -131,7 +137,7 @@ async def append_phase(store: PostgresEventStore, total: int, deltas: int) -> li
     return rows
 
 
-async def replay_phase(store: PostgresEventStore, total_mb: float, fold_sample: int) -> list[Row]:
+async def replay_phase(store: PostgresEventStore, total_mb: float, fold_sample: int) -> tuple[list[Row], Projection]:
     t0 = time.perf_counter()
     cursor, n = 0, 0
     sample: list[Any] = []
@@ -165,7 +171,34 @@ async def replay_phase(store: PostgresEventStore, total_mb: float, fold_sample: 
                  time.perf_counter() - t0, total_mb)
     assert folded.usage == projector.usage and folded.config == projector.config, "the two replays differ"
     assert folded.position == projector.position
-    return [read, fold, baseline, replay]
+    return [read, fold, baseline, replay], folded.projection
+
+
+async def start_phase(pool: Any, url: str, total_mb: float, reference: Projection,
+                      baseline: Path | None) -> list[Row]:
+    """A node's start without a snapshot: the loader in this process (checked against the replay's
+    state), then `shieldes serve` start-to-ready from this checkout and, given, from `baseline` (an
+    earlier version's checkout). Snapshots are removed first, and the node neither snapshots nor
+    compacts during its short life, so every start replays the same log."""
+    env = {"SHIELDES_SNAPSHOT_EVERY_SECONDS": "86400", "SHIELDES_SNAPSHOT_EVERY_EVENTS": "100000000",
+           "SHIELDES_COMPACT_INTERVAL": "86400"}
+
+    async def no_snapshots() -> None:
+        async with pool.connection() as conn:
+            await conn.execute("DELETE FROM snapshots")
+
+    await no_snapshots()
+    loaded, report = await load_projection_report(pool)
+    assert report.snapshot_id is None
+    assert loaded.usage == reference.usage and loaded.config == reference.config, "the loader's state differs"
+    rows = [Row("node load without snapshot (loader, in process)", report.tail_events, report.seconds, total_mb)]
+    for label, root in (("this version", None), ("baseline", baseline)):
+        if label == "baseline" and root is None:
+            continue
+        await no_snapshots()
+        took = await asyncio.to_thread(node_start_to_ready, url, root=root, env=env)
+        rows.append(Row(f"node process start-to-ready without snapshot ({label})", loaded.position, took, total_mb))
+    return rows
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -190,7 +223,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 conn.execute("VACUUM ANALYZE events")
                 size = conn.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('events') "
                                     "WHERE isleaf").fetchone()
-            rows += await replay_phase(store, total_mb, min(args.events, 100_000))
+            replayed, state = await replay_phase(store, total_mb, min(args.events, 100_000))
+            rows += replayed
+            if args.start:
+                rows += await start_phase(pool, url, total_mb, state, args.baseline_tree)
         finally:
             await pool.close()
         print_table(rows)
@@ -223,6 +259,10 @@ def main(argv: Any = None) -> None:
     parser.add_argument("--database-url", help="server to create the scratch database on")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--reuse", metavar="DBNAME", help="replay a database an earlier --keep run left (no append)")
+    parser.add_argument("--start", action="store_true",
+                        help="also time a node's start without a snapshot (loader, and `shieldes serve` to ready)")
+    parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                        help="with --start: also start the node from this checkout (an earlier version)")
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -213,12 +213,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def node_start_to_ready(url: str, timeout: float = 600.0) -> float:
+def node_start_to_ready(url: str, timeout: float = 600.0, *, root: Path | None = None,
+                        env: dict[str, str] | None = None) -> float:
     """Seconds from spawning `python -m shieldes serve` to its first 200 on /ready (process start,
-    imports, schema check, snapshot + tail, cluster parts, HTTP): what an operator waits for."""
-    root = Path(__file__).resolve().parent.parent
+    imports, schema check, snapshot + tail, cluster parts, HTTP): what an operator waits for.
+    `root`: the checkout to run (default: this one), e.g. an earlier version as a baseline."""
+    root = root or Path(__file__).resolve().parent.parent
     port = _free_port()
-    env = {**os.environ, "SHIELDES_DATABASE_URL": url, "PYTHONPATH": str(root)}
+    env = {**os.environ, **(env or {}), "SHIELDES_DATABASE_URL": url, "PYTHONPATH": str(root)}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port),

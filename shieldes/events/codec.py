@@ -27,18 +27,26 @@ def _tuple_fields(cls: type[Event]) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls) if "tuple" in str(f.type))
 
 
-def _delta_to_data(d: UsageDelta) -> Data:
+def delta_data(key_id: str, team_id: str | None, provider: str, model: str, hour: int, requests: int,
+               prompt_tokens: int, completion_tokens: int, cost_nusd: int) -> Data:
+    """A UsageDelta's stored shape, from its fields (compaction writes millions without building
+    the objects)."""
     return {
-        "key_id": d.key_id,
-        "team_id": d.team_id,
-        "provider": d.provider,
-        "model": d.model,
-        "hour": d.hour,
-        "requests": d.requests,
-        "prompt_tokens": d.prompt_tokens,
-        "completion_tokens": d.completion_tokens,
-        "cost_nusd": d.cost_nusd,
+        "key_id": key_id,
+        "team_id": team_id,
+        "provider": provider,
+        "model": model,
+        "hour": hour,
+        "requests": requests,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost_nusd": cost_nusd,
     }
+
+
+def _delta_to_data(d: UsageDelta) -> Data:
+    return delta_data(d.key_id, d.team_id, d.provider, d.model, d.hour, d.requests, d.prompt_tokens,
+                      d.completion_tokens, d.cost_nusd)
 
 
 _DELTA_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageDelta))

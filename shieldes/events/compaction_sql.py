@@ -40,6 +40,7 @@ _DELTA_COLUMNS_C = ('key_id text COLLATE "C", team_id text COLLATE "C", provider
                     'model text COLLATE "C", hour bigint, requests bigint, prompt_tokens bigint, '
                     "completion_tokens bigint, cost_nusd bigint")
 Row = tuple[Any, ...]
+SUMS_WORK_MEM = "64MB"  # per sums query (one per partition being replaced)
 
 
 async def last_position_before(conn: AsyncConnection[Any], retain_seconds: float) -> int:
@@ -144,26 +145,65 @@ async def take_rollups(conn: AsyncConnection[Any], positions: list[int]) -> list
     return await cur.fetchall()
 
 
+async def rollup_heads(conn: AsyncConnection[Any], positions: list[int]) -> list[Row]:
+    """(version, replaced events, first position, last position, recorded_at) of the rollups at
+    `positions` (one pass over each rollup's data, not three)."""
+    cur = await conn.execute(
+        "SELECT e.version, r.replaced_events, r.first_position, r.last_position, e.recorded_at FROM events e "
+        "CROSS JOIN LATERAL jsonb_to_record(e.data) AS r(replaced_events bigint, first_position bigint, "
+        "last_position bigint) WHERE e.position = ANY(%s) AND e.type = %s",
+        (positions, ROLLUP),
+    )
+    return await cur.fetchall()
+
+
+async def take_rollup_sums(conn: AsyncConnection[Any], positions: list[int]) -> list[Row]:
+    """Delete the rollups at `positions` (all of this release's version: see rollup_heads) and
+    return the sums of their deltas as partition_sums does."""
+    async with conn.cursor(binary=True) as cur:
+        await cur.execute(
+            "WITH taken AS (DELETE FROM events WHERE position = ANY(%s) AND type = %s RETURNING data) "
+            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
+            "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
+            f"FROM taken e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
+            "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            (positions, ROLLUP),
+        )
+        return await cur.fetchall()
+
+
 # --- whole partitions --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PartitionRaw:
     """The raw usage of one partition that is to be folded."""
 
-    positions: list[int]  # ascending
+    count: int
+    first: int  # positions (0 when count is 0)
+    last: int
     newest: datetime | None
     other_versions: int  # events of another version than the current one (folded in Python)
 
 
 async def partition_raw(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> PartitionRaw:
     cur = await conn.execute(
-        f"SELECT coalesce(array_agg(position ORDER BY position), '{{}}'), max(recorded_at), "
+        "SELECT count(*), coalesce(min(position), 0), coalesce(max(position), 0), max(recorded_at), "
         f"count(*) FILTER (WHERE version <> %s) FROM {part.name} WHERE type = %s AND position <> ALL(%s)",
         (version, RAW, keep),
     )
     row = await cur.fetchone()
     assert row is not None
-    return PartitionRaw(list(row[0]), row[1], int(row[2]))
+    return PartitionRaw(int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]))
+
+
+async def newest_raw_positions(conn: AsyncConnection[Any], part: Partition, keep: list[int], limit: int) -> list[int]:
+    """The newest `limit` positions of the partition's raw usage being folded, ascending (the
+    rollups take only those: rollups.chunks_wanted)."""
+    cur = await conn.execute(
+        f"SELECT position FROM {part.name} WHERE type = %s AND position <> ALL(%s) ORDER BY position DESC LIMIT %s",
+        (RAW, keep, limit),
+    )
+    return sorted(int(r[0]) for r in await cur.fetchall())
 
 
 async def partition_raw_counts(conn: AsyncConnection[Any], part: Partition, keep: list[int],
@@ -179,19 +219,27 @@ async def partition_raw_counts(conn: AsyncConnection[Any], part: Partition, keep
     return int(row[0]), int(row[1])
 
 
-async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> list[Row]:
+async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int, *,
+                         parallel: bool = True) -> list[Row]:
     """The fold of the partition's raw usage of `version`, done by the database: per (hour, key,
     provider, model, team or ''), the exact sums (bigint: an overflow is an error, never a wrap)
-    and the deltas counted, sorted as Python sorts the same tuples (COLLATE "C": code point order)."""
-    cur = await conn.execute(
-        "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
-        "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
-        f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
-        "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
-        "ORDER BY 1, 2, 3, 4, 5",
-        (RAW, version, keep),
-    )
-    return await cur.fetchall()
+    and the deltas counted, sorted as Python sorts the same tuples (COLLATE "C": code point order).
+    `parallel=False` when other partitions are summed at the same time: on a few cores, parallel
+    workers then only add their partial aggregates' merge. Enough memory that the ~70k groups of a
+    100k-position partition neither spill the hash table nor sort on disk."""
+    async with conn.transaction(), conn.cursor(binary=True) as cur:
+        await cur.execute("SELECT set_config('work_mem', %s, true), "
+                          "set_config('max_parallel_workers_per_gather', %s, true)",
+                          (SUMS_WORK_MEM, "2" if parallel else "0"))
+        await cur.execute(
+            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
+            "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
+            f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
+            "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
+            "ORDER BY 1, 2, 3, 4, 5",
+            (RAW, version, keep),
+        )
+        return await cur.fetchall()
 
 
 async def partition_other_versions(conn: AsyncConnection[Any], part: Partition, keep: list[int],

@@ -47,7 +47,7 @@ class FoldedLog:
     versions folded by the store (events/folded_read.py): `events` (ascending) are the others;
     `groups` the folded usage as projections/usage.UsageGroup rows, `max_day` the newest UTC day
     of their deltas, `seqs` (node, epoch, max seq) of the raw flushes; `last` identifies the event
-    at `upto` (None: there is none)."""
+    at `upto` (None: there is none); `folded_events` counts the usage events folded."""
 
     upto: int
     horizon: int
@@ -56,6 +56,7 @@ class FoldedLog:
     max_day: int | None
     seqs: list[tuple[str, int, int]]
     last: Fingerprint | None
+    folded_events: int = 0
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,8 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes import db
 from shieldes.errors import ShieldesError
 from shieldes.events import compaction_sql as csql
-from shieldes.events.catalog import UsageDelta, UsageRecorded, UsageRolledUp
-from shieldes.events.codec import Codec
+from shieldes.events.catalog import UsageRecorded, UsageRolledUp
+from shieldes.events.codec import Codec, delta_data
 from shieldes.events.locks import LockBusy, dedicated_connection, session_lock
 from shieldes.events.partitions import Partition, partitions
 from shieldes.events.pg_store import raise_horizon
@@ -54,7 +54,7 @@ from shieldes.events.watermarks import watermark_positions
 from shieldes.projections.usage import BOOTS_KEPT
 from shieldes.snapshots.codec import READABLE_FORMATS
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
-from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, Plan, deltas_of_sums, plan_rollups
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, SumRow, chunks_wanted, plan_chunks
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
@@ -104,7 +104,7 @@ async def _choose_cutoff(
 
 async def _fold_rows(
     rows: list[tuple[Any, ...]], keep: set[int], codec: Codec
-) -> tuple[list[int], int, tuple[UsageDelta, ...], datetime]:
+) -> tuple[list[int], int, list[SumRow], datetime]:
     """CPU part of a batch: positions replaced, deltas in, folded, newest time. It yields to the
     event loop every YIELD_EVERY rows, so a leader keeps serving requests (a thread would not
     help: it would fight the loop for the GIL)."""
@@ -126,12 +126,12 @@ async def _fold_rows(
         replaced.append(position)
         newest = max(newest, recorded_at)
     await asyncio.sleep(0)
-    return replaced, folder.count, await folder.result_async(), newest
+    return replaced, folder.count, folder.rows(), newest
 
 
 async def _merge_parts(
     rows: list[tuple[Any, ...]], codec: Codec
-) -> tuple[int, int, int, tuple[UsageDelta, ...]]:
+) -> tuple[int, int, int, list[SumRow]]:
     """(replaced events, first position, last position, folded deltas) of several rollups."""
     folder = Folder()
     replaced, first, last = 0, None, None
@@ -147,7 +147,7 @@ async def _merge_parts(
         folder.add_data(data["deltas"])
         await asyncio.sleep(0)
     assert first is not None and last is not None
-    return replaced, first, last, await folder.result_async()
+    return replaced, first, last, folder.rows()
 
 
 async def _fold_batch(
@@ -165,9 +165,9 @@ async def _fold_batch(
         replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
         if replaced:
             await csql.delete_positions(conn, replaced)
-            plan = plan_rollups(folded, replaced, max_deltas)
-            report.rollup_events += await _write_plan(
-                conn, codec, plan, (len(replaced), replaced[0], replaced[-1]), metadata, newest
+            report.rollup_events += await _write_rollups(
+                conn, codec, folded, replaced, (len(replaced), replaced[0], replaced[-1]), metadata, newest,
+                max_deltas=max_deltas,
             )
             report.replaced_events += len(replaced)
             report.deltas_in += n_in
@@ -178,26 +178,33 @@ async def _fold_batch(
     return last
 
 
-async def _write_plan(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, plan: Plan, span: tuple[int, int, int],
-    metadata: dict[str, Any], recorded_at: datetime, table: str = "events",
+async def _write_rollups(
+    conn: psycopg.AsyncConnection[Any], codec: Codec, folded: list[SumRow], positions: list[int],
+    span: tuple[int, int, int], metadata: dict[str, Any], recorded_at: datetime, *, max_deltas: int,
+    table: str = "events",
 ) -> int:
-    """Insert the planned rollups. `span` = (replaced events, first, last position); the count is
-    carried by the first rollup of the set only, so summing `replaced_events` stays meaningful.
-    Metadata holds the hour and a set id (small, never TOASTed): same-hour rollups from different
-    sets are found for merging without reading their deltas."""
-    if not plan:  # flushes without deltas: an empty rollup still takes their newest position
-        plan = [(span[2], None, ())]
-    set_id = max(p[0] for p in plan)
+    """Lay `folded` (sorted SumRows) out on `positions` (plan_chunks) and insert the rollups.
+    `span` = (replaced events, first, last position); the count is carried by the first rollup of
+    the set only, so summing `replaced_events` stays meaningful. Metadata holds the hour and a set
+    id (small, never TOASTed): same-hour rollups from different sets are found for merging without
+    reading their deltas. The deltas go from rows to their stored shape directly (no UsageDelta
+    objects: a partition folds to ~70k of them), yielding to the event loop between slices."""
+    chunks = plan_chunks([r[0] for r in folded], positions, max_deltas)
+    if not chunks:  # flushes without deltas: an empty rollup still takes their newest position
+        chunks = [(span[2], None, 0, 0)]
+    set_id = max(c[0] for c in chunks)
     rows = []
-    for i, (position, hour, part) in enumerate(plan):
-        rollup = UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], part)
-        _, version, data = codec.encode(rollup)
+    for i, (position, hour, first, stop) in enumerate(chunks):
+        _, version, data = codec.encode(UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], ()))
+        deltas = data["deltas"] = []
+        for a in range(first, stop, YIELD_EVERY * 8):
+            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], r[5], r[6], r[7], r[8])
+                          for r in folded[a:min(stop, a + YIELD_EVERY * 8)])
+            await asyncio.sleep(0)
         rows.append((position, version, data,
                      {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}))
-        await asyncio.sleep(0)
     await csql.insert_rollups(conn, rows, recorded_at, table)
-    return len(plan)
+    return len(chunks)
 
 
 async def _merge_hours(
@@ -205,60 +212,65 @@ async def _merge_hours(
     metadata: dict[str, Any], report: CompactionReport,
 ) -> None:
     """Merge rollups of the same hour from different sets (batches, partitions or runs) into one
-    set on their own positions, one short transaction per hour: history converges to one set per hour."""
+    set on their own positions, one short transaction per hour: history converges to one set per
+    hour. The database sums rollups of this release's version; older ones go through the codec."""
     for positions in await csql.hours_with_several_sets(conn, cutoff):
         async with conn.transaction():
             await check_epoch(conn, epoch)
-            rows = await csql.take_rollups(conn, positions)
-            replaced, first, last, folded = await _merge_parts(rows, codec)
-            plan = plan_rollups(folded, positions, max_deltas)
-            written = await _write_plan(conn, codec, plan, (replaced, first, last), metadata,
-                                        max(r[3] for r in rows))
-            report.rollups_merged += len(rows) - written
+            heads = await csql.rollup_heads(conn, positions)
+            if all(h[0] == UsageRolledUp.VERSION for h in heads):
+                folded = await csql.take_rollup_sums(conn, positions)
+                replaced, first, last = sum(h[1] for h in heads), min(h[2] for h in heads), max(h[3] for h in heads)
+            else:
+                replaced, first, last, folded = await _merge_parts(await csql.take_rollups(conn, positions), codec)
+            written = await _write_rollups(conn, codec, folded, positions, (replaced, first, last), metadata,
+                                           max(h[4] for h in heads), max_deltas=max_deltas)
+            report.rollups_merged += len(heads) - written
 
 
 async def _partition_fold(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, keep: list[int]
-) -> tuple[csql.PartitionRaw, int, tuple[UsageDelta, ...]]:
-    """(raw events, deltas in, folded deltas) of a partition's raw usage: the database sums the
-    current version's deltas (in parallel workers); older versions are upcast by the codec."""
+    conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, keep: list[int], *, parallel: bool
+) -> tuple[csql.PartitionRaw, int, list[SumRow]]:
+    """(raw events, deltas in, folded SumRows) of a partition's raw usage: the database sums the
+    current version's deltas; older versions are upcast by the codec."""
     raw = await csql.partition_raw(conn, part, keep, UsageRecorded.VERSION)
-    if not raw.positions:
-        return raw, 0, ()
-    sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION)
+    if not raw.count:
+        return raw, 0, []
+    sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION, parallel=parallel)
     if not raw.other_versions:
-        return raw, sum(r[-1] for r in sums), deltas_of_sums(sums)
+        return raw, sum(r[9] for r in sums), sums
     folder = Folder()
     folder.add_sums(sums)
     for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
         event = codec.decode(type_, version, orjson.loads(text))
         assert isinstance(event, UsageRecorded)
         folder.add(event.deltas)
-    return raw, folder.count, await folder.result_async()
+    return raw, folder.count, folder.rows()
 
 
 async def _replace_partition(
     conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, *, epoch: int, keep: list[int],
-    max_deltas: int, metadata: dict[str, Any], report: CompactionReport,
+    max_deltas: int, metadata: dict[str, Any], report: CompactionReport, parallel: bool = True,
 ) -> None:
     """Replace a partition wholly at or below the cutoff by its kept rows plus the rollups of its
     raw usage, built beside it and swapped in (events/compaction_sql.py)."""
-    raw, deltas_in, folded = await _partition_fold(conn, codec, part, keep)
-    if not raw.positions:
+    raw, deltas_in, folded = await _partition_fold(conn, codec, part, keep, parallel=parallel)
+    if not raw.count:
         return
     assert raw.newest is not None
+    # only the newest positions the rollups can take (not the partition's 100k)
+    slots = await csql.newest_raw_positions(conn, part, keep, chunks_wanted([r[0] for r in folded], max_deltas))
     replacement = await csql.build_replacement(conn, part, keep)
     try:
-        plan = plan_rollups(folded, raw.positions, max_deltas)
-        rollups = await _write_plan(conn, codec, plan, (len(raw.positions), raw.positions[0], raw.positions[-1]),
-                                    metadata, raw.newest, table=replacement)
+        rollups = await _write_rollups(conn, codec, folded, slots, (raw.count, raw.first, raw.last), metadata,
+                                       raw.newest, max_deltas=max_deltas, table=replacement)
         if not await _swap(conn, part, replacement, epoch=epoch, report=report):
             return
     finally:
         await csql.drop_table(conn, replacement)  # gone already once swapped in (renamed)
     report.partitions_replaced += 1
     report.rollup_events += rollups
-    report.replaced_events += len(raw.positions)
+    report.replaced_events += raw.count
     report.deltas_in += deltas_in
     report.deltas_out += len(folded)
 
@@ -270,17 +282,17 @@ async def _replace_partitions(
     """PARALLEL_PARTITIONS partitions at a time: one on `conn`, the others each on a dedicated
     connection (not the pool's: those serve requests). The first error stops the others."""
     queue = list(reversed(whole))
+    extra = max(0, min(PARALLEL_PARTITIONS, len(whole)) - 1)
 
     async def work(c: psycopg.AsyncConnection[Any]) -> None:
         while queue:
             await _replace_partition(c, codec, queue.pop(), epoch=epoch, keep=keep, max_deltas=max_deltas,
-                                     metadata=metadata, report=report)
+                                     metadata=metadata, report=report, parallel=not extra)
 
     async def worker() -> None:
         async with dedicated_connection(pool) as c:
             await work(c)
 
-    extra = max(0, min(PARALLEL_PARTITIONS, len(whole)) - 1)
     tasks = [asyncio.ensure_future(work(conn)), *(asyncio.ensure_future(worker()) for _ in range(extra))]
     try:
         await asyncio.gather(*tasks)

@@ -4,7 +4,8 @@ Everything is read inside one REPEATABLE READ transaction, so the snapshot and t
 one consistent view of the log even if compaction commits batches meanwhile (a paged read across
 transactions could see a rollup whose raw events it had already folded). A snapshot that is
 corrupt, of another schema/format, or below the newest rollup is skipped with a log line; with no
-usable snapshot the whole log is replayed.
+usable snapshot the whole log is replayed as a replay from 0 does it: the usage folded by the
+database, the other events one by one (events/folded_read.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
 from shieldes.events.codec import Codec
 from shieldes.events.compat import reads_of
+from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
 from shieldes.events.pg_store import config_tip_mismatch, row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
@@ -107,6 +110,36 @@ def _gc_paused() -> Iterator[None]:
         gc.freeze()
 
 
+async def _replay_tail(conn: psycopg.AsyncConnection[Any], projection: Projection) -> int:
+    """The events after a snapshot, one by one (a tail is short: compaction and new snapshots
+    keep it so)."""
+    tail = 0
+    async with conn.cursor(name="shieldes_tail") as tcur:
+        await tcur.execute(f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position",
+                           (projection.position,))
+        while rows := await tcur.fetchmany(FETCH):
+            for r in rows:
+                projection.apply(row_to_event(r))
+            tail += len(rows)
+            await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
+    return tail
+
+
+async def _replay_folded(conn: psycopg.AsyncConnection[Any], projection: Projection) -> int:
+    """The whole log as a replay from 0 reads it (events/folded_read.py): the events the database
+    does not fold one by one, in pages, then the usage the database folded; the state a one-by-one
+    replay reaches (the replay == live property covers both). Returns the events applied."""
+    head, horizon = await read_head(conn)
+    applied = 0
+    async for page in unfolded_pages(conn, 0, head, FETCH):
+        projection.apply_all(page)
+        applied += len(page)
+        await asyncio.sleep(0)
+    usage = await folded_usage(conn, 0, head, horizon)
+    projection.apply_folded(usage)
+    return applied + usage.folded_events
+
+
 async def _load(
     pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None
 ) -> tuple[Projection, LoadReport]:
@@ -157,19 +190,10 @@ async def _load_state(
             break
         if projection is None:
             projection = Projection(codec=codec)
-            log.info("no usable snapshot: replaying the whole log")
+            log.info("no usable snapshot: replaying the whole log (usage folded by the database)")
         projection.codec = codec
         base = projection.position
-        tail = 0
-        async with conn.cursor(name="shieldes_tail") as tcur:
-            await tcur.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position", (base,)
-            )
-            while rows := await tcur.fetchmany(FETCH):
-                for r in rows:
-                    projection.apply(row_to_event(r))
-                tail += len(rows)
-                await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
+        tail = await (_replay_folded(conn, projection) if used is None else _replay_tail(conn, projection))
     report = LoadReport(used, base, tail, tuple(skipped), time.perf_counter() - started)
     log.info(
         "projection loaded at position %d from %s plus %d tail events in %.2fs",

@@ -3,15 +3,19 @@ the plan that lays a fold out as bounded rollup events on free positions."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shieldes.events.catalog import UsageDelta
 
 # (hour, key_id, provider, model, team_id or ""): sorts as plain tuples, in C ("" is never a team id)
 GroupKey = tuple[int, str, str, str, str]
+# a group and its sums: GroupKey + (requests, prompt_tokens, completion_tokens, cost_nusd); rows
+# from the database may carry more columns after these (the deltas counted)
+SumRow = tuple[Any, ...]
 Plan = list[tuple[int, int | None, tuple[UsageDelta, ...]]]  # (position, hour or None, deltas)
+# (position, hour or None, first, stop): a rollup holds items[first:stop] of a fold sorted by hour
+Chunks = list[tuple[int, int | None, int, int]]
 # Deltas per rollup event: bounds the row (~0.5 MB of JSON) and the CPU one encode/decode takes,
 # so a leader's event loop is never held for long by one event.
 MAX_ROLLUP_DELTAS = 5000
@@ -52,28 +56,16 @@ class Folder:
             self.count += count
             self._add((hour, key_id, provider, model, team), r, p, c, n)
 
+    def rows(self) -> list[SumRow]:
+        """The fold as sorted SumRows (what the database's sums look like)."""
+        return [(*k, *self.acc[k]) for k in sorted(self.acc)]
+
     def _delta(self, k: GroupKey) -> UsageDelta:
         return UsageDelta(k[1], k[4] or None, k[2], k[3], k[0], *self.acc[k])
 
     def result(self) -> tuple[UsageDelta, ...]:
         """Sorted, so the same input always gives the same rollups."""
         return tuple(self._delta(k) for k in sorted(self.acc))
-
-    async def result_async(self, slice_: int = 2000) -> tuple[UsageDelta, ...]:
-        """The same, yielding to the event loop every `slice_` groups (an hour of a busy cluster
-        folds to tens of thousands of groups)."""
-        keys = sorted(self.acc)
-        out: list[UsageDelta] = []
-        for i in range(0, len(keys), slice_):
-            out.extend(self._delta(k) for k in keys[i:i + slice_])
-            await asyncio.sleep(0)
-        return tuple(out)
-
-
-def deltas_of_sums(rows: list[tuple[Any, ...]]) -> tuple[UsageDelta, ...]:
-    """`Folder.add_sums(rows)` then `result()`, for rows the database already grouped and sorted the
-    same way (events/compaction_sql.partition_sums): the deltas straight away."""
-    return tuple(UsageDelta(k, t or None, p, m, h, r, pt, ct, n) for h, k, p, m, t, r, pt, ct, n, _ in rows)
 
 
 def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
@@ -82,24 +74,43 @@ def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
     return folder.result()
 
 
+def _runs_and_chunks(hours: Sequence[int], max_deltas: int) -> tuple[list[tuple[int, int, int]], Chunks]:
+    """Runs of one hour (hour, first, stop) and their chunks of at most `max_deltas` (no position yet)."""
+    runs: list[tuple[int, int, int]] = []
+    for i, hour in enumerate(hours):
+        if runs and runs[-1][0] == hour:
+            runs[-1] = (hour, runs[-1][1], i + 1)
+        else:
+            runs.append((hour, i, i + 1))
+    chunks: Chunks = [(0, hour, a, min(a + max_deltas, stop)) for hour, first, stop in runs
+                      for a in range(first, stop, max_deltas)]
+    return runs, chunks
+
+
+def chunks_wanted(hours: Sequence[int], max_deltas: int = MAX_ROLLUP_DELTAS) -> int:
+    """How many positions `plan_chunks` can use at most: it only ever takes the newest this many, so
+    a caller may pass just those (with fewer free positions than this, all of them)."""
+    return len(_runs_and_chunks(hours, max_deltas)[1])
+
+
+def plan_chunks(hours: Sequence[int], positions: Sequence[int], max_deltas: int = MAX_ROLLUP_DELTAS) -> Chunks:
+    """Where the rollups of a fold go, given the hour of each of its items in order (sorted by
+    hour): one rollup per hour (split in chunks of at most `max_deltas`), each on a distinct
+    position from `positions` (the newest ones). With fewer positions than chunks, one unsplit
+    rollup per hour; with fewer positions than hours (a few flushes straddling many hours), one
+    mixed rollup (hour None) holds everything."""
+    runs, chunks = _runs_and_chunks(hours, max_deltas)
+    if len(chunks) > len(positions):
+        if len(runs) > len(positions):
+            return [(max(positions), None, 0, len(hours))]
+        chunks = [(0, hour, first, stop) for hour, first, stop in runs]
+    slots = sorted(positions)[-len(chunks):] if chunks else []
+    return [(slot, hour, a, b) for slot, (_, hour, a, b) in zip(slots, chunks, strict=True)]
+
+
 def plan_rollups(
     folded: tuple[UsageDelta, ...], positions: list[int], max_deltas: int = MAX_ROLLUP_DELTAS
 ) -> Plan:
-    """One rollup per hour (split in chunks of at most `max_deltas`), each on a distinct position
-    from `positions` (the newest ones). With fewer positions than chunks, one unsplit rollup per
-    hour; with fewer positions than hours (a few flushes straddling many hours), one mixed rollup
-    (hour None) holds everything."""
-    by_hour: dict[int, list[UsageDelta]] = {}
-    for d in folded:
-        by_hour.setdefault(d.hour, []).append(d)
-    chunks = [
-        (hour, tuple(deltas[i:i + max_deltas]))
-        for hour, deltas in sorted(by_hour.items())
-        for i in range(0, len(deltas), max_deltas)
-    ]
-    if len(chunks) > len(positions):
-        if len(by_hour) > len(positions):
-            return [(max(positions), None, folded)]
-        chunks = [(hour, tuple(deltas)) for hour, deltas in sorted(by_hour.items())]
-    slots = sorted(positions)[-len(chunks):] if chunks else []
-    return [(slot, hour, part) for slot, (hour, part) in zip(slots, chunks, strict=True)]
+    """`plan_chunks` of folded deltas (sorted, as Folder.result gives them)."""
+    return [(slot, hour, folded[a:b]) for slot, hour, a, b in plan_chunks([d.hour for d in folded], positions,
+                                                                          max_deltas)]

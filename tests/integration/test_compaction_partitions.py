@@ -1,6 +1,7 @@
 """Compaction replaces whole partitions of folded usage: every number stays (per key, team and day;
 the SQL views agree), config events and watermarks stay, the relation shrinks on disk, appends and
-readers never queue behind the swap, and replay from 0 equals the live fold before and after."""
+readers never queue behind the swap, and replay from 0 (a Projector's, and a node's start without
+a snapshot) equals the live fold before and after."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.projector import Projection, Projector
 from shieldes.snapshots.compaction import compact_once
-from shieldes.snapshots.rollups import Folder, deltas_of_sums
+from shieldes.snapshots.loader import load_projection_report
+from shieldes.snapshots.rollups import Folder
 from tests import pg
 from tests.integration.usage_log import (
     HOUR0,
@@ -135,7 +137,8 @@ async def test_the_database_sums_sort_as_the_python_fold(
     pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
 ) -> None:
     """partition_sums groups and sorts in the database (COLLATE "C"): taken as they come, its rows
-    are the deltas the Python fold of the same events gives, in the same order."""
+    are the sums the Python fold of the same events gives, in the same order, with or without
+    parallel workers."""
     w = UsageWriter(pg_store)
     for i in range(60):
         await w.flush(node=("n1", "n2")[i % 2], deltas=12, hour=HOUR0 + i // 25)
@@ -146,12 +149,14 @@ async def test_the_database_sums_sort_as_the_python_fold(
     async with pool.connection() as conn:
         part = (await partitions(conn))[0]
         rows = await csql.partition_sums(conn, part, [], 1)
+        serial = await csql.partition_sums(conn, part, [], 1, parallel=False)
         raw = await pg_store.read(0, 1000)
     folder = Folder()
     for e in raw:
         if e.type == "usage.recorded" and e.position < part.end:
             folder.add_data(e.data["deltas"])
-    assert deltas_of_sums(rows) == folder.result() and sum(r[-1] for r in rows) == folder.count
+    assert [r[:9] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
+    assert serial == rows
 
 
 async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
@@ -163,6 +168,10 @@ async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
         await conn.execute("CREATE TABLE events_c0_deadbeef (LIKE events)")
     await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
     assert await _rows(pool, "SELECT relname FROM pg_class WHERE relname = 'events_c0_deadbeef'") == []
+
+
+async def _event_count(pool: AsyncConnectionPool[Any]) -> int:
+    return int((await _rows(pool, "SELECT count(*) FROM events"))[0][0])
 
 
 async def _replay_equals_live_across_compaction(url: str, sequence: list[Any]) -> None:
@@ -178,6 +187,10 @@ async def _replay_equals_live_across_compaction(url: str, sequence: list[Any]) -
                 assert replay.position == live.position == await store.head()
                 assert replay.config == live.config
                 assert replay.usage == live.usage
+            # a node's start without a snapshot: the loader folds the usage in the database too
+            loaded, report = await load_projection_report(pool)
+            assert report.snapshot_id is None and report.tail_events == await _event_count(pool)
+            assert loaded.position == live.position and loaded.config == live.config and loaded.usage == live.usage
             await compact_once(pool, holder="prop", retain_seconds=0, node_timeout=5)
     finally:
         await pool.close()

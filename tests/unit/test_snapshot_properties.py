@@ -27,7 +27,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
-from shieldes.snapshots.rollups import fold_deltas, plan_rollups
+from shieldes.snapshots.rollups import chunks_wanted, fold_deltas, plan_chunks, plan_rollups
 
 KEYS = ("a", "b", "c")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,6 +107,16 @@ def test_rollups_anywhere_below_keep_usage_state(body: list[Event], data: st.Dat
             type_, version, d = CODEC.encode(UsageRolledUp(len(replaced), 0, 0, part))
             rest.append(RecordedEvent(position, "usage-rollup", type_, version, d, {}, T0))
     assert fold(rest).usage == fold(events).usage
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=40).map(sorted), st.sets(st.integers(0, 500), min_size=1, max_size=40),
+       st.integers(1, 5))
+def test_the_newest_wanted_positions_plan_as_all_of_them(hours: list[int], positions: set[int], size: int) -> None:
+    """Compaction reads only the newest chunks_wanted positions of a partition, not all its raw
+    events: the layout is the one every position gives."""
+    newest = sorted(positions)[-chunks_wanted(hours, size):] if hours else []
+    assert plan_chunks(hours, newest or sorted(positions), size) == plan_chunks(hours, sorted(positions), size)
 
 
 def test_snapshots_of_an_older_schema_revision_still_load() -> None:
