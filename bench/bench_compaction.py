@@ -1,5 +1,7 @@
 """Compaction of the partitioned event log against its baseline, in one run: the same log compacted
-by replacing whole partitions (the leader's path) and by DELETE batches (the path before
+by replacing whole partitions with their replacements prepared ahead (the leader's path: the
+preparation, which the leader does in the background as partitions fill, is timed on its own row),
+by replacing whole partitions with nothing prepared, and by DELETE batches (the path before
 partitions), each in its own scratch database. Prints seconds, events table size before, after and
 after VACUUM, and checks that usage per key is identical before and after.
 
@@ -30,10 +32,13 @@ from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, scratch
 
 from shieldes.events.pg_store import open_pool
 from shieldes.snapshots.compaction import compact_once
+from shieldes.snapshots.fencing import bump_epoch
+from shieldes.snapshots.partition_replace import prepare
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS
 
 PER_KEY = ("SELECT key_id, sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost_nusd) "
            "FROM usage_deltas GROUP BY 1 ORDER BY 1")
-MODES = {"partitions": True, "delete": False}
+MODES = ("prepared", "partitions", "delete")
 
 
 async def server_cpu(pool: Any) -> float | None:
@@ -54,7 +59,7 @@ async def server_cpu(pool: Any) -> float | None:
         return None
 
 
-async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]:
+async def one(url: str, events: int, keys: int, mode: str) -> dict[str, Any]:
     pool = open_pool(url, size=3, name="bench")
     await pool.open(wait=True)
     try:
@@ -69,9 +74,21 @@ async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]
         async with pool.connection() as conn:
             await conn.execute("CHECKPOINT")
         size_before = await table_size(pool)
+        prep = None
+        if mode == "prepared":  # what the leader does in the background as each partition fills
+            load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), await server_cpu(pool)
+            t = time.perf_counter()
+            async with pool.connection() as conn:
+                epoch = await bump_epoch(conn, "bench")
+            prepared = await prepare(pool, leader_epoch=epoch, node_id="bench", max_deltas=MAX_ROLLUP_DELTAS)
+            server_after = await server_cpu(pool)
+            prep = {"seconds": time.perf_counter() - t, "client_cpu": time.process_time() - cpu_before,
+                    "server_cpu": None if server_before is None or server_after is None
+                    else server_after - server_before, "load": (load_before, os.getloadavg()[0]),
+                    "partitions": prepared.prepared}
         load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), await server_cpu(pool)
         report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5,
-                                    replace_partitions=replace)
+                                    replace_partitions=mode != "delete")
         client_cpu, server_after = time.process_time() - cpu_before, await server_cpu(pool)
         load = (load_before, os.getloadavg()[0])
         size_after = await table_size(pool)
@@ -83,7 +100,7 @@ async def one(url: str, events: int, keys: int, replace: bool) -> dict[str, Any]
             after = await (await conn.execute(PER_KEY)).fetchall()
         assert after == before, "usage per key changed"
         return {"report": report, "written": written, "before": size_before, "after": size_after,
-                "vacuum": size_vacuum, "vacuum_s": vacuumed, "client_cpu": client_cpu, "load": load,
+                "vacuum": size_vacuum, "vacuum_s": vacuumed, "client_cpu": client_cpu, "load": load, "prepare": prep,
                 "server_cpu": None if server_before is None or server_after is None else server_after - server_before}
     finally:
         await pool.close()
@@ -93,12 +110,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, default=10_000)
-    ap.add_argument("--modes", default="partitions,delete", help="partitions (now), delete (baseline)")
+    ap.add_argument("--modes", default="prepared,partitions,delete",
+                    help="prepared (partitions prepared ahead, as the leader does), partitions (none prepared), "
+                         "delete (baseline)")
     args = ap.parse_args()
     rows = []
     for mode in args.modes.split(","):
         with scratch_database(f"bench_compact_{mode}") as url:
-            out = asyncio.run(one(url, args.events, args.keys, MODES[mode]))
+            out = asyncio.run(one(url, args.events, args.keys, mode))
+        if out["prepare"]:
+            p = out["prepare"]
+            server = "?" if p["server_cpu"] is None else f"{p['server_cpu']:.1f}"
+            rows.append(("prepare (background)", f"{p['seconds']:.1f}", f"{p['client_cpu']:.1f} + {server}",
+                         "{:.1f} -> {:.1f}".format(*p["load"]), f"{p['partitions']} partitions", "", "", "", "", ""))
         r = out["report"]
         server = "?" if out["server_cpu"] is None else f"{out['server_cpu']:.1f}"
         rows.append((mode, f"{r.seconds:.1f}", f"{out['client_cpu']:.1f} + {server}",

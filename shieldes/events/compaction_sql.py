@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from shieldes.events.catalog import ROLLUP_STREAM
@@ -34,6 +34,8 @@ ROLLUP = "usage.rolled_up"
 # replacement tables being built (events_c<start>_<token>) and the partitions they replaced, detached
 # (events_c<start>_<token>_old) until dropped
 STAGING_PREFIX = "events_c"
+# replacements prepared ahead for sealed partitions (events_r<start>), marked with what they fit
+READY_PREFIX = "events_r"
 # a delta's fields, text in code point order (COLLATE "C"): grouping and sorting compare bytes, not
 # locale rules, and the order is the one Python gives the same tuples
 _DELTA_COLUMNS_C = ('key_id text COLLATE "C", team_id text COLLATE "C", provider text COLLATE "C", '
@@ -176,24 +178,30 @@ async def take_rollup_sums(conn: AsyncConnection[Any], positions: list[int]) -> 
 
 @dataclass(frozen=True)
 class PartitionRaw:
-    """The raw usage of one partition that is to be folded."""
+    """The raw usage of one partition that is to be folded, and what identifies the partition's
+    content (a prepared replacement fits only the content it was built from)."""
 
     count: int
     first: int  # positions (0 when count is 0)
     last: int
     newest: datetime | None
     other_versions: int  # events of another version than the current one (folded in Python)
+    rows: int  # every row of the partition
+    rollups: int  # rollups in the partition (a partition without any never gains one: merges reuse positions)
 
 
 async def partition_raw(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> PartitionRaw:
+    folded = "type = %(raw)s AND position <> ALL(%(keep)s)"
     cur = await conn.execute(
-        "SELECT count(*), coalesce(min(position), 0), coalesce(max(position), 0), max(recorded_at), "
-        f"count(*) FILTER (WHERE version <> %s) FROM {part.name} WHERE type = %s AND position <> ALL(%s)",
-        (version, RAW, keep),
+        f"SELECT count(*) FILTER (WHERE {folded}), coalesce(min(position) FILTER (WHERE {folded}), 0), "
+        f"coalesce(max(position) FILTER (WHERE {folded}), 0), max(recorded_at) FILTER (WHERE {folded}), "
+        f"count(*) FILTER (WHERE {folded} AND version <> %(version)s), count(*), "
+        f"count(*) FILTER (WHERE type = %(rollup)s) FROM {part.name}",
+        {"raw": RAW, "rollup": ROLLUP, "keep": keep, "version": version},
     )
     row = await cur.fetchone()
     assert row is not None
-    return PartitionRaw(int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]))
+    return PartitionRaw(int(row[0]), int(row[1]), int(row[2]), row[3], int(row[4]), int(row[5]), int(row[6]))
 
 
 async def newest_raw_positions(conn: AsyncConnection[Any], part: Partition, keep: list[int], limit: int) -> list[int]:
@@ -265,10 +273,29 @@ async def drop_leftover_replacements(conn: AsyncConnection[Any]) -> list[str]:
     return names
 
 
-async def build_replacement(conn: AsyncConnection[Any], part: Partition, keep: list[int]) -> str:
+def ready_name(part: Partition) -> str:
+    return f"{READY_PREFIX}{part.start}"
+
+
+async def ready_note(conn: AsyncConnection[Any], part: Partition) -> tuple[bool, str | None]:
+    """(whether the partition's prepared replacement exists, the note it was marked with)."""
+    cur = await conn.execute(
+        "SELECT obj_description(oid, 'pg_class') FROM pg_class WHERE relname = %s AND relkind = 'r' "
+        "AND NOT relispartition", (ready_name(part),),
+    )
+    row = await cur.fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+async def mark_ready(conn: AsyncConnection[Any], table: str, note: str) -> None:
+    await conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(note)))
+
+
+async def build_replacement(conn: AsyncConnection[Any], part: Partition, keep: list[int],
+                            name: str | None = None) -> str:
     """A fresh table shaped like a partition of `events` holding the partition's rows except the raw
     usage being folded; returns its name (the caller inserts the rollups, then swaps it in)."""
-    name = f"{STAGING_PREFIX}{part.start}_{uuid.uuid4().hex[:8]}"
+    name = name or f"{STAGING_PREFIX}{part.start}_{uuid.uuid4().hex[:8]}"
     async with conn.transaction():
         await conn.execute(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING INDEXES)")
         # the partition bound as a constraint: ATTACH then skips its validating scan under the lock
@@ -307,3 +334,11 @@ async def drop_table(conn: AsyncConnection[Any], name: str) -> None:
 
 
 LockNotAvailable = psycopg.errors.LockNotAvailable
+
+
+async def log_position(conn: AsyncConnection[Any]) -> int:
+    """The log's head: partitions wholly at or below it are sealed (no append reaches them again)."""
+    cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
+    row = await cur.fetchone()
+    assert row is not None, "log_head row missing: run `shieldes db upgrade`"
+    return int(row[0])

@@ -10,8 +10,10 @@ Why it is safe (see docs/snapshots.md for the long form):
 - Two ways of replacing, same positions: a partition of `events` wholly at or below the cutoff is
   rebuilt beside it (its kept rows plus the rollups of its raw usage, summed by the database) and
   swapped in, in one transaction (detach the old partition, attach the new one), then the old one
-  is dropped: the disk goes back to the OS, nothing is DELETEd. The raw usage at or below the
-  cutoff in the partition the cutoff falls in is folded in batches that delete it.
+  is dropped: the disk goes back to the OS, nothing is DELETEd. The leader prepares those
+  replacements as partitions fill (partition_replace.py); one that still fits is swapped in as is.
+  The raw usage at or below the cutoff in the partition the cutoff falls in is folded in batches
+  that delete it.
 - Snapshots below the cutoff would count the rollups twice: they are deleted first, in the
   transaction that fixes the cutoff, so no consistent view ever pairs one with a rollup.
 - The highest-seq raw event of each node's newest boots (BOOTS_KEPT) being folded is kept: it
@@ -46,7 +48,7 @@ from shieldes import db
 from shieldes.errors import ShieldesError
 from shieldes.events import compaction_sql as csql
 from shieldes.events.catalog import UsageRecorded, UsageRolledUp
-from shieldes.events.codec import Codec, delta_data
+from shieldes.events.codec import Codec
 from shieldes.events.locks import LockBusy, dedicated_connection, session_lock
 from shieldes.events.partitions import Partition, partitions
 from shieldes.events.pg_store import raise_horizon
@@ -54,7 +56,8 @@ from shieldes.events.watermarks import watermark_positions
 from shieldes.projections.usage import BOOTS_KEPT
 from shieldes.snapshots.codec import READABLE_FORMATS
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
-from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, SumRow, chunks_wanted, plan_chunks
+from shieldes.snapshots.partition_replace import build, ready, write_rollups
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, SumRow
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
@@ -86,6 +89,7 @@ class CompactionReport:
     max_batch_seconds: float = 0.0
     partitions_replaced: int = 0
     partitions_busy: int = 0  # left for the next run: `events` stayed in use for SWAP_PATIENCE
+    partitions_prepared: int = 0  # of those replaced, found prepared (partition_replace.prepare)
     max_swap_seconds: float = 0.0
     seconds: float = 0.0
     leader_epoch: int = 0
@@ -165,7 +169,7 @@ async def _fold_batch(
         replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
         if replaced:
             await csql.delete_positions(conn, replaced)
-            report.rollup_events += await _write_rollups(
+            report.rollup_events += await write_rollups(
                 conn, codec, folded, replaced, (len(replaced), replaced[0], replaced[-1]), metadata, newest,
                 max_deltas=max_deltas,
             )
@@ -176,35 +180,6 @@ async def _fold_batch(
         last = int(rows[-1][0])
     report.max_batch_seconds = max(report.max_batch_seconds, time.perf_counter() - started)
     return last
-
-
-async def _write_rollups(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, folded: list[SumRow], positions: list[int],
-    span: tuple[int, int, int], metadata: dict[str, Any], recorded_at: datetime, *, max_deltas: int,
-    table: str = "events",
-) -> int:
-    """Lay `folded` (sorted SumRows) out on `positions` (plan_chunks) and insert the rollups.
-    `span` = (replaced events, first, last position); the count is carried by the first rollup of
-    the set only, so summing `replaced_events` stays meaningful. Metadata holds the hour and a set
-    id (small, never TOASTed): same-hour rollups from different sets are found for merging without
-    reading their deltas. The deltas go from rows to their stored shape directly (no UsageDelta
-    objects: a partition folds to ~70k of them), yielding to the event loop between slices."""
-    chunks = plan_chunks([r[0] for r in folded], positions, max_deltas)
-    if not chunks:  # flushes without deltas: an empty rollup still takes their newest position
-        chunks = [(span[2], None, 0, 0)]
-    set_id = max(c[0] for c in chunks)
-    rows = []
-    for i, (position, hour, first, stop) in enumerate(chunks):
-        _, version, data = codec.encode(UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], ()))
-        deltas = data["deltas"] = []
-        for a in range(first, stop, YIELD_EVERY * 8):
-            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], r[5], r[6], r[7], r[8])
-                          for r in folded[a:min(stop, a + YIELD_EVERY * 8)])
-            await asyncio.sleep(0)
-        rows.append((position, version, data,
-                     {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}))
-    await csql.insert_rollups(conn, rows, recorded_at, table)
-    return len(chunks)
 
 
 async def _merge_hours(
@@ -223,29 +198,9 @@ async def _merge_hours(
                 replaced, first, last = sum(h[1] for h in heads), min(h[2] for h in heads), max(h[3] for h in heads)
             else:
                 replaced, first, last, folded = await _merge_parts(await csql.take_rollups(conn, positions), codec)
-            written = await _write_rollups(conn, codec, folded, positions, (replaced, first, last), metadata,
+            written = await write_rollups(conn, codec, folded, positions, (replaced, first, last), metadata,
                                            max(h[4] for h in heads), max_deltas=max_deltas)
             report.rollups_merged += len(heads) - written
-
-
-async def _partition_fold(
-    conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, keep: list[int], *, parallel: bool
-) -> tuple[csql.PartitionRaw, int, list[SumRow]]:
-    """(raw events, deltas in, folded SumRows) of a partition's raw usage: the database sums the
-    current version's deltas; older versions are upcast by the codec."""
-    raw = await csql.partition_raw(conn, part, keep, UsageRecorded.VERSION)
-    if not raw.count:
-        return raw, 0, []
-    sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION, parallel=parallel)
-    if not raw.other_versions:
-        return raw, sum(r[9] for r in sums), sums
-    folder = Folder()
-    folder.add_sums(sums)
-    for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
-        event = codec.decode(type_, version, orjson.loads(text))
-        assert isinstance(event, UsageRecorded)
-        folder.add(event.deltas)
-    return raw, folder.count, folder.rows()
 
 
 async def _replace_partition(
@@ -253,26 +208,26 @@ async def _replace_partition(
     max_deltas: int, metadata: dict[str, Any], report: CompactionReport, parallel: bool = True,
 ) -> None:
     """Replace a partition wholly at or below the cutoff by its kept rows plus the rollups of its
-    raw usage, built beside it and swapped in (events/compaction_sql.py)."""
-    raw, deltas_in, folded = await _partition_fold(conn, codec, part, keep, parallel=parallel)
+    raw usage: the replacement prepared for it if it still fits, else one built now; swapped in."""
+    raw = await csql.partition_raw(conn, part, keep, UsageRecorded.VERSION)
+    built = await ready(conn, part, raw)
     if not raw.count:
         return
-    assert raw.newest is not None
-    # only the newest positions the rollups can take (not the partition's 100k)
-    slots = await csql.newest_raw_positions(conn, part, keep, chunks_wanted([r[0] for r in folded], max_deltas))
-    replacement = await csql.build_replacement(conn, part, keep)
+    if built is None:
+        built = await build(conn, codec, part, raw, keep, max_deltas=max_deltas, metadata=metadata,
+                            parallel=parallel)
+    else:
+        report.partitions_prepared += 1
     try:
-        rollups = await _write_rollups(conn, codec, folded, slots, (raw.count, raw.first, raw.last), metadata,
-                                       raw.newest, max_deltas=max_deltas, table=replacement)
-        if not await _swap(conn, part, replacement, epoch=epoch, report=report):
+        if not await _swap(conn, part, built.table, epoch=epoch, report=report):
             return
     finally:
-        await csql.drop_table(conn, replacement)  # gone already once swapped in (renamed)
+        await csql.drop_table(conn, built.table)  # gone already once swapped in (renamed)
     report.partitions_replaced += 1
-    report.rollup_events += rollups
+    report.rollup_events += built.rollups
     report.replaced_events += raw.count
-    report.deltas_in += deltas_in
-    report.deltas_out += len(folded)
+    report.deltas_in += built.deltas_in
+    report.deltas_out += built.deltas_out
 
 
 async def _replace_partitions(

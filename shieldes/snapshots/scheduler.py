@@ -21,10 +21,13 @@ from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.compaction import CompactionReport, compact
 from shieldes.snapshots.fencing import Fenced
+from shieldes.snapshots.partition_replace import PrepareReport, prepare
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS
 from shieldes.snapshots.store import SnapshotInfo, SnapshotRefused, list_snapshots, save_snapshot
 from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+PREPARE_EVERY = 60.0  # seconds between looks for partitions that filled (one fills in ~1 h at 20 flushes/s)
 
 
 def snapshot_due(
@@ -108,7 +111,8 @@ class SnapshotScheduler:
 
 
 class CompactionScheduler:
-    """Runs `compaction.compact` every `compact_interval` seconds while this node is leader."""
+    """Runs `compaction.compact` every `compact_interval` seconds while this node is leader, and
+    prepares sealed partitions' replacements in between (partition_replace.prepare)."""
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class CompactionScheduler:
         self._first_delay = settings.compact_interval if first_delay is None else first_delay
         self._task: asyncio.Task[None] | None = None
         self.last: CompactionReport | None = None
+        self.prepared: PrepareReport | None = None
 
     async def start(self) -> None:
         if self._task is None:
@@ -150,16 +155,25 @@ class CompactionScheduler:
         )
         return self.last
 
+    async def prepare_now(self) -> PrepareReport:
+        self.prepared = await prepare(self._pool, leader_epoch=self._epoch, node_id=self._node_id,
+                                      max_deltas=MAX_ROLLUP_DELTAS)
+        return self.prepared
+
     async def run(self) -> None:
-        """The loop itself, until cancelled or fenced: usable directly as a leader task."""
-        delay = self._first_delay
+        """The loop itself, until cancelled or fenced: usable directly as a leader task. Between
+        compactions it prepares the replacements of partitions that filled (every PREPARE_EVERY
+        seconds), so a compaction mostly swaps them in."""
+        due = time.monotonic() + self._first_delay
         while True:
-            await asyncio.sleep(delay)
-            delay = self._interval
+            await asyncio.sleep(max(0.0, min(PREPARE_EVERY, due - time.monotonic())))
+            compacting = time.monotonic() >= due
+            if compacting:
+                due = time.monotonic() + self._interval
             try:
-                await self.run_now()
+                await (self.run_now() if compacting else self.prepare_now())
             except Fenced as exc:
                 log.warning("compaction scheduler stops: %s", exc.message)
                 return
             except Exception:  # the next interval retries; a half-done run is consistent
-                log.exception("compaction failed; retrying in %.0fs", self._interval)
+                log.exception("%s failed; retrying later", "compaction" if compacting else "preparing partitions")

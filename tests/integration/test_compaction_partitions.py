@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,8 +22,10 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.projector import Projection, Projector
 from shieldes.snapshots.compaction import compact_once
+from shieldes.snapshots.fencing import Fenced
 from shieldes.snapshots.loader import load_projection_report
-from shieldes.snapshots.rollups import Folder
+from shieldes.snapshots.partition_replace import prepare
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder
 from tests import pg
 from tests.integration.usage_log import (
     HOUR0,
@@ -159,6 +162,44 @@ async def test_the_database_sums_sort_as_the_python_fold(
     assert serial == rows
 
 
+async def test_prepared_replacements_are_swapped_in_only_while_they_fit(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """The leader prepares each sealed partition's replacement ahead; compaction swaps in those that
+    still fit and rebuilds the others (here: the partitions holding a kept watermark); every number
+    stays. A stale leader prepares nothing."""
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    for i in range(300):  # ~5 partitions of 64 positions; boots 1 then 2 of n1 and n2
+        await w.flush(node=("n1", "n2")[i % 2], epoch=1 + (i // 150), deltas=5, hour=HOUR0 + i // 20)
+    before = await full_replay(pg_store)
+    daily, teams = await usage_daily(pool), await _rows(pool, PER_TEAM_DAY)
+    with pytest.raises(Fenced):
+        await prepare(pool, leader_epoch=7, node_id="stale", max_deltas=MAX_ROLLUP_DELTAS)
+    prepared = await prepare(pool, leader_epoch=0, node_id="t", max_deltas=MAX_ROLLUP_DELTAS)
+    async with pool.connection() as conn:
+        parts = await partitions(conn)
+    sealed = [p for p in parts if p.last <= before.position]
+    raw_sealed = await _rows(pool, "SELECT count(*) FROM events WHERE type = 'usage.recorded' AND position <= "
+                                   f"{sealed[-1].last}")
+    assert prepared.prepared == len(sealed) >= 4 and prepared.raw_events == raw_sealed[0][0]
+    assert (await prepare(pool, leader_epoch=0, node_id="t", max_deltas=MAX_ROLLUP_DELTAS)).prepared == 0
+    ready = await _rows(pool, "SELECT count(*) FROM pg_class WHERE relname LIKE 'events\\_r%%' AND relkind = 'r'")
+    assert ready[0][0] == len(sealed)
+
+    report = await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
+    kept = await _rows(pool, RAW)
+    with_kept = {p.start for p in sealed for position, _ in kept if p.start <= position <= p.last}
+    assert report.partitions_replaced == len(sealed) and with_kept
+    assert report.partitions_prepared == len(sealed) - len(with_kept)
+    assert report.replaced_events == 296
+    assert await usage_daily(pool) == daily and await _rows(pool, PER_TEAM_DAY) == teams
+    after = await full_replay(pg_store)
+    assert after.usage == before.usage and after.config == before.config
+    assert usage_per_key_projection(after) == w.expected == await usage_per_key_sql(pool)
+    assert await _rows(pool, "SELECT relname FROM pg_class WHERE relname LIKE 'events\\_r%%' AND relkind = 'r'") == []
+
+
 async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
     pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
 ) -> None:
@@ -191,6 +232,9 @@ async def _replay_equals_live_across_compaction(url: str, sequence: list[Any]) -
             loaded, report = await load_projection_report(pool)
             assert report.snapshot_id is None and report.tail_events == await _event_count(pool)
             assert loaded.position == live.position and loaded.config == live.config and loaded.usage == live.usage
+            # the leader prepares sealed partitions ahead (compaction swaps in those that still fit)
+            epoch = (await _rows(pool, "SELECT epoch FROM leader_epoch"))[0][0]
+            await prepare(pool, leader_epoch=epoch, node_id="prop", max_deltas=MAX_ROLLUP_DELTAS)
             await compact_once(pool, holder="prop", retain_seconds=0, node_timeout=5)
     finally:
         await pool.close()
