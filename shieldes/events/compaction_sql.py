@@ -262,10 +262,12 @@ async def partition_other_versions(conn: AsyncConnection[Any], part: Partition, 
 
 
 async def drop_leftover_replacements(conn: AsyncConnection[Any]) -> list[str]:
-    """Replacement tables left by a run that stopped before its swap (crash, fencing)."""
+    """Replacement tables left by a run that stopped before its swap (crash, fencing), and old
+    partitions a run detached but did not get to drop (prepared replacements stay)."""
     cur = await conn.execute(
-        "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND relname LIKE %s",
-        (STAGING_PREFIX.replace("_", "\\_") + "%",),
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND (relname LIKE %s "
+        "OR relname LIKE %s)",
+        (STAGING_PREFIX.replace("_", "\\_") + "%", READY_PREFIX.replace("_", "\\_") + "%\\_old"),
     )
     names = [str(r[0]) for r in await cur.fetchall()]
     for name in names:

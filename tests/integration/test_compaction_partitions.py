@@ -207,8 +207,10 @@ async def test_a_replacement_left_by_an_interrupted_run_is_dropped(
     await UsageWriter(pg_store).many(10)
     async with pool.connection() as conn:
         await conn.execute("CREATE TABLE events_c0_deadbeef (LIKE events)")
+        await conn.execute("CREATE TABLE events_r0_old (LIKE events)")  # detached from a prepared swap
     await compact_once(pool, holder="t", retain_seconds=0, node_timeout=5)
-    assert await _rows(pool, "SELECT relname FROM pg_class WHERE relname = 'events_c0_deadbeef'") == []
+    assert await _rows(pool, "SELECT relname FROM pg_class WHERE relname IN ('events_c0_deadbeef', "
+                             "'events_r0_old')") == []
 
 
 async def _event_count(pool: AsyncConnectionPool[Any]) -> int:
