@@ -1,10 +1,10 @@
 """Process logging: `SHIELDES_LOG_FORMAT=text|json`. In json, one object per line with `ts`,
 `level`, `logger`, `message`, and for access lines every request-log field of the request.
 
-Every line reaches stderr through one `LineHandler`, which writes what an event-loop turn logged
-in one system call, in the order it was logged. The access log (one line per request) formats
-its line itself and hands it to that handler, skipping `logging`'s per-record machinery (a
-LogRecord, a lock, a formatter, a flush): the same line for a fraction of the CPU."""
+Every line reaches stderr through one `LineHandler`, in the order it was logged. The access log
+(one line per request) formats its line itself and queues it on that handler, skipping
+`logging`'s per-record machinery (a LogRecord, a lock, a formatter, a flush); the access lines
+of one event-loop turn go out in one write: the same lines for a fraction of the CPU."""
 
 from __future__ import annotations
 
@@ -71,9 +71,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class LineHandler(logging.Handler):
-    """Formats each record and writes lines to `stream`. Inside a running event loop the lines of
-    one loop turn are joined and written once, right after the turn; elsewhere (startup, threads,
-    the CLI) each line is written at once. `flush()` (also run at exit) writes whatever waits."""
+    """Formats each record and writes its line to `stream` at once, after any access lines still
+    queued (so lines keep the order they were logged in). Access lines (`queue`) wait for the end
+    of the event-loop turn they were logged in and go out together in one write. `flush()` (also
+    run at exit) writes whatever waits."""
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
         super().__init__()
@@ -86,18 +87,17 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write(self.format(record) + "\n")
+            line = self.format(record) + "\n"
         except Exception:
             self.handleError(record)
+            return
+        with self._lines_lock:
+            self._pending.append(line)
+        self.flush()
 
-    def write(self, line: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Queue one line (ending in a newline) behind every line queued before it. `loop`: the
-        running loop, when the caller knows it (finding it costs a system call per line)."""
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
+    def queue(self, line: str, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Queue one line (ending in a newline) to go out at the end of the current turn of `loop`
+        (the running loop), or at once without one."""
         with self._lines_lock:
             self._pending.append(line)
             if loop is not None:
@@ -151,12 +151,12 @@ class AccessLog:
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
                    **access_fields(rec, self.node_id)}
-            handler.write(_dumps(out) + "\n", loop)
+            handler.queue(_dumps(out) + "\n", loop)
             return
         second = int(now)
         if second != self._second:  # logging's asctime, its date part formatted once a second
             self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        handler.write(f"{self._asctime},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
+        handler.queue(f"{self._asctime},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
                       f"{access_message(rec)}\n", loop)
 
 

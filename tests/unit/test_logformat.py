@@ -1,5 +1,6 @@
-"""Process log lines: the access log's own path writes the same lines `logging` would, in order,
-one write per event-loop turn; anything but the process's own handler gets them through `logging`."""
+"""Process log lines: the access log's own path writes the same lines `logging` would, one write
+per event-loop turn, every line in the order it was logged; anything but the process's own
+handler gets them through `logging`."""
 
 from __future__ import annotations
 
@@ -80,25 +81,27 @@ def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHand
     assert out["started_at"] == "2023-11-14T22:13:20+00:00"  # as the request log's rows print it
 
 
-def test_lines_of_one_loop_turn_are_one_write_in_logged_order(
+def test_access_lines_of_one_loop_turn_are_one_write_and_every_line_keeps_its_order(
         root_handler: tuple[LineHandler, CountingStream]) -> None:
     _, stream = root_handler
     access = AccessLog("n1")
 
-    async def turn() -> int:
+    async def turn() -> tuple[int, int]:
         access(_record("r1"))
-        logging.getLogger("shieldes.x").warning("between")
         access(_record("r2"))
-        written_during_turn = stream.writes
-        await asyncio.sleep(0)  # the turn ends: the queued lines go out
+        queued_only = stream.writes  # access lines wait for the end of the turn
+        logging.getLogger("shieldes.x").warning("between")  # written at once, after what waits
+        after_warning = stream.writes
+        access(_record("r3"))
+        await asyncio.sleep(0)  # the turn ends: r3 goes out
         await asyncio.sleep(0)
-        return written_during_turn
+        return queued_only, after_warning
 
-    assert asyncio.run(turn()) == 0
-    assert stream.writes == 1
+    assert asyncio.run(turn()) == (0, 1)
+    assert stream.writes == 2
     lines = stream.getvalue().splitlines()
     assert [line.rsplit("rid=", 1)[-1] if "rid=" in line else line.split(": ", 1)[1] for line in lines] == \
-        ["r1", "between", "r2"]
+        ["r1", "r2", "between", "r3"]
 
 
 def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
