@@ -11,11 +11,14 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from shieldes.errors import ShieldesError
-from shieldes.settings import Settings
+
+if TYPE_CHECKING:  # cryptography is imported where a key is made: `key create` only hashes
+    from cryptography.fernet import Fernet
+
+    from shieldes.settings import Settings
 
 KEY_PREFIX = "sk-shd-"
 
@@ -78,6 +81,8 @@ def _key_material(encryption_key: str) -> bytes:
 
 def _legacy_fernet(encryption_key: str) -> Fernet:
     """How tokens written before key ids were keyed (`enc:<token>`): readable, never written."""
+    from cryptography.fernet import Fernet
+
     digest = hashlib.sha256(_LEGACY_PREFIX + encryption_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
@@ -95,6 +100,8 @@ class _Key:
 
 
 def _make_key(encryption_key: str) -> _Key:
+    from cryptography.fernet import Fernet
+
     material = _key_material(encryption_key)
     key_id = hashlib.sha256(b"shieldes-key-id\x00" + material).hexdigest()[:12]
     return _Key(key_id, Fernet(base64.urlsafe_b64encode(material)), _legacy_fernet(encryption_key))
@@ -151,6 +158,8 @@ class Keyring:
         else:
             token = ref[len("enc:"):]
             candidates = [k.legacy for k in self._keys.values()]
+        from cryptography.fernet import InvalidToken
+
         for fernet in candidates:
             try:
                 return fernet.decrypt(token.encode()).decode()

@@ -16,23 +16,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
-from typing import Any, LiteralString, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, LiteralString, ParamSpec, TypeVar
 
 import click
-import psycopg
-from psycopg.rows import dict_row
 
-from shieldes import db
-from shieldes.config_writer import ConfigView, load_config, scoped_write, write_config
 from shieldes.errors import InvalidRequest, ShieldesError
-from shieldes.events.codec import Codec, UnknownEvent
-from shieldes.events.pg_store import PostgresEventStore, open_pool
-from shieldes.events.store import RecordedEvent
-from shieldes.projections.commands import Command
-from shieldes.projections.state import ConfigState
-from shieldes.settings import Settings
-from shieldes.snapshots.codec import mac_key
-from shieldes.snapshots.config_start import config_from_snapshot
+
+# The database, the event store and the config fold are imported where a command uses them: every
+# command imports this module, and `shieldes key create` must not pay for what `serve` needs.
+if TYPE_CHECKING:
+    from shieldes import db
+    from shieldes.config_writer import ConfigView
+    from shieldes.events.pg_store import PostgresEventStore
+    from shieldes.events.store import RecordedEvent
+    from shieldes.projections.commands import Command
+    from shieldes.projections.state import ConfigState
+    from shieldes.settings import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,6 +48,8 @@ class CliContext:
         """The database for this command; the embedded one is started on first use and released
         (stopped, unless a node or another client uses it) when the command ends."""
         if self._database is None:
+            from shieldes import db
+
             notice = db.legacy_data_dir_notice(self.settings)
             if notice:
                 click.echo(f"warning: {notice}", err=True)
@@ -82,6 +83,9 @@ def json_option(f: Callable[P, T]) -> Callable[P, T]:
 @asynccontextmanager
 async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[PostgresEventStore]:
     """A small pool for one command; refuses a database that is not at the schema head."""
+    from shieldes import db
+    from shieldes.events.pg_store import PostgresEventStore, open_pool
+
     await _probe(url)  # fail fast: a pool would keep retrying an unreachable server until its timeout
     pool = open_pool(url, size=2, name="shieldes-cli")
     try:
@@ -100,6 +104,11 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
 
 async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
     """Run one read-only SQL query (audit views) on a short connection; rows as dicts."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from shieldes import db
+
     values = params.values() if isinstance(params, Mapping) else params
     if any(isinstance(v, str) and "\x00" in v for v in values):
         raise InvalidRequest("an argument contains a NUL character (\\x00), which Postgres text cannot hold; "
@@ -119,6 +128,10 @@ async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = 
 
 
 async def _probe(url: str) -> None:
+    import psycopg
+
+    from shieldes import db
+
     try:
         conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
     except psycopg.Error as exc:
@@ -153,17 +166,28 @@ async def write(command: Command) -> Written:
     A key create or revoke folds only the shared config and the entities it names (a read in SQL);
     any other command the newest snapshot's config plus the config events after it, not a fold
     from 0."""
+    from shieldes.config_writer import scoped_write, write_config
+    from shieldes.events.codec import Codec
+
     ctx = cli_context()
     codec = Codec()
     async with open_store(ctx.database_url()) as store:
         done = await scoped_write(store, command, actor=actor(), codec=codec)
         if done is None:
+            from shieldes.snapshots.codec import mac_key
+            from shieldes.snapshots.config_start import config_from_snapshot
+
             base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
             done = await write_config(store, command, actor=actor(), codec=codec, base=base)
     return Written(done.events, done.state)
 
 
 async def read_config() -> ConfigView:
+    from shieldes.config_writer import load_config
+    from shieldes.events.codec import Codec
+    from shieldes.snapshots.codec import mac_key
+    from shieldes.snapshots.config_start import config_from_snapshot
+
     ctx = cli_context()
     async with open_store(ctx.database_url()) as store:
         base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
@@ -210,16 +234,30 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
             return f(*args, **kwargs)
         except ShieldesError as exc:
             fail(exc.message)
-        except UnknownEvent as exc:  # the log holds events from a newer shieldes
-            fail(f"{exc}; upgrade shieldes to read this log")
-        except psycopg.OperationalError as exc:
-            fail(db.translate(exc, "the database").message)
-        except psycopg.Error as exc:  # the server refused a statement: not a connection problem
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            fail(f"the database refused the request: {first}; check the arguments (see --help)")
+        except Exception as exc:
+            fail(_error_line(exc))
         raise AssertionError("unreachable")
 
     return wrapper
+
+
+def _error_line(exc: Exception) -> str:
+    """The one line for an error of the log or the database; anything else is re-raised. (The
+    modules are imported here, not at the top: a command that fails before using them never loads
+    them.)"""
+    import psycopg
+
+    from shieldes import db
+    from shieldes.events.codec import UnknownEvent
+
+    if isinstance(exc, UnknownEvent):  # the log holds events from a newer shieldes
+        return f"{exc}; upgrade shieldes to read this log"
+    if isinstance(exc, psycopg.OperationalError):
+        return db.translate(exc, "the database").message
+    if isinstance(exc, psycopg.Error):  # the server refused a statement: not a connection problem
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"the database refused the request: {first}; check the arguments (see --help)"
+    raise exc
 
 
 def _usage_error(ctx: click.Context | None, exc: click.UsageError) -> None:

@@ -1,19 +1,103 @@
-"""The `shieldes` command: a click group; each area registers its commands from its own module."""
+"""The `shieldes` command: a click group; each area registers its commands from its own module.
+
+A command's module is imported only when that command runs (or when help lists every command):
+`shieldes key create` loads what a key write needs, not the gateway, the importers or the doctor.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
 import click
-from pydantic import ValidationError
 
 from shieldes.cli.common import CliContext, OneLineGroup, fail
-from shieldes.settings import Settings
+
+# command name -> (module in shieldes.cli, attribute holding the click command)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("db_cmd", "db_group"),
+    "serve": ("serve_cmd", "serve"),
+    "provider": ("provider_cmd", "provider_group"),
+    "routing": ("routing_cmd", "routing_group"),
+    "model": ("model_cmd", "model_group"),
+    "pricing": ("pricing_cmd", "pricing_group"),
+    "team": ("team_cmd", "team_group"),
+    "key": ("key_cmd", "key_group"),
+    "budget": ("budget_cmd", "budget_group"),
+    "usage": ("usage_cmd", "usage"),
+    "logs": ("logs_cmd", "logs"),
+    "audit": ("audit_cmd", "audit_group"),
+    "snapshot": ("snapshot_cmd", "snapshot_group"),
+    "compact": ("compact_cmd", "compact"),
+    "config": ("config_cmd", "config_group"),
+    "cluster": ("cluster_cmd", "cluster_group"),
+    "admin-token": ("admin_token_cmd", "admin_token_group"),
+    "secrets": ("secrets_cmd", "secrets_group"),
+    "doctor": ("doctor_cmd", "doctor"),
+}
 
 
-@click.group(cls=OneLineGroup)
+def _load(name: str) -> click.Command:
+    module_name, attribute = COMMANDS[name]
+    command: click.Command = getattr(importlib.import_module(f"shieldes.cli.{module_name}"), attribute)
+    if name == "config":
+        # `config show/diff` (history) and `config import/export` (interchange) form one group
+        from shieldes.cli import config_io_cmd
+
+        assert isinstance(command, click.Group)
+        command.add_command(config_io_cmd.config_import)
+        command.add_command(config_io_cmd.config_export)
+    return command
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The root group's commands by name: every name is known up front, a command's module is
+    imported on the first read of that name (click reads only the invoked one; help reads all)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._loaded[name] = _load(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in COMMANDS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*COMMANDS, *self._loaded}))
+
+    def __len__(self) -> int:
+        return len({*COMMANDS, *self._loaded})
+
+
+class LazyGroup(OneLineGroup):
+    """The root group, its commands a LazyCommands."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands()
+
+
+@click.group(cls=LazyGroup)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables (every command)")
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool) -> None:
     """shieldes: an AI gateway whose cluster state lives in a Postgres event log."""
+    from pydantic import ValidationError
+
+    from shieldes.settings import Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -23,60 +107,6 @@ def cli(ctx: click.Context, as_json: bool) -> None:
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
     ctx.obj = CliContext(settings=settings, as_json=as_json, role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
     ctx.call_on_close(ctx.obj.close)
-
-
-def _register() -> None:
-    from shieldes.cli import (
-        admin_token_cmd,
-        audit_cmd,
-        budget_cmd,
-        cluster_cmd,
-        compact_cmd,
-        config_cmd,
-        config_io_cmd,
-        db_cmd,
-        doctor_cmd,
-        key_cmd,
-        logs_cmd,
-        model_cmd,
-        pricing_cmd,
-        provider_cmd,
-        routing_cmd,
-        secrets_cmd,
-        serve_cmd,
-        snapshot_cmd,
-        team_cmd,
-        usage_cmd,
-    )
-
-    for command in (
-        db_cmd.db_group,
-        serve_cmd.serve,
-        provider_cmd.provider_group,
-        routing_cmd.routing_group,
-        model_cmd.model_group,
-        pricing_cmd.pricing_group,
-        team_cmd.team_group,
-        key_cmd.key_group,
-        budget_cmd.budget_group,
-        usage_cmd.usage,
-        logs_cmd.logs,
-        audit_cmd.audit_group,
-        snapshot_cmd.snapshot_group,
-        compact_cmd.compact,
-        config_cmd.config_group,
-        cluster_cmd.cluster_group,
-        admin_token_cmd.admin_token_group,
-        secrets_cmd.secrets_group,
-        doctor_cmd.doctor,
-    ):
-        cli.add_command(command)
-    # `config show/diff` (history) and `config import/export` (interchange) form one group
-    config_cmd.config_group.add_command(config_io_cmd.config_import)
-    config_cmd.config_group.add_command(config_io_cmd.config_export)
-
-
-_register()
 
 
 def main() -> None:
