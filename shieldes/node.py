@@ -40,6 +40,7 @@ from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.observe import Observer
 from shieldes.gateway.service import Gateway
+from shieldes.projections.keytable import warm
 from shieldes.projections.projector import Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.requestlog.capture import Capture
@@ -319,9 +320,10 @@ class Node:
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
         self._report()
-        # keys loaded from a snapshot's columns index their names on first use: do it now, off the
-        # event loop, instead of in the first admin request that looks a key up by name
-        self._warm = asyncio.create_task(asyncio.to_thread(self.projector.config.key_ids_by_name.get, ""))
+        # keys loaded from a snapshot's columns index their ids and names on first use: do it now,
+        # off the event loop, instead of in the first requests (searched until then, not wrong)
+        config = self.projector.config
+        self._warm = asyncio.create_task(asyncio.to_thread(warm, config.keys, config.key_ids_by_name))
 
     def _report(self) -> None:
         """Say at startup what is configured and, loudly, what is missing."""

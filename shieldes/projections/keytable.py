@@ -2,9 +2,11 @@
 per key.
 
 A million keys as a map of VirtualKey objects take seconds to build (one object and three map
-entries each); as parallel lists of their fields they are one parse plus two dicts built by zip
-(id -> row, hash -> id; name -> id is built on its first read). A key is materialised on each
-read (about a microsecond: nothing to keep, nothing grows). The table is never changed: the fold
+entries each); as parallel lists of their fields they are one parse plus one dict built by zip
+(hash -> id, which serving needs at once). id -> row is a binary search over the sorted ids
+until its dict is built, and name -> id is built on its first read: a node builds both in a
+thread after it is ready (`warm`). A key is materialised on each read (about a microsecond:
+nothing to keep, nothing grows). The table is never changed: the fold
 layers changes over it (pmap.LayeredMap), so the columns a snapshot gave stay as they were.
 
 Fields that most keys leave at their default (models, team, expiry, revocation, limits, budget)
@@ -75,17 +77,37 @@ def _spliced(old: Sequence[Any], at: list[int], new: list[Any]) -> list[Any]:
 
 
 class KeyTable(Mapping[str, VirtualKey]):
-    """key id -> VirtualKey over KeyColumns, O(1) per lookup."""
+    """key id -> VirtualKey over KeyColumns (ids sorted). A lookup is a binary search over the ids
+    until `warm()` has built the id -> row dict, O(1) from then on."""
 
-    __slots__ = ("_budget", "_c", "_expires", "_models", "_revoked", "_row", "_rpm", "_team", "_tpm")
+    __slots__ = ("_budget", "_c", "_expires", "_index", "_models", "_revoked", "_rpm", "_team", "_tpm")
 
     def __init__(self, columns: KeyColumns) -> None:
         self._c = columns
-        self._row = dict(zip(columns.id, range(len(columns.id)), strict=True))
+        self._index: dict[str, int] | None = None
         s = columns.sparse
         self._models, self._team, self._expires = s.get("models", {}), s.get("team_id", {}), s.get("expires_at", {})
         self._revoked, self._rpm, self._tpm = s.get("revoked", {}), s.get("rpm", {}), s.get("tpm", {})
         self._budget = s.get("budget", {})
+
+    def _row(self, key_id: str) -> int | None:
+        index = self._index
+        if index is not None:
+            return index.get(key_id)
+        ids = self._c.id
+        row = bisect_left(ids, key_id)
+        return row if row < len(ids) and ids[row] == key_id else None
+
+    def warm(self) -> None:
+        """Build the id -> row dict (in slices: a node does it in a thread, and one C call over a
+        million entries would hold the GIL, and stall the event loop, for its whole length)."""
+        if self._index is not None:
+            return
+        ids, index = self._c.id, dict[str, int]()
+        for start in range(0, len(ids), NAME_SLICE):
+            end = min(start + NAME_SLICE, len(ids))
+            index.update(zip(ids[start:end], range(start, end), strict=True))
+        self._index = index
 
     def _make(self, key_id: str, row: int) -> VirtualKey:
         c = self._c
@@ -94,14 +116,17 @@ class KeyTable(Mapping[str, VirtualKey]):
                           self._rpm.get(row), self._tpm.get(row), self._budget.get(row))
 
     def __getitem__(self, key_id: str) -> VirtualKey:
-        return self._make(key_id, self._row[key_id])
+        row = self._row(key_id)
+        if row is None:
+            raise KeyError(key_id)
+        return self._make(key_id, row)
 
     def get(self, key_id: str, default: Any = None) -> Any:
-        row = self._row.get(key_id)
+        row = self._row(key_id)
         return default if row is None else self._make(key_id, row)
 
     def __contains__(self, key_id: object) -> bool:
-        return key_id in self._row
+        return isinstance(key_id, str) and self._row(key_id) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._c.id)
@@ -127,7 +152,7 @@ class KeyTable(Mapping[str, VirtualKey]):
     def merged(self, changes: Mapping[str, VirtualKey]) -> KeyColumns:
         """These columns with `changes` (new or changed keys by id) applied, rows still in id order."""
         c = self._c
-        added = sorted(k for k in changes if k not in self._row)
+        added = sorted(k for k in changes if k not in self)
         at = [bisect_left(c.id, k) for k in added]  # each new id goes before the old row at[j]
 
         def moved(row: int) -> int:  # an old row's row in the merged columns
@@ -145,7 +170,7 @@ class KeyTable(Mapping[str, VirtualKey]):
             sparse[field] = {moved(r): v for r, v in rows} if at else dict(rows)
         new_rows = {k: at[j] + j for j, k in enumerate(added)}
         for key_id, key in changes.items():
-            old = self._row.get(key_id)
+            old = self._row(key_id)
             row = moved(old) if old is not None else new_rows[key_id]
             names[row], hashes[row], prefixes[row] = key.name, key.key_hash, key.prefix
             for field, value in _fields(key):
@@ -203,6 +228,15 @@ class NameIndex(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._ids)
+
+
+def warm(keys: Mapping[str, VirtualKey], ids_by_name: Mapping[str, str]) -> None:
+    """Build the indexes a snapshot's key columns defer (id -> row, name -> id), if these maps are
+    layered over them; a node runs this in a thread once it is ready."""
+    if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
+        keys.base.warm()
+    if isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex):
+        ids_by_name.base.get("")
 
 
 def keys_with(keys: Mapping[str, VirtualKey], field: str) -> Iterator[VirtualKey]:

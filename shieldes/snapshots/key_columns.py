@@ -37,13 +37,27 @@ def _plain_value(field: str, value: Any) -> Any:
     return value
 
 
-def _value(field: str, plain: Any) -> Any:
-    if field == "models":
-        return tuple(str(m) for m in plain)
-    if field == "budget":
-        amount, period = plain
-        return Budget(float(amount), str(period))
-    return plain
+def _values(field: str, plain: list[Any]) -> list[Any]:
+    """Plain values as the state holds them (None stays None). Equal values become one shared
+    object: keys tend to share a few budgets and model lists, so this saves both the time to build
+    an object per key and the memory it would hold."""
+    if field not in ("models", "budget"):
+        return plain
+    shared: dict[tuple[Any, ...], Any] = {}
+
+    def value(v: list[Any]) -> Any:
+        key = tuple(v)
+        made = shared.get(key)
+        if made is None:
+            if field == "models":
+                made = tuple(str(m) for m in key)
+            else:
+                amount, period = key
+                made = Budget(float(amount), str(period))
+            shared[key] = made
+        return made
+
+    return [None if v is None else value(v) for v in plain]
 
 
 def to_plain(keys: Mapping[str, VirtualKey]) -> Plain:
@@ -70,6 +84,8 @@ def from_plain(p: Plain) -> KeyColumns:
     n = len(p["id"])
     if not len(p["name"]) == len(p["key_hash"]) == len(p["prefix"]) == n:
         raise ValueError("key columns of different lengths")
+    if p["id"] != sorted(p["id"]):  # a key is found by binary search until its index is built
+        raise ValueError("key ids out of order")
     sparse: dict[str, Mapping[int, Any] | Dense] = {}
     for field, plain in p["optional"].items():
         if field not in SPARSE:
@@ -77,18 +93,13 @@ def from_plain(p: Plain) -> KeyColumns:
         if isinstance(plain, dict):
             if len(plain["all"]) != n:
                 raise ValueError(f"key field {field!r} has {len(plain['all'])} values for {n} keys")
-            if field in ("models", "budget"):
-                sparse[field] = Dense([None if v is None else _value(field, v) for v in plain["all"]])
-            else:
-                sparse[field] = Dense(plain["all"])
+            sparse[field] = Dense(_values(field, plain["all"]))
             continue
         if field == "revoked":
             sparse[field] = dict.fromkeys(plain, True)
         else:
             rows, values = plain
-            if field in ("models", "budget"):
-                values = [_value(field, v) for v in values]
-            sparse[field] = dict(zip(rows, values, strict=True))
+            sparse[field] = dict(zip(rows, _values(field, values), strict=True))
         if sparse[field] and not (min(sparse[field]) >= 0 and max(sparse[field]) < n):
             raise ValueError(f"key field {field!r} names a row past the {n} keys")
     return KeyColumns(p["id"], p["name"], p["key_hash"], p["prefix"], sparse)

@@ -109,3 +109,27 @@ def test_keys_loaded_as_columns_and_changed_since_encode_as_the_same_keys_built_
     for field in ("budget", "rpm", "team_id", "revoked"):  # what a scan for one field reads
         assert sorted(k.id for k in keys_with(layered, field)) == sorted(k.id for k in keys_with(expected, field))
     assert [k.id for k in keys_with(layered, "team_id")] == ["key_z"]  # key_f's team was cleared
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.text(min_size=1, max_size=6), max_size=40), st.lists(st.text(max_size=6), max_size=20))
+def test_a_key_is_found_by_id_the_same_before_and_after_the_id_index_is_built(
+    ids: set[str], probes: list[str]
+) -> None:
+    keys = {i: VirtualKey(i, f"n{i}", f"h{i}", "sk", None, None, None, False, None, None, None) for i in ids}
+    table = KeyTable(columns_of(keys))
+    searched = [(p in table, table.get(p)) for p in [*ids, *probes]]
+    table.warm()
+    assert searched == [(p in table, table.get(p)) for p in [*ids, *probes]]
+    assert searched == [(p in keys, keys.get(p)) for p in [*ids, *probes]]
+
+
+def test_a_format_3_snapshot_with_key_ids_out_of_order_is_refused() -> None:
+    folded, _ = _fold(ConfigState(), SETUP)
+    plain = orjson.loads(snapcodec.projection_to_json(Projection(folded)))
+    columns = plain["config"]["key_columns"]
+    assert len(columns["id"]) > 1
+    columns["id"].reverse()  # a lookup by binary search would miss keys
+    snap = snapcodec.seal(orjson.dumps(plain), 0)
+    with pytest.raises(snapcodec.SnapshotCorrupt, match="out of order"):
+        snapcodec.decode(snap.state, snap.checksum, 0)
