@@ -9,11 +9,14 @@ one JSON object per key) and in the current one (format 3, keys as columns), the
 against its baseline in the same run:
 
 - snapshot decode in process, and node process start-to-ready, format 3 against format 2;
-- node RSS per key (a node on the 1M-key log minus a node on an empty log, divided by the keys);
+- node RSS per key (a node on the 1M-key log minus a node on an empty log, divided by the keys),
+  read once the node's RSS has settled after ready (it builds deferred key indexes then);
 - `key create` / `key revoke` through the admin HTTP API of a running node (medians and p95 of
-  --runs, the first write after start apart), and through the CLI process, with the CLI's
-  Python import time measured on its own, and the CLI's in-process write both ways: the scoped
-  read it does now against the newest snapshot + config tail it did before;
+  --runs, the first write after start apart), and through the CLI process, with a bare python
+  process, `shieldes key --help` and the key write's imports measured on their own, and the CLI's
+  in-process write both ways: the scoped read it does now against the newest snapshot + config
+  tail it did before;
+- a page of `GET /admin/v1/keys` (the first one sorts the names of the snapshot's keys once);
 - revocation propagation to --nodes real node processes: until each node's /ready reports the
   revocation's position, counted from the moment the revocation is sent to the first node's admin
   API (an upper bound of commit-to-applied: it includes the write) and from the write's reply (a
@@ -138,6 +141,18 @@ def rss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+async def settled_rss(pid: int, timeout: float = 60.0) -> int:
+    """RSS once it has stopped growing for a second: a node builds its deferred key indexes in a
+    thread after it reports ready, and those belong to what it holds per key."""
+    deadline, last, since = time.perf_counter() + timeout, rss_bytes(pid), time.perf_counter()
+    while time.perf_counter() < deadline and time.perf_counter() - since < 1.0:
+        await asyncio.sleep(0.1)
+        now = rss_bytes(pid)
+        if now > last * 1.001:
+            last, since = now, time.perf_counter()
+    return rss_bytes(pid)
+
+
 class NodeProc:
     def __init__(self, url: str, name: str) -> None:
         self.port = _free_port()
@@ -226,8 +241,18 @@ def cli(url: str, *args: str) -> float:
     return time.perf_counter() - started
 
 
-def import_seconds() -> float:
-    code = "import time; t = time.perf_counter(); import shieldes.cli.main; print(time.perf_counter() - t)"
+def process_seconds(*args: str) -> float:
+    """One python process with `args`, start to exit (no database)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def key_path_imports() -> float:
+    """What `key create` imports (its command module and the modules of its write), in process."""
+    code = ("import time; t = time.perf_counter(); import shieldes.cli.main, shieldes.cli.key_cmd, "
+            "shieldes.config_writer, shieldes.events.pg_store, shieldes.db, shieldes.settings; "
+            "print(time.perf_counter() - t)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
     return float(done.stdout)
 
@@ -272,14 +297,14 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
         async with aiohttp.ClientSession() as http:
             with nodes(empty_url, 1, "empty") as (empty,):
                 await empty.ready(http)
-                empty_rss = rss_bytes(empty.proc.pid)
+                empty_rss = await settled_rss(empty.proc.pid)
             start: dict[int, float] = {}
             rss: dict[int, int] = {}
             for fmt in (2, 3):  # the newest snapshot is the one a node starts from
                 await save_encoded(pool, snaps.pop(fmt), node_id="bench", keep=5)
                 with nodes(url, 1, f"f{fmt}") as (node,):
                     start[fmt] = await node.ready(http)
-                    rss[fmt] = rss_bytes(node.proc.pid)
+                    rss[fmt] = await settled_rss(node.proc.pid)
             for fmt in (2, 3):
                 out(f"node start-to-ready, snapshot format {fmt}", f"{start[fmt]:.2f}s; RSS {rss[fmt] / 1e6:.0f} MB, "
                     f"{(rss[fmt] - empty_rss) / shape.keys:.0f} bytes per key over an empty node's "
@@ -304,6 +329,16 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
                     spread += applied
                     after_reply += [max(0.0, a - took) for a in applied]
                     assert all([await refused(http, n, made["key"]) for n in cluster])
+                lists = []
+                for i in range(3):
+                    started = time.perf_counter()
+                    async with http.get(cluster[0].base + "/admin/v1/keys",
+                                        params={"limit": "100", "after": f"app-{i * 3}"},
+                                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as r:
+                        assert r.status == 200 and len((await r.json())["data"]) == 100
+                    lists.append(time.perf_counter() - started)
+                out("admin API key list, a page of 100", f"first {lists[0] * 1000:.0f} ms (sorts the names once), "
+                    f"then {lists[1] * 1000:.0f} ms, {lists[2] * 1000:.0f} ms")
                 out("admin API key create", f"{ms(creates)} (goal < 100 ms)")
                 out("admin API key revoke", f"{ms(revokes)} (goal < 100 ms)")
                 out(f"revocation applied on {node_count} nodes", f"p50 {q(spread, 0.5) * 1000:.1f} ms, "
@@ -313,12 +348,16 @@ async def run(server: str, shape: Shape, runs: int, node_count: int) -> None:
                     f"p99 {q(after_reply, 0.99) * 1000:.1f} ms (a lower bound: the commit is before the reply)")
 
         cli_runs = max(3, runs // 4)
-        imports = [import_seconds() for _ in range(cli_runs)]
+        bare = [process_seconds("-c", "pass") for _ in range(cli_runs)]
+        helps = [process_seconds("-m", "shieldes", "key", "--help") for _ in range(cli_runs)]
+        imports = [key_path_imports() for _ in range(cli_runs)]
         creates = [cli(url, "key", "create", "--name", f"bench-cli-{i}") for i in range(cli_runs)]
         revokes = [cli(url, "key", "revoke", f"bench-cli-{i}") for i in range(cli_runs)]
-        out("CLI process: import shieldes.cli.main", ms(imports))
+        out("python process start to exit (`-c pass`)", ms(bare))
+        out("CLI `shieldes key --help` (no database)", ms(helps))
+        out("CLI key write's imports, in process", ms(imports))
         for what, xs in (("create", creates), ("revoke", revokes)):
-            out(f"CLI key {what} end to end", f"{ms(xs)} (goal < 100 ms; the imports alone exceed it)")
+            out(f"CLI key {what} end to end", f"{ms(xs)} (goal < 100 ms)")
         scoped, full = [], []
         for i in range(cli_runs):
             t = time.perf_counter()

@@ -51,6 +51,7 @@ from shieldes.secrets import NodeKeyring
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
+from shieldes.snapshots.prefetch import SnapshotPrefetch
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
 from shieldes.tasks import cancel_and_wait, stop_task, wait_event
 from shieldes.tracing import Tracing
@@ -189,8 +190,10 @@ class Node:
     pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, request_log,
     tracing, http, port."""
 
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False,
+                 prefetch: SnapshotPrefetch | None = None) -> None:
         self.settings = settings
+        self._prefetch = prefetch  # the newest snapshot, decoding since before this module was imported
         self.node_id = settings.node_id
         self.reuse_port = reuse_port
         self.metrics = Metrics()
@@ -249,8 +252,9 @@ class Node:
     async def _load(self) -> Projection:
         """Newest verified snapshot + the tail; falls back to older snapshots or a full replay."""
         assert self.pool is not None
+        prefetch, self._prefetch = self._prefetch, None  # the first load only: a reload reads afresh
         return await load_projection(self.pool, node_id=self.node_id,
-                                     snapshot_key=mac_key(self.settings.cluster_secret))
+                                     snapshot_key=mac_key(self.settings.cluster_secret), prefetch=prefetch)
 
     async def start(self) -> None:
         s = self.settings

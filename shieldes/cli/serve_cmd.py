@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -20,6 +21,8 @@ from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
 from shieldes.errors import ShieldesError
 from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
+from shieldes.snapshots.codec import mac_key
+from shieldes.snapshots.prefetch import SnapshotPrefetch
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,16 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run a node until SIGTERM/SIGINT, then shut it down gracefully."""
+    # With a database named up front, the newest snapshot is fetched and decoded while the node's
+    # modules are imported (the embedded one is started by the node first). The cyclic GC is off
+    # until the node is up: both build many long-lived objects and no cycles worth collecting.
+    gc.disable()
+    prefetch = SnapshotPrefetch(db.libpq_url(settings.database_url), mac_key(settings.cluster_secret)) \
+        if settings.database_url else None
     from shieldes.gateway.app import tune_gc
     from shieldes.node import Node
 
-    node = Node(settings, reuse_port=reuse_port)
+    node = Node(settings, reuse_port=reuse_port, prefetch=prefetch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,11 +57,21 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     except BaseException:
         await node.stop()
         raise
+    finally:
+        gc.enable()
     tune_gc()  # a process-wide choice, so the process owner makes it: after startup, before load
+    _flush_logs()  # the log lines of the start come first: "listening" is the last line of it
     click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
     await stop.wait()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
     await node.stop()
+
+
+def _flush_logs() -> None:
+    """Write the log lines still queued (the process's log handler writes them on the event loop's
+    next turn), so a line echoed now follows them."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 def _workers(settings: Settings, n: int) -> None:

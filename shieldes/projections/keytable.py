@@ -15,6 +15,7 @@ are sparse: row -> value for the rows that set them.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,11 +198,21 @@ class NameIndex(Mapping[str, str]):
     """key name -> id over a KeyTable, built on its first read: a node serves requests by hash and
     needs names only for admin commands, so its start does not wait for a million more entries."""
 
-    __slots__ = ("_ids", "_index", "_names")
+    __slots__ = ("_ids", "_index", "_names", "_sorted")
 
     def __init__(self, columns: KeyColumns) -> None:
         self._names, self._ids = columns.name, columns.id
         self._index: dict[str, str] | None = None
+        self._sorted: list[str] | None = None
+
+    def sorted_names(self) -> list[str]:
+        """Every name, ascending; sorted once (in slices merged lazily, so a thread building it
+        never holds the GIL for a whole million-entry sort)."""
+        if self._sorted is None:
+            names = self._names
+            runs = [sorted(names[start:start + NAME_SLICE]) for start in range(0, len(names), NAME_SLICE)]
+            self._sorted = list(heapq.merge(*runs))
+        return self._sorted
 
     def _built(self) -> dict[str, str]:
         if self._index is None:  # deterministic: every reader sees the same mapping
@@ -231,12 +242,32 @@ class NameIndex(Mapping[str, str]):
 
 
 def warm(keys: Mapping[str, VirtualKey], ids_by_name: Mapping[str, str]) -> None:
-    """Build the indexes a snapshot's key columns defer (id -> row, name -> id), if these maps are
-    layered over them; a node runs this in a thread once it is ready."""
+    """Build the indexes a snapshot's key columns defer (id -> row, name -> id, names in order), if
+    these maps are layered over them; a node runs this in a thread once it is ready."""
     if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
         keys.base.warm()
     if isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex):
         ids_by_name.base.get("")
+        ids_by_name.base.sorted_names()
+
+
+def names_in_order(ids_by_name: Mapping[str, str], after: str | None = None) -> Iterator[str]:
+    """The names of `ids_by_name` above `after`, ascending, produced as they are read: over a
+    snapshot's names (sorted once) merged with the names changed since, a page of a listing reads
+    only as far as it goes instead of sorting every name again."""
+    if not (isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex)):
+        yield from sorted(n for n in ids_by_name if after is None or n > after)
+        return
+    base = ids_by_name.base.sorted_names()
+    start = 0 if after is None else bisect_right(base, after)
+    changed = sorted(n for n, _ in ids_by_name.changes() if after is None or n > after)
+    last = None
+    for name in heapq.merge((base[i] for i in range(start, len(base))), changed):
+        if name == last:  # changed since the snapshot: in both
+            continue
+        last = name
+        if name in ids_by_name:
+            yield name
 
 
 def keys_with(keys: Mapping[str, VirtualKey], field: str) -> Iterator[VirtualKey]:

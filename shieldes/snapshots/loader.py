@@ -30,6 +30,7 @@ from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
 from shieldes.events.pg_store import config_tip_mismatch, row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.prefetch import Prefetched, SnapshotPrefetch
 from shieldes.snapshots.store import rollup_floor
 from shieldes.tasks import cancel_and_wait
 
@@ -49,14 +50,16 @@ class LoadReport:
 
 async def load_projection(
     pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
-    snapshot_key: bytes | None = None,
+    snapshot_key: bytes | None = None, prefetch: SnapshotPrefetch | None = None,
 ) -> Projection:
     """The projection at the log head as of one consistent view. With `node_id`, the node is
     registered in `cluster_nodes` at position 0 first and its heartbeat kept fresh while loading,
     and the row ends at the loaded position: compaction never folds past a node still loading
     (which would make it count rollups of events it already folded). Membership heartbeats take
-    the row over afterwards."""
-    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id, snapshot_key=snapshot_key)
+    the row over afterwards. `prefetch`: the newest snapshot, already being decoded (prefetch.py);
+    used if it is the one this read starts from."""
+    projection, _ = await load_projection_report(pool, codec=codec, node_id=node_id, snapshot_key=snapshot_key,
+                                                 prefetch=prefetch)
     return projection
 
 
@@ -81,18 +84,35 @@ async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float
 
 async def load_projection_report(
     pool: AsyncConnectionPool[Any], *, codec: Codec | None = None, node_id: str | None = None,
-    heartbeat_every: float = 1.0, snapshot_key: bytes | None = None,
+    heartbeat_every: float = 1.0, snapshot_key: bytes | None = None, prefetch: SnapshotPrefetch | None = None,
 ) -> tuple[Projection, LoadReport]:
     if node_id is None:
-        return await _load(pool, codec or Codec(), snapshot_key)
+        return await _load(pool, codec or Codec(), snapshot_key, prefetch)
     await _register(pool, node_id, 0, codec or Codec())
     beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
     try:
-        projection, report = await _load(pool, codec or Codec(), snapshot_key)
+        projection, report = await _load(pool, codec or Codec(), snapshot_key, prefetch)
     finally:
         await cancel_and_wait(beat)
     await _register(pool, node_id, projection.position, codec or Codec())
     return projection, report
+
+
+async def _decoded(conn: psycopg.AsyncConnection[Any], snap_id: int, position: int, key: bytes | None,
+                   prefetched: Prefetched | None) -> Projection | None:
+    """Snapshot `snap_id` decoded: the prefetched one if it is this row (a row never changes; the
+    seal is compared in case the table was restored), else read and decoded now. None: gone."""
+    if prefetched is not None and prefetched.snapshot_id == snap_id and prefetched.key == key:
+        cur = await conn.execute("SELECT checksum FROM snapshots WHERE id = %s", (snap_id,))
+        row = await cur.fetchone()
+        if row is not None and row[0] == prefetched.checksum and prefetched.projection.position == position:
+            return prefetched.projection
+    # binary: bytea as bytes, not hex text of twice the size to transfer and decode
+    cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,), binary=True)
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position, key)
 
 
 @contextmanager
@@ -141,17 +161,18 @@ async def _replay_folded(conn: psycopg.AsyncConnection[Any], projection: Project
 
 
 async def _load(
-    pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None
+    pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None, prefetch: SnapshotPrefetch | None
 ) -> tuple[Projection, LoadReport]:
     with _gc_paused():
-        return await _load_state(pool, codec, key)
+        return await _load_state(pool, codec, key, prefetch)
 
 
 async def _load_state(
-    pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None
+    pool: AsyncConnectionPool[Any], codec: Codec, key: bytes | None, prefetch: SnapshotPrefetch | None
 ) -> tuple[Projection, LoadReport]:
     started = time.perf_counter()
     skipped: list[str] = []
+    prefetched = await prefetch.result() if prefetch is not None else None
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         floor = await rollup_floor(conn)
@@ -169,14 +190,10 @@ async def _load_state(
             elif position < floor:
                 reason = f"position {position} is below the newest compaction rollup {floor}"
             else:
-                # binary: bytea as bytes, not hex text of twice the size to transfer and decode
-                cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,),
-                                         binary=True)
-                row = await cur.fetchone()
-                if row is None:
-                    continue
                 try:
-                    projection = await asyncio.to_thread(snapcodec.decode, bytes(row[0]), row[1], position, key)
+                    projection = await _decoded(conn, snap_id, position, key, prefetched)
+                    if projection is None:
+                        continue
                     reason = await config_tip_mismatch(conn, projection.config_tip, position)
                 except snapcodec.SnapshotCorrupt as exc:
                     reason = f"corrupt ({exc})"

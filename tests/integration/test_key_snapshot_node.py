@@ -20,7 +20,10 @@ from shieldes.snapshots import codec
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.store import save_encoded
 from tests.fake_upstream import FakeUpstream
+from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
+
+ADMIN = "snapshot-node-admin-token-0123456789"
 
 
 async def _key(store: PostgresEventStore, name: str) -> str:
@@ -59,7 +62,7 @@ async def test_a_node_from_a_snapshot_serves_the_same_keys(
         await execute(pg_store, RevokeKey("revoked-after"), actor="t")  # the tail
         added_after = await _key(pg_store, "added-after")
 
-        async with harness(database_url, upstream=upstream, providers=False) as h:
+        async with harness(database_url, upstream=upstream, providers=False, admin_token=ADMIN) as h:
             config = h.node.projector.config
             assert h.node.projector.position > snap.position
             if fmt == 3:  # started from the columns, not from a replay
@@ -68,6 +71,18 @@ async def test_a_node_from_a_snapshot_serves_the_same_keys(
             assert await _status(h.base, added_after) == 200
             assert await _status(h.base, revoked_before) == 401
             assert await _status(h.base, revoked_after) == 401
+            # a listing pages through the snapshot's keys and the ones added since, by name
+            api, names = AdminClient(h.base, ADMIN), []
+            after: dict[str, str] = {}
+            while True:
+                _, page = await api.get("/admin/v1/keys", status="all", limit=2, **after)
+                names += [k["name"] for k in page["data"]]
+                if not page["has_more"]:
+                    break
+                after = {"after": page["next_after"]}
+            assert names == ["added-after", "live", "revoked-after", "revoked-before"]
+            _, revoked = await api.get("/admin/v1/keys", status="revoked", search="BEFORE")
+            assert [k["name"] for k in revoked["data"]] == ["revoked-before"]
             await execute(pg_store, RevokeKey("live"), actor="t")
             await h.sync()
             assert await _status(h.base, live) == 401

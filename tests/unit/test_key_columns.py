@@ -15,7 +15,7 @@ from shieldes.errors import CommandRejected
 from shieldes.events.catalog import Event
 from shieldes.projections.commands import Command, RevokeKey, decide
 from shieldes.projections.config import apply_config
-from shieldes.projections.keytable import KeyTable, columns_of, keys_with
+from shieldes.projections.keytable import KeyTable, columns_of, keys_with, layered_key_maps, names_in_order
 from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.projector import Projection
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
@@ -133,3 +133,22 @@ def test_a_format_3_snapshot_with_key_ids_out_of_order_is_refused() -> None:
     snap = snapcodec.seal(orjson.dumps(plain), 0)
     with pytest.raises(snapcodec.SnapshotCorrupt, match="out of order"):
         snapcodec.decode(snap.state, snap.checksum, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.text(max_size=5), max_size=30), st.sets(st.text(max_size=5), max_size=10),
+       st.one_of(st.none(), st.text(max_size=5)))
+def test_names_in_order_over_loaded_columns_and_later_keys_are_every_name_above_the_cursor_sorted(
+    loaded: set[str], later: set[str], after: str | None
+) -> None:
+    """What a page of `GET /admin/v1/keys` walks instead of sorting every key again."""
+    def key(name: str) -> VirtualKey:
+        return VirtualKey(f"id-{name}", name, f"h-{name}", "sk", None, None, None, False, None, None, None)
+
+    config = key_columns.from_plain(key_columns.to_plain({key(n).id: key(n) for n in loaded}))
+    _, _, by_name = layered_key_maps(config)
+    for name in later:  # created after the snapshot (some names also in it: updated in place)
+        by_name = by_name.set(name, f"id-{name}")
+    expected = sorted(n for n in loaded | later if after is None or n > after)
+    assert list(names_in_order(by_name, after)) == expected
+    assert list(names_in_order(dict(by_name.items()), after)) == expected  # any other map: sorted

@@ -6,6 +6,7 @@ the recorded actor; a refused command appends nothing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from shieldes import secrets
@@ -31,13 +32,14 @@ from shieldes.projections.commands import (
     UpdateProvider,
     parse_alias_target,
 )
+from shieldes.projections.keytable import names_in_order
 from shieldes.projections.state import ConfigState, ModelAlias, VirtualKey
 from shieldes.providers.kinds import ALL_OPTIONS, COMMON_OPTIONS, COUNT_OPTIONS, KINDS, PROVIDER_KINDS
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
 from shieldes.usage.catalog import price_rows
 from shieldes.usage.meter import NUSD
-from shieldes.views import alias_row, key_row, provider_row, team_row, token_row
+from shieldes.views import alias_row, key_row, key_status, provider_row, team_row, token_row
 
 PERIOD = "budget period: 1d, Nd (e.g. 30d) or 1mo"
 
@@ -88,14 +90,22 @@ async def list_keys(call: Call) -> Any:
     team = state.find_team(q["team"]) if q.get("team") else None
     if q.get("team") and team is None:
         raise InvalidRequest(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams")
+    status, search, after, limit = q.get("status"), (q.get("search") or "").lower(), q.get("after"), call.limit()
+    if len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
+        ordered: Iterable[VirtualKey] = (state.keys[state.key_ids_by_name[n]]
+                                         for n in names_in_order(state.key_ids_by_name, after)
+                                         if not search or search in n.lower())
+    else:
+        ordered = sorted(state.keys.values(), key=lambda k: k.name)
     rows = []
-    for key in sorted(state.keys.values(), key=lambda k: k.name):
-        row = key_view(call, state, key, now)
-        if (team is not None and key.team_id != team.id) or (q.get("status") not in (None, "all", row["status"])):
+    for key in ordered:
+        if (after is not None and key.name <= after) or (search and search not in key.name.lower()):
             continue
-        if q.get("search") and q["search"].lower() not in key.name.lower():
+        if (team is not None and key.team_id != team.id) or status not in (None, "all", key_status(key, now)):
             continue
-        rows.append(row)
+        rows.append(key_view(call, state, key, now))
+        if len(rows) > limit:  # one more than a page says whether there is a next one
+            break
     return page(rows, "name", call)
 
 
