@@ -230,8 +230,13 @@ class Projector:
         """Why the log no longer matches what this projection applied (None: it does). `head` is
         the log's current head. Only a log that lost or replaced events (a failover to a replica
         that had not received them) differs; compaction never rewrites positions a node applied."""
-        if head < self.projection.position:
-            return f"the log ends at position {head}, before this node's position {self.projection.position}"
+        applied = self.projection.position
+        if head < applied:
+            # `head` may have been read before a write this node made and applied since (a poll
+            # racing an admin write): only a head read after `applied` was says the log lost events
+            head = await self.store.head()
+            if head < applied:
+                return f"the log ends at position {head}, before this node's position {applied}"
         if self.anchor is None or self.anchor[0] != self.projection.position:
             return None  # nothing applied by this process yet (just loaded): nothing to compare
         position, expected = self.anchor

@@ -70,3 +70,20 @@ async def test_a_projection_below_the_compaction_horizon_reloads_instead_of_read
     assert projector.reloads == 1 and projector.projection is fresh
     # a replay from 0 reads whatever the horizon is (rollups instead of the raw events they replaced)
     assert await Projector(store).catch_up() == 4
+
+
+async def test_a_head_read_before_this_nodes_own_write_is_no_divergence() -> None:
+    """A poll reads the head, an admin write on this node appends and applies the next event, then
+    the poll compares: the log did not lose anything, so the node must not reload."""
+    store, codec = InMemoryEventStore(), Codec()
+    await store.append(usage_stream("n1"), [NewEvent.of(flush(1), codec)], AppendOptions())
+    projector = Projector(store)
+    await projector.catch_up()
+    stale_head = await store.head()
+    await store.append(usage_stream("n1"), [NewEvent.of(flush(2), codec)], AppendOptions())
+    await projector.catch_up()
+    assert await projector.divergence(stale_head) is None
+    ahead = Projection()
+    ahead.apply_all(await store.read(0, 100))
+    ahead.position = 5  # applied events the log no longer holds: a failover to a lagging replica
+    assert "ends at position 2, before this node's position 5" in (await Projector(store, ahead).divergence(2) or "")
