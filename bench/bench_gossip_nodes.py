@@ -9,7 +9,7 @@ that git revision (exported with `git archive`, e.g. the release before delta go
 comparison.
 
 Run: PYTHONPATH=. python bench/bench_gossip_nodes.py [--nodes 10] [--keys 300] [--rps 150]
-     [--seconds 20] [--baseline aae466d]
+     [--seconds 20] [--baseline aae466d] [--all-peers]
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ class CodeCluster(Cluster):
     """The harness's cluster, its nodes running the code under `code` (this checkout or a baseline)."""
 
     code: Path = ROOT
+    fanout: int | None = None  # SHIELDES_GOSSIP_FANOUT (None: the default, automatic)
 
     def env(self, node: NodeProc) -> dict[str, str]:
         env = super().env(node)
         env.update(PYTHONPATH=str(self.code), SHIELDES_GOSSIP_INTERVAL="0.15", SHIELDES_HEARTBEAT_INTERVAL="0.5",
                    SHIELDES_NODE_TIMEOUT="5", SHIELDES_FLUSH_INTERVAL="1")
+        if self.fanout is not None:
+            env["SHIELDES_GOSSIP_FANOUT"] = str(self.fanout)
         return env
 
     def start(self, node: NodeProc) -> None:
@@ -95,10 +98,10 @@ async def load(bases: list[str], keys: list[str], rps: float, seconds: float) ->
     return ok, failed
 
 
-def run(code: Path, server: str, args: argparse.Namespace) -> dict[str, Any]:
+def run(code: Path, server: str, args: argparse.Namespace, fanout: int | None = None) -> dict[str, Any]:
     url = pg.fresh_database(server)
     cluster = CodeCluster(url, Path(tempfile.mkdtemp(prefix="bench-gossip-")))
-    cluster.code = code
+    cluster.code, cluster.fanout = code, fanout
     try:
         cluster.start_upstream()
         secrets = [new_virtual_key() for _ in range(args.keys)]
@@ -139,22 +142,26 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=8)
     ap.add_argument("--baseline", help="a git revision to compare with (run from an export of it)")
+    ap.add_argument("--all-peers", action="store_true",
+                    help="also run this checkout with SHIELDES_GOSSIP_FANOUT=nodes (every peer every round)")
     args = ap.parse_args()
     server = pg.server_url()
     pg.make_template(server)
-    runs: list[tuple[str, Path]] = [("this checkout", ROOT)]
+    runs: list[tuple[str, Path, int | None]] = [("this checkout", ROOT, None)]
+    if args.all_peers:
+        runs.append(("this, every peer", ROOT, args.nodes))
     if args.baseline:
         export = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(export)], input=archive.stdout, check=True)
-        runs.append((f"baseline {args.baseline}", export))
+        runs.append((f"baseline {args.baseline}", export, None))
     print(f"{args.nodes} nodes, {args.keys} keys, {args.rps:g} req/s Zipf over nodes at random, gossip every 0.15 s, "
           f"measured over {args.seconds:g} s after {args.warmup:g} s of load")
     print(f"{'code':<22} {'sent B/s/node':>14} {'recv B/s/node':>14} {'msg/s/node':>11} {'full/node':>10} "
           f"{'deltas/node':>12} {'conv ms (max)':>14} {'requests ok/failed':>19}")
     try:
-        for name, code in runs:
-            r = run(code, server, args)
+        for name, code, fanout in runs:
+            r = run(code, server, args, fanout)
             print(f"{name:<22} {r['sent_Bps']:>14,.0f} {r['recv_Bps']:>14,.0f} {r['mps']:>11.1f} {r['full']:>10.0f} "
                   f"{r['deltas']:>12.0f} {r['conv_ms'] if r['conv_ms'] is not None else '-':>14} "
                   f"{r['ok']:>9}/{r['failed']:<9}", flush=True)

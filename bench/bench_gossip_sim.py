@@ -12,22 +12,26 @@ node, which counts it as the meter does: its rate window, a reservation held and
 spend and a usage delta of the current flush (flushed every --flush-interval: then they leave).
 
 Modes:
-- delta: the production behaviour (every node advertises deltas).
-- full: the previous behaviour, every message the whole state. Modelled: the sender's whole state
-  is really encoded each round (real sizes), and a receiver holds a change once any message sent
-  after it arrived (what a whole state means); receivers do not decode (decoding N^2 whole states of
-  thousands of keys does not fit in a few minutes on 2 cores).
+- all: every node pushes deltas to every peer every round, with its `seen` acknowledgements (the
+  release before bounded fanout: its Acks do not say `fanout`).
+- fanout: the production behaviour: --fanout peers per round (0: automatic, fanout.fanout_for) in
+  rotation, relays of what grew in each node's view, acknowledgements in `State.ack`.
+- fanout1: the same, but a node relays only what it heard from the origin itself (one relay hop).
+- full: the release before delta gossip, every message the whole state. Modelled: the sender's
+  whole state is really encoded each round (real sizes), and a receiver holds a change once any
+  message sent after it arrived; receivers do not decode (N^2 whole states of thousands of keys do
+  not fit in a few minutes on 2 cores).
 
 Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first
 1.5 s, once first contacts are over: steady state; the default 7.5 s counts 6 s, one anti-entropy
-period, so every target's periodic whole state is in), convergence p50/p99 of a
-counter change (from the change to every node's view holding it, over --probes changes).
-In delta mode the run also checks the production limit logic (cluster/limits.py: claims, rounds,
-`seen` acknowledgements; view.py read-outs) on one key with a rate limit and one team budget, all
-nodes admitting as fast as requests come: admitted / limit and overshoot against docs/cluster.md.
+period, so every target's periodic whole state is in), convergence p50/p99 of a counter change
+(from the change to every node's view holding it, over --probes changes). Except in full mode the
+run also checks the production limit logic (cluster/limits.py: claims, rounds, acknowledgements;
+view.py read-outs) on one key with a rate limit and one team budget, all nodes admitting as fast
+as requests come: admitted / limit and overshoot against docs/cluster.md.
 
 Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
-     [--seconds 7.5] [--modes full,delta] [--loss 0.01] [--dup 0.01] [--seed 1]
+     [--seconds 7.5] [--modes all,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
 """
 
 from __future__ import annotations
@@ -114,7 +118,11 @@ class Sim:
             node.splitter = HeadroomSplitter(node.rounds)
             node.gossip = Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=args.interval,
                                  boot_epoch=lambda: EPOCH, clock=lambda: self.now, snapshot=node.snapshot,
-                                 on_state=lambda st, node=node: self._on_state(node, st))
+                                 on_state=lambda st, node=node: self._on_state(node, st),
+                                 on_ack=lambda peer, epoch, seq, node=node: self._on_ack(node, peer, epoch, seq),
+                                 fanout=args.fanout if mode.startswith("fanout") else None,
+                                 relays=mode.startswith("fanout"), relay_onward=mode != "fanout1",
+                                 node_timeout=args.node_timeout)
         self.names = names
         weights = [1 / (r + 1) ** 1.1 for r in range(args.keys)]
         self.cum = list(itertools.accumulate(weights))
@@ -173,7 +181,7 @@ class Sim:
             messages = {t: (0, envelope) for t in targets}
             seq = node.seq
         else:
-            seq, messages = node.gossip.prepare(targets)
+            seq, messages = node.gossip.prepare(node.gossip.pick(targets))
             node.rounds.sent(seq)
         for target, (base, envelope) in messages.items():
             copies = 0 if self.rng.random() < self.args.loss else 1
@@ -204,8 +212,13 @@ class Sim:
             node.rounds.peer_saw(state.node_id, seen[0], seen[1])
         node.rounds.advance(self.participants(node), EPOCH)
 
+    def _on_ack(self, node: Node, peer: str, epoch: int, seq: int) -> None:
+        """An Ack of a peer taking bounded fanout (cluster/runtime.py `_on_ack`)."""
+        node.rounds.peer_saw(peer, epoch, seq)
+        node.rounds.advance(self.participants(node), EPOCH)
+
     def participants(self, node: Node) -> list[str]:
-        return view.participants(node.gossip.view, now=self.now, within=5.0, exclude=node.name)
+        return view.participants(node.gossip.view, now=self.now, within=self.args.node_timeout, exclude=node.name)
 
     # --- convergence probes ----------------------------------------------------------------------
 
@@ -233,7 +246,7 @@ class Sim:
                 self.converged.append(self.now - started)
         self.probes = still
 
-    # --- limits (delta mode: the production split) ---------------------------------------------
+    # --- limits (the production split) ----------------------------------------------------------
 
     def limited_request(self, name: str) -> None:
         node = self.nodes[name]
@@ -276,7 +289,7 @@ class Sim:
             t += self.rng.expovariate(a.rps)
             self.schedule(t, "request", self.rng.choice(self.names),
                           self.rng.choices(range(a.keys), cum_weights=self.cum)[0])
-        if self.mode == "delta":
+        if self.mode != "full":
             t = 0.5
             while t < a.seconds:  # limited traffic, well above both limits
                 t += self.rng.expovariate(a.limited_rps)
@@ -337,7 +350,12 @@ class Sim:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", default="3,10,30,100")
-    p.add_argument("--modes", default="full,delta")
+    p.add_argument("--modes", default="all,fanout",
+                   help="full (whole states to every peer), all (deltas to every peer each round: the release "
+                        "before bounded fanout), fanout (deltas to --fanout peers per round, the rest relayed), "
+                        "fanout1 (the same, relaying only what a node heard from the origin itself: one hop)")
+    p.add_argument("--fanout", type=int, default=0, help="peers per round in fanout mode (0: automatic)")
+    p.add_argument("--node-timeout", type=float, default=5.0)
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--rps", type=int, default=1000, help="cluster-wide requests/s over the keys")
     p.add_argument("--seconds", type=float, default=7.5,
@@ -352,7 +370,7 @@ def main() -> None:
     p.add_argument("--rpm", type=int, default=500, help="the rate-limited key's requests per minute")
     p.add_argument("--budget", type=int, default=400_000, help="the team budget, in cost units")
     p.add_argument("--cost", type=int, default=1000, help="cost units per budgeted request")
-    p.add_argument("--limited-rps", type=float, default=400, help="requests/s on the limited key (delta mode)")
+    p.add_argument("--limited-rps", type=float, default=400, help="requests/s on the limited key")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     print(f"{args.keys} active keys, {args.rps} req/s cluster-wide, {args.seconds:g} simulated s per run, "
@@ -364,7 +382,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             r = Sim(n, mode, args).run()
             rate = budget = "-"
-            if mode == "delta":
+            if mode != "full":
                 rate = f"{r['rate_admitted']}/{args.rpm} ({args.rpm + n})"
                 over = (r["spend"] - args.budget) / args.cost
                 budget = f"{r['spend'] / args.budget:.3f} ({over:+.0f} req)"

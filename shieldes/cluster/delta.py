@@ -79,11 +79,12 @@ class Versions:
             del removed[e]
             self.floor = max(self.floor, at + 1)
 
-    def since(self, base: int) -> tuple[dict[Entry, Any], list[Entry]]:
-        """Entries changed after message `base` (with their current values) and gauges removed."""
+    def since(self, base: int, skip: str = "") -> tuple[dict[Entry, Any], list[Entry]]:
+        """Entries changed after message `base` (with their current values) and gauges removed,
+        but those of the kinds in `skip`."""
         values = self.values
-        return ({e: values[e] for e, s in self.changed.items() if s > base},
-                [e for e, s in self.removed.items() if s > base])
+        return ({e: values[e] for e, s in self.changed.items() if s > base and e[0] not in skip},
+                [e for e, s in self.removed.items() if s > base and e[0] not in skip])
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ class Link:
     deltas: bool = False
     full_at: int = -ANTI_ENTROPY_ROUNDS  # the sequence of the last whole state sent (the first: less `phase`)
     phase: int = 0  # rounds (below half the anti-entropy period) that spread targets' whole states apart
+    fanout: bool = False  # it takes bounded fanout: pushes every few rounds, relays, no `seen` (fanout.py)
+    node: str = ""  # its node id (from its Ack)
 
 
 def phase_of(target: str, every: int = ANTI_ENTROPY_ROUNDS) -> int:
@@ -193,13 +196,15 @@ def base_for(link: Link | None, seq: int, floor: int, every: int = ANTI_ENTROPY_
     return link.acked
 
 
-def acknowledged(link: Link, seq: int, base: int, *, accepted: bool, deltas: bool, need_full: bool) -> Link:
+def acknowledged(link: Link, seq: int, base: int, *, accepted: bool, deltas: bool, need_full: bool,
+                 fanout: bool = False, node: str = "") -> Link:
     """The target's answer to message `seq` (sent with `base`)."""
+    node = node or link.node
     if need_full:  # it lacks the base (restarted, or forgot us): the whole state next
-        return Link(0, deltas, link.full_at, link.phase)
+        return Link(0, deltas, link.full_at, link.phase, fanout, node)
     acked = max(link.acked, seq) if accepted else link.acked
     if not (accepted and base == 0):
-        return Link(acked, deltas, link.full_at, link.phase)
+        return Link(acked, deltas, link.full_at, link.phase, fanout, node)
     # the first whole state counts as sent `phase` rounds earlier: targets first contacted together
     # get their anti-entropy in different rounds from then on, each every `every` rounds
-    return Link(acked, deltas, seq - link.phase if link.full_at < 0 else seq, link.phase)
+    return Link(acked, deltas, seq - link.phase if link.full_at < 0 else seq, link.phase, fanout, node)

@@ -1,10 +1,12 @@
-"""Gossip transport: a grpc.aio service per node and a push loop to every alive peer.
+"""Gossip transport: a grpc.aio service per node and a push loop to a few peers per round.
 
-Each round the node sends a State (its own CRDT component, see view.py) to every target:
-serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET. A target that said it
-understands deltas gets only what changed since the newest message it accepted (delta.py); the
-whole state goes on first contact, to a target that lacks the delta's base, periodically (anti-
-entropy) and always to older releases. Receivers refuse a
+Each round the node sends a State (its own CRDT component, see view.py) to its targets:
+serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET (wire.py). A target
+that said it understands deltas gets only what changed since the newest message it accepted
+(delta.py); the whole state goes on first contact, to a target that lacks the delta's base,
+periodically (anti-entropy) and always to older releases. With bounded fanout (fanout.py) a round
+pushes to `k` peers in rotation and relays what grew in this node's view of other nodes since the
+previous round; peers of an older release still get a push every round. Receivers refuse a
 bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
 one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
 sender's log head is handed to `on_head` (a wake-up hint for the projector).
@@ -13,135 +15,39 @@ sender's log head is handed to `on_head` (a wake-up hint for the projector).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
-import zstandard
 
 from shieldes.cluster import delta, gossip_pb2, gossip_pb2_grpc, view
+from shieldes.cluster import fanout as fanout_mod
 from shieldes.cluster.delta import Link, Part
 from shieldes.cluster.gossip_tls import GossipTLS
-from shieldes.cluster.view import Health, NodeState, View, ViewCell
-from shieldes.errors import ShieldesError
+from shieldes.cluster.view import NodeState, View, ViewCell
+from shieldes.cluster.wire import (
+    MAX_MESSAGE_BYTES,
+    GossipRejected,
+    add_relayed,
+    from_proto,
+    is_newer,
+    open_envelope,
+    part_to_proto,
+    relayed_from_proto,
+    seal,
+    sign,
+    to_proto,
+)
 from shieldes.tasks import cancel_and_wait
 
+__all__ = ["MAX_MESSAGE_BYTES", "Gossip", "GossipRejected", "GossipStats", "PeerStats", "from_proto",
+           "open_envelope", "seal", "sign", "to_proto"]
+
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-
-
-class GossipRejected(ShieldesError):
-    status = 400
-    code = "gossip_rejected"
-
-
-# --- wire format (pure) ------------------------------------------------------------------------
-
-
-def sign(secret: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, payload, hashlib.sha256).digest()
-
-
-def seal(state: gossip_pb2.State, secret: bytes, level: int = 3) -> gossip_pb2.Envelope:
-    payload = zstandard.ZstdCompressor(level=level).compress(state.SerializeToString())
-    return gossip_pb2.Envelope(payload=payload, signature=sign(secret, payload))
-
-
-def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.State:
-    """Verify, then decompress and parse. Raises GossipRejected with code signature|malformed."""
-    if not hmac.compare_digest(sign(secret, envelope.payload), envelope.signature):
-        raise GossipRejected("bad gossip signature: check SHIELDES_CLUSTER_SECRET on every node",
-                             code="signature")
-    try:
-        raw = zstandard.ZstdDecompressor().decompress(envelope.payload, max_output_size=MAX_MESSAGE_BYTES)
-        state: gossip_pb2.State = gossip_pb2.State.FromString(raw)
-    except Exception as exc:  # zstd or protobuf: the peer runs an incompatible version
-        raise GossipRejected(f"malformed gossip payload: {exc}", code="malformed") from exc
-    if not state.node_id:
-        raise GossipRejected("gossip payload without a node id", code="malformed")
-    return state
-
-
-def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
-             relayed: Iterable[NodeState] = ()) -> gossip_pb2.State:
-    msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
-                           sent_at_ms=sent_at_ms, gossip_address=gossip_address)
-    for ident in ns.windows.keys() | ns.allowances.keys():
-        req, tok, released = ns.windows.get(ident, (0, 0, 0))
-        msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
-                        tokens_released=released, allowance=ns.allowances.get(ident, 0))
-    for other in relayed:
-        c = msg.relayed.add(node_id=other.node_id, boot_epoch=other.boot_epoch)
-        for (subject, window, start), (req, tok, released) in other.windows.items():
-            c.windows.add(subject=subject, window=window, start=start, requests=req, tokens=tok,
-                          tokens_released=released)
-    for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
-        msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
-                        cost_nusd=cost)
-    for (epoch, seq, key_id, team_id, provider, model, hour), (req, prompt, completion, cost) in ns.unflushed.items():
-        msg.unflushed.add(flush_epoch=epoch, flush_seq=seq, key_id=key_id, team_id=team_id or "", provider=provider,
-                          model=model, hour=hour, requests=req, prompt_tokens=prompt,
-                          completion_tokens=completion, cost_nusd=cost)
-    for subject, (reserved, released) in ns.reservations.items():
-        msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
-    for deployment, h in ns.health.items():
-        msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
-                       requests=h.requests, open=h.open)
-    for peer, (epoch, seq) in ns.seen.items():
-        msg.seen.add(node_id=peer, boot_epoch=epoch, seq=seq)
-    return msg
-
-
-def part_to_proto(part: Part, *, base: int, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
-    """A delta (or, with base 0, whole) message from its content (delta.unflatten)."""
-    msg = to_proto(part.state, sent_at_ms=sent_at_ms, gossip_address=gossip_address, relayed=part.relayed)
-    msg.base_seq = base
-    msg.health_removed.extend(part.removed_health)
-    msg.seen_removed.extend(part.removed_seen)
-    return msg
-
-
-def from_proto(msg: gossip_pb2.State) -> NodeState:
-    return NodeState(
-        node_id=msg.node_id,
-        boot_epoch=msg.boot_epoch,
-        seq=msg.seq,
-        log_head=msg.log_head,
-        windows={(w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
-        pending={
-            (p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
-            for p in msg.pending
-        },
-        unflushed={
-            (u.flush_epoch, u.flush_seq, u.key_id, u.team_id or None, u.provider, u.model, u.hour):
-                (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd)
-            for u in msg.unflushed
-        },
-        reservations={r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
-        health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests, h.open) for h in msg.health},
-        allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
-        seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
-    )
-
-
-def relayed_from_proto(msg: gossip_pb2.State) -> list[NodeState]:
-    """The other boots' counts a message relays, each as a state holding only its windows."""
-    return [NodeState(c.node_id, c.boot_epoch, windows={
-        (w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in c.windows})
-        for c in msg.relayed if c.node_id]
-
-
-def is_newer(last: tuple[int, int] | None, epoch: int, seq: int) -> bool:
-    """Accept only (boot_epoch, seq) above the last accepted from that node: no replays, no rewinds."""
-    return last is None or (epoch, seq) > last
-
 
 def _port_free(host: str, port: int) -> bool:
     try:
@@ -232,6 +138,11 @@ class Gossip:
         tls: GossipTLS | None = None,
         deltas: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        fanout: int | None = None,
+        relays: bool = True,
+        node_timeout: float = 5.0,
+        on_ack: Callable[[str, int, int], None] | None = None,
+        relay_onward: bool = True,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -252,6 +163,16 @@ class Gossip:
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
         self._deltas = deltas  # advertise that deltas are understood (False: peers send whole states)
         self._clock = clock
+        # pushes per round to peers that take bounded fanout: None every peer (the previous
+        # behaviour), 0 fanout.fanout_for (log N, and every peer within a third of node_timeout)
+        self.fanout = fanout
+        self._relays = relays  # advertise bounded fanout in Acks (False: peers push as to an older release)
+        self._node_timeout = node_timeout
+        self._on_ack = on_ack  # a peer's State.ack: (peer node, this boot's epoch, seq it accepted)
+        self._relay = fanout_mod.Relay()  # what grew in the view since the last round, to relay
+        self._relay_onward = relay_onward  # relay what was relayed to this node too (False: only what origins told it)
+        self._cursor = 0  # where the rotation of direct pushes is
+        self._partial = False  # rounds leave out some peers that take fanout (then relays, no `seen`)
         self._versions = delta.Versions()  # what changed in which of this boot's messages
         self._links: dict[str, Link] = {}  # target address -> what it acknowledged
         self._sent_epoch: int | None = None
@@ -324,20 +245,22 @@ class Gossip:
             return gossip_pb2.Ack(accepted=False, reason="self")
         if not is_newer(self._accepted.get(msg.node_id), msg.boot_epoch, msg.seq):
             self.stats.rejected_stale += 1
-            return gossip_pb2.Ack(accepted=False, reason="stale", deltas=self._deltas)
+            return self._ack(False, reason="stale")
         now = self._clock()
-        state = from_proto(msg)
+        state = incoming = from_proto(msg)
         if msg.base_seq:
             if not delta.can_apply(self.cell.value, msg.node_id, msg.boot_epoch, msg.base_seq):
                 self.stats.need_full += 1
-                return gossip_pb2.Ack(accepted=False, reason="need_full", need_full=True, deltas=self._deltas)
+                return self._ack(False, reason="need_full", need_full=True)
             state = delta.apply(self.cell.value.components[(msg.node_id, msg.boot_epoch)],
                                 Part(state, removed_health=list(msg.health_removed),
                                      removed_seen=list(msg.seen_removed)))
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
+        before = self.cell.value.components.get(state.component)
         if not self.cell.accept(state, now, whole=bool(msg.base_seq)):  # an older boot than one already known
             self.stats.rejected_stale += 1
-            return gossip_pb2.Ack(accepted=False, reason="superseded", deltas=self._deltas)
+            return self._ack(False, reason="superseded")
+        self._relay.note(before, self.cell.value.components.get(state.component), incoming)
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
         peer.received += 1
         peer.received_bytes += size
@@ -345,14 +268,28 @@ class Gossip:
         peer.boot_epoch, peer.seq, peer.address = msg.boot_epoch, msg.seq, msg.gossip_address
         self.stats.received += 1
         self.stats.received_bytes += size
+        me, my_epoch = self.node_id, self._boot_epoch()
         for other in relayed_from_proto(msg):
-            self.cell.accept_relayed(other, self.node_id, self._boot_epoch())
+            if other.node_id == me and other.boot_epoch >= my_epoch:
+                continue  # this node counts its own current boot itself
+            comps = self.cell.value.components
+            before = comps.get(other.component)
+            self.cell.accept_relayed(other, me, my_epoch)
+            if self._relay_onward:
+                self._relay.note(before, self.cell.value.components.get(other.component), other)
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
         if self._on_state is not None:
             self._on_state(state)
+        if msg.HasField("ack") and msg.ack.node_id == me and self._on_ack is not None:
+            self._on_ack(msg.node_id, msg.ack.boot_epoch, msg.ack.seq)
         self.received.set()
-        return gossip_pb2.Ack(accepted=True, log_head=self._local_head(), deltas=self._deltas)
+        return self._ack(True, log_head=self._local_head())
+
+    def _ack(self, accepted: bool, **fields: Any) -> gossip_pb2.Ack:
+        if self._relays:
+            fields.update(fanout=True, node_id=self.node_id)
+        return gossip_pb2.Ack(accepted=accepted, deltas=self._deltas, **fields)
 
     def recently_seen(self, within: float) -> list[str]:
         """Peers heard from in the last `within` seconds (alive by gossip, even without Postgres)."""
@@ -387,28 +324,56 @@ class Gossip:
                       seen=dict(self._accepted))
         return own, view.relayed(self.cell.value)
 
+    def pick(self, targets: list[str]) -> list[str]:
+        """This round's targets: every peer not known to take bounded fanout (an older release, or
+        one that has not answered yet), and the next `k` of the others in rotation (fanout.py). While
+        `k` covers them all, every peer gets every round, with `seen`, exactly as before."""
+        relaying = [t for t in targets if (link := self._links.get(t)) is not None and link.fanout]
+        k = len(relaying) if self.fanout is None else (
+            self.fanout or fanout_mod.fanout_for(len(targets), interval=self.interval, timeout=self._node_timeout))
+        partial = k < len(relaying)
+        if partial != self._partial:  # what targets hold of this node's `seen` changes: whole states next
+            self._partial = partial
+            self._links = {t: replace(link, acked=0) for t, link in self._links.items()}
+        if not partial:
+            return targets
+        chosen, self._cursor = fanout_mod.pick(fanout_mod.rotation(self.node_id, relaying), self._cursor, k)
+        picked = set(chosen)
+        return [t for t in targets if t in picked or t not in relaying]
+
     def prepare(self, targets: list[str]) -> tuple[int, dict[str, tuple[int, gossip_pb2.Envelope]]]:
-        """One round's messages: (seq, target -> (base, envelope)); targets with the same base
-        share one message (base 0: the whole state)."""
+        """One round's messages: (seq, target -> (base, envelope)); targets with the same base share
+        one message (base 0: the whole state). With bounded fanout (`pick` leaves peers out), a target
+        that takes it gets no `seen` but its own acknowledgement (`State.ack`) and what this node
+        relays; so does a first contact, without relays (it may be an older release)."""
         self._seq += 1
         seq = self._seq
         own, relayed = self._own()
         entries = delta.flatten(own, relayed)
         self._versions.record(entries, seq)
         sent_at, address = time.time_ns() // 1_000_000, self.address
-        by_base: dict[int, gossip_pb2.Envelope] = {}
+        rumors = self._relay.take()  # taken every round: what grew before it is not news any more
+        by_key: dict[tuple[int, bool, str], gossip_pb2.Envelope] = {}
         out: dict[str, tuple[int, gossip_pb2.Envelope]] = {}
         for target in targets:
-            base = delta.base_for(self._links.get(target), seq, self._versions.floor)
-            envelope = by_base.get(base)
+            link = self._links.get(target)
+            base = delta.base_for(link, seq, self._versions.floor)
+            fan = self._partial and (link is None or link.fanout)
+            node = link.node if fan and link is not None else ""
+            envelope = by_key.get((base, fan, node))
             if envelope is None:
                 if base == 0:
-                    msg = to_proto(own, sent_at_ms=sent_at, gossip_address=address, relayed=relayed)
+                    msg = to_proto(replace(own, seen={}) if fan else own, sent_at_ms=sent_at,
+                                   gossip_address=address, relayed=relayed)
                 else:
                     header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
-                    part = delta.unflatten(header, *self._versions.since(base))
+                    part = delta.unflatten(header, *self._versions.since(base, skip="s" if fan else ""))
                     msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
-                envelope = by_base[base] = seal(msg, self._secret)
+                if fan and link is not None:
+                    add_relayed(msg, rumors)
+                    if node and (seen := self._accepted.get(node)) is not None:
+                        msg.ack.CopyFrom(gossip_pb2.Seen(node_id=node, boot_epoch=seen[0], seq=seen[1]))
+                envelope = by_key[(base, fan, node)] = seal(msg, self._secret)
             out[target] = (base, envelope)
         return seq, out
 
@@ -416,18 +381,19 @@ class Gossip:
         """Note a target's answer to message `seq` (sent with `base`)."""
         link = self._links.get(target) or Link(phase=delta.phase_of(target))
         self._links[target] = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
-                                                 need_full=ack.need_full)
+                                                 need_full=ack.need_full, fanout=ack.fanout, node=ack.node_id)
 
     async def push_once(self) -> int:
-        """One round: a message to every target; returns how many accepted it."""
-        targets = [t for t in self._targets() if t != self.address]
+        """One round: a message to every target picked; returns how many accepted it."""
+        known = [t for t in self._targets() if t != self.address]
+        targets = self.pick(known)
         seq, messages = self.prepare(targets)
         if self._on_sent is not None:
             self._on_sent(seq)
-        for gone in set(self._channels) - set(targets):
+        for gone in set(self._channels) - set(known):
             channel, _ = self._channels.pop(gone)
             await channel.close()
-        for gone in set(self._links) - set(targets):
+        for gone in set(self._links) - set(known):
             del self._links[gone]
         results = await asyncio.gather(*(self._send(t, seq, *messages[t]) for t in targets))
         self.stats.rounds += 1

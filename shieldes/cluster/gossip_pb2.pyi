@@ -111,17 +111,23 @@ class Health(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ..., open: _Optional[bool] = ...) -> None: ...
 
 class Counts(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "windows")
+    __slots__ = ("node_id", "boot_epoch", "windows", "pending", "unflushed", "reservations")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    UNFLUSHED_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     windows: _containers.RepeatedCompositeFieldContainer[WindowCount]
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ...) -> None: ...
+    pending: _containers.RepeatedCompositeFieldContainer[PendingUsage]
+    unflushed: _containers.RepeatedCompositeFieldContainer[UnflushedDelta]
+    reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed", "unflushed", "base_seq", "health_removed", "seen_removed")
+    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed", "unflushed", "base_seq", "health_removed", "seen_removed", "ack")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +144,7 @@ class State(_message.Message):
     BASE_SEQ_FIELD_NUMBER: _ClassVar[int]
     HEALTH_REMOVED_FIELD_NUMBER: _ClassVar[int]
     SEEN_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     seq: int
@@ -154,18 +161,23 @@ class State(_message.Message):
     base_seq: int
     health_removed: _containers.RepeatedScalarFieldContainer[str]
     seen_removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., base_seq: _Optional[int] = ..., health_removed: _Optional[_Iterable[str]] = ..., seen_removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    ack: Seen
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., base_seq: _Optional[int] = ..., health_removed: _Optional[_Iterable[str]] = ..., seen_removed: _Optional[_Iterable[str]] = ..., ack: _Optional[_Union[Seen, _Mapping]] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("accepted", "reason", "log_head", "deltas", "need_full")
+    __slots__ = ("accepted", "reason", "log_head", "deltas", "need_full", "fanout", "node_id")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
     DELTAS_FIELD_NUMBER: _ClassVar[int]
     NEED_FULL_FIELD_NUMBER: _ClassVar[int]
+    FANOUT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     log_head: int
     deltas: bool
     need_full: bool
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., log_head: _Optional[int] = ..., deltas: _Optional[bool] = ..., need_full: _Optional[bool] = ...) -> None: ...
+    fanout: bool
+    node_id: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., log_head: _Optional[int] = ..., deltas: _Optional[bool] = ..., need_full: _Optional[bool] = ..., fanout: _Optional[bool] = ..., node_id: _Optional[str] = ...) -> None: ...

@@ -88,6 +88,7 @@ class ClusterRuntime:
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
                 on_state=self._on_state, on_sent=self._on_sent, view=self.cell,
                 tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
+                fanout=s.gossip_fanout, node_timeout=s.node_timeout, on_ack=self._on_ack,
             )
         self.apply_delay = Histogram(
             "shieldes_cluster_config_apply_seconds", "commit of a config event to applied on this node",
@@ -257,11 +258,21 @@ class ClusterRuntime:
         self.convergence.sent(seq)
 
     def _on_state(self, state: NodeState) -> None:
+        """A peer's message: its `seen` acknowledges ours (peers of a release before bounded
+        fanout; later ones acknowledge by Ack, `_on_ack`)."""
         seen = state.seen.get(self.node_id)
         if seen is not None:
-            self.meter.rounds.peer_saw(state.node_id, seen[0], seen[1])
-            if seen[0] == self.membership.boot_epoch:
-                self.convergence.acked(state.node_id, seen[1])
+            self._on_ack(state.node_id, seen[0], seen[1])
+        else:  # the participants may have changed
+            participants = self.participants()
+            self.meter.rounds.advance(participants, self.membership.boot_epoch)
+            self.convergence.settle(participants)
+
+    def _on_ack(self, peer: str, boot_epoch: int, seq: int) -> None:
+        """`peer` accepted message `seq` of this node's boot `boot_epoch`: it may end a limit round."""
+        self.meter.rounds.peer_saw(peer, boot_epoch, seq)
+        if boot_epoch == self.membership.boot_epoch:
+            self.convergence.acked(peer, seq)
         participants = self.participants()
         self.meter.rounds.advance(participants, self.membership.boot_epoch)
         self.convergence.settle(participants)

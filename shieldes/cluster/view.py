@@ -200,10 +200,20 @@ def merge(view: View, state: NodeState, now: float = 0.0, *, whole: bool = False
 
 
 def merge_admitted(view: View, state: NodeState) -> View:
-    """Fold in a boot's counts relayed by a peer (`relayed`): its windows only, by max, without
-    marking its node as heard, learning epochs from it or touching its gauges."""
+    """Fold in a boot's entries relayed by a peer (`relayed`), by max, without marking its node as
+    heard, learning epochs from it or touching its gauges or sequence. Of a boot this node heard
+    from itself and still takes for alive (current, not forgotten as silent): its monotone entries
+    (counts, pending usage, unflushed deltas, reservations); of any other: its windows only (what it
+    admitted did happen; its reservations and pending usage must not come back through a relay)."""
+    live = (state.node_id in view.heard and state.component in view.components
+            and not _superseded(view, state.node_id, state.boot_epoch))
+    if live:
+        part = NodeState(state.node_id, state.boot_epoch, windows=state.windows, pending=state.pending,
+                         unflushed=state.unflushed, reservations=state.reservations)
+    else:
+        part = NodeState(state.node_id, state.boot_epoch, windows=state.windows)
     comps = dict(view.components)
-    _fold_in(comps, NodeState(state.node_id, state.boot_epoch, windows=state.windows))
+    _fold_in(comps, part)
     return replace(view, components=comps)
 
 
@@ -216,8 +226,8 @@ def relayed(view: View, *, lag: int = 4) -> list[NodeState]:
     wanted: set[str] = set()
     for comp_of_peer, state in view.components.items():
         peer = comp_of_peer[0]
-        if comp_of_peer != current.get(peer):
-            continue
+        if comp_of_peer != current.get(peer) or not state.seen:  # a release with bounded fanout sends
+            continue  # no acknowledgements: relays carry what it lacks (fanout.py)
         for node, comp in current.items():
             if node == peer or node in wanted:
                 continue

@@ -1,0 +1,139 @@
+"""Gossip wire format (pure): the signed, zstd-compressed envelope and the State message to and
+from the cluster view's values (view.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from typing import Any
+
+import zstandard
+
+from shieldes.cluster import gossip_pb2
+from shieldes.cluster.delta import Part
+from shieldes.cluster.view import Health, NodeState
+from shieldes.errors import ShieldesError
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class GossipRejected(ShieldesError):
+    status = 400
+    code = "gossip_rejected"
+
+
+# --- wire format (pure) ------------------------------------------------------------------------
+
+
+def sign(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()
+
+
+def seal(state: gossip_pb2.State, secret: bytes, level: int = 3) -> gossip_pb2.Envelope:
+    payload = zstandard.ZstdCompressor(level=level).compress(state.SerializeToString())
+    return gossip_pb2.Envelope(payload=payload, signature=sign(secret, payload))
+
+
+def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.State:
+    """Verify, then decompress and parse. Raises GossipRejected with code signature|malformed."""
+    if not hmac.compare_digest(sign(secret, envelope.payload), envelope.signature):
+        raise GossipRejected("bad gossip signature: check SHIELDES_CLUSTER_SECRET on every node",
+                             code="signature")
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(envelope.payload, max_output_size=MAX_MESSAGE_BYTES)
+        state: gossip_pb2.State = gossip_pb2.State.FromString(raw)
+    except Exception as exc:  # zstd or protobuf: the peer runs an incompatible version
+        raise GossipRejected(f"malformed gossip payload: {exc}", code="malformed") from exc
+    if not state.node_id:
+        raise GossipRejected("gossip payload without a node id", code="malformed")
+    return state
+
+
+def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
+             relayed: Iterable[NodeState] = ()) -> gossip_pb2.State:
+    msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
+                           sent_at_ms=sent_at_ms, gossip_address=gossip_address)
+    for ident in ns.windows.keys() | ns.allowances.keys():
+        req, tok, released = ns.windows.get(ident, (0, 0, 0))
+        msg.windows.add(subject=ident[0], window=ident[1], start=ident[2], requests=req, tokens=tok,
+                        tokens_released=released, allowance=ns.allowances.get(ident, 0))
+    add_relayed(msg, relayed)
+    _add_usage(msg, ns)
+    for deployment, h in ns.health.items():
+        msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
+                       requests=h.requests, open=h.open)
+    for peer, (epoch, seq) in ns.seen.items():
+        msg.seen.add(node_id=peer, boot_epoch=epoch, seq=seq)
+    return msg
+
+
+def _add_usage(msg: gossip_pb2.State | gossip_pb2.Counts, ns: NodeState) -> None:
+    """Pending usage, unflushed deltas and reservations (the same fields in State and Counts)."""
+    for (epoch, seq, subject, day), (req, tok, cost) in ns.pending.items():
+        msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
+                        cost_nusd=cost)
+    for (epoch, seq, key_id, team_id, provider, model, hour), (req, prompt, completion, cost) in ns.unflushed.items():
+        msg.unflushed.add(flush_epoch=epoch, flush_seq=seq, key_id=key_id, team_id=team_id or "", provider=provider,
+                          model=model, hour=hour, requests=req, prompt_tokens=prompt,
+                          completion_tokens=completion, cost_nusd=cost)
+    for subject, (reserved, released) in ns.reservations.items():
+        msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
+
+
+def add_relayed(msg: gossip_pb2.State, relayed: Iterable[NodeState]) -> None:
+    """Other boots' entries the message relays (Counts: windows, and with bounded fanout the rest
+    of their monotone entries)."""
+    for other in relayed:
+        c = msg.relayed.add(node_id=other.node_id, boot_epoch=other.boot_epoch)
+        for (subject, window, start), (req, tok, released) in other.windows.items():
+            c.windows.add(subject=subject, window=window, start=start, requests=req, tokens=tok,
+                          tokens_released=released)
+        _add_usage(c, other)
+
+
+def part_to_proto(part: Part, *, base: int, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:
+    """A delta (or, with base 0, whole) message from its content (delta.unflatten)."""
+    msg = to_proto(part.state, sent_at_ms=sent_at_ms, gossip_address=gossip_address, relayed=part.relayed)
+    msg.base_seq = base
+    msg.health_removed.extend(part.removed_health)
+    msg.seen_removed.extend(part.removed_seen)
+    return msg
+
+
+def _usage(msg: gossip_pb2.State | gossip_pb2.Counts) -> dict[str, Any]:
+    return {
+        "windows": {(w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
+        "pending": {(p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
+                    for p in msg.pending},
+        "unflushed": {
+            (u.flush_epoch, u.flush_seq, u.key_id, u.team_id or None, u.provider, u.model, u.hour):
+                (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd)
+            for u in msg.unflushed
+        },
+        "reservations": {r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
+    }
+
+
+def from_proto(msg: gossip_pb2.State) -> NodeState:
+    return NodeState(
+        node_id=msg.node_id,
+        boot_epoch=msg.boot_epoch,
+        seq=msg.seq,
+        log_head=msg.log_head,
+        health={h.deployment: Health(h.latency_ms, h.error_rate, h.requests, h.open) for h in msg.health},
+        allowances={(w.subject, w.window, w.start): w.allowance for w in msg.windows if w.allowance},
+        seen={s.node_id: (s.boot_epoch, s.seq) for s in msg.seen},
+        **_usage(msg),
+    )
+
+
+def relayed_from_proto(msg: gossip_pb2.State) -> list[NodeState]:
+    """The other boots' entries a message relays, each as a state holding only those (windows;
+    with bounded fanout also pending usage, unflushed deltas and reservations)."""
+    return [NodeState(c.node_id, c.boot_epoch, **_usage(c)) for c in msg.relayed if c.node_id]
+
+
+def is_newer(last: tuple[int, int] | None, epoch: int, seq: int) -> bool:
+    """Accept only (boot_epoch, seq) above the last accepted from that node: no replays, no rewinds."""
+    return last is None or (epoch, seq) > last
