@@ -9,7 +9,7 @@ that git revision (exported with `git archive`, e.g. the release before delta go
 comparison.
 
 Run: PYTHONPATH=. python bench/bench_gossip_nodes.py [--nodes 10] [--keys 300] [--rps 150]
-     [--seconds 20] [--baseline aae466d] [--all-peers]
+     [--seconds 20] [--baseline aae466d] [--fanout -1]
 """
 
 from __future__ import annotations
@@ -142,14 +142,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=8)
     ap.add_argument("--baseline", help="a git revision to compare with (run from an export of it)")
-    ap.add_argument("--all-peers", action="store_true",
-                    help="also run this checkout with SHIELDES_GOSSIP_FANOUT=nodes (every peer every round)")
+    ap.add_argument("--fanout", type=int,
+                    help="also run this checkout with SHIELDES_GOSSIP_FANOUT set to this (-1: automatic)")
     args = ap.parse_args()
     server = pg.server_url()
     pg.make_template(server)
     runs: list[tuple[str, Path, int | None]] = [("this checkout", ROOT, None)]
-    if args.all_peers:
-        runs.append(("this, every peer", ROOT, args.nodes))
+    if args.fanout is not None:
+        runs.append((f"this, fanout {args.fanout}", ROOT, args.fanout))
     if args.baseline:
         export = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True, check=True)

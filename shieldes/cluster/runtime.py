@@ -88,7 +88,8 @@ class ClusterRuntime:
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
                 on_state=self._on_state, on_sent=self._on_sent, view=self.cell,
                 tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
-                fanout=s.gossip_fanout, node_timeout=s.node_timeout, on_ack=self._on_ack,
+                fanout=None if s.gossip_fanout == 0 else max(0, s.gossip_fanout), node_timeout=s.node_timeout,
+                on_ack=self._on_ack,
             )
         self.apply_delay = Histogram(
             "shieldes_cluster_config_apply_seconds", "commit of a config event to applied on this node",
