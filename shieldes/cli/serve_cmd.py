@@ -60,18 +60,10 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     finally:
         gc.enable()
     tune_gc()  # a process-wide choice, so the process owner makes it: after startup, before load
-    _flush_logs()  # the log lines of the start come first: "listening" is the last line of it
     click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
     await stop.wait()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
     await node.stop()
-
-
-def _flush_logs() -> None:
-    """Write the log lines still queued (the process's log handler writes them on the event loop's
-    next turn), so a line echoed now follows them."""
-    for handler in logging.getLogger().handlers:
-        handler.flush()
 
 
 def _workers(settings: Settings, n: int) -> None:
