@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.config_writer import ConfigView
 from shieldes.events.pg_store import config_tip_mismatch
 from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,12 @@ async def config_from_snapshot(pool: AsyncConnectionPool[Any], key: bytes | None
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur = await conn.execute(
-            "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC LIMIT 3"
+            NEWEST_FIRST + " LIMIT 3"
         )
         for snap_id, position, schema_version, fmt in await cur.fetchall():
             if not snapcodec.is_compatible(schema_version, fmt):
                 continue
-            cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,), binary=True)
+            cur = await conn.execute(STATE_OF, (snap_id,), binary=True)
             row = await cur.fetchone()
             if row is None:
                 continue

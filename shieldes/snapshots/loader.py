@@ -31,7 +31,7 @@ from shieldes.events.pg_store import config_tip_mismatch, row_to_event
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.prefetch import Prefetched, SnapshotPrefetch
-from shieldes.snapshots.store import rollup_floor
+from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF, rollup_floor
 from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ async def _decoded(conn: psycopg.AsyncConnection[Any], snap_id: int, position: i
         if row is not None and row[0] == prefetched.checksum and prefetched.projection.position == position:
             return prefetched.projection
     # binary: bytea as bytes, not hex text of twice the size to transfer and decode
-    cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,), binary=True)
+    cur = await conn.execute(STATE_OF, (snap_id,), binary=True)
     row = await cur.fetchone()
     if row is None:
         return None
@@ -177,7 +177,7 @@ async def _load_state(
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         floor = await rollup_floor(conn)
         cur = await conn.execute(
-            "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC"
+            NEWEST_FIRST
         )
         candidates = await cur.fetchall()
         projection: Projection | None = None

@@ -20,6 +20,7 @@ import psycopg
 
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ def fetch_newest(url: str, key: bytes | None) -> Prefetched | None:
     verify (the loader then says why, from its own read)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
         candidates = conn.execute(
-            "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC"
+            NEWEST_FIRST
         ).fetchall()
         for snap_id, position, schema_version, fmt in candidates:
             if not snapcodec.is_compatible(schema_version, fmt):
                 continue
-            row = conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (snap_id,),
+            row = conn.execute(STATE_OF, (snap_id,),
                                binary=True).fetchone()
             if row is None:
                 return None
