@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import openai
 import psycopg
@@ -21,9 +22,15 @@ from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, get_json,
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture
-def blackhole() -> Iterator[str]:
+@dataclass
+class Blackhole:
     """An upstream that accepts connections and never answers: a request to it stays in flight."""
+    url: str
+    held: list[socket.socket]
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
     stop = threading.Event()
@@ -38,7 +45,7 @@ def blackhole() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    yield Blackhole(f"http://127.0.0.1:{server.getsockname()[1]}/v1", held)
     stop.set()
     thread.join()
     for s in held:
@@ -76,26 +83,30 @@ def chat(base: str, key: str, model: str, max_tokens: int, timeout: float = 10) 
     return 200
 
 
-def test_a_node_restarted_with_the_same_id_leaves_no_phantom_reservation(pair: Cluster, blackhole: str) -> None:
+def test_a_node_restarted_with_the_same_id_leaves_no_phantom_reservation(pair: Cluster,
+                                                                          blackhole: Blackhole) -> None:
     a, b = pair.nodes
-    pair.admin(AddProvider("slow", "openai", blackhole, None, ("slow-model",)),
+    pair.admin(AddProvider("slow", "openai", blackhole.url, None, ("slow-model",)),
                SetPricing("slow-model", 1.0, 100.0), SetPricing("gpt-4o-mini", 1.0, 1000.0))
     key, position = pair.create_key("churn", budget_usd=1.0)
     pair.wait_position(position)
     # b holds $0.90 for a request that never ends (9000 tokens at $100 / 1M)
     stuck = threading.Thread(target=chat, args=(b.base, key, "slow-model", 9000, 60), daemon=True)
     stuck.start()
+    # b admitted it (it reached the upstream) before a is asked anything: every request a admits
+    # spends real money, and enough of it would make b refuse the $0.90 or a refuse for good
+    until(lambda: blackhole.held, 30, "b's request at the upstream")
     # a sees it through gossip: $0.90 held + a $0.30 estimate does not fit in $1
-    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 429, 10, "b's reservation seen on a")
+    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 429, 30, "b's reservation seen on a")
     pair.kill(b, signal.SIGKILL)
     pair.start(b)  # same node id, new boot
     pair.wait_ready(b)
     # the crashed boot's reservation died with it: a admits again (it used to refuse forever)
-    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 200, 10, "the phantom reservation cleared")
+    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 200, 30, "the phantom reservation cleared")
     assert chat(b.base, key, "gpt-4o-mini", 300) == 200
 
 
-def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: str) -> None:
+def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: Blackhole) -> None:
     a, _ = pair.nodes
     limit = 20
     key, position = pair.create_key("split", rpm=limit)
@@ -109,7 +120,7 @@ def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: str
             inserted.append(conn.execute("SELECT now()").fetchone()[0])  # type: ignore[index]
             conn.execute("INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
                          " started_at, heartbeat_at, position, info) VALUES ('starting', NULL, %s, 'x', 1,"
-                         " now(), now(), 0, '{}')", (blackhole.removeprefix("http://").removesuffix("/v1"),))
+                         " now(), now(), 0, '{}')", (blackhole.url.removeprefix("http://").removesuffix("/v1"),))
             while not stop.wait(0.1):
                 conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = 'starting'")
 
