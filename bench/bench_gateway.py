@@ -315,6 +315,11 @@ def main() -> None:
         "--pin-load", metavar="CPUS",
         help="taskset CPU list for wrk and the fake upstream, e.g. 1 (apart from --pin-servers)",
     )
+    parser.add_argument(
+        "--cluster", action="store_true",
+        help="the nodes under test (and the baseline) run as one cluster with an idle gossiping peer, "
+        "so every request takes the cluster path (limits and budgets split between nodes)",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -335,6 +340,9 @@ def main() -> None:
     upstream = f"http://127.0.0.1:{up_port}"
     db_url, secret = asyncio.run(prepare_database())
     asyncio.run(add_provider(db_url, upstream))
+    node_env = {"SHIELDES_DATABASE_URL": db_url}
+    if args.cluster:
+        node_env |= {"SHIELDES_CLUSTER_SECRET": "bench-" + "s" * 32, "SHIELDES_GOSSIP_PORT": "0"}
     procs = {
         "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"],
                           cpus=args.pin_load),
@@ -354,7 +362,7 @@ def main() -> None:
                 "--workers",
                 str(args.workers),
             ],
-            env={"SHIELDES_DATABASE_URL": db_url},
+            env=node_env,
             cpus=args.pin_servers,
         ),
     }
@@ -362,18 +370,23 @@ def main() -> None:
     if args.baseline:
         procs["baseline"] = spawn(
             [*serve, "--port", str(base_port), "--node-id", "bench-baseline"],
-            env={"SHIELDES_DATABASE_URL": db_url},
+            env=node_env,
             src=args.baseline.resolve(),
             cpus=args.pin_servers,
         )
+    peer_port = free_port()
+    if args.cluster:  # one more node, never loaded: the nodes under test split every limit with it
+        procs["peer"] = spawn([*serve, "--port", str(peer_port), "--node-id", "bench-peer"], env=node_env,
+                              cpus=args.pin_servers)
     litellm_port = free_port()
     if args.litellm:
         procs["litellm"] = spawn_litellm(args.litellm, litellm_port, upstream)
     try:
         for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else []),
-                     *([litellm_port] if args.litellm else [])):
+                     *([litellm_port] if args.litellm else []), *([peer_port] if args.cluster else [])):
             wait_port(port)
         workers_label = f", {args.workers} workers" if args.workers > 1 else ""
+        workers_label += ", in a cluster" if args.cluster else ""
         targets = [
             ("fake upstream directly", "upstream", up_port, None),
             ("bare aiohttp pass-through proxy", "proxy", proxy_port, None),

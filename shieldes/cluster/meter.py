@@ -34,13 +34,12 @@ def key_subject(key_id: str) -> str:
 
 
 class ClusterView(Remote, Protocol):
-    def alive_count(self) -> int: ...
+    def alive_and_rank(self) -> tuple[int, int]:
+        """(nodes a limit is split between, this one included; this node's index among their ids,
+        sorted: who gets a remainder unit first). One read of the membership per request."""
+        ...
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int: ...
-
-    def rank(self) -> int:
-        """This node's index among the alive node ids (sorted): who gets a remainder unit first."""
-        ...
 
 
 class ClusterMeter(Meter):
@@ -58,28 +57,28 @@ class ClusterMeter(Meter):
 
     # --- admission -------------------------------------------------------------------------------
 
-    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
-              position: int | None = None, estimate_tokens: int = 0) -> Reservation:
+    def _split(self, config: ConfigState, usage: UsageState, key: VirtualKey, w: int, used: tuple[int, int],
+               estimate_nusd: int, estimate_tokens: int, position: int | None) -> None:
         cluster = self.cluster
-        if cluster is not None:
-            alive = cluster.alive_count()
-            if alive > 1:  # alone, the base meter's own checks are exact
-                if key.rpm is not None:
-                    self._split_rate(key, cluster, alive)
-                if key.tpm is not None:
-                    self._split_tokens(key, cluster, alive, max(1, estimate_tokens))
-                self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive)
-        return super().admit(config, usage, key, estimate_nusd, position, estimate_tokens)
+        if cluster is None:
+            return
+        alive, rank = cluster.alive_and_rank()
+        if alive <= 1:  # alone, the base meter's own checks are exact
+            return
+        if key.rpm is not None:
+            self._split_rate(key, cluster, alive, rank, w, used[0])
+        if key.tpm is not None:
+            self._split_tokens(key, cluster, alive, rank, w, used[1], max(1, estimate_tokens))
+        self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive, rank, position)
 
-    def _split_tokens(self, key: VirtualKey, cluster: ClusterView, alive: int, cost: int) -> None:
-        """Tokens per minute get the same split as requests, in estimated tokens."""
+    def _split_tokens(self, key: VirtualKey, cluster: ClusterView, alive: int, rank: int, w: int, tokens: int,
+                      cost: int) -> None:
+        """Tokens per minute get the same split as requests, in estimated tokens (`tokens`: this
+        node's and peers' in the sliding minute of window `w`)."""
         assert key.tpm is not None
-        now = self.clock()
-        w = self._roll(now)
         subject = key_subject(key.id)
-        _, tokens = self._used(key.id, w)
         seen = tokens + cluster.remote_outstanding(subject, w, TOKEN_WINDOW)
-        rank = (cluster.rank() + w) % alive
+        rank = (rank + w) % alive
         if not self.splitter.admit((subject, TOKEN_WINDOW, w), key.tpm, seen, alive, cost, rank):
             reset = self._wait(key.id, w, key.tpm, cost, tokens=True)
             retry = reset if seen + cost > key.tpm else min(reset, SHARE_RETRY)
@@ -96,15 +95,13 @@ class ClusterMeter(Meter):
                 },
             )
 
-    def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int) -> None:
+    def _split_rate(self, key: VirtualKey, cluster: ClusterView, alive: int, rank: int, w: int,
+                    requests: int) -> None:
         assert key.rpm is not None
-        now = self.clock()
-        w = self._roll(now)
         subject = key_subject(key.id)
-        requests, _ = self._used(key.id, w)
         seen = requests + cluster.remote_outstanding(subject, w)
         # the remainder rotates between nodes window by window, so no node is always last
-        rank = (cluster.rank() + w) % alive
+        rank = (rank + w) % alive
         if not self.splitter.admit((subject, RATE_WINDOW, w), key.rpm, seen, alive, rank=rank):
             # `seen` also counts claims peers hold but have not used: those come back within a round,
             # so only what is really used makes the refusal last until the sliding minute frees one
@@ -126,8 +123,9 @@ class ClusterMeter(Meter):
             })
 
     def _split_budgets(self, config: ConfigState, usage: UsageState, key: VirtualKey, cost: int,
-                       cluster: ClusterView, alive: int) -> None:
-        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost."""
+                       cluster: ClusterView, alive: int, rank: int, position: int | None) -> None:
+        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost
+        (`position`: the projection's, so the durable spend is read once per log position)."""
         today = int(self.clock() // 86400)
         team = config.teams.get(key.team_id) if key.team_id else None
         checks = [("k:" + key.id, f"key {key.name!r}", key.budget)]
@@ -137,12 +135,12 @@ class ClusterMeter(Meter):
             if budget is None:
                 continue
             limit = round(budget.amount_usd * NUSD)
-            seen = self.spent_nusd(usage, subject, budget, today) + cluster.remote_outstanding(
+            seen = self.spent_nusd(usage, subject, budget, today, position) + cluster.remote_outstanding(
                 subject, today, BUDGET_WINDOW)
             if seen < limit * BUDGET_SPLIT_FROM:
                 continue
-            rank = (cluster.rank() + today) % alive
-            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, rank):
+            turn = (rank + today) % alive
+            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, turn):
                 if seen + cost > limit:
                     raise BudgetExceeded(budget_message(what, budget, seen, cost, today))
                 raise BudgetExceeded(

@@ -103,6 +103,7 @@ class ClusterRuntime:
         self.traffic: Callable[[], Mapping[str, Traffic]] = dict  # what this node sends each deployment
         self.convergence = Convergence()  # cluster/measures.py
         self.gossip_rates = Rates()
+        self._split_read: tuple[float, int, int] | None = None  # (when, alive, rank): alive_and_rank
         projector.on_event(self._on_event)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -155,7 +156,7 @@ class ClusterRuntime:
         self.breaker = adopt(breaker_holder.breaker, self.remote_open)
         breaker_holder.breaker = self.breaker
         breaker_holder.health_views = self.health_views
-        breaker_holder.cluster_size = self.alive_count
+        breaker_holder.cluster_size = self.requests_alive_count
         self.traffic = breaker_holder.quotas.traffic
 
     def http_started(self, port: int) -> None:
@@ -209,8 +210,20 @@ class ClusterRuntime:
         """Nodes a limit is split between: this one and its participants."""
         return 1 + len(self.participants())
 
-    def rank(self) -> int:
-        return sorted([self.node_id, *self.participants()]).index(self.node_id)
+    def alive_and_rank(self) -> tuple[int, int]:
+        """(alive_count, this node's index among the alive ids, sorted) as requests read them: at
+        most a quarter of a gossip interval old. Membership moves with gossip rounds and node
+        timeouts; requests read it a few times each, thousands of times a second."""
+        now = time.monotonic()
+        read = self._split_read
+        if read is None or now - read[0] >= self.settings.gossip_interval / 4:
+            ids = sorted([self.node_id, *self.participants()])
+            read = self._split_read = (now, len(ids), ids.index(self.node_id))
+        return read[1], read[2]
+
+    def requests_alive_count(self) -> int:
+        """alive_count as the request path reads it (alive_and_rank)."""
+        return self.alive_and_rank()[0]
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
         return view.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)

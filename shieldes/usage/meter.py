@@ -235,8 +235,10 @@ class Meter:
         w = self._roll(now)
         headers: dict[str, str] = {}
         rpm, tpm = key.rpm, key.tpm
+        used = self._used(key.id, w) if rpm is not None or tpm is not None else (0, 0)
+        self._split(config, usage, key, w, used, estimate_nusd, estimate_tokens, position)
         if rpm is not None or tpm is not None:
-            req, tok = self._used(key.id, w)
+            req, tok = used
             # until what this request adds stops counting: the end of the next window
             resets = f"{(w + 2) * WINDOW - now:.3f}s"
             if rpm is not None:
@@ -292,6 +294,12 @@ class Meter:
         if estimate_nusd:
             self._hold(res, estimate_nusd)  # the one place holds change: subclasses track them (gossip)
         return res
+
+    def _split(self, config: ConfigState, usage: UsageState, key: VirtualKey, w: int, used: tuple[int, int],
+               estimate_nusd: int, estimate_tokens: int, position: int | None) -> None:
+        """Admission's first step, with what it read once (window `w`, the key's (requests, tokens)
+        in the sliding minute): a node alone has nothing to split; the cluster meter splits limits
+        and budgets between nodes here (raising as admit does)."""
 
     def budget_left(self, config: ConfigState, usage: UsageState, key: VirtualKey,
                     position: int | None = None) -> int | None:

@@ -20,11 +20,8 @@ class View:
     alive: int = 3
     outstanding: dict[tuple[str, int, str], int] = field(default_factory=dict)
 
-    def alive_count(self) -> int:
-        return self.alive
-
-    def rank(self) -> int:
-        return 0
+    def alive_and_rank(self) -> tuple[int, int]:
+        return self.alive, 0
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
         return self.outstanding.get((subject, window, name), 0)
