@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import faulthandler
 import os
 import shutil
 import sys
@@ -18,15 +17,6 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
 
 PG_USED = pytest.StashKey[bool]()
-
-# The whole suite takes minutes. A session still running after this long is stuck in something no
-# per-test timeout can interrupt (a thread blocked in C): print every thread's stack and exit, so a
-# hang reads as a failure with its cause instead of a silent run to the CI's limit.
-SESSION_LIMIT_S = 40 * 60
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    faulthandler.dump_traceback_later(SESSION_LIMIT_S, exit=True)
 
 
 @pytest.fixture(scope="session")
