@@ -15,8 +15,12 @@ Modes:
 - all: every node pushes deltas to every peer every round, with its `seen` acknowledgements (the
   release before bounded fanout: its Acks do not say `fanout`).
 - fanout: the production behaviour: --fanout peers per round (0: automatic, fanout.fanout_for) in
-  rotation, relays of what grew in each node's view, acknowledgements in `State.ack`.
-- fanout1: the same, but a node relays only what it heard from the origin itself (one relay hop).
+  rotation, acknowledgements in `State.ack`, digest pulls (digest.py): each push names what the
+  sender holds of a share of the other boots, the target answers in its Ack with what the sender
+  lacks (answers are counted in the bytes, sent by the target and received by the asker).
+- relay: the release before digest pulls: the same rotation, and every node relays what grew in
+  its view to its targets (its Acks do not say `digests`).
+- relay1: the same, but a node relays only what it heard from the origin itself (one relay hop).
 - full: the release before delta gossip, every message the whole state. Modelled: the sender's
   whole state is really encoded each round (real sizes), and a receiver holds a change once any
   message sent after it arrived; receivers do not decode (N^2 whole states of thousands of keys do
@@ -31,7 +35,7 @@ view.py read-outs) on one key with a rate limit and one team budget, all nodes a
 as requests come: admitted / limit and overshoot against docs/cluster.md.
 
 Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
-     [--seconds 7.5] [--modes all,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
+     [--seconds 7.5] [--modes all,relay,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ EPOCH = 1
 RATE_SUBJECT, RATE_WINDOW = "k:hot", "min"
 BUDGET_SUBJECT, BUDGET_WINDOW = "t:team", "budget"
 BUDGET_SPLIT_FROM = 0.75  # cluster/meter.py
+FANOUT_MODES = ("fanout", "relay", "relay1")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -120,8 +125,9 @@ class Sim:
                                  boot_epoch=lambda: EPOCH, clock=lambda: self.now, snapshot=node.snapshot,
                                  on_state=lambda st, node=node: self._on_state(node, st),
                                  on_ack=lambda peer, epoch, seq, node=node: self._on_ack(node, peer, epoch, seq),
-                                 fanout=args.fanout if mode.startswith("fanout") else None,
-                                 relays=mode.startswith("fanout"), relay_onward=mode != "fanout1",
+                                 fanout=args.fanout if mode in FANOUT_MODES else None,
+                                 relays=mode in FANOUT_MODES, relay_onward=mode != "relay1",
+                                 digests=mode == "fanout",
                                  node_timeout=args.node_timeout)
         self.names = names
         weights = [1 / (r + 1) ** 1.1 for r in range(args.keys)]
@@ -202,7 +208,10 @@ class Sim:
             node.heard[sender] = max(node.heard.get(sender, 0), seq)
             return
         ack = node.gossip.receive(envelope)
+        pulled = len(ack.pulled.payload) + len(ack.pulled.signature) if ack.HasField("pulled") else 0
+        node.sent_bytes += pulled
         if self.rng.random() >= self.args.loss:
+            self.nodes[sender].received_bytes += pulled
             self.schedule(self.now + self.latency(), "ack", sender, target, seq, base, ack)
 
     def _on_state(self, node: Node, state: NodeState) -> None:
@@ -350,10 +359,11 @@ class Sim:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", default="3,10,30,100")
-    p.add_argument("--modes", default="all,fanout",
+    p.add_argument("--modes", default="all,relay,fanout",
                    help="full (whole states to every peer), all (deltas to every peer each round: the release "
-                        "before bounded fanout), fanout (deltas to --fanout peers per round, the rest relayed), "
-                        "fanout1 (the same, relaying only what a node heard from the origin itself: one hop)")
+                        "before bounded fanout), fanout (--fanout peers per round, digest pulls), relay (the same "
+                        "peers, relays instead of pulls: the release before digests), relay1 (relaying only "
+                        "what a node heard from the origin itself: one hop)")
     p.add_argument("--fanout", type=int, default=0, help="peers per round in fanout mode (0: automatic)")
     p.add_argument("--node-timeout", type=float, default=5.0)
     p.add_argument("--keys", type=int, default=10_000)

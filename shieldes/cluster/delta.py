@@ -62,14 +62,18 @@ class Versions:
         self.floor = 0  # deltas from a base below this cannot be built any more
         self._keep = keep
 
-    def record(self, entries: Mapping[Entry, Any], seq: int) -> None:
-        """The entries of message `seq` (flatten): note what changed since the previous one."""
+    def record(self, entries: Mapping[Entry, Any], seq: int) -> tuple[list[Entry], list[Entry]]:
+        """The entries of message `seq` (flatten): note what changed since the previous one;
+        returns the entries changed and those gone."""
         old, changed, removed = self.values, self.changed, self.removed
+        now: list[Entry] = []
         for e, v in entries.items():
             if old.get(e) != v:
                 changed[e] = seq
                 removed.pop(e, None)
-        for e in old.keys() - entries.keys():
+                now.append(e)
+        gone = list(old.keys() - entries.keys())
+        for e in gone:
             del changed[e]
             if e[0] in GAUGES or (e[0] == "w" and old[e][3]):  # a gauge (or an unused claim) went away
                 removed[e] = seq
@@ -78,6 +82,7 @@ class Versions:
         for e, at in [(e, at) for e, at in removed.items() if at <= cut]:
             del removed[e]
             self.floor = max(self.floor, at + 1)
+        return now, gone
 
     def since(self, base: int, skip: str = "") -> tuple[dict[Entry, Any], list[Entry]]:
         """Entries changed after message `base` (with their current values) and gauges removed,
@@ -181,6 +186,7 @@ class Link:
     phase: int = 0  # rounds (below half the anti-entropy period) that spread targets' whole states apart
     fanout: bool = False  # it takes bounded fanout: pushes every few rounds, relays, no `seen` (fanout.py)
     node: str = ""  # its node id (from its Ack)
+    digests: bool = False  # it answers digest pulls (digest.py): no relays, own counts pulled, not pushed
 
 
 def phase_of(target: str, every: int = ANTI_ENTROPY_ROUNDS) -> int:
@@ -197,14 +203,14 @@ def base_for(link: Link | None, seq: int, floor: int, every: int = ANTI_ENTROPY_
 
 
 def acknowledged(link: Link, seq: int, base: int, *, accepted: bool, deltas: bool, need_full: bool,
-                 fanout: bool = False, node: str = "") -> Link:
+                 fanout: bool = False, node: str = "", digests: bool = False) -> Link:
     """The target's answer to message `seq` (sent with `base`)."""
     node = node or link.node
     if need_full:  # it lacks the base (restarted, or forgot us): the whole state next
-        return Link(0, deltas, link.full_at, link.phase, fanout, node)
+        return Link(0, deltas, link.full_at, link.phase, fanout, node, digests)
     acked = max(link.acked, seq) if accepted else link.acked
     if not (accepted and base == 0):
-        return Link(acked, deltas, link.full_at, link.phase, fanout, node)
+        return Link(acked, deltas, link.full_at, link.phase, fanout, node, digests)
     # the first whole state counts as sent `phase` rounds earlier: targets first contacted together
     # get their anti-entropy in different rounds from then on, each every `every` rounds
-    return Link(acked, deltas, seq - link.phase if link.full_at < 0 else seq, link.phase, fanout, node)
+    return Link(acked, deltas, seq - link.phase if link.full_at < 0 else seq, link.phase, fanout, node, digests)

@@ -8,6 +8,8 @@ A node pushes to `k` peers per round, not to every peer (gossip.py runs this):
   acknowledgements that end limit rounds come only from these direct messages and their Acks:
   a node's own messages are the only proof that it is alive, so relays can never keep a stopped
   node alive.
+* **Digest pulls** (digest.py) carry other nodes' entries to peers that answer them: each change
+  crosses each link about once. The relays below are for peers of the release before them.
 * **Relays.** Every entry of another node's component that grew in this node's view (from a direct
   message or a relay) is relayed once, in the next round's pushes (`Relay`): a change spreads like
   an epidemic, to k peers, then k^2, ..., reaching every node in about log_k N rounds. Relayed

@@ -5,8 +5,11 @@ serialised, zstd-compressed, HMAC-SHA256 signed with SHIELDES_CLUSTER_SECRET (wi
 that said it understands deltas gets only what changed since the newest message it accepted
 (delta.py); the whole state goes on first contact, to a target that lacks the delta's base,
 periodically (anti-entropy) and always to older releases. With bounded fanout (fanout.py) a round
-pushes to `k` peers in rotation and relays what grew in this node's view of other nodes since the
-previous round; peers of an older release still get a push every round. Receivers refuse a
+pushes to `k` peers in rotation: to a peer that answers digest pulls (digest.py) the gauges, the
+round's news and a digest of what this node holds of a share of the other boots, answered in the
+Ack with what it lacks; to a peer of the release before, the whole delta and relays of what grew
+in this node's view since the previous round. Peers of an older release still get a push every
+round. Receivers refuse a
 bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
 one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
 sender's log head is handed to `on_head` (a wake-up hint for the projector).
@@ -19,24 +22,27 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
-from shieldes.cluster import delta, gossip_pb2, gossip_pb2_grpc, view
+from shieldes.cluster import delta, digest, gossip_pb2, gossip_pb2_grpc, view
 from shieldes.cluster import fanout as fanout_mod
 from shieldes.cluster.delta import Link, Part
+from shieldes.cluster.gossip_stats import GossipStats, PeerStats
 from shieldes.cluster.gossip_tls import GossipTLS
-from shieldes.cluster.view import NodeState, View, ViewCell
+from shieldes.cluster.view import Component, NodeState, View, ViewCell
 from shieldes.cluster.wire import (
     MAX_MESSAGE_BYTES,
     GossipRejected,
+    add_pulled,
     add_relayed,
     from_proto,
     is_newer,
     open_envelope,
     part_to_proto,
+    pulled_from_proto,
     relayed_from_proto,
     seal,
     sign,
@@ -55,54 +61,6 @@ def _port_free(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-# --- stats -------------------------------------------------------------------------------------
-
-
-@dataclass
-class PeerStats:
-    received: int = 0
-    received_bytes: int = 0
-    last_seen: float = 0.0  # monotonic
-    last_seen_wall: float = 0.0
-    boot_epoch: int = 0
-    seq: int = 0
-    address: str = ""
-
-
-@dataclass
-class GossipStats:
-    sent: int = 0
-    sent_bytes: int = 0
-    send_errors: int = 0
-    received: int = 0
-    received_bytes: int = 0
-    rejected_signature: int = 0
-    rejected_stale: int = 0
-    rejected_malformed: int = 0
-    full_sent: int = 0  # whole states sent (first contact, anti-entropy, older peers, need_full)
-    deltas_sent: int = 0
-    need_full: int = 0  # deltas this node could not apply (it lacked the base): answered need_full
-    rounds: int = 0
-    peers: dict[str, PeerStats] = field(default_factory=dict)
-    pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
-    refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
-
-    def to_dict(self) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "sent": self.sent, "sent_bytes": self.sent_bytes, "send_errors": self.send_errors,
-            "received": self.received, "received_bytes": self.received_bytes,
-            "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
-            "rejected_malformed": self.rejected_malformed,
-            "full_sent": self.full_sent, "deltas_sent": self.deltas_sent, "need_full": self.need_full,
-            "peers": {
-                node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
-                       "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}
-                for node, p in sorted(self.peers.items())
-            },
-        }
 
 
 # --- the service -------------------------------------------------------------------------------
@@ -143,6 +101,7 @@ class Gossip:
         node_timeout: float = 5.0,
         on_ack: Callable[[str, int, int], None] | None = None,
         relay_onward: bool = True,
+        digests: bool = True,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -171,6 +130,12 @@ class Gossip:
         self._on_ack = on_ack  # a peer's State.ack: (peer node, this boot's epoch, seq it accepted)
         self._relay = fanout_mod.Relay()  # what grew in the view since the last round, to relay
         self._relay_onward = relay_onward  # relay what was relayed to this node too (False: only what origins told it)
+        # answer digest pulls and pull from peers that do (digest.py; with bounded fanout configured:
+        # every peer every round needs neither); False: relays, as the release before
+        self._pulls = digests and relays and fanout is not None
+        self._holdings = digest.Holdings()  # versions and labels of the other boots this node holds
+        self._own_labels = digest.Labels()  # this boot's monotone entries by the message they changed in
+        self._gauges = delta.Versions()  # this boot's gauges alone (unused claims, health): pushed, never pulled
         self._cursor = 0  # where the rotation of direct pushes is
         self._partial = False  # rounds leave out some peers that take fanout (then relays, no `seen`)
         self._versions = delta.Versions()  # what changed in which of this boot's messages
@@ -236,10 +201,7 @@ class Gossip:
         try:
             msg = open_envelope(envelope, self._secret)
         except GossipRejected as exc:
-            if exc.code == "signature":
-                self.stats.rejected_signature += 1
-            else:
-                self.stats.rejected_malformed += 1
+            self._refused(exc)
             return gossip_pb2.Ack(accepted=False, reason=exc.code or "rejected")
         if msg.node_id == self.node_id:
             return gossip_pb2.Ack(accepted=False, reason="self")
@@ -257,10 +219,15 @@ class Gossip:
                                      removed_seen=list(msg.seen_removed)))
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
         before = self.cell.value.components.get(state.component)
-        if not self.cell.accept(state, now, whole=bool(msg.base_seq)):  # an older boot than one already known
+        current = self.cell.accept(state, now, whole=bool(msg.base_seq))
+        after = self.cell.value.components.get(state.component)
+        if self._pulls:
+            self._holdings.direct(state.component, before, after, incoming, msg.seq, base=msg.base_seq,
+                                  news=msg.gauges_only, current=current)
+        if not current:  # an older boot than one already known: only what it admitted counted
             self.stats.rejected_stale += 1
             return self._ack(False, reason="superseded")
-        self._relay.note(before, self.cell.value.components.get(state.component), incoming)
+        self._relay.note(before, after, incoming)
         peer = self.stats.peers.setdefault(msg.node_id, PeerStats())
         peer.received += 1
         peer.received_bytes += size
@@ -269,14 +236,18 @@ class Gossip:
         self.stats.received += 1
         self.stats.received_bytes += size
         me, my_epoch = self.node_id, self._boot_epoch()
+        labels = {(c.node_id, c.boot_epoch): c.label for c in msg.relayed if c.label}
         for other in relayed_from_proto(msg):
             if other.node_id == me and other.boot_epoch >= my_epoch:
                 continue  # this node counts its own current boot itself
             comps = self.cell.value.components
             before = comps.get(other.component)
             self.cell.accept_relayed(other, me, my_epoch)
+            after = self.cell.value.components.get(other.component)
             if self._relay_onward:
-                self._relay.note(before, self.cell.value.components.get(other.component), other)
+                self._relay.note(before, after, other)
+            if self._pulls:  # at most that message's values (a relay of an older release: unknown)
+                self._holdings.learn(other.component, before, after, other, labels.get(other.component, digest.UNKNOWN))
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
         if self._on_state is not None:
@@ -284,12 +255,59 @@ class Gossip:
         if msg.HasField("ack") and msg.ack.node_id == me and self._on_ack is not None:
             self._on_ack(msg.node_id, msg.ack.boot_epoch, msg.ack.seq)
         self.received.set()
-        return self._ack(True, log_head=self._local_head())
+        pulled = self._answer(msg) if self._pulls and me in msg.pull_from else None
+        return self._ack(True, log_head=self._local_head(), pulled=pulled)
+
+    def _refused(self, exc: GossipRejected) -> None:
+        if exc.code == "signature":
+            self.stats.rejected_signature += 1
+        else:
+            self.stats.rejected_malformed += 1
 
     def _ack(self, accepted: bool, **fields: Any) -> gossip_pb2.Ack:
         if self._relays:
-            fields.update(fanout=True, node_id=self.node_id)
+            fields.update(fanout=True, node_id=self.node_id, digests=self._pulls)
         return gossip_pb2.Ack(accepted=accepted, deltas=self._deltas, **fields)
+
+    def _answer(self, msg: gossip_pb2.State) -> gossip_pb2.Envelope | None:
+        """The signed answer to a push's digest: what its sender lacks (digest.answer)."""
+        own_epoch = self._sent_epoch if self._sent_epoch is not None else self._boot_epoch()
+        pulled = digest.answer(
+            self.cell.value, self._holdings, me=self.node_id,
+            asked={(d.node_id, d.boot_epoch): (d.version, frozenset(d.news)) for d in msg.digest},
+            targets=list(msg.pull_from), salt=msg.seq, asker=msg.node_id, own=(self.node_id, own_epoch),
+            own_seq=self._seq, own_labels=self._own_labels, own_values=self._versions.values)
+        if not pulled:
+            return None
+        reply = gossip_pb2.State(node_id=self.node_id, boot_epoch=own_epoch, seq=self._seq,
+                                 ack=gossip_pb2.Seen(node_id=msg.node_id, boot_epoch=msg.boot_epoch, seq=msg.seq))
+        add_pulled(reply, pulled)
+        envelope = seal(reply, self._secret)
+        self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
+        return envelope
+
+    def _take_answer(self, envelope: gossip_pb2.Envelope) -> None:
+        """Fold in what a target answered to this node's digest (never this boot's own entries;
+        of a boot this node does not take for alive, only the windows: view.merge_admitted)."""
+        try:
+            msg = open_envelope(envelope, self._secret)
+        except GossipRejected as exc:
+            self._refused(exc)
+            return
+        me, my_epoch = self.node_id, self._boot_epoch()
+        if msg.ack.node_id != me or msg.ack.boot_epoch != my_epoch:
+            return  # an answer to an earlier boot's push: its versions are not this boot's
+        self.stats.received_bytes += len(envelope.payload) + len(envelope.signature)
+        for pulled in pulled_from_proto(msg):
+            comp = pulled.state.component
+            if comp[0] == me and comp[1] >= my_epoch:
+                continue
+            before = self.cell.value.components.get(comp)
+            self.cell.accept_relayed(pulled.state, me, my_epoch)
+            after = self.cell.value.components.get(comp)
+            self._holdings.absorb(pulled, before, after, live=view.is_live(self.cell.value, comp))
+            if self._relay_onward:
+                self._relay.note(before, after, pulled.state)
 
     def recently_seen(self, within: float) -> list[str]:
         """Peers heard from in the last `within` seconds (alive by gossip, even without Postgres)."""
@@ -320,6 +338,7 @@ class Gossip:
         epoch = self._boot_epoch()
         if epoch != self._sent_epoch:  # a new boot: sequences restart, nothing acknowledged yet
             self._sent_epoch, self._versions, self._links = epoch, delta.Versions(), {}
+            self._own_labels, self._gauges = digest.Labels(), delta.Versions()
         own = replace(self._snapshot(), node_id=self.node_id, boot_epoch=epoch, seq=self._seq,
                       seen=dict(self._accepted))
         return own, view.relayed(self.cell.value)
@@ -344,22 +363,35 @@ class Gossip:
     def prepare(self, targets: list[str]) -> tuple[int, dict[str, tuple[int, gossip_pb2.Envelope]]]:
         """One round's messages: (seq, target -> (base, envelope)); targets with the same base share
         one message (base 0: the whole state). With bounded fanout (`pick` leaves peers out), a target
-        that takes it gets no `seen` but its own acknowledgement (`State.ack`) and what this node
-        relays; so does a first contact, without relays (it may be an older release)."""
+        that takes it gets its own acknowledgement (`State.ack`), no `seen`, and relays or, if it
+        answers pulls, `_pull_message`; so does a first contact, without either (it may be older)."""
         self._seq += 1
         seq = self._seq
         own, relayed = self._own()
         entries = delta.flatten(own, relayed)
-        self._versions.record(entries, seq)
+        changed, gone = self._versions.record(entries, seq)
+        self._gauges.record(delta.flatten(NodeState(own.node_id, own.boot_epoch, allowances=own.allowances,
+                                                    health=own.health)), seq)
+        if self._pulls:
+            self._own_labels.record(changed, gone, seq)
+            self._holdings.forget(self.cell.value.components)
+        floor = max(self._versions.floor, self._gauges.floor)
         sent_at, address = time.time_ns() // 1_000_000, self.address
         rumors = self._relay.take()  # taken every round: what grew before it is not news any more
+        pulling = [t for t in targets if self._pulls and self._partial and (link := self._links.get(t)) is not None
+                   and link.fanout and link.digests and link.node]
+        asks = digest.ask(self.cell.value.components, self._holdings,
+                          [self._links[t].node for t in pulling], seq, self.node_id)
         by_key: dict[tuple[int, bool, str], gossip_pb2.Envelope] = {}
         out: dict[str, tuple[int, gossip_pb2.Envelope]] = {}
         for target in targets:
             link = self._links.get(target)
-            base = delta.base_for(link, seq, self._versions.floor)
+            base = delta.base_for(link, seq, floor)
             fan = self._partial and (link is None or link.fanout)
             node = link.node if fan and link is not None else ""
+            if target in pulling:
+                out[target] = (base, self._pull_message(own, relayed, base, seq, node, asks, sent_at))
+                continue
             envelope = by_key.get((base, fan, node))
             if envelope is None:
                 if base == 0:
@@ -371,17 +403,46 @@ class Gossip:
                     msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
                 if fan and link is not None:
                     add_relayed(msg, rumors)
-                    if node and (seen := self._accepted.get(node)) is not None:
-                        msg.ack.CopyFrom(gossip_pb2.Seen(node_id=node, boot_epoch=seen[0], seq=seen[1]))
+                    self._add_ack(msg, node)
                 envelope = by_key[(base, fan, node)] = seal(msg, self._secret)
             out[target] = (base, envelope)
         return seq, out
+
+    def _add_ack(self, msg: gossip_pb2.State, node: str) -> None:
+        if node and (seen := self._accepted.get(node)) is not None:
+            msg.ack.CopyFrom(gossip_pb2.Seen(node_id=node, boot_epoch=seen[0], seq=seen[1]))
+
+    def _pull_message(self, own: NodeState, relayed: list[NodeState], base: int, seq: int, node: str,
+                      asks: dict[str, dict[Component, digest.Asked]], sent_at: int) -> gossip_pb2.Envelope:
+        """A push to a target that answers digest pulls: the whole state (base 0), or the gauges changed
+        after `base` and the entries changed in this very message (news: a round's targets are a
+        change's first holders); its acknowledgement, and the digest of what this node asks it. A whole
+        state relays crashed boots' counts as to any peer, each with the newest label held of it."""
+        if base == 0:
+            msg = to_proto(replace(own, seen={}), sent_at_ms=sent_at, gossip_address=self.address, relayed=relayed)
+            for c in msg.relayed:
+                c.label = self._holdings.newest((c.node_id, c.boot_epoch))
+        else:
+            header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
+            gauges, removed = self._gauges.since(base)
+            fresh, _ = self._versions.since(seq - 1, skip="hsx")
+            part = delta.unflatten(header, {**gauges, **fresh}, removed)
+            msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=self.address)
+            msg.gauges_only = True
+        self._add_ack(msg, node)
+        msg.pull_from.extend(asks)
+        for (peer, epoch), (version, news) in asks[node].items():
+            msg.digest.add(node_id=peer, boot_epoch=epoch, version=version, news=sorted(news))
+        return seal(msg, self._secret)
 
     def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:
         """Note a target's answer to message `seq` (sent with `base`)."""
         link = self._links.get(target) or Link(phase=delta.phase_of(target))
         self._links[target] = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
-                                                 need_full=ack.need_full, fanout=ack.fanout, node=ack.node_id)
+                                                 need_full=ack.need_full, fanout=ack.fanout, node=ack.node_id,
+                                                 digests=ack.digests)
+        if self._pulls and ack.HasField("pulled"):
+            self._take_answer(ack.pulled)
 
     async def push_once(self) -> int:
         """One round: a message to every target picked; returns how many accepted it."""

@@ -111,23 +111,45 @@ class Health(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ..., open: _Optional[bool] = ...) -> None: ...
 
 class Counts(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "windows", "pending", "unflushed", "reservations")
+    __slots__ = ("node_id", "boot_epoch", "windows", "pending", "unflushed", "reservations", "since", "version", "label", "windows_only", "exact")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     UNFLUSHED_FIELD_NUMBER: _ClassVar[int]
     RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     windows: _containers.RepeatedCompositeFieldContainer[WindowCount]
     pending: _containers.RepeatedCompositeFieldContainer[PendingUsage]
     unflushed: _containers.RepeatedCompositeFieldContainer[UnflushedDelta]
     reservations: _containers.RepeatedCompositeFieldContainer[Reservation]
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ...) -> None: ...
+    since: int
+    version: int
+    label: int
+    windows_only: bool
+    exact: bool
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., since: _Optional[int] = ..., version: _Optional[int] = ..., label: _Optional[int] = ..., windows_only: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class Held(_message.Message):
+    __slots__ = ("node_id", "boot_epoch", "version", "news")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEWS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    boot_epoch: int
+    version: int
+    news: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., version: _Optional[int] = ..., news: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed", "unflushed", "base_seq", "health_removed", "seen_removed", "ack")
+    __slots__ = ("node_id", "boot_epoch", "seq", "log_head", "sent_at_ms", "gossip_address", "windows", "pending", "reservations", "health", "seen", "relayed", "unflushed", "base_seq", "health_removed", "seen_removed", "ack", "digest", "pull_from", "gauges_only")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +167,9 @@ class State(_message.Message):
     HEALTH_REMOVED_FIELD_NUMBER: _ClassVar[int]
     SEEN_REMOVED_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PULL_FROM_FIELD_NUMBER: _ClassVar[int]
+    GAUGES_ONLY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     seq: int
@@ -162,10 +187,13 @@ class State(_message.Message):
     health_removed: _containers.RepeatedScalarFieldContainer[str]
     seen_removed: _containers.RepeatedScalarFieldContainer[str]
     ack: Seen
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., base_seq: _Optional[int] = ..., health_removed: _Optional[_Iterable[str]] = ..., seen_removed: _Optional[_Iterable[str]] = ..., ack: _Optional[_Union[Seen, _Mapping]] = ...) -> None: ...
+    digest: _containers.RepeatedCompositeFieldContainer[Held]
+    pull_from: _containers.RepeatedScalarFieldContainer[str]
+    gauges_only: bool
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ..., log_head: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., gossip_address: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[Health, _Mapping]]] = ..., seen: _Optional[_Iterable[_Union[Seen, _Mapping]]] = ..., relayed: _Optional[_Iterable[_Union[Counts, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., base_seq: _Optional[int] = ..., health_removed: _Optional[_Iterable[str]] = ..., seen_removed: _Optional[_Iterable[str]] = ..., ack: _Optional[_Union[Seen, _Mapping]] = ..., digest: _Optional[_Iterable[_Union[Held, _Mapping]]] = ..., pull_from: _Optional[_Iterable[str]] = ..., gauges_only: _Optional[bool] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("accepted", "reason", "log_head", "deltas", "need_full", "fanout", "node_id")
+    __slots__ = ("accepted", "reason", "log_head", "deltas", "need_full", "fanout", "node_id", "pulled", "digests")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +201,8 @@ class Ack(_message.Message):
     NEED_FULL_FIELD_NUMBER: _ClassVar[int]
     FANOUT_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PULLED_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     log_head: int
@@ -180,4 +210,6 @@ class Ack(_message.Message):
     need_full: bool
     fanout: bool
     node_id: str
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., log_head: _Optional[int] = ..., deltas: _Optional[bool] = ..., need_full: _Optional[bool] = ..., fanout: _Optional[bool] = ..., node_id: _Optional[str] = ...) -> None: ...
+    pulled: Envelope
+    digests: bool
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., log_head: _Optional[int] = ..., deltas: _Optional[bool] = ..., need_full: _Optional[bool] = ..., fanout: _Optional[bool] = ..., node_id: _Optional[str] = ..., pulled: _Optional[_Union[Envelope, _Mapping]] = ..., digests: _Optional[bool] = ...) -> None: ...

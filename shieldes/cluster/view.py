@@ -199,15 +199,19 @@ def merge(view: View, state: NodeState, now: float = 0.0, *, whole: bool = False
     return View(comps, view.epochs, heard, orphans, at)
 
 
+def is_live(view: View, comp: Component) -> bool:
+    """This node heard from that boot itself and still takes it for alive (current, not forgotten
+    as silent): relayed entries of it count in full, not only its windows."""
+    return comp[0] in view.heard and comp in view.components and not _superseded(view, *comp)
+
+
 def merge_admitted(view: View, state: NodeState) -> View:
     """Fold in a boot's entries relayed by a peer (`relayed`), by max, without marking its node as
     heard, learning epochs from it or touching its gauges or sequence. Of a boot this node heard
     from itself and still takes for alive (current, not forgotten as silent): its monotone entries
     (counts, pending usage, unflushed deltas, reservations); of any other: its windows only (what it
     admitted did happen; its reservations and pending usage must not come back through a relay)."""
-    live = (state.node_id in view.heard and state.component in view.components
-            and not _superseded(view, state.node_id, state.boot_epoch))
-    if live:
+    if is_live(view, state.component):
         part = NodeState(state.node_id, state.boot_epoch, windows=state.windows, pending=state.pending,
                          unflushed=state.unflushed, reservations=state.reservations)
     else:

@@ -12,6 +12,7 @@ import zstandard
 
 from shieldes.cluster import gossip_pb2
 from shieldes.cluster.delta import Part
+from shieldes.cluster.digest import UNKNOWN, Pulled
 from shieldes.cluster.view import Health, NodeState
 from shieldes.errors import ShieldesError
 
@@ -90,6 +91,19 @@ def add_relayed(msg: gossip_pb2.State, relayed: Iterable[NodeState]) -> None:
             c.windows.add(subject=subject, window=window, start=start, requests=req, tokens=tok,
                           tokens_released=released)
         _add_usage(c, other)
+
+
+def add_pulled(msg: gossip_pb2.State, pulled: Iterable[Pulled]) -> None:
+    """A digest answer's components (digest.answer) as relayed Counts with their versions."""
+    for p in pulled:
+        add_relayed(msg, [p.state])
+        c = msg.relayed[-1]
+        c.since, c.version, c.label, c.exact, c.windows_only = p.since, p.version, p.label, p.exact, p.windows_only
+
+
+def pulled_from_proto(msg: gossip_pb2.State) -> list[Pulled]:
+    return [Pulled(NodeState(c.node_id, c.boot_epoch, **_usage(c)), c.since, c.version, c.label or UNKNOWN,
+                   c.exact, c.windows_only) for c in msg.relayed if c.node_id]
 
 
 def part_to_proto(part: Part, *, base: int, sent_at_ms: int, gossip_address: str) -> gossip_pb2.State:

@@ -1,7 +1,9 @@
 """Bounded fanout (shieldes/cluster/fanout.py) through the production Gossip send and receive paths:
-each node pushes to a few peers per round and relays what it learns; over a transport that loses,
-duplicates and reorders messages and acks, with nodes that restart, every node ends with the same
-view as full-state gossip to every peer would give; relays never keep a stopped node alive."""
+each node pushes to a few peers per round and pulls what it lacks by digest (digest.py), or with a
+peer of the release before digests, relays what it learns; over a transport that loses, duplicates
+and reorders messages and acks (which carry the answers to digests), with nodes that restart,
+every node ends with the same view as full-state gossip to every peer would give; neither pulls
+nor relays keep a stopped node alive."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,9 +41,10 @@ class Own:
                          health=dict(self.health), reservations=dict(self.reservations), pending=dict(self.pending))
 
 
-def gossip(own: Own, clock: list[float], k: int | None = 2) -> Gossip:
+def gossip(own: Own, clock: list[float], k: int | None = 2, digests: bool = True) -> Gossip:
     return Gossip(node_id=own.name, secret=SECRET, host="127.0.0.1", port=0, boot_epoch=lambda: own.epoch,
-                  snapshot=own.snapshot, clock=lambda: clock[0], fanout=k, interval=0.15, node_timeout=5.0)
+                  snapshot=own.snapshot, clock=lambda: clock[0], fanout=k, interval=0.15, node_timeout=5.0,
+                  digests=digests)
 
 
 def entries(state: NodeState) -> dict[Any, Any]:
@@ -73,13 +77,16 @@ def change(draw: st.DrawFn, s: Own) -> None:
         s.pending[pid] = (0, 0, s.pending.get(pid, (0, 0, 0))[2] + draw(st.integers(1, 9)))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) -> None:
     draw = data.draw
     clock = [0.0]
     owns = {n: Own(n, 1) for n in NAMES}
-    nodes = {n: gossip(owns[n], clock) for n in NAMES}
+    # digest pulls everywhere, relays everywhere (the release before), or a rolling upgrade of both
+    release = draw(st.sampled_from(["digests", "relays", "mixed"]))
+    pulls = {n: release == "digests" or (release == "mixed" and i % 2 == 0) for i, n in enumerate(NAMES)}
+    nodes = {n: gossip(owns[n], clock, digests=pulls[n]) for n in NAMES}
     in_flight: list[tuple[str, str, int, int, gossip_pb2.Envelope]] = []  # (from, to, seq, base, envelope)
     stale_boots: set[tuple[str, int]] = set()
 
@@ -108,7 +115,7 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
             name = draw(st.sampled_from(NAMES))
             stale_boots.add((name, owns[name].epoch))
             owns[name] = Own(name, owns[name].epoch + 1)
-            nodes[name] = gossip(owns[name], clock)
+            nodes[name] = gossip(owns[name], clock, digests=pulls[name])
         for name in NAMES:
             round_(name)
         for _ in range(draw(st.integers(0, 12))):  # deliver some of what is in flight, in any order
@@ -141,10 +148,10 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
                 assert not (state.reservations or state.pending or state.allowances), (name, comp)
 
 
-def test_a_change_reaches_a_peer_the_origin_never_pushes_to_by_relay_and_only_once() -> None:
+def test_without_digests_a_change_reaches_a_peer_the_origin_never_pushes_to_by_relay_once() -> None:
     clock = [0.0]
     owns = {n: Own(n, 1) for n in ("a", "b", "c")}
-    nodes = {n: gossip(owns[n], clock, k=1) for n in owns}
+    nodes = {n: gossip(owns[n], clock, k=1, digests=False) for n in owns}
 
     def push(sender: str, target: str) -> gossip_pb2.State:
         nodes[sender].pick([n for n in nodes if n != sender])  # k = 1 of 2 peers: relays on
@@ -166,10 +173,11 @@ def test_a_change_reaches_a_peer_the_origin_never_pushes_to_by_relay_and_only_on
     assert not push("b", "c").relayed  # relayed once: nothing grew since
 
 
-def test_a_stopped_node_is_not_kept_alive_by_relays() -> None:
+@pytest.mark.parametrize("digests", [True, False], ids=["pulls", "relays"])
+def test_a_stopped_node_is_not_kept_alive_by_pulls_or_relays(digests: bool) -> None:
     clock = [0.0]
     owns = {n: Own(n, 1) for n in ("a", "b", "c")}
-    nodes = {n: gossip(owns[n], clock, k=1) for n in owns}
+    nodes = {n: gossip(owns[n], clock, k=1, digests=digests) for n in owns}
 
     def push(sender: str, target: str) -> None:
         nodes[sender].pick([n for n in nodes if n != sender])

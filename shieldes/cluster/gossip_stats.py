@@ -1,0 +1,53 @@
+"""Gossip counters of one node: messages and bytes each way, refusals, whole states and deltas sent,
+and per peer what was last heard (reported in heartbeats, `cluster status` and /metrics)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PeerStats:
+    received: int = 0
+    received_bytes: int = 0
+    last_seen: float = 0.0  # monotonic
+    last_seen_wall: float = 0.0
+    boot_epoch: int = 0
+    seq: int = 0
+    address: str = ""
+
+
+@dataclass
+class GossipStats:
+    sent: int = 0
+    sent_bytes: int = 0
+    send_errors: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    rejected_signature: int = 0
+    rejected_stale: int = 0
+    rejected_malformed: int = 0
+    full_sent: int = 0  # whole states sent (first contact, anti-entropy, older peers, need_full)
+    deltas_sent: int = 0
+    need_full: int = 0  # deltas this node could not apply (it lacked the base): answered need_full
+    rounds: int = 0
+    peers: dict[str, PeerStats] = field(default_factory=dict)
+    pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
+    refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
+
+    def to_dict(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "sent": self.sent, "sent_bytes": self.sent_bytes, "send_errors": self.send_errors,
+            "received": self.received, "received_bytes": self.received_bytes,
+            "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
+            "rejected_malformed": self.rejected_malformed,
+            "full_sent": self.full_sent, "deltas_sent": self.deltas_sent, "need_full": self.need_full,
+            "peers": {
+                node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
+                       "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}
+                for node, p in sorted(self.peers.items())
+            },
+        }
