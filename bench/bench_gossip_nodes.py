@@ -141,7 +141,8 @@ def main() -> None:
     ap.add_argument("--rps", type=float, default=150, help="cluster-wide requests/s")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--warmup", type=float, default=8)
-    ap.add_argument("--baseline", help="a git revision to compare with (run from an export of it)")
+    ap.add_argument("--baseline", help="a git revision to compare with (run from an export of it; with --fanout, "
+                    "also with its fanout)")
     ap.add_argument("--fanout", type=int,
                     help="also run this checkout with SHIELDES_GOSSIP_FANOUT set to this (-1: automatic)")
     args = ap.parse_args()
@@ -155,6 +156,8 @@ def main() -> None:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(export)], input=archive.stdout, check=True)
         runs.append((f"baseline {args.baseline}", export, None))
+        if args.fanout is not None:  # the baseline's own bounded fanout, for the same comparison
+            runs.append((f"baseline, fanout {args.fanout}", export, args.fanout))
     print(f"{args.nodes} nodes, {args.keys} keys, {args.rps:g} req/s Zipf over nodes at random, gossip every 0.15 s, "
           f"measured over {args.seconds:g} s after {args.warmup:g} s of load")
     print(f"{'code':<22} {'sent B/s/node':>14} {'recv B/s/node':>14} {'msg/s/node':>11} {'full/node':>10} "
