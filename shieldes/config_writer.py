@@ -84,11 +84,10 @@ async def write_config(
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
         state = view.state
-        for recorded in written:
+        for recorded in result.events:
             state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-        return LiveWrite(written, state)
+        return LiveWrite(list(result.events), state)
     raise AssertionError("unreachable")
 
 
@@ -117,10 +116,9 @@ async def scoped_write(
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
-        for recorded in written:
+        for recorded in result.events:
             state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-        return LiveWrite(written, state)
+        return LiveWrite(list(result.events), state)
     raise AssertionError("unreachable")
 
 
@@ -131,13 +129,14 @@ async def execute_live(
     projector: Projector, command: Command, *, actor: str, idempotency: tuple[str, str] | None = None
 ) -> LiveWrite:
     """Decide `command` against a running node's projection and append its events, with no replay:
-    the projection is current when it has applied the newest config position, and the append is
-    refused (then retried) if any config event lands after that position.
+    the decision is made on the projection's newest config event, and the append is refused (then
+    the projection catches up and it is retried) if any config event landed after that one. The
+    events written are applied from the append's result (no read back) before this returns.
 
     `idempotency` is (key, request fingerprint): a second request with the same key (same actor)
     returns the first one's events instead of writing again; a different fingerprint is refused.
-    The lookup runs after the head is read, so a concurrent twin either is found or makes this
-    append fail the position check and look again."""
+    The lookup runs after the config position is taken, so a concurrent twin either is found or
+    makes this append fail the position check and look again."""
     store = projector.store
     codec = projector.projection.codec
     metadata: dict[str, str] = {"actor": actor}
@@ -145,9 +144,9 @@ async def execute_live(
         metadata[IDEMPOTENCY_FIELD] = f"{actor}\x1f{idempotency[0]}"
         metadata["request_fingerprint"] = idempotency[1]
     for attempt in range(ATTEMPTS):
-        head = await store.config_head()
-        if projector.position < head:
+        if attempt:  # refused: config events landed after the projection's newest one
             await projector.catch_up()
+        config_position = projector.projection.config_tip[0]
         if idempotency is not None:
             earlier = await store.find_config(IDEMPOTENCY_FIELD, metadata[IDEMPOTENCY_FIELD])
             if earlier:
@@ -162,13 +161,12 @@ async def execute_live(
         new = [NewEvent.of(e, codec) for e in events]
         try:
             result = await store.append(
-                CONFIG_STREAM, new, AppendOptions(metadata=metadata, expected_config_position=head)
+                CONFIG_STREAM, new, AppendOptions(metadata=metadata, expected_config_position=config_position)
             )
         except ConcurrentChange:
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        await projector.catch_up()  # read-your-writes on this node
-        written = await store.read(result.first_position - 1, len(new), stream=CONFIG_STREAM)
-        return LiveWrite(written, projector.config)
+        await projector.apply_appended(result.events)  # read-your-writes on this node
+        return LiveWrite(list(result.events), projector.config)
     raise AssertionError("unreachable")

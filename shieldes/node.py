@@ -41,7 +41,7 @@ from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.observe import Observer
 from shieldes.gateway.service import Gateway
 from shieldes.projections.keytable import warm
-from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.projector import LogDiverged, Projection, Projector
 from shieldes.providers.registry import build_providers, open_session
 from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
@@ -95,14 +95,17 @@ class LogPoller:
 
     async def poll_once(self) -> bool:
         try:
-            # A stuck database must show in /ready within a few poll intervals.
-            timeout = min(DB_CALL_TIMEOUT, max(1.0, self.interval * 5))
-            head = await asyncio.wait_for(self.projector.store.head(), timeout)
-            diverged = await asyncio.wait_for(self.projector.divergence(head), timeout)
-            if diverged is not None and self.reload is not None:
-                await self._reload(diverged)
-            self.projector.note_head(head)
-            await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
+            # One read: the head, the check that the log still holds what was applied, and what
+            # follows (a NOTIFY's wake-up ends here). A stuck database must show in /ready within a
+            # few poll intervals, so a catch-up that has not read its first page by then fails.
+            first = min(DB_CALL_TIMEOUT, max(1.0, self.interval * 5))
+            try:
+                await asyncio.wait_for(self.projector.catch_up(first_read_timeout=first), DB_CALL_TIMEOUT * 3)
+            except LogDiverged as exc:
+                if self.reload is None:
+                    raise
+                await self._reload(str(exc))
+                await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -178,9 +178,7 @@ class Listener:
                 log.warning("catch-up failed (%s); retrying in %.1fs", self.last_error, self.poll_interval)
 
     async def _poll_once(self) -> None:
-        store = self.projector.store
-        self.projector.note_head(await store.head())
-        await self.projector.catch_up()
+        await self.projector.catch_up()  # notes the head it read
         self.catch_ups += 1
         self.last_caught_up = time.monotonic()
 

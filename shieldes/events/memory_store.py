@@ -64,7 +64,7 @@ class InMemoryEventStore:
                 )
             if options.idempotency_seq is not None:
                 self._seqs[(stream, options.idempotency_seq)] = first
-            return AppendResult(first, first + len(events) - 1)
+            return AppendResult(first, first + len(events) - 1, events=tuple(self._events[-len(events):]))
 
     async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
         out: list[RecordedEvent] = []
@@ -76,7 +76,7 @@ class InMemoryEventStore:
         return out
 
     async def read_page(self, after: int, limit: int = 1000) -> LogPage:
-        return LogPage(await self.read(after, limit), self.horizon)
+        return LogPage(await self.read(after, limit), self.horizon, await self.head(), await self.fingerprint(after))
 
     async def head(self) -> int:
         return self._events[-1].position if self._events else 0

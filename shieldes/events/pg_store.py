@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
@@ -116,26 +117,47 @@ class PostgresEventStore:
                 from exc
 
     async def _append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
+        async with self._pool.connection() as conn:
+            try:
+                return await self._append_in(conn, stream, events, options)
+            except BaseException:
+                if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                    await conn.rollback()
+                raise
+
+    async def _append_in(self, conn: AsyncConnection[Any], stream: str, events: Sequence[NewEvent],
+                         options: AppendOptions) -> AppendResult:
+        """One transaction, pipelined: what comes before the hash chain is one round trip (BEGIN,
+        timeouts, lock, head, the live nodes' readers), the rows, the head's update, the NOTIFY and
+        the COMMIT a second one (each round trip waits on a busy server). BEGIN and COMMIT are
+        statements here: psycopg's transaction block would add a round trip for each."""
         is_config = stream == CONFIG_STREAM
-        async with self._pool.connection() as conn, conn.transaction():
-            # timeouts first (local to this transaction), in the same round trip as the lock
+        async with conn.pipeline() as pipeline:
+            await conn.execute("BEGIN")
+            # the timeouts are local to this transaction and set before the lock is waited for
             await conn.execute(
                 "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
                 "pg_advisory_xact_lock(%s)",
                 (*self._timeouts, APPEND_LOCK),
             )
+            duplicate = None
             if options.idempotency_seq is not None:
-                cur = await conn.execute(
+                duplicate = await conn.execute(
                     "SELECT position FROM events WHERE stream = %s AND seq = %s",
                     (stream, options.idempotency_seq),
                 )
-                existing = await cur.fetchone()
-                if existing is not None:
-                    return AppendResult(existing[0], existing[0], duplicate=True)
             cur = await conn.execute(
                 "SELECT position, config_position, config_hash, now(), partitions_end, partition_size "
                 "FROM log_head WHERE id = 1"
             )
+            readers = await self._readers(conn) if is_config else None
+            # a sync, not just a flush: the connection then knows it is in a transaction, so the
+            # savepoint `cover` may open is one inside this transaction, not a new one
+            await pipeline.sync()
+            existing = await duplicate.fetchone() if duplicate is not None else None
+            if existing is not None:
+                await conn.execute("COMMIT")
+                return AppendResult(existing[0], existing[0], duplicate=True)
             head = await cur.fetchone()
             assert head is not None, "log_head row missing: run `shieldes db upgrade`"
             position, config_position, config_hash, now, partitions_end, partition_size = head
@@ -147,10 +169,10 @@ class PostgresEventStore:
                     f"the config changed (position {config_position}) after it was read "
                     f"(position {options.expected_config_position}); retry the command"
                 )
-            if is_config:
-                await self._refuse_unreadable(conn, events)
+            if readers is not None:
+                await self._refuse_unreadable(readers, events)
             first = position + 1
-            rows = []
+            written = []
             prev = config_hash
             for i, event in enumerate(events):
                 pos = first + i
@@ -168,18 +190,17 @@ class PostgresEventStore:
                         recorded_at=now,
                     )
                     prev = event_hash
-                seq = options.idempotency_seq if i == 0 else None
-                rows.append(
-                    (pos, stream, event.type, event.version, Jsonb(event.data), Jsonb(options.metadata),
-                     now, seq, prev_hash, event_hash)
-                )
+                written.append(RecordedEvent(pos, stream, event.type, event.version, event.data, options.metadata,
+                                             now, prev_hash, event_hash))
             last = first + len(events) - 1
             await cover(conn, last, int(partitions_end), int(partition_size))
             async with conn.cursor() as c:
                 await c.executemany(
                     "INSERT INTO events (position, stream, type, version, data, metadata, recorded_at, seq,"
                     " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    rows,
+                    [(e.position, stream, e.type, e.version, Jsonb(e.data), Jsonb(e.metadata), now,
+                      options.idempotency_seq if i == 0 else None, e.prev_hash, e.hash)
+                     for i, e in enumerate(written)],
                 )
             if is_config:
                 await conn.execute(
@@ -189,16 +210,20 @@ class PostgresEventStore:
                 await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(last)))
             else:
                 await conn.execute("UPDATE log_head SET position = %s WHERE id = 1", (last,))
-        return AppendResult(first, last)
+            await conn.execute("COMMIT")
+        return AppendResult(first, last, events=tuple(written))
 
-    async def _refuse_unreadable(self, conn: AsyncConnection[Any], events: Sequence[NewEvent]) -> None:
-        """Rolling upgrades: a config event some live node cannot apply is not appended."""
-        cur = await conn.execute(
+    async def _readers(self, conn: AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
+        """The live nodes' readable event versions (fetched with the head, in the same round trip)."""
+        return await conn.execute(
             "SELECT node_id, info->'reads' FROM cluster_nodes"
             " WHERE heartbeat_at > now() - make_interval(secs => %s)",
             (self._node_timeout,),
         )
-        nodes = {str(r[0]): r[1] if isinstance(r[1], dict) else None for r in await cur.fetchall()}
+
+    async def _refuse_unreadable(self, readers: psycopg.AsyncCursor[Any], events: Sequence[NewEvent]) -> None:
+        """Rolling upgrades: a config event some live node cannot apply is not appended."""
+        nodes = {str(r[0]): r[1] if isinstance(r[1], dict) else None for r in await readers.fetchall()}
         problems = unreadable_by(((e.type, e.version) for e in events), nodes)
         if problems:
             raise EventNotReadable(problems[0].message())
@@ -220,17 +245,23 @@ class PostgresEventStore:
             return [row_to_event(r) for r in await cur.fetchall()]
 
     async def read_page(self, after: int, limit: int = 1000) -> LogPage:
-        # one statement, one snapshot: the horizon is the one in force when these events were read
+        # one statement, one snapshot: the horizon, the head and the event at the cursor are the ones
+        # in force when these events were read (a tailing node's catch-up is this one round trip)
         async with translated("read the event log"), self._pool.connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(
-                f"SELECT h.horizon, e.* FROM log_head h LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events "
-                "WHERE position > %s ORDER BY position LIMIT %s) e ON true WHERE h.id = 1 ORDER BY e.position",
-                (after, limit),
+                "SELECT h.horizon, h.position, c.stream, c.type, c.recorded_at, e.* FROM log_head h "
+                "LEFT JOIN LATERAL (SELECT stream, type, recorded_at FROM events WHERE position = %s) c ON true "
+                f"LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s) e "
+                "ON true WHERE h.id = 1 ORDER BY e.position",
+                (after, after, limit),
             )
             rows = await cur.fetchall()
-        horizon = int(rows[0][0]) if rows else 0
-        return LogPage([row_to_event(r[1:]) for r in rows if r[1] is not None], horizon)
+        if not rows:
+            return LogPage([], 0, 0, None)
+        first = rows[0]
+        at_cursor = Fingerprint(first[2], first[3], first[4]) if first[2] is not None else None
+        return LogPage([row_to_event(r[5:]) for r in rows if r[5] is not None], int(first[0]), int(first[1]), at_cursor)
 
     async def read_folded(self, after: int) -> FoldedLog:
         """The log after `after` with its usage folded by the database (a replay from 0)."""

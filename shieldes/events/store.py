@@ -35,10 +35,14 @@ class RecordedEvent:
 class LogPage:
     """Events after a cursor and the log's compaction horizon, read in one statement (one snapshot):
     raw usage at or below `horizon` may have been folded into rollups, so a reader whose cursor is
-    below it would count those rollups on top of what it applied; it must reload instead."""
+    below it would count those rollups on top of what it applied; it must reload instead. `head`
+    (the log's head) and `at_cursor` (what identifies the event at the cursor, None: none there)
+    tell a reader whether the log still holds what it applied (projector.divergence_in)."""
 
     events: list[RecordedEvent]
     horizon: int
+    head: int
+    at_cursor: Fingerprint | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class AppendResult:
     first_position: int
     last_position: int
     duplicate: bool = False  # an idempotency key had already been written: nothing appended
+    # the events as committed (none for a duplicate): a writer applies them without reading them back
+    events: tuple[RecordedEvent, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shieldes.errors import ShieldesError
@@ -112,6 +112,28 @@ class BelowHorizon(ShieldesError):
     code = "below_compaction_horizon"
 
 
+class LogDiverged(ShieldesError):
+    """The log no longer holds what this projection applied: the database failed over to a replica
+    that lacked (or replaced) events. Reading on would skip the new primary's events at those
+    positions; the projection must be loaded again (the log poller does)."""
+
+    status = 503
+    code = "log_diverged"
+
+
+def divergence_in(anchor: tuple[int, Fingerprint] | None, position: int, page: LogPage) -> str | None:
+    """Why `page` (read after `position`) shows a log other than the one this projection applied,
+    None if it does not. `anchor` is the last event applied (position, fingerprint); compaction
+    never rewrites a position a node applied, so only a failover to a lagging replica differs."""
+    if page.head < position:
+        return f"the log ends at position {page.head}, before this node's position {position}"
+    if anchor is None or anchor[0] != position:
+        return None  # nothing applied by this process yet (just loaded): nothing to compare
+    if page.at_cursor != anchor[1]:
+        return f"the event at position {position} is not the one this node applied"
+    return None
+
+
 def below_horizon(position: int, page: LogPage) -> bool:
     """A projection that applied events (position > 0) below the horizon cannot read on; one at 0
     replays rollups instead of the raw events they replaced, which is the same state."""
@@ -174,9 +196,11 @@ class Projector:
         self._swap(await self.reload())
         self.reloads += 1
 
-    async def catch_up(self) -> int:
+    async def catch_up(self, *, first_read_timeout: float | None = None) -> int:
         """Apply everything after the current position; returns the new position. A position below
-        the log's compaction horizon reloads the projection first (see LogPage)."""
+        the log's compaction horizon reloads the projection first (see LogPage); a log that no
+        longer holds what was applied raises LogDiverged (checked in the same read).
+        `first_read_timeout` bounds the first read (TimeoutError): a poller's sign of a stuck database."""
         async with self._lock:
             if (self.projection.position == 0 and self.fold_in_store and not self._listeners
                     and isinstance(self.store, FoldingStore)):
@@ -187,7 +211,11 @@ class Projector:
                 if folded.last is not None:
                     self.anchor = (folded.upto, folded.last)
                     self.known_head = max(self.known_head, folded.upto)
-            page = await self.store.read_page(self.projection.position, PAGE)
+            page = await asyncio.wait_for(self.store.read_page(self.projection.position, PAGE), first_read_timeout)
+            diverged = divergence_in(self.anchor, self.projection.position, page)
+            if diverged is not None:
+                raise LogDiverged(diverged)
+            self.known_head = max(self.known_head, page.head)
             if below_horizon(self.projection.position, page):
                 await self._reload(page.horizon)
                 page = await self.store.read_page(self.projection.position, PAGE)
@@ -206,44 +234,39 @@ class Projector:
                 if len(events) >= PAGE:
                     ahead = asyncio.ensure_future(self.store.read_page(events[-1].position, PAGE))
                 try:
-                    for recorded in events:
-                        event = self.projection.apply(recorded)
-                        if event is not None:
-                            for listener in self._listeners:
-                                listener(recorded, event)
-                        elif self.projection.unreadable_count > self._reported_unreadable:
-                            self._report_unreadable(recorded)
+                    await self._apply(events)
                 except BaseException:
                     if ahead is not None:
                         ahead.cancel()
                     raise
-                if events:
-                    self.anchor = (events[-1].position, Fingerprint.of(events[-1]))
-                    self.known_head = max(self.known_head, events[-1].position)
-                    async with self._advanced:
-                        self._advanced.notify_all()
                 if ahead is None:
                     return self.projection.position
                 page = await ahead
 
-    async def divergence(self, head: int) -> str | None:
-        """Why the log no longer matches what this projection applied (None: it does). `head` is
-        the log's current head. Only a log that lost or replaced events (a failover to a replica
-        that had not received them) differs; compaction never rewrites positions a node applied."""
-        applied = self.projection.position
-        if head < applied:
-            # `head` may have been read before a write this node made and applied since (a poll
-            # racing an admin write): only a head read after `applied` was says the log lost events
-            head = await self.store.head()
-            if head < applied:
-                return f"the log ends at position {head}, before this node's position {applied}"
-        if self.anchor is None or self.anchor[0] != self.projection.position:
-            return None  # nothing applied by this process yet (just loaded): nothing to compare
-        position, expected = self.anchor
-        found = await self.store.fingerprint(position)
-        if found != expected:
-            return f"the event at position {position} is not the one this node applied"
-        return None
+    async def apply_appended(self, events: Sequence[RecordedEvent]) -> int:
+        """Read-your-writes after this node's own append: its committed events (the append's result)
+        are applied without reading them back when they directly follow the projection's position;
+        otherwise (another writer's events in between) a catch-up reads them in order."""
+        async with self._lock:
+            if events and events[0].position == self.projection.position + 1:
+                await self._apply(events)
+                return self.projection.position
+        return await self.catch_up()
+
+    async def _apply(self, events: Sequence[RecordedEvent]) -> None:
+        """Fold `events` (ascending, right after the position) and tell listeners and waiters."""
+        for recorded in events:
+            event = self.projection.apply(recorded)
+            if event is not None:
+                for listener in self._listeners:
+                    listener(recorded, event)
+            elif self.projection.unreadable_count > self._reported_unreadable:
+                self._report_unreadable(recorded)
+        if events:
+            self.anchor = (events[-1].position, Fingerprint.of(events[-1]))
+            self.known_head = max(self.known_head, events[-1].position)
+            async with self._advanced:
+                self._advanced.notify_all()
 
     async def replace(self, projection: Projection) -> None:
         """Start over from `projection` (a reload after the log diverged)."""

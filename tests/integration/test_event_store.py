@@ -62,6 +62,32 @@ async def test_config_events_form_a_hash_chain(store: EventStore) -> None:
     assert usage[0].hash is None
 
 
+
+async def test_an_append_returns_its_events_as_a_read_gives_them(store: EventStore) -> None:
+    """A writer applies its own events from the append's result instead of reading them back: they
+    must be what the log holds (positions, chain hashes, the commit's clock, data as stored)."""
+    await store.append("usage:n1", [ev(0)], AppendOptions())
+    created = NewEvent("virtual_key.created", 1, {"id": "key_1", "name": "a", "key_hash": "h", "prefix": "sk-",
+                                                    "models": ["gpt-4o", "o1"], "team_id": None, "expires_at": 1.5e9})
+    result = await store.append(CONFIG_STREAM, [created, ev(1)], AppendOptions(metadata={"actor": "t"}))
+    assert len(result.events) == 2
+    assert list(result.events) == await store.read(0, 10, stream=CONFIG_STREAM)
+    usage = await store.append("usage:n1", [ev(2)], AppendOptions(idempotency_seq=4))
+    assert list(usage.events) == await store.read(3, 10)
+    again = await store.append("usage:n1", [ev(2)], AppendOptions(idempotency_seq=4))
+    assert again.duplicate and again.events == ()
+
+
+async def test_a_page_carries_the_head_and_the_event_at_its_cursor(store: EventStore) -> None:
+    await store.append(CONFIG_STREAM, [ev(1), ev(2)], AppendOptions())
+    await store.append("usage:n1", [ev(3)], AppendOptions())
+    page = await store.read_page(2, 10)
+    at_two = (await store.read(1, 1))[0]
+    assert (page.head, [e.position for e in page.events]) == (3, [3])
+    assert page.at_cursor is not None and (page.at_cursor.stream, page.at_cursor.type, page.at_cursor.recorded_at) \
+        == (at_two.stream, at_two.type, at_two.recorded_at)
+    assert (await store.read_page(0, 10)).at_cursor is None and (await store.read_page(3, 10)).events == []
+
 async def test_expected_config_position_refuses_stale_writer(store: EventStore) -> None:
     await store.append(CONFIG_STREAM, [ev(1)], AppendOptions())
     await store.append(CONFIG_STREAM, [ev(2)], AppendOptions(expected_config_position=1))

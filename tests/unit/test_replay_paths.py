@@ -9,9 +9,9 @@ from shieldes.events import codec as codec_module
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import Codec
 from shieldes.events.memory_store import InMemoryEventStore
-from shieldes.events.store import AppendOptions, NewEvent
+from shieldes.events.store import AppendOptions, Fingerprint, LogPage, NewEvent
 from shieldes.projections import projector as projector_module
-from shieldes.projections.projector import BelowHorizon, Projection, Projector
+from shieldes.projections.projector import BelowHorizon, LogDiverged, Projection, Projector, divergence_in
 
 
 def flush(i: int) -> UsageRecorded:
@@ -72,18 +72,54 @@ async def test_a_projection_below_the_compaction_horizon_reloads_instead_of_read
     assert await Projector(store).catch_up() == 4
 
 
-async def test_a_head_read_before_this_nodes_own_write_is_no_divergence() -> None:
-    """A poll reads the head, an admin write on this node appends and applies the next event, then
-    the poll compares: the log did not lose anything, so the node must not reload."""
+async def test_a_log_that_lost_or_replaced_what_was_applied_is_seen_in_the_catch_up_read() -> None:
+    """The check runs on the page the catch-up reads (head and the event at the cursor come with it):
+    after this node's own write it is no divergence; a log ending before the position, or another
+    event at the anchor's position (a failover to a lagging replica), raises before anything after
+    the cursor is applied."""
     store, codec = InMemoryEventStore(), Codec()
     await store.append(usage_stream("n1"), [NewEvent.of(flush(1), codec)], AppendOptions())
     projector = Projector(store)
     await projector.catch_up()
-    stale_head = await store.head()
-    await store.append(usage_stream("n1"), [NewEvent.of(flush(2), codec)], AppendOptions())
-    await projector.catch_up()
-    assert await projector.divergence(stale_head) is None
+    written = await store.append(usage_stream("n1"), [NewEvent.of(flush(2), codec)], AppendOptions())
+    assert await projector.apply_appended(written.events) == 2
+    assert await projector.catch_up() == 2  # its own write is no divergence
+
     ahead = Projection()
     ahead.apply_all(await store.read(0, 100))
-    ahead.position = 5  # applied events the log no longer holds: a failover to a lagging replica
-    assert "ends at position 2, before this node's position 5" in (await Projector(store, ahead).divergence(2) or "")
+    ahead.position = 5  # applied events the log no longer holds
+    with pytest.raises(LogDiverged, match="ends at position 2, before this node's position 5"):
+        await Projector(store, ahead).catch_up()
+
+    replica = InMemoryEventStore()  # a new primary that got event 1 but another event at position 2
+    await replica.append(usage_stream("n1"), [NewEvent.of(flush(1), codec)], AppendOptions())
+    await replica.append(usage_stream("n2"), [NewEvent.of(flush(2), codec)], AppendOptions())
+    await replica.append(usage_stream("n2"), [NewEvent.of(flush(3), codec)], AppendOptions())
+    projector.store = replica
+    with pytest.raises(LogDiverged, match="event at position 2 is not the one this node applied"):
+        await projector.catch_up()
+    assert projector.position == 2  # nothing read past the cursor was applied
+
+
+def test_divergence_is_not_checked_before_this_process_applied_anything() -> None:
+    page = LogPage([], 0, 10, None)
+    assert divergence_in(None, 10, page) is None  # just loaded from a snapshot: nothing to compare
+    assert divergence_in(None, 11, page) is not None  # but a log ending before it always is one
+
+
+async def test_own_append_applied_from_its_result_equals_reading_it_back() -> None:
+    """Read-your-writes without a read: right after the position, the append's events are applied
+    as returned; with another writer's event in between, the catch-up reads both in order."""
+    store, codec = InMemoryEventStore(), Codec()
+    projector = Projector(store)
+    seen: list[int] = []
+    projector.on_event(lambda recorded, _: seen.append(recorded.position))
+    mine = await store.append(usage_stream("n1"), [NewEvent.of(flush(1), codec)], AppendOptions())
+    assert await projector.apply_appended(mine.events) == 1
+    await store.append(usage_stream("n2"), [NewEvent.of(flush(2), codec)], AppendOptions())
+    mine = await store.append(usage_stream("n1"), [NewEvent.of(flush(3), codec)], AppendOptions())
+    assert await projector.apply_appended(mine.events) == 3
+    assert seen == [1, 2, 3]
+    plain = Projection()
+    plain.apply_all(await store.read(0, 100))
+    assert projector.usage == plain.usage and projector.anchor == (3, Fingerprint.of((await store.read(2, 1))[0]))
