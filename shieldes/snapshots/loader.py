@@ -32,10 +32,11 @@ from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.prefetch import Prefetched, SnapshotPrefetch
 from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF, rollup_floor
-from shieldes.tasks import cancel_and_wait
+from shieldes.tasks import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 FETCH = 5000
+KEEP_ALIVE_STOP = 10.0  # seconds a heartbeat in flight may take to finish once the load is done
 _COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
 
 
@@ -75,9 +76,14 @@ async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int,
         )
 
 
-async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float) -> None:
+async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float, stop: asyncio.Event) -> None:
+    """Heartbeats until `stop` is set. Stopped by the event, not cancelled: a cancellation that lands
+    while the heartbeat's query runs can be absorbed by the driver, and the loop then went on
+    beating while the load waited for it to end, so the node never started."""
     while True:
-        await asyncio.sleep(every)
+        await wait_event(stop, every)
+        if stop.is_set():
+            return
         async with pool.connection() as conn:
             await conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = %s", (node_id,))
 
@@ -89,11 +95,14 @@ async def load_projection_report(
     if node_id is None:
         return await _load(pool, codec or Codec(), snapshot_key, prefetch)
     await _register(pool, node_id, 0, codec or Codec())
-    beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every))
+    stop = asyncio.Event()
+    beat = asyncio.create_task(_keep_alive(pool, node_id, heartbeat_every, stop))
     try:
         projection, report = await _load(pool, codec or Codec(), snapshot_key, prefetch)
     finally:
-        await cancel_and_wait(beat)
+        stop.set()
+        await asyncio.wait({beat}, timeout=KEEP_ALIVE_STOP)
+        await cancel_and_wait(beat)  # only a heartbeat stuck on an unresponsive database is left
     await _register(pool, node_id, projection.position, codec or Codec())
     return projection, report
 
