@@ -321,14 +321,23 @@ async def revocation_rounds(url: str, node_count: int, runs: int, rounds: int, b
     async with aiohttp.ClientSession() as http:
         for r in range(rounds):
             for label, root in (trees if r % 2 == 0 else trees[::-1]):
-                with nodes(url, node_count, f"{label}-{r}", root) as cluster:
-                    for n in cluster:
-                        await n.ready(http, timeout=120.0)
-                    await admin(http, cluster[0], "/keys", {"name": f"bench-warm-{stamp}-{label}-{r}"})
-                    await settled_cpu([n.proc.pid for n in cluster])
-                    loads.append(os.getloadavg()[0])
-                    one = await revocations(http, cluster, runs, f"{stamp}-{label}-{r}")
-                    loads.append(os.getloadavg()[0])
+                one = None
+                for attempt in range(3):
+                    with nodes(url, node_count, f"{label}-{r}-{attempt}", root) as cluster:
+                        try:
+                            for n in cluster:
+                                await n.ready(http, timeout=120.0)
+                        except TimeoutError:  # a start that hung (seen before the loader's heartbeat fix)
+                            out(f"round {r + 1}, {label}", "a node was not ready in 120 s; the round starts again")
+                            continue
+                        await admin(http, cluster[0], "/keys", {"name": f"bench-warm-{stamp}-{label}-{r}"})
+                        await settled_cpu([n.proc.pid for n in cluster])
+                        loads.append(os.getloadavg()[0])
+                        one = await revocations(http, cluster, runs, f"{stamp}-{label}-{r}")
+                        loads.append(os.getloadavg()[0])
+                        break
+                if one is None:
+                    raise RuntimeError(f"{label}: no cluster started in 3 attempts")
                 got[label].extend(one)
                 out(f"round {r + 1}, {label}", f"p50 {q(one.spread, 0.5) * 1000:.1f} ms, "
                     f"p99 {q(one.spread, 0.99) * 1000:.1f} ms; revoke {ms(one.revokes)}; "
