@@ -8,12 +8,19 @@ import contextlib
 from typing import Any, Protocol
 
 
-async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel the tasks and wait until each has ended (ending by cancellation is the normal end)."""
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None, again_after: float = 1.0) -> None:
+    """Cancel the tasks and wait until each has ended (ending by cancellation is the normal end).
+    A task still running `again_after` seconds later is cancelled again, and so on: a cancellation
+    can be absorbed (a database driver cancelling its query, 3.11's wait_for racing a result), and a
+    loop that absorbed it would otherwise keep its owner's stop, and the process, waiting forever."""
     live = [t for t in tasks if t is not None]
     for task in live:
         task.cancel()
     for task in live:
+        while not task.done():
+            await asyncio.wait({task}, timeout=again_after)
+            if not task.done():
+                task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
