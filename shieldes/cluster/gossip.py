@@ -370,9 +370,9 @@ class Gossip:
         own, relayed = self._own()
         entries = delta.flatten(own, relayed)
         changed, gone = self._versions.record(entries, seq)
-        self._gauges.record(delta.flatten(NodeState(own.node_id, own.boot_epoch, allowances=own.allowances,
-                                                    health=own.health)), seq)
-        if self._pulls:
+        if self._pulls:  # (every peer every round, the default, needs neither)
+            self._gauges.record(delta.flatten(NodeState(own.node_id, own.boot_epoch, allowances=own.allowances,
+                                                        health=own.health)), seq)
             self._own_labels.record(changed, gone, seq)
             self._holdings.forget(self.cell.value.components)
         floor = max(self._versions.floor, self._gauges.floor)

@@ -214,7 +214,8 @@ class Projector:
             page = await asyncio.wait_for(self.store.read_page(self.projection.position, PAGE), first_read_timeout)
             diverged = divergence_in(self.anchor, self.projection.position, page)
             if diverged is not None:
-                raise LogDiverged(diverged)
+                raise LogDiverged(f"{diverged}: the database lost or replaced events (a failover to a replica "
+                                  "behind it?); this node loads its state from the log again: retry in a few seconds")
             self.known_head = max(self.known_head, page.head)
             if below_horizon(self.projection.position, page):
                 await self._reload(page.horizon)
