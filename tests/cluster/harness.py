@@ -72,8 +72,9 @@ class NodeProc:
         return f"http://127.0.0.1:{self.port}"
 
     def ready(self) -> dict[str, Any] | None:
+        """/ready's body once this node answers it (another process on the port does not count)."""
         status, body = get_json(self.base + "/ready", timeout=1.0)
-        return body if status == 200 else None
+        return body if status == 200 and body.get("node_id") == self.node_id else None
 
 
 @dataclass
@@ -85,6 +86,15 @@ class Cluster:
     nodes: list[NodeProc] = field(default_factory=list)
     upstream_url: str = ""
     _upstream: subprocess.Popen[bytes] | None = None
+    _ports: set[int] = field(default_factory=set)
+
+    def port(self) -> int:
+        """A free port none of this cluster's processes was given: the kernel may hand a port out
+        again before the process it was picked for binds it."""
+        while (port := free_port()) in self._ports:
+            pass
+        self._ports.add(port)
+        return port
 
     def env(self, node: NodeProc) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
@@ -113,7 +123,7 @@ class Cluster:
         return env
 
     def start_upstream(self) -> None:
-        port = free_port()
+        port = self.port()
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self._upstream = subprocess.Popen(
             [sys.executable, "-m", "tests.fake_upstream", "--port", str(port), "--completion-tokens", "5"],
@@ -123,7 +133,7 @@ class Cluster:
         until(lambda: get_json(self.upstream_url + "/v1/models")[0] == 200, 20, "fake upstream up")
 
     def add_node(self, node_id: str) -> NodeProc:
-        node = NodeProc(node_id, free_port(), free_port(), self.tmp / f"{node_id}.log")
+        node = NodeProc(node_id, self.port(), self.port(), self.tmp / f"{node_id}.log")
         self.nodes.append(node)
         return node
 

@@ -125,7 +125,8 @@ async def test_admin_script(database_url: str) -> None:
 
 
 async def test_local_cluster_script_starts_three_ready_nodes_and_stops_them(database_url: str) -> None:
-    http, gossip = _free_base_port(3), _free_base_port(3)
+    http = _free_base_port(6)  # one pick for both ranges: two picks may overlap
+    gossip = http + 3
     env = clean_env(SHIELDES_DATABASE_URL=database_url, SHIELDES_BIN=f"{sys.executable} -m shieldes",
                     BASE_PORT=str(http), BASE_GOSSIP=str(gossip))
     proc = await asyncio.create_subprocess_exec(

@@ -53,7 +53,7 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
         await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
                                 "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
         key = (await asyncio.to_thread(cli.ok, database_url, "key", "create", "--name", "six", "--rpm", "6"))["key"]
-        port, gossip = free_ports(1)[0], free_ports(2)[0]
+        port, gossip, _ = free_ports(3)  # one pick: two separate picks may overlap
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
         env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
                     "SHIELDES_GOSSIP_INTERVAL": "0.05", "SHIELDES_HEARTBEAT_INTERVAL": "0.2",
