@@ -16,9 +16,9 @@ from typing import Protocol
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited
-from shieldes.projections.state import ConfigState, VirtualKey
-from shieldes.projections.usage import UsageState
-from shieldes.usage.meter import NUSD, WINDOW, Meter, Remote, Reservation, budget_message
+from shieldes.projections.state import VirtualKey
+from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message
+from shieldes.usage.meter import Meter, Remote, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
 TOKEN_WINDOW = "tpm"  # token shares, in the same one-minute windows
@@ -57,8 +57,7 @@ class ClusterMeter(Meter):
 
     # --- admission -------------------------------------------------------------------------------
 
-    def _split(self, config: ConfigState, usage: UsageState, key: VirtualKey, w: int, used: tuple[int, int],
-               estimate_nusd: int, estimate_tokens: int, position: int | None) -> None:
+    def _split(self, key: VirtualKey, seen: Seen, estimate_nusd: int, estimate_tokens: int) -> None:
         cluster = self.cluster
         if cluster is None:
             return
@@ -66,10 +65,10 @@ class ClusterMeter(Meter):
         if alive <= 1:  # alone, the base meter's own checks are exact
             return
         if key.rpm is not None:
-            self._split_rate(key, cluster, alive, rank, w, used[0])
+            self._split_rate(key, cluster, alive, rank, seen.w, seen.used[0])
         if key.tpm is not None:
-            self._split_tokens(key, cluster, alive, rank, w, used[1], max(1, estimate_tokens))
-        self._split_budgets(config, usage, key, max(1, estimate_nusd), cluster, alive, rank, position)
+            self._split_tokens(key, cluster, alive, rank, seen.w, seen.used[1], max(1, estimate_tokens))
+        self._split_budgets(key, seen, max(1, estimate_nusd), cluster, alive, rank)
 
     def _split_tokens(self, key: VirtualKey, cluster: ClusterView, alive: int, rank: int, w: int, tokens: int,
                       cost: int) -> None:
@@ -122,29 +121,27 @@ class ClusterMeter(Meter):
                 "x-ratelimit-reset-requests": f"{reset:.3f}s",
             })
 
-    def _split_budgets(self, config: ConfigState, usage: UsageState, key: VirtualKey, cost: int,
-                       cluster: ClusterView, alive: int, rank: int, position: int | None) -> None:
-        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost
-        (`position`: the projection's, so the durable spend is read once per log position)."""
-        today = int(self.clock() // 86400)
-        team = config.teams.get(key.team_id) if key.team_id else None
-        checks = [("k:" + key.id, f"key {key.name!r}", key.budget)]
+    def _split_budgets(self, key: VirtualKey, seen: Seen, cost: int, cluster: ClusterView, alive: int,
+                       rank: int) -> None:
+        """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost."""
+        today = seen.today
+        team = seen.team
+        checks = [("k:" + key.id, f"key {key.name!r}", key.budget, seen.key_spent)]
         if team is not None:
-            checks.append(("t:" + team.id, f"team {team.name!r}", team.budget))
-        for subject, what, budget in checks:
-            if budget is None:
+            checks.append(("t:" + team.id, f"team {team.name!r}", team.budget, seen.team_spent))
+        for subject, what, budget, spent in checks:
+            if budget is None or spent is None:
                 continue
             limit = round(budget.amount_usd * NUSD)
-            seen = self.spent_nusd(usage, subject, budget, today, position) + cluster.remote_outstanding(
-                subject, today, BUDGET_WINDOW)
-            if seen < limit * BUDGET_SPLIT_FROM:
+            seen_nusd = spent + cluster.remote_outstanding(subject, today, BUDGET_WINDOW)
+            if seen_nusd < limit * BUDGET_SPLIT_FROM:
                 continue
             turn = (rank + today) % alive
-            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen, alive, cost, turn):
-                if seen + cost > limit:
-                    raise BudgetExceeded(budget_message(what, budget, seen, cost, today))
+            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen_nusd, alive, cost, turn):
+                if seen_nusd + cost > limit:
+                    raise BudgetExceeded(budget_message(what, budget, seen_nusd, cost, today))
                 raise BudgetExceeded(
-                    f"budget nearly used up for {what}: ${seen / NUSD:.6f} of ${budget.amount_usd:g} spent "
+                    f"budget nearly used up for {what}: ${seen_nusd / NUSD:.6f} of ${budget.amount_usd:g} spent "
                     f"or held across the cluster in the {budget.period} period; this node's share of the "
                     "rest is in use: retry in a second, or raise it with `shieldes budget set`"
                 )

@@ -38,8 +38,8 @@ from shieldes.routing.strategies import deployment_report, merge_health
 from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait
+from shieldes.usage.admission import WINDOW
 from shieldes.usage.flusher import append_flush
-from shieldes.usage.meter import WINDOW
 
 log = logging.getLogger(__name__)
 ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets

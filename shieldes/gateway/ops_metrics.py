@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from shieldes.cluster.view import Health
 from shieldes.projections.keytable import keys_with
-from shieldes.usage.meter import NUSD
+from shieldes.usage.admission import NUSD
 
 if TYPE_CHECKING:
     from shieldes.cluster.runtime import ClusterRuntime

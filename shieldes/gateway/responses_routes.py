@@ -92,7 +92,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     sent = upstream_body(body, history, req.input)
     size = len(raw) + (len(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
-    res = gw.admit(key, route, size, req.max_output_tokens, "responses")
+    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec)
     rid = request_id(request)
     try:

@@ -131,8 +131,9 @@ class Call:
     route, the deployments tried, timings and usage on the request-log record."""
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
-                 size: int, max_tokens: int | None, route: Route | None = None) -> None:
-        """`route`: the key's route for the body's model, when the caller already resolved it."""
+                 size: int, max_tokens: int | None, route: Route | None = None, *, cap: bool = False) -> None:
+        """`route`: the key's route for the body's model, when the caller already resolved it.
+        `cap`: a budgeted request naming no max_tokens gets one, in `self.cap` (Gateway.admit)."""
         self.gw = gw
         self.rid = request_id(request)
         self.key = key
@@ -146,7 +147,8 @@ class Call:
             rec.upstream_model = self.route.model
         self.op = op
         self.size = size
-        self.res: Reservation = gw.admit(self.key, self.route, size, max_tokens, op)
+        self.res: Reservation
+        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap)
 
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
         """Run `attempt` over the route's deployments; the reservation is released if none answers."""
@@ -248,11 +250,10 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     max_tokens = _max_tokens(body)
     route = gw.route(key, requested)
-    cap = gw.completion_cap(key, route, size, max_tokens, op)
+    call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True)
+    cap = call.cap
     if cap is not None:  # a budget needs a bound on the completion: the request gets one
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
-        max_tokens = cap
-    call = Call(gw, request, key, op, body, size, max_tokens, route)
     if not streaming:
         # The client's bytes go upstream as they are unless a stream field must be dropped.
         plain = cap is None and "stream_options" not in body and "stream" not in body

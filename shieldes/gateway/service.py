@@ -49,7 +49,7 @@ from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_ta
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
-from shieldes.usage.pricing import PriceTable, cost_nusd
+from shieldes.usage.pricing import PriceTable, completion_cap, cost_nusd
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -194,45 +194,36 @@ class Gateway:
         team = self.state.config.teams.get(key.team_id) if key.team_id else None
         return team is not None and team.budget is not None
 
-    def completion_cap(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-                       op: Operation) -> int | None:
-        """The max_tokens to send upstream for a budgeted request that names none: with it, the
-        admission estimate bounds the request's completion cost instead of guessing it. At most
-        SHIELDES_BUDGET_MAX_TOKENS, and no more than what the budget (and the tpm limit) has left
-        after the prompt, so a request that fits is not refused for an estimate it would not reach."""
-        if max_tokens is not None or op == "embeddings" or not self.budgeted(key):
-            return None
-        config = self.state.config
-        cap = self.settings.budget_max_tokens
-        prompt = prompt_bytes // 4
-        rate = self.prices.rate(config.pricing, route.model)
-        left = self.meter.budget_left(config, self.state.usage, key, self.state.position)
-        if left is not None and rate[1] > 0:
-            cap = min(cap, (left - prompt * rate[0]) // rate[1])
-        tokens = self.meter.tokens_left(key)
-        if tokens is not None:
-            cap = min(cap, tokens - prompt)
-        return max(1, cap)  # nothing left: admission refuses it with the reason
-
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-              op: Operation) -> Reservation:
-        """Estimate: prompt bytes / 4 tokens at the input price, plus max_tokens (for budgeted
-        requests always set, see completion_cap) at the output price. Fails closed on money: a
-        model without a price cannot be held to a budget, so it is refused under one."""
+              op: Operation, *, cap: bool = False) -> tuple[Reservation, int | None]:
+        """Admit one request: limits, budgets, and a hold on its estimate. Estimate: prompt bytes / 4
+        tokens at the input price, plus max_tokens at the output price. Fails closed on money: a
+        model without a price cannot be held to a budget, so it is refused under one.
+
+        `cap`: a budgeted request naming no max_tokens gets one (returned with the reservation, to
+        send upstream), so its estimate bounds its completion cost instead of guessing it; the cap
+        is decided on the same counters admission reads (see completion_cap)."""
         config = self.state.config
-        if (not self.settings.allow_unpriced and self.budgeted(key)
-                and not self.prices.priced(config.pricing, route.model)):
+        budgeted = self.budgeted(key)
+        if not self.settings.allow_unpriced and budgeted and not self.prices.priced(config.pricing, route.model):
             raise ModelNotPriced(
                 f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
                 f"be enforced on it; set one with `shieldes pricing set {route.model} --input USD_PER_1M "
                 "--output USD_PER_1M` (an operator may allow unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
             )
         rate = self.prices.rate(config.pricing, route.model)
-        completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         prompt = prompt_bytes // 4
+        usage = self.state.usage
+        seen = self.meter.look(config, usage, key, self.state.position)
+        capped = None
+        if cap and budgeted and max_tokens is None and op != "embeddings":
+            capped = max_tokens = completion_cap(self.settings.budget_max_tokens, prompt, rate,
+                                                 seen.budget_left(key), seen.tokens_left(key))
+        completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
         estimate = cost_nusd(rate, TokenUsage(prompt, completion))
-        return self.meter.admit(config, self.state.usage, key, estimate, self.state.position,
-                                estimate_tokens=prompt + completion)
+        res = self.meter.admit(config, usage, key, estimate, self.state.position,
+                               estimate_tokens=prompt + completion, seen=seen)
+        return res, capped
 
     # --- upstream calls --------------------------------------------------------------------------
 

@@ -26,14 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shieldes.errors import BudgetExceeded, RateLimited, Unavailable
+from shieldes.errors import RateLimited, Unavailable
 from shieldes.events.catalog import UsageDelta
-from shieldes.projections.periods import period_days, period_reset_at
+from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
-
-WINDOW = 60  # seconds per rate-limit window
-NUSD = 1_000_000_000
+from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding, sliding_wait
 
 RateCounts = dict[tuple[str, int], tuple[int, int, int]]  # (key, window) -> (requests, tokens, released)
 
@@ -83,34 +81,6 @@ class _Window:
     # key_id -> [requests, tokens, tokens released]: tokens count the estimate at admission; the part
     # of it a request did not use is released at settlement (grow-only halves, so gossip can max-merge)
     counts: dict[str, list[int]] = field(default_factory=dict)
-
-
-def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
-    reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
-    used = (f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} spent or held by "
-            f"requests in flight in the {budget.period} period")
-    if spent < round(budget.amount_usd * NUSD):
-        return (f"{used}, and this request may cost up to ${estimate / NUSD:.6f} (prompt and max_tokens); "
-                f"lower max_tokens, wait for the next day (at {reset}), or raise it with `shieldes budget set`")
-    return f"{used} (next day rolls in at {reset}); raise it with `shieldes budget set`"
-
-
-def sliding(cur: int, prev: int, elapsed: float) -> int:
-    """What a sliding minute counts `elapsed` seconds into a window holding `cur`, after one holding
-    `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it."""
-    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))
-
-
-def sliding_wait(cur: int, prev: int, limit: int, need: int, elapsed: float) -> float:
-    """Seconds until `need` more fit under `limit` in that sliding minute (nothing more admitted)."""
-    room = limit - need - cur  # what the previous window's weighted part must shrink to
-    if room >= 0:
-        if prev <= room:
-            return 0.0
-        # prev * (1 - t / W) <= room  <=>  t >= W * (1 - room / prev)
-        return max(0.0, WINDOW * (1 - room / prev) - elapsed)
-    # this window alone holds too much: once it ends, it fades like a previous window
-    return WINDOW - elapsed + WINDOW * (1 - max(0, limit - need) / cur)
 
 
 def _ceil_retry(seconds: float) -> str:
@@ -215,28 +185,37 @@ class Meter:
             total += self.remote.remote_spend(subject, days)
         return total + self._reserved.get(subject, 0)
 
-    def _check_budget(self, usage: UsageState, subject: str, what: str, budget: Budget, today: int,
-                      position: int | None, estimate: int) -> None:
-        """Fail closed: spent (durable + unflushed + peers' pending) + reserved by requests in flight
-        + this request's estimate must fit in the budget."""
-        limit = round(budget.amount_usd * NUSD)
-        spent = self.spent_nusd(usage, subject, budget, today, position)
-        if spent >= limit or spent + estimate > limit:
-            raise BudgetExceeded(budget_message(what, budget, spent, estimate, today))
-
     # --- admission and settlement ---------------------------------------------------------------
 
-    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
-              position: int | None = None, estimate_tokens: int = 0) -> Reservation:
-        """Check limits and budgets for one request and hold its estimated cost and tokens (a
-        token limit counts the estimate at once, so concurrent requests cannot all pass it).
-        Raises RateLimited, BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
+    def look(self, config: ConfigState, usage: UsageState, key: VirtualKey, position: int | None = None) -> Seen:
+        """Read what admitting a request of `key` decides on, once: its sliding-minute counts (with
+        rpm or tpm) and its key's and team's budget spend (with budgets)."""
         now = self.clock()
         w = self._roll(now)
+        used = self._used(key.id, w) if key.rpm is not None or key.tpm is not None else (0, 0)
+        team = config.teams.get(key.team_id) if key.team_id else None
+        today = int(now // 86400)
+        key_spent = team_spent = None
+        if key.budget is not None or (team is not None and team.budget is not None):
+            subjects = self._subjects_of(key.id, key.team_id)
+            if key.budget is not None:
+                key_spent = self.spent_nusd(usage, subjects[0], key.budget, today, position)
+            if team is not None and team.budget is not None:
+                team_spent = self.spent_nusd(usage, subjects[1], team.budget, today, position)
+        return Seen(now, w, today, used, team, key_spent, team_spent)
+
+    def admit(self, config: ConfigState, usage: UsageState, key: VirtualKey, estimate_nusd: int,
+              position: int | None = None, estimate_tokens: int = 0, seen: Seen | None = None) -> Reservation:
+        """Check limits and budgets for one request and hold its estimated cost and tokens (a
+        token limit counts the estimate at once, so concurrent requests cannot all pass it).
+        `seen`: what look() read for this request just before (read now if not given).
+        Raises RateLimited, BudgetExceeded, or Unavailable when the unflushed-usage buffer is full."""
+        if seen is None:
+            seen = self.look(config, usage, key, position)
+        now, w, used = seen.now, seen.w, seen.used
         headers: dict[str, str] = {}
         rpm, tpm = key.rpm, key.tpm
-        used = self._used(key.id, w) if rpm is not None or tpm is not None else (0, 0)
-        self._split(config, usage, key, w, used, estimate_nusd, estimate_tokens, position)
+        self._split(key, seen, estimate_nusd, estimate_tokens)
         if rpm is not None or tpm is not None:
             req, tok = used
             # until what this request adds stops counting: the end of the next window
@@ -268,16 +247,11 @@ class Meter:
                     "`shieldes key update --tpm`",
                     retry_after=reset, headers=headers,
                 )
-        subjects = self._subjects_of(key.id, key.team_id)
-        if key.budget is not None or key.team_id:
-            today = int(now // 86400)
-            if key.budget is not None:
-                self._check_budget(usage, subjects[0], f"key {key.name!r}", key.budget, today, position,
-                                   estimate_nusd)
-            team = config.teams.get(key.team_id) if key.team_id else None
-            if team is not None and team.budget is not None:
-                self._check_budget(usage, subjects[1], f"team {team.name!r}", team.budget, today, position,
-                                   estimate_nusd)
+        if seen.key_spent is not None and key.budget is not None:
+            check_budget(f"key {key.name!r}", key.budget, seen.key_spent, seen.today, estimate_nusd)
+        team = seen.team
+        if seen.team_spent is not None and team is not None and team.budget is not None:
+            check_budget(f"team {team.name!r}", team.budget, seen.team_spent, seen.today, estimate_nusd)
         # buffered() is len(self._acc) unless a batch is waiting: skip the call on the common path
         if (self._batches or len(self._acc) >= self.buffer_max) and self.buffered() >= self.buffer_max:
             raise Unavailable(
@@ -295,31 +269,9 @@ class Meter:
             self._hold(res, estimate_nusd)  # the one place holds change: subclasses track them (gossip)
         return res
 
-    def _split(self, config: ConfigState, usage: UsageState, key: VirtualKey, w: int, used: tuple[int, int],
-               estimate_nusd: int, estimate_tokens: int, position: int | None) -> None:
-        """Admission's first step, with what it read once (window `w`, the key's (requests, tokens)
-        in the sliding minute): a node alone has nothing to split; the cluster meter splits limits
-        and budgets between nodes here (raising as admit does)."""
-
-    def budget_left(self, config: ConfigState, usage: UsageState, key: VirtualKey,
-                    position: int | None = None) -> int | None:
-        """nUSD the key's tightest budget (its own or its team's) has left, or None without one."""
-        today = int(self.clock() // 86400)
-        subjects = self._subjects_of(key.id, key.team_id)
-        team = config.teams.get(key.team_id) if key.team_id else None
-        left: int | None = None
-        for subject, budget in ((subjects[0], key.budget), (subjects[-1], team.budget if team else None)):
-            if budget is not None:
-                room = round(budget.amount_usd * NUSD) - self.spent_nusd(usage, subject, budget, today, position)
-                left = room if left is None else min(left, room)
-        return left
-
-    def tokens_left(self, key: VirtualKey) -> int | None:
-        """Tokens the key's tpm limit has left in this window (as this node sees it), or None."""
-        if key.tpm is None:
-            return None
-        _, tokens = self._used(key.id, self._roll(self.clock()))
-        return key.tpm - tokens
+    def _split(self, key: VirtualKey, seen: Seen, estimate_nusd: int, estimate_tokens: int) -> None:
+        """Admission's first step, on what it read once: a node alone has nothing to split; the
+        cluster meter splits limits and budgets between nodes here (raising as admit does)."""
 
     def _subjects_of(self, key_id: str, team_id: str | None) -> tuple[str, ...]:
         """The budget subjects a request of this key spends on ("k:<key>", then "t:<team>")."""

@@ -98,3 +98,17 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     plain = max(0, usage.prompt_tokens - cached)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
             + usage.cache_write_tokens * rate.cache_write + usage.completion_tokens * rate.output)
+
+
+def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int | None,
+                   tokens_left: int | None) -> int:
+    """max_tokens for a budgeted request naming none: at most `most` (SHIELDES_BUDGET_MAX_TOKENS),
+    and no more than what the budget (nUSD) and the tpm limit have left after the prompt, so a
+    request that fits is not refused for an estimate it would not reach. At least 1: with nothing
+    left, admission refuses it with the reason."""
+    cap = most
+    if budget_left is not None and rate[1] > 0:
+        cap = min(cap, (budget_left - prompt_tokens * rate[0]) // rate[1])
+    if tokens_left is not None:
+        cap = min(cap, tokens_left - prompt_tokens)
+    return max(1, cap)

@@ -31,7 +31,7 @@ import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.projections.commands import AddProvider, SetPricing
-from shieldes.usage.meter import NUSD
+from shieldes.usage.admission import NUSD
 from tests import pg
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json
 from tests.cluster.nemesis_check import Fault, KeySpec, Logged, NodeReadout, Served

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from shieldes.usage.meter import WINDOW
+from shieldes.usage.admission import WINDOW
 from tests import cli
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV

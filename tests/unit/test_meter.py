@@ -74,7 +74,7 @@ def test_a_full_minute_at_a_boundary_is_not_followed_by_another() -> None:
 
 
 def test_sliding_wait() -> None:
-    from shieldes.usage.meter import sliding, sliding_wait
+    from shieldes.usage.admission import sliding, sliding_wait
 
     assert sliding(10, 60, 30.0) == 40 and sliding(10, 60, 60.0) == 10
     assert sliding_wait(10, 0, 20, 1, 5.0) == 0.0
@@ -192,3 +192,37 @@ def test_deltas_aggregate_per_key_deployment_model_hour() -> None:
     d = batch.deltas[0]
     assert (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd) == (3, 30, 15, 21)
     assert d.hour == int(clock.now // 3600)
+
+
+def test_the_completion_cap_is_what_the_budget_and_tpm_leave_after_the_prompt() -> None:
+    from shieldes.usage.pricing import completion_cap
+
+    rate = (10, 40)  # nUSD per input / output token
+    assert completion_cap(4096, 100, rate, None, None) == 4096
+    assert completion_cap(4096, 100, rate, 100 * 10 + 40 * 50, None) == 50  # the budget's room after the prompt
+    assert completion_cap(4096, 100, rate, None, 130) == 30  # the tpm limit's
+    assert completion_cap(4096, 100, rate, 10**12, 130) == 30  # the tighter one
+    assert completion_cap(4096, 100, (10, 0), 5, None) == 4096  # free output: money does not bound it
+    assert completion_cap(4096, 100, rate, 0, None) == 1  # nothing left: admission refuses it with the reason
+
+
+def test_admission_decides_on_what_it_read_once() -> None:
+    clock, usage = Clock(), UsageState()
+    team = Team("t1", "eng", Budget(1.0, "1d"))
+    cfg = ConfigState(teams={"t1": team})
+    m, k = meter(clock), key(rpm=5, tpm=1000, team_id="t1", budget=Budget(2.0, "1d"))
+    seen = m.look(cfg, usage, k)
+    assert (seen.used, seen.key_spent, seen.team_spent, seen.team) == ((0, 0), 0, 0, team)
+    assert seen.budget_left(k) == 1_000_000_000  # the team's dollar is the tighter budget
+    assert seen.tokens_left(k) == 1000
+    m.admit(cfg, usage, k, 300_000_000, estimate_tokens=400, seen=seen)
+    again = m.look(cfg, usage, k)
+    assert (again.used, again.key_spent, again.team_spent) == ((1, 400), 300_000_000, 300_000_000)
+    # the checks run on the values handed in, not on a second read
+    from dataclasses import replace
+
+    full = replace(again, team_spent=1_000_000_000)
+    with pytest.raises(BudgetExceeded, match="team 'eng'"):
+        m.admit(cfg, usage, k, 1, seen=full)
+    with pytest.raises(RateLimited):
+        m.admit(cfg, usage, k, 1, seen=replace(again, used=(5, 400)))

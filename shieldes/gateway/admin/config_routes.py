@@ -37,8 +37,8 @@ from shieldes.projections.state import ConfigState, ModelAlias, VirtualKey
 from shieldes.providers.kinds import ALL_OPTIONS, COMMON_OPTIONS, COUNT_OPTIONS, KINDS, PROVIDER_KINDS
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
+from shieldes.usage.admission import NUSD
 from shieldes.usage.catalog import price_rows
-from shieldes.usage.meter import NUSD
 from shieldes.views import alias_row, key_row, key_status, provider_row, team_row, token_row
 
 PERIOD = "budget period: 1d, Nd (e.g. 30d) or 1mo"

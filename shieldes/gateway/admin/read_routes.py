@@ -24,7 +24,7 @@ from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
 from shieldes.snapshots.history import config_view, diff, parse_point
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 from shieldes.timeparse import parse_time
-from shieldes.usage.meter import NUSD
+from shieldes.usage.admission import NUSD
 
 MAX_USAGE_DAYS = 366
 

@@ -1,0 +1,77 @@
+"""What admitting a request decides on: the counters it reads once (Seen) and the pure decisions
+on them (sliding-minute counts and waits, budget checks and their messages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shieldes.errors import BudgetExceeded
+from shieldes.projections.periods import period_reset_at
+from shieldes.projections.state import Budget, Team, VirtualKey
+
+WINDOW = 60  # seconds per rate-limit window
+NUSD = 1_000_000_000
+
+
+def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
+    reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
+    used = (f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} spent or held by "
+            f"requests in flight in the {budget.period} period")
+    if spent < round(budget.amount_usd * NUSD):
+        return (f"{used}, and this request may cost up to ${estimate / NUSD:.6f} (prompt and max_tokens); "
+                f"lower max_tokens, wait for the next day (at {reset}), or raise it with `shieldes budget set`")
+    return f"{used} (next day rolls in at {reset}); raise it with `shieldes budget set`"
+
+
+def check_budget(what: str, budget: Budget, spent: int, today: int, estimate: int) -> None:
+    """Fail closed: spent (durable + unflushed + peers' pending) + reserved by requests in flight
+    + this request's estimate must fit in the budget."""
+    limit = round(budget.amount_usd * NUSD)
+    if spent >= limit or spent + estimate > limit:
+        raise BudgetExceeded(budget_message(what, budget, spent, estimate, today))
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What one admission read of a key's counters (Meter.look): every decision about the request
+    (its completion cap, the cluster split, the checks) is made on these same values."""
+
+    now: float
+    w: int  # the current rate window
+    today: int  # unix day
+    used: tuple[int, int]  # (requests, tokens) in the sliding minute; (0, 0) without rpm and tpm
+    team: Team | None
+    key_spent: int | None  # nUSD spent or held in the key's budget period; None without a budget
+    team_spent: int | None  # the same for its team's budget
+
+    def budget_left(self, key: VirtualKey) -> int | None:
+        """nUSD the tightest budget (the key's or its team's) has left, or None without one."""
+        left: int | None = None
+        if self.key_spent is not None and key.budget is not None:
+            left = round(key.budget.amount_usd * NUSD) - self.key_spent
+        if self.team_spent is not None and self.team is not None and self.team.budget is not None:
+            room = round(self.team.budget.amount_usd * NUSD) - self.team_spent
+            left = room if left is None else min(left, room)
+        return left
+
+    def tokens_left(self, key: VirtualKey) -> int | None:
+        """Tokens the key's tpm limit has left in the sliding minute, or None without one."""
+        return None if key.tpm is None else key.tpm - self.used[1]
+
+
+def sliding(cur: int, prev: int, elapsed: float) -> int:
+    """What a sliding minute counts `elapsed` seconds into a window holding `cur`, after one holding
+    `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it."""
+    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))
+
+
+def sliding_wait(cur: int, prev: int, limit: int, need: int, elapsed: float) -> float:
+    """Seconds until `need` more fit under `limit` in that sliding minute (nothing more admitted)."""
+    room = limit - need - cur  # what the previous window's weighted part must shrink to
+    if room >= 0:
+        if prev <= room:
+            return 0.0
+        # prev * (1 - t / W) <= room  <=>  t >= W * (1 - room / prev)
+        return max(0.0, WINDOW * (1 - room / prev) - elapsed)
+    # this window alone holds too much: once it ends, it fades like a previous window
+    return WINDOW - elapsed + WINDOW * (1 - max(0, limit - need) / cur)
