@@ -9,13 +9,16 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from shieldes.embedded import EmbeddedPostgres, Lease
 from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
-from shieldes.settings import Settings
+
+if TYPE_CHECKING:  # the embedded Postgres is imported where it is used: most commands name a server
+    from shieldes.embedded import Lease as Lease
+    from shieldes.settings import Settings
 
 # The newest alembic revision this code understands; tests check it equals alembic's head.
 SCHEMA_HEAD = "0009"
@@ -23,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
-__all__ = ["ExternalDatabase", "Lease", "acquire"]
+__all__ = ["ExternalDatabase", "acquire"]
 
 
 class ExternalDatabase:
@@ -42,6 +45,8 @@ def acquire(settings: Settings, role: str) -> Lease | ExternalDatabase:
     embedded Postgres under the data dir (started if needed; released by its last user, stopped)."""
     if settings.database_url:
         return ExternalDatabase(libpq_url(settings.database_url))
+    from shieldes.embedded import EmbeddedPostgres
+
     return EmbeddedPostgres(settings.data_dir).acquire(role)
 
 
@@ -60,6 +65,8 @@ def legacy_data_dir_notice(settings: Settings) -> str | None:
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded Postgres under `data_dir` for the rest of this process (benches);
     the server is left running. Commands and nodes use `acquire`, which stops it after its last user."""
+    from shieldes.embedded import EmbeddedPostgres
+
     lease = EmbeddedPostgres(data_dir).acquire("bench")
     return lease.url
 

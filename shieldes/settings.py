@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import socket
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shieldes.roles import parse_role_map
+from shieldes import settings_env
+from shieldes.settings_env import default_data_dir, default_node_id
 
-
-def _default_node_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def default_data_dir() -> Path:
-    """One per user, found from any folder: $XDG_DATA_HOME/shieldes, else ~/.local/share/shieldes."""
-    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
-    return base / "shieldes"
+__all__ = ["Settings", "default_data_dir", "table_source"]
 
 
 class Settings(BaseSettings):
@@ -38,7 +30,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=4, ge=1, description="connections per node for appends and reads")
 
     # Identity and network
-    node_id: str = Field(default_factory=_default_node_id, description="unique name of this node")
+    node_id: str = Field(default_factory=default_node_id, description="unique name of this node")
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     gossip_port: int = Field(default=7946, ge=0, le=65535)
@@ -158,35 +150,82 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:
-        return v.strip().lower() if isinstance(v, str) else v
+        return settings_env.lower(v)
 
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
-        return v.expanduser().absolute()  # the same place whatever folder a later command runs in
+        return settings_env.absolute(v)
 
     @field_validator("database_url", "oidc_issuer", "oidc_client_id", "oidc_client_secret", "oidc_redirect_url",
                      "otel_endpoint")
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
-        return v or None
+        return settings_env.blank_is_none(v)
 
     @field_validator("oidc_role_map")
     @classmethod
     def _role_map(cls, v: str) -> str:
-        parse_role_map(v)  # refuse a bad map at start, not at the first sign-in
-        return v
+        return settings_env.role_map(v)
 
     @field_validator("request_log_retention", mode="before")
     @classmethod
     def _days(cls, v: object) -> object:
-        """'30d', '2w' or a plain number of days."""
-        if isinstance(v, str):
-            text = v.strip().lower()
-            for suffix, mult in (("d", 1), ("w", 7)):
-                if text.endswith(suffix) and text[:-1].strip().isdigit():
-                    return int(text[:-1]) * mult
-        return v
+        return settings_env.days(v)
 
     def static_peers(self) -> list[str]:
         return [p.strip() for p in self.peers.split(",") if p.strip()]
+
+
+# --- the table shieldes/settings_table.py holds, for reading settings without pydantic ---------
+
+_KINDS: dict[Any, tuple[str, bool]] = {
+    str: ("str", False), str | None: ("str", True), int: ("int", False), float: ("float", False),
+    bool: ("bool", False), Path: ("path", False), Path | None: ("path", True),
+}
+
+
+def _kind(annotation: Any) -> tuple[str, bool, tuple[str, ...]]:
+    if typing.get_origin(annotation) is Literal:
+        return "literal", False, tuple(typing.get_args(annotation))
+    if annotation in _KINDS:
+        return (*_KINDS[annotation], ())
+    return "json", isinstance(annotation, types.UnionType) and type(None) in typing.get_args(annotation), ()
+
+
+def table_source() -> str:
+    """The text of shieldes/settings_table.py: each field's kind, default, bounds and validators."""
+    validators: dict[str, list[tuple[str, str]]] = {}
+    for name, decorator in Settings.__pydantic_decorators__.field_validators.items():
+        assert name in settings_env.VALIDATORS, f"{name}: add it to settings_env.VALIDATORS"
+        for field in decorator.info.fields:
+            validators.setdefault(field, []).append((name, decorator.info.mode))
+    config = Settings.model_config
+    assert not config.get("case_sensitive") and config.get("env_nested_delimiter") is None
+    lines = [
+        '"""Generated from shieldes.settings.Settings by `python -m shieldes.settings > shieldes/settings_table.py`:',
+        'do not edit. Per field: kind, nullable, default, default factory, bounds, choices, validators."""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Any",
+        "",
+        f"ENV_PREFIX = {config.get('env_prefix')!r}",
+        f"ENV_FILE = {config.get('env_file')!r}",
+        "FIELDS: dict[str, tuple[Any, ...]] = {",
+    ]
+    for name, info in Settings.model_fields.items():
+        kind, nullable, choices = _kind(info.annotation)
+        factory = info.default_factory.__name__ if info.default_factory is not None else None
+        assert factory is None or factory in settings_env.FACTORIES, f"{name}: add {factory} to FACTORIES"
+        default = None if factory is not None else info.default
+        bounds = tuple((op, getattr(m, op)) for m in info.metadata for op in ("ge", "gt", "le", "lt")
+                       if hasattr(m, op))
+        entry = (kind, nullable, default, factory, bounds, choices, tuple(validators.get(name, ())))
+        lines.append(f"    {name!r}: {entry!r},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(table_source(), end="")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shieldes.cli.common import CliContext, OneLineGroup, fail
+
+if TYPE_CHECKING:
+    from shieldes.settings import Settings
 
 # command name -> (module in shieldes.cli, attribute holding the click command)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -94,19 +97,31 @@ class LazyGroup(OneLineGroup):
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool) -> None:
     """shieldes: an AI gateway whose cluster state lives in a Postgres event log."""
+    ctx.obj = CliContext(settings=_settings(), as_json=as_json,
+                         role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _settings() -> Settings:
+    """The environment's settings: read without pydantic where it can be (most commands are short
+    and pydantic-settings takes longer to import than a key write takes to run), else by Settings."""
+    from shieldes.settings_env import read_env
+
+    settings = read_env()
+    if settings is not None:
+        return settings
     from pydantic import ValidationError
 
     from shieldes.settings import Settings
 
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
-    ctx.obj = CliContext(settings=settings, as_json=as_json, role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
-    ctx.call_on_close(ctx.obj.close)
+        raise AssertionError("unreachable") from None
 
 
 def main() -> None:

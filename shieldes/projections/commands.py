@@ -39,7 +39,6 @@ from shieldes.projections.periods import parse_period
 from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
 from shieldes.providers.kinds import base_url_for, check_kind, check_options
 from shieldes.roles import ROLES
-from shieldes.routing.strategies import STRATEGIES
 
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
@@ -393,6 +392,8 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                                       "change those aliases first")
             return [ModelAliasRemoved(command.name)]
         case SetRouting():
+            from shieldes.routing.strategies import STRATEGIES  # the routing code: not for key writes
+
             check_models((command.model,))
             if command.strategy is not None and command.strategy not in STRATEGIES:
                 raise CommandRejected(

@@ -1,0 +1,62 @@
+"""What a key write's process imports: an admin write is a short process whose time is mostly its
+imports, so `shieldes key create` / `key revoke` must not load the gateway, the node, the snapshot
+codec, pydantic, aiohttp, grpc and the like (docs/benchmarks.md, "Admin at a million keys")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Top-level packages and shieldes modules (with their submodules) a key write must not import.
+HEAVY = (
+    "pydantic", "pydantic_core", "pydantic_settings", "aiohttp", "grpc", "cryptography", "prometheus_client",
+    "opentelemetry", "alembic", "sqlalchemy", "zstandard", "yaml", "jwt",
+    "shieldes.settings", "shieldes.gateway", "shieldes.node", "shieldes.cluster", "shieldes.snapshots",
+    "shieldes.doctor", "shieldes.routing", "shieldes.providers.registry", "shieldes.embedded",
+    "shieldes.requestlog", "shieldes.responses", "shieldes.console", "shieldes.importers",
+)
+
+
+# `python -m shieldes ARGS`, then the names in sys.modules at exit (after click's sys.exit) to a file
+RUN = ("import atexit, runpy, sys\n"
+       "out = sys.argv[1]\n"
+       "atexit.register(lambda: open(out, 'w').write('\\n'.join(sorted(sys.modules))))\n"
+       "sys.argv = ['shieldes', *sys.argv[2:]]\n"
+       "runpy.run_module('shieldes', run_name='__main__', alter_sys=True)\n")
+
+
+def imported(database_url: str, *args: str, tmp: Path, env: dict[str, str] | None = None) -> set[str]:
+    """The modules `python -m shieldes ARGS` has loaded when it exits; the command must succeed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, "SHIELDES_ACTOR": "ci",
+           **(env or {})}
+    out = tmp / "modules.txt"
+    done = subprocess.run([sys.executable, "-c", RUN, str(out), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(out.read_text().split())
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+
+
+def test_key_create_and_revoke_import_no_heavy_module(database_url: str, tmp_path: Path) -> None:
+    created = imported(database_url, "key", "create", "--name", "light", tmp=tmp_path)
+    assert "shieldes.cli.key_cmd" in created and "shieldes.config_writer" in created  # the write ran here
+    assert heavy(created) == []
+    revoked = imported(database_url, "--json", "key", "revoke", "light", tmp=tmp_path)
+    assert "shieldes.config_writer" in revoked
+    assert heavy(revoked) == []
+
+
+def test_the_guard_sees_a_heavy_import(database_url: str, tmp_path: Path) -> None:
+    """A setting only pydantic reads (`yes` for a boolean) makes the same command import it: seen."""
+    found = heavy(imported(database_url, "key", "create", "--name", "pydantic-read",
+                           tmp=tmp_path, env={"SHIELDES_ALLOW_UNPRICED": "yes"}))
+    assert "pydantic" in found and "shieldes.settings" in found
+    assert heavy({"aiohttp.web", "shieldes.gateway.app", "pydanticx", "shieldes.settings_env"}) == [
+        "aiohttp.web", "shieldes.gateway.app"]
