@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shieldes.errors import ConcurrentChange, IdempotencyConflict
 from shieldes.events.catalog import CONFIG_STREAM
@@ -16,9 +17,11 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedEvent
 from shieldes.projections.commands import Command, decide
 from shieldes.projections.config import apply_config
-from shieldes.projections.projector import Projector
 from shieldes.projections.scope import scope_of
 from shieldes.projections.state import ConfigState
+
+if TYPE_CHECKING:  # a node's projector (with the usage fold): not imported by the CLI's writes
+    from shieldes.projections.projector import Projector
 
 ATTEMPTS = 5
 

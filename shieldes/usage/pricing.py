@@ -13,11 +13,13 @@ without one bills them at its input price.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from shieldes.projections.state import Price
-from shieldes.providers.base import TokenUsage
 from shieldes.usage.catalog import shipped
+
+if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
+    from shieldes.providers.base import TokenUsage
 
 
 def default_prices() -> Mapping[str, Price]:

@@ -18,6 +18,7 @@ HEAVY = (
     "shieldes.settings", "shieldes.gateway", "shieldes.node", "shieldes.cluster", "shieldes.snapshots",
     "shieldes.doctor", "shieldes.routing", "shieldes.providers.registry", "shieldes.embedded",
     "shieldes.requestlog", "shieldes.responses", "shieldes.console", "shieldes.importers",
+    "shieldes.projections.projector", "shieldes.projections.usage", "shieldes.providers.base",
 )
 
 

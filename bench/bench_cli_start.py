@@ -1,0 +1,151 @@
+"""`shieldes key create` / `key revoke` as processes on a million-key log, against the interpreter floor.
+
+    python bench/bench_cli_start.py --keys 1000000 --teams 10000       # builds the log, keeps it, prints its name
+    python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --rounds 6 --runs 5
+
+The first form builds the log of bench_keys_scale.py (bulk appends) in a scratch database and keeps
+it (a database a `bench_keys_scale.py --keep` run left does as well). The second runs rounds that
+alternate this checkout and DIR (an earlier checkout; the order swaps every round, so both see the
+same load); each round of a tree measures, as processes started the way a shell starts them
+(`python -m shieldes ...`, the interpreter itself, not a version manager's shim):
+
+- the floor: `python -S -c pass` (the interpreter), `python -c pass` (plus this machine's
+  site-packages .pth hooks), and `python -c "import click, psycopg, psycopg_pool"` (the libraries
+  every command needs);
+- `shieldes key --help` (no database);
+- --runs `key create --name ...` then as many `key revoke NAME`.
+
+Each figure is wall time (median and range) and the CPU time of the process (user + system), which
+a loaded machine inflates less. Both checkouts are byte-compiled first (`compileall`): an installed
+package ships its bytecode, and PYTHONDONTWRITEBYTECODE (set on some machines) would otherwise make
+every run compile the modules it imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_keys_scale import SECRET, Shape, seed  # noqa: E402
+from bench.bench_log import scratch_url  # noqa: E402
+from shieldes import db  # noqa: E402
+from shieldes.events.pg_store import PostgresEventStore, open_pool  # noqa: E402
+from tests import pg  # noqa: E402
+
+FLOOR = {
+    "python -S -c pass": ("-S", "-c", "pass"),
+    "python -c pass": ("-c", "pass"),
+    "import click, psycopg, psycopg_pool": ("-c", "import click, psycopg, psycopg_pool"),
+    "shieldes key --help": ("-m", "shieldes", "key", "--help"),
+}
+
+
+@dataclass
+class Figures:
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, what: str, wall: float, cpu: float) -> None:
+        self.wall.setdefault(what, []).append(wall * 1000)
+        self.cpu.setdefault(what, []).append(cpu * 1000)
+
+    def line(self, what: str) -> str:
+        w, c = self.wall[what], self.cpu[what]
+        return (f"wall median {statistics.median(w):6.1f} ms ({min(w):.0f}-{max(w):.0f}), "
+                f"CPU median {statistics.median(c):6.1f} ms")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(args: list[str], root: Path, env: dict[str, str]) -> tuple[float, float]:
+    cpu, started = children_cpu(), time.perf_counter()
+    subprocess.run([sys.executable, *args], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started, children_cpu() - cpu
+
+
+def one_round(url: str, root: Path, runs: int, tag: str, got: Figures) -> None:
+    env = {**os.environ, "PYTHONPATH": str(root), "SHIELDES_DATABASE_URL": url, "SHIELDES_CLUSTER_SECRET": SECRET,
+           "SHIELDES_ACTOR": "bench"}
+    for what, args in FLOOR.items():
+        got.add(what, *timed(list(args), root, env))
+    names = [f"bench-cli-{tag}-{i}" for i in range(runs)]
+    for name in names:
+        got.add("key create", *timed(["-m", "shieldes", "key", "create", "--name", name], root, env))
+    for name in names:
+        got.add("key revoke", *timed(["-m", "shieldes", "key", "revoke", name], root, env))
+
+
+def rounds(url: str, runs: int, count: int, baseline: Path | None) -> None:
+    trees = [("now", ROOT)] + ([("before", baseline)] if baseline is not None else [])
+    for _, root in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "shieldes")], check=True)
+    got = {label: Figures() for label, _ in trees}
+    loads = [os.getloadavg()[0]]
+    stamp = time.strftime("%H%M%S")
+    for r in range(count):
+        for label, root in (trees if r % 2 == 0 else trees[::-1]):
+            one_round(url, root, runs, f"{stamp}-{label}-{r}", got[label])
+            loads.append(os.getloadavg()[0])
+        print(f"round {r + 1} done, load average {loads[-1]:.2f}", flush=True)
+    print(f"\n{sys.executable}; {count} rounds x {runs} runs; load average (1 min) {min(loads):.2f}-{max(loads):.2f}")
+    for label, _ in trees:
+        for what in (*FLOOR, "key create", "key revoke"):
+            print(f"{label:6s} {what:38s} {got[label].line(what)}")
+    now = got["now"]
+    floor, libraries = (statistics.median(now.wall[w])
+                        for w in ("python -c pass", "import click, psycopg, psycopg_pool"))
+    for what in ("key create", "key revoke"):
+        median = statistics.median(now.wall[what])
+        print(f"now    {what}: {median:.1f} ms, {median - floor:.1f} ms above `python -c pass`, "
+              f"{median - libraries:.1f} ms above importing click + psycopg + psycopg_pool (goal < 100 ms end to end)")
+
+
+async def build(server: str, shape: Shape) -> str:
+    name, url = scratch_url(server)
+    pool = open_pool(url, size=4, name="bench")
+    await pool.open(wait=True)
+    try:
+        started = time.perf_counter()
+        store = PostgresEventStore(pool)
+        await seed(store, shape)
+        print(f"log written: {shape.keys:,} keys, {shape.teams:,} teams, {await store.head():,} config events "
+              f"in {time.perf_counter() - started:.1f}s", flush=True)
+    finally:
+        await pool.close()
+    return name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--teams", type=int, default=10_000)
+    parser.add_argument("--database-url", help="server to create the scratch database on")
+    parser.add_argument("--reuse", metavar="DBNAME", help="a database this bench or bench_keys_scale.py --keep left")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=5, help="key creates (and revokes) per round and tree")
+    parser.add_argument("--baseline-tree", type=Path, metavar="DIR", help="an earlier checkout to alternate with")
+    args = parser.parse_args()
+    server = db.libpq_url(args.database_url) if args.database_url else pg.server_url()
+    if not args.reuse:
+        name = asyncio.run(build(server, Shape(args.keys, args.teams)))
+        print(f"scratch database (kept for --reuse): {name}")
+        return
+    rounds(pg.with_database(server, args.reuse), args.runs, args.rounds, args.baseline_tree)
+
+
+if __name__ == "__main__":
+    main()
