@@ -299,7 +299,10 @@ class PostgresEventStore:
         # one snapshot of the log: the head matches the events (REPEATABLE READ)
         async with translated("read the event log"), self._pool.connection() as conn, conn.transaction(), \
                 conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # A point read: the planner, misjudging the shared config's rows, would otherwise start
+            # parallel workers (processes) for it, which took longer than the read (20-40 ms at 1M keys).
+            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
+                              " SET LOCAL max_parallel_workers_per_gather = 0")
             await cur.execute("SELECT config_position FROM log_head WHERE id = 1")
             head = await cur.fetchone()
             # a value with a NUL byte names nothing in the log (Postgres text cannot hold one): the
