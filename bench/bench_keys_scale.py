@@ -364,7 +364,7 @@ def process_seconds(*args: str) -> float:
 def key_path_imports() -> float:
     """What `key create` imports (its command module and the modules of its write), in process."""
     code = ("import time; t = time.perf_counter(); import shieldes.cli.main, shieldes.cli.key_cmd, "
-            "shieldes.config_writer, shieldes.events.pg_store, shieldes.db, shieldes.settings; "
+            "shieldes.config_writer, shieldes.events.pg_store, shieldes.db, shieldes.settings_env; "
             "print(time.perf_counter() - t)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
     return float(done.stdout)
