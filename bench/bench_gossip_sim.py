@@ -17,7 +17,11 @@ Modes:
 - fanout: the production behaviour: --fanout peers per round (0: automatic, fanout.fanout_for) in
   rotation, acknowledgements in `State.ack`, digest pulls (digest.py): each push names what the
   sender holds of a share of the other boots, the target answers in its Ack with what the sender
-  lacks (answers are counted in the bytes, sent by the target and received by the asker).
+  lacks (answers are counted in the bytes, sent by the target and received by the asker); news
+  forwarded once more and large clusters asking each boot of two targets (news.py,
+  fanout.spread_for; --spread HOPS,PER_NEWS,SOURCES to try others).
+- pull: digest pulls as the release before forwarded news ran them (one source per boot, news
+  only from its origin).
 - relay: the release before digest pulls: the same rotation, and every node relays what grew in
   its view to its targets (its Acks do not say `digests`).
 - relay1: the same, but a node relays only what it heard from the origin itself (one relay hop).
@@ -29,13 +33,14 @@ Modes:
 Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first
 1.5 s, once first contacts are over: steady state; the default 7.5 s counts 6 s, one anti-entropy
 period, so every target's periodic whole state is in), convergence p50/p99 of a counter change
-(from the change to every node's view holding it, over --probes changes). Except in full mode the
+(from the change to every node's view holding it, over --probes changes), and the process CPU time
+spent in the gossip calls (prepare, receive, acknowledged) per node per second. Except in full mode the
 run also checks the production limit logic (cluster/limits.py: claims, rounds, acknowledgements;
 view.py read-outs) on one key with a rate limit and one team budget, all nodes admitting as fast
 as requests come: admitted / limit and overshoot against docs/cluster.md.
 
 Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
-     [--seconds 7.5] [--modes all,relay,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
+     [--seconds 7.5] [--modes all,relay,pull,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shieldes.cluster import gossip_pb2, view  # noqa: E402
+from shieldes.cluster import fanout, gossip_pb2, view  # noqa: E402
 from shieldes.cluster.gossip import Gossip, seal, to_proto  # noqa: E402
 from shieldes.cluster.limits import HeadroomSplitter, Rounds  # noqa: E402
 from shieldes.cluster.view import NodeState  # noqa: E402
@@ -66,7 +71,7 @@ EPOCH = 1
 RATE_SUBJECT, RATE_WINDOW = "k:hot", "min"
 BUDGET_SUBJECT, BUDGET_WINDOW = "t:team", "budget"
 BUDGET_SPLIT_FROM = 0.75  # cluster/meter.py
-FANOUT_MODES = ("fanout", "relay", "relay1")
+FANOUT_MODES = ("fanout", "pull", "relay", "relay1")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -118,6 +123,10 @@ class Sim:
         self.counter = itertools.count()
         self.nodes: dict[str, Node] = {}
         names = [f"n{i:03d}" for i in range(n)]
+        spread = fanout.spread_for
+        if args.spread:
+            hops, per_news, sources = (int(x) for x in args.spread.split(","))
+            spread = lambda _peers, _k: fanout.Spread(hops, per_news, sources)  # noqa: E731
         for name in names:
             node = self.nodes[name] = Node(name)
             node.splitter = HeadroomSplitter(node.rounds)
@@ -127,7 +136,7 @@ class Sim:
                                  on_ack=lambda peer, epoch, seq, node=node: self._on_ack(node, peer, epoch, seq),
                                  fanout=args.fanout if mode in FANOUT_MODES else None,
                                  relays=mode in FANOUT_MODES, relay_onward=mode != "relay1",
-                                 digests=mode == "fanout",
+                                 digests=mode in ("fanout", "pull"), forward=mode == "fanout", spread=spread,
                                  node_timeout=args.node_timeout)
         self.names = names
         weights = [1 / (r + 1) ** 1.1 for r in range(args.keys)]
@@ -135,6 +144,7 @@ class Sim:
         self.probes: list[tuple[float, str, Any, int, set[str], int]] = []
         self.converged: list[float] = []
         self.rate_limit, self.budget, self.cost = args.rpm, args.budget, args.cost
+        self.cpu = 0.0  # process CPU seconds in the gossip calls (prepare, receive, acknowledged)
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -187,7 +197,9 @@ class Sim:
             messages = {t: (0, envelope) for t in targets}
             seq = node.seq
         else:
+            cpu = time.process_time()
             seq, messages = node.gossip.prepare(node.gossip.pick(targets))
+            self.cpu += time.process_time() - cpu
             node.rounds.sent(seq)
         for target, (base, envelope) in messages.items():
             copies = 0 if self.rng.random() < self.args.loss else 1
@@ -207,7 +219,9 @@ class Sim:
         if self.mode == "full":
             node.heard[sender] = max(node.heard.get(sender, 0), seq)
             return
+        cpu = time.process_time()
         ack = node.gossip.receive(envelope)
+        self.cpu += time.process_time() - cpu
         pulled = len(ack.pulled.payload) + len(ack.pulled.signature) if ack.HasField("pulled") else 0
         node.sent_bytes += pulled
         if self.rng.random() >= self.args.loss:
@@ -321,7 +335,9 @@ class Sim:
                 self.deliver(*payload)
             elif kind == "ack":
                 sender, target, seq, base, ack = payload
+                cpu = time.process_time()
                 self.nodes[sender].gossip.acknowledged(target, seq, base, ack)
+                self.cpu += time.process_time() - cpu
             elif kind == "request":
                 self._count(*payload)
             elif kind == "limited":
@@ -336,6 +352,7 @@ class Sim:
             elif kind == "warm":  # traffic is counted from here: first contacts are over
                 for x in self.nodes.values():
                     x.sent = x.sent_bytes = x.received = x.received_bytes = 0
+                self.cpu = 0.0
             elif kind == "check":
                 self.check_probes()
                 self.schedule(at + step, "check")
@@ -353,15 +370,17 @@ class Sim:
             "rate_admitted": sum(x.rate_admitted for x in nodes),
             "spend": sum(x.spend for x in nodes),
             "wall_s": time.monotonic() - started,
+            "cpu_ms": self.cpu / per * 1000,
         }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nodes", default="3,10,30,100")
-    p.add_argument("--modes", default="all,relay,fanout",
+    p.add_argument("--modes", default="all,relay,pull,fanout",
                    help="full (whole states to every peer), all (deltas to every peer each round: the release "
-                        "before bounded fanout), fanout (--fanout peers per round, digest pulls), relay (the same "
+                        "before bounded fanout), fanout (--fanout peers per round, digest pulls, forwarded news), pull "
+                        "(digest pulls as the release before forwarded news), relay (the same "
                         "peers, relays instead of pulls: the release before digests), relay1 (relaying only "
                         "what a node heard from the origin itself: one hop)")
     p.add_argument("--fanout", type=int, default=0, help="peers per round in fanout mode (0: automatic)")
@@ -382,12 +401,15 @@ def main() -> None:
     p.add_argument("--cost", type=int, default=1000, help="cost units per budgeted request")
     p.add_argument("--limited-rps", type=float, default=400, help="requests/s on the limited key")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--spread", default="",
+                   help="fanout mode: HOPS,PER_NEWS,SOURCES instead of fanout.spread_for (forwarded news: hops and "
+                        "targets per news; targets each boot is asked from)")
     args = p.parse_args()
     print(f"{args.keys} active keys, {args.rps} req/s cluster-wide, {args.seconds:g} simulated s per run, "
           f"interval {args.interval}s, latency {args.latency_ms} ms, loss {args.loss:.0%}, dup {args.dup:.0%}")
     print(f"{'N':>4} {'mode':>6} {'sent B/s/node':>14} {'recv B/s/node':>14} {'msg/s/node':>11} "
           f"{'conv p50 ms':>12} {'conv p99 ms':>12} {'probes':>7} {'rate adm/L (L+N)':>17} "
-          f"{'budget spent/limit':>19} {'wall s':>7}")
+          f"{'budget spent/limit':>19} {'CPU ms/s/node':>13} {'wall s':>7}")
     for n in (int(x) for x in args.nodes.split(",")):
         for mode in args.modes.split(","):
             r = Sim(n, mode, args).run()
@@ -398,7 +420,7 @@ def main() -> None:
                 budget = f"{r['spend'] / args.budget:.3f} ({over:+.0f} req)"
             print(f"{n:>4} {mode:>6} {r['sent_Bps']:>14,.0f} {r['recv_Bps']:>14,.0f} "
                   f"{r['sent_mps'] + r['recv_mps']:>11.1f} {r['conv_p50_ms']:>12.1f} {r['conv_p99_ms']:>12.1f} "
-                  f"{r['probes']:>7} {rate:>17} {budget:>19} {r['wall_s']:>7.1f}", flush=True)
+                  f"{r['probes']:>7} {rate:>17} {budget:>19} {r['cpu_ms']:>13.1f} {r['wall_s']:>7.1f}", flush=True)
     print("bounds (docs/cluster.md), rate limit L over N nodes: admitted <= L + (N-1)*ceil(L/N) + 1 worst case, "
           "<= L + N seen in practice; budget: the spend admitted within one gossip delay past its last quarter "
           "plus (N-1) claims of max(ceil(remaining/N), one request)")

@@ -172,6 +172,11 @@ class Holdings:
         for comp in [c for c in self.held if c not in kept]:
             del self.held[comp]
 
+    def holds(self, comp: Component, label: int) -> bool:
+        """Whether this node holds every entry that changed in that boot's message `label`."""
+        h = self.held.get(comp)
+        return h is not None and not h.windows_only and (h.version >= label or label in h.news)
+
     def newest(self, comp: Component) -> int:
         """The newest label held of a boot: every value held is at most that message's."""
         h = self.held.get(comp)
@@ -253,17 +258,31 @@ def responsible(component: Component, targets: Sequence[str], salt: int) -> str:
     return targets[zlib.crc32(f"{salt}:{node}:{epoch}".encode()) % len(targets)]
 
 
+def sources(component: Component, targets: Sequence[str], salt: int, count: int = 1) -> list[str]:
+    """The targets a component is asked from this round: `responsible`, and while the origin is not
+    a target, up to `count` - 1 others picked by another hash (a second source halves the rounds a
+    pull epidemic takes to reach its last nodes)."""
+    first = responsible(component, targets, salt)
+    if count <= 1 or component[0] in targets or len(targets) < 2:
+        return [first]
+    node, epoch = component
+    rest = sorted((t for t in targets if t != first), key=lambda t: zlib.crc32(f"{salt}/{node}:{epoch}>{t}".encode()))
+    return [first, *rest[:count - 1]]
+
+
 def ask(held: Iterable[Component], holdings: Holdings, targets: Sequence[str], salt: int,
-        me: str) -> dict[str, dict[Component, Asked]]:
+        me: str, count: int = 1) -> dict[str, dict[Component, Asked]]:
     """target -> the components this node asks it about, with what it holds of each (every
-    component held but this node's own, each asked from one target)."""
+    component held but this node's own, each asked from `sources`)."""
     out: dict[str, dict[Component, Asked]] = {t: {} for t in targets}
     if not targets:
         return out
     for comp in held:
         if comp[0] != me:
             h = holdings.held.get(comp)
-            out[responsible(comp, targets, salt)][comp] = (h.version, frozenset(h.news)) if h else NOTHING
+            asked = (h.version, frozenset(h.news)) if h else NOTHING
+            for t in sources(comp, targets, salt, count):
+                out[t][comp] = asked
     return out
 
 

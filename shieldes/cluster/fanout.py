@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shieldes.cluster.view import Component, NodeState
@@ -43,6 +44,28 @@ def fanout_for(peers: int, *, interval: float, timeout: float) -> int:
     rounds = max(1, math.floor(timeout / (3 * interval)))  # rounds within which every peer gets a push
     k = max(math.ceil(math.log2(peers + 1)) + 1, math.ceil(peers / rounds))
     return min(peers, k)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How digest pulls spread a change beyond its origin's k targets (news.py, digest.py)."""
+
+    hops: int = 0  # times news is forwarded on after the origin's push
+    per_news: int = 0  # targets of a round each forwarded news goes to
+    sources: int = 1  # targets of a round each boot is asked from (while its origin is not one)
+
+
+def spread_for(peers: int, k: int) -> Spread:
+    """With `peers` other nodes and `k` targets per round: forward each news once, to as many
+    targets as make about `peers` - k copies of a change in all (k first holders, each forwarding
+    to up to k), so a change reaches about two thirds of the cluster by push in two rounds; and once
+    the cluster is more than five rotations of k, ask each boot of two targets (the pull epidemic's
+    tail then shrinks with the cube of what lacks a change per round, not the square), which
+    costs a second digest entry per boot and the answers both targets give. Nothing of it while `k`
+    covers every peer."""
+    if k <= 0 or k >= peers:
+        return Spread()
+    return Spread(hops=1, per_news=min(k, math.ceil((peers - k) / k)), sources=2 if peers > 5 * k else 1)
 
 
 def rotation(me: str, targets: Sequence[str]) -> list[str]:

@@ -27,27 +27,14 @@ from typing import Any
 
 import grpc
 
-from shieldes.cluster import delta, digest, gossip_pb2, gossip_pb2_grpc, view
+from shieldes.cluster import delta, digest, gossip_pb2, gossip_pb2_grpc, news, view, wire
 from shieldes.cluster import fanout as fanout_mod
 from shieldes.cluster.delta import Link, Part
 from shieldes.cluster.gossip_stats import GossipStats, PeerStats
 from shieldes.cluster.gossip_tls import GossipTLS
+from shieldes.cluster.news import Rumor
 from shieldes.cluster.view import Component, NodeState, View, ViewCell
-from shieldes.cluster.wire import (
-    MAX_MESSAGE_BYTES,
-    GossipRejected,
-    add_pulled,
-    add_relayed,
-    from_proto,
-    is_newer,
-    open_envelope,
-    part_to_proto,
-    pulled_from_proto,
-    relayed_from_proto,
-    seal,
-    sign,
-    to_proto,
-)
+from shieldes.cluster.wire import MAX_MESSAGE_BYTES, GossipRejected, from_proto, open_envelope, seal, sign, to_proto
 from shieldes.tasks import cancel_and_wait
 
 __all__ = ["MAX_MESSAGE_BYTES", "Gossip", "GossipRejected", "GossipStats", "PeerStats", "from_proto",
@@ -102,6 +89,8 @@ class Gossip:
         on_ack: Callable[[str, int, int], None] | None = None,
         relay_onward: bool = True,
         digests: bool = True,
+        forward: bool = True,
+        spread: Callable[[int, int], fanout_mod.Spread] = fanout_mod.spread_for,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -134,6 +123,10 @@ class Gossip:
         # every peer every round needs neither); False: relays, as the release before
         self._pulls = digests and relays and fanout is not None
         self._holdings = digest.Holdings()  # versions and labels of the other boots this node holds
+        self._forward = news.Forward()  # news told to this node, pushed on next round (news.py)
+        self._spread = fanout_mod.Spread()  # forwarding and pull sources of this round (fanout.spread_for)
+        self._forwards = forward and self._pulls  # False: as the release before forwarded news (tests, bench)
+        self._spread_for = spread  # (peers, k) -> Spread: fanout.spread_for but in tests and the bench
         self._own_labels = digest.Labels()  # this boot's monotone entries by the message they changed in
         self._gauges = delta.Versions()  # this boot's gauges alone (unused claims, health): pushed, never pulled
         self._cursor = 0  # where the rotation of direct pushes is
@@ -205,7 +198,7 @@ class Gossip:
             return gossip_pb2.Ack(accepted=False, reason=exc.code or "rejected")
         if msg.node_id == self.node_id:
             return gossip_pb2.Ack(accepted=False, reason="self")
-        if not is_newer(self._accepted.get(msg.node_id), msg.boot_epoch, msg.seq):
+        if not wire.is_newer(self._accepted.get(msg.node_id), msg.boot_epoch, msg.seq):
             self.stats.rejected_stale += 1
             return self._ack(False, reason="stale")
         now = self._clock()
@@ -219,11 +212,14 @@ class Gossip:
                                      removed_seen=list(msg.seen_removed)))
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
         before = self.cell.value.components.get(state.component)
+        fresh = self._forwards and msg.gauges_only and not self._holdings.holds(state.component, msg.seq)
         current = self.cell.accept(state, now, whole=bool(msg.base_seq))
         after = self.cell.value.components.get(state.component)
         if self._pulls:
             self._holdings.direct(state.component, before, after, incoming, msg.seq, base=msg.base_seq,
                                   news=msg.gauges_only, current=current)
+            if fresh and current:  # news of the origin itself: pushed on (news.py)
+                self._forward.note(Rumor(news.monotone(incoming), msg.seq, self._spread.hops - 1, msg.node_id))
         if not current:  # an older boot than one already known: only what it admitted counted
             self.stats.rejected_stale += 1
             return self._ack(False, reason="superseded")
@@ -236,18 +232,21 @@ class Gossip:
         self.stats.received += 1
         self.stats.received_bytes += size
         me, my_epoch = self.node_id, self._boot_epoch()
-        labels = {(c.node_id, c.boot_epoch): c.label for c in msg.relayed if c.label}
-        for other in relayed_from_proto(msg):
+        for c, other in zip([c for c in msg.relayed if c.node_id], wire.relayed_from_proto(msg), strict=True):
+            comp = other.component
             if other.node_id == me and other.boot_epoch >= my_epoch:
                 continue  # this node counts its own current boot itself
-            comps = self.cell.value.components
-            before = comps.get(other.component)
+            told = self._forwards and c.news and view.is_live(self.cell.value, comp)  # forwarded news (news.py)
+            fresh = told and not self._holdings.holds(comp, c.label)
+            before = self.cell.value.components.get(comp)
             self.cell.accept_relayed(other, me, my_epoch)
-            after = self.cell.value.components.get(other.component)
+            after = self.cell.value.components.get(comp)
             if self._relay_onward:
                 self._relay.note(before, after, other)
             if self._pulls:  # at most that message's values (a relay of an older release: unknown)
-                self._holdings.learn(other.component, before, after, other, labels.get(other.component, digest.UNKNOWN))
+                self._holdings.learn(comp, before, after, other, c.label or digest.UNKNOWN, exact=told, news=told)
+            if fresh:
+                self._forward.note(Rumor(other, c.label, c.hops - 1, msg.node_id))
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
         if self._on_state is not None:
@@ -281,7 +280,7 @@ class Gossip:
             return None
         reply = gossip_pb2.State(node_id=self.node_id, boot_epoch=own_epoch, seq=self._seq,
                                  ack=gossip_pb2.Seen(node_id=msg.node_id, boot_epoch=msg.boot_epoch, seq=msg.seq))
-        add_pulled(reply, pulled)
+        wire.add_pulled(reply, pulled)
         envelope = seal(reply, self._secret)
         self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
         return envelope
@@ -298,7 +297,7 @@ class Gossip:
         if msg.ack.node_id != me or msg.ack.boot_epoch != my_epoch:
             return  # an answer to an earlier boot's push: its versions are not this boot's
         self.stats.received_bytes += len(envelope.payload) + len(envelope.signature)
-        for pulled in pulled_from_proto(msg):
+        for pulled in wire.pulled_from_proto(msg):
             comp = pulled.state.component
             if comp[0] == me and comp[1] >= my_epoch:
                 continue
@@ -311,22 +310,15 @@ class Gossip:
 
     def recently_seen(self, within: float) -> list[str]:
         """Peers heard from in the last `within` seconds (alive by gossip, even without Postgres)."""
-        now = self._clock()
-        return sorted(n for n, p in self.stats.peers.items() if now - p.last_seen <= within)
+        return self.stats.recently_seen(self._clock(), within)
 
     def reachable(self, within: float) -> list[str]:
         """Peers (by node id) that acknowledged one of our pushes in the last `within` seconds."""
-        now = self._clock()
-        ok = {a for a, t in self.stats.pushed_ok.items() if now - t <= within}
-        return sorted(n for n, p in self.stats.peers.items() if p.address in ok)
+        return self.stats.reachable(self._clock(), within)
 
     def gone(self, silent_for: float) -> list[str]:
-        """Peers (by node id) silent for `silent_for` seconds whose address refused our latest push:
-        nothing listens there any more, the process is dead (a slow or paused peer times out instead)."""
-        now, st = self._clock(), self.stats
-        return sorted(n for n, p in st.peers.items()
-                      if now - p.last_seen > silent_for
-                      and st.refused.get(p.address, 0.0) > st.pushed_ok.get(p.address, 0.0))
+        """Peers (by node id) silent for `silent_for` seconds whose address refused our latest push."""
+        return self.stats.gone(self._clock(), silent_for)
 
     @property
     def view(self) -> View:
@@ -351,6 +343,7 @@ class Gossip:
         k = len(relaying) if self.fanout is None else (
             self.fanout or fanout_mod.fanout_for(len(targets), interval=self.interval, timeout=self._node_timeout))
         partial = k < len(relaying)
+        self._spread = self._spread_for(len(targets), k) if partial and self._forwards else fanout_mod.Spread()
         if partial != self._partial:  # what targets hold of this node's `seen` changes: whole states next
             self._partial = partial
             self._links = {t: replace(link, acked=0) for t, link in self._links.items()}
@@ -380,8 +373,12 @@ class Gossip:
         rumors = self._relay.take()  # taken every round: what grew before it is not news any more
         pulling = [t for t in targets if self._pulls and self._partial and (link := self._links.get(t)) is not None
                    and link.fanout and link.digests and link.node]
-        asks = digest.ask(self.cell.value.components, self._holdings,
-                          [self._links[t].node for t in pulling], seq, self.node_id)
+        nodes = [self._links[t].node for t in pulling]
+        asks = digest.ask(self.cell.value.components, self._holdings, nodes, seq, self.node_id, self._spread.sources)
+        told: dict[str, list[Rumor]] = {}
+        for rumor in self._forward.take() if self._pulls else ():
+            for node in news.forward_to(rumor, nodes, self._spread.per_news, seq):
+                told.setdefault(node, []).append(rumor)
         by_key: dict[tuple[int, bool, str], gossip_pb2.Envelope] = {}
         out: dict[str, tuple[int, gossip_pb2.Envelope]] = {}
         for target in targets:
@@ -390,7 +387,8 @@ class Gossip:
             fan = self._partial and (link is None or link.fanout)
             node = link.node if fan and link is not None else ""
             if target in pulling:
-                out[target] = (base, self._pull_message(own, relayed, base, seq, node, asks, sent_at))
+                out[target] = (base, self._pull_message(own, relayed, base, seq, node, asks, sent_at,
+                                                        told.get(node, [])))
                 continue
             envelope = by_key.get((base, fan, node))
             if envelope is None:
@@ -400,9 +398,9 @@ class Gossip:
                 else:
                     header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
                     part = delta.unflatten(header, *self._versions.since(base, skip="s" if fan else ""))
-                    msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
+                    msg = wire.part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
                 if fan and link is not None:
-                    add_relayed(msg, rumors)
+                    wire.add_relayed(msg, rumors)
                     self._add_ack(msg, node)
                 envelope = by_key[(base, fan, node)] = seal(msg, self._secret)
             out[target] = (base, envelope)
@@ -413,7 +411,8 @@ class Gossip:
             msg.ack.CopyFrom(gossip_pb2.Seen(node_id=node, boot_epoch=seen[0], seq=seen[1]))
 
     def _pull_message(self, own: NodeState, relayed: list[NodeState], base: int, seq: int, node: str,
-                      asks: dict[str, dict[Component, digest.Asked]], sent_at: int) -> gossip_pb2.Envelope:
+                      asks: dict[str, dict[Component, digest.Asked]], sent_at: int,
+                      told: list[Rumor]) -> gossip_pb2.Envelope:
         """A push to a target that answers digest pulls: the whole state (base 0), or the gauges changed
         after `base` and the entries changed in this very message (news: a round's targets are a
         change's first holders); its acknowledgement, and the digest of what this node asks it. A whole
@@ -427,12 +426,13 @@ class Gossip:
             gauges, removed = self._gauges.since(base)
             fresh, _ = self._versions.since(seq - 1, skip="hsx")
             part = delta.unflatten(header, {**gauges, **fresh}, removed)
-            msg = part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=self.address)
+            msg = wire.part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=self.address)
             msg.gauges_only = True
         self._add_ack(msg, node)
+        wire.add_news(msg, told)
         msg.pull_from.extend(asks)
-        for (peer, epoch), (version, news) in asks[node].items():
-            msg.digest.add(node_id=peer, boot_epoch=epoch, version=version, news=sorted(news))
+        for (peer, epoch), (version, held) in asks[node].items():
+            msg.digest.add(node_id=peer, boot_epoch=epoch, version=version, news=sorted(held))
         return seal(msg, self._secret)
 
     def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:

@@ -111,7 +111,7 @@ class Health(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., requests: _Optional[int] = ..., open: _Optional[bool] = ...) -> None: ...
 
 class Counts(_message.Message):
-    __slots__ = ("node_id", "boot_epoch", "windows", "pending", "unflushed", "reservations", "since", "version", "label", "windows_only", "exact")
+    __slots__ = ("node_id", "boot_epoch", "windows", "pending", "unflushed", "reservations", "since", "version", "label", "windows_only", "exact", "news", "hops")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,8 @@ class Counts(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_ONLY_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    NEWS_FIELD_NUMBER: _ClassVar[int]
+    HOPS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     boot_epoch: int
     windows: _containers.RepeatedCompositeFieldContainer[WindowCount]
@@ -134,7 +136,9 @@ class Counts(_message.Message):
     label: int
     windows_only: bool
     exact: bool
-    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., since: _Optional[int] = ..., version: _Optional[int] = ..., label: _Optional[int] = ..., windows_only: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
+    news: bool
+    hops: int
+    def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[WindowCount, _Mapping]]] = ..., pending: _Optional[_Iterable[_Union[PendingUsage, _Mapping]]] = ..., unflushed: _Optional[_Iterable[_Union[UnflushedDelta, _Mapping]]] = ..., reservations: _Optional[_Iterable[_Union[Reservation, _Mapping]]] = ..., since: _Optional[int] = ..., version: _Optional[int] = ..., label: _Optional[int] = ..., windows_only: _Optional[bool] = ..., exact: _Optional[bool] = ..., news: _Optional[bool] = ..., hops: _Optional[int] = ...) -> None: ...
 
 class Held(_message.Message):
     __slots__ = ("node_id", "boot_epoch", "version", "news")

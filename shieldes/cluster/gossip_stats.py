@@ -37,6 +37,20 @@ class GossipStats:
     pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
     refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
 
+    def recently_seen(self, now: float, within: float) -> list[str]:
+        return sorted(n for n, p in self.peers.items() if now - p.last_seen <= within)
+
+    def reachable(self, now: float, within: float) -> list[str]:
+        ok = {a for a, t in self.pushed_ok.items() if now - t <= within}
+        return sorted(n for n, p in self.peers.items() if p.address in ok)
+
+    def gone(self, now: float, silent_for: float) -> list[str]:
+        """Nothing listens at their address any more: the process is dead (a slow or paused peer
+        times out instead of refusing)."""
+        return sorted(n for n, p in self.peers.items()
+                      if now - p.last_seen > silent_for
+                      and self.refused.get(p.address, 0.0) > self.pushed_ok.get(p.address, 0.0))
+
     def to_dict(self) -> dict[str, Any]:
         now = time.time()
         return {

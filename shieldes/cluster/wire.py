@@ -13,6 +13,7 @@ import zstandard
 from shieldes.cluster import gossip_pb2
 from shieldes.cluster.delta import Part
 from shieldes.cluster.digest import UNKNOWN, Pulled
+from shieldes.cluster.news import Rumor
 from shieldes.cluster.view import Health, NodeState
 from shieldes.errors import ShieldesError
 
@@ -99,6 +100,14 @@ def add_pulled(msg: gossip_pb2.State, pulled: Iterable[Pulled]) -> None:
         add_relayed(msg, [p.state])
         c = msg.relayed[-1]
         c.since, c.version, c.label, c.exact, c.windows_only = p.since, p.version, p.label, p.exact, p.windows_only
+
+
+def add_news(msg: gossip_pb2.State, rumors: Iterable[Rumor]) -> None:
+    """Forwarded news (news.py) as relayed Counts marked `news`, with their label (exact) and hops."""
+    for r in rumors:
+        add_relayed(msg, [r.state])
+        c = msg.relayed[-1]
+        c.label, c.exact, c.news, c.hops = r.label, True, True, r.hops
 
 
 def pulled_from_proto(msg: gossip_pb2.State) -> list[Pulled]:

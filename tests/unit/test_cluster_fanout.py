@@ -41,10 +41,12 @@ class Own:
                          health=dict(self.health), reservations=dict(self.reservations), pending=dict(self.pending))
 
 
-def gossip(own: Own, clock: list[float], k: int | None = 2, digests: bool = True) -> Gossip:
+def gossip(own: Own, clock: list[float], k: int | None = 2, digests: bool = True, forward: bool = True,
+           spread: fanout.Spread | None = None) -> Gossip:
     return Gossip(node_id=own.name, secret=SECRET, host="127.0.0.1", port=0, boot_epoch=lambda: own.epoch,
                   snapshot=own.snapshot, clock=lambda: clock[0], fanout=k, interval=0.15, node_timeout=5.0,
-                  digests=digests)
+                  digests=digests, forward=forward,
+                  spread=fanout.spread_for if spread is None else lambda _peers, _k: spread)
 
 
 def entries(state: NodeState) -> dict[Any, Any]:
@@ -83,10 +85,16 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
     draw = data.draw
     clock = [0.0]
     owns = {n: Own(n, 1) for n in NAMES}
-    # digest pulls everywhere, relays everywhere (the release before), or a rolling upgrade of both
-    release = draw(st.sampled_from(["digests", "relays", "mixed"]))
-    pulls = {n: release == "digests" or (release == "mixed" and i % 2 == 0) for i, n in enumerate(NAMES)}
-    nodes = {n: gossip(owns[n], clock, digests=pulls[n]) for n in NAMES}
+    # digest pulls with forwarded news (any hops, targets per news, sources per boot) everywhere, digest
+    # pulls as the release before forwarding, relays as the release before digests, or rolling upgrades
+    spread = fanout.Spread(draw(st.integers(0, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    release = draw(st.sampled_from(["forward", "digests", "relays", "mixed", "mixed3"]))
+    kinds = {"forward": ["forward"], "digests": ["digests"], "relays": ["relays"], "mixed": ["forward", "digests"],
+             "mixed3": ["forward", "digests", "relays"]}[release]
+    kind = {n: kinds[i % len(kinds)] for i, n in enumerate(NAMES)}
+    pulls = {n: kind[n] != "relays" for n in NAMES}
+    forwards = {n: kind[n] == "forward" for n in NAMES}
+    nodes = {n: gossip(owns[n], clock, digests=pulls[n], forward=forwards[n], spread=spread) for n in NAMES}
     in_flight: list[tuple[str, str, int, int, gossip_pb2.Envelope]] = []  # (from, to, seq, base, envelope)
     stale_boots: set[tuple[str, int]] = set()
 
@@ -115,9 +123,10 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
             name = draw(st.sampled_from(NAMES))
             stale_boots.add((name, owns[name].epoch))
             owns[name] = Own(name, owns[name].epoch + 1)
-            nodes[name] = gossip(owns[name], clock, digests=pulls[name])
+            nodes[name] = gossip(owns[name], clock, digests=pulls[name], forward=forwards[name], spread=spread)
+        reliable = draw(st.booleans())  # some rounds arrive whole and in order: news is forwarded on
         for name in NAMES:
-            round_(name)
+            round_(name, reliable)
         for _ in range(draw(st.integers(0, 12))):  # deliver some of what is in flight, in any order
             if not in_flight:
                 break
