@@ -97,9 +97,10 @@ class Settings(BaseSettings):
     gossip_interval: float = Field(default=0.15, gt=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
     node_timeout: float = Field(default=5.0, gt=0, description="peers silent this long leave the fan-out")
-    gossip_fanout: int = Field(default=0, ge=-1, description="peers pushed to per gossip round, the rest "
+    gossip_fanout: int = Field(default=0, ge=-100_000, description="peers pushed to per gossip round, the rest "
                                "pulled by digest (0: every peer every round; -1: automatic, ceil(log2 N) + 1 "
-                               "and every peer within node_timeout / 3; k: k peers)")
+                               "and every peer within node_timeout / 3; -X: every peer while the cluster has "
+                               "fewer than X nodes, automatic from X on; k: k peers)")
 
     # Snapshots and compaction
     snapshot_every_events: int = Field(default=100_000, ge=1)

@@ -50,7 +50,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'gossip_interval': ('float', False, 0.15, None, (('gt', 0),), (), ()),
     'heartbeat_interval': ('float', False, 1.0, None, (('gt', 0),), (), ()),
     'node_timeout': ('float', False, 5.0, None, (('gt', 0),), (), ()),
-    'gossip_fanout': ('int', False, 0, None, (('ge', -1),), (), ()),
+    'gossip_fanout': ('int', False, 0, None, (('ge', -100000),), (), ()),
     'snapshot_every_events': ('int', False, 100000, None, (('ge', 1),), (), ()),
     'snapshot_every_seconds': ('float', False, 300.0, None, (('gt', 0),), (), ()),
     'snapshots_kept': ('int', False, 3, None, (('ge', 1),), (), ()),

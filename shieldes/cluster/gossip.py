@@ -8,11 +8,11 @@ periodically (anti-entropy) and always to older releases. With bounded fanout (f
 pushes to `k` peers in rotation: to a peer that answers digest pulls (digest.py) the gauges, the
 round's news and a digest of what this node holds of a share of the other boots, answered in the
 Ack with what it lacks; to a peer of the release before, the whole delta and relays of what grew
-in this node's view since the previous round. Peers of an older release still get a push every
-round. Receivers refuse a
-bad signature, a malformed payload, and a (node, boot_epoch, seq) not newer than the last accepted
-one (replays and stale messages), counting each refusal. Accepted states merge into `view`; the
-sender's log head is handed to `on_head` (a wake-up hint for the projector).
+in this node's view since the previous round; news is forwarded once more (news.py). Peers of an
+older release still get a push every round. Receivers refuse a bad signature, a malformed payload,
+and a (node, boot_epoch, seq) not newer than the last accepted one (replays and stale messages),
+counting each refusal. Accepted states merge into `view`; the sender's log head is handed to
+`on_head` (a wake-up hint for the projector).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from shieldes.cluster import fanout as fanout_mod
 from shieldes.cluster.delta import Link, Part
 from shieldes.cluster.gossip_stats import GossipStats, PeerStats
 from shieldes.cluster.gossip_tls import GossipTLS
-from shieldes.cluster.news import Rumor
 from shieldes.cluster.view import Component, NodeState, View, ViewCell
 from shieldes.cluster.wire import MAX_MESSAGE_BYTES, GossipRejected, from_proto, open_envelope, seal, sign, to_proto
 from shieldes.tasks import cancel_and_wait
@@ -91,6 +90,7 @@ class Gossip:
         digests: bool = True,
         forward: bool = True,
         spread: Callable[[int, int], fanout_mod.Spread] = fanout_mod.spread_for,
+        fanout_from: int = 0,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -111,9 +111,9 @@ class Gossip:
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
         self._deltas = deltas  # advertise that deltas are understood (False: peers send whole states)
         self._clock = clock
-        # pushes per round to peers that take bounded fanout: None every peer (the previous
-        # behaviour), 0 fanout.fanout_for (log N, and every peer within a third of node_timeout)
-        self.fanout = fanout
+        # pushes per round to peers that take bounded fanout: None every peer (the previous behaviour), 0
+        # fanout.fanout_for (log N, every peer within node_timeout / 3); every peer below `fanout_from` nodes
+        self.fanout, self._fanout_from = fanout, fanout_from
         self._relays = relays  # advertise bounded fanout in Acks (False: peers push as to an older release)
         self._node_timeout = node_timeout
         self._on_ack = on_ack  # a peer's State.ack: (peer node, this boot's epoch, seq it accepted)
@@ -219,7 +219,7 @@ class Gossip:
             self._holdings.direct(state.component, before, after, incoming, msg.seq, base=msg.base_seq,
                                   news=msg.gauges_only, current=current)
             if fresh and current:  # news of the origin itself: pushed on (news.py)
-                self._forward.note(Rumor(news.monotone(incoming), msg.seq, self._spread.hops - 1, msg.node_id))
+                self._forward.note(news.Rumor(news.monotone(incoming), msg.seq, self._spread.hops - 1, msg.node_id))
         if not current:  # an older boot than one already known: only what it admitted counted
             self.stats.rejected_stale += 1
             return self._ack(False, reason="superseded")
@@ -246,7 +246,7 @@ class Gossip:
             if self._pulls:  # at most that message's values (a relay of an older release: unknown)
                 self._holdings.learn(comp, before, after, other, c.label or digest.UNKNOWN, exact=told, news=told)
             if fresh:
-                self._forward.note(Rumor(other, c.label, c.hops - 1, msg.node_id))
+                self._forward.note(news.Rumor(other, c.label, c.hops - 1, msg.node_id))
         if self._on_head is not None and msg.log_head:
             self._on_head(msg.log_head)
         if self._on_state is not None:
@@ -340,7 +340,7 @@ class Gossip:
         one that has not answered yet), and the next `k` of the others in rotation (fanout.py). While
         `k` covers them all, every peer gets every round, with `seen`, exactly as before."""
         relaying = [t for t in targets if (link := self._links.get(t)) is not None and link.fanout]
-        k = len(relaying) if self.fanout is None else (
+        k = len(relaying) if self.fanout is None or len(targets) + 1 < self._fanout_from else (
             self.fanout or fanout_mod.fanout_for(len(targets), interval=self.interval, timeout=self._node_timeout))
         partial = k < len(relaying)
         self._spread = self._spread_for(len(targets), k) if partial and self._forwards else fanout_mod.Spread()
@@ -375,7 +375,7 @@ class Gossip:
                    and link.fanout and link.digests and link.node]
         nodes = [self._links[t].node for t in pulling]
         asks = digest.ask(self.cell.value.components, self._holdings, nodes, seq, self.node_id, self._spread.sources)
-        told: dict[str, list[Rumor]] = {}
+        told: dict[str, list[news.Rumor]] = {}
         for rumor in self._forward.take() if self._pulls else ():
             for node in news.forward_to(rumor, nodes, self._spread.per_news, seq):
                 told.setdefault(node, []).append(rumor)
@@ -411,12 +411,12 @@ class Gossip:
             msg.ack.CopyFrom(gossip_pb2.Seen(node_id=node, boot_epoch=seen[0], seq=seen[1]))
 
     def _pull_message(self, own: NodeState, relayed: list[NodeState], base: int, seq: int, node: str,
-                      asks: dict[str, dict[Component, digest.Asked]], sent_at: int,
-                      told: list[Rumor]) -> gossip_pb2.Envelope:
+                      asks: dict[str, dict[Component, digest.Asked]], sent_at: int, told: list[news.Rumor]
+                      ) -> gossip_pb2.Envelope:
         """A push to a target that answers digest pulls: the whole state (base 0), or the gauges changed
-        after `base` and the entries changed in this very message (news: a round's targets are a
-        change's first holders); its acknowledgement, and the digest of what this node asks it. A whole
-        state relays crashed boots' counts as to any peer, each with the newest label held of it."""
+        after `base` and the entries changed in this very message (news: a round's targets are a change's
+        first holders); its acknowledgement, the news `told` this node it forwards, and the digest of what
+        this node asks it. A whole state relays crashed boots' counts with the newest label held of each."""
         if base == 0:
             msg = to_proto(replace(own, seen={}), sent_at_ms=sent_at, gossip_address=self.address, relayed=relayed)
             for c in msg.relayed:

@@ -89,6 +89,7 @@ class ClusterRuntime:
                 on_state=self._on_state, on_sent=self._on_sent, view=self.cell,
                 tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
                 fanout=None if s.gossip_fanout == 0 else max(0, s.gossip_fanout), node_timeout=s.node_timeout,
+                fanout_from=max(0, -s.gossip_fanout),
                 on_ack=self._on_ack,
             )
         self.apply_delay = Histogram(

@@ -272,3 +272,18 @@ def test_relays_bring_no_reservation_of_a_boot_this_node_does_not_take_for_alive
     assert not view.merge_admitted(forgotten, state).components[("x", 2)].reservations
     superseded = view.observe_epochs(v, {"x": 3})
     assert not view.merge_admitted(superseded, state).components[("x", 2)].pending
+
+
+@pytest.mark.parametrize(("fanout_from", "per_round"), [(7, 5), (6, 1), (1, 1)], ids=["below", "at", "always"])
+def test_automatic_fanout_from_a_cluster_size_pushes_to_every_peer_below_it(fanout_from: int, per_round: int) -> None:
+    clock = [0.0]
+    owns = {n: Own(n, 1) for n in NAMES}  # a cluster of 6
+    nodes = {n: Gossip(node_id=n, secret=SECRET, host="127.0.0.1", port=0, boot_epoch=lambda: 1,
+                       snapshot=owns[n].snapshot, clock=lambda: clock[0], fanout=1, fanout_from=fanout_from)
+             for n in NAMES}
+    for _ in range(3):  # first contacts: every link learns the others take bounded fanout
+        for name, g in nodes.items():
+            seq, messages = g.prepare(g.pick([t for t in NAMES if t != name]))
+            for target, (base, envelope) in messages.items():
+                g.acknowledged(target, seq, base, nodes[target].receive(envelope))
+    assert len(nodes["n0"].pick([t for t in NAMES if t != "n0"])) == per_round

@@ -120,12 +120,11 @@ def test_each_component_is_asked_from_its_origin_or_from_distinct_targets(
             assert len(asked_of) == min(count, len(targets)) and digest.responsible(comp, targets, salt) in asked_of
 
 
-def test_spread_forwards_about_a_cluster_of_copies_and_asks_two_sources_only_in_large_clusters() -> None:
+def test_spread_forwards_about_a_cluster_of_copies_beyond_two_rotations_and_asks_two_sources_beyond_five() -> None:
     k = {n: fanout.fanout_for(n - 1, interval=0.15, timeout=5.0) for n in (3, 10, 30, 100)}
     spread = {n: fanout.spread_for(n - 1, k[n]) for n in k}
-    assert spread[3] == fanout.Spread()  # k covers every peer: nothing to forward or pull
-    assert spread[10] == fanout.Spread(1, 1, 1) and spread[30] == fanout.Spread(1, 4, 1)
-    assert spread[100] == fanout.Spread(1, 9, 2)
-    for n in (10, 30, 100):  # the origin's k targets and their forwards: about N - 1 copies, never 2N
+    assert spread[3] == spread[10] == fanout.Spread()  # k reaches half the cluster: nothing more
+    assert spread[30] == fanout.Spread(1, 4, 1) and spread[100] == fanout.Spread(1, 9, 2)
+    for n in (30, 100):  # the origin's k targets and their forwards: about N - 1 copies, never 2N
         assert min(n - 1 - k[n], k[n] ** 2) <= k[n] * spread[n].per_news < 2 * n  # at most k each
 

@@ -20,7 +20,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("SHIELDES_DATA_DIR", ["/srv/shieldes", "rel/dir", "~/x", ""]),
     ("SHIELDES_PORT", ["8081", "0", "65535", "65536", "-1", "007", "+5", " 5", "1_000", "5.0", "x", ""]),
     ("SHIELDES_NODE_TIMEOUT", ["2.5", "3", "0", "-1", "1e3", ".5", "nan", "inf", "x", ""]),
-    ("SHIELDES_GOSSIP_FANOUT", ["-1", "-2", "3"]),
+    ("SHIELDES_GOSSIP_FANOUT", ["-1", "-2", "-40", "-100001", "3"]),
     ("SHIELDES_ALLOW_UNPRICED", ["true", "false", "1", "0", "yes", "TRUE", "maybe", ""]),
     ("SHIELDES_LOG_LEVEL", ["debug", " WARNING ", "Info", "verbose", ""]),
     ("SHIELDES_CAPTURE_BODIES", ["all", "ALL", "some"]),
@@ -94,3 +94,4 @@ def test_a_dotenv_file_is_left_to_pydantic(environ: dict[str, str]) -> None:
     Path(".env").write_text("SHIELDES_PORT=8082\n")
     assert read_values(environ) is None
     assert Settings().port == 8082
+
