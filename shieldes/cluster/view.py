@@ -94,12 +94,22 @@ class View:
 EMPTY = View()
 
 
-def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) -> dict[K, tuple[int, ...]]:
-    out = dict(a)
+def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) -> Mapping[K, tuple[int, ...]]:
+    """Max per entry; `a` itself when `b` raises none of its entries (no copy: states are never
+    changed in place, and most of what a relay, a pull or forwarded news brings is held already)."""
+    out: dict[K, tuple[int, ...]] | None = None
     for k, vb in b.items():
-        va = out.get(k)
-        out[k] = vb if va is None else tuple(map(max, va, vb))
-    return out
+        va = a.get(k)
+        if va is not None:
+            if va == vb:
+                continue
+            vb = tuple(map(max, va, vb))
+            if vb == va:
+                continue
+        if out is None:
+            out = dict(a)
+        out[k] = vb
+    return a if out is None else out
 
 
 def merge_node(a: NodeState, b: NodeState) -> NodeState:
