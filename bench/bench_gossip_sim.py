@@ -46,6 +46,7 @@ Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
 import itertools
 import random
@@ -58,10 +59,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shieldes.cluster import fanout, gossip_pb2, view  # noqa: E402
-from shieldes.cluster.gossip import Gossip, seal, to_proto  # noqa: E402
+from shieldes.cluster import digest, fanout, gossip_pb2, view  # noqa: E402
+from shieldes.cluster.gossip import Gossip, open_envelope, seal, to_proto  # noqa: E402
 from shieldes.cluster.limits import HeadroomSplitter, Rounds  # noqa: E402
 from shieldes.cluster.view import NodeState  # noqa: E402
+from shieldes.cluster.wire import pulled_from_proto  # noqa: E402
 
 SECRET = b"bench"
 WINDOW = 1000  # the rate window every count falls in (the run is shorter than a minute)
@@ -145,6 +147,7 @@ class Sim:
         self.converged: list[float] = []
         self.rate_limit, self.budget, self.cost = args.rpm, args.budget, args.cost
         self.cpu = 0.0  # process CPU seconds in the gossip calls (prepare, receive, acknowledged)
+        self.answered: collections.Counter[tuple[str, str]] = collections.Counter()  # --answers
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -269,6 +272,17 @@ class Sim:
                 self.converged.append(self.now - started)
         self.probes = still
 
+    def tally_answer(self, node: Node, envelope: gossip_pb2.Envelope) -> None:
+        """--answers: each entry of a digest answer, new to the asker or held already (at that value
+        or above), by label kind (exact: the message's value; inexact: at most that message's)."""
+        held = node.gossip.view.components
+        for p in pulled_from_proto(open_envelope(envelope, SECRET)):
+            mine = held.get(p.state.component)
+            for e, v in digest.entries(p.state).items():
+                cur = getattr(mine, digest.KINDS[e[0]]).get(e[1]) if mine is not None else None
+                new = cur is None or any(x > c for x, c in zip(v, cur, strict=False))
+                self.answered["new" if new else "held", "exact" if p.exact else "inexact"] += 1
+
     # --- limits (the production split) ----------------------------------------------------------
 
     def limited_request(self, name: str) -> None:
@@ -335,6 +349,8 @@ class Sim:
                 self.deliver(*payload)
             elif kind == "ack":
                 sender, target, seq, base, ack = payload
+                if a.answers and ack.HasField("pulled"):
+                    self.tally_answer(self.nodes[sender], ack.pulled)
                 cpu = time.process_time()
                 self.nodes[sender].gossip.acknowledged(target, seq, base, ack)
                 self.cpu += time.process_time() - cpu
@@ -353,6 +369,7 @@ class Sim:
                 for x in self.nodes.values():
                     x.sent = x.sent_bytes = x.received = x.received_bytes = 0
                 self.cpu = 0.0
+                self.answered.clear()
             elif kind == "check":
                 self.check_probes()
                 self.schedule(at + step, "check")
@@ -371,6 +388,7 @@ class Sim:
             "spend": sum(x.spend for x in nodes),
             "wall_s": time.monotonic() - started,
             "cpu_ms": self.cpu / per * 1000,
+            "answered": dict(self.answered),
         }
 
 
@@ -401,6 +419,8 @@ def main() -> None:
     p.add_argument("--cost", type=int, default=1000, help="cost units per budgeted request")
     p.add_argument("--limited-rps", type=float, default=400, help="requests/s on the limited key")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--answers", action="store_true",
+                   help="count the entries of digest answers new to the asker and those it held already")
     p.add_argument("--spread", default="",
                    help="fanout mode: HOPS,PER_NEWS,SOURCES instead of fanout.spread_for (forwarded news: hops and "
                         "targets per news; targets each boot is asked from)")
@@ -421,6 +441,11 @@ def main() -> None:
             print(f"{n:>4} {mode:>6} {r['sent_Bps']:>14,.0f} {r['recv_Bps']:>14,.0f} "
                   f"{r['sent_mps'] + r['recv_mps']:>11.1f} {r['conv_p50_ms']:>12.1f} {r['conv_p99_ms']:>12.1f} "
                   f"{r['probes']:>7} {rate:>17} {budget:>19} {r['cpu_ms']:>13.1f} {r['wall_s']:>7.1f}", flush=True)
+            if args.answers and r["answered"]:
+                total = sum(r["answered"].values())
+                print("      answered entries: " + ", ".join(
+                    f"{kind} {label} {count} ({count / total:.0%})"
+                    for (kind, label), count in sorted(r["answered"].items())), flush=True)
     print("bounds (docs/cluster.md), rate limit L over N nodes: admitted <= L + (N-1)*ceil(L/N) + 1 worst case, "
           "<= L + N seen in practice; budget: the spend admitted within one gossip delay past its last quarter "
           "plus (N-1) claims of max(ceil(remaining/N), one request)")
