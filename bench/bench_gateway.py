@@ -149,6 +149,13 @@ def spawn_litellm(binary: str, port: int, upstream: str) -> subprocess.Popen[byt
     )
 
 
+def drop_scratch(db_url: str) -> None:
+    """Drop a database prepare_database made (its server stays up for the next run)."""
+    from tests.pg import drop_database, with_database
+
+    drop_database(with_database(db_url, "postgres"), db_url)
+
+
 async def prepare_database() -> tuple[str, str]:
     """A fresh migrated database with one provider (the fake upstream) and one key with limits and
     a budget (so every check runs); returns (database url, key secret)."""
@@ -459,6 +466,7 @@ def main() -> None:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        drop_scratch(db_url)
     generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
     table = [
         f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "

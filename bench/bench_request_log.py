@@ -151,7 +151,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=8)
     args = parser.parse_args()
     db_url, secret = asyncio.run(bg.prepare_database())
+    try:
+        report(db_url, secret, args)
+    finally:
+        bg.drop_scratch(db_url)
 
+
+def report(db_url: str, secret: str, args: argparse.Namespace) -> None:
     hot, write = asyncio.run(per_row_cost(db_url, args.rows))
     print(f"per row: request path {hot:.2f} us, writer (rows + COPY) {write:.2f} us, total {hot + write:.2f} us",
           flush=True)
