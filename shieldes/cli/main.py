@@ -121,7 +121,6 @@ def _settings() -> Settings:
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry")
-        raise AssertionError("unreachable") from None
 
 
 def main() -> None:
