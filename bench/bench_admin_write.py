@@ -68,7 +68,7 @@ def cli(url: str, *args: str) -> float:
 
 async def in_process(store: PostgresEventStore, snapshot: bool, name: str) -> float:
     started = time.perf_counter()
-    base = await config_from_snapshot(store.pool, snapcodec.mac_key(SECRET)) if snapshot else None
+    base = await config_from_snapshot(store.connections, snapcodec.mac_key(SECRET)) if snapshot else None
     await write_config(store, CreateKey(name, name, hash_key(name), "sk-shd-xxxx"), actor="bench", base=base)
     return time.perf_counter() - started
 

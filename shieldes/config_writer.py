@@ -7,6 +7,7 @@ which folds the newest snapshot's config plus the config stream after it) and by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -99,30 +100,33 @@ async def scoped_write(
 ) -> LiveWrite | None:
     """`write_config` for a command whose decision reads only the entities it names
     (projections/scope.py): folds the shared config plus those entities' events, a few dozen
-    events whatever the number of keys, and decides on that. None: the command needs the whole
-    config. The returned state holds only what was folded (enough to print the result)."""
+    events whatever the number of keys, and decides on that, in the transaction of the append
+    (`EventStore.append_scoped`). None: the command needs the whole config. The returned state
+    holds only what was folded (enough to print the result)."""
     scope = scope_of(command)
     if scope is None:
         return None
     codec = codec or Codec()
+
+    def decided(events: Sequence[RecordedEvent]) -> list[NewEvent]:
+        return [NewEvent.of(e, codec) for e in decide(_fold(ConfigState(), events, codec), command)]
+
     for attempt in range(ATTEMPTS):
-        events, head = await store.read_scope(scope)
-        state = ConfigState()
-        for recorded in events:
-            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-        new = [NewEvent.of(e, codec) for e in decide(state, command)]
         try:
-            result = await store.append(
-                CONFIG_STREAM, new, AppendOptions(metadata={"actor": actor}, expected_config_position=head)
-            )
+            read, result = await store.append_scoped(scope, decided, AppendOptions(metadata={"actor": actor}))
         except ConcurrentChange:
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        for recorded in result.events:
-            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-        return LiveWrite(list(result.events), state)
+        # the few events read, folded again with the ones written: the state to print
+        return LiveWrite(list(result.events), _fold(ConfigState(), [*read, *result.events], codec))
     raise AssertionError("unreachable")
+
+
+def _fold(state: ConfigState, events: Sequence[RecordedEvent], codec: Codec) -> ConfigState:
+    for recorded in events:
+        state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
+    return state
 
 
 IDEMPOTENCY_FIELD = "idempotency_key"

@@ -146,11 +146,12 @@ def schema_revision(conn: psycopg.Connection) -> str | None:
 
 
 async def async_schema_revision(conn: psycopg.AsyncConnection) -> str | None:
-    cur = await conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
-    row = await cur.fetchone()
-    if not row or not row[0]:
+    """One round trip, on an autocommit connection outside a transaction (a database without the
+    table fails this one statement, nothing else)."""
+    try:
+        cur = await conn.execute("SELECT version_num FROM alembic_version")
+    except psycopg.errors.UndefinedTable:
         return None
-    cur = await conn.execute("SELECT version_num FROM alembic_version")
     version = await cur.fetchone()
     return str(version[0]) if version else None
 

@@ -82,24 +82,25 @@ def json_option(f: Callable[P, T]) -> Callable[P, T]:
 
 @asynccontextmanager
 async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[PostgresEventStore]:
-    """A small pool for one command; refuses a database that is not at the schema head."""
-    from shieldes import db
-    from shieldes.events.pg_store import PostgresEventStore, open_pool
+    """The event store on one connection for one command (a command runs one statement at a time;
+    no pool to import or fill); refuses a database that is not at the schema head."""
+    import psycopg
 
-    await _probe(url)  # fail fast: a pool would keep retrying an unreachable server until its timeout
-    pool = open_pool(url, size=2, name="shieldes-cli")
+    from shieldes import db
+    from shieldes.events.connections import OneConnection
+    from shieldes.events.pg_store import PostgresEventStore
+
     try:
-        await pool.open(wait=True, timeout=10)
-    except Exception as exc:  # psycopg_pool.PoolTimeout wraps the connection error
-        await pool.close()
+        one = await OneConnection.connect(url)
+    except psycopg.Error as exc:
         raise db.translate(exc, url) from exc
     try:
         if require_schema:
-            async with pool.connection() as conn:
+            async with one.connection() as conn:
                 db.require_head(await db.async_schema_revision(conn))
-        yield PostgresEventStore(pool, node_timeout=cli_context().settings.node_timeout)
+        yield PostgresEventStore(one, node_timeout=cli_context().settings.node_timeout)
     finally:
-        await pool.close()
+        await one.close()
 
 
 async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
@@ -125,18 +126,6 @@ async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = 
             return await cur.fetchall()
     finally:
         await conn.close()
-
-
-async def _probe(url: str) -> None:
-    import psycopg
-
-    from shieldes import db
-
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
-    except psycopg.Error as exc:
-        raise db.translate(exc, url) from exc
-    await conn.close()
 
 
 def actor() -> str:
@@ -177,7 +166,7 @@ async def write(command: Command) -> Written:
             from shieldes.snapshots.codec import mac_key
             from shieldes.snapshots.config_start import config_from_snapshot
 
-            base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
+            base = await config_from_snapshot(store.connections, mac_key(ctx.settings.cluster_secret))
             done = await write_config(store, command, actor=actor(), codec=codec, base=base)
     return Written(done.events, done.state)
 
@@ -190,7 +179,7 @@ async def read_config() -> ConfigView:
 
     ctx = cli_context()
     async with open_store(ctx.database_url()) as store:
-        base = await config_from_snapshot(store.pool, mac_key(ctx.settings.cluster_secret))
+        base = await config_from_snapshot(store.connections, mac_key(ctx.settings.cluster_secret))
         return await load_config(store, Codec(), base=base)
 
 

@@ -26,7 +26,6 @@ from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UNSET, CreateKey, RevokeKey, RotateKey, UpdateKey, find_key
 from shieldes.projections.state import ConfigState
 from shieldes.timeparse import expiry
-from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import key_row
 
 COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "budget_usd", "budget_period",
@@ -97,6 +96,8 @@ def create(
     row["position"] = written.position
     team_ = state.teams.get(created.team_id) if created.team_id else None
     if created.budget is not None or (team_ is not None and team_.budget is not None):
+        from shieldes.usage.pricing import unpriced, unpriced_warning  # the shipped price table: budgets only
+
         served = {m for d in state.providers.values() for m in d.models}
         missing = unpriced(state.pricing, [m for m in served if created.allows_model(m)])
         if missing:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
 from shieldes.events.scope import Scope, select
-from shieldes.events.store import AppendOptions, AppendResult, Fingerprint, LogPage, NewEvent, RecordedEvent
+from shieldes.events.store import (
+    AppendOptions,
+    AppendResult,
+    Decide,
+    Fingerprint,
+    LogPage,
+    NewEvent,
+    RecordedEvent,
+)
 
 
 def _utcnow() -> datetime:
@@ -96,3 +105,10 @@ class InMemoryEventStore:
     async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
         config = [e for e in self._events if e.stream == CONFIG_STREAM]
         return [config[i] for i in select([(e.type, e.data) for e in config], scope)], self._config_position
+
+    async def append_scoped(
+        self, scope: Scope, decide: Decide, options: AppendOptions
+    ) -> tuple[list[RecordedEvent], AppendResult]:
+        events, head = await self.read_scope(scope)
+        new = decide(events)
+        return events, await self.append(CONFIG_STREAM, new, replace(options, expected_config_position=head))

@@ -10,26 +10,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg.types.json import Jsonb
 
 from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseError, DatabaseUnavailable, EventNotReadable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
-from shieldes.events.folded_read import read_folded
+from shieldes.events.connections import Connections, use_orjson
 from shieldes.events.partitions import cover
-from shieldes.events.scope import Scope, teams_of
+from shieldes.events.scope import Scope
+from shieldes.events.scope_sql import COLUMNS as _COLUMNS
+from shieldes.events.scope_sql import SCOPE_SQL, scope_params, scope_rows
 from shieldes.events.store import (
     AppendOptions,
     AppendResult,
+    Decide,
     Fingerprint,
     FoldedLog,
     LogPage,
@@ -37,19 +38,16 @@ from shieldes.events.store import (
     RecordedEvent,
 )
 
+if TYPE_CHECKING:  # a node's pool; a CLI command's store has one connection (events/connections.py)
+    from psycopg_pool import AsyncConnectionPool
+
 APPEND_LOCK = 0x5348_4C44  # "SHLD": the one advisory lock that serialises appends
 NOTIFY_CHANNEL = "shieldes_events"
-_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
 
 
 async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """JSON through orjson, per connection (no global adapter state)."""
-    set_json_dumps(_dumps, conn)
-    set_json_loads(orjson.loads, conn)
+    """A pool's hook for each new connection: JSON through orjson."""
+    use_orjson(conn)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -84,23 +82,42 @@ class PostgresEventStore:
     """`lock_timeout`: how long an append waits for the append lock (a stuck writer or a
     maintenance job must not hang every writer); `statement_timeout` bounds each statement of it."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any], *, lock_timeout: float = 5.0,
+    def __init__(self, connections: Connections, *, lock_timeout: float = 5.0,
                  statement_timeout: float = 15.0, node_timeout: float = 5.0) -> None:
-        self._pool = pool
+        self._connections = connections
         self._node_timeout = node_timeout
         self._timeouts = (f"{int(lock_timeout * 1000)}ms", f"{int(statement_timeout * 1000)}ms")
         self._lock_timeout = lock_timeout
 
     @property
-    def pool(self) -> AsyncConnectionPool[Any]:
-        """The connection pool (for readers of the other tables next to the log: snapshots)."""
-        return self._pool
+    def connections(self) -> Connections:
+        """Where the store's connections come from (for readers of the tables next to the log: snapshots)."""
+        return self._connections
 
     async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
         if not events:
             raise ValueError("append needs at least one event")
+        return (await self._append(stream, events, options))[1]
+
+    async def append_scoped(
+        self, scope: Scope, decide: Decide, options: AppendOptions
+    ) -> tuple[list[RecordedEvent], AppendResult]:
+        """One transaction of two round trips: the scope's events are read (one statement) before
+        the append lock is taken, so the lock is never held while they are planned and fetched, and
+        the head the lock then reveals must be the config position they reach."""
+        return await self._append(CONFIG_STREAM, decide, options, scope)
+
+    async def _append(
+        self, stream: str, events: Sequence[NewEvent] | Decide, options: AppendOptions, scope: Scope | None = None
+    ) -> tuple[list[RecordedEvent], AppendResult]:
         try:
-            return await self._append(stream, events, options)
+            async with self._connections.connection() as conn:
+                try:
+                    return await self._append_in(conn, stream, events, options, scope)
+                except BaseException:
+                    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+                        await conn.rollback()
+                    raise
         except psycopg.errors.LockNotAvailable:
             raise AppendTimeout(
                 f"the event log's append lock was held for more than {self._lock_timeout:g} s by another "
@@ -116,30 +133,29 @@ class PostgresEventStore:
             raise DatabaseError(f"cannot append to the event log: the database refused it: {_first_line(exc)}") \
                 from exc
 
-    async def _append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
-        async with self._pool.connection() as conn:
-            try:
-                return await self._append_in(conn, stream, events, options)
-            except BaseException:
-                if conn.pgconn.transaction_status != TransactionStatus.IDLE:
-                    await conn.rollback()
-                raise
-
-    async def _append_in(self, conn: AsyncConnection[Any], stream: str, events: Sequence[NewEvent],
-                         options: AppendOptions) -> AppendResult:
+    async def _append_in(
+        self, conn: AsyncConnection[Any], stream: str, events: Sequence[NewEvent] | Decide,
+        options: AppendOptions, scope: Scope | None,
+    ) -> tuple[list[RecordedEvent], AppendResult]:
         """One transaction, pipelined: what comes before the hash chain is one round trip (BEGIN,
-        timeouts, lock, head, the live nodes' readers), the rows, the head's update, the NOTIFY and
-        the COMMIT a second one (each round trip waits on a busy server). BEGIN and COMMIT are
-        statements here: psycopg's transaction block would add a round trip for each."""
+        timeouts, the scope's events for a scoped write, lock, head, the live nodes' readers), the
+        rows, the head's update, the NOTIFY and the COMMIT a second one (each round trip waits on a
+        busy server). BEGIN and COMMIT are statements here: psycopg's transaction block would add a
+        round trip for each. `events` may be a decision on the scope's events, made once they are
+        read and the head is known to be theirs."""
         is_config = stream == CONFIG_STREAM
         async with conn.pipeline() as pipeline:
             await conn.execute("BEGIN")
             # the timeouts are local to this transaction and set before the lock is waited for
-            await conn.execute(
-                "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
-                "pg_advisory_xact_lock(%s)",
-                (*self._timeouts, APPEND_LOCK),
-            )
+            timeouts = "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
+            scoped = None
+            if scope is None:
+                await conn.execute(timeouts + ", pg_advisory_xact_lock(%s)", (*self._timeouts, APPEND_LOCK))
+            else:
+                await conn.execute(timeouts + ", set_config('max_parallel_workers_per_gather', '0', true)",
+                                   self._timeouts)
+                scoped = await conn.execute(SCOPE_SQL, scope_params(scope))
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
             duplicate = None
             if options.idempotency_seq is not None:
                 duplicate = await conn.execute(
@@ -157,18 +173,23 @@ class PostgresEventStore:
             existing = await duplicate.fetchone() if duplicate is not None else None
             if existing is not None:
                 await conn.execute("COMMIT")
-                return AppendResult(existing[0], existing[0], duplicate=True)
+                return [], AppendResult(existing[0], existing[0], duplicate=True)
+            read: list[RecordedEvent] = []
+            expected = options.expected_config_position
+            if scoped is not None:
+                read, expected = scope_rows(await scoped.fetchall())
             head = await cur.fetchone()
             assert head is not None, "log_head row missing: run `shieldes db upgrade`"
             position, config_position, config_hash, now, partitions_end, partition_size = head
-            if (
-                options.expected_config_position is not None
-                and options.expected_config_position != config_position
-            ):
+            if expected is not None and expected != config_position:
                 raise ConcurrentChange(
                     f"the config changed (position {config_position}) after it was read "
-                    f"(position {options.expected_config_position}); retry the command"
+                    f"(position {expected}); retry the command"
                 )
+            if callable(events):
+                events = events(read)
+                if not events:
+                    raise ValueError("append needs at least one event")
             if readers is not None:
                 await self._refuse_unreadable(readers, events)
             first = position + 1
@@ -211,7 +232,7 @@ class PostgresEventStore:
             else:
                 await conn.execute("UPDATE log_head SET position = %s WHERE id = 1", (last,))
             await conn.execute("COMMIT")
-        return AppendResult(first, last, events=tuple(written))
+        return read, AppendResult(first, last, events=tuple(written))
 
     async def _readers(self, conn: AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
         """The live nodes' readable event versions (fetched with the head, in the same round trip)."""
@@ -229,7 +250,7 @@ class PostgresEventStore:
             raise EventNotReadable(problems[0].message())
 
     async def read(self, after: int, limit: int = 1000, *, stream: str | None = None) -> list[RecordedEvent]:
-        async with translated("read the event log"), self._pool.connection() as conn, \
+        async with translated("read the event log"), self._connections.connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
             if stream is None:
                 await cur.execute(
@@ -247,7 +268,7 @@ class PostgresEventStore:
     async def read_page(self, after: int, limit: int = 1000) -> LogPage:
         # one statement, one snapshot: the horizon, the head and the event at the cursor are the ones
         # in force when these events were read (a tailing node's catch-up is this one round trip)
-        async with translated("read the event log"), self._pool.connection() as conn, \
+        async with translated("read the event log"), self._connections.connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(
                 "SELECT h.horizon, h.position, c.stream, c.type, c.recorded_at, e.* FROM log_head h "
@@ -265,29 +286,31 @@ class PostgresEventStore:
 
     async def read_folded(self, after: int) -> FoldedLog:
         """The log after `after` with its usage folded by the database (a replay from 0)."""
-        async with translated("read the event log"), self._pool.connection() as conn:
+        from shieldes.events.folded_read import read_folded  # a node's start, not a CLI write
+
+        async with translated("read the event log"), self._connections.connection() as conn:
             return await read_folded(conn, after)
 
     async def head(self) -> int:
-        async with translated("read the event log's head"), self._pool.connection() as conn:
+        async with translated("read the event log's head"), self._connections.connection() as conn:
             cur = await conn.execute("SELECT position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
     async def fingerprint(self, position: int) -> Fingerprint | None:
-        async with translated("read the event log"), self._pool.connection() as conn:
+        async with translated("read the event log"), self._connections.connection() as conn:
             cur = await conn.execute("SELECT stream, type, recorded_at FROM events WHERE position = %s", (position,))
             row = await cur.fetchone()
         return Fingerprint(row[0], row[1], row[2]) if row else None
 
     async def config_head(self) -> int:
-        async with translated("read the event log's head"), self._pool.connection() as conn:
+        async with translated("read the event log's head"), self._connections.connection() as conn:
             cur = await conn.execute("SELECT config_position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
-        async with translated("read the event log"), self._pool.connection() as conn, \
+        async with translated("read the event log"), self._connections.connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE stream = %s AND metadata->>%s = %s ORDER BY position",
@@ -296,62 +319,23 @@ class PostgresEventStore:
             return [row_to_event(r) for r in await cur.fetchall()]
 
     async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
-        # one snapshot of the log: the head matches the events (REPEATABLE READ)
-        async with translated("read the event log"), self._pool.connection() as conn, conn.transaction(), \
-                conn.cursor(row_factory=tuple_row) as cur:
+        # one statement, so the config position matches the events; one round trip with the setting
+        async with translated("read the event log"), self._connections.connection() as conn, \
+                conn.pipeline() as pipeline:
+            await conn.execute("BEGIN READ ONLY")
             # A point read: the planner, misjudging the shared config's rows, would otherwise start
             # parallel workers (processes) for it, which took longer than the read (20-40 ms at 1M keys).
-            await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
-                              " SET LOCAL max_parallel_workers_per_gather = 0")
-            await cur.execute("SELECT config_position FROM log_head WHERE id = 1")
-            head = await cur.fetchone()
-            # a value with a NUL byte names nothing in the log (Postgres text cannot hold one): the
-            # decision, not the database, says what is wrong with it
-            def held(values: tuple[str, ...]) -> list[str]:
-                return [v for v in values if "\x00" not in v]
-
-            await cur.execute(SCOPE_IDS_SQL, {"keys": held(scope.keys), "hashes": held(scope.hashes),
-                                              "teams": held(scope.teams)})
-            ids = {r[0] for r in await cur.fetchall()}
-            await cur.execute(SCOPE_EVENTS_SQL, {"ids": list(ids)})
-            events = [row_to_event(r) for r in await cur.fetchall()]
-            extra = teams_of((e.type, e.data) for e in events) - ids
-            if extra:
-                await cur.execute(SCOPE_SUBJECTS_SQL, {"ids": list(extra)})
-                events = sorted(events + [row_to_event(r) for r in await cur.fetchall()], key=lambda e: e.position)
-            return events, int(head[0]) if head else 0
-
-
-# events/scope.py in SQL. The literals match the partial indexes of migration 0009 (the planner
-# uses a partial index only for a clause it can prove implies the index's predicate).
-SCOPE_IDS_SQL = (
-    "SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'virtual_key.created'"
-    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(keys)s)"
-    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'virtual_key.created'"
-    " AND data->>'name' = ANY(%(keys)s)"
-    " UNION SELECT data->>'id' FROM events WHERE stream = 'config'"
-    " AND type IN ('virtual_key.created', 'virtual_key.rotated') AND data->>'key_hash' = ANY(%(hashes)s)"
-    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'team.created'"
-    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(teams)s)"
-    " UNION SELECT data->>'id' FROM events WHERE stream = 'config' AND type = 'team.created'"
-    " AND data->>'name' = ANY(%(teams)s)"
-)
-SCOPE_SUBJECTS_SQL = (
-    f"SELECT {_COLUMNS} FROM events"
-    " WHERE stream = 'config' AND type IN ('virtual_key.created', 'virtual_key.updated', 'virtual_key.revoked',"
-    " 'virtual_key.rotated', 'rate_limit.set', 'budget.set', 'budget.removed', 'team.created')"
-    " AND coalesce(data->>'id', data->>'key_id', data->>'subject_id') = ANY(%(ids)s)"
-)
-SCOPE_EVENTS_SQL = (
-    f"SELECT {_COLUMNS} FROM events"
-    " WHERE stream = 'config' AND type NOT IN ('virtual_key.created', 'virtual_key.updated', 'virtual_key.revoked',"
-    " 'virtual_key.rotated', 'rate_limit.set', 'budget.set', 'budget.removed', 'team.created')"
-    " UNION ALL " + SCOPE_SUBJECTS_SQL + " ORDER BY position"
-)
+            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            cur = await conn.execute(SCOPE_SQL, scope_params(scope))
+            await conn.execute("COMMIT")
+            await pipeline.sync()
+            return scope_rows(await cur.fetchall())
 
 
 def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:
     """A pool that is opened by the caller (`await pool.open()`); connections speak JSON via orjson."""
+    from psycopg_pool import AsyncConnectionPool
+
     return AsyncConnectionPool(
         url,
         min_size=1,

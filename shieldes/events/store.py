@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -105,6 +105,10 @@ class Fingerprint:
         return cls(e.stream, e.type, e.recorded_at)
 
 
+# a config write's decision on the events of its scope: the events to append (or an exception)
+Decide = Callable[[Sequence[RecordedEvent]], Sequence[NewEvent]]
+
+
 @runtime_checkable
 class FoldingStore(Protocol):
     async def read_folded(self, after: int) -> FoldedLog:
@@ -140,6 +144,15 @@ class EventStore(Protocol):
     async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
         """The config events `scope` selects (events/scope.py), ascending, and the config head as
         of the same read."""
+        ...
+
+    async def append_scoped(
+        self, scope: Scope, decide: Decide, options: AppendOptions
+    ) -> tuple[list[RecordedEvent], AppendResult]:
+        """`read_scope(scope)`, then `decide(those events)` (it may raise: nothing is appended), then
+        `append(CONFIG_STREAM, ...)` of what it returned, refused with ConcurrentChange if a config
+        event was appended after the read (as with `expected_config_position`, which `options` leaves
+        unset). Returns the events read and the append's result."""
         ...
 
     async def fingerprint(self, position: int) -> Fingerprint | None:

@@ -37,7 +37,6 @@ from shieldes.events.catalog import (
 )
 from shieldes.projections.periods import parse_period
 from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
-from shieldes.providers.kinds import base_url_for, check_kind, check_options
 from shieldes.roles import ROLES
 
 MAX_NAME = 128
@@ -340,6 +339,9 @@ def _users_of(state: ConfigState, name: str) -> list[str]:
 def decide(state: ConfigState, command: Command) -> list[Event]:
     match command:
         case AddProvider():
+            # the provider kinds' table is read by provider commands only (not by a key write)
+            from shieldes.providers.kinds import base_url_for, check_kind, check_options
+
             check_name("provider", command.name)
             if command.name in state.providers:
                 raise CommandRejected(
@@ -355,6 +357,8 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 )
             ]
         case UpdateProvider():
+            from shieldes.providers.kinds import check_kind, check_options
+
             old = state.providers.get(command.name)
             if old is None:
                 raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-from psycopg_pool import AsyncConnectionPool
 
 from shieldes.config_writer import ConfigView
+from shieldes.events.connections import Connections
 from shieldes.events.pg_store import config_tip_mismatch
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
@@ -22,7 +20,7 @@ from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
 log = logging.getLogger(__name__)
 
 
-async def config_from_snapshot(pool: AsyncConnectionPool[Any], key: bytes | None) -> ConfigView | None:
+async def config_from_snapshot(pool: Connections, key: bytes | None) -> ConfigView | None:
     """The newest usable snapshot's config, positioned at its config chain tip."""
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -173,9 +173,10 @@ def test_refused_commands_append_nothing(populated: str, args: list[str], fragme
 
 def test_unreachable_database(database_url: str) -> None:
     url = "postgresql://nobody:secretpw@127.0.0.1:1/nowhere"
-    line = refused(url, "key", "list")
-    assert "cannot reach Postgres at 127.0.0.1:1/nowhere" in line and "SHIELDES_DATABASE_URL" in line
-    assert "secretpw" not in line
+    for args in (["key", "list"], ["key", "create", "--name", "a"], ["key", "revoke", "a"]):
+        line = refused(url, *args)
+        assert "cannot reach Postgres at 127.0.0.1:1/nowhere" in line and "SHIELDES_DATABASE_URL" in line
+        assert "secretpw" not in line
     assert "SHIELDES_DATABASE_URL" in refused("mysql://x", "team", "list")
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 
-from shieldes.errors import ConcurrentChange
+from shieldes.errors import CommandRejected, ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
 from shieldes.events.memory_store import InMemoryEventStore
-from shieldes.events.pg_store import PostgresEventStore, horizon, open_pool, raise_horizon
-from shieldes.events.store import AppendOptions, EventStore, NewEvent
+from shieldes.events.pg_store import APPEND_LOCK, PostgresEventStore, horizon, open_pool, raise_horizon
+from shieldes.events.scope import Scope
+from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedEvent
 
 
 @pytest.fixture(params=["postgres", "memory"])
@@ -96,6 +97,46 @@ async def test_expected_config_position_refuses_stale_writer(store: EventStore) 
     assert await store.head() == 2
 
 
+async def test_a_scoped_append_decides_on_its_scope_and_appends_nothing_on_refusal(store: EventStore) -> None:
+    team = NewEvent("team.created", 1, {"id": "team_a", "name": "a"})
+    await store.append(CONFIG_STREAM, [team, NewEvent("team.created", 1, {"id": "team_b", "name": "b"}), ev(1)],
+                       AppendOptions())
+    await store.append("usage:n1", [ev(2)], AppendOptions())  # usage does not move the config position
+    seen: list[list[int]] = []
+
+    def refuse(events: Sequence[RecordedEvent]) -> list[NewEvent]:
+        seen.append([e.position for e in events])
+        raise CommandRejected("refused")
+
+    with pytest.raises(CommandRejected):
+        await store.append_scoped(Scope(teams=("a",)), refuse, AppendOptions())
+    assert seen == [[1, 3]] and await store.head() == 4  # team a and the shared config; nothing appended
+    read, result = await store.append_scoped(Scope(teams=("a",)), lambda events: [ev(5)],
+                                             AppendOptions(metadata={"actor": "t"}))
+    assert [e.position for e in read] == [1, 3] and await store.read(4) == list(result.events)
+    assert (result.first_position, await store.config_head()) == (5, 5)
+
+
+async def test_a_scoped_append_is_refused_if_the_config_moved_after_its_read(pg_store: PostgresEventStore,
+                                                                             database_url: str) -> None:
+    """The scope is read before the append lock is taken; a config write that commits in between
+    makes the head the lock reveals differ from the read's, and the write is refused, not appended."""
+    import psycopg
+
+    await pg_store.append(CONFIG_STREAM, [ev(1)], AppendOptions())
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:  # a transaction holding the lock
+        await holder.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        write = asyncio.create_task(pg_store.append_scoped(Scope(), lambda events: [ev(2)], AppendOptions()))
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while (await (await holder.execute(waiting)).fetchall()) == [(0,)]:  # until it waits for the lock
+            await asyncio.sleep(0.005)
+        await holder.execute("UPDATE log_head SET config_position = config_position + 1")  # as an append does
+        await holder.commit()
+    with pytest.raises(ConcurrentChange):
+        await write
+    assert await pg_store.head() == 1
+
+
 async def test_idempotent_append_by_sequence(store: EventStore) -> None:
     first = await store.append("usage:n1", [ev(1)], AppendOptions(idempotency_seq=7))
     again = await store.append("usage:n1", [ev(1)], AppendOptions(idempotency_seq=7))
@@ -175,7 +216,7 @@ async def test_read_page_gives_the_events_and_the_compaction_horizon(store: Even
     assert (page.events, page.horizon) == ([], 0)
     await store.append(CONFIG_STREAM, [ev(1), ev(2), ev(3)], AppendOptions())
     if isinstance(store, PostgresEventStore):
-        async with store._pool.connection() as conn:
+        async with store.connections.connection() as conn:
             await raise_horizon(conn, 2)
             await raise_horizon(conn, 1)  # never lowered
             assert await horizon(conn) == 2
