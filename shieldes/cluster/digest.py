@@ -183,45 +183,58 @@ class Holdings:
         return h.labels.newest() if h is not None else UNKNOWN
 
     def direct(self, comp: Component, before: NodeState | None, after: NodeState | None, incoming: NodeState,
-               seq: int, *, base: int, news: bool, current: bool) -> None:
+               seq: int, *, base: int, news: bool, current: bool, given: Mapping[Entry, int] | None = None) -> None:
         """A message `seq` of the boot itself was folded in: a whole state (`base` 0), a delta of
         every entry changed after `base`, or (`news`) its gauges and the entries changed in `seq`;
-        of a boot already superseded (not `current`), only its windows."""
+        of a boot already superseded (not `current`), only its windows. `given`: the exact labels
+        the message gives its entries (a whole state of this release: the message each last changed in)."""
         if not current:
-            self.learn(comp, before, after, incoming, seq)
+            self.learn(comp, before, after, incoming, seq, given=given)
         elif news:
             self.learn(comp, before, after, incoming, seq, exact=True, news=True)
         else:
-            self.whole(comp, before, after, incoming, seq, base)
+            self.whole(comp, before, after, incoming, seq, base, given)
 
     def learn(self, comp: Component, before: NodeState | None, after: NodeState | None,
-              incoming: NodeState, label: int, *, exact: bool = False, news: bool = False) -> None:
+              incoming: NodeState, label: int, *, exact: bool = False, news: bool = False,
+              given: Mapping[Entry, int] | None = None) -> None:
         """`incoming` (entries of one boot, their values those of that boot's message `label`, or
-        if not `exact` at most those) was folded into `before`, giving `after`: label what changed.
-        `news`: `incoming` holds every entry that changed in message `label`."""
+        if not `exact` at most those; an entry in `given` is exactly the value of the message named
+        there) was folded into `before`, giving `after`: label what changed, and what it left as it
+        was with the tighter of the two labels that then hold (an entry first held under a loose
+        label, e.g. relayed by an older release, is no longer answered to every asker once its
+        origin's next whole state names the message it comes from). `news`: `incoming` holds every
+        entry that changed in message `label`."""
         if after is None:
             return
         h = self.held.setdefault(comp, Held())
         labels = h.labels
+        of = labels.of
+        plain = code(label, exact)
         for entry, value in entries(incoming).items():
             now = _get(after, entry)
-            if now is None or (before is not None and now == _get(before, entry)):
+            if now is None:
                 continue
             if entry[0] == "w" and not any(value):  # a window named for its unused claim only (a gauge)
                 continue
+            changed = before is None or now != _get(before, entry)
             if now == value:
-                labels.set(entry, code(label, exact))
-            else:  # a join of two values: at most the later message's
-                labels.set(entry, code(max(labels.of.get(entry, code(UNKNOWN, False)) >> 1, label), False))
+                told = given.get(entry, 0) if given else 0
+                c = code(told, True) if 0 < told <= label else plain
+                old = of.get(entry)
+                if changed or old is None or c < old:
+                    labels.set(entry, c)
+            elif changed:  # a join of two values: at most the later message's
+                labels.set(entry, code(max(of.get(entry, code(UNKNOWN, False)) >> 1, label), False))
         if news and label > h.version and not h.windows_only:
             h.news.add(label)
             h.advance(h.version)
 
     def whole(self, comp: Component, before: NodeState | None, after: NodeState | None,
-              incoming: NodeState, seq: int, base: int = 0) -> None:
+              incoming: NodeState, seq: int, base: int = 0, given: Mapping[Entry, int] | None = None) -> None:
         """A direct message `seq` of the boot itself (a whole state, or with `base` a delta of every
         entry changed after message `base`) was folded in."""
-        self.learn(comp, before, after, incoming, seq)
+        self.learn(comp, before, after, incoming, seq, given=given)
         h = self.held.get(comp)
         if h is None:
             return

@@ -91,6 +91,7 @@ class Gossip:
         forward: bool = True,
         spread: Callable[[int, int], fanout_mod.Spread] = fanout_mod.spread_for,
         fanout_from: int = 0,
+        exact_labels: bool = True,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
@@ -126,6 +127,9 @@ class Gossip:
         self._forward = news.Forward()  # news told to this node, pushed on next round (news.py)
         self._spread = fanout_mod.Spread()  # forwarding and pull sources of this round (fanout.spread_for)
         self._forwards = forward and self._pulls  # False: as the release before forwarded news (tests, bench)
+        # whole states give each entry the message it last changed in, and labels are read from them
+        # (digest.Holdings.learn); False: as the release before exact labels (tests)
+        self._exact = exact_labels and self._pulls
         self._spread_for = spread  # (peers, k) -> Spread: fanout.spread_for but in tests and the bench
         self._own_labels = digest.Labels()  # this boot's monotone entries by the message they changed in
         self._gauges = delta.Versions()  # this boot's gauges alone (unused claims, health): pushed, never pulled
@@ -213,11 +217,12 @@ class Gossip:
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
         before = self.cell.value.components.get(state.component)
         fresh = self._forwards and msg.gauges_only and not self._holdings.holds(state.component, msg.seq)
+        given = wire.labels_from_proto(msg) if self._exact and not msg.base_seq else None
         current = self.cell.accept(state, now, whole=bool(msg.base_seq))
         after = self.cell.value.components.get(state.component)
         if self._pulls:
             self._holdings.direct(state.component, before, after, incoming, msg.seq, base=msg.base_seq,
-                                  news=msg.gauges_only, current=current)
+                                  news=msg.gauges_only, current=current, given=given)
             if fresh and current:  # news of the origin itself: pushed on (news.py)
                 self._forward.note(news.Rumor(news.monotone(incoming), msg.seq, self._spread.hops - 1, msg.node_id))
         if not current:  # an older boot than one already known: only what it admitted counted
@@ -399,6 +404,8 @@ class Gossip:
                     header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
                     part = delta.unflatten(header, *self._versions.since(base, skip="s" if fan else ""))
                     msg = wire.part_to_proto(part, base=base, sent_at_ms=sent_at, gossip_address=address)
+                if self._pulls:
+                    self._label_relayed(msg)
                 if fan and link is not None:
                     wire.add_relayed(msg, rumors)
                     self._add_ack(msg, node)
@@ -418,9 +425,9 @@ class Gossip:
         first holders); its acknowledgement, the news `told` this node it forwards, and the digest of what
         this node asks it. A whole state relays crashed boots' counts with the newest label held of each."""
         if base == 0:
-            msg = to_proto(replace(own, seen={}), sent_at_ms=sent_at, gossip_address=self.address, relayed=relayed)
-            for c in msg.relayed:
-                c.label = self._holdings.newest((c.node_id, c.boot_epoch))
+            msg = to_proto(replace(own, seen={}), sent_at_ms=sent_at, gossip_address=self.address, relayed=relayed,
+                           labels=self._own_labels.of if self._exact else None)
+            self._label_relayed(msg)
         else:
             header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
             gauges, removed = self._gauges.since(base)
@@ -434,6 +441,12 @@ class Gossip:
         for (peer, epoch), (version, held) in asks[node].items():
             msg.digest.add(node_id=peer, boot_epoch=epoch, version=version, news=sorted(held))
         return seal(msg, self._secret)
+
+    def _label_relayed(self, msg: gossip_pb2.State) -> None:
+        """Other boots' counts a whole state relays carry the newest label held of each (their values
+        are at most that message's): a receiver that answers pulls labels them so, not as unknown."""
+        for c in msg.relayed:
+            c.label = self._holdings.newest((c.node_id, c.boot_epoch))
 
     def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:
         """Note a target's answer to message `seq` (sent with `base`)."""

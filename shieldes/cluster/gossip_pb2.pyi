@@ -15,7 +15,7 @@ class Envelope(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class WindowCount(_message.Message):
-    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance", "tokens_released")
+    __slots__ = ("subject", "window", "start", "requests", "tokens", "allowance", "tokens_released", "label")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class WindowCount(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     ALLOWANCE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     subject: str
     window: str
     start: int
@@ -30,7 +31,8 @@ class WindowCount(_message.Message):
     tokens: int
     allowance: int
     tokens_released: int
-    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ..., tokens_released: _Optional[int] = ...) -> None: ...
+    label: int
+    def __init__(self, subject: _Optional[str] = ..., window: _Optional[str] = ..., start: _Optional[int] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., allowance: _Optional[int] = ..., tokens_released: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class Seen(_message.Message):
     __slots__ = ("node_id", "boot_epoch", "seq")
@@ -43,7 +45,7 @@ class Seen(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., boot_epoch: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class PendingUsage(_message.Message):
-    __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd", "day")
+    __slots__ = ("flush_epoch", "flush_seq", "subject", "requests", "tokens", "cost_nusd", "day", "label")
     FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +53,7 @@ class PendingUsage(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_NUSD_FIELD_NUMBER: _ClassVar[int]
     DAY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     flush_epoch: int
     flush_seq: int
     subject: str
@@ -58,10 +61,11 @@ class PendingUsage(_message.Message):
     tokens: int
     cost_nusd: int
     day: int
-    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ...) -> None: ...
+    label: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class UnflushedDelta(_message.Message):
-    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd")
+    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd", "label")
     FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +77,7 @@ class UnflushedDelta(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_NUSD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     flush_epoch: int
     flush_seq: int
     key_id: str
@@ -84,17 +89,20 @@ class UnflushedDelta(_message.Message):
     prompt_tokens: int
     completion_tokens: int
     cost_nusd: int
-    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ...) -> None: ...
+    label: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("subject", "reserved_nusd", "released_nusd")
+    __slots__ = ("subject", "reserved_nusd", "released_nusd", "label")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     RESERVED_NUSD_FIELD_NUMBER: _ClassVar[int]
     RELEASED_NUSD_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     subject: str
     reserved_nusd: int
     released_nusd: int
-    def __init__(self, subject: _Optional[str] = ..., reserved_nusd: _Optional[int] = ..., released_nusd: _Optional[int] = ...) -> None: ...
+    label: int
+    def __init__(self, subject: _Optional[str] = ..., reserved_nusd: _Optional[int] = ..., released_nusd: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class Health(_message.Message):
     __slots__ = ("deployment", "latency_ms", "error_rate", "requests", "open")

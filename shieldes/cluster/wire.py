@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import zstandard
 
 from shieldes.cluster import gossip_pb2
 from shieldes.cluster.delta import Part
-from shieldes.cluster.digest import UNKNOWN, Pulled
+from shieldes.cluster.digest import UNKNOWN, Entry, Pulled
 from shieldes.cluster.news import Rumor
-from shieldes.cluster.view import Health, NodeState
+from shieldes.cluster.view import Health, NodeState, PendingId, UnflushedId, WindowId
 from shieldes.errors import ShieldesError
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -53,7 +53,9 @@ def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.St
 
 
 def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
-             relayed: Iterable[NodeState] = ()) -> gossip_pb2.State:
+             relayed: Iterable[NodeState] = (), labels: Mapping[Entry, int] | None = None) -> gossip_pb2.State:
+    """`labels`: entry -> the label code (digest.code) of each monotone entry, sent as its exact label
+    (the message it last changed in; a whole state to a peer that answers digest pulls)."""
     msg = gossip_pb2.State(node_id=ns.node_id, boot_epoch=ns.boot_epoch, seq=ns.seq, log_head=ns.log_head,
                            sent_at_ms=sent_at_ms, gossip_address=gossip_address)
     for ident in ns.windows.keys() | ns.allowances.keys():
@@ -62,6 +64,8 @@ def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
                         tokens_released=released, allowance=ns.allowances.get(ident, 0))
     add_relayed(msg, relayed)
     _add_usage(msg, ns)
+    if labels:
+        _add_labels(msg, labels)
     for deployment, h in ns.health.items():
         msg.health.add(deployment=deployment, latency_ms=h.latency_ms, error_rate=h.error_rate,
                        requests=h.requests, open=h.open)
@@ -81,6 +85,18 @@ def _add_usage(msg: gossip_pb2.State | gossip_pb2.Counts, ns: NodeState) -> None
                           completion_tokens=completion, cost_nusd=cost)
     for subject, (reserved, released) in ns.reservations.items():
         msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
+
+
+def _add_labels(msg: gossip_pb2.State, labels: Mapping[Entry, int]) -> None:
+    for w in msg.windows:
+        if w.requests or w.tokens or w.tokens_released:  # (not a window named for its unused claim only)
+            w.label = labels.get(("w", _window_id(w)), 0) >> 1
+    for p in msg.pending:
+        p.label = labels.get(("p", _pending_id(p)), 0) >> 1
+    for u in msg.unflushed:
+        u.label = labels.get(("u", _unflushed_id(u)), 0) >> 1
+    for r in msg.reservations:
+        r.label = labels.get(("r", r.subject), 0) >> 1
 
 
 def add_relayed(msg: gossip_pb2.State, relayed: Iterable[NodeState]) -> None:
@@ -124,18 +140,35 @@ def part_to_proto(part: Part, *, base: int, sent_at_ms: int, gossip_address: str
     return msg
 
 
+def _window_id(w: gossip_pb2.WindowCount) -> WindowId:
+    return (w.subject, w.window, w.start)
+
+
+def _pending_id(p: gossip_pb2.PendingUsage) -> PendingId:
+    return (p.flush_epoch, p.flush_seq, p.subject, p.day)
+
+
+def _unflushed_id(u: gossip_pb2.UnflushedDelta) -> UnflushedId:
+    return (u.flush_epoch, u.flush_seq, u.key_id, u.team_id or None, u.provider, u.model, u.hour)
+
+
 def _usage(msg: gossip_pb2.State | gossip_pb2.Counts) -> dict[str, Any]:
     return {
-        "windows": {(w.subject, w.window, w.start): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
-        "pending": {(p.flush_epoch, p.flush_seq, p.subject, p.day): (p.requests, p.tokens, p.cost_nusd)
-                    for p in msg.pending},
-        "unflushed": {
-            (u.flush_epoch, u.flush_seq, u.key_id, u.team_id or None, u.provider, u.model, u.hour):
-                (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd)
-            for u in msg.unflushed
-        },
+        "windows": {_window_id(w): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
+        "pending": {_pending_id(p): (p.requests, p.tokens, p.cost_nusd) for p in msg.pending},
+        "unflushed": {_unflushed_id(u): (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd)
+                      for u in msg.unflushed},
         "reservations": {r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
     }
+
+
+def labels_from_proto(msg: gossip_pb2.State) -> dict[Entry, int]:
+    """The exact labels a whole state gives its entries (to_proto's `labels`), those given only."""
+    out: dict[Entry, int] = {("w", _window_id(w)): w.label for w in msg.windows if w.label}
+    out.update((("p", _pending_id(p)), p.label) for p in msg.pending if p.label)
+    out.update((("u", _unflushed_id(u)), u.label) for u in msg.unflushed if u.label)
+    out.update((("r", r.subject), r.label) for r in msg.reservations if r.label)
+    return out
 
 
 def from_proto(msg: gossip_pb2.State) -> NodeState:
