@@ -397,9 +397,10 @@ class Gossip:
                 continue
             envelope = by_key.get((base, fan, node))
             if envelope is None:
-                if base == 0:
+                if base == 0:  # a first contact with fanout may answer pulls: it gets the labels too
                     msg = to_proto(replace(own, seen={}) if fan else own, sent_at_ms=sent_at,
-                                   gossip_address=address, relayed=relayed)
+                                   gossip_address=address, relayed=relayed,
+                                   labels=self._own_labels.of if self._exact and fan else None)
                 else:
                     header = NodeState(self.node_id, own.boot_epoch, seq, own.log_head)
                     part = delta.unflatten(header, *self._versions.since(base, skip="s" if fan else ""))

@@ -6,6 +6,8 @@ tests/unit/test_cluster_fanout.py (digests, relays, and a rolling upgrade of bot
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -164,3 +166,55 @@ def test_an_answer_to_an_earlier_boot_is_ignored() -> None:
     assert ("c", 1) not in restarted.view.components
     a.acknowledged("c", seq, messages["c"][0], ack)
     assert a.view.components[("c", 1)].windows[WINDOWS[0]] == (4, 40, 0)
+
+
+def test_an_answer_after_a_whole_state_carries_only_what_the_asker_lacks() -> None:
+    """A whole state gives each entry the message it last changed in: its receiver answers an asker
+    that holds the boot as of an earlier version only the entries changed since, not every entry
+    the whole state brought (which the asker holds)."""
+    owns, nodes, clock = _cluster(["a", "b", "c", "o"], 1, True)
+    keys = [(f"k:{i}", "min", 5) for i in range(10)]
+    for i, wid in enumerate(keys):
+        owns["o"].windows[wid] = (i + 1, 10 * i, 0)
+
+    def push(s: Gossip, t: Gossip) -> None:
+        s.pick([n for n in nodes if n != s.node_id])
+        seq, messages = s.prepare([t.node_id])
+        s.acknowledged(t.node_id, seq, messages[t.node_id][0], t.receive(messages[t.node_id][1]))
+
+    for _ in range(2):  # first contacts, then every node takes the others for peers that answer pulls
+        for s in list(nodes.values()):
+            for t in list(nodes.values()):
+                if s is not t:
+                    push(s, t)
+    a, o = nodes["a"], nodes["o"]
+    owns["o"].windows[keys[0]] = (50, 0, 0)  # a change a has not heard of
+    b = nodes["b"] = gossip(Own("b", 2), clock, k=1)  # b restarts: it holds nothing of o
+    push(o, b)  # a delta: b lacks its base and asks for the whole state
+    push(o, b)  # the whole state: every entry of o, many rounds after a heard o last
+    for _ in range(2):  # a's push to b's new boot (need_full), then its whole state with the digest
+        a.pick(["b", "c", "o"])
+        seq, messages = a.prepare(["b"])
+        ack = b.receive(messages["b"][1])
+        if ack.HasField("pulled"):
+            answer = [p for p in pulled_from_proto(open_envelope(ack.pulled, SECRET)) if p.state.node_id == "o"]
+        a.acknowledged("b", seq, messages["b"][0], ack)
+    held = a.view.components[("o", 1)]
+    answered = {e: v for p in answer for e, v in digest.entries(p.state).items()}
+    assert answered == {("w", keys[0]): (50, 0, 0)}, answered  # only the change: a held every other entry
+    assert held.windows[keys[0]] == (50, 0, 0)
+
+
+def test_a_whole_state_tightens_the_labels_of_entries_held_under_a_looser_one() -> None:
+    comp, wid = ("o", 1), ("k:1", "min", 5)
+    state = NodeState("o", 1, windows={wid: (3, 30, 0)})
+    holdings = digest.Holdings()
+    holdings.learn(comp, None, state, state, digest.UNKNOWN)  # relayed by an older release: any message's
+    assert holdings.held[comp].labels.above(9) == [("w", wid)]  # answered to every asker
+    whole = NodeState("o", 1, seq=7, windows={wid: (3, 30, 0)})
+    holdings.whole(comp, state, state, whole, 7)  # a whole state of an older release: at most message 7's
+    assert holdings.held[comp].labels.above(6) == [("w", wid)] and holdings.held[comp].labels.above(7) == []
+    holdings.whole(comp, state, state, replace(whole, seq=8), 8, given={("w", wid): 2})  # last changed in 2
+    assert holdings.held[comp].labels.above(2) == [] and holdings.held[comp].labels.above(1) == [("w", wid)]
+    holdings.whole(comp, state, state, replace(whole, seq=9), 9)  # a looser label never replaces it
+    assert holdings.held[comp].labels.above(2) == []

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.cluster import delta, fanout, gossip_pb2, view
+from shieldes.cluster import delta, digest, fanout, gossip_pb2, view
 from shieldes.cluster.gossip import Gossip, open_envelope
 from shieldes.cluster.view import Health, NodeState, WindowId
 
@@ -42,10 +42,10 @@ class Own:
 
 
 def gossip(own: Own, clock: list[float], k: int | None = 2, digests: bool = True, forward: bool = True,
-           spread: fanout.Spread | None = None) -> Gossip:
+           spread: fanout.Spread | None = None, exact: bool = True) -> Gossip:
     return Gossip(node_id=own.name, secret=SECRET, host="127.0.0.1", port=0, boot_epoch=lambda: own.epoch,
                   snapshot=own.snapshot, clock=lambda: clock[0], fanout=k, interval=0.15, node_timeout=5.0,
-                  digests=digests, forward=forward,
+                  digests=digests, forward=forward, exact_labels=exact,
                   spread=fanout.spread_for if spread is None else lambda _peers, _k: spread)
 
 
@@ -85,16 +85,24 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
     draw = data.draw
     clock = [0.0]
     owns = {n: Own(n, 1) for n in NAMES}
-    # digest pulls with forwarded news (any hops, targets per news, sources per boot) everywhere, digest
-    # pulls as the release before forwarding, relays as the release before digests, or rolling upgrades
+    # digest pulls with exact labels in whole states and forwarded news (any hops, targets per news, sources
+    # per boot) everywhere, forwarded news as the release before exact labels, digest pulls as the release
+    # before forwarding, relays as the release before digests, or rolling upgrades
     spread = fanout.Spread(draw(st.integers(0, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    release = draw(st.sampled_from(["forward", "digests", "relays", "mixed", "mixed3"]))
-    kinds = {"forward": ["forward"], "digests": ["digests"], "relays": ["relays"], "mixed": ["forward", "digests"],
-             "mixed3": ["forward", "digests", "relays"]}[release]
+    release = draw(st.sampled_from(["exact", "forward", "digests", "relays", "mixed", "mixed3", "mixed4"]))
+    kinds = {"exact": ["exact"], "forward": ["forward"], "digests": ["digests"], "relays": ["relays"],
+             "mixed": ["exact", "forward"], "mixed3": ["exact", "digests", "relays"],
+             "mixed4": ["exact", "forward", "digests", "relays"]}[release]
     kind = {n: kinds[i % len(kinds)] for i, n in enumerate(NAMES)}
     pulls = {n: kind[n] != "relays" for n in NAMES}
-    forwards = {n: kind[n] == "forward" for n in NAMES}
-    nodes = {n: gossip(owns[n], clock, digests=pulls[n], forward=forwards[n], spread=spread) for n in NAMES}
+    forwards = {n: kind[n] in ("exact", "forward") for n in NAMES}
+    exact = {n: kind[n] == "exact" for n in NAMES}
+
+    def start(n: str) -> Gossip:
+        return gossip(owns[n], clock, digests=pulls[n], forward=forwards[n], spread=spread, exact=exact[n])
+
+    nodes = {n: start(n) for n in NAMES}
+    sent: dict[tuple[str, int], dict[int, dict[Any, Any]]] = {}  # boot -> seq -> its monotone entries then
     in_flight: list[tuple[str, str, int, int, gossip_pb2.Envelope]] = []  # (from, to, seq, base, envelope)
     stale_boots: set[tuple[str, int]] = set()
 
@@ -107,6 +115,7 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
     def round_(name: str, reliable: bool = False) -> None:
         g = nodes[name]
         seq, messages = g.prepare(g.pick([t for t in NAMES if t != name]))
+        sent.setdefault((name, owns[name].epoch), {})[seq] = digest.entries(owns[name].snapshot())
         assert len(messages) <= len(NAMES) - 1
         for target, (base, envelope) in messages.items():
             if reliable:
@@ -123,7 +132,7 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
             name = draw(st.sampled_from(NAMES))
             stale_boots.add((name, owns[name].epoch))
             owns[name] = Own(name, owns[name].epoch + 1)
-            nodes[name] = gossip(owns[name], clock, digests=pulls[name], forward=forwards[name], spread=spread)
+            nodes[name] = start(name)
         reliable = draw(st.booleans())  # some rounds arrive whole and in order: news is forwarded on
         for name in NAMES:
             round_(name, reliable)
@@ -135,6 +144,8 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
             msg = in_flight[i] if fate == "duplicate" else in_flight.pop(i)
             if fate != "lose":
                 deliver(*msg, ack_lost=fate == "ack_lost")
+        for g in nodes.values():
+            labels_hold(g, sent)
     for msg in in_flight:  # late arrivals: refused as stale, or applied
         if draw(st.booleans()):
             deliver(*msg)
@@ -155,6 +166,27 @@ def test_bounded_fanout_converges_to_the_full_state_view(data: st.DataObject) ->
             state = v.components.get(comp)
             if state is not None and comp[0] != name:
                 assert not (state.reservations or state.pending or state.allowances), (name, comp)
+
+
+def labels_hold(g: Gossip, sent: dict[tuple[str, int], dict[int, dict[Any, Any]]]) -> None:
+    """Every label a node holds is true: an exact one, the value that boot had in that message (so an
+    answer may leave it out for an asker that holds that message); any other, at most that value."""
+    for comp, held in g._holdings.held.items():
+        state = g.view.components.get(comp)
+        if state is None:
+            continue
+        values = digest.entries(state)
+        for entry, c in held.labels.of.items():
+            label = c >> 1
+            if label >= digest.UNKNOWN or entry not in values:
+                continue
+            then = sent[comp][label].get(entry)
+            then = then[:3] if then is not None and entry[0] == "w" else then
+            assert then is not None, (g.node_id, comp, entry, c)
+            if c & 1 == 0:
+                assert values[entry] == then, (g.node_id, comp, entry, label, values[entry], then)
+            else:
+                assert all(x <= y for x, y in zip(values[entry], then, strict=True)), (g.node_id, comp, entry, c)
 
 
 def test_without_digests_a_change_reaches_a_peer_the_origin_never_pushes_to_by_relay_once() -> None:
