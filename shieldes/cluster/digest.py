@@ -8,6 +8,12 @@ answers. Each change then crosses each link about once instead of once per relay
   delta on a base it held, or an answer built against a version it held). It also holds the
   *news* of the messages of that boot pushed to it (every entry that changed in that message),
   which the version takes in once the messages between are held.
+* **Exact labels.** A whole state to a peer that answers pulls names, per entry, the message in which
+  it last changed (its value is that message's), so its receiver labels every entry exactly rather
+  than "at most this whole state's value", which would have it answer every entry to any asker
+  holding an earlier version. An entry a message leaves as it was keeps the tighter of its label and
+  the one the message gives (an entry first held under a looser label, e.g. a relay of an older
+  release, "unknown", stops being answered to every asker at its origin's next whole state).
 * **Digest.** A push to a target that answers pulls (`Ack.digests`) names the components this node
   asks that target about, each with the version and news held; every component is asked from
   exactly one target per round (`responsible`: its own node if it is a target, else one picked by
