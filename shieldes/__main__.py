@@ -1,3 +1,7 @@
-from shieldes.cli.main import main
+import gc
+
+gc.disable()  # until the command has its database: see shieldes.cli.main.main
+
+from shieldes.cli.main import main  # noqa: E402
 
 main()

@@ -4,6 +4,7 @@ and errors as one line on stderr with a non-zero exit."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import getpass
 import json
 import math
@@ -54,6 +55,11 @@ class CliContext:
             if notice:
                 click.echo(f"warning: {notice}", err=True)
             self._database = db.acquire(self.settings, self.role)
+            if not gc.isenabled():  # off since main(): the command's modules are loaded now
+                # they stay out of the collector's sight (else its first pass would walk every
+                # object the imports made); what the command's work makes is collected as usual
+                gc.freeze()
+                gc.enable()
         return self._database.url
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ A command's module is imported only when that command runs (or when help lists e
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -124,4 +125,14 @@ def _settings() -> Settings:
 
 
 def main() -> None:
-    cli(prog_name="shieldes")
+    # A command's start is mostly imports: many long-lived objects and no cycles worth collecting
+    # (about 10 ms of collections in a key write). The cyclic GC is off until the command has its
+    # database (CliContext.database_url), or for `serve` until the node is up.
+    gc.disable()
+    try:
+        cli(prog_name="shieldes")
+    finally:
+        # The process ends: the OS takes its memory back, so the interpreter's last collection, a
+        # walk over every object the imports made (40-60 ms of CPU here), is left out. Connections
+        # and the embedded database's lease are closed by the command itself, not by finalizers.
+        gc.freeze()

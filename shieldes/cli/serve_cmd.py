@@ -133,6 +133,7 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
     if workers > 1:
         if settings.port == 0:
             raise ShieldesError("--workers needs a fixed --port (the workers share it)")
+        gc.enable()  # a supervisor that runs for as long as its workers (the CLI starts with it off)
         _workers(settings, workers)
         return
     with contextlib.suppress(KeyboardInterrupt):

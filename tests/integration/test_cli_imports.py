@@ -25,10 +25,11 @@ HEAVY = (
 )
 
 
-# `python -m shieldes ARGS`, then the names in sys.modules at exit (after click's sys.exit) to a file
-RUN = ("import atexit, runpy, sys\n"
+# `python -m shieldes ARGS`, then the names in sys.modules at exit (after click's sys.exit) to a
+# file, and whether the cyclic GC is on then (as `gc:True` / `gc:False`)
+RUN = ("import atexit, gc, runpy, sys\n"
        "out = sys.argv[1]\n"
-       "atexit.register(lambda: open(out, 'w').write('\\n'.join(sorted(sys.modules))))\n"
+       "atexit.register(lambda: open(out, 'w').write('\\n'.join([*sorted(sys.modules), f'gc:{gc.isenabled()}'])))\n"
        "sys.argv = ['shieldes', *sys.argv[2:]]\n"
        "runpy.run_module('shieldes', run_name='__main__', alter_sys=True)\n")
 
@@ -51,6 +52,8 @@ def heavy(modules: set[str]) -> list[str]:
 def test_key_create_and_revoke_import_no_heavy_module(database_url: str, tmp_path: Path) -> None:
     created = imported(database_url, "key", "create", "--name", "light", tmp=tmp_path)
     assert "shieldes.cli.key_cmd" in created and "shieldes.config_writer" in created  # the write ran here
+    # the cyclic GC, off while a command imports its modules, is on again for its work
+    assert "gc:True" in created and "gc:False" in imported(database_url, "key", "--help", tmp=tmp_path)
     assert heavy(created) == []
     revoked = imported(database_url, "--json", "key", "revoke", "light", tmp=tmp_path)
     assert "shieldes.config_writer" in revoked
