@@ -44,6 +44,13 @@ def root_handler() -> Iterator[tuple[LineHandler, CountingStream]]:
         top.handlers, top.level, top.propagate = saved
 
 
+def _alone(handler: LineHandler) -> None:
+    """Leave the process's handler alone on `shieldes` again, as `configure` does: pytest (9.2 on)
+    also attaches its capture handlers to loggers that do not propagate, when each test's call
+    starts, after the fixture ran."""
+    logging.getLogger("shieldes").handlers = [handler]
+
+
 def _record(rid: str = "rid-1") -> RequestRecord:
     rec = RequestRecord(rid, 1_700_000_000.0, 10.0, "POST", "/v1/chat/completions")
     rec.t_end, rec.status, rec.model, rec.cost_nusd = 10.0123, 200, "gpt-4o", 2_500_000
@@ -54,6 +61,7 @@ def _record(rid: str = "rid-1") -> RequestRecord:
 
 def test_the_access_line_is_the_line_logging_would_write(root_handler: tuple[LineHandler, CountingStream]) -> None:
     handler, stream = root_handler
+    _alone(handler)
     rec = _record()
     access = AccessLog("n1")
     assert access.handler is handler  # the fast path is taken
@@ -70,6 +78,7 @@ def test_the_access_line_is_the_line_logging_would_write(root_handler: tuple[Lin
 
 def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHandler, CountingStream]) -> None:
     handler, stream = root_handler
+    _alone(handler)
     handler.setFormatter(JsonFormatter())
     handler.json = True
     AccessLog("n1")(_record())
@@ -83,7 +92,8 @@ def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHand
 
 def test_access_lines_of_one_loop_turn_are_one_write_and_every_line_keeps_its_order(
         root_handler: tuple[LineHandler, CountingStream]) -> None:
-    _, stream = root_handler
+    handler, stream = root_handler
+    _alone(handler)
     access = AccessLog("n1")
 
     async def turn() -> tuple[int, int]:
@@ -107,6 +117,7 @@ def test_access_lines_of_one_loop_turn_are_one_write_and_every_line_keeps_its_or
 def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
         root_handler: tuple[LineHandler, CountingStream]) -> None:
     handler, stream = root_handler
+    _alone(handler)
 
     async def queue_and_close() -> None:
         logging.getLogger("shieldes.x").info("queued in a loop")
@@ -121,7 +132,8 @@ def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
 
 def test_access_lines_go_through_logging_when_someone_else_handles_them(
         root_handler: tuple[LineHandler, CountingStream], caplog: pytest.LogCaptureFixture) -> None:
-    _, stream = root_handler
+    handler, stream = root_handler
+    _alone(handler)
     access_logger = logging.getLogger("shieldes.access")
     access_logger.addHandler(caplog.handler)
     try:
@@ -136,7 +148,8 @@ def test_access_lines_go_through_logging_when_someone_else_handles_them(
 
 
 def test_no_access_line_below_the_log_level(root_handler: tuple[LineHandler, CountingStream]) -> None:
-    _, stream = root_handler
+    handler, stream = root_handler
+    _alone(handler)
     logging.getLogger("shieldes").setLevel(logging.WARNING)
     AccessLog("n1")(_record())
     assert stream.getvalue() == ""
