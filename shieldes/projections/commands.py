@@ -484,6 +484,8 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             key = find_key(state, command.key)
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; create a new key instead")
+            if command.key_hash in state.key_ids_by_hash:
+                raise CommandRejected("key secret collision; run the command again")
             return [VirtualKeyRotated(key.id, command.key_hash, command.prefix)]
         case SetBudget():
             amount = check_money("--amount", command.amount_usd) if command.amount_usd is not None else None

@@ -47,6 +47,13 @@ _with = with_item
 _without = without_item
 
 
+def _drop_hash(by_hash: Mapping[str, str], key: VirtualKey) -> Mapping[str, str]:
+    """The hash index without `key`'s hash, if it still names that key: a log written before
+    rotations were refused a hash in use may have moved it to another key, which keeps it (as a
+    snapshot, rebuilding the index from the live keys, does)."""
+    return _without(by_hash, key.key_hash) if by_hash.get(key.key_hash) == key.id else by_hash
+
+
 def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
     return replace(state, keys=_with(state.keys, key.id, key))
 
@@ -103,11 +110,11 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             old = state.keys[event.id]
             return replace(
                 _put_key(state, replace(old, revoked=True)),
-                key_ids_by_hash=_without(state.key_ids_by_hash, old.key_hash),
+                key_ids_by_hash=_drop_hash(state.key_ids_by_hash, old),
             )
         case VirtualKeyRotated():
             old = state.keys[event.id]
-            hashes = _with(_without(state.key_ids_by_hash, old.key_hash), event.key_hash, event.id)
+            hashes = _with(_drop_hash(state.key_ids_by_hash, old), event.key_hash, event.id)
             return replace(
                 _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix)),
                 key_ids_by_hash=hashes,

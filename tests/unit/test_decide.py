@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from shieldes.errors import CommandRejected
-from shieldes.events.catalog import BudgetSet, RateLimitSet, VirtualKeyCreated, VirtualKeyRevoked
+from shieldes.events.catalog import (
+    BudgetSet,
+    RateLimitSet,
+    VirtualKeyCreated,
+    VirtualKeyRevoked,
+    VirtualKeyRotated,
+)
 from shieldes.projections.commands import (
     AddProvider,
     CreateKey,
@@ -83,6 +89,22 @@ def test_rotation_replaces_the_hash() -> None:
     state = run(ConfigState(), key(), RotateKey("key_app", "h_new", "sk-shd-new"))
     assert state.key_by_hash("h_app") is None
     assert state.key_by_hash("h_new") is not None
+
+
+def test_a_rotation_onto_a_secret_in_use_is_refused() -> None:
+    state = run(ConfigState(), key("a"), key("b"))
+    with pytest.raises(CommandRejected, match="collision"):
+        decide(state, RotateKey("b", "h_a", "sk-shd-new"))
+
+
+def test_a_key_revoked_after_its_hash_moved_to_another_leaves_that_key_findable() -> None:
+    """A log written before such rotations were refused: the hash index folds as a snapshot
+    rebuilds it from the live keys."""
+    state = run(ConfigState(), key("a"), key("b"))
+    state = apply_config(state, VirtualKeyRotated("key_b", "h_a", "sk-shd-new"))
+    state = run(state, RevokeKey("a"))
+    found = state.key_by_hash("h_a")
+    assert found is not None and found.id == "key_b"
 
 
 def test_team_budget_and_key_membership() -> None:
