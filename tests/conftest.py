@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from psycopg_pool import AsyncConnectionPool
 
 import shieldes.cluster  # noqa: F401  (first: it turns gRPC's fork handlers off before any test imports grpc)
@@ -17,6 +18,12 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
 
 PG_USED = pytest.StashKey[bool]()
+
+# Property tests draw the same examples on every run, so a run's outcome depends only on the code and
+# the hypothesis version; HYPOTHESIS_PROFILE=explore draws new ones each run, and more of them.
+settings.register_profile("shieldes", derandomize=True)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "shieldes"))
 
 
 @pytest.fixture(scope="session")
