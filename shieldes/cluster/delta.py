@@ -15,7 +15,7 @@ value, gauges by value too, and a gauge that disappeared as an explicit removal.
   (`can_apply`): otherwise (it restarted, or forgot the sender) it answers `need_full` and the
   sender's next push is the whole state.
 
-Everything here is pure or a small value holder without I/O; gossip.py runs it, the tests and the
+Everything here is pure or a small value holder without I/O; gossip_rounds.py runs it, the tests and the
 simulation bench (bench/bench_gossip_sim.py) run the same code.
 """
 

@@ -29,7 +29,7 @@ answers. Each change then crosses each link about once instead of once per relay
   windows only, so no pull brings a reservation back) and then holds the component as of the
   answer's version if it held it as of the version the answer was built against (`Holdings.absorb`).
 
-Pure functions and small value holders without I/O: gossip.py runs them, the tests and the
+Pure functions and small value holders without I/O: gossip_rounds.py runs them, the tests and the
 simulation bench run the same code.
 """
 

@@ -1,6 +1,6 @@
 """Bounded fanout: which peers a node pushes to each round, and what it relays for others.
 
-A node pushes to `k` peers per round, not to every peer (gossip.py runs this):
+A node pushes to `k` peers per round, not to every peer (gossip_rounds.py runs this):
 
 * **Direct pushes rotate** through the peers in a fixed shuffled order, `k` per round, so every
   peer gets a message of this node's own component (a delta since the newest one it accepted, or

@@ -16,7 +16,7 @@ about log2 N rounds to reach its last nodes. Forwarding the news once more short
   change about once from a push and the pulls fill in the rest; below that (k near N) nothing
   is forwarded.
 
-Pure value holders without I/O: gossip.py runs them, the tests and the simulation bench too.
+Pure value holders without I/O: gossip_rounds.py runs them, the tests and the simulation bench too.
 """
 
 from __future__ import annotations
