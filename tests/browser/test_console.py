@@ -23,6 +23,9 @@ from tests.cluster.test_three_nodes import chat
 
 pytestmark = pytest.mark.cluster
 BOOT = "browser-admin-bootstrap-token-0123456789"
+# Traffic reaches another node's page through a usage flush, the log and a 5 s page refresh: on a
+# busy machine that chain can take longer than an interaction, so these waits are generous.
+TRAFFIC_WAIT = 45.0
 PAGES = ("overview", "keys", "usage", "requests", "audit", "providers")
 
 
@@ -121,7 +124,7 @@ def watch_overview_refresh(driver: Any, cluster: Cluster, key: str) -> None:
         except StaleElementReferenceException:
             raise AssertionError("a live refresh replaced the overview instead of patching it") from None
 
-    wait(driver, live_rate, 15, "requests per second after traffic")
+    wait(driver, live_rate, TRAFFIC_WAIT, "requests per second after traffic")
     assert driver.switch_to.active_element.get_attribute("aria-label") == "Nodes", "a refresh took the focus"
 
 
@@ -135,7 +138,8 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             wait(driver, lambda d: "…" not in by_css(d, "main").text, 10, "request rates")
             watch_overview_refresh(driver, cluster, key)
         if page == "usage":
-            wait(driver, lambda d: int(by_css(d, "#usage-total").text) >= requests, 15, "usage of all traffic")
+            wait(driver, lambda d: int(by_css(d, "#usage-total").text) >= requests, TRAFFIC_WAIT,
+                 "usage of all traffic")
         if page == "requests":  # with one request open
             by_css(driver, "button[aria-label^='Open request']").click()
             wait(driver, lambda d: all_css(d, "#req-id"), what="request detail")
@@ -190,13 +194,13 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         wait(driver, lambda d: by_css(d, "#usage-total").text == "0", what="no usage yet")
         for _ in range(3):
             assert chat(b.base, secret) == 200
-        wait(driver, lambda d: by_css(d, "#usage-total").text == "3", 15, "usage total after traffic")
+        wait(driver, lambda d: by_css(d, "#usage-total").text == "3", TRAFFIC_WAIT, "usage total after traffic")
         wait(driver, lambda d: any("browser-app" in (r.get_attribute("textContent") or "")
                                    for r in all_css(d, "svg.chart rect")), what="the key's bar in the chart")
 
         # the request log: the key's requests (served by node b) listed on node a; open one
-        wait(driver, lambda d: len(admin_api(a.base, "GET", "/requests?key=browser-app", BOOT)[1]["data"]) == 3, 15,
-             "the key's requests written to the request log")
+        wait(driver, lambda d: len(admin_api(a.base, "GET", "/requests?key=browser-app", BOOT)[1]["data"]) == 3,
+             TRAFFIC_WAIT, "the key's requests written to the request log")
         go(driver, "requests", "table caption")
         by_css(driver, "form[aria-label='Request filters'] input[name=key]").send_keys("browser-app")
         by_css(driver, "form[aria-label='Request filters'] button[type=submit]").click()
