@@ -74,8 +74,9 @@ def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, te
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [], "top_logprobs": 0,
         "top_p": body.get("top_p", 1.0), "truncation": "disabled", "user": None, "metadata": body.get("metadata") or {},
         "presence_penalty": 0.0, "frequency_penalty": 0.0,
-        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tokens,
-                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + tokens},
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                  "output_tokens": tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": prompt + tokens},
     }
 
 

@@ -1,10 +1,28 @@
 """Required fields of Responses API objects and stream events per the Open Responses specification
 (openresponses.org, schema/components/schemas/*.json and schema/events.tsp): a strict client
-rejects an object missing any of them, so tests check every object and event the gateway sends."""
+rejects an object missing any of them, so tests check every object and event the gateway sends.
+Each is also validated against the openai SDK's own pydantic models (the SDK parses without
+validating, so a missing required field would otherwise only surface as a None where the SDK's
+types promise a value)."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
+
+import pydantic
+from openai.types.responses import Response, ResponseStreamEvent
+
+
+def _sdk_events() -> dict[str, type[pydantic.BaseModel]]:
+    union = ResponseStreamEvent
+    if typing.get_origin(union) is typing.Annotated:
+        union = typing.get_args(union)[0]
+    return {kind: cls for cls in typing.get_args(union)
+            for kind in typing.get_args(cls.model_fields["type"].annotation)}
+
+
+SDK_EVENTS = _sdk_events()
 
 RESPONSE = (
     "id", "object", "created_at", "completed_at", "status", "incomplete_details", "model",
@@ -59,6 +77,7 @@ def check_part(part: dict[str, Any]) -> None:
 
 
 def check_response(obj: dict[str, Any]) -> None:
+    Response.model_validate(obj)
     _need(obj, RESPONSE, "response object")
     nulls = [f for f in NON_NULL if obj[f] is None]
     assert not nulls, f"response fields {nulls} must not be null"
@@ -75,6 +94,7 @@ def check_response(obj: dict[str, Any]) -> None:
 def check_event(event: dict[str, Any]) -> None:
     kind = event.get("type")
     assert kind in EVENTS, f"unexpected event type {kind!r}"
+    SDK_EVENTS[str(kind)].model_validate(event)
     _need(event, ("type", "sequence_number", *EVENTS[str(kind)]), str(kind))
     if "response" in event:
         check_response(event["response"])

@@ -45,7 +45,8 @@ def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenU
     if usage is None:  # the upstream reported nothing: estimate as the chat relay does
         return TokenUsage(size // 4, deltas)
     cached = usage.cached_tokens if 0 < usage.cached_tokens <= usage.input_tokens else 0
-    return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached,
+    written = usage.cache_write_tokens if 0 < usage.cache_write_tokens <= usage.input_tokens - cached else 0
+    return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached, cache_write_tokens=written,
                       reasoning_tokens=usage.reasoning_tokens or None)
 
 

@@ -47,19 +47,26 @@ class ResponsesUsage:
     output_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # of the input tokens, written to the prompt cache
 
     def to_dict(self) -> Body:
         return {
             "input_tokens": self.input_tokens,
-            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "input_tokens_details": {"cached_tokens": self.cached_tokens,
+                                     "cache_write_tokens": self.cache_write_tokens},
             "output_tokens": self.output_tokens,
             "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
             "total_tokens": self.input_tokens + self.output_tokens,
         }
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def usage_from_chat(usage: Any) -> ResponsesUsage | None:
-    """Chat completions `usage` (with its details) -> Responses usage."""
+    """Chat completions `usage` (with its details) -> Responses usage. Cache writes come as
+    `cache_creation_input_tokens` (as the translating providers report them, see chat_parts)."""
     if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
         return None
     prompt_details = usage.get("prompt_tokens_details") or {}
@@ -67,8 +74,9 @@ def usage_from_chat(usage: Any) -> ResponsesUsage | None:
     return ResponsesUsage(
         usage["prompt_tokens"],
         int(usage.get("completion_tokens") or 0),
-        int(prompt_details.get("cached_tokens") or 0) if isinstance(prompt_details, dict) else 0,
-        int(completion_details.get("reasoning_tokens") or 0) if isinstance(completion_details, dict) else 0,
+        _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else 0,
+        _count(completion_details.get("reasoning_tokens")) if isinstance(completion_details, dict) else 0,
+        _count(usage.get("cache_creation_input_tokens")),
     )
 
 
@@ -81,8 +89,9 @@ def usage_from_responses(usage: Any) -> ResponsesUsage | None:
     return ResponsesUsage(
         usage["input_tokens"],
         int(usage.get("output_tokens") or 0),
-        int(details_in.get("cached_tokens") or 0) if isinstance(details_in, dict) else 0,
-        int(details_out.get("reasoning_tokens") or 0) if isinstance(details_out, dict) else 0,
+        _count(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
+        _count(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0,
+        _count(details_in.get("cache_write_tokens")) if isinstance(details_in, dict) else 0,
     )
 
 

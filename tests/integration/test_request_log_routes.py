@@ -65,3 +65,6 @@ def test_responses_usage_keeps_cached_and_reasoning_tokens() -> None:
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cache_read_tokens, usage.reasoning_tokens) == \
         (1200, 40, 1024, 30)
     assert _token_usage(ResponsesUsage(10, 1, cached_tokens=99), 0, 0).cache_read_tokens == 0  # not more than input
+    written = _token_usage(ResponsesUsage(100, 1, cached_tokens=20, cache_write_tokens=50), 0, 0)
+    assert (written.cache_read_tokens, written.cache_write_tokens) == (20, 50)  # billed at the cache-write price
+    assert _token_usage(ResponsesUsage(100, 1, cached_tokens=60, cache_write_tokens=50), 0, 0).cache_write_tokens == 0

@@ -91,11 +91,13 @@ def test_chat_answers_become_items() -> None:
         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
         "finish_reason": "tool_calls"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1},
-                  "completion_tokens_details": {"reasoning_tokens": 1}}}
+                  "cache_creation_input_tokens": 1, "completion_tokens_details": {"reasoning_tokens": 1}}}
     out = chat_to_output(chat, ids())
     assert out.output == [{"id": "fc_0", "type": "function_call", "status": "completed", "call_id": "call_1",
                            "name": "f", "arguments": "{}"}]
     assert out.usage is not None and (out.usage.cached_tokens, out.usage.reasoning_tokens) == (1, 1)
+    # cache writes (an Anthropic deployment's, through its chat translation) in the field the SDK requires
+    assert out.usage.to_dict()["input_tokens_details"] == {"cached_tokens": 1, "cache_write_tokens": 1}
     cut = chat_to_output({"choices": [{"message": {"content": "par"}, "finish_reason": "length"}]}, ids())
     assert cut.status == "incomplete" and cut.incomplete == "max_output_tokens"
 
