@@ -7,6 +7,7 @@ class ShieldesError(Exception):
     """Base of every error shieldes raises on purpose. `message` tells the user what to do."""
 
     status = 500
+    anthropic_status: int | None = None  # the status on Anthropic routes, where it differs
     type = "server_error"
     code: str | None = "internal_error"
 
@@ -88,6 +89,16 @@ class ProviderMisconfigured(UpstreamError):
     attempt, so it is answered once, never retried, and says what the operator must fix."""
 
     code = "provider_misconfigured"
+
+
+class UpstreamOverloaded(UpstreamError):
+    """Every attempt found the upstream overloaded (Anthropic's 529 overloaded_error): Anthropic
+    clients get their own 529 overloaded_error (Claude Code and the SDKs back off and retry it),
+    OpenAI clients a 503."""
+
+    status = 503
+    anthropic_status = 529
+    code = "overloaded"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -85,7 +85,8 @@ def render_error(exc: ShieldesError, rid: str, *, anthropic: bool = False) -> we
     headers = dict(exc.headers)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
-    status = exc.status if 400 <= exc.status <= 599 else 500
+    status = exc.anthropic_status if anthropic and exc.anthropic_status else exc.status
+    status = status if 400 <= status <= 599 else 500
     return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic)
 
 

@@ -22,6 +22,7 @@ from shieldes.errors import (
     RateLimited,
     ShieldesError,
     UpstreamError,
+    UpstreamOverloaded,
     UpstreamTimeout,
 )
 from shieldes.gateway.metrics import Metrics
@@ -30,6 +31,7 @@ from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
     CONTENT_FILTER,
     CONTEXT_LENGTH,
+    OVERLOADED,
     THROTTLED,
     Body,
     ChunkStream,
@@ -310,6 +312,13 @@ class Gateway:
             return RateLimited(
                 f"every upstream for model {route.requested!r} is rate limiting ({attempts} attempt(s)): {detail}; "
                 "retry after the Retry-After delay", retry_after=last.retry_after or 1.0)
+        if last is not None and last.status == OVERLOADED:
+            overloaded = UpstreamOverloaded(
+                f"every upstream for model {route.requested!r} is overloaded ({attempts} attempt(s)): {detail}; "
+                "retry with backoff")
+            if last.retry_after:
+                overloaded.headers["Retry-After"] = str(max(1, int(last.retry_after + 0.999)))
+            return overloaded
         msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
                "retry later")
         return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)

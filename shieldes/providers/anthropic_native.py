@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from shieldes.providers.anthropic_translate import usage_from_anthropic
-from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import OVERLOADED, Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import (
     TRANSPORT_ERRORS,
     invalid_response,
@@ -192,7 +192,8 @@ class NativeEventStream:
                         err = parsed.get("error")
                         err = err if isinstance(err, dict) else {}
                         self._release()
-                        raise UpstreamFailure(str(err.get("message") or "upstream error"), status=None,
+                        status = OVERLOADED if err.get("type") == "overloaded_error" else None
+                        raise UpstreamFailure(str(err.get("message") or "upstream error"), status=status,
                                               retryable=err.get("type") in _RETRYABLE_STREAM_ERRORS, body=parsed)
                     return
         except TRANSPORT_ERRORS as exc:

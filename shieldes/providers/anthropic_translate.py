@@ -20,7 +20,7 @@ from shieldes.providers.anthropic_replies import (
     openai_response_to_messages,
     stream_error_event,
 )
-from shieldes.providers.base import Body, TokenUsage, UpstreamFailure
+from shieldes.providers.base import OVERLOADED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
     CacheMark,
     Image,
@@ -338,11 +338,11 @@ class StreamTranslator:
             ]
         if kind == "error":
             err = data.get("error") or {}
-            overloaded = err.get("type") in ("overloaded_error", "api_error", "rate_limit_error")
+            retryable = err.get("type") in ("overloaded_error", "api_error", "rate_limit_error")
             raise UpstreamFailure(
                 err.get("message") or "upstream error mid-stream",
-                status=None,
-                retryable=overloaded,
+                status=OVERLOADED if err.get("type") == "overloaded_error" else None,
+                retryable=retryable,
                 body=data,
             )
         return []  # ping and future event types

@@ -63,6 +63,7 @@ class UpstreamFailure(Exception):
 CONTEXT_LENGTH = "context_length_exceeded"
 CONTENT_FILTER = "content_filter"
 THROTTLED = "rate_limit_exceeded"
+OVERLOADED = 529  # Anthropic's status (and stream error type overloaded_error) for an overloaded upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import anthropic
+import openai
 import pytest
 
 from shieldes.projections.commands import SetPricing
@@ -174,9 +175,24 @@ async def test_upstream_refusal_reaches_the_client_in_anthropic_shape(database_u
             await client.messages.create(model=MODEL, max_tokens=5, extra_body={"temperature": 1.5},
                                          messages=[{"role": "user", "content": "hi"}])
         assert "temperature" in info.value.message
+        # an overloaded upstream (Anthropic's 529, or overloaded_error as a stream's first event) on every
+        # attempt: Anthropic clients get their own 529 overloaded_error, which they back off and retry
         h.upstream.inject("/v1/messages", stream_error="overloaded_error", times=3)
-        with pytest.raises(anthropic.APIStatusError) as failed:
+        with pytest.raises(anthropic.OverloadedError) as overloaded:
             async with client.messages.stream(model=MODEL, max_tokens=5,
                                               messages=[{"role": "user", "content": "hi"}]) as stream:
                 await stream.get_final_message()
+        assert overloaded.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+        h.upstream.inject("/v1/messages", status=529, retry_after=3, times=3)
+        with pytest.raises(anthropic.OverloadedError) as overloaded:
+            await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert overloaded.value.response.headers["retry-after"] == "3"
+        h.upstream.inject("/v1/messages", status=529, times=3)  # OpenAI clients of the same model: a 503
+        chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.InternalServerError) as busy:
+            await chat.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert busy.value.status_code == 503 and busy.value.code == "overloaded"
+        h.upstream.inject("/v1/messages", status=500, times=3)  # other failures stay a 502
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
         assert failed.value.status_code == 502
