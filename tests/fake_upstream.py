@@ -104,8 +104,10 @@ class FakeUpstream:
         call_tools: bool = True,
         implicit_cache: bool = False,
         rpm: int | None = None,
+        reasoning: str | None = None,
     ) -> None:
         self.completion_tokens = completion_tokens
+        self.reasoning = reasoning  # chat answers carry it as `reasoning_content` (vLLM, DeepSeek, Ollama)
         self.reply = reply
         self.api_key = api_key
         self.models = models
@@ -363,6 +365,8 @@ class FakeUpstream:
             }
             if call is not None:
                 message["tool_calls"] = [call]
+            if self.reasoning is not None:
+                message["reasoning_content"] = self.reasoning
             return web.json_response(
                 {
                     **base,
@@ -380,7 +384,7 @@ class FakeUpstream:
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         finish = fault.finish_reason if fault and fault.finish_reason is not None else reply.finish
-        frames = wire.chat_frames(base, reply.text, call, finish, usage if include_usage else None)
+        frames = wire.chat_frames(base, reply.text, call, finish, usage if include_usage else None, self.reasoning)
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

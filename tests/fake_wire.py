@@ -149,18 +149,22 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
 
 
 def chat_frames(
-    base: dict[str, Any], text: str, call: dict[str, Any] | None, finish: str, usage: dict[str, Any] | None
+    base: dict[str, Any], text: str, call: dict[str, Any] | None, finish: str, usage: dict[str, Any] | None,
+    reasoning: str | None = None,
 ) -> list[bytes]:
     """A chat.completion.chunk stream as OpenAI sends it: a role chunk, content (or tool-call
-    argument fragments), a finish chunk, the usage chunk when asked for, then [DONE]."""
+    argument fragments), a finish chunk, the usage chunk when asked for, then [DONE]. `reasoning`:
+    first streamed as `reasoning_content` deltas, as vLLM, DeepSeek and Ollama stream a reasoning
+    model's thinking."""
     extra = {"usage": None} if usage is not None else {}
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return data({**base, "object": "chat.completion.chunk", **extra, "choices": [choice]})
 
+    thinking = [chunk({"reasoning_content": piece}) for piece in pieces(reasoning or "")]
     if call is None:
-        frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        frames = [chunk({"role": "assistant", "content": "", "refusal": None}), *thinking]
         frames += [chunk({"content": piece}) for piece in pieces(text)]
     else:
         fn = call["function"]
@@ -170,7 +174,7 @@ def chat_frames(
             "type": "function",
             "function": {"name": fn["name"], "arguments": ""},
         }
-        frames = [chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [first]})]
+        frames = [*thinking, chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [first]})]
         frames += [
             chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})
             for a in split(fn["arguments"])

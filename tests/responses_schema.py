@@ -54,6 +54,8 @@ EVENTS = {
     "response.output_text.done": (*_ITEM_EVENT, "content_index", "text"),
     "response.function_call_arguments.delta": (*_ITEM_EVENT, "delta"),
     "response.function_call_arguments.done": (*_ITEM_EVENT, "arguments"),
+    "response.reasoning_text.delta": (*_ITEM_EVENT, "content_index", "delta"),
+    "response.reasoning_text.done": (*_ITEM_EVENT, "content_index", "text"),
     "error": ("error",),
 }
 

@@ -24,6 +24,7 @@ from shieldes.responses.objects import (
     message_item,
     new_id,
     reasoning_item,
+    reasoning_part,
     refusal_item,
     response_object,
     text_part,
@@ -374,8 +375,29 @@ class ChatStreamTranslator:
         if self._reasoning is None:
             return []
         r, self._reasoning = self._reasoning, None
-        r.item.update(reasoning_item(r.item["id"], "".join(r.text)))
-        return [self.number("response.output_item.done", output_index=r.index, item=r.item)]
+        text = "".join(r.text)
+        r.item.update(reasoning_item(r.item["id"], text))
+        ids = {"item_id": r.item["id"], "output_index": r.index, "content_index": 0}
+        return [self.number("response.reasoning_text.done", **ids, text=text),
+                self.number("response.content_part.done", **ids, part=reasoning_part(text)),
+                self.number("response.output_item.done", output_index=r.index, item=r.item)]
+
+    def _reasoning_delta(self, text: str) -> list[Body]:
+        """Reasoning text streams as the API streams a reasoning model's text: a reasoning item
+        with one reasoning_text part and its deltas."""
+        events = []
+        if self._reasoning is None:
+            events += self._close_text()
+            self._reasoning, added = self._add({"id": self.make_id("rs"), "type": "reasoning", "summary": [],
+                                                "content": []})
+            events.append(added)
+            events.append(self.number("response.content_part.added", item_id=self._reasoning.item["id"],
+                                      output_index=self._reasoning.index, content_index=0,
+                                      part=reasoning_part("")))
+        self._reasoning.text.append(text)
+        events.append(self.number("response.reasoning_text.delta", item_id=self._reasoning.item["id"],
+                                  output_index=self._reasoning.index, content_index=0, delta=text))
+        return events
 
     def _close_calls(self) -> list[Body]:
         events = []
@@ -399,11 +421,7 @@ class ChatStreamTranslator:
             delta = choice.get("delta") or {}
             reasoning = _reasoning_text(delta)
             if reasoning:
-                if self._reasoning is None:
-                    events += self._close_text()
-                    self._reasoning, added = self._add({"id": self.make_id("rs"), "type": "reasoning", "summary": []})
-                    events.append(added)
-                self._reasoning.text.append(reasoning)
+                events += self._reasoning_delta(reasoning)
             content = delta.get("content")
             if isinstance(content, str) and content:
                 events += self._text_delta(content)

@@ -166,10 +166,14 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str,
             "arguments": arguments}
 
 
+def reasoning_part(text: str) -> Body:
+    return {"type": "reasoning_text", "text": text}
+
+
 def reasoning_item(item_id: str, text: str) -> Body:
     item: Body = {"id": item_id, "type": "reasoning", "summary": []}
     if text:
-        item["content"] = [{"type": "reasoning_text", "text": text}]
+        item["content"] = [reasoning_part(text)]
     return item
 
 

@@ -13,7 +13,8 @@ import pydantic
 import pytest
 
 from shieldes.projections.commands import AddProvider, SetPricing, UpdateProvider
-from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 from tests.responses_schema import check_event, check_response
 
 TOOLS: list[Any] = [{
@@ -196,3 +197,25 @@ async def test_native_mode_is_refused_for_anthropic_and_old_events_replay(databa
         with pytest.raises(CommandRejected, match="translate"):
             await h.admin(AddProvider("c", "anthropic", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("c",),
                                       responses="native"))
+
+
+async def test_reasoning_of_a_chat_upstream_streams_as_reasoning_text_events(database_url: str) -> None:
+    """A reasoning model behind a chat-only server (vLLM, DeepSeek, Ollama stream `reasoning_content`):
+    its thinking reaches a Responses stream as it is produced, not only once the item is done."""
+    thinking = "The user greets me so I greet back"
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), reasoning=thinking)
+    async with harness(database_url, upstream=up) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        events = await _events(oai(h.base, secret), model="gpt-4o", input="hello")
+        for e in events:
+            check_event(e.model_dump(mode="json", exclude_unset=True))
+        deltas = [e for e in events if e.type == "response.reasoning_text.delta"]
+        assert "".join(e.delta for e in deltas) == thinking and len(deltas) == len(thinking.split())
+        done = next(e for e in events if e.type == "response.reasoning_text.done")
+        reasoning = events[-1].response.output[0]
+        assert reasoning.type == "reasoning" and {e.item_id for e in deltas} == {done.item_id, reasoning.id}
+        assert done.text == thinking and reasoning.content[0].text == thinking
+        assert events[-1].response.output_text == "Hello from the fake upstream"
+        plain = await oai(h.base, secret).responses.create(model="gpt-4o", input="hello")  # and as JSON
+        assert plain.output[0].type == "reasoning" and plain.output[0].content[0].text == thinking

@@ -149,6 +149,13 @@ def test_stream_translation_numbers_and_closes_every_item() -> None:
     added = [e["output_index"] for e in events if e["type"] == "response.output_item.added"]
     done = [e["output_index"] for e in events if e["type"] == "response.output_item.done"]
     assert added == done == [0, 1, 2]
+    # reasoning streams as it comes, as a reasoning model's text does, not only in the item's done event
+    assert kinds[2:8] == ["response.output_item.added", "response.content_part.added",
+                          "response.reasoning_text.delta", "response.reasoning_text.done",
+                          "response.content_part.done", "response.output_item.done"]
+    assert [(e["item_id"], e["output_index"], e["content_index"], e.get("delta") or e.get("text"))
+            for e in events[4:6]] == [("rs_0", 0, 0, "hmm"), ("rs_0", 0, 0, "hmm")]
+    assert events[6]["part"] == {"type": "reasoning_text", "text": "hmm"} == final["output"][0]["content"][0]
 
 
 def test_stream_failure_ends_with_error_and_failed() -> None:
