@@ -295,11 +295,15 @@ def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) 
 
 
 def _not_durable(state: NodeState, durable: Durable) -> tuple[
-        dict[PendingId, tuple[int, int, int]], dict[UnflushedId, Usage]]:
+        Mapping[PendingId, tuple[int, int, int]], Mapping[UnflushedId, Usage]]:
+    """The state's pending and unflushed usage the log does not hold yet; a mapping that loses
+    nothing is returned as it is (readers cache by identity: see SpendIndex)."""
     epochs = {p[0] for p in state.pending} | {u[0] for u in state.unflushed}
     floor = {e: durable(state.node_id, e) for e in epochs}
-    return ({p: v for p, v in state.pending.items() if p[1] > floor[p[0]]},
-            {u: v for u, v in state.unflushed.items() if u[1] > floor[u[0]]})
+    pending = {p: v for p, v in state.pending.items() if p[1] > floor[p[0]]}
+    unflushed = {u: v for u, v in state.unflushed.items() if u[1] > floor[u[0]]}
+    return (state.pending if len(pending) == len(state.pending) else pending,
+            state.unflushed if len(unflushed) == len(state.unflushed) else unflushed)
 
 
 def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] = ()) -> View:
@@ -391,21 +395,64 @@ def window_allowance(view: View, subject: str, window: str, start: int, *, exclu
                for (node, _), s in view.components.items() if node != exclude)
 
 
+SubjectSpend = dict[str, list[tuple[int, int, int, int]]]  # subject -> [(boot epoch, flush seq, day, nUSD)]
+
+
+def spend_by_subject(pending: Mapping[PendingId, tuple[int, int, int]]) -> SubjectSpend:
+    """One state's pending spend grouped by budget subject."""
+    out: SubjectSpend = {}
+    for (epoch, seq, subject, day), v in pending.items():
+        entries = out.get(subject)
+        if entries is None:
+            entries = out[subject] = []
+        entries.append((epoch, seq, day, v[2]))
+    return out
+
+
+class SpendIndex:
+    """Each state's pending spend by subject, regrouped only when the state's pending entries change.
+
+    Every budget check of a request reads one subject's pending spend; scanning all of every peer's
+    pending entries (one per subject per unflushed flush: hundreds with many active keys) would cost
+    O(active keys x nodes) per request. States are never changed in place, so an unchanged mapping
+    is the same object and its grouping stays valid."""
+
+    LIMIT = 1024  # states remembered; past it (boots come and go) everything is regrouped on demand
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[Component, bool], tuple[Mapping[PendingId, tuple[int, int, int]], SubjectSpend]] = {}
+
+    def of(self, comp: Component, state: NodeState, *, orphan: bool = False) -> SubjectSpend:
+        held = self._groups.get((comp, orphan))
+        if held is not None and held[0] is state.pending:
+            return held[1]
+        if len(self._groups) >= self.LIMIT:
+            self._groups.clear()
+        groups = spend_by_subject(state.pending)
+        self._groups[(comp, orphan)] = (state.pending, groups)
+        return groups
+
+
 def pending_spend(view: View, subject: str, days: range, durable: Durable, *,
-                  exclude: str | None = None) -> int:
+                  exclude: str | None = None, index: SpendIndex | None = None) -> int:
     """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it
     (dead boots' too, until the leader's append on their behalf is in the log), plus what peers
-    hold reserved for requests in flight."""
+    hold reserved for requests in flight. Requests pass the node's `index`, so each reads only the
+    subject's own entries."""
+    index = SpendIndex() if index is None else index
     total = 0
-    for (node, _), state in [*view.components.items(), *view.orphans.items()]:
-        if node == exclude:
-            continue
-        for (epoch, seq, subj, day), v in state.pending.items():
-            if subj == subject and day in days and seq > durable(node, epoch):
-                total += v[2]
-        r = state.reservations.get(subject)
-        if r and r[0] > r[1]:
-            total += r[0] - r[1]
+    for orphan, states in ((False, view.components), (True, view.orphans)):
+        for comp, state in states.items():
+            node = comp[0]
+            if node == exclude:
+                continue
+            if state.pending:
+                for epoch, seq, day, nusd in index.of(comp, state, orphan=orphan).get(subject, ()):
+                    if day in days and seq > durable(node, epoch):
+                        total += nusd
+            r = state.reservations.get(subject)
+            if r and r[0] > r[1]:
+                total += r[0] - r[1]
     return total
 
 

@@ -5,6 +5,7 @@ of a node supersedes every older one, and the read-outs the meter uses."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 from shieldes.cluster.view import (
     EMPTY,
     NodeState,
+    SpendIndex,
+    View,
     ViewCell,
     expire_orphans,
     fold,
@@ -277,3 +280,66 @@ def test_orphans_join_like_components(states: list[NodeState], epochs: dict[str,
     assert join(va, va) == va
     vb = observe_epochs(fold(reversed(states)), epochs, now=1.0)
     assert join(va, vb).orphans == join(vb, va).orphans
+
+
+SUBJECTS = ["k:k1", "k:k2", "t:t1"]
+
+
+@st.composite
+def spending_states(draw: st.DrawFn) -> NodeState:
+    """States with pending spend of several subjects over several days."""
+    node, epoch = draw(st.sampled_from(NODES))
+    pending_id = st.tuples(st.just(epoch), st.integers(1, 4), st.sampled_from(SUBJECTS), st.integers(99, 101))
+    pending = draw(st.dictionaries(pending_id, st.tuples(st.just(1), st.just(1), st.integers(0, 90)), max_size=6))
+    reservations = draw(st.dictionaries(st.sampled_from(SUBJECTS), st.tuples(st.integers(0, 50), st.integers(0, 50)),
+                                        max_size=2))
+    return NodeState(node, epoch, seq=draw(st.integers(0, 20)), pending=pending, reservations=reservations)
+
+
+def scanned_spend(view: View, subject: str, days: range, durable: Callable[[str, int], int], exclude: str) -> int:
+    """The definition, entry by entry over every state: what the index must always agree with."""
+    total = 0
+    for (node, _), state in [*view.components.items(), *view.orphans.items()]:
+        if node != exclude:
+            total += sum(v[2] for (epoch, seq, subj, day), v in state.pending.items()
+                         if subj == subject and day in days and seq > durable(node, epoch))
+            r = state.reservations.get(subject)
+            total += max(0, r[0] - r[1]) if r else 0
+    return total
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(spending_states(), st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 4))),
+                max_size=12),
+       st.sampled_from(["a", "b", "me"]))
+def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
+        steps: list[NodeState | tuple[str, int]], exclude: str) -> None:
+    """One index lives as long as the node while its view changes under it (merges, new boots
+    leaving orphans, flushes reaching the log and pruned): every read matches a full scan."""
+    index, cell, durable = SpendIndex(), ViewCell(), {"a": 0, "b": 0, "c": 0}
+
+    def d(node: str, _epoch: int) -> int:
+        return durable[node]
+
+    for now, step in enumerate(steps):
+        if isinstance(step, NodeState):
+            cell.accept(step, float(now))
+        else:  # node's flushes up to seq reach the log; prune what it now holds
+            durable[step[0]] = max(durable[step[0]], step[1])
+            cell.value = prune(cell.value, min_window_start={}, durable=d)
+        for subject in SUBJECTS:
+            for days in (range(100, 101), range(99, 102)):
+                assert pending_spend(cell.value, subject, days, d, exclude=exclude, index=index) == \
+                    scanned_spend(cell.value, subject, days, d, exclude)
+
+
+def test_a_prune_that_drops_nothing_keeps_the_states_pending_entries_as_they_are() -> None:
+    """The spend index regroups a state only when its entries change: a prune that finds nothing
+    durable must hand back the same mappings."""
+    state = NodeState("a", 1, pending={(1, 3, "k:k1", 100): (1, 1, 5)}, unflushed={(1, 3, "k1", None, "p", "m", 9):
+                                                                             (1, 1, 1, 5)})
+    view = merge(EMPTY, state)
+    pruned = prune(view, min_window_start={}, durable=no_durable)
+    assert pruned.components[("a", 1)].pending is view.components[("a", 1)].pending
+    assert pruned.components[("a", 1)].unflushed is view.components[("a", 1)].unflushed
+    assert not prune(view, min_window_start={}, durable=lambda n, e: 3).components[("a", 1)].pending
