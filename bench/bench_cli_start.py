@@ -2,6 +2,7 @@
 
     python bench/bench_cli_start.py --keys 1000000 --teams 10000       # builds the log, keeps it, prints its name
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --rounds 6 --runs 5
+    python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --baseline-reuse DB0 ...   # DIR's schema is older
 
 The first form builds the log of bench_keys_scale.py (bulk appends) in a scratch database and keeps
 it (a database a `bench_keys_scale.py --keep` run left does as well). The second runs rounds that
@@ -91,8 +92,9 @@ def one_round(url: str, root: Path, runs: int, tag: str, got: Figures) -> None:
         got.add("key revoke", *timed(["-m", "shieldes", "key", "revoke", name], root, env))
 
 
-def rounds(url: str, runs: int, count: int, baseline: Path | None) -> None:
+def rounds(url: str, runs: int, count: int, baseline: Path | None, baseline_url: str) -> None:
     trees = [("now", ROOT)] + ([("before", baseline)] if baseline is not None else [])
+    urls = {"now": url, "before": baseline_url}
     for _, root in trees:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "shieldes")], check=True)
     got = {label: Figures() for label, _ in trees}
@@ -100,7 +102,7 @@ def rounds(url: str, runs: int, count: int, baseline: Path | None) -> None:
     stamp = time.strftime("%H%M%S")
     for r in range(count):
         for label, root in (trees if r % 2 == 0 else trees[::-1]):
-            one_round(url, root, runs, f"{stamp}-{label}-{r}", got[label])
+            one_round(urls[label], root, runs, f"{stamp}-{label}-{r}", got[label])
             loads.append(os.getloadavg()[0])
         print(f"round {r + 1} done, load average {loads[-1]:.2f}", flush=True)
     print(f"\n{sys.executable}; {count} rounds x {runs} runs; load average (1 min) {min(loads):.2f}-{max(loads):.2f}")
@@ -139,13 +141,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5, help="key creates (and revokes) per round and tree")
     parser.add_argument("--baseline-tree", type=Path, metavar="DIR", help="an earlier checkout to alternate with")
+    parser.add_argument("--baseline-reuse", metavar="DBNAME",
+                        help="the database DIR runs on (default: --reuse's) when this checkout migrates it past "
+                             "DIR's schema: a copy of it made before `shieldes db upgrade` (CREATE DATABASE ... "
+                             "TEMPLATE ...)")
     args = parser.parse_args()
     server = db.libpq_url(args.database_url) if args.database_url else pg.server_url()
     if not args.reuse:
         name = asyncio.run(build(server, Shape(args.keys, args.teams)))
         print(f"scratch database (kept for --reuse): {name}")
         return
-    rounds(pg.with_database(server, args.reuse), args.runs, args.rounds, args.baseline_tree)
+    rounds(pg.with_database(server, args.reuse), args.runs, args.rounds, args.baseline_tree,
+           pg.with_database(server, args.baseline_reuse or args.reuse))
 
 
 if __name__ == "__main__":

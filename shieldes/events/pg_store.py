@@ -26,7 +26,7 @@ from shieldes.events.connections import Connections, use_orjson
 from shieldes.events.partitions import cover
 from shieldes.events.scope import Scope
 from shieldes.events.scope_sql import COLUMNS as _COLUMNS
-from shieldes.events.scope_sql import SCOPE_SQL, scope_params, scope_rows
+from shieldes.events.scope_sql import EVENTS_SQL, POSITIONS_SQL, scope_events, scope_params, scope_positions
 from shieldes.events.store import (
     AppendOptions,
     AppendResult,
@@ -102,9 +102,10 @@ class PostgresEventStore:
     async def append_scoped(
         self, scope: Scope, decide: Decide, options: AppendOptions
     ) -> tuple[list[RecordedEvent], AppendResult]:
-        """One transaction of two round trips: the scope's events are read (one statement) before
-        the append lock is taken, so the lock is never held while they are planned and fetched, and
-        the head the lock then reveals must be the config position they reach."""
+        """One transaction of three round trips: the positions of the scope's events are found,
+        then the events are read before the append lock is taken (so the lock is never held while
+        they are planned and fetched), and the head the lock then reveals must be the config
+        position they reach."""
         return await self._append(CONFIG_STREAM, decide, options, scope)
 
     async def _append(
@@ -138,23 +139,29 @@ class PostgresEventStore:
         options: AppendOptions, scope: Scope | None,
     ) -> tuple[list[RecordedEvent], AppendResult]:
         """One transaction, pipelined: what comes before the hash chain is one round trip (BEGIN,
-        timeouts, the scope's events for a scoped write, lock, head, the live nodes' readers), the
-        rows, the head's update, the NOTIFY and the COMMIT a second one (each round trip waits on a
-        busy server). BEGIN and COMMIT are statements here: psycopg's transaction block would add a
-        round trip for each. `events` may be a decision on the scope's events, made once they are
-        read and the head is known to be theirs."""
+        timeouts, lock, head, the live nodes' readers; a scoped write first finds the positions of
+        its scope's events, a round trip of its own, and reads them here), the rows, the head's
+        update, the NOTIFY and the COMMIT a second one (each round trip waits on a busy server).
+        BEGIN and COMMIT are statements here: psycopg's transaction block would add a round trip
+        for each. `events` may be a decision on the scope's events, made once they are read and the
+        head is known to be theirs."""
         is_config = stream == CONFIG_STREAM
         async with conn.pipeline() as pipeline:
             await conn.execute("BEGIN")
             # the timeouts are local to this transaction and set before the lock is waited for
             timeouts = "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
             scoped = None
+            expected = options.expected_config_position
             if scope is None:
                 await conn.execute(timeouts + ", pg_advisory_xact_lock(%s)", (*self._timeouts, APPEND_LOCK))
             else:
+                # a point read: no parallel workers (processes) for it, whatever the planner estimates
                 await conn.execute(timeouts + ", set_config('max_parallel_workers_per_gather', '0', true)",
                                    self._timeouts)
-                scoped = await conn.execute(SCOPE_SQL, scope_params(scope))
+                found = await conn.execute(POSITIONS_SQL, scope_params(scope))
+                await pipeline.sync()
+                positions, expected = scope_positions(await found.fetchone())
+                scoped = await conn.execute(EVENTS_SQL, (positions,))
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
             duplicate = None
             if options.idempotency_seq is not None:
@@ -174,10 +181,7 @@ class PostgresEventStore:
             if existing is not None:
                 await conn.execute("COMMIT")
                 return [], AppendResult(existing[0], existing[0], duplicate=True)
-            read: list[RecordedEvent] = []
-            expected = options.expected_config_position
-            if scoped is not None:
-                read, expected = scope_rows(await scoped.fetchall())
+            read = scope_events(await scoped.fetchall()) if scoped is not None else []
             head = await cur.fetchone()
             assert head is not None, "log_head row missing: run `shieldes db upgrade`"
             position, config_position, config_hash, now, partitions_end, partition_size = head
@@ -319,17 +323,12 @@ class PostgresEventStore:
             return [row_to_event(r) for r in await cur.fetchall()]
 
     async def read_scope(self, scope: Scope) -> tuple[list[RecordedEvent], int]:
-        # one statement, so the config position matches the events; one round trip with the setting
-        async with translated("read the event log"), self._connections.connection() as conn, \
-                conn.pipeline() as pipeline:
-            await conn.execute("BEGIN READ ONLY")
-            # A point read: the planner, misjudging the shared config's rows, would otherwise start
-            # parallel workers (processes) for it, which took longer than the read (20-40 ms at 1M keys).
-            await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            cur = await conn.execute(SCOPE_SQL, scope_params(scope))
-            await conn.execute("COMMIT")
-            await pipeline.sync()
-            return scope_rows(await cur.fetchall())
+        # the positions and the config position in one statement (one snapshot), then the events
+        async with translated("read the event log"), self._connections.connection() as conn:
+            cur = await conn.execute(POSITIONS_SQL, scope_params(scope))
+            positions, config_position = scope_positions(await cur.fetchone())
+            cur = await conn.execute(EVENTS_SQL, (positions,))
+            return scope_events(await cur.fetchall()), config_position
 
 
 def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:

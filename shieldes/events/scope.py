@@ -1,7 +1,7 @@
 """Which config events a key command's decision reads: the shared config (providers, pricing,
 aliases, routing, admin tokens: a few events however many keys there are) plus the events of the
 keys and teams the command names. Both event stores select with these definitions (the Postgres
-one in SQL with the indexes of migration 0009, checked against them by tests)."""
+one in SQL through `config_index`, migration 0010, checked against them by tests)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`key create` / `key revoke` read only what they decide on: the shared config plus the keys and
-teams they name, selected in SQL through the indexes of migration 0009, the same events the
-in-memory store selects; a node's admin API decides on its projection and reads back only what it
-wrote. Neither reads the whole config."""
+teams they name, found in SQL through `config_index` (migration 0010) and read by position from
+the partitions holding them, the same events the in-memory store selects; a node's admin API
+decides on its projection and reads back only what it wrote. Neither reads the whole config."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from shieldes.events.catalog import CONFIG_STREAM, VirtualKeyCreated
 from shieldes.events.codec import Codec
 from shieldes.events.memory_store import InMemoryEventStore
 from shieldes.events.pg_store import PostgresEventStore
-from shieldes.events.scope import Scope
-from shieldes.events.scope_sql import SCOPE_SQL
+from shieldes.events.scope import ENTITY_TYPES, KEY_CREATED, KEY_ROTATED, KEY_UPDATED, TEAM_CREATED, Scope, subject
+from shieldes.events.scope_sql import EVENTS_SQL, POSITIONS_SQL
 from shieldes.events.store import AppendOptions, AppendResult, Decide, EventStore, NewEvent, RecordedEvent
 from shieldes.projections.commands import (
     AddProvider,
@@ -78,13 +78,66 @@ async def test_the_scoped_reads_use_the_indexes(pool: AsyncConnectionPool[Any], 
     params = {"keys": ["alpha"], "hashes": ["hash-a"], "teams": ["ops"]}
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        cur = await conn.execute("EXPLAIN (FORMAT JSON) " + SCOPE_SQL, params)  # type: ignore[operator]
+        cur = await conn.execute("EXPLAIN (FORMAT JSON) " + POSITIONS_SQL, params)  # type: ignore[operator]
         row = await cur.fetchone()
         assert row is not None
-        plan = orjson.dumps(row[0]).decode()
         # the log_head row is one row in a tiny table: a sequential scan there is the right plan
-        events_scans = [p for p in _scans(row[0]) if p.get("Relation Name", "").startswith("events")]
-        assert events_scans and all(p["Node Type"] != "Seq Scan" for p in events_scans), plan
+        scans = [p for p in _scans(row[0]) if p["Relation Name"] != "log_head"]
+        assert scans and all(p["Relation Name"] == "config_index" and p["Node Type"] != "Seq Scan"
+                             for p in scans), orjson.dumps(row[0]).decode()
+        cur = await conn.execute(POSITIONS_SQL, params)  # type: ignore[arg-type]
+        row = await cur.fetchone()
+        assert row is not None and row[1]
+        cur = await conn.execute("EXPLAIN (FORMAT JSON) " + EVENTS_SQL, (row[1],))  # type: ignore[operator]
+        plan = await cur.fetchone()
+        assert plan is not None
+        cur = await conn.execute("SELECT count(*) FROM pg_partition_tree('events') WHERE isleaf")
+        partitions = await cur.fetchone()
+        assert partitions is not None
+        # pruned when planned: only the partitions holding the positions are in the plan
+        scans = _scans(plan[0])
+        assert 0 < len(scans) < partitions[0] and all(p["Node Type"] != "Seq Scan" for p in scans), \
+            orjson.dumps(plan[0]).decode()
+
+
+def _index_of(events: Sequence[RecordedEvent]) -> list[tuple[Any, ...]]:
+    """config_index as events/scope.py defines what a scoped read matches on."""
+    def field(e: RecordedEvent, name: str, types: tuple[str, ...]) -> Any:
+        return e.data.get(name) if e.type in types else None
+
+    return [(e.position, e.type, e.type not in ENTITY_TYPES, subject(e.data) if e.type in ENTITY_TYPES else None,
+             field(e, "name", (KEY_CREATED, TEAM_CREATED)), field(e, "key_hash", (KEY_CREATED, KEY_ROTATED)),
+             field(e, "team_id", (KEY_CREATED, KEY_UPDATED))) for e in events if e.is_config]
+
+
+async def test_config_index_follows_every_change_of_the_config_stream(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore
+) -> None:
+    """Appends, and a hand-made insert, edit or delete in SQL (a repair): config_index says what
+    the config events say, and nothing about other streams."""
+    await _log([pg_store])
+    await pg_store.append("usage:n1", [NewEvent("usage.recorded", 1, {"node_id": "n1"})], AppendOptions())
+
+    async def index() -> list[tuple[Any, ...]]:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT * FROM config_index ORDER BY position")
+            return await cur.fetchall()
+
+    assert await index() == _index_of(await pg_store.read(0, 10_000)) and len(await index()) > MANY
+    async with pool.connection() as conn:
+        await conn.execute("UPDATE events SET data = '{\"id\": \"key_other\"}'"
+                           " WHERE type = 'virtual_key.revoked' AND data->>'id' = 'key_bulk7'")
+        await conn.execute("DELETE FROM events WHERE type = 'virtual_key.rotated'")
+        await conn.execute("INSERT INTO events (position, stream, type, version, data) SELECT position + 1,"
+                           " 'config', 'virtual_key.created', 1, '{\"id\": \"key_z\", \"name\": \"zeta\","
+                           " \"key_hash\": \"hash-z\", \"team_id\": \"team_o\"}' FROM log_head")
+    assert await index() == _index_of(await pg_store.read(0, 10_000))
+    rows = await index()
+    assert ("virtual_key.revoked", "key_other") in {(r[1], r[3]) for r in rows}
+    assert ("virtual_key.created", "key_z", "zeta", "hash-z", "team_o") in {(r[1], *r[3:]) for r in rows}
+    assert "virtual_key.rotated" not in {r[1] for r in rows}
+    events, _ = await pg_store.read_scope(Scope(hashes=("hash-z",)))
+    assert [e.data["name"] for e in events if e.type == KEY_CREATED] == ["zeta"]
 
 
 def _scans(plan: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from shieldes.secrets import hash_key
 from tests.cli import ok
 
 ENC = {"SHIELDES_ENCRYPTION_KEY": "a-passphrase"}
-RAW_TABLES = ("events", "log_head", "snapshots", "cluster_nodes", "leader_epoch", "alembic_version",
+RAW_TABLES = ("events", "config_index", "log_head", "snapshots", "cluster_nodes", "leader_epoch", "alembic_version",
               "request_log_rows", "request_log_bodies")
 
 
