@@ -202,7 +202,7 @@ async def prepare_database() -> tuple[str, str]:
 async def add_provider(url: str, upstream: str) -> None:
     from shieldes.config_writer import execute
     from shieldes.events.pg_store import PostgresEventStore, open_pool
-    from shieldes.projections.commands import AddProvider
+    from shieldes.projections.shared_commands import AddProvider
 
     pool = open_pool(url, size=2)
     await pool.open(wait=True)

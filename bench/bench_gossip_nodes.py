@@ -31,7 +31,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shieldes.projections.commands import AddProvider, CreateKey  # noqa: E402
+from shieldes.projections.commands import CreateKey  # noqa: E402
+from shieldes.projections.shared_commands import AddProvider  # noqa: E402
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, NodeProc, until  # noqa: E402

@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 from shieldes import db  # noqa: E402
 from shieldes.config_writer import execute  # noqa: E402
 from shieldes.events.pg_store import PostgresEventStore, open_pool  # noqa: E402
-from shieldes.projections.commands import AddProvider, CreateKey  # noqa: E402
+from shieldes.projections.commands import CreateKey  # noqa: E402
+from shieldes.projections.shared_commands import AddProvider  # noqa: E402
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster  # noqa: E402

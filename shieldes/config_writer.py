@@ -29,12 +29,16 @@ ATTEMPTS = 5
 
 @dataclass
 class ConfigView:
+    """The config folded up to a position of the log."""
+
     state: ConfigState
     position: int  # position of the newest config event folded
 
 
 @dataclass
 class LiveWrite:
+    """A node's write: the events appended and the config right after them."""
+
     events: list[RecordedEvent]
     state: ConfigState  # the config right after the write (or now, for a replay)
     replayed: bool = False  # an earlier request with the same idempotency key did this write

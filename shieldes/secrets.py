@@ -94,6 +94,8 @@ def generate_key() -> str:
 
 @dataclass(frozen=True)
 class _Key:
+    """The Fernet keys derived from one SHIELDES_ENCRYPTION_KEY, and the id naming it."""
+
     key_id: str
     fernet: Fernet
     legacy: Fernet

@@ -13,22 +13,24 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, EventStore, NewEvent
 from shieldes.projections.commands import (
     UNSET,
-    AddProvider,
     CreateKey,
     CreateTeam,
-    RemoveModelAlias,
-    RemoveProvider,
     RevokeKey,
     RotateKey,
     SetBudget,
-    SetModelAlias,
-    SetPricing,
     UpdateKey,
-    UpdateProvider,
     decide,
 )
 from shieldes.projections.config import apply_config
 from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.shared_commands import (
+    AddProvider,
+    RemoveModelAlias,
+    RemoveProvider,
+    SetModelAlias,
+    SetPricing,
+    UpdateProvider,
+)
 from shieldes.projections.state import AliasTarget
 from shieldes.projections.usage import UsageState, apply_usage
 from shieldes.timeparse import MAX_EXPIRY

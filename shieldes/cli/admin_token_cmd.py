@@ -8,7 +8,7 @@ import click
 
 from shieldes import secrets
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
-from shieldes.projections.commands import CreateAdminToken, RevokeAdminToken
+from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from shieldes.roles import ROLES
 from shieldes.views import token_row
 

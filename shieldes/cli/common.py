@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 @dataclass
 class CliContext:
+    """What every command of one `shieldes` process shares: its settings, output form and database."""
+
     settings: Settings
     as_json: bool
     role: str = "cli"
@@ -148,6 +150,8 @@ def actor() -> str:
 
 @dataclass
 class Written:
+    """A CLI write's outcome: the events it appended and the config they lead to."""
+
     events: list[RecordedEvent]
     state: ConfigState  # the config right after the write, for printing the result
 

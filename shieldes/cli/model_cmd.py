@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
-from shieldes.projections.commands import RemoveModelAlias, SetModelAlias, parse_alias_target
+from shieldes.projections.shared_commands import RemoveModelAlias, SetModelAlias, parse_alias_target
 from shieldes.views import alias_row
 
 

@@ -24,7 +24,7 @@ from shieldes.importers.apply import apply_import
 from shieldes.importers.plan import Plan
 from shieldes.importers.prices import parse_litellm_prices, plan_prices
 from shieldes.importers.source import load_document
-from shieldes.projections.commands import SetPricing
+from shieldes.projections.shared_commands import SetPricing
 from shieldes.projections.state import ConfigState, Price
 from shieldes.usage.catalog import price_rows
 

@@ -22,13 +22,8 @@ from shieldes.cli.common import (
     write,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import (
-    RESPONSES_MODES,
-    UNSET,
-    AddProvider,
-    RemoveProvider,
-    UpdateProvider,
-)
+from shieldes.projections.commands import UNSET
+from shieldes.projections.shared_commands import RESPONSES_MODES, AddProvider, RemoveProvider, UpdateProvider
 from shieldes.providers.kinds import PROVIDER_KINDS
 from shieldes.usage.pricing import unpriced, unpriced_warning
 from shieldes.views import provider_row, secret_label

@@ -6,7 +6,7 @@ import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import SetRouting
+from shieldes.projections.shared_commands import SetRouting
 from shieldes.routing.strategies import DEFAULT_STRATEGY, STRATEGIES
 
 

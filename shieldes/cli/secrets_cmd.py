@@ -13,7 +13,7 @@ import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import UpdateProvider
+from shieldes.projections.shared_commands import UpdateProvider
 from shieldes.projections.state import Deployment
 from shieldes.secrets import Keyring, generate_key, key_id_of, keyring_for
 

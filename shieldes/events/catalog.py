@@ -20,6 +20,8 @@ def usage_stream(node_id: str) -> str:
 
 @dataclass(frozen=True)
 class Event:
+    """The base of every event type: `TYPE` names it in the log, `VERSION` is its shape's."""
+
     TYPE: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
 
@@ -29,6 +31,8 @@ class Event:
 
 @dataclass(frozen=True)
 class ProviderAdded(Event):
+    """A deployment was added: an upstream endpoint of a provider kind serving `models`."""
+
     TYPE: ClassVar[str] = "provider.added"
     name: str
     kind: str
@@ -59,6 +63,8 @@ class ProviderUpdated(Event):
 
 @dataclass(frozen=True)
 class ProviderRemoved(Event):
+    """A deployment was removed; requests no longer reach it."""
+
     TYPE: ClassVar[str] = "provider.removed"
     name: str
 
@@ -80,6 +86,8 @@ class ModelAliasSet(Event):
 
 @dataclass(frozen=True)
 class ModelAliasRemoved(Event):
+    """A public model alias was removed."""
+
     TYPE: ClassVar[str] = "model_alias.removed"
     name: str
 
@@ -116,6 +124,8 @@ class RoutingSet(Event):
 
 @dataclass(frozen=True)
 class TeamCreated(Event):
+    """A team was created: keys may belong to it and it may have a budget."""
+
     TYPE: ClassVar[str] = "team.created"
     id: str
     name: str
@@ -126,6 +136,8 @@ class TeamCreated(Event):
 
 @dataclass(frozen=True)
 class VirtualKeyCreated(Event):
+    """A virtual key was created (only its secret's hash is stored)."""
+
     TYPE: ClassVar[str] = "virtual_key.created"
     id: str
     name: str
@@ -138,6 +150,8 @@ class VirtualKeyCreated(Event):
 
 @dataclass(frozen=True)
 class VirtualKeyUpdated(Event):
+    """A key's models, team or expiry changed (the full new values of the three)."""
+
     TYPE: ClassVar[str] = "virtual_key.updated"
     id: str
     models: tuple[str, ...] | None
@@ -147,12 +161,16 @@ class VirtualKeyUpdated(Event):
 
 @dataclass(frozen=True)
 class VirtualKeyRevoked(Event):
+    """A key was revoked: it authenticates nothing from then on."""
+
     TYPE: ClassVar[str] = "virtual_key.revoked"
     id: str
 
 
 @dataclass(frozen=True)
 class VirtualKeyRotated(Event):
+    """A key's secret was replaced: the old secret stops working, the new hash takes its place."""
+
     TYPE: ClassVar[str] = "virtual_key.rotated"
     id: str
     key_hash: str
@@ -164,6 +182,8 @@ class VirtualKeyRotated(Event):
 
 @dataclass(frozen=True)
 class BudgetSet(Event):
+    """A key's or team's budget was set (or, in events before budget.removed, removed)."""
+
     TYPE: ClassVar[str] = "budget.set"
     subject_kind: str  # "key" | "team"
     subject_id: str
@@ -173,6 +193,8 @@ class BudgetSet(Event):
 
 @dataclass(frozen=True)
 class BudgetRemoved(Event):
+    """A key's or team's budget was removed."""
+
     TYPE: ClassVar[str] = "budget.removed"
     subject_kind: str  # "key" | "team"
     subject_id: str
@@ -180,6 +202,8 @@ class BudgetRemoved(Event):
 
 @dataclass(frozen=True)
 class RateLimitSet(Event):
+    """A key's requests and tokens per minute (None: no limit)."""
+
     TYPE: ClassVar[str] = "rate_limit.set"
     key_id: str
     rpm: int | None
@@ -191,6 +215,8 @@ class RateLimitSet(Event):
 
 @dataclass(frozen=True)
 class AdminTokenCreated(Event):
+    """An admin API token was created with a role (only its hash is stored)."""
+
     TYPE: ClassVar[str] = "admin_token.created"
     id: str
     name: str
@@ -201,6 +227,8 @@ class AdminTokenCreated(Event):
 
 @dataclass(frozen=True)
 class AdminTokenRevoked(Event):
+    """An admin API token was revoked."""
+
     TYPE: ClassVar[str] = "admin_token.revoked"
     id: str
 

@@ -32,6 +32,8 @@ def reads_of(codec: Codec) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Unreadable:
+    """A live node that cannot read an event version a change would write."""
+
     node_id: str
     type: str
     version: int

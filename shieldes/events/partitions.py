@@ -24,6 +24,8 @@ _BOUNDS = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
 
 @dataclass(frozen=True, slots=True)
 class Partition:
+    """One partition of `events`: its table and the positions it holds."""
+
     name: str
     start: int  # first position it holds
     end: int  # first position it does not hold

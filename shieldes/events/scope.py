@@ -21,6 +21,8 @@ SUBJECT_FIELDS = ("id", "key_id", "subject_id")
 
 @dataclass(frozen=True)
 class Scope:
+    """What a key command names: the keys, key hashes and teams whose events its decision reads."""
+
     keys: tuple[str, ...] = ()  # key names or ids
     hashes: tuple[str, ...] = ()  # key hashes (created or rotated to)
     teams: tuple[str, ...] = ()  # team names or ids

@@ -16,6 +16,8 @@ Data = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
+    """An event as stored: its position, stream, type and version, data, metadata, time and hash chain."""
+
     position: int
     stream: str
     type: str
@@ -65,6 +67,8 @@ class FoldedLog:
 
 @dataclass(frozen=True)
 class NewEvent:
+    """An event to append: its type, version and data (positions and hashes are the store's)."""
+
     type: str
     version: int
     data: Data
@@ -77,6 +81,8 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class AppendResult:
+    """The positions an append took (or that an idempotent repeat found) and its events."""
+
     first_position: int
     last_position: int
     duplicate: bool = False  # an idempotency key had already been written: nothing appended
@@ -96,6 +102,8 @@ class AppendOptions:
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """What tells the event at a position from another event written there."""
+
     stream: str
     type: str
     recorded_at: datetime  # the appending transaction's clock: differs for a different event

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, PriceSpec, ProviderSpec
-from shieldes.projections.commands import UNSET, AddProvider, Command, SetModelAlias, SetPricing, UpdateProvider
+from shieldes.projections.commands import UNSET, Command
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing, UpdateProvider
 from shieldes.projections.state import AliasTarget, ConfigState, Deployment, Price
 from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
 from shieldes.usage.catalog import shipped

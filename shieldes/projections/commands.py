@@ -1,34 +1,25 @@
 """Commands and pure decide functions: decide(state, command) -> events, or CommandRejected.
 
 Anything random or secret (ids, key secrets and their hashes) is made by the caller and passed in,
-so deciding stays a pure function of (state, command).
+so deciding stays a pure function of (state, command). This module holds the commands about one key
+or one team (and the checks every command shares); those on the shared config (providers, pricing,
+routing, model aliases, admin tokens) are in shared_commands.py, which a key write never imports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from shieldes.errors import CommandRejected
 from shieldes.events.catalog import (
-    AdminTokenCreated,
-    AdminTokenRevoked,
     BudgetRemoved,
     BudgetSet,
     Event,
-    ModelAliasRemoved,
-    ModelAliasSet,
-    PricingSet,
-    ProviderAdded,
-    ProviderRemoved,
-    ProviderUpdated,
     RateLimitSet,
-    RoutingSet,
     TeamCreated,
     VirtualKeyCreated,
     VirtualKeyRevoked,
@@ -36,19 +27,21 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.periods import parse_period
-from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, Team, VirtualKey
-from shieldes.roles import ROLES
+from shieldes.projections.state import ConfigState, Team, VirtualKey
+
+if TYPE_CHECKING:
+    from shieldes.projections.shared_commands import SharedCommand
 
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
 _MODEL_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
 
 
-class _Unset(Enum):
+class Unset(Enum):
     UNSET = "unset"
 
 
-UNSET: Final = _Unset.UNSET
+UNSET: Final = Unset.UNSET
 
 
 # --- validation helpers (pure) -----------------------------------------------------------------
@@ -61,22 +54,6 @@ def check_name(what: str, name: str) -> str:
             "(starting with a letter or digit)"
         )
     return name
-
-
-RESPONSES_MODES: Final = ("translate", "native")
-NATIVE_RESPONSES_KINDS: Final = ("openai", "azure")
-
-
-def check_responses_mode(kind: str, mode: str) -> str:
-    """How POST /v1/responses reaches a deployment: `translate` (chat completions, any kind) or
-    `native` (the upstream's own /v1/responses)."""
-    if mode not in RESPONSES_MODES:
-        raise CommandRejected(f"unknown responses mode {mode!r}: use translate or native")
-    if mode == "native" and kind not in NATIVE_RESPONSES_KINDS:
-        raise CommandRejected(
-            f"a {kind} provider has no /v1/responses of its own: use --responses translate"
-        )
-    return mode
 
 
 def check_models(models: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,10 +77,6 @@ def check_money(what: str, amount: float) -> float:
     if not math.isfinite(amount) or amount < 0 or amount > MAX_MONEY:
         raise CommandRejected(f"{what} must be a number between 0 and {MAX_MONEY:.0f}, got {amount}")
     return float(amount)
-
-
-def _optional_money(what: str, amount: float | None) -> float | None:
-    return None if amount is None else check_money(what, amount)
 
 
 def check_limit(what: str, value: int | None) -> int | None:
@@ -145,61 +118,13 @@ def find_team(state: ConfigState, ref: str) -> Team:
     return team
 
 
-def find_admin_token(state: ConfigState, ref: str) -> AdminToken:
-    token = state.find_admin_token(ref)
-    if token is None:
-        raise CommandRejected(f"no admin token named or with id {ref!r}; see `shieldes admin-token list`")
-    return token
-
-
 # --- commands ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class AddProvider:
-    name: str
-    kind: str
-    base_url: str | None  # None: the kind's public endpoint (bedrock, gemini, vertex)
-    secret_ref: str | None
-    models: tuple[str, ...]
-    weight: float = 1.0
-    responses: str = "translate"
-    options: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UpdateProvider:
-    name: str
-    base_url: str | None = None
-    secret_ref: str | _Unset | None = UNSET
-    models: tuple[str, ...] | None = None
-    weight: float | None = None
-    responses: str | None = None
-    options: Mapping[str, str] | None = None  # merged over the current options
-
-
-@dataclass(frozen=True)
-class RemoveProvider:
-    name: str
-
-
-@dataclass(frozen=True)
-class SetPricing:
-    model: str
-    input_per_1m: float
-    output_per_1m: float
-    cache_read_per_1m: float | None = None
-    cache_write_per_1m: float | None = None
-
-
-@dataclass(frozen=True)
-class SetRouting:
-    model: str
-    strategy: str | None  # None: back to the default
-
-
-@dataclass(frozen=True)
 class CreateTeam:
+    """`team create`: a new team, with a budget if given."""
+
     id: str
     name: str
     budget_usd: float | None = None
@@ -208,6 +133,8 @@ class CreateTeam:
 
 @dataclass(frozen=True)
 class CreateKey:
+    """`key create`: a new key (secret made by the caller), with its limits, budget and team."""
+
     id: str
     name: str
     key_hash: str
@@ -223,21 +150,27 @@ class CreateKey:
 
 @dataclass(frozen=True)
 class UpdateKey:
+    """`key update`: the fields given change, UNSET ones stay."""
+
     key: str
-    models: tuple[str, ...] | _Unset | None = UNSET
-    rpm: int | _Unset | None = UNSET
-    tpm: int | _Unset | None = UNSET
-    team: str | _Unset | None = UNSET
-    expires_at: float | _Unset | None = UNSET
+    models: tuple[str, ...] | Unset | None = UNSET
+    rpm: int | Unset | None = UNSET
+    tpm: int | Unset | None = UNSET
+    team: str | Unset | None = UNSET
+    expires_at: float | Unset | None = UNSET
 
 
 @dataclass(frozen=True)
 class RevokeKey:
+    """`key revoke` of a key by name or id."""
+
     key: str
 
 
 @dataclass(frozen=True)
 class RotateKey:
+    """`key rotate`: a new secret (made by the caller) for a key by name or id."""
+
     key: str
     key_hash: str
     prefix: str
@@ -245,92 +178,16 @@ class RotateKey:
 
 @dataclass(frozen=True)
 class SetBudget:
+    """`budget set` / `budget remove` (amount None) for a key or team by name or id."""
+
     subject_kind: str  # "key" | "team"
     subject: str  # name or id
     amount_usd: float | None
     period: str = "30d"
 
 
-@dataclass(frozen=True)
-class CreateAdminToken:
-    id: str
-    name: str
-    role: str
-    token_hash: str
-    prefix: str
-
-
-@dataclass(frozen=True)
-class RevokeAdminToken:
-    token: str  # name or id
-
-
-@dataclass(frozen=True)
-class SetModelAlias:
-    name: str
-    targets: tuple[AliasTarget, ...]
-    fallbacks: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RemoveModelAlias:
-    name: str
-
-
-Command = (
-    AddProvider | UpdateProvider | RemoveProvider | SetPricing | SetRouting | CreateTeam | CreateKey | UpdateKey
-    | RevokeKey | RotateKey | SetBudget | CreateAdminToken | RevokeAdminToken | SetModelAlias
-    | RemoveModelAlias
-)
-
-
-def parse_alias_target(state: ConfigState, spec: str) -> AliasTarget:
-    """`PROVIDER/MODEL[:WEIGHT]`. Model names may hold ':' (Bedrock's `...-v1:0`): a trailing
-    `:N` is a weight unless PROVIDER serves the whole MODEL:N."""
-    provider, sep, rest = spec.partition("/")
-    if not sep or not provider or not rest:
-        raise CommandRejected(f"invalid --target {spec!r}: use PROVIDER/MODEL[:WEIGHT], e.g. azure/prod-gpt4o:3")
-    dep = state.providers.get(provider)
-    model, weight = rest, 1.0
-    head, colon, tail = rest.rpartition(":")
-    if colon and head and not (dep is not None and rest in dep.models):
-        with contextlib.suppress(ValueError):
-            model, weight = head, float(tail)
-    return AliasTarget(provider, model, weight)
-
-
-def _alias_events(state: ConfigState, command: SetModelAlias) -> list[Event]:
-    check_name("alias", command.name)
-    if not command.targets:
-        raise CommandRejected("an alias needs at least one --target PROVIDER/MODEL[:WEIGHT]")
-    seen: set[tuple[str, str]] = set()
-    for t in command.targets:
-        dep = state.providers.get(t.provider)
-        if dep is None:
-            raise CommandRejected(f"--target {t.provider}/{t.model}: no provider named {t.provider!r}; "
-                                  "see `shieldes provider list`")
-        if t.model not in dep.models:
-            raise CommandRejected(f"--target {t.provider}/{t.model}: provider {t.provider!r} does not serve "
-                                  f"{t.model!r} (it serves {', '.join(dep.models)}); add it with "
-                                  "`shieldes provider update --models`")
-        if (t.provider, t.model) in seen:
-            raise CommandRejected(f"--target {t.provider}/{t.model} is given twice; give each target once")
-        seen.add((t.provider, t.model))
-        check_weight(t.weight)
-    known = set(state.aliases) | {m for d in state.providers.values() for m in d.models}
-    for fb in command.fallbacks:
-        if fb == command.name:
-            raise CommandRejected(f"alias {command.name!r} cannot fall back to itself")
-        if fb not in known:
-            raise CommandRejected(f"--fallback {fb!r} is neither an alias nor a model any provider serves")
-    if len(set(command.fallbacks)) != len(command.fallbacks):
-        raise CommandRejected("a --fallback is given twice; list each once, in the order to try them")
-    targets = tuple({"provider": t.provider, "model": t.model, "weight": float(t.weight)} for t in command.targets)
-    return [ModelAliasSet(command.name, targets, tuple(command.fallbacks))]
-
-
-def _users_of(state: ConfigState, name: str) -> list[str]:
-    return sorted(a.name for a in state.aliases.values() if name in a.fallbacks)
+EntityCommand = CreateTeam | CreateKey | UpdateKey | RevokeKey | RotateKey | SetBudget
+Command: TypeAlias = "EntityCommand | SharedCommand"
 
 
 # --- decide ------------------------------------------------------------------------------------
@@ -338,87 +195,6 @@ def _users_of(state: ConfigState, name: str) -> list[str]:
 
 def decide(state: ConfigState, command: Command) -> list[Event]:
     match command:
-        case AddProvider():
-            # the provider kinds' table is read by provider commands only (not by a key write)
-            from shieldes.providers.kinds import base_url_for, check_kind, check_options
-
-            check_name("provider", command.name)
-            if command.name in state.providers:
-                raise CommandRejected(
-                    f"provider {command.name!r} already exists; remove it first or pick another name"
-                )
-            spec = check_kind(command.kind)
-            options = check_options(spec, command.options)
-            return [
-                ProviderAdded(
-                    command.name, command.kind, check_base_url(base_url_for(spec, command.base_url, options)),
-                    command.secret_ref, check_models(command.models), check_weight(command.weight),
-                    check_responses_mode(command.kind, command.responses), options,
-                )
-            ]
-        case UpdateProvider():
-            from shieldes.providers.kinds import check_kind, check_options
-
-            old = state.providers.get(command.name)
-            if old is None:
-                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
-            options = dict(old.options)
-            if command.options is not None:
-                options.update(command.options)
-            return [
-                ProviderUpdated(
-                    old.name,
-                    check_base_url(command.base_url) if command.base_url is not None else old.base_url,
-                    old.secret_ref if command.secret_ref is UNSET else command.secret_ref,
-                    check_models(command.models) if command.models is not None else old.models,
-                    check_weight(command.weight) if command.weight is not None else old.weight,
-                    check_responses_mode(old.kind, command.responses) if command.responses is not None else None,
-                    check_options(check_kind(old.kind), options),
-                )
-            ]
-        case RemoveProvider():
-            if command.name not in state.providers:
-                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
-            users = sorted(a.name for a in state.aliases.values() if any(t.provider == command.name
-                                                                         for t in a.targets))
-            if users:
-                raise CommandRejected(f"provider {command.name!r} is a target of alias {', '.join(users)}; "
-                                      "change or remove the alias first (`shieldes model alias|remove`)")
-            return [ProviderRemoved(command.name)]
-        case SetModelAlias():
-            return _alias_events(state, command)
-        case RemoveModelAlias():
-            if command.name not in state.aliases:
-                raise CommandRejected(f"no alias named {command.name!r}; see `shieldes model list`")
-            users = _users_of(state, command.name)
-            if users:
-                raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "
-                                      "change those aliases first")
-            return [ModelAliasRemoved(command.name)]
-        case SetRouting():
-            from shieldes.routing.strategies import STRATEGIES  # the routing code: not for key writes
-
-            check_models((command.model,))
-            if command.strategy is not None and command.strategy not in STRATEGIES:
-                raise CommandRejected(
-                    f"unknown routing strategy {command.strategy!r}: use one of {', '.join(STRATEGIES)}")
-            served = command.model in state.aliases or any(command.model in d.models for d in state.providers.values())
-            if not served and command.strategy is not None:
-                raise CommandRejected(
-                    f"no provider serves {command.model!r} and no alias has that name; add it first "
-                    "(shieldes provider add / shieldes model alias)")
-            return [RoutingSet(command.model, command.strategy)]
-        case SetPricing():
-            check_models((command.model,))
-            return [
-                PricingSet(
-                    command.model,
-                    check_money("--input price", command.input_per_1m),
-                    check_money("--output price", command.output_per_1m),
-                    _optional_money("--cache-read price", command.cache_read_per_1m),
-                    _optional_money("--cache-write price", command.cache_write_per_1m),
-                )
-            ]
         case CreateTeam():
             check_name("team", command.name)
             check_period(command.budget_period)
@@ -505,18 +281,6 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
             return [BudgetSet("key", key.id, amount, period)]
-        case CreateAdminToken():
-            check_name("admin token", command.name)
-            if command.role not in ROLES:
-                raise CommandRejected(f"unknown role {command.role!r}: use one of {', '.join(ROLES)}")
-            if command.name in state.admin_token_ids_by_name or command.id in state.admin_tokens:
-                raise CommandRejected(f"an admin token named {command.name!r} already exists; pick another name")
-            if command.token_hash in state.admin_token_ids_by_hash:
-                raise CommandRejected("token secret collision; run the command again")
-            return [AdminTokenCreated(command.id, command.name, command.role, command.token_hash, command.prefix)]
-        case RevokeAdminToken():
-            token = find_admin_token(state, command.token)
-            if token.revoked:
-                raise CommandRejected(f"admin token {token.name!r} is already revoked")
-            return [AdminTokenRevoked(token.id)]
-    raise CommandRejected(f"unknown command {type(command).__name__}")
+    from shieldes.projections.shared_commands import decide_shared  # the shared config's commands
+
+    return decide_shared(state, command)

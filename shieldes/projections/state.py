@@ -10,6 +10,8 @@ from types import MappingProxyType
 
 @dataclass(frozen=True, slots=True)
 class Budget:
+    """A spending limit per period, in USD."""
+
     amount_usd: float
     period: str  # "1d", "30d", "1mo", ... (see periods.py)
 
@@ -30,6 +32,8 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class AliasTarget:
+    """One weighted deployment/model pair an alias routes to."""
+
     provider: str  # a deployment name
     model: str  # the model name that deployment knows
     weight: float = 1.0
@@ -67,6 +71,8 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Team:
+    """A team of keys, with its own budget if set."""
+
     id: str
     name: str
     budget: Budget | None = None
@@ -74,6 +80,8 @@ class Team:
 
 @dataclass(frozen=True, slots=True)
 class VirtualKey:
+    """A virtual key as the gateway checks it: models, team, expiry, limits and budget."""
+
     id: str
     name: str
     key_hash: str
@@ -108,6 +116,8 @@ def _empty() -> Mapping[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class ConfigState:
+    """The whole config: entities by id, and the indexes a request or a command looks them up by."""
+
     providers: Mapping[str, Deployment] = field(default_factory=dict)
     pricing: Mapping[str, Price] = field(default_factory=dict)
     teams: Mapping[str, Team] = field(default_factory=dict)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from shieldes.projections.commands import AddProvider, CreateTeam, SetPricing
+from shieldes.projections.commands import CreateTeam
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests import pg
 from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json

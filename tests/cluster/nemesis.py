@@ -30,7 +30,7 @@ import psycopg
 import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
-from shieldes.projections.commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from shieldes.usage.admission import NUSD
 from tests import pg
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, get_json, until
 from tests.cluster.test_three_nodes import chat

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster
 

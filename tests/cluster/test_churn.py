@@ -15,7 +15,7 @@ import openai
 import psycopg
 import pytest
 
-from shieldes.projections.commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests import pg
 from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, get_json, until
 

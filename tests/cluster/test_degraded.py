@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, burst, get_json, until
 

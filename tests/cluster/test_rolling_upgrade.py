@@ -19,7 +19,7 @@ import pytest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, get_json, until
 from tests.cluster.test_three_nodes import chat

@@ -24,7 +24,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shieldes.projections.commands import AddProvider, SetModelAlias, SetPricing, SetRouting
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing, SetRouting
 from shieldes.projections.state import AliasTarget
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until

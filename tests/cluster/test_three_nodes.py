@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, RemoveProvider, RevokeKey, SetPricing
+from shieldes.projections.commands import RevokeKey
+from shieldes.projections.shared_commands import AddProvider, RemoveProvider, SetPricing
 from tests import pg
 from tests.cluster.harness import MESSAGES, ROOT, UPSTREAM_KEY_ENV, Cluster, burst, free_port, get_json, until
 

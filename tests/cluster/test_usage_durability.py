@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.test_churn import chat

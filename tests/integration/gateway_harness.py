@@ -14,7 +14,8 @@ import psycopg
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.node import Node
-from shieldes.projections.commands import AddProvider, Command, CreateKey
+from shieldes.projections.commands import Command, CreateKey
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 from shieldes.settings import Settings
 from tests.fake_upstream import FakeUpstream

@@ -16,7 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.node import Node
-from shieldes.projections.commands import SetBudget, UpdateProvider
+from shieldes.projections.commands import SetBudget
+from shieldes.projections.shared_commands import UpdateProvider
 from shieldes.settings import Settings
 from tests.integration.gateway_harness import harness, wait_until
 

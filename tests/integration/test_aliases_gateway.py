@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, SetModelAlias
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias
 from shieldes.projections.state import AliasTarget
 from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
 

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from shieldes.projections.commands import SetPricing
+from shieldes.projections.shared_commands import SetPricing
 from tests.integration.gateway_harness import UPSTREAM_KEY, harness
 
 MODEL = "claude-3-5-haiku-latest"

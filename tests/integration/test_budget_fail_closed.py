@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests.cli import invoke, ok
 from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
 

@@ -22,6 +22,7 @@ HEAVY = (
     "shieldes.requestlog", "shieldes.responses", "shieldes.console", "shieldes.importers",
     "shieldes.projections.projector", "shieldes.projections.usage", "shieldes.providers.base",
     "shieldes.events.folded_read", "shieldes.usage.pricing", "shieldes.providers.kinds",
+    "shieldes.projections.shared_commands",  # the shared config's commands: a key write decides none
 )
 
 

@@ -8,7 +8,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
-from shieldes.projections.commands import AddProvider, RevokeKey, SetPricing
+from shieldes.projections.commands import RevokeKey
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests.integration.usage_log import UsageWriter, cli_json, run_cli, seed_config
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, SetModelAlias
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias
 from shieldes.projections.state import AliasTarget
 from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
 from tests.fake_google import FakeGoogle

@@ -7,7 +7,7 @@ import anthropic
 import openai
 import pytest
 
-from shieldes.projections.commands import SetPricing
+from shieldes.projections.shared_commands import SetPricing
 from tests.fake_upstream import count_words
 from tests.integration.gateway_harness import harness
 

@@ -8,7 +8,8 @@ import aiohttp
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider, RevokeKey
+from shieldes.projections.commands import RevokeKey
+from shieldes.projections.shared_commands import AddProvider
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, harness, wait_until
 

@@ -12,9 +12,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
-from shieldes.projections.commands import AddProvider, CreateKey, RevokeKey
+from shieldes.projections.commands import CreateKey, RevokeKey
 from shieldes.projections.keytable import KeyTable
 from shieldes.projections.pmap import LayeredMap
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 from shieldes.snapshots import codec
 from shieldes.snapshots.loader import load_projection

@@ -9,7 +9,7 @@ import anthropic
 import openai
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock, event, exception
 from tests.integration.gateway_harness import Harness, harness
 

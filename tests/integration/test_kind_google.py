@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests.fake_google import FakeGoogle
 from tests.integration.gateway_harness import Harness, harness
 

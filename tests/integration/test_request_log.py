@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from shieldes.events.pg_store import open_pool
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.requestlog import store
 from shieldes.requestlog.partitions import TABLES, partition_name
 from shieldes.requestlog.record import RequestRecord

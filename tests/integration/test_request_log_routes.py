@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from shieldes.gateway.responses_routes import _token_usage
-from shieldes.projections.commands import SetPricing
+from shieldes.projections.shared_commands import SetPricing
 from shieldes.responses.objects import ResponsesUsage
 from tests.integration.gateway_harness import harness
 from tests.integration.test_request_log import flushed

@@ -12,7 +12,7 @@ import openai
 import pydantic
 import pytest
 
-from shieldes.projections.commands import AddProvider, SetPricing, UpdateProvider
+from shieldes.projections.shared_commands import AddProvider, SetPricing, UpdateProvider
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 from tests.responses_schema import check_event, check_response

@@ -20,17 +20,9 @@ from shieldes.events.pg_store import PostgresEventStore
 from shieldes.events.scope import ENTITY_TYPES, KEY_CREATED, KEY_ROTATED, KEY_UPDATED, TEAM_CREATED, Scope, subject
 from shieldes.events.scope_sql import EVENTS_SQL, POSITIONS_SQL
 from shieldes.events.store import AppendOptions, AppendResult, Decide, EventStore, NewEvent, RecordedEvent
-from shieldes.projections.commands import (
-    AddProvider,
-    CreateKey,
-    CreateTeam,
-    RevokeKey,
-    RotateKey,
-    SetBudget,
-    SetPricing,
-    UpdateKey,
-)
+from shieldes.projections.commands import CreateKey, CreateTeam, RevokeKey, RotateKey, SetBudget, UpdateKey
 from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests.cli import ok, refused
 
 MANY = 300

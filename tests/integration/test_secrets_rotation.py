@@ -7,7 +7,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from shieldes.projections.commands import AddProvider, UpdateProvider
+from shieldes.projections.shared_commands import AddProvider, UpdateProvider
 from shieldes.secrets import Keyring, key_id_of
 from tests.cli import ok as ok_sync
 from tests.cli import refused as refused_sync

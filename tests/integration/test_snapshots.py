@@ -12,7 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
-from shieldes.projections.commands import RevokeKey, SetPricing
+from shieldes.projections.commands import RevokeKey
+from shieldes.projections.shared_commands import SetPricing
 from shieldes.settings import Settings
 from shieldes.snapshots import codec
 from shieldes.snapshots.fencing import Fenced

@@ -14,7 +14,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from shieldes.errors import ShieldesError
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.tracing import Tracing
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness, wait_until

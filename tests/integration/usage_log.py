@@ -17,8 +17,9 @@ from shieldes.config_writer import execute
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import GENESIS_HASH, Codec, chain_hash
 from shieldes.events.store import AppendOptions, EventStore, NewEvent
-from shieldes.projections.commands import AddProvider, CreateKey, CreateTeam, SetBudget, SetPricing
+from shieldes.projections.commands import CreateKey, CreateTeam, SetBudget
 from shieldes.projections.projector import Projection, Projector
+from shieldes.projections.shared_commands import AddProvider, SetPricing
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = ("k1", "k2", "k3")

@@ -18,7 +18,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.node import Node
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.settings import Settings
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness

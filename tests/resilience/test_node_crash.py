@@ -14,7 +14,7 @@ import openai
 import psycopg
 import pytest
 
-from shieldes.projections.commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json, until
 from tests.resilience.support import MESSAGES

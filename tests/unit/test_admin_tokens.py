@@ -8,8 +8,9 @@ import pytest
 
 from shieldes.errors import CommandRejected
 from shieldes.gateway.admin.oidc import role_for
-from shieldes.projections.commands import CreateAdminToken, RevokeAdminToken, decide
+from shieldes.projections.commands import decide
 from shieldes.projections.config import apply_config
+from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from shieldes.projections.state import ConfigState
 from shieldes.roles import allows, parse_role_map
 from shieldes.snapshots.codec import config_from_plain, config_to_plain

@@ -8,16 +8,15 @@ from collections import Counter
 import pytest
 
 from shieldes.errors import CommandRejected
-from shieldes.projections.commands import (
+from shieldes.projections.commands import Command, decide
+from shieldes.projections.config import apply_config
+from shieldes.projections.shared_commands import (
     AddProvider,
-    Command,
     RemoveModelAlias,
     RemoveProvider,
     SetModelAlias,
-    decide,
     parse_alias_target,
 )
-from shieldes.projections.config import apply_config
 from shieldes.projections.state import AliasTarget, ConfigState
 from shieldes.routing.router import CircuitBreaker, fallback_routes, plan, resolve
 

@@ -13,18 +13,16 @@ from shieldes.events.catalog import (
     VirtualKeyRotated,
 )
 from shieldes.projections.commands import (
-    AddProvider,
     CreateKey,
     CreateTeam,
-    RemoveProvider,
     RevokeKey,
     RotateKey,
     SetBudget,
-    SetPricing,
     UpdateKey,
     decide,
 )
 from shieldes.projections.config import apply_config
+from shieldes.projections.shared_commands import AddProvider, RemoveProvider, SetPricing
 from shieldes.projections.state import ConfigState
 
 

@@ -156,7 +156,8 @@ def test_litellm_aliases_keep_public_names_and_fallback_cycles_import() -> None:
 
 
 def test_an_existing_provider_is_never_repointed_and_keeps_its_models() -> None:
-    from shieldes.projections.commands import AddProvider, decide
+    from shieldes.projections.commands import decide
+    from shieldes.projections.shared_commands import AddProvider
 
     state = ConfigState()
     for e in decide(state, AddProvider("openai", "openai", "https://api.openai.com/v1", "env:OPENAI_API_KEY",
@@ -265,7 +266,8 @@ def test_bifrost_cloud_settings_must_be_written_in_the_file() -> None:
 
 
 def test_import_never_takes_a_model_from_an_existing_provider_and_says_what_an_alias_was() -> None:
-    from shieldes.projections.commands import AddProvider, SetModelAlias, decide
+    from shieldes.projections.commands import decide
+    from shieldes.projections.shared_commands import AddProvider, SetModelAlias
     from shieldes.projections.state import AliasTarget
 
     legacy = ConfigState()

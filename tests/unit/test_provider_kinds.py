@@ -6,8 +6,9 @@ import pytest
 
 from shieldes.errors import CommandRejected
 from shieldes.events.catalog import ProviderAdded, ProviderUpdated
-from shieldes.projections.commands import AddProvider, UpdateProvider, decide
+from shieldes.projections.commands import decide
 from shieldes.projections.config import apply_config
+from shieldes.projections.shared_commands import AddProvider, UpdateProvider
 from shieldes.projections.state import ConfigState
 from shieldes.providers.azure import deployment_url
 

@@ -15,24 +15,26 @@ from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.projections.commands import (
     UNSET,
-    AddProvider,
     Command,
-    CreateAdminToken,
     CreateKey,
     CreateTeam,
-    RemoveModelAlias,
-    RemoveProvider,
-    RevokeAdminToken,
     RevokeKey,
     RotateKey,
     SetBudget,
+    UpdateKey,
+)
+from shieldes.projections.keytable import names_in_order
+from shieldes.projections.shared_commands import (
+    AddProvider,
+    CreateAdminToken,
+    RemoveModelAlias,
+    RemoveProvider,
+    RevokeAdminToken,
     SetModelAlias,
     SetPricing,
-    UpdateKey,
     UpdateProvider,
     parse_alias_target,
 )
-from shieldes.projections.keytable import names_in_order
 from shieldes.projections.state import ConfigState, ModelAlias, VirtualKey
 from shieldes.providers.kinds import ALL_OPTIONS, COMMON_OPTIONS, COUNT_OPTIONS, KINDS, PROVIDER_KINDS
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
