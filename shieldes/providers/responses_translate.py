@@ -215,6 +215,23 @@ def _tool_choice(choice: Any) -> Any:
     raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
 
 
+def _allowed(tools: list[Body], choice: Any) -> list[Body]:
+    """The tools a `tool_choice` of type allowed_tools lets the model call (chat completions has no
+    such choice, so the others are not offered)."""
+    if not (isinstance(choice, dict) and choice.get("type") == "allowed_tools"):
+        return tools
+    allowed = choice.get("tools")
+    if not isinstance(allowed, list):
+        raise _bad("tool_choice of type allowed_tools needs `tools`: a list such as "
+                   "[{\"type\": \"function\", \"name\": ...}]")
+    names = {t.get("name") for t in allowed if isinstance(t, dict) and t.get("type") == "function"}
+    kept = [t for t in tools if t["function"]["name"] in names]
+    if not kept and choice.get("mode") == "required":
+        raise _bad("tool_choice allowed_tools with mode required names no function tool of `tools`; "
+                   "name at least one {\"type\": \"function\", \"name\": ...} from `tools`")
+    return kept
+
+
 def _response_format(text: Any) -> Body | None:
     if not isinstance(text, dict) or not isinstance(text.get("format"), dict):
         return None
@@ -248,7 +265,7 @@ def request_to_chat(body: Body, model: str) -> Body:
     if not messages:
         raise _bad("field 'input' is empty: send a string or a list of input items")
     chat: Body = {"model": model, "messages": messages}
-    tools = _tools(body["tools"]) if body.get("tools") else []
+    tools = _allowed(_tools(body["tools"]) if body.get("tools") else [], body.get("tool_choice"))
     if tools:
         chat["tools"] = tools
         if body.get("tool_choice") is not None:

@@ -61,6 +61,23 @@ def test_request_items_become_chat_messages() -> None:
     assert estimate_input_tokens(chat) > 0
 
 
+def test_allowed_tools_offer_only_the_named_functions() -> None:
+    """tool_choice allowed_tools restricts the model to a subset of `tools` (which clients keep whole
+    across turns): a chat upstream is offered only that subset, so it cannot call the others."""
+    tools = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("read", "write", "delete")]
+    choice = {"type": "allowed_tools", "mode": "required",
+              "tools": [{"type": "function", "name": "read"}, {"type": "function", "name": "write"}]}
+    chat = request_to_chat({"model": "m", "input": "x", "tools": tools, "tool_choice": choice}, "m")
+    assert [t["function"]["name"] for t in chat["tools"]] == ["read", "write"] and chat["tool_choice"] == "required"
+    none = request_to_chat({"model": "m", "input": "x", "tools": tools, "tool_choice": {
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp", "server_label": "docs"}]}}, "m")
+    assert "tools" not in none and "tool_choice" not in none  # no function allowed: none offered
+    for bad in ({"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "nope"}]},
+                {"type": "allowed_tools", "mode": "auto"}):
+        with pytest.raises(InvalidRequest, match="allowed_tools"):
+            request_to_chat({"model": "m", "input": "x", "tools": tools, "tool_choice": bad}, "m")
+
+
 @pytest.mark.parametrize("body, message", [
     ({"model": "m"}, "input"),
     ({"model": "m", "input": []}, "empty"),
