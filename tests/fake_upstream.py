@@ -105,9 +105,13 @@ class FakeUpstream:
         implicit_cache: bool = False,
         rpm: int | None = None,
         reasoning: str | None = None,
+        parallel_calls: int = 1,
+        calls_at_index_zero: bool = False,
     ) -> None:
         self.completion_tokens = completion_tokens
         self.reasoning = reasoning  # chat answers carry it as `reasoning_content` (vLLM, DeepSeek, Ollama)
+        self.parallel_calls = parallel_calls  # chat tool calls per answer (the same tool, each with its own id)
+        self.calls_at_index_zero = calls_at_index_zero  # stream every call at index 0, as Ollama does
         self.reply = reply
         self.api_key = api_key
         self.models = models
@@ -349,22 +353,18 @@ class FakeUpstream:
         cached = wire.implicit_cache(messages[:-1], count_words(messages[:-1]), self.seen_prefixes) \
             if self.implicit_cache else 0
         usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens, cached)
-        call = None
-        if tool is not None:
-            call = {
-                "id": self._id("call_", 24),
-                "type": "function",
-                "function": {"name": tool[0], "arguments": json.dumps(tool[1])},
-            }
+        fn = {"name": tool[0], "arguments": json.dumps(tool[1])} if tool is not None else None
+        calls = [] if fn is None else [
+            {"id": self._id("call_", 24), "type": "function", "function": fn} for _ in range(self.parallel_calls)]
         if not body.get("stream"):
             message: dict[str, Any] = {
                 "role": "assistant",
-                "content": reply.text if call is None else None,
+                "content": None if calls else reply.text,
                 "refusal": None,
                 "annotations": [],
             }
-            if call is not None:
-                message["tool_calls"] = [call]
+            if calls:
+                message["tool_calls"] = calls
             if self.reasoning is not None:
                 message["reasoning_content"] = self.reasoning
             return web.json_response(
@@ -376,7 +376,7 @@ class FakeUpstream:
                             "index": 0,
                             "message": message,
                             "logprobs": None,
-                            "finish_reason": "tool_calls" if call else reply.finish,
+                            "finish_reason": "tool_calls" if calls else reply.finish,
                         }
                     ],
                     "usage": usage,
@@ -384,7 +384,8 @@ class FakeUpstream:
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         finish = fault.finish_reason if fault and fault.finish_reason is not None else reply.finish
-        frames = wire.chat_frames(base, reply.text, call, finish, usage if include_usage else None, self.reasoning)
+        frames = wire.chat_frames(base, reply.text, calls, finish, usage if include_usage else None, self.reasoning,
+                                  self.calls_at_index_zero)
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

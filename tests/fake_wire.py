@@ -149,13 +149,14 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
 
 
 def chat_frames(
-    base: dict[str, Any], text: str, call: dict[str, Any] | None, finish: str, usage: dict[str, Any] | None,
-    reasoning: str | None = None,
+    base: dict[str, Any], text: str, calls: list[dict[str, Any]], finish: str, usage: dict[str, Any] | None,
+    reasoning: str | None = None, at_index_zero: bool = False,
 ) -> list[bytes]:
-    """A chat.completion.chunk stream as OpenAI sends it: a role chunk, content (or tool-call
-    argument fragments), a finish chunk, the usage chunk when asked for, then [DONE]. `reasoning`:
-    first streamed as `reasoning_content` deltas, as vLLM, DeepSeek and Ollama stream a reasoning
-    model's thinking."""
+    """A chat.completion.chunk stream as OpenAI sends it: a role chunk, content (or each tool call's
+    argument fragments, one call after another), a finish chunk, the usage chunk when asked for,
+    then [DONE]. `reasoning`: first streamed as `reasoning_content` deltas, as vLLM, DeepSeek and
+    Ollama stream a reasoning model's thinking. `at_index_zero`: every call at tool_calls index 0,
+    as Ollama streams parallel calls."""
     extra = {"usage": None} if usage is not None else {}
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -163,23 +164,20 @@ def chat_frames(
         return data({**base, "object": "chat.completion.chunk", **extra, "choices": [choice]})
 
     thinking = [chunk({"reasoning_content": piece}) for piece in pieces(reasoning or "")]
-    if call is None:
+    if not calls:
         frames = [chunk({"role": "assistant", "content": "", "refusal": None}), *thinking]
         frames += [chunk({"content": piece}) for piece in pieces(text)]
     else:
-        fn = call["function"]
-        first = {
-            "index": 0,
-            "id": call["id"],
-            "type": "function",
-            "function": {"name": fn["name"], "arguments": ""},
-        }
-        frames = [*thinking, chunk({"role": "assistant", "content": None, "refusal": None, "tool_calls": [first]})]
-        frames += [
-            chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]})
-            for a in split(fn["arguments"])
-        ]
-    frames.append(chunk({}, "tool_calls" if call else finish))
+        frames = [*thinking]
+        for i, call in enumerate(calls):
+            fn, index = call["function"], 0 if at_index_zero else i
+            first = {"index": index, "id": call["id"], "type": "function",
+                     "function": {"name": fn["name"], "arguments": ""}}
+            role = {"role": "assistant", "content": None, "refusal": None} if i == 0 else {}
+            frames.append(chunk({**role, "tool_calls": [first]}))
+            frames += [chunk({"tool_calls": [{"index": index, "function": {"arguments": a}}]})
+                       for a in split(fn["arguments"])]
+    frames.append(chunk({}, "tool_calls" if calls else finish))
     if usage is not None:
         frames.append(data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
     frames.append(b"data: [DONE]\n\n")

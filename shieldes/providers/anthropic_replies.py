@@ -118,13 +118,15 @@ async def openai_chunks_to_message_events(
     """OpenAI chat chunks as the Anthropic SSE event sequence: message_start, ping, per content
     block content_block_start / content_block_delta... / content_block_stop, message_delta (stop
     reason and usage), message_stop. Tool calls are expected one after another (as OpenAI streams
-    them); late fragments of an already closed tool call are dropped. An UpstreamFailure from
+    them; a new id at an index already used starts a new call); late fragments of an already closed
+    tool call are dropped. An UpstreamFailure from
     `chunks` propagates: the caller ends the stream with `stream_error_event`."""
     started = False
     block = -1  # index of the open Anthropic content block, -1 when none is open
     open_kind: str | None = None  # "text" or "tool"
     open_tool: int | None = None  # OpenAI tool_calls index of the open tool block
     closed_tools: set[int] = set()
+    call_ids: set[str] = set()  # tool call ids the upstream sent
     finish: str | None = None
     usage: Any = None
 
@@ -183,14 +185,18 @@ async def openai_chunks_to_message_events(
                 index = call.get("index", 0)
                 index = index if isinstance(index, int) else 0
                 fn = _obj(call.get("function"))
-                if index in closed_tools:
+                given = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+                # Ollama and other servers send every parallel call at index 0: a new id is a new call
+                new_call = given is not None and given not in call_ids
+                if index in closed_tools and not new_call and not (open_kind == "tool" and open_tool == index):
                     continue
-                if open_kind != "tool" or open_tool != index:
+                if new_call or open_kind != "tool" or open_tool != index:
                     if open_kind is not None:
                         yield close()
                         if open_tool is not None:
                             closed_tools.add(open_tool)
                     block, open_kind, open_tool = block + 1, "tool", index
+                    call_ids.update([given] if given else [])
                     yield (
                         "content_block_start",
                         {

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.responses_tools import chat_tools
 from shieldes.responses.objects import (
     Body,
     EventNumberer,
@@ -147,91 +148,6 @@ def _messages(items: list[Any]) -> list[Body]:
     return out
 
 
-# Tools the upstream would run itself (OpenAI's hosted tools): a chat server cannot, so they are
-# left out (and named in a response header); forcing one with tool_choice is refused.
-HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "code_interpreter",
-                          "image_generation", "computer_use_preview", "mcp", "local_shell", "tool_search"})
-
-
-def _function(tool: Body, where: str) -> Body:
-    if not isinstance(tool.get("name"), str):
-        raise _bad(f"{where} needs a `name`")
-    fn: Body = {"name": tool["name"]}
-    for key in ("description", "parameters", "strict"):
-        if tool.get(key) is not None:
-            fn[key] = tool[key]
-    return {"type": "function", "function": fn}
-
-
-def _tools(tools: Any) -> list[Body]:
-    """Function tools, and the function tools inside `namespace` tools, as chat tools."""
-    if not isinstance(tools, list):
-        raise _bad("field 'tools' must be a list of tool objects")
-    out = []
-    for i, tool in enumerate(tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind == "function":
-            out.append(_function(tool, f"tools[{i}]"))
-        elif kind == "namespace" and isinstance(tool.get("tools"), list):
-            out += [_function(t, f"tools[{i}].tools[{j}]") for j, t in enumerate(tool["tools"])
-                    if isinstance(t, dict) and t.get("type") == "function"]
-        elif kind not in HOSTED_TOOLS:
-            raise _bad(f"tools[{i}] of type {kind!r} is not supported by this deployment (it speaks chat "
-                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...}")
-    return out
-
-
-def dropped_tools(body: Body) -> list[str]:
-    """The hosted tools of a request that translation leaves out."""
-    tools = body.get("tools")
-    return sorted({str(t["type"]) for t in tools if isinstance(t, dict) and t.get("type") in HOSTED_TOOLS}) \
-        if isinstance(tools, list) else []
-
-
-def tool_namespaces(body: Body) -> dict[str, str]:
-    """Function name -> its namespace, for the tools that came inside `namespace` tools (their calls
-    name the namespace again on the way back)."""
-    out: dict[str, str] = {}
-    for tool in body.get("tools") or []:
-        if isinstance(tool, dict) and tool.get("type") == "namespace" and isinstance(tool.get("name"), str):
-            for inner in tool.get("tools") or []:
-                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-                    out[inner["name"]] = tool["name"]
-    return out
-
-
-def _tool_choice(choice: Any) -> Any:
-    if isinstance(choice, str):
-        if choice not in ("auto", "none", "required"):
-            raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
-        return choice
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
-        return {"type": "function", "function": {"name": choice["name"]}}
-    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        return "required" if choice.get("mode") == "required" else "auto"
-    if isinstance(choice, dict) and choice.get("type") in HOSTED_TOOLS:
-        raise _bad(f"tool_choice forces the hosted tool {choice['type']!r}, which this deployment (it speaks "
-                   "chat completions) cannot run; route the model to a provider with --responses native")
-    raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
-
-
-def _allowed(tools: list[Body], choice: Any) -> list[Body]:
-    """The tools a `tool_choice` of type allowed_tools lets the model call (chat completions has no
-    such choice, so the others are not offered)."""
-    if not (isinstance(choice, dict) and choice.get("type") == "allowed_tools"):
-        return tools
-    allowed = choice.get("tools")
-    if not isinstance(allowed, list):
-        raise _bad("tool_choice of type allowed_tools needs `tools`: a list such as "
-                   "[{\"type\": \"function\", \"name\": ...}]")
-    names = {t.get("name") for t in allowed if isinstance(t, dict) and t.get("type") == "function"}
-    kept = [t for t in tools if t["function"]["name"] in names]
-    if not kept and choice.get("mode") == "required":
-        raise _bad("tool_choice allowed_tools with mode required names no function tool of `tools`; "
-                   "name at least one {\"type\": \"function\", \"name\": ...} from `tools`")
-    return kept
-
-
 def _response_format(text: Any) -> Body | None:
     if not isinstance(text, dict) or not isinstance(text.get("format"), dict):
         return None
@@ -265,11 +181,11 @@ def request_to_chat(body: Body, model: str) -> Body:
     if not messages:
         raise _bad("field 'input' is empty: send a string or a list of input items")
     chat: Body = {"model": model, "messages": messages}
-    tools = _allowed(_tools(body["tools"]) if body.get("tools") else [], body.get("tool_choice"))
+    tools, choice = chat_tools(body)
     if tools:
         chat["tools"] = tools
-        if body.get("tool_choice") is not None:
-            chat["tool_choice"] = _tool_choice(body["tool_choice"])
+        if choice is not None:
+            chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
@@ -364,7 +280,9 @@ class ChatStreamTranslator:
         self.final: Body | None = None
         self._text: _Open | None = None
         self._reasoning: _Open | None = None
-        self._calls: dict[int, _Open] = {}
+        self._calls: dict[int, _Open] = {}  # tool_calls index -> the call last opened at it
+        self._call_list: list[_Open] = []  # every open call, in order; `_call_ids`: ids the upstream sent
+        self._call_ids: set[str] = set()
         self._finish: str | None = None
 
     def start(self) -> list[Body]:
@@ -400,8 +318,7 @@ class ChatStreamTranslator:
                 self.number("response.output_item.done", output_index=r.index, item=r.item)]
 
     def _reasoning_delta(self, text: str) -> list[Body]:
-        """Reasoning text streams as the API streams a reasoning model's text: a reasoning item
-        with one reasoning_text part and its deltas."""
+        """Reasoning streams as the API streams it: a reasoning item, one reasoning_text part, deltas."""
         events = []
         if self._reasoning is None:
             events += self._close_text()
@@ -418,13 +335,13 @@ class ChatStreamTranslator:
 
     def _close_calls(self) -> list[Body]:
         events = []
-        for c in self._calls.values():
+        for c in self._call_list:
             args = "".join(c.text)
             c.item.update(status="completed", arguments=args)
             events.append(self.number("response.function_call_arguments.done", item_id=c.item["id"],
                                       output_index=c.index, name=c.item["name"], arguments=args))
             events.append(self.number("response.output_item.done", output_index=c.index, item=c.item))
-        self._calls = {}
+        self._calls, self._call_list = {}, []
         return events
 
     def feed(self, chunk: Body) -> list[Body]:
@@ -467,12 +384,17 @@ class ChatStreamTranslator:
         fn = call.get("function") or {}
         events: list[Body] = []
         opened = self._calls.get(index)
-        if opened is None:
+        given = call["id"] if isinstance(call.get("id"), str) and call["id"] else None
+        # Ollama and other servers send every parallel call at index 0: a new id there is a new call
+        if opened is None or (given is not None and given not in self._call_ids
+                              and opened.item["call_id"] in self._call_ids):
             events += self._close_text() + self._close_reasoning()
-            item = _call_item(self.make_id("fc"), str(call.get("id") or self.make_id("call")),
-                              str(fn.get("name") or ""), "", "in_progress", self.namespaces)
+            item = _call_item(self.make_id("fc"), given or self.make_id("call"), str(fn.get("name") or ""), "",
+                              "in_progress", self.namespaces)
             opened, added = self._add(item)
             self._calls[index] = opened
+            self._call_list.append(opened)
+            self._call_ids.update([given] if given else [])
             events.append(added)
         args = fn.get("arguments")
         if isinstance(args, str) and args:

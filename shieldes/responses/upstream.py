@@ -14,13 +14,8 @@ import orjson
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.openai_responses import ResponsesEventStream
-from shieldes.providers.responses_translate import (
-    ChatStreamTranslator,
-    chat_to_output,
-    dropped_tools,
-    request_to_chat,
-    tool_namespaces,
-)
+from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
+from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,

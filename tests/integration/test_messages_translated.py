@@ -3,6 +3,7 @@ routes without the /v1 prefix, on a real node with the official SDKs."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -10,7 +11,10 @@ import anthropic
 import openai
 import pytest
 
-from tests.integration.gateway_harness import harness
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, harness
+
+PATH_SCHEMA: Any = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
 
 
 async def test_claude_code_style_request_is_translated_and_says_what_it_dropped(database_url: str) -> None:
@@ -89,3 +93,27 @@ async def test_models_by_id_and_routes_without_v1(database_url: str) -> None:
             async with http.get(f"{h.base}/metrics") as resp:
                 text = await resp.text()
         assert 'route="/v1/messages",status="2xx"' in text and 'route="/v1/models/{model}"' in text
+
+
+@pytest.mark.parametrize("at_index_zero", [False, True], ids=["openai-indices", "ollama-indices"])
+async def test_parallel_tool_calls_of_a_chat_upstream_stay_apart(database_url: str, at_index_zero: bool) -> None:
+    """Parallel tool calls streamed by a chat server, numbered as OpenAI does or (as Ollama does)
+    all at index 0, each with its own id: the Messages and the Responses clients get each call apart,
+    its arguments whole."""
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), parallel_calls=3,
+                      calls_at_index_zero=at_index_zero)
+    async with harness(database_url, upstream=up) as h:
+        secret = await h.create_key("agent")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        async with claude.messages.stream(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "go"}],
+                                          tools=[{"name": "read", "input_schema": PATH_SCHEMA}]) as stream:
+            message = await stream.get_final_message()
+        assert [(b.type, b.input) for b in message.content] == [("tool_use", {"path": "test"})] * 3  # type: ignore[union-attr]
+        assert len({b.id for b in message.content}) == 3 and message.stop_reason == "tool_use"  # type: ignore[union-attr]
+        events = [e async for e in await openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+                  .responses.create(model="gpt-4o", input="go", stream=True, tools=[
+                      {"type": "function", "name": "read", "parameters": PATH_SCHEMA, "strict": False}])]
+        calls = events[-1].response.output
+        assert [(c.type, json.loads(c.arguments)) for c in calls] == [("function_call", {"path": "test"})] * 3
+        assert len({c.call_id for c in calls}) == 3

@@ -722,6 +722,27 @@ async def test_chunks_to_events_text_then_two_tool_calls() -> None:
     assert starts == stops == [0, 1, 2]
 
 
+async def test_parallel_calls_sent_at_one_index_become_separate_tool_use_blocks() -> None:
+    """Ollama (and other servers) stream every parallel tool call at index 0, each with its own id:
+    each is its own tool_use block with its own input, not one block with the inputs run together."""
+    def call(id_: str | None, args: str, name: str | None = None) -> dict[str, Any]:
+        fn: dict[str, Any] = {"arguments": args, **({"name": name} if name else {})}
+        return {"tool_calls": [{"index": 0, "function": fn, **({"id": id_, "type": "function"} if id_ else {})}]}
+
+    events = await _events([
+        _chunk(call("call_a", '{"path": "a"}', "read")),
+        _chunk(call("call_b", '{"q"', "grep")),
+        _chunk(call(None, ': "x"}')),  # a fragment without an id: the call before it
+        _chunk(call("call_b", "")),  # an id sent again: the same call
+        _chunk({}, "tool_calls"),
+        _chunk(usage=USAGE),
+    ])
+    message = _snapshot(events)
+    assert [(b.id, b.name, b.input) for b in message.content] == [
+        ("call_a", "read", {"path": "a"}), ("call_b", "grep", {"q": "x"})]
+    assert [d["index"] for n, d in events if n == "content_block_stop"] == [0, 1]
+
+
 async def test_empty_stream_still_yields_a_complete_event_sequence() -> None:
     events = await _events([])
     assert [n for n, _ in events] == ["message_start", "message_delta", "message_stop"]

@@ -125,7 +125,7 @@ def test_namespace_tools_are_flattened_and_their_calls_named_back() -> None:
         {"type": "web_search"}]}
     chat = request_to_chat(body, "m")
     assert [t["function"]["name"] for t in chat["tools"]] == ["spawn"]
-    from shieldes.providers.responses_translate import dropped_tools, tool_namespaces
+    from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
 
     assert dropped_tools(body) == ["web_search"] and tool_namespaces(body) == {"spawn": "agents"}
     out = chat_to_output({"choices": [{"message": {"tool_calls": [
@@ -173,6 +173,24 @@ def test_stream_translation_numbers_and_closes_every_item() -> None:
     assert [(e["item_id"], e["output_index"], e["content_index"], e.get("delta") or e.get("text"))
             for e in events[4:6]] == [("rs_0", 0, 0, "hmm"), ("rs_0", 0, 0, "hmm")]
     assert events[6]["part"] == {"type": "reasoning_text", "text": "hmm"} == final["output"][0]["content"][0]
+
+
+def test_parallel_calls_sent_at_one_index_stay_apart() -> None:
+    """Ollama (and other servers) stream every parallel tool call at index 0, each with its own id:
+    each is its own function_call item, and a fragment without an id belongs to the call before it."""
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids())
+    events = tr.start()
+    for call in ({"index": 0, "id": "call_a", "function": {"name": "read", "arguments": "{\"path\": \"a\"}"}},
+                 {"index": 0, "id": "call_b", "function": {"name": "grep", "arguments": "{\"q\""}},
+                 {"index": 0, "function": {"arguments": ": \"x\"}"}},
+                 {"index": 0, "id": "call_b", "function": {"arguments": ""}}):  # an id sent again: the same call
+        events += tr.feed(_chunk({"tool_calls": [call]}))
+    events += tr.feed(_chunk({}, "tool_calls")) + tr.finish(2)
+    for e in events:
+        check_event(e)
+    calls = [(i["call_id"], i["name"], i["arguments"]) for i in events[-1]["response"]["output"]]
+    assert calls == [("call_a", "read", "{\"path\": \"a\"}"), ("call_b", "grep", "{\"q\": \"x\"}")]
+    assert [e["output_index"] for e in events if e["type"] == "response.function_call_arguments.done"] == [0, 1]
 
 
 def test_stream_failure_ends_with_error_and_failed() -> None:
