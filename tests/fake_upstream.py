@@ -520,6 +520,10 @@ class FakeUpstream:
             answered or not self.call_tools,
         )
         reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
+        fmt = (body.get("output_config") or {}).get("format") or {}
+        if fmt.get("type") == "json_schema" and not tool:  # structured output: JSON fitting the schema
+            text = json.dumps(wire.sample(fmt.get("schema") or {}))
+            reply = _Reply(text, len(text.split()), "stop")
         input_tokens = count_words(body.get("system")) + count_words(messages)
         cache_read, cache_write = wire.prompt_cache(body, self.prompt_cache)
         output_tokens = self.completion_tokens if tool else reply.tokens

@@ -173,9 +173,23 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
+    output_format = _output_format(body.get("response_format"))
+    if output_format is not None:
+        out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+def _output_format(response_format: Any) -> dict[str, Any] | None:
+    """A json_schema `response_format` as Anthropic's structured output (`output_config.format`)."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise _bad("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object")
+    return {"type": "json_schema", "schema": schema}
 
 
 # --- response: Anthropic message -> OpenAI chat.completion ----------------------------------------

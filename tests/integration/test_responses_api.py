@@ -151,6 +151,11 @@ async def test_anthropic_provider_through_messages_translation(database_url: str
         events = await _events(client, model="claude-3-5-haiku-latest", input="weather?", tools=TOOLS)
         assert events[-1].response.output[0].type == "function_call"
         check_response(events[-1].response.model_dump(mode="json", exclude_unset=True))
+        # structured output becomes Anthropic's own (output_config.format), not dropped on the way
+        parsed = await client.responses.parse(model="claude-3-5-haiku-latest", input="who?", text_format=Person)
+        assert parsed.output_parsed == Person(name="test", age=1)
+        schema = h.upstream.last("/v1/messages").body["output_config"]["format"]
+        assert schema["type"] == "json_schema" and schema["schema"]["required"] == ["name", "age"]
 
 
 async def test_bad_requests_and_refusals_are_openai_shaped(database_url: str) -> None:

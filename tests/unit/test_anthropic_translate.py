@@ -105,6 +105,16 @@ def test_sampling_parameters_stop_sequences_user_and_stream() -> None:
     )["stop_sequences"] == ["a", "b"]
 
 
+def test_json_schema_response_format_becomes_structured_output() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    out = chat_request_to_anthropic({"messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "thing", "schema": schema, "strict": True}}}, "m")
+    assert out["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    with pytest.raises(InvalidRequest, match=r"json_schema\.schema"):
+        chat_request_to_anthropic({"messages": [{"role": "user", "content": "x"}],
+                                   "response_format": {"type": "json_schema", "json_schema": {"name": "t"}}}, "m")
+
+
 def test_multi_turn_and_images() -> None:
     out = chat_request_to_anthropic(
         {
