@@ -24,10 +24,22 @@ REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
 RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
 
 _HTTP_MESSAGES = {
-    404: ("not_found", "no such endpoint; use the OpenAI-compatible paths, e.g. /v1/chat/completions"),
-    405: ("method_not_allowed", "method not allowed on this path; check the HTTP method"),
+    404: ("not_found", "no such endpoint: {call}; the gateway serves /v1/chat/completions, /v1/completions, "
+                       "/v1/embeddings, /v1/models, /v1/responses (with /v1/responses/{{id}}, .../input_items, "
+                       "/v1/responses/input_tokens), /v1/messages and /v1/messages/count_tokens, also without /v1"),
+    405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, str]:
+    """(code, message) of aiohttp's own refusal, naming the call the client made (clients that
+    call an endpoint the gateway lacks, such as a batch or compaction API, see which one)."""
+    if exc.status not in _HTTP_MESSAGES:
+        return "http_error", exc.reason or "request refused"
+    code, template = _HTTP_MESSAGES[exc.status]
+    allowed = ", ".join(sorted(getattr(exc, "allowed_methods", None) or ()))
+    return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
 
 
 def request_id(request: web.Request) -> str:
@@ -119,7 +131,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code, message = _HTTP_MESSAGES.get(exc.status, ("http_error", exc.reason or "request refused"))
+        code, message = _http_message(exc, request)
         _note_error(request, code)
         return error_response(exc.status, "invalid_request_error", code, message, rid,
                               anthropic=anthropic_route(request.path))

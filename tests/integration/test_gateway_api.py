@@ -139,6 +139,15 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
             async with s.get(h.base + "/nope", headers={"x-request-id": "bad id\u00e9"}) as r:
                 assert r.status == 404 and r.headers["x-request-id"] != "bad id"
                 assert (await r.json())["error"]["code"] == "not_found"
+            # an endpoint the gateway lacks is named back, with what it serves instead
+            async with s.post(h.base + "/v1/messages/batches", headers={"x-api-key": secret}, json={}) as r:
+                error = (await r.json())["error"]
+                assert r.status == 404 and error["type"] == "not_found_error"
+                assert "POST /v1/messages/batches" in error["message"] and "/v1/messages and" in error["message"]
+            async with s.post(h.base + "/v1/responses/compact", headers=auth, json={}) as r:
+                error = (await r.json())["error"]
+                assert r.status == 405 and error["code"] == "method_not_allowed"
+                assert error["message"] == "POST /v1/responses/compact is not served: this path takes DELETE, GET, HEAD"
             async with s.get(h.base + "/health") as r:
                 assert r.status == 200 and r.headers["x-request-id"]
             async with s.get(h.base + "/ready") as r:
