@@ -4,13 +4,13 @@ anthropic_replies)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
+from shieldes.providers.chat_parts import reasoning_model
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -23,8 +23,6 @@ def _bad(message: str) -> InvalidRequest:
 _CARRIED = frozenset({"model", "messages", "max_tokens", "system", "temperature", "top_p", "stop_sequences",
                       "tools", "tool_choice", "stream", "thinking", "metadata", "output_config"})
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high", "xhigh": "high"}
-# OpenAI reasoning models (they take reasoning_effort and max_completion_tokens).
-_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 def _text_blocks(content: Any, where: str, dropped: list[str] | None = None) -> str:
@@ -278,7 +276,7 @@ def translate_messages_request(body: Any, model: str | None = None, *,
             out_messages.append({"role": "system", "content": _text_blocks(msg.get("content"), where)})
         else:
             raise _bad(f'{where}.role must be "user", "assistant" or "system"')
-    reasoning = _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+    reasoning = reasoning_model(model)
     out: Body = {"model": model, "messages": out_messages}
     out["max_completion_tokens" if reasoning else "max_tokens"] = max_tokens
     effort = reasoning_effort(body.get("thinking"))

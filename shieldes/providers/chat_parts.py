@@ -5,6 +5,7 @@ built back from what those APIs return. No I/O, no clock (`created` is passed in
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,14 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, TokenUsage
+
+# OpenAI reasoning models: they take reasoning_effort, and max_completion_tokens instead of max_tokens.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+
+def reasoning_model(model: str) -> bool:
+    """Whether `model` (an upstream model name, maybe with a provider prefix) is an OpenAI reasoning model."""
+    return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.chat_parts import reasoning_model
 from shieldes.providers.responses_tools import chat_tools
 from shieldes.responses.objects import (
     Body,
@@ -188,7 +189,8 @@ def request_to_chat(body: Body, model: str) -> Body:
             chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
-    for src, dst in (("max_output_tokens", "max_tokens"), ("temperature", "temperature"), ("top_p", "top_p"),
+    max_tokens = "max_completion_tokens" if reasoning_model(model) else "max_tokens"
+    for src, dst in (("max_output_tokens", max_tokens), ("temperature", "temperature"), ("top_p", "top_p"),
                      ("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty")):
         if body.get(src) is not None:
             chat[dst] = body[src]

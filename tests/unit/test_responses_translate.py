@@ -61,6 +61,17 @@ def test_request_items_become_chat_messages() -> None:
     assert estimate_input_tokens(chat) > 0
 
 
+@pytest.mark.parametrize("model, field", [("gpt-5-mini", "max_completion_tokens"),
+                                          ("openai/o3", "max_completion_tokens"),
+                                          ("gpt-4o", "max_tokens"), ("llama3.2", "max_tokens")])
+def test_max_output_tokens_in_the_field_the_model_takes(model: str, field: str) -> None:
+    """OpenAI reasoning models refuse `max_tokens` (they take max_completion_tokens); servers of
+    other models may know only `max_tokens`."""
+    chat = request_to_chat({"model": "x", "input": "hi", "max_output_tokens": 64}, model)
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    assert chat[field] == 64 and other not in chat
+
+
 def test_allowed_tools_offer_only_the_named_functions() -> None:
     """tool_choice allowed_tools restricts the model to a subset of `tools` (which clients keep whole
     across turns): a chat upstream is offered only that subset, so it cannot call the others."""
