@@ -89,9 +89,10 @@ class _Native:
 class _Translated:
     """OpenAI chunks of a translated call, as the Anthropic event sequence."""
 
-    def __init__(self, stream: ChunkStream, model: str, dropped: list[str]) -> None:
+    def __init__(self, stream: ChunkStream, model: str, dropped: list[str], thinking: bool) -> None:
         self._stream = stream
         self._model = model
+        self._thinking = thinking
         self.headers = _dropped(dropped)
 
     @property
@@ -99,7 +100,8 @@ class _Translated:
         return self._stream.usage
 
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
-        events = replies.openai_chunks_to_message_events(relay.counted(self._stream, tally), self._model)
+        events = replies.openai_chunks_to_message_events(relay.counted(self._stream, tally), self._model,
+                                                         self._thinking)
         async for event, data in events:
             yield relay.frame(event, data)
 
@@ -136,6 +138,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     max_tokens = _validate(body)
     model = str(body["model"])
     streaming = _stream_flag(body)
+    thinking = inbound.reasoning_effort(body.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
     call = Call(gw, request, key, "chat", body, len(raw), max_tokens)
 
@@ -146,7 +149,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
                 return Answer(native.raw, native.usage)
             chat, dropped = _translate(body, target, dep.kind)
             result = await provider.call("chat", target, chat)
-            message = replies.openai_response_to_messages(result.body, model)
+            message = replies.openai_response_to_messages(result.body, model, thinking)
             return Answer(orjson.dumps(message), result.usage, _dropped(dropped))
 
         got, served = await call.run(answer)
@@ -161,7 +164,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         chat, dropped = _translate(body, target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-        return _Translated(await provider.stream("chat", target, chat), model, dropped)
+        return _Translated(await provider.stream("chat", target, chat), model, dropped, thinking)
 
     if call.rec is not None:
         call.rec.stream = True

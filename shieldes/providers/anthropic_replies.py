@@ -72,12 +72,28 @@ def _anthropic_usage(usage: Any) -> Body:
     }
 
 
-def openai_response_to_messages(resp: Body, model: str) -> Body:
-    """An OpenAI chat.completion as an Anthropic message."""
+def _reasoning(message: Body) -> str:
+    """A chat server's reasoning text (vLLM, DeepSeek, Ollama: `reasoning_content`; others `reasoning`)."""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str):
+            return str(message[key])
+    return ""
+
+
+def _thinking_block(text: str) -> Body:
+    # no signature: the thinking did not come from Anthropic (it is not sent upstream again)
+    return {"type": "thinking", "thinking": text, "signature": ""}
+
+
+def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) -> Body:
+    """An OpenAI chat.completion as an Anthropic message. `thinking`: the client enabled extended
+    thinking, so the upstream's reasoning text comes back as a thinking block."""
     choices = _objs(resp.get("choices"))
     choice = choices[0] if choices else {}
     message = _obj(choice.get("message"))
     content: list[Body] = []
+    if thinking and _reasoning(message):
+        content.append(_thinking_block(_reasoning(message)))
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
@@ -113,17 +129,18 @@ def stream_error_event(message: str, kind: str = "api_error") -> tuple[str, Body
 
 
 async def openai_chunks_to_message_events(
-    chunks: AsyncIterator[Body], model: str
+    chunks: AsyncIterator[Body], model: str, thinking: bool = False
 ) -> AsyncIterator[tuple[str, Body]]:
     """OpenAI chat chunks as the Anthropic SSE event sequence: message_start, ping, per content
     block content_block_start / content_block_delta... / content_block_stop, message_delta (stop
     reason and usage), message_stop. Tool calls are expected one after another (as OpenAI streams
     them; a new id at an index already used starts a new call); late fragments of an already closed
     tool call are dropped. An UpstreamFailure from
-    `chunks` propagates: the caller ends the stream with `stream_error_event`."""
+    `chunks` propagates: the caller ends the stream with `stream_error_event`. `thinking`: the
+    client enabled extended thinking, so reasoning deltas stream as a thinking block."""
     started = False
     block = -1  # index of the open Anthropic content block, -1 when none is open
-    open_kind: str | None = None  # "text" or "tool"
+    open_kind: str | None = None  # "text", "thinking" or "tool"
     open_tool: int | None = None  # OpenAI tool_calls index of the open tool block
     closed_tools: set[int] = set()
     call_ids: set[str] = set()  # tool call ids the upstream sent
@@ -157,6 +174,18 @@ async def openai_chunks_to_message_events(
             usage = chunk["usage"]
         for choice in _objs(chunk.get("choices")):
             delta = _obj(choice.get("delta"))
+            reasoning = _reasoning(delta) if thinking else ""
+            if reasoning:
+                if open_kind != "thinking":
+                    if open_kind is not None:
+                        yield close()
+                        if open_tool is not None:
+                            closed_tools.add(open_tool)
+                    block, open_kind, open_tool = block + 1, "thinking", None
+                    yield "content_block_start", {"type": "content_block_start", "index": block,
+                                                  "content_block": _thinking_block("")}
+                yield "content_block_delta", {"type": "content_block_delta", "index": block,
+                                              "delta": {"type": "thinking_delta", "thinking": reasoning}}
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if open_kind != "text":

@@ -117,3 +117,35 @@ async def test_parallel_tool_calls_of_a_chat_upstream_stay_apart(database_url: s
         calls = events[-1].response.output
         assert [(c.type, json.loads(c.arguments)) for c in calls] == [("function_call", {"path": "test"})] * 3
         assert len({c.call_id for c in calls}) == 3
+
+
+async def test_reasoning_of_a_chat_upstream_comes_back_as_thinking_when_asked_for(database_url: str) -> None:
+    """A reasoning model behind a chat server (DeepSeek, vLLM, Ollama send `reasoning_content`):
+    a Messages client that enabled extended thinking gets it as a thinking block, streamed or not;
+    one that did not gets the text alone, as from Anthropic."""
+    thinking = "The user greets me so I greet back"
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), reasoning=thinking)
+    async with harness(database_url, upstream=up) as h:
+        secret = await h.create_key("cc")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        ask: Any = dict(model="gpt-4o", max_tokens=2048, messages=[{"role": "user", "content": "hi"}])
+        async with claude.messages.stream(**ask, thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+            deltas = [e.thinking async for e in stream if e.type == "thinking"]
+            streamed = await stream.get_final_message()
+        assert "".join(deltas) == thinking and len(deltas) == len(thinking.split())
+        assert [b.type for b in streamed.content] == ["thinking", "text"]
+        assert streamed.content[0].thinking == thinking  # type: ignore[union-attr]
+        plain = await claude.messages.create(**ask, thinking={"type": "enabled", "budget_tokens": 1024})
+        assert [b.type for b in plain.content] == ["thinking", "text"]
+        assert plain.content[0].thinking == thinking  # type: ignore[union-attr]
+        # the next turn sends the thinking block back: it is not forwarded to the chat server
+        turn = [b.model_dump(exclude_none=True) for b in plain.content]
+        await claude.messages.create(**{**ask, "messages": [{"role": "user", "content": "hi"},
+                                                             {"role": "assistant", "content": turn},
+                                                             {"role": "user", "content": "x"}]})
+        sent = json.dumps(h.upstream.last("/v1/chat/completions").body)
+        assert thinking not in sent and "Hello from the fake upstream" in sent
+        async with claude.messages.stream(**ask) as stream:
+            assert [b.type for b in (await stream.get_final_message()).content] == ["text"]
+        assert [b.type for b in (await claude.messages.create(**ask)).content] == ["text"]
