@@ -99,5 +99,5 @@ def _allowed(tools: list[Body], choice: Any) -> list[Body]:
 def chat_tools(body: Body) -> tuple[list[Body], Any]:
     """(chat tools, chat tool_choice or None) of a Responses request."""
     tools = _allowed(_tools(body["tools"]) if body.get("tools") else [], body.get("tool_choice"))
-    choice = body.get("tool_choice")
-    return tools, (_tool_choice(choice) if tools and choice is not None else None)
+    choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None
+    return tools, (choice if tools else None)  # checked even with no tool left (a hosted one forced)

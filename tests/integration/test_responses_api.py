@@ -174,6 +174,9 @@ async def test_bad_requests_and_refusals_are_openai_shaped(database_url: str) ->
             model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])
         assert raw.headers["x-shieldes-dropped-tools"] == "web_search"
         assert "tools" not in h.upstream.last("/v1/chat/completions").body
+        with pytest.raises(openai.BadRequestError, match="hosted tool 'web_search'"):  # forcing it: refused
+            await client.responses.create(model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}],
+                                          tool_choice={"type": "web_search"})  # type: ignore[typeddict-item]
         with pytest.raises(openai.PermissionDeniedError):
             await client.responses.create(model="gpt-4o", input="x")
         before = len(h.upstream.requests)
