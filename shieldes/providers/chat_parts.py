@@ -211,6 +211,9 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
             for call in _tool_calls(msg["tool_calls"], where) if msg.get("tool_calls") else []:
                 names[call.id] = call.name
                 parts.append(call)
+            if not parts and content in ("", []):
+                continue  # an empty answer of an earlier turn (Claude may end a turn with no text): the
+                # target APIs refuse empty turns, so it is left out
             if not parts:
                 raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`")
             add("assistant", parts)

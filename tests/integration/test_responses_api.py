@@ -151,6 +151,16 @@ async def test_anthropic_provider_through_messages_translation(database_url: str
         events = await _events(client, model="claude-3-5-haiku-latest", input="weather?", tools=TOOLS)
         assert events[-1].response.output[0].type == "function_call"
         check_response(events[-1].response.model_dump(mode="json", exclude_unset=True))
+        # Claude may end a turn with no text: the conversation goes on (Anthropic refuses empty turns)
+        h.upstream.reply = ""
+        empty = await client.responses.create(model="claude-3-5-haiku-latest", input="thanks")
+        h.upstream.reply = None
+        assert empty.status == "completed" and empty.output_text == ""
+        after = await client.responses.create(model="claude-3-5-haiku-latest", input="and now?",
+                                              previous_response_id=empty.id)
+        assert after.output_text == "Hello from the fake upstream"
+        assert h.upstream.last("/v1/messages").body["messages"] == [
+            {"role": "user", "content": [{"type": "text", "text": "thanks"}, {"type": "text", "text": "and now?"}]}]
         # structured output becomes Anthropic's own (output_config.format), not dropped on the way
         parsed = await client.responses.parse(model="claude-3-5-haiku-latest", input="who?", text_format=Person)
         assert parsed.output_parsed == Person(name="test", age=1)
