@@ -57,6 +57,7 @@ class FakeGoogle:
     tokens: set[str] = field(default_factory=set)
     implicit_cache: bool = False  # True: prompts repeating a prefix report cachedContentTokenCount
     seen_prefixes: set[str] = field(default_factory=set)
+    signatures: set[str] = field(default_factory=set)  # thoughtSignatures given to function calls (gemini-3*)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -74,6 +75,22 @@ class FakeGoogle:
 
     def last(self) -> Seen:
         return [r for r in self.requests if r.path != "/token"][-1]
+
+    def _unsigned(self, contents: list[dict[str, Any]]) -> str | None:
+        """Gemini 3's check: the first function call of every model turn carries the signature it
+        was given (or the documented skip value)."""
+        for i, turn in enumerate(contents):
+            calls = [p for p in turn.get("parts") or [] if "functionCall" in p]
+            if turn.get("role") != "model" or not calls:
+                continue
+            signature = calls[0].get("thoughtSignature")
+            if signature is None:
+                return ("Function call is missing a thought_signature in functionCall parts. This is required for "
+                        f"tools to work correctly. Additional data, function call {calls[0]['functionCall']['name']}"
+                        f", position {i}.")
+            if signature not in self.signatures and signature != "skip_thought_signature_validator":
+                return "Invalid thought signature."
+        return None
 
     # --- OAuth (service account JWT bearer grant) --------------------------------------------
 
@@ -136,6 +153,10 @@ class FakeGoogle:
             blocked = {"promptFeedback": {"blockReason": "SAFETY"},
                        "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
             return web.json_response(blocked) if method == "generateContent" else await self._sse(request, [blocked])
+        signing = model.startswith("gemini-3")  # signs its function calls, checks the signatures sent back
+        problem = self._unsigned(body["contents"]) if signing else None
+        if problem:
+            return google_error(400, problem)
         last = body["contents"][-1]["parts"]
         tools = body.get("tools") or []
         mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
@@ -157,8 +178,12 @@ class FakeGoogle:
             if cached:
                 usage["cachedContentTokenCount"] = cached
         rid = "resp-" + secrets.token_hex(4)
+        called: dict[str, Any] = {"functionCall": call}
+        if call and signing:  # standard base64 (with + / =), as the API sends the signature's bytes
+            called["thoughtSignature"] = base64.b64encode(b"\xfb\xff" + secrets.token_bytes(42)).decode()
+            self.signatures.add(called["thoughtSignature"])
         if method == "generateContent":
-            parts = [{"functionCall": call}] if call else [{"text": " ".join(words)}]
+            parts = [called] if call else [{"text": " ".join(words)}]
             return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
                                                       "finishReason": finish, "index": 0}],
                                       "usageMetadata": usage, "modelVersion": model, "responseId": rid})
@@ -166,7 +191,7 @@ class FakeGoogle:
             return google_error(400, "streaming without alt=sse answers a JSON array; send alt=sse")
         events: list[dict[str, Any]] = []
         if call:
-            events.append({"candidates": [{"content": {"role": "model", "parts": [{"functionCall": call}]},
+            events.append({"candidates": [{"content": {"role": "model", "parts": [called]},
                                            "finishReason": "STOP", "index": 0}]})
         else:
             pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]

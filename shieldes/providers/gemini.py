@@ -70,8 +70,8 @@ class GeminiProvider:
             return await self._embed(target, body)
         _only_chat(op, self.kind)
         data, _raw = await post_for_object(
-            self._session, target, self._model_url(target, "generateContent"), orjson.dumps(chat_to_gemini(body)),
-            await self._headers(target), self._json_timeout)
+            self._session, target, self._model_url(target, "generateContent"),
+            orjson.dumps(chat_to_gemini(body, target.model)), await self._headers(target), self._json_timeout)
         try:
             chat, usage = gemini_to_chat(data, target.model, int(time.time()))
         except SHAPE_ERRORS as exc:
@@ -93,7 +93,7 @@ class GeminiProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
         _only_chat(op, self.kind)
         url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
-        resp = await open_event_stream(self._session, target, url, orjson.dumps(chat_to_gemini(body)),
+        resp = await open_event_stream(self._session, target, url, orjson.dumps(chat_to_gemini(body, target.model)),
                                        await self._headers(target), self._stream_timeout)
         stream = GeminiChunkStream(resp, target, GeminiStreamTranslator(target.model, int(time.time())))
         await stream.prime()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -28,6 +29,13 @@ _FINISH = {
     "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
+# Gemini 3 signs its function calls (`thoughtSignature` on the part) and refuses a later request
+# whose history does not send each signature back. Chat, Messages and Responses clients all echo a
+# call's id, so the signature travels in it (URL-safe, after this marker). A model turn whose calls
+# carry none (it came from another model) gets the value Google documents for skipping the check.
+_SIGNED = "__ts__"
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_SIGNING_MODEL = re.compile(r"gemini-([3-9]|\d{2,})")
 # JSON Schema keywords outside the OpenAPI subset Gemini's function declarations accept.
 _SCHEMA_DROP = frozenset({"additionalProperties", "$schema", "strict", "$id", "$defs", "definitions"})
 
@@ -40,6 +48,21 @@ def _schema(value: Any) -> Any:
     return value
 
 
+def call_id(base: str, signature: Any) -> str:
+    """The id a function call is given to clients: its own, with its signature if it has one."""
+    if not isinstance(signature, str) or not signature:
+        return base
+    return base + _SIGNED + signature.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def _signature(call: str) -> str | None:
+    _, marked, signature = call.partition(_SIGNED)
+    if not marked or not signature:
+        return None
+    signature = signature.replace("-", "+").replace("_", "/")
+    return signature + "=" * (-len(signature) % 4)
+
+
 def _part(p: Part) -> Body:
     if isinstance(p, str):
         return {"text": p}
@@ -48,7 +71,9 @@ def _part(p: Part) -> Body:
             return {"inlineData": {"mimeType": p.mime, "data": p.data}}
         return {"fileData": {"mimeType": p.mime, "fileUri": p.url}}
     if isinstance(p, ToolCall):
-        return {"functionCall": {"name": p.name, "args": p.arguments}}
+        signature = _signature(p.id)
+        return {"functionCall": {"name": p.name, "args": p.arguments},
+                **({"thoughtSignature": signature} if signature else {})}
     assert isinstance(p, ToolResult)
     return {"functionResponse": {"name": p.name, "response": {"content": p.content}}}
 
@@ -72,13 +97,23 @@ def _generation_config(body: Body, chat: Chat) -> Body:
     return gen
 
 
-def chat_to_gemini(body: Body) -> Body:
-    """An OpenAI chat request as a generateContent request."""
+def _sign_unsigned(contents: list[Body]) -> None:
+    """A model turn with function calls but no signature gets the documented skip value on its first call."""
+    for turn in contents:
+        calls = [p for p in turn["parts"] if "functionCall" in p]
+        if turn["role"] == "model" and calls and not any("thoughtSignature" in p for p in calls):
+            calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+
+
+def chat_to_gemini(body: Body, model: str = "") -> Body:
+    """An OpenAI chat request as a generateContent request for `model`."""
     chat = read_chat(body)
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
                                "parts": [_part(p) for p in t.parts if not isinstance(p, CacheMark)]}
                               for t in chat.turns]}
+    if _SIGNING_MODEL.search(model):
+        _sign_unsigned(out["contents"])
     if chat.system:
         out["systemInstruction"] = {"parts": [{"text": system_text(chat.system)}]}
     gen = _generation_config(body, chat)
@@ -139,8 +174,8 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
         raise failure
     parts, reason = _candidate_parts(resp)
     texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
-    calls = [ToolCall(str(p["functionCall"].get("id") or f"call_{i}"), p["functionCall"]["name"],
-                      p["functionCall"].get("args") or {})
+    calls = [ToolCall(call_id(str(p["functionCall"].get("id") or f"call_{i}"), p.get("thoughtSignature")),
+                      p["functionCall"]["name"], p["functionCall"].get("args") or {})
              for i, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
     usage, shown = usage_from_gemini(resp.get("usageMetadata"))
     rid = str(resp.get("responseId") or "gemini")
@@ -177,8 +212,9 @@ class GeminiStreamTranslator:
                 out.append(self.chunks.text(p["text"]))
             elif isinstance(p.get("functionCall"), dict):
                 fc = p["functionCall"]
-                _, chunk = self.chunks.tool_start(str(fc.get("id") or f"call_{self.chunks.tools}"), fc["name"],
-                                                  orjson.dumps(fc.get("args") or {}).decode())
+                _, chunk = self.chunks.tool_start(call_id(str(fc.get("id") or f"call_{self.chunks.tools}"),
+                                                          p.get("thoughtSignature")),
+                                                  fc["name"], orjson.dumps(fc.get("args") or {}).decode())
                 out.append(chunk)
         if reason:
             self._finish = reason

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import string
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,50 @@ async def test_gemini_implicit_cache_billed_at_the_shipped_cache_price(node: Har
     assert second.prompt_tokens_details is not None and second.prompt_tokens_details.cached_tokens == 10
     await node.flush()
     assert node.usage_totals()["app"] == (2, 24, 10, 12 * 300 + (2 * 300 + 10 * 30) + 10 * 2500)
+
+
+async def test_gemini_3_function_call_signatures_survive_every_client_api(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """Gemini 3 signs each function call and refuses (400) a later turn whose history lacks the
+    signature: it travels in the call id, so tool loops of chat, Messages and Responses clients go
+    on; a call made by another model gets the documented skip value."""
+    fake, _ = google
+    await node.admin(AddProvider("gem3", "gemini", fake.url + "/v1beta", "env:" + KEY_ENV, ("gemini-3-pro-preview",)))
+    key = await new_key(node)
+    model, weather = "gemini-3-pro-preview", {"role": "user", "content": "weather in Paris?"}
+    client = oai(node, key)
+    stream = await client.chat.completions.create(model=model, messages=[weather], tools=[WEATHER], stream=True)
+    calls = [c.choices[0].delta.tool_calls[0] async for c in stream if c.choices and c.choices[0].delta.tool_calls]
+    call = calls[0]
+    assert call.id and call.id.startswith("call_0__ts__") and set(call.id) <= set(string.ascii_letters + "0123456789_-")
+    turn: Any = {"role": "assistant", "tool_calls": [{"id": call.id, "type": "function", "function": {
+        "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}
+    done = await client.chat.completions.create(model=model, tools=[WEATHER], messages=[
+        weather, turn, {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+    assert done.choices[0].message.content == "Hello from the fake Gemini"
+    sent = fake.last().body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] in fake.signatures and "__ts__" not in json.dumps(fake.last().body)
+
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=key, max_retries=0)
+    tools: Any = [{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}]
+    async with claude.messages.stream(model=model, max_tokens=100, tools=tools, messages=[weather]) as s:
+        use = (await s.get_final_message()).content[0]
+    reply = await claude.messages.create(model=model, max_tokens=100, tools=tools, messages=[
+        weather, {"role": "assistant", "content": [use.model_dump(exclude_none=True)]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}])  # type: ignore[union-attr]
+    assert reply.content[0].text == "Hello from the fake Gemini"  # type: ignore[union-attr]
+
+    first = await client.responses.create(model=model, input="weather in Paris?", tools=[
+        {"type": "function", "name": "get_weather", "parameters": WEATHER["function"]["parameters"], "strict": False}])
+    fc = first.output[0]
+    assert fc.type == "function_call"
+    second = await client.responses.create(model=model, previous_response_id=first.id, input=[
+        {"type": "function_call_output", "call_id": fc.call_id, "output": "sunny"}])
+    assert second.output_text == "Hello from the fake Gemini"
+
+    # a conversation begun on another model: its calls carry no signature
+    moved = await client.chat.completions.create(model=model, tools=[WEATHER], messages=[
+        weather, {**turn, "tool_calls": [{**turn["tool_calls"][0], "id": "toolu_01abc"}]},
+        {"role": "tool", "tool_call_id": "toolu_01abc", "content": "sunny"}])
+    assert moved.choices[0].message.content == "Hello from the fake Gemini"
+    assert fake.last().body["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
