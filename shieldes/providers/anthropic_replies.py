@@ -135,9 +135,9 @@ async def openai_chunks_to_message_events(
     block content_block_start / content_block_delta... / content_block_stop, message_delta (stop
     reason and usage), message_stop. Tool calls are expected one after another (as OpenAI streams
     them; a new id at an index already used starts a new call); late fragments of an already closed
-    tool call are dropped. An UpstreamFailure from
-    `chunks` propagates: the caller ends the stream with `stream_error_event`. `thinking`: the
-    client enabled extended thinking, so reasoning deltas stream as a thinking block."""
+    tool call are dropped. An UpstreamFailure from `chunks` propagates: the caller ends the stream
+    with `stream_error_event`. `thinking`: the client enabled extended thinking, so reasoning
+    deltas stream as a thinking block."""
     started = False
     block = -1  # index of the open Anthropic content block, -1 when none is open
     open_kind: str | None = None  # "text", "thinking" or "tool"

@@ -3,7 +3,8 @@ chat completions (vLLM, Ollama, Groq, ... and, through the anthropic provider's 
 translation, the Anthropic Messages API).
 
 request_to_chat: a Responses request (its `input` already holding the whole conversation) -> a
-chat completions request. chat_to_output: a chat completion -> Responses output items.
+chat completions request (its tools: responses_tools). chat_to_output: a chat completion ->
+Responses output items.
 ChatStreamTranslator: chat completion chunks -> the typed Responses stream events.
 No I/O; item ids come from an injected function."""
 
