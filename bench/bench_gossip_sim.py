@@ -30,14 +30,17 @@ Modes:
   message sent after it arrived; receivers do not decode (N^2 whole states of thousands of keys do
   not fit in a few minutes on 2 cores).
 
-Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first
-1.5 s, once first contacts are over: steady state; the default 7.5 s counts 6 s, one anti-entropy
-period, so every target's periodic whole state is in), convergence p50/p99 of a counter change
-(from the change to every node's view holding it, over --probes changes), and the process CPU time
-spent in the gossip calls (prepare, receive, acknowledged) per node per second. Except in full mode the
-run also checks the production limit logic (cluster/limits.py: claims, rounds, acknowledgements;
-view.py read-outs) on one key with a rate limit and one team budget, all nodes admitting as fast
-as requests come: admitted / limit and overshoot against docs/cluster.md.
+Figures per N and mode: bytes/s and messages/s per node (sent, received; counted after the first 1.5
+s, once first contacts are over: steady state; the default 7.5 s counts 6 s, one anti-entropy period
+of every-peer gossip, so every target's periodic whole state is in; with bounded fanout a peer gets
+one every 40 of its pushes, which a run this short may not hold, so the whole states of the counted
+window and those of the long run are printed too, with the bytes sent given the latter), convergence
+p50/p99 of a counter change (from the change to every node's view holding it, over --probes
+changes), and the process CPU time spent in the gossip calls (prepare, receive, acknowledged) per
+node per second. Except in full mode the run also checks the production limit logic
+(cluster/limits.py: claims, rounds, acknowledgements; view.py read-outs) on one key with a rate
+limit and one team budget, all nodes admitting as fast as requests come: admitted / limit and
+overshoot against docs/cluster.md.
 
 Run: PYTHONPATH=. python bench/bench_gossip_sim.py [--nodes 3,10,30,100] [--keys 10000]
      [--seconds 7.5] [--modes all,relay,pull,fanout] [--fanout 0] [--loss 0.01] [--dup 0.01] [--seed 1]
@@ -96,6 +99,7 @@ class Node:
     splitter: HeadroomSplitter | None = None
     sent: int = 0
     sent_bytes: int = 0
+    whole_bytes: int = 0  # of which whole states (base 0)
     received: int = 0
     received_bytes: int = 0
     seq: int = 0  # full mode: the newest message sent
@@ -210,6 +214,7 @@ class Sim:
             size = len(envelope.payload) + len(envelope.signature)
             node.sent += 1
             node.sent_bytes += size
+            node.whole_bytes += size if base == 0 else 0
             for _ in range(copies):
                 self.schedule(self.now + self.latency(), "deliver", name, target, seq, base, envelope, size)
         self.schedule(self.now + self.args.interval, "round", name)
@@ -367,7 +372,7 @@ class Sim:
                 self.preload()
             elif kind == "warm":  # traffic is counted from here: first contacts are over
                 for x in self.nodes.values():
-                    x.sent = x.sent_bytes = x.received = x.received_bytes = 0
+                    x.sent = x.sent_bytes = x.whole_bytes = x.received = x.received_bytes = 0
                 self.cpu = 0.0
                 self.answered.clear()
             elif kind == "check":
@@ -387,9 +392,33 @@ class Sim:
             "rate_admitted": sum(x.rate_admitted for x in nodes),
             "spend": sum(x.spend for x in nodes),
             "wall_s": time.monotonic() - started,
+            "whole_Bps": sum(x.whole_bytes for x in nodes) / per,
+            **({} if self.mode == "full" else self.steady_whole()),
             "cpu_ms": self.cpu / per * 1000,
             "answered": dict(self.answered),
         }
+
+
+    def steady_whole(self) -> dict[str, Any]:
+        """Whole states in the long run, which a 6 s window may not hold: anti-entropy sends each peer
+        one every 40 rounds (every peer) or every 40 of the pushes it gets (bounded fanout, a push
+        every ceil((N - 1) / k) rounds). Their size: a whole state of a few nodes at the end of the run
+        (each made to forget its links, so its next message is a first contact's whole state)."""
+        peers = self.n - 1
+        k = peers
+        if self.mode in FANOUT_MODES:
+            k = self.args.fanout or fanout.fanout_for(peers, interval=self.args.interval,
+                                                      timeout=self.args.node_timeout)
+        every = 40 * -(-peers // k)
+        sizes = []
+        for name in self.names[:3]:
+            g = self.nodes[name].gossip
+            g.forget([])
+            _, messages = g.prepare([t for t in self.names if t != name])
+            sizes.extend(len(e.payload) + len(e.signature) for _, e in messages.values())
+        size = sum(sizes) / len(sizes)
+        return {"whole_size": size, "whole_every": every,
+                "steady_whole_Bps": peers * size / (every * self.args.interval)}
 
 
 def main() -> None:
@@ -441,6 +470,11 @@ def main() -> None:
             print(f"{n:>4} {mode:>6} {r['sent_Bps']:>14,.0f} {r['recv_Bps']:>14,.0f} "
                   f"{r['sent_mps'] + r['recv_mps']:>11.1f} {r['conv_p50_ms']:>12.1f} {r['conv_p99_ms']:>12.1f} "
                   f"{r['probes']:>7} {rate:>17} {budget:>19} {r['cpu_ms']:>13.1f} {r['wall_s']:>7.1f}", flush=True)
+            if mode != "full":
+                print(f"      whole states: {r['whole_Bps']:,.0f} B/s per node counted; in the long run "
+                      f"{r['steady_whole_Bps']:,.0f} (one to each peer every {r['whole_every']} rounds, "
+                      f"{r['whole_size']:,.0f} B each): sent B/s with those instead "
+                      f"{r['sent_Bps'] - r['whole_Bps'] + r['steady_whole_Bps']:,.0f}", flush=True)
             if args.answers and r["answered"]:
                 total = sum(r["answered"].values())
                 print("      answered entries: " + ", ".join(

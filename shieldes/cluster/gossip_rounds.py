@@ -102,6 +102,7 @@ class GossipRounds:
         self._gauges = delta.Versions()  # this boot's gauges alone (unused claims, health): pushed, never pulled
         self._cursor = 0  # where the rotation of direct pushes is
         self._partial = False  # rounds leave out some peers that take fanout (then relays, no `seen`)
+        self._spacing = 1  # rounds between two pushes to a peer that takes fanout (`pick`)
         self._versions = delta.Versions()  # what changed in which of this boot's messages
         self._links: dict[str, Link] = {}  # target address -> what it acknowledged
         self._sent_epoch: int | None = None
@@ -268,15 +269,21 @@ class GossipRounds:
     def pick(self, targets: list[str]) -> list[str]:
         """This round's targets: every peer not known to take bounded fanout (an older release, or
         one that has not answered yet), and the next `k` of the others in rotation (fanout.py). While
-        `k` covers them all, every peer gets every round, with `seen`, exactly as before."""
+        `k` covers them all, every peer gets every round, with `seen`, exactly as before. Peers not heard
+        from yet count as taking fanout: a first round to every peer with `seen` would leave that `seen`
+        with each peer until this node's rotation reaches it, and meanwhile this node would seem to lag
+        on the others, so every whole state its peers send would relay their counts (view.relayed)."""
         relaying = [t for t in targets if (link := self._links.get(t)) is not None and link.fanout]
-        k = len(relaying) if self.fanout is None or len(targets) + 1 < self._fanout_from else (
+        taking = len(targets) - sum(1 for t in targets if (link := self._links.get(t)) is not None and not link.fanout)
+        k = taking if self.fanout is None or len(targets) + 1 < self._fanout_from else (
             self.fanout or fanout_mod.fanout_for(len(targets), interval=self.interval, timeout=self._node_timeout))
-        partial = k < len(relaying)
+        partial = k < taking
         self._spread = self._spread_for(len(targets), k) if partial and self._forwards else fanout_mod.Spread()
         if partial != self._partial:  # what targets hold of this node's `seen` changes: whole states next
             self._partial = partial
             self._links = {t: replace(link, acked=0) for t, link in self._links.items()}
+        # rounds between two pushes to one peer that takes fanout: its anti-entropy counts its pushes
+        self._spacing = max(1, -(-len(relaying) // k)) if partial else 1
         if not partial:
             return targets
         chosen, self._cursor = fanout_mod.pick(fanout_mod.rotation(self.node_id, relaying), self._cursor, k)
@@ -313,8 +320,8 @@ class GossipRounds:
         out: dict[str, tuple[int, gossip_pb2.Envelope]] = {}
         for target in targets:
             link = self._links.get(target)
-            base = delta.base_for(link, seq, floor)
             fan = self._partial and (link is None or link.fanout)
+            base = delta.base_for(link, seq, floor, every=delta.ANTI_ENTROPY_ROUNDS * (self._spacing if fan else 1))
             node = link.node if fan and link is not None else ""
             if target in pulling:
                 out[target] = (base, self._pull_message(own, relayed, base, seq, node, asks, sent_at,
@@ -376,10 +383,13 @@ class GossipRounds:
 
     def acknowledged(self, target: str, seq: int, base: int, ack: gossip_pb2.Ack) -> None:
         """Note a target's answer to message `seq` (sent with `base`)."""
+        first = target not in self._links
         link = self._links.get(target) or Link(phase=delta.phase_of(target))
-        self._links[target] = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
-                                                 need_full=ack.need_full, fanout=ack.fanout, node=ack.node_id,
-                                                 digests=ack.digests)
+        link = delta.acknowledged(link, seq, base, accepted=ack.accepted, deltas=ack.deltas,
+                                  need_full=ack.need_full, fanout=ack.fanout, node=ack.node_id, digests=ack.digests)
+        if first and self._partial and not ack.fanout:  # an older release took a first contact without `seen`:
+            link = replace(link, acked=0)  # the whole state, `seen` included, next (deltas carry only what changed)
+        self._links[target] = link
         if self._pulls and ack.HasField("pulled"):
             self._take_answer(ack.pulled)
 

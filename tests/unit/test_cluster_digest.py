@@ -137,7 +137,8 @@ def test_a_pull_brings_no_reservation_of_a_boot_the_asker_never_heard_from() -> 
     held = fresh.view.components[("c", 1)]
     assert held.windows[WINDOWS[0]] == (4, 40, 0)  # what c admitted counts
     assert not held.reservations and "c" not in fresh.view.heard  # no reservation, c not taken for alive
-    push(c, fresh)  # c's own word: its whole state, reservations included
+    push(c, fresh)  # c's own word: a delta on a message of a's boot before (fresh answers need_full),
+    push(c, fresh)  # then its whole state, reservations included
     assert fresh.view.components[("c", 1)].reservations == {"k:k1": (900, 0)}
 
 

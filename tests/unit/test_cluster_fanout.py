@@ -282,7 +282,9 @@ def test_a_peer_of_an_older_release_gets_every_round_with_acknowledgements() -> 
         for t, (base, envelope) in messages.items():
             counts[t] += 1
             msg = open_envelope(envelope, SECRET)
-            assert bool(msg.seen) == (t == "old") or seq == 1  # first contact: not known yet
+            assert bool(msg.seen) == (t == "old" and seq > 1)  # first contacts: taken to take fanout
+            if t == "old" and seq == 2:  # what it took without `seen` is followed by the whole state
+                assert base == 0 and msg.seen
             ack = peers[t].receive(envelope)
             assert ack.fanout == (t != "old") and ack.node_id == ("" if t == "old" else t)
             a.acknowledged(t, seq, base, ack)
@@ -319,3 +321,51 @@ def test_automatic_fanout_from_a_cluster_size_pushes_to_every_peer_below_it(fano
             for target, (base, envelope) in messages.items():
                 g.acknowledged(target, seq, base, nodes[target].receive(envelope))
     assert len(nodes["n0"].pick([t for t in NAMES if t != "n0"])) == per_round
+
+
+def test_a_cluster_starting_with_bounded_fanout_sends_no_seen_and_relays_no_counts() -> None:
+    """Peers not heard from yet are taken to take fanout: no first round with `seen`, which each
+    peer would keep until the sender's rotation reached it, making the sender seem to lag on the
+    others and every whole state of theirs relay its peers' counts (view.relayed)."""
+    clock = [0.0]
+    names = [f"n{i}" for i in range(9)]
+    owns = {n: Own(n, 1, windows={(f"k:{n}", "min", 5): (3, 0, 0)}) for n in names}
+    nodes = {n: gossip(owns[n], clock, k=2) for n in names}
+    for r in range(12):  # past a whole rotation (8 peers, 2 a round) and the lag view.relayed allows
+        clock[0] = 0.15 * r
+        for name, g in nodes.items():
+            seq, messages = g.prepare(g.pick([t for t in names if t != name]))
+            for target, (base, envelope) in messages.items():
+                msg = open_envelope(envelope, SECRET)
+                assert not msg.seen, (r, name, target)
+                assert not [c for c in msg.relayed if not c.news], (r, name, target)  # no relayed counts
+                g.acknowledged(target, seq, base, nodes[target].receive(envelope))
+        for g in nodes.values():
+            assert not view.relayed(g.view)
+    for name, g in nodes.items():  # and every count reached every node
+        for other in names:
+            if other != name:
+                assert g.view.components[(other, 1)].windows == owns[other].windows
+
+
+def test_with_bounded_fanout_a_peer_gets_the_whole_state_once_per_forty_of_its_pushes() -> None:
+    """Anti-entropy counts the pushes a peer gets, not rounds: every 40 rounds would be every 40 / (N - 1) * k
+    pushes, a whole state every few pushes in a large cluster (its bytes growing with N, not log N)."""
+    clock = [0.0]
+    names = ["a", "b", "c", "d", "e"]
+    owns = {n: Own(n, 1, windows={(f"k:{n}", "min", 5): (3, 0, 0)}) for n in names}
+    nodes = {n: gossip(owns[n], clock, k=1) for n in names}
+    a, rounds = nodes["a"], 4 * delta.ANTI_ENTROPY_ROUNDS + 12  # each peer: a push every 4 rounds
+    pushes, wholes = {n: 0 for n in names[1:]}, {n: 0 for n in names[1:]}
+    for r in range(rounds):
+        clock[0] = 0.15 * r
+        owns["a"].windows[("k:a", "min", 5)] = (4 + r, 0, 0)
+        seq, messages = a.prepare(a.pick(names[1:]))
+        for target, (base, envelope) in messages.items():
+            pushes[target] += 1
+            wholes[target] += base == 0
+            a.acknowledged(target, seq, base, nodes[target].receive(envelope))
+    assert all(p >= delta.ANTI_ENTROPY_ROUNDS + 3 for p in pushes.values()), pushes
+    assert wholes == {n: 2 for n in names[1:]}  # the first contact, then one after 40 pushes
+    for n in names[1:]:  # and each holds a's count as of its last push (every 4 rounds)
+        assert nodes[n].view.components[("a", 1)].windows[("k:a", "min", 5)][0] >= 4 + rounds - 1 - 4
