@@ -55,6 +55,21 @@ def exception(kind: str, message: str) -> bytes:
 _words = wire.word_counter("text", "content", "messages", "system")
 
 
+def _output_schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(schema, validation error) of Converse structured output, `outputConfig.textFormat`, as the
+    service model declares it: the schema is a JSON string under `structure.jsonSchema.schema`."""
+    if "outputConfig" not in body:
+        return None, None
+    fmt = (body["outputConfig"] or {}).get("textFormat") or {}
+    schema = ((fmt.get("structure") or {}).get("jsonSchema") or {}).get("schema")
+    if fmt.get("type") != "json_schema" or not isinstance(schema, str):
+        return None, "outputConfig.textFormat needs type json_schema and structure.jsonSchema.schema (a string)"
+    try:
+        return json.loads(schema), None
+    except ValueError:
+        return None, "outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON"
+
+
 @dataclass
 class Seen:
     path: str
@@ -164,6 +179,11 @@ class FakeBedrock:
         stop = "end_turn"
         if isinstance(max_out, int) and max_out < len(words):
             words, stop = words[:max_out], "max_tokens"
+        schema, problem = _output_schema(body)
+        if problem:
+            return self.error(400, problem)
+        if schema is not None and not call:  # structured output: JSON fitting the schema
+            words = json.dumps(wire.sample(schema)).split(" ")
         if "BLOCKME" in json.dumps(body["messages"]):
             words, stop = ["Sorry,", "blocked."], "guardrail_intervened"
         if call:

@@ -88,7 +88,26 @@ def chat_to_converse(body: Body) -> Body:
         elif choice not in (None, "none"):
             tool_config["toolChoice"] = {"tool": {"name": choice}}
         out["toolConfig"] = tool_config  # also needed (even under "none") when the history holds tool use
+    text_format = _text_format(body.get("response_format"))
+    if text_format is not None:
+        out["outputConfig"] = {"textFormat": text_format}
     return out
+
+
+def _text_format(response_format: Any) -> Body | None:
+    """A json_schema `response_format` as Converse structured output (`outputConfig.textFormat`),
+    which takes the schema as a JSON string. `json_object` has no Converse equivalent (a schema is
+    required) and is left out, as documented."""
+    if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(schema, dict):
+        raise InvalidRequest("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object")
+    definition: Body = {"schema": orjson.dumps(schema).decode(), "name": str(spec.get("name") or "response")}
+    if isinstance(spec.get("description"), str) and spec["description"]:
+        definition["description"] = spec["description"]
+    return {"type": "json_schema", "structure": {"jsonSchema": definition}}
 
 
 def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import openai
+import pydantic
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
@@ -114,6 +115,38 @@ async def test_bedrock_converse_stream_tools_images_signed(node: tuple[Harness, 
 
     await h.flush()
     assert h.usage_totals()["app"][:3] == (6, 5 + 5 + 3 + 3 + 3 + 1, 5 + 3 + 5 + 5 + 5 + 2)
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+async def test_bedrock_structured_output_through_the_sdk_parse_helpers(node: tuple[Harness, FakeBedrock]) -> None:
+    """A json_schema response_format (chat) or text.format (Responses) becomes Converse's
+    outputConfig.textFormat; the model's JSON comes back as the message text, so parse() works."""
+    h, fake = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "who is it?"}]
+    parsed = await client.chat.completions.parse(model=CLAUDE, messages=ask, response_format=Person)
+    assert parsed.choices[0].message.parsed == Person(name="test", age=1)
+    assert parsed.choices[0].finish_reason == "stop" and not parsed.choices[0].message.tool_calls
+    fmt = fake.last().body["outputConfig"]["textFormat"]
+    assert fmt["type"] == "json_schema" and fmt["structure"]["jsonSchema"]["name"] == "Person"
+    assert json.loads(fmt["structure"]["jsonSchema"]["schema"])["required"] == ["name", "age"]
+
+    async with client.chat.completions.stream(model=CLAUDE, messages=ask, response_format=Person) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.parsed == Person(name="test", age=1)
+    assert fake.last().path.endswith("/converse-stream") and "outputConfig" in fake.last().body
+
+    resp = await client.responses.parse(model=CLAUDE, input="who is it?", text_format=Person)
+    assert resp.output_parsed == Person(name="test", age=1)
+    assert "textFormat" in fake.last().body["outputConfig"]
+
+    with pytest.raises(openai.BadRequestError, match=r"json_schema\.schema"):
+        await client.chat.completions.create(model=CLAUDE, messages=ask, response_format={
+            "type": "json_schema", "json_schema": {"name": "x"}})  # type: ignore[typeddict-item]
 
 
 async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, FakeBedrock]) -> None:
