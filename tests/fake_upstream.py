@@ -39,6 +39,7 @@ WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "determini
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
 MESSAGES_PATH = "/v1/messages"
 RESPONSES_PATH = "/v1/responses"
+_TIERS = ("default", "flex", "priority", "scale")
 
 
 @dataclass
@@ -347,7 +348,8 @@ class FakeUpstream:
             "id": self._id("chatcmpl-", 29),
             "created": int(time.time()),
             "model": body["model"],
-            "service_tier": "default",
+            # the tier that served the request: the one asked for, as OpenAI reports it ("auto" -> default)
+            "service_tier": body.get("service_tier") if body.get("service_tier") in _TIERS else "default",
             "system_fingerprint": "fp_fake0001",
         }
         cached = wire.implicit_cache(messages[:-1], count_words(messages[:-1]), self.seen_prefixes) \
@@ -356,6 +358,9 @@ class FakeUpstream:
         fn = {"name": tool[0], "arguments": json.dumps(tool[1])} if tool is not None else None
         calls = [] if fn is None else [
             {"id": self._id("call_", 24), "type": "function", "function": fn} for _ in range(self.parallel_calls)]
+        top_logprobs = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None
+        logprobs = None if top_logprobs is None or calls else {
+            "content": wire.token_logprobs(wire.pieces(reply.text), top_logprobs), "refusal": None}
         if not body.get("stream"):
             message: dict[str, Any] = {
                 "role": "assistant",
@@ -375,7 +380,7 @@ class FakeUpstream:
                         {
                             "index": 0,
                             "message": message,
-                            "logprobs": None,
+                            "logprobs": logprobs,
                             "finish_reason": "tool_calls" if calls else reply.finish,
                         }
                     ],
@@ -385,7 +390,7 @@ class FakeUpstream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         finish = fault.finish_reason if fault and fault.finish_reason is not None else reply.finish
         frames = wire.chat_frames(base, reply.text, calls, finish, usage if include_usage else None, self.reasoning,
-                                  self.calls_at_index_zero)
+                                  self.calls_at_index_zero, top_logprobs)
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -62,6 +62,18 @@ def pieces(text: str) -> list[str]:
     return [w if i == 0 else " " + w for i, w in enumerate(words)] if text else []
 
 
+def token_logprobs(tokens: list[str], top: int) -> list[dict[str, Any]]:
+    """OpenAI chat `logprobs.content` for `tokens` (the stream pieces): a made-up logprob, the
+    UTF-8 bytes, and `top` alternatives (the token itself first)."""
+    out = []
+    for piece in tokens:
+        entry: dict[str, Any] = {"token": piece, "logprob": -0.25, "bytes": list(piece.encode())}
+        alts = [entry] + [{"token": f"alt{i}", "logprob": -1.0 - i, "bytes": list(f"alt{i}".encode())}
+                          for i in range(1, top)]
+        out.append({**entry, "top_logprobs": alts[:top]})
+    return out
+
+
 def split(s: str, n: int = 3) -> list[str]:
     """Tool arguments streamed in a few fragments."""
     size = max(1, -(-len(s) // n))
@@ -150,17 +162,21 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
 
 def chat_frames(
     base: dict[str, Any], text: str, calls: list[dict[str, Any]], finish: str, usage: dict[str, Any] | None,
-    reasoning: str | None = None, at_index_zero: bool = False,
+    reasoning: str | None = None, at_index_zero: bool = False, top_logprobs: int | None = None,
 ) -> list[bytes]:
     """A chat.completion.chunk stream as OpenAI sends it: a role chunk, content (or each tool call's
     argument fragments, one call after another), a finish chunk, the usage chunk when asked for,
     then [DONE]. `reasoning`: first streamed as `reasoning_content` deltas, as vLLM, DeepSeek and
     Ollama stream a reasoning model's thinking. `at_index_zero`: every call at tool_calls index 0,
-    as Ollama streams parallel calls."""
+    as Ollama streams parallel calls. `top_logprobs`: the client asked for logprobs (with that
+    many alternatives); each content chunk carries its token's."""
     extra = {"usage": None} if usage is not None else {}
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        logprobs = None
+        if top_logprobs is not None and delta.get("content"):
+            logprobs = {"content": token_logprobs([delta["content"]], top_logprobs), "refusal": None}
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return data({**base, "object": "chat.completion.chunk", **extra, "choices": [choice]})
 
     thinking = [chunk({"reasoning_content": piece}) for piece in pieces(reasoning or "")]

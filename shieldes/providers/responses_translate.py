@@ -11,11 +11,12 @@ No I/O; item ids come from an injected function."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.chat_parts import reasoning_model
+from shieldes.providers.responses_options import chat_options, output_logprobs
 from shieldes.providers.responses_tools import chat_tools
 from shieldes.responses.objects import (
     Body,
@@ -204,7 +205,14 @@ def request_to_chat(body: Body, model: str) -> Body:
     user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str):
         chat["user"] = user
+    chat.update(chat_options(body))
     return chat
+
+
+def served_tier(ctx: ResponseContext, chat: Body) -> ResponseContext:
+    """The response reports the service tier the upstream says it used, when it says."""
+    tier = chat.get("service_tier")
+    return replace(ctx, echo={**ctx.echo, "service_tier": tier}) if isinstance(tier, str) and tier else ctx
 
 
 # --- answer: chat completion -> Responses output --------------------------------------------------
@@ -242,7 +250,7 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, 
     if reasoning:
         output.append(reasoning_item(make_id("rs"), reasoning))
     if isinstance(message.get("content"), str) and (message["content"] or not message.get("tool_calls")):
-        output.append(message_item(make_id("msg"), message["content"]))
+        output.append(message_item(make_id("msg"), message["content"], logprobs=output_logprobs(choice)))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         output.append(refusal_item(make_id("msg"), message["refusal"]))
     for call in message.get("tool_calls") or []:
@@ -266,6 +274,7 @@ class _Open:
     index: int
     item: Body
     text: list[str] = field(default_factory=list)
+    logprobs: list[Body] = field(default_factory=list)
 
 
 class ChatStreamTranslator:
@@ -303,10 +312,10 @@ class ChatStreamTranslator:
             return []
         t, self._text = self._text, None
         text = "".join(t.text)
-        t.item.update(status="completed", content=[text_part(text)])
+        t.item.update(status="completed", content=[text_part(text, t.logprobs)])
         ids = {"item_id": t.item["id"], "output_index": t.index}
-        return [self.number("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]),
-                self.number("response.content_part.done", **ids, content_index=0, part=text_part(text)),
+        return [self.number("response.output_text.done", **ids, content_index=0, text=text, logprobs=t.logprobs),
+                self.number("response.content_part.done", **ids, content_index=0, part=text_part(text, t.logprobs)),
                 self.number("response.output_item.done", output_index=t.index, item=t.item)]
 
     def _close_reasoning(self) -> list[Body]:
@@ -351,6 +360,7 @@ class ChatStreamTranslator:
         usage = usage_from_chat(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
+        self.ctx = served_tier(self.ctx, chunk)
         events: list[Body] = []
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -361,14 +371,14 @@ class ChatStreamTranslator:
                 events += self._reasoning_delta(reasoning)
             content = delta.get("content")
             if isinstance(content, str) and content:
-                events += self._text_delta(content)
+                events += self._text_delta(content, output_logprobs(choice))
             for call in delta.get("tool_calls") or []:
                 events += self._call_delta(call)
             if choice.get("finish_reason"):
                 self._finish = str(choice["finish_reason"])
         return events
 
-    def _text_delta(self, content: str) -> list[Body]:
+    def _text_delta(self, content: str, logprobs: list[Body]) -> list[Body]:
         events = self._close_reasoning()
         if self._text is None:
             self._text, added = self._add(message_item(self.make_id("msg"), "", "in_progress"))
@@ -376,8 +386,9 @@ class ChatStreamTranslator:
             events.append(self.number("response.content_part.added", item_id=self._text.item["id"],
                                       output_index=self._text.index, content_index=0, part=text_part("")))
         self._text.text.append(content)
+        self._text.logprobs += logprobs
         events.append(self.number("response.output_text.delta", item_id=self._text.item["id"],
-                                  output_index=self._text.index, content_index=0, delta=content, logprobs=[]))
+                                  output_index=self._text.index, content_index=0, delta=content, logprobs=logprobs))
         return events
 
     def _call_delta(self, call: Any) -> list[Body]:

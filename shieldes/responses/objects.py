@@ -146,13 +146,13 @@ def output_text(response: Body) -> str:
     )
 
 
-def text_part(text: str) -> Body:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text: str, logprobs: list[Body] | None = None) -> Body:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def message_item(item_id: str, text: str, status: str = "completed") -> Body:
+def message_item(item_id: str, text: str, status: str = "completed", logprobs: list[Body] | None = None) -> Body:
     return {"id": item_id, "type": "message", "status": status, "role": "assistant",
-            "content": [text_part(text)] if status == "completed" or text else []}
+            "content": [text_part(text, logprobs)] if status == "completed" or text else []}
 
 
 def refusal_item(item_id: str, refusal: str) -> Body:

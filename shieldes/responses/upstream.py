@@ -14,8 +14,9 @@ import orjson
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.openai_responses import ResponsesEventStream
+from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
@@ -29,6 +30,7 @@ NATIVE = "native"
 TRANSLATE = "translate"
 MODES = (TRANSLATE, NATIVE)
 DROPPED_HEADER = "x-shieldes-dropped-tools"  # hosted tools a translate-mode deployment left out
+UNFILLED_HEADER = "x-shieldes-unfilled-include"  # include entries a translate-mode answer lacks
 
 
 @dataclass(slots=True)
@@ -88,12 +90,15 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
+    unfilled = unfilled_includes(body)
+    if unfilled:
+        headers[UNFILLED_HEADER] = ",".join(unfilled)
     if streaming:
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
         return TranslatedEvents(chunks, ChatStreamTranslator(ctx, namespaces=namespaces), headers)
     result = await provider.call("chat", target, chat)
     out = chat_to_output(result.body, namespaces=namespaces)
-    response = response_object(ctx, out.status, out.output, out.usage, completed_at=_now(),
+    response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)
     return Answer(response, out.usage, headers)
 

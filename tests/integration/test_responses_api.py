@@ -237,3 +237,42 @@ async def test_reasoning_of_a_chat_upstream_streams_as_reasoning_text_events(dat
         assert events[-1].response.output_text == "Hello from the fake upstream"
         plain = await oai(h.base, secret).responses.create(model="gpt-4o", input="hello")  # and as JSON
         assert plain.output[0].type == "reasoning" and plain.output[0].content[0].text == thinking
+
+
+async def test_translate_mode_passes_cache_key_and_tier_and_fills_logprobs(database_url: str) -> None:
+    """prompt_cache_key and service_tier reach the chat upstream (which takes them under the same
+    names); include of output_text logprobs is filled from the chat logprobs; encrypted reasoning,
+    which a chat server cannot produce, is named in a header; an unknown include is a 400."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        resp = await client.responses.create(model="gpt-4o", input="hi", prompt_cache_key="tenant-7",
+                                             service_tier="flex", include=["message.output_text.logprobs"],
+                                             top_logprobs=2)
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert (sent["prompt_cache_key"], sent["service_tier"], sent["logprobs"], sent["top_logprobs"]) == (
+            "tenant-7", "flex", True, 2)
+        assert resp.service_tier == "flex" and resp.prompt_cache_key == "tenant-7"
+        part: Any = resp.output[0].content[0]  # type: ignore[union-attr]
+        assert "".join(lp.token for lp in part.logprobs) == resp.output_text == "Hello from the fake upstream"
+        assert [t.token for t in part.logprobs[1].top_logprobs] == [" from", "alt1"]
+        check_response(resp.model_dump(mode="json", exclude_unset=True))
+
+        events = await _events(client, model="gpt-4o", input="hi", include=["message.output_text.logprobs"])
+        for e in events:
+            check_event(e.model_dump(mode="json", exclude_unset=True))
+        deltas = [e for e in events if e.type == "response.output_text.delta"]
+        assert deltas and all([lp.token for lp in e.logprobs] == [e.delta] for e in deltas)
+        done = next(e for e in events if e.type == "response.output_text.done")
+        final: Any = events[-1].response.output[0].content[0]
+        assert [lp.token for lp in done.logprobs] == [lp.token for lp in final.logprobs] == [e.delta for e in deltas]
+        assert events[-1].response.service_tier == "default"  # the tier the upstream reports it used
+
+        raw = await client.responses.with_raw_response.create(model="gpt-4o", input="hi", store=False,
+                                                              include=["reasoning.encrypted_content"])
+        assert raw.headers["x-shieldes-unfilled-include"] == "reasoning.encrypted_content"
+        assert raw.parse().output_text == "Hello from the fake upstream"
+        assert "logprobs" not in h.upstream.last("/v1/chat/completions").body
+        with pytest.raises(openai.BadRequestError, match="include value 'nonsense' is not supported; use any of"):
+            await client.responses.create(model="gpt-4o", input="hi", include=["nonsense"])  # type: ignore[list-item]
