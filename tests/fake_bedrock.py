@@ -179,6 +179,14 @@ class FakeBedrock:
         stop = "end_turn"
         if isinstance(max_out, int) and max_out < len(words):
             words, stop = words[:max_out], "max_tokens"
+        extra: dict[str, Any] = {}
+        matched = next((i for i, w in enumerate(words)
+                        if w in ((body.get("inferenceConfig") or {}).get("stopSequences") or [])), None)
+        if matched is not None:  # the answer ends before the sequence; Claude can say which one it was
+            stop, sequence, words = "stop_sequence", words[matched], words[:matched]
+            if "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or []) and model.startswith(
+                    "anthropic."):
+                extra["additionalModelResponseFields"] = {"stop_sequence": sequence}
         schema, problem = _output_schema(body)
         if problem:
             return self.error(400, problem)
@@ -195,7 +203,7 @@ class FakeBedrock:
         if action == "converse":
             content: list[dict[str, Any]] = [{"toolUse": call}] if call else [{"text": " ".join(words)}]
             return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
-                                      "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}})
+                                      "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}, **extra})
         if action != "converse-stream":
             return self.error(400, f"unknown operation {action}")
         resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream"})
@@ -214,7 +222,8 @@ class FakeBedrock:
         else:
             frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w if i == 0 else " " + w}})
                        for i, w in enumerate(words)]
-        frames += [event("contentBlockStop", {"contentBlockIndex": 0}), event("messageStop", {"stopReason": stop}),
+        frames += [event("contentBlockStop", {"contentBlockIndex": 0}),
+                   event("messageStop", {"stopReason": stop, **extra}),
                    event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}})]
         blob = b"".join(frames)
         for i in range(0, len(blob), 37):  # frames split across reads, as the network does

@@ -33,6 +33,20 @@ def finish_to_stop_reason(finish: str | None) -> str:
     return _STOP.get(finish or "stop", "end_turn")
 
 
+def _matched_stop(choice: Body) -> str | None:
+    """The stop sequence that ended the answer, when the chat server says (vLLM's `stop_reason`,
+    which the bedrock provider fills from Converse too); a token id there is not a sequence."""
+    value = choice.get("stop_reason")
+    return value if isinstance(value, str) and value and choice.get("finish_reason") == "stop" else None
+
+
+def _stop(finish: str | None, sequence: str | None) -> Body:
+    """`stop_reason` and `stop_sequence` of the Anthropic message."""
+    if sequence is not None:
+        return {"stop_reason": "stop_sequence", "stop_sequence": sequence}
+    return {"stop_reason": finish_to_stop_reason(finish), "stop_sequence": None}
+
+
 # --- response: OpenAI chat.completion -> Anthropic message ------------------------------------------
 
 
@@ -113,8 +127,7 @@ def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) 
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": finish_to_stop_reason(choice.get("finish_reason")),
-        "stop_sequence": None,
+        **_stop(choice.get("finish_reason"), _matched_stop(choice)),
         "usage": _anthropic_usage(resp.get("usage")),
     }
 
@@ -145,6 +158,7 @@ async def openai_chunks_to_message_events(
     closed_tools: set[int] = set()
     call_ids: set[str] = set()  # tool call ids the upstream sent
     finish: str | None = None
+    sequence: str | None = None  # the stop sequence that ended the answer, when the upstream says
     usage: Any = None
 
     def start(chunk: Body) -> tuple[str, Body]:
@@ -253,6 +267,7 @@ async def openai_chunks_to_message_events(
                     )
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+                sequence = _matched_stop(choice)
     if not started:
         yield start({})
     if open_kind is not None:
@@ -262,7 +277,7 @@ async def openai_chunks_to_message_events(
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": finish_to_stop_reason(finish), "stop_sequence": None},
+            "delta": _stop(finish, sequence),
             "usage": totals,
         },
     )

@@ -34,6 +34,7 @@ _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
 
 
 _CACHE_POINT: Body = {"cachePoint": {"type": "default"}}
+_STOP_SEQUENCE_PATH = "/stop_sequence"
 
 
 def _block(p: Part) -> Body:
@@ -72,6 +73,8 @@ def chat_to_converse(body: Body) -> Body:
         config["stopSequences"] = chat.stop
     if config:
         out["inferenceConfig"] = config
+    if chat.stop:  # which sequence matched (Claude reports it; other models ignore the path)
+        out["additionalModelResponseFieldPaths"] = [_STOP_SEQUENCE_PATH]
     if chat.tools:
         tools = []
         for t in chat.tools:
@@ -128,7 +131,22 @@ def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenU
              for b in content if isinstance(b.get("toolUse"), dict)]
     usage, shown = usage_from_bedrock(resp.get("usage"))
     finish = _FINISH.get(str(resp.get("stopReason")), "stop")
-    return chat_response("bedrock", model, created, "".join(texts), calls, finish, shown), usage
+    chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown)
+    sequence = matched_stop(resp)
+    if sequence is not None:
+        chat["choices"][0]["stop_reason"] = sequence
+    return chat, usage
+
+
+def matched_stop(event: Body) -> str | None:
+    """The stop sequence that ended a Converse answer (or its messageStop event), as the model
+    reported it in `additionalModelResponseFields`. It travels in the chat choice as
+    `stop_reason`, the field vLLM uses for it, so a Messages client gets `stop_sequence`."""
+    if event.get("stopReason") != "stop_sequence":
+        return None
+    fields = event.get("additionalModelResponseFields")
+    sequence = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    return sequence if isinstance(sequence, str) and sequence else None
 
 
 def stream_exception(kind: str, payload: Body) -> UpstreamFailure:
@@ -171,7 +189,11 @@ class ConverseStreamTranslator:
             return []  # reasoningContent and future delta kinds
         if kind == "messageStop":
             self._finish = _FINISH.get(str(event.get("stopReason")), "stop")
-            return [self.chunks.finish(self._finish)]
+            chunk = self.chunks.finish(self._finish)
+            sequence = matched_stop(event)
+            if sequence is not None:
+                chunk["choices"][0]["stop_reason"] = sequence
+            return [chunk]
         if kind == "metadata":
             self.done = True
             self.usage, shown = usage_from_bedrock(event.get("usage"))

@@ -169,6 +169,32 @@ async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, F
     assert final.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
 
 
+async def test_bedrock_stop_sequence_reaches_a_messages_client(node: tuple[Harness, FakeBedrock]) -> None:
+    """Converse says which stop sequence ended the answer (asked for with
+    additionalModelResponseFieldPaths); a Messages client gets stop_reason stop_sequence and the
+    sequence, as from Anthropic itself, streamed or not."""
+    h, fake = node
+    client = await client_for(h)
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    ask: Any = {"model": CLAUDE, "max_tokens": 100, "messages": [{"role": "user", "content": "say hello"}],
+                "stop_sequences": ["Bedrock", "fake"]}
+    msg = await claude.messages.create(**ask)
+    assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "fake")
+    assert msg.content[0].text == "Hello from the"  # type: ignore[union-attr]
+    sent = fake.last().body
+    assert sent["inferenceConfig"]["stopSequences"] == ["Bedrock", "fake"]
+    assert sent["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    async with claude.messages.stream(**ask) as s:
+        final = await s.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", "fake")
+    plain = await claude.messages.create(model=CLAUDE, max_tokens=100,
+                                         messages=[{"role": "user", "content": "say hello"}])
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+    assert "additionalModelResponseFieldPaths" not in fake.last().body
+    chat = await client.chat.completions.create(model=CLAUDE, messages=ask["messages"], stop=["fake"])
+    assert chat.choices[0].finish_reason == "stop" and chat.choices[0].message.content == "Hello from the"
+
+
 async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> None:
     h, fake = node
     client = await client_for(h)
