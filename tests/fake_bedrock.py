@@ -172,7 +172,8 @@ class FakeBedrock:
         tools = (body.get("toolConfig") or {}).get("tools") or []
         call = None
         if tools and not any("toolResult" in b for b in last):
-            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": tools[0]["toolSpec"]["name"],
+            forced = ((body["toolConfig"].get("toolChoice") or {}).get("tool") or {}).get("name")
+            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": forced or tools[0]["toolSpec"]["name"],
                     "input": {"city": "Paris"}}
         max_out = (body.get("inferenceConfig") or {}).get("maxTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]

@@ -103,7 +103,7 @@ class BedrockProvider:
             return await self._embed(target, body)
         _only_chat(op)
         data = await self._post(target, self._url(target, target.model, "converse"),
-                                orjson.dumps(chat_to_converse(body)))
+                                orjson.dumps(chat_to_converse(body, target.model)))
         try:
             chat, usage = converse_to_chat(data, target.model, int(time.time()))
         except SHAPE_ERRORS as exc:
@@ -124,7 +124,7 @@ class BedrockProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> BedrockChunkStream:
         _only_chat(op)
         url = self._url(target, target.model, "converse-stream")
-        payload = orjson.dumps(chat_to_converse(body))
+        payload = orjson.dumps(chat_to_converse(body, target.model))
         headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
         resp = await open_event_stream(self._session, target, URL(url, encoded=True), payload, headers,
                                        self._stream_timeout)

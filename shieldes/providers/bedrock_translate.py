@@ -35,6 +35,15 @@ _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
 
 _CACHE_POINT: Body = {"cachePoint": {"type": "default"}}
 _STOP_SEQUENCE_PATH = "/stop_sequence"
+# json_object mode: Converse has no schema-less JSON output, so the model is made to call this tool
+# (any object as input) and its input comes back as the answer's text. The name is what the
+# answer is recognized by, so it must not be one a client would give its own tool.
+JSON_TOOL = "shieldes_json_answer"
+_JSON_TOOL_CONFIG: Body = {
+    "tools": [{"toolSpec": {"name": JSON_TOOL, "description": "Give your answer as this tool's input: a JSON object.",
+                            "inputSchema": {"json": {"type": "object"}}}}],
+    "toolChoice": {"tool": {"name": JSON_TOOL}},
+}
 
 
 def _block(p: Part) -> Body:
@@ -54,8 +63,8 @@ def _block(p: Part) -> Body:
     return {"toolResult": {"toolUseId": p.id, "content": [{"text": p.content}], "status": "success"}}
 
 
-def chat_to_converse(body: Body) -> Body:
-    """An OpenAI chat request as a Converse request (the model id goes in the URL)."""
+def chat_to_converse(body: Body, model: str = "") -> Body:
+    """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL)."""
     chat = read_chat(body)
     if chat.turns[0].role != "user":
         raise InvalidRequest("Bedrock needs the conversation to start with a user message")
@@ -94,13 +103,25 @@ def chat_to_converse(body: Body) -> Body:
     text_format = _text_format(body.get("response_format"))
     if text_format is not None:
         out["outputConfig"] = {"textFormat": text_format}
+    elif _json_object(body) and not chat.tools and forces_tools(model):
+        out["toolConfig"] = _JSON_TOOL_CONFIG
     return out
+
+
+def forces_tools(model: str) -> bool:
+    """Whether the model family takes a Converse `toolChoice` naming a tool (Claude, Mistral Large,
+    Nova); others refuse the field. Model ids may carry a region prefix or be ARNs."""
+    return any(family in model for family in ("anthropic.", "mistral.mistral-large", "amazon.nova"))
+
+
+def _json_object(body: Body) -> bool:
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") == "json_object"
 
 
 def _text_format(response_format: Any) -> Body | None:
     """A json_schema `response_format` as Converse structured output (`outputConfig.textFormat`),
-    which takes the schema as a JSON string. `json_object` has no Converse equivalent (a schema is
-    required) and is left out, as documented."""
+    which takes the schema as a JSON string."""
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         return None
     spec = response_format.get("json_schema")
@@ -127,10 +148,13 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
 def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
     content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
-    calls = [ToolCall(b["toolUse"]["toolUseId"], b["toolUse"]["name"], b["toolUse"].get("input") or {})
-             for b in content if isinstance(b.get("toolUse"), dict)]
+    uses = [b["toolUse"] for b in content if isinstance(b.get("toolUse"), dict)]
+    answers = [orjson.dumps(u.get("input") or {}).decode() for u in uses if u.get("name") == JSON_TOOL]
+    calls = [ToolCall(u["toolUseId"], u["name"], u.get("input") or {}) for u in uses if u.get("name") != JSON_TOOL]
     usage, shown = usage_from_bedrock(resp.get("usage"))
     finish = _FINISH.get(str(resp.get("stopReason")), "stop")
+    if answers:  # json_object mode: the forced tool's input is the answer
+        texts, finish = answers, "stop" if finish == "tool_calls" else finish
     chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown)
     sequence = matched_stop(resp)
     if sequence is not None:
@@ -166,6 +190,7 @@ class ConverseStreamTranslator:
         self.usage: TokenUsage | None = None
         self.done = False
         self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
+        self._answers: set[int] = set()  # contentBlockIndex of json_object answers (JSON_TOOL)
         self._finish = "stop"
 
     def feed(self, kind: str, event: Body) -> list[Body]:
@@ -173,6 +198,9 @@ class ConverseStreamTranslator:
             return [self.chunks.role()]
         if kind == "contentBlockStart":
             tool = (event.get("start") or {}).get("toolUse")
+            if isinstance(tool, dict) and tool.get("name") == JSON_TOOL:
+                self._answers.add(int(event.get("contentBlockIndex") or 0))
+                return []
             if isinstance(tool, dict):
                 index, chunk = self.chunks.tool_start(tool["toolUseId"], tool["name"])
                 self._tools[int(event.get("contentBlockIndex") or 0)] = index
@@ -183,12 +211,17 @@ class ConverseStreamTranslator:
             if isinstance(delta.get("text"), str):
                 return [self.chunks.text(delta["text"])] if delta["text"] else []
             tool = delta.get("toolUse")
-            at = self._tools.get(int(event.get("contentBlockIndex") or 0))
+            block = int(event.get("contentBlockIndex") or 0)
+            if isinstance(tool, dict) and block in self._answers:  # json_object answer: its input as text
+                return [self.chunks.text(str(tool.get("input") or ""))] if tool.get("input") else []
+            at = self._tools.get(block)
             if isinstance(tool, dict) and at is not None:
                 return [self.chunks.tool_args(at, str(tool.get("input") or ""))]
             return []  # reasoningContent and future delta kinds
         if kind == "messageStop":
             self._finish = _FINISH.get(str(event.get("stopReason")), "stop")
+            if self._answers and not self._tools and self._finish == "tool_calls":
+                self._finish = "stop"
             chunk = self.chunks.finish(self._finish)
             sequence = matched_stop(event)
             if sequence is not None:

@@ -144,6 +144,21 @@ async def test_bedrock_structured_output_through_the_sdk_parse_helpers(node: tup
     assert resp.output_parsed == Person(name="test", age=1)
     assert "textFormat" in fake.last().body["outputConfig"]
 
+    # json_object: Converse has no schema-less JSON mode; a forced tool's input is the answer
+    obj = await client.chat.completions.create(model=CLAUDE, messages=ask, response_format={"type": "json_object"})
+    assert json.loads(obj.choices[0].message.content or "") == {"city": "Paris"}
+    assert obj.choices[0].finish_reason == "stop" and not obj.choices[0].message.tool_calls
+    assert fake.last().body["toolConfig"]["toolChoice"] == {"tool": {"name": "shieldes_json_answer"}}
+    stream = await client.chat.completions.create(model=CLAUDE, messages=ask, stream=True,
+                                                  response_format={"type": "json_object"})
+    deltas = [c.choices[0] for c in [c async for c in stream] if c.choices]
+    assert json.loads("".join(d.delta.content or "" for d in deltas)) == {"city": "Paris"}
+    assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
+    assert not any(d.delta.tool_calls for d in deltas)
+    llama = await client.chat.completions.create(model="meta.llama3-1-70b-instruct-v1:0", messages=ask,
+                                                 response_format={"type": "json_object"})
+    assert "toolConfig" not in fake.last().body and llama.choices[0].finish_reason == "stop"  # Llama: no toolChoice
+
     with pytest.raises(openai.BadRequestError, match=r"json_schema\.schema"):
         await client.chat.completions.create(model=CLAUDE, messages=ask, response_format={
             "type": "json_schema", "json_schema": {"name": "x"}})  # type: ignore[typeddict-item]
