@@ -3,7 +3,8 @@ completions: `include`, `prompt_cache_key`, `service_tier`, `top_logprobs`. What
 takes under the same name is passed on; `include` entries are honoured where translation can fill
 them (output text logprobs), accepted where there is nothing to fill (the hosted tools they concern
 are left out; input images are stored as sent), and named in a response header where translation
-cannot produce them (`reasoning.encrypted_content`: a chat server returns no encrypted reasoning).
+cannot produce them (`reasoning.encrypted_content`: a chat server returns no encrypted reasoning)
+or does not know them (entries OpenAI added later).
 Pure."""
 
 from __future__ import annotations
@@ -30,10 +31,6 @@ def _include(body: Body) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidRequest("field 'include' must be a list of strings, e.g. [\"message.output_text.logprobs\"]")
-    unknown = sorted(set(value) - _KNOWN)
-    if unknown:
-        raise InvalidRequest(f"include value {unknown[0]!r} is not supported; use any of: "
-                             + ", ".join(sorted(_KNOWN)))
     return list(value)
 
 
@@ -59,9 +56,10 @@ def chat_options(body: Body) -> Body:
 
 
 def unfilled_includes(body: Body) -> list[str]:
-    """The requested `include` entries the answer will lack (translation cannot produce them)."""
+    """The requested `include` entries the answer will lack: those translation cannot produce, and
+    those it does not know (OpenAI adds entries; a client sending a new one is served, not refused)."""
     value = body.get("include")
-    return sorted(UNFILLED.intersection(value)) if isinstance(value, list) else []
+    return sorted({v for v in value if v in UNFILLED or v not in _KNOWN}) if isinstance(value, list) else []
 
 
 def _logprob(entry: Any) -> Body | None:
