@@ -27,7 +27,7 @@ from shieldes.providers.anthropic_translate import StreamTranslator, chat_reques
 from shieldes.providers.base import Target
 from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini
-from shieldes.providers.registry import build_providers, open_session
+from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import SSEDecoder
 from shieldes.settings import Settings
 
@@ -103,7 +103,7 @@ async def run(n: int, concurrency: int) -> None:
     try:
         await wait_up(url)
         settings = Settings()
-        async with open_session(settings) as session:
+        async with open_client() as session:
             providers = build_providers(session, settings)
             oa, an = Target("oa", url, "gpt-4o-mini", "k"), Target("an", url, "claude-x", "k")
             raw_chat = orjson.dumps({**BODY, "model": "gpt-4o-mini"})

@@ -2,7 +2,7 @@
 
 start(): database URL (embedded Postgres by default) -> pool -> schema check (refuses a database
 not at the alembic head, naming the command to run) -> projector catch-up -> log poller ->
-usage flusher -> providers' client session -> HTTP. stop(): stop accepting, let in-flight
+usage flusher -> providers' upstream client -> HTTP. stop(): stop accepting, let in-flight
 requests and streams finish (bounded by Settings.shutdown_grace), final usage flush, close.
 
 Every part is an object with `start()`/`stop()` held as an attribute, so a cluster layer can add
@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -42,7 +41,8 @@ from shieldes.gateway.observe import Observer
 from shieldes.gateway.service import Gateway
 from shieldes.projections.keytable import warm
 from shieldes.projections.projector import LogDiverged, Projection, Projector
-from shieldes.providers.registry import build_providers, open_session
+from shieldes.providers.registry import build_providers, open_client
+from shieldes.providers.transport import UpstreamClient
 from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
 from shieldes.responses.service import ResponseStore
@@ -190,7 +190,7 @@ class HttpServer:
 
 class Node:
     """One gateway node. Public attributes after start(): settings, node_id, boot_epoch, database_url,
-    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, session, request_log,
+    pool, store, projector, meter, flusher, poller, gateway, responses, metrics, upstream client, request_log,
     tracing, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False,
@@ -212,7 +212,7 @@ class Node:
         self.poller: LogPoller | None = None
         self.gateway: Gateway | None = None
         self.responses: ResponseStore | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.upstream: UpstreamClient | None = None
         self.http: HttpServer | None = None
         self.request_log: RequestLogWriter | None = None
         self.tracing: Tracing | None = None
@@ -300,8 +300,8 @@ class Node:
         await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
-        self.session = open_session(s, [self.tracing.client_trace_config()] if self.tracing else None)
-        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.session, s), self.metrics,
+        self.upstream = open_client(self.tracing.inject_headers if self.tracing else None)
+        self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.upstream, s), self.metrics,
                                keyring=self.keyring)
         self.gateway.tracing = self.tracing
         self.cluster.attach_gateway(self.gateway)
@@ -422,8 +422,8 @@ class Node:
         try:
             if self.http is not None:
                 await self.http.stop()
-            if self.session is not None:
-                await self.session.close()
+            if self.upstream is not None:
+                await self.upstream.close()
             if self.request_log is not None:  # every drained request has its record by now
                 side.append(asyncio.create_task(
                     self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))))

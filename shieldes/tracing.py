@@ -1,8 +1,8 @@
 """OpenTelemetry traces over OTLP/HTTP (SHIELDES_OTEL_ENDPOINT; optional extra `shieldes[otel]`).
 
 One SERVER span per request (a child of the client's `traceparent` when it sent one) and one
-CLIENT span per upstream attempt, whose context goes to the upstream as `traceparent` (an aiohttp
-trace hook on the node's client session). Attributes follow the OpenTelemetry GenAI and HTTP
+CLIENT span per upstream attempt, whose context goes to the upstream as `traceparent` (a hook of the node's
+upstream client). Attributes follow the OpenTelemetry GenAI and HTTP
 semantic conventions. The tracer provider belongs to the node (never the process-global one)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from shieldes.errors import ShieldesError
@@ -112,15 +111,9 @@ class Tracing:
 
     # --- propagation to upstreams ----------------------------------------------------------------
 
-    def client_trace_config(self) -> aiohttp.TraceConfig:
-        """Adds `traceparent` (the current attempt span) to every upstream request."""
-        config = aiohttp.TraceConfig()
-
-        async def inject(session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
-            self.propagator.inject(params.headers)
-
-        config.on_request_start.append(inject)
-        return config
+    def inject_headers(self, headers: dict[str, str]) -> None:
+        """Adds `traceparent` (the current attempt span) to an upstream request's headers."""
+        self.propagator.inject(headers)
 
     def shutdown(self) -> None:
         """Export what is pending (bounded by the exporter's timeout) and stop."""

@@ -76,7 +76,13 @@ class Recorded:
     headers: dict[str, str]  # lower-case names
     body: Any
     raw: bytes = b""  # the body's bytes as received
+    peer: str = ""  # the client's address and port: one value per TCP connection
     at: float = field(default_factory=time.time)  # when it arrived (wall clock)
+
+
+def peer_of(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"{peer[0]}:{peer[1]}" if peer else ""
 
 
 @dataclass
@@ -219,6 +225,7 @@ class FakeUpstream:
                 {k.lower(): v for k, v in request.headers.items()},
                 body,
                 raw,
+                peer_of(request),
             )
         )
         if self.rpm is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
@@ -34,6 +33,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
 
@@ -48,8 +48,8 @@ def _only_chat(op: Operation) -> None:
 class AnthropicProvider:
     kind = "anthropic"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
         self._urls: dict[str, str] = {}
 
@@ -70,7 +70,7 @@ class AnthropicProvider:
         _only_chat(op)
         request = chat_request_to_anthropic({**body, "stream": False}, target.model)
         data, _raw = await post_for_object(
-            self._session, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._client, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
             self._json_timeout,
         )
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
@@ -86,7 +86,7 @@ class AnthropicProvider:
         _only_chat(op)
         request = chat_request_to_anthropic({**body, "stream": True}, target.model)
         resp = await open_event_stream(
-            self._session, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._client, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
             self._stream_timeout,
         )
         translator = StreamTranslator(target.model, int(time.time()))
@@ -98,20 +98,20 @@ class AnthropicProvider:
     # --- pass-through (clients speaking the Messages API: anthropic_native) ---------------------
 
     async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        return await post_native(self._session, target, "/messages", payload, passthrough, self._json_timeout)
+        return await post_native(self._client, target, "/messages", payload, passthrough, self._json_timeout)
 
     async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:
-        return await open_native_stream(self._session, target, payload, passthrough, self._stream_timeout)
+        return await open_native_stream(self._client, target, payload, passthrough, self._stream_timeout)
 
     async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        return await post_native(self._session, target, "/messages/count_tokens", payload, passthrough,
+        return await post_native(self._client, target, "/messages/count_tokens", payload, passthrough,
                                  self._json_timeout)
 
 
 class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):
     """OpenAI chunks translated from one Anthropic event stream (SSE, ends at message_stop)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: StreamTranslator) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: StreamTranslator) -> None:
         super().__init__(resp, target, translator)
         self._decoder = SSEDecoder()
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
 import orjson
 
 from shieldes.providers.anthropic_translate import usage_from_anthropic
@@ -25,6 +24,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.transport import Timeouts, UpstreamClient, UpstreamResponse
 
 ANTHROPIC_VERSION = "2023-06-01"
 FORWARDED_PREFIX = "anthropic-"
@@ -86,17 +86,17 @@ class NativeAnswer:
     usage: TokenUsage | None
 
 
-async def post_native(session: aiohttp.ClientSession, target: Target, path: str, payload: bytes,
-                      passthrough: Passthrough, timeout: aiohttp.ClientTimeout) -> NativeAnswer:
-    data, raw = await post_for_object(session, target, native_url(target.base_url, path, passthrough.query),
+async def post_native(client: UpstreamClient, target: Target, path: str, payload: bytes,
+                      passthrough: Passthrough, timeout: Timeouts) -> NativeAnswer:
+    data, raw = await post_for_object(client, target, native_url(target.base_url, path, passthrough.query),
                                       payload, native_headers(target, passthrough), timeout)
     usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
     return NativeAnswer(raw, data, usage)
 
 
-async def open_native_stream(session: aiohttp.ClientSession, target: Target, payload: bytes,
-                             passthrough: Passthrough, timeout: aiohttp.ClientTimeout) -> NativeEventStream:
-    resp = await open_event_stream(session, target, native_url(target.base_url, "/messages", passthrough.query),
+async def open_native_stream(client: UpstreamClient, target: Target, payload: bytes,
+                             passthrough: Passthrough, timeout: Timeouts) -> NativeEventStream:
+    resp = await open_event_stream(client, target, native_url(target.base_url, "/messages", passthrough.query),
                                    payload, native_headers(target, passthrough), timeout)
     if resp.content_type == "application/json":
         resp.release()
@@ -159,7 +159,7 @@ class UsageWatch:
 class NativeEventStream:
     """One upstream event stream relayed byte for byte (`frames()`: the bytes of each read)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         self._resp = resp
         self._target = target
         self._decoder = SSEDecoder()
@@ -181,7 +181,7 @@ class NativeEventStream:
         be tried."""
         try:
             while True:
-                raw = await self._resp.content.readany()
+                raw = await self._resp.read_chunk()
                 if not raw:
                     return
                 self._head.append(raw)
@@ -209,7 +209,7 @@ class NativeEventStream:
         try:
             while self._head:
                 yield self._head.pop(0)
-            async for raw in self._resp.content.iter_any():
+            async for raw in self._resp.chunks():
                 self._feed(raw)
                 yield raw
             if not self.watch.done and not self.watch.errored:

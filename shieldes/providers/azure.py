@@ -11,11 +11,10 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
-
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.openai import OpenAIChunkStream, OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
+from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -67,8 +66,8 @@ class _EntraTokens:
 class AzureProvider(OpenAIProvider):
     kind = "azure"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        super().__init__(session, settings)
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        super().__init__(client, settings)
         self._azure_urls: dict[tuple[str, str, str, str], str] = {}
         self._entra = _EntraTokens()
 

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
@@ -35,6 +33,7 @@ from shieldes.providers.http import (
     timeouts,
 )
 from shieldes.providers.streams import TranslatedChunkStream
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
 MISSING_EXTRA = "provider type 'bedrock' needs botocore: pip install 'shieldes[bedrock]'"
@@ -82,8 +81,8 @@ class _Signer:
 class BedrockProvider:
     kind = "bedrock"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
         self._signer = _Signer()
 
@@ -94,7 +93,7 @@ class BedrockProvider:
 
     async def _post(self, target: Target, url: str, payload: bytes) -> Body:
         headers = await self._signer.headers(target, url, payload, "application/json")
-        data, _raw = await post_for_object(self._session, target, URL(url, encoded=True), payload, headers,
+        data, _raw = await post_for_object(self._client, target, url, payload, headers,
                                            self._json_timeout)
         return data
 
@@ -126,7 +125,7 @@ class BedrockProvider:
         url = self._url(target, target.model, "converse-stream")
         payload = orjson.dumps(chat_to_converse(body, target.model))
         headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
-        resp = await open_event_stream(self._session, target, URL(url, encoded=True), payload, headers,
+        resp = await open_event_stream(self._client, target, url, payload, headers,
                                        self._stream_timeout)
         stream = BedrockChunkStream(resp, target, ConverseStreamTranslator(target.model, int(time.time())))
         await stream.prime()
@@ -143,7 +142,7 @@ class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
     """OpenAI chunks from one ConverseStream response (AWS event-stream binary frames, decoded by
     botocore; it ends with the `metadata` event)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: ConverseStreamTranslator) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: ConverseStreamTranslator) -> None:
         super().__init__(resp, target, translator)
         self._bc = _botocore()
         self._buffer = self._bc.eventstream.EventStreamBuffer()

@@ -10,7 +10,6 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
@@ -33,6 +32,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
 CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -52,8 +52,8 @@ class GeminiProvider:
 
     kind = "gemini"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
 
     def _model_url(self, target: Target, method: str) -> str:
@@ -70,7 +70,7 @@ class GeminiProvider:
             return await self._embed(target, body)
         _only_chat(op, self.kind)
         data, _raw = await post_for_object(
-            self._session, target, self._model_url(target, "generateContent"),
+            self._client, target, self._model_url(target, "generateContent"),
             orjson.dumps(chat_to_gemini(body, target.model)), await self._headers(target), self._json_timeout)
         try:
             chat, usage = gemini_to_chat(data, target.model, int(time.time()))
@@ -81,7 +81,7 @@ class GeminiProvider:
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         # The Gemini API reports no token counts for embeddings: usage is left to the gateway's estimate.
         data, _raw = await post_for_object(
-            self._session, target, self._model_url(target, "batchEmbedContents"),
+            self._client, target, self._model_url(target, "batchEmbedContents"),
             orjson.dumps(embeddings_request(body, target.model)), await self._headers(target), self._json_timeout)
         try:
             vectors = [list(e["values"]) for e in data["embeddings"]]
@@ -93,7 +93,7 @@ class GeminiProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
         _only_chat(op, self.kind)
         url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
-        resp = await open_event_stream(self._session, target, url, orjson.dumps(chat_to_gemini(body, target.model)),
+        resp = await open_event_stream(self._client, target, url, orjson.dumps(chat_to_gemini(body, target.model)),
                                        await self._headers(target), self._stream_timeout)
         stream = GeminiChunkStream(resp, target, GeminiStreamTranslator(target.model, int(time.time())))
         await stream.prime()
@@ -109,7 +109,7 @@ def _only_chat(op: Operation, kind: str) -> None:
 class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
     """OpenAI chunks from one streamGenerateContent?alt=sse response (it ends by closing)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: GeminiStreamTranslator) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: GeminiStreamTranslator) -> None:
         super().__init__(resp, target, translator)
         self._decoder = SSEDecoder()
 
@@ -184,8 +184,8 @@ class VertexProvider(GeminiProvider):
 
     kind = "vertex"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        super().__init__(session, settings)
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        super().__init__(client, settings)
         self._tokens = _GoogleTokens()
 
     def _model_url(self, target: Target, method: str) -> str:
@@ -199,7 +199,7 @@ class VertexProvider(GeminiProvider):
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         data, _raw = await post_for_object(
-            self._session, target, self._model_url(target, "predict"), orjson.dumps(vertex_embeddings_request(body)),
+            self._client, target, self._model_url(target, "predict"), orjson.dumps(vertex_embeddings_request(body)),
             await self._headers(target), self._json_timeout)
         try:
             predictions = [p["embeddings"] for p in data["predictions"]]

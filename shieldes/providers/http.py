@@ -1,17 +1,14 @@
 """The HTTP edge shared by provider modules: endpoint URLs, timeouts, and the one place where
-aiohttp exceptions and upstream error responses become UpstreamFailure."""
+transport errors and upstream error responses become UpstreamFailure."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from shieldes.providers.base import (
     CONTENT_FILTER,
@@ -21,6 +18,16 @@ from shieldes.providers.base import (
     Target,
     TokenUsage,
     UpstreamFailure,
+)
+from shieldes.providers.transport import (
+    CallTimedOut,
+    ConnectFailed,
+    Disconnected,
+    InvalidTarget,
+    Timeouts,
+    TransportError,
+    UpstreamClient,
+    UpstreamResponse,
 )
 from shieldes.settings import Settings
 
@@ -53,13 +60,13 @@ def is_azure(base_url: str) -> bool:
     )
 
 
-def timeouts(settings: Settings) -> tuple[aiohttp.ClientTimeout, aiohttp.ClientTimeout]:
+def timeouts(settings: Settings) -> tuple[Timeouts, Timeouts]:
     """(whole-call timeout for JSON calls, idle timeout between reads for streams). A stream may
     legitimately run for long, so it is bounded by silence, not by total duration."""
     connect = settings.upstream_connect_timeout
     return (
-        aiohttp.ClientTimeout(total=settings.upstream_timeout, sock_connect=connect),
-        aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=settings.upstream_timeout),
+        Timeouts(connect=connect, total=settings.upstream_timeout),
+        Timeouts(connect=connect, idle=settings.upstream_timeout),
     )
 
 
@@ -148,48 +155,43 @@ def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, 
 def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
     """A connection-level failure (no usable HTTP answer)."""
     where = f"upstream deployment {target.deployment!r}"
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamFailure(f"{where} timed out", status=None, retryable=True, timeout=True)
-    if isinstance(exc, aiohttp.InvalidURL):
+    if isinstance(exc, CallTimedOut | TimeoutError):
+        return UpstreamFailure(f"{where} timed out ({exc})", status=None, retryable=True, timeout=True)
+    if isinstance(exc, InvalidTarget):
         return UpstreamFailure(
-            f"{where} has an invalid base URL {target.base_url!r}; fix it with `shieldes provider`",
+            f"{where} cannot be called: {exc}; fix its base URL with `shieldes provider update`",
             status=None,
             retryable=False,
         )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamFailure(
-            f"cannot connect to {where} at {target.base_url}: {exc.os_error or exc}",
-            status=None,
-            retryable=True,
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+    if isinstance(exc, ConnectFailed):
+        return UpstreamFailure(f"cannot connect to {where} at {target.base_url}: {exc}", status=None, retryable=True)
+    if isinstance(exc, Disconnected):
         return UpstreamFailure(f"{where} closed the connection mid-response", status=None, retryable=True)
-    return UpstreamFailure(f"{where} failed: {exc.__class__.__name__}: {exc}", status=None, retryable=True)
+    return UpstreamFailure(f"{where} failed: {exc}", status=None, retryable=True)
 
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+TRANSPORT_ERRORS = (TransportError, TimeoutError)
 # An answer that parsed as JSON but is not the shape the translation reads: the upstream's fault.
 SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 
 
 async def post_for_object(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     target: Target,
-    url: str | URL,
+    url: str,
     payload: bytes,
     headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
+    timeout: Timeouts,
 ) -> tuple[Body, bytes]:
     """One non-streaming POST whose answer must be a JSON object: (parsed, raw bytes), or the
     UpstreamFailure that describes what went wrong (transport, HTTP status, not a JSON object)."""
     try:
-        async with session.post(url, data=payload, headers=headers, timeout=timeout) as resp:
-            raw = await resp.read()
-            status, resp_headers = resp.status, resp.headers
+        resp = await client.post(url, payload, headers, timeout)
+        raw = await resp.read()
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(target, exc) from exc
-    if status >= 400:
-        raise http_failure(target, status, raw, resp_headers)
+    if resp.status >= 400:
+        raise http_failure(target, resp.status, raw, resp.headers)
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -200,17 +202,17 @@ async def post_for_object(
 
 
 async def open_event_stream(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     target: Target,
-    url: str | URL,
+    url: str,
     payload: bytes,
     headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
-) -> aiohttp.ClientResponse:
+    timeout: Timeouts,
+) -> UpstreamResponse:
     """POST a streaming request and return the open response once its status is a success; an
     error status is read, released and raised as UpstreamFailure. The caller releases the rest."""
     try:
-        resp = await session.post(url, data=payload, headers=headers, timeout=timeout)
+        resp = await client.post(url, payload, headers, timeout)
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(target, exc) from exc
     if resp.status >= 400:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import aiohttp
 import orjson
 
 from shieldes.errors import InvalidRequest
@@ -26,6 +25,7 @@ from shieldes.providers.http import (
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
 _PATHS: dict[str, str] = {
@@ -47,8 +47,8 @@ def op_path(op: Operation) -> str:
 class OpenAIProvider:
     kind = "openai"
 
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, settings: Settings) -> None:
+        self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
         # (base_url, op) -> (url, azure?): a handful of deployments, computed once each.
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -91,7 +91,7 @@ class OpenAIProvider:
         (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
         url, azure = self._endpoint(target, op)
         data, raw = await post_for_object(
-            self._session, target, url, payload, self._headers(target, azure), self._json_timeout
+            self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
         return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
@@ -131,9 +131,9 @@ class OpenAIProvider:
 
     async def _open_stream(
         self, url: str, target: Target, azure: bool, payload: Body
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         resp = await open_event_stream(
-            self._session, target, url, orjson.dumps(payload), self._headers(target, azure), self._stream_timeout
+            self._client, target, url, orjson.dumps(payload), self._headers(target, azure), self._stream_timeout
         )
         if resp.content_type == "application/json":
             # The upstream ignored `stream`: refuse rather than relay an empty stream.
@@ -149,7 +149,7 @@ class OpenAIChunkStream(UpstreamChunkStream):
     from the upstream's own bytes, for a relay to an OpenAI-speaking client (no re-encoding).
     Both account usage and raise mid-stream errors the same way."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
         self._src: AsyncGenerator[list[bytes], None] | None = None
         self._rest: list[bytes] = []  # payloads of the current upstream read not handed out yet
@@ -160,7 +160,7 @@ class OpenAIChunkStream(UpstreamChunkStream):
         """The event payloads of each upstream read (one list per read, never empty)."""
         decoder = SSEDecoder()
         try:
-            async for raw in self._resp.content.iter_any():
+            async for raw in self._resp.chunks():
                 out: list[bytes] = []
                 for _event, data in decoder.feed(raw):
                     if data == b"[DONE]":

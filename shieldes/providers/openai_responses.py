@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-import aiohttp
-
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.transport import UpstreamResponse
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -21,7 +20,7 @@ class ResponsesEventStream(UpstreamChunkStream):
     raised as UpstreamFailure (the gateway may still try another deployment); later ones are
     passed on to the client as they are."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
         self.final: Body | None = None
         self.responses_usage: ResponsesUsage | None = None
@@ -32,7 +31,7 @@ class ResponsesEventStream(UpstreamChunkStream):
         decoder = SSEDecoder()
         first = True
         try:
-            async for raw in self._resp.content.iter_any():
+            async for raw in self._resp.chunks():
                 for _event, data in decoder.feed(raw):
                     if data == b"[DONE]":
                         continue

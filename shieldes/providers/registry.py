@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiohttp
+from collections.abc import Callable
 
 from shieldes.providers.anthropic import AnthropicProvider
 from shieldes.providers.azure import AzureProvider
@@ -10,27 +10,26 @@ from shieldes.providers.base import Provider
 from shieldes.providers.bedrock import BedrockProvider
 from shieldes.providers.gemini import GeminiProvider, VertexProvider
 from shieldes.providers.openai import OpenAIProvider
+from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
 
-def build_providers(session: aiohttp.ClientSession, settings: Settings) -> dict[str, Provider]:
-    """All adapters share the node's one keep-alive `session`. The keys are the provider types
+def build_providers(client: UpstreamClient, settings: Settings) -> dict[str, Provider]:
+    """All adapters share the node's one keep-alive upstream client. The keys are the provider types
     accepted by `shieldes provider add --type` (providers.kinds.PROVIDER_KINDS)."""
     return {
-        "openai": OpenAIProvider(session, settings),
-        "anthropic": AnthropicProvider(session, settings),
-        "azure": AzureProvider(session, settings),
-        "bedrock": BedrockProvider(session, settings),
-        "gemini": GeminiProvider(session, settings),
-        "vertex": VertexProvider(session, settings),
+        "openai": OpenAIProvider(client, settings),
+        "anthropic": AnthropicProvider(client, settings),
+        "azure": AzureProvider(client, settings),
+        "bedrock": BedrockProvider(client, settings),
+        "gemini": GeminiProvider(client, settings),
+        "vertex": VertexProvider(client, settings),
     }
 
 
-def open_session(settings: Settings, trace_configs: list[aiohttp.TraceConfig] | None = None) -> aiohttp.ClientSession:
-    """The node's upstream client session: a large keep-alive pool (the gateway multiplexes many
-    clients onto few upstream hosts), cached DNS, timeouts set per call by the providers.
-    Must be created inside the running event loop; the owner closes it on shutdown."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30)
-    # No cookie jar: cookies an upstream sets must never be replayed on calls for other keys or teams.
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                 cookie_jar=aiohttp.DummyCookieJar(), trace_configs=trace_configs)
+def open_client(on_request: Callable[[dict[str, str]], None] | None = None) -> UpstreamClient:
+    """The node's upstream client: keep-alive pools the gateway multiplexes many clients onto (few
+    upstream hosts), timeouts set per call by the providers, no cookies (what an upstream sets must
+    never reach calls for other keys or teams). Must be created inside the running event loop; the
+    owner closes it on shutdown. `on_request` adds headers to every call (trace propagation)."""
+    return UpstreamClient(keepalive_timeout=30.0, on_request=on_request)

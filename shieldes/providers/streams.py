@@ -8,17 +8,16 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Generic, Protocol, TypeVar
 
-import aiohttp
-
 from shieldes.providers.base import Body, Target, TokenUsage
 from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
+from shieldes.providers.transport import UpstreamResponse
 
 
 class UpstreamChunkStream:
     """Subclasses implement `_chunks()` (parse the response into OpenAI chunks, raising
     UpstreamFailure) and set `_finished` once the upstream's stream ended properly."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         self._resp = resp
         self._target = target
         self._raw: AsyncGenerator[Body, None] | None = None
@@ -87,7 +86,7 @@ class TranslatedChunkStream(UpstreamChunkStream, Generic[TranslatorT, EventT]):
     the translator has seen the stream's end event (`_ended`: reading stops there), and what the
     closing connection still gives (`_close`: the last chunks, or a failure for a cut-off stream)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, target: Target, translator: TranslatorT) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: TranslatorT) -> None:
         super().__init__(resp, target)
         self._translator = translator
 
@@ -109,7 +108,7 @@ class TranslatedChunkStream(UpstreamChunkStream, Generic[TranslatorT, EventT]):
 
     async def _chunks(self) -> AsyncGenerator[Body, None]:
         try:
-            async for raw in self._resp.content.iter_any():
+            async for raw in self._resp.chunks():
                 for event in self._events(raw):
                     for chunk in self._translate(event):
                         yield chunk

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -14,6 +13,7 @@ from aiohttp import web
 from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
 from shieldes.providers.openai import OpenAIProvider
+from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
 CHUNK = b'{"id":"c1","object":"chat.completion.chunk","usage":null,"choices":[{"index":0,"delta":{"content":"%s"}}]}'
@@ -28,7 +28,7 @@ def sse(*payloads: bytes) -> bytes:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[tuple[dict[str, bytes], str, aiohttp.ClientSession]]:
+async def serve() -> AsyncIterator[tuple[dict[str, bytes], str, UpstreamClient]]:
     bodies: dict[str, bytes] = {}
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -45,12 +45,12 @@ async def serve() -> AsyncIterator[tuple[dict[str, bytes], str, aiohttp.ClientSe
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         yield bodies, f"http://127.0.0.1:{port}", session
     await runner.cleanup()
 
 
-async def both_ways(session: aiohttp.ClientSession, base: str, strip: bool
+async def both_ways(session: UpstreamClient, base: str, strip: bool
                     ) -> tuple[list[object], list[object], TokenUsage | None, TokenUsage | None]:
     """(frames via frames(), frames via parsed chunks, usage of each)."""
     provider = OpenAIProvider(session, Settings())
@@ -67,7 +67,7 @@ async def both_ways(session: aiohttp.ClientSession, base: str, strip: bool
 
 
 @pytest.mark.parametrize("strip", [True, False])
-async def test_frames_match_parsed_chunks(serve: tuple[dict[str, bytes], str, aiohttp.ClientSession],
+async def test_frames_match_parsed_chunks(serve: tuple[dict[str, bytes], str, UpstreamClient],
                                           strip: bool) -> None:
     bodies, url, session = serve
     bodies["a"] = sse(CHUNK % b"Hello", NULL_FIRST, SPACED, CHUNK % b" world", USAGE)
@@ -77,7 +77,7 @@ async def test_frames_match_parsed_chunks(serve: tuple[dict[str, bytes], str, ai
     assert all("usage" not in f for f in got if isinstance(f, dict)) is strip
 
 
-async def test_mid_stream_error_after_content(serve: tuple[dict[str, bytes], str, aiohttp.ClientSession]) -> None:
+async def test_mid_stream_error_after_content(serve: tuple[dict[str, bytes], str, UpstreamClient]) -> None:
     bodies, url, session = serve
     bodies["e"] = sse(CHUNK % b"Hello", CHUNK % b" again", ERROR)
     stream = await OpenAIProvider(session, Settings()).stream(

@@ -7,7 +7,6 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import anthropic
 import openai
 import pytest
@@ -21,7 +20,7 @@ from shieldes.providers.anthropic_translate import (
     stream_error_event,
 )
 from shieldes.providers.base import Provider, Target, TokenUsage, UpstreamFailure
-from shieldes.providers.registry import build_providers, open_session
+from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import DONE_FRAME, encode_event
 from shieldes.settings import Settings
 from tests.fake_upstream import FakeUpstream
@@ -46,7 +45,7 @@ async def up() -> AsyncIterator[FakeUpstream]:
 @pytest.fixture
 async def providers() -> AsyncIterator[dict[str, Provider]]:
     settings = Settings(upstream_connect_timeout=1.0, upstream_timeout=0.5)
-    async with open_session(settings) as session:
+    async with open_client() as session:
         yield build_providers(session, settings)
 
 
@@ -420,16 +419,18 @@ async def test_anthropic_sdk_sees_a_mid_stream_failure_as_an_error(up: FakeUpstr
     assert "closed the connection mid-response" in str(info.value)
 
 
-async def test_session_is_shared_keep_alive(up: FakeUpstream) -> None:
+async def test_calls_share_one_keep_alive_connection(up: FakeUpstream) -> None:
     settings = Settings()
-    async with open_session(settings) as session:
-        providers = build_providers(session, settings)
+    async with open_client() as client:
+        providers = build_providers(client, settings)
         assert {"openai", "anthropic", "azure", "bedrock", "gemini", "vertex"} <= set(providers)
         for _ in range(3):
             await providers["openai"].call("chat", oa(up), {"messages": HELLO})
-        connector = session.connector
-        assert isinstance(connector, aiohttp.TCPConnector)
-        assert sum(len(v) for v in connector._conns.values()) == 1  # one reused keep-alive connection
+        for _ in range(3):  # a stream's connection goes back to the pool once its body is complete
+            await collect(await providers["openai"].stream("chat", oa(up), {"messages": HELLO}))
+        await providers["openai"].call("chat", oa(up), {"messages": HELLO})
+    assert len(up.requests) == 7
+    assert len({r.peer for r in up.requests}) == 1
 
 
 async def test_stream_retries_without_stream_options_when_the_upstream_rejects_them(

@@ -1,12 +1,12 @@
-"""The node's one upstream session never carries state from one call to the next."""
+"""The node's one upstream client never carries state from one call to the next."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from shieldes.providers.registry import open_session
-from shieldes.settings import Settings
+from shieldes.providers.registry import open_client
+from shieldes.providers.transport import Timeouts
 
 
 async def test_cookies_set_by_an_upstream_are_not_replayed_to_later_calls() -> None:
@@ -20,12 +20,11 @@ async def test_cookies_set_by_an_upstream_are_not_replayed_to_later_calls() -> N
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    async with TestServer(app, host="localhost") as server:
-        session = open_session(Settings())
-        try:
-            for _ in range(2):
-                async with session.post(f"http://localhost:{server.port}/v1/chat/completions", json={}) as r:
-                    assert r.status == 200
-        finally:
-            await session.close()
+    async with TestServer(app, host="localhost") as server, open_client() as client:
+        for _ in range(2):
+            r = await client.post(f"http://localhost:{server.port}/v1/chat/completions", b"{}",
+                                  {"Content-Type": "application/json"}, Timeouts(connect=5, total=10))
+            assert r.status == 200
+            assert "session=belongs-to-key-a" in r.headers["set-cookie"]
+            await r.read()
     assert seen == [None, None]

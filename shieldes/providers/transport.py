@@ -1,0 +1,499 @@
+"""The node's HTTP/1.1 client for upstream calls: keep-alive connections pooled per origin, each an
+asyncio protocol around llhttp's response parser (httptools).
+
+A gateway's upstream call is always the same: one POST with a body in memory, the answer read
+whole or as a stream. A general-purpose client session (cookies, redirects, proxies, tracing
+signals, content negotiation) spends about 110 us of CPU per call on that; this client does the
+call in about 15 (docs/benchmarks-gateway.md), which is most of what separates a node from a bare
+proxy. It sends no Accept-Encoding, so upstreams answer uncompressed; gzip and deflate bodies are
+still decoded if an upstream compresses anyway.
+
+Deadlines are one timer per call: `total` bounds the whole call (JSON answers), `idle` the
+silence between reads (streams, which may legitimately run for long). A connection taken from
+the pool that turns out closed before any byte of the answer (the upstream dropped an idle
+keep-alive connection) is replaced by a new one once: the upstream never saw that request."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import quote, urlsplit
+
+import httptools
+
+_READ_AHEAD = 1 << 20  # bytes buffered ahead of a slow reader before the socket is paused
+_MAX_TARGETS = 4096  # parsed URLs remembered per client
+_DRAIN_SECONDS = 5.0  # how long a released answer's unread tail may take before its connection is dropped
+
+
+class TransportError(Exception):
+    """No usable HTTP answer came back (the cases http.transport_failure tells apart)."""
+
+
+class ConnectFailed(TransportError):
+    def __init__(self, message: str, os_error: OSError | None = None) -> None:
+        super().__init__(message)
+        self.os_error = os_error
+
+
+class CallTimedOut(TransportError):
+    pass
+
+
+class Disconnected(TransportError):
+    """The upstream closed the connection before the answer was complete."""
+
+
+class InvalidTarget(TransportError):
+    """The URL or a header cannot be sent (not http(s), no host, a line break in a header)."""
+
+
+class InvalidAnswer(TransportError):
+    """What came back is not HTTP/1.x."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    total: float | None = None  # the whole call
+    idle: float | None = None  # between two reads of the answer
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+
+def parse_target(url: str) -> tuple[Origin, bytes, bytes]:
+    """(origin, request target "/path?query", Host header) of an absolute http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidTarget(f"invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidTarget(f"invalid URL {url!r}: expected http(s)://host/path")
+    default = 443 if parts.scheme == "https" else 80
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port in (None, default) else f"{shown}:{port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if not path.isascii():
+        path = quote(path, safe="!#$%&'()*+,/:;=?@[]~")
+    return Origin(parts.scheme, host, port or default), path.encode("ascii"), host_header.encode("idna")
+
+
+def request_head(path: bytes, host: bytes, headers: Mapping[str, str], length: int) -> bytes:
+    """The bytes of a POST's request line and headers. Host and Content-Length are the client's."""
+    lines = []
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise InvalidTarget(f"header {name!r} holds a line break; it cannot be sent")
+        lowered = name.lower()
+        if lowered != "host" and lowered != "content-length":
+            lines.append(f"{name}: {value}\r\n")
+    return b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n" % (
+        path, host, length, "".join(lines).encode("latin-1"))
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: one call at a time, its answer parsed as it arrives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._timer: asyncio.TimerHandle | None = None
+        self._begin(Timeouts(connect=0))
+
+    def _begin(self, timeouts: Timeouts) -> None:
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.got_bytes = False
+        self._head: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._error: TransportError | None = None
+        self._keep_alive = False  # read with the head: llhttp resets it once the message is complete
+        self._framed = False  # Content-Length or chunked: the answer's end is known without EOF
+        self._decoder: zlib._Decompress | None = None
+        self._timeouts = timeouts
+        self._then: Callable[[], None] | None = None  # once the rest of a released answer is in
+
+    # --- a call ----------------------------------------------------------------------------------
+
+    def send(self, data: bytes, timeouts: Timeouts) -> asyncio.Future[None]:
+        """Write one request; the returned future resolves when the answer's head is in."""
+        self._begin(timeouts)
+        self._head = self._loop.create_future()
+        now = self._loop.time()
+        self._started = self._last_read = now
+        if timeouts.total is not None or timeouts.idle is not None:
+            self._timer = self._loop.call_at(self._next_deadline(), self._check_deadline)
+        assert self.transport is not None
+        self.transport.write(data)
+        return self._head
+
+    def _next_deadline(self) -> float:
+        ends = []
+        if self._timeouts.total is not None:
+            ends.append(self._started + self._timeouts.total)
+        if self._timeouts.idle is not None:
+            ends.append(self._last_read + self._timeouts.idle)
+        return min(ends)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self.complete or self.closed:
+            return
+        now = self._loop.time()
+        total, idle = self._timeouts.total, self._timeouts.idle
+        if total is not None and now >= self._started + total:
+            self._fail(CallTimedOut(f"no complete answer within {total:g} s"))
+        elif idle is not None and now >= self._last_read + idle and not self._paused:
+            self._fail(CallTimedOut(f"the upstream sent nothing for {idle:g} s"))
+        else:
+            self._timer = self._loop.call_at(max(self._next_deadline(), now + 0.001), self._check_deadline)
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body, b"" at its end."""
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return b""
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < _READ_AHEAD // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    async def read_all(self) -> bytes:
+        while not self.complete:
+            if self._error is not None:
+                raise self._error
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        if self._error is not None:
+            raise self._error
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        return body
+
+    def drain(self, then: Callable[[], None]) -> None:
+        """Drop the rest of the body as it comes and call `then` once it is complete (an event
+        stream's last bytes often trail its final event); a connection that takes longer than a
+        few seconds is closed instead."""
+        self._chunks.clear()
+        self._buffered = 0
+        self._then = then
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        self._cancel_timer()
+        self._timeouts = Timeouts(connect=0, total=self._loop.time() - self._started + _DRAIN_SECONDS)
+        self._timer = self._loop.call_at(self._next_deadline(), self._check_deadline)
+
+    def close(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def reusable(self) -> bool:
+        return self.complete and not self.closed and self._error is None and self._keep_alive
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None or (self.complete and self._then is None):
+            self.close()  # bytes with no call waiting for them: an upstream talking out of turn
+            return
+        self.got_bytes = True
+        self._last_read = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(InvalidAnswer("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(InvalidAnswer(f"not an HTTP/1.1 answer ({exc})"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._head is None or self.complete:
+            self._cancel_timer()
+            return
+        if self._head.done() and not self._framed:  # a body delimited by the end of the connection
+            self.on_message_complete()
+            return
+        self._fail(Disconnected("the upstream closed the connection" + (f" ({exc})" if exc else "")))
+
+    def pause_writing(self) -> None:  # the request is written in one piece; nothing to throttle
+        pass
+
+    # --- httptools callbacks -------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._framed = True
+        elif lowered == b"content-encoding":
+            coding = value.strip().lower()
+            if coding in (b"gzip", b"x-gzip"):
+                self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif coding == b"deflate":
+                self._decoder = zlib.decompressobj()
+            elif coding not in (b"", b"identity"):
+                self._fail(InvalidAnswer(f"a body in content-encoding {coding.decode('latin-1')!r}, "
+                                         "which this gateway does not decode"))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        if self.status < 200:  # 1xx interim answers: the real one follows
+            self.raw_headers = []
+            return
+        if self._parser.should_upgrade():
+            return
+        if self.status in (204, 304):
+            self._framed = True
+        self._keep_alive = self._parser.should_keep_alive()
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error as exc:
+                self._fail(InvalidAnswer(f"a compressed body that does not decode ({exc})"))
+                return
+        if body:
+            self._push(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            return
+        if self._decoder is not None:
+            self._push(self._decoder.flush())
+            self._decoder = None
+        self.complete = True
+        self._cancel_timer()
+        self._wake()
+        then, self._then = self._then, None
+        if then is not None:
+            then()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _push(self, data: bytes) -> None:
+        if not data or self._then is not None:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _READ_AHEAD and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, error: TransportError) -> None:
+        if self._error is not None or self.complete:
+            return
+        self._error = error
+        self._cancel_timer()
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(error)
+        self._wake()
+        if not self.closed:
+            self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class UpstreamResponse:
+    """An answer whose head is in; its body is read with `read()` or `read_chunk()`/`chunks()`.
+    `release()` hands a fully read connection back to the pool (any other is closed)."""
+
+    def __init__(self, client: UpstreamClient, origin: Origin, conn: _Connection) -> None:
+        self._client = client
+        self._origin = origin
+        self._conn: _Connection | None = conn
+        self.status = conn.status
+        self._raw_headers = conn.raw_headers
+        self._headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers by lower-case name (a repeated header keeps its last value)."""
+        if self._headers is None:
+            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self._raw_headers}
+        return self._headers
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    async def read(self) -> bytes:
+        """The whole body; the connection goes back to the pool."""
+        conn = self._live()
+        try:
+            return await conn.read_all()
+        finally:
+            self.release()
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body as it arrived, b"" once it is complete."""
+        return await self._live().read_chunk()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        conn = self._live()
+        while chunk := await conn.read_chunk():
+            yield chunk
+
+    def release(self) -> None:
+        """Done with this answer: its connection is reused once the body is complete."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if conn.complete or conn.closed:
+            self._client.give_back(self._origin, conn)
+        else:
+            origin, client = self._origin, self._client
+            conn.drain(lambda: client.give_back(origin, conn))
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _live(self) -> _Connection:
+        if self._conn is None:
+            raise Disconnected("the answer was already released")
+        return self._conn
+
+
+class UpstreamClient:
+    """Pools of keep-alive connections per origin, shared by every provider adapter of a node.
+    Must be created and used inside one running event loop; the owner closes it on shutdown.
+    `on_request` may add headers to each call (trace propagation)."""
+
+    def __init__(self, *, keepalive_timeout: float = 30.0,
+                 on_request: Callable[[dict[str, str]], None] | None = None) -> None:
+        self._keepalive = keepalive_timeout
+        self._on_request = on_request
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._targets: dict[str, tuple[Origin, bytes, bytes]] = {}
+        self._tls: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> UpstreamResponse:
+        """Send one POST and wait for the answer's head (status and headers)."""
+        target = self._targets.get(url)
+        if target is None:
+            target = parse_target(url)
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        origin, path, host = target
+        if self._on_request is not None:
+            headers = dict(headers)
+            self._on_request(headers)
+        data = request_head(path, host, headers, len(body)) + body
+        conn = self._pooled(origin)
+        if conn is not None:
+            try:
+                await conn.send(data, timeouts)
+                return UpstreamResponse(self, origin, conn)
+            except Disconnected:
+                if conn.got_bytes:
+                    raise
+            # a kept-alive connection the upstream had already closed: it never saw this request
+        conn = await self._connect(origin, timeouts.connect)
+        await conn.send(data, timeouts)
+        return UpstreamResponse(self, origin, conn)
+
+    def give_back(self, origin: Origin, conn: _Connection) -> None:
+        if conn.reusable() and not self._closed:
+            conn.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(origin, []).append(conn)
+        else:
+            conn.close()
+
+    async def __aenter__(self) -> UpstreamClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+    def _pooled(self, origin: Origin) -> _Connection | None:
+        conns = self._idle.get(origin)
+        if not conns:
+            return None
+        oldest_usable = asyncio.get_running_loop().time() - self._keepalive
+        while conns:
+            conn = conns.pop()  # the most recently used: the least likely to have been dropped
+            if not conn.closed and conn.idle_since >= oldest_usable:
+                return conn
+            conn.close()
+        return None
+
+    async def _connect(self, origin: Origin, timeout: float) -> _Connection:
+        if self._closed:
+            raise ConnectFailed("the node is shutting down")
+        loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if origin.tls:
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            tls = self._tls
+        try:
+            async with asyncio.timeout(timeout):
+                _transport, conn = await loop.create_connection(
+                    lambda: _Connection(loop), origin.host, origin.port,
+                    ssl=tls, server_hostname=origin.host if tls else None)
+        except TimeoutError:
+            raise CallTimedOut(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectFailed(f"{exc.strerror or exc}", exc) from exc
+        return conn

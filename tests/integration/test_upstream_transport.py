@@ -1,0 +1,281 @@
+"""The node's upstream HTTP/1.1 client against real sockets that answer byte for byte what each
+case needs: framings, compression, dropped keep-alive connections, silence, back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from shieldes.providers.transport import (
+    CallTimedOut,
+    ConnectFailed,
+    Disconnected,
+    InvalidAnswer,
+    InvalidTarget,
+    Timeouts,
+    UpstreamClient,
+    parse_target,
+)
+
+
+@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Each case on both loops: nodes run on uvloop, whose transports differ in type."""
+    if request.param == "uvloop":
+        import uvloop
+
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
+T = Timeouts(connect=5, total=10)
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length"))
+    return head, await reader.readexactly(length)
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[bytes], list[int]]]:
+    """A server whose `handler(reader, writer, n)` answers the n-th request of the server and
+    returns whether to keep the connection; yields (base URL, request heads, connections opened)."""
+    heads: list[bytes] = []
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        try:
+            while True:
+                try:
+                    head, _body = await read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                heads.append(head)
+                if not await handler(reader, writer, len(heads)):
+                    return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/x", heads, connections
+    finally:
+        server.close()
+
+
+def answer(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def test_a_gzip_body_sent_in_chunks_is_decoded_and_the_connection_reused() -> None:
+    packed = gzip.compress(b'{"ok": true}')
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n")
+        for piece in (packed[:5], packed[5:]):
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with raw_server(handler) as (url, heads, conns), UpstreamClient() as client:
+        for _ in range(2):
+            resp = await client.post(url, b"{}", {"Content-Type": "application/json"}, T)
+            assert resp.status == 200
+            assert await resp.read() == b'{"ok": true}'
+    assert len(conns) == 1
+    assert b"accept-encoding" not in heads[0].lower()  # upstreams are not asked to compress
+
+
+async def test_a_body_that_ends_with_the_connection_is_read_whole_and_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+        return False
+
+    async with raw_server(handler) as (url, _heads, conns), UpstreamClient() as client:
+        for _ in range(2):
+            resp = await client.post(url, b"{}", {}, T)
+            assert await resp.read() == b"all of it"
+    assert len(conns) == 2
+
+
+async def test_a_kept_alive_connection_the_upstream_dropped_is_replaced_without_a_failure() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 2:  # closes as the next request arrives, as an upstream's idle timeout racing it would
+            return False
+        writer.write(answer(b"%d" % n))
+        return True
+
+    async with raw_server(handler) as (url, heads, conns), UpstreamClient() as client:
+        first = await client.post(url, b"{}", {}, T)
+        assert await first.read() == b"1"
+        second = await client.post(url, b"{}", {}, T)
+        assert await second.read() == b"3"
+    assert len(heads) == 3 and len(conns) == 2
+
+
+async def test_a_stream_released_before_its_last_bytes_goes_back_to_the_pool_once_they_arrive() -> None:
+    tail = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"e\r\ndata: [DONE]\n\n\r\n")
+        await writer.drain()
+        if n == 1:
+            await tail.wait()
+        writer.write(b"0\r\n\r\n")
+        return True
+
+    async with raw_server(handler) as (url, heads, conns), UpstreamClient() as client:
+        stream = await client.post(url, b"{}", {}, Timeouts(connect=5, idle=5))
+        assert await stream.read_chunk() == b"data: [DONE]\n\n"
+        conn = stream._live()
+        stream.release()  # the event stream said it is done; the chunked body is not complete yet
+        assert not conn.complete
+        tail.set()
+        while not conn.complete:
+            await asyncio.sleep(0.01)
+        again = await client.post(url, b"{}", {}, Timeouts(connect=5, idle=5))
+        assert await again.read() == b"data: [DONE]\n\n"
+    assert len(heads) == 2 and len(conns) == 1
+
+
+async def test_an_answer_cut_mid_body_fails_as_disconnected() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        await writer.drain()
+        return False
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+        resp = await client.post(url, b"{}", {}, T)
+        with pytest.raises(Disconnected):
+            await resp.read()
+
+
+async def test_silence_past_the_idle_timeout_fails_a_stream_and_past_the_total_a_call() -> None:
+    hold = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await hold.wait()
+        return False
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+        loop = asyncio.get_running_loop()
+        stream = await client.post(url, b"{}", {}, Timeouts(connect=5, idle=0.2))
+        assert await stream.read_chunk() == b"first"
+        started = loop.time()
+        with pytest.raises(CallTimedOut, match=r"sent nothing for 0\.2 s"):
+            await stream.read_chunk()
+        assert 0.15 < loop.time() - started < 2
+        call = await client.post(url, b"{}", {}, Timeouts(connect=5, total=0.3))
+        with pytest.raises(CallTimedOut, match=r"within 0\.3 s"):
+            await call.read()
+        hold.set()
+
+
+async def test_a_slow_reader_pauses_the_socket_instead_of_buffering_everything() -> None:
+    piece = b"x" * 65536
+    total = 64 * len(piece)  # 4 MiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+        for _ in range(64):
+            writer.write(piece)
+            await writer.drain()
+        return True
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+        resp = await client.post(url, b"{}", {}, Timeouts(connect=5, idle=5))
+        conn = resp._live()
+        got = 0
+        first = await resp.read_chunk()
+        got += len(first)
+        for _ in range(50):  # let the server push as much as the socket takes
+            await asyncio.sleep(0.01)
+        assert conn._buffered <= 2 * (1 << 20)  # bounded read-ahead, not the whole answer
+        while chunk := await resp.read_chunk():
+            got += len(chunk)
+        assert got == total
+        resp.release()
+
+
+async def test_an_interim_100_answer_is_skipped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"done"))
+        return True
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+        resp = await client.post(url, b"{}", {}, T)
+        assert resp.status == 200
+        assert await resp.read() == b"done"
+
+
+async def test_what_is_not_http_fails_as_an_invalid_answer() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        return True
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+        with pytest.raises(InvalidAnswer):
+            await client.post(url, b"{}", {}, T)
+
+
+async def test_a_header_with_a_line_break_is_never_sent() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(answer(b"{}"))
+        return True
+
+    async with raw_server(handler) as (url, heads, _conns), UpstreamClient() as client:
+        with pytest.raises(InvalidTarget, match="line break"):
+            await client.post(url, b"{}", {"X-Note": "a\r\nX-Injected: 1"}, T)
+        resp = await client.post(url, b"{}", {"X-Note": "fine", "Host": "ignored", "Content-Length": "9"}, T)
+        await resp.read()
+    assert len(heads) == 1
+    assert heads[0].count(b"Host:") == 1 and b"ignored" not in heads[0]
+    assert b"Content-Length: 2\r\n" in heads[0] and b"X-Note: fine\r\n" in heads[0]
+
+
+async def test_nothing_listening_fails_to_connect_with_the_reason() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with UpstreamClient() as client:
+        with pytest.raises(ConnectFailed) as info:
+            await client.post(f"http://127.0.0.1:{port}/v1/x", b"{}", {}, T)
+    assert info.value.os_error is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "host"),
+    [
+        ("https://api.openai.com/v1/chat/completions", b"/v1/chat/completions", b"api.openai.com"),
+        ("http://127.0.0.1:8080/v1/x?api-version=2024-10-21", b"/v1/x?api-version=2024-10-21", b"127.0.0.1:8080"),
+        ("https://h.example:443", b"/", b"h.example"),
+        ("http://[::1]:9000/p", b"/p", b"[::1]:9000"),
+        ("https://bedrock-runtime.us-east-1.amazonaws.com/model/a%3Ab/converse",
+         b"/model/a%3Ab/converse", b"bedrock-runtime.us-east-1.amazonaws.com"),
+        ("http://h/d\u00e9ploiement?q=\u00e9", b"/d%C3%A9ploiement?q=%C3%A9", b"h"),
+    ],
+)
+def test_targets_keep_the_path_as_given(url: str, target: bytes, host: bytes) -> None:
+    _origin, path, host_header = parse_target(url)
+    assert (path, host_header) == (target, host)
+
+
+@pytest.mark.parametrize("url", ["ftp://h/x", "http:///nohost", "http://h:99999/x", "not a url"])
+def test_urls_that_cannot_be_called_are_refused(url: str) -> None:
+    with pytest.raises(InvalidTarget):
+        parse_target(url)
