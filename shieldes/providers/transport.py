@@ -172,17 +172,21 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(max(self._next_deadline(), now + 0.001), self._check_deadline)
 
     async def read_chunk(self) -> bytes:
-        """The next piece of the body, b"" at its end."""
-        while not self._chunks:
+        """All of the body that has arrived since the last read (at least one byte), b"" at its
+        end. Taking everything at once means a relay behind its upstream writes fewer, larger
+        pieces instead of one per packet."""
+        chunks = self._chunks
+        while not chunks:
             if self._error is not None:
                 raise self._error
             if self.complete:
                 return b""
             self._waiter = self._loop.create_future()
             await self._waiter
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered < _READ_AHEAD // 2 and self.transport is not None:
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
         return chunk
