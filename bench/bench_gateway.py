@@ -40,9 +40,28 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # --- the bare pass-through proxy (what any aiohttp proxy must do at least) -------------------------
 
 
-def run_proxy(port: int, upstream: str) -> None:
+def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
+    """`lean`: forward with the node's own upstream client (shieldes/providers/transport.py)
+    instead of an aiohttp ClientSession: what is left between the two proxies and a node is the
+    gateway's own work."""
     import aiohttp
     from aiohttp import web
+
+    from shieldes.providers.transport import Timeouts, UpstreamClient
+
+    timeouts = Timeouts(connect=5, idle=600)
+
+    async def forward_lean(request: web.Request) -> web.StreamResponse:
+        client: UpstreamClient = request.app["client"]
+        body = await request.read()
+        up = await client.post(upstream + request.path, body, {"Content-Type": "application/json"}, timeouts)
+        resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["content-type"]})
+        await resp.prepare(request)
+        async for chunk in up.chunks():
+            await resp.write(chunk)
+        up.release()
+        await resp.write_eof()
+        return resp
 
     async def forward(request: web.Request) -> web.StreamResponse:
         session: aiohttp.ClientSession = request.app["session"]
@@ -59,12 +78,14 @@ def run_proxy(port: int, upstream: str) -> None:
 
     async def session_ctx(app: web.Application) -> Any:
         app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        app["client"] = UpstreamClient()
         yield
         await app["session"].close()
+        await app["client"].close()
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_post("/v1/chat/completions", forward)
+    app.router.add_post("/v1/chat/completions", forward_lean if lean else forward)
     try:
         import uvloop
 
@@ -128,6 +149,7 @@ def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT,
 
 
 LITELLM_KEY = "sk-bench-litellm-master-key-0123456789"
+LEAN_LABEL = "bare proxy with the node's upstream client"
 
 
 def spawn_litellm(binary: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
@@ -300,6 +322,7 @@ def main() -> None:
     proxy = sub.add_parser("proxy")
     proxy.add_argument("--port", type=int, required=True)
     proxy.add_argument("--upstream", required=True)
+    proxy.add_argument("--lean", action="store_true", help="forward with the node's upstream client")
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
@@ -340,10 +363,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.cmd == "proxy":
-        run_proxy(args.port, args.upstream)
+        run_proxy(args.port, args.upstream, args.lean)
         return
 
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
+    lean_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     db_url, secret = asyncio.run(prepare_database())
     asyncio.run(add_provider(db_url, upstream))
@@ -355,6 +379,8 @@ def main() -> None:
                           cpus=args.pin_load),
         "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream],
                        cpus=args.pin_servers),
+        "lean": spawn([str(Path(__file__)), "proxy", "--port", str(lean_port), "--upstream", upstream, "--lean"],
+                      cpus=args.pin_servers),
         "node": spawn(
             [
                 "-m",
@@ -389,7 +415,7 @@ def main() -> None:
     if args.litellm:
         procs["litellm"] = spawn_litellm(args.litellm, litellm_port, upstream)
     try:
-        for port in (up_port, proxy_port, node_port, *([base_port] if args.baseline else []),
+        for port in (up_port, proxy_port, lean_port, node_port, *([base_port] if args.baseline else []),
                      *([litellm_port] if args.litellm else []), *([peer_port] if args.cluster else [])):
             wait_port(port)
         workers_label = f", {args.workers} workers" if args.workers > 1 else ""
@@ -401,6 +427,7 @@ def main() -> None:
         ]
         if args.baseline:
             targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
+        targets.append((LEAN_LABEL, "lean", lean_port, None))
         if args.litellm:
             targets.append(("LiteLLM proxy (master key, no database)", "litellm", litellm_port, LITELLM_KEY))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
@@ -494,6 +521,13 @@ def main() -> None:
             f"(by CPU per request: {cpu[targets[1][0]] / cpu[targets[2][0]] * 100:.0f}%); "
             f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
             f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
+        )
+        lean = by[LEAN_LABEL]
+        table.append(
+            f"{mode}: against a bare proxy with the node's own upstream client (aiohttp server, no gateway "
+            f"work): node CPU per request {cpu[targets[2][0]] / cpu[LEAN_LABEL]:.2f}x, throughput "
+            f"{node[0].rps / lean[0].rps * 100:.0f}%, "
+            f"added moderate-load p50 {node[1].p50_ms - lean[1].p50_ms:+.2f} ms."
         )
         if args.litellm:
             lite = targets[-1][0]
