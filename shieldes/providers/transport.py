@@ -498,6 +498,10 @@ class UpstreamClient:
                     ssl=tls, server_hostname=origin.host if tls else None)
         except TimeoutError:
             raise CallTimedOut(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConnectFailed(f"its TLS certificate is not trusted ({exc.verify_message}); if it is signed by "
+                                "a private CA, point SSL_CERT_FILE at that CA's bundle and restart the node",
+                                exc) from exc
         except OSError as exc:
             raise ConnectFailed(f"{exc.strerror or exc}", exc) from exc
         return conn

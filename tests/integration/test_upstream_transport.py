@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from shieldes.providers.transport import (
     UpstreamClient,
     parse_target,
 )
+from tests.integration.test_gossip_tls import issue, make_ca
 
 
 @pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
@@ -256,6 +259,50 @@ async def test_nothing_listening_fails_to_connect_with_the_reason() -> None:
         with pytest.raises(ConnectFailed) as info:
             await client.post(f"http://127.0.0.1:{port}/v1/x", b"{}", {}, T)
     assert info.value.os_error is not None
+
+
+@asynccontextmanager
+async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """An HTTPS server with a certificate for localhost signed by a CA of its own; yields (base
+    URL, the CA's PEM file)."""
+    ca = make_ca("upstream-test-ca")
+    creds = issue(ca, "localhost")
+    (tmp_path / "cert.pem").write_bytes(creds.cert)
+    (tmp_path / "key.pem").write_bytes(creds.key)
+    (tmp_path / "ca.pem").write_bytes(creds.ca)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(answer(b"secure"))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    try:
+        yield f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/x", tmp_path / "ca.pem"
+    finally:
+        server.close()
+
+
+async def test_https_upstreams_are_verified_against_the_trust_store_and_ssl_cert_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with tls_server(tmp_path) as (url, ca_file):
+        async with UpstreamClient() as client:  # the system's trust store does not know this CA
+            with pytest.raises(ConnectFailed, match=r"not trusted .*SSL_CERT_FILE"):
+                await client.post(url, b"{}", {}, T)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        async with UpstreamClient() as client:
+            for _ in range(2):
+                resp = await client.post(url, b"{}", {}, T)
+                assert await resp.read() == b"secure"
+            assert len(client._idle[parse_target(url)[0]]) == 1  # one TLS connection, kept alive
 
 
 @pytest.mark.parametrize(
