@@ -127,6 +127,7 @@ class _Connection(asyncio.Protocol):
         self._head: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
+        self._parts: list[bytes] = []  # body pieces of the read being parsed
         self._buffered = 0
         self._paused = False
         self._error: TransportError | None = None
@@ -243,6 +244,8 @@ class _Connection(asyncio.Protocol):
             self._fail(InvalidAnswer("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
             self._fail(InvalidAnswer(f"not an HTTP/1.1 answer ({exc})"))
+        else:
+            self._settle_body()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -295,12 +298,13 @@ class _Connection(asyncio.Protocol):
             except zlib.error as exc:
                 self._fail(InvalidAnswer(f"a compressed body that does not decode ({exc})"))
                 return
-        if body:
-            self._push(body)
+        if body:  # pushed once per read (_settle_body): a chunked stream sends one chunk per event
+            self._parts.append(body)
 
     def on_message_complete(self) -> None:
         if self.status < 200:
             return
+        self._settle_body()
         if self._decoder is not None:
             self._push(self._decoder.flush())
             self._decoder = None
@@ -312,6 +316,12 @@ class _Connection(asyncio.Protocol):
             then()
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _settle_body(self) -> None:
+        parts = self._parts
+        if parts:
+            self._push(parts[0] if len(parts) == 1 else b"".join(parts))
+            parts.clear()
 
     def _push(self, data: bytes) -> None:
         if not data or self._then is not None:
