@@ -29,6 +29,7 @@ from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini
 from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.transport import Timeouts
 from shieldes.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +104,8 @@ async def run(n: int, concurrency: int) -> None:
     try:
         await wait_up(url)
         settings = Settings()
-        async with open_client() as session:
-            providers = build_providers(session, settings)
+        async with open_client() as client, aiohttp.ClientSession() as session:
+            providers = build_providers(client, settings)
             oa, an = Target("oa", url, "gpt-4o-mini", "k"), Target("an", url, "claude-x", "k")
             raw_chat = orjson.dumps({**BODY, "model": "gpt-4o-mini"})
             raw_stream = orjson.dumps(
@@ -121,6 +122,18 @@ async def run(n: int, concurrency: int) -> None:
                     async for _ in r.content.iter_any():
                         pass
 
+            timeouts = Timeouts(connect=5, total=600)
+
+            async def client_json() -> None:
+                r = await client.post(url + "/v1/chat/completions", raw_chat, headers, timeouts)
+                orjson.loads(await r.read())
+
+            async def client_stream() -> None:
+                r = await client.post(url + "/v1/chat/completions", raw_stream, headers, timeouts)
+                async for _ in r.chunks():
+                    pass
+                r.release()
+
             async def provider_json(kind: str, target: Target) -> None:
                 await providers[kind].call("chat", target, BODY)
 
@@ -131,9 +144,11 @@ async def run(n: int, concurrency: int) -> None:
 
             cases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                 ("bare aiohttp, JSON", bare_json),
+                ("bare node client, JSON", client_json),
                 ("openai adapter, JSON", lambda: provider_json("openai", oa)),
                 ("anthropic adapter, JSON", lambda: provider_json("anthropic", an)),
                 ("bare aiohttp, stream (20 chunks)", bare_stream),
+                ("bare node client, stream", client_stream),
                 ("openai adapter, stream", lambda: provider_stream("openai", oa)),
                 ("anthropic adapter, stream", lambda: provider_stream("anthropic", an)),
             ]
