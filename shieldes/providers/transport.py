@@ -382,12 +382,17 @@ class UpstreamResponse:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
     async def read(self) -> bytes:
-        """The whole body; the connection goes back to the pool."""
+        """The whole body; the connection goes back to the pool. A read that fails or is
+        cancelled (the client went away) closes the connection: that is what tells the upstream
+        to stop generating."""
         conn = self._live()
         try:
-            return await conn.read_all()
-        finally:
-            self.release()
+            body = await conn.read_all()
+        except BaseException:
+            self.close()
+            raise
+        self.release()
+        return body
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrived, b"" once it is complete."""
@@ -455,9 +460,16 @@ class UpstreamClient:
             except Disconnected:
                 if conn.got_bytes:
                     raise
-            # a kept-alive connection the upstream had already closed: it never saw this request
+                # a kept-alive connection the upstream had already closed: it never saw this request
+            except BaseException:
+                conn.close()  # cancelled or failed while waiting: the answer would be nobody's
+                raise
         conn = await self._connect(origin, timeouts.connect)
-        await conn.send(data, timeouts)
+        try:
+            await conn.send(data, timeouts)
+        except BaseException:
+            conn.close()
+            raise
         return UpstreamResponse(self, origin, conn)
 
     def give_back(self, origin: Origin, conn: _Connection) -> None:

@@ -166,6 +166,34 @@ async def test_an_answer_cut_mid_body_fails_as_disconnected() -> None:
             await resp.read()
 
 
+@pytest.mark.parametrize("stage", ["head", "body"])
+async def test_a_cancelled_call_closes_its_connection_so_the_upstream_stops(stage: str) -> None:
+    gone = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if stage == "body":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
+        await reader.read()  # an upstream still generating: it only notices the client left
+        gone.set()
+        return False
+
+    async with raw_server(handler) as (url, _heads, _conns), UpstreamClient() as client:
+
+        async def call() -> bytes:
+            resp = await client.post(url, b"{}", {}, T)
+            return await resp.read()
+
+        task = asyncio.create_task(call())
+        while not _heads:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(2):
+            await gone.wait()
+
+
 async def test_silence_past_the_idle_timeout_fails_a_stream_and_past_the_total_a_call() -> None:
     hold = asyncio.Event()
 
