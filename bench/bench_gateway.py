@@ -34,6 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the benchmark please"}]}
+# Anthropic Messages (--messages): what Claude Code sends, relayed natively to an anthropic deployment.
+MESSAGES_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 256,
+                 "messages": [{"role": "user", "content": "Say hello to the benchmark please"}]}
+CHAT_PATH, MESSAGES_PATH = "/v1/chat/completions", "/v1/messages"
+ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -51,10 +56,16 @@ def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
 
     timeouts = Timeouts(connect=5, idle=600)
 
+    def forwarded(request: web.Request) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if "anthropic-version" in request.headers:
+            headers["anthropic-version"] = request.headers["anthropic-version"]
+        return headers
+
     async def forward_lean(request: web.Request) -> web.StreamResponse:
         client: UpstreamClient = request.app["client"]
         body = await request.read()
-        up = await client.post(upstream + request.path, body, {"Content-Type": "application/json"}, timeouts)
+        up = await client.post(upstream + request.path, body, forwarded(request), timeouts)
         resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["content-type"]})
         await resp.prepare(request)
         async for chunk in up.chunks():
@@ -66,9 +77,7 @@ def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
     async def forward(request: web.Request) -> web.StreamResponse:
         session: aiohttp.ClientSession = request.app["session"]
         body = await request.read()
-        async with session.post(
-            upstream + request.path, data=body, headers={"Content-Type": "application/json"}
-        ) as up:
+        async with session.post(upstream + request.path, data=body, headers=forwarded(request)) as up:
             resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["Content-Type"]})
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
@@ -85,7 +94,8 @@ def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_post("/v1/chat/completions", forward_lean if lean else forward)
+    for path in (CHAT_PATH, MESSAGES_PATH):
+        app.router.add_post(path, forward_lean if lean else forward)
     try:
         import uvloop
 
@@ -228,9 +238,10 @@ async def add_provider(url: str, upstream: str) -> None:
 
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
-    await execute(
-        PostgresEventStore(pool), AddProvider("fake", "openai", upstream, None, ("gpt-4o",)), actor="bench"
-    )
+    store = PostgresEventStore(pool)
+    await execute(store, AddProvider("fake", "openai", upstream, None, ("gpt-4o",)), actor="bench")
+    await execute(store, AddProvider("fake-claude", "anthropic", upstream, None, ("claude-sonnet-4-5",)),
+                  actor="bench")
     await pool.close()
 
 
@@ -254,12 +265,17 @@ def _ms(value: str) -> float:
     return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
 
 
+def request_headers(url: str, key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", **(ANTHROPIC_VERSION if url.endswith(MESSAGES_PATH) else {})}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
 def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
             cpus: str | None = None) -> Result:
     lua = Path(tempfile.mkstemp(suffix=".lua")[1])
-    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
-    if key:
-        headers += f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in request_headers(url, key).items())
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
     out = subprocess.run(
         pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--latency", "-s", str(lua), url], cpus),
@@ -286,14 +302,14 @@ async def run_python(url: str, body: dict[str, Any], key: str | None, duration: 
 
     latencies: list[float] = []
     errors = 0
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = request_headers(url, key)
     deadline = time.perf_counter() + duration
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
-            async with session.post(url, json=body, headers=headers) as r:
+            async with session.post(url, data=json.dumps(body), headers=headers) as r:
                 await r.read()
                 if r.status != 200:
                     errors += 1
@@ -350,6 +366,11 @@ def main() -> None:
         help="the nodes under test (and the baseline) run as one cluster with an idle gossiping peer, "
         "so every request takes the cluster path (limits and budgets split between nodes)",
     )
+    parser.add_argument(
+        "--messages", action="store_true",
+        help="also Anthropic Messages, JSON and stream (what Claude Code sends), relayed natively to an "
+        "anthropic deployment",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -365,6 +386,8 @@ def main() -> None:
     if args.cmd == "proxy":
         run_proxy(args.port, args.upstream, args.lean)
         return
+    if args.messages and args.litellm:
+        parser.error("--messages and --litellm cannot be combined: the LiteLLM target serves gpt-4o only")
 
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
     lean_port = free_port()
@@ -432,13 +455,17 @@ def main() -> None:
             targets.append(("LiteLLM proxy (master key, no database)", "litellm", litellm_port, LITELLM_KEY))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
         mods: dict[tuple[str, str], list[Result]] = {}
-        modes = (("json", BODY), ("stream", {**BODY, "stream": True}))
+        modes: list[tuple[str, dict[str, Any], str]] = [
+            ("json", BODY, CHAT_PATH), ("stream", {**BODY, "stream": True}, CHAT_PATH)]
+        if args.messages:
+            modes += [("messages", MESSAGES_BODY, MESSAGES_PATH),
+                      ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
         # Saturation: the targets take turns, `--repeat` rounds; each figure is the median over rounds.
         sat_runs: dict[tuple[str, str], list[tuple[Result, float]]] = {}
         for _ in range(args.repeat):
-            for mode, body in modes:
+            for mode, body, path in modes:
                 for label, proc, port, key in targets:
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    url = f"http://127.0.0.1:{port}{path}"
                     load(url, body, key, 1, 4, args.pin_load)  # warm-up
                     pid = procs[proc].pid
                     cpu0 = cpu_seconds(pid)
@@ -446,7 +473,7 @@ def main() -> None:
                     cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
                     sat_runs.setdefault((mode, label), []).append((sat, cpu_us))
                     print(
-                        f"{mode:6} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
+                        f"{mode:15} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
                         f"  p99 {sat.p99_ms:6.2f} ms"
                         f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}",
                         flush=True,
@@ -464,12 +491,12 @@ def main() -> None:
             )
         # Moderate load: the targets take turns, several short rounds, median p50 (a shared machine is noisy).
         for _ in range(args.rounds):
-            for mode, body in modes:
+            for mode, body, path in modes:
                 for label, _proc, port, key in targets:
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    url = f"http://127.0.0.1:{port}{path}"
                     mods.setdefault((mode, label), []).append(load(url, body, key, 3, args.moderate, args.pin_load))
         rows = []
-        for mode, _ in modes:
+        for mode, *_ in modes:
             for label, *_rest in targets:
                 sat, cpu_us = sats[(mode, label)]
                 runs = mods[(mode, label)]
@@ -482,7 +509,7 @@ def main() -> None:
                 )
                 rows.append((mode, label, sat, cpu_us, mod))
                 print(
-                    f"{mode:6} {label:48} moderate p50 {mod.p50_ms:5.2f} ms (median of {len(runs)})",
+                    f"{mode:15} {label:48} moderate p50 {mod.p50_ms:5.2f} ms (median of {len(runs)})",
                     flush=True,
                 )
     finally:
@@ -511,7 +538,7 @@ def main() -> None:
             f"| {mode} | {label} | {sat.rps:.0f} | {sat.p50_ms:.2f} | {sat.p99_ms:.2f} | {cpu_us:.0f} | "
             f"{mod.p50_ms:.2f} | {sat.errors + mod.errors} |"
         )
-    for mode in ("json", "stream"):
+    for mode in dict.fromkeys(m for m, *_ in rows):
         by = {label: (sat, mod) for m, label, sat, _, mod in rows if m == mode}
         bare, node = by[targets[1][0]], by[targets[2][0]]
         cpu = {label: c for m, label, _, c, _ in rows if m == mode}
