@@ -70,6 +70,28 @@ def _output_schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | N
         return None, "outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON"
 
 
+def _tool_ids(messages: list[dict[str, Any]]) -> str | None:
+    """Converse's own check of tool ids: `toolUseId` matches [a-zA-Z0-9_-]+, 1 to 64 characters, and
+    every toolResult answers a toolUse of the turn before."""
+    asked: set[str] = set()
+    for i, msg in enumerate(messages):
+        answered: set[str] = set()
+        for j, block in enumerate(msg.get("content") or []):
+            for kind in [k for k in ("toolUse", "toolResult") if k in block]:
+                ident = (block[kind] or {}).get("toolUseId")
+                if not isinstance(ident, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", ident):
+                    return (f"1 validation error detected: Value at 'messages.{i + 1}.member.content.{j + 1}.member."
+                            f"{kind}.toolUseId' failed to satisfy constraint: Member must satisfy regular expression "
+                            "pattern: [a-zA-Z0-9_-]+")
+                if kind == "toolResult":
+                    answered.add(str(ident))
+        if answered - asked:
+            return ("The toolResult blocks at messages." + str(i) + ".content do not match the toolUse "
+                    "blocks of the previous turn")
+        asked = {b["toolUse"]["toolUseId"] for b in msg.get("content") or [] if "toolUse" in b}
+    return None
+
+
 @dataclass
 class Seen:
     path: str
@@ -165,6 +187,9 @@ class FakeBedrock:
             text = body["inputText"]
             return web.json_response({"embedding": [0.5, float(_words(text))],
                                       "inputTextTokenCount": _words(text)})
+        problem = _tool_ids(body.get("messages") or [])
+        if problem:
+            return self.error(400, problem)
         prompt = _words(body.get("messages")) + _words(body.get("system"))
         if prompt > self.max_prompt:
             return self.error(400, "Input is too long for requested model.")

@@ -114,7 +114,10 @@ class FakeUpstream:
         reasoning: str | None = None,
         parallel_calls: int = 1,
         calls_at_index_zero: bool = False,
+        tool_id_pattern: str = r".{1,40}",
     ) -> None:
+        # tool call ids the chat endpoint takes in a history (OpenAI: at most 40 characters)
+        self.tool_id_pattern = tool_id_pattern
         self.completion_tokens = completion_tokens
         self.reasoning = reasoning  # chat answers carry it as `reasoning_content` (vLLM, DeepSeek, Ollama)
         self.parallel_calls = parallel_calls  # chat tool calls per answer (the same tool, each with its own id)
@@ -343,6 +346,9 @@ class FakeUpstream:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
             return wire.error(400, "'messages' and 'model' are required properties", False)
+        problem = wire.check_chat_tool_ids(messages, self.tool_id_pattern)
+        if problem:
+            return wire.error(400, problem, False)
         prompt = count_words(messages)
         tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"),
                               messages[-1].get("role") == "tool" or not self.call_tools)

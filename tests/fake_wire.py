@@ -6,6 +6,7 @@ validation, as far as translation mistakes would trip it."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -139,7 +140,16 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"
     pending: set[str] = set()
+    used: set[str] = set()
     for i, msg in enumerate(messages):
+        for j, b in enumerate(msg.get("content") if isinstance(msg.get("content"), list) else []):
+            field = {"tool_use": "id", "tool_result": "tool_use_id"}.get(b.get("type"))
+            if field and not re.fullmatch(r"[a-zA-Z0-9_-]+", str(b.get(field))):
+                return f"messages.{i}.content.{j}.{b['type']}.{field}: String should match pattern '^[a-zA-Z0-9_-]+$'"
+            if b.get("type") == "tool_use":
+                if b["id"] in used:
+                    return f"messages.{i}.content.{j}: `tool_use` ids must be unique"
+                used.add(b["id"])
         if msg.get("role") == "system" and system_turns:
             continue
         if msg.get("role") not in ("user", "assistant"):
@@ -157,6 +167,26 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
             pending = set()
         else:
             pending = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
+def check_chat_tool_ids(messages: list[Any], pattern: str) -> str | None:
+    """OpenAI's check of a chat history's tool call ids: each `tool_calls[].id` fits (OpenAI: at
+    most 40 characters; Mistral: 9 letters and digits) and each tool message answers a call made
+    before it."""
+    made: set[str] = set()
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            continue
+        for j, call in enumerate(msg.get("tool_calls") or []):
+            ident = call.get("id") if isinstance(call, dict) else None
+            if not isinstance(ident, str) or not re.fullmatch(pattern, ident, re.DOTALL):
+                return (f"Invalid 'messages[{i}].tool_calls[{j}].id': string does not fit {pattern} "
+                        f"(got a string with length {len(str(ident))})")
+            made.add(ident)
+        if msg.get("role") == "tool" and msg.get("tool_call_id") not in made:
+            return (f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a preceding "
+                    "message with 'tool_calls'.")
     return None
 
 

@@ -333,6 +333,9 @@ class Gateway:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             # `sent is body`: the client's body already names this target's model, so its bytes can go as they are
             call_raw = getattr(provider, "call_raw", None) if raw is not None and sent is body else None
+            outgoing = getattr(provider, "outgoing", None)
+            if call_raw is not None and outgoing is not None and outgoing(op, target, sent) is not sent:
+                call_raw = None  # the upstream needs the body changed (tool call ids): encode it again
             if call_raw is not None:
                 result: JsonResult = await call_raw(op, target, raw)
                 return result

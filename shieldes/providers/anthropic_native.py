@@ -24,6 +24,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
 from shieldes.providers.transport import Timeouts, UpstreamClient, UpstreamResponse
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -45,11 +46,13 @@ class Passthrough:
 
 
 def native_body(body: Body, raw: bytes, model: str) -> bytes:
-    """The client's bytes when they already name `model`; else the same JSON with `model` replaced
-    in place (key order and every other value kept)."""
-    if body.get("model") == model:
+    """The client's bytes when they already name `model` and every tool call id in them is one
+    Anthropic takes; else the same JSON with `model` replaced in place (key order and every other
+    value kept) and ids another provider minted that Anthropic refuses replaced (tool_ids)."""
+    fitted = fit_messages_ids(body, ANTHROPIC)
+    if fitted is body and body.get("model") == model:
         return raw
-    return orjson.dumps(dict(body, model=model))
+    return orjson.dumps(dict(fitted, model=model))
 
 
 def native_headers(target: Target, passthrough: Passthrough) -> dict[str, str]:

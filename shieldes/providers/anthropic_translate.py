@@ -34,6 +34,7 @@ from shieldes.providers.chat_parts import (
     system_text,
     usage_dict,
 )
+from shieldes.providers.tool_ids import ANTHROPIC, fit_chat_ids
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -141,7 +142,9 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def chat_request_to_anthropic(body: Body, model: str) -> Body:
-    """An OpenAI chat completions request as an Anthropic Messages request for `model`."""
+    """An OpenAI chat completions request as an Anthropic Messages request for `model` (tool call
+    ids Anthropic would refuse replaced, pairs kept: tool_ids)."""
+    body = fit_chat_ids(body, ANTHROPIC)
     if body.get("n") not in (None, 1):
         raise _bad("`n` > 1 is not supported by Anthropic models; send separate requests")
     system, messages = _convert_messages(body.get("messages"))

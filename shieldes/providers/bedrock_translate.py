@@ -21,6 +21,7 @@ from shieldes.providers.chat_parts import (
     read_chat,
     usage_dict,
 )
+from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
            "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
@@ -64,8 +65,9 @@ def _block(p: Part) -> Body:
 
 
 def chat_to_converse(body: Body, model: str = "") -> Body:
-    """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL)."""
-    chat = read_chat(body)
+    """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL); tool
+    call ids Converse would refuse are replaced, pairs kept (tool_ids)."""
+    chat = read_chat(fit_chat_ids(body, BEDROCK))
     if chat.turns[0].role != "user":
         raise InvalidRequest("Bedrock needs the conversation to start with a user message")
     out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in chat.turns]}

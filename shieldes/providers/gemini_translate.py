@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -46,6 +47,15 @@ def _schema(value: Any) -> Any:
     if isinstance(value, list):
         return [_schema(v) for v in value]
     return value
+
+
+def minted_id(response_id: str | None, index: int) -> str:
+    """The id of a function call Google sent without one (Gemini 2.x never sends one): unique to
+    the response and the call's place in it, so the calls of later turns do not repeat `call_0`
+    (Anthropic and Bedrock refuse a history whose tool ids repeat)."""
+    if not response_id:
+        return f"call_{index}"
+    return "call_" + hashlib.sha256(f"{response_id}:{index}".encode()).hexdigest()[:24]
 
 
 def call_id(base: str, signature: Any) -> str:
@@ -174,7 +184,9 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
         raise failure
     parts, reason = _candidate_parts(resp)
     texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
-    calls = [ToolCall(call_id(str(p["functionCall"].get("id") or f"call_{i}"), p.get("thoughtSignature")),
+    given = resp.get("responseId")
+    calls = [ToolCall(call_id(str(p["functionCall"].get("id") or minted_id(given and str(given), i)),
+                              p.get("thoughtSignature")),
                       p["functionCall"]["name"], p["functionCall"].get("args") or {})
              for i, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
     usage, shown = usage_from_gemini(resp.get("usageMetadata"))
@@ -195,6 +207,7 @@ class GeminiStreamTranslator:
         self._started = False
         self._finish: str | None = None
         self._meta: Any = None
+        self._response_id: str | None = None
 
     def feed(self, resp: Body) -> list[Body]:
         if "promptFeedback" in resp:
@@ -204,7 +217,8 @@ class GeminiStreamTranslator:
         out: list[Body] = []
         if not self._started:
             self._started = True
-            self.chunks.rid = str(resp.get("responseId") or self.chunks.rid)
+            self._response_id = str(resp["responseId"]) if resp.get("responseId") else None
+            self.chunks.rid = self._response_id or self.chunks.rid
             out.append(self.chunks.role())
         parts, reason = _candidate_parts(resp)
         for p in parts:
@@ -212,8 +226,8 @@ class GeminiStreamTranslator:
                 out.append(self.chunks.text(p["text"]))
             elif isinstance(p.get("functionCall"), dict):
                 fc = p["functionCall"]
-                _, chunk = self.chunks.tool_start(call_id(str(fc.get("id") or f"call_{self.chunks.tools}"),
-                                                          p.get("thoughtSignature")),
+                minted = minted_id(self._response_id, self.chunks.tools)
+                _, chunk = self.chunks.tool_start(call_id(str(fc.get("id") or minted), p.get("thoughtSignature")),
                                                   fc["name"], orjson.dumps(fc.get("args") or {}).decode())
                 out.append(chunk)
         if reason:

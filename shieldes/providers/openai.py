@@ -25,6 +25,7 @@ from shieldes.providers.http import (
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.tool_ids import fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
@@ -78,8 +79,16 @@ class OpenAIProvider:
             self._header_sets[ck] = headers
         return headers
 
+    def outgoing(self, op: Operation, target: Target, body: Body) -> Body:
+        """`body` as this upstream takes it: a chat history's tool call ids fitted to the
+        upstream's rule (tool_ids). The same object when nothing changes, so the client's own bytes
+        can go instead (see call_raw)."""
+        if op != "chat":
+            return body
+        return fit_chat_ids(body, rule_for(self.kind, target.base_url))
+
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
-        payload = dict(body)
+        payload = dict(self.outgoing(op, target, body))
         payload["model"] = target.model
         payload.pop("stream", None)
         payload.pop("stream_options", None)
@@ -87,8 +96,9 @@ class OpenAIProvider:
 
     async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
         """A non-streaming call with a body already encoded for this upstream (the client's own
-        bytes when they name `target.model` and ask for no stream). The answer comes back parsed
-        (for usage and translation) and as the upstream's bytes, to forward without re-encoding."""
+        bytes when they name `target.model`, ask for no stream and `outgoing` leaves them as they
+        are). The answer comes back parsed (for usage and translation) and as the upstream's bytes,
+        to forward without re-encoding."""
         url, azure = self._endpoint(target, op)
         data, raw = await post_for_object(
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
@@ -99,7 +109,7 @@ class OpenAIProvider:
         if op == "embeddings":
             raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
         url, azure = self._endpoint(target, op)
-        payload = dict(body)
+        payload = dict(self.outgoing(op, target, body))
         payload["model"] = target.model
         payload["stream"] = True
         # Usage of a stream is only reported when asked for; accounting depends on it.

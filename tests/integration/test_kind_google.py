@@ -222,7 +222,8 @@ async def test_gemini_3_function_call_signatures_survive_every_client_api(
     stream = await client.chat.completions.create(model=model, messages=[weather], tools=[WEATHER], stream=True)
     calls = [c.choices[0].delta.tool_calls[0] async for c in stream if c.choices and c.choices[0].delta.tool_calls]
     call = calls[0]
-    assert call.id and call.id.startswith("call_0__ts__") and set(call.id) <= set(string.ascii_letters + "0123456789_-")
+    assert call.id and call.id.startswith("call_") and "__ts__" in call.id
+    assert set(call.id) <= set(string.ascii_letters + "0123456789_-")
     turn: Any = {"role": "assistant", "tool_calls": [{"id": call.id, "type": "function", "function": {
         "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}
     done = await client.chat.completions.create(model=model, tools=[WEATHER], messages=[

@@ -1,0 +1,163 @@
+"""Tool call ids as each upstream accepts them. A conversation (or a fallback group) carries the
+ids one provider minted into another whose rules differ: Kimi's `functions.get_weather:0`,
+Gemini's signed ids hundreds of characters long, OpenAI's `call_...`. Before history goes to an
+upstream, every id that breaks that upstream's rule is replaced by a short id made from a hash of
+it, so the same id becomes the same replacement in the assistant's call and in the tool result that
+answers it (the pair stays matched, in every turn and on every node); an id that fits is sent as it
+is. Pure: no I/O, no state."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+Body = dict[str, Any]
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _hashed(call_id: str) -> str:
+    """`call_` and 32 hex digits (128 bits of SHA-256): fits every rule below but Mistral's."""
+    return "call_" + hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _hashed9(call_id: str) -> str:
+    """Nine base-62 digits of SHA-256 (53 bits), Mistral's shape."""
+    n = int.from_bytes(hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).digest()[:8], "big")
+    out = []
+    for _ in range(9):
+        n, digit = divmod(n, 62)
+        out.append(_BASE62[digit])
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class IdRule:
+    """What an upstream takes as a tool call id: `pattern` must match the whole id (None: any
+    text), `max_len` bounds its length; `make` builds the replacement of an id that does not fit
+    (it must fit the rule itself, so fitting twice changes nothing)."""
+
+    name: str
+    pattern: re.Pattern[str] | None = None
+    max_len: int | None = None
+    make: Callable[[str], str] = _hashed
+
+    def fits(self, call_id: str) -> bool:
+        if not call_id or (self.max_len is not None and len(call_id) > self.max_len):
+            return False  # (no API takes an empty id)
+        return self.pattern is None or self.pattern.fullmatch(call_id) is not None
+
+    def fit(self, call_id: str) -> str:
+        """`call_id` when it fits, else its replacement (the same one every time)."""
+        return call_id if self.fits(call_id) else self.make(call_id)
+
+
+_SAFE = re.compile(r"[a-zA-Z0-9_-]+")
+ANY = IdRule("any")  # Gemini and Vertex: the translation sends no ids (results are matched by name)
+OPENAI = IdRule("openai", None, 40)  # chat tool_calls[].id: 1 to 40 characters
+ANTHROPIC = IdRule("anthropic", _SAFE)  # tool_use.id: ^[a-zA-Z0-9_-]+$
+BEDROCK = IdRule("bedrock", _SAFE, 64)  # Converse toolUseId: [a-zA-Z0-9_-]+, 1 to 64 characters
+MISTRAL = IdRule("mistral", re.compile(r"[a-zA-Z0-9]{9}"), 9, _hashed9)  # exactly 9 letters and digits
+RULES: dict[str, IdRule] = {"openai": OPENAI, "azure": OPENAI, "anthropic": ANTHROPIC, "bedrock": BEDROCK,
+                            "gemini": ANY, "vertex": ANY}
+
+
+def rule_for(kind: str, base_url: str = "") -> IdRule:
+    """The id rule of a deployment: by its kind, and for `openai` by the service its base URL names
+    (Mistral's API takes only its own 9-character ids)."""
+    if kind == "openai" and (urlsplit(base_url).hostname or "").endswith("mistral.ai"):
+        return MISTRAL
+    return RULES.get(kind, ANY)
+
+
+def changed_items(items: list[Any], change: Callable[[Any], Any]) -> list[Any] | None:
+    """`items` with `change` applied to each, or None when it returned every item itself (nothing
+    is copied until something changes: most histories need nothing)."""
+    out: list[Any] | None = None
+    for i, item in enumerate(items):
+        new = change(item)
+        if new is not item and out is None:
+            out = items[:i]
+        if out is not None:
+            out.append(new)
+    return out
+
+
+def _fit_call(call: Any, rule: IdRule) -> Any:
+    if isinstance(call, dict) and isinstance(call.get("id"), str) and not rule.fits(call["id"]):
+        return dict(call, id=rule.make(call["id"]))
+    return call
+
+
+def _fit_message(msg: Any, rule: IdRule) -> Any:
+    if not isinstance(msg, dict):
+        return msg
+    out = msg
+    calls = msg.get("tool_calls")
+    fitted = changed_items(calls, lambda c: _fit_call(c, rule)) if isinstance(calls, list) else None
+    if fitted is not None:
+        out = dict(out, tool_calls=fitted)
+    answered = msg.get("tool_call_id")
+    if isinstance(answered, str) and not rule.fits(answered):
+        out = dict(out, tool_call_id=rule.make(answered))
+    return out
+
+
+def fit_chat_ids(body: Body, rule: IdRule) -> Body:
+    """An OpenAI chat request with every tool call id (assistant `tool_calls[].id`, tool
+    `tool_call_id`) fitted to `rule`. The very same object when every id already fits, so callers
+    can tell with `is` whether the client's bytes still hold."""
+    messages = body.get("messages")
+    if rule is ANY or not isinstance(messages, list) or _chat_ids_fit(messages, rule):
+        return body
+    fitted = changed_items(messages, lambda m: _fit_message(m, rule))
+    return body if fitted is None else dict(body, messages=fitted)
+
+
+def _chat_ids_fit(messages: list[Any], rule: IdRule) -> bool:
+    """Whether every tool call id of a chat history fits (the common case, checked on every
+    request: plain loops, nothing built)."""
+    fits = rule.fits
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue
+        calls = msg.get("tool_calls")
+        if isinstance(calls, list):
+            for call in calls:
+                ident = call.get("id") if isinstance(call, dict) else None
+                if isinstance(ident, str) and not fits(ident):
+                    return False
+        answered = msg.get("tool_call_id")
+        if isinstance(answered, str) and not fits(answered):
+            return False
+    return True
+
+
+def _fit_block(block: Any, rule: IdRule) -> Any:
+    if not isinstance(block, dict):
+        return block
+    kind = block.get("type")
+    field = "id" if kind == "tool_use" else "tool_use_id" if kind == "tool_result" else None
+    value = block.get(field) if field else None
+    if field is None or not isinstance(value, str) or rule.fits(value):
+        return block
+    return dict(block, **{field: rule.make(value)})
+
+
+def fit_messages_ids(body: Body, rule: IdRule) -> Body:
+    """An Anthropic Messages request with every `tool_use.id` and `tool_result.tool_use_id` fitted
+    to `rule`; the very same object when every id already fits."""
+    messages = body.get("messages")
+    if rule is ANY or not isinstance(messages, list):
+        return body
+
+    def fit_message(msg: Any) -> Any:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        blocks = changed_items(content, lambda b: _fit_block(b, rule)) if isinstance(content, list) else None
+        return msg if blocks is None else dict(msg, content=blocks)
+
+    fitted = changed_items(messages, fit_message)
+    return body if fitted is None else dict(body, messages=fitted)

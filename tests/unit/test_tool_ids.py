@@ -1,0 +1,148 @@
+"""Tool call ids fitted to each upstream's rule: pairs stay matched, every id sent is valid, ids that
+fit are untouched, and fitting twice changes nothing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shieldes.providers.anthropic_native import native_body
+from shieldes.providers.anthropic_translate import chat_request_to_anthropic
+from shieldes.providers.bedrock_translate import chat_to_converse
+from shieldes.providers.gemini_translate import GeminiStreamTranslator, gemini_to_chat
+from shieldes.providers.tool_ids import (
+    ANTHROPIC,
+    ANY,
+    BEDROCK,
+    MISTRAL,
+    OPENAI,
+    IdRule,
+    fit_chat_ids,
+    fit_messages_ids,
+    rule_for,
+)
+
+RULES = (OPENAI, ANTHROPIC, BEDROCK, MISTRAL)
+VALID = {  # each upstream's rule, written out as its documentation states it
+    "openai": lambda i: 1 <= len(i) <= 40,
+    "anthropic": lambda i: re.fullmatch(r"^[a-zA-Z0-9_-]+$", i) is not None,
+    "bedrock": lambda i: re.fullmatch(r"[a-zA-Z0-9_-]+", i) is not None and len(i) <= 64,
+    "mistral": lambda i: re.fullmatch(r"[a-zA-Z0-9]{9}", i) is not None,
+}
+# ids as providers mint them, and worse
+KNOWN = ["call_abc123", "toolu_01A09q90qw90lq917835lq9", "tooluse_Ab-9_x", "functions.get_weather:0",
+         "call_0__ts__" + "A" * 300, "", "x" * 41, "x" * 64, "x" * 65, "id with spaces", "é", "call\n1", "abcDEF123"]
+ids = st.one_of(st.sampled_from(KNOWN), st.text(max_size=80),
+                st.text(alphabet="abcXYZ019_-", min_size=1, max_size=70))
+
+
+def _history(pairs: list[list[str]], args: Any = "{}") -> dict[str, Any]:
+    """A chat history: per turn, an assistant message calling each id, then a tool result for each."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    for turn in pairs:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": i, "type": "function", "function": {"name": "f", "arguments": args}} for i in turn]})
+        messages += [{"role": "tool", "tool_call_id": i, "content": "ok"} for i in turn]
+    return {"model": "m", "messages": messages}
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call_id=ids)
+def test_an_id_is_kept_when_it_fits_and_replaced_by_a_valid_one_when_not(rule: IdRule, call_id: str) -> None:
+    fitted = rule.fit(call_id)
+    assert VALID[rule.name](fitted)
+    assert (fitted == call_id) == VALID[rule.name](call_id)  # kept exactly when it fits
+    assert rule.fit(fitted) == fitted  # idempotent
+    assert rule.fit(call_id) == fitted  # deterministic
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.lists(ids, min_size=1, max_size=3, unique=True), min_size=1, max_size=3))
+def test_a_history_keeps_its_pairs_and_only_valid_ids(rule: IdRule, turns: list[list[str]]) -> None:
+    body = _history(turns)
+    fitted = fit_chat_ids(body, rule)
+    assert fit_chat_ids(fitted, rule) is fitted  # idempotent: the second pass changes nothing
+    assert (fitted is body) == all(VALID[rule.name](i) for t in turns for i in t)
+    mapping: dict[str, str] = {}
+    for before, after in zip(body["messages"], fitted["messages"], strict=True):
+        for c0, c1 in zip(before.get("tool_calls") or [], after.get("tool_calls") or [], strict=True):
+            assert VALID[rule.name](c1["id"]) and mapping.setdefault(c0["id"], c1["id"]) == c1["id"]
+            assert c1["function"] == c0["function"]
+        if before["role"] == "tool":  # the result names the call's new id: the pair holds
+            assert after["tool_call_id"] == mapping[before["tool_call_id"]]
+    distinct = {i for t in turns for i in t}
+    assert len(set(mapping.values())) == len(distinct)  # different ids stay different
+    assert body == _history(turns)  # the client's body is not changed in place
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.lists(ids, min_size=1, max_size=2, unique=True), min_size=1, max_size=3))
+def test_the_translations_send_only_valid_paired_ids(turns: list[list[str]]) -> None:
+    """Converse and Anthropic requests built from any history hold only ids their API takes, each
+    result naming the id of the call it answers."""
+    body = _history(turns)
+    converse = chat_to_converse(body, "anthropic.claude")
+    uses = [b["toolUse"]["toolUseId"] for m in converse["messages"] for b in m["content"] if "toolUse" in b]
+    results = [b["toolResult"]["toolUseId"] for m in converse["messages"] for b in m["content"] if "toolResult" in b]
+    assert all(VALID["bedrock"](i) for i in uses) and uses == results
+    anthropic = chat_request_to_anthropic(body, "claude")
+    uses = [b["id"] for m in anthropic["messages"] for b in m["content"] if b["type"] == "tool_use"]
+    results = [b["tool_use_id"] for m in anthropic["messages"] for b in m["content"] if b["type"] == "tool_result"]
+    assert all(VALID["anthropic"](i) for i in uses) and uses == results
+
+
+def test_messages_passthrough_keeps_the_client_bytes_unless_an_id_breaks_anthropic_rule() -> None:
+    fine: Any = {"model": "claude", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]}
+    assert native_body(fine, b"client bytes", "claude") == b"client bytes"
+    assert fit_messages_ids(fine, ANTHROPIC) is fine
+    foreign = {**fine, "messages": [fine["messages"][0],
+                                    {"role": "assistant", "content": [
+                                        {"type": "text", "text": "let me see"},
+                                        {"type": "tool_use", "id": "functions.f:0", "name": "f", "input": {}}]},
+                                    {"role": "user", "content": [
+                                        {"type": "tool_result", "tool_use_id": "functions.f:0", "content": "ok"},
+                                        {"type": "text", "text": "and?"}]}]}
+    sent = orjson.loads(native_body(foreign, b"client bytes", "claude"))
+    use, result = sent["messages"][1]["content"][1], sent["messages"][2]["content"][0]
+    assert use["id"] == result["tool_use_id"] == ANTHROPIC.fit("functions.f:0") != "functions.f:0"
+    assert sent["messages"][1]["content"][0] == {"type": "text", "text": "let me see"}
+
+
+def test_rules_by_deployment() -> None:
+    assert rule_for("openai", "https://api.openai.com/v1") is OPENAI
+    assert rule_for("azure", "https://r.openai.azure.com") is OPENAI
+    assert rule_for("openai", "https://api.mistral.ai/v1") is MISTRAL
+    assert rule_for("anthropic") is ANTHROPIC and rule_for("bedrock") is BEDROCK
+    assert rule_for("gemini") is ANY and rule_for("vertex") is ANY
+    body = _history([["functions.f:0" * 9]])
+    assert fit_chat_ids(body, ANY) is body  # Gemini sends no ids: nothing to fit
+
+
+def test_gemini_calls_without_an_id_get_one_unique_to_their_response() -> None:
+    """Gemini 2.x sends no function call ids; `call_0` in every turn would repeat in the history,
+    which Anthropic and Bedrock refuse. The minted id is unique per response, stable per call."""
+    def answer(rid: str) -> dict[str, Any]:
+        return {"responseId": rid, "candidates": [{"content": {"parts": [
+            {"functionCall": {"name": "f", "args": {}}}, {"functionCall": {"name": "g", "args": {}}}]},
+            "finishReason": "STOP"}]}
+
+    def ids_of(resp: dict[str, Any]) -> list[str]:
+        return [c["id"] for c in gemini_to_chat(resp, "gemini-2.5-flash", 0)[0]["choices"][0]["message"]["tool_calls"]]
+
+    first, second = ids_of(answer("r1")), ids_of(answer("r2"))
+    assert len(set(first + second)) == 4 and ids_of(answer("r1")) == first
+    assert all(OPENAI.fits(i) and BEDROCK.fits(i) for i in first)
+    streamed = GeminiStreamTranslator("gemini-2.5-flash", 0)
+    chunks = streamed.feed(answer("r1"))
+    assert [c["choices"][0]["delta"]["tool_calls"][0]["id"] for c in chunks[1:]] == first
+    assert ids_of({k: v for k, v in answer("x").items() if k != "responseId"}) == ["call_0", "call_1"]
