@@ -115,7 +115,10 @@ class FakeUpstream:
         parallel_calls: int = 1,
         calls_at_index_zero: bool = False,
         tool_id_pattern: str = r".{1,40}",
+        object_arguments: bool = False,
     ) -> None:
+        # tool call arguments as a JSON object instead of its text, as Ollama and some vLLM builds send them
+        self.object_arguments = object_arguments
         # tool call ids the chat endpoint takes in a history (OpenAI: at most 40 characters)
         self.tool_id_pattern = tool_id_pattern
         self.completion_tokens = completion_tokens
@@ -346,7 +349,7 @@ class FakeUpstream:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not isinstance(body.get("model"), str):
             return wire.error(400, "'messages' and 'model' are required properties", False)
-        problem = wire.check_chat_tool_ids(messages, self.tool_id_pattern)
+        problem = wire.check_chat_history(messages, self.tool_id_pattern)
         if problem:
             return wire.error(400, problem, False)
         prompt = count_words(messages)
@@ -368,7 +371,8 @@ class FakeUpstream:
         cached = wire.implicit_cache(messages[:-1], count_words(messages[:-1]), self.seen_prefixes) \
             if self.implicit_cache else 0
         usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens, cached)
-        fn = {"name": tool[0], "arguments": json.dumps(tool[1])} if tool is not None else None
+        fn = None if tool is None else {"name": tool[0],
+                                        "arguments": tool[1] if self.object_arguments else json.dumps(tool[1])}
         calls = [] if fn is None else [
             {"id": self._id("call_", 24), "type": "function", "function": fn} for _ in range(self.parallel_calls)]
         top_logprobs = int(body.get("top_logprobs") or 0) if body.get("logprobs") else None

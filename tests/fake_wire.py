@@ -170,10 +170,10 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
     return None
 
 
-def check_chat_tool_ids(messages: list[Any], pattern: str) -> str | None:
-    """OpenAI's check of a chat history's tool call ids: each `tool_calls[].id` fits (OpenAI: at
-    most 40 characters; Mistral: 9 letters and digits) and each tool message answers a call made
-    before it."""
+def check_chat_history(messages: list[Any], pattern: str) -> str | None:
+    """OpenAI's check of a chat history's tool calls: each `tool_calls[].id` fits (OpenAI: at most
+    40 characters; Mistral: 9 letters and digits), its arguments are a string, and each tool
+    message answers a call made before it."""
     made: set[str] = set()
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
@@ -184,6 +184,9 @@ def check_chat_tool_ids(messages: list[Any], pattern: str) -> str | None:
                 return (f"Invalid 'messages[{i}].tool_calls[{j}].id': string does not fit {pattern} "
                         f"(got a string with length {len(str(ident))})")
             made.add(ident)
+            if not isinstance((call.get("function") or {}).get("arguments"), str):
+                return (f"Invalid type for 'messages[{i}].tool_calls[{j}].function.arguments': expected a string, "
+                        "but got an object instead.")
         if msg.get("role") == "tool" and msg.get("tool_call_id") not in made:
             return (f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a preceding "
                     "message with 'tool_calls'.")
@@ -217,12 +220,13 @@ def chat_frames(
         frames = [*thinking]
         for i, call in enumerate(calls):
             fn, index = call["function"], 0 if at_index_zero else i
+            whole = not isinstance(fn["arguments"], str)  # an object: sent whole with the call, as Ollama does
             first = {"index": index, "id": call["id"], "type": "function",
-                     "function": {"name": fn["name"], "arguments": ""}}
+                     "function": {"name": fn["name"], "arguments": fn["arguments"] if whole else ""}}
             role = {"role": "assistant", "content": None, "refusal": None} if i == 0 else {}
             frames.append(chunk({**role, "tool_calls": [first]}))
             frames += [chunk({"tool_calls": [{"index": index, "function": {"arguments": a}}]})
-                       for a in split(fn["arguments"])]
+                       for a in ([] if whole else split(fn["arguments"]))]
     frames.append(chunk({}, "tool_calls" if calls else finish))
     if usage is not None:
         frames.append(data({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}))

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from shieldes.providers.base import Body
+from shieldes.providers.tool_args import arguments_text
 
 _STOP: dict[str, str] = {
     "stop": "end_turn",
@@ -59,6 +60,8 @@ def _message_id(openai_id: Any) -> str:
 
 
 def _tool_input(arguments: Any) -> Body:
+    if isinstance(arguments, dict):  # an object already (Ollama sends them so)
+        return arguments
     try:
         parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
     except orjson.JSONDecodeError:
@@ -253,7 +256,8 @@ async def openai_chunks_to_message_events(
                             },
                         },
                     )
-                if fn.get("arguments"):
+                arguments = arguments_text(fn.get("arguments"))  # an object (Ollama) as its JSON text
+                if arguments:
                     yield (
                         "content_block_delta",
                         {
@@ -261,7 +265,7 @@ async def openai_chunks_to_message_events(
                             "index": block,
                             "delta": {
                                 "type": "input_json_delta",
-                                "partial_json": fn["arguments"],
+                                "partial_json": arguments,
                             },
                         },
                     )

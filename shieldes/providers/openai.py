@@ -25,6 +25,7 @@ from shieldes.providers.http import (
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
 from shieldes.providers.tool_ids import fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -81,11 +82,12 @@ class OpenAIProvider:
 
     def outgoing(self, op: Operation, target: Target, body: Body) -> Body:
         """`body` as this upstream takes it: a chat history's tool call ids fitted to the
-        upstream's rule (tool_ids). The same object when nothing changes, so the client's own bytes
-        can go instead (see call_raw)."""
+        upstream's rule (tool_ids), tool call arguments sent as objects encoded as the JSON text
+        OpenAI requires (tool_args). The same object when nothing changes, so the client's own
+        bytes can go instead (see call_raw)."""
         if op != "chat":
             return body
-        return fit_chat_ids(body, rule_for(self.kind, target.base_url))
+        return fit_chat_ids(string_arguments(body), rule_for(self.kind, target.base_url))
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         payload = dict(self.outgoing(op, target, body))
@@ -103,6 +105,8 @@ class OpenAIProvider:
         data, raw = await post_for_object(
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
+        if op == "chat" and string_answer_arguments(data):  # Ollama: arguments as an object
+            return JsonResult(body=data, usage=parse_usage(data.get("usage")))
         return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
@@ -239,8 +243,8 @@ class OpenAIChunkStream(UpstreamChunkStream):
             if data[:1] != b"{" or data[-1:] != b"}":
                 return self._parsed_frames(batch, strip_usage)
         joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n"
-        if b'"error"' in joined:
-            return self._parsed_frames(batch, strip_usage)
+        if b'"error"' in joined or (b'"arguments"' in joined and OBJECT_ARGUMENTS.search(joined)):
+            return self._parsed_frames(batch, strip_usage)  # (arguments as objects are re-encoded as text)
         n_usage = joined.count(b'"usage"')
         if n_usage:
             n_null = joined.count(b'"usage":null')
@@ -302,4 +306,5 @@ class OpenAIChunkStream(UpstreamChunkStream):
         usage = chunk.get("usage")
         if usage:
             self._usage = parse_usage(usage) or self._usage
+        string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
         return chunk

@@ -18,6 +18,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.chat_parts import reasoning_model
 from shieldes.providers.responses_options import chat_options, output_logprobs
 from shieldes.providers.responses_tools import chat_tools
+from shieldes.providers.tool_args import arguments_text
 from shieldes.responses.objects import (
     Body,
     EventNumberer,
@@ -128,7 +129,7 @@ def _messages(items: list[Any]) -> list[Body]:
                 if not isinstance(item.get(name), str):
                     raise _bad(f"{where}.{name} must be a string")
             call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": str(item.get("arguments") or "{}")}}
+                    "function": {"name": item["name"], "arguments": arguments_text(item.get("arguments")) or "{}"}}
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
@@ -256,7 +257,7 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, 
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(_call_item(make_id("fc"), str(call.get("id") or make_id("call")), str(fn.get("name") or ""),
-                                 str(fn.get("arguments") or ""), "completed", namespaces or {}))
+                                 arguments_text(fn.get("arguments")), "completed", namespaces or {}))
     if not output:
         output.append(message_item(make_id("msg"), ""))
     incomplete = _INCOMPLETE.get(str(choice.get("finish_reason")))
@@ -410,8 +411,8 @@ class ChatStreamTranslator:
             self._call_list.append(opened)
             self._call_ids.update([given] if given else [])
             events.append(added)
-        args = fn.get("arguments")
-        if isinstance(args, str) and args:
+        args = arguments_text(fn.get("arguments"))  # an object (Ollama) as its JSON text
+        if args:
             opened.text.append(args)
             events.append(self.number("response.function_call_arguments.delta", item_id=opened.item["id"],
                                       output_index=opened.index, delta=args))
