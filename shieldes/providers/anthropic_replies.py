@@ -35,10 +35,16 @@ def finish_to_stop_reason(finish: str | None) -> str:
 
 
 def _matched_stop(choice: Body) -> str | None:
-    """The stop sequence that ended the answer, when the chat server says (vLLM's `stop_reason`,
-    which the bedrock provider fills from Converse too); a token id there is not a sequence."""
-    value = choice.get("stop_reason")
-    return value if isinstance(value, str) and value and choice.get("finish_reason") == "stop" else None
+    """The stop sequence that ended the answer, when the chat server says: vLLM's `stop_reason`
+    (which the anthropic and bedrock providers fill too), SGLang's `matched_stop`; a token id
+    there is not a sequence. A plain `finish_reason: stop` does not say (OpenAI, Ollama, ...)."""
+    if choice.get("finish_reason") != "stop":
+        return None
+    for key in ("stop_reason", "matched_stop"):
+        value = choice.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _stop(finish: str | None, sequence: str | None) -> Body:

@@ -251,7 +251,18 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
         ],
         "usage": usage_dict(usage),
     }
+    sequence = _stop_sequence(resp)
+    if sequence is not None:  # which stop sequence ended it, where vLLM puts it
+        body["choices"][0]["stop_reason"] = sequence
     return body, usage
+
+
+def _stop_sequence(message: Any) -> str | None:
+    """The stop sequence an Anthropic message (or message_delta's delta) says ended the answer."""
+    if not isinstance(message, dict) or message.get("stop_reason") != "stop_sequence":
+        return None
+    sequence = message.get("stop_sequence")
+    return sequence if isinstance(sequence, str) and sequence else None
 
 
 # --- stream: Anthropic events -> OpenAI chat.completion.chunk --------------------------------------
@@ -339,7 +350,11 @@ class StreamTranslator:
                 if usage.get(key) is not None:
                     self._input = {**self._input, key: usage[key]}
             reason = (data.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, stop_reason_to_finish(reason) or "stop")]
+            chunk = self._chunk({}, stop_reason_to_finish(reason) or "stop")
+            sequence = _stop_sequence(data.get("delta"))
+            if sequence is not None:
+                chunk["choices"][0]["stop_reason"] = sequence
+            return [chunk]
         if kind == "message_stop":
             self.done = True
             self.usage = usage_from_anthropic({**self._input, "output_tokens": self._output_tokens})

@@ -20,6 +20,7 @@ from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
     chat_to_converse,
     converse_to_chat,
+    stop_sequences,
     stream_exception,
     titan_requests,
 )
@@ -101,10 +102,10 @@ class BedrockProvider:
         if op == "embeddings":
             return await self._embed(target, body)
         _only_chat(op)
-        data = await self._post(target, self._url(target, target.model, "converse"),
-                                orjson.dumps(chat_to_converse(body, target.model)))
+        request = chat_to_converse(body, target.model)
+        data = await self._post(target, self._url(target, target.model, "converse"), orjson.dumps(request))
         try:
-            chat, usage = converse_to_chat(data, target.model, int(time.time()))
+            chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(request))
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage)
@@ -123,11 +124,13 @@ class BedrockProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> BedrockChunkStream:
         _only_chat(op)
         url = self._url(target, target.model, "converse-stream")
-        payload = orjson.dumps(chat_to_converse(body, target.model))
+        request = chat_to_converse(body, target.model)
+        payload = orjson.dumps(request)
         headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
         resp = await open_event_stream(self._client, target, url, payload, headers,
                                        self._stream_timeout)
-        stream = BedrockChunkStream(resp, target, ConverseStreamTranslator(target.model, int(time.time())))
+        translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(request))
+        stream = BedrockChunkStream(resp, target, translator)
         await stream.prime()
         return stream
 

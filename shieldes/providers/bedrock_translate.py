@@ -147,7 +147,15 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
     return tokens, usage_dict(tokens)
 
 
-def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
+def stop_sequences(request: Body) -> tuple[str, ...]:
+    """The stop sequences a Converse request asked for."""
+    config = request.get("inferenceConfig")
+    stops = config.get("stopSequences") if isinstance(config, dict) else None
+    return tuple(stops) if isinstance(stops, list) else ()
+
+
+def converse_to_chat(resp: Body, model: str, created: int,
+                     stops: tuple[str, ...] = ()) -> tuple[Body, TokenUsage]:
     content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
     uses = [b["toolUse"] for b in content if isinstance(b.get("toolUse"), dict)]
@@ -158,21 +166,25 @@ def converse_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenU
     if answers:  # json_object mode: the forced tool's input is the answer
         texts, finish = answers, "stop" if finish == "tool_calls" else finish
     chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown)
-    sequence = matched_stop(resp)
+    sequence = matched_stop(resp, stops)
     if sequence is not None:
         chat["choices"][0]["stop_reason"] = sequence
     return chat, usage
 
 
-def matched_stop(event: Body) -> str | None:
-    """The stop sequence that ended a Converse answer (or its messageStop event), as the model
-    reported it in `additionalModelResponseFields`. It travels in the chat choice as
-    `stop_reason`, the field vLLM uses for it, so a Messages client gets `stop_sequence`."""
+def matched_stop(event: Body, stops: tuple[str, ...] = ()) -> str | None:
+    """The stop sequence that ended a Converse answer (or its messageStop event): the one the
+    model reported in `additionalModelResponseFields` (Claude models), or, when Converse says
+    `stopReason: stop_sequence` without naming it, the request's only stop sequence. With several
+    and no name, which one matched is not known: None (never a guess). It travels in the chat
+    choice as `stop_reason`, the field vLLM uses for it, so a Messages client gets `stop_sequence`."""
     if event.get("stopReason") != "stop_sequence":
         return None
     fields = event.get("additionalModelResponseFields")
     sequence = fields.get("stop_sequence") if isinstance(fields, dict) else None
-    return sequence if isinstance(sequence, str) and sequence else None
+    if isinstance(sequence, str) and sequence:
+        return sequence
+    return stops[0] if len(stops) == 1 else None
 
 
 def stream_exception(kind: str, payload: Body) -> UpstreamFailure:
@@ -187,8 +199,9 @@ class ConverseStreamTranslator:
     """ConverseStream events (event type, payload), one at a time, into OpenAI chunks. The stream
     ends with `metadata` (usage) after `messageStop`."""
 
-    def __init__(self, model: str, created: int) -> None:
+    def __init__(self, model: str, created: int, stops: tuple[str, ...] = ()) -> None:
         self.chunks = Chunks("bedrock", model, created)
+        self._stops = stops  # the request's stop sequences
         self.usage: TokenUsage | None = None
         self.done = False
         self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
@@ -225,7 +238,7 @@ class ConverseStreamTranslator:
             if self._answers and not self._tools and self._finish == "tool_calls":
                 self._finish = "stop"
             chunk = self.chunks.finish(self._finish)
-            sequence = matched_stop(event)
+            sequence = matched_stop(event, self._stops)
             if sequence is not None:
                 chunk["choices"][0]["stop_reason"] = sequence
             return [chunk]

@@ -210,6 +210,28 @@ async def test_bedrock_stop_sequence_reaches_a_messages_client(node: tuple[Harne
     assert chat.choices[0].finish_reason == "stop" and chat.choices[0].message.content == "Hello from the"
 
 
+async def test_bedrock_non_claude_stop_sequence_is_named_only_when_it_is_known(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """A model that does not name the matched sequence (only `stopReason: stop_sequence`): with one
+    stop sequence asked for, that is the one; with several, which one matched is not known, and
+    the answer says end_turn rather than a guess."""
+    h, _fake = node
+    client = await client_for(h)
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    llama = "meta.llama3-1-70b-instruct-v1:0"
+    for stops, expected in ((["fake"], ("stop_sequence", "fake")), (["Bedrock", "fake"], ("end_turn", None))):
+        ask: Any = {"model": llama, "max_tokens": 100, "messages": [{"role": "user", "content": "say hello"}],
+                    "stop_sequences": stops}
+        msg = await claude.messages.create(**ask)
+        assert (msg.stop_reason, msg.stop_sequence) == expected
+        assert msg.content[0].text == "Hello from the"  # type: ignore[union-attr]
+        async with claude.messages.stream(**ask) as s:
+            final = await s.get_final_message()
+        assert (final.stop_reason, final.stop_sequence) == expected
+    chat = await client.chat.completions.create(model=llama, messages=ask["messages"], stop=["fake"])
+    assert chat.choices[0].finish_reason == "stop" and (chat.choices[0].model_extra or {})["stop_reason"] == "fake"
+
+
 async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> None:
     h, fake = node
     client = await client_for(h)

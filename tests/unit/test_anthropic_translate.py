@@ -946,3 +946,18 @@ def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
     assert kept["messages"][1]["content"] == [{"type": "text", "text": "42", "cache_control": {"type": "ephemeral"}}]
     plain, _ = translate_messages_request(messages)
     assert plain["messages"][0]["content"] == "rules" and plain["messages"][1]["content"] == "42"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"stop_reason": "END"}, ("stop_sequence", "END")),  # vLLM
+    ({"matched_stop": "END"}, ("stop_sequence", "END")),  # SGLang
+    ({"stop_reason": 128001}, ("end_turn", None)),  # a stop token id, not a sequence
+    ({"matched_stop": 2}, ("end_turn", None)),
+    ({}, ("end_turn", None)),  # OpenAI, Ollama: finish_reason stop says nothing more
+])
+def test_a_chat_server_names_the_matched_stop_sequence_or_nothing_is_claimed(
+        extra: dict[str, Any], expected: tuple[str, str | None]) -> None:
+    resp = {"id": "x", "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": "a"}, **extra}]}
+    message = openai_response_to_messages(resp, "m")
+    assert (message["stop_reason"], message["stop_sequence"]) == expected
