@@ -9,9 +9,11 @@ The bench builds a view of `--peers` peers, each with two unflushed flushes of `
 and runs requests against it: each request reads a random key's and team's spend; between
 requests, peers' states change as often as a node sees it (each peer's pending entries change
 twice per flush interval: a new flush, then the prune once the log holds the old one). It prints
-the CPU per request of the reads (regrouping a changed state included; the merges and prunes
-themselves run on the gossip loop and are not counted) for this checkout and, with
---baseline-tree (e.g. `git archive` of an earlier commit), the earlier version's function.
+the CPU per request of the reads (any regrouping of a changed state included) and, apart, the CPU
+of each merge of a peer's new flush and of each prune (on the gossip loop, not in requests; keeping
+the grouping by subject up to date happens there; a prune visits every state) for this checkout
+and, with --baseline-tree (e.g. `git archive` of an earlier commit), the earlier version's
+functions.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def flush(seq: int, keys: int, rnd: random.Random) -> dict[tuple[int, int, str, 
     return {(1, seq, s, DAY): (1, 100, 2_000) for s in subjects}
 
 
-def run(view_mod: ModuleType, peers: int, keys: int, requests: int, indexed: bool) -> float:
-    """CPU microseconds per request."""
+def run(view_mod: ModuleType, peers: int, keys: int, requests: int) -> tuple[float, float, float]:
+    """CPU microseconds per request (the reads), per merge of a peer's new flush and per prune
+    (both on the gossip loop)."""
     rnd = random.Random(7)
     seqs = {f"n{i}": 2 for i in range(peers)}
     flushes = {n: [flush(1, keys, rnd), flush(2, keys, rnd)] for n in seqs}
@@ -63,14 +66,17 @@ def run(view_mod: ModuleType, peers: int, keys: int, requests: int, indexed: boo
     def durable_seq(node: str, _epoch: int) -> int:
         return durable.get(node, 0)
 
-    extra: dict[str, Any] = {"index": view_mod.SpendIndex()} if indexed else {}
+    # a tree with the node's SpendIndex (before the grouping was kept with each state) reads through one
+    extra: dict[str, Any] = {"index": view_mod.SpendIndex()} if hasattr(view_mod, "SpendIndex") else {}
     # pending entries change twice per flush interval per peer: every `every` requests, one peer's
     every = max(1, round(RATE * FLUSH_INTERVAL / (2 * peers)))
     days = range(DAY, DAY + 1)
     nodes = list(seqs)
     subjects = [(f"k:key{rnd.randrange(keys * 4)}", f"t:team{rnd.randrange(max(1, keys // 10))}")
                 for _ in range(1024)]
-    spent = 0.0  # only the reads: merges and prunes run on the gossip loop, not in requests
+    spent = 0.0  # the reads: merges and prunes run on the gossip loop, not in requests
+    merging = pruning = 0.0
+    merges = prunes = 0
     for i in range(requests):
         key, team = subjects[i & 1023]
         start = time.process_time()
@@ -82,12 +88,19 @@ def run(view_mod: ModuleType, peers: int, keys: int, requests: int, indexed: boo
             if len(flushes[node]) == 2:  # a new flush
                 seqs[node] += 1
                 flushes[node].append(flush(seqs[node], keys, rnd))
-                view = view_mod.merge(view, state(node))
+                message = state(node)
+                start = time.process_time()
+                view = view_mod.merge(view, message)
+                merging += time.process_time() - start
+                merges += 1
             else:  # the log holds the oldest: pruned
                 flushes[node].pop(0)
-                durable[node] = seqs[node] - 1
+                durable[node] = seqs[node] - 2
+                start = time.process_time()
                 view = view_mod.prune(view, min_window_start={}, durable=durable_seq)
-    return spent / requests * 1e6
+                pruning += time.process_time() - start
+                prunes += 1
+    return spent / requests * 1e6, merging / max(1, merges) * 1e6, pruning / max(1, prunes) * 1e6
 
 
 def main() -> None:
@@ -99,13 +112,20 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path, metavar="DIR", help="an earlier checkout to compare with")
     args = parser.parse_args()
     baseline = load_view(args.baseline_tree) if args.baseline_tree else None
-    print(f"{'peers':>5} {'keys/flush':>10} {'this us/req':>12} {'baseline us/req':>16} {'ratio':>6}")
+    print(f"{'':17} {'reads: us/request':^35} {'merge: us each':^18} {'prune (all states): us each':^28}")
+    print(f"{'peers':>5} {'keys/flush':>11} {'this':>11} {'baseline':>11} {'ratio':>11}"
+          f" {'this':>8} {'baseline':>9} {'this':>13} {'baseline':>14}")
     for peers in args.peers:
         for keys in args.keys:
-            mine = run(this_view, peers, keys, args.requests, indexed=True)
-            base = run(baseline, peers, keys, max(200, args.requests // 20), indexed=False) if baseline else None
-            tail = f"{base:16.1f} {base / mine:6.1f}" if base is not None else f"{'-':>16} {'-':>6}"
-            print(f"{peers:5d} {keys:10d} {mine:12.1f} {tail}", flush=True)
+            mine = run(this_view, peers, keys, args.requests)
+            if baseline is not None:  # a tree that scans every entry per read runs fewer requests
+                scans = not hasattr(baseline, "SpendIndex") and not hasattr(baseline, "spend_of")
+                base = run(baseline, peers, keys, max(200, args.requests // 20) if scans else args.requests)
+                print(f"{peers:5d} {keys:11d} {mine[0]:11.1f} {base[0]:11.1f} {base[0] / mine[0]:11.1f}"
+                      f" {mine[1]:8.0f} {base[1]:9.0f} {mine[2]:13.0f} {base[2]:14.0f}", flush=True)
+            else:
+                print(f"{peers:5d} {keys:11d} {mine[0]:11.1f} {'-':>11} {'-':>11}"
+                      f" {mine[1]:8.0f} {'-':>9} {mine[2]:13.0f} {'-':>14}", flush=True)
 
 
 if __name__ == "__main__":

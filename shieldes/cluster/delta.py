@@ -26,7 +26,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from shieldes.cluster.view import Health, NodeState, View, WindowId
+from shieldes.cluster.view import Health, NodeState, View, WindowId, regrouped
 
 Entry = tuple[str, Hashable]  # (kind, key): "w" window, "p" pending, "u" unflushed, "r" reservation,
 # "h" health, "s" seen, "x" relayed (node, boot epoch, window)
@@ -143,7 +143,8 @@ def _max_into(out: dict[Any, Any], new: Mapping[Any, tuple[int, ...]]) -> dict[A
 def apply(held: NodeState, part: Part) -> NodeState:
     """The sender's component as of the delta's message: `held` (as of its base or later) with
     the delta's entries merged by max and its gauges set (a window it names carries that window's
-    unused claim, 0 meaning none)."""
+    unused claim, 0 meaning none). `held`'s pending spend grouped by subject moves to the result,
+    updated for the delta's entries only (view.regrouped)."""
     d = part.state
     allowances = dict(held.allowances)
     for wid in d.windows:
@@ -157,14 +158,14 @@ def apply(held: NodeState, part: Part) -> NodeState:
     seen = {**held.seen, **d.seen}
     for name in part.removed_seen:
         seen.pop(name, None)
-    return NodeState(
+    return regrouped(NodeState(
         node_id=held.node_id, boot_epoch=held.boot_epoch, seq=max(held.seq, d.seq),
         log_head=max(held.log_head, d.log_head),
         windows=_max_into(dict(held.windows), d.windows), pending=_max_into(dict(held.pending), d.pending),
         unflushed=_max_into(dict(held.unflushed), d.unflushed),
         reservations=_max_into(dict(held.reservations), d.reservations),
         health=health, allowances=allowances, seen=seen,
-    )
+    ), held, d.pending)
 
 
 def can_apply(view: View, node: str, epoch: int, base: int) -> bool:

@@ -73,7 +73,6 @@ class ClusterRuntime:
         self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval,
                              check_interval=s.heartbeat_interval)
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
-        self._spend_index = view.SpendIndex()  # peers' pending spend by subject, for budget checks
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
         # a dead boot's usage nobody appended (no leader, database down) stops counting after this long
@@ -239,7 +238,7 @@ class ClusterRuntime:
     def remote_spend(self, subject: str, days: range) -> int:
         """Peers' spend of a budget subject not yet in this node's log, plus their reservations."""
         return view.pending_spend(self.cell.value, subject, days, self.projector.usage.durable_seq,
-                                  exclude=self.node_id, index=self._spend_index)
+                                  exclude=self.node_id)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:

@@ -26,7 +26,7 @@ One pure value and pure functions over it (no I/O, no clock: callers pass `now`)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -38,6 +38,9 @@ UnflushedId = tuple[int, int, str, str | None, str, str, int]
 Usage = tuple[int, int, int, int]  # requests, prompt tokens, completion tokens, nUSD
 Delta = tuple[str, str | None, str, str, int, Usage]  # key_id, team_id, provider, model, hour, usage
 Durable = Callable[[str, int], int]  # (node_id, boot epoch) -> highest flush seq in the log
+
+# subject -> its pending entries: one state's pending spend grouped by subject (owned by one state)
+SubjectSpend = dict[str, dict[PendingId, tuple[int, int, int]]]
 
 K = TypeVar("K")
 
@@ -71,6 +74,9 @@ class NodeState:
     # gauges, taken from the newest message: unused limit claims, and what the sender saw of peers
     allowances: Mapping[WindowId, int] = field(default_factory=dict)
     seen: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # peer -> (boot_epoch, seq)
+    # `pending` by subject, for budget reads (spend_of): derived, never compared, never copied by
+    # `replace`; a state built from this one takes it over and keeps it up to date (`regrouped`)
+    by_subject: SubjectSpend | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def component(self) -> Component:
@@ -94,9 +100,11 @@ class View:
 EMPTY = View()
 
 
-def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) -> Mapping[K, tuple[int, ...]]:
+def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]],
+                changed: list[K] | None = None) -> Mapping[K, tuple[int, ...]]:
     """Max per entry; `a` itself when `b` raises none of its entries (no copy: states are never
-    changed in place, and most of what a relay, a pull or forwarded news brings is held already)."""
+    changed in place, and most of what a relay, a pull or forwarded news brings is held already).
+    The keys whose value changed are appended to `changed`."""
     out: dict[K, tuple[int, ...]] | None = None
     for k, vb in b.items():
         va = a.get(k)
@@ -109,6 +117,8 @@ def _max_tuples(a: Mapping[K, tuple[int, ...]], b: Mapping[K, tuple[int, ...]]) 
         if out is None:
             out = dict(a)
         out[k] = vb
+        if changed is not None:
+            changed.append(k)
     return a if out is None else out
 
 
@@ -117,19 +127,20 @@ def merge_node(a: NodeState, b: NodeState) -> NodeState:
     if a.component != b.component:
         raise ValueError(f"cannot merge components {a.component} and {b.component}")
     newer = b if (b.seq, b.log_head) >= (a.seq, a.log_head) else a
-    return NodeState(
+    changed: list[PendingId] = []
+    return regrouped(NodeState(
         node_id=a.node_id,
         boot_epoch=a.boot_epoch,
         seq=max(a.seq, b.seq),
         log_head=max(a.log_head, b.log_head),
         windows=_max_tuples(a.windows, b.windows),  # type: ignore[arg-type]
-        pending=_max_tuples(a.pending, b.pending),  # type: ignore[arg-type]
+        pending=_max_tuples(a.pending, b.pending, changed),  # type: ignore[arg-type]
         unflushed=_max_tuples(a.unflushed, b.unflushed),  # type: ignore[arg-type]
         reservations=_max_tuples(a.reservations, b.reservations),  # type: ignore[arg-type]
         health=dict(newer.health),
         allowances=dict(newer.allowances),
         seen=dict(newer.seen),
-    )
+    ), a, changed)
 
 
 def _superseded(view: View, node: str, epoch: int) -> bool:
@@ -145,8 +156,8 @@ def _admitted_only(state: NodeState) -> NodeState:
 
 def _orphan(state: NodeState) -> NodeState:
     """What a dead boot leaves for the leader to append: its usage not yet in the log."""
-    return NodeState(state.node_id, state.boot_epoch, state.seq, pending=dict(state.pending),
-                     unflushed=dict(state.unflushed))
+    return regrouped(NodeState(state.node_id, state.boot_epoch, state.seq, pending=dict(state.pending),
+                               unflushed=dict(state.unflushed)), state)
 
 
 def _adopt(orphans: dict[Component, NodeState], at: dict[Component, float], state: NodeState,
@@ -281,29 +292,32 @@ def prune(view: View, *, min_window_start: Mapping[str, int], durable: Durable) 
     for comp, state in view.components.items():
         windows = {w: v for w, v in state.windows.items() if w[2] >= min_window_start.get(w[1], w[2])}
         allowances = {w: v for w, v in state.allowances.items() if w[2] >= min_window_start.get(w[1], w[2])}
-        pending, unflushed = _not_durable(state, durable)
         if not windows and _superseded(view, *comp):  # an old boot whose windows all ended
             continue
-        comps[comp] = replace(state, windows=windows, pending=pending, unflushed=unflushed, allowances=allowances)
+        pending, unflushed, dropped = _not_durable(state, durable)
+        comps[comp] = regrouped(replace(state, windows=windows, pending=pending, unflushed=unflushed,
+                                        allowances=allowances), state, removed=dropped)
     orphans: dict[Component, NodeState] = {}
     for comp, orphan in view.orphans.items():
-        pending, unflushed = _not_durable(orphan, durable)
+        pending, unflushed, dropped = _not_durable(orphan, durable)
         if pending or unflushed:
-            orphans[comp] = replace(orphan, pending=pending, unflushed=unflushed)
+            orphans[comp] = regrouped(replace(orphan, pending=pending, unflushed=unflushed), orphan, removed=dropped)
     at = {c: t for c, t in view.orphaned_at.items() if c in orphans}
     return View(comps, view.epochs, view.heard, orphans, at)
 
 
 def _not_durable(state: NodeState, durable: Durable) -> tuple[
-        Mapping[PendingId, tuple[int, int, int]], Mapping[UnflushedId, Usage]]:
-    """The state's pending and unflushed usage the log does not hold yet; a mapping that loses
-    nothing is returned as it is (readers cache by identity: see SpendIndex)."""
+        Mapping[PendingId, tuple[int, int, int]], Mapping[UnflushedId, Usage], list[PendingId]]:
+    """The state's pending and unflushed usage the log does not hold yet, and the pending entries
+    dropped; a mapping that loses nothing is returned as it is (no copy)."""
     epochs = {p[0] for p in state.pending} | {u[0] for u in state.unflushed}
     floor = {e: durable(state.node_id, e) for e in epochs}
     pending = {p: v for p, v in state.pending.items() if p[1] > floor[p[0]]}
     unflushed = {u: v for u, v in state.unflushed.items() if u[1] > floor[u[0]]}
-    return (state.pending if len(pending) == len(state.pending) else pending,
-            state.unflushed if len(unflushed) == len(state.unflushed) else unflushed)
+    if len(pending) == len(state.pending):
+        return state.pending, state.unflushed if len(unflushed) == len(state.unflushed) else unflushed, []
+    dropped = [p for p in state.pending if p[1] <= floor[p[0]]]
+    return pending, state.unflushed if len(unflushed) == len(state.unflushed) else unflushed, dropped
 
 
 def forget_silent(view: View, *, now: float, after: float, keep: Iterable[str] = ()) -> View:
@@ -395,61 +409,81 @@ def window_allowance(view: View, subject: str, window: str, start: int, *, exclu
                for (node, _), s in view.components.items() if node != exclude)
 
 
-SubjectSpend = dict[str, list[tuple[int, int, int, int]]]  # subject -> [(boot epoch, flush seq, day, nUSD)]
-
-
 def spend_by_subject(pending: Mapping[PendingId, tuple[int, int, int]]) -> SubjectSpend:
     """One state's pending spend grouped by budget subject."""
     out: SubjectSpend = {}
-    for (epoch, seq, subject, day), v in pending.items():
-        entries = out.get(subject)
+    for pid, v in pending.items():
+        entries = out.get(pid[2])
         if entries is None:
-            entries = out[subject] = []
-        entries.append((epoch, seq, day, v[2]))
+            out[pid[2]] = {pid: v}
+        else:
+            entries[pid] = v
     return out
 
 
-class SpendIndex:
-    """Each state's pending spend by subject, regrouped only when the state's pending entries change.
-
-    Every budget check of a request reads one subject's pending spend; scanning all of every peer's
-    pending entries (one per subject per unflushed flush: hundreds with many active keys) would cost
-    O(active keys x nodes) per request. States are never changed in place, so an unchanged mapping
-    is the same object and its grouping stays valid."""
-
-    LIMIT = 1024  # states remembered; past it (boots come and go) everything is regrouped on demand
-
-    def __init__(self) -> None:
-        self._groups: dict[tuple[Component, bool], tuple[Mapping[PendingId, tuple[int, int, int]], SubjectSpend]] = {}
-
-    def of(self, comp: Component, state: NodeState, *, orphan: bool = False) -> SubjectSpend:
-        held = self._groups.get((comp, orphan))
-        if held is not None and held[0] is state.pending:
-            return held[1]
-        if len(self._groups) >= self.LIMIT:
-            self._groups.clear()
+def spend_of(state: NodeState) -> Mapping[str, Mapping[PendingId, tuple[int, int, int]]]:
+    """`state.pending` by subject (read only). A state built from another one by the functions of
+    this module (a merge, a prune, a dead boot's orphan) or by delta.apply takes the other's over,
+    updated for the entries that changed (`regrouped`); only a state that arrived whole (a peer's
+    first message) is grouped in full, once, the first time a budget check reads it."""
+    groups = state.by_subject
+    if groups is None:
         groups = spend_by_subject(state.pending)
-        self._groups[(comp, orphan)] = (state.pending, groups)
-        return groups
+        object.__setattr__(state, "by_subject", groups)  # a cache of a derived value: states stay frozen
+    return groups
 
 
-def pending_spend(view: View, subject: str, days: range, durable: Durable, *,
-                  exclude: str | None = None, index: SpendIndex | None = None) -> int:
+def regrouped(new: NodeState, old: NodeState, changed: Collection[PendingId] = (),
+              removed: Collection[PendingId] = ()) -> NodeState:
+    """`new`, just built from `old`, takes `old`'s grouping by subject over: `new.pending` must be
+    `old.pending` with the `changed` entries set (to their values in `new.pending`) and the
+    `removed` ones gone, nothing else. The grouping is updated in place for the entries named (as
+    cheap per entry as grouping it afresh, and no copy of the rest), so it moves: `old` has none
+    afterwards (read again, it would be grouped afresh) and a grouping always belongs to one state.
+    When more entries changed than are left (a prune dropping old flushes), what is left is
+    grouped afresh instead. Without `old`'s grouping, `new` has none either: it is grouped when
+    first read."""
+    groups = old.by_subject
+    if groups is None:
+        return new
+    object.__setattr__(old, "by_subject", None)  # moves to `new` (a cache: states stay frozen)
+    if len(changed) + len(removed) > len(new.pending):
+        groups = spend_by_subject(new.pending)
+    else:
+        for pid in removed:
+            entries = groups.get(pid[2])
+            if entries is not None:
+                entries.pop(pid, None)
+                if not entries:
+                    del groups[pid[2]]
+        pending = new.pending
+        for pid in changed:
+            entries = groups.get(pid[2])
+            if entries is None:
+                groups[pid[2]] = {pid: pending[pid]}
+            else:
+                entries[pid] = pending[pid]
+    object.__setattr__(new, "by_subject", groups)
+    return new
+
+
+def pending_spend(view: View, subject: str, days: range, durable: Durable, *, exclude: str | None = None) -> int:
     """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it
     (dead boots' too, until the leader's append on their behalf is in the log), plus what peers
-    hold reserved for requests in flight. Requests pass the node's `index`, so each reads only the
-    subject's own entries."""
-    index = SpendIndex() if index is None else index
+    hold reserved for requests in flight. Each state's pending spend is read grouped by subject
+    (`spend_of`): a request visits only the subject's own entries, one short list per peer."""
     total = 0
-    for orphan, states in ((False, view.components), (True, view.orphans)):
-        for comp, state in states.items():
-            node = comp[0]
+    for states in (view.components, view.orphans):
+        for (node, _), state in states.items():
             if node == exclude:
                 continue
             if state.pending:
-                for epoch, seq, day, nusd in index.of(comp, state, orphan=orphan).get(subject, ()):
-                    if day in days and seq > durable(node, epoch):
-                        total += nusd
+                groups = state.by_subject
+                entries = (spend_of(state) if groups is None else groups).get(subject)
+                if entries:
+                    for (epoch, seq, _, day), v in entries.items():
+                        if day in days and seq > durable(node, epoch):
+                            total += v[2]
             r = state.reservations.get(subject)
             if r and r[0] > r[1]:
                 total += r[0] - r[1]

@@ -7,14 +7,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shieldes.cluster import delta
 from shieldes.cluster.view import (
     EMPTY,
     NodeState,
-    SpendIndex,
     View,
     ViewCell,
     expire_orphans,
@@ -26,8 +27,11 @@ from shieldes.cluster.view import (
     participants,
     pending_spend,
     prune,
+    regrouped,
     relayed,
     reserved_in_flight,
+    spend_by_subject,
+    spend_of,
     takeover,
     window_count,
 )
@@ -308,38 +312,168 @@ def scanned_spend(view: View, subject: str, days: range, durable: Callable[[str,
     return total
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(spending_states(), st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 4))),
-                max_size=12),
-       st.sampled_from(["a", "b", "me"]))
+Step = tuple[str, Any]
+
+
+@st.composite
+def view_steps(draw: st.DrawFn) -> Step:
+    """One thing that happens to a node's view: a message (whole, a delta on what is held, a
+    replay of an earlier one, relayed counts, another node's view joined), flushes reaching the
+    log and pruned, a new boot superseding an old one (its usage an orphan), a node falling
+    silent, orphans expiring."""
+    kind = draw(st.sampled_from(["msg", "msg", "msg", "delta", "delta", "replay", "relay", "join", "durable",
+                                 "durable", "epoch", "silent", "expire"]))
+    if kind in ("msg", "delta", "relay"):
+        return kind, draw(spending_states())
+    if kind == "join":
+        return kind, draw(st.lists(spending_states(), max_size=3))
+    if kind == "replay":
+        return kind, draw(st.integers(0, 50))
+    if kind == "durable":
+        return kind, (draw(st.sampled_from(["a", "b", "c"])), draw(st.integers(0, 4)))
+    if kind == "epoch":
+        return kind, draw(st.sampled_from(NODES))
+    return kind, draw(st.sampled_from(["a", "b", "c"]))
+
+
+def grouped_states(view: View) -> list[NodeState]:
+    return [*view.components.values(), *view.orphans.values()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(view_steps(), st.booleans()), max_size=16), st.sampled_from(["a", "b", "me"]))
 def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
-        steps: list[NodeState | tuple[str, int]], exclude: str) -> None:
-    """One index lives as long as the node while its view changes under it (merges, new boots
-    leaving orphans, flushes reaching the log and pruned): every read matches a full scan."""
-    index, cell, durable = SpendIndex(), ViewCell(), {"a": 0, "b": 0, "c": 0}
+        steps: list[tuple[Step, bool]], exclude: str) -> None:
+    """The grouping by subject lives with each state and is kept entry by entry as the view changes
+    under it (merges, deltas, replays, relays, joins, new boots leaving orphans, silent nodes,
+    flushes reaching the log and pruned, orphans expiring): every read matches a full scan, and
+    every state's grouping equals a fresh grouping of its entries, for states still in the view
+    and for every state ever held, and none is held by two states (they are updated in place)."""
+    cell, durable = ViewCell(), {"a": 0, "b": 0, "c": 0}
+    sent: list[NodeState] = []
+    ever: list[NodeState] = []
 
     def d(node: str, _epoch: int) -> int:
         return durable[node]
 
-    for now, step in enumerate(steps):
-        if isinstance(step, NodeState):
-            cell.accept(step, float(now))
-        else:  # node's flushes up to seq reach the log; prune what it now holds
-            durable[step[0]] = max(durable[step[0]], step[1])
+    for now, ((kind, arg), read) in enumerate(steps):
+        if kind == "msg":
+            sent.append(arg)
+            cell.accept(arg, float(now))
+        elif kind == "replay" and sent:  # a duplicate, late or reordered
+            cell.accept(sent[arg % len(sent)], float(now))
+        elif kind == "delta":  # what the sender changed since the message held, folded into it
+            held = cell.value.components.get(arg.component)
+            if held is not None and delta.can_apply(cell.value, arg.node_id, arg.boot_epoch, held.seq):
+                applied = delta.apply(held, delta.Part(replace(arg, seq=held.seq + 1)))
+                assert applied.by_subject is None or applied.by_subject == spend_by_subject(applied.pending)
+                cell.accept(applied, float(now), whole=True)
+        elif kind == "relay":
+            cell.accept_relayed(arg, "me", 1)
+        elif kind == "join":
+            cell.value = join(cell.value, fold(arg))
+        elif kind == "durable":  # node's flushes up to seq reach the log; prune what it now holds
+            node, seq = arg
+            durable[node] = max(durable[node], seq)
             cell.value = prune(cell.value, min_window_start={}, durable=d)
-        for subject in SUBJECTS:
-            for days in (range(100, 101), range(99, 102)):
-                assert pending_spend(cell.value, subject, days, d, exclude=exclude, index=index) == \
-                    scanned_spend(cell.value, subject, days, d, exclude)
+        elif kind == "epoch":
+            cell.observe_epochs({arg[0]: arg[1]}, float(now))
+        elif kind == "silent":
+            cell.value = forget_silent(cell.value, now=float(now) + 100, after=50.0,
+                                       keep=[n for n in "abc" if n != arg])
+        elif kind == "expire":
+            cell.value = expire_orphans(cell.value, now=float(now), after=2.0)
+        ever.extend(grouped_states(cell.value))
+        for state in grouped_states(cell.value):  # kept, not rebuilt: right whether or not it was read
+            assert state.by_subject is None or state.by_subject == spend_by_subject(state.pending)
+        owned(ever)
+        if read:
+            for subject in SUBJECTS:
+                for days in (range(100, 101), range(99, 102)):
+                    assert pending_spend(cell.value, subject, days, d, exclude=exclude) == \
+                        scanned_spend(cell.value, subject, days, d, exclude)
+    for state in ever:
+        assert state.by_subject is None or state.by_subject == spend_by_subject(state.pending)
+
+
+def owned(states: list[NodeState]) -> None:
+    """No two states hold the same grouping, nor the same list of a subject's entries: groupings
+    are updated in place, so a shared one would go wrong for one of them."""
+    distinct = {id(s): s for s in states}.values()
+    groupings = [s.by_subject for s in distinct if s.by_subject is not None]
+    assert len({id(g) for g in groupings}) == len(groupings)
+    entries = [e for g in groupings for e in g.values()]
+    assert len({id(e) for e in entries}) == len(entries)
+
+
+PENDING_IDS = st.tuples(st.just(1), st.integers(1, 6), st.sampled_from([f"k:k{i}" for i in range(8)]),
+                        st.integers(99, 101))
+SPEND = st.tuples(st.just(0), st.just(0), st.integers(0, 90))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(PENDING_IDS, SPEND, max_size=80), st.dictionaries(PENDING_IDS, SPEND, max_size=12),
+       st.data())
+def test_a_grouping_kept_entry_by_entry_is_a_grouping_made_afresh(
+        old: dict[tuple[int, int, str, int], tuple[int, int, int]],
+        changes: dict[tuple[int, int, str, int], tuple[int, int, int]], data: st.DataObject) -> None:
+    """regrouped, the step every change of a state's entries takes (updated entry by entry, or
+    afresh when most of it changed): the result equals grouping the new entries afresh, and the
+    grouping moves (the old state has none left; read again, it is grouped afresh)."""
+    removable = sorted(old.keys() - changes.keys())
+    removed = data.draw(st.lists(st.sampled_from(removable), unique=True, max_size=12) if removable else st.just([]))
+    held = NodeState("a", 1, pending=old)
+    spend_of(held)
+    pending = {**{p: v for p, v in old.items() if p not in removed}, **changes}
+    new = regrouped(NodeState("a", 1, pending=pending), held, list(changes), removed)
+    assert new.by_subject == spend_by_subject(pending)
+    assert all(entries for entries in (new.by_subject or {}).values())  # no subject left without entries
+    assert held.by_subject is None and spend_of(held) == spend_by_subject(old)
+
+
+def test_a_merge_hands_the_grouping_on_and_touches_only_the_entries_that_changed() -> None:
+    """A budget read after a peer's new flush (or the prune once the log holds the old one) reads
+    the grouping the merge kept: the same object, updated for the changed entries, nothing
+    regrouped; the state it came from has none left."""
+    first = {(1, 1, f"k:k{i}", 100): (0, 0, 10) for i in range(50)}
+    view = merge(EMPTY, NodeState("a", 1, seq=1, pending=first))
+    held = view.components[("a", 1)]
+    assert pending_spend(view, "k:k7", DAYS, no_durable) == 10  # the first read groups it, once
+    grouped = held.by_subject
+    assert grouped is not None and grouped is spend_of(held)
+    k8 = grouped["k:k8"]
+    second = {(1, 2, "k:k7", 100): (0, 0, 5), (1, 2, "k:new", 100): (0, 0, 3)}
+    view = merge(view, NodeState("a", 1, seq=2, pending={**first, **second}))
+    state = view.components[("a", 1)]
+    assert state.by_subject is grouped and grouped["k:k8"] is k8 and held.by_subject is None
+    assert grouped == spend_by_subject(state.pending)
+    assert pending_spend(view, "k:k7", DAYS, no_durable) == 15 and pending_spend(view, "k:new", DAYS, no_durable) == 3
+    # a delta (what changed since the message held) carries it the same way
+    part = delta.Part(NodeState("a", 1, seq=3, pending={(1, 2, "k:new", 100): (0, 0, 8)}))
+    applied = delta.apply(state, part)
+    assert applied.by_subject is grouped and grouped["k:new"] == {(1, 2, "k:new", 100): (0, 0, 8)}
+    # the log holds flush 1: pruned (most entries dropped: what is left is grouped afresh)
+    pruned = prune(merge(view, applied, whole=True), min_window_start={}, durable=lambda n, e: 1)
+    after = pruned.components[("a", 1)].by_subject
+    assert after is not None and after == spend_by_subject(pruned.components[("a", 1)].pending)
+    assert set(after) == {"k:k7", "k:new"}
+    # a new boot: the old one's usage is an orphan, with the grouping it had
+    orphaned = observe_epochs(pruned, {"a": 2})
+    assert orphaned.orphans[("a", 1)].by_subject is after
+    assert pending_spend(orphaned, "k:new", DAYS, lambda n, e: 1) == 8
+    # the states it came from have none left; read again, they are grouped afresh, rightly
+    assert spend_of(held) == spend_by_subject(first) and spend_of(state) == spend_by_subject(state.pending)
 
 
 def test_a_prune_that_drops_nothing_keeps_the_states_pending_entries_as_they_are() -> None:
-    """The spend index regroups a state only when its entries change: a prune that finds nothing
-    durable must hand back the same mappings."""
+    """A prune that finds nothing durable hands back the same mappings, and the same grouping by
+    subject (nothing to regroup, nothing to copy)."""
     state = NodeState("a", 1, pending={(1, 3, "k:k1", 100): (1, 1, 5)}, unflushed={(1, 3, "k1", None, "p", "m", 9):
                                                                              (1, 1, 1, 5)})
     view = merge(EMPTY, state)
+    grouped = spend_of(view.components[("a", 1)])
     pruned = prune(view, min_window_start={}, durable=no_durable)
     assert pruned.components[("a", 1)].pending is view.components[("a", 1)].pending
+    assert pruned.components[("a", 1)].by_subject is grouped
     assert pruned.components[("a", 1)].unflushed is view.components[("a", 1)].unflushed
     assert not prune(view, min_window_start={}, durable=lambda n, e: 3).components[("a", 1)].pending
