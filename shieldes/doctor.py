@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import psycopg
@@ -25,6 +27,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.state import ConfigState, Deployment
 from shieldes.providers.http import is_azure, join_endpoint
+from shieldes.providers.proxies import proxy_for
 from shieldes.secrets import Keyring, SecretError, fingerprint, keyring_for, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.pricing import PriceTable
@@ -93,14 +96,23 @@ def probe_finding(dep: Deployment, status: int | None, error: str | None) -> Fin
 
 
 async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyring,
-                environ: Mapping[str, str]) -> Finding:
+                environ: Mapping[str, str], proxies: Mapping[str, str] | None = None) -> Finding:
+    """Reach the deployment the way a node does (the same egress proxy, providers/proxies.py)."""
     try:
         api_key = resolve_secret(dep.secret_ref, keyring, environ)
     except SecretError:
         api_key = None  # the credentials check reports it; reachability is still worth knowing
     url, headers = probe_request(dep, api_key)
     try:
-        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+        parts = urlsplit(url)
+        proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
+                          proxies or {})
+        via: dict[str, Any] = {}
+        if proxy is not None:
+            via["proxy"] = f"http://{proxy.where}"
+            if proxy.authorization:
+                via["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
+        async with session.get(url, headers=headers, allow_redirects=False, **via) as resp:
             return probe_finding(dep, resp.status, None)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         return probe_finding(dep, None, str(exc) or type(exc).__name__)
@@ -159,7 +171,8 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT, connect=min(PROBE_TIMEOUT, 3.0))
     async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
         deps = sorted(config.providers.values(), key=lambda d: d.name)
-        findings += await asyncio.gather(*(probe(session, d, key, env) for d in deps))
+        proxies = urllib.request.getproxies_environment()
+        findings += await asyncio.gather(*(probe(session, d, key, env, proxies) for d in deps))
     findings += price_findings(config, PriceTable().rates(config.pricing).keys())
     findings += secret_findings(nodes, settings)
     return findings

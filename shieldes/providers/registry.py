@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 
 from shieldes.providers.anthropic import AnthropicProvider
@@ -30,6 +31,8 @@ def build_providers(client: UpstreamClient, settings: Settings) -> dict[str, Pro
 def open_client(on_request: Callable[[dict[str, str]], None] | None = None) -> UpstreamClient:
     """The node's upstream client: keep-alive pools the gateway multiplexes many clients onto (few
     upstream hosts), timeouts set per call by the providers, no cookies (what an upstream sets must
-    never reach calls for other keys or teams). Must be created inside the running event loop; the
-    owner closes it on shutdown. `on_request` adds headers to every call (trace propagation)."""
-    return UpstreamClient(keepalive_timeout=30.0, on_request=on_request)
+    never reach calls for other keys or teams), the egress proxy of HTTPS_PROXY / HTTP_PROXY /
+    NO_PROXY. Must be created inside the running event loop; the owner closes it on shutdown.
+    `on_request` adds headers to every call (trace propagation)."""
+    return UpstreamClient(keepalive_timeout=30.0, on_request=on_request,
+                          proxies=urllib.request.getproxies_environment())

@@ -26,6 +26,8 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from shieldes.providers.proxies import Proxy, ProxySettingError, proxy_for
+
 _READ_AHEAD = 1 << 20  # bytes buffered ahead of a slow reader before the socket is paused
 _MAX_TARGETS = 4096  # parsed URLs remembered per client
 _DRAIN_SECONDS = 5.0  # how long a released answer's unread tail may take before its connection is dropped
@@ -428,12 +430,17 @@ class UpstreamResponse:
 class UpstreamClient:
     """Pools of keep-alive connections per origin, shared by every provider adapter of a node.
     Must be created and used inside one running event loop; the owner closes it on shutdown.
-    `on_request` may add headers to each call (trace propagation)."""
+    `on_request` may add headers to each call (trace propagation). `proxies`: urllib's view of the
+    proxy variables (proxies.proxy_for); https upstreams are reached through a CONNECT tunnel, http
+    ones by sending the proxy the absolute URL."""
 
     def __init__(self, *, keepalive_timeout: float = 30.0,
-                 on_request: Callable[[dict[str, str]], None] | None = None) -> None:
+                 on_request: Callable[[dict[str, str]], None] | None = None,
+                 proxies: Mapping[str, str] | None = None) -> None:
         self._keepalive = keepalive_timeout
         self._on_request = on_request
+        self._proxy_env = dict(proxies or {})
+        self._proxies: dict[Origin, Proxy | None] = {}
         self._idle: dict[Origin, list[_Connection]] = {}
         self._targets: dict[str, tuple[Origin, bytes, bytes]] = {}
         self._tls: ssl.SSLContext | None = None
@@ -451,6 +458,12 @@ class UpstreamClient:
         if self._on_request is not None:
             headers = dict(headers)
             self._on_request(headers)
+        if self._proxy_env:
+            proxy = self._proxy_of(origin)
+            if proxy is not None and not origin.tls:  # a plain-HTTP proxy is sent the whole URL
+                path = b"http://" + host + path
+                if proxy.authorization:
+                    headers = {**headers, "Proxy-Authorization": proxy.authorization}
         data = request_head(path, host, headers, len(body)) + body
         conn = self._pooled(origin)
         if conn is not None:
@@ -504,6 +517,14 @@ class UpstreamClient:
             conn.close()
         return None
 
+    def _proxy_of(self, origin: Origin) -> Proxy | None:
+        if origin not in self._proxies:
+            try:
+                self._proxies[origin] = proxy_for(origin.scheme, origin.host, origin.port, self._proxy_env)
+            except ProxySettingError as exc:
+                raise ConnectFailed(f"{exc}; fix the node's {origin.scheme.upper()}_PROXY") from None
+        return self._proxies[origin]
+
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:
         if self._closed:
             raise ConnectFailed("the node is shutting down")
@@ -513,11 +534,17 @@ class UpstreamClient:
             if self._tls is None:
                 self._tls = ssl.create_default_context()
             tls = self._tls
+        proxy = self._proxy_of(origin) if self._proxy_env else None
         try:
             async with asyncio.timeout(timeout):
-                _transport, conn = await loop.create_connection(
-                    lambda: _Connection(loop), origin.host, origin.port,
-                    ssl=tls, server_hostname=origin.host if tls else None)
+                if proxy is not None and tls is not None:
+                    conn = await _tunnel(loop, proxy, origin, tls)
+                elif proxy is not None:
+                    _transport, conn = await loop.create_connection(lambda: _Connection(loop), proxy.host, proxy.port)
+                else:
+                    _transport, conn = await loop.create_connection(
+                        lambda: _Connection(loop), origin.host, origin.port,
+                        ssl=tls, server_hostname=origin.host if tls else None)
         except TimeoutError:
             raise CallTimedOut(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
         except ssl.SSLCertVerificationError as exc:
@@ -527,3 +554,55 @@ class UpstreamClient:
         except OSError as exc:
             raise ConnectFailed(f"{exc.strerror or exc}", exc) from exc
         return conn
+
+
+class _ProxyAnswer(asyncio.Protocol):
+    """Reads a proxy's answer to CONNECT: its head, up to the blank line."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[bytes] = loop.create_future()
+        self._data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._data += data
+        end = self._data.find(b"\r\n\r\n")
+        if end >= 0 and not self.head.done():
+            self.head.set_result(self._data[:end])
+        elif len(self._data) > 65536 and not self.head.done():
+            self.head.set_exception(InvalidAnswer("the proxy's answer to CONNECT is not HTTP"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(Disconnected("the proxy closed the connection before answering CONNECT"))
+
+
+async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, origin: Origin, tls: ssl.SSLContext) -> _Connection:
+    """A TLS connection to `origin` inside a CONNECT tunnel through `proxy`."""
+    shown = f"[{origin.host}]" if ":" in origin.host else origin.host
+    target = f"{shown}:{origin.port}"
+    try:
+        transport, handshake = await loop.create_connection(lambda: _ProxyAnswer(loop), proxy.host, proxy.port)
+    except OSError as exc:
+        raise ConnectFailed(f"cannot reach the proxy {proxy.where}: {exc.strerror or exc}", exc) from exc
+    try:
+        auth = f"Proxy-Authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        transport.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n".encode("latin-1"))
+        try:
+            head = await handshake.head
+        except TransportError as exc:
+            raise ConnectFailed(f"no tunnel to {target} through the proxy {proxy.where}: {exc}") from exc
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        fields = status_line.split(" ", 2)
+        if len(fields) < 2 or not fields[1].startswith("2"):
+            hint = " (check the user and password in the proxy URL)" if fields[1:2] == ["407"] else ""
+            raise ConnectFailed(f"the proxy {proxy.where} refused a tunnel to {target}: {status_line}{hint}")
+        conn = _Connection(loop)
+        tls_transport = await loop.start_tls(transport, conn, tls, server_hostname=origin.host)
+    except BaseException:
+        transport.close()
+        raise
+    if tls_transport is None:
+        transport.close()
+        raise ConnectFailed(f"TLS through the proxy {proxy.where} to {target} could not start")
+    conn.connection_made(tls_transport)
+    return conn

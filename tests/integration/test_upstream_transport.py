@@ -4,6 +4,9 @@ case needs: framings, compression, dropped keep-alive connections, silence, back
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import datetime as dt
 import gzip
 import socket
 import ssl
@@ -11,8 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from shieldes.doctor import probe
+from shieldes.projections.state import Deployment
 from shieldes.providers.transport import (
     CallTimedOut,
     ConnectFailed,
@@ -23,6 +33,7 @@ from shieldes.providers.transport import (
     UpstreamClient,
     parse_target,
 )
+from shieldes.secrets import Keyring
 from tests.integration.test_gossip_tls import issue, make_ca
 
 
@@ -331,6 +342,119 @@ async def test_https_upstreams_are_verified_against_the_trust_store_and_ssl_cert
                 resp = await client.post(url, b"{}", {}, T)
                 assert await resp.read() == b"secure"
             assert len(client._idle[parse_target(url)[0]]) == 1  # one TLS connection, kept alive
+
+
+def server_tls_for(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a certificate for `name` from a CA of its own; (context, CA file)."""
+    ca_key, ca_cert = make_ca("proxy-test-ca")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp_path / "srv.pem").write_bytes(cert.public_bytes(pem))
+    (tmp_path / "srv.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
+    return ctx, tmp_path / "ca.pem"
+
+
+@asynccontextmanager
+async def egress_proxy(origin_port: int, auth: str | None = None) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An HTTP proxy: CONNECT tunnels go to 127.0.0.1:`origin_port` whatever host they name, plain
+    requests are answered by the proxy itself; `auth` is the Proxy-Authorization value it wants.
+    Yields (proxy URL, the request line and proxy header of everything it was asked)."""
+    asked: list[bytes] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        given = next((ln.split(b": ", 1)[1] for ln in lines if ln.lower().startswith(b"proxy-authorization")), None)
+        asked.append(lines[0] + (b" auth=" + given if given else b""))
+        if auth is not None and given != auth.encode():
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        if lines[0].startswith(b"CONNECT "):
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", origin_port)
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with contextlib.suppress(asyncio.CancelledError):  # the test ends with tunnels open
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            return
+        length = next((int(ln.split(b":")[1]) for ln in lines if ln.lower().startswith(b"content-length")), 0)
+        await reader.readexactly(length)
+        writer.write(answer(b"via the proxy"))
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", asked
+    finally:
+        server.close()
+
+
+async def test_https_upstreams_go_through_a_connect_tunnel_and_http_ones_by_absolute_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls, ca_file = server_tls_for(tmp_path, "api.example.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(answer(b"secure, through the tunnel"))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(origin, "127.0.0.1", 0, ssl=tls)
+    secret = "Basic " + base64.b64encode(b"svc:pw").decode()
+    try:
+        async with egress_proxy(server.sockets[0].getsockname()[1], auth=secret) as (proxy_url, asked):
+            with_auth = proxy_url.replace("http://", "http://svc:pw@")
+            env = {"https": with_auth, "http": with_auth}
+            async with UpstreamClient(proxies=env) as client:
+                for _ in range(2):
+                    resp = await client.post("https://api.example.test/v1/x", b"{}", {}, T)
+                    assert await resp.read() == b"secure, through the tunnel"
+                resp = await client.post("http://plain.example.test:8000/v1/x", b"{}", {}, T)
+                assert await resp.read() == b"via the proxy"
+            async with UpstreamClient(proxies={"https": proxy_url}) as client:
+                with pytest.raises(ConnectFailed, match=r"refused a tunnel .*407.*user and password"):
+                    await client.post("https://api.example.test/v1/x", b"{}", {}, T)
+    finally:
+        server.close()
+    auth = b" auth=" + secret.encode()
+    assert asked == [
+        b"CONNECT api.example.test:443 HTTP/1.1" + auth,  # one tunnel, kept alive for the second call
+        b"POST http://plain.example.test:8000/v1/x HTTP/1.1" + auth,
+        b"CONNECT api.example.test:443 HTTP/1.1",
+    ]
+
+
+async def test_doctor_reaches_upstreams_through_the_same_proxy_as_the_node() -> None:
+    dep = Deployment("corp-vllm", "openai", "http://vllm.example.test:8000/v1", "env:NOPE", ("m",), 1.0)
+    async with egress_proxy(0) as (proxy_url, asked), aiohttp.ClientSession() as session:
+        finding = await probe(session, dep, Keyring(None), {}, {"http": proxy_url})
+    assert finding.ok, finding
+    assert asked == [b"GET http://vllm.example.test:8000/v1/models HTTP/1.1"]
 
 
 @pytest.mark.parametrize(
