@@ -35,9 +35,10 @@ def parse_proxy(url: str) -> Proxy:
     except ValueError:
         port = -1
     if parts.scheme != "http" or not parts.hostname or port == -1:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never the password
         raise ProxySettingError(
-            f"proxy {url!r} cannot be used: give it as http://[user:password@]host:port (HTTPS and SOCKS proxies "
-            "are not supported)")
+            f"proxy {shown!r} cannot be used: give it as http://[user:password@]host:port (HTTPS and SOCKS "
+            "proxies are not supported)")
     auth = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"

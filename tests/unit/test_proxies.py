@@ -55,3 +55,9 @@ def test_no_proxy_variable_means_direct_and_a_star_exempts_everything() -> None:
     assert bypassed("anything.example", 443, "*")
     assert not bypassed("example.com.evil", 443, "example.com")
     assert bypassed("[fd00::1]", 443, "fd00::/8")
+
+
+def test_a_refused_proxy_url_is_never_repeated_with_its_password() -> None:
+    with pytest.raises(ProxySettingError) as info:
+        parse_proxy("socks5://svc:s3cret@proxy.corp:1080")
+    assert "s3cret" not in str(info.value) and "proxy.corp:1080" in str(info.value)
