@@ -34,7 +34,7 @@ from shieldes.providers.transport import (
     parse_target,
 )
 from shieldes.secrets import Keyring
-from tests.integration.test_gossip_tls import issue, make_ca
+from tests.integration.test_gossip_tls import make_ca
 
 
 @pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
@@ -300,50 +300,6 @@ async def test_nothing_listening_fails_to_connect_with_the_reason() -> None:
     assert info.value.os_error is not None
 
 
-@asynccontextmanager
-async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """An HTTPS server with a certificate for localhost signed by a CA of its own; yields (base
-    URL, the CA's PEM file)."""
-    ca = make_ca("upstream-test-ca")
-    creds = issue(ca, "localhost")
-    (tmp_path / "cert.pem").write_bytes(creds.cert)
-    (tmp_path / "key.pem").write_bytes(creds.key)
-    (tmp_path / "ca.pem").write_bytes(creds.ca)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await read_request(reader)
-                writer.write(answer(b"secure"))
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
-    try:
-        yield f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/x", tmp_path / "ca.pem"
-    finally:
-        server.close()
-
-
-async def test_https_upstreams_are_verified_against_the_trust_store_and_ssl_cert_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async with tls_server(tmp_path) as (url, ca_file):
-        async with UpstreamClient() as client:  # the system's trust store does not know this CA
-            with pytest.raises(ConnectFailed, match=r"not trusted .*SSL_CERT_FILE"):
-                await client.post(url, b"{}", {}, T)
-        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-        async with UpstreamClient() as client:
-            for _ in range(2):
-                resp = await client.post(url, b"{}", {}, T)
-                assert await resp.read() == b"secure"
-            assert len(client._idle[parse_target(url)[0]]) == 1  # one TLS connection, kept alive
-
-
 def server_tls_for(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, Path]:
     """A server TLS context with a certificate for `name` from a CA of its own; (context, CA file)."""
     ca_key, ca_cert = make_ca("proxy-test-ca")
@@ -362,6 +318,46 @@ def server_tls_for(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, Path]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tmp_path / "srv.pem", tmp_path / "srv.key")
     return ctx, tmp_path / "ca.pem"
+
+
+@asynccontextmanager
+async def tls_server(tmp_path: Path, name: str = "localhost",
+                     body: bytes = b"secure") -> AsyncIterator[tuple[int, Path]]:
+    """An HTTPS server answering `body`, with a certificate for `name` from a CA of its own;
+    yields (its port, the CA's PEM file)."""
+    tls, ca_file = server_tls_for(tmp_path, name)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(answer(body))
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+    try:
+        yield server.sockets[0].getsockname()[1], ca_file
+    finally:
+        server.close()
+
+
+async def test_https_upstreams_are_verified_against_the_trust_store_and_ssl_cert_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with tls_server(tmp_path) as (port, ca_file):
+        url = f"https://localhost:{port}/v1/x"
+        async with UpstreamClient() as client:  # the system's trust store does not know this CA
+            with pytest.raises(ConnectFailed, match=r"not trusted .*SSL_CERT_FILE"):
+                await client.post(url, b"{}", {}, T)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        async with UpstreamClient() as client:
+            for _ in range(2):
+                resp = await client.post(url, b"{}", {}, T)
+                assert await resp.read() == b"secure"
+            assert len(client._idle[parse_target(url)[0]]) == 1  # one TLS connection, kept alive
 
 
 @asynccontextmanager
@@ -411,23 +407,10 @@ async def egress_proxy(origin_port: int, auth: str | None = None) -> AsyncIterat
 async def test_https_upstreams_go_through_a_connect_tunnel_and_http_ones_by_absolute_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tls, ca_file = server_tls_for(tmp_path, "api.example.test")
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-
-    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await read_request(reader)
-                writer.write(answer(b"secure, through the tunnel"))
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(origin, "127.0.0.1", 0, ssl=tls)
     secret = "Basic " + base64.b64encode(b"svc:pw").decode()
-    try:
-        async with egress_proxy(server.sockets[0].getsockname()[1], auth=secret) as (proxy_url, asked):
+    async with tls_server(tmp_path, "api.example.test", b"secure, through the tunnel") as (port, ca_file):
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        async with egress_proxy(port, auth=secret) as (proxy_url, asked):
             with_auth = proxy_url.replace("http://", "http://svc:pw@")
             env = {"https": with_auth, "http": with_auth}
             async with UpstreamClient(proxies=env) as client:
@@ -439,8 +422,6 @@ async def test_https_upstreams_go_through_a_connect_tunnel_and_http_ones_by_abso
             async with UpstreamClient(proxies={"https": proxy_url}) as client:
                 with pytest.raises(ConnectFailed, match=r"refused a tunnel .*407.*user and password"):
                     await client.post("https://api.example.test/v1/x", b"{}", {}, T)
-    finally:
-        server.close()
     auth = b" auth=" + secret.encode()
     assert asked == [
         b"CONNECT api.example.test:443 HTTP/1.1" + auth,  # one tunnel, kept alive for the second call
