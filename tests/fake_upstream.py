@@ -116,6 +116,7 @@ class FakeUpstream:
         calls_at_index_zero: bool = False,
         tool_id_pattern: str = r".{1,40}",
         object_arguments: bool = False,
+        record: bool = True,
     ) -> None:
         # tool call arguments as a JSON object instead of its text, as Ollama and some vLLM builds send them
         self.object_arguments = object_arguments
@@ -130,6 +131,7 @@ class FakeUpstream:
         self.models = models
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
         self.call_tools = call_tools  # False: always answer with text, even when tools are offered
+        self.record = record  # False (standalone, for benchmarks): keep no requests or answers
         self.requests: list[Recorded] = []
         self.rpm = rpm  # a provider's own quota: past it in any 60 s, answer 429 like the real ones
         self.throttled = 0  # requests answered 429 for being past `rpm`
@@ -223,17 +225,10 @@ class FakeUpstream:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                dict(request.query),
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-                raw,
-                peer_of(request),
-            )
-        )
+        if self.record:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            self.requests.append(Recorded(request.method, request.path, dict(request.query), headers, body, raw,
+                                          peer_of(request)))
         if self.rpm is not None:
             now = time.monotonic()
             self._admitted = [t for t in self._admitted if t > now - 60]
@@ -335,7 +330,8 @@ class FakeUpstream:
             await resp.write(frame)
             sent.append(frame)
         await resp.write_eof()
-        self.sent.append(b"".join(sent))
+        if self.record:
+            self.sent.append(b"".join(sent))
         return resp
 
     # --- OpenAI ----------------------------------------------------------------------------------
@@ -593,7 +589,8 @@ class FakeUpstream:
 
     def _json(self, obj: Any) -> web.Response:
         raw = json.dumps(obj, separators=(",", ":")).encode()
-        self.sent.append(raw)
+        if self.record:
+            self.sent.append(raw)
         return web.Response(body=raw, content_type="application/json")
 
 
@@ -603,7 +600,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--completion-tokens", type=int, default=20)
     args = parser.parse_args()
-    fake = FakeUpstream(completion_tokens=args.completion_tokens)
+    # Nothing reads the record of a standalone fake; kept, it grows with every request of a long
+    # benchmark and the collector's pauses show up in the latencies measured through it.
+    fake = FakeUpstream(completion_tokens=args.completion_tokens, record=False)
     web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 
