@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ShieldesError(Exception):
     """Base of every error shieldes raises on purpose. `message` tells the user what to do."""
@@ -52,6 +54,12 @@ class NotFound(ShieldesError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """Whole seconds for a Retry-After header and the message that repeats it: rounded up (never
+    sooner than the limit frees up), at least 1."""
+    return max(1, math.ceil(seconds))
 
 
 class RateLimited(ShieldesError):

@@ -9,13 +9,12 @@ reservations gossip as a PN-counter.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Protocol
 
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
-from shieldes.errors import BudgetExceeded, RateLimited
+from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
 from shieldes.projections.state import VirtualKey
 from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message
 from shieldes.usage.meter import Meter, Remote, Reservation
@@ -84,7 +83,7 @@ class ClusterMeter(Meter):
             raise RateLimited(
                 f"rate limit reached for key {key.name!r}: {key.tpm} tokens per minute across the "
                 f"cluster ({min(seen, key.tpm)} used or held by nodes; this request may use up to {cost}); "
-                f"retry after {max(1, math.ceil(retry))}s, lower max_tokens, or raise it with "
+                f"retry after {retry_after_seconds(retry)}s, lower max_tokens, or raise it with "
                 "`shieldes key update --tpm`",
                 retry_after=retry,
                 headers={
@@ -107,7 +106,7 @@ class ClusterMeter(Meter):
             remaining = max(0, key.rpm - requests)
             reset = self._wait(key.id, w, key.rpm, 1) if remaining == 0 else SHARE_RETRY
             retry = reset if remaining == 0 else min(reset, SHARE_RETRY)
-            after = max(1, math.ceil(retry))  # what Retry-After says
+            after = retry_after_seconds(retry)  # what Retry-After says
             if remaining == 0:
                 message = (f"rate limit reached for key {key.name!r}: all {key.rpm} requests per minute are used "
                            f"across the cluster; retry after {after}s or raise it with `shieldes key update --rpm`")

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from shieldes.errors import RateLimited, ShieldesError
+from shieldes.errors import RateLimited, ShieldesError, retry_after_seconds
 from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
 def render_error(exc: ShieldesError, rid: str, *, anthropic: bool = False) -> web.Response:
     headers = dict(exc.headers)
     if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+        headers["Retry-After"] = str(retry_after_seconds(exc.retry_after))
     status = exc.anthropic_status if anthropic and exc.anthropic_status else exc.status
     status = status if 400 <= status <= 599 else 500
     return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic)

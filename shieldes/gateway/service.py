@@ -24,6 +24,7 @@ from shieldes.errors import (
     UpstreamError,
     UpstreamOverloaded,
     UpstreamTimeout,
+    retry_after_seconds,
 )
 from shieldes.gateway.metrics import Metrics
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey
@@ -317,7 +318,7 @@ class Gateway:
                 f"every upstream for model {route.requested!r} is overloaded ({attempts} attempt(s)): {detail}; "
                 "retry with backoff")
             if last.retry_after:
-                overloaded.headers["Retry-After"] = str(max(1, int(last.retry_after + 0.999)))
+                overloaded.headers["Retry-After"] = str(retry_after_seconds(last.retry_after))
             return overloaded
         msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
                "retry later")

@@ -20,13 +20,12 @@ exported as plain cumulative data: `rate_snapshot()`, `pending_snapshot()`, `res
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shieldes.errors import RateLimited, Unavailable
+from shieldes.errors import RateLimited, Unavailable, retry_after_seconds
 from shieldes.events.catalog import UsageDelta
 from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
@@ -81,10 +80,6 @@ class _Window:
     # key_id -> [requests, tokens, tokens released]: tokens count the estimate at admission; the part
     # of it a request did not use is released at settlement (grow-only halves, so gossip can max-merge)
     counts: dict[str, list[int]] = field(default_factory=dict)
-
-
-def _ceil_retry(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))
 
 
 class Meter:
@@ -234,7 +229,7 @@ class Meter:
                 headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
                 raise RateLimited(
                     f"rate limit reached for key {key.name!r}: all {rpm} requests per minute are used; "
-                    f"retry after {_ceil_retry(reset)}s or raise it with `shieldes key update --rpm`",
+                    f"retry after {retry_after_seconds(reset)}s or raise it with `shieldes key update --rpm`",
                     retry_after=reset, headers=headers,
                 )
             if tpm is not None and (tok >= tpm or tok + estimate_tokens > tpm):
@@ -243,7 +238,7 @@ class Meter:
                 headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
                 raise RateLimited(
                     f"rate limit reached for key {key.name!r}: {tpm} tokens per minute{this}; "
-                    f"retry after {_ceil_retry(reset)}s, lower max_tokens, or raise it with "
+                    f"retry after {retry_after_seconds(reset)}s, lower max_tokens, or raise it with "
                     "`shieldes key update --tpm`",
                     retry_after=reset, headers=headers,
                 )
