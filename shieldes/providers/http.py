@@ -159,7 +159,7 @@ def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
         return UpstreamFailure(f"{where} timed out ({exc})", status=None, retryable=True, timeout=True)
     if isinstance(exc, InvalidTarget):
         return UpstreamFailure(
-            f"{where} cannot be called: {exc}; fix its base URL with `shieldes provider update`",
+            f"{where} cannot be called: {exc}",
             status=None,
             retryable=False,
         )

@@ -52,7 +52,7 @@ class Disconnected(TransportError):
 
 
 class InvalidTarget(TransportError):
-    """The URL or a header cannot be sent (not http(s), no host, a line break in a header)."""
+    """A request that cannot be sent: its message says what to fix."""
 
 
 class InvalidAnswer(TransportError):
@@ -83,9 +83,10 @@ def parse_target(url: str) -> tuple[Origin, bytes, bytes]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidTarget(f"invalid URL {url!r}: {exc}") from None
+        raise InvalidTarget(f"invalid URL {url!r} ({exc}); fix the base URL with `shieldes provider update`") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidTarget(f"invalid URL {url!r}: expected http(s)://host/path")
+        raise InvalidTarget(f"invalid URL {url!r}: give the base URL as http(s)://host[/path] with "
+                            "`shieldes provider update`")
     default = 443 if parts.scheme == "https" else 80
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
@@ -101,7 +102,8 @@ def request_head(path: bytes, host: bytes, headers: Mapping[str, str], length: i
     lines = []
     for name, value in headers.items():
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise InvalidTarget(f"header {name!r} holds a line break; it cannot be sent")
+            raise InvalidTarget(f"header {name!r} holds a line break, so it cannot be sent; remove it from the "
+                                "request (or from the provider's stored key)")
         lowered = name.lower()
         if lowered != "host" and lowered != "content-length":
             lines.append(f"{name}: {value}\r\n")
@@ -441,7 +443,7 @@ class UpstreamClient:
         self._on_request = on_request
         self._proxy_env = dict(proxies or {})
         self._proxies: dict[Origin, Proxy | None] = {}
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, deque[_Connection]] = {}  # oldest idle on the left
         self._targets: dict[str, tuple[Origin, bytes, bytes]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
@@ -486,11 +488,20 @@ class UpstreamClient:
         return UpstreamResponse(self, origin, conn)
 
     def give_back(self, origin: Origin, conn: _Connection) -> None:
-        if conn.reusable() and not self._closed:
-            conn.idle_since = asyncio.get_running_loop().time()
-            self._idle.setdefault(origin, []).append(conn)
-        else:
+        if not conn.reusable() or self._closed:
             conn.close()
+            return
+        now = asyncio.get_running_loop().time()
+        conn.idle_since = now
+        conns = self._idle.get(origin)
+        if conns is None:
+            conns = self._idle[origin] = deque()
+        conns.append(conn)
+        # Connections a past burst opened sit at the old end, unused: close them once past the
+        # keep-alive time instead of holding their sockets for good.
+        oldest_usable = now - self._keepalive
+        while conns[0].closed or conns[0].idle_since < oldest_usable:
+            conns.popleft().close()
 
     async def __aenter__(self) -> UpstreamClient:
         return self

@@ -111,6 +111,28 @@ async def test_a_gzip_body_sent_in_chunks_is_decoded_and_the_connection_reused()
     assert b"accept-encoding" not in heads[0].lower()  # upstreams are not asked to compress
 
 
+async def test_connections_a_burst_opened_are_closed_once_idle_past_the_keep_alive_time() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        await asyncio.sleep(0.05)  # slow enough that the burst's calls overlap
+        writer.write(answer(b"ok"))
+        return True
+
+    async with raw_server(handler) as (url, _heads, conns), UpstreamClient(keepalive_timeout=1.0) as client:
+        async def call() -> bytes:
+            return await (await client.post(url, b"{}", {}, T)).read()
+
+        assert await asyncio.gather(call(), call(), call()) == [b"ok"] * 3
+        origin = parse_target(url)[0]
+        burst = list(client._idle[origin])
+        assert len(burst) == 3 and len(conns) == 3
+        await asyncio.sleep(0.6)
+        assert await call() == b"ok"  # steady traffic keeps reusing the most recent connection
+        await asyncio.sleep(0.6)  # the two others are now idle past the keep-alive time (1 s)
+        assert await call() == b"ok"
+        assert [c.closed for c in burst] == [True, True, False]
+        assert list(client._idle[origin]) == [burst[2]] and len(conns) == 3
+
+
 async def test_a_body_that_ends_with_the_connection_is_read_whole_and_not_reused() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
@@ -457,5 +479,5 @@ def test_targets_keep_the_path_as_given(url: str, target: bytes, host: bytes) ->
 
 @pytest.mark.parametrize("url", ["ftp://h/x", "http:///nohost", "http://h:99999/x", "not a url"])
 def test_urls_that_cannot_be_called_are_refused(url: str) -> None:
-    with pytest.raises(InvalidTarget):
+    with pytest.raises(InvalidTarget, match="shieldes provider update"):
         parse_target(url)
