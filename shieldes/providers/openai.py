@@ -26,7 +26,7 @@ from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
-from shieldes.providers.tool_ids import fit_chat_ids, rule_for
+from shieldes.providers.tool_ids import chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
@@ -85,9 +85,13 @@ class OpenAIProvider:
         upstream's rule (tool_ids), tool call arguments sent as objects encoded as the JSON text
         OpenAI requires (tool_args). The same object when nothing changes, so the client's own
         bytes can go instead (see call_raw)."""
-        if op != "chat":
+        messages = body.get("messages")
+        if op != "chat" or not isinstance(messages, list):
             return body
-        return fit_chat_ids(string_arguments(body), rule_for(self.kind, target.base_url))
+        rule = rule_for(self.kind, target.base_url)
+        if chat_history_fits(messages, rule, text_arguments=True):  # the common case: one pass
+            return body
+        return fit_chat_ids(string_arguments(body), rule)
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         payload = dict(self.outgoing(op, target, body))

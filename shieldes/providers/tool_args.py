@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shieldes.providers.tool_ids import changed_items
+from shieldes.providers.tool_ids import ANY, changed_items, chat_history_fits
 
 Body = dict[str, Any]
 # A quick look at an upstream's bytes: arguments given as an object or list (rare; parse then)
@@ -38,7 +38,7 @@ def string_arguments(body: Body) -> Body:
     """A chat request whose history's tool call arguments are all strings: the very same object
     when they already are, else a copy with the objects encoded."""
     messages = body.get("messages")
-    if not isinstance(messages, list) or _all_text(messages):
+    if not isinstance(messages, list) or chat_history_fits(messages, ANY, text_arguments=True):
         return body
 
     def fix(msg: Any) -> Any:
@@ -48,18 +48,6 @@ def string_arguments(body: Body) -> Body:
 
     out = changed_items(messages, fix)
     return body if out is None else dict(body, messages=out)
-
-
-def _all_text(messages: list[Any]) -> bool:
-    """Whether every tool call argument of a chat history is text (checked on every request)."""
-    for msg in messages:
-        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
-        if isinstance(calls, list):
-            for call in calls:
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict) and not isinstance(fn.get("arguments", ""), str | None):
-                    return False
-    return True
 
 
 def string_answer_arguments(answer: Body) -> bool:

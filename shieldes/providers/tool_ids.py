@@ -111,27 +111,33 @@ def fit_chat_ids(body: Body, rule: IdRule) -> Body:
     `tool_call_id`) fitted to `rule`. The very same object when every id already fits, so callers
     can tell with `is` whether the client's bytes still hold."""
     messages = body.get("messages")
-    if rule is ANY or not isinstance(messages, list) or _chat_ids_fit(messages, rule):
+    if rule is ANY or not isinstance(messages, list) or chat_history_fits(messages, rule):
         return body
     fitted = changed_items(messages, lambda m: _fit_message(m, rule))
     return body if fitted is None else dict(body, messages=fitted)
 
 
-def _chat_ids_fit(messages: list[Any], rule: IdRule) -> bool:
-    """Whether every tool call id of a chat history fits (the common case, checked on every
-    request: plain loops, nothing built)."""
-    fits = rule.fits
+def chat_history_fits(messages: list[Any], rule: IdRule, *, text_arguments: bool = False) -> bool:
+    """Whether a chat history can go as it is: every tool call id fits `rule` (any id does for
+    ANY) and, with `text_arguments`, every tool call's arguments are text (tool_args). One pass of
+    plain loops, nothing built: it runs on every chat request, long agent histories included."""
+    fits = None if rule is ANY else rule.fits
     for msg in messages:
         if not isinstance(msg, dict):
             continue
         calls = msg.get("tool_calls")
         if isinstance(calls, list):
             for call in calls:
-                ident = call.get("id") if isinstance(call, dict) else None
-                if isinstance(ident, str) and not fits(ident):
+                if not isinstance(call, dict):
+                    continue
+                ident = call.get("id")
+                if fits is not None and isinstance(ident, str) and not fits(ident):
+                    return False
+                fn = call.get("function")
+                if text_arguments and isinstance(fn, dict) and not isinstance(fn.get("arguments", ""), str | None):
                     return False
         answered = msg.get("tool_call_id")
-        if isinstance(answered, str) and not fits(answered):
+        if fits is not None and isinstance(answered, str) and not fits(answered):
             return False
     return True
 
