@@ -33,11 +33,13 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
-from shieldes.gateway.app import IN_FLIGHT, build_app
+from shieldes.gateway.app import IN_FLIGHT, OBSERVER, build_app
 from shieldes.gateway.config_check import ConfigWatch
+from shieldes.gateway.front import Front
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import protocol_logger
 from shieldes.gateway.observe import Observer
+from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway
 from shieldes.projections.keytable import warm
 from shieldes.projections.projector import LogDiverged, Projection, Projector
@@ -153,7 +155,8 @@ class LogPoller:
 
 
 class HttpServer:
-    """The aiohttp runner and its one TCP site."""
+    """The node's listening socket: the front answers the model API's hot routes, the aiohttp
+    runner's handlers everything else (gateway/front.py)."""
 
     def __init__(self, app: web.Application, host: str, port: int, *, reuse_port: bool, grace: float) -> None:
         self.app = app
@@ -163,21 +166,21 @@ class HttpServer:
         self.grace = grace
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
                                     logger=protocol_logger())
-        self._site: web.TCPSite | None = None
+        self.front: Front | None = None
 
     async def start(self) -> None:
         await self.runner.setup()
-        self._site = web.TCPSite(self.runner, self.host, self.port, reuse_port=self.reuse_port or None)
-        await self._site.start()
-        server = self._site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        server = self.runner.server
+        assert server is not None
+        self.front = Front(self.app, server, self.app[OBSERVER].observe,
+                           self.app[GATEWAY].settings.max_body_bytes)
+        self.port = await self.front.start(self.host, self.port, self.reuse_port)
 
     async def stop(self) -> None:
-        if self._site is not None:
-            await self._site.stop()  # stop accepting; open connections keep going
-            self._site = None
+        front = self.front
+        if front is not None:
+            front.stop_listening()  # stop accepting; open connections keep going
+            front.close_idle()
         in_flight = self.app[IN_FLIGHT]
         deadline = time.monotonic() + self.grace
         while in_flight.count and time.monotonic() < deadline:
@@ -186,6 +189,9 @@ class HttpServer:
             log.warning("shutdown: %d requests still running after %.1fs; cancelling them",
                         in_flight.count, self.grace)
         await self.runner.cleanup()
+        if front is not None:
+            await front.close()
+            self.front = None
 
 
 class Node:

@@ -35,6 +35,7 @@ def tune_gc() -> None:
 
 
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+OBSERVER: web.AppKey[Observer] = web.AppKey("observer", Observer)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
@@ -49,6 +50,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[GATEWAY] = gateway
     app[READINESS] = readiness
     app[IN_FLIGHT] = observer.in_flight
+    app[OBSERVER] = observer
     app[RESPONSES] = responses
     add_routes(app)
     add_responses_routes(app)

@@ -42,12 +42,16 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, st
     return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
 
 
+def new_request_id() -> str:
+    """96 random bits name a request (not a secret: no system call for the OS's randomness)."""
+    return f"{random.getrandbits(96):024x}"
+
+
 def request_id(request: web.Request) -> str:
     rid = request.get(REQUEST_ID_KEY)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
-        # 96 random bits name a request (not a secret: no system call for the OS's randomness)
-        rid = given if given and _SANE_ID.match(given) else f"{random.getrandbits(96):024x}"
+        rid = given if given and _SANE_ID.match(given) else new_request_id()
         request[REQUEST_ID_KEY] = rid
     return str(rid)
 

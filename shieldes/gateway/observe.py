@@ -54,39 +54,42 @@ class Observer:
         self.in_flight = InFlight()
 
     def middleware(self) -> Any:
-        in_flight = self.in_flight
-        perf, wall = time.perf_counter, time.time
-        tracing = self.tracing
-
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-            in_flight.count += 1
-            t0 = perf()
-            rec = RequestRecord(request_id(request), wall(), t0, request.method, request.path)
-            request[RECORD_KEY] = rec
-            resp: web.StreamResponse | None = None
-            try:
-                if tracing is None:
-                    resp = await handle_errors(request, handler)
-                else:
-                    with tracing.server_span(request, rec) as span:
-                        resp = await handle_errors(request, handler)
-                        rec.status = resp.status
-                        tracing.finish_server_span(span, request, rec)
-                return resp
-            except asyncio.CancelledError:
-                rec.error_code = rec.error_code or "cancelled"
-                raise
-            finally:
-                in_flight.count -= 1
-                rec.t_end = perf()
-                rec.status = resp.status if resp is not None else CANCELLED
-                try:
-                    await self.finish(request, rec, resp)
-                except Exception as exc:  # observing must never break the answer itself
-                    log.warning("could not record request %s: %s: %s", rec.request_id, type(exc).__name__, exc)
+            return await self.observe(request, handler)
 
         return observe
+
+    async def observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Run `handler` for `request` with its record open, then finish the record; every request
+        of the node comes through here (aiohttp's middleware and the front's hot routes)."""
+        in_flight = self.in_flight
+        tracing = self.tracing
+        in_flight.count += 1
+        t0 = time.perf_counter()
+        rec = RequestRecord(request_id(request), time.time(), t0, request.method, request.path)
+        request[RECORD_KEY] = rec
+        resp: web.StreamResponse | None = None
+        try:
+            if tracing is None:
+                resp = await handle_errors(request, handler)
+            else:
+                with tracing.server_span(request, rec) as span:
+                    resp = await handle_errors(request, handler)
+                    rec.status = resp.status
+                    tracing.finish_server_span(span, request, rec)
+            return resp
+        except asyncio.CancelledError:
+            rec.error_code = rec.error_code or "cancelled"
+            raise
+        finally:
+            in_flight.count -= 1
+            rec.t_end = time.perf_counter()
+            rec.status = resp.status if resp is not None else CANCELLED
+            try:
+                await self.finish(request, rec, resp)
+            except Exception as exc:  # observing must never break the answer itself
+                log.warning("could not record request %s: %s: %s", rec.request_id, type(exc).__name__, exc)
 
     async def finish(self, request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None) -> None:
         resource = request.match_info.route.resource

@@ -13,10 +13,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from aiohttp import web
 
+from shieldes.gateway.front import LeanRequest
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
 
@@ -96,7 +98,23 @@ def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[st
     return frame(event, {"type": "error", "error": {"type": "api_error", "message": err["message"]}})
 
 
-async def _relay(resp: web.StreamResponse, frames: AsyncIterator[bytes]) -> UpstreamFailure | None:
+class Sink(Protocol):
+    """Where a streamed answer's body goes: aiohttp's prepared StreamResponse, or the front's."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def write_eof(self) -> None: ...
+
+
+async def open_sink(request: web.Request, resp: web.StreamResponse) -> Sink:
+    """Send `resp`'s head; the sink takes the body."""
+    if isinstance(request, LeanRequest):  # a hot route answered by the front
+        return request.start_stream(resp)
+    await resp.prepare(request)
+    return resp
+
+
+async def _relay(resp: Sink, frames: AsyncIterator[bytes]) -> UpstreamFailure | None:
     """Write every frame as it comes (one write per upstream read for OpenAI frames); the failure
     that ended the stream, or None at its end. Only a write raises ConnectionError (the client
     left): whatever the frames raise becomes an UpstreamFailure, so the two are never confused."""
@@ -133,15 +151,15 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     buffer to drain), which backs up into the upstream connection."""
     try:
         try:
-            await resp.prepare(request)
+            sink = await open_sink(request, resp)
             tally.first_write_at = time.perf_counter()
-            failure = await _relay(resp, frames)
+            failure = await _relay(sink, frames)
             if failure is None:
                 tally.outcome = "done"
-                await resp.write_eof()
+                await sink.write_eof()
             else:
                 tally.outcome = "upstream_error"
-                await resp.write(error_frame(failure, error_event, scrub))
+                await sink.write(error_frame(failure, error_event, scrub))
         except ConnectionError:
             if tally.outcome == "open":
                 tally.outcome = "disconnected"

@@ -1,0 +1,539 @@
+"""The node's HTTP/1.1 front door: it answers the model API's POST routes (chat completions,
+completions, embeddings, Messages, Responses) itself, and gives every other connection to the
+aiohttp application at a request boundary.
+
+Why: aiohttp's request machinery (request and response objects, router, middleware chain,
+payload streams) costs about 25-30 us of CPU per request, a sixth of a node's work per chat
+completion. Here a connection is parsed by httptools (llhttp, the parser aiohttp itself ships),
+and a hot request is handed to the same handler the app registered for its route, through the
+same observer (request log, metrics, access line, traces) and error rendering, with a
+`LeanRequest` standing in for aiohttp's request: the few attributes the handlers use.
+
+A connection starts here. When the first bytes of a request (at a boundary: nothing parsed,
+nothing being answered) are not `POST <hot path>`, the connection's transport is switched to an
+aiohttp request handler, which gets those bytes and everything after: admin API, console,
+/v1/models, /metrics, errors such as 404 and 405 are aiohttp's as before. A client that pipelines
+a request that is not hot behind a hot one in the same read gets a 400 asking it to wait for the
+answer (no SDK pipelines)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import formatdate
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+
+from shieldes.gateway.middleware import error_response, new_request_id
+
+log = logging.getLogger(__name__)
+
+# The routes answered here, with and without the /v1 prefix; their handlers come from the app.
+HOT_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+             "/v1/messages/count_tokens", "/v1/responses", "/v1/responses/input_tokens")
+MAX_TARGET = 8190  # request line target, as aiohttp's max_line_size
+MAX_HEAD = 64 * 1024  # all header names and values together
+MAX_UNPARSED = 64 * 1024  # bytes held (reading paused) while a previous answer is still going out
+KEEPALIVE_TIMEOUT = 3630.0  # idle keep-alive connections close after this, as aiohttp's default
+SWEEP_SECONDS = 60.0
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+            404: "Not Found", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+            422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            499: "Client Closed Request", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Gateway Timeout", 529: "Overloaded"}
+_HOP_HEADERS = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def hot_target(data: bytes) -> bool | None:
+    """Whether a request starting with `data` is `POST <hot path>[?query]`: True, False, or None
+    while too few bytes have arrived to tell."""
+    if not data.startswith(b"POST /"):
+        return None if len(data) < 6 and b"POST /".startswith(data) else False
+    end = data.find(b" ", 5, 5 + 64)
+    if end < 0:
+        return None if len(data) < 5 + 64 else False
+    target = data[5:end]
+    query = target.find(b"?")
+    path = target if query < 0 else target[:query]
+    return path.decode("latin-1") in _HOT_SET
+
+
+_HOT_SET = frozenset(HOT_PATHS) | frozenset(p[len("/v1"):] for p in HOT_PATHS)
+
+
+class _Match:
+    """What the observer and tracing read of aiohttp's match info: the route."""
+
+    __slots__ = ("route",)
+
+    def __init__(self, route: web.AbstractRoute) -> None:
+        self.route = route
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class LeanRequest:
+    """The part of aiohttp's `web.Request` the model API's handlers use, for a request parsed
+    here: the app, method, path, query, headers, body, peer, and per-request storage."""
+
+    def __init__(self, conn: _Connection, method: str, target: str, headers: CIMultiDictProxy[str],
+                 body: bytes, keep_alive: bool, too_large: bool, http11: bool = True) -> None:
+        self._conn = conn
+        self.app = conn.front.app
+        self.method = method
+        path, _, self.query_string = target.partition("?")
+        self.path = path
+        self.headers = headers
+        self._body = body
+        self._too_large = too_large
+        self.keep_alive = keep_alive
+        self.http11 = http11  # an HTTP/1.0 client gets a stream unchunked, ended by the close
+        self.remote = conn.remote
+        self.match_info = _Match(conn.front.routes[path])
+        self._store: dict[Any, Any] = {}
+        self.stream: StreamSink | None = None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def can_read_body(self) -> bool:
+        return False  # the whole body is read before the handler runs
+
+    @property
+    def body_exists(self) -> bool:
+        return bool(self._body)
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return MultiDictProxy(MultiDict(parse_qsl(self.query_string, keep_blank_values=True)))
+
+    async def read(self) -> bytes:
+        if self._too_large:
+            limit = self._conn.front.max_body
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1)
+        return self._body
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._store
+
+    def start_stream(self, resp: web.StreamResponse) -> StreamSink:
+        """Send a streamed answer's head (chunked; for HTTP/1.0, ended by closing the connection);
+        the sink writes its body."""
+        if not self.http11:
+            self.keep_alive = False
+        sink = StreamSink(self._conn, self.http11)
+        self._conn.write(head(resp.status, resp.reason, resp.headers, None, self.keep_alive,
+                              self._conn.front.date(), chunked=self.http11))
+        self.stream = sink
+        return sink
+
+
+def as_request(request: LeanRequest) -> web.Request:
+    """A LeanRequest where the handlers' annotations say web.Request: it has every attribute
+    they read (tests/test_front.py drives each hot route through it)."""
+    return cast(web.Request, request)
+
+
+class StreamSink:
+    """A streamed answer's body, chunked, paced by the socket's flow control (a slow client
+    pauses the relay, which pauses the upstream read)."""
+
+    def __init__(self, conn: _Connection, chunked: bool) -> None:
+        self._conn = conn
+        self._chunked = chunked
+        self.ended = False
+
+    async def write(self, data: bytes) -> None:
+        conn = self._conn
+        if conn.closed:
+            raise ConnectionResetError("the client closed the connection")
+        if not data:
+            return
+        conn.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        if conn.paused:
+            await conn.drain()
+
+    async def write_eof(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self._chunked and not self._conn.closed:
+            self._conn.write(b"0\r\n\r\n")
+
+
+def head(status: int, reason: str | None, headers: Mapping[str, str], length: int | None, keep_alive: bool,
+         date: bytes, *, chunked: bool = True) -> bytes:
+    """An answer's status line and headers: the handler's headers, then the framing ones (a
+    length, else chunked unless the close ends the body), Date, and Connection: close when the
+    connection ends with it."""
+    lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}\r\n"]
+    typed = False
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in _HOP_HEADERS:
+            continue
+        typed = typed or lowered == "content-type"
+        lines.append(f"{name}: {value}\r\n")
+    if not typed:
+        lines.append("Content-Type: application/octet-stream\r\n")
+    text = "".join(lines)
+    if text.count("\n") != len(lines) or "\r" in text.replace("\r\n", ""):  # a line break inside a header
+        text = "".join(line[:-2].replace("\r", " ").replace("\n", " ") + "\r\n" for line in lines)
+    if length is not None:
+        framing = b"Content-Length: %d\r\n" % length
+    else:
+        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b""
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return text.encode("latin-1", "replace") + framing + close + b"Date: " + date + b"\r\n\r\n"
+
+
+def answer_bytes(resp: web.StreamResponse, keep_alive: bool, date: bytes) -> bytes:
+    body = resp.body if isinstance(resp, web.Response) else None
+    if not isinstance(body, bytes):
+        body = b""
+    return head(resp.status, resp.reason, resp.headers, len(body), keep_alive, date) + body
+
+
+class Front:
+    """The listening socket and its connections."""
+
+    def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
+                 max_body: int) -> None:
+        self.app = app
+        self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
+        self.observe = observe
+        self.max_body = max_body
+        self.routes: dict[str, web.AbstractRoute] = {}
+        self.handlers: dict[str, Handler] = {}
+        for route in app.router.routes():
+            resource = route.resource
+            if route.method == "POST" and resource is not None and resource.canonical in _HOT_SET:
+                self.routes[resource.canonical] = route
+                self.handlers[resource.canonical] = route.handler
+        self.connections: set[_Connection] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self._date = b""
+        self._date_at = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def date(self) -> bytes:
+        now = time.time()
+        if now - self._date_at >= 1.0:
+            self._date_at = float(int(now))
+            self._date = formatdate(self._date_at, usegmt=True).encode("ascii")
+        return self._date
+
+    async def start(self, host: str, port: int, reuse_port: bool) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
+                                               reuse_port=reuse_port or None, backlog=128)
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+        sockets = self.server.sockets
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    def stop_listening(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def close_idle(self) -> None:
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+
+    async def close(self) -> None:
+        """Close every connection still here (answers in progress are cut)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()  # what is still buffered for it goes out first
+            else:
+                conn.abort()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+            self.server = None
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - KEEPALIVE_TIMEOUT
+        for conn in list(self.connections):
+            if conn.idle and conn.idle_since < cutoff:
+                conn.close()
+        self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection while it is here: requests parsed, answered one after another."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._unparsed = bytearray()  # bytes after an answered request, not fed to the parser yet
+        self._in_message = False
+        self._queue: deque[LeanRequest] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self.idle_since = self._loop.time()
+        self._refusal: bytes | None = None  # sent once the answer being written is out
+        self._reset()
+
+    def _reset(self) -> None:
+        self._target = bytearray()
+        self._headers: list[tuple[str, str]] = []
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._too_large = False
+        self._early: LeanRequest | None = None  # dispatched at its head (declared body too large)
+
+    @property
+    def idle(self) -> bool:
+        return self._task is None and not self._in_message and not self._queue
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.front.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.front.connections.discard(self)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def _wake(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self) -> None:
+        if self.paused and not self.closed:
+            self._drained = self._loop.create_future()
+            await self._drained
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return
+        if self._in_message:
+            self._feed(data)
+            return
+        self._unparsed += data
+        if self._task is None:
+            self._next()
+        elif len(self._unparsed) > MAX_UNPARSED and self.transport is not None:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # close once the answers in progress are written (the transport does)
+
+    # --- parsing ---------------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """At a boundary with nothing being answered: parse the next request if it is hot, else
+        give the connection to aiohttp."""
+        data = self._unparsed
+        if not data:
+            return
+        hot = hot_target(bytes(data[:6 + 64]))
+        if hot is None:
+            return
+        raw = bytes(data)
+        self._unparsed = bytearray()
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        if hot:
+            self._feed(raw)
+        else:
+            self._hand_off(raw)
+
+    def _hand_off(self, raw: bytes) -> None:
+        assert self.transport is not None
+        self.front.connections.discard(self)
+        handler = self.front.handoff()
+        self.transport.set_protocol(handler)
+        handler.connection_made(self.transport)
+        handler.data_received(raw)
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _BadRequest):
+                self._refuse(cause.status, cause.code, cause.message)
+            else:
+                log.warning("front: request handling failed while parsing: %r", cause)
+                self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
+        except httptools.HttpParserError as exc:
+            log.info("refused a malformed HTTP request (%s)", type(exc).__name__)
+            self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer a request that cannot be parsed or taken, after the answers before it, then close
+        (the rest of the byte stream cannot be trusted to start at a request)."""
+        self._in_message = False
+        self._early = None
+        if self.closed or self.transport is None:
+            return
+        resp = error_response(status, "invalid_request_error", code, message, new_request_id())
+        self._refusal = answer_bytes(resp, False, self.front.date())
+        self.transport.pause_reading()  # nothing after this is read
+        if self._task is None:
+            self.write(self._refusal)
+            self.close()
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        if len(self._target) > MAX_TARGET:
+            raise _BadRequest(414, "uri_too_long", f"the request target is over {MAX_TARGET} bytes; send a shorter one")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > MAX_HEAD:
+            raise _BadRequest(431, "headers_too_large",
+                              f"the request's headers are over {MAX_HEAD} bytes together; send smaller ones")
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        target = self._target.decode("utf-8", "surrogateescape")
+        path = target.partition("?")[0]
+        if self._parser.get_method() != b"POST" or path not in self.front.routes:
+            raise _BadRequest(400, "pipelining_not_supported",
+                              "this request came pipelined behind another in the same read; send it after the "
+                              "previous answer arrives, or on its own connection")
+        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        declared = headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > self.front.max_body:
+            self._too_large = True
+            self._early = self._request(target, headers, keep_alive=False)
+            self._dispatch(self._early)
+            return
+        if headers.get("Expect", "").lower() == "100-continue":
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._target_str, self._header_map = target, headers
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body_size += len(body)
+        if self._body_size > self.front.max_body:
+            self._too_large = True
+            self._body.clear()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._early is not None:
+            return
+        self._dispatch(self._request(self._target_str, self._header_map, self._parser.should_keep_alive()))
+
+    def _request(self, target: str, headers: CIMultiDictProxy[str], keep_alive: bool) -> LeanRequest:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        return LeanRequest(self, "POST", target, headers, body, keep_alive, self._too_large,
+                           self._parser.get_http_version() != "1.0")
+
+    def _dispatch(self, request: LeanRequest) -> None:
+        self._queue.append(request)
+        if self._task is None:
+            self._task = self._loop.create_task(self._answer_all())
+
+    # --- answering -------------------------------------------------------------------------------
+
+    async def _answer_all(self) -> None:
+        try:
+            while self._queue and not self.closed:  # pipelined requests, in order
+                request = self._queue.popleft()
+                await self._answer(request)
+                if not request.keep_alive:
+                    self.close()
+                    return
+        finally:
+            self._task = None
+            self.idle_since = self._loop.time()
+        refusal = self._refusal
+        if refusal is not None:
+            self.write(refusal)
+            self.close()
+        elif not self.closed and not self._in_message:
+            self._next()
+
+    async def _answer(self, request: LeanRequest) -> None:
+        handler = self.front.handlers[request.path]
+        resp = await self.front.observe(as_request(request), handler)
+        if request.stream is not None:
+            await request.stream.write_eof()
+        elif not self.closed:
+            self.write(answer_bytes(resp, request.keep_alive, self.front.date()))
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+        self.front.connections.discard(self)
+

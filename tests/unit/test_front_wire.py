@@ -1,0 +1,38 @@
+"""The front's pure decisions: which requests it answers itself, and the head of an answer."""
+
+from __future__ import annotations
+
+from shieldes.gateway.front import head, hot_target
+
+
+def test_hot_target_takes_post_to_model_routes_only() -> None:
+    assert hot_target(b"POST /v1/chat/completions HTTP/1.1\r\n") is True
+    assert hot_target(b"POST /messages?beta=true HTTP/1.1\r\n") is True  # unversioned, with a query
+    assert hot_target(b"POST /v1/responses/input_tokens HTTP/1.1\r\n") is True
+    assert hot_target(b"GET /v1/chat/completions HTTP/1.1\r\n") is False  # aiohttp answers 405
+    assert hot_target(b"POST /v1/responses/resp_1/cancel HTTP/1.1\r\n") is False
+    assert hot_target(b"POST /admin/v1/keys HTTP/1.1\r\n") is False
+    assert hot_target(b"POST http://gw/v1/chat/completions HTTP/1.1\r\n") is False  # absolute form
+    assert hot_target(b"PRI * HTTP/2.0\r\n") is False
+    assert hot_target(b"POST /v1/" + b"x" * 100) is False  # no hot path is that long
+
+
+def test_hot_target_waits_for_enough_bytes() -> None:
+    assert hot_target(b"") is None
+    assert hot_target(b"PO") is None
+    assert hot_target(b"POST /v1/chat/compl") is None
+    assert hot_target(b"G") is False
+
+
+def test_head_frames_and_cleans() -> None:
+    got = head(200, "OK", {"X-A": "1", "Content-Length": "9", "Connection": "keep-alive"}, 5, True, b"D")
+    assert got == (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Type: application/octet-stream\r\n"
+                   b"Content-Length: 5\r\nDate: D\r\n\r\n")
+    streamed = head(200, None, {"content-type": "text/event-stream"}, None, False, b"D")
+    assert streamed == (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+                        b"Connection: close\r\nDate: D\r\n\r\n")
+    assert b"Transfer-Encoding" not in head(200, "OK", {}, None, False, b"D", chunked=False)
+    # a line break inside a value cannot split the head
+    split = head(429, None, {"Content-Type": "a/b", "X-Why": "slow\r\nSet-Cookie: x"}, 0, True, b"D")
+    assert b"\r\nSet-Cookie" not in split and b"X-Why: slow  Set-Cookie: x\r\n" in split
+    assert split.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
