@@ -45,6 +45,17 @@ SubjectSpend = dict[str, dict[PendingId, tuple[int, int, int]]]
 K = TypeVar("K")
 
 
+class Grouping:
+    """The cache that holds one state's pending spend grouped by subject (`spend_of`): derived from
+    the state's `pending`, filled on the first budget read or handed on by `regrouped`. The one
+    mutable part of a state, kept apart so the state itself stays frozen."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self) -> None:
+        self.groups: SubjectSpend | None = None
+
+
 @dataclass(frozen=True)
 class Health:
     """A deployment's recent behaviour as one node sees it. A gauge: the newer message wins."""
@@ -74,9 +85,10 @@ class NodeState:
     # gauges, taken from the newest message: unused limit claims, and what the sender saw of peers
     allowances: Mapping[WindowId, int] = field(default_factory=dict)
     seen: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # peer -> (boot_epoch, seq)
-    # `pending` by subject, for budget reads (spend_of): derived, never compared, never copied by
-    # `replace`; a state built from this one takes it over and keeps it up to date (`regrouped`)
-    by_subject: SubjectSpend | None = field(default=None, init=False, repr=False, compare=False)
+    # `pending` by subject, for budget reads (spend_of): derived, never compared, a fresh empty one
+    # per state (`replace` included); a state built from this one takes the grouping over and keeps
+    # it up to date (`regrouped`)
+    grouping: Grouping = field(default_factory=Grouping, init=False, repr=False, compare=False)
 
     @property
     def component(self) -> Component:
@@ -426,10 +438,10 @@ def spend_of(state: NodeState) -> Mapping[str, Mapping[PendingId, tuple[int, int
     this module (a merge, a prune, a dead boot's orphan) or by delta.apply takes the other's over,
     updated for the entries that changed (`regrouped`); only a state that arrived whole (a peer's
     first message) is grouped in full, once, the first time a budget check reads it."""
-    groups = state.by_subject
+    cache = state.grouping
+    groups = cache.groups
     if groups is None:
-        groups = spend_by_subject(state.pending)
-        object.__setattr__(state, "by_subject", groups)  # a cache of a derived value: states stay frozen
+        groups = cache.groups = spend_by_subject(state.pending)
     return groups
 
 
@@ -443,10 +455,10 @@ def regrouped(new: NodeState, old: NodeState, changed: Collection[PendingId] = (
     When more entries changed than are left (a prune dropping old flushes), what is left is
     grouped afresh instead. Without `old`'s grouping, `new` has none either: it is grouped when
     first read."""
-    groups = old.by_subject
+    groups = old.grouping.groups
     if groups is None:
         return new
-    object.__setattr__(old, "by_subject", None)  # moves to `new` (a cache: states stay frozen)
+    old.grouping.groups = None  # it moves to `new`
     if len(changed) + len(removed) > len(new.pending):
         groups = spend_by_subject(new.pending)
     else:
@@ -463,7 +475,7 @@ def regrouped(new: NodeState, old: NodeState, changed: Collection[PendingId] = (
                 groups[pid[2]] = {pid: pending[pid]}
             else:
                 entries[pid] = pending[pid]
-    object.__setattr__(new, "by_subject", groups)
+    new.grouping.groups = groups
     return new
 
 
@@ -478,7 +490,7 @@ def pending_spend(view: View, subject: str, days: range, durable: Durable, *, ex
             if node == exclude:
                 continue
             if state.pending:
-                groups = state.by_subject
+                groups = state.grouping.groups
                 entries = (spend_of(state) if groups is None else groups).get(subject)
                 if entries:
                     for (epoch, seq, _, day), v in entries.items():

@@ -366,7 +366,7 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
             held = cell.value.components.get(arg.component)
             if held is not None and delta.can_apply(cell.value, arg.node_id, arg.boot_epoch, held.seq):
                 applied = delta.apply(held, delta.Part(replace(arg, seq=held.seq + 1)))
-                assert applied.by_subject is None or applied.by_subject == spend_by_subject(applied.pending)
+                assert applied.grouping.groups is None or applied.grouping.groups == spend_by_subject(applied.pending)
                 cell.accept(applied, float(now), whole=True)
         elif kind == "relay":
             cell.accept_relayed(arg, "me", 1)
@@ -385,7 +385,7 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
             cell.value = expire_orphans(cell.value, now=float(now), after=2.0)
         ever.extend(grouped_states(cell.value))
         for state in grouped_states(cell.value):  # kept, not rebuilt: right whether or not it was read
-            assert state.by_subject is None or state.by_subject == spend_by_subject(state.pending)
+            assert state.grouping.groups is None or state.grouping.groups == spend_by_subject(state.pending)
         owned(ever)
         if read:
             for subject in SUBJECTS:
@@ -393,14 +393,14 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
                     assert pending_spend(cell.value, subject, days, d, exclude=exclude) == \
                         scanned_spend(cell.value, subject, days, d, exclude)
     for state in ever:
-        assert state.by_subject is None or state.by_subject == spend_by_subject(state.pending)
+        assert state.grouping.groups is None or state.grouping.groups == spend_by_subject(state.pending)
 
 
 def owned(states: list[NodeState]) -> None:
     """No two states hold the same grouping, nor the same list of a subject's entries: groupings
     are updated in place, so a shared one would go wrong for one of them."""
     distinct = {id(s): s for s in states}.values()
-    groupings = [s.by_subject for s in distinct if s.by_subject is not None]
+    groupings = [s.grouping.groups for s in distinct if s.grouping.groups is not None]
     assert len({id(g) for g in groupings}) == len(groupings)
     entries = [e for g in groupings for e in g.values()]
     assert len({id(e) for e in entries}) == len(entries)
@@ -426,9 +426,9 @@ def test_a_grouping_kept_entry_by_entry_is_a_grouping_made_afresh(
     spend_of(held)
     pending = {**{p: v for p, v in old.items() if p not in removed}, **changes}
     new = regrouped(NodeState("a", 1, pending=pending), held, list(changes), removed)
-    assert new.by_subject == spend_by_subject(pending)
-    assert all(entries for entries in (new.by_subject or {}).values())  # no subject left without entries
-    assert held.by_subject is None and spend_of(held) == spend_by_subject(old)
+    assert new.grouping.groups == spend_by_subject(pending)
+    assert all(entries for entries in (new.grouping.groups or {}).values())  # no subject left without entries
+    assert held.grouping.groups is None and spend_of(held) == spend_by_subject(old)
 
 
 def test_a_merge_hands_the_grouping_on_and_touches_only_the_entries_that_changed() -> None:
@@ -439,27 +439,27 @@ def test_a_merge_hands_the_grouping_on_and_touches_only_the_entries_that_changed
     view = merge(EMPTY, NodeState("a", 1, seq=1, pending=first))
     held = view.components[("a", 1)]
     assert pending_spend(view, "k:k7", DAYS, no_durable) == 10  # the first read groups it, once
-    grouped = held.by_subject
+    grouped = held.grouping.groups
     assert grouped is not None and grouped is spend_of(held)
     k8 = grouped["k:k8"]
     second = {(1, 2, "k:k7", 100): (0, 0, 5), (1, 2, "k:new", 100): (0, 0, 3)}
     view = merge(view, NodeState("a", 1, seq=2, pending={**first, **second}))
     state = view.components[("a", 1)]
-    assert state.by_subject is grouped and grouped["k:k8"] is k8 and held.by_subject is None
+    assert state.grouping.groups is grouped and grouped["k:k8"] is k8 and held.grouping.groups is None
     assert grouped == spend_by_subject(state.pending)
     assert pending_spend(view, "k:k7", DAYS, no_durable) == 15 and pending_spend(view, "k:new", DAYS, no_durable) == 3
     # a delta (what changed since the message held) carries it the same way
     part = delta.Part(NodeState("a", 1, seq=3, pending={(1, 2, "k:new", 100): (0, 0, 8)}))
     applied = delta.apply(state, part)
-    assert applied.by_subject is grouped and grouped["k:new"] == {(1, 2, "k:new", 100): (0, 0, 8)}
+    assert applied.grouping.groups is grouped and grouped["k:new"] == {(1, 2, "k:new", 100): (0, 0, 8)}
     # the log holds flush 1: pruned (most entries dropped: what is left is grouped afresh)
     pruned = prune(merge(view, applied, whole=True), min_window_start={}, durable=lambda n, e: 1)
-    after = pruned.components[("a", 1)].by_subject
+    after = pruned.components[("a", 1)].grouping.groups
     assert after is not None and after == spend_by_subject(pruned.components[("a", 1)].pending)
     assert set(after) == {"k:k7", "k:new"}
     # a new boot: the old one's usage is an orphan, with the grouping it had
     orphaned = observe_epochs(pruned, {"a": 2})
-    assert orphaned.orphans[("a", 1)].by_subject is after
+    assert orphaned.orphans[("a", 1)].grouping.groups is after
     assert pending_spend(orphaned, "k:new", DAYS, lambda n, e: 1) == 8
     # the states it came from have none left; read again, they are grouped afresh, rightly
     assert spend_of(held) == spend_by_subject(first) and spend_of(state) == spend_by_subject(state.pending)
@@ -474,6 +474,6 @@ def test_a_prune_that_drops_nothing_keeps_the_states_pending_entries_as_they_are
     grouped = spend_of(view.components[("a", 1)])
     pruned = prune(view, min_window_start={}, durable=no_durable)
     assert pruned.components[("a", 1)].pending is view.components[("a", 1)].pending
-    assert pruned.components[("a", 1)].by_subject is grouped
+    assert pruned.components[("a", 1)].grouping.groups is grouped
     assert pruned.components[("a", 1)].unflushed is view.components[("a", 1)].unflushed
     assert not prune(view, min_window_start={}, durable=lambda n, e: 3).components[("a", 1)].pending
