@@ -89,10 +89,12 @@ class _Native:
 class _Translated:
     """OpenAI chunks of a translated call, as the Anthropic event sequence."""
 
-    def __init__(self, stream: ChunkStream, model: str, dropped: list[str], thinking: bool) -> None:
+    def __init__(self, stream: ChunkStream, model: str, dropped: list[str], thinking: bool,
+                 prompt_bytes: int) -> None:
         self._stream = stream
         self._model = model
         self._thinking = thinking
+        self._prompt_bytes = prompt_bytes
         self.headers = _dropped(dropped)
 
     @property
@@ -103,6 +105,10 @@ class _Translated:
         events = replies.openai_chunks_to_message_events(relay.counted(self._stream, tally), self._model,
                                                          self._thinking)
         async for event, data in events:
+            if event == "message_delta" and self._stream.usage is None:
+                # the upstream reported no usage (e.g. it refused stream_options): the client is told
+                # the estimate that is billed (relay.final_usage), not 0
+                data["usage"] = replies.anthropic_usage(relay.final_usage(None, tally, self._prompt_bytes))
             yield relay.frame(event, data)
 
     async def aclose(self) -> None:
@@ -164,7 +170,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         chat, dropped = _translate(body, target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-        return _Translated(await provider.stream("chat", target, chat), model, dropped, thinking)
+        return _Translated(await provider.stream("chat", target, chat), model, dropped, thinking, call.size)
 
     if call.rec is not None:
         call.rec.stream = True

@@ -52,10 +52,11 @@ async def counted(stream: ChunkStream, tally: Tally) -> AsyncIterator[Body]:
         yield chunk
 
 
-async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: bool) -> AsyncIterator[bytes]:
+async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: bool,
+                        closing: Callable[[], bytes] | None = None) -> AsyncIterator[bytes]:
     """OpenAI SSE frames; the usage chunk (and `usage: null` fields) are dropped unless the
-    client asked for them with stream_options.include_usage. One generator layer: this is the
-    per-chunk hot path."""
+    client asked for them with stream_options.include_usage. `closing()` is written with [DONE]
+    (see usage_frame). One generator layer: this is the per-chunk hot path."""
     dumps = orjson.dumps
     async for chunk in stream:
         if chunk.get("choices"):
@@ -67,18 +68,31 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
         elif not client_wants_usage and "usage" in chunk:
             continue
         yield b"data: " + dumps(chunk) + b"\n\n"
-    yield DONE_FRAME
+    yield DONE_FRAME if closing is None else closing() + DONE_FRAME
 
 
-async def counted_frames(frames: AsyncIterator[tuple[bytes, int]], tally: Tally) -> AsyncIterator[bytes]:
+async def counted_frames(frames: AsyncIterator[tuple[bytes, int]], tally: Tally,
+                         closing: Callable[[], bytes] | None = None) -> AsyncIterator[bytes]:
     """Frames already encoded by the stream (OpenAIChunkStream.frames), one write per upstream
-    read, counting content chunks for the estimate; then [DONE]."""
+    read, counting content chunks for the estimate; then `closing()` and [DONE]."""
     async for data, content in frames:
         if content and not tally.content_chunks:
             tally.first_token_at = time.perf_counter()
         tally.content_chunks += content
         yield data
-    yield DONE_FRAME
+    yield DONE_FRAME if closing is None else closing() + DONE_FRAME
+
+
+def usage_frame(like: Body, usage: TokenUsage) -> bytes:
+    """The closing `{"choices": [], "usage": {...}}` chunk of an OpenAI stream, for a client that
+    asked for usage (stream_options.include_usage) when the upstream sent none: the counts settled
+    (final_usage's estimate), under the id, object, created and model of `like` (the stream's first
+    chunk)."""
+    chunk: Body = {"id": like.get("id"), "object": like.get("object"), "created": like.get("created"),
+             "model": like.get("model"), "choices": [],
+             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                       "total_tokens": usage.prompt_tokens + usage.completion_tokens}}
+    return frame(None, chunk)
 
 
 def sse_response(rid: str, headers: dict[str, str]) -> web.StreamResponse:

@@ -269,10 +269,21 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     body = dict(body, stream_options={**options, "include_usage": True})
 
     def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
+        def closing() -> bytes:
+            """The usage chunk the client asked for, when the upstream sent none (it refused
+            stream_options, say): the estimate that is billed, never nothing."""
+            if stream.usage is not None:
+                return b""
+            like = getattr(stream, "first", None) or {
+                "id": f"{'chatcmpl' if op == 'chat' else 'cmpl'}-{call.rid}", "created": int(time.time()),
+                "object": "chat.completion.chunk" if op == "chat" else "text_completion", "model": route.model}
+            return relay.usage_frame(like, relay.final_usage(None, tally, size))
+
+        usage_chunk = closing if wants_usage else None
         frames = getattr(stream, "frames", None)
         if frames is not None:  # an OpenAI-compatible upstream: forward its frames' bytes
-            return relay.counted_frames(frames(not wants_usage), tally)
-        return relay.openai_frames(stream, tally, wants_usage)
+            return relay.counted_frames(frames(not wants_usage), tally, usage_chunk)
+        return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
     return await call.stream(request, body, render, None)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shieldes.providers.base import Body
+from shieldes.providers.base import Body, TokenUsage
 from shieldes.providers.tool_args import arguments_text
 
 _STOP: dict[str, str] = {
@@ -93,6 +93,15 @@ def _anthropic_usage(usage: Any) -> Body:
         "cache_read_input_tokens": cached,
         "output_tokens": completion if isinstance(completion, int) else 0,
     }
+
+
+def anthropic_usage(usage: TokenUsage) -> Body:
+    """Counts the gateway settled (its estimate, when the upstream reported none) in Anthropic terms."""
+    return _anthropic_usage({
+        "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+    })
 
 
 def _reasoning(message: Body) -> str:

@@ -25,6 +25,7 @@ class UpstreamChunkStream:
         self._head: list[Body] = []
         self._finished = False
         self._usage: TokenUsage | None = None
+        self.first: Body | None = None  # the first chunk, once primed (its id, created and model)
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -39,7 +40,8 @@ class UpstreamChunkStream:
         while the gateway can still try another deployment."""
         self._raw = self._chunks()
         with contextlib.suppress(StopAsyncIteration):  # an empty stream is not a failure here
-            self._head.append(await self._raw.__anext__())
+            self.first = await self._raw.__anext__()
+            self._head.append(self.first)
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 
 from shieldes.projections.shared_commands import AddProvider
@@ -17,6 +18,7 @@ from tests.fake_bedrock import FakeBedrock
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness
+from tests.integration.test_request_log import flushed
 
 BEDROCK_CLAUDE = "anthropic.claude-3-5-sonnet-v1:0"
 SYSTEM = "You answer questions about the weather in one short sentence please now"  # 12 words
@@ -72,3 +74,44 @@ async def test_final_message_delta_carries_the_real_input_and_cache_tokens(
                                              messages=[{"role": "user", "content": "snow " + question}])
         assert plain.usage.input_tokens + (plain.usage.cache_read_input_tokens or 0) + \
             (plain.usage.cache_creation_input_tokens or 0) == 16
+
+
+async def test_a_stream_without_upstream_usage_shows_the_client_the_estimate_that_is_billed(
+        database_url: str) -> None:
+    """An OpenAI-compatible server that refuses `stream_options` reports no usage: the gateway bills
+    an estimate (prompt bytes / 4, one token per content chunk), and the client is told that same
+    estimate, in the final `message_delta` of a Messages stream and in the usage chunk of a chat
+    stream that asked for one (never 0 while something else is billed), and the request log holds it."""
+
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), reject_stream_options=True)
+    async with harness(database_url, upstream=up, upstream_retries=0) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        start, delta, final = await _streamed(claude, model="gpt-4o",
+                                              messages=[{"role": "user", "content": "rain in Paris?"}])
+        await h.flush()
+        billed = h.usage_totals()["app"]
+        assert billed[0] == 1 and billed[2] > 0  # an estimate: the upstream sent no counts
+        assert (delta.input_tokens, delta.output_tokens) == (final.input_tokens, final.output_tokens) == \
+            (billed[1], billed[2])
+        assert start.input_tokens == 0 and delta.cache_read_input_tokens == 0
+
+        chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        stream = await chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                    stream=True, stream_options={"include_usage": True})
+        chunks = [c async for c in stream]
+        await h.flush()
+        after = h.usage_totals()["app"]
+        usage = chunks[-1].usage
+        assert usage is not None and not chunks[-1].choices and chunks[-1].id == chunks[0].id
+        assert (usage.prompt_tokens, usage.completion_tokens) == (after[1] - billed[1], after[2] - billed[2]) != (0, 0)
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+        assert sum(1 for r in up.requests if "stream_options" in r.body) == 2  # both refused, both sent again
+        plain = await chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                   stream=True)
+        assert all(c.usage is None for c in [c async for c in plain])  # not asked for: none sent
+        await flushed(h, 3)
+        logged = h.sql("SELECT route, prompt_tokens, completion_tokens FROM request_log ORDER BY started_at")
+        assert logged[:2] == [("/v1/messages", delta.input_tokens, delta.output_tokens),
+                              ("/v1/chat/completions", usage.prompt_tokens, usage.completion_tokens)]
