@@ -31,6 +31,18 @@ def problem(body: Any) -> str | None:
     for key in ("messages", "stream_options", "max_tokens"):
         if key in body:
             return f"Unknown parameter: '{key}'."
+    calls: set[str] = set()
+    for i, item in enumerate(body["input"] if isinstance(body["input"], list) else []):
+        if not isinstance(item, dict):
+            continue
+        call_id = item.get("call_id")
+        if isinstance(call_id, str) and len(call_id) > 64:
+            return (f"Invalid 'input[{i}].call_id': string too long. Expected a string with maximum length 64, "
+                    f"but got a string with length {len(call_id)} instead.")
+        if item.get("type") == "function_call":
+            calls.add(str(call_id))
+        elif item.get("type") == "function_call_output" and call_id not in calls:
+            return f"No tool call found for function call output with call_id {call_id}."
     return None
 
 

@@ -61,6 +61,9 @@ OPENAI = IdRule("openai", None, 40)  # chat tool_calls[].id: 1 to 40 characters
 ANTHROPIC = IdRule("anthropic", _SAFE)  # tool_use.id: ^[a-zA-Z0-9_-]+$
 BEDROCK = IdRule("bedrock", _SAFE, 64)  # Converse toolUseId: [a-zA-Z0-9_-]+, 1 to 64 characters
 MISTRAL = IdRule("mistral", re.compile(r"[a-zA-Z0-9]{9}"), 9, _hashed9)  # exactly 9 letters and digits
+# Responses API `call_id` of function_call and function_call_output items: up to 64 characters
+# (OpenAI answers 400 string_above_max_length beyond); what a native Responses upstream takes
+RESPONSES = IdRule("responses", None, 64)
 RULES: dict[str, IdRule] = {"openai": OPENAI, "azure": OPENAI, "anthropic": ANTHROPIC, "bedrock": BEDROCK,
                             "gemini": ANY, "vertex": ANY}
 
@@ -167,3 +170,39 @@ def fit_messages_ids(body: Body, rule: IdRule) -> Body:
 
     fitted = changed_items(messages, fit_message)
     return body if fitted is None else dict(body, messages=fitted)
+
+
+_CALL_ITEMS = ("function_call", "function_call_output")
+
+
+def _fit_item(item: Any, rule: IdRule) -> Any:
+    if isinstance(item, dict) and item.get("type") in _CALL_ITEMS:
+        call_id = item.get("call_id")
+        if isinstance(call_id, str) and not rule.fits(call_id):
+            return dict(item, call_id=rule.make(call_id))
+    return item
+
+
+def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
+    """A Responses request with the `call_id` of every function_call and function_call_output
+    item in `input` fitted to `rule` (a call and its output get the same replacement, so they stay
+    a pair); the very same object when every id already fits."""
+    items = body.get("input")
+    fitted = changed_items(items, lambda item: _fit_item(item, rule)) if isinstance(items, list) else None
+    return body if fitted is None else dict(body, input=fitted)
+
+
+def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:
+    """The first function_call_output (its index and call_id) whose call_id no function_call
+    before it has: an output that answers no call, which the Responses API refuses. None when
+    every output answers a call."""
+    calls: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "function_call" and isinstance(item.get("call_id"), str):
+            calls.add(item["call_id"])
+        elif kind == "function_call_output" and item.get("call_id") not in calls:
+            return i, item.get("call_id")
+    return None

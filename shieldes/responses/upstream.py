@@ -11,12 +11,14 @@ from typing import Protocol
 
 import orjson
 
+from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
+from shieldes.providers.tool_ids import fit_responses_ids, unanswered_output
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
@@ -62,7 +64,23 @@ def _now() -> int:
 
 
 def _native_payload(body: Body, model: str) -> Body:
-    payload = dict(body, model=model)
+    """The request as a native Responses upstream takes it: call ids fitted to its rule (a
+    conversation begun on another deployment may carry longer ones), and refused here, in the
+    gateway's words, when a function_call_output answers no function_call (the upstream would
+    refuse it too, less clearly)."""
+    items = body.get("input")
+    unanswered = unanswered_output(items) if isinstance(items, list) else None
+    if unanswered is not None:
+        _index, call_id = unanswered
+        if not isinstance(call_id, str):
+            raise InvalidRequest("input: a function_call_output has no string call_id; give it the call_id of "
+                                 "the function_call it answers")
+        raise InvalidRequest(
+            f"input: the function_call_output with call_id {call_id[:100]!r} answers no function_call: no "
+            "function_call item with that call_id comes before it (in `input`, or in the conversation of "
+            "`previous_response_id`); send the function_call item before its output, or continue from the "
+            "response that made the call with previous_response_id")
+    payload = dict(fit_responses_ids(body), model=model)
     payload.pop("stream", None)
     return payload
 

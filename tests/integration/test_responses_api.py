@@ -281,3 +281,48 @@ async def test_translate_mode_passes_cache_key_and_tier_and_fills_logprobs(datab
         assert raw.parse().output_text == "Hello from the fake upstream"
         with pytest.raises(openai.BadRequestError, match="field 'include' has the wrong type: a list of strings"):
             await client.responses.create(model="gpt-4o", input="hi", include="message.output_text.logprobs")  # type: ignore[arg-type]
+
+
+async def test_native_mode_fits_long_call_ids_and_refuses_an_output_that_answers_no_call(database_url: str) -> None:
+    """A native upstream (OpenAI's /v1/responses) takes call ids of up to 64 characters and refuses a
+    function_call_output that answers no function_call. Longer ids (a conversation begun on another
+    provider: Kimi's, Gemini's signed ones) are fitted as translated requests fit them, the call and its
+    output alike; an output that answers nothing is refused by the gateway, OpenAI-shaped, saying what
+    to send, before any upstream call."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        long_id = "functions.get_weather:0|" + "s" * 100
+        done = await client.responses.create(model="gpt-4o", tools=TOOLS, input=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"type": "function_call", "call_id": long_id, "name": "get_weather", "arguments": "{\"city\": \"P\"}"},
+            {"type": "function_call_output", "call_id": long_id, "output": "{\"temp\": 21}"},
+        ])
+        assert done.output_text == "Hello from the fake upstream"
+        sent = h.upstream.last("/v1/responses").body["input"]
+        assert sent[1]["call_id"] == sent[2]["call_id"] != long_id and len(sent[1]["call_id"]) <= 64
+        stored = await client.responses.input_items.list(done.id)
+        assert [i.call_id for i in stored.data if i.type == "function_call_output"] == [long_id]  # as sent
+
+        before = len(h.upstream.requests)
+        for unanswered in ([{"type": "function_call_output", "call_id": "call_nope", "output": "1"}],
+                           [{"type": "function_call_output", "call_id": "call_late", "output": "1"},
+                            {"type": "function_call", "call_id": "call_late", "name": "get_weather",
+                             "arguments": "{}"}]):
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.responses.create(model="gpt-4o", tools=TOOLS, input=unanswered)  # type: ignore[arg-type]
+            error = refused.value.body
+            assert isinstance(error, dict) and error["type"] == "invalid_request_error"
+            assert error["code"] == "invalid_request" and "answers no function_call" in error["message"]
+            assert unanswered[0]["call_id"] in error["message"] and "previous_response_id" in error["message"]
+        assert len(h.upstream.requests) == before  # refused before any upstream call
+
+        # the call made by a stored response is answered by continuing from it
+        asked = await client.responses.create(model="gpt-4o", input="weather in Paris?", tools=TOOLS)
+        call = asked.output[0]
+        assert call.type == "function_call"
+        follow = await client.responses.create(model="gpt-4o", tools=TOOLS, previous_response_id=asked.id, input=[
+            {"type": "function_call_output", "call_id": call.call_id, "output": "{\"temp\": 21}"}])
+        assert follow.output_text == "Hello from the fake upstream"

@@ -21,18 +21,22 @@ from shieldes.providers.tool_ids import (
     BEDROCK,
     MISTRAL,
     OPENAI,
+    RESPONSES,
     IdRule,
     fit_chat_ids,
     fit_messages_ids,
+    fit_responses_ids,
     rule_for,
+    unanswered_output,
 )
 
-RULES = (OPENAI, ANTHROPIC, BEDROCK, MISTRAL)
+RULES = (OPENAI, ANTHROPIC, BEDROCK, MISTRAL, RESPONSES)
 VALID = {  # each upstream's rule, written out as its documentation states it
     "openai": lambda i: 1 <= len(i) <= 40,
     "anthropic": lambda i: re.fullmatch(r"^[a-zA-Z0-9_-]+$", i) is not None,
     "bedrock": lambda i: re.fullmatch(r"[a-zA-Z0-9_-]+", i) is not None and len(i) <= 64,
     "mistral": lambda i: re.fullmatch(r"[a-zA-Z0-9]{9}", i) is not None,
+    "responses": lambda i: 1 <= len(i) <= 64,  # OpenAI Responses call_id
 }
 # ids as providers mint them, and worse
 KNOWN = ["call_abc123", "toolu_01A09q90qw90lq917835lq9", "tooluse_Ab-9_x", "functions.get_weather:0",
@@ -146,3 +150,31 @@ def test_gemini_calls_without_an_id_get_one_unique_to_their_response() -> None:
     chunks = streamed.feed(answer("r1"))
     assert [c["choices"][0]["delta"]["tool_calls"][0]["id"] for c in chunks[1:]] == first
     assert ids_of({k: v for k, v in answer("x").items() if k != "responseId"}) == ["call_0", "call_1"]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.lists(ids, min_size=1, max_size=3, unique=True), min_size=1, max_size=3))
+def test_a_responses_input_keeps_its_pairs_and_only_call_ids_a_native_upstream_takes(turns: list[list[str]]) -> None:
+    items: list[Any] = [{"type": "message", "role": "user", "content": "go"}]
+    for turn in turns:
+        items += [{"type": "function_call", "call_id": i, "name": "f", "arguments": "{}"} for i in turn]
+        items += [{"type": "function_call_output", "call_id": i, "output": "ok"} for i in turn]
+    body = {"model": "m", "input": items}
+    fitted = fit_responses_ids(body)
+    sent = fitted["input"]
+    assert all(VALID["responses"](i["call_id"]) for i in sent[1:])
+    assert sent[0] is items[0]
+    assert [i["call_id"] == j["call_id"] for i, j in zip(items[1:], sent[1:], strict=True)] == \
+        [VALID["responses"](i["call_id"]) for i in items[1:]]  # changed exactly when it did not fit
+    assert unanswered_output(sent) is None and unanswered_output(items) is None  # every pair kept
+    assert (fitted is body) == all(VALID["responses"](i["call_id"]) for i in items[1:])
+    assert fit_responses_ids(fitted) is fitted
+
+
+def test_an_output_that_answers_no_earlier_call_is_found() -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    out = {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+    assert unanswered_output([call, out, dict(out)]) is None  # answered (twice is the upstream's to judge)
+    assert unanswered_output([out, call]) == (0, "c1")  # the output before its call
+    assert unanswered_output([call, dict(out, call_id="c2")]) == (1, "c2")
+    assert unanswered_output([call, {"type": "function_call_output", "output": "ok"}]) == (1, None)
