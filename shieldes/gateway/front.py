@@ -102,7 +102,7 @@ class LeanRequest:
         self.keep_alive = keep_alive
         self.http11 = http11  # an HTTP/1.0 client gets a stream unchunked, ended by the close
         self.remote = conn.remote
-        self.match_info = _Match(conn.front.routes[path])
+        self.match_info = conn.front.matches[path]
         self._store: dict[Any, Any] = {}
         self.stream: StreamSink | None = None
 
@@ -228,12 +228,12 @@ class Front:
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
         self.observe = observe
         self.max_body = max_body
-        self.routes: dict[str, web.AbstractRoute] = {}
+        self.matches: dict[str, _Match] = {}
         self.handlers: dict[str, Handler] = {}
         for route in app.router.routes():
             resource = route.resource
             if route.method == "POST" and resource is not None and resource.canonical in _HOT_SET:
-                self.routes[resource.canonical] = route
+                self.matches[resource.canonical] = _Match(route)
                 self.handlers[resource.canonical] = route.handler
         self.connections: set[_Connection] = set()
         self.server: asyncio.AbstractServer | None = None
@@ -367,6 +367,14 @@ class _Connection(asyncio.Protocol):
         if self._in_message:
             self._feed(data)
             return
+        if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
+            hot = hot_target(data[:6 + 64])
+            if hot:
+                self._feed(data)
+                return
+            if hot is False:
+                self._hand_off(data)
+                return
         self._unparsed += data
         if self._task is None:
             self._next()
@@ -451,7 +459,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         target = self._target.decode("utf-8", "surrogateescape")
         path = target.partition("?")[0]
-        if self._parser.get_method() != b"POST" or path not in self.front.routes:
+        if self._parser.get_method() != b"POST" or path not in self.front.matches:
             raise _BadRequest(400, "pipelining_not_supported",
                               "this request came pipelined behind another in the same read; send it after the "
                               "previous answer arrives, or on its own connection")
