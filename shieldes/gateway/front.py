@@ -142,13 +142,13 @@ class LeanRequest:
         return key in self._store
 
     def start_stream(self, resp: web.StreamResponse) -> StreamSink:
-        """Send a streamed answer's head (chunked; for HTTP/1.0, ended by closing the connection);
-        the sink writes its body."""
+        """A streamed answer's head (chunked; for HTTP/1.0, ended by closing the connection), and
+        the sink that writes its body."""
         if not self.http11:
             self.keep_alive = False
-        sink = StreamSink(self._conn, self.http11)
-        self._conn.write(head(resp.status, resp.reason, resp.headers, None, self.keep_alive,
-                              self._conn.front.date(), chunked=self.http11))
+        sink = StreamSink(self._conn, self.http11, head(resp.status, resp.reason, resp.headers, None,
+                                                        self.keep_alive, self._conn.front.date(),
+                                                        chunked=self.http11))
         self.stream = sink
         return sink
 
@@ -161,12 +161,27 @@ def as_request(request: LeanRequest) -> web.Request:
 
 class StreamSink:
     """A streamed answer's body, chunked, paced by the socket's flow control (a slow client
-    pauses the relay, which pauses the upstream read)."""
+    pauses the relay, which pauses the upstream read).
 
-    def __init__(self, conn: _Connection, chunked: bool) -> None:
+    What is written in one turn of the event loop goes out in one socket write at its end: the
+    head with the first frame, the frames of one upstream read, the last frame with the end of
+    the body. Each write wakes the client, so fewer writes cost the node and the client less
+    CPU; no frame waits for a later one."""
+
+    def __init__(self, conn: _Connection, chunked: bool, head: bytes) -> None:
         self._conn = conn
         self._chunked = chunked
+        self._pending = [head]
+        self._scheduled = True
+        conn.loop.call_soon(self._flush)
         self.ended = False
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._conn.write(data)
 
     async def write(self, data: bytes) -> None:
         conn = self._conn
@@ -174,16 +189,21 @@ class StreamSink:
             raise ConnectionResetError("the client closed the connection")
         if not data:
             return
-        conn.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        self._pending.append(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        if not self._scheduled:
+            self._scheduled = True
+            conn.loop.call_soon(self._flush)
         if conn.paused:
             await conn.drain()
 
     async def write_eof(self) -> None:
+        """The end of the body, written now with whatever is pending."""
         if self.ended:
             return
         self.ended = True
-        if self._chunked and not self._conn.closed:
-            self._conn.write(b"0\r\n\r\n")
+        if self._chunked:
+            self._pending.append(b"0\r\n\r\n")
+        self._flush()
 
 
 def head(status: int, reason: str | None, headers: Mapping[str, str], length: int | None, keep_alive: bool,
@@ -299,7 +319,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, front: Front) -> None:
         self.front = front
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -310,7 +330,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self._drained: asyncio.Future[None] | None = None
-        self.idle_since = self._loop.time()
+        self.idle_since = self.loop.time()
         self._refusal: bytes | None = None  # sent once the answer being written is out
         self._reset()
 
@@ -358,7 +378,7 @@ class _Connection(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self.paused and not self.closed:
-            self._drained = self._loop.create_future()
+            self._drained = self.loop.create_future()
             await self._drained
 
     def data_received(self, data: bytes) -> None:
@@ -498,7 +518,7 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, request: LeanRequest) -> None:
         self._queue.append(request)
         if self._task is None:
-            self._task = self._loop.create_task(self._answer_all())
+            self._task = self.loop.create_task(self._answer_all())
 
     # --- answering -------------------------------------------------------------------------------
 
@@ -512,7 +532,7 @@ class _Connection(asyncio.Protocol):
                     return
         finally:
             self._task = None
-            self.idle_since = self._loop.time()
+            self.idle_since = self.loop.time()
         refusal = self._refusal
         if refusal is not None:
             self.write(refusal)

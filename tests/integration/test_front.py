@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import httptools
 import openai
 
-from tests.integration.gateway_harness import Harness, harness, wait_until
+from shieldes.gateway.app import IN_FLIGHT
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness, wait_until
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -230,3 +233,26 @@ async def test_stop_waits_for_a_hot_answer_in_flight(database_url: str) -> None:
         assert chat.choices[0].message.content == "Hello from the fake upstream"
         assert await idle.closed_by_node()
         await idle.close()
+
+
+async def test_a_client_that_stops_reading_pauses_its_stream(database_url: str) -> None:
+    up = FakeUpstream(completion_tokens=40_000, api_key=UPSTREAM_KEY, models=("gpt-4o",))
+    async with harness(database_url, upstream=up) as h:
+        key = await h.create_key("app")
+        await h.sync()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", h.node.port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        raw = Raw(reader, writer)
+        await raw.send(post("/v1/chat/completions", key, dict(CHAT, stream=True, max_tokens=50_000)))
+        front = h.node.http.front  # type: ignore[union-attr]
+        assert front is not None
+        await wait_until(lambda: any(c.paused for c in front.connections), timeout=20)
+        assert h.node.http.app[IN_FLIGHT].count == 1  # type: ignore[union-attr]  # the stream waits
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            data += await asyncio.wait_for(reader.read(1 << 20), 20)
+        assert data.count(b"data: {") > 40_000 // 4 and b"data: [DONE]" in data
+        await raw.close()
