@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shieldes.providers.base import Target
 from shieldes.providers.http import error_message, http_failure, is_azure, join_endpoint, parse_usage
@@ -36,6 +38,26 @@ def test_sse_any_line_ending_split_at_every_byte(newline: bytes) -> None:
     expected = [("x", b"1"), ("message", b"2")]
     assert decode_all(stream) == expected
     assert decode_all(*[stream[i : i + 1] for i in range(len(stream))]) == expected
+
+
+_LINES = st.sampled_from([b"data: {\"a\": 1}", b"data: [DONE]", b"data: ", b"data:x", b"event: ping", b": keep-alive",
+                          b"", b"data: two\ndata: lines", b"id: 7"])
+
+
+@given(st.lists(_LINES, max_size=12), st.sampled_from([b"\n", b"\r\n"]), st.lists(st.integers(1, 400), max_size=4))
+def test_sse_whole_reads_decode_as_byte_by_byte(lines: list[bytes], newline: bytes, cuts: list[int]) -> None:
+    """Reads of whole one-line `data:` events take a shortcut; any read gives what feeding the
+    same bytes one at a time gives."""
+    stream = b"".join(line + newline + newline for line in lines)
+    reads, at = [], 0
+    for cut in sorted(set(c for c in cuts if c < len(stream))):
+        reads.append(stream[at:cut])
+        at = cut
+    reads.append(stream[at:])
+    whole, slow = SSEDecoder(), SSEDecoder()
+    fast_events = [e for r in reads for e in whole.feed(r)] + whole.close()
+    slow_events = [e for i in range(len(stream)) for e in slow.feed(stream[i:i + 1])] + slow.close()
+    assert fast_events == slow_events
 
 
 def test_sse_last_event_without_blank_line_is_flushed_on_close() -> None:
