@@ -255,16 +255,13 @@ class OpenAIChunkStream(UpstreamChunkStream):
             if n_usage != n_null + joined.count(b'"usage":{'):
                 return self._parsed_frames(batch, strip_usage)
             if n_usage != n_null:  # the usage chunk(s): parse those only
-                kept: list[bytes] = []
-                for data in batch:
-                    if b'"usage":{' in data:
-                        chunk = self._chunk(data)
-                        if strip_usage:
-                            if not chunk.get("choices"):
-                                continue
-                            chunk.pop("usage", None)
-                            data = orjson.dumps(chunk)
-                    kept.append(data)
+                last = batch[-1]
+                if n_usage == n_null + 1 and b'"usage":{' in last:  # the usual one, last of its read
+                    kept = batch[:-1] + self._usage_frame(last, strip_usage)
+                else:
+                    kept = []
+                    for data in batch:
+                        kept += self._usage_frame(data, strip_usage) if b'"usage":{' in data else (data,)
                 batch = kept
                 joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n" if batch else b""
             if strip_usage and n_null:
@@ -273,6 +270,16 @@ class OpenAIChunkStream(UpstreamChunkStream):
                     return self._parsed_frames(batch, strip_usage)
                 joined = cut
         return joined, len(batch) - joined.count(b'"choices":[]'), None
+
+    def _usage_frame(self, data: bytes, strip_usage: bool) -> list[bytes]:
+        """A payload holding usage, read (the stream's usage is kept); what the client gets of it."""
+        chunk = self._chunk(data)
+        if not strip_usage:
+            return [data]
+        if not chunk.get("choices"):
+            return []
+        chunk.pop("usage", None)
+        return [orjson.dumps(chunk)]
 
     def _parsed_frames(self, batch: list[bytes], strip_usage: bool) -> tuple[bytes, int, UpstreamFailure | None]:
         """Frame by frame, as openai_frames does; a failure comes back with the frames before it."""

@@ -66,11 +66,17 @@ async def both_ways(session: UpstreamClient, base: str, strip: bool
     return parse, expect, fast.usage, slow.usage
 
 
+WITH_CONTENT = (b'{"id":"c1","choices":[{"index":0,"delta":{"content":"z"}}],'
+                b'"usage":{"prompt_tokens":7,"completion_tokens":3}}')
+
+
 @pytest.mark.parametrize("strip", [True, False])
+@pytest.mark.parametrize("last", [(USAGE,), (USAGE, CHUNK % b"!"), (WITH_CONTENT,), (WITH_CONTENT, CHUNK % b".")],
+                         ids=["usage-last", "usage-then-content", "usage-with-content", "usage-with-content-then"])
 async def test_frames_match_parsed_chunks(serve: tuple[dict[str, bytes], str, UpstreamClient],
-                                          strip: bool) -> None:
+                                          strip: bool, last: tuple[bytes, ...]) -> None:
     bodies, url, session = serve
-    bodies["a"] = sse(CHUNK % b"Hello", NULL_FIRST, SPACED, CHUNK % b" world", USAGE)
+    bodies["a"] = sse(CHUNK % b"Hello", NULL_FIRST, SPACED, CHUNK % b" world", *last)
     got, expected, usage, ref_usage = await both_ways(session, url + "/a", strip)
     assert got == expected
     assert usage == ref_usage == TokenUsage(7, 3)
