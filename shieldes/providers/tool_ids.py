@@ -71,7 +71,7 @@ RULES: dict[str, IdRule] = {"openai": OPENAI, "azure": OPENAI, "anthropic": ANTH
 def rule_for(kind: str, base_url: str = "") -> IdRule:
     """The id rule of a deployment: by its kind, and for `openai` by the service its base URL names
     (Mistral's API takes only its own 9-character ids)."""
-    if kind == "openai" and (urlsplit(base_url).hostname or "").endswith("mistral.ai"):
+    if kind == "openai" and "mistral.ai" in base_url and (urlsplit(base_url).hostname or "").endswith("mistral.ai"):
         return MISTRAL
     return RULES.get(kind, ANY)
 
