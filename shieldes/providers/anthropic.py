@@ -10,9 +10,11 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_native import (
     ANTHROPIC_VERSION,
+    MessagesUpstream,
     NativeAnswer,
     NativeEventStream,
     Passthrough,
+    native_url,
     open_native_stream,
     post_native,
 )
@@ -45,18 +47,18 @@ def _only_chat(op: Operation) -> None:
         )
 
 
-class AnthropicProvider:
+class AnthropicProvider(MessagesUpstream):
     kind = "anthropic"
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
-        self._urls: dict[str, str] = {}
+        self._urls: dict[tuple[str, str], str] = {}
 
-    def _url(self, base_url: str) -> str:
-        url = self._urls.get(base_url)
+    def _url(self, base_url: str, path: str = "/messages") -> str:
+        url = self._urls.get((base_url, path))
         if url is None:
-            url = self._urls[base_url] = join_endpoint(base_url, "/messages")
+            url = self._urls[(base_url, path)] = join_endpoint(base_url, path)
         return url
 
     @staticmethod
@@ -98,14 +100,16 @@ class AnthropicProvider:
     # --- pass-through (clients speaking the Messages API: anthropic_native) ---------------------
 
     async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        return await post_native(self._client, target, "/messages", payload, passthrough, self._json_timeout)
+        url = native_url(self._url(target.base_url), passthrough.query)
+        return await post_native(self._client, target, url, payload, passthrough, self._json_timeout)
 
     async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:
-        return await open_native_stream(self._client, target, payload, passthrough, self._stream_timeout)
+        url = native_url(self._url(target.base_url), passthrough.query)
+        return await open_native_stream(self._client, target, url, payload, passthrough, self._stream_timeout)
 
     async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        return await post_native(self._client, target, "/messages/count_tokens", payload, passthrough,
-                                 self._json_timeout)
+        url = native_url(self._url(target.base_url, "/messages/count_tokens"), passthrough.query)
+        return await post_native(self._client, target, url, payload, passthrough, self._json_timeout)
 
 
 class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):

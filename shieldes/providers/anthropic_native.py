@@ -7,9 +7,10 @@ bytes come back as they are; they are read on the side only for usage."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,6 @@ from shieldes.providers.base import OVERLOADED, Body, Target, TokenUsage, Upstre
 from shieldes.providers.http import (
     TRANSPORT_ERRORS,
     invalid_response,
-    join_endpoint,
     open_event_stream,
     post_for_object,
     transport_failure,
@@ -63,22 +63,27 @@ def native_headers(target: Target, passthrough: Passthrough) -> dict[str, str]:
     return headers
 
 
-def native_url(base_url: str, path: str, query: str) -> str:
-    url = join_endpoint(base_url, path)
+def native_url(endpoint: str, query: str) -> str:
+    """The endpoint (join_endpoint of the base URL and the Messages path) with the client's query."""
+    url = endpoint
     if not query:
         return url
     return url + ("&" if "?" in url else "?") + query
 
 
-@runtime_checkable
-class MessagesUpstream(Protocol):
-    """A provider module that speaks the Messages API natively (takes pass-through calls)."""
+class MessagesUpstream(ABC):
+    """A provider module that speaks the Messages API natively (takes pass-through calls). A base
+    class, not a runtime-checked Protocol: the Messages route asks `isinstance` on every request,
+    and a Protocol check walks the protocol's members each time (about 8 us)."""
 
+    @abstractmethod
     async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer: ...
 
+    @abstractmethod
     async def messages_stream(self, target: Target, payload: bytes,
                               passthrough: Passthrough) -> NativeEventStream: ...
 
+    @abstractmethod
     async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer: ...
 
 
@@ -89,18 +94,17 @@ class NativeAnswer:
     usage: TokenUsage | None
 
 
-async def post_native(client: UpstreamClient, target: Target, path: str, payload: bytes,
+async def post_native(client: UpstreamClient, target: Target, url: str, payload: bytes,
                       passthrough: Passthrough, timeout: Timeouts) -> NativeAnswer:
-    data, raw = await post_for_object(client, target, native_url(target.base_url, path, passthrough.query),
-                                      payload, native_headers(target, passthrough), timeout)
+    """`url`: the endpoint under the target's base URL (native_url), with the client's query."""
+    data, raw = await post_for_object(client, target, url, payload, native_headers(target, passthrough), timeout)
     usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
     return NativeAnswer(raw, data, usage)
 
 
-async def open_native_stream(client: UpstreamClient, target: Target, payload: bytes,
+async def open_native_stream(client: UpstreamClient, target: Target, url: str, payload: bytes,
                              passthrough: Passthrough, timeout: Timeouts) -> NativeEventStream:
-    resp = await open_event_stream(client, target, native_url(target.base_url, "/messages", passthrough.query),
-                                   payload, native_headers(target, passthrough), timeout)
+    resp = await open_event_stream(client, target, url, payload, native_headers(target, passthrough), timeout)
     if resp.content_type == "application/json":
         resp.release()
         raise invalid_response(target, "a JSON body instead of an event stream")
