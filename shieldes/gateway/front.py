@@ -23,6 +23,7 @@ import contextlib
 import logging
 import socket
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import formatdate
@@ -33,6 +34,7 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from shieldes.errors import InvalidRequest
 from shieldes.gateway.middleware import error_response, new_request_id
 
 log = logging.getLogger(__name__)
@@ -124,10 +126,18 @@ class LeanRequest:
         return MultiDictProxy(MultiDict(parse_qsl(self.query_string, keep_blank_values=True)))
 
     async def read(self) -> bytes:
+        """The body, decompressed when the client sent it with `Content-Encoding: gzip` or
+        `deflate` (as aiohttp does), never past the body limit."""
+        limit = self._conn.front.max_body
         if self._too_large:
-            limit = self._conn.front.max_body
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1)
-        return self._body
+        encoding = self.headers.get("Content-Encoding")
+        if encoding is None or not self._body:
+            return self._body
+        body = decompressed(self._body, encoding.strip().lower(), limit)
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+        return body
 
     def get(self, key: Any, default: Any = None) -> Any:
         return self._store.get(key, default)
@@ -151,6 +161,30 @@ class LeanRequest:
                                                         chunked=self.http11))
         self.stream = sink
         return sink
+
+
+def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """`body` decoded from `encoding`; at most `limit` + 1 bytes come out (a small body cannot
+    unpack into gigabytes)."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise InvalidRequest(f"the request body's Content-Encoding {encoding[:40]!r} is not supported; send it "
+                             "uncompressed, or with gzip or deflate")
+    try:
+        if "gzip" in encoding:
+            return _inflate(body, 16 + zlib.MAX_WBITS, limit)
+        try:
+            return _inflate(body, zlib.MAX_WBITS, limit)
+        except zlib.error:  # deflate as some clients send it: raw, without the zlib header
+            return _inflate(body, -zlib.MAX_WBITS, limit)
+    except zlib.error:
+        raise InvalidRequest(f"the request body is not valid {encoding} data; send it as its Content-Encoding "
+                             "says, or uncompressed") from None
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    return zlib.decompressobj(wbits).decompress(body, limit + 1)
 
 
 def as_request(request: LeanRequest) -> web.Request:

@@ -4,6 +4,7 @@ request handed to aiohttp on the same connection, HTTP framing and refusals in t
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 
@@ -208,6 +209,19 @@ async def test_refusals_are_api_shaped_and_close_the_connection(database_url: st
         answers = await raw.answers_until(1)
         assert answers[0][0] == 431 and json.loads(answers[0][2])["error"]["code"] == "headers_too_large"
         await raw.close()
+        # a compressed body is read as aiohttp reads it; a bomb is too large; an unknown encoding is refused
+        data = json.dumps(CHAT).encode()
+        for encoding, sent, status in (("gzip", gzip.compress(data), 200),
+                                       ("gzip", gzip.compress(b" " * 50_000 + data), 413),
+                                       ("br", data, 400)):
+            raw = await Raw.open(h)
+            await raw.send((f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n"
+                            f"Content-Encoding: {encoding}\r\nContent-Length: {len(sent)}\r\n\r\n").encode() + sent)
+            answers = await raw.answers_until(1)
+            assert answers[0][0] == status, (encoding, answers)
+            await raw.close()
+        assert len(h.upstream.requests) == 1
+        h.upstream.requests.clear()
         # nothing of these reached the upstream
         assert h.upstream.requests == []
         # and the node still answers SDK clients

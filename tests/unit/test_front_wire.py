@@ -36,3 +36,26 @@ def test_head_frames_and_cleans() -> None:
     split = head(429, None, {"Content-Type": "a/b", "X-Why": "slow\r\nSet-Cookie: x"}, 0, True, b"D")
     assert b"\r\nSet-Cookie" not in split and b"X-Why: slow  Set-Cookie: x\r\n" in split
     assert split.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
+
+
+def test_request_bodies_are_decompressed_within_the_limit() -> None:
+    import zlib
+
+    import pytest
+
+    from shieldes.errors import InvalidRequest
+    from shieldes.gateway.front import decompressed
+
+    body = b'{"model": "gpt-4o"}' * 10
+    gz = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    assert decompressed(gz.compress(body) + gz.flush(), "gzip", 1000) == body
+    assert decompressed(zlib.compress(body), "deflate", 1000) == body
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert decompressed(raw.compress(body) + raw.flush(), "deflate", 1000) == body
+    assert decompressed(body, "identity", 1000) == body
+    bomb = zlib.compress(b"\0" * 10_000_000)
+    assert len(decompressed(bomb, "deflate", 1000)) == 1001  # the caller refuses it as too large
+    with pytest.raises(InvalidRequest, match="not supported"):
+        decompressed(body, "br", 1000)
+    with pytest.raises(InvalidRequest, match="not valid gzip"):
+        decompressed(body, "gzip", 1000)
