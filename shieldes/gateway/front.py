@@ -342,6 +342,10 @@ class Front:
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
 
 
+class _HandOff(Exception):
+    """Raised while parsing a request the front leaves to aiohttp (one asking for an upgrade)."""
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -366,6 +370,7 @@ class _Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self.idle_since = self.loop.time()
         self._refusal: bytes | None = None  # sent once the answer being written is out
+        self._head_raw: list[bytes] | None = None  # the bytes of a request's head, while it is read
         self._reset()
 
     def _reset(self) -> None:
@@ -380,6 +385,11 @@ class _Connection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return self._task is None and not self._in_message and not self._queue
+
+    @property
+    def idle_but_parsing(self) -> bool:
+        """Nothing answered or waiting: only the request being parsed is here."""
+        return self._task is None and not self._queue
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -419,12 +429,14 @@ class _Connection(asyncio.Protocol):
         if self._refusal is not None:
             return
         if self._in_message:
+            if self._head_raw is not None:
+                self._head_raw.append(data)
             self._feed(data)
             return
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
             hot = hot_target(data[:6 + 64])
             if hot:
-                self._feed(data)
+                self._feed_at_boundary(data)
                 return
             if hot is False:
                 self._hand_off(data)
@@ -454,7 +466,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
         if hot:
-            self._feed(raw)
+            self._feed_at_boundary(raw)
         else:
             self._hand_off(raw)
 
@@ -466,17 +478,27 @@ class _Connection(asyncio.Protocol):
         handler.connection_made(self.transport)
         handler.data_received(raw)
 
+    def _feed_at_boundary(self, data: bytes) -> None:
+        """Parse bytes that start a request, kept until its head is complete (see _HandOff)."""
+        self._head_raw = [data]
+        self._feed(data)
+
     def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _BadRequest):
+            if isinstance(cause, _HandOff) and self._head_raw is not None and self.idle_but_parsing:
+                self._hand_off(b"".join(self._head_raw))
+            elif isinstance(cause, _HandOff):
+                self._refuse(400, "upgrade_not_supported", "a request asking to upgrade the connection came "
+                             "pipelined behind another; send it on its own connection")
+            elif isinstance(cause, _BadRequest):
                 self._refuse(cause.status, cause.code, cause.message)
             else:
                 log.warning("front: request handling failed while parsing: %r", cause)
                 self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             log.info("refused a malformed HTTP request (%s)", type(exc).__name__)
             self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
 
@@ -518,6 +540,9 @@ class _Connection(asyncio.Protocol):
                               "this request came pipelined behind another in the same read; send it after the "
                               "previous answer arrives, or on its own connection")
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        if "Upgrade" in headers:  # (h2c from `curl --http2`, websocket): aiohttp's to answer
+            raise _HandOff
+        self._head_raw = None
         declared = headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.front.max_body:
             self._too_large = True

@@ -155,6 +155,14 @@ async def test_framing_expect_continue_http10_and_pipelining(database_url: str) 
         assert await raw.closed_by_node()
         await raw.close()
 
+        # a request asking to upgrade (h2c, as `curl --http2` sends) goes to aiohttp, which answers it
+        raw = await Raw.open(h)
+        await raw.send(post("/v1/chat/completions", key, CHAT, extra="Connection: Upgrade, HTTP2-Settings\r\n"
+                            "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"))
+        answers = await raw.answers_until(1)
+        assert answers[0][0] == 200 and json.loads(answers[0][2])["choices"], answers
+        await raw.close()
+
         # HTTP/1.0: the answer, then the node closes; a stream is sent unchunked
         raw = await Raw.open(h)
         body = json.dumps(dict(CHAT, stream=True)).encode()
