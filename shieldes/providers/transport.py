@@ -383,7 +383,12 @@ class UpstreamResponse:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        """The media type (no parameters), lower-case; read off the raw headers, which is all a
+        streamed answer needs of them."""
+        for name, value in reversed(self._raw_headers):
+            if len(name) == 12 and name.lower() == b"content-type":
+                return value.decode("latin-1").split(";", 1)[0].strip().lower()
+        return ""
 
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool. A read that fails or is
