@@ -601,11 +601,20 @@ class _Connection(asyncio.Protocol):
 
     async def _answer(self, request: LeanRequest) -> None:
         handler = self.front.handlers[request.path]
-        resp = await self.front.observe(as_request(request), handler)
-        if request.stream is not None:
-            await request.stream.write_eof()
-        elif not self.closed:
-            self.write(answer_bytes(resp, request.keep_alive, self.front.date()))
+        try:
+            resp = await self.front.observe(as_request(request), handler)
+            if request.stream is not None:
+                await request.stream.write_eof()
+            elif not self.closed:
+                self.write(answer_bytes(resp, request.keep_alive, self.front.date()))
+        except Exception:  # the observer renders every error; this is a bug's last stop
+            log.exception("front: answering %s %s failed", request.method, request.path)
+            if request.stream is None:
+                rid = new_request_id()
+                failed = error_response(500, "server_error", "internal_error",
+                                        f"internal error; report request id {rid} to the operator", rid)
+                self.write(answer_bytes(failed, False, self.front.date()))
+            request.keep_alive = False  # the connection closes after this
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:

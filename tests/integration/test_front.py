@@ -278,3 +278,27 @@ async def test_a_client_that_stops_reading_pauses_its_stream(database_url: str) 
             data += await asyncio.wait_for(reader.read(1 << 20), 20)
         assert data.count(b"data: {") > 40_000 // 4 and b"data: [DONE]" in data
         await raw.close()
+
+
+async def test_a_failure_outside_the_handlers_still_gets_an_answer(database_url: str) -> None:
+    async with harness(database_url) as h:
+        key = await h.create_key("app")
+        await h.sync()
+        front = h.node.http.front  # type: ignore[union-attr]
+        assert front is not None
+        observe = front.observe
+
+        async def broken(request: object, handler: object) -> object:
+            raise RuntimeError("a bug outside the observer")
+
+        front.observe = broken  # type: ignore[assignment]
+        raw = await Raw.open(h)
+        await raw.send(post("/v1/chat/completions", key, CHAT))
+        answers = await raw.answers_until(1)
+        assert answers[0][0] == 500 and json.loads(answers[0][2])["error"]["code"] == "internal_error"
+        assert await raw.closed_by_node()
+        await raw.close()
+        front.observe = observe
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=key, max_retries=0)
+        chat = await client.chat.completions.create(model="gpt-4o", messages=CHAT["messages"])  # type: ignore[arg-type]
+        assert chat.choices[0].message.content == "Hello from the fake upstream"
