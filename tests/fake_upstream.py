@@ -108,6 +108,7 @@ class FakeUpstream:
         port: int = 0,
         seed: int = 7,
         reject_stream_options: bool = False,
+        responses_usage: bool = True,
         call_tools: bool = True,
         implicit_cache: bool = False,
         rpm: int | None = None,
@@ -130,6 +131,8 @@ class FakeUpstream:
         self.api_key = api_key
         self.models = models
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
+        # False: /v1/responses answers and events carry `usage: null` (a Responses server that counts nothing)
+        self.responses_usage = responses_usage
         self.call_tools = call_tools  # False: always answer with text, even when tools are offered
         self.record = record  # False (standalone, for benchmarks): keep no requests or answers
         self.requests: list[Recorded] = []
@@ -501,6 +504,8 @@ class FakeUpstream:
         asked = body if self.call_tools else {**body, "tool_choice": "none"}
         final = fake_responses.response_body(asked, self._id("resp_", 48), self._id("msg_", 48),
                                              self._id("call_", 24), reply.text, reply.tokens, reply.finish)
+        if not self.responses_usage:
+            final["usage"] = None
         if not body.get("stream"):
             return web.json_response(final)
         return await self._sse(request, fault, fake_responses.frames(final))

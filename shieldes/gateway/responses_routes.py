@@ -18,9 +18,10 @@ from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_s
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage
+from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
-from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id
+from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id, usage_from_responses
 from shieldes.responses.request import (
     estimate_input_tokens,
     item_id,
@@ -48,6 +49,16 @@ def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenU
     written = usage.cache_write_tokens if 0 < usage.cache_write_tokens <= usage.input_tokens - cached else 0
     return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached, cache_write_tokens=written,
                       reasoning_tokens=usage.reasoning_tokens or None)
+
+
+def _estimated(response: Body | None, size: int, deltas: int) -> Body | None:
+    """A streamed response object whose upstream reported no usage (a chat server that refused
+    stream_options, a Responses server that counts nothing), with the estimate that is billed
+    (_token_usage's) as its `usage`, so the client and GET see what is billed; any other unchanged."""
+    if response is None or usage_from_responses(response.get("usage")) is not None:
+        return response
+    billed = _token_usage(None, size, deltas)
+    return dict(response, usage=ResponsesUsage(billed.prompt_tokens, billed.completion_tokens).to_dict())
 
 
 class _Turn:
@@ -114,10 +125,13 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in events:
-            if str(event.get("type", "")).endswith(".delta"):
+            kind = str(event.get("type", ""))
+            if kind.endswith(".delta"):
                 if not tally.content_chunks:
                     tally.first_token_at = time.perf_counter()
                 tally.content_chunks += 1
+            elif kind in TERMINAL and isinstance(event.get("response"), dict):  # the usage billed
+                event = dict(event, response=_estimated(event["response"], turn.size, tally.content_chunks))
             yield relay.frame(str(event.get("type")), event)
 
     try:
@@ -126,7 +140,7 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
         return resp
     finally:
         usage = _token_usage(events.usage, turn.size, tally.content_chunks)
-        turn.finish(served, events.final, usage)
+        turn.finish(served, _estimated(events.final, turn.size, tally.content_chunks), usage)
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 
