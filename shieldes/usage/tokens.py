@@ -1,16 +1,20 @@
-"""Input-token estimate for a Messages request when no upstream counts it (count_tokens answered
-for a model served by a non-Anthropic deployment). No tokenizer is downloaded or shipped, so it is
-a documented rule, not a model's count:
+"""Token estimates when no upstream counts them: the input tokens of a Messages request
+(count_tokens answered for a model served by a non-Anthropic deployment), and the output tokens of
+a non-streamed answer whose upstream reported no usage (what is billed, and told to the client, for
+it). No tokenizer is downloaded or shipped, so it is a documented rule, not a model's count:
 
 * text (system prompt, message text, tool results, text documents, tool-use inputs as JSON, tool
   definitions as JSON): one token per 4 UTF-8 bytes, rounded up, per piece;
 * each image or non-text document (PDF): 1600 tokens (what Anthropic charges for an image at its
   largest default size);
-* each message: 4 tokens of framing; the request: 3 more.
+* each message: 4 tokens of framing; the request: 3 more;
+* an answer's output: its text (message content, refusal, tool call names and arguments, reasoning
+  text; completions' text; Anthropic text, thinking and tool-use blocks; Responses output text,
+  function calls and reasoning), one token per 4 UTF-8 bytes, rounded up, per piece.
 
 English prose and code tokenize at roughly 3.5-4.5 bytes per token in current tokenizers, so the
 estimate is in the right range for them and overestimates dense non-Latin text less than a word
-count would. It is deterministic and never 0 for a request with content."""
+count would. It is deterministic and never 0 for a request or an answer with content."""
 
 from __future__ import annotations
 
@@ -80,3 +84,73 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     if isinstance(tools, list):
         total += sum(_json_tokens(tool) for tool in tools)
     return total
+
+
+def _reasoning_tokens(message: dict[str, Any]) -> int:
+    """A chat server's reasoning text (vLLM, DeepSeek, Ollama: `reasoning_content`; others `reasoning`)."""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str):
+            return _text_tokens(message[key])
+    return 0
+
+
+def _arguments_tokens(arguments: Any) -> int:
+    """Tool call arguments: JSON text as OpenAI sends it, or an object (Ollama, Anthropic input)."""
+    return _text_tokens(arguments) if isinstance(arguments, str) else _json_tokens(arguments)
+
+
+def _openai_choice_tokens(choice: dict[str, Any]) -> int:
+    if isinstance(choice.get("text"), str):  # completions
+        return _text_tokens(choice["text"])
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return 0
+    total = _content_tokens(message.get("content")) + _reasoning_tokens(message)
+    if isinstance(message.get("refusal"), str):
+        total += _text_tokens(message["refusal"])
+    calls = message.get("tool_calls")
+    legacy = message.get("function_call")
+    for call in [*(calls if isinstance(calls, list) else []), *([{"function": legacy}] if legacy else [])]:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            total += _text_tokens(str(fn.get("name") or "")) + _arguments_tokens(fn.get("arguments"))
+    return total
+
+
+def _anthropic_block_tokens(block: dict[str, Any]) -> int:
+    kind = block.get("type")
+    if kind == "text":
+        return _text_tokens(str(block.get("text") or ""))
+    if kind == "thinking":
+        return _text_tokens(str(block.get("thinking") or ""))
+    if kind in ("tool_use", "server_tool_use"):
+        return _text_tokens(str(block.get("name") or "")) + _json_tokens(block.get("input"))
+    return 0
+
+
+def _responses_item_tokens(item: dict[str, Any]) -> int:
+    kind = item.get("type")
+    if kind == "message":
+        parts = item.get("content")
+        return sum(_text_tokens(str(p.get("text") or p.get("refusal") or ""))
+                   for p in parts if isinstance(p, dict)) if isinstance(parts, list) else 0
+    if kind in ("function_call", "custom_tool_call"):
+        return _text_tokens(str(item.get("name") or "")) + _arguments_tokens(item.get("arguments", item.get("input")))
+    if kind == "reasoning":
+        pieces = [*(item.get("summary") or []), *(item.get("content") or [])]
+        return sum(_text_tokens(str(p.get("text") or "")) for p in pieces if isinstance(p, dict))
+    return 0
+
+
+def estimate_output_tokens(answer: dict[str, Any]) -> int:
+    """Estimated output tokens of a non-streamed answer: an OpenAI chat.completion or
+    text_completion (`choices`), an Anthropic message (`content` blocks) or a Responses response
+    (`output` items). 0 only when no text came back (an embeddings answer, an empty reply)."""
+    choices, content, output = answer.get("choices"), answer.get("content"), answer.get("output")
+    if isinstance(choices, list):
+        return sum(_openai_choice_tokens(c) for c in choices if isinstance(c, dict))
+    if isinstance(content, list):
+        return sum(_anthropic_block_tokens(b) for b in content if isinstance(b, dict))
+    if isinstance(output, list):
+        return sum(_responses_item_tokens(i) for i in output if isinstance(i, dict))
+    return 0
