@@ -109,6 +109,7 @@ class FakeUpstream:
         seed: int = 7,
         reject_stream_options: bool = False,
         responses_usage: bool = True,
+        json_usage: bool = True,
         call_tools: bool = True,
         implicit_cache: bool = False,
         rpm: int | None = None,
@@ -133,6 +134,9 @@ class FakeUpstream:
         self.reject_stream_options = reject_stream_options  # like older Azure api-versions
         # False: /v1/responses answers and events carry `usage: null` (a Responses server that counts nothing)
         self.responses_usage = responses_usage
+        # False: JSON (non-streamed) chat, completions, embeddings and Messages answers carry no `usage`
+        # (some OpenAI-compatible servers omit it)
+        self.json_usage = json_usage
         self.call_tools = call_tools  # False: always answer with text, even when tools are offered
         self.record = record  # False (standalone, for benchmarks): keep no requests or answers
         self.requests: list[Recorded] = []
@@ -400,7 +404,7 @@ class FakeUpstream:
                             "finish_reason": "tool_calls" if calls else reply.finish,
                         }
                     ],
-                    "usage": usage,
+                    **({"usage": usage} if self.json_usage else {}),
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -431,7 +435,7 @@ class FakeUpstream:
                     "choices": [
                         {"text": reply.text, "index": 0, "logprobs": None, "finish_reason": reply.finish}
                     ],
-                    "usage": usage,
+                    **({"usage": usage} if self.json_usage else {}),
                 }
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -475,7 +479,7 @@ class FakeUpstream:
                 "object": "list",
                 "data": data,
                 "model": body.get("model"),
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                **({"usage": {"prompt_tokens": tokens, "total_tokens": tokens}} if self.json_usage else {}),
             }
         )
 
@@ -579,7 +583,7 @@ class FakeUpstream:
             },
         }
         if not body.get("stream"):
-            return self._json(message)
+            return self._json(message if self.json_usage else {k: v for k, v in message.items() if k != "usage"})
         frames = wire.message_frames(message)
         return await self._sse(request, fault, frames)
 

@@ -27,7 +27,7 @@ from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUsage
 from shieldes.providers.kinds import KINDS
-from shieldes.usage.tokens import estimate_input_tokens
+from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens
 
 DROPPED_HEADER = "x-shieldes-dropped"
 MAX_DROPPED_HEADER = 1024
@@ -152,13 +152,20 @@ async def messages(request: web.Request) -> web.StreamResponse:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
             if isinstance(provider, MessagesUpstream):
                 native = await provider.messages(target, native_body(body, raw, target.model), passthrough)
-                return Answer(native.raw, native.usage)
+                if native.usage is not None:  # the upstream's bytes, as they are
+                    return Answer(native.raw, native.usage)
+                usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
+                return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage)
             chat, dropped = _translate(body, target, dep.kind)
             result = await provider.call("chat", target, chat)
+            usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
-            return Answer(orjson.dumps(message), result.usage, _dropped(dropped))
+            if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
+                message["usage"] = replies.anthropic_usage(usage)
+            return Answer(orjson.dumps(message), usage, _dropped(dropped))
 
         got, served = await call.run(answer)
+        # the upstream's count, or the estimate the answer already carries (never None here)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, **call.res.headers, **got.headers}
         return web.Response(body=got.raw, headers=headers)

@@ -33,6 +33,7 @@ from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
+from shieldes.usage.tokens import estimate_output_tokens
 
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses", ResponseStore)
 MAX_LIST = 100
@@ -42,22 +43,25 @@ def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
     return request.app[GATEWAY], authenticate(request)
 
 
-def _token_usage(usage: ResponsesUsage | None, size: int, deltas: int) -> TokenUsage:
-    if usage is None:  # the upstream reported nothing: estimate as the chat relay does
-        return TokenUsage(size // 4, deltas)
+def _token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUsage:
+    """The upstream's usage, or when it reported none the estimate: request bytes / 4 input tokens
+    and `output` (one per delta event of a stream, the answer's text / 4 of a JSON answer)."""
+    if usage is None:
+        return TokenUsage(size // 4, output)
     cached = usage.cached_tokens if 0 < usage.cached_tokens <= usage.input_tokens else 0
     written = usage.cache_write_tokens if 0 < usage.cache_write_tokens <= usage.input_tokens - cached else 0
     return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached, cache_write_tokens=written,
                       reasoning_tokens=usage.reasoning_tokens or None)
 
 
-def _estimated(response: Body | None, size: int, deltas: int) -> Body | None:
-    """A streamed response object whose upstream reported no usage (a chat server that refused
-    stream_options, a Responses server that counts nothing), with the estimate that is billed
-    (_token_usage's) as its `usage`, so the client and GET see what is billed; any other unchanged."""
+def _estimated(response: Body | None, size: int, output: int) -> Body | None:
+    """A response object whose upstream reported no usage (a chat server that refused
+    stream_options or omits usage, a Responses server that counts nothing), with the estimate that
+    is billed (_token_usage's) as its `usage`, so the client and GET see what is billed; any other
+    unchanged."""
     if response is None or usage_from_responses(response.get("usage")) is not None:
         return response
-    billed = _token_usage(None, size, deltas)
+    billed = _token_usage(None, size, output)
     return dict(response, usage=ResponsesUsage(billed.prompt_tokens, billed.completion_tokens).to_dict())
 
 
@@ -114,7 +118,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise
     if isinstance(outcome, Answer):
         response = dict(outcome.response, store=req.store)
-        turn.finish(served, response, _token_usage(outcome.usage, size, 0))
+        # no usage from the upstream: the output is estimated from the answer's text, and the
+        # response (as sent and as stored) carries the estimate that is billed
+        output = estimate_output_tokens(response) if outcome.usage is None else 0
+        response = _estimated(response, size, output) or response
+        turn.finish(served, response, _token_usage(outcome.usage, size, output))
         return json_response(response, rid, {**res.headers, **outcome.headers})
     return await _stream(request, rid, turn, served, outcome)
 

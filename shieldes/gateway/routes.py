@@ -21,6 +21,7 @@ from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, To
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
+from shieldes.usage.tokens import estimate_output_tokens
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -126,6 +127,15 @@ def _note_model(request: web.Request, model: str) -> None:
         rec.model = model
 
 
+def openai_usage(op: Operation, usage: TokenUsage) -> Body:
+    """Counts the gateway settled (its estimate, when the upstream reported none) as the `usage` of
+    an OpenAI answer: embeddings have no completion tokens."""
+    if op == "embeddings":
+        return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+
+
 class Call:
     """One admitted request: the key, its route and reservation; settles exactly once. Notes the
     route, the deployments tried, timings and usage on the request-log record."""
@@ -177,8 +187,13 @@ class Call:
             raise
         if self.rec is not None:
             self.rec.t_first_byte = time.perf_counter()
-        self.settle(served, result.usage or TokenUsage(self.size // 4, 0))
-        return result
+        if result.usage is not None:
+            self.settle(served, result.usage)
+            return result
+        # the upstream counted nothing: bill an estimate and tell the client, in the answer's usage
+        usage = TokenUsage(self.size // 4, estimate_output_tokens(result.body))
+        self.settle(served, usage)
+        return JsonResult(dict(result.body, usage=openai_usage(self.op, usage)), None)
 
     async def stream(self, request: web.Request, body: Body,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
