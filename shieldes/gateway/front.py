@@ -25,7 +25,7 @@ import socket
 import time
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from email.utils import formatdate
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -56,11 +56,13 @@ _HOP_HEADERS = frozenset(("content-length", "transfer-encoding", "connection", "
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+_HOT_SET = frozenset(HOT_PATHS) | frozenset(p[len("/v1"):] for p in HOT_PATHS)
 
 
-def hot_target(data: bytes) -> bool | None:
-    """Whether a request starting with `data` is `POST <hot path>[?query]`: True, False, or None
-    while too few bytes have arrived to tell."""
+def hot_target(data: bytes, paths: Container[str] = _HOT_SET) -> bool | None:
+    """Whether a request starting with `data` is `POST <one of paths>[?query]`: True, False, or
+    None while too few bytes have arrived to tell. `paths`: the hot routes the app has (default:
+    all of HOT_PATHS, with and without /v1)."""
     if not data.startswith(b"POST /"):
         return None if len(data) < 6 and b"POST /".startswith(data) else False
     end = data.find(b" ", 5, 5 + 64)
@@ -69,10 +71,7 @@ def hot_target(data: bytes) -> bool | None:
     target = data[5:end]
     query = target.find(b"?")
     path = target if query < 0 else target[:query]
-    return path.decode("latin-1") in _HOT_SET
-
-
-_HOT_SET = frozenset(HOT_PATHS) | frozenset(p[len("/v1"):] for p in HOT_PATHS)
+    return path.decode("latin-1") in paths
 
 
 class _Match:
@@ -289,6 +288,7 @@ class Front:
             if route.method == "POST" and resource is not None and resource.canonical in _HOT_SET:
                 self.matches[resource.canonical] = _Match(route)
                 self.handlers[resource.canonical] = route.handler
+        self.hot_paths = frozenset(self.matches)  # what hot_target takes: the app's, not the list's
         self.connections: set[_Connection] = set()
         self.server: asyncio.AbstractServer | None = None
         self._date = b""
@@ -434,7 +434,7 @@ class _Connection(asyncio.Protocol):
             self._feed(data)
             return
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
-            hot = hot_target(data[:6 + 64])
+            hot = hot_target(data[:6 + 64], self.front.hot_paths)
             if hot:
                 self._feed_at_boundary(data)
                 return
@@ -458,7 +458,7 @@ class _Connection(asyncio.Protocol):
         data = self._unparsed
         if not data:
             return
-        hot = hot_target(bytes(data[:6 + 64]))
+        hot = hot_target(bytes(data[:6 + 64]), self.front.hot_paths)
         if hot is None:
             return
         raw = bytes(data)

@@ -1,0 +1,146 @@
+"""The front's connection state machine over any split of the byte stream: a connection that gets
+its requests one byte at a time, or cut anywhere (inside the method, the path, a header, the body,
+between pipelined requests), answers exactly as one that gets them in one read; a request that is
+not hot hands the rest of the stream to aiohttp's side unchanged. In process, with a transport
+that records what is written."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shieldes.gateway.front import Front, _Connection
+
+
+class Recorder(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self.protocol: Any = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+
+class Elsewhere(asyncio.Protocol):
+    """Stands for aiohttp's request handler: keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+
+
+async def echo(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    return web.Response(body=request.path.encode() + b" " + body, content_type="text/plain")
+
+
+async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    resp: web.StreamResponse = await handler(request)
+    return resp
+
+
+def post(path: str, body: bytes, chunked: bool = False) -> bytes:
+    if chunked:
+        half = len(body) // 2
+        parts = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:half], body[half:]) if p)
+        return f"POST {path} HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + parts + b"0\r\n\r\n"
+    return f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
+    """(what the front wrote, what was handed to aiohttp's side) after feeding `pieces`."""
+    app = web.Application()
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/embeddings"):
+        app.router.add_post(path, echo)
+    elsewhere = Elsewhere()
+    front = Front(app, lambda: elsewhere, observe, max_body=10_000)
+    transport = Recorder()
+    conn = _Connection(front)
+    conn.connection_made(transport)
+    for piece in pieces:
+        if not piece:  # wait until every answer so far is out
+            while conn._task is not None:
+                await asyncio.sleep(0)
+            continue
+        if transport.protocol is not None:
+            transport.protocol.data_received(piece)
+        else:
+            conn.data_received(piece)
+        for _ in range(5):  # let answers run (each is a task on this loop)
+            await asyncio.sleep(0)
+    while conn._task is not None:
+        await asyncio.sleep(0)
+    if transport.protocol is None:
+        conn._next()
+        while conn._task is not None:
+            await asyncio.sleep(0)
+    return bytes(transport.out).replace(conn.front.date(), b"DATE"), bytes(elsewhere.got)
+
+
+HOT = (post("/v1/chat/completions", b'{"a": 1}') + post("/embeddings?x=1", b'{"b": 22}', chunked=True)
+       + post("/v1/chat/completions", b""))
+OTHER = b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n" + post("/v1/chat/completions", b'{"after": "handoff"}')
+
+
+def pieces_of(data: bytes, cuts: list[int]) -> list[bytes]:
+    edges = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(1, len(HOT) - 1), max_size=12, unique=True))
+def test_any_split_of_hot_requests_answers_as_one_read(cuts: list[int]) -> None:
+    whole = asyncio.run(run([HOT]))
+    assert asyncio.run(run(pieces_of(HOT, cuts))) == whole
+    answers, handed = whole
+    assert handed == b""
+    assert answers.count(b"HTTP/1.1 200 OK") == 3  # pipelined in one read: answered in order
+    assert answers.index(b'/v1/chat/completions {"a": 1}') < answers.index(b'/embeddings {"b": 22}')
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, len(HOT) - 1), max_size=6, unique=True),
+       st.lists(st.integers(1, len(OTHER) - 1), max_size=6, unique=True))
+def test_a_request_that_is_not_hot_hands_over_the_rest_unchanged(hot_cuts: list[int], cuts: list[int]) -> None:
+    """After the hot answers, a GET arrives (cut anywhere): it and everything after it reach
+    aiohttp's side byte for byte, whatever the cuts."""
+    answers, handed = asyncio.run(run([*pieces_of(HOT, hot_cuts), b"", *pieces_of(OTHER, cuts)]))
+    assert handed == OTHER
+    assert answers == asyncio.run(run([HOT]))[0]
+
+
+def test_one_byte_at_a_time() -> None:
+    data = HOT + OTHER
+    answers, handed = asyncio.run(run([data[i:i + 1] for i in range(len(data))]))
+    assert answers == asyncio.run(run([HOT]))[0]
+    assert handed == OTHER
