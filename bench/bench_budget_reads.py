@@ -3,7 +3,7 @@
     python bench/bench_budget_reads.py [--peers 2 10 30] [--keys 100 500] [--baseline-tree DIR]
 
 Every budget check of a request adds the spend peers gossiped but the log does not hold yet
-(`view.pending_spend`, the function the node runs). Each peer's state holds one pending entry per
+(`view_reads.pending_spend`, the function the node runs). Each peer's state holds one pending entry per
 subject (key or team) per unflushed flush, so with many active keys those are thousands of entries.
 The bench builds a view of `--peers` peers, each with two unflushed flushes of `--keys` subjects,
 and runs requests against it: each request reads a random key's and team's spend; between
@@ -24,25 +24,44 @@ import random
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shieldes.cluster import view as this_view
+from shieldes.cluster import view, view_reads
+
+# the functions of the view and of its reads, as one namespace (earlier trees had both in view.py)
+this_view = SimpleNamespace(**{**vars(view), **vars(view_reads)})
 
 DAY = 20_000
 FLUSH_INTERVAL = 0.5  # the default SHIELDES_FLUSH_INTERVAL
 RATE = 1000.0  # requests per second the node serves
 
 
-def load_view(tree: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("baseline_view", tree / "shieldes/cluster/view.py")
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_view"] = module  # dataclasses look their module up
+    sys.modules[name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_view(tree: Path) -> SimpleNamespace:
+    """The view functions of another checkout: view.py, and view_reads.py where it has one (its
+    import of the view is pointed at that checkout's view while it loads)."""
+    base = _load("baseline_view", tree / "shieldes/cluster/view.py")
+    names = dict(vars(base))
+    reads = tree / "shieldes/cluster/view_reads.py"
+    if reads.exists():
+        ours = sys.modules["shieldes.cluster.view"]
+        sys.modules["shieldes.cluster.view"] = base
+        try:
+            names.update(vars(_load("baseline_view_reads", reads)))
+        finally:
+            sys.modules["shieldes.cluster.view"] = ours
+    return SimpleNamespace(**names)
 
 
 def flush(seq: int, keys: int, rnd: random.Random) -> dict[tuple[int, int, str, int], tuple[int, int, int]]:
@@ -50,7 +69,7 @@ def flush(seq: int, keys: int, rnd: random.Random) -> dict[tuple[int, int, str, 
     return {(1, seq, s, DAY): (1, 100, 2_000) for s in subjects}
 
 
-def run(view_mod: ModuleType, peers: int, keys: int, requests: int) -> tuple[float, float, float]:
+def run(view_mod: Any, peers: int, keys: int, requests: int) -> tuple[float, float, float]:
     """CPU microseconds per request (the reads), per merge of a peer's new flush and per prune
     (both on the gossip loop)."""
     rnd = random.Random(7)

@@ -38,7 +38,7 @@ window and those of the long run are printed too, with the bytes sent given the 
 p50/p99 of a counter change (from the change to every node's view holding it, over --probes
 changes), and the process CPU time spent in the gossip calls (prepare, receive, acknowledged) per
 node per second. Except in full mode the run also checks the production limit logic
-(cluster/limits.py: claims, rounds, acknowledgements; view.py read-outs) on one key with a rate
+(cluster/limits.py: claims, rounds, acknowledgements; view_reads.py) on one key with a rate
 limit and one team budget, all nodes admitting as fast as requests come: admitted / limit and
 overshoot against docs/cluster.md.
 
@@ -62,7 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shieldes.cluster import digest, fanout, gossip_pb2, view  # noqa: E402
+from shieldes.cluster import digest, fanout, gossip_pb2, view_reads  # noqa: E402
 from shieldes.cluster.gossip import Gossip, open_envelope, seal, to_proto  # noqa: E402
 from shieldes.cluster.limits import HeadroomSplitter, Rounds  # noqa: E402
 from shieldes.cluster.view import NodeState  # noqa: E402
@@ -249,7 +249,7 @@ class Sim:
         node.rounds.advance(self.participants(node), EPOCH)
 
     def participants(self, node: Node) -> list[str]:
-        return view.participants(node.gossip.view, now=self.now, within=self.args.node_timeout, exclude=node.name)
+        return view_reads.participants(node.gossip.view, now=self.now, within=self.args.node_timeout, exclude=node.name)
 
     # --- convergence probes ----------------------------------------------------------------------
 
@@ -299,17 +299,17 @@ class Sim:
         rank = sorted([name, *peers]).index(name)
         own = node.windows.get((RATE_SUBJECT, RATE_WINDOW, WINDOW), (0, 0, 0))[0]
         # own count + peers' counts + peers' unused claims (ClusterMeter._split_rate via the runtime)
-        seen = (own + view.window_count(v, RATE_SUBJECT, RATE_WINDOW, (WINDOW,), exclude=name)[0]
-                + view.window_allowance(v, RATE_SUBJECT, RATE_WINDOW, WINDOW, exclude=name))
+        seen = (own + view_reads.window_count(v, RATE_SUBJECT, RATE_WINDOW, (WINDOW,), exclude=name)[0]
+                + view_reads.window_allowance(v, RATE_SUBJECT, RATE_WINDOW, WINDOW, exclude=name))
         if node.splitter.admit((RATE_SUBJECT, RATE_WINDOW, WINDOW), self.rate_limit, seen, alive,
                                rank=(rank + WINDOW) % alive):
             r, t, rel = node.windows.get((RATE_SUBJECT, RATE_WINDOW, WINDOW), (0, 0, 0))
             node.windows[(RATE_SUBJECT, RATE_WINDOW, WINDOW)] = (r + 1, t, rel)
             node.rate_admitted += 1
         # a team budget: own spend + peers' gossiped pending spend, split in its last quarter
-        spent = node.spend + view.pending_spend(v, BUDGET_SUBJECT, range(DAY, DAY + 1), lambda _n, _e: 0,
+        spent = node.spend + view_reads.pending_spend(v, BUDGET_SUBJECT, range(DAY, DAY + 1), lambda _n, _e: 0,
                                                 exclude=name)
-        seen_b = spent + view.window_allowance(v, BUDGET_SUBJECT, BUDGET_WINDOW, DAY, exclude=name)
+        seen_b = spent + view_reads.window_allowance(v, BUDGET_SUBJECT, BUDGET_WINDOW, DAY, exclude=name)
         ok = (seen_b + self.cost <= self.budget if seen_b < self.budget * BUDGET_SPLIT_FROM else
               node.splitter.admit((BUDGET_SUBJECT, BUDGET_WINDOW, DAY), self.budget, seen_b, alive, self.cost,
                                   (rank + DAY) % alive))

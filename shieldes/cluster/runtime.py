@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
-from shieldes.cluster import gossip_tls, view
+from shieldes.cluster import gossip_tls, view, view_reads
 from shieldes.cluster.gossip import Gossip
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
@@ -177,7 +177,7 @@ class ClusterRuntime:
     # --- the view the meter asks for ---------------------------------------------------------
 
     def participants(self) -> list[str]:
-        """Peers this node splits limits with (view.participants): gossiped in this boot, and heard,
+        """Peers this node splits limits with (view_reads.participants): gossiped in this boot, and heard,
         taking pushes or heartbeating in cluster_nodes within SHIELDES_NODE_TIMEOUT, so a slow or
         briefly paused peer keeps its part; a starting peer (not
         gossiping yet) never holds up a round, a dead one (refusing pushes) no longer than the split
@@ -187,7 +187,7 @@ class ClusterRuntime:
             return sorted(n.node_id for n in self.membership.alive_peers())
         timeout = self.settings.node_timeout
         alive = self.gossip.reachable(timeout) + [n.node_id for n in self.membership.alive_peers()]
-        return view.participants(self.cell.value, now=time.monotonic(), within=timeout, exclude=self.node_id,
+        return view_reads.participants(self.cell.value, now=time.monotonic(), within=timeout, exclude=self.node_id,
                                  reachable=alive, gone=self.gossip.gone(self.split_timeout))
 
     def alive_ids(self) -> set[str]:
@@ -227,23 +227,23 @@ class ClusterRuntime:
         return self.alive_and_rank()[0]
 
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
-        return view.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)
+        return view_reads.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)
 
     def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
         """Peers' (requests, tokens) of one key in one rate window, and what this node's crashed boots
         admitted in it (relayed by peers)."""
-        return view.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id,
+        return view_reads.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id,
                                  own_epoch=self.membership.boot_epoch)
 
     def remote_spend(self, subject: str, days: range) -> int:
         """Peers' spend of a budget subject not yet in this node's log, plus their reservations."""
-        return view.pending_spend(self.cell.value, subject, days, self.projector.usage.durable_seq,
+        return view_reads.pending_spend(self.cell.value, subject, days, self.projector.usage.durable_seq,
                                   exclude=self.node_id)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:
             return False
-        return view.deployment_open(self.cell.value, deployment,
+        return view_reads.deployment_open(self.cell.value, deployment,
                                     self.gossip.recently_seen(self.settings.node_timeout))
 
     def health_views(self) -> list[Mapping[str, Health]]:
@@ -252,7 +252,7 @@ class ClusterRuntime:
         own: list[Mapping[str, Health]] = [self.breaker.health()] if self.breaker is not None else []
         if self.gossip is None:
             return own
-        return own + view.peer_health(self.cell.value, self.gossip.recently_seen(self.settings.node_timeout),
+        return own + view_reads.peer_health(self.cell.value, self.gossip.recently_seen(self.settings.node_timeout),
                                       exclude=self.node_id)
 
     # --- gossip in and out -------------------------------------------------------------------

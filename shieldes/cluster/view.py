@@ -1,7 +1,9 @@
 """The cluster view: what this node believes every peer has used, reserved and acknowledged.
 
-One pure value and pure functions over it (no I/O, no clock: callers pass `now`). Production
-(cluster/runtime.py) and the tests use the same functions.
+One pure value and pure functions over it (no I/O, no clock: callers pass `now`): the value and
+how messages, epochs, pruning and takeovers change it. What the meter, routing and the admin API
+read from it is in view_reads.py. Production (cluster/runtime.py) and the tests use the same
+functions.
 
 * A node is identified by (node id, boot epoch). Each boot owns one component and only ever grows
   it; components merge by maximum per entry (a G-counter; reservations are a PN-counter of
@@ -382,43 +384,7 @@ def _delta_order(d: Delta) -> tuple[str, str, str, str, int]:
     return (d[0], d[1] or "", d[2], d[3], d[4])
 
 
-# --- read-outs for the meter -----------------------------------------------------------------------
-
-
-def participants(view: View, *, now: float, within: float, exclude: str,
-                 reachable: Iterable[str] = (), gone: Iterable[str] = ()) -> list[str]:
-    """The peers a limit is split with and whose acknowledgements end a round: those that gossiped
-    in their current boot and were heard from within `within` seconds, or that still take this
-    node's pushes (`reachable`), unless known `gone` (their address refuses connections: the
-    process is dead). A starting peer (never heard) or a dead one takes no part."""
-    ok, dead = set(reachable), set(gone)
-    return sorted(n for n, t in view.heard.items()
-                  if n != exclude and n not in dead and (now - t <= within or n in ok))
-
-
-def window_count(view: View, subject: str, window: str, starts: Iterable[int], *,
-                 exclude: str | None = None, own_epoch: int | None = None) -> tuple[int, int]:
-    """(requests, tokens net of released estimates) counted by every component (but node
-    `exclude`; with `own_epoch`, only that boot of it: its crashed boots count) over the windows
-    starting at `starts`."""
-    req = tok = 0
-    starts = tuple(starts)
-    for (node, epoch), state in view.components.items():
-        if node == exclude and (own_epoch is None or epoch >= own_epoch):
-            continue
-        windows = state.windows
-        for start in starts:
-            v = windows.get((subject, window, start))
-            if v:
-                req += v[0]
-                tok += v[1] - v[2]
-    return req, tok
-
-
-def window_allowance(view: View, subject: str, window: str, start: int, *, exclude: str | None = None) -> int:
-    """Unused limit claims of every component (but node `exclude`) in one window."""
-    return sum(s.allowances.get((subject, window, start), 0)
-               for (node, _), s in view.components.items() if node != exclude)
+# --- the pending spend of a state, grouped by subject (budget reads) -----------------------------
 
 
 def spend_by_subject(pending: Mapping[PendingId, tuple[int, int, int]]) -> SubjectSpend:
@@ -432,17 +398,6 @@ def spend_by_subject(pending: Mapping[PendingId, tuple[int, int, int]]) -> Subje
             entries[pid] = v
     return out
 
-
-def spend_of(state: NodeState) -> Mapping[str, Mapping[PendingId, tuple[int, int, int]]]:
-    """`state.pending` by subject (read only). A state built from another one by the functions of
-    this module (a merge, a prune, a dead boot's orphan) or by delta.apply takes the other's over,
-    updated for the entries that changed (`regrouped`); only a state that arrived whole (a peer's
-    first message) is grouped in full, once, the first time a budget check reads it."""
-    cache = state.grouping
-    groups = cache.groups
-    if groups is None:
-        groups = cache.groups = spend_by_subject(state.pending)
-    return groups
 
 
 def regrouped(new: NodeState, old: NodeState, changed: Collection[PendingId] = (),
@@ -479,81 +434,11 @@ def regrouped(new: NodeState, old: NodeState, changed: Collection[PendingId] = (
     return new
 
 
-def pending_spend(view: View, subject: str, days: range, durable: Durable, *, exclude: str | None = None) -> int:
-    """nUSD of `subject` in `days` gossiped but not yet in the log as far as this node has read it
-    (dead boots' too, until the leader's append on their behalf is in the log), plus what peers
-    hold reserved for requests in flight. Each state's pending spend is read grouped by subject
-    (`spend_of`): a request visits only the subject's own entries, one short list per peer."""
-    total = 0
-    for states in (view.components, view.orphans):
-        for (node, _), state in states.items():
-            if node == exclude:
-                continue
-            if state.pending:
-                groups = state.grouping.groups
-                entries = (spend_of(state) if groups is None else groups).get(subject)
-                if entries:
-                    for (epoch, seq, _, day), v in entries.items():
-                        if day in days and seq > durable(node, epoch):
-                            total += v[2]
-            r = state.reservations.get(subject)
-            if r and r[0] > r[1]:
-                total += r[0] - r[1]
-    return total
-
-
-def reserved_in_flight(view: View, subject: str, *, exclude: str | None = None) -> int:
-    total = 0
-    for (node, _), state in view.components.items():
-        if node != exclude:
-            r = state.reservations.get(subject)
-            if r:
-                total += max(0, r[0] - r[1])
-    return total
-
-
-def reservations(view: View, *, exclude: str | None = None) -> dict[str, int]:
-    """subject -> nUSD peers (all but node `exclude`) hold for requests in flight, nonzero only."""
-    out: dict[str, int] = {}
-    for (node, _), state in view.components.items():
-        if node != exclude:
-            for subject, (reserved, released) in state.reservations.items():
-                if reserved > released:
-                    out[subject] = out.get(subject, 0) + reserved - released
-    return out
-
-
-def acknowledged(view: View, me: str, boot_epoch: int) -> dict[str, int]:
-    """peer -> the highest sequence of this boot of `me` the peer says it has accepted."""
-    out: dict[str, int] = {}
-    for (node, _), state in view.components.items():
-        seen = state.seen.get(me)
-        if seen is not None and seen[0] == boot_epoch:
-            out[node] = max(out.get(node, 0), seen[1])
-    return out
-
-
-def deployment_open(view: View, deployment: str, fresh: Iterable[str]) -> bool:
-    """Some peer in `fresh` has its circuit breaker resting `deployment`."""
-    nodes = set(fresh)
-    return any(node in nodes and (h := s.health.get(deployment)) is not None and h.open
-               for (node, _), s in view.components.items())
-
-
-def peer_health(view: View, fresh: Iterable[str], exclude: str) -> list[Mapping[str, Health]]:
-    """The deployment health each peer in `fresh` gossiped (routing merges them with its own)."""
-    nodes = set(fresh) - {exclude}
-    return [s.health for (node, _), s in view.components.items() if node in nodes]
-
-
-def log_head(view: View) -> int:
-    return max((s.log_head for s in view.components.values()), default=0)
-
 
 class ViewCell:
     """The one mutable holder of a node's view: the gossip receiver folds messages in, the cluster
-    runtime prunes and feeds outside epochs, the meter reads. Every change goes through the pure
-    functions above."""
+    runtime prunes and feeds outside epochs, the meter reads (view_reads). Every change goes through
+    the pure functions above."""
 
     def __init__(self) -> None:
         self.value: View = EMPTY

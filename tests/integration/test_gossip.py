@@ -12,7 +12,8 @@ import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip import Gossip, seal, sign
-from shieldes.cluster.view import NodeState, fold, observe_epochs, window_count
+from shieldes.cluster.view import NodeState, fold, observe_epochs
+from shieldes.cluster.view_reads import window_count
 
 SECRET = b"s3cret"
 

@@ -10,7 +10,8 @@ import grpc
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip import Gossip, open_envelope
-from shieldes.cluster.view import NodeState, WindowId, window_count
+from shieldes.cluster.view import NodeState, WindowId
+from shieldes.cluster.view_reads import window_count
 
 SECRET = b"s3cret"
 KEYS = 2000

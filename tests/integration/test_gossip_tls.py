@@ -18,7 +18,8 @@ from cryptography.x509.oid import NameOID
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc, gossip_tls
 from shieldes.cluster.gossip import Gossip, seal
 from shieldes.cluster.gossip_tls import GossipTLS, GossipTLSError
-from shieldes.cluster.view import NodeState, window_count
+from shieldes.cluster.view import NodeState
+from shieldes.cluster.view_reads import window_count
 from tests.integration.test_gossip import SECRET, until
 
 PEM = serialization.Encoding.PEM

@@ -20,7 +20,7 @@ import zstandard
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip import Gossip, seal, sign
-from shieldes.cluster.view import window_count
+from shieldes.cluster.view_reads import window_count
 from shieldes.usage.admission import WINDOW
 from tests.integration.gateway_harness import wait_until
 from tests.resilience.support import CLUSTER_SECRET, burst, in_process_cluster, not_near_minute_end

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.cluster import delta, digest, fanout, gossip_pb2, view
+from shieldes.cluster import delta, digest, fanout, gossip_pb2, view, view_reads
 from shieldes.cluster.gossip import Gossip, open_envelope
 from shieldes.cluster.view import Health, NodeState, WindowId
 
@@ -242,9 +242,9 @@ def test_a_stopped_node_is_not_kept_alive_by_pulls_or_relays(digests: bool) -> N
         v = nodes[name].view
         assert v.components[("a", 1)].windows[WINDOWS[0]] == (3, 30, 0)  # its counts still count
         assert v.heard["a"] <= stopped_at + 0 * clock[0]  # only a's own messages make it heard
-        assert "a" not in view.participants(v, now=clock[0], within=5.0, exclude=name)
+        assert "a" not in view_reads.participants(v, now=clock[0], within=5.0, exclude=name)
         assert "a" not in nodes[name].recently_seen(5.0)
-        assert "b" in view.participants(nodes["c"].view, now=clock[0], within=5.0, exclude="c")
+        assert "b" in view_reads.participants(nodes["c"].view, now=clock[0], within=5.0, exclude="c")
 
 
 def test_rotation_reaches_every_peer_every_ceil_n_over_k_rounds() -> None:

@@ -24,17 +24,13 @@ from shieldes.cluster.view import (
     join,
     merge,
     observe_epochs,
-    participants,
-    pending_spend,
     prune,
     regrouped,
     relayed,
-    reserved_in_flight,
     spend_by_subject,
-    spend_of,
     takeover,
-    window_count,
 )
+from shieldes.cluster.view_reads import participants, pending_spend, reservations, spend_of, window_count
 
 NODES = [("a", 1), ("a", 2), ("b", 7), ("c", 3)]
 DAYS = range(100, 101)
@@ -51,6 +47,11 @@ def node_states(draw: st.DrawFn) -> NodeState:
     reservations = draw(st.dictionaries(st.just("k:k1"), st.tuples(small, small), max_size=1))
     return NodeState(node, epoch, seq=draw(st.integers(0, 20)), log_head=draw(st.integers(0, 9)),
                      windows=windows, pending=pending, reservations=reservations)
+
+
+def reserved_in_flight(view: View, subject: str, *, exclude: str | None = None) -> int:
+    """nUSD peers hold reserved for `subject` (the admin API's read of it)."""
+    return reservations(view, exclude=exclude).get(subject, 0)
 
 
 def no_durable(_node: str, _epoch: int) -> int:

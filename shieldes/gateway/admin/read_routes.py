@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.cluster import view as cluster_view
+from shieldes.cluster import view_reads
 from shieldes.cluster.status import cluster_status
 from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest, Unavailable
@@ -55,7 +55,7 @@ async def node_status(call: Call) -> Any:
         "requests": ctx.gateway.metrics.request_totals(),
         # budget reservations of requests in flight, here and as gossiped by peers: empty when idle
         "reserved_usd": {s: n / NUSD for s, n in sorted(meter.reserved().items()) if n},
-        "peers_reserved_usd": ({s: n / NUSD for s, n in sorted(cluster_view.reservations(
+        "peers_reserved_usd": ({s: n / NUSD for s, n in sorted(view_reads.reservations(
             cluster.cell.value, exclude=ctx.node_id).items())} if cluster else {}),
         "asyncio_tasks": len(asyncio.all_tasks()),
     }
