@@ -23,57 +23,28 @@ import contextlib
 import logging
 import socket
 import time
-import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Container, Mapping
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any, cast
-from urllib.parse import parse_qsl
 
 import httptools
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from shieldes.errors import InvalidRequest
+from shieldes.gateway.http1 import HOT_SET, answer_bytes, decompressed, head, hot_target
 from shieldes.gateway.middleware import error_response, new_request_id
 
 log = logging.getLogger(__name__)
 
-# The routes answered here, with and without the /v1 prefix; their handlers come from the app.
-HOT_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
-             "/v1/messages/count_tokens", "/v1/responses", "/v1/responses/input_tokens")
 MAX_TARGET = 8190  # request line target, as aiohttp's max_line_size
 MAX_HEAD = 64 * 1024  # all header names and values together
 MAX_UNPARSED = 64 * 1024  # bytes held (reading paused) while a previous answer is still going out
 KEEPALIVE_TIMEOUT = 3630.0  # idle keep-alive connections close after this, as aiohttp's default
 SWEEP_SECONDS = 60.0
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-            404: "Not Found", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
-            422: "Unprocessable Entity", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-            499: "Client Closed Request", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable", 504: "Gateway Timeout", 529: "Overloaded"}
-_HOP_HEADERS = frozenset(("content-length", "transfer-encoding", "connection", "keep-alive"))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-_HOT_SET = frozenset(HOT_PATHS) | frozenset(p[len("/v1"):] for p in HOT_PATHS)
-
-
-def hot_target(data: bytes, paths: Container[str] = _HOT_SET) -> bool | None:
-    """Whether a request starting with `data` is `POST <one of paths>[?query]`: True, False, or
-    None while too few bytes have arrived to tell. `paths`: the hot routes the app has (default:
-    all of HOT_PATHS, with and without /v1)."""
-    if not data.startswith(b"POST /"):
-        return None if len(data) < 6 and b"POST /".startswith(data) else False
-    end = data.find(b" ", 5, 5 + 64)
-    if end < 0:
-        return None if len(data) < 5 + 64 else False
-    target = data[5:end]
-    query = target.find(b"?")
-    path = target if query < 0 else target[:query]
-    return path.decode("latin-1") in paths
-
-
 class _Match:
     """What the observer and tracing read of aiohttp's match info: the route."""
 
@@ -120,10 +91,6 @@ class LeanRequest:
     def body_exists(self) -> bool:
         return bool(self._body)
 
-    @property
-    def query(self) -> MultiDictProxy[str]:
-        return MultiDictProxy(MultiDict(parse_qsl(self.query_string, keep_blank_values=True)))
-
     async def read(self) -> bytes:
         """The body, decompressed when the client sent it with `Content-Encoding: gzip` or
         `deflate` (as aiohttp does), never past the body limit."""
@@ -160,30 +127,6 @@ class LeanRequest:
                                                         chunked=self.http11))
         self.stream = sink
         return sink
-
-
-def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
-    """`body` decoded from `encoding`; at most `limit` + 1 bytes come out (a small body cannot
-    unpack into gigabytes)."""
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise InvalidRequest(f"the request body's Content-Encoding {encoding[:40]!r} is not supported; send it "
-                             "uncompressed, or with gzip or deflate")
-    try:
-        if "gzip" in encoding:
-            return _inflate(body, 16 + zlib.MAX_WBITS, limit)
-        try:
-            return _inflate(body, zlib.MAX_WBITS, limit)
-        except zlib.error:  # deflate as some clients send it: raw, without the zlib header
-            return _inflate(body, -zlib.MAX_WBITS, limit)
-    except zlib.error:
-        raise InvalidRequest(f"the request body is not valid {encoding} data; send it as its Content-Encoding "
-                             "says, or uncompressed") from None
-
-
-def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
-    return zlib.decompressobj(wbits).decompress(body, limit + 1)
 
 
 def as_request(request: LeanRequest) -> web.Request:
@@ -239,39 +182,6 @@ class StreamSink:
         self._flush()
 
 
-def head(status: int, reason: str | None, headers: Mapping[str, str], length: int | None, keep_alive: bool,
-         date: bytes, *, chunked: bool = True) -> bytes:
-    """An answer's status line and headers: the handler's headers, then the framing ones (a
-    length, else chunked unless the close ends the body), Date, and Connection: close when the
-    connection ends with it."""
-    lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}\r\n"]
-    typed = False
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in _HOP_HEADERS:
-            continue
-        typed = typed or lowered == "content-type"
-        lines.append(f"{name}: {value}\r\n")
-    if not typed:
-        lines.append("Content-Type: application/octet-stream\r\n")
-    text = "".join(lines)
-    if text.count("\n") != len(lines) or "\r" in text.replace("\r\n", ""):  # a line break inside a header
-        text = "".join(line[:-2].replace("\r", " ").replace("\n", " ") + "\r\n" for line in lines)
-    if length is not None:
-        framing = b"Content-Length: %d\r\n" % length
-    else:
-        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b""
-    close = b"" if keep_alive else b"Connection: close\r\n"
-    return text.encode("latin-1", "replace") + framing + close + b"Date: " + date + b"\r\n\r\n"
-
-
-def answer_bytes(resp: web.StreamResponse, keep_alive: bool, date: bytes) -> bytes:
-    body = resp.body if isinstance(resp, web.Response) else None
-    if not isinstance(body, bytes):
-        body = b""
-    return head(resp.status, resp.reason, resp.headers, len(body), keep_alive, date) + body
-
-
 class Front:
     """The listening socket and its connections."""
 
@@ -285,7 +195,7 @@ class Front:
         self.handlers: dict[str, Handler] = {}
         for route in app.router.routes():
             resource = route.resource
-            if route.method == "POST" and resource is not None and resource.canonical in _HOT_SET:
+            if route.method == "POST" and resource is not None and resource.canonical in HOT_SET:
                 self.matches[resource.canonical] = _Match(route)
                 self.handlers[resource.canonical] = route.handler
         self.hot_paths = frozenset(self.matches)  # what hot_target takes: the app's, not the list's

@@ -1,8 +1,8 @@
-"""The front's pure decisions: which requests it answers itself, and the head of an answer."""
+"""The front's pure decisions (gateway/http1.py): which requests it answers itself, and the head of an answer."""
 
 from __future__ import annotations
 
-from shieldes.gateway.front import head, hot_target
+from shieldes.gateway.http1 import head, hot_target
 
 
 def test_hot_target_takes_post_to_model_routes_only() -> None:
@@ -44,7 +44,7 @@ def test_request_bodies_are_decompressed_within_the_limit() -> None:
     import pytest
 
     from shieldes.errors import InvalidRequest
-    from shieldes.gateway.front import decompressed
+    from shieldes.gateway.http1 import decompressed
 
     body = b'{"model": "gpt-4o"}' * 10
     gz = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
