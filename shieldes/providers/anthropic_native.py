@@ -216,7 +216,7 @@ class NativeEventStream:
         try:
             while self._head:
                 yield self._head.pop(0)
-            async for raw in self._resp.chunks():
+            while raw := await self._resp.read_chunk():
                 self._feed(raw)
                 yield raw
             if not self.watch.done and not self.watch.errored:

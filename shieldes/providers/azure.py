@@ -12,8 +12,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
-from shieldes.providers.openai import OpenAIChunkStream, OpenAIProvider, op_path
+from shieldes.providers.openai import OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
+from shieldes.providers.openai_stream import OpenAIChunkStream
 from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 

@@ -4,15 +4,11 @@ body only gets the upstream model name; responses pass through as parsed dicts."
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
-    TRANSPORT_ERRORS,
-    event_object,
     invalid_response,
     is_azure,
     join_endpoint,
@@ -20,12 +16,10 @@ from shieldes.providers.http import (
     parse_usage,
     post_for_object,
     timeouts,
-    transport_failure,
 )
 from shieldes.providers.openai_responses import ResponsesEventStream
-from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.streams import UpstreamChunkStream
-from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
+from shieldes.providers.openai_stream import OpenAIChunkStream
+from shieldes.providers.tool_args import string_answer_arguments, string_arguments
 from shieldes.providers.tool_ids import chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -158,164 +152,3 @@ class OpenAIProvider:
             resp.release()
             raise invalid_response(target, "a JSON body instead of an event stream")
         return resp
-
-
-class OpenAIChunkStream(UpstreamChunkStream):
-    """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body).
-
-    Two ways to read it: iteration gives parsed chunk dicts; `frames()` gives SSE frames built
-    from the upstream's own bytes, for a relay to an OpenAI-speaking client (no re-encoding).
-    Both account usage and raise mid-stream errors the same way."""
-
-    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
-        super().__init__(resp, target)
-        self._src: AsyncGenerator[list[bytes], None] | None = None
-        self._rest: list[bytes] = []  # payloads of the current upstream read not handed out yet
-        self._head_raw: list[bytes] = []
-        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
-
-    async def _reads(self) -> AsyncGenerator[list[bytes], None]:
-        """The event payloads of each upstream read (one list per read, never empty)."""
-        decoder = SSEDecoder()
-        try:
-            async for raw in self._resp.chunks():
-                out: list[bytes] = []
-                for _event, data in decoder.feed(raw):
-                    if data == b"[DONE]":
-                        self._finished = True
-                        if out:
-                            yield out
-                        return
-                    out.append(data)
-                if out:
-                    yield out
-            tail = [data for _event, data in decoder.close() if data != b"[DONE]"]
-            self._finished = True
-            if tail:
-                yield tail
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
-
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
-        if self._src is None:
-            self._src = self._reads()
-        priming = self._gen is None and self._frame_gen is None
-        async for batch in self._src:
-            self._rest = batch
-            while self._rest:
-                data = self._rest.pop(0)
-                chunk = self._chunk(data)
-                if priming:  # keep the first payload's bytes for frames()
-                    self._head_raw, priming = [data], False
-                yield chunk
-
-    def frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of
-        content chunks) per upstream read, forwarding the upstream's own bytes. Usage and
-        mid-stream errors are handled exactly as iteration does; with `strip_usage` the frames
-        are those openai_frames would send a client that did not ask for usage (no usage chunk,
-        no `usage` fields). Use either this or iteration on a stream, not both."""
-        if self._frame_gen is None:
-            self._frame_gen = self._iterate_frames(strip_usage)
-        return self._frame_gen
-
-    async def _iterate_frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        if self._head:  # primed: the first payload was read already (and parsed: parse it again)
-            self._head.clear()
-            batch, self._rest = self._head_raw + self._rest, []
-            out, content, failure = self._read_frames(batch, strip_usage)
-            if out:
-                yield out, content
-            if failure is not None:
-                raise failure
-        if self._src is None:
-            self._src = self._reads()
-        async for batch in self._src:
-            out, content, failure = self._read_frames(batch, strip_usage)
-            if out:
-                yield out, content
-            if failure is not None:
-                raise failure
-
-    def _read_frames(self, batch: list[bytes], strip_usage: bool) -> tuple[bytes, int, UpstreamFailure | None]:
-        """Frames of one read. Fast path: scans of the joined bytes show there is no error and no
-        usage beyond `"usage":null` fields (cut when stripping) and one usage chunk per frame
-        that says so, which alone is parsed; anything else goes frame by frame (parse, re-encode)."""
-        for data in batch:
-            if data[:1] != b"{" or data[-1:] != b"}":
-                return self._parsed_frames(batch, strip_usage)
-        joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n"
-        if b'"error"' in joined or (b'"arguments"' in joined and OBJECT_ARGUMENTS.search(joined)):
-            return self._parsed_frames(batch, strip_usage)  # (arguments as objects are re-encoded as text)
-        n_usage = joined.count(b'"usage"')
-        if n_usage:
-            n_null = joined.count(b'"usage":null')
-            if n_usage != n_null + joined.count(b'"usage":{'):
-                return self._parsed_frames(batch, strip_usage)
-            if n_usage != n_null:  # the usage chunk(s): parse those only
-                last = batch[-1]
-                if n_usage == n_null + 1 and b'"usage":{' in last:  # the usual one, last of its read
-                    kept = batch[:-1] + self._usage_frame(last, strip_usage)
-                else:
-                    kept = []
-                    for data in batch:
-                        kept += self._usage_frame(data, strip_usage) if b'"usage":{' in data else (data,)
-                batch = kept
-                joined = b"data: " + b"\n\ndata: ".join(batch) + b"\n\n" if batch else b""
-            if strip_usage and n_null:
-                cut = joined.replace(b',"usage":null', b"")
-                if len(joined) - len(cut) != 13 * n_null:  # a null not after a comma: go slowly
-                    return self._parsed_frames(batch, strip_usage)
-                joined = cut
-        return joined, len(batch) - joined.count(b'"choices":[]'), None
-
-    def _usage_frame(self, data: bytes, strip_usage: bool) -> list[bytes]:
-        """A payload holding usage, read (the stream's usage is kept); what the client gets of it."""
-        chunk = self._chunk(data)
-        if not strip_usage:
-            return [data]
-        if not chunk.get("choices"):
-            return []
-        chunk.pop("usage", None)
-        return [orjson.dumps(chunk)]
-
-    def _parsed_frames(self, batch: list[bytes], strip_usage: bool) -> tuple[bytes, int, UpstreamFailure | None]:
-        """Frame by frame, as openai_frames does; a failure comes back with the frames before it."""
-        out: list[bytes] = []
-        content = 0
-        for data in batch:
-            try:
-                chunk = self._chunk(data)
-            except UpstreamFailure as failure:
-                return b"".join(out), content, failure
-            if chunk.get("choices"):
-                content += 1
-                if strip_usage:
-                    chunk.pop("usage", None)
-            elif strip_usage and "usage" in chunk:
-                continue
-            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        return b"".join(out), content, None
-
-    async def aclose(self) -> None:
-        if self._frame_gen is not None:
-            await self._frame_gen.aclose()
-        await super().aclose()
-        if self._src is not None:
-            await self._src.aclose()
-
-    def _chunk(self, data: bytes) -> Body:
-        chunk = event_object(self._target, data)
-        if "error" in chunk and not chunk.get("choices"):
-            err = chunk["error"]
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            raise UpstreamFailure(
-                str(message or "upstream error mid-stream"), status=None, retryable=True, body=chunk
-            )
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = parse_usage(usage) or self._usage
-        string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
-        return chunk

@@ -31,7 +31,7 @@ class ResponsesEventStream(UpstreamChunkStream):
         decoder = SSEDecoder()
         first = True
         try:
-            async for raw in self._resp.chunks():
+            while raw := await self._resp.read_chunk():
                 for _event, data in decoder.feed(raw):
                     if data == b"[DONE]":
                         continue

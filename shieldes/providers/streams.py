@@ -110,7 +110,7 @@ class TranslatedChunkStream(UpstreamChunkStream, Generic[TranslatorT, EventT]):
 
     async def _chunks(self) -> AsyncGenerator[Body, None]:
         try:
-            async for raw in self._resp.chunks():
+            while raw := await self._resp.read_chunk():
                 for event in self._events(raw):
                     for chunk in self._translate(event):
                         yield chunk

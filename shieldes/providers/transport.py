@@ -19,7 +19,7 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, urlsplit
@@ -363,7 +363,7 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamResponse:
-    """An answer whose head is in; its body is read with `read()` or `read_chunk()`/`chunks()`.
+    """An answer whose head is in; its body is read with `read()` or `read_chunk()` in a loop.
     `release()` hands a fully read connection back to the pool (any other is closed)."""
 
     def __init__(self, client: UpstreamClient, origin: Origin, conn: _Connection) -> None:
@@ -404,13 +404,10 @@ class UpstreamResponse:
         return body
 
     async def read_chunk(self) -> bytes:
-        """The next piece of the body as it arrived, b"" once it is complete."""
+        """The next piece of the body as it arrived, b"" once it is complete. (A loop over this,
+        not an async generator: a stream that stops at its last event would leave such a
+        generator to the garbage collector, whose finalizer costs a task and a loop wake-up.)"""
         return await self._live().read_chunk()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        conn = self._live()
-        while chunk := await conn.read_chunk():
-            yield chunk
 
     def release(self) -> None:
         """Done with this answer: its connection is reused once the body is complete."""
