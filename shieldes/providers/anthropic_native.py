@@ -113,6 +113,10 @@ async def open_native_stream(client: UpstreamClient, target: Target, url: str, p
     return stream
 
 
+# The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
+_READ_EVENTS = (b"message_start", b"message_delta", b"error")
+
+
 class UsageWatch:
     """Reads Anthropic events on the side: usage (message_start holds the input and cache counts,
     message_delta the cumulative output), content events (for an estimate), the end."""
@@ -124,6 +128,34 @@ class UsageWatch:
         self.done = False
         self.errored = False  # the upstream ended the stream with its own `error` event
         self.content_events = 0
+
+    def see_block(self, block: bytes) -> tuple[str, Body | None] | None:
+        """Whole events framed as Anthropic frames them, `event: NAME` then one `data:` line each
+        (no carriage return: the caller checked): only message_start, message_delta and error
+        bodies are parsed, the other events are counted by name. The block's first event (its
+        name, its body if parsed); None when the block is framed any other way (then it goes
+        event by event through `see`)."""
+        n = block.count(b"\n\n")
+        # Each event is exactly 3 newlines (after its name, after its data, the blank line).
+        if (block[:7] != b"event: " or block[-2:] != b"\n\n" or block.count(b"\n") != 3 * n
+                or block.count(b"\n\nevent: ") != n - 1 or block.count(b"\ndata: ") != n):
+            return None
+        view = b"\n\n" + block
+        first_name = block[7:block.index(b"\n")].decode("utf-8", "replace")
+        first: Body | None = None
+        for name in _READ_EVENTS:
+            tag = b"\n\nevent: " + name + b"\ndata: "
+            at = view.find(tag)
+            while at >= 0:
+                end = view.index(b"\n", at + len(tag))
+                parsed = self.see(name.decode(), view[at + len(tag):end])
+                if at == 0:
+                    first = parsed
+                at = view.find(tag, end)
+        self.content_events += view.count(b"\n\nevent: content_block_delta\n")
+        if b"\n\nevent: message_stop\n" in view:
+            self.done = True
+        return first_name, first
 
     def see(self, event: str, data: bytes) -> Body | None:
         try:
@@ -170,6 +202,8 @@ class NativeEventStream:
         self._resp = resp
         self._target = target
         self._decoder = SSEDecoder()
+        # Read bytes after the last whole event (None: the decoder reads everything from now on)
+        self._carry: bytes | None = b""
         self.watch = UsageWatch()
         self._head: list[bytes] = []
         self._gen: AsyncGenerator[bytes, None] | None = None
@@ -179,8 +213,26 @@ class NativeEventStream:
     def usage(self) -> TokenUsage | None:
         return self.watch.usage
 
-    def _feed(self, raw: bytes) -> list[tuple[str, Body | None]]:
-        return [(event, self.watch.see(event, data)) for event, data in self._decoder.feed(raw)]
+    def _feed(self, raw: bytes) -> tuple[str, Body | None] | None:
+        """Watch the events of a read (usage, the end); the first event it completes (its name and,
+        if the watch parsed it, its body), or None when it completes none. Whole events framed the
+        usual way are read with a few scans of their bytes; anything else, event by event."""
+        if self._carry is not None and b"\r" not in raw:
+            data = self._carry + raw
+            cut = data.rfind(b"\n\n") + 2
+            if cut < 2:
+                self._carry = data
+                return None
+            block, self._carry = data[:cut], data[cut:]
+            first = self.watch.see_block(block)
+            if first is not None:
+                return first
+            raw = block + self._carry  # framed another way: decode it, and the rest, from here
+        elif self._carry is not None:  # a carriage return: decode the rest of the stream
+            raw = self._carry + raw
+        self._carry = None
+        events = [(event, self.watch.see(event, data)) for event, data in self._decoder.feed(raw)]
+        return events[0] if events else None
 
     async def prime(self) -> None:
         """Read up to the first event, so that an upstream failing at once (an `error` event
@@ -192,9 +244,9 @@ class NativeEventStream:
                 if not raw:
                     return
                 self._head.append(raw)
-                events = self._feed(raw)
-                if events:
-                    event, parsed = events[0]
+                first = self._feed(raw)
+                if first is not None:
+                    event, parsed = first
                     if parsed is not None and parsed.get("type", event) == "error":
                         err = parsed.get("error")
                         err = err if isinstance(err, dict) else {}

@@ -8,6 +8,7 @@ send: one-line events, usage nulls in any position, the usage chunk, comments, `
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import orjson
@@ -84,7 +85,7 @@ def bodies(draw: Any) -> bytes:
 def cuts(body: bytes, points: list[int]) -> list[bytes]:
     at = sorted({p % (len(body) + 1) for p in points})
     edges = [0, *at, len(body)]
-    return [body[a:b] for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [body[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 class Outcome:

@@ -1,0 +1,127 @@
+"""The side reading of a relayed Anthropic event stream (usage, content events, its end, an error
+event first) over any split of the upstream's bytes equals reading every event of the body in one
+piece with `UsageWatch.see`. Bodies mix Anthropic's own framing (`event:` then one `data:` line)
+with what proxies in between may send: data-only events, comments, `\\r\\n` line ends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shieldes.providers.anthropic_native import NativeEventStream, UsageWatch
+from shieldes.providers.base import Target, UpstreamFailure
+from shieldes.providers.sse import SSEDecoder
+
+TARGET = Target("d", "http://upstream.test", "m", None)
+START = {"type": "message_start", "message": {"id": "m1", "usage": {"input_tokens": 9, "output_tokens": 1,
+                                                                   "cache_read_input_tokens": 4}}}
+EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("ping", {"type": "ping"}),
+    ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "text_delta", "text": "event: message_stop\\ndata: {"}}),
+    ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                       "usage": {"output_tokens": 17}}),
+    ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 21, "input_tokens": 11}}),
+]
+STOP = ("message_stop", {"type": "message_stop"})
+ERROR = ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+
+
+def framed(name: str, body: dict[str, Any], style: str) -> bytes:
+    data = orjson.dumps(body)
+    if style == "data-only":
+        return b"data: " + data + b"\n\n"
+    if style == "crlf":
+        return b"event: " + name.encode() + b"\r\ndata: " + data + b"\r\n\r\n"
+    if style == "comment":
+        return b": keep-alive\n\nevent: " + name.encode() + b"\ndata: " + data + b"\n\n"
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+@st.composite
+def bodies(draw: Any) -> bytes:
+    events = [("message_start", START), *draw(st.lists(st.sampled_from(EVENTS), max_size=10))]
+    if draw(st.integers(0, 5)) == 0:
+        events.insert(draw(st.integers(0, len(events))), ERROR)
+    if draw(st.booleans()):
+        events.append(STOP)
+    styles = st.sampled_from(["anthropic"] * 6 + ["data-only", "crlf", "comment"])
+    return b"".join(framed(name, body, draw(styles)) for name, body in events)
+
+
+def reference(body: bytes) -> tuple[Any, ...]:
+    watch = UsageWatch()
+    events = SSEDecoder().feed(body)
+    for event, data in events:
+        watch.see(event, data)
+    return watch.usage, watch.done, watch.errored, watch.content_events
+
+
+class Reads:
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    async def read_chunk(self) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def relayed(pieces: list[bytes]) -> tuple[bytes, tuple[Any, ...]]:
+    stream = NativeEventStream(Reads(pieces), TARGET)  # type: ignore[arg-type]
+    await stream.prime()
+    out = b""
+    try:
+        async for raw in stream.frames():
+            out += raw
+    except UpstreamFailure:
+        pass  # no message_stop: the relay reports it; the watch is what is compared here
+    watch = stream.watch
+    return out, (watch.usage, watch.done, watch.errored, watch.content_events)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=bodies(), points=st.lists(st.integers(0, 10_000), max_size=6))
+def test_any_split_is_watched_as_one_piece(body: bytes, points: list[int]) -> None:
+    at = sorted({p % (len(body) + 1) for p in points})
+    edges = [0, *at, len(body)]
+    pieces = [body[a:b] for a, b in itertools.pairwise(edges) if b > a]
+    error_first = orjson.loads(SSEDecoder().feed(body)[0][1])["type"] == "error"
+    try:
+        out, seen = asyncio.run(relayed(pieces))
+    except UpstreamFailure:
+        assert error_first  # priming raises an error event that comes first, and only that
+        return
+    assert not error_first
+    assert out == body  # relayed byte for byte
+    assert seen == reference(body)
+
+
+def test_the_usual_framing_takes_the_scan() -> None:
+    body = b"".join(framed(n, b, "anthropic") for n, b in [("message_start", START), *EVENTS, STOP])
+    watch = UsageWatch()
+    assert watch.see_block(body) == ("message_start", START)
+    assert (watch.usage, watch.done, watch.content_events) == (*reference(body)[:2], 2)
+    assert watch.usage is not None and watch.usage.completion_tokens == 21
+
+
+@pytest.mark.parametrize("block", [
+    b'data: {"type":"ping"}\n\n',
+    b'event: ping\ndata: {"type":"ping"}\n\n: keep-alive\n\n',
+    b'event: ping\ndata: {"type":"ping"}\ndata: {}\n\n',
+])
+def test_other_framings_are_left_to_the_decoder(block: bytes) -> None:
+    assert UsageWatch().see_block(block) is None
