@@ -81,3 +81,25 @@ def team_row(team: Team) -> dict[str, Any]:
 def token_row(t: AdminToken) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix,
             "status": "revoked" if t.revoked else "active"}
+
+
+def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:
+    """Allowed models no provider serves yet: not an error (keys may come first), but said."""
+    served = set(state.all_models())
+    return [
+        f"no provider serves model {m!r} yet: requests for it get 404 until a provider lists it "
+        f"(`shieldes provider add ... --models {m}` or `shieldes provider update NAME --models ...`)"
+        for m in models or () if m not in served
+    ]
+
+
+def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
+    """Models `key` may use that have no price, when a budget (its own or its team's) applies to
+    it: requests for them would be refused (403 model_not_priced). Empty without a budget."""
+    team = state.teams.get(key.team_id) if key.team_id else None
+    if key.budget is None and (team is None or team.budget is None):
+        return []
+    from shieldes.usage.pricing import unpriced  # the shipped price table: only a key under a budget needs it
+
+    served = {m for d in state.providers.values() for m in d.models}
+    return unpriced(state.pricing, [m for m in served if key.allows_model(m)])

@@ -316,6 +316,13 @@ class PostgresEventStore:
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         async with translated("read the event log"), self._connections.connection() as conn, \
                 conn.cursor(row_factory=tuple_row) as cur:
+            if metadata_field == "idempotency_key":  # in config_index (migration 0011): no scan of the log
+                await cur.execute("SELECT position FROM config_index WHERE idempotency_key = %s", (value,))
+                positions = [r[0] for r in await cur.fetchall()]
+                if not positions:
+                    return []
+                await cur.execute(EVENTS_SQL, (positions,))
+                return scope_events(await cur.fetchall())
             await cur.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE stream = %s AND metadata->>%s = %s ORDER BY position",
                 (CONFIG_STREAM, metadata_field, value),

@@ -93,13 +93,15 @@ async def test_the_scoped_reads_use_the_indexes(pool: AsyncConnectionPool[Any], 
 
 
 def _index_of(events: Sequence[RecordedEvent]) -> list[tuple[Any, ...]]:
-    """config_index as events/scope.py defines what a scoped read matches on."""
+    """config_index as events/scope.py defines what a scoped read matches on, and the idempotency
+    key an admin API create is found by (migration 0011)."""
     def field(e: RecordedEvent, name: str, types: tuple[str, ...]) -> Any:
         return e.data.get(name) if e.type in types else None
 
     return [(e.position, e.type, e.type not in ENTITY_TYPES, subject(e.data) if e.type in ENTITY_TYPES else None,
              field(e, "name", (KEY_CREATED, TEAM_CREATED)), field(e, "key_hash", (KEY_CREATED, KEY_ROTATED)),
-             field(e, "team_id", (KEY_CREATED, KEY_UPDATED))) for e in events if e.is_config]
+             field(e, "team_id", (KEY_CREATED, KEY_UPDATED)), e.metadata.get("idempotency_key"))
+            for e in events if e.is_config]
 
 
 async def test_config_index_follows_every_change_of_the_config_stream(
@@ -109,6 +111,11 @@ async def test_config_index_follows_every_change_of_the_config_stream(
     the config events say, and nothing about other streams."""
     await _log([pg_store])
     await pg_store.append("usage:n1", [NewEvent("usage.recorded", 1, {"node_id": "n1"})], AppendOptions())
+    retried = await pg_store.append(CONFIG_STREAM, [NewEvent(TEAM_CREATED, 1, {"id": "team_i", "name": "idem"})],
+                                    AppendOptions(metadata={"actor": "t", "idempotency_key": "t\x1fk1"}))
+    assert [e.position for e in await pg_store.find_config("idempotency_key", "t\x1fk1")] == [
+        e.position for e in retried.events]
+    assert await pg_store.find_config("idempotency_key", "t\x1fk2") == []
 
     async def index() -> list[tuple[Any, ...]]:
         async with pool.connection() as conn:
@@ -126,7 +133,7 @@ async def test_config_index_follows_every_change_of_the_config_stream(
     assert await index() == _index_of(await pg_store.read(0, 10_000))
     rows = await index()
     assert ("virtual_key.revoked", "key_other") in {(r[1], r[3]) for r in rows}
-    assert ("virtual_key.created", "key_z", "zeta", "hash-z", "team_o") in {(r[1], *r[3:]) for r in rows}
+    assert ("virtual_key.created", "key_z", "zeta", "hash-z", "team_o") in {(r[1], *r[3:7]) for r in rows}
     assert "virtual_key.rotated" not in {r[1] for r in rows}
     events, _ = await pg_store.read_scope(Scope(hashes=("hash-z",)))
     assert [e.data["name"] for e in events if e.type == KEY_CREATED] == ["zeta"]

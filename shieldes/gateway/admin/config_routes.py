@@ -41,7 +41,17 @@ from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
 from shieldes.usage.admission import NUSD
 from shieldes.usage.catalog import price_rows
-from shieldes.views import alias_row, key_row, key_status, provider_row, team_row, token_row
+from shieldes.usage.pricing import unpriced
+from shieldes.views import (
+    alias_row,
+    key_row,
+    key_status,
+    provider_row,
+    team_row,
+    token_row,
+    unpriced_for_key,
+    unserved_warnings,
+)
 
 PERIOD = "budget period: 1d, Nd (e.g. 30d) or 1mo"
 
@@ -129,6 +139,8 @@ async def create_key(call: Call) -> Any:
     written = await _write(call, command)
     key = written.state.keys[written.events[0].data["id"]]
     row = _with_position(key_view(call, written.state, key, time.time()), written)
+    row.update(unpriced_models=unpriced_for_key(written.state, key),
+               warnings=unserved_warnings(written.state, command.models))
     # the secret exists only in this response; a replay cannot show it again (only its hash is kept)
     row["key"] = None if written.replayed else secret
     return _created(written), row
@@ -147,7 +159,9 @@ async def update_key(call: Call) -> Any:
     )
     written = await _write(call, command)
     key = written.state.keys[_key(written.state, call.path["key"]).id]
-    return _with_position(key_view(call, written.state, key, time.time()), written)
+    row = _with_position(key_view(call, written.state, key, time.time()), written)
+    row["warnings"] = unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None)
+    return row
 
 
 async def revoke_key(call: Call) -> Any:
@@ -283,7 +297,9 @@ async def add_provider(call: Call) -> Any:
     written = await _write(call, AddProvider(b["name"], b["type"], b.get("base_url"), _secret_ref(call),
                                              tuple(b["models"]), b.get("weight", 1.0),
                                              b.get("responses") or "translate", _options(b) or {}))
-    return _created(written), _with_position(provider_row(written.state.providers[b["name"]]), written)
+    row = _with_position(provider_row(written.state.providers[b["name"]]), written)
+    row["unpriced_models"] = unpriced(written.state.pricing, written.events[0].data["models"])
+    return _created(written), row
 
 
 async def update_provider(call: Call) -> Any:
