@@ -53,7 +53,11 @@ class Settings(BaseSettings):
         default=None, description="the previous encryption key, still accepted for decryption during a rotation"
     )
     admin_token: str | None = Field(
-        default=None, description="bootstrap token for the admin API and console (role admin)")
+        default=None, description="bootstrap token for the admin API and console (role admin); the CLI "
+        "sends it to SHIELDES_ADMIN_URL")
+    admin_url: str | None = Field(
+        default=None, description="the CLI's admin commands go through this node's admin API "
+        "(http(s)://HOST:PORT) with SHIELDES_ADMIN_TOKEN instead of writing to Postgres")
 
     # Console sign-in with OpenID Connect (optional; all of issuer, client id and secret enable it)
     oidc_issuer: str | None = Field(default=None, description="OIDC issuer URL (discovery at /.well-known/...)")

@@ -26,6 +26,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'encryption_key': ('str', True, None, None, (), (), ()),
     'encryption_key_old': ('str', True, None, None, (), (), ()),
     'admin_token': ('str', True, None, None, (), (), ()),
+    'admin_url': ('str', True, None, None, (), (), ()),
     'oidc_issuer': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),
     'oidc_client_id': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),
     'oidc_client_secret': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),

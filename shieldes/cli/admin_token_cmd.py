@@ -8,6 +8,7 @@ import click
 
 from shieldes import secrets
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from shieldes.roles import ROLES
 from shieldes.views import token_row
@@ -28,11 +29,20 @@ def admin_token_group() -> None:
 def create(name: str, role: str, as_json: bool) -> None:
     """Create an admin token and print its secret once."""
     ctx = cli_context()
-    token = secrets.new_admin_token()
-    command = CreateAdminToken(secrets.new_id("adm"), name, role, secrets.hash_key(token),
-                               secrets.display_prefix(token))
-    written = run(write(command))
-    row = {**token_row(written.state.admin_tokens[command.id]), "position": written.position}
+    api = ctx.remote()
+    if api is not None:
+        answer = api.call("POST", "/admin-tokens", {"name": name, "role": role}, create=True)
+        if answer.get("token") is None:  # a retry found the first create: its secret exists only as a hash
+            raise InvalidRequest(f"admin token {name!r} was created but its secret was lost on the way back; revoke "
+                                 f"it (`shieldes admin-token revoke {name}`) and create another")
+        row = {**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}
+        token = answer["token"]
+    else:
+        token = secrets.new_admin_token()
+        command = CreateAdminToken(secrets.new_id("adm"), name, role, secrets.hash_key(token),
+                                   secrets.display_prefix(token))
+        written = run(write(command))
+        row = {**token_row(written.state.admin_tokens[command.id]), "position": written.position}
     if ctx.as_json:
         emit({**row, "token": token}, as_json=True)
         return
@@ -47,6 +57,10 @@ def create(name: str, role: str, as_json: bool) -> None:
 def list_(as_json: bool) -> None:
     """Admin tokens (secrets are never shown)."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        emit([{c: t[c] for c in COLUMNS} for t in api.every("/admin-tokens")], as_json=ctx.as_json, columns=COLUMNS)
+        return
     state = run(read_config()).state
     emit([token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)],
          as_json=ctx.as_json, columns=COLUMNS)
@@ -59,6 +73,13 @@ def list_(as_json: bool) -> None:
 def revoke(name: str, as_json: bool) -> None:
     """Revoke admin token NAME (or id): every node refuses it as soon as it sees the event."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("POST", f"/admin-tokens/{segment(name)}/revoke")
+        emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
+        return
     written = run(write(RevokeAdminToken(name)))
     token = written.state.admin_tokens[written.events[0].data["id"]]
     emit({**token_row(token), "position": written.position}, as_json=ctx.as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import SetBudget, find_key, find_team
 from shieldes.projections.periods import period_days, period_reset_at, unix_day
 from shieldes.projections.state import Budget
+
+if TYPE_CHECKING:
+    from shieldes.cli.remote import AdminApi
 
 NANO = Decimal(1_000_000_000)
 
@@ -50,6 +53,15 @@ def set_(key: str | None, team: str | None, amount: float, period: str, as_json:
     """Set the budget of KEY (or of --team T)."""
     ctx = cli_context()
     kind, ref = subject(key, team)
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("PUT", f"/budgets/{kind}/{segment(ref)}", {"amount_usd": amount, "period": period})
+        emit({"subject_kind": kind, "subject": ref, "subject_id": answer["subject_id"],
+              "amount_usd": answer["amount_usd"], "period": answer["period"], "position": answer["position"]},
+             as_json=ctx.as_json)
+        return
     written = run(write(SetBudget(kind, ref, amount, period)))
     data = written.events[0].data
     emit({"subject_kind": kind, "subject": ref, "subject_id": data["subject_id"],
@@ -66,6 +78,14 @@ def remove(key: str | None, team: str | None, as_json: bool) -> None:
     """Remove the budget of KEY (or of --team T): no spend limit."""
     ctx = cli_context()
     kind, ref = subject(key, team)
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("DELETE", f"/budgets/{kind}/{segment(ref)}")
+        emit({"subject_kind": kind, "subject": ref, "removed": True, "position": answer["position"]},
+             as_json=ctx.as_json)
+        return
     view = run(read_config())
     current = find_team(view.state, ref).budget if kind == "team" else find_key(view.state, ref).budget
     if current is None:
@@ -92,13 +112,19 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
     """Budget of KEY (or --team T) with the spend so far in the current period (from SQL)."""
     ctx = cli_context()
     kind, ref = subject(key, team)
-    state = run(read_config()).state
-    target_id, name, budget = _target(state, kind, ref)
     today = unix_day(time.time())
-    period = budget.period if budget else "30d"
-    start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
-    sql = _SPENT_TEAM if kind == "team" else _SPENT_KEY
-    spent_nusd = int(run(query(sql, (target_id, start)))[0]["nusd"])
+    api = ctx.remote()
+    if api is not None:
+        target_id, name, budget, spent_nusd = _remote_target(api, kind, ref)
+        period = budget.period if budget else "30d"
+        start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
+    else:
+        state = run(read_config()).state
+        target_id, name, budget = _target(state, kind, ref)
+        period = budget.period if budget else "30d"
+        start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
+        sql = _SPENT_TEAM if kind == "team" else _SPENT_KEY
+        spent_nusd = int(run(query(sql, (target_id, start)))[0]["nusd"])
     spent = Decimal(spent_nusd) / NANO
     row: dict[str, Any] = {
         "subject_kind": kind,
@@ -113,6 +139,24 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
         "remaining_usd": float(max(Decimal(0), Decimal(str(budget.amount_usd)) - spent)) if budget else None,
     }
     emit(row, as_json=ctx.as_json, vertical=True)
+
+
+def _remote_target(api: AdminApi, kind: str, ref: str) -> tuple[str, str, Budget | None, int]:
+    """The subject, its budget and the spend in its current period as the node answering counts
+    it (the usage in the log plus what that node has not flushed yet)."""
+    from shieldes.cli.remote import segment
+
+    if kind == "team":
+        found = [t for t in api.every("/teams") if ref in (t["name"], t["id"])]
+        if not found:
+            raise InvalidRequest(f"no team named or with id {ref!r}; create it with `shieldes team create`")
+        t = found[0]
+        budget = Budget(t["budget_usd"], t["budget_period"]) if t["budget_usd"] is not None else None
+        return t["id"], t["name"], budget, round((t["spend_usd_in_period"] or 0) * 1e9)
+    k = api.call("GET", f"/keys/{segment(ref)}",
+                 not_found=f"no virtual key named or with id {ref!r}; see `shieldes key list`")
+    budget = Budget(k["budget"]["amount_usd"], k["budget"]["period"]) if k["budget"] is not None else None
+    return k["id"], k["name"], budget, round((k["spend_usd_in_period"] or 0) * 1e9)
 
 
 def _target(state: Any, kind: str, ref: str) -> tuple[str, str, Budget | None]:

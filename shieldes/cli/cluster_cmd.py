@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
-from shieldes.cluster.status import cluster_status
 
 
 @click.group("cluster", cls=OneLineGroup)
@@ -25,7 +24,13 @@ def status(as_json: bool) -> None:
     epoch, gossip traffic and convergence time, and per deployment its health, effective weight,
     traffic share and quota use."""
     ctx = cli_context()
-    data = cluster_status(ctx.database_url(), ctx.settings.node_timeout)
+    api = ctx.remote()
+    if api is not None:  # the node answers from the same tables, and says which node and when
+        data = {k: v for k, v in api.get("/cluster").items() if k not in ("answered_by", "now")}
+    else:
+        from shieldes.cluster.status import cluster_status
+
+        data = cluster_status(ctx.database_url(), ctx.settings.node_timeout)
     if ctx.as_json:
         emit(data, as_json=True)
         return

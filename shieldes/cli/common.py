@@ -3,7 +3,6 @@ and errors as one line on stderr with a non-zero exit."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import getpass
 import json
@@ -27,6 +26,7 @@ from shieldes.errors import InvalidRequest, ShieldesError
 # command imports this module, and `shieldes key create` must not pay for what `serve` needs.
 if TYPE_CHECKING:
     from shieldes import db
+    from shieldes.cli.remote import AdminApi
     from shieldes.config_writer import ConfigView
     from shieldes.events.pg_store import PostgresEventStore
     from shieldes.events.store import RecordedEvent
@@ -45,11 +45,31 @@ class CliContext:
     settings: Settings
     as_json: bool
     role: str = "cli"
+    admin_url: str | None = None  # remote mode: admin commands go through this node's admin API
+    local: bool = False  # a command that works on this machine (serve, db, doctor...): never remote
     _database: db.Lease | db.ExternalDatabase | None = None
+    _api: AdminApi | None = None
+
+    def remote(self) -> AdminApi | None:
+        """The admin API this command goes through, or None to work on the database directly."""
+        if self.admin_url is None or self.local:
+            return None
+        if self._api is None:
+            from shieldes.cli.remote import AdminApi
+
+            self._api = AdminApi.from_url(self.admin_url, self.settings.admin_token)
+        return self._api
 
     def database_url(self) -> str:
         """The database for this command; the embedded one is started on first use and released
-        (stopped, unless a node or another client uses it) when the command ends."""
+        (stopped, unless a node or another client uses it) when the command ends. In remote mode an
+        admin command that does not go through the admin API is refused here, before it reads or
+        writes."""
+        if self.admin_url is not None and not self.local:
+            path = click.get_current_context().command_path
+            raise InvalidRequest(f"`{path}` does not run through the admin API (SHIELDES_ADMIN_URL is "
+                                 f"{self.admin_url}); unset SHIELDES_ADMIN_URL (and drop --admin-url) to run it "
+                                 "against Postgres directly")
         if self._database is None:
             from shieldes import db
 
@@ -216,6 +236,8 @@ def budget_period_for(budget_usd: float | None, period: str | None, default: str
 
 
 def run(coro: Awaitable[T]) -> T:
+    import asyncio  # a remote command (SHIELDES_ADMIN_URL) runs no event loop
+
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 

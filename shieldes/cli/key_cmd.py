@@ -1,14 +1,17 @@
 """`shieldes key create|list|show|update|revoke|rotate`: virtual keys. A secret is shown once, at
-creation or rotation; only its sha256 and a short display prefix reach the log."""
+creation or rotation; only its sha256 and a short display prefix reach the log.
+
+Each command works on the database directly, or through a node's admin API when SHIELDES_ADMIN_URL
+(or --admin-url) is set; both print the same. The domain model (commands, state, the fold) is
+imported by the direct path only: a remote command does not need it."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes import secrets
 from shieldes.cli.common import (
     OneLineGroup,
     budget_period_for,
@@ -16,31 +19,18 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    read_config,
     run,
     split_list,
     warn,
-    write,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import UNSET, CreateKey, RevokeKey, RotateKey, UpdateKey, find_key
-from shieldes.projections.state import ConfigState
-from shieldes.timeparse import expiry
-from shieldes.views import key_row
+
+if TYPE_CHECKING:
+    from shieldes.cli.remote import AdminApi
 
 COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "budget_usd", "budget_period",
            "expires_at")
 ONCE = "Store this key now: it will not be shown again."
-
-
-def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:
-    """Allowed models no provider serves yet: not an error (keys may come first), but said."""
-    served = set(state.all_models())
-    return [
-        f"no provider serves model {m!r} yet: requests for it get 404 until a provider lists it "
-        f"(`shieldes provider add ... --models {m}` or `shieldes provider update NAME --models ...`)"
-        for m in models or () if m not in served
-    ]
 
 
 def _show_secret(row: dict[str, Any], secret: str, as_json: bool, secret_only: bool = False) -> None:
@@ -53,6 +43,30 @@ def _show_secret(row: dict[str, Any], secret: str, as_json: bool, secret_only: b
     emit(row, as_json=False, columns=COLUMNS[:5])
     click.echo(f"\nkey: {secret}")
     click.echo(ONCE)
+
+
+def _notes(row: dict[str, Any], unpriced: list[str], warnings: list[str], as_json: bool) -> None:
+    """What a key write says besides the key: unpriced models under a budget (a warning line, and
+    in the row), allowed models no provider serves (warning lines, or with --json in the row)."""
+    if unpriced:
+        from shieldes.usage.pricing import unpriced_warning
+
+        row["unpriced_models"] = unpriced
+        warn(unpriced_warning(unpriced))
+    if as_json and warnings:
+        row["warnings"] = warnings
+    else:
+        for w in warnings:
+            warn(w)
+
+
+def _remote_row(answer: dict[str, Any]) -> dict[str, Any]:
+    """The admin API's key as the direct mode prints it: the same columns, then the position."""
+    return {**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}
+
+
+def _no_key(ref: str) -> str:
+    return f"no virtual key named or with id {ref!r}; see `shieldes key list`"
 
 
 @click.group("key", cls=OneLineGroup)
@@ -80,35 +94,44 @@ def create(
 ) -> None:
     """Create a key and print its secret once."""
     ctx = cli_context()
+    allowed = split_list(models)
+    period = budget_period_for(budget_usd, budget_period)
+    api = ctx.remote()
+    if api is not None:
+        body: dict[str, Any] = {"name": name, "models": list(allowed) if allowed is not None else None,
+                                "rpm": rpm, "tpm": tpm, "budget": budget_usd, "team": team}
+        body = {k: v for k, v in body.items() if v is not None}
+        if budget_usd is not None:
+            body["budget_period"] = period
+        body.update({k: v for k, v in (("expires_in", expires_in), ("expires_at", expires_at)) if v is not None})
+        answer = api.call("POST", "/keys", body, create=True)
+        if answer.get("key") is None:  # a retry found the first create: its secret exists only as a hash
+            raise InvalidRequest(f"key {name!r} was created but its secret was lost on the way back; give it a "
+                                 f"new one with `shieldes key rotate {name}`")
+        row = _remote_row(answer)
+        _notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
+        _show_secret(row, answer["key"], ctx.as_json, secret_only)
+        return
+
+    from shieldes import secrets
+    from shieldes.cli.common import write
+    from shieldes.projections.commands import CreateKey
+    from shieldes.timeparse import expiry
+    from shieldes.views import key_row, unpriced_for_key, unserved_warnings
+
     now = time.time()
     secret = secrets.new_virtual_key()
     command = CreateKey(
         id=secrets.new_id("key"), name=name, key_hash=secrets.hash_key(secret),
-        prefix=secrets.display_prefix(secret),
-        models=split_list(models), rpm=rpm, tpm=tpm, budget_usd=budget_usd,
-        budget_period=budget_period_for(budget_usd, budget_period),
-        team=team, expires_at=expiry(expires_in, expires_at, now),
+        prefix=secrets.display_prefix(secret), models=allowed, rpm=rpm, tpm=tpm, budget_usd=budget_usd,
+        budget_period=period, team=team, expires_at=expiry(expires_in, expires_at, now),
     )
     written = run(write(command))
     state = written.state
     created = state.keys[command.id]
     row = key_row(state, created, now)
     row["position"] = written.position
-    team_ = state.teams.get(created.team_id) if created.team_id else None
-    if created.budget is not None or (team_ is not None and team_.budget is not None):
-        from shieldes.usage.pricing import unpriced, unpriced_warning  # the shipped price table: budgets only
-
-        served = {m for d in state.providers.values() for m in d.models}
-        missing = unpriced(state.pricing, [m for m in served if created.allows_model(m)])
-        if missing:
-            row["unpriced_models"] = missing
-            warn(unpriced_warning(missing))
-    warnings = unserved_warnings(state, command.models)
-    if ctx.as_json and warnings:
-        row["warnings"] = warnings
-    else:
-        for w in warnings:
-            warn(w)
+    _notes(row, unpriced_for_key(state, created), unserved_warnings(state, command.models), ctx.as_json)
     _show_secret(row, secret, ctx.as_json, secret_only)
 
 
@@ -119,6 +142,15 @@ def create(
 def list_(show_all: bool, as_json: bool) -> None:
     """Keys (active and expired; --all adds revoked ones). Secrets are never shown."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        rows = [{c: k[c] for c in COLUMNS} for k in api.every("/keys", status="all")
+                if show_all or k["status"] != "revoked"]
+        emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+        return
+    from shieldes.cli.common import read_config
+    from shieldes.views import key_row
+
     state = run(read_config()).state
     now = time.time()
     rows = [key_row(state, k, now) for k in sorted(state.keys.values(), key=lambda k: k.name)
@@ -133,6 +165,17 @@ def list_(show_all: bool, as_json: bool) -> None:
 def show(key: str, as_json: bool) -> None:
     """One key's settings."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("GET", f"/keys/{segment(key)}", not_found=_no_key(key))
+        emit({c: answer[c] for c in COLUMNS}, as_json=ctx.as_json, vertical=True)
+        return
+    from shieldes.cli.common import read_config
+    from shieldes.projections.commands import find_key
+    from shieldes.views import key_row
+
     state = run(read_config()).state
     emit(key_row(state, find_key(state, key), time.time()), as_json=ctx.as_json, vertical=True)
 
@@ -144,6 +187,17 @@ def show(key: str, as_json: bool) -> None:
 def revoke(key: str, as_json: bool) -> None:
     """Revoke KEY: every node refuses it as soon as it sees the event."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("POST", f"/keys/{segment(key)}/revoke", not_found=_no_key(key))
+        emit({"id": answer["id"], "name": answer["name"], "revoked": True, "position": answer["position"]},
+             as_json=ctx.as_json)
+        return
+    from shieldes.cli.common import write
+    from shieldes.projections.commands import RevokeKey
+
     written = run(write(RevokeKey(key)))
     revoked = written.state.keys[written.events[0].data["id"]]
     emit({"id": revoked.id, "name": revoked.name, "revoked": True, "position": written.position},
@@ -157,6 +211,18 @@ def revoke(key: str, as_json: bool) -> None:
 def rotate(key: str, as_json: bool) -> None:
     """Give KEY a new secret (printed once); the old secret stops working."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("POST", f"/keys/{segment(key)}/rotate", not_found=_no_key(key))
+        _show_secret(_remote_row(answer), answer["key"], ctx.as_json)
+        return
+    from shieldes import secrets
+    from shieldes.cli.common import write
+    from shieldes.projections.commands import RotateKey
+    from shieldes.views import key_row
+
     secret = secrets.new_virtual_key()
     written = run(write(RotateKey(key, secrets.hash_key(secret), secrets.display_prefix(secret))))
     row = key_row(written.state, written.state.keys[written.events[0].data["id"]], time.time())
@@ -186,6 +252,8 @@ def update(
     as_json: bool,
 ) -> None:
     """Change KEY's models, limits, team or expiry; a --no-X flag clears X."""
+    from shieldes.timeparse import expiry
+
     ctx = cli_context()
     now = time.time()
     pairs = (("--models", models, "--all-models", all_models), ("--rpm", rpm, "--no-rpm", no_rpm),
@@ -194,24 +262,54 @@ def update(
     for name, value, clear_name, clear in pairs:
         if value is not None and clear:
             raise InvalidRequest(f"{name} and {clear_name} contradict each other; pass one")
+    allowed = split_list(models) if models is not None else None
+    expires = expiry(expires_in, expires_at, now) if (expires_in or expires_at) is not None else None
+    api = ctx.remote()
+    if api is not None:
+        _update_remote(api, key, allowed, all_models, rpm, no_rpm, tpm, no_tpm, team, no_team, expires, no_expiry)
+        return
+    from shieldes.cli.common import write
+    from shieldes.projections.commands import UNSET, UpdateKey
+    from shieldes.views import key_row, unserved_warnings
+
     command = UpdateKey(
         key,
-        models=None if all_models else (split_list(models) if models is not None else UNSET),
+        models=None if all_models else (allowed if models is not None else UNSET),
         rpm=None if no_rpm else (rpm if rpm is not None else UNSET),
         tpm=None if no_tpm else (tpm if tpm is not None else UNSET),
         team=None if no_team else (team if team is not None else UNSET),
-        expires_at=None if no_expiry else (
-            expiry(expires_in, expires_at, now) if (expires_in or expires_at) is not None else UNSET
-        ),
+        expires_at=None if no_expiry else (expires if expires is not None else UNSET),
     )
     written = run(write(command))
     data = written.events[0].data
     row = key_row(written.state, written.state.keys[data.get("id") or data["key_id"]], now)
     row["position"] = written.position
-    warnings = unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None)
-    if ctx.as_json and warnings:
-        row["warnings"] = warnings
-    else:
-        for w in warnings:
-            warn(w)
+    _notes(row, [], unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None),
+           ctx.as_json)
+    emit(row, as_json=ctx.as_json)
+
+
+def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all_models: bool, rpm: int | None,
+                   no_rpm: bool, tpm: int | None, no_tpm: bool, team: str | None, no_team: bool,
+                   expires: float | None, no_expiry: bool) -> None:
+    """`key update` as a PATCH: a JSON null clears a value, an absent field keeps it."""
+    from shieldes.cli.remote import segment
+    from shieldes.views import iso
+
+    ctx = cli_context()
+    body: dict[str, Any] = {}
+    for field, value, clear in (("models", list(allowed) if allowed is not None else None, all_models),
+                                ("rpm", rpm, no_rpm), ("tpm", tpm, no_tpm), ("team", team, no_team),
+                                ("expires_at", iso(expires), no_expiry)):
+        if clear:
+            body[field] = None
+        elif value is not None:
+            body[field] = value
+    path = f"/keys/{segment(key)}"
+    if not body:  # the direct mode's refusal, which names the key
+        current = api.call("GET", path, not_found=_no_key(key))
+        raise InvalidRequest(f"nothing to change for key {current['name']!r}; pass at least one option")
+    answer = api.call("PATCH", path, body, not_found=_no_key(key))
+    row = _remote_row(answer)
+    _notes(row, [], answer.get("warnings") or [], ctx.as_json)
     emit(row, as_json=ctx.as_json)

@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("doctor_cmd", "doctor"),
 }
 
+# Commands that work on this machine and its database whatever SHIELDES_ADMIN_URL says (the node
+# itself, the embedded database, local checks, the log's maintenance and the local encryption key).
+LOCAL = frozenset({"serve", "db", "doctor", "compact", "secrets"})
+
 
 def _load(name: str) -> click.Command:
     module_name, attribute = COMMANDS[name]
@@ -95,11 +99,17 @@ class LazyGroup(OneLineGroup):
 
 @click.group(cls=LazyGroup)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables (every command)")
+@click.option("--admin-url", metavar="URL",
+              help="run admin commands through this node's admin API (default: $SHIELDES_ADMIN_URL; unset: "
+                   "write to Postgres directly); the token is $SHIELDES_ADMIN_TOKEN")
 @click.pass_context
-def cli(ctx: click.Context, as_json: bool) -> None:
+def cli(ctx: click.Context, as_json: bool, admin_url: str | None) -> None:
     """shieldes: an AI gateway whose cluster state lives in a Postgres event log."""
-    ctx.obj = CliContext(settings=_settings(), as_json=as_json,
-                         role=f"shieldes {ctx.invoked_subcommand or ''}".strip())
+    settings = _settings()
+    ctx.obj = CliContext(settings=settings, as_json=as_json,
+                         role=f"shieldes {ctx.invoked_subcommand or ''}".strip(),
+                         admin_url=(admin_url or settings.admin_url or "").strip() or None,
+                         local=ctx.invoked_subcommand in LOCAL)
     ctx.call_on_close(ctx.obj.close)
 
 

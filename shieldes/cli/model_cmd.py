@@ -32,6 +32,14 @@ def model_group() -> None:
 def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_json: bool) -> None:
     """Create or replace the alias PUBLIC."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("PUT", f"/aliases/{segment(public)}",
+                          {"targets": list(targets), "fallbacks": list(fallbacks)})
+        emit({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, as_json=ctx.as_json)
+        return
     view = run(read_config())
     parsed = tuple(parse_alias_target(view.state, spec) for spec in targets)
     written = run(write(SetModelAlias(public, parsed, fallbacks)))
@@ -46,8 +54,12 @@ def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_
 def list_(as_json: bool) -> None:
     """Every alias with its targets and fallbacks."""
     ctx = cli_context()
-    view = run(read_config())
-    rows = [alias_row(a) for _, a in sorted(view.state.aliases.items())]
+    api = ctx.remote()
+    if api is not None:
+        rows = api.every("/aliases")
+    else:
+        view = run(read_config())
+        rows = [alias_row(a) for _, a in sorted(view.state.aliases.items())]
     if ctx.as_json:
         emit(rows, as_json=True)
         return
@@ -62,5 +74,12 @@ def list_(as_json: bool) -> None:
 def remove(public: str, as_json: bool) -> None:
     """Remove the alias PUBLIC (requests for it then route as a plain model name)."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("DELETE", f"/aliases/{segment(public)}")
+        emit({"name": public, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
+        return
     written = run(write(RemoveModelAlias(public)))
     emit({"name": public, "removed": True, "position": written.position}, as_json=ctx.as_json)

@@ -50,6 +50,17 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
          cache_write_per_1m: float | None, as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included)."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("PUT", f"/pricing/{segment(model)}", {
+            "input_per_1m": input_per_1m, "output_per_1m": output_per_1m,
+            "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m})
+        price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
+                      answer["cache_write_per_1m"])
+        emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
+        return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)))
     price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
@@ -69,9 +80,9 @@ def _row(model: str, p: Price) -> dict[str, object]:
 def list_(source: str, contains: str | None, as_json: bool) -> None:
     """Every price in force: the shipped catalog and overrides, each with its source."""
     ctx = cli_context()
-    view = run(read_config())
-    rows = [r for r in price_rows(view.state.pricing)
-            if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
+    api = ctx.remote()
+    every = api.every("/pricing", source=source) if api is not None else price_rows(run(read_config()).state.pricing)
+    rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "source"))
 

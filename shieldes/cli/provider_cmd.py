@@ -64,6 +64,42 @@ def secret_ref(api_key_env: str | None, api_key: str | None) -> str | None:
     return None
 
 
+def _key_fields(api_key_env: str | None, api_key: str | None) -> dict[str, str]:
+    """The provider key as the admin API takes it: the node stores `env:VAR`, or encrypts the key
+    with its own SHIELDES_ENCRYPTION_KEY."""
+    if api_key_env is not None and api_key is not None:
+        raise InvalidRequest("pass either --api-key-env VAR or --api-key S, not both")
+    if api_key is not None and not api_key.strip():
+        raise InvalidRequest("--api-key is empty; pass the provider's key or use --api-key-env VAR")
+    return {k: v for k, v in (("api_key_env", api_key_env), ("api_key", api_key)) if v is not None}
+
+
+def _update_remote(name: str, base_url: str | None, api_key_env: str | None, api_key: str | None, no_api_key: bool,
+                   models: str | None, weight: float | None, responses: str | None, changed: dict[str, str]) -> None:
+    from shieldes.cli.remote import segment
+
+    ctx = cli_context()
+    api = ctx.remote()
+    assert api is not None
+    body: dict[str, Any] = {k: v for k, v in (("base_url", base_url), ("weight", weight), ("responses", responses))
+                            if v is not None}
+    body.update(_key_fields(api_key_env, api_key))
+    if no_api_key:
+        body["clear_api_key"] = True
+    if models is not None:
+        body["models"] = list(split_list(models) or ())
+    if changed:
+        body["options"] = changed
+    if not body:
+        raise InvalidRequest("nothing to change: pass --base-url, --models, --weight, --responses, an --api-key "
+                             "option or a type setting such as --api-version")
+    answer = api.call("PATCH", f"/providers/{segment(name)}", body)
+    emit({"name": name, "base_url": answer["base_url"], "models": answer["models"], "weight": answer["weight"],
+          **({"responses": answer["responses"]} if responses is not None else {}),
+          "api_key": answer["api_key"], "options": answer["options"], "position": answer["position"]},
+         as_json=ctx.as_json)
+
+
 @click.group("provider", cls=OneLineGroup)
 def provider_group() -> None:
     """Upstream LLM deployments (providers)."""
@@ -93,6 +129,19 @@ def add(
 ) -> None:
     """Add a deployment NAME serving --models (docs/providers.md has a line per type)."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        body = {"name": name, "type": kind, "base_url": base_url, "models": list(split_list(models) or ()),
+                "weight": weight, "responses": responses, **_key_fields(api_key_env, api_key),
+                **({"options": options_of(**options)} if options_of(**options) else {})}
+        answer = api.call("POST", "/providers", {k: v for k, v in body.items() if v is not None}, create=True)
+        row = {c: answer[c] for c in ("name", "type", "base_url", "models", "weight", "responses", "api_key",
+                                      "options", "position")}
+        if answer.get("unpriced_models"):
+            row["unpriced_models"] = answer["unpriced_models"]
+            warn(unpriced_warning(answer["unpriced_models"]))
+        emit(row, as_json=ctx.as_json)
+        return
     ref = secret_ref(api_key_env, api_key)
     command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight, responses,
                           options_of(**options))
@@ -131,6 +180,11 @@ def update(
     ctx = cli_context()
     if no_api_key and (api_key_env is not None or api_key is not None):
         raise InvalidRequest("--no-api-key cannot be combined with --api-key-env or --api-key")
+    api = ctx.remote()
+    if api is not None:
+        _update_remote(name, base_url, api_key_env, api_key, no_api_key, models, weight, responses,
+                       options_of(**options))
+        return
     ref = secret_ref(api_key_env, api_key)
     new_ref: str | object | None = None if no_api_key else (ref if ref is not None else UNSET)
     changed = options_of(**options)
@@ -158,6 +212,13 @@ def update(
 def remove(name: str, as_json: bool) -> None:
     """Remove deployment NAME (requests stop routing to it)."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("DELETE", f"/providers/{segment(name)}")
+        emit({"name": name, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
+        return
     written = run(write(RemoveProvider(name)))
     emit({"name": name, "removed": True, "position": written.position}, as_json=ctx.as_json)
 
@@ -168,6 +229,10 @@ def remove(name: str, as_json: bool) -> None:
 def list_(as_json: bool) -> None:
     """All deployments (keys shown only as env:VAR or 'encrypted')."""
     ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        emit([{c: p[c] for c in COLUMNS} for p in api.every("/providers")], as_json=ctx.as_json, columns=COLUMNS)
+        return
     view = run(read_config())
     rows = [provider_row(d) for d in sorted(view.state.providers.values(), key=lambda d: d.name)]
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)

@@ -33,8 +33,15 @@ def team_group() -> None:
 def create(name: str, budget_usd: float | None, budget_period: str | None, as_json: bool) -> None:
     """Create team NAME."""
     ctx = cli_context()
-    team_id = secrets.new_id("team")
     budget_period = budget_period_for(budget_usd, budget_period)
+    api = ctx.remote()
+    if api is not None:
+        body = {"name": name, **({"budget": budget_usd, "budget_period": budget_period} if budget_usd is not None
+                                 else {})}
+        answer = api.call("POST", "/teams", body, create=True)
+        emit({c: answer[c] for c in ("id", "name", "budget_usd", "budget_period", "position")}, as_json=ctx.as_json)
+        return
+    team_id = secrets.new_id("team")
     written = run(write(CreateTeam(team_id, name, budget_usd, budget_period)))
     emit(
         {"id": team_id, "name": name, "budget_usd": budget_usd,
@@ -49,6 +56,11 @@ def create(name: str, budget_usd: float | None, budget_period: str | None, as_js
 def list_(as_json: bool) -> None:
     """Every team with its budget and number of keys."""
     ctx = cli_context()
+    columns = ("id", "name", "budget_usd", "budget_period", "keys")
+    api = ctx.remote()
+    if api is not None:
+        emit([{c: t[c] for c in columns} for t in api.every("/teams")], as_json=ctx.as_json, columns=columns)
+        return
     state = run(read_config()).state
     rows = []
     for team in sorted(state.teams.values(), key=lambda t: t.name):
@@ -59,4 +71,4 @@ def list_(as_json: bool) -> None:
             "budget_period": team.budget.period if team.budget else None,
             "keys": sum(1 for k in state.keys.values() if k.team_id == team.id and not k.revoked),
         })
-    emit(rows, as_json=ctx.as_json, columns=("id", "name", "budget_usd", "budget_period", "keys"))
+    emit(rows, as_json=ctx.as_json, columns=columns)

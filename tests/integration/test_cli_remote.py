@@ -1,0 +1,277 @@
+"""The admin CLI through a node's admin API (SHIELDES_ADMIN_URL / --admin-url): a real node on a real
+Postgres, the CLI as real `python -m shieldes` processes over real HTTP. What a remote command does
+is checked through the direct CLI and SQL; its output equals the direct mode's for the same command;
+refusals are one `error:` line; a remote command loads no database driver, framework or node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration.gateway_harness import Harness, harness
+from tests.integration.test_cli_imports import heavy, imported
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOT = "boot-" + "remote-cli-token-for-tests-" * 2
+NO_DATABASE = "postgresql://nobody@127.0.0.1:9/none"  # a remote command must never need it
+IGNORED = ("id", "prefix", "key", "position", "name")  # what two creates never share
+
+
+class Ran:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self) -> Any:
+        assert self.code == 0, (self.code, self.out, self.err)
+        return json.loads(self.out)
+
+    def error(self, code: int = 1) -> str:
+        lines = self.err.strip().splitlines()
+        assert self.code == code and len(lines) == 1 and lines[0].startswith("error: "), (self.code, self.err)
+        assert "Traceback" not in self.out + self.err
+        return lines[0]
+
+
+async def shieldes(*args: str, **env: str) -> Ran:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_ACTOR": "tester", "SHIELDES_ENCRYPTION_KEY": "",
+            "SHIELDES_ADMIN_URL": "", **env}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shieldes", *args, cwd=ROOT, env=full,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return Ran(proc.returncode, out.decode(), err.decode())
+
+
+async def remote(h: Harness, *args: str, token: str = BOOT) -> Ran:
+    return await shieldes(*args, SHIELDES_ADMIN_URL=h.base, SHIELDES_ADMIN_TOKEN=token,
+                          SHIELDES_DATABASE_URL=NO_DATABASE)
+
+
+async def direct(h: Harness, *args: str) -> Ran:
+    return await shieldes(*args, SHIELDES_DATABASE_URL=h.database_url)
+
+
+def without(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in names}
+
+
+async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        team = (await remote(h, "--json", "team", "create", "eng", "--budget", "100", "--budget-period", "1mo")).json()
+        assert team["name"] == "eng" and team["budget_usd"] == 100 and team["budget_period"] == "1mo"
+
+        created = (await remote(h, "key", "create", "--name", "app", "--models", "gpt-4o", "--rpm", "60",
+                                "--budget", "5", "--team", "eng", "--expires-in", "30d", "--json")).json()
+        assert created["key"].startswith(created["prefix"]) and created["team"] == "eng"
+        shown = (await direct(h, "--json", "key", "show", "app")).json()
+        assert shown == without(created, "position", "key")
+        assert h.sql("SELECT metadata->>'actor' FROM events WHERE type = 'virtual_key.created'") == [
+            ("bootstrap-token",)]
+
+        updated = (await remote(h, "--json", "key", "update", "app", "--no-rpm", "--tpm", "1000",
+                                "--models", "gpt-4o,gpt-4o-mini", "--no-expiry")).json()
+        assert (updated["rpm"], updated["tpm"], updated["models"], updated["expires_at"]) == (
+            None, 1000, ["gpt-4o", "gpt-4o-mini"], None)
+        assert (await direct(h, "--json", "key", "show", "app")).json() == without(updated, "position")
+
+        rotated = (await remote(h, "--json", "key", "rotate", "app")).json()
+        assert rotated["key"] != created["key"] and rotated["prefix"] != created["prefix"]
+        assert h.sql("SELECT data->>'prefix' FROM events WHERE type = 'virtual_key.rotated'") == [(rotated["prefix"],)]
+
+        budget = (await remote(h, "--json", "budget", "set", "app", "--amount", "7.5", "--period", "1d")).json()
+        assert without(budget, "position") == {"subject_kind": "key", "subject": "app", "subject_id": created["id"],
+                                               "amount_usd": 7.5, "period": "1d"}
+        assert (await direct(h, "--json", "key", "show", "app")).json()["budget_usd"] == 7.5
+        removed = (await remote(h, "--json", "budget", "remove", "--team", "eng")).json()
+        assert removed["removed"] is True
+        assert (await direct(h, "--json", "team", "list")).json()[0]["budget_usd"] is None
+
+        revoked = (await remote(h, "--json", "key", "revoke", "app")).json()
+        assert without(revoked, "position") == {"id": created["id"], "name": "app", "revoked": True}
+        assert (await direct(h, "--json", "key", "show", "app")).json()["status"] == "revoked"
+        assert (await remote(h, "key", "revoke", "app")).error() == "error: key 'app' is already revoked"
+
+        token = (await remote(h, "--json", "admin-token", "create", "--name", "ci", "--role", "viewer")).json()
+        assert token["token"].startswith(token["prefix"]) and token["role"] == "viewer"
+        gone = (await remote(h, "--json", "admin-token", "revoke", "ci")).json()
+        assert gone["status"] == "revoked"
+        assert (await direct(h, "--json", "admin-token", "list")).json() == [without(gone, "position")]
+
+
+async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        for mode, run in (("r", remote), ("d", direct)):
+            await run(h, "team", "create", f"{mode}-eng", "--budget", "50")
+        for args in (("--json",), ()):
+            made = {}
+            for mode, run in (("r", remote), ("d", direct)):
+                made[mode] = await run(h, *args, "key", "create", "--name", f"{mode}-app{len(args)}", "--models",
+                                       "gpt-4o,not-served", "--budget", "3", "--team", f"{mode}-eng")
+            r, d = made["r"], made["d"]
+            assert r.code == d.code == 0 and r.err == d.err  # the same warning lines
+            assert "warning: no provider serves model 'not-served' yet" in r.err or args
+            if args:
+                rj, dj = json.loads(r.out), json.loads(d.out)
+                assert without(rj, *IGNORED, "team") == without(dj, *IGNORED, "team")
+                assert list(rj) == list(dj)
+            else:
+                assert r.out.splitlines()[0] == d.out.splitlines()[0]  # the table's header
+                assert len(r.out.splitlines()) == len(d.out.splitlines())
+        # reads of the same state print the same bytes, as tables and as JSON
+        await direct(h, "key", "revoke", "d-app1")
+        await direct(h, "admin-token", "create", "--name", "reader", "--role", "viewer")
+        for read in (("key", "list"), ("key", "list", "--all"), ("key", "show", "r-app0"), ("team", "list"),
+                     ("admin-token", "list"), ("budget", "show", "d-app0"), ("budget", "show", "--team", "r-eng")):
+            for args in (("--json",), ()):
+                r, d = await remote(h, *args, *read), await direct(h, *args, *read)
+                assert (r.code, r.out, r.err) == (d.code, d.out, d.err), read
+        # refusals and malformed options: the same line and exit code
+        for bad, code in ((("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
+                          (("key", "update", "nope", "--rpm", "5"), 1), (("key", "update", "r-app0"), 1),
+                          (("key", "create", "--name", "r-app0"), 1), (("budget", "set", "nope", "--amount", "1"), 1),
+                          (("team", "create", "r-eng"), 1), (("key", "create", "--name", "x", "--models", "a,,b"), 1),
+                          (("key", "create", "--name", "x", "--rpm", "many"), 2), (("key", "frobnicate"), 2)):
+            r, d = await remote(h, *bad), await direct(h, *bad)
+            assert r.error(code) == d.error(code), bad
+
+
+async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        events = h.sql("SELECT count(*) FROM events")[0][0]
+        bad = (await remote(h, "key", "create", "--name", "x", token="wrong")).error()
+        assert f"the admin API at {h.base} refused SHIELDES_ADMIN_TOKEN" in bad and "admin-token create" in bad
+        missing = (await remote(h, "key", "list", token="")).error()
+        assert "SHIELDES_ADMIN_TOKEN is not set" in missing
+
+        viewer = (await remote(h, "--json", "admin-token", "create", "--name", "v", "--role", "viewer")).json()
+        refused = (await remote(h, "key", "create", "--name", "x", token=viewer["token"])).error()
+        assert "viewer role may not" in refused and "SHIELDES_ADMIN_TOKEN to a token of role operator or admin" \
+            in refused
+        assert (await remote(h, "--json", "key", "list", token=viewer["token"])).json() == []
+        operator = (await remote(h, "--json", "admin-token", "create", "--name", "o", "--role", "operator")).json()
+        assert "role admin" in (await remote(h, "team", "create", "t", token=operator["token"])).error()
+
+        # an admin command the CLI does not send through the API refuses and appends nothing; local ones ignore the URL
+        for args in (("routing", "set", "gpt-4o", "--strategy", "cost"), ("audit", "verify"), ("usage",),
+                     ("snapshot", "create"), ("logs", "--limit", "1")):
+            line = (await remote(h, *args)).error()
+            assert "does not run through the admin API" in line and "unset SHIELDES_ADMIN_URL" in line, line
+        status = await shieldes("--admin-url", h.base, "--json", "db", "status", SHIELDES_DATABASE_URL=database_url)
+        assert status.code == 0, status.err
+        assert h.sql("SELECT count(*) FROM events")[0][0] == events + 2  # the two tokens
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # nothing listens on it once closed
+        url = f"http://127.0.0.1:{port}"
+        down = (await shieldes("--admin-url", url, "key", "create", "--name", "x", SHIELDES_ADMIN_TOKEN=BOOT,
+                               SHIELDES_DATABASE_URL=NO_DATABASE)).error()
+        assert down.startswith(f"error: cannot reach the admin API at {url} (") and down.endswith(
+            "; start a node or unset SHIELDES_ADMIN_URL")
+        assert "not an http(s) URL" in (await shieldes("--admin-url", "gw:8080", "key", "list",
+                                                       SHIELDES_ADMIN_TOKEN=BOOT)).error()
+
+
+async def test_a_lost_answer_to_a_create_is_retried_without_a_second_create(database_url: str) -> None:
+    """A proxy that closes the first connection after passing the request on (the node wrote the
+    key; its answer never arrives): the CLI retries with the same Idempotency-Key and the node
+    answers with the first write, so one key exists; its secret cannot be shown again, and the
+    CLI says so and how to get a new one."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        seen: list[bytes] = []
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", h.node.port)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            body = await reader.readexactly(length)
+            seen.append(head)
+            up_w.write(head + body)
+            answer = await up_r.read(65536)  # the node has written the key once it answers
+            if len(seen) > 1:
+                writer.write(answer)
+                await writer.drain()
+            writer.close()
+            up_w.close()
+
+        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            team = await shieldes("--admin-url", url, "--json", "team", "create", "ops", SHIELDES_ADMIN_TOKEN=BOOT)
+            assert team.json()["name"] == "ops" and len(seen) == 2
+            keys = [line.split(b": ")[1] for h_ in seen for line in h_.split(b"\r\n")
+                    if line.lower().startswith(b"idempotency-key")]
+            assert len(keys) == 2 and keys[0] == keys[1]
+            seen.clear()
+            lost = await shieldes("--admin-url", url, "key", "create", "--name", "k", SHIELDES_ADMIN_TOKEN=BOOT)
+            assert "was created but its secret was lost" in lost.error() and "shieldes key rotate k" in lost.err
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert h.sql("SELECT type, count(*) FROM events WHERE type IN ('team.created', 'virtual_key.created') "
+                     "GROUP BY type ORDER BY type") == [("team.created", 1), ("virtual_key.created", 1)]
+        # the replay was found through config_index (migration 0011), not by a scan of the log
+        assert h.sql("SELECT e.type FROM config_index c JOIN events e USING (position) "
+                     "WHERE c.idempotency_key IS NOT NULL ORDER BY position") == [("team.created",),
+                                                                                  ("virtual_key.created",)]
+
+
+async def test_a_remote_key_write_imports_no_database_driver_framework_or_node(database_url: str,
+                                                                               tmp_path: Path) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        env = {"SHIELDES_ADMIN_URL": h.base, "SHIELDES_ADMIN_TOKEN": BOOT}
+        for args in (("key", "create", "--name", "light"), ("key", "revoke", "light")):
+            modules = await asyncio.to_thread(imported, NO_DATABASE, *args, tmp=tmp_path, env=env)
+            assert "shieldes.cli.remote" in modules and "http.client" in modules  # it ran remotely
+            banned = ("psycopg", "psycopg_pool", "aiohttp", "pydantic", "shieldes.node", "shieldes.config_writer",
+                      "shieldes.projections.commands", "asyncio")
+            assert sorted(m for m in modules if any(m == b or m.startswith(b + ".") for b in banned)) == []
+            assert heavy(modules) == []
+        assert h.sql("SELECT count(*) FROM events WHERE type IN ('virtual_key.created', 'virtual_key.revoked')"
+                     ) == [(2,)]
+
+
+async def test_providers_prices_aliases_and_cluster_status_through_the_api(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        add = ("provider", "add", "{m}-up", "--type", "openai", "--base-url", h.upstream.url, "--api-key-env",
+               "UP_KEY", "--models", "gpt-4o,{m}-unpriced", "--weight", "2", "--region", "eu")
+        made = {m: await run(h, "--json", *(a.format(m=m) for a in add)) for m, run in (("r", remote), ("d", direct))}
+        r, d = made["r"].json(), made["d"].json()
+        assert r["unpriced_models"] == ["r-unpriced"] and "warning: no price for r-unpriced" in made["r"].err
+        assert list(r) == list(d) and without(r, "name", "models", "position", "unpriced_models") == without(
+            d, "name", "models", "position", "unpriced_models")
+        upd = ("provider", "update", "{m}-up", "--weight", "3", "--no-api-key", "--responses", "native")
+        r, d = (await remote(h, "--json", *(a.format(m="r") for a in upd))).json(), \
+            (await direct(h, "--json", *(a.format(m="d") for a in upd))).json()
+        assert list(r) == list(d) and (r["weight"], r["api_key"], r["responses"]) == (3, None, "native")
+
+        price = (await remote(h, "--json", "pricing", "set", "org/model-x", "--input", "1", "--output", "2",
+                              "--cache-read", "0.1")).json()
+        assert without(price, "position") == {"model": "org/model-x", "input_per_1m": 1, "output_per_1m": 2,
+                                              "cache_read_per_1m": 0.1, "cache_write_per_1m": None}
+        alias = (await remote(h, "--json", "model", "alias", "smart", "--target", "r-up/gpt-4o:3", "--target",
+                              "openai/gpt-4o", "--fallback", "gpt-4o-mini")).json()
+        assert alias["targets"][0] == {"provider": "r-up", "model": "gpt-4o", "weight": 3}
+        for read in (("provider", "list"), ("pricing", "list", "--source", "override"), ("pricing", "list",
+                     "--model", "gpt-4o-mi"), ("model", "list")):
+            for args in (("--json",), ()):
+                r_, d_ = await remote(h, *args, *read), await direct(h, *args, *read)
+                assert (r_.code, r_.out, r_.err) == (d_.code, d_.out, d_.err), read
+        assert (await remote(h, "--json", "model", "remove", "smart")).json()["removed"] is True
+        assert (await remote(h, "--json", "provider", "remove", "r-up")).json()["removed"] is True
+        assert [p["name"] for p in (await direct(h, "--json", "provider", "list")).json()] == ["claude", "d-up",
+                                                                                               "openai"]
+        assert (await direct(h, "--json", "model", "list")).json() == []
+        refused = await remote(h, "provider", "remove", "nope"), await direct(h, "provider", "remove", "nope")
+        assert refused[0].error() == refused[1].error()
+
+        await h.sync()
+        status = (await remote(h, "--json", "cluster", "status")).json()
+        assert [n["node_id"] for n in status["nodes"]] == [h.settings.node_id]
+        assert set(status) == set((await direct(h, "--json", "cluster", "status")).json())
