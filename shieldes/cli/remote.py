@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -113,7 +113,7 @@ class AdminApi:
         if create or method == "GET":
             retries = 1
         if create:
-            headers["Idempotency-Key"] = uuid.uuid4().hex
+            headers["Idempotency-Key"] = os.urandom(16).hex()
         while True:
             try:
                 status, raw = self._send(method, target, payload, headers)

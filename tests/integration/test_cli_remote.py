@@ -275,3 +275,60 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
         status = (await remote(h, "--json", "cluster", "status")).json()
         assert [n["node_id"] for n in status["nodes"]] == [h.settings.node_id]
         assert set(status) == set((await direct(h, "--json", "cluster", "status")).json())
+
+
+async def test_https_through_a_proxy_with_a_path_prefix(database_url: str, tmp_path: Path) -> None:
+    """An https URL is verified against the trusted certificates (here a test CA, through
+    SSL_CERT_FILE) and its path is kept as a prefix, for a TLS proxy in front of the nodes."""
+    import ssl
+
+    from tests.integration.test_gossip_tls import issue, make_ca
+
+    ca = make_ca("proxy CA")
+    tls = issue(ca, "proxy")
+    (tmp_path / "cert.pem").write_bytes(tls.cert)
+    (tmp_path / "key.pem").write_bytes(tls.key)
+    (tmp_path / "ca.pem").write_bytes(tls.ca)
+    (tmp_path / "other.pem").write_bytes(issue(make_ca("someone else"), "x").ca)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    paths: list[bytes] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async with harness(database_url, admin_token=BOOT) as h:
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                first = await reader.readline()
+            except (ConnectionError, ssl.SSLError):  # the client refused the certificate
+                writer.close()
+                return
+            method, path, version = first.split(b" ", 2)
+            paths.append(path)
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", h.node.port)
+            up_w.write(b" ".join((method, path.removeprefix(b"/gw"), version)))
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+        server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=context)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/gw/"
+        try:
+            made = await shieldes("--admin-url", url, "--json", "key", "create", "--name", "tls",
+                                  SHIELDES_ADMIN_TOKEN=BOOT, SSL_CERT_FILE=str(tmp_path / "ca.pem"))
+            assert made.json()["name"] == "tls" and paths == [b"/gw/admin/v1/keys"]
+            untrusted = await shieldes("--admin-url", url, "key", "list", SHIELDES_ADMIN_TOKEN=BOOT,
+                                       SSL_CERT_FILE=str(tmp_path / "other.pem"))
+            line = untrusted.error()
+            assert line.startswith(f"error: cannot reach the admin API at {url.rstrip('/')} (") and \
+                "CERTIFICATE_VERIFY_FAILED" in line
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert h.sql("SELECT data->>'name' FROM events WHERE type = 'virtual_key.created'") == [("tls",)]
