@@ -4,7 +4,6 @@ and errors as one line on stderr with a non-zero exit."""
 from __future__ import annotations
 
 import gc
-import getpass
 import json
 import math
 import os
@@ -161,6 +160,8 @@ def actor() -> str:
     explicit = os.environ.get("SHIELDES_ACTOR", "").strip()
     if explicit:
         return explicit[:200]
+    import getpass  # (and termios): a remote command records no actor of its own
+
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (containers): fall back to the uid
