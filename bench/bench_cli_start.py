@@ -3,6 +3,7 @@
     python bench/bench_cli_start.py --keys 1000000 --teams 10000       # builds the log, keeps it, prints its name
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --rounds 6 --runs 5
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --baseline-reuse DB0 ...   # DIR's schema is older
+    python bench/bench_cli_start.py --reuse DB --remote --rounds 6 --runs 5    # direct and remote mode, one run
 
 The first form builds the log of bench_keys_scale.py (bulk appends) in a scratch database and keeps
 it (a database a `bench_keys_scale.py --keep` run left does as well). The second runs rounds that
@@ -15,7 +16,10 @@ same load); each round of a tree measures, as processes started the way a shell 
   and `python -c "import click, psycopg, psycopg_pool"` (with the pool a node, and earlier
   versions' key writes, use);
 - `shieldes key --help` (no database);
-- --runs `key create --name ...` then as many `key revoke NAME`.
+- --runs `key create --name ...` then as many `key revoke NAME`, writing to Postgres directly;
+- with --remote (this checkout only): the floor of a remote command, `python -c "import click,
+  http.client, json"`, and the same writes through the admin API of a node this bench starts on
+  the same database (`SHIELDES_ADMIN_URL`), with the node's CPU per write beside the command's.
 
 Each figure is wall time (median and range) and the CPU time of the process (user + system), which
 a loaded machine inflates less. Both checkouts are byte-compiled first (`compileall`): an installed
@@ -29,10 +33,14 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +60,8 @@ FLOOR = {
     "import click, psycopg, psycopg_pool": ("-c", "import click, psycopg, psycopg_pool"),
     "shieldes key --help": ("-m", "shieldes", "key", "--help"),
 }
+REMOTE_FLOOR = {"import click, http.client, json": ("-c", "import click, http.client, json")}
+ADMIN_TOKEN = "bench-cli-admin-token-" + "x" * 24
 
 
 @dataclass
@@ -80,9 +90,10 @@ def timed(args: list[str], root: Path, env: dict[str, str]) -> tuple[float, floa
     return time.perf_counter() - started, children_cpu() - cpu
 
 
-def one_round(url: str, root: Path, runs: int, tag: str, got: Figures) -> None:
+def one_round(url: str, root: Path, runs: int, tag: str, got: Figures, node: Node | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(root), "SHIELDES_DATABASE_URL": url, "SHIELDES_CLUSTER_SECRET": SECRET,
            "SHIELDES_ACTOR": "bench"}
+    env.pop("SHIELDES_ADMIN_URL", None)
     for what, args in FLOOR.items():
         got.add(what, *timed(list(args), root, env))
     names = [f"bench-cli-{tag}-{i}" for i in range(runs)]
@@ -90,31 +101,111 @@ def one_round(url: str, root: Path, runs: int, tag: str, got: Figures) -> None:
         got.add("key create", *timed(["-m", "shieldes", "key", "create", "--name", name], root, env))
     for name in names:
         got.add("key revoke", *timed(["-m", "shieldes", "key", "revoke", name], root, env))
+    if node is None:
+        return
+    # the remote mode: no database URL at all, the node's admin API and token
+    remote = {**env, "SHIELDES_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none", "SHIELDES_ADMIN_URL": node.url,
+              "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN}
+    for what, args in REMOTE_FLOOR.items():
+        got.add(what, *timed(list(args), root, remote))
+    for verb, names_ in (("create", [f"{n}-r" for n in names]), ("revoke", [f"{n}-r" for n in names])):
+        for name in names_:
+            args = ["-m", "shieldes", "key", verb, *(["--name", name] if verb == "create" else [name])]
+            before = node.cpu()
+            got.add(f"remote key {verb}", *timed(args, root, remote))
+            got.add(f"node CPU per remote {verb}", 0.0, node.cpu() - before)
 
 
-def rounds(url: str, runs: int, count: int, baseline: Path | None, baseline_url: str) -> None:
+class Node:
+    """`shieldes serve` of this checkout on the bench database, for the remote mode."""
+
+    def __init__(self, url: str) -> None:
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            port, gossip = a.getsockname()[1], b.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.data_dir = tempfile.TemporaryDirectory(prefix="bench-cli-node-")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": url, "SHIELDES_CLUSTER_SECRET": SECRET,
+               "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN, "SHIELDES_DATA_DIR": self.data_dir.name}
+        env.pop("SHIELDES_ADMIN_URL", None)
+        self.log = open(Path(self.data_dir.name) / "node.log", "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port), "--gossip-port",
+             str(gossip), "--node-id", "bench-cli-node"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 600.0) -> float:
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the node exited ({self.proc.returncode}); see {self.log.name}")
+            try:
+                with urllib.request.urlopen(self.url + "/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"the node was not ready within {timeout:.0f} s; see {self.log.name}")
+
+    def cpu(self) -> float:
+        """The node's CPU time so far (user + system), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self.data_dir.cleanup()
+
+
+def rounds(url: str, runs: int, count: int, baseline: Path | None, baseline_url: str, remote: bool) -> None:
     trees = [("now", ROOT)] + ([("before", baseline)] if baseline is not None else [])
     urls = {"now": url, "before": baseline_url}
     for _, root in trees:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "shieldes")], check=True)
+    node = Node(url) if remote else None
+    if node is not None:
+        print(f"node ready in {node.wait_ready():.1f} s at {node.url}", flush=True)
     got = {label: Figures() for label, _ in trees}
     loads = [os.getloadavg()[0]]
     stamp = time.strftime("%H%M%S")
-    for r in range(count):
-        for label, root in (trees if r % 2 == 0 else trees[::-1]):
-            one_round(urls[label], root, runs, f"{stamp}-{label}-{r}", got[label])
-            loads.append(os.getloadavg()[0])
-        print(f"round {r + 1} done, load average {loads[-1]:.2f}", flush=True)
+    try:
+        for r in range(count):
+            for label, root in (trees if r % 2 == 0 else trees[::-1]):
+                one_round(urls[label], root, runs, f"{stamp}-{label}-{r}", got[label], node if label == "now" else None)
+                loads.append(os.getloadavg()[0])
+            print(f"round {r + 1} done, load average {loads[-1]:.2f}", flush=True)
+    finally:
+        if node is not None:
+            node.stop()
     print(f"\n{sys.executable}; {count} rounds x {runs} runs; load average (1 min) {min(loads):.2f}-{max(loads):.2f}")
+    remote_rows = (*REMOTE_FLOOR, "remote key create", "remote key revoke") if remote else ()
     for label, _ in trees:
-        for what in (*FLOOR, "key create", "key revoke"):
+        for what in (*FLOOR, "key create", "key revoke", *(remote_rows if label == "now" else ())):
             print(f"{label:6s} {what:38s} {got[label].line(what)}")
     now = got["now"]
+    if remote:
+        for verb in ("create", "revoke"):
+            cpu = now.cpu[f"node CPU per remote {verb}"]
+            print(f"now    node CPU per remote {verb:6s}              mean {statistics.mean(cpu):6.1f} ms over "
+                  f"{len(cpu)} (the node's /proc ticks while each command ran)")
     floor, libraries = (statistics.median(now.wall[w]) for w in ("python -c pass", "import click, psycopg"))
     for what in ("key create", "key revoke"):
         median = statistics.median(now.wall[what])
         print(f"now    {what}: {median:.1f} ms, {median - floor:.1f} ms above `python -c pass`, "
               f"{median - libraries:.1f} ms above importing click + psycopg (goal < 100 ms end to end)")
+    if remote:
+        light = statistics.median(now.wall["import click, http.client, json"])
+        for what in ("remote key create", "remote key revoke"):
+            median = statistics.median(now.wall[what])
+            print(f"now    {what}: {median:.1f} ms, {median - floor:.1f} ms above `python -c pass`, "
+                  f"{median - light:.1f} ms above importing click + http.client + json (goal < 100 ms end to end)")
 
 
 async def build(server: str, shape: Shape) -> str:
@@ -145,6 +236,8 @@ def main() -> None:
                         help="the database DIR runs on (default: --reuse's) when this checkout migrates it past "
                              "DIR's schema: a copy of it made before `shieldes db upgrade` (CREATE DATABASE ... "
                              "TEMPLATE ...)")
+    parser.add_argument("--remote", action="store_true",
+                        help="also through the admin API of a node this bench starts on --reuse's database")
     args = parser.parse_args()
     server = db.libpq_url(args.database_url) if args.database_url else pg.server_url()
     if not args.reuse:
@@ -152,7 +245,7 @@ def main() -> None:
         print(f"scratch database (kept for --reuse): {name}")
         return
     rounds(pg.with_database(server, args.reuse), args.runs, args.rounds, args.baseline_tree,
-           pg.with_database(server, args.baseline_reuse or args.reuse))
+           pg.with_database(server, args.baseline_reuse or args.reuse), args.remote)
 
 
 if __name__ == "__main__":
