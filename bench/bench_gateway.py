@@ -5,6 +5,11 @@ RPS, p50/p99 latency and server CPU per request (the proxy process only, from /p
 
     python bench/bench_gateway.py [--duration 6] [--connections 32] [--repeat 3] [--out FILE]
 
+With `--workers N` the node runs as `serve --workers N` and the bare proxy also runs as N processes
+sharing a port (SO_REUSEPORT), so the report puts the machine's own cost of N processes (bare proxy,
+1 against N) next to the node's (the `--baseline` node runs one worker: with the same tree, the
+1-worker figure).
+
 Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL; a fresh database is created in it),
 else an embedded Postgres under $TMPDIR/shieldes-bench-pg.
 """
@@ -45,10 +50,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # --- the bare pass-through proxy (what any aiohttp proxy must do at least) -------------------------
 
 
-def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
+def run_proxy(port: int, upstream: str, lean: bool = False, reuse_port: bool = False) -> None:
     """`lean`: forward with the node's own upstream client (shieldes/providers/transport.py)
     instead of an aiohttp ClientSession: what is left between the two proxies and a node is the
-    gateway's own work."""
+    gateway's own work. `reuse_port`: share the port with other processes (SO_REUSEPORT)."""
     import aiohttp
     from aiohttp import web
 
@@ -102,7 +107,24 @@ def run_proxy(port: int, upstream: str, lean: bool = False) -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, reuse_port=reuse_port or None)
+
+
+def run_proxies(n: int, port: int, upstream: str) -> None:
+    """N bare proxies sharing `port` (SO_REUSEPORT), children of this process as `serve --workers N`
+    runs its workers: the machine's own cost of N processes, measured the same way."""
+    cmd = [sys.executable, str(Path(__file__)), "proxy", "--port", str(port), "--upstream", upstream, "--reuse-port"]
+    procs = [subprocess.Popen(cmd) for _ in range(n)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.wait()
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -339,6 +361,8 @@ def main() -> None:
     proxy.add_argument("--port", type=int, required=True)
     proxy.add_argument("--upstream", required=True)
     proxy.add_argument("--lean", action="store_true", help="forward with the node's upstream client")
+    proxy.add_argument("--procs", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    proxy.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
@@ -384,13 +408,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.cmd == "proxy":
-        run_proxy(args.port, args.upstream, args.lean)
+        if args.procs > 1:
+            run_proxies(args.procs, args.port, args.upstream)
+        else:
+            run_proxy(args.port, args.upstream, args.lean, args.reuse_port)
         return
     if args.messages and args.litellm:
         parser.error("--messages and --litellm cannot be combined: the LiteLLM target serves gpt-4o only")
 
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
-    lean_port = free_port()
+    lean_port, procs_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     db_url, secret = asyncio.run(prepare_database())
     asyncio.run(add_provider(db_url, upstream))
@@ -404,6 +431,8 @@ def main() -> None:
                        cpus=args.pin_servers),
         "lean": spawn([str(Path(__file__)), "proxy", "--port", str(lean_port), "--upstream", upstream, "--lean"],
                       cpus=args.pin_servers),
+        **({"proxies": spawn([str(Path(__file__)), "proxy", "--port", str(procs_port), "--upstream", upstream,
+                              "--procs", str(args.workers)], cpus=args.pin_servers)} if args.workers > 1 else {}),
         "node": spawn(
             [
                 "-m",
@@ -439,6 +468,7 @@ def main() -> None:
         procs["litellm"] = spawn_litellm(args.litellm, litellm_port, upstream)
     try:
         for port in (up_port, proxy_port, lean_port, node_port, *([base_port] if args.baseline else []),
+                     *([procs_port] if args.workers > 1 else []),
                      *([litellm_port] if args.litellm else []), *([peer_port] if args.cluster else [])):
             wait_port(port)
         workers_label = f", {args.workers} workers" if args.workers > 1 else ""
@@ -451,6 +481,9 @@ def main() -> None:
         if args.baseline:
             targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
         targets.append((LEAN_LABEL, "lean", lean_port, None))
+        procs_label = f"bare aiohttp proxy, {args.workers} processes sharing the port"
+        if args.workers > 1:
+            targets.append((procs_label, "proxies", procs_port, None))
         if args.litellm:
             targets.append(("LiteLLM proxy (master key, no database)", "litellm", litellm_port, LITELLM_KEY))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
@@ -569,6 +602,20 @@ def main() -> None:
                 f"{mode}: baseline node throughput = {by[base][0].rps / bare[0].rps * 100:.0f}% of the bare proxy "
                 f"(by CPU per request: {cpu[targets[1][0]] / cpu[base] * 100:.0f}%)."
             )
+        if args.workers > 1:
+            n = args.workers
+            bare_cpu, bare_rps = cpu[procs_label] / cpu[targets[1][0]], by[procs_label][0].rps / bare[0].rps
+            line = (f"{mode}: {n} processes against 1: bare proxy CPU per request {(bare_cpu - 1) * 100:+.0f}% "
+                    f"({cpu[procs_label]:.0f} vs {cpu[targets[1][0]]:.0f} us), RPS {bare_rps:.2f}x")
+            if args.baseline:  # the baseline runs one worker: with the same tree, the 1-worker figure
+                base = targets[3][0]
+                node_cpu, node_rps = cpu[targets[2][0]] / cpu[base], node[0].rps / by[base][0].rps
+                beyond = (node_cpu / bare_cpu - 1) * 100
+                line += (f"; node {n} workers against the baseline's 1: CPU per request {(node_cpu - 1) * 100:+.0f}% "
+                         f"({cpu[targets[2][0]]:.0f} vs {cpu[base]:.0f} us), RPS {node_rps:.2f}x; what the "
+                         f"workers add beyond the machine's share: CPU per request {beyond:+.0f}%, "
+                         f"RPS {node_rps / bare_rps:.2f}x")
+            table.append(line + ".")
     text = "\n".join(table)
     print(text)
     if args.out:
