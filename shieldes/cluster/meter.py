@@ -15,7 +15,7 @@ from typing import Protocol
 from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
-from shieldes.projections.state import VirtualKey
+from shieldes.projections.state import Budget, VirtualKey
 from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message
 from shieldes.usage.meter import Meter, Remote, Reservation
 
@@ -123,34 +123,36 @@ class ClusterMeter(Meter):
     def _split_budgets(self, key: VirtualKey, seen: Seen, cost: int, cluster: ClusterView, alive: int,
                        rank: int) -> None:
         """Budgets get the same headroom split as rate limits, in nano-USD of estimated cost."""
-        today = seen.today
+        if key.budget is not None and seen.key_spent is not None:
+            self._split_budget("k:" + key.id, key.budget, seen.key_spent, seen.today, cost, cluster, alive, rank,
+                               lambda: f"key {key.name!r}")
         team = seen.team
-        checks = [("k:" + key.id, f"key {key.name!r}", key.budget, seen.key_spent)]
-        if team is not None:
-            checks.append(("t:" + team.id, f"team {team.name!r}", team.budget, seen.team_spent))
-        for subject, what, budget, spent in checks:
-            if budget is None or spent is None:
-                continue
-            limit = round(budget.amount_usd * NUSD)
-            seen_nusd = spent + cluster.remote_outstanding(subject, today, BUDGET_WINDOW)
-            if seen_nusd < limit * BUDGET_SPLIT_FROM:
-                continue
-            turn = (rank + today) % alive
-            if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen_nusd, alive, cost, turn):
-                if seen_nusd + cost > limit:
-                    raise BudgetExceeded(budget_message(what, budget, seen_nusd, cost, today))
-                raise BudgetExceeded(
-                    f"budget nearly used up for {what}: ${seen_nusd / NUSD:.6f} of ${budget.amount_usd:g} spent "
-                    f"or held across the cluster in the {budget.period} period; this node's share of the "
-                    "rest is in use: retry in a second, or raise it with `shieldes budget set`"
-                )
+        if team is not None and team.budget is not None and seen.team_spent is not None:
+            self._split_budget("t:" + team.id, team.budget, seen.team_spent, seen.today, cost, cluster, alive, rank,
+                               lambda: f"team {team.name!r}")
+
+    def _split_budget(self, subject: str, budget: Budget, spent: int, today: int, cost: int, cluster: ClusterView,
+                      alive: int, rank: int, what: Callable[[], str]) -> None:
+        limit = round(budget.amount_usd * NUSD)
+        seen_nusd = spent + cluster.remote_outstanding(subject, today, BUDGET_WINDOW)
+        if seen_nusd < limit * BUDGET_SPLIT_FROM:
+            return
+        turn = (rank + today) % alive
+        if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen_nusd, alive, cost, turn):
+            if seen_nusd + cost > limit:
+                raise BudgetExceeded(budget_message(what(), budget, seen_nusd, cost, today))
+            raise BudgetExceeded(
+                f"budget nearly used up for {what()}: ${seen_nusd / NUSD:.6f} of ${budget.amount_usd:g} spent "
+                f"or held across the cluster in the {budget.period} period; this node's share of the "
+                "rest is in use: retry in a second, or raise it with `shieldes budget set`"
+            )
 
     def _hold(self, res: Reservation, nusd: int) -> None:
         super()._hold(res, nusd)
         totals = self._reserved_total if nusd > 0 else self._released_total
-        for subject in ("k:" + res.key_id, "t:" + res.team_id if res.team_id else None):
-            if subject:
-                totals[subject] = totals.get(subject, 0) + abs(nusd)
+        held = abs(nusd)
+        for subject in self._subjects_of(res.key_id, res.team_id):
+            totals[subject] = totals.get(subject, 0) + held
 
     # --- export for gossip -----------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ class ClusterRuntime:
         self.convergence = Convergence()  # cluster/measures.py
         self.gossip_rates = Rates()
         self._split_read: tuple[float, int, int] | None = None  # (when, alive, rank): alive_and_rank
+        self._view_reads = view_reads.ViewReads(self.cell.value, self.node_id, self.membership.boot_epoch)
         projector.on_event(self._on_event)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -128,6 +129,8 @@ class ClusterRuntime:
         elif len(self.membership.alive_peers()) or self.settings.static_peers():
             log.warning("SHIELDES_CLUSTER_SECRET is not set: gossip is off, so each node enforces rate "
                         "limits as limit / nodes alive; set the same secret on every node")
+        # this boot's epoch is claimed (membership.start): requests' reads of the view count its crashed boots
+        self._view_reads = view_reads.ViewReads(self.cell.value, self.node_id, self.membership.boot_epoch)
         self.meter.cluster = self
         self.meter.remote = self
         await self.leader.start()
@@ -226,19 +229,32 @@ class ClusterRuntime:
         """alive_count as the request path reads it (alive_and_rank)."""
         return self.alive_and_rank()[0]
 
+    def _reads(self) -> view_reads.ViewReads:
+        """The memo of reads of the current view (view_reads.ViewReads), a new one once it changed."""
+        reads = self._view_reads = self._view_reads.of(self.cell.value)
+        return reads
+
     def remote_outstanding(self, subject: str, window: int, name: str = RATE_WINDOW) -> int:
-        return view_reads.window_allowance(self.cell.value, subject, name, window, exclude=self.node_id)
+        """Peers' unused claims in one window."""
+        reads = self._view_reads
+        if reads.view is not self.cell.value:
+            reads = self._reads()
+        return reads.window_allowance(subject, name, window)
 
     def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
         """Peers' (requests, tokens) of one key in one rate window, and what this node's crashed boots
         admitted in it (relayed by peers)."""
-        return view_reads.window_count(self.cell.value, "k:" + key_id, RATE_WINDOW, (window,), exclude=self.node_id,
-                                 own_epoch=self.membership.boot_epoch)
+        reads = self._view_reads
+        if reads.view is not self.cell.value:
+            reads = self._reads()
+        return reads.window_count("k:" + key_id, RATE_WINDOW, window)
 
     def remote_spend(self, subject: str, days: range) -> int:
         """Peers' spend of a budget subject not yet in this node's log, plus their reservations."""
-        return view_reads.pending_spend(self.cell.value, subject, days, self.projector.usage.durable_seq,
-                                  exclude=self.node_id)
+        reads = self._view_reads
+        if reads.view is not self.cell.value:
+            reads = self._reads()
+        return reads.pending_spend(subject, days, self.projector.usage, self.projector.position)
 
     def remote_open(self, deployment: str) -> bool:
         if self.gossip is None:

@@ -6,8 +6,12 @@ visits one entry per peer (a budget read, the subject's own entries of each peer
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from shieldes.cluster.view import Durable, Health, NodeState, PendingId, View, spend_by_subject
+
+if TYPE_CHECKING:
+    from shieldes.projections.usage import UsageState
 
 
 def participants(view: View, *, now: float, within: float, exclude: str,
@@ -79,6 +83,68 @@ def pending_spend(view: View, subject: str, days: range, durable: Durable, *, ex
             if r and r[0] > r[1]:
                 total += r[0] - r[1]
     return total
+
+
+class ViewReads:
+    """The reads requests make of one view value, each computed once. A view is never changed in
+    place (every message, prune or takeover makes a new value), so a read of the same value with the
+    same arguments gives the same answer: between two gossip messages (a few per second per peer)
+    thousands of requests read the same few keys' entries, and only the first of each reads the
+    view. The spend read also depends on the flushes the log holds, so those are kept for one log
+    position. Memo sizes are bounded (`MAX_MEMO`), as keys come and go."""
+
+    MAX_MEMO = 50_000
+    __slots__ = ("allowances", "counts", "exclude", "own_epoch", "position", "spend", "usage", "view")
+
+    def __init__(self, view: View, exclude: str, own_epoch: int | None = None) -> None:
+        self.view = view
+        self.exclude = exclude
+        self.own_epoch = own_epoch
+        self.position = -1
+        self.usage: UsageState | None = None
+        self.allowances: dict[tuple[str, str, int], int] = {}
+        self.counts: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self.spend: dict[tuple[str, range], int] = {}
+
+    def of(self, view: View) -> ViewReads:
+        """The reads of `view`: these if they are of it, else new ones (same node, same boot)."""
+        return self if view is self.view else ViewReads(view, self.exclude, self.own_epoch)
+
+    def window_allowance(self, subject: str, window: str, start: int) -> int:
+        """`window_allowance` of this view for every node but `exclude`."""
+        k = (subject, window, start)
+        v = self.allowances.get(k)
+        if v is None:
+            if len(self.allowances) >= self.MAX_MEMO:
+                self.allowances.clear()
+            v = self.allowances[k] = window_allowance(self.view, subject, window, start, exclude=self.exclude)
+        return v
+
+    def window_count(self, subject: str, window: str, start: int) -> tuple[int, int]:
+        """`window_count` of one window of this view for every node but `exclude` (its crashed boots
+        count: those before `own_epoch`)."""
+        k = (subject, window, start)
+        v = self.counts.get(k)
+        if v is None:
+            if len(self.counts) >= self.MAX_MEMO:
+                self.counts.clear()
+            v = self.counts[k] = window_count(self.view, subject, window, (start,), exclude=self.exclude,
+                                              own_epoch=self.own_epoch)
+        return v
+
+    def pending_spend(self, subject: str, days: range, usage: UsageState, position: int) -> int:
+        """`pending_spend` of this view for every node but `exclude`, with the log as `usage` holds it
+        at `position` (the flushes it holds change only with them)."""
+        if position != self.position or usage is not self.usage:
+            self.spend.clear()
+            self.position, self.usage = position, usage
+        k = (subject, days)
+        v = self.spend.get(k)
+        if v is None:
+            if len(self.spend) >= self.MAX_MEMO:
+                self.spend.clear()
+            v = self.spend[k] = pending_spend(self.view, subject, days, usage.durable_seq, exclude=self.exclude)
+        return v
 
 
 def reservations(view: View, *, exclude: str | None = None) -> dict[str, int]:

@@ -30,7 +30,16 @@ from shieldes.cluster.view import (
     spend_by_subject,
     takeover,
 )
-from shieldes.cluster.view_reads import participants, pending_spend, reservations, spend_of, window_count
+from shieldes.cluster.view_reads import (
+    ViewReads,
+    participants,
+    pending_spend,
+    reservations,
+    spend_of,
+    window_allowance,
+    window_count,
+)
+from shieldes.projections.usage import UsageState
 
 NODES = [("a", 1), ("a", 2), ("b", 7), ("c", 3)]
 DAYS = range(100, 101)
@@ -395,6 +404,65 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
                         scanned_spend(cell.value, subject, days, d, exclude)
     for state in ever:
         assert state.grouping.groups is None or state.grouping.groups == spend_by_subject(state.pending)
+
+
+@st.composite
+def claiming_states(draw: st.DrawFn) -> NodeState:
+    """States with rate-window counts and unused claims as well as pending spend."""
+    state = draw(spending_states())
+    wid = st.tuples(st.sampled_from(SUBJECTS[:2]), st.sampled_from(["min", "tpm"]), st.integers(0, 2))
+    small = st.integers(0, 50)
+    return replace(state, windows=draw(st.dictionaries(wid, st.tuples(small, small, small), max_size=4)),
+                   allowances=draw(st.dictionaries(wid, small, max_size=3)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["msg", "msg", "prune", "epoch", "log", "silent"]), claiming_states(),
+                          st.booleans()), max_size=14),
+       st.sampled_from(["a", "b", "me"]))
+def test_memoised_reads_of_a_view_read_what_the_functions_read(
+        steps: list[tuple[str, NodeState, bool]], me: str) -> None:
+    """Requests read the view through ViewReads, renewed as the node renews it (`of` the current
+    value) and kept while the value is the same: every read, repeated or not, equals the pure
+    function on the current view, as messages, prunes, new boots and silent nodes change the view
+    and the log takes flushes in (the projection's usage changes in place, its position moves on)."""
+    cell, usage, position = ViewCell(), UsageState(), 0
+    reads = ViewReads(cell.value, me, 2)
+    for now, (kind, state, twice) in enumerate(steps):
+        if kind == "msg":
+            cell.accept(state, float(now))
+        elif kind == "prune":
+            cell.value = prune(cell.value, min_window_start={"min": 1, "tpm": 1}, durable=usage.durable_seq)
+        elif kind == "epoch":
+            cell.observe_epochs({state.node_id: state.boot_epoch + 1}, float(now))
+        elif kind == "log":  # a flush reaches the log: the fold moves its watermark in place
+            seqs = usage.node_seqs.setdefault(state.node_id, {})
+            seqs[state.boot_epoch] = max(seqs.get(state.boot_epoch, 0), state.seq % 5)
+            position += 1
+        elif kind == "silent":
+            cell.value = forget_silent(cell.value, now=float(now) + 100, after=50.0, keep=[])
+        for _ in range(2 if twice else 1):
+            reads = reads.of(cell.value)
+            view = cell.value
+            for subject in SUBJECTS[:2]:
+                for name in ("min", "tpm"):
+                    for start in range(3):
+                        assert reads.window_allowance(subject, name, start) == \
+                            window_allowance(view, subject, name, start, exclude=me)
+                for start in range(3):
+                    assert reads.window_count(subject, "min", start) == \
+                        window_count(view, subject, "min", (start,), exclude=me, own_epoch=2)
+            for subject in SUBJECTS:
+                for days in (range(100, 101), range(99, 102)):
+                    assert reads.pending_spend(subject, days, usage, position) == \
+                        pending_spend(view, subject, days, usage.durable_seq, exclude=me)
+
+
+def test_memoised_reads_are_bounded() -> None:
+    reads = ViewReads(EMPTY, "me")
+    for i in range(ViewReads.MAX_MEMO + 10):
+        reads.window_allowance(f"k:{i}", "min", 0)
+    assert len(reads.allowances) <= ViewReads.MAX_MEMO
 
 
 def owned(states: list[NodeState]) -> None:
