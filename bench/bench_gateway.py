@@ -73,7 +73,7 @@ def run_proxy(port: int, upstream: str, lean: bool = False, reuse_port: bool = F
         up = await client.post(upstream + request.path, body, forwarded(request), timeouts)
         resp = web.StreamResponse(status=up.status, headers={"Content-Type": up.headers["content-type"]})
         await resp.prepare(request)
-        async for chunk in up.chunks():
+        while chunk := await up.read_chunk():
             await resp.write(chunk)
         up.release()
         await resp.write_eof()

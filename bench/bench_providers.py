@@ -130,7 +130,7 @@ async def run(n: int, concurrency: int) -> None:
 
             async def client_stream() -> None:
                 r = await client.post(url + "/v1/chat/completions", raw_stream, headers, timeouts)
-                async for _ in r.chunks():
+                while await r.read_chunk():
                     pass
                 r.release()
 
