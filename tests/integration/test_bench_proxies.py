@@ -1,0 +1,62 @@
+"""The benchmark's baselines work: bench/bench_gateway.py's bare proxies (aiohttp's client, and
+the node's own upstream client with --lean) forward a JSON answer and a whole event stream from
+the fake upstream. A broken baseline would make every ratio in docs/benchmarks.md meaningless."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fake_upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "say hello"}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(400):
+        assert proc.poll() is None, "the proxy exited"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.025)
+            continue
+        writer.close()
+        return
+    raise AssertionError("the proxy never listened")
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["aiohttp-client", "node-client"])
+async def test_bare_proxy_forwards_json_and_streams(lean: bool) -> None:
+    async with FakeUpstream(completion_tokens=5) as upstream:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench_gateway.py"), "proxy", "--port",
+                                 str(port), "--upstream", upstream.url, *(["--lean"] if lean else [])], cwd=ROOT)
+        try:
+            await until_listening(port, proc)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url, json=CHAT) as resp:
+                    assert resp.status == 200
+                    answer = await resp.json(content_type=None)
+                assert answer["object"] == "chat.completion" and answer["choices"][0]["message"]["content"]
+                async with session.post(url, json={**CHAT, "stream": True}) as resp:
+                    assert resp.status == 200
+                    body = await resp.read()
+            events = [e for e in body.split(b"\n\n") if e]
+            assert events[-1] == b"data: [DONE]" and len(events) > 3
+        finally:
+            proc.terminate()
+            proc.wait(10)
