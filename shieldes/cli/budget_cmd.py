@@ -147,10 +147,8 @@ def _remote_target(api: AdminApi, kind: str, ref: str) -> tuple[str, str, Budget
     from shieldes.cli.remote import segment
 
     if kind == "team":
-        found = [t for t in api.every("/teams") if ref in (t["name"], t["id"])]
-        if not found:
-            raise InvalidRequest(f"no team named or with id {ref!r}; create it with `shieldes team create`")
-        t = found[0]
+        t = api.call("GET", f"/teams/{segment(ref)}",
+                     not_found=f"no team named or with id {ref!r}; create it with `shieldes team create`")
         budget = Budget(t["budget_usd"], t["budget_period"]) if t["budget_usd"] is not None else None
         return t["id"], t["name"], budget, round((t["spend_usd_in_period"] or 0) * 1e9)
     k = api.call("GET", f"/keys/{segment(ref)}",

@@ -69,6 +69,6 @@ def list_(as_json: bool) -> None:
             "name": team.name,
             "budget_usd": team.budget.amount_usd if team.budget else None,
             "budget_period": team.budget.period if team.budget else None,
-            "keys": sum(1 for k in state.keys.values() if k.team_id == team.id and not k.revoked),
+            "keys": state.team_keys.get(team.id, 0),
         })
     emit(rows, as_json=ctx.as_json, columns=columns)

@@ -38,6 +38,7 @@ from shieldes.projections.state import (
     Team,
     VirtualKey,
 )
+from shieldes.projections.team_keys import moved
 
 V = TypeVar("V")
 
@@ -54,8 +55,9 @@ def _drop_hash(by_hash: Mapping[str, str], key: VirtualKey) -> Mapping[str, str]
     return _without(by_hash, key.key_hash) if by_hash.get(key.key_hash) == key.id else by_hash
 
 
-def _put_key(state: ConfigState, key: VirtualKey) -> ConfigState:
-    return replace(state, keys=_with(state.keys, key.id, key))
+def _put_key(state: ConfigState, key: VirtualKey, old: VirtualKey | None) -> ConfigState:
+    """The state with `key` (which was `old`, None for a new key), its team's key count kept."""
+    return replace(state, keys=_with(state.keys, key.id, key), team_keys=moved(state.team_keys, old, key))
 
 
 def apply_config(state: ConfigState, event: Event) -> ConfigState:
@@ -98,25 +100,25 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 event.id, event.name, event.key_hash, event.prefix, event.models, event.team_id, event.expires_at
             )
             return replace(
-                _put_key(state, key),
+                _put_key(state, key, state.keys.get(event.id)),
                 key_ids_by_hash=_with(state.key_ids_by_hash, event.key_hash, event.id),
                 key_ids_by_name=_with(state.key_ids_by_name, event.name, event.id),
             )
         case VirtualKeyUpdated():
             old = state.keys[event.id]
             return _put_key(state, replace(old, models=event.models, team_id=event.team_id,
-                                           expires_at=event.expires_at))
+                                           expires_at=event.expires_at), old)
         case VirtualKeyRevoked():
             old = state.keys[event.id]
             return replace(
-                _put_key(state, replace(old, revoked=True)),
+                _put_key(state, replace(old, revoked=True), old),
                 key_ids_by_hash=_drop_hash(state.key_ids_by_hash, old),
             )
         case VirtualKeyRotated():
             old = state.keys[event.id]
             hashes = _with(_drop_hash(state.key_ids_by_hash, old), event.key_hash, event.id)
             return replace(
-                _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix)),
+                _put_key(state, replace(old, key_hash=event.key_hash, prefix=event.prefix), old),
                 key_ids_by_hash=hashes,
             )
         case BudgetSet():
@@ -125,7 +127,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
         case BudgetRemoved():
             return _put_budget(state, event.subject_kind, event.subject_id, None)
         case RateLimitSet():
-            return _put_key(state, replace(state.keys[event.key_id], rpm=event.rpm, tpm=event.tpm))
+            old = state.keys[event.key_id]
+            return _put_key(state, replace(old, rpm=event.rpm, tpm=event.tpm), old)
         case AdminTokenCreated():
             token = AdminToken(event.id, event.name, event.role, event.key_hash, event.prefix)
             return replace(
@@ -148,4 +151,5 @@ def _put_budget(state: ConfigState, kind: str, subject_id: str, budget: Budget |
     if kind == "team":
         team = replace(state.teams[subject_id], budget=budget)
         return replace(state, teams=_with(state.teams, team.id, team))
-    return _put_key(state, replace(state.keys[subject_id], budget=budget))
+    old = state.keys[subject_id]
+    return _put_key(state, replace(old, budget=budget), old)

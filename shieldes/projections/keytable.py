@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -149,6 +150,17 @@ class KeyTable(Mapping[str, VirtualKey]):
         if isinstance(column, Mapping):
             return [ids[r] for r in column]
         return [ids[r] for r, v in enumerate(column) if v is not None]
+
+    def team_key_counts(self) -> dict[str, int]:
+        """team id -> its keys that are not revoked (teams with none left out), from the columns."""
+        team = self._team
+        counts = Counter(team.values() if isinstance(team, Mapping) else team)
+        counts.pop(None, None)  # a dense column's unset rows
+        for row in self._revoked:
+            revoked_team = team.get(row)
+            if revoked_team is not None:
+                counts[revoked_team] -= 1
+        return {t: n for t, n in counts.items() if n > 0}
 
     def merged(self, changes: Mapping[str, VirtualKey]) -> KeyColumns:
         """These columns with `changes` (new or changed keys by id) applied, rows still in id order."""

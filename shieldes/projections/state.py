@@ -114,6 +114,9 @@ def _empty() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+_DERIVE: Mapping[str, int] = MappingProxyType({})  # "not given": ConfigState counts the keys itself
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigState:
     """The whole config: entities by id, and the indexes a request or a command looks them up by."""
@@ -130,6 +133,19 @@ class ConfigState:
     admin_token_ids_by_name: Mapping[str, str] = field(default_factory=dict)
     aliases: Mapping[str, ModelAlias] = field(default_factory=dict)
     routing: Mapping[str, str] = field(default_factory=dict)  # model or alias -> strategy (routing/strategies.py)
+    # team id -> its active (not revoked) keys, teams with none left out. Kept by the fold per key
+    # event; derived from `keys` when a state is built without it (never pass `keys` alone to
+    # dataclasses.replace: the counts would stay those of the old keys).
+    team_keys: Mapping[str, int] = field(default_factory=lambda: _DERIVE)
+
+    def __post_init__(self) -> None:
+        if self.team_keys is _DERIVE:
+            if not self.keys:
+                object.__setattr__(self, "team_keys", {})
+                return
+            from shieldes.projections.team_keys import team_key_counts  # it reads the key columns
+
+            object.__setattr__(self, "team_keys", team_key_counts(self.keys))
 
     def key_by_hash(self, key_hash: str) -> VirtualKey | None:
         key_id = self.key_ids_by_hash.get(key_hash)

@@ -35,6 +35,7 @@ from shieldes.projections.state import (
     Team,
     VirtualKey,
 )
+from shieldes.projections.team_keys import team_key_counts
 from shieldes.projections.usage import Totals, UsageState, keep_newest_boots
 from shieldes.snapshots import key_columns
 
@@ -136,7 +137,7 @@ def config_from_plain(p: Plain) -> ConfigState:
         return _config_from_plain_v2(p)
     keys, by_hash, by_name = layered_key_maps(key_columns.from_plain(p["key_columns"]))
     return replace(_config_from_plain_v2({**p, "keys": {}, "key_ids_by_hash": {}, "key_ids_by_name": {}}),
-                   keys=keys, key_ids_by_hash=by_hash, key_ids_by_name=by_name)
+                   keys=keys, key_ids_by_hash=by_hash, key_ids_by_name=by_name, team_keys=team_key_counts(keys))
 
 
 def _config_from_plain_v2(p: Plain) -> ConfigState:

@@ -36,6 +36,11 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         secret = created["key"]
         assert secret.startswith(created["prefix"]) and created["team"] == "search" and created["rpm"] == 100
         await chat(h.base, secret, 2)  # usable at once on the node that wrote it
+        status, one_team = await api.get(f"{API}/teams/search")
+        assert status == 200 and one_team["id"] == team["id"] and one_team["keys"] == 1
+        assert (await api.get(f"{API}/teams/{team['id']}"))[1] == one_team
+        status, missing = await api.get(f"{API}/teams/nope")
+        assert status == 404 and missing["error"]["code"] == "team_not_found"
 
         # the secret is shown once: never in a read
         status, listed = await api.get(f"{API}/keys")
@@ -58,6 +63,13 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         await chat(h.base, rotated["key"])
         status, revoked = await api.post(f"{API}/keys/app/revoke")
         assert status == 200 and revoked["status"] == "revoked"
+        assert (await api.get(f"{API}/teams/search"))[1]["keys"] == 0  # a revoked key is not counted
+        await api.post(f"{API}/teams", {"name": "other"})
+        await api.post(f"{API}/keys", {"name": "app2", "team": "other"})
+        status, first = await api.get(f"{API}/teams", limit=1)
+        assert [(t["name"], t["keys"]) for t in first["data"]] == [("other", 1)] and first["has_more"]
+        status, rest = await api.get(f"{API}/teams", after=first["next_after"])
+        assert [(t["name"], t["keys"]) for t in rest["data"]] == [("search", 0)] and not rest["has_more"]
         with pytest.raises(openai.AuthenticationError):
             await chat(h.base, rotated["key"])
         status, again = await api.post(f"{API}/keys/app/revoke")

@@ -130,10 +130,13 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
             for args in (("--json",), ()):
                 r, d = await remote(h, *args, *read), await direct(h, *args, *read)
                 assert (r.code, r.out, r.err) == (d.code, d.out, d.err), read
+        teams = (await remote(h, "--json", "team", "list")).json()
+        assert {t["name"]: t["keys"] for t in teams} == {"d-eng": 1, "r-eng": 2}  # d-app1 is revoked
         # refusals and malformed options: the same line and exit code
         for bad, code in ((("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
                           (("key", "update", "nope", "--rpm", "5"), 1), (("key", "update", "r-app0"), 1),
                           (("key", "create", "--name", "r-app0"), 1), (("budget", "set", "nope", "--amount", "1"), 1),
+                          (("budget", "show", "--team", "nope"), 1),
                           (("team", "create", "r-eng"), 1), (("key", "create", "--name", "x", "--models", "a,,b"), 1),
                           (("key", "create", "--name", "x", "--rpm", "many"), 2), (("key", "frobnicate"), 2)):
             r, d = await remote(h, *bad), await direct(h, *bad)

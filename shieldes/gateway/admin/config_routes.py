@@ -226,7 +226,7 @@ async def list_budgets(call: Call) -> Any:
 def _team_view(call: Call, state: ConfigState, team_id: str) -> dict[str, Any]:
     team = state.teams[team_id]
     row = team_row(team)
-    row["keys"] = sum(1 for k in state.keys.values() if k.team_id == team_id and not k.revoked)
+    row["keys"] = state.team_keys.get(team_id, 0)
     row["spend_usd_in_period"] = None
     if team.budget is not None:
         gw = call.ctx.gateway
@@ -237,8 +237,18 @@ def _team_view(call: Call, state: ConfigState, team_id: str) -> dict[str, Any]:
 
 async def list_teams(call: Call) -> Any:
     state = call.ctx.projector.config
-    rows = [_team_view(call, state, t.id) for t in sorted(state.teams.values(), key=lambda t: t.name)]
-    return page(rows, "name", call)
+    teams = [{"name": t.name, "id": t.id} for t in sorted(state.teams.values(), key=lambda t: t.name)]
+    listed = page(teams, "name", call)  # the views of this page's teams only
+    listed["data"] = [_team_view(call, state, t["id"]) for t in listed["data"]]
+    return listed
+
+
+async def get_team(call: Call) -> Any:
+    state, ref = call.ctx.projector.config, call.path["team"]
+    team = state.find_team(ref)
+    if team is None:
+        raise NotFound(f"no team named or with id {ref!r}; see GET /admin/v1/teams", code="team_not_found")
+    return _team_view(call, state, team.id)
 
 
 async def create_team(call: Call) -> Any:
@@ -455,6 +465,8 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/budgets/{kind}/{subject}", remove_budget, KEYS_WRITE, "Remove the budget of a key or team",
           "budgets"),
     Route("GET", "/teams", list_teams, READ, "List teams", "teams", query=PAGE_FIELDS),
+    Route("GET", "/teams/{team}", get_team, READ, "Show one team (by name or id) with its number of active keys",
+          "teams"),
     Route("POST", "/teams", create_team, ADMIN, "Create a team", "teams",
           body=(Field("name", "string", "unique team name", required=True),
                 Field("budget", "number", "team budget in USD per period", nullable=True),
