@@ -114,17 +114,9 @@ def run_proxies(n: int, port: int, upstream: str) -> None:
     """N bare proxies sharing `port` (SO_REUSEPORT), children of this process as `serve --workers N`
     runs its workers: the machine's own cost of N processes, measured the same way."""
     cmd = [sys.executable, str(Path(__file__)), "proxy", "--port", str(port), "--upstream", upstream, "--reuse-port"]
-    procs = [subprocess.Popen(cmd) for _ in range(n)]
+    from shieldes.cli.serve_cmd import supervise  # as `serve --workers N` supervises its workers
 
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.wait()
+    supervise([subprocess.Popen(cmd) for _ in range(n)])
 
 
 # --- processes -------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -370,6 +371,26 @@ def key_path_imports() -> float:
     return float(done.stdout)
 
 
+async def seeded_projection(pool: AsyncConnectionPool, shape: Shape) -> Projection:
+    """Write the log of `shape` (bulk appends) and build its config in memory, at the log's tip:
+    what a snapshot of that log holds."""
+    store = PostgresEventStore(pool)
+    t = time.perf_counter()
+    await seed(store, shape)
+    out("log written", f"{shape.keys:,} keys, {shape.teams:,} teams, {await store.head():,} config events "
+        f"in {time.perf_counter() - t:.1f}s (bulk appends of {BATCH:,})")
+    t = time.perf_counter()
+    projection = Projection(shape.config())
+    gc.freeze()  # as a node does after loading: collections no longer walk the loaded state
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT config_position, config_hash FROM log_head WHERE id = 1")
+        tip = await cur.fetchone()
+    assert tip is not None
+    projection.position, projection.config_tip = tip[0], (tip[0], tip[1])
+    out("config built in memory", f"{time.perf_counter() - t:.1f}s")
+    return projection
+
+
 async def run(server: str, shape: Shape, runs: int, node_count: int, keep: bool) -> None:
     name, url = scratch_url(server)
     if keep:
@@ -380,19 +401,7 @@ async def run(server: str, shape: Shape, runs: int, node_count: int, keep: bool)
     await pool.open(wait=True)
     try:
         store = PostgresEventStore(pool)
-        t = time.perf_counter()
-        await seed(store, shape)
-        out("log written", f"{shape.keys:,} keys, {shape.teams:,} teams, {await store.head():,} config events "
-            f"in {time.perf_counter() - t:.1f}s (bulk appends of {BATCH:,})")
-        t = time.perf_counter()
-        projection = Projection(shape.config())
-        gc.freeze()  # as a node does after loading: collections no longer walk the loaded state
-        async with pool.connection() as conn:
-            cur = await conn.execute("SELECT config_position, config_hash FROM log_head WHERE id = 1")
-            tip = await cur.fetchone()
-        assert tip is not None
-        projection.position, projection.config_tip = tip[0], (tip[0], tip[1])
-        out("config built in memory", f"{time.perf_counter() - t:.1f}s")
+        projection = await seeded_projection(pool, shape)
 
         snaps: dict[int, snapcodec.EncodedSnapshot] = {}
         for fmt in (2, 3):

@@ -37,13 +37,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_keys_scale import ADMIN_TOKEN, SECRET, Shape, nodes, seed  # noqa: E402
+from bench.bench_keys_scale import ADMIN_TOKEN, SECRET, Shape, nodes, seeded_projection  # noqa: E402
 from bench.bench_log import scratch_url  # noqa: E402
 from shieldes import db  # noqa: E402
 from shieldes.config_writer import load_config  # noqa: E402
 from shieldes.events.codec import Codec  # noqa: E402
 from shieldes.events.pg_store import PostgresEventStore, open_pool  # noqa: E402
-from shieldes.projections.projector import Projection  # noqa: E402
 from shieldes.projections.state import ConfigState  # noqa: E402
 from shieldes.projections.team_keys import team_key_counts  # noqa: E402
 from shieldes.snapshots import codec as snapcodec  # noqa: E402
@@ -85,17 +84,7 @@ async def build(url: str, shape: Shape) -> None:
     pool = open_pool(url, size=4, name="bench")
     await pool.open(wait=True)
     try:
-        store = PostgresEventStore(pool)
-        t = time.perf_counter()
-        await seed(store, shape)
-        out("log written", f"{shape.keys:,} keys, {shape.teams:,} teams, {await store.head():,} config events "
-            f"in {time.perf_counter() - t:.1f}s")
-        projection = Projection(shape.config())
-        async with pool.connection() as conn:
-            cur = await conn.execute("SELECT config_position, config_hash FROM log_head WHERE id = 1")
-            tip = await cur.fetchone()
-        assert tip is not None
-        projection.position, projection.config_tip = tip[0], (tip[0], tip[1])
+        projection = await seeded_projection(pool, shape)
         snap = snapcodec.encode(projection, snapcodec.mac_key(SECRET), fmt=3)
         await save_encoded(pool, snap, node_id="bench", keep=5)
         out("snapshot written", "format 3")

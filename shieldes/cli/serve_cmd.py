@@ -77,6 +77,19 @@ def _workers(settings: Settings, n: int) -> None:
         database.release()
 
 
+def supervise(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Pass SIGTERM and SIGINT on to child processes and wait for them all; their exit codes."""
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return [p.wait() for p in procs]
+
+
 def _run_workers(settings: Settings, n: int, url: str) -> None:
     env = dict(os.environ)
     env["SHIELDES_DATABASE_URL"] = url
@@ -93,15 +106,7 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         worker_env = dict(env, SHIELDES_NODE_ID=f"{settings.node_id}-w{k}", SHIELDES_GOSSIP_PORT=str(gossip))
         cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port"]
         procs.append(subprocess.Popen(cmd, env=worker_env))
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [p.wait() for p in procs]
+    codes = supervise(procs)
     if any(codes):
         sys.exit(max(c if c > 0 else 1 for c in codes if c))
 
