@@ -30,7 +30,7 @@ from shieldes.responses.request import (
 )
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import StoredResponse
-from shieldes.responses.upstream import NATIVE, Answer, EventStream
+from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 from shieldes.usage.tokens import estimate_output_tokens
@@ -131,6 +131,9 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
                   events: EventStream) -> web.StreamResponse:
     tally = relay.Tally()
 
+    def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
+        return _estimated(response, turn.size, deltas) or response
+
     async def frames() -> AsyncIterator[bytes]:
         async for event in events:
             kind = str(event.get("type", ""))
@@ -138,13 +141,22 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
                 if not tally.content_chunks:
                     tally.first_token_at = time.perf_counter()
                 tally.content_chunks += 1
-            elif kind in TERMINAL and isinstance(event.get("response"), dict):  # the usage billed
-                event = dict(event, response=_estimated(event["response"], turn.size, tally.content_chunks))
+            elif kind in TERMINAL and isinstance(event.get("response"), dict):
+                event = dict(event, response=bill(event["response"], tally.content_chunks))
             yield relay.frame(str(event.get("type")), event)
+
+    async def forwarded(native: NativeEvents) -> AsyncIterator[bytes]:
+        """A native upstream's frames: its own bytes where the gateway changes nothing."""
+        async for data, deltas in native.frames(bill):
+            if deltas and not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
+            tally.content_chunks += deltas
+            yield data
 
     try:
         resp = relay.sse_response(rid, {**turn.res.headers, **events.headers})
-        await relay.pump(request, resp, frames(), tally, turn.gw.settings.disconnect_drain_seconds, "error")
+        out = forwarded(events) if isinstance(events, NativeEvents) else frames()
+        await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
         usage = _token_usage(events.usage, turn.size, tally.content_chunks)

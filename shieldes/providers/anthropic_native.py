@@ -24,6 +24,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.sse_blocks import named_events
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
 from shieldes.providers.transport import Timeouts, UpstreamClient, UpstreamResponse
 
@@ -135,10 +136,7 @@ class UsageWatch:
         bodies are parsed, the other events are counted by name. The block's first event (its
         name, its body if parsed); None when the block is framed any other way (then it goes
         event by event through `see`)."""
-        n = block.count(b"\n\n")
-        # Each event is exactly 3 newlines (after its name, after its data, the blank line).
-        if (block[:7] != b"event: " or block[-2:] != b"\n\n" or block.count(b"\n") != 3 * n
-                or block.count(b"\n\nevent: ") != n - 1 or block.count(b"\ndata: ") != n):
+        if not named_events(block):
             return None
         view = b"\n\n" + block
         first_name = block[7:block.index(b"\n")].decode("utf-8", "replace")

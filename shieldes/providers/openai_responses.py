@@ -1,24 +1,48 @@
-"""The event stream of an upstream's own /v1/responses (native mode): typed Responses events,
-parsed, with the final response object and its usage kept as they go by."""
+"""The event stream of an upstream's own /v1/responses (native mode), read two ways: typed event
+dicts (iteration), or frames made of the upstream's own bytes for the client (`frames()`). Both
+keep the latest response object, the final one and its usage, and the last sequence number.
+
+OpenAI frames every event as `event: NAME` then one `data: {"type":"NAME",...}` line. The frames
+path checks that a read is made of such events with a few scans of its bytes and forwards them as
+they are. Only the events carrying a `response` object are parsed (the gateway keeps it and may
+change it: `previous_response_id`, a usage estimate); the last sequence number is read where it
+stands and delta events are counted by name. Anything else (carriage returns, comments, data-only
+or multi-line events, a name that is not the event's type, a response event that does not parse)
+goes event by event: parsed and re-encoded, exactly as the parsed path gives it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import re
+from collections.abc import AsyncGenerator, Callable
 
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
-from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
-from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.http import event_object
+from shieldes.providers.sse import encode_event
+from shieldes.providers.sse_blocks import DONE, BlockStream, decoded, named_events
 from shieldes.providers.transport import UpstreamResponse
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
+# An event whose name is its type: the client gets `event: <type>` (what re-encoding would give).
+_TYPED = re.compile(rb'(?:^|\n\n)event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}]')
+_SEQUENCE = re.compile(rb'"sequence_number": ?(-?\d+) ?[,}]')
+_SEQUENCE_KEY = b'"sequence_number":'
+# A key, never text: inside a JSON string every quote is escaped.
+_RESPONSE_KEY = b'"response":'
+_DELTA = b".delta\ndata: "  # the end of a delta event's name line (one-line events only)
 
-class ResponsesEventStream(UpstreamChunkStream):
-    """Iteration gives the upstream's event dicts. An `error` event as the very first event is
-    raised as UpstreamFailure (the gateway may still try another deployment); later ones are
-    passed on to the client as they are."""
+Edit = Callable[[Body, int], Body | None]
+"""What the gateway does to an event carrying a `response` object before the client gets it: given
+the event and the number of delta events before it, the event to send instead, or None to send it
+as the upstream did (the event dict may be changed in place: it is the stream's snapshot)."""
+
+
+class ResponsesEventStream(BlockStream):
+    """An `error` event as the very first event is raised as UpstreamFailure (the gateway may
+    still try another deployment); later ones are passed on to the client as they are."""
+
+    _DONE_ENDS = False
 
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
@@ -26,26 +50,109 @@ class ResponsesEventStream(UpstreamChunkStream):
         self.responses_usage: ResponsesUsage | None = None
         self.last_sequence = -1
         self.snapshot: Body | None = None
+        self.deltas = 0  # delta events frames() handed out
 
-    async def _chunks(self) -> AsyncGenerator[Body, None]:
-        decoder = SSEDecoder()
-        first = True
+    def _parse_first(self, data: bytes) -> Body:
+        return self._event(data, True)
+
+    def _parse(self, data: bytes) -> Body:
+        return self._event(data, False)
+
+    def frames(self, edit: Edit) -> AsyncGenerator[tuple[bytes, int], None]:
+        """The stream as SSE frames for the client, one (bytes, delta events) per upstream read,
+        the upstream's own bytes wherever `edit` leaves an event as it came."""
+        if self._frame_gen is None:
+            self._frame_gen = self._iterate_frames(edit)
+        return self._frame_gen
+
+    async def _iterate_frames(self, edit: Edit) -> AsyncGenerator[tuple[bytes, int], None]:
+        self._head.clear()  # the primed event's bytes are still in what was read: sent from there
         try:
-            while raw := await self._resp.read_chunk():
-                for _event, data in decoder.feed(raw):
-                    if data == b"[DONE]":
-                        continue
-                    event = self._event(data, first)
-                    first = False
-                    yield event
-            for _event, data in decoder.close():
-                if data != b"[DONE]":
-                    yield self._event(data, first)
-            self._finished = True
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
+            while True:
+                out, deltas, failure = self._frames_of_reads(edit)
+                if out:
+                    yield out, deltas
+                if failure is not None:
+                    raise failure
+                if self._ended:
+                    self._finished = True
+                    return
+                self._take(await self._read())
         finally:
             self._release()
+
+    def _frames_of_reads(self, edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
+        """Frames of the whole events read so far: (bytes, delta events, the failure that ends
+        the stream)."""
+        if self._decoder is not None:
+            payloads, self._rest = self._rest, []
+        else:
+            block = self._block()
+            if not block:
+                return b"", 0, None
+            fast = self._forwarded(block, edit)
+            if fast is not None:
+                return fast[0], fast[1], None
+            payloads = decoded(block, self._ended)
+        return self._parsed_frames(payloads, edit)
+
+    def _forwarded(self, block: bytes, edit: Edit) -> tuple[bytes, int] | None:
+        """`block` as the client gets it when every event in it is framed the usual way, else
+        None (the event-by-event path). Events carrying a `response` are parsed, and re-encoded
+        only when `edit` changes them."""
+        n = named_events(block)
+        if not n or block.count(b"}\n\n") != n or len(_TYPED.findall(block)) != n:
+            return None
+        sequence = self.last_sequence
+        at = block.rfind(_SEQUENCE_KEY)
+        if at >= 0:
+            number = _SEQUENCE.match(block, at)
+            if number is None:  # not an integer written the usual way
+                return None
+            sequence = int(number[1])
+        parts: list[bytes] = []
+        start = 0
+        at = block.find(_RESPONSE_KEY)
+        while at >= 0:
+            begin = block.rfind(b"\n\n", 0, at) + 2  # 1: the block's first event
+            begin = 0 if begin == 1 else begin
+            end = block.index(b"\n\n", at) + 2
+            try:
+                event = self._event(block[block.index(b"\n", begin) + 7:end - 2], False)
+            except UpstreamFailure:  # not JSON: the event-by-event path ends the stream there
+                return None
+            if isinstance(event.get("response"), dict):
+                sent = edit(event, self.deltas + block.count(_DELTA, 0, begin))
+                if sent is not None:
+                    parts += (block[start:begin], encode_event(str(sent.get("type")), sent))
+                    start = end
+            at = block.find(_RESPONSE_KEY, end)
+        if parts:
+            parts.append(block[start:])
+        deltas = block.count(_DELTA)
+        self.deltas += deltas
+        self.last_sequence = sequence
+        return (b"".join(parts) if parts else block), deltas
+
+    def _parsed_frames(self, payloads: list[bytes], edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
+        """Event by event, as the route encodes parsed events; a failure comes back with the
+        frames before it."""
+        out: list[bytes] = []
+        deltas = 0
+        for data in payloads:
+            if data == DONE:
+                continue
+            try:
+                event = self._event(data, False)
+            except UpstreamFailure as failure:
+                return b"".join(out), deltas, failure
+            if isinstance(event.get("response"), dict):
+                event = edit(event, self.deltas) or event
+            if str(event.get("type", "")).endswith(".delta"):
+                deltas += 1
+                self.deltas += 1
+            out.append(encode_event(str(event.get("type")), event))
+        return b"".join(out), deltas, None
 
     def _event(self, data: bytes, first: bool) -> Body:
         event = event_object(self._target, data)

@@ -5,7 +5,7 @@ turns into Messages) and builds the Responses answer and events from what comes 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -14,10 +14,11 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
-from shieldes.providers.openai_responses import ResponsesEventStream
+from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
+from shieldes.providers.sse import encode_event
 from shieldes.providers.tool_ids import fit_responses_ids, unanswered_output
 from shieldes.responses.objects import (
     EventNumberer,
@@ -181,7 +182,8 @@ class TranslatedEvents:
 
 class NativeEvents:
     """A native upstream's events, passed on; a failure mid-stream ends it with `error` and
-    `response.failed` events numbered after the upstream's."""
+    `response.failed` events numbered after the upstream's. Iteration gives the events parsed;
+    `frames()` gives them as the client gets them, forwarding the upstream's own bytes."""
 
     def __init__(self, upstream: ResponsesEventStream, ctx: ResponseContext) -> None:
         self._up = upstream
@@ -191,6 +193,7 @@ class NativeEvents:
         self.usage: ResponsesUsage | None = None
         self.deltas = 0
         self._gen: AsyncGenerator[Body, None] | None = None
+        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
@@ -208,16 +211,55 @@ class NativeEvents:
                     self.deltas += 1
                 yield event
         except UpstreamFailure as failure:
-            number = EventNumberer()
-            number.next = up.last_sequence + 1
-            message = f"upstream stream failed: {failure.message}; retry the request"
-            failed = dict(up.snapshot or {}, status="failed", error={"code": "server_error", "message": message})
-            up.final = failed
-            yield error_event(number, message)
-            yield number("response.failed", response=failed)
+            for event in self._failed(failure):
+                yield event
         self.final, self.usage = up.final, up.responses_usage
 
+    def frames(self, bill: Callable[[Body, int], Body]) -> AsyncGenerator[tuple[bytes, int], None]:
+        """SSE frames for the client, one (bytes, delta events) per upstream read. `bill(response,
+        deltas)` gives the response object of a terminal event as the client gets it (the usage
+        estimate when the upstream reported none)."""
+        if self._frame_gen is None:
+            self._frame_gen = self._frames(bill)
+        return self._frame_gen
+
+    async def _frames(self, bill: Callable[[Body, int], Body]) -> AsyncGenerator[tuple[bytes, int], None]:
+        up = self._up
+        previous = self._previous
+
+        def edit(event: Body, deltas: int) -> Body | None:
+            response = event["response"]
+            if previous is not None:
+                response["previous_response_id"] = previous
+            if event.get("type") in TERMINAL:
+                billed = bill(response, deltas)
+                if billed is not response:
+                    return dict(event, response=billed)
+            return event if previous is not None else None
+
+        try:
+            async for data, deltas in up.frames(edit):
+                yield data, deltas
+        except UpstreamFailure as failure:
+            for event in self._failed(failure):
+                if event["type"] in TERMINAL:
+                    event = dict(event, response=bill(event["response"], up.deltas))
+                yield encode_event(event["type"], event), 0
+        self.final, self.usage, self.deltas = up.final, up.responses_usage, up.deltas
+
+    def _failed(self, failure: UpstreamFailure) -> list[Body]:
+        """The events that end a stream the upstream broke off, numbered after its own."""
+        up = self._up
+        number = EventNumberer()
+        number.next = up.last_sequence + 1
+        message = f"upstream stream failed: {failure.message}; retry the request"
+        failed = dict(up.snapshot or {}, status="failed", error={"code": "server_error", "message": message})
+        up.final = failed
+        return [error_event(number, message), number("response.failed", response=failed)]
+
     async def aclose(self) -> None:
+        if self._frame_gen is not None:
+            await self._frame_gen.aclose()
         if self._gen is not None:
             await self._gen.aclose()
         await self._up.aclose()

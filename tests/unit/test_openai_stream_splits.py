@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
-from shieldes.providers.openai_stream import OpenAIChunkStream, first_payload, one_line_objects
+from shieldes.providers.openai_stream import OpenAIChunkStream
+from shieldes.providers.sse_blocks import first_payload, one_line_objects
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
 CHUNK = b'{"id":"c1","object":"chat.completion.chunk","usage":null,"choices":[{"index":0,"delta":{"content":"%s"}}]}'

@@ -1,0 +1,199 @@
+"""Upstream SSE bodies read as blocks of whole events, for the forwarding paths that send a client
+the upstream's own bytes: the byte scans that tell a block is framed the usual way (so it can be
+forwarded without a parse), and the reading machinery shared by those streams.
+
+A block starts at an event boundary and ends at one (after a blank line; the end of the body also
+ends one). Until the upstream sends a carriage return, whole events are cut from the bytes read
+with one scan for the last blank line; from the first carriage return on, a decoder reads the rest
+of the stream and the payloads it decoded wait in a list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import ClassVar
+
+from shieldes.providers.base import Body, Target
+from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
+from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.streams import UpstreamChunkStream
+from shieldes.providers.transport import UpstreamResponse
+
+DONE = b"[DONE]"
+
+# --- scans of a block ----------------------------------------------------------------------------
+
+
+def one_line_objects(block: bytes) -> int:
+    """How many events `block` holds when it is nothing but `data: {...}` events of one line each,
+    every one ended by a blank line (no carriage return in it: the caller checked); else 0."""
+    if block[:7] != b"data: {" or block[-3:] != b"}\n\n":
+        return 0
+    n = block.count(b"}\n\ndata: {") + 1
+    # Every newline belongs to a separator counted above (or the last one): one line per event.
+    return n if block.count(b"\n") == 2 * n else 0
+
+
+def named_events(block: bytes) -> int:
+    """How many events `block` holds when it is nothing but events framed as Anthropic and the
+    Responses API frame them, `event: NAME` then one `data:` line (no carriage return in it: the
+    caller checked); else 0."""
+    n = block.count(b"\n\n")
+    # Each event is exactly 3 newlines (after its name, after its data, the blank line).
+    if (block[:7] != b"event: " or block[-2:] != b"\n\n" or block.count(b"\n") != 3 * n
+            or block.count(b"\n\nevent: ") != n - 1 or block.count(b"\ndata: ") != n):
+        return 0
+    return n
+
+
+def decoded(block: bytes, at_end: bool) -> list[bytes]:
+    """The data of each event in `block`, which starts at an event boundary (and, unless it is
+    the end of the body, ends at one)."""
+    decoder = SSEDecoder()
+    events = decoder.feed(block)
+    if at_end:
+        events += decoder.close()
+    return [data for _event, data in events]
+
+
+def first_payload(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
+    """The data of the first event in `data` (no carriage return in it) that has any, and the
+    offset just past that event; (None, 0) while no such event is complete. At the end of the
+    body the last event needs no blank line."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            if not at_end:
+                return None, 0
+            end = stop = len(data)
+        else:
+            stop = end + 2
+        event = data[start:end]
+        if event[:6] == b"data: " and b"\n" not in event:
+            return event[6:], stop
+        found = decoded(event + b"\n\n", False)  # a comment, an `event:` field, several lines...
+        if found:
+            return found[0], stop
+        start = stop
+    return None, 0
+
+
+def joined_events(payloads: list[bytes]) -> bytes:
+    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n" if payloads else b""
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+class BlockStream(UpstreamChunkStream):
+    """An upstream SSE body kept as the bytes read until someone reads it: iteration gives the
+    parsed payloads (`_parse`), a subclass's `frames()` forwards blocks of whole events (`_block`).
+
+    `_DONE_ENDS`: whether `data: [DONE]` ends the stream (chat completions) or is skipped (the
+    Responses API sends none; a server that does still gets read to the end)."""
+
+    _DONE_ENDS: ClassVar[bool] = True
+
+    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
+        super().__init__(resp, target)
+        # Bytes read and not handed out yet, starting at an event boundary. Once the upstream
+        # sends a carriage return, a decoder reads the rest of the stream and `_rest` holds the
+        # payloads it decoded that are not handed out yet.
+        self._carry = b""
+        self._decoder: SSEDecoder | None = None
+        self._rest: list[bytes] = []
+        self._primed_end = 0  # where the primed chunk's event ends in _carry (or 1: _rest[0] is it)
+        self._ended = False  # the body ended (read_chunk gave b"")
+        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+
+    def _parse(self, data: bytes) -> Body:
+        """One event's payload, read (raising UpstreamFailure for one that ends the stream)."""
+        raise NotImplementedError
+
+    def _parse_first(self, data: bytes) -> Body:
+        """The first event's payload, read while another deployment can still be tried."""
+        return self._parse(data)
+
+    async def _read(self) -> bytes:
+        try:
+            raw = await self._resp.read_chunk()
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._target, exc) from exc
+        self._ended = not raw
+        return raw
+
+    def _decode(self, raw: bytes) -> list[bytes]:
+        """Payloads of a read (or of the end of the body) in decoder mode."""
+        assert self._decoder is not None
+        events = self._decoder.feed(raw) if raw else self._decoder.close()
+        return [data for _event, data in events]
+
+    def _take(self, raw: bytes) -> None:
+        """Keep a read for later: raw bytes, or decoded payloads from the first carriage return on."""
+        if self._decoder is None and b"\r" in raw:
+            self._decoder = SSEDecoder()
+            raw, self._carry = self._carry + raw, b""
+        if self._decoder is None:
+            self._carry += raw
+        else:
+            self._rest += self._decode(raw)
+
+    def _block(self) -> bytes:
+        """The whole events read so far (not in decoder mode): the block is taken out of `_carry`."""
+        data = self._carry
+        cut = len(data) if self._ended else data.rfind(b"\n\n") + 2
+        if cut < 2:
+            return b""
+        block, self._carry = data[:cut], data[cut:]
+        return block
+
+    async def prime(self) -> None:
+        """Read up to the first event with data and parse it: an error the upstream sends first
+        is raised while another deployment can still be tried. What was read stays for the
+        stream's reader (frames() forwards those bytes)."""
+        payload: bytes | None = None
+        try:
+            while payload is None and not self._ended:
+                self._take(await self._read())
+                if self._decoder is None:
+                    payload, self._primed_end = first_payload(self._carry, self._ended)
+                elif self._rest:
+                    payload, self._primed_end = self._rest[0], 1
+            if payload is not None and payload != DONE:
+                self.first = self._parse_first(payload)
+                self._head.append(self.first)
+            else:
+                self._primed_end = 0
+        except BaseException:
+            self._release()  # nobody reads a stream whose opening failed: its connection closes
+            raise
+
+    async def _chunks(self) -> AsyncGenerator[Body, None]:
+        if self._decoder is None:  # the bytes after the primed event, decoded from here on
+            self._decoder = SSEDecoder()
+            rest, self._carry = self._carry[self._primed_end:], b""
+            batch = self._decode(rest) if rest else []
+            if self._ended:
+                batch += self._decode(b"")
+        else:
+            batch, self._rest = self._rest[self._primed_end:], []
+        try:
+            while True:
+                for data in batch:
+                    if data == DONE:
+                        if self._DONE_ENDS:
+                            self._finished = True
+                            return
+                        continue
+                    yield self._parse(data)
+                if self._ended:
+                    self._finished = True
+                    return
+                batch = self._decode(await self._read())
+        finally:
+            self._release()
+
+    async def aclose(self) -> None:
+        if self._frame_gen is not None:
+            await self._frame_gen.aclose()
+        await super().aclose()
