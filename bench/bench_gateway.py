@@ -1,7 +1,8 @@
 """Gateway benchmark: one load generator (wrk if installed, else a Python aiohttp generator)
 against (1) the fake upstream directly, (2) a bare aiohttp pass-through proxy, (3) a shieldes node
 with auth, rate limits, budgets and usage accounting on. JSON and streaming chat completions;
-RPS, p50/p99 latency and server CPU per request (the proxy process only, from /proc).
+RPS, p50/p99 latency and server CPU per request (the proxy process only, from /proc); with
+`--messages` Anthropic Messages, with `--responses` a Responses API event stream; `--only` picks modes.
 
     python bench/bench_gateway.py [--duration 6] [--connections 32] [--repeat 3] [--out FILE]
 
@@ -42,7 +43,9 @@ BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello t
 # Anthropic Messages (--messages): what Claude Code sends, relayed natively to an anthropic deployment.
 MESSAGES_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 256,
                  "messages": [{"role": "user", "content": "Say hello to the benchmark please"}]}
-CHAT_PATH, MESSAGES_PATH = "/v1/chat/completions", "/v1/messages"
+# Responses API (--responses): what Codex CLI and the Agents SDK stream, relayed to a native deployment.
+RESPONSES_BODY = {"model": "gpt-4o", "input": "Say hello to the benchmark please", "stream": True}
+CHAT_PATH, MESSAGES_PATH, RESPONSES_PATH = "/v1/chat/completions", "/v1/messages", "/v1/responses"
 ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -99,7 +102,7 @@ def run_proxy(port: int, upstream: str, lean: bool = False, reuse_port: bool = F
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
-    for path in (CHAT_PATH, MESSAGES_PATH):
+    for path in (CHAT_PATH, MESSAGES_PATH, RESPONSES_PATH):
         app.router.add_post(path, forward_lean if lean else forward)
     try:
         import uvloop
@@ -253,7 +256,9 @@ async def add_provider(url: str, upstream: str) -> None:
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
     store = PostgresEventStore(pool)
-    await execute(store, AddProvider("fake", "openai", upstream, None, ("gpt-4o",)), actor="bench")
+    # native: /v1/responses goes to the upstream's own Responses API (chat is not affected)
+    await execute(store, AddProvider("fake", "openai", upstream, None, ("gpt-4o",), responses="native"),
+                  actor="bench")
     await execute(store, AddProvider("fake-claude", "anthropic", upstream, None, ("claude-sonnet-4-5",)),
                   actor="bench")
     await pool.close()
@@ -387,6 +392,17 @@ def main() -> None:
         help="also Anthropic Messages, JSON and stream (what Claude Code sends), relayed natively to an "
         "anthropic deployment",
     )
+    parser.add_argument(
+        "--responses", action="store_true",
+        help="also a Responses API event stream (what Codex CLI and the Agents SDK send), relayed to a native "
+        "deployment: created, in_progress, output_item.added, content_part.added, one output_text.delta per "
+        "word (20), the done events, completed with usage",
+    )
+    parser.add_argument(
+        "--only", metavar="MODES",
+        help="run only these modes (comma-separated: json, stream, messages, messages-stream, "
+        "responses-stream), e.g. `--responses --only responses-stream` for a short run",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -405,8 +421,24 @@ def main() -> None:
         else:
             run_proxy(args.port, args.upstream, args.lean, args.reuse_port)
         return
-    if args.messages and args.litellm:
-        parser.error("--messages and --litellm cannot be combined: the LiteLLM target serves gpt-4o only")
+    if (args.messages or args.responses) and args.litellm:
+        parser.error("--messages and --responses cannot be combined with --litellm: the LiteLLM target serves "
+                     "chat completions only")
+
+    modes: list[tuple[str, dict[str, Any], str]] = [
+        ("json", BODY, CHAT_PATH), ("stream", {**BODY, "stream": True}, CHAT_PATH)]
+    if args.messages:
+        modes += [("messages", MESSAGES_BODY, MESSAGES_PATH),
+                  ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
+    if args.responses:
+        modes.append(("responses-stream", RESPONSES_BODY, RESPONSES_PATH))
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {m for m, _, _ in modes})
+        if unknown:
+            parser.error(f"--only: no mode {', '.join(unknown)} in this run; the modes are "
+                         f"{', '.join(m for m, _, _ in modes)} (--messages and --responses add theirs)")
+        modes = [m for m in modes if m[0] in wanted]
 
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
     lean_port, procs_port = free_port(), free_port()
@@ -480,11 +512,6 @@ def main() -> None:
             targets.append(("LiteLLM proxy (master key, no database)", "litellm", litellm_port, LITELLM_KEY))
         sats: dict[tuple[str, str], tuple[Result, float]] = {}
         mods: dict[tuple[str, str], list[Result]] = {}
-        modes: list[tuple[str, dict[str, Any], str]] = [
-            ("json", BODY, CHAT_PATH), ("stream", {**BODY, "stream": True}, CHAT_PATH)]
-        if args.messages:
-            modes += [("messages", MESSAGES_BODY, MESSAGES_PATH),
-                      ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
         # Saturation: the targets take turns, `--repeat` rounds; each figure is the median over rounds.
         sat_runs: dict[tuple[str, str], list[tuple[Result, float]]] = {}
         for _ in range(args.repeat):

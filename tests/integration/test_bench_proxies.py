@@ -1,6 +1,7 @@
 """The benchmark's baselines work: bench/bench_gateway.py's bare proxies (aiohttp's client, and
-the node's own upstream client with --lean) forward a JSON answer and a whole event stream from
-the fake upstream. A broken baseline would make every ratio in docs/benchmarks.md meaningless."""
+the node's own upstream client with --lean) forward a JSON answer and whole event streams (chat
+completions, the Responses API) from the fake upstream. A broken baseline would make every ratio
+in docs/benchmarks.md meaningless."""
 
 from __future__ import annotations
 
@@ -55,8 +56,17 @@ async def test_bare_proxy_forwards_json_and_streams(lean: bool) -> None:
                 async with session.post(url, json={**CHAT, "stream": True}) as resp:
                     assert resp.status == 200
                     body = await resp.read()
-            events = [e for e in body.split(b"\n\n") if e]
-            assert events[-1] == b"data: [DONE]" and len(events) > 3
+                events = [e for e in body.split(b"\n\n") if e]
+                assert events[-1] == b"data: [DONE]" and len(events) > 3
+                responses = f"http://127.0.0.1:{port}/v1/responses"
+                async with session.post(responses, json={"model": "gpt-4o", "input": "hi", "stream": True}) as resp:
+                    assert resp.status == 200 and resp.content_type == "text/event-stream"
+                    body = await resp.read()
+            names = [e.split(b"\n", 1)[0] for e in body.split(b"\n\n") if e]
+            assert names[:4] == [b"event: response.created", b"event: response.in_progress",
+                                 b"event: response.output_item.added", b"event: response.content_part.added"]
+            assert names.count(b"event: response.output_text.delta") == 5
+            assert names[-1] == b"event: response.completed" and b'"output_tokens":5' in body.rsplit(b"\n\n", 2)[-2]
         finally:
             proc.terminate()
             proc.wait(10)
