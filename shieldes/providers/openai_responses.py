@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator, Callable
+from typing import Protocol
 
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import event_object
@@ -35,9 +36,21 @@ _RESPONSE_KEY = b'"response":'
 _DELTA = b".delta\ndata: "  # the end of a delta event's name line (one-line events only)
 
 Edit = Callable[[Body, int], Body | None]
-"""What the gateway does to an event carrying a `response` object before the client gets it: given
-the event and the number of delta events before it, the event to send instead, or None to send it
-as the upstream did (the event dict may be changed in place: it is the stream's snapshot)."""
+
+
+class Relay(Protocol):
+    """What the gateway does to a native stream while `frames()` forwards it."""
+
+    def edit(self, event: Body, deltas: int) -> Body | None:
+        """An event carrying a `response` object (`deltas`: the delta events before it): the
+        event to send instead, or None to send it as the upstream did. The event dict may be
+        changed in place: it is the stream's snapshot."""
+
+    def failed(self, failure: UpstreamFailure) -> bytes:
+        """The frames that end the client's stream when the upstream's breaks off."""
+
+    def ended(self) -> None:
+        """The stream was read to its end or to its failure (not called when it is closed early)."""
 
 
 class ResponsesEventStream(BlockStream):
@@ -60,28 +73,35 @@ class ResponsesEventStream(BlockStream):
     def _parse(self, data: bytes) -> Body:
         return self._event(data, False)
 
-    def frames(self, edit: Edit) -> AsyncGenerator[tuple[bytes, int], None]:
+    def frames(self, relay: Relay) -> AsyncGenerator[tuple[bytes, int], None]:
         """The stream as SSE frames for the client, one (bytes, delta events) per upstream read,
-        the upstream's own bytes wherever `edit` leaves an event as it came."""
+        the upstream's own bytes wherever `relay.edit` leaves an event as it came; a failure
+        ends it with `relay.failed`'s frames."""
         if self._frame_gen is None:
-            self._frame_gen = self._iterate_frames(edit)
+            self._frame_gen = self._iterate_frames(relay)
         return self._frame_gen
 
-    async def _iterate_frames(self, edit: Edit) -> AsyncGenerator[tuple[bytes, int], None]:
+    async def _iterate_frames(self, relay: Relay) -> AsyncGenerator[tuple[bytes, int], None]:
         self._head.clear()  # the primed event's bytes are still in what was read: sent from there
+        failure: UpstreamFailure | None = None
         try:
             while True:
-                out, deltas, failure = self._frames_of_reads(edit)
+                out, deltas, failure = self._frames_of_reads(relay.edit)
                 if out:
                     yield out, deltas
                 if failure is not None:
-                    raise failure
+                    break
                 if self._ended:
                     self._finished = True
-                    return
+                    break
                 self._take(await self._read())
+        except UpstreamFailure as broken:  # the connection failed
+            failure = broken
         finally:
             self._release()
+        if failure is not None:
+            yield relay.failed(failure), 0
+        relay.ended()
 
     def _frames_of_reads(self, edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
         """Frames of the whole events read so far: (bytes, delta events, the failure that ends
@@ -104,13 +124,24 @@ class ResponsesEventStream(BlockStream):
         only when `edit` changes them."""
         if _TYPED_EVENTS.fullmatch(block) is None:
             return None
-        sequence = self.last_sequence
         at = block.rfind(_SEQUENCE_KEY)
-        if at >= 0:
-            number = _SEQUENCE.match(block, at)
-            if number is None:  # not an integer written the usual way
+        number = _SEQUENCE.match(block, at) if at >= 0 else None
+        if at >= 0 and number is None:  # not an integer written the usual way
+            return None
+        if _RESPONSE_KEY in block:
+            edited = self._edited(block, edit)
+            if edited is None:
                 return None
-            sequence = int(number[1])
+            block = edited
+        if number is not None:
+            self.last_sequence = int(number[1])
+        deltas = block.count(_DELTA)
+        self.deltas += deltas
+        return block, deltas
+
+    def _edited(self, block: bytes, edit: Edit) -> bytes | None:
+        """`block` with its events that carry a `response` parsed and, where `edit` changes one,
+        re-encoded; None when one does not parse (the event-by-event path ends the stream there)."""
         parts: list[bytes] = []
         start = counted = 0  # sent up to start; delta events counted up to counted
         deltas = self.deltas
@@ -121,7 +152,7 @@ class ResponsesEventStream(BlockStream):
             end = block.index(b"\n\n", at) + 2
             try:
                 event = self._event(block[block.index(b"\n", begin) + 7:end - 2], False)
-            except UpstreamFailure:  # not JSON: the event-by-event path ends the stream there
+            except UpstreamFailure:
                 return None
             if isinstance(event.get("response"), dict):
                 deltas += block.count(_DELTA, counted, begin)
@@ -131,12 +162,10 @@ class ResponsesEventStream(BlockStream):
                     parts += (block[start:begin], encode_event(str(sent.get("type")), sent))
                     start = end
             at = block.find(_RESPONSE_KEY, end)
-        if parts:
-            parts.append(block[start:])
-        deltas += block.count(_DELTA, counted)
-        read, self.deltas = deltas - self.deltas, deltas
-        self.last_sequence = sequence
-        return (b"".join(parts) if parts else block), read
+        if not parts:
+            return block
+        parts.append(block[start:])
+        return b"".join(parts)
 
     def _parsed_frames(self, payloads: list[bytes], edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
         """Event by event, as the route encodes parsed events; a failure comes back with the

@@ -180,6 +180,10 @@ class TranslatedEvents:
         await self._chunks.aclose()
 
 
+def _unbilled(response: Body, _deltas: int) -> Body:
+    return response
+
+
 class NativeEvents:
     """A native upstream's events, passed on; a failure mid-stream ends it with `error` and
     `response.failed` events numbered after the upstream's. Iteration gives the events parsed;
@@ -194,6 +198,7 @@ class NativeEvents:
         self.deltas = 0
         self._gen: AsyncGenerator[Body, None] | None = None
         self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+        self._bill: Callable[[Body, int], Body] = _unbilled
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
@@ -219,32 +224,33 @@ class NativeEvents:
         """SSE frames for the client, one (bytes, delta events) per upstream read. `bill(response,
         deltas)` gives the response object of a terminal event as the client gets it (the usage
         estimate when the upstream reported none)."""
+        self._bill = bill
         if self._frame_gen is None:
-            self._frame_gen = self._frames(bill)
+            self._frame_gen = self._up.frames(self)
         return self._frame_gen
 
-    async def _frames(self, bill: Callable[[Body, int], Body]) -> AsyncGenerator[tuple[bytes, int], None]:
+    # --- what frames() does to the upstream's events (openai_responses.Relay) ---
+
+    def edit(self, event: Body, deltas: int) -> Body | None:
+        response = event["response"]
+        if self._previous is not None:
+            response["previous_response_id"] = self._previous
+        if event.get("type") in TERMINAL:
+            billed = self._bill(response, deltas)
+            if billed is not response:
+                return dict(event, response=billed)
+        return event if self._previous is not None else None
+
+    def failed(self, failure: UpstreamFailure) -> bytes:
+        out = []
+        for event in self._failed(failure):
+            if event["type"] in TERMINAL:
+                event = dict(event, response=self._bill(event["response"], self._up.deltas))
+            out.append(encode_event(event["type"], event))
+        return b"".join(out)
+
+    def ended(self) -> None:
         up = self._up
-        previous = self._previous
-
-        def edit(event: Body, deltas: int) -> Body | None:
-            response = event["response"]
-            if previous is not None:
-                response["previous_response_id"] = previous
-            if event.get("type") in TERMINAL:
-                billed = bill(response, deltas)
-                if billed is not response:
-                    return dict(event, response=billed)
-            return event if previous is not None else None
-
-        try:
-            async for data, deltas in up.frames(edit):
-                yield data, deltas
-        except UpstreamFailure as failure:
-            for event in self._failed(failure):
-                if event["type"] in TERMINAL:
-                    event = dict(event, response=bill(event["response"], up.deltas))
-                yield encode_event(event["type"], event), 0
         self.final, self.usage, self.deltas = up.final, up.responses_usage, up.deltas
 
     def _failed(self, failure: UpstreamFailure) -> list[Body]:
@@ -258,8 +264,6 @@ class NativeEvents:
         return [error_event(number, message), number("response.failed", response=failed)]
 
     async def aclose(self) -> None:
-        if self._frame_gen is not None:
-            await self._frame_gen.aclose()
         if self._gen is not None:
             await self._gen.aclose()
-        await self._up.aclose()
+        await self._up.aclose()  # (frames() is the upstream's own generator: closed there)
