@@ -66,9 +66,11 @@ class ResponsesEventStream(BlockStream):
         self.last_sequence = -1
         self.snapshot: Body | None = None
         self.deltas = 0  # delta events frames() handed out
+        self._primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
 
     def _parse_first(self, data: bytes) -> Body:
-        return self._event(data, True)
+        self._primed = self._event(data, True)
+        return self._primed
 
     def _parse(self, data: bytes) -> Body:
         return self._event(data, False)
@@ -108,11 +110,13 @@ class ResponsesEventStream(BlockStream):
         the stream)."""
         if self._decoder is not None:
             payloads, self._rest = self._rest, []
+            self._primed = None
         else:
             block = self._block()
             if not block:
                 return b"", 0, None
             fast = self._forwarded(block, edit)
+            self._primed = None  # only the first block starts with it
             if fast is not None:
                 return fast[0], fast[1], None
             payloads = decoded(block, self._ended)
@@ -150,10 +154,13 @@ class ResponsesEventStream(BlockStream):
             begin = block.rfind(b"\n\n", 0, at) + 2  # 1: the block's first event
             begin = 0 if begin == 1 else begin
             end = block.index(b"\n\n", at) + 2
-            try:
-                event = self._event(block[block.index(b"\n", begin) + 7:end - 2], False)
-            except UpstreamFailure:
-                return None
+            if begin == 0 and self._primed is not None:  # the event prime() read: parsed already
+                event = self._primed
+            else:
+                try:
+                    event = self._event(block[block.index(b"\n", begin) + 7:end - 2], False)
+                except UpstreamFailure:
+                    return None
             if isinstance(event.get("response"), dict):
                 deltas += block.count(_DELTA, counted, begin)
                 counted = begin
