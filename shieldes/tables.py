@@ -44,6 +44,8 @@ snapshots = Table(
     Column("node_id", Text),
     Column("leader_epoch", BigInteger),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("teams", LargeBinary),  # the teams part (migration 0012), sealed apart: teams_checksum
+    Column("teams_checksum", Text),
 )
 
 cluster_nodes = Table(

@@ -1,4 +1,5 @@
-"""`shieldes budget set|show|remove`: USD budgets per key or team, per period (1d, 30d, 1mo)."""
+"""`shieldes budget set|show|remove`: USD budgets per key or team, per period (1d, 30d, 1mo). The
+commands (the domain model) are imported by the direct path only: a remote command does not need them."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from shieldes.cli.common import (
     json_option,
     query,
     read_config,
+    read_teams,
     run,
     write,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.projections.commands import SetBudget, find_key, find_team
 from shieldes.projections.periods import period_days, period_reset_at, unix_day
 from shieldes.projections.state import Budget
 
@@ -62,6 +63,8 @@ def set_(key: str | None, team: str | None, amount: float, period: str, as_json:
               "amount_usd": answer["amount_usd"], "period": answer["period"], "position": answer["position"]},
              as_json=ctx.as_json)
         return
+    from shieldes.projections.commands import SetBudget  # the direct path only (as the rest of this module)
+
     written = run(write(SetBudget(kind, ref, amount, period)))
     data = written.events[0].data
     emit({"subject_kind": kind, "subject": ref, "subject_id": data["subject_id"],
@@ -86,6 +89,8 @@ def remove(key: str | None, team: str | None, as_json: bool) -> None:
         emit({"subject_kind": kind, "subject": ref, "removed": True, "position": answer["position"]},
              as_json=ctx.as_json)
         return
+    from shieldes.projections.commands import SetBudget, find_key, find_team
+
     view = run(read_config())
     current = find_team(view.state, ref).budget if kind == "team" else find_key(view.state, ref).budget
     if current is None:
@@ -119,7 +124,8 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
         period = budget.period if budget else "30d"
         start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
     else:
-        state = run(read_config()).state
+        # a team's budget needs the teams only (no key loaded); a key's, the config
+        state = run(read_teams()).state if kind == "team" else run(read_config()).state
         target_id, name, budget = _target(state, kind, ref)
         period = budget.period if budget else "30d"
         start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
@@ -158,6 +164,8 @@ def _remote_target(api: AdminApi, kind: str, ref: str) -> tuple[str, str, Budget
 
 
 def _target(state: Any, kind: str, ref: str) -> tuple[str, str, Budget | None]:
+    from shieldes.projections.commands import find_key, find_team
+
     if kind == "team":
         t = find_team(state, ref)
         return t.id, t.name, t.budget

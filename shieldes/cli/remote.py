@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import orjson
+
 from shieldes.errors import ShieldesError
 
 PREFIX = "/admin/v1"
 TIMEOUT_S = 30.0
+LIST_PAGE = 10_000  # the admin API's largest page of a config list (gateway/admin/api.py MAX_LIST_LIMIT)
+OLD_LIST_PAGE = 1000  # ... before that was raised
 UNSET_HINT = "unset SHIELDES_ADMIN_URL (and drop --admin-url) to write to Postgres directly"
 
 # What each role may do, for a refusal that names the roles that would be allowed (roles.py holds
@@ -78,11 +82,17 @@ class AdminApi:
         return self.call("GET", path, query=query)
 
     def every(self, path: str, **query: Any) -> list[dict[str, Any]]:
-        """A whole list, read page by page (a page holds at most 1000 items), in the API's order."""
+        """A whole list, read page by page (a page holds at most LIST_PAGE items), in the API's order."""
         rows: list[dict[str, Any]] = []
-        after = None
+        after, limit = None, LIST_PAGE
         while True:
-            got = self.get(path, limit=1000, after=after, **query)
+            try:
+                got = self.get(path, limit=limit, after=after, **query)
+            except RemoteError as exc:  # a node of a release whose pages hold at most 1000
+                if limit == OLD_LIST_PAGE or exc.http_status != 400 or "limit must be between" not in exc.message:
+                    raise
+                limit = OLD_LIST_PAGE
+                continue
             rows += got["data"]
             if not got.get("has_more"):
                 return rows
@@ -151,7 +161,7 @@ class AdminApi:
 
     def _answer(self, status: int, raw: bytes, not_found: str | None) -> Any:
         try:
-            data = json.loads(raw) if raw else None
+            data = orjson.loads(raw) if raw else None  # a list of ten thousand rows: ~3x faster than json's
         except ValueError:
             data = None
         if 200 <= status < 300 and data is not None:

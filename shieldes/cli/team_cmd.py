@@ -1,10 +1,10 @@
-"""`shieldes team create|list`: teams group keys under one shared budget."""
+"""`shieldes team create|list`: teams group keys under one shared budget. The domain model is
+imported by the direct path only: a remote command does not need it."""
 
 from __future__ import annotations
 
 import click
 
-from shieldes import secrets
 from shieldes.cli.common import (
     OneLineGroup,
     budget_period_for,
@@ -12,11 +12,10 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    read_config,
+    read_teams,
     run,
     write,
 )
-from shieldes.projections.commands import CreateTeam
 
 
 @click.group("team", cls=OneLineGroup)
@@ -41,6 +40,9 @@ def create(name: str, budget_usd: float | None, budget_period: str | None, as_js
         answer = api.call("POST", "/teams", body, create=True)
         emit({c: answer[c] for c in ("id", "name", "budget_usd", "budget_period", "position")}, as_json=ctx.as_json)
         return
+    from shieldes import secrets  # the direct path only: a remote command loads no domain model
+    from shieldes.projections.commands import CreateTeam
+
     team_id = secrets.new_id("team")
     written = run(write(CreateTeam(team_id, name, budget_usd, budget_period)))
     emit(
@@ -61,7 +63,7 @@ def list_(as_json: bool) -> None:
     if api is not None:
         emit([{c: t[c] for c in columns} for t in api.every("/teams")], as_json=ctx.as_json, columns=columns)
         return
-    state = run(read_config()).state
+    state = run(read_teams()).state  # the teams and their counts: no key is loaded
     rows = []
     for team in sorted(state.teams.values(), key=lambda t: t.name):
         rows.append({

@@ -31,6 +31,7 @@ from shieldes.projections.state import ConfigState, Team, VirtualKey
 
 if TYPE_CHECKING:
     from shieldes.projections.shared_commands import SharedCommand
+    from shieldes.projections.teams_view import TeamsState
 
 MAX_NAME = 128
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]*$")
@@ -111,7 +112,7 @@ def find_key(state: ConfigState, ref: str) -> VirtualKey:
     return key
 
 
-def find_team(state: ConfigState, ref: str) -> Team:
+def find_team(state: ConfigState | TeamsState, ref: str) -> Team:
     team = state.find_team(ref)
     if team is None:
         raise CommandRejected(f"no team named or with id {ref!r}; create it with `shieldes team create`")

@@ -9,12 +9,13 @@ The seal is an HMAC-SHA256 keyed from SHIELDES_CLUSTER_SECRET when the writer ha
 write access to the table but not the secret cannot forge a snapshot), else a plain sha256 (detects
 corruption only). Either way the snapshot records the config hash chain's tip, which the loader
 checks against the log before it trusts the snapshot's config.
+
+Each snapshot also carries its teams part apart (teams_part.py, sealed the same way): a
+teams-only read fetches and decodes that instead of the whole state.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,15 +40,21 @@ from shieldes.projections.team_keys import team_key_counts
 from shieldes.projections.usage import Totals, UsageState, keep_newest_boots
 from shieldes.snapshots import key_columns
 
+# the seal and the teams part have modules of their own (a teams-only read imports only those);
+# their names stay importable from here
+from shieldes.snapshots.seal import MAC_PREFIX as MAC_PREFIX
+from shieldes.snapshots.seal import SnapshotCorrupt as SnapshotCorrupt
+from shieldes.snapshots.seal import check_seal as check_seal
+from shieldes.snapshots.seal import mac_key as mac_key
+from shieldes.snapshots.seal import seal_of
+from shieldes.snapshots.teams_part import TEAMS_FORMAT as TEAMS_FORMAT
+from shieldes.snapshots.teams_part import decode_teams as decode_teams
+from shieldes.snapshots.teams_part import teams_to_json as teams_to_json
+
 FORMAT = 3  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py)
 READABLE_FORMATS = frozenset({2, 3})  # layouts decode() reads: older snapshots keep loading
-MAC_PREFIX = "hmac-sha256:"
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
-
-
-class SnapshotCorrupt(Exception):
-    """The bytes do not verify or do not decode; the loader skips such a snapshot."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,13 @@ class EncodedSnapshot:
     format: int
     state: bytes  # zstd-compressed JSON
     checksum: str  # sha256 hex of `state`, or MAC_PREFIX + HMAC-SHA256 hex of it
+    # the teams and their key counts alone (teams_to_json), compressed and sealed the same way
+    teams: bytes | None = None
+    teams_checksum: str | None = None
 
     @property
     def size_bytes(self) -> int:
-        return len(self.state)
+        return len(self.state) + len(self.teams or b"")
 
 
 def is_compatible(schema_version: str, fmt: int) -> bool:
@@ -226,38 +236,18 @@ def projection_to_json(projection: Projection, fmt: int = FORMAT) -> bytes:
     return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
 
 
-def mac_key(cluster_secret: str | None) -> bytes | None:
-    """The snapshot sealing key: derived from the cluster secret (never the secret itself)."""
-    if not cluster_secret:
-        return None
-    return hmac.new(cluster_secret.encode(), b"shieldes-snapshot-seal", hashlib.sha256).digest()
-
-
-def _seal_of(state: bytes, key: bytes | None) -> str:
-    if key is None:
-        return hashlib.sha256(state).hexdigest()
-    return MAC_PREFIX + hmac.new(key, state, hashlib.sha256).hexdigest()
-
-
-def seal(raw_json: bytes, position: int, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
-    state = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw_json)
-    return EncodedSnapshot(position, db.SCHEMA_HEAD, fmt, state, _seal_of(state, key))
+def seal(raw_json: bytes, position: int, key: bytes | None = None, fmt: int = FORMAT,
+         teams_json: bytes | None = None) -> EncodedSnapshot:
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    state = compressor.compress(raw_json)
+    teams = None if teams_json is None else compressor.compress(teams_json)
+    return EncodedSnapshot(position, db.SCHEMA_HEAD, fmt, state, seal_of(state, key),
+                           teams, None if teams is None else seal_of(teams, key))
 
 
 def encode(projection: Projection, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
-    return seal(projection_to_json(projection, fmt), projection.position, key, fmt)
-
-
-def check_seal(state: bytes, checksum: str, key: bytes | None) -> None:
-    """A reader holding the key accepts only snapshots sealed with it; a reader without one can
-    check a plain checksum only."""
-    if key is not None and not checksum.startswith(MAC_PREFIX):
-        raise SnapshotCorrupt("not sealed with the cluster secret (written by a process without "
-                              "SHIELDES_CLUSTER_SECRET, or forged)")
-    if key is None and checksum.startswith(MAC_PREFIX):
-        raise SnapshotCorrupt("sealed with a cluster secret; set SHIELDES_CLUSTER_SECRET to use it")
-    if not hmac.compare_digest(_seal_of(state, key), checksum):
-        raise SnapshotCorrupt("seal mismatch" if key is not None else "checksum mismatch")
+    return seal(projection_to_json(projection, fmt), projection.position, key, fmt,
+                teams_to_json(projection.config, projection.position, projection.config_tip))
 
 
 def decode_config(state: bytes, checksum: str, position: int,

@@ -85,9 +85,9 @@ async def save_encoded(
             )
         cur = await conn.execute(
             "INSERT INTO snapshots (position, schema_version, format, state, checksum, size_bytes, node_id,"
-            f" leader_epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_INFO}",
+            f" leader_epoch, teams, teams_checksum) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_INFO}",
             (snap.position, snap.schema_version, snap.format, snap.state, snap.checksum, snap.size_bytes,
-             node_id, leader_epoch),
+             node_id, leader_epoch, snap.teams, snap.teams_checksum),
         )
         row = await cur.fetchone()
         assert row is not None
@@ -118,7 +118,8 @@ async def save_snapshot(
             "that can: upgrade it, or snapshot from an upgraded node"
         )
     raw = codec.projection_to_json(projection)
-    snap = await asyncio.to_thread(codec.seal, raw, projection.position, key)
+    teams = codec.teams_to_json(projection.config, projection.position, projection.config_tip)  # same loop step
+    snap = await asyncio.to_thread(codec.seal, raw, projection.position, key, codec.FORMAT, teams)
     info = await save_encoded(pool, snap, node_id=node_id, keep=keep, leader_epoch=leader_epoch)
     log.info("snapshot %d written at position %d (%d bytes)", info.id, info.position, info.size_bytes)
     return info

@@ -158,6 +158,31 @@ async def test_roles_idempotency_and_errors(database_url: str) -> None:
         assert (await api.get(f"{API}/keys", token=""))[0] == 401
 
 
+async def test_teams_page_by_cursor_and_a_config_list_page_holds_ten_thousand(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        # teams page by cursor over names sorted once per version of the teams: a team created
+        # between two pages is in the next one when its name sorts after the cursor
+        for name in ("t3", "t1", "t5"):
+            await api.post(f"{API}/teams", {"name": name})
+        status, t1 = await api.get(f"{API}/teams", limit=2)
+        assert [t["name"] for t in t1["data"]] == ["t1", "t3"] and t1["has_more"] and t1["next_after"] == "t3"
+        await api.post(f"{API}/teams", {"name": "t4"})
+        await api.post(f"{API}/teams", {"name": "t0"})
+        status, t2 = await api.get(f"{API}/teams", limit=2, after=t1["next_after"])
+        assert [t["name"] for t in t2["data"]] == ["t4", "t5"] and not t2["has_more"] and t2["next_after"] is None
+        status, between = await api.get(f"{API}/teams", after="t3x")  # a cursor that is no team's name
+        assert [t["name"] for t in between["data"]] == ["t4", "t5"]
+        assert [t["name"] for t in (await api.get(f"{API}/teams", limit=10_000))[1]["data"]] == [
+            "t0", "t1", "t3", "t4", "t5"]
+        # a config list's page holds up to 10,000; the audit log's up to 1000
+        status, err = await api.get(f"{API}/teams", limit=10_001)
+        assert status == 400 and "limit must be between 1 and 10000" in err["error"]["message"]
+        assert (await api.get(f"{API}/keys", limit=10_000))[0] == 200
+        status, err = await api.get(f"{API}/audit", limit=1001)
+        assert status == 400 and "limit must be between 1 and 1000" in err["error"]["message"]
+
+
 async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
         api = AdminClient(h.base, BOOT)

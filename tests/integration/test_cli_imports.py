@@ -61,6 +61,21 @@ def test_key_create_and_revoke_import_no_heavy_module(database_url: str, tmp_pat
     assert heavy(revoked) == []
 
 
+def test_team_list_and_a_team_budget_import_no_key_table_or_whole_snapshot_codec(database_url: str,
+                                                                                tmp_path: Path) -> None:
+    """A teams-only read (the teams part of a snapshot plus the config tail) does not load the
+    modules that decode a whole snapshot or hold a million keys."""
+    assert "shieldes.cli.team_cmd" in imported(database_url, "team", "create", "squad", tmp=tmp_path)
+    imported(database_url, "snapshot", "create", tmp=tmp_path)  # a snapshot with a teams part to read
+    whole = ("shieldes.snapshots.codec", "shieldes.snapshots.store", "shieldes.snapshots.key_columns",
+             "shieldes.projections.keytable", "shieldes.projections.projector", "shieldes.projections.usage",
+             "psycopg_pool", "pydantic", "aiohttp")
+    for args in (("--json", "team", "list"), ("budget", "show", "--team", "squad")):
+        modules = imported(database_url, *args, tmp=tmp_path)
+        assert "shieldes.snapshots.teams_start" in modules, args  # the teams-only read ran
+        assert sorted(m for m in modules if any(m == w or m.startswith(w + ".") for w in whole)) == [], args
+
+
 def test_the_guard_sees_a_heavy_import(database_url: str, tmp_path: Path) -> None:
     """A setting only pydantic reads (`yes` for a boolean) makes the same command import it: seen."""
     found = heavy(imported(database_url, "key", "create", "--name", "pydantic-read",

@@ -240,6 +240,21 @@ async def test_a_remote_key_write_imports_no_database_driver_framework_or_node(d
                      ) == [(2,)]
 
 
+async def test_remote_team_commands_import_no_domain_model(database_url: str, tmp_path: Path) -> None:
+    """`team create|list` and `budget show --team` through the API load neither the database driver
+    nor the commands (a list of ten thousand teams is mostly the command's start)."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        env = {"SHIELDES_ADMIN_URL": h.base, "SHIELDES_ADMIN_TOKEN": BOOT}
+        for args in (("team", "create", "light-team", "--budget", "5"), ("--json", "team", "list"),
+                     ("budget", "show", "--team", "light-team")):
+            modules = await asyncio.to_thread(imported, NO_DATABASE, *args, tmp=tmp_path, env=env)
+            assert "shieldes.cli.remote" in modules  # it ran remotely
+            banned = ("psycopg", "aiohttp", "pydantic", "shieldes.config_writer", "shieldes.projections.commands",
+                      "shieldes.events", "shieldes.snapshots", "asyncio")
+            assert sorted(m for m in modules if any(m == b or m.startswith(b + ".") for b in banned)) == [], args
+            assert heavy(modules) == []
+
+
 async def test_providers_prices_aliases_and_cluster_status_through_the_api(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
         add = ("provider", "add", "{m}-up", "--type", "openai", "--base-url", h.upstream.url, "--api-key-env",

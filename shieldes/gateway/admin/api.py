@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,10 @@ from shieldes.gateway.routes import json_response, read_json
 from shieldes.roles import allows
 
 PREFIX = "/admin/v1"
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # a page of the audit log or the request log (read from Postgres)
+# a page of a config list (keys, teams, providers, ...: read from the node's memory): a list of ten
+# thousand teams is one request
+MAX_LIST_LIMIT = 10_000
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
@@ -80,7 +84,7 @@ class Field:
 
 
 PAGE_FIELDS = (
-    Field("limit", "integer", f"page size, 1-{MAX_LIMIT} (default 100)"),
+    Field("limit", "integer", f"page size, 1-{MAX_LIST_LIMIT} (default 100)"),
     Field("after", "string", "return items after this cursor (the previous page's `next_after`)"),
 )
 
@@ -98,11 +102,15 @@ class Call:
     idempotency: tuple[str, str] | None = None  # (Idempotency-Key, fingerprint of the body)
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
-    def limit(self, default: int = 100) -> int:
+    def limit(self, default: int = 100, maximum: int = MAX_LIMIT) -> int:
         value = int(self.query.get("limit", default))
-        if not 1 <= value <= MAX_LIMIT:
-            raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {value}")
+        if not 1 <= value <= maximum:
+            raise InvalidRequest(f"limit must be between 1 and {maximum}, got {value}")
         return value
+
+    def list_limit(self) -> int:
+        """The page size of a config list (PAGE_FIELDS)."""
+        return self.limit(maximum=MAX_LIST_LIMIT)
 
 
 Result = tuple[int, Any] | Any
@@ -204,11 +212,25 @@ def register(app: web.Application, routes: Sequence[Route]) -> None:
 def page(rows: list[dict[str, Any]], cursor: str, call: Call) -> dict[str, Any]:
     """One page of `rows` (already sorted by `cursor`, ascending) after the `after` cursor."""
     after = call.query.get("after")
-    if after is not None:
-        rows = [r for r in rows if str(r[cursor]) > after]
-    limit = call.limit()
-    data = rows[:limit]
-    more = len(rows) > limit
+    start = 0 if after is None else bisect_right(rows, after, key=lambda r: str(r[cursor]))
+    limit = call.list_limit()
+    data = rows[start:start + limit]
+    more = len(rows) - start > limit
+    return {"object": "list", "data": data, "has_more": more,
+            "next_after": str(data[-1][cursor]) if more and data else None}
+
+
+def page_of_names(names: Sequence[str], call: Call) -> tuple[Sequence[str], bool]:
+    """The names (sorted, ascending) of one page after the `after` cursor, and whether more follow:
+    a bisection, so a page costs O(limit + log n) however many names there are."""
+    after = call.query.get("after")
+    start = 0 if after is None else bisect_right(names, after)
+    limit = call.list_limit()
+    return names[start:start + limit], len(names) - start > limit
+
+
+def listing(data: list[dict[str, Any]], more: bool, cursor: str) -> dict[str, Any]:
+    """A list answer whose `data` is one page (see page_of_names)."""
     return {"object": "list", "data": data, "has_more": more,
             "next_after": str(data[-1][cursor]) if more and data else None}
 

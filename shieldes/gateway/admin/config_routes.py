@@ -12,7 +12,7 @@ from typing import Any
 from shieldes import secrets
 from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.errors import InvalidRequest, NotFound
-from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
+from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, listing, page, page_of_names
 from shieldes.projections.commands import (
     UNSET,
     Command,
@@ -102,7 +102,7 @@ async def list_keys(call: Call) -> Any:
     team = state.find_team(q["team"]) if q.get("team") else None
     if q.get("team") and team is None:
         raise InvalidRequest(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams")
-    status, search, after, limit = q.get("status"), (q.get("search") or "").lower(), q.get("after"), call.limit()
+    status, search, after, limit = q.get("status"), (q.get("search") or "").lower(), q.get("after"), call.list_limit()
     if len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
         ordered: Iterable[VirtualKey] = (state.keys[state.key_ids_by_name[n]]
                                          for n in names_in_order(state.key_ids_by_name, after)
@@ -224,23 +224,35 @@ async def list_budgets(call: Call) -> Any:
 
 
 def _team_view(call: Call, state: ConfigState, team_id: str) -> dict[str, Any]:
-    team = state.teams[team_id]
-    row = team_row(team)
-    row["keys"] = state.team_keys.get(team_id, 0)
-    row["spend_usd_in_period"] = None
-    if team.budget is not None:
-        gw = call.ctx.gateway
-        row["spend_usd_in_period"] = gw.meter.spent_nusd(gw.state.usage, "t:" + team.id, team.budget,
-                                                         int(time.time() // 86400)) / NUSD
-    return row
+    return _team_views(call, state, (team_id,))[0]
+
+
+def _team_views(call: Call, state: ConfigState, team_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Teams as the API shows them: the CLI's row plus the active keys and the spend in the current
+    period (a page of ten thousand is one call: what every row shares is looked up once)."""
+    gw, today, counts = call.ctx.gateway, int(time.time() // 86400), state.team_keys
+    meter, usage, teams = gw.meter, gw.state.usage, state.teams
+    rows = []
+    for team_id in team_ids:
+        team = teams[team_id]
+        row = team_row(team)
+        row["keys"] = counts.get(team_id, 0)
+        row["spend_usd_in_period"] = None if team.budget is None else \
+            meter.spent_nusd(usage, "t:" + team_id, team.budget, today) / NUSD
+        rows.append(row)
+    return rows
 
 
 async def list_teams(call: Call) -> Any:
     state = call.ctx.projector.config
-    teams = [{"name": t.name, "id": t.id} for t in sorted(state.teams.values(), key=lambda t: t.name)]
-    listed = page(teams, "name", call)  # the views of this page's teams only
-    listed["data"] = [_team_view(call, state, t["id"]) for t in listed["data"]]
-    return listed
+    if len(state.team_ids_by_name) != len(state.teams):  # a log from before names were unique
+        teams = [{"name": t.name, "id": t.id} for t in sorted(state.teams.values(), key=lambda t: t.name)]
+        listed = page(teams, "name", call)
+        listed["data"] = _team_views(call, state, (t["id"] for t in listed["data"]))
+        return listed
+    names, more = page_of_names(call.ctx.orders.of("teams", state.team_ids_by_name), call)
+    by_name = state.team_ids_by_name  # the views of this page's teams only
+    return listing(_team_views(call, state, (by_name[n] for n in names)), more, "name")
 
 
 async def get_team(call: Call) -> Any:

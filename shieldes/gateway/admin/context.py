@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shieldes.gateway.admin.orders import NameOrders
 from shieldes.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class AdminContext:
     database_url: str = ""
     cluster: ClusterRuntime | None = None
     oidc: OidcLogin | None = None
+    orders: NameOrders = field(default_factory=NameOrders)  # list routes' sorted names
 
 
 ADMIN: web.AppKey[AdminContext] = web.AppKey("admin", AdminContext)
