@@ -4,16 +4,21 @@
     python bench/bench_team_counts.py --reuse DB [--runs 5]           # a database --keep left
 
 Builds the log of bench_keys_scale.py (bulk appends; every second key in one of --teams teams) and
-a format-3 snapshot of it (skipped with --reuse: a database this bench kept), then prints:
+a format-3 snapshot of it with its teams part (skipped with --reuse: a database this bench kept;
+one kept by an older release is upgraded to this schema and given a snapshot with a teams part
+first), then prints:
 
-- in process, on the config as the CLI loads it (newest snapshot + config tail): the load, the
-  count of every team's active keys from the snapshot's columns (what a load now adds), and the
+- in process, on the config as a full read loads it (newest snapshot + config tail): the load, the
+  count of every team's active keys from the snapshot's columns (what a load adds), and the
   walk the counts replace (every key read for one team; `team list` did it once per team, so its
   time is that walk times --teams, stated as extrapolated, not run);
-- the CLI as processes, direct mode (Postgres): `team list --json` and `budget show --team T`;
-- a node started on the database: `GET /admin/v1/teams` (a page of 100 and of 1000),
+- in process, the teams-only read `team list` and `budget show --team` do: the snapshot's teams
+  part plus the config tail, with no key loaded;
+- the CLI as processes, direct mode (Postgres): `team list --json` and `budget show --team T`, and
+  `python -c pass` and the direct mode's imports (`click`, `psycopg`) as the floor;
+- a node started on the database: `GET /admin/v1/teams` (a page of 100, 1000 and 10,000),
   `GET /admin/v1/teams/{team}`, and the CLI's remote mode (`SHIELDES_ADMIN_URL`): `team list`
-  (every page) and `budget show --team T`.
+  (every page) and `budget show --team T`, with `shieldes key --help` as that mode's floor.
 
 Medians of --runs. Uses --database-url (a server) else the test suite's embedded Postgres.
 """
@@ -37,7 +42,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_keys_scale import ADMIN_TOKEN, SECRET, Shape, nodes, seeded_projection  # noqa: E402
+from bench.bench_keys_scale import ADMIN_TOKEN, SECRET, Shape, nodes, seeded_projection, settled_cpu  # noqa: E402
 from bench.bench_log import scratch_url  # noqa: E402
 from shieldes import db  # noqa: E402
 from shieldes.config_writer import load_config  # noqa: E402
@@ -47,7 +52,9 @@ from shieldes.projections.state import ConfigState  # noqa: E402
 from shieldes.projections.team_keys import team_key_counts  # noqa: E402
 from shieldes.snapshots import codec as snapcodec  # noqa: E402
 from shieldes.snapshots.config_start import config_from_snapshot  # noqa: E402
+from shieldes.snapshots.loader import load_projection  # noqa: E402
 from shieldes.snapshots.store import save_encoded  # noqa: E402
+from shieldes.snapshots.teams_start import NEWEST_WITH_TEAMS, load_teams, teams_from_snapshot  # noqa: E402
 from tests import pg  # noqa: E402
 
 TEAM = "team-5"  # a team with keys (every second key is in a team, round robin)
@@ -92,6 +99,47 @@ async def build(url: str, shape: Shape) -> None:
         await pool.close()
 
 
+async def prepare_reused(url: str) -> None:
+    """A kept database as this release reads it: at its schema head, with a teams part in its newest
+    snapshot (a database kept by an older release has neither)."""
+    with psycopg.connect(url) as conn:
+        revision = db.schema_revision(conn)
+    if revision != db.SCHEMA_HEAD:
+        db.upgrade(url)
+        out("schema upgraded", f"{revision} -> {db.SCHEMA_HEAD}")
+    pool = open_pool(url, size=2, name="bench")
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(NEWEST_WITH_TEAMS + " LIMIT 1")
+            if await cur.fetchone() is not None:
+                return
+        t = time.perf_counter()
+        projection = await load_projection(pool, snapshot_key=snapcodec.mac_key(SECRET))
+        await save_encoded(pool, snapcodec.encode(projection, snapcodec.mac_key(SECRET)), node_id="bench", keep=5)
+        out("snapshot with a teams part written", f"{time.perf_counter() - t:.1f}s")
+    finally:
+        await pool.close()
+
+
+async def teams_read(url: str, runs: int) -> None:
+    """The teams-only read, in process, on a fresh connection each time (as a CLI process does)."""
+    xs = []
+    for _ in range(runs):
+        pool = open_pool(url, size=1, name="bench")
+        await pool.open(wait=True)
+        try:
+            t = time.perf_counter()
+            base = await teams_from_snapshot(pool, snapcodec.mac_key(SECRET))
+            assert base is not None, "no snapshot with a teams part"
+            view = await load_teams(PostgresEventStore(pool), Codec(), base)
+            xs.append(time.perf_counter() - t)
+            assert view.position >= base.position
+        finally:
+            await pool.close()
+    out("teams-only read (teams part + config tail)", ms(xs))
+
+
 async def in_process(url: str, teams: int, runs: int) -> ConfigState:
     pool = open_pool(url, size=2, name="bench")
     await pool.open(wait=True)
@@ -120,6 +168,11 @@ async def in_process(url: str, teams: int, runs: int) -> ConfigState:
 
 async def run(url: str, teams: int, runs: int) -> None:
     await in_process(url, teams, runs)
+    await teams_read(url, runs)
+    out("`python -c pass`", ms(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs)))
+    for imports, mode in (("click, psycopg", "direct"), ("click, http.client, json, orjson", "remote")):
+        out(f"`python -c 'import {imports}'` ({mode} floor)",
+            ms(timed(lambda i=imports: subprocess.run([sys.executable, "-c", f"import {i}"], check=True), runs)))
     out(f"CLI `team list --json` ({teams:,} teams), direct", ms([cli(url, "--json", "team", "list")
                                                                   for _ in range(runs)]))
     out(f"CLI `budget show --team {TEAM}`, direct", ms([cli(url, "budget", "show", "--team", TEAM)
@@ -128,6 +181,7 @@ async def run(url: str, teams: int, runs: int) -> None:
         with nodes(url, 1, "teams") as (node,):
             ready = await node.ready(http)
             out("node start-to-ready", f"{ready:.2f}s")
+            await settled_cpu([node.proc.pid])  # its deferred key indexes built: the steady state
 
             async def get(path: str, **params: str) -> float:
                 t = time.perf_counter()
@@ -136,7 +190,13 @@ async def run(url: str, teams: int, runs: int) -> None:
                     await r.read()
                 return time.perf_counter() - t
 
-            for limit in ("100", "1000"):
+            async def accepts(limit: str) -> bool:  # a node before pages of 10,000 refuses them
+                async with http.get(node.base + "/admin/v1/teams", params={"limit": limit}) as r:
+                    return r.status == 200
+
+            for limit in ("100", "1000", "10000"):
+                if limit == "10000" and not await accepts(limit):
+                    continue
                 xs = [await get("/teams", limit=limit) for _ in range(runs)]
                 out(f"admin API GET /teams?limit={limit}", ms(xs))
             out(f"admin API GET /teams/{TEAM}", ms([await get(f"/teams/{TEAM}") for _ in range(runs)]))
@@ -145,6 +205,9 @@ async def run(url: str, teams: int, runs: int) -> None:
                 xs = [await loop.run_in_executor(None, lambda a=args: cli(url, *a, remote=node.base))
                       for _ in range(runs)]
                 out(f"CLI `{' '.join(args)}`, remote mode", ms(xs))
+            xs = [await loop.run_in_executor(None, lambda: cli(url, "key", "--help", remote=node.base))
+                  for _ in range(runs)]
+            out("CLI `key --help` (the remote mode's floor)", ms(xs))
     out("load average", " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
@@ -163,6 +226,8 @@ def main() -> None:
         if not args.reuse:
             asyncio.run(build(url, Shape(args.keys, args.teams)))
             print(f"database: {name}" + (" (kept for --reuse)" if args.keep else ""), flush=True)
+        else:
+            asyncio.run(prepare_reused(url))
         print(f"{args.keys:,} keys, {args.teams:,} teams", flush=True)
         asyncio.run(run(url, args.teams, args.runs))
     finally:
