@@ -24,7 +24,7 @@ from shieldes.providers.http import (
     transport_failure,
 )
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.sse_blocks import named_events
+from shieldes.providers.sse_blocks import named_event_lines
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
 from shieldes.providers.transport import Timeouts, UpstreamClient, UpstreamResponse
 
@@ -115,7 +115,9 @@ async def open_native_stream(client: UpstreamClient, target: Target, url: str, p
 
 
 # The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
-_READ_EVENTS = (b"message_start", b"message_delta", b"error")
+_READ_NAMES = (b"event: message_start", b"event: message_delta", b"event: error")
+_CONTENT_NAME = b"event: content_block_delta"
+_STOP_NAME = b"event: message_stop"
 
 
 class UsageWatch:
@@ -136,24 +138,20 @@ class UsageWatch:
         bodies are parsed, the other events are counted by name. The block's first event (its
         name, its body if parsed); None when the block is framed any other way (then it goes
         event by event through `see`)."""
-        if not named_events(block):
+        lines = named_event_lines(block)
+        if lines is None:
             return None
-        view = b"\n\n" + block
-        first_name = block[7:block.index(b"\n")].decode("utf-8", "replace")
+        names = lines[0:-1:3]  # looked up as list items, not searched for in the bytes
         first: Body | None = None
-        for name in _READ_EVENTS:
-            tag = b"\n\nevent: " + name + b"\ndata: "
-            at = view.find(tag)
-            while at >= 0:
-                end = view.index(b"\n", at + len(tag))
-                parsed = self.see(name.decode(), view[at + len(tag):end])
-                if at == 0:
-                    first = parsed
-                at = view.find(tag, end)
-        self.content_events += view.count(b"\n\nevent: content_block_delta\n")
-        if b"\n\nevent: message_stop\n" in view:
+        read = [i for name in _READ_NAMES if name in names for i, seen in enumerate(names) if seen == name]
+        for i in sorted(read):  # in the stream's order
+            parsed = self.see(names[i][7:].decode(), lines[3 * i + 1][6:])
+            if i == 0:
+                first = parsed
+        self.content_events += names.count(_CONTENT_NAME)
+        if _STOP_NAME in names:
             self.done = True
-        return first_name, first
+        return names[0][7:].decode("utf-8", "replace"), first
 
     def see(self, event: str, data: bytes) -> Body | None:
         try:

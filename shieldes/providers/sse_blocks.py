@@ -33,16 +33,22 @@ def one_line_objects(block: bytes) -> int:
     return n if block.count(b"\n") == 2 * n else 0
 
 
-def named_events(block: bytes) -> int:
-    """How many events `block` holds when it is nothing but events framed as Anthropic and the
-    Responses API frame them, `event: NAME` then one `data:` line (no carriage return in it: the
-    caller checked); else 0."""
-    n = block.count(b"\n\n")
-    # Each event is exactly 3 newlines (after its name, after its data, the blank line).
-    if (block[:7] != b"event: " or block[-2:] != b"\n\n" or block.count(b"\n") != 3 * n
-            or block.count(b"\n\nevent: ") != n - 1 or block.count(b"\ndata: ") != n):
-        return 0
-    return n
+def named_event_lines(block: bytes) -> list[bytes] | None:
+    """The lines of `block` (split at each newline) when it is nothing but events framed as
+    Anthropic frames them, `event: NAME` then one `data:` line (no carriage return in it: the
+    caller checked): event i's name line is item 3i, its data line 3i+1. Else None.
+
+    One split does the checking: names repeat, so they are checked once per distinct name, and
+    the data lines by one count over the bytes."""
+    lines = block.split(b"\n")
+    n = len(lines) // 3
+    # 3 lines per event (the last one blank) and the empty item after the last newline ...
+    if not n or len(lines) != 3 * n + 1 or lines[-1] or lines[2::3].count(b"") != n:
+        return None
+    # ... every name line an `event:` field, so `\ndata: ` can only start a data line: n of them.
+    if any(name[:7] != b"event: " for name in set(lines[0:-1:3])) or block.count(b"\ndata: ") != n:
+        return None
+    return lines
 
 
 def decoded(block: bytes, at_end: bool) -> list[bytes]:

@@ -122,6 +122,9 @@ def test_the_usual_framing_takes_the_scan() -> None:
     b'data: {"type":"ping"}\n\n',
     b'event: ping\ndata: {"type":"ping"}\n\n: keep-alive\n\n',
     b'event: ping\ndata: {"type":"ping"}\ndata: {}\n\n',
+    b'data: {"type":"ping"}\nevent: ping\n\n',  # the two lines the other way round
+    b'event: ping\n: keep-alive\n\n',  # no data line
+    b'event: ping\ndata: {"type":"ping"}\n\n\n\nevent: ping\n\n',
 ])
 def test_other_framings_are_left_to_the_decoder(block: bytes) -> None:
     assert UsageWatch().see_block(block) is None
