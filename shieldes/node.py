@@ -164,8 +164,10 @@ class HttpServer:
         self.port = port
         self.reuse_port = reuse_port
         self.grace = grace
+        # auto_decompress off: read_json decodes request bodies itself, so an encoding aiohttp
+        # cannot decode (br, zstd, broken gzip) gets an error in the API's shape, not a text/plain 400.
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
-                                    logger=protocol_logger())
+                                    logger=protocol_logger(), auto_decompress=False)
         self.front: Front | None = None
 
     async def start(self) -> None:

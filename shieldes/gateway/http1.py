@@ -58,7 +58,11 @@ def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
-    return zlib.decompressobj(wbits).decompress(body, limit + 1)
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, limit + 1)
+    if not inflater.eof and len(out) <= limit:  # cut off before its end: what came out may be half a body
+        raise zlib.error("truncated stream")
+    return out
 
 
 def head(status: int, reason: str | None, headers: Mapping[str, str], length: int | None, keep_alive: bool,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
+from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
@@ -47,6 +48,16 @@ async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes; send a smaller request") \
             from None
+    except web.RequestPayloadError as exc:  # a broken chunked body, cut off by the client
+        raise InvalidRequest(f"the request body could not be read ({str(exc).strip()[:200]}); send it again "
+                             "with a correct Content-Length or chunked encoding") from None
+    if isinstance(request, web.BaseRequest):
+        # aiohttp hands the body over as sent (the runner does not decompress it), so an
+        # encoding it cannot decode is a 400 in the API's shape, as on the front's routes.
+        raw = decompressed(raw, request.headers.get("Content-Encoding", "").strip().lower(), max_bytes)
+        if len(raw) > max_bytes:
+            raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes once decompressed; "
+                               "send a smaller request")
     if not raw.strip():
         raise InvalidRequest("empty request body: send a JSON object (Content-Type: application/json)")
     try:
