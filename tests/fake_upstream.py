@@ -59,6 +59,7 @@ class Fault:
     retry_after: float | None = None
     code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
     rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
+    page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
     _matched: int = 0
 
 
@@ -257,6 +258,8 @@ class FakeUpstream:
                     code=fault.code,
                 ),
             )
+        if fault and fault.page is not None:
+            return body, fault, web.Response(text=fault.page, content_type="text/html")
         if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:
             return body, fault, wire.error(404, "Resource not found", anthropic)
         if anthropic and "anthropic-version" not in request.headers:

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import ClassVar
 
 from shieldes.providers.base import Body, Target
-from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
+from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, transport_failure
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.providers.transport import UpstreamResponse
@@ -165,7 +165,15 @@ class BlockStream(UpstreamChunkStream):
                     payload, self._primed_end = first_payload(self._carry, self._ended)
                 elif self._rest:
                     payload, self._primed_end = self._rest[0], 1
-            if payload is not None and payload != DONE:
+            if payload is None:
+                # The body ended without one event (not even [DONE]): an HTML page or other text
+                # under status 200, e.g. a base URL pointing at a web UI. Relayed, it would be an
+                # empty answer that looks complete.
+                kind = self._resp.content_type
+                raise invalid_response(self._target, "an answer without any server-sent event (" + (
+                    f"Content-Type {kind}" if kind else "no Content-Type") + ") where an event stream was "
+                    "expected; check the provider's base URL")
+            if payload != DONE:
                 self.first = self._parse_first(payload)
                 self._head.append(self.first)
             else:

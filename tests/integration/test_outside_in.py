@@ -41,3 +41,38 @@ async def test_admin_bodies_in_encodings_the_node_cannot_read_get_a_400(database
             assert r.status == 413 and (await r.json())["error"]["code"] == "request_too_large"
         assert h.sql("SELECT count(*) FROM events WHERE type = 'virtual_key.created'")[0][0] == 1
 
+
+async def test_a_web_page_where_an_event_stream_belongs_is_an_upstream_error(database_url: str) -> None:
+    """A base URL pointing at a web UI answers 200 with HTML: relayed, a stream of it was an empty
+    answer that looked complete (and was billed)."""
+    page = "<html><body>Welcome to the chat UI</body></html>"
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        h.upstream.inject("/v1/chat/completions", page=page, times=None)
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
+        assert err.value.status_code == 502
+        assert "text/html body without any server-sent event" in err.value.message
+        assert "check the provider's base URL" in err.value.message
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert err.value.status_code == 502 and "body is not JSON" in err.value.message
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.responses.create(model="gpt-4o", input="hi", stream=True)
+        assert err.value.status_code == 502
+        await client.close()
+
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as aerr:
+            async with claude.messages.stream(model="gpt-4o", max_tokens=5, messages=MSGS) as stream:  # type: ignore[arg-type]
+                async for _ in stream:
+                    pass
+        assert aerr.value.status_code == 502 and "server-sent event" in aerr.value.message
+        await claude.close()
+
+        h.upstream.clear_faults()
+        await h.flush()
+        assert h.usage_totals() == {}  # nothing answered, nothing billed
+
