@@ -30,6 +30,8 @@ _HTTP_MESSAGES = {
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }
+_ADMIN_NOT_FOUND = ("no such endpoint: {call}; the admin API's routes are listed in GET /admin/v1/openapi.json "
+                    "(all under /admin/v1/, e.g. /admin/v1/keys)")
 
 
 def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, str]:
@@ -38,6 +40,8 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, st
     if exc.status not in _HTTP_MESSAGES:
         return "http_error", exc.reason or "request refused"
     code, template = _HTTP_MESSAGES[exc.status]
+    if exc.status == 404 and request.path.startswith("/admin/"):
+        template = _ADMIN_NOT_FOUND
     allowed = ", ".join(sorted(getattr(exc, "allowed_methods", None) or ()))
     return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
 
@@ -58,8 +62,8 @@ def request_id(request: web.Request) -> str:
 
 # Anthropic's error types by status, for the routes Anthropic clients call.
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                    529: "overloaded_error"}
+                    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                    429: "rate_limit_error", 529: "overloaded_error"}
 
 
 def anthropic_route(path: str) -> bool:

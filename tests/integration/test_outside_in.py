@@ -76,3 +76,17 @@ async def test_a_web_page_where_an_event_stream_belongs_is_an_upstream_error(dat
         await h.flush()
         assert h.usage_totals() == {}  # nothing answered, nothing billed
 
+
+async def test_unknown_admin_routes_and_wrong_methods_say_where_to_look(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
+        auth = {"Authorization": f"Bearer {BOOT}"}
+        async with s.get(h.base + "/admin/v1/tokens", headers=auth) as r:
+            got = await r.json()
+        assert r.status == 404 and got["error"]["code"] == "not_found"
+        assert "GET /admin/v1/tokens" in got["error"]["message"] and "/admin/v1/openapi.json" in got["error"]["message"]
+        async with s.delete(h.base + "/v1/messages", headers={"x-api-key": "x"}) as r:
+            got = await r.json()
+        assert r.status == 405 and got["type"] == "error"
+        assert got["error"]["type"] == "invalid_request_error" and got["error"]["code"] == "method_not_allowed"
+        assert "this path takes POST" in got["error"]["message"]
+
