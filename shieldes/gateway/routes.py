@@ -124,7 +124,9 @@ def _client_wants_usage(body: Body) -> bool:
 
 def authenticate(request: web.Request) -> VirtualKey:
     """The request's virtual key (from memory), noted on its request-log record."""
-    key = request.app[GATEWAY].authenticate(request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    headers = request.headers
+    key = request.app[GATEWAY].authenticate(headers.get("Authorization"), headers.get("x-api-key"),
+                                            headers.get("api-key"))
     rec = record_of(request)
     if rec is not None:
         rec.key = key
@@ -261,6 +263,11 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
+    deployment = request.match_info.get("deployment")
+    if deployment is not None and body.get("model") != deployment:
+        # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
+        body = dict(body, model=deployment)
+        raw = orjson.dumps(body)
     size = len(raw)
     requested = _model(body)
     _note_model(request, requested)
@@ -383,6 +390,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    # Azure OpenAI's paths, as the openai SDK's AzureOpenAI client calls them (with `azure_endpoint`:
+    # /openai/deployments/...; with a `base_url` ending in /v1: /v1/deployments/...).
+    for prefix in ("/openai/deployments/{deployment}", "/v1/deployments/{deployment}"):
+        app.router.add_post(prefix + "/chat/completions", chat_completions)
+        app.router.add_post(prefix + "/completions", completions)
+        app.router.add_post(prefix + "/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)

@@ -96,13 +96,16 @@ class UpstreamClientError(ShieldesError):
         self.status = status
 
 
-def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None:
+def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None:
+    """The virtual key a client sent: `Authorization: Bearer` (OpenAI SDKs), else the first
+    non-empty key header (`x-api-key` from the Anthropic SDK, `api-key` from Azure-style clients)."""
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    if x_api_key and x_api_key.strip():
-        return x_api_key.strip()
+    for key in api_keys:
+        if key and key.strip():
+            return key.strip()
     return None
 
 
@@ -132,12 +135,15 @@ class Gateway:
 
     # --- admission -----------------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, x_api_key: str | None) -> VirtualKey:
-        token = bearer_token(authorization, x_api_key)
+    def authenticate(self, authorization: str | None, *api_keys: str | None) -> VirtualKey:
+        token = bearer_token(authorization, *api_keys)
         if token is None:
+            sent = (authorization or "").strip().partition(" ")[0]
+            scheme = (f" (the Authorization header's scheme is {sent[:20]!r}, not Bearer)"
+                      if sent and sent.lower() != "bearer" else "")
             raise AuthenticationFailed(
-                "missing API key: send `Authorization: Bearer <virtual key>` (or `x-api-key`); "
-                "create a key with `shieldes key create`"
+                f"missing API key{scheme}: send `Authorization: Bearer <virtual key>` (or `x-api-key`, or "
+                "`api-key`); create a key with `shieldes key create`"
             )
         key = self.state.config.key_by_hash(hash_key(token))
         if key is None or key.revoked:

@@ -19,6 +19,39 @@ MSGS = [{"role": "user", "content": "hello there"}]
 BOOT = "boot-" + "admin-token-for-outside-in-tests"
 
 
+async def test_azure_style_clients_send_the_key_as_api_key(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("azure-app")
+        revoked = await h.create_key("gone")
+        await h.admin(RevokeKey("gone"))
+        await h.sync()
+        # The Azure client sends `api-key: <key>` and `?api-version=`, never a Bearer token.
+        azure = openai.AsyncAzureOpenAI(base_url=h.base + "/v1", api_key=secret, api_version="2024-10-21",
+                                        max_retries=0)
+        chat = await azure.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert chat.choices[0].message.content == "Hello from the fake upstream"
+        assert "api-key" not in h.upstream.last("/v1/chat/completions").headers  # the virtual key stays here
+        stream = await azure.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
+        assert "".join(c.choices[0].delta.content or "" for c in [c async for c in stream] if c.choices)
+        await azure.close()
+
+        gone = openai.AsyncAzureOpenAI(base_url=h.base + "/v1", api_key=revoked, api_version="2024-10-21",
+                                       max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as err:
+            await gone.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert "invalid or revoked API key" in err.value.message
+        await gone.close()
+
+        async with aiohttp.ClientSession() as s:
+            async with s.get(h.base + "/v1/models", headers={"Authorization": "Basic dXNlcjpwdw=="}) as r:
+                assert r.status == 401
+                message = (await r.json())["error"]["message"]
+            assert "scheme is 'Basic', not Bearer" in message and "Authorization: Bearer" in message
+            async with s.post(h.base + "/v1/messages", headers={"api-key": secret, "anthropic-version": "2023-06-01"},
+                              json={"model": "gpt-4o", "max_tokens": 5, "messages": MSGS}) as r:
+                assert r.status == 200, await r.text()
+
+
 async def test_admin_bodies_in_encodings_the_node_cannot_read_get_a_400(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
         auth = {"Authorization": f"Bearer {BOOT}", "Content-Type": "application/json"}
@@ -89,4 +122,3 @@ async def test_unknown_admin_routes_and_wrong_methods_say_where_to_look(database
         assert r.status == 405 and got["type"] == "error"
         assert got["error"]["type"] == "invalid_request_error" and got["error"]["code"] == "method_not_allowed"
         assert "this path takes POST" in got["error"]["message"]
-
