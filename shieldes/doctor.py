@@ -102,8 +102,8 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
         api_key = resolve_secret(dep.secret_ref, keyring, environ)
     except SecretError:
         api_key = None  # the credentials check reports it; reachability is still worth knowing
-    url, headers = probe_request(dep, api_key)
     try:
+        url, headers = probe_request(dep, api_key)  # a base URL stored before it was checked may not parse
         parts = urlsplit(url)
         proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
                           proxies or {})

@@ -66,7 +66,11 @@ class AdminApi:
 
     @classmethod
     def from_url(cls, url: str, token: str | None, timeout: float = TIMEOUT_S) -> AdminApi:
-        parts = urlsplit(url.strip())
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError as exc:  # `http://[::1`: an IPv6 host without its closing bracket
+            raise RemoteError(f"SHIELDES_ADMIN_URL {url!r} is not a URL ({exc}); set it like http://gateway:8080 "
+                              "(an IPv6 address in brackets: http://[::1]:8080)", code="invalid_admin_url") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteError(f"SHIELDES_ADMIN_URL {url!r} is not an http(s) URL of a node; set it like "
                               f"http://gateway:8080 or {UNSET_HINT}", code="invalid_admin_url")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Final, TypeAlias
+from urllib.parse import urlsplit
 
 from shieldes.errors import CommandRejected
 from shieldes.events.catalog import (
@@ -96,6 +97,14 @@ def check_period(period: str) -> str:
 def check_base_url(url: str) -> str:
     if not re.match(r"^https?://[^\s/]+", url) or any(ord(c) < 32 for c in url):
         raise CommandRejected(f"invalid --base-url {url!r}: use an http:// or https:// URL")
+    try:  # a host or port no request could be sent to (`http://[::1`, `http://host:99999`)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+    except ValueError as exc:
+        raise CommandRejected(f"invalid --base-url {url!r} ({exc}): use http(s)://HOST[:PORT][/PATH], with "
+                              "an IPv6 address in brackets and a port from 0 to 65535") from None
+    if not parts.hostname:
+        raise CommandRejected(f"invalid --base-url {url!r}: it names no host; use http(s)://HOST[:PORT][/PATH]")
     return url.rstrip("/")
 
 

@@ -29,7 +29,12 @@ class Proxy:
 
 def parse_proxy(url: str) -> Proxy:
     """An `http://[user:password@]host[:port]` proxy URL (a bare host:port means http)."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+    except ValueError:  # `http://[::1`: no URL at all; show only what follows any user:password@
+        raise ProxySettingError(
+            f"proxy {url.rpartition('@')[2]!r} cannot be used: give it as http://[user:password@]host:port "
+            "(an IPv6 address in brackets)") from None
     try:
         port = parts.port
     except ValueError:

@@ -151,6 +151,12 @@ BAD = [
         ["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io/\x00", "--models", "a"],
         "--base-url",
     ),
+    # hosts and ports no request could be sent to: refused here, not at every request later
+    (["provider", "add", "p2", "--type", "openai", "--base-url", "http://[::1", "--models", "a"], "IPv6"),
+    (["provider", "add", "p2", "--type", "anthropic", "--base-url", "http://[zz]/v1", "--models", "a"], "--base-url"),
+    (["provider", "add", "p2", "--type", "openai", "--base-url", "http://x.io:99999", "--models", "a"], "port"),
+    (["provider", "add", "p2", "--type", "openai", "--base-url", "http://x.io:abc", "--models", "a"], "port"),
+    (["provider", "update", "openai", "--base-url", "http://[::1"], "--base-url"),
 ]
 
 

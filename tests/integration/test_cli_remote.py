@@ -178,6 +178,8 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
             "; start a node or unset SHIELDES_ADMIN_URL")
         assert "not an http(s) URL" in (await shieldes("--admin-url", "gw:8080", "key", "list",
                                                        SHIELDES_ADMIN_TOKEN=BOOT)).error()
+        unclosed = (await shieldes("--admin-url", "http://[::1", "key", "list", SHIELDES_ADMIN_TOKEN=BOOT)).error()
+        assert "is not a URL" in unclosed and "http://[::1]:8080" in unclosed, unclosed
 
 
 async def test_a_lost_answer_to_a_create_is_retried_without_a_second_create(database_url: str) -> None:

@@ -20,7 +20,8 @@ def test_proxy_urls_give_host_port_and_basic_credentials() -> None:
     assert auth is not None and base64.b64decode(auth.removeprefix("Basic ")) == b"svc@corp:p:ss"
 
 
-@pytest.mark.parametrize("url", ["https://proxy.corp:443", "socks5://proxy.corp:1080", "http://:3128", "http://h:x"])
+@pytest.mark.parametrize("url", ["https://proxy.corp:443", "socks5://proxy.corp:1080", "http://:3128", "http://h:x",
+                                 "http://[::1", "http://u:pw@[zz]:3128"])
 def test_proxies_that_cannot_be_used_say_how_to_write_one(url: str) -> None:
     with pytest.raises(ProxySettingError, match=r"http://\[user:password@\]host:port"):
         parse_proxy(url)
