@@ -181,3 +181,9 @@ class AppendTimeout(DatabaseUnavailable):
 class SchemaNotAtHead(ShieldesError):
     status = 503
     code = "schema_not_at_head"
+
+
+class ListenFailed(ShieldesError):
+    """The node cannot open its HTTP port (in use, not an address of this machine, no permission)."""
+
+    code = "listen_failed"

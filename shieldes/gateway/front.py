@@ -32,6 +32,7 @@ import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, decompressed, head, hot_target
 from shieldes.gateway.middleware import error_response, new_request_id
 
@@ -214,8 +215,13 @@ class Front:
 
     async def start(self, host: str, port: int, reuse_port: bool) -> int:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
-                                               reuse_port=reuse_port or None, backlog=128)
+        try:
+            self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
+                                                   reuse_port=reuse_port or None, backlog=128)
+        except OSError as exc:  # in use, an address this machine lacks, a port below 1024 without rights
+            raise ListenFailed(f"cannot listen for HTTP on {host}:{port} ({exc.strerror or exc}); stop what uses "
+                               "the port or pick another with SHIELDES_PORT (or --port), and check SHIELDES_HOST "
+                               "(or --host)") from None
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port

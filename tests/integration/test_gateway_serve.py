@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,18 @@ def test_serve_refuses_a_database_without_the_schema(empty_database_url: str) ->
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "shieldes db upgrade" in err and "Traceback" not in err
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = serve(database_url, "--port", str(port), "--gossip-port", "0")
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot listen for HTTP on 127.0.0.1:{port} (") and "SHIELDES_PORT" in line, err
 
 
 async def test_sigterm_drains_and_flushes(database_url: str) -> None:
