@@ -212,16 +212,22 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         if isinstance(provider, MessagesUpstream):
             native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
             return Answer(native.raw, None)
-        return Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None,
-                      {ESTIMATE_HEADER: "estimate"})
+        return _estimate(body)
 
     if any(isinstance(gw.providers.get(d.kind), MessagesUpstream) for d in route.deployments):
         got, _dep = await gw.attempts("count_tokens", route, count, record_of(request))
     else:  # nothing to ask upstream
-        got = Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None,
-                     {ESTIMATE_HEADER: "estimate"})
+        got = _estimate(body)
     headers = {"Content-Type": "application/json", REQUEST_ID: request_id(request), **got.headers}
     return web.Response(body=got.raw, headers=headers)
+
+
+def _estimate(body: Body) -> Answer:
+    """The estimated count, for a request the Messages route would take: the estimate reads any
+    shape, so a `system`, a message or a tool that route refuses is refused here too (max_tokens,
+    which a count does not carry, aside)."""
+    inbound.translate_messages_request(dict(body, max_tokens=1))
+    return Answer(orjson.dumps({"input_tokens": estimate_input_tokens(body)}), None, {ESTIMATE_HEADER: "estimate"})
 
 
 def add_messages_routes(app: web.Application) -> None:

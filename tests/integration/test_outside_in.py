@@ -122,3 +122,23 @@ async def test_unknown_admin_routes_and_wrong_methods_say_where_to_look(database
         assert r.status == 405 and got["type"] == "error"
         assert got["error"]["type"] == "invalid_request_error" and got["error"]["code"] == "method_not_allowed"
         assert "this path takes POST" in got["error"]["message"]
+
+
+async def test_count_tokens_refuses_what_the_messages_route_refuses(database_url: str) -> None:
+    """On an OpenAI-compatible deployment the count is an estimate that reads any shape: a body the
+    Messages route refuses got a count (200) instead of the same 400."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        counted = await claude.messages.count_tokens(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert counted.input_tokens > 0
+        for odd, fragment in (({"system": 5}, "`system` must be"), ({"tools": "search"}, "`tools` must be a list"),
+                              ({"messages": [{"role": "robot", "content": "x"}]}, "role must be")):
+            with pytest.raises(anthropic.BadRequestError) as err:
+                await claude.messages.create(model="gpt-4o", max_tokens=5, messages=MSGS, extra_body=odd)  # type: ignore[arg-type]
+            assert fragment in err.value.message, (odd, err.value.message)
+            with pytest.raises(anthropic.BadRequestError) as err:
+                await claude.messages.count_tokens(model="gpt-4o", messages=MSGS, extra_body=odd)  # type: ignore[arg-type]
+            assert fragment in err.value.message, (odd, err.value.message)
+        await claude.close()
