@@ -40,6 +40,8 @@ ERROR = b'{"error":{"message":"overloaded mid-stream","type":"server_error"}}'
 class Reads:
     """An upstream answer's body as read_chunk() gives it: these pieces, then b"" for good."""
 
+    content_type = "text/event-stream"
+
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = list(pieces)
         self.released = self.closed = False
