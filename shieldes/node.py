@@ -37,7 +37,7 @@ from shieldes.gateway.app import IN_FLIGHT, OBSERVER, build_app
 from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.front import Front
 from shieldes.gateway.metrics import Metrics
-from shieldes.gateway.middleware import protocol_logger
+from shieldes.gateway.middleware import JsonErrorHandler, protocol_logger
 from shieldes.gateway.observe import Observer
 from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway
@@ -166,15 +166,21 @@ class HttpServer:
         self.grace = grace
         # auto_decompress off: read_json decodes request bodies itself, so an encoding aiohttp
         # cannot decode (br, zstd, broken gzip) gets an error in the API's shape, not a text/plain 400.
-        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False,
-                                    logger=protocol_logger(), auto_decompress=False)
+        self._handler_options: dict[str, Any] = dict(access_log=None, logger=protocol_logger(),
+                                                     auto_decompress=False)
+        self.runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False, **self._handler_options)
         self.front: Front | None = None
 
     async def start(self) -> None:
         await self.runner.setup()
         server = self.runner.server
         assert server is not None
-        self.front = Front(self.app, server, self.app[OBSERVER].observe,
+        loop = asyncio.get_running_loop()
+
+        def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
+            return JsonErrorHandler(server, loop=loop, **self._handler_options)
+
+        self.front = Front(self.app, handler, self.app[OBSERVER].observe,
                            self.app[GATEWAY].settings.max_body_bytes)
         self.port = await self.front.start(self.host, self.port, self.reuse_port)
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from shieldes.errors import RateLimited, ShieldesError, retry_after_seconds
 from shieldes.requestlog.record import RequestRecord
@@ -125,6 +127,38 @@ class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 def protocol_logger() -> logging.LoggerAdapter:  # type: ignore[type-arg]
     return ProtocolLog(logging.getLogger("shieldes.http"), {})
+
+
+# What aiohttp refuses before any route runs (a request the front handed over): the front's codes.
+_PROTOCOL_REFUSALS = {
+    413: ("request_too_large", "the request body is too large; send a smaller one"),
+    414: ("uri_too_long", "the request target is too long; send a shorter one"),
+    431: ("headers_too_large", "the request's headers are too large; send smaller ones"),
+}
+
+
+class JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering what it refuses before any route (a malformed
+    request line, method or header) in the OpenAI error shape instead of aiohttp's text/plain,
+    which also echoed the offending bytes back."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it (one line); raises if an answer began
+        rid = new_request_id()
+        if status >= 500:
+            resp = error_response(500, "server_error", "internal_error",
+                                  f"internal error; report request id {rid} to the operator", rid)
+        else:
+            code, text = _PROTOCOL_REFUSALS.get(status, (
+                "malformed_request", f"malformed HTTP request ({type(exc).__name__ if exc else 'refused'}); "
+                "send a valid HTTP/1.1 request"))
+            if isinstance(exc, LineTooLong):
+                text = "the request line or a header is over 8190 bytes; send a shorter one (long values belong " \
+                       "in the body)"
+            resp = error_response(status, "invalid_request_error", code, text, rid)
+        resp.force_close()
+        return resp
 
 
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -5,7 +5,9 @@ routes and wrong methods, always in the API's own shape."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 
 import aiohttp
 import anthropic
@@ -87,7 +89,7 @@ async def test_a_web_page_where_an_event_stream_belongs_is_an_upstream_error(dat
         with pytest.raises(openai.APIStatusError) as err:
             await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
         assert err.value.status_code == 502
-        assert "text/html body without any server-sent event" in err.value.message
+        assert "without any server-sent event (Content-Type text/html)" in err.value.message
         assert "check the provider's base URL" in err.value.message
         with pytest.raises(openai.APIStatusError) as err:
             await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
@@ -142,3 +144,25 @@ async def test_count_tokens_refuses_what_the_messages_route_refuses(database_url
                 await claude.messages.count_tokens(model="gpt-4o", messages=MSGS, extra_body=odd)  # type: ignore[arg-type]
             assert fragment in err.value.message, (odd, err.value.message)
         await claude.close()
+
+
+async def test_malformed_http_on_any_route_is_a_json_400(database_url: str) -> None:
+    """Requests the HTTP parser refuses before any route, on the routes aiohttp serves (admin API,
+    GET routes, unknown paths), got aiohttp's text/plain 400 echoing the offending bytes."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        for raw, fragment in (
+            (b"GET /v1/models/a b HTTP/1.1\r\nHost: gw\r\n\r\n", "BadStatusLine"),
+            (b"POST /admin/v1/keys HTTP/1.1\r\nHost: gw\r\nContent-Length: ten\r\n\r\n", "malformed HTTP request"),
+            (b"FOO /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n", "BadHttpMethod"),
+            (b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", "over 8190 bytes"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", h.node.port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)  # the connection closes after it
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0], answer[:200]
+            assert b"content-type: application/json" in head.lower() and b"x-request-id: " in head.lower()
+            error = json.loads(body)["error"]
+            assert error["code"] == "malformed_request" and fragment in error["message"], error
+            assert b"ten" not in body and b"aaaa" not in body  # the offending bytes are not echoed
