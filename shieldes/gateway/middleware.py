@@ -44,6 +44,8 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, st
     code, template = _HTTP_MESSAGES[exc.status]
     if exc.status == 404 and request.path.startswith("/admin/"):
         template = _ADMIN_NOT_FOUND
+    elif exc.status == 404 and request.path.startswith("/ui/"):
+        template = "no such page: {call}; the web console starts at GET /ui/"
     allowed = ", ".join(sorted(getattr(exc, "allowed_methods", None) or ()))
     return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
 

@@ -338,11 +338,38 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     models = gw.models_for(key)
     if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
-        listed = [_anthropic_model(m) for m, _owner in models]
-        return json_response({"data": listed, "has_more": False, "first_id": listed[0]["id"] if listed else None,
-                              "last_id": listed[-1]["id"] if listed else None}, request_id(request))
+        query = request.query
+        ids, has_more = anthropic_page([m for m, _owner in models], _page_limit(query.get("limit")),
+                                       query.get("after_id"), query.get("before_id"))
+        listed = [_anthropic_model(m) for m in ids]
+        return json_response({"data": listed, "has_more": has_more, "first_id": ids[0] if ids else None,
+                              "last_id": ids[-1] if ids else None}, request_id(request))
     data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m, owner in models]
     return json_response({"object": "list", "data": data}, request_id(request))
+
+
+def _page_limit(given: str | None) -> int | None:
+    if given is None:
+        return None  # every model, as before pages were asked for
+    if not given.isdigit() or not 1 <= int(given) <= 1000:
+        raise InvalidRequest(f"query parameter 'limit' must be a whole number from 1 to 1000, got {given[:40]!r}")
+    return int(given)
+
+
+def anthropic_page(ids: list[str], limit: int | None, after_id: str | None,
+                   before_id: str | None) -> tuple[list[str], bool]:
+    """A page of Anthropic's model list (ids in order): the `limit` ids after `after_id`, or the
+    `limit` ids just before `before_id`, and whether more lie beyond the page in that direction."""
+    if after_id is not None:
+        ids = ids[ids.index(after_id) + 1:] if after_id in ids else [i for i in ids if i > after_id]
+    if before_id is not None:
+        ids = ids[:ids.index(before_id)] if before_id in ids else [i for i in ids if i < before_id]
+        if limit is not None and len(ids) > limit:
+            return ids[-limit:], True
+        return ids, False
+    if limit is not None and len(ids) > limit:
+        return ids[:limit], True
+    return ids, False
 
 
 def _anthropic_model(model: str) -> dict[str, Any]:

@@ -166,3 +166,24 @@ async def test_malformed_http_on_any_route_is_a_json_400(database_url: str) -> N
             error = json.loads(body)["error"]
             assert error["code"] == "malformed_request" and fragment in error["message"], error
             assert b"ten" not in body and b"aaaa" not in body  # the offending bytes are not echoed
+
+
+async def test_anthropic_model_list_pages_as_the_sdk_asks(database_url: str) -> None:
+    """`limit`, `after_id` and `before_id` were ignored: every model came back whatever the page asked."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        every = sorted(["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "claude-3-5-haiku-latest"])
+        assert [m.id async for m in claude.models.list()] == every
+        first = await claude.models.list(limit=2)
+        assert [m.id for m in first.data] == every[:2] and first.has_more and first.last_id == every[1]
+        assert [m.id async for m in claude.models.list(limit=3)] == every  # the SDK follows has_more
+        before = await claude.models.list(limit=1, before_id=every[2])
+        assert [m.id for m in before.data] == [every[1]] and before.has_more
+        with pytest.raises(anthropic.BadRequestError) as err:
+            await claude.models.list(limit=0)
+        assert "from 1 to 1000" in err.value.message
+        await claude.close()
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/no-such-page") as r:
+            assert r.status == 404 and "the web console starts at GET /ui/" in (await r.json())["error"]["message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from shieldes.gateway.routes import anthropic_page
 from shieldes.providers.anthropic_inbound import reasoning_effort, translate_messages_request
 from shieldes.providers.anthropic_native import Passthrough, native_body
 from shieldes.usage.tokens import MEDIA_TOKENS, estimate_input_tokens
@@ -76,3 +77,15 @@ def test_output_config_becomes_structured_output_and_effort() -> None:
     assert dropped == ["context_management", "output_config.effort"]
     chat, dropped = translate_messages_request(body, "gpt-5")
     assert chat["reasoning_effort"] == "high" and dropped == ["context_management"]
+
+
+def test_anthropic_model_pages() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    assert anthropic_page(ids, None, None, None) == (ids, False)  # no limit: every model, as before
+    assert anthropic_page(ids, 2, None, None) == (["a", "b"], True)
+    assert anthropic_page(ids, 2, "b", None) == (["c", "d"], True)
+    assert anthropic_page(ids, 2, "c", None) == (["d", "e"], False)
+    assert anthropic_page(ids, 2, None, "d") == (["b", "c"], True)
+    assert anthropic_page(ids, 5, None, "c") == (["a", "b"], False)
+    assert anthropic_page(ids, 2, "bb", None) == (["c", "d"], True)  # an id no longer listed: its place
+    assert anthropic_page(ids, 3, "a", "e") == (["b", "c", "d"], False)
