@@ -195,6 +195,11 @@ def error_line(url: str, status: int, code: str | None, message: str, not_found:
                 f"the nodes, or {UNSET_HINT}")
     if status == 404 and not_found is not None and code != "not_found":
         return not_found
+    if status == 404 and code == "not_found":  # no such route: most often a URL with an API path in it
+        call = message.split(";")[0].removeprefix("no such endpoint: ")
+        return (f"{url} serves no admin API route for {call}; set SHIELDES_ADMIN_URL to the node's address "
+                "without a path (e.g. http://gateway:8080), or to the path prefix a proxy serves it under (a "
+                "node of an older release may also lack this route)")
     if status >= 500:
         return f"the admin API at {url} failed (HTTP {status}): {message}"
     return message

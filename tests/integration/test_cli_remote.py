@@ -178,6 +178,9 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
             "; start a node or unset SHIELDES_ADMIN_URL")
         assert "not an http(s) URL" in (await shieldes("--admin-url", "gw:8080", "key", "list",
                                                        SHIELDES_ADMIN_TOKEN=BOOT)).error()
+        api_path = (await shieldes("--admin-url", h.base + "/v1", "key", "list", SHIELDES_ADMIN_TOKEN=BOOT)).error()
+        assert f"{h.base}/v1 serves no admin API route for GET /v1/admin/v1/keys" in api_path, api_path
+        assert "without a path (e.g. http://gateway:8080)" in api_path
         unclosed = (await shieldes("--admin-url", "http://[::1", "key", "list", SHIELDES_ADMIN_TOKEN=BOOT)).error()
         assert "is not a URL" in unclosed and "http://[::1]:8080" in unclosed, unclosed
 
