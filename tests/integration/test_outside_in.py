@@ -119,6 +119,10 @@ async def test_unknown_admin_routes_and_wrong_methods_say_where_to_look(database
             got = await r.json()
         assert r.status == 404 and got["error"]["code"] == "not_found"
         assert "GET /admin/v1/tokens" in got["error"]["message"] and "/admin/v1/openapi.json" in got["error"]["message"]
+        async with s.get(h.base + "/admin/v1/node?verbose=1", headers=auth) as r:
+            got = await r.json()
+        assert r.status == 400 and "GET /admin/v1/node takes none; send it without a query string" in \
+            got["error"]["message"], got
         async with s.delete(h.base + "/v1/messages", headers={"x-api-key": "x"}) as r:
             got = await r.json()
         assert r.status == 405 and got["type"] == "error"

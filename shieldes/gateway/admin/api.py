@@ -148,8 +148,10 @@ def _parse_query(route: Route, request: web.Request) -> dict[str, Any]:
     for name, raw in request.query.items():
         f = declared.get(name)
         if f is None:
-            known = ", ".join(sorted(declared)) or "none"
-            raise InvalidRequest(f"unknown query parameter {name!r} (known: {known})")
+            known = ", ".join(sorted(declared))
+            raise InvalidRequest(f"unknown query parameter {name!r} (known: {known})" if known else
+                                 f"unknown query parameter {name!r}: {request.method} {request.path} takes none; "
+                                 "send it without a query string")
         out[name] = f.parse_query(raw)
     for f in route.query:
         if f.required and f.name not in out:
