@@ -145,6 +145,8 @@ def _user_parts(content: Any, where: str) -> list[Part]:
                 parts.extend([part["text"], *_mark(part)])
         elif kind == "image_url":
             parts.extend([_image(part, where), *_mark(part)])
+        elif kind == "text":
+            raise _bad(f"{where}: a text part needs `text` as a string, e.g. {{\"type\": \"text\", \"text\": \"...\"}}")
         else:
             raise _bad(f"{where}: content part type {kind!r} is not supported here; use text or image_url")
     if not parts:

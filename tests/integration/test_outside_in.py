@@ -191,3 +191,18 @@ async def test_anthropic_model_list_pages_as_the_sdk_asks(database_url: str) -> 
         await claude.close()
         async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/no-such-page") as r:
             assert r.status == 404 and "the web console starts at GET /ui/" in (await r.json())["error"]["message"]
+
+
+async def test_a_text_part_without_text_is_named_as_such(database_url: str) -> None:
+    """Translated for an Anthropic deployment, a text part whose `text` is missing or not a string
+    was refused as 'content part type 'text' is not supported here; use text or image_url'."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for part in ({"type": "text"}, {"type": "text", "text": 5}):
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.chat.completions.create(model="claude-3-5-haiku-latest",
+                                                     messages=[{"role": "user", "content": [part]}])  # type: ignore[list-item]
+            assert "a text part needs `text` as a string" in err.value.message, err.value.message
+        await client.close()
