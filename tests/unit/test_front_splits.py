@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from typing import Any
 
 from aiohttp import web
@@ -77,6 +78,9 @@ def post(path: str, body: bytes, chunked: bool = False) -> bytes:
     return f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
 
+DATE_HEADER = re.compile(rb"Date: [^\r\n]*\r\n")
+
+
 async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
     """(what the front wrote, what was handed to aiohttp's side) after feeding `pieces`."""
     app = web.Application()
@@ -104,7 +108,8 @@ async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
         conn._next()
         while conn._task is not None:
             await asyncio.sleep(0)
-    return bytes(transport.out).replace(conn.front.date(), b"DATE"), bytes(elsewhere.got)
+    # Every Date header masked: a run may cross a second boundary (two runs are compared)
+    return DATE_HEADER.sub(b"Date: DATE\r\n", bytes(transport.out)), bytes(elsewhere.got)
 
 
 HOT = (post("/v1/chat/completions", b'{"a": 1}') + post("/embeddings?x=1", b'{"b": 22}', chunked=True)
