@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,32 +155,29 @@ class ConfigState:
         return self.keys.get(key_id) if key_id is not None else None
 
     def find_key(self, name_or_id: str) -> VirtualKey | None:
-        key = self.keys.get(name_or_id)
-        if key is not None:
-            return key
-        key_id = self.key_ids_by_name.get(name_or_id)
-        return self.keys.get(key_id) if key_id is not None else None
+        return by_name_or_id(self.keys, self.key_ids_by_name, name_or_id)
 
     def find_team(self, name_or_id: str) -> Team | None:
-        team = self.teams.get(name_or_id)
-        if team is not None:
-            return team
-        team_id = self.team_ids_by_name.get(name_or_id)
-        return self.teams.get(team_id) if team_id is not None else None
+        return by_name_or_id(self.teams, self.team_ids_by_name, name_or_id)
 
     def admin_token_by_hash(self, token_hash: str) -> AdminToken | None:
         token_id = self.admin_token_ids_by_hash.get(token_hash)
         return self.admin_tokens.get(token_id) if token_id is not None else None
 
     def find_admin_token(self, name_or_id: str) -> AdminToken | None:
-        token = self.admin_tokens.get(name_or_id)
-        if token is not None:
-            return token
-        token_id = self.admin_token_ids_by_name.get(name_or_id)
-        return self.admin_tokens.get(token_id) if token_id is not None else None
+        return by_name_or_id(self.admin_tokens, self.admin_token_ids_by_name, name_or_id)
 
     def deployments_for(self, model: str) -> list[Deployment]:
         return [d for d in self.providers.values() if model in d.models]
 
     def all_models(self) -> list[str]:
         return sorted({m for d in self.providers.values() for m in d.models})
+
+
+def by_name_or_id(items: Mapping[str, T], ids_by_name: Mapping[str, str], name_or_id: str) -> T | None:
+    """An item of `items` (by id) given its id or its name."""
+    item = items.get(name_or_id)
+    if item is not None:
+        return item
+    item_id = ids_by_name.get(name_or_id)
+    return items.get(item_id) if item_id is not None else None

@@ -23,7 +23,7 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.config import apply_config
-from shieldes.projections.state import ConfigState, Team
+from shieldes.projections.state import ConfigState, Team, by_name_or_id
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,7 @@ class TeamsState:
     team_keys: Mapping[str, int]
 
     def find_team(self, name_or_id: str) -> Team | None:
-        team = self.teams.get(name_or_id)
-        if team is not None:
-            return team
-        team_id = self.team_ids_by_name.get(name_or_id)
-        return self.teams.get(team_id) if team_id is not None else None
+        return by_name_or_id(self.teams, self.team_ids_by_name, name_or_id)
 
 
 @dataclass(frozen=True)

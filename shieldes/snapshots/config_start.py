@@ -13,8 +13,9 @@ import logging
 
 from shieldes.config_writer import ConfigView
 from shieldes.events.connections import Connections
-from shieldes.events.pg_store import config_tip_mismatch
+from shieldes.projections.state import ConfigState
 from shieldes.snapshots import codec as snapcodec
+from shieldes.snapshots.newest import newest_verified
 from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
 
 log = logging.getLogger(__name__)
@@ -22,26 +23,10 @@ log = logging.getLogger(__name__)
 
 async def config_from_snapshot(pool: Connections, key: bytes | None) -> ConfigView | None:
     """The newest usable snapshot's config, positioned at its config chain tip."""
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur = await conn.execute(
-            NEWEST_FIRST + " LIMIT 3"
-        )
-        for snap_id, position, schema_version, fmt in await cur.fetchall():
-            if not snapcodec.is_compatible(schema_version, fmt):
-                continue
-            cur = await conn.execute(STATE_OF, (snap_id,), binary=True)
-            row = await cur.fetchone()
-            if row is None:
-                continue
-            try:
-                state, tip = await asyncio.to_thread(snapcodec.decode_config, bytes(row[0]), row[1], position, key)
-            except snapcodec.SnapshotCorrupt as exc:
-                log.info("not starting from snapshot %d: %s", snap_id, exc)
-                continue
-            reason = await config_tip_mismatch(conn, tip, position)
-            if reason is not None:
-                log.warning("not starting from snapshot %d: %s", snap_id, reason)
-                continue
-            return ConfigView(state, tip[0])
-    return None
+
+    async def decode(data: bytes, checksum: str, position: int) -> tuple[ConfigState, tuple[int, str]]:
+        return await asyncio.to_thread(snapcodec.decode_config, data, checksum, position, key)
+
+    found = await newest_verified(pool, NEWEST_FIRST, STATE_OF, lambda row: snapcodec.is_compatible(row[2], row[3]),
+                                  decode, "the config")
+    return ConfigView(*found) if found is not None else None

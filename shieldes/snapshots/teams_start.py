@@ -16,11 +16,10 @@ from shieldes import db
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.connections import Connections
-from shieldes.events.pg_store import config_tip_mismatch
 from shieldes.events.scope import ENTITY_TYPES, TEAM_CREATED, Scope, subject
 from shieldes.events.store import EventStore, RecordedEvent
-from shieldes.projections.teams_view import TeamsView, continued, keys_to_recall
-from shieldes.snapshots.seal import SnapshotCorrupt
+from shieldes.projections.teams_view import TeamsState, TeamsView, continued, keys_to_recall
+from shieldes.snapshots.newest import newest_verified
 from shieldes.snapshots.teams_part import decode_teams
 
 log = logging.getLogger(__name__)
@@ -33,27 +32,14 @@ TEAMS_OF = "SELECT teams, teams_checksum FROM snapshots WHERE id = %s"  # binary
 
 async def teams_from_snapshot(pool: Connections, key: bytes | None) -> TeamsView | None:
     """The newest usable teams part, positioned at its config chain tip."""
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur = await conn.execute(NEWEST_WITH_TEAMS + " LIMIT 3")
-        for snap_id, position, schema_version in await cur.fetchall():
-            if schema_version > db.SCHEMA_HEAD:  # written by a newer release: its events may be unknown here
-                continue
-            cur = await conn.execute(TEAMS_OF, (snap_id,), binary=True)
-            row = await cur.fetchone()
-            if row is None:
-                continue
-            try:
-                state, tip = decode_teams(bytes(row[0]), row[1], position, key)
-            except SnapshotCorrupt as exc:
-                log.info("not reading teams from snapshot %d: %s", snap_id, exc)
-                continue
-            reason = await config_tip_mismatch(conn, tip, position)
-            if reason is not None:
-                log.warning("not reading teams from snapshot %d: %s", snap_id, reason)
-                continue
-            return TeamsView(state, tip[0])
-    return None
+
+    async def decode(data: bytes, checksum: str, position: int) -> tuple[TeamsState, tuple[int, str]]:
+        return decode_teams(data, checksum, position, key)
+
+    # a part written by a newer release is skipped: its events may be unknown here
+    found = await newest_verified(pool, NEWEST_WITH_TEAMS, TEAMS_OF, lambda row: row[2] <= db.SCHEMA_HEAD, decode,
+                                  "teams")
+    return TeamsView(*found) if found is not None else None
 
 
 async def load_teams(store: EventStore, codec: Codec, base: TeamsView) -> TeamsView:
