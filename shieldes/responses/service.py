@@ -3,9 +3,9 @@ that makes them durable off the request path, reads that work from any node, and
 purge.
 
 Read-your-writes across nodes: a response is queued for writing when its last byte is produced and
-the writer inserts whatever is queued at once (one INSERT per batch; batches grow under load), so
-it is durable one write latency after the response ended. A node that does not hold the id in
-memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
+the writer inserts whatever is queued LINGER (5 ms) later (one INSERT statement per batch; batches
+grow under load), so it is durable 5 ms plus one write latency after the response ended. A node
+that does not hold the id in memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
 seconds before answering 404, which covers a next turn that races the writer on another node."""
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between reads while waiting for another node's write
 MAX_PENDING = 100_000  # responses held while the database is unreachable
 RETRY = 1.0
+# After the first response of a batch the writer waits this long for more: every write is a round
+# trip that wakes Postgres, which costs the node more CPU than the rows themselves, so under load
+# a few responses share one (read-your-writes on another node polls for longer than this).
+LINGER = 0.005
 
 
 def not_found(response_id: str) -> NotFound:
@@ -60,6 +64,7 @@ class ResponseStore:
         self._cached_bytes = 0
         self._pending: list[StoredResponse] = []
         self._writing: dict[str, StoredResponse] = {}
+        self._refused: set[str] = set()  # cached responses Postgres refused: read from the cache
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
         self._stopping = False
@@ -86,11 +91,13 @@ class ResponseStore:
         self._cache[stored.id] = (stored, size)
         self._cached_bytes += size
         while self._cached_bytes > self.cache_bytes:
-            _old, (_, old_size) = self._cache.popitem(last=False)
+            old, (_, old_size) = self._cache.popitem(last=False)
+            self._refused.discard(old)
             self._cached_bytes -= old_size
 
     def _forget(self, response_id: str) -> None:
         found = self._cache.pop(response_id, None)
+        self._refused.discard(response_id)
         if found is not None:
             self._cached_bytes -= found[1]
 
@@ -101,7 +108,10 @@ class ResponseStore:
         batch, self._pending = self._pending, []
         self._writing = {s.id: s for s in batch}
         try:
-            await self.table.insert(batch)
+            try:
+                await self.table.insert(batch)
+            except psycopg.errors.DataError:
+                await self._insert_one_by_one(batch)
         except (psycopg.Error, OSError) as exc:
             log.warning("stored responses: write of %d failed, will retry: %s", len(batch), exc)
             self._pending = batch + self._pending
@@ -112,9 +122,23 @@ class ResponseStore:
             done.set()
         return True
 
+    async def _insert_one_by_one(self, batch: list[StoredResponse]) -> None:
+        """A batch Postgres refused for its content (jsonb holds no NUL character, for one): each
+        response alone, and the ones it refuses are kept only in this node's memory."""
+        for stored in batch:
+            try:
+                await self.table.insert([stored])
+            except psycopg.errors.DataError as exc:
+                if stored.id in self._cache:
+                    self._refused.add(stored.id)
+                log.warning("stored responses: %s cannot be stored in Postgres (%s); it stays readable on this "
+                            "node until it leaves the memory cache", stored.id, str(exc).splitlines()[0][:200])
+
     async def _run(self) -> None:
         while not self._stopping:
             await wait_event(self._wake, min(self.purge_interval, 60.0))
+            if self._pending and not self._stopping:
+                await asyncio.sleep(LINGER)
             self._wake.clear()
             if not await self.flush():
                 await asyncio.sleep(RETRY)
@@ -180,6 +204,8 @@ class ResponseStore:
 
     def _unwritten(self, response_id: str) -> StoredResponse | None:
         stored = self._writing.get(response_id) or next((s for s in self._pending if s.id == response_id), None)
+        if stored is None and response_id in self._refused:
+            stored = self._cache[response_id][0]
         return stored if stored is not None and self._fresh(stored) else None
 
     async def get(self, response_id: str, key_id: str) -> StoredResponse:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.types.json import Jsonb
+from orjson import dumps
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.responses.objects import Body
@@ -85,13 +85,20 @@ class ResponseTable:
         self._days |= missing
 
     async def insert(self, rows: Sequence[StoredResponse]) -> None:
+        """One statement for the whole batch (its own transaction, one round trip): a response
+        ends on the request path's heels, so the writer's per-batch cost is paid per response
+        whenever batches are small."""
         await self.ensure_partitions({day_of(r.created_at) for r in rows})
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(
-                f"INSERT INTO stored_responses ({_COLUMNS}) VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s) "
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO stored_responses ({_COLUMNS}) "
+                "SELECT id, to_timestamp(ts), key_id, prev, model, input::jsonb, response::jsonb "
+                "FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS t(id, ts, key_id, prev, model, input, response) "
                 "ON CONFLICT DO NOTHING",
-                [(r.id, r.created_at, r.key_id, r.previous_response_id, r.model, Jsonb(r.input),
-                  Jsonb(r.response)) for r in rows],
+                ([r.id for r in rows], [r.created_at for r in rows], [r.key_id for r in rows],
+                 [r.previous_response_id for r in rows], [r.model for r in rows],
+                 [dumps(r.input).decode() for r in rows], [dumps(r.response).decode() for r in rows]),
             )
 
     async def get(self, response_id: str, retention: float) -> StoredResponse | None:

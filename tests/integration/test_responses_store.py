@@ -149,3 +149,26 @@ async def test_no_database_round_trip_before_the_answer(database_url: str) -> No
 async def _last(stream: Any) -> Any:
     events = [e async for e in stream]
     return events[-1].response
+
+
+async def test_a_response_postgres_refuses_does_not_hold_up_the_others(database_url: str) -> None:
+    """jsonb holds no NUL character: a batch with such a response is written one by one, the
+    others land with every column as given, and the refused one stays readable on this node."""
+    async with harness(database_url) as h:
+        store = h.node.responses
+        assert store is not None
+        now = time.time()
+        good = StoredResponse("resp_good", now, "key_1", None, "m", [{"role": "user", "content": "hé"}],
+                              {"id": "resp_good", "output": [{"type": "message", "content": []}]})
+        bad = StoredResponse("resp_nul", now, "key_1", "resp_good", "m", [{"role": "user", "content": "a\x00b"}],
+                             {"id": "resp_nul", "output": []})
+        after = StoredResponse("resp_after", now, "key_2", "resp_good", "m2", [], {"id": "resp_after"})
+        for stored in (good, bad, after):
+            store.save(stored)
+        assert await store.flush()
+        rows = h.sql("SELECT id, key_id, previous_response_id, model, input, response, "
+                     "abs(extract(epoch FROM created_at) - %s) < 0.001 FROM stored_responses ORDER BY id", now)
+        assert rows == [("resp_after", "key_2", "resp_good", "m2", [], {"id": "resp_after"}, True),
+                        ("resp_good", "key_1", None, "m", good.input, good.response, True)]
+        assert (await store.get("resp_nul", "key_1")).input == bad.input  # from this node's memory
+        assert await store.flush()  # nothing left queued
