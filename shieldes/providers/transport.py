@@ -119,6 +119,10 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        # The parser calls on_body once per chunk of a chunked body, and a stream is one chunk per
+        # event: the list's own append (no Python frame per chunk); pieces are decoded per read.
+        self._parts: list[bytes] = []  # body pieces of the read being parsed
+        self.on_body = self._parts.append
         self._parser = httptools.HttpResponseParser(self)
         self._timer: asyncio.TimerHandle | None = None
         self._begin(Timeouts(connect=0))
@@ -131,7 +135,7 @@ class _Connection(asyncio.Protocol):
         self._head: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
-        self._parts: list[bytes] = []  # body pieces of the read being parsed
+        self._parts.clear()
         self._buffered = 0
         self._paused = False
         self._error: TransportError | None = None
@@ -295,16 +299,6 @@ class _Connection(asyncio.Protocol):
         if head is not None and not head.done():
             head.set_result(None)
 
-    def on_body(self, body: bytes) -> None:
-        if self._decoder is not None:
-            try:
-                body = self._decoder.decompress(body)
-            except zlib.error as exc:
-                self._fail(InvalidAnswer(f"a compressed body that does not decode ({exc})"))
-                return
-        if body:  # pushed once per read (_settle_body): a chunked stream sends one chunk per event
-            self._parts.append(body)
-
     def on_message_complete(self) -> None:
         if self.status < 200:
             return
@@ -322,10 +316,19 @@ class _Connection(asyncio.Protocol):
     # --- internals -------------------------------------------------------------------------------
 
     def _settle_body(self) -> None:
+        """What on_body collected of the read just parsed, pushed as one piece (decoded)."""
         parts = self._parts
-        if parts:
-            self._push(parts[0] if len(parts) == 1 else b"".join(parts))
-            parts.clear()
+        if not parts:
+            return
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error as exc:
+                self._fail(InvalidAnswer(f"a compressed body that does not decode ({exc})"))
+                return
+        self._push(body)
 
     def _push(self, data: bytes) -> None:
         if not data or self._then is not None:
