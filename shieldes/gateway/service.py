@@ -96,6 +96,9 @@ class UpstreamClientError(ShieldesError):
         self.status = status
 
 
+HASHES_KEPT = 4096  # distinct keys whose hash authenticate() keeps
+
+
 def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None:
     """The virtual key a client sent: `Authorization: Bearer` (OpenAI SDKs), else the first
     non-empty key header (`x-api-key` from the Anthropic SDK, `api-key` from Azure-style clients)."""
@@ -127,6 +130,9 @@ class Gateway:
         self.rng = rng or random.Random()
         self.tracing: AttemptSpans | None = None
         self._secrets: dict[str, str | None] = {}
+        # the hash of each key sent lately: a client sends the same key with every request, and
+        # a sha256 per request costs more than the lookup (revocation is read from the config)
+        self._hashes: dict[str, str] = {}
         # read when an encrypted key is first needed: the local key may be created after start
         self.keyring = keyring or (lambda: Keyring(settings.encryption_key, settings.encryption_key_old))
         self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
@@ -145,7 +151,12 @@ class Gateway:
                 f"missing API key{scheme}: send `Authorization: Bearer <virtual key>` (or `x-api-key`, or "
                 "`api-key`); create a key with `shieldes key create`"
             )
-        key = self.state.config.key_by_hash(hash_key(token))
+        hashed = self._hashes.get(token)
+        if hashed is None:
+            if len(self._hashes) >= HASHES_KEPT:  # random tokens cannot grow it: it starts over
+                self._hashes.clear()
+            hashed = self._hashes[token] = hash_key(token)
+        key = self.state.config.key_by_hash(hashed)
         if key is None or key.revoked:
             raise AuthenticationFailed(
                 "invalid or revoked API key: check the key, or create a new one with `shieldes key create`"
