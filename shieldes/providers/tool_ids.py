@@ -188,21 +188,38 @@ def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
     item in `input` fitted to `rule` (a call and its output get the same replacement, so they stay
     a pair); the very same object when every id already fits."""
     items = body.get("input")
-    fitted = changed_items(items, lambda item: _fit_item(item, rule)) if isinstance(items, list) else None
+    if not isinstance(items, list) or scan_call_items(items, rule) == (True, None):
+        return body  # (the scan stops at an output that answers nothing: then every item is fitted)
+    fitted = changed_items(items, lambda item: _fit_item(item, rule))
     return body if fitted is None else dict(body, input=fitted)
 
 
-def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:
-    """The first function_call_output (its index and call_id) whose call_id no function_call
-    before it has: an output that answers no call, which the Responses API refuses. None when
-    every output answers a call."""
+def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, Any] | None]:
+    """One pass over a Responses input, nothing built (an agent's turn carries its whole
+    conversation): whether every call_id of its function_call and function_call_output items fits
+    `rule`, and the first function_call_output (its index and call_id) that answers no
+    function_call before it, which the Responses API refuses (None when every output answers)."""
+    fits = rule.fits
     calls: set[str] = set()
+    all_fit = True
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        if kind == "function_call" and isinstance(item.get("call_id"), str):
-            calls.add(item["call_id"])
-        elif kind == "function_call_output" and item.get("call_id") not in calls:
-            return i, item.get("call_id")
-    return None
+        if kind == "function_call":
+            call_id = item.get("call_id")
+            if isinstance(call_id, str):
+                calls.add(call_id)
+                all_fit = all_fit and fits(call_id)
+        elif kind == "function_call_output":
+            call_id = item.get("call_id")
+            if call_id not in calls:
+                return all_fit, (i, call_id)
+            all_fit = all_fit and fits(call_id)
+    return all_fit, None
+
+
+def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:
+    """The first function_call_output (its index and call_id) whose call_id no function_call
+    before it has; None when every output answers a call."""
+    return scan_call_items(items, ANY)[1]

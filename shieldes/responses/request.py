@@ -49,28 +49,33 @@ def _number(body: Body, name: str, low: float, high: float) -> None:
         raise InvalidRequest(f"field {name!r} must be a number from {low} to {high}")
 
 
-def normalize_item(item: Any, where: str) -> Body:
+def normalize_item(item: Any, index: int) -> Body:
+    """Input item `index` as the API defines it (a bare `role` item is a message, string content a
+    text part). An item already in that form is returned as it is: it is this request's own parsed
+    JSON, and a coding agent's turn carries hundreds of them."""
     if not isinstance(item, dict):
-        raise InvalidRequest(f"{where} must be an input item object, e.g. "
+        raise InvalidRequest(f"input[{index}] must be an input item object, e.g. "
                              "{\"role\": \"user\", \"content\": \"...\"}")
-    if "type" not in item and "role" in item:
-        item = {"type": "message", **item}
-    if item.get("type") == "message" and isinstance(item.get("content"), str):
-        part = "output_text" if item.get("role") == "assistant" else "input_text"
-        content: Body = {"type": part, "text": item["content"]}
+    out: Body = item
+    if "type" not in out and "role" in out:
+        out = {"type": "message", **out}
+    kind = out.get("type")
+    if kind == "message" and isinstance(out.get("content"), str):
+        part = "output_text" if out.get("role") == "assistant" else "input_text"
+        content: Body = {"type": part, "text": out["content"]}
         if part == "output_text":
             content["annotations"] = []
-        item = {**item, "content": [content]}
-    if not isinstance(item.get("type"), str):
-        raise InvalidRequest(f"{where} needs a `type` (message, function_call, function_call_output, ...)")
-    return dict(item)
+        out = {**out, "content": [content]}
+    if not isinstance(kind, str):
+        raise InvalidRequest(f"input[{index}] needs a `type` (message, function_call, function_call_output, ...)")
+    return out
 
 
 def normalize_input(value: Any) -> list[Body]:
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
     if isinstance(value, list):
-        return [normalize_item(item, f"input[{i}]") for i, item in enumerate(value)]
+        return [normalize_item(item, i) for i, item in enumerate(value)]
     raise InvalidRequest("field 'input' is required: a string or a list of input items")
 
 

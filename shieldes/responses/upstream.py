@@ -19,7 +19,7 @@ from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
 from shieldes.providers.sse import encode_event
-from shieldes.providers.tool_ids import fit_responses_ids, unanswered_output
+from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
@@ -70,7 +70,7 @@ def _native_payload(body: Body, model: str) -> Body:
     gateway's words, when a function_call_output answers no function_call (the upstream would
     refuse it too, less clearly)."""
     items = body.get("input")
-    unanswered = unanswered_output(items) if isinstance(items, list) else None
+    ids_fit, unanswered = scan_call_items(items, RESPONSES) if isinstance(items, list) else (True, None)
     if unanswered is not None:
         _index, call_id = unanswered
         if not isinstance(call_id, str):
@@ -81,7 +81,7 @@ def _native_payload(body: Body, model: str) -> Body:
             "function_call item with that call_id comes before it (in `input`, or in the conversation of "
             "`previous_response_id`); send the function_call item before its output, or continue from the "
             "response that made the call with previous_response_id")
-    payload = dict(fit_responses_ids(body), model=model)
+    payload = dict(body if ids_fit else fit_responses_ids(body), model=model)
     payload.pop("stream", None)
     return payload
 

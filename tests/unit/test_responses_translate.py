@@ -103,6 +103,19 @@ def test_bad_requests_say_what_to_send(body: dict[str, Any], message: str) -> No
         parse_request(body)
 
 
+def test_input_items_are_normalized_and_items_already_in_form_kept_as_they_are() -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    bare = {"role": "assistant", "content": "hi"}
+    typed_null = {"type": None, "role": "user", "content": "x"}
+    req = parse_request({"model": "m", "input": [call, bare]})
+    assert req.input[0] is call  # nothing to change: not copied
+    assert req.input[1] == {"type": "message", "role": "assistant",
+                            "content": [{"type": "output_text", "text": "hi", "annotations": []}]}
+    assert bare == {"role": "assistant", "content": "hi"}  # the client's item itself is not changed
+    with pytest.raises(InvalidRequest, match=r"input\[1\] needs a `type`"):
+        parse_request({"model": "m", "input": [call, typed_null]})
+
+
 def test_continuation_input_and_gateway_fields() -> None:
     req = parse_request({"model": "m", "previous_response_id": "resp_1", "input": "next", "stream": True,
                          "store": False})

@@ -27,6 +27,7 @@ from shieldes.providers.tool_ids import (
     fit_messages_ids,
     fit_responses_ids,
     rule_for,
+    scan_call_items,
     unanswered_output,
 )
 
@@ -178,3 +179,12 @@ def test_an_output_that_answers_no_earlier_call_is_found() -> None:
     assert unanswered_output([out, call]) == (0, "c1")  # the output before its call
     assert unanswered_output([call, dict(out, call_id="c2")]) == (1, "c2")
     assert unanswered_output([call, {"type": "function_call_output", "output": "ok"}]) == (1, None)
+
+
+def test_ids_after_an_output_that_answers_no_call_are_still_fitted() -> None:
+    long = "x" * 80  # over the Responses API's 64 characters
+    items = [{"type": "function_call_output", "call_id": "zz", "output": "o"},
+             {"type": "function_call", "call_id": long, "name": "f", "arguments": "{}"}]
+    assert scan_call_items(items, RESPONSES) == (True, (0, "zz"))  # the scan stopped at the output
+    fitted = fit_responses_ids({"input": items})["input"]
+    assert fitted[0] is items[0] and VALID["responses"](fitted[1]["call_id"]) and fitted[1]["call_id"] != long
