@@ -160,7 +160,7 @@ def fit_messages_ids(body: Body, rule: IdRule) -> Body:
     """An Anthropic Messages request with every `tool_use.id` and `tool_result.tool_use_id` fitted
     to `rule`; the very same object when every id already fits."""
     messages = body.get("messages")
-    if rule is ANY or not isinstance(messages, list):
+    if rule is ANY or not isinstance(messages, list) or messages_ids_fit(messages, rule):
         return body
 
     def fit_message(msg: Any) -> Any:
@@ -170,6 +170,30 @@ def fit_messages_ids(body: Body, rule: IdRule) -> Body:
 
     fitted = changed_items(messages, fit_message)
     return body if fitted is None else dict(body, messages=fitted)
+
+
+def messages_ids_fit(messages: list[Any], rule: IdRule) -> bool:
+    """Whether every `tool_use.id` and `tool_result.tool_use_id` of an Anthropic Messages history
+    fits `rule`. One pass of plain loops, nothing built: it runs on every Messages request, and a
+    coding agent's history holds hundreds of blocks."""
+    fits = rule.fits
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "tool_use":
+                value = block.get("id")
+            elif kind == "tool_result":
+                value = block.get("tool_use_id")
+            else:
+                continue
+            if isinstance(value, str) and not fits(value):
+                return False
+    return True
 
 
 _CALL_ITEMS = ("function_call", "function_call_output")

@@ -26,6 +26,7 @@ from shieldes.providers.tool_ids import (
     fit_chat_ids,
     fit_messages_ids,
     fit_responses_ids,
+    messages_ids_fit,
     rule_for,
     scan_call_items,
     unanswered_output,
@@ -188,3 +189,23 @@ def test_ids_after_an_output_that_answers_no_call_are_still_fitted() -> None:
     assert scan_call_items(items, RESPONSES) == (True, (0, "zz"))  # the scan stopped at the output
     fitted = fit_responses_ids({"input": items})["input"]
     assert fitted[0] is items[0] and VALID["responses"](fitted[1]["call_id"]) and fitted[1]["call_id"] != long
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.lists(ids, min_size=1, max_size=3, unique=True), min_size=1, max_size=3))
+def test_a_messages_history_is_sent_as_it_is_exactly_when_every_id_fits(turns: list[list[str]]) -> None:
+    messages: list[Any] = [{"role": "user", "content": "go"}]
+    for turn in turns:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": "on it"}] + [
+            {"type": "tool_use", "id": i, "name": "f", "input": {}} for i in turn]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in turn]})
+    body = {"model": "claude", "messages": messages}
+    every = [i for turn in turns for i in turn]
+    for rule in (ANTHROPIC, BEDROCK, MISTRAL):
+        assert messages_ids_fit(messages, rule) == all(rule.fits(i) for i in every)
+        fitted = fit_messages_ids(body, rule)
+        assert (fitted is body) == messages_ids_fit(messages, rule)
+        sent = [b.get("id") or b.get("tool_use_id") for m in fitted["messages"][1:] for b in m["content"]
+                if b["type"] != "text"]
+        assert all(rule.fits(i) for i in sent)
