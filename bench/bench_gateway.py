@@ -46,6 +46,59 @@ MESSAGES_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 256,
 # Responses API (--responses): what Codex CLI and the Agents SDK stream, relayed to a native deployment.
 RESPONSES_BODY = {"model": "gpt-4o", "input": "Say hello to the benchmark please", "stream": True}
 CHAT_PATH, MESSAGES_PATH, RESPONSES_PATH = "/v1/chat/completions", "/v1/messages", "/v1/responses"
+
+
+# --- a coding agent's turn (--agent-turns N): the conversation so far, N tool calls and their results,
+# a long system prompt and a tool, as Claude Code, Codex CLI and chat-based agents send it each turn
+
+
+def _file(i: int) -> str:
+    return f"def handler_{i}(request):\n    return respond(request, status=200)\n" * 12
+
+
+def agent_chat(body: dict[str, Any], turns: int) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a careful coding agent. " * 150}]
+    for i in range(turns):
+        messages.append({"role": "user", "content": f"Look at src/mod{i}.py and fix the failing test, please."})
+        messages.append({"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function",
+                         "function": {"name": "shell", "arguments": f'{{"command": "cat src/mod{i}.py"}}'}}]})
+        messages.append({"role": "tool", "tool_call_id": f"call_{i}", "content": _file(i)})
+    messages += body["messages"]
+    tool = {"type": "function", "function": {"name": "shell", "description": "run a shell command", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}
+    return {**body, "messages": messages, "tools": [tool]}
+
+
+def agent_messages(body: dict[str, Any], turns: int) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = []
+    for i in range(turns):
+        ask = {"type": "text", "text": f"Look at src/mod{i}.py and fix the failing test, please."}
+        messages.append({"role": "user", "content": [ask] if i == 0 else [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i - 1}", "content": _file(i - 1)}, ask]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": "Let me read it."}, {
+            "type": "tool_use", "id": f"toolu_{i}", "name": "shell", "input": {"command": f"cat src/mod{i}.py"}}]})
+    messages.append({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": f"toolu_{turns - 1}", "content": _file(turns - 1)},
+        {"type": "text", "text": body["messages"][0]["content"]}]})
+    tool = {"name": "shell", "description": "run a shell command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
+    return {**body, "system": [{"type": "text", "text": "You are a careful coding agent. " * 150}],
+            "messages": messages, "tools": [tool]}
+
+
+def agent_responses(body: dict[str, Any], turns: int) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    for i in range(turns):
+        items.append({"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": f"Look at src/mod{i}.py and fix the failing test, please."}]})
+        items.append({"type": "function_call", "call_id": f"call_{i}", "name": "shell",
+                      "arguments": f'{{"command": "cat src/mod{i}.py"}}'})
+        items.append({"type": "function_call_output", "call_id": f"call_{i}", "output": _file(i)})
+    items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": body["input"]}]})
+    tool = {"type": "function", "name": "shell", "description": "run a shell command", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
+    return {**body, "instructions": "You are a careful coding agent. " * 150, "input": items, "tools": [tool],
+            "store": False}
 ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -403,6 +456,11 @@ def main() -> None:
         help="run only these modes (comma-separated: json, stream, messages, messages-stream, "
         "responses-stream), e.g. `--responses --only responses-stream` for a short run",
     )
+    parser.add_argument(
+        "--agent-turns", type=int, default=0, metavar="N",
+        help="every body carries a coding agent's conversation of N tool calls and results (a long system "
+        "prompt, a tool; about 1.1 kB per turn), as Claude Code, Codex CLI and chat agents send each turn",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -432,6 +490,11 @@ def main() -> None:
                   ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
     if args.responses:
         modes.append(("responses-stream", RESPONSES_BODY, RESPONSES_PATH))
+    if args.agent_turns:
+        grow = {CHAT_PATH: agent_chat, MESSAGES_PATH: agent_messages, RESPONSES_PATH: agent_responses}
+        modes = [(m, grow[p](b, args.agent_turns), p) for m, b, p in modes]
+        print("agent turns:", args.agent_turns, ", ".join(f"{m} {len(json.dumps(b)) // 1024} kB" for m, b, _ in modes),
+              flush=True)
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - {m for m, _, _ in modes})
