@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 READINESS: web.AppKey[Callable[[], tuple[bool, dict[str, Any]]]] = web.AppKey("readiness")
 MAX_MODEL_NAME = 256
+_TEXT_OR_PARTS = (str, list)  # (a tuple: `str | list` is built anew at every evaluation, per message)
 T = TypeVar("T")
 
 
@@ -112,7 +113,7 @@ def _messages(body: Body) -> list[Any]:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'")
         content = m.get("content")
-        if content is not None and not isinstance(content, str | list):
+        if content is not None and not isinstance(content, _TEXT_OR_PARTS):
             raise InvalidRequest(f"messages[{i}].content must be a string or a list of content parts")
     return list(messages)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from shieldes.providers.tool_ids import ANY, changed_items, chat_history_fits
+from shieldes.providers.tool_ids import ANY, TEXT_OR_NONE, changed_items, chat_history_fits
 
 Body = dict[str, Any]
 # A quick look at an upstream's bytes: arguments given as an object or list (rare; parse then)
@@ -29,7 +29,7 @@ def arguments_text(value: Any) -> str:
 
 def _string_call(call: Any) -> Any:
     fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(fn, dict) or "arguments" not in fn or isinstance(fn["arguments"], str | None):
+    if not isinstance(fn, dict) or "arguments" not in fn or isinstance(fn["arguments"], TEXT_OR_NONE):
         return call
     return dict(call, function=dict(fn, arguments=arguments_text(fn["arguments"])))
 

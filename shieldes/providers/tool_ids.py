@@ -120,6 +120,9 @@ def fit_chat_ids(body: Body, rule: IdRule) -> Body:
     return body if fitted is None else dict(body, messages=fitted)
 
 
+TEXT_OR_NONE = (str, type(None))  # (a tuple: `str | None` would be built anew at every call)
+
+
 def chat_history_fits(messages: list[Any], rule: IdRule, *, text_arguments: bool = False) -> bool:
     """Whether a chat history can go as it is: every tool call id fits `rule` (any id does for
     ANY) and, with `text_arguments`, every tool call's arguments are text (tool_args). One pass of
@@ -137,7 +140,7 @@ def chat_history_fits(messages: list[Any], rule: IdRule, *, text_arguments: bool
                 if fits is not None and isinstance(ident, str) and not fits(ident):
                     return False
                 fn = call.get("function")
-                if text_arguments and isinstance(fn, dict) and not isinstance(fn.get("arguments", ""), str | None):
+                if text_arguments and isinstance(fn, dict) and not isinstance(fn.get("arguments", ""), TEXT_OR_NONE):
                     return False
         answered = msg.get("tool_call_id")
         if fits is not None and isinstance(answered, str) and not fits(answered):
