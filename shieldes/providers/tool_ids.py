@@ -179,7 +179,7 @@ def messages_ids_fit(messages: list[Any], rule: IdRule) -> bool:
     """Whether every `tool_use.id` and `tool_result.tool_use_id` of an Anthropic Messages history
     fits `rule`. One pass of plain loops, nothing built: it runs on every Messages request, and a
     coding agent's history holds hundreds of blocks."""
-    fits = rule.fits
+    ids: list[str] = []
     for msg in messages:
         content = msg.get("content") if isinstance(msg, dict) else None
         if not isinstance(content, list):
@@ -194,9 +194,15 @@ def messages_ids_fit(messages: list[Any], rule: IdRule) -> bool:
                 value = block.get("tool_use_id")
             else:
                 continue
-            if isinstance(value, str) and not fits(value):
-                return False
-    return True
+            if isinstance(value, str):
+                ids.append(value)
+    return all_fit(ids, rule)
+
+
+def all_fit(ids: list[str], rule: IdRule) -> bool:
+    """Whether every id in `ids` fits `rule`: each distinct id checked once (a call and its result
+    carry the same one)."""
+    return all(map(rule.fits, set(ids)))
 
 
 _CALL_ITEMS = ("function_call", "function_call_output")
