@@ -52,7 +52,8 @@ class Gossip(GossipRounds):
     port, interval, callbacks, fanout...)."""
 
     def __init__(self, *, timeout: float = 1.0, targets: Callable[[], list[str]] = list,
-                 on_sent: Callable[[int], None] | None = None, tls: GossipTLS | None = None, **rounds: Any) -> None:
+                 on_sent: Callable[[int, bool], None] | None = None, tls: GossipTLS | None = None,
+                 **rounds: Any) -> None:
         super().__init__(**rounds)
         self.timeout = timeout
         self._targets = targets
@@ -101,19 +102,24 @@ class Gossip(GossipRounds):
             await self._server.stop(grace=0.5)
             self._server = None
 
-    async def push_once(self) -> int:
-        """One round: a message to every target picked; returns how many accepted it."""
+    async def push_once(self, quiet_ok: bool = False) -> int:
+        """One round: a message to every target picked; returns how many accepted it. `quiet_ok`: the
+        round may be left out if it would carry only acknowledgements (GossipRounds.prepare)."""
         known = [t for t in self._targets() if t != self.address]
         targets = self.pick(known)
-        seq, messages = self.prepare(targets)
+        seq, messages = self.prepare(targets, quiet_ok)
+        if targets and not messages:
+            self.stats.quiet_rounds += 1
+            return 0
         if self._on_sent is not None:
-            self._on_sent(seq)
+            self._on_sent(seq, self.asking)
         for gone in set(self._channels) - set(known):
             channel, _ = self._channels.pop(gone)
             await channel.close()
         self.forget(known)
         results = await asyncio.gather(*(self._send(t, seq, *messages[t]) for t in targets))
         self.stats.rounds += 1
+        self._retry = not all(results)  # a target that did not take it: the next round goes out
         return sum(results)
 
     async def _send(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope) -> bool:
@@ -147,7 +153,7 @@ class Gossip(GossipRounds):
         while True:
             started = time.monotonic()
             try:
-                await self.push_once()
+                await self.push_once(quiet_ok=True)
             except asyncio.CancelledError:
                 raise
             except Exception:

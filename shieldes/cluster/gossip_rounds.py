@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from shieldes.cluster import delta, digest, gossip_pb2, news, view, wire
+from shieldes.cluster import delta, digest, gossip_pb2, news, quiet, view, wire
 from shieldes.cluster import fanout as fanout_mod
 from shieldes.cluster.delta import Link, Part
 from shieldes.cluster.gossip_stats import GossipStats, PeerStats
 from shieldes.cluster.view import Component, NodeState, View, ViewCell
-from shieldes.cluster.wire import GossipRejected, from_proto, open_envelope, seal, to_proto
+from shieldes.cluster.wire import GossipRejected, from_proto, to_proto
 
 
 class GossipRounds:
@@ -63,11 +63,14 @@ class GossipRounds:
         spread: Callable[[int, int], fanout_mod.Spread] = fanout_mod.spread_for,
         fanout_from: int = 0,
         exact_labels: bool = True,
+        keepalive: float = 0.0,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         if not secret:
             raise GossipRejected("gossip needs SHIELDES_CLUSTER_SECRET (the same on every node)")
         self.node_id = node_id
         self._secret = secret
+        self._sealer = wire.Sealer(secret)  # signs, compresses and opens this node's messages
         self._host = host
         self.port = port
         self._advertise_host = advertise_host  # what peers dial (SHIELDES_ADVERTISE_HOST), with the bound port
@@ -79,6 +82,7 @@ class GossipRounds:
         self._on_state = on_state
         self._deltas = deltas  # advertise that deltas are understood (False: peers send whole states)
         self._clock = clock
+        self._wall_ms = wall_ms  # what messages are stamped with (`sent_at_ms`; quiet.calls_for_answer reads it)
         # pushes per round to peers that take bounded fanout: None every peer (the previous behaviour), 0
         # fanout.fanout_for (log N, every peer within node_timeout / 3); every peer below `fanout_from` nodes
         self.fanout, self._fanout_from = fanout, fanout_from
@@ -110,6 +114,16 @@ class GossipRounds:
         self.stats = GossipStats()
         self._accepted: dict[str, tuple[int, int]] = {}
         self._seq = 0
+        # every-peer rounds with nothing but acknowledgements are left out, one goes at least this
+        # often (quiet.py); 0: every round, as before (`prepare` called directly always builds one)
+        self.keepalive = keepalive
+        self._owed = False  # a peer's message calls for an answer (quiet.calls_for_answer)
+        self._retry = False  # a push of the previous round was not taken
+        self._pushed_at = float("-inf")  # when the last round went out
+        self._sent_head = -1  # the log head the last round carried
+        self._whole_at: dict[str, float] = {}  # target address -> when it was last sent the whole state
+        self._heard_at: dict[str, int] = {}  # peer node -> sent_at_ms of its last accepted message
+        self.asking = True  # the last round prepared calls for an answer (measures.Convergence times it)
         self.received = asyncio.Event()  # set on every accepted message (tests wait on it)
 
     @property
@@ -122,7 +136,7 @@ class GossipRounds:
     def receive(self, envelope: gossip_pb2.Envelope) -> gossip_pb2.Ack:
         size = len(envelope.payload)
         try:
-            msg = open_envelope(envelope, self._secret)
+            msg = self._sealer.open(envelope)
         except GossipRejected as exc:
             self._refused(exc)
             return gossip_pb2.Ack(accepted=False, reason=exc.code or "rejected")
@@ -142,6 +156,11 @@ class GossipRounds:
                                      removed_seen=list(msg.seen_removed)))
         self._accepted[msg.node_id] = (msg.boot_epoch, msg.seq)
         before = self.cell.value.components.get(state.component)
+        if self.keepalive:
+            last_at, self._heard_at[msg.node_id] = self._heard_at.get(msg.node_id), msg.sent_at_ms
+            self._owed = self._owed or quiet.calls_for_answer(
+                msg, last_at, before.log_head if before is not None else None,
+                pause_ms=quiet.PAUSE_ROUNDS * self.interval * 1000)
         fresh = self._forwards and msg.gauges_only and not self._holdings.holds(state.component, msg.seq)
         given = wire.labels_from_proto(msg) if self._exact and not msg.base_seq else None
         current = self.cell.accept(state, now, whole=bool(msg.base_seq))
@@ -212,7 +231,7 @@ class GossipRounds:
         reply = gossip_pb2.State(node_id=self.node_id, boot_epoch=own_epoch, seq=self._seq,
                                  ack=gossip_pb2.Seen(node_id=msg.node_id, boot_epoch=msg.boot_epoch, seq=msg.seq))
         wire.add_pulled(reply, pulled)
-        envelope = seal(reply, self._secret)
+        envelope = self._sealer.seal(reply)
         self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
         return envelope
 
@@ -220,7 +239,7 @@ class GossipRounds:
         """Fold in what a target answered to this node's digest (never this boot's own entries;
         of a boot this node does not take for alive, only the windows: view.merge_admitted)."""
         try:
-            msg = open_envelope(envelope, self._secret)
+            msg = self._sealer.open(envelope)
         except GossipRejected as exc:
             self._refused(exc)
             return
@@ -290,11 +309,14 @@ class GossipRounds:
         picked = set(chosen)
         return [t for t in targets if t in picked or t not in relaying]
 
-    def prepare(self, targets: list[str]) -> tuple[int, dict[str, tuple[int, gossip_pb2.Envelope]]]:
+    def prepare(self, targets: list[str],
+                quiet_ok: bool = False) -> tuple[int, dict[str, tuple[int, gossip_pb2.Envelope]]]:
         """One round's messages: (seq, target -> (base, envelope)); targets with the same base share
         one message (base 0: the whole state). With bounded fanout (`pick` leaves peers out), a target
         that takes it gets its own acknowledgement (`State.ack`), no `seen`, and relays or, if it
-        answers pulls, `_pull_message`; so does a first contact, without either (it may be older)."""
+        answers pulls, `_pull_message`; so does a first contact, without either (it may be older).
+        `quiet_ok`: with `keepalive` set and every peer every round, a round with nothing for its
+        targets but acknowledgements is left out (quiet.py): no messages, its seq unused."""
         self._seq += 1
         seq = self._seq
         own, relayed = self._own()
@@ -306,7 +328,23 @@ class GossipRounds:
             self._own_labels.record(changed, gone, seq)
             self._holdings.forget(self.cell.value.components)
         floor = max(self._versions.floor, self._gauges.floor)
-        sent_at, address = time.time_ns() // 1_000_000, self.address
+        now, asking = self._clock(), True
+        forced: set[str] = set()  # targets whose anti-entropy is due by time (quiet rounds send fewer messages)
+        if quiet_ok and self.keepalive > 0 and not self._partial:
+            own_news = quiet.own_news(changed, gone, own.log_head, self._sent_head)
+            every = delta.ANTI_ENTROPY_ROUNDS * self.interval
+            forced = {t for t in targets if now - self._whole_at.get(t, now) >= every}
+            whole = bool(forced) or any(delta.base_for(self._links.get(t), seq, floor) == 0 for t in targets)
+            if not quiet.round_due(news=own_news, owed=self._owed, retry=self._retry, whole=whole,
+                                   since_push=now - self._pushed_at, keepalive=self.keepalive):
+                self._seq -= 1  # nothing goes out: the next round is message `seq` (seqs count messages)
+                return seq, {}
+            # news, a whole state or a round after quiet ones is acknowledged by each target's next round
+            # (quiet.calls_for_answer, which takes a shorter pause for one); a bare answer only when they
+            # next have news or a keepalive of theirs is due
+            asking = own_news or whole or now - self._pushed_at > (quiet.PAUSE_ROUNDS + 1) * self.interval
+        self.asking, self._sent_head, self._pushed_at, self._owed = asking, own.log_head, now, False
+        sent_at, address = self._wall_ms(), self.address
         rumors = self._relay.take()  # taken every round: what grew before it is not news any more
         pulling = [t for t in targets if self._pulls and self._partial and (link := self._links.get(t)) is not None
                    and link.fanout and link.digests and link.node]
@@ -321,7 +359,10 @@ class GossipRounds:
         for target in targets:
             link = self._links.get(target)
             fan = self._partial and (link is None or link.fanout)
-            base = delta.base_for(link, seq, floor, every=delta.ANTI_ENTROPY_ROUNDS * (self._spacing if fan else 1))
+            base = 0 if target in forced else delta.base_for(
+                link, seq, floor, every=delta.ANTI_ENTROPY_ROUNDS * (self._spacing if fan else 1))
+            if base == 0:
+                self._whole_at[target] = self._clock()
             node = link.node if fan and link is not None else ""
             if target in pulling:
                 out[target] = (base, self._pull_message(own, relayed, base, seq, node, asks, sent_at,
@@ -342,7 +383,7 @@ class GossipRounds:
                 if fan and link is not None:
                     wire.add_relayed(msg, rumors)
                     self._add_ack(msg, node)
-                envelope = by_key[(base, fan, node)] = seal(msg, self._secret)
+                envelope = by_key[(base, fan, node)] = self._sealer.seal(msg)
             out[target] = (base, envelope)
         return seq, out
 
@@ -373,7 +414,7 @@ class GossipRounds:
         msg.pull_from.extend(asks)
         for (peer, epoch), (version, held) in asks[node].items():
             msg.digest.add(node_id=peer, boot_epoch=epoch, version=version, news=sorted(held))
-        return seal(msg, self._secret)
+        return self._sealer.seal(msg)
 
     def _label_relayed(self, msg: gossip_pb2.State) -> None:
         """Other boots' counts a whole state relays carry the newest label held of each (their values

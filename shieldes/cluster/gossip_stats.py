@@ -33,6 +33,7 @@ class GossipStats:
     deltas_sent: int = 0
     need_full: int = 0  # deltas this node could not apply (it lacked the base): answered need_full
     rounds: int = 0
+    quiet_rounds: int = 0  # rounds left out: nothing but acknowledgements to send (quiet.py)
     peers: dict[str, PeerStats] = field(default_factory=dict)
     pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
     refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
@@ -59,6 +60,7 @@ class GossipStats:
             "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
             "rejected_malformed": self.rejected_malformed,
             "full_sent": self.full_sent, "deltas_sent": self.deltas_sent, "need_full": self.need_full,
+            "rounds": self.rounds, "quiet_rounds": self.quiet_rounds,
             "peers": {
                 node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
                        "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}

@@ -14,15 +14,27 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import PQGen
 
 from shieldes.events.pg_store import NOTIFY_CHANNEL
 from shieldes.projections.projector import Projector
 from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+RV = TypeVar("RV")
+
+
+class _ListenConnection(psycopg.AsyncConnection[Any]):
+    """A connection whose waits do not wake up every 0.1 s. psycopg's default interval lets blocking
+    code notice Ctrl-C; under asyncio a cancellation reaches the wait anyway, and a wait's own
+    timeout (the poll interval of `notifies`) still ends it on time. The LISTEN connection waits on
+    an idle socket nearly all the time: ten wake-ups a second that found nothing were most of its CPU."""
+
+    async def wait(self, gen: PQGen[RV], interval: float = 3600.0, timeout: float | None = None) -> RV:
+        return await super().wait(gen, interval, timeout)
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -123,7 +135,7 @@ class Listener:
         while True:
             try:
                 self.state = "connecting"
-                conn = await psycopg.AsyncConnection.connect(
+                conn = await _ListenConnection.connect(
                     self._url,
                     autocommit=True,
                     connect_timeout=max(1, int(self._connect_timeout)),

@@ -75,6 +75,10 @@ class ClusterRuntime:
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
+        # a round with nothing but acknowledgements is left out, but one goes at least this often: within
+        # the split timeout (a crashed peer's refusal is found no later than before) and a fifth of the
+        # node timeout (peers hear from this node well within it)
+        self.keepalive = max(s.gossip_interval, min(self.split_timeout, s.node_timeout / 5))
         # a dead boot's usage nobody appended (no leader, database down) stops counting after this long
         self.orphan_ttl = ORPHAN_TTL_TIMEOUTS * s.node_timeout
         self.taken_over = 0  # flushes of dead boots this node appended as leader
@@ -90,7 +94,7 @@ class ClusterRuntime:
                 tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
                 fanout=None if s.gossip_fanout == 0 else max(0, s.gossip_fanout), node_timeout=s.node_timeout,
                 fanout_from=max(0, -s.gossip_fanout),
-                on_ack=self._on_ack,
+                on_ack=self._on_ack, keepalive=self.keepalive,
             )
         self.apply_delay = Histogram(
             "shieldes_cluster_config_apply_seconds", "commit of a config event to applied on this node",
@@ -284,9 +288,13 @@ class ClusterRuntime:
             allowances=m.gossip_allowances(),
         )
 
-    def _on_sent(self, seq: int) -> None:
+    def _on_sent(self, seq: int, asking: bool) -> None:
+        """Message `seq` went out. Every message counts for limit rounds; convergence times those peers
+        acknowledge by their next round (news, a whole state, a round after quiet ones: quiet.py), not
+        a bare answer, which they acknowledge only when they next have news or a keepalive is due."""
         self.meter.rounds.sent(seq)
-        self.convergence.sent(seq)
+        if asking:
+            self.convergence.sent(seq)
 
     def _on_state(self, state: NodeState) -> None:
         """A peer's message: its `seen` acknowledges ours (peers of a release before bounded

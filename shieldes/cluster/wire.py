@@ -33,23 +33,47 @@ def sign(secret: bytes, payload: bytes) -> bytes:
 
 
 def seal(state: gossip_pb2.State, secret: bytes, level: int = 3) -> gossip_pb2.Envelope:
-    payload = zstandard.ZstdCompressor(level=level).compress(state.SerializeToString())
-    return gossip_pb2.Envelope(payload=payload, signature=sign(secret, payload))
+    return Sealer(secret, level).seal(state)
 
 
 def open_envelope(envelope: gossip_pb2.Envelope, secret: bytes) -> gossip_pb2.State:
     """Verify, then decompress and parse. Raises GossipRejected with code signature|malformed."""
-    if not hmac.compare_digest(sign(secret, envelope.payload), envelope.signature):
-        raise GossipRejected("bad gossip signature: check SHIELDES_CLUSTER_SECRET on every node",
-                             code="signature")
-    try:
-        raw = zstandard.ZstdDecompressor().decompress(envelope.payload, max_output_size=MAX_MESSAGE_BYTES)
-        state: gossip_pb2.State = gossip_pb2.State.FromString(raw)
-    except Exception as exc:  # zstd or protobuf: the peer runs an incompatible version
-        raise GossipRejected(f"malformed gossip payload: {exc}", code="malformed") from exc
-    if not state.node_id:
-        raise GossipRejected("gossip payload without a node id", code="malformed")
-    return state
+    return Sealer(secret).open(envelope)
+
+
+class Sealer:
+    """`seal` and `open_envelope` for one secret, keeping the zstd contexts and the keyed HMAC state:
+    making them anew cost more than compressing and signing a small message (about 8, 5 and 2 us
+    of the 20 us a round trip spent on them). One per node, used from its event loop only (the
+    contexts are not thread-safe)."""
+
+    def __init__(self, secret: bytes, level: int = 3) -> None:
+        self._compressor = zstandard.ZstdCompressor(level=level)
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def sign(self, payload: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(payload)
+        return mac.digest()
+
+    def seal(self, state: gossip_pb2.State) -> gossip_pb2.Envelope:
+        payload = self._compressor.compress(state.SerializeToString())
+        return gossip_pb2.Envelope(payload=payload, signature=self.sign(payload))
+
+    def open(self, envelope: gossip_pb2.Envelope) -> gossip_pb2.State:
+        """Verify, then decompress and parse. Raises GossipRejected with code signature|malformed."""
+        if not hmac.compare_digest(self.sign(envelope.payload), envelope.signature):
+            raise GossipRejected("bad gossip signature: check SHIELDES_CLUSTER_SECRET on every node",
+                                 code="signature")
+        try:
+            raw = self._decompressor.decompress(envelope.payload, max_output_size=MAX_MESSAGE_BYTES)
+            state: gossip_pb2.State = gossip_pb2.State.FromString(raw)
+        except Exception as exc:  # zstd or protobuf: the peer runs an incompatible version
+            raise GossipRejected(f"malformed gossip payload: {exc}", code="malformed") from exc
+        if not state.node_id:
+            raise GossipRejected("gossip payload without a node id", code="malformed")
+        return state
 
 
 def to_proto(ns: NodeState, *, sent_at_ms: int, gossip_address: str,
