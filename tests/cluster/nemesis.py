@@ -189,6 +189,7 @@ class Sent:
     node: str
     sent_at: float
     status: int = -1  # HTTP status, 0 for a connection error or timeout
+    answered_at: float | None = None  # the answer (status 200) reached the client
 
 
 @dataclass
@@ -213,7 +214,7 @@ class Load:
                     await client.chat.completions.create(
                         model=MODEL, max_tokens=COMPLETION_TOKENS,
                         messages=[{"role": "user", "content": f"nemesis {rid}"}])
-                    sent.status = 200
+                    sent.status, sent.answered_at = 200, time.time()
                 except openai.APIStatusError as exc:
                     sent.status = exc.status_code
                 except (openai.APIConnectionError, openai.APITimeoutError):
@@ -250,7 +251,7 @@ class History:
     logged: dict[str, Logged]
     readouts: list[NodeReadout]
     statuses: dict[int, int]
-    loss_window: float
+    own_appends: dict[str, list[float]]  # node -> recorded_at of each usage append it wrote itself
     gossip_window: float
     notes: list[str] = field(default_factory=list)  # what could not be read (a violation too)
 
@@ -391,15 +392,16 @@ class Nemesis:
             rid = content.split()[1]
             sent = load.sent[rid]
             prompt = len(content.split())
-            served.append(Served(sent.key, sent.node, sent.sent_at, rec.at, cost_nusd(prompt, COMPLETION_TOKENS)))
+            served.append(Served(sent.key, sent.node, sent.sent_at, rec.at, cost_nusd(prompt, COMPLETION_TOKENS),
+                                 sent.answered_at))
         readouts = await self._quiesce(url, cluster, notes)
         await asyncio.to_thread(cluster.stop_all)  # SIGTERM: the final flush loses nothing
         logged = await asyncio.to_thread(logged_usage, url)
-        # a flush interval and the append in progress; a gossip interval and the push in flight
-        loss_window = float(self.env.get("SHIELDES_FLUSH_INTERVAL", "0.2")) + 0.5
+        own_appends = await asyncio.to_thread(own_usage_appends, url)
+        # a gossip interval and the push in flight
         gossip_window = 2 * float(self.env.get("SHIELDES_GOSSIP_INTERVAL", GOSSIP_INTERVAL))
         return History(self.seed, self.node_ids, [lk.spec for lk in self.keys], served, self.faults, logged,
-                       readouts, load.statuses(), loss_window, gossip_window, notes)
+                       readouts, load.statuses(), own_appends, gossip_window, notes)
 
     async def _quiesce(self, url: str, cluster: Cluster, notes: list[str]) -> list[NodeReadout]:
         """No request in flight: wait until every node flushed, caught up with the log head and let go
@@ -453,6 +455,19 @@ def logged_usage(url: str) -> dict[str, Logged]:
     return {str(name): Logged(int(req), round(float(cost) * NUSD)) for name, req, cost in rows}
 
 
+def own_usage_appends(url: str) -> dict[str, list[float]]:
+    """Per node, when each usage append it wrote itself began (recorded_at is the transaction's
+    start), in log order; the leader's appends on behalf of a dead boot name it in `appended_by`."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT metadata->>'node_id', extract(epoch FROM recorded_at) FROM events "
+                            "WHERE type = 'usage.recorded' AND NOT metadata ? 'appended_by' "
+                            "ORDER BY position").fetchall()
+    out: dict[str, list[float]] = {}
+    for node, at in rows:
+        out.setdefault(str(node), []).append(float(at))
+    return out
+
+
 def check_all(h: History) -> list[str]:
     """Every property the checker knows, per key; the notes of what never settled come first."""
     from tests.cluster import nemesis_check as check
@@ -461,8 +476,8 @@ def check_all(h: History) -> list[str]:
     out = list(h.notes)
     for spec in h.keys:
         out += check.check_rate(h.served, spec, n, h.faults, h.gossip_window)
-        out += check.check_budget(h.served, spec, n, h.faults, h.loss_window)
-    out += check.check_usage(h.served, h.logged, [k.name for k in h.keys], h.faults, h.loss_window)
+        out += check.check_budget(h.served, spec, n, h.faults, h.own_appends)
+    out += check.check_usage(h.served, h.logged, [k.name for k in h.keys], h.faults, h.own_appends)
     out += check.check_reservations(h.readouts)
     out += check.check_convergence(h.readouts, h.logged)
     return out

@@ -14,9 +14,13 @@ The bounds are the ones docs/cluster.md and docs/guarantees.md state, written on
   B + `budget_slack(...)`: hidden claims in the last quarter, (N - 1 + P)·max(⌈B/4N⌉, e), plus
   what the requests in flight at once can add (C·e), plus usage a crash lost before any node
   could count it.
-* usage: the log never holds more than was served (nothing counted twice); it holds all of it but
-  what killed nodes served within `loss_window` seconds before their SIGKILL (plus the whole of a
-  Postgres outage they were killed in); a SIGTERM loses nothing.
+* usage: the log never holds more than was served (nothing counted twice); it holds all of it but,
+  per SIGKILL, what the killed boot served and had not answered by `loss_since`: the recorded_at
+  of the second newest usage append the node wrote itself before the kill. A node cuts a batch
+  only once the one before is in the log, so everything it settled before the cut of its last
+  batch in the log (which came after that second newest append) is in the log, whatever an
+  append or a Postgres outage took; a request is settled before its answer leaves the node. The
+  leader's appends of what the dead boot had gossiped only save more. A SIGTERM loses nothing.
 * reservations: none left anywhere once no request is in flight.
 * convergence: every node at the same log position, with the same spend per key as the log.
 
@@ -43,6 +47,7 @@ class Served:
     sent_at: float  # the client sent it (wall clock)
     at: float  # the upstream received it: admission happened in [sent_at, at]
     cost_nusd: int
+    answered_at: float | None = None  # the client got its answer (None: it got none)
 
 
 @dataclass(frozen=True)
@@ -157,23 +162,25 @@ def unheard_before_kills(served: Iterable[Served], key: str, faults: Iterable[Fa
                and window_of(s.sent_at) == w and f.start - gossip_window <= s.at <= f.start)
 
 
-def loss_intervals(faults: Sequence[Fault], node: str, loss_window: float) -> list[tuple[float, float]]:
-    """When what `node` served may be missing from the log: before each SIGKILL, `loss_window`
-    seconds, reaching back to the start of a Postgres outage the kill fell into."""
-    out = []
-    for f in faults:
-        if f.kind != "kill" or node not in f.nodes:
-            continue
-        since = f.start - loss_window
-        for cut in faults:
-            if cut.kind == "pg_cut" and cut.start <= f.start <= cut.end + loss_window:
-                since = min(since, cut.start - loss_window)
-        out.append((since, f.start))
-    return out
+def loss_since(own_appends: Sequence[float], kill: float) -> float:
+    """From when what a node SIGKILLed at `kill` served may be missing from the log: the recorded_at
+    (transaction start) of the second newest usage append it wrote itself before the kill (-inf
+    without two). Its newest one holds everything settled before that batch was cut, and the cut
+    came after the append before it committed, so after that one's recorded_at."""
+    before = sorted(t for t in own_appends if t < kill)
+    return before[-2] if len(before) >= 2 else float("-inf")
 
 
-def may_be_lost(s: Served, faults: Sequence[Fault], loss_window: float) -> bool:
-    return any(lo <= s.at <= hi for lo, hi in loss_intervals(faults, s.node, loss_window))
+def loss_intervals(faults: Sequence[Fault], node: str, own_appends: Sequence[float]) -> list[tuple[float, float]]:
+    """Per SIGKILL of `node`: (`loss_since`, the kill). A request it served (the upstream reached
+    before the kill) may be missing if its answer reached the client at `loss_since` or later, or
+    never (one of an earlier boot is then counted at that boot's kill)."""
+    return [(loss_since(own_appends, f.start), f.start) for f in faults if f.kind == "kill" and node in f.nodes]
+
+
+def may_be_lost(s: Served, faults: Sequence[Fault], own_appends: Mapping[str, Sequence[float]]) -> bool:
+    return any(s.at <= kill and (s.answered_at is None or s.answered_at >= since)
+               for since, kill in loss_intervals(faults, s.node, own_appends.get(s.node, ())))
 
 
 # --- checks (each returns the violations it found) --------------------------------------------------
@@ -197,12 +204,12 @@ def check_rate(served: Sequence[Served], spec: KeySpec, nodes: int, faults: Sequ
 
 
 def check_budget(served: Sequence[Served], spec: KeySpec, nodes: int, faults: Sequence[Fault],
-                 loss_window: float) -> list[str]:
+                 own_appends: Mapping[str, Sequence[float]]) -> list[str]:
     if spec.budget_nusd is None:
         return []
     mine = [s for s in served if s.key == spec.name]
     spent = sum(s.cost_nusd for s in mine)
-    lost = sum(s.cost_nusd for s in mine if may_be_lost(s, faults, loss_window))
+    lost = sum(s.cost_nusd for s in mine if may_be_lost(s, faults, own_appends))
     disturbed = len(disturbed_in(faults, float("-inf"), float("inf")))
     slack = budget_slack(spec.budget_nusd, nodes, disturbed, spec.estimate_nusd, spec.concurrency, lost)
     if spent > spec.budget_nusd + slack:
@@ -212,7 +219,7 @@ def check_budget(served: Sequence[Served], spec: KeySpec, nodes: int, faults: Se
 
 
 def check_usage(served: Sequence[Served], logged: Mapping[str, Logged], keys: Iterable[str],
-                faults: Sequence[Fault], loss_window: float) -> list[str]:
+                faults: Sequence[Fault], own_appends: Mapping[str, Sequence[float]]) -> list[str]:
     out = []
     for key in keys:
         mine = [s for s in served if s.key == key]
@@ -222,7 +229,7 @@ def check_usage(served: Sequence[Served], logged: Mapping[str, Logged], keys: It
             out.append(f"key {key}: the log holds {got.requests} requests / {got.cost_nusd} nUSD but the upstream "
                        f"served {len(mine)} / {cost}: counted twice")
             continue
-        lossy = [s for s in mine if may_be_lost(s, faults, loss_window)]
+        lossy = [s for s in mine if may_be_lost(s, faults, own_appends)]
         if len(mine) - got.requests > len(lossy) or cost - got.cost_nusd > sum(s.cost_nusd for s in lossy):
             out.append(f"key {key}: the log holds {got.requests} of {len(mine)} requests served "
                        f"({got.cost_nusd} of {cost} nUSD); at most {len(lossy)} may be lost to SIGKILLs")

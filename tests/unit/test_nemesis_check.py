@@ -80,31 +80,57 @@ def test_budget_overshoot_beyond_the_slack_is_reported() -> None:
     spec = KeySpec("b", budget_nusd=budget, estimate_nusd=estimate, concurrency=2)
     slack = budget_slack(budget, 3, 0, estimate, 2)
     assert slack == 2 * max(84, 50) + 2 * 50
-    assert check_budget(served("b", 10, cost=(budget + slack) // 10), spec, 3, [], 0.7) == []
-    [violation] = check_budget(served("b", 10, cost=(budget + slack) // 10 + 1), spec, 3, [], 0.7)
+    assert check_budget(served("b", 10, cost=(budget + slack) // 10), spec, 3, [], {}) == []
+    [violation] = check_budget(served("b", 10, cost=(budget + slack) // 10 + 1), spec, 3, [], {})
     assert "over by" in violation
 
 
 def test_usage_counted_twice_or_lost_without_a_kill_is_reported() -> None:
     history = served("u", 10, cost=7)
-    assert check_usage(history, {"u": Logged(10, 70)}, ["u"], [], 0.7) == []
-    assert "counted twice" in check_usage(history, {"u": Logged(11, 77)}, ["u"], [], 0.7)[0]
-    assert "counted twice" in check_usage(history, {"u": Logged(10, 71)}, ["u"], [], 0.7)[0]
-    assert "may be lost" in check_usage(history, {"u": Logged(9, 63)}, ["u"], [], 0.7)[0]
-    assert check_usage(history, {}, ["u"], [], 0.7) != []
+    assert check_usage(history, {"u": Logged(10, 70)}, ["u"], [], {}) == []
+    assert "counted twice" in check_usage(history, {"u": Logged(11, 77)}, ["u"], [], {})[0]
+    assert "counted twice" in check_usage(history, {"u": Logged(10, 71)}, ["u"], [], {})[0]
+    assert "may be lost" in check_usage(history, {"u": Logged(9, 63)}, ["u"], [], {})[0]
+    assert check_usage(history, {}, ["u"], [], {}) != []
 
 
-def test_usage_lost_to_a_sigkill_only_within_the_loss_window() -> None:
-    history = served("u", 10, node="a", cost=7, step=1.0)  # one a second, at W+1.005 ... W+10.005
+def answered(key: str, n: int, *, at: float, step: float, node: str = "a", cost: int = 7,
+             answer_after: float = 0.01) -> list[Served]:
+    return [Served(key, node, at + i * step - 0.005, at + i * step, cost, at + i * step + answer_after)
+            for i in range(n)]
+
+
+def test_usage_lost_to_a_sigkill_only_since_its_second_newest_own_append() -> None:
+    history = answered("u", 10, at=W + 1, step=1.0)  # one a second, answered 10 ms after the upstream got it
     kill = [Fault("kill", ("a",), W + 10.1, W + 11)]
-    assert check_usage(history, {"u": Logged(9, 63)}, ["u"], kill, 0.7) == []  # the last one lost
-    assert check_usage(history, {"u": Logged(8, 56)}, ["u"], kill, 0.7) != []  # two: one was older
-    other = [Fault("kill", ("b",), W + 10.1, W + 11)]
-    assert check_usage(history, {"u": Logged(9, 63)}, ["u"], other, 0.7) != []  # b was killed, not a
-    # killed during a Postgres outage: everything since the last flush before it may be lost
-    outage = [Fault("pg_cut", (), W + 5.8, W + 12), Fault("kill", ("a",), W + 10.1, W + 11)]
-    assert check_usage(history, {"u": Logged(5, 35)}, ["u"], outage, 0.7) == []  # those from W+5.1 on
-    assert check_usage(history, {"u": Logged(4, 28)}, ["u"], outage, 0.7) != []
+    # the last batch in the log was cut after the append at W+8.5 committed: what a answered
+    # from then on (the requests at W+9 and W+10) may be missing, nothing older
+    appends = {"a": [W + 2.5, W + 5.5, W + 8.5, W + 9.8]}
+    assert check_usage(history, {"u": Logged(8, 56)}, ["u"], kill, appends) == []
+    [violation] = check_usage(history, {"u": Logged(7, 49)}, ["u"], kill, appends)
+    assert "at most 2 may be lost" in violation
+    assert check_usage(history, {"u": Logged(8, 56)}, ["u"], [Fault("kill", ("b",), W + 10.1, W + 11)],
+                       appends) != []  # b was killed, not a
+    assert check_usage(history, {"u": Logged(8, 56)}, ["u"], kill, {"b": appends["a"]}) == []  # a never appended
+    # a slow answer: the request at W+8 left the node after W+8.5, so it may have been settled after the cut
+    slow = [*history[:7], Served("u", "a", W + 7.995, W + 8, 7, W + 8.6), *history[8:]]
+    assert check_usage(slow, {"u": Logged(7, 49)}, ["u"], kill, appends) == []
+    # unanswered (its client got an error): it may have been settled after the cut, whenever it was sent
+    cut_off = [*history[:2], Served("u", "a", W + 2.995, W + 3, 7, None), *history[3:]]
+    assert check_usage(cut_off, {"u": Logged(7, 49)}, ["u"], kill, appends) == []
+    assert check_usage(cut_off, {"u": Logged(6, 42)}, ["u"], kill, appends) != []
+    # served after the kill: the node's next boot had it
+    two = {"a": [W + 6.5, W + 7.5]}
+    assert check_usage(history, {"u": Logged(6, 42)}, ["u"], kill, two) == []  # W+7 ... W+10
+    assert check_usage(history, {"u": Logged(6, 42)}, ["u"], [Fault("kill", ("a",), W + 8.1, W + 8.5)],
+                       two) != []  # W+7 and W+8 only
+    # killed after a Postgres outage before its retried batch (cut before the outage) was followed by
+    # another append: everything it answered since the last append before the outage may be missing
+    outage = {"a": [W + 2.5, W + 5.5, W + 9.9]}  # the outage from W+5.6 to W+9.5, the retry at W+9.9
+    assert check_usage(history, {"u": Logged(5, 35)}, ["u"], kill, outage) == []  # W+6 ... W+10 lost
+    assert check_usage(history, {"u": Logged(4, 28)}, ["u"], kill, outage) != []
+    # with fewer than two appends of its own before the kill, anything the boot served may be missing
+    assert check_usage(history, {}, ["u"], kill, {"a": [W + 9.9]}) == []
 
 
 def test_a_reservation_left_behind_is_reported() -> None:
