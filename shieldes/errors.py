@@ -128,6 +128,14 @@ class CommandRejected(ShieldesError):
     code = "command_rejected"
 
 
+class SubjectNotFound(CommandRejected):
+    """The key, team, provider, alias or admin token a command acts on does not exist: the admin
+    API's 404 with a code naming what is missing (`key_not_found`, ...), as its reads answer."""
+
+    status = 404
+    code = "not_found"
+
+
 class ConcurrentChange(ShieldesError):
     """Another writer appended config events since the state a command was decided on."""
 

@@ -206,9 +206,10 @@ def revoke(key: str, as_json: bool) -> None:
 
 @key_group.command("rotate")
 @click.argument("key")
+@click.option("--secret-only", is_flag=True, help="print only the new secret (for scripts: export K=$(...))")
 @json_option
 @handle_errors
-def rotate(key: str, as_json: bool) -> None:
+def rotate(key: str, secret_only: bool, as_json: bool) -> None:
     """Give KEY a new secret (printed once); the old secret stops working."""
     ctx = cli_context()
     api = ctx.remote()
@@ -216,7 +217,7 @@ def rotate(key: str, as_json: bool) -> None:
         from shieldes.cli.remote import segment
 
         answer = api.call("POST", f"/keys/{segment(key)}/rotate", not_found=_no_key(key))
-        _show_secret(_remote_row(answer), answer["key"], ctx.as_json)
+        _show_secret(_remote_row(answer), answer["key"], ctx.as_json, secret_only)
         return
     from shieldes import secrets
     from shieldes.cli.common import write
@@ -227,7 +228,7 @@ def rotate(key: str, as_json: bool) -> None:
     written = run(write(RotateKey(key, secrets.hash_key(secret), secrets.display_prefix(secret))))
     row = key_row(written.state, written.state.keys[written.events[0].data["id"]], time.time())
     row["position"] = written.position
-    _show_secret(row, secret, ctx.as_json)
+    _show_secret(row, secret, ctx.as_json, secret_only)
 
 
 @key_group.command("update")

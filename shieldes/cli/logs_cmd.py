@@ -38,9 +38,18 @@ async def _connect() -> psycopg.AsyncConnection[Any]:
 async def _fetch(f: LogFilter, limit: int) -> list[dict[str, Any]]:
     conn = await _connect()
     try:
-        return await store.query(conn, f, limit)
+        rows = await store.query(conn, f, limit)
+        if not rows:
+            await _require_key(conn, f.key)
+        return rows
     finally:
         await conn.close()
+
+
+async def _require_key(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
+    """A misspelt --key is an error, as in `shieldes usage`, not an empty log that looks like no traffic."""
+    if key is not None and not await store.key_known(conn, key):
+        raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool) -> None:
@@ -58,6 +67,8 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
     conn = await _connect()
     try:
         first = await store.query(conn, f, limit)
+        if not first:
+            await _require_key(conn, f.key)
         _print(list(reversed(first)), as_json, lines=True)
         seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in first}
         cursor = await store.database_now(conn)

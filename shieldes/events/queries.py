@@ -3,6 +3,7 @@ API. Read-only; everything user-given is a bound parameter, column choices come 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from shieldes.errors import InvalidRequest
+from shieldes.events.catalog import CONFIG_EVENTS
 
 AUDIT_SQL = """
     SELECT position, recorded_at, actor, type, subject, data
@@ -31,9 +35,24 @@ def like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
 
 
+def check_audit_type(type_: str) -> str:
+    """A config event type or family the audit log can hold: a misspelt one matches no row, and an
+    empty answer would read as "no such change was ever made"."""
+    types = sorted(c.TYPE for c in CONFIG_EVENTS)
+    families = sorted({t.split(".")[0] for t in types})
+    if type_ in types or type_ in families:
+        return type_
+    close = difflib.get_close_matches(type_, types + families, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise InvalidRequest(f"unknown event type {type_[:80]!r}: {hint}use a family ({', '.join(families)}) or one of "
+                         "its types, e.g. virtual_key.revoked (`shieldes audit log` shows every type)")
+
+
 def audit_params(*, actor: str | None = None, type_: str | None = None, subject: str | None = None,
                  since: datetime | None = None, until: datetime | None = None, before: int | None = None,
                  limit: int = 100) -> dict[str, Any]:
+    if type_:
+        check_audit_type(type_)
     return {"actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
             "subject": subject, "since": since, "until": until, "before": before, "limit": limit}
 

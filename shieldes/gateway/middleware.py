@@ -75,6 +75,17 @@ def anthropic_route(path: str) -> bool:
     return "/messages" in path
 
 
+def anthropic_client(request: web.Request) -> bool:
+    """Whether an error is answered in Anthropic's shape: on the Messages routes, and on the model
+    routes the anthropic SDK shares with OpenAI clients when the request carries
+    `anthropic-version` (as it always does), so its `models.retrieve` of an unknown model or a
+    refused key gets `not_found_error` / `authentication_error` as from Anthropic itself."""
+    path = request.path
+    if anthropic_route(path):
+        return True
+    return "anthropic-version" in request.headers and path.removeprefix("/v1").startswith("/models")
+
+
 # The /v1 route each unversioned alias serves (/messages -> /v1/messages): one label per route in
 # the metrics and the request log, whichever form the client called.
 ROUTE_LABELS: web.AppKey[dict[str, str]] = web.AppKey("route_labels", dict)
@@ -171,14 +182,14 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
         resp = await handler(request)
     except ShieldesError as exc:
         _note_error(request, exc.code or exc.type)
-        return render_error(exc, rid, anthropic=anthropic_route(request.path))
+        return render_error(exc, rid, anthropic=anthropic_client(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _http_message(exc, request)
         _note_error(request, code)
         return error_response(exc.status, "invalid_request_error", code, message, rid,
-                              anthropic=anthropic_route(request.path))
+                              anthropic=anthropic_client(request))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
         _note_error(request, "client_disconnected")
@@ -188,7 +199,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
         _note_error(request, "internal_error")
         return error_response(500, "server_error", "internal_error",
                               f"internal error; report request id {rid} to the operator", rid,
-                              anthropic=anthropic_route(request.path))
+                              anthropic=anthropic_client(request))
     if not resp.prepared:
         resp.headers[REQUEST_ID] = rid
     return resp

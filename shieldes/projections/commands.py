@@ -15,7 +15,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final, TypeAlias
 from urllib.parse import urlsplit
 
-from shieldes.errors import CommandRejected
+from shieldes.errors import CommandRejected, SubjectNotFound
 from shieldes.events.catalog import (
     BudgetRemoved,
     BudgetSet,
@@ -115,16 +115,23 @@ def check_weight(weight: float) -> float:
 
 
 def find_key(state: ConfigState, ref: str) -> VirtualKey:
+    """The key a command acts on (a missing one is the admin API's 404 `key_not_found`)."""
     key = state.find_key(ref)
     if key is None:
-        raise CommandRejected(f"no virtual key named or with id {ref!r}; see `shieldes key list`")
+        raise SubjectNotFound(f"no virtual key named or with id {ref!r}; see `shieldes key list`",
+                              code="key_not_found")
     return key
 
 
-def find_team(state: ConfigState | TeamsState, ref: str) -> Team:
+def find_team(state: ConfigState | TeamsState, ref: str, *, subject: bool = False) -> Team:
+    """The team named `ref`. `subject`: the team is what the command acts on (a missing one is a
+    404 `team_not_found`), not a value it sets (a key's team: a 400, the request is wrong)."""
     team = state.find_team(ref)
     if team is None:
-        raise CommandRejected(f"no team named or with id {ref!r}; create it with `shieldes team create`")
+        message = f"no team named or with id {ref!r}; create it with `shieldes team create`"
+        if subject:
+            raise SubjectNotFound(message, code="team_not_found")
+        raise CommandRejected(message)
     return team
 
 
@@ -277,7 +284,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             amount = check_money("--amount", command.amount_usd) if command.amount_usd is not None else None
             period = check_period(command.period)
             if command.subject_kind == "team":
-                team = find_team(state, command.subject)
+                team = find_team(state, command.subject, subject=True)
                 if amount is None:
                     if team.budget is None:
                         raise CommandRejected(f"team {team.name!r} has no budget; nothing to remove")

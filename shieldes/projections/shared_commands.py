@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from shieldes.errors import CommandRejected
+from shieldes.errors import CommandRejected, SubjectNotFound
 from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
@@ -55,7 +55,8 @@ def check_responses_mode(kind: str, mode: str) -> str:
 def find_admin_token(state: ConfigState, ref: str) -> AdminToken:
     token = state.find_admin_token(ref)
     if token is None:
-        raise CommandRejected(f"no admin token named or with id {ref!r}; see `shieldes admin-token list`")
+        raise SubjectNotFound(f"no admin token named or with id {ref!r}; see `shieldes admin-token list`",
+                              code="admin_token_not_found")
     return token
 
 
@@ -218,7 +219,8 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
 
             old = state.providers.get(command.name)
             if old is None:
-                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+                raise SubjectNotFound(f"no provider named {command.name!r}; see `shieldes provider list`",
+                                      code="provider_not_found")
             options = dict(old.options)
             if command.options is not None:
                 options.update(command.options)
@@ -235,7 +237,8 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             ]
         case RemoveProvider():
             if command.name not in state.providers:
-                raise CommandRejected(f"no provider named {command.name!r}; see `shieldes provider list`")
+                raise SubjectNotFound(f"no provider named {command.name!r}; see `shieldes provider list`",
+                                      code="provider_not_found")
             users = sorted(a.name for a in state.aliases.values() if any(t.provider == command.name
                                                                          for t in a.targets))
             if users:
@@ -246,7 +249,8 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             return _alias_events(state, command)
         case RemoveModelAlias():
             if command.name not in state.aliases:
-                raise CommandRejected(f"no alias named {command.name!r}; see `shieldes model list`")
+                raise SubjectNotFound(f"no alias named {command.name!r}; see `shieldes model list`",
+                                      code="alias_not_found")
             users = _users_of(state, command.name)
             if users:
                 raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "

@@ -190,6 +190,15 @@ async def query(conn: psycopg.AsyncConnection[Any], f: LogFilter, limit: int = 1
         return await cur.fetchall()
 
 
+async def key_known(conn: psycopg.AsyncConnection[Any], key: str) -> bool:
+    """Whether a virtual key (revoked ones included) has this name or id: a `key` filter that
+    matches no row names either a key with no requests or a typo, and only the first is an answer."""
+    if "\x00" in key:
+        return False
+    cur = await conn.execute("SELECT 1 FROM virtual_keys WHERE key_name = %s OR key_id = %s LIMIT 1", (key, key))
+    return await cur.fetchone() is not None
+
+
 async def bodies(conn: psycopg.AsyncConnection[Any], request_id: str) -> list[dict[str, Any]]:
     """The captured bodies of one request (a row per node that logged it; none when not captured)."""
     if "\x00" in request_id:

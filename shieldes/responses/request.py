@@ -76,7 +76,9 @@ def normalize_input(value: Any) -> list[Body]:
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
     if isinstance(value, list):
         return [normalize_item(item, i) for i, item in enumerate(value)]
-    raise InvalidRequest("field 'input' is required: a string or a list of input items")
+    if value is None:
+        raise InvalidRequest("field 'input' is required: a string or a list of input items")
+    raise InvalidRequest("field 'input' has the wrong type: a string or a list of input items")
 
 
 def parse_request(body: Body) -> ResponsesRequest:

@@ -162,6 +162,10 @@ def test_key_lifecycle(database_url: str) -> None:
     rotated = ok(database_url, "key", "rotate", "app")
     assert rotated["key"] != created["key"] and rotated["id"] == created["id"]
     assert ok(database_url, "key", "show", "app")["prefix"] == rotated["prefix"]
+    # for scripts, as `key create --secret-only`: export SHIELDES_KEY=$(shieldes key rotate app --secret-only)
+    bare = invoke(database_url, "key", "rotate", "app", "--secret-only")
+    assert bare.exit_code == 0 and bare.stdout.startswith("sk-shd-") and bare.stdout.count("\n") == 1, bare.stdout
+    assert ok(database_url, "key", "show", "app")["prefix"] == bare.stdout.strip()[:len(rotated["prefix"])]
 
     revoked = ok(database_url, "key", "revoke", "app")
     assert revoked["revoked"] is True and revoked["name"] == "app"

@@ -127,10 +127,13 @@ BAD = [
     (["pricing", "set", "gpt-4o", "--input", "inf", "--output", "1"], "--input"),
     (["team", "create", "t2", "--budget", "5", "--budget-period", "1y"], "malformed budget period"),
     (["usage", "--key", "nope"], "no virtual key"),
+    (["logs", "--key", "nope"], "no virtual key"),
+    (["logs", "--key", "k\x00"], "NUL"),
     (["usage", "--since", "yesterday"], "--since"),
     (["usage", "--since", "2026-02-01", "--until", "2026-01-01"], "--since is after --until"),
     (["audit", "log", "--since", "last week"], "--since"),
     (["audit", "log", "--limit", "0"], "--limit"),
+    (["audit", "log", "--type", "virtual_key.revokd"], "did you mean 'virtual_key.revoked'?"),
     # control characters and SQL-looking text are refused as names, never executed or crashed on
     (["team", "create", "x'; DROP TABLE events; --"], "invalid team name"),
     (["key", "create", "--name", "a\x00b"], "invalid key name"),
@@ -212,7 +215,8 @@ def test_odd_but_valid_text_round_trips(database_url: str) -> None:
     assert [e["actor"] for e in ok(database_url, "audit", "log", "--actor", actor)] == [actor]
     table = invoke(database_url, "audit", "log")
     assert table.exit_code == 0 and "\x1b" not in table.stdout and "DROP TABLE events" in table.stdout
-    assert ok(database_url, "audit", "log", "--subject", "'; DROP TABLE events; --", "--type", "%_") == []
+    assert ok(database_url, "audit", "log", "--subject", "'; DROP TABLE events; --", "--type", "pricing") == []
+    assert "unknown event type '%_'" in refused(database_url, "audit", "log", "--type", "%_")  # no LIKE wildcard
     assert count_events(database_url) == 1
 
 

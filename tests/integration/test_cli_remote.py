@@ -82,6 +82,8 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         rotated = (await remote(h, "--json", "key", "rotate", "app")).json()
         assert rotated["key"] != created["key"] and rotated["prefix"] != created["prefix"]
         assert h.sql("SELECT data->>'prefix' FROM events WHERE type = 'virtual_key.rotated'") == [(rotated["prefix"],)]
+        bare = (await remote(h, "key", "rotate", "app", "--secret-only")).out
+        assert bare.startswith("sk-shd-") and bare.count("\n") == 1 and bare.strip() != rotated["key"], bare
 
         budget = (await remote(h, "--json", "budget", "set", "app", "--amount", "7.5", "--period", "1d")).json()
         assert without(budget, "position") == {"subject_kind": "key", "subject": "app", "subject_id": created["id"],

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from shieldes.projections.commands import RevokeKey
+from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
 
 MSGS = [{"role": "user", "content": "hello there"}]
@@ -205,4 +206,88 @@ async def test_a_text_part_without_text_is_named_as_such(database_url: str) -> N
                 await client.chat.completions.create(model="claude-3-5-haiku-latest",
                                                      messages=[{"role": "user", "content": [part]}])  # type: ignore[list-item]
             assert "a text part needs `text` as a string" in err.value.message, err.value.message
+        await client.close()
+
+
+async def test_the_anthropic_sdk_gets_its_own_error_shape_from_the_model_routes(database_url: str) -> None:
+    """`models.retrieve` of an unknown model and `models.list` with a wrong key answered the OpenAI
+    shape to the anthropic SDK (no `"type": "error"`, `invalid_request_error` for a 404)."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        with pytest.raises(anthropic.NotFoundError) as err:
+            await claude.models.retrieve("claude-9")
+        assert err.value.body == {"type": "error", "error": {"type": "not_found_error", "code": "model_not_found",
+                                                             "message": err.value.body["error"]["message"]}}
+        assert "GET /v1/models" in err.value.body["error"]["message"]
+        wrong = anthropic.AsyncAnthropic(base_url=h.base, api_key="sk-shd-wrong", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as aerr:
+            await wrong.models.list()
+        assert isinstance(aerr.value.body, dict) and aerr.value.body["type"] == "error"
+        assert aerr.value.body["error"]["type"] == "authentication_error"
+        await claude.close()
+        await wrong.close()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.NotFoundError) as oerr:
+            await client.models.retrieve("claude-9")
+        assert isinstance(oerr.value.body, dict)  # the openai SDK hands over the `error` object
+        assert (oerr.value.body["type"], oerr.value.body["code"]) == ("invalid_request_error", "model_not_found")
+        await client.close()
+
+
+async def test_admin_writes_on_a_missing_subject_are_404s_as_reads_are(database_url: str) -> None:
+    """Revoking, rotating or changing a key that does not exist (and a missing team, provider, alias
+    or admin token) answered 400 `command_rejected`, while reading it answered 404 `key_not_found`."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        api_ = "/admin/v1"
+        for method, path, body, code in (
+            ("POST", "/keys/nope/revoke", None, "key_not_found"),
+            ("POST", "/keys/nope/rotate", None, "key_not_found"),
+            ("PATCH", "/keys/nope", {"rpm": 5}, "key_not_found"),
+            ("PUT", "/budgets/key/nope", {"amount_usd": 5}, "key_not_found"),
+            ("DELETE", "/budgets/key/nope", None, "key_not_found"),
+            ("PUT", "/budgets/team/nope", {"amount_usd": 5}, "team_not_found"),
+            ("PATCH", "/providers/nope", {"weight": 2}, "provider_not_found"),
+            ("DELETE", "/providers/nope", None, "provider_not_found"),
+            ("DELETE", "/aliases/nope", None, "alias_not_found"),
+            ("POST", "/admin-tokens/nope/revoke", None, "admin_token_not_found"),
+        ):
+            status, got = await api.call(method, api_ + path, body)
+            assert (status, got["error"]["code"]) == (404, code), (method, path, got)
+            assert "'nope'" in got["error"]["message"]
+        # a missing team named in the body is a wrong request, not a missing resource
+        status, got = await api.post(api_ + "/keys", {"name": "k", "team": "nope"})
+        assert status == 400 and got["error"]["code"] == "command_rejected" and "no team named" in \
+            got["error"]["message"]
+        assert h.sql("SELECT count(*) FROM events WHERE type = 'virtual_key.created'")[0][0] == 0
+
+
+async def test_a_misspelt_audit_type_is_refused_not_an_empty_history(database_url: str) -> None:
+    """`type=virtual_key.revokd` matched no row: an empty page that read as "never revoked"."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        status, got = await api.get("/admin/v1/audit", type="virtual_key.revokd")
+        assert status == 400 and "did you mean 'virtual_key.revoked'?" in got["error"]["message"], got
+        for known in ("virtual_key.revoked", "virtual_key", "provider"):
+            status, got = await api.get("/admin/v1/audit", type=known)
+            assert status == 200, got
+        assert [e["type"] for e in got["data"]] == ["provider.added", "provider.added"]
+
+
+async def test_responses_input_of_the_wrong_type_is_not_called_missing(database_url: str) -> None:
+    """`input: 5` was refused as "field 'input' is required", which sends the user looking for a
+    field they did send."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for odd in (5, {"text": "hi"}, True):
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.responses.create(model="gpt-4o", input=odd)  # type: ignore[arg-type]
+            assert "field 'input' has the wrong type: a string or a list of input items" in err.value.message
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.responses.create(model="gpt-4o")  # type: ignore[call-overload]
+        assert "field 'input' is required" in err.value.message
         await client.close()
