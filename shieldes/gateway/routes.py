@@ -101,6 +101,20 @@ def _max_tokens(body: Body) -> int | None:
     return None
 
 
+def _choices(body: Body, op: Operation) -> int:
+    """How many completions the request asks for (`n`; a completions request's `best_of`, which
+    the upstream generates and bills in full): each may run to max_tokens, and the budget
+    estimate holds them all, so a wrong value is refused here rather than guessed at."""
+    most = 1
+    for name in ("n", "best_of") if op == "completions" else ("n",):
+        value = _field(body, name, int, "a positive integer")
+        if value is not None:
+            if value < 1:
+                raise InvalidRequest(f"field {name!r} must be a positive integer (the number of completions)")
+            most = max(most, int(value))
+    return most
+
+
 def _stream_flag(body: Body) -> bool:
     return bool(_field(body, "stream", bool, "true or false"))
 
@@ -155,7 +169,8 @@ class Call:
     route, the deployments tried, timings and usage on the request-log record."""
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
-                 size: int, max_tokens: int | None, route: Route | None = None, *, cap: bool = False) -> None:
+                 size: int, max_tokens: int | None, route: Route | None = None, *, cap: bool = False,
+                 choices: int = 1) -> None:
         """`route`: the key's route for the body's model, when the caller already resolved it.
         `cap`: a budgeted request naming no max_tokens gets one, in `self.cap` (Gateway.admit)."""
         self.gw = gw
@@ -172,7 +187,7 @@ class Call:
         self.op = op
         self.size = size
         self.res: Reservation
-        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap)
+        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices)
 
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
         """Run `attempt` over the route's deployments; the reservation is released if none answers."""
@@ -283,8 +298,9 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     max_tokens = _max_tokens(body)
+    choices = 1 if op == "embeddings" else _choices(body, op)
     route = gw.route(key, requested)
-    call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True)
+    call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True, choices=choices)
     cap = call.cap
     if cap is not None:  # a budget needs a bound on the completion: the request gets one
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})

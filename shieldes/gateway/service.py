@@ -215,14 +215,16 @@ class Gateway:
         return team is not None and team.budget is not None
 
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-              op: Operation, *, cap: bool = False) -> tuple[Reservation, int | None]:
+              op: Operation, *, cap: bool = False, choices: int = 1) -> tuple[Reservation, int | None]:
         """Admit one request: limits, budgets, and a hold on its estimate. Estimate: prompt bytes / 4
-        tokens at the input price, plus max_tokens at the output price. Fails closed on money: a
-        model without a price cannot be held to a budget, so it is refused under one.
+        tokens at the input price, plus max_tokens for each of the `choices` completions asked for
+        (`n`) at the output price. Fails closed on money: a model without a price cannot be held to
+        a budget, so it is refused under one.
 
         `cap`: a budgeted request naming no max_tokens gets one (returned with the reservation, to
         send upstream), so its estimate bounds its completion cost instead of guessing it; the cap
-        is decided on the same counters admission reads (see completion_cap)."""
+        is decided on the same counters admission reads (see completion_cap), and shared by the
+        choices, each of which may run to it."""
         config = self.state.config
         budgeted = self.budgeted(key)
         if not self.settings.allow_unpriced and budgeted and not self.prices.priced(config.pricing, route.model):
@@ -237,9 +239,9 @@ class Gateway:
         seen = self.meter.look(config, usage, key, self.state.position)
         capped = None
         if cap and budgeted and max_tokens is None and op != "embeddings":
-            capped = max_tokens = completion_cap(self.settings.budget_max_tokens, prompt, rate,
-                                                 seen.budget_left(key), seen.tokens_left(key))
-        completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE)
+            capped = max_tokens = max(1, completion_cap(self.settings.budget_max_tokens * choices, prompt, rate,
+                                                        seen.budget_left(key), seen.tokens_left(key)) // choices)
+        completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
         estimate = cost_nusd(rate, TokenUsage(prompt, completion))
         res = self.meter.admit(config, usage, key, estimate, self.state.position,
                                estimate_tokens=prompt + completion, seen=seen)

@@ -114,3 +114,32 @@ async def test_the_bound_is_no_more_than_the_budget_has_left(database_url: str) 
         await client.close()
         cap = h.upstream.last("/v1/chat/completions").body["max_completion_tokens"]
         assert 900 < cap < 1000  # what $0.01 buys after the prompt's estimate, not 4096 (refused)
+
+
+async def test_the_estimate_holds_every_choice_asked_for(database_url: str) -> None:
+    """`n` completions may each run to max_tokens and are all billed: the estimate held one, so a
+    request for several passed a budget that could not pay for them."""
+    async with harness(database_url) as h:
+        tight = await h.create_key("tight", budget_usd=0.01)  # gpt-4o output: $10 / 1M = 1000 tokens
+        capped = await h.create_key("capped", budget_usd=0.01)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=tight, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as err:  # 2 x 600 tokens: $0.012
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=600, n=2)  # type: ignore[arg-type]
+        assert err.value.code == "budget_exceeded"
+        with pytest.raises(openai.RateLimitError):
+            await client.completions.create(model="gpt-4o", prompt="hi", max_tokens=600, best_of=2)
+        for odd, fragment in (({"n": 0}, "field 'n' must be a positive integer"),
+                              ({"n": "2"}, "field 'n' has the wrong type")):
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.chat.completions.create(model="gpt-4o", messages=MSGS, extra_body=odd)  # type: ignore[arg-type]
+            assert fragment in bad.value.message
+        assert h.upstream.requests_to("/v1/chat/completions") == []
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=600)  # type: ignore[arg-type]
+        await client.close()
+        # no max_tokens: the bound is shared by the choices, each of which may run to it
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=capped, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS, n=4)  # type: ignore[arg-type]
+        await client.close()
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert sent["n"] == 4 and 200 < sent["max_completion_tokens"] < 250, sent
