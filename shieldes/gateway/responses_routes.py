@@ -24,6 +24,7 @@ from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id, usage_from_responses
 from shieldes.responses.request import (
     estimate_input_tokens,
+    forwards_as_sent,
     item_id,
     parse_request,
     upstream_body,
@@ -112,7 +113,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec)
     rid = request_id(request)
     try:
-        outcome, served = await gw.responses(route, sent, ctx, req.streaming, rec=rec)
+        as_sent = raw if forwards_as_sent(body, req.input) else None
+        outcome, served = await gw.responses(route, sent, ctx, req.streaming, as_sent, rec=rec)
     except BaseException:
         gw.meter.release(res)
         raise

@@ -19,6 +19,7 @@ from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, req
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
+from shieldes.providers.openai import usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
@@ -226,12 +227,13 @@ class Call:
 
     async def stream(self, request: web.Request, body: Body,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
-                     error_event: str | None) -> web.StreamResponse:
+                     error_event: str | None, raw: bytes | None = None) -> web.StreamResponse:
+        """`raw`: the client's encoding of `body`, for upstreams that can take it as it is."""
         rec = self.rec
         if rec is not None:
             rec.stream = True
         try:
-            stream, served = await self.gw.open_stream(self.op, self.route, body, rec=rec)
+            stream, served = await self.gw.open_stream(self.op, self.route, body, raw, rec=rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -314,6 +316,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return web.Response(body=result.raw, headers=headers)
         return json_response(result.body, call.rid, call.res.headers)
     wants_usage = _client_wants_usage(body)
+    # the client's bytes, usage asked for, go upstream unless the budget's cap changed the body
+    raw_stream = usage_asked(raw, body) if cap is None else None
     options = body.get("stream_options")
     options = options if isinstance(options, dict) else {}
     body = dict(body, stream_options={**options, "include_usage": True})
@@ -335,7 +339,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return relay.counted_frames(frames(not wants_usage), tally, usage_chunk)
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
-    return await call.stream(request, body, render, None)
+    return await call.stream(request, body, render, None, raw_stream)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -363,18 +363,26 @@ class Gateway:
 
         return await self._with_failover(op, route, body, attempt, rec)
 
-    async def open_stream(self, op: Operation, route: Route, body: Body, *,
+    async def open_stream(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
                           rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
+        """`raw`: the client's encoding of `body`, for providers that can send it as it is
+        (`stream_raw`, which checks that the upstream takes the body unchanged)."""
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
+            stream_raw = getattr(provider, "stream_raw", None) if raw is not None and sent is body else None
+            if stream_raw is not None:
+                chunks: ChunkStream = await stream_raw(op, target, sent, raw)
+                return chunks
             return await provider.stream(op, target, sent)
 
         return await self._with_failover(op, route, body, attempt, rec)
 
-    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool, *,
+    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
+                        raw: bytes | None = None, *,
                         rec: RequestRecord | None = None) -> tuple[Answer | EventStream, RouteTarget]:
-        """A Responses API call, each deployment tried in its own mode (native or translate)."""
+        """A Responses API call, each deployment tried in its own mode (native or translate).
+        `raw`: the client's encoding of `body`, when it is that, for deployments that can send it."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
-            return await respond(provider, target, dep, sent, ctx, streaming)
+            return await respond(provider, target, dep, sent, ctx, streaming, raw if sent is body else None)
 
         return await self._with_failover("responses", route, body, attempt, rec)
 

@@ -93,8 +93,8 @@ class AzureProvider(OpenAIProvider):
     async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
         return await super().call_raw(op, await self._with_token(target), payload)
 
-    async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
-        return await super().stream(op, await self._with_token(target), body)
+    async def stream_raw(self, op: Operation, target: Target, body: Body, raw: bytes | None) -> OpenAIChunkStream:
+        return await super().stream_raw(op, await self._with_token(target), body, raw)
 
-    async def responses_stream(self, target: Target, body: Body) -> ResponsesEventStream:
-        return await super().responses_stream(await self._with_token(target), body)
+    async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
+        return await super().responses_stream(await self._with_token(target), body, raw)

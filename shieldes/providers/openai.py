@@ -40,6 +40,21 @@ def op_path(op: Operation) -> str:
     return path
 
 
+_USAGE_ASKED = b',"stream_options":{"include_usage":true}}'
+
+
+def usage_asked(raw: bytes, body: Body) -> bytes | None:
+    """`raw`, the client's encoding of the streaming request `body`, asking the upstream for the
+    stream's usage as the gateway must (`stream_options.include_usage`): as it is when it asks
+    already, with the option added at its end when it names no `stream_options`; None when the
+    request must be encoded again (other stream options)."""
+    if "stream_options" not in body:
+        end = raw.rstrip()
+        return end[:-1] + _USAGE_ASKED if body and end.endswith(b"}") else None
+    options = body["stream_options"]
+    return raw if isinstance(options, dict) and options.get("include_usage") is True else None
+
+
 class OpenAIProvider:
     kind = "openai"
 
@@ -108,10 +123,17 @@ class OpenAIProvider:
         return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
+        return await self.stream_raw(op, target, body, None)
+
+    async def stream_raw(self, op: Operation, target: Target, body: Body, raw: bytes | None) -> OpenAIChunkStream:
+        """A streaming call. `raw`: the client's encoding of `body` (which names `target.model`),
+        sent as it is when this upstream takes the body unchanged and it already asks for the
+        stream with its usage (see usage_asked): a coding agent's long history is not encoded again."""
         if op == "embeddings":
             raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
         url, azure = self._endpoint(target, op)
-        payload = dict(self.outgoing(op, target, body))
+        sent = self.outgoing(op, target, body)
+        payload = dict(sent)
         payload["model"] = target.model
         payload["stream"] = True
         # Usage of a stream is only reported when asked for; accounting depends on it.
@@ -119,33 +141,35 @@ class OpenAIProvider:
         payload["stream_options"] = (
             {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
         )
+        # (the comparison is of the top-level fields: the history is the same list object)
+        encoded = raw if raw is not None and sent is body and payload == body else orjson.dumps(payload)
         try:
-            resp = await self._open_stream(url, target, azure, payload)
+            resp = await self._open_stream(url, target, azure, encoded)
         except UpstreamFailure as failure:
             # A few OpenAI-compatible servers reject `stream_options`; without it they still stream
             # (usage then comes from the chunks if at all, else the gateway estimates it).
             if failure.status != 400 or "stream_options" not in failure.message:
                 raise
             del payload["stream_options"]
-            resp = await self._open_stream(url, target, azure, payload)
+            resp = await self._open_stream(url, target, azure, orjson.dumps(payload))
         stream = OpenAIChunkStream(resp, target)
         await stream.prime()
         return stream
 
-    async def responses_stream(self, target: Target, body: Body) -> ResponsesEventStream:
-        """A streaming call to the upstream's own /v1/responses: its typed events, parsed."""
+    async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
+        """A streaming call to the upstream's own /v1/responses: its typed events, parsed. `raw`:
+        the client's own encoding of exactly this request (model and `stream: true` included), sent
+        instead of encoding `body` again."""
         url, azure = self._endpoint(target, "responses")
-        payload = dict(body, model=target.model, stream=True)
-        resp = await self._open_stream(url, target, azure, payload)
+        encoded = raw if raw is not None else orjson.dumps(dict(body, model=target.model, stream=True))
+        resp = await self._open_stream(url, target, azure, encoded)
         stream = ResponsesEventStream(resp, target)
         await stream.prime()
         return stream
 
-    async def _open_stream(
-        self, url: str, target: Target, azure: bool, payload: Body
-    ) -> UpstreamResponse:
+    async def _open_stream(self, url: str, target: Target, azure: bool, payload: bytes) -> UpstreamResponse:
         resp = await open_event_stream(
-            self._client, target, url, orjson.dumps(payload), self._headers(target, azure), self._stream_timeout
+            self._client, target, url, payload, self._headers(target, azure), self._stream_timeout
         )
         if resp.content_type == "application/json":
             # The upstream ignored `stream`: refuse rather than relay an empty stream.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,15 @@ def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Bod
     out = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
     out["input"] = history + own_input
     return out
+
+
+def forwards_as_sent(body: Body, own_input: list[Body]) -> bool:
+    """Whether the client's bytes of `body` are the request a deployment gets (upstream_body): no
+    conversation to prepend, no gateway field but `stream`, and the input items as they were sent
+    (a list the gateway took as it is). Then they can go upstream without being encoded again."""
+    sent = body.get("input")
+    return ("previous_response_id" not in body and "stream_options" not in body and isinstance(sent, list)
+            and len(sent) == len(own_input) and all(map(operator.is_, sent, own_input)))
 
 
 def item_id(response_id: str, index: int, item: Body) -> str:

@@ -66,9 +66,20 @@ def _now() -> int:
 
 def _native_payload(body: Body, model: str) -> Body:
     """The request as a native Responses upstream takes it: call ids fitted to its rule (a
-    conversation begun on another deployment may carry longer ones), and refused here, in the
-    gateway's words, when a function_call_output answers no function_call (the upstream would
-    refuse it too, less clearly)."""
+    conversation begun on another deployment may carry longer ones)."""
+    return _fitted(body, model, _calls_fit(body))
+
+
+def _fitted(body: Body, model: str, calls_fit: bool) -> Body:
+    payload = dict(body if calls_fit else fit_responses_ids(body), model=model)
+    payload.pop("stream", None)
+    return payload
+
+
+def _calls_fit(body: Body) -> bool:
+    """Whether every call_id of the input fits a native upstream's rule; a function_call_output that
+    answers no function_call is refused here, in the gateway's words (the upstream would refuse it
+    too, less clearly)."""
     items = body.get("input")
     ids_fit, unanswered = scan_call_items(items, RESPONSES) if isinstance(items, list) else (True, None)
     if unanswered is not None:
@@ -81,28 +92,27 @@ def _native_payload(body: Body, model: str) -> Body:
             "function_call item with that call_id comes before it (in `input`, or in the conversation of "
             "`previous_response_id`); send the function_call item before its output, or continue from the "
             "response that made the call with previous_response_id")
-    payload = dict(body if ids_fit else fit_responses_ids(body), model=model)
-    payload.pop("stream", None)
-    return payload
+    return ids_fit
 
 
 async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
-                  streaming: bool) -> Answer | EventStream:
+                  streaming: bool, raw: bytes | None = None) -> Answer | EventStream:
     """`body` is the client's request with `input` holding the whole conversation and no
-    `previous_response_id` (the gateway keeps the conversation, whichever deployment answers)."""
+    `previous_response_id` (the gateway keeps the conversation, whichever deployment answers).
+    `raw`: the client's own encoding of `body` when it is that (see request.forwards_as_sent),
+    sent to a native deployment as it is unless call ids must be fitted."""
     if dep.responses == NATIVE:
-        if streaming:
-            opener = getattr(provider, "responses_stream", None)
-            if opener is None:
-                raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
-                                      status=None, retryable=True)
-            upstream: ResponsesEventStream = await opener(target, _native_payload(body, target.model))
-            return NativeEvents(upstream, ctx)
-        call_raw = getattr(provider, "call_raw", None)
-        if call_raw is None:
+        opener = getattr(provider, "responses_stream" if streaming else "call_raw", None)
+        if opener is None:
             raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
                                   status=None, retryable=True)
-        result = await call_raw("responses", target, orjson.dumps(_native_payload(body, target.model)))
+        calls_fit = _calls_fit(body)
+        as_sent = raw if calls_fit else None
+        if streaming:
+            payload = body if as_sent is not None else _fitted(body, target.model, calls_fit)
+            upstream: ResponsesEventStream = await opener(target, payload, as_sent)
+            return NativeEvents(upstream, ctx)
+        result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
         response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
         return Answer(response, usage_from_responses(response.get("usage")))
     chat = request_to_chat(body, target.model)

@@ -1,0 +1,106 @@
+"""A streaming request goes upstream as the client's own bytes when the upstream takes it as it is
+(a coding agent sends its whole history on every turn: encoding it again costs the node as much
+as reading it). The fake upstream's recorded bytes tell a forwarded body from a re-encoded one:
+the client writes é as \\u00e9, the node's encoder would write it as UTF-8."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+
+from shieldes.projections.shared_commands import UpdateProvider
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness
+
+CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
+HISTORY = [{"role": "system", "content": "Caf\\u00e9 rules"}, {"role": "user", "content": "hi"},
+           {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
+           {"role": "tool", "tool_call_id": "call_1", "content": "a.py"}]
+
+
+def _encoded(body: dict[str, Any]) -> bytes:
+    """The body as a client might write it: spaces after separators, non-ASCII escaped."""
+    import json
+
+    return json.dumps(body, ensure_ascii=True).encode().replace(b"\\\\u00e9", b"\\u00e9")
+
+
+async def _post(h: Harness, secret: str, path: str, raw: bytes) -> bytes:
+    async with aiohttp.ClientSession() as s, s.post(h.base + path, data=raw, headers={
+            "Authorization": f"Bearer {secret}", "Content-Type": "application/json"}) as r:
+        assert r.status == 200, await r.text()
+        return await r.read()
+
+
+async def test_a_chat_stream_goes_upstream_as_the_clients_bytes(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("agent")
+        await h.sync()
+        raw = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY})
+        assert b"Caf\\u00e9" in raw
+        got = await _post(h, secret, CHAT, raw + b"\n")
+        assert b"data: [DONE]" in got
+        sent = h.upstream.last(CHAT)
+        # the gateway asks for the stream's usage (it bills it) by adding one field at the end
+        assert sent.raw == raw[:-1] + b',"stream_options":{"include_usage":true}}'
+        assert sent.body["messages"][0]["content"] == "Café rules"
+
+        asked = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY,
+                          "stream_options": {"include_usage": True}})
+        got = await _post(h, secret, CHAT, asked)
+        assert h.upstream.last(CHAT).raw == asked
+        assert b'"usage": {' in got or b'"usage":{' in got  # the client asked for it: it gets it
+
+
+async def test_a_chat_stream_the_gateway_must_change_is_encoded_again(database_url: str) -> None:
+    async with harness(database_url) as h:
+        free = await h.create_key("free")
+        capped = await h.create_key("capped", budget_usd=0.01)
+        await h.sync()
+        other_options = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY,
+                                  "stream_options": {"include_obfuscation": False}})
+        await _post(h, free, CHAT, other_options)
+        sent = h.upstream.last(CHAT)
+        assert b"Caf\\u00e9" not in sent.raw and sent.body["stream_options"] == {
+            "include_obfuscation": False, "include_usage": True}
+
+        await _post(h, capped, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY}))
+        sent = h.upstream.last(CHAT)  # the budget's bound on the completion is in the body
+        assert b"Caf\\u00e9" not in sent.raw and 0 < sent.body["max_completion_tokens"] < 1000
+
+        long_id = "toolu_" + "x" * 60  # longer than OpenAI's 40: the upstream gets a fitted id
+        fitted = [*HISTORY[:2], {**HISTORY[2], "tool_calls": [{**HISTORY[2]["tool_calls"][0], "id": long_id}]},
+                  {**HISTORY[3], "tool_call_id": long_id}]
+        await _post(h, free, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": fitted}))
+        sent = h.upstream.last(CHAT)
+        call_id = sent.body["messages"][2]["tool_calls"][0]["id"]
+        assert len(call_id) <= 40 and sent.body["messages"][3]["tool_call_id"] == call_id
+
+
+async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(database_url: str) -> None:
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",))
+    async with harness(database_url, upstream=up) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("agent")
+        await h.sync()
+        items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Caf\\u00e9?"}]},
+                 {"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{}"},
+                 {"type": "function_call_output", "call_id": "call_1", "output": "a.py"}]
+        for streaming in (True, False):
+            raw = _encoded({"model": "gpt-4o", "input": items, "stream": streaming, "store": True})
+            got = await _post(h, secret, RESPONSES, raw)
+            assert h.upstream.last(RESPONSES).raw == raw
+            if not streaming:
+                first = orjson.loads(got)
+
+        # a turn that continues a stored conversation is built by the gateway: encoded again
+        turn = _encoded({"model": "gpt-4o", "input": "and now?", "previous_response_id": first["id"],
+                         "stream": True})
+        await _post(h, secret, RESPONSES, turn)
+        sent = h.upstream.last(RESPONSES)
+        assert sent.raw != turn and "previous_response_id" not in sent.body
+        assert sent.body["input"][0]["content"][0]["text"] == "Café?" and b"Caf\\u00e9" not in sent.raw
