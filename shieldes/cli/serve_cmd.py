@@ -19,6 +19,7 @@ import click
 from shieldes import db, logformat
 from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
 from shieldes.errors import ShieldesError
+from shieldes.open_files import FEW_OPEN_FILES, raise_soft_limit
 from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
@@ -64,6 +65,20 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     await stop.wait()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
     await node.stop()
+
+
+def _raise_open_files() -> None:
+    """Every connection is an open file: serve under the highest limit the process may have."""
+    limits = raise_soft_limit()
+    if limits is None:
+        return
+    before, after = limits
+    if after != before:
+        log.info("open files limit raised from %d to %d (the hard limit)", before, after)
+    if after < FEW_OPEN_FILES:
+        log.warning("open files limit is %d (the hard limit): each stream holds two (client and upstream), "
+                    "so about %d concurrent streams fit; raise it (`ulimit -Hn`, systemd LimitNOFILE=, "
+                    "docker run --ulimit nofile=N:N)", after, after // 2)
 
 
 def _workers(settings: Settings, n: int) -> None:
@@ -135,6 +150,7 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
         updates["host"] = host
     settings = ctx.settings.model_copy(update=updates)
     logformat.configure(settings.log_format, getattr(logging, settings.log_level.upper()))
+    _raise_open_files()
     if workers > 1:
         if settings.port == 0:
             raise ShieldesError("--workers needs a fixed --port (the workers share it)")

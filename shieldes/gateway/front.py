@@ -35,6 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, decompressed, head, hot_target
 from shieldes.gateway.middleware import error_response, new_request_id
+from shieldes.open_files import Headroom, open_count, soft_limit
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ MAX_HEAD = 64 * 1024  # all header names and values together
 MAX_UNPARSED = 64 * 1024  # bytes held (reading paused) while a previous answer is still going out
 KEEPALIVE_TIMEOUT = 3630.0  # idle keep-alive connections close after this, as aiohttp's default
 SWEEP_SECONDS = 60.0
+FILES_CHECK_SECONDS = 5.0  # how often the open files are counted against the limit (open_files)
+# Pending connections the kernel holds for accept(): a burst of clients (agents starting together)
+# is not refused or delayed by SYN retries; the kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -205,6 +210,8 @@ class Front:
         self._date = b""
         self._date_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
+        self._files_timer: asyncio.TimerHandle | None = None
+        self._headroom = Headroom()
 
     def date(self) -> bytes:
         now = time.time()
@@ -217,12 +224,14 @@ class Front:
         loop = asyncio.get_running_loop()
         try:
             self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
-                                                   reuse_port=reuse_port or None, backlog=128)
+                                                   reuse_port=reuse_port or None,
+                                                   backlog=LISTEN_BACKLOG)
         except OSError as exc:  # in use, an address this machine lacks, a port below 1024 without rights
             raise ListenFailed(f"cannot listen for HTTP on {host}:{port} ({exc.strerror or exc}); stop what uses "
                                "the port or pick another with SHIELDES_PORT (or --port), and check SHIELDES_HOST "
                                "(or --host)") from None
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+        self._files_timer = loop.call_later(FILES_CHECK_SECONDS, self._check_files)
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
@@ -239,6 +248,8 @@ class Front:
         """Close every connection still here (answers in progress are cut)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._files_timer is not None:
+            self._files_timer.cancel()
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()  # what is still buffered for it goes out first
@@ -256,6 +267,15 @@ class Front:
             if conn.idle and conn.idle_since < cutoff:
                 conn.close()
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _check_files(self) -> None:
+        """Warn while the open files near the limit: past it, connections are dropped unseen."""
+        limit, now = soft_limit(), open_count()
+        if limit is not None and now is not None:
+            line = self._headroom.check(now, limit)
+            if line is not None:
+                (log.warning if self._headroom.warning else log.info)(line)
+        self._files_timer = asyncio.get_running_loop().call_later(FILES_CHECK_SECONDS, self._check_files)
 
 
 class _HandOff(Exception):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -118,6 +118,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # the process's own figures (process_open_fds against process_max_fds, memory, CPU), read
+        # from /proc at scrape time: the open files bound the connections a node can take
+        ProcessCollector(registry=r)
         self.in_flight = Gauge("shieldes_requests_in_flight", "requests being handled", registry=r)
         self.upstream_errors = Counter(
             "shieldes_upstream_errors", "failed upstream attempts", ["provider", "kind"], registry=r)

@@ -1,0 +1,92 @@
+"""A node and its open-files limit, as a real `shieldes serve` process started under a low one:
+it raises its soft limit to the hard one, says so, and warns while connections use most of it
+(past the limit new connections would be dropped without a word)."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shieldes.open_files import CEILING
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def serving(database_url: str, soft: int, hard: int) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
+    """A node under (soft, hard) open-files limits; its stderr lines as they come, and its port."""
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--node-id", "files"], cwd=ROOT, preexec_fn=limited, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url})
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        listening = wait_for(lambda: next((x for x in lines if "listening on" in x), None), proc)
+        yield proc, lines, int(re.search(r":(\d+)\s*$", listening.strip()).group(1))  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+
+
+def wait_for(found: Callable[[], str | None], proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (got := found()) is None:
+        assert proc.poll() is None, "the node exited"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return got
+
+
+def limits_of(pid: int) -> tuple[int, int]:
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if x.startswith("Max open files"))
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_a_node_raises_its_soft_limit_to_the_hard_one(database_url: str) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    expected = CEILING if hard == resource.RLIM_INFINITY else min(hard, CEILING)
+    with serving(database_url, 256, hard) as (proc, lines, _port):
+        assert limits_of(proc.pid)[0] == expected
+        assert any(f"open files limit raised from 256 to {expected}" in x for x in lines), lines
+    assert proc.returncode == 0
+
+
+def test_a_node_near_its_limit_says_what_to_do(database_url: str) -> None:
+    with serving(database_url, 200, 200) as (proc, lines, port):
+        assert limits_of(proc.pid) == (200, 200)
+        assert any("open files limit is 200 (the hard limit)" in x and "about 100 concurrent streams" in x
+                   for x in lines), lines
+        held = []
+        try:
+            while len(os.listdir(f"/proc/{proc.pid}/fd")) < 175:  # over 80% of 200
+                held.append(socket.create_connection(("127.0.0.1", port)))
+                time.sleep(0.002)  # (let the node accept it before the count is read again)
+            warning = wait_for(lambda: next((x for x in lines if "open files at" in x), None), proc)
+            assert "WARNING" in warning and "limit of 200" in warning and "ulimit -n" in warning, warning
+        finally:
+            for s in held:
+                s.close()
+        wait_for(lambda: next((x for x in lines if "open files back to" in x), None), proc)
+    assert proc.returncode == 0
