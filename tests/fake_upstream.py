@@ -611,10 +611,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--completion-tokens", type=int, default=20)
+    parser.add_argument("--chunk-delay", type=float, default=0.0,
+                        help="seconds before each frame of a chat stream (long-running streams)")
     args = parser.parse_args()
     # Nothing reads the record of a standalone fake; kept, it grows with every request of a long
     # benchmark and the collector's pauses show up in the latencies measured through it.
     fake = FakeUpstream(completion_tokens=args.completion_tokens, record=False)
+    if args.chunk_delay:
+        fake.inject("/v1/chat/completions", chunk_delay=args.chunk_delay, times=None)
     web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 
