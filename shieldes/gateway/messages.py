@@ -27,7 +27,7 @@ from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUsage
 from shieldes.providers.kinds import KINDS
-from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens
+from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 DROPPED_HEADER = "x-shieldes-dropped"
 MAX_DROPPED_HEADER = 1024
@@ -146,7 +146,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     streaming = _stream_flag(body)
     thinking = inbound.reasoning_effort(body.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
-    call = Call(gw, request, key, "chat", body, len(raw), max_tokens)
+    call = Call(gw, request, key, "chat", body, prompt_bytes(raw), max_tokens)
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:

@@ -34,7 +34,7 @@ from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
-from shieldes.usage.tokens import estimate_output_tokens
+from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
 
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses", ResponseStore)
 MAX_LIST = 100
@@ -107,7 +107,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if req.previous_response_id is not None:
         history = await store.history(req.previous_response_id, key.id)
     sent = upstream_body(body, history, req.input)
-    size = len(raw) + (len(orjson.dumps(history)) if history else 0)
+    size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec)

@@ -23,7 +23,7 @@ from shieldes.providers.openai import usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
-from shieldes.usage.tokens import estimate_output_tokens
+from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -286,7 +286,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
         body = dict(body, model=deployment)
         raw = orjson.dumps(body)
-    size = len(raw)
+    size = prompt_bytes(raw)  # (media counted as the tokens it is, not its base64 bytes)
     requested = _model(body)
     _note_model(request, requested)
     streaming = False

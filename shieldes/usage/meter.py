@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shieldes.errors import RateLimited, Unavailable, retry_after_seconds
+from shieldes.errors import LimitTooSmall, RateLimited, Unavailable, retry_after_seconds
 from shieldes.events.catalog import UsageDelta
 from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
@@ -210,6 +210,12 @@ class Meter:
         now, w, used = seen.now, seen.w, seen.used
         headers: dict[str, str] = {}
         rpm, tpm = key.rpm, key.tpm
+        if tpm is not None and estimate_tokens > tpm:
+            raise LimitTooSmall(
+                f"request too large for key {key.name!r}: it may use up to {estimate_tokens} tokens (input "
+                f"estimated at 4 bytes per token, plus max_tokens), more than the key's whole limit of {tpm} "
+                "tokens per minute, so no wait lets it through; shorten the input, lower max_tokens, or raise "
+                "the limit with `shieldes key update --tpm`")
         self._split(key, seen, estimate_nusd, estimate_tokens)
         if rpm is not None or tpm is not None:
             req, tok = used

@@ -6,7 +6,8 @@ it). No tokenizer is downloaded or shipped, so it is a documented rule, not a mo
 * text (system prompt, message text, tool results, text documents, tool-use inputs as JSON, tool
   definitions as JSON): one token per 4 UTF-8 bytes, rounded up, per piece;
 * each image or non-text document (PDF): 1600 tokens (what Anthropic charges for an image at its
-  largest default size);
+  largest default size); in the byte count that admission holds a request to (`prompt_bytes`), a
+  base64 run of media counts as at most that many tokens' worth of bytes;
 * each message: 4 tokens of framing; the request: 3 more;
 * an answer's output: its text (message content, refusal, tool call names and arguments, reasoning
   text; completions' text; Anthropic text, thinking and tool-use blocks; Responses output text,
@@ -18,6 +19,7 @@ count would. It is deterministic and never 0 for a request or an answer with con
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -26,6 +28,34 @@ BYTES_PER_TOKEN = 4
 MEDIA_TOKENS = 1600
 MESSAGE_OVERHEAD = 4
 REQUEST_OVERHEAD = 3
+
+
+# Where a base64 payload starts in a request's JSON: a data URL (OpenAI image_url, Responses
+# input_image and input_file) or the `data` of an Anthropic base64 source. A JSON encoder may write
+# its slashes as `\/`, so the backslash belongs to the run.
+_MEDIA_MARKERS = (b";base64,", b'"data":"', b'"data": "')
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/=\\]*")
+MEDIA_BYTES = MEDIA_TOKENS * BYTES_PER_TOKEN
+
+
+def prompt_bytes(raw: bytes) -> int:
+    """The bytes of a request body that stand for its input tokens, at BYTES_PER_TOKEN each, as
+    admission estimates them before any upstream counts: every byte, except that a base64 run of
+    media counts as at most MEDIA_BYTES (an image is about 1600 tokens whatever its size; at one
+    token per 4 bytes a 2 MB screenshot would count 500,000 and no tokens-per-minute limit would
+    admit it). Never more than len(raw). A scan only when the body says `base64` at all."""
+    size = len(raw)
+    if b"base64" not in raw:
+        return size
+    for marker in _MEDIA_MARKERS:
+        at = raw.find(marker)
+        while at >= 0:
+            start = at + len(marker)
+            run = _BASE64_RUN.match(raw, start)
+            end = run.end() if run is not None else start
+            size -= max(0, end - start - MEDIA_BYTES)
+            at = raw.find(marker, end)
+    return size
 
 
 def _text_tokens(text: str) -> int:
