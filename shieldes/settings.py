@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     oidc_session_seconds: float = Field(default=8 * 3600.0, gt=0, description="console session lifetime after sign-in")
 
     # Gateway behaviour
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Anthropic takes Messages requests up to 32 MB: a coding agent's turn carries every screenshot of its
+    # conversation, and the gateway must not refuse what the provider takes
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_timeout: float = Field(default=600.0, gt=0)
     upstream_retries: int = Field(default=2, ge=0, description="extra attempts across deployments")

@@ -34,7 +34,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'oidc_role_map': ('str', False, '', None, (), (), (('_role_map', 'after'),)),
     'oidc_redirect_url': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),
     'oidc_session_seconds': ('float', False, 28800.0, None, (('gt', 0),), (), ()),
-    'max_body_bytes': ('int', False, 4194304, None, (('ge', 1024),), (), ()),
+    'max_body_bytes': ('int', False, 33554432, None, (('ge', 1024),), (), ()),
     'upstream_connect_timeout': ('float', False, 5.0, None, (('gt', 0),), (), ()),
     'upstream_timeout': ('float', False, 600.0, None, (('gt', 0),), (), ()),
     'upstream_retries': ('int', False, 2, None, (('ge', 0),), (), ()),

@@ -25,7 +25,8 @@ MEANINGS = {
     "host": "address the HTTP server binds to",
     "port": "HTTP port (OpenAI-compatible API, /health, /ready, /metrics)",
     "gossip_port": "gRPC gossip port peers push counters to",
-    "max_body_bytes": "largest accepted request body; larger bodies get 413 `request_too_large`",
+    "max_body_bytes": "largest accepted request body (32 MiB: what Anthropic takes; an agent's turn carries every "
+                      "screenshot of its conversation); larger bodies get 413 `request_too_large`",
     "upstream_connect_timeout": "seconds to connect to an upstream provider",
     "upstream_timeout": "seconds an upstream call may take in total (long generations included)",
     "retry_backoff": "seconds to wait before retrying on another deployment",
