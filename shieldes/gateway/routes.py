@@ -19,7 +19,7 @@ from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, req
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
-from shieldes.providers.openai import usage_asked
+from shieldes.providers.openai import appended, usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
@@ -304,20 +304,21 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     route = gw.route(key, requested)
     call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True, choices=choices)
     cap = call.cap
-    if cap is not None:  # a budget needs a bound on the completion: the request gets one
-        body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
+    client_body = body
+    # a budget needs a bound on the completion: the request gets one (added to the client's bytes)
+    added: Body = {} if cap is None else {"max_completion_tokens" if op == "chat" else "max_tokens": cap}
+    body = dict(body, **added) if added else body
     if not streaming:
-        # The client's bytes go upstream as they are unless a stream field must be dropped.
-        plain = cap is None and "stream_options" not in body and "stream" not in body
-        result = await call.json(body, raw if plain else None)
+        # The client's bytes go upstream (with the bound) unless a stream field must be dropped.
+        plain = "stream_options" not in body and "stream" not in body
+        result = await call.json(body, appended(raw, client_body, added) if plain else None)
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.res.headers)
             return web.Response(body=result.raw, headers=headers)
         return json_response(result.body, call.rid, call.res.headers)
     wants_usage = _client_wants_usage(body)
-    # the client's bytes, usage asked for, go upstream unless the budget's cap changed the body
-    raw_stream = usage_asked(raw, body) if cap is None else None
+    raw_stream = usage_asked(raw, client_body, added)  # the client's bytes, the stream's usage asked for
     options = body.get("stream_options")
     options = options if isinstance(options, dict) else {}
     body = dict(body, stream_options={**options, "include_usage": True})

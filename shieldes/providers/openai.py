@@ -40,19 +40,32 @@ def op_path(op: Operation) -> str:
     return path
 
 
-_USAGE_ASKED = b',"stream_options":{"include_usage":true}}'
+def appended(raw: bytes, body: Body, members: Body) -> bytes | None:
+    """`raw`, the client's encoding of the JSON object `body`, with `members` added at its end:
+    what the gateway adds to a request (a budget's bound on the completion, the stream's usage)
+    without encoding a long history again. None when one of their names is in `body` already (a
+    name twice in one object is read differently by different parsers) or `raw` does not end as
+    an object does."""
+    if not members:
+        return raw
+    if not body or not members.keys().isdisjoint(body):
+        return None
+    end = raw.rstrip()
+    return end[:-1] + b"," + orjson.dumps(members)[1:] if end.endswith(b"}") else None
 
 
-def usage_asked(raw: bytes, body: Body) -> bytes | None:
-    """`raw`, the client's encoding of the streaming request `body`, asking the upstream for the
-    stream's usage as the gateway must (`stream_options.include_usage`): as it is when it asks
-    already, with the option added at its end when it names no `stream_options`; None when the
-    request must be encoded again (other stream options)."""
+def usage_asked(raw: bytes, body: Body, members: Body | None = None) -> bytes | None:
+    """`raw`, the client's encoding of the streaming request `body`, as `appended` makes it, and
+    asking the upstream for the stream's usage as the gateway must (`stream_options.include_usage`):
+    the option is added when the body names no `stream_options`; None when it names others."""
+    added = dict(members or {})
     if "stream_options" not in body:
-        end = raw.rstrip()
-        return end[:-1] + _USAGE_ASKED if body and end.endswith(b"}") else None
-    options = body["stream_options"]
-    return raw if isinstance(options, dict) and options.get("include_usage") is True else None
+        added["stream_options"] = {"include_usage": True}
+    else:
+        options = body["stream_options"]
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            return None
+    return appended(raw, body, added)
 
 
 class OpenAIProvider:

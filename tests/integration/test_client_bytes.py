@@ -56,7 +56,7 @@ async def test_a_chat_stream_goes_upstream_as_the_clients_bytes(database_url: st
         assert b'"usage": {' in got or b'"usage":{' in got  # the client asked for it: it gets it
 
 
-async def test_a_chat_stream_the_gateway_must_change_is_encoded_again(database_url: str) -> None:
+async def test_what_the_gateway_adds_follows_the_clients_bytes_or_the_body_is_encoded_again(database_url: str) -> None:
     async with harness(database_url) as h:
         free = await h.create_key("free")
         capped = await h.create_key("capped", budget_usd=0.01)
@@ -68,8 +68,16 @@ async def test_a_chat_stream_the_gateway_must_change_is_encoded_again(database_u
         assert b"Caf\\u00e9" not in sent.raw and sent.body["stream_options"] == {
             "include_obfuscation": False, "include_usage": True}
 
-        await _post(h, capped, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY}))
-        sent = h.upstream.last(CHAT)  # the budget's bound on the completion is in the body
+        for streaming in (True, False):  # a budget's bound on the completion is added to the client's bytes
+            raw = _encoded({"model": "gpt-4o", "messages": HISTORY, **({"stream": True} if streaming else {})})
+            await _post(h, capped, CHAT, raw)
+            sent = h.upstream.last(CHAT)
+            cap = sent.body["max_completion_tokens"]
+            assert 0 < cap < 1000 and sent.raw.startswith(raw[:-1] + b',"max_completion_tokens":%d' % cap)
+            assert sent.body["messages"] == orjson.loads(raw)["messages"]
+        with_null = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY, "max_completion_tokens": None})
+        await _post(h, capped, CHAT, with_null)  # its name is taken (by a null): encoded again, not named twice
+        sent = h.upstream.last(CHAT)
         assert b"Caf\\u00e9" not in sent.raw and 0 < sent.body["max_completion_tokens"] < 1000
 
         long_id = "toolu_" + "x" * 60  # longer than OpenAI's 40: the upstream gets a fitted id

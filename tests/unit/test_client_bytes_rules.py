@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shieldes.providers.openai import usage_asked
+from shieldes.providers.openai import appended, usage_asked
 from shieldes.responses.request import forwards_as_sent, parse_request
 
 _values = st.recursive(
@@ -43,3 +43,14 @@ def test_a_responses_body_forwards_as_sent_only_when_the_gateway_adds_nothing() 
         assert not forwards_as_sent(body, parse_request(body).input)
     easy = {"model": "m", "input": [{"role": "user", "content": "hi"}]}  # normalised into another item?
     assert forwards_as_sent(easy, parse_request(easy).input) == (parse_request(easy).input[0] is easy["input"][0])
+
+
+def test_members_are_added_only_under_names_the_body_does_not_have() -> None:
+    raw = b'{"model": "m", "messages": []}  '
+    body = orjson.loads(raw)
+    both = usage_asked(raw, body, {"max_completion_tokens": 7})
+    assert both is not None and orjson.loads(both) == {**body, "max_completion_tokens": 7,
+                                                        "stream_options": {"include_usage": True}}
+    assert appended(raw, body, {}) is raw
+    assert appended(raw, body, {"model": "other"}) is None  # never a name twice
+    assert appended(b'{"model": "m"} trailing', {"model": "m"}, {"n": 1}) is None
