@@ -40,6 +40,10 @@ def op_path(op: Operation) -> str:
     return path
 
 
+_JSON_SPACE = b" \t\r\n"
+_CLOSE = ord("}")
+
+
 def appended(raw: bytes, body: Body, members: Body) -> bytes | None:
     """`raw`, the client's encoding of the JSON object `body`, with `members` added at its end:
     what the gateway adds to a request (a budget's bound on the completion, the stream's usage)
@@ -50,8 +54,13 @@ def appended(raw: bytes, body: Body, members: Body) -> bytes | None:
         return raw
     if not body or not members.keys().isdisjoint(body):
         return None
-    end = raw.rstrip()
-    return end[:-1] + b"," + orjson.dumps(members)[1:] if end.endswith(b"}") else None
+    end = len(raw)
+    while end and raw[end - 1] in _JSON_SPACE:
+        end -= 1
+    if not end or raw[end - 1] != _CLOSE:
+        return None
+    # one join: a body of screenshots is megabytes, and every copy is a fresh buffer to fault in
+    return b"".join((memoryview(raw)[:end - 1], b",", orjson.dumps(members)[1:]))
 
 
 def usage_asked(raw: bytes, body: Body, members: Body | None = None) -> bytes | None:

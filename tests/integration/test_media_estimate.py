@@ -26,6 +26,8 @@ async def test_an_image_counts_as_an_image_against_a_tpm_limit(database_url: str
             {"type": "text", "text": "what is on the screen?"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}}]}])
         assert chat.choices[0].message.content
+        sent = h.upstream.last("/v1/chat/completions").body  # megabytes, written past their head whole
+        assert sent["messages"][0]["content"][1]["image_url"]["url"] == "data:image/png;base64," + PNG
         turn = await oa.responses.create(model="gpt-4o", input=[{"role": "user", "content": [
             {"type": "input_text", "text": "and now?"},
             {"type": "input_image", "image_url": "data:image/png;base64," + PNG, "detail": "auto"}]}])
