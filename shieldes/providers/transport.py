@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 
 from shieldes.providers.proxies import Proxy, ProxySettingError, proxy_for
+from shieldes.providers.resolver import Resolver
 
 _READ_AHEAD = 1 << 20  # bytes buffered ahead of a slow reader before the socket is paused
 _MAX_TARGETS = 4096  # parsed URLs remembered per client
@@ -458,6 +459,7 @@ class UpstreamClient:
         self._targets: dict[str, tuple[Origin, bytes, bytes]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
+        self.resolver = Resolver()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> UpstreamResponse:
         """Send one POST and wait for the answer's head (status and headers)."""
@@ -564,9 +566,7 @@ class UpstreamClient:
                 elif proxy is not None:
                     _transport, conn = await loop.create_connection(lambda: _Connection(loop), proxy.host, proxy.port)
                 else:
-                    _transport, conn = await loop.create_connection(
-                        lambda: _Connection(loop), origin.host, origin.port,
-                        ssl=tls, server_hostname=origin.host if tls else None)
+                    conn = await self._direct(loop, origin, tls)
         except TimeoutError:
             raise CallTimedOut(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
         except ssl.SSLCertVerificationError as exc:
@@ -576,6 +576,25 @@ class UpstreamClient:
         except OSError as exc:
             raise ConnectFailed(f"{exc.strerror or exc}", exc) from exc
         return conn
+
+
+    async def _direct(self, loop: asyncio.AbstractEventLoop, origin: Origin, tls: ssl.SSLContext | None) -> _Connection:
+        """A connection to the first of the origin's addresses that takes one (names resolved
+        through the cache: resolver.py)."""
+        failed: OSError | None = None
+        for family, address in await self.resolver.addresses(origin.host, origin.port):
+            try:
+                _transport, conn = await loop.create_connection(
+                    lambda: _Connection(loop), address, origin.port, family=family,
+                    ssl=tls, server_hostname=origin.host if tls else None)
+                return conn
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                failed = exc
+        self.resolver.forget(origin.host, origin.port)
+        assert failed is not None
+        raise failed
 
 
 class _ProxyAnswer(asyncio.Protocol):
