@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -99,6 +101,26 @@ def agent_responses(body: dict[str, Any], turns: int) -> dict[str, Any]:
         "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
     return {**body, "instructions": "You are a careful coding agent. " * 150, "input": items, "tools": [tool],
             "store": False}
+def with_image(body: dict[str, Any], path: str, kib: int) -> dict[str, Any]:
+    """`body` with a `kib` KiB image (random bytes, base64) in its last user turn, where each API
+    puts one: a screenshot an agent attached, carried in every turn after it."""
+    data = base64.b64encode(random.Random(kib).randbytes(kib * 1024)).decode()
+    if path == RESPONSES_PATH:
+        text = body["input"] if isinstance(body["input"], str) else "Say hello to the benchmark please"
+        items = [] if isinstance(body["input"], str) else body["input"][:-1]
+        image = {"type": "input_image", "image_url": "data:image/png;base64," + data}
+        return {**body, "input": [*items, {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": text}, image]}]}
+    *before, last = body["messages"]
+    if path == MESSAGES_PATH:
+        parts = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
+        image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+    else:
+        parts = [{"type": "text", "text": last["content"]}]
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + data}}
+    return {**body, "messages": [*before, {**last, "content": [*parts, image]}]}
+
+
 ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -153,7 +175,7 @@ def run_proxy(port: int, upstream: str, lean: bool = False, reuse_port: bool = F
         await app["session"].close()
         await app["client"].close()
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)  # bodies as large as the node takes (--image-kb)
     app.cleanup_ctx.append(session_ctx)
     for path in (CHAT_PATH, MESSAGES_PATH, RESPONSES_PATH):
         app.router.add_post(path, forward_lean if lean else forward)
@@ -350,7 +372,8 @@ def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conn
     headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in request_headers(url, key).items())
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
     out = subprocess.run(
-        pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--latency", "-s", str(lua), url], cpus),
+        pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--timeout", "30s", "--latency", "-s",
+                str(lua), url], cpus),
         capture_output=True,
         text=True,
         check=True,
@@ -461,6 +484,10 @@ def main() -> None:
         help="every body carries a coding agent's conversation of N tool calls and results (a long system "
         "prompt, a tool; about 1.1 kB per turn), as Claude Code, Codex CLI and chat agents send each turn",
     )
+    parser.add_argument(
+        "--image-kb", type=int, default=0, metavar="N",
+        help="every body carries an N KiB image (base64) in its last user turn, as agents send screenshots",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -494,6 +521,10 @@ def main() -> None:
         grow = {CHAT_PATH: agent_chat, MESSAGES_PATH: agent_messages, RESPONSES_PATH: agent_responses}
         modes = [(m, grow[p](b, args.agent_turns), p) for m, b, p in modes]
         print("agent turns:", args.agent_turns, ", ".join(f"{m} {len(json.dumps(b)) // 1024} kB" for m, b, _ in modes),
+              flush=True)
+    if args.image_kb:
+        modes = [(m, with_image(b, p, args.image_kb), p) for m, b, p in modes]
+        print("image:", args.image_kb, "KiB;", ", ".join(f"{m} {len(json.dumps(b)) // 1024} kB" for m, b, _ in modes),
               flush=True)
     if args.only:
         wanted = args.only.split(",")

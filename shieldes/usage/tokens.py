@@ -19,6 +19,7 @@ count would. It is deterministic and never 0 for a request or an answer with con
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -30,39 +31,54 @@ REQUEST_OVERHEAD = 3
 
 
 MEDIA_BYTES = MEDIA_TOKENS * BYTES_PER_TOKEN
+# Any run of more than MEDIA_BYTES without a space holds a whole window of this size, tiled from
+# wherever the search stands: only windows without a space are looked at closer (one memchr each).
+_WINDOW = MEDIA_BYTES // 2
+_DATA_KEY = b'"data":'
+_BASE64 = re.compile(rb"[A-Za-z0-9+/=]{64}")
 
 
 def prompt_bytes(raw: bytes) -> int:
     """The bytes of a request body that stand for its input tokens, at BYTES_PER_TOKEN each, as
-    admission estimates them before any upstream counts: every byte, except that a base64 run of
-    media counts as at most MEDIA_BYTES (an image is about 1600 tokens whatever its size; at one
-    token per 4 bytes a 2 MB screenshot would count 500,000 and no tokens-per-minute limit would
-    admit it). Never more than len(raw). The media is found where clients put it: a data URL
-    (OpenAI image_url, Responses input_image and input_file) or the `data` string of an Anthropic
-    base64 source (one with no space and no \\u escape: not text). Byte searches only, no scan
-    in Python: a 20 MB body costs a few passes of memchr."""
-    size = len(raw)
-    if b"base64" not in raw:
-        return size
-    for marker in (b";base64,", b'"data":'):
-        at = raw.find(marker)
-        while at >= 0:
-            start = at + len(marker)
-            if marker == b'"data":':  # JSON allows spaces before the string
-                while raw[start:start + 1] == b" ":
-                    start += 1
-                if raw[start:start + 1] != b'"':
-                    at = raw.find(marker, start)
-                    continue
-                start += 1
-            end = raw.find(b'"', start)  # base64 holds no quote: the string's end
-            if end < 0:
-                break
-            if end - start > MEDIA_BYTES and (marker == b";base64," or (
-                    raw.find(b" ", start, end) < 0 and raw.find(b"\\u", start, end) < 0)):
-                size -= end - start - MEDIA_BYTES
-            at = raw.find(marker, end)
+    admission estimates them before any upstream counts: every byte, except that base64 media
+    counts as at most MEDIA_BYTES (an image is about 1600 tokens whatever its size; at one token
+    per 4 bytes a 2 MB screenshot would count 500,000 and no tokens-per-minute limit would admit
+    it). Never more than len(raw). Media is a JSON string where clients put it (media_string): a
+    data URL (OpenAI image_url, Responses input_image and input_file) or the `data` of an Anthropic
+    base64 source. Searched for with memchr in windows, never a scan in Python and no multi-byte
+    search: a 73 kB agent turn without media costs about 20 window checks, a 20 MB body a few ms."""
+    size = n = len(raw)
+    at = 0
+    while at + _WINDOW <= n:
+        if raw.find(b" ", at, at + _WINDOW) >= 0:
+            at += _WINDOW
+            continue
+        start = raw.rfind(b'"', 0, at) + 1  # the JSON string this window is in, if it is in one
+        end = raw.find(b'"', at)
+        if end < 0:
+            break
+        if end - start > MEDIA_BYTES and media_string(raw, start, end):
+            size -= end - start - MEDIA_BYTES
+        at = end + 1
     return size
+
+
+def media_string(raw: bytes, start: int, end: int) -> bool:
+    """Whether raw[start:end], the inside of a JSON string, is base64 media: a `data:...;base64,`
+    URL or the value of a `data` key, holding base64 (JSON may write its slashes as \\/) and no
+    space or \\u escape (text)."""
+    head = raw[start:start + 100]
+    if head.startswith(b"data:"):
+        comma = head.find(b";base64,")
+        if comma < 0:
+            return False
+        start += comma + len(b";base64,")
+    elif not raw[max(0, start - 16):start - 1].rstrip(b" ").endswith(_DATA_KEY):
+        return False
+    if _BASE64.match(raw[start:start + 64].replace(b"\\/", b"/").ljust(64, b"=")) is None:
+        return False
+    slash = raw.find(b"\\", start, end)
+    return (slash < 0 or raw[slash + 1:slash + 2] == b"/") and raw.find(b" ", start, end) < 0
 
 
 def _text_tokens(text: str) -> int:
