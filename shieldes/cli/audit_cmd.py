@@ -149,12 +149,12 @@ def verify(as_json: bool) -> None:
         emit(result, as_json=True)
     if not report.ok:
         fail(f"hash chain broken at position {report.bad_position}: {report.reason}; the config log was "
-             "changed outside shieldes: restore the events table from a backup and investigate")
+             "changed outside shieldes: restore the events table from a backup and investigate", "hash_chain_broken")
     if problems:
         first = problems[0]
         fail(f"snapshot at position {first.position} (id {first.snapshot_id}) does not match the log: "
              f"{first.reason}; delete it (nodes then start from an older snapshot or a full replay) "
-             "and investigate who wrote it")
+             "and investigate who wrote it", "snapshot_mismatch")
     if not ctx.as_json:
         click.echo(f"ok: {report.checked} config events verified, chain tip at position "
                    f"{report.last_position} (hash {report.tip_hash[:16]}...); "

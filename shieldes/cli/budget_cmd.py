@@ -167,7 +167,7 @@ def _target(state: Any, kind: str, ref: str) -> tuple[str, str, Budget | None]:
     from shieldes.projections.commands import find_key, find_team
 
     if kind == "team":
-        t = find_team(state, ref)
+        t = find_team(state, ref, subject=True)  # `team_not_found`, as in remote mode
         return t.id, t.name, t.budget
     k = find_key(state, ref)
     return k.id, k.name, k.budget

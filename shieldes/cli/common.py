@@ -265,9 +265,35 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+def fail(message: str, code: str | None = None, exit_code: int = 1, *, args: Sequence[str] = ()) -> NoReturn:
+    """The one error line on stderr and exit `exit_code`. With `--json` the line is JSON,
+    `{"error": {"message": ..., "code": ...}}` (a script parses it as it parses the output).
+    `args`: the arguments being parsed when an option did not parse (click has not read `--json`
+    from them yet)."""
+    if json_errors() or "--json" in (args[:args.index("--")] if "--" in args else args):
+        click.echo(json.dumps({"error": {"message": message, "code": code or "error"}}, ensure_ascii=False),
+                   err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(exit_code)
+
+
+def json_errors() -> bool:
+    """Whether this command was given `--json` (at the root or on the command)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    root = ctx.find_root().obj
+    return (isinstance(root, CliContext) and root.as_json) or any(c.params.get("as_json") for c in _lineage(ctx))
+
+
+def _lineage(ctx: click.Context) -> list[click.Context]:
+    found: list[click.Context] = []
+    current: click.Context | None = ctx
+    while current is not None:
+        found.append(current)
+        current = current.parent
+    return found
 
 
 def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
@@ -278,15 +304,15 @@ def handle_errors(f: Callable[P, T]) -> Callable[P, T]:
         try:
             return f(*args, **kwargs)
         except ShieldesError as exc:
-            fail(exc.message)
+            fail(exc.message, exc.code)
         except Exception as exc:
-            fail(_error_line(exc))
+            fail(*_error_line(exc))
         raise AssertionError("unreachable")
 
     return wrapper
 
 
-def _error_line(exc: Exception) -> str:
+def _error_line(exc: Exception) -> tuple[str, str]:
     """The one line for an error of the log or the database; anything else is re-raised. (The
     modules are imported here, not at the top: a command that fails before using them never loads
     them.)"""
@@ -296,34 +322,35 @@ def _error_line(exc: Exception) -> str:
     from shieldes.events.codec import UnknownEvent
 
     if isinstance(exc, UnknownEvent):  # the log holds events from a newer shieldes
-        return f"{exc}; upgrade shieldes to read this log"
+        return f"{exc}; upgrade shieldes to read this log", "unknown_event"
     if isinstance(exc, psycopg.OperationalError):
-        return db.translate(exc, "the database").message
+        error = db.translate(exc, "the database")
+        return error.message, error.code or "database_unavailable"
     if isinstance(exc, psycopg.Error):  # the server refused a statement: not a connection problem
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"the database refused the request: {first}; check the arguments (see --help)"
+        return f"the database refused the request: {first}; check the arguments (see --help)", "database_error"
     raise exc
 
 
-def _usage_error(ctx: click.Context | None, exc: click.UsageError) -> None:
+def _usage_error(ctx: click.Context | None, exc: click.UsageError, args: Sequence[str]) -> None:
     no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
     if no_args is not None and isinstance(exc, no_args) and ctx is not None:
         click.echo(ctx.get_help(), err=True)  # a bare group (`shieldes key`): its help, as click does
         sys.exit(2)
     path = ctx.command_path if ctx is not None else "shieldes"
     message = " ".join(exc.format_message().split()).rstrip(".")  # one line, whatever click composed
-    click.echo(f"error: {message}; see `{path} --help`", err=True)
-    sys.exit(2)
+    fail(f"{message}; see `{path} --help`", "usage_error", exit_code=2, args=args)
 
 
 class OneLineCommand(click.Command):
     """A click command whose usage errors (bad or missing option) are one line on stderr."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc)
+            _usage_error(exc.ctx or ctx, exc, given)
             raise AssertionError("unreachable") from None
 
 
@@ -334,19 +361,21 @@ class OneLineGroup(click.Group):
     group_class = type
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc)
+            _usage_error(exc.ctx or ctx, exc, given)
             raise AssertionError("unreachable") from None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
+        given = list(args)
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc)
+            _usage_error(exc.ctx or ctx, exc, given)
             raise AssertionError("unreachable") from None
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from shieldes.checks import Finding
-from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import OneLineCommand, cli_context, emit, fail, handle_errors, json_option, run
 from shieldes.doctor import report, run_checks
 from shieldes.errors import DatabaseUnavailable
 
@@ -39,5 +37,4 @@ def doctor(as_json: bool) -> None:
             for c in fixes:
                 click.echo(f"  {c['check']} {c['subject']}: {c['fix']}")
     if not result["ok"]:
-        click.echo(f"error: {result['failed']} check(s) failed; see above for what to do", err=True)
-        sys.exit(1)
+        fail(f"{result['failed']} check(s) failed; see above for what to do", "checks_failed")

@@ -23,7 +23,7 @@ from shieldes.cli.common import (
     split_list,
     warn,
 )
-from shieldes.errors import InvalidRequest
+from shieldes.errors import CommandRejected, InvalidRequest
 
 if TYPE_CHECKING:
     from shieldes.cli.remote import AdminApi
@@ -309,7 +309,7 @@ def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all
     path = f"/keys/{segment(key)}"
     if not body:  # the direct mode's refusal, which names the key
         current = api.call("GET", path, not_found=_no_key(key))
-        raise InvalidRequest(f"nothing to change for key {current['name']!r}; pass at least one option")
+        raise CommandRejected(f"nothing to change for key {current['name']!r}; pass at least one option")
     answer = api.call("PATCH", path, body, not_found=_no_key(key))
     row = _remote_row(answer)
     _notes(row, [], answer.get("warnings") or [], ctx.as_json)

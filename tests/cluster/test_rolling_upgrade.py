@@ -101,8 +101,10 @@ def test_old_and_new_release_side_by_side(cluster: Cluster) -> None:
     assert cli(cluster, "key", "create", "--name", "plain").returncode == 0  # readable by both: accepted
     refused = cli(cluster, "key", "create", "--name", "limited", "--rpm", "5")
     assert refused.returncode != 0
-    line = refused.stderr.strip()
-    assert line.startswith("error: node old1 is alive and reads rate_limit.set not at all") and "\n" not in line
+    line = refused.stderr.strip()  # --json: the refusal is one JSON line
+    assert "\n" not in line
+    line = json.loads(line)["error"]["message"]
+    assert line.startswith("node old1 is alive and reads rate_limit.set not at all")
     assert "upgrade node old1" in line
     assert "limited" not in {k["name"] for k in json.loads(cli(cluster, "key", "list").stdout)}
 

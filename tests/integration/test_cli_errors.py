@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -178,6 +179,35 @@ def test_refused_commands_append_nothing(populated: str, args: list[str], fragme
     line = refused(populated, *args)
     assert fragment in line, line
     assert count_events(populated) == before
+
+
+JSON_REFUSALS = [
+    # (args, exit code, error code): the same refusal with --json at the root and on the command
+    (["key", "revoke", "nope"], 1, "key_not_found"),
+    (["key", "create", "--name", "app"], 1, None),  # whatever code the refusal has, it is there
+    (["key", "create", "--name", "k2", "--rpm", "abc"], 2, "usage_error"),
+    (["key", "nosuch"], 2, "usage_error"),
+    (["budget", "set", "app", "--team", "eng", "--amount", "1"], 1, None),
+]
+
+
+@pytest.mark.parametrize(("args", "exit_code", "code"), JSON_REFUSALS, ids=[" ".join(a) for a, _, _ in JSON_REFUSALS])
+def test_json_refusals_are_json_on_stderr(populated: str, args: list[str], exit_code: int, code: str | None) -> None:
+    """With --json a refusal is one JSON line on stderr, {"error": {"message", "code"}}, with the
+    exit code the plain line has; stdout stays empty (a script reading JSON from it reads nothing)."""
+    plain = invoke(populated, *args)
+    assert plain.exit_code == exit_code and plain.stderr.startswith("error: ")
+    for given in (["--json", *args], [*args, "--json"]):
+        result = invoke(populated, *given)
+        assert result.exit_code == exit_code, (given, result.stderr)
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        error = json.loads(lines[0])["error"]
+        assert error["message"] == plain.stderr.strip().removeprefix("error: ")
+        assert isinstance(error["code"], str) and error["code"]
+        if code is not None:
+            assert error["code"] == code
 
 
 def test_unreachable_database(database_url: str) -> None:

@@ -143,6 +143,8 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
                           (("key", "create", "--name", "x", "--rpm", "many"), 2), (("key", "frobnicate"), 2)):
             r, d = await remote(h, *bad), await direct(h, *bad)
             assert r.error(code) == d.error(code), bad
+            r, d = await remote(h, "--json", *bad), await direct(h, "--json", *bad)  # as JSON: message and code
+            assert (r.code, r.out, r.err) == (d.code, d.out, d.err) and json.loads(r.err)["error"]["code"], bad
 
 
 async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url: str) -> None:

@@ -87,7 +87,9 @@ async def test_doctor_passes_a_healthy_setup_and_names_each_failure(database_url
                                 "--models", "house-model")
         code, report, err = await asyncio.to_thread(_doctor, database_url, **env)
     assert code == 1 and not report["ok"]
-    assert err.strip().splitlines() == [f"error: {report['failed']} check(s) failed; see above for what to do"]
+    assert [json.loads(line) for line in err.strip().splitlines()] == [  # --json: the error line is JSON
+        {"error": {"message": f"{report['failed']} check(s) failed; see above for what to do",
+                   "code": "checks_failed"}}]
     failed = _failed(report)
     assert MISSING in failed[("credentials", "nokey")]["fix"]
     assert "--api-key" in failed[("upstream", "nokey")]["fix"]  # the fake refused the missing key: 401
