@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shieldes.checks import Finding
 from shieldes.cli.common import OneLineCommand, cli_context, emit, fail, handle_errors, json_option, run
-from shieldes.doctor import report, run_checks
 from shieldes.errors import DatabaseUnavailable
 
 
@@ -16,6 +14,11 @@ from shieldes.errors import DatabaseUnavailable
 def doctor(as_json: bool) -> None:
     """Check the database (reachable, schema, clock skew), this node's provider credentials, each
     deployment (a cheap models call), prices for every served model and the cluster's shared secrets."""
+    # the checks (aiohttp, pydantic, every provider kind) load only when the doctor runs, not
+    # for `shieldes doctor --help`
+    from shieldes.checks import Finding
+    from shieldes.doctor import report, run_checks
+
     ctx = cli_context()
     try:
         url = ctx.database_url()

@@ -1,7 +1,8 @@
 """The `shieldes` command: a click group; each area registers its commands from its own module.
 
-A command's module is imported only when that command runs (or when help lists every command):
-`shieldes key create` loads what a key write needs, not the gateway, the importers or the doctor.
+A command's module is imported only when that command runs: `shieldes key create` loads what a key
+write needs, not the gateway, the importers or the doctor. `shieldes --help` imports none of them:
+the command list is printed from SHORT_HELP (a test keeps it equal to each command's own).
 """
 
 from __future__ import annotations
@@ -39,6 +40,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admin-token": ("admin_token_cmd", "admin_token_group"),
     "secrets": ("secrets_cmd", "secrets_group"),
     "doctor": ("doctor_cmd", "doctor"),
+}
+
+# command name -> the line `shieldes --help` shows for it (the command's own short help; listing
+# help from the commands themselves would import every command module, the doctor's among them)
+SHORT_HELP: dict[str, str] = {
+    "admin-token": "Tokens for the admin API and web console (roles: admin, operator, viewer, auditor).",
+    "audit": "The audit trail of config changes.",
+    "budget": "Budgets in USD per period, for a key or a team.",
+    "cluster": "Cluster membership, leader and gossip health.",
+    "compact": "Fold raw usage events older than the retention window into hourly rollups (totals unchanged).",
+    "config": "The configuration as it was at any point in the log.",
+    "db": "Database schema and the embedded Postgres.",
+    "doctor": "Check the database (reachable, schema, clock skew), this node's provider credentials, each "
+              "deployment (a cheap models call), prices for every served model and the cluster's shared secrets.",
+    "key": "Virtual keys (KEY arguments take a key's name or id).",
+    "logs": "Requests served by the nodes (one row each, refused and failed ones included).",
+    "model": "Model aliases and fallback groups (public model names).",
+    "pricing": "Model prices.",
+    "provider": "Upstream LLM deployments (providers).",
+    "routing": "Routing strategies per model (docs/routing.md).",
+    "secrets": "Encryption of provider keys stored in the log.",
+    "serve": "Run a gateway node: the OpenAI-compatible HTTP API on --port.",
+    "snapshot": "Projection snapshots (nodes start from the newest one plus the tail of the log).",
+    "team": "Teams (a shared budget over several keys).",
+    "usage": "Requests, tokens and cost per virtual key (UTC days, inclusive).",
 }
 
 # Commands that work on this machine and its database whatever SHIELDES_ADMIN_URL says (the node
@@ -96,6 +122,15 @@ class LazyGroup(OneLineGroup):
         super().__init__(*args, **kwargs)
         self.commands = LazyCommands()
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from SHORT_HELP: no command module is imported to print it."""
+        names = [name for name in self.list_commands(ctx) if name in SHORT_HELP]
+        if names:  # shortened as click shortens a command's own help to the terminal's width
+            limit = formatter.width - 6 - max(len(name) for name in names)
+            rows = [(name, click.utils.make_default_short_help(SHORT_HELP[name], limit)) for name in names]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 @click.group(cls=LazyGroup)
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables (every command)")
@@ -131,7 +166,7 @@ def _settings() -> Settings:
         problems = "; ".join(
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
-        fail(f"invalid setting {problems}; fix the environment variable or .env entry")
+        fail(f"invalid setting {problems}; fix the environment variable or .env entry", "invalid_setting")
 
 
 def main() -> None:

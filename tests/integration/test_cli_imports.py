@@ -83,3 +83,25 @@ def test_the_guard_sees_a_heavy_import(database_url: str, tmp_path: Path) -> Non
     assert "pydantic" in found and "shieldes.settings" in found
     assert heavy({"aiohttp.web", "shieldes.gateway.app", "pydanticx", "shieldes.settings_env"}) == [
         "aiohttp.web", "shieldes.gateway.app"]
+
+
+def test_top_level_help_imports_no_command_module(tmp_path: Path) -> None:
+    """`shieldes --help` lists every command from main.SHORT_HELP: no command's module (the
+    doctor's aiohttp, pydantic and provider kinds among them) is imported to print one line each."""
+    modules = imported("postgresql://unused.invalid/none", "--help", tmp=tmp_path)
+    assert "shieldes.cli.main" in modules
+    assert sorted(m for m in modules if m.startswith("shieldes.cli.") and m.endswith("_cmd")) == []
+    assert heavy(modules) == []
+    doctor_help = imported("postgresql://unused.invalid/none", "doctor", "--help", tmp=tmp_path)
+    assert "shieldes.cli.doctor_cmd" in doctor_help and heavy(doctor_help) == []
+
+
+def test_top_level_help_lines_are_the_commands_own() -> None:
+    """SHORT_HELP says what each command's own help says (a changed docstring changes both)."""
+    from shieldes.cli.main import COMMANDS, SHORT_HELP, _load
+
+    assert set(SHORT_HELP) == set(COMMANDS)
+    for name in COMMANDS:
+        command = _load(name)
+        own = command.short_help or " ".join((command.help or "").split("\n\n")[0].split())
+        assert SHORT_HELP[name] == own, name
