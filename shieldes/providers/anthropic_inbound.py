@@ -10,7 +10,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
-from shieldes.providers.chat_parts import reasoning_model
+from shieldes.providers.chat_parts import check_base64, reasoning_model
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -51,6 +51,7 @@ def _image_part(block: dict[str, Any], where: str) -> Body:
     if isinstance(source, dict) and source.get("type") == "base64":
         media, data = source.get("media_type"), source.get("data")
         if isinstance(media, str) and isinstance(data, str):
+            check_base64(data, f"{where}.source.data")
             return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
     if isinstance(source, dict) and source.get("type") == "url" and isinstance(source.get("url"), str):
         return {"type": "image_url", "image_url": {"url": source["url"]}}

@@ -27,6 +27,7 @@ from shieldes.providers.chat_parts import (
     Part,
     ToolCall,
     ToolResult,
+    check_response_format,
     read_messages,
     read_stop,
     read_tool_choice,
@@ -186,6 +187,7 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
 
 def _output_format(response_format: Any) -> dict[str, Any] | None:
     """A json_schema `response_format` as Anthropic's structured output (`output_config.format`)."""
+    check_response_format(response_format)
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         return None
     spec = response_format.get("json_schema")

@@ -18,6 +18,7 @@ from shieldes.providers.chat_parts import (
     ToolCall,
     ToolResult,
     chat_response,
+    check_response_format,
     read_chat,
     usage_dict,
 )
@@ -102,6 +103,7 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
         elif choice not in (None, "none"):
             tool_config["toolChoice"] = {"tool": {"name": choice}}
         out["toolConfig"] = tool_config  # also needed (even under "none") when the history holds tool use
+    check_response_format(body.get("response_format"))
     text_format = _text_format(body.get("response_format"))
     if text_format is not None:
         out["outputConfig"] = {"textFormat": text_format}

@@ -103,6 +103,7 @@ def _image(part: Body, where: str) -> Image:
         mime, _, encoding = header.partition(";")
         if not sep or encoding != "base64" or not mime.startswith("image/"):
             raise _bad(f"{where}: image data URLs must look like data:image/png;base64,<data>")
+        check_base64(data, f"{where}: the image data URL")
         return Image(mime, data=data)
     if url.startswith(("http://", "https://", "gs://")):
         ext = url.rsplit(".", 1)[-1].lower()
@@ -281,6 +282,45 @@ def read_stop(stop: Any) -> list[str]:
 def system_text(system: list[SystemPart]) -> str:
     """The system prompts as one text, for APIs without cache breakpoints."""
     return "\n\n".join(s for s in system if isinstance(s, str))
+
+
+def check_base64(data: str, what: str) -> None:
+    """Refuse data that is not base64 (a translated request carries it on as it is, and the upstream
+    would refuse it in its own shape, or worse, as a failure of the deployment)."""
+    if not data:
+        raise _bad(f"{what} holds no data after `base64,`")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise _bad(f"{what} does not hold valid base64 (only A-Z a-z 0-9 + / and `=` padding, length a "
+                   "multiple of 4); encode the file's bytes with base64") from None
+
+
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+def check_response_format(value: Any) -> None:
+    """Refuse a `response_format` OpenAI would refuse: a translation that skipped a malformed one
+    would answer free text to a client that asked for JSON. An object whose `type` is text,
+    json_object or json_schema; json_schema with a `json_schema` object, its `name` (if given) a
+    string and its `schema` (if given) an object."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise _bad('response_format must be an object with a `type`, e.g. {"type": "json_object"}')
+    kind = value["type"]
+    if kind not in _RESPONSE_FORMATS:
+        raise _bad(f"response_format.type {kind!r} is not one of text, json_object, json_schema")
+    if kind != "json_schema":
+        return
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise _bad('response_format of type json_schema needs a `json_schema` object: '
+                   '{"name": ..., "schema": {...}}')
+    if spec.get("name") is not None and not isinstance(spec["name"], str):
+        raise _bad("response_format.json_schema.name must be a string")
+    if spec.get("schema") is not None and not isinstance(spec["schema"], dict):
+        raise _bad("response_format.json_schema.schema must be a JSON Schema object")
 
 
 def image_bytes(image: Image) -> bytes:

@@ -20,6 +20,7 @@ from shieldes.providers.chat_parts import (
     ToolCall,
     ToolResult,
     chat_response,
+    check_response_format,
     read_chat,
     system_text,
     usage_dict,
@@ -99,6 +100,7 @@ def _generation_config(body: Body, chat: Chat) -> Body:
     if chat.stop:
         gen["stopSequences"] = chat.stop
     fmt = body.get("response_format")
+    check_response_format(fmt)
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         gen["responseMimeType"] = "application/json"
         schema = (fmt.get("json_schema") or {}).get("schema")

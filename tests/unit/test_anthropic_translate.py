@@ -456,7 +456,7 @@ def test_messages_request_to_openai_full() -> None:
                         {"type": "text", "text": "Thanks"},
                         {
                             "type": "image",
-                            "source": {"type": "base64", "media_type": "image/png", "data": "AAA"},
+                            "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
                         },
                     ],
                 },
@@ -493,7 +493,7 @@ def test_messages_request_to_openai_full() -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "Thanks"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
                 ],
             },
         ],
@@ -781,7 +781,7 @@ _part = st.fixed_dictionaries(
     | {
         "image_url": st.fixed_dictionaries(
             {
-                "url": st.sampled_from(["data:image/png;base64,AA", "https://x/y.png", "data:,x", "ftp://x"])
+                "url": st.sampled_from(["data:image/png;base64,AA==", "https://x/y.png", "data:,x", "ftp://x"])
                 | _junk
             }
         )
