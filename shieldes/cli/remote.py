@@ -117,8 +117,9 @@ class AdminApi:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         if params:
             target += "?" + urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
+        # Shieldes-Wording: refusals in the CLI's words (flags, commands), as in direct mode
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json",
-                   "User-Agent": "shieldes-cli"}
+                   "User-Agent": "shieldes-cli", "Shieldes-Wording": "cli"}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()

@@ -273,7 +273,7 @@ async def test_aliases_and_provider_type_settings_through_the_api(database_url: 
             assert status == 400 and needle in err["error"]["message"], (body, err)
         status, err = await api.post(f"{API}/providers", {"name": "az2", "type": "azure", "base_url": "http://x",
                                                           "models": ["m"]})
-        assert status == 400 and "--api-version" in err["error"]["message"]
+        assert status == 400 and "`api_version`" in err["error"]["message"]
         status, err = await api.post(f"{API}/providers", {"name": "r2", "type": "openai", "base_url": "http://x",
                                                           "models": ["m"], "responses": "sometimes"})
         assert status == 400 and "translate or native" in err["error"]["message"]

@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from shieldes.errors import Forbidden, InvalidRequest
+from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
+from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import request_id
 from shieldes.gateway.routes import json_response, read_json
 from shieldes.roles import allows
@@ -85,7 +86,8 @@ class Field:
 
 PAGE_FIELDS = (
     Field("limit", "integer", f"page size, 1-{MAX_LIST_LIMIT} (default 100)"),
-    Field("after", "string", "return items after this cursor (the previous page's `next_after`)"),
+    Field("after", "string", "return items that sort after this cursor (the previous page's `next_after`; a "
+                             "place in the order: no entry by that name need exist)"),
 )
 
 
@@ -197,7 +199,12 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             idem = (key, hashlib.sha256(route.full_path.encode() + b"\0" + orjson.dumps(
                 body, option=orjson.OPT_SORT_KEYS)).hexdigest())
         call = Call(request, ctx, principal, dict(request.match_info), query, body, idem)
-        result = await route.handler(call)
+        try:
+            result = await route.handler(call)
+        except ShieldesError as exc:  # the shared decisions speak of CLI flags: name the fields instead
+            if CLI_WORDING not in request.headers:
+                exc.message = api_wording(exc.message)
+            raise
         status, data = result if isinstance(result, tuple) else (200, result)
         return json_response(data, rid, headers={"Cache-Control": "no-store", **call.headers}, status=status)
 

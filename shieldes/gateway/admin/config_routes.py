@@ -126,8 +126,15 @@ async def get_key(call: Call) -> Any:
     return key_view(call, state, _key(state, call.path["key"]), time.time())
 
 
+def _period_needs_amount(body: dict[str, Any]) -> None:
+    """A period means nothing without an amount: refused rather than silently ignored (as the CLI does)."""
+    if body.get("budget_period") is not None and body.get("budget") is None:
+        raise InvalidRequest("`budget_period` needs `budget` (the amount in USD to spend per period)")
+
+
 async def create_key(call: Call) -> Any:
     b = call.body
+    _period_needs_amount(b)
     secret = secrets.new_virtual_key()
     command = CreateKey(
         id=secrets.new_id("key"), name=b["name"], key_hash=secrets.hash_key(secret),
@@ -265,6 +272,7 @@ async def get_team(call: Call) -> Any:
 
 async def create_team(call: Call) -> Any:
     b = call.body
+    _period_needs_amount(b)
     written = await _write(call, CreateTeam(secrets.new_id("team"), b["name"], b.get("budget"),
                                             b.get("budget_period") or "30d"))
     return _created(written), _with_position(_team_view(call, written.state, written.events[0].data["id"]), written)

@@ -1,0 +1,67 @@
+"""Refusals in the admin API's own terms. The decisions behind the API are the CLI's (one decide
+path for both), and their messages name CLI flags and commands (`--rpm`, `shieldes key list`); an
+API client sent JSON fields and calls routes, so the API names those instead. Pure text rewriting
+of the messages the decisions are known to produce; the CLI in remote mode asks for its own words
+(header CLI_WORDING), so a refusal reads the same whether it went through the API or not."""
+
+from __future__ import annotations
+
+import re
+
+# Sent by `shieldes` in remote mode: keep the messages as the CLI prints them in direct mode.
+CLI_WORDING = "Shieldes-Wording"
+
+# Whole phrases first (where a field is not simply put in place of a flag), then flags one by one.
+_PHRASES: tuple[tuple[str, str], ...] = (
+    ("pass --models with a comma-separated list, e.g. gpt-4o,gpt-4o-mini",
+     'send `models` as a non-empty list, e.g. ["gpt-4o", "gpt-4o-mini"]'),
+    ("use --responses translate", 'send "responses": "translate"'),
+    ("pass either --expires-in or --expires-at, not both", "send either `expires_in` or `expires_at`, not both"),
+    ("see `shieldes key list`", "see GET /admin/v1/keys"),
+    ("create it with `shieldes team create`", "create it with POST /admin/v1/teams"),
+    ("see `shieldes provider list`", "see GET /admin/v1/providers"),
+    ("see `shieldes model list`", "see GET /admin/v1/aliases"),
+    ("see `shieldes admin-token list`", "see GET /admin/v1/admin-tokens"),
+    ("`shieldes provider update --models`", "PATCH /admin/v1/providers/{name} with `models`"),
+    ("(`shieldes model alias|remove`)", "(PUT or DELETE /admin/v1/aliases/{name})"),
+    ("an alias needs at least one --target PROVIDER/MODEL[:WEIGHT]",
+     "an alias needs at least one entry in `targets` (PROVIDER/MODEL[:WEIGHT])"),
+    ("a --fallback is given twice", "an entry of `fallbacks` is given twice"),
+)
+
+_FLAGS: dict[str, str] = {  # flag -> the words that name the field
+    "--input price": "`input_per_1m`",
+    "--output price": "`output_per_1m`",
+    "--cache-read price": "`cache_read_per_1m`",
+    "--cache-write price": "`cache_write_per_1m`",
+    "--budget-period": "`budget_period`",
+    "--budget": "`budget`",
+    "--amount": "`amount_usd`",
+    "--rpm": "`rpm`",
+    "--tpm": "`tpm`",
+    "--models": "`models`",
+    "--base-url": "`base_url`",
+    "--weight": "`weight`",
+    "--expires-in": "`expires_in`",
+    "--expires-at": "`expires_at`",
+    "--team": "`team`",
+    "--target": "`targets` entry",
+    "--fallback": "`fallbacks` entry",
+    "--responses": "`responses`",
+    "--region": "`region`",
+    "--api-key-env": "`api_key_env`",
+    "--api-key": "`api_key`",
+    "--api-version": "`api_version`",
+    "--name": "`name`",
+}
+# the longest flag first where one starts another (--budget-period before --budget)
+_FLAG = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in sorted(_FLAGS, key=len, reverse=True)))
+
+
+def api_wording(message: str) -> str:
+    """`message` with the CLI's flags and commands replaced by the API's fields and routes."""
+    if "--" not in message and "`shieldes " not in message:
+        return message
+    for cli, api in _PHRASES:
+        message = message.replace(cli, api)
+    return _FLAG.sub(lambda m: _FLAGS[m.group(0)], message)

@@ -1,0 +1,81 @@
+"""The admin API's refusals name its JSON fields, query parameters and routes, never the CLI's
+flags or commands (the decisions behind both are shared and were worded for the CLI); the CLI in
+remote mode asks for its own words. A budget period without an amount is refused, as by the CLI."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from shieldes.gateway.admin.wording import CLI_WORDING
+from tests.integration.admin_client import AdminClient
+from tests.integration.gateway_harness import harness
+
+BOOT = "boot-" + "admin-token-for-tests-" * 2
+API = "/admin/v1"
+CLI_TERMS = re.compile(r"--[a-z]|`shieldes ")
+
+BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
+    # (method, path, body, query, a fragment of the answer's message)
+    ("POST", "/keys", {"name": "k", "rpm": -1}, {}, "`rpm` must be a positive whole number"),
+    ("POST", "/keys", {"name": "k", "budget": -1}, {}, "`budget` must be a number"),
+    ("POST", "/keys", {"name": "k", "team": "nope"}, {}, "create it with POST /admin/v1/teams"),
+    ("POST", "/keys", {"name": "k", "models": []}, {}, "send `models` as a non-empty list"),
+    ("POST", "/keys", {"name": "k", "models": ["a", "a"]}, {}, "listed twice in `models`"),
+    ("POST", "/keys", {"name": "k", "expires_in": "soon"}, {}, "malformed `expires_in`"),
+    ("POST", "/keys", {"name": "k", "expires_in": "1d", "expires_at": "2030-01-01"}, {},
+     "`expires_in` or `expires_at`"),
+    ("POST", "/keys", {"name": "k", "expires_at": "2001-01-01"}, {}, "`expires_at` '2001-01-01' is in the past"),
+    ("POST", "/keys", {"name": "k", "budget_period": "7d"}, {}, "`budget_period` needs `budget`"),
+    ("POST", "/teams", {"name": "t", "budget_period": "1d"}, {}, "`budget_period` needs `budget`"),
+    ("PATCH", "/keys/app", {"tpm": -5}, {}, "`tpm` must be"),
+    ("PATCH", "/keys/nope", {"rpm": 5}, {}, "see GET /admin/v1/keys"),
+    ("POST", "/keys/nope/revoke", None, {}, "see GET /admin/v1/keys"),
+    ("PUT", "/budgets/key/app", {"amount_usd": -1}, {}, "`amount_usd` must be"),
+    ("PUT", "/budgets/team/nope", {"amount_usd": 1}, {}, "create it with POST /admin/v1/teams"),
+    ("POST", "/teams", {"name": "t2", "budget": -3}, {}, "`budget` must be"),
+    ("POST", "/providers", {"name": "p", "type": "openai", "base_url": "ftp://x", "models": ["a"]}, {},
+     "invalid `base_url`"),
+    ("POST", "/providers", {"name": "p", "type": "openai", "base_url": "http://x", "models": ["a"], "weight": -1}, {},
+     "`weight` must be"),
+    ("POST", "/providers", {"name": "p", "type": "anthropic", "base_url": "http://x", "models": ["a"],
+                            "responses": "native"}, {}, 'send "responses": "translate"'),
+    ("PATCH", "/providers/nope", {"weight": 2}, {}, "see GET /admin/v1/providers"),
+    ("PUT", "/aliases/al", {"targets": ["bad"]}, {}, "invalid `targets` entry 'bad'"),
+    ("PUT", "/aliases/al", {"targets": ["nope/x"]}, {}, "see GET /admin/v1/providers"),
+    ("PUT", "/aliases/al", {"targets": ["openai/zzz"]}, {}, "PATCH /admin/v1/providers/{name} with `models`"),
+    ("PUT", "/aliases/al", {"targets": ["openai/gpt-4o"], "fallbacks": ["zzz"]}, {}, "`fallbacks` entry 'zzz'"),
+    ("DELETE", "/aliases/nope", None, {}, "see GET /admin/v1/aliases"),
+    ("PUT", "/pricing/gpt-4o", {"input_per_1m": -1, "output_per_1m": 1}, {}, "`input_per_1m` must be"),
+    ("PUT", "/pricing/gpt-4o", {"input_per_1m": 1, "output_per_1m": 1, "cache_write_per_1m": -1}, {},
+     "`cache_write_per_1m` must be"),
+    ("POST", "/admin-tokens/nope/revoke", None, {}, "see GET /admin/v1/admin-tokens"),
+]
+
+
+async def test_refusals_name_fields_and_routes_not_cli_flags(database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        assert (await api.post(f"{API}/teams", {"name": "eng"}))[0] == 201
+        assert (await api.post(f"{API}/keys", {"name": "app"}))[0] == 201
+        for method, path, body, query, fragment in BAD:
+            status, answer = await api.call(method, API + path, body, **query)
+            message = answer["error"]["message"]
+            assert 400 <= status < 500 and fragment in message, (method, path, body, query, status, message)
+            assert not CLI_TERMS.search(message), (method, path, message)
+        # a cursor is a place in the name order (docs/admin-api.md): past the last name, the end
+        assert (await api.post(f"{API}/keys", {"name": "zed"}))[0] == 201
+        status, first = await api.get(f"{API}/keys", limit=1)
+        assert status == 200 and first["next_after"] == "app"
+        status, second = await api.get(f"{API}/keys", limit=1, after=first["next_after"])
+        assert status == 200 and [k["name"] for k in second["data"]] == ["zed"] and not second["has_more"]
+        status, between = await api.get(f"{API}/keys", after="b")  # no key's name: the names after it
+        assert status == 200 and [k["name"] for k in between["data"]] == ["zed"]
+        status, end = await api.get(f"{API}/keys", after="zzz")
+        assert (status, end["data"], end["has_more"], end["next_after"]) == (200, [], False, None)
+        # the CLI in remote mode asks for its own words: the same refusal names the flag (remote and
+        # direct mode print the same line: test_cli_remote.py)
+        status, answer = await api.call("POST", f"{API}/keys", {"name": "k", "rpm": -1},
+                                        headers={CLI_WORDING: "cli"})
+        assert status == 400 and answer["error"]["message"].startswith("--rpm must be")
+
