@@ -180,6 +180,18 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
     return json_response({"id": response_id, "object": "response", "deleted": True}, request_id(request))
 
 
+async def cancel_response(request: web.Request) -> web.StreamResponse:
+    """What OpenAI answers: an unknown id is a 404; a response not created with background=true
+    (every one here: background mode is refused at create) is a 400 saying it cannot be cancelled."""
+    _gw, key = _key(request)
+    response_id = request.match_info["id"]
+    await request.app[RESPONSES].get(response_id, key.id)  # the 404 of GET for an unknown id
+    raise InvalidRequest(f"Response {response_id!r} cannot be cancelled: only responses created with "
+                         "background=true can be, and this one was not (this gateway runs no background "
+                         "responses); it finished when its answer was sent, and GET /v1/responses/{id} "
+                         "returns it", code="response_not_cancellable")
+
+
 def _limit(value: str | None) -> int:
     if value is None:
         return 20
@@ -238,4 +250,5 @@ def add_responses_routes(app: web.Application) -> None:
     app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
     app.router.add_get("/v1/responses/{id}", get_response)
     app.router.add_delete("/v1/responses/{id}", delete_response)
+    app.router.add_post("/v1/responses/{id}/cancel", cancel_response)
     app.router.add_get("/v1/responses/{id}/input_items", list_input_items)
