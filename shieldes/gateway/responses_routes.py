@@ -170,6 +170,12 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
 async def get_response(request: web.Request) -> web.StreamResponse:
     _gw, key = _key(request)
     stored = await request.app[RESPONSES].get(request.match_info["id"], key.id)
+    if request.query.get("stream", "false").lower() not in ("false", "0", ""):
+        # the SDK's `retrieve(id, stream=True)` reads an event stream: JSON here would read as no
+        # events at all. Events are replayed for background responses, which this gateway runs none of.
+        raise InvalidRequest(f"Response {stored.id!r} cannot be streamed again: stream=true on "
+                             "retrieve is for responses created with background=true (none is here); it is "
+                             "complete, retrieve it without stream", code="stream_not_supported")
     return json_response(stored.response, request_id(request))
 
 

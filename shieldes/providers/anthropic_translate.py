@@ -27,7 +27,7 @@ from shieldes.providers.chat_parts import (
     Part,
     ToolCall,
     ToolResult,
-    check_response_format,
+    check_chat_request,
     read_messages,
     read_stop,
     read_tool_choice,
@@ -146,6 +146,7 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
     """An OpenAI chat completions request as an Anthropic Messages request for `model` (tool call
     ids Anthropic would refuse replaced, pairs kept: tool_ids)."""
     body = fit_chat_ids(body, ANTHROPIC)
+    check_chat_request(body)
     if body.get("n") not in (None, 1):
         raise _bad("`n` > 1 is not supported by Anthropic models; send separate requests")
     system, messages = _convert_messages(body.get("messages"))
@@ -187,7 +188,6 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
 
 def _output_format(response_format: Any) -> dict[str, Any] | None:
     """A json_schema `response_format` as Anthropic's structured output (`output_config.format`)."""
-    check_response_format(response_format)
     if not isinstance(response_format, dict) or response_format.get("type") != "json_schema":
         return None
     spec = response_format.get("json_schema")

@@ -18,7 +18,7 @@ from shieldes.providers.chat_parts import (
     ToolCall,
     ToolResult,
     chat_response,
-    check_response_format,
+    check_chat_request,
     read_chat,
     usage_dict,
 )
@@ -68,6 +68,7 @@ def _block(p: Part) -> Body:
 def chat_to_converse(body: Body, model: str = "") -> Body:
     """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL); tool
     call ids Converse would refuse are replaced, pairs kept (tool_ids)."""
+    check_chat_request(body)
     chat = read_chat(fit_chat_ids(body, BEDROCK))
     if chat.turns[0].role != "user":
         raise InvalidRequest("Bedrock needs the conversation to start with a user message")
@@ -103,7 +104,6 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
         elif choice not in (None, "none"):
             tool_config["toolChoice"] = {"tool": {"name": choice}}
         out["toolConfig"] = tool_config  # also needed (even under "none") when the history holds tool use
-    check_response_format(body.get("response_format"))
     text_format = _text_format(body.get("response_format"))
     if text_format is not None:
         out["outputConfig"] = {"textFormat": text_format}

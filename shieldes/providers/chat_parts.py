@@ -296,6 +296,22 @@ def check_base64(data: str, what: str) -> None:
                    "multiple of 4); encode the file's bytes with base64") from None
 
 
+def check_chat_request(body: Body) -> None:
+    """What a translated chat request asks for that the translation could not give, refused with
+    what to change (OpenAI refuses the same, or would answer what the client asked for): a
+    malformed `response_format`, audio output, a `tool_choice` that forces a tool without `tools`."""
+    check_response_format(body.get("response_format"))
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (modalities is not None and modalities != ["text"]):
+        if not isinstance(modalities, list) or any(m not in ("text", "audio") for m in modalities):
+            raise _bad('`modalities` must be a list of "text" and "audio"')
+        raise _bad('this deployment answers text only: send `modalities: ["text"]` (or leave it out) and no `audio`')
+    choice = body.get("tool_choice")
+    if not body.get("tools") and (choice == "required" or isinstance(choice, dict)):
+        raise _bad("`tool_choice` forces a tool call but the request has no `tools`: send the tools the model "
+                   "may call, or leave tool_choice out")
+
+
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 

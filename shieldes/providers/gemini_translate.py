@@ -20,7 +20,7 @@ from shieldes.providers.chat_parts import (
     ToolCall,
     ToolResult,
     chat_response,
-    check_response_format,
+    check_chat_request,
     read_chat,
     system_text,
     usage_dict,
@@ -100,7 +100,6 @@ def _generation_config(body: Body, chat: Chat) -> Body:
     if chat.stop:
         gen["stopSequences"] = chat.stop
     fmt = body.get("response_format")
-    check_response_format(fmt)
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         gen["responseMimeType"] = "application/json"
         schema = (fmt.get("json_schema") or {}).get("schema")
@@ -119,6 +118,7 @@ def _sign_unsigned(contents: list[Body]) -> None:
 
 def chat_to_gemini(body: Body, model: str = "") -> Body:
     """An OpenAI chat request as a generateContent request for `model`."""
+    check_chat_request(body)
     chat = read_chat(body)
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",

@@ -153,9 +153,11 @@ def _messages(items: list[Any]) -> list[Body]:
 
 
 def _response_format(text: Any) -> Body | None:
-    if not isinstance(text, dict) or not isinstance(text.get("format"), dict):
+    if not isinstance(text, dict) or text.get("format") is None:
         return None
     fmt = text["format"]
+    if not isinstance(fmt, dict):  # dropped, the client asking for JSON would get free text
+        raise _bad('text.format must be an object, e.g. {"type": "json_object"} or {"type": "json_schema", ...}')
     kind = fmt.get("type")
     if kind == "json_schema":
         if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):

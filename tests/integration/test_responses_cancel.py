@@ -1,6 +1,7 @@
 """`responses.cancel` (POST /v1/responses/{id}/cancel) answers as OpenAI does: a 404 for an id the
 key cannot read, a 400 saying a response not created with background=true cannot be cancelled
-(none is here); before, every cancel was the gateway's generic 404 for an unknown route."""
+(none is here); before, every cancel was the gateway's generic 404 for an unknown route. A
+retrieve with stream=true is refused as such (it read as a stream with no events)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,7 @@ async def test_cancel_says_not_found_or_not_a_background_response(database_url: 
                                                         headers={"Authorization": f"Bearer {secret}"}) as r:
             assert r.status == 400 and (await r.json())["error"]["code"] == "response_not_cancellable"
         assert (await client.responses.retrieve(made.id)).status == "completed"
+        # retrieve(stream=True) reads events: a 400 that says why, not a stream with none in it
+        with pytest.raises(openai.BadRequestError) as unstreamable:
+            await client.responses.retrieve(made.id, stream=True)
+        assert unstreamable.value.code == "stream_not_supported"

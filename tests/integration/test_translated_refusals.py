@@ -1,5 +1,6 @@
 """A translated request (an OpenAI chat client on an Anthropic deployment, a Messages client on an
-OpenAI one) with a malformed `response_format` or an image whose base64 does not decode: a 400 in
+OpenAI one) with a malformed `response_format` (or Responses `text.format`), an image whose base64
+does not decode, audio output or a tool_choice forcing a tool without tools: a 400 in
 the client's own API shape that says what to fix, and nothing sent upstream. Before, a bad
 `response_format` was dropped (free text to a client that asked for JSON) and bad base64 went on
 to the upstream. Official SDKs, a real node."""
@@ -43,7 +44,22 @@ async def test_bad_response_format_and_bad_base64_are_refused_in_the_clients_sha
             with pytest.raises(openai.BadRequestError) as err:
                 await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=_image(url))
             assert "image data URL" in err.value.message and "base64" in err.value.message, err.value.message
+        # audio output, and a tool_choice forcing a tool with no tools: neither can be given
+        with pytest.raises(openai.BadRequestError, match="answers text only"):
+            await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=ASK,
+                                                 modalities=["text", "audio"])
+        for choice in ("required", {"type": "function", "function": {"name": "f"}}):
+            with pytest.raises(openai.BadRequestError, match="has no `tools`"):
+                await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=ASK,
+                                                     tool_choice=choice)  # type: ignore[arg-type]
+        # a Responses request's text.format that is not an object
+        with pytest.raises(openai.BadRequestError, match=r"text\.format must be an object"):
+            await client.responses.create(model="claude-3-5-haiku-latest", input="hi",
+                                          text={"format": "json"})  # type: ignore[typeddict-item]
         assert h.upstream.requests_to("/v1/messages") == []  # nothing of it went upstream
+        auto = await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=ASK, tool_choice="auto",
+                                                    modalities=["text"])
+        assert auto.choices[0].finish_reason == "stop"
         # well-formed ones still pass
         fine = await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=ASK,
                                                     response_format={"type": "json_object"})
