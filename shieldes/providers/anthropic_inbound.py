@@ -51,6 +51,9 @@ def _image_part(block: dict[str, Any], where: str) -> Body:
     if isinstance(source, dict) and source.get("type") == "base64":
         media, data = source.get("media_type"), source.get("data")
         if isinstance(media, str) and isinstance(data, str):
+            if not media.startswith("image/"):
+                raise _bad(f"{where}.source.media_type {media!r} is not an image type: use image/jpeg, image/png, "
+                           "image/gif or image/webp")
             check_base64(data, f"{where}.source.data")
             return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
     if isinstance(source, dict) and source.get("type") == "url" and isinstance(source.get("url"), str):
@@ -225,8 +228,10 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
     if not isinstance(config, dict):
         raise _bad("`output_config` must be an object")
     for name, value in config.items():
-        if name == "format" and isinstance(value, dict) and value.get("type") == "json_schema" \
-                and isinstance(value.get("schema"), dict):
+        if name == "format":  # never dropped: the client waits for JSON in that schema
+            schema = value.get("schema") if isinstance(value, dict) else None
+            if not (isinstance(value, dict) and value.get("type") == "json_schema" and isinstance(schema, dict)):
+                raise _bad('`output_config.format` must be {"type": "json_schema", "schema": {...}}')
             out["response_format"] = {"type": "json_schema",
                                       "json_schema": {"name": "output", "schema": value["schema"], "strict": True}}
         elif name == "effort" and reasoning and value in _EFFORTS:
@@ -298,11 +303,15 @@ def translate_messages_request(body: Any, model: str | None = None, *,
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise _bad("`stop_sequences` must be a list of strings")
         out["stop"] = stops
-    if body.get("tools"):
-        tools = _tools(body["tools"], dropped)
-        if tools:
-            out["tools"] = tools
-            _tool_choice(body.get("tool_choice"), out)
+    tools = _tools(body["tools"], dropped) if body.get("tools") else []
+    if tools:
+        out["tools"] = tools
+        _tool_choice(body.get("tool_choice"), out)
+    elif isinstance(body.get("tool_choice"), dict) and body["tool_choice"].get("type") in ("any", "tool"):
+        # forcing a call with nothing to call (or only server tools, which this upstream cannot
+        # run): dropped, the answer would be text where the client waits for a tool_use block
+        raise _bad("`tool_choice` forces a tool call but the request has no tools this deployment can call: "
+                   "send the (custom) tools, or leave tool_choice out")
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         out["user"] = metadata["user_id"][:256]  # OpenAI caps `user`

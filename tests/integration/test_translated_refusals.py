@@ -79,4 +79,17 @@ async def test_bad_response_format_and_bad_base64_are_refused_in_the_clients_sha
         assert refused.value.body["type"] == "error"  # type: ignore[index]  # Anthropic's error shape
         assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
         assert "source.data does not hold valid base64" in refused.value.message, refused.value.message
+        # a tool_choice forcing a call with no tools, a non-image media type, an output format that
+        # is not a JSON schema: refused as Anthropic refuses them, not dropped
+        for kw, fragment in (({"tool_choice": {"type": "any"}}, "no tools this deployment can call"),
+                             ({"tool_choice": {"type": "tool", "name": "f"}}, "no tools this deployment can call"),
+                             ({"extra_body": {"output_config": {"format": {"type": "xml"}}}},
+                              "`output_config.format` must be"),
+                             ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
+                                 "type": "base64", "media_type": "text/plain", "data": "aGk="}}]}]},
+                              "is not an image type")):
+            args: Any = {"model": "gpt-4o", "max_tokens": 20, "messages": ASK, **kw}
+            with pytest.raises(anthropic.BadRequestError) as refused:
+                await claude.messages.create(**args)
+            assert fragment in refused.value.message, refused.value.message
         assert len(h.upstream.requests_to("/v1/chat/completions")) == sent
