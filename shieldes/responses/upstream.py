@@ -115,6 +115,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
         response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
         return Answer(response, usage_from_responses(response.get("usage")))
+    _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
     chat = request_to_chat(body, target.model)
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)

@@ -318,6 +318,11 @@ async def test_native_mode_fits_long_call_ids_and_refuses_an_output_that_answers
             assert error["code"] == "invalid_request" and "answers no function_call" in error["message"]
             assert unanswered[0]["call_id"] in error["message"] and "previous_response_id" in error["message"]
         assert len(h.upstream.requests) == before  # refused before any upstream call
+        for translated in ("claude-3-5-haiku-latest",):  # translated for Anthropic, which says it worse
+            with pytest.raises(openai.BadRequestError, match="answers no function_call"):
+                await client.responses.create(model=translated, tools=TOOLS, input=[  # type: ignore[arg-type]
+                    {"type": "function_call_output", "call_id": "call_nope", "output": "1"}])
+        assert len(h.upstream.requests) == before
 
         # the call made by a stored response is answered by continuing from it
         asked = await client.responses.create(model="gpt-4o", input="weather in Paris?", tools=TOOLS)
