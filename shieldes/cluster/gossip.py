@@ -19,7 +19,7 @@ import grpc
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip_rounds import GossipRounds
-from shieldes.cluster.gossip_stats import GossipStats, PeerStats
+from shieldes.cluster.gossip_stats import GossipStats, PeerStats, unreached
 from shieldes.cluster.gossip_tls import GossipTLS
 from shieldes.cluster.wire import MAX_MESSAGE_BYTES, GossipRejected, from_proto, open_envelope, seal, sign, to_proto
 from shieldes.tasks import cancel_and_wait
@@ -62,6 +62,8 @@ class Gossip(GossipRounds):
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, tuple[grpc.aio.Channel, gossip_pb2_grpc.GossipStub]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._tried_since: dict[str, float] = {}  # target -> when pushes to it began (it counts as unreached from then)
+        self._unreached: set[str] = set()  # targets reported as not taking this node's pushes
 
     async def bind(self) -> None:
         """Start serving (binds the port, so `address` is known) without pushing yet."""
@@ -120,7 +122,32 @@ class Gossip(GossipRounds):
         results = await asyncio.gather(*(self._send(t, seq, *messages[t]) for t in targets))
         self.stats.rounds += 1
         self._retry = not all(results)  # a target that did not take it: the next round goes out
+        self._report_unreached(known, targets)
         return sum(results)
+
+    def _report_unreached(self, known: list[str], pushed: list[str]) -> None:
+        """Say so (once, and once more when it ends) when a live peer has taken none of this node's
+        pushes for a node timeout: it holds nothing this node settled since, so a crash of this node
+        now loses that usage (docs/guarantees.md). Pushes that time out for that long (a black hole,
+        or every push missing its deadline on an overloaded machine) are not routine; a refused one
+        (nothing listens: the peer is down or restarting) is, and is left to the peer's heartbeat."""
+        now = self._clock()
+        for target in pushed:
+            self._tried_since.setdefault(target, now)
+        for gone in set(self._tried_since) - set(known):
+            del self._tried_since[gone]
+        ok, refused = self.stats.pushed_ok, self.stats.refused
+        live = [t for t in pushed if refused.get(t, 0.0) <= ok.get(t, 0.0)]
+        stalled = set(unreached(ok, self._tried_since, live, now=now, within=self._node_timeout))
+        for target in sorted(stalled - self._unreached):
+            last = ok.get(target)
+            log.warning("gossip to %s: no push taken for %s; that peer holds none of this node's usage since, "
+                        "and could not append it if this node crashed now", target,
+                        f"{now - last:.1f}s" if last else "as long as this node has pushed to it")
+        for target in sorted((self._unreached & set(pushed)) - stalled):
+            if ok.get(target, 0.0) >= now - self._node_timeout:
+                log.warning("gossip to %s: pushes are taken again", target)
+        self._unreached = ((self._unreached & set(known)) - set(pushed)) | stalled
 
     async def _send(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope) -> bool:
         entry = self._channels.get(target)

@@ -4,6 +4,7 @@ and per peer what was last heard (reported in heartbeats, `cluster status` and /
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,3 +68,16 @@ class GossipStats:
                 for node, p in sorted(self.peers.items())
             },
         }
+
+
+def unreached(pushed_ok: Mapping[str, float], tried_since: Mapping[str, float], targets: Iterable[str], *,
+              now: float, within: float) -> list[str]:
+    """Targets none of this node's pushes has reached for more than `within` seconds (one never
+    reached counts from the first push to it, `tried_since`). Such a peer holds nothing this node
+    settled since: if this node is killed, it has none of that usage to append on its behalf."""
+    out = []
+    for target in targets:
+        last = max(pushed_ok.get(target, 0.0), tried_since.get(target, now))
+        if now - last > within:
+            out.append(target)
+    return sorted(out)

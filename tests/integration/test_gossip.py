@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -113,3 +114,38 @@ async def test_a_node_with_another_secret_is_kept_out(pair: tuple[Gossip, Gossip
         assert all(node != "r" for node, _ in b.view.components)
     finally:
         await rogue.stop()
+
+
+class _StalledPeer(gossip_pb2_grpc.GossipServicer):
+    """A live peer that takes pushes only once `open` is set: until then each push outlasts its
+    deadline, as every push does on a machine too loaded to answer within it."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+
+    async def Push(self, request: gossip_pb2.Envelope, context: Any) -> gossip_pb2.Ack:
+        await self.open.wait()
+        return gossip_pb2.Ack(accepted=True)
+
+
+async def test_a_live_peer_that_takes_no_push_for_a_node_timeout_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    """Such a peer holds none of this node's usage: the leader's appends on behalf of a crashed boot
+    can only save what a peer took, so a gossip that silently times out must not stay silent."""
+    server = grpc.aio.server()
+    peer = _StalledPeer()
+    gossip_pb2_grpc.add_GossipServicer_to_server(peer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    a = Gossip(node_id="a", secret=SECRET, host="127.0.0.1", port=0, interval=0.02, timeout=0.05, node_timeout=0.2,
+               boot_epoch=lambda: 10, targets=lambda: [f"127.0.0.1:{port}"], snapshot=lambda: NodeState("a", 10))
+    caplog.set_level(logging.WARNING, logger="shieldes.cluster.gossip")
+    await a.start()
+    try:
+        await until(lambda: "no push taken" in caplog.text)
+        assert a.stats.sent == 0 and a.stats.send_errors > 0
+        assert caplog.text.count("no push taken") == 1  # once per stall, not once per push
+        peer.open.set()
+        await until(lambda: "pushes are taken again" in caplog.text)
+    finally:
+        await a.stop()
+        await server.stop(0)

@@ -369,3 +369,13 @@ def test_with_bounded_fanout_a_peer_gets_the_whole_state_once_per_forty_of_its_p
     assert wholes == {n: 2 for n in names[1:]}  # the first contact, then one after 40 pushes
     for n in names[1:]:  # and each holds a's count as of its last push (every 4 rounds)
         assert nodes[n].view.components[("a", 1)].windows[("k:a", "min", 5)][0] >= 4 + rounds - 1 - 4
+
+
+def test_unreached_names_the_targets_no_push_reached_for_longer_than_the_window() -> None:
+    from shieldes.cluster.gossip_stats import unreached
+
+    ok = {"a": 9.5, "b": 4.0}  # last push each took
+    tried = {"a": 1.0, "b": 1.0, "c": 3.0, "d": 9.0}  # first push to each
+    assert unreached(ok, tried, ["a", "b", "c", "d"], now=10.0, within=2.0) == ["b", "c"]
+    # a target pushed to for the first time now is not yet unreached
+    assert unreached(ok, {}, ["e"], now=10.0, within=2.0) == []
