@@ -8,7 +8,6 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,16 @@ from aiohttp import web
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import relay
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import GATEWAY, Call, _field, _model, _stream_flag, authenticate, read_json
+from shieldes.gateway.routes import (
+    GATEWAY,
+    Call,
+    _field,
+    _model,
+    _stream_flag,
+    authenticate,
+    dropped_header,
+    read_json,
+)
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -29,9 +37,6 @@ from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUs
 from shieldes.providers.kinds import KINDS
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
-DROPPED_HEADER = "x-shieldes-dropped"
-MAX_DROPPED_HEADER = 1024
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 ESTIMATE_HEADER = "x-shieldes-token-count"
 
 
@@ -51,13 +56,6 @@ class MessageStream(Protocol):
     def frames(self, tally: relay.Tally) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
-
-
-def _dropped(names: list[str]) -> dict[str, str]:
-    """The header naming what translation dropped; names may echo client text (tool types), so
-    only printable ASCII goes out, capped."""
-    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
-    return {DROPPED_HEADER: value} if names else {}
 
 
 class _Native:
@@ -95,7 +93,7 @@ class _Translated:
         self._model = model
         self._thinking = thinking
         self._prompt_bytes = prompt_bytes
-        self.headers = _dropped(dropped)
+        self.headers = dropped_header(dropped)
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -162,7 +160,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             message = replies.openai_response_to_messages(result.body, model, thinking)
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
                 message["usage"] = replies.anthropic_usage(usage)
-            return Answer(orjson.dumps(message), usage, _dropped(dropped))
+            return Answer(orjson.dumps(message), usage, dropped_header(dropped))
 
         got, served = await call.run(answer)
         # the upstream's count, or the estimate the answer already carries (never None here)

@@ -138,6 +138,18 @@ def _client_wants_usage(body: Body) -> bool:
     return bool(options and options.get("include_usage") is True)
 
 
+DROPPED_HEADER = "x-shieldes-dropped"
+MAX_DROPPED_HEADER = 1024
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def dropped_header(names: list[str]) -> dict[str, str]:
+    """The header naming what a translation left out of the request; names may echo client text
+    (tool types), so only printable ASCII goes out, capped."""
+    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
+    return {DROPPED_HEADER: value} if names else {}
+
+
 def authenticate(request: web.Request) -> VirtualKey:
     """The request's virtual key (from memory), noted on its request-log record."""
     headers = request.headers
@@ -189,6 +201,7 @@ class Call:
         self.size = size
         self.res: Reservation
         self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices)
+        self.headers = self.res.headers  # the answer's own headers: the limits', what was dropped
 
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
         """Run `attempt` over the route's deployments; the reservation is released if none answers."""
@@ -215,6 +228,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
+        self.headers = {**self.res.headers, **dropped_header(self.gw.dropped(served, self.op, body))}
         if self.rec is not None:
             self.rec.t_first_byte = time.perf_counter()
         if result.usage is not None:
@@ -239,7 +253,8 @@ class Call:
             raise
         tally = relay.Tally()
         try:
-            resp = relay.sse_response(self.rid, self.res.headers)
+            headers = {**self.res.headers, **dropped_header(self.gw.dropped(served, self.op, body))}
+            resp = relay.sse_response(self.rid, headers)
             await relay.pump(request, resp, render(stream, tally), tally,
                              self.gw.settings.disconnect_drain_seconds, error_event, self.gw.scrub)
             return resp
@@ -314,9 +329,9 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         result = await call.json(body, appended(raw, client_body, added) if plain else None)
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
-            headers.update(call.res.headers)
+            headers.update(call.headers)
             return web.Response(body=result.raw, headers=headers)
-        return json_response(result.body, call.rid, call.res.headers)
+        return json_response(result.body, call.rid, call.headers)
     wants_usage = _client_wants_usage(body)
     raw_stream = usage_asked(raw, client_body, added)  # the client's bytes, the stream's usage asked for
     options = body.get("stream_options")

@@ -24,6 +24,7 @@ from shieldes.providers.anthropic_translate import (
     messages_response_to_chat,
 )
 from shieldes.providers.base import Body, JsonResult, Operation, Target
+from shieldes.providers.chat_parts import dropped_fields
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -67,6 +68,11 @@ class AnthropicProvider(MessagesUpstream):
         if target.api_key:
             headers["x-api-key"] = target.api_key
         return headers
+
+    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
+        """What a chat request asks for that the translation leaves out (Anthropic has no seed,
+        penalties, logprobs or schema-less JSON mode)."""
+        return dropped_fields(body, frozenset()) if op == "chat" else []
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)

@@ -20,11 +20,12 @@ from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
     chat_to_converse,
     converse_to_chat,
+    forces_tools,
     stop_sequences,
     stream_exception,
     titan_requests,
 )
-from shieldes.providers.chat_parts import embeddings_response
+from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields, embeddings_response
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -97,6 +98,11 @@ class BedrockProvider:
         data, _raw = await post_for_object(self._client, target, url, payload, headers,
                                            self._json_timeout)
         return data
+
+    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
+        """What a chat request asks for that Converse leaves out: all of ANSWER_FIELDS, and a
+        json_object response format where the model cannot be made to answer through a tool."""
+        return dropped_fields(body, {JSON_OBJECT} if forces_tools(model) else ()) if op == "chat" else []
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         if op == "embeddings":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,6 +295,26 @@ def check_base64(data: str, what: str) -> None:
     except ValueError:
         raise _bad(f"{what} does not hold valid base64 (only A-Z a-z 0-9 + / and `=` padding, length a "
                    "multiple of 4); encode the file's bytes with base64") from None
+
+
+# Chat request fields that change the answer and that a translation may have nothing to carry to
+# (what every translation carries or refuses is not here: messages, tools, sampling, stops, n)
+ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
+                 "prediction", "web_search_options", "reasoning_effort", "verbosity")
+JSON_OBJECT = "response_format.json_object"
+
+
+def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
+    """What a chat request asks for that its translation leaves out, `carried` naming what it
+    does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
+    `response_format.json_object`. Named to the client (x-shieldes-dropped), never dropped in
+    silence."""
+    out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
+           and body.get(name) is not False]
+    fmt = body.get("response_format")
+    if JSON_OBJECT not in carried and isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        out.append(JSON_OBJECT)
+    return out
 
 
 def check_chat_request(body: Body) -> None:

@@ -14,7 +14,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
-from shieldes.providers.chat_parts import embeddings_response
+from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields, embeddings_response
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
     chat_to_gemini,
@@ -47,6 +47,9 @@ def _with_version(base_url: str, version: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
+_CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", JSON_OBJECT})  # (dropped_fields)
+
+
 class GeminiProvider:
     """The Gemini API (generativelanguage.googleapis.com)."""
 
@@ -64,6 +67,11 @@ class GeminiProvider:
         if target.api_key:
             headers["x-goog-api-key"] = target.api_key
         return headers
+
+    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
+        """What a chat request asks for that the translation leaves out (generationConfig takes
+        the seed, the penalties and JSON output)."""
+        return dropped_fields(body, _CARRIED) if op == "chat" else []
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         if op == "embeddings":

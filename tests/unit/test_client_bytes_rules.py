@@ -54,3 +54,13 @@ def test_members_are_added_only_under_names_the_body_does_not_have() -> None:
     assert appended(raw, body, {}) is raw
     assert appended(raw, body, {"model": "other"}) is None  # never a name twice
     assert appended(b'{"model": "m"} trailing', {"model": "m"}, {"n": 1}) is None
+
+
+def test_dropped_fields_name_what_is_set_and_not_carried() -> None:
+    from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields
+
+    body = {"seed": 0, "presence_penalty": 0.1, "logprobs": False, "logit_bias": None, "verbosity": "low",
+            "response_format": {"type": "json_object"}}
+    assert dropped_fields(body, ()) == ["seed", "presence_penalty", "verbosity", JSON_OBJECT]
+    assert dropped_fields(body, {"seed", "presence_penalty", JSON_OBJECT}) == ["verbosity"]
+    assert dropped_fields({"response_format": {"type": "json_schema"}}, ()) == []
