@@ -19,6 +19,7 @@ from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, req
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
+from shieldes.providers.chat_parts import dropped_header
 from shieldes.providers.openai import appended, usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
@@ -136,18 +137,6 @@ def _messages(body: Body) -> list[Any]:
 def _client_wants_usage(body: Body) -> bool:
     options = _field(body, "stream_options", dict, "an object such as {\"include_usage\": true}")
     return bool(options and options.get("include_usage") is True)
-
-
-DROPPED_HEADER = "x-shieldes-dropped"
-MAX_DROPPED_HEADER = 1024
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
-def dropped_header(names: list[str]) -> dict[str, str]:
-    """The header naming what a translation left out of the request; names may echo client text
-    (tool types), so only printable ASCII goes out, capped."""
-    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
-    return {DROPPED_HEADER: value} if names else {}
 
 
 def authenticate(request: web.Request) -> VirtualKey:

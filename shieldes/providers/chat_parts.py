@@ -317,6 +317,18 @@ def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
     return out
 
 
+DROPPED_HEADER = "x-shieldes-dropped"
+MAX_DROPPED_HEADER = 1024
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def dropped_header(names: list[str]) -> dict[str, str]:
+    """The response header naming what a translation left out of the request; names may echo
+    client text (tool types), so only printable ASCII goes out, capped."""
+    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
+    return {DROPPED_HEADER: value} if names else {}
+
+
 def check_chat_request(body: Body) -> None:
     """What a translated chat request asks for that the translation could not give, refused with
     what to change (OpenAI refuses the same, or would answer what the client asked for): a

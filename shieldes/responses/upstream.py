@@ -14,6 +14,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
+from shieldes.providers.chat_parts import dropped_header
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
@@ -120,6 +121,9 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
+    fields = getattr(provider, "dropped", None)  # settings the chat translation leaves out, named
+    if fields is not None:
+        headers.update(dropped_header(fields("chat", chat, target.model)))
     unfilled = unfilled_includes(body)
     if unfilled:
         headers[UNFILLED_HEADER] = ",".join(unfilled)

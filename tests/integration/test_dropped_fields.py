@@ -36,3 +36,15 @@ async def test_what_a_translation_leaves_out_is_named(database_url: str) -> None
         native = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages, **ASKS)
         assert "x-shieldes-dropped" not in native.headers  # an OpenAI-compatible upstream gets them all
         assert h.upstream.last("/v1/chat/completions").body["seed"] == 0
+
+
+async def test_a_responses_turn_translated_for_anthropic_names_them_too(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        raw = await client.responses.with_raw_response.create(
+            model="claude-3-5-haiku-latest", input="think hard", reasoning={"effort": "high"})
+        assert raw.headers["x-shieldes-dropped"] == "reasoning_effort"
+        plain = await client.responses.with_raw_response.create(model="claude-3-5-haiku-latest", input="hi")
+        assert "x-shieldes-dropped" not in plain.headers
