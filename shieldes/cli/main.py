@@ -127,7 +127,7 @@ class LazyGroup(OneLineGroup):
         names = [name for name in self.list_commands(ctx) if name in SHORT_HELP]
         if names:  # shortened as click shortens a command's own help to the terminal's width
             limit = formatter.width - 6 - max(len(name) for name in names)
-            rows = [(name, click.utils.make_default_short_help(SHORT_HELP[name], limit)) for name in names]
+            rows = [(name, click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit)) for name in names]
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
