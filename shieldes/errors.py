@@ -73,31 +73,30 @@ class RateLimited(ShieldesError):
         self.headers = headers or {}
 
 
-class LimitTooSmall(ShieldesError):
-    """A request that alone may use more tokens than its key's whole tokens-per-minute limit: no
-    wait lets it through, so, like OpenAI's "Request too large" 429, the SDKs are told not to
-    retry (they retry every 429 unless `x-should-retry: false`)."""
+class RefusedForGood(ShieldesError):
+    """A 429 that retrying soon will not help: the OpenAI and Anthropic SDKs are told not to retry
+    (they retry every 429 unless `x-should-retry: false`)."""
 
     status = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"x-should-retry": "false"}
+
+
+class LimitTooSmall(RefusedForGood):
+    """A request that alone may use more tokens than its key's whole tokens-per-minute limit: no
+    wait lets it through (OpenAI's "Request too large" 429)."""
+
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.headers = {"x-should-retry": "false"}
 
+class BudgetExceeded(RefusedForGood):
+    """A budget refusal."""
 
-class BudgetExceeded(ShieldesError):
-    """A budget refusal: retrying soon will not help, so the OpenAI and Anthropic SDKs are told not
-    to (they retry every 429 unless `x-should-retry: false`)."""
-
-    status = 429
     type = "budget_exceeded"
     code = "budget_exceeded"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.headers = {"x-should-retry": "false"}
 
 
 class UpstreamError(ShieldesError):
