@@ -211,6 +211,7 @@ class Front:
         self._date_at = 0.0
         self._sweeper: asyncio.TimerHandle | None = None
         self._files_timer: asyncio.TimerHandle | None = None
+        self._closed = False  # no further open-files check once set
         self._headroom = Headroom()
 
     def date(self) -> bytes:
@@ -246,6 +247,7 @@ class Front:
 
     async def close(self) -> None:
         """Close every connection still here (answers in progress are cut)."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._files_timer is not None:
@@ -269,8 +271,16 @@ class Front:
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _check_files(self) -> None:
-        """Warn while the open files near the limit: past it, connections are dropped unseen."""
-        limit, now = soft_limit(), open_count()
+        """Warn while the open files near the limit: past it, connections are dropped unseen. The
+        count lists /proc/self/fd, tens of ms at a hundred thousand files: off the event loop."""
+        self._files_timer = None
+        counting = asyncio.get_running_loop().run_in_executor(None, open_count)
+        counting.add_done_callback(self._files_counted)
+
+    def _files_counted(self, counting: asyncio.Future[int | None]) -> None:
+        if self._closed or counting.cancelled():  # stopped meanwhile: no next check
+            return
+        limit, now = soft_limit(), counting.result()
         if limit is not None and now is not None:
             line = self._headroom.check(now, limit)
             if line is not None:
