@@ -5,7 +5,9 @@ keep the latest response object, the final one and its usage, and the last seque
 OpenAI frames every event as `event: NAME` then one `data: {"type":"NAME",...}` line. The frames
 path checks that a read is made of such events with a few scans of its bytes and forwards them as
 they are. Only the events carrying a `response` object are parsed (the gateway keeps it and may
-change it: `previous_response_id`, a usage estimate); the last sequence number is read where it
+change it: `previous_response_id`, a usage estimate), and of those the ones with the response so
+far (created, in progress) only when the gateway changes them or a failure needs the latest; the
+last sequence number is read where it
 stands and delta events are counted by name. Anything else (carriage returns, comments, data-only
 or multi-line events, a name that is not the event's type, a response event that does not parse)
 goes event by event: parsed and re-encoded, exactly as the parsed path gives it."""
@@ -24,11 +26,20 @@ from shieldes.providers.transport import UpstreamResponse
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# Events whose `response` is the response so far (status queued or in progress): kept as bytes and
+# parsed only if the stream fails (its snapshot) or the relay edits them (`Relay.edits`). With an
+# agent's instructions and tools echoed in each, they are most of the JSON a stream carries.
+PROGRESS = frozenset({"response.created", "response.queued", "response.in_progress"})
 
 # Nothing but events of one `data:` line holding an object whose first key is `type`, each named
 # by its type: forwarded, the client gets `event: <type>` as re-encoding would give it. (No carriage
-# return: the caller checked.) One regex pass: the scans are most of the forwarding path's work.
+# return: the caller checked.) One regex pass over a small block; in a large one, the head of each
+# event is matched and the rest of its line found with memchr (`typed_deltas`): an agent's response
+# events carry its instructions and tools, tens of kB a regex would walk byte by byte.
 _TYPED_EVENTS = re.compile(rb'(?:event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}][^\n]*\}\n\n)+')
+_TYPED_HEAD = re.compile(rb'event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}]')
+SMALL_BLOCK = 8192
+_CLOSE = ord("}")
 _SEQUENCE = re.compile(rb'"sequence_number": ?(-?\d+) ?[,}]')
 _SEQUENCE_KEY = b'"sequence_number":'
 # A key, never text: inside a JSON string every quote is escaped.
@@ -38,8 +49,30 @@ _DELTA = b".delta\ndata: "  # the end of a delta event's name line (one-line eve
 Edit = Callable[[Body, int], Body | None]
 
 
+def typed_deltas(block: bytes, small: int = SMALL_BLOCK) -> int | None:
+    """How many delta events `block` holds when it is nothing but events as OpenAI frames them
+    (_TYPED_EVENTS); else None. Blocks up to `small` bytes take one regex pass."""
+    if len(block) <= small:
+        return block.count(_DELTA) if _TYPED_EVENTS.fullmatch(block) is not None else None
+    deltas = at = 0
+    size = len(block)
+    while at < size:
+        head = _TYPED_HEAD.match(block, at)
+        if head is None:
+            return None
+        end = block.find(b"\n", head.end())
+        if end <= head.end() or block[end - 1] != _CLOSE or block[end + 1:end + 2] != b"\n":
+            return None
+        deltas += block.endswith(b".delta", at, head.end(1))
+        at = end + 2
+    return deltas
+
+
 class Relay(Protocol):
     """What the gateway does to a native stream while `frames()` forwards it."""
+
+    def edits(self, kind: str) -> bool:
+        """Whether `edit` may change an event of this kind (PROGRESS kinds are parsed only then)."""
 
     def edit(self, event: Body, deltas: int) -> Body | None:
         """An event carrying a `response` object (`deltas`: the delta events before it): the
@@ -64,9 +97,23 @@ class ResponsesEventStream(BlockStream):
         self.final: Body | None = None
         self.responses_usage: ResponsesUsage | None = None
         self.last_sequence = -1
-        self.snapshot: Body | None = None
+        self._snapshot: Body | None = None
+        self._snapshot_data: bytes | None = None  # a newer snapshot's JSON, parsed when read
         self.deltas = 0  # delta events frames() handed out
         self._primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
+
+    @property
+    def snapshot(self) -> Body | None:
+        """The newest response object the stream carried (what a failure reports as failed)."""
+        if self._snapshot_data is not None:
+            data, self._snapshot_data = self._snapshot_data, None
+            try:
+                response = event_object(self._target, data).get("response")
+            except UpstreamFailure:
+                response = None
+            if isinstance(response, dict):
+                self._snapshot = response
+        return self._snapshot
 
     def _parse_first(self, data: bytes) -> Body:
         self._primed = self._event(data, True)
@@ -88,7 +135,7 @@ class ResponsesEventStream(BlockStream):
         failure: UpstreamFailure | None = None
         try:
             while True:
-                out, deltas, failure = self._frames_of_reads(relay.edit)
+                out, deltas, failure = self._frames_of_reads(relay)
                 if out:
                     yield out, deltas
                 if failure is not None:
@@ -105,7 +152,7 @@ class ResponsesEventStream(BlockStream):
             yield relay.failed(failure), 0
         relay.ended()
 
-    def _frames_of_reads(self, edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
+    def _frames_of_reads(self, relay: Relay) -> tuple[bytes, int, UpstreamFailure | None]:
         """Frames of the whole events read so far: (bytes, delta events, the failure that ends
         the stream)."""
         if self._decoder is not None:
@@ -115,37 +162,39 @@ class ResponsesEventStream(BlockStream):
             block = self._block()
             if not block:
                 return b"", 0, None
-            fast = self._forwarded(block, edit)
+            fast = self._forwarded(block, relay)
             self._primed = None  # only the first block starts with it
             if fast is not None:
                 return fast[0], fast[1], None
             payloads = decoded(block, self._ended)
-        return self._parsed_frames(payloads, edit)
+        return self._parsed_frames(payloads, relay.edit)
 
-    def _forwarded(self, block: bytes, edit: Edit) -> tuple[bytes, int] | None:
+    def _forwarded(self, block: bytes, relay: Relay) -> tuple[bytes, int] | None:
         """`block` as the client gets it when every event in it is framed the usual way, else
-        None (the event-by-event path). Events carrying a `response` are parsed, and re-encoded
-        only when `edit` changes them."""
-        if _TYPED_EVENTS.fullmatch(block) is None:
+        None (the event-by-event path). Events carrying a `response` are parsed (PROGRESS ones
+        only when the relay edits them), and re-encoded only when `relay.edit` changes them."""
+        deltas = typed_deltas(block)
+        if deltas is None:
             return None
         at = block.rfind(_SEQUENCE_KEY)
         number = _SEQUENCE.match(block, at) if at >= 0 else None
         if at >= 0 and number is None:  # not an integer written the usual way
             return None
         if _RESPONSE_KEY in block:
-            edited = self._edited(block, edit)
+            edited = self._edited(block, relay)
             if edited is None:
                 return None
             block = edited
         if number is not None:
             self.last_sequence = int(number[1])
-        deltas = block.count(_DELTA)
         self.deltas += deltas
         return block, deltas
 
-    def _edited(self, block: bytes, edit: Edit) -> bytes | None:
-        """`block` with its events that carry a `response` parsed and, where `edit` changes one,
-        re-encoded; None when one does not parse (the event-by-event path ends the stream there)."""
+    def _edited(self, block: bytes, relay: Relay) -> bytes | None:
+        """`block` (typed_deltas: one-line events) with its events that carry a `response` parsed
+        and, where `relay.edit` changes one, re-encoded; None when one does not parse (the
+        event-by-event path ends the stream there). A PROGRESS event the relay does not edit is
+        kept unparsed (`snapshot`)."""
         parts: list[bytes] = []
         start = counted = 0  # sent up to start; delta events counted up to counted
         deltas = self.deltas
@@ -153,18 +202,24 @@ class ResponsesEventStream(BlockStream):
         while at >= 0:
             begin = block.rfind(b"\n\n", 0, at) + 2  # 1: the block's first event
             begin = 0 if begin == 1 else begin
-            end = block.index(b"\n\n", at) + 2
+            end = block.index(b"\n", at) + 2  # the end of its data line, then a blank line
             if begin == 0 and self._primed is not None:  # the event prime() read: parsed already
                 event = self._primed
             else:
+                line = block.index(b"\n", begin)  # `event: NAME`, then `data: `
+                kind = block[begin + 7:line].decode()
+                if kind in PROGRESS and not relay.edits(kind):
+                    self._snapshot_data = block[line + 7:end - 2]
+                    at = block.find(_RESPONSE_KEY, end)
+                    continue
                 try:
-                    event = self._event(block[block.index(b"\n", begin) + 7:end - 2], False)
+                    event = self._event(block[line + 7:end - 2], False)
                 except UpstreamFailure:
                     return None
             if isinstance(event.get("response"), dict):
                 deltas += block.count(_DELTA, counted, begin)
                 counted = begin
-                sent = edit(event, deltas)
+                sent = relay.edit(event, deltas)
                 if sent is not None:
                     parts += (block[start:begin], encode_event(str(sent.get("type")), sent))
                     start = end
@@ -204,7 +259,7 @@ class ResponsesEventStream(BlockStream):
             self.last_sequence = event["sequence_number"]
         response = event.get("response")
         if isinstance(response, dict):
-            self.snapshot = response
+            self._snapshot, self._snapshot_data = response, None
             if kind in TERMINAL:
                 self.final = response
                 usage = usage_from_responses(response.get("usage"))

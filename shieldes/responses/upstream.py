@@ -246,6 +246,9 @@ class NativeEvents:
 
     # --- what frames() does to the upstream's events (openai_responses.Relay) ---
 
+    def edits(self, kind: str) -> bool:
+        return kind in TERMINAL or self._previous is not None
+
     def edit(self, event: Body, deltas: int) -> Body | None:
         response = event["response"]
         if self._previous is not None:

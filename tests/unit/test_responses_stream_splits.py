@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shieldes.providers.base import Target, UpstreamFailure
-from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
+from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream, typed_deltas
 from shieldes.providers.sse import encode_event
 from shieldes.providers.transport import TransportError
 from shieldes.responses.objects import ResponseContext
@@ -60,7 +60,8 @@ ENDS: list[dict[str, Any]] = [
 CREATED = {"type": "response.created", "response": response("in_progress")}
 ERROR_FIRST = {"type": "error", "code": "server_error", "message": "overloaded", "param": None}
 TRUNCATED = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":\n\n'
-BROKEN_RESPONSE = b'event: response.in_progress\ndata: {"type":"response.in_progress","response":{]}\n\n'
+BROKEN_RESPONSE = b'event: response.completed\ndata: {"type":"response.completed","response":{]}\n\n'
+BROKEN_PROGRESS = b'event: response.in_progress\ndata: {"type":"response.in_progress","response":{]}\n\n'
 
 
 def framed(event: dict[str, Any], style: str) -> bytes:
@@ -200,6 +201,15 @@ def test_any_split_reads_as_the_parsed_body_in_one_piece(body: bytes, points: li
     assert client_view(asyncio.run(forwarded(pieces, previous, broken))) == client_view(reference)
 
 
+@settings(max_examples=500, deadline=None)
+@given(body=bodies(), cut=st.integers(0, 10_000))
+def test_large_blocks_are_read_as_the_one_regex_pass_reads_small_ones(body: bytes, cut: int) -> None:
+    """A block of any size gets the same answer (how many delta events, or not OpenAI's framing)
+    from the per-event scan large blocks take as from the regex pass small ones take."""
+    for block in (body, body[:cut % (len(body) + 1)], body.replace(b"\r", b"")):
+        assert typed_deltas(block, small=0) == typed_deltas(block, small=len(block)), block
+
+
 def test_the_usual_stream_is_forwarded_byte_for_byte() -> None:
     """Events that need nothing from the gateway go out as the upstream's bytes (the spaced ones
     would lose their spaces if they were re-encoded); response events are parsed, and re-encoded
@@ -219,6 +229,30 @@ def test_the_usual_stream_is_forwarded_byte_for_byte() -> None:
     sent = [orjson.loads(f.split(b"\ndata: ", 1)[1]) for f in out.split(b"\n\n") if f]
     assert [e["response"]["previous_response_id"] for e in sent if "response" in e] == ["resp_0", "resp_0"]
     assert out.split(b"\n\n")[1:-2] == body.split(b"\n\n")[1:-2]  # all but the response events: as sent
+
+
+def test_progress_events_are_parsed_only_when_edited_or_a_failure_needs_them() -> None:
+    """The response so far (created, in progress) is kept as bytes: a malformed one is forwarded as
+    the upstream sent it, like any event the gateway does not read, unless the gateway changes it
+    (`previous_response_id`: then it ends the stream as the parsed path does). A failure reports
+    the newest snapshot, or the newest parsed one when that does not parse."""
+    newer = {"type": "response.in_progress", "response": {**response("in_progress"), "id": "resp_2"}}
+    body = b"".join(framed({**e, "sequence_number": i}, "openai") for i, e in enumerate([CREATED, newer]))
+
+    async def run(pieces: list[bytes], previous: str | None, broken: bool = False) -> list[Any]:
+        native = await opened(pieces, previous, broken)
+        out = b"".join([f async for f, _n in native.frames(bill)])
+        await native.aclose()
+        return [f.split(b"\ndata: ", 1) for f in out.split(b"\n\n") if f]
+
+    sent = asyncio.run(run([body + BROKEN_PROGRESS], None))
+    assert sent[-1][0] + b"\ndata: " + sent[-1][1] + b"\n\n" == BROKEN_PROGRESS
+    sent = asyncio.run(run([body + BROKEN_PROGRESS], "resp_0"))
+    assert [orjson.loads(d)["type"] for _n, d in sent[-2:]] == ["error", "response.failed"]
+    for extra, newest in ((b"", "resp_2"), (BROKEN_PROGRESS, "resp_1")):  # the connection breaks
+        sent = asyncio.run(run([body + extra], None, broken=True))
+        failed = orjson.loads(sent[-1][1])
+        assert failed["type"] == "response.failed" and failed["response"]["id"] == newest, failed
 
 
 def test_a_failure_mid_stream_is_numbered_after_the_upstreams_events() -> None:
