@@ -44,6 +44,7 @@ _SEQUENCE = re.compile(rb'"sequence_number": ?(-?\d+) ?[,}]')
 _SEQUENCE_KEY = b'"sequence_number":'
 # A key, never text: inside a JSON string every quote is escaped.
 _RESPONSE_KEY = b'"response":'
+_RESPONSE_EVENT = (b'{"type":"response.', b'{"type": "response.')  # an event's payload that is no error
 _DELTA = b".delta\ndata: "  # the end of a delta event's name line (one-line events only)
 
 Edit = Callable[[Body, int], Body | None]
@@ -98,24 +99,29 @@ class ResponsesEventStream(BlockStream):
         self.responses_usage: ResponsesUsage | None = None
         self.last_sequence = -1
         self._snapshot: Body | None = None
-        self._snapshot_data: bytes | None = None  # a newer snapshot's JSON, parsed when read
+        # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read
+        self._snapshot_data: list[bytes] = []
         self.deltas = 0  # delta events frames() handed out
         self._primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
 
     @property
     def snapshot(self) -> Body | None:
-        """The newest response object the stream carried (what a failure reports as failed)."""
-        if self._snapshot_data is not None:
-            data, self._snapshot_data = self._snapshot_data, None
+        """The newest response object the stream carried (what a failure reports as failed), or
+        of the newest two not parsed yet the newest that parses."""
+        while self._snapshot_data:
             try:
-                response = event_object(self._target, data).get("response")
+                response = event_object(self._target, self._snapshot_data.pop()).get("response")
             except UpstreamFailure:
-                response = None
+                continue
             if isinstance(response, dict):
                 self._snapshot = response
+                break
+        self._snapshot_data.clear()
         return self._snapshot
 
-    def _parse_first(self, data: bytes) -> Body:
+    def _parse_first(self, data: bytes) -> Body | None:
+        if data.startswith(_RESPONSE_EVENT):  # no error: an agent's is tens of kB, read when needed
+            return None
         self._primed = self._event(data, True)
         return self._primed
 
@@ -209,7 +215,7 @@ class ResponsesEventStream(BlockStream):
                 line = block.index(b"\n", begin)  # `event: NAME`, then `data: `
                 kind = block[begin + 7:line].decode()
                 if kind in PROGRESS and not relay.edits(kind):
-                    self._snapshot_data = block[line + 7:end - 2]
+                    self._snapshot_data = [*self._snapshot_data[-1:], block[line + 7:end - 2]]
                     at = block.find(_RESPONSE_KEY, end)
                     continue
                 try:
@@ -259,7 +265,8 @@ class ResponsesEventStream(BlockStream):
             self.last_sequence = event["sequence_number"]
         response = event.get("response")
         if isinstance(response, dict):
-            self._snapshot, self._snapshot_data = response, None
+            self._snapshot = response
+            self._snapshot_data.clear()
             if kind in TERMINAL:
                 self.final = response
                 usage = usage_from_responses(response.get("usage"))

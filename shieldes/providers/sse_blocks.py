@@ -116,8 +116,9 @@ class BlockStream(UpstreamChunkStream):
         """One event's payload, read (raising UpstreamFailure for one that ends the stream)."""
         raise NotImplementedError
 
-    def _parse_first(self, data: bytes) -> Body:
-        """The first event's payload, read while another deployment can still be tried."""
+    def _parse_first(self, data: bytes) -> Body | None:
+        """The first event's payload, read while another deployment can still be tried; None when
+        its bytes alone show it is no error (then it is read with the rest)."""
         return self._parse(data)
 
     async def _read(self) -> bytes:
@@ -173,9 +174,10 @@ class BlockStream(UpstreamChunkStream):
                 raise invalid_response(self._target, "an answer without any server-sent event (" + (
                     f"Content-Type {kind}" if kind else "no Content-Type") + ") where an event stream was "
                     "expected; check the provider's base URL")
-            if payload != DONE:
-                self.first = self._parse_first(payload)
-                self._head.append(self.first)
+            first = self._parse_first(payload) if payload != DONE else None
+            if first is not None:
+                self.first = first
+                self._head.append(first)
             else:
                 self._primed_end = 0
         except BaseException:
