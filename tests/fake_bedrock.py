@@ -109,6 +109,7 @@ class FakeBedrock:
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
     cached_prefixes: set[str] = field(default_factory=set)  # prompt prefixes written to the cache
+    signatures: set[str] = field(default_factory=set)  # signatures given to Claude's reasoning blocks
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -162,6 +163,32 @@ class FakeBedrock:
             return "The request signature we calculated does not match the signature you provided."
         return None
 
+    def _thinking_problem(self, model: str, body: dict[str, Any]) -> str | None:
+        """Claude's extended-thinking rules as Bedrock passes them on: signed reasoning blocks only,
+        a budget of at least 1024 under maxTokens, and a tool call continued only with the assistant
+        turn starting with its reasoning."""
+        messages = body.get("messages") or []
+        for i, msg in enumerate(messages):
+            for b in msg.get("content") or []:
+                text = (b.get("reasoningContent") or {}).get("reasoningText")
+                if text is not None and text.get("signature") not in self.signatures:
+                    return f"The model returned the following errors: messages.{i}.content: Invalid `signature`"
+        thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+            return None
+        if not model.startswith(("anthropic.", "us.anthropic.", "eu.anthropic.")):
+            return "The model does not support the additional field thinking"
+        budget, most = thinking.get("budget_tokens"), (body.get("inferenceConfig") or {}).get("maxTokens")
+        if not isinstance(budget, int) or budget < 1024 or not isinstance(most, int) or budget >= most:
+            return "The model returned the following errors: `max_tokens` must be greater than `budget_tokens`"
+        if (body.get("inferenceConfig") or {}).get("temperature", 1) != 1:
+            return "The model returned the following errors: temperature may only be set to 1 when thinking is enabled."
+        continued = any("toolResult" in b for b in messages[-1].get("content") or [])
+        if continued and len(messages) > 1 and "reasoningContent" not in (messages[-2]["content"] or [{}])[0]:
+            return ("The model returned the following errors: " +
+                    wire.THINKING_FIRST.format(i=len(messages) - 2, kind="tool_use"))
+        return None
+
     @staticmethod
     def error(status: int, message: str) -> web.Response:
         kind = _ERRORS.get(status, "InternalServerException")
@@ -187,9 +214,10 @@ class FakeBedrock:
             text = body["inputText"]
             return web.json_response({"embedding": [0.5, float(_words(text))],
                                       "inputTextTokenCount": _words(text)})
-        problem = _tool_ids(body.get("messages") or [])
+        problem = _tool_ids(body.get("messages") or []) or self._thinking_problem(model, body)
         if problem:
             return self.error(400, problem)
+        thinks = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"
         prompt = _words(body.get("messages")) + _words(body.get("system"))
         if prompt > self.max_prompt:
             return self.error(400, "Input is too long for requested model.")
@@ -226,8 +254,14 @@ class FakeBedrock:
         usage = {"inputTokens": prompt - read - written, "cacheReadInputTokens": read, "cacheWriteInputTokens": written,
                  "outputTokens": self.reply_words if call else len(words),
                  "totalTokens": prompt + (self.reply_words if call else len(words))}
+        reasoning: dict[str, Any] | None = None
+        if thinks:  # Claude's extended thinking comes first, signed
+            reasoning = {"text": "Let me think.", "signature": f"sig{len(self.requests)}"}
+            self.signatures.add(reasoning["signature"])
         if action == "converse":
             content: list[dict[str, Any]] = [{"toolUse": call}] if call else [{"text": " ".join(words)}]
+            if reasoning:
+                content.insert(0, {"reasoningContent": {"reasoningText": reasoning}})
             return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
                                       "stopReason": stop, "usage": usage, "metrics": {"latencyMs": 12}, **extra})
         if action != "converse-stream":
@@ -239,16 +273,24 @@ class FakeBedrock:
             await resp.write_eof()
             return resp
         frames = [event("messageStart", {"role": "assistant"})]
+        at = 0  # the answer's content block
+        if reasoning:
+            frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": t}}})
+                       for t in ("Let me ", "think.")]
+            frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
+                "signature": reasoning["signature"]}}}), event("contentBlockStop", {"contentBlockIndex": 0})]
+            at = 1
         if call:
             args = json.dumps(call["input"])
-            frames += [event("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {
+            frames += [event("contentBlockStart", {"contentBlockIndex": at, "start": {"toolUse": {
                 "toolUseId": call["toolUseId"], "name": call["name"]}}}),
-                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": args[:5]}}}),
-                event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": args[5:]}}})]
+                event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": args[:5]}}}),
+                event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": args[5:]}}})]
         else:
-            frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": w if i == 0 else " " + w}})
+            frames += [event("contentBlockDelta", {"contentBlockIndex": at,
+                                                   "delta": {"text": w if i == 0 else " " + w}})
                        for i, w in enumerate(words)]
-        frames += [event("contentBlockStop", {"contentBlockIndex": 0}),
+        frames += [event("contentBlockStop", {"contentBlockIndex": at}),
                    event("messageStop", {"stopReason": stop, **extra}),
                    event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}})]
         blob = b"".join(frames)

@@ -182,14 +182,19 @@ class FakeGoogle:
         if call and signing:  # standard base64 (with + / =), as the API sends the signature's bytes
             called["thoughtSignature"] = base64.b64encode(b"\xfb\xff" + secrets.token_bytes(42)).decode()
             self.signatures.add(called["thoughtSignature"])
+        # thinking with its thoughts returned (thinkingConfig.includeThoughts): a thought part comes first
+        thoughts = bool(((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"))
+        thought = [{"text": "Thinking it over.", "thought": True}] if thoughts else []
         if method == "generateContent":
-            parts = [called] if call else [{"text": " ".join(words)}]
+            parts = thought + ([called] if call else [{"text": " ".join(words)}])
             return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
                                                       "finishReason": finish, "index": 0}],
                                       "usageMetadata": usage, "modelVersion": model, "responseId": rid})
         if request.query.get("alt") != "sse":
             return google_error(400, "streaming without alt=sse answers a JSON array; send alt=sse")
         events: list[dict[str, Any]] = []
+        if thought:
+            events.append({"candidates": [{"content": {"role": "model", "parts": thought}, "index": 0}]})
         if call:
             events.append({"candidates": [{"content": {"role": "model", "parts": [called]},
                                            "finishReason": "STOP", "index": 0}]})

@@ -148,6 +148,7 @@ class FakeUpstream:
         self.prompt_cache: set[str] = set()  # prefixes marked with cache_control (prompt caching)
         self.implicit_cache = implicit_cache  # True: chat prompts repeating a prefix report cached_tokens
         self.seen_prefixes: set[str] = set()
+        self.thinking_signatures: set[str] = set()  # signatures given to thinking blocks (Anthropic)
         self.faults: dict[str, list[Fault]] = {}
         self._host, self._port = host, port
         self._rand = random.Random(seed)
@@ -530,7 +531,8 @@ class FakeUpstream:
         body, fault, error = await self._begin(request, anthropic=True)
         if error:
             return error
-        problem = wire.check_messages(body, "mid-conversation-system" in request.headers.get("anthropic-beta", ""))
+        problem = wire.check_messages(body, "mid-conversation-system" in request.headers.get("anthropic-beta", "")) \
+            or wire.check_thinking(body, self.thinking_signatures)
         if problem:
             return wire.error(400, problem, True)
         messages = body["messages"]
@@ -568,7 +570,9 @@ class FakeUpstream:
             )
             content = [{"type": "text", "text": reply.text}]
         if (body.get("thinking") or {}).get("type") == "enabled":
-            content.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "c2lnbmF0dXJl"})
+            signature = base64.b64encode(self._id("sig", 24).encode()).decode()
+            self.thinking_signatures.add(signature)
+            content.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": signature})
         message = {
             "id": self._id("msg_01", 22),
             "type": "message",

@@ -170,6 +170,44 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
     return None
 
 
+THINKING_FIRST = ("messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{kind}`. "
+                  "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                  "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you "
+                  "include thinking blocks from previous turns. To avoid this requirement, disable `thinking`.")
+
+
+def check_thinking(body: dict[str, Any], signatures: set[str]) -> str | None:
+    """The Anthropic API's rules for extended thinking: a budget of at least 1024 under max_tokens,
+    temperature 1 (or none), top_p of at least 0.95, no forced tool, thinking blocks only as signed
+    by the API, and a tool call continued only with the assistant turn starting with its thinking."""
+    for i, msg in enumerate(body.get("messages") or []):
+        for b in msg.get("content") if isinstance(msg.get("content"), list) else []:
+            if b.get("type") == "thinking" and b.get("signature") not in signatures:
+                return f"messages.{i}.content: Invalid `signature` in `thinking` block"
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if budget >= body["max_tokens"]:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if body.get("temperature", 1) != 1:
+        return "`temperature` may only be set to 1 when thinking is enabled."
+    if body.get("top_p", 1) < 0.95:
+        return "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled."
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    messages = body["messages"]
+    last = messages[-1].get("content")
+    continued = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+    if continued and len(messages) > 1 and messages[-2].get("role") == "assistant":
+        blocks = messages[-2]["content"] if isinstance(messages[-2]["content"], list) else [{"type": "text"}]
+        if blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+            return THINKING_FIRST.format(i=len(messages) - 2, kind=blocks[0].get("type"))
+    return None
+
+
 def check_chat_history(messages: list[Any], pattern: str) -> str | None:
     """OpenAI's check of a chat history's tool calls: each `tool_calls[].id` fits (OpenAI: at most
     40 characters; Mistral: 9 letters and digits), its arguments are a string, and each tool

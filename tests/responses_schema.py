@@ -42,7 +42,7 @@ ITEMS = {
     "reasoning": ("type", "id", "summary"),
 }
 PARTS = {"output_text": ("type", "text", "annotations", "logprobs"), "refusal": ("type", "refusal"),
-         "input_text": ("type", "text"), "reasoning_text": ("type", "text")}
+         "input_text": ("type", "text"), "reasoning_text": ("type", "text"), "summary_text": ("type", "text")}
 _ITEM_EVENT = ("item_id", "output_index")
 EVENTS = {
     "response.created": ("response",), "response.in_progress": ("response",),
@@ -56,6 +56,10 @@ EVENTS = {
     "response.function_call_arguments.done": (*_ITEM_EVENT, "arguments"),
     "response.reasoning_text.delta": (*_ITEM_EVENT, "content_index", "delta"),
     "response.reasoning_text.done": (*_ITEM_EVENT, "content_index", "text"),
+    "response.reasoning_summary_part.added": (*_ITEM_EVENT, "summary_index", "part"),
+    "response.reasoning_summary_part.done": (*_ITEM_EVENT, "summary_index", "part"),
+    "response.reasoning_summary_text.delta": (*_ITEM_EVENT, "summary_index", "delta"),
+    "response.reasoning_summary_text.done": (*_ITEM_EVENT, "summary_index", "text"),
     "error": ("error",),
 }
 
@@ -69,7 +73,7 @@ def check_item(item: dict[str, Any]) -> None:
     kind = item.get("type")
     assert kind in ITEMS, f"unknown item type {kind!r}"
     _need(item, ITEMS[kind], f"{kind} item")
-    for part in item.get("content") or []:
+    for part in [*(item.get("content") or []), *(item.get("summary") or [])]:
         check_part(part)
 
 

@@ -22,6 +22,7 @@ from shieldes.providers.anthropic_translate import (
     StreamTranslator,
     chat_request_to_anthropic,
     messages_response_to_chat,
+    reasoning_carried,
 )
 from shieldes.providers.base import Body, JsonResult, Operation, Target
 from shieldes.providers.chat_parts import dropped_fields
@@ -34,6 +35,7 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
+from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
@@ -71,8 +73,11 @@ class AnthropicProvider(MessagesUpstream):
 
     def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
         """What a chat request asks for that the translation leaves out (Anthropic has no seed,
-        penalties, logprobs or schema-less JSON mode)."""
-        return dropped_fields(body, frozenset()) if op == "chat" else []
+        penalties, logprobs or schema-less JSON mode; `reasoning_effort` is carried as extended
+        thinking where Claude can take it: reasoning.claude_thinking)."""
+        if op != "chat":
+            return []
+        return dropped_fields(body, {DROPPED_EFFORT} if reasoning_carried(body, model) else ())
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from shieldes.providers.base import Body, TokenUsage
+from shieldes.providers.chat_parts import reasoning_text
 from shieldes.providers.tool_args import arguments_text
 
 _STOP: dict[str, str] = {
@@ -104,14 +105,6 @@ def anthropic_usage(usage: TokenUsage) -> Body:
     })
 
 
-def _reasoning(message: Body) -> str:
-    """A chat server's reasoning text (vLLM, DeepSeek, Ollama: `reasoning_content`; others `reasoning`)."""
-    for key in ("reasoning_content", "reasoning"):
-        if isinstance(message.get(key), str):
-            return str(message[key])
-    return ""
-
-
 def _thinking_block(text: str) -> Body:
     # no signature: the thinking did not come from Anthropic (it is not sent upstream again)
     return {"type": "thinking", "thinking": text, "signature": ""}
@@ -124,8 +117,8 @@ def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) 
     choice = choices[0] if choices else {}
     message = _obj(choice.get("message"))
     content: list[Body] = []
-    if thinking and _reasoning(message):
-        content.append(_thinking_block(_reasoning(message)))
+    if thinking and reasoning_text(message):
+        content.append(_thinking_block(reasoning_text(message)))
     text = message.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
@@ -206,7 +199,7 @@ async def openai_chunks_to_message_events(
             usage = chunk["usage"]
         for choice in _objs(chunk.get("choices")):
             delta = _obj(choice.get("delta"))
-            reasoning = _reasoning(delta) if thinking else ""
+            reasoning = reasoning_text(delta) if thinking else ""
             if reasoning:
                 if open_kind != "thinking":
                     if open_kind is not None:

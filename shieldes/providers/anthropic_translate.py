@@ -25,6 +25,7 @@ from shieldes.providers.chat_parts import (
     CacheMark,
     Image,
     Part,
+    Thinking,
     ToolCall,
     ToolResult,
     check_chat_request,
@@ -33,8 +34,11 @@ from shieldes.providers.chat_parts import (
     read_tool_choice,
     read_tools,
     system_text,
+    thinking_block,
     usage_dict,
+    with_reasoning,
 )
+from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import ANTHROPIC, fit_chat_ids
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "messages_response_to_chat",
     "openai_chunks_to_message_events",
     "openai_response_to_messages",
+    "reasoning_carried",
     "stop_reason_to_finish",
     "stream_error_event",
     "usage_from_anthropic",
@@ -89,6 +94,8 @@ def _block(part: Part) -> dict[str, Any]:
         return {"type": "image", "source": {"type": "url", "url": part.url}}
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
+    if isinstance(part, Thinking):
+        return thinking_block(part)
     assert isinstance(part, ToolResult)
     return {"type": "tool_result", "tool_use_id": part.id, "content": part.content}
 
@@ -104,12 +111,10 @@ def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
     return out
 
 
-def _convert_messages(messages: Any) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
-    system, turns = read_messages(messages)
-    out = [{"role": t.role, "content": _blocks(t.parts)} for t in turns]
+def _system(system: list[Any]) -> str | list[dict[str, Any]] | None:
     if any(isinstance(s, CacheMark) for s in system):  # cached system prompts stay blocks
-        return _blocks([s for s in system if s != ""]), out
-    return (system_text(system) or None), out
+        return _blocks([s for s in system if s != ""])
+    return system_text(system) or None
 
 
 def _convert_tools(tools: Any) -> list[dict[str, Any]]:
@@ -149,17 +154,16 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
     check_chat_request(body)
     if body.get("n") not in (None, 1):
         raise _bad("`n` > 1 is not supported by Anthropic models; send separate requests")
-    system, messages = _convert_messages(body.get("messages"))
-    max_tokens = body.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = body.get("max_tokens")
-    if max_tokens is None:
-        max_tokens = DEFAULT_MAX_TOKENS
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise _bad("`max_tokens` must be a positive integer")
-    out: Body = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    system_parts, turns = read_messages(body.get("messages"))
+    plan = thinking_plan(body, turns, model)
+    thinking = claude_thinking_field(plan)
+    messages = [{"role": t.role, "content": _blocks(visible(t.parts, thinking is not None))} for t in turns]
+    out: Body = {"model": model, "messages": messages, "max_tokens": plan.max_tokens}
+    system = _system(system_parts)
     if system:
         out["system"] = system
+    if thinking is not None:
+        out["thinking"] = thinking
     temperature = body.get("temperature")
     if temperature is not None:
         if not isinstance(temperature, int | float):
@@ -184,6 +188,24 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:
+    """The request's max_tokens (Anthropic requires one) and its thinking (reasoning.claude_thinking)."""
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise _bad("`max_tokens` must be a positive integer")
+    return claude_thinking(body, turns, model, max_tokens, DEFAULT_MAX_TOKENS)
+
+
+def reasoning_carried(body: Body, model: str) -> bool:
+    """Whether the request's `reasoning_effort` reached Claude (else it is named as dropped)."""
+    if body.get("reasoning_effort") is None:
+        return True
+    _system, turns = read_messages(body.get("messages"))
+    return not thinking_plan(body, turns, model).dropped
 
 
 def _output_format(response_format: Any) -> dict[str, Any] | None:
@@ -218,10 +240,16 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
     """An Anthropic message as an OpenAI chat.completion (and its token usage)."""
     texts: list[str] = []
     tool_calls: list[Body] = []
+    reasoning: list[str] = []
+    thinking: list[Thinking] = []
     for block in resp.get("content") or []:
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text", ""))
+        elif kind in ("thinking", "redacted_thinking"):
+            part = _thinking(block)
+            reasoning.append(part.text)
+            thinking.append(part)
         elif kind == "tool_use":
             tool_calls.append(
                 {
@@ -233,8 +261,8 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
                     },
                 }
             )
-        # thinking / redacted_thinking blocks have no OpenAI chat equivalent.
     message: Body = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
+    with_reasoning(message, "".join(reasoning), thinking)
     if tool_calls:
         message["tool_calls"] = tool_calls
     usage = usage_from_anthropic(resp.get("usage"))
@@ -257,6 +285,12 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
     if sequence is not None:  # which stop sequence ended it, where vLLM puts it
         body["choices"][0]["stop_reason"] = sequence
     return body, usage
+
+
+def _thinking(block: Body) -> Thinking:
+    if block.get("type") == "redacted_thinking":
+        return Thinking("", "", str(block.get("data") or ""))
+    return Thinking(str(block.get("thinking") or ""), str(block.get("signature") or ""))
 
 
 def _stop_sequence(message: Any) -> str | None:
@@ -282,6 +316,8 @@ class StreamTranslator:
         self._input: Body = {}
         self._output_tokens = 0
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        # open thinking blocks by Anthropic block index: their text so far and signature
+        self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self.done = False
 
     def _chunk(self, delta: Body, finish: str | None = None) -> Body:
@@ -322,6 +358,11 @@ class StreamTranslator:
                 ]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]
+            if block.get("type") == "redacted_thinking":  # whole at its start: the client sends it back
+                return [self._chunk(with_reasoning({}, "", [_thinking(block)]))]
+            if block.get("type") == "thinking":
+                self._thinking[data.get("index", 0)] = ([str(block.get("thinking") or "")],
+                                                        [str(block.get("signature") or "")])
             return []
         if kind == "content_block_delta":
             delta = data.get("delta") or {}
@@ -343,7 +384,20 @@ class StreamTranslator:
                         }
                     )
                 ]
-            return []  # thinking_delta, signature_delta, citations_delta
+            thinking = self._thinking.get(data.get("index", 0))
+            if delta.get("type") == "thinking_delta" and thinking is not None:
+                text = str(delta.get("thinking") or "")
+                thinking[0].append(text)
+                return [self._chunk({"reasoning_content": text})] if text else []
+            if delta.get("type") == "signature_delta" and thinking is not None:
+                thinking[1].append(str(delta.get("signature") or ""))
+            return []  # citations_delta
+        if kind == "content_block_stop":
+            # a thinking block is whole once its signature came: given to the client to send back
+            done = self._thinking.pop(data.get("index", 0), None)
+            if done is None:
+                return []
+            return [self._chunk(with_reasoning({}, "", [Thinking("".join(done[0]), "".join(done[1]))]))]
         if kind == "message_delta":
             usage = data.get("usage") or {}
             if usage.get("output_tokens") is not None:

@@ -21,6 +21,7 @@ from shieldes.providers.bedrock_translate import (
     chat_to_converse,
     converse_to_chat,
     forces_tools,
+    reasoning_carried,
     stop_sequences,
     stream_exception,
     titan_requests,
@@ -34,6 +35,7 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
+from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -100,9 +102,13 @@ class BedrockProvider:
         return data
 
     def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
-        """What a chat request asks for that Converse leaves out: all of ANSWER_FIELDS, and a
-        json_object response format where the model cannot be made to answer through a tool."""
-        return dropped_fields(body, {JSON_OBJECT} if forces_tools(model) else ()) if op == "chat" else []
+        """What a chat request asks for that Converse leaves out: ANSWER_FIELDS but a
+        `reasoning_effort` carried as Claude's extended thinking, and a json_object response
+        format where the model cannot be made to answer through a tool."""
+        if op != "chat":
+            return []
+        carried = {JSON_OBJECT} if forces_tools(model) else set()
+        return dropped_fields(body, carried | ({DROPPED_EFFORT} if reasoning_carried(body, model) else set()))
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         if op == "embeddings":

@@ -15,6 +15,7 @@ from shieldes.providers.chat_parts import (
     Chunks,
     Image,
     Part,
+    Thinking,
     ToolCall,
     ToolResult,
     chat_response,
@@ -22,6 +23,7 @@ from shieldes.providers.chat_parts import (
     read_chat,
     usage_dict,
 )
+from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -61,6 +63,10 @@ def _block(p: Part) -> Body:
         return {"image": {"format": fmt, "source": {"bytes": p.data}}}
     if isinstance(p, ToolCall):
         return {"toolUse": {"toolUseId": p.id, "name": p.name, "input": p.arguments}}
+    if isinstance(p, Thinking):
+        if p.redacted is not None:
+            return {"reasoningContent": {"redactedContent": p.redacted}}
+        return {"reasoningContent": {"reasoningText": {"text": p.text, "signature": p.signature}}}
     assert isinstance(p, ToolResult)
     return {"toolResult": {"toolUseId": p.id, "content": [{"text": p.content}], "status": "success"}}
 
@@ -72,12 +78,15 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
     chat = read_chat(fit_chat_ids(body, BEDROCK))
     if chat.turns[0].role != "user":
         raise InvalidRequest("Bedrock needs the conversation to start with a user message")
-    out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in t.parts]} for t in chat.turns]}
+    plan = _thinking_plan(body, chat.turns, chat.max_tokens, model)
+    thinking = claude_thinking_field(plan)
+    out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in visible(t.parts, thinking is not None)]}
+                              for t in chat.turns]}
     if chat.system:
         out["system"] = [{"text": s} if isinstance(s, str) else _CACHE_POINT for s in chat.system if s]
     config: Body = {}
-    if chat.max_tokens is not None:
-        config["maxTokens"] = chat.max_tokens
+    if chat.max_tokens is not None or thinking is not None:
+        config["maxTokens"] = plan.max_tokens
     if body.get("temperature") is not None:
         config["temperature"] = body["temperature"]
     if body.get("top_p") is not None:
@@ -86,6 +95,8 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
         config["stopSequences"] = chat.stop
     if config:
         out["inferenceConfig"] = config
+    if thinking is not None:  # Claude's own request field, which Converse passes on
+        out["additionalModelRequestFields"] = {"thinking": thinking}
     if chat.stop:  # which sequence matched (Claude reports it; other models ignore the path)
         out["additionalModelResponseFieldPaths"] = [_STOP_SEQUENCE_PATH]
     if chat.tools:
@@ -110,6 +121,23 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
     elif _json_object(body) and not chat.tools and forces_tools(model):
         out["toolConfig"] = _JSON_TOOL_CONFIG
     return out
+
+
+# What Converse gives Claude when a request names no maxTokens (thinking then needs one above its budget).
+_DEFAULT_MAX_TOKENS = 4096
+
+
+def _thinking_plan(body: Body, turns: list[Any], max_tokens: int | None, model: str) -> ClaudeThinking:
+    json_tool = _json_object(body) and not body.get("tools") and forces_tools(model)  # JSON_TOOL is forced
+    return claude_thinking(body, turns, model, max_tokens, _DEFAULT_MAX_TOKENS, forced_tool=json_tool)
+
+
+def reasoning_carried(body: Body, model: str) -> bool:
+    """Whether the request's `reasoning_effort` reached the model (Claude's extended thinking)."""
+    if body.get("reasoning_effort") is None:
+        return True
+    chat = read_chat(body)
+    return not _thinking_plan(body, chat.turns, chat.max_tokens, model).dropped
 
 
 def forces_tools(model: str) -> bool:
@@ -160,6 +188,7 @@ def converse_to_chat(resp: Body, model: str, created: int,
                      stops: tuple[str, ...] = ()) -> tuple[Body, TokenUsage]:
     content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
+    thinking = [_thinking(b["reasoningContent"]) for b in content if isinstance(b.get("reasoningContent"), dict)]
     uses = [b["toolUse"] for b in content if isinstance(b.get("toolUse"), dict)]
     answers = [orjson.dumps(u.get("input") or {}).decode() for u in uses if u.get("name") == JSON_TOOL]
     calls = [ToolCall(u["toolUseId"], u["name"], u.get("input") or {}) for u in uses if u.get("name") != JSON_TOOL]
@@ -167,11 +196,22 @@ def converse_to_chat(resp: Body, model: str, created: int,
     finish = _FINISH.get(str(resp.get("stopReason")), "stop")
     if answers:  # json_object mode: the forced tool's input is the answer
         texts, finish = answers, "stop" if finish == "tool_calls" else finish
-    chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown)
+    chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown,
+                         "".join(t.text for t in thinking), [t for t in thinking if t.signature or t.redacted])
     sequence = matched_stop(resp, stops)
     if sequence is not None:
         chat["choices"][0]["stop_reason"] = sequence
     return chat, usage
+
+
+def _thinking(block: Body) -> Thinking:
+    """A Converse reasoningContent block: reasoning text with the signature Claude gives it (other
+    models, DeepSeek R1, give none), or Claude's redacted reasoning."""
+    if isinstance(block.get("redactedContent"), str):
+        return Thinking("", "", block["redactedContent"])
+    text = block.get("reasoningText")
+    text = text if isinstance(text, dict) else {}
+    return Thinking(str(text.get("text") or ""), str(text.get("signature") or ""))
 
 
 def matched_stop(event: Body, stops: tuple[str, ...] = ()) -> str | None:
@@ -208,6 +248,8 @@ class ConverseStreamTranslator:
         self.done = False
         self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
         self._answers: set[int] = set()  # contentBlockIndex of json_object answers (JSON_TOOL)
+        # reasoning blocks being streamed by contentBlockIndex: their text so far and signature
+        self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self._finish = "stop"
 
     def feed(self, kind: str, event: Body) -> list[Body]:
@@ -234,7 +276,10 @@ class ConverseStreamTranslator:
             at = self._tools.get(block)
             if isinstance(tool, dict) and at is not None:
                 return [self.chunks.tool_args(at, str(tool.get("input") or ""))]
-            return []  # reasoningContent and future delta kinds
+            reasoning = delta.get("reasoningContent")
+            if isinstance(reasoning, dict):
+                return self._reasoning(block, reasoning)
+            return []  # future delta kinds
         if kind == "messageStop":
             self._finish = _FINISH.get(str(event.get("stopReason")), "stop")
             if self._answers and not self._tools and self._finish == "tool_calls":
@@ -248,7 +293,24 @@ class ConverseStreamTranslator:
             self.done = True
             self.usage, shown = usage_from_bedrock(event.get("usage"))
             return [self.chunks.usage(shown)]
-        return []  # contentBlockStop
+        if kind == "contentBlockStop":
+            # a reasoning block is whole once its signature came: given to the client to send back
+            done = self._thinking.pop(int(event.get("contentBlockIndex") or 0), None)
+            if done is None or not "".join(done[1]):
+                return []
+            return [self.chunks.thinking(Thinking("".join(done[0]), "".join(done[1])))]
+        return []
+
+    def _reasoning(self, block: int, delta: Body) -> list[Body]:
+        if isinstance(delta.get("redactedContent"), str):
+            return [self.chunks.thinking(Thinking("", "", delta["redactedContent"]))]
+        text, signature = self._thinking.setdefault(block, ([], []))
+        if isinstance(delta.get("signature"), str):
+            signature.append(delta["signature"])
+        if isinstance(delta.get("text"), str) and delta["text"]:
+            text.append(delta["text"])
+            return [self.chunks.reasoning(delta["text"])]
+        return []
 
 
 # --- embeddings (Titan through InvokeModel) ----------------------------------------------------

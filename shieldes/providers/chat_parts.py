@@ -54,7 +54,18 @@ class CacheMark:
     ttl: str | None = None  # Anthropic's "5m" / "1h"
 
 
-Part = str | Image | ToolCall | ToolResult | CacheMark
+@dataclass(frozen=True)
+class Thinking:
+    """A reasoning block of an earlier assistant turn as its upstream signed it, sent back by the
+    client in the message's `thinking_blocks` (as LiteLLM carries them): Anthropic and Bedrock's
+    Claude refuse to continue a tool call with thinking on unless the turn starts with it."""
+
+    text: str
+    signature: str
+    redacted: str | None = None  # a redacted_thinking block's opaque `data` (then `text` is empty)
+
+
+Part = str | Image | ToolCall | ToolResult | CacheMark | Thinking
 SystemPart = str | CacheMark
 
 
@@ -208,17 +219,18 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
         elif role == "user":
             add("user", _user_parts(content, where))
         elif role == "assistant":
-            parts: list[Part] = []
+            parts: list[Part] = list(read_thinking_blocks(msg.get("thinking_blocks")))
             text = text_of(content, where)
             if text:
                 parts.append(text)
             for call in _tool_calls(msg["tool_calls"], where) if msg.get("tool_calls") else []:
                 names[call.id] = call.name
                 parts.append(call)
-            if not parts and content in ("", []):
+            said = any(not isinstance(p, Thinking) for p in parts)  # thinking alone is no turn
+            if not said and content in ("", []):
                 continue  # an empty answer of an earlier turn (Claude may end a turn with no text): the
                 # target APIs refuse empty turns, so it is left out
-            if not parts:
+            if not said:
                 raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`")
             add("assistant", parts)
         elif role == "tool":
@@ -233,6 +245,37 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
     if not turns:
         raise _bad("`messages` needs at least one user message besides system prompts")
     return system, turns
+
+
+def read_thinking_blocks(blocks: Any) -> list[Thinking]:
+    """An assistant message's `thinking_blocks` as the gateway answered them: signed thinking and
+    redacted_thinking blocks. Anything else (a block without its signature, from a model that signs
+    nothing) cannot be sent back upstream and is left out."""
+    out: list[Thinking] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and isinstance(block.get("thinking"), str) and isinstance(block.get("signature"), str) \
+                and block["signature"]:
+            out.append(Thinking(block["thinking"], block["signature"]))
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str) and block["data"]:
+            out.append(Thinking("", "", block["data"]))
+    return out
+
+
+def thinking_block(part: Thinking) -> Body:
+    """A Thinking part as chat's (and Anthropic's) block: what the gateway answers and takes back."""
+    if part.redacted is not None:
+        return {"type": "redacted_thinking", "data": part.redacted}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def reasoning_text(message: Body) -> str:
+    """A chat message's (or delta's) reasoning text: `reasoning_content` (vLLM, DeepSeek, LiteLLM
+    and this gateway's translations), else `reasoning` (Ollama, OpenRouter)."""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str):
+            return str(message[key])
+    return ""
 
 
 def read_tools(tools: Any) -> list[Body]:
@@ -406,9 +449,20 @@ def tool_call_dict(call: ToolCall) -> Body:
             "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()}}
 
 
+def with_reasoning(message: Body, reasoning: str, thinking: list[Thinking]) -> Body:
+    """An answer's reasoning on its chat message (or stream delta): the text as `reasoning_content`,
+    the signed blocks as `thinking_blocks` for the client to send back with the turn."""
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if thinking:
+        message["thinking_blocks"] = [thinking_block(t) for t in thinking]
+    return message
+
+
 def chat_response(rid: str, model: str, created: int, text: str, calls: list[ToolCall], finish: str,
-                  usage: Body) -> Body:
+                  usage: Body, reasoning: str = "", thinking: list[Thinking] | None = None) -> Body:
     message: Body = {"role": "assistant", "content": text if text or not calls else None}
+    with_reasoning(message, reasoning, thinking or [])
     if calls:
         message["tool_calls"] = [tool_call_dict(c) for c in calls]
     return {
@@ -434,6 +488,13 @@ class Chunks:
 
     def text(self, text: str) -> Body:
         return self._chunk({"content": text})
+
+    def reasoning(self, text: str) -> Body:
+        return self._chunk({"reasoning_content": text})
+
+    def thinking(self, block: Thinking) -> Body:
+        """A whole signed thinking block, sent once it is complete (its signature comes last)."""
+        return self._chunk(with_reasoning({}, "", [block]))
 
     def tool_start(self, call_id: str, name: str, arguments: str = "") -> tuple[int, Body]:
         index, self.tools = self.tools, self.tools + 1

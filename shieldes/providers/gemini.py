@@ -47,7 +47,8 @@ def _with_version(base_url: str, version: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-_CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", JSON_OBJECT})  # (dropped_fields)
+# (dropped_fields) reasoning_effort as thinkingConfig: reasoning.gemini_thinking
+_CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", "reasoning_effort", JSON_OBJECT})
 
 
 class GeminiProvider:

@@ -17,6 +17,7 @@ from shieldes.providers.chat_parts import (
     Chunks,
     Image,
     Part,
+    Thinking,
     ToolCall,
     ToolResult,
     chat_response,
@@ -25,6 +26,7 @@ from shieldes.providers.chat_parts import (
     system_text,
     usage_dict,
 )
+from shieldes.providers.reasoning import gemini_thinking
 
 _FINISH = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -89,7 +91,7 @@ def _part(p: Part) -> Body:
     return {"functionResponse": {"name": p.name, "response": {"content": p.content}}}
 
 
-def _generation_config(body: Body, chat: Chat) -> Body:
+def _generation_config(body: Body, chat: Chat, model: str) -> Body:
     gen: Body = {}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
                          ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
@@ -105,6 +107,9 @@ def _generation_config(body: Body, chat: Chat) -> Body:
         schema = (fmt.get("json_schema") or {}).get("schema")
         if isinstance(schema, dict):
             gen["responseSchema"] = _schema(schema)
+    thinking = gemini_thinking(body, model)
+    if thinking is not None:
+        gen["thinkingConfig"] = thinking
     return gen
 
 
@@ -122,13 +127,14 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
     chat = read_chat(body)
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
-                               "parts": [_part(p) for p in t.parts if not isinstance(p, CacheMark)]}
+                               # Gemini takes back no thinking but its signatures (in call ids)
+                               "parts": [_part(p) for p in t.parts if not isinstance(p, CacheMark | Thinking)]}
                               for t in chat.turns]}
     if _SIGNING_MODEL.search(model):
         _sign_unsigned(out["contents"])
     if chat.system:
         out["systemInstruction"] = {"parts": [{"text": system_text(chat.system)}]}
-    gen = _generation_config(body, chat)
+    gen = _generation_config(body, chat, model)
     if gen:
         out["generationConfig"] = gen
     if chat.tools:
@@ -186,6 +192,7 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
         raise failure
     parts, reason = _candidate_parts(resp)
     texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
+    thoughts = [p["text"] for p in parts if isinstance(p.get("text"), str) and p.get("thought")]
     given = resp.get("responseId")
     calls = [ToolCall(call_id(str(p["functionCall"].get("id") or minted_id(given and str(given), i)),
                               p.get("thoughtSignature")),
@@ -194,7 +201,7 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     usage, shown = usage_from_gemini(resp.get("usageMetadata"))
     rid = str(resp.get("responseId") or "gemini")
     body = chat_response(rid, str(resp.get("modelVersion") or model), created, "".join(texts), calls,
-                         _finish(reason, bool(calls)), shown)
+                         _finish(reason, bool(calls)), shown, "".join(thoughts))
     return body, usage
 
 
@@ -224,8 +231,8 @@ class GeminiStreamTranslator:
             out.append(self.chunks.role())
         parts, reason = _candidate_parts(resp)
         for p in parts:
-            if isinstance(p.get("text"), str) and p["text"] and not p.get("thought"):
-                out.append(self.chunks.text(p["text"]))
+            if isinstance(p.get("text"), str) and p["text"]:
+                out.append(self.chunks.reasoning(p["text"]) if p.get("thought") else self.chunks.text(p["text"]))
             elif isinstance(p.get("functionCall"), dict):
                 fc = p["functionCall"]
                 minted = minted_id(self._response_id, self.chunks.tools)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.chat_parts import reasoning_model
+from shieldes.providers.chat_parts import reasoning_model, reasoning_text
 from shieldes.providers.responses_options import chat_options, output_logprobs
 from shieldes.providers.responses_tools import chat_tools
 from shieldes.providers.tool_args import arguments_text
@@ -24,6 +24,7 @@ from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
     ResponsesUsage,
+    asks_summary,
     error_event,
     function_call_item,
     message_item,
@@ -32,6 +33,7 @@ from shieldes.responses.objects import (
     reasoning_part,
     refusal_item,
     response_object,
+    summary_part,
     text_part,
     usage_from_chat,
 )
@@ -229,13 +231,6 @@ class Translated:
     incomplete: str | None
 
 
-def _reasoning_text(message: Body) -> str:
-    for key in ("reasoning_content", "reasoning"):
-        if isinstance(message.get(key), str):
-            return str(message[key])
-    return ""
-
-
 def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
                namespaces: dict[str, str]) -> Body:
     item = function_call_item(item_id, call_id, name, arguments, status)
@@ -244,14 +239,16 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
     return item
 
 
-def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, str] | None = None) -> Translated:
+def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, str] | None = None,
+                   summary: bool = False) -> Translated:
+    """`summary`: the request asked for a reasoning summary (the reasoning text is given as it)."""
     choices = chat.get("choices") or [{}]
     choice: Body = choices[0] if isinstance(choices[0], dict) else {}
     message: Body = choice["message"] if isinstance(choice.get("message"), dict) else {}
     output: list[Body] = []
-    reasoning = _reasoning_text(message)
+    reasoning = reasoning_text(message)
     if reasoning:
-        output.append(reasoning_item(make_id("rs"), reasoning))
+        output.append(reasoning_item(make_id("rs"), reasoning, summary))
     if isinstance(message.get("content"), str) and (message["content"] or not message.get("tool_calls")):
         output.append(message_item(make_id("msg"), message["content"], logprobs=output_logprobs(choice)))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
@@ -288,6 +285,7 @@ class ChatStreamTranslator:
                  namespaces: dict[str, str] | None = None) -> None:
         self.ctx = ctx
         self.namespaces = namespaces or {}
+        self.summary = asks_summary(ctx.echo)  # reasoning streams as a summary (reasoning_item)
         self.make_id = make_id
         self.number = EventNumberer()
         self.output: list[Body] = []
@@ -326,26 +324,35 @@ class ChatStreamTranslator:
             return []
         r, self._reasoning = self._reasoning, None
         text = "".join(r.text)
-        r.item.update(reasoning_item(r.item["id"], text))
+        r.item.update(reasoning_item(r.item["id"], text, self.summary))
+        if self.summary:
+            ids = {"item_id": r.item["id"], "output_index": r.index, "summary_index": 0}
+            return [self.number("response.reasoning_summary_text.done", **ids, text=text),
+                    self.number("response.reasoning_summary_part.done", **ids, part=summary_part(text)),
+                    self.number("response.output_item.done", output_index=r.index, item=r.item)]
         ids = {"item_id": r.item["id"], "output_index": r.index, "content_index": 0}
         return [self.number("response.reasoning_text.done", **ids, text=text),
                 self.number("response.content_part.done", **ids, part=reasoning_part(text)),
                 self.number("response.output_item.done", output_index=r.index, item=r.item)]
 
     def _reasoning_delta(self, text: str) -> list[Body]:
-        """Reasoning streams as the API streams it: a reasoning item, one reasoning_text part, deltas."""
+        """Reasoning streams as the API streams it: a reasoning item, one reasoning_text part (or
+        summary_text part, when the request asked for a summary), deltas."""
         events = []
         if self._reasoning is None:
             events += self._close_text()
-            self._reasoning, added = self._add({"id": self.make_id("rs"), "type": "reasoning", "summary": [],
-                                                "content": []})
+            item: Body = {"id": self.make_id("rs"), "type": "reasoning", "summary": []}
+            self._reasoning, added = self._add(item if self.summary else {**item, "content": []})
             events.append(added)
-            events.append(self.number("response.content_part.added", item_id=self._reasoning.item["id"],
-                                      output_index=self._reasoning.index, content_index=0,
-                                      part=reasoning_part("")))
+            ids = {"item_id": self._reasoning.item["id"], "output_index": self._reasoning.index}
+            events.append(self.number("response.reasoning_summary_part.added", **ids, summary_index=0,
+                                      part=summary_part("")) if self.summary else
+                          self.number("response.content_part.added", **ids, content_index=0, part=reasoning_part("")))
         self._reasoning.text.append(text)
-        events.append(self.number("response.reasoning_text.delta", item_id=self._reasoning.item["id"],
-                                  output_index=self._reasoning.index, content_index=0, delta=text))
+        ids = {"item_id": self._reasoning.item["id"], "output_index": self._reasoning.index}
+        events.append(self.number("response.reasoning_summary_text.delta", **ids, summary_index=0, delta=text)
+                      if self.summary else
+                      self.number("response.reasoning_text.delta", **ids, content_index=0, delta=text))
         return events
 
     def _close_calls(self) -> list[Body]:
@@ -369,7 +376,7 @@ class ChatStreamTranslator:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            reasoning = _reasoning_text(delta)
+            reasoning = reasoning_text(delta)
             if reasoning:
                 events += self._reasoning_delta(reasoning)
             content = delta.get("content")

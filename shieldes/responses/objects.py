@@ -170,11 +170,25 @@ def reasoning_part(text: str) -> Body:
     return {"type": "reasoning_text", "text": text}
 
 
-def reasoning_item(item_id: str, text: str) -> Body:
+def summary_part(text: str) -> Body:
+    return {"type": "summary_text", "text": text}
+
+
+def reasoning_item(item_id: str, text: str, summary: bool = False) -> Body:
+    """Reasoning text as its `content`, or, when the request asked for a summary (`reasoning.summary`),
+    as the item's summary, where clients of the API read it."""
     item: Body = {"id": item_id, "type": "reasoning", "summary": []}
-    if text:
+    if text and summary:
+        item["summary"] = [summary_part(text)]
+    elif text:
         item["content"] = [reasoning_part(text)]
     return item
+
+
+def asks_summary(request: Body) -> bool:
+    """Whether a Responses request asks for a reasoning summary (`reasoning.summary` auto, concise or detailed)."""
+    reasoning = request.get("reasoning")
+    return isinstance(reasoning, dict) and reasoning.get("summary") in ("auto", "concise", "detailed")
 
 
 def error_body(message: str, code: str = "server_error") -> Body:

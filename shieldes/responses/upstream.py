@@ -25,6 +25,7 @@ from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
     ResponsesUsage,
+    asks_summary,
     error_event,
     response_object,
     usage_from_responses,
@@ -131,7 +132,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
         return TranslatedEvents(chunks, ChatStreamTranslator(ctx, namespaces=namespaces), headers)
     result = await provider.call("chat", target, chat)
-    out = chat_to_output(result.body, namespaces=namespaces)
+    out = chat_to_output(result.body, namespaces=namespaces, summary=asks_summary(body))
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)
     return Answer(response, out.usage, headers)

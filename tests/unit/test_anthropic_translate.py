@@ -310,6 +310,8 @@ def test_message_response_to_chat_with_text_tools_and_cache_usage() -> None:
                 "message": {
                     "role": "assistant",
                     "content": "Let me check.",
+                    "reasoning_content": "hmm",  # the thinking, and its signed block to send back
+                    "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "s"}],
                     "tool_calls": [
                         {
                             "id": "toolu_1",

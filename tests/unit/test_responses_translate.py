@@ -199,6 +199,32 @@ def test_stream_translation_numbers_and_closes_every_item() -> None:
     assert events[6]["part"] == {"type": "reasoning_text", "text": "hmm"} == final["output"][0]["content"][0]
 
 
+def test_reasoning_is_the_summary_a_request_asks_for() -> None:
+    """`reasoning.summary`: the chat answer's reasoning text is given as the item's summary (JSON and
+    summary stream events), where clients of the API read it."""
+    ctx = ResponseContext.of({"model": "m", "reasoning": {"effort": "low", "summary": "auto"}}, "resp_1", 1, "m")
+    tr = ChatStreamTranslator(ctx, ids())
+    events = tr.start()
+    for chunk in [_chunk({"reasoning_content": "hm"}), _chunk({"reasoning_content": "m"}), _chunk({"content": "ok"}),
+                  _chunk({}, "stop")]:
+        events += tr.feed(chunk)
+    events += tr.finish(2)
+    for e in events:
+        check_event(e)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:9] == ["response.output_item.added", "response.reasoning_summary_part.added",
+                          "response.reasoning_summary_text.delta", "response.reasoning_summary_text.delta",
+                          "response.reasoning_summary_text.done", "response.reasoning_summary_part.done",
+                          "response.output_item.done"]
+    final = events[-1]["response"]
+    check_response(final)
+    assert final["output"][0]["summary"] == [{"type": "summary_text", "text": "hmm"}]
+    assert "content" not in final["output"][0]
+    out = chat_to_output({"choices": [{"message": {"content": "ok", "reasoning_content": "hmm"}}]}, ids(),
+                         summary=True)
+    assert out.output[0] == {"id": "rs_0", "type": "reasoning", "summary": [{"type": "summary_text", "text": "hmm"}]}
+
+
 def test_parallel_calls_sent_at_one_index_stay_apart() -> None:
     """Ollama (and other servers) stream every parallel tool call at index 0, each with its own id:
     each is its own function_call item, and a fragment without an id belongs to the call before it."""
