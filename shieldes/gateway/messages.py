@@ -124,10 +124,19 @@ def _validate(body: Body) -> int:
     return int(max_tokens)
 
 
-def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
+def _translate(body: Body, target: Target, kind: str, provider: Provider) -> tuple[Body, list[str]]:
+    """The Messages request as a chat request for `target`, and what is left out of it: by the
+    Messages translation, and by the provider's own chat translation (`thinking` carried as
+    `reasoning_effort` to a model that cannot think is named there)."""
     try:
         spec = KINDS.get(kind)
-        return inbound.translate_messages_request(body, target.model, cache_marks=spec is not None and spec.cache_marks)
+        chat, dropped = inbound.translate_messages_request(body, target.model,
+                                                           cache_marks=spec is not None and spec.cache_marks,
+                                                           thinks=spec is not None and spec.thinks)
+        left_out = getattr(provider, "dropped", None)
+        names = left_out("chat", chat, target.model) if left_out is not None else []
+        # named as the client sent it: its `thinking` became the chat request's reasoning_effort
+        return chat, dropped + ["thinking" if n == "reasoning_effort" else n for n in names]
     except InvalidRequest:
         raise
     except Exception as exc:  # a shape the translator cannot read is the client's to fix
@@ -154,7 +163,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
                     return Answer(native.raw, native.usage)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage)
-            chat, dropped = _translate(body, target, dep.kind)
+            chat, dropped = _translate(body, target, dep.kind, provider)
             result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
@@ -172,7 +181,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped = _translate(body, target, dep.kind)
+        chat, dropped = _translate(body, target, dep.kind, provider)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         return _Translated(await provider.stream("chat", target, chat), model, dropped, thinking, call.size)

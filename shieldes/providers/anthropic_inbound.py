@@ -135,13 +135,14 @@ def _user_message(content: Any, where: str, dropped: list[str], cache_marks: boo
     return out
 
 
-def _assistant_message(content: Any, where: str, dropped: list[str]) -> Body:
+def _assistant_message(content: Any, where: str, dropped: list[str], thinks: bool = False) -> Body:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     if not isinstance(content, list):
         raise _bad(f"{where}.content must be a string or a list of content blocks")
     texts: list[str] = []
     calls: list[Body] = []
+    signed: list[Body] = []  # thinking blocks as the model signed them (chat's thinking_blocks)
     for j, block in enumerate(content):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
@@ -160,12 +161,16 @@ def _assistant_message(content: Any, where: str, dropped: list[str]) -> Body:
                 }
             )
         elif kind in ("thinking", "redacted_thinking"):
-            continue  # reasoning of an earlier turn: not portable to other models
+            # reasoning of an earlier turn: not portable to other models, but Claude's own blocks go
+            # back to Claude (Bedrock), which continues a tool call with thinking only after them
+            signed += [dict(block)] if thinks else []
         elif isinstance(kind, str) and (kind.startswith("server_tool") or kind.endswith("_tool_result")):
             dropped.append(f"{where}.content[{j}] {kind} block")  # results of a server tool we cannot run
         else:
             raise _bad(f"{where}.content[{j}]: block type {kind!r} is not supported in assistant turns")
     msg: Body = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if signed:
+        msg["thinking_blocks"] = signed
     if calls:
         msg["tool_calls"] = calls
     return msg
@@ -240,13 +245,15 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
             dropped.append(f"output_config.{name}")
 
 
-def translate_messages_request(body: Any, model: str | None = None, *,
-                               cache_marks: bool = False) -> tuple[Body, list[str]]:
+def translate_messages_request(body: Any, model: str | None = None, *, cache_marks: bool = False,
+                               thinks: bool = False) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
     `cache_marks`: the upstream takes prompt-cache breakpoints (Bedrock), so `cache_control` on
     system, text, image and tool_result blocks is kept on the parts (else it goes).
-    `thinking` becomes `reasoning_effort` for OpenAI reasoning models and is dropped for others;
+    `thinking` becomes `reasoning_effort` for OpenAI reasoning models and for upstreams that
+    translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
+    blocks then go along as `thinking_blocks`), and is dropped for others;
     `top_k`, `service_tier`, server tools and other Anthropic-only fields are dropped."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
@@ -277,7 +284,7 @@ def translate_messages_request(body: Any, model: str | None = None, *,
         if role == "user":
             out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks))
         elif role == "assistant":
-            out_messages.append(_assistant_message(msg.get("content"), where, dropped))
+            out_messages.append(_assistant_message(msg.get("content"), where, dropped, thinks))
         elif role == "system":  # sent by some clients mid-conversation: OpenAI takes it as it is
             out_messages.append({"role": "system", "content": _text_blocks(msg.get("content"), where)})
         else:
@@ -287,7 +294,7 @@ def translate_messages_request(body: Any, model: str | None = None, *,
     out["max_completion_tokens" if reasoning else "max_tokens"] = max_tokens
     effort = reasoning_effort(body.get("thinking"))
     if effort is not None:
-        if reasoning:
+        if reasoning or thinks:
             out["reasoning_effort"] = effort
         else:
             dropped.append("thinking")

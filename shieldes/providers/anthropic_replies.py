@@ -110,6 +110,15 @@ def _thinking_block(text: str) -> Body:
     return {"type": "thinking", "thinking": text, "signature": ""}
 
 
+def _signed_blocks(message: Body) -> list[Body]:
+    """Claude's own thinking blocks, signed, as a translated answer carries them (`thinking_blocks`
+    from Bedrock's Claude): given to the client as they are, to send back."""
+    blocks = [b for b in _objs(message.get("thinking_blocks"))
+              if (b.get("type") == "thinking" and isinstance(b.get("thinking"), str) and b.get("signature"))
+              or (b.get("type") == "redacted_thinking" and isinstance(b.get("data"), str))]
+    return [dict(b) for b in blocks]
+
+
 def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) -> Body:
     """An OpenAI chat.completion as an Anthropic message. `thinking`: the client enabled extended
     thinking, so the upstream's reasoning text comes back as a thinking block."""
@@ -117,7 +126,10 @@ def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) 
     choice = choices[0] if choices else {}
     message = _obj(choice.get("message"))
     content: list[Body] = []
-    if thinking and reasoning_text(message):
+    signed = _signed_blocks(message) if thinking else []
+    if signed:
+        content += signed
+    elif thinking and reasoning_text(message):
         content.append(_thinking_block(reasoning_text(message)))
     text = message.get("content")
     if isinstance(text, str) and text:
@@ -211,6 +223,26 @@ async def openai_chunks_to_message_events(
                                                   "content_block": _thinking_block("")}
                 yield "content_block_delta", {"type": "content_block_delta", "index": block,
                                               "delta": {"type": "thinking_delta", "thinking": reasoning}}
+            for signed in _signed_blocks(delta) if thinking else []:
+                # Claude's block whole (Bedrock): its signature ends the thinking block streamed so
+                # far; a redacted one (or one whose text did not stream) is a block of its own
+                if not (signed["type"] == "thinking" and open_kind == "thinking"):
+                    if open_kind is not None:
+                        yield close()
+                        if open_tool is not None:
+                            closed_tools.add(open_tool)
+                    block, open_kind, open_tool = block + 1, "thinking", None
+                    opening = signed if signed["type"] == "redacted_thinking" else _thinking_block("")
+                    yield "content_block_start", {"type": "content_block_start", "index": block,
+                                                  "content_block": opening}
+                    if signed["type"] == "thinking":
+                        yield "content_block_delta", {"type": "content_block_delta", "index": block, "delta": {
+                            "type": "thinking_delta", "thinking": signed["thinking"]}}
+                if signed["type"] == "thinking":
+                    yield "content_block_delta", {"type": "content_block_delta", "index": block, "delta": {
+                        "type": "signature_delta", "signature": signed["signature"]}}
+                yield close()
+                open_kind = None
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if open_kind != "text":

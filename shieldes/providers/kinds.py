@@ -29,7 +29,8 @@ class KindSpec:
     given; `default_base_url` builds the public endpoint when --base-url is omitted (None: the
     base URL is required); `extra`: the pip extra holding the client library this kind needs;
     `cache_marks`: the kind takes prompt-cache breakpoints (Anthropic `cache_control`) in
-    requests translated for it."""
+    requests translated for it; `thinks`: its translation turns a chat `reasoning_effort` into the
+    upstream's own thinking (providers/reasoning.py), so a Messages client's `thinking` goes as one."""
 
     name: str
     options: tuple[str, ...] = ()
@@ -38,6 +39,7 @@ class KindSpec:
     extra: str | None = None
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cache_marks: bool = False
+    thinks: bool = False
 
 
 KINDS: Mapping[str, KindSpec] = {
@@ -47,10 +49,11 @@ KINDS: Mapping[str, KindSpec] = {
     # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
     "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
                       choices={"auth": ("api-key", "bearer", "entra")}),
-    "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True),
-    "gemini": KindSpec("gemini", (), (), _gemini_url),
+    "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True,
+                        thinks=True),
+    "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True),
     "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
-                       _vertex_url, "vertex"),
+                       _vertex_url, "vertex", thinks=True),
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
 # Settings every kind takes: the deployment's region (routing prefers deployments in the node's

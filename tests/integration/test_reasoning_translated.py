@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
@@ -224,3 +225,38 @@ async def test_a_responses_client_gets_claude_reasoning_as_a_reasoning_item(
                {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],  # type: ignore[union-attr]
         tools=[{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
     assert raw.headers["x-shieldes-dropped"] == "reasoning_effort" and raw.parse().output_text
+
+
+async def test_a_messages_client_thinks_on_bedrock_claude_and_gemini(
+        node: tuple[Harness, openai.AsyncOpenAI, FakeBedrock, FakeGoogle]) -> None:
+    """The anthropic SDK's `thinking` reaches Bedrock's Claude and Gemini through the chat
+    translation; Claude's signed blocks come back as they are and go back for a tool loop."""
+    _h, client, bedrock, google = node
+    claude = anthropic.AsyncAnthropic(base_url=_h.base, api_key=client.api_key, max_retries=0)
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}]
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    for stream in (False, True):
+        messages: list[Any] = [{"role": "user", "content": "weather?"}]
+        ask = dict(model=BEDROCK_CLAUDE, max_tokens=3000, tools=tools, thinking=thinking)
+        if stream:
+            async with claude.messages.stream(messages=messages, **ask) as events:
+                first = await events.get_final_message()
+        else:
+            first = await claude.messages.create(messages=messages, **ask)
+        assert bedrock.last().body["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 2048
+        assert [b.type for b in first.content] == ["thinking", "tool_use"]
+        assert first.content[0].signature in bedrock.signatures  # type: ignore[union-attr]
+        use = first.content[1]
+        messages += [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,  # type: ignore[union-attr]
+                                                   "content": "sunny"}]}]
+        raw = await claude.messages.with_raw_response.create(messages=messages, **ask)
+        assert "x-shieldes-dropped" not in raw.headers
+        assert "reasoningContent" in bedrock.last().body["messages"][1]["content"][0]
+        assert [b.type for b in (await raw.parse()).content] == ["thinking", "text"]
+
+    answer = await claude.messages.create(model=GEMINI, max_tokens=3000, thinking=thinking,
+                                          messages=[{"role": "user", "content": "hi"}])
+    assert google.last().body["generationConfig"]["thinkingConfig"]["includeThoughts"] is True
+    assert [b.type for b in answer.content] == ["thinking", "text"]
+    assert answer.content[0].thinking == "Thinking it over."  # type: ignore[union-attr]

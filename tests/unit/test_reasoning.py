@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_inbound import reasoning_effort
+from shieldes.providers.anthropic_replies import openai_chunks_to_message_events, openai_response_to_messages
 from shieldes.providers.anthropic_translate import StreamTranslator, chat_request_to_anthropic, reasoning_carried
 from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse, converse_to_chat
 from shieldes.providers.chat_parts import read_messages
@@ -154,3 +156,29 @@ def test_gemini_thinking_config_and_thoughts() -> None:
     t = GeminiStreamTranslator("gemini-2.5-pro", 1)
     deltas = [c["choices"][0]["delta"] for c in t.feed(resp)]
     assert deltas[1:] == [{"reasoning_content": "hmm"}, {"content": "hi"}]
+
+
+async def test_signed_blocks_reach_a_messages_client_whole() -> None:
+    """Bedrock Claude's blocks, translated to chat, stream to a Messages client as Anthropic's own:
+    the signature ends the streamed thinking block, a redacted block is a block of its own."""
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        for delta in ({"reasoning_content": "hm"}, {"thinking_blocks": [BLOCK]},
+                      {"thinking_blocks": [{"type": "redacted_thinking", "data": "opaque"}]}, {"content": "hi"}):
+            yield {"id": "c", "choices": [{"index": 0, "delta": delta}]}
+
+    events = [e async for _, e in openai_chunks_to_message_events(chunks(), SONNET, thinking=True)]
+    blocks = [(e["type"], e.get("content_block") or e.get("delta")) for e in events if "index" in e]
+    assert blocks == [
+        ("content_block_start", {"type": "thinking", "thinking": "", "signature": ""}),
+        ("content_block_delta", {"type": "thinking_delta", "thinking": "hm"}),
+        ("content_block_delta", {"type": "signature_delta", "signature": "sig"}),
+        ("content_block_stop", None),
+        ("content_block_start", {"type": "redacted_thinking", "data": "opaque"}),
+        ("content_block_stop", None),
+        ("content_block_start", {"type": "text", "text": ""}),
+        ("content_block_delta", {"type": "text_delta", "text": "hi"}),
+        ("content_block_stop", None),
+    ]
+    message = openai_response_to_messages({"choices": [{"message": {
+        "content": "hi", "reasoning_content": "hmm", "thinking_blocks": [BLOCK]}}]}, SONNET, thinking=True)
+    assert message["content"] == [BLOCK, {"type": "text", "text": "hi"}]
