@@ -21,8 +21,8 @@ def cluster_group() -> None:
 @handle_errors
 def status(as_json: bool) -> None:
     """Nodes (alive/dead, addresses, version, heartbeat age, log position and lag), the leader and its
-    epoch, gossip traffic and convergence time, and per deployment its health, effective weight,
-    traffic share and quota use."""
+    epoch, gossip traffic, convergence time and the longest push deadline, and per deployment its
+    health, effective weight, traffic share and quota use."""
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:  # the node answers from the same tables, and says which node and when
@@ -49,6 +49,8 @@ def status(as_json: bool) -> None:
             "msgs in/out": f"{n['gossip']['received']}/{n['gossip']['sent']}",
             "bytes in/out": f"{n['gossip']['received_bytes']}/{n['gossip']['sent_bytes']}",
             "rejected": n["gossip"]["rejected"],
+            # the longest deadline its pushes get now: above the base, some peer answers slowly
+            "push deadline": "-" if (d := n["gossip"].get("push_deadline_max_s")) is None else f"{d:g}s",
         }
         for n in data["nodes"]
     ]

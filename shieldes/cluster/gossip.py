@@ -4,6 +4,13 @@ the messages carry and how they are folded in is gossip_rounds.py.
 A round picks its targets and prepares their messages (GossipRounds), sends each over a kept
 channel (mutual TLS on top of the HMAC when configured, gossip_tls.py) and hands every Ack back.
 A peer that is down or slow only costs its push: it drops out of the view by age.
+
+Rounds do not wait for their pushes: each push is a task of its own, with a deadline that adapts to
+its target (push_deadline.py), and a target whose push is still in flight is left out of the
+rounds until it ends (never two pushes in flight to one target), so one slow or black-holed peer
+holds back neither the rounds nor the pushes to the others. An Ack arriving rounds later is folded
+in as any Ack (a target's acknowledgements only grow; `GossipRounds.links_generation` drops one that
+answers a message sent before the targets' links were reset).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip_rounds import GossipRounds
 from shieldes.cluster.gossip_stats import GossipStats, PeerStats, unreached
 from shieldes.cluster.gossip_tls import GossipTLS
+from shieldes.cluster.push_deadline import Outcome, PushTimer, deadline, observe
 from shieldes.cluster.wire import MAX_MESSAGE_BYTES, GossipRejected, from_proto, open_envelope, seal, sign, to_proto
 from shieldes.tasks import cancel_and_wait
 
@@ -49,13 +57,17 @@ class _Servicer(gossip_pb2_grpc.GossipServicer):
 
 class Gossip(GossipRounds):
     """GossipRounds on the network. `rounds`: GossipRounds' settings (node id, secret, host and
-    port, interval, callbacks, fanout...)."""
+    port, interval, callbacks, fanout...). `timeout`: the base push deadline; a target's own grows
+    from it, up to `max_timeout` (default half the node timeout: push_deadline.py)."""
 
-    def __init__(self, *, timeout: float = 1.0, targets: Callable[[], list[str]] = list,
-                 on_sent: Callable[[int, bool], None] | None = None, tls: GossipTLS | None = None,
-                 **rounds: Any) -> None:
+    def __init__(self, *, timeout: float = 1.0, max_timeout: float | None = None,
+                 targets: Callable[[], list[str]] = list, on_sent: Callable[[int, bool], None] | None = None,
+                 tls: GossipTLS | None = None, **rounds: Any) -> None:
         super().__init__(**rounds)
         self.timeout = timeout
+        self.max_timeout = max(timeout, self._node_timeout / 2 if max_timeout is None else max_timeout)
+        self._pushes: dict[str, asyncio.Task[bool]] = {}  # target -> its push in flight (at most one)
+        self._untaken: set[str] = set()  # targets whose latest push ended not taken (GossipRounds._retry)
         self._targets = targets
         self._on_sent = on_sent
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
@@ -97,6 +109,7 @@ class Gossip(GossipRounds):
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        await cancel_and_wait(*self._pushes.values())
         for channel, _ in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -104,26 +117,58 @@ class Gossip(GossipRounds):
             await self._server.stop(grace=0.5)
             self._server = None
 
-    async def push_once(self, quiet_ok: bool = False) -> int:
-        """One round: a message to every target picked; returns how many accepted it. `quiet_ok`: the
-        round may be left out if it would carry only acknowledgements (GossipRounds.prepare)."""
+    async def push_once(self, quiet_ok: bool = False, wait: bool = True) -> int:
+        """One round: a message to every target picked whose previous push has ended. `wait`: wait
+        for this round's pushes and return how many accepted it; else return 0 at once, the pushes
+        ending on their own (the push loop). `quiet_ok`: the round may be left out if it would carry
+        only acknowledgements (GossipRounds.prepare)."""
         known = [t for t in self._targets() if t != self.address]
-        targets = self.pick(known)
+        for gone in (set(self._channels) | set(self._pushes)) - set(known):
+            await cancel_and_wait(self._pushes.get(gone))
+            if (entry := self._channels.pop(gone, None)) is not None:
+                await entry[0].close()
+        self.forget(known)
+        busy = set(self._pushes)
+        targets = [t for t in self.pick(known) if t not in busy]
+        if known and not targets:  # every target picked is still busy with an earlier push
+            self._report_unreached(known, sorted(busy))
+            return 0
         seq, messages = self.prepare(targets, quiet_ok)
         if targets and not messages:
             self.stats.quiet_rounds += 1
             return 0
         if self._on_sent is not None:
             self._on_sent(seq, self.asking)
-        for gone in set(self._channels) - set(known):
-            channel, _ = self._channels.pop(gone)
-            await channel.close()
-        self.forget(known)
-        results = await asyncio.gather(*(self._send(t, seq, *messages[t]) for t in targets))
+        pushes = [self._start_push(t, seq, *messages[t]) for t in targets]
         self.stats.rounds += 1
-        self._retry = not all(results)  # a target that did not take it: the next round goes out
-        self._report_unreached(known, targets)
-        return sum(results)
+        taken = 0
+        if wait:
+            results = await asyncio.gather(*pushes, return_exceptions=True)
+            taken = sum(1 for r in results if r is True)
+        self._report_unreached(known, sorted(busy | set(targets)))
+        return taken
+
+    def forget(self, known: list[str]) -> None:
+        super().forget(known)
+        for target in set(self.stats.push_deadline) - set(known):
+            self.stats.push_deadline.pop(target, None)
+            self.stats.push_timers.pop(target, None)
+        self._untaken &= set(known)
+
+    def push_deadline(self, target: str) -> float:
+        """The deadline the next push to `target` gets (push_deadline.deadline)."""
+        return deadline(self.stats.push_timers.get(target, PushTimer()), base=self.timeout, cap=self.max_timeout)
+
+    def _start_push(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope) -> asyncio.Task[bool]:
+        task = asyncio.create_task(self._push(target, seq, base, envelope, self.links_generation),
+                                   name=f"shieldes-gossip-push-{target}")
+        self._pushes[target] = task
+
+        def ended(done: asyncio.Task[bool]) -> None:  # (also when cancelled before it ran)
+            if self._pushes.get(target) is done:
+                del self._pushes[target]
+        task.add_done_callback(ended)
+        return task
 
     def _report_unreached(self, known: list[str], pushed: list[str]) -> None:
         """Say so (once, and once more when it ends) when a live peer has taken none of this node's
@@ -149,21 +194,43 @@ class Gossip(GossipRounds):
                 log.warning("gossip to %s: pushes are taken again", target)
         self._unreached = ((self._unreached & set(known)) - set(pushed)) | stalled
 
-    async def _send(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope) -> bool:
-        entry = self._channels.get(target)
-        if entry is None:
-            channel = (grpc.aio.insecure_channel(target) if self._tls is None
-                       else grpc.aio.secure_channel(target, self._tls.channel_credentials()))
-            stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
-            entry = self._channels[target] = (channel, stub)
+    async def _push(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope,
+                    generation: int) -> bool:
+        """One push as a task nobody may await (the push loop's): whatever fails is logged here."""
         try:
-            ack = await entry[1].Push(envelope, timeout=self.timeout)
+            return await self._send(target, seq, base, envelope, generation)
+        except Exception:
+            log.exception("gossip push to %s failed", target)
+            self._ended(target, seq, taken=False)
+            return False
+
+    async def _send(self, target: str, seq: int, base: int, envelope: gossip_pb2.Envelope,
+                    generation: int) -> bool:
+        timeout = self.stats.push_deadline[target] = self.push_deadline(target)
+        started = time.monotonic()
+        try:
+            entry = self._channels.get(target)
+            if entry is None:
+                channel = (grpc.aio.insecure_channel(target) if self._tls is None
+                           else grpc.aio.secure_channel(target, self._tls.channel_credentials()))
+                stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
+                entry = self._channels[target] = (channel, stub)
+            ack = await entry[1].Push(envelope, timeout=timeout)
         except grpc.aio.AioRpcError as exc:  # a peer down or slow: it drops out of the view by age
             self.stats.send_errors += 1
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # nothing listens there (a slow peer times out)
+            code = exc.code()
+            if code == grpc.StatusCode.UNAVAILABLE:  # nothing listens there (a slow peer times out)
                 self.stats.refused[target] = self._clock()
-            log.debug("gossip to %s failed: %s", target, exc.code())
+                self._timed(target, Outcome.REFUSED)
+            elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self.stats.push_timeouts += 1
+                self._timed(target, Outcome.TIMED_OUT)
+            else:
+                self._timed(target, Outcome.FAILED)
+            log.debug("gossip to %s failed: %s (deadline %.2fs)", target, code, timeout)
+            self._ended(target, seq, taken=False)
             return False
+        self._timed(target, Outcome.ANSWERED, time.monotonic() - started)
         self.stats.sent += 1
         self.stats.sent_bytes += len(envelope.payload) + len(envelope.signature)
         if base:
@@ -171,16 +238,33 @@ class Gossip(GossipRounds):
         else:
             self.stats.full_sent += 1
         self.stats.pushed_ok[target] = self._clock()
-        self.acknowledged(target, seq, base, ack)
+        if generation == self.links_generation:  # else: links were reset since it was sent (links_generation)
+            self.acknowledged(target, seq, base, ack)
         if ack.log_head and self._on_head is not None:
             self._on_head(ack.log_head)
+        self._ended(target, seq, taken=bool(ack.accepted))
         return bool(ack.accepted)
+
+    def _timed(self, target: str, outcome: Outcome, rtt: float = 0.0) -> None:
+        timer = self.stats.push_timers[target] = observe(self.stats.push_timers.get(target, PushTimer()), outcome, rtt)
+        self.stats.push_deadline[target] = deadline(timer, base=self.timeout, cap=self.max_timeout)
+
+    def _ended(self, target: str, seq: int, *, taken: bool) -> None:
+        """A push ended: a round goes out next if it was not taken (quiet.round_due's `retry`), or if
+        rounds went out while it was in flight (that target missed them: its next push catches up)."""
+        if taken:
+            self._untaken.discard(target)
+        else:
+            self._untaken.add(target)
+        self._retry = bool(self._untaken)
+        if self._seq > seq:
+            self._owed = True
 
     async def _loop(self) -> None:
         while True:
             started = time.monotonic()
             try:
-                await self.push_once(quiet_ok=True)
+                await self.push_once(quiet_ok=True, wait=False)
             except asyncio.CancelledError:
                 raise
             except Exception:

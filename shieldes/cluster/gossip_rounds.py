@@ -109,6 +109,9 @@ class GossipRounds:
         self._spacing = 1  # rounds between two pushes to a peer that takes fanout (`pick`)
         self._versions = delta.Versions()  # what changed in which of this boot's messages
         self._links: dict[str, Link] = {}  # target address -> what it acknowledged
+        # bumped whenever `_links` are reset (a new boot, fanout turned partial or back): an Ack to a push
+        # sent before (still in flight then, gossip.py) answers a message of what no longer holds
+        self.links_generation = 0
         self._sent_epoch: int | None = None
         self.cell = view if view is not None else ViewCell()  # where accepted messages are folded in
         self.stats = GossipStats()
@@ -280,6 +283,7 @@ class GossipRounds:
         epoch = self._boot_epoch()
         if epoch != self._sent_epoch:  # a new boot: sequences restart, nothing acknowledged yet
             self._sent_epoch, self._versions, self._links = epoch, delta.Versions(), {}
+            self.links_generation += 1
             self._own_labels, self._gauges = digest.Labels(), delta.Versions()
         own = replace(self._snapshot(), node_id=self.node_id, boot_epoch=epoch, seq=self._seq,
                       seen=dict(self._accepted))
@@ -301,6 +305,7 @@ class GossipRounds:
         if partial != self._partial:  # what targets hold of this node's `seen` changes: whole states next
             self._partial = partial
             self._links = {t: replace(link, acked=0) for t, link in self._links.items()}
+            self.links_generation += 1
         # rounds between two pushes to one peer that takes fanout: its anti-entropy counts its pushes
         self._spacing = max(1, -(-len(relaying) // k)) if partial else 1
         if not partial:

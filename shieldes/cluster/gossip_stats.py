@@ -1,5 +1,6 @@
 """Gossip counters of one node: messages and bytes each way, refusals, whole states and deltas sent,
-and per peer what was last heard (reported in heartbeats, `cluster status` and /metrics)."""
+per peer what was last heard and per push target its current deadline (reported in heartbeats,
+`cluster status` and /metrics)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from shieldes.cluster.push_deadline import PushTimer
 
 
 @dataclass
@@ -38,6 +41,9 @@ class GossipStats:
     peers: dict[str, PeerStats] = field(default_factory=dict)
     pushed_ok: dict[str, float] = field(default_factory=dict)  # target address -> monotonic time of its last ack
     refused: dict[str, float] = field(default_factory=dict)  # target address -> last "connection refused"
+    push_timeouts: int = 0  # pushes that missed their deadline (also counted in send_errors)
+    push_timers: dict[str, PushTimer] = field(default_factory=dict)  # target address -> its pushes' timing
+    push_deadline: dict[str, float] = field(default_factory=dict)  # target address -> next push's deadline, s
 
     def recently_seen(self, now: float, within: float) -> list[str]:
         return sorted(n for n, p in self.peers.items() if now - p.last_seen <= within)
@@ -61,11 +67,20 @@ class GossipStats:
             "rejected_signature": self.rejected_signature, "rejected_stale": self.rejected_stale,
             "rejected_malformed": self.rejected_malformed,
             "full_sent": self.full_sent, "deltas_sent": self.deltas_sent, "need_full": self.need_full,
-            "rounds": self.rounds, "quiet_rounds": self.quiet_rounds,
+            "rounds": self.rounds, "quiet_rounds": self.quiet_rounds, "push_timeouts": self.push_timeouts,
             "peers": {
                 node: {"received": p.received, "bytes": p.received_bytes, "address": p.address,
                        "last_seen_age": round(now - p.last_seen_wall, 3) if p.last_seen_wall else None}
                 for node, p in sorted(self.peers.items())
+            },
+            # per push target (address): the deadline its next push gets (push_deadline.py), the smoothed
+            # round trip of its answered pushes and how many of its pushes timed out
+            "targets": {
+                address: {"deadline_s": round(seconds, 3),
+                          "rtt_ms": round(timer.srtt * 1000, 1) if (timer := self.push_timers.get(address))
+                          and timer.srtt > 0 else None,
+                          "timeouts": timer.timeouts if timer else 0}
+                for address, seconds in sorted(self.push_deadline.items())
             },
         }
 

@@ -84,6 +84,8 @@ class ClusterRuntime:
         self.taken_over = 0  # flushes of dead boots this node appended as leader
         self.gossip: Gossip | None = None
         if s.cluster_secret:
+            # `timeout`: the base push deadline; a target's own grows from it with its timeouts and slow
+            # answers, up to half the node timeout (cluster/push_deadline.py)
             self.gossip = Gossip(
                 node_id=s.node_id, secret=s.cluster_secret.encode(), host=s.host, port=s.gossip_port,
                 advertise_host=s.advertise_host,
@@ -474,6 +476,13 @@ class _Collector:
         rejected.add_metric(["malformed"], st.rejected_malformed)
         yield rejected
         yield CounterMetricFamily("shieldes_gossip_send_errors", "pushes that failed", value=st.send_errors)
+        yield CounterMetricFamily("shieldes_gossip_push_timeouts", "pushes that missed their deadline",
+                                  value=st.push_timeouts)
+        deadlines = GaugeMetricFamily("shieldes_gossip_push_deadline_seconds",
+                                      "the deadline of the next push to each gossip target", labels=["target"])
+        for target, seconds in sorted(st.push_deadline.items()):
+            deadlines.add_metric([target], seconds)
+        yield deadlines
         kinds = CounterMetricFamily("shieldes_gossip_pushes", "gossip messages sent, whole states or deltas",
                                     labels=["kind"])
         kinds.add_metric(["full"], st.full_sent)

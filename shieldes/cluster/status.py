@@ -46,6 +46,11 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
             "bytes_per_s": gossip.get("bytes_per_s"),
             "convergence_ms": gossip.get("convergence_ms"),  # cluster/measures.py
             "peers": peers,
+            "push_timeouts": gossip.get("push_timeouts", 0),
+            # per push target: its current deadline, smoothed round trip and timeouts (push_deadline.py)
+            "targets": gossip.get("targets") or {},
+            "push_deadline_max_s": max((float(t["deadline_s"]) for t in (gossip.get("targets") or {}).values()),
+                                       default=None),
         },
         "region": n.info.get("region"),
     }

@@ -32,7 +32,9 @@ async def test_status_shows_nodes_leader_and_gossip(
     database_url: str, pool: AsyncConnectionPool[Any]
 ) -> None:
     info = {"leader": True, "gossip": {"sent": 12, "sent_bytes": 3400, "received": 10, "received_bytes": 3000,
-                                       "rejected_signature": 1, "peers": {"n2": {"received": 10}}}}
+                                       "rejected_signature": 1, "peers": {"n2": {"received": 10}},
+                                       "targets": {"127.0.0.1:7002": {"deadline_s": 1.6, "rtt_ms": 410.5,
+                                                                      "timeouts": 3}}}}
     n1 = Membership(pool, "n1", "127.0.0.1:8081", "127.0.0.1:7001", "0.1.0", position=lambda: 0,
                     info=lambda: info)
     n2 = Membership(pool, "n2", "127.0.0.1:8082", "127.0.0.1:7002", "0.1.0")
@@ -55,12 +57,15 @@ async def test_status_shows_nodes_leader_and_gossip(
         rows = {n["node_id"]: n for n in data["nodes"]}
         assert rows["n1"]["status"] == "alive" and rows["n2"]["status"] == "dead"
         assert rows["n1"]["gossip"]["sent"] == 12 and rows["n1"]["gossip"]["rejected"] == 1
+        assert rows["n1"]["gossip"]["push_deadline_max_s"] == 1.6
+        assert rows["n1"]["gossip"]["targets"]["127.0.0.1:7002"]["timeouts"] == 3
         assert rows["n2"]["heartbeat_age_s"] > 3000
         assert rows["n1"]["http_address"] == "127.0.0.1:8081"
 
         code, out, err = await shieldes("cluster", "status", url=database_url)
         assert code == 0, err
         assert "leader n1" in out and "n2" in out and "dead" in out
+        assert "PUSH DEADLINE" in out.upper() and "1.6s" in out
 
         await leader.stop()
         code, out, _ = await shieldes("--json", "cluster", "status", url=database_url)
