@@ -21,7 +21,16 @@ from shieldes.providers.base import TokenUsage
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
-from shieldes.responses.objects import Body, ResponseContext, ResponsesUsage, new_id, usage_from_responses
+from shieldes.responses.objects import (
+    Body,
+    ResponseContext,
+    ResponsesUsage,
+    asks_encrypted,
+    event_without_encrypted,
+    new_id,
+    usage_from_responses,
+    without_encrypted,
+)
 from shieldes.responses.request import (
     estimate_input_tokens,
     forwards_as_sent,
@@ -118,6 +127,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     except BaseException:
         gw.meter.release(res)
         raise
+    shown = asks_encrypted(body)  # else encrypted reasoning is kept for the stored response only
     if isinstance(outcome, Answer):
         response = dict(outcome.response, store=req.store)
         # no usage from the upstream: the output is estimated from the answer's text, and the
@@ -125,12 +135,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         output = estimate_output_tokens(response) if outcome.usage is None else 0
         response = _estimated(response, size, output) or response
         turn.finish(served, response, _token_usage(outcome.usage, size, output))
-        return json_response(response, rid, {**res.headers, **outcome.headers})
-    return await _stream(request, rid, turn, served, outcome)
+        return json_response(response if shown else without_encrypted(response), rid,
+                             {**res.headers, **outcome.headers})
+    return await _stream(request, rid, turn, served, outcome, shown)
 
 
 async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarget,
-                  events: EventStream) -> web.StreamResponse:
+                  events: EventStream, shown: bool) -> web.StreamResponse:
     tally = relay.Tally()
 
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
@@ -145,7 +156,7 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
                 tally.content_chunks += 1
             elif kind in TERMINAL and isinstance(event.get("response"), dict):
                 event = dict(event, response=bill(event["response"], tally.content_chunks))
-            yield relay.frame(str(event.get("type")), event)
+            yield relay.frame(str(event.get("type")), event if shown else event_without_encrypted(event))
 
     async def forwarded(native: NativeEvents) -> AsyncIterator[bytes]:
         """A native upstream's frames: its own bytes where the gateway changes nothing."""
@@ -176,7 +187,9 @@ async def get_response(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest(f"Response {stored.id!r} cannot be streamed again: stream=true on "
                              "retrieve is for responses created with background=true (none is here); it is "
                              "complete, retrieve it without stream", code="stream_not_supported")
-    return json_response(stored.response, request_id(request))
+    include = request.query.getall("include", []) + request.query.getall("include[]", [])
+    shown = asks_encrypted({"include": include})
+    return json_response(stored.response if shown else without_encrypted(stored.response), request_id(request))
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:

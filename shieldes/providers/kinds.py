@@ -30,7 +30,9 @@ class KindSpec:
     base URL is required); `extra`: the pip extra holding the client library this kind needs;
     `cache_marks`: the kind takes prompt-cache breakpoints (Anthropic `cache_control`) in
     requests translated for it; `thinks`: its translation turns a chat `reasoning_effort` into the
-    upstream's own thinking (providers/reasoning.py), so a Messages client's `thinking` goes as one."""
+    upstream's own thinking (providers/reasoning.py), so a Messages client's `thinking` goes as one;
+    `signed_thinking`: its chat translation answers Claude's signed thinking blocks and takes them
+    back on assistant turns (chat `thinking_blocks`; a Responses reasoning item's encrypted_content)."""
 
     name: str
     options: tuple[str, ...] = ()
@@ -40,17 +42,18 @@ class KindSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cache_marks: bool = False
     thinks: bool = False
+    signed_thinking: bool = False
 
 
 KINDS: Mapping[str, KindSpec] = {
     "openai": KindSpec("openai"),
-    "anthropic": KindSpec("anthropic"),
+    "anthropic": KindSpec("anthropic", signed_thinking=True),
     # auth: `api-key` sends the key in the `api-key` header; `bearer` sends it as an Entra ID
     # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
     "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
                       choices={"auth": ("api-key", "bearer", "entra")}),
     "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True,
-                        thinks=True),
+                        thinks=True, signed_thinking=True),
     "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True),
     "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
                        _vertex_url, "vertex", thinks=True),
@@ -63,6 +66,12 @@ COMMON_OPTIONS: tuple[str, ...] = ("region", "rpm", "tpm")
 COUNT_OPTIONS: tuple[str, ...] = ("rpm", "tpm")  # whole numbers (the admin API takes them as integers)
 ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o in spec.options} | set(COMMON_OPTIONS)))
 _OPTION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+ -]*$")
+
+
+def signs_thinking(kind: str) -> bool:
+    """Whether upstreams of `kind` take Claude's signed thinking blocks back (KindSpec.signed_thinking)."""
+    spec = KINDS.get(kind)
+    return spec is not None and spec.signed_thinking
 
 
 def flag(option: str) -> str:

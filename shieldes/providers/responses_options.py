@@ -3,8 +3,9 @@ completions: `include`, `prompt_cache_key`, `service_tier`, `top_logprobs`. What
 takes under the same name is passed on; `include` entries are honoured where translation can fill
 them (output text logprobs), accepted where there is nothing to fill (the hosted tools they concern
 are left out; input images are stored as sent), and named in a response header where translation
-cannot produce them (`reasoning.encrypted_content`: a chat server returns no encrypted reasoning)
-or does not know them (entries OpenAI added later).
+cannot produce them (`reasoning.encrypted_content`: a chat server returns no encrypted reasoning;
+Claude's signed thinking fills it on Anthropic and Bedrock, see signed_reasoning) or does not know
+them (entries OpenAI added later).
 Pure."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shieldes.errors import InvalidRequest
-from shieldes.responses.objects import Body
+from shieldes.responses.objects import ENCRYPTED, Body
 
 LOGPROBS = "message.output_text.logprobs"
 # include entries with nothing to fill under translation: the hosted tools they concern are left
@@ -21,7 +22,7 @@ _NOTHING_TO_FILL = frozenset({"web_search_call.action.sources", "web_search_call
                               "code_interpreter_call.outputs", "computer_call_output.output.image_url",
                               "file_search_call.results", "message.input_image.image_url"})
 # include entries translation cannot produce: the answer comes without them (named in a header).
-UNFILLED = frozenset({"reasoning.encrypted_content"})
+UNFILLED = frozenset({ENCRYPTED})
 _KNOWN = _NOTHING_TO_FILL | UNFILLED | {LOGPROBS}
 
 
@@ -55,11 +56,15 @@ def chat_options(body: Body) -> Body:
     return out
 
 
-def unfilled_includes(body: Body) -> list[str]:
+def unfilled_includes(body: Body, signed_thinking: bool = False) -> list[str]:
     """The requested `include` entries the answer will lack: those translation cannot produce, and
-    those it does not know (OpenAI adds entries; a client sending a new one is served, not refused)."""
+    those it does not know (OpenAI adds entries; a client sending a new one is served, not refused).
+    `signed_thinking`: the upstream signs its thinking, which fills reasoning.encrypted_content."""
     value = body.get("include")
-    return sorted({v for v in value if v in UNFILLED or v not in _KNOWN}) if isinstance(value, list) else []
+    if not isinstance(value, list):
+        return []
+    filled = {ENCRYPTED} if signed_thinking else set()
+    return sorted({v for v in value if (v in UNFILLED or v not in _KNOWN) and v not in filled})
 
 
 def _logprob(entry: Any) -> Body | None:

@@ -4,7 +4,8 @@ translation, the Anthropic Messages API).
 
 request_to_chat: a Responses request (its `input` already holding the whole conversation) -> a
 chat completions request (its tools: responses_tools). chat_to_output: a chat completion ->
-Responses output items.
+Responses output items. Claude's signed thinking (chat `thinking_blocks`) travels in the reasoning
+items' encrypted_content (signed_reasoning).
 ChatStreamTranslator: chat completion chunks -> the typed Responses stream events.
 No I/O; item ids come from an injected function."""
 
@@ -15,9 +16,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.chat_parts import reasoning_model, reasoning_text
+from shieldes.providers.chat_parts import (
+    Thinking,
+    read_thinking_blocks,
+    reasoning_model,
+    reasoning_text,
+    thinking_block,
+)
+from shieldes.providers.reasoning import OFF
 from shieldes.providers.responses_options import chat_options, output_logprobs
 from shieldes.providers.responses_tools import chat_tools
+from shieldes.providers.signed_reasoning import encrypted_content, thinking_of
 from shieldes.providers.tool_args import arguments_text
 from shieldes.responses.objects import (
     Body,
@@ -117,15 +126,27 @@ def _tool_output(output: Any, where: str) -> str:
     raise _bad(f"{where} must be a string (e.g. JSON) or a list of text parts")
 
 
-def _messages(items: list[Any]) -> list[Body]:
+def _with_thinking(message: Body, blocks: list[Thinking]) -> Body:
+    """An assistant message with signed thinking blocks (read back by chat_parts, first in the turn)."""
+    if blocks:
+        message["thinking_blocks"] = [*message.get("thinking_blocks", []), *map(thinking_block, blocks)]
+    return message
+
+
+def _messages(items: list[Any], signed_thinking: bool = False) -> list[Body]:
+    """`signed_thinking`: the upstream takes Claude's signed thinking back; a reasoning item's blocks
+    go on the assistant message its turn's items make (else reasoning items are left out)."""
     out: list[Body] = []
+    thinking: list[Thinking] = []  # blocks of reasoning items not yet given to an assistant message
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an input item object (a message, function_call or function_call_output)")
         kind = item.get("type", "message")
         if kind == "message":
-            out.append(_message(item, where))
+            message = _message(item, where)
+            out.append(_with_thinking(message, thinking) if message["role"] == "assistant" else message)
+            thinking = []
         elif kind == "function_call":
             for name in ("call_id", "name"):
                 if not isinstance(item.get(name), str):
@@ -138,14 +159,21 @@ def _messages(items: list[Any]) -> list[Body]:
             elif last is not None and last["role"] == "assistant":
                 last["tool_calls"] = [call]
             else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                last = {"role": "assistant", "content": None, "tool_calls": [call]}
+                out.append(last)
+            _with_thinking(last, thinking)
+            thinking = []
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
                 raise _bad(f"{where}.call_id must be the call_id of the function_call it answers")
             out.append({"role": "tool", "tool_call_id": item["call_id"],
                         "content": _tool_output(item.get("output"), f"{where}.output")})
+            thinking = []
         elif kind == "reasoning":
-            continue  # chat completions takes no reasoning input; the model reasons afresh
+            # chat completions takes no reasoning input (the model reasons afresh), but Claude takes
+            # back its signed blocks; another encrypted_content (OpenAI's own) reads as none
+            if signed_thinking:
+                thinking += thinking_of(item.get("encrypted_content"))
         elif kind == "item_reference":
             raise _bad(f"{where}: item_reference is not supported; send the item itself")
         else:
@@ -173,8 +201,18 @@ def _response_format(text: Any) -> Body | None:
     raise _bad("text.format.type must be text, json_object or json_schema")
 
 
-def request_to_chat(body: Body, model: str) -> Body:
-    """A Responses request whose `input` holds the whole conversation -> a chat request."""
+def thinks(body: Body) -> bool:
+    """Whether a Responses request asks the model to think: only then do signed thinking blocks go
+    back (a request without thinking sends none, reasoning.visible), so only then are they decoded."""
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    return isinstance(effort, str) and effort != OFF
+
+
+def request_to_chat(body: Body, model: str, signed_thinking: bool = False) -> Body:
+    """A Responses request whose `input` holds the whole conversation -> a chat request.
+    `signed_thinking`: the upstream (Anthropic, Bedrock) takes Claude's signed thinking back, which
+    reasoning items carry in their encrypted_content."""
     messages: list[Body] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -185,7 +223,7 @@ def request_to_chat(body: Body, model: str) -> Body:
     if isinstance(raw_input, str):
         messages.append({"role": "user", "content": raw_input})
     else:
-        messages.extend(_messages(raw_input if isinstance(raw_input, list) else []))
+        messages.extend(_messages(raw_input if isinstance(raw_input, list) else [], signed_thinking and thinks(body)))
     if not messages:
         raise _bad("field 'input' is empty: send a string or a list of input items")
     chat: Body = {"model": model, "messages": messages}
@@ -239,16 +277,22 @@ def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: st
     return item
 
 
+def _encrypted(blocks: list[Thinking]) -> str | None:
+    return encrypted_content(blocks) if blocks else None
+
+
 def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, str] | None = None,
-                   summary: bool = False) -> Translated:
-    """`summary`: the request asked for a reasoning summary (the reasoning text is given as it)."""
+                   summary: bool = False, encrypted: bool = False) -> Translated:
+    """`summary`: the request asked for a reasoning summary (the reasoning text is given as it);
+    `encrypted`: the answer's signed thinking goes in the reasoning item's encrypted_content."""
     choices = chat.get("choices") or [{}]
     choice: Body = choices[0] if isinstance(choices[0], dict) else {}
     message: Body = choice["message"] if isinstance(choice.get("message"), dict) else {}
     output: list[Body] = []
     reasoning = reasoning_text(message)
-    if reasoning:
-        output.append(reasoning_item(make_id("rs"), reasoning, summary))
+    sealed = _encrypted(read_thinking_blocks(message.get("thinking_blocks"))) if encrypted else None
+    if reasoning or sealed:
+        output.append(reasoning_item(make_id("rs"), reasoning, summary, sealed))
     if isinstance(message.get("content"), str) and (message["content"] or not message.get("tool_calls")):
         output.append(message_item(make_id("msg"), message["content"], logprobs=output_logprobs(choice)))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
@@ -275,6 +319,7 @@ class _Open:
     item: Body
     text: list[str] = field(default_factory=list)
     logprobs: list[Body] = field(default_factory=list)
+    blocks: list[Thinking] = field(default_factory=list)  # a reasoning item's signed thinking
 
 
 class ChatStreamTranslator:
@@ -282,10 +327,11 @@ class ChatStreamTranslator:
     `start()` first, then `feed(chunk)` per chunk, then `finish(now)` or `fail(message, now)`."""
 
     def __init__(self, ctx: ResponseContext, make_id: IdMaker = new_id,
-                 namespaces: dict[str, str] | None = None) -> None:
+                 namespaces: dict[str, str] | None = None, encrypted: bool = False) -> None:
         self.ctx = ctx
         self.namespaces = namespaces or {}
         self.summary = asks_summary(ctx.echo)  # reasoning streams as a summary (reasoning_item)
+        self.encrypted = encrypted  # signed thinking goes in the reasoning item's encrypted_content
         self.make_id = make_id
         self.number = EventNumberer()
         self.output: list[Body] = []
@@ -324,7 +370,9 @@ class ChatStreamTranslator:
             return []
         r, self._reasoning = self._reasoning, None
         text = "".join(r.text)
-        r.item.update(reasoning_item(r.item["id"], text, self.summary))
+        r.item.update(reasoning_item(r.item["id"], text, self.summary, _encrypted(r.blocks)))
+        if not r.text:  # signed blocks alone (redacted thinking): no part was opened
+            return [self.number("response.output_item.done", output_index=r.index, item=r.item)]
         if self.summary:
             ids = {"item_id": r.item["id"], "output_index": r.index, "summary_index": 0}
             return [self.number("response.reasoning_summary_text.done", **ids, text=text),
@@ -335,21 +383,34 @@ class ChatStreamTranslator:
                 self.number("response.content_part.done", **ids, part=reasoning_part(text)),
                 self.number("response.output_item.done", output_index=r.index, item=r.item)]
 
+    def _open_reasoning(self) -> tuple[_Open, list[Body]]:
+        if self._reasoning is not None:
+            return self._reasoning, []
+        events = self._close_text()
+        item: Body = {"id": self.make_id("rs"), "type": "reasoning", "summary": []}
+        self._reasoning, added = self._add(item if self.summary else {**item, "content": []})
+        return self._reasoning, [*events, added]
+
+    def _thinking(self, blocks: list[Thinking]) -> list[Body]:
+        """Signed thinking blocks, each sent whole once its signature came: kept for the reasoning
+        item's encrypted_content (given at output_item.done)."""
+        if not blocks or not self.encrypted:
+            return []
+        opened, events = self._open_reasoning()
+        opened.blocks += blocks
+        return events
+
     def _reasoning_delta(self, text: str) -> list[Body]:
         """Reasoning streams as the API streams it: a reasoning item, one reasoning_text part (or
         summary_text part, when the request asked for a summary), deltas."""
-        events = []
-        if self._reasoning is None:
-            events += self._close_text()
-            item: Body = {"id": self.make_id("rs"), "type": "reasoning", "summary": []}
-            self._reasoning, added = self._add(item if self.summary else {**item, "content": []})
-            events.append(added)
-            ids = {"item_id": self._reasoning.item["id"], "output_index": self._reasoning.index}
+        opened, events = self._open_reasoning()
+        if not opened.text:
+            ids = {"item_id": opened.item["id"], "output_index": opened.index}
             events.append(self.number("response.reasoning_summary_part.added", **ids, summary_index=0,
                                       part=summary_part("")) if self.summary else
                           self.number("response.content_part.added", **ids, content_index=0, part=reasoning_part("")))
-        self._reasoning.text.append(text)
-        ids = {"item_id": self._reasoning.item["id"], "output_index": self._reasoning.index}
+        opened.text.append(text)
+        ids = {"item_id": opened.item["id"], "output_index": opened.index}
         events.append(self.number("response.reasoning_summary_text.delta", **ids, summary_index=0, delta=text)
                       if self.summary else
                       self.number("response.reasoning_text.delta", **ids, content_index=0, delta=text))
@@ -379,6 +440,7 @@ class ChatStreamTranslator:
             reasoning = reasoning_text(delta)
             if reasoning:
                 events += self._reasoning_delta(reasoning)
+            events += self._thinking(read_thinking_blocks(delta.get("thinking_blocks")))
             content = delta.get("content")
             if isinstance(content, str) and content:
                 events += self._text_delta(content, output_logprobs(choice))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Body = dict[str, Any]
+ENCRYPTED = "reasoning.encrypted_content"  # the `include` entry that returns reasoning's encrypted_content
 
 # Request fields a response object echoes back, with the value the API shows when unset.
 _ECHOED: dict[str, Any] = {
@@ -174,15 +175,53 @@ def summary_part(text: str) -> Body:
     return {"type": "summary_text", "text": text}
 
 
-def reasoning_item(item_id: str, text: str, summary: bool = False) -> Body:
+def reasoning_item(item_id: str, text: str, summary: bool = False, encrypted: str | None = None) -> Body:
     """Reasoning text as its `content`, or, when the request asked for a summary (`reasoning.summary`),
-    as the item's summary, where clients of the API read it."""
+    as the item's summary, where clients of the API read it; `encrypted`: its `encrypted_content`."""
     item: Body = {"id": item_id, "type": "reasoning", "summary": []}
     if text and summary:
         item["summary"] = [summary_part(text)]
     elif text:
         item["content"] = [reasoning_part(text)]
+    if encrypted is not None:
+        item["encrypted_content"] = encrypted
     return item
+
+
+def asks_encrypted(request: Body) -> bool:
+    """Whether a Responses request (or a retrieve's query) includes `reasoning.encrypted_content`."""
+    include = request.get("include")
+    return isinstance(include, list) and ENCRYPTED in include
+
+
+def _sealed(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("encrypted_content"), str)
+
+
+def _unsealed(item: Body) -> Body:
+    return {k: v for k, v in item.items() if k != "encrypted_content"}
+
+
+def without_encrypted(response: Body) -> Body:
+    """The response as a client that did not include `reasoning.encrypted_content` sees it: a
+    stored response keeps its reasoning items' encrypted_content for previous_response_id turns,
+    and the API returns it only when asked. The same object when there is nothing to take out."""
+    output = response.get("output")
+    if not isinstance(output, list) or not any(map(_sealed, output)):
+        return response
+    return dict(response, output=[_unsealed(i) if _sealed(i) else i for i in output])
+
+
+def event_without_encrypted(event: Body) -> Body:
+    """A stream event as without_encrypted shows its item or response."""
+    if _sealed(event.get("item")):
+        return dict(event, item=_unsealed(event["item"]))
+    response = event.get("response")
+    if isinstance(response, dict):
+        shown = without_encrypted(response)
+        if shown is not response:
+            return dict(event, response=shown)
+    return event
 
 
 def asks_summary(request: Body) -> bool:

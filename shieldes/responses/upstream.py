@@ -15,6 +15,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.chat_parts import dropped_header
+from shieldes.providers.kinds import signs_thinking
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
@@ -25,6 +26,7 @@ from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
     ResponsesUsage,
+    asks_encrypted,
     asks_summary,
     error_event,
     response_object,
@@ -118,21 +120,26 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
         return Answer(response, usage_from_responses(response.get("usage")))
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
-    chat = request_to_chat(body, target.model)
+    signed = signs_thinking(provider.kind)
+    chat = request_to_chat(body, target.model, signed)
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
     fields = getattr(provider, "dropped", None)  # settings the chat translation leaves out, named
     if fields is not None:
         headers.update(dropped_header(fields("chat", chat, target.model)))
-    unfilled = unfilled_includes(body)
+    unfilled = unfilled_includes(body, signed)
     if unfilled:
         headers[UNFILLED_HEADER] = ",".join(unfilled)
+    # Claude's signed thinking rides in encrypted_content when the client asks for it, and for the
+    # stored response (a previous_response_id turn sends it back; the client sees it only if asked)
+    encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)
     if streaming:
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
-        return TranslatedEvents(chunks, ChatStreamTranslator(ctx, namespaces=namespaces), headers)
+        translator = ChatStreamTranslator(ctx, namespaces=namespaces, encrypted=encrypted)
+        return TranslatedEvents(chunks, translator, headers)
     result = await provider.call("chat", target, chat)
-    out = chat_to_output(result.body, namespaces=namespaces, summary=asks_summary(body))
+    out = chat_to_output(result.body, namespaces=namespaces, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)
     return Answer(response, out.usage, headers)

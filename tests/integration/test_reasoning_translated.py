@@ -213,8 +213,9 @@ async def test_a_responses_client_gets_claude_reasoning_as_a_reasoning_item(
     deltas = [e.delta for e in events if e.type == "response.reasoning_summary_text.delta"]
     assert "".join(deltas) == "Let me think."
 
-    # a Responses loop through tools: Responses items carry no Claude signature, so the call is
-    # continued with thinking off, named
+    # a Responses loop through tools whose items were answered without include
+    # reasoning.encrypted_content carries no Claude signature, so the call is continued with
+    # thinking off, named (with the include: test_reasoning_items)
     first = await client.responses.create(model=SONNET, input="weather?", reasoning={"effort": "low"},
                                           tools=[{"type": "function", "name": "get_weather",
                                                   "parameters": {"type": "object", "properties": {}}}])
