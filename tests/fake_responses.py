@@ -22,28 +22,44 @@ def input_tokens(body: dict[str, Any]) -> int:
     return _words(body.get("instructions")) + _words(body.get("input"))
 
 
-def problem(body: Any) -> str | None:
-    """What OpenAI's own validation would answer with 400, as far as a gateway could get it wrong."""
+Refusal = tuple[int, str, str | None]  # status, message, code
+
+
+def problem(body: Any) -> Refusal | None:
+    """What OpenAI's own validation would refuse, as far as a gateway could get it wrong."""
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-        return "Missing required parameter: 'model'."
+        return 400, "Missing required parameter: 'model'.", None
     if not isinstance(body.get("input"), str | list):
-        return "Missing required parameter: 'input'."
+        return 400, "Missing required parameter: 'input'.", None
     for key in ("messages", "stream_options", "max_tokens"):
         if key in body:
-            return f"Unknown parameter: '{key}'."
+            return 400, f"Unknown parameter: '{key}'.", None
     calls: set[str] = set()
     for i, item in enumerate(body["input"] if isinstance(body["input"], list) else []):
         if not isinstance(item, dict):
             continue
         call_id = item.get("call_id")
         if isinstance(call_id, str) and len(call_id) > 64:
-            return (f"Invalid 'input[{i}].call_id': string too long. Expected a string with maximum length 64, "
-                    f"but got a string with length {len(call_id)} instead.")
+            return 400, (f"Invalid 'input[{i}].call_id': string too long. Expected a string with maximum length "
+                         f"64, but got a string with length {len(call_id)} instead."), None
         if item.get("type") == "function_call":
             calls.add(str(call_id))
         elif item.get("type") == "function_call_output" and call_id not in calls:
-            return f"No tool call found for function call output with call_id {call_id}."
+            return 400, f"No tool call found for function call output with call_id {call_id}.", None
+        elif item.get("type") == "reasoning":
+            return reasoning_refusal(item)
     return None
+
+
+def reasoning_refusal(item: dict[str, Any]) -> Refusal:
+    """OpenAI's answer to a reasoning input item it did not make (this fake makes none and stores
+    nothing): an encrypted_content it cannot verify is a 400, and without one the item is looked up
+    by its id among stored items, a 404."""
+    if item.get("encrypted_content") is not None:
+        return 400, f"The encrypted content for item {item.get('id')} could not be verified.", \
+            "invalid_encrypted_content"
+    return 404, (f"Item with id '{item.get('id')}' not found. Items are not persisted when `store` is set to "
+                 "false. Try again with `store` set to true, or remove this item from your input."), None
 
 
 def pick_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

@@ -507,7 +507,8 @@ class FakeUpstream:
             return error
         problem = fake_responses.problem(body)
         if problem:
-            return wire.error(400, problem, False)
+            status, message, code = problem
+            return wire.error(status, message, False, code=code)
         reply = self._reply(body.get("max_output_tokens"), None)
         asked = body if self.call_tools else {**body, "tool_choice": "none"}
         final = fake_responses.response_body(asked, self._id("resp_", 48), self._id("msg_", 48),
@@ -522,6 +523,10 @@ class FakeUpstream:
         body, _fault, error = await self._begin(request, anthropic=False)
         if error:
             return error
+        problem = fake_responses.problem(body)
+        if problem:
+            status, message, code = problem
+            return wire.error(status, message, False, code=code)
         return web.json_response({"object": "response.input_tokens",
                                   "input_tokens": fake_responses.input_tokens(body)})
 

@@ -3,7 +3,9 @@
 includes `reasoning.encrypted_content`, and sends the items back to continue a tool call with
 thinking on; with store=true a previous_response_id turn does it for the client. The fake upstreams
 refuse a continued tool call whose assistant turn does not start with its signed thinking, and a
-block whose signature they did not give, so a wrong translation fails here."""
+block whose signature they did not give, so a wrong translation fails here. A next turn served by a
+native Responses deployment goes without those items: the fake's /v1/responses refuses reasoning
+items it did not make, as OpenAI does."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import openai
 import orjson
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias, UpdateProvider
+from shieldes.projections.state import AliasTarget
 from shieldes.providers.signed_reasoning import PREFIX
 from tests.fake_bedrock import FakeBedrock
 from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, Harness, harness
@@ -161,3 +164,65 @@ async def test_foreign_garbage_or_forged_encrypted_content_is_handled(node: Node
     with pytest.raises(openai.BadRequestError, match="signature"):
         await client.responses.create(model=SONNET, tools=TOOLS, **ask,
                                       input=[*ASK, dict(reasoning, encrypted_content=forged), call, answer])
+
+
+def native_input(h: Harness) -> list[str]:
+    return [i.get("type", "message") for i in h.upstream.last("/v1/responses").body["input"]]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_native_next_turn_goes_without_the_gateways_reasoning_items(node: Node, stream: bool) -> None:
+    """Codex switching model mid-conversation (store=false, items sent back): the turn begun on
+    Claude goes on on OpenAI's /v1/responses, which would refuse the shd-thinking item (400)."""
+    h, client, _bedrock = node
+    await h.admin(UpdateProvider("openai", responses="native"))
+    await h.sync()
+    ask: Any = dict(reasoning={"effort": "low"}, store=False, include=INCLUDE, tools=TOOLS)
+    output, _headers = await first_turn(client, SONNET, False, **{k: v for k, v in ask.items() if k != "tools"})
+    assert output[0]["encrypted_content"].startswith(PREFIX)
+    answer = {"type": "function_call_output", "call_id": output[-1]["call_id"], "output": "sunny"}
+    turn: Any = dict(model="gpt-4o", input=[*ASK, *output, answer], **ask)
+    if stream:
+        raw_stream = await client.responses.with_raw_response.create(stream=True, **turn)
+        events = [e async for e in raw_stream.parse()]
+        assert events[-1].type == "response.completed" and events[-1].response.output_text
+        headers = raw_stream.headers
+    else:
+        raw = await client.responses.with_raw_response.create(**turn)
+        assert raw.parse().output_text
+        headers = raw.headers
+    assert headers["x-shieldes-dropped"] == "input.reasoning"
+    assert native_input(h) == ["message", "function_call", "function_call_output"]
+    assert h.upstream.last("/v1/responses").body["input"][1]["call_id"] == answer["call_id"]
+    # no such item: nothing named, and what the fake refuses still reaches it (OpenAI's own items
+    # are not the gateway's to drop)
+    plain = await client.responses.with_raw_response.create(**dict(turn, input=[*ASK, *output[1:], answer]))
+    assert "x-shieldes-dropped" not in plain.headers and plain.parse().output_text
+    with pytest.raises(openai.BadRequestError, match="could not be verified"):
+        await client.responses.create(**dict(turn, input=[
+            *ASK, dict(output[0], encrypted_content="gAAAAABpOpenAIsOwn=="), *output[1:], answer]))
+
+
+async def test_an_operator_switch_to_native_drops_them_from_stored_history(node: Node) -> None:
+    """An alias moved from Claude to a native OpenAI deployment between turns: the stored response
+    kept Claude's blocks for previous_response_id, and the rebuilt history leaves them out there
+    (the answer, and the upstream's own count of input tokens)."""
+    h, client, _bedrock = node
+    await h.admin(UpdateProvider("openai", responses="native"))
+    await h.admin(SetModelAlias("agent", (AliasTarget("sonnet", SONNET),)))
+    await h.sync()
+    ask: Any = dict(reasoning={"effort": "low"}, tools=TOOLS)
+    first = await client.responses.create(model="agent", input=ASK, **ask)
+    assert [i.type for i in first.output] == ["reasoning", "function_call"]
+    await h.admin(SetModelAlias("agent", (AliasTarget("openai", "gpt-4o"),)))
+    await h.sync()
+    call = first.output[-1]
+    assert call.type == "function_call"
+    answer: Any = [{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    raw = await client.responses.with_raw_response.create(model="agent", previous_response_id=first.id,
+                                                           input=answer, **ask)
+    assert raw.headers["x-shieldes-dropped"] == "input.reasoning" and raw.parse().output_text
+    assert native_input(h) == ["message", "function_call", "function_call_output"]
+    count = await client.responses.input_tokens.count(model="agent", previous_response_id=first.id, input=answer)
+    assert count.input_tokens > 0
+    assert "reasoning" not in [i.get("type") for i in h.upstream.last("/v1/responses/input_tokens").body["input"]]

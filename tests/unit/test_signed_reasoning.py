@@ -14,8 +14,15 @@ import pytest
 from shieldes.providers.chat_parts import Thinking
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
-from shieldes.providers.signed_reasoning import PREFIX, encrypted_content, thinking_of
+from shieldes.providers.signed_reasoning import (
+    PREFIX,
+    encrypted_content,
+    own_reasoning,
+    thinking_of,
+    without_own_reasoning,
+)
 from shieldes.responses.objects import ResponseContext, event_without_encrypted, without_encrypted
+from shieldes.responses.upstream import native_body
 from tests.responses_schema import check_event, check_response
 
 SIGNED = Thinking("Let me think.", "c2lnbmF0dXJl")
@@ -154,3 +161,38 @@ def test_signed_upstreams_fill_the_encrypted_content_include() -> None:
     body = {"include": ["reasoning.encrypted_content", "message.output_text.logprobs"]}
     assert unfilled_includes(body) == ["reasoning.encrypted_content"]
     assert unfilled_includes(body, signed_thinking=True) == []
+
+
+OURS: Any = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": encrypted_content([SIGNED])}
+OPENAIS: Any = {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAAAABpOwn=="}
+CALL: Any = {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}
+
+
+def test_only_the_gateways_reasoning_items_are_left_out_for_a_native_upstream() -> None:
+    assert own_reasoning(OURS) and not own_reasoning(OPENAIS) and not own_reasoning(CALL)
+    assert not own_reasoning({"type": "message", "encrypted_content": OURS["encrypted_content"]})
+    assert not own_reasoning(dict(OURS, encrypted_content=None)) and not own_reasoning("rs_1")
+    body: Any = {"model": "m", "input": [OURS, CALL, OPENAIS, dict(OURS, id="rs_3")], "store": False}
+    out = without_own_reasoning(body)
+    assert out == {"model": "m", "input": [CALL, OPENAIS], "store": False}
+    assert body["input"][0] is OURS  # the client's body is not changed (another deployment may get it)
+    assert without_own_reasoning({"input": [OPENAIS, CALL]}) is None
+    assert without_own_reasoning({"input": "hi"}) is None and without_own_reasoning({}) is None
+
+
+@pytest.mark.parametrize("words", [1, 1000])  # small items: the bytes are searched; large: the items
+def test_a_native_body_keeps_the_clients_bytes_without_such_items(words: int) -> None:
+    ask: Any = {"role": "user", "content": "word " * words}
+    plain: Any = {"model": "m", "input": [ask, OPENAIS, CALL]}
+    raw = orjson.dumps(plain)
+    got, got_raw, headers = native_body(plain, raw)
+    assert got is plain and got_raw is raw and headers == {}
+    mentioned: Any = {"model": "m", "input": [ask, {"role": "user", "content": f"what is {PREFIX}?"}]}
+    sent = orjson.dumps(mentioned)  # the prefix in text only: no item to drop
+    got, got_raw, headers = native_body(mentioned, sent)
+    assert got is mentioned and got_raw is sent and headers == {}
+    ours: Any = {"model": "m", "input": [ask, OURS, CALL]}
+    assert native_body(ours, orjson.dumps(ours)) == ({"model": "m", "input": [ask, CALL]}, None,
+                                                     {"x-shieldes-dropped": "input.reasoning"})
+    assert native_body(ours, None)[0] == {"model": "m", "input": [ask, CALL]}  # history: no bytes
+    assert native_body({"model": "m", "input": "hi"}, b'{"model":"m","input":"hi"}')[2] == {}
