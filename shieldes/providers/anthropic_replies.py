@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from shieldes.providers.base import Body, TokenUsage
-from shieldes.providers.chat_parts import reasoning_text
+from shieldes.providers.chat_parts import read_thinking_blocks, reasoning_text, thinking_block
 from shieldes.providers.tool_args import arguments_text
 
 _STOP: dict[str, str] = {
@@ -113,10 +113,7 @@ def _thinking_block(text: str) -> Body:
 def _signed_blocks(message: Body) -> list[Body]:
     """Claude's own thinking blocks, signed, as a translated answer carries them (`thinking_blocks`
     from Bedrock's Claude): given to the client as they are, to send back."""
-    blocks = [b for b in _objs(message.get("thinking_blocks"))
-              if (b.get("type") == "thinking" and isinstance(b.get("thinking"), str) and b.get("signature"))
-              or (b.get("type") == "redacted_thinking" and isinstance(b.get("data"), str))]
-    return [dict(b) for b in blocks]
+    return [thinking_block(t) for t in read_thinking_blocks(message.get("thinking_blocks"))]
 
 
 def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) -> Body:
