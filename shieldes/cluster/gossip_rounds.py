@@ -443,3 +443,5 @@ class GossipRounds:
         """Drop what is held of targets that are no longer peers."""
         for gone in set(self._links) - set(known):
             del self._links[gone]
+        for gone in set(self._whole_at) - set(known):  # (a peer back at new addresses leaves old ones)
+            del self._whole_at[gone]

@@ -132,3 +132,26 @@ async def test_an_answer_to_a_push_of_a_previous_boot_is_not_taken_for_this_boot
             assert slow.stats.need_full == 0 and ("a", 11) in slow.view.components
         finally:
             await a.stop()
+
+
+async def test_a_target_that_leaves_takes_its_push_and_its_state_with_it() -> None:
+    """Peers come back at new addresses (a restart on another port or host): what is held per
+    target address goes with the address, the push in flight to it included."""
+    async with peer("hole", hold=True) as (_, hole, hole_address), peer("quick") as (_, _, quick_address):
+        targets = [hole_address, quick_address, CLOSED]
+        a = sender({}, targets, node_timeout=20.0)
+        try:
+            await a.push_once(wait=False)
+            await wait_until(lambda: hole.calls == 1 and quick_address not in a._pushes and CLOSED not in a._pushes, 10)
+            await a.push_once(wait=False)  # a second round: the hole's push is still in flight
+            held = (a._channels, a._whole_at, a._tried_since, a.stats.push_timers, a.stats.push_deadline)
+            assert all(hole_address in d or CLOSED in d for d in held), held
+            targets[:] = [quick_address]  # the hole and the closed address leave
+            await a.push_once()
+            assert hole_address not in a._pushes  # its push was cancelled, not left to run on
+            for d in (*held, a._links, a._untaken):
+                assert hole_address not in d and CLOSED not in d, d
+            assert a.stats.to_dict()["targets"].keys() == {quick_address}
+        finally:
+            await a.stop()
+        assert not a._pushes
