@@ -37,6 +37,13 @@ __all__ = ["MAX_MESSAGE_BYTES", "Gossip", "GossipRejected", "GossipStats", "Peer
 
 log = logging.getLogger(__name__)
 
+# A kept channel whose peer refused reconnects with gRPC's backoff (1 s growing 1.6 times, up to
+# 120 s), failing every push meanwhile: a peer back after 20 s down took none for 6 s more, and
+# after minutes down for up to two minutes. Capped at 1 s, a restarted peer takes pushes within about
+# a second (tests/integration/test_gossip_deadlines.py).
+_CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000))
+
+
 def _port_free(host: str, port: int) -> bool:
     try:
         with socket.create_server((host or "0.0.0.0", port)):
@@ -211,8 +218,9 @@ class Gossip(GossipRounds):
         try:
             entry = self._channels.get(target)
             if entry is None:
-                channel = (grpc.aio.insecure_channel(target) if self._tls is None
-                           else grpc.aio.secure_channel(target, self._tls.channel_credentials()))
+                channel = (grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) if self._tls is None
+                           else grpc.aio.secure_channel(target, self._tls.channel_credentials(),
+                                                        options=_CHANNEL_OPTIONS))
                 stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
                 entry = self._channels[target] = (channel, stub)
             ack = await entry[1].Push(envelope, timeout=timeout)

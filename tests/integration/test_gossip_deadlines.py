@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -155,3 +156,33 @@ async def test_a_target_that_leaves_takes_its_push_and_its_state_with_it() -> No
         finally:
             await a.stop()
         assert not a._pushes
+
+
+async def test_a_peer_back_after_refusing_for_twenty_seconds_takes_pushes_within_a_second_or_so() -> None:
+    """A kept channel to a refusing address reconnects with gRPC's backoff; left at its default
+    (growing to 120 s) a peer restarted at the same address took no push for seconds more (about 6 s
+    after 20 s down), so it held none of this node's usage meanwhile."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    a = sender({}, [address], node_timeout=20.0)
+    try:
+        down = time.monotonic()
+        while time.monotonic() - down < 20:  # refused round after round (a peer down or restarting)
+            assert await a.push_once() == 0
+            await asyncio.sleep(0.1)
+        assert a.stats.refused.get(address)
+        g = Gossip(node_id="b", secret=SECRET, host="127.0.0.1", port=int(address.rsplit(":", 1)[1]),
+                   boot_epoch=lambda: 20)
+        await g.bind()  # the peer is back, at the same address
+        try:
+            back = time.monotonic()
+            while await a.push_once() == 0 and time.monotonic() - back < 10:  # a round every 0.1 s
+                await asyncio.sleep(0.1)
+            assert g.stats.received >= 1
+            # reconnecting at most a second apart (about 6 s with gRPC's default backoff); slack for load
+            assert time.monotonic() - back < 3.0, time.monotonic() - back
+        finally:
+            await g.stop()
+    finally:
+        await a.stop()
