@@ -38,6 +38,12 @@ async def test_an_image_counts_as_an_image_against_a_tpm_limit(database_url: str
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
                 {"type": "text", "text": "what is on the screen?"}]}])
         assert message.content
+        assert h.upstream.last("/v1/messages").body["messages"][0]["content"][0]["source"]["data"] == PNG
+        # translated: the data URL becomes Anthropic's base64 source, every byte of it
+        await oa.chat.completions.create(model="claude-3-5-haiku-latest", max_tokens=64, messages=[
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}}]}])
+        source = h.upstream.last("/v1/messages").body["messages"][0]["content"][0]["source"]
+        assert source == {"type": "base64", "media_type": "image/png", "data": PNG}
 
 
 async def test_text_is_still_counted_by_its_bytes(database_url: str) -> None:
