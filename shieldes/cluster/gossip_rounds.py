@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -272,6 +272,11 @@ class GossipRounds:
     def gone(self, silent_for: float) -> list[str]:
         """Peers (by node id) silent for `silent_for` seconds whose address refused our latest push."""
         return self.stats.gone(self._clock(), silent_for)
+
+    def forget_silent_peers(self, silent_for: float, keep: Iterable[str], targets: Iterable[str]) -> None:
+        """Forget peers silent for `silent_for` seconds and not in `keep`, and push times of addresses
+        no longer targeted (GossipStats.forget)."""
+        self.stats.forget(self._clock(), silent_for, keep, targets)
 
     @property
     def view(self) -> View:

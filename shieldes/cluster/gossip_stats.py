@@ -59,6 +59,19 @@ class GossipStats:
                       if now - p.last_seen > silent_for
                       and self.refused.get(p.address, 0.0) > self.pushed_ok.get(p.address, 0.0))
 
+    def forget(self, now: float, silent_for: float, keep: Iterable[str], addresses: Iterable[str]) -> None:
+        """Drop the peers silent for `silent_for` seconds that are not in `keep` (node ids), and the
+        push times of addresses that are neither in `addresses` (the current targets) nor a kept
+        peer's: nodes that come back under new ids or at new addresses (containers) would otherwise
+        leave an entry behind at every start, listed in `cluster status` for good."""
+        kept = set(keep)
+        for node in [n for n, p in self.peers.items() if n not in kept and now - p.last_seen > silent_for]:
+            del self.peers[node]
+        held = set(addresses) | {p.address for p in self.peers.values()}
+        for times in (self.pushed_ok, self.refused):
+            for address in set(times) - held:
+                del times[address]
+
     def to_dict(self) -> dict[str, Any]:
         now = time.time()
         return {

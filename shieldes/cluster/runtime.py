@@ -355,9 +355,11 @@ class ClusterRuntime:
         # (partitioned, or this node was the one paused: forgetting its claims here would make a
         # resumed node take itself for alone)
         now = time.monotonic()
-        v = view.forget_silent(v, now=now, after=self.settings.node_timeout * 3,
-                               keep=[n.node_id for n in self.membership.alive_peers()])
+        alive = [n.node_id for n in self.membership.alive_peers()]
+        v = view.forget_silent(v, now=now, after=self.settings.node_timeout * 3, keep=alive)
         self.cell.value = view.expire_orphans(v, now=now, after=self.orphan_ttl)
+        if self.gossip is not None:  # and what gossip kept of them (the same horizon)
+            self.gossip.forget_silent_peers(self.settings.node_timeout * 3, keep=alive, targets=self.gossip_targets())
 
     async def _take_over(self, orphaned_before: float | None = None) -> None:
         """Append the flushes dead boots had gossiped but not appended, on their behalf: the leader at

@@ -150,3 +150,21 @@ def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: Bla
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_node_gone_for_good_leaves_no_peer_entry_behind(pair: Cluster) -> None:
+    """Nodes that come back under a new id (containers) must not pile up in every peer's gossip
+    state and `cluster status`: a peer silent for 3 x SHIELDES_NODE_TIMEOUT is forgotten."""
+    b = pair.nodes[1]
+
+    def peers_of_a() -> dict[str, object]:
+        with psycopg.connect(pair.database_url) as conn:
+            row = conn.execute("SELECT info->'gossip'->'peers' FROM cluster_nodes WHERE node_id = 'a'").fetchone()
+        return dict(row[0] or {}) if row else {}
+
+    until(lambda: "b" in peers_of_a(), 15, "b among a's gossip peers")
+    pair.kill(b)
+    c = pair.add_node("c")
+    pair.start(c)
+    pair.wait_ready(c)
+    until(lambda: set(peers_of_a()) == {"c"}, 30, "b forgotten by a, c known")
