@@ -9,7 +9,7 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -124,24 +124,25 @@ def _validate(body: Body) -> int:
     return int(max_tokens)
 
 
-def _translate(body: Body, target: Target, kind: str, provider: Provider) -> tuple[Body, list[str]]:
-    """The Messages request as a chat request for `target`, and what is left out of it: by the
-    Messages translation, and by the provider's own chat translation (`thinking` carried as
-    `reasoning_effort` to a model that cannot think is named there)."""
+def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
+    """The Messages request as a chat request for `target`, and what the Messages translation
+    leaves out of it (the provider's own chat translation reports what it leaves out: `_named`)."""
     try:
         spec = KINDS.get(kind)
-        chat, dropped = inbound.translate_messages_request(body, target.model,
-                                                           cache_marks=spec is not None and spec.cache_marks,
-                                                           thinks=spec is not None and spec.thinks)
-        left_out = getattr(provider, "dropped", None)
-        names = left_out("chat", chat, target.model) if left_out is not None else []
-        # named as the client sent it: its `thinking` became the chat request's reasoning_effort
-        return chat, dropped + ["thinking" if n == "reasoning_effort" else n for n in names]
+        return inbound.translate_messages_request(body, target.model,
+                                                  cache_marks=spec is not None and spec.cache_marks,
+                                                  thinks=spec is not None and spec.thinks)
     except InvalidRequest:
         raise
     except Exception as exc:  # a shape the translator cannot read is the client's to fix
         raise InvalidRequest(f"cannot read this Messages request ({type(exc).__name__}: {exc}); "
                              "check it against the Anthropic Messages API") from None
+
+
+def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
+    """What both translations left out, as the client sent it: its `thinking` became the chat
+    request's reasoning_effort (named by the provider for a model that cannot think)."""
+    return dropped + ["thinking" if n == "reasoning_effort" else n for n in by_provider]
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -163,13 +164,13 @@ async def messages(request: web.Request) -> web.StreamResponse:
                     return Answer(native.raw, native.usage)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage)
-            chat, dropped = _translate(body, target, dep.kind, provider)
+            chat, dropped = _translate(body, target, dep.kind)
             result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
                 message["usage"] = replies.anthropic_usage(usage)
-            return Answer(orjson.dumps(message), usage, dropped_header(dropped))
+            return Answer(orjson.dumps(message), usage, dropped_header(_named(dropped, result.dropped)))
 
         got, served = await call.run(answer)
         # the upstream's count, or the estimate the answer already carries (never None here)
@@ -181,10 +182,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped = _translate(body, target, dep.kind, provider)
+        chat, dropped = _translate(body, target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-        return _Translated(await provider.stream("chat", target, chat), model, dropped, thinking, call.size)
+        chunks = await provider.stream("chat", target, chat)
+        return _Translated(chunks, model, _named(dropped, chunks.dropped), thinking, call.size)
 
     if call.rec is not None:
         call.rec.stream = True

@@ -217,7 +217,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.headers = {**self.res.headers, **dropped_header(self.gw.dropped(served, self.op, body))}
+        self.headers = {**self.res.headers, **dropped_header(list(result.dropped))}
         if self.rec is not None:
             self.rec.t_first_byte = time.perf_counter()
         if result.usage is not None:
@@ -242,7 +242,7 @@ class Call:
             raise
         tally = relay.Tally()
         try:
-            headers = {**self.res.headers, **dropped_header(self.gw.dropped(served, self.op, body))}
+            headers = {**self.res.headers, **dropped_header(list(stream.dropped))}
             resp = relay.sse_response(self.rid, headers)
             await relay.pump(request, resp, render(stream, tally), tally,
                              self.gw.settings.disconnect_drain_seconds, error_event, self.gw.scrub)

@@ -363,12 +363,6 @@ class Gateway:
 
         return await self._with_failover(op, route, body, attempt, rec)
 
-    def dropped(self, served: RouteTarget, op: Operation, body: Body) -> list[str]:
-        """What the deployment that served `body` left out of it (a translating provider's
-        `dropped`; nothing for one that takes the request as it is)."""
-        dropped = getattr(self.providers.get(served.deployment.kind), "dropped", None)
-        return dropped(op, body, served.model) if dropped is not None else []
-
     async def open_stream(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
                           rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
         """`raw`: the client's encoding of `body`, for providers that can send it as it is

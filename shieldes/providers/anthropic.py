@@ -4,6 +4,7 @@ responses and stream events back into OpenAI responses and chunks (anthropic_tra
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import orjson
 
@@ -18,14 +19,8 @@ from shieldes.providers.anthropic_native import (
     open_native_stream,
     post_native,
 )
-from shieldes.providers.anthropic_translate import (
-    StreamTranslator,
-    chat_request_to_anthropic,
-    messages_response_to_chat,
-    reasoning_carried,
-)
+from shieldes.providers.anthropic_translate import StreamTranslator, anthropic_request, messages_response_to_chat
 from shieldes.providers.base import Body, JsonResult, Operation, Target
-from shieldes.providers.chat_parts import dropped_fields
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -35,7 +30,6 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
-from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
@@ -71,19 +65,11 @@ class AnthropicProvider(MessagesUpstream):
             headers["x-api-key"] = target.api_key
         return headers
 
-    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
-        """What a chat request asks for that the translation leaves out (Anthropic has no seed,
-        penalties, logprobs or schema-less JSON mode; `reasoning_effort` is carried as extended
-        thinking where Claude can take it: reasoning.claude_thinking)."""
-        if op != "chat":
-            return []
-        return dropped_fields(body, {DROPPED_EFFORT} if reasoning_carried(body, model) else ())
-
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)
-        request = chat_request_to_anthropic({**body, "stream": False}, target.model)
+        out = anthropic_request({**body, "stream": False}, target.model)
         data, _raw = await post_for_object(
-            self._client, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._client, target, self._url(target.base_url), orjson.dumps(out.request), self._headers(target),
             self._json_timeout,
         )
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
@@ -93,17 +79,17 @@ class AnthropicProvider(MessagesUpstream):
             )
         except SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
             raise invalid_response(target, f"unexpected message shape: {exc}") from None
-        return JsonResult(body=chat, usage=usage)
+        return JsonResult(body=chat, usage=usage, dropped=out.dropped)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
         _only_chat(op)
-        request = chat_request_to_anthropic({**body, "stream": True}, target.model)
+        out = anthropic_request({**body, "stream": True}, target.model)
         resp = await open_event_stream(
-            self._client, target, self._url(target.base_url), orjson.dumps(request), self._headers(target),
+            self._client, target, self._url(target.base_url), orjson.dumps(out.request), self._headers(target),
             self._stream_timeout,
         )
         translator = StreamTranslator(target.model, int(time.time()))
-        stream = AnthropicChunkStream(resp, target, translator)
+        stream = AnthropicChunkStream(resp, target, translator, out.dropped)
         await stream.prime()
         return stream
 
@@ -126,8 +112,9 @@ class AnthropicProvider(MessagesUpstream):
 class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):
     """OpenAI chunks translated from one Anthropic event stream (SSE, ends at message_stop)."""
 
-    def __init__(self, resp: UpstreamResponse, target: Target, translator: StreamTranslator) -> None:
-        super().__init__(resp, target, translator)
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: StreamTranslator,
+                 dropped: Sequence[str] = ()) -> None:
+        super().__init__(resp, target, translator, dropped)
         self._decoder = SSEDecoder()
 
     def _events(self, raw: bytes) -> list[tuple[str, bytes]]:

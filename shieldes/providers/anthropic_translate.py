@@ -24,11 +24,13 @@ from shieldes.providers.base import OVERLOADED, Body, TokenUsage, UpstreamFailur
 from shieldes.providers.chat_parts import (
     CacheMark,
     Image,
+    Outbound,
     Part,
     Thinking,
     ToolCall,
     ToolResult,
     check_chat_request,
+    dropped_fields,
     read_messages,
     read_stop,
     read_tool_choice,
@@ -38,18 +40,19 @@ from shieldes.providers.chat_parts import (
     usage_dict,
     with_reasoning,
 )
+from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import ANTHROPIC, fit_chat_ids
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "StreamTranslator",
+    "anthropic_request",
     "chat_request_to_anthropic",
     "messages_request_to_openai",
     "messages_response_to_chat",
     "openai_chunks_to_message_events",
     "openai_response_to_messages",
-    "reasoning_carried",
     "stop_reason_to_finish",
     "stream_error_event",
     "usage_from_anthropic",
@@ -148,8 +151,16 @@ def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def chat_request_to_anthropic(body: Body, model: str) -> Body:
+    """An OpenAI chat completions request as an Anthropic Messages request for `model`."""
+    return anthropic_request(body, model).request
+
+
+def anthropic_request(body: Body, model: str) -> Outbound:
     """An OpenAI chat completions request as an Anthropic Messages request for `model` (tool call
-    ids Anthropic would refuse replaced, pairs kept: tool_ids)."""
+    ids Anthropic would refuse replaced, pairs kept: tool_ids), and what it leaves out: Anthropic
+    has no seed, penalties, logprobs or schema-less JSON mode, and `reasoning_effort` is carried as
+    extended thinking only where Claude can take it (reasoning.claude_thinking)."""
+    asked = body
     body = fit_chat_ids(body, ANTHROPIC)
     check_chat_request(body)
     if body.get("n") not in (None, 1):
@@ -187,7 +198,7 @@ def chat_request_to_anthropic(body: Body, model: str) -> Body:
         out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
-    return out
+    return Outbound(out, dropped_fields(asked, () if plan.dropped else (DROPPED_EFFORT,)))
 
 
 def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:
@@ -198,14 +209,6 @@ def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise _bad("`max_tokens` must be a positive integer")
     return claude_thinking(body, turns, model, max_tokens, DEFAULT_MAX_TOKENS)
-
-
-def reasoning_carried(body: Body, model: str) -> bool:
-    """Whether the request's `reasoning_effort` reached Claude (else it is named as dropped)."""
-    if body.get("reasoning_effort") is None:
-        return True
-    _system, turns = read_messages(body.get("messages"))
-    return not thinking_plan(body, turns, model).dropped
 
 
 def _output_format(response_format: Any) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ maps upstream failures to UpstreamFailure there, so nothing foreign leaks past i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -83,6 +83,9 @@ class JsonResult:
     body: Body  # OpenAI-shaped response
     usage: TokenUsage | None
     raw: bytes | None = None  # the upstream's own bytes when they already are `body`, sendable as-is
+    # what a translating provider left out of the request (x-shieldes-dropped), as its translation
+    # reported it: the header is decided by the walk that built the request, not a second one
+    dropped: Sequence[str] = ()
 
 
 class ChunkStream(Protocol):
@@ -93,6 +96,11 @@ class ChunkStream(Protocol):
 
     @property
     def usage(self) -> TokenUsage | None: ...
+
+    @property
+    def dropped(self) -> Sequence[str]:
+        """What the provider's translation left out of the request (JsonResult.dropped)."""
+        ...
 
     def __aiter__(self) -> AsyncIterator[Body]: ...
 

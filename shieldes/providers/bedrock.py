@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -18,15 +18,13 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
-    chat_to_converse,
+    converse_request,
     converse_to_chat,
-    forces_tools,
-    reasoning_carried,
     stop_sequences,
     stream_exception,
     titan_requests,
 )
-from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields, embeddings_response
+from shieldes.providers.chat_parts import embeddings_response
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -35,7 +33,6 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
-from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -101,26 +98,17 @@ class BedrockProvider:
                                            self._json_timeout)
         return data
 
-    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
-        """What a chat request asks for that Converse leaves out: ANSWER_FIELDS but a
-        `reasoning_effort` carried as Claude's extended thinking, and a json_object response
-        format where the model cannot be made to answer through a tool."""
-        if op != "chat":
-            return []
-        carried = {JSON_OBJECT} if forces_tools(model) else set()
-        return dropped_fields(body, carried | ({DROPPED_EFFORT} if reasoning_carried(body, model) else set()))
-
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         if op == "embeddings":
             return await self._embed(target, body)
         _only_chat(op)
-        request = chat_to_converse(body, target.model)
-        data = await self._post(target, self._url(target, target.model, "converse"), orjson.dumps(request))
+        out = converse_request(body, target.model)
+        data = await self._post(target, self._url(target, target.model, "converse"), orjson.dumps(out.request))
         try:
-            chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(request))
+            chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(out.request))
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
-        return JsonResult(body=chat, usage=usage)
+        return JsonResult(body=chat, usage=usage, dropped=out.dropped)
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         url = self._url(target, target.model, "invoke")
@@ -136,13 +124,13 @@ class BedrockProvider:
     async def stream(self, op: Operation, target: Target, body: Body) -> BedrockChunkStream:
         _only_chat(op)
         url = self._url(target, target.model, "converse-stream")
-        request = chat_to_converse(body, target.model)
-        payload = orjson.dumps(request)
+        out = converse_request(body, target.model)
+        payload = orjson.dumps(out.request)
         headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
         resp = await open_event_stream(self._client, target, url, payload, headers,
                                        self._stream_timeout)
-        translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(request))
-        stream = BedrockChunkStream(resp, target, translator)
+        translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request))
+        stream = BedrockChunkStream(resp, target, translator, out.dropped)
         await stream.prime()
         return stream
 
@@ -157,8 +145,9 @@ class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
     """OpenAI chunks from one ConverseStream response (AWS event-stream binary frames, decoded by
     botocore; it ends with the `metadata` event)."""
 
-    def __init__(self, resp: UpstreamResponse, target: Target, translator: ConverseStreamTranslator) -> None:
-        super().__init__(resp, target, translator)
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: ConverseStreamTranslator,
+                 dropped: Sequence[str] = ()) -> None:
+        super().__init__(resp, target, translator, dropped)
         self._bc = _botocore()
         self._buffer = self._bc.eventstream.EventStreamBuffer()
 

@@ -11,18 +11,22 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
+    JSON_OBJECT,
     CacheMark,
     Chunks,
     Image,
+    Outbound,
     Part,
     Thinking,
     ToolCall,
     ToolResult,
     chat_response,
     check_chat_request,
+    dropped_fields,
     read_chat,
     usage_dict,
 )
+from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
 
@@ -72,8 +76,15 @@ def _block(p: Part) -> Body:
 
 
 def chat_to_converse(body: Body, model: str = "") -> Body:
+    """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL)."""
+    return converse_request(body, model).request
+
+
+def converse_request(body: Body, model: str = "") -> Outbound:
     """An OpenAI chat request as a Converse request (the model id, `model`, goes in the URL); tool
-    call ids Converse would refuse are replaced, pairs kept (tool_ids)."""
+    call ids Converse would refuse are replaced, pairs kept (tool_ids). What it leaves out:
+    ANSWER_FIELDS but a `reasoning_effort` carried as Claude's extended thinking, and a json_object
+    response format where the model cannot be made to answer through a tool."""
     check_chat_request(body)
     chat = read_chat(fit_chat_ids(body, BEDROCK))
     if chat.turns[0].role != "user":
@@ -120,7 +131,8 @@ def chat_to_converse(body: Body, model: str = "") -> Body:
         out["outputConfig"] = {"textFormat": text_format}
     elif _json_object(body) and not chat.tools and forces_tools(model):
         out["toolConfig"] = _JSON_TOOL_CONFIG
-    return out
+    carried = ({JSON_OBJECT} if forces_tools(model) else set()) | (set() if plan.dropped else {DROPPED_EFFORT})
+    return Outbound(out, dropped_fields(body, carried))
 
 
 # What Converse gives Claude when a request names no maxTokens (thinking then needs one above its budget).
@@ -130,14 +142,6 @@ _DEFAULT_MAX_TOKENS = 4096
 def _thinking_plan(body: Body, turns: list[Any], max_tokens: int | None, model: str) -> ClaudeThinking:
     json_tool = _json_object(body) and not body.get("tools") and forces_tools(model)  # JSON_TOOL is forced
     return claude_thinking(body, turns, model, max_tokens, _DEFAULT_MAX_TOKENS, forced_tool=json_tool)
-
-
-def reasoning_carried(body: Body, model: str) -> bool:
-    """Whether the request's `reasoning_effort` reached the model (Claude's extended thinking)."""
-    if body.get("reasoning_effort") is None:
-        return True
-    chat = read_chat(body)
-    return not _thinking_plan(body, chat.turns, chat.max_tokens, model).dropped
 
 
 def forces_tools(model: str) -> bool:

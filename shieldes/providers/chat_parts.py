@@ -360,6 +360,17 @@ def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A chat request as a translation sends it upstream, with what of the client's request it left
+    out (dropped_fields: the x-shieldes-dropped names). One walk of the history decides both: whether
+    `reasoning_effort` reaches the model depends on the turns (a tool call continued without its
+    signed thinking), and a second walk to name it cost half as much again as the translation."""
+
+    request: Body
+    dropped: list[str]
+
+
 DROPPED_HEADER = "x-shieldes-dropped"
 MAX_DROPPED_HEADER = 1024
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -47,7 +48,8 @@ def _with_version(base_url: str, version: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-# (dropped_fields) reasoning_effort as thinkingConfig: reasoning.gemini_thinking
+# What generationConfig carries of dropped_fields' names (seed, penalties, JSON output) and
+# reasoning_effort as thinkingConfig (reasoning.gemini_thinking); the rest is named as dropped.
 _CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", "reasoning_effort", JSON_OBJECT})
 
 
@@ -69,11 +71,6 @@ class GeminiProvider:
             headers["x-goog-api-key"] = target.api_key
         return headers
 
-    def dropped(self, op: Operation, body: Body, model: str) -> list[str]:
-        """What a chat request asks for that the translation leaves out (generationConfig takes
-        the seed, the penalties and JSON output)."""
-        return dropped_fields(body, _CARRIED) if op == "chat" else []
-
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         if op == "embeddings":
             return await self._embed(target, body)
@@ -85,7 +82,7 @@ class GeminiProvider:
             chat, usage = gemini_to_chat(data, target.model, int(time.time()))
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected generateContent shape: {exc}") from None
-        return JsonResult(body=chat, usage=usage)
+        return JsonResult(body=chat, usage=usage, dropped=dropped_fields(body, _CARRIED))
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         # The Gemini API reports no token counts for embeddings: usage is left to the gateway's estimate.
@@ -104,7 +101,8 @@ class GeminiProvider:
         url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
         resp = await open_event_stream(self._client, target, url, orjson.dumps(chat_to_gemini(body, target.model)),
                                        await self._headers(target), self._stream_timeout)
-        stream = GeminiChunkStream(resp, target, GeminiStreamTranslator(target.model, int(time.time())))
+        translator = GeminiStreamTranslator(target.model, int(time.time()))
+        stream = GeminiChunkStream(resp, target, translator, dropped_fields(body, _CARRIED))
         await stream.prime()
         return stream
 
@@ -118,8 +116,9 @@ def _only_chat(op: Operation, kind: str) -> None:
 class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
     """OpenAI chunks from one streamGenerateContent?alt=sse response (it ends by closing)."""
 
-    def __init__(self, resp: UpstreamResponse, target: Target, translator: GeminiStreamTranslator) -> None:
-        super().__init__(resp, target, translator)
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: GeminiStreamTranslator,
+                 dropped: Sequence[str] = ()) -> None:
+        super().__init__(resp, target, translator, dropped)
         self._decoder = SSEDecoder()
 
     def _events(self, raw: bytes) -> list[bytes]:

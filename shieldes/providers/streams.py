@@ -5,7 +5,7 @@ read loop of streams translated from another API's event format (Anthropic, Bedr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from shieldes.providers.base import Body, Target, TokenUsage
@@ -26,6 +26,7 @@ class UpstreamChunkStream:
         self._finished = False
         self._usage: TokenUsage | None = None
         self.first: Body | None = None  # the first chunk, once primed (its id, created and model)
+        self.dropped: Sequence[str] = ()  # what a translating provider left out of the request
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -88,9 +89,11 @@ class TranslatedChunkStream(UpstreamChunkStream, Generic[TranslatorT, EventT]):
     the translator has seen the stream's end event (`_ended`: reading stops there), and what the
     closing connection still gives (`_close`: the last chunks, or a failure for a cut-off stream)."""
 
-    def __init__(self, resp: UpstreamResponse, target: Target, translator: TranslatorT) -> None:
+    def __init__(self, resp: UpstreamResponse, target: Target, translator: TranslatorT,
+                 dropped: Sequence[str] = ()) -> None:
         super().__init__(resp, target)
         self._translator = translator
+        self.dropped = dropped
 
     @property
     def usage(self) -> TokenUsage | None:

@@ -152,9 +152,6 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
-    fields = getattr(provider, "dropped", None)  # settings the chat translation leaves out, named
-    if fields is not None:
-        headers.update(dropped_header(fields("chat", chat, target.model)))
     unfilled = unfilled_includes(body, signed)
     if unfilled:
         headers[UNFILLED_HEADER] = ",".join(unfilled)
@@ -163,9 +160,11 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)
     if streaming:
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
+        headers.update(dropped_header(list(chunks.dropped)))  # settings the chat translation left out
         translator = ChatStreamTranslator(ctx, namespaces=namespaces, encrypted=encrypted)
         return TranslatedEvents(chunks, translator, headers)
     result = await provider.call("chat", target, chat)
+    headers.update(dropped_header(list(result.dropped)))
     out = chat_to_output(result.body, namespaces=namespaces, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)

@@ -11,7 +11,7 @@ import pytest
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_inbound import reasoning_effort
 from shieldes.providers.anthropic_replies import openai_chunks_to_message_events, openai_response_to_messages
-from shieldes.providers.anthropic_translate import StreamTranslator, chat_request_to_anthropic, reasoning_carried
+from shieldes.providers.anthropic_translate import StreamTranslator, anthropic_request, chat_request_to_anthropic
 from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse, converse_to_chat
 from shieldes.providers.chat_parts import read_messages
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini, gemini_to_chat
@@ -74,8 +74,8 @@ def test_thinking_is_left_off_where_claude_would_refuse_it() -> None:
     assert plan({**ask, "messages": unsigned}).dropped
     signed = [unsigned[0], {**unsigned[1], "thinking_blocks": [BLOCK]}, unsigned[2]]
     assert not plan({**ask, "messages": signed}).dropped
-    assert not reasoning_carried({**ask, "messages": unsigned}, SONNET)
-    assert reasoning_carried({**ask, "messages": signed}, SONNET)
+    assert anthropic_request({**ask, "messages": unsigned}, SONNET).dropped == ["reasoning_effort"]
+    assert anthropic_request({**ask, "messages": signed}, SONNET).dropped == []
     # blocks that carry no signature (from a model that signs nothing) cannot go back
     assert plan({**ask, "messages": [unsigned[0], {**unsigned[1], "thinking_blocks": [
         {"type": "thinking", "thinking": "x", "signature": ""}]}, unsigned[2]]}).dropped
