@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     gossip_interval: float = Field(default=0.15, gt=0)
     heartbeat_interval: float = Field(default=1.0, gt=0)
     node_timeout: float = Field(default=5.0, gt=0, description="peers silent this long leave the fan-out")
+    dead_node_retention: float = Field(default=86_400.0, ge=0, description="seconds a node that stopped "
+                                       "heartbeating without leaving (killed, lost) stays in cluster_nodes, "
+                                       "shown dead by `cluster status`, before the leader removes its row "
+                                       "(0: kept until removed by hand)")
     gossip_fanout: int = Field(default=0, ge=-100_000, description="peers pushed to per gossip round, the rest "
                                "pulled by digest (0: every peer every round; -1: automatic, ceil(log2 N) + 1 "
                                "and every peer within node_timeout / 3; -X: every peer while the cluster has "

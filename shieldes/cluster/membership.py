@@ -164,6 +164,18 @@ class Membership:
                 await membership_log.declare_dead(conn, self.node_id, self.node_timeout)
         return self.nodes
 
+    async def remove_dead(self, retention: float) -> list[tuple[str, float]]:
+        """Remove the rows of nodes silent for `retention` seconds (the database's clock): nodes that
+        died without leaving, or were replaced under another id. (node id, seconds silent) of each.
+        A node silent that long that comes back registers again (heartbeat)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM cluster_nodes WHERE heartbeat_at < now() - make_interval(secs => %s) AND node_id <> %s"
+                " RETURNING node_id, extract(epoch FROM now() - heartbeat_at)::float8",
+                (retention, self.node_id),
+            )
+            return [(str(node), float(age)) for node, age in await cur.fetchall()]
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)

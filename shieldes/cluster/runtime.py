@@ -44,6 +44,7 @@ from shieldes.usage.flusher import append_flush
 log = logging.getLogger(__name__)
 ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets
 FALLBACK_TICKS = 5  # heartbeat intervals after which any node, not only the leader, appends it
+DEAD_ROWS_EVERY = 60.0  # seconds between the leader's removals of long-dead nodes' rows
 
 
 def _address(host: str, advertise: str | None, port: int) -> str:
@@ -82,6 +83,7 @@ class ClusterRuntime:
         # a dead boot's usage nobody appended (no leader, database down) stops counting after this long
         self.orphan_ttl = ORPHAN_TTL_TIMEOUTS * s.node_timeout
         self.taken_over = 0  # flushes of dead boots this node appended as leader
+        self._dead_rows_checked = float("-inf")
         self.gossip: Gossip | None = None
         if s.cluster_secret:
             # `timeout`: the base push deadline; a target's own grows from it with its timeouts and slow
@@ -337,6 +339,7 @@ class ClusterRuntime:
                 self._prune()
                 if self.leader.is_leader:
                     await self._take_over()
+                    await self._remove_dead_rows()
                 else:  # a leader that is the dead node's own next boot holds no orphan of it
                     await self._take_over(time.monotonic() - FALLBACK_TICKS * self.settings.heartbeat_interval)
             except DatabaseUnavailable as exc:  # the next tick retries; the orphans count meanwhile
@@ -360,6 +363,19 @@ class ClusterRuntime:
         self.cell.value = view.expire_orphans(v, now=now, after=self.orphan_ttl)
         if self.gossip is not None:  # and what gossip kept of them (the same horizon)
             self.gossip.forget_silent_peers(self.settings.node_timeout * 3, keep=alive, targets=self.gossip_targets())
+
+    async def _remove_dead_rows(self) -> None:
+        """The leader removes cluster_nodes rows silent for SHIELDES_DEAD_NODE_RETENTION (checked at
+        most once a minute): a node killed for good, or replaced under a new id (the default id is
+        `<hostname>-<pid>`), would otherwise be listed dead and counted in the cluster's node total for good."""
+        retention = self.settings.dead_node_retention
+        now = time.monotonic()
+        if not retention or now - self._dead_rows_checked < min(DEAD_ROWS_EVERY, retention / 2):
+            return
+        self._dead_rows_checked = now
+        for node, silent in await self.membership.remove_dead(retention):
+            log.info("removed node %s from cluster_nodes: no heartbeat for %.0f s (SHIELDES_DEAD_NODE_RETENTION "
+                     "is %g s)", node, silent, retention)
 
     async def _take_over(self, orphaned_before: float | None = None) -> None:
         """Append the flushes dead boots had gossiped but not appended, on their behalf: the leader at

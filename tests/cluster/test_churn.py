@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 import psycopg
@@ -53,10 +54,9 @@ def blackhole() -> Iterator[Blackhole]:
     server.close()
 
 
-@pytest.fixture
-def pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def _pair(pg_server: str, tmp: Path, env: dict[str, str]) -> Iterator[Cluster]:
     url = pg.fresh_database(pg_server)
-    c = Cluster(url, tmp_path_factory.mktemp("churn"))
+    c = Cluster(url, tmp, env_overrides=env)
     try:
         c.start_upstream()
         c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
@@ -70,6 +70,17 @@ def pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     finally:
         c.stop_all()
         pg.drop_database(pg_server, url)
+
+
+@pytest.fixture
+def pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _pair(pg_server, tmp_path_factory.mktemp("churn"), {})
+
+
+@pytest.fixture
+def forgetful_pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two nodes whose leader removes the rows of nodes silent for 3 s."""
+    yield from _pair(pg_server, tmp_path_factory.mktemp("churn"), {"SHIELDES_DEAD_NODE_RETENTION": "3"})
 
 
 def chat(base: str, key: str, model: str, max_tokens: int, timeout: float = 10) -> int:
@@ -152,10 +163,17 @@ def test_a_starting_node_does_not_freeze_the_split(pair: Cluster, blackhole: Bla
         thread.join()
 
 
-def test_a_node_gone_for_good_leaves_no_peer_entry_behind(pair: Cluster) -> None:
-    """Nodes that come back under a new id (containers) must not pile up in every peer's gossip
-    state and `cluster status`: a peer silent for 3 x SHIELDES_NODE_TIMEOUT is forgotten."""
+def test_a_node_gone_for_good_leaves_nothing_behind(forgetful_pair: Cluster) -> None:
+    """Nodes that come back under a new id (containers; the default id is `<hostname>-<pid>`) must
+    not pile up in every peer's gossip state, `cluster status` and the node counts: a peer silent
+    for 3 x SHIELDES_NODE_TIMEOUT is forgotten by gossip, and its row in cluster_nodes is removed by
+    the leader once it is silent for SHIELDES_DEAD_NODE_RETENTION."""
+    pair = forgetful_pair
     b = pair.nodes[1]
+
+    def rows() -> set[str]:
+        with psycopg.connect(pair.database_url) as conn:
+            return {r[0] for r in conn.execute("SELECT node_id FROM cluster_nodes").fetchall()}
 
     def peers_of_a() -> dict[str, object]:
         with psycopg.connect(pair.database_url) as conn:
@@ -168,3 +186,7 @@ def test_a_node_gone_for_good_leaves_no_peer_entry_behind(pair: Cluster) -> None
     pair.start(c)
     pair.wait_ready(c)
     until(lambda: set(peers_of_a()) == {"c"}, 30, "b forgotten by a, c known")
+    until(lambda: rows() == {"a", "c"}, 30, "b's row removed")
+    with psycopg.connect(pair.database_url) as conn:  # (its death stays on record)
+        events = [r[0] for r in conn.execute("SELECT event FROM cluster_membership WHERE node_id = 'b' ORDER BY id")]
+    assert events[-1] == "declared_dead", events
