@@ -104,6 +104,7 @@ class Membership:
     nodes: list[NodeRecord] = field(default_factory=list)  # the last view, self included
     last_error: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _declared: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)  # dead boots recorded
 
     async def start(self) -> None:
         try:
@@ -159,9 +160,11 @@ class Membership:
 
     async def refresh(self) -> list[NodeRecord]:
         self.nodes = await list_nodes(self.pool, self.node_timeout)
-        if any(not n.alive and n.node_id != self.node_id for n in self.nodes):
+        dead = {(n.node_id, n.boot_epoch) for n in self.nodes if not n.alive and n.node_id != self.node_id}
+        if dead - self._declared:  # once per dead boot (a dead row stays for SHIELDES_DEAD_NODE_RETENTION)
             async with self.pool.connection() as conn:
                 await membership_log.declare_dead(conn, self.node_id, self.node_timeout)
+        self._declared = dead
         return self.nodes
 
     async def remove_dead(self, retention: float) -> list[tuple[str, float]]:
