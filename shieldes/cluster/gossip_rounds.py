@@ -290,8 +290,11 @@ class GossipRounds:
             self._sent_epoch, self._versions, self._links = epoch, delta.Versions(), {}
             self.links_generation += 1
             self._own_labels, self._gauges = digest.Labels(), delta.Versions()
+        # acknowledgements of the nodes the view holds: one forgotten as silent (gone for good, or
+        # back under a new id) is nothing to relay, and would otherwise ride in every whole state for good
+        held = {c[0] for c in self.cell.value.components}
         own = replace(self._snapshot(), node_id=self.node_id, boot_epoch=epoch, seq=self._seq,
-                      seen=dict(self._accepted))
+                      seen={n: s for n, s in self._accepted.items() if n in held})
         return own, view.relayed(self.cell.value)
 
     def pick(self, targets: list[str]) -> list[str]:
