@@ -4,10 +4,20 @@ next turn, and the blocks go back first in that assistant turn, so a tool call c
 thinking on. Pure.
 
 The value is `shd-thinking-v1.` and the base64 of the JSON list of blocks, as chat's
-`thinking_blocks` carries them (chat_parts.thinking_block). It is not sealed by the gateway: Claude
-signs each block and refuses one that was altered (a redacted block is Anthropic's own ciphertext),
-so a forged value is refused upstream as a forged chat `thinking_blocks` is, and no key has to be
-shared by every node of a cluster or kept across key rotations for conversations to go on.
+`thinking_blocks` carries them (chat_parts.thinking_block), but with each block's signature (a
+redacted block's data) lifted out: the JSON holds its length in its place, and the value goes on
+with `.` and the signature as it is, one after another. A signature is opaque base64 text already
+and the bulk of a block (Claude 4 puts the whole thinking in it, kB of it): encoded in base64 again
+it cost about 3.5 ns of CPU a character to decode, on every turn a client sends the item back
+(Codex sends its whole history), where splitting it off costs a copy. A signature holding a `.`
+stays in the JSON; values made before signatures were lifted out (no `.` after the prefix) read as
+they always did. Each lifted signature must be as long as the JSON says and every one must be
+used, so a value cut short or spliced reads as no blocks.
+
+It is not sealed by the gateway: Claude signs each block and refuses one that was altered (a
+redacted block is Anthropic's own ciphertext), so a forged value is refused upstream as a forged
+chat `thinking_blocks` is, and no key has to be shared by every node of a cluster or kept across
+key rotations for conversations to go on.
 Anything else (OpenAI's own encrypted reasoning, a truncated or altered value) reads as no blocks.
 
 A native Responses upstream (OpenAI, Azure) refuses an `encrypted_content` it did not make (400),
@@ -22,17 +32,35 @@ from typing import Any
 
 import orjson
 
+from shieldes.providers.base import Body
 from shieldes.providers.chat_parts import Thinking, read_thinking_blocks, thinking_block
 
 PREFIX = "shd-thinking-v1."
 MARK = PREFIX.encode()
 DROPPED = "input.reasoning"  # named in x-shieldes-dropped when such items are left out
+_KINDS = ("thinking", "redacted_thinking")
+
+
+_SEPARATOR = "."
+
+
+def _opaque_field(block: Body) -> str:
+    return "data" if block["type"] == "redacted_thinking" else "signature"
 
 
 def encrypted_content(blocks: list[Thinking]) -> str:
     """The blocks as a reasoning item's `encrypted_content` (opaque to the client)."""
-    data = orjson.dumps([thinking_block(b) for b in blocks])
-    return PREFIX + base64.b64encode(data).decode("ascii")
+    heads: list[Body] = []
+    lifted: list[str] = []
+    for block in map(thinking_block, blocks):
+        name = _opaque_field(block)
+        opaque = block[name]
+        if opaque and _SEPARATOR not in opaque:
+            block[name] = len(opaque)
+            lifted.append(opaque)
+        heads.append(block)
+    head = base64.b64encode(orjson.dumps(heads)).decode("ascii")
+    return _SEPARATOR.join([PREFIX + head, *lifted])
 
 
 def thinking_of(value: Any) -> list[Thinking]:
@@ -40,11 +68,31 @@ def thinking_of(value: Any) -> list[Thinking]:
     or that does not decode whole (never an error: the turn goes on with what it has)."""
     if not isinstance(value, str) or not value.startswith(PREFIX):
         return []
+    head, *lifted = value[len(PREFIX):].split(_SEPARATOR)
     try:  # (a2b_base64 takes the str as it is; a non-ASCII one is a ValueError, as bad JSON is)
-        blocks = orjson.loads(binascii.a2b_base64(value[len(PREFIX):]))
+        blocks = orjson.loads(binascii.a2b_base64(head, strict_mode=True))
     except (binascii.Error, ValueError):
         return []
-    return read_thinking_blocks(blocks)
+    return read_thinking_blocks(blocks) if _put_back(blocks, lifted) else []
+
+
+def _put_back(blocks: Any, lifted: list[str]) -> bool:
+    """Put each lifted signature back in its block (in place); False when the value was cut or
+    spliced: a length that does not match, a signature left over or missing."""
+    if not isinstance(blocks, list):
+        return False
+    taken = 0
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") not in _KINDS:
+            continue  # (read_thinking_blocks leaves it out)
+        name = _opaque_field(block)
+        size = block.get(name)
+        if isinstance(size, int) and not isinstance(size, bool):
+            if taken == len(lifted) or len(lifted[taken]) != size:
+                return False
+            block[name] = lifted[taken]
+            taken += 1
+    return taken == len(lifted)
 
 
 def own_reasoning(item: Any) -> bool:
