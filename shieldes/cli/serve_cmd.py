@@ -11,13 +11,16 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import click
 
 from shieldes import db, logformat
 from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
+from shieldes.cli.workers import Supervisor, Worker
 from shieldes.errors import ShieldesError
 from shieldes.malloc import keep_freed_memory
 from shieldes.open_files import FEW_OPEN_FILES, raise_soft_limit
@@ -38,7 +41,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
+async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file: Path | None = None) -> None:
     """Run a node until SIGTERM/SIGINT, then shut it down gracefully."""
     # With a database named up front, the newest snapshot is fetched and decoded while the node's
     # modules are imported (the embedded one is started by the node first). The cyclic GC is off
@@ -64,6 +67,8 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False) -> None:
     tune_gc()  # a process-wide choice, so the process owner makes it: after startup, before load
     keep_freed_memory()  # (the same: large request bodies reuse the heap instead of faulting it in)
     click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
+    if ready_file is not None:  # a worker of `serve --workers` (cli/workers.py)
+        ready_file.touch()
     await stop.wait()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
     await node.stop()
@@ -94,19 +99,6 @@ def _workers(settings: Settings, n: int) -> None:
         database.release()
 
 
-def supervise(procs: list[subprocess.Popen[bytes]]) -> list[int]:
-    """Pass SIGTERM and SIGINT on to child processes and wait for them all; their exit codes."""
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    return [p.wait() for p in procs]
-
-
 def _run_workers(settings: Settings, n: int, url: str) -> None:
     env = dict(os.environ)
     env["SHIELDES_DATABASE_URL"] = url
@@ -117,15 +109,18 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         log.info("SHIELDES_CLUSTER_SECRET is not set: generated one for these %d workers", n)
     env["SHIELDES_HOST"] = settings.host
     env["SHIELDES_PORT"] = str(settings.port)
-    procs = []
-    for k in range(1, n + 1):
+
+    def start(worker: Worker) -> subprocess.Popen[bytes]:
+        k = worker.number
         gossip = settings.gossip_port + k - 1 if settings.gossip_port else 0
         worker_env = dict(env, SHIELDES_NODE_ID=f"{settings.node_id}-w{k}", SHIELDES_GOSSIP_PORT=str(gossip))
-        cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port"]
-        procs.append(subprocess.Popen(cmd, env=worker_env))
-    codes = supervise(procs)
-    if any(codes):
-        sys.exit(max(c if c > 0 else 1 for c in codes if c))
+        cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port", "--ready-file", str(worker.ready_file)]
+        return subprocess.Popen(cmd, env=worker_env)
+
+    with tempfile.TemporaryDirectory(prefix="shieldes-workers-") as tmp:
+        code = Supervisor(start, [Worker(k, Path(tmp) / f"w{k}.ready") for k in range(1, n + 1)]).run()
+    if code:
+        sys.exit(code)
 
 
 @click.command("serve", cls=OneLineCommand)
@@ -136,9 +131,10 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="processes sharing the port, each a full node named <node-id>-wK")
 @click.option("--reuse-port", is_flag=True, hidden=True)
+@click.option("--ready-file", type=click.Path(path_type=Path), hidden=True)  # (a worker says it serves)
 @handle_errors
 def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: str | None,
-          workers: int, reuse_port: bool) -> None:
+          workers: int, reuse_port: bool, ready_file: Path | None) -> None:
     """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
     ctx = cli_context()
     updates: dict[str, Any] = {}
@@ -160,4 +156,4 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
         _workers(settings, workers)
         return
     with contextlib.suppress(KeyboardInterrupt):
-        _run(serve_node(settings, reuse_port=reuse_port))
+        _run(serve_node(settings, reuse_port=reuse_port, ready_file=ready_file))

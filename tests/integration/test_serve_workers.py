@@ -119,3 +119,87 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(proc.wait, 60)
+
+
+def _workers_of(pid: int) -> dict[str, int]:
+    """The worker processes of a `serve --workers` process: node id suffix (w1, ...) -> pid."""
+    out = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"--ready-file" in cmdline:
+            out[Path(cmdline[cmdline.index(b"--ready-file") + 1].decode()).stem.split(".")[0]] = int(child)
+    return out
+
+
+def _serve_workers(database_url: str, node_id: str, port: int, gossip: int) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+    env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
+                "SHIELDES_GOSSIP_INTERVAL": "0.05", "SHIELDES_HEARTBEAT_INTERVAL": "0.2", "SHIELDES_NODE_ID": node_id})
+    return subprocess.Popen(
+        [sys.executable, "-m", "shieldes", "serve", "--workers", "2", "--host", "127.0.0.1",
+         "--port", str(port), "--gossip-port", str(gossip)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def _until(cond: object, what: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(cond):  # type: ignore[arg-type]
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(240)
+async def test_a_crashed_worker_is_started_again_under_its_node_id(database_url: str) -> None:
+    async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
+        key = (await asyncio.to_thread(cli.ok, database_url, "key", "create", "--name", "crash"))["key"]
+        port, gossip, _ = free_ports(3)
+        proc = _serve_workers(database_url, "wr", port, gossip)
+
+        def epochs() -> dict[str, int]:
+            rows = cli.sql(database_url, "SELECT node_id, boot_epoch FROM cluster_nodes WHERE node_id LIKE 'wr-w%%'"
+                                         " AND (info->'gossip'->>'received')::int > 0")
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        try:
+            await _until(lambda: len(epochs()) == 2 and len(_workers_of(proc.pid)) == 2, "both workers", proc)
+            before, pids = epochs(), _workers_of(proc.pid)
+            os.kill(pids["w1"], signal.SIGKILL)
+            # the other worker serves meanwhile (a connection the kernel queued at the killed worker's
+            # socket is reset, as the SDKs' retries expect of a crash)
+            async with aiohttp.ClientSession() as client:
+                for attempt in range(5):
+                    try:
+                        async with client.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                                               headers={"Authorization": f"Bearer {key}"},
+                                               json={"model": "gpt-4o-mini",
+                                                     "messages": [{"role": "user", "content": "hi"}]}) as resp:
+                            assert resp.status == 200, await resp.text()
+                            break
+                    except aiohttp.ClientOSError:
+                        assert attempt < 4
+            await _until(lambda: epochs().get("wr-w1", 0) > before["wr-w1"], "w1's next boot gossiping", proc)
+            now = _workers_of(proc.pid)
+            assert now["w2"] == pids["w2"] and now["w1"] != pids["w1"], (pids, now)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            stderr = await asyncio.to_thread(lambda: proc.communicate(timeout=60)[1])
+        assert proc.returncode == 0, stderr
+        assert "worker 1 (pid" in stderr and "was killed by signal 9" in stderr, stderr
+
+
+@pytest.mark.timeout(240)
+async def test_a_worker_that_cannot_start_stops_serve(database_url: str) -> None:
+    port, gossip, _ = free_ports(3)
+    with socket.socket() as taken:  # worker 2's gossip port is in use: it cannot start
+        taken.bind(("127.0.0.1", gossip + 1))
+        taken.listen()
+        proc = _serve_workers(database_url, "wf", port, gossip)
+        try:
+            stderr = await asyncio.to_thread(lambda: proc.communicate(timeout=120)[1])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode != 0 and "worker 2 exited with code" in stderr, stderr
