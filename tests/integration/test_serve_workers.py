@@ -167,6 +167,7 @@ async def test_a_crashed_worker_is_started_again_under_its_node_id(database_url:
             await _until(lambda: len(epochs()) == 2 and len(_workers_of(proc.pid)) == 2, "both workers", proc)
             before, pids = epochs(), _workers_of(proc.pid)
             os.kill(pids["w1"], signal.SIGKILL)
+            await _until(lambda: not Path(f"/proc/{pids['w1']}").exists(), "w1 gone (reaped by serve)", proc)
             # the other worker serves meanwhile (a connection the kernel queued at the killed worker's
             # socket is reset, as the SDKs' retries expect of a crash)
             async with aiohttp.ClientSession() as client:
