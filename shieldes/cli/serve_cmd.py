@@ -20,7 +20,7 @@ import click
 
 from shieldes import db, logformat
 from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
-from shieldes.cli.workers import Supervisor, Worker
+from shieldes.cli.workers import Supervisor, Worker, stop_with_parent
 from shieldes.errors import ShieldesError
 from shieldes.malloc import keep_freed_memory
 from shieldes.open_files import FEW_OPEN_FILES, raise_soft_limit
@@ -155,5 +155,7 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
         gc.enable()  # a supervisor that runs for as long as its workers (the CLI starts with it off)
         _workers(settings, workers)
         return
+    if ready_file is not None:  # a worker of `serve --workers`
+        stop_with_parent()
     with contextlib.suppress(KeyboardInterrupt):
         _run(serve_node(settings, reuse_port=reuse_port, ready_file=ready_file))

@@ -6,10 +6,14 @@ boot); without that, the port kept serving on fewer processes, quietly, until ev
 gone. A worker that dies before it was ready failed to start (a schema too old, a port taken): the
 others are stopped and `serve` exits with its code, as a single node would. A worker that exits
 with code 0 was asked to stop (SIGTERM) and is not started again. Restarts back off, 1 s doubling
-to 30 s, from the first again once the worker ran for a minute."""
+to 30 s, from the first again once the worker ran for a minute. A worker whose supervisor dies
+(SIGKILL) gets SIGTERM and stops, instead of serving on with nobody to restart it or hold the
+embedded database for it (Linux)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import heapq
 import logging
 import queue
@@ -26,6 +30,15 @@ log = logging.getLogger(__name__)
 FIRST_DELAY = 1.0
 LONGEST_DELAY = 30.0
 STABLE_AFTER = 60.0  # a worker that ran this long restarts after FIRST_DELAY again
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def stop_with_parent() -> None:
+    """In a worker: SIGTERM when the supervisor dies (Linux; elsewhere nothing). The signal comes
+    when the thread that started the process ends, so the supervisor starts workers from its main
+    thread only."""
+    with contextlib.suppress(OSError, AttributeError):  # (not Linux)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def restart_delay(ran_for: float, previous: float | None) -> float:

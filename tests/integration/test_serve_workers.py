@@ -204,3 +204,35 @@ async def test_a_worker_that_cannot_start_stops_serve(database_url: str) -> None
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode != 0 and "worker 2 exited with code" in stderr, stderr
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.timeout(240)
+async def test_workers_stop_when_serve_is_killed(database_url: str) -> None:
+    port, gossip, _ = free_ports(3)
+    proc = _serve_workers(database_url, "wo", port, gossip)
+    serving = "SELECT 1 FROM cluster_nodes WHERE node_id LIKE 'wo-w%%' AND info->>'starting' IS NULL"
+    pids: dict[str, int] = {}
+    try:
+        await _until(lambda: len(_workers_of(proc.pid)) == 2 and len(cli.sql(database_url, serving)) == 2,
+                     "both workers serving", proc)
+        pids = _workers_of(proc.pid)
+        proc.kill()  # nobody left to restart them or to hold the database for them: they stop
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while any(_running(pid) for pid in pids.values()):
+            assert time.monotonic() < deadline, f"workers {pids} still running after serve was killed"
+            await asyncio.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in pids.values():
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
