@@ -42,6 +42,30 @@ def google_error(status: int, message: str) -> web.Response:
 _words = wire.word_counter("text", "parts", "contents", "content")
 
 
+# The fields of Google's Schema message (its OpenAPI subset); as a proto message, it refuses others
+_SCHEMA_FIELDS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                            "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                            "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                            "maximum"})
+
+
+def schema_problem(schema: Any, at: str) -> str | None:
+    """Google's answer to a schema with a field its Schema message lacks ($ref, additionalProperties...)."""
+    if not isinstance(schema, dict):
+        return None
+    for key, sub in schema.items():
+        if key not in _SCHEMA_FIELDS:
+            return f'Invalid JSON payload received. Unknown name "{key}" at \'{at}\': Cannot find field.'
+        subs = (list(sub.items()) if key == "properties" and isinstance(sub, dict) else
+                [(str(i), s) for i, s in enumerate(sub)] if key == "anyOf" and isinstance(sub, list) else
+                [("", sub)] if key == "items" else [])
+        for name, s in subs:
+            problem = schema_problem(s, f"{at}.{key}[{name}].value" if name else f"{at}.{key}")
+            if problem:
+                return problem
+    return None
+
+
 def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
@@ -153,6 +177,12 @@ class FakeGoogle:
             blocked = {"promptFeedback": {"blockReason": "SAFETY"},
                        "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
             return web.json_response(blocked) if method == "generateContent" else await self._sse(request, [blocked])
+        gen = body.get("generationConfig") or {}
+        problem = schema_problem(gen.get("responseSchema"), "generation_config.response_schema") or next(
+            (p for t in body.get("tools") or [] for i, f in enumerate(t.get("functionDeclarations") or [])
+             if (p := schema_problem(f.get("parameters"), f"tools[0].function_declarations[{i}].parameters"))), None)
+        if problem:
+            return google_error(400, problem)
         signing = model.startswith("gemini-3")  # signs its function calls, checks the signatures sent back
         problem = self._unsigned(body["contents"]) if signing else None
         if problem:
@@ -185,6 +215,8 @@ class FakeGoogle:
         # thinking with its thoughts returned (thinkingConfig.includeThoughts): a thought part comes first
         thoughts = bool(((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"))
         thought = [{"text": "Thinking it over.", "thought": True}] if thoughts else []
+        if "responseSchema" in gen and not call:  # structured output: JSON fitting the schema
+            words = [json.dumps(wire.sample(gen["responseSchema"]))]
         if method == "generateContent":
             parts = thought + ([called] if call else [{"text": " ".join(words)}])
             return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},

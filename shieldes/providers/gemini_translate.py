@@ -26,6 +26,7 @@ from shieldes.providers.chat_parts import (
     system_text,
     usage_dict,
 )
+from shieldes.providers.gemini_schema import gemini_schema
 from shieldes.providers.reasoning import gemini_thinking
 
 _FINISH = {
@@ -40,18 +41,6 @@ _FINISH = {
 _SIGNED = "__ts__"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _SIGNING_MODEL = re.compile(r"gemini-([3-9]|\d{2,})")
-# JSON Schema keywords outside the OpenAPI subset Gemini's function declarations accept.
-_SCHEMA_DROP = frozenset({"additionalProperties", "$schema", "strict", "$id", "$defs", "definitions"})
-
-
-def _schema(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _schema(v) for k, v in value.items() if k not in _SCHEMA_DROP}
-    if isinstance(value, list):
-        return [_schema(v) for v in value]
-    return value
-
-
 def minted_id(response_id: str | None, index: int) -> str:
     """The id of a function call Google sent without one (Gemini 2.x never sends one): unique to
     the response and the call's place in it, so the calls of later turns do not repeat `call_0`
@@ -106,7 +95,7 @@ def _generation_config(body: Body, chat: Chat, model: str) -> Body:
         gen["responseMimeType"] = "application/json"
         schema = (fmt.get("json_schema") or {}).get("schema")
         if isinstance(schema, dict):
-            gen["responseSchema"] = _schema(schema)
+            gen["responseSchema"] = gemini_schema(schema, "response_format.json_schema.schema")
     thinking = gemini_thinking(body, model)
     if thinking is not None:
         gen["thinkingConfig"] = thinking
@@ -139,8 +128,9 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
         out["generationConfig"] = gen
     if chat.tools:
         out["tools"] = [{"functionDeclarations": [
-            {"name": t["name"], "description": t["description"], "parameters": _schema(t["parameters"])}
-            for t in chat.tools]}]
+            {"name": t["name"], "description": t["description"],
+             "parameters": gemini_schema(t["parameters"], f"tools[{i}].function.parameters")}
+            for i, t in enumerate(chat.tools)]}]
     if chat.tool_choice is not None:
         mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(chat.tool_choice)
         config: Body = {"mode": mode or "ANY"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import anthropic
 import openai
+import pydantic
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -255,3 +256,50 @@ async def test_gemini_3_function_call_signatures_survive_every_client_api(
         {"role": "tool", "tool_call_id": "toolu_01abc", "content": "sunny"}])
     assert moved.choices[0].message.content == "Hello from the fake Gemini"
     assert fake.last().body["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+class Address(pydantic.BaseModel):
+    street: str
+    zip: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    home: Address
+    previous: list[Address]
+
+
+async def test_nested_models_and_odd_property_names_reach_gemini_as_its_schema(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """pydantic (and zod) write nested models as `$ref`s into `$defs`: the definitions were left out
+    and the dangling `$ref` sent, which Google refuses (its Schema message has no such field); and a
+    property named like a dropped keyword (`strict`) was left out of the parameters it belongs to."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    ask: Any = [{"role": "user", "content": "who lives here?"}]
+    chat = await client.chat.completions.parse(model="gemini-2.5-flash", messages=ask, response_format=Person)
+    assert chat.choices[0].message.parsed == Person(name="test", home=Address(street="test", zip="test"),
+                                                    previous=[])
+    schema = fake.last().body["generationConfig"]["responseSchema"]
+    assert "$ref" not in json.dumps(schema) and schema["properties"]["home"]["properties"]["zip"] == {
+        "title": "Zip", "type": "string"}
+    assert schema["properties"]["previous"]["items"]["required"] == ["street", "zip"]
+    answer = await client.responses.parse(model="gemini-2.5-flash", input="who lives here?", text_format=Person)
+    assert answer.output_parsed is not None and answer.output_parsed.home.street == "test"
+
+    lookup: Any = {"type": "function", "function": {"name": "lookup", "strict": True, "parameters": {
+        "type": "object", "additionalProperties": False, "required": ["strict", "where"],
+        "properties": {"strict": {"type": "boolean"}, "where": {"$ref": "#/$defs/Place", "description": "the place"}},
+        "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}}}}}}}
+    await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[lookup], tool_choice="none")
+    declared = fake.last().body["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert declared == {"type": "object", "required": ["strict", "where"], "properties": {
+        "strict": {"type": "boolean"},
+        "where": {"type": "object", "properties": {"city": {"type": "string"}}, "description": "the place"}}}
+
+    looping: Any = {"type": "json_schema", "json_schema": {"name": "tree", "schema": {
+        "$ref": "#/$defs/Node", "$defs": {"Node": {"type": "object", "properties": {
+            "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}}}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, response_format=looping)
+    assert "response_format.json_schema.schema: the schema is recursive ('Node'" in err.value.message
