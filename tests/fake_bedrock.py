@@ -215,6 +215,9 @@ class FakeBedrock:
             return web.json_response({"embedding": [0.5, float(_words(text))],
                                       "inputTextTokenCount": _words(text)})
         problem = _tool_ids(body.get("messages") or []) or self._thinking_problem(model, body)
+        if not problem and "toolConfig" not in body and any(
+                "toolUse" in b or "toolResult" in b for m in body.get("messages") or [] for b in m["content"]):
+            problem = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
         if problem:
             return self.error(400, problem)
         thinks = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"

@@ -22,6 +22,7 @@ from shieldes.providers.anthropic_replies import (
 )
 from shieldes.providers.base import OVERLOADED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_parts import (
+    PARALLEL_OFF,
     CacheMark,
     Image,
     Outbound,
@@ -163,8 +164,6 @@ def anthropic_request(body: Body, model: str) -> Outbound:
     asked = body
     body = fit_chat_ids(body, ANTHROPIC)
     check_chat_request(body)
-    if body.get("n") not in (None, 1):
-        raise _bad("`n` > 1 is not supported by Anthropic models; send separate requests")
     system_parts, turns = read_messages(body.get("messages"))
     plan = thinking_plan(body, turns, model)
     thinking = claude_thinking_field(plan)
@@ -198,7 +197,7 @@ def anthropic_request(body: Body, model: str) -> Outbound:
         out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
-    return Outbound(out, dropped_fields(asked, () if plan.dropped else (DROPPED_EFFORT,)))
+    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT,))}))
 
 
 def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:

@@ -125,14 +125,30 @@ def converse_request(body: Body, model: str = "") -> Outbound:
             tool_config["toolChoice"] = {"auto": {}}
         elif choice not in (None, "none"):
             tool_config["toolChoice"] = {"tool": {"name": choice}}
-        out["toolConfig"] = tool_config  # also needed (even under "none") when the history holds tool use
+        if choice != "none" or holds_tool_use(body):
+            # Converse has no "none": the tools are left out, unless the history holds tool use,
+            # which Converse refuses without a toolConfig (then the choice is named as dropped)
+            out["toolConfig"] = tool_config
     text_format = _text_format(body.get("response_format"))
     if text_format is not None:
         out["outputConfig"] = {"textFormat": text_format}
     elif _json_object(body) and not chat.tools and forces_tools(model):
         out["toolConfig"] = _JSON_TOOL_CONFIG
     carried = ({JSON_OBJECT} if forces_tools(model) else set()) | (set() if plan.dropped else {DROPPED_EFFORT})
-    return Outbound(out, dropped_fields(body, carried))
+    dropped = dropped_fields(body, carried)
+    return Outbound(out, [*dropped, "tool_choice.none"] if tool_choice_dropped(body) else dropped)
+
+
+def holds_tool_use(body: Body) -> bool:
+    """Whether a chat request's history holds tool calls or results."""
+    messages = body.get("messages")
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool") for m in messages)
+
+
+def tool_choice_dropped(body: Body) -> bool:
+    """Whether `tool_choice: "none"` cannot reach Converse: tools offered and tool use in the history."""
+    return body.get("tool_choice") == "none" and bool(body.get("tools")) and holds_tool_use(body)
 
 
 # What Converse gives Claude when a request names no maxTokens (thinking then needs one above its budget).

@@ -345,18 +345,23 @@ def check_base64(data: str, what: str) -> None:
 ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
                  "prediction", "web_search_options", "reasoning_effort", "verbosity")
 JSON_OBJECT = "response_format.json_object"
+# `parallel_tool_calls: false` with tools: Anthropic carries it (disable_parallel_tool_use), Converse
+# and generateContent have no such setting
+PARALLEL_OFF = "parallel_tool_calls"
 
 
 def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
     """What a chat request asks for that its translation leaves out, `carried` naming what it
     does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
-    `response_format.json_object`. Named to the client (x-shieldes-dropped), never dropped in
-    silence."""
+    `response_format.json_object`, and `parallel_tool_calls` turned off for a request with tools.
+    Named to the client (x-shieldes-dropped), never dropped in silence."""
     out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
            and body.get(name) is not False]
     fmt = body.get("response_format")
     if JSON_OBJECT not in carried and isinstance(fmt, dict) and fmt.get("type") == "json_object":
         out.append(JSON_OBJECT)
+    if PARALLEL_OFF not in carried and body.get("parallel_tool_calls") is False and body.get("tools"):
+        out.append(PARALLEL_OFF)
     return out
 
 
@@ -386,8 +391,12 @@ def dropped_header(names: list[str]) -> dict[str, str]:
 def check_chat_request(body: Body) -> None:
     """What a translated chat request asks for that the translation could not give, refused with
     what to change (OpenAI refuses the same, or would answer what the client asked for): a
-    malformed `response_format`, audio output, a `tool_choice` that forces a tool without `tools`."""
+    malformed `response_format`, audio output, a `tool_choice` that forces a tool without `tools`,
+    several choices (`n`: Anthropic, Converse and this translation of generateContent answer one)."""
     check_response_format(body.get("response_format"))
+    if body.get("n") not in (None, 1):
+        raise _bad("`n` > 1 is not supported by this deployment (Anthropic, Bedrock, Gemini and Vertex "
+                   "deployments answer one choice); send separate requests")
     modalities = body.get("modalities")
     if body.get("audio") is not None or (modalities is not None and modalities != ["text"]):
         if not isinstance(modalities, list) or any(m not in ("text", "audio") for m in modalities):

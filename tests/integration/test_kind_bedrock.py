@@ -286,3 +286,36 @@ async def test_bedrock_prompt_caching_from_cache_control_billed_at_the_shipped_c
     await h.flush()
     cost = (2 * 3000 + 8 * 3750 + 5 * 15000) + (2 * 3000 + 8 * 300 + 5 * 15000) + (10 * 3750 + 5 * 15000)
     assert h.usage_totals()["app"] == (3, 30, 15, cost)
+
+
+async def test_bedrock_tool_choice_none_n_and_parallel_calls_are_never_ignored_in_silence(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """Converse has no tool choice `none`, no `n` and no switch for parallel calls: `none` kept the
+    tools on offer (the model called one), `n: 2` answered one choice and `parallel_tool_calls:
+    false` vanished, all without a word."""
+    h, fake = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "weather in Paris?"}]
+    raw = await client.chat.completions.with_raw_response.create(model=CLAUDE, messages=ask, tools=[WEATHER],
+                                                                 tool_choice="none")
+    chat = raw.parse()
+    assert chat.choices[0].message.content == "Hello from the fake Bedrock" and not chat.choices[0].message.tool_calls
+    assert "toolConfig" not in fake.last().body and "x-shieldes-dropped" not in raw.headers
+    called: Any = {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": "{}"}}]}
+    history: Any = [*ask, called, {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                    {"role": "user", "content": "and tomorrow?"}]
+    raw = await client.chat.completions.with_raw_response.create(model=CLAUDE, messages=history, tools=[WEATHER],
+                                                                 tool_choice="none")
+    assert raw.headers["x-shieldes-dropped"] == "tool_choice.none"  # Converse needs the tools with tool use
+    assert fake.last().body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
+
+    raw = await client.chat.completions.with_raw_response.create(model=CLAUDE, messages=ask, tools=[WEATHER],
+                                                                 parallel_tool_calls=False)
+    assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls"
+    sent = len(fake.requests)
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model=CLAUDE, messages=ask, n=2, stream=stream)  # type: ignore[call-overload]
+        assert "`n` > 1 is not supported by this deployment" in err.value.message
+    assert len(fake.requests) == sent

@@ -303,3 +303,18 @@ async def test_nested_models_and_odd_property_names_reach_gemini_as_its_schema(
     with pytest.raises(openai.BadRequestError) as err:
         await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, response_format=looping)
     assert "response_format.json_schema.schema: the schema is recursive ('Node'" in err.value.message
+
+
+async def test_gemini_n_and_parallel_calls_are_never_ignored_in_silence(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """`n: 2` answered one choice and `parallel_tool_calls: false` vanished without a word."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    ask: Any = [{"role": "user", "content": "weather in Paris?"}]
+    sent = len(fake.requests)
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, n=2)
+    assert "`n` > 1 is not supported by this deployment" in err.value.message and len(fake.requests) == sent
+    raw = await client.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=ask,
+                                                                 tools=[WEATHER], parallel_tool_calls=False)
+    assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls" and raw.parse().choices[0].message.tool_calls
