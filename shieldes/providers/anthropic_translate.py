@@ -24,6 +24,7 @@ from shieldes.providers.base import OVERLOADED, Body, TokenUsage, UpstreamFailur
 from shieldes.providers.chat_parts import (
     PARALLEL_OFF,
     CacheMark,
+    Document,
     Image,
     Outbound,
     Part,
@@ -96,6 +97,9 @@ def _block(part: Part) -> dict[str, Any]:
         if part.url is None or not part.url.startswith(("http://", "https://")):
             raise _bad("image_url.url must be an http(s) URL or a base64 data URL for Anthropic models")
         return {"type": "image", "source": {"type": "url", "url": part.url}}
+    if isinstance(part, Document):
+        return {"type": "document", "source": {"type": "base64", "media_type": part.mime, "data": part.data},
+                **({"title": part.name} if part.name else {})}
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
     if isinstance(part, Thinking):

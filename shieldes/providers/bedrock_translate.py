@@ -4,6 +4,7 @@ InvokeModel embeddings. No I/O, no clock."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from shieldes.providers.chat_parts import (
     JSON_OBJECT,
     CacheMark,
     Chunks,
+    Document,
     Image,
     Outbound,
     Part,
@@ -54,6 +56,17 @@ _JSON_TOOL_CONFIG: Body = {
 }
 
 
+_NAME_OUTSIDE = re.compile(r"[^A-Za-z0-9\s()\[\]-]+")
+
+
+def document_name(filename: str | None) -> str:
+    """A Converse document's `name`, which may hold only letters, digits, single spaces, hyphens,
+    parentheses and brackets: the file name without its extension, other characters as hyphens."""
+    stem = (filename or "").rsplit(".", 1)[0] if (filename or "").lower().endswith(".pdf") else filename or ""
+    name = " ".join(_NAME_OUTSIDE.sub("-", stem).split())
+    return name or "document"
+
+
 def _block(p: Part) -> Body:
     if isinstance(p, str):
         return {"text": p}
@@ -65,6 +78,8 @@ def _block(p: Part) -> Body:
             raise InvalidRequest("Bedrock takes images as base64 data URLs (png, jpeg, gif or webp), not links; "
                                  "send data:image/png;base64,...")
         return {"image": {"format": fmt, "source": {"bytes": p.data}}}
+    if isinstance(p, Document):
+        return {"document": {"format": "pdf", "name": document_name(p.name), "source": {"bytes": p.data}}}
     if isinstance(p, ToolCall):
         return {"toolUse": {"toolUseId": p.id, "name": p.name, "input": p.arguments}}
     if isinstance(p, Thinking):

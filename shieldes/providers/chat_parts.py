@@ -33,6 +33,16 @@ class Image:
 
 
 @dataclass
+class Document:
+    """A file sent inline: a chat `file` part with `file_data` (what the openai SDK sends for a PDF,
+    and what a Messages client's base64 PDF document becomes)."""
+
+    mime: str  # application/pdf
+    data: str  # base64
+    name: str | None = None  # the client's file name
+
+
+@dataclass
 class ToolCall:
     id: str
     name: str
@@ -65,7 +75,7 @@ class Thinking:
     redacted: str | None = None  # a redacted_thinking block's opaque `data` (then `text` is empty)
 
 
-Part = str | Image | ToolCall | ToolResult | CacheMark | Thinking
+Part = str | Image | Document | ToolCall | ToolResult | CacheMark | Thinking
 SystemPart = str | CacheMark
 
 
@@ -124,6 +134,37 @@ def _image(part: Body, where: str) -> Image:
     raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL")
 
 
+# The files every translation can carry as a document (Anthropic, Converse and Gemini all read PDFs)
+_DOCUMENT_TYPES = ("application/pdf",)
+
+
+def _document(part: Body, where: str) -> Document:
+    """A chat `file` part: its `file_data`, a base64 data URL (or bare base64, typed by the file
+    name), of a PDF. A `file_id` names a file in OpenAI's Files API, which no other upstream reads."""
+    file = part.get("file")
+    if not isinstance(file, dict):
+        raise _bad(f'{where}: a file part needs a `file` object, e.g. {{"type": "file", "file": {{"filename": '
+                   '"a.pdf", "file_data": "data:application/pdf;base64,..."}}}}')
+    name = file.get("filename") if isinstance(file.get("filename"), str) else None
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        if isinstance(file.get("file_id"), str):
+            raise _bad(f"{where}: `file_id` names a file uploaded to OpenAI's Files API, which this deployment "
+                       "cannot read; send the file itself in `file.file_data` (data:application/pdf;base64,...)")
+        raise _bad(f"{where}: a file part needs `file.file_data`, the file as a base64 data URL")
+    mime = "application/pdf" if (name or "").lower().endswith(".pdf") else ""
+    if data.startswith("data:"):
+        header, sep, data = data[5:].partition(",")
+        mime, _, encoding = header.partition(";")
+        if not sep or encoding != "base64":
+            raise _bad(f"{where}: file_data must be a base64 data URL, e.g. data:application/pdf;base64,<data>")
+    if mime not in _DOCUMENT_TYPES:
+        raise _bad(f"{where}: this deployment takes PDF files only (file_data of type application/pdf, not "
+                   f"{mime or 'an unknown type'}); send other documents' text as a text part")
+    check_base64(data, f"{where}: the file's data")
+    return Document(mime, data, name)
+
+
 def _mark(part: Any) -> list[CacheMark]:
     """The cache breakpoint a content part's `cache_control` sets (none without one)."""
     control = part.get("cache_control") if isinstance(part, dict) else None
@@ -158,10 +199,12 @@ def _user_parts(content: Any, where: str) -> list[Part]:
                 parts.extend([part["text"], *_mark(part)])
         elif kind == "image_url":
             parts.extend([_image(part, where), *_mark(part)])
+        elif kind == "file":
+            parts.extend([_document(part, where), *_mark(part)])
         elif kind == "text":
             raise _bad(f"{where}: a text part needs `text` as a string, e.g. {{\"type\": \"text\", \"text\": \"...\"}}")
         else:
-            raise _bad(f"{where}: content part type {kind!r} is not supported here; use text or image_url")
+            raise _bad(f"{where}: content part type {kind!r} is not supported here; use text, image_url or file")
     if not parts:
         raise _bad(f"{where}: the message content is empty; send some text or an image")
     return parts

@@ -15,6 +15,7 @@ from shieldes.providers.chat_parts import (
     CacheMark,
     Chat,
     Chunks,
+    Document,
     Image,
     Part,
     Thinking,
@@ -72,6 +73,8 @@ def _part(p: Part) -> Body:
         if p.data is not None:
             return {"inlineData": {"mimeType": p.mime, "data": p.data}}
         return {"fileData": {"mimeType": p.mime, "fileUri": p.url}}
+    if isinstance(p, Document):
+        return {"inlineData": {"mimeType": p.mime, "data": p.data}}
     if isinstance(p, ToolCall):
         signature = _signature(p.id)
         return {"functionCall": {"name": p.name, "args": p.arguments},

@@ -1,0 +1,105 @@
+"""PDFs as coding agents and apps send them, through the official SDKs, to the deployments that
+read PDFs in their own words: the openai SDK's `file` part (`file_data`) and the anthropic SDK's
+base64 `document` block, to Anthropic (translated chat), Bedrock (Converse `document`) and Gemini
+(`inlineData`). Both were refused with "content part type 'file' is not supported here"."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
+from tests.fake_google import FakeGoogle
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
+
+CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+PDF = base64.b64encode(b"%PDF-1.4\n% a small report\n%%EOF\n").decode()
+GEMINI_KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
+
+
+@pytest.fixture
+def aws_env() -> Iterator[None]:
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN,
+                      AWS_EC2_METADATA_DISABLED="true")
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+Fakes = tuple[Harness, FakeUpstream, FakeBedrock, FakeGoogle]
+
+
+@pytest.fixture
+async def node(database_url: str, aws_env: None) -> AsyncIterator[Fakes]:
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    async with FakeBedrock(region="eu-west-1") as bedrock, FakeGoogle() as google, \
+            harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
+        os.environ[GEMINI_KEY_ENV] = google.api_key
+        await h.admin(AddProvider("claude", "anthropic", up.url, "env:" + UPSTREAM_KEY_ENV, ("claude-sonnet-4-5",)))
+        await h.admin(AddProvider("br", "bedrock", bedrock.url, None, (CLAUDE_ON_BEDROCK,),
+                                  options={"region": "eu-west-1"}))
+        await h.admin(AddProvider("gem", "gemini", google.url + "/v1beta", "env:" + GEMINI_KEY_ENV,
+                                  ("gemini-2.5-flash",)))
+        yield h, up, bedrock, google
+
+
+async def test_a_pdf_reaches_claude_bedrock_and_gemini_from_either_sdk(node: Fakes) -> None:
+    h, up, bedrock, google = node
+    secret = await h.create_key("app")
+    await h.sync()
+    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+    ask: Any = [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": "Q3 report (final).pdf",
+                                  "file_data": f"data:application/pdf;base64,{PDF}"}},
+        {"type": "text", "text": "summarise this"}]}]
+
+    chat = await client.chat.completions.create(model="claude-sonnet-4-5", messages=ask)
+    assert chat.choices[0].message.content
+    assert up.last("/v1/messages").body["messages"][0]["content"][0] == {
+        "type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
+        "title": "Q3 report (final).pdf"}
+
+    chat = await client.chat.completions.create(model=CLAUDE_ON_BEDROCK, messages=ask)
+    assert chat.choices[0].message.content
+    assert bedrock.last().body["messages"][0]["content"][0] == {
+        "document": {"format": "pdf", "name": "Q3 report (final)", "source": {"bytes": PDF}}}
+
+    stream = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert google.last().body["contents"][0]["parts"][0] == {"inlineData": {"mimeType": "application/pdf",
+                                                                            "data": PDF}}
+
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    document: Any = {"type": "document", "title": "notes", "source": {"type": "base64", "media_type": "application/pdf",
+                                                                       "data": PDF}}
+    for model in (CLAUDE_ON_BEDROCK, "gemini-2.5-flash"):
+        answer = await claude.messages.create(model=model, max_tokens=100, messages=[
+            {"role": "user", "content": [document, {"type": "text", "text": "summarise this"}]}])
+        assert answer.content[0].type == "text" and answer.content[0].text
+    assert bedrock.last().body["messages"][0]["content"][0]["document"]["name"] == "notes"
+    assert google.last().body["contents"][0]["parts"][0]["inlineData"]["data"] == PDF
+
+    uploaded: Any = [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc123"}}]}]
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model=CLAUDE_ON_BEDROCK, messages=uploaded)
+    assert "`file_id` names a file uploaded to OpenAI's Files API" in err.value.message
+    sheet: Any = [{"role": "user", "content": [{"type": "file", "file": {
+        "filename": "a.csv", "file_data": "data:text/csv;base64,YSxiCg=="}}]}]
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=sheet)
+    assert "takes PDF files only (file_data of type application/pdf, not text/csv)" in err.value.message
+    await client.close()
+    await claude.close()
