@@ -131,7 +131,8 @@ def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
         spec = KINDS.get(kind)
         return inbound.translate_messages_request(body, target.model,
                                                   cache_marks=spec is not None and spec.cache_marks,
-                                                  thinks=spec is not None and spec.thinks)
+                                                  thinks=spec is not None and spec.thinks,
+                                                  tool_images=spec is not None and spec.tool_images)
     except InvalidRequest:
         raise
     except Exception as exc:  # a shape the translator cannot read is the client's to fix

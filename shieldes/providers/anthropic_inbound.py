@@ -97,7 +97,25 @@ def _keep_mark(part: Body, block: dict[str, Any], cache_marks: bool) -> Body:
     return part
 
 
-def _user_message(content: Any, where: str, dropped: list[str], cache_marks: bool = False) -> list[Body]:
+def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], images: bool) -> Any:
+    """A tool_result's content as a `tool` message's: its text, or with `images` (the upstream
+    takes them in tool results) text and image_url parts; otherwise an image is named in `dropped`."""
+    content = block.get("content")
+    if not (images and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "image"
+                                                         for b in content)):
+        text = _text_blocks(content, f"{at}.content", dropped)
+        return "Error: " + text if block.get("is_error") else text
+    parts: list[Body] = [{"type": "text", "text": "Error:"}] if block.get("is_error") else []
+    for k, item in enumerate(content):
+        if isinstance(item, dict) and item.get("type") == "image":
+            parts.append(_image_part(item, f"{at}.content[{k}]"))
+        else:
+            parts.append({"type": "text", "text": _text_blocks([item], f"{at}.content", dropped)})
+    return parts
+
+
+def _user_message(content: Any, where: str, dropped: list[str], cache_marks: bool = False,
+                  tool_images: bool = False) -> list[Body]:
     """One Anthropic user turn -> OpenAI messages: tool results become `tool` messages first."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
@@ -117,12 +135,10 @@ def _user_message(content: Any, where: str, dropped: list[str], cache_marks: boo
         elif kind == "tool_result":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _bad(f"{at}: tool_result blocks need `tool_use_id`")
-            text = _text_blocks(block.get("content"), f"{at}.content", dropped)
-            if block.get("is_error"):
-                text = "Error: " + text
-            result: Any = text
+            result = _tool_result_content(block, at, dropped, tool_images)
             if cache_marks and isinstance(block.get("cache_control"), dict):
-                result = [_text_part({"text": text, "cache_control": block["cache_control"]}, True)]
+                marked = [{"type": "text", "text": result}] if isinstance(result, str) else result
+                result = [*marked[:-1], _keep_mark(dict(marked[-1]), block, True)]
             out.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": result})
         elif kind in ("thinking", "redacted_thinking"):
             continue
@@ -246,11 +262,12 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
 
 
 def translate_messages_request(body: Any, model: str | None = None, *, cache_marks: bool = False,
-                               thinks: bool = False) -> tuple[Body, list[str]]:
+                               thinks: bool = False, tool_images: bool = False) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
     `cache_marks`: the upstream takes prompt-cache breakpoints (Bedrock), so `cache_control` on
     system, text, image and tool_result blocks is kept on the parts (else it goes).
+    `tool_images`: the upstream takes images in tool results, so a tool_result's images go along.
     `thinking` becomes `reasoning_effort` for OpenAI reasoning models and for upstreams that
     translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
     blocks then go along as `thinking_blocks`), and is dropped for others;
@@ -282,7 +299,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             raise _bad(f"{where} must be an object with `role` and `content`")
         role = msg.get("role")
         if role == "user":
-            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks))
+            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks, tool_images))
         elif role == "assistant":
             out_messages.append(_assistant_message(msg.get("content"), where, dropped, thinks))
         elif role == "system":  # sent by some clients mid-conversation: OpenAI takes it as it is

@@ -91,6 +91,9 @@ def _block(part: Part) -> dict[str, Any]:
     """One neutral message part (chat_parts) as an Anthropic content block."""
     if isinstance(part, str):
         return {"type": "text", "text": part}
+    if isinstance(part, ToolResult) and part.images:  # blocks: the text (if any), then the images
+        content = [{"type": "text", "text": part.content}] if part.content else []
+        return {"type": "tool_result", "tool_use_id": part.id, "content": [*content, *map(_block, part.images)]}
     if isinstance(part, Image):
         if part.data is not None:
             return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}

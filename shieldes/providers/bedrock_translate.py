@@ -87,7 +87,8 @@ def _block(p: Part) -> Body:
             return {"reasoningContent": {"redactedContent": p.redacted}}
         return {"reasoningContent": {"reasoningText": {"text": p.text, "signature": p.signature}}}
     assert isinstance(p, ToolResult)
-    return {"toolResult": {"toolUseId": p.id, "content": [{"text": p.content}], "status": "success"}}
+    content = [{"text": p.content}] if p.content or not p.images else []  # Converse refuses empty text
+    return {"toolResult": {"toolUseId": p.id, "content": [*content, *map(_block, p.images)], "status": "success"}}
 
 
 def chat_to_converse(body: Body, model: str = "") -> Body:

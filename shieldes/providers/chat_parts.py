@@ -54,6 +54,7 @@ class ToolResult:
     id: str
     name: str  # the called function's name (Gemini needs it; looked up from the call's id)
     content: str
+    images: tuple[Image, ...] = ()  # image parts of the result (a screenshot a browser tool took)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,17 @@ def _document(part: Body, where: str) -> Document:
                    f"{mime or 'an unknown type'}); send other documents' text as a text part")
     check_base64(data, f"{where}: the file's data")
     return Document(mime, data, name)
+
+
+def _tool_content(content: Any, where: str) -> tuple[str, tuple[Image, ...]]:
+    """A tool message's text and images: a string, or text and image_url parts (Anthropic,
+    Bedrock and Gemini take images in tool results; OpenAI's chat API does not)."""
+    if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url"
+                                                for p in content):
+        return text_of(content, where), ()
+    texts = [p for p in content if not (isinstance(p, dict) and p.get("type") == "image_url")]
+    images = tuple(_image(p, where) for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+    return text_of(texts, where), images
 
 
 def _mark(part: Any) -> list[CacheMark]:
@@ -281,8 +293,8 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a tool message needs `tool_call_id`")
             marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
-            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text_of(content, where)),
-                         *marks])
+            text, images = _tool_content(content, where)
+            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images), *marks])
         else:
             raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
     if not turns:

@@ -83,6 +83,14 @@ def _part(p: Part) -> Body:
     return {"functionResponse": {"name": p.name, "response": {"content": p.content}}}
 
 
+def _parts(p: Part) -> list[Body]:
+    """A part as Gemini parts: a tool result's images follow its functionResponse, as inlineData
+    or fileData parts of the same user turn (a functionResponse holds JSON only)."""
+    if isinstance(p, ToolResult) and p.images:
+        return [_part(p), *map(_part, p.images)]
+    return [_part(p)]
+
+
 def _generation_config(body: Body, chat: Chat, model: str) -> Body:
     gen: Body = {}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
@@ -120,7 +128,8 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
                                # Gemini takes back no thinking but its signatures (in call ids)
-                               "parts": [_part(p) for p in t.parts if not isinstance(p, CacheMark | Thinking)]}
+                               "parts": [q for p in t.parts if not isinstance(p, CacheMark | Thinking)
+                                         for q in _parts(p)]}
                               for t in chat.turns]}
     if _SIGNING_MODEL.search(model):
         _sign_unsigned(out["contents"])

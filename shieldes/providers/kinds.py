@@ -32,7 +32,9 @@ class KindSpec:
     requests translated for it; `thinks`: its translation turns a chat `reasoning_effort` into the
     upstream's own thinking (providers/reasoning.py), so a Messages client's `thinking` goes as one;
     `signed_thinking`: its chat translation answers Claude's signed thinking blocks and takes them
-    back on assistant turns (chat `thinking_blocks`; a Responses reasoning item's encrypted_content)."""
+    back on assistant turns (chat `thinking_blocks`; a Responses reasoning item's encrypted_content);
+    `tool_images`: its chat translation takes images in tool results (image_url parts of a `tool`
+    message), so Messages and Responses clients' tool results keep theirs."""
 
     name: str
     options: tuple[str, ...] = ()
@@ -43,20 +45,21 @@ class KindSpec:
     cache_marks: bool = False
     thinks: bool = False
     signed_thinking: bool = False
+    tool_images: bool = False
 
 
 KINDS: Mapping[str, KindSpec] = {
     "openai": KindSpec("openai"),
-    "anthropic": KindSpec("anthropic", signed_thinking=True),
+    "anthropic": KindSpec("anthropic", signed_thinking=True, tool_images=True),
     # auth: `api-key` sends the key in the `api-key` header; `bearer` sends it as an Entra ID
     # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
     "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
                       choices={"auth": ("api-key", "bearer", "entra")}),
     "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True,
-                        thinks=True, signed_thinking=True),
-    "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True),
+                        thinks=True, signed_thinking=True, tool_images=True),
+    "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True, tool_images=True),
     "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
-                       _vertex_url, "vertex", thinks=True),
+                       _vertex_url, "vertex", thinks=True, tool_images=True),
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
 # Settings every kind takes: the deployment's region (routing prefers deployments in the node's
@@ -72,6 +75,12 @@ def signs_thinking(kind: str) -> bool:
     """Whether upstreams of `kind` take Claude's signed thinking blocks back (KindSpec.signed_thinking)."""
     spec = KINDS.get(kind)
     return spec is not None and spec.signed_thinking
+
+
+def takes_tool_images(kind: str) -> bool:
+    """Whether upstreams of `kind` take images in tool results (KindSpec.tool_images)."""
+    spec = KINDS.get(kind)
+    return spec is not None and spec.tool_images
 
 
 def flag(option: str) -> str:

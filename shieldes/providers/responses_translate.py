@@ -118,10 +118,14 @@ def _message(item: Body, where: str) -> Body:
     return {"role": role, "content": _text(content, f"{where}.content")}
 
 
-def _tool_output(output: Any, where: str) -> str:
+def _tool_output(output: Any, where: str, images: bool = False) -> Any:
+    """A function_call_output's output as a `tool` message's content: its text, or with `images`
+    (the upstream takes them in tool results) text and image_url parts."""
     if isinstance(output, str):
         return output
     if isinstance(output, list):
+        if images and any(isinstance(p, dict) and p.get("type") == "input_image" for p in output):
+            return [_user_part(p, f"{where}[{i}]") for i, p in enumerate(output)]
         return _text(output, where)
     raise _bad(f"{where} must be a string (e.g. JSON) or a list of text parts")
 
@@ -133,9 +137,10 @@ def _with_thinking(message: Body, blocks: list[Thinking]) -> Body:
     return message
 
 
-def _messages(items: list[Any], signed_thinking: bool = False) -> list[Body]:
+def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool = False) -> list[Body]:
     """`signed_thinking`: the upstream takes Claude's signed thinking back; a reasoning item's blocks
-    go on the assistant message its turn's items make (else reasoning items are left out)."""
+    go on the assistant message its turn's items make (else reasoning items are left out).
+    `tool_images`: the upstream takes images in tool results (function_call_output images go along)."""
     out: list[Body] = []
     thinking: list[Thinking] = []  # blocks of reasoning items not yet given to an assistant message
     for i, item in enumerate(items):
@@ -167,7 +172,7 @@ def _messages(items: list[Any], signed_thinking: bool = False) -> list[Body]:
             if not isinstance(item.get("call_id"), str):
                 raise _bad(f"{where}.call_id must be the call_id of the function_call it answers")
             out.append({"role": "tool", "tool_call_id": item["call_id"],
-                        "content": _tool_output(item.get("output"), f"{where}.output")})
+                        "content": _tool_output(item.get("output"), f"{where}.output", tool_images)})
             thinking = []
         elif kind == "reasoning":
             # chat completions takes no reasoning input (the model reasons afresh), but Claude takes
@@ -209,10 +214,10 @@ def thinks(body: Body) -> bool:
     return isinstance(effort, str) and effort != OFF
 
 
-def request_to_chat(body: Body, model: str, signed_thinking: bool = False) -> Body:
+def request_to_chat(body: Body, model: str, signed_thinking: bool = False, tool_images: bool = False) -> Body:
     """A Responses request whose `input` holds the whole conversation -> a chat request.
     `signed_thinking`: the upstream (Anthropic, Bedrock) takes Claude's signed thinking back, which
-    reasoning items carry in their encrypted_content."""
+    reasoning items carry in their encrypted_content; `tool_images`: it takes images in tool results."""
     messages: list[Body] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -223,7 +228,8 @@ def request_to_chat(body: Body, model: str, signed_thinking: bool = False) -> Bo
     if isinstance(raw_input, str):
         messages.append({"role": "user", "content": raw_input})
     else:
-        messages.extend(_messages(raw_input if isinstance(raw_input, list) else [], signed_thinking and thinks(body)))
+        messages.extend(_messages(raw_input if isinstance(raw_input, list) else [], signed_thinking and thinks(body),
+                                  tool_images))
     if not messages:
         raise _bad("field 'input' is empty: send a string or a list of input items")
     chat: Body = {"model": model, "messages": messages}

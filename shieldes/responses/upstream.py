@@ -15,7 +15,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.chat_parts import dropped_header
-from shieldes.providers.kinds import signs_thinking
+from shieldes.providers.kinds import signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
@@ -148,7 +148,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         return Answer(response, usage_from_responses(response.get("usage")), headers)
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
     signed = signs_thinking(provider.kind)
-    chat = request_to_chat(body, target.model, signed)
+    chat = request_to_chat(body, target.model, signed, takes_tool_images(provider.kind))
     namespaces = tool_namespaces(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}

@@ -1,7 +1,8 @@
-"""PDFs as coding agents and apps send them, through the official SDKs, to the deployments that
-read PDFs in their own words: the openai SDK's `file` part (`file_data`) and the anthropic SDK's
-base64 `document` block, to Anthropic (translated chat), Bedrock (Converse `document`) and Gemini
-(`inlineData`). Both were refused with "content part type 'file' is not supported here"."""
+"""Files and images as coding agents and apps send them, through the official SDKs, to the
+deployments that read them in their own words (Anthropic, Bedrock, Gemini): PDFs (the openai SDK's
+`file` part, the anthropic SDK's base64 `document` block), which were refused with "content part
+type 'file' is not supported here", and images in tool results (a browser tool's screenshot), which
+were refused (chat) or left out (Messages, Responses)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ async def node(database_url: str, aws_env: None) -> AsyncIterator[Fakes]:
             harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
         os.environ[GEMINI_KEY_ENV] = google.api_key
         await h.admin(AddProvider("claude", "anthropic", up.url, "env:" + UPSTREAM_KEY_ENV, ("claude-sonnet-4-5",)))
+        await h.admin(AddProvider("openai", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
         await h.admin(AddProvider("br", "bedrock", bedrock.url, None, (CLAUDE_ON_BEDROCK,),
                                   options={"region": "eu-west-1"}))
         await h.admin(AddProvider("gem", "gemini", google.url + "/v1beta", "env:" + GEMINI_KEY_ENV,
@@ -101,5 +103,64 @@ async def test_a_pdf_reaches_claude_bedrock_and_gemini_from_either_sdk(node: Fak
     with pytest.raises(openai.BadRequestError) as err:
         await client.chat.completions.create(model="gemini-2.5-flash", messages=sheet)
     assert "takes PDF files only (file_data of type application/pdf, not text/csv)" in err.value.message
+    await client.close()
+    await claude.close()
+
+
+PNG = "iVBORw0KGgo="
+
+
+async def test_images_in_tool_results_reach_claude_bedrock_and_gemini_from_every_client_api(node: Fakes) -> None:
+    h, up, bedrock, google = node
+    secret = await h.create_key("app")
+    await h.sync()
+    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+    shot: Any = [{"role": "user", "content": "open the page"},
+                 {"role": "assistant", "content": None, "tool_calls": [
+                     {"id": "call_1", "type": "function", "function": {"name": "screenshot", "arguments": "{}"}}]},
+                 {"role": "tool", "tool_call_id": "call_1", "content": [
+                     {"type": "text", "text": "the page:"},
+                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}]
+    tools: Any = [{"type": "function", "function": {"name": "screenshot", "parameters": {"type": "object"}}}]
+    for model in ("claude-sonnet-4-5", CLAUDE_ON_BEDROCK, "gemini-2.5-flash"):
+        chat = await client.chat.completions.create(model=model, messages=shot, tools=tools)
+        assert chat.choices[0].message.content, model
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    assert up.last("/v1/messages").body["messages"][-1]["content"] == [{
+        "type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "the page:"}, image]}]
+    converse = {"toolResult": {"toolUseId": "call_1", "status": "success", "content": [
+        {"text": "the page:"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]}}
+    assert bedrock.last().body["messages"][-1]["content"] == [converse]
+    assert google.last().body["contents"][-1]["parts"] == [
+        {"functionResponse": {"name": "screenshot", "response": {"content": "the page:"}}},
+        {"inlineData": {"mimeType": "image/png", "data": PNG}}]
+
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    history: Any = [{"role": "user", "content": "open the page"},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "screenshot",
+                                                       "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                        {"type": "text", "text": "the page:"}, image]}]}]
+    for model in (CLAUDE_ON_BEDROCK, "gemini-2.5-flash"):
+        raw = await claude.messages.with_raw_response.create(model=model, max_tokens=100, messages=history, tools=[
+            {"name": "screenshot", "input_schema": {"type": "object"}}])
+        assert "x-shieldes-dropped" not in raw.headers, model
+    assert bedrock.last().body["messages"][-1]["content"][0]["toolResult"]["content"][1] == converse[
+        "toolResult"]["content"][1]
+    assert google.last().body["contents"][-1]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": PNG}}
+    raw = await claude.messages.with_raw_response.create(model="gpt-4o", max_tokens=100, messages=history, tools=[
+        {"name": "screenshot", "input_schema": {"type": "object"}}])
+    assert raw.headers["x-shieldes-dropped"] == "messages[2].content[0].content image block"  # OpenAI takes none
+
+    answer = await client.responses.create(model=CLAUDE_ON_BEDROCK, tools=[
+        {"type": "function", "name": "screenshot", "parameters": {"type": "object"}}], input=[
+        {"role": "user", "content": "open the page"},
+        {"type": "function_call", "call_id": "call_9", "name": "screenshot", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_9", "output": [
+            {"type": "input_text", "text": "the page:"},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}]}])
+    assert answer.output_text
+    assert bedrock.last().body["messages"][-1]["content"] == [
+        {"toolResult": {**converse["toolResult"], "toolUseId": "call_9"}}]
     await client.close()
     await claude.close()
