@@ -229,8 +229,11 @@ class FakeBedrock:
         call = None
         if tools and not any("toolResult" in b for b in last):
             forced = ((body["toolConfig"].get("toolChoice") or {}).get("tool") or {}).get("name")
-            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": forced or tools[0]["toolSpec"]["name"],
-                    "input": {"city": "Paris"}}
+            name = forced or tools[0]["toolSpec"]["name"]
+            spec = next(t["toolSpec"] for t in tools if t["toolSpec"]["name"] == name)
+            # a tool declared without parameters (empty `properties`) is called without arguments
+            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": name,
+                    "input": {} if spec["inputSchema"]["json"].get("properties") == {} else {"city": "Paris"}}
         max_out = (body.get("inferenceConfig") or {}).get("maxTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
         stop = "end_turn"
@@ -284,11 +287,11 @@ class FakeBedrock:
                 "signature": reasoning["signature"]}}}), event("contentBlockStop", {"contentBlockIndex": 0})]
             at = 1
         if call:
-            args = json.dumps(call["input"])
+            args = json.dumps(call["input"]) if call["input"] else ""  # no arguments: one empty fragment
             frames += [event("contentBlockStart", {"contentBlockIndex": at, "start": {"toolUse": {
-                "toolUseId": call["toolUseId"], "name": call["name"]}}}),
-                event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": args[:5]}}}),
-                event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": args[5:]}}})]
+                "toolUseId": call["toolUseId"], "name": call["name"]}}})]
+            frames += [event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": part}}})
+                       for part in ([args[:5], args[5:]] if args else [""])]
         else:
             frames += [event("contentBlockDelta", {"contentBlockIndex": at,
                                                    "delta": {"text": w if i == 0 else " " + w}})

@@ -309,7 +309,9 @@ def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int]:
 def _block_frames(index: int, block: dict[str, Any]) -> list[bytes]:
     if block["type"] == "tool_use":
         opening = {**block, "input": {}}
-        deltas = [{"type": "input_json_delta", "partial_json": p} for p in split(json.dumps(block["input"]))]
+        # a call without arguments: one empty fragment, as the API streams it (the input is {})
+        deltas = [{"type": "input_json_delta", "partial_json": p}
+                  for p in (split(json.dumps(block["input"])) if block["input"] else [""])]
     elif block["type"] == "thinking":
         opening = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces(block["thinking"])]

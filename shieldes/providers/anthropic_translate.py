@@ -325,6 +325,7 @@ class StreamTranslator:
         self._input: Body = {}
         self._output_tokens = 0
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool_calls index
+        self._with_args: set[int] = set()  # OpenAI tool_calls indexes whose arguments had any text
         # open thinking blocks by Anthropic block index: their text so far and signature
         self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self.done = False
@@ -337,6 +338,11 @@ class StreamTranslator:
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
+
+    def _without_args(self, block: int) -> bool:
+        """Whether content block `block` is a tool call whose arguments streamed no text."""
+        tool = self._tool_index.get(block)
+        return tool is not None and tool not in self._with_args
 
     def feed(self, event: str, data: Body) -> list[Body]:
         kind = data.get("type", event)
@@ -381,6 +387,8 @@ class StreamTranslator:
                 tool = self._tool_index.get(data.get("index", 0))
                 if tool is None:
                     return []
+                if delta.get("partial_json"):
+                    self._with_args.add(tool)
                 return [
                     self._chunk(
                         {
@@ -401,6 +409,11 @@ class StreamTranslator:
             if delta.get("type") == "signature_delta" and thinking is not None:
                 thinking[1].append(str(delta.get("signature") or ""))
             return []  # citations_delta
+        if kind == "content_block_stop" and self._without_args(data.get("index", 0)):
+            # a call without arguments streams none (or ""): OpenAI's text for it is "{}", which
+            # clients parse as JSON
+            return [self._chunk({"tool_calls": [{"index": self._tool_index[data.get("index", 0)],
+                                                 "function": {"arguments": "{}"}}]})]
         if kind == "content_block_stop":
             # a thinking block is whole once its signature came: given to the client to send back
             done = self._thinking.pop(data.get("index", 0), None)

@@ -283,10 +283,16 @@ class ConverseStreamTranslator:
         self.usage: TokenUsage | None = None
         self.done = False
         self._tools: dict[int, int] = {}  # contentBlockIndex -> OpenAI tool_calls index
+        self._with_args: set[int] = set()  # OpenAI tool_calls indexes whose arguments had any text
         self._answers: set[int] = set()  # contentBlockIndex of json_object answers (JSON_TOOL)
         # reasoning blocks being streamed by contentBlockIndex: their text so far and signature
         self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self._finish = "stop"
+
+    def _without_args(self, block: int) -> bool:
+        """Whether contentBlockIndex `block` is a tool call whose arguments streamed no text."""
+        tool = self._tools.get(block)
+        return tool is not None and tool not in self._with_args
 
     def feed(self, kind: str, event: Body) -> list[Body]:
         if kind == "messageStart":
@@ -311,6 +317,8 @@ class ConverseStreamTranslator:
                 return [self.chunks.text(str(tool.get("input") or ""))] if tool.get("input") else []
             at = self._tools.get(block)
             if isinstance(tool, dict) and at is not None:
+                if tool.get("input"):
+                    self._with_args.add(at)
                 return [self.chunks.tool_args(at, str(tool.get("input") or ""))]
             reasoning = delta.get("reasoningContent")
             if isinstance(reasoning, dict):
@@ -329,6 +337,10 @@ class ConverseStreamTranslator:
             self.done = True
             self.usage, shown = usage_from_bedrock(event.get("usage"))
             return [self.chunks.usage(shown)]
+        if kind == "contentBlockStop" and self._without_args(int(event.get("contentBlockIndex") or 0)):
+            # a call without arguments streams none (or ""): OpenAI's text for it is "{}", which
+            # clients parse as JSON
+            return [self.chunks.tool_args(self._tools[int(event.get("contentBlockIndex") or 0)], "{}")]
         if kind == "contentBlockStop":
             # a reasoning block is whole once its signature came: given to the client to send back
             done = self._thinking.pop(int(event.get("contentBlockIndex") or 0), None)

@@ -319,3 +319,17 @@ async def test_bedrock_tool_choice_none_n_and_parallel_calls_are_never_ignored_i
             await client.chat.completions.create(model=CLAUDE, messages=ask, n=2, stream=stream)  # type: ignore[call-overload]
         assert "`n` > 1 is not supported by this deployment" in err.value.message
     assert len(fake.requests) == sent
+
+
+async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: tuple[Harness, FakeBedrock]) -> None:
+    """A call of a tool without parameters streams no argument text: chat clients got `arguments:
+    ""` (OpenAI sends "{}"), which `json.loads` refuses."""
+    h, _fake = node
+    client = await client_for(h)
+    now: Any = {"type": "function", "function": {"name": "current_time",
+                                                 "parameters": {"type": "object", "properties": {}}}}
+    stream = await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "time?"}],
+                                                  tools=[now], stream=True)
+    calls = [t async for c in stream if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert calls[0].function is not None and calls[0].function.name == "current_time"
+    assert json.loads("".join(c.function.arguments or "" for c in calls if c.function)) == {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from typing import Any
 
 import aiohttp
 import anthropic
@@ -290,4 +291,29 @@ async def test_responses_input_of_the_wrong_type_is_not_called_missing(database_
         with pytest.raises(openai.BadRequestError) as err:
             await client.responses.create(model="gpt-4o")  # type: ignore[call-overload]
         assert "field 'input' is required" in err.value.message
+        await client.close()
+
+
+async def test_a_streamed_call_without_arguments_reaches_chat_and_responses_clients_as_an_empty_object(
+        database_url: str) -> None:
+    """Anthropic streams a call of a tool without parameters as one empty `partial_json`: chat
+    clients got `arguments: ""` (OpenAI sends "{}"), which `json.loads` refuses, and so did
+    Responses clients in `function_call.arguments`."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        now: Any = {"type": "function", "function": {"name": "current_time", "parameters": {"type": "object"}}}
+        stream = await client.chat.completions.create(model="claude-3-5-haiku-latest", messages=MSGS, tools=[now],
+                                                      stream=True)
+        calls = [t async for c in stream if c.choices for t in c.choices[0].delta.tool_calls or []]
+        assert calls[0].function is not None and calls[0].function.name == "current_time"
+        assert json.loads("".join(c.function.arguments or "" for c in calls if c.function)) == {}
+        async with await client.responses.create(model="claude-3-5-haiku-latest", input="what time is it?", stream=True,
+                                                 tools=[{"type": "function", "name": "current_time",
+                                                         "parameters": {"type": "object"}}]) as events:
+            seen = [e async for e in events]
+        done = next(e for e in seen if e.type == "response.completed")
+        call = done.response.output[0]
+        assert call.type == "function_call" and json.loads(call.arguments) == {}
         await client.close()
