@@ -415,6 +415,10 @@ class FakeUpstream:
         finish = fault.finish_reason if fault and fault.finish_reason is not None else reply.finish
         frames = wire.chat_frames(base, reply.text, calls, finish, usage if include_usage else None, self.reasoning,
                                   self.calls_at_index_zero, top_logprobs)
+        if request.path.startswith("/openai/deployments/"):  # Azure: the prompt's filter results come first
+            frames.insert(0, wire.data({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                                        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+                                            "hate": {"filtered": False, "severity": "safe"}}}]}))
         return await self._sse(request, fault, frames)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:

@@ -5,6 +5,7 @@ OpenAI-compatible server)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,11 +60,11 @@ def _stop(finish: str | None, sequence: str | None) -> Body:
 
 
 def _message_id(openai_id: Any) -> str:
-    return (
-        openai_id
-        if isinstance(openai_id, str) and openai_id.startswith("msg")
-        else f"msg_{openai_id or 'shieldes'}"
-    )
+    """The Messages id of an answer: the upstream's id (prefixed), or a fresh one when it sent none
+    (clients tell messages apart by id: a fixed one made every such answer the same message)."""
+    if isinstance(openai_id, str) and openai_id.startswith("msg"):
+        return openai_id
+    return f"msg_{openai_id}" if isinstance(openai_id, str) and openai_id else "msg_" + secrets.token_hex(12)
 
 
 def _tool_input(arguments: Any) -> Body:
@@ -200,6 +201,8 @@ async def openai_chunks_to_message_events(
         return "content_block_stop", {"type": "content_block_stop", "index": block}
 
     async for chunk in chunks:
+        if not started and not chunk.get("id") and not chunk.get("choices") and not chunk.get("usage"):
+            continue  # Azure's prompt_filter_results chunk, before the answer's first (which has its id)
         if not started:
             started = True
             yield start(chunk)

@@ -108,3 +108,23 @@ async def test_azure_responses_native_on_the_v1_surface(database_url: str) -> No
         assert counted.input_tokens > 0 and up.last().path == "/openai/v1/responses/input_tokens"
         await h.flush()
         assert h.usage_totals()["app"][0] == 2  # the two responses calls; counting is not billed
+
+
+async def test_azure_streams_reach_messages_clients_with_the_answers_own_id(database_url: str) -> None:
+    """Azure streams open with a chunk of prompt filter results that has an empty id: a translated
+    Messages stream took its id from it, so every such answer was `msg_shieldes`."""
+    up = FakeUpstream(api_key=UPSTREAM_KEY, completion_tokens=4)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
+        await h.admin(AddProvider("az", "azure", up.url, "env:" + UPSTREAM_KEY_ENV, ("prod-gpt4o",),
+                                  options={"api_version": "2024-10-21"}))
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        ids = []
+        for _ in range(2):
+            async with claude.messages.stream(model="prod-gpt4o", max_tokens=50, messages=HELLO[1:]) as stream:
+                final = await stream.get_final_message()
+            assert final.content[0].type == "text" and final.content[0].text == "Hello from the fake"
+            ids.append(final.id)
+        assert ids[0] != ids[1] and all(i.startswith("msg_chatcmpl-") for i in ids), ids
+        await claude.close()
