@@ -49,6 +49,15 @@ _SCHEMA_FIELDS = frozenset({"type", "format", "title", "description", "nullable"
                             "maximum"})
 
 
+def declaration_problem(declaration: Any, index: int) -> str | None:
+    """Google's answer to a function declaration whose parameters are an object without properties."""
+    params = declaration.get("parameters") if isinstance(declaration, dict) else None
+    if isinstance(params, dict) and params.get("type") in ("object", "OBJECT") and not params.get("properties"):
+        return (f"* GenerateContentRequest.tools[0].function_declarations[{index}].parameters.properties: "
+                "should be non-empty for OBJECT type")
+    return schema_problem(params, f"tools[0].function_declarations[{index}].parameters")
+
+
 def schema_problem(schema: Any, at: str) -> str | None:
     """Google's answer to a schema with a field its Schema message lacks ($ref, additionalProperties...)."""
     if not isinstance(schema, dict):
@@ -56,6 +65,10 @@ def schema_problem(schema: Any, at: str) -> str | None:
     for key, sub in schema.items():
         if key not in _SCHEMA_FIELDS:
             return f'Invalid JSON payload received. Unknown name "{key}" at \'{at}\': Cannot find field.'
+        if key == "type" and not isinstance(sub, str):
+            return f"Invalid JSON payload received. Proto field is not repeating, cannot start list at '{at}.type'."
+        if key == "format" and schema.get("type") == "string" and sub not in ("enum", "date-time"):
+            return f"* GenerateContentRequest.{at}.format: only 'enum' and 'date-time' are supported for STRING type"
         subs = (list(sub.items()) if key == "properties" and isinstance(sub, dict) else
                 [(str(i), s) for i, s in enumerate(sub)] if key == "anyOf" and isinstance(sub, list) else
                 [("", sub)] if key == "items" else [])
@@ -180,7 +193,7 @@ class FakeGoogle:
         gen = body.get("generationConfig") or {}
         problem = schema_problem(gen.get("responseSchema"), "generation_config.response_schema") or next(
             (p for t in body.get("tools") or [] for i, f in enumerate(t.get("functionDeclarations") or [])
-             if (p := schema_problem(f.get("parameters"), f"tools[0].function_declarations[{i}].parameters"))), None)
+             if (p := declaration_problem(f, i))), None)
         if problem:
             return google_error(400, problem)
         signing = model.startswith("gemini-3")  # signs its function calls, checks the signatures sent back

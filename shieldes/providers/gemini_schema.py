@@ -1,5 +1,6 @@
 """JSON Schemas as Google's generateContent takes them (`responseSchema`, function declarations'
-`parameters`): its OpenAPI subset, a proto message that refuses any field it does not know. Pure."""
+`parameters`): its OpenAPI subset, a proto message that refuses any field it does not know
+("Unknown name ...: Cannot find field"). Pure."""
 
 from __future__ import annotations
 
@@ -8,33 +9,34 @@ from typing import Any
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
 
-# JSON Schema keywords outside the subset, left out (they only narrow what JSON is valid)
-_DROP = frozenset({"additionalProperties", "$schema", "strict", "$id", "$defs", "definitions", "$comment"})
-# Keywords whose value is data, not a schema: copied as they are
-_DATA = frozenset({"enum", "const", "default", "example", "examples", "required", "propertyOrdering"})
+# The fields of Google's Schema message that take a JSON Schema keyword's value as it is
+_DATA = frozenset({"title", "description", "nullable", "enum", "maxItems", "minItems", "required",
+                   "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example",
+                   "propertyOrdering", "default", "minimum", "maximum"})
+# The string and number formats Google takes; others ("email", "uri", ...) are refused
+_FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 _LOCAL = ("#/$defs/", "#/definitions/")
 
 
 def gemini_schema(schema: Body, where: str) -> Body:
     """`schema` in Gemini's subset: local `$ref`s (`#/$defs/Name`, as pydantic and zod write nested
-    models) replaced by the definition they point to, since the subset has no references and its
-    definitions are left out; the names under `properties` kept whatever they are (a parameter may
-    be called `strict`). A reference that cannot be inlined (recursive, or not into the schema's
-    own definitions) is refused with a 400 naming `where`."""
+    models) replaced by the definition they point to (the subset has no references); a `type` list
+    as one type (`["string", "null"]`: a nullable string; several: `anyOf`); `oneOf` as `anyOf`, a
+    lone `allOf` merged; `const` as a one-value `enum`; formats Google does not know, and every
+    keyword outside the subset (`additionalProperties`, `exclusiveMinimum`, `$schema`, ...: they only
+    narrow what is valid) left out; the names under `properties` kept whatever they are. A
+    reference that cannot be inlined (recursive, or not into the schema's own definitions) is
+    refused with a 400 naming `where`."""
     defs: dict[str, Any] = {}
     for key in ("definitions", "$defs"):
         if isinstance(schema.get(key), dict):
             defs.update(schema[key])
-    out = _clean(schema, defs, where, ())
-    assert isinstance(out, dict)
-    return out
+    return _clean(schema, defs, where, ())
 
 
-def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]) -> Any:
-    if isinstance(value, list):
-        return [_clean(v, defs, where, inside) for v in value]
+def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]) -> Body:
     if not isinstance(value, dict):
-        return value
+        return {}  # `true` (anything) or a malformed subschema: no constraint
     ref = value.get("$ref")
     if ref is not None:
         name = next((ref[len(p):] for p in _LOCAL if isinstance(ref, str) and ref.startswith(p)), None)
@@ -49,12 +51,33 @@ def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]
         return {**target, **siblings}  # a description next to the $ref describes this use of it
     out: Body = {}
     for key, sub in value.items():
-        if key in _DROP:
-            continue
         if key == "properties" and isinstance(sub, dict):
             out[key] = {name: _clean(s, defs, where, inside) for name, s in sub.items()}
+        elif key == "items" and isinstance(sub, dict):
+            out[key] = _clean(sub, defs, where, inside)
+        elif key in ("anyOf", "oneOf") and isinstance(sub, list):
+            out["anyOf"] = [_clean(s, defs, where, inside) for s in sub]
+        elif key == "allOf" and isinstance(sub, list) and len(sub) == 1:
+            out = {**_clean(sub[0], defs, where, inside), **out}
+        elif key == "type":
+            out.update(_type(sub))
+        elif key == "const" and isinstance(sub, str):
+            out.setdefault("enum", [sub])
+        elif key == "format":
+            if sub in _FORMATS:
+                out[key] = sub
         elif key in _DATA:
             out[key] = sub
-        else:
-            out[key] = _clean(sub, defs, where, inside)
     return out
+
+
+def _type(kind: Any) -> Body:
+    """A `type` keyword: one type as it is; a list of them (JSON Schema's union) as one nullable
+    type or as `anyOf` (Google's `type` holds one)."""
+    if not isinstance(kind, list):
+        return {"type": kind}
+    kinds = [k for k in kind if k != "null"]
+    nullable = {"nullable": True} if len(kinds) < len(kind) else {}
+    if len(kinds) == 1:
+        return {"type": kinds[0], **nullable}
+    return {"anyOf": [{"type": k} for k in kinds], **nullable} if kinds else {"type": "null"}

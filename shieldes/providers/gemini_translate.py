@@ -91,6 +91,16 @@ def _parts(p: Part) -> list[Body]:
     return [_part(p)]
 
 
+def _declaration(tool: Body, index: int) -> Body:
+    """A chat tool as a function declaration. A function without parameters is declared without
+    `parameters`: Google refuses an object schema with no properties there."""
+    declared: Body = {"name": tool["name"], "description": tool["description"]}
+    parameters = gemini_schema(tool["parameters"], f"tools[{index}].function.parameters")
+    if parameters.get("properties") or parameters.get("type") != "object":
+        declared["parameters"] = parameters
+    return declared
+
+
 def _generation_config(body: Body, chat: Chat, model: str) -> Body:
     gen: Body = {}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
@@ -139,10 +149,7 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
     if gen:
         out["generationConfig"] = gen
     if chat.tools:
-        out["tools"] = [{"functionDeclarations": [
-            {"name": t["name"], "description": t["description"],
-             "parameters": gemini_schema(t["parameters"], f"tools[{i}].function.parameters")}
-            for i, t in enumerate(chat.tools)]}]
+        out["tools"] = [{"functionDeclarations": [_declaration(t, i) for i, t in enumerate(chat.tools)]}]
     if chat.tool_choice is not None:
         mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(chat.tool_choice)
         config: Body = {"mode": mode or "ANY"}

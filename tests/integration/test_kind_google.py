@@ -318,3 +318,32 @@ async def test_gemini_n_and_parallel_calls_are_never_ignored_in_silence(
     raw = await client.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=ask,
                                                                  tools=[WEATHER], parallel_tool_calls=False)
     assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls" and raw.parse().choices[0].message.tool_calls
+
+
+async def test_json_schema_outside_googles_subset_is_fitted_to_it(node: Harness,
+                                                                  google: tuple[FakeGoogle, Path]) -> None:
+    """What MCP servers, pydantic and zod put in tool schemas and Google's Schema message refuses:
+    keywords it lacks (`exclusiveMinimum`, `examples`, `const`), formats other than enum and
+    date-time, `type` lists, and a tool without parameters (an object without properties)."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    ask: Any = [{"role": "user", "content": "book it"}]
+    book: Any = {"type": "function", "function": {"name": "book", "parameters": {
+        "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "required": ["email", "seats"],
+        "properties": {
+            "email": {"type": "string", "format": "email", "examples": ["a@b.c"]},
+            "when": {"type": "string", "format": "date-time"},
+            "seats": {"type": "integer", "exclusiveMinimum": 0, "multipleOf": 1},
+            "note": {"type": ["string", "null"]},
+            "kind": {"const": "table"},
+            "size": {"oneOf": [{"type": "integer"}, {"type": "string"}]}}}}}
+    now: Any = {"type": "function", "function": {"name": "current_time", "parameters": {"type": "object",
+                                                                                          "properties": {}}}}
+    chat = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[book, now])
+    assert chat.choices[0].message.tool_calls
+    first, second = fake.last().body["tools"][0]["functionDeclarations"]
+    assert first["parameters"] == {"type": "object", "required": ["email", "seats"], "properties": {
+        "email": {"type": "string"}, "when": {"type": "string", "format": "date-time"}, "seats": {"type": "integer"},
+        "note": {"type": "string", "nullable": True}, "kind": {"enum": ["table"]},
+        "size": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}}
+    assert second == {"name": "current_time", "description": ""}  # no parameters at all
