@@ -140,10 +140,15 @@ def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
                              "check it against the Anthropic Messages API") from None
 
 
+# chat names the provider's translation reports -> the Messages field the client sent
+_AS_SENT = {"reasoning_effort": "thinking", "parallel_tool_calls": "tool_choice.disable_parallel_tool_use"}
+
+
 def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     """What both translations left out, as the client sent it: its `thinking` became the chat
-    request's reasoning_effort (named by the provider for a model that cannot think)."""
-    return dropped + ["thinking" if n == "reasoning_effort" else n for n in by_provider]
+    request's reasoning_effort (named by the provider for a model that cannot think), its
+    tool_choice's disable_parallel_tool_use parallel_tool_calls (Converse and Gemini have no such switch)."""
+    return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

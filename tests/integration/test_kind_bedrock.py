@@ -333,3 +333,19 @@ async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: 
     calls = [t async for c in stream if c.choices for t in c.choices[0].delta.tool_calls or []]
     assert calls[0].function is not None and calls[0].function.name == "current_time"
     assert json.loads("".join(c.function.arguments or "" for c in calls if c.function)) == {}
+
+
+async def test_bedrock_messages_client_hears_its_own_field_named_as_dropped(node: tuple[Harness, FakeBedrock]) -> None:
+    """A Messages client's `disable_parallel_tool_use` was named `parallel_tool_calls` (the chat
+    name it had on the way) in x-shieldes-dropped."""
+    h, _fake = node
+    secret = await h.create_key("claude-app")
+    await h.sync()
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    raw = await claude.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "weather?"}],
+        tools=[{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    assert raw.headers["x-shieldes-dropped"] == "tool_choice.disable_parallel_tool_use"
+    assert (await raw.parse()).stop_reason == "tool_use"
+    await claude.close()
