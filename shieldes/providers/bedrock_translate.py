@@ -67,6 +67,20 @@ def document_name(filename: str | None) -> str:
     return name or "document"
 
 
+def _name_documents_apart(messages: list[Body]) -> None:
+    """Documents of one request named alike (two PDFs without a file name, or the same name twice)
+    get a number, `(2)`, `(3)`...: Converse tells documents apart by name."""
+    seen: dict[str, int] = {}
+    for block in (b for m in messages for b in m["content"]):
+        document = block.get("document")
+        if document is None:
+            continue
+        name = document["name"]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            document["name"] = f"{name} ({seen[name]})"
+
+
 def _block(p: Part) -> Body:
     if isinstance(p, str):
         return {"text": p}
@@ -109,6 +123,7 @@ def converse_request(body: Body, model: str = "") -> Outbound:
     thinking = claude_thinking_field(plan)
     out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in visible(t.parts, thinking is not None)]}
                               for t in chat.turns]}
+    _name_documents_apart(out["messages"])
     if chat.system:
         out["system"] = [{"text": s} if isinstance(s, str) else _CACHE_POINT for s in chat.system if s]
     config: Body = {}

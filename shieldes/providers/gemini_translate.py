@@ -83,12 +83,12 @@ def _part(p: Part) -> Body:
     return {"functionResponse": {"name": p.name, "response": {"content": p.content}}}
 
 
-def _parts(p: Part) -> list[Body]:
-    """A part as Gemini parts: a tool result's images follow its functionResponse, as inlineData
-    or fileData parts of the same user turn (a functionResponse holds JSON only)."""
-    if isinstance(p, ToolResult) and p.images:
-        return [_part(p), *map(_part, p.images)]
-    return [_part(p)]
+def _parts(parts: list[Part]) -> list[Body]:
+    """A turn's parts as Gemini parts. A functionResponse holds JSON only: the images of tool
+    results follow as inlineData or fileData parts at the end of the turn, so its functionResponse
+    parts stay together (one for each call of the turn before)."""
+    images = [image for p in parts if isinstance(p, ToolResult) for image in p.images]
+    return [*map(_part, parts), *map(_part, images)]
 
 
 def _declaration(tool: Body, index: int) -> Body:
@@ -138,8 +138,7 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
                                # Gemini takes back no thinking but its signatures (in call ids)
-                               "parts": [q for p in t.parts if not isinstance(p, CacheMark | Thinking)
-                                         for q in _parts(p)]}
+                               "parts": _parts([p for p in t.parts if not isinstance(p, CacheMark | Thinking)])}
                               for t in chat.turns]}
     if _SIGNING_MODEL.search(model):
         _sign_unsigned(out["contents"])

@@ -164,3 +164,30 @@ async def test_images_in_tool_results_reach_claude_bedrock_and_gemini_from_every
         {"toolResult": {**converse["toolResult"], "toolUseId": "call_9"}}]
     await client.close()
     await claude.close()
+
+
+async def test_two_screenshots_and_two_unnamed_pdfs_stay_apart(node: Fakes) -> None:
+    """Gemini wants a turn's functionResponse parts together (one per call): the images of two tool
+    results went between them; Converse tells documents apart by name: two PDFs without a file
+    name were both `document`."""
+    h, _up, bedrock, google = node
+    secret = await h.create_key("app")
+    await h.sync()
+    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+    calls: Any = [{"id": f"call_{i}", "type": "function", "function": {"name": "screenshot", "arguments": "{}"}}
+                  for i in (1, 2)]
+    image: Any = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    shots: Any = [{"role": "tool", "tool_call_id": f"call_{i}",
+                   "content": [{"type": "text", "text": f"page {i}"}, image]} for i in (1, 2)]
+    await client.chat.completions.create(model="gemini-2.5-flash", messages=[
+        {"role": "user", "content": "open both pages"}, {"role": "assistant", "content": None, "tool_calls": calls},
+        *shots])
+    parts = google.last().body["contents"][-1]["parts"]
+    assert [next(iter(p)) for p in parts] == ["functionResponse", "functionResponse", "inlineData", "inlineData"]
+
+    pdf: Any = {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PDF}"}}
+    await client.chat.completions.create(model=CLAUDE_ON_BEDROCK, messages=[
+        {"role": "user", "content": [pdf, pdf, {"type": "text", "text": "compare them"}]}])
+    names = [b["document"]["name"] for b in bedrock.last().body["messages"][0]["content"] if "document" in b]
+    assert names == ["document", "document (2)"]
+    await client.close()
