@@ -214,7 +214,7 @@ def table_source() -> str:
     config = Settings.model_config
     assert not config.get("case_sensitive") and config.get("env_nested_delimiter") is None
     lines = [
-        '"""Generated from shieldes.settings.Settings by `python -m shieldes.settings > shieldes/settings_table.py`:',
+        '"""Generated from shieldes.settings.Settings by `python -m shieldes.settings --write`:',
         'do not edit. Per field: kind, nullable, default, default factory, bounds, choices, validators."""',
         "",
         "from __future__ import annotations",
@@ -238,5 +238,11 @@ def table_source() -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    print(table_source(), end="")
+if __name__ == "__main__":  # `--write` rewrites the table in place (a `>` redirect would empty it first)
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] == ["--write"]:
+        Path(__file__).with_name("settings_table.py").write_text(table_source())
+    else:
+        print(table_source(), end="")

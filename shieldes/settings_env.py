@@ -1,8 +1,8 @@
 """Settings read from the environment without importing pydantic, for short CLI commands.
 
 `shieldes.settings.Settings` is the one definition of every SHIELDES_* name, type, default, bound
-and validator; `shieldes/settings_table.py` is generated from it (`python -m shieldes.settings`, a
-test fails when it is stale). A CLI command reads its settings through `read_env`, which applies
+and validator; `shieldes/settings_table.py` is generated from it (`python -m shieldes.settings --write`,
+a test fails when it is stale). A CLI command reads its settings through `read_env`, which applies
 that table and the validators below (Settings' own validators call them) to the environment the way
 pydantic-settings does, for the plain spellings only: a value it cannot read with certainty (a .env
 file, an out-of-bound or unusual number, a JSON list) makes it answer None, and the caller builds

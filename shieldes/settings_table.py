@@ -1,4 +1,4 @@
-"""Generated from shieldes.settings.Settings by `python -m shieldes.settings > shieldes/settings_table.py`:
+"""Generated from shieldes.settings.Settings by `python -m shieldes.settings --write`:
 do not edit. Per field: kind, nullable, default, default factory, bounds, choices, validators."""
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'gossip_interval': ('float', False, 0.15, None, (('gt', 0),), (), ()),
     'heartbeat_interval': ('float', False, 1.0, None, (('gt', 0),), (), ()),
     'node_timeout': ('float', False, 5.0, None, (('gt', 0),), (), ()),
+    'dead_node_retention': ('float', False, 86400.0, None, (('ge', 0),), (), ()),
     'gossip_fanout': ('int', False, 0, None, (('ge', -100000),), (), ()),
     'snapshot_every_events': ('int', False, 100000, None, (('ge', 1),), (), ()),
     'snapshot_every_seconds': ('float', False, 300.0, None, (('gt', 0),), (), ()),

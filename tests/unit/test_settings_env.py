@@ -55,8 +55,9 @@ def pydantic_reads(environ: dict[str, str]) -> tuple[dict[str, Any], set[str]] |
 
 
 def test_the_table_is_generated_from_settings() -> None:
-    """Stale after a change to Settings: `python -m shieldes.settings > shieldes/settings_table.py`."""
-    assert Path(settings_table.__file__).read_text() == table_source()
+    """Stale after a change to Settings: `PYTHONPATH=. python -m shieldes.settings --write`."""
+    assert Path(settings_table.__file__).read_text() == table_source(), \
+        "shieldes/settings_table.py is stale: run PYTHONPATH=. python -m shieldes.settings --write"
 
 
 @pytest.mark.parametrize(("name", "value"), [(n, v) for n, values in CASES for v in values])
