@@ -13,10 +13,13 @@ class ShieldesError(Exception):
     type = "server_error"
     code: str | None = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = {}  # extra HTTP response headers (rendered in one place)
+        # the request field at fault, as OpenAI names it in `error.param` ("temperature",
+        # "messages[2].content"); Anthropic's error shape has no such field
+        self.param = param
         if code is not None:
             self.code = code
 

@@ -104,14 +104,15 @@ def _note_error(request: web.Request, code: str | None) -> None:
 
 
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
-                   headers: dict[str, str] | None = None, *, anthropic: bool = False) -> web.Response:
+                   headers: dict[str, str] | None = None, *, anthropic: bool = False,
+                   param: str | None = None) -> web.Response:
     """The OpenAI error shape; on Anthropic routes Anthropic's (`{"type": "error", "error": {"type",
     "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`."""
     if anthropic:
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
     else:
-        body = orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+        body = orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
     resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
     resp.headers[REQUEST_ID] = rid
     return resp
@@ -123,7 +124,8 @@ def render_error(exc: ShieldesError, rid: str, *, anthropic: bool = False) -> we
         headers["Retry-After"] = str(retry_after_seconds(exc.retry_after))
     status = exc.anthropic_status if anthropic and exc.anthropic_status else exc.status
     status = status if 400 <= status <= 599 else 500
-    return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic)
+    return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic,
+                          param=exc.param)
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -80,8 +80,8 @@ def stop_reason_to_finish(stop_reason: str | None) -> str | None:
     return _FINISH.get(stop_reason, "stop")
 
 
-def _bad(message: str) -> InvalidRequest:
-    return InvalidRequest(message)
+def _bad(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param)
 
 
 # --- request: OpenAI chat -> Anthropic messages --------------------------------------------------
@@ -98,7 +98,7 @@ def _block(part: Part) -> dict[str, Any]:
         if part.data is not None:
             return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
         if part.url is None or not part.url.startswith(("http://", "https://")):
-            raise _bad("image_url.url must be an http(s) URL or a base64 data URL for Anthropic models")
+            raise _bad("image_url.url must be an http(s) URL or a base64 data URL for Anthropic models", "messages")
         return {"type": "image", "source": {"type": "url", "url": part.url}}
     if isinstance(part, Document):
         return {"type": "document", "source": {"type": "base64", "media_type": part.mime, "data": part.data},
@@ -184,7 +184,7 @@ def anthropic_request(body: Body, model: str) -> Outbound:
     temperature = body.get("temperature")
     if temperature is not None:
         if not isinstance(temperature, int | float):
-            raise _bad("`temperature` must be a number")
+            raise _bad("`temperature` must be a number", "temperature")
         out["temperature"] = min(float(temperature), 1.0)  # OpenAI allows 0..2, Anthropic 0..1
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
@@ -213,7 +213,8 @@ def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:
     if max_tokens is None:
         max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise _bad("`max_tokens` must be a positive integer")
+        raise _bad("`max_tokens` must be a positive integer",
+                   "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens")
     return claude_thinking(body, turns, model, max_tokens, DEFAULT_MAX_TOKENS)
 
 
@@ -224,7 +225,8 @@ def _output_format(response_format: Any) -> dict[str, Any] | None:
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if not isinstance(schema, dict):
-        raise _bad("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object")
+        raise _bad("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object",
+                   "response_format.json_schema.schema")
     return {"type": "json_schema", "schema": schema}
 
 

@@ -90,7 +90,7 @@ def _block(p: Part) -> Body:
         fmt = p.mime.partition("/")[2]
         if p.data is None or fmt not in _IMAGE_FORMATS:
             raise InvalidRequest("Bedrock takes images as base64 data URLs (png, jpeg, gif or webp), not links; "
-                                 "send data:image/png;base64,...")
+                                 "send data:image/png;base64,...", param="messages")
         return {"image": {"format": fmt, "source": {"bytes": p.data}}}
     if isinstance(p, Document):
         return {"document": {"format": "pdf", "name": document_name(p.name), "source": {"bytes": p.data}}}
@@ -118,7 +118,7 @@ def converse_request(body: Body, model: str = "") -> Outbound:
     check_chat_request(body)
     chat = read_chat(fit_chat_ids(body, BEDROCK))
     if chat.turns[0].role != "user":
-        raise InvalidRequest("Bedrock needs the conversation to start with a user message")
+        raise InvalidRequest("Bedrock needs the conversation to start with a user message", param="messages")
     plan = _thinking_plan(body, chat.turns, chat.max_tokens, model)
     thinking = claude_thinking_field(plan)
     out: Body = {"messages": [{"role": t.role, "content": [_block(p) for p in visible(t.parts, thinking is not None)]}
@@ -210,7 +210,8 @@ def _text_format(response_format: Any) -> Body | None:
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or not isinstance(schema, dict):
-        raise InvalidRequest("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object")
+        raise InvalidRequest("response_format of type json_schema needs `json_schema.schema`: a JSON Schema object",
+                             param="response_format.json_schema.schema")
     definition: Body = {"schema": orjson.dumps(schema).decode(), "name": str(spec.get("name") or "response")}
     if isinstance(spec.get("description"), str) and spec["description"]:
         definition["description"] = spec["description"]
@@ -387,7 +388,7 @@ def titan_requests(body: Body, model: str) -> list[bytes]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
         raise InvalidRequest("`input` must be a non-empty string or list of non-empty strings for Bedrock "
-                             "(token arrays are not supported)")
+                             "(token arrays are not supported)", param="input")
     extra: Body = {}
     if isinstance(body.get("dimensions"), int):
         extra["dimensions"] = body["dimensions"]

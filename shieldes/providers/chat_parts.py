@@ -96,8 +96,9 @@ class Chat:
     stop: list[str]
 
 
-def _bad(message: str) -> InvalidRequest:
-    return InvalidRequest(message)
+def _bad(message: str, param: str | None = None) -> InvalidRequest:
+    """`param`: the field at fault, as OpenAI names it (`messages[2].content`)."""
+    return InvalidRequest(message, param=param)
 
 
 def text_of(content: Any, where: str) -> str:
@@ -110,29 +111,29 @@ def text_of(content: Any, where: str) -> str:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise _bad(f'{where} content parts must be {{"type": "text", "text": ...}} objects')
+                raise _bad(f'{where} content parts must be {{"type": "text", "text": ...}} objects', f"{where}.content")
             texts.append(part["text"])
         return "\n".join(texts)
-    raise _bad(f"{where} content must be a string or a list of text parts")
+    raise _bad(f"{where} content must be a string or a list of text parts", f"{where}.content")
 
 
 def _image(part: Body, where: str) -> Image:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
-        raise _bad(f"{where}: image_url parts need an `image_url.url` string")
+        raise _bad(f"{where}: image_url parts need an `image_url.url` string", f"{where}.content")
     if url.startswith("data:"):
         header, sep, data = url[5:].partition(",")
         mime, _, encoding = header.partition(";")
         if not sep or encoding != "base64" or not mime.startswith("image/"):
-            raise _bad(f"{where}: image data URLs must look like data:image/png;base64,<data>")
-        check_base64(data, f"{where}: the image data URL")
+            raise _bad(f"{where}: image data URLs must look like data:image/png;base64,<data>", f"{where}.content")
+        check_base64(data, f"{where}: the image data URL", f"{where}.content")
         return Image(mime, data=data)
     if url.startswith(("http://", "https://", "gs://")):
         ext = url.rsplit(".", 1)[-1].lower()
         return Image("image/" + ("jpeg" if ext in ("jpg", "jpeg") else ext if ext in ("png", "gif", "webp") else
                                  "jpeg"), url=url)
-    raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL")
+    raise _bad(f"{where}: image_url.url must be an http(s) URL or a base64 data URL", f"{where}.content")
 
 
 # The files every translation can carry as a document (Anthropic, Converse and Gemini all read PDFs)
@@ -145,24 +146,26 @@ def _document(part: Body, where: str) -> Document:
     file = part.get("file")
     if not isinstance(file, dict):
         raise _bad(f'{where}: a file part needs a `file` object, e.g. {{"type": "file", "file": {{"filename": '
-                   '"a.pdf", "file_data": "data:application/pdf;base64,..."}}}}')
+                   '"a.pdf", "file_data": "data:application/pdf;base64,..."}}}}', f"{where}.content")
     name = file.get("filename") if isinstance(file.get("filename"), str) else None
     data = file.get("file_data")
     if not isinstance(data, str):
         if isinstance(file.get("file_id"), str):
             raise _bad(f"{where}: `file_id` names a file uploaded to OpenAI's Files API, which this deployment "
-                       "cannot read; send the file itself in `file.file_data` (data:application/pdf;base64,...)")
-        raise _bad(f"{where}: a file part needs `file.file_data`, the file as a base64 data URL")
+                       "cannot read; send the file itself in `file.file_data` (data:application/pdf;base64,...)",
+                       f"{where}.content")
+        raise _bad(f"{where}: a file part needs `file.file_data`, the file as a base64 data URL", f"{where}.content")
     mime = "application/pdf" if (name or "").lower().endswith(".pdf") else ""
     if data.startswith("data:"):
         header, sep, data = data[5:].partition(",")
         mime, _, encoding = header.partition(";")
         if not sep or encoding != "base64":
-            raise _bad(f"{where}: file_data must be a base64 data URL, e.g. data:application/pdf;base64,<data>")
+            raise _bad(f"{where}: file_data must be a base64 data URL, e.g. data:application/pdf;base64,<data>",
+                       f"{where}.content")
     if mime not in _DOCUMENT_TYPES:
         raise _bad(f"{where}: this deployment takes PDF files only (file_data of type application/pdf, not "
-                   f"{mime or 'an unknown type'}); send other documents' text as a text part")
-    check_base64(data, f"{where}: the file's data")
+                   f"{mime or 'an unknown type'}); send other documents' text as a text part", f"{where}.content")
+    check_base64(data, f"{where}: the file's data", f"{where}.content")
     return Document(mime, data, name)
 
 
@@ -199,10 +202,10 @@ def _system_parts(content: Any, where: str) -> list[SystemPart]:
 def _user_parts(content: Any, where: str) -> list[Part]:
     if isinstance(content, str):
         if not content:
-            raise _bad(f"{where}: the message content is empty; send some text")
+            raise _bad(f"{where}: the message content is empty; send some text", f"{where}.content")
         return [content]
     if not isinstance(content, list):
-        raise _bad(f"{where} content must be a string or a list of content parts")
+        raise _bad(f"{where} content must be a string or a list of content parts", f"{where}.content")
     parts: list[Part] = []
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
@@ -214,29 +217,33 @@ def _user_parts(content: Any, where: str) -> list[Part]:
         elif kind == "file":
             parts.extend([_document(part, where), *_mark(part)])
         elif kind == "text":
-            raise _bad(f"{where}: a text part needs `text` as a string, e.g. {{\"type\": \"text\", \"text\": \"...\"}}")
+            raise _bad(f"{where}: a text part needs `text` as a string, e.g. {{\"type\": \"text\", \"text\": \"...\"}}",
+                       f"{where}.content")
         else:
-            raise _bad(f"{where}: content part type {kind!r} is not supported here; use text, image_url or file")
+            raise _bad(f"{where}: content part type {kind!r} is not supported here; use text, image_url or file",
+                       f"{where}.content")
     if not parts:
-        raise _bad(f"{where}: the message content is empty; send some text or an image")
+        raise _bad(f"{where}: the message content is empty; send some text or an image", f"{where}.content")
     return parts
 
 
 def _tool_calls(calls: Any, where: str) -> list[ToolCall]:
     if not isinstance(calls, list):
-        raise _bad(f"{where}.tool_calls must be a list")
+        raise _bad(f"{where}.tool_calls must be a list", f"{where}.tool_calls")
     out = []
     for i, call in enumerate(calls):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(call.get("id"), str):
-            raise _bad(f"{where}.tool_calls[{i}] needs `id` and `function.name`")
+            raise _bad(f"{where}.tool_calls[{i}] needs `id` and `function.name`", f"{where}.tool_calls[{i}]")
         raw = fn.get("arguments") or "{}"
         try:
             args = orjson.loads(raw) if isinstance(raw, str) else raw
         except orjson.JSONDecodeError:
-            raise _bad(f"{where}.tool_calls[{i}].function.arguments must be a JSON object string") from None
+            raise _bad(f"{where}.tool_calls[{i}].function.arguments must be a JSON object string",
+                       f"{where}.tool_calls[{i}].function.arguments") from None
         if not isinstance(args, dict):
-            raise _bad(f"{where}.tool_calls[{i}].function.arguments must encode a JSON object")
+            raise _bad(f"{where}.tool_calls[{i}].function.arguments must encode a JSON object",
+                       f"{where}.tool_calls[{i}].function.arguments")
         out.append(ToolCall(call["id"], fn["name"], args))
     return out
 
@@ -253,7 +260,7 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
     target APIs want alternating turns), tool results in user turns, and a `cache_control` on a
     content part (as Anthropic clients and LiteLLM send it) kept as a CacheMark after that part."""
     if not isinstance(messages, list) or not messages:
-        raise _bad("`messages` must be a non-empty list")
+        raise _bad("`messages` must be a non-empty list", "messages")
     system: list[SystemPart] = []
     turns: list[Turn] = []
     names: dict[str, str] = {}  # tool call id -> function name
@@ -267,7 +274,7 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
-            raise _bad(f"{where} must be an object with `role` and `content`")
+            raise _bad(f"{where} must be an object with `role` and `content`", where)
         role, content = msg.get("role"), msg.get("content")
         if role in ("system", "developer"):
             system.extend(_system_parts(content, where))
@@ -286,19 +293,20 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
                 continue  # an empty answer of an earlier turn (Claude may end a turn with no text): the
                 # target APIs refuse empty turns, so it is left out
             if not said:
-                raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`")
+                raise _bad(f"{where}: an assistant message needs `content` or `tool_calls`", f"{where}.content")
             add("assistant", parts)
         elif role == "tool":
             call_id = msg.get("tool_call_id")
             if not isinstance(call_id, str):
-                raise _bad(f"{where}: a tool message needs `tool_call_id`")
+                raise _bad(f"{where}: a tool message needs `tool_call_id`", f"{where}.tool_call_id")
             marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
             text, images = _tool_content(content, where)
             add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images), *marks])
         else:
-            raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}")
+            raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}",
+                       f"{where}.role")
     if not turns:
-        raise _bad("`messages` needs at least one user message besides system prompts")
+        raise _bad("`messages` needs at least one user message besides system prompts", "messages")
     return system, turns
 
 
@@ -338,15 +346,16 @@ def read_tools(tools: Any) -> list[Body]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise _bad("`tools` must be a list")
+        raise _bad("`tools` must be a list", "tools")
     out = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}')
+            raise _bad(f'tools[{i}] must be {{"type": "function", "function": {{"name": ...}}}}', f"tools[{i}]")
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, dict):
-            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object")
+            raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object",
+                       f"tools[{i}].function.parameters")
         out.append({"name": fn["name"], "description": fn.get("description") or "", "parameters": params})
     return out
 
@@ -355,11 +364,12 @@ def read_tool_choice(choice: Any) -> str | None:
     """"auto", "required", "none", a function's name, or None (not given)."""
     if choice is None or isinstance(choice, str):
         if choice not in (None, "auto", "required", "none"):
-            raise _bad("`tool_choice` must be auto, required, none or a function")
+            raise _bad("`tool_choice` must be auto, required, none or a function", "tool_choice")
         return choice
     fn = choice.get("function") if isinstance(choice, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise _bad('`tool_choice` must be auto, required, none or {"type": "function", "function": {"name": ...}}')
+        raise _bad('`tool_choice` must be auto, required, none or {"type": "function", "function": {"name": ...}}',
+                   "tool_choice")
     return str(fn["name"])
 
 
@@ -375,7 +385,7 @@ def read_stop(stop: Any) -> list[str]:
         return [stop]
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return list(stop)
-    raise _bad("`stop` must be a string or a list of strings")
+    raise _bad("`stop` must be a string or a list of strings", "stop")
 
 
 def system_text(system: list[SystemPart]) -> str:
@@ -383,16 +393,16 @@ def system_text(system: list[SystemPart]) -> str:
     return "\n\n".join(s for s in system if isinstance(s, str))
 
 
-def check_base64(data: str, what: str) -> None:
+def check_base64(data: str, what: str, param: str | None = None) -> None:
     """Refuse data that is not base64 (a translated request carries it on as it is, and the upstream
     would refuse it in its own shape, or worse, as a failure of the deployment)."""
     if not data:
-        raise _bad(f"{what} holds no data after `base64,`")
+        raise _bad(f"{what} holds no data after `base64,`", param)
     try:
         base64.b64decode(data, validate=True)
     except ValueError:
         raise _bad(f"{what} does not hold valid base64 (only A-Z a-z 0-9 + / and `=` padding, length a "
-                   "multiple of 4); encode the file's bytes with base64") from None
+                   "multiple of 4); encode the file's bytes with base64", param) from None
 
 
 # Chat request fields that change the answer and that a translation may have nothing to carry to
@@ -451,16 +461,17 @@ def check_chat_request(body: Body) -> None:
     check_response_format(body.get("response_format"))
     if body.get("n") not in (None, 1):
         raise _bad("`n` > 1 is not supported by this deployment (Anthropic, Bedrock, Gemini and Vertex "
-                   "deployments answer one choice); send separate requests")
+                   "deployments answer one choice); send separate requests", "n")
     modalities = body.get("modalities")
     if body.get("audio") is not None or (modalities is not None and modalities != ["text"]):
         if not isinstance(modalities, list) or any(m not in ("text", "audio") for m in modalities):
-            raise _bad('`modalities` must be a list of "text" and "audio"')
-        raise _bad('this deployment answers text only: send `modalities: ["text"]` (or leave it out) and no `audio`')
+            raise _bad('`modalities` must be a list of "text" and "audio"', "modalities")
+        raise _bad('this deployment answers text only: send `modalities: ["text"]` (or leave it out) and no `audio`',
+                   "modalities" if modalities is not None and modalities != ["text"] else "audio")
     choice = body.get("tool_choice")
     if not body.get("tools") and (choice == "required" or isinstance(choice, dict)):
         raise _bad("`tool_choice` forces a tool call but the request has no `tools`: send the tools the model "
-                   "may call, or leave tool_choice out")
+                   "may call, or leave tool_choice out", "tool_choice")
 
 
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -474,20 +485,22 @@ def check_response_format(value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-        raise _bad('response_format must be an object with a `type`, e.g. {"type": "json_object"}')
+        raise _bad('response_format must be an object with a `type`, e.g. {"type": "json_object"}', "response_format")
     kind = value["type"]
     if kind not in _RESPONSE_FORMATS:
-        raise _bad(f"response_format.type {kind!r} is not one of text, json_object, json_schema")
+        raise _bad(f"response_format.type {kind!r} is not one of text, json_object, json_schema",
+                   "response_format.type")
     if kind != "json_schema":
         return
     spec = value.get("json_schema")
     if not isinstance(spec, dict):
         raise _bad('response_format of type json_schema needs a `json_schema` object: '
-                   '{"name": ..., "schema": {...}}')
+                   '{"name": ..., "schema": {...}}', "response_format.json_schema")
     if spec.get("name") is not None and not isinstance(spec["name"], str):
-        raise _bad("response_format.json_schema.name must be a string")
+        raise _bad("response_format.json_schema.name must be a string", "response_format.json_schema.name")
     if spec.get("schema") is not None and not isinstance(spec["schema"], dict):
-        raise _bad("response_format.json_schema.schema must be a JSON Schema object")
+        raise _bad("response_format.json_schema.schema must be a JSON Schema object",
+                   "response_format.json_schema.schema")
 
 
 def image_bytes(image: Image) -> bytes:

@@ -273,7 +273,7 @@ def embedding_inputs(body: Body) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
         raise InvalidRequest("`input` must be a non-empty string or list of non-empty strings for this "
-                             "provider (token arrays are not supported)")
+                             "provider (token arrays are not supported)", param="input")
     return items
 
 

@@ -24,8 +24,8 @@ _UNTHINKING_CLAUDE = re.compile(r"claude-(instant|v?2|3-(?!7)|3\.5)")
 DROPPED = "reasoning_effort"
 
 
-def _bad(message: str) -> InvalidRequest:
-    return InvalidRequest(message)
+def _bad(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param)
 
 
 def read_effort(body: Body) -> str | None:
@@ -34,7 +34,7 @@ def read_effort(body: Body) -> str | None:
     if effort is None:
         return None
     if effort not in _EFFORTS:
-        raise _bad(f"`reasoning_effort` must be one of {', '.join(_EFFORTS)}, not {effort!r}")
+        raise _bad(f"`reasoning_effort` must be one of {', '.join(_EFFORTS)}, not {effort!r}", "reasoning_effort")
     return str(effort)
 
 
@@ -87,10 +87,11 @@ def claude_thinking(body: Body, turns: list[Turn], model: str, max_tokens: int |
     temperature, top_p = body.get("temperature"), body.get("top_p")
     if temperature is not None and temperature != 1:
         raise _bad(f"`temperature` {temperature!r} does not go with `reasoning_effort` on {model}: Claude thinks "
-                   "only at temperature 1; leave temperature out (or send 1), or send reasoning_effort \"none\"")
+                   "only at temperature 1; leave temperature out (or send 1), or send reasoning_effort \"none\"",
+                   "temperature")
     if isinstance(top_p, int | float) and not isinstance(top_p, bool) and top_p < 0.95:
         raise _bad(f"`top_p` {top_p!r} does not go with `reasoning_effort` on {model}: Claude thinks only with "
-                   "top_p from 0.95 to 1; leave top_p out, or send reasoning_effort \"none\"")
+                   "top_p from 0.95 to 1; leave top_p out, or send reasoning_effort \"none\"", "top_p")
     budget = BUDGETS[effort]
     if given is None:
         return ClaudeThinking(budget, budget + default_max)

@@ -31,7 +31,8 @@ def _include(body: Body) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidRequest("field 'include' must be a list of strings, e.g. [\"message.output_text.logprobs\"]")
+        raise InvalidRequest("field 'include' must be a list of strings, e.g. [\"message.output_text.logprobs\"]",
+                             param="include")
     return list(value)
 
 
@@ -44,11 +45,11 @@ def chat_options(body: Body) -> Body:
         if value is None:
             continue
         if not isinstance(value, str) or not value:
-            raise InvalidRequest(f"field {key!r} must be a non-empty string")
+            raise InvalidRequest(f"field {key!r} must be a non-empty string", param=key)
         out[key] = value
     top = body.get("top_logprobs")
     if top is not None and (not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20):
-        raise InvalidRequest("field 'top_logprobs' must be an integer from 0 to 20")
+        raise InvalidRequest("field 'top_logprobs' must be an integer from 0 to 20", param="top_logprobs")
     if LOGPROBS in include or top:
         out["logprobs"] = True
         if top:

@@ -10,8 +10,8 @@ from shieldes.errors import InvalidRequest
 from shieldes.responses.objects import Body
 
 
-def _bad(message: str) -> InvalidRequest:
-    return InvalidRequest(message)
+def _bad(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param)
 
 
 # Tools the upstream would run itself (OpenAI's hosted tools): a chat server cannot, so they are
@@ -22,7 +22,7 @@ HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "co
 
 def _function(tool: Body, where: str) -> Body:
     if not isinstance(tool.get("name"), str):
-        raise _bad(f"{where} needs a `name`")
+        raise _bad(f"{where} needs a `name`", f"{where}.name")
     fn: Body = {"name": tool["name"]}
     for key in ("description", "parameters", "strict"):
         if tool.get(key) is not None:
@@ -33,7 +33,7 @@ def _function(tool: Body, where: str) -> Body:
 def _tools(tools: Any) -> list[Body]:
     """Function tools, and the function tools inside `namespace` tools, as chat tools."""
     if not isinstance(tools, list):
-        raise _bad("field 'tools' must be a list of tool objects")
+        raise _bad("field 'tools' must be a list of tool objects", "tools")
     out = []
     for i, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
@@ -44,7 +44,8 @@ def _tools(tools: Any) -> list[Body]:
                     if isinstance(t, dict) and t.get("type") == "function"]
         elif kind not in HOSTED_TOOLS:
             raise _bad(f"tools[{i}] of type {kind!r} is not supported by this deployment (it speaks chat "
-                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...}")
+                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...}",
+                       f"tools[{i}].type")
     return out
 
 
@@ -70,7 +71,8 @@ def tool_namespaces(body: Body) -> dict[str, str]:
 def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, str):
         if choice not in ("auto", "none", "required"):
-            raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
+            raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}",
+                       "tool_choice")
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
@@ -78,8 +80,9 @@ def _tool_choice(choice: Any) -> Any:
         return "required" if choice.get("mode") == "required" else "auto"
     if isinstance(choice, dict) and choice.get("type") in HOSTED_TOOLS:
         raise _bad(f"tool_choice forces the hosted tool {choice['type']!r}, which this deployment (it speaks "
-                   "chat completions) cannot run; route the model to a provider with --responses native")
-    raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}")
+                   "chat completions) cannot run; route the model to a provider with --responses native", "tool_choice")
+    raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}",
+               "tool_choice")
 
 
 def _allowed(tools: list[Body], choice: Any) -> list[Body]:
@@ -88,11 +91,13 @@ def _allowed(tools: list[Body], choice: Any) -> list[Body]:
         return tools
     allowed = choice.get("tools")
     if not isinstance(allowed, list):
-        raise _bad("tool_choice allowed_tools needs `tools`: a list of {\"type\": \"function\", \"name\": ...}")
+        raise _bad("tool_choice allowed_tools needs `tools`: a list of {\"type\": \"function\", \"name\": ...}",
+                   "tool_choice.tools")
     names = {t.get("name") for t in allowed if isinstance(t, dict) and t.get("type") == "function"}
     kept = [t for t in tools if t["function"]["name"] in names]
     if not kept and choice.get("mode") == "required":
-        raise _bad("tool_choice allowed_tools with mode required names no function of `tools`; name one")
+        raise _bad("tool_choice allowed_tools with mode required names no function of `tools`; name one",
+                   "tool_choice.tools")
     return kept
 
 

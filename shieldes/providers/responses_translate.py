@@ -52,8 +52,9 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def _bad(message: str) -> InvalidRequest:
-    return InvalidRequest(message)
+def _bad(message: str, param: str) -> InvalidRequest:
+    """`param`: the field at fault, as OpenAI names it (`input[2].content[0].text`)."""
+    return InvalidRequest(message, param=param)
 
 
 # --- request: Responses -> chat completions ------------------------------------------------------
@@ -61,17 +62,17 @@ def _bad(message: str) -> InvalidRequest:
 
 def _user_part(part: Any, where: str) -> Body:
     if not isinstance(part, dict):
-        raise _bad(f"{where} must be a content part object such as {{\"type\": \"input_text\", \"text\": ...}}")
+        raise _bad(f"{where} must be a content part object such as {{\"type\": \"input_text\", \"text\": ...}}", where)
     kind = part.get("type")
     if kind in ("input_text", "output_text", "text"):
         if not isinstance(part.get("text"), str):
-            raise _bad(f"{where}.text must be a string")
+            raise _bad(f"{where}.text must be a string", f"{where}.text")
         return {"type": "text", "text": part["text"]}
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str):
             raise _bad(f"{where}: input_image needs an `image_url` (an https URL or a data: URL); "
-                       "file_id images cannot be forwarded to a chat completions upstream")
+                       "file_id images cannot be forwarded to a chat completions upstream", f"{where}.image_url")
         image: Body = {"url": url}
         if isinstance(part.get("detail"), str):
             image["detail"] = part["detail"]
@@ -79,9 +80,10 @@ def _user_part(part: Any, where: str) -> Body:
     if kind == "input_file":
         file: Body = {k: part[k] for k in ("file_data", "file_id", "filename") if isinstance(part.get(k), str)}
         if not file:
-            raise _bad(f"{where}: input_file needs `file_data` (with `filename`) or `file_id`")
+            raise _bad(f"{where}: input_file needs `file_data` (with `filename`) or `file_id`", f"{where}.file_data")
         return {"type": "file", "file": file}
-    raise _bad(f"{where} has unsupported content type {kind!r}; use input_text, input_image or input_file")
+    raise _bad(f"{where} has unsupported content type {kind!r}; use input_text, input_image or input_file",
+               f"{where}.type")
 
 
 def _text(content: Any, where: str) -> str:
@@ -89,24 +91,25 @@ def _text(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _bad(f"{where} must be a string or a list of content parts")
+        raise _bad(f"{where} must be a string or a list of content parts", where)
     texts = []
     for i, part in enumerate(content):
         if not isinstance(part, dict):
-            raise _bad(f"{where}[{i}] must be a content part object")
+            raise _bad(f"{where}[{i}] must be a content part object", f"{where}[{i}]")
         if part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
             texts.append(part["refusal"])
         elif isinstance(part.get("text"), str):
             texts.append(part["text"])
         else:
-            raise _bad(f"{where}[{i}] must be a text part ({{\"type\": \"input_text\", \"text\": ...}})")
+            raise _bad(f"{where}[{i}] must be a text part ({{\"type\": \"input_text\", \"text\": ...}})",
+                       f"{where}[{i}]")
     return "".join(texts)
 
 
 def _message(item: Body, where: str) -> Body:
     role = _ROLES.get(str(item.get("role")))
     if role is None:
-        raise _bad(f"{where}.role must be one of user, assistant, system, developer")
+        raise _bad(f"{where}.role must be one of user, assistant, system, developer", f"{where}.role")
     content = item.get("content")
     if role == "user" and isinstance(content, list):
         parts = [_user_part(p, f"{where}.content[{i}]") for i, p in enumerate(content)]
@@ -114,7 +117,7 @@ def _message(item: Body, where: str) -> Body:
             return {"role": "user", "content": parts[0]["text"]}
         return {"role": "user", "content": parts}
     if role == "user" and not isinstance(content, str):
-        raise _bad(f"{where}.content must be a string or a list of content parts")
+        raise _bad(f"{where}.content must be a string or a list of content parts", f"{where}.content")
     return {"role": role, "content": _text(content, f"{where}.content")}
 
 
@@ -127,7 +130,7 @@ def _tool_output(output: Any, where: str, images: bool = False) -> Any:
         if images and any(isinstance(p, dict) and p.get("type") == "input_image" for p in output):
             return [_user_part(p, f"{where}[{i}]") for i, p in enumerate(output)]
         return _text(output, where)
-    raise _bad(f"{where} must be a string (e.g. JSON) or a list of text parts")
+    raise _bad(f"{where} must be a string (e.g. JSON) or a list of text parts", where)
 
 
 def _with_thinking(message: Body, blocks: list[Thinking]) -> Body:
@@ -146,7 +149,8 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _bad(f"{where} must be an input item object (a message, function_call or function_call_output)")
+            raise _bad(f"{where} must be an input item object (a message, function_call or function_call_output)",
+                       where)
         kind = item.get("type", "message")
         if kind == "message":
             message = _message(item, where)
@@ -155,7 +159,7 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
         elif kind == "function_call":
             for name in ("call_id", "name"):
                 if not isinstance(item.get(name), str):
-                    raise _bad(f"{where}.{name} must be a string")
+                    raise _bad(f"{where}.{name} must be a string", f"{where}.{name}")
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": arguments_text(item.get("arguments")) or "{}"}}
             last = out[-1] if out else None
@@ -170,7 +174,7 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
             thinking = []
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
-                raise _bad(f"{where}.call_id must be the call_id of the function_call it answers")
+                raise _bad(f"{where}.call_id must be the call_id of the function_call it answers", f"{where}.call_id")
             out.append({"role": "tool", "tool_call_id": item["call_id"],
                         "content": _tool_output(item.get("output"), f"{where}.output", tool_images)})
             thinking = []
@@ -180,10 +184,10 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
             if signed_thinking:
                 thinking += thinking_of(item.get("encrypted_content"))
         elif kind == "item_reference":
-            raise _bad(f"{where}: item_reference is not supported; send the item itself")
+            raise _bad(f"{where}: item_reference is not supported; send the item itself", f"{where}.type")
         else:
             raise _bad(f"{where} has type {kind!r}, which this deployment cannot take (it speaks chat "
-                       "completions); use message, function_call and function_call_output items")
+                       "completions); use message, function_call and function_call_output items", f"{where}.type")
     return out
 
 
@@ -192,18 +196,20 @@ def _response_format(text: Any) -> Body | None:
         return None
     fmt = text["format"]
     if not isinstance(fmt, dict):  # dropped, the client asking for JSON would get free text
-        raise _bad('text.format must be an object, e.g. {"type": "json_object"} or {"type": "json_schema", ...}')
+        raise _bad('text.format must be an object, e.g. {"type": "json_object"} or {"type": "json_schema", ...}',
+                   "text.format")
     kind = fmt.get("type")
     if kind == "json_schema":
         if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):
-            raise _bad("text.format of type json_schema needs a `name` and a `schema` object")
+            raise _bad("text.format of type json_schema needs a `name` and a `schema` object",
+                       "text.format.schema" if isinstance(fmt.get("name"), str) else "text.format.name")
         schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
         return {"type": "json_schema", "json_schema": schema}
     if kind == "json_object":
         return {"type": "json_object"}
     if kind in (None, "text"):
         return None
-    raise _bad("text.format.type must be text, json_object or json_schema")
+    raise _bad("text.format.type must be text, json_object or json_schema", "text.format.type")
 
 
 def thinks(body: Body) -> bool:
@@ -231,7 +237,7 @@ def request_to_chat(body: Body, model: str, signed_thinking: bool = False, tool_
         messages.extend(_messages(raw_input if isinstance(raw_input, list) else [], signed_thinking and thinks(body),
                                   tool_images))
     if not messages:
-        raise _bad("field 'input' is empty: send a string or a list of input items")
+        raise _bad("field 'input' is empty: send a string or a list of input items", "input")
     chat: Body = {"model": model, "messages": messages}
     tools, choice = chat_tools(body)
     if tools:

@@ -40,14 +40,14 @@ def _typed(body: Body, name: str, types: type | tuple[type, ...], what: str) -> 
         return None
     allowed = types if isinstance(types, tuple) else (types,)
     if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
-        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}", param=name)
     return value
 
 
 def _number(body: Body, name: str, low: float, high: float) -> None:
     value = _typed(body, name, (int, float), f"a number from {low} to {high}")
     if value is not None and not (low <= value <= high and math.isfinite(value)):
-        raise InvalidRequest(f"field {name!r} must be a number from {low} to {high}")
+        raise InvalidRequest(f"field {name!r} must be a number from {low} to {high}", param=name)
 
 
 def normalize_item(item: Any, index: int) -> Body:
@@ -56,7 +56,7 @@ def normalize_item(item: Any, index: int) -> Body:
     JSON, and a coding agent's turn carries hundreds of them."""
     if not isinstance(item, dict):
         raise InvalidRequest(f"input[{index}] must be an input item object, e.g. "
-                             "{\"role\": \"user\", \"content\": \"...\"}")
+                             "{\"role\": \"user\", \"content\": \"...\"}", param=f"input[{index}]")
     out: Body = item
     if "type" not in out and "role" in out:
         out = {"type": "message", **out}
@@ -68,7 +68,8 @@ def normalize_item(item: Any, index: int) -> Body:
             content["annotations"] = []
         out = {**out, "content": [content]}
     if not isinstance(kind, str):
-        raise InvalidRequest(f"input[{index}] needs a `type` (message, function_call, function_call_output, ...)")
+        raise InvalidRequest(f"input[{index}] needs a `type` (message, function_call, function_call_output, ...)",
+                             param=f"input[{index}].type")
     return out
 
 
@@ -78,26 +79,26 @@ def normalize_input(value: Any) -> list[Body]:
     if isinstance(value, list):
         return [normalize_item(item, i) for i, item in enumerate(value)]
     if value is None:
-        raise InvalidRequest("field 'input' is required: a string or a list of input items")
-    raise InvalidRequest("field 'input' has the wrong type: a string or a list of input items")
+        raise InvalidRequest("field 'input' is required: a string or a list of input items", param="input")
+    raise InvalidRequest("field 'input' has the wrong type: a string or a list of input items", param="input")
 
 
 def parse_request(body: Body) -> ResponsesRequest:
     model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
     if model is None or not model.strip() or len(model) > MAX_MODEL_NAME:
-        raise InvalidRequest("field 'model' is required: a model name (see GET /v1/models)")
+        raise InvalidRequest("field 'model' is required: a model name (see GET /v1/models)", param="model")
     for name, why in _UNSUPPORTED.items():
         if body.get(name):
-            raise InvalidRequest(why)
+            raise InvalidRequest(why, param=name)
     previous = _typed(body, "previous_response_id", str, "the id of a stored response (resp_...)")
     if "input" not in body and previous is None:
-        raise InvalidRequest("field 'input' is required: a string or a list of input items")
+        raise InvalidRequest("field 'input' is required: a string or a list of input items", param="input")
     items = normalize_input(body["input"]) if body.get("input") is not None else []
     if not items and previous is None:
-        raise InvalidRequest("field 'input' is empty: send a string or at least one input item")
+        raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
     max_out = _typed(body, "max_output_tokens", int, "a positive integer")
     if max_out is not None and max_out < 1:
-        raise InvalidRequest("field 'max_output_tokens' must be a positive integer")
+        raise InvalidRequest("field 'max_output_tokens' must be a positive integer", param="max_output_tokens")
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _typed(body, "instructions", (str, list), "a string")
@@ -112,7 +113,7 @@ def parse_request(body: Body) -> ResponsesRequest:
             isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
             for k, v in metadata.items())):
         raise InvalidRequest("field 'metadata' must hold at most 16 string values (keys up to 64 "
-                             "characters, values up to 512)")
+                             "characters, values up to 512)", param="metadata")
     store = _typed(body, "store", bool, "true or false")
     return ResponsesRequest(
         model=model,

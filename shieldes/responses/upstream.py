@@ -114,12 +114,12 @@ def _calls_fit(body: Body) -> bool:
         _index, call_id = unanswered
         if not isinstance(call_id, str):
             raise InvalidRequest("input: a function_call_output has no string call_id; give it the call_id of "
-                                 "the function_call it answers")
+                                 "the function_call it answers", param="input")
         raise InvalidRequest(
             f"input: the function_call_output with call_id {call_id[:100]!r} answers no function_call: no "
             "function_call item with that call_id comes before it (in `input`, or in the conversation of "
             "`previous_response_id`); send the function_call item before its output, or continue from the "
-            "response that made the call with previous_response_id")
+            "response that made the call with previous_response_id", param="input")
     return ids_fit
 
 

@@ -261,3 +261,35 @@ async def test_a_messages_client_thinks_on_bedrock_claude_and_gemini(
     assert google.last().body["generationConfig"]["thinkingConfig"]["includeThoughts"] is True
     assert [b.type for b in answer.content] == ["thinking", "text"]
     assert answer.content[0].thinking == "Thinking it over."  # type: ignore[union-attr]
+
+
+async def test_a_refused_field_is_named_in_param_as_openai_names_it(
+        node: tuple[Harness, openai.AsyncOpenAI, FakeBedrock, FakeGoogle]) -> None:
+    """A 400 of a translation names the request field at fault in `error.param` (OpenAI's shape);
+    Anthropic's shape, on the Messages route, has no such field."""
+    h, client, _bedrock, _google = node
+    refusals: list[tuple[Any, str]] = [
+        (client.chat.completions.create(model=SONNET, messages=ASK, reasoning_effort="low", temperature=0.2),
+         "temperature"),
+        (client.chat.completions.create(model=BEDROCK_CLAUDE, messages=ASK, reasoning_effort="low", top_p=0.5),
+         "top_p"),
+        (client.chat.completions.create(model=SONNET, messages=ASK, reasoning_effort="extreme"),  # type: ignore[arg-type]
+         "reasoning_effort"),
+        (client.chat.completions.create(model=SONNET, messages=ASK, n=2), "n"),
+        (client.chat.completions.create(model=SONNET, messages=[*ASK, {"role": "robot", "content": "x"}]),  # type: ignore[list-item]
+         "messages[1].role"),
+        (client.responses.create(model=SONNET, input=[{"type": "message", "role": "user",
+                                                       "content": [{"type": "input_video"}]}]),  # type: ignore[list-item]
+         "input[0].content[0].type"),
+    ]
+    for call, param in refusals:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await call
+        assert refused.value.param == param, refused.value.message
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError, match="temperature") as messages_refused:
+        await claude.messages.create(model=BEDROCK_CLAUDE, max_tokens=3000, extra_body={"temperature": 0.2},
+                                     thinking={"type": "enabled", "budget_tokens": 1024},
+                                     messages=[{"role": "user", "content": "hi"}])
+    body: Any = messages_refused.value.body
+    assert body["type"] == "error" and "param" not in body["error"]
