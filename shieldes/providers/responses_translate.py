@@ -26,7 +26,7 @@ from shieldes.providers.chat_parts import (
 from shieldes.providers.reasoning import OFF
 from shieldes.providers.responses_options import chat_options, output_logprobs
 from shieldes.providers.responses_tools import chat_tools
-from shieldes.providers.signed_reasoning import encrypted_content, thinking_of
+from shieldes.providers.signed_reasoning import ITEM_PREFIX, encrypted_content, thinking_of
 from shieldes.providers.tool_args import arguments_text
 from shieldes.responses.objects import (
     Body,
@@ -304,7 +304,7 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, 
     reasoning = reasoning_text(message)
     sealed = _encrypted(read_thinking_blocks(message.get("thinking_blocks"))) if encrypted else None
     if reasoning or sealed:
-        output.append(reasoning_item(make_id("rs"), reasoning, summary, sealed))
+        output.append(reasoning_item(make_id(ITEM_PREFIX), reasoning, summary, sealed))
     if isinstance(message.get("content"), str) and (message["content"] or not message.get("tool_calls")):
         output.append(message_item(make_id("msg"), message["content"], logprobs=output_logprobs(choice)))
     if isinstance(message.get("refusal"), str) and message["refusal"]:
@@ -399,7 +399,7 @@ class ChatStreamTranslator:
         if self._reasoning is not None:
             return self._reasoning, []
         events = self._close_text()
-        item: Body = {"id": self.make_id("rs"), "type": "reasoning", "summary": []}
+        item: Body = {"id": self.make_id(ITEM_PREFIX), "type": "reasoning", "summary": []}
         self._reasoning, added = self._add(item if self.summary else {**item, "content": []})
         return self._reasoning, [*events, added]
 

@@ -21,8 +21,12 @@ key rotations for conversations to go on.
 Anything else (OpenAI's own encrypted reasoning, a truncated or altered value) reads as no blocks.
 
 A native Responses upstream (OpenAI, Azure) refuses an `encrypted_content` it did not make (400),
-and a reasoning item without one that it does not hold (404): the items that carry such a value
-are left out of the input sent there (`without_own_reasoning`)."""
+and a reasoning item without one that it does not hold (404). The gateway's reasoning items are
+told by their value, or, without one (the client did not ask for `reasoning.encrypted_content`, or
+the reasoning came from a chat upstream as text), by their id, which the gateway makes with its own
+prefix (`rs_shd_`, never an OpenAI id: those are hex after `rs_`); they are left out of the input
+sent there (`without_own_reasoning`). An item with another `encrypted_content` is the upstream's
+own, whatever its id."""
 
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ from shieldes.providers.chat_parts import Thinking, read_thinking_blocks, thinki
 
 PREFIX = "shd-thinking-v1."
 MARK = PREFIX.encode()
+ITEM_PREFIX = "rs_shd"  # the gateway's reasoning item ids: ITEM_PREFIX, `_` and random hex (new_id)
+_ITEM_MARK = ITEM_PREFIX + "_"
+ITEM_MARK = _ITEM_MARK.encode()
 DROPPED = "input.reasoning"  # named in x-shieldes-dropped when such items are left out
 _KINDS = ("thinking", "redacted_thinking")
 
@@ -96,18 +103,22 @@ def _put_back(blocks: Any, lifted: list[str]) -> bool:
 
 
 def own_reasoning(item: Any) -> bool:
-    """Whether an input item is a reasoning item whose `encrypted_content` this gateway made."""
+    """Whether an input item is a reasoning item this gateway made: its `encrypted_content` is the
+    gateway's, or it has none and its id is the gateway's."""
     if item.__class__ is not dict or item.get("type") != "reasoning":  # (the common case, checked first)
         return False
     value = item.get("encrypted_content")
-    return isinstance(value, str) and value.startswith(PREFIX)
+    if isinstance(value, str) and value:
+        return value.startswith(PREFIX)
+    given = item.get("id")
+    return isinstance(given, str) and given.startswith(_ITEM_MARK)
 
 
 def without_own_reasoning(body: dict[str, Any]) -> dict[str, Any] | None:
-    """`body` without the reasoning items that carry this gateway's `encrypted_content`, for a
-    native Responses upstream; None when it has none (the body goes as it is, the client's bytes
-    too). The whole item goes: OpenAI refuses one stripped of it as well (it looks the id up among
-    stored items, 404), and the reasoning it carried is Claude's, of no use to another model."""
+    """`body` without the reasoning items this gateway made, for a native Responses upstream; None
+    when it has none (the body goes as it is, the client's bytes too). The whole item goes: OpenAI
+    refuses one stripped of its `encrypted_content` as well (it looks the id up among stored items,
+    404), and the reasoning it carried is another model's, of no use to this one."""
     items = body.get("input")
     if not isinstance(items, list) or not any(map(own_reasoning, items)):
         return None

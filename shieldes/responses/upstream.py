@@ -20,7 +20,7 @@ from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
-from shieldes.providers.signed_reasoning import DROPPED, MARK, without_own_reasoning
+from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, without_own_reasoning
 from shieldes.providers.sse import encode_event
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
 from shieldes.responses.objects import (
@@ -77,20 +77,21 @@ def _native_payload(body: Body, model: str) -> Body:
 
 
 # Whether a request holds the gateway's reasoning items is seen by searching the client's bytes for
-# the prefix (about 0.4 us of CPU per kB on a slow 2-core machine) or by looking at the parsed items
-# (about 0.1 us each): the bytes when the items are small on average, the items when they are kB
-# each, as an agent's reasoning items and tool outputs are.
-SEARCH_BELOW = 256  # bytes per input item
+# the value's prefix and the id's (about 0.4 us of CPU per kB each on a slow 2-core machine) or by
+# looking at the parsed items (about 0.1 us each): the bytes when the items are small on average,
+# the items when they are kB each, as an agent's reasoning items and tool outputs are.
+SEARCH_BELOW = 128  # bytes per input item
 
 
 def native_body(body: Body, raw: bytes | None) -> tuple[Body, bytes | None, dict[str, str]]:
     """`body` (and the client's bytes of it, if any) as a native upstream may get it: without the
-    reasoning items that carry Claude's thinking from a translate deployment (an earlier turn of
-    the conversation served by Anthropic or Bedrock), which OpenAI would refuse; the header names
-    them. Without such items (the common case) the client's bytes go as they are."""
+    reasoning items a translate deployment made (an earlier turn of the conversation served by
+    Anthropic, Bedrock or a chat upstream), which OpenAI would refuse (400 for Claude's thinking in
+    encrypted_content, 404 for an item id it does not hold); the header names them. Without such
+    items (the common case) the client's bytes go as they are."""
     items = body.get("input")
     if raw is not None and len(raw) < SEARCH_BELOW * len(items if isinstance(items, list) else ()) \
-            and MARK not in raw:
+            and MARK not in raw and ITEM_MARK not in raw:
         return body, raw, {}
     stripped = without_own_reasoning(body)
     if stripped is None:  # (or the prefix was in some text)

@@ -203,6 +203,40 @@ async def test_a_native_next_turn_goes_without_the_gateways_reasoning_items(node
             *ASK, dict(output[0], encrypted_content="gAAAAABpOpenAIsOwn=="), *output[1:], answer]))
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_items_without_encrypted_content_do_not_reach_a_native_deployment(
+        node: Node, stream: bool) -> None:
+    """A client that did not include reasoning.encrypted_content sends the translate deployment's
+    reasoning items back with their id alone; OpenAI would answer 404 for an item it does not hold.
+    The gateway knows its own ids and leaves those items out, named, so the native turn is answered."""
+    h, client, _bedrock = node
+    await h.admin(UpdateProvider("openai", responses="native"))
+    await h.sync()
+    ask: Any = dict(reasoning={"effort": "low"}, store=False, tools=TOOLS)
+    first = await client.responses.create(model=SONNET, input=ASK, **ask)
+    output = items(first.output)
+    assert output[0]["type"] == "reasoning" and "encrypted_content" not in output[0]
+    assert output[0]["id"].startswith("rs_shd_")
+    answer = {"type": "function_call_output", "call_id": output[-1]["call_id"], "output": "sunny"}
+    turn: Any = dict(model="gpt-4o", input=[*ASK, *output, answer], **ask)
+    if stream:
+        raw_stream = await client.responses.with_raw_response.create(stream=True, **turn)
+        events = [e async for e in raw_stream.parse()]
+        assert events[-1].type == "response.completed" and events[-1].response.output_text
+        headers = raw_stream.headers
+    else:
+        raw = await client.responses.with_raw_response.create(**turn)
+        assert raw.parse().output_text
+        headers = raw.headers
+    assert headers["x-shieldes-dropped"] == "input.reasoning"
+    assert native_input(h) == ["message", "function_call", "function_call_output"]
+    # an id the gateway did not make is the upstream's to judge: the fake's 404 reaches the client
+    foreign = dict(output[0], id="rs_" + "0a" * 24)
+    with pytest.raises(openai.NotFoundError, match="not found"):
+        await client.responses.create(**dict(turn, input=[*ASK, foreign, *output[1:], answer]))
+    assert native_input(h)[1] == "reasoning"
+
+
 async def test_an_operator_switch_to_native_drops_them_from_stored_history(node: Node) -> None:
     """An alias moved from Claude to a native OpenAI deployment between turns: the stored response
     kept Claude's blocks for previous_response_id, and the rebuilt history leaves them out there

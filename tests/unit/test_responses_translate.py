@@ -195,7 +195,7 @@ def test_stream_translation_numbers_and_closes_every_item() -> None:
                           "response.reasoning_text.delta", "response.reasoning_text.done",
                           "response.content_part.done", "response.output_item.done"]
     assert [(e["item_id"], e["output_index"], e["content_index"], e.get("delta") or e.get("text"))
-            for e in events[4:6]] == [("rs_0", 0, 0, "hmm"), ("rs_0", 0, 0, "hmm")]
+            for e in events[4:6]] == [("rs_shd_0", 0, 0, "hmm"), ("rs_shd_0", 0, 0, "hmm")]
     assert events[6]["part"] == {"type": "reasoning_text", "text": "hmm"} == final["output"][0]["content"][0]
 
 
@@ -222,7 +222,8 @@ def test_reasoning_is_the_summary_a_request_asks_for() -> None:
     assert "content" not in final["output"][0]
     out = chat_to_output({"choices": [{"message": {"content": "ok", "reasoning_content": "hmm"}}]}, ids(),
                          summary=True)
-    assert out.output[0] == {"id": "rs_0", "type": "reasoning", "summary": [{"type": "summary_text", "text": "hmm"}]}
+    assert out.output[0] == {"id": "rs_shd_0", "type": "reasoning",
+                             "summary": [{"type": "summary_text", "text": "hmm"}]}
 
 
 def test_parallel_calls_sent_at_one_index_stay_apart() -> None:

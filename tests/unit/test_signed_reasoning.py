@@ -182,6 +182,22 @@ def test_only_the_gateways_reasoning_items_are_left_out_for_a_native_upstream() 
     assert without_own_reasoning({"input": "hi"}) is None and without_own_reasoning({}) is None
 
 
+def test_the_gateways_reasoning_items_without_a_value_are_known_by_their_id() -> None:
+    """Items the client got without encrypted_content (it did not include it, or a chat upstream
+    gave reasoning text): the id the gateway gave them; with a value, the value says whose it is."""
+    bare: Any = {"type": "reasoning", "id": "rs_shd_" + "ab" * 24, "summary": []}
+    assert own_reasoning(bare) and own_reasoning(dict(bare, encrypted_content=None))
+    assert own_reasoning(dict(bare, encrypted_content=""))
+    assert not own_reasoning(dict(bare, id="rs_" + "ab" * 24)) and not own_reasoning(dict(bare, id=None))
+    assert not own_reasoning(dict(bare, encrypted_content="gAAAAABpOwn=="))  # OpenAI's own value: OpenAI's item
+    assert own_reasoning(dict(OURS, id="rs_" + "ab" * 24))  # made before ids were marked: the value tells
+    assert not own_reasoning({"type": "message", "id": bare["id"]})
+    for words in (1, 1000):  # the client's bytes searched, or the parsed items
+        body: Any = {"model": "m", "input": [{"role": "user", "content": "word " * words}, bare, CALL]}
+        assert native_body(body, orjson.dumps(body)) == (dict(body, input=[body["input"][0], CALL]), None,
+                                                         {"x-shieldes-dropped": "input.reasoning"})
+
+
 @pytest.mark.parametrize("words", [1, 1000])  # small items: the bytes are searched; large: the items
 def test_a_native_body_keeps_the_clients_bytes_without_such_items(words: int) -> None:
     ask: Any = {"role": "user", "content": "word " * words}
