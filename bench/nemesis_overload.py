@@ -1,8 +1,8 @@
 """The short nemesis schedule of one seed with busy loops beside it (an overloaded machine): what the
 killed node's gossip pushes did in the seconds before the SIGKILL (read from its /metrics every
-0.5 s), what the kill lost (served upstream minus what the log holds) and whether the leader
-appended flushes on the dead node's behalf; then the checker. docs/guarantees.md (crash-loss bound)
-quotes its figures.
+0.5 s), what the kill lost (served upstream minus what the log holds) against what the crash-loss
+bound lets it lose, and whether the leader appended flushes on the dead node's behalf; then the
+checker. docs/guarantees.md (crash-loss bound) quotes its figures.
 
 Run: PYTHONPATH=. python bench/nemesis_overload.py [--seed 301315564] [--busy 6] [--runs 1]
 The busy loops (`python -c "while True: pass"`) are started and stopped here.
@@ -28,6 +28,7 @@ from bench.fault_kit import table
 from tests import pg
 from tests.cluster.harness import Cluster
 from tests.cluster.nemesis import ADMIN_TOKEN, Nemesis, Step, check_all
+from tests.cluster.nemesis_check import loss_since, may_be_lost
 
 METRICS = {
     "answered": r'shieldes_gossip_messages_total\{direction="sent"\} ([0-9.e+]+)',
@@ -87,10 +88,18 @@ def one_run(server: str, seed: int) -> list[tuple[str, Any]]:
     appended = sum(1 for f in tmp.glob("*.log") for line in f.read_text(errors="replace").splitlines()
                    if "appended flush" in line and "on its behalf" in line)
     lost = len(history.served) - sum(lg.requests for lg in history.logged.values())
+    kills = [f for f in history.faults if f.kind == "kill"]
+    allowed = sum(1 for s in history.served if may_be_lost(s, history.faults, history.own_appends))
+    since = [round(loss_since(history.own_appends.get(f.nodes[0], ()), f.start) - f.start, 2) for f in kills]
+    # forwarded by the killed node before it died, read by the (loaded) fake upstream after the kill
+    read_late = sum(1 for s in history.served for f in kills
+                    if s.node in f.nodes and s.sent_at <= f.start < s.at and s.answered_at is None)
     violations = check_all(history)
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     return [("load average", load), ("served upstream", len(history.served)), ("lost (served, not in the log)", lost),
+            ("may be lost (the crash-loss bound)", allowed), ("loss_since (s from the kill)", since),
+            ("the upstream read after the kill, unanswered", read_late),
             *nemesis.at_kill.items(), ("flushes the leader appended on its behalf", appended),
             ("violations", "; ".join(violations) or "none")]
 

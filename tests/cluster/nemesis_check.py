@@ -21,12 +21,20 @@ The bounds are the ones docs/cluster.md and docs/guarantees.md state, written on
   batch in the log (which came after that second newest append) is in the log, whatever an
   append or a Postgres outage took; a request is settled before its answer leaves the node. The
   leader's appends of what the dead boot had gossiped only save more. A SIGTERM loses nothing.
+  What the killed boot served is told by `of_killed_boot`, from the client's times and not the
+  upstream's alone (see there).
 * reservations: none left anywhere once no request is in flight.
 * convergence: every node at the same log position, with the same spend per key as the log.
 
 A request's admission happened between the client sending it and the upstream receiving it, so a
 request is placed in a window only when both instants fall in it (the few straddling a boundary
 are reported, not guessed), and the previous window is weighed at the later instant.
+
+Every instant is stamped by the harness's one process (the clients, the fake upstream, the
+faults), which on a loaded machine runs late: an answer is stamped when that process gets to it
+(later than the node sent it, which only widens what may be lost), and a request when the fake
+upstream reads it, which can come after a SIGKILL for a request the killed node forwarded before
+it died. Postgres stamps recorded_at on the same clock.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ class Served:
     key: str
     node: str  # the node the client sent it to
     sent_at: float  # the client sent it (wall clock)
-    at: float  # the upstream received it: admission happened in [sent_at, at]
+    at: float  # the upstream read it (admission happened in [sent_at, at]); see of_killed_boot
     cost_nusd: int
     answered_at: float | None = None  # the client got its answer (None: it got none)
 
@@ -159,7 +167,16 @@ def unheard_before_kills(served: Iterable[Served], key: str, faults: Iterable[Fa
     seconds before the kill: no peer may have heard of them."""
     kills = [f for f in faults if f.kind == "kill" and window_of(f.start) == w]
     return sum(1 for s in served for f in kills if s.key == key and s.node in f.nodes
-               and window_of(s.sent_at) == w and f.start - gossip_window <= s.at <= f.start)
+               and window_of(s.sent_at) == w and of_killed_boot(s, f.start) and s.at >= f.start - gossip_window)
+
+
+def of_killed_boot(s: Served, kill: float) -> bool:
+    """Whether the boot of `s.node` SIGKILLed at `kill` may have served `s` (forwarded it to the
+    upstream): its client sent it before the kill, and the upstream got it before the kill or it was
+    never answered. The upstream's time alone does not tell: it is when the harness's loaded
+    process read the request, after the kill for one the node forwarded just before it died (no
+    answer can come back then); a request answered and read after the kill was the next boot's."""
+    return s.sent_at <= kill and (s.at <= kill or s.answered_at is None)
 
 
 def loss_since(own_appends: Sequence[float], kill: float) -> float:
@@ -172,14 +189,14 @@ def loss_since(own_appends: Sequence[float], kill: float) -> float:
 
 
 def loss_intervals(faults: Sequence[Fault], node: str, own_appends: Sequence[float]) -> list[tuple[float, float]]:
-    """Per SIGKILL of `node`: (`loss_since`, the kill). A request it served (the upstream reached
-    before the kill) may be missing if its answer reached the client at `loss_since` or later, or
+    """Per SIGKILL of `node`: (`loss_since`, the kill). A request the killed boot served
+    (`of_killed_boot`) may be missing if its answer reached the client at `loss_since` or later, or
     never (one of an earlier boot is then counted at that boot's kill)."""
     return [(loss_since(own_appends, f.start), f.start) for f in faults if f.kind == "kill" and node in f.nodes]
 
 
 def may_be_lost(s: Served, faults: Sequence[Fault], own_appends: Mapping[str, Sequence[float]]) -> bool:
-    return any(s.at <= kill and (s.answered_at is None or s.answered_at >= since)
+    return any(of_killed_boot(s, kill) and (s.answered_at is None or s.answered_at >= since)
                for since, kill in loss_intervals(faults, s.node, own_appends.get(s.node, ())))
 
 

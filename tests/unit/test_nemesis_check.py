@@ -65,6 +65,12 @@ def test_a_disturbed_node_and_a_restarted_boot_raise_the_bound_only_in_their_win
     # 20 by b within 0.3 s of its kill, bound 51 + 10 (b disturbed) + 20
     assert check_rate(before + served("k", 23, node="b", at=W + 30), spec, 3, kill, 0.3) == []
     assert check_rate(before + served("k", 24, node="b", at=W + 30), spec, 3, kill, 0.3) != []
+    # b's last request, forwarded before the kill, read by the harness's loaded upstream after it: as unheard
+    read_late = [*before[:19], Served("k", "b", W + 9.99, W + 10.02, 10), *before[20:]]
+    assert check_rate(read_late + served("k", 23, node="b", at=W + 30), spec, 3, kill, 0.3) == []
+    # answered, a request read after the kill was the next boot's
+    next_boot = [*before[:19], Served("k", "b", W + 9.99, W + 10.02, 10, W + 10.05), *before[20:]]
+    assert check_rate(next_boot + served("k", 23, node="b", at=W + 30), spec, 3, kill, 0.3) != []
     # admitted earlier than that, they were gossiped: its peers kept counting them
     early = served("k", 20, node="b", at=W + 2) + served("k", 38, node="a", at=W + 20)
     assert check_rate(early + served("k", 4, node="b", at=W + 30), spec, 3, kill, 0.3) != []  # 62 > 61
@@ -131,6 +137,24 @@ def test_usage_lost_to_a_sigkill_only_since_its_second_newest_own_append() -> No
     assert check_usage(history, {"u": Logged(4, 28)}, ["u"], kill, outage) != []
     # with fewer than two appends of its own before the kill, anything the boot served may be missing
     assert check_usage(history, {}, ["u"], kill, {"a": [W + 9.9]}) == []
+
+
+def test_a_request_the_killed_node_forwarded_may_be_lost_though_the_upstream_read_it_after_the_kill() -> None:
+    # the fake upstream runs in the harness's process: loaded, it read the dead node's last request
+    # 20 ms after the kill (seen with 6 busy loops on 2 cores); no answer came, and the log lacks it
+    history = answered("u", 10, at=W + 1, step=1.0)
+    kill = [Fault("kill", ("a",), W + 10.1, W + 11)]
+    appends = {"a": [W + 2.5, W + 5.5, W + 8.5, W + 9.8]}
+    read_late = Served("u", "a", W + 9.9, W + 10.12, 7, None)
+    assert check_usage([*history, read_late], {"u": Logged(8, 56)}, ["u"], kill, appends) == []  # W+9, W+10, it
+    [violation] = check_usage([*history, read_late], {"u": Logged(7, 49)}, ["u"], kill, appends)
+    assert "at most 3 may be lost" in violation
+    # answered, it was the next boot's (the dead one answers nothing), which settled it before
+    answered_late = Served("u", "a", W + 9.9, W + 10.12, 7, W + 10.2)
+    assert check_usage([*history, answered_late], {"u": Logged(8, 56)}, ["u"], kill, appends) != []
+    # sent after the kill: the next boot's, answered or not
+    sent_after = Served("u", "a", W + 10.15, W + 10.2, 7, None)
+    assert check_usage([*history, sent_after], {"u": Logged(8, 56)}, ["u"], kill, appends) != []
 
 
 def test_a_reservation_left_behind_is_reported() -> None:
