@@ -208,6 +208,13 @@ class FakeBedrock:
             return self.error(status, "Too many requests, please wait before trying again." if status == 429
                               else f"injected failure {status}")
         model, action = request.match_info["model"], request.match_info["action"]
+        if action == "count-tokens":  # CountTokens: what Converse would count as input, nothing generated
+            converse = (body.get("input") or {}).get("converse")
+            if not isinstance(converse, dict) or not isinstance(converse.get("messages"), list):
+                return self.error(400, "Malformed input request, please reformat your input and try again.")
+            if "anthropic." not in model:
+                return self.error(400, "The provided model doesn't support counting tokens.")
+            return web.json_response({"inputTokens": _words(converse["messages"]) + _words(converse.get("system"))})
         if action == "invoke":
             if not model.startswith("amazon.titan-embed"):
                 return self.error(400, "Malformed input request")

@@ -32,7 +32,7 @@ from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
-from shieldes.providers.base import Body, ChunkStream, Provider, Target, TokenUsage
+from shieldes.providers.base import Body, ChunkStream, InputTokenCounter, Provider, Target, TokenUsage
 from shieldes.providers.chat_parts import dropped_header
 from shieldes.providers.kinds import KINDS
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
@@ -212,7 +212,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Passed through to `anthropic` deployments; estimated for others (usage.tokens). Needs a key
+    """Passed through to `anthropic` deployments, counted by Bedrock's CountTokens for `bedrock` ones
+    (InputTokenCounter), estimated for others and for models those cannot count (usage.tokens). Needs a key
     that may use the model; it is neither billed nor counted against rate limits (the upstream
     does not bill it either)."""
     gw = request.app[GATEWAY]
@@ -223,13 +224,18 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     route = gw.route(key, str(body["model"]))
     passthrough = Passthrough.of(request.headers, request.query_string)
 
-    async def count(provider: Provider, target: Target, _dep: Deployment) -> Answer:
+    async def count(provider: Provider, target: Target, dep: Deployment) -> Answer:
         if isinstance(provider, MessagesUpstream):
             native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
             return Answer(native.raw, None)
+        if isinstance(provider, InputTokenCounter):
+            chat, _ = _translate(dict(body, max_tokens=1), target, dep.kind)
+            counted = await provider.count_input_tokens(target, chat)
+            if counted is not None:
+                return Answer(orjson.dumps({"input_tokens": counted}), None)
         return _estimate(body)
 
-    if any(isinstance(gw.providers.get(d.kind), MessagesUpstream) for d in route.deployments):
+    if any(isinstance(gw.providers.get(d.kind), (MessagesUpstream, InputTokenCounter)) for d in route.deployments):
         got, _dep = await gw.attempts("count_tokens", route, count, record_of(request))
     else:  # nothing to ask upstream
         got = _estimate(body)

@@ -4,6 +4,7 @@ maps upstream failures to UpstreamFailure there, so nothing foreign leaks past i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -117,3 +118,13 @@ class Provider(Protocol):
     async def stream(self, op: Operation, target: Target, body: Body) -> ChunkStream:
         """Start a streaming call; raises UpstreamFailure before the first chunk if it cannot start."""
         ...
+
+
+class InputTokenCounter(ABC):
+    """A provider whose upstream counts a request's input tokens itself (Bedrock's CountTokens):
+    what `POST /v1/messages/count_tokens` answers for its deployments instead of the estimate."""
+
+    @abstractmethod
+    async def count_input_tokens(self, target: Target, body: Body) -> int | None:
+        """The upstream's count for the chat request `body` (without sending it); None when this
+        model cannot be counted there (then the estimate answers). Raises UpstreamFailure."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
     converse_request,
@@ -79,7 +79,7 @@ class _Signer:
         return dict(request.headers.items())
 
 
-class BedrockProvider:
+class BedrockProvider(InputTokenCounter):
     kind = "bedrock"
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
@@ -109,6 +109,24 @@ class BedrockProvider:
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage, dropped=out.dropped)
+
+    async def count_input_tokens(self, target: Target, body: Body) -> int | None:
+        """Bedrock's CountTokens on the Converse request the chat request becomes (what Converse
+        would bill as input); None for a model Bedrock cannot count (it answers 400)."""
+        request = converse_request(body, target.model).request
+        tokens = {k: request[k] for k in ("messages", "system", "toolConfig", "additionalModelRequestFields")
+                  if k in request}
+        try:
+            data = await self._post(target, self._url(target, target.model, "count-tokens"),
+                                    orjson.dumps({"input": {"converse": tokens}}))
+        except UpstreamFailure as failure:
+            if failure.status == 400:
+                return None
+            raise
+        count = data.get("inputTokens")
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise invalid_response(target, f"unexpected CountTokens response: {str(data)[:200]}")
+        return count
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         url = self._url(target, target.model, "invoke")

@@ -349,3 +349,26 @@ async def test_bedrock_messages_client_hears_its_own_field_named_as_dropped(node
     assert raw.headers["x-shieldes-dropped"] == "tool_choice.disable_parallel_tool_use"
     assert (await raw.parse()).stop_reason == "tool_use"
     await claude.close()
+
+
+async def test_bedrock_counts_a_messages_requests_tokens_itself(node: tuple[Harness, FakeBedrock]) -> None:
+    """count_tokens (Claude Code asks before long turns) is Bedrock's own CountTokens count of the
+    Converse request, signed as every call; a model Bedrock cannot count gets the estimate."""
+    h, fake = node
+    client = await client_for(h)
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "count these five words please"},
+                           {"role": "assistant", "content": "sure"}, {"role": "user", "content": "now"}]
+    raw = await claude.messages.with_raw_response.count_tokens(model=CLAUDE, system="be brief and kind",
+                                                               messages=messages)
+    counted = await raw.parse()
+    sent = fake.last()
+    assert sent.path == f"/model/{CLAUDE.replace(':', '%3A')}/count-tokens"
+    converse = sent.body["input"]["converse"]
+    assert [m["role"] for m in converse["messages"]] == ["user", "assistant", "user"]
+    assert converse["system"] == [{"text": "be brief and kind"}] and "inferenceConfig" not in converse
+    assert counted.input_tokens == 5 + 1 + 1 + 4  # the fake counts words, unlike the estimate
+    assert "x-shieldes-token-count" not in raw.headers
+    llama = await claude.messages.with_raw_response.count_tokens(model="meta.llama3-1-70b-instruct-v1:0",
+                                                                 messages=messages)
+    assert llama.headers["x-shieldes-token-count"] == "estimate" and (await llama.parse()).input_tokens > 0
