@@ -10,9 +10,12 @@ Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
 from __future__ import annotations
 
 import binascii
+import contextlib
 import json
+import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,24 @@ from tests import fake_wire as wire
 
 WORDS = ("Hello", "from", "the", "fake", "Bedrock", "model", "with", "counted", "tokens", "today")
 ACCESS_KEY, SECRET_KEY, SESSION_TOKEN = "AKIDFAKEBEDROCK", "fake/secret+key", "fake-session-token"
+
+
+@contextlib.contextmanager
+def aws_credentials() -> Iterator[None]:
+    """The fake's credentials in this process's environment, where botocore's default chain (the
+    node's Bedrock signer) finds them; the environment as it was afterwards."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN,
+                      AWS_EC2_METADATA_DISABLED="true")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/bedrock/aws4_request, "
                    r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$")
 _ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 429: "ThrottlingException",

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from shieldes.projections.shared_commands import AddProvider
-from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock
+from tests.fake_bedrock import FakeBedrock, aws_credentials
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
@@ -28,16 +28,8 @@ GEMINI_KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
 
 @pytest.fixture
 def aws_env() -> Iterator[None]:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EC2_METADATA_DISABLED")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN,
-                      AWS_EC2_METADATA_DISABLED="true")
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with aws_credentials():
+        yield
 
 
 Fakes = tuple[Harness, FakeUpstream, FakeBedrock, FakeGoogle]

@@ -4,7 +4,6 @@ that checks each request's SigV4 signature with botocore and streams AWS event-s
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from shieldes.projections.shared_commands import AddProvider
-from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock, event, exception
+from tests.fake_bedrock import ACCESS_KEY, FakeBedrock, aws_credentials, event, exception
 from tests.integration.gateway_harness import Harness, harness
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -38,16 +37,8 @@ def test_event_stream_frames_decode_with_botocore() -> None:
 
 @pytest.fixture
 def aws_env() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                            "AWS_EC2_METADATA_DISABLED")}
-    os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SESSION_TOKEN=SESSION_TOKEN,
-                      AWS_EC2_METADATA_DISABLED="true")
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with aws_credentials():
+        yield
 
 
 @pytest.fixture

@@ -71,6 +71,18 @@ async def first_turn(client: openai.AsyncOpenAI, model: str, stream: bool, **ask
     return items(completed.response.output), raw_stream.headers
 
 
+async def answered(client: openai.AsyncOpenAI, turn: Any, stream: bool) -> Any:
+    """The headers of a turn that got an answer with text, streamed or not."""
+    if stream:
+        raw_stream = await client.responses.with_raw_response.create(stream=True, **turn)
+        events = [e async for e in raw_stream.parse()]
+        assert events[-1].type == "response.completed" and events[-1].response.output_text
+        return raw_stream.headers
+    raw = await client.responses.with_raw_response.create(**turn)
+    assert raw.parse().output_text
+    return raw.headers
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_tool_loop_with_encrypted_content_keeps_thinking_on(node: Node, stream: bool) -> None:
     h, client, bedrock = node
@@ -182,15 +194,7 @@ async def test_a_native_next_turn_goes_without_the_gateways_reasoning_items(node
     assert output[0]["encrypted_content"].startswith(PREFIX)
     answer = {"type": "function_call_output", "call_id": output[-1]["call_id"], "output": "sunny"}
     turn: Any = dict(model="gpt-4o", input=[*ASK, *output, answer], **ask)
-    if stream:
-        raw_stream = await client.responses.with_raw_response.create(stream=True, **turn)
-        events = [e async for e in raw_stream.parse()]
-        assert events[-1].type == "response.completed" and events[-1].response.output_text
-        headers = raw_stream.headers
-    else:
-        raw = await client.responses.with_raw_response.create(**turn)
-        assert raw.parse().output_text
-        headers = raw.headers
+    headers = await answered(client, turn, stream)
     assert headers["x-shieldes-dropped"] == "input.reasoning"
     assert native_input(h) == ["message", "function_call", "function_call_output"]
     assert h.upstream.last("/v1/responses").body["input"][1]["call_id"] == answer["call_id"]
@@ -219,15 +223,7 @@ async def test_reasoning_items_without_encrypted_content_do_not_reach_a_native_d
     assert output[0]["id"].startswith("rs_shd_")
     answer = {"type": "function_call_output", "call_id": output[-1]["call_id"], "output": "sunny"}
     turn: Any = dict(model="gpt-4o", input=[*ASK, *output, answer], **ask)
-    if stream:
-        raw_stream = await client.responses.with_raw_response.create(stream=True, **turn)
-        events = [e async for e in raw_stream.parse()]
-        assert events[-1].type == "response.completed" and events[-1].response.output_text
-        headers = raw_stream.headers
-    else:
-        raw = await client.responses.with_raw_response.create(**turn)
-        assert raw.parse().output_text
-        headers = raw.headers
+    headers = await answered(client, turn, stream)
     assert headers["x-shieldes-dropped"] == "input.reasoning"
     assert native_input(h) == ["message", "function_call", "function_call_output"]
     # an id the gateway did not make is the upstream's to judge: the fake's 404 reaches the client
