@@ -119,8 +119,10 @@ class FakeUpstream:
         calls_at_index_zero: bool = False,
         tool_id_pattern: str = r".{1,40}",
         object_arguments: bool = False,
+        tool_text: str = "test",
         record: bool = True,
     ) -> None:
+        self.tool_text = tool_text  # what the string arguments of the model's tool calls hold
         # tool call arguments as a JSON object instead of its text, as Ollama and some vLLM builds send them
         self.object_arguments = object_arguments
         # tool call ids the chat endpoint takes in a history (OpenAI: at most 40 characters)
@@ -361,7 +363,7 @@ class FakeUpstream:
             return wire.error(400, problem, False)
         prompt = count_words(messages)
         tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"),
-                              messages[-1].get("role") == "tool" or not self.call_tools)
+                              messages[-1].get("role") == "tool" or not self.call_tools, self.tool_text)
         reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema" and tool is None:  # structured output: JSON fitting the schema
@@ -559,6 +561,7 @@ class FakeUpstream:
             if choice.get("type") == "tool"
             else None,
             answered or not self.call_tools,
+            self.tool_text,
         )
         reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
         fmt = (body.get("output_config") or {}).get("format") or {}

@@ -110,21 +110,23 @@ def error(
     return web.json_response(body, status=status, headers=headers)
 
 
-def sample(schema: Any) -> Any:
+def sample(schema: Any, text: str = "test") -> Any:
+    """A value fitting `schema`; its strings hold `text`."""
     kind = schema.get("type") if isinstance(schema, dict) else None
     if kind == "object":
         props = schema.get("properties") or {}
-        return {k: sample(v) for k, v in props.items() if k in schema.get("required", props)}
-    return {"string": "test", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
+        return {k: sample(v, text) for k, v in props.items() if k in schema.get("required", props)}
+    return {"string": text, "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
 
 
-def pick_tool(tools: Any, choice: Any, answered: bool) -> tuple[str, dict[str, Any]] | None:
-    """(name, arguments) of the tool call to make, or None to answer with text."""
+def pick_tool(tools: Any, choice: Any, answered: bool, text: str = "test") -> tuple[str, dict[str, Any]] | None:
+    """(name, arguments) of the tool call to make, or None to answer with text; string arguments
+    hold `text`."""
     if not tools or choice == "none" or answered:
         return None
     named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
     fn = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
-    return fn["name"], sample(fn.get("parameters") or {"type": "object"}) or {}
+    return fn["name"], sample(fn.get("parameters") or {"type": "object"}, text) or {}
 
 
 def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | None:

@@ -40,6 +40,7 @@ ITEMS = {
     "function_call": ("type", "id", "call_id", "name", "arguments", "status"),
     "function_call_output": ("type", "id", "call_id", "output", "status"),
     "reasoning": ("type", "id", "summary"),
+    "custom_tool_call": ("type", "id", "call_id", "name", "input"),
 }
 PARTS = {"output_text": ("type", "text", "annotations", "logprobs"), "refusal": ("type", "refusal"),
          "input_text": ("type", "text"), "reasoning_text": ("type", "text"), "summary_text": ("type", "text")}
@@ -54,6 +55,8 @@ EVENTS = {
     "response.output_text.done": (*_ITEM_EVENT, "content_index", "text"),
     "response.function_call_arguments.delta": (*_ITEM_EVENT, "delta"),
     "response.function_call_arguments.done": (*_ITEM_EVENT, "arguments"),
+    "response.custom_tool_call_input.delta": (*_ITEM_EVENT, "delta"),
+    "response.custom_tool_call_input.done": (*_ITEM_EVENT, "input"),
     "response.reasoning_text.delta": (*_ITEM_EVENT, "content_index", "delta"),
     "response.reasoning_text.done": (*_ITEM_EVENT, "content_index", "text"),
     "response.reasoning_summary_part.added": (*_ITEM_EVENT, "summary_index", "part"),

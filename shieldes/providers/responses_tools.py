@@ -1,12 +1,16 @@
 """The tools of a Responses request as chat completions tools, for upstreams that only speak chat
-completions: function tools (also inside `namespace` tools), the tool choice, and OpenAI's hosted
-tools, which a chat server cannot run (left out, and named in a response header). Pure."""
+completions: function tools and custom tools (responses_custom), also inside `namespace` tools, the
+tool choice, and OpenAI's hosted tools, which a chat server cannot run (left out, and named in a
+response header). Pure."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.responses_custom import custom_function
 from shieldes.responses.objects import Body
 
 
@@ -30,22 +34,26 @@ def _function(tool: Body, where: str) -> Body:
     return {"type": "function", "function": fn}
 
 
+# The tool types a chat server is offered, as the function tools that stand for them
+_OFFERED = MappingProxyType({"function": _function, "custom": custom_function})
+
+
 def _tools(tools: Any) -> list[Body]:
-    """Function tools, and the function tools inside `namespace` tools, as chat tools."""
+    """Function and custom tools, and those inside `namespace` tools, as chat tools."""
     if not isinstance(tools, list):
         raise _bad("field 'tools' must be a list of tool objects", "tools")
     out = []
     for i, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind == "function":
-            out.append(_function(tool, f"tools[{i}]"))
+        if isinstance(kind, str) and kind in _OFFERED:
+            out.append(_OFFERED[kind](tool, f"tools[{i}]"))
         elif kind == "namespace" and isinstance(tool.get("tools"), list):
-            out += [_function(t, f"tools[{i}].tools[{j}]") for j, t in enumerate(tool["tools"])
-                    if isinstance(t, dict) and t.get("type") == "function"]
+            out += [_OFFERED[t["type"]](t, f"tools[{i}].tools[{j}]") for j, t in enumerate(tool["tools"])
+                    if isinstance(t, dict) and t.get("type") in _OFFERED]
         elif kind not in HOSTED_TOOLS:
             raise _bad(f"tools[{i}] of type {kind!r} is not supported by this deployment (it speaks chat "
-                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...}",
-                       f"tools[{i}].type")
+                       "completions): use function tools {\"type\": \"function\", \"name\": ..., \"parameters\": ...} "
+                       "or custom tools {\"type\": \"custom\", \"name\": ...}", f"tools[{i}].type")
     return out
 
 
@@ -68,13 +76,38 @@ def tool_namespaces(body: Body) -> dict[str, str]:
     return out
 
 
+def custom_tools(body: Body) -> frozenset[str]:
+    """The names of a request's custom tools (also inside `namespace` tools): the model's calls of
+    the functions standing for them come back as custom tool calls."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return frozenset()
+    inner = [t for ns in tools if isinstance(ns, dict) and ns.get("type") == "namespace"
+             and isinstance(ns.get("tools"), list) for t in ns["tools"]]
+    return frozenset(t["name"] for t in [*tools, *inner]
+                     if isinstance(t, dict) and t.get("type") == "custom" and isinstance(t.get("name"), str))
+
+
+@dataclass(frozen=True, slots=True)
+class CallKinds:
+    """What the request's tools say about the calls that come back: the namespace of a tool that
+    came inside a `namespace` tool, and the names of the functions standing for custom tools."""
+
+    namespaces: dict[str, str] = field(default_factory=dict)
+    custom: frozenset[str] = frozenset()
+
+
+def call_kinds(body: Body) -> CallKinds:
+    return CallKinds(tool_namespaces(body), custom_tools(body))
+
+
 def _tool_choice(choice: Any) -> Any:
     if isinstance(choice, str):
         if choice not in ("auto", "none", "required"):
             raise _bad("field 'tool_choice' must be auto, none, required or {\"type\": \"function\", \"name\": ...}",
                        "tool_choice")
         return choice
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+    if isinstance(choice, dict) and choice.get("type") in _OFFERED and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         return "required" if choice.get("mode") == "required" else "auto"
@@ -93,7 +126,7 @@ def _allowed(tools: list[Body], choice: Any) -> list[Body]:
     if not isinstance(allowed, list):
         raise _bad("tool_choice allowed_tools needs `tools`: a list of {\"type\": \"function\", \"name\": ...}",
                    "tool_choice.tools")
-    names = {t.get("name") for t in allowed if isinstance(t, dict) and t.get("type") == "function"}
+    names = {t.get("name") for t in allowed if isinstance(t, dict) and t.get("type") in _OFFERED}
     kept = [t for t in tools if t["function"]["name"] in names]
     if not kept and choice.get("mode") == "required":
         raise _bad("tool_choice allowed_tools with mode required names no function of `tools`; name one",

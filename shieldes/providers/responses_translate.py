@@ -24,8 +24,9 @@ from shieldes.providers.chat_parts import (
     thinking_block,
 )
 from shieldes.providers.reasoning import OFF
+from shieldes.providers.responses_custom import InputStream, custom_arguments, custom_input
 from shieldes.providers.responses_options import chat_options, output_logprobs
-from shieldes.providers.responses_tools import chat_tools
+from shieldes.providers.responses_tools import CallKinds, chat_tools
 from shieldes.providers.signed_reasoning import ITEM_PREFIX, encrypted_content, thinking_of
 from shieldes.providers.tool_args import arguments_text
 from shieldes.responses.objects import (
@@ -34,6 +35,7 @@ from shieldes.responses.objects import (
     ResponseContext,
     ResponsesUsage,
     asks_summary,
+    custom_call_item,
     error_event,
     function_call_item,
     message_item,
@@ -156,12 +158,14 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
             message = _message(item, where)
             out.append(_with_thinking(message, thinking) if message["role"] == "assistant" else message)
             thinking = []
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
             for name in ("call_id", "name"):
                 if not isinstance(item.get(name), str):
                     raise _bad(f"{where}.{name} must be a string", f"{where}.{name}")
+            arguments = (arguments_text(item.get("arguments")) or "{}") if kind == "function_call" \
+                else custom_arguments(item.get("input"))
             call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": arguments_text(item.get("arguments")) or "{}"}}
+                    "function": {"name": item["name"], "arguments": arguments}}
             last = out[-1] if out else None
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)
@@ -172,7 +176,7 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
                 out.append(last)
             _with_thinking(last, thinking)
             thinking = []
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             if not isinstance(item.get("call_id"), str):
                 raise _bad(f"{where}.call_id must be the call_id of the function_call it answers", f"{where}.call_id")
             out.append({"role": "tool", "tool_call_id": item["call_id"],
@@ -187,7 +191,8 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
             raise _bad(f"{where}: item_reference is not supported; send the item itself", f"{where}.type")
         else:
             raise _bad(f"{where} has type {kind!r}, which this deployment cannot take (it speaks chat "
-                       "completions); use message, function_call and function_call_output items", f"{where}.type")
+                       "completions); use message, function_call, custom_tool_call and their _output items",
+                       f"{where}.type")
     return out
 
 
@@ -281,11 +286,13 @@ class Translated:
     incomplete: str | None
 
 
-def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
-               namespaces: dict[str, str]) -> Body:
-    item = function_call_item(item_id, call_id, name, arguments, status)
-    if name in namespaces:
-        item["namespace"] = namespaces[name]
+def _call_item(item_id: str, call_id: str, name: str, arguments: str, status: str, kinds: CallKinds) -> Body:
+    if name in kinds.custom:
+        item = custom_call_item(item_id, call_id, name, custom_input(arguments), status)
+    else:
+        item = function_call_item(item_id, call_id, name, arguments, status)
+    if name in kinds.namespaces:
+        item["namespace"] = kinds.namespaces[name]
     return item
 
 
@@ -293,7 +300,7 @@ def _encrypted(blocks: list[Thinking]) -> str | None:
     return encrypted_content(blocks) if blocks else None
 
 
-def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, str] | None = None,
+def chat_to_output(chat: Body, make_id: IdMaker = new_id, kinds: CallKinds | None = None,
                    summary: bool = False, encrypted: bool = False) -> Translated:
     """`summary`: the request asked for a reasoning summary (the reasoning text is given as it);
     `encrypted`: the answer's signed thinking goes in the reasoning item's encrypted_content."""
@@ -312,7 +319,7 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, namespaces: dict[str, 
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(_call_item(make_id("fc"), str(call.get("id") or make_id("call")), str(fn.get("name") or ""),
-                                 arguments_text(fn.get("arguments")), "completed", namespaces or {}))
+                                 arguments_text(fn.get("arguments")), "completed", kinds or CallKinds()))
     if not output:
         output.append(message_item(make_id("msg"), ""))
     incomplete = _INCOMPLETE.get(str(choice.get("finish_reason")))
@@ -332,6 +339,7 @@ class _Open:
     text: list[str] = field(default_factory=list)
     logprobs: list[Body] = field(default_factory=list)
     blocks: list[Thinking] = field(default_factory=list)  # a reasoning item's signed thinking
+    input: InputStream | None = None  # a custom tool call's input, read out of its arguments
 
 
 class ChatStreamTranslator:
@@ -339,9 +347,9 @@ class ChatStreamTranslator:
     `start()` first, then `feed(chunk)` per chunk, then `finish(now)` or `fail(message, now)`."""
 
     def __init__(self, ctx: ResponseContext, make_id: IdMaker = new_id,
-                 namespaces: dict[str, str] | None = None, encrypted: bool = False) -> None:
+                 kinds: CallKinds | None = None, encrypted: bool = False) -> None:
         self.ctx = ctx
-        self.namespaces = namespaces or {}
+        self.kinds = kinds or CallKinds()
         self.summary = asks_summary(ctx.echo)  # reasoning streams as a summary (reasoning_item)
         self.encrypted = encrypted  # signed thinking goes in the reasoning item's encrypted_content
         self.make_id = make_id
@@ -432,9 +440,17 @@ class ChatStreamTranslator:
         events = []
         for c in self._call_list:
             args = "".join(c.text)
-            c.item.update(status="completed", arguments=args)
-            events.append(self.number("response.function_call_arguments.done", item_id=c.item["id"],
-                                      output_index=c.index, name=c.item["name"], arguments=args))
+            ids = {"item_id": c.item["id"], "output_index": c.index}
+            if c.input is None:
+                c.item.update(status="completed", arguments=args)
+                events.append(self.number("response.function_call_arguments.done", **ids, name=c.item["name"],
+                                          arguments=args))
+            else:
+                rest = c.input.rest(args)
+                if rest:
+                    events.append(self.number("response.custom_tool_call_input.delta", **ids, delta=rest))
+                c.item.update(status="completed", input=custom_input(args))
+                events.append(self.number("response.custom_tool_call_input.done", **ids, input=c.item["input"]))
             events.append(self.number("response.output_item.done", output_index=c.index, item=c.item))
         self._calls, self._call_list = {}, []
         return events
@@ -488,8 +504,10 @@ class ChatStreamTranslator:
                               and opened.item["call_id"] in self._call_ids):
             events += self._close_text() + self._close_reasoning()
             item = _call_item(self.make_id("fc"), given or self.make_id("call"), str(fn.get("name") or ""), "",
-                              "in_progress", self.namespaces)
+                              "in_progress", self.kinds)
             opened, added = self._add(item)
+            if item["type"] == "custom_tool_call":
+                opened.input = InputStream()
             self._calls[index] = opened
             self._call_list.append(opened)
             self._call_ids.update([given] if given else [])
@@ -497,8 +515,11 @@ class ChatStreamTranslator:
         args = arguments_text(fn.get("arguments"))  # an object (Ollama) as its JSON text
         if args:
             opened.text.append(args)
-            events.append(self.number("response.function_call_arguments.delta", item_id=opened.item["id"],
-                                      output_index=opened.index, delta=args))
+            ids = {"item_id": opened.item["id"], "output_index": opened.index}
+            if opened.input is None:
+                events.append(self.number("response.function_call_arguments.delta", **ids, delta=args))
+            elif piece := opened.input.feed(args):
+                events.append(self.number("response.custom_tool_call_input.delta", **ids, delta=piece))
         return events
 
     def finish(self, now: int, fallback_usage: ResponsesUsage | None = None) -> list[Body]:

@@ -167,6 +167,11 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str,
             "arguments": arguments}
 
 
+def custom_call_item(item_id: str, call_id: str, name: str, text: str, status: str = "completed") -> Body:
+    return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name,
+            "input": text}
+
+
 def reasoning_part(text: str) -> Body:
     return {"type": "reasoning_text", "text": text}
 

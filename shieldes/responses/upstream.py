@@ -18,7 +18,7 @@ from shieldes.providers.chat_parts import dropped_header
 from shieldes.providers.kinds import signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
-from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
+from shieldes.providers.responses_tools import call_kinds, dropped_tools
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
 from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, without_own_reasoning
 from shieldes.providers.sse import encode_event
@@ -150,7 +150,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
     signed = signs_thinking(provider.kind)
     chat = request_to_chat(body, target.model, signed, takes_tool_images(provider.kind))
-    namespaces = tool_namespaces(body)
+    kinds = call_kinds(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
     unfilled = unfilled_includes(body, signed)
@@ -162,11 +162,11 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     if streaming:
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
         headers.update(dropped_header(list(chunks.dropped)))  # settings the chat translation left out
-        translator = ChatStreamTranslator(ctx, namespaces=namespaces, encrypted=encrypted)
+        translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted)
         return TranslatedEvents(chunks, translator, headers)
     result = await provider.call("chat", target, chat)
     headers.update(dropped_header(list(result.dropped)))
-    out = chat_to_output(result.body, namespaces=namespaces, summary=asks_summary(body), encrypted=encrypted)
+    out = chat_to_output(result.body, kinds=kinds, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)
     return Answer(response, out.usage, headers)

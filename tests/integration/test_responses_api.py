@@ -178,7 +178,7 @@ async def test_bad_requests_and_refusals_are_openai_shaped(database_url: str) ->
             await client.responses.create(model="gpt-4o-mini")  # type: ignore[call-overload]
         with pytest.raises(openai.BadRequestError, match="tools\\[0\\]"):
             await client.responses.create(model="gpt-4o-mini", input="x",
-                                          tools=[{"type": "custom", "name": "patch"}])  # type: ignore[list-item]
+                                          tools=[{"type": "apply_patch"}])  # type: ignore[list-item]
         # hosted tools cannot run behind a chat upstream: left out, and said so in a header
         raw = await client.responses.with_raw_response.create(
             model="gpt-4o-mini", input="x", tools=[{"type": "web_search"}])

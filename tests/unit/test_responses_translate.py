@@ -149,11 +149,11 @@ def test_namespace_tools_are_flattened_and_their_calls_named_back() -> None:
         {"type": "web_search"}]}
     chat = request_to_chat(body, "m")
     assert [t["function"]["name"] for t in chat["tools"]] == ["spawn"]
-    from shieldes.providers.responses_tools import dropped_tools, tool_namespaces
+    from shieldes.providers.responses_tools import call_kinds, dropped_tools, tool_namespaces
 
     assert dropped_tools(body) == ["web_search"] and tool_namespaces(body) == {"spawn": "agents"}
     out = chat_to_output({"choices": [{"message": {"tool_calls": [
-        {"id": "c", "function": {"name": "spawn", "arguments": "{}"}}]}}]}, ids(), tool_namespaces(body))
+        {"id": "c", "function": {"name": "spawn", "arguments": "{}"}}]}}]}, ids(), call_kinds(body))
     assert out.output[0]["namespace"] == "agents"
     with pytest.raises(InvalidRequest, match="hosted tool"):
         request_to_chat({**body, "tool_choice": {"type": "web_search"}}, "m")
