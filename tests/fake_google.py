@@ -178,6 +178,14 @@ class FakeGoogle:
                 {"embeddings": {"values": [0.5, -0.25, float(_words(i["content"]))],
                                 "statistics": {"token_count": _words(i["content"]), "truncated": False}}}
                 for i in body["instances"]]})
+        if method == "countTokens":  # the Gemini API wants a system instruction and tools in a whole request
+            counted = body if vertex else body.get("generateContentRequest") or {"contents": body.get("contents")}
+            if not isinstance(counted, dict) or not counted.get("contents") or (
+                    not vertex and any(k in body for k in ("systemInstruction", "tools"))):
+                return google_error(400, "* CountTokensRequest: contents is not specified, or systemInstruction "
+                                         "and tools are outside generateContentRequest")
+            return web.json_response({"totalTokens": _words(counted["contents"])
+                                      + _words(counted.get("systemInstruction", {}))})
         if method not in ("generateContent", "streamGenerateContent"):
             return google_error(404, f"method {method} not found")
         if "contents" not in body or not body["contents"]:

@@ -212,10 +212,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Passed through to `anthropic` deployments, counted by Bedrock's CountTokens for `bedrock` ones
-    (InputTokenCounter), estimated for others and for models those cannot count (usage.tokens). Needs a key
-    that may use the model; it is neither billed nor counted against rate limits (the upstream
-    does not bill it either)."""
+    """Passed through to `anthropic` deployments, counted by the upstream for `bedrock`, `gemini` and
+    `vertex` ones (InputTokenCounter), estimated for others and for models those cannot count
+    (usage.tokens). Needs a key that may use the model; it is neither billed nor counted against
+    rate limits (the upstream does not bill it either)."""
     gw = request.app[GATEWAY]
     key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)

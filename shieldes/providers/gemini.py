@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields, embeddings_response
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
@@ -53,7 +53,7 @@ def _with_version(base_url: str, version: str) -> str:
 _CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", "reasoning_effort", JSON_OBJECT})
 
 
-class GeminiProvider:
+class GeminiProvider(InputTokenCounter):
     """The Gemini API (generativelanguage.googleapis.com)."""
 
     kind = "gemini"
@@ -83,6 +83,23 @@ class GeminiProvider:
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected generateContent shape: {exc}") from None
         return JsonResult(body=chat, usage=usage, dropped=dropped_fields(body, _CARRIED))
+
+    async def count_input_tokens(self, target: Target, body: Body) -> int | None:
+        """Google's countTokens on the generateContent request the chat request becomes (contents,
+        system instruction, tools: what it would bill as input)."""
+        request = chat_to_gemini(body, target.model)
+        counted: Body = {k: request[k] for k in ("contents", "systemInstruction", "tools") if k in request}
+        data, _raw = await post_for_object(
+            self._client, target, self._model_url(target, "countTokens"),
+            orjson.dumps(self._count_request(target, counted)), await self._headers(target), self._json_timeout)
+        total = data.get("totalTokens")
+        if not isinstance(total, int) or isinstance(total, bool):
+            raise invalid_response(target, f"unexpected countTokens response: {str(data)[:200]}")
+        return total
+
+    def _count_request(self, target: Target, counted: Body) -> Body:
+        # the Gemini API counts a system instruction and tools only inside a whole generateContentRequest
+        return {"generateContentRequest": {"model": f"models/{target.model}", **counted}}
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         # The Gemini API reports no token counts for embeddings: usage is left to the gateway's estimate.
@@ -204,6 +221,9 @@ class VertexProvider(GeminiProvider):
 
     async def _headers(self, target: Target) -> dict[str, str]:
         return {"Content-Type": "application/json", "Authorization": "Bearer " + await self._tokens.token(target)}
+
+    def _count_request(self, target: Target, counted: Body) -> Body:
+        return counted  # Vertex takes the request's fields as they are
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         data, _raw = await post_for_object(

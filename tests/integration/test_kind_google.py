@@ -347,3 +347,23 @@ async def test_json_schema_outside_googles_subset_is_fitted_to_it(node: Harness,
         "note": {"type": "string", "nullable": True}, "kind": {"enum": ["table"]},
         "size": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}}
     assert second == {"name": "current_time", "description": ""}  # no parameters at all
+
+
+async def test_google_counts_a_messages_requests_tokens_itself(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """count_tokens on Gemini and Vertex deployments is Google's own countTokens of the request the
+    Messages request becomes (a system instruction and tools inside a whole request for the Gemini
+    API, as it wants them), not the estimate."""
+    fake, _ = google
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=await new_key(node), max_retries=0)
+    messages: Any = [{"role": "user", "content": "count these five words please"}]
+    for model, path in (("gemini-2.5-flash", "/v1beta/models/gemini-2.5-flash:countTokens"),
+                        ("gemini-2.5-pro", "/v1/projects/proj-1/locations/us-central1/publishers/google/models/"
+                                           "gemini-2.5-pro:countTokens")):
+        raw = await claude.messages.with_raw_response.count_tokens(model=model, system="be brief and kind",
+                                                                   messages=messages)
+        assert (await raw.parse()).input_tokens == 5 + 4, model  # the fake counts words
+        assert "x-shieldes-token-count" not in raw.headers
+        sent = fake.last()
+        assert sent.path == path
+        counted = sent.body if model == "gemini-2.5-pro" else sent.body["generateContentRequest"]
+        assert counted["systemInstruction"]["parts"] == [{"text": "be brief and kind"}], sent.body
