@@ -33,7 +33,7 @@ from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import Body, ChunkStream, InputTokenCounter, Provider, Target, TokenUsage
-from shieldes.providers.chat_parts import dropped_header
+from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import KINDS
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 

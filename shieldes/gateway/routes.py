@@ -19,7 +19,7 @@ from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, req
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
-from shieldes.providers.chat_parts import dropped_header
+from shieldes.providers.dropped import dropped_header
 from shieldes.providers.openai import appended, usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget

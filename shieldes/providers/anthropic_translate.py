@@ -21,27 +21,24 @@ from shieldes.providers.anthropic_replies import (
     stream_error_event,
 )
 from shieldes.providers.base import OVERLOADED, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_answers import usage_dict, with_reasoning
 from shieldes.providers.chat_parts import (
-    PARALLEL_OFF,
     CacheMark,
     Document,
     Image,
-    Outbound,
     Part,
     Thinking,
     ToolCall,
     ToolResult,
     check_chat_request,
-    dropped_fields,
     read_messages,
     read_stop,
     read_tool_choice,
     read_tools,
     system_text,
     thinking_block,
-    usage_dict,
-    with_reasoning,
 )
+from shieldes.providers.dropped import PARALLEL_OFF, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import ANTHROPIC, fit_chat_ids

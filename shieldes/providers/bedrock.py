@@ -24,7 +24,7 @@ from shieldes.providers.bedrock_translate import (
     stream_exception,
     titan_requests,
 )
-from shieldes.providers.chat_parts import embeddings_response
+from shieldes.providers.chat_answers import embeddings_response
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,

@@ -11,23 +11,19 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_answers import Chunks, chat_response, usage_dict
 from shieldes.providers.chat_parts import (
-    JSON_OBJECT,
     CacheMark,
-    Chunks,
     Document,
     Image,
-    Outbound,
     Part,
     Thinking,
     ToolCall,
     ToolResult,
-    chat_response,
     check_chat_request,
-    dropped_fields,
     read_chat,
-    usage_dict,
 )
+from shieldes.providers.dropped import JSON_OBJECT, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids

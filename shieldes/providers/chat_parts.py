@@ -1,20 +1,18 @@
 """Pure helpers shared by translations to non-OpenAI chat APIs (Anthropic Messages, Gemini,
-Bedrock Converse): an OpenAI chat request read into neutral turns, and OpenAI responses and chunks
-built back from what those APIs return. No I/O, no clock (`created` is passed in)."""
+Bedrock Converse): an OpenAI chat request read and checked into neutral turns. What a translation
+leaves out is named by `dropped`; answers and chunks are built back by `chat_answers`. No I/O."""
 
 from __future__ import annotations
 
 import base64
 import re
-import struct
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, TokenUsage
+from shieldes.providers.base import Body
 
 # OpenAI reasoning models: they take reasoning_effort, and max_completion_tokens instead of max_tokens.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
@@ -405,54 +403,6 @@ def check_base64(data: str, what: str, param: str | None = None) -> None:
                    "multiple of 4); encode the file's bytes with base64", param) from None
 
 
-# Chat request fields that change the answer and that a translation may have nothing to carry to
-# (what every translation carries or refuses is not here: messages, tools, sampling, stops, n)
-ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
-                 "prediction", "web_search_options", "reasoning_effort", "verbosity")
-JSON_OBJECT = "response_format.json_object"
-# `parallel_tool_calls: false` with tools: Anthropic carries it (disable_parallel_tool_use), Converse
-# and generateContent have no such setting
-PARALLEL_OFF = "parallel_tool_calls"
-
-
-def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
-    """What a chat request asks for that its translation leaves out, `carried` naming what it
-    does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
-    `response_format.json_object`, and `parallel_tool_calls` turned off for a request with tools.
-    Named to the client (x-shieldes-dropped), never dropped in silence."""
-    out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
-           and body.get(name) is not False]
-    fmt = body.get("response_format")
-    if JSON_OBJECT not in carried and isinstance(fmt, dict) and fmt.get("type") == "json_object":
-        out.append(JSON_OBJECT)
-    if PARALLEL_OFF not in carried and body.get("parallel_tool_calls") is False and body.get("tools"):
-        out.append(PARALLEL_OFF)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Outbound:
-    """A chat request as a translation sends it upstream, with what of the client's request it left
-    out (dropped_fields: the x-shieldes-dropped names). One walk of the history decides both: whether
-    `reasoning_effort` reaches the model depends on the turns (a tool call continued without its
-    signed thinking), and a second walk to name it cost half as much again as the translation."""
-
-    request: Body
-    dropped: list[str]
-
-
-DROPPED_HEADER = "x-shieldes-dropped"
-MAX_DROPPED_HEADER = 1024
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
-def dropped_header(names: list[str]) -> dict[str, str]:
-    """The response header naming what a translation left out of the request; names may echo
-    client text (tool types), so only printable ASCII goes out, capped."""
-    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
-    return {DROPPED_HEADER: value} if names else {}
-
-
 def check_chat_request(body: Body) -> None:
     """What a translated chat request asks for that the translation could not give, refused with
     what to change (OpenAI refuses the same, or would answer what the client asked for): a
@@ -509,111 +459,3 @@ def image_bytes(image: Image) -> bytes:
         return base64.b64decode(image.data, validate=True)
     except ValueError:
         raise _bad("an image data URL does not hold valid base64") from None
-
-
-# --- responses back -----------------------------------------------------------------------------
-
-
-def usage_dict(usage: TokenUsage) -> Body:
-    """OpenAI `usage`: cache reads in `prompt_tokens_details.cached_tokens`; cache writes, which
-    OpenAI's shape has no field for, as `cache_creation_input_tokens` (as LiteLLM reports them), so
-    clients of the Messages API see them too; reasoning in `completion_tokens_details`."""
-    out: Body = {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    }
-    if usage.cache_read_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
-    if usage.cache_write_tokens:
-        out["cache_creation_input_tokens"] = usage.cache_write_tokens
-    if usage.reasoning_tokens:
-        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
-    return out
-
-
-def tool_call_dict(call: ToolCall) -> Body:
-    return {"id": call.id, "type": "function",
-            "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()}}
-
-
-def with_reasoning(message: Body, reasoning: str, thinking: list[Thinking]) -> Body:
-    """An answer's reasoning on its chat message (or stream delta): the text as `reasoning_content`,
-    the signed blocks as `thinking_blocks` for the client to send back with the turn."""
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    if thinking:
-        message["thinking_blocks"] = [thinking_block(t) for t in thinking]
-    return message
-
-
-def chat_response(rid: str, model: str, created: int, text: str, calls: list[ToolCall], finish: str,
-                  usage: Body, reasoning: str = "", thinking: list[Thinking] | None = None) -> Body:
-    message: Body = {"role": "assistant", "content": text if text or not calls else None}
-    with_reasoning(message, reasoning, thinking or [])
-    if calls:
-        message["tool_calls"] = [tool_call_dict(c) for c in calls]
-    return {
-        "id": rid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": usage,
-    }
-
-
-class Chunks:
-    """Builds OpenAI `chat.completion.chunk` dicts for one streamed answer."""
-
-    def __init__(self, rid: str, model: str, created: int) -> None:
-        self.rid, self.model, self.created = rid, model, created
-        self.tools = 0  # tool calls started so far
-
-    def _chunk(self, delta: Body, finish: str | None = None) -> Body:
-        return {"id": self.rid, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-    def role(self) -> Body:
-        return self._chunk({"role": "assistant", "content": ""})
-
-    def text(self, text: str) -> Body:
-        return self._chunk({"content": text})
-
-    def reasoning(self, text: str) -> Body:
-        return self._chunk({"reasoning_content": text})
-
-    def thinking(self, block: Thinking) -> Body:
-        """A whole signed thinking block, sent once it is complete (its signature comes last)."""
-        return self._chunk(with_reasoning({}, "", [block]))
-
-    def tool_start(self, call_id: str, name: str, arguments: str = "") -> tuple[int, Body]:
-        index, self.tools = self.tools, self.tools + 1
-        call = {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-        return index, self._chunk({"tool_calls": [call]})
-
-    def tool_args(self, index: int, fragment: str) -> Body:
-        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
-
-    def finish(self, reason: str) -> Body:
-        return self._chunk({}, reason)
-
-    def usage(self, usage: Body) -> Body:
-        return {"id": self.rid, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [], "usage": usage}
-
-
-def encode_vector(values: list[float], encoding_format: Any) -> list[float] | str:
-    """`encoding_format: base64` (what the openai SDK asks for by default): little-endian float32."""
-    if encoding_format == "base64":
-        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-    return values
-
-
-def embeddings_response(vectors: list[list[float]], model: str, prompt_tokens: int | None,
-                        encoding_format: Any) -> tuple[Body, TokenUsage | None]:
-    usage = TokenUsage(prompt_tokens, 0) if prompt_tokens is not None else None
-    body: Body = {
-        "object": "list", "model": model,
-        "data": [{"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
-                 for i, v in enumerate(vectors)],
-        "usage": {"prompt_tokens": prompt_tokens or 0, "total_tokens": prompt_tokens or 0},
-    }
-    return body, usage

@@ -15,7 +15,8 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
-from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields, embeddings_response
+from shieldes.providers.chat_answers import embeddings_response
+from shieldes.providers.dropped import JSON_OBJECT, dropped_fields
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
     chat_to_gemini,

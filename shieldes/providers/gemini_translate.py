@@ -11,21 +11,19 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_answers import Chunks, chat_response, usage_dict
 from shieldes.providers.chat_parts import (
     CacheMark,
     Chat,
-    Chunks,
     Document,
     Image,
     Part,
     Thinking,
     ToolCall,
     ToolResult,
-    chat_response,
     check_chat_request,
     read_chat,
     system_text,
-    usage_dict,
 )
 from shieldes.providers.gemini_schema import gemini_schema
 from shieldes.providers.reasoning import gemini_thinking

@@ -14,7 +14,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
-from shieldes.providers.chat_parts import dropped_header
+from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes

@@ -57,7 +57,7 @@ def test_members_are_added_only_under_names_the_body_does_not_have() -> None:
 
 
 def test_dropped_fields_name_what_is_set_and_not_carried() -> None:
-    from shieldes.providers.chat_parts import JSON_OBJECT, dropped_fields
+    from shieldes.providers.dropped import JSON_OBJECT, dropped_fields
 
     body = {"seed": 0, "presence_penalty": 0.1, "logprobs": False, "logit_bias": None, "verbosity": "low",
             "response_format": {"type": "json_object"}}

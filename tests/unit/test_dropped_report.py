@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shieldes.providers.anthropic_translate import anthropic_request
 from shieldes.providers.bedrock_translate import converse_request
-from shieldes.providers.chat_parts import ANSWER_FIELDS
+from shieldes.providers.dropped import ANSWER_FIELDS
 
 BLOCK = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
 ANTHROPIC = ("claude-sonnet-4-5", "claude-3-5-haiku-latest", "claude-3-7-sonnet-20250219")

@@ -1,0 +1,59 @@
+"""What a translation leaves out of a client's request, named to the client (x-shieldes-dropped),
+never dropped in silence."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from shieldes.providers.base import Body
+
+# Chat request fields that change the answer and that a translation may have nothing to carry to
+# (what every translation carries or refuses is not here: messages, tools, sampling, stops, n)
+ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
+                 "prediction", "web_search_options", "reasoning_effort", "verbosity")
+JSON_OBJECT = "response_format.json_object"
+# `parallel_tool_calls: false` with tools: Anthropic carries it (disable_parallel_tool_use), Converse
+# and generateContent have no such setting
+PARALLEL_OFF = "parallel_tool_calls"
+
+
+def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
+    """What a chat request asks for that its translation leaves out, `carried` naming what it
+    does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
+    `response_format.json_object`, and `parallel_tool_calls` turned off for a request with tools.
+    Named to the client (x-shieldes-dropped), never dropped in silence."""
+    out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
+           and body.get(name) is not False]
+    fmt = body.get("response_format")
+    if JSON_OBJECT not in carried and isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        out.append(JSON_OBJECT)
+    if PARALLEL_OFF not in carried and body.get("parallel_tool_calls") is False and body.get("tools"):
+        out.append(PARALLEL_OFF)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A chat request as a translation sends it upstream, with what of the client's request it left
+    out (dropped_fields: the x-shieldes-dropped names). One walk of the history decides both: whether
+    `reasoning_effort` reaches the model depends on the turns (a tool call continued without its
+    signed thinking), and a second walk to name it cost half as much again as the translation."""
+
+    request: Body
+    dropped: list[str]
+
+
+DROPPED_HEADER = "x-shieldes-dropped"
+MAX_DROPPED_HEADER = 1024
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def dropped_header(names: list[str]) -> dict[str, str]:
+    """The response header naming what a translation left out of the request; names may echo
+    client text (tool types), so only printable ASCII goes out, capped."""
+    value = _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]
+    return {DROPPED_HEADER: value} if names else {}
+
+
