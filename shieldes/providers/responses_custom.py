@@ -11,8 +11,8 @@ import re
 from typing import Any
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.base import Body
 
-Body = dict[str, Any]
 INPUT = "input"  # the one parameter of the function a custom tool becomes
 
 # The arguments of a well-formed call, up to the opening quote of the input string's value
