@@ -373,7 +373,13 @@ class ClusterRuntime:
         if not retention or now - self._dead_rows_checked < min(DEAD_ROWS_EVERY, retention / 2):
             return
         self._dead_rows_checked = now
-        for node, silent in await self.membership.remove_dead(retention):
+        try:
+            removed = await self.membership.remove_dead(retention)
+        except Exception as exc:  # the database away: the next check (a minute on) tries again
+            log.warning("could not remove long-dead nodes from cluster_nodes yet: %s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return
+        for node, silent in removed:
             log.info("removed node %s from cluster_nodes: no heartbeat for %.0f s (SHIELDES_DEAD_NODE_RETENTION "
                      "is %g s)", node, silent, retention)
 
