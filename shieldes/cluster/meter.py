@@ -16,7 +16,7 @@ from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
 from shieldes.projections.state import Budget, VirtualKey
-from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message
+from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message, usd
 from shieldes.usage.meter import Meter, Remote, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
@@ -142,7 +142,7 @@ class ClusterMeter(Meter):
             if seen_nusd + cost > limit:
                 raise BudgetExceeded(budget_message(what(), budget, seen_nusd, cost, today))
             raise BudgetExceeded(
-                f"budget nearly used up for {what()}: ${seen_nusd / NUSD:.6f} of ${budget.amount_usd:g} spent "
+                f"budget nearly used up for {what()}: {usd(seen_nusd)} of {usd(limit)} spent "
                 f"or held across the cluster in the {budget.period} period; this node's share of the "
                 "rest is in use: retry in a second, or raise it with `shieldes budget set`"
             )

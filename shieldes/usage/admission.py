@@ -13,14 +13,33 @@ WINDOW = 60  # seconds per rate-limit window
 NUSD = 1_000_000_000
 
 
+def usd(nusd: int) -> str:
+    """Dollars as an operator reads them: cents at least, down to a millionth, never an exponent
+    ($20.00, $0.50, $0.00001, $0.000115)."""
+    text = f"{nusd / NUSD:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def renewal(period: str, today: int) -> str:
+    """When waiting frees budget: a calendar month starts afresh; a rolling window of N days lets
+    its oldest day's spend go."""
+    reset = period_reset_at(period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if period.endswith("mo"):
+        return f"the next month starts at {reset}"
+    return f"the oldest day of the {period} window drops out at {reset}"
+
+
 def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
-    reset = period_reset_at(budget.period, today).strftime("%Y-%m-%dT%H:%M:%SZ")
-    used = (f"budget exceeded for {what}: ${spent / NUSD:.6f} of ${budget.amount_usd:g} spent or held by "
+    limit = round(budget.amount_usd * NUSD)
+    used = (f"budget exceeded for {what}: {usd(spent)} of {usd(limit)} spent or held by "
             f"requests in flight in the {budget.period} period")
-    if spent < round(budget.amount_usd * NUSD):
-        return (f"{used}, and this request may cost up to ${estimate / NUSD:.6f} (prompt and max_tokens); "
-                f"lower max_tokens, wait for the next day (at {reset}), or raise it with `shieldes budget set`")
-    return f"{used} (next day rolls in at {reset}); raise it with `shieldes budget set`"
+    if spent >= limit:
+        return f"{used}; {renewal(budget.period, today)}, or raise it with `shieldes budget set`"
+    cost = f"{used}, and this request may cost up to {usd(estimate)} (prompt and max_tokens)"
+    if estimate > limit:  # no wait helps: the request alone may cost more than the whole budget
+        return f"{cost}, more than the whole budget; lower max_tokens, or raise it with `shieldes budget set`"
+    return f"{cost}; lower max_tokens, wait ({renewal(budget.period, today)}), or raise it with `shieldes budget set`"
 
 
 def check_budget(what: str, budget: Budget, spent: int, today: int, estimate: int) -> None:

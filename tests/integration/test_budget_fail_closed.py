@@ -143,3 +143,19 @@ async def test_the_estimate_holds_every_choice_asked_for(database_url: str) -> N
         await client.close()
         sent = h.upstream.last("/v1/chat/completions").body
         assert sent["n"] == 4 and 200 < sent["max_completion_tokens"] < 250, sent
+
+
+async def test_a_budget_smaller_than_one_request_says_so_in_dollars(database_url: str) -> None:
+    """Through a node: the refusal of a request whose estimate alone passes a tiny budget gives the
+    amounts as dollars (not `$1e-05`) and does not send the client to wait for the next day."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("tiny", budget_usd=0.00001, budget_period="1mo")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as err:
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=100)  # type: ignore[arg-type]
+        await client.close()
+        assert err.value.code == "budget_exceeded"
+        message = err.value.message
+        assert "$0.00 of $0.00001 spent" in message and "e-05" not in message
+        assert "more than the whole budget" in message and "wait" not in message
