@@ -4,7 +4,10 @@
 service-account OAuth token endpoint (`POST /token`, JWT-bearer grant, RS256 checked against the
 test's public key). Token counts: prompt = words of all text in `contents` and the system
 instruction; the reply is `reply_words` words. A prompt containing BLOCKME is blocked for SAFETY;
-one longer than `max_prompt` words is refused as too long, in Google's words."""
+one longer than `max_prompt` words is refused as too long, in Google's words.
+`generationConfig.candidateCount` N answers N candidates (candidate k's words start k words on),
+`candidatesTokenCount` their sum, as Google reports it; a stream sends them interleaved, one
+candidate per event, with the `index` of candidate 0 left out (a proto default)."""
 
 from __future__ import annotations
 
@@ -220,7 +223,8 @@ class FakeGoogle:
         finish = "STOP"
         if isinstance(max_out, int) and max_out < len(words):
             words, finish = words[:max_out], "MAX_TOKENS"
-        out_tokens = self.reply_words if call else len(words)
+        count = int(gen.get("candidateCount") or 1)
+        out_tokens = (self.reply_words if call else len(words)) * count
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,
                  "totalTokenCount": prompt + out_tokens}
         if self.implicit_cache:
@@ -238,26 +242,32 @@ class FakeGoogle:
         thought = [{"text": "Thinking it over.", "thought": True}] if thoughts else []
         if "responseSchema" in gen and not call:  # structured output: JSON fitting the schema
             words = [json.dumps(wire.sample(gen["responseSchema"]))]
+        # candidate k's words start k words on (a structured-output answer is the same JSON for each)
+        texts = [[WORDS[(i + k) % len(WORDS)] for i in range(len(words))] if words and words[0] in WORDS else words
+                 for k in range(count)]
         if method == "generateContent":
-            parts = thought + ([called] if call else [{"text": " ".join(words)}])
-            return web.json_response({"candidates": [{"content": {"role": "model", "parts": parts},
-                                                      "finishReason": finish, "index": 0}],
-                                      "usageMetadata": usage, "modelVersion": model, "responseId": rid})
+            return web.json_response({"candidates": [
+                {"content": {"role": "model", "parts": thought + ([called] if call else [{"text": " ".join(t)}])},
+                 "finishReason": finish, "index": k} for k, t in enumerate(texts)],
+                "usageMetadata": usage, "modelVersion": model, "responseId": rid})
         if request.query.get("alt") != "sse":
             return google_error(400, "streaming without alt=sse answers a JSON array; send alt=sse")
         events: list[dict[str, Any]] = []
-        if thought:
-            events.append({"candidates": [{"content": {"role": "model", "parts": thought}, "index": 0}]})
+
+        def candidate(k: int, parts: list[dict[str, Any]], end: bool) -> dict[str, Any]:
+            cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, **({"index": k} if k else {})}
+            return {**cand, "finishReason": finish if not call else "STOP"} if end else cand
+        for k in range(count):
+            if thought:
+                events.append({"candidates": [candidate(k, thought, False)]})
         if call:
-            events.append({"candidates": [{"content": {"role": "model", "parts": [called]},
-                                           "finishReason": "STOP", "index": 0}]})
+            events.extend({"candidates": [candidate(k, [called], True)]} for k in range(count))
         else:
-            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-            for i, piece in enumerate(pieces):
-                cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
-                if i == len(pieces) - 1:
-                    cand["finishReason"] = finish
-                events.append({"candidates": [cand], "usageMetadata": {"promptTokenCount": prompt}})
+            for i in range(len(words)):
+                for k, t in enumerate(texts):
+                    piece = t[i] if i == 0 else " " + t[i]
+                    events.append({"candidates": [candidate(k, [{"text": piece}], i == len(words) - 1)],
+                                   "usageMetadata": {"promptTokenCount": prompt}})
         for e in events:
             e.update(modelVersion=model, responseId=rid)
         events[-1]["usageMetadata"] = usage

@@ -47,29 +47,36 @@ def with_reasoning(message: Body, reasoning: str, thinking: list[Thinking]) -> B
     return message
 
 
-def chat_response(rid: str, model: str, created: int, text: str, calls: list[ToolCall], finish: str,
-                  usage: Body, reasoning: str = "", thinking: list[Thinking] | None = None) -> Body:
+def chat_choice(index: int, text: str, calls: list[ToolCall], finish: str, reasoning: str = "",
+                thinking: list[Thinking] | None = None) -> Body:
     message: Body = {"role": "assistant", "content": text if text or not calls else None}
     with_reasoning(message, reasoning, thinking or [])
     if calls:
         message["tool_calls"] = [tool_call_dict(c) for c in calls]
-    return {
-        "id": rid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": usage,
-    }
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+
+
+def chat_answer(rid: str, model: str, created: int, choices: list[Body], usage: Body) -> Body:
+    return {"id": rid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
+            "usage": usage}
+
+
+def chat_response(rid: str, model: str, created: int, text: str, calls: list[ToolCall], finish: str,
+                  usage: Body, reasoning: str = "", thinking: list[Thinking] | None = None) -> Body:
+    return chat_answer(rid, model, created, [chat_choice(0, text, calls, finish, reasoning, thinking)], usage)
 
 
 class Chunks:
-    """Builds OpenAI `chat.completion.chunk` dicts for one streamed answer."""
+    """Builds OpenAI `chat.completion.chunk` dicts for one streamed answer (its choice `index`:
+    an answer of several choices has one Chunks for each)."""
 
-    def __init__(self, rid: str, model: str, created: int) -> None:
-        self.rid, self.model, self.created = rid, model, created
+    def __init__(self, rid: str, model: str, created: int, index: int = 0) -> None:
+        self.rid, self.model, self.created, self.index = rid, model, created, index
         self.tools = 0  # tool calls started so far
 
     def _chunk(self, delta: Body, finish: str | None = None) -> Body:
         return {"id": self.rid, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": self.index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
     def role(self) -> Body:
         return self._chunk({"role": "assistant", "content": ""})

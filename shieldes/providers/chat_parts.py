@@ -403,15 +403,16 @@ def check_base64(data: str, what: str, param: str | None = None) -> None:
                    "multiple of 4); encode the file's bytes with base64", param) from None
 
 
-def check_chat_request(body: Body) -> None:
+def check_chat_request(body: Body, choices: bool = False) -> None:
     """What a translated chat request asks for that the translation could not give, refused with
     what to change (OpenAI refuses the same, or would answer what the client asked for): a
     malformed `response_format`, audio output, a `tool_choice` that forces a tool without `tools`,
-    several choices (`n`: Anthropic, Converse and this translation of generateContent answer one)."""
+    several choices (`n`) unless the target gives them (`choices`: generateContent's
+    candidateCount; Anthropic and Converse answer one)."""
     check_response_format(body.get("response_format"))
-    if body.get("n") not in (None, 1):
-        raise _bad("`n` > 1 is not supported by this deployment (Anthropic, Bedrock, Gemini and Vertex "
-                   "deployments answer one choice); send separate requests", "n")
+    if not choices and body.get("n") not in (None, 1):
+        raise _bad("`n` > 1 is not supported by this deployment (Anthropic and Bedrock deployments answer "
+                   "one choice); send separate requests", "n")
     modalities = body.get("modalities")
     if body.get("audio") is not None or (modalities is not None and modalities != ["text"]):
         if not isinstance(modalities, list) or any(m not in ("text", "audio") for m in modalities):

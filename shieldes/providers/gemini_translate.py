@@ -11,7 +11,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage, UpstreamFailure
-from shieldes.providers.chat_answers import Chunks, chat_response, usage_dict
+from shieldes.providers.chat_answers import Chunks, chat_answer, chat_choice, usage_dict
 from shieldes.providers.chat_parts import (
     CacheMark,
     Chat,
@@ -40,13 +40,14 @@ _FINISH = {
 _SIGNED = "__ts__"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _SIGNING_MODEL = re.compile(r"gemini-([3-9]|\d{2,})")
-def minted_id(response_id: str | None, index: int) -> str:
+def minted_id(response_id: str | None, index: int, candidate: int = 0) -> str:
     """The id of a function call Google sent without one (Gemini 2.x never sends one): unique to
-    the response and the call's place in it, so the calls of later turns do not repeat `call_0`
-    (Anthropic and Bedrock refuse a history whose tool ids repeat)."""
+    the response, the candidate (choice) and the call's place in it, so the calls of later turns
+    do not repeat `call_0` (Anthropic and Bedrock refuse a history whose tool ids repeat)."""
+    place = f"{index}" if candidate == 0 else f"{candidate}.{index}"
     if not response_id:
-        return f"call_{index}"
-    return "call_" + hashlib.sha256(f"{response_id}:{index}".encode()).hexdigest()[:24]
+        return f"call_{place}"
+    return "call_" + hashlib.sha256(f"{response_id}:{place}".encode()).hexdigest()[:24]
 
 
 def call_id(base: str, signature: Any) -> str:
@@ -109,6 +110,8 @@ def _generation_config(body: Body, chat: Chat, model: str) -> Body:
         gen["maxOutputTokens"] = chat.max_tokens
     if chat.stop:
         gen["stopSequences"] = chat.stop
+    if isinstance(body.get("n"), int) and body["n"] > 1:
+        gen["candidateCount"] = body["n"]  # one candidate per choice
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
         gen["responseMimeType"] = "application/json"
@@ -131,7 +134,7 @@ def _sign_unsigned(contents: list[Body]) -> None:
 
 def chat_to_gemini(body: Body, model: str = "") -> Body:
     """An OpenAI chat request as a generateContent request for `model`."""
-    check_chat_request(body)
+    check_chat_request(body, choices=True)
     chat = read_chat(body)
     # Gemini caches prompt prefixes implicitly: cache breakpoints have nothing to map to
     out: Body = {"contents": [{"role": "user" if t.role == "user" else "model",
@@ -178,13 +181,16 @@ def blocked(resp: Body) -> UpstreamFailure | None:
     return UpstreamFailure(message, status=400, retryable=False, body=resp, code=CONTENT_FILTER)
 
 
-def _candidate_parts(resp: Body) -> tuple[list[Body], str | None]:
-    candidates = resp.get("candidates") or []
-    if not candidates:
-        return [], None
-    cand = candidates[0]
-    content = cand.get("content") or {}
-    return list(content.get("parts") or []), cand.get("finishReason")
+def _candidates(resp: Body, streamed: bool) -> list[tuple[int, list[Body], str | None]]:
+    """Each candidate's (index, parts, finish reason). Google's JSON leaves out an `index` of 0 (a
+    proto default): a whole answer lists its candidates in order, a stream's
+    event may carry any of them, so there a missing index is 0."""
+    out = []
+    for position, cand in enumerate(resp.get("candidates") or []):
+        content = cand.get("content") or {}
+        index = cand.get("index", 0 if streamed else position)
+        out.append((int(index), list(content.get("parts") or []), cand.get("finishReason")))
+    return out
 
 
 def _finish(reason: str | None, calls: bool) -> str:
@@ -196,33 +202,49 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     failure = blocked(resp)
     if failure is not None:
         raise failure
-    parts, reason = _candidate_parts(resp)
+    given = str(resp["responseId"]) if resp.get("responseId") else None
+    # one choice per candidate (candidateCount for `n`); an answer without any is an empty choice
+    choices = [_choice(index, parts, reason, given) for index, parts, reason in _candidates(resp, False)]
+    usage, shown = usage_from_gemini(resp.get("usageMetadata"))
+    rid = str(resp.get("responseId") or "gemini")
+    body = chat_answer(rid, str(resp.get("modelVersion") or model), created,
+                       choices or [_choice(0, [], None, given)], shown)
+    return body, usage
+
+
+def _choice(index: int, parts: list[Body], reason: str | None, given: str | None) -> Body:
     texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
     thoughts = [p["text"] for p in parts if isinstance(p.get("text"), str) and p.get("thought")]
-    given = resp.get("responseId")
-    calls = [ToolCall(call_id(str(p["functionCall"].get("id") or minted_id(given and str(given), i)),
+    calls = [ToolCall(call_id(str(p["functionCall"].get("id") or minted_id(given, i, index)),
                               p.get("thoughtSignature")),
                       p["functionCall"]["name"], p["functionCall"].get("args") or {})
              for i, p in enumerate(parts) if isinstance(p.get("functionCall"), dict)]
-    usage, shown = usage_from_gemini(resp.get("usageMetadata"))
-    rid = str(resp.get("responseId") or "gemini")
-    body = chat_response(rid, str(resp.get("modelVersion") or model), created, "".join(texts), calls,
-                         _finish(reason, bool(calls)), shown, "".join(thoughts))
-    return body, usage
+    return chat_choice(index, "".join(texts), calls, _finish(reason, bool(calls)), "".join(thoughts))
 
 
 class GeminiStreamTranslator:
     """streamGenerateContent SSE payloads, one at a time, into OpenAI chunks. Each payload carries
-    the usage so far; the last one counts. `end()` gives the closing chunks."""
+    the usage so far; the last one counts. `end()` gives the closing chunks. Several candidates
+    (candidateCount for `n`) stream as choices by their `index`, each closed by its own finish."""
 
     def __init__(self, model: str, created: int) -> None:
         self.chunks = Chunks("gemini", model, created)
         self.usage: TokenUsage | None = None
         self._shown: Body | None = None
         self._started = False
-        self._finish: str | None = None
+        self._choices: dict[int, Chunks] = {0: self.chunks}
+        self._finish: dict[int, str | None] = {0: None}
         self._meta: Any = None
         self._response_id: str | None = None
+
+    def _choice(self, index: int, out: list[Body]) -> Chunks:
+        """The chunks of choice `index`, its role chunk sent when it first appears."""
+        chunks = self._choices.get(index)
+        if chunks is None:
+            chunks = self._choices[index] = Chunks(self.chunks.rid, self.chunks.model, self.chunks.created, index)
+            self._finish[index] = None
+            out.append(chunks.role())
+        return chunks
 
     def feed(self, resp: Body) -> list[Body]:
         if "promptFeedback" in resp:
@@ -235,18 +257,19 @@ class GeminiStreamTranslator:
             self._response_id = str(resp["responseId"]) if resp.get("responseId") else None
             self.chunks.rid = self._response_id or self.chunks.rid
             out.append(self.chunks.role())
-        parts, reason = _candidate_parts(resp)
-        for p in parts:
-            if isinstance(p.get("text"), str) and p["text"]:
-                out.append(self.chunks.reasoning(p["text"]) if p.get("thought") else self.chunks.text(p["text"]))
-            elif isinstance(p.get("functionCall"), dict):
-                fc = p["functionCall"]
-                minted = minted_id(self._response_id, self.chunks.tools)
-                _, chunk = self.chunks.tool_start(call_id(str(fc.get("id") or minted), p.get("thoughtSignature")),
-                                                  fc["name"], orjson.dumps(fc.get("args") or {}).decode())
-                out.append(chunk)
-        if reason:
-            self._finish = reason
+        for index, parts, reason in _candidates(resp, True):
+            chunks = self._choice(index, out)
+            for p in parts:
+                if isinstance(p.get("text"), str) and p["text"]:
+                    out.append(chunks.reasoning(p["text"]) if p.get("thought") else chunks.text(p["text"]))
+                elif isinstance(p.get("functionCall"), dict):
+                    fc = p["functionCall"]
+                    minted = minted_id(self._response_id, chunks.tools, index)
+                    _, chunk = chunks.tool_start(call_id(str(fc.get("id") or minted), p.get("thoughtSignature")),
+                                                 fc["name"], orjson.dumps(fc.get("args") or {}).decode())
+                    out.append(chunk)
+            if reason:
+                self._finish[index] = reason
         meta = resp.get("usageMetadata")
         if meta:
             self._meta = meta  # cumulative: only the last one counts, read at the end
@@ -257,7 +280,8 @@ class GeminiStreamTranslator:
             return []
         if self._meta is not None:
             self.usage, self._shown = usage_from_gemini(self._meta)
-        out = [self.chunks.finish(_finish(self._finish, self.chunks.tools > 0))]
+        out = [chunks.finish(_finish(self._finish[index], chunks.tools > 0))
+               for index, chunks in sorted(self._choices.items())]
         if self._shown is not None:
             out.append(self.chunks.usage(self._shown))
         return out

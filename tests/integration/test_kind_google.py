@@ -305,16 +305,35 @@ async def test_nested_models_and_odd_property_names_reach_gemini_as_its_schema(
     assert "response_format.json_schema.schema: the schema is recursive ('Node'" in err.value.message
 
 
-async def test_gemini_n_and_parallel_calls_are_never_ignored_in_silence(
+async def test_gemini_n_is_candidate_count_and_parallel_calls_are_never_ignored_in_silence(
         node: Harness, google: tuple[FakeGoogle, Path]) -> None:
-    """`n: 2` answered one choice and `parallel_tool_calls: false` vanished without a word."""
+    """`n: 2` was refused (Google answers it as candidateCount) and `parallel_tool_calls: false`
+    vanished without a word."""
     fake, _ = google
     client = oai(node, await new_key(node))
     ask: Any = [{"role": "user", "content": "weather in Paris?"}]
-    sent = len(fake.requests)
-    with pytest.raises(openai.BadRequestError) as err:
-        await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, n=2)
-    assert "`n` > 1 is not supported by this deployment" in err.value.message and len(fake.requests) == sent
+    chat = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, n=2)
+    assert fake.last().body["generationConfig"] == {"candidateCount": 2}
+    assert [(c.index, c.message.content, c.finish_reason) for c in chat.choices] == [
+        (0, "Hello from the fake Gemini", "stop"), (1, "from the fake Gemini model", "stop")]
+    assert chat.usage is not None and (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (3, 10)
+
+    stream = await client.chat.completions.create(model="gemini-2.5-pro", messages=ask, n=3, stream=True,
+                                                  stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert fake.last().path.endswith("gemini-2.5-pro:streamGenerateContent")
+    assert fake.last().body["generationConfig"] == {"candidateCount": 3}
+    texts = {i: "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == i)
+             for i in range(3)}
+    assert texts == {0: "Hello from the fake Gemini", 1: "from the fake Gemini model",
+                     2: "the fake Gemini model with"}
+    assert sorted((c.choices[0].index, c.choices[0].finish_reason) for c in chunks
+                  if c.choices and c.choices[0].finish_reason) == [(0, "stop"), (1, "stop"), (2, "stop")]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 15
+
+    calls = await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[WEATHER], n=2)
+    ids = [c.message.tool_calls[0].id for c in calls.choices if c.message.tool_calls]
+    assert len(set(ids)) == 2 and [c.finish_reason for c in calls.choices] == ["tool_calls", "tool_calls"]
     raw = await client.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=ask,
                                                                  tools=[WEATHER], parallel_tool_calls=False)
     assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls" and raw.parse().choices[0].message.tool_calls
