@@ -5,6 +5,10 @@ Every request must carry a SigV4 `Authorization` header that the fake re-compute
 signer from the known test credentials (or a Bedrock API key as a bearer token).
 Token counts: prompt = words of all text in messages and system; the reply is `reply_words` words;
 prompt caching as Bedrock does it: the blocks before the last `cachePoint` are written, then read.
+Claude offered several tools calls the first two at once (parallel tool use) unless the request
+turns that off: Converse's toolConfig cannot say it, Claude's own `tool_choice` in
+`additionalModelRequestFields` can, merged over the toolChoice Converse builds (so it needs its
+`type` only without one, and may not name another); other models refuse the field.
 Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
 
 from __future__ import annotations
@@ -211,6 +215,28 @@ class FakeBedrock:
         return None
 
     @staticmethod
+    def _tool_choice(model: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Claude's tool_choice: Converse's toolChoice with `additionalModelRequestFields.tool_choice`
+        merged over it, or what Bedrock answers to a field the model does not take."""
+        extra = (body.get("additionalModelRequestFields") or {}).get("tool_choice")
+        given = (body.get("toolConfig") or {}).get("toolChoice") or {}
+        built: dict[str, Any] = ({"type": "any"} if "any" in given else {"type": "auto"} if "auto" in given else
+                                 {"type": "tool", "name": given["tool"]["name"]} if "tool" in given else {})
+        if extra is None:
+            return built, None
+        if "anthropic." not in model:
+            return built, "Malformed input request: extraneous key [tool_choice] is not permitted, please reformat"
+        if "toolConfig" not in body:
+            return built, "The model returned the following errors: tool_choice may only be specified with tools"
+        if built and "type" in extra and extra["type"] != built["type"]:
+            return built, ("The value at toolConfig.toolChoice conflicts with the tool_choice in "
+                           "additionalModelRequestFields")
+        merged = {**built, **extra}
+        if "type" not in merged:
+            return merged, "The model returned the following errors: tool_choice.type: Field required"
+        return merged, None
+
+    @staticmethod
     def error(status: int, message: str) -> web.Response:
         kind = _ERRORS.get(status, "InternalServerException")
         return web.json_response({"message": message}, status=status,
@@ -246,6 +272,7 @@ class FakeBedrock:
         if not problem and "toolConfig" not in body and any(
                 "toolUse" in b or "toolResult" in b for m in body.get("messages") or [] for b in m["content"]):
             problem = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        choice, problem = self._tool_choice(model, body) if not problem else ({}, problem)
         if problem:
             return self.error(400, problem)
         thinks = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"
@@ -254,14 +281,19 @@ class FakeBedrock:
             return self.error(400, "Input is too long for requested model.")
         last = body["messages"][-1]["content"]
         tools = (body.get("toolConfig") or {}).get("tools") or []
-        call = None
+        calls: list[dict[str, Any]] = []
         if tools and not any("toolResult" in b for b in last):
             forced = ((body["toolConfig"].get("toolChoice") or {}).get("tool") or {}).get("name")
-            name = forced or tools[0]["toolSpec"]["name"]
-            spec = next(t["toolSpec"] for t in tools if t["toolSpec"]["name"] == name)
-            # a tool declared without parameters (empty `properties`) is called without arguments
-            call = {"toolUseId": "tooluse_" + str(len(self.requests)), "name": name,
-                    "input": {} if spec["inputSchema"]["json"].get("properties") == {} else {"city": "Paris"}}
+            names = [forced] if forced else [t["toolSpec"]["name"] for t in tools[:2]]
+            if "anthropic." not in model or choice.get("disable_parallel_tool_use"):
+                names = names[:1]
+            for k, name in enumerate(names):
+                spec = next(t["toolSpec"] for t in tools if t["toolSpec"]["name"] == name)
+                # a tool declared without parameters (empty `properties`) is called without arguments
+                arguments = {} if spec["inputSchema"]["json"].get("properties") == {} else {"city": "Paris"}
+                calls.append({"toolUseId": f"tooluse_{len(self.requests)}" + (f"_{k}" if k else ""), "name": name,
+                              "input": arguments})
+        call = calls[0] if calls else None
         max_out = (body.get("inferenceConfig") or {}).get("maxTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
         stop = "end_turn"
@@ -293,7 +325,7 @@ class FakeBedrock:
             reasoning = {"text": "Let me think.", "signature": f"sig{len(self.requests)}"}
             self.signatures.add(reasoning["signature"])
         if action == "converse":
-            content: list[dict[str, Any]] = [{"toolUse": call}] if call else [{"text": " ".join(words)}]
+            content: list[dict[str, Any]] = [{"toolUse": c} for c in calls] if call else [{"text": " ".join(words)}]
             if reasoning:
                 content.insert(0, {"reasoningContent": {"reasoningText": reasoning}})
             return web.json_response({"output": {"message": {"role": "assistant", "content": content}},
@@ -314,13 +346,16 @@ class FakeBedrock:
             frames += [event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {
                 "signature": reasoning["signature"]}}}), event("contentBlockStop", {"contentBlockIndex": 0})]
             at = 1
-        if call:
-            args = json.dumps(call["input"]) if call["input"] else ""  # no arguments: one empty fragment
+        for k, c in enumerate(calls):
+            if k:
+                frames.append(event("contentBlockStop", {"contentBlockIndex": at}))
+                at += 1
+            args = json.dumps(c["input"]) if c["input"] else ""  # no arguments: one empty fragment
             frames += [event("contentBlockStart", {"contentBlockIndex": at, "start": {"toolUse": {
-                "toolUseId": call["toolUseId"], "name": call["name"]}}})]
+                "toolUseId": c["toolUseId"], "name": c["name"]}}})]
             frames += [event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": part}}})
                        for part in ([args[:5], args[5:]] if args else [""])]
-        else:
+        if not calls:
             frames += [event("contentBlockDelta", {"contentBlockIndex": at,
                                                    "delta": {"text": w if i == 0 else " " + w}})
                        for i, w in enumerate(words)]

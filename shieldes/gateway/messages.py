@@ -147,7 +147,8 @@ _AS_SENT = {"reasoning_effort": "thinking", "parallel_tool_calls": "tool_choice.
 def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     """What both translations left out, as the client sent it: its `thinking` became the chat
     request's reasoning_effort (named by the provider for a model that cannot think), its
-    tool_choice's disable_parallel_tool_use parallel_tool_calls (Converse and Gemini have no such switch)."""
+    tool_choice's disable_parallel_tool_use parallel_tool_calls (Gemini, and Converse for models other
+    than Claude, have no such switch)."""
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 

@@ -23,7 +23,7 @@ from shieldes.providers.chat_parts import (
     check_chat_request,
     read_chat,
 )
-from shieldes.providers.dropped import JSON_OBJECT, Outbound, dropped_fields
+from shieldes.providers.dropped import JSON_OBJECT, PARALLEL_OFF, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
@@ -156,12 +156,16 @@ def converse_request(body: Body, model: str = "") -> Outbound:
             # Converse has no "none": the tools are left out, unless the history holds tool use,
             # which Converse refuses without a toolConfig (then the choice is named as dropped)
             out["toolConfig"] = tool_config
+            if body.get("parallel_tool_calls") is False and _claude(model):
+                out.setdefault("additionalModelRequestFields", {})["tool_choice"] = _one_call(tool_config)
     text_format = _text_format(body.get("response_format"))
     if text_format is not None:
         out["outputConfig"] = {"textFormat": text_format}
     elif _json_object(body) and not chat.tools and forces_tools(model):
         out["toolConfig"] = _JSON_TOOL_CONFIG
     carried = ({JSON_OBJECT} if forces_tools(model) else set()) | (set() if plan.dropped else {DROPPED_EFFORT})
+    if "tool_choice" in out.get("additionalModelRequestFields", {}):
+        carried.add(PARALLEL_OFF)
     dropped = dropped_fields(body, carried)
     return Outbound(out, [*dropped, "tool_choice.none"] if tool_choice_dropped(body) else dropped)
 
@@ -185,6 +189,21 @@ _DEFAULT_MAX_TOKENS = 4096
 def _thinking_plan(body: Body, turns: list[Any], max_tokens: int | None, model: str) -> ClaudeThinking:
     json_tool = _json_object(body) and not body.get("tools") and forces_tools(model)  # JSON_TOOL is forced
     return claude_thinking(body, turns, model, max_tokens, _DEFAULT_MAX_TOKENS, forced_tool=json_tool)
+
+
+def _claude(model: str) -> bool:
+    """Whether a Bedrock model id (maybe with a region prefix, or an ARN) is one of Anthropic's."""
+    return "anthropic." in model
+
+
+def _one_call(tool_config: Body) -> Body:
+    """`parallel_tool_calls: false` for Claude: Converse's toolConfig has no such switch, but Bedrock
+    merges Claude's own `tool_choice` (additionalModelRequestFields) over the one it builds from
+    toolConfig.toolChoice. With a toolChoice the field adds only the switch (a `type` of its own
+    would conflict with a forced choice); without one it says `auto`, which Claude requires."""
+    if "toolChoice" in tool_config:
+        return {"disable_parallel_tool_use": True}
+    return {"type": "auto", "disable_parallel_tool_use": True}
 
 
 def forces_tools(model: str) -> bool:

@@ -14,8 +14,8 @@ from shieldes.providers.base import Body
 ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
                  "prediction", "web_search_options", "reasoning_effort", "verbosity")
 JSON_OBJECT = "response_format.json_object"
-# `parallel_tool_calls: false` with tools: Anthropic carries it (disable_parallel_tool_use), Converse
-# and generateContent have no such setting
+# `parallel_tool_calls: false` with tools: Anthropic and Bedrock's Claude carry it
+# (disable_parallel_tool_use), Converse for other models and generateContent have no such setting
 PARALLEL_OFF = "parallel_tool_calls"
 
 

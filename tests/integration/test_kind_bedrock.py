@@ -18,6 +18,7 @@ from tests.fake_bedrock import ACCESS_KEY, FakeBedrock, aws_credentials, event, 
 from tests.integration.gateway_harness import Harness, harness
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+LLAMA = "meta.llama3-1-70b-instruct-v1:0"
 WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}}}}
 PIXEL = "data:image/png;base64,iVBORw0KGgo="
@@ -283,7 +284,7 @@ async def test_bedrock_tool_choice_none_n_and_parallel_calls_are_never_ignored_i
         node: tuple[Harness, FakeBedrock]) -> None:
     """Converse has no tool choice `none`, no `n` and no switch for parallel calls: `none` kept the
     tools on offer (the model called one), `n: 2` answered one choice and `parallel_tool_calls:
-    false` vanished, all without a word."""
+    false` vanished, all without a word. Claude takes the switch in its own `tool_choice`."""
     h, fake = node
     client = await client_for(h)
     ask: Any = [{"role": "user", "content": "weather in Paris?"}]
@@ -301,15 +302,56 @@ async def test_bedrock_tool_choice_none_n_and_parallel_calls_are_never_ignored_i
     assert raw.headers["x-shieldes-dropped"] == "tool_choice.none"  # Converse needs the tools with tool use
     assert fake.last().body["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"
 
-    raw = await client.chat.completions.with_raw_response.create(model=CLAUDE, messages=ask, tools=[WEATHER],
+    raw = await client.chat.completions.with_raw_response.create(model=LLAMA, messages=ask, tools=[WEATHER],
                                                                  parallel_tool_calls=False)
     assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls"
+    assert "additionalModelRequestFields" not in fake.last().body
     sent = len(fake.requests)
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as err:
             await client.chat.completions.create(model=CLAUDE, messages=ask, n=2, stream=stream)  # type: ignore[call-overload]
         assert "`n` > 1 is not supported by this deployment" in err.value.message
     assert len(fake.requests) == sent
+
+
+async def test_bedrock_claude_parallel_tool_calls_off_is_claudes_own_tool_choice(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """`parallel_tool_calls: false` was named as dropped on a Claude model, which went on calling
+    two tools at once: Converse's toolConfig cannot say it, Claude's own tool_choice in
+    additionalModelRequestFields can (Bedrock merges it over the toolChoice it builds)."""
+    h, fake = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "weather and time in Paris?"}]
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": WEATHER["function"]["parameters"]}}
+    both = await client.chat.completions.create(model=CLAUDE, messages=ask, tools=[WEATHER, clock])
+    assert [c.function.name for c in both.choices[0].message.tool_calls or []] == ["get_weather", "get_time"]
+
+    for choice, extra in ((None, {"type": "auto", "disable_parallel_tool_use": True}),
+                          ("required", {"disable_parallel_tool_use": True})):
+        for stream in (False, True):
+            kwargs: Any = {"tool_choice": choice} if choice else {}
+            raw = await client.chat.completions.with_raw_response.create(
+                model=CLAUDE, messages=ask, tools=[WEATHER, clock], parallel_tool_calls=False, stream=stream, **kwargs)
+            assert "x-shieldes-dropped" not in raw.headers
+            assert fake.last().body["additionalModelRequestFields"] == {"tool_choice": extra}
+            if stream:
+                names = [t.function.name async for c in raw.parse() if c.choices
+                         for t in c.choices[0].delta.tool_calls or [] if t.function and t.function.name]
+            else:
+                names = [c.function.name for c in raw.parse().choices[0].message.tool_calls or []]
+            assert names == ["get_weather"]
+
+    secret = await h.create_key("claude-app")
+    await h.sync()
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    tools: Any = [{"name": n, "input_schema": WEATHER["function"]["parameters"]} for n in ("get_weather", "get_time")]
+    raw = await claude.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "weather?"}], tools=tools,
+        tool_choice={"type": "any", "disable_parallel_tool_use": True})
+    assert "x-shieldes-dropped" not in raw.headers
+    assert [b.name for b in (await raw.parse()).content if b.type == "tool_use"] == ["get_weather"]
+    assert fake.last().body["toolConfig"]["toolChoice"] == {"any": {}}
+    await claude.close()
 
 
 async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: tuple[Harness, FakeBedrock]) -> None:
@@ -328,13 +370,13 @@ async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: 
 
 async def test_bedrock_messages_client_hears_its_own_field_named_as_dropped(node: tuple[Harness, FakeBedrock]) -> None:
     """A Messages client's `disable_parallel_tool_use` was named `parallel_tool_calls` (the chat
-    name it had on the way) in x-shieldes-dropped."""
+    name it had on the way) in x-shieldes-dropped (a model other than Claude cannot take it)."""
     h, _fake = node
     secret = await h.create_key("claude-app")
     await h.sync()
     claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
     raw = await claude.messages.with_raw_response.create(
-        model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "weather?"}],
+        model=LLAMA, max_tokens=50, messages=[{"role": "user", "content": "weather?"}],
         tools=[{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}],
         tool_choice={"type": "any", "disable_parallel_tool_use": True})
     assert raw.headers["x-shieldes-dropped"] == "tool_choice.disable_parallel_tool_use"
