@@ -19,8 +19,10 @@ from shieldes.requestlog import store
 from shieldes.requestlog.store import LogFilter, plain
 from shieldes.timeparse import parse_time
 
+# The error message comes last: it is the one long cell, and the columns before it stay aligned.
 TABLE_COLUMNS = ("started_at", "request_id", "node_id", "key_name", "route", "model", "deployment", "status",
-                 "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream")
+                 "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream",
+                 "error_message")
 FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its transaction began is still seen
 
 
@@ -52,7 +54,10 @@ async def _require_key(conn: psycopg.AsyncConnection[Any], key: str | None) -> N
         raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool) -> None:
+def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool, detail: bool = False) -> None:
+    if detail and not as_json and rows:  # one request (a row per node that logged it): every field
+        click.echo("\n\n".join(_vertical(plain(r)) for r in rows))
+        return
     if lines:
         for r in rows:
             if as_json:
@@ -61,6 +66,14 @@ def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool) -> None:
                 click.echo("  ".join("-" if r.get(c) is None else str(plain(r)[c]) for c in TABLE_COLUMNS))
         return
     emit([plain(r) for r in rows], as_json=as_json, columns=TABLE_COLUMNS)
+
+
+def _vertical(row: dict[str, Any]) -> str:
+    def cell(v: Any) -> str:
+        return "-" if v is None else " -> ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    width = max(len(k) for k in row)
+    return "\n".join(f"{k.upper().ljust(width)}  {cell(v)}".rstrip() for k, v in row.items())
 
 
 async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> None:
@@ -116,4 +129,4 @@ def logs(key: str | None, model: str | None, status: str | None, since: str | No
         with contextlib.suppress(KeyboardInterrupt):
             run(_follow(f, limit, ctx.as_json, interval))
         return
-    _print(list(reversed(run(_fetch(f, limit)))), ctx.as_json, lines=False)
+    _print(list(reversed(run(_fetch(f, limit)))), ctx.as_json, lines=False, detail=request_id is not None)

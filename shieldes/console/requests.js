@@ -6,7 +6,7 @@ const DETAIL = [
   ["node_id", "Node"], ["started_at", "Started"], ["finished_at", "Finished"], ["key_name", "Key"],
   ["key_id", "Key id"], ["team_id", "Team id"], ["method", "Method"], ["route", "Route"], ["path", "Path"],
   ["model", "Model"], ["upstream_model", "Upstream model"], ["deployment", "Deployment"], ["attempts", "Attempts"],
-  ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"],
+  ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"], ["error_message", "Why"],
   ["latency_ms", "Latency (ms)"], ["ttfb_ms", "Time to first byte (ms)"], ["ttft_ms", "Time to first token (ms)"],
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
   ["reasoning_tokens", "Reasoning tokens"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
@@ -15,9 +15,19 @@ const DETAIL = [
 const TRAFFIC = [["/v1/*", "gateway (/v1)"], ["/admin/*", "admin API"], ["", "everything"]];
 const STATUSES = [["", "any"], ["ok", "ok"], ["error", "errors"], ["2xx", "2xx"], ["4xx", "4xx"], ["5xx", "5xx"], ["429", "429"]];
 
-function statusBadge(r) {
+// The status with its error code under it, so a refused request's kind shows in the list; the
+// row's title and the opened request give the whole message.
+function statusCell(r) {
   const level = r.status >= 500 ? "bad" : r.status >= 400 || r.error_code ? "warn" : "ok";
-  return h(`span.badge.${level}`, { title: r.error_code || null }, String(r.status));
+  const badge = h(`span.badge.${level}`, String(r.status));
+  return r.error_code ? h("span", { title: r.error_message || r.error_code }, badge, h("span.sub", r.error_code)) : badge;
+}
+
+// Under the model: the deployment that answered; a request refused before routing has none, and its
+// method would read as one, so only model-less requests (GET /v1/models) show their method there.
+function modelCell(r) {
+  const under = r.deployment || (r.model ? null : r.method);
+  return h("span", r.model || r.route, under ? h("span.sub", under) : null);
 }
 
 function value(k, v) {
@@ -62,8 +72,8 @@ export async function requestsPage(root) {
         onclick: (ev) => { ev.stopPropagation(); open(r.request_id); } }, fmt.time(r.started_at).slice(11)),
       h("span.sub", fmt.time(r.started_at).slice(0, 10))) },
       { label: "Key", cell: (r) => r.key_name || "–" },
-      { label: "Model", cell: (r) => h("span", r.model || r.route, h("span.sub", r.deployment || r.method)) },
-      { label: "Status", cell: statusBadge },
+      { label: "Model", cell: modelCell },
+      { label: "Status", cell: statusCell },
       { label: "Latency", num: true, cell: (r) => fmt.ms(r.latency_ms) },
       { label: "Tokens", num: true, cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.request_id === openId ? "selected clickable" : "clickable",

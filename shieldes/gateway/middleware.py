@@ -97,10 +97,13 @@ def record_of(request: web.Request) -> RequestRecord | None:
     return request.get(RECORD_KEY)
 
 
-def _note_error(request: web.Request, code: str | None) -> None:
+def _note_error(request: web.Request, code: str | None, message: str) -> None:
+    """The request log keeps the first error's code and the message the client got with it: the
+    code says what kind of refusal, the message which limit, model or upstream, and what to do."""
     rec = request.get(RECORD_KEY)
     if rec is not None and rec.error_code is None:
         rec.error_code = code
+        rec.error_message = message
 
 
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
@@ -184,22 +187,22 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         resp = await handler(request)
     except ShieldesError as exc:
-        _note_error(request, exc.code or exc.type)
+        _note_error(request, exc.code or exc.type, exc.message)
         return render_error(exc, rid, anthropic=anthropic_client(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _http_message(exc, request)
-        _note_error(request, code)
+        _note_error(request, code, message)
         return error_response(exc.status, "invalid_request_error", code, message, rid,
                               anthropic=anthropic_client(request))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
-        _note_error(request, "client_disconnected")
+        _note_error(request, "client_disconnected", "client disconnected")
         return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
-        _note_error(request, "internal_error")
+        _note_error(request, "internal_error", f"internal error: the node's log has its traceback (request id {rid})")
         return error_response(500, "server_error", "internal_error",
                               f"internal error; report request id {rid} to the operator", rid,
                               anthropic=anthropic_client(request))

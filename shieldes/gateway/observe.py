@@ -80,7 +80,9 @@ class Observer:
                     tracing.finish_server_span(span, request, rec)
             return resp
         except asyncio.CancelledError:
-            rec.error_code = rec.error_code or "cancelled"
+            if rec.error_code is None:
+                rec.error_code = "cancelled"
+                rec.error_message = "cancelled before it was answered (the client went away, or the node stopped)"
             raise
         finally:
             in_flight.count -= 1

@@ -274,8 +274,11 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
         rec.t_first_token = first
         if tally.outcome == "disconnected":
             rec.error_code = "client_disconnected"
+            rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks"
         elif tally.outcome == "upstream_error":
             rec.error_code = "upstream_stream_error"
+            rec.error_message = (f"upstream deployment {dep.name} failed mid-stream after {tally.content_chunks} "
+                                 "chunks; the client got an error event")
     if tally.outcome == "upstream_error":
         log.warning("upstream deployment %s failed mid-stream after %d chunks [request %s]", dep.name,
                     tally.content_chunks, rid)

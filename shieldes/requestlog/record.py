@@ -13,14 +13,14 @@ from typing import Any
 
 from shieldes.projections.state import VirtualKey
 
-MAX_TEXT = 512  # user agent, unknown paths and model names longer than this are cut
+MAX_TEXT = 512  # user agent, unknown paths, model names and error messages longer than this are cut
 
 # The request_log_rows columns, in COPY order (see store.py).
 COLUMNS = (
     "request_id", "started_at", "finished_at", "node_id", "method", "route", "path", "status",
     "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id",
+    "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
 )
 
 
@@ -56,6 +56,7 @@ class RequestRecord:
     route: str = "unmatched"  # the route's pattern (e.g. /v1/chat/completions); unmatched for 404s
     status: int = 0
     error_code: str | None = None
+    error_message: str | None = None  # what the client was told, with the code (why it was refused)
     client_ip: str | None = None
     user_agent: str | None = None
     trace_id: str | None = None
@@ -114,7 +115,7 @@ class RequestRecord:
             self.ms_after_start(self.t_first_token), _count(self.prompt_tokens), _count(self.completion_tokens),
             _count(self.cached_tokens), _count(self.reasoning_tokens), _count(self.cost_nusd), self.client_ip,
             _cut(self.user_agent),
-            self.trace_id,
+            self.trace_id, _cut(self.error_message),
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

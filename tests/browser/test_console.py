@@ -234,6 +234,19 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         for node in (a, b):
             assert wait(driver, lambda d, n=node: chat(n.base, secret) == 401, 2, f"key refused on {node.node_id}")
 
+        # why a request was refused: the list names the error code, the opened request the message
+        wait(driver, lambda d: admin_api(a.base, "GET", "/requests?status=401", BOOT)[1]["data"], TRAFFIC_WAIT,
+             "the refusals written to the request log")
+        go(driver, "requests", "table caption")
+        Select(by_css(driver, "form[aria-label='Request filters'] select[name=status]")).select_by_value("4xx")
+        by_css(driver, "form[aria-label='Request filters'] button[type=submit]").click()
+        row = wait(driver, lambda d: [r for r in all_css(d, "main tbody tr") if "invalid_api_key" in r.text],
+                   what="a refused request listed with its error code")[0]
+        row.click()
+        opened = "section[aria-labelledby=req-title]"
+        wait(driver, lambda d: "Why" in by_css(d, opened).text, what="the refusal's reason")
+        assert "invalid or revoked API key" in by_css(driver, opened).text
+
         # audit: the creation and revocation by the signed-in principal; step back to before the key
         go(driver, "audit", "#asof-point")
         rows = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "virtual_key" in r.text], what="audit")

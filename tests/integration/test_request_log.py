@@ -158,10 +158,19 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
                                  ("404", "model_not_found", "good"), ("429", "rate_limit_exceeded", "limited")):
             for r in by_kind[code]:
                 assert (r["error_code"], r["key_name"], r["attempts"], r["cost_usd"]) == (error, key, 0, None)
+        # why, in the words the client got: which key, model or limit, and what to do
+        for code, why in (("401", "invalid or revoked API key"), ("403", "key 'narrow' may not use model 'gpt-4o'"),
+                          ("404", "'no-such-model'"), ("429", "rate limit reached for key 'limited': all 1 requests")):
+            for r in by_kind[code]:
+                assert why in r["error_message"], (code, r["error_message"])
+        for r in by_kind["json"] + by_kind["stream"] + by_kind["failover"]:
+            assert r["error_message"] is None
         for r in by_kind["unmatched"]:
             assert (r["status"], r["path"], r["error_code"]) == (404, "/v1/nowhere", "not_found")
+            assert r["error_message"]
         for r in by_kind["disconnect"]:
             assert r["request_id"] in left and r["stream"] and r["status"] == 200
+            assert "went away mid-stream" in r["error_message"]
             assert r["completion_tokens"] == 8  # the relay drained the upstream for its usage
         assert all(r["user_agent"] and r["client_ip"] == "127.0.0.1" for r in rows)
 
@@ -179,6 +188,15 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
             result = await asyncio.to_thread(invoke, h.database_url, "logs", "--json", *args)
             assert result.exit_code == 0, result.stderr
             assert len(json.loads(result.stdout)) == expect, args
+        # the table ends with the message; one request's every field, one per line
+        result = await asyncio.to_thread(invoke, h.database_url, "logs", "--status", "429")
+        assert result.stdout.splitlines()[0].endswith("ERROR_MESSAGE")
+        assert "rate limit reached for key 'limited'" in result.stdout.splitlines()[1]
+        refusal = by_kind["429"][0]
+        result = await asyncio.to_thread(invoke, h.database_url, "logs", "--request-id", refusal["request_id"])
+        fields = dict(line.split(None, 1) for line in result.stdout.splitlines())
+        assert fields["ERROR_CODE"] == "rate_limit_exceeded" and fields["STATUS"] == "429"
+        assert fields["ERROR_MESSAGE"] == refusal["error_message"]
 
 
 async def test_retention_drops_whole_partitions(database_url: str) -> None:
