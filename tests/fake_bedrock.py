@@ -95,6 +95,25 @@ def _output_schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | N
         return None, "outputConfig.textFormat.structure.jsonSchema.schema is not valid JSON"
 
 
+_TAG = re.compile(r"[a-zA-Z0-9\s._:/=+$@-]{0,256}")
+
+
+def _request_problem(body: dict[str, Any]) -> str | None:
+    """Converse's validation of serviceTier and requestMetadata."""
+    tier = body.get("serviceTier")
+    if tier is not None and (not isinstance(tier, dict) or tier.get("type") not in ("priority", "default", "flex",
+                                                                                     "reserved")):
+        return ("1 validation error detected: Value at 'serviceTier.type' failed to satisfy constraint: Member must "
+                "satisfy enum value set: [priority, default, flex, reserved]")
+    tags = body.get("requestMetadata")
+    if tags is not None and (not isinstance(tags, dict) or not 0 < len(tags) <= 16 or not all(
+            isinstance(k, str) and k and isinstance(v, str) and _TAG.fullmatch(k) and _TAG.fullmatch(v)
+            for k, v in tags.items())):
+        return ("1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Map keys and "
+                "values must satisfy regular expression pattern: [a-zA-Z0-9\\s._:/=+$@-]{0,256}")
+    return None
+
+
 def _tool_ids(messages: list[dict[str, Any]]) -> str | None:
     """Converse's own check of tool ids: `toolUseId` matches [a-zA-Z0-9_-]+, 1 to 64 characters, and
     every toolResult answers a toolUse of the turn before."""
@@ -273,6 +292,7 @@ class FakeBedrock:
                 "toolUse" in b or "toolResult" in b for m in body.get("messages") or [] for b in m["content"]):
             problem = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
         choice, problem = self._tool_choice(model, body) if not problem else ({}, problem)
+        problem = problem or _request_problem(body)
         if problem:
             return self.error(400, problem)
         thinks = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"

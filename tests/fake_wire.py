@@ -138,6 +138,10 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
         return "max_tokens: Field required"
     if not isinstance(body.get("temperature", 0), int | float) or not 0 <= body.get("temperature", 0) <= 1:
         return "temperature: Input should be less than or equal to 1"
+    if body.get("service_tier", "auto") not in ("auto", "standard_only"):
+        return "service_tier: Input should be 'auto' or 'standard_only'"
+    if any(key != "user_id" for key in body.get("metadata") or {}):
+        return "metadata: Extra inputs are not permitted (only user_id)"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"

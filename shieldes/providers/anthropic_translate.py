@@ -137,6 +137,10 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
 
 # OpenAI tool_choice (as chat_parts reads it) -> Anthropic's; a function name -> {"type": "tool"}
 _TOOL_CHOICE = {"auto": "auto", "none": "none", "required": "any"}
+# OpenAI's service tiers that mean what one of Anthropic's does: `auto`, the tier the account is set
+# up for (Anthropic's: Priority Tier capacity where the organisation has it), and `default`, the
+# standard tier only; flex, priority (pay as you go) and scale have no Anthropic counterpart
+_TIERS = {"auto": "auto", "default": "standard_only"}
 
 
 def _convert_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -193,15 +197,21 @@ def anthropic_request(body: Body, model: str) -> Outbound:
         choice = _convert_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
         if choice:
             out["tool_choice"] = choice
-    user = body.get("user")
+    # OpenAI's safety_identifier (which replaces `user`) and Anthropic's metadata.user_id both
+    # name the end user for abuse detection; OpenAI's own `metadata` (tags) has no counterpart
+    user = body.get("safety_identifier") or body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
+    tier = _TIERS.get(str(body.get("service_tier")))
+    if tier:
+        out["service_tier"] = tier
     output_format = _output_format(body.get("response_format"))
     if output_format is not None:
         out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
-    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT,))}))
+    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT,))},
+                                        tiers=_TIERS))
 
 
 def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:

@@ -23,7 +23,7 @@ from shieldes.providers.chat_parts import (
     check_chat_request,
     read_chat,
 )
-from shieldes.providers.dropped import JSON_OBJECT, PARALLEL_OFF, Outbound, dropped_fields
+from shieldes.providers.dropped import JSON_OBJECT, METADATA, PARALLEL_OFF, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
@@ -135,6 +135,11 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         out["inferenceConfig"] = config
     if thinking is not None:  # Claude's own request field, which Converse passes on
         out["additionalModelRequestFields"] = {"thinking": thinking}
+    if body.get("service_tier") in TIERS:  # Bedrock's tiers: standard (`default`), priority, flex
+        out["serviceTier"] = {"type": body["service_tier"]}
+    tags = request_metadata(body.get("metadata"))
+    if tags:
+        out["requestMetadata"] = tags
     if chat.stop:  # which sequence matched (Claude reports it; other models ignore the path)
         out["additionalModelResponseFieldPaths"] = [_STOP_SEQUENCE_PATH]
     if chat.tools:
@@ -166,7 +171,9 @@ def converse_request(body: Body, model: str = "") -> Outbound:
     carried = ({JSON_OBJECT} if forces_tools(model) else set()) | (set() if plan.dropped else {DROPPED_EFFORT})
     if "tool_choice" in out.get("additionalModelRequestFields", {}):
         carried.add(PARALLEL_OFF)
-    dropped = dropped_fields(body, carried)
+    if tags:
+        carried.add(METADATA)
+    dropped = dropped_fields(body, carried, TIERS)
     return Outbound(out, [*dropped, "tool_choice.none"] if tool_choice_dropped(body) else dropped)
 
 
@@ -189,6 +196,24 @@ _DEFAULT_MAX_TOKENS = 4096
 def _thinking_plan(body: Body, turns: list[Any], max_tokens: int | None, model: str) -> ClaudeThinking:
     json_tool = _json_object(body) and not body.get("tools") and forces_tools(model)  # JSON_TOOL is forced
     return claude_thinking(body, turns, model, max_tokens, _DEFAULT_MAX_TOKENS, forced_tool=json_tool)
+
+
+TIERS = ("default", "priority", "flex")
+# requestMetadata's keys and values (tags for finding the call in Bedrock's invocation logs)
+_TAG = re.compile(r"[a-zA-Z0-9\s._:/=+$@-]{0,256}")
+
+
+def request_metadata(metadata: Any) -> dict[str, str] | None:
+    """A chat request's `metadata` (up to 16 string tags, for finding the request again) as
+    Converse's requestMetadata, which means the same for its invocation logs, when every tag fits
+    Bedrock's rules (up to 16, keys of 1 to 256 and values of up to 256 letters, digits, spaces
+    and `._:/=+$@-`); a tag that does not fit leaves it out (named as dropped)."""
+    if not isinstance(metadata, dict) or not metadata or len(metadata) > 16:
+        return None
+    if not all(isinstance(k, str) and k and isinstance(v, str) and _TAG.fullmatch(k) and _TAG.fullmatch(v)
+               for k, v in metadata.items()):
+        return None
+    return dict(metadata)
 
 
 def _claude(model: str) -> bool:

@@ -14,18 +14,29 @@ from shieldes.providers.base import Body
 ANSWER_FIELDS = ("seed", "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias",
                  "prediction", "web_search_options", "reasoning_effort", "verbosity")
 JSON_OBJECT = "response_format.json_object"
+# How the request is served and filed rather than what it answers, also named when left out:
+# `service_tier` but `auto` (the account's own tier, what every target uses when told nothing), and
+# `metadata` (the client's key-value tags, for finding the request again)
+SERVICE_TIER = "service_tier"
+METADATA = "metadata"
 # `parallel_tool_calls: false` with tools: Anthropic and Bedrock's Claude carry it
 # (disable_parallel_tool_use), Converse for other models and generateContent have no such setting
 PARALLEL_OFF = "parallel_tool_calls"
 
 
-def dropped_fields(body: Body, carried: Collection[str]) -> list[str]:
+def dropped_fields(body: Body, carried: Collection[str], tiers: Collection[str] = ()) -> list[str]:
     """What a chat request asks for that its translation leaves out, `carried` naming what it
     does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
-    `response_format.json_object`, and `parallel_tool_calls` turned off for a request with tools.
+    `response_format.json_object`, `parallel_tool_calls` turned off for a request with tools, a
+    `service_tier` other than `auto` and those in `tiers`, and a non-empty `metadata`.
     Named to the client (x-shieldes-dropped), never dropped in silence."""
     out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
            and body.get(name) is not False]
+    tier = body.get("service_tier")
+    if tier is not None and tier != "auto" and tier not in tiers:
+        out.append(SERVICE_TIER)
+    if METADATA not in carried and body.get("metadata"):
+        out.append(METADATA)
     fmt = body.get("response_format")
     if JSON_OBJECT not in carried and isinstance(fmt, dict) and fmt.get("type") == "json_object":
         out.append(JSON_OBJECT)

@@ -48,3 +48,33 @@ async def test_a_responses_turn_translated_for_anthropic_names_them_too(database
         assert raw.headers["x-shieldes-dropped"] == "reasoning_effort"
         plain = await client.responses.with_raw_response.create(model="claude-3-5-haiku-latest", input="hi")
         assert "x-shieldes-dropped" not in plain.headers
+
+
+async def test_service_tier_and_metadata_are_carried_where_they_mean_the_same_or_named(database_url: str) -> None:
+    """`service_tier` and `metadata` vanished on the way to Anthropic without a word. Anthropic has
+    `auto` and a standard-only tier and a user id for abuse detection (OpenAI's safety_identifier),
+    no flex or priority tier and no tags."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hi"}]
+        for stream in (False, True):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="claude-3-5-haiku-latest", messages=messages, stream=stream, service_tier="flex",
+                metadata={"team": "search"})
+            assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
+            if stream:
+                async for _chunk in raw.parse():  # type: ignore[union-attr]
+                    pass
+            sent = h.upstream.last("/v1/messages").body
+            assert "service_tier" not in sent and "metadata" not in sent
+        raw = await client.chat.completions.with_raw_response.create(
+            model="claude-3-5-haiku-latest", messages=messages, service_tier="default", safety_identifier="u-7f3a")
+        assert "x-shieldes-dropped" not in raw.headers
+        sent = h.upstream.last("/v1/messages").body
+        assert sent["service_tier"] == "standard_only" and sent["metadata"] == {"user_id": "u-7f3a"}
+        raw = await client.chat.completions.with_raw_response.create(
+            model="claude-3-5-haiku-latest", messages=messages, service_tier="auto")
+        assert "x-shieldes-dropped" not in raw.headers
+        assert h.upstream.last("/v1/messages").body["service_tier"] == "auto"

@@ -354,6 +354,26 @@ async def test_bedrock_claude_parallel_tool_calls_off_is_claudes_own_tool_choice
     await claude.close()
 
 
+async def test_bedrock_service_tier_and_metadata_are_bedrocks_own_or_named(node: tuple[Harness, FakeBedrock]) -> None:
+    """`service_tier` and `metadata` vanished without a word: Converse has the same tiers
+    (serviceTier default, priority, flex) and tags for its invocation logs (requestMetadata)."""
+    h, fake = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "hi"}]
+    for stream in (False, True):
+        raw = await client.chat.completions.with_raw_response.create(
+            model=CLAUDE, messages=ask, stream=stream, service_tier="priority",
+            metadata={"team": "search", "ticket": "T-1/2"})
+        assert "x-shieldes-dropped" not in raw.headers
+        sent = fake.last().body
+        assert sent["serviceTier"] == {"type": "priority"}
+        assert sent["requestMetadata"] == {"team": "search", "ticket": "T-1/2"}
+    raw = await client.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=ask, service_tier="scale", metadata={"note": "caf\u00e9 & co"})
+    assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
+    assert "serviceTier" not in fake.last().body and "requestMetadata" not in fake.last().body
+
+
 async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: tuple[Harness, FakeBedrock]) -> None:
     """A call of a tool without parameters streams no argument text: chat clients got `arguments:
     ""` (OpenAI sends "{}"), which `json.loads` refuses."""

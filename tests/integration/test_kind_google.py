@@ -339,6 +339,21 @@ async def test_gemini_n_is_candidate_count_and_parallel_calls_are_never_ignored_
     assert raw.headers["x-shieldes-dropped"] == "parallel_tool_calls" and raw.parse().choices[0].message.tool_calls
 
 
+async def test_gemini_names_service_tier_and_metadata_it_leaves_out(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """`service_tier` and `metadata` vanished without a word: generateContent has neither."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    ask: Any = [{"role": "user", "content": "hi"}]
+    for model in ("gemini-2.5-flash", "gemini-2.5-pro"):
+        raw = await client.chat.completions.with_raw_response.create(model=model, messages=ask, service_tier="flex",
+                                                                     metadata={"team": "search"})
+        assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
+        raw = await client.chat.completions.with_raw_response.create(model=model, messages=ask, service_tier="auto")
+        assert "x-shieldes-dropped" not in raw.headers and fake.last().body == {"contents": [
+            {"role": "user", "parts": [{"text": "hi"}]}]}
+
+
 async def test_json_schema_outside_googles_subset_is_fitted_to_it(node: Harness,
                                                                   google: tuple[FakeGoogle, Path]) -> None:
     """What MCP servers, pydantic and zod put in tool schemas and Google's Schema message refuses:
