@@ -42,10 +42,11 @@ def problem(body: Any) -> Refusal | None:
         if isinstance(call_id, str) and len(call_id) > 64:
             return 400, (f"Invalid 'input[{i}].call_id': string too long. Expected a string with maximum length "
                          f"64, but got a string with length {len(call_id)} instead."), None
-        if item.get("type") == "function_call":
+        if item.get("type") in ("function_call", "custom_tool_call"):
             calls.add(str(call_id))
-        elif item.get("type") == "function_call_output" and call_id not in calls:
-            return 400, f"No tool call found for function call output with call_id {call_id}.", None
+        elif item.get("type") in ("function_call_output", "custom_tool_call_output") and call_id not in calls:
+            what = "function call" if item["type"] == "function_call_output" else "custom tool call"
+            return 400, f"No tool call found for {what} output with call_id {call_id}.", None
         elif item.get("type") == "reasoning":
             return reasoning_refusal(item)
     return None

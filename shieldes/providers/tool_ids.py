@@ -61,7 +61,7 @@ OPENAI = IdRule("openai", None, 40)  # chat tool_calls[].id: 1 to 40 characters
 ANTHROPIC = IdRule("anthropic", _SAFE)  # tool_use.id: ^[a-zA-Z0-9_-]+$
 BEDROCK = IdRule("bedrock", _SAFE, 64)  # Converse toolUseId: [a-zA-Z0-9_-]+, 1 to 64 characters
 MISTRAL = IdRule("mistral", re.compile(r"[a-zA-Z0-9]{9}"), 9, _hashed9)  # exactly 9 letters and digits
-# Responses API `call_id` of function_call and function_call_output items: up to 64 characters
+# Responses API `call_id` of function_call, custom_tool_call and their output items: up to 64 characters
 # (OpenAI answers 400 string_above_max_length beyond); what a native Responses upstream takes
 RESPONSES = IdRule("responses", None, 64)
 RULES: dict[str, IdRule] = {"openai": OPENAI, "azure": OPENAI, "anthropic": ANTHROPIC, "bedrock": BEDROCK,
@@ -205,7 +205,10 @@ def all_fit(ids: list[str], rule: IdRule) -> bool:
     return all(map(rule.fits, set(ids)))
 
 
-_CALL_ITEMS = ("function_call", "function_call_output")
+# the Responses items that carry a call_id: calls, and the outputs that answer them
+_CALLS = ("function_call", "custom_tool_call")
+_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+_CALL_ITEMS = _CALLS + _OUTPUTS
 
 
 def _fit_item(item: Any, rule: IdRule) -> Any:
@@ -217,7 +220,7 @@ def _fit_item(item: Any, rule: IdRule) -> Any:
 
 
 def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
-    """A Responses request with the `call_id` of every function_call and function_call_output
+    """A Responses request with the `call_id` of every function_call, custom_tool_call and output
     item in `input` fitted to `rule` (a call and its output get the same replacement, so they stay
     a pair); the very same object when every id already fits."""
     items = body.get("input")
@@ -229,9 +232,9 @@ def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
 
 def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, Any] | None]:
     """One pass over a Responses input, nothing built (an agent's turn carries its whole
-    conversation): whether every call_id of its function_call and function_call_output items fits
-    `rule`, and the first function_call_output (its index and call_id) that answers no
-    function_call before it, which the Responses API refuses (None when every output answers)."""
+    conversation): whether every call_id of its function_call, custom_tool_call and output items
+    fits `rule`, and the first output item (its index and call_id) that answers no call before it,
+    which the Responses API refuses (None when every output answers)."""
     fits = rule.fits
     calls: set[str] = set()
     all_fit = True
@@ -239,12 +242,12 @@ def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, An
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in _CALLS:
             call_id = item.get("call_id")
             if isinstance(call_id, str):
                 calls.add(call_id)
                 all_fit = all_fit and fits(call_id)
-        elif kind == "function_call_output":
+        elif kind in _OUTPUTS:
             call_id = item.get("call_id")
             if call_id not in calls:
                 return all_fit, (i, call_id)
@@ -253,6 +256,6 @@ def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, An
 
 
 def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:
-    """The first function_call_output (its index and call_id) whose call_id no function_call
-    before it has; None when every output answers a call."""
+    """The first output item (its index and call_id) whose call_id no call item before it has; None
+    when every output answers a call."""
     return scan_call_items(items, ANY)[1]

@@ -106,20 +106,22 @@ def _fitted(body: Body, model: str, calls_fit: bool) -> Body:
 
 
 def _calls_fit(body: Body) -> bool:
-    """Whether every call_id of the input fits a native upstream's rule; a function_call_output that
-    answers no function_call is refused here, in the gateway's words (the upstream would refuse it
-    too, less clearly)."""
+    """Whether every call_id of the input fits a native upstream's rule; an output item (of a
+    function or custom tool call) that answers no call is refused here, in the gateway's words (the
+    upstream would refuse it too, less clearly)."""
     items = body.get("input")
     ids_fit, unanswered = scan_call_items(items, RESPONSES) if isinstance(items, list) else (True, None)
-    if unanswered is not None:
-        _index, call_id = unanswered
+    if unanswered is not None and isinstance(items, list):
+        index, call_id = unanswered
+        output = str(items[index]["type"])  # function_call_output or custom_tool_call_output
+        call = output.removesuffix("_output")
         if not isinstance(call_id, str):
-            raise InvalidRequest("input: a function_call_output has no string call_id; give it the call_id of "
-                                 "the function_call it answers", param="input")
+            raise InvalidRequest(f"input: a {output} has no string call_id; give it the call_id of "
+                                 f"the {call} it answers", param="input")
         raise InvalidRequest(
-            f"input: the function_call_output with call_id {call_id[:100]!r} answers no function_call: no "
-            "function_call item with that call_id comes before it (in `input`, or in the conversation of "
-            "`previous_response_id`); send the function_call item before its output, or continue from the "
+            f"input: the {output} with call_id {call_id[:100]!r} answers no {call}: no "
+            f"{call} item with that call_id comes before it (in `input`, or in the conversation of "
+            f"`previous_response_id`); send the {call} item before its output, or continue from the "
             "response that made the call with previous_response_id", param="input")
     return ids_fit
 

@@ -283,6 +283,40 @@ async def test_translate_mode_passes_cache_key_and_tier_and_fills_logprobs(datab
             await client.responses.create(model="gpt-4o", input="hi", include="message.output_text.logprobs")  # type: ignore[arg-type]
 
 
+async def test_native_mode_fits_long_custom_tool_call_ids_as_it_fits_function_call_ids(database_url: str) -> None:
+    """A custom_tool_call and its output with a call id over 64 characters went to the native
+    upstream as they were (only function_call items were fitted), and OpenAI refused them; an
+    output that answers no custom_tool_call was left for the upstream to refuse."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        patch_tool: Any = [{"type": "custom", "name": "apply_patch", "description": "apply a patch"}]
+        long_id = "toolu_" + "c" * 90
+        for stream in (False, True):
+            done = await client.responses.create(model="gpt-4o", tools=patch_tool, stream=stream, input=[
+                {"role": "user", "content": "fix the bug"},
+                {"type": "custom_tool_call", "call_id": long_id, "name": "apply_patch", "input": "*** Begin Patch"},
+                {"type": "custom_tool_call_output", "call_id": long_id, "output": "Done!"},
+            ])
+            if stream:
+                done = [e async for e in done][-1].response  # type: ignore[union-attr]
+            assert done.output_text == "Hello from the fake upstream"  # type: ignore[union-attr]
+            sent = h.upstream.last("/v1/responses").body["input"]
+            assert sent[1]["call_id"] == sent[2]["call_id"] != long_id and len(sent[1]["call_id"]) <= 64
+            stored = await client.responses.input_items.list(done.id)  # type: ignore[union-attr]
+            assert [i.call_id for i in stored.data if i.type == "custom_tool_call_output"] == [long_id]  # as sent
+
+        before = len(h.upstream.requests)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model="gpt-4o", tools=patch_tool, input=[
+                {"type": "custom_tool_call_output", "call_id": "call_nope", "output": "1"}])
+        assert "the custom_tool_call_output with call_id 'call_nope' answers no custom_tool_call" in \
+            refused.value.message
+        assert len(h.upstream.requests) == before
+
+
 async def test_native_mode_fits_long_call_ids_and_refuses_an_output_that_answers_no_call(database_url: str) -> None:
     """A native upstream (OpenAI's /v1/responses) takes call ids of up to 64 characters and refuses a
     function_call_output that answers no function_call. Longer ids (a conversation begun on another

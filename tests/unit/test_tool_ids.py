@@ -180,6 +180,20 @@ def test_an_output_that_answers_no_earlier_call_is_found() -> None:
     assert unanswered_output([out, call]) == (0, "c1")  # the output before its call
     assert unanswered_output([call, dict(out, call_id="c2")]) == (1, "c2")
     assert unanswered_output([call, {"type": "function_call_output", "output": "ok"}]) == (1, None)
+    custom = {"type": "custom_tool_call", "call_id": "k1", "name": "apply_patch", "input": "x"}
+    answer = {"type": "custom_tool_call_output", "call_id": "k1", "output": "ok"}
+    assert unanswered_output([custom, answer]) is None and unanswered_output([answer, custom]) == (0, "k1")
+
+
+def test_custom_tool_call_ids_are_fitted_as_function_call_ids_are() -> None:
+    long = "k" * 80  # over the Responses API's 64 characters
+    items = [{"type": "custom_tool_call", "call_id": long, "name": "apply_patch", "input": "x"},
+             {"type": "custom_tool_call_output", "call_id": long, "output": "ok"}]
+    assert scan_call_items(items, RESPONSES) == (False, None)
+    call, output = fit_responses_ids({"input": items})["input"]
+    assert call["call_id"] == output["call_id"] == fit_responses_ids(
+        {"input": [dict(items[0], type="function_call")]})["input"][0]["call_id"]
+    assert VALID["responses"](call["call_id"])
 
 
 def test_ids_after_an_output_that_answers_no_call_are_still_fitted() -> None:
