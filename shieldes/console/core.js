@@ -127,7 +127,11 @@ export function errorBox(err) {
 export const fmt = {
   usd(v) {
     if (v === null || v === undefined) return "–";
-    if (v !== 0 && Math.abs(v) < 0.01) return `$${Number(v.toPrecision(2))}`;
+    // under a cent: two significant digits, written out (JavaScript prints 3e-7 for a request's cost)
+    if (v !== 0 && Math.abs(v) < 0.01) {
+      const digits = Math.min(9, 1 - Math.floor(Math.log10(Math.abs(v))));
+      return `$${v.toFixed(digits).replace(/0+$/, "")}`;
+    }
     return `$${v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
   },
   num(v) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"); },

@@ -106,10 +106,13 @@ export async function keysPage(root) {
 
   function teamForm() {
     const name = h("input", { name: "name", required: true });
-    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
+    // "optional" as a placeholder, not a hint under the field: the form's fields sit on one line,
+    // and a hint makes one field taller than the others (its label then sits above theirs)
+    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal",
+      placeholder: "optional" });
     const period = select("budget_period", PERIODS, "30d");
     const form = h("form.inline-form", { "aria-label": "Create a team" },
-      field("Team name", name), field("Budget (USD)", budget, "optional"), field("Period", period),
+      field("Team name", name), field("Budget (USD)", budget), field("Period", period),
       h("button", { type: "submit" }, "Create team"));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();

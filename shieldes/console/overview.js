@@ -55,7 +55,7 @@ export async function overviewPage(root) {
       card("Requests", rates.size ? fmt.rate(sum("rps")) : "…", null, sparkline(history.rps, { title: "requests per second, last 2 minutes" })),
       card("Errors", rates.size ? fmt.rate(sum("eps")) : "…", "4xx and 5xx answers", sparkline(history.eps, { title: "errors per second, last 2 minutes" })));
     const nodes = table("Nodes", [
-      { label: "Node", header: true, cell: (n) => h("span", n.node_id, n.leader ? h("span.badge.ok", { title: "leader" }, " leader") : null) },
+      { label: "Node", header: true, cell: (n) => h("span", n.node_id, n.leader ? [" ", h("span.badge.ok", { title: "leader" }, "leader")] : null) },
       { label: "Status", cell: (n) => h(`span.badge.${n.status === "alive" ? "ok" : "bad"}`, n.status) },
       { label: "Address", cell: (n) => n.http_address || "–" },
       { label: "Log position", num: true, cell: (n) => fmt.num(n.position) },
