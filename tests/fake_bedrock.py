@@ -98,6 +98,14 @@ def _output_schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | N
 _TAG = re.compile(r"[a-zA-Z0-9\s._:/=+$@-]{0,256}")
 
 
+def _fragments(args: str) -> list[str]:
+    """A tool call's argument JSON as ConverseStream sends it, in pieces (none: one empty piece);
+    long arguments in three, so a piece can end inside a string value."""
+    if len(args) > 40:
+        return [args[:5], args[5:len(args) // 2], args[len(args) // 2:]]
+    return [args[:5], args[5:]] if args else [""]
+
+
 def _request_problem(body: dict[str, Any]) -> str | None:
     """Converse's validation of serviceTier and requestMetadata."""
     tier = body.get("serviceTier")
@@ -149,6 +157,7 @@ class FakeBedrock:
     api_key: str = "bedrock-api-key"
     reply_words: int = 5
     max_prompt: int = 1000
+    tool_text: str | None = None  # set: a call's arguments fit the tool's schema, strings holding it
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
@@ -311,6 +320,8 @@ class FakeBedrock:
                 spec = next(t["toolSpec"] for t in tools if t["toolSpec"]["name"] == name)
                 # a tool declared without parameters (empty `properties`) is called without arguments
                 arguments = {} if spec["inputSchema"]["json"].get("properties") == {} else {"city": "Paris"}
+                if self.tool_text is not None:
+                    arguments = wire.sample(spec["inputSchema"]["json"], self.tool_text) or {}
                 calls.append({"toolUseId": f"tooluse_{len(self.requests)}" + (f"_{k}" if k else ""), "name": name,
                               "input": arguments})
         call = calls[0] if calls else None
@@ -374,7 +385,7 @@ class FakeBedrock:
             frames += [event("contentBlockStart", {"contentBlockIndex": at, "start": {"toolUse": {
                 "toolUseId": c["toolUseId"], "name": c["name"]}}})]
             frames += [event("contentBlockDelta", {"contentBlockIndex": at, "delta": {"toolUse": {"input": part}}})
-                       for part in ([args[:5], args[5:]] if args else [""])]
+                       for part in _fragments(args)]
         if not calls:
             frames += [event("contentBlockDelta", {"contentBlockIndex": at,
                                                    "delta": {"text": w if i == 0 else " " + w}})

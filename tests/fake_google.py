@@ -91,6 +91,7 @@ class FakeGoogle:
     api_key: str = "gm-key"
     reply_words: int = 5
     max_prompt: int = 1000
+    tool_text: str | None = None  # set: a call's arguments fit the declared parameters, strings holding it
     public_key: rsa.RSAPublicKey | None = None  # set: Vertex calls need a token from /token
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
@@ -217,7 +218,9 @@ class FakeGoogle:
         call = None
         if tools and mode != "NONE" and not any("functionResponse" in p for p in last):
             fn = tools[0]["functionDeclarations"][0]
-            call = {"name": fn["name"], "args": {"city": "Paris"}}
+            args = {"city": "Paris"} if self.tool_text is None else wire.sample(fn.get("parameters") or {},
+                                                                                  self.tool_text) or {}
+            call = {"name": fn["name"], "args": args}
         max_out = (body.get("generationConfig") or {}).get("maxOutputTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
         finish = "STOP"
