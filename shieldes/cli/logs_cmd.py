@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import psycopg
@@ -19,10 +19,14 @@ from shieldes.requestlog import store
 from shieldes.requestlog.store import LogFilter, plain
 from shieldes.timeparse import parse_time
 
+if TYPE_CHECKING:
+    from shieldes.cli.remote import AdminApi
+
 # The error message comes last: it is the one long cell, and the columns before it stay aligned.
 TABLE_COLUMNS = ("started_at", "request_id", "node_id", "key_name", "route", "model", "deployment", "status",
                  "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream",
                  "error_message")
+REMOTE_PAGE = 1000  # the admin API's largest page of the request log
 FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its transaction began is still seen
 
 
@@ -52,6 +56,25 @@ async def _require_key(conn: psycopg.AsyncConnection[Any], key: str | None) -> N
     """A misspelt --key is an error, as in `shieldes usage`, not an empty log that looks like no traffic."""
     if key is not None and not await store.key_known(conn, key):
         raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+
+
+def _remote_rows(api: AdminApi, query: dict[str, str | None], limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` rows through GET /admin/v1/requests (the same query as direct mode, paged
+    backwards by its cursor); a --key that names no key is refused as in direct mode."""
+    rows: list[dict[str, Any]] = []
+    before = None
+    while len(rows) < limit:
+        page = api.get("/requests", **query, limit=min(REMOTE_PAGE, limit - len(rows)), before=before)
+        rows += page["data"]
+        before = page.get("next_before")
+        if not page.get("has_more") or before is None:
+            break
+    if not rows and query["key"] is not None:
+        from shieldes.cli.remote import segment
+
+        api.call("GET", f"/keys/{segment(query['key'])}", not_found=f"no virtual key named or with id "
+                 f"{query['key']!r}; see `shieldes key list`")
+    return rows
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool, detail: bool = False) -> None:
@@ -125,6 +148,17 @@ def logs(key: str | None, model: str | None, status: str | None, since: str | No
                   until=parse_time(until, "--until", end_of_day=True) if until else None)
     if f.since and f.until and f.since > f.until:
         raise InvalidRequest("--since is after --until; swap them")
+    api = ctx.remote()
+    if api is not None:
+        if follow:
+            raise InvalidRequest("`shieldes logs --follow` reads Postgres and does not run through the admin API "
+                                 f"(SHIELDES_ADMIN_URL is {ctx.admin_url}); drop --follow, or unset "
+                                 "SHIELDES_ADMIN_URL (and drop --admin-url) to follow against Postgres directly")
+        query = {"key": key, "model": model, "status": status, "since": since, "until": until,
+                 "request_id": request_id, "node": node_id, "route": route}
+        _print(list(reversed(_remote_rows(api, query, limit))), ctx.as_json, lines=False,
+               detail=request_id is not None)
+        return
     if follow:
         with contextlib.suppress(KeyboardInterrupt):
             run(_follow(f, limit, ctx.as_json, interval))

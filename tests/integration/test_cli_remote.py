@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.integration.gateway_harness import Harness, harness
+import aiohttp
+
+from tests.integration.gateway_harness import Harness, harness, wait_until
 from tests.integration.test_cli_imports import heavy, imported
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,7 +167,7 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
 
         # an admin command the CLI does not send through the API refuses and appends nothing; local ones ignore the URL
         for args in (("routing", "set", "gpt-4o", "--strategy", "cost"), ("audit", "verify"), ("usage",),
-                     ("snapshot", "create"), ("logs", "--limit", "1")):
+                     ("snapshot", "create"), ("logs", "--follow")):
             line = (await remote(h, *args)).error()
             assert "does not run through the admin API" in line and "unset SHIELDES_ADMIN_URL" in line, line
         status = await shieldes("--admin-url", h.base, "--json", "db", "status", SHIELDES_DATABASE_URL=database_url)
@@ -359,3 +361,31 @@ async def test_https_through_a_proxy_with_a_path_prefix(database_url: str, tmp_p
             server.close()
             await server.wait_closed()
         assert h.sql("SELECT data->>'name' FROM events WHERE type = 'virtual_key.created'") == [("tls",)]
+
+
+async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: str) -> None:
+    """`shieldes logs` with a node's admin API only: the same rows, columns and refusals as on
+    Postgres, the filters passed to GET /admin/v1/requests and its pages followed."""
+    async with harness(database_url, admin_token=BOOT, request_log_interval=0.05) as h:
+        narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
+        await h.sync()
+        async with aiohttp.ClientSession() as s:
+            for model in ("gpt-4o-mini", "gpt-4o", "gpt-4o"):
+                async with s.post(h.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {narrow}"},
+                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
+                    await r.read()
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
+        assert await writer.flush_all(10)
+        for args in (("logs", "--key", "narrow"), ("logs", "--key", "narrow", "--status", "403"),
+                     ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1")):
+            here, there = await direct(h, "--json", *args), await remote(h, "--json", *args)
+            assert here.json() == there.json() and there.json(), args
+            assert (await direct(h, *args)).out == (await remote(h, *args)).out, args
+        refused = (await remote(h, "--json", "logs", "--key", "narrow", "--status", "403")).json()
+        assert len(refused) == 2 and all("may not use model 'gpt-4o'" in r["error_message"] for r in refused)
+        one = (await remote(h, "logs", "--request-id", refused[0]["request_id"])).out
+        assert one == (await direct(h, "logs", "--request-id", refused[0]["request_id"])).out and "ERROR_MESSAGE" in one
+        assert (await remote(h, "logs", "--key", "nope")).error() == \
+            "error: no virtual key named or with id 'nope'; see `shieldes key list`"
