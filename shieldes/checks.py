@@ -68,7 +68,8 @@ def price_findings(config: ConfigState, priced: Collection[str]) -> list[Finding
 
 
 def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[str, str],
-                   priced: Collection[str], peers: int, gossip: bool) -> tuple[list[str], list[str]]:
+                   priced: Collection[str], peers: int, gossip: bool, bootstrap_token: bool = False,
+                   oidc: bool = False) -> tuple[list[str], list[str]]:
     """(what is configured, what is missing) as log lines for a node that just caught up."""
     providers = sorted(config.providers.values(), key=lambda d: d.name)
     active = len(config.key_ids_by_hash)  # live keys only: O(1), where counting would read every key
@@ -77,6 +78,8 @@ def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[st
         f"models: {', '.join(config.all_models()) or 'none'}",
         f"virtual keys: {active} active ({len(config.keys) - active} revoked), teams: {len(config.teams)}",
         f"cluster: {peers} other node(s) alive, gossip {'on' if gossip else 'off (SHIELDES_CLUSTER_SECRET unset)'}",
+        admin_line(bootstrap_token, sum(not t.revoked for t in config.admin_tokens.values()), oidc,
+                   any_tokens=bool(config.admin_tokens)),
     ]
     missing = []
     if not providers:
@@ -94,3 +97,15 @@ def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[st
         missing.append("SHIELDES_CLUSTER_SECRET is not set while other nodes are alive: each node enforces "
                        "limits as limit / nodes; set the same secret on every node")
     return configured, missing
+
+
+def admin_line(bootstrap_token: bool, active_tokens: int, oidc: bool, *, any_tokens: bool) -> str:
+    """How to reach the admin API and the web console on this node, or how to turn them on: a new
+    operator learns here that /ui/ exists and what signs in to it."""
+    if not (bootstrap_token or any_tokens or oidc):
+        return ("admin API and console: off; set SHIELDES_ADMIN_TOKEN on the node, or create a token with "
+                "`shieldes admin-token create --name NAME --role admin`, then open /ui/ and sign in with it")
+    ways = [way for on, way in ((bootstrap_token, "SHIELDES_ADMIN_TOKEN"),
+                                (active_tokens > 0, f"{active_tokens} admin token(s)"),
+                                (oidc, "single sign-on")) if on]
+    return f"admin API and console: /admin/v1/ and /ui/, sign in with {' or '.join(ways) or 'no active token'}"

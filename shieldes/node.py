@@ -354,6 +354,7 @@ class Node:
             config, keyring=self.keyring(), environ=os.environ,
             priced=self.gateway.prices.rates(config.pricing).keys(),
             peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
+            bootstrap_token=bool(self.settings.admin_token), oidc=OidcLogin.from_settings(self.settings) is not None,
         )
         for line in configured:
             log.info("configured %s", line)

@@ -136,6 +136,9 @@ async def test_readme_quickstart_in_a_fresh_home(fresh_home: Path) -> None:
             await asyncio.to_thread(serve.listening.wait, 90)
             assert serve.proc.poll() is None, serve.log
             assert "MISSING: no providers yet" in serve.log and "shieldes provider add" in serve.log
+            # where the console is and what turns it on (no token yet on a fresh machine)
+            assert "admin API and console: off; set SHIELDES_ADMIN_TOKEN" in serve.log, serve.log
+            assert "shieldes admin-token create --name NAME --role admin`, then open /ui/" in serve.log
             assert "initdb" not in serve.log and "Success. You can now start" not in serve.log, serve.log
 
             # 2. provider and key, from another folder: the same database is found
