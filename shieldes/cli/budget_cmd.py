@@ -123,6 +123,9 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
         target_id, name, budget, spent_nusd = _remote_target(api, kind, ref)
         period = budget.period if budget else "30d"
         start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
+        if budget is None:  # the node counts spend in a budget's period only: the last 30 days, as direct mode
+            rows = api.get("/usage", group_by=kind, since=start.date().isoformat(), **{kind: target_id})["data"]
+            spent_nusd = sum(int(r["cost_nusd"]) for r in rows)
     else:
         # a team's budget needs the teams only (no key loaded); a key's, the config
         state = run(read_teams()).state if kind == "team" else run(read_config()).state

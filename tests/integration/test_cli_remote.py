@@ -365,7 +365,8 @@ async def test_https_through_a_proxy_with_a_path_prefix(database_url: str, tmp_p
 
 async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: str) -> None:
     """`shieldes logs` with a node's admin API only: the same rows, columns and refusals as on
-    Postgres, the filters passed to GET /admin/v1/requests and its pages followed."""
+    Postgres, the filters passed to GET /admin/v1/requests and its pages followed; and `budget show`
+    of a key without a budget gives the same spend as on Postgres."""
     async with harness(database_url, admin_token=BOOT, request_log_interval=0.05) as h:
         narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
         await h.sync()
@@ -389,3 +390,7 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         assert one == (await direct(h, "logs", "--request-id", refused[0]["request_id"])).out and "ERROR_MESSAGE" in one
         assert (await remote(h, "logs", "--key", "nope")).error() == \
             "error: no virtual key named or with id 'nope'; see `shieldes key list`"
+        # a key without a budget: its spend over the last 30 days, through the API as on Postgres
+        spent = (await remote(h, "--json", "budget", "show", "narrow")).json()
+        assert spent == (await direct(h, "--json", "budget", "show", "narrow")).json()
+        assert spent["amount_usd"] is None and spent["spent_nusd"] > 0
