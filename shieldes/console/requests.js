@@ -51,12 +51,13 @@ export async function requestsPage(root) {
   const key = h("input", { name: "key", placeholder: "name or id" });
   const model = h("input", { name: "model" });
   const status = h("select", { name: "status" }, STATUSES.map(([v, l]) => h("option", { value: v }, l)));
+  const code = h("input", { name: "error_code", placeholder: "e.g. budget_exceeded", spellcheck: "false" });
   const since = h("input", { name: "since", type: "date" });
   const until = h("input", { name: "until", type: "date" });
   const rid = h("input", { name: "request_id", placeholder: "x-request-id", spellcheck: "false" });
   const traffic = h("select", { name: "route" }, TRAFFIC.map(([v, l]) => h("option", { value: v }, l)));
   const filters = h("form.toolbar", { "aria-label": "Request filters" },
-    field("Traffic", traffic), field("Key", key), field("Model", model), field("Status", status), field("Since", since), field("Until", until),
+    field("Traffic", traffic), field("Key", key), field("Model", model), field("Status", status), field("Error code", code), field("Since", since), field("Until", until),
     field("Request id", rid), h("button", { type: "submit" }, "Filter"));
   const listArea = h("div");
   const detailArea = h("section.panel", { "aria-labelledby": "req-title", "aria-live": "polite" },
@@ -84,7 +85,7 @@ export async function requestsPage(root) {
   async function load(more) {
     try {
       const page = await api("GET", `/requests${qs({ route: traffic.value, key: key.value.trim(), model: model.value.trim(),
-        status: status.value, since: since.value, until: until.value, request_id: rid.value.trim(), limit: 50,
+        status: status.value, error_code: code.value.trim(), since: since.value, until: until.value, request_id: rid.value.trim(), limit: 50,
         before: more ? next : null })}`);
       rows = more ? rows.concat(page.data) : page.data;
       next = page.next_before;

@@ -118,6 +118,7 @@ class LogFilter:
     request_id: str | None = None
     node_id: str | None = None
     route: str | None = None  # a route pattern, or a prefix ending in * (/v1/*, /admin/*)
+    error_code: str | None = None  # why: budget_exceeded, rate_limit_exceeded, upstream_error, ...
     before: tuple[datetime, str] | None = None
     logged_after: datetime | None = None
 
@@ -155,7 +156,7 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
         if value is not None:
             where.append(f"started_at {op_} %({name})s")
             params[name] = value
-    for name in ("request_id", "node_id"):
+    for name in ("request_id", "node_id", "error_code"):
         value = getattr(f, name)
         if value is not None:
             where.append(f"{name} = %({name})s")
@@ -181,7 +182,7 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
 async def query(conn: psycopg.AsyncConnection[Any], f: LogFilter, limit: int = 100) -> list[dict[str, Any]]:
     """Rows matching `f`, newest first, at most `limit`; page on with
     `LogFilter(..., before=(rows[-1]['started_at'], rows[-1]['request_id']))`."""
-    for value in (f.key, f.model, f.request_id, f.node_id, f.route):
+    for value in (f.key, f.model, f.request_id, f.node_id, f.route, f.error_code):
         if value is not None and "\x00" in value:
             raise InvalidRequest("a filter contains a NUL character (\\x00); remove it")
     text, params = build_query(f, limit)

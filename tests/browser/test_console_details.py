@@ -1,17 +1,18 @@
 """Details of the console an operator reads at a glance, in a real headless Chromium against a
 node: money below a cent is written out (never `$3e-7`), the leader's badge stands apart from its
-node's name, and the team form's fields sit on one line."""
+node's name, the team form's fields sit on one line, and the request log filters by error code."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
 from tests.browser.test_console import all_css, by_css, go, sign_in
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 pytestmark = pytest.mark.cluster
 TOKEN = "console-details-admin-token-0123456789"
@@ -29,16 +30,33 @@ def _read(base: str, node_id: str) -> dict[str, Any]:
             list(AMOUNTS))
         go(d, "keys", "form[aria-label='Create a team']")
         tops = [round(label.rect["y"]) for label in all_css(d, "form[aria-label='Create a team'] label")]
-        return {"node": node, "usd": usd, "team_label_tops": tops,
-                "team_form": by_css(d, "form[aria-label='Create a team']").text}
+        go(d, "requests", "table caption")
+        wait(d, lambda d: len(all_css(d, "main tbody tr")) == 3, what="three requests listed")
+        by_css(d, "form[aria-label='Request filters'] input[name=error_code]").send_keys("model_not_allowed")
+        by_css(d, "form[aria-label='Request filters'] button[type=submit]").click()
+        refused = wait(d, lambda d: (rows := [r.text for r in all_css(d, "main tbody tr")]) and len(rows) == 1
+                       and "model_not_allowed" in rows[0] and rows, what="only the refused request")
+        return {"node": node, "usd": usd, "team_label_tops": tops, "refused": refused}
 
 
 async def test_money_leader_badge_and_team_form_read_right(database_url: str) -> None:
     require_chromium()
-    async with harness(database_url, admin_token=TOKEN) as h:
+    async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
+        narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
+        await h.sync()
+        async with aiohttp.ClientSession() as s:
+            for model in ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o"):
+                async with s.post(h.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {narrow}"},
+                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
+                    await r.read()
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
+        assert await writer.flush_all(10)
         seen = await asyncio.to_thread(_read, h.base, h.node.node_id)
     assert seen["usd"] == ["$0.0000003", "$0.000012", "$0.00001", "$0.004", "$0.50", "$20.00", "$1,234.50", "$0.00"]
     assert seen["node"] == f"{h.node.node_id} leader"
     # a select is a pixel or two taller than an input; a hint under one field made it ~20 px
     tops = seen["team_label_tops"]
     assert len(tops) == 3 and max(tops) - min(tops) <= 4, tops
+    assert "narrow" in seen["refused"][0] and "403" in seen["refused"][0]

@@ -380,11 +380,13 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
         assert await writer.flush_all(10)
         for args in (("logs", "--key", "narrow"), ("logs", "--key", "narrow", "--status", "403"),
-                     ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1")):
+                     ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1"),
+                     ("logs", "--error-code", "model_not_allowed")):
             here, there = await direct(h, "--json", *args), await remote(h, "--json", *args)
             assert here.json() == there.json() and there.json(), args
             assert (await direct(h, *args)).out == (await remote(h, *args)).out, args
         refused = (await remote(h, "--json", "logs", "--key", "narrow", "--status", "403")).json()
+        assert refused == (await remote(h, "--json", "logs", "--error-code", "model_not_allowed")).json()
         assert len(refused) == 2 and all("may not use model 'gpt-4o'" in r["error_message"] for r in refused)
         one = (await remote(h, "logs", "--request-id", refused[0]["request_id"])).out
         assert one == (await direct(h, "logs", "--request-id", refused[0]["request_id"])).out and "ERROR_MESSAGE" in one

@@ -161,6 +161,8 @@ def test_query_filters() -> None:
     assert "error_code IS NOT NULL" in status_clause("error")[0]
     with pytest.raises(InvalidRequest, match="malformed status"):
         status_clause("teapot")
+    sql, params = build_query(LogFilter(error_code="budget_exceeded"), 10)
+    assert "error_code = %(error_code)s" in sql and params["error_code"] == "budget_exceeded"
 
 
 def test_missing_provider_key_variable_is_reported_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
