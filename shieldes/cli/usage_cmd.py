@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +19,9 @@ from shieldes.cli.common import (
 )
 from shieldes.errors import InvalidRequest
 from shieldes.timeparse import parse_time
+
+if TYPE_CHECKING:
+    from shieldes.cli.remote import AdminApi
 
 COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -66,6 +69,11 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
     if params["since"] and params["until"] and params["since"] > params["until"]:
         raise InvalidRequest("--since is after --until; swap them")
 
+    api = ctx.remote()
+    if api is not None:
+        emit(_remote_rows(api, key, since, until), as_json=ctx.as_json, columns=COLUMNS)
+        return
+
     async def fetch() -> list[dict[str, Any]]:
         if key is not None and not await query(KNOWN_KEY_SQL, params):
             raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
@@ -75,3 +83,23 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
     for r in rows:
         r["cost_usd"] = float(r["cost_usd"])  # exact value: cost_nusd (integer nano-USD)
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+
+
+def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str | None) -> list[dict[str, Any]]:
+    """Direct mode's rows through the admin API: the usage per key (GET /admin/v1/usage) plus zeros
+    for the keys without usage in the window that are not revoked. The keys come from the config
+    (GET /admin/v1/config), which every role that may read usage may read too."""
+    keys = api.get("/config")["keys"]
+    if key is not None:
+        keys = [k for k in keys if key in (k["name"], k["id"])]
+        if not keys:
+            raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+    wanted = {k["id"] for k in keys}
+    used = api.get("/usage", group_by="key", since=since, until=until)["data"]
+    rows = {r["key_id"]: {c: r[c] for c in (*COLUMNS, "cost_nusd")} for r in used
+            if key is None or r["key_id"] in wanted}
+    for k in keys:
+        if not k["revoked"]:  # as in direct mode: a revoked key only with usage in the window
+            rows.setdefault(k["id"], {"key": k["name"], "key_id": k["id"], "requests": 0, "prompt_tokens": 0,
+                                      "completion_tokens": 0, "cost_usd": 0.0, "cost_nusd": 0})
+    return sorted(rows.values(), key=lambda r: (r["key"], r["key_id"]))

@@ -166,7 +166,7 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
         assert "role admin" in (await remote(h, "team", "create", "t", token=operator["token"])).error()
 
         # an admin command the CLI does not send through the API refuses and appends nothing; local ones ignore the URL
-        for args in (("routing", "set", "gpt-4o", "--strategy", "cost"), ("audit", "verify"), ("usage",),
+        for args in (("routing", "set", "gpt-4o", "--strategy", "cost"), ("audit", "verify"),
                      ("snapshot", "create"), ("logs", "--follow")):
             line = (await remote(h, *args)).error()
             assert "does not run through the admin API" in line and "unset SHIELDES_ADMIN_URL" in line, line
@@ -396,3 +396,16 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         spent = (await remote(h, "--json", "budget", "show", "narrow")).json()
         assert spent == (await direct(h, "--json", "budget", "show", "narrow")).json()
         assert spent["amount_usd"] is None and spent["spent_nusd"] > 0
+        # usage per key: the same rows (zeros for keys without usage) for any role that may read usage
+        await h.create_key("idle")
+        await h.sync()
+        auditor = (await remote(h, "--json", "admin-token", "create", "--name", "aud", "--role", "auditor")).json()
+        for args in (("usage",), ("usage", "--key", "narrow"),
+                     ("usage", "--since", "2020-01-01", "--until", "2020-01-02")):
+            here = (await direct(h, "--json", *args)).json()
+            assert (await remote(h, "--json", *args)).json() == here, args
+            assert (await remote(h, "--json", *args, token=auditor["token"])).json() == here, args
+        per_key = {r["key"]: r["requests"] for r in (await remote(h, "--json", "usage")).json()}
+        assert per_key == {"narrow": 1, "idle": 0}
+        assert (await remote(h, "usage", "--key", "nope")).error() == \
+            "error: no virtual key named or with id 'nope'; see `shieldes key list`"
