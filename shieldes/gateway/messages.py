@@ -8,8 +8,9 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,7 +33,15 @@ from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
-from shieldes.providers.base import Body, ChunkStream, InputTokenCounter, Provider, Target, TokenUsage
+from shieldes.providers.base import (
+    Body,
+    ChunkStream,
+    InputTokenCounter,
+    Provider,
+    Target,
+    TokenUsage,
+    UpstreamFailure,
+)
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import KINDS
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
@@ -124,20 +133,40 @@ def _validate(body: Body) -> int:
     return int(max_tokens)
 
 
-def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str]]:
-    """The Messages request as a chat request for `target`, and what the Messages translation
-    leaves out of it (the provider's own chat translation reports what it leaves out: `_named`)."""
+def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str], list[int | None]]:
+    """The Messages request as a chat request for `target`, what the Messages translation leaves
+    out of it (the provider's own chat translation reports what it leaves out: `_named`), and the
+    client's message index of each chat message (None: the system prompt)."""
+    origins: list[int | None] = []
     try:
         spec = KINDS.get(kind)
-        return inbound.translate_messages_request(body, target.model,
-                                                  cache_marks=spec is not None and spec.cache_marks,
-                                                  thinks=spec is not None and spec.thinks,
-                                                  tool_images=spec is not None and spec.tool_images)
+        chat, dropped = inbound.translate_messages_request(body, target.model,
+                                                           cache_marks=spec is not None and spec.cache_marks,
+                                                           thinks=spec is not None and spec.thinks,
+                                                           tool_images=spec is not None and spec.tool_images,
+                                                           origins=origins)
+        return chat, dropped, origins
     except InvalidRequest:
         raise
     except Exception as exc:  # a shape the translator cannot read is the client's to fix
         raise InvalidRequest(f"cannot read this Messages request ({type(exc).__name__}: {exc}); "
                              "check it against the Anthropic Messages API") from None
+
+
+@contextlib.contextmanager
+def _client_paths(origins: Sequence[int | None]) -> Iterator[None]:
+    """Errors about the chat request the Messages request became (the provider's translation
+    refusing a part, an OpenAI-compatible upstream's 400) name the client's own messages: the chat
+    messages are not the client's one for one (the system prompt comes first, tool results become
+    messages of their own)."""
+    try:
+        yield
+    except (InvalidRequest, UpstreamFailure) as exc:
+        exc.message = inbound.client_paths(exc.message, origins)
+        exc.args = (exc.message,)
+        if isinstance(exc, InvalidRequest) and exc.param:
+            exc.param = inbound.client_paths(exc.param, origins)
+        raise
 
 
 # chat names the provider's translation reports -> the Messages field the client sent
@@ -171,8 +200,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
                     return Answer(native.raw, native.usage)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage)
-            chat, dropped = _translate(body, target, dep.kind)
-            result = await provider.call("chat", target, chat)
+            chat, dropped, origins = _translate(body, target, dep.kind)
+            with _client_paths(origins):
+                result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
@@ -189,10 +219,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped = _translate(body, target, dep.kind)
+        chat, dropped, origins = _translate(body, target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-        chunks = await provider.stream("chat", target, chat)
+        with _client_paths(origins):
+            chunks = await provider.stream("chat", target, chat)
         return _Translated(chunks, model, _named(dropped, chunks.dropped), thinking, call.size)
 
     if call.rec is not None:
@@ -230,8 +261,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
             native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
             return Answer(native.raw, None)
         if isinstance(provider, InputTokenCounter):
-            chat, _ = _translate(dict(body, max_tokens=1), target, dep.kind)
-            counted = await provider.count_input_tokens(target, chat)
+            chat, _, origins = _translate(dict(body, max_tokens=1), target, dep.kind)
+            with _client_paths(origins):
+                counted = await provider.count_input_tokens(target, chat)
             if counted is not None:
                 return Answer(orjson.dumps({"input_tokens": counted}), None)
         return _estimate(body)

@@ -4,6 +4,8 @@ anthropic_replies)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -262,7 +264,8 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
 
 
 def translate_messages_request(body: Any, model: str | None = None, *, cache_marks: bool = False,
-                               thinks: bool = False, tool_images: bool = False) -> tuple[Body, list[str]]:
+                               thinks: bool = False, tool_images: bool = False,
+                               origins: list[int | None] | None = None) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
     `cache_marks`: the upstream takes prompt-cache breakpoints (Bedrock), so `cache_control` on
@@ -271,7 +274,9 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     `thinking` becomes `reasoning_effort` for OpenAI reasoning models and for upstreams that
     translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
     blocks then go along as `thinking_blocks`), and is dropped for others;
-    `top_k`, `service_tier`, server tools and other Anthropic-only fields are dropped."""
+    `top_k`, `service_tier`, server tools and other Anthropic-only fields are dropped.
+    `origins`, when given, is filled with the client's message index of each chat message (None for
+    the `system` prompt), so that errors about the chat messages can name the client's own."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
     requested = body.get("model")
@@ -293,7 +298,9 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             out_messages.append({"role": "system", "content": [_text_part(b, True) for b in system]})
         else:
             out_messages.append({"role": "system", "content": _text_blocks(system, "`system`")})
+    made: list[int | None] = [None] * len(out_messages)  # the system prompt
     for i, msg in enumerate(messages):
+        made += [i - 1] * (len(out_messages) - len(made))  # the chat messages the message before became
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
             raise _bad(f"{where} must be an object with `role` and `content`")
@@ -306,6 +313,9 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             out_messages.append({"role": "system", "content": _text_blocks(msg.get("content"), where)})
         else:
             raise _bad(f'{where}.role must be "user", "assistant" or "system"')
+    made += [len(messages) - 1] * (len(out_messages) - len(made))
+    if origins is not None:
+        origins[:] = made
     reasoning = reasoning_model(model)
     out: Body = {"model": model, "messages": out_messages}
     out["max_completion_tokens" if reasoning else "max_tokens"] = max_tokens
@@ -343,6 +353,23 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out, dropped
+
+
+_CHAT_MESSAGE = re.compile(r"messages\[(\d+)\]")
+
+
+def client_paths(text: str, origins: Sequence[int | None]) -> str:
+    """`text` (an error message or `param` about the chat request a Messages request became) with
+    each `messages[i]` of the chat request named as the client sent it: its own message's index
+    (a system prompt takes chat message 0, and one user turn may become several chat messages),
+    or `system` for the system prompt."""
+    def client(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        if index >= len(origins):
+            return match.group(0)
+        origin = origins[index]
+        return "system" if origin is None else f"messages[{origin}]"
+    return _CHAT_MESSAGE.sub(client, text)
 
 
 def messages_request_to_openai(body: Any) -> Body:

@@ -142,6 +142,33 @@ async def test_gemini_embeddings_and_anthropic_sdk(node: Harness, google: tuple[
     assert final.usage.output_tokens == 5
 
 
+async def test_a_messages_clients_error_names_its_own_message(node: Harness,
+                                                                google: tuple[FakeGoogle, Path]) -> None:
+    """A Messages request's error named the chat message it became: a system prompt takes chat
+    message 0 and a turn with a tool result becomes two chat messages, so the client heard of
+    messages[4] for its own messages[2]."""
+    fake, _ = google
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=await new_key(node), max_retries=0)
+    weather: Any = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+    history: Any = [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                                     {"type": "image", "source": {"type": "url", "url": "ftp://host/a.png"}}]}]
+    sent = len(fake.requests)
+    for stream in (False, True):
+        with pytest.raises(anthropic.BadRequestError) as err:
+            await claude.messages.create(model="gemini-2.5-flash", max_tokens=50, system="be brief", tools=[weather],
+                                         messages=[{"role": "user", "content": "weather?"}, *history], stream=stream)
+        assert "messages[2]: image_url.url must be an http(s) URL" in err.value.message, err.value.message
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await claude.messages.count_tokens(model="gemini-2.5-flash", system="be brief", tools=[weather],
+                                           messages=[{"role": "user", "content": "weather?"}, *history])
+    assert "messages[2]: image_url.url must be an http(s) URL" in err.value.message, err.value.message
+    assert len(fake.requests) == sent
+    await claude.close()
+
+
 async def test_gemini_errors_are_mapped(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
     fake, _ = google
     client = oai(node, await new_key(node))

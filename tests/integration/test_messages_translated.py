@@ -149,3 +149,20 @@ async def test_reasoning_of_a_chat_upstream_comes_back_as_thinking_when_asked_fo
         async with claude.messages.stream(**ask) as stream:
             assert [b.type for b in (await stream.get_final_message()).content] == ["text"]
         assert [b.type for b in (await claude.messages.create(**ask)).content] == ["text"]
+
+
+async def test_an_openai_upstreams_refusal_names_the_clients_own_message(database_url: str) -> None:
+    """An OpenAI-compatible upstream refuses the chat request a Messages request became by its chat
+    message index, one on from the client's own (the system prompt is chat message 0)."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("cc")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        h.upstream.inject("/v1/chat/completions", status=400,
+                          message="Invalid 'messages[2].content': string too long.")
+        with pytest.raises(anthropic.BadRequestError) as err:
+            await client.messages.create(model="gpt-4o-mini", max_tokens=50, system="You are terse.", messages=[
+                {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "x" * 100}])
+        assert "Invalid 'messages[1].content': string too long." in err.value.message, err.value.message
+        await client.close()

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from shieldes.gateway.routes import anthropic_page
-from shieldes.providers.anthropic_inbound import reasoning_effort, translate_messages_request
+from shieldes.providers.anthropic_inbound import client_paths, reasoning_effort, translate_messages_request
 from shieldes.providers.anthropic_native import Passthrough, native_body
 from shieldes.usage.tokens import MEDIA_TOKENS, estimate_input_tokens
 
@@ -89,3 +89,21 @@ def test_anthropic_model_pages() -> None:
     assert anthropic_page(ids, 5, None, "c") == (["a", "b"], False)
     assert anthropic_page(ids, 2, "bb", None) == (["c", "d"], True)  # an id no longer listed: its place
     assert anthropic_page(ids, 3, "a", "e") == (["b", "c", "d"], False)
+
+
+def test_each_chat_message_knows_the_client_message_it_came_from() -> None:
+    origins: list[int | None] = []
+    chat, _ = translate_messages_request({
+        "model": "gpt-4o", "max_tokens": 10, "system": "be brief", "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}},
+                                              {"type": "tool_use", "id": "t2", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "a"},
+                                         {"type": "tool_result", "tool_use_id": "t2", "content": "b"},
+                                         {"type": "text", "text": "and?"}]},
+            {"role": "assistant", "content": "ok"}]}, origins=origins)
+    assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool", "tool", "user",
+                                                     "assistant"]
+    assert origins == [None, 0, 1, 2, 2, 2, 3]
+    assert client_paths("messages[4]: bad; see messages[0] and messages[9]", origins) == \
+        "messages[2]: bad; see system and messages[9]"  # an index the chat request lacks is left alone
