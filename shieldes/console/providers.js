@@ -14,7 +14,7 @@ export async function providersPage(root) {
   async function tick() {
     try {
       const health = await api("GET", "/providers/health");
-      patch(healthArea, h("p.muted.small", `Health as node ${health.node_id} and its peers see it; traffic share over the last hour.`), table("Deployments", [
+      patch(healthArea, h("p.muted.small", `Health as node ${health.node_id} and its peers see it; requests served over the last hour (from the usage in the log: failed attempts show in the error rate).`), table("Deployments", [
         { label: "Deployment", header: true, cell: (d) => d.name },
         { label: "Type", cell: (d) => d.type },
         { label: "Models", cell: (d) => d.models.join(", ") },
@@ -23,10 +23,10 @@ export async function providersPage(root) {
         { label: "Latency", num: true, cell: (d) => fmt.ms(d.latency_ms) },
         { label: "Error rate", num: true, cell: (d) => fmt.pct(d.error_rate) },
         { label: "Peers", cell: (d) => peerView(d.peers) },
-        { label: "Traffic (1 h)", cell: (d) => h("div.budget",
+        { label: "Served (1 h)", cell: (d) => h("div.budget",
           h("div.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(d.traffic_share * 100), "aria-label": `Traffic share of ${d.name}` },
             h("span.fill.ok", { style: { width: `${Math.round(d.traffic_share * 100)}%` } })),
-          h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} req`)) },
+          h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} served`)) },
       ], health.data, { empty: "No providers configured: add one with `shieldes provider add`." }));
     } catch (err) {
       patch(healthArea, errorBox(err));

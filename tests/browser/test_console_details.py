@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
-from tests.browser.test_console import all_css, by_css, go, sign_in
+from tests.browser.test_console import TRAFFIC_WAIT, all_css, by_css, go, sign_in
 from tests.integration.gateway_harness import harness, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -36,7 +36,11 @@ def _read(base: str, node_id: str) -> dict[str, Any]:
         by_css(d, "form[aria-label='Request filters'] button[type=submit]").click()
         refused = wait(d, lambda d: (rows := [r.text for r in all_css(d, "main tbody tr")]) and len(rows) == 1
                        and "model_not_allowed" in rows[0] and rows, what="only the refused request")
-        return {"node": node, "usd": usd, "team_label_tops": tops, "refused": refused}
+        go(d, "providers", "table caption")
+        served = wait(d, lambda d: (cells := [c.text for c in all_css(d, "main td") if "served" in c.text])
+                      and "100.0% · 2 served" in cells and cells, TRAFFIC_WAIT, "the two requests served")
+        return {"node": node, "usd": usd, "team_label_tops": tops, "refused": refused,
+                "columns": by_css(d, "main thead").text, "served": served}
 
 
 async def test_money_leader_badge_and_team_form_read_right(database_url: str) -> None:
@@ -60,3 +64,5 @@ async def test_money_leader_badge_and_team_form_read_right(database_url: str) ->
     tops = seen["team_label_tops"]
     assert len(tops) == 3 and max(tops) - min(tops) <= 4, tops
     assert "narrow" in seen["refused"][0] and "403" in seen["refused"][0]
+    # what the providers page counts per deployment: requests served (failures are in the error rate)
+    assert "SERVED (1 H)" in seen["columns"].upper() and "100.0% · 2 served" in seen["served"]
