@@ -1,13 +1,17 @@
 """Usage stays exact while nodes lapse and die, with real node processes: a node paused past the
-node timeout while the leader compacts reloads instead of counting rollups twice, and usage a
-SIGKILLed node had gossiped but not flushed is appended by the leader on its behalf."""
+node timeout while the leader compacts reloads instead of counting rollups twice, usage a
+SIGKILLed node had gossiped but not flushed is appended by the leader on its behalf, and so is
+usage it served while Postgres was cut (gossip does not need the database)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +23,7 @@ from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.test_churn import chat
+from tests.resilience.support import TcpProxy
 
 pytestmark = pytest.mark.cluster
 ADMIN = "usage-durability-admin-token"
@@ -162,3 +167,101 @@ def test_usage_a_killed_node_had_gossiped_is_appended_by_the_leader(duo: Cluster
     assert logged_requests(duo, "takeover") == 9
     assert chat(a.base, key, "gpt-4o-mini", 5) == 200  # a's own flush makes it catch up (usage does not NOTIFY)
     until(lambda: node_requests(a, "takeover") == 10 == logged_requests(duo, "takeover"), 10, "a counts each once")
+
+
+# --- Postgres cut ----------------------------------------------------------------------------------
+
+
+class ProxyThread:
+    """tests.resilience.support.TcpProxy on an event loop of its own thread, for tests that drive
+    real node processes from plain (blocking) code: `cut()` drops every connection to Postgres and
+    closes new ones until `restore()`."""
+
+    def __init__(self, database_url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pg-proxy", daemon=True)
+        self._thread.start()
+        self.proxy = self._call(TcpProxy(database_url).start())
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def url_for(self, database_url: str) -> str:
+        return self.proxy.url_for(database_url)
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.cut)
+
+    def restore(self) -> None:
+        self._loop.call_soon_threadsafe(self.proxy.restore)
+
+    def stop(self) -> None:
+        self._call(self.proxy.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+@pytest.fixture
+def cut_duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, ProxyThread]]:
+    """Nodes a (the leader) and b (flushing only every 60 s: what it serves is known to a through gossip
+    only), both reaching Postgres through a proxy the test can cut."""
+    url = pg.fresh_database(pg_server)
+    proxy = ProxyThread(url)
+    c = Cluster(proxy.url_for(url), tmp_path_factory.mktemp("cut"), env_overrides={"SHIELDES_ADMIN_TOKEN": ADMIN},
+                node_env={"b": {"SHIELDES_FLUSH_INTERVAL": "60"}})
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        a = c.add_node("a")
+        c.start(a)
+        c.wait_ready(a)
+        until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("leader"), 15, "a leads")
+        c.start(c.add_node("b"))
+        for node in c.nodes:
+            c.wait_ready(node)
+        until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
+                          for n in c.nodes), 15, "2 nodes gossiping")
+        yield c, proxy
+    finally:
+        proxy.restore()  # the final flushes and deregistrations reach Postgres
+        c.stop_all()
+        proxy.stop()
+        pg.drop_database(pg_server, url)
+
+
+def metric(node: NodeProc, pattern: str) -> float:
+    req = urllib.request.Request(node.base + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    found = re.search("^" + re.escape(pattern) + r" ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert found is not None, pattern
+    return float(found.group(1))
+
+
+def test_usage_a_node_served_while_postgres_was_cut_is_appended_by_the_leader_after_its_kill(
+        cut_duo: tuple[Cluster, ProxyThread]) -> None:
+    """Gossip is node to node: while Postgres is cut, b's pushes are still taken by a (a checks
+    their boot epochs against what it already knows, not against the database), so usage b served
+    in the cut survives b's SIGKILL in it: a, leader again once Postgres is back, appends it."""
+    c, proxy = cut_duo
+    a, b = c.nodes
+    key, at = c.create_key("cut")
+    c.wait_position(at)
+    refused = 'shieldes_gossip_rejected_total{reason="stale"}'
+    refused_before = metric(a, refused)
+    proxy.cut()
+    until(lambda: all(metric(n, "shieldes_cluster_listener_connected") == 0 for n in c.nodes), 15,
+          "both nodes lost Postgres")
+    answered = metric(b, 'shieldes_gossip_messages_total{direction="sent"}')
+    for _ in range(5):
+        assert chat(b.base, key, "gpt-4o-mini", 5) == 200
+    heard_after_settling(a)  # b's pushes are taken in the cut: a holds the 5 requests
+    until(lambda: metric(b, 'shieldes_gossip_messages_total{direction="sent"}') >= answered + 2, 10,
+          "b's pushes answered in the cut")
+    assert metric(a, refused) == refused_before
+    c.kill(b)  # SIGKILL in the cut: b never flushes them
+    proxy.restore()
+    until(lambda: logged_requests(c, "cut") == 5, 30, "b's 5 requests in the log")
+    by = sql(c, "SELECT metadata->>'appended_by' FROM events WHERE type = 'usage.recorded' AND stream = 'usage:b'")
+    assert by == "a"
