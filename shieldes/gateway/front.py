@@ -82,6 +82,9 @@ class LeanRequest:
         self.remote = conn.remote
         self.match_info = conn.front.matches[path]
         self._store: dict[Any, Any] = {}
+        # the store's own get: request_id() and record_of() read it several times per request,
+        # and a method of our own would put a Python frame in front of each dict lookup
+        self.get: Callable[..., Any] = self._store.get
         self.stream: StreamSink | None = None
 
     @property
@@ -110,9 +113,6 @@ class LeanRequest:
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return body
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._store.get(key, default)
 
     def __getitem__(self, key: Any) -> Any:
         return self._store[key]

@@ -76,12 +76,15 @@ def head(status: int, reason: str | None, headers: Mapping[str, str], length: in
         lowered = name.lower()
         if lowered in _HOP_HEADERS:
             continue
-        typed = typed or lowered == "content-type"
+        if lowered == "content-type":
+            typed = True
         lines.append(f"{name}: {value}\r\n")
     if not typed:
         lines.append("Content-Type: application/octet-stream\r\n")
     text = "".join(lines)
-    if text.count("\n") != len(lines) or "\r" in text.replace("\r\n", ""):  # a line break inside a header
+    # every line ends in CRLF: any other CR or LF is a line break inside a header (counted, not
+    # searched for in a copy with the CRLFs taken out)
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
         text = "".join(line[:-2].replace("\r", " ").replace("\n", " ") + "\r\n" for line in lines)
     if length is not None:
         framing = b"Content-Length: %d\r\n" % length

@@ -89,11 +89,15 @@ class Observer:
             rec.t_end = time.perf_counter()
             rec.status = resp.status if resp is not None else CANCELLED
             try:
-                await self.finish(request, rec, resp)
+                if self.finish(request, rec):
+                    await _capture(request, rec, resp)
+                self.hand_off(rec)
             except Exception as exc:  # observing must never break the answer itself
                 log.warning("could not record request %s: %s: %s", rec.request_id, type(exc).__name__, exc)
 
-    async def finish(self, request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None) -> None:
+    def finish(self, request: web.Request, rec: RequestRecord) -> bool:
+        """The record's route, client and metrics; whether its bodies are to be captured (awaited
+        only then: no coroutine per request for what is plain code)."""
         resource = request.match_info.route.resource
         if resource is not None:
             canonical = resource.canonical
@@ -103,8 +107,10 @@ class Observer:
         rec.user_agent = request.headers.get("User-Agent")
         self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0)
         capture = self.capture
-        if capture is not None and wants(capture.mode, rec.status, rec.error_code):
-            await _capture(request, rec, resp)
+        return capture is not None and wants(capture.mode, rec.status, rec.error_code)
+
+    def hand_off(self, rec: RequestRecord) -> None:
+        """The finished record to the access log and the request log."""
         if self.access is not None:
             self.access(rec)
         if self.sink is not None:

@@ -43,9 +43,9 @@ def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
 
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise BodyTooLarge(f"request body is {request.content_length} bytes; the limit is {max_bytes}: "
-                           "send a smaller request")
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}: send a smaller request")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -236,14 +236,15 @@ class Gateway:
         rate = self.prices.rate(config.pricing, route.model)
         prompt = prompt_bytes // 4
         usage = self.state.usage
-        seen = self.meter.look(config, usage, key, self.state.position)
+        position = self.state.position
+        seen = self.meter.look(config, usage, key, position)
         capped = None
         if cap and budgeted and max_tokens is None and op != "embeddings":
             capped = max_tokens = max(1, completion_cap(self.settings.budget_max_tokens * choices, prompt, rate,
                                                         seen.budget_left(key), seen.tokens_left(key)) // choices)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
         estimate = cost_nusd(rate, TokenUsage(prompt, completion))
-        res = self.meter.admit(config, usage, key, estimate, self.state.position,
+        res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped
 
@@ -417,19 +418,20 @@ class Gateway:
         while group is not None:
             attempts = 1 + self.settings.upstream_retries
             for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
-                if rt.name in misconfigured:
+                name = rt.deployment.name
+                if name in misconfigured:
                     continue
-                if not self.quotas.allows(rt.name, rt.deployment.options, self.cluster_size()):
-                    at_quota.add(rt.name)  # its provider's quota is used up: not called into a 429
+                if not self.quotas.allows(name, rt.deployment.options, self.cluster_size()):
+                    at_quota.add(name)  # its provider's quota is used up: not called into a 429
                     continue
                 if tried:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
-                self.quotas.sent(rt.name)
+                self.quotas.sent(name)
                 try:
                     return await self._attempt(op, rt, body, attempt, rec, tried), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
-                    misconfigured[rt.name] = exc
+                    misconfigured[name] = exc
                 except UpstreamFailure as failure:
                     last = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
@@ -437,7 +439,7 @@ class Gateway:
                     if not failure.retryable:
                         raise self._client_error(failure, rt.deployment) from None
                 finally:
-                    self.quotas.returned(rt.name)
+                    self.quotas.returned(name)
             if later is None:
                 later = fallback_routes(self.state.config, route) if route.fallbacks else []
             group = later.pop(0) if later else None

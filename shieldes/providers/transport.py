@@ -21,7 +21,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -68,8 +68,10 @@ class Timeouts:
     idle: float | None = None  # between two reads of the answer
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(NamedTuple):
+    """Where connections go (a pool's key: a tuple's hash is computed in C, a frozen dataclass's
+    by a Python __hash__ on every lookup)."""
+
     scheme: str
     host: str
     port: int

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from shieldes.gateway.http1 import head, hot_target
 
 
@@ -59,3 +62,15 @@ def test_request_bodies_are_decompressed_within_the_limit() -> None:
         decompressed(body, "br", 1000)
     with pytest.raises(InvalidRequest, match="not valid gzip"):
         decompressed(body, "gzip", 1000)
+
+
+@given(st.dictionaries(st.text("aZ-\r\n", min_size=1, max_size=6), st.text("a \r\n:", max_size=8), max_size=4))
+def test_no_header_can_add_a_line_to_the_head(headers: dict[str, str]) -> None:
+    """Whatever CR and LF a header's name or value holds, each header is one line of the head."""
+    got = head(200, "OK", headers, 0, True, b"D")
+    lines = got.split(b"\r\n")
+    assert lines[-2:] == [b"", b""] and b"\r" not in b"".join(lines) and b"\n" not in b"".join(lines)
+    named = [h for h in headers if h.lower() not in ("content-length", "transfer-encoding", "connection",
+                                                     "keep-alive")]
+    typed = any(h.lower() == "content-type" for h in named)
+    assert len(lines) == 1 + len(named) + (0 if typed else 1) + 2 + 2  # status, headers, length, date, end
