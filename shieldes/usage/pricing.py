@@ -89,7 +89,8 @@ def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
 
 def unpriced_warning(models: Sequence[str]) -> str:
     listed = ", ".join(models)
-    return (f"no price for {listed}: requests for them from keys or teams with a budget are refused "
+    them = "it" if len(models) == 1 else "them"
+    return (f"no price for {listed}: requests for {them} from keys or teams with a budget are refused "
             f"(403 model_not_priced); set one with `shieldes pricing set {models[0]} --input USD_PER_1M "
             "--output USD_PER_1M`")
 

@@ -9,7 +9,7 @@ from shieldes.projections.state import ConfigState, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.http import parse_usage
-from shieldes.usage.pricing import PriceTable, Rate, cost_nusd, default_prices, nusd_per_token
+from shieldes.usage.pricing import PriceTable, Rate, cost_nusd, default_prices, nusd_per_token, unpriced_warning
 
 
 def test_rates_are_exact_integers() -> None:
@@ -59,3 +59,8 @@ def test_old_pricing_events_replay_without_cache_prices() -> None:
     state = apply_config(apply_config(ConfigState(), old), new)
     assert state.pricing["m"] == Price(3.0, 15.0, 0.3, 3.75)
     assert apply_config(ConfigState(), old).pricing["m"] == Price(1.0, 2.0, None, None)
+
+
+def test_the_unpriced_warning_speaks_of_one_model_as_it() -> None:
+    assert "requests for it from keys" in unpriced_warning(["local-llm"])
+    assert "requests for them from keys" in unpriced_warning(["a", "b"])
