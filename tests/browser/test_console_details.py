@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
 from tests.browser.test_console import TRAFFIC_WAIT, all_css, by_css, go, sign_in
-from tests.integration.gateway_harness import harness, wait_until
+from tests.integration.gateway_harness import harness
 
 pytestmark = pytest.mark.cluster
 TOKEN = "console-details-admin-token-0123456789"
@@ -48,15 +47,7 @@ async def test_money_leader_badge_and_team_form_read_right(database_url: str) ->
     async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
         narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
         await h.sync()
-        async with aiohttp.ClientSession() as s:
-            for model in ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o"):
-                async with s.post(h.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {narrow}"},
-                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
-                    await r.read()
-        writer = h.node.request_log
-        assert writer is not None
-        await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
-        assert await writer.flush_all(10)
+        await h.chat_logged(narrow, ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o"))
         seen = await asyncio.to_thread(_read, h.base, h.node.node_id)
     assert seen["usd"] == ["$0.0000003", "$0.000012", "$0.00001", "$0.004", "$0.50", "$20.00", "$1,234.50", "$0.00"]
     assert seen["node"] == f"{h.node.node_id} leader"

@@ -29,6 +29,21 @@ pytestmark = pytest.mark.cluster
 ADMIN = "usage-durability-admin-token"
 
 
+def _start_leader_a_then_b(c: Cluster) -> None:
+    """The upstream, then node a until it leads, then b, until both gossip."""
+    c.start_upstream()
+    c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+    a = c.add_node("a")
+    c.start(a)
+    c.wait_ready(a)
+    until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("leader"), 15, "a leads")
+    c.start(c.add_node("b"))
+    for node in c.nodes:
+        c.wait_ready(node)
+    until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
+                      for n in c.nodes), 15, "2 nodes gossiping")
+
+
 @pytest.fixture
 def duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Nodes a (the leader, compacting everything it can every 0.3 s) and b."""
@@ -37,17 +52,7 @@ def duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
         "SHIELDES_ADMIN_TOKEN": ADMIN, "SHIELDES_COMPACT_INTERVAL": "0.3", "SHIELDES_COMPACT_RETAIN_SECONDS": "0",
     })
     try:
-        c.start_upstream()
-        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
-        a = c.add_node("a")
-        c.start(a)
-        c.wait_ready(a)
-        until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("leader"), 15, "a leads")
-        c.start(c.add_node("b"))
-        for node in c.nodes:
-            c.wait_ready(node)
-        until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
-                          for n in c.nodes), 15, "2 nodes gossiping")
+        _start_leader_a_then_b(c)
         yield c
     finally:
         for node in c.nodes:  # a stopped node must be running again to stop
@@ -211,17 +216,7 @@ def cut_duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     c = Cluster(proxy.url_for(url), tmp_path_factory.mktemp("cut"), env_overrides={"SHIELDES_ADMIN_TOKEN": ADMIN},
                 node_env={"b": {"SHIELDES_FLUSH_INTERVAL": "60"}})
     try:
-        c.start_upstream()
-        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
-        a = c.add_node("a")
-        c.start(a)
-        c.wait_ready(a)
-        until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("leader"), 15, "a leads")
-        c.start(c.add_node("b"))
-        for node in c.nodes:
-            c.wait_ready(node)
-        until(lambda: all((get_json(n.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2
-                          for n in c.nodes), 15, "2 nodes gossiping")
+        _start_leader_a_then_b(c)
         yield c, proxy
     finally:
         proxy.restore()  # the final flushes and deregistrations reach Postgres

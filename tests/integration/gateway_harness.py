@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import psycopg
 
 from shieldes.config_writer import execute
@@ -52,6 +53,18 @@ class Harness:
     async def flush(self) -> None:
         assert self.node.flusher is not None
         assert await self.node.flusher.flush_all(10)
+
+    async def chat_logged(self, key: str, models: tuple[str, ...]) -> None:
+        """One small chat request per model with `key`, then their rows written to the request log."""
+        async with aiohttp.ClientSession() as s:
+            for model in models:
+                async with s.post(self.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
+                    await r.read()
+        writer = self.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= len(models), timeout=10)
+        assert await writer.flush_all(10)
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:

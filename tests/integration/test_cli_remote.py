@@ -13,9 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from tests.integration.gateway_harness import Harness, harness, wait_until
+from tests.integration.gateway_harness import Harness, harness
 from tests.integration.test_cli_imports import heavy, imported
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,15 +368,7 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
     async with harness(database_url, admin_token=BOOT, request_log_interval=0.05) as h:
         narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
         await h.sync()
-        async with aiohttp.ClientSession() as s:
-            for model in ("gpt-4o-mini", "gpt-4o", "gpt-4o"):
-                async with s.post(h.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {narrow}"},
-                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
-                    await r.read()
-        writer = h.node.request_log
-        assert writer is not None
-        await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
-        assert await writer.flush_all(10)
+        await h.chat_logged(narrow, ("gpt-4o-mini", "gpt-4o", "gpt-4o"))
         for args in (("logs", "--key", "narrow"), ("logs", "--key", "narrow", "--status", "403"),
                      ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1"),
                      ("logs", "--error-code", "model_not_allowed")):
