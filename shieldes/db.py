@@ -156,6 +156,20 @@ async def async_schema_revision(conn: psycopg.AsyncConnection) -> str | None:
     return str(version[0]) if version else None
 
 
+def is_newer(revision: str) -> bool:
+    """A revision this code does not know because a later release added it (revisions are numbered)."""
+    return revision.isdigit() and int(revision) > int(SCHEMA_HEAD)
+
+
+def newer_schema_message(revision: str) -> str:
+    # `shieldes db upgrade` of this release cannot help (alembic knows no way down from a revision it
+    # lacks): what helps is the release that migrated the database, i.e. finishing the rollout.
+    return (
+        f"the database schema is at revision {revision}, newer than this shieldes (which needs {SCHEMA_HEAD}): "
+        "a newer release migrated it; run that release's shieldes here (finish the rolling upgrade)"
+    )
+
+
 def require_head(revision: str | None) -> None:
     """Refuse a database whose schema is not the one this code was written for."""
     if revision == SCHEMA_HEAD:
@@ -164,6 +178,8 @@ def require_head(revision: str | None) -> None:
         raise SchemaNotAtHead(
             "the database has no shieldes schema; run `shieldes db upgrade` (or `alembic upgrade head`)"
         )
+    if is_newer(revision):
+        raise SchemaNotAtHead(newer_schema_message(revision))
     raise SchemaNotAtHead(
         f"the database schema is at revision {revision} but this shieldes needs {SCHEMA_HEAD}; "
         "run `shieldes db upgrade` (or `alembic upgrade head`)"
@@ -186,6 +202,10 @@ def upgrade(url: str, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["database_url"] = url
     cfg.attributes["skip_logging"] = True
+    with sync_connection(url) as conn:
+        current = schema_revision(conn)
+    if current is not None and is_newer(current):  # else alembic's traceback: "Can't locate revision"
+        raise SchemaNotAtHead(newer_schema_message(current))
     try:
         command.upgrade(cfg, revision)
     except psycopg.OperationalError as exc:

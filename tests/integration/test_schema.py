@@ -43,6 +43,26 @@ def test_not_at_head_is_refused_with_the_command_to_run(empty_database_url: str)
         db.require_head(db.schema_revision(conn))
 
 
+def test_a_schema_newer_than_this_release_is_refused_in_one_line_without_bad_advice(
+        empty_database_url: str) -> None:
+    # a node or CLI of the previous release during a rolling upgrade: the migration already ran
+    db.upgrade(empty_database_url)
+    newer = f"{int(db.SCHEMA_HEAD) + 1:04d}"
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s", (newer,))
+        with pytest.raises(SchemaNotAtHead, match=f"at revision {newer}, newer than this shieldes") as refused:
+            db.require_head(db.schema_revision(conn))
+    assert "db upgrade" not in str(refused.value)
+    env = {**os.environ, "SHIELDES_DATABASE_URL": empty_database_url, "PYTHONPATH": str(ROOT)}
+    for args in (["db", "upgrade"], ["key", "list"]):
+        result = subprocess.run([sys.executable, "-m", "shieldes", *args], cwd=ROOT, env=env, capture_output=True,
+                                text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: the database schema is at revision {newer}, newer than"), lines[0]
+        assert "finish the rolling upgrade" in lines[0]
+
+
 def test_cli_refuses_unreachable_database_in_one_line() -> None:
     env = {**os.environ, "SHIELDES_DATABASE_URL": "postgresql://u:secretpw@127.0.0.1:1/x", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
