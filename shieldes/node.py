@@ -47,6 +47,8 @@ from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.transport import UpstreamClient
 from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
+from shieldes.responses.conversation_store import ConversationTable
+from shieldes.responses.conversations import Conversations
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
 from shieldes.secrets import NodeKeyring
@@ -333,7 +335,8 @@ class Node:
             await self.request_log.start()
         observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
                             capture=capture, access=s.access_log, tracing=self.tracing)
-        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses, observer),
+        self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses,
+                                         Conversations(ConversationTable(self.pool)), observer),
                                s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, MetaData, SmallInteger, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
@@ -82,6 +95,27 @@ stored_responses = Table(
     Column("model", Text, nullable=False),
     Column("input", JSONB, nullable=False),
     Column("response", JSONB, nullable=False),
+)
+
+# Conversations API: a conversation and its items in order (seq); items go with their conversation.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("conversation_id", Text, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("item", JSONB, nullable=False),
+    UniqueConstraint("conversation_id", "id"),
 )
 
 cluster_membership_log = Table(

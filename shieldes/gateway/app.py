@@ -10,11 +10,13 @@ from aiohttp import web
 
 from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.messages import add_messages_routes
 from shieldes.gateway.observe import InFlight, Observer
-from shieldes.gateway.responses_routes import RESPONSES, add_responses_routes
+from shieldes.gateway.responses_routes import CONVERSATIONS, RESPONSES, add_responses_routes
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
 from shieldes.gateway.service import Gateway
+from shieldes.responses.conversations import Conversations
 from shieldes.responses.service import ResponseStore
 
 GC_GEN0_THRESHOLD = 10_000
@@ -39,7 +41,8 @@ OBSERVER: web.AppKey[Observer] = web.AppKey("observer", Observer)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
-              admin: AdminContext, responses: ResponseStore, observer: Observer | None = None) -> web.Application:
+              admin: AdminContext, responses: ResponseStore, conversations: Conversations,
+              observer: Observer | None = None) -> web.Application:
     """`observer` opens a request-log record per request and feeds metrics, access lines, traces
     and the request-log buffer; without one, requests are only counted in the metrics."""
     observer = observer or Observer(gateway.metrics, gateway.settings.node_id, access=False)
@@ -52,8 +55,10 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[IN_FLIGHT] = observer.in_flight
     app[OBSERVER] = observer
     app[RESPONSES] = responses
+    app[CONVERSATIONS] = conversations
     add_routes(app)
     add_responses_routes(app)
+    add_conversation_routes(app)
     add_messages_routes(app)
     add_admin_routes(app, admin)
     add_unversioned_aliases(app)  # last: every /v1 route above gets its bare form

@@ -28,7 +28,8 @@ RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", Re
 _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint: {call}; the gateway serves /v1/chat/completions, /v1/completions, "
                        "/v1/embeddings, /v1/models, /v1/responses (with /v1/responses/{{id}}, .../input_items, "
-                       ".../cancel, /v1/responses/input_tokens), /v1/messages and /v1/messages/count_tokens, also "
+                       ".../cancel, /v1/responses/input_tokens), /v1/conversations (with /v1/conversations/{{id}}, "
+                       ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, also "
                        "without /v1"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),

@@ -11,16 +11,17 @@ from collections.abc import AsyncIterator
 import orjson
 from aiohttp import web
 
-from shieldes.errors import InvalidRequest
+from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_json
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
-from shieldes.providers.base import TokenUsage
+from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
+from shieldes.responses.conversations import Conversations
 from shieldes.responses.objects import (
     Body,
     ResponseContext,
@@ -46,6 +47,7 @@ from shieldes.usage.meter import Reservation
 from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
 
 RESPONSES: web.AppKey[ResponseStore] = web.AppKey("responses", ResponseStore)
+CONVERSATIONS: web.AppKey[Conversations] = web.AppKey("conversations", Conversations)
 MAX_LIST = 100
 
 
@@ -76,14 +78,28 @@ def _estimated(response: Body | None, size: int, output: int) -> Body | None:
 
 
 class _Turn:
-    """One admitted Responses request: settles exactly once and stores the result if asked to."""
+    """One admitted Responses request: settles exactly once, stores the result if asked to and
+    appends its items to its conversation, if it names one."""
 
     def __init__(self, gw: Gateway, store: ResponseStore, key: VirtualKey, route: Route, res: Reservation,
                  size: int, stored_input: list[Body], previous: str | None, keep: bool,
-                 rec: RequestRecord | None = None) -> None:
+                 rec: RequestRecord | None = None, conversations: Conversations | None = None,
+                 conversation: str | None = None) -> None:
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
-        self.rec = rec
+        self.rec, self.conversations, self.conversation = rec, conversations, conversation
+
+    def in_conversation(self, response: Body) -> Body:
+        """The response object names its conversation, as OpenAI's does."""
+        return response if self.conversation is None else dict(response, conversation={"id": self.conversation})
+
+    async def append(self, response: Body) -> None:
+        """The turn's input and output items onto its conversation, before the client gets the end
+        of the answer (the next turn, on any node, reads them). A failed response adds nothing, so
+        the turn can be sent again."""
+        if self.conversations is None or self.conversation is None or response.get("status") == "failed":
+            return
+        await self.conversations.append_turn(self.conversation, self.key.id, self.stored_input, response)
 
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
@@ -112,14 +128,18 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     route = gw.route(key, req.model)
     if rec is not None:
         rec.upstream_model = route.model
+    conversations = request.app[CONVERSATIONS]
     history: list[Body] = []
     if req.previous_response_id is not None:
         history = await store.history(req.previous_response_id, key.id)
+    elif req.conversation is not None:
+        history = await conversations.history(req.conversation, key.id)
     sent = upstream_body(body, history, req.input)
     size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
-    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec)
+    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
+                 conversations, req.conversation)
     rid = request_id(request)
     try:
         as_sent = raw if forwards_as_sent(body, req.input) else None
@@ -129,12 +149,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         raise
     shown = asks_encrypted(body)  # else encrypted reasoning is kept for the stored response only
     if isinstance(outcome, Answer):
-        response = dict(outcome.response, store=req.store)
+        response = turn.in_conversation(dict(outcome.response, store=req.store))
         # no usage from the upstream: the output is estimated from the answer's text, and the
         # response (as sent and as stored) carries the estimate that is billed
         output = estimate_output_tokens(response) if outcome.usage is None else 0
         response = _estimated(response, size, output) or response
         turn.finish(served, response, _token_usage(outcome.usage, size, output))
+        await turn.append(response)
         return json_response(response if shown else without_encrypted(response), rid,
                              {**res.headers, **outcome.headers})
     return await _stream(request, rid, turn, served, outcome, shown)
@@ -144,8 +165,21 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
                   events: EventStream, shown: bool) -> web.StreamResponse:
     tally = relay.Tally()
 
+    ended: list[Body] = []  # the terminal response, until its items are in the conversation
+
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
-        return _estimated(response, turn.size, deltas) or response
+        billed = turn.in_conversation(_estimated(response, turn.size, deltas) or response)
+        ended.append(billed)
+        return billed
+
+    async def appended() -> None:
+        """Before the terminal event goes out: its items onto the conversation."""
+        response = ended.pop()
+        try:
+            await turn.append(response)
+        except ShieldesError as exc:  # the client gets this error instead of the terminal event
+            raise UpstreamFailure(f"the answer is complete but its items could not be added to conversation "
+                                  f"{turn.conversation!r}: {exc.message}", status=None, retryable=False) from None
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in events:
@@ -156,6 +190,7 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
                 tally.content_chunks += 1
             elif kind in TERMINAL and isinstance(event.get("response"), dict):
                 event = dict(event, response=bill(event["response"], tally.content_chunks))
+                await appended()
             yield relay.frame(str(event.get("type")), event if shown else event_without_encrypted(event))
 
     async def forwarded(native: NativeEvents) -> AsyncIterator[bytes]:
@@ -164,6 +199,8 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
             if deltas and not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks += deltas
+            if ended:
+                await appended()
             yield data
 
     try:
@@ -173,7 +210,8 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
         return resp
     finally:
         usage = _token_usage(events.usage, turn.size, tally.content_chunks)
-        turn.finish(served, _estimated(events.final, turn.size, tally.content_chunks), usage)
+        final = _estimated(events.final, turn.size, tally.content_chunks)
+        turn.finish(served, None if final is None else turn.in_conversation(final), usage)
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 
@@ -211,7 +249,7 @@ async def cancel_response(request: web.Request) -> web.StreamResponse:
                          "returns it", code="response_not_cancellable")
 
 
-def _limit(value: str | None) -> int:
+def list_limit(value: str | None) -> int:
     if value is None:
         return 20
     try:
@@ -227,7 +265,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     _gw, key = _key(request)
     response_id = request.match_info["id"]
     stored = await request.app[RESPONSES].get(response_id, key.id)
-    limit = _limit(request.query.get("limit"))
+    limit = list_limit(request.query.get("limit"))
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("query parameter 'order' must be asc or desc")
@@ -255,6 +293,8 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     history: list[Body] = []
     if req.previous_response_id is not None:
         history = await request.app[RESPONSES].history(req.previous_response_id, key.id)
+    elif req.conversation is not None:
+        history = await request.app[CONVERSATIONS].history(req.conversation, key.id)
     sent = upstream_body(body, history, req.input)
     if all(d.responses == NATIVE for d in route.deployments):  # the upstream counts exactly
         count = await gw.responses_input_tokens(route, sent)

@@ -16,10 +16,9 @@ from shieldes.responses.objects import Body
 
 MAX_MODEL_NAME = 256
 # Fields the gateway serves itself; never sent upstream.
-_GATEWAY_FIELDS = ("previous_response_id", "stream", "stream_options")
+_GATEWAY_FIELDS = ("previous_response_id", "conversation", "stream", "stream_options")
 _UNSUPPORTED = {
     "background": "background mode is not supported; send the request without `background`",
-    "conversation": "the Conversations API is not supported; chain turns with `previous_response_id`",
     "prompt": "stored prompt templates are not supported; send `instructions` and `input` instead",
 }
 
@@ -30,6 +29,7 @@ class ResponsesRequest:
     streaming: bool
     store: bool
     previous_response_id: str | None
+    conversation: str | None  # a conversation id (conv_...)
     max_output_tokens: int | None
     input: list[Body]  # this request's own input items, normalized
 
@@ -83,6 +83,25 @@ def normalize_input(value: Any) -> list[Body]:
     raise InvalidRequest("field 'input' has the wrong type: a string or a list of input items", param="input")
 
 
+def check_metadata(metadata: Body) -> None:
+    if len(metadata) > 16 or not all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
+                                     for k, v in metadata.items()):
+        raise InvalidRequest("field 'metadata' must hold at most 16 string values (keys up to 64 "
+                             "characters, values up to 512)", param="metadata")
+
+
+def conversation_id(value: Any) -> str | None:
+    """The `conversation` of a Responses request: an id string or {"id": ...}."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("id")
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("field 'conversation' must be a conversation id (conv_...) or {\"id\": \"conv_...\"}",
+                             param="conversation")
+    return value
+
+
 def parse_request(body: Body) -> ResponsesRequest:
     model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
     if model is None or not model.strip() or len(model) > MAX_MODEL_NAME:
@@ -91,6 +110,11 @@ def parse_request(body: Body) -> ResponsesRequest:
         if body.get(name):
             raise InvalidRequest(why, param=name)
     previous = _typed(body, "previous_response_id", str, "the id of a stored response (resp_...)")
+    conversation = conversation_id(body.get("conversation"))
+    if previous is not None and conversation is not None:
+        raise InvalidRequest("Mutually exclusive parameters: Ensure you are only providing one of: "
+                             "'previous_response_id' or 'conversation'.", code="mutually_exclusive_parameters",
+                             param="conversation")
     if "input" not in body and previous is None:
         raise InvalidRequest("field 'input' is required: a string or a list of input items", param="input")
     items = normalize_input(body["input"]) if body.get("input") is not None else []
@@ -109,17 +133,15 @@ def parse_request(body: Body) -> ResponsesRequest:
     _typed(body, "reasoning", dict, "an object such as {\"effort\": \"low\"}")
     _typed(body, "include", list, "a list of strings")
     metadata = _typed(body, "metadata", dict, "an object of up to 16 string values")
-    if metadata is not None and (len(metadata) > 16 or not all(
-            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
-            for k, v in metadata.items())):
-        raise InvalidRequest("field 'metadata' must hold at most 16 string values (keys up to 64 "
-                             "characters, values up to 512)", param="metadata")
+    if metadata is not None:
+        check_metadata(metadata)
     store = _typed(body, "store", bool, "true or false")
     return ResponsesRequest(
         model=model,
         streaming=bool(_typed(body, "stream", bool, "true or false")),
         store=store is not False,
         previous_response_id=previous,
+        conversation=conversation,
         max_output_tokens=max_out,
         input=items,
     )
@@ -137,7 +159,8 @@ def forwards_as_sent(body: Body, own_input: list[Body]) -> bool:
     conversation to prepend, no gateway field but `stream`, and the input items as they were sent
     (a list the gateway took as it is). Then they can go upstream without being encoded again."""
     sent = body.get("input")
-    return ("previous_response_id" not in body and "stream_options" not in body and isinstance(sent, list)
+    return ("previous_response_id" not in body and "conversation" not in body and "stream_options" not in body
+            and isinstance(sent, list)
             and len(sent) == len(own_input) and all(map(operator.is_, sent, own_input)))
 
 
