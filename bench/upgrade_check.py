@@ -53,6 +53,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shieldes import db  # noqa: E402
 from shieldes.embedded import EmbeddedPostgres  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
@@ -355,7 +356,7 @@ async def scenario(run: Run, load: Load, key_ids: dict[str, str], up: FakeUpstre
     code, out, err = await cli(env, run.new_tree, "db", "upgrade")
     took = time.monotonic() - started
     revision = (await asql(url, "SELECT version_num FROM alembic_version"))[0][0]
-    checks.add("new `db upgrade` while old nodes serve", code == 0 and revision == "0013",
+    checks.add("new `db upgrade` while old nodes serve", code == 0 and revision == db.SCHEMA_HEAD,
                f"exit {code}, schema now {revision}, {took:.1f} s wall; {load.ok['migrate']} requests served "
                f"meanwhile" + (f"; {err.strip()[-300:]}" if code else ""))
     await load.serve_some("after-migrate")
@@ -395,13 +396,13 @@ async def scenario(run: Run, load: Load, key_ids: dict[str, str], up: FakeUpstre
     assert restarted.proc is not None
     status = await asyncio.wait_for(restarted.proc.wait(), 120)
     del run.nodes["node-x"]
-    refusal = [line for line in restarted.log.read_text().splitlines() if "0013" in line]
+    refusal = [line for line in restarted.log.read_text().splitlines() if db.SCHEMA_HEAD in line]
     one_line = {w: c != 0 and len(e.strip().splitlines()) == 1 and revision in e and "0012" in e
                 for w, (c, _, e) in said.items()}
     checks.add("the old release refuses the migrated database in one line", all(one_line.values())
                and status != 0 and bool(refusal),
                f"old CLI {', '.join(f'{w}: {ok}' for w, ok in one_line.items())}; an old node restarted: "
-               f"exit {status}, {refusal[-1][-160:] if refusal else 'no line naming 0013'}; CLI said: "
+               f"exit {status}, {refusal[-1][-160:] if refusal else f'no line naming {db.SCHEMA_HEAD}'}; CLI said: "
                f"{next(iter(said.values()))[2].strip()[:200]}")
 
     # 4. a new node joins from a snapshot an old node wrote
