@@ -13,7 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import openai
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.commands import Command, CreateKey
+from shieldes.projections.shared_commands import AddProvider
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
+from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-test-secret"
@@ -243,3 +246,23 @@ async def burst(targets: list[str], key: str, limit_in_flight: int = 0) -> list[
     finally:
         for c in clients.values():
             await c.close()
+
+
+@contextmanager
+def ready_nodes(pg_server: str, tmp: Path, names: tuple[str, ...] = ("a", "b"),
+                env_overrides: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """A fresh database, the fake upstream as provider `openai` (gpt-4o-mini), and node processes
+    `names`, all ready; every process stopped and the database dropped afterwards."""
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp, env_overrides=env_overrides or {})
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        for name in names:
+            c.start(c.add_node(name))
+        for node in c.nodes:
+            c.wait_ready(node)
+        yield c
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)

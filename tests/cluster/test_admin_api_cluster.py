@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider
-from tests import pg
-from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, get_json, until
+from tests.cluster.harness import ROOT, Cluster, get_json, ready_nodes, until
 from tests.cluster.test_three_nodes import chat
 
 pytestmark = pytest.mark.cluster
@@ -26,19 +24,9 @@ PROPAGATION_BOUND = 1.0  # seconds; config travels by LISTEN/NOTIFY (the nodes p
 
 @pytest.fixture(scope="module")
 def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    url = pg.fresh_database(pg_server)
-    c = Cluster(url, tmp_path_factory.mktemp("admin-cluster"), env_overrides={"SHIELDES_ADMIN_TOKEN": BOOT})
-    try:
-        c.start_upstream()
-        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
-        for name in ("a", "b"):
-            c.start(c.add_node(name))
-        for node in c.nodes:
-            c.wait_ready(node)
+    with ready_nodes(pg_server, tmp_path_factory.mktemp("admin-cluster"),
+                     env_overrides={"SHIELDES_ADMIN_TOKEN": BOOT}) as c:
         yield c
-    finally:
-        c.stop_all()
-        pg.drop_database(pg_server, url)
 
 
 def api(base: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider
-from tests import pg
-from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster
+from tests.cluster.harness import Cluster, ready_nodes
 
 pytestmark = pytest.mark.cluster
 REPLY_WORDS = 5  # the cluster's fake upstream answers with this many words
@@ -20,19 +18,8 @@ REPLY_WORDS = 5  # the cluster's fake upstream answers with this many words
 
 @pytest.fixture(scope="module")
 def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    url = pg.fresh_database(pg_server)
-    c = Cluster(url, tmp_path_factory.mktemp("conversations"))
-    try:
-        c.start_upstream()
-        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
-        for name in ("a", "b"):
-            c.start(c.add_node(name))
-        for node in c.nodes:
-            c.wait_ready(node)
+    with ready_nodes(pg_server, tmp_path_factory.mktemp("conversations")) as c:
         yield c
-    finally:
-        c.stop_all()
-        pg.drop_database(pg_server, url)
 
 
 def _input_tokens(client: openai.OpenAI, conversation: str, text: str, *, stream: bool) -> int:
