@@ -33,6 +33,7 @@ from shieldes.responses.objects import (
     without_encrypted,
 )
 from shieldes.responses.request import (
+    ResponsesRequest,
     estimate_input_tokens,
     forwards_as_sent,
     item_id,
@@ -117,6 +118,16 @@ class _Turn:
             ))
 
 
+async def _history(request: web.Request, req: ResponsesRequest, key_id: str) -> list[Body]:
+    """What comes before the request's input: the stored conversation of previous_response_id, or
+    the items of its conversation (the two are exclusive; parse_request refuses both)."""
+    if req.previous_response_id is not None:
+        return await request.app[RESPONSES].history(req.previous_response_id, key_id)
+    if req.conversation is not None:
+        return await request.app[CONVERSATIONS].history(req.conversation, key_id)
+    return []
+
+
 async def create_response(request: web.Request) -> web.StreamResponse:
     gw, key = _key(request)
     store = request.app[RESPONSES]
@@ -129,11 +140,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if rec is not None:
         rec.upstream_model = route.model
     conversations = request.app[CONVERSATIONS]
-    history: list[Body] = []
-    if req.previous_response_id is not None:
-        history = await store.history(req.previous_response_id, key.id)
-    elif req.conversation is not None:
-        history = await conversations.history(req.conversation, key.id)
+    history = await _history(request, req, key.id)
     sent = upstream_body(body, history, req.input)
     size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
@@ -290,12 +297,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     body, _raw = await read_json(request, gw.settings.max_body_bytes)
     req = parse_request(body)
     route = gw.route(key, req.model)
-    history: list[Body] = []
-    if req.previous_response_id is not None:
-        history = await request.app[RESPONSES].history(req.previous_response_id, key.id)
-    elif req.conversation is not None:
-        history = await request.app[CONVERSATIONS].history(req.conversation, key.id)
-    sent = upstream_body(body, history, req.input)
+    sent = upstream_body(body, await _history(request, req, key.id), req.input)
     if all(d.responses == NATIVE for d in route.deployments):  # the upstream counts exactly
         count = await gw.responses_input_tokens(route, sent)
     else:
