@@ -9,6 +9,7 @@ The cost is one INSERT round trip per turn that names a conversation."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -21,6 +22,9 @@ from shieldes.responses.objects import Body, new_id, without_encrypted
 from shieldes.responses.request import check_metadata, normalize_item
 
 MAX_ITEMS = 20  # items per create or add, as OpenAI takes them
+# A Postgres that hangs (paused, a black-holed network) rather than refusing would hold a
+# conversation request until TCP gives up; past this many seconds it is a 503 to retry.
+DB_WAIT = 5.0
 T = TypeVar("T")
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fc_out", "reasoning": "rs",
               "custom_tool_call": "ctc", "custom_tool_call_output": "ctc_out"}
@@ -86,12 +90,16 @@ def parse_metadata(value: Any) -> dict[str, str]:
 
 
 class Conversations:
-    def __init__(self, table: ConversationTable) -> None:
-        self.table = table
+    def __init__(self, table: ConversationTable, db_wait: float = DB_WAIT) -> None:
+        self.table, self.db_wait = table, db_wait
 
     async def _db(self, op: Awaitable[T]) -> T:
         try:
-            return await op
+            async with asyncio.timeout(self.db_wait):
+                return await op
+        except TimeoutError:
+            raise DatabaseUnavailable(f"conversations cannot be reached right now (Postgres did not answer within "
+                                      f"{self.db_wait:g} s); retry shortly") from None
         except psycopg.errors.UniqueViolation:
             raise InvalidRequest("an item id of this request is already used in this conversation; send "
                                  "items without `id` to have new ids given", param="items") from None

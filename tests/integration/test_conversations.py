@@ -4,15 +4,18 @@ Agents SDK's OpenAIConversationsSession, and a conversation seen by another key.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import openai
+import psycopg
 import pytest
 from agents import Agent, RunConfig, Runner
 from agents.memory import OpenAIConversationsSession
 from agents.models.openai_provider import OpenAIProvider
 
 from shieldes.projections.shared_commands import UpdateProvider
+from shieldes.responses.conversations import DB_WAIT
 from tests.integration.gateway_harness import Harness, harness
 from tests.integration.test_responses_api import oai
 
@@ -168,3 +171,25 @@ async def test_agents_sdk_conversations_session_keeps_two_turns(database_url: st
                                                      ("user", "what is my name?"), ("assistant", ANSWER)]
         stored = await client.conversations.items.list(session.session_id, order="asc")
         assert len(stored.data) == 4
+
+
+async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(database_url: str) -> None:
+    """Conversations live in Postgres: with their table locked (a stalled database, not a refusing
+    one) a conversation request is a 503 to retry after DB_WAIT, never held open; other requests
+    are served meanwhile, and the same request works once the table is free."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret).with_options(max_retries=0, timeout=DB_WAIT * 4)
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+            began = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as stalled:
+                await client.conversations.create()
+            waited = time.monotonic() - began
+            answer = await client.responses.create(model="gpt-4o", input="served meanwhile")
+            assert answer.output_text
+        assert stalled.value.status_code == 503 and "retry" in stalled.value.message
+        assert DB_WAIT <= waited < DB_WAIT * 3
+        assert (await client.conversations.create()).id.startswith("conv_")
+
