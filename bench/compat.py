@@ -56,6 +56,7 @@ UPSTREAM_KEY = "sk-fake-upstream"
 # Model names the clients ask for by default (main model, small/fast model for side tasks), and a
 # few neighbours; a name a newer client version asks for shows up as a 404 in the report.
 CLAUDE_MODELS = (
+    "claude-opus-5-5", "claude-opus-5",
     "claude-opus-4-8", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-6-fast", "claude-opus-4-5",
     "claude-opus-4-5-20251101", "claude-opus-4-1", "claude-opus-4-1-20250805", "claude-opus-4-0",
     "claude-opus-4-20250514", "claude-opus-4", "claude-sonnet-5", "claude-sonnet-4-6", "claude-sonnet-4-5",
@@ -63,7 +64,8 @@ CLAUDE_MODELS = (
     "claude-haiku-4-5", "claude-haiku-4-5-20251001", "claude-haiku-4", "claude-3-5-haiku-20241022",
     "claude-3-5-haiku-latest", "claude-3-7-sonnet-20250219",
 )
-GPT_MODELS = ("gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini",
+GPT_MODELS = ("gpt-6.2-sol", "gpt-6.2", "gpt-6",
+              "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini",
               "gpt-5.2", "gpt-5.2-codex", "gpt-5.3-codex", "gpt-5.4", "gpt-5.5", "gpt-5-mini", "gpt-4.1",
               "gpt-4o", "gpt-4o-mini", "codex-mini-latest", "o3", "o4-mini")
 NODE_SDK_SCRIPT = """
@@ -147,7 +149,9 @@ def install(prefix: Path) -> Path:
         raise SystemExit("error: npm not found; install Node.js >= 18 (with npm) and run again")
     prefix.mkdir(parents=True, exist_ok=True)
     print(f"installing {', '.join(PACKAGES)} into {prefix} ...", flush=True)
-    subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *PACKAGES],
+    # the releases a user installing today gets, not whatever npm's cache holds
+    subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--prefer-online",
+                    *(f"{name}@latest" for name in PACKAGES)],
                    check=True, stdout=subprocess.DEVNULL)
     return bin_dir
 
