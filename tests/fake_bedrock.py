@@ -163,6 +163,9 @@ class FakeBedrock:
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
     cached_prefixes: set[str] = field(default_factory=set)  # prompt prefixes written to the cache
     signatures: set[str] = field(default_factory=set)  # signatures given to Claude's reasoning blocks
+    # the tier answers say served them (`serviceTier`, in Converse's answer and the stream's metadata
+    # event): the one asked for, else `default`; None: no serviceTier in answers
+    served_tier: str | None = "asked"
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -347,6 +350,10 @@ class FakeBedrock:
             words, stop = ["Sorry,", "blocked."], "guardrail_intervened"
         if call:
             stop = "tool_use"
+        if self.served_tier is not None:
+            served = (body.get("serviceTier") or {}).get("type", "default") if self.served_tier == "asked" \
+                else self.served_tier
+            extra["serviceTier"] = {"type": served}
         read, written = self._prompt_cache(body)
         usage = {"inputTokens": prompt - read - written, "cacheReadInputTokens": read, "cacheWriteInputTokens": written,
                  "outputTokens": self.reply_words if call else len(words),
@@ -391,8 +398,9 @@ class FakeBedrock:
                                                    "delta": {"text": w if i == 0 else " " + w}})
                        for i, w in enumerate(words)]
         frames += [event("contentBlockStop", {"contentBlockIndex": at}),
-                   event("messageStop", {"stopReason": stop, **extra}),
-                   event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}})]
+                   event("messageStop", {"stopReason": stop, **{k: v for k, v in extra.items() if k != "serviceTier"}}),
+                   event("metadata", {"usage": usage, "metrics": {"latencyMs": 12},
+                                      **{k: v for k, v in extra.items() if k == "serviceTier"}})]
         blob = b"".join(frames)
         for i in range(0, len(blob), 37):  # frames split across reads, as the network does
             await resp.write(blob[i:i + 37])

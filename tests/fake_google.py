@@ -82,6 +82,28 @@ def schema_problem(schema: Any, at: str) -> str | None:
     return None
 
 
+def _label_ok(text: str, key: bool) -> bool:
+    """Google's label rules: 1 (key) or 0 (value) to 63 lowercase letters (international ones too),
+    digits, `_` and `-`; a key starts with a letter."""
+    fits = all(c in "_-" or c.isdecimal() or (c.isalpha() and not c.isupper()) for c in text)
+    return fits and len(text) <= 63 and (not key or (bool(text) and text[0].isalpha() and not text[0].isupper()))
+
+
+def labels_problem(labels: Any) -> str | None:
+    """Vertex's answer to labels that break its rules (up to 64 of them)."""
+    if not isinstance(labels, dict) or len(labels) > 64:
+        return "* GenerateContentRequest.labels: at most 64 labels"
+    for k, v in labels.items():
+        if not isinstance(v, str) or not _label_ok(k, True) or not _label_ok(v, False):
+            return (f"* GenerateContentRequest.labels: label key {k!r} with value {v!r} must be lowercase letters, "
+                    "numeric characters, underscores and dashes, at most 63 characters, the key starting with a letter")
+    return None
+
+
+# Vertex's tier headers (Provisioned Throughput required or bypassed; Flex and Priority PayGo)
+REQUEST_TYPE, SHARED_REQUEST_TYPE = "X-Vertex-AI-LLM-Request-Type", "X-Vertex-AI-LLM-Shared-Request-Type"
+
+
 def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
@@ -99,6 +121,9 @@ class FakeGoogle:
     implicit_cache: bool = False  # True: prompts repeating a prefix report cachedContentTokenCount
     seen_prefixes: set[str] = field(default_factory=set)
     signatures: set[str] = field(default_factory=set)  # thoughtSignatures given to function calls (gemini-3*)
+    # Vertex: the project has Provisioned Throughput, which serves requests first unless one says
+    # `X-Vertex-AI-LLM-Request-Type: shared`; its answers say so in usageMetadata.trafficType
+    provisioned: bool = False
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -174,6 +199,10 @@ class FakeGoogle:
             return google_error(status, "Resource has been exhausted (e.g. check quota)." if status == 429
                                 else f"injected failure {status}")
         model, _, method = request.match_info["call"].partition(":")
+        traffic, problem = self._traffic(request, body, vertex) if method in (
+            "generateContent", "streamGenerateContent") else (None, None)
+        if problem:
+            return google_error(400 if "labels" in problem or "header" in problem else 429, problem)
         if method == "batchEmbedContents" and not vertex:
             return web.json_response({"embeddings": [{"values": [0.5, -0.25, float(_words(r["content"]))]}
                                                      for r in body["requests"]]})
@@ -229,7 +258,7 @@ class FakeGoogle:
         count = int(gen.get("candidateCount") or 1)
         out_tokens = (self.reply_words if call else len(words)) * count
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,
-                 "totalTokenCount": prompt + out_tokens}
+                 "totalTokenCount": prompt + out_tokens, **({"trafficType": traffic} if traffic else {})}
         if self.implicit_cache:
             prefix = [body.get("systemInstruction"), body["contents"][:-1]]
             cached = wire.implicit_cache(prefix, _words(prefix[1]) + _words(prefix[0] or {}), self.seen_prefixes)
@@ -275,6 +304,26 @@ class FakeGoogle:
             e.update(modelVersion=model, responseId=rid)
         events[-1]["usageMetadata"] = usage
         return await self._sse(request, events)
+
+    def _traffic(self, request: web.Request, body: dict[str, Any], vertex: bool) -> tuple[str | None, str | None]:
+        """The trafficType a generateContent call is served with (Vertex only; the Gemini API reports
+        none and has no `labels` field), or why it is refused."""
+        if not vertex:
+            if "labels" in body:
+                return None, 'Invalid JSON payload received. Unknown name "labels": Cannot find field.'
+            return None, None
+        problem = labels_problem(body["labels"]) if "labels" in body else None
+        if problem:
+            return None, problem
+        kind, shared = request.headers.get(REQUEST_TYPE), request.headers.get(SHARED_REQUEST_TYPE)
+        if kind not in (None, "dedicated", "shared") or shared not in (None, "flex", "priority"):
+            return None, f"unsupported header value {kind or shared!r}"
+        if kind == "dedicated":
+            return ("PROVISIONED_THROUGHPUT", None) if self.provisioned else (
+                None, "Resource exhausted: no Provisioned Throughput for this request")
+        if self.provisioned and kind is None:
+            return "PROVISIONED_THROUGHPUT", None
+        return {"flex": "ON_DEMAND_FLEX", "priority": "ON_DEMAND_PRIORITY"}.get(shared or "", "ON_DEMAND"), None
 
     async def _sse(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -151,6 +151,9 @@ class FakeUpstream:
         self.implicit_cache = implicit_cache  # True: chat prompts repeating a prefix report cached_tokens
         self.seen_prefixes: set[str] = set()
         self.thinking_signatures: set[str] = set()  # signatures given to thinking blocks (Anthropic)
+        # True: the account has Anthropic's Priority Tier, which serves (and says so in usage.service_tier)
+        # a Messages request whose service_tier is `auto`, the default; `standard_only` stays standard
+        self.anthropic_priority = False
         self.faults: dict[str, list[Fault]] = {}
         self._host, self._port = host, port
         self._rand = random.Random(seed)
@@ -598,7 +601,8 @@ class FakeUpstream:
                 "cache_creation_input_tokens": cache_write,
                 "cache_read_input_tokens": cache_read,
                 "output_tokens": output_tokens,
-                "service_tier": "standard",
+                "service_tier": "priority" if self.anthropic_priority and body.get("service_tier", "auto") == "auto"
+                else "standard",
             },
         }
         if not body.get("stream"):

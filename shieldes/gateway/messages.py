@@ -115,7 +115,9 @@ class _Translated:
             if event == "message_delta" and self._stream.usage is None:
                 # the upstream reported no usage (e.g. it refused stream_options): the client is told
                 # the estimate that is billed (relay.final_usage), not 0
-                data["usage"] = replies.anthropic_usage(relay.final_usage(None, tally, self._prompt_bytes))
+                data["usage"] = replies.with_tier(
+                    replies.anthropic_usage(relay.final_usage(None, tally, self._prompt_bytes)),
+                    data["usage"].get("service_tier"))
             yield relay.frame(event, data)
 
     async def aclose(self) -> None:
@@ -206,7 +208,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
-                message["usage"] = replies.anthropic_usage(usage)
+                message["usage"] = replies.with_tier(replies.anthropic_usage(usage),
+                                                     message["usage"].get("service_tier"))
             return Answer(orjson.dumps(message), usage, dropped_header(_named(dropped, result.dropped)))
 
         got, served = await call.run(answer)

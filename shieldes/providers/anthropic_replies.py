@@ -13,6 +13,7 @@ import orjson
 
 from shieldes.providers.base import Body, TokenUsage
 from shieldes.providers.chat_parts import read_thinking_blocks, reasoning_text, thinking_block
+from shieldes.providers.tiers import to_anthropic
 from shieldes.providers.tool_args import arguments_text
 
 _STOP: dict[str, str] = {
@@ -149,8 +150,13 @@ def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) 
         "model": model,
         "content": content,
         **_stop(choice.get("finish_reason"), _matched_stop(choice)),
-        "usage": _anthropic_usage(resp.get("usage")),
+        "usage": with_tier(_anthropic_usage(resp.get("usage")), to_anthropic(resp.get("service_tier"))),
     }
+
+
+def with_tier(usage: Body, tier: str | None) -> Body:
+    """Anthropic usage saying the tier that served the answer (`service_tier`), when it is known."""
+    return {**usage, "service_tier": tier} if tier is not None else usage
 
 
 # --- stream: OpenAI chunks -> Anthropic events -------------------------------------------------------
@@ -181,6 +187,7 @@ async def openai_chunks_to_message_events(
     finish: str | None = None
     sequence: str | None = None  # the stop sequence that ended the answer, when the upstream says
     usage: Any = None
+    tier: str | None = None  # the tier the chunks say serves the answer, in Anthropic's words
 
     def start(chunk: Body) -> tuple[str, Body]:
         return "message_start", {
@@ -193,7 +200,7 @@ async def openai_chunks_to_message_events(
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
+                "usage": with_tier({"input_tokens": 0, "output_tokens": 0}, tier),
             },
         }
 
@@ -203,6 +210,8 @@ async def openai_chunks_to_message_events(
     async for chunk in chunks:
         if not started and not chunk.get("id") and not chunk.get("choices") and not chunk.get("usage"):
             continue  # Azure's prompt_filter_results chunk, before the answer's first (which has its id)
+        # OpenAI says the tier on every chunk; Bedrock and Vertex only at the end (then message_delta says it)
+        tier = to_anthropic(chunk.get("service_tier")) or tier
         if not started:
             started = True
             yield start(chunk)
@@ -316,7 +325,7 @@ async def openai_chunks_to_message_events(
         yield start({})
     if open_kind is not None:
         yield close()
-    totals = _anthropic_usage(usage)
+    totals = with_tier(_anthropic_usage(usage), tier)
     yield (
         "message_delta",
         {

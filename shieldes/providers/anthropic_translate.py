@@ -41,6 +41,7 @@ from shieldes.providers.chat_parts import (
 from shieldes.providers.dropped import PARALLEL_OFF, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
+from shieldes.providers.tiers import from_anthropic, stamped
 from shieldes.providers.tool_ids import ANTHROPIC, fit_chat_ids
 
 __all__ = [
@@ -302,7 +303,7 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
     sequence = _stop_sequence(resp)
     if sequence is not None:  # which stop sequence ended it, where vLLM puts it
         body["choices"][0]["stop_reason"] = sequence
-    return body, usage
+    return stamped(body, from_anthropic(resp.get("usage"))), usage
 
 
 def _thinking(block: Body) -> Thinking:
@@ -337,16 +338,17 @@ class StreamTranslator:
         self._with_args: set[int] = set()  # OpenAI tool_calls indexes whose arguments had any text
         # open thinking blocks by Anthropic block index: their text so far and signature
         self._thinking: dict[int, tuple[list[str], list[str]]] = {}
+        self.tier: str | None = None  # the tier message_start's usage says serves the answer
         self.done = False
 
     def _chunk(self, delta: Body, finish: str | None = None) -> Body:
-        return {
+        return stamped({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
+        }, self.tier)
 
     def _without_args(self, block: int) -> bool:
         """Whether content block `block` is a tool call whose arguments streamed no text."""
@@ -361,6 +363,7 @@ class StreamTranslator:
             self.model = message.get("model") or self.model
             self._input = message.get("usage") or {}
             self._output_tokens = int(self._input.get("output_tokens") or 0)
+            self.tier = from_anthropic(self._input)
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data.get("content_block") or {}
@@ -446,14 +449,14 @@ class StreamTranslator:
             self.done = True
             self.usage = usage_from_anthropic({**self._input, "output_tokens": self._output_tokens})
             return [
-                {
+                stamped({
                     "id": self.id,
                     "object": "chat.completion.chunk",
                     "created": self.created,
                     "model": self.model,
                     "choices": [],
                     "usage": usage_dict(self.usage),
-                }
+                }, self.tier)
             ]
         if kind == "error":
             err = data.get("error") or {}

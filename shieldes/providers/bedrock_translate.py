@@ -26,6 +26,7 @@ from shieldes.providers.chat_parts import (
 from shieldes.providers.dropped import JSON_OBJECT, METADATA, PARALLEL_OFF, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
+from shieldes.providers.tiers import from_bedrock, stamped
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -293,7 +294,7 @@ def converse_to_chat(resp: Body, model: str, created: int,
     sequence = matched_stop(resp, stops)
     if sequence is not None:
         chat["choices"][0]["stop_reason"] = sequence
-    return chat, usage
+    return stamped(chat, from_bedrock(resp)), usage
 
 
 def _thinking(block: Body) -> Thinking:
@@ -344,6 +345,7 @@ class ConverseStreamTranslator:
         # reasoning blocks being streamed by contentBlockIndex: their text so far and signature
         self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self._finish = "stop"
+        self._closing: Body | None = None  # messageStop's finish chunk, sent with the metadata after it
 
     def _without_args(self, block: int) -> bool:
         """Whether contentBlockIndex `block` is a tool call whose arguments streamed no text."""
@@ -388,11 +390,15 @@ class ConverseStreamTranslator:
             sequence = matched_stop(event, self._stops)
             if sequence is not None:
                 chunk["choices"][0]["stop_reason"] = sequence
-            return [chunk]
+            # held for the metadata event right after it, which says the tier that served the answer
+            self._closing = chunk
+            return []
         if kind == "metadata":
             self.done = True
             self.usage, shown = usage_from_bedrock(event.get("usage"))
-            return [self.chunks.usage(shown)]
+            tier = from_bedrock(event)
+            closing = [] if self._closing is None else [stamped(self._closing, tier)]
+            return [*closing, stamped(self.chunks.usage(shown), tier)]
         if kind == "contentBlockStop" and self._without_args(int(event.get("contentBlockIndex") or 0)):
             # a call without arguments streams none (or ""): OpenAI's text for it is "{}", which
             # clients parse as JSON

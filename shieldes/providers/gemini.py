@@ -14,9 +14,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers import vertex_options
 from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.chat_answers import embeddings_response
-from shieldes.providers.dropped import JSON_OBJECT, dropped_fields
+from shieldes.providers.dropped import JSON_OBJECT, METADATA, dropped_fields
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
     chat_to_gemini,
@@ -76,14 +77,20 @@ class GeminiProvider(InputTokenCounter):
         if op == "embeddings":
             return await self._embed(target, body)
         _only_chat(op, self.kind)
+        request, headers, dropped = self._outbound(body, target)
         data, _raw = await post_for_object(
             self._client, target, self._model_url(target, "generateContent"),
-            orjson.dumps(chat_to_gemini(body, target.model)), await self._headers(target), self._json_timeout)
+            orjson.dumps(request), {**await self._headers(target), **headers}, self._json_timeout)
         try:
             chat, usage = gemini_to_chat(data, target.model, int(time.time()))
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected generateContent shape: {exc}") from None
-        return JsonResult(body=chat, usage=usage, dropped=dropped_fields(body, _CARRIED))
+        return JsonResult(body=chat, usage=usage, dropped=dropped)
+
+    def _outbound(self, body: Body, target: Target) -> tuple[Body, dict[str, str], list[str]]:
+        """The generateContent request for a chat request, the headers it adds, and what of the
+        chat request it leaves out (the Gemini API has no tiers and no labels)."""
+        return chat_to_gemini(body, target.model), {}, dropped_fields(body, _CARRIED)
 
     async def count_input_tokens(self, target: Target, body: Body) -> int | None:
         """Google's countTokens on the generateContent request the chat request becomes (contents,
@@ -117,10 +124,11 @@ class GeminiProvider(InputTokenCounter):
     async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
         _only_chat(op, self.kind)
         url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
-        resp = await open_event_stream(self._client, target, url, orjson.dumps(chat_to_gemini(body, target.model)),
-                                       await self._headers(target), self._stream_timeout)
+        request, headers, dropped = self._outbound(body, target)
+        resp = await open_event_stream(self._client, target, url, orjson.dumps(request),
+                                       {**await self._headers(target), **headers}, self._stream_timeout)
         translator = GeminiStreamTranslator(target.model, int(time.time()))
-        stream = GeminiChunkStream(resp, target, translator, dropped_fields(body, _CARRIED))
+        stream = GeminiChunkStream(resp, target, translator, dropped)
         await stream.prime()
         return stream
 
@@ -225,6 +233,16 @@ class VertexProvider(GeminiProvider):
 
     def _count_request(self, target: Target, counted: Body) -> Body:
         return counted  # Vertex takes the request's fields as they are
+
+    def _outbound(self, body: Body, target: Target) -> tuple[Body, dict[str, str], list[str]]:
+        """Vertex has both: `service_tier` as its tier headers, `metadata` as the request's labels."""
+        request = chat_to_gemini(body, target.model)
+        tags = vertex_options.labels(body.get("metadata"))
+        if tags:
+            request["labels"] = tags
+        carried = (_CARRIED | {METADATA}) if tags else _CARRIED
+        return (request, vertex_options.tier_headers(body.get("service_tier")),
+                dropped_fields(body, carried, vertex_options.TIERS))
 
     async def _embed(self, target: Target, body: Body) -> JsonResult:
         data, _raw = await post_for_object(

@@ -27,6 +27,7 @@ from shieldes.providers.chat_parts import (
 )
 from shieldes.providers.gemini_schema import gemini_schema
 from shieldes.providers.reasoning import gemini_thinking
+from shieldes.providers.tiers import from_vertex, stamped
 
 _FINISH = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -209,7 +210,7 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     rid = str(resp.get("responseId") or "gemini")
     body = chat_answer(rid, str(resp.get("modelVersion") or model), created,
                        choices or [_choice(0, [], None, given)], shown)
-    return body, usage
+    return stamped(body, from_vertex(resp.get("usageMetadata"))), usage
 
 
 def _choice(index: int, parts: list[Body], reason: str | None, given: str | None) -> Body:
@@ -236,6 +237,7 @@ class GeminiStreamTranslator:
         self._finish: dict[int, str | None] = {0: None}
         self._meta: Any = None
         self._response_id: str | None = None
+        self.tier: str | None = None  # the tier Vertex's usageMetadata says serves the answer
 
     def _choice(self, index: int, out: list[Body]) -> Chunks:
         """The chunks of choice `index`, its role chunk sent when it first appears."""
@@ -273,7 +275,10 @@ class GeminiStreamTranslator:
         meta = resp.get("usageMetadata")
         if meta:
             self._meta = meta  # cumulative: only the last one counts, read at the end
-        return out
+            # Vertex says the tier in the usage, which may come only with the last payload: the
+            # chunks from then on say it
+            self.tier = from_vertex(meta) or self.tier
+        return [stamped(c, self.tier) for c in out]
 
     def end(self) -> list[Body]:
         if not self._started:
@@ -284,7 +289,7 @@ class GeminiStreamTranslator:
                for index, chunks in sorted(self._choices.items())]
         if self._shown is not None:
             out.append(self.chunks.usage(self._shown))
-        return out
+        return [stamped(c, self.tier) for c in out]
 
 
 # --- embeddings ---------------------------------------------------------------------------------

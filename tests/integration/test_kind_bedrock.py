@@ -374,6 +374,36 @@ async def test_bedrock_service_tier_and_metadata_are_bedrocks_own_or_named(node:
     assert "serviceTier" not in fake.last().body and "requestMetadata" not in fake.last().body
 
 
+async def test_bedrock_answer_says_the_tier_that_served_it(node: tuple[Harness, FakeBedrock]) -> None:
+    """Converse says the tier that served a call (`serviceTier` in its answer, and in the stream's
+    last event, `metadata`); chat clients got no `service_tier`, Messages clients no
+    `usage.service_tier`. `reserved` capacity is OpenAI's `scale`; a call whose answer says no tier
+    says none."""
+    h, fake = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "hi"}]
+    for asked, said in (("priority", "priority"), ("flex", "flex"), (None, "default")):
+        tier: Any = {"service_tier": asked} if asked else {}
+        chat = await client.chat.completions.create(model=CLAUDE, messages=ask, **tier)
+        assert chat.service_tier == said
+        stream = await client.chat.completions.create(model=CLAUDE, messages=ask, stream=True, **tier)
+        chunks = [c async for c in stream]  # no usage chunk asked for: the finish chunk says it
+        assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].service_tier == said
+    fake.served_tier = "reserved"
+    assert (await client.chat.completions.create(model=LLAMA, messages=ask)).service_tier == "scale"
+    fake.served_tier = None
+    assert (await client.chat.completions.create(model=LLAMA, messages=ask)).service_tier is None
+    fake.served_tier = "asked"
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    message = await claude.messages.create(model=CLAUDE, max_tokens=64, messages=ask)
+    assert message.usage.service_tier == "standard"
+    # streamed, the tier comes at the end: message_delta's usage says it (message_start cannot)
+    events = [e async for e in await claude.messages.create(model=CLAUDE, max_tokens=64, messages=ask, stream=True)]
+    delta = next(e for e in events if e.type == "message_delta")
+    assert getattr(delta.usage, "service_tier", None) == "standard"
+    await claude.close()
+
+
 async def test_bedrock_streamed_call_without_arguments_is_an_empty_object(node: tuple[Harness, FakeBedrock]) -> None:
     """A call of a tool without parameters streams no argument text: chat clients got `arguments:
     ""` (OpenAI sends "{}"), which `json.loads` refuses."""

@@ -368,17 +368,63 @@ async def test_gemini_n_is_candidate_count_and_parallel_calls_are_never_ignored_
 
 async def test_gemini_names_service_tier_and_metadata_it_leaves_out(
         node: Harness, google: tuple[FakeGoogle, Path]) -> None:
-    """`service_tier` and `metadata` vanished without a word: generateContent has neither."""
+    """`service_tier` and `metadata` vanished without a word: the Gemini API has neither (no tier
+    header, no `labels` field: it refuses one), and its answers say no tier."""
     fake, _ = google
     client = oai(node, await new_key(node))
     ask: Any = [{"role": "user", "content": "hi"}]
-    for model in ("gemini-2.5-flash", "gemini-2.5-pro"):
-        raw = await client.chat.completions.with_raw_response.create(model=model, messages=ask, service_tier="flex",
-                                                                     metadata={"team": "search"})
-        assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
-        raw = await client.chat.completions.with_raw_response.create(model=model, messages=ask, service_tier="auto")
-        assert "x-shieldes-dropped" not in raw.headers and fake.last().body == {"contents": [
-            {"role": "user", "parts": [{"text": "hi"}]}]}
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gemini-2.5-flash", messages=ask, service_tier="flex", metadata={"team": "search"})
+    assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
+    assert "labels" not in fake.last().body and not any(k.lower().startswith("x-vertex") for k in fake.last().headers)
+    assert raw.parse().service_tier is None
+    raw = await client.chat.completions.with_raw_response.create(model="gemini-2.5-flash", messages=ask,
+                                                                 service_tier="auto")
+    assert "x-shieldes-dropped" not in raw.headers and fake.last().body == {"contents": [
+        {"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+async def test_vertex_tiers_are_its_headers_and_metadata_its_labels(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """Vertex has OpenAI's tiers as request headers (`default`: pay-as-you-go only, Provisioned
+    Throughput bypassed; Flex and Priority PayGo) and tags as the request's `labels`; its answers
+    say the tier that served them (usageMetadata.trafficType). Both were named as dropped and the
+    answers said no tier. Labels are lowercased to fit Google's rules; tags that still break them
+    are named as dropped, never sent to be refused."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    ask: Any = [{"role": "user", "content": "hi"}]
+    for asked, header, said in (("flex", ("X-Vertex-AI-LLM-Shared-Request-Type", "flex"), "flex"),
+                                ("priority", ("X-Vertex-AI-LLM-Shared-Request-Type", "priority"), "priority"),
+                                ("default", ("X-Vertex-AI-LLM-Request-Type", "shared"), "default")):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gemini-2.5-pro", messages=ask, service_tier=asked, metadata={"Team": "Search", "env": "prod-2"})
+        assert "x-shieldes-dropped" not in raw.headers
+        sent = fake.last()
+        assert sent.headers[header[0]] == header[1] and sent.body["labels"] == {"team": "search", "env": "prod-2"}
+        assert raw.parse().service_tier == said
+        stream = await client.chat.completions.create(model="gemini-2.5-pro", messages=ask, service_tier=asked,
+                                                      stream=True)
+        chunks = [c async for c in stream]  # Vertex reports the tier with its last payload
+        assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].service_tier == said
+        assert fake.last().headers[header[0]] == header[1]
+    # scale has no Vertex header: named; with the project's Provisioned Throughput serving, the answer says scale
+    fake.provisioned = True
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gemini-2.5-pro", messages=ask, service_tier="scale",
+        metadata={"note": "caf\u00e9 & co", "Owner": "ada"})
+    assert raw.headers["x-shieldes-dropped"] == "service_tier, metadata"
+    assert "labels" not in fake.last().body and not any(k.lower().startswith("x-vertex") for k in fake.last().headers)
+    assert raw.parse().service_tier == "scale"
+    resp = await client.responses.create(model="gemini-2.5-pro", input="hi")
+    assert resp.service_tier == "scale"  # served by the Provisioned Throughput, not the default echoed
+    fake.provisioned = False
+    resp = await client.responses.create(model="gemini-2.5-pro", input="hi", service_tier="flex")
+    assert resp.service_tier == "flex" and fake.last().headers["X-Vertex-AI-LLM-Shared-Request-Type"] == "flex"
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=client.api_key, max_retries=0)
+    message = await claude.messages.create(model="gemini-2.5-pro", max_tokens=64, messages=ask)
+    assert message.usage.service_tier == "standard"
+    await claude.close()
 
 
 async def test_json_schema_outside_googles_subset_is_fitted_to_it(node: Harness,
