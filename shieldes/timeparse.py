@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from shieldes.errors import InvalidRequest
 
 MAX_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
+_TO_THE_SECOND = re.compile(r"[T t]\d\d:\d\d:\d\d(?![.,\d])")  # seconds given, no fraction
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -21,10 +22,16 @@ def parse_duration(text: str, what: str) -> float:
     return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
-def parse_time(text: str, what: str, *, end_of_day: bool = False) -> datetime:
-    """An ISO date or timestamp ('2026-11-01', '2026-11-01T12:00', '...Z'); naive means UTC.
-    A bare date with `end_of_day` means the end of that day (for inclusive --until)."""
+def parse_time(text: str, what: str, *, end_of_day: bool = False, ago: bool = False,
+               now: datetime | None = None) -> datetime:
+    """An ISO date or timestamp ('2026-11-01', '2026-11-01T12:00', '...Z', '2026-11-01 12:00:05Z'
+    as the CLI's tables print it); naive means UTC. With `end_of_day` (an inclusive --until) a bare
+    date means the end of that day, and a time to the second (no fraction) the end of that second:
+    the time a table printed for a row, given back as --until, includes that row. With `ago` (a
+    filter on the past: logs, audit) a duration means that long before `now`: '15m', '2h', '7d'."""
     raw = text.strip()
+    if ago and _DURATION.match(raw.lower()):
+        return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(raw, what))
     try:
         if len(raw) == 10:
             d = date.fromisoformat(raw)
@@ -32,10 +39,14 @@ def parse_time(text: str, what: str, *, end_of_day: bool = False) -> datetime:
             return ts.replace(hour=23, minute=59, second=59, microsecond=999999) if end_of_day else ts
         ts = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
+        ago_hint = ", or a time ago: 15m, 2h, 7d" if ago else ""
         raise InvalidRequest(
-            f"malformed {what} {text!r}: use an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z"
+            f"malformed {what} {text!r}: use an ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z{ago_hint}"
         ) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    if end_of_day and _TO_THE_SECOND.search(raw):
+        ts = ts.replace(microsecond=999999)
+    return ts
 
 
 def expiry(expires_in: str | None, expires_at: str | None, now: float) -> float | None:

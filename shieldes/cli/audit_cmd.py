@@ -3,8 +3,6 @@ config hash chain end to end (any row edited or deleted with SQL is found)."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from shieldes.cli.common import (
@@ -14,10 +12,12 @@ from shieldes.cli.common import (
     fail,
     handle_errors,
     json_option,
+    one_line_json,
     open_store,
     query,
     run,
 )
+from shieldes.cli.timefmt import with_table_times
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import AUDIT_SQL, audit_params
 from shieldes.events.verify import ChainReport, ChainWalker
@@ -40,8 +40,10 @@ def audit_group() -> None:
 @click.option("--type", "type_", metavar="T",
               help="event type, e.g. virtual_key.revoked, or a prefix: virtual_key")
 @click.option("--subject", metavar="S", help="key/provider/team name, model or id")
-@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone)")
-@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day)")
+@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone), or this long "
+              "ago: 15m, 2h, 7d")
+@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day, a time to the "
+              "second that second)")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
               help="newest N changes, printed oldest first")
 @json_option
@@ -52,14 +54,14 @@ def log(actor: str | None, type_: str | None, subject: str | None, since: str | 
     ctx = cli_context()
     params = audit_params(
         actor=actor, type_=type_, subject=subject, limit=limit,
-        since=parse_time(since, "--since") if since else None,
-        until=parse_time(until, "--until", end_of_day=True) if until else None,
+        since=parse_time(since, "--since", ago=True) if since else None,
+        until=parse_time(until, "--until", end_of_day=True, ago=True) if until else None,
     )
     rows = list(reversed(run(query(AUDIT_SQL, params))))
     for r in rows:
         r["recorded_at"] = r["recorded_at"].isoformat()
-        if not ctx.as_json:
-            r["data"] = json.dumps(r["data"], ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        if not ctx.as_json:  # one line, its times as the tables print them, amounts never 1e-06
+            r["data"] = one_line_json(with_table_times(r["data"]) if isinstance(r["data"], dict) else r["data"])
     emit(rows, as_json=ctx.as_json, columns=("position", "recorded_at", "actor", "type", "subject", "data"))
 
 

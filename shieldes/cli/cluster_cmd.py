@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
+from shieldes.cli.timefmt import table_time
 
 
 @click.group("cluster", cls=OneLineGroup)
@@ -44,7 +45,7 @@ def status(as_json: bool) -> None:
     rows = [
         {
             "node": n["node_id"], "status": n["status"], "http": n["http_address"],
-            "gossip": n["gossip_address"], "version": n["version"], "started": n["started_at"][:19],
+            "gossip": n["gossip_address"], "version": n["version"], "started": table_time(n["started_at"]),
             "heartbeat": f"{n['heartbeat_age_s']:.1f}s", "position": n["position"], "lag": n["lag"],
             "msgs in/out": f"{n['gossip']['received']}/{n['gossip']['sent']}",
             "bytes in/out": f"{n['gossip']['received_bytes']}/{n['gossip']['sent_bytes']}",
@@ -58,7 +59,9 @@ def status(as_json: bool) -> None:
     if data["deployments"]:
         click.echo("")
         emit([{"deployment": d["name"], "region": d["region"] or "-", "healthy": "yes" if d["healthy"] else "no",
-               "latency": f"{d['latency_ms']:g} ms", "errors": f"{d['error_rate']:.1%}", "weight": d["weight"],
+               # a moving latency of 0 is none measured yet (no request, or no successful one)
+               "latency": f"{d['latency_ms']:g} ms" if d["latency_ms"] else "-",
+               "errors": f"{d['error_rate']:.1%}" if d["requests"] else "-", "weight": d["weight"],
                "share 60s": f"{d['traffic_share']:.0%}", "requests 60s": d["requests_60s"],
                "quota used": ", ".join(f"{q} {d['quota'][q + '_used']:.0%}" for q in ("rpm", "tpm")
                                        if d["quota"][q] is not None) or "-"}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, LiteralString, NoReturn, ParamSpec, TypeV
 
 import click
 
+from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.errors import InvalidRequest, ShieldesError
 
 # The database, the event store and the config fold are imported where a command uses them: every
@@ -354,11 +355,28 @@ class OneLineCommand(click.Command):
             raise AssertionError("unreachable") from None
 
 
+# A command list shows each command's whole first sentence, wrapped: click cuts it to the width
+# left on the line and ends it with "...", which hid what half the commands do.
+WHOLE_SENTENCE = 10_000
+
+
+def format_command_list(formatter: click.HelpFormatter, rows: list[tuple[str, str]]) -> None:
+    if rows:
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 class OneLineGroup(click.Group):
-    """A click group whose commands default to `Command` and whose usage errors are one line."""
+    """A click group whose commands default to `Command`, whose usage errors are one line and whose
+    command list says in full what each command does."""
 
     command_class = OneLineCommand
     group_class = type
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        shown = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        format_command_list(formatter, [(name, cmd.get_short_help_str(WHOLE_SENTENCE)) for name, cmd in shown
+                                        if cmd is not None and not cmd.hidden])
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         given = list(args)  # click's parser consumes the list
@@ -386,21 +404,26 @@ def warn(message: str) -> None:
 
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vertical: bool = False) -> None:
     """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
-    one record as `FIELD  value` lines (for wide single records such as `key show`). Written in
-    one piece: a list of ten thousand rows is one write, not a write (and flush) per row."""
+    one record as `FIELD  value` lines (for wide single records such as `key show`). A table
+    prints its time fields (`*_at`, `period_start`) as `2026-12-03 17:38:11Z` (cli/timefmt.py);
+    JSON keeps them as they are, ISO 8601. Written in one piece: a list of ten thousand rows is
+    one write, not a write (and flush) per row."""
     if as_json:
         click.echo(json_text(data))
         return
     if vertical and isinstance(data, dict):
         width = max((len(k) for k in data), default=0)
-        click.echo("\n".join(f"{k.upper().ljust(width)}  {_cell(v)}".rstrip() for k, v in data.items()))
+        click.echo("\n".join(f"{k.upper().ljust(width)}  {_cell(table_time(v) if is_time_field(k) else v)}".rstrip()
+                              for k, v in data.items()))
         return
     rows = data if isinstance(data, list) else [data]
     if not rows:
         click.echo("(none)")
         return
     cols = list(columns or rows[0].keys())
-    cells = [_column([r.get(c) for r in rows]) for c in cols]  # column by column: one loop each
+    # column by column: one loop each; a time column in the one table format (cli/timefmt.py)
+    cells = [_column([table_time(r.get(c)) for r in rows] if is_time_field(c) else [r.get(c) for r in rows])
+             for c in cols]
     widths = [max(len(c), *map(len, column)) for c, column in zip(cols, cells, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths).format
     lines = [line(*(c.upper() for c in cols)).rstrip()]
@@ -426,6 +449,13 @@ def json_text(data: Any) -> str:
         except orjson.JSONEncodeError:  # an integer past 64 bits, a lone surrogate
             pass
     text = json.dumps(_mark_floats(data), indent=2, default=str, ensure_ascii=False)
+    return _MARKED.sub(r"\1", text)
+
+
+def one_line_json(data: Any) -> str:
+    """`data` as compact one-line JSON with sorted keys (a table cell), numbers as json_text
+    writes them: never in exponent notation."""
+    text = json.dumps(_mark_floats(data), ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
     return _MARKED.sub(r"\1", text)
 
 
@@ -475,6 +505,11 @@ def _mark_floats(data: Any) -> Any:
     return data
 
 
+def table_cell(value: Any) -> str:
+    """One value as a table prints it (for output that is not one `emit` table: streamed lines)."""
+    return _cell(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -484,6 +519,8 @@ def _cell(value: Any) -> str:
         return plain_number(value)
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):  # provider options and the like: key=value, not a Python dict's repr
+        return ",".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
     text = str(value)
     # control characters never reach the terminal raw
     return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)

@@ -18,6 +18,7 @@ from shieldes.cli.common import (
     plain_number,
     run,
 )
+from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.config_writer import load_config
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
@@ -50,8 +51,8 @@ def _fold(events: list[RecordedEvent], codec: Codec) -> ConfigState:
 def _human_cell(field: str, value: Any) -> Any:
     if field == "budget" and value is not None:
         return f"{plain_number(value['amount_usd'])} USD/{value['period']}"
-    if field.endswith("_at") and isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if is_time_field(field):
+        return table_time(value)
     return value
 
 
@@ -131,8 +132,9 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
     rows = [
         {
             "change": c["change"], "kind": c["kind"], "name": c["name"],
-            "fields": ", ".join(f"{f}: {v['from']} -> {v['to']}" for f, v in c["fields"].items()),
-            "by": "; ".join(f"#{e['position']} {e['type']} by {e['actor']} at {e['recorded_at']}"
+            "fields": ", ".join(f"{f}: {_human_cell(f, v['from'])} -> {_human_cell(f, v['to'])}"
+                                for f, v in c["fields"].items()),
+            "by": "; ".join(f"#{e['position']} {e['type']} by {e['actor']} at {table_time(e['recorded_at'])}"
                             for e in c["events"]),
         }
         for c in out["changes"]

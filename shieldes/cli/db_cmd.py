@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from shieldes import db
 from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
+from shieldes.cli.timefmt import table_time
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.errors import InvalidRequest
 
@@ -76,7 +76,7 @@ def status(as_json: bool) -> None:
         "schema": f"{data['schema_revision'] or ('none' if data.get('url') else 'unknown (not running)')} "
                   f"(this shieldes needs {db.SCHEMA_HEAD})",
         "users": ", ".join(
-            f"{u['role']} (pid {u['pid']}, since {datetime.fromtimestamp(u['since'], UTC):%Y-%m-%d %H:%M:%SZ})"
+            f"{u['role']} (pid {u['pid']}, since {table_time(u['since'])})"
             for u in users
         ) or "-",
     }

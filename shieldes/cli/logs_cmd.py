@@ -13,7 +13,8 @@ import click
 import psycopg
 
 from shieldes import db
-from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run, table_cell
+from shieldes.cli.timefmt import with_table_times
 from shieldes.errors import InvalidRequest
 from shieldes.requestlog import store
 from shieldes.requestlog.store import LogFilter, plain
@@ -86,17 +87,18 @@ def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool, detail: bo
             if as_json:
                 click.echo(json.dumps(plain(r), default=str, ensure_ascii=False))
             else:
-                click.echo("  ".join("-" if r.get(c) is None else str(plain(r)[c]) for c in TABLE_COLUMNS))
+                shown = with_table_times(plain(r))  # each cell as the table prints it (cost never 3e-06)
+                click.echo("  ".join(table_cell(shown.get(c)) for c in TABLE_COLUMNS))
         return
     emit([plain(r) for r in rows], as_json=as_json, columns=TABLE_COLUMNS)
 
 
 def _vertical(row: dict[str, Any]) -> str:
     def cell(v: Any) -> str:
-        return "-" if v is None else " -> ".join(map(str, v)) if isinstance(v, list) else str(v)
+        return " -> ".join(map(str, v)) if isinstance(v, list) and v else table_cell(v)
 
     width = max(len(k) for k in row)
-    return "\n".join(f"{k.upper().ljust(width)}  {cell(v)}".rstrip() for k, v in row.items())
+    return "\n".join(f"{k.upper().ljust(width)}  {cell(v)}".rstrip() for k, v in with_table_times(row).items())
 
 
 async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> None:
@@ -126,11 +128,15 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
 @click.option("--model", help="only this model (as requested, or the upstream model)")
 @click.option("--status", metavar="S", help="a status (429), a class (4xx, 5xx), error or ok")
 @click.option("--error-code", metavar="CODE", help="only refusals and failures with this code, e.g. budget_exceeded")
-@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone)")
-@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day)")
+@click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone), or this long "
+              "ago: 15m, 2h, 7d")
+@click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day, a time to the "
+              "second that second)")
 @click.option("--request-id", metavar="ID", help="the request with this x-request-id")
 @click.option("--node", "node_id", metavar="NODE", help="only requests served by this node")
-@click.option("--route", metavar="R", help="only this route, e.g. /v1/chat/completions, unmatched, or a prefix: /v1/*")
+@click.option("--route", metavar="R", help="only this route, e.g. /v1/chat/completions, unmatched, or a prefix: "
+              "/v1/*, or '*' for every request; default: gateway (all but the admin API's, the console's and "
+              "/health, /ready, /metrics)")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
               help="newest N requests, printed oldest first")
 @click.option("--follow", "-f", is_flag=True, help="keep printing new requests (Ctrl-C stops; JSON Lines with --json)")
@@ -144,10 +150,12 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
     ctx = cli_context()
     if status is not None:
         store.status_clause(status)  # refuse a malformed status before connecting
+    if route is None and request_id is None:  # one request by its id is shown whatever its route
+        route = store.GATEWAY
     f = LogFilter(key=key, model=model, status=status, request_id=request_id, node_id=node_id, route=route,
                   error_code=error_code,
-                  since=parse_time(since, "--since") if since else None,
-                  until=parse_time(until, "--until", end_of_day=True) if until else None)
+                  since=parse_time(since, "--since", ago=True) if since else None,
+                  until=parse_time(until, "--until", end_of_day=True, ago=True) if until else None)
     if f.since and f.until and f.since > f.until:
         raise InvalidRequest("--since is after --until; swap them")
     api = ctx.remote()

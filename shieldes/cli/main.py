@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import CliContext, OneLineGroup, fail
+from shieldes.cli.common import WHOLE_SENTENCE, CliContext, OneLineGroup, fail, format_command_list
 
 if TYPE_CHECKING:
     from shieldes.settings import Settings
@@ -125,11 +125,9 @@ class LazyGroup(OneLineGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from SHORT_HELP: no command module is imported to print it."""
         names = [name for name in self.list_commands(ctx) if name in SHORT_HELP]
-        if names:  # shortened as click shortens a command's own help to the terminal's width
-            limit = formatter.width - 6 - max(len(name) for name in names)
-            rows = [(name, click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit)) for name in names]
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        # the whole first sentence, as every group lists its commands (common.OneLineGroup)
+        format_command_list(formatter, [(name, click.Command(name, help=SHORT_HELP[name])
+                                         .get_short_help_str(WHOLE_SENTENCE)) for name in names])
 
 
 @click.group(cls=LazyGroup)

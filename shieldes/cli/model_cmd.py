@@ -38,14 +38,23 @@ def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_
 
         answer = api.call("PUT", f"/aliases/{segment(public)}",
                           {"targets": list(targets), "fallbacks": list(fallbacks)})
-        emit({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, as_json=ctx.as_json)
+        _print_alias({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, ctx.as_json)
         return
     view = run(read_config())
     parsed = tuple(parse_alias_target(view.state, spec) for spec in targets)
     written = run(write(SetModelAlias(public, parsed, fallbacks)))
     data = written.events[0].data
     row = {"name": public, "targets": data["targets"], "fallbacks": data["fallbacks"], "position": written.position}
-    emit(row, as_json=ctx.as_json)
+    _print_alias(row, ctx.as_json)
+
+
+def _print_alias(row: dict[str, Any], as_json: bool) -> None:
+    """The alias written: JSON as the API gives it; the table's targets as `model list` prints them
+    (`openai/gpt-4o-mini:1`), not as a Python dict."""
+    if as_json:
+        emit(row, as_json=True)
+        return
+    emit({**row, "targets": _targets_text(row), "fallbacks": ",".join(row["fallbacks"])}, as_json=False)
 
 
 @model_group.command("list")

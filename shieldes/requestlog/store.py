@@ -117,10 +117,18 @@ class LogFilter:
     until: datetime | None = None
     request_id: str | None = None
     node_id: str | None = None
-    route: str | None = None  # a route pattern, or a prefix ending in * (/v1/*, /admin/*)
+    route: str | None = None  # a route pattern, a prefix ending in * (/v1/*, /admin/*), or GATEWAY
     error_code: str | None = None  # why: budget_exceeded, rate_limit_exceeded, upstream_error, ...
     before: tuple[datetime, str] | None = None
     logged_after: datetime | None = None
+
+
+# The `route` filter's word for the clients' requests: every route but the admin API's, the web
+# console's and the probes' (/health, /ready, /metrics), that is the gateway's routes (versioned and
+# not) and unmatched paths. `shieldes logs` shows these by default: a console left open polls the
+# admin API every 2 s, a load balancer probes /ready, and their rows would push the clients' off
+# the newest page.
+GATEWAY = "gateway"
 
 
 def status_clause(status: str) -> tuple[str, dict[str, Any]]:
@@ -161,7 +169,10 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
         if value is not None:
             where.append(f"{name} = %({name})s")
             params[name] = value
-    if f.route is not None and f.route.endswith("*"):  # a prefix: /v1/* is every gateway route
+    if f.route == GATEWAY:  # the clients' requests: not the admin API's, the console's or the probes'
+        where.append("route NOT LIKE '/admin/%%' AND route NOT LIKE '/ui/%%'"
+                     " AND route NOT IN ('/ui', '/health', '/ready', '/metrics')")
+    elif f.route is not None and f.route.endswith("*"):  # a prefix: /v1/* is every gateway route
         where.append("route LIKE %(route)s")
         params["route"] = re.sub(r"([\\%_])", r"\\\1", f.route[:-1]) + "%"
     elif f.route is not None:

@@ -135,8 +135,8 @@ async def audit(call: Call) -> Any:
     limit = call.limit()
     params = audit_params(
         actor=q.get("actor"), type_=q.get("type"), subject=q.get("subject"), limit=limit + 1,
-        since=parse_time(q["since"], "since") if q.get("since") else None,
-        until=parse_time(q["until"], "until", end_of_day=True) if q.get("until") else None,
+        since=parse_time(q["since"], "since", ago=True) if q.get("since") else None,
+        until=parse_time(q["until"], "until", end_of_day=True, ago=True) if q.get("until") else None,
         before=q.get("before"),
     )
     rows = await audit_page(_pool(call), params)

@@ -37,8 +37,8 @@ def log_filter(q: dict[str, Any]) -> LogFilter:
     f = LogFilter(
         key=q.get("key"), model=q.get("model"), status=q.get("status"), request_id=q.get("request_id"),
         node_id=q.get("node"), route=q.get("route"), error_code=q.get("error_code"),
-        since=parse_time(q["since"], "since") if q.get("since") else None,
-        until=parse_time(q["until"], "until", end_of_day=True) if q.get("until") else None,
+        since=parse_time(q["since"], "since", ago=True) if q.get("since") else None,
+        until=parse_time(q["until"], "until", end_of_day=True, ago=True) if q.get("until") else None,
         before=_cursor(q["before"]) if q.get("before") else None,
     )
     if f.since and f.until and f.since > f.until:
