@@ -32,9 +32,12 @@ export async function auditPage(root) {
     const t = table("Config changes, newest first", [
       { label: "#", num: true, header: true, cell: (r) => String(r.position) },
       { label: "When", cell: (r) => h("span", fmt.time(r.recorded_at).slice(0, 10), h("span.sub", fmt.time(r.recorded_at).slice(11))) },
-      { label: "Actor", cell: (r) => r.actor },
-      { label: "Change", cell: (r) => h("span", h("code", r.type), h("span.sub", r.subject || "–")) },
-      { label: "Time travel", cell: (r) => h("div.actions",
+      // on a phone the actor moves under the change, which wraps at its dots
+      { label: "Actor", cls: "wide-only", cell: (r) => r.actor },
+      { label: "Change", cls: "wrap-phone", cell: (r) => h("span",
+        h("code", r.type.split(".").map((part, i) => (i ? [h("wbr"), `.${part}`] : part))),
+        h("span.sub", r.subject || "–"), h("span.sub.phone-only", `by ${r.actor}`)) },
+      { label: "Time travel", cls: "stack-phone", cell: (r) => h("div.actions",
         h("button", { type: "button", "aria-label": `Config as of change ${r.position}`, onclick: () => showAsOf(r.position) }, "As of"),
         h("button", { type: "button", "aria-label": `Diff from change ${r.position}`, onclick: () => showDiff(r.position) }, "Diff from")) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.position === asOf ? "selected" : null, "data-position": r.position } })),
@@ -76,7 +79,7 @@ export async function auditPage(root) {
         { label: "Models", cell: (p) => p.models.join(", ") },
         { label: "Weight", num: true, cell: (p) => String(p.weight) },
       ], cfg.providers, { empty: "No providers at this point." }),
-      h("p.muted.small", `${cfg.teams.length} teams, ${cfg.pricing.length} prices, ${(cfg.admin_tokens || []).length} admin tokens at this point.`));
+      h("p.muted.small", `${count(cfg.teams.length, "team")}, ${count(cfg.pricing.length, "price")}, ${count((cfg.admin_tokens || []).length, "admin token")} at this point.`));
   }
 
   async function showDiff(from) {
@@ -105,4 +108,9 @@ export async function auditPage(root) {
   await showAsOf(null);
   diffArea.replaceChildren(h("h2#diff-title", "Diff"), h("p.muted", "Choose “Diff from” on a change to see what changed since then."));
   return { stop() { diffFrom = null; } };
+}
+
+// "1 team", "2 teams"
+function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }

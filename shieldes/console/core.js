@@ -136,7 +136,16 @@ export const fmt = {
   },
   num(v) { return v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US"); },
   pct(v) { return v === null || v === undefined ? "–" : `${(v * 100).toFixed(1)}%`; },
-  ms(v) { return v === null || v === undefined ? "–" : `${Number(v).toFixed(1)} ms`; },
+  ms(v) {
+    if (v === null || v === undefined) return "–";
+    const n = Number(v);
+    // under 0.1 ms (a static file, a refusal) the digits that say something, never "0.0 ms"
+    if (n > 0 && n < 0.1) return n < 0.01 ? "<0.01 ms" : `${n.toFixed(2)} ms`;
+    return `${n.toFixed(1)} ms`;
+  },
+  // A latency, where 0 is what nothing measured reads as: a deployment with no request (or no
+  // successful one) in its moving figure, a request that ended before any timing. Shown as "–".
+  latency(v) { return v ? fmt.ms(v) : "–"; },
   rate(v) { return v === null || v === undefined ? "–" : `${v.toFixed(1)}/s`; },
   time(iso) {
     if (!iso) return "–";
@@ -146,12 +155,15 @@ export const fmt = {
   list(v) { return v === null || v === undefined ? "all" : v.join(", ") || "–"; },
 };
 
-// A table inside a keyboard-scrollable region (wide tables scroll sideways on a phone).
+// A table inside a keyboard-scrollable region (wide tables scroll sideways on a phone). A column's
+// `cls` goes on its cells: "wide-only" hides it on a phone, "wrap-phone" lets it wrap there,
+// "stack-phone" stacks its buttons there.
 export function table(caption, columns, rows, { empty = "Nothing here yet." } = {}) {
-  const head = h("tr", columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)));
+  const cls = (c) => [c.num ? "num" : null, c.cls || null].filter(Boolean).join(" ") || null;
+  const head = h("tr", columns.map((c) => h("th", { scope: "col", class: cls(c) }, c.label)));
   const body = rows.length
     ? rows.map((r) => h("tr", r.attrs || {}, columns.map((c) => h(c.header ? "th" : "td",
-      { class: c.num ? "num" : null, scope: c.header ? "row" : null }, c.cell(r)))))
+      { class: cls(c), scope: c.header ? "row" : null }, c.cell(r)))))
     : [h("tr", h("td", { colspan: columns.length, class: "empty" }, empty))];
   return h("div.scroll", { role: "region", "aria-label": caption, tabindex: 0 },
     h("table", h("caption", caption), h("thead", head), h("tbody", body)));

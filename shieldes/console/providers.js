@@ -20,7 +20,7 @@ export async function providersPage(root) {
         { label: "Models", cell: (d) => d.models.join(", ") },
         { label: "Weight", num: true, cell: (d) => String(d.weight) },
         { label: "Breaker", cell: (d) => h(`span.badge.${d.breaker === "open" ? "bad" : "ok"}`, d.breaker === "open" ? (d.open_here ? "open" : "open (peer)") : "closed") },
-        { label: "Latency", num: true, cell: (d) => fmt.ms(d.latency_ms) },
+        { label: "Latency", num: true, cell: (d) => fmt.latency(d.latency_ms) },
         { label: "Error rate", num: true, cell: (d) => fmt.pct(d.error_rate) },
         { label: "Peers", cell: (d) => peerView(d.peers) },
         { label: "Served (1 h)", cell: (d) => h("div.budget",
@@ -55,5 +55,5 @@ function peerView(peers) {
   const entries = Object.entries(peers || {});
   if (!entries.length) return h("span.muted", "–");
   return h("ul.peers", entries.map(([node, p]) => h("li", `${node}: `,
-    h(`span.badge.${p.open ? "bad" : "ok"}`, p.open ? "open" : "closed"), ` ${fmt.ms(p.latency_ms)}, ${fmt.pct(p.error_rate)} err`)));
+    h(`span.badge.${p.open ? "bad" : "ok"}`, p.open ? "open" : "closed"), ` ${fmt.latency(p.latency_ms)}, ${p.requests ? fmt.pct(p.error_rate) : "–"} err`)));
 }

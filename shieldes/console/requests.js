@@ -7,12 +7,13 @@ const DETAIL = [
   ["key_id", "Key id"], ["team_id", "Team id"], ["method", "Method"], ["route", "Route"], ["path", "Path"],
   ["model", "Model"], ["upstream_model", "Upstream model"], ["deployment", "Deployment"], ["attempts", "Attempts"],
   ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"], ["error_message", "Why"],
-  ["latency_ms", "Latency (ms)"], ["ttfb_ms", "Time to first byte (ms)"], ["ttft_ms", "Time to first token (ms)"],
+  ["latency_ms", "Latency"], ["ttfb_ms", "Time to first byte"], ["ttft_ms", "Time to first token"],
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
   ["reasoning_tokens", "Reasoning tokens"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
   ["client_ip", "Client IP"], ["user_agent", "User agent"], ["trace_id", "Trace id"], ["logged_at", "Logged"],
 ];
-const TRAFFIC = [["/v1/*", "gateway (/v1)"], ["/admin/*", "admin API"], ["", "everything"]];
+// "gateway": the clients' requests, not the admin API's, the console's or the probes' (unmatched paths included)
+const TRAFFIC = [["gateway", "gateway"], ["/v1/*", "/v1 routes"], ["/admin/*", "admin API"], ["", "everything"]];
 const STATUSES = [["", "any"], ["ok", "ok"], ["error", "errors"], ["2xx", "2xx"], ["4xx", "4xx"], ["5xx", "5xx"], ["429", "429"]];
 
 // The status with its error code under it, so a refused request's kind shows in the list; the
@@ -25,15 +26,20 @@ function statusCell(r) {
 
 // Under the model: the deployment that answered; a request refused before routing has none, and its
 // method would read as one, so only model-less requests (GET /v1/models) show their method there.
+// On a phone the key's column is hidden and its name shows here instead; a route wraps at its
+// slashes there, not inside a word. A path no route matched shows as the path asked for.
 function modelCell(r) {
   const under = r.deployment || (r.model ? null : r.method);
-  return h("span", r.model || r.route, under ? h("span.sub", under) : null);
+  const route = ((r.route === "unmatched" ? r.path : r.route) || "").split("/").map((part, i) => (i > 1 ? [h("wbr"), `/${part}`] : i ? `/${part}` : part));
+  return h("span", r.model || route, under ? h("span.sub", under) : null,
+    r.key_name ? h("span.sub.phone-only", `key ${r.key_name}`) : null);
 }
 
 function value(k, v) {
   if (Array.isArray(v)) return v.join(" → ");
   if (k === "cost_usd") return fmt.usd(v);
   if (k.endsWith("_at")) return fmt.time(v);
+  if (k.endsWith("_ms")) return fmt.latency(v);
   return String(v);
 }
 
@@ -72,11 +78,12 @@ export async function requestsPage(root) {
       { label: "When", header: true, cell: (r) => h("span", h("button.link", { type: "button", "aria-label": `Open request ${r.request_id}`,
         onclick: (ev) => { ev.stopPropagation(); open(r.request_id); } }, fmt.time(r.started_at).slice(11)),
       h("span.sub", fmt.time(r.started_at).slice(0, 10))) },
-      { label: "Key", cell: (r) => r.key_name || "–" },
-      { label: "Model", cell: modelCell },
+      // on a phone: when, what and how it ended; the rest is in the opened request
+      { label: "Key", cls: "wide-only", cell: (r) => r.key_name || "–" },
+      { label: "Model", cls: "wrap-phone", cell: modelCell },
       { label: "Status", cell: statusCell },
-      { label: "Latency", num: true, cell: (r) => fmt.ms(r.latency_ms) },
-      { label: "Tokens", num: true, cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
+      { label: "Latency", num: true, cls: "wide-only", cell: (r) => fmt.latency(r.latency_ms) },
+      { label: "Tokens", num: true, cls: "wide-only", cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.request_id === openId ? "selected clickable" : "clickable",
       "data-request-id": r.request_id, onclick: () => open(r.request_id) } })), { empty: "No requests match." }));
     if (next) listArea.append(h("button", { type: "button", onclick: () => load(true) }, "Older requests"));
