@@ -29,6 +29,7 @@ from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
+from shieldes.dbwait import DbWait
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
@@ -234,6 +235,8 @@ class Node:
         self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
+        # the bound of every request's wait on Postgres (conversations, stored responses, admin writes)
+        self.db_wait = DbWait(settings.db_request_timeout)
         self._warm: asyncio.Task[Any] | None = None
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
@@ -326,8 +329,8 @@ class Node:
         self.metrics.registry.register(RoutingGauges(self.cluster))
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
-                             oidc=OidcLogin.from_settings(s))
-        self.responses = ResponseStore(ResponseTable(self.pool), s)
+                             oidc=OidcLogin.from_settings(s), db_wait=self.db_wait)
+        self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
         await self.responses.start()
         capture = self._capture()
         self.request_log = self._request_log(capture)
@@ -336,7 +339,7 @@ class Node:
         observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
                             capture=capture, access=s.access_log, tracing=self.tracing)
         self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses,
-                                         Conversations(ConversationTable(self.pool)), observer),
+                                         Conversations(ConversationTable(self.pool), self.db_wait), observer),
                                s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
         self.cluster.http_started(self.port)
@@ -440,6 +443,7 @@ class Node:
         try:
             if self.http is not None:
                 await self.http.stop()
+            await self.db_wait.stop()  # operations that outlived their request's wait, cancelled
             if self.upstream is not None:
                 await self.upstream.close()
             if self.request_log is not None:  # every drained request has its record by now

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         description="where the embedded Postgres and the local encryption key live (one per user)",
     )
     db_pool_size: int = Field(default=4, ge=1, description="connections per node for appends and reads")
+    db_request_timeout: float = Field(
+        default=5.0, gt=0,
+        description="seconds a request waits on Postgres (conversations, a stored response not in this node's "
+                    "memory, admin config writes) before a 503 to retry: a stalled database holds none longer")
 
     # Identity and network
     node_id: str = Field(default_factory=default_node_id, description="unique name of this node")

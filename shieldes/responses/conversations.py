@@ -5,26 +5,24 @@ Every read and write goes to Postgres (no cache, no queue): a turn's input and o
 appended before the client gets the end of its answer (the JSON body, or a stream's terminal
 event), so the next turn on any node reads them. A conversation is an ordered log shared by its
 turns; a write queued off the request path could be overtaken by the next turn on another node.
-The cost is one INSERT round trip per turn that names a conversation."""
+The cost is one INSERT round trip per turn that names a conversation. Each wait on Postgres is
+bounded by the node's DbWait: a stalled database is a 503 to retry, not a request held open."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import psycopg
 
-from shieldes.errors import DatabaseUnavailable, InvalidRequest, NotFound
+from shieldes.dbwait import DbWait, first_line
+from shieldes.errors import InvalidRequest, NotFound, ShieldesError
 from shieldes.responses.conversation_store import ConversationRow, ConversationTable, ItemRow
 from shieldes.responses.objects import Body, new_id, without_encrypted
 from shieldes.responses.request import check_metadata, normalize_item
 
 MAX_ITEMS = 20  # items per create or add, as OpenAI takes them
-# A Postgres that hangs (paused, a black-holed network) rather than refusing would hold a
-# conversation request until TCP gives up; past this many seconds it is a 503 to retry.
-DB_WAIT = 5.0
 T = TypeVar("T")
 _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fc_out", "reasoning": "rs",
               "custom_tool_call": "ctc", "custom_tool_call_output": "ctc_out"}
@@ -89,27 +87,23 @@ def parse_metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def refused_items(exc: psycopg.Error) -> ShieldesError | None:
+    """A statement Postgres refused for the items it carries: the client's to fix, not a retry."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return InvalidRequest("an item id of this request is already used in this conversation; send "
+                              "items without `id` to have new ids given", param="items")
+    if isinstance(exc, psycopg.errors.DataError):
+        return InvalidRequest(f"the items cannot be stored ({first_line(exc)}); remove NUL characters from "
+                              "their text", param="items")
+    return None
+
+
 class Conversations:
-    def __init__(self, table: ConversationTable, db_wait: float = DB_WAIT) -> None:
-        self.table, self.db_wait = table, db_wait
+    def __init__(self, table: ConversationTable, wait: DbWait) -> None:
+        self.table, self.wait = table, wait
 
     async def _db(self, op: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self.db_wait):
-                return await op
-        except TimeoutError:
-            raise DatabaseUnavailable(f"conversations cannot be reached right now (Postgres did not answer within "
-                                      f"{self.db_wait:g} s); retry shortly") from None
-        except psycopg.errors.UniqueViolation:
-            raise InvalidRequest("an item id of this request is already used in this conversation; send "
-                                 "items without `id` to have new ids given", param="items") from None
-        except psycopg.errors.DataError as exc:
-            raise InvalidRequest(f"the items cannot be stored ({str(exc).splitlines()[0][:200]}); "
-                                 "remove NUL characters from their text", param="items") from None
-        except (psycopg.Error, OSError) as exc:
-            raise DatabaseUnavailable(
-                f"conversations cannot be reached right now ({str(exc).splitlines()[0][:200]}); retry shortly"
-            ) from None
+        return await self.wait.run(op, "conversations cannot be reached right now", refused=refused_items)
 
     async def create(self, key_id: str, metadata: dict[str, str], items: list[Body]) -> ConversationRow:
         row = ConversationRow(new_id("conv"), time.time(), key_id, metadata)

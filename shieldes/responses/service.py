@@ -6,7 +6,11 @@ Read-your-writes across nodes: a response is queued for writing when its last by
 the writer inserts whatever is queued LINGER (5 ms) later (one INSERT statement per batch; batches
 grow under load), so it is durable 5 ms plus one write latency after the response ended. A node
 that does not hold the id in memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
-seconds before answering 404, which covers a next turn that races the writer on another node."""
+seconds before answering 404, which covers a next turn that races the writer on another node.
+
+That poll waits for a row that may appear; each of its reads (and a delete) is a query that may
+never return on a stalled database, bounded apart by the node's DbWait (`db_request_timeout`): a
+read past it is a 503 to retry, so a request waits at most the poll plus one bound."""
 
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 import psycopg
 
-from shieldes.errors import DatabaseUnavailable, NotFound
+from shieldes.dbwait import DbWait
+from shieldes.errors import NotFound
 from shieldes.responses.objects import Body
 from shieldes.responses.store import ResponseTable, StoredResponse
 from shieldes.settings import Settings
@@ -33,6 +39,8 @@ RETRY = 1.0
 # trip that wakes Postgres, which costs the node more CPU than the rows themselves, so under load
 # a few responses share one (read-your-writes on another node polls for longer than this).
 LINGER = 0.005
+DELETE = "stored responses cannot be deleted right now"
+T = TypeVar("T")
 
 
 def not_found(response_id: str) -> NotFound:
@@ -54,8 +62,8 @@ def conversation(chain: list[StoredResponse]) -> list[Body]:
 
 
 class ResponseStore:
-    def __init__(self, table: ResponseTable, settings: Settings) -> None:
-        self.table = table
+    def __init__(self, table: ResponseTable, settings: Settings, wait: DbWait) -> None:
+        self.table, self.wait = table, wait
         self.retention = settings.responses_retention_seconds
         self.read_wait = settings.responses_read_wait
         self.cache_bytes = settings.responses_cache_bytes
@@ -184,20 +192,16 @@ class ResponseStore:
             stored = next((s for s in self._pending if s.id == response_id), None)
         return stored if stored is not None and self._fresh(stored) else None
 
-    async def _db(self, op: Any) -> Any:
-        try:
-            return await op
-        except (psycopg.Error, OSError) as exc:
-            raise DatabaseUnavailable(
-                f"stored responses cannot be read right now ({str(exc).splitlines()[0][:200]}); retry shortly"
-            ) from None
+    async def _db(self, op: Awaitable[T], what: str = "stored responses cannot be read right now") -> T:
+        return await self.wait.run(op, what)
 
-    async def _waiting(self, read: Any) -> Any:
+    async def _waiting(self, read: Callable[[], Awaitable[T]],
+                       what: str = "stored responses cannot be read right now") -> T:
         """Run `read()` until it finds something or read_wait has passed (another node may still be
         writing the row)."""
         deadline = time.monotonic() + self.read_wait
         while True:
-            found = await self._db(read())
+            found = await self._db(read(), what)
             if found or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(POLL)
@@ -241,6 +245,11 @@ class ResponseStore:
             raise not_found(response_id)
         return conversation(chain)
 
+    async def _landed(self, response_id: str) -> None:
+        """Until the writer's batch holding `response_id` is done (a stalled database may hold it)."""
+        while response_id in self._writing:
+            await self._written.wait()
+
     async def delete(self, response_id: str, key_id: str) -> None:
         local = self._local(response_id)
         if local is not None and local.key_id != key_id:
@@ -249,10 +258,10 @@ class ResponseStore:
         if any(s.id == response_id for s in self._pending):  # never written: forgetting it is enough
             self._pending = [s for s in self._pending if s.id != response_id]
             return
-        while response_id in self._writing:  # being written right now: delete the row once it landed
-            await self._written.wait()
+        if response_id in self._writing:  # being written right now: delete the row once it landed
+            await self._db(self._landed(response_id), DELETE)
         if local is not None:
-            await self._db(self.table.delete(response_id, key_id))
+            await self._db(self.table.delete(response_id, key_id), DELETE)
             return
-        if not await self._waiting(lambda: self.table.delete(response_id, key_id)):
+        if not await self._waiting(lambda: self.table.delete(response_id, key_id), DELETE):
             raise not_found(response_id)

@@ -15,12 +15,12 @@ from agents.memory import OpenAIConversationsSession
 from agents.models.openai_provider import OpenAIProvider
 
 from shieldes.projections.shared_commands import UpdateProvider
-from shieldes.responses.conversations import DB_WAIT
 from tests.integration.gateway_harness import Harness, harness
 from tests.integration.test_responses_api import oai
 
 MODELS = ("gpt-4o",)
 ANSWER = "Hello from the fake upstream"
+WAIT = 1.0  # db_request_timeout in the stall test: the bound it checks, lowered to keep it fast
 
 
 def _texts(items: list[Any]) -> list[tuple[str, str]]:
@@ -175,12 +175,12 @@ async def test_agents_sdk_conversations_session_keeps_two_turns(database_url: st
 
 async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(database_url: str) -> None:
     """Conversations live in Postgres: with their table locked (a stalled database, not a refusing
-    one) a conversation request is a 503 to retry after DB_WAIT, never held open; other requests
-    are served meanwhile, and the same request works once the table is free."""
-    async with harness(database_url) as h:
+    one) a conversation request is a 503 to retry after db_request_timeout, never held open; other
+    requests are served meanwhile, and the same request works once the table is free."""
+    async with harness(database_url, db_request_timeout=WAIT) as h:
         secret = await h.create_key("app", models=MODELS)
         await h.sync()
-        client = oai(h.base, secret).with_options(max_retries=0, timeout=DB_WAIT * 4)
+        client = oai(h.base, secret).with_options(max_retries=0, timeout=WAIT * 20)
         with psycopg.connect(database_url) as locker:
             locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
             began = time.monotonic()
@@ -190,6 +190,6 @@ async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(d
             answer = await client.responses.create(model="gpt-4o", input="served meanwhile")
             assert answer.output_text
         assert stalled.value.status_code == 503 and "retry" in stalled.value.message
-        assert DB_WAIT <= waited < DB_WAIT * 3
+        assert WAIT <= waited < WAIT * 3
         assert (await client.conversations.create()).id.startswith("conv_")
 

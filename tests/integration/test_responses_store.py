@@ -172,3 +172,53 @@ async def test_a_response_postgres_refuses_does_not_hold_up_the_others(database_
                         ("resp_good", "key_1", None, "m", good.input, good.response, True)]
         assert (await store.get("resp_nul", "key_1")).input == bad.input  # from this node's memory
         assert await store.flush()  # nothing left queued
+
+
+WAIT = 1.0  # db_request_timeout in the stall test: the bound it checks, lowered to keep it fast
+
+
+async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(database_url: str) -> None:
+    """A stored response this node does not hold (another node wrote it) is read from Postgres.
+    With its table locked (a stalled database, not a refusing one) a continuation, a retrieve, its
+    input items, a delete and an input-token count each get a 503 to retry after db_request_timeout,
+    never held until the lock goes; chat is served meanwhile, and the same turn works after."""
+    async with harness(database_url, db_request_timeout=WAIT, responses_read_wait=0.2) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        key = h.node.projector.config.find_key("app") if h.node.projector else None
+        assert key is not None
+        now = time.time()
+        elsewhere = StoredResponse(
+            "resp_elsewhere", now, key.id, None, "gpt-4o", [{"role": "user", "content": "my name is Ada"}],
+            {"id": "resp_elsewhere", "object": "response", "created_at": int(now), "status": "completed",
+             "model": "gpt-4o", "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status":
+                                            "completed", "content": [{"type": "output_text", "text": "Hi Ada"}]}]})
+        await ResponseTable(h.store.connections).insert([elsewhere])  # type: ignore[arg-type]  # another node's write
+        client = oai(h.base, secret).with_options(timeout=WAIT * 30)
+        calls = {
+            "continuation": lambda: client.responses.create(model="gpt-4o", input="what is my name?",
+                                                            previous_response_id=elsewhere.id),
+            "retrieve": lambda: client.responses.retrieve(elsewhere.id),
+            "input_items": lambda: client.responses.input_items.list(elsewhere.id),
+            "delete": lambda: client.responses.delete(elsewhere.id),
+            "input_tokens": lambda: client.responses.input_tokens.count(model="gpt-4o", input="what is my name?",
+                                                                         previous_response_id=elsewhere.id),
+        }
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE stored_responses IN ACCESS EXCLUSIVE MODE")
+            for name, call in calls.items():
+                began = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as stalled:
+                    await call()
+                waited = time.monotonic() - began
+                error = stalled.value.body
+                assert stalled.value.status_code == 503, name
+                assert isinstance(error, dict) and error["code"] == "database_unavailable", (name, error)
+                assert "retry" in error["message"] and f"within {WAIT:g} s" in error["message"], error
+                assert WAIT <= waited < WAIT * 4, (name, waited)
+            chat = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert chat.choices[0].message.content == "Hello from the fake upstream"
+        second = await client.responses.create(model="gpt-4o", input="what is my name?",
+                                               previous_response_id=elsewhere.id)
+        assert second.output_text and [m["content"] for m in chat_messages(h)] == [
+            "my name is Ada", "Hi Ada", "what is my name?"]

@@ -28,7 +28,10 @@ MESSAGES = [{"role": "user", "content": "one two three four"}]  # 4 prompt token
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a Postgres server (TCP or unix socket). `cut()` drops every open
-    connection and makes new ones close at once (a database that went away); `restore()` ends it."""
+    connection and makes new ones close at once (a database that went away); `restore()` ends it.
+    `stall()` keeps every connection open but forwards nothing, and new ones are accepted but not
+    answered (a paused server or a black-holed network: nothing fails, nothing answers); `resume()`
+    delivers what was held."""
 
     def __init__(self, target_url: str) -> None:
         info = conninfo_to_dict(target_url)
@@ -40,6 +43,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def url_for(self, database_url: str) -> str:
         """`database_url` (same server) rewritten to go through this proxy."""
@@ -60,6 +65,7 @@ class TcpProxy:
 
     async def stop(self) -> None:
         self.cut()
+        self.resume()  # connections held by a stall end (the proxy is cut)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -76,7 +82,17 @@ class TcpProxy:
     def restore(self) -> None:
         self.up = True
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        await self._flowing.wait()  # a stalled server's kernel accepts the connection; nothing answers
         if not self.up:
             writer.close()
             return
@@ -98,10 +114,10 @@ class TcpProxy:
             p.cancel()
             self._tasks.discard(p)
 
-    @staticmethod
-    async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, ConnectionError):
             while data := await src.read(65536):
+                await self._flowing.wait()  # bytes read as the stall began are held, not delivered
                 dst.write(data)
                 await dst.drain()
 

@@ -1,6 +1,7 @@
 """Postgres goes away under load (a TCP proxy in front of it is cut and its backends terminated):
 the node keeps serving from memory, says `degraded` on /ready while /health stays 200, holds usage in
-its bounded buffer, then reconnects and flushes; the log's usage equals exactly what was served."""
+its bounded buffer, then reconnects and flushes; the log's usage equals exactly what was served.
+Postgres stalls (the proxy forwards nothing): what must wait for it is a 503 within its bound."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import aiohttp
 import openai
 import pytest
 
+from shieldes.responses.store import ResponseTable, StoredResponse
+from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, wait_until
 from tests.resilience.support import MESSAGES, Load, TcpProxy, node_via, terminate_backends
 
@@ -153,3 +156,56 @@ async def test_cluster_wide_limit_holds_while_postgres_is_down(database_url: str
         assert limit // 2 <= statuses.count(200) <= limit + len(c.nodes)
         assert all(n.cluster is not None and n.cluster.alive_count() == 2 for n in c.nodes)
         proxy.restore()
+
+
+async def test_a_stalled_postgres_is_a_503_within_the_bound_on_every_path_that_waits_for_it(
+        database_url: str, proxy: TcpProxy) -> None:
+    """Postgres stalls instead of going away (the proxy forwards nothing: a paused server or a
+    black-holed network, where no connection fails). The requests that must wait for it, an admin
+    config write, a conversation and a continuation of a response this node does not hold, each get
+    a 503 within db_request_timeout: not after psycopg's own cancellation of the stalled query (10 s
+    more), and not never. Chat is served meanwhile; everything works once Postgres answers again."""
+    wait, admin = 1.0, "adm-stall-boot-token"
+    async with node_via(database_url, proxy.url_for(database_url), db_request_timeout=wait,
+                        responses_read_wait=0.2, admin_token=admin) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        assert h.node.projector is not None
+        key = h.node.projector.config.find_key("app")
+        assert key is not None
+        elsewhere = StoredResponse("resp_elsewhere", time.time(), key.id, None, "gpt-4o-mini",
+                                   [{"role": "user", "content": "my name is Ada"}],
+                                   {"id": "resp_elsewhere", "object": "response", "output": []})
+        await ResponseTable(h.store.connections).insert([elsewhere])  # type: ignore[arg-type]  # another node's
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=30)
+        admin_api = AdminClient(h.base, admin)
+        proxy.stall()
+        try:
+            began = time.monotonic()
+            status, body = await asyncio.wait_for(admin_api.post("/admin/v1/keys", {"name": "during"}), 30)
+            waited = time.monotonic() - began
+            assert status == 503 and body["error"]["code"] == "database_unavailable", body
+            assert "may or may not have been written" in body["error"]["message"], body
+            assert wait <= waited < wait * 4, waited
+            for name, call in {
+                "conversation": lambda: client.conversations.create(),
+                "continuation": lambda: client.responses.create(model="gpt-4o-mini", input="what is my name?",
+                                                                previous_response_id=elsewhere.id),
+            }.items():
+                began = time.monotonic()
+                with pytest.raises(openai.APIStatusError) as stalled:
+                    await call()
+                waited = time.monotonic() - began
+                assert stalled.value.status_code == 503 and "retry" in stalled.value.message, name
+                assert wait <= waited < wait * 4, (name, waited)
+            chat = await asyncio.wait_for(
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES), 10)  # type: ignore[arg-type]
+            assert chat.choices[0].message.content
+        finally:
+            proxy.resume()
+        answer = await client.responses.create(model="gpt-4o-mini", input="what is my name?",
+                                               previous_response_id=elsewhere.id)
+        assert answer.previous_response_id == elsewhere.id
+        status, body = await admin_api.post("/admin/v1/keys", {"name": "after"})
+        assert status == 201, body
+        await client.close()

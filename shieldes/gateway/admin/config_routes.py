@@ -56,9 +56,18 @@ from shieldes.views import (
 PERIOD = "budget period: 1d, Nd (e.g. 30d) or 1mo"
 
 
+# After a write's wait on Postgres ran out the change may have committed or not (the answer to a
+# COMMIT may be what stalled): the operator is told to look before sending it again.
+UNCONFIRMED = ("it may or may not have been written: check the database (is it up and answering, a session "
+               "holding locks in pg_stat_activity, free disk space), then look for the change in "
+               "GET /admin/v1/audit before sending it again (a create sent again with the same Idempotency-Key "
+               "is safe)")
+
+
 async def _write(call: Call, command: Command) -> LiveWrite:
-    written = await execute_live(call.ctx.projector, command, actor=call.principal.actor,
-                                 idempotency=call.idempotency)
+    written = await call.ctx.db_wait.run(
+        execute_live(call.ctx.projector, command, actor=call.principal.actor, idempotency=call.idempotency),
+        "the change was not confirmed", advice=UNCONFIRMED)
     if written.replayed:
         call.headers["Idempotent-Replayed"] = "true"
     return written

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shieldes.dbwait import DbWait
 from shieldes.gateway.admin.orders import NameOrders
 from shieldes.settings import Settings
 
@@ -28,6 +29,7 @@ class AdminContext:
     gateway: Gateway
     pool: AsyncConnectionPool[Any] | None
     readiness: Callable[[], tuple[bool, dict[str, Any]]]
+    db_wait: DbWait  # bounds a config write's wait on Postgres (the node's, as for conversations)
     database_url: str = ""
     cluster: ClusterRuntime | None = None
     oidc: OidcLogin | None = None
