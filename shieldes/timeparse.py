@@ -49,6 +49,12 @@ def parse_time(text: str, what: str, *, end_of_day: bool = False, ago: bool = Fa
     return ts
 
 
+def parse_day(text: str, what: str, *, now: datetime | None = None) -> date:
+    """The UTC day a time falls on, for a count over whole days (usage): a date, a timestamp, or a
+    time ago as a filter on the past takes it ('7d' is the day seven days before `now`)."""
+    return parse_time(text, what, ago=True, now=now).date()
+
+
 def expiry(expires_in: str | None, expires_at: str | None, now: float) -> float | None:
     """Seconds since the epoch from --expires-in or --expires-at; must lie in the future."""
     if expires_in is not None and expires_at is not None:

@@ -18,7 +18,7 @@ from shieldes.cli.common import (
     run,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.timeparse import parse_time
+from shieldes.timeparse import parse_day
 
 if TYPE_CHECKING:
     from shieldes.cli.remote import AdminApi
@@ -53,13 +53,14 @@ KNOWN_KEY_SQL = "SELECT 1 AS one FROM virtual_keys WHERE key_name = %(key)s OR k
 
 
 def _day(text: str | None, what: str) -> date | None:
-    return parse_time(text, what).date() if text is not None else None
+    return parse_day(text, what) if text is not None else None
 
 
 @click.command("usage", cls=OneLineCommand)
 @click.option("--key", help="only this key (name or id)")
-@click.option("--since", metavar="DATE", help="first UTC day counted, e.g. 2026-11-01")
-@click.option("--until", metavar="DATE", help="last UTC day counted (inclusive)")
+@click.option("--since", metavar="DAY", help="first UTC day counted, e.g. 2026-11-01, or the day this long ago: "
+              "2h, 7d")
+@click.option("--until", metavar="DAY", help="last UTC day counted (inclusive), or the day this long ago: 1d")
 @json_option
 @handle_errors
 def usage(key: str | None, since: str | None, until: str | None, as_json: bool) -> None:

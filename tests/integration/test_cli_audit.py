@@ -102,6 +102,10 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
     assert only_today["app"]["requests"] == 5 and "old" not in only_today
     yesterday = time.strftime("%Y-%m-%d", time.gmtime((HOUR - 24) * 3600))
     assert [r["requests"] for r in ok(url, "usage", "--key", "old", "--until", yesterday)] == [1]
+    # a time ago stands for the UTC day it falls on, as logs and audit log take it
+    assert ok(url, "usage", "--since", "1s") == ok(url, "usage", "--since", today)
+    assert ok(url, "usage", "--since", "1d") == ok(url, "usage")
+    assert ok(url, "usage", "--until", "1d") == ok(url, "usage", "--until", yesterday)
     before = ok(url, "usage")
     fake_compaction(url)
     assert sql(url, "SELECT count(*) FROM events WHERE type LIKE 'usage.%'") == [(1,)]

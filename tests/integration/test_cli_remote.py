@@ -391,7 +391,7 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         await h.sync()
         auditor = (await remote(h, "--json", "admin-token", "create", "--name", "aud", "--role", "auditor")).json()
         for args in (("usage",), ("usage", "--key", "narrow"),
-                     ("usage", "--since", "2020-01-01", "--until", "2020-01-02")):
+                     ("usage", "--since", "7d", "--until", "1d")):  # times ago, as the days they fall on
             here = (await direct(h, "--json", *args)).json()
             assert (await remote(h, "--json", *args)).json() == here, args
             assert (await remote(h, "--json", *args, token=auditor["token"])).json() == here, args

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from shieldes.cli.common import emit
 from shieldes.cli.timefmt import table_time, with_table_times
 from shieldes.errors import InvalidRequest
-from shieldes.timeparse import parse_time
+from shieldes.timeparse import parse_day, parse_time
 
 MOMENT = datetime(2026, 12, 3, 17, 38, 11, 750000, tzinfo=UTC)
 
@@ -76,6 +76,14 @@ def test_a_filter_on_the_past_takes_a_time_ago() -> None:
         parse_time("yesterday", "--since", ago=True)
     with pytest.raises(InvalidRequest):  # an expiry is not a time ago
         parse_time("30d", "--expires-at")
+
+
+def test_usage_counts_the_day_a_time_ago_falls_on() -> None:
+    assert parse_day("7d", "--since", now=MOMENT) == date(2026, 11, 26)
+    assert parse_day("18h", "--since", now=MOMENT) == date(2026, 12, 2)  # 23:38 the day before
+    assert parse_day("2026-12-03T17:38:11Z", "--until") == parse_day("2026-12-03", "--until") == MOMENT.date()
+    with pytest.raises(InvalidRequest, match="or a time ago: 15m"):
+        parse_day("last week", "--since")
 
 
 def test_followed_log_lines_print_cells_as_the_table_does() -> None:

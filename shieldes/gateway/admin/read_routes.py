@@ -23,7 +23,7 @@ from shieldes.projections.state import ConfigState
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
 from shieldes.snapshots.history import config_view, diff, parse_point
 from shieldes.snapshots.store import list_snapshots, save_snapshot
-from shieldes.timeparse import parse_time
+from shieldes.timeparse import parse_day, parse_time
 from shieldes.usage.admission import NUSD
 
 MAX_USAGE_DAYS = 366
@@ -72,7 +72,7 @@ async def cluster(call: Call) -> Any:
 
 def _day(call: Call, name: str) -> date | None:
     text = call.query.get(name)
-    return parse_time(text, name).date() if text else None
+    return parse_day(text, name) if text else None
 
 
 async def usage(call: Call) -> Any:
@@ -246,8 +246,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/cluster", cluster, READ, "Show every node, the leader and its epoch, gossip health", "cluster"),
     Route("GET", "/usage", usage, USAGE, "Usage summed per key, team, model, provider, day or hour", "usage",
           query=(Field("group_by", "string", "comma-separated: day, hour, key, team, model, provider (default key)"),
-                 Field("since", "string", "first UTC day counted, e.g. 2026-11-01"),
-                 Field("until", "string", "last UTC day counted (inclusive)"),
+                 Field("since", "string", "first UTC day counted, e.g. 2026-11-01, or the day this long ago: 7d"),
+                 Field("until", "string", "last UTC day counted (inclusive), or the day this long ago: 1d"),
                  Field("key", "string", "only this key (name or id)"),
                  Field("team", "string", "only this team (name or id)"),
                  Field("model", "string", "only this model"),
