@@ -130,7 +130,7 @@ export async function keysPage(root) {
     const period = select("budget_period", PERIODS, "30d");
     const team = select("team", [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: t.name, label: t.name }))], "");
     const error = h("p.error", { role: "alert" });
-    const form = h("form.panel", { "aria-labelledby": "create-title" },
+    const form = h("form.panel.create-key#create-key", { "aria-labelledby": "create-title" },
       h("h2#create-title", "Create a key"),
       h("div.grid",
         field("Name", name), field("Models", models, "comma-separated; empty allows every model"),
@@ -145,6 +145,7 @@ export async function keysPage(root) {
       try {
         const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
         form.reset();
+        unfold(false);
         showSecret(`Key ${row.name} created`, row);
         await load();
       } catch (err) {
@@ -198,7 +199,20 @@ export async function keysPage(root) {
     models.focus();
   }
 
-  root.replaceChildren(heading("Keys & teams"), secretArea, editArea, keysArea, teamsArea);
+  // On a phone an operator opens Keys for the list: the create form folds behind a "New key"
+  // button in the page's head (app.css shows the button and folds the form up to 640 px only, so a
+  // desktop keeps the form open above the list as before).
+  const newKey = canKeys ? h("button.phone-only.new-key", { type: "button", "aria-expanded": "false",
+    "aria-controls": "create-key", onclick: () => unfold(newKey.getAttribute("aria-expanded") !== "true") }, "New key") : null;
+  function unfold(open) {
+    const form = root.querySelector("#create-key");
+    if (!newKey || !form) return;
+    form.classList.toggle("open", open);
+    newKey.setAttribute("aria-expanded", String(open));
+    if (open) form.querySelector("input").focus();
+  }
+
+  root.replaceChildren(heading("Keys & teams", newKey), secretArea, editArea, keysArea, teamsArea);
   await load();
   if (canKeys) root.insertBefore(createForm(), keysArea);
   return null;

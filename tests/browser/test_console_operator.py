@@ -1,8 +1,9 @@
 """What an operator reads in the console, in a real headless Chromium against a node: a latency
 nothing measured (a deployment with no request, or none that succeeded) reads as a dash, never
 "0.0 ms", and a measured one under 0.1 ms keeps its digits; on a phone (390x844) the request list
-shows each request's time and status without scrolling sideways, and every page of the navigation
-is on screen. Counts read as words do ("1 team", not "1 teams")."""
+shows each request's time and status without scrolling sideways, every page of the navigation
+is on screen, and the Keys page shows its key list first (the create form folds behind "New key").
+Counts read as words do ("1 team", not "1 teams")."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ return [...document.querySelectorAll(arguments[0])].map((e) => {
   return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth + 0.5;
 });
 """
+# the Keys page: the top of the key list and of the create form (null when folded away), and
+# whether the "New key" button that unfolds the form is shown
+KEYS_JS = """
+const top = (e) => e && e.offsetParent !== null ? e.getBoundingClientRect().top : null;
+const list = [...document.querySelectorAll("main table")].find((t) => t.caption.textContent === "Virtual keys");
+const newKey = document.querySelector("main button.new-key");
+return {list: top(list), form: top(document.querySelector("main form#create-key")),
+        new_key: !!newKey && newKey.offsetParent !== null, height: window.innerHeight};
+"""
 SAMPLES = (None, 0, 0.004, 0.028, 0.3, 12.345)
 
 
@@ -58,6 +68,7 @@ def _desktop(base: str) -> dict[str, Any]:
             "const done = arguments[arguments.length - 1];"
             "import('/ui/core.js').then((m) => done([arguments[0].map(m.fmt.latency), arguments[0].map(m.fmt.ms)]))"
             ".catch((e) => done(String(e)));", list(SAMPLES))
+        keys = _keys_layout(d)
         go(d, "providers", "table caption")
         providers = wait(d, lambda d: (r := by_name(d, "Deployments", "Deployment")) and "broken" in r and r,
                          what="the deployments")
@@ -71,18 +82,24 @@ def _desktop(base: str) -> dict[str, Any]:
         counts = wait(d, lambda d: [p.text for p in all_css(d, "main p") if "at this point" in p.text],
                       what="the config's counts")[0]
         return {"routing": routing, "formatted": formatted, "providers": providers, "listed": listed,
-                "detail": detail, "counts": counts}
+                "detail": detail, "counts": counts, "keys": keys}
 
 
 def _phone(base: str) -> dict[str, Any]:
     with chromium(*PHONE) as d:
         sign_in(d, base, TOKEN)
         nav = d.execute_script(ON_SCREEN_JS, "#nav a")
+        keys = _keys_layout(d)
+        by_css(d, "button.new-key").click()  # the folded create form opens, its first field focused
+        wait(d, lambda d: by_css(d, "form#create-key").is_displayed(), what="the create form unfolded")
+        keys["focus"] = d.switch_to.active_element.get_attribute("name")
+        keys["expanded"] = by_css(d, "button.new-key").get_attribute("aria-expanded")
         go(d, "requests", "table caption")
         wait(d, lambda d: len(all_css(d, "main tbody tr")) == 3, what="three requests listed")
         region = by_css(d, "main .scroll")
         seen = {
             "nav": nav,
+            "keys": keys,
             "when": d.execute_script(ON_SCREEN_JS, "main tbody tr > th button"),
             "status": d.execute_script(ON_SCREEN_JS, "main tbody tr .badge"),
             "codes": d.execute_script(ON_SCREEN_JS, "main tbody tr td .sub"),
@@ -97,6 +114,12 @@ def _phone(base: str) -> dict[str, Any]:
         seen["audit_buttons"] = d.execute_script(ON_SCREEN_JS, "main .scroll tbody button")
         seen["audit_text"] = region.text
         return seen
+
+
+def _keys_layout(d: Any) -> dict[str, Any]:
+    """Where the Keys page puts its key list and its create form, and what is shown."""
+    go(d, "keys", "table caption")
+    return d.execute_script(KEYS_JS)  # type: ignore[no-any-return]
 
 
 async def test_unmeasured_latency_reads_as_a_dash_and_the_request_list_fits_a_phone(database_url: str) -> None:
@@ -125,6 +148,13 @@ async def test_unmeasured_latency_reads_as_a_dash_and_the_request_list_fits_a_ph
     assert desktop["formatted"] == [[DASH, DASH, "<0.01 ms", "0.03 ms", "0.3 ms", "12.3 ms"],
                                     [DASH, "0.0 ms", "<0.01 ms", "0.03 ms", "0.3 ms", "12.3 ms"]]
 
+    # Keys: a desktop shows the create form above the list; a phone the list at the top of the
+    # screen, the form folded behind "New key"
+    keys = desktop["keys"]
+    assert keys["form"] is not None and keys["form"] < keys["list"] and not keys["new_key"], keys
+    keys = phone["keys"]
+    assert keys["form"] is None and keys["new_key"] and keys["list"] < keys["height"] / 2, keys
+    assert keys["focus"] == "name" and keys["expanded"] == "true", keys
     assert phone["nav"] and all(phone["nav"]), phone["nav"]
     assert phone["when"] and all(phone["when"]) and all(phone["status"]) and all(phone["codes"]), phone
     assert phone["sideways"] <= 0, phone
