@@ -44,7 +44,13 @@ def chromium(width: int, height: int) -> Iterator[Any]:
         driver.quit()
 
 
-def wait(driver: Any, cond: Callable[[Any], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+# A page shows once its admin API calls answer (each a Postgres query on the node): on a loaded
+# 2-core machine (load average 10) that took seconds, so 10 s left no margin; a wait is on a
+# condition and ends as soon as it holds, the bound only decides how long a failure takes.
+WAIT = 30.0
+
+
+def wait(driver: Any, cond: Callable[[Any], Any], timeout: float = WAIT, what: str = "condition") -> Any:
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
