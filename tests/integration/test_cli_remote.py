@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.gateway_harness import Harness, harness
 from tests.integration.test_cli_imports import heavy, imported
 
@@ -105,6 +107,7 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         assert (await direct(h, "--json", "admin-token", "list")).json() == [without(gone, "position")]
 
 
+@pytest.mark.timeout(300)  # some forty CLI processes, each a Python start: 80-110 s on a loaded 2-core machine
 async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
         for mode, run in (("r", remote), ("d", direct)):
