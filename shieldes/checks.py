@@ -54,9 +54,10 @@ def credential_findings(config: ConfigState, keyring: Keyring,
 
 
 def price_findings(config: ConfigState, priced: Collection[str]) -> list[Finding]:
-    """One finding per served model: is there a price (shipped default or `pricing set`)?"""
+    """One finding per served model: is there a price (shipped default or `pricing set`)? A
+    pattern is no model: the names it serves are priced only by an exact `pricing set`."""
     out = []
-    for model in config.all_models():
+    for model in config.exact_models():
         if model in priced:
             out.append(Finding("prices", model, True, "priced"))
         else:

@@ -7,7 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldes.projections.state import AdminToken, ConfigState, Deployment, ModelAlias, Team, VirtualKey
+from shieldes.projections.state import (
+    AdminToken,
+    ConfigState,
+    Deployment,
+    ModelAlias,
+    Team,
+    VirtualKey,
+    is_model_pattern,
+    pattern_matches,
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -86,11 +95,21 @@ def token_row(t: AdminToken) -> dict[str, Any]:
 def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:
     """Allowed models no provider serves yet: not an error (keys may come first), but said."""
     served = set(state.all_models())
+    deps = tuple(state.providers.values())
     return [
         f"no provider serves model {m!r} yet: requests for it get 404 until a provider lists it "
         f"(`shieldes provider add ... --models {m}` or `shieldes provider update NAME --models ...`)"
-        for m in models or () if m not in served
+        for m in models or () if m not in served and not _reachable(deps, m)
     ]
+
+
+def _reachable(deps: tuple[Deployment, ...], allowed: str) -> bool:
+    """Some deployment serves `allowed`: by one of its patterns, or (for a pattern the key is
+    allowed) by a name or pattern inside it."""
+    if not is_model_pattern(allowed):
+        return any(d.serves(allowed) for d in deps)
+    return any(pattern_matches(allowed, m) or (is_model_pattern(m) and pattern_matches(m, allowed[:-1]))
+               for d in deps for m in d.models)
 
 
 def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
@@ -101,5 +120,4 @@ def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
         return []
     from shieldes.usage.pricing import unpriced  # the shipped price table: only a key under a budget needs it
 
-    served = {m for d in state.providers.values() for m in d.models}
-    return unpriced(state.pricing, [m for m in served if key.allows_model(m)])
+    return unpriced(state.pricing, [m for m in state.exact_models() if key.allows_model(m)])

@@ -27,7 +27,7 @@ from shieldes.errors import (
     retry_after_seconds,
 )
 from shieldes.gateway.metrics import Metrics
-from shieldes.projections.state import ConfigState, Deployment, VirtualKey
+from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern
 from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
     CONTENT_FILTER,
@@ -198,12 +198,13 @@ class Gateway:
         return route
 
     def models_for(self, key: VirtualKey) -> list[tuple[str, str]]:
-        """(model, owner) for every model and alias (owner "shieldes") the key may use."""
+        """(model, owner) for every model and alias (owner "shieldes") the key may use. Patterns
+        are left out: `claude-*` is not a model a client could ask for by that name."""
         config = self.state.config
         out: dict[str, str] = {name: "shieldes" for name in config.aliases if key.allows_model(name)}
         for dep in config.providers.values():
             for m in dep.models:
-                if key.allows_model(m):
+                if not is_model_pattern(m) and key.allows_model(m):
                     out.setdefault(m, dep.kind)
         return sorted(out.items())
 

@@ -187,8 +187,9 @@ def _model_map(key: dict[str, Any], settings: dict[str, Any], kind: str, where: 
     if not models or "*" in models:  # Bifrost reads a missing or empty list as "every model" too
         if not renames:
             raise ImportRejected(
-                f"{where} serves every model (\"*\"); shieldes routes by explicit model names: "
-                "list the models this key should serve in the file and import again"
+                f"{where} serves every model (\"*\"), which the import does not translate: list the models "
+                "this key should serve in the file and import again, or afterwards give the provider a pattern "
+                "(`shieldes provider update NAME --models '*'`, docs/routing.md#model-patterns)"
             )
         spec.notes.append(f"{where} serves every model in Bifrost; only its aliased models are imported")
         models = list(renames)

@@ -137,8 +137,9 @@ def parse_litellm(doc: Any) -> ImportSpec:
         public = str(entry.get("model_name") or upstream)
         if "*" in upstream or "*" in public:
             raise ImportRejected(
-                f"{where} is a wildcard route ({model_ref}); shieldes routes by explicit model names: "
-                "list each model as its own entry and import again"
+                f"{where} is a wildcard route ({model_ref}), which the import does not translate: leave it out "
+                "and import again, then give the provider a pattern (`shieldes provider update NAME --models "
+                "'claude-*'`, docs/routing.md#model-patterns)"
             )
         options: tuple[tuple[str, str], ...] = ()
         if prefix in _CLOUD:

@@ -58,15 +58,32 @@ def check_name(what: str, name: str) -> str:
     return name
 
 
-def check_models(models: tuple[str, ...]) -> tuple[str, ...]:
+def check_models(models: tuple[str, ...], *, patterns: bool = False) -> tuple[str, ...]:
+    """Model names; with `patterns`, entries ending in `*` too (`claude-*`, `*` alone: what a
+    deployment serves or a key may use). Anything else stays an exact name: a price or a routing
+    strategy belongs to one model."""
     if not models:
         raise CommandRejected("no models given: pass --models with a comma-separated list, e.g. gpt-4o,gpt-4o-mini")
     for m in models:
-        if not m or len(m) > MAX_NAME or not _MODEL_OK.match(m):
-            raise CommandRejected(f"invalid model name {m!r}: use letters, digits and . _ : @ / + -")
+        check_model(m, patterns=patterns)
     if len(set(models)) != len(models):
         raise CommandRejected("a model is listed twice in --models; list each model once")
     return models
+
+
+def check_model(m: str, *, patterns: bool) -> None:
+    if patterns and m == "*":
+        return
+    base = m[:-1] if m.endswith("*") else m
+    if "*" in base or (m.endswith("*") and not patterns):
+        raise CommandRejected(
+            f"invalid model name {m!r}: "
+            + ("'*' may only end a pattern (claude-*, gpt-5*, or * alone for any name)" if patterns else
+               "a pattern is not a model here; name one model exactly (patterns serve names, they are not priced "
+               "or routed as one)"))
+    if not base or len(m) > MAX_NAME or not _MODEL_OK.match(base):
+        raise CommandRejected(f"invalid model name {m!r}: use letters, digits and . _ : @ / + -"
+                              + (", and '*' only at the end for a pattern" if patterns else ""))
 
 
 # Upper bounds keep every number below 1e16, where jsonb would turn a float into an integer and
@@ -232,7 +249,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if command.key_hash in state.key_ids_by_hash:
                 raise CommandRejected("key secret collision; run the command again")
             team_id = find_team(state, command.team).id if command.team else None
-            models = check_models(command.models) if command.models is not None else None
+            models = check_models(command.models, patterns=True) if command.models is not None else None
             events = [
                 VirtualKeyCreated(
                     command.id, command.name, command.key_hash, command.prefix, models, team_id, command.expires_at
@@ -254,7 +271,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             events = []
             models = key.models if command.models is UNSET else command.models
             if models is not None:
-                check_models(models)
+                check_models(models, patterns=True)
             team_id = key.team_id
             if command.team is not UNSET:
                 team_id = find_team(state, command.team).id if command.team else None

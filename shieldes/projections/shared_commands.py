@@ -30,7 +30,7 @@ from shieldes.projections.commands import (
     check_name,
     check_weight,
 )
-from shieldes.projections.state import AdminToken, AliasTarget, ConfigState
+from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, is_model_pattern
 from shieldes.roles import ROLES
 
 if TYPE_CHECKING:
@@ -167,7 +167,10 @@ def _alias_events(state: ConfigState, command: SetModelAlias) -> list[Event]:
         if dep is None:
             raise CommandRejected(f"--target {t.provider}/{t.model}: no provider named {t.provider!r}; "
                                   "see `shieldes provider list`")
-        if t.model not in dep.models:
+        if is_model_pattern(t.model):
+            raise CommandRejected(f"--target {t.provider}/{t.model}: a target names one model exactly, not a pattern "
+                                  "(a pattern-served name such as claude-opus-4-1 is fine)")
+        if not dep.serves(t.model):
             raise CommandRejected(f"--target {t.provider}/{t.model}: provider {t.provider!r} does not serve "
                                   f"{t.model!r} (it serves {', '.join(dep.models)}); add it with "
                                   "`shieldes provider update --models`")
@@ -175,11 +178,10 @@ def _alias_events(state: ConfigState, command: SetModelAlias) -> list[Event]:
             raise CommandRejected(f"--target {t.provider}/{t.model} is given twice; give each target once")
         seen.add((t.provider, t.model))
         check_weight(t.weight)
-    known = set(state.aliases) | {m for d in state.providers.values() for m in d.models}
     for fb in command.fallbacks:
         if fb == command.name:
             raise CommandRejected(f"alias {command.name!r} cannot fall back to itself")
-        if fb not in known:
+        if is_model_pattern(fb) or not (fb in state.aliases or any(d.serves(fb) for d in state.providers.values())):
             raise CommandRejected(f"--fallback {fb!r} is neither an alias nor a model any provider serves")
     if len(set(command.fallbacks)) != len(command.fallbacks):
         raise CommandRejected("a --fallback is given twice; list each once, in the order to try them")
@@ -210,7 +212,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             return [
                 ProviderAdded(
                     command.name, command.kind, check_base_url(base_url_for(spec, command.base_url, options)),
-                    command.secret_ref, check_models(command.models), check_weight(command.weight),
+                    command.secret_ref, check_models(command.models, patterns=True), check_weight(command.weight),
                     check_responses_mode(command.kind, command.responses), options,
                 )
             ]
@@ -229,7 +231,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     old.name,
                     check_base_url(command.base_url) if command.base_url is not None else old.base_url,
                     old.secret_ref if command.secret_ref is UNSET else command.secret_ref,
-                    check_models(command.models) if command.models is not None else old.models,
+                    check_models(command.models, patterns=True) if command.models is not None else old.models,
                     check_weight(command.weight) if command.weight is not None else old.weight,
                     check_responses_mode(old.kind, command.responses) if command.responses is not None else None,
                     check_options(check_kind(old.kind), options),
@@ -263,7 +265,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             if command.strategy is not None and command.strategy not in STRATEGIES:
                 raise CommandRejected(
                     f"unknown routing strategy {command.strategy!r}: use one of {', '.join(STRATEGIES)}")
-            served = command.model in state.aliases or any(command.model in d.models for d in state.providers.values())
+            served = command.model in state.aliases or any(d.serves(command.model) for d in state.providers.values())
             if not served and command.strategy is not None:
                 raise CommandRejected(
                     f"no provider serves {command.model!r} and no alias has that name; add it first "

@@ -11,6 +11,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def is_model_pattern(name: str) -> bool:
+    """A model entry ending in `*` (`claude-*`, or `*` alone) stands for every name it prefixes."""
+    return name.endswith("*")
+
+
+def pattern_matches(pattern: str, model: str) -> bool:
+    """`model` is one of the names `pattern` (a model pattern) stands for."""
+    return model.startswith(pattern[:-1])
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A spending limit per period, in USD."""
@@ -31,6 +41,10 @@ class Deployment:
     weight: float
     responses: str = "translate"  # how /v1/responses reaches it: "translate" (chat) or "native"
     options: Mapping[str, str] = field(default_factory=dict)  # the kind's own settings
+
+    def serves(self, model: str) -> bool:
+        """`model` is listed, or matched by one of the patterns listed."""
+        return model in self.models or any(is_model_pattern(m) and pattern_matches(m, model) for m in self.models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +112,12 @@ class VirtualKey:
     budget: Budget | None = None
 
     def allows_model(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        """Every model, a listed one, or one a listed pattern matches (looked for only when the
+        name is not listed, so an exact name costs what it did before patterns)."""
+        models = self.models
+        if models is None or model in models:
+            return True
+        return any(is_model_pattern(m) and pattern_matches(m, model) for m in models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +190,13 @@ class ConfigState:
         return [d for d in self.providers.values() if model in d.models]
 
     def all_models(self) -> list[str]:
+        """Every model entry of every deployment, patterns included as given."""
         return sorted({m for d in self.providers.values() for m in d.models})
+
+    def exact_models(self) -> list[str]:
+        """The models deployments list by name: what /v1/models lists and prices are set for (a
+        pattern is not a model)."""
+        return sorted({m for d in self.providers.values() for m in d.models if not is_model_pattern(m)})
 
 
 def by_name_or_id(items: Mapping[str, T], ids_by_name: Mapping[str, str], name_or_id: str) -> T | None:

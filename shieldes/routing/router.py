@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shieldes.projections.state import ConfigState, Deployment
+from shieldes.projections.state import ConfigState, Deployment, is_model_pattern, pattern_matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,29 +46,59 @@ def _plain(requested: str, model: str, deps: Sequence[Deployment], pinned: bool)
     return Route(requested, model, tuple(RouteTarget(d, model, d.weight) for d in deps), pinned)
 
 
+def pattern_length(dep: Deployment, model: str) -> int:
+    """The length of `dep`'s longest pattern matching `model` (`*` alone: 0), or -1 for none."""
+    best = -1
+    for m in dep.models:
+        if is_model_pattern(m) and len(m) - 1 > best and pattern_matches(m, model):
+            best = len(m) - 1
+    return best
+
+
+def pattern_deployments(deps: Sequence[Deployment], model: str) -> tuple[Deployment, ...]:
+    """The deployments whose patterns match `model` with the longest prefix (a more specific
+    pattern is the operator's more specific intent); several at that length share the traffic."""
+    lengths = [(pattern_length(d, model), d) for d in deps]
+    best = max((n for n, _ in lengths), default=-1)
+    return tuple(d for n, d in lengths if n == best) if best >= 0 else ()
+
+
 def resolve(config: ConfigState, requested: str) -> Route | None:
     """What serves `requested`. An alias maps to its targets (those still served) and fallbacks.
     `name/model` pins deployment (or provider kind) `name` when it serves `model`; otherwise the
-    whole string is a model name (models may contain '/')."""
+    whole string is a model name (models may contain '/'). A name listed exactly (pinned or not)
+    wins over every pattern; only then do patterns (`claude-*`, `*`) serve it, pinned first, and
+    the name goes upstream as the client sent it."""
     alias = config.aliases.get(requested)
     if alias is not None:
         targets = []
         for t in alias.targets:
             dep = config.providers.get(t.provider)
-            if dep is not None and t.model in dep.models:
+            if dep is not None and dep.serves(t.model):
                 targets.append(RouteTarget(dep, t.model, t.weight))
         if targets or alias.fallbacks:
             model = targets[0].model if targets else requested
             return Route(requested, model, tuple(targets), False, alias.fallbacks)
+    if is_model_pattern(requested):  # `claude-*` stands for names; asked for as one, it is none
+        return None
     prefix, sep, rest = requested.partition("/")
-    if sep and rest:
-        dep = config.providers.get(prefix)
-        if dep is not None and rest in dep.models:
-            return _plain(requested, rest, (dep,), True)
-        by_kind = tuple(d for d in config.providers.values() if d.kind == prefix and rest in d.models)
-        if by_kind:
-            return _plain(requested, rest, by_kind, True)
+    pinnable = bool(sep and rest)
+    named = config.providers.get(prefix) if pinnable else None
+    kind = tuple(d for d in config.providers.values() if d.kind == prefix) if pinnable else ()
+    if named is not None and rest in named.models:
+        return _plain(requested, rest, (named,), True)
+    by_kind = tuple(d for d in kind if rest in d.models)
+    if by_kind:
+        return _plain(requested, rest, by_kind, True)
     deps = tuple(d for d in config.providers.values() if requested in d.models)
+    if deps:
+        return _plain(requested, requested, deps, False)
+    if named is not None and pattern_length(named, rest) >= 0:
+        return _plain(requested, rest, (named,), True)
+    by_kind = pattern_deployments(kind, rest)
+    if by_kind:
+        return _plain(requested, rest, by_kind, True)
+    deps = pattern_deployments(tuple(config.providers.values()), requested)
     return _plain(requested, requested, deps, False) if deps else None
 
 

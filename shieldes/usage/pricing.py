@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from shieldes.projections.state import Price
+from shieldes.projections.state import Price, is_model_pattern
 from shieldes.usage.catalog import shipped
 
 if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
@@ -83,8 +83,9 @@ class PriceTable:
 
 def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
     """The models among `models` that have no price: under a budget they cost $0, so they are refused
-    unless SHIELDES_ALLOW_UNPRICED=true."""
-    return sorted({m for m in models if m not in pricing and m not in shipped()})
+    unless SHIELDES_ALLOW_UNPRICED=true. Patterns (`claude-*`) are left out: a price is set per
+    exact name, so the names a pattern serves are priced one by one."""
+    return sorted({m for m in models if m not in pricing and m not in shipped() and not is_model_pattern(m)})
 
 
 def unpriced_warning(models: Sequence[str]) -> str:

@@ -140,6 +140,11 @@ BAD = [
     (["key", "create", "--name", "a\x00b"], "invalid key name"),
     (["key", "create", "--name", "a\x1b[31mred"], "invalid key name"),
     (["key", "create", "--name", "k2", "--models", "gpt\n4"], "invalid model name"),
+    # a model pattern: `*` only at the end, and never where one exact model is meant
+    (["key", "create", "--name", "k2", "--models", "gpt-*-mini"], "'*' may only end a pattern"),
+    (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io", "--models", "*claude"],
+     "'*' may only end a pattern"),
+    (["pricing", "set", "claude-*", "--input", "1", "--output", "1"], "a pattern is not a model here"),
     (
         ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
         "invalid provider name",
