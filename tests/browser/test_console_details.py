@@ -21,8 +21,10 @@ AMOUNTS = (3e-7, 1.23e-5, 0.00001, 0.004, 0.5, 20, 1234.5, 0)
 def _read(base: str, node_id: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
-        # the overview re-draws every 2 s: read the cell's text inside the wait
-        node = wait(d, lambda d: [c.text for c in all_css(d, "main tbody th") if node_id in c.text], what="node row")[0]
+        # the overview re-draws every 2 s: read the cell's text inside the wait, until the node holds
+        # the leadership it takes just after it starts (a read before that is a node without a badge)
+        node = wait(d, lambda d: [c.text for c in all_css(d, "main tbody th")
+                                  if node_id in c.text and "leader" in c.text], what="the node's leader badge")[0]
         usd = d.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "import('/ui/core.js').then((m) => done(arguments[0].map(m.fmt.usd)), (e) => done(String(e)));",
