@@ -326,7 +326,9 @@ def install_python(prefix: Path) -> str:
     if subprocess.run([str(python), "-c", "import langchain_openai, litellm, agents"],
                       capture_output=True).returncode != 0:
         print(f"installing {', '.join(PYTHON_PACKAGES)} into {venv} ...", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PYTHON_PACKAGES], check=True)
+        # without PYTHONPATH: a checkout on it would look to pip like an installed shieldes lacking its dependencies
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PYTHON_PACKAGES], check=True, env=env)
     return str(python)
 
 
