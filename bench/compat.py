@@ -11,7 +11,9 @@ per client with its default settings:
   codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses")
   node sdk.mjs            the openai Node SDK: chat.completions.create (+ responses.create)
 
-and prints pass/fail per client, with what each sent upstream (paths, models, beta flags).
+and prints pass/fail per client, with what each sent upstream (paths, models, beta flags). Claude
+Code and Codex make a tool round (AGENT_PROMPT below): they must read a file with their own tool and
+send the result back through the node, where the upstream quotes it.
 
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
 on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
@@ -47,11 +49,52 @@ sys.path.insert(0, str(ROOT))
 
 from tests import pg  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
+from tests.fake_wire import ToolScript  # noqa: E402
 
 PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
 CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
+CODEX_TOOLS_MODEL = "gpt-5-codex"
 REPLY = "PONG from the fake upstream"
 PROMPT = "Reply with the single word PONG."
+# A coding agent's tool round: the fake upstream asks the client to read pong.txt with its own tool
+# (Claude Code's Read, Codex's exec_command or shell), the client runs it and sends the result back
+# through the node, and the upstream's answer quotes it: the token in the client's output proves the
+# round trip, tool call and tool result, in both directions and through each translation.
+TOOL_FILE = "pong.txt"
+AGENT_PROMPT = f"Read the file {TOOL_FILE} and reply with the word it holds."
+
+
+def tool_script(work: Path) -> ToolScript:
+    return ToolScript({
+        "Read": {"file_path": str(work / TOOL_FILE)},
+        "exec_command": {"cmd": f"cat {TOOL_FILE}"},
+        "shell_command": {"command": f"cat {TOOL_FILE}"},
+        "shell": {"command": ["cat", TOOL_FILE]},
+    })
+
+
+def offered_tools(requests: list[Recorded], script: ToolScript) -> set[str]:
+    """The scripted tools the client offered the upstream (by name, any API's tool shape)."""
+    names: set[str] = set()
+    for r in requests:
+        for t in (r.body.get("tools") if isinstance(r.body, dict) else None) or []:
+            if isinstance(t, dict):
+                names.add(str(t.get("name") or (t.get("function") or {}).get("name")))
+    return names & set(script.calls)
+
+
+def agent_outcome(name: str, code: int, out: str, err: str, requests: list[Recorded], token: str,
+                  script: ToolScript) -> Outcome:
+    """Passed: the client answered PONG and, when it offered a tool of the script, quoted the file
+    that tool read (the tool round went through the node both ways)."""
+    tools = offered_tools(requests, script)
+    ok = code == 0 and "PONG" in out and (token in out or not tools)
+    if not ok:
+        why = f" (the tool round via {', '.join(sorted(tools))} did not come back)" if code == 0 and tools else ""
+        return Outcome(name, False, f"exit {code}{why}: {(err or out).strip()[-600:]}", summarize(requests))
+    round_trip = f"; tool round via {', '.join(sorted(tools))}: the file's token came back" if tools else \
+        "; no tool offered (no tool round)"
+    return Outcome(name, True, out.strip()[-120:] + round_trip, summarize(requests))
 UPSTREAM_KEY = "sk-fake-upstream"
 # Model names the clients ask for by default (main model, small/fast model for side tasks), and a
 # few neighbours; a name a newer client version asks for shows up as a 404 in the report.
@@ -223,10 +266,8 @@ async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstrea
     home.mkdir()
     env = {**base_env(home), "ANTHROPIC_BASE_URL": node, key_var: key}
     start = len(up.requests)
-    code, out, err = await run([str(bin_dir / "claude"), "-p", PROMPT], env, work, 240)
-    ok = code == 0 and "PONG" in out
-    return Outcome(name, ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
-                   summarize(up.requests[start:]))
+    code, out, err = await run([str(bin_dir / "claude"), "-p", AGENT_PROMPT], env, work, 240)
+    return agent_outcome(name, code, out, err, up.requests[start:], token_of(work), tool_script(work))
 
 
 async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, label: str = "codex",
@@ -240,10 +281,13 @@ async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream
         f'base_url = "{node}/v1"\nenv_key = "SHIELDES_KEY"\nwire_api = "responses"\n')
     env = {**base_env(home), "CODEX_HOME": str(codex_home), "SHIELDES_KEY": key}
     start = len(up.requests)
-    code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", PROMPT], env, work, 240)
-    ok = code == 0 and "PONG" in out
-    return Outcome(label, ok, out.strip()[-200:] if ok else f"exit {code}: {(err or out).strip()[-600:]}",
-                   summarize(up.requests[start:]))
+    code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", AGENT_PROMPT], env, work,
+                               240)
+    return agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
+
+
+def token_of(work: Path) -> str:
+    return (work / TOOL_FILE).read_text().strip()
 
 
 async def node_sdk(prefix: Path, node: str, key: str, work: Path, up: FakeUpstream, responses: bool) -> Outcome:
@@ -355,14 +399,16 @@ async def main() -> int:
 
     server = pg.server_url()
     database_url = pg.fresh_database(server, migrated=False)
-    up = FakeUpstream(reply=REPLY, api_key=UPSTREAM_KEY, call_tools=False, models=GPT_MODELS)
+    work = Path(tempfile.mkdtemp(prefix="shieldes-compat-"))
+    (work / TOOL_FILE).write_text(f"PONG-{os.urandom(6).hex()}\n")
+    up = FakeUpstream(reply=REPLY, api_key=UPSTREAM_KEY, call_tools=False, models=GPT_MODELS,
+                      tool_script=tool_script(work))
     await up.start()
     port = free_port()
     node_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SHIELDES_DATABASE_URL": database_url, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
            "PYTHONPATH": str(ROOT)}
     node: subprocess.Popen[bytes] | None = None
-    work = Path(tempfile.mkdtemp(prefix="shieldes-compat-"))
     outcomes: list[Outcome] = []
     try:
         shieldes(env, "db", "upgrade")
@@ -396,6 +442,9 @@ async def main() -> int:
         if "codex" in wanted:
             if responses:
                 outcomes.append(await learning(served, lambda: codex(bin_dir, node_url, key, work, up)))
+                # a model Codex offers its tools for (the default may be sent none): a tool round, native
+                outcomes.append(await codex(bin_dir, node_url, key, work, up, f"codex ({CODEX_TOOLS_MODEL})",
+                                            CODEX_TOOLS_MODEL))
                 # a chat-completions-only upstream (vLLM, Ollama, ...): Responses translated to chat
                 shieldes(env, "provider", "add", "chat-only", "--type", "openai", "--base-url", up.url + "/v1",
                          "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", CHAT_ONLY_MODEL)

@@ -63,8 +63,16 @@ def reasoning_refusal(item: dict[str, Any]) -> Refusal:
                  "false. Try again with `store` set to true, or remove this item from your input."), None
 
 
-def pick_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def tool_results(body: dict[str, Any]) -> list[Any]:
+    """The outputs of the function calls in a request's input, in order."""
+    items = body["input"] if isinstance(body["input"], list) else []
+    return [i.get("output") for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
+
+
+def pick_call(body: dict[str, Any], script: wire.ToolScript | None = None) -> tuple[str, dict[str, Any]] | None:
     tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+    if script is not None:
+        return script.call([t["name"] for t in tools], bool(tool_results(body)))
     items = body["input"] if isinstance(body["input"], list) else []
     answered = bool(items) and items[-1].get("type") == "function_call_output"
     choice = body.get("tool_choice")
@@ -74,8 +82,8 @@ def pick_call(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
 
 
 def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, text: str,
-                  tokens: int, finish: str) -> dict[str, Any]:
-    call = pick_call(body)
+                  tokens: int, finish: str, script: wire.ToolScript | None = None) -> dict[str, Any]:
+    call = pick_call(body, script)
     fmt = (body.get("text") or {}).get("format") or {}
     if call is None and fmt.get("type") == "json_schema":
         text = json.dumps(wire.sample(fmt.get("schema") or {}))

@@ -120,8 +120,10 @@ class FakeUpstream:
         tool_id_pattern: str = r".{1,40}",
         object_arguments: bool = False,
         tool_text: str = "test",
+        tool_script: wire.ToolScript | None = None,
         record: bool = True,
     ) -> None:
+        self.tool_script = tool_script  # set: tool calls follow the script instead of the first offered tool
         self.tool_text = tool_text  # what the string arguments of the model's tool calls hold
         # tool call arguments as a JSON object instead of its text, as Ollama and some vLLM builds send them
         self.object_arguments = object_arguments
@@ -290,12 +292,15 @@ class FakeUpstream:
             )
         return body, fault, None
 
-    def _reply(self, max_tokens: Any, stops: Any) -> _Reply:
+    def _reply(self, max_tokens: Any, stops: Any, results: list[Any] | None = None) -> _Reply:
+        """The answer's words; with a tool script, the last tool result is quoted after them."""
         words = (
             self.reply.split()
             if self.reply is not None
             else [WORDS[i % len(WORDS)] for i in range(self.completion_tokens)]
         )
+        if self.tool_script is not None and results:
+            words += wire.result_text(results[-1]).split()[:40]
         finish = "stop"
         if isinstance(max_tokens, int) and max_tokens < len(words):
             words, finish = words[:max_tokens], "length"
@@ -365,9 +370,14 @@ class FakeUpstream:
         if problem:
             return wire.error(400, problem, False)
         prompt = count_words(messages)
-        tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"),
-                              messages[-1].get("role") == "tool" or not self.call_tools, self.tool_text)
-        reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"))
+        results = [m.get("content") for m in messages if m.get("role") == "tool"]
+        if self.tool_script is not None:
+            offered = [t["function"]["name"] for t in body.get("tools") or [] if "function" in t]
+            tool = self.tool_script.call(offered, bool(results))
+        else:
+            tool = wire.pick_tool(body.get("tools"), body.get("tool_choice"),
+                                  messages[-1].get("role") == "tool" or not self.call_tools, self.tool_text)
+        reply = self._reply(body.get("max_completion_tokens") or body.get("max_tokens"), body.get("stop"), results)
         fmt = body.get("response_format") or {}
         if fmt.get("type") == "json_schema" and tool is None:  # structured output: JSON fitting the schema
             text = json.dumps(wire.sample(fmt["json_schema"].get("schema") or {}))
@@ -518,10 +528,11 @@ class FakeUpstream:
         if problem:
             status, message, code = problem
             return wire.error(status, message, False, code=code)
-        reply = self._reply(body.get("max_output_tokens"), None)
+        reply = self._reply(body.get("max_output_tokens"), None, fake_responses.tool_results(body))
         asked = body if self.call_tools else {**body, "tool_choice": "none"}
         final = fake_responses.response_body(asked, self._id("resp_", 48), self._id("msg_", 48),
-                                             self._id("call_", 24), reply.text, reply.tokens, reply.finish)
+                                             self._id("call_", 24), reply.text, reply.tokens, reply.finish,
+                                             self.tool_script)
         if not self.responses_usage:
             final["usage"] = None
         if not body.get("stream"):
@@ -553,7 +564,10 @@ class FakeUpstream:
         last = messages[-1].get("content")
         answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
         choice = body.get("tool_choice") or {}
-        tool = wire.pick_tool(
+        results = [b.get("content") for m in messages if isinstance(m.get("content"), list)
+                   for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+        tool = self.tool_script.call([t["name"] for t in body.get("tools") or []], bool(results)) \
+            if self.tool_script is not None else wire.pick_tool(
             [
                 {"type": "function", "function": {"name": t["name"], "parameters": t.get("input_schema")}}
                 for t in body.get("tools") or []
@@ -566,7 +580,7 @@ class FakeUpstream:
             answered or not self.call_tools,
             self.tool_text,
         )
-        reply = self._reply(body["max_tokens"], body.get("stop_sequences"))
+        reply = self._reply(body["max_tokens"], body.get("stop_sequences"), results)
         fmt = (body.get("output_config") or {}).get("format") or {}
         if fmt.get("type") == "json_schema" and not tool:  # structured output: JSON fitting the schema
             text = json.dumps(wire.sample(fmt.get("schema") or {}))

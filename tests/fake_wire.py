@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -117,6 +118,30 @@ def sample(schema: Any, text: str = "test") -> Any:
         props = schema.get("properties") or {}
         return {k: sample(v, text) for k, v in props.items() if k in schema.get("required", props)}
     return {"string": text, "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind or "")
+
+
+@dataclass(frozen=True)
+class ToolScript:
+    """One tool round as a coding agent makes it: the first tool of `calls` the client offers is
+    called with its arguments; once a tool result is in the history, the answer quotes it, so the
+    client's output shows that the tool ran and that its result came back upstream."""
+
+    calls: dict[str, dict[str, Any]]
+
+    def call(self, offered: list[str], answered: bool) -> tuple[str, dict[str, Any]] | None:
+        if answered:
+            return None
+        return next(((name, args) for name, args in self.calls.items() if name in offered), None)
+
+
+def result_text(content: Any) -> str:
+    """A tool result's text, whatever its shape: a string, text blocks, or a list of output parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(result_text(part.get("text") or part.get("content") or part.get("output"))
+                        for part in content if isinstance(part, dict))
+    return ""
 
 
 def pick_tool(tools: Any, choice: Any, answered: bool, text: str = "test") -> tuple[str, dict[str, Any]] | None:
