@@ -70,6 +70,7 @@ def tool_script(work: Path) -> ToolScript:
         "exec_command": {"cmd": f"cat {TOOL_FILE}"},
         "shell_command": {"command": f"cat {TOOL_FILE}"},
         "shell": {"command": ["cat", TOOL_FILE]},
+        "read_pong": {},  # the Agents SDK client's own function tool
     })
 
 
@@ -84,7 +85,7 @@ def offered_tools(requests: list[Recorded], script: ToolScript) -> set[str]:
 
 
 def agent_outcome(name: str, code: int, out: str, err: str, requests: list[Recorded], token: str,
-                  script: ToolScript) -> Outcome:
+                  script: ToolScript, agent: bool = True) -> Outcome:
     """Passed: the client answered PONG and, when it offered a tool of the script, quoted the file
     that tool read (the tool round went through the node both ways)."""
     tools = offered_tools(requests, script)
@@ -93,7 +94,7 @@ def agent_outcome(name: str, code: int, out: str, err: str, requests: list[Recor
         why = f" (the tool round via {', '.join(sorted(tools))} did not come back)" if code == 0 and tools else ""
         return Outcome(name, False, f"exit {code}{why}: {(err or out).strip()[-600:]}", summarize(requests))
     round_trip = f"; tool round via {', '.join(sorted(tools))}: the file's token came back" if tools else \
-        "; no tool offered (no tool round)"
+        "; no tool offered (no tool round)" if agent else ""
     return Outcome(name, True, out.strip()[-120:] + round_trip, summarize(requests))
 UPSTREAM_KEY = "sk-fake-upstream"
 # Model names the clients ask for by default (main model, small/fast model for side tasks), and a
@@ -159,10 +160,11 @@ from openai import AsyncOpenAI
 set_tracing_disabled(True)
 set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
 @function_tool
-def ping() -> str:
-    \"\"\"Answer a ping.\"\"\"
-    return "PONG"
-print(Runner.run_sync(Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[ping]), "hi").final_output)
+def read_pong() -> str:
+    \"\"\"The word pong.txt holds.\"\"\"
+    return open("pong.txt").read()
+agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
+print(Runner.run_sync(agent, "hi").final_output)
 """,
 }
 PYTHON_PACKAGES = ("langchain-openai", "litellm", "openai-agents")
@@ -357,9 +359,8 @@ async def python_client(python: str, name: str, code: str, node: str, key: str, 
     start = len(up.requests)
     rc, out, err = await run([python, str(script)], {**base_env(work), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                              work, 120)
-    ok = rc == 0 and "PONG" in out
-    detail = " | ".join(line for line in out.split("\n") if line)[-200:] if ok else f"exit {rc}: {err.strip()[-600:]}"
-    return Outcome(name, ok, detail, summarize(up.requests[start:]))
+    return agent_outcome(name, rc, " | ".join(line for line in out.split("\n") if line), err,
+                         up.requests[start:], token_of(work), tool_script(work), agent="agents" in name)
 
 
 def install_python(prefix: Path) -> str:
