@@ -48,12 +48,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import pg  # noqa: E402
+from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock  # noqa: E402
+from tests.fake_google import FakeGoogle  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 from tests.fake_wire import ToolScript  # noqa: E402
 
 PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
 CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
 CODEX_TOOLS_MODEL = "gpt-5-codex"
+BEDROCK_PROVIDER, GEMINI_PROVIDER, GEMINI_MODEL = "claude-on-bedrock", "gemini", "gemini-2.5-pro"
+CLAUDE_DEFAULTS = ("claude-opus-5-5", "claude-haiku-4-5")  # Claude Code's defaults; others are learned
+
+
+def bedrock_id(model: str) -> str:
+    """The Bedrock model id of a Claude model name (as Bedrock spells them: anthropic.NAME-v1:0)."""
+    return f"anthropic.{model}-v1:0"
 REPLY = "PONG from the fake upstream"
 PROMPT = "Reply with the single word PONG."
 # A coding agent's tool round: the fake upstream asks the client to read pong.txt with its own tool
@@ -78,10 +87,47 @@ def offered_tools(requests: list[Recorded], script: ToolScript) -> set[str]:
     """The scripted tools the client offered the upstream (by name, any API's tool shape)."""
     names: set[str] = set()
     for r in requests:
-        for t in (r.body.get("tools") if isinstance(r.body, dict) else None) or []:
+        body = r.body if isinstance(r.body, dict) else {}
+        for t in body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []:  # (Bedrock: toolConfig)
             if isinstance(t, dict):
-                names.add(str(t.get("name") or (t.get("function") or {}).get("name")))
+                names.add(str(t.get("name") or (t.get("function") or t.get("toolSpec") or {}).get("name")))
     return names & set(script.calls)
+
+
+class BedrockLog:
+    """The fake Bedrock's requests as the report reads an upstream's (Recorded)."""
+
+    def __init__(self, fake: FakeBedrock) -> None:
+        self.fake = fake
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return [Recorded("POST", s.path, {}, {k.lower(): v for k, v in s.headers.items()}, s.body)
+                for s in self.fake.requests]
+
+
+class GoogleLog:
+    """The fake Google's requests as the report reads an upstream's; Gemini's function declarations
+    listed as `tools` by name, as offered_tools reads them."""
+
+    def __init__(self, fake: FakeGoogle) -> None:
+        self.fake = fake
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return [Recorded("POST", s.path, dict(s.query), {k.lower(): v for k, v in s.headers.items()},
+                         {**s.body, "tools": [{"name": f["name"]} for t in s.body.get("tools") or []
+                                              for f in t.get("functionDeclarations") or []]})
+                for s in self.fake.requests]
+
+
+Upstream = FakeUpstream | BedrockLog | GoogleLog  # what a run reads the upstream's requests from
+
+
+def learned_names(outcomes: list[Outcome]) -> list[str]:
+    """The model names the runs so far learned (`(it asked for A, B: served too)`)."""
+    return [n.strip() for o in outcomes for m in re.finditer(r"\(it asked for ([^:]+): served too\)", o.detail)
+            for n in m.group(1).split(",")]
 
 
 def agent_outcome(name: str, code: int, out: str, err: str, requests: list[Recorded], token: str,
@@ -261,7 +307,7 @@ def base_env(home: Path) -> dict[str, str]:
     return {**{k: os.environ[k] for k in keep if k in os.environ}, "HOME": str(home), "NO_COLOR": "1"}
 
 
-async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, name: str,
+async def claude(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, name: str,
                  key_var: str = "ANTHROPIC_API_KEY") -> Outcome:
     """`key_var`: ANTHROPIC_API_KEY (sent as x-api-key) or ANTHROPIC_AUTH_TOKEN (sent as a Bearer token)."""
     home = work / f"home-{len(list(work.iterdir()))}"
@@ -272,7 +318,7 @@ async def claude(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstrea
     return agent_outcome(name, code, out, err, up.requests[start:], token_of(work), tool_script(work))
 
 
-async def codex(bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream, label: str = "codex",
+async def codex(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, label: str = "codex",
                 model: str | None = None) -> Outcome:
     home = work / f"home-{len(list(work.iterdir()))}"
     codex_home = home / ".codex"
@@ -315,12 +361,28 @@ class Served:
     node: str
     key: str
     providers: dict[str, tuple[str, list[str]]]  # "claude" | "gpt" -> (provider name, models)
+    # "claude" | "gpt" -> the upstream model a client's name is an alias of, where the provider serves
+    # other names (Bedrock's model ids, Gemini's models)
+    aliased: dict[str, Callable[[str], str]] = field(default_factory=dict)
 
     async def add(self, model: str) -> None:
-        name, models = self.providers["claude" if model.startswith("claude") else "gpt"]
-        models.append(model)
-        shieldes(self.env, "provider", "update", name, "--models", ",".join(models))
+        family = "claude" if model.startswith("claude") else "gpt"
+        name, models = self.providers[family]
+        upstream = self.aliased[family](model) if family in self.aliased else model
+        if upstream not in models:
+            models.append(upstream)
+            shieldes(self.env, "provider", "update", name, "--models", ",".join(models))
+        if upstream != model:
+            shieldes(self.env, "model", "alias", model, "--target", f"{name}/{upstream}")
         await wait_served(self.node, self.key, model)
+
+    async def alias(self, family: str, provider: str, models: list[str], upstream: Callable[[str], str],
+                    names: list[str]) -> None:
+        """Serve `names` from `provider` (which lists `models`) as aliases of upstream(name)."""
+        self.providers[family], self.aliased[family] = (provider, models), upstream
+        for name in names:
+            shieldes(self.env, "model", "alias", name, "--target", f"{provider}/{upstream(name)}")
+        await wait_served(self.node, self.key, names[0])
 
 
 async def learning(served: Served, attempt: Callable[[], Awaitable[Outcome]]) -> Outcome:
@@ -408,7 +470,8 @@ async def main() -> int:
     port = free_port()
     node_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SHIELDES_DATABASE_URL": database_url, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_EC2_METADATA_DISABLED": "true"}  # the fake Bedrock's
     node: subprocess.Popen[bytes] | None = None
     outcomes: list[Outcome] = []
     try:
@@ -440,6 +503,29 @@ async def main() -> int:
             await wait_served(node_url, key, models[0], "openai")
             outcomes.append(await learning(served, lambda: claude(
                 bin_dir, node_url, key, work, up, "claude-code (openai upstream)", "ANTHROPIC_AUTH_TOKEN")))
+            # Claude on Amazon Bedrock: Messages translated to Converse, SigV4-signed, the answer read from
+            # AWS's binary event stream; the client's model names are aliases of Bedrock's model ids
+            async with FakeBedrock(max_prompt=10**7, tool_script=tool_script(work)) as bedrock:
+                shieldes(env, "provider", "remove", "claude-on-openai")
+                ids = sorted({bedrock_id(m) for m in CLAUDE_DEFAULTS})
+                shieldes(env, "provider", "add", BEDROCK_PROVIDER, "--type", "bedrock", "--region", bedrock.region,
+                         "--base-url", bedrock.url, "--models", ",".join(ids))
+                await served.alias("claude", BEDROCK_PROVIDER, ids, bedrock_id, list(CLAUDE_DEFAULTS))
+                outcomes.append(await learning(served, lambda: claude(
+                    bin_dir, node_url, key, work, BedrockLog(bedrock), "claude-code (bedrock upstream)")))
+            # Google's Gemini API behind the same names, and Codex asking for a Gemini model: Messages and
+            # Responses translated to generateContent, tool schemas cut to what Gemini takes
+            async with FakeGoogle(api_key=UPSTREAM_KEY, max_prompt=10**7, tool_script=tool_script(work)) as google:
+                shieldes(env, "provider", "add", GEMINI_PROVIDER, "--type", "gemini", "--base-url",
+                         google.url + "/v1beta", "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", GEMINI_MODEL)
+                await served.alias("claude", GEMINI_PROVIDER, [GEMINI_MODEL], lambda _: GEMINI_MODEL,
+                                   sorted({*CLAUDE_DEFAULTS, *learned_names(outcomes)}))
+                shieldes(env, "provider", "remove", BEDROCK_PROVIDER)
+                outcomes.append(await learning(served, lambda: claude(
+                    bin_dir, node_url, key, work, GoogleLog(google), "claude-code (gemini upstream)")))
+                if "codex" in wanted and responses:
+                    outcomes.append(await codex(bin_dir, node_url, key, work, GoogleLog(google),
+                                                f"codex ({GEMINI_MODEL})", GEMINI_MODEL))
         if "codex" in wanted:
             if responses:
                 outcomes.append(await learning(served, lambda: codex(bin_dir, node_url, key, work, up)))

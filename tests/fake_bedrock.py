@@ -158,6 +158,7 @@ class FakeBedrock:
     reply_words: int = 5
     max_prompt: int = 1000
     tool_text: str | None = None  # set: a call's arguments fit the tool's schema, strings holding it
+    tool_script: wire.ToolScript | None = None  # set: tool calls follow it, answers quote the last result
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
@@ -314,7 +315,12 @@ class FakeBedrock:
         last = body["messages"][-1]["content"]
         tools = (body.get("toolConfig") or {}).get("tools") or []
         calls: list[dict[str, Any]] = []
-        if tools and not any("toolResult" in b for b in last):
+        results = [b["toolResult"].get("content") for m in body["messages"] for b in m["content"] if "toolResult" in b]
+        scripted = self.tool_script.call([t["toolSpec"]["name"] for t in tools if "toolSpec" in t], bool(results)) \
+            if self.tool_script is not None else None
+        if scripted is not None:
+            calls.append({"toolUseId": f"tooluse_{len(self.requests)}", "name": scripted[0], "input": scripted[1]})
+        elif tools and self.tool_script is None and not any("toolResult" in b for b in last):
             forced = ((body["toolConfig"].get("toolChoice") or {}).get("tool") or {}).get("name")
             names = [forced] if forced else [t["toolSpec"]["name"] for t in tools[:2]]
             if "anthropic." not in model or choice.get("disable_parallel_tool_use"):
@@ -330,6 +336,8 @@ class FakeBedrock:
         call = calls[0] if calls else None
         max_out = (body.get("inferenceConfig") or {}).get("maxTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
+        if self.tool_script is not None and results:
+            words += wire.result_text(results[-1]).split()[:40]
         stop = "end_turn"
         if isinstance(max_out, int) and max_out < len(words):
             words, stop = words[:max_out], "max_tokens"

@@ -114,6 +114,7 @@ class FakeGoogle:
     reply_words: int = 5
     max_prompt: int = 1000
     tool_text: str | None = None  # set: a call's arguments fit the declared parameters, strings holding it
+    tool_script: wire.ToolScript | None = None  # set: calls follow it, answers quote the last function response
     public_key: rsa.RSAPublicKey | None = None  # set: Vertex calls need a token from /token
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
@@ -245,7 +246,13 @@ class FakeGoogle:
         tools = body.get("tools") or []
         mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
         call = None
-        if tools and mode != "NONE" and not any("functionResponse" in p for p in last):
+        results = [p["functionResponse"].get("response") for c in body["contents"] for p in c.get("parts") or []
+                   if "functionResponse" in p]
+        if self.tool_script is not None:
+            offered = [f["name"] for t in tools for f in t.get("functionDeclarations") or []]
+            scripted = self.tool_script.call(offered, bool(results))
+            call = {"name": scripted[0], "args": scripted[1]} if scripted else None
+        elif tools and mode != "NONE" and not any("functionResponse" in p for p in last):
             fn = tools[0]["functionDeclarations"][0]
             args = {"city": "Paris"} if self.tool_text is None else wire.sample(fn.get("parameters") or {},
                                                                                   self.tool_text) or {}
@@ -277,6 +284,9 @@ class FakeGoogle:
         # candidate k's words start k words on (a structured-output answer is the same JSON for each)
         texts = [[WORDS[(i + k) % len(WORDS)] for i in range(len(words))] if words and words[0] in WORDS else words
                  for k in range(count)]
+        if self.tool_script is not None and results and not call:
+            quoted = wire.result_text(results[-1]).split()[:40]
+            words, texts = words + quoted, [t + quoted for t in texts]
         if method == "generateContent":
             return web.json_response({"candidates": [
                 {"content": {"role": "model", "parts": thought + ([called] if call else [{"text": " ".join(t)}])},

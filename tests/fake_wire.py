@@ -141,7 +141,7 @@ def result_text(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(result_text(part.get("text") or part.get("content") or part.get("output"))
                         for part in content if isinstance(part, dict))
-    return ""
+    return json.dumps(content) if isinstance(content, dict) else ""  # (Gemini: a function's response object)
 
 
 def pick_tool(tools: Any, choice: Any, answered: bool, text: str = "test") -> tuple[str, dict[str, Any]] | None:
