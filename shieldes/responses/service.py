@@ -21,13 +21,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import orjson
 import psycopg
 
 from shieldes.dbwait import DbWait
 from shieldes.errors import NotFound
 from shieldes.responses.objects import Body
-from shieldes.responses.store import ResponseTable, StoredResponse
+from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode, json_size
 from shieldes.settings import Settings
 from shieldes.tasks import stop_task, wait_event
 
@@ -70,8 +69,8 @@ class ResponseStore:
         self.purge_interval = settings.responses_purge_interval
         self._cache: OrderedDict[str, tuple[StoredResponse, int]] = OrderedDict()
         self._cached_bytes = 0
-        self._pending: list[StoredResponse] = []
-        self._writing: dict[str, StoredResponse] = {}
+        self._pending: list[Encoded] = []
+        self._writing: dict[str, Encoded] = {}
         self._refused: set[str] = set()  # cached responses Postgres refused: read from the cache
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
@@ -82,17 +81,23 @@ class ResponseStore:
     # --- writes --------------------------------------------------------------------------------
 
     def save(self, stored: StoredResponse) -> None:
-        """Queue a finished response for writing (no I/O here) and remember it locally."""
-        self._remember(stored)
+        """Queue a finished response for writing (no I/O here) and remember it locally. Its JSON is
+        encoded here, once: the cache counts its length and the writer sends it."""
+        row = encode(stored)
+        self._remember(stored, row.size)
         if len(self._pending) >= MAX_PENDING:
             dropped = self._pending.pop(0)
-            log.warning("stored responses: %d waiting for the database; dropped %s", MAX_PENDING, dropped.id)
-        self._pending.append(stored)
+            log.warning("stored responses: %d waiting for the database; dropped %s", MAX_PENDING, dropped.stored.id)
+        self._pending.append(row)
         self._wake.set()
 
-    def _remember(self, stored: StoredResponse) -> None:
+    @property
+    def pending(self) -> int:
+        """Responses waiting to be written, the write in flight included."""
+        return len(self._pending) + len(self._writing)
+
+    def _remember(self, stored: StoredResponse, size: int) -> None:
         """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large)."""
-        size = len(orjson.dumps(stored.input)) + len(orjson.dumps(stored.response))
         self._forget(stored.id)
         if size > self.cache_bytes:
             return
@@ -114,7 +119,7 @@ class ResponseStore:
         if not self._pending:
             return True
         batch, self._pending = self._pending, []
-        self._writing = {s.id: s for s in batch}
+        self._writing = {r.stored.id: r for r in batch}
         try:
             try:
                 await self.table.insert(batch)
@@ -130,12 +135,13 @@ class ResponseStore:
             done.set()
         return True
 
-    async def _insert_one_by_one(self, batch: list[StoredResponse]) -> None:
+    async def _insert_one_by_one(self, batch: list[Encoded]) -> None:
         """A batch Postgres refused for its content (jsonb holds no NUL character, for one): each
         response alone, and the ones it refuses are kept only in this node's memory."""
-        for stored in batch:
+        for row in batch:
+            stored = row.stored
             try:
-                await self.table.insert([stored])
+                await self.table.insert([row])
             except psycopg.errors.DataError as exc:
                 if stored.id in self._cache:
                     self._refused.add(stored.id)
@@ -187,9 +193,7 @@ class ResponseStore:
 
     def _local(self, response_id: str) -> StoredResponse | None:
         cached = self._cache.get(response_id)
-        stored = cached[0] if cached is not None else self._writing.get(response_id)
-        if stored is None:
-            stored = next((s for s in self._pending if s.id == response_id), None)
+        stored = cached[0] if cached is not None else self._unwritten_row(response_id)
         return stored if stored is not None and self._fresh(stored) else None
 
     async def _db(self, op: Awaitable[T], what: str = "stored responses cannot be read right now") -> T:
@@ -206,8 +210,12 @@ class ResponseStore:
                 return found
             await asyncio.sleep(POLL)
 
+    def _unwritten_row(self, response_id: str) -> StoredResponse | None:
+        row = self._writing.get(response_id) or next((r for r in self._pending if r.stored.id == response_id), None)
+        return row.stored if row is not None else None
+
     def _unwritten(self, response_id: str) -> StoredResponse | None:
-        stored = self._writing.get(response_id) or next((s for s in self._pending if s.id == response_id), None)
+        stored = self._unwritten_row(response_id)
         if stored is None and response_id in self._refused:
             stored = self._cache[response_id][0]
         return stored if stored is not None and self._fresh(stored) else None
@@ -236,7 +244,7 @@ class ResponseStore:
             rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention))
             chain.extend(rest)
             for s in rest:
-                self._remember(s)
+                self._remember(s, json_size(s))
             if not rest:
                 raise not_found(next_id if next_id == response_id else response_id)
             if rest[-1].previous_response_id is not None:
@@ -255,8 +263,8 @@ class ResponseStore:
         if local is not None and local.key_id != key_id:
             raise not_found(response_id)
         self._forget(response_id)
-        if any(s.id == response_id for s in self._pending):  # never written: forgetting it is enough
-            self._pending = [s for s in self._pending if s.id != response_id]
+        if any(r.stored.id == response_id for r in self._pending):  # never written: forgetting it is enough
+            self._pending = [r for r in self._pending if r.stored.id != response_id]
             return
         if response_id in self._writing:  # being written right now: delete the row once it landed
             await self._db(self._landed(response_id), DELETE)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orjson import dumps
+from psycopg.adapt import Buffer, Dumper
+from psycopg.postgres import types as pg_types
+from psycopg.pq import Format
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.responses.objects import Body
@@ -29,6 +32,47 @@ class StoredResponse:
     model: str
     input: list[Body]
     response: Body
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A stored response with its JSON encoded once, when it is saved: the memory cache counts
+    `size` and the INSERT sends these bytes as they are (a 2 MB screenshot's input is encoded
+    once, never decoded to a str and encoded back)."""
+
+    stored: StoredResponse
+    input: bytes  # UTF-8 JSON
+    response: bytes
+    size: int  # len(input) + len(response)
+
+
+def encode(stored: StoredResponse) -> Encoded:
+    data, answer = dumps(stored.input), dumps(stored.response)
+    return Encoded(stored, data, answer, len(data) + len(answer))
+
+
+class Utf8:
+    """UTF-8 text already encoded, sent as a Postgres `text` (Utf8Dumper)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Utf8Dumper(Dumper):
+    """`text` in binary form is its UTF-8 bytes: they go out as they are, no copy."""
+
+    format = Format.BINARY
+    oid = pg_types["text"].oid
+
+    def dump(self, obj: Utf8) -> Buffer:
+        return obj.data
+
+
+def json_size(stored: StoredResponse) -> int:
+    """What `encode` counts, for a response read back (its text is not needed)."""
+    return len(dumps(stored.input)) + len(dumps(stored.response))
 
 
 def day_of(ts: float) -> dt.date:
@@ -84,22 +128,25 @@ class ResponseTable:
                 )
         self._days |= missing
 
-    async def insert(self, rows: Sequence[StoredResponse]) -> None:
+    async def insert(self, rows: Sequence[Encoded]) -> None:
         """One statement for the whole batch (its own transaction, one round trip): a response
         ends on the request path's heels, so the writer's per-batch cost is paid per response
         whenever batches are small. The arrays go in binary form: as text, every quote of the
-        JSON would be escaped on the way out, one regex substitution each."""
-        await self.ensure_partitions({day_of(r.created_at) for r in rows})
-        async with self._pool.connection() as conn:
-            await conn.execute(
+        JSON would be escaped on the way out, one regex substitution each. A row already there
+        (the same id and created_at: a write retried after one that did land) is skipped."""
+        await self.ensure_partitions({day_of(r.stored.created_at) for r in rows})
+        stored = [r.stored for r in rows]
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_dumper(Utf8, Utf8Dumper)  # this cursor's own adapters: the pool's stay as they are
+            await cur.execute(
                 f"INSERT INTO stored_responses ({_COLUMNS}) "
                 "SELECT id, to_timestamp(ts), key_id, prev, model, input::jsonb, response::jsonb "
                 "FROM unnest(%b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
                 "AS t(id, ts, key_id, prev, model, input, response) "
                 "ON CONFLICT DO NOTHING",
-                ([r.id for r in rows], [r.created_at for r in rows], [r.key_id for r in rows],
-                 [r.previous_response_id for r in rows], [r.model for r in rows],
-                 [dumps(r.input).decode() for r in rows], [dumps(r.response).decode() for r in rows]),
+                ([s.id for s in stored], [s.created_at for s in stored], [s.key_id for s in stored],
+                 [s.previous_response_id for s in stored], [s.model for s in stored],
+                 [Utf8(r.input) for r in rows], [Utf8(r.response) for r in rows]),
             )
 
     async def get(self, response_id: str, retention: float) -> StoredResponse | None:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from shieldes.node import Node
-from shieldes.responses.store import ResponseTable, StoredResponse, partition_name
+from shieldes.responses.store import ResponseTable, StoredResponse, encode, partition_name
 from tests.integration.gateway_harness import Harness, harness
 from tests.integration.test_responses_api import oai
 from tests.responses_schema import check_response
@@ -108,7 +108,7 @@ async def test_retention_hides_old_rows_and_the_purge_drops_their_partitions(dat
         old = StoredResponse("resp_old", now - 40 * day, "key_1", None, "m", [], {"id": "resp_old", "output": []})
         edge = StoredResponse("resp_edge", now - 30 * day - 60, "key_1", None, "m", [], {"id": "resp_edge"})
         new = StoredResponse("resp_new", now, "key_1", None, "m", [], {"id": "resp_new", "output": []})
-        await table.insert([old, edge, new])
+        await table.insert([encode(old), encode(edge), encode(new)])
         retention = 30 * day
         assert await table.get("resp_edge", retention) is None  # expired, even before its partition goes
         assert await table.get("resp_new", retention) is not None
@@ -193,7 +193,7 @@ async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(d
             {"id": "resp_elsewhere", "object": "response", "created_at": int(now), "status": "completed",
              "model": "gpt-4o", "output": [{"type": "message", "id": "msg_1", "role": "assistant", "status":
                                             "completed", "content": [{"type": "output_text", "text": "Hi Ada"}]}]})
-        await ResponseTable(h.store.connections).insert([elsewhere])  # type: ignore[arg-type]  # another node's write
+        await ResponseTable(h.store.connections).insert([encode(elsewhere)])  # type: ignore[arg-type]  # another node's write
         client = oai(h.base, secret).with_options(timeout=WAIT * 30)
         calls = {
             "continuation": lambda: client.responses.create(model="gpt-4o", input="what is my name?",

@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import pytest
 
-from shieldes.responses.store import ResponseTable, StoredResponse
+from shieldes.responses.store import ResponseTable, StoredResponse, encode
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, wait_until
 from tests.resilience.support import MESSAGES, Load, TcpProxy, node_via, terminate_backends
@@ -176,7 +176,7 @@ async def test_a_stalled_postgres_is_a_503_within_the_bound_on_every_path_that_w
         elsewhere = StoredResponse("resp_elsewhere", time.time(), key.id, None, "gpt-4o-mini",
                                    [{"role": "user", "content": "my name is Ada"}],
                                    {"id": "resp_elsewhere", "object": "response", "output": []})
-        await ResponseTable(h.store.connections).insert([elsewhere])  # type: ignore[arg-type]  # another node's
+        await ResponseTable(h.store.connections).insert([encode(elsewhere)])  # type: ignore[arg-type]  # another node's
         client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=30)
         admin_api = AdminClient(h.base, admin)
         proxy.stall()
