@@ -10,6 +10,9 @@ operation itself is cancelled apart from the request: psycopg's cancellation of 
 stalled server does not answer takes up to 10 s more (a cancel request, then a wait for the
 query's end), which no client should wait for. Those cancellations are owned here and awaited by
 `stop()`.
+
+A node has two: requests (`db_request_timeout`) and admin reads (`db_admin_read_timeout`: a usage
+or audit read may scan much more than a request's query).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from shieldes.errors import DatabaseUnavailable, ShieldesError
+from shieldes.errors import DatabaseStalled, DatabaseUnavailable, ShieldesError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY = "retry shortly"
+# After a read's wait ran out (the admin API's, the CLI's): nothing was changed, a retry is safe.
+READ_ADVICE = ("retry shortly; if it persists, run `shieldes doctor` and check the database (is it up and answering, "
+               "a session holding locks in pg_stat_activity, free disk space)")
 # The wait for the cancellations still running at shutdown: psycopg gives up on one after 10 s.
 STOP_WAIT = 12.0
 
@@ -47,18 +53,8 @@ class DbWait:
         """`what`: the subject of the 503's message ("stored responses cannot be read right
         now"); `advice`: what the caller should do after a timeout. A psycopg error becomes
         `refused(exc)` if that gives an error (a statement refused for its content), else a 503."""
-        task = asyncio.ensure_future(op)
         try:
-            done, _ = await asyncio.wait((task,), timeout=self.seconds)
-        except BaseException:  # the request itself was cancelled: so is its operation
-            self._cancel(task)
-            raise
-        if not done:
-            self._cancel(task)
-            raise DatabaseUnavailable(f"{what}: Postgres did not answer within {self.seconds:g} s (a stalled "
-                                      f"server, a lock held or a full disk); {advice}")
-        try:
-            return task.result()
+            return await self.within(op, what, advice=advice)
         except psycopg.Error as exc:
             mapped = refused(exc) if refused is not None else None
             if mapped is not None:
@@ -66,6 +62,22 @@ class DbWait:
             raise DatabaseUnavailable(f"{what} ({first_line(exc)}); {RETRY}") from None
         except OSError as exc:
             raise DatabaseUnavailable(f"{what} ({first_line(exc)}); {RETRY}") from None
+
+    async def within(self, op: Awaitable[T], what: str, *, advice: str = RETRY, seconds: float | None = None) -> T:
+        """`op`'s result or its own error as raised; past `seconds` (default: this wait's) a
+        DatabaseStalled, `op` being cancelled apart from the caller."""
+        limit = self.seconds if seconds is None else seconds
+        task = asyncio.ensure_future(op)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=limit)
+        except BaseException:  # the caller itself was cancelled: so is its operation
+            self._cancel(task)
+            raise
+        if not done:
+            self._cancel(task)
+            raise DatabaseStalled(f"{what}: Postgres did not answer within {limit:g} s (a stalled "
+                                  f"server, a lock held or a full disk); {advice}")
+        return task.result()
 
     def _cancel(self, task: asyncio.Task[Any]) -> None:
         task.cancel()

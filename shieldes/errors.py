@@ -188,6 +188,11 @@ class DatabaseUnavailable(ShieldesError):
     code = "database_unavailable"
 
 
+class DatabaseStalled(DatabaseUnavailable):
+    """Postgres did not answer within a bound (a stalled server, a lock held, a full disk): the
+    operation was cancelled apart from its caller (dbwait.py)."""
+
+
 class DatabaseError(ShieldesError):
     """The database refused a statement (not a connection problem): a schema not at the head, a
     constraint, a bug. Translated from psycopg at the store boundary."""

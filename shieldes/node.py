@@ -237,6 +237,7 @@ class Node:
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
         # the bound of every request's wait on Postgres (conversations, stored responses, admin writes)
         self.db_wait = DbWait(settings.db_request_timeout)
+        self.db_read_wait = DbWait(settings.db_admin_read_timeout)  # the admin API's reads: a longer bound
         self._warm: asyncio.Task[Any] | None = None
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
@@ -329,7 +330,8 @@ class Node:
         self.metrics.registry.register(RoutingGauges(self.cluster))
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
-                             oidc=OidcLogin.from_settings(s), db_wait=self.db_wait)
+                             oidc=OidcLogin.from_settings(s), db_wait=self.db_wait,
+                             db_read_wait=self.db_read_wait)
         self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
         await self.responses.start()
         capture = self._capture()
@@ -444,6 +446,7 @@ class Node:
             if self.http is not None:
                 await self.http.stop()
             await self.db_wait.stop()  # operations that outlived their request's wait, cancelled
+            await self.db_read_wait.stop()
             if self.upstream is not None:
                 await self.upstream.close()
             if self.request_log is not None:  # every drained request has its record by now

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0,
         description="seconds a request waits on Postgres (conversations, a stored response not in this node's "
                     "memory, admin config writes) before a 503 to retry: a stalled database holds none longer")
+    db_admin_read_timeout: float = Field(
+        default=30.0, gt=0,
+        description="seconds an admin read waits on Postgres (usage, audit log, request log, config at a point) "
+                    "before a 503 to retry: longer than db_request_timeout, as such reads may scan much")
 
     # Identity and network
     node_id: str = Field(default_factory=default_node_id, description="unique name of this node")

@@ -12,6 +12,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'data_dir': ('path', False, None, 'default_data_dir', (), (), (('_absolute', 'after'),)),
     'db_pool_size': ('int', False, 4, None, (('ge', 1),), (), ()),
     'db_request_timeout': ('float', False, 5.0, None, (('gt', 0),), (), ()),
+    'db_admin_read_timeout': ('float', False, 30.0, None, (('gt', 0),), (), ()),
     'node_id': ('str', False, None, 'default_node_id', (), (), ()),
     'host': ('str', False, '0.0.0.0', None, (), (), ()),
     'port': ('int', False, 8080, None, (('ge', 0), ('le', 65535)), (), ()),

@@ -56,9 +56,10 @@ class CliContext:
         if self.admin_url is None or self.local:
             return None
         if self._api is None:
-            from shieldes.cli.remote import AdminApi
+            from shieldes.cli.remote import AdminApi, answer_wait
 
-            self._api = AdminApi.from_url(self.admin_url, self.settings.admin_token)
+            self._api = AdminApi.from_url(self.admin_url, self.settings.admin_token,
+                                          answer_wait(self.settings.db_admin_read_timeout))
         return self._api
 
     def database_url(self) -> str:
@@ -264,6 +265,26 @@ def run(coro: Awaitable[T]) -> T:
     import asyncio  # a remote command (SHIELDES_ADMIN_URL) runs no event loop
 
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def run_read(coro: Awaitable[T]) -> T:
+    """`run` for a command that reads Postgres directly: past SHIELDES_DB_ADMIN_READ_TIMEOUT (a
+    paused server, a lock held, a full disk) an error saying what to do, not a command that never
+    returns. The database's own errors are left to `handle_errors`."""
+    import asyncio
+
+    from shieldes.dbwait import READ_ADVICE, DbWait
+
+    path = click.get_current_context().command_path
+    wait = DbWait(cli_context().settings.db_admin_read_timeout)
+
+    async def bounded() -> T:
+        try:
+            return await wait.within(coro, f"`{path}` cannot read the database right now", advice=READ_ADVICE)
+        finally:  # the stalled query's cancellation ends before the loop does (else it is cut short)
+            await wait.stop()
+
+    return asyncio.run(bounded())
 
 
 def fail(message: str, code: str | None = None, exit_code: int = 1, *, args: Sequence[str] = ()) -> NoReturn:

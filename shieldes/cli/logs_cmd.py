@@ -13,7 +13,16 @@ import click
 import psycopg
 
 from shieldes import db
-from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run, table_cell
+from shieldes.cli.common import (
+    OneLineCommand,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    run,
+    run_read,
+    table_cell,
+)
 from shieldes.cli.timefmt import with_table_times
 from shieldes.errors import InvalidRequest
 from shieldes.requestlog import store
@@ -173,4 +182,4 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
         with contextlib.suppress(KeyboardInterrupt):
             run(_follow(f, limit, ctx.as_json, interval))
         return
-    _print(list(reversed(run(_fetch(f, limit)))), ctx.as_json, lines=False, detail=request_id is not None)
+    _print(list(reversed(run_read(_fetch(f, limit)))), ctx.as_json, lines=False, detail=request_id is not None)

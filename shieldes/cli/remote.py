@@ -24,6 +24,9 @@ from shieldes.errors import ShieldesError
 
 PREFIX = "/admin/v1"
 TIMEOUT_S = 30.0
+# Beyond the node's bound on an admin read's wait for Postgres: its 503 saying what to do arrives
+# before the CLI gives up on the node.
+READ_MARGIN_S = 10.0
 LIST_PAGE = 10_000  # the admin API's largest page of a config list (gateway/admin/api.py MAX_LIST_LIMIT)
 OLD_LIST_PAGE = 1000  # ... before that was raised
 UNSET_HINT = "unset SHIELDES_ADMIN_URL (and drop --admin-url) to write to Postgres directly"
@@ -44,6 +47,11 @@ class RemoteError(ShieldesError):
     def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.http_status = status
+
+
+def answer_wait(admin_read_timeout: float) -> float:
+    """Seconds the CLI waits for an answer, given SHIELDES_DB_ADMIN_READ_TIMEOUT."""
+    return max(TIMEOUT_S, admin_read_timeout + READ_MARGIN_S)
 
 
 def segment(value: str) -> str:

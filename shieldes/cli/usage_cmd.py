@@ -15,7 +15,7 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     query,
-    run,
+    run_read,
 )
 from shieldes.errors import InvalidRequest
 from shieldes.timeparse import parse_day
@@ -80,7 +80,7 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
             raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
         return await query(USAGE_SQL, params)
 
-    rows = run(fetch())
+    rows = run_read(fetch())
     for r in rows:
         r["cost_usd"] = float(r["cost_usd"])  # exact value: cost_nusd (integer nano-USD)
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psycopg
 from aiohttp import web
 
+from shieldes.dbwait import READ_ADVICE, first_line
 from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
@@ -21,6 +23,16 @@ from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import request_id
 from shieldes.gateway.routes import json_response, read_json
 from shieldes.roles import allows
+
+SERVING = READ_ADVICE + "; chat requests are served meanwhile"
+
+
+def refused_read(exc: psycopg.Error) -> ShieldesError | None:
+    """A read Postgres refused for a value it was given (not a database to retry)."""
+    if isinstance(exc, psycopg.errors.DataError):
+        return InvalidRequest(f"the database refused a query parameter ({first_line(exc)}); check the query "
+                              "parameters (a NUL character, a value out of range)")
+    return None
 
 PREFIX = "/admin/v1"
 MAX_LIMIT = 1000  # a page of the audit log or the request log (read from Postgres)
@@ -132,6 +144,7 @@ class Route:
     idempotent_create: bool = False  # honours Idempotency-Key
     returns_secret: bool = False
     aliases: tuple[str, ...] = field(default=())  # older unversioned paths served by this route
+    reads_db: bool = False  # reads Postgres (not the node's memory): bounded by db_admin_read_timeout
 
     @property
     def full_path(self) -> str:
@@ -200,7 +213,12 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 body, option=orjson.OPT_SORT_KEYS)).hexdigest())
         call = Call(request, ctx, principal, dict(request.match_info), query, body, idem)
         try:
-            result = await route.handler(call)
+            if route.reads_db:
+                result = await ctx.db_read_wait.run(route.handler(call), f"{route.method} {route.full_path} cannot "
+                                                    "read the database right now", advice=SERVING,
+                                                    refused=refused_read)
+            else:
+                result = await route.handler(call)
         except ShieldesError as exc:  # the shared decisions speak of CLI flags: name the fields instead
             if CLI_WORDING not in request.headers:
                 exc.message = api_wording(exc.message)

@@ -30,6 +30,7 @@ class AdminContext:
     pool: AsyncConnectionPool[Any] | None
     readiness: Callable[[], tuple[bool, dict[str, Any]]]
     db_wait: DbWait  # bounds a config write's wait on Postgres (the node's, as for conversations)
+    db_read_wait: DbWait  # bounds an admin read's wait on Postgres (Route.reads_db)
     database_url: str = ""
     cluster: ClusterRuntime | None = None
     oidc: OidcLogin | None = None

@@ -100,7 +100,8 @@ _FILTERS = (
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/requests", list_requests, READ, "List requests served, newest first (refused and failed too)",
-          "requests", query=_FILTERS),
+          "requests", reads_db=True, query=_FILTERS),
     Route("GET", "/requests/{request_id}", get_request, READ,
-          "Show one request: a row per node that logged its id, captured bodies to admins", "requests"),
+          "Show one request: a row per node that logged its id, captured bodies to admins", "requests",
+          reads_db=True),
 )

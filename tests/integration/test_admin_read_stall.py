@@ -1,0 +1,71 @@
+"""Admin reads on a stalled database: usage, the audit log, the request log and the config at a
+point each answer a 503 within SHIELDES_DB_ADMIN_READ_TIMEOUT saying what to do, never a request
+held until the lock goes; the CLI prints that message in remote and direct mode; chat is served
+meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import psycopg
+
+from tests.integration.admin_client import AdminClient
+from tests.integration.gateway_harness import harness
+from tests.integration.test_cli_remote import BOOT, Ran, remote, shieldes
+
+WAIT = 1.0  # db_admin_read_timeout here: the bound the test checks, lowered to keep it fast
+# What the admin reads read: another session holds them (a lock held, as a stalled server would)
+TABLES = "events, usage_deltas, request_log_rows"
+READS = ("/admin/v1/usage", "/admin/v1/audit", "/admin/v1/requests", "/admin/v1/config?at=1")
+
+
+def stalled_line(ran: Ran, *words: str) -> str:
+    line = ran.error()
+    assert f"did not answer within {WAIT:g} s" in line and "shieldes doctor" in line, line
+    assert all(w in line for w in words), (words, line)
+    return line
+
+
+async def test_a_stalled_database_is_a_503_on_admin_reads_within_their_bound_and_chat_is_served(
+        database_url: str) -> None:
+    async with harness(database_url, admin_token=BOOT, db_admin_read_timeout=WAIT) as h:
+        secret = await h.create_key("app", models=("gpt-4o",))
+        await h.sync()
+        api = AdminClient(h.base, BOOT)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=WAIT * 10)
+        with psycopg.connect(database_url) as locker:
+            locker.execute(f"LOCK TABLE {TABLES} IN ACCESS EXCLUSIVE MODE")
+            for path in READS:
+                began = time.monotonic()
+                status, body = await asyncio.wait_for(api.get(path), WAIT * 10)
+                waited = time.monotonic() - began
+                assert status == 503 and body["error"]["code"] == "database_unavailable", (path, body)
+                message = body["error"]["message"]
+                assert f"did not answer within {WAIT:g} s" in message and "retry" in message, message
+                assert "shieldes doctor" in message and "chat requests are served meanwhile" in message, message
+                assert WAIT <= waited < WAIT * 4, (path, waited)
+            chat = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert chat.choices[0].message.content == "Hello from the fake upstream"
+
+            stalled_line(await remote(h, "usage"), "HTTP 503", "GET /admin/v1/")
+            stalled_line(await remote(h, "logs"), "HTTP 503", "GET /admin/v1/requests")
+            env = {"SHIELDES_DATABASE_URL": database_url, "SHIELDES_DB_ADMIN_READ_TIMEOUT": str(WAIT)}
+            stalled_line(await shieldes("usage", **env), "`shieldes usage` cannot read the database")
+            stalled_line(await shieldes("audit", "log", **env), "`shieldes audit log` cannot read the database")
+            stalled_line(await shieldes("logs", **env), "`shieldes logs` cannot read the database")
+        for path in READS:  # the lock gone, every read answers
+            status, body = await api.get(path)
+            assert status == 200, (path, body)
+        assert (await remote(h, "usage")).code == 0
+        await client.close()
+
+
+async def test_a_value_postgres_refuses_is_a_400_naming_it_not_a_retry(database_url: str) -> None:
+    """Text with a NUL character cannot reach Postgres: the read is refused for its parameter, with
+    what to change, not a 503 to retry (the same read would be refused again) nor a 500."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        status, body = await AdminClient(h.base, BOOT).get("/admin/v1/audit", actor="a\x00b")
+        assert status == 400 and body["error"]["code"] == "invalid_request", body
+        assert "query parameter" in body["error"]["message"], body
