@@ -11,8 +11,9 @@ stalled server does not answer takes up to 10 s more (a cancel request, then a w
 query's end), which no client should wait for. Those cancellations are owned here and awaited by
 `stop()`.
 
-A node has two: requests (`db_request_timeout`) and admin reads (`db_admin_read_timeout`: a usage
-or audit read may scan much more than a request's query).
+A node has three: requests (`db_request_timeout`), admin reads (`db_admin_read_timeout`: a usage
+or audit read may scan much more than a request's query) and the stored-response writer (its
+write's bound grows with what it writes; a stalled write is cancelled and retried).
 """
 
 from __future__ import annotations

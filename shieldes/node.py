@@ -333,6 +333,9 @@ class Node:
                              oidc=OidcLogin.from_settings(s), db_wait=self.db_wait,
                              db_read_wait=self.db_read_wait)
         self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
+        responses = self.responses
+        self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.stalls,
+                                            lambda: responses.dropped)
         await self.responses.start()
         capture = self._capture()
         self.request_log = self._request_log(capture)

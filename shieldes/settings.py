@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     db_request_timeout: float = Field(
         default=5.0, gt=0,
         description="seconds a request waits on Postgres (conversations, a stored response not in this node's "
-                    "memory, admin config writes) before a 503 to retry: a stalled database holds none longer")
+                    "memory, admin config writes) before a 503 to retry: a stalled database holds none longer; "
+                    "a stored-response write past it (plus 1 s per MB written) is cancelled and retried")
     db_admin_read_timeout: float = Field(
         default=30.0, gt=0,
         description="seconds an admin read waits on Postgres (usage, audit log, request log, config at a point) "

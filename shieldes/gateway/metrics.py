@@ -112,6 +112,16 @@ class _HotSeries(Collector):
             yield CounterMetricFamily("shieldes_request_log_dropped", "request log rows dropped because the "
                                       "buffer was full (the oldest go first)", value=dropped())
             yield CounterMetricFamily("shieldes_request_log_written", "request log rows written", value=written())
+        if m._stored_responses is not None:
+            pending, stalls, dropped = m._stored_responses
+            yield GaugeMetricFamily("shieldes_stored_responses_pending",
+                                    "stored responses waiting to be written to Postgres (served from memory meanwhile)",
+                                    value=pending())
+            yield CounterMetricFamily("shieldes_stored_responses_write_stalls",
+                                      "stored-response writes cancelled past their bound (a stalled database) and "
+                                      "retried", value=stalls())
+            yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
+                                      "than 100,000 waiting for the database)", value=dropped())
 
 
 class Metrics:
@@ -133,6 +143,7 @@ class Metrics:
             ["provider", "cause"], registry=r)
         self._routes = _Bounded(MAX_SERIES)
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
+        self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -202,6 +213,11 @@ class Metrics:
                           written: Callable[[], float]) -> None:
         """Request-log buffer depth and counters, read at scrape time."""
         self._request_log = (buffered, dropped, written)
+
+    def watch_stored_responses(self, pending: Callable[[], float], stalls: Callable[[], float],
+                               dropped: Callable[[], float]) -> None:
+        """The stored-response writer's backlog and counters, read at scrape time."""
+        self._stored_responses = (pending, stalls, dropped)
 
     def usage(self, provider: str, model: str, usage: TokenUsage, nusd: int) -> None:
         cells = self._use.get((provider, model))

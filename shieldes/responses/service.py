@@ -10,7 +10,12 @@ seconds before answering 404, which covers a next turn that races the writer on 
 
 That poll waits for a row that may appear; each of its reads (and a delete) is a query that may
 never return on a stalled database, bounded apart by the node's DbWait (`db_request_timeout`): a
-read past it is a 503 to retry, so a request waits at most the poll plus one bound."""
+read past it is a 503 to retry, so a request waits at most the poll plus one bound.
+
+The writer's own writes are bounded too (`write_bound`): a write that a stalled database holds
+past it is cancelled and retried on another connection (the insert skips rows already there, so
+none lands twice), and the stall is logged and counted (`shieldes_stored_responses_*`) with the
+responses waiting in memory meanwhile, where this node serves them from."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import TypeVar
 import psycopg
 
 from shieldes.dbwait import DbWait
-from shieldes.errors import NotFound
+from shieldes.errors import DatabaseStalled, NotFound
 from shieldes.responses.objects import Body
 from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode, json_size
 from shieldes.settings import Settings
@@ -39,6 +44,15 @@ RETRY = 1.0
 # a few responses share one (read-your-writes on another node polls for longer than this).
 LINGER = 0.005
 DELETE = "stored responses cannot be deleted right now"
+# A write's bound beyond db_request_timeout: a second per MB it carries (a backlog written after an
+# outage, or a batch of screenshots, takes longer than a request's query without being stalled).
+WRITE_RATE = 1_000_000
+# What one write (one statement) takes at most: a backlog is written in pieces, each well within
+# its bound, never as one statement that could not finish within any.
+MAX_BATCH_ROWS = 1000
+MAX_BATCH_BYTES = 8_000_000
+STALLED = ("it is retried on a new connection; check the database (`shieldes doctor`, a session holding a lock on "
+           "stored_responses in pg_stat_activity, free disk space)")
 T = TypeVar("T")
 
 
@@ -48,6 +62,22 @@ def not_found(response_id: str) -> NotFound:
         "with store: false, or belongs to another API key",
         code="not_found",
     )
+
+
+def write_bound(seconds: float, size: int) -> float:
+    """Seconds one write of `size` bytes of JSON may take before it counts as stalled."""
+    return seconds + size / WRITE_RATE
+
+
+def batch_length(pending: list[Encoded]) -> int:
+    """How many of the oldest pending responses the next write takes: at least one, then up to
+    MAX_BATCH_ROWS and MAX_BATCH_BYTES."""
+    total = 0
+    for n, row in enumerate(pending[:MAX_BATCH_ROWS]):
+        total += row.size
+        if n and total > MAX_BATCH_BYTES:
+            return n
+    return min(len(pending), MAX_BATCH_ROWS)
 
 
 def conversation(chain: list[StoredResponse]) -> list[Body]:
@@ -71,6 +101,9 @@ class ResponseStore:
         self._cached_bytes = 0
         self._pending: list[Encoded] = []
         self._writing: dict[str, Encoded] = {}
+        self._writes = DbWait(settings.db_request_timeout)  # the writer's own: stop() awaits its cancellations
+        self.stalls = 0  # writes cancelled past their bound
+        self.dropped = 0  # responses dropped unwritten (more than MAX_PENDING waiting)
         self._refused: set[str] = set()  # cached responses Postgres refused: read from the cache
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
@@ -87,6 +120,7 @@ class ResponseStore:
         self._remember(stored, row.size)
         if len(self._pending) >= MAX_PENDING:
             dropped = self._pending.pop(0)
+            self.dropped += 1
             log.warning("stored responses: %d waiting for the database; dropped %s", MAX_PENDING, dropped.stored.id)
         self._pending.append(row)
         self._wake.set()
@@ -115,16 +149,27 @@ class ResponseStore:
             self._cached_bytes -= found[1]
 
     async def flush(self) -> bool:
-        """Write everything queued; False if the database refused (the rows stay queued)."""
-        if not self._pending:
-            return True
-        batch, self._pending = self._pending, []
+        """Write everything queued; False if the database refused or stalled (the rows stay queued)."""
+        while self._pending:
+            n = batch_length(self._pending)
+            batch, self._pending = self._pending[:n], self._pending[n:]
+            if not await self._write(batch):
+                return False
+        return True
+
+    async def _write(self, batch: list[Encoded]) -> bool:
         self._writing = {r.stored.id: r for r in batch}
         try:
             try:
-                await self.table.insert(batch)
+                await self._bounded(batch)
             except psycopg.errors.DataError:
                 await self._insert_one_by_one(batch)
+        except DatabaseStalled as exc:
+            self.stalls += 1
+            self._pending = batch + self._pending
+            log.warning("%s; %d responses wait in this node's memory (served from it meanwhile)",
+                        exc.message, len(self._pending))
+            return False
         except (psycopg.Error, OSError) as exc:
             log.warning("stored responses: write of %d failed, will retry: %s", len(batch), exc)
             self._pending = batch + self._pending
@@ -135,13 +180,19 @@ class ResponseStore:
             done.set()
         return True
 
+    async def _bounded(self, rows: list[Encoded]) -> None:
+        size = sum(r.size for r in rows)
+        await self._writes.within(
+            self.table.insert(rows), f"stored responses: a write of {len(rows)} ({size / 1e6:.1f} MB) was cancelled",
+            advice=STALLED, seconds=write_bound(self._writes.seconds, size))
+
     async def _insert_one_by_one(self, batch: list[Encoded]) -> None:
         """A batch Postgres refused for its content (jsonb holds no NUL character, for one): each
         response alone, and the ones it refuses are kept only in this node's memory."""
         for row in batch:
             stored = row.stored
             try:
-                await self.table.insert([row])
+                await self._bounded([row])
             except psycopg.errors.DataError as exc:
                 if stored.id in self._cache:
                     self._refused.add(stored.id)
@@ -163,7 +214,12 @@ class ResponseStore:
     async def purge(self) -> list[str]:
         self._next_purge = time.time() + self.purge_interval
         try:
-            dropped = await self.table.purge(time.time(), self.retention)
+            dropped = await self._writes.within(self.table.purge(time.time(), self.retention),
+                                                "stored responses: the retention purge was cancelled",
+                                                advice="it is tried again at the next purge interval")
+        except DatabaseStalled as exc:
+            log.warning("%s", exc.message)
+            return []
         except (psycopg.Error, OSError) as exc:
             log.warning("stored responses: retention purge failed, will retry: %s", exc)
             return []
@@ -185,6 +241,7 @@ class ResponseStore:
                 await asyncio.sleep(0.1)
         if self._pending:
             log.warning("stored responses: %d not written at shutdown", len(self._pending))
+        await self._writes.stop()  # writes cancelled past their bound: before the pool closes
 
     # --- reads ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import openai
 import psycopg
 import pytest
@@ -222,3 +223,56 @@ async def test_a_stalled_database_is_a_503_within_the_bound_and_chat_is_served(d
                                                previous_response_id=elsewhere.id)
         assert second.output_text and [m["content"] for m in chat_messages(h)] == [
             "my name is Ada", "Hi Ada", "what is my name?"]
+
+
+async def scrape(h: Harness) -> dict[str, float]:
+    async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+        text = await r.text()
+    return {name: float(value) for name, value in
+            (line.split(" ", 1) for line in text.splitlines() if line.startswith("shieldes_stored_responses_"))}
+
+
+async def metric_reaches(h: Harness, name: str, value: float, timeout: float) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while (seen := await scrape(h)).get(name, -1.0) < value:
+        assert time.monotonic() < deadline, (name, value, seen)
+        await asyncio.sleep(0.05)
+    return seen
+
+
+async def test_a_stalled_write_is_cancelled_retried_and_lands_once(database_url: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The writer's INSERT held by a stalled database (its table locked by another session) is
+    cancelled past db_request_timeout and retried on a new connection: the stall is counted, the
+    backlog is on /metrics and a warning says the cause and what to do; continuations are served
+    from this node's memory throughout; once the lock goes every response lands exactly once."""
+    async with harness(database_url, db_request_timeout=WAIT) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret).with_options(timeout=WAIT * 10)
+        ids: list[str] = []
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE stored_responses IN ACCESS EXCLUSIVE MODE")
+            previous = None
+            for turn in range(4):  # each turn continues the last: served from memory, the rows unwritten
+                answer = await client.responses.create(model="gpt-4o", input=f"turn {turn}",
+                                                       previous_response_id=previous)
+                ids.append(answer.id)
+                previous = answer.id
+            assert [m["content"] for m in chat_messages(h)][-2:] == ["Hello from the fake upstream", "turn 3"]
+            # cancelled, retried, cancelled again
+            seen = await metric_reaches(h, "shieldes_stored_responses_write_stalls_total", 2, WAIT * 20)
+            assert seen["shieldes_stored_responses_pending"] == 4, seen
+            assert seen["shieldes_stored_responses_write_stalls_total"] >= 2, seen
+            warnings = [r.getMessage() for r in caplog.records if "did not answer within" in r.getMessage()]
+            assert warnings and "was cancelled" in warnings[0] and "retried on a new connection" in warnings[0]
+            assert "shieldes doctor" in warnings[0] and "4 responses wait in this node's memory" in warnings[0]
+            more = await client.responses.create(model="gpt-4o", input="still here?", previous_response_id=previous)
+            ids.append(more.id)
+        for _ in range(500):  # (read from a thread: the node's writer shares this event loop)
+            rows = await asyncio.to_thread(h.sql, "SELECT id, count(*) FROM stored_responses GROUP BY id")
+            if len(rows) == len(ids):
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(rows) == sorted((i, 1) for i in ids)
+        await metric_reaches(h, "shieldes_stored_responses_pending", 0, WAIT * 10)

@@ -1,5 +1,5 @@
 """A stored response's JSON is encoded once, when it is saved: the memory cache counts its bytes and
-the writer sends the same text."""
+the writer sends the same text. The writer's batches and the bound of each write."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import time
 import orjson
 
 from shieldes.dbwait import DbWait
-from shieldes.responses.service import ResponseStore
-from shieldes.responses.store import ResponseTable, StoredResponse, encode, json_size
+from shieldes.responses.service import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ROWS,
+    ResponseStore,
+    batch_length,
+    write_bound,
+)
+from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode, json_size
 from shieldes.settings import Settings
 
 
@@ -38,3 +44,19 @@ def test_the_cache_holds_the_newest_responses_up_to_its_bytes() -> None:
     assert store.pending == 3  # ... but waits to be written, readable meanwhile
     assert store._local("resp_0") == rows[0].stored
     assert [r.input for r in store._pending] == [r.input for r in rows]
+
+
+def sized(n: int, size: int) -> list[Encoded]:
+    return [Encoded(response(f"resp_{i}", ""), b"[]", b"{}", size) for i in range(n)]
+
+
+def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> None:
+    assert batch_length(sized(3, 10)) == 3
+    assert batch_length(sized(MAX_BATCH_ROWS + 5, 10)) == MAX_BATCH_ROWS
+    assert batch_length(sized(5, MAX_BATCH_BYTES // 2)) == 2
+    assert batch_length(sized(3, MAX_BATCH_BYTES * 3)) == 1  # one response larger than a batch goes alone
+
+
+def test_a_write_may_take_the_request_bound_plus_a_second_per_megabyte() -> None:
+    assert write_bound(5.0, 0) == 5.0
+    assert write_bound(5.0, 2_700_000) == 7.7
