@@ -3,7 +3,7 @@ environment: the node's startup report and `shieldes doctor` read the same findi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shieldes.projections.state import ConfigState, Deployment
@@ -53,12 +53,12 @@ def credential_findings(config: ConfigState, keyring: Keyring,
             for d in sorted(config.providers.values(), key=lambda d: d.name)]
 
 
-def price_findings(config: ConfigState, priced: Collection[str]) -> list[Finding]:
-    """One finding per served model: is there a price (shipped default or `pricing set`)? A
-    pattern is no model: the names it serves are priced only by an exact `pricing set`."""
+def price_findings(config: ConfigState, priced: Callable[[str], bool]) -> list[Finding]:
+    """One finding per served model: is there a price (shipped default, `pricing set` for it or for
+    a pattern matching it)? A provider's pattern is no model: the names it serves are not known."""
     out = []
     for model in config.exact_models():
-        if model in priced:
+        if priced(model):
             out.append(Finding("prices", model, True, "priced"))
         else:
             out.append(Finding(
@@ -69,7 +69,7 @@ def price_findings(config: ConfigState, priced: Collection[str]) -> list[Finding
 
 
 def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[str, str],
-                   priced: Collection[str], peers: int, gossip: bool, bootstrap_token: bool = False,
+                   priced: Callable[[str], bool], peers: int, gossip: bool, bootstrap_token: bool = False,
                    oidc: bool = False) -> tuple[list[str], list[str]]:
     """(what is configured, what is missing) as log lines for a node that just caught up."""
     providers = sorted(config.providers.values(), key=lambda d: d.name)

@@ -30,7 +30,7 @@ from shieldes.providers.http import is_azure, join_endpoint
 from shieldes.providers.proxies import proxy_for
 from shieldes.secrets import Keyring, SecretError, fingerprint, keyring_for, local_key_path, resolve_secret
 from shieldes.settings import Settings
-from shieldes.usage.pricing import PriceTable
+from shieldes.usage.pricing import price_for
 
 PROBE_TIMEOUT = 5.0
 MAX_SKEW = 2.0  # seconds: liveness and budget periods assume node and database clocks agree this well
@@ -182,7 +182,7 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
         deps = sorted(config.providers.values(), key=lambda d: d.name)
         proxies = urllib.request.getproxies_environment()
         findings += await asyncio.gather(*(probe(session, d, key, env, proxies) for d in deps))
-    findings += price_findings(config, PriceTable().rates(config.pricing).keys())
+    findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None)
     findings += secret_findings(nodes, settings)
     return findings
 

@@ -360,10 +360,10 @@ class Node:
     def _report(self) -> None:
         """Say at startup what is configured and, loudly, what is missing."""
         assert self.projector is not None and self.gateway is not None and self.cluster is not None
-        config = self.projector.config
+        config, prices = self.projector.config, self.gateway.prices
         configured, missing = startup_report(
             config, keyring=self.keyring(), environ=os.environ,
-            priced=self.gateway.prices.rates(config.pricing).keys(),
+            priced=lambda m: prices.priced(config.pricing, m),
             peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
             bootstrap_token=bool(self.settings.admin_token), oidc=OidcLogin.from_settings(self.settings) is not None,
         )

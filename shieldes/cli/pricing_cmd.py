@@ -1,5 +1,6 @@
-"""`shieldes pricing set|list|import`: USD per 1M input/output tokens per model, used to cost usage.
-The shipped catalog is listed with `source: default`, prices set here with `source: override`."""
+"""`shieldes pricing set|unset|list|import`: USD per 1M input/output tokens per model (or per model
+pattern: `claude-opus-*`), used to cost usage. The shipped catalog is listed with `source: default`,
+prices set here with `source: override`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from shieldes.importers.apply import apply_import
 from shieldes.importers.plan import Plan
 from shieldes.importers.prices import parse_litellm_prices, plan_prices
 from shieldes.importers.source import load_document
-from shieldes.projections.shared_commands import SetPricing
+from shieldes.projections.shared_commands import SetPricing, UnsetPricing
 from shieldes.projections.state import ConfigState, Price
 from shieldes.usage.catalog import price_rows
 
@@ -48,7 +49,8 @@ def pricing_group() -> None:
 @handle_errors
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
          cache_write_per_1m: float | None, as_json: bool) -> None:
-    """Set the price of MODEL (replaces an earlier price, cache prices included)."""
+    """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
+    or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins."""
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:
@@ -64,6 +66,25 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)))
     price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
+
+
+@pricing_group.command("unset")
+@click.argument("model")
+@json_option
+@handle_errors
+def unset(model: str, as_json: bool) -> None:
+    """Remove the price set for MODEL or a pattern (the shipped catalog's price, or a pattern's, applies
+    again)."""
+    ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("DELETE", f"/pricing/{segment(model)}")
+        emit({"model": model, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
+        return
+    written = run(write(UnsetPricing(model)))
+    emit({"model": model, "removed": True, "position": written.position}, as_json=ctx.as_json)
 
 
 def _row(model: str, p: Price) -> dict[str, object]:

@@ -110,6 +110,15 @@ class PricingSet(Event):
 
 
 @dataclass(frozen=True)
+class PricingUnset(Event):
+    """The `pricing.set` price of `model` (a name or a pattern) is gone: the shipped catalog's
+    price, or a pattern's, applies again."""
+
+    TYPE: ClassVar[str] = "pricing.unset"
+    model: str
+
+
+@dataclass(frozen=True)
 class RoutingSet(Event):
     """How requests for `model` (a model or alias name) choose among its deployments; None: the
     default strategy again."""
@@ -280,6 +289,7 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     ModelAliasSet,
     ModelAliasRemoved,
     PricingSet,
+    PricingUnset,
     RoutingSet,
     TeamCreated,
     VirtualKeyCreated,

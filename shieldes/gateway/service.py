@@ -27,7 +27,7 @@ from shieldes.errors import (
     retry_after_seconds,
 )
 from shieldes.gateway.metrics import Metrics
-from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern
+from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
 from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
     CONTENT_FILTER,
@@ -52,7 +52,7 @@ from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_ta
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
-from shieldes.usage.pricing import PriceTable, completion_cap, cost_nusd
+from shieldes.usage.pricing import NO_RATE, PriceTable, completion_cap, cost_nusd, price_hint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,13 +228,15 @@ class Gateway:
         choices, each of which may run to it."""
         config = self.state.config
         budgeted = self.budgeted(key)
-        if not self.settings.allow_unpriced and budgeted and not self.prices.priced(config.pricing, route.model):
+        found = self.prices.lookup(config.pricing, route.model)
+        if found is None and budgeted and not self.settings.allow_unpriced:
+            served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None
             raise ModelNotPriced(
                 f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
-                f"be enforced on it; set one with `shieldes pricing set {route.model} --input USD_PER_1M "
-                "--output USD_PER_1M` (an operator may allow unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
+                f"be enforced on it; set one with {price_hint(route.model, served_by)} (an operator may allow "
+                "unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
             )
-        rate = self.prices.rate(config.pricing, route.model)
+        rate = found or NO_RATE
         prompt = prompt_bytes // 4
         usage = self.state.usage
         position = self.state.position

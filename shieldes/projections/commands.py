@@ -60,7 +60,7 @@ def check_name(what: str, name: str) -> str:
 
 def check_models(models: tuple[str, ...], *, patterns: bool = False) -> tuple[str, ...]:
     """Model names; with `patterns`, entries ending in `*` too (`claude-*`, `*` alone: what a
-    deployment serves or a key may use). Anything else stays an exact name: a price or a routing
+    deployment serves, a key may use or a price covers). Anything else stays an exact name: a routing
     strategy belongs to one model."""
     if not models:
         raise CommandRejected("no models given: pass --models with a comma-separated list, e.g. gpt-4o,gpt-4o-mini")
@@ -79,8 +79,8 @@ def check_model(m: str, *, patterns: bool) -> None:
         raise CommandRejected(
             f"invalid model name {m!r}: "
             + ("'*' may only end a pattern (claude-*, gpt-5*, or * alone for any name)" if patterns else
-               "a pattern is not a model here; name one model exactly (patterns serve names, they are not priced "
-               "or routed as one)"))
+               "a pattern is not a model here; name one model exactly (patterns serve names and may be priced, "
+               "but a routing strategy belongs to one model)"))
     if not base or len(m) > MAX_NAME or not _MODEL_OK.match(base):
         raise CommandRejected(f"invalid model name {m!r}: use letters, digits and . _ : @ / + -"
                               + (", and '*' only at the end for a pattern" if patterns else ""))

@@ -15,6 +15,7 @@ from shieldes.events.catalog import (
     ModelAliasRemoved,
     ModelAliasSet,
     PricingSet,
+    PricingUnset,
     ProviderAdded,
     ProviderRemoved,
     ProviderUpdated,
@@ -89,6 +90,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
                           event.cache_write_per_1m)
             return replace(state, pricing=_with(state.pricing, event.model, price))
+        case PricingUnset():
+            return replace(state, pricing=_without(state.pricing, event.model))
         case TeamCreated():
             return replace(
                 state,

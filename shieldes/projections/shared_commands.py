@@ -17,6 +17,7 @@ from shieldes.events.catalog import (
     ModelAliasRemoved,
     ModelAliasSet,
     PricingSet,
+    PricingUnset,
     ProviderAdded,
     ProviderRemoved,
     ProviderUpdated,
@@ -105,6 +106,11 @@ class SetPricing:
 
 
 @dataclass(frozen=True)
+class UnsetPricing:
+    model: str  # a name or a pattern with a `pricing set` price
+
+
+@dataclass(frozen=True)
 class SetRouting:
     model: str
     strategy: str | None  # None: back to the default
@@ -137,8 +143,8 @@ class RemoveModelAlias:
 
 
 SharedCommand = (
-    AddProvider | UpdateProvider | RemoveProvider | SetPricing | SetRouting | CreateAdminToken | RevokeAdminToken
-    | SetModelAlias | RemoveModelAlias
+    AddProvider | UpdateProvider | RemoveProvider | SetPricing | UnsetPricing | SetRouting | CreateAdminToken
+    | RevokeAdminToken | SetModelAlias | RemoveModelAlias
 )
 
 
@@ -272,7 +278,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     "(shieldes provider add / shieldes model alias)")
             return [RoutingSet(command.model, command.strategy)]
         case SetPricing():
-            check_models((command.model,))
+            check_models((command.model,), patterns=True)  # a pattern prices the names nothing else prices
             return [
                 PricingSet(
                     command.model,
@@ -282,6 +288,13 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     _optional_money("--cache-write price", command.cache_write_per_1m),
                 )
             ]
+        case UnsetPricing():
+            if command.model not in state.pricing:
+                raise SubjectNotFound(
+                    f"no price was set for {command.model!r} (shipped catalog prices cannot be removed, only "
+                    "overridden); list the prices set with `shieldes pricing list --source override`",
+                    code="price_not_found")
+            return [PricingUnset(command.model)]
         case CreateAdminToken():
             check_name("admin token", command.name)
             if command.role not in ROLES:

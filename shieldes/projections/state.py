@@ -3,7 +3,7 @@ request that grabbed `state` keeps a consistent view while a change is applied."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
@@ -19,6 +19,16 @@ def is_model_pattern(name: str) -> bool:
 def pattern_matches(pattern: str, model: str) -> bool:
     """`model` is one of the names `pattern` (a model pattern) stands for."""
     return model.startswith(pattern[:-1])
+
+
+def longest_pattern(names: Iterable[str], model: str) -> str | None:
+    """The longest pattern among `names` that matches `model` (`*` alone is the shortest), or None:
+    a more specific pattern is the operator's more specific intent, for routing as for prices."""
+    best: str | None = None
+    for m in names:
+        if is_model_pattern(m) and (best is None or len(m) > len(best)) and pattern_matches(m, model):
+            best = m
+    return best
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shieldes.projections.state import ConfigState, Deployment, is_model_pattern, pattern_matches
+from shieldes.projections.state import ConfigState, Deployment, is_model_pattern, longest_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,8 @@ def _plain(requested: str, model: str, deps: Sequence[Deployment], pinned: bool)
 
 def pattern_length(dep: Deployment, model: str) -> int:
     """The length of `dep`'s longest pattern matching `model` (`*` alone: 0), or -1 for none."""
-    best = -1
-    for m in dep.models:
-        if is_model_pattern(m) and len(m) - 1 > best and pattern_matches(m, model):
-            best = len(m) - 1
-    return best
+    found = longest_pattern(dep.models, model)
+    return -1 if found is None else len(found) - 1
 
 
 def pattern_deployments(deps: Sequence[Deployment], model: str) -> tuple[Deployment, ...]:

@@ -4,6 +4,12 @@ A price is USD per 1M tokens; one token at $1/1M costs 1000 nUSD, so a price is 
 integer nUSD-per-token rate once (resolution: $0.001 per 1M tokens) and cost is an exact integer
 product. `pricing.set` events override the shipped catalog (shieldes/pricing/catalog.json).
 
+A price set for a pattern (`claude-opus-*`, `*`) prices the names it matches that have no exact
+price: an operator's exact price, then the shipped catalog's, then the operator's longest matching
+pattern (the routing's pattern rule). The catalog's exact price wins over a pattern because it is
+that model's known price, and a pattern is set to price the names nobody priced yet (a model
+released after the config was written); a name whose price should differ gets an exact one.
+
 Prompt caching: upstreams report cache reads (Anthropic `cache_read_input_tokens`, OpenAI
 `prompt_tokens_details.cached_tokens`) and cache writes (Anthropic `cache_creation_input_tokens`)
 as parts of the input. Those parts cost the model's cache-read / cache-write price; a model
@@ -15,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from shieldes.projections.state import Price, is_model_pattern
+from shieldes.projections.state import Price, is_model_pattern, longest_pattern
 from shieldes.usage.catalog import shipped
 
 if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
@@ -55,45 +61,97 @@ def rate_of(price: Price) -> Rate:
     )
 
 
+def price_for(pricing: Mapping[str, Price], model: str) -> tuple[str, Price] | None:
+    """The price that costs `model` and the name it was set under (the model itself, or the
+    operator's pattern that matched): an operator's exact price, else the shipped catalog's, else
+    the operator's longest matching pattern; None when nothing prices it."""
+    if model in pricing and not is_model_pattern(model):
+        return model, pricing[model]
+    entry = shipped().get(model)
+    if entry is not None:
+        return model, Price(entry.input_per_1m, entry.output_per_1m, entry.cache_read_per_1m,
+                            entry.cache_write_per_1m)
+    pattern = longest_pattern(pricing, model)
+    return None if pattern is None else (pattern, pricing[pattern])
+
+
+# Names resolved through price patterns, kept per config: client-chosen names cannot grow it past this.
+PATTERN_NAMES_KEPT = 10_000
+
+
 class PriceTable:
-    """Integer per-token rates for each model: shipped defaults overlaid with `pricing.set` events.
+    """Integer per-token rates for each model: shipped defaults overlaid with `pricing.set` events,
+    then patterns (see price_for), resolved once per name so the hot path does a dict lookup.
 
     Rebuilt only when the config's pricing mapping changes (it is copy-on-write, so identity tells)."""
 
     def __init__(self) -> None:
         self._source: Mapping[str, Price] | None = None
-        self._rates: dict[str, Rate] = {}
+        self._rates: dict[str, Rate] = {}  # exact names
+        self._patterns = False
+        self._by_pattern: dict[str, Rate | None] = {}  # names no exact price covers: their pattern's rate
 
-    def rates(self, pricing: Mapping[str, Price]) -> dict[str, Rate]:
+    def _load(self, pricing: Mapping[str, Price]) -> None:
         if pricing is not self._source:
             rates = {m: rate_of(p) for m, p in default_prices().items()}
             for model, price in pricing.items():
-                rates[model] = rate_of(price)
+                if not is_model_pattern(model):
+                    rates[model] = rate_of(price)
             self._rates, self._source = rates, pricing
-        return self._rates
+            self._patterns = any(is_model_pattern(m) for m in pricing)
+            self._by_pattern = {}
+
+    def lookup(self, pricing: Mapping[str, Price], model: str) -> Rate | None:
+        """The model's rates, or None for a model nothing prices."""
+        self._load(pricing)
+        rate = self._rates.get(model)
+        if rate is not None or not self._patterns:
+            return rate
+        if model in self._by_pattern:
+            return self._by_pattern[model]
+        found = price_for(pricing, model)
+        rate = None if found is None else rate_of(found[1])
+        if len(self._by_pattern) < PATTERN_NAMES_KEPT:
+            self._by_pattern[model] = rate
+        return rate
 
     def rate(self, pricing: Mapping[str, Price], model: str) -> Rate:
         """The model's rates; all zero for a model without a price."""
-        return self.rates(pricing).get(model, NO_RATE)
+        return self.lookup(pricing, model) or NO_RATE
 
     def priced(self, pricing: Mapping[str, Price], model: str) -> bool:
-        """A price is known (a shipped default or `pricing set`; an explicit $0 counts as priced)."""
-        return model in self.rates(pricing)
+        """A price is known (a shipped default, `pricing set` for the name or a pattern matching it;
+        an explicit $0 counts as priced)."""
+        return self.lookup(pricing, model) is not None
 
 
 def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
     """The models among `models` that have no price: under a budget they cost $0, so they are refused
-    unless SHIELDES_ALLOW_UNPRICED=true. Patterns (`claude-*`) are left out: a price is set per
-    exact name, so the names a pattern serves are priced one by one."""
-    return sorted({m for m in models if m not in pricing and m not in shipped() and not is_model_pattern(m)})
+    unless SHIELDES_ALLOW_UNPRICED=true. A provider's patterns (`claude-*`) are left out: the names
+    they serve are not known in advance (a price pattern prices them as they come)."""
+    return sorted({m for m in models if not is_model_pattern(m) and price_for(pricing, m) is None})
+
+
+def family_pattern(model: str, served_by: str | None = None) -> str:
+    """A price pattern to suggest for `model`: the provider pattern that serves it, else the name
+    without its last `-` part (claude-opus-5-5 -> claude-opus-5-*)."""
+    if served_by is not None:
+        return served_by
+    head, dash, _ = model.rpartition("-")
+    return f"{head}{dash}*" if head else f"{model}*"
+
+
+def price_hint(model: str, served_by: str | None = None) -> str:
+    """How to price `model`: by name, or its family by pattern."""
+    return (f"`shieldes pricing set {model} --input USD_PER_1M --output USD_PER_1M` (or price every name of its "
+            f"family with a pattern: `shieldes pricing set '{family_pattern(model, served_by)}' ...`)")
 
 
 def unpriced_warning(models: Sequence[str]) -> str:
     listed = ", ".join(models)
     them = "it" if len(models) == 1 else "them"
     return (f"no price for {listed}: requests for {them} from keys or teams with a budget are refused "
-            f"(403 model_not_priced); set one with `shieldes pricing set {models[0]} --input USD_PER_1M "
-            "--output USD_PER_1M`")
+            f"(403 model_not_priced); set one with {price_hint(models[0])}")
 
 
 def cost_nusd(rate: Rate, usage: TokenUsage) -> int:

@@ -144,7 +144,9 @@ BAD = [
     (["key", "create", "--name", "k2", "--models", "gpt-*-mini"], "'*' may only end a pattern"),
     (["provider", "add", "p2", "--type", "openai", "--base-url", "https://x.io", "--models", "*claude"],
      "'*' may only end a pattern"),
-    (["pricing", "set", "claude-*", "--input", "1", "--output", "1"], "a pattern is not a model here"),
+    (["pricing", "set", "claude-*-x", "--input", "1", "--output", "1"], "'*' may only end a pattern"),
+    (["routing", "set", "claude-*", "--strategy", "cost"], "a pattern is not a model here"),
+    (["pricing", "unset", "claude-*"], "no price was set for 'claude-*'"),
     (
         ["provider", "add", "p\x07", "--type", "openai", "--base-url", "https://x.io", "--models", "a"],
         "invalid provider name",

@@ -25,6 +25,8 @@ SAMPLES: list[c.Event] = [
     c.ModelAliasSet("gpt-4o", ({"provider": "az", "model": "d", "weight": 3.0},), ("claude",)),
     c.ModelAliasRemoved("gpt-4o"),
     c.PricingSet("gpt-4o", 2.5, 10.0),
+    c.PricingSet("claude-opus-*", 15.0, 75.0),
+    c.PricingUnset("claude-opus-*"),
     c.RoutingSet("gpt-4o", "cost"),
     c.RoutingSet("gpt-4o", None),
     c.TeamCreated("team_1", "eng"),

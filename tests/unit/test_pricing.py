@@ -9,7 +9,18 @@ from shieldes.projections.state import ConfigState, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.http import parse_usage
-from shieldes.usage.pricing import PriceTable, Rate, cost_nusd, default_prices, nusd_per_token, unpriced_warning
+from shieldes.usage.pricing import (
+    PATTERN_NAMES_KEPT,
+    PriceTable,
+    Rate,
+    cost_nusd,
+    default_prices,
+    nusd_per_token,
+    price_for,
+    price_hint,
+    unpriced,
+    unpriced_warning,
+)
 
 
 def test_rates_are_exact_integers() -> None:
@@ -64,3 +75,41 @@ def test_old_pricing_events_replay_without_cache_prices() -> None:
 def test_the_unpriced_warning_speaks_of_one_model_as_it() -> None:
     assert "requests for it from keys" in unpriced_warning(["local-llm"])
     assert "requests for them from keys" in unpriced_warning(["a", "b"])
+
+
+def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
+    """exact override > shipped exact > the longest operator pattern (routing's rule)."""
+    pricing = MappingProxyType({
+        "claude-*": Price(1.0, 2.0), "claude-opus-*": Price(20.0, 100.0), "*": Price(0.5, 0.5),
+        "claude-opus-4-1": Price(9.0, 9.0)})
+    # a name nothing prices exactly: the longest matching pattern, named in the answer
+    assert price_for(pricing, "claude-opus-5-5") == ("claude-opus-*", Price(20.0, 100.0))
+    assert price_for(pricing, "claude-sonnet-9") == ("claude-*", Price(1.0, 2.0))
+    assert price_for(pricing, "llama-9") == ("*", Price(0.5, 0.5))
+    # the shipped catalog's exact price wins over the operator's pattern, the operator's exact one over both
+    assert price_for(pricing, "claude-opus-4-5") == ("claude-opus-4-5", Price(5.0, 25.0, 0.5, 6.25))
+    assert price_for(pricing, "claude-opus-4-1") == ("claude-opus-4-1", Price(9.0, 9.0))
+    assert price_for({}, "claude-opus-5-5") is None
+    assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
+    table = PriceTable()
+    assert table.rate(pricing, "claude-opus-5-5") == (20000, 100000, 20000, 20000)
+    assert table.rate(pricing, "claude-opus-4-5")[:2] == (5000, 25000)
+    assert table.priced(pricing, "llama-9") and not table.priced({}, "llama-9")
+    assert unpriced(pricing, ["llama-9", "claude-x-*"]) == []
+    assert unpriced({"claude-*": Price(1, 1)}, ["claude-x", "gpt-x", "gpt-*"]) == ["gpt-x"]
+
+
+def test_pattern_rates_are_cached_per_name_bounded_and_dropped_on_a_config_change() -> None:
+    table = PriceTable()
+    first = MappingProxyType({"m-*": Price(1.0, 1.0)})
+    for i in range(PATTERN_NAMES_KEPT + 50):
+        assert table.rate(first, f"m-{i}")[:2] == (1000, 1000)
+    assert len(table._by_pattern) == PATTERN_NAMES_KEPT  # a client's names cannot grow it without bound
+    changed = MappingProxyType({"m-*": Price(2.0, 2.0)})  # copy-on-write: a new mapping is a change
+    assert table.rate(changed, "m-1")[:2] == (2000, 2000) and len(table._by_pattern) == 1
+    assert table.rate(MappingProxyType({}), "m-1") == (0, 0, 0, 0)
+
+
+def test_unpriced_answers_name_a_pattern_too() -> None:
+    assert "`shieldes pricing set 'claude-opus-5-*' ...`" in unpriced_warning(["claude-opus-5-5"])
+    assert price_hint("claude-opus-5-5", "claude-opus-*").endswith("`shieldes pricing set 'claude-opus-*' ...`)")

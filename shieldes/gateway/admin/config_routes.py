@@ -32,6 +32,7 @@ from shieldes.projections.shared_commands import (
     RevokeAdminToken,
     SetModelAlias,
     SetPricing,
+    UnsetPricing,
     UpdateProvider,
     parse_alias_target,
 )
@@ -380,6 +381,11 @@ async def set_pricing(call: Call) -> Any:
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "position": written.events[-1].position}
 
 
+async def unset_pricing(call: Call) -> Any:
+    written = await _write(call, UnsetPricing(call.path["model"]))
+    return {"model": call.path["model"], "removed": True, "position": written.events[-1].position}
+
+
 # --- model aliases -------------------------------------------------------------------------------------
 
 
@@ -521,7 +527,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/pricing", list_pricing, READ, "List model prices: the shipped catalog and overrides", "pricing",
           query=(Field("source", "string", "only shipped defaults or only overrides",
                        enum=("all", "default", "override")), *PAGE_FIELDS)),
-    Route("PUT", "/pricing/{model:.+}", set_pricing, ADMIN, "Set a model's price", "pricing",
+    Route("DELETE", "/pricing/{model:.+}", unset_pricing, ADMIN, "Remove a price set for a model or pattern "
+          "(the shipped catalog's price, or a pattern's, applies again)", "pricing"),
+    Route("PUT", "/pricing/{model:.+}", set_pricing, ADMIN, "Set a model's price, or a pattern's (`claude-opus-*`: "
+          "every name it matches without an exact price)", "pricing",
           body=(Field("input_per_1m", "number", "USD per 1M prompt tokens", required=True),
                 Field("output_per_1m", "number", "USD per 1M completion tokens", required=True),
                 Field("cache_read_per_1m", "number", "USD per 1M prompt tokens read from the prompt cache "
