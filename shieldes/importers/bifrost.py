@@ -9,8 +9,9 @@ a shieldes provider holds exactly one upstream key.
 Cloud kinds carry their settings per key (older files: per provider, `meta_config`):
 `azure_key_config` {endpoint, api_version, deployments, client_id...}, `bedrock_key_config`
 {region, access_key, secret_key, arn, deployments}, `vertex_key_config` {project_id, region,
-auth_credentials}; `gemini` is a plain keyed provider. A key's `models` are the names clients use;
-its `aliases` (or the older `deployments`) map one to the upstream model or deployment serving it.
+auth_credentials}; `gemini` is a plain keyed provider. A key's `models` are the names clients use
+(`"*"` alone, or no list, is every model: the pattern `*` here); its `aliases` (or the older
+`deployments`) map one to the upstream model or deployment serving it.
 A name served under another upstream name, or by several keys where one renames it, becomes a
 shieldes model alias whose weighted targets are every key serving it (a model group).
 """
@@ -67,15 +68,21 @@ def parse_bifrost(doc: Any) -> ImportSpec:
             settings = key.get(f"{kind}_key_config") or pconf.get("meta_config") or {}
             if not isinstance(settings, dict):
                 raise ImportRejected(f"{where}.{kind}_key_config must be an object")
-            models = _model_map(key, settings, kind, where, spec)
+            models, every = _model_map(key, settings, kind, where, spec)
             if kind in _CLOUD:
                 base_url, options = _cloud(kind, base, settings, where, spec)
             else:
                 base_url, options = _base_url(kind, pname, base, default_base), ()
             weight = check_weight(key.get("weight", 1.0), f"{where}.weight")
             secret = _secret(key.get("value"), where) if kind != "vertex" else SecretSpec()
-            spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(dict.fromkeys(models.values())),
-                                               weight, where, options))
+            served = tuple(dict.fromkeys(models.values())) + (("*",) if every else ())
+            spec.providers.append(ProviderSpec(name, kind, base_url, secret, served, weight, where, options))
+            if every:
+                spec.notes.append(
+                    f"{where} serves every model (\"*\"): provider {name!r} gets the pattern '*', so clients asking "
+                    f"{pname}/NAME reach it as in Bifrost; a bare NAME no provider lists exactly reaches it too, "
+                    "shared with any other '*' provider (narrow it with `shieldes provider update "
+                    f"{name} --models 'claude-*'`, docs/routing.md#model-patterns)")
             for public, upstream in models.items():
                 publics.setdefault(public, []).append((name, upstream, weight))
                 origins.setdefault(public, where)
@@ -167,8 +174,9 @@ def _cloud(kind: str, base: Any, settings: dict[str, Any], where: str, spec: Imp
 
 
 def _model_map(key: dict[str, Any], settings: dict[str, Any], kind: str, where: str,
-               spec: ImportSpec) -> dict[str, str]:
-    """The names clients use -> the upstream model (or Azure deployment) serving each, in file order."""
+               spec: ImportSpec) -> tuple[dict[str, str], bool]:
+    """The names clients use -> the upstream model (or Azure deployment) serving each, in file order,
+    and whether the key serves every model (`"*"`, or no list: Bifrost reads both so)."""
     renames: dict[str, str] = {}
     for field, mapping in (("aliases", key.get("aliases")), (f"{kind}_key_config.deployments",
                                                              settings.get("deployments"))):
@@ -184,16 +192,16 @@ def _model_map(key: dict[str, Any], settings: dict[str, Any], kind: str, where: 
     models = key.get("models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise ImportRejected(f"{where}.models must be a list of model names")
-    if not models or "*" in models:  # Bifrost reads a missing or empty list as "every model" too
-        if not renames:
+    for m in models or []:
+        if "*" in m and m != "*":
             raise ImportRejected(
-                f"{where} serves every model (\"*\"), which the import does not translate: list the models "
-                "this key should serve in the file and import again, or afterwards give the provider a pattern "
-                "(`shieldes provider update NAME --models '*'`, docs/routing.md#model-patterns)"
-            )
-        spec.notes.append(f"{where} serves every model in Bifrost; only its aliased models are imported")
-        models = list(renames)
-    return {m: renames.get(m, m) for m in dict.fromkeys(models)}
+                f"{where}.models holds {m!r}: Bifrost matches a key's models exactly (\"*\" alone is every model), "
+                "so it is no pattern there, and shieldes would read it as one; write the names or \"*\" and "
+                f"import again, then narrow the provider with `shieldes provider update NAME --models '{m}'` "
+                "if that is what you meant (a pattern has one '*', at the end)")
+    every = not models or "*" in models
+    names = [m for m in models or [] if m != "*"] + ([r for r in renames if r not in (models or [])] if every else [])
+    return {m: renames.get(m, m) for m in dict.fromkeys(names)}, every
 
 
 def _secret(value: Any, where: str) -> SecretSpec:

@@ -1,13 +1,16 @@
 """ConfigState -> a document in shieldes, Bifrost or LiteLLM shape (pure). Never a plaintext secret:
 environment references are kept, encrypted keys are left out and reported in `warnings`, as is
-anything the target format cannot say. Each shape imports back (importers/) to the same config."""
+anything the target format cannot say. Each shape imports back (importers/) to the same config.
+Model patterns: LiteLLM writes `claude-*` as a wildcard route (model_name `claude-*`, model
+`anthropic/claude-*`), which its importer reads back; Bifrost has "*" alone, so a narrower pattern
+is widened to it with a warning."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from shieldes.importers.spec import OPENAI_COMPATIBLE
-from shieldes.projections.state import Budget, ConfigState, Deployment
+from shieldes.projections.state import Budget, ConfigState, Deployment, is_model_pattern
 from shieldes.providers.kinds import KINDS, base_url_for
 
 EXPORT_FORMATS = ("shieldes", "bifrost", "litellm")
@@ -110,6 +113,20 @@ def _alias_renames(state: ConfigState, warnings: list[str], fmt: str) -> dict[st
     return out
 
 
+def _bifrost_models(d: Deployment, warnings: list[str]) -> list[str]:
+    """A key's models as Bifrost matches them: exact names, and "*" alone for every model. A narrower
+    pattern becomes "*": Bifrost requests name the provider (`anthropic/NAME`), so "*" is every name
+    of that provider, the nearest it can say, and said in a warning."""
+    out = []
+    for m in d.models:
+        if is_model_pattern(m) and m != "*":
+            warnings.append(f"provider {d.name!r}: pattern {m!r} is exported as \"*\" (every model of the key): "
+                            "Bifrost matches a key's models exactly or with \"*\" alone")
+            m = "*"
+        out.append(m)
+    return out
+
+
 def export_bifrost(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     providers: dict[str, Any] = {}
     warnings: list[str] = []
@@ -120,7 +137,8 @@ def export_bifrost(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             warnings.append(_encrypted_warning(d))
         aliases = renames.get(d.name, {})
         key: dict[str, Any] = {"name": d.name, "value": f"env.{var}" if var else "",
-                               "models": list(dict.fromkeys([*d.models, *aliases])), "weight": d.weight}
+                               "models": list(dict.fromkeys([*_bifrost_models(d, warnings), *aliases])),
+                               "weight": d.weight}
         if aliases:
             key["aliases"] = aliases
         entry: dict[str, Any] = {"keys": [key]}
@@ -183,6 +201,10 @@ def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
         pairs = [(m, m) for m in d.models] + list(renames.get(d.name, {}).items())
         model_list.extend({"model_name": public, "litellm_params": _litellm_params(d, model, state)}
                           for public, model in pairs)
+    exported = {m for d in state.providers.values() for m in d.models}
+    for pattern in sorted(m for m in state.pricing if is_model_pattern(m) and m not in exported):
+        warnings.append(f"price pattern {pattern!r} not exported: LiteLLM prices a model_list entry, and no "
+                        "provider serves that pattern (set it again after import: `shieldes pricing set`)")
     doc: dict[str, Any] = {"model_list": model_list}
     fallbacks = [{a.name: list(a.fallbacks)} for a in sorted(state.aliases.values(), key=lambda a: a.name)
                  if a.fallbacks]

@@ -9,6 +9,8 @@ litellm_params or model_info). A `model_name`
 that differs from its upstream models, several entries sharing one `model_name` (a model group),
 or `fallbacks` / `context_window_fallbacks` (router_settings or litellm_settings) become a shieldes
 model alias with weighted targets and ordered fallbacks, so clients keep the names they use.
+A wildcard route (`model_name: claude-*` to `anthropic/claude-*`, `*` to `openai/*`, `anthropic/*`
+to `anthropic/*`) gives its provider the model pattern (see `wildcard`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,57 @@ def _add_entry(groups: dict[Group, list[str]], origins: dict[Group, str],
         models.append(upstream)
     publics.setdefault(public, []).append((group, upstream, weight))
     public_origin.setdefault(public, where)
+
+
+def wildcard(public: str, prefix: str, upstream: str, ref: str, where: str) -> bool:
+    """A LiteLLM wildcard route as a shieldes pattern (the upstream part, which serves a name as the
+    client sent it): True when clients name it `PREFIX/NAME` (model_name `anthropic/*`, model
+    `anthropic/*`), False when they send the name itself (model_name `claude-*`, model
+    `anthropic/claude-*`; `*` with `openai/*`). Forms shieldes cannot express are refused."""
+    if "/" not in ref:
+        raise ImportRejected(
+            f"{where} is a wildcard route ({ref}) naming no provider (LiteLLM picks one per request from the "
+            "name), which shieldes cannot express: write one entry per provider, e.g. model_name \"claude-*\" "
+            "with model \"anthropic/claude-*\", or model_name \"*\" with model \"openai/*\"")
+    if upstream.count("*") != 1 or not upstream.endswith("*"):
+        raise ImportRejected(
+            f"{where} is a wildcard route ({ref}) with a '*' that does not end the name: a shieldes pattern "
+            "has one '*', at the end (claude-*, or * alone); rewrite it so, or leave it out and list the names")
+    if public == upstream:
+        return False
+    if public == f"{prefix}/{upstream}":
+        return True
+    raise ImportRejected(
+        f"{where} is a wildcard route from model_name {public!r} to {ref}, which renames what it matches; "
+        "shieldes sends a name a pattern matches upstream as the client asked it, so give both the same "
+        f"pattern (model_name {upstream!r} or {prefix + '/' + upstream!r} with model {ref!r}), or list the names "
+        "and import again (each becomes a model alias)")
+
+
+def _add_pattern(groups: dict[Group, list[str]], origins: dict[Group, str], pinnings: list[tuple[Group, str, str]],
+                 group: Group, pattern: str, pinned: bool, where: str) -> None:
+    """A wildcard entry: its pattern joins the provider's models; no alias (a pattern is no name)."""
+    models = groups.setdefault(group, [])
+    origins.setdefault(group, where)
+    if pattern not in models:
+        models.append(pattern)
+    if pinned:
+        pinnings.append((group, pattern, where))
+
+
+def _check_pinning(group: Group, name: str, pattern: str, where: str, spec: ImportSpec) -> None:
+    """`PREFIX/NAME` reaches the provider named PREFIX or those of kind PREFIX (docs/routing.md);
+    a wildcard route clients name that way must land on one of them."""
+    prefix, kind = group[0], group[1]
+    if name != prefix and kind != prefix:
+        raise ImportRejected(
+            f"{where} is a wildcard route clients reach as {prefix}/NAME, but its provider is named {name!r} "
+            f"(other {prefix} entries use another endpoint, key or weight and took the name {prefix!r}); "
+            f"shieldes picks a provider by `{prefix}/` only when it is named so: give the {prefix} entries the same "
+            f"api_base, api_key and weight, or use model_name {pattern!r} (clients then send NAME)")
+    spec.notes.append(f"{where}: clients asking {prefix}/NAME reach provider {name!r} through its pattern "
+                      f"{pattern!r} as in LiteLLM; a bare NAME it matches that no provider lists exactly reaches "
+                      "it too (docs/routing.md#model-patterns)")
 
 
 def _text(params: dict[str, Any], key: str, where: str) -> str | None:
@@ -125,6 +178,8 @@ def parse_litellm(doc: Any) -> ImportSpec:
     # public model_name -> (provider group, upstream model, weight) of each entry, in file order
     publics: dict[str, list[tuple[Group, str, float]]] = {}
     public_origin: dict[str, str] = {}
+    # wildcard entries clients reach as PREFIX/NAME: (group, pattern, where)
+    pinnings: list[tuple[Group, str, str]] = []
     for i, entry in enumerate(doc["model_list"]):
         where = f"model_list[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params"), dict):
@@ -135,20 +190,18 @@ def parse_litellm(doc: Any) -> ImportSpec:
             raise ImportRejected(f"{where}.litellm_params.model must be a string like openai/gpt-4o")
         prefix, upstream = _split_model(model_ref.strip())
         public = str(entry.get("model_name") or upstream)
-        if "*" in upstream or "*" in public:
-            raise ImportRejected(
-                f"{where} is a wildcard route ({model_ref}), which the import does not translate: leave it out "
-                "and import again, then give the provider a pattern (`shieldes provider update NAME --models "
-                "'claude-*'`, docs/routing.md#model-patterns)"
-            )
+        pinned = wildcard(public, prefix, upstream, model_ref.strip(), where) if "*" in public + model_ref else None
         options: tuple[tuple[str, str], ...] = ()
         if prefix in _CLOUD:
             cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
             secret = _secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
                 "azure", "gemini") else SecretSpec()
             weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
-            _add_entry(groups, origins, publics, public_origin,
-                       (prefix, cloud_kind, base_url, secret, weight, options), public, upstream, weight, where)
+            group = (prefix, cloud_kind, base_url, secret, weight, options)
+            if pinned is None:
+                _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
+            else:
+                _add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
             price = _price(upstream, params, entry.get("model_info"), where, spec)
             if price is not None and price not in spec.prices:
                 spec.prices.append(price)
@@ -166,8 +219,11 @@ def parse_litellm(doc: Any) -> ImportSpec:
             if params.get(limit) is not None:
                 spec.notes.append(f"{where}.litellm_params.{limit} ignored: shieldes limits are per "
                                   "virtual key (`shieldes key create --rpm/--tpm`)")
-        _add_entry(groups, origins, publics, public_origin, (prefix, kind, base_url, secret, weight, options),
-                   public, upstream, weight, where)
+        group = (prefix, kind, base_url, secret, weight, options)
+        if pinned is None:
+            _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
+        else:
+            _add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
         price = _price(upstream, params, entry.get("model_info"), where, spec)
         if price is not None and price not in spec.prices:
             spec.prices.append(price)
@@ -179,6 +235,8 @@ def parse_litellm(doc: Any) -> ImportSpec:
         name = names[group] = safe_name(prefix if n == 1 else f"{prefix}-{n}")
         spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(models), weight, origins[group],
                                            options))
+    for group, pattern, where in pinnings:
+        _check_pinning(group, names[group], pattern, where, spec)
     fallbacks = _fallbacks(doc)
     named = {public: [(names[g], upstream, w) for g, upstream, w in entries] for public, entries in publics.items()}
     spec.aliases.extend(model_groups(named, public_origin, fallbacks))

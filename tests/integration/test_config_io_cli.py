@@ -73,7 +73,7 @@ def test_plaintext_key_refused_without_encryption_key_and_never_exported(databas
 
 def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
-    bad.write_text('{"providers": {"openai": {"keys": [{"value": "env.K", "models": ["*"]}]}}}')
+    bad.write_text('{"providers": {"openai": {"keys": [{"value": "env.K", "models": ["gpt-*"]}]}}}')
     for args in ([str(bad)], [str(tmp_path / "missing.yaml")]):
         result = shieldes(database_url, "config", "import", *args)
         assert result.returncode == 1 and result.stderr.startswith("error: ")
@@ -118,3 +118,31 @@ def test_bifrost_cloud_import_dry_run_then_an_ambiguous_merge_refused(database_u
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
     assert refused.stderr.startswith("error: ") and "existing provider(s) legacy" in refused.stderr
     assert config_events(database_url) == before
+
+
+def test_wildcard_routes_import_as_patterns_and_export_as_each_tool_says_them(database_url: str,
+                                                                              tmp_path: Path) -> None:
+    routes = tmp_path / "config.yaml"
+    routes.write_text(
+        "model_list:\n"
+        "  - model_name: anthropic/*\n    litellm_params: {model: anthropic/*, api_key: os.environ/ANTHROPIC_KEY}\n"
+        "  - model_name: claude-opus-*\n    litellm_params: {model: anthropic/claude-opus-*,"
+        " api_key: os.environ/ANTHROPIC_KEY, input_cost_per_token: 0.000005, output_cost_per_token: 0.000025}\n"
+    )
+    done = shieldes(database_url, "config", "import", str(routes))
+    assert done.returncode == 0, done.stderr
+    assert "clients asking anthropic/NAME reach provider 'anthropic'" in done.stderr
+    listed = shieldes(database_url, "--json", "provider", "list")
+    assert [p["models"] for p in json.loads(listed.stdout)] == [["*", "claude-opus-*"]]
+    prices = shieldes(database_url, "--json", "pricing", "list", "--source", "override")
+    assert [(r["model"], r["input_per_1m"]) for r in json.loads(prices.stdout)] == [("claude-opus-*", 5.0)]
+
+    litellm = shieldes(database_url, "config", "export", "--format", "litellm", "-o", str(tmp_path / "out.yaml"))
+    assert litellm.returncode == 0 and "warning" not in litellm.stderr, litellm.stderr
+    again = shieldes(database_url, "--json", "config", "import", str(tmp_path / "out.yaml"))
+    assert json.loads(again.stdout)["summary"]["add"] == 0 and json.loads(again.stdout)["summary"]["update"] == 0
+
+    bifrost = shieldes(database_url, "config", "export", "--format", "bifrost")
+    assert bifrost.returncode == 0, bifrost.stderr
+    assert json.loads(bifrost.stdout)["providers"]["anthropic"]["keys"][0]["models"] == ["*"]
+    assert "warning: provider 'anthropic': pattern 'claude-opus-*' is exported as \"*\"" in bifrost.stderr

@@ -93,12 +93,17 @@ def test_plaintext_key_needs_encryption_key_and_is_stored_encrypted() -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"providers": {"openai": {"keys": [{"value": "env.K", "models": ["*"]}]}}}, "every model"),
-        ({"providers": {"openai": {"keys": [{"value": "env.K", "models": []}]}}}, "every model"),
+        ({"providers": {"openai": {"keys": [{"value": "env.K", "models": ["gpt-*"]}]}}},
+         "Bifrost matches a key's models exactly"),
         ({"providers": {"openai": {"keys": [{"value": "env.K", "models": "gpt-4o"}]}}}, "list of model"),
         ({"providers": {"openai": {"keys": [{"value": "env.K", "models": ["m"], "weight": 0}]}}}, "> 0"),
         ({"providers": {"ollama": {"keys": [{"value": "", "models": ["m"], "weight": 1}]}}}, "base_url"),
-        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/*"}}]}, "wildcard"),
+        ({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/*"}}]}, "renames what it matches"),
+        ({"model_list": [{"model_name": "my-*", "litellm_params": {"model": "anthropic/claude-*"}}]},
+         "give both the same pattern"),
+        ({"model_list": [{"model_name": "*", "litellm_params": {"model": "*"}}]}, "naming no provider"),
+        ({"model_list": [{"model_name": "fo::*:static::*", "litellm_params": {"model": "openai/fo::*:static::*"}}]},
+         "a shieldes pattern has one '\\*', at the end"),
         ({"model_list": [{"model_name": "x"}]}, "litellm_params"),
         ({"something": 1}, "--format"),
         ({"providers": {"openai": {"keys": [{"value": "env.BAD-NAME", "models": ["m"], "weight": 1}]}}},
@@ -230,9 +235,9 @@ def test_bifrost_cloud_keys_become_azure_bedrock_vertex_gemini_providers_and_mod
     assert (p["azure-eu"].kind, p["azure-eu"].base_url, dict(p["azure-eu"].options), p["azure-eu"].secret_ref) == (
         "azure", "https://eu-resource.openai.azure.com", {"api_version": "2024-10-21"}, "env:AZURE_EU_KEY")
     assert p["azure-eu"].models == ("prod-gpt4o", "embed-small")  # aliases and the older `deployments`
-    # "*" with aliases: the aliased models; Entra ID settings: tokens from azure-identity's chain
-    assert (p["azure-us"].models, dict(p["azure-us"].options)) == (("gpt4o-us",), {"api_version": "2024-10-21",
-                                                                                 "auth": "entra"})
+    # "*" with aliases: the aliased models and the pattern *; Entra ID settings: tokens from azure-identity's chain
+    assert (p["azure-us"].models, dict(p["azure-us"].options)) == (("gpt4o-us", "*"), {"api_version": "2024-10-21",
+                                                                                      "auth": "entra"})
     assert p["azure-us"].secret_ref == "env:AZURE_US_KEY"
     assert (p["bedrock"].base_url, dict(p["bedrock"].options), p["bedrock"].secret_ref) == (
         "https://bedrock-runtime.eu-central-1.amazonaws.com", {"region": "eu-central-1"}, None)
@@ -311,3 +316,74 @@ def test_cloud_providers_and_aliases_export_and_import_back() -> None:
     assert [a["name"] for a in doc["aliases"]] == ["claude-sonnet", "gpt-4o", "text-embedding-3-small"]
     assert {p["name"]: p["options"] for p in doc["providers"]}["vertex"] == {"location": "europe-west4",
                                                                              "project": "acme-ai"}
+
+
+def test_litellm_wildcard_routes_import_as_provider_patterns_and_export_back() -> None:
+    doc = {"model_list": [
+        {"model_name": "anthropic/*",
+         "litellm_params": {"model": "anthropic/*", "api_key": "os.environ/ANTHROPIC_KEY"}},
+        {"model_name": "claude-opus-*", "litellm_params": {
+            "model": "anthropic/claude-opus-*", "api_key": "os.environ/ANTHROPIC_KEY",
+            "input_cost_per_token": 5e-06, "output_cost_per_token": 2.5e-05}},
+        {"model_name": "*", "litellm_params": {"model": "openai/*", "api_key": "os.environ/OPENAI_KEY"}},
+        {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_KEY"}},
+    ]}
+    spec = parse(doc, "litellm")[1]
+    state = fold(ConfigState(), spec)
+    assert state.providers["anthropic"].models == ("*", "claude-opus-*")
+    assert state.providers["openai"].models == ("*", "gpt-4o")
+    assert state.aliases == {}  # a pattern is no name: no alias
+    assert state.pricing["claude-opus-*"].fields() == {"input_per_1m": 5.0, "output_per_1m": 25.0}
+    assert any("anthropic/NAME reach provider 'anthropic'" in n for n in spec.notes), spec.notes
+
+    out, warnings = export(state, "litellm")
+    assert {(e["model_name"], e["litellm_params"]["model"]) for e in out["model_list"]} == {
+        ("*", "anthropic/*"), ("claude-opus-*", "anthropic/claude-opus-*"), ("*", "openai/*"),
+        ("gpt-4o", "openai/gpt-4o")}
+    assert warnings == []
+    again = parse(yaml.safe_load(yaml.safe_dump(out)), "litellm")[1]
+    assert plan_import(state, again, None).commands == []  # the same providers, patterns and prices
+
+
+def test_a_litellm_route_named_by_provider_must_land_on_a_provider_of_that_name_or_kind() -> None:
+    groq = {"model_name": "groq/*", "litellm_params": {"model": "groq/*", "api_key": "os.environ/C"}}
+    openai = {"model_name": "openai/*", "litellm_params": {"model": "openai/*", "api_key": "os.environ/B"}}
+    first = {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/A"}}
+    # groq is of kind openai, named groq: groq/NAME pins it; openai/* on a second key: openai/NAME pins by kind
+    state = fold(ConfigState(), parse({"model_list": [first, groq, openai]}, "litellm")[1])
+    assert (state.providers["groq"].models, state.providers["openai-2"].models) == (("*",), ("*",))
+    llama = {"model_name": "llama-3", "litellm_params": {"model": "groq/llama-3", "api_key": "os.environ/D"}}
+    with pytest.raises(ImportRejected, match="its provider is named 'groq-2'"):
+        parse({"model_list": [llama, groq]}, "litellm")
+
+
+def test_bifrost_every_model_key_imports_as_the_pattern_star_and_patterns_export_as_bifrost_says_them() -> None:
+    doc = {"providers": {
+        "openai": {"keys": [{"name": "main", "value": "env.OPENAI_KEY", "models": ["*"], "weight": 1}]},
+        "anthropic": {"keys": [{"name": "k", "value": "env.ANTHROPIC_KEY", "weight": 1}]},  # no list: every model
+    }}
+    spec = parse(doc, "bifrost")[1]
+    state = fold(ConfigState(), spec)
+    assert state.providers["openai"].models == ("*",) and state.providers["anthropic"].models == ("*",)
+    assert any("openai/NAME reach it as in Bifrost" in n for n in spec.notes), spec.notes
+    out, warnings = export(state, "bifrost")
+    assert out["providers"]["openai"]["keys"][0]["models"] == ["*"] and warnings == []
+    assert plan_import(state, parse(json.loads(json.dumps(out)), "bifrost")[1], None).commands == []
+
+    # a narrower pattern: Bifrost has "*" alone, so the key serves every model of its provider, said in a warning
+    from shieldes.projections.commands import decide
+    from shieldes.projections.shared_commands import UpdateProvider
+    for event in decide(state, UpdateProvider("anthropic", None, models=("claude-*", "claude-3-5-haiku"))):
+        state = apply_config(state, event)
+    out, warnings = export(state, "bifrost")
+    assert out["providers"]["anthropic"]["keys"][0]["models"] == ["*", "claude-3-5-haiku"]
+    assert warnings == ["provider 'anthropic': pattern 'claude-*' is exported as \"*\" (every model of the key): "
+                        "Bifrost matches a key's models exactly or with \"*\" alone"]
+
+
+def test_a_price_pattern_no_provider_serves_is_named_in_the_litellm_export_warnings() -> None:
+    from shieldes.events.catalog import PricingSet
+    state = apply_config(ConfigState(), PricingSet("claude-opus-*", 5.0, 25.0))
+    _, warnings = export(state, "litellm")
+    assert warnings == ["price pattern 'claude-opus-*' not exported: LiteLLM prices a model_list entry, and no "
+                        "provider serves that pattern (set it again after import: `shieldes pricing set`)"]
