@@ -133,9 +133,10 @@ def unpriced(pricing: Mapping[str, Price], models: Iterable[str]) -> list[str]:
 
 
 def family_pattern(model: str, served_by: str | None = None) -> str:
-    """A price pattern to suggest for `model`: the provider pattern that serves it, else the name
-    without its last `-` part (claude-opus-5-5 -> claude-opus-5-*)."""
-    if served_by is not None:
+    """A price pattern to suggest for `model`: the provider pattern that serves it (but `*`, which
+    would give every name one price), else the name without its last `-` part (claude-opus-5-5 ->
+    claude-opus-5-*)."""
+    if served_by is not None and served_by != "*":
         return served_by
     head, dash, _ = model.rpartition("-")
     return f"{head}{dash}*" if head else f"{model}*"

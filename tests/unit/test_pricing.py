@@ -113,3 +113,4 @@ def test_pattern_rates_are_cached_per_name_bounded_and_dropped_on_a_config_chang
 def test_unpriced_answers_name_a_pattern_too() -> None:
     assert "`shieldes pricing set 'claude-opus-5-*' ...`" in unpriced_warning(["claude-opus-5-5"])
     assert price_hint("claude-opus-5-5", "claude-opus-*").endswith("`shieldes pricing set 'claude-opus-*' ...`)")
+    assert price_hint("claude-opus-5-5", "*").endswith("`shieldes pricing set 'claude-opus-5-*' ...`)")
