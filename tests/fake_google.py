@@ -7,7 +7,13 @@ instruction; the reply is `reply_words` words. A prompt containing BLOCKME is bl
 one longer than `max_prompt` words is refused as too long, in Google's words.
 `generationConfig.candidateCount` N answers N candidates (candidate k's words start k words on),
 `candidatesTokenCount` their sum, as Google reports it; a stream sends them interleaved, one
-candidate per event, with the `index` of candidate 0 left out (a proto default)."""
+candidate per event, with the `index` of candidate 0 left out (a proto default).
+
+Claude on Vertex (`.../publishers/anthropic/models/{m}:rawPredict`, `:streamRawPredict`,
+`count-tokens:rawPredict`) answers as tests/fake_upstream.py answers `/v1/messages` (the same
+checks, counts, tool calls and event stream), after Vertex's own checks: a body naming no `model`
+(a count names it) and carrying `anthropic_version: vertex-2023-10-16`, a model enabled in the
+project (`claude_enabled`; others are not found, in Google's words)."""
 
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests import fake_wire as wire
+from tests.fake_upstream import FakeUpstream
 
 WORDS = ("Hello", "from", "the", "fake", "Gemini", "model", "with", "counted", "tokens", "today")
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -104,6 +111,17 @@ def labels_problem(labels: Any) -> str | None:
 REQUEST_TYPE, SHARED_REQUEST_TYPE = "X-Vertex-AI-LLM-Request-Type", "X-Vertex-AI-LLM-Shared-Request-Type"
 
 
+def service_account(private: rsa.RSAPrivateKey, token_uri: str) -> dict[str, Any]:
+    """A service-account key file's JSON (for project proj-1) whose tokens come from `token_uri`
+    (a fake's `/token`, made with the public half of `private`)."""
+    return {
+        "type": "service_account", "project_id": "proj-1", "private_key_id": "k1",
+        "private_key": private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()).decode(),
+        "client_email": "gw@proj-1.iam.gserviceaccount.com", "client_id": "1", "token_uri": token_uri,
+    }
+
+
 def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
@@ -125,13 +143,17 @@ class FakeGoogle:
     # Vertex: the project has Provisioned Throughput, which serves requests first unless one says
     # `X-Vertex-AI-LLM-Request-Type: shared`; its answers say so in usageMetadata.trafficType
     provisioned: bool = False
+    claude_enabled: tuple[str, ...] | None = None  # the Claude models enabled in Model Garden (None: all)
     url: str = ""
+    claude: FakeUpstream = field(default_factory=lambda: FakeUpstream(record=False))  # answers Claude calls
     _runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> FakeGoogle:
         app = web.Application()
         app.router.add_post("/v1beta/models/{call}", self._gemini)
         app.router.add_post("/v1/projects/{project}/locations/{location}/publishers/google/models/{call}", self._vertex)
+        app.router.add_post("/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
+                            self._anthropic)
         app.router.add_post("/token", self._token)
         self._runner, self.url = await wire.serve(app)
         return self
@@ -186,19 +208,67 @@ class FakeGoogle:
             return google_error(400, "API key not valid. Please pass a valid API key.")
         return await self._serve(request, vertex=False)
 
-    async def _vertex(self, request: web.Request) -> web.StreamResponse:
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        """Vertex's answer to a call without a token from /token."""
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return google_error(401, "Request had invalid authentication credentials.")
-        return await self._serve(request, vertex=True)
+        return None
 
-    async def _serve(self, request: web.Request, vertex: bool) -> web.StreamResponse:
+    async def _begin(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The call's body, recorded, and the injected failure it gets, if any."""
         body = await request.json()
         self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), body))
-        if self.failures:
-            status = self.failures.pop(0)
-            return google_error(status, "Resource has been exhausted (e.g. check quota)." if status == 429
-                                else f"injected failure {status}")
+        if not self.failures:
+            return body, None
+        status = self.failures.pop(0)
+        return body, google_error(status, "Resource has been exhausted (e.g. check quota)." if status == 429
+                                  else f"injected failure {status}")
+
+    async def _vertex(self, request: web.Request) -> web.StreamResponse:
+        return self._unauthorized(request) or await self._serve(request, vertex=True)
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        refused = self._unauthorized(request)
+        if refused:
+            return refused
+        body, failure = await self._begin(request)
+        if failure:
+            return failure
+        model, _, method = request.match_info["call"].partition(":")
+        self.claude.tool_script, self.claude.completion_tokens = self.tool_script, self.reply_words
+        if body.get("anthropic_version") != "vertex-2023-10-16":
+            return wire.error(400, "anthropic_version: Input should be 'vertex-2023-10-16'", True)
+        fields = {k: v for k, v in body.items() if k != "anthropic_version"}
+        if model == "count-tokens" and method == "rawPredict":
+            return self.claude.count(fields)
+        if method not in ("rawPredict", "streamRawPredict"):
+            return google_error(404, f"method {method} not found")
+        if "model" in body:
+            return wire.error(400, "model: Extra inputs are not permitted", True)
+        if self.claude_enabled is not None and model not in self.claude_enabled:
+            where = request.match_info
+            return google_error(404, f"Publisher Model `projects/{where['project']}/locations/{where['location']}/"
+                                     f"publishers/anthropic/models/{model}` was not found or your project does not "
+                                     "have access to it. Please ensure you are using a valid model version.")
+        if bool(body.get("stream")) != (method == "streamRawPredict"):
+            return wire.error(400, f"stream: {method} takes stream={method == 'streamRawPredict'}", True)
+        message = self.claude.message(dict(fields, model=model), request.headers.get("anthropic-beta", ""))
+        if isinstance(message, web.Response):
+            return message
+        if method == "rawPredict":
+            return web.json_response(message)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
+        await resp.prepare(request)
+        for frame in wire.message_frames(message):
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
+    async def _serve(self, request: web.Request, vertex: bool) -> web.StreamResponse:
+        body, failure = await self._begin(request)
+        if failure:
+            return failure
         model, _, method = request.match_info["call"].partition(":")
         traffic, problem = self._traffic(request, body, vertex) if method in (
             "generateContent", "streamGenerateContent") else (None, None)

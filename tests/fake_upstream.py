@@ -556,7 +556,18 @@ class FakeUpstream:
         body, fault, error = await self._begin(request, anthropic=True)
         if error:
             return error
-        problem = wire.check_messages(body, "mid-conversation-system" in request.headers.get("anthropic-beta", "")) \
+        message = self.message(body, request.headers.get("anthropic-beta", ""))
+        if isinstance(message, web.Response):
+            return message
+        if not body.get("stream"):
+            return self._json(message if self.json_usage else {k: v for k, v in message.items() if k != "usage"})
+        frames = wire.message_frames(message)
+        return await self._sse(request, fault, frames)
+
+    def message(self, body: dict[str, Any], beta: str = "") -> dict[str, Any] | web.Response:
+        """The Messages API's answer to `body` (checked as Anthropic checks it; `beta`: the
+        anthropic-beta header): the message, or the error response."""
+        problem = wire.check_messages(body, "mid-conversation-system" in beta) \
             or wire.check_thinking(body, self.thinking_signatures)
         if problem:
             return wire.error(400, problem, True)
@@ -619,16 +630,16 @@ class FakeUpstream:
                 else "standard",
             },
         }
-        if not body.get("stream"):
-            return self._json(message if self.json_usage else {k: v for k, v in message.items() if k != "usage"})
-        frames = wire.message_frames(message)
-        return await self._sse(request, fault, frames)
-
+        return message
 
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
         body, _fault, error = await self._begin(request, anthropic=True)
         if error:
             return error
+        return self.count(body)
+
+    def count(self, body: dict[str, Any]) -> web.Response:
+        """The Messages API's count_tokens answer to `body`."""
         if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
             return wire.error(400, "model and messages: Field required", True)
         return self._json({"input_tokens": count_words(body.get("system")) + count_words(body["messages"])})

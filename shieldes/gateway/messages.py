@@ -1,7 +1,8 @@
 """The Anthropic Messages surface: POST /v1/messages and /v1/messages/count_tokens.
 
-A deployment of type `anthropic` gets the client's request as it is (anthropic_native: only the
-model name changes) and the client gets the upstream's answer as it is. Any other deployment gets
+A deployment of type `anthropic`, and a Claude model of a `vertex` one, gets the client's request
+as it is (anthropic_native: only the model name changes; Vertex takes it in the URL) and the client
+gets the upstream's answer as it is. Any other deployment gets
 the request translated to OpenAI chat (anthropic_inbound) and its answer translated back; what the
 translation had to drop is named in the `x-shieldes-dropped` response header. Both ways run
 through the same admission (auth, allow-list, rpm/tpm, budget reservation) and settlement."""
@@ -43,7 +44,7 @@ from shieldes.providers.base import (
     UpstreamFailure,
 )
 from shieldes.providers.dropped import dropped_header
-from shieldes.providers.kinds import KINDS
+from shieldes.providers.kinds import spec_for
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 ESTIMATE_HEADER = "x-shieldes-token-count"
@@ -141,7 +142,7 @@ def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str], 
     client's message index of each chat message (None: the system prompt)."""
     origins: list[int | None] = []
     try:
-        spec = KINDS.get(kind)
+        spec = spec_for(kind, target.model)
         chat, dropped = inbound.translate_messages_request(body, target.model,
                                                            cache_marks=spec is not None and spec.cache_marks,
                                                            thinks=spec is not None and spec.thinks,
@@ -247,10 +248,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Passed through to `anthropic` deployments, counted by the upstream for `bedrock`, `gemini` and
-    `vertex` ones (InputTokenCounter), estimated for others and for models those cannot count
-    (usage.tokens). Needs a key that may use the model; it is neither billed nor counted against
-    rate limits (the upstream does not bill it either)."""
+    """Passed through to `anthropic` deployments and Claude models on `vertex`, counted by the
+    upstream for `bedrock`, `gemini` and `vertex` ones (InputTokenCounter), estimated for others
+    and for models those cannot count (usage.tokens). Needs a key that may use the model; it is
+    neither billed nor counted against rate limits (the upstream does not bill it either)."""
     gw = request.app[GATEWAY]
     key = authenticate(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)

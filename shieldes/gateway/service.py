@@ -37,6 +37,7 @@ from shieldes.providers.base import (
     Body,
     ChunkStream,
     JsonResult,
+    ModelDialects,
     Operation,
     Provider,
     Target,
@@ -267,11 +268,11 @@ class Gateway:
             self._secrets[ref] = api_key
         return Target(dep.name, dep.base_url, model, api_key, dep.options)
 
-    def _provider(self, dep: Deployment) -> Provider:
+    def _provider(self, dep: Deployment, model: str) -> Provider:
         provider = self.providers.get(dep.kind)
         if provider is None:
             raise self._misconfigured(dep, f"this node has no provider module for type {dep.kind!r}")
-        return provider
+        return provider.for_model(model) if isinstance(provider, ModelDialects) else provider
 
     def _misconfigured(self, dep: Deployment, why: str) -> ProviderMisconfigured:
         """The same answer on every attempt: reported to the client as is and logged once per cause."""
@@ -484,7 +485,7 @@ class Gateway:
         tracing = self.tracing
         with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
             try:
-                provider = self._provider(dep)
+                provider = self._provider(dep, rt.model)
                 target = self._target(dep, rt.model)
                 sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
                 result = await attempt(provider, target, dep, sent)

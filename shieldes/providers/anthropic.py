@@ -3,24 +3,27 @@ responses and stream events back into OpenAI responses and chunks (anthropic_tra
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Literal
 
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_native import (
-    ANTHROPIC_VERSION,
+    NO_PASSTHROUGH,
     MessagesUpstream,
     NativeAnswer,
     NativeEventStream,
     Passthrough,
+    native_headers,
     native_url,
     open_native_stream,
     post_native,
 )
 from shieldes.providers.anthropic_translate import StreamTranslator, anthropic_request, messages_response_to_chat
-from shieldes.providers.base import Body, JsonResult, Operation, Target
+from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -44,7 +47,16 @@ def _only_chat(op: Operation) -> None:
         )
 
 
+# The three calls of the Messages API an upstream takes: JSON, event stream, token count.
+Endpoint = Literal["messages", "stream", "count_tokens"]
+
+
 class AnthropicProvider(MessagesUpstream):
+    """Anthropic's own API. Where another platform serves Claude in the same wire format (Vertex
+    AI: providers/vertex.py), a subclass says where a call goes (`_endpoint`), how it authenticates
+    (`_auth`), what the body carries there (`_payload`) and what its failures advise (`_advice`);
+    the rest (translation, pass-through, usage, stream checks) is this class's."""
+
     kind = "anthropic"
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
@@ -52,26 +64,46 @@ class AnthropicProvider(MessagesUpstream):
         self._json_timeout, self._stream_timeout = timeouts(settings)
         self._urls: dict[tuple[str, str], str] = {}
 
-    def _url(self, base_url: str, path: str = "/messages") -> str:
+    def _url(self, base_url: str, path: str) -> str:
         url = self._urls.get((base_url, path))
         if url is None:
             url = self._urls[(base_url, path)] = join_endpoint(base_url, path)
         return url
 
-    @staticmethod
-    def _headers(target: Target) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
-        if target.api_key:
-            headers["x-api-key"] = target.api_key
-        return headers
+    def _endpoint(self, target: Target, endpoint: Endpoint, query: str = "") -> str:
+        """The URL of a call, with the client's query string (`?beta=true`) on pass-through calls."""
+        path = "/messages/count_tokens" if endpoint == "count_tokens" else "/messages"
+        return native_url(self._url(target.base_url, path), query)
+
+    async def _auth(self, target: Target) -> dict[str, str]:
+        return {"x-api-key": target.api_key} if target.api_key else {}
+
+    def _payload(self, payload: bytes, endpoint: Endpoint) -> bytes:
+        """The body the upstream takes for a Messages body naming the upstream's model: that body."""
+        return payload
+
+    def _advice(self, target: Target, failure: UpstreamFailure) -> UpstreamFailure:
+        """A failure as the client hears of it: as the upstream said it."""
+        return failure
+
+    async def _headers(self, target: Target, passthrough: Passthrough = NO_PASSTHROUGH) -> dict[str, str]:
+        return native_headers(passthrough, await self._auth(target))
+
+    @contextlib.contextmanager
+    def _advised(self, target: Target) -> Iterator[None]:
+        try:
+            yield
+        except UpstreamFailure as failure:
+            raise self._advice(target, failure) from None
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)
         out = anthropic_request({**body, "stream": False}, target.model)
-        data, _raw = await post_for_object(
-            self._client, target, self._url(target.base_url), orjson.dumps(out.request), self._headers(target),
-            self._json_timeout,
-        )
+        with self._advised(target):
+            data, _raw = await post_for_object(
+                self._client, target, self._endpoint(target, "messages"),
+                self._payload(orjson.dumps(out.request), "messages"), await self._headers(target), self._json_timeout,
+            )
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
         try:
             chat, usage = messages_response_to_chat(
@@ -84,29 +116,36 @@ class AnthropicProvider(MessagesUpstream):
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
         _only_chat(op)
         out = anthropic_request({**body, "stream": True}, target.model)
-        resp = await open_event_stream(
-            self._client, target, self._url(target.base_url), orjson.dumps(out.request), self._headers(target),
-            self._stream_timeout,
-        )
+        with self._advised(target):
+            resp = await open_event_stream(
+                self._client, target, self._endpoint(target, "stream"),
+                self._payload(orjson.dumps(out.request), "stream"), await self._headers(target), self._stream_timeout,
+            )
         translator = StreamTranslator(target.model, int(time.time()))
         stream = AnthropicChunkStream(resp, target, translator, out.dropped)
         await stream.prime()
         return stream
 
-
     # --- pass-through (clients speaking the Messages API: anthropic_native) ---------------------
 
     async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        url = native_url(self._url(target.base_url), passthrough.query)
-        return await post_native(self._client, target, url, payload, passthrough, self._json_timeout)
+        with self._advised(target):
+            return await post_native(self._client, target, self._endpoint(target, "messages", passthrough.query),
+                                     self._payload(payload, "messages"), await self._headers(target, passthrough),
+                                     self._json_timeout)
 
     async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:
-        url = native_url(self._url(target.base_url), passthrough.query)
-        return await open_native_stream(self._client, target, url, payload, passthrough, self._stream_timeout)
+        with self._advised(target):
+            return await open_native_stream(
+                self._client, target, self._endpoint(target, "stream", passthrough.query),
+                self._payload(payload, "stream"), await self._headers(target, passthrough), self._stream_timeout)
 
     async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        url = native_url(self._url(target.base_url, "/messages/count_tokens"), passthrough.query)
-        return await post_native(self._client, target, url, payload, passthrough, self._json_timeout)
+        with self._advised(target):
+            return await post_native(
+                self._client, target, self._endpoint(target, "count_tokens", passthrough.query),
+                self._payload(payload, "count_tokens"), await self._headers(target, passthrough),
+                self._json_timeout)
 
 
 class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):

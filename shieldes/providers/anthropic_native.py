@@ -46,6 +46,9 @@ class Passthrough:
         return cls({k.lower(): v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)}, query)
 
 
+NO_PASSTHROUGH = Passthrough()
+
+
 def native_body(body: Body, raw: bytes, model: str) -> bytes:
     """The client's bytes when they already name `model` and every tool call id in them is one
     Anthropic takes; else the same JSON with `model` replaced in place (key order and every other
@@ -56,12 +59,11 @@ def native_body(body: Body, raw: bytes, model: str) -> bytes:
     return orjson.dumps(dict(fitted, model=model))
 
 
-def native_headers(target: Target, passthrough: Passthrough) -> dict[str, str]:
-    headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
-               **passthrough.headers}
-    if target.api_key:
-        headers["x-api-key"] = target.api_key
-    return headers
+def native_headers(passthrough: Passthrough, auth: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a Messages call: the client's `anthropic-*` ones and the upstream's
+    authentication (`auth`: the provider's, e.g. x-api-key)."""
+    return {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION, **passthrough.headers,
+            **auth}
 
 
 def native_url(endpoint: str, query: str) -> str:
@@ -96,16 +98,16 @@ class NativeAnswer:
 
 
 async def post_native(client: UpstreamClient, target: Target, url: str, payload: bytes,
-                      passthrough: Passthrough, timeout: Timeouts) -> NativeAnswer:
+                      headers: Mapping[str, str], timeout: Timeouts) -> NativeAnswer:
     """`url`: the endpoint under the target's base URL (native_url), with the client's query."""
-    data, raw = await post_for_object(client, target, url, payload, native_headers(target, passthrough), timeout)
+    data, raw = await post_for_object(client, target, url, payload, headers, timeout)
     usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
     return NativeAnswer(raw, data, usage)
 
 
 async def open_native_stream(client: UpstreamClient, target: Target, url: str, payload: bytes,
-                             passthrough: Passthrough, timeout: Timeouts) -> NativeEventStream:
-    resp = await open_event_stream(client, target, url, payload, native_headers(target, passthrough), timeout)
+                             headers: Mapping[str, str], timeout: Timeouts) -> NativeEventStream:
+    resp = await open_event_stream(client, target, url, payload, headers, timeout)
     if resp.content_type == "application/json":
         resp.release()
         raise invalid_response(target, "a JSON body instead of an event stream")

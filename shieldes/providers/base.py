@@ -128,3 +128,12 @@ class InputTokenCounter(ABC):
     async def count_input_tokens(self, target: Target, body: Body) -> int | None:
         """The upstream's count for the chat request `body` (without sending it); None when this
         model cannot be counted there (then the estimate answers). Raises UpstreamFailure."""
+
+
+class ModelDialects(ABC):
+    """A provider whose upstream serves some models in another wire format (Vertex AI serves Claude
+    models in Anthropic's Messages format): each call goes to the provider `for_model` names."""
+
+    @abstractmethod
+    def for_model(self, model: str) -> Provider:
+        """The provider module for calls to `model` (the upstream's name for it)."""

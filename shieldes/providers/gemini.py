@@ -1,21 +1,29 @@
 """Google as an upstream: the Gemini API (`gemini`, API key in `x-goog-api-key`) and Vertex AI
 (`vertex`, OAuth tokens from a service account or Application Default Credentials through
 google-auth, extra `shieldes[vertex]`). Both take the same generateContent bodies
-(gemini_translate); they differ in URL, authentication and the embeddings method."""
+(gemini_translate); they differ in URL, authentication and the embeddings method. The Claude
+models of a `vertex` provider speak Anthropic's wire format (providers/vertex.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers import vertex_options
-from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.base import (
+    Body,
+    InputTokenCounter,
+    JsonResult,
+    ModelDialects,
+    Operation,
+    Provider,
+    Target,
+    UpstreamFailure,
+)
 from shieldes.providers.chat_answers import embeddings_response
 from shieldes.providers.dropped import JSON_OBJECT, METADATA, dropped_fields
 from shieldes.providers.gemini_translate import (
@@ -32,23 +40,13 @@ from shieldes.providers.http import (
     open_event_stream,
     post_for_object,
     timeouts,
+    with_version,
 )
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
+from shieldes.providers.vertex import GoogleTokens, VertexClaudeProvider, model_url
 from shieldes.settings import Settings
-
-CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-
-
-def _with_version(base_url: str, version: str) -> str:
-    """The base URL with an API version path segment (kept when the base URL already has one)."""
-    parts = urlsplit(base_url.strip())
-    path = parts.path.rstrip("/")
-    if not any(seg[:2] == "v1" for seg in path.split("/")):
-        path += "/" + version
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
 
 # What generationConfig carries of dropped_fields' names (seed, penalties, JSON output) and
 # reasoning_effort as thinkingConfig (reasoning.gemini_thinking); the rest is named as dropped.
@@ -65,7 +63,7 @@ class GeminiProvider(InputTokenCounter):
         self._json_timeout, self._stream_timeout = timeouts(settings)
 
     def _model_url(self, target: Target, method: str) -> str:
-        return f"{_with_version(target.base_url, 'v1beta')}/models/{quote(target.model, safe='')}:{method}"
+        return f"{with_version(target.base_url, 'v1beta')}/models/{quote(target.model, safe='')}:{method}"
 
     async def _headers(self, target: Target) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -166,67 +164,23 @@ class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
             raise invalid_response(self._target, f"unexpected stream event shape: {exc}") from None
 
 
-class _GoogleTokens:
-    """OAuth access tokens through google-auth: a service-account file per deployment, or the
-    node's Application Default Credentials. google-auth refreshes synchronously, so refreshing
-    runs in a worker thread; a token is reused until shortly before it expires."""
-
-    def __init__(self) -> None:
-        self._creds: dict[str, Any] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def token(self, target: Target) -> str:
-        path = target.options.get("credentials_file", "")
-        creds = self._creds.get(path)
-        if creds is not None and creds.token and not creds.expired:  # `expired` keeps a safety margin
-            return str(creds.token)
-        lock = self._locks.setdefault(path, asyncio.Lock())
-        async with lock:
-            try:
-                fresh = await asyncio.to_thread(self._refresh, path)
-            except UpstreamFailure:
-                raise
-            except Exception as exc:  # google.auth.exceptions.* and file errors
-                raise UpstreamFailure(
-                    f"upstream deployment {target.deployment!r}: no Google access token ({type(exc).__name__}: "
-                    f"{exc}); check --credentials-file or the node's Application Default Credentials",
-                    status=None, retryable=True) from None
-        return str(fresh.token)
-
-    def _refresh(self, path: str) -> Any:
-        try:
-            import google.auth
-            from google.auth.transport.requests import Request
-            from google.oauth2 import service_account
-        except ImportError:
-            raise UpstreamFailure("provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'",
-                                  status=None, retryable=False) from None
-        creds = self._creds.get(path)
-        if creds is None:
-            if path:
-                accounts: Any = service_account.Credentials
-                creds = accounts.from_service_account_file(path, scopes=[CLOUD_SCOPE])
-            else:
-                creds, _project = google.auth.default(scopes=[CLOUD_SCOPE])
-            self._creds[path] = creds
-        creds.refresh(Request())
-        return creds
-
-
-class VertexProvider(GeminiProvider):
-    """Vertex AI: `{base}/v1/projects/{project}/locations/{location}/publishers/google/models/{model}`."""
+class VertexProvider(GeminiProvider, ModelDialects):
+    """Vertex AI: Google's models at `.../publishers/google/models/{model}` (generateContent), and
+    Anthropic's (vertex_options.serves_claude) in their own wire format (vertex.VertexClaudeProvider),
+    both with the same access tokens."""
 
     kind = "vertex"
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         super().__init__(client, settings)
-        self._tokens = _GoogleTokens()
+        self._tokens = GoogleTokens()
+        self._claude = VertexClaudeProvider(client, settings, self._tokens)
+
+    def for_model(self, model: str) -> Provider:
+        return self._claude if vertex_options.serves_claude(model) else self
 
     def _model_url(self, target: Target, method: str) -> str:
-        o = target.options
-        return (f"{_with_version(target.base_url, 'v1')}/projects/{quote(o.get('project', ''), safe='')}"
-                f"/locations/{quote(o.get('location', ''), safe='')}/publishers/google/models/"
-                f"{quote(target.model, safe='')}:{method}")
+        return model_url(target, "google", target.model, method)
 
     async def _headers(self, target: Target) -> dict[str, str]:
         return {"Content-Type": "application/json", "Authorization": "Bearer " + await self._tokens.token(target)}

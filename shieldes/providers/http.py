@@ -51,6 +51,15 @@ def join_endpoint(base_url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, full, parts.query, ""))
 
 
+def with_version(base_url: str, version: str) -> str:
+    """The base URL with an API version path segment (kept when the base URL already has one)."""
+    parts = urlsplit(base_url.strip())
+    path = parts.path.rstrip("/")
+    if not any(seg[:2] == "v1" for seg in path.split("/")):
+        path += "/" + version
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
 def is_azure(base_url: str) -> bool:
     """Azure OpenAI authenticates with an `api-key` header instead of a Bearer token."""
     parts = urlsplit(base_url)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shieldes.errors import CommandRejected
+from shieldes.providers.vertex_options import serves_claude
 
 
 def _bedrock_url(o: Mapping[str, str]) -> str:
@@ -62,6 +63,10 @@ KINDS: Mapping[str, KindSpec] = {
                        _vertex_url, "vertex", thinks=True, tool_images=True),
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
+# A `vertex` deployment's Claude models speak Anthropic's wire format: what translations for them
+# may carry is what they may carry for `anthropic` (spec_for)
+_VERTEX_CLAUDE = replace(KINDS["anthropic"], name="vertex", options=KINDS["vertex"].options,
+                         required=KINDS["vertex"].required, default_base_url=_vertex_url, extra="vertex")
 # Settings every kind takes: the deployment's region (routing prefers deployments in the node's
 # SHIELDES_REGION; for bedrock it is also the AWS region) and its cluster-wide quotas (rpm, tpm:
 # the provider's own limits, see routing/quota.py).
@@ -71,15 +76,23 @@ ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in KINDS.values() for o 
 _OPTION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+ -]*$")
 
 
-def signs_thinking(kind: str) -> bool:
-    """Whether upstreams of `kind` take Claude's signed thinking blocks back (KindSpec.signed_thinking)."""
-    spec = KINDS.get(kind)
+def spec_for(kind: str, model: str) -> KindSpec | None:
+    """What translations for `model` on a deployment of `kind` may carry: the kind's, but for the
+    Claude models of `vertex`, which are Anthropic's (vertex_options.serves_claude)."""
+    if kind == "vertex" and serves_claude(model):
+        return _VERTEX_CLAUDE
+    return KINDS.get(kind)
+
+
+def signs_thinking(kind: str, model: str) -> bool:
+    """Whether `model` on upstreams of `kind` takes Claude's signed thinking blocks back (KindSpec.signed_thinking)."""
+    spec = spec_for(kind, model)
     return spec is not None and spec.signed_thinking
 
 
-def takes_tool_images(kind: str) -> bool:
-    """Whether upstreams of `kind` take images in tool results (KindSpec.tool_images)."""
-    spec = KINDS.get(kind)
+def takes_tool_images(kind: str, model: str) -> bool:
+    """Whether `model` on upstreams of `kind` takes images in tool results (KindSpec.tool_images)."""
+    spec = spec_for(kind, model)
     return spec is not None and spec.tool_images
 
 

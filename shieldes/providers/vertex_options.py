@@ -1,7 +1,8 @@
 """How a chat request's `service_tier` and `metadata` reach Vertex AI, which has both in its own
 terms (the Gemini Developer API has neither): tiers are request headers, tags are the
 GenerateContentRequest's `labels`. Pure; what has no counterpart is left to the caller to name as
-dropped."""
+dropped. And the rules for the Claude models Vertex AI serves: which models they are, the body
+they take, what their platform's failures advise."""
 
 from __future__ import annotations
 
@@ -61,3 +62,48 @@ def labels(metadata: Any) -> dict[str, str] | None:
     if len(out) != len(metadata) or not all(_fits(k, True) and _fits(v, False) for k, v in out.items()):
         return None
     return out
+
+
+# Claude on Vertex AI: https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude
+CLAUDE_PREFIX = "claude-"
+CLAUDE_VERSION = "vertex-2023-10-16"  # the body's `anthropic_version`, as Anthropic's Vertex client sends it
+MODEL_GARDEN = "https://console.cloud.google.com/vertex-ai/model-garden"
+
+
+def serves_claude(model: str) -> bool:
+    """Whether a `vertex` deployment's model is one of Anthropic's (Vertex model ids of Claude
+    start with `claude-`: `claude-sonnet-4-5@20250929`, `claude-opus-4-1`), served in Anthropic's
+    Messages wire format, not Google's generateContent."""
+    return model.startswith(CLAUDE_PREFIX)
+
+
+def claude_body(body: dict[str, Any], count: bool) -> dict[str, Any]:
+    """A Messages body as Vertex takes it: the model is in the URL, not the body (but for a token
+    count, which names it in the body), and `anthropic_version` says the API version."""
+    out = dict(body) if count else {k: v for k, v in body.items() if k != "model"}
+    out.setdefault("anthropic_version", CLAUDE_VERSION)
+    return out
+
+
+def _google_status(body: Any) -> str | None:
+    """The `status` of Google's error JSON (`{"error": {"code", "message", "status"}}`), which the
+    platform answers with; Claude's own errors come in Anthropic's shape."""
+    err = body.get("error") if isinstance(body, dict) else None
+    return str(err.get("status")) if isinstance(err, dict) and "status" in err else None
+
+
+def claude_advice(status: int | None, body: Any, model: str, project: str, location: str) -> str | None:
+    """What to do about a failure the platform (not the model) answered a Claude call with."""
+    google = _google_status(body)
+    if google is None:
+        return None
+    if status == 404:
+        return (f"enable {model!r} for project {project!r} in Vertex AI Model Garden ({MODEL_GARDEN}) and check "
+                f"that location {location!r} offers it (the Vertex model id, e.g. claude-sonnet-4-5@20250929)")
+    if status == 403:
+        return (f"give the deployment's service account the Vertex AI User role (roles/aiplatform.user) on "
+                f"project {project!r}, and enable {model!r} in Model Garden ({MODEL_GARDEN})")
+    if status == 429:
+        return (f"the project's Vertex AI quota for {model!r} in {location!r} is used up; ask Google Cloud for "
+                "more (IAM & Admin > Quotas) or add a deployment in another location")
+    return None

@@ -150,8 +150,8 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
         return Answer(response, usage_from_responses(response.get("usage")), headers)
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
-    signed = signs_thinking(provider.kind)
-    chat = request_to_chat(body, target.model, signed, takes_tool_images(provider.kind))
+    signed = signs_thinking(dep.kind, target.model)
+    chat = request_to_chat(body, target.model, signed, takes_tool_images(dep.kind, target.model))
     kinds = call_kinds(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}

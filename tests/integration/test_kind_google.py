@@ -16,11 +16,10 @@ import anthropic
 import openai
 import pydantic
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shieldes.projections.shared_commands import AddProvider
-from tests.fake_google import FakeGoogle
+from tests.fake_google import FakeGoogle, service_account
 from tests.integration.gateway_harness import Harness, harness
 
 KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
@@ -44,15 +43,8 @@ async def new_key(h: Harness) -> str:
 async def google(tmp_path: Path) -> AsyncIterator[tuple[FakeGoogle, Path]]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     async with FakeGoogle(public_key=private.public_key()) as fake:
-        account = {
-            "type": "service_account", "project_id": "proj-1", "private_key_id": "k1",
-            "private_key": private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()).decode(),
-            "client_email": "gw@proj-1.iam.gserviceaccount.com", "client_id": "1",
-            "token_uri": fake.url + "/token",
-        }
         path = tmp_path / "sa.json"
-        path.write_text(json.dumps(account))
+        path.write_text(json.dumps(service_account(private, fake.url + "/token")))
         yield fake, path
 
 

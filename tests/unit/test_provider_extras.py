@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from shieldes.providers import bedrock, gemini
+from shieldes.providers import bedrock, vertex
 from shieldes.providers.base import UpstreamFailure
 
 
@@ -23,7 +23,7 @@ def test_vertex_without_google_auth_names_the_extra(monkeypatch: pytest.MonkeyPa
     for name in ("google.auth", "google.auth.transport.requests", "google.oauth2"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(UpstreamFailure) as err:
-        gemini._GoogleTokens()._refresh("")
+        vertex.GoogleTokens()._refresh("")
     assert err.value.message == "provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'"
 
 

@@ -1,0 +1,113 @@
+"""What Vertex AI's two dialects share, and its Claude models: OAuth access tokens (google-auth,
+extra `shieldes[vertex]`), the model URL
+`{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{model}:{method}`,
+and `VertexClaudeProvider`, Anthropic's Messages wire format at the `anthropic` publisher
+(`:rawPredict`, `:streamRawPredict`), which the `vertex` provider serves its Claude models with
+(the Gemini ones are providers/gemini.py's)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from shieldes.providers import vertex_options
+from shieldes.providers.anthropic import AnthropicProvider, Endpoint
+from shieldes.providers.base import Target, UpstreamFailure
+from shieldes.providers.http import with_version
+from shieldes.providers.transport import UpstreamClient
+from shieldes.settings import Settings
+
+CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def model_url(target: Target, publisher: str, model: str, method: str) -> str:
+    """A Vertex AI model's method under the target's base URL (the regional or global endpoint).
+    `@` stays as it is in a model id (`claude-sonnet-4-5@20250929`), as Google's own clients send it."""
+    o = target.options
+    return (f"{with_version(target.base_url, 'v1')}/projects/{quote(o.get('project', ''), safe='')}"
+            f"/locations/{quote(o.get('location', ''), safe='')}/publishers/{publisher}/models/"
+            f"{quote(model, safe='@')}:{method}")
+
+
+class GoogleTokens:
+    """OAuth access tokens through google-auth: a service-account file per deployment, or the
+    node's Application Default Credentials. google-auth refreshes synchronously, so refreshing
+    runs in a worker thread; a token is reused until shortly before it expires."""
+
+    def __init__(self) -> None:
+        self._creds: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def token(self, target: Target) -> str:
+        path = target.options.get("credentials_file", "")
+        creds = self._creds.get(path)
+        if creds is not None and creds.token and not creds.expired:  # `expired` keeps a safety margin
+            return str(creds.token)
+        lock = self._locks.setdefault(path, asyncio.Lock())
+        async with lock:
+            try:
+                fresh = await asyncio.to_thread(self._refresh, path)
+            except UpstreamFailure:
+                raise
+            except Exception as exc:  # google.auth.exceptions.* and file errors
+                raise UpstreamFailure(
+                    f"upstream deployment {target.deployment!r}: no Google access token ({type(exc).__name__}: "
+                    f"{exc}); check --credentials-file or the node's Application Default Credentials",
+                    status=None, retryable=True) from None
+        return str(fresh.token)
+
+    def _refresh(self, path: str) -> Any:
+        try:
+            import google.auth
+            from google.auth.transport.requests import Request
+            from google.oauth2 import service_account
+        except ImportError:
+            raise UpstreamFailure("provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'",
+                                  status=None, retryable=False) from None
+        creds = self._creds.get(path)
+        if creds is None:
+            if path:
+                accounts: Any = service_account.Credentials
+                creds = accounts.from_service_account_file(path, scopes=[CLOUD_SCOPE])
+            else:
+                creds, _project = google.auth.default(scopes=[CLOUD_SCOPE])
+            self._creds[path] = creds
+        creds.refresh(Request())
+        return creds
+
+
+class VertexClaudeProvider(AnthropicProvider):
+    """Claude on Vertex AI: the Messages API's bodies, answers, event streams and error JSON, at
+    the `anthropic` publisher's URLs with a Google access token. The body names no `model` (the
+    URL does) and carries `anthropic_version`; a count names its model in the body, as Anthropic's
+    own Vertex client sends them. `anthropic-beta` headers travel as they do to Anthropic."""
+
+    kind = "vertex"
+
+    def __init__(self, client: UpstreamClient, settings: Settings, tokens: GoogleTokens) -> None:
+        super().__init__(client, settings)
+        self._tokens = tokens
+
+    def _endpoint(self, target: Target, endpoint: Endpoint, query: str = "") -> str:
+        # the client's query (`?beta=true`) has no meaning here: Vertex takes betas as headers
+        if endpoint == "count_tokens":
+            return model_url(target, "anthropic", "count-tokens", "rawPredict")
+        method = "streamRawPredict" if endpoint == "stream" else "rawPredict"
+        return model_url(target, "anthropic", target.model, method)
+
+    async def _auth(self, target: Target) -> dict[str, str]:
+        return {"Authorization": "Bearer " + await self._tokens.token(target)}
+
+    def _payload(self, payload: bytes, endpoint: Endpoint) -> bytes:
+        return orjson.dumps(vertex_options.claude_body(orjson.loads(payload), endpoint == "count_tokens"))
+
+    def _advice(self, target: Target, failure: UpstreamFailure) -> UpstreamFailure:
+        advice = vertex_options.claude_advice(failure.status, failure.body, target.model,
+                                              target.options.get("project", ""), target.options.get("location", ""))
+        if advice:
+            failure.message = f"{failure.message}; {advice}"
+            failure.args = (failure.message,)
+        return failure
