@@ -43,13 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import pg  # noqa: E402
 from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock  # noqa: E402
-from tests.fake_google import FakeGoogle  # noqa: E402
+from tests.fake_google import FakeGoogle, service_account  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 from tests.fake_wire import ToolScript  # noqa: E402
 
@@ -57,12 +58,19 @@ PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
 CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
 CODEX_TOOLS_MODEL = "gpt-5-codex"
 BEDROCK_PROVIDER, GEMINI_PROVIDER, GEMINI_MODEL = "claude-on-bedrock", "gemini", "gemini-2.5-pro"
+VERTEX_PROVIDER = "claude-on-vertex"
 CLAUDE_DEFAULTS = ("claude-opus-5-5", "claude-haiku-4-5")  # Claude Code's defaults; others are learned
 
 
 def bedrock_id(model: str) -> str:
     """The Bedrock model id of a Claude model name (as Bedrock spells them: anthropic.NAME-v1:0)."""
     return f"anthropic.{model}-v1:0"
+
+
+def vertex_id(model: str) -> str:
+    """The Vertex AI model id of a Claude model name (a version after `@`, as Model Garden lists them)."""
+    return f"{model}@20251101"
+
 REPLY = "PONG from the fake upstream"
 PROMPT = "Reply with the single word PONG."
 # A coding agent's tool round: the fake upstream asks the client to read pong.txt with its own tool
@@ -108,7 +116,7 @@ class BedrockLog:
 
 class GoogleLog:
     """The fake Google's requests as the report reads an upstream's; Gemini's function declarations
-    listed as `tools` by name, as offered_tools reads them."""
+    listed as `tools` by name, as offered_tools reads them (Claude's, on Vertex, already are)."""
 
     def __init__(self, fake: FakeGoogle) -> None:
         self.fake = fake
@@ -116,9 +124,10 @@ class GoogleLog:
     @property
     def requests(self) -> list[Recorded]:
         return [Recorded("POST", s.path, dict(s.query), {k.lower(): v for k, v in s.headers.items()},
+                         s.body if "/publishers/anthropic/" in s.path else
                          {**s.body, "tools": [{"name": f["name"]} for t in s.body.get("tools") or []
                                               for f in t.get("functionDeclarations") or []]})
-                for s in self.fake.requests]
+                for s in self.fake.requests if s.path != "/token"]
 
 
 Upstream = FakeUpstream | BedrockLog | GoogleLog  # what a run reads the upstream's requests from
@@ -515,7 +524,9 @@ async def main() -> int:
                     bin_dir, node_url, key, work, BedrockLog(bedrock), "claude-code (bedrock upstream)")))
             # Google's Gemini API behind the same names, and Codex asking for a Gemini model: Messages and
             # Responses translated to generateContent, tool schemas cut to what Gemini takes
-            async with FakeGoogle(api_key=UPSTREAM_KEY, max_prompt=10**7, tool_script=tool_script(work)) as google:
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the service account's
+            async with FakeGoogle(api_key=UPSTREAM_KEY, max_prompt=10**7, tool_script=tool_script(work),
+                                  public_key=private.public_key()) as google:
                 shieldes(env, "provider", "add", GEMINI_PROVIDER, "--type", "gemini", "--base-url",
                          google.url + "/v1beta", "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", GEMINI_MODEL)
                 await served.alias("claude", GEMINI_PROVIDER, [GEMINI_MODEL], lambda _: GEMINI_MODEL,
@@ -526,6 +537,18 @@ async def main() -> int:
                 if "codex" in wanted and responses:
                     outcomes.append(await codex(bin_dir, node_url, key, work, GoogleLog(google),
                                                 f"codex ({GEMINI_MODEL})", GEMINI_MODEL))
+                # Claude on Vertex AI: Anthropic's wire format at the `anthropic` publisher's rawPredict and
+                # streamRawPredict, a service account's token; the names are aliases of Vertex model ids
+                account = work / "vertex-sa.json"
+                account.write_text(json.dumps(service_account(private, google.url + "/token")))
+                ids = sorted({vertex_id(m) for m in (*CLAUDE_DEFAULTS, *learned_names(outcomes))})
+                shieldes(env, "provider", "add", VERTEX_PROVIDER, "--type", "vertex", "--project", "proj-1",
+                         "--location", "us-east5", "--credentials-file", str(account), "--base-url", google.url,
+                         "--models", ",".join(ids))
+                await served.alias("claude", VERTEX_PROVIDER, ids, vertex_id,
+                                   sorted({*CLAUDE_DEFAULTS, *learned_names(outcomes)}))
+                outcomes.append(await learning(served, lambda: claude(
+                    bin_dir, node_url, key, work, GoogleLog(google), "claude-code (vertex upstream)")))
         if "codex" in wanted:
             if responses:
                 outcomes.append(await learning(served, lambda: codex(bin_dir, node_url, key, work, up)))
