@@ -19,7 +19,8 @@ import aiohttp
 import psycopg
 
 from shieldes import db
-from shieldes.checks import Finding, credential_findings, price_findings
+from shieldes.checks import Finding, credential_finding, price_findings
+from shieldes.cloud_credentials import cloud_credential_finding
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
 from shieldes.config_writer import load_config
 from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
@@ -176,7 +177,10 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
     if not config.providers:
         findings.append(Finding("providers", "-", False, "no providers yet: every model answers 404",
                                 "shieldes provider add NAME --type openai --base-url URL --api-key KEY --models M"))
-    findings += credential_findings(config, key, env)
+    # vertex and bedrock deployments sign in with the cloud's credentials: loaded here as a node would
+    for dep in sorted(config.providers.values(), key=lambda d: d.name):
+        cloud: Finding | None = await asyncio.to_thread(cloud_credential_finding, dep)
+        findings.append(cloud or credential_finding(dep, key, env))
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT, connect=min(PROBE_TIMEOUT, 3.0))
     async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
         deps = sorted(config.providers.values(), key=lambda d: d.name)

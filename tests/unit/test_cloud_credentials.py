@@ -1,0 +1,50 @@
+"""`shieldes doctor`'s credentials check for deployments that sign in with the cloud's own
+credentials: loaded as a node loads them (google-auth, botocore's chain)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shieldes.cloud_credentials import cloud_credential_finding
+from shieldes.projections.state import Deployment
+from tests.fake_google import service_account
+
+
+def _dep(kind: str, secret_ref: str | None = None, **options: str) -> Deployment:
+    return Deployment("d", kind, "https://example.invalid", secret_ref, ("m",), 1.0, options=options)
+
+
+def test_a_vertex_key_file_is_read_and_a_missing_one_says_how_to_give_one(tmp_path: Path) -> None:
+    key = tmp_path / "sa.json"
+    key.write_text(json.dumps(service_account(rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                              "https://oauth2.example.invalid/token")))
+    found = cloud_credential_finding(_dep("vertex", credentials_file=str(key)))
+    assert found is not None and found.ok and "gw@proj-1.iam.gserviceaccount.com" in found.detail
+    missing = cloud_credential_finding(_dep("vertex", credentials_file=str(tmp_path / "gone.json")))
+    assert missing is not None and not missing.ok and "gone.json" in missing.detail
+    assert missing.fix is not None and "--credentials-file" in missing.fix
+
+
+def test_bedrock_reads_the_aws_chain_and_says_what_to_set_without_it(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    missing = cloud_credential_finding(_dep("bedrock", region="us-east-1"))
+    assert missing is not None and not missing.ok
+    assert missing.fix is not None and "AWS_ACCESS_KEY_ID" in missing.fix and "--api-key-env" in missing.fix
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    found = cloud_credential_finding(_dep("bedrock", region="us-east-1"))
+    assert found is not None and found.ok and "env" in found.detail
+    # a Bedrock API key is a provider key: the usual check reads it
+    assert cloud_credential_finding(_dep("bedrock", "env:BEDROCK_KEY", region="us-east-1")) is None
+    assert cloud_credential_finding(_dep("openai")) is None
