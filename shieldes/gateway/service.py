@@ -113,6 +113,19 @@ def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None
     return None
 
 
+def credentials_of(dep: Deployment) -> str:
+    """What signs a deployment's calls, for an operator told to check it: Vertex and Bedrock sign
+    in with the cloud's own credentials, every other deployment (and Bedrock with an API key) sends
+    its provider key."""
+    if dep.kind == "vertex":
+        return ("its Google credentials (--credentials-file, else the node's Application Default Credentials) "
+                "and their Vertex AI role in the project (roles/aiplatform.user); `shieldes doctor` checks them")
+    if dep.kind == "bedrock" and dep.secret_ref is None:
+        return ("the node's AWS credentials and their permission to invoke the model (bedrock:InvokeModel); "
+                "`shieldes doctor` checks them")
+    return "its provider key (`shieldes doctor` checks it)"
+
+
 class Gateway:
     def __init__(self, settings: Settings, state: StateView, meter: Meter, providers: Mapping[str, Provider],
                  metrics: Metrics, *, rng: random.Random | None = None,
@@ -314,12 +327,12 @@ class Gateway:
         if status in (401, 403):  # about the gateway's own credentials: nothing for the client to read
             return UpstreamError(
                 f"upstream deployment {dep.name!r} refused the gateway's credentials ({status}); "
-                "the operator should check its provider key"
+                f"the operator should check {credentials_of(dep)}"
             )
         if not 400 <= status < 500:
             return UpstreamError(
                 f"upstream deployment {dep.name!r} refused the gateway ({status}): "
-                f"{self.scrub(failure.message)}; the operator should check its provider key"
+                f"{self.scrub(failure.message)}; the operator should check {credentials_of(dep)}"
             )
         message = self.scrub(failure.message)
         if failure.code == CONTEXT_LENGTH:

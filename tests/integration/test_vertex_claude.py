@@ -193,3 +193,8 @@ async def test_errors_reach_each_client_in_its_own_shape_with_what_to_do(node: H
     with pytest.raises(anthropic.RateLimitError) as throttled:
         await messages.messages.create(model=CLAUDE, max_tokens=10, messages=hello)
     assert "Resource has been exhausted" in throttled.value.message
+    # the platform refused the gateway's own credentials: the client learns what the operator must check
+    google.failures = [403]
+    with pytest.raises(anthropic.APIStatusError) as denied:
+        await messages.messages.create(model=CLAUDE, max_tokens=10, messages=hello)
+    assert "roles/aiplatform.user" in denied.value.message and "provider key" not in denied.value.message
