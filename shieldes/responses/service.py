@@ -3,8 +3,8 @@ that makes them durable off the request path, reads that work from any node, and
 purge.
 
 Read-your-writes across nodes: a response is queued for writing when its last byte is produced and
-the writer inserts whatever is queued LINGER (5 ms) later (one INSERT statement per batch; batches
-grow under load), so it is durable 5 ms plus one write latency after the response ended. A node
+the writer inserts whatever is queued LINGER (25 ms) later (one INSERT statement per batch; batches
+grow under load), so it is durable LINGER plus one write latency after the response ended. A node
 that does not hold the id in memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
 seconds before answering 404, which covers a next turn that races the writer on another node.
 
