@@ -35,8 +35,8 @@ class Settings(BaseSettings):
                     "a stored-response write past it (plus 1 s per MB written) is cancelled and retried")
     db_admin_read_timeout: float = Field(
         default=30.0, gt=0,
-        description="seconds an admin read waits on Postgres (usage, audit log, request log, config at a point) "
-                    "before a 503 to retry: longer than db_request_timeout, as such reads may scan much")
+        description="seconds an admin read waits on Postgres (usage, audit log, request log, config at a point, "
+                    "cluster) before a 503 to retry: longer than db_request_timeout, as such reads may scan much")
 
     # Identity and network
     node_id: str = Field(default_factory=default_node_id, description="unique name of this node")

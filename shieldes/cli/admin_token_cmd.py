@@ -7,7 +7,17 @@ from __future__ import annotations
 import click
 
 from shieldes import secrets
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    run_read,
+    write,
+)
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from shieldes.roles import ROLES
@@ -61,7 +71,7 @@ def list_(as_json: bool) -> None:
     if api is not None:
         emit([{c: t[c] for c in COLUMNS} for t in api.every("/admin-tokens")], as_json=ctx.as_json, columns=COLUMNS)
         return
-    state = run(read_config()).state
+    state = run_read(read_config()).state
     emit([token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)],
          as_json=ctx.as_json, columns=COLUMNS)
 

@@ -20,6 +20,7 @@ from shieldes.cli.common import (
     read_config,
     read_teams,
     run,
+    run_read,
     write,
 )
 from shieldes.errors import InvalidRequest
@@ -91,7 +92,7 @@ def remove(key: str | None, team: str | None, as_json: bool) -> None:
         return
     from shieldes.projections.commands import SetBudget, find_key, find_team
 
-    view = run(read_config())
+    view = run_read(read_config())
     current = find_team(view.state, ref).budget if kind == "team" else find_key(view.state, ref).budget
     if current is None:
         raise InvalidRequest(f"{kind} {ref!r} has no budget; nothing to remove")
@@ -128,12 +129,12 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
             spent_nusd = sum(int(r["cost_nusd"]) for r in rows)
     else:
         # a team's budget needs the teams only (no key loaded); a key's, the config
-        state = run(read_teams()).state if kind == "team" else run(read_config()).state
+        state = run_read(read_teams()).state if kind == "team" else run_read(read_config()).state
         target_id, name, budget = _target(state, kind, ref)
         period = budget.period if budget else "30d"
         start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
         sql = _SPENT_TEAM if kind == "team" else _SPENT_KEY
-        spent_nusd = int(run(query(sql, (target_id, start)))[0]["nusd"])
+        spent_nusd = int(run_read(query(sql, (target_id, start)))[0]["nusd"])
     spent = Decimal(spent_nusd) / NANO
     row: dict[str, Any] = {
         "subject_kind": kind,

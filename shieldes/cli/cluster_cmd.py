@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run_read
 from shieldes.cli.timefmt import table_time
 
 
@@ -31,7 +31,7 @@ def status(as_json: bool) -> None:
     else:
         from shieldes.cluster.status import cluster_status
 
-        data = cluster_status(ctx.database_url(), ctx.settings.node_timeout)
+        data = run_read(cluster_status(ctx.database_url(), ctx.settings.node_timeout))
     if ctx.as_json:
         emit(data, as_json=True)
         return

@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -276,7 +276,14 @@ def run_read(coro: Awaitable[T]) -> T:
     from shieldes.dbwait import READ_ADVICE, DbWait
 
     path = click.get_current_context().command_path
-    wait = DbWait(cli_context().settings.db_admin_read_timeout)
+    ctx = cli_context()
+    try:  # the embedded server's start (initdb on first use) is no read: not within the bound
+        ctx.database_url()
+    except BaseException:
+        if isinstance(coro, Coroutine):
+            coro.close()  # never awaited: closed, so no warning joins the error line
+        raise
+    wait = DbWait(ctx.settings.db_admin_read_timeout)
 
     async def bounded() -> T:
         try:

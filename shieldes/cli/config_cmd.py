@@ -16,7 +16,7 @@ from shieldes.cli.common import (
     json_option,
     open_store,
     plain_number,
-    run,
+    run_read,
 )
 from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.config_writer import load_config
@@ -83,7 +83,7 @@ def show(at: str | None, as_json: bool) -> None:
             )
         return {"at": at or "now", "position": view.position, **config_view(view.state)}
 
-    out = run(go())
+    out = run_read(go())
     if ctx.as_json:
         emit(out, as_json=True)
         return
@@ -123,7 +123,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
         return {"from": {"point": a, "position": pos_a}, "to": {"point": b, "position": pos_b},
                 "events": len(between), "changes": changes}
 
-    out = run(go())
+    out = run_read(go())
     if ctx.as_json:
         emit(out, as_json=True)
         return

@@ -19,6 +19,7 @@ from shieldes.cli.common import (
     json_option,
     open_store,
     run,
+    run_read,
 )
 from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
@@ -103,7 +104,7 @@ def config_export(fmt: str, output: Path | None, as_json: bool) -> None:
         async with open_store(ctx.database_url()) as store:
             return (await load_config(store, Codec())).state
 
-    doc, warnings = export(run(go()), fmt)
+    doc, warnings = export(run_read(go()), fmt)
     text = _render(doc, yaml_out=fmt == "litellm" and not ctx.as_json)
     for w in warnings:
         click.echo(f"warning: {w}", err=True)

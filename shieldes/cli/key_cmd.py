@@ -20,6 +20,7 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     run,
+    run_read,
     split_list,
     warn,
 )
@@ -151,7 +152,7 @@ def list_(show_all: bool, as_json: bool) -> None:
     from shieldes.cli.common import read_config
     from shieldes.views import key_row
 
-    state = run(read_config()).state
+    state = run_read(read_config()).state
     now = time.time()
     rows = [key_row(state, k, now) for k in sorted(state.keys.values(), key=lambda k: k.name)
             if show_all or not k.revoked]
@@ -176,7 +177,7 @@ def show(key: str, as_json: bool) -> None:
     from shieldes.projections.commands import find_key
     from shieldes.views import key_row
 
-    state = run(read_config()).state
+    state = run_read(read_config()).state
     emit(key_row(state, find_key(state, key), time.time()), as_json=ctx.as_json, vertical=True)
 
 

@@ -7,7 +7,17 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    run_read,
+    write,
+)
 from shieldes.projections.shared_commands import RemoveModelAlias, SetModelAlias, parse_alias_target
 from shieldes.views import alias_row
 
@@ -40,7 +50,7 @@ def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_
                           {"targets": list(targets), "fallbacks": list(fallbacks)})
         _print_alias({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, ctx.as_json)
         return
-    view = run(read_config())
+    view = run_read(read_config())
     parsed = tuple(parse_alias_target(view.state, spec) for spec in targets)
     written = run(write(SetModelAlias(public, parsed, fallbacks)))
     data = written.events[0].data
@@ -67,7 +77,7 @@ def list_(as_json: bool) -> None:
     if api is not None:
         rows = api.every("/aliases")
     else:
-        view = run(read_config())
+        view = run_read(read_config())
         rows = [alias_row(a) for _, a in sorted(view.state.aliases.items())]
     if ctx.as_json:
         emit(rows, as_json=True)

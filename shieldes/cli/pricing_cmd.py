@@ -18,6 +18,7 @@ from shieldes.cli.common import (
     open_store,
     read_config,
     run,
+    run_read,
     split_list,
     write,
 )
@@ -102,7 +103,10 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
     """Every price in force: the shipped catalog and overrides, each with its source."""
     ctx = cli_context()
     api = ctx.remote()
-    every = api.every("/pricing", source=source) if api is not None else price_rows(run(read_config()).state.pricing)
+    if api is not None:
+        every = api.every("/pricing", source=source)
+    else:
+        every = price_rows(run_read(read_config()).state.pricing)
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "source"))

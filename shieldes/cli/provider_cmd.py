@@ -17,6 +17,7 @@ from shieldes.cli.common import (
     json_option,
     read_config,
     run,
+    run_read,
     split_list,
     warn,
     write,
@@ -233,6 +234,6 @@ def list_(as_json: bool) -> None:
     if api is not None:
         emit([{c: p[c] for c in COLUMNS} for p in api.every("/providers")], as_json=ctx.as_json, columns=COLUMNS)
         return
-    view = run(read_config())
+    view = run_read(read_config())
     rows = [provider_row(d) for d in sorted(view.state.providers.values(), key=lambda d: d.name)]
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    run_read,
+    write,
+)
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import SetRouting
 from shieldes.routing.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -37,7 +47,7 @@ def set_(model: str, strategy: str | None, to_default: bool, as_json: bool) -> N
 def list_(as_json: bool) -> None:
     """Every served model and alias with its strategy (`source`: set, or the default)."""
     ctx = cli_context()
-    state = run(read_config()).state
+    state = run_read(read_config()).state
     names = sorted({m for d in state.providers.values() for m in d.models} | set(state.aliases))
     rows = [{"model": n, "strategy": state.routing.get(n, DEFAULT_STRATEGY),
              "source": "set" if n in state.routing else "default"} for n in names]

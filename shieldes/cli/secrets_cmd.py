@@ -11,7 +11,17 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, read_config, run, write
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    run_read,
+    write,
+)
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import UpdateProvider
 from shieldes.projections.state import Deployment
@@ -49,7 +59,7 @@ def generate_key_cmd(as_json: bool) -> None:
 def status(as_json: bool) -> None:
     """Which key id each encrypted provider key is stored under, and whether it needs rotating."""
     keyring = _keyring()
-    view = run(read_config())
+    view = run_read(read_config())
     rows = [
         {"provider": d.name, "key_id": key_id_of(d.secret_ref or ""),
          "current": not keyring.needs_rotation(d.secret_ref) if keyring.current_key_id else False}
@@ -72,7 +82,7 @@ def rotate(dry_run: bool, as_json: bool) -> None:
     if keyring.current_key_id is None:
         raise InvalidRequest("set SHIELDES_ENCRYPTION_KEY to the new key (and SHIELDES_ENCRYPTION_KEY_OLD to the "
                              "old one) before rotating; `shieldes secrets generate-key` makes a new key")
-    view = run(read_config())
+    view = run_read(read_config())
     todo = [d for d in _encrypted(view.state.providers) if keyring.needs_rotation(d.secret_ref)]
     plaintexts = {d.name: keyring.decrypt(d.secret_ref or "") for d in todo}  # refuses before any write
     rows: list[dict[str, Any]] = []

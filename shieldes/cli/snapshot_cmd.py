@@ -10,7 +10,7 @@ import click
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run, run_read
 from shieldes.events.pg_store import open_pool
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection_report
@@ -73,6 +73,6 @@ def list_(as_json: bool) -> None:
         async with checked_pool(ctx.database_url()) as pool:
             return [s.as_dict() for s in await list_snapshots(pool)]
 
-    emit(run(go()), as_json=ctx.as_json,
+    emit(run_read(go()), as_json=ctx.as_json,
          columns=["id", "position", "size_bytes", "schema_version", "format", "compatible", "node_id",
                   "leader_epoch", "created_at"])

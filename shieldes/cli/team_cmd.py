@@ -14,6 +14,7 @@ from shieldes.cli.common import (
     json_option,
     read_teams,
     run,
+    run_read,
     write,
 )
 
@@ -63,7 +64,7 @@ def list_(as_json: bool) -> None:
     if api is not None:
         emit([{c: t[c] for c in columns} for t in api.every("/teams")], as_json=ctx.as_json, columns=columns)
         return
-    state = run(read_teams()).state  # the teams and their counts: no key is loaded
+    state = run_read(read_teams()).state  # the teams and their counts: no key is loaded
     rows = []
     for team in sorted(state.teams.values(), key=lambda t: t.name):
         rows.append({

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from shieldes import db
 from shieldes.cluster.leader import LEADER_LOCK
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
@@ -112,21 +114,29 @@ def summarize(nodes: list[NodeRecord], head: int) -> dict[str, Any]:
     }
 
 
-def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
-    with db.sync_connection(url) as conn:
-        db.require_head(db.schema_revision(conn))
-        head_row = conn.execute("SELECT position FROM log_head WHERE id = 1").fetchone()
+async def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
+    """Asynchronous, so that a caller's bound on a stalled database (DbWait) cancels the read
+    rather than leaving a thread blocked on it."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise db.translate(exc, url) from exc
+    try:
+        db.require_head(await db.async_schema_revision(conn))
+        head_row = await (await conn.execute("SELECT position FROM log_head WHERE id = 1")).fetchone()
         head = int(head_row[0]) if head_row else 0
-        nodes = [NodeRecord(*row) for row in conn.execute(NODES_SQL, (node_timeout,)).fetchall()]
-        epoch_row = conn.execute(
+        nodes = [NodeRecord(*row) for row in await (await conn.execute(NODES_SQL, (node_timeout,))).fetchall()]
+        epoch_row = await (await conn.execute(
             "SELECT epoch, node_id, acquired_at FROM leader_epoch WHERE id = 1"
-        ).fetchone()
-        held_row = conn.execute(
+        )).fetchone()
+        held_row = await (await conn.execute(
             "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s AND objid = %s AND objsubid = 1",
             (LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFF_FFFF),
-        ).fetchone()
+        )).fetchone()
+    finally:
+        await conn.close()
     epoch, leader_id, acquired = epoch_row if epoch_row else (0, None, None)
     held = bool(held_row and held_row[0])
     out = summarize(nodes, head)

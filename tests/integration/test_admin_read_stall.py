@@ -1,7 +1,7 @@
-"""Admin reads on a stalled database: usage, the audit log, the request log and the config at a
-point each answer a 503 within SHIELDES_DB_ADMIN_READ_TIMEOUT saying what to do, never a request
-held until the lock goes; the CLI prints that message in remote and direct mode; chat is served
-meanwhile."""
+"""Admin reads on a stalled database: usage, the audit log, the request log, the config at a
+point and the cluster each answer a 503 within SHIELDES_DB_ADMIN_READ_TIMEOUT saying what to do,
+never a request held until the lock goes; the CLI prints that message in remote and direct mode
+(there also `config show`/`diff` and the config lists); chat is served meanwhile."""
 
 from __future__ import annotations
 
@@ -60,6 +60,40 @@ async def test_a_stalled_database_is_a_503_on_admin_reads_within_their_bound_and
             assert status == 200, (path, body)
         assert (await remote(h, "usage")).code == 0
         await client.close()
+
+
+async def test_config_history_cluster_and_config_lists_on_a_stalled_database_answer_within_the_bound(
+        database_url: str) -> None:
+    """`config show`/`config diff` (direct), the cluster (`GET /admin/v1/cluster`, `cluster status` in
+    both modes) and a config list read in direct mode (`key list`) each give the same answer as the
+    other admin reads within the bound; the cluster's read is cancelled, not left in a thread."""
+    async with harness(database_url, admin_token=BOOT, db_admin_read_timeout=WAIT) as h:
+        await h.create_key("app", models=("gpt-4o",))
+        await h.sync()
+        api = AdminClient(h.base, BOOT)
+        env = {"SHIELDES_DATABASE_URL": database_url, "SHIELDES_DB_ADMIN_READ_TIMEOUT": str(WAIT)}
+        with psycopg.connect(database_url) as locker:
+            # the config events, and the log head the cluster's read starts from
+            locker.execute("LOCK TABLE events, log_head IN ACCESS EXCLUSIVE MODE")
+            began = time.monotonic()
+            status, body = await asyncio.wait_for(api.get("/admin/v1/cluster"), WAIT * 10)
+            waited = time.monotonic() - began
+            assert status == 503 and body["error"]["code"] == "database_unavailable", body
+            message = body["error"]["message"]
+            assert f"did not answer within {WAIT:g} s" in message and "shieldes doctor" in message, message
+            assert WAIT <= waited < WAIT * 4, waited
+            stalled_line(await remote(h, "cluster", "status"), "HTTP 503", "GET /admin/v1/cluster")
+            for args in (("config", "show"), ("config", "show", "--at", "1"), ("config", "diff", "1", "2"),
+                         ("cluster", "status"), ("key", "list")):
+                began = time.monotonic()
+                ran = await shieldes(*args, **env)
+                line = stalled_line(ran, f"`shieldes {' '.join(args[:2])}` cannot read the database")
+                # a Python start and the read's bound; a hang would last until the lock goes
+                assert time.monotonic() - began < WAIT + 15, (args, line)
+        status, body = await api.get("/admin/v1/cluster")  # the lock gone, the cluster answers
+        assert status == 200 and body["log_head"] >= 1, body
+        assert (await remote(h, "cluster", "status")).code == 0
+        assert (await shieldes("config", "diff", "1", "2", **env)).code == 0
 
 
 async def test_a_value_postgres_refuses_is_a_400_naming_it_not_a_retry(database_url: str) -> None:

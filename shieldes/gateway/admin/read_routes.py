@@ -64,7 +64,7 @@ async def node_status(call: Call) -> Any:
 async def cluster(call: Call) -> Any:
     if not call.ctx.database_url:
         raise Unavailable("this node has no database connection; retry on another node")
-    out = await asyncio.to_thread(cluster_status, call.ctx.database_url, call.ctx.settings.node_timeout)
+    out = await cluster_status(call.ctx.database_url, call.ctx.settings.node_timeout)
     out["answered_by"] = call.ctx.node_id
     out["now"] = time.time()
     return out
@@ -243,7 +243,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/whoami", whoami, ANY, "Show the calling principal, its role and scopes", "session"),
     Route("GET", "/node", node_status, READ, "Show this node: log position, lag, database, peers, leader", "cluster",
           aliases=("/admin/status",)),
-    Route("GET", "/cluster", cluster, READ, "Show every node, the leader and its epoch, gossip health", "cluster"),
+    Route("GET", "/cluster", cluster, READ, "Show every node, the leader and its epoch, gossip health", "cluster",
+          reads_db=True),
     Route("GET", "/usage", usage, USAGE, "Usage summed per key, team, model, provider, day or hour", "usage",
           reads_db=True,
           query=(Field("group_by", "string", "comma-separated: day, hour, key, team, model, provider (default key)"),
