@@ -12,8 +12,10 @@ candidate per event, with the `index` of candidate 0 left out (a proto default).
 Claude on Vertex (`.../publishers/anthropic/models/{m}:rawPredict`, `:streamRawPredict`,
 `count-tokens:rawPredict`) answers as tests/fake_upstream.py answers `/v1/messages` (the same
 checks, counts, tool calls and event stream), after Vertex's own checks: a body naming no `model`
-(a count names it) and carrying `anthropic_version: vertex-2023-10-16`, a model enabled in the
-project (`claude_enabled`; others are not found, in Google's words)."""
+(a count names it) and carrying `anthropic_version: vertex-2023-10-16`, none of the fields and
+`anthropic-beta` values Vertex refuses (claude_refusal, answered in Anthropic's error shape as
+Vertex answers them), a model enabled in the project (`claude_enabled`; others are not found, in
+Google's words)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,35 @@ from tests.fake_upstream import FakeUpstream
 WORDS = ("Hello", "from", "the", "fake", "Gemini", "model", "with", "counted", "tokens", "today")
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+# What Claude on Vertex refuses that Anthropic's API takes, answered in Anthropic's error shape (as
+# Vertex answers them, with req_vrtx_ request ids): fields documented for Anthropic's API only, and
+# beta values Vertex does not take (some of those Claude Code and the Agent SDK were refused)
+VERTEX_REFUSED_FIELDS = ("service_tier", "inference_geo", "mcp_servers", "speed", "diagnostics")
+VERTEX_REFUSED_BETAS = frozenset({"effort-2025-11-24", "mcp-client-2025-11-20", "prompt-caching-scope-2026-01-05",
+                                  "advisor-tool-2026-03-01", "fast-mode-2026-02-01", "web-fetch-2025-09-10",
+                                  "files-api-2025-04-14", "skills-2025-10-02", "code-execution-2025-08-25"})
+
+
+def claude_refusal(body: dict[str, Any], beta: str) -> str | None:
+    """Vertex's answer to a Messages body or `anthropic-beta` header it does not take."""
+    refused = [v.strip() for v in beta.split(",") if v.strip() in VERTEX_REFUSED_BETAS]
+    if refused:
+        return (f"Unexpected value(s) {', '.join(f'`{v}`' for v in refused)} for the `anthropic-beta` header. "
+                "Please consult our documentation at docs.anthropic.com or try again without the header.")
+    field = next((f for f in VERTEX_REFUSED_FIELDS if f in body), None)
+    if field is None and "task_budget" in (body.get("output_config") or {}):
+        field = "output_config.task_budget"
+    blocks = [("system", i, b) for i, b in enumerate(body.get("system") if isinstance(body.get("system"), list)
+                                                      else [])]
+    blocks += [("tools", i, b) for i, b in enumerate(body.get("tools") or [])]
+    blocks += [(f"messages.{i}.content", j, b) for i, m in enumerate(body.get("messages") or [])
+               for j, b in enumerate(m.get("content") if isinstance(m.get("content"), list) else [])]
+    scoped = next((f"{at}.{i}.cache_control.scope" for at, i, b in blocks
+                   if "scope" in (b.get("cache_control") or {})), None)
+    field = field or scoped
+    return f"{field}: Extra inputs are not permitted" if field else None
 
 
 @dataclass
@@ -239,6 +270,9 @@ class FakeGoogle:
         self.claude.tool_script, self.claude.completion_tokens = self.tool_script, self.reply_words
         if body.get("anthropic_version") != "vertex-2023-10-16":
             return wire.error(400, "anthropic_version: Input should be 'vertex-2023-10-16'", True)
+        problem = claude_refusal(body, request.headers.get("anthropic-beta", ""))
+        if problem:
+            return wire.error(400, problem, True)
         fields = {k: v for k, v in body.items() if k != "anthropic_version"}
         if model == "count-tokens" and method == "rawPredict":
             return self.claude.count(fields)

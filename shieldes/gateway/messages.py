@@ -1,8 +1,9 @@
 """The Anthropic Messages surface: POST /v1/messages and /v1/messages/count_tokens.
 
 A deployment of type `anthropic`, and a Claude model of a `vertex` one, gets the client's request
-as it is (anthropic_native: only the model name changes; Vertex takes it in the URL) and the client
-gets the upstream's answer as it is. Any other deployment gets
+as it is (anthropic_native: only the model name changes; Vertex takes it in the URL and refuses
+some fields and beta values, left out and named in `x-shieldes-dropped`) and the client gets the
+upstream's answer as it is. Any other deployment gets
 the request translated to OpenAI chat (anthropic_inbound) and its answer translated back; what the
 translation had to drop is named in the `x-shieldes-dropped` response header. Both ways run
 through the same admission (auth, allow-list, rpm/tpm, budget reservation) and settlement."""
@@ -74,7 +75,7 @@ class _Native:
     def __init__(self, stream: NativeEventStream, scrub: Callable[[str], str]) -> None:
         self._stream = stream
         self._scrub = scrub
-        self.headers: dict[str, str] = {}
+        self.headers = dropped_header(stream.dropped)
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -199,10 +200,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
             if isinstance(provider, MessagesUpstream):
                 native = await provider.messages(target, native_body(body, raw, target.model), passthrough)
+                named = dropped_header(native.dropped)
                 if native.usage is not None:  # the upstream's bytes, as they are
-                    return Answer(native.raw, native.usage)
+                    return Answer(native.raw, native.usage, named)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
-                return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage)
+                return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named)
             chat, dropped, origins = _translate(body, target, dep.kind)
             with _client_paths(origins):
                 result = await provider.call("chat", target, chat)
@@ -263,7 +265,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     async def count(provider: Provider, target: Target, dep: Deployment) -> Answer:
         if isinstance(provider, MessagesUpstream):
             native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
-            return Answer(native.raw, None)
+            return Answer(native.raw, None, dropped_header(native.dropped))
         if isinstance(provider, InputTokenCounter):
             chat, _, origins = _translate(dict(body, max_tokens=1), target, dep.kind)
             with _client_paths(origins):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
 
 import orjson
 
@@ -51,11 +52,29 @@ def _only_chat(op: Operation) -> None:
 Endpoint = Literal["messages", "stream", "count_tokens"]
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A Messages body as the upstream takes it, the request headers it adds, and what of the
+    client's request it left out (named in x-shieldes-dropped)."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    dropped: Sequence[str] = ()
+
+
+class _Dropping(Protocol):
+    dropped: list[str]
+
+
+NativeT = TypeVar("NativeT", bound=_Dropping)  # a pass-through answer: JSON or event stream
+
+
 class AnthropicProvider(MessagesUpstream):
     """Anthropic's own API. Where another platform serves Claude in the same wire format (Vertex
     AI: providers/vertex.py), a subclass says where a call goes (`_endpoint`), how it authenticates
-    (`_auth`), what the body carries there (`_payload`) and what its failures advise (`_advice`);
-    the rest (translation, pass-through, usage, stream checks) is this class's."""
+    (`_auth`), what the body carries there (`_payload`), what of a client's headers it refuses
+    (`_sent`) and what its failures advise (`_advice`); the rest (translation, pass-through,
+    usage, stream checks) is this class's."""
 
     kind = "anthropic"
 
@@ -78,9 +97,13 @@ class AnthropicProvider(MessagesUpstream):
     async def _auth(self, target: Target) -> dict[str, str]:
         return {"x-api-key": target.api_key} if target.api_key else {}
 
-    def _payload(self, payload: bytes, endpoint: Endpoint) -> bytes:
+    def _payload(self, payload: bytes, endpoint: Endpoint) -> Outgoing:
         """The body the upstream takes for a Messages body naming the upstream's model: that body."""
-        return payload
+        return Outgoing(payload, {})
+
+    async def _sent(self, send: Callable[[Passthrough], Awaitable[NativeT]], passthrough: Passthrough) -> NativeT:
+        """A pass-through call made (`send` with the client's `anthropic-*` headers): as the client sent them."""
+        return await send(passthrough)
 
     def _advice(self, target: Target, failure: UpstreamFailure) -> UpstreamFailure:
         """A failure as the client hears of it: as the upstream said it."""
@@ -99,10 +122,11 @@ class AnthropicProvider(MessagesUpstream):
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         _only_chat(op)
         out = anthropic_request({**body, "stream": False}, target.model)
+        sent = self._payload(orjson.dumps(out.request), "messages")
         with self._advised(target):
             data, _raw = await post_for_object(
                 self._client, target, self._endpoint(target, "messages"),
-                self._payload(orjson.dumps(out.request), "messages"), await self._headers(target), self._json_timeout,
+                sent.body, {**await self._headers(target), **sent.headers}, self._json_timeout,
             )
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
         try:
@@ -111,41 +135,56 @@ class AnthropicProvider(MessagesUpstream):
             )
         except SHAPE_ERRORS as exc:  # an answer that is JSON but not a Messages response
             raise invalid_response(target, f"unexpected message shape: {exc}") from None
-        return JsonResult(body=chat, usage=usage, dropped=out.dropped)
+        return JsonResult(body=chat, usage=usage, dropped=[*out.dropped, *sent.dropped])
 
     async def stream(self, op: Operation, target: Target, body: Body) -> AnthropicChunkStream:
         _only_chat(op)
         out = anthropic_request({**body, "stream": True}, target.model)
+        sent = self._payload(orjson.dumps(out.request), "stream")
         with self._advised(target):
             resp = await open_event_stream(
                 self._client, target, self._endpoint(target, "stream"),
-                self._payload(orjson.dumps(out.request), "stream"), await self._headers(target), self._stream_timeout,
+                sent.body, {**await self._headers(target), **sent.headers}, self._stream_timeout,
             )
         translator = StreamTranslator(target.model, int(time.time()))
-        stream = AnthropicChunkStream(resp, target, translator, out.dropped)
+        stream = AnthropicChunkStream(resp, target, translator, [*out.dropped, *sent.dropped])
         await stream.prime()
         return stream
 
     # --- pass-through (clients speaking the Messages API: anthropic_native) ---------------------
 
     async def messages(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
-        with self._advised(target):
-            return await post_native(self._client, target, self._endpoint(target, "messages", passthrough.query),
-                                     self._payload(payload, "messages"), await self._headers(target, passthrough),
-                                     self._json_timeout)
+        sent = self._payload(payload, "messages")
+
+        async def send(p: Passthrough) -> NativeAnswer:
+            return await post_native(self._client, target, self._endpoint(target, "messages", p.query), sent.body,
+                                     {**await self._headers(target, p), **sent.headers}, self._json_timeout)
+        return await self._passed(target, sent, send, passthrough)
 
     async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:
-        with self._advised(target):
+        sent = self._payload(payload, "stream")
+
+        async def send(p: Passthrough) -> NativeEventStream:
             return await open_native_stream(
-                self._client, target, self._endpoint(target, "stream", passthrough.query),
-                self._payload(payload, "stream"), await self._headers(target, passthrough), self._stream_timeout)
+                self._client, target, self._endpoint(target, "stream", p.query), sent.body,
+                {**await self._headers(target, p), **sent.headers}, self._stream_timeout)
+        return await self._passed(target, sent, send, passthrough)
 
     async def count_tokens(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeAnswer:
+        sent = self._payload(payload, "count_tokens")
+
+        async def send(p: Passthrough) -> NativeAnswer:
+            return await post_native(self._client, target, self._endpoint(target, "count_tokens", p.query),
+                                     sent.body, {**await self._headers(target, p), **sent.headers},
+                                     self._json_timeout)
+        return await self._passed(target, sent, send, passthrough)
+
+    async def _passed(self, target: Target, sent: Outgoing, send: Callable[[Passthrough], Awaitable[NativeT]],
+                      passthrough: Passthrough) -> NativeT:
         with self._advised(target):
-            return await post_native(
-                self._client, target, self._endpoint(target, "count_tokens", passthrough.query),
-                self._payload(payload, "count_tokens"), await self._headers(target, passthrough),
-                self._json_timeout)
+            answer = await self._sent(send, passthrough)
+        answer.dropped[:0] = sent.dropped  # the body's, before any the headers lost
+        return answer
 
 
 class AnthropicChunkStream(TranslatedChunkStream[StreamTranslator, tuple[str, bytes]]):

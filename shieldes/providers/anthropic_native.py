@@ -95,6 +95,7 @@ class NativeAnswer:
     raw: bytes  # the upstream's bytes, for the client as they are
     body: Body
     usage: TokenUsage | None
+    dropped: list[str] = field(default_factory=list)  # what of the request the upstream could not take
 
 
 async def post_native(client: UpstreamClient, target: Target, url: str, payload: bytes,
@@ -206,6 +207,7 @@ class NativeEventStream:
         self._head: list[bytes] = []
         self._gen: AsyncGenerator[bytes, None] | None = None
         self._released = False
+        self.dropped: list[str] = []  # what of the request the upstream could not take
 
     @property
     def usage(self) -> TokenUsage | None:

@@ -8,13 +8,15 @@ and `VertexClaudeProvider`, Anthropic's Messages wire format at the `anthropic` 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from shieldes.providers import vertex_options
-from shieldes.providers.anthropic import AnthropicProvider, Endpoint
+from shieldes.providers.anthropic import AnthropicProvider, Endpoint, NativeT, Outgoing
+from shieldes.providers.anthropic_native import Passthrough
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.http import with_version
 from shieldes.providers.transport import UpstreamClient
@@ -83,7 +85,9 @@ class VertexClaudeProvider(AnthropicProvider):
     """Claude on Vertex AI: the Messages API's bodies, answers, event streams and error JSON, at
     the `anthropic` publisher's URLs with a Google access token. The body names no `model` (the
     URL does) and carries `anthropic_version`; a count names its model in the body, as Anthropic's
-    own Vertex client sends them. `anthropic-beta` headers travel as they do to Anthropic."""
+    own Vertex client sends them. Fields Vertex refuses are left out and named, a `service_tier`
+    becomes Vertex's tier header (vertex_options.claude_body). `anthropic-beta` headers travel as
+    they do to Anthropic, less any value Vertex answers it does not take."""
 
     kind = "vertex"
 
@@ -101,8 +105,25 @@ class VertexClaudeProvider(AnthropicProvider):
     async def _auth(self, target: Target) -> dict[str, str]:
         return {"Authorization": "Bearer " + await self._tokens.token(target)}
 
-    def _payload(self, payload: bytes, endpoint: Endpoint) -> bytes:
-        return orjson.dumps(vertex_options.claude_body(orjson.loads(payload), endpoint == "count_tokens"))
+    def _payload(self, payload: bytes, endpoint: Endpoint) -> Outgoing:
+        call = vertex_options.claude_body(orjson.loads(payload), endpoint == "count_tokens")
+        return Outgoing(orjson.dumps(call.body), call.headers, call.dropped)
+
+    async def _sent(self, send: Callable[[Passthrough], Awaitable[NativeT]], passthrough: Passthrough) -> NativeT:
+        # Which beta values Vertex takes depends on the model and the region and changes over time;
+        # its 400 names the ones it refuses, so those (and only those) are left out, once
+        try:
+            return await send(passthrough)
+        except UpstreamFailure as failure:
+            refused = vertex_options.refused_betas(failure.status, failure.body)
+            kept = vertex_options.without_betas(passthrough.headers.get(vertex_options.BETA_HEADER), refused)
+            if kept is None:
+                raise
+        headers = {k: v for k, v in passthrough.headers.items() if k != vertex_options.BETA_HEADER}
+        answer = await send(Passthrough(dict(headers, **{vertex_options.BETA_HEADER: kept}) if kept else headers,
+                                        passthrough.query))
+        answer.dropped.extend(f"{vertex_options.BETA_HEADER}: {value}" for value in refused)
+        return answer
 
     def _advice(self, target: Target, failure: UpstreamFailure) -> UpstreamFailure:
         advice = vertex_options.claude_advice(failure.status, failure.body, target.model,

@@ -2,10 +2,12 @@
 terms (the Gemini Developer API has neither): tiers are request headers, tags are the
 GenerateContentRequest's `labels`. Pure; what has no counterpart is left to the caller to name as
 dropped. And the rules for the Claude models Vertex AI serves: which models they are, the body
-they take, what their platform's failures advise."""
+they take (and the fields and beta values Vertex refuses), what their platform's failures advise."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 # Provisioned Throughput bypassed or required per request:
@@ -77,12 +79,114 @@ def serves_claude(model: str) -> bool:
     return model.startswith(CLAUDE_PREFIX)
 
 
-def claude_body(body: dict[str, Any], count: bool) -> dict[str, Any]:
+# Anthropic request fields Claude on Vertex AI refuses ("NAME: Extra inputs are not permitted"):
+# features Anthropic documents for its own API and not for Vertex (geographic routing, the MCP
+# connector, fast mode, cache diagnostics). Dropped and named rather than refused by Google.
+NOT_ON_VERTEX = ("inference_geo", "mcp_servers", "speed", "diagnostics")
+# Nested, refused the same way: task budgets, and prompt caching's `scope` (the cache_control's
+# `type` and `ttl` stay)
+TASK_BUDGET = "output_config.task_budget"
+CACHE_SCOPE = "cache_control.scope"
+# Anthropic's `service_tier` has no place in a Vertex body; Vertex has its tiers as headers:
+# `standard_only` (no Priority Tier capacity) is Vertex's pay-as-you-go without Provisioned
+# Throughput, `auto` what Vertex does when told nothing
+_CLAUDE_TIERS: dict[str, dict[str, str]] = {"auto": {}, "standard_only": {REQUEST_TYPE: "shared"}}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaudeCall:
+    """A Messages body as Vertex takes it, the request headers it adds (a tier), and what of the
+    client's request it left out (x-shieldes-dropped)."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    dropped: list[str]
+
+
+def _unscoped(blocks: Any) -> tuple[Any, bool]:
+    """Content blocks (or tools) with no `scope` in their cache_control; whether one had one."""
+    if not isinstance(blocks, list) or not any(
+            isinstance(b, dict) and isinstance(b.get("cache_control"), dict) and "scope" in b["cache_control"]
+            for b in blocks):
+        return blocks, False
+    out = [dict(b, cache_control={k: v for k, v in b["cache_control"].items() if k != "scope"})
+           if isinstance(b, dict) and isinstance(b.get("cache_control"), dict) else b for b in blocks]
+    return out, True
+
+
+def _without_cache_scope(body: dict[str, Any]) -> bool:
+    """Takes `scope` out of every cache_control of `body` (a copy the caller owns: only the lists
+    and blocks that change are copied); whether there was one."""
+    scoped = False
+    for name in ("system", "tools"):
+        if name in body:
+            body[name], had = _unscoped(body[name])
+            scoped |= had
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        fitted = []
+        for message in messages:
+            content, had = _unscoped(message.get("content") if isinstance(message, dict) else None)
+            fitted.append(dict(message, content=content) if had else message)
+            scoped |= had
+        if scoped:
+            body["messages"] = fitted
+    top = body.get("cache_control")
+    if isinstance(top, dict) and "scope" in top:
+        body["cache_control"] = {k: v for k, v in top.items() if k != "scope"}
+        scoped = True
+    return scoped
+
+
+def claude_body(body: dict[str, Any], count: bool) -> ClaudeCall:
     """A Messages body as Vertex takes it: the model is in the URL, not the body (but for a token
-    count, which names it in the body), and `anthropic_version` says the API version."""
+    count, which names it in the body), `anthropic_version` says the API version, the fields
+    Vertex refuses are left out (NOT_ON_VERTEX, task budgets, cache scopes) and named, and a
+    `service_tier` goes as Vertex's tier header (`standard_only`) or nowhere (`auto`; others named).
+    The caller's dict is left as it is."""
     out = dict(body) if count else {k: v for k, v in body.items() if k != "model"}
     out.setdefault("anthropic_version", CLAUDE_VERSION)
-    return out
+    dropped = [name for name in NOT_ON_VERTEX if out.pop(name, None) is not None]
+    headers: dict[str, str] = {}
+    if "service_tier" in out:
+        tier = out.pop("service_tier")
+        if isinstance(tier, str) and tier in _CLAUDE_TIERS:
+            headers.update(_CLAUDE_TIERS[tier])
+        elif tier is not None:
+            dropped.append("service_tier")
+    config = out.get("output_config")
+    if isinstance(config, dict) and "task_budget" in config:
+        rest = {k: v for k, v in config.items() if k != "task_budget"}
+        if rest:
+            out["output_config"] = rest
+        else:
+            del out["output_config"]
+        dropped.append(TASK_BUDGET)
+    if _without_cache_scope(out):
+        dropped.append(CACHE_SCOPE)
+    return ClaudeCall(out, headers, dropped)
+
+
+# Vertex's answer to `anthropic-beta` values it does not take (a 400 in Anthropic's shape):
+# "Unexpected value(s) `a`, `b` for the `anthropic-beta` header. Please consult ..."
+_REFUSED_BETAS = re.compile(r"Unexpected value\(s\) (.*?) for the `anthropic-beta` header")
+BETA_HEADER = "anthropic-beta"
+
+
+def refused_betas(status: int | None, body: Any) -> list[str]:
+    """The `anthropic-beta` values a 400 from Claude on Vertex names as ones it does not take
+    (which depend on the model and the region, and change: Vertex's own word is the one kept)."""
+    err = body.get("error") if status == 400 and isinstance(body, dict) else None
+    found = _REFUSED_BETAS.search(str(err.get("message", ""))) if isinstance(err, dict) else None
+    return re.findall(r"`([^`]+)`", found.group(1)) if found else []
+
+
+def without_betas(header: str | None, refused: list[str]) -> str | None:
+    """The `anthropic-beta` header without the refused values ("" when none is left); None when
+    it holds none of them (sending it again would be refused again)."""
+    values = [v.strip() for v in (header or "").split(",") if v.strip()]
+    kept = [v for v in values if v not in refused]
+    return ",".join(kept) if len(kept) < len(values) else None
 
 
 def _google_status(body: Any) -> str | None:

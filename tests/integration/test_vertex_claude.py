@@ -198,3 +198,70 @@ async def test_errors_reach_each_client_in_its_own_shape_with_what_to_do(node: H
     with pytest.raises(anthropic.APIStatusError) as denied:
         await messages.messages.create(model=CLAUDE, max_tokens=10, messages=hello)
     assert "roles/aiplatform.user" in denied.value.message and "provider key" not in denied.value.message
+
+
+async def test_messages_clients_fields_and_betas_vertex_refuses_are_left_out_and_named(
+        node: Harness, google: FakeGoogle) -> None:
+    """Claude Code and the anthropic SDK send what Anthropic's API takes; Vertex refuses some of it
+    with a 400 (fake_google.claude_refusal). Those go unsent and are named; the rest arrives."""
+    client = anthropic.AsyncAnthropic(base_url=node.base, api_key=await new_key(node), max_retries=0)
+    betas: Any = ["interleaved-thinking-2025-05-14", "mcp-client-2025-11-20", "effort-2025-11-24"]
+    request: Any = dict(
+        model=CLAUDE, max_tokens=200, betas=betas, metadata={"user_id": "user-7"},
+        system=[{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral", "scope": "global"}}],
+        messages=[{"role": "user", "content": "hello"}],
+        extra_body={"service_tier": "standard_only", "inference_geo": "us",
+                    "mcp_servers": [{"type": "url", "url": "https://mcp.example/sse", "name": "docs"}]})
+    named = ("inference_geo, mcp_servers, cache_control.scope, anthropic-beta: mcp-client-2025-11-20, "
+             "anthropic-beta: effort-2025-11-24")
+    raw = await client.beta.messages.with_raw_response.create(**request)
+    assert (await raw.parse()).content[-1].type == "text" and raw.headers["x-shieldes-dropped"] == named
+    refused, sent = claude_calls(google)[-2:]  # Vertex named the betas it refused; sent again without them
+    assert refused.headers["anthropic-beta"] == ",".join(betas)
+    assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+    assert not {"service_tier", "inference_geo", "mcp_servers"} & set(sent.body)
+    assert sent.body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert sent.body["metadata"] == {"user_id": "user-7"}  # Vertex takes it
+    assert sent.headers["X-Vertex-AI-LLM-Request-Type"] == "shared"  # standard_only: no Provisioned Throughput
+
+    async with client.beta.messages.stream(**request) as stream:
+        answer = await stream.get_final_message()
+    assert answer.stop_reason == "end_turn" and stream.response.headers["x-shieldes-dropped"] == named
+    assert claude_calls(google)[-1].path.endswith(":streamRawPredict")
+    assert claude_calls(google)[-1].headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+
+    counted = await client.beta.messages.with_raw_response.count_tokens(
+        model=CLAUDE, betas=["effort-2025-11-24"], messages=[{"role": "user", "content": "three words here"}])
+    assert (await counted.parse()).input_tokens == 3
+    assert counted.headers["x-shieldes-dropped"] == "anthropic-beta: effort-2025-11-24"
+    assert claude_calls(google)[-1].headers["anthropic-beta"] == "token-counting-2024-11-01"  # the SDK's own
+
+    # what Vertex refuses for a reason the gateway cannot fix reaches the client as Vertex said it
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await client.messages.create(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": "x"}],
+                                     extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+                                     extra_body={"temperature": 1.5})
+    assert "temperature" in bad.value.message
+
+
+async def test_openai_sdk_tier_user_and_tags_reach_claude_on_vertex_as_it_takes_them(
+        node: Harness, google: FakeGoogle) -> None:
+    client = openai.AsyncOpenAI(base_url=node.base + "/v1", api_key=await new_key(node), max_retries=0)
+    hello: Any = [{"role": "user", "content": "hello there"}]
+    raw = await client.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=hello, max_tokens=100, service_tier="default", user="user-7",
+        metadata={"team": "search"})
+    assert raw.parse().choices[0].message.content == "Hello from the fake upstream"
+    assert raw.headers["x-shieldes-dropped"] == "metadata"  # tags: no Claude counterpart (labels unconfirmed)
+    sent = claude_calls(google)[-1]
+    assert "service_tier" not in sent.body and sent.headers["X-Vertex-AI-LLM-Request-Type"] == "shared"
+    assert sent.body["metadata"] == {"user_id": "user-7"}
+
+    stream = await client.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=hello, stream=True, service_tier="auto", safety_identifier="user-8")
+    chunks = [c async for c in stream.parse()]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the fake upstream"
+    assert "x-shieldes-dropped" not in stream.headers
+    sent = claude_calls(google)[-1]
+    assert "service_tier" not in sent.body and "X-Vertex-AI-LLM-Request-Type" not in sent.headers
+    assert sent.body["metadata"] == {"user_id": "user-8"}

@@ -18,10 +18,54 @@ def test_claude_models_are_named_claude_dash() -> None:
 
 def test_body_names_no_model_but_in_a_count_and_carries_the_vertex_version() -> None:
     body = {"model": "claude-x", "max_tokens": 5, "messages": []}
-    assert vo.claude_body(body, count=False) == {"max_tokens": 5, "messages": [],
-                                                 "anthropic_version": vo.CLAUDE_VERSION}
-    assert vo.claude_body(body, count=True) == {**body, "anthropic_version": "vertex-2023-10-16"}
+    assert vo.claude_body(body, count=False) == vo.ClaudeCall(
+        {"max_tokens": 5, "messages": [], "anthropic_version": vo.CLAUDE_VERSION}, {}, [])
+    assert vo.claude_body(body, count=True).body == {**body, "anthropic_version": "vertex-2023-10-16"}
     assert body == {"model": "claude-x", "max_tokens": 5, "messages": []}  # the caller's dict is left as it is
+
+
+def test_body_leaves_out_what_vertex_refuses_and_names_it_and_keeps_what_it_takes() -> None:
+    scoped = {"type": "ephemeral", "ttl": "1h", "scope": "global"}
+    body = {"model": "claude-x", "max_tokens": 5, "metadata": {"user_id": "u-1"}, "container": "c-1",
+            "context_management": {"edits": []}, "inference_geo": "us", "mcp_servers": [{"name": "m"}],
+            "speed": "fast", "diagnostics": {"previous_message_id": "m"}, "service_tier": "standard_only",
+            "output_config": {"effort": "low", "task_budget": {"type": "tokens", "total": 20000}},
+            "system": [{"type": "text", "text": "s", "cache_control": scoped}],
+            "tools": [{"name": "t", "input_schema": {}, "cache_control": scoped}],
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "user", "content": [{"type": "text", "text": "x", "cache_control": scoped}]}]}
+    before = repr(body)
+    call = vo.claude_body(body, count=False)
+    assert call.dropped == ["inference_geo", "mcp_servers", "speed", "diagnostics", "output_config.task_budget",
+                            "cache_control.scope"]
+    assert call.headers == {"X-Vertex-AI-LLM-Request-Type": "shared"}  # standard_only: no Provisioned Throughput
+    unscoped = {"type": "ephemeral", "ttl": "1h"}
+    assert call.body == {
+        "max_tokens": 5, "metadata": {"user_id": "u-1"}, "container": "c-1", "context_management": {"edits": []},
+        "output_config": {"effort": "low"}, "anthropic_version": vo.CLAUDE_VERSION,
+        "system": [{"type": "text", "text": "s", "cache_control": unscoped}],
+        "tools": [{"name": "t", "input_schema": {}, "cache_control": unscoped}],
+        "messages": [{"role": "user", "content": "hi"},
+                     {"role": "user", "content": [{"type": "text", "text": "x", "cache_control": unscoped}]}]}
+    assert repr(body) == before  # the caller's dict and its blocks are left as they are
+    # `auto` is what Vertex does unasked: left out, not named; a budget alone leaves no output_config
+    auto = vo.claude_body({"service_tier": "auto", "output_config": {"task_budget": {}}}, count=True)
+    assert auto == vo.ClaudeCall({"anthropic_version": vo.CLAUDE_VERSION}, {}, ["output_config.task_budget"])
+    assert vo.claude_body({"service_tier": "priority"}, count=True).dropped == ["service_tier"]
+
+
+def test_refused_beta_values_are_read_from_vertex_s_answer() -> None:
+    said = {"type": "error", "error": {"type": "invalid_request_error", "message": (
+        "Unexpected value(s) `effort-2025-11-24`, `web-search-2025-03-05` for the `anthropic-beta` header. "
+        "Please consult our documentation at docs.anthropic.com or try again without the header.")}}
+    refused = vo.refused_betas(400, said)
+    assert refused == ["effort-2025-11-24", "web-search-2025-03-05"]
+    assert vo.refused_betas(429, said) == [] and vo.refused_betas(400, GOOGLE_404) == []
+    assert vo.without_betas("interleaved-thinking-2025-05-14, effort-2025-11-24", refused) == \
+        "interleaved-thinking-2025-05-14"
+    assert vo.without_betas("effort-2025-11-24,web-search-2025-03-05", refused) == ""
+    assert vo.without_betas("interleaved-thinking-2025-05-14", refused) is None  # sending it again changes nothing
+    assert vo.without_betas(None, refused) is None
 
 
 def test_platform_failures_advise_the_model_s_own_do_not() -> None:
