@@ -19,10 +19,13 @@ from shieldes.events.store import AppendOptions, NewEvent
 from tests.cli import count_events, invoke, ok, populate, refused, sql
 
 AUDIT_SQL = Path(__file__).resolve().parents[2] / "examples" / "audit.sql"
-HOUR = int(time.time() // 3600)
+def this_hour() -> int:
+    """The hour a test's usage lands in, taken when its data is written (not at import: a run
+    crossing midnight UTC would put "today's" usage on yesterday)."""
+    return int(time.time() // 3600)
 
 
-def deltas(keys: dict[str, str], team_id: str) -> list[UsageRecorded]:
+def deltas(keys: dict[str, str], team_id: str, hour: int) -> list[UsageRecorded]:
     """Three flushes over two days: app uses two models, old only one."""
     app, old = keys["app"], keys["old"]
     return [
@@ -31,15 +34,15 @@ def deltas(keys: dict[str, str], team_id: str) -> list[UsageRecorded]:
             1,
             1,
             (
-                UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 3, 300, 30, 1_050_000_000),
-                UsageDelta(old, None, "openai", "gpt-4o-mini", HOUR - 24, 1, 10, 5, 7),
+                UsageDelta(app, team_id, "openai", "gpt-4o", hour, 3, 300, 30, 1_050_000_000),
+                UsageDelta(old, None, "openai", "gpt-4o-mini", hour - 24, 1, 10, 5, 7),
             ),
         ),
         UsageRecorded(
-            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", HOUR, 2, 200, 20, 700_000_000),)
+            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", hour, 2, 200, 20, 700_000_000),)
         ),
         UsageRecorded(
-            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", HOUR - 24, 5, 50, 50, 123),)
+            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", hour - 24, 5, 50, 50, 123),)
         ),
     ]
 
@@ -83,12 +86,14 @@ def fake_compaction(url: str) -> None:
 def with_usage(database_url: str) -> tuple[str, dict[str, Any]]:
     made = populate(database_url)
     keys = {"app": made["app"]["id"], "old": made["old"]["id"]}
-    append_usage(database_url, deltas(keys, made["team"]["id"]))  # type: ignore[arg-type]
+    made["hour"] = this_hour()
+    append_usage(database_url, deltas(keys, made["team"]["id"], made["hour"]))  # type: ignore[arg-type]
     return database_url, made
 
 
 def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any]]) -> None:
-    url, _ = with_usage
+    url, made = with_usage
+    hour = made["hour"]
     rows = {r["key"]: r for r in ok(url, "usage")}
     assert (rows["app"]["requests"], rows["app"]["prompt_tokens"], rows["app"]["completion_tokens"]) == (
         10,
@@ -97,10 +102,10 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
     )
     assert rows["app"]["cost_usd"] == pytest.approx(1.750000123) and rows["app"]["cost_nusd"] == 1_750_000_123
     assert (rows["old"]["requests"], rows["old"]["cost_nusd"]) == (1, 7)  # revoked but it has usage
-    today = time.strftime("%Y-%m-%d", time.gmtime(HOUR * 3600))
+    today = time.strftime("%Y-%m-%d", time.gmtime(hour * 3600))
     only_today = {r["key"]: r for r in ok(url, "usage", "--since", today)}
     assert only_today["app"]["requests"] == 5 and "old" not in only_today
-    yesterday = time.strftime("%Y-%m-%d", time.gmtime((HOUR - 24) * 3600))
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime((hour - 24) * 3600))
     assert [r["requests"] for r in ok(url, "usage", "--key", "old", "--until", yesterday)] == [1]
     # a time ago stands for the UTC day it falls on, as logs and audit log take it
     assert ok(url, "usage", "--since", "1s") == ok(url, "usage", "--since", today)
