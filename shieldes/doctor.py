@@ -23,7 +23,8 @@ from shieldes.checks import Finding, credential_finding, price_findings
 from shieldes.cloud_credentials import cloud_credential_finding
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
 from shieldes.config_writer import load_config
-from shieldes.errors import DatabaseUnavailable, SchemaNotAtHead
+from shieldes.dbwait import DbWait
+from shieldes.errors import DatabaseStalled, SchemaNotAtHead
 from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.state import ConfigState, Deployment
@@ -34,22 +35,28 @@ from shieldes.settings import Settings
 from shieldes.usage.pricing import price_for
 
 PROBE_TIMEOUT = 5.0
+STALLED_FIX = ("check the database: is it up and answering, a session holding locks (pg_stat_activity), free disk "
+               "space; then run `shieldes doctor` again")
 MAX_SKEW = 2.0  # seconds: liveness and budget periods assume node and database clocks agree this well
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-def database_findings(url: str) -> tuple[list[Finding], bool]:
+async def database_findings(url: str) -> tuple[list[Finding], bool]:
     """Reachability, schema and clock skew; the bool says whether the config can be read."""
     where, subject = db.describe_url(url), "postgres"
     try:
-        with db.sync_connection(url, timeout=5) as conn:
-            before = time.time()
-            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
-            after = time.time()
-            revision = db.schema_revision(conn)
-    except DatabaseUnavailable as exc:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        error = db.translate(exc, url)
         fix = "start Postgres or fix SHIELDES_DATABASE_URL; `shieldes db status` shows the embedded one"
-        return [Finding("database", subject, False, exc.message, fix)], False
+        return [Finding("database", subject, False, error.message, fix)], False
+    try:
+        before = time.time()
+        row = await (await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")).fetchone()
+        after = time.time()
+        revision = await db.async_schema_revision(conn)
+    finally:
+        await conn.close()
     out = [Finding("database", subject, True, f"reachable at {where}")]
     try:
         db.require_head(revision)
@@ -167,12 +174,12 @@ def _key_source(settings: Settings) -> str:
 
 async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str] | None = None) -> list[Finding]:
     env = os.environ if environ is None else environ
-    findings, usable = await asyncio.to_thread(database_findings, url)
-    if not usable:
+    findings, read = await _database_checks(url, settings)
+    if read is None:
         findings.append(Finding("config", "-", False, "skipped: the checks below the database need it",
                                 "fix the database findings above, then run `shieldes doctor` again"))
         return findings
-    config, nodes = await _read(url, settings.node_timeout)
+    config, nodes = read
     key = keyring_for(settings)
     if not config.providers:
         findings.append(Finding("providers", "-", False, "no providers yet: every model answers 404",
@@ -189,6 +196,26 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
     findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None)
     findings += secret_findings(nodes, settings)
     return findings
+
+
+async def _database_checks(url: str, settings: Settings
+                           ) -> tuple[list[Finding], tuple[ConfigState, list[NodeRecord]] | None]:
+    """The database's findings and, when it can be read, the config and the nodes. A database that
+    stalls (a paused server, a lock held, a full disk) is a finding after
+    SHIELDES_DB_ADMIN_READ_TIMEOUT, as for the admin reads: this is the command their errors name."""
+    wait = DbWait(settings.db_admin_read_timeout)
+    findings: list[Finding] = []
+    try:
+        findings, usable = await wait.within(database_findings(url), "the database checks")
+        return findings, (await wait.within(_read(url, settings.node_timeout), "reading the config")
+                          if usable else None)
+    except DatabaseStalled:
+        findings.append(Finding(
+            "database", "postgres", False, f"{db.describe_url(url)} did not answer within {wait.seconds:g} s (a "
+            "stalled server, a lock held or a full disk)", STALLED_FIX))
+        return findings, None
+    finally:  # the stalled query's cancellation ends before the loop does
+        await wait.stop()
 
 
 async def _read(url: str, node_timeout: float) -> tuple[ConfigState, list[NodeRecord]]:

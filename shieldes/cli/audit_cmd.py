@@ -7,6 +7,7 @@ import click
 
 from shieldes.cli.common import (
     OneLineGroup,
+    ReadBound,
     cli_context,
     emit,
     fail,
@@ -69,13 +70,13 @@ def log(actor: str | None, type_: str | None, subject: str | None, since: str | 
 _SNAPSHOTS_SQL = "SELECT id, position, schema_version, format, state, checksum FROM snapshots ORDER BY position"
 
 
-async def _snapshot_walker() -> tuple[SnapshotWalker, list[SnapshotProblem]]:
+async def _snapshot_walker(bound: ReadBound) -> tuple[SnapshotWalker, list[SnapshotProblem]]:
     """Decode every stored snapshot this shieldes can read (sealed with the cluster secret when one
     is set); the ones that do not decode are problems at once."""
     key = mac_key(cli_context().settings.cluster_secret)
     decoded: dict[int, tuple[int, Projection]] = {}
     problems: list[SnapshotProblem] = []
-    for row in await query(_SNAPSHOTS_SQL):
+    for row in await bound(query(_SNAPSHOTS_SQL)):
         snap_id, position = int(row["id"]), int(row["position"])
         if not snapcodec.is_compatible(row["schema_version"], row["format"]):
             continue  # another release's snapshot: the loader skips it too
@@ -87,30 +88,38 @@ async def _snapshot_walker() -> tuple[SnapshotWalker, list[SnapshotProblem]]:
 
 
 async def _verify() -> tuple[ChainReport, int, list[SnapshotProblem]]:
-    """The chain report, how many snapshots were checked, and what is wrong with them."""
-    report, snapshots, undecodable = await _walk()
+    """The chain report, how many snapshots were checked, and what is wrong with them. Each read
+    is bounded on its own: the walk of a long log may take longer than one read's bound."""
+    bound = ReadBound()
+    try:
+        report, snapshots, undecodable = await _walk(bound)
+    finally:
+        await bound.stop()
     compared = snapshots.finish() if report.ok else []
     return report, snapshots.checked + len(undecodable), undecodable + compared
 
 
-async def _walk() -> tuple[ChainReport, SnapshotWalker, list[SnapshotProblem]]:
+async def _walk(bound: ReadBound) -> tuple[ChainReport, SnapshotWalker, list[SnapshotProblem]]:
     ctx = cli_context()
     walker = ChainWalker()
-    snapshots, problems = await _snapshot_walker()
+    snapshots, problems = await _snapshot_walker(bound)
     async with open_store(ctx.database_url()) as store:
-        # The tip first: events appended after this read (a live admin) are beyond it and ignored.
-        head = (await query("SELECT config_position, config_hash FROM log_head WHERE id = 1"))[0]
-        head_position, head_hash = int(head["config_position"]), str(head["config_hash"])
-        cursor = 0
-        while True:
-            page = await store.read(cursor, PAGE, stream=CONFIG_STREAM)
-            for e in page:
-                if e.position > head_position or walker.feed(e) is not None:
-                    return await _beyond_tip(walker.finish(head_position, head_hash)), snapshots, problems
-                snapshots.feed(e)
-            if len(page) < PAGE:
-                return await _beyond_tip(walker.finish(head_position, head_hash)), snapshots, problems
-            cursor = page[-1].position
+        try:
+            # The tip first: events appended after this read (a live admin) are beyond it and ignored.
+            head = (await bound(query("SELECT config_position, config_hash FROM log_head WHERE id = 1")))[0]
+            head_position, head_hash = int(head["config_position"]), str(head["config_hash"])
+            cursor = 0
+            while True:
+                page = await bound(store.read(cursor, PAGE, stream=CONFIG_STREAM))
+                for e in page:
+                    if e.position > head_position or walker.feed(e) is not None:
+                        return await _beyond_tip(walker.finish(head_position, head_hash), bound), snapshots, problems
+                    snapshots.feed(e)
+                if len(page) < PAGE:
+                    return await _beyond_tip(walker.finish(head_position, head_hash), bound), snapshots, problems
+                cursor = page[-1].position
+        finally:
+            await bound.stop()  # a stalled read's cancellation ends before its connection is closed
 
 
 # One snapshot: a legitimate append moves log_head in the same transaction as its rows.
@@ -120,11 +129,11 @@ _BEYOND_TIP_SQL = """
 """
 
 
-async def _beyond_tip(report: ChainReport) -> ChainReport:
+async def _beyond_tip(report: ChainReport, bound: ReadBound) -> ChainReport:
     """A config row past log_head's tip was inserted outside shieldes (nodes would still apply it)."""
     if not report.ok:
         return report
-    row = (await query(_BEYOND_TIP_SQL))[0]
+    row = (await bound(query(_BEYOND_TIP_SQL)))[0]
     if row["position"] is None:
         return report
     return ChainReport(False, report.checked, report.last_position, report.tip_hash, int(row["position"]),

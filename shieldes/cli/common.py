@@ -267,29 +267,45 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
+class ReadBound:
+    """Bounds each of a command's reads of Postgres by SHIELDES_DB_ADMIN_READ_TIMEOUT (a paused
+    server, a lock held, a full disk): past it an error saying what to do, not a command that never
+    returns. `stop()` before the event loop ends: a stalled query's cancellation is awaited there
+    (else it is cut short)."""
+
+    def __init__(self) -> None:
+        from shieldes.dbwait import DbWait
+
+        self._what = f"`{click.get_current_context().command_path}` cannot read the database right now"
+        self._wait = DbWait(cli_context().settings.db_admin_read_timeout)
+
+    async def __call__(self, op: Awaitable[T]) -> T:
+        from shieldes.dbwait import READ_ADVICE
+
+        return await self._wait.within(op, self._what, advice=READ_ADVICE)
+
+    async def stop(self) -> None:
+        await self._wait.stop()
+
+
 def run_read(coro: Awaitable[T]) -> T:
-    """`run` for a command that reads Postgres directly: past SHIELDES_DB_ADMIN_READ_TIMEOUT (a
-    paused server, a lock held, a full disk) an error saying what to do, not a command that never
-    returns. The database's own errors are left to `handle_errors`."""
+    """`run` for a command that reads Postgres directly, the whole read within one ReadBound. The
+    database's own errors are left to `handle_errors`."""
     import asyncio
 
-    from shieldes.dbwait import READ_ADVICE, DbWait
-
-    path = click.get_current_context().command_path
-    ctx = cli_context()
     try:  # the embedded server's start (initdb on first use) is no read: not within the bound
-        ctx.database_url()
+        cli_context().database_url()
     except BaseException:
         if isinstance(coro, Coroutine):
             coro.close()  # never awaited: closed, so no warning joins the error line
         raise
-    wait = DbWait(ctx.settings.db_admin_read_timeout)
+    bound = ReadBound()
 
     async def bounded() -> T:
         try:
-            return await wait.within(coro, f"`{path}` cannot read the database right now", advice=READ_ADVICE)
-        finally:  # the stalled query's cancellation ends before the loop does (else it is cut short)
-            await wait.stop()
+            return await bound(coro)
+        finally:
+            await bound.stop()
 
     return asyncio.run(bounded())
 

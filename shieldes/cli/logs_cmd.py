@@ -15,6 +15,7 @@ import psycopg
 from shieldes import db
 from shieldes.cli.common import (
     OneLineCommand,
+    ReadBound,
     cli_context,
     emit,
     handle_errors,
@@ -111,25 +112,29 @@ def _vertical(row: dict[str, Any]) -> str:
 
 
 async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> None:
-    conn = await _connect()
+    bound = ReadBound()  # each poll's reads: a follow runs for hours, a stalled database ends it
+    conn: psycopg.AsyncConnection[Any] | None = None
     try:
-        first = await store.query(conn, f, limit)
+        conn = await bound(_connect())
+        first = await bound(store.query(conn, f, limit))
         if not first:
-            await _require_key(conn, f.key)
+            await bound(_require_key(conn, f.key))
         _print(list(reversed(first)), as_json, lines=True)
         seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in first}
-        cursor = await store.database_now(conn)
+        cursor = await bound(store.database_now(conn))
         while True:
             await asyncio.sleep(interval)
-            now = await store.database_now(conn)
-            rows = await store.query(conn, LogFilter(**{**f.__dict__, "logged_after": cursor - FOLLOW_OVERLAP}),
-                                     100_000)
+            now = await bound(store.database_now(conn))
+            after = LogFilter(**{**f.__dict__, "logged_after": cursor - FOLLOW_OVERLAP})
+            rows = await bound(store.query(conn, after, 100_000))
             fresh = [r for r in reversed(rows) if (r["request_id"], r["node_id"], r["started_at"]) not in seen]
             _print(fresh, as_json, lines=True)
             seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in rows}
             cursor = now
     finally:
-        await conn.close()
+        await bound.stop()  # a stalled query's cancellation ends before its connection is closed
+        if conn is not None:
+            await conn.close()
 
 
 @click.command("logs", cls=OneLineCommand)

@@ -1,11 +1,13 @@
 """Admin reads on a stalled database: usage, the audit log, the request log, the config at a
 point and the cluster each answer a 503 within SHIELDES_DB_ADMIN_READ_TIMEOUT saying what to do,
 never a request held until the lock goes; the CLI prints that message in remote and direct mode
-(there also `config show`/`diff` and the config lists); chat is served meanwhile."""
+(there also `config show`/`diff` and the config lists; `audit verify` and `logs --follow` bound
+each read, `doctor` reports the stall); chat is served meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import openai
@@ -94,6 +96,32 @@ async def test_config_history_cluster_and_config_lists_on_a_stalled_database_ans
         assert status == 200 and body["log_head"] >= 1, body
         assert (await remote(h, "cluster", "status")).code == 0
         assert (await shieldes("config", "diff", "1", "2", **env)).code == 0
+
+
+async def test_doctor_audit_verify_and_logs_follow_on_a_stalled_database_end_within_the_bound(
+        database_url: str) -> None:
+    """`shieldes doctor` (the command every stalled read names) reports the stall as a failed check;
+    `audit verify` and `logs --follow` bound each of their reads and end with the same error line."""
+    env = {"SHIELDES_DATABASE_URL": database_url, "SHIELDES_DB_ADMIN_READ_TIMEOUT": str(WAIT)}
+    assert (await shieldes("key", "create", "--name", "app", "--models", "gpt-4o", **env)).code == 0
+    with psycopg.connect(database_url) as locker:
+        locker.execute("LOCK TABLE events, request_log_rows IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        ran = await shieldes("doctor", "--json", **env)
+        assert time.monotonic() - began < WAIT + 15 and ran.code == 1, (ran.code, ran.err)
+        checks = {(c["check"], c["ok"]): c for c in json.loads(ran.out)["checks"]}
+        stalled = checks[("database", False)]
+        assert f"did not answer within {WAIT:g} s" in stalled["detail"], stalled
+        assert "pg_stat_activity" in stalled["fix"] and ("schema", True) in checks, checks
+        assert checks[("config", False)]["detail"].startswith("skipped"), checks
+        for command, args in (("audit verify", ()), ("logs", ("--follow",))):
+            began = time.monotonic()
+            ran = await shieldes(*command.split(), *args, **env)
+            stalled_line(ran, f"`shieldes {command}` cannot read the database")
+            assert time.monotonic() - began < WAIT + 15, (args, ran.err)
+    ran = await shieldes("doctor", "--json", **env)  # the lock gone: the database and the config read
+    assert ("database", False) not in {(c["check"], c["ok"]) for c in json.loads(ran.out)["checks"]}, ran.out
+    assert (await shieldes("audit", "verify", **env)).code == 0
 
 
 async def test_a_value_postgres_refuses_is_a_400_naming_it_not_a_retry(database_url: str) -> None:
