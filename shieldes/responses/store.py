@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orjson import dumps
+from orjson import dumps, loads
 from psycopg.adapt import Buffer, Dumper
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
@@ -36,19 +36,54 @@ class StoredResponse:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """A stored response with its JSON encoded once, when it is saved: the memory cache counts
-    `size` and the INSERT sends these bytes as they are (a 2 MB screenshot's input is encoded
-    once, never decoded to a str and encoded back)."""
+    """A stored response with its JSON encoded once, when it is saved: the INSERT sends these
+    bytes as they are (a 2 MB screenshot's input is never decoded to a str and encoded back), and
+    the memory cache keeps them, decoded only when a response is read. As bytes a response takes
+    about a third of the memory of its parsed form and gives the cyclic garbage collector nothing
+    to walk (a full cache of parsed responses made each full collection walk a million objects).
+    `output` is the answer's output items again on their own: a continuation's history is every
+    turn's input and output, decoded without the rest of each response (an agent's responses echo
+    its instructions and tools, often most of their bytes)."""
 
-    stored: StoredResponse
+    id: str
+    created_at: float  # unix seconds
+    key_id: str
+    previous_response_id: str | None
+    model: str
     input: bytes  # UTF-8 JSON
     response: bytes
-    size: int  # len(input) + len(response)
+    output: bytes
+
+    @property
+    def size(self) -> int:
+        """The bytes the writer sends (the batch and write bounds count these)."""
+        return len(self.input) + len(self.response)
+
+    @property
+    def held(self) -> int:
+        """The bytes the memory cache holds for it."""
+        return len(self.input) + len(self.response) + len(self.output)
+
+    def decoded(self) -> StoredResponse:
+        return StoredResponse(self.id, self.created_at, self.key_id, self.previous_response_id, self.model,
+                              loads(self.input), loads(self.response))
+
+
+# orjson's output keeps the capacity of the buffer it was written in (4-8 kB) however short the
+# JSON: a cached 1 kB response held 8 kB of memory. Below this length the bytes are copied to
+# their own length (well under a microsecond); above it the slack is a few percent at most.
+COMPACT_BELOW = 16 * 1024
+
+
+def _compact(data: bytes) -> bytes:
+    return bytes(memoryview(data)) if len(data) < COMPACT_BELOW else data
 
 
 def encode(stored: StoredResponse) -> Encoded:
-    data, answer = dumps(stored.input), dumps(stored.response)
-    return Encoded(stored, data, answer, len(data) + len(answer))
+    output = stored.response.get("output")
+    return Encoded(stored.id, stored.created_at, stored.key_id, stored.previous_response_id, stored.model,
+                   _compact(dumps(stored.input)), _compact(dumps(stored.response)),
+                   _compact(dumps(output if isinstance(output, list) else [])))
 
 
 class Utf8:
@@ -68,11 +103,6 @@ class Utf8Dumper(Dumper):
 
     def dump(self, obj: Utf8) -> Buffer:
         return obj.data
-
-
-def json_size(stored: StoredResponse) -> int:
-    """What `encode` counts, for a response read back (its text is not needed)."""
-    return len(dumps(stored.input)) + len(dumps(stored.response))
 
 
 def day_of(ts: float) -> dt.date:
@@ -134,8 +164,7 @@ class ResponseTable:
         whenever batches are small. The arrays go in binary form: as text, every quote of the
         JSON would be escaped on the way out, one regex substitution each. A row already there
         (the same id and created_at: a write retried after one that did land) is skipped."""
-        await self.ensure_partitions({day_of(r.stored.created_at) for r in rows})
-        stored = [r.stored for r in rows]
+        await self.ensure_partitions({day_of(r.created_at) for r in rows})
         async with self._pool.connection() as conn, conn.cursor() as cur:
             cur.adapters.register_dumper(Utf8, Utf8Dumper)  # this cursor's own adapters: the pool's stay as they are
             await cur.execute(
@@ -144,8 +173,8 @@ class ResponseTable:
                 "FROM unnest(%b::text[], %b::float8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
                 "AS t(id, ts, key_id, prev, model, input, response) "
                 "ON CONFLICT DO NOTHING",
-                ([s.id for s in stored], [s.created_at for s in stored], [s.key_id for s in stored],
-                 [s.previous_response_id for s in stored], [s.model for s in stored],
+                ([r.id for r in rows], [r.created_at for r in rows], [r.key_id for r in rows],
+                 [r.previous_response_id for r in rows], [r.model for r in rows],
                  [Utf8(r.input) for r in rows], [Utf8(r.response) for r in rows]),
             )
 

@@ -1,4 +1,4 @@
-"""A stored response's JSON is encoded once, when it is saved: the memory cache counts its bytes and
+"""A stored response's JSON is encoded once, when it is saved: the memory cache keeps those bytes and
 the writer sends the same text. The writer's batches and the bound of each write."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from shieldes.responses.service import (
     MAX_BATCH_ROWS,
     ResponseStore,
     batch_length,
+    conversation,
     write_bound,
 )
-from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode, json_size
+from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
 from shieldes.settings import Settings
 
 
@@ -29,25 +30,37 @@ def test_the_encoded_text_is_the_response_and_its_size_counts_bytes_not_characte
     row = encode(stored)
     assert orjson.loads(row.input) == stored.input and orjson.loads(row.response) == stored.response
     size = len(orjson.dumps(stored.input)) + len(orjson.dumps(stored.response))
-    assert row.size == size == json_size(stored) == len(row.input) + len(row.response)
+    assert row.size == size == len(row.input) + len(row.response)
+    assert row.decoded() == stored
+    later = encode(StoredResponse("resp_2", time.time(), "key_1", "resp_1", "gpt-4o", [],
+                                  {"id": "resp_2", "output": []}))
+    # a continuation's history: each turn's input, then its output, oldest first (the chain is newest first)
+    assert conversation([later, row]) == [*stored.input, *stored.response["output"]]
+    assert conversation([]) == []
     assert size > len(row.input.decode()) + len(row.response.decode())  # é is two bytes, the emoji four
 
 
-def test_the_cache_holds_the_newest_responses_up_to_its_bytes() -> None:
-    rows = [encode(response(f"resp_{i}", "x" * 1000)) for i in range(3)]
-    settings = Settings(database_url="postgresql://unused", responses_cache_bytes=rows[1].size + rows[2].size)
+def test_the_cache_holds_the_newest_responses_up_to_its_bytes_as_json() -> None:
+    responses = [response(f"resp_{i}", "x" * 1000) for i in range(3)]
+    rows = [encode(r) for r in responses]
+    settings = Settings(database_url="postgresql://unused", responses_cache_bytes=rows[1].held + rows[2].held)
     store = ResponseStore(ResponseTable(None), settings, DbWait(1.0))  # type: ignore[arg-type]  # no I/O here
-    for row in rows:
-        store.save(row.stored)
+    for stored in responses:
+        store.save(stored)
     assert list(store._cache) == ["resp_1", "resp_2"]  # the oldest left the cache ...
-    assert store._cached_bytes == rows[1].size + rows[2].size
+    # kept as the JSON the writer sends, not as parsed objects (a third of the memory, nothing for the
+    # cyclic collector to walk), and read back as it was saved
+    assert all(type(r.input) is bytes and type(r.response) is bytes for r in store._cache.values())
+    assert store._cached_bytes == rows[1].held + rows[2].held
+    assert (cached := store._local("resp_2")) is not None and cached.decoded() == responses[2]
     assert store.pending == 3  # ... but waits to be written, readable meanwhile
-    assert store._local("resp_0") == rows[0].stored
+    assert (unwritten := store._local("resp_0")) is not None and unwritten.decoded() == responses[0]
     assert [r.input for r in store._pending] == [r.input for r in rows]
 
 
 def sized(n: int, size: int) -> list[Encoded]:
-    return [Encoded(response(f"resp_{i}", ""), b"[]", b"{}", size) for i in range(n)]
+    answer = b"x" * (size - 2)  # one object shared by every row
+    return [Encoded(f"resp_{i}", time.time(), "key_1", None, "gpt-4o", b"[]", answer, b"[]") for i in range(n)]
 
 
 def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> None:
