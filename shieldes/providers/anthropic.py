@@ -101,7 +101,8 @@ class AnthropicProvider(MessagesUpstream):
         """The body the upstream takes for a Messages body naming the upstream's model: that body."""
         return Outgoing(payload, {})
 
-    async def _sent(self, send: Callable[[Passthrough], Awaitable[NativeT]], passthrough: Passthrough) -> NativeT:
+    async def _sent(self, target: Target, send: Callable[[Passthrough], Awaitable[NativeT]],
+                    passthrough: Passthrough) -> NativeT:
         """A pass-through call made (`send` with the client's `anthropic-*` headers): as the client sent them."""
         return await send(passthrough)
 
@@ -182,7 +183,7 @@ class AnthropicProvider(MessagesUpstream):
     async def _passed(self, target: Target, sent: Outgoing, send: Callable[[Passthrough], Awaitable[NativeT]],
                       passthrough: Passthrough) -> NativeT:
         with self._advised(target):
-            answer = await self._sent(send, passthrough)
+            answer = await self._sent(target, send, passthrough)
         answer.dropped[:0] = sent.dropped  # the body's, before any the headers lost
         return answer
 

@@ -8,6 +8,7 @@ and `VertexClaudeProvider`, Anthropic's Messages wire format at the `anthropic` 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -81,6 +82,12 @@ class GoogleTokens:
         return creds
 
 
+def _with_betas(passthrough: Passthrough, betas: str | None) -> Passthrough:
+    """`passthrough` with its `anthropic-beta` header set to `betas` (none when empty or None)."""
+    headers = {k: v for k, v in passthrough.headers.items() if k != vertex_options.BETA_HEADER}
+    return Passthrough(dict(headers, **{vertex_options.BETA_HEADER: betas}) if betas else headers, passthrough.query)
+
+
 class VertexClaudeProvider(AnthropicProvider):
     """Claude on Vertex AI: the Messages API's bodies, answers, event streams and error JSON, at
     the `anthropic` publisher's URLs with a Google access token. The body names no `model` (the
@@ -94,6 +101,7 @@ class VertexClaudeProvider(AnthropicProvider):
     def __init__(self, client: UpstreamClient, settings: Settings, tokens: GoogleTokens) -> None:
         super().__init__(client, settings)
         self._tokens = tokens
+        self._refused = vertex_options.RefusedBetas()
 
     def _endpoint(self, target: Target, endpoint: Endpoint, query: str = "") -> str:
         # the client's query (`?beta=true`) has no meaning here: Vertex takes betas as headers
@@ -109,20 +117,28 @@ class VertexClaudeProvider(AnthropicProvider):
         call = vertex_options.claude_body(orjson.loads(payload), endpoint == "count_tokens")
         return Outgoing(orjson.dumps(call.body), call.headers, call.dropped)
 
-    async def _sent(self, send: Callable[[Passthrough], Awaitable[NativeT]], passthrough: Passthrough) -> NativeT:
+    async def _sent(self, target: Target, send: Callable[[Passthrough], Awaitable[NativeT]],
+                    passthrough: Passthrough) -> NativeT:
         # Which beta values Vertex takes depends on the model and the region and changes over time;
-        # its 400 names the ones it refuses, so those (and only those) are left out, once
+        # its 400 names the ones it refuses, so those (and only those) are left out: sent again
+        # once without them, and left out of the model's next calls for a while (RefusedBetas)
+        header = vertex_options.BETA_HEADER
+        now = time.monotonic()
+        left_out = self._refused.known(target.model, passthrough.headers.get(header), now)
+        if left_out:
+            passthrough = _with_betas(passthrough, vertex_options.without_betas(passthrough.headers.get(header),
+                                                                                left_out))
         try:
-            return await send(passthrough)
+            answer = await send(passthrough)
         except UpstreamFailure as failure:
             refused = vertex_options.refused_betas(failure.status, failure.body)
-            kept = vertex_options.without_betas(passthrough.headers.get(vertex_options.BETA_HEADER), refused)
+            kept = vertex_options.without_betas(passthrough.headers.get(header), refused)
             if kept is None:
                 raise
-        headers = {k: v for k, v in passthrough.headers.items() if k != vertex_options.BETA_HEADER}
-        answer = await send(Passthrough(dict(headers, **{vertex_options.BETA_HEADER: kept}) if kept else headers,
-                                        passthrough.query))
-        answer.dropped.extend(f"{vertex_options.BETA_HEADER}: {value}" for value in refused)
+            self._refused.add(target.model, refused, now)
+            answer = await send(_with_betas(passthrough, kept))
+            left_out += refused
+        answer.dropped.extend(f"{header}: {value}" for value in left_out)
         return answer
 
     def _advice(self, target: Target, failure: UpstreamFailure) -> UpstreamFailure:

@@ -181,6 +181,34 @@ def refused_betas(status: int | None, body: Any) -> list[str]:
     return re.findall(r"`([^`]+)`", found.group(1)) if found else []
 
 
+# How long a beta value Vertex refused for a model is left out of that model's calls before one
+# call tries it again (Vertex takes more of them over time, per model and region).
+REMEMBER_REFUSED = 3600.0
+MAX_REMEMBERED = 1000  # (model, value) pairs: the values are the clients', so the memory is bounded
+
+
+class RefusedBetas:
+    """The `anthropic-beta` values Vertex refused, per model, for REMEMBER_REFUSED seconds: later
+    calls leave them out before sending instead of each paying a refused call first (Claude Code
+    sends the same betas with every request). One per provider; `now` is a monotonic clock."""
+
+    def __init__(self) -> None:
+        self._until: dict[tuple[str, str], float] = {}
+
+    def known(self, model: str, header: str | None, now: float) -> list[str]:
+        """The values of `header` Vertex refused for `model` within REMEMBER_REFUSED seconds."""
+        values = [v.strip() for v in (header or "").split(",") if v.strip()]
+        return [v for v in values if self._until.get((model, v), 0.0) > now]
+
+    def add(self, model: str, values: list[str], now: float) -> None:
+        if len(self._until) + len(values) > MAX_REMEMBERED:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            if len(self._until) + len(values) > MAX_REMEMBERED:
+                self._until.clear()
+        for value in values:
+            self._until[(model, value)] = now + REMEMBER_REFUSED
+
+
 def without_betas(header: str | None, refused: list[str]) -> str | None:
     """The `anthropic-beta` header without the refused values ("" when none is left); None when
     it holds none of them (sending it again would be refused again)."""

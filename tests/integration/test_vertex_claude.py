@@ -223,6 +223,12 @@ async def test_messages_clients_fields_and_betas_vertex_refuses_are_left_out_and
     assert sent.body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert sent.body["metadata"] == {"user_id": "user-7"}  # Vertex takes it
     assert sent.headers["X-Vertex-AI-LLM-Request-Type"] == "shared"  # standard_only: no Provisioned Throughput
+    # the next call for the model leaves the refused values out before sending: one call, not two
+    calls = len(claude_calls(google))
+    again = await client.beta.messages.with_raw_response.create(**request)
+    assert again.headers["x-shieldes-dropped"] == named
+    assert len(claude_calls(google)) == calls + 1
+    assert claude_calls(google)[-1].headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
 
     async with client.beta.messages.stream(**request) as stream:
         answer = await stream.get_final_message()
