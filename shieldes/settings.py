@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     db_admin_read_timeout: float = Field(
         default=30.0, gt=0,
         description="seconds an admin read waits on Postgres (usage, audit log, request log, config at a point, "
-                    "cluster) before a 503 to retry: longer than db_request_timeout, as such reads may scan much")
+                    "cluster) before a 503 to retry: longer than db_request_timeout, as such reads may scan much; "
+                    "in direct mode the CLI's reads and each config write (then maybe written: look before "
+                    "retrying) wait the same")
 
     # Identity and network
     node_id: str = Field(default_factory=default_node_id, description="unique name of this node")

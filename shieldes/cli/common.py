@@ -194,15 +194,43 @@ async def write(command: Command) -> Written:
 
     ctx = cli_context()
     codec = Codec()
-    async with open_store(ctx.database_url()) as store:
-        done = await scoped_write(store, command, actor=actor(), codec=codec)
-        if done is None:
-            from shieldes.snapshots.codec import mac_key
-            from shieldes.snapshots.config_start import config_from_snapshot
+    url = ctx.database_url()  # the embedded server's start is no write: not within the bound
 
-            base = await config_from_snapshot(store.connections, mac_key(ctx.settings.cluster_secret))
-            done = await write_config(store, command, actor=actor(), codec=codec, base=base)
-    return Written(done.events, done.state)
+    async def go() -> Written:
+        async with open_store(url) as store:
+            done = await scoped_write(store, command, actor=actor(), codec=codec)
+            if done is None:
+                from shieldes.snapshots.codec import mac_key
+                from shieldes.snapshots.config_start import config_from_snapshot
+
+                base = await config_from_snapshot(store.connections, mac_key(ctx.settings.cluster_secret))
+                done = await write_config(store, command, actor=actor(), codec=codec, base=base)
+        return Written(done.events, done.state)
+
+    return await bounded_write(go())
+
+
+async def bounded_write(op: Awaitable[T]) -> T:
+    """The one bound on a config write in direct mode (`write`, `config import`, `pricing import`):
+    the whole of it (the config's fold, the append, its COMMIT) within SHIELDES_DB_ADMIN_READ_TIMEOUT,
+    as long as a read may take (the fold reads as much). Past it the error says the change may or
+    may not have landed (the answer to the COMMIT may be what stalled) and which command shows it."""
+    what = f"`{click.get_current_context().command_path}` was not confirmed"
+    return await DbBound(what, unconfirmed_advice()).only(op)
+
+
+def unconfirmed_advice() -> str:
+    """What to do after a write's wait ran out: look before running it again (a second `key create`
+    makes a second key), with the command that shows the group's config, and `shieldes doctor`."""
+    shows = ["`shieldes audit log`"]
+    group = click.get_current_context().parent
+    if group is not None and group.parent is not None and isinstance(group.command, click.Group):
+        # a subcommand of a group (`key create`): that group's `list` (or `show`) first
+        listed = [name for name in ("list", "show") if name in group.command.commands]
+        shows[:0] = [f"`{group.command_path} {name}`" for name in listed[:1]]
+    return (f"it may or may not have been written: look for the change with {' or '.join(shows)} before running "
+            "it again; if it persists, run `shieldes doctor` and check the database (is it up and answering, a "
+            "session holding locks in pg_stat_activity, free disk space)")
 
 
 async def read_config() -> ConfigView:
@@ -267,25 +295,40 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-class ReadBound:
-    """Bounds each of a command's reads of Postgres by SHIELDES_DB_ADMIN_READ_TIMEOUT (a paused
-    server, a lock held, a full disk): past it an error saying what to do, not a command that never
-    returns. `stop()` before the event loop ends: a stalled query's cancellation is awaited there
-    (else it is cut short)."""
+class DbBound:
+    """Bounds each of a command's waits on Postgres by SHIELDES_DB_ADMIN_READ_TIMEOUT (a paused
+    server, a lock held, a full disk): past it an error naming `what` and `advice`, not a command
+    that never returns. `stop()` before the event loop ends: a stalled query's cancellation is
+    awaited there (else it is cut short)."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str, advice: str) -> None:
         from shieldes.dbwait import DbWait
 
-        self._what = f"`{click.get_current_context().command_path}` cannot read the database right now"
+        self._what, self._advice = what, advice
         self._wait = DbWait(cli_context().settings.db_admin_read_timeout)
 
     async def __call__(self, op: Awaitable[T]) -> T:
-        from shieldes.dbwait import READ_ADVICE
-
-        return await self._wait.within(op, self._what, advice=READ_ADVICE)
+        return await self._wait.within(op, self._what, advice=self._advice)
 
     async def stop(self) -> None:
         await self._wait.stop()
+
+    async def only(self, op: Awaitable[T]) -> T:
+        """`op`, the one wait of this bound: its cancellation awaited before this returns."""
+        try:
+            return await self(op)
+        finally:
+            await self.stop()
+
+
+class ReadBound(DbBound):
+    """A DbBound for reads: nothing was changed, a retry is safe."""
+
+    def __init__(self) -> None:
+        from shieldes.dbwait import READ_ADVICE
+
+        super().__init__(f"`{click.get_current_context().command_path}` cannot read the database right now",
+                         READ_ADVICE)
 
 
 def run_read(coro: Awaitable[T]) -> T:
@@ -299,15 +342,12 @@ def run_read(coro: Awaitable[T]) -> T:
         if isinstance(coro, Coroutine):
             coro.close()  # never awaited: closed, so no warning joins the error line
         raise
-    bound = ReadBound()
+    return asyncio.run(bounded_read(coro))
 
-    async def bounded() -> T:
-        try:
-            return await bound(coro)
-        finally:
-            await bound.stop()
 
-    return asyncio.run(bounded())
+async def bounded_read(op: Awaitable[T]) -> T:
+    """`op` within one ReadBound, its cancellation awaited."""
+    return await ReadBound().only(op)
 
 
 def fail(message: str, code: str | None = None, exit_code: int = 1, *, args: Sequence[str] = ()) -> NoReturn:

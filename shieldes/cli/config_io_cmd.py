@@ -13,6 +13,8 @@ import click
 from shieldes.cli.common import (
     OneLineCommand,
     OneLineGroup,
+    bounded_read,
+    bounded_write,
     cli_context,
     emit,
     handle_errors,
@@ -64,10 +66,11 @@ def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, a
         return plan_import(state, spec, encryption_key)
 
     async def go() -> tuple[Plan, int]:
-        async with open_store(ctx.database_url()) as store:
+        async with open_store(url) as store:
             return await apply_import(store, make_plan, actor=_actor(), dry_run=dry_run)
 
-    plan, appended = run(go())
+    url = ctx.database_url()  # the embedded server's start is no write: not within the bound
+    plan, appended = run(bounded_read(go()) if dry_run else bounded_write(go()))
     _report(detected, spec, plan, appended, dry_run=dry_run, as_json=ctx.as_json)
 
 

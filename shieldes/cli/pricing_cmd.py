@@ -11,6 +11,8 @@ import click
 from shieldes.cli.common import (
     OneLineGroup,
     actor,
+    bounded_read,
+    bounded_write,
     cli_context,
     emit,
     handle_errors,
@@ -131,10 +133,11 @@ def import_(file: Path, everything: bool, models: str | None, dry_run: bool, as_
         return plan_prices(state, prices, everything=everything, models=wanted)
 
     async def go() -> tuple[Plan, int]:
-        async with open_store(ctx.database_url()) as store:
+        async with open_store(url) as store:
             return await apply_import(store, make_plan, actor=actor(), dry_run=dry_run)
 
-    plan, appended = run(go())
+    url = ctx.database_url()  # the embedded server's start is no write: not within the bound
+    plan, appended = run(bounded_read(go()) if dry_run else bounded_write(go()))
     counts = plan.counts()
     changed = [c.as_dict() for c in plan.changes if c.action != "unchanged"]
     if ctx.as_json:
