@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from shieldes import db
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option
+from shieldes.cli.common import OneLineGroup, bounded_read, cli_context, emit, handle_errors, json_option, run
 from shieldes.cli.timefmt import table_time
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.errors import InvalidRequest
@@ -52,16 +52,14 @@ def status(as_json: bool) -> None:
     if ctx.settings.database_url:
         url = db.libpq_url(ctx.settings.database_url)
         data = {"mode": "external", "database": db.describe_url(url), "url": db.redact_url(url)}
-        with db.sync_connection(url, timeout=5) as conn:
-            data["running"] = True
-            data["schema_revision"] = db.schema_revision(conn)
+        data["schema_revision"] = _revision(url)
+        data["running"] = True
     else:
         st = EmbeddedPostgres(ctx.settings.data_dir).status()
         data = {"mode": "embedded", **st.as_dict()}
         data["schema_revision"] = None
         if st.url:
-            with db.sync_connection(st.url, timeout=5) as conn:
-                data["schema_revision"] = db.schema_revision(conn)
+            data["schema_revision"] = _revision(st.url)
     data["schema_head"] = db.SCHEMA_HEAD
     data["notice"] = db.legacy_data_dir_notice(ctx.settings)
     if ctx.as_json:
@@ -85,6 +83,24 @@ def status(as_json: bool) -> None:
     if data["mode"] == "embedded":
         shown["kept_running"] = "yes (`shieldes db stop` stops it)" if data.get("pinned") else "no"
     emit(shown, as_json=False, vertical=True)
+
+
+def _revision(url: str) -> str | None:
+    """The schema revision, read within SHIELDES_DB_ADMIN_READ_TIMEOUT (a lock held, a paused
+    server: an error saying what to do, not a status that never returns)."""
+    import psycopg
+
+    async def read() -> str | None:
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
+        except psycopg.Error as exc:
+            raise db.translate(exc, url) from exc
+        try:
+            return await db.async_schema_revision(conn)
+        finally:
+            await conn.close()
+
+    return run(bounded_read(read()))
 
 
 @db_group.command("url")

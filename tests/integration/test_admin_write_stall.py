@@ -1,7 +1,7 @@
-"""Direct-mode CLI writes on a stalled database (a table locked by another session, as in
-test_admin_read_stall.py): each ends within SHIELDES_DB_ADMIN_READ_TIMEOUT with one
-error line saying the change may or may not have landed, which command shows it and to run
-`shieldes doctor`; once the lock goes the log holds no half write and the same command works."""
+"""Direct-mode CLI writes and `shieldes db status` on a stalled database (a table locked by another
+session, as in test_admin_read_stall.py): each ends within SHIELDES_DB_ADMIN_READ_TIMEOUT with one
+error line (a write's: it may or may not have landed, which command shows it, run `shieldes
+doctor`); once the lock goes the log holds no half write and the same command works."""
 
 from __future__ import annotations
 
@@ -80,3 +80,15 @@ async def test_key_create_revoke_and_budget_set_on_a_stalled_database_end_within
     assert sorted((k["name"], k["status"]) for k in keys) == [("app", "revoked"), ("new", "active")], keys
     assert config_events(database_url) == before + 3
 
+
+async def test_db_status_on_a_stalled_database_ends_within_the_bound(database_url: str) -> None:
+    with psycopg.connect(database_url) as locker:
+        locker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")  # what the status reads
+        ran, took = await timed("db", "status", database_url=database_url)
+        line = ran.error()
+        assert "`shieldes db status` cannot read the database" in line, line
+        assert f"did not answer within {WAIT:g} s" in line and "shieldes doctor" in line, line
+        assert WAIT <= took < LIMIT, took
+    ran, _ = await timed("--json", "db", "status", database_url=database_url)  # the lock gone
+    status = ran.json()
+    assert status["running"] is True and status["schema_revision"] == status["schema_head"], status
