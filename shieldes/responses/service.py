@@ -82,11 +82,36 @@ def batch_length(pending: list[Encoded]) -> int:
     return min(len(pending), MAX_BATCH_ROWS)
 
 
-def conversation(chain: list[Encoded]) -> list[Body]:
+# What the memory cache keeps of a response: its JSON (Encoded), or for a large one the parsed
+# objects the request and the answer already were (StoredResponse). A large row's JSON is a buffer
+# malloc maps afresh; kept, every such row paid its page faults again (a turn carrying a 2 MB
+# screenshot cost about 5 ms more CPU), while its parsed form is a few objects holding one long
+# string. Small rows are cached as JSON: a third of the memory, nothing for the collector to walk.
+Cached = Encoded | StoredResponse
+PARSED_FROM = 128 * 1024  # bytes of JSON: glibc's default threshold for serving a block by mmap
+
+
+def conversation(chain: list[Cached]) -> list[Body]:
     """The items a continuation sends before its own input: every stored turn's input and output,
-    oldest first (`chain` is newest first). The turns' JSON arrays (compact, as `encode` writes
-    them) are joined into one and decoded at once: a third less CPU than one decode per array."""
-    parts = [part[1:-1] for row in reversed(chain) for part in (row.input, row.output) if len(part) > 2]
+    oldest first (`chain` is newest first). Consecutive turns cached as JSON (compact arrays, as
+    `encode` writes them) are joined into one array and decoded at once: a third less CPU than one
+    decode per array."""
+    items: list[Body] = []
+    parts: list[bytes] = []
+    for entry in reversed(chain):
+        if isinstance(entry, Encoded):
+            parts += (part[1:-1] for part in (entry.input, entry.output) if len(part) > 2)
+            continue
+        items += _decoded(parts)
+        parts = []
+        items += entry.input
+        items += (i for i in entry.response.get("output") or [] if isinstance(i, dict))
+    return items + _decoded(parts)
+
+
+def _decoded(parts: list[bytes]) -> list[Body]:
+    if not parts:
+        return []
     return [item for item in orjson.loads(b"[" + b",".join(parts) + b"]") if isinstance(item, dict)]
 
 
@@ -97,7 +122,7 @@ class ResponseStore:
         self.read_wait = settings.responses_read_wait
         self.cache_bytes = settings.responses_cache_bytes
         self.purge_interval = settings.responses_purge_interval
-        self._cache: OrderedDict[str, Encoded] = OrderedDict()  # as JSON: decoded when read
+        self._cache: OrderedDict[str, tuple[Cached, int]] = OrderedDict()  # and the JSON bytes it stands for
         self._cached_bytes = 0
         self._pending: list[Encoded] = []
         self._writing: dict[str, Encoded] = {}
@@ -117,7 +142,7 @@ class ResponseStore:
         """Queue a finished response for writing (no I/O here) and remember it locally. Its JSON is
         encoded here, once: the cache keeps it and the writer sends it."""
         row = encode(stored)
-        self._remember(row)
+        self._remember(row, stored)
         if len(self._pending) >= MAX_PENDING:
             dropped = self._pending.pop(0)
             self.dropped += 1
@@ -130,23 +155,24 @@ class ResponseStore:
         """Responses waiting to be written, the write in flight included."""
         return len(self._pending) + len(self._writing)
 
-    def _remember(self, row: Encoded) -> None:
+    def _remember(self, row: Encoded, stored: StoredResponse) -> None:
         """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large)."""
         self._forget(row.id)
-        if row.held > self.cache_bytes:
+        held = row.held
+        if held > self.cache_bytes:
             return
-        self._cache[row.id] = row
-        self._cached_bytes += row.held
+        self._cache[row.id] = (stored if held >= PARSED_FROM else row, held)
+        self._cached_bytes += held
         while self._cached_bytes > self.cache_bytes:
-            old, old_row = self._cache.popitem(last=False)
+            old, (_, old_held) = self._cache.popitem(last=False)
             self._refused.discard(old)
-            self._cached_bytes -= old_row.held
+            self._cached_bytes -= old_held
 
     def _forget(self, response_id: str) -> None:
         found = self._cache.pop(response_id, None)
         self._refused.discard(response_id)
         if found is not None:
-            self._cached_bytes -= found.held
+            self._cached_bytes -= found[1]
 
     async def flush(self) -> bool:
         """Write everything queued; False if the database refused or stalled (the rows stay queued)."""
@@ -244,12 +270,13 @@ class ResponseStore:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def _fresh(self, row: Encoded) -> bool:
-        return row.created_at > time.time() - self.retention
+    def _fresh(self, entry: Cached) -> bool:
+        return entry.created_at > time.time() - self.retention
 
-    def _local(self, response_id: str) -> Encoded | None:
-        row = self._cache.get(response_id) or self._unwritten_row(response_id)
-        return row if row is not None and self._fresh(row) else None
+    def _local(self, response_id: str) -> Cached | None:
+        cached = self._cache.get(response_id)
+        entry = cached[0] if cached is not None else self._unwritten_row(response_id)
+        return entry if entry is not None and self._fresh(entry) else None
 
     async def _db(self, op: Awaitable[T], what: str = "stored responses cannot be read right now") -> T:
         return await self.wait.run(op, what)
@@ -269,10 +296,12 @@ class ResponseStore:
         return self._writing.get(response_id) or next((r for r in self._pending if r.id == response_id), None)
 
     def _unwritten(self, response_id: str) -> StoredResponse | None:
-        row = self._unwritten_row(response_id)
-        if row is None and response_id in self._refused:
-            row = self._cache[response_id]
-        return row.decoded() if row is not None and self._fresh(row) else None
+        entry: Cached | None = self._unwritten_row(response_id)
+        if entry is None and response_id in self._refused:
+            entry = self._cache[response_id][0]
+        if entry is None or not self._fresh(entry):
+            return None
+        return entry.decoded() if isinstance(entry, Encoded) else entry
 
     async def get(self, response_id: str, key_id: str) -> StoredResponse:
         """Reads Postgres (the truth: a delete on another node shows at once) unless the response
@@ -286,14 +315,14 @@ class ResponseStore:
 
     async def history(self, response_id: str, key_id: str) -> list[Body]:
         """The conversation up to and including `response_id`, for a continuation."""
-        chain: list[Encoded] = []
+        chain: list[Cached] = []
         next_id: str | None = response_id
         while next_id is not None:
-            row = self._local(next_id)
-            if row is None:
+            entry = self._local(next_id)
+            if entry is None:
                 break
-            chain.append(row)
-            next_id = row.previous_response_id
+            chain.append(entry)
+            next_id = entry.previous_response_id
         if next_id is not None:
             rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention))
             if not rest:
@@ -301,10 +330,9 @@ class ResponseStore:
             if rest[-1].previous_response_id is not None:
                 raise not_found(rest[-1].previous_response_id)
             for s in rest:
-                row = encode(s)
-                self._remember(row)
-                chain.append(row)
-        if any(row.key_id != key_id for row in chain):
+                self._remember(encode(s), s)
+                chain.append(s)
+        if any(entry.key_id != key_id for entry in chain):
             raise not_found(response_id)
         return conversation(chain)
 

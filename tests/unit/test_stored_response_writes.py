@@ -11,6 +11,7 @@ from shieldes.dbwait import DbWait
 from shieldes.responses.service import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ROWS,
+    PARSED_FROM,
     ResponseStore,
     batch_length,
     conversation,
@@ -50,12 +51,32 @@ def test_the_cache_holds_the_newest_responses_up_to_its_bytes_as_json() -> None:
     assert list(store._cache) == ["resp_1", "resp_2"]  # the oldest left the cache ...
     # kept as the JSON the writer sends, not as parsed objects (a third of the memory, nothing for the
     # cyclic collector to walk), and read back as it was saved
-    assert all(type(r.input) is bytes and type(r.response) is bytes for r in store._cache.values())
+    assert all(isinstance(e, Encoded) and type(e.input) is bytes for e, _ in store._cache.values())
     assert store._cached_bytes == rows[1].held + rows[2].held
     assert (cached := store._local("resp_2")) is not None and cached.decoded() == responses[2]
     assert store.pending == 3  # ... but waits to be written, readable meanwhile
     assert (unwritten := store._local("resp_0")) is not None and unwritten.decoded() == responses[0]
     assert [r.input for r in store._pending] == [r.input for r in rows]
+
+
+def test_a_large_response_is_cached_parsed_and_a_continuation_reads_every_kind_in_order() -> None:
+    """A screenshot turn's JSON would be a fresh mapped buffer kept per row: the parsed objects the
+    request already was are kept instead. A chain mixing both gives its items oldest first."""
+    settings = Settings(database_url="postgresql://unused")
+    store = ResponseStore(ResponseTable(None), settings, DbWait(1.0))  # type: ignore[arg-type]  # no I/O here
+    first = response("resp_1", "small")
+    big = StoredResponse("resp_2", time.time(), "key_1", "resp_1", "gpt-4o",
+                         [{"role": "user", "content": "x" * PARSED_FROM}],
+                         {"id": "resp_2", "output": [{"type": "message", "content": [{"text": "big"}]}]})
+    last = StoredResponse("resp_3", time.time(), "key_1", "resp_2", "gpt-4o", [{"role": "user", "content": "end"}],
+                          {"id": "resp_3", "output": [{"type": "message", "content": [{"text": "done"}]}]})
+    for stored in (first, big, last):
+        store.save(stored)
+    store._pending.clear()  # written
+    assert [type(e).__name__ for e, _ in store._cache.values()] == ["Encoded", "StoredResponse", "Encoded"]
+    assert store._cached_bytes == sum(encode(s).held for s in (first, big, last))
+    want = [item for s in (first, big, last) for item in (*s.input, *s.response["output"])]
+    assert conversation([store._local(r) for r in ("resp_3", "resp_2", "resp_1")]) == want  # type: ignore[misc]
 
 
 def sized(n: int, size: int) -> list[Encoded]:
