@@ -38,7 +38,8 @@ class StoredResponse:
 class Encoded:
     """A stored response with its JSON encoded once, when it is saved: the INSERT sends these
     bytes as they are (a 2 MB screenshot's input is never decoded to a str and encoded back), and
-    the memory cache keeps them, decoded only when a response is read. As bytes a response takes
+    the memory cache keeps them (below service.PARSED_FROM), decoded only when a response is read.
+    As bytes a response takes
     about a third of the memory of its parsed form and gives the cyclic garbage collector nothing
     to walk (a full cache of parsed responses made each full collection walk a million objects).
     `output` is the answer's output items again on their own: a continuation's history is every
@@ -163,8 +164,8 @@ class ResponseTable:
         ends on the request path's heels, so the writer's per-batch cost is paid per response
         whenever batches are small. The batch goes as one JSON array of rows, each row's input and
         response spliced in as the bytes they were encoded to, in one binary `text` parameter:
-        seven typed arrays built by psycopg cost the node 470-570 us of CPU per statement, this
-        280-400 (`bench/bench_stored_insert.py`), and the statement's text never changes, so it is
+        seven typed arrays built by psycopg cost the node 334-411 us of CPU per statement for 1-12
+        answers, this 233-264 (`bench/bench_stored_insert.py`), and the statement's text never changes, so it is
         prepared once per connection. A row already there (the same id and created_at: a write
         retried after one that did land) is skipped."""
         if not rows:
