@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +35,32 @@ def answer(n: int) -> dict[str, Any]:
             "usage": {"input_tokens": 9, "output_tokens": 20, "total_tokens": 29}}
 
 
+class Rows:
+    """Encoded rows of this process's run, numbered on (`rows(k)`: the next k)."""
+
+    def __init__(self, run: str, input: list[Any], answer: Callable[[int], dict[str, Any]]) -> None:
+        self.run, self.input, self.answer, self.made = run, input, answer, 0
+
+    def __call__(self, k: int) -> list[Any]:
+        from shieldes.responses.store import StoredResponse, encode
+
+        out = []
+        for _ in range(k):
+            self.made += 1
+            out.append(encode(StoredResponse(f"resp_{self.run}_{self.made}", time.time(), "key_1", None, "gpt-4o",
+                                             self.input, self.answer(self.made))))
+        return out
+
+
 async def measure(url: str, batches: int) -> dict[int, float]:
     from shieldes.events.pg_store import open_pool
-    from shieldes.responses.store import ResponseTable, StoredResponse, encode
+    from shieldes.responses.store import ResponseTable
 
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
     table = ResponseTable(pool)
-    made = 0
-
-    def rows(k: int) -> list[Any]:
-        nonlocal made
-        out = []
-        for _ in range(k):
-            made += 1
-            out.append(encode(StoredResponse(f"resp_{run}_{made}", time.time(), "key_1", None, "gpt-4o",
-                                             [{"role": "user", "content": "Say hello"}], answer(made))))
-        return out
-
     run = uuid.uuid4().hex  # this process's ids: rows of earlier runs are in the same table
+    rows = Rows(run, [{"role": "user", "content": "Say hello"}], answer)
     per_batch: dict[int, float] = {}
     try:
         for k in SIZES:
