@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -126,6 +127,150 @@ def statements(args: argparse.Namespace) -> None:
         cells = " | ".join(f"{statistics.median(r[str(k)][0] for r in runs) * 1e6:.0f}, "
                            f"{statistics.median(r[str(k)][1] for r in runs) * 1e6:.0f}" for k in SIZES)
         print(f"| {'this tree' if tree == str(ROOT) else tree} | {cells} |")
+
+
+# --- variants: other ways to send the same batch, measured and not adopted --------------------------
+
+PG_EPOCH = 946_684_800  # 2000-01-01 UTC: binary timestamptz counts microseconds from it
+_ARRAY = struct.Struct("!iiIii")  # ndim, has nulls, element type, length, lower bound
+_COLUMNS = "id, created_at, key_id, previous_response_id, model, input, response"
+
+
+def _text_array(items: list[Any]) -> bytes:
+    parts = [_ARRAY.pack(1, int(None in items), 25, len(items), 1)]  # 25: text
+    for item in items:
+        data = item if isinstance(item, bytes) else item.encode() if item is not None else None
+        parts += (b"\xff\xff\xff\xff",) if data is None else (struct.pack("!i", len(data)), data)
+    return b"".join(parts)
+
+
+def _float8_array(items: list[float]) -> bytes:
+    return _ARRAY.pack(1, 0, 701, len(items), 1) + b"".join(struct.pack("!id", 8, x) for x in items)  # 701: float8
+
+
+def _copy_rows(rows: list[Any]) -> bytes:
+    parts = [b"PGCOPY\n\xff\r\n\x00", struct.pack("!ii", 0, 0)]
+    for r in rows:
+        parts.append(struct.pack("!h", 7))
+        for value in (r.id.encode(), struct.pack("!q", round((r.created_at - PG_EPOCH) * 1e6)), r.key_id.encode(),
+                      None if r.previous_response_id is None else r.previous_response_id.encode(), r.model.encode(),
+                      b"\x01" + r.input, b"\x01" + r.response):  # jsonb's binary input: version 1, then the text
+            parts += (b"\xff\xff\xff\xff",) if value is None else (struct.pack("!i", len(value)), value)
+    parts.append(struct.pack("!h", -1))
+    return b"".join(parts)
+
+
+async def variants_measure(url: str, batches: int) -> dict[str, dict[int, tuple[float, float]]]:
+    from psycopg.adapt import Dumper
+    from psycopg.postgres import types as pg_types
+    from psycopg.pq import Format
+
+    from shieldes.events.pg_store import open_pool
+    from shieldes.responses.store import ResponseTable, Utf8, Utf8Dumper, day_of, partition_name
+
+    class Raw:
+        __slots__ = ("data",)
+
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+    class TextArray(Raw):
+        __slots__ = ()
+
+    class TextArrayDumper(Dumper):
+        format, oid = Format.BINARY, pg_types["text"].array_oid
+
+        def dump(self, obj: Raw) -> bytes:
+            return obj.data
+
+    class Float8ArrayDumper(TextArrayDumper):
+        oid = pg_types["float8"].array_oid
+
+    flush_later = "WITH flush_later AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    select = ("SELECT r->>0, to_timestamp((r->>1)::float8), r->>2, r->>3, r->>4, r->5, r->6 "
+              "FROM flush_later, jsonb_array_elements(%b::text::jsonb) AS r ON CONFLICT DO NOTHING")
+    arrays = ("SELECT i, to_timestamp(t), k, p, m, a::jsonb, b::jsonb FROM flush_later, unnest(%s::text[], "
+              "%s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS r(i, t, k, p, m, a, b) "
+              "ON CONFLICT DO NOTHING")
+
+    def batch_json(rows: list[Any]) -> bytes:
+        parts = [b"["]
+        for r in rows:
+            parts += (json.dumps([r.id, r.created_at, r.key_id, r.previous_response_id, r.model])[:-1].encode(),
+                      b",", r.input, b",", r.response, b"],")
+        parts[-1] = b"]]"
+        return b"".join(parts)
+
+    pool = open_pool(url, size=1)
+    await pool.open(wait=True)
+    table = ResponseTable(pool)
+    await table.ensure_partitions({day_of(time.time())})
+
+    async def partition(rows: list[Any]) -> None:
+        async with pool.connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_dumper(Utf8, Utf8Dumper)
+            await cur.execute(f"{flush_later}INSERT INTO {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) "
+                              + select, (Utf8(batch_json(rows)),), prepare=True)
+
+    async def seven_arrays(rows: list[Any]) -> None:
+        async with pool.connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_dumper(TextArray, TextArrayDumper)
+            cur.adapters.register_dumper(Raw, Float8ArrayDumper)
+            await cur.execute(f"{flush_later}INSERT INTO stored_responses ({_COLUMNS}) " + arrays, (
+                TextArray(_text_array([r.id for r in rows])), Raw(_float8_array([r.created_at for r in rows])),
+                TextArray(_text_array([r.key_id for r in rows])),
+                TextArray(_text_array([r.previous_response_id for r in rows])),
+                TextArray(_text_array([r.model for r in rows])), TextArray(_text_array([r.input for r in rows])),
+                TextArray(_text_array([r.response for r in rows]))), prepare=True)
+
+    async def copy(rows: list[Any]) -> None:  # no ON CONFLICT: a retried batch would fail
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SET LOCAL synchronous_commit = off")
+            async with cur.copy(f"COPY {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) "
+                                "FROM STDIN (FORMAT BINARY)") as out:
+                await out.write(_copy_rows(rows))
+
+    ways = {"ResponseTable.insert": table.insert, "straight into the partition": partition,
+            "seven binary arrays": seven_arrays, "binary COPY into the partition": copy}
+    rows = Rows(uuid.uuid4().hex[:12], INPUT, answer)
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    try:
+        async with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        for k in SIZES:
+            for name, way in ways.items():
+                for _ in range(3):
+                    await way(rows(k))  # statement prepared
+                todo = [rows(k) for _ in range(max(5, batches * 10 // (10 + k)))]
+                pg0, node0 = on_cpu(pid), time.process_time()
+                for batch in todo:
+                    await way(batch)
+                pg, node = on_cpu(pid) - pg0, time.process_time() - node0
+                out.setdefault(name, {})[k] = (pg / len(todo) / k, node / len(todo))
+    finally:
+        await pool.close()
+    return out
+
+
+def variants(args: argparse.Namespace) -> None:
+    import bench_gateway as bg
+    import uvloop
+
+    url, _ = asyncio.run(bg.prepare_database())
+    got: dict[str, list[dict[int, tuple[float, float]]]] = {}
+    try:
+        for _ in range(args.rounds):
+            for name, per in uvloop.run(variants_measure(url, args.batches)).items():
+                got.setdefault(name, []).append(per)
+    finally:
+        bg.drop_scratch(url)
+    print(f"this tree, medians of {args.rounds} rounds, the ways alternated")
+    print("| way | " + " | ".join(f"batch of {k}: Postgres us per row, node us per statement" for k in SIZES) + " |")
+    print("|---|" + "---:|" * len(SIZES))
+    for name, runs in got.items():
+        cells = " | ".join(f"{statistics.median(r[k][0] for r in runs) * 1e6:.0f}, "
+                           f"{statistics.median(r[k][1] for r in runs) * 1e6:.0f}" for k in SIZES)
+        print(f"| {name} | {cells} |")
 
 
 # --- node: a node under wrk ------------------------------------------------------------------------
@@ -233,6 +378,9 @@ def main() -> None:
     one = sub.add_parser("one")  # a subprocess's single measure, on this database
     one.add_argument("--url", required=True)
     one.add_argument("--batches", type=int, default=200)
+    va = sub.add_parser("variants")
+    va.add_argument("--batches", type=int, default=200, help="statements per size (fewer for larger batches)")
+    va.add_argument("--rounds", type=int, default=5)
     nd = sub.add_parser("node")
     nd.add_argument("--rounds", type=int, default=3)
     nd.add_argument("--duration", type=int, default=6)
@@ -244,7 +392,7 @@ def main() -> None:
 
         print(json.dumps(uvloop.run(measure(args.url, args.batches))))
         return
-    statements(args) if args.cmd == "statements" else node(args)
+    {"statements": statements, "variants": variants, "node": node}[args.cmd](args)
 
 
 if __name__ == "__main__":
