@@ -295,13 +295,15 @@ async def test_the_writer_commits_without_waiting_for_the_flush_and_only_its_own
     await pool.open(wait=True)
     try:
         table = ResponseTable(pool)
+        async with pool.connection() as conn:
+            default = await (await conn.execute("SHOW synchronous_commit")).fetchone()
         now = time.time()
         rows = [encode(StoredResponse(f"resp_{i}", now, "key_1", None, "m", [], {"id": f"resp_{i}"}))
                 for i in range(3)]
         await table.insert(rows)
         await table.insert(rows[1:])  # a retry after a write that did land: nothing twice
         async with pool.connection() as conn:
-            assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == ("on",)
+            assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == default
     finally:
         await pool.close()
     with psycopg.connect(database_url, autocommit=True) as conn:
