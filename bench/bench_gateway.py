@@ -250,17 +250,6 @@ def spawn(args: list[str], env: dict[str, str] | None = None, src: Path = ROOT,
     )
 
 
-def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every process, then wait for each (killed if it takes over 30 s)."""
-    for p in procs.values():
-        p.send_signal(signal.SIGTERM)
-    for p in procs.values():
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 LITELLM_KEY = "sk-bench-litellm-master-key-0123456789"
 LEAN_LABEL = "bare proxy with the node's upstream client"
 
@@ -670,7 +659,13 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        stop_all(procs)
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         drop_scratch(db_url)
     generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
     table = [

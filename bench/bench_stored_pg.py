@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import struct
 import subprocess
@@ -305,6 +306,17 @@ def pg_used(procs: dict[int, str], before: dict[int, float], after: dict[int, fl
     return out
 
 
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process, then wait for each (killed if it takes over 30 s)."""
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def node(args: argparse.Namespace) -> None:
     import bench_gateway as bg
     import psycopg
@@ -355,7 +367,7 @@ def node(args: argparse.Namespace) -> None:
                         print(f"{tree.name:20} {mode:12} " + "  ".join(f"{k} {v:.1f}" for k, v in got.items()),
                               flush=True)
     finally:
-        bg.stop_all(procs)
+        stop_all(procs)
         bg.drop_scratch(url)
     print(f"\nwrk -c{args.connections}, {args.duration} s, medians of {args.rounds} rounds alternated")
     print("| tree | mode | RPS | p50 ms | node CPU us/req | Postgres backends us/req | Postgres server "
