@@ -187,10 +187,9 @@ async def variants_measure(url: str, batches: int) -> dict[str, dict[int, tuple[
     class Float8ArrayDumper(TextArrayDumper):
         oid = pg_types["float8"].array_oid
 
-    flush_later = "WITH flush_later AS (SELECT set_config('synchronous_commit', 'off', true)) "
     select = ("SELECT r->>0, to_timestamp((r->>1)::float8), r->>2, r->>3, r->>4, r->5, r->6 "
-              "FROM flush_later, jsonb_array_elements(%b::text::jsonb) AS r ON CONFLICT DO NOTHING")
-    arrays = ("SELECT i, to_timestamp(t), k, p, m, a::jsonb, b::jsonb FROM flush_later, unnest(%s::text[], "
+              "FROM jsonb_array_elements(%b::text::jsonb) AS r ON CONFLICT DO NOTHING")
+    arrays = ("SELECT i, to_timestamp(t), k, p, m, a::jsonb, b::jsonb FROM unnest(%s::text[], "
               "%s::float8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS r(i, t, k, p, m, a, b) "
               "ON CONFLICT DO NOTHING")
 
@@ -210,14 +209,14 @@ async def variants_measure(url: str, batches: int) -> dict[str, dict[int, tuple[
     async def partition(rows: list[Any]) -> None:
         async with pool.connection() as conn, conn.cursor() as cur:
             cur.adapters.register_dumper(Utf8, Utf8Dumper)
-            await cur.execute(f"{flush_later}INSERT INTO {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) "
+            await cur.execute(f"INSERT INTO {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) "
                               + select, (Utf8(batch_json(rows)),), prepare=True)
 
     async def seven_arrays(rows: list[Any]) -> None:
         async with pool.connection() as conn, conn.cursor() as cur:
             cur.adapters.register_dumper(TextArray, TextArrayDumper)
             cur.adapters.register_dumper(Raw, Float8ArrayDumper)
-            await cur.execute(f"{flush_later}INSERT INTO stored_responses ({_COLUMNS}) " + arrays, (
+            await cur.execute(f"INSERT INTO stored_responses ({_COLUMNS}) " + arrays, (
                 TextArray(_text_array([r.id for r in rows])), Raw(_float8_array([r.created_at for r in rows])),
                 TextArray(_text_array([r.key_id for r in rows])),
                 TextArray(_text_array([r.previous_response_id for r in rows])),
@@ -225,11 +224,9 @@ async def variants_measure(url: str, batches: int) -> dict[str, dict[int, tuple[
                 TextArray(_text_array([r.response for r in rows]))), prepare=True)
 
     async def copy(rows: list[Any]) -> None:  # no ON CONFLICT: a retried batch would fail
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute("SET LOCAL synchronous_commit = off")
-            async with cur.copy(f"COPY {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) "
-                                "FROM STDIN (FORMAT BINARY)") as out:
-                await out.write(_copy_rows(rows))
+        async with pool.connection() as conn, conn.cursor() as cur, cur.copy(
+                f"COPY {partition_name(day_of(rows[0].created_at))} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as out:
+            await out.write(_copy_rows(rows))
 
     ways = {"ResponseTable.insert": table.insert, "straight into the partition": partition,
             "seven binary arrays": seven_arrays, "binary COPY into the partition": copy}

@@ -167,15 +167,7 @@ class ResponseTable:
         seven typed arrays built by psycopg cost the node 334-411 us of CPU per statement for 1-12
         answers, this 233-264 (`bench/bench_stored_insert.py`), and the statement's text never changes, so it is
         prepared once per connection. A row already there (the same id and created_at: a write
-        retried after one that did land) is skipped.
-
-        The statement commits without waiting for its WAL to reach disk (`synchronous_commit` off
-        for its own transaction only, set in the statement itself: no extra round trip, and the
-        connection's next user commits as before). The flush was most of a statement's fixed cost
-        to Postgres (about 70 of 240 us of backend CPU for one answer, more on a busy machine,
-        `bench/bench_stored_pg.py`); the WAL writer flushes within 3 x `wal_writer_delay`, so a
-        Postgres crash (not a clean restart) can lose the answers of its last ~0.6 s, as a node
-        crash loses those it had not written (docs/responses.md#stored-responses)."""
+        retried after one that did land) is skipped."""
         if not rows:
             return
         await self.ensure_partitions({day_of(r.created_at) for r in rows})
@@ -188,10 +180,9 @@ class ResponseTable:
         async with self._pool.connection() as conn, conn.cursor() as cur:
             cur.adapters.register_dumper(Utf8, Utf8Dumper)  # this cursor's own adapters: the pool's stay as they are
             await cur.execute(
-                "WITH flush_later AS (SELECT set_config('synchronous_commit', 'off', true)) "
                 f"INSERT INTO stored_responses ({_COLUMNS}) "
                 "SELECT r->>0, to_timestamp((r->>1)::float8), r->>2, r->>3, r->>4, r->5, r->6 "
-                "FROM flush_later, jsonb_array_elements(%b::text::jsonb) AS r "
+                "FROM jsonb_array_elements(%b::text::jsonb) AS r "
                 "ON CONFLICT DO NOTHING",
                 (Utf8(batch),),
             )

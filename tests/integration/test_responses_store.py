@@ -277,38 +277,3 @@ async def test_a_stalled_write_is_cancelled_retried_and_lands_once(database_url:
         assert sorted(rows) == sorted((i, 1) for i in ids)
         await metric_reaches(h, "shieldes_stored_responses_pending", 0, WAIT * 10)
 
-
-async def test_the_writer_commits_without_waiting_for_the_flush_and_only_its_own_transaction(
-        database_url: str) -> None:
-    """A trigger records the setting each row is inserted under: the writer's transaction commits
-    with synchronous_commit off; the connection's next user (the event log's writes share the pool)
-    commits as before; a retried batch is still skipped."""
-    from shieldes.events.pg_store import open_pool
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE seen (id text, sync text)")
-        conn.execute("CREATE FUNCTION record_sync() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                     "INSERT INTO seen VALUES (NEW.id, current_setting('synchronous_commit')); RETURN NEW; END $$")
-        conn.execute("CREATE TRIGGER record_sync BEFORE INSERT ON stored_responses "
-                     "FOR EACH ROW EXECUTE FUNCTION record_sync()")
-    pool = open_pool(database_url, size=1)  # one connection: the writer's, then the next user's
-    await pool.open(wait=True)
-    try:
-        table = ResponseTable(pool)
-        async with pool.connection() as conn:
-            default = await (await conn.execute("SHOW synchronous_commit")).fetchone()
-        now = time.time()
-        rows = [encode(StoredResponse(f"resp_{i}", now, "key_1", None, "m", [], {"id": f"resp_{i}"}))
-                for i in range(3)]
-        await table.insert(rows)
-        await table.insert(rows[1:])  # a retry after a write that did land: nothing twice
-        async with pool.connection() as conn:
-            assert await (await conn.execute("SHOW synchronous_commit")).fetchone() == default
-    finally:
-        await pool.close()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        assert conn.execute("SELECT id FROM stored_responses ORDER BY id").fetchall() == [
-            ("resp_0",), ("resp_1",), ("resp_2",)]
-        # the retry's rows reached the trigger, then ON CONFLICT skipped them
-        assert conn.execute("SELECT id, sync FROM seen ORDER BY id").fetchall() == [
-            ("resp_0", "off"), ("resp_1", "off"), ("resp_1", "off"), ("resp_2", "off"), ("resp_2", "off")]

@@ -3,12 +3,15 @@ the writer sends the same text. The writer's batches and the bound of each write
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 
 import orjson
 
 from shieldes.dbwait import DbWait
 from shieldes.responses.service import (
+    LINGER,
     MAX_BATCH_BYTES,
     MAX_BATCH_ROWS,
     PARSED_FROM,
@@ -94,3 +97,56 @@ def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> N
 def test_a_write_may_take_the_request_bound_plus_a_second_per_megabyte() -> None:
     assert write_bound(5.0, 0) == 5.0
     assert write_bound(5.0, 2_700_000) == 7.7
+
+
+class GatedTable(ResponseTable):
+    """Records each batch written; the first write waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]  # no pool: insert is this class's own
+        self.batches: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def insert(self, rows: Sequence[Encoded]) -> None:
+        self.batches.append([r.id for r in rows])
+        self.writing.set()
+        await self.gate.wait()
+
+    async def purge(self, now: float, retention: float) -> list[str]:
+        return []
+
+
+async def test_what_arrives_during_a_write_waits_for_the_next_batch() -> None:
+    """Under steady load the writer waits LINGER again after each write, so the responses that end
+    meanwhile share one statement instead of following the write at once a few at a time."""
+    table = GatedTable()
+    store = ResponseStore(table, Settings(database_url="postgresql://unused"), DbWait(1.0))
+    await store.start()
+    try:
+        store.save(response("resp_1", "a"))
+        await asyncio.wait_for(table.writing.wait(), 5)
+        store.save(response("resp_2", "b"))  # ends while the first write runs
+        table.gate.set()
+        await asyncio.sleep(LINGER / 2)  # the window in which no second write may start
+        assert table.batches == [["resp_1"]]
+        store.save(response("resp_3", "c"))
+        await asyncio.wait_for(_until(lambda: store.pending == 0), 5)
+        assert table.batches == [["resp_1"], ["resp_2", "resp_3"]]
+    finally:
+        await store.stop()
+
+
+async def test_flush_writes_its_limit_of_the_oldest_rows_or_everything() -> None:
+    table = GatedTable()
+    table.gate.set()
+    store = ResponseStore(table, Settings(database_url="postgresql://unused"), DbWait(1.0))
+    for i in range(5):
+        store.save(response(f"resp_{i}", "x"))
+    assert await store.flush(2) and table.batches == [["resp_0", "resp_1"]] and store.pending == 3
+    assert await store.flush() and table.batches[1:] == [["resp_2", "resp_3", "resp_4"]] and store.pending == 0
+
+
+async def _until(done: object) -> None:
+    while not done():  # type: ignore[operator]
+        await asyncio.sleep(0.001)
