@@ -367,10 +367,12 @@ def request_headers(url: str, key: str | None) -> dict[str, str]:
 
 
 def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
-            cpus: str | None = None) -> Result:
+            cpus: str | None = None, pause_ms: float | None = None) -> Result:
     lua = Path(tempfile.mkstemp(suffix=".lua")[1])
     headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in request_headers(url, key).items())
-    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}')
+    # wrk's delay(): each connection waits this long before its next request (not counted in latency)
+    pause = f"function delay() return {pause_ms:.3f} end\n" if pause_ms else ""
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}{pause}')
     out = subprocess.run(
         pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--timeout", "30s", "--latency", "-s",
                 str(lua), url], cpus),
@@ -392,7 +394,8 @@ def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conn
     return Result(float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), int(reqs.group(1)), errors)
 
 
-async def run_python(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int) -> Result:
+async def run_python(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
+                     pause_ms: float | None = None) -> Result:
     import aiohttp
 
     latencies: list[float] = []
@@ -409,6 +412,8 @@ async def run_python(url: str, body: dict[str, Any], key: str | None, duration: 
                 if r.status != 200:
                     errors += 1
             latencies.append(time.perf_counter() - t0)
+            if pause_ms:
+                await asyncio.sleep(pause_ms / 1000)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         await asyncio.gather(*(worker(s) for _ in range(conns)))
@@ -418,10 +423,12 @@ async def run_python(url: str, body: dict[str, Any], key: str | None, duration: 
 
 
 def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
-         cpus: str | None = None) -> Result:
+         cpus: str | None = None, pause_ms: float | None = None) -> Result:
+    """`conns` connections, each sending its next request as soon as the last is answered, or
+    `pause_ms` after it (a paced load, well below what the machine can serve)."""
     if shutil.which("wrk"):
-        return run_wrk(url, body, key, duration, conns, cpus)
-    return asyncio.run(run_python(url, body, key, duration, conns))
+        return run_wrk(url, body, key, duration, conns, cpus, pause_ms)
+    return asyncio.run(run_python(url, body, key, duration, conns, pause_ms))
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -442,6 +449,12 @@ def main() -> None:
         "--moderate", type=int, default=2, help="connections for the moderate-load latency run"
     )
     parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
+    parser.add_argument(
+        "--moderate-rate", type=float, metavar="RPS",
+        help="pace the moderate load at about RPS requests per second in all (each connection pauses "
+        "between requests) instead of sending back to back: 2 connections back to back keep a 2-core "
+        "machine near saturation on streams, where the fake upstream alone takes about a core",
+    )
     parser.add_argument(
         "--workers", type=int, default=1,
         help="`serve --workers N` for the node under test (CPU per request counts every worker)",
@@ -636,11 +649,13 @@ def main() -> None:
                 statistics.median(c for _, c in runs_),
             )
         # Moderate load: the targets take turns, several short rounds, median p50 (a shared machine is noisy).
+        pause_ms = 1000 * args.moderate / args.moderate_rate if args.moderate_rate else None
         for _ in range(args.rounds):
             for mode, body, path in modes:
                 for label, _proc, port, key in targets:
                     url = f"http://127.0.0.1:{port}{path}"
-                    mods.setdefault((mode, label), []).append(load(url, body, key, 3, args.moderate, args.pin_load))
+                    mods.setdefault((mode, label), []).append(
+                        load(url, body, key, 3, args.moderate, args.pin_load, pause_ms))
         rows = []
         for mode, *_ in modes:
             for label, *_rest in targets:
@@ -655,7 +670,8 @@ def main() -> None:
                 )
                 rows.append((mode, label, sat, cpu_us, mod))
                 print(
-                    f"{mode:15} {label:48} moderate p50 {mod.p50_ms:5.2f} ms (median of {len(runs)})",
+                    f"{mode:15} {label:48} moderate p50 {mod.p50_ms:5.2f} ms at {mod.rps:.0f} rps "
+                    f"(median of {len(runs)})",
                     flush=True,
                 )
     finally:
@@ -670,7 +686,10 @@ def main() -> None:
     generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
     table = [
         f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "
-        f"{args.moderate} connections (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
+        f"{args.moderate} connections"
+        + (f" paced at about {args.moderate_rate:.0f} requests/s (each pausing {pause_ms:.1f} ms between "
+           "requests)" if pause_ms else " back to back")
+        + f" (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
         f"saturation run, median of {args.repeat} interleaved run(s); machine: {os.cpu_count()} cores shared "
         "with other work"
         + (f"; servers pinned to CPU {args.pin_servers}" if args.pin_servers else "")

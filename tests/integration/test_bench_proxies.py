@@ -70,3 +70,23 @@ async def test_bare_proxy_forwards_json_and_streams(lean: bool) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+@pytest.mark.parametrize("generator", ["wrk", "python"])
+async def test_paced_load_stays_below_its_rate(generator: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--moderate-rate`: each connection pauses between requests, so the load is the rate asked
+    for, not what the machine can serve back to back."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_gateway
+
+    if generator == "wrk" and bench_gateway.shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    if generator == "python":
+        monkeypatch.setattr(bench_gateway.shutil, "which", lambda _name: None)
+    async with FakeUpstream(completion_tokens=5) as upstream:
+        url = f"{upstream.url}/v1/chat/completions"
+        back_to_back = await asyncio.to_thread(bench_gateway.load, url, CHAT, None, 1, 2)
+        paced = await asyncio.to_thread(bench_gateway.load, url, CHAT, None, 1, 2, None, 100.0)
+    assert paced.errors == 0 and back_to_back.errors == 0
+    assert paced.rps <= 21, paced  # 2 connections, 100 ms apart: at most 20 requests a second
+    assert back_to_back.rps > 3 * paced.rps, (back_to_back, paced)
