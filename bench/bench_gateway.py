@@ -422,6 +422,17 @@ async def run_python(url: str, body: dict[str, Any], key: str | None, duration: 
     return Result(len(latencies) / duration, q[49] * 1000, q[98] * 1000, len(latencies), errors)
 
 
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every process, then wait for each (killed if it takes over 30 s)."""
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    for p in procs.values():
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: int,
          cpus: str | None = None, pause_ms: float | None = None) -> Result:
     """`conns` connections, each sending its next request as soon as the last is answered, or
@@ -675,13 +686,7 @@ def main() -> None:
                     flush=True,
                 )
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         drop_scratch(db_url)
     generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
     table = [

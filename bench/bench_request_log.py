@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -102,13 +100,7 @@ def node_cpu(db_url: str, secret: str, args: argparse.Namespace) -> dict[str, li
                 print(f"  node, request log {mode:9}: {r.rps:7.0f} rps  {out[mode][-1]:6.1f} us CPU/req  "
                       f"errors {r.errors}", flush=True)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bg.stop_all(procs)
     return out
 
 

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import struct
 import subprocess
@@ -122,12 +121,19 @@ def statements(args: argparse.Namespace) -> None:
     finally:
         bg.drop_scratch(url)
     print(f"medians of {args.rounds} rounds, trees alternated")
-    print("| tree | " + " | ".join(f"batch of {k}: Postgres us per row, node us per statement" for k in SIZES) + " |")
+    print_per_batch("tree", {"this tree" if tree == str(ROOT) else tree:
+                             [{int(k): v for k, v in r.items()} for r in runs] for tree, runs in got.items()})
+
+
+def print_per_batch(first: str, got: dict[str, list[dict[int, Any]]]) -> None:
+    """One row per name: the medians over its runs of Postgres CPU per row and node CPU per statement."""
+    heads = " | ".join(f"batch of {k}: Postgres us per row, node us per statement" for k in SIZES)
+    print(f"| {first} | {heads} |")
     print("|---|" + "---:|" * len(SIZES))
-    for tree, runs in got.items():
-        cells = " | ".join(f"{statistics.median(r[str(k)][0] for r in runs) * 1e6:.0f}, "
-                           f"{statistics.median(r[str(k)][1] for r in runs) * 1e6:.0f}" for k in SIZES)
-        print(f"| {'this tree' if tree == str(ROOT) else tree} | {cells} |")
+    for name, runs in got.items():
+        cells = " | ".join(f"{statistics.median(r[k][0] for r in runs) * 1e6:.0f}, "
+                           f"{statistics.median(r[k][1] for r in runs) * 1e6:.0f}" for k in SIZES)
+        print(f"| {name} | {cells} |")
 
 
 # --- variants: other ways to send the same batch, measured and not adopted --------------------------
@@ -263,12 +269,7 @@ def variants(args: argparse.Namespace) -> None:
     finally:
         bg.drop_scratch(url)
     print(f"this tree, medians of {args.rounds} rounds, the ways alternated")
-    print("| way | " + " | ".join(f"batch of {k}: Postgres us per row, node us per statement" for k in SIZES) + " |")
-    print("|---|" + "---:|" * len(SIZES))
-    for name, runs in got.items():
-        cells = " | ".join(f"{statistics.median(r[k][0] for r in runs) * 1e6:.0f}, "
-                           f"{statistics.median(r[k][1] for r in runs) * 1e6:.0f}" for k in SIZES)
-        print(f"| {name} | {cells} |")
+    print_per_batch("way", got)
 
 
 # --- node: a node under wrk ------------------------------------------------------------------------
@@ -301,17 +302,6 @@ def pg_used(procs: dict[int, str], before: dict[int, float], after: dict[int, fl
         if after.get(pid, 0.0) > 0.0:
             out[kind] += after[pid] - before.get(pid, 0.0)
     return out
-
-
-def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every process, then wait for each (killed if it takes over 30 s)."""
-    for p in procs.values():
-        p.send_signal(signal.SIGTERM)
-    for p in procs.values():
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def node(args: argparse.Namespace) -> None:
@@ -364,7 +354,7 @@ def node(args: argparse.Namespace) -> None:
                         print(f"{tree.name:20} {mode:12} " + "  ".join(f"{k} {v:.1f}" for k, v in got.items()),
                               flush=True)
     finally:
-        stop_all(procs)
+        bg.stop_all(procs)
         bg.drop_scratch(url)
     print(f"\nwrk -c{args.connections}, {args.duration} s, medians of {args.rounds} rounds alternated")
     print("| tree | mode | RPS | p50 ms | node CPU us/req | Postgres backends us/req | Postgres server "

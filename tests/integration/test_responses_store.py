@@ -276,4 +276,3 @@ async def test_a_stalled_write_is_cancelled_retried_and_lands_once(database_url:
             await asyncio.sleep(0.02)
         assert sorted(rows) == sorted((i, 1) for i in ids)
         await metric_reaches(h, "shieldes_stored_responses_pending", 0, WAIT * 10)
-
