@@ -192,9 +192,15 @@ def run_proxies(n: int, port: int, upstream: str) -> None:
     """N bare proxies sharing `port` (SO_REUSEPORT), children of this process as `serve --workers N`
     runs its workers: the machine's own cost of N processes, measured the same way."""
     cmd = [sys.executable, str(Path(__file__)), "proxy", "--port", str(port), "--upstream", upstream, "--reuse-port"]
-    from shieldes.cli.serve_cmd import supervise  # as `serve --workers N` supervises its workers
+    from shieldes.cli.workers import Supervisor, Worker  # as `serve --workers N` supervises its workers
 
-    supervise([subprocess.Popen(cmd) for _ in range(n)])
+    def start(worker: Worker) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd)
+        worker.ready_file.touch()  # a proxy counts as ready once started
+        return proc
+
+    with tempfile.TemporaryDirectory(prefix="shieldes-bench-procs-") as tmp:
+        sys.exit(Supervisor(start, [Worker(k, Path(tmp) / f"p{k}.ready") for k in range(1, n + 1)]).run())
 
 
 # --- processes -------------------------------------------------------------------------------------

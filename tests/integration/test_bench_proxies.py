@@ -39,12 +39,15 @@ async def until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the proxy never listened")
 
 
-@pytest.mark.parametrize("lean", [False, True], ids=["aiohttp-client", "node-client"])
-async def test_bare_proxy_forwards_json_and_streams(lean: bool) -> None:
+@pytest.mark.parametrize("extra", [[], ["--lean"], ["--procs", "2"]],
+                         ids=["aiohttp-client", "node-client", "two-processes"])
+async def test_bare_proxy_forwards_json_and_streams(extra: list[str]) -> None:
+    """`--procs 2` is the bare proxy `bench_gateway.py --workers 2` sets beside the node's workers,
+    supervised as `serve --workers` supervises them."""
     async with FakeUpstream(completion_tokens=5) as upstream:
         port = free_port()
         proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench_gateway.py"), "proxy", "--port",
-                                 str(port), "--upstream", upstream.url, *(["--lean"] if lean else [])], cwd=ROOT)
+                                 str(port), "--upstream", upstream.url, *extra], cwd=ROOT)
         try:
             await until_listening(port, proc)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -69,7 +72,9 @@ async def test_bare_proxy_forwards_json_and_streams(lean: bool) -> None:
             assert names[-1] == b"event: response.completed" and b'"output_tokens":5' in body.rsplit(b"\n\n", 2)[-2]
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(10)  # (a supervisor exits once its proxies have stopped)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0  # no proxy process left serving
 
 
 @pytest.mark.parametrize("generator", ["wrk", "python"])
