@@ -451,6 +451,16 @@ def load(url: str, body: dict[str, Any], key: str | None, duration: int, conns: 
 # --- main ------------------------------------------------------------------------------------------
 
 
+def round_by_round(mode: str, what: str, node_cpu: list[float], other_cpu: list[float]) -> str:
+    """The node's CPU per request against another target's, saturation round by saturation round
+    (the two run back to back within a round, so a machine that drifts between rounds moves both):
+    the spread a single ratio of medians hides."""
+    ratios = [n / o for n, o in zip(node_cpu, other_cpu, strict=True)]
+    listed = ", ".join(f"{r:.2f}x" for r in ratios)
+    return (f"{mode}: node CPU per request against {what}, round by round: {listed} "
+            f"(median {statistics.median(ratios):.2f}x, spread {max(ratios) - min(ratios):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")
@@ -725,6 +735,9 @@ def main() -> None:
             f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
             f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
         )
+        rounds = {label: [c for _, c in sat_runs[(mode, label)]] for label in by}
+        if args.repeat > 1:
+            table.append(round_by_round(mode, "the bare proxy's", rounds[targets[2][0]], rounds[targets[1][0]]))
         lean = by[LEAN_LABEL]
         table.append(
             f"{mode}: against a bare proxy with the node's own upstream client (aiohttp server, no gateway "
@@ -745,6 +758,8 @@ def main() -> None:
                 f"{mode}: baseline node throughput = {by[base][0].rps / bare[0].rps * 100:.0f}% of the bare proxy "
                 f"(by CPU per request: {cpu[targets[1][0]] / cpu[base] * 100:.0f}%)."
             )
+            if args.repeat > 1:
+                table.append(round_by_round(mode, "the baseline node's", rounds[targets[2][0]], rounds[base]))
         if args.workers > 1:
             n = args.workers
             bare_cpu, bare_rps = cpu[procs_label] / cpu[targets[1][0]], by[procs_label][0].rps / bare[0].rps

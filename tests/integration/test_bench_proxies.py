@@ -95,3 +95,16 @@ async def test_paced_load_stays_below_its_rate(generator: str, monkeypatch: pyte
     assert paced.errors == 0 and back_to_back.errors == 0
     assert paced.rps <= 21, paced  # 2 connections, 100 ms apart: at most 20 requests a second
     assert back_to_back.rps > 3 * paced.rps, (back_to_back, paced)
+
+
+def test_each_rounds_ratio_is_reported_beside_their_median(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `--repeat N` the report lists the node's CPU against the bare proxy's round by round:
+    one ratio of medians hides how far a single round can move."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_gateway
+
+    line = bench_gateway.round_by_round("stream", "the bare proxy's", [520.0, 600.0, 450.0], [400.0, 500.0, 450.0])
+    assert line == ("stream: node CPU per request against the bare proxy's, round by round: 1.30x, 1.20x, 1.00x "
+                    "(median 1.20x, spread 0.30)")
+    with pytest.raises(ValueError):  # a round without its pair is a bug in the bench, not a figure
+        bench_gateway.round_by_round("json", "the bare proxy's", [1.0, 2.0], [1.0])
