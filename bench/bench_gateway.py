@@ -735,7 +735,7 @@ def main() -> None:
             f"added p50 at moderate load = {node[1].p50_ms - bare[1].p50_ms:+.2f} ms vs the bare proxy, "
             f"{node[1].p50_ms - by[targets[0][0]][1].p50_ms:+.2f} ms vs the upstream directly."
         )
-        rounds = {label: [c for _, c in sat_runs[(mode, label)]] for label in by}
+        rounds = {label: [c for _, c in sat_runs[(mode, label)]] for label in by}  # CPU per request, by round
         if args.repeat > 1:
             table.append(round_by_round(mode, "the bare proxy's", rounds[targets[2][0]], rounds[targets[1][0]]))
         lean = by[LEAN_LABEL]

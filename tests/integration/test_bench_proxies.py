@@ -50,6 +50,9 @@ async def test_bare_proxy_forwards_json_and_streams(extra: list[str]) -> None:
                                  str(port), "--upstream", upstream.url, *extra], cwd=ROOT)
         try:
             await until_listening(port, proc)
+            if "--procs" in extra:  # the supervisor holds its two proxies, each a process of its own
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                assert len(children) == 2, children
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             async with aiohttp.ClientSession() as session:
                 async with session.post(url, json=CHAT) as resp:
