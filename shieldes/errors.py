@@ -136,6 +136,18 @@ class Unavailable(ShieldesError):
     code = "unavailable"
 
 
+class StoredResponsesBacklog(Unavailable):
+    """A request that would store its response, refused before any upstream call: the node's
+    responses waiting for Postgres are past their bound in bytes (a slow or unreachable database
+    under large turns would otherwise grow the node's memory without limit)."""
+
+    code = "stored_responses_backlog"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class CommandRejected(ShieldesError):
     """A config command is invalid against the current state (duplicate name, unknown key, ...)."""
 

@@ -334,8 +334,8 @@ class Node:
                              db_read_wait=self.db_read_wait)
         self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
         responses = self.responses
-        self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.stalls,
-                                            lambda: responses.dropped)
+        self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.pending_bytes,
+                                            lambda: responses.stalls, lambda: responses.dropped)
         await self.responses.start()
         capture = self._capture()
         self.request_log = self._request_log(capture)

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     responses_cache_bytes: int = Field(
         default=64 * 1024 * 1024, ge=0,
         description="bytes (as JSON) of recent stored responses each node keeps in memory")
+    responses_pending_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0,
+        description="bytes (as JSON) of stored responses a node holds waiting for Postgres; past them a request "
+        "with store: true waits up to SHIELDES_DB_REQUEST_TIMEOUT for the writer, then gets a 503 to retry")
     responses_purge_interval: float = Field(
         default=3600.0, gt=0, description="seconds between retention purges of stored responses")
 

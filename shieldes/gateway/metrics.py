@@ -113,10 +113,13 @@ class _HotSeries(Collector):
                                       "buffer was full (the oldest go first)", value=dropped())
             yield CounterMetricFamily("shieldes_request_log_written", "request log rows written", value=written())
         if m._stored_responses is not None:
-            pending, stalls, dropped = m._stored_responses
+            pending, pending_bytes, stalls, dropped = m._stored_responses
             yield GaugeMetricFamily("shieldes_stored_responses_pending",
                                     "stored responses waiting to be written to Postgres (served from memory meanwhile)",
                                     value=pending())
+            yield GaugeMetricFamily("shieldes_stored_responses_pending_bytes",
+                                    "their bytes of JSON; past SHIELDES_RESPONSES_PENDING_BYTES, requests with store: "
+                                    "true wait for the writer, then get a 503", value=pending_bytes())
             yield CounterMetricFamily("shieldes_stored_responses_write_stalls",
                                       "stored-response writes cancelled past their bound (a stalled database) and "
                                       "retried", value=stalls())
@@ -143,7 +146,8 @@ class Metrics:
             ["provider", "cause"], registry=r)
         self._routes = _Bounded(MAX_SERIES)
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
-        self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
+        self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
+                                      Callable[[], float]] | None = None
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -214,10 +218,10 @@ class Metrics:
         """Request-log buffer depth and counters, read at scrape time."""
         self._request_log = (buffered, dropped, written)
 
-    def watch_stored_responses(self, pending: Callable[[], float], stalls: Callable[[], float],
-                               dropped: Callable[[], float]) -> None:
-        """The stored-response writer's backlog and counters, read at scrape time."""
-        self._stored_responses = (pending, stalls, dropped)
+    def watch_stored_responses(self, pending: Callable[[], float], pending_bytes: Callable[[], float],
+                               stalls: Callable[[], float], dropped: Callable[[], float]) -> None:
+        """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
+        self._stored_responses = (pending, pending_bytes, stalls, dropped)
 
     def usage(self, provider: str, model: str, usage: TokenUsage, nusd: int) -> None:
         cells = self._use.get((provider, model))

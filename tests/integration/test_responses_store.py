@@ -276,3 +276,47 @@ async def test_a_stalled_write_is_cancelled_retried_and_lands_once(database_url:
             await asyncio.sleep(0.02)
         assert sorted(rows) == sorted((i, 1) for i in ids)
         await metric_reaches(h, "shieldes_stored_responses_pending", 0, WAIT * 10)
+
+
+async def test_a_backlog_past_its_bytes_refuses_storing_requests_before_any_upstream_call(database_url: str) -> None:
+    """With stored_responses locked (a stalled database) the unwritten responses pile up in the
+    node's memory. Past SHIELDES_RESPONSES_PENDING_BYTES a request with store: true waits
+    db_request_timeout for the writer, then gets a 503 stored_responses_backlog with Retry-After,
+    before the upstream sees it; store: false turns are served meanwhile. Once
+    the lock goes the backlog drains, every kept response lands once and the refused turn is served."""
+    async with harness(database_url, db_request_timeout=WAIT, responses_pending_bytes=20_000) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret).with_options(timeout=WAIT * 10, max_retries=0)
+        with psycopg.connect(database_url) as locker:
+            locker.execute("LOCK TABLE stored_responses IN ACCESS EXCLUSIVE MODE")
+            kept = [await client.responses.create(model="gpt-4o", input="x" * 12_000) for _ in range(2)]
+            seen = await scrape(h)
+            assert seen["shieldes_stored_responses_pending"] == 2
+            assert seen["shieldes_stored_responses_pending_bytes"] > 20_000
+            calls = len(h.upstream.requests)
+            began = time.monotonic()
+            with pytest.raises(openai.APIStatusError) as refused:
+                await client.responses.create(model="gpt-4o", input="one more turn")
+            assert WAIT <= time.monotonic() - began < WAIT * 5
+            error = refused.value
+            assert error.status_code == 503 and error.response.headers["Retry-After"] == "2"
+            assert isinstance(error.body, dict) and error.body["code"] == "stored_responses_backlog", error.body
+            for advice in ("SHIELDES_RESPONSES_PENDING_BYTES", "store: false", "retry"):
+                assert advice in error.body["message"], advice
+            assert len(h.upstream.requests) == calls  # refused before the upstream call
+            unstored = await client.responses.create(model="gpt-4o", input="not kept", store=False)
+            assert unstored.output_text and len(h.upstream.requests) == calls + 1
+        deadline = time.monotonic() + WAIT * 10
+        while (await scrape(h))["shieldes_stored_responses_pending_bytes"] > 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        again = await client.responses.create(model="gpt-4o", input="one more turn")
+        assert again.output_text
+        expected = sorted((i, 1) for i in [*(r.id for r in kept), again.id])
+        for _ in range(500):  # (read from a thread: the node's writer shares this event loop)
+            rows = await asyncio.to_thread(h.sql, "SELECT id, count(*) FROM stored_responses GROUP BY id")
+            if len(rows) == len(expected):
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(rows) == expected

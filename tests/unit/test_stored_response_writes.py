@@ -8,8 +8,10 @@ import time
 from collections.abc import Sequence
 
 import orjson
+import pytest
 
 from shieldes.dbwait import DbWait
+from shieldes.errors import StoredResponsesBacklog
 from shieldes.responses.service import (
     LINGER,
     MAX_BATCH_BYTES,
@@ -150,3 +152,59 @@ async def test_flush_writes_its_limit_of_the_oldest_rows_or_everything() -> None
 async def _until(done: object) -> None:
     while not done():  # type: ignore[operator]
         await asyncio.sleep(0.001)
+
+
+def test_the_backlog_counts_the_bytes_of_what_waits_and_of_what_was_dropped() -> None:
+    rows = [response(f"resp_{i}", "x" * 100) for i in range(3)]
+    store = ResponseStore(ResponseTable(None), Settings(database_url="postgresql://unused"),  # type: ignore[arg-type]
+                          DbWait(1.0))
+    for stored in rows:
+        store.save(stored)
+    assert store.pending_bytes == sum(encode(r).size for r in rows) > 0
+
+
+async def test_a_request_that_would_store_waits_for_room_and_gets_it_when_a_write_lands() -> None:
+    """Past `responses_pending_bytes` of unwritten responses, `room` holds the next storing request
+    until the writer lands a batch; below it, `room` returns at once."""
+    table = GatedTable()
+    first = response("resp_1", "x" * 2000)
+    settings = Settings(database_url="postgresql://unused", responses_pending_bytes=encode(first).size,
+                        db_request_timeout=5.0)
+    store = ResponseStore(table, settings, DbWait(5.0))
+    await asyncio.wait_for(store.room(), 0.1)  # nothing waits
+    await store.start()
+    try:
+        store.save(first)
+        await asyncio.wait_for(table.writing.wait(), 5)
+        waiting = asyncio.ensure_future(store.room())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the write is held: the backlog stays at its bound
+        table.gate.set()
+        await asyncio.wait_for(waiting, 5)
+        assert store.pending_bytes == 0 and table.batches == [["resp_1"]]
+    finally:
+        await store.stop()
+
+
+async def test_a_backlog_that_does_not_drain_refuses_after_the_wait_with_what_to_do() -> None:
+    table = GatedTable()  # its gate stays shut: a stalled database
+    rows = [response(f"resp_{i}", "x" * 2000) for i in range(2)]
+    settings = Settings(database_url="postgresql://unused", responses_pending_bytes=encode(rows[0]).size + 1,
+                        db_request_timeout=0.2)
+    store = ResponseStore(table, settings, DbWait(5.0))
+    await store.start()
+    try:
+        for stored in rows:
+            store.save(stored)
+        began = time.monotonic()
+        with pytest.raises(StoredResponsesBacklog) as refused:
+            await store.room()
+        assert 0.2 <= time.monotonic() - began < 2
+        error = refused.value
+        assert error.status == 503 and error.code == "stored_responses_backlog" and error.headers["Retry-After"]
+        for advice in ("SHIELDES_RESPONSES_PENDING_BYTES", "store: false", "retry", "shieldes doctor"):
+            assert advice in error.message, advice
+        assert store.pending == 2  # nothing served is dropped for the bound
+    finally:
+        table.gate.set()
+        await store.stop()
