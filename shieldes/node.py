@@ -39,7 +39,7 @@ from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.front import Front
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import JsonErrorHandler, protocol_logger
-from shieldes.gateway.observe import Observer
+from shieldes.gateway.observe import InFlight, Observer
 from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway
 from shieldes.projections.keytable import warm
@@ -249,6 +249,19 @@ class Node:
     @property
     def port(self) -> int:
         return self.http.port if self.http is not None else self.settings.port
+
+    @property
+    def in_flight(self) -> InFlight:
+        """The requests being handled, and how many were ever begun (once started)."""
+        assert self.http is not None, "the node is not started"
+        return self.http.app[IN_FLIGHT]
+
+    def activity(self) -> int:
+        """Requests begun plus reads of request bytes, ever: the same over an interval, and nothing
+        in flight, the node was idle through it (a body still arriving is not idle)."""
+        http = self.http
+        assert http is not None, "the node is not started"
+        return http.app[IN_FLIGHT].started + (http.front.reads if http.front is not None else 0)
 
     async def _open_database(self) -> None:
         s = self.settings

@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     responses_cache_bytes: int = Field(
         default=64 * 1024 * 1024, ge=0,
         description="bytes (as JSON) of recent stored responses each node keeps in memory")
+    memory_trim_interval: float = Field(
+        default=10.0, ge=0,
+        description="seconds without a request after which a node gives the free memory of its C heap back to the "
+        "system (0: never; a burst of large bodies otherwise leaves its RSS hundreds of MB up)")
     responses_pending_bytes: int = Field(
         default=256 * 1024 * 1024, gt=0,
         description="bytes (as JSON) of stored responses a node holds waiting for Postgres; past them a request "

@@ -22,7 +22,7 @@ from shieldes import db, logformat
 from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
 from shieldes.cli.workers import Supervisor, Worker, stop_with_parent
 from shieldes.errors import ShieldesError
-from shieldes.malloc import keep_freed_memory
+from shieldes.malloc import IdleTrim, keep_freed_memory
 from shieldes.open_files import FEW_OPEN_FILES, raise_soft_limit
 from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
@@ -66,10 +66,14 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file
         gc.enable()
     tune_gc()  # a process-wide choice, so the process owner makes it: after startup, before load
     keep_freed_memory()  # (the same: large request bodies reuse the heap instead of faulting it in)
+    in_flight = node.in_flight
+    trim = IdleTrim(settings.memory_trim_interval, node.activity, lambda: in_flight.count)
+    trim.start()  # (and when it stops reusing it, hands it back)
     click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
     if ready_file is not None:  # a worker of `serve --workers` (cli/workers.py)
         ready_file.touch()
     await stop.wait()
+    await trim.stop()
     click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
     await node.stop()
 

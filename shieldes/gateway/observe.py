@@ -40,6 +40,7 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        self.started = 0  # ever (a node that began none over an interval may be idle: Node.activity)
 
 
 class Observer:
@@ -66,6 +67,7 @@ class Observer:
         in_flight = self.in_flight
         tracing = self.tracing
         in_flight.count += 1
+        in_flight.started += 1
         t0 = time.perf_counter()
         rec = RequestRecord(request_id(request), time.time(), t0, request.method, request.path)
         request[RECORD_KEY] = rec
