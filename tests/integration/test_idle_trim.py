@@ -4,11 +4,8 @@ once it has been idle for SHIELDES_MEMORY_TRIM_INTERVAL, as a real `shieldes ser
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,34 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shieldes.malloc import TRIM_ABOVE, should_trim
-from tests.integration.test_open_files import wait_for
+from tests.integration import serve_process
 
-ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 
 
 @contextmanager
 def serving(database_url: str, trim_interval: float) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--node-id", "trim"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url,
-                                 "SHIELDES_MEMORY_TRIM_INTERVAL": str(trim_interval)})
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        listening = wait_for(lambda: next((x for x in lines if "listening on" in x), None), proc)
-        yield proc, int(re.search(r":(\d+)\s*$", listening.strip()).group(1))  # type: ignore[union-attr]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        reader.join(timeout=10)
+    with serve_process.serving(database_url, "trim", env={"SHIELDES_MEMORY_TRIM_INTERVAL": str(trim_interval)}) \
+            as (proc, _lines, port):
+        yield proc, port
 
 
 def rss(pid: int) -> int:

@@ -5,21 +5,17 @@ it raises its soft limit to the hard one, says so, and warns while connections u
 from __future__ import annotations
 
 import os
-import re
 import resource
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from shieldes.open_files import CEILING
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration import serve_process
+from tests.integration.serve_process import wait_for
 
 
 @contextmanager
@@ -28,34 +24,8 @@ def serving(database_url: str, soft: int, hard: int) -> Iterator[tuple[subproces
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
-    proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--node-id", "files"], cwd=ROOT, preexec_fn=limited, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url})
-    lines: list[str] = []
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        listening = wait_for(lambda: next((x for x in lines if "listening on" in x), None), proc)
-        yield proc, lines, int(re.search(r":(\d+)\s*$", listening.strip()).group(1))  # type: ignore[union-attr]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        reader.join(timeout=10)
-
-
-def wait_for(found: Callable[[], str | None], proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (got := found()) is None:
-        assert proc.poll() is None, "the node exited"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return got
+    with serve_process.serving(database_url, "files", preexec_fn=limited) as served:
+        yield served
 
 
 def limits_of(pid: int) -> tuple[int, int]:
