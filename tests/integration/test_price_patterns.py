@@ -33,8 +33,9 @@ async def test_a_budgeted_key_is_served_and_costed_at_the_pattern_price(database
             # no price: refused, and the answer says a pattern price (the provider's own) would do
             with pytest.raises(anthropic.PermissionDeniedError) as unpriced:
                 await client.messages.create(model="claude-opus-5-5", max_tokens=50, messages=HELLO)
-            assert "model_not_priced" in str(unpriced.value)
-            assert "shieldes pricing set 'claude-opus-*'" in str(unpriced.value)
+            error = unpriced.value.body
+            assert isinstance(error, dict) and error["error"]["code"] == "model_not_priced", error
+            assert "shieldes pricing set 'claude-opus-*'" in error["error"]["message"]
 
             # a misplaced `*` is refused with the rule
             status, err = await api.call("PUT", "/admin/v1/pricing/" + quote("claude-*-opus", safe=""),
