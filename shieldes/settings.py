@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     responses_pending_bytes: int = Field(
         default=256 * 1024 * 1024, gt=0,
         description="bytes (as JSON) of stored responses a node holds waiting for Postgres; past them a request "
-        "with store: true waits up to SHIELDES_DB_REQUEST_TIMEOUT for the writer, then gets a 503 to retry")
+        "with store: true gets a 503 to retry, before any upstream call")
     responses_purge_interval: float = Field(
         default=3600.0, gt=0, description="seconds between retention purges of stored responses")
 

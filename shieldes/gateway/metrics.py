@@ -119,7 +119,7 @@ class _HotSeries(Collector):
                                     value=pending())
             yield GaugeMetricFamily("shieldes_stored_responses_pending_bytes",
                                     "their bytes of JSON; past SHIELDES_RESPONSES_PENDING_BYTES, requests with store: "
-                                    "true wait for the writer, then get a 503", value=pending_bytes())
+                                    "true get a 503 to retry", value=pending_bytes())
             yield CounterMetricFamily("shieldes_stored_responses_write_stalls",
                                       "stored-response writes cancelled past their bound (a stalled database) and "
                                       "retried", value=stalls())

@@ -145,7 +145,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     if req.store:
-        await store.room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
+        store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
                  conversations, req.conversation)

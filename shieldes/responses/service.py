@@ -40,7 +40,7 @@ from shieldes.tasks import stop_task, wait_event
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between reads while waiting for another node's write
 MAX_PENDING = 100_000  # responses held while the database is unreachable
-ROOM_RETRY_AFTER = 2  # seconds a request refused for the backlog is told to wait (Retry-After)
+ROOM_RETRY_AFTER = 1  # seconds a request refused for the backlog is told to wait (Retry-After)
 RETRY = 1.0
 # After the first response of a batch the writer waits this long for more: every write is a round
 # trip that wakes Postgres, and psycopg's work per statement costs the node more CPU than the rows
@@ -124,12 +124,11 @@ class ResponseStore:
         self.read_wait = settings.responses_read_wait
         self.cache_bytes = settings.responses_cache_bytes
         self.pending_bytes_max = settings.responses_pending_bytes
-        self.room_wait = settings.db_request_timeout
         self.purge_interval = settings.responses_purge_interval
         self._cache: OrderedDict[str, tuple[Cached, int]] = OrderedDict()  # and the JSON bytes it stands for
         self._cached_bytes = 0
         self._pending: list[Encoded] = []
-        self._pending_bytes = 0  # of the rows queued or being written: what `room` bounds
+        self._pending_bytes = 0  # of the rows queued or being written: what `check_room` bounds
         self._writing: dict[str, Encoded] = {}
         self._writes = DbWait(settings.db_request_timeout)  # the writer's own: stop() awaits its cancellations
         self.stalls = 0  # writes cancelled past their bound
@@ -167,28 +166,20 @@ class ResponseStore:
         """Their bytes of JSON (what the writer sends, and about what they hold in memory)."""
         return self._pending_bytes
 
-    async def room(self) -> None:
-        """Return once the responses waiting to be written are below `pending_bytes_max`, before a
-        request that will store its response calls an upstream: a database slower than the turns
+    def check_room(self) -> None:
+        """Refuse a request that would store its response while the responses waiting to be written
+        are past `pending_bytes_max`, before it calls an upstream. A database slower than the turns
         it is sent (2 MB screenshots at tens per second) or unreachable holds them in this node's
         memory, and without a bound in bytes that memory grows until the process is killed, taking
-        every unwritten response with it. Waits for the writer up to `room_wait` seconds (what
-        admits the next request is a batch landing), then refuses: nothing was sent upstream or
-        billed, and a response already served is never dropped for the bound."""
-        if self._pending_bytes < self.pending_bytes_max:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.room_wait
-        while self._pending_bytes >= self.pending_bytes_max:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise StoredResponsesBacklog(
-                    f"this node holds {self._pending_bytes / 1e6:.1f} MB of stored responses waiting for Postgres, "
-                    f"past its bound of {self.pending_bytes_max / 1e6:.1f} MB (SHIELDES_RESPONSES_PENDING_BYTES), "
-                    f"and none were written within {self.room_wait:g} s: retry in a few seconds or on another "
-                    "node, or send store: false; if it lasts, check the database (`shieldes doctor`, "
-                    "shieldes_stored_responses_write_stalls_total)", retry_after=ROOM_RETRY_AFTER)
-            await wait_event(self._written, left)
+        every unwritten response with it. Refused at once (a request never waits on the database):
+        nothing was sent upstream or billed, the client retries after Retry-After, and a response
+        already served is never dropped for the bound."""
+        if self._pending_bytes >= self.pending_bytes_max:
+            raise StoredResponsesBacklog(
+                f"this node holds {self._pending_bytes / 1e6:.1f} MB of stored responses waiting for Postgres, "
+                f"past its bound of {self.pending_bytes_max / 1e6:.1f} MB (SHIELDES_RESPONSES_PENDING_BYTES): retry "
+                "in a few seconds or on another node, or send store: false; if it lasts, check the database "
+                "(`shieldes doctor`, shieldes_stored_responses_write_stalls_total)", retry_after=ROOM_RETRY_AFTER)
 
     def _remember(self, row: Encoded, stored: StoredResponse) -> None:
         """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large)."""

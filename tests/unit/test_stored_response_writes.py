@@ -163,48 +163,32 @@ def test_the_backlog_counts_the_bytes_of_what_waits_and_of_what_was_dropped() ->
     assert store.pending_bytes == sum(encode(r).size for r in rows) > 0
 
 
-async def test_a_request_that_would_store_waits_for_room_and_gets_it_when_a_write_lands() -> None:
-    """Past `responses_pending_bytes` of unwritten responses, `room` holds the next storing request
-    until the writer lands a batch; below it, `room` returns at once."""
-    table = GatedTable()
-    first = response("resp_1", "x" * 2000)
-    settings = Settings(database_url="postgresql://unused", responses_pending_bytes=encode(first).size,
-                        db_request_timeout=5.0)
-    store = ResponseStore(table, settings, DbWait(5.0))
-    await asyncio.wait_for(store.room(), 0.1)  # nothing waits
-    await store.start()
-    try:
-        store.save(first)
-        await asyncio.wait_for(table.writing.wait(), 5)
-        waiting = asyncio.ensure_future(store.room())
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # the write is held: the backlog stays at its bound
-        table.gate.set()
-        await asyncio.wait_for(waiting, 5)
-        assert store.pending_bytes == 0 and table.batches == [["resp_1"]]
-    finally:
-        await store.stop()
-
-
-async def test_a_backlog_that_does_not_drain_refuses_after_the_wait_with_what_to_do() -> None:
-    table = GatedTable()  # its gate stays shut: a stalled database
+async def test_a_storing_request_is_refused_while_the_backlog_is_past_its_bound_and_taken_once_a_write_lands() -> None:
+    """Past `responses_pending_bytes` of unwritten responses, the next storing request is refused at
+    once (it never waits on the database), with what to do; once the writer lands the batch, the
+    next one is taken. Nothing served is dropped for the bound."""
+    table = GatedTable()  # the first write is held until the gate opens: a slow database
     rows = [response(f"resp_{i}", "x" * 2000) for i in range(2)]
-    settings = Settings(database_url="postgresql://unused", responses_pending_bytes=encode(rows[0]).size + 1,
-                        db_request_timeout=0.2)
+    settings = Settings(database_url="postgresql://unused", responses_pending_bytes=encode(rows[0]).size + 1)
     store = ResponseStore(table, settings, DbWait(5.0))
+    store.check_room()  # nothing waits
     await store.start()
     try:
         for stored in rows:
             store.save(stored)
         began = time.monotonic()
         with pytest.raises(StoredResponsesBacklog) as refused:
-            await store.room()
-        assert 0.2 <= time.monotonic() - began < 2
+            store.check_room()
+        assert time.monotonic() - began < 0.1
         error = refused.value
-        assert error.status == 503 and error.code == "stored_responses_backlog" and error.headers["Retry-After"]
+        assert error.status == 503 and error.code == "stored_responses_backlog" and error.headers["Retry-After"] == "1"
         for advice in ("SHIELDES_RESPONSES_PENDING_BYTES", "store: false", "retry", "shieldes doctor"):
             assert advice in error.message, advice
         assert store.pending == 2  # nothing served is dropped for the bound
+        table.gate.set()
+        await asyncio.wait_for(_until(lambda: store.pending == 0), 5)
+        assert store.pending_bytes == 0
+        store.check_room()
     finally:
         table.gate.set()
         await store.stop()
