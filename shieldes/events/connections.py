@@ -25,6 +25,19 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+# lz4 for the values Postgres compresses (TOAST) where the server has it and no one configured
+# default_toast_compression (the server, the database or the role): pglz spends more than half of
+# the INSERT of a stored 2 MB screenshot turn failing to compress its base64 (docs/deploy.md).
+LZ4_UNLESS_CONFIGURED = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND source = 'default' AND 'lz4' = ANY (enumvals)")
+
+
+async def prefer_lz4(conn: psycopg.AsyncConnection[Any]) -> None:
+    """This session compresses large values with lz4 where the server can (LZ4_UNLESS_CONFIGURED)."""
+    await conn.execute(LZ4_UNLESS_CONFIGURED)
+
+
 def use_orjson(conn: psycopg.AsyncConnection[Any]) -> None:
     """JSON through orjson, per connection (no global adapter state)."""
     set_json_dumps(_dumps, conn)

@@ -22,7 +22,7 @@ from shieldes.errors import AppendTimeout, ConcurrentChange, DatabaseError, Data
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import chain_hash
 from shieldes.events.compat import unreadable_by
-from shieldes.events.connections import Connections, use_orjson
+from shieldes.events.connections import Connections, prefer_lz4, use_orjson
 from shieldes.events.partitions import cover
 from shieldes.events.scope import Scope
 from shieldes.events.scope_sql import COLUMNS as _COLUMNS
@@ -46,8 +46,10 @@ NOTIFY_CHANNEL = "shieldes_events"
 
 
 async def configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """A pool's hook for each new connection: JSON through orjson."""
+    """A pool's hook for each new connection: JSON through orjson; lz4 for large values where the
+    server has it (a node's pool writes stored responses and snapshots)."""
     use_orjson(conn)
+    await prefer_lz4(conn)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,9 @@ import aiohttp
 import openai
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
+from shieldes.events.pg_store import open_pool
 from shieldes.node import Node
 from shieldes.responses.store import ResponseTable, StoredResponse, encode, partition_name
 from tests.integration.gateway_harness import Harness, harness
@@ -320,3 +322,35 @@ async def test_a_backlog_past_its_bytes_refuses_storing_requests_before_any_upst
                 break
             await asyncio.sleep(0.02)
         assert sorted(rows) == expected
+
+
+async def test_large_stored_values_are_compressed_with_lz4_where_the_server_has_it_unless_configured(
+        database_url: str, pool: AsyncConnectionPool[Any]) -> None:
+    # pglz spends most of a stored screenshot turn's INSERT failing to compress base64; where the
+    # server is built with lz4 (Debian's, the clouds'; not the embedded one) the node's sessions use
+    # it, unless the server, the database or the role chose a method (then the choice stands)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+                           ).fetchone()
+        assert row is not None
+    has_lz4 = bool(row[0])
+    transcript = [{"role": "user", "content": "the same line of a long transcript\n" * 2000}]
+
+    async def stored_with(connections: AsyncConnectionPool[Any], rid: str) -> str:
+        await ResponseTable(connections).insert([encode(StoredResponse(
+            rid, time.time(), "key_1", None, "m", transcript, {"id": rid, "output": []}))])
+        async with connections.connection() as conn:
+            cur = await conn.execute("SELECT pg_column_compression(input) FROM stored_responses WHERE id = %s", (rid,))
+            method = await cur.fetchone()
+        assert method is not None
+        return str(method[0])
+
+    assert await stored_with(pool, "resp_default") == ("lz4" if has_lz4 else "pglz")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET default_toast_compression = 'pglz'")
+    configured = open_pool(database_url, size=1)
+    await configured.open(wait=True)
+    try:
+        assert await stored_with(configured, "resp_configured") == "pglz"
+    finally:
+        await configured.close()
