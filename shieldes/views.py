@@ -4,9 +4,11 @@ shows only as its `env:VAR` reference or as "encrypted"."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from shieldes.projections.keytable import names_in_order
 from shieldes.projections.state import (
     AdminToken,
     ConfigState,
@@ -59,6 +61,26 @@ def key_status(key: VirtualKey, now: float) -> str:
     if key.expires_at is not None and key.expires_at <= now:
         return "expired"
     return "active"
+
+
+def listed_keys(state: ConfigState, now: float, *, statuses: Collection[str] | None = None, team_id: str | None = None,
+                search: str = "", after: str | None = None) -> Iterator[VirtualKey]:
+    """The keys a listing shows, by name, produced as they are read (a page of a million keys
+    reads only as far as it goes): those named above `after`, with one of `statuses` (None: any),
+    of team `team_id`, whose name holds `search` in any case. `key list` and GET /admin/v1/keys."""
+    search = search.lower()
+    ordered: Iterable[VirtualKey]
+    if len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
+        ordered = (state.keys[state.key_ids_by_name[n]] for n in names_in_order(state.key_ids_by_name, after))
+    else:
+        ordered = sorted(state.keys.values(), key=lambda k: k.name)
+    for key in ordered:
+        if (after is not None and key.name <= after) or (search and search not in key.name.lower()):
+            continue
+        if (team_id is not None and key.team_id != team_id) or (statuses is not None
+                                                                 and key_status(key, now) not in statuses):
+            continue
+        yield key
 
 
 def key_row(state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:

@@ -138,24 +138,34 @@ def create(
 
 @key_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="include revoked keys")
+@click.option("--team", default=None, help="only keys of this team (name or id)")
+@click.option("--search", default=None, help="only keys whose name contains this text (in any case)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="at most this many keys, the first by name")
 @json_option
 @handle_errors
-def list_(show_all: bool, as_json: bool) -> None:
-    """Keys (active and expired; --all adds revoked ones). Secrets are never shown."""
+def list_(show_all: bool, team: str | None, search: str | None, limit: int | None, as_json: bool) -> None:
+    """Keys by name (active and expired; --all adds revoked ones). Secrets are never shown."""
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:
-        rows = [{c: k[c] for c in COLUMNS} for k in api.every("/keys", status="all")
-                if show_all or k["status"] != "revoked"]
+        query = {k: v for k, v in (("team", team), ("search", search)) if v}
+        wanted = None if show_all else ("active", "expired")
+        rows = [{c: k[c] for c in COLUMNS} for k in api.every("/keys", status="all", most=limit, kept=lambda k: (
+            wanted is None or k["status"] in wanted), **query)]
         emit(rows, as_json=ctx.as_json, columns=COLUMNS)
         return
+    from itertools import islice
+
     from shieldes.cli.common import read_config
-    from shieldes.views import key_row
+    from shieldes.projections.commands import find_team
+    from shieldes.views import key_row, listed_keys
 
     state = run_read(read_config()).state
+    found = None if team is None else find_team(state, team, subject=True)  # (`team_not_found`, as remote)
     now = time.time()
-    rows = [key_row(state, k, now) for k in sorted(state.keys.values(), key=lambda k: k.name)
-            if show_all or not k.revoked]
+    keys = listed_keys(state, now, statuses=None if show_all else ("active", "expired"),
+                       team_id=None if found is None else found.id, search=search or "")
+    rows = [key_row(state, k, now) for k in islice(keys, limit)]
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)
 
 

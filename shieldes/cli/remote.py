@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -93,8 +94,10 @@ class AdminApi:
     def get(self, path: str, **query: Any) -> Any:
         return self.call("GET", path, query=query)
 
-    def every(self, path: str, **query: Any) -> list[dict[str, Any]]:
-        """A whole list, read page by page (a page holds at most LIST_PAGE items), in the API's order."""
+    def every(self, path: str, *, most: int | None = None, kept: Callable[[dict[str, Any]], bool] | None = None,
+              **query: Any) -> list[dict[str, Any]]:
+        """A whole list, read page by page (a page holds at most LIST_PAGE items), in the API's order;
+        only the items `kept` passes, and no more pages once `most` of them are read."""
         rows: list[dict[str, Any]] = []
         after, limit = None, LIST_PAGE
         while True:
@@ -105,7 +108,9 @@ class AdminApi:
                     raise
                 limit = OLD_LIST_PAGE
                 continue
-            rows += got["data"]
+            rows += got["data"] if kept is None else [item for item in got["data"] if kept(item)]
+            if most is not None and len(rows) >= most:
+                return rows[:most]
             if not got.get("has_more"):
                 return rows
             after = got["next_after"]

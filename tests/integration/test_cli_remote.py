@@ -402,3 +402,30 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         assert per_key == {"narrow": 1, "idle": 0}
         assert (await remote(h, "usage", "--key", "nope")).error() == \
             "error: no virtual key named or with id 'nope'; see `shieldes key list`"
+
+
+async def test_key_list_filters_by_team_and_name_and_stops_at_a_limit_alike_in_both_modes(database_url: str) -> None:
+    # at a million keys a whole listing is a million rows: `key list` narrows as GET /admin/v1/keys does
+    async with harness(database_url, admin_token=BOOT) as h:
+        for team in ("eng", "ops"):
+            assert (await direct(h, "team", "create", team)).code == 0
+        for name, team in (("eng-bot", "eng"), ("eng-App", "eng"), ("eng-old", "eng"), ("ops-bot", "ops"),
+                           ("solo", None)):
+            assert (await direct(h, "key", "create", "--name", name, *(("--team", team) if team else ()))).code == 0
+        assert (await direct(h, "key", "revoke", "eng-old")).code == 0
+        expected = {("--team", "eng"): ["eng-App", "eng-bot"],
+                    ("--team", "eng", "--all"): ["eng-App", "eng-bot", "eng-old"],
+                    ("--search", "BOT"): ["eng-bot", "ops-bot"],
+                    ("--search", "o", "--all", "--limit", "2"): ["eng-bot", "eng-old"],
+                    ("--limit", "3"): ["eng-App", "eng-bot", "ops-bot"],
+                    ("--team", "ops", "--search", "eng"): []}
+        for args, names in expected.items():
+            r, d = await remote(h, "--json", "key", "list", *args), await direct(h, "--json", "key", "list", *args)
+            assert [k["name"] for k in d.json()] == names, args
+            assert (r.code, r.out, r.err) == (d.code, d.out, d.err), args
+            table = await direct(h, "key", "list", *args)
+            assert table.code == 0 and len(table.out.splitlines()) == 1 + len(names), args  # a header, then the keys
+        for bad, code, said in ((("--team", "nope"), 1, "no team named or with id 'nope'"),
+                                (("--limit", "0"), 2, "'--limit': 0 is not in the range")):
+            r, d = await remote(h, "key", "list", *bad), await direct(h, "key", "list", *bad)
+            assert r.error(code) == d.error(code) and said in d.err, bad

@@ -22,8 +22,8 @@ from shieldes.projections.commands import (
     RotateKey,
     SetBudget,
     UpdateKey,
+    find_team,
 )
-from shieldes.projections.keytable import names_in_order
 from shieldes.projections.shared_commands import (
     AddProvider,
     CreateAdminToken,
@@ -46,7 +46,7 @@ from shieldes.usage.pricing import unpriced
 from shieldes.views import (
     alias_row,
     key_row,
-    key_status,
+    listed_keys,
     provider_row,
     team_row,
     token_row,
@@ -109,22 +109,12 @@ def _with_position(row: dict[str, Any], written: LiveWrite) -> dict[str, Any]:
 async def list_keys(call: Call) -> Any:
     state, now = call.ctx.projector.config, time.time()
     q = call.query
-    team = state.find_team(q["team"]) if q.get("team") else None
-    if q.get("team") and team is None:
-        raise InvalidRequest(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams")
-    status, search, after, limit = q.get("status"), (q.get("search") or "").lower(), q.get("after"), call.list_limit()
-    if len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
-        ordered: Iterable[VirtualKey] = (state.keys[state.key_ids_by_name[n]]
-                                         for n in names_in_order(state.key_ids_by_name, after)
-                                         if not search or search in n.lower())
-    else:
-        ordered = sorted(state.keys.values(), key=lambda k: k.name)
+    team = find_team(state, q["team"], subject=True) if q.get("team") else None  # (404 `team_not_found`)
+    status, limit = q.get("status"), call.list_limit()
     rows = []
-    for key in ordered:
-        if (after is not None and key.name <= after) or (search and search not in key.name.lower()):
-            continue
-        if (team is not None and key.team_id != team.id) or status not in (None, "all", key_status(key, now)):
-            continue
+    for key in listed_keys(state, now, statuses=None if status in (None, "all") else (status,),
+                           team_id=None if team is None else team.id, search=q.get("search") or "",
+                           after=q.get("after")):
         rows.append(key_view(call, state, key, now))
         if len(rows) > limit:  # one more than a page says whether there is a next one
             break
