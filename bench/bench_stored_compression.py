@@ -30,7 +30,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench_gateway import _file  # noqa: E402
+from bench_gateway import agent_responses  # noqa: E402
 
 from shieldes import db  # noqa: E402
 from shieldes.events.pg_store import open_pool  # noqa: E402
@@ -53,13 +53,8 @@ def screenshot() -> list[dict[str, Any]]:
 
 
 def transcript(turns: int = 60) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for i in range(turns):
-        items.append({"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": f"Look at src/mod{i}.py and fix the failing test, please."}]})
-        items.append({"type": "function_call", "call_id": f"call_{i}", "name": "shell",
-                      "arguments": f'{{"command": "cat src/mod{i}.py"}}'})
-        items.append({"type": "function_call_output", "call_id": f"call_{i}", "output": _file(i)})
+    """A coding agent's Responses input: `turns` shell calls, each with its result."""
+    items: list[dict[str, Any]] = agent_responses({"input": "Fix the failing test, please."}, turns)["input"]
     return items
 
 
