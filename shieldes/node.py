@@ -42,6 +42,7 @@ from shieldes.gateway.middleware import JsonErrorHandler, protocol_logger
 from shieldes.gateway.observe import InFlight, Observer
 from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway
+from shieldes.loop_lag import LoopLagProbe
 from shieldes.projections.keytable import warm
 from shieldes.projections.projector import LogDiverged, Projection, Projector
 from shieldes.providers.registry import build_providers, open_client
@@ -239,6 +240,7 @@ class Node:
         self.db_wait = DbWait(settings.db_request_timeout)
         self.db_read_wait = DbWait(settings.db_admin_read_timeout)  # the admin API's reads: a longer bound
         self._warm: asyncio.Task[Any] | None = None
+        self.loop_lag: LoopLagProbe | None = None
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
 
@@ -360,6 +362,9 @@ class Node:
                                          Conversations(ConversationTable(self.pool), self.db_wait), observer),
                                s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace)
         await self.http.start()
+        in_flight = self.http.app[IN_FLIGHT]
+        self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe, lambda: in_flight.count)
+        self.loop_lag.start()
         self.cluster.http_started(self.port)
         self.state = "running"
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
@@ -455,6 +460,8 @@ class Node:
             return
         self.state = "stopping"
         await cancel_and_wait(self._warm)
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
         # The request log's and the traces' last writes run while the rest stops, each bounded on
         # its own, so a database outage does not add their timeouts to the usage flush's.
         side: list[asyncio.Task[Any]] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,6 +26,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 TPS_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 
@@ -140,6 +141,9 @@ class Metrics:
         self.usage_buffered = Gauge("shieldes_usage_unflushed_deltas", "usage deltas not yet in the log",
                                     registry=r)
         self.log_lag = Gauge("shieldes_log_lag_events", "events in the log not yet applied", registry=r)
+        self.loop_lag = Histogram(
+            "shieldes_event_loop_lag_seconds", "how late the event loop ran a timer that was due (every request "
+            "and stream of the node waits as long)", buckets=LOOP_LAG_BUCKETS, registry=r)
         self.stream_drops = Counter(
             "shieldes_stream_drops", "streams that ended early: cause=upstream (the upstream failed mid-stream, "
             "also counted in shieldes_upstream_errors_total kind=mid_stream) or client (the client left)",

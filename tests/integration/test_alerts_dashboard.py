@@ -65,7 +65,8 @@ def test_rules_cover_the_operational_risks() -> None:
     rules = rule_exprs()
     assert len(rules) >= 10
     for needle in ("up{", "leader_elections", "gossip_peer_age", "log_lag", "deployment_error_rate",
-                   "deployment_latency", "budget_used_ratio", "usage_buffer_max", "process_open_fds"):
+                   "deployment_latency", "budget_used_ratio", "usage_buffer_max", "process_open_fds",
+                   "event_loop_lag"):
         assert any(needle in expr for expr in rules.values()), f"no alert uses {needle}"
     for group in yaml.safe_load(RULES.read_text())["groups"]:
         for rule in group["rules"]:

@@ -1,0 +1,42 @@
+"""How late the event loop runs what is due. Everything a node does runs on one loop, so a loop
+that is late (every core busy, a blocking call on it) serves every request and stream late by as
+much: `shieldes_event_loop_lag_seconds` shows it. The probe sleeps and measures by how much its
+wake-up overshot: every BUSY_INTERVAL while requests are in flight, every IDLE_INTERVAL otherwise
+(an idle node stays quiet)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from shieldes.tasks import cancel_and_wait
+
+BUSY_INTERVAL = 0.1
+IDLE_INTERVAL = 1.0
+
+
+def lag(slept_at: float, woke_at: float, interval: float) -> float:
+    """How much later than due a sleep of `interval` begun at `slept_at` ended (never below 0:
+    timers may fire a hair early)."""
+    return max(0.0, woke_at - slept_at - interval)
+
+
+class LoopLagProbe:
+    def __init__(self, observe: Callable[[float], None], in_flight: Callable[[], int]) -> None:
+        self._observe, self._in_flight = observe, in_flight
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="loop-lag")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            interval = BUSY_INTERVAL if self._in_flight() else IDLE_INTERVAL
+            slept_at = loop.time()
+            await asyncio.sleep(interval)
+            self._observe(lag(slept_at, loop.time(), interval))
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
