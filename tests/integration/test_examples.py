@@ -124,21 +124,24 @@ async def test_admin_script(database_url: str) -> None:
     assert '"key": "sk-shd-' in out
 
 
-async def test_local_cluster_script_starts_three_ready_nodes_and_stops_them(database_url: str) -> None:
+async def test_local_cluster_script_starts_three_ready_nodes_and_stops_them(database_url: str,
+                                                                            tmp_path: Path) -> None:
     http = _free_base_port(6)  # one pick for both ranges: two picks may overlap
     gossip = http + 3
     env = clean_env(SHIELDES_DATABASE_URL=database_url, SHIELDES_BIN=f"{sys.executable} -m shieldes",
                     BASE_PORT=str(http), BASE_GOSSIP=str(gossip))
-    proc = await asyncio.create_subprocess_exec(
-        "bash", str(EXAMPLES / "local_cluster.sh"), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-    )
+    logged = tmp_path / "stderr"  # (a file, not a pipe: three nodes' logs would fill a pipe nobody reads)
+    with logged.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            "bash", str(EXAMPLES / "local_cluster.sh"), cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=stderr, start_new_session=True,
+        )
     assert proc.stdout is not None
     lines: list[str] = []
     try:
         while not any(line.startswith("cluster up") for line in lines):
             line = (await asyncio.wait_for(proc.stdout.readline(), 90)).decode()
-            assert line, f"script ended early: {lines}"
+            assert line, f"script ended early: {lines}; its stderr ends: {logged.read_text()[-3000:]}"
             lines.append(line)
         assert [ln.split()[0] for ln in lines if "ready on" in ln] == ["node-1", "node-2", "node-3"]
         for port in range(http, http + 3):
