@@ -21,6 +21,8 @@ import logging
 import os
 from collections.abc import Callable
 
+from shieldes.tasks import cancel_and_wait
+
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
@@ -103,7 +105,5 @@ class IdleTrim:
                 log.debug("idle: returned %.0f MB of free heap to the system", (rss - after_last_trim) / 1e6)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
