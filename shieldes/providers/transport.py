@@ -19,9 +19,9 @@ import asyncio
 import ssl
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -415,11 +415,12 @@ class UpstreamResponse:
         self.release()
         return body
 
-    async def read_chunk(self) -> bytes:
+    def read_chunk(self) -> Coroutine[Any, Any, bytes]:
         """The next piece of the body as it arrived, b"" once it is complete. (A loop over this,
         not an async generator: a stream that stops at its last event would leave such a
-        generator to the garbage collector, whose finalizer costs a task and a loop wake-up.)"""
-        return await self._live().read_chunk()
+        generator to the garbage collector, whose finalizer costs a task and a loop wake-up. And
+        the connection's own coroutine, not one around it: a stream takes one per upstream read.)"""
+        return self._live().read_chunk()
 
     def release(self) -> None:
         """Done with this answer: its connection is reused once the body is complete."""
