@@ -2,7 +2,8 @@
 against (1) the fake upstream directly, (2) a bare aiohttp pass-through proxy, (3) a shieldes node
 with auth, rate limits, budgets and usage accounting on. JSON and streaming chat completions;
 RPS, p50/p99 latency and server CPU per request (the proxy process only, from /proc); with
-`--messages` Anthropic Messages, with `--responses` a Responses API event stream; `--only` picks modes.
+`--messages` Anthropic Messages, with `--responses` a Responses API event stream; `--only` picks modes;
+`--token-delay` paces the upstream's text frames as real upstreams do (one read per token).
 
     python bench/bench_gateway.py [--duration 6] [--connections 32] [--repeat 3] [--out FILE]
 
@@ -528,6 +529,12 @@ def main() -> None:
         "--image-kb", type=int, default=0, metavar="N",
         help="every body carries an N KiB image (base64) in its last user turn, as agents send screenshots",
     )
+    parser.add_argument(
+        "--token-delay", type=float, default=0.0, metavar="SECONDS",
+        help="the fake upstream waits SECONDS before each stream frame carrying generated text, as real "
+             "upstreams send tokens as the model writes them (each then reaches the proxies in a read of its "
+             "own); 0, the default, sends a stream's frames at once, mostly in one read",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -562,6 +569,8 @@ def main() -> None:
         modes = [(m, grow[p](b, args.agent_turns), p) for m, b, p in modes]
         print("agent turns:", args.agent_turns, ", ".join(f"{m} {len(json.dumps(b)) // 1024} kB" for m, b, _ in modes),
               flush=True)
+    if args.token_delay:
+        print(f"streams: the upstream sends a token every {args.token_delay * 1000:g} ms", flush=True)
     if args.image_kb:
         modes = [(m, with_image(b, p, args.image_kb), p) for m, b, p in modes]
         print("image:", args.image_kb, "KiB;", ", ".join(f"{m} {len(json.dumps(b)) // 1024} kB" for m, b, _ in modes),
@@ -583,8 +592,8 @@ def main() -> None:
     if args.cluster:
         node_env |= {"SHIELDES_CLUSTER_SECRET": "bench-" + "s" * 32, "SHIELDES_GOSSIP_PORT": "0"}
     procs = {
-        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"],
-                          cpus=args.pin_load),
+        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20",
+                           "--token-delay", str(args.token_delay)], cpus=args.pin_load),
         "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream],
                        cpus=args.pin_servers),
         "lean": spawn([str(Path(__file__)), "proxy", "--port", str(lean_port), "--upstream", upstream, "--lean"],

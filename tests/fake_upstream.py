@@ -38,6 +38,9 @@ from tests import fake_wire as wire
 WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "deterministic", "tokens", "today")
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
 MESSAGES_PATH = "/v1/messages"
+# How a frame carrying generated text starts, in each API: a real upstream sends these as the model
+# writes them; the frames around them (role, usage, the end) follow without a wait.
+_TEXT_DELTAS = (b'"delta":{"content":"', b'"type":"text_delta"', b'"type":"response.output_text.delta"')
 RESPONSES_PATH = "/v1/responses"
 _TIERS = ("default", "flex", "priority", "scale")
 
@@ -50,6 +53,7 @@ class Fault:
     times: int | None = 1
     delay: float = 0.0  # seconds before answering at all (headers included)
     chunk_delay: float = 0.0  # seconds before each stream frame
+    token_delay: float = 0.0  # seconds before each stream frame carrying generated text (see _TEXT_DELTAS)
     disconnect_after: int | None = None  # drop the connection after this many stream frames
     stall_after: int | None = None  # go silent (for 30 s) after this many stream frames
     stream_error: str | None = None  # answer 200 with an event stream holding only this error type
@@ -348,6 +352,8 @@ class FakeUpstream:
                 return resp
             if fault and fault.chunk_delay:
                 await asyncio.sleep(fault.chunk_delay)
+            if fault and fault.token_delay and any(marker in frame for marker in _TEXT_DELTAS):
+                await asyncio.sleep(fault.token_delay)
             await resp.write(frame)
             sent.append(frame)
         await resp.write_eof()
@@ -658,12 +664,18 @@ def main() -> None:
     parser.add_argument("--completion-tokens", type=int, default=20)
     parser.add_argument("--chunk-delay", type=float, default=0.0,
                         help="seconds before each frame of a chat stream (long-running streams)")
+    parser.add_argument("--token-delay", type=float, default=0.0,
+                        help="seconds before each frame carrying generated text, in every API's streams "
+                             "(chat, Messages, Responses), as real upstreams send tokens as the model writes them")
     args = parser.parse_args()
     # Nothing reads the record of a standalone fake; kept, it grows with every request of a long
     # benchmark and the collector's pauses show up in the latencies measured through it.
     fake = FakeUpstream(completion_tokens=args.completion_tokens, record=False)
     if args.chunk_delay:
         fake.inject("/v1/chat/completions", chunk_delay=args.chunk_delay, times=None)
+    if args.token_delay:
+        for path in ("/v1/chat/completions", MESSAGES_PATH, RESPONSES_PATH):
+            fake.inject(path, token_delay=args.token_delay, times=None)
     web.run_app(fake.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -111,3 +111,30 @@ def test_each_rounds_ratio_is_reported_beside_their_median(monkeypatch: pytest.M
                     "(median 1.20x, spread 0.30)")
     with pytest.raises(ValueError):  # a round without its pair is a bug in the bench, not a figure
         bench_gateway.round_by_round("json", "the bare proxy's", [1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}}),
+    ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True,
+                      "messages": [{"role": "user", "content": "say hello"}]}),
+    ("/v1/responses", {"model": "gpt-4o", "stream": True, "input": "say hello"}),
+], ids=["chat", "messages", "responses"])
+async def test_token_delay_paces_the_text_frames_of_every_api(path: str, body: dict[str, object]) -> None:
+    """`bench_gateway.py --token-delay`: the fake upstream waits before each frame carrying generated
+    text (so each reaches a proxy in a read of its own), and not before the frames around them."""
+    delay = 0.15
+    async with FakeUpstream(completion_tokens=3) as upstream:
+        upstream.inject(path, token_delay=delay, times=None)
+        gaps: list[tuple[float, bytes]] = []
+        async with aiohttp.ClientSession() as session, \
+                session.post(upstream.url + path, json=body, headers={"anthropic-version": "2023-06-01"}) as resp:
+            last = asyncio.get_running_loop().time()
+            async for line in resp.content:  # one line at a time, as it arrives
+                if line.startswith(b"data: "):
+                    now = asyncio.get_running_loop().time()
+                    gaps.append((now - last, line))
+                    last = now
+    paced = [line for gap, line in gaps if gap >= delay]
+    assert len(paced) == 3, gaps  # the three tokens, each after its wait
+    assert all(b'"delta"' in line for line in paced), paced
+    assert len(gaps) > 3  # role, usage and closing frames came too, without a wait of their own
