@@ -122,6 +122,31 @@ def with_image(body: dict[str, Any], path: str, kib: int) -> dict[str, Any]:
     return {**body, "messages": [*before, {**last, "content": [*parts, image]}]}
 
 
+# the field that caps a stream's length in each API (--per-read)
+TOKEN_LIMIT = {CHAT_PATH: "max_tokens", MESSAGES_PATH: "max_tokens", RESPONSES_PATH: "max_output_tokens"}
+
+
+def per_read_modes(modes: list[tuple[str, dict[str, Any], str]], low: int, high: int,
+                   ) -> list[tuple[str, dict[str, Any], str]]:
+    """Each stream mode twice, as `MODE@LOW` and `MODE@HIGH`: streams of LOW and of HIGH tokens."""
+    return [(f"{mode}@{n}", {**body, TOKEN_LIMIT[path]: n}, path)
+            for mode, body, path in modes if body.get("stream") for n in (low, high)]
+
+
+def per_read_line(mode: str, low: int, high: int, cpu: dict[tuple[str, str], float], node: str, bare: str,
+                  lean: str) -> str:
+    """What a stream costs each target once (its CPU at LOW tokens) and per token beyond (the slope
+    from LOW to HIGH tokens: with --token-delay every token is a read of its own)."""
+    def split(label: str) -> tuple[float, float]:
+        at_low, at_high = cpu[(f"{mode}@{low}", label)], cpu[(f"{mode}@{high}", label)]
+        return at_low, (at_high - at_low) / (high - low)
+
+    (n_low, n_read), (b_low, b_read), (l_low, l_read) = split(node), split(bare), split(lean)
+    return (f"{mode}: per stream of {low} tokens node {n_low:.0f} us, bare proxy {b_low:.0f} ({n_low / b_low:.2f}x), "
+            f"bare proxy on the node's client {l_low:.0f}; per token beyond: node {n_read:.1f} us, bare proxy "
+            f"{b_read:.1f} ({n_read / b_read:.2f}x), bare proxy on the node's client {l_read:.1f}")
+
+
 ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -535,6 +560,12 @@ def main() -> None:
              "upstreams send tokens as the model writes them (each then reaches the proxies in a read of its "
              "own); 0, the default, sends a stream's frames at once, mostly in one read",
     )
+    parser.add_argument(
+        "--per-read", metavar="LOW,HIGH",
+        help="split each stream's CPU into what a stream costs once and what each token adds: every stream "
+             "mode runs with LOW and with HIGH tokens (e.g. 4,84; with --token-delay each token is a read of "
+             "its own), and the slope between the two is the cost per token",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -582,6 +613,18 @@ def main() -> None:
             parser.error(f"--only: no mode {', '.join(unknown)} in this run; the modes are "
                          f"{', '.join(m for m, _, _ in modes)} (--messages and --responses add theirs)")
         modes = [m for m in modes if m[0] in wanted]
+    low = high = 0
+    if args.per_read:
+        try:
+            low, high = (int(n) for n in args.per_read.split(","))
+        except ValueError:
+            parser.error(f"--per-read: {args.per_read!r} is not two numbers of tokens, e.g. 4,84")
+        if not 0 < low < high:
+            parser.error("--per-read: LOW,HIGH must be token counts with 0 < LOW < HIGH, e.g. 4,84")
+        if not any(body.get("stream") for _, body, _ in modes):
+            parser.error("--per-read splits streams: run it with a stream mode (stream, messages-stream, "
+                         "responses-stream)")
+        modes = per_read_modes(modes, low, high)
 
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
     lean_port, procs_port = free_port(), free_port()
@@ -592,8 +635,9 @@ def main() -> None:
     if args.cluster:
         node_env |= {"SHIELDES_CLUSTER_SECRET": "bench-" + "s" * 32, "SHIELDES_GOSSIP_PORT": "0"}
     procs = {
-        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20",
-                           "--token-delay", str(args.token_delay)], cpus=args.pin_load),
+        "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port),
+                           "--completion-tokens", str(max(20, high)), "--token-delay", str(args.token_delay)],
+                          cpus=args.pin_load),
         "proxy": spawn([str(Path(__file__)), "proxy", "--port", str(proxy_port), "--upstream", upstream],
                        cpus=args.pin_servers),
         "lean": spawn([str(Path(__file__)), "proxy", "--port", str(lean_port), "--upstream", upstream, "--lean"],
@@ -783,6 +827,11 @@ def main() -> None:
                          f"workers add beyond the machine's share: CPU per request {beyond:+.0f}%, "
                          f"RPS {node_rps / bare_rps:.2f}x")
             table.append(line + ".")
+    if args.per_read:
+        table.append("")
+        cpu_of = {(mode, label): cpu_us for mode, label, _, cpu_us, _ in rows}
+        for mode in dict.fromkeys(m.rpartition("@")[0] for m, *_ in rows):
+            table.append(per_read_line(mode, low, high, cpu_of, targets[2][0], targets[1][0], LEAN_LABEL))
     text = "\n".join(table)
     print(text)
     if args.out:

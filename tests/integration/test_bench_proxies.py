@@ -138,3 +138,41 @@ async def test_token_delay_paces_the_text_frames_of_every_api(path: str, body: d
     assert len(paced) == 3, gaps  # the three tokens, each after its wait
     assert all(b'"delta"' in line for line in paced), paced
     assert len(gaps) > 3  # role, usage and closing frames came too, without a wait of their own
+
+
+TEXT_DELTA = {"/v1/chat/completions": '"delta":{"content":"', "/v1/messages": '"type":"text_delta"',
+              "/v1/responses": "event: response.output_text.delta"}  # one per token streamed
+
+
+async def test_per_read_modes_cap_each_api_at_its_token_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--per-read LOW,HIGH`: every stream mode runs twice, its body capping the stream at LOW and
+    at HIGH tokens in the field its API reads (a wrong field would stream the same length twice
+    and make the slope 0), and JSON modes are left out."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_gateway as bg
+
+    modes = [("json", bg.BODY, bg.CHAT_PATH), ("stream", {**bg.BODY, "stream": True}, bg.CHAT_PATH),
+             ("messages-stream", {**bg.MESSAGES_BODY, "stream": True}, bg.MESSAGES_PATH),
+             ("responses-stream", bg.RESPONSES_BODY, bg.RESPONSES_PATH)]
+    split = bg.per_read_modes(modes, 2, 5)
+    assert [m for m, _, _ in split] == ["stream@2", "stream@5", "messages-stream@2", "messages-stream@5",
+                                        "responses-stream@2", "responses-stream@5"]
+    async with FakeUpstream(completion_tokens=5) as upstream, aiohttp.ClientSession() as session:
+        for mode, body, path in split:
+            async with session.post(upstream.url + path, json=body, headers=bg.ANTHROPIC_VERSION) as resp:
+                text = await resp.text()
+            tokens = text.count(TEXT_DELTA[path])
+            assert tokens == int(mode.rpartition("@")[2]), (mode, text)
+
+
+def test_per_read_line_splits_a_streams_cpu_into_once_and_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_gateway as bg
+
+    cpu = {("stream@4", "node"): 1000.0, ("stream@84", "node"): 5800.0,  # 60 us a token
+           ("stream@4", "bare"): 800.0, ("stream@84", "bare"): 5600.0,
+           ("stream@4", "lean"): 500.0, ("stream@84", "lean"): 4100.0}
+    line = bg.per_read_line("stream", 4, 84, cpu, "node", "bare", "lean")
+    assert line == ("stream: per stream of 4 tokens node 1000 us, bare proxy 800 (1.25x), bare proxy on the "
+                    "node's client 500; per token beyond: node 60.0 us, bare proxy 60.0 (1.00x), bare proxy "
+                    "on the node's client 45.0")
