@@ -29,7 +29,7 @@ from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
 from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
-from shieldes.dbwait import DbWait
+from shieldes.dbwait import DbWait, first_line
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
@@ -74,6 +74,17 @@ class Part(Protocol):
     async def stop(self) -> None: ...
 
 
+def database_answers(polled_ok: bool, failed_at: float, polling_since: float | None, answered_at: float,
+                     now: float, bound: float) -> bool:
+    """/ready's verdict on the database, the newest evidence winning. `answered_at`: the last answer
+    (a page read, a flush); `failed_at`: the last failed poll; `polling_since`: the start of the poll
+    under way. A poll with no answer for `bound` s means a silent database (a paused server, a black
+    hole) at once: its read ends only when the driver gives up cancelling it, up to 10 s later."""
+    if polling_since is not None and answered_at < polling_since and now - polling_since > bound:
+        return False
+    return polled_ok or answered_at > failed_at
+
+
 class LogPoller:
     """Catches the projector up every `interval` (and on `kick()`); the backstop that makes
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
@@ -92,6 +103,10 @@ class LogPoller:
         self.db_ok = True
         self.last_ok = time.time()
         self.failed_at = 0.0  # monotonic time of the last failed poll
+        self.polling_since: float | None = None  # monotonic start of the poll under way
+        # A stuck database must show in /ready within a few poll intervals: a catch-up that has not
+        # read its first page by then fails (and /ready says so then, see database_answers).
+        self.first_read_timeout = min(DB_CALL_TIMEOUT, max(1.0, interval * 5))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -100,13 +115,13 @@ class LogPoller:
         self._wake.set()
 
     async def poll_once(self) -> bool:
+        self.polling_since = time.monotonic()
         try:
             # One read: the head, the check that the log still holds what was applied, and what
-            # follows (a NOTIFY's wake-up ends here). A stuck database must show in /ready within a
-            # few poll intervals, so a catch-up that has not read its first page by then fails.
-            first = min(DB_CALL_TIMEOUT, max(1.0, self.interval * 5))
+            # follows (a NOTIFY's wake-up ends here).
             try:
-                await asyncio.wait_for(self.projector.catch_up(first_read_timeout=first), DB_CALL_TIMEOUT * 3)
+                await asyncio.wait_for(self.projector.catch_up(first_read_timeout=self.first_read_timeout),
+                                       DB_CALL_TIMEOUT * 3)
             except LogDiverged as exc:
                 if self.reload is None:
                     raise
@@ -116,10 +131,12 @@ class LogPoller:
             raise
         except Exception as exc:
             if self.db_ok:
-                log.warning("cannot read the event log, serving from memory: %s", str(exc).splitlines()[:1])
+                log.warning("cannot read the event log, serving from memory: %s", first_line(exc))
             self.db_ok = False
             self.failed_at = time.monotonic()
             return False
+        finally:
+            self.polling_since = None
         self.db_ok = True
         self.last_ok = time.time()
         if self.config_watch is not None:
@@ -425,9 +442,12 @@ class Node:
         memory then: an outage must not empty a load balancer). /health is liveness."""
         p, poller, meter = self.projector, self.poller, self.meter
         flusher = self.flusher
-        # the newest evidence wins: a flush that succeeded after the last failed poll means the
-        # database is back, even while a poll started during the outage still waits out its timeout
-        polled_ok = bool(poller and (poller.db_ok or (flusher is not None and flusher.ok_at > poller.failed_at)))
+        # an answer from the database (a page read, a flush) after the last failed poll means it is
+        # back, even while a poll begun during the outage still waits for its read to be cancelled
+        answered_at = max(p.read_at if p else 0.0, flusher.ok_at if flusher is not None else 0.0)
+        polled_ok = poller is not None and database_answers(
+            poller.db_ok, poller.failed_at, poller.polling_since, answered_at, time.monotonic(),
+            poller.first_read_timeout)
         db_ok = polled_ok and (flusher is None or flusher.healthy)
         lag = p.lag if p else 0
         serving = self.state == "running"

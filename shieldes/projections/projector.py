@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -157,6 +158,7 @@ class Projector:
         self._advanced = asyncio.Condition()
         self._listeners: list[Listener] = []
         self.known_head = 0
+        self.read_at = 0.0  # monotonic time the store last returned a page: the database answers
         self._reported_unreadable = 0
         # The last event applied, as (position, fingerprint): after a database failover the new
         # primary may lack it (asynchronous replication) or hold another event there.
@@ -211,7 +213,7 @@ class Projector:
                 if folded.last is not None:
                     self.anchor = (folded.upto, folded.last)
                     self.known_head = max(self.known_head, folded.upto)
-            page = await asyncio.wait_for(self.store.read_page(self.projection.position, PAGE), first_read_timeout)
+            page = await asyncio.wait_for(self._read_page(self.projection.position), first_read_timeout)
             diverged = divergence_in(self.anchor, self.projection.position, page)
             if diverged is not None:
                 raise LogDiverged(f"{diverged}: the database lost or replaced events (a failover to a replica "
@@ -219,7 +221,7 @@ class Projector:
             self.known_head = max(self.known_head, page.head)
             if below_horizon(self.projection.position, page):
                 await self._reload(page.horizon)
-                page = await self.store.read_page(self.projection.position, PAGE)
+                page = await self._read_page(self.projection.position)
             # Rollups up to the horizon this read began under are part of the state it builds (a
             # replay from 0 reads them instead of raw events); a horizon raised past the cursor
             # between two pages is not: stop before that page, the next catch-up reloads.
@@ -233,7 +235,7 @@ class Projector:
                 # so the database's work overlaps ours (replay from 0 is mostly these two costs).
                 ahead = None
                 if len(events) >= PAGE:
-                    ahead = asyncio.ensure_future(self.store.read_page(events[-1].position, PAGE))
+                    ahead = asyncio.ensure_future(self._read_page(events[-1].position))
                 try:
                     await self._apply(events)
                 except BaseException:
@@ -243,6 +245,11 @@ class Projector:
                 if ahead is None:
                     return self.projection.position
                 page = await ahead
+
+    async def _read_page(self, after: int) -> LogPage:
+        page = await self.store.read_page(after, PAGE)
+        self.read_at = time.monotonic()
+        return page
 
     async def apply_appended(self, events: Sequence[RecordedEvent]) -> int:
         """Read-your-writes after this node's own append: its committed events (the append's result)

@@ -92,6 +92,44 @@ async def test_outage_under_load_serves_from_memory_and_loses_no_usage(database_
                      h.node.node_id) == [(1,)]
 
 
+async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(database_url: str,
+                                                                             proxy: TcpProxy) -> None:
+    """Postgres goes silent (the proxy forwards nothing: a paused server or a black-holed network)
+    under a node that serves nothing, so no flush fails to tell it: its position poll must. /ready
+    says `degraded` within a poll interval plus the poll's first-read bound, max(1 s, 5 intervals),
+    not once psycopg has given up cancelling the unanswered read (10 s more), and `ok` again about
+    a poll interval after Postgres answers. The status code stays 200 throughout."""
+    interval, size = 1.0, 8  # the default poll interval
+    bound = interval + max(1.0, 5 * interval)
+    async with node_via(database_url, proxy.url_for(database_url), poll_interval=interval,
+                        db_pool_size=size) as h:
+        await h.sync()
+        # open the whole pool first, so the poll finds an idle connection and its read goes out
+        # unanswered (a poll left waiting for a new connection gives up at once when timed out)
+        assert h.node.pool is not None
+        held = [await h.node.pool.getconn() for _ in range(size)]
+        for conn in held:
+            await h.node.pool.putconn(conn)
+        assert (await status_of(h.base, "/ready"))[1]["degraded"] is False
+        proxy.stall()
+        try:
+            stalled_at = time.monotonic()
+            while True:
+                status, body = await status_of(h.base, "/ready")
+                assert status == 200 and body["ready"] is True, body
+                if body["degraded"]:
+                    assert body["database"] == "unreachable" and body["status"] == "degraded", body
+                    break
+                assert time.monotonic() - stalled_at < bound + 2.0, "a silent Postgres did not show on /ready"
+                await asyncio.sleep(0.1)
+        finally:
+            proxy.resume()
+        resumed_at = time.monotonic()
+        while (await status_of(h.base, "/ready"))[1]["degraded"]:
+            assert time.monotonic() - resumed_at < interval + 2.0, "/ready still degraded after Postgres answered"
+            await asyncio.sleep(0.1)
+
+
 async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url: str, proxy: TcpProxy) -> None:
     # the buffer holds deltas (one per key, deployment, model and hour), so 3 keys fill a cap of 2
     async with node_via(database_url, proxy.url_for(database_url), usage_buffer_max=2) as h:
