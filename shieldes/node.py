@@ -110,12 +110,23 @@ class LogPoller:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._warned = False  # the log says the database is silent or unreadable
 
     def kick(self) -> None:
         self._wake.set()
 
+    def _silent(self) -> None:
+        """The poll has had no answer for its bound: said in the log when /ready says it, not once
+        the driver gives up cancelling the read (up to 10 s later)."""
+        if not self._warned:
+            self._warned = True
+            log.warning("the database has not answered the event-log poll for %g s: serving from memory, "
+                        "/ready says degraded; check that Postgres is up and reachable (shieldes doctor)",
+                        self.first_read_timeout)
+
     async def poll_once(self) -> bool:
         self.polling_since = time.monotonic()
+        silence = asyncio.get_running_loop().call_later(self.first_read_timeout, self._silent)
         try:
             # One read: the head, the check that the log still holds what was applied, and what
             # follows (a NOTIFY's wake-up ends here).
@@ -130,13 +141,18 @@ class LogPoller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if self.db_ok:
+            if not self._warned:
+                self._warned = True
                 log.warning("cannot read the event log, serving from memory: %s", first_line(exc))
             self.db_ok = False
             self.failed_at = time.monotonic()
             return False
         finally:
+            silence.cancel()
             self.polling_since = None
+        if self._warned:
+            self._warned = False
+            log.info("the database answers the event-log poll again")
         self.db_ok = True
         self.last_ok = time.time()
         if self.config_watch is not None:

@@ -6,6 +6,7 @@ Postgres stalls (the proxy forwards nothing): what must wait for it is a 503 wit
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -92,13 +93,15 @@ async def test_outage_under_load_serves_from_memory_and_loses_no_usage(database_
                      h.node.node_id) == [(1,)]
 
 
-async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(database_url: str,
-                                                                             proxy: TcpProxy) -> None:
+async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(
+        database_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> None:
     """Postgres goes silent (the proxy forwards nothing: a paused server or a black-holed network)
     under a node that serves nothing, so no flush fails to tell it: its position poll must. /ready
     says `degraded` within a poll interval plus the poll's first-read bound, max(1 s, 5 intervals),
     not once psycopg has given up cancelling the unanswered read (10 s more), and `ok` again about
-    a poll interval after Postgres answers. The status code stays 200 throughout."""
+    a poll interval after Postgres answers. The status code stays 200 throughout. The log says so
+    when /ready does, and says when Postgres answers again."""
+    caplog.set_level(logging.INFO, logger="shieldes.node")
     interval, size = 1.0, 8  # the default poll interval
     bound = interval + max(1.0, 5 * interval)
     async with node_via(database_url, proxy.url_for(database_url), poll_interval=interval,
@@ -122,11 +125,19 @@ async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(
                     break
                 assert time.monotonic() - stalled_at < bound + 2.0, "a silent Postgres did not show on /ready"
                 await asyncio.sleep(0.1)
+            degraded_at = time.monotonic()
+            while not (silent := [r.getMessage() for r in caplog.records if "has not answered" in r.getMessage()]):
+                assert time.monotonic() - degraded_at < 1.0, caplog.text  # the log says it with /ready
+                await asyncio.sleep(0.05)
+            assert len(silent) == 1 and "shieldes doctor" in silent[0], silent
         finally:
             proxy.resume()
         resumed_at = time.monotonic()
         while (await status_of(h.base, "/ready"))[1]["degraded"]:
             assert time.monotonic() - resumed_at < interval + 2.0, "/ready still degraded after Postgres answered"
+            await asyncio.sleep(0.1)
+        while "answers the event-log poll again" not in caplog.text:
+            assert time.monotonic() - resumed_at < interval + 2.0, caplog.text
             await asyncio.sleep(0.1)
 
 
