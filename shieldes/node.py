@@ -117,8 +117,10 @@ class LogPoller:
 
     def _silent(self) -> None:
         """The poll has had no answer for its bound: said in the log when /ready says it, not once
-        the driver gives up cancelling the read (up to 10 s later)."""
-        if not self._warned:
+        the driver gives up cancelling the read (up to 10 s later). A poll that waited while another
+        catch-up read pages (the database answering) is no silence."""
+        since = self.polling_since
+        if not self._warned and since is not None and self.projector.read_at < since:
             self._warned = True
             log.warning("the database has not answered the event-log poll for %g s: serving from memory, "
                         "/ready says degraded; check that Postgres is up and reachable (shieldes doctor)",
