@@ -27,6 +27,7 @@ from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.snapshots.history import Point, config_view, diff, parse_point
+from shieldes.snapshots.history import check_in_log as check_point
 
 
 @click.group("config", cls=OneLineGroup)
@@ -56,13 +57,9 @@ def _human_cell(field: str, value: Any) -> Any:
     return value
 
 
-def check_in_log(point: Point, head: int) -> None:
-    """A point past the end of the log is a typo or a clock mix-up: refused, not shown as 'now'."""
-    if point.position is not None and point.position > head:
-        raise InvalidRequest(f"position {point.position} is past the end of the log (last position {head}); "
-                             f"give a position up to {head}, or omit --at for now")
-    if point.time is not None and point.time > datetime.now(UTC):
-        raise InvalidRequest(f"{point.time.isoformat()} is in the future; give a past time, or omit --at for now")
+def check_in_log(point: Point, head: int, *, omit: str | None = "--at") -> None:
+    """A point past the end of the log (or a time to come) is refused, not shown as 'now'."""
+    check_point(point, head, datetime.now(UTC), omit=omit)
 
 
 @config_group.command("show")
@@ -107,7 +104,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
         async with open_store(ctx.database_url()) as store:
             head = await store.head()
             for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
-                check_in_log(Point(position=point.position), head)
+                check_in_log(Point(position=point.position), head, omit=None)
             events = await _config_events(store)
         codec = Codec()
         upto_a = [e for e in events if pa.includes(e)]

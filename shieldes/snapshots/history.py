@@ -51,6 +51,17 @@ def parse_point(text: str) -> Point:
     return Point(time=when if when.tzinfo else when.replace(tzinfo=UTC))
 
 
+def check_in_log(point: Point, head: int, now: datetime, *, omit: str | None) -> None:
+    """A point past the end of the log is a typo or a clock mix-up: refused, not shown as 'now'.
+    `omit` names what to leave out for the config as it is now (`--at`, the query's `at`), if anything."""
+    for_now = f", or omit {omit} for now" if omit else ""
+    if point.position is not None and point.position > head:
+        raise InvalidRequest(f"position {point.position} is past the end of the log (last position {head}); "
+                             f"give a position up to {head}{for_now}")
+    if point.time is not None and point.time > now:
+        raise InvalidRequest(f"{point.time.isoformat()} is in the future; give a past time{for_now}")
+
+
 def _budget(b: Budget | None) -> dict[str, Any] | None:
     return None if b is None else {"amount_usd": b.amount_usd, "period": b.period}
 

@@ -218,6 +218,18 @@ async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
         assert {(c["name"], c["change"]) for c in d["changes"]} == {("k3", "added"), ("k4", "added"),
                                                                      ("k1", "changed")}
         assert (await api.get(f"{API}/config/diff", **{"from": "yesterday-ish"}))[0] == 400
+        # a point past the end of the log is refused, as by `shieldes config show --at`, not answered as "now"
+        status, err = await api.get(f"{API}/config", at="999999")
+        assert status == 400 and err["error"]["code"] == "invalid_request", err
+        assert "past the end of the log" in err["error"]["message"] and "omit `at`" in err["error"]["message"]
+        status, err = await api.get(f"{API}/config", at="2999-01-01T00:00:00Z")
+        assert status == 400 and "is in the future" in err["error"]["message"], err
+        status, err = await api.get(f"{API}/config/diff", **{"from": str(k2_pos), "to": "999999"})
+        assert status == 400 and "past the end of the log" in err["error"]["message"], err
+        status, err = await api.get(f"{API}/config/diff", **{"from": "999999"})
+        assert status == 400 and "past the end of the log" in err["error"]["message"], err
+        status, d = await api.get(f"{API}/config/diff", **{"from": str(k2_pos), "to": "2999-01-01T00:00:00Z"})
+        assert status == 200 and d["to"]["position"] >= k2_pos  # a time to come is "up to now" for `to`
 
         status, node = await api.get(f"{API}/node")
         assert node["node_id"] == h.node.node_id and node["requests"]["total"] >= 4

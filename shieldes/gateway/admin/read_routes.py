@@ -21,7 +21,7 @@ from shieldes.gateway.admin.api import Call, Field, Route
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
-from shieldes.snapshots.history import config_view, diff, parse_point
+from shieldes.snapshots.history import Point, check_in_log, config_view, diff, parse_point
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 from shieldes.timeparse import parse_day, parse_time
 from shieldes.usage.admission import NUSD
@@ -161,6 +161,7 @@ async def config_at(call: Call) -> Any:
     if at is None:
         return {"at": "now", "position": call.ctx.projector.position, **config_view(call.ctx.projector.config)}
     point = parse_point(at)
+    check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
     view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
                              upto=point.position, until=point.time)
     recorded_at = None
@@ -181,6 +182,9 @@ def _fold(call: Call, events: list[RecordedEvent]) -> ConfigState:
 async def config_diff(call: Call) -> Any:
     a, b = call.query["from"], call.query.get("to") or str(call.ctx.projector.position)
     pa, pb = parse_point(a), parse_point(b)
+    head = await call.ctx.projector.store.head()
+    for point, omit in ((pa, None), (pb, "`to`")):  # a future time is a fine "up to now" for `to`; a position is not
+        check_in_log(Point(position=point.position), head, datetime.now(UTC), omit=omit)
     events = await _config_events(call)
     upto_a = [e for e in events if pa.includes(e)]
     upto_b = [e for e in events if pb.includes(e)]
