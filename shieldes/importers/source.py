@@ -37,12 +37,29 @@ def load_document(path: Path) -> Any:
         raise ImportRejected(f"{path} is not valid YAML{where}; fix the file") from None
 
 
+# What `shieldes config export` (its own format) writes at the top level: lists, where Bifrost has a map.
+SHIELDES_EXPORT_KEYS = ("providers", "aliases", "pricing", "teams", "keys")
+SHIELDES_EXPORT_REFUSED = (
+    "this is a `shieldes config export` file (the shieldes format), which `config import` does not read: "
+    "it imports Bifrost and LiteLLM configs. To copy providers to another shieldes, export them with "
+    "`shieldes config export --format bifrost -o config.json` (names kept) or `--format litellm -o config.yaml` "
+    "(prices and alias fallbacks kept) and import that file; teams and keys are not imported (create them "
+    "with `shieldes team create` and `shieldes key create`)"
+)
+
+
+def is_shieldes_export(doc: Any) -> bool:
+    return isinstance(doc, dict) and all(isinstance(doc.get(k), list) for k in SHIELDES_EXPORT_KEYS)
+
+
 def detect_format(doc: Any) -> str:
     if isinstance(doc, dict):
         if isinstance(doc.get("model_list"), list):
             return "litellm"
         if isinstance(doc.get("providers"), dict):
             return "bifrost"
+    if is_shieldes_export(doc):
+        raise ImportRejected(SHIELDES_EXPORT_REFUSED)
     raise ImportRejected(
         "cannot tell the file's format: expected a Bifrost config.json (a \"providers\" map) or a "
         "LiteLLM config.yaml (a \"model_list\"); pass --format to say which"
@@ -52,6 +69,8 @@ def detect_format(doc: Any) -> str:
 def parse(doc: Any, fmt: str) -> tuple[str, ImportSpec]:
     if fmt == "auto":
         fmt = detect_format(doc)
+    elif is_shieldes_export(doc):
+        raise ImportRejected(SHIELDES_EXPORT_REFUSED)
     if fmt == "bifrost":
         return fmt, parse_bifrost(doc)
     if fmt == "litellm":

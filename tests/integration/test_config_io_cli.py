@@ -81,6 +81,24 @@ def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: P
     assert config_events(database_url) == 0
 
 
+def test_a_shieldes_export_fed_back_to_import_says_which_export_to_use(database_url: str, tmp_path: Path) -> None:
+    assert shieldes(database_url, "config", "import", str(DATA / "litellm_config.yaml")).returncode == 0
+    own = tmp_path / "export.json"
+    assert shieldes(database_url, "config", "export", "-o", str(own)).returncode == 0
+    before = config_events(database_url)
+    for fmt in ("auto", "bifrost", "litellm"):
+        refused = shieldes(database_url, "config", "import", str(own), "--format", fmt)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "`shieldes config export` file" in refused.stderr and "--format bifrost" in refused.stderr
+    assert config_events(database_url) == before
+    # what it points to does import: the Bifrost export, as it says, back into the same config
+    bifrost = tmp_path / "config.json"
+    assert shieldes(database_url, "config", "export", "--format", "bifrost", "-o", str(bifrost)).returncode == 0
+    again = shieldes(database_url, "--json", "config", "import", str(bifrost))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["summary"]["add"] == 0 and config_events(database_url) == before
+
+
 def test_unsupported_entries_need_skip_unsupported(database_url: str, tmp_path: Path) -> None:
     mixed = tmp_path / "config.yaml"
     mixed.write_text(
