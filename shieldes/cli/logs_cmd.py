@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -88,17 +89,39 @@ def _remote_rows(api: AdminApi, query: dict[str, str | None], limit: int) -> lis
     return rows
 
 
+class _FollowTable:
+    """`logs --follow` as a table that grows: the header line first, then each batch of rows as the
+    nodes write them, every column as wide as its header and the widest cell printed so far (a
+    wider cell widens its column from that row on; the last column is never padded)."""
+
+    def __init__(self) -> None:
+        self.widths = [len(c) for c in TABLE_COLUMNS]
+        self.started = False
+
+    def _line(self, cells: list[str]) -> str:
+        last = len(cells) - 1
+        return "  ".join(c if i == last else c.ljust(w) for i, (c, w) in enumerate(zip(cells, self.widths,
+                                                                                         strict=True))).rstrip()
+
+    def print(self, rows: list[dict[str, Any]]) -> None:
+        shown = [with_table_times(plain(r)) for r in rows]  # each cell as the table prints it (cost never 3e-06)
+        cells = [[table_cell(r.get(c)) for c in TABLE_COLUMNS] for r in shown]
+        for row in cells:
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, row, strict=True)]
+        lines = [] if self.started else [self._line([c.upper() for c in TABLE_COLUMNS])]
+        self.started = True
+        lines += [self._line(row) for row in cells]
+        if lines:
+            click.echo("\n".join(lines))
+
+
 def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool, detail: bool = False) -> None:
     if detail and not as_json and rows:  # one request (a row per node that logged it): every field
         click.echo("\n\n".join(_vertical(plain(r)) for r in rows))
         return
-    if lines:
+    if lines:  # --follow --json: JSON Lines
         for r in rows:
-            if as_json:
-                click.echo(json.dumps(plain(r), default=str, ensure_ascii=False))
-            else:
-                shown = with_table_times(plain(r))  # each cell as the table prints it (cost never 3e-06)
-                click.echo("  ".join(table_cell(shown.get(c)) for c in TABLE_COLUMNS))
+            click.echo(json.dumps(plain(r), default=str, ensure_ascii=False))
         return
     emit([plain(r) for r in rows], as_json=as_json, columns=TABLE_COLUMNS)
 
@@ -119,7 +142,9 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
         first = await bound(store.query(conn, f, limit))
         if not first:
             await bound(_require_key(conn, f.key))
-        _print(list(reversed(first)), as_json, lines=True)
+        table = None if as_json else _FollowTable()
+        show = partial(_print, as_json=True, lines=True) if table is None else table.print
+        show(list(reversed(first)))
         seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in first}
         cursor = await bound(store.database_now(conn))
         while True:
@@ -128,7 +153,7 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
             after = LogFilter(**{**f.__dict__, "logged_after": cursor - FOLLOW_OVERLAP})
             rows = await bound(store.query(conn, after, 100_000))
             fresh = [r for r in reversed(rows) if (r["request_id"], r["node_id"], r["started_at"]) not in seen]
-            _print(fresh, as_json, lines=True)
+            show(fresh)
             seen = {(r["request_id"], r["node_id"], r["started_at"]) for r in rows}
             cursor = now
     finally:

@@ -300,6 +300,38 @@ async def test_logs_follow_prints_new_requests_as_json_lines(database_url: str) 
             await proc.wait()
 
 
+async def test_logs_follow_prints_a_table_with_its_header_and_aligned_columns(database_url: str) -> None:
+    async with harness(database_url, request_log_interval=0.05) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        client = oai(h.base, good)
+        first_id = (await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MSGS)).headers["x-request-id"]  # type: ignore[arg-type]
+        await flushed(h, 1)
+        env = {**os.environ, "SHIELDES_DATABASE_URL": h.database_url, "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shieldes", "logs", "--follow", "--key", "good", "--interval", "0.1",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+
+            async def line() -> str:
+                return (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()  # type: ignore[union-attr]
+
+            header = await line()
+            assert header.split()[:4] == ["STARTED_AT", "REQUEST_ID", "NODE_ID", "KEY_NAME"], header
+            assert header.rstrip().endswith("ERROR_MESSAGE")
+            row = await line()  # the existing row, each cell under its column's name
+            assert row.index(first_id) == header.index("REQUEST_ID") and row.index("good") == header.index("KEY_NAME")
+            later = (await client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=MSGS)).headers["x-request-id"]  # type: ignore[arg-type]
+            row = await line()  # a later batch: the same columns, no second header
+            assert row.index(later) == header.index("REQUEST_ID") and "200" in row.split()
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
 def test_logs_refuses_bad_filters_with_one_line(database_url: str) -> None:
     assert "malformed status" in refused(database_url, "logs", "--status", "teapot")
     assert "swap them" in refused(database_url, "logs", "--since", "2026-12-02", "--until", "2026-12-01")

@@ -89,12 +89,14 @@ def test_usage_counts_the_day_a_time_ago_falls_on() -> None:
 def test_followed_log_lines_print_cells_as_the_table_does() -> None:
     from decimal import Decimal
 
-    from shieldes.cli.logs_cmd import TABLE_COLUMNS, _print
+    from shieldes.cli.logs_cmd import TABLE_COLUMNS, _FollowTable
 
     row = {c: None for c in TABLE_COLUMNS} | {"started_at": MOMENT, "request_id": "r1", "cost_usd": Decimal("3.15E-6"),
                                                "stream": False, "status": 200}
     out = io.StringIO()
     with redirect_stdout(out):
-        _print([row], False, lines=True)
-    line = out.getvalue()
-    assert line.startswith("2026-12-03 17:38:11Z  r1  -") and "0.00000315" in line and "e-06" not in line, line
+        _FollowTable().print([row])
+    header, line = out.getvalue().splitlines()
+    assert header.startswith("STARTED_AT            REQUEST_ID  NODE_ID"), header
+    assert line.startswith("2026-12-03 17:38:11Z  r1          -"), line
+    assert "0.00000315" in line and "e-06" not in line, line
