@@ -53,16 +53,25 @@ def credential_findings(config: ConfigState, keyring: Keyring,
             for d in sorted(config.providers.values(), key=lambda d: d.name)]
 
 
-def price_findings(config: ConfigState, priced: Callable[[str], bool]) -> list[Finding]:
+def price_findings(config: ConfigState, priced: Callable[[str], bool], *, allow_unpriced: bool = False
+                   ) -> list[Finding]:
     """One finding per served model: is there a price (shipped default, `pricing set` for it or for
-    a pattern matching it)? A provider's pattern is no model: the names it serves are not known."""
+    a pattern matching it)? A provider's pattern is no model: the names it serves are not known.
+    What an unpriced model does depends on SHIELDES_ALLOW_UNPRICED (`allow_unpriced`): refused to
+    keys and teams with a budget (fail closed), or served to them at $0, beyond their budget."""
+    if allow_unpriced:
+        unpriced = ("no price: its usage is counted at $0, and keys and teams with a budget are served it "
+                    "without limit (SHIELDES_ALLOW_UNPRICED is on)")
+    else:
+        unpriced = ("no price: keys and teams with a budget are refused it (403 model_not_priced); other keys' "
+                    "usage of it is counted at $0")
     out = []
     for model in config.exact_models():
         if priced(model):
             out.append(Finding("prices", model, True, "priced"))
         else:
             out.append(Finding(
-                "prices", model, False, "no price: its usage is counted at $0 and budgets cannot limit it",
+                "prices", model, False, unpriced,
                 f"shieldes pricing set {model} --input USD_PER_1M --output USD_PER_1M",
             ))
     return out

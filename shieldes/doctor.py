@@ -88,18 +88,35 @@ def probe_request(dep: Deployment, api_key: str | None) -> tuple[str, dict[str, 
     return join_endpoint(dep.base_url, "/models"), headers
 
 
-def probe_finding(dep: Deployment, status: int | None, error: str | None) -> Finding:
+def probe_finding(dep: Deployment, status: int | None, error: str | None, *, key_sent: bool = True) -> Finding:
+    """`key_sent`: the probe carried the provider key. Without one (none configured, or one this
+    machine cannot read: the credentials check says why), an answer says nothing about a key."""
     if status is None:
         return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url}: {error}",
                        f"check the URL (`shieldes provider update {dep.name} --base-url ...`) and this node's "
                        "network access to it")
+    unread = not key_sent and dep.secret_ref is not None
     if status in (401, 403):
+        if unread:
+            return Finding("upstream", dep.name, False, f"reachable, but it asks for the provider key (HTTP {status}), "
+                           "which this node cannot read", "fix the credentials check of this provider above")
+        if not key_sent:
+            return Finding("upstream", dep.name, False, f"reachable, but it asks for a key (HTTP {status}) and the "
+                           "provider has none", f"give it one with `shieldes provider update {dep.name} "
+                           "--api-key-env VAR` (or --api-key KEY)")
         return Finding("upstream", dep.name, False, f"reachable, but it refused the provider key (HTTP {status})",
                        f"store a valid key with `shieldes provider update {dep.name} --api-key KEY`")
     if status >= 500:
         return Finding("upstream", dep.name, False, f"reachable, but it answered HTTP {status}",
                        "check the provider's status page; requests fail over to other deployments meanwhile")
-    detail = "reachable, key accepted" if status < 300 else f"reachable (HTTP {status} to a models listing)"
+    if status >= 300:
+        detail = f"reachable (HTTP {status} to a models listing)"
+    elif key_sent:
+        detail = "reachable, key accepted"
+    elif unread:
+        detail = "reachable; the key was not checked: this node cannot read it (see the credentials check)"
+    else:
+        detail = "reachable without a key (none configured)"
     return Finding("upstream", dep.name, True, detail)
 
 
@@ -121,7 +138,7 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
             if proxy.authorization:
                 via["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
         async with session.get(url, headers=headers, allow_redirects=False, **via) as resp:
-            return probe_finding(dep, resp.status, None)
+            return probe_finding(dep, resp.status, None, key_sent=bool(api_key))
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         return probe_finding(dep, None, str(exc) or type(exc).__name__)
 
@@ -193,7 +210,8 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
         deps = sorted(config.providers.values(), key=lambda d: d.name)
         proxies = urllib.request.getproxies_environment()
         findings += await asyncio.gather(*(probe(session, d, key, env, proxies) for d in deps))
-    findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None)
+    findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None,
+                               allow_unpriced=settings.allow_unpriced)
     findings += secret_findings(nodes, settings)
     return findings
 

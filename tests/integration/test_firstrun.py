@@ -92,10 +92,31 @@ async def test_doctor_passes_a_healthy_setup_and_names_each_failure(database_url
                    "code": "checks_failed"}}]
     failed = _failed(report)
     assert MISSING in failed[("credentials", "nokey")]["fix"]
-    assert "--api-key" in failed[("upstream", "nokey")]["fix"]  # the fake refused the missing key: 401
+    # the fake refused the request that carried no key (401): the key is missing here, not wrong
+    assert "cannot read" in failed[("upstream", "nokey")]["detail"]
+    assert "credentials check" in failed[("upstream", "nokey")]["fix"]
     assert "cannot reach" in failed[("upstream", "gone")]["detail"]
     assert failed[("prices", "house-model")]["fix"].startswith("shieldes pricing set house-model")
+    assert "403 model_not_priced" in failed[("prices", "house-model")]["detail"]  # budgets fail closed
     assert ("credentials", "openai") not in failed and ("upstream", "openai") not in failed
+
+
+async def test_doctor_says_key_accepted_only_when_it_sent_one(database_url: str) -> None:
+    """An upstream that answers without auth (a local vLLM) says nothing about a key the probe did
+    not send: one this machine cannot read is not "accepted", and a provider with none is "without a
+    key". With SHIELDES_ALLOW_UNPRICED an unpriced model is served to budgeted keys: said so."""
+    async with FakeUpstream() as open_up:  # answers any request, key or not
+        for name, key in (("unread", ["--api-key-env", MISSING]), ("keyless", [])):
+            await asyncio.to_thread(cli.ok, database_url, "provider", "add", name, "--type", "openai",
+                                    "--base-url", open_up.url, *key, "--models", "house-model")
+        code, report, _ = await asyncio.to_thread(_doctor, database_url, SHIELDES_ALLOW_UNPRICED="true")
+    checks = {(c["check"], c["subject"]): c for c in report["checks"]}
+    assert code == 1 and not checks[("credentials", "unread")]["ok"]
+    unread, keyless = checks[("upstream", "unread")], checks[("upstream", "keyless")]
+    assert unread["ok"] and "accepted" not in unread["detail"] and "cannot read" in unread["detail"], unread
+    assert keyless["ok"] and keyless["detail"] == "reachable without a key (none configured)", keyless
+    price = checks[("prices", "house-model")]
+    assert not price["ok"] and "SHIELDES_ALLOW_UNPRICED" in price["detail"] and "without limit" in price["detail"]
 
 
 def test_doctor_compares_the_secrets_nodes_publish(database_url: str) -> None:
