@@ -125,6 +125,20 @@ def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> lis
     ]
 
 
+def takeover_warnings(state: ConfigState, alias: ModelAlias) -> list[str]:
+    """An alias wins over plain routing of the model of its name: providers that serve that name
+    and are not among its targets stop getting its requests. Allowed (it is how a name moves to
+    other deployments), but said, as `config import` refuses it for the same reason."""
+    inside = {t.provider for t in alias.targets if t.model == alias.name}  # still asked for that very model
+    left_out = sorted(d.name for d in state.providers.values() if alias.name in d.models and d.name not in inside)
+    if not left_out:
+        return []
+    add = " ".join(f"--target {p}/{alias.name}" for p in left_out)
+    return [f"alias {alias.name!r} takes the requests for model {alias.name!r} away from provider(s) "
+            f"{', '.join(left_out)}, which serve it and are not among its targets (an alias wins over the "
+            f"providers serving its name); add {add} if they should keep serving it"]
+
+
 def _reachable(deps: tuple[Deployment, ...], allowed: str) -> bool:
     """Some deployment serves `allowed`: by one of its patterns, or (for a pattern the key is
     allowed) by a name or pattern inside it."""

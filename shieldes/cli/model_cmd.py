@@ -16,10 +16,11 @@ from shieldes.cli.common import (
     read_config,
     run,
     run_read,
+    warn,
     write,
 )
 from shieldes.projections.shared_commands import RemoveModelAlias, SetModelAlias, parse_alias_target
-from shieldes.views import alias_row
+from shieldes.views import alias_row, takeover_warnings
 
 
 def _targets_text(row: dict[str, Any]) -> str:
@@ -48,22 +49,26 @@ def alias(public: str, targets: tuple[str, ...], fallbacks: tuple[str, ...], as_
 
         answer = api.call("PUT", f"/aliases/{segment(public)}",
                           {"targets": list(targets), "fallbacks": list(fallbacks)})
-        _print_alias({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, ctx.as_json)
+        _print_alias({c: answer[c] for c in ("name", "targets", "fallbacks", "position")}, ctx.as_json,
+                     answer.get("warnings") or [])  # (a node of an earlier release sends none)
         return
     view = run_read(read_config())
     parsed = tuple(parse_alias_target(view.state, spec) for spec in targets)
     written = run(write(SetModelAlias(public, parsed, fallbacks)))
     data = written.events[0].data
     row = {"name": public, "targets": data["targets"], "fallbacks": data["fallbacks"], "position": written.position}
-    _print_alias(row, ctx.as_json)
+    _print_alias(row, ctx.as_json, takeover_warnings(written.state, written.state.aliases[public]))
 
 
-def _print_alias(row: dict[str, Any], as_json: bool) -> None:
+def _print_alias(row: dict[str, Any], as_json: bool, warnings: list[str]) -> None:
     """The alias written: JSON as the API gives it; the table's targets as `model list` prints them
-    (`openai/gpt-4o-mini:1`), not as a Python dict."""
+    (`openai/gpt-4o-mini:1`), not as a Python dict. Warnings (providers the alias takes its name's
+    requests from) on stderr, or with --json in the row."""
     if as_json:
-        emit(row, as_json=True)
+        emit({**row, "warnings": warnings} if warnings else row, as_json=True)
         return
+    for w in warnings:
+        warn(w)
     emit({**row, "targets": _targets_text(row), "fallbacks": ",".join(row["fallbacks"])}, as_json=False)
 
 

@@ -299,6 +299,12 @@ async def test_aliases_and_provider_type_settings_through_the_api(database_url: 
         status, one = await api.get(f"{API}/aliases/team/smart")
         assert status == 200 and one["fallbacks"] == ["gpt-4o-mini"]
         await api.call("PUT", f"{API}/aliases/fast", {"targets": ["openai/gpt-4o-mini"], "fallbacks": ["team/smart"]})
+        assert made["warnings"] == []  # team/smart is no model any provider serves
+        # named like a served model, it takes that model's requests from the providers left out: said
+        status, took = await api.call("PUT", f"{API}/aliases/gpt-4o", {"targets": ["openai/gpt-4o-mini"]})
+        assert status == 200 and len(took["warnings"]) == 1, took
+        assert "away from provider(s) openai" in took["warnings"][0] and "openai/gpt-4o " in took["warnings"][0]
+        assert (await api.call("DELETE", f"{API}/aliases/gpt-4o"))[0] == 200
         status, listed = await api.get(f"{API}/aliases", limit=1)
         assert [a["name"] for a in listed["data"]] == ["fast"] and listed["has_more"]
         secret = (await api.post(f"{API}/keys", {"name": "aliased"}))[1]["key"]

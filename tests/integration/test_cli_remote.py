@@ -293,6 +293,20 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
             for args in (("--json",), ()):
                 r_, d_ = await remote(h, *args, *read), await direct(h, *args, *read)
                 assert (r_.code, r_.out, r_.err) == (d_.code, d_.out, d_.err), read
+        # an alias named like a served model takes that model's requests from the providers it leaves
+        # out: allowed, with the same warning line either way (a `warnings` list with --json)
+        took = {run: await run(h, "model", "alias", "gpt-4o", "--target", "openai/gpt-4o-mini")
+                for run in (remote, direct)}
+        assert took[remote].err == took[direct].err and took[remote].code == 0, took[remote].err
+        assert took[remote].err.startswith("warning: alias 'gpt-4o' takes the requests for model 'gpt-4o' away from "
+                                           "provider(s) ") and "--target openai/gpt-4o " in took[remote].err
+        assert (await remote(h, "--json", "model", "alias", "gpt-4o", "--target", "openai/gpt-4o-mini")).json()[
+            "warnings"] == (await direct(h, "--json", "model", "alias", "gpt-4o", "--target", "openai/gpt-4o-mini")
+                            ).json()["warnings"] != []
+        assert (await direct(h, "model", "remove", "gpt-4o")).code == 0
+        assert "warnings" not in alias and "warning" not in (await direct(  # one that targets them all: nothing said
+            h, "model", "alias", "quiet", "--target", "openai/gpt-4o-mini")).err
+        assert (await direct(h, "model", "remove", "quiet")).code == 0
         assert (await remote(h, "--json", "model", "remove", "smart")).json()["removed"] is True
         assert (await remote(h, "--json", "provider", "remove", "r-up")).json()["removed"] is True
         assert [p["name"] for p in (await direct(h, "--json", "provider", "list")).json()] == ["claude", "d-up",

@@ -48,6 +48,7 @@ from shieldes.views import (
     key_row,
     listed_keys,
     provider_row,
+    takeover_warnings,
     team_row,
     token_row,
     unpriced_for_key,
@@ -399,7 +400,8 @@ async def set_alias(call: Call) -> Any:
     state = call.ctx.projector.config
     targets = tuple(parse_alias_target(state, spec) for spec in b["targets"])
     written = await _write(call, SetModelAlias(name, targets, tuple(b.get("fallbacks") or ())))
-    return _with_position(alias_row(written.state.aliases[name]), written)
+    alias = written.state.aliases[name]
+    return {**_with_position(alias_row(alias), written), "warnings": takeover_warnings(written.state, alias)}
 
 
 async def remove_alias(call: Call) -> Any:
