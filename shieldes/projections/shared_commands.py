@@ -259,7 +259,10 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             if command.name not in state.aliases:
                 raise SubjectNotFound(f"no alias named {command.name!r}; see `shieldes model list`",
                                       code="alias_not_found")
-            users = _users_of(state, command.name)
+            # a fallback naming a model that providers serve stays good without the alias: it routes as
+            # that plain model again (as it did before the alias was set)
+            served = any(d.serves(command.name) for d in state.providers.values())
+            users = [] if served else _users_of(state, command.name)
             if users:
                 raise CommandRejected(f"alias {command.name!r} is a fallback of {', '.join(users)}; "
                                       "change those aliases first")

@@ -88,6 +88,28 @@ def test_fallback_chains_are_breadth_first_and_each_group_is_tried_once() -> Non
         run(RemoveProvider("openai"), state=state)
 
 
+def test_an_alias_named_like_a_served_model_can_be_removed_while_a_fallback_names_it() -> None:
+    """`fast` falls back to the model gpt-4o; an alias gpt-4o set later takes that name over, and
+    removing it gives the fallback back to the providers serving gpt-4o: nothing is left dangling,
+    so nothing is refused. A fallback naming only the alias still holds the alias in place."""
+    state = run(
+        SetModelAlias("fast", (AliasTarget("openai", "gpt-4o-mini"),), ("gpt-4o", "sonnet")),
+        state=run(SetModelAlias("sonnet", (AliasTarget("claude", "claude-sonnet-4-5"),)), state=BASE),
+    )
+    shadowed = run(SetModelAlias("gpt-4o", (AliasTarget("azure", "prod-gpt4o"),)), state=state)
+    route = resolve(shadowed, "fast")
+    assert route is not None and fallback_routes(shadowed, route)[0].model == "prod-gpt4o"
+    removed = run(RemoveModelAlias("gpt-4o"), state=shadowed)
+    assert "gpt-4o" not in removed.aliases
+    route = resolve(removed, "fast")
+    assert route is not None
+    [plain, sonnet] = fallback_routes(removed, route)
+    assert (plain.requested, plain.model, plain.targets[0].name) == ("gpt-4o", "gpt-4o", "openai")
+    assert sonnet.requested == "sonnet"
+    with pytest.raises(CommandRejected, match="is a fallback of fast"):
+        run(RemoveModelAlias("sonnet"), state=removed)
+
+
 @pytest.mark.parametrize(("command", "message"), [
     (SetModelAlias("x", ()), "at least one --target"),
     (SetModelAlias("x", (AliasTarget("nope", "gpt-4o"),)), "no provider named 'nope'"),
