@@ -115,13 +115,15 @@ def token_row(t: AdminToken) -> dict[str, Any]:
 
 
 def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:
-    """Allowed models no provider serves yet: not an error (keys may come first), but said."""
-    served = set(state.all_models())
+    """Allowed models no provider serves yet: not an error (keys may come first), but said. A model
+    alias is served (by its targets), and so is a pattern that names one."""
+    served = set(state.all_models()) | set(state.aliases)
     deps = tuple(state.providers.values())
     return [
         f"no provider serves model {m!r} yet: requests for it get 404 until a provider lists it "
         f"(`shieldes provider add ... --models {m}` or `shieldes provider update NAME --models ...`)"
         for m in models or () if m not in served and not _reachable(deps, m)
+        and not (is_model_pattern(m) and any(pattern_matches(m, a) for a in state.aliases))
     ]
 
 

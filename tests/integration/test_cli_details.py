@@ -33,6 +33,11 @@ def test_a_model_no_provider_serves_is_a_warning(database_url: str) -> None:
     assert created["warnings"] and "gpt-4o" in created["warnings"][0]
     cli.populate(database_url)  # a provider serving gpt-4o: no warning any more
     assert "warnings" not in cli.ok(database_url, "key", "update", "early", "--models", "gpt-4o,gpt-4o-mini")
+    # a model alias is served by its targets (a key's --models may name aliases): no warning either
+    cli.ok(database_url, "model", "alias", "smart", "--target", "openai/gpt-4o")
+    aliased = cli.invoke(database_url, "key", "create", "--name", "early3", "--models", "smart,sm*")
+    assert aliased.exit_code == 0 and "warning" not in aliased.stderr, aliased.stderr
+    assert "warnings" not in cli.ok(database_url, "key", "update", "early", "--models", "smart")
 
 
 def test_budget_removal_is_its_own_event_and_names_the_team(database_url: str) -> None:
