@@ -27,7 +27,7 @@ from shieldes.projections.commands import UNSET
 from shieldes.projections.shared_commands import RESPONSES_MODES, AddProvider, RemoveProvider, UpdateProvider
 from shieldes.providers.kinds import PROVIDER_KINDS
 from shieldes.usage.pricing import unpriced, unpriced_warning
-from shieldes.views import provider_row, secret_label
+from shieldes.views import provider_row
 
 COLUMNS = ("name", "type", "base_url", "models", "weight", "api_key", "responses", "options")
 
@@ -95,10 +95,7 @@ def _update_remote(name: str, base_url: str | None, api_key_env: str | None, api
         raise InvalidRequest("nothing to change: pass --base-url, --models, --weight, --responses, an --api-key "
                              "option or a type setting such as --api-version")
     answer = api.call("PATCH", f"/providers/{segment(name)}", body)
-    emit({"name": name, "base_url": answer["base_url"], "models": answer["models"], "weight": answer["weight"],
-          **({"responses": answer["responses"]} if responses is not None else {}),
-          "api_key": answer["api_key"], "options": answer["options"], "position": answer["position"]},
-         as_json=ctx.as_json)
+    emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
 
 
 @click.group("provider", cls=OneLineGroup)
@@ -136,8 +133,7 @@ def add(
                 "weight": weight, "responses": responses, **_key_fields(api_key_env, api_key),
                 **({"options": options_of(**options)} if options_of(**options) else {})}
         answer = api.call("POST", "/providers", {k: v for k, v in body.items() if v is not None}, create=True)
-        row = {c: answer[c] for c in ("name", "type", "base_url", "models", "weight", "responses", "api_key",
-                                      "options", "position")}
+        row = {c: answer[c] for c in (*COLUMNS, "position")}
         if answer.get("unpriced_models"):
             row["unpriced_models"] = answer["unpriced_models"]
             warn(unpriced_warning(answer["unpriced_models"]))
@@ -147,12 +143,7 @@ def add(
     command = AddProvider(name, kind, base_url, ref, split_list(models) or (), weight, responses,
                           options_of(**options))
     written = run(write(command))
-    data = written.events[0].data
-    state_row = {
-        "name": name, "type": kind, "base_url": data["base_url"], "models": data["models"],
-        "weight": data["weight"], "responses": data["responses"], "api_key": secret_label(ref),
-        "options": data["options"], "position": written.position,
-    }
+    state_row = {**provider_row(written.state.providers[name]), "position": written.position}
     missing = unpriced(written.state.pricing, written.events[0].data["models"])
     if missing:
         state_row["unpriced_models"] = missing
@@ -196,14 +187,8 @@ def update(
     command = UpdateProvider(name, base_url, new_ref, split_list(models), weight,  # type: ignore[arg-type]
                              responses, changed or None)
     written = run(write(command))
-    data = written.events[0].data
-    emit(
-        {"name": name, "base_url": data["base_url"], "models": data["models"], "weight": data["weight"],
-         **({"responses": data["responses"]} if data.get("responses") else {}),
-         "api_key": secret_label(data["secret_ref"]), "options": data["options"],
-         "position": written.position},
-        as_json=ctx.as_json,
-    )
+    # the provider as `provider list` shows it, every field (not only those changed), and the position
+    emit({**provider_row(written.state.providers[name]), "position": written.position}, as_json=ctx.as_json)
 
 
 @provider_group.command("remove")

@@ -45,9 +45,17 @@ def test_provider_add_list_update_remove(database_url: str) -> None:
     assert listed["openai"]["api_key"] == "env:OPENAI_API_KEY" and listed["openai"]["weight"] == 2.0
     assert listed["claude"]["api_key"] == "encrypted" and listed["claude"]["type"] == "anthropic"
 
-    ok(database_url, "provider", "update", "openai", "--models", "gpt-4o", "--weight", "3")
+    updated = ok(database_url, "provider", "update", "openai", "--models", "gpt-4o", "--weight", "3")
     ok(database_url, "provider", "update", "claude", "--api-key-env", "ANTHROPIC_API_KEY")
     listed = {p["name"]: p for p in ok(database_url, "provider", "list")}
+    # add and update print the provider as `provider list` does (every field, not only those
+    # changed), then the position
+    assert updated == {**listed["openai"], "position": updated["position"]}
+    assert list(updated) == [*listed["openai"], "position"]
+    table = invoke(database_url, "provider", "update", "claude", "--weight", "2")
+    assert table.exit_code == 0 and table.stdout.splitlines()[0].split() == [
+        "NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY", "RESPONSES", "OPTIONS", "POSITION"]
+    ok(database_url, "provider", "update", "claude", "--weight", "1")
     assert listed["openai"]["models"] == ["gpt-4o"] and listed["openai"]["weight"] == 3.0
     assert listed["openai"]["base_url"] == "https://api.openai.com/v1"  # untouched fields keep their value
     assert listed["claude"]["api_key"] == "env:ANTHROPIC_API_KEY"
@@ -66,7 +74,7 @@ def test_provider_add_list_update_remove(database_url: str) -> None:
     assert header.split() == ["NAME", "TYPE", "BASE_URL", "MODELS", "WEIGHT", "API_KEY", "RESPONSES",
                               "OPTIONS"]
     assert row.split()[0] == "openai" and "env:OPENAI_API_KEY" in row
-    assert count_events(database_url) == 6
+    assert count_events(database_url) == 8  # two of them the weight changes above
 
 
 def test_pricing_and_team(database_url: str) -> None:

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from shieldes.cli.common import split_list
-from shieldes.cli.provider_cmd import secret_label
 from shieldes.errors import InvalidRequest
 from shieldes.events.codec import GENESIS_HASH, chain_hash
 from shieldes.events.queries import like_prefix
 from shieldes.events.store import RecordedEvent
 from shieldes.events.verify import verify_chain
 from shieldes.timeparse import expiry, parse_duration, parse_time
+from shieldes.views import secret_label
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
