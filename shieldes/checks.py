@@ -101,8 +101,9 @@ def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[st
             missing.append(f"provider {f.subject!r} cannot be called from this node: {f.detail}; {f.fix}")
     unpriced = [f.subject for f in price_findings(config, priced) if not f.ok]
     if unpriced:
-        missing.append(f"no price for {', '.join(unpriced)}: usage is counted at $0; "
-                       "set one with `shieldes pricing set MODEL --input X --output Y`")
+        missing.append(f"no price for {', '.join(unpriced)}: keys and teams with a budget are refused it "
+                       "(403 model_not_priced, unless SHIELDES_ALLOW_UNPRICED serves it to them at $0) and other "
+                       "usage of it is counted at $0; set one with `shieldes pricing set MODEL --input X --output Y`")
     if peers and not gossip:
         missing.append("SHIELDES_CLUSTER_SECRET is not set while other nodes are alive: each node enforces "
                        "limits as limit / nodes; set the same secret on every node")
