@@ -17,6 +17,7 @@ from shieldes.cli.common import (
     open_store,
     plain_number,
     run_read,
+    table_cell,
 )
 from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.config_writer import load_config
@@ -67,7 +68,7 @@ def check_in_log(point: Point, head: int, *, omit: str | None = "--at") -> None:
 @json_option
 @handle_errors
 def show(at: str | None, as_json: bool) -> None:
-    """Providers, pricing, teams and keys (never key hashes) as of a point in the log."""
+    """Providers, aliases, routing, pricing, teams and keys (never key hashes) as of a point in the log."""
     ctx = cli_context()
     point = parse_point(at) if at is not None else None
 
@@ -85,7 +86,7 @@ def show(at: str | None, as_json: bool) -> None:
         emit(out, as_json=True)
         return
     click.echo(f"config at {out['at']} (config position {out['position']})")
-    for section in ("providers", "pricing", "teams", "keys"):
+    for section in ("providers", "aliases", "routing", "pricing", "teams", "keys"):
         click.echo(f"\n{section}:")
         emit([{k: _human_cell(k, v) for k, v in row.items()} for row in out[section]], as_json=False)
 
@@ -129,7 +130,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
     rows = [
         {
             "change": c["change"], "kind": c["kind"], "name": c["name"],
-            "fields": ", ".join(f"{f}: {_human_cell(f, v['from'])} -> {_human_cell(f, v['to'])}"
+            "fields": ", ".join(f"{f}: {table_cell(_human_cell(f, v['from']))} -> {table_cell(_human_cell(f, v['to']))}"
                                 for f, v in c["fields"].items()),
             "by": "; ".join(f"#{e['position']} {e['type']} by {e['actor']} at {table_time(e['recorded_at'])}"
                             for e in c["events"]),

@@ -13,7 +13,7 @@ from shieldes.projections.state import Budget, ConfigState
 
 Entity = dict[str, Any]
 EntityKey = tuple[str, str]  # (kind, id)
-KINDS = ("provider", "pricing", "team", "key", "admin_token")
+KINDS = ("provider", "alias", "routing", "pricing", "team", "key", "admin_token")
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,15 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
     for d in state.providers.values():
         out[("provider", d.name)] = {
             "name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _secret(d.secret_ref),
-            "models": list(d.models), "weight": d.weight,
+            "models": list(d.models), "weight": d.weight, "responses": d.responses, "options": dict(d.options),
         }
+    for a in state.aliases.values():
+        out[("alias", a.name)] = {
+            "name": a.name, "targets": [f"{t.provider}/{t.model}:{t.weight:g}" for t in a.targets],
+            "fallbacks": list(a.fallbacks),
+        }
+    for model, strategy in state.routing.items():
+        out[("routing", model)] = {"model": model, "strategy": strategy}
     for model, p in state.pricing.items():
         out[("pricing", model)] = {
             "model": model, **p.fields(),
@@ -104,8 +111,9 @@ def config_view(state: ConfigState) -> dict[str, list[Entity]]:
     ents = entities(state)
     return {
         plural: [ents[k] for k in sorted(k for k in ents if k[0] == kind)]
-        for kind, plural in (("provider", "providers"), ("pricing", "pricing"), ("team", "teams"),
-                             ("key", "keys"), ("admin_token", "admin_tokens"))
+        for kind, plural in (("provider", "providers"), ("alias", "aliases"), ("routing", "routing"),
+                             ("pricing", "pricing"), ("team", "teams"), ("key", "keys"),
+                             ("admin_token", "admin_tokens"))
     }
 
 
@@ -115,6 +123,10 @@ def subject_of(e: RecordedEvent) -> EntityKey | None:
     family = e.type.split(".", 1)[0]
     if family == "provider":
         return ("provider", d["name"])
+    if family == "model_alias":
+        return ("alias", d["name"])
+    if family == "routing":
+        return ("routing", d["model"])
     if family == "pricing":
         return ("pricing", d["model"])
     if family == "team":

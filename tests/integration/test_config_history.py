@@ -9,7 +9,8 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import RevokeKey
-from shieldes.projections.shared_commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing, SetRouting, UpdateProvider
+from shieldes.projections.state import AliasTarget
 from tests.integration.usage_log import UsageWriter, cli_json, run_cli, seed_config
 
 
@@ -64,3 +65,37 @@ async def test_show_and_diff_across_time(database_url: str, pool: AsyncConnectio
         r = run_cli(database_url, "config", *bad)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
     assert "ISO 8601" in run_cli(database_url, "config", "show", "--at", "yesterday-ish").stderr
+
+
+async def test_diff_and_show_cover_provider_settings_aliases_and_routing(database_url: str,
+                                                                         pg_store: PostgresEventStore) -> None:
+    """A provider's responses mode and type settings (its quotas, region), model aliases and
+    routing strategies are config too: a diff that counted their events showed no entity changed,
+    and `config show` left them out."""
+    await seed_config(pg_store, actor="alice")
+    await execute(pg_store, SetModelAlias("fast", (AliasTarget("openai", "gpt-4o"),)), actor="alice")
+    before = await pg_store.config_head()
+    await execute(pg_store, UpdateProvider("openai", responses="native", options={"rpm": "100", "region": "eu"}),
+                  actor="bob")
+    await execute(pg_store, SetModelAlias("fast", (AliasTarget("openai", "gpt-4o", 2.0),), ("gpt-4o",)), actor="bob")
+    await execute(pg_store, SetRouting("fast", "cost"), actor="carol")
+
+    d = cli_json(database_url, "config", "diff", str(before), str(await pg_store.config_head()))
+    assert d["events"] == 3
+    changes = {(c["kind"], c["name"]): c for c in d["changes"]}
+    assert set(changes) == {("provider", "openai"), ("alias", "fast"), ("routing", "fast")}
+    assert changes[("provider", "openai")]["fields"] == {
+        "options": {"from": {}, "to": {"rpm": "100", "region": "eu"}},
+        "responses": {"from": "translate", "to": "native"}}
+    assert changes[("alias", "fast")]["fields"] == {"targets": {"from": ["openai/gpt-4o:1"], "to": ["openai/gpt-4o:2"]},
+                                                    "fallbacks": {"from": [], "to": ["gpt-4o"]}}
+    assert changes[("routing", "fast")]["change"] == "added"
+    assert [e["actor"] for e in changes[("routing", "fast")]["events"]] == ["carol"]
+
+    now = cli_json(database_url, "config", "show")
+    assert now["aliases"] == [{"name": "fast", "targets": ["openai/gpt-4o:2"], "fallbacks": ["gpt-4o"]}]
+    assert now["routing"] == [{"model": "fast", "strategy": "cost"}]
+    assert now["providers"][0]["options"] == {"region": "eu", "rpm": "100"}
+    table = run_cli(database_url, "config", "diff", str(before), str(await pg_store.config_head()))
+    assert table.returncode == 0 and "responses: translate -> native" in table.stdout, table.stdout
+    assert "options: - -> " in table.stdout and "rpm=100" in table.stdout  # a mapping as the tables print it
