@@ -6,6 +6,7 @@ All database errors that reach users pass through `translate` so they read as on
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,13 +92,19 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + libpq_url(url).partition("://")[2]
 
 
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+
+
 def redact_url(url: str) -> str:
-    """The URL without its password (multi-host URLs `host1:5432,host2:5432` included)."""
+    """The URL without its password (multi-host URLs `host1:5432,host2:5432` included): the one in
+    `user:password@`, with or without a scheme before it (a URL missing its `postgresql://` is
+    still printed in the error that says so), and a `password=` parameter (`?password=...`, or a
+    libpq `key=value` string)."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    userinfo, at, hostpart = (rest if sep else url).rpartition("@")
+    if at and ":" in userinfo and "/" not in userinfo:
+        url = f"{scheme + sep if sep else ''}{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    return _PASSWORD_PARAM.sub(lambda m: m.group(1) + "***", url)
 
 
 def describe_url(url: str) -> str:

@@ -46,3 +46,19 @@ def test_error_messages_name_every_host_without_the_password() -> None:
     assert db.describe_url(url) == "db-a:5432,db-b:5433/shieldes"
     assert "s3cret" not in db.redact_url(url) and "db-b:5433" in db.redact_url(url)
     assert "s3cret" not in db.translate(OSError("connection refused"), url).message
+
+
+def test_a_password_never_prints_however_the_url_gives_it(database_url: str) -> None:
+    """`db status` shows an external URL, and the refusal of a malformed one quotes it: the password
+    is masked in `user:password@` with or without a scheme, and as a `password=` parameter."""
+    sep = "&" if "?" in database_url else "?"
+    status = ok(f"{database_url}{sep}password=S3cretPw", "db", "status")  # the test server trusts local users
+    assert status["mode"] == "external" and "S3cretPw" not in str(status) and "password=***" in status["url"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+    for url in ("app:S3cretPw@db.example:5432/gw", "mysql://app:S3cretPw@db.example/gw",
+                "host=db.example password=S3cretPw dbname=gw"):
+        refused = subprocess.run([sys.executable, "-m", "shieldes", "key", "list"], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60, env={**env, "SHIELDES_DATABASE_URL": url,
+                                                             "PYTHONPATH": str(ROOT)})
+        assert refused.returncode == 1 and "must look like postgresql://" in refused.stderr, refused.stderr
+        assert "S3cretPw" not in refused.stderr and "***" in refused.stderr, refused.stderr
