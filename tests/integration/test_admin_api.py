@@ -204,6 +204,13 @@ async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
         [row] = by_day_model["data"]
         assert row["model"] == "gpt-4o" and row["requests"] == 3 and row["cost_usd"] > 0
         assert (await api.get(f"{API}/usage", group_by="colour"))[0] == 400
+        # a misspelt key or team is a 404 naming it, not an empty list that reads as no traffic
+        for path, query, code in (("usage", {"key": "nope"}, "key_not_found"),
+                                  ("usage", {"team": "nope"}, "team_not_found"),
+                                  ("requests", {"key": "nope"}, "key_not_found")):
+            status, err = await api.get(f"{API}/{path}", **query)
+            assert (status, err["error"]["code"]) == (404, code), (path, query, err)
+            assert "'nope'" in err["error"]["message"] and "GET /admin/v1/" in err["error"]["message"], err
 
         # audit: newest first, paged with `before`; config as of a point and a diff
         status, page1 = await api.get(f"{API}/audit", limit=2)

@@ -9,7 +9,7 @@ from typing import Any
 
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import Call, Field, Route
-from shieldes.gateway.admin.read_routes import _pool
+from shieldes.gateway.admin.read_routes import _pool, known_key
 from shieldes.requestlog import store
 from shieldes.requestlog.store import LogFilter, plain
 from shieldes.roles import BODIES, READ, allows
@@ -48,6 +48,8 @@ def log_filter(q: dict[str, Any]) -> LogFilter:
 
 async def list_requests(call: Call) -> Any:
     f = log_filter(call.query)
+    if f.key is not None:  # a misspelt key is an error (as in `shieldes logs`), not an empty page
+        known_key(call, f.key)
     limit = call.limit()
     async with _pool(call).connection() as conn:
         rows = await store.query(conn, f, limit + 1)
