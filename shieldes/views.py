@@ -152,10 +152,13 @@ def _reachable(deps: tuple[Deployment, ...], allowed: str) -> bool:
 
 def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
     """Models `key` may use that have no price, when a budget (its own or its team's) applies to
-    it: requests for them would be refused (403 model_not_priced). Empty without a budget."""
+    it: requests for them would be refused (403 model_not_priced). Empty without a budget. An alias
+    the key may use is priced as its targets' models (the name the route bills), so those count."""
     team = state.teams.get(key.team_id) if key.team_id else None
     if key.budget is None and (team is None or team.budget is None):
         return []
     from shieldes.usage.pricing import unpriced  # the shipped price table: only a key under a budget needs it
 
-    return unpriced(state.pricing, [m for m in state.exact_models() if key.allows_model(m)])
+    models = [m for m in state.exact_models() if key.allows_model(m)]
+    models += [t.model for a in state.aliases.values() if key.allows_model(a.name) for t in a.targets]
+    return unpriced(state.pricing, models)

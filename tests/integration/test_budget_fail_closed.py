@@ -105,6 +105,20 @@ def test_cli_warns_about_unpriced_models(database_url: str) -> None:
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr
 
 
+def test_a_key_allowed_only_an_alias_is_warned_of_its_unpriced_target(database_url: str) -> None:
+    """An alias bills as its target's model: a budgeted key allowed only the alias would be refused
+    every request (403 model_not_priced) without a word at `key create`."""
+    ok(database_url, "provider", "add", "local", "--type", "openai", "--base-url", "http://127.0.0.1:9/v1",
+       "--api-key-env", "X", "--models", "local-llm")
+    ok(database_url, "model", "alias", "fast", "--target", "local/local-llm")
+    key = invoke(database_url, "--json", "key", "create", "--name", "b", "--models", "fast", "--budget", "5")
+    assert key.exit_code == 0 and "warning: no price for local-llm" in key.stderr, key.stderr
+    assert json.loads(key.stdout)["unpriced_models"] == ["local-llm"]
+    ok(database_url, "pricing", "set", "local-llm", "--input", "1", "--output", "2")
+    quiet = invoke(database_url, "key", "create", "--name", "c", "--models", "fast", "--budget", "5")
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
 async def test_the_bound_is_no_more_than_the_budget_has_left(database_url: str) -> None:
     async with harness(database_url) as h:
         secret = await h.create_key("small", budget_usd=0.01)  # gpt-4o output: $10 / 1M = 1000 tokens
