@@ -252,6 +252,12 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             if users:
                 raise CommandRejected(f"provider {command.name!r} is a target of alias {', '.join(users)}; "
                                       "change or remove the alias first (`shieldes model alias|remove`)")
+            left = [d for d in state.providers.values() if d.name != command.name]
+            stranded = sorted({f"{a.name} (--fallback {fb})" for a in state.aliases.values() for fb in a.fallbacks
+                               if fb not in state.aliases and not any(d.serves(fb) for d in left)})
+            if stranded:  # as `model alias` refuses such a fallback, removing its last provider is refused
+                raise CommandRejected(f"provider {command.name!r} is the last one serving a fallback of alias "
+                                      f"{', '.join(stranded)}; change those aliases first (`shieldes model alias`)")
             return [ProviderRemoved(command.name)]
         case SetModelAlias():
             return _alias_events(state, command)

@@ -88,6 +88,19 @@ def test_fallback_chains_are_breadth_first_and_each_group_is_tried_once() -> Non
         run(RemoveProvider("openai"), state=state)
 
 
+def test_the_last_provider_serving_a_fallback_cannot_be_removed() -> None:
+    """`model alias` refuses a fallback no provider serves; removing the one provider that serves a
+    fallback would leave the same dangling name, so it is refused until the alias changes."""
+    state = run(SetModelAlias("fast", (AliasTarget("openai", "gpt-4o"),), ("claude-sonnet-4-5",)), state=BASE)
+    with pytest.raises(CommandRejected, match=r"last one serving a fallback of alias fast \(--fallback claude-sonnet"):
+        run(RemoveProvider("claude"), state=state)
+    served_elsewhere = run(AddProvider("claude2", "anthropic", "https://api.anthropic.com", None,
+                                       ("claude-sonnet-4-5",)), state=state)
+    assert "claude" not in run(RemoveProvider("claude"), state=served_elsewhere).providers
+    unhooked = run(SetModelAlias("fast", (AliasTarget("openai", "gpt-4o"),)), state=state)
+    assert "claude" not in run(RemoveProvider("claude"), state=unhooked).providers
+
+
 def test_an_alias_named_like_a_served_model_can_be_removed_while_a_fallback_names_it() -> None:
     """`fast` falls back to the model gpt-4o; an alias gpt-4o set later takes that name over, and
     removing it gives the fallback back to the providers serving gpt-4o: nothing is left dangling,
