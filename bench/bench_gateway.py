@@ -133,6 +133,16 @@ def per_read_modes(modes: list[tuple[str, dict[str, Any], str]], low: int, high:
             for mode, body, path in modes if body.get("stream") for n in (low, high)]
 
 
+def connections_for(mode: str, connections: int, low: int, high: int, paced: bool) -> int:
+    """Connections for a saturation run of `mode`. With --per-read and paced tokens, the streams of
+    LOW tokens run from proportionally fewer connections, so both lengths run at about the same
+    stream rate: the node's per-second work (usage flush, request-log batches) then falls on as many
+    streams in each, and the slope between them is the relay's cost per token, not the rate's."""
+    if not paced or not mode.endswith(f"@{low}"):
+        return connections
+    return max(1, round(connections * low / high))
+
+
 def per_read_line(mode: str, low: int, high: int, cpu: dict[tuple[str, str], float], node: str, bare: str,
                   lean: str) -> str:
     """What a stream costs each target once (its CPU at LOW tokens) and per token beyond (the slope
@@ -406,8 +416,8 @@ def run_wrk(url: str, body: dict[str, Any], key: str | None, duration: int, conn
     pause = f"function delay() return {pause_ms:.3f} end\n" if pause_ms else ""
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n{headers}{pause}')
     out = subprocess.run(
-        pinned(["wrk", "-t", "2", "-c", str(conns), "-d", f"{duration}s", "--timeout", "30s", "--latency", "-s",
-                str(lua), url], cpus),
+        pinned(["wrk", "-t", str(min(2, conns)), "-c", str(conns), "-d", f"{duration}s", "--timeout", "30s",
+                "--latency", "-s", str(lua), url], cpus),  # (wrk wants a connection per thread at least)
         capture_output=True,
         text=True,
         check=True,
@@ -564,7 +574,8 @@ def main() -> None:
         "--per-read", metavar="LOW,HIGH",
         help="split each stream's CPU into what a stream costs once and what each token adds: every stream "
              "mode runs with LOW and with HIGH tokens (e.g. 4,84; with --token-delay each token is a read of "
-             "its own), and the slope between the two is the cost per token",
+             "its own, and the LOW streams run from connections x LOW / HIGH connections so both lengths run "
+             "at the same stream rate), and the slope between the two is the cost per token",
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument(
@@ -708,13 +719,16 @@ def main() -> None:
                     load(url, body, key, 1, 4, args.pin_load)  # warm-up
                     pid = procs[proc].pid
                     cpu0 = cpu_seconds(pid)
-                    sat = load(url, body, key, args.duration, args.connections, args.pin_load)
+                    conns = connections_for(mode, args.connections, low, high, args.token_delay > 0) \
+                        if args.per_read else args.connections
+                    sat = load(url, body, key, args.duration, conns, args.pin_load)
                     cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
                     sat_runs.setdefault((mode, label), []).append((sat, cpu_us))
                     print(
                         f"{mode:15} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
                         f"  p99 {sat.p99_ms:6.2f} ms"
-                        f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}",
+                        f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}"
+                        + (f"  connections {conns}" if conns != args.connections else ""),
                         flush=True,
                     )
         for k, runs_ in sat_runs.items():
@@ -832,6 +846,9 @@ def main() -> None:
         cpu_of = {(mode, label): cpu_us for mode, label, _, cpu_us, _ in rows}
         for mode in dict.fromkeys(m.rpartition("@")[0] for m, *_ in rows):
             table.append(per_read_line(mode, low, high, cpu_of, targets[2][0], targets[1][0], LEAN_LABEL))
+        short = connections_for(f"@{low}", args.connections, low, high, args.token_delay > 0)
+        table.append(f"(streams of {low} tokens from {short} connections, of {high} from {args.connections}"
+                     + (": both at about the same stream rate)" if short != args.connections else ")"))
     text = "\n".join(table)
     print(text)
     if args.out:

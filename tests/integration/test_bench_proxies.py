@@ -165,6 +165,20 @@ async def test_per_read_modes_cap_each_api_at_its_token_counts(monkeypatch: pyte
             assert tokens == int(mode.rpartition("@")[2]), (mode, text)
 
 
+def test_per_read_runs_the_short_streams_from_fewer_connections_at_the_same_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paced, a stream of 4 tokens lasts about a twentieth of one of 84: from 32 connections it would
+    run twenty times as many streams a second, and the node's per-second work would fall on more
+    of them than at 84 tokens, tilting the slope. The short ones run from 32 x 4 / 84 connections."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import bench_gateway as bg
+
+    assert bg.connections_for("stream@4", 32, 4, 84, True) == 2
+    assert bg.connections_for("stream@84", 32, 4, 84, True) == 32
+    assert bg.connections_for("stream@4", 32, 4, 84, False) == 32  # frames back to back: no pacing to match
+    assert bg.connections_for("responses-stream@1", 8, 1, 100, True) == 1  # never none
+
+
 def test_per_read_line_splits_a_streams_cpu_into_once_and_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import bench_gateway as bg
