@@ -127,12 +127,17 @@ def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> lis
     ]
 
 
+def providers_left_out(state: ConfigState, name: str, targets: Collection[str]) -> list[str]:
+    """Providers that serve the model `name` and are not among `targets`: an alias of that name
+    takes its requests from them (`model alias` says so, `config import` refuses it)."""
+    return sorted(d.name for d in state.providers.values() if name in d.models and d.name not in targets)
+
+
 def takeover_warnings(state: ConfigState, alias: ModelAlias) -> list[str]:
     """An alias wins over plain routing of the model of its name: providers that serve that name
     and are not among its targets stop getting its requests. Allowed (it is how a name moves to
     other deployments), but said, as `config import` refuses it for the same reason."""
-    inside = {t.provider for t in alias.targets if t.model == alias.name}  # still asked for that very model
-    left_out = sorted(d.name for d in state.providers.values() if alias.name in d.models and d.name not in inside)
+    left_out = providers_left_out(state, alias.name, {t.provider for t in alias.targets if t.model == alias.name})
     if not left_out:
         return []
     add = " ".join(f"--target {p}/{alias.name}" for p in left_out)

@@ -17,6 +17,7 @@ from shieldes.projections.shared_commands import AddProvider, SetModelAlias, Set
 from shieldes.projections.state import AliasTarget, ConfigState, Deployment, Price
 from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
 from shieldes.usage.catalog import shipped
+from shieldes.views import providers_left_out
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,7 @@ def _check_takeover(state: ConfigState, alias: AliasSpec) -> None:
     """A new alias wins over plain routing of the model of the same name: one that existing
     providers serve and the alias leaves out would silently move their traffic. Which deployments
     should serve the name is for the file to say, so the merge is refused."""
-    inside = {provider for provider, _, _ in alias.targets}
-    left_out = sorted(d.name for d in state.providers.values() if alias.name in d.models and d.name not in inside)
+    left_out = providers_left_out(state, alias.name, {provider for provider, _, _ in alias.targets})
     if left_out:
         raise ImportRejected(
             f"{alias.origin} makes {alias.name!r} a model alias, which would take that model's requests away "
