@@ -1,5 +1,5 @@
-"""`shieldes config import FILE` and `shieldes config export`: move configuration in from Bifrost or
-LiteLLM, and out again, as events in the log."""
+"""`shieldes config import FILE` and `shieldes config export`: move configuration in from Bifrost,
+LiteLLM or a shieldes export, and out again, as events in the log."""
 
 from __future__ import annotations
 
@@ -44,14 +44,14 @@ def _actor() -> str:
 @click.command("import", cls=OneLineCommand)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="source format; auto tells Bifrost config.json from LiteLLM config.yaml")
+              help="source format; auto tells Bifrost config.json, LiteLLM config.yaml and a shieldes export apart")
 @click.option("--dry-run", is_flag=True, help="show what would change and write nothing")
 @click.option("--skip-unsupported", is_flag=True,
               help="import the rest when some entries use provider types shieldes does not support")
 @json_option
 @handle_errors
 def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, as_json: bool) -> None:
-    """Import providers, keys references and prices from a Bifrost or LiteLLM config file."""
+    """Import providers, aliases and prices from a Bifrost, LiteLLM or `shieldes config export` file."""
     ctx = cli_context()
     detected, spec = parse(load_document(file), fmt)
     if spec.skipped and not skip_unsupported:
@@ -78,18 +78,21 @@ def _report(fmt: str, spec: ImportSpec, plan: Plan, appended: int, *, dry_run: b
     counts = plan.counts()
     if as_json:
         emit({"format": fmt, "dry_run": dry_run, "changes": [c.as_dict() for c in plan.changes],
-              "summary": counts, "events_appended": appended, "notes": spec.notes, "skipped": spec.skipped},
+              "summary": counts, "events_appended": appended, "notes": [*spec.notes, *plan.notes],
+              "skipped": spec.skipped},
              as_json=True)
         return
     emit([c.as_dict() for c in plan.changes], as_json=False, columns=["kind", "name", "action", "detail"])
     for line in spec.skipped:
         click.echo(f"skipped: {line}", err=True)
-    for line in spec.notes:
+    for line in (*spec.notes, *plan.notes):
         click.echo(f"note: {line}", err=True)
     verb = "would" if dry_run else "did"
     tail = "dry run: nothing written" if dry_run else f"{appended} event(s) appended"
+    missing = counts.get("missing", 0)
+    keys = f"; {missing} key(s) missing: create them with the commands shown" if missing else ""
     click.echo(f"{fmt}: {verb} add {counts['add']}, update {counts['update']}, "
-               f"leave {counts['unchanged']} unchanged ({tail})")
+               f"leave {counts['unchanged']} unchanged{keys} ({tail})")
 
 
 @click.command("export", cls=OneLineCommand)

@@ -14,6 +14,10 @@ from shieldes.projections.state import Budget, ConfigState, Deployment, is_model
 from shieldes.providers.kinds import KINDS, base_url_for
 
 EXPORT_FORMATS = ("shieldes", "bifrost", "litellm")
+# The shieldes format's version: `config import` reads this one and older (a file without
+# "version", from before it was written, reads as 1) and refuses a newer one. A change that an
+# older shieldes would misread (a field whose absence meant something else) raises it.
+SHIELDES_EXPORT_VERSION = 1
 
 # shieldes kind option -> the Bifrost `<kind>_key_config` field holding it
 _BIFROST_SETTINGS = {
@@ -59,10 +63,12 @@ def _default_base(d: Deployment) -> str | None:
 
 def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
     teams = {t.id: t.name for t in state.teams.values()}
-    doc = {
+    doc: dict[str, Any] = {
+        "format": "shieldes",
+        "version": SHIELDES_EXPORT_VERSION,
         "providers": [
             {"name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _key_label(d.secret_ref),
-             "models": list(d.models), "weight": d.weight, "options": dict(d.options)}
+             "models": list(d.models), "weight": d.weight, "responses": d.responses, "options": dict(d.options)}
             for d in sorted(state.providers.values(), key=lambda d: d.name)
         ],
         "aliases": [
@@ -75,6 +81,7 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             {"model": m, **p.fields()}
             for m, p in sorted(state.pricing.items())
         ],
+        "routing": [{"model": m, "strategy": s} for m, s in sorted(state.routing.items())],
         "teams": [
             {"id": t.id, "name": t.name, "budget": _budget(t.budget)}
             for t in sorted(state.teams.values(), key=lambda t: t.name)
@@ -86,7 +93,12 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             for k in sorted(state.keys.values(), key=lambda k: k.name)
         ],
     }
-    return doc, []
+    warnings = [f"provider {d.name!r} has an encrypted key, written as \"encrypted\": importing this file keeps "
+                f"the key of a provider {d.name!r} already there, and is refused where there is none; for another "
+                "database write \"api_key\": \"env:VAR\" (a variable set on every node) in the file instead"
+                for d in sorted(state.providers.values(), key=lambda d: d.name)
+                if d.secret_ref and not d.secret_ref.startswith("env:")]
+    return doc, warnings
 
 
 def _alias_renames(state: ConfigState, warnings: list[str], fmt: str) -> dict[str, dict[str, str]]:

@@ -22,9 +22,9 @@ from shieldes.views import providers_left_out
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "provider" | "alias" | "pricing"
+    kind: str  # "provider" | "alias" | "pricing" | "routing" | "team" | "key"
     name: str
-    action: str  # "add" | "update" | "unchanged"
+    action: str  # "add" | "update" | "unchanged" | "missing" (a key to create by hand: entities.py)
     detail: str
 
     def as_dict(self) -> dict[str, str]:
@@ -35,11 +35,13 @@ class Change:
 class Plan:
     commands: list[Command] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the config here makes worth saying
 
     def counts(self) -> dict[str, int]:
+        """add/update/unchanged, and `missing` when there are keys to create by hand."""
         out = {"add": 0, "update": 0, "unchanged": 0}
         for c in self.changes:
-            out[c.action] += 1
+            out[c.action] = out.get(c.action, 0) + 1
         return out
 
 
@@ -51,7 +53,7 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         secret_ref = _secret_ref(p, old, encryption_key)
         if old is None:
             plan.commands.append(AddProvider(p.name, p.kind, p.base_url, secret_ref, p.models, p.weight,
-                                             options=dict(p.options)))
+                                             responses=p.responses or "translate", options=dict(p.options)))
             plan.changes.append(Change("provider", p.name, "add", _describe(p)))
             continue
         if old.kind != p.kind:
@@ -72,10 +74,13 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
             diffs.append(f"models {','.join(old.models)} + {','.join(added)} (existing models kept)")
         if old.weight != p.weight:
             diffs.append(f"weight {old.weight:g} -> {p.weight:g}")
+        responses = p.responses if p.responses not in (None, old.responses) else None
+        if responses is not None:
+            diffs.append(f"responses {old.responses} -> {responses}")
         if not diffs:
             plan.changes.append(Change("provider", p.name, "unchanged", _describe(p)))
             continue
-        plan.commands.append(UpdateProvider(p.name, None, UNSET, old.models + added, p.weight))
+        plan.commands.append(UpdateProvider(p.name, None, UNSET, old.models + added, p.weight, responses))
         plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
     changed: list[AliasSpec] = []
     for given in spec.aliases:
@@ -97,7 +102,11 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
         plan.changes.append(Change("alias", a.name, "add" if alias is None else "update", detail))
     plan.commands.extend(_alias_commands(changed, set(state.aliases)))
     for price in spec.prices:
-        price_change(plan, state, price)
+        (exact_price_change if spec.exact_prices else price_change)(plan, state, price)
+    if spec.routing or spec.teams or spec.keys:
+        from shieldes.importers.entities import plan_entities  # the shieldes format's own sections
+
+        plan_entities(plan, state, spec)
     return plan
 
 
@@ -128,6 +137,22 @@ def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     if old is not None:
         detail += f" (was {_describe_price(old)})"
     plan.commands.append(SetPricing(price.model, new.input_per_1m, new.output_per_1m, read, write))
+    plan.changes.append(Change("pricing", price.model, "add" if old is None else "update", detail))
+
+
+def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
+    """Plan `price` as the `pricing set` price of its model (the shieldes format lists those): cache
+    prices it does not give are none (they cost the input price), a shipped default is no match."""
+    new = Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
+    old = state.pricing.get(price.model)
+    detail = _describe_price(new)
+    if old == new:
+        plan.changes.append(Change("pricing", price.model, "unchanged", detail))
+        return
+    if old is not None:
+        detail += f" (was {_describe_price(old)})"
+    plan.commands.append(SetPricing(price.model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
+                                    new.cache_write_per_1m))
     plan.changes.append(Change("pricing", price.model, "add" if old is None else "update", detail))
 
 
@@ -197,6 +222,16 @@ def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | N
             return env_ref(p.secret.env_var)
         except SecretError as exc:
             raise ImportRejected(f"{p.origin}: {exc.message}") from None
+    if p.secret.encrypted:  # the export left the key out: keep the one stored here
+        if old is not None and old.secret_ref and old.secret_ref.startswith("enc:"):
+            return old.secret_ref
+        if old is None:
+            raise ImportRejected(
+                f"{p.origin}: provider {p.name!r} had an encrypted key where the file was exported, and the file "
+                f"does not hold it; write \"api_key\": \"env:VAR\" (a variable set on every node) in the file, or "
+                f"remove the entry and add the provider with `shieldes provider add {p.name} ... --api-key KEY`"
+            )
+        return "enc:"  # differs from the key stored here: refused below as a repoint, naming both
     if p.secret.plaintext is None:
         return None
     if not encryption_key:

@@ -1,4 +1,4 @@
-"""Read a source file, tell Bifrost from LiteLLM, and parse it into an ImportSpec."""
+"""Read a source file, tell Bifrost, LiteLLM and a shieldes export apart, and parse it into an ImportSpec."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 from shieldes.importers.bifrost import parse_bifrost
 from shieldes.importers.litellm import parse_litellm
+from shieldes.importers.native import looks_like_shieldes, parse_shieldes
 from shieldes.importers.spec import ImportRejected, ImportSpec
 
-FORMATS = ("auto", "bifrost", "litellm")
+FORMATS = ("auto", "bifrost", "litellm", "shieldes")
 
 
 def load_document(path: Path) -> Any:
@@ -19,7 +20,8 @@ def load_document(path: Path) -> Any:
     except OSError as exc:
         raise ImportRejected(f"cannot read {path}: {exc.strerror or exc}; check the path") from None
     except UnicodeDecodeError:
-        msg = f"{path} is not UTF-8 text; pass a Bifrost config.json or a LiteLLM config.yaml"
+        msg = (f"{path} is not UTF-8 text; pass a Bifrost config.json, a LiteLLM config.yaml or a "
+               "`shieldes config export` file")
         raise ImportRejected(msg) from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
@@ -37,40 +39,34 @@ def load_document(path: Path) -> Any:
         raise ImportRejected(f"{path} is not valid YAML{where}; fix the file") from None
 
 
-# What `shieldes config export` (its own format) writes at the top level: lists, where Bifrost has a map.
-SHIELDES_EXPORT_KEYS = ("providers", "aliases", "pricing", "teams", "keys")
-SHIELDES_EXPORT_REFUSED = (
-    "this is a `shieldes config export` file (the shieldes format), which `config import` does not read: "
-    "it imports Bifrost and LiteLLM configs. To copy providers to another shieldes, export them with "
-    "`shieldes config export --format bifrost -o config.json` (names kept) or `--format litellm -o config.yaml` "
-    "(prices and alias fallbacks kept) and import that file; teams and keys are not imported (create them "
-    "with `shieldes team create` and `shieldes key create`)"
+SHIELDES_EXPORT_AS_OTHER = (
+    "this is a `shieldes config export` file (the shieldes format), not a {fmt} config; import it with "
+    "--format shieldes (or the default --format auto)"
 )
 
 
-def is_shieldes_export(doc: Any) -> bool:
-    return isinstance(doc, dict) and all(isinstance(doc.get(k), list) for k in SHIELDES_EXPORT_KEYS)
-
-
 def detect_format(doc: Any) -> str:
+    if looks_like_shieldes(doc):
+        return "shieldes"
     if isinstance(doc, dict):
         if isinstance(doc.get("model_list"), list):
             return "litellm"
         if isinstance(doc.get("providers"), dict):
             return "bifrost"
-    if is_shieldes_export(doc):
-        raise ImportRejected(SHIELDES_EXPORT_REFUSED)
     raise ImportRejected(
-        "cannot tell the file's format: expected a Bifrost config.json (a \"providers\" map) or a "
-        "LiteLLM config.yaml (a \"model_list\"); pass --format to say which"
+        "cannot tell the file's format: expected a Bifrost config.json (a \"providers\" map), a "
+        "LiteLLM config.yaml (a \"model_list\") or a `shieldes config export` file (\"format\": \"shieldes\"); "
+        "pass --format to say which"
     )
 
 
 def parse(doc: Any, fmt: str) -> tuple[str, ImportSpec]:
     if fmt == "auto":
         fmt = detect_format(doc)
-    elif is_shieldes_export(doc):
-        raise ImportRejected(SHIELDES_EXPORT_REFUSED)
+    elif fmt in ("bifrost", "litellm") and looks_like_shieldes(doc):
+        raise ImportRejected(SHIELDES_EXPORT_AS_OTHER.format(fmt=fmt))
+    if fmt == "shieldes":
+        return fmt, parse_shieldes(doc)
     if fmt == "bifrost":
         return fmt, parse_bifrost(doc)
     if fmt == "litellm":

@@ -57,10 +57,13 @@ class SecretSpec:
 
     env_var: str | None = None
     plaintext: str | None = None
+    encrypted: bool = False  # a shieldes export's "encrypted": the key stored here is kept, none is given
 
     def describe(self) -> str:
         if self.env_var:
             return f"env:{self.env_var}"
+        if self.encrypted:
+            return "encrypted"
         return "plaintext key" if self.plaintext else "no key"
 
 
@@ -74,6 +77,7 @@ class ProviderSpec:
     weight: float = 1.0
     origin: str = ""  # where in the source file it came from, for messages
     options: tuple[tuple[str, str], ...] = ()  # the kind's own settings (api_version, region, ...)
+    responses: str | None = None  # how /v1/responses reaches it; None: the format does not say (translate)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,39 @@ class AliasSpec:
     origin: str = ""
 
 
+@dataclass(frozen=True)
+class BudgetSpec:
+    amount_usd: float
+    period: str
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """A team of a shieldes export: matched by name; a new one takes the file's id when it is free."""
+
+    name: str
+    id: str | None
+    budget: BudgetSpec | None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A virtual key of a shieldes export (no secret): one present here (by id, else by name) takes
+    the file's settings; one missing cannot be made without a new secret, so it is reported."""
+
+    id: str | None
+    name: str
+    models: tuple[str, ...] | None
+    team: str | None  # team name
+    rpm: int | None
+    tpm: int | None
+    budget: BudgetSpec | None
+    expires_at: float | None
+    revoked: bool
+    origin: str = ""
+
+
 @dataclass
 class ImportSpec:
     providers: list[ProviderSpec] = field(default_factory=list)
@@ -105,6 +142,14 @@ class ImportSpec:
     aliases: list[AliasSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the import could not carry over
     skipped: list[str] = field(default_factory=list)  # entries left out (unsupported provider kinds)
+    # What only the shieldes format says: routing strategies (model -> strategy), teams and keys.
+    routing: list[tuple[str, str]] = field(default_factory=list)
+    teams: list[TeamSpec] = field(default_factory=list)
+    keys: list[KeySpec] = field(default_factory=list)
+    # The file lists the prices set (`pricing set`) exactly: a missing cache price is none, and a
+    # price equal to the shipped default is still written (Bifrost and LiteLLM: compared with the
+    # price in force, missing cache prices kept).
+    exact_prices: bool = False
 
 
 def model_groups(publics: Mapping[str, list[tuple[str, str, float]]], origins: Mapping[str, str],

@@ -81,17 +81,23 @@ def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: P
     assert config_events(database_url) == 0
 
 
-def test_a_shieldes_export_fed_back_to_import_says_which_export_to_use(database_url: str, tmp_path: Path) -> None:
+def test_a_shieldes_export_imports_back_and_names_its_format_when_read_as_another(database_url: str,
+                                                                                  tmp_path: Path) -> None:
     assert shieldes(database_url, "config", "import", str(DATA / "litellm_config.yaml")).returncode == 0
     own = tmp_path / "export.json"
     assert shieldes(database_url, "config", "export", "-o", str(own)).returncode == 0
     before = config_events(database_url)
-    for fmt in ("auto", "bifrost", "litellm"):
+    for fmt in ("bifrost", "litellm"):
         refused = shieldes(database_url, "config", "import", str(own), "--format", fmt)
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
-        assert "`shieldes config export` file" in refused.stderr and "--format bifrost" in refused.stderr
+        assert "`shieldes config export` file" in refused.stderr and "--format shieldes" in refused.stderr
+    for fmt in ("auto", "shieldes"):
+        again = shieldes(database_url, "--json", "config", "import", str(own), "--format", fmt)
+        assert again.returncode == 0, again.stderr
+        out = json.loads(again.stdout)
+        assert out["format"] == "shieldes" and out["summary"]["add"] == out["summary"]["update"] == 0
     assert config_events(database_url) == before
-    # what it points to does import: the Bifrost export, as it says, back into the same config
+    # the Bifrost export imports back too, into the same config
     bifrost = tmp_path / "config.json"
     assert shieldes(database_url, "config", "export", "--format", "bifrost", "-o", str(bifrost)).returncode == 0
     again = shieldes(database_url, "--json", "config", "import", str(bifrost))

@@ -147,9 +147,13 @@ def test_export_reimports_unchanged_and_has_no_plaintext(fmt: str) -> None:
 def test_shieldes_export_lists_everything_without_secrets() -> None:
     _, plain = parse(load_document(DATA / "litellm_plaintext.yaml"), "auto")
     state = fold(ConfigState(), plain, "passphrase")
-    doc, _ = export(state, "shieldes")
+    doc, warnings = export(state, "shieldes")
     assert doc["providers"][0]["api_key"] == "encrypted"
-    assert set(doc) == {"providers", "aliases", "pricing", "teams", "keys"}
+    assert "sk-plaintext" not in json.dumps(doc) and "enc:" not in json.dumps(doc)
+    assert list(doc) == ["format", "version", "providers", "aliases", "pricing", "routing", "teams", "keys"]
+    assert (doc["format"], doc["version"]) == ("shieldes", 1)
+    # what to do with the key left out is said where the file is written
+    assert len(warnings) == 1 and '"api_key": "env:VAR"' in warnings[0]
 
 
 def test_litellm_aliases_keep_public_names_and_fallback_cycles_import() -> None:

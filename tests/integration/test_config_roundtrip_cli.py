@@ -1,0 +1,223 @@
+"""`shieldes config export` fed back to `shieldes config import` (config as code), as a user runs
+them: real processes against real Postgres, a staging database exported and a production one
+imported into."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import pg
+from tests.integration.test_config_io_cli import config_events, shieldes
+
+
+@pytest.fixture
+def prod_url(pg_server: str) -> Iterator[str]:
+    """A second fresh database: the one the staging export is imported into."""
+    url = pg.fresh_database(pg_server)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+def ok(url: str, *args: str, **env: str) -> str:
+    done = shieldes(url, *args, **env)
+    assert done.returncode == 0, (args, done.stderr)
+    return done.stdout
+
+
+def export(url: str, path: Path | None = None) -> dict[str, Any]:
+    if path is None:
+        return dict(json.loads(ok(url, "config", "export")))
+    ok(url, "config", "export", "-o", str(path))
+    return dict(json.loads(path.read_text()))
+
+
+def staging(url: str) -> None:
+    """A config using every section of the export: provider types with settings, a pattern, an
+    alias with weights and fallbacks, prices (a pattern, cache prices), a routing strategy, teams
+    with and without a budget, a key with limits and one revoked."""
+    ok(url, "provider", "add", "openai", "--type", "openai", "--base-url", "https://api.openai.com/v1",
+       "--api-key-env", "OPENAI_API_KEY", "--models", "gpt-4o,gpt-4o-mini", "--weight", "2", "--responses", "native",
+       "--rpm", "5000")
+    ok(url, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", "https://api.anthropic.com",
+       "--api-key-env", "ANTHROPIC_API_KEY", "--models", "claude-*")
+    ok(url, "provider", "add", "azure-eu", "--type", "azure", "--base-url", "https://eu.openai.azure.com",
+       "--api-key-env", "AZURE_EU_KEY", "--api-version", "2024-10-21", "--models", "prod-4o")
+    ok(url, "provider", "add", "bedrock", "--type", "bedrock", "--region", "eu-west-1",
+       "--models", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+    ok(url, "model", "alias", "smart", "--target", "openai/gpt-4o:3", "--target", "azure-eu/prod-4o",
+       "--fallback", "claude-sonnet-4")
+    ok(url, "pricing", "set", "claude-*", "--input", "3", "--output", "15", "--cache-read", "0.3",
+       "--cache-write", "3.75")
+    ok(url, "pricing", "set", "gpt-4o", "--input", "2.5", "--output", "10")  # the shipped price: still listed
+    ok(url, "routing", "set", "smart", "--strategy", "least-latency")
+    ok(url, "team", "create", "ml", "--budget", "100", "--budget-period", "1mo")
+    ok(url, "team", "create", "web")
+    ok(url, "key", "create", "--name", "app", "--models", "gpt-4o,smart", "--rpm", "600", "--tpm", "100000",
+       "--budget", "50", "--budget-period", "30d", "--team", "ml", "--expires-at", "2031-01-01T00:00:00Z")
+    ok(url, "key", "create", "--name", "old")
+    ok(url, "key", "revoke", "old")
+
+
+def test_export_imports_into_an_empty_database_and_exports_the_same(database_url: str, prod_url: str,
+                                                                     tmp_path: Path) -> None:
+    staging(database_url)
+    source = export(database_url, tmp_path / "shieldes.json")
+    assert (source["format"], source["version"]) == ("shieldes", 1)
+
+    dry = json.loads(ok(prod_url, "--json", "config", "import", str(tmp_path / "shieldes.json"), "--dry-run"))
+    assert dry["format"] == "shieldes" and dry["dry_run"] and dry["events_appended"] == 0
+    # 4 providers, 1 alias, 2 prices, 1 routing strategy, 2 teams; the live key cannot be made without
+    # a secret: reported with the command that makes it; the revoked one is not made again
+    assert dry["summary"] == {"add": 10, "update": 0, "unchanged": 0, "missing": 1}
+    missing = [c for c in dry["changes"] if c["action"] == "missing"]
+    assert [(c["kind"], c["name"]) for c in missing] == [("key", "app")]
+    assert any("1 revoked key(s)" in n for n in dry["notes"])
+    assert config_events(prod_url) == 0
+
+    done = shieldes(prod_url, "config", "import", str(tmp_path / "shieldes.json"))
+    assert done.returncode == 0, done.stderr
+    assert "shieldes: did add 10, update 0, leave 0 unchanged; 1 key(s) missing" in done.stdout
+    assert "shieldes key create --name app" in done.stdout
+
+    # everything comes back as it was; team ids carry over (they were free), keys do not (no secret)
+    again = export(prod_url)
+    assert again == {**source, "keys": []}
+
+    # the command printed makes the key as it was: same settings, a new id, prefix and secret
+    command = shlex.split(missing[0]["detail"].removeprefix("create it: "))
+    assert command[:3] == ["shieldes", "key", "create"]
+    ok(prod_url, *command[1:])
+    keys = export(prod_url)["keys"]
+    live = [k for k in source["keys"] if not k["revoked"]]
+
+    def settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{f: v for f, v in k.items() if f not in ("id", "prefix")} for k in rows]
+
+    assert settings(keys) == settings(live) and keys[0]["id"] != live[0]["id"]
+
+    # and the file now imports as nothing to change: the key is found by name
+    before = config_events(prod_url)
+    second = json.loads(ok(prod_url, "--json", "config", "import", str(tmp_path / "shieldes.json")))
+    assert second["summary"] == {"add": 0, "update": 0, "unchanged": 11}
+    assert second["events_appended"] == 0 and config_events(prod_url) == before
+
+
+def test_dry_run_shows_an_edit_import_applies_it_and_a_second_import_changes_nothing(database_url: str,
+                                                                                      tmp_path: Path) -> None:
+    staging(database_url)
+    path = tmp_path / "shieldes.json"
+    doc = export(database_url, path)
+    before = config_events(database_url)
+    same = shieldes(database_url, "config", "import", str(path), "--dry-run")
+    assert same.returncode == 0, same.stderr
+    assert "shieldes: would add 0, update 0, leave 12 unchanged (dry run: nothing written)" in same.stdout
+
+    edited = copy.deepcopy(doc)
+    edited["providers"][[p["name"] for p in edited["providers"]].index("openai")]["weight"] = 3
+    edited["routing"][0]["strategy"] = "cost"
+    edited["teams"][[t["name"] for t in edited["teams"]].index("web")]["budget"] = {"amount_usd": 20,
+                                                                                     "period": "1d"}
+    app = next(k for k in edited["keys"] if k["name"] == "app")
+    app.update(rpm=900, team="web", budget=None)
+    edited["pricing"].append({"model": "gpt-4o-mini", "input_per_1m": 0.2, "output_per_1m": 0.8})
+    edited["teams"].append({"id": None, "name": "ops", "budget": None})
+    path.write_text(json.dumps(edited))
+
+    dry = json.loads(ok(database_url, "--json", "config", "import", str(path), "--dry-run"))
+    changed = {(c["kind"], c["name"]): (c["action"], c["detail"]) for c in dry["changes"]
+               if c["action"] != "unchanged"}
+    assert changed == {
+        ("provider", "openai"): ("update", "weight 2 -> 3"),
+        ("routing", "smart"): ("update", "cost (was least-latency)"),
+        ("team", "web"): ("update", "budget $20/1d (was none)"),
+        ("team", "ops"): ("add", "no budget"),
+        ("key", "app"): ("update", "team ml -> web; rpm 600 -> 900; budget $50/30d -> none"),
+        ("pricing", "gpt-4o-mini"): ("add", "input $0.2/1M, output $0.8/1M"),
+    }
+    assert config_events(database_url) == before
+
+    ok(database_url, "config", "import", str(path))
+    after = export(database_url)
+    ops = next(t for t in after["teams"] if t["name"] == "ops")
+    assert ops["id"].startswith("team_")  # no id in the file: a new one
+    assert after == {**edited, "teams": sorted([*edited["teams"][:-1], ops], key=lambda t: t["name"]),
+                     "pricing": sorted(edited["pricing"], key=lambda p: p["model"])}
+
+    written = config_events(database_url)
+    again = json.loads(ok(database_url, "--json", "config", "import", str(path), "--dry-run"))
+    assert again["summary"] == {"add": 0, "update": 0, "unchanged": 14}
+    assert json.loads(ok(database_url, "--json", "config", "import", str(path)))["events_appended"] == 0
+    assert config_events(database_url) == written
+
+
+def _refused(url: str, path: Path, doc: Any, *args: str, **env: str) -> str:
+    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    result = shieldes(url, "config", "import", str(path), *args, **env)
+    assert result.returncode == 1, (doc, result.stdout)
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def test_a_file_that_cannot_be_read_as_this_version_is_refused_saying_what_to_do(database_url: str,
+                                                                                  tmp_path: Path) -> None:
+    ok(database_url, "provider", "add", "openai", "--type", "openai", "--base-url", "https://api.openai.com/v1",
+       "--api-key-env", "OPENAI_API_KEY", "--models", "gpt-4o")
+    good = export(database_url)
+    before = config_events(database_url)
+    path = tmp_path / "shieldes.json"
+
+    newer = _refused(database_url, path, {**good, "version": 2})
+    assert "written by a newer shieldes (export format version 2; this one reads up to 1)" in newer
+    assert "upgrade shieldes" in newer
+    unknown = _refused(database_url, path, {**good, "version": "one"})
+    assert "unknown shieldes export version 'one'" in unknown and "shieldes config export" in unknown
+    typo = copy.deepcopy(good)
+    typo["providers"][0]["wieght"] = 2
+    assert "providers[0] has unknown field(s) wieght" in _refused(database_url, path, typo)
+    assert "unknown section(s) 'provider'" in _refused(database_url, path, {**good, "provider": []})
+    assert '"aliases" must be a list' in _refused(database_url, path, {**good, "aliases": {}})
+    bad_type = copy.deepcopy(good)
+    bad_type["providers"][0]["type"] = "cohere"
+    assert "providers[0] ('openai').type 'cohere' is not a shieldes provider type" in _refused(
+        database_url, path, bad_type)
+    assert "not valid JSON" in _refused(database_url, path, '{"format": "shieldes", ')
+
+    # a key the export left out (it was encrypted) cannot be created from the file
+    secret = copy.deepcopy(good)
+    secret["providers"].append({**secret["providers"][0], "name": "vault", "api_key": "encrypted"})
+    refused = _refused(database_url, path, secret)
+    assert "provider 'vault' had an encrypted key" in refused and '"api_key": "env:VAR"' in refused
+
+    # read as another format, it says which format it is
+    for fmt in ("bifrost", "litellm"):
+        assert "import it with --format shieldes" in _refused(database_url, path, good, "--format", fmt)
+    # as every import, it writes Postgres directly: not through a node's admin API
+    remote = _refused(database_url, path, good, SHIELDES_ADMIN_URL="http://127.0.0.1:9")
+    assert "does not run through the admin API" in remote
+    assert config_events(database_url) == before
+
+
+def test_an_encrypted_key_stays_where_it_is_and_a_file_without_version_reads_as_version_1(
+        database_url: str, tmp_path: Path) -> None:
+    env = {"SHIELDES_ENCRYPTION_KEY": "passphrase"}
+    ok(database_url, "provider", "add", "vault", "--type", "openai", "--base-url", "https://llm.internal/v1",
+       "--api-key", "sk-secret-value", "--models", "gpt-4o", **env)
+    path = tmp_path / "shieldes.json"
+    done = shieldes(database_url, "config", "export", "-o", str(path), **env)
+    assert done.returncode == 0 and "provider 'vault' has an encrypted key" in done.stderr
+    doc = json.loads(path.read_text())
+    assert doc["providers"][0]["api_key"] == "encrypted" and "sk-secret" not in path.read_text()
+    before = config_events(database_url)
+    # written before exports carried a version: the same lists, read as version 1
+    del doc["format"], doc["version"], doc["routing"]
+    path.write_text(json.dumps(doc))
+    again = json.loads(ok(database_url, "--json", "config", "import", str(path), **env))
+    assert again["format"] == "shieldes" and again["summary"] == {"add": 0, "update": 0, "unchanged": 1}
+    assert config_events(database_url) == before

@@ -1,0 +1,167 @@
+"""A `shieldes config export` file -> an ImportSpec -> commands (pure): versions, strictness, prices
+as set, teams, keys that cannot be created, encrypted keys."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+
+from shieldes.importers.apply import events_for
+from shieldes.importers.entities import create_command
+from shieldes.importers.export import export
+from shieldes.importers.plan import Plan, plan_import
+from shieldes.importers.source import parse
+from shieldes.importers.spec import BudgetSpec, ImportRejected, KeySpec
+from shieldes.projections.commands import Command, CreateKey, CreateTeam, RevokeKey, decide
+from shieldes.projections.config import apply_config
+from shieldes.projections.shared_commands import AddProvider
+from shieldes.projections.state import Budget, ConfigState, Price
+from shieldes.usage.catalog import shipped
+
+OPENAI = {"name": "openai", "type": "openai", "base_url": "https://api.openai.com/v1",
+          "api_key": "env:OPENAI_API_KEY", "models": ["gpt-4o"], "weight": 1.0}
+
+
+def run(state: ConfigState, *commands: Command) -> ConfigState:
+    for command in commands:
+        for event in decide(state, command):
+            state = apply_config(state, event)
+    return state
+
+
+def plan_of(state: ConfigState, doc: dict[str, Any], key: str | None = None) -> Plan:
+    fmt, spec = parse(doc, "auto")
+    assert fmt == "shieldes"
+    return plan_import(state, spec, key)
+
+
+def fold(state: ConfigState, plan: Plan) -> ConfigState:
+    for event in events_for(state, plan):
+        state = apply_config(state, event)
+    return state
+
+
+@pytest.mark.parametrize(("version", "says"), [
+    (2, "written by a newer shieldes (export format version 2"),
+    (0, "unknown shieldes export version 0"),
+    ("1", "unknown shieldes export version '1'"),
+    (True, "unknown shieldes export version True"),
+])
+def test_a_version_this_shieldes_does_not_read_is_refused(version: Any, says: str) -> None:
+    with pytest.raises(ImportRejected, match="shieldes") as refused:
+        parse({"format": "shieldes", "version": version, "providers": [OPENAI]}, "auto")
+    assert says in refused.value.message
+
+
+def test_version_1_and_an_export_without_version_read_alike() -> None:
+    old = {"providers": [OPENAI], "aliases": [], "pricing": [], "teams": [], "keys": []}
+    assert parse(old, "auto")[1].providers == parse({"format": "shieldes", "version": 1, **old}, "auto")[1].providers
+
+
+@pytest.mark.parametrize(("doc", "says"), [
+    ({"format": "shieldes", "providers": [OPENAI, OPENAI]},
+     "providers[1] and providers[0] are both 'openai'; keep one"),
+    ({"format": "shieldes", "providers": [{**OPENAI, "models": "gpt-4o"}]}, "providers[0] ('openai').models"),
+    ({"format": "shieldes", "providers": [{**OPENAI, "weight": 0}]}, "providers[0] ('openai').weight"),
+    ({"format": "shieldes", "pricing": [{"model": "m", "input_per_1m": -1, "output_per_1m": 1}]},
+     "pricing[0] ('m').input_per_1m"),
+    ({"format": "shieldes", "keys": [{"name": "k", "rpm": 0}]}, "keys[0] ('k').rpm"),
+    ({"format": "shieldes", "teams": [{"name": "t", "budget": {"amount_usd": 5}}]}, "teams[0] ('t').budget"),
+    ({"format": "shieldes", "aliases": [{"name": "a", "targets": []}]}, "aliases[0] ('a').targets"),
+    ({"format": "litellm", "providers": []}, "\"format\" is 'litellm'"),
+])
+def test_a_malformed_entry_is_refused_by_name(doc: dict[str, Any], says: str) -> None:
+    with pytest.raises(ImportRejected) as refused:
+        parse(doc, "shieldes")
+    assert says in refused.value.message
+    assert "shieldes config export" in refused.value.message or "keep one of them" in refused.value.message
+
+
+def test_prices_are_the_ones_set_not_compared_with_the_shipped_defaults() -> None:
+    default = shipped()["gpt-4o"]
+    assert default.cache_read_per_1m is not None  # the shipped price has a cache price the file leaves out
+    doc = {"format": "shieldes", "pricing": [{"model": "gpt-4o", "input_per_1m": default.input_per_1m,
+                                              "output_per_1m": default.output_per_1m}]}
+    plan = plan_of(ConfigState(), doc)
+    assert [(c.kind, c.action) for c in plan.changes] == [("pricing", "add")]
+    state = fold(ConfigState(), plan)
+    assert state.pricing["gpt-4o"] == Price(default.input_per_1m, default.output_per_1m)
+    assert plan_of(state, doc).commands == []
+
+
+def test_teams_keep_the_file_id_when_it_is_free_and_are_matched_by_name() -> None:
+    state = run(ConfigState(), CreateTeam("team_00000000000000aa", "taken"))
+    doc = {"format": "shieldes", "teams": [
+        {"id": "team_0000000000000001", "name": "ml", "budget": {"amount_usd": 10, "period": "1d"}},
+        {"id": "team_00000000000000aa", "name": "web", "budget": None},  # the id is another team's here
+        {"id": "not-an-id", "name": "ops", "budget": None},
+        {"id": "team_ffffffffffffffff", "name": "taken", "budget": {"amount_usd": 1, "period": "30d"}},
+    ]}
+    plan = plan_of(state, doc)
+    assert [(c.name, c.action, c.detail) for c in plan.changes] == [
+        ("ml", "add", "budget $10/1d"), ("web", "add", "no budget"), ("ops", "add", "no budget"),
+        ("taken", "update", "budget $1/30d (was none)")]
+    after = fold(state, plan)
+    ids = {t.name: t.id for t in after.teams.values()}
+    assert ids["ml"] == "team_0000000000000001" and ids["taken"] == "team_00000000000000aa"
+    assert ids["web"] != "team_00000000000000aa" and ids["ops"] != "not-an-id"
+    assert plan_of(after, doc).commands == []
+
+
+def key_entry(**fields: Any) -> dict[str, Any]:
+    return {"id": "key_staging", "name": "app", "prefix": "sk-ab", "models": None, "team": None, "rpm": None,
+            "tpm": None, "budget": None, "expires_at": None, "revoked": False, **fields}
+
+
+def test_keys_are_matched_by_id_then_name_and_revocation_is_never_changed() -> None:
+    state = run(ConfigState(), CreateKey("key_here", "app", "h1", "sk-x1", rpm=10),
+                CreateKey("key_gone", "gone", "h2", "sk-x2"), RevokeKey("gone"),
+                CreateKey("key_live", "live", "h3", "sk-x3"))
+    doc = {"format": "shieldes", "keys": [
+        key_entry(rpm=20, budget={"amount_usd": 5.0, "period": "1d"}),  # another id, the same name
+        key_entry(id="key_gone", name="gone"),  # revoked here: stays revoked
+        key_entry(id="key_live", name="live", revoked=True),  # revoked in the file: import revokes nothing
+        key_entry(id="key_x", name="dead", revoked=True),  # revoked and absent: not made again
+        key_entry(id="key_y", name="new key", models=["claude-*"], team="ml"),
+    ]}
+    plan = plan_of(state, doc)
+    assert [(c.name, c.action, c.detail) for c in plan.changes] == [
+        ("app", "update", "rpm 10 -> 20; budget none -> $5/1d"),
+        ("gone", "unchanged", "revoked"),
+        ("live", "unchanged", "models=all"),
+        ("new key", "missing", "create it: shieldes key create --name 'new key' --models 'claude-*' --team ml"),
+    ]
+    assert plan.counts() == {"add": 0, "update": 1, "unchanged": 2, "missing": 1}
+    assert any("'gone' is revoked here" in n and "--name gone-2" in n for n in plan.notes)
+    assert any("shieldes key revoke live" in n for n in plan.notes)
+    assert any("1 revoked key(s)" in n for n in plan.notes)
+    after = fold(state, plan)
+    assert (after.keys["key_here"].rpm, after.keys["key_here"].budget) == (20, Budget(5.0, "1d"))
+    assert after.keys["key_live"].revoked is False and after.keys["key_gone"].revoked is True
+    assert plan_of(after, doc).commands == []
+
+
+def test_the_create_command_says_every_setting_and_quotes_what_a_shell_would_split() -> None:
+    key = KeySpec("key_1", "my app", ("gpt-4o", "claude-*"), "ml team", 600, 100000, BudgetSpec(12.5, "1mo"),
+                  1924992000.0, False)
+    assert shlex.split(create_command(key)) == [
+        "shieldes", "key", "create", "--name", "my app", "--models", "gpt-4o,claude-*", "--rpm", "600",
+        "--tpm", "100000", "--budget", "12.5", "--budget-period", "1mo", "--team", "ml team",
+        "--expires-at", "2031-01-01T00:00:00Z"]
+
+
+def test_an_encrypted_key_is_kept_where_it_is_and_refused_where_there_is_none() -> None:
+    state = run(ConfigState(), AddProvider("vault", "openai", "https://llm.internal/v1", "enc:token", ("gpt-4o",)),
+                AddProvider("plain", "openai", "https://llm.internal/v1", "env:K", ("gpt-4o",)))
+    doc, warnings = export(state, "shieldes")
+    assert [p["api_key"] for p in doc["providers"]] == ["env:K", "encrypted"]
+    assert len(warnings) == 1 and "'vault'" in warnings[0]
+    assert plan_of(state, doc).commands == []  # the key stored here stays
+    with pytest.raises(ImportRejected, match="provider 'vault' had an encrypted key") as refused:
+        plan_of(ConfigState(), doc)
+    assert '"api_key": "env:VAR"' in refused.value.message
+    swapped = {**doc, "providers": [{**doc["providers"][0], "api_key": "encrypted"}]}
+    with pytest.raises(ImportRejected, match="would repoint it"):
+        plan_of(state, swapped)
