@@ -34,12 +34,13 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
-from shieldes.gateway.app import IN_FLIGHT, OBSERVER, build_app
+from shieldes.gateway.app import build_app
 from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.front import Front
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import JsonErrorHandler, protocol_logger
-from shieldes.gateway.observe import InFlight, Observer
+from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, InFlight, Observer
+from shieldes.gateway.responses_socket import SOCKETS
 from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway
 from shieldes.loop_lag import LoopLagProbe
@@ -228,6 +229,7 @@ class HttpServer:
         if front is not None:
             front.stop_listening()  # stop accepting; open connections keep going
             front.close_idle()
+        await self.app[SOCKETS].close_all()  # Responses WebSockets, each once its current answer has ended
         in_flight = self.app[IN_FLIGHT]
         deadline = time.monotonic() + self.grace
         while in_flight.count and time.monotonic() < deadline:

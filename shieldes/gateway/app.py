@@ -12,8 +12,9 @@ from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.messages import add_messages_routes
-from shieldes.gateway.observe import InFlight, Observer
+from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, Observer
 from shieldes.gateway.responses_routes import CONVERSATIONS, RESPONSES, add_responses_routes
+from shieldes.gateway.responses_socket import add_responses_socket
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
 from shieldes.gateway.service import Gateway
 from shieldes.responses.conversations import Conversations
@@ -36,8 +37,6 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
-IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
-OBSERVER: web.AppKey[Observer] = web.AppKey("observer", Observer)
 
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
@@ -58,6 +57,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[CONVERSATIONS] = conversations
     add_routes(app)
     add_responses_routes(app)
+    add_responses_socket(app)  # (after: it answers as the POST route)
     add_conversation_routes(app)
     add_messages_routes(app)
     add_admin_routes(app, admin)

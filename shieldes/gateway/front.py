@@ -51,7 +51,7 @@ LISTEN_BACKLOG = 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-class _Match:
+class RouteMatch:
     """What the observer and tracing read of aiohttp's match info: the route."""
 
     __slots__ = ("route",)
@@ -197,12 +197,12 @@ class Front:
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
         self.observe = observe
         self.max_body = max_body
-        self.matches: dict[str, _Match] = {}
+        self.matches: dict[str, RouteMatch] = {}
         self.handlers: dict[str, Handler] = {}
         for route in app.router.routes():
             resource = route.resource
             if route.method == "POST" and resource is not None and resource.canonical in HOT_SET:
-                self.matches[resource.canonical] = _Match(route)
+                self.matches[resource.canonical] = RouteMatch(route)
                 self.handlers[resource.canonical] = route.handler
         self.hot_paths = frozenset(self.matches)  # what hot_target takes: the app's, not the list's
         self.connections: set[_Connection] = set()

@@ -126,3 +126,7 @@ async def _capture(request: web.Request, rec: RequestRecord, resp: web.StreamRes
         rec.request_body = None
     if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
         rec.response_body = resp.body
+
+
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+OBSERVER: web.AppKey[Observer] = web.AppKey("observer", Observer)

@@ -18,7 +18,6 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
-from shieldes.gateway.front import LeanRequest
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
 
@@ -122,8 +121,9 @@ class Sink(Protocol):
 
 async def open_sink(request: web.Request, resp: web.StreamResponse) -> Sink:
     """Send `resp`'s head; the sink takes the body."""
-    if isinstance(request, LeanRequest):  # a hot route answered by the front
-        return request.start_stream(resp)
+    start: Callable[[web.StreamResponse], Sink] | None = getattr(request, "start_stream", None)
+    if start is not None:  # a hot route answered by the front (LeanRequest), a WebSocket's message
+        return start(resp)
     await resp.prepare(request)
     return resp
 

@@ -41,6 +41,7 @@ from shieldes.responses.request import (
     upstream_body,
 )
 from shieldes.responses.service import ResponseStore
+from shieldes.responses.socket_memory import SOCKET_MEMORY, SocketMemory
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
 from shieldes.routing.router import Route, RouteTarget
@@ -85,10 +86,13 @@ class _Turn:
     def __init__(self, gw: Gateway, store: ResponseStore, key: VirtualKey, route: Route, res: Reservation,
                  size: int, stored_input: list[Body], previous: str | None, keep: bool,
                  rec: RequestRecord | None = None, conversations: Conversations | None = None,
-                 conversation: str | None = None) -> None:
+                 conversation: str | None = None, memory: SocketMemory | None = None,
+                 history: list[Body] | None = None) -> None:
+        """`memory`: the WebSocket connection's, which remembers the response after `history`."""
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
         self.rec, self.conversations, self.conversation = rec, conversations, conversation
+        self.memory, self.history = memory, history or []
 
     def in_conversation(self, response: Body) -> Body:
         """The response object names its conversation, as OpenAI's does."""
@@ -109,6 +113,8 @@ class _Turn:
                 usage.prompt_tokens, usage.completion_tokens, nusd
             self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
             self.rec.upstream_model = served.model
+        if self.memory is not None and response is not None:
+            self.memory.remember(response, self.key.id, self.history + self.stored_input)
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
             self.store.save(StoredResponse(
@@ -118,10 +124,15 @@ class _Turn:
             ))
 
 
-async def _history(request: web.Request, req: ResponsesRequest, key_id: str) -> list[Body]:
+async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -> list[Body]:
     """What comes before the request's input: the stored conversation of previous_response_id, or
-    the items of its conversation (the two are exclusive; parse_request refuses both)."""
+    the items of its conversation (the two are exclusive; parse_request refuses both). On a
+    WebSocket, the connection's latest response first, stored or not."""
     if req.previous_response_id is not None:
+        memory: SocketMemory | None = request.get(SOCKET_MEMORY)
+        remembered = None if memory is None else memory.history(req.previous_response_id, key_id)
+        if remembered is not None:
+            return remembered
         return await request.app[RESPONSES].history(req.previous_response_id, key_id)
     if req.conversation is not None:
         return await request.app[CONVERSATIONS].history(req.conversation, key_id)
@@ -140,7 +151,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if rec is not None:
         rec.upstream_model = route.model
     conversations = request.app[CONVERSATIONS]
-    history = await _history(request, req, key.id)
+    history = await history_of(request, req, key.id)
     sent = upstream_body(body, history, req.input)
     size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
@@ -148,7 +159,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
     turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
-                 conversations, req.conversation)
+                 conversations, req.conversation, request.get(SOCKET_MEMORY), history)
     rid = request_id(request)
     try:
         as_sent = raw if forwards_as_sent(body, req.input) else None
@@ -299,7 +310,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     body, _raw = await read_json(request, gw.settings.max_body_bytes)
     req = parse_request(body)
     route = gw.route(key, req.model)
-    sent = upstream_body(body, await _history(request, req, key.id), req.input)
+    sent = upstream_body(body, await history_of(request, req, key.id), req.input)
     if all(d.responses == NATIVE for d in route.deployments):  # the upstream counts exactly
         count = await gw.responses_input_tokens(route, sent)
     else:

@@ -11,7 +11,7 @@ import socket
 import httptools
 import openai
 
-from shieldes.gateway.app import IN_FLIGHT
+from shieldes.gateway.observe import IN_FLIGHT
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness, wait_until
 

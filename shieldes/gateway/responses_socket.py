@@ -1,0 +1,282 @@
+"""The Responses API over a WebSocket: `GET /v1/responses` upgraded, the mode OpenAI's SDK opens
+with `client.responses.connect()` and Codex tries first (`OpenAI-Beta: responses_websockets=...`).
+
+Each `response.create` message runs as a streamed `POST /v1/responses` would: the same handler,
+the same observer (request-log row, metrics, access line) and the same key, limits and budget,
+checked again for every message (a key revoked mid-connection is refused at its next message).
+Each event of the answer goes back as one text message; an error is an `error` event with its
+HTTP status, and the connection stays open. Messages are answered one at a time, in the order
+they came. The connection remembers its latest response (SocketMemory), so a turn that sends only
+its new items with `previous_response_id` continues it even when it was not stored. `generate:
+false` prepares that state without calling a model. A draining node closes its sockets (1001,
+going away) once their current answer has ended, so clients reconnect to another node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from shieldes.gateway import relay
+from shieldes.gateway.front import RouteMatch
+from shieldes.gateway.middleware import REQUEST_ID_KEY, new_request_id, record_of, request_id
+from shieldes.gateway.observe import OBSERVER
+from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
+from shieldes.gateway.routes import GATEWAY, authenticate, read_json
+from shieldes.responses.objects import ResponseContext, ResponsesUsage, new_id, response_object
+from shieldes.responses.request import parse_request
+from shieldes.responses.socket_memory import SOCKET_MEMORY, SocketMemory
+from shieldes.responses.store import StoredResponse
+
+Body = dict[str, Any]
+PATH = "/v1/responses"
+# what a `response.create` carries besides the fields of POST /v1/responses
+_ENVELOPE = ("type", "stream_id", "generate")
+
+
+def sse_data(frame: bytes) -> bytes | None:
+    """The data of one SSE frame (its `data:` lines joined), None for a frame without data or the
+    `[DONE]` sentinel."""
+    lines = [line[5:].removeprefix(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")]
+    data = b"\n".join(lines)
+    return None if not data or data == b"[DONE]" else data
+
+
+def with_lane(data: bytes, stream_id: str | None) -> str:
+    """An event as its text message: with the `stream_id` of the `response.create` that asked for
+    it, when it named one."""
+    if stream_id is None:
+        return data.decode()
+    event = orjson.loads(data)
+    if isinstance(event, dict):
+        event["stream_id"] = stream_id
+    return orjson.dumps(event).decode()
+
+
+def error_event(status: int, body: bytes, stream_id: str | None) -> str:
+    """An error answer of the HTTP route (`{"error": {...}}`) as the WebSocket `error` event."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    if not isinstance(error, dict):
+        error = {"type": "server_error", "code": "internal_error", "message": "the request failed; send it again"}
+    event: Body = {"type": "error", "status": status, "error": error}
+    if stream_id is not None:
+        event["stream_id"] = stream_id
+    return orjson.dumps(event).decode()
+
+
+class SocketSink:
+    """A streamed answer's SSE frames, sent as one text message per event (relay.Sink)."""
+
+    def __init__(self, ws: web.WebSocketResponse, stream_id: str | None) -> None:
+        self._ws = ws
+        self._stream_id = stream_id
+        self._rest = b""
+
+    async def write(self, data: bytes) -> None:
+        if self._ws.closed:
+            raise ConnectionResetError("the client closed the WebSocket")
+        frames = (self._rest + data).replace(b"\r\n", b"\n").split(b"\n\n")
+        self._rest = frames.pop()
+        for frame in frames:
+            payload = sse_data(frame)
+            if payload is not None:
+                await self._ws.send_str(with_lane(payload, self._stream_id))
+
+    async def write_eof(self) -> None:
+        rest, self._rest = self._rest, b""
+        payload = sse_data(rest.strip())
+        if payload is not None and not self._ws.closed:
+            await self._ws.send_str(with_lane(payload, self._stream_id))
+
+
+class SocketRequest:
+    """One `response.create` of a connection as the request the Responses handler reads: the
+    upgrade's headers (the key) and peer, the message as the body, a request id of its own."""
+
+    method = "POST"
+    path = PATH
+    query_string = ""
+    can_read_body = False
+
+    def __init__(self, upgrade: web.Request, match: RouteMatch, body: bytes, ws: web.WebSocketResponse,
+                 memory: SocketMemory, stream_id: str | None) -> None:
+        self.app = upgrade.app
+        headers = CIMultiDict(upgrade.headers)
+        for name in ("Content-Encoding", "Content-Length", "Upgrade", "Connection"):
+            headers.popall(name, None)
+        headers["Content-Type"] = "application/json"
+        self.headers = CIMultiDictProxy(headers)
+        self.remote = upgrade.remote
+        self.match_info = match
+        self._body = body
+        self._ws = ws
+        self._stream_id = stream_id
+        self._store: dict[Any, Any] = {SOCKET_MEMORY: memory, REQUEST_ID_KEY: new_request_id()}
+        self.get = self._store.get
+
+    @property
+    def content_length(self) -> int:
+        return len(self._body)
+
+    @property
+    def body_exists(self) -> bool:
+        return True
+
+    async def read(self) -> bytes:
+        return self._body
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._store
+
+    def start_stream(self, resp: web.StreamResponse) -> SocketSink:
+        return SocketSink(self._ws, self._stream_id)
+
+
+class OpenSockets:
+    """The node's open Responses WebSockets, so a draining node can close them: an idle one at
+    once, a busy one when its current answer has ended."""
+
+    def __init__(self) -> None:
+        self.busy: dict[web.WebSocketResponse, bool] = {}
+        self.closing = False
+
+    async def close_all(self) -> None:
+        self.closing = True
+        await asyncio.gather(*(going_away(ws) for ws, busy in list(self.busy.items()) if not busy))
+
+
+async def going_away(ws: web.WebSocketResponse) -> None:
+    await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the node is shutting down; connect again")
+
+
+SOCKETS: web.AppKey[OpenSockets] = web.AppKey("responses_sockets", OpenSockets)
+
+
+def _post_route(app: web.Application) -> RouteMatch:
+    for route in app.router.routes():
+        if route.method == "POST" and route.resource is not None and route.resource.canonical == PATH:
+            return RouteMatch(route)
+    raise LookupError(f"no POST {PATH} route")  # (add_responses_routes adds it before this one)
+
+
+async def responses_socket(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses: a WebSocket when the client asks to upgrade; otherwise the 405 of a path
+    that takes POST. The key is checked before the upgrade, so a wrong one is an HTTP 401."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        raise web.HTTPMethodNotAllowed("GET", ["POST"])
+    gw = request.app[GATEWAY]
+    authenticate(request)
+    ws = web.WebSocketResponse(max_msg_size=gw.settings.max_body_bytes, compress=True)
+    await ws.prepare(request)
+    sockets, match, memory = request.app[SOCKETS], _post_route(request.app), SocketMemory()
+    sockets.busy[ws] = False
+    try:
+        async for msg in ws:
+            sockets.busy[ws] = True
+            if msg.type == WSMsgType.TEXT:
+                await _answer(request, ws, match, memory, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_str(error_event(400, _error_body(
+                    "send each event as a JSON text message, e.g. {\"type\": \"response.create\", ...}"), None))
+            sockets.busy[ws] = False
+            if sockets.closing:
+                await going_away(ws)
+    finally:
+        sockets.busy.pop(ws, None)
+    return ws
+
+
+def _error_body(message: str, code: str = "invalid_request") -> bytes:
+    return orjson.dumps({"error": {"type": "invalid_request_error", "code": code, "message": message,
+                                   "param": None}})
+
+
+async def _answer(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteMatch, memory: SocketMemory,
+                  text: str) -> None:
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        await ws.send_str(error_event(400, _error_body(f"malformed JSON message ({str(exc)[:200]}): send one "
+                                                       "JSON object per message"), None))
+        return
+    kind = event.get("type") if isinstance(event, dict) else None
+    lane = event.get("stream_id") if isinstance(event, dict) else None
+    stream_id = lane if isinstance(lane, str) else None
+    if kind == "response.steer":
+        await ws.send_str(orjson.dumps(steer_failed(event)).decode())
+        return
+    if kind != "response.create":
+        await ws.send_str(error_event(400, _error_body(
+            f"unsupported event type {kind!r}: send {{\"type\": \"response.create\", ...}} with the fields of "
+            "POST /v1/responses", code="unsupported_event_type"), stream_id))
+        return
+    body = {k: v for k, v in event.items() if k not in _ENVELOPE}
+    body["stream"] = True  # (implicit on a WebSocket)
+    request = SocketRequest(upgrade, match, orjson.dumps(body), ws, memory, stream_id)
+    handler = create_response if event.get("generate") is not False else prepare_response
+    resp = await upgrade.app[OBSERVER].observe(cast(web.Request, request), handler)
+    if isinstance(resp, web.Response) and resp.status >= 400 and not ws.closed:
+        await ws.send_str(error_event(resp.status, resp.body if isinstance(resp.body, bytes) else b"", stream_id))
+
+
+def steer_failed(event: Body) -> Body:
+    """Steering is not run here: the input comes back, to be sent in the next `response.create`."""
+    previous = event.get("previous_response_id")
+    return {"type": "response.steer.failed", "sequence_number": 0,
+            "error": {"type": "invalid_request_error", "code": "steering_not_supported",
+                      "message": "this gateway does not steer responses: send the input in the next "
+                                 "response.create, with previous_response_id"},
+            "steer": {"input": event.get("input"), "previous_response_id": previous if isinstance(previous, str)
+                      else ""}}
+
+
+async def prepare_response(request: web.Request) -> web.StreamResponse:
+    """`generate: false`: the request checked as a turn would be (key, model, continuation) and its
+    state kept as a response (completed, no output, nothing billed) that a later turn continues."""
+    gw, key = request.app[GATEWAY], authenticate(request)
+    body, _raw = await read_json(request, gw.settings.max_body_bytes)
+    req = parse_request(body)
+    rec = record_of(request)
+    if rec is not None:
+        rec.model, rec.stream = req.model, True
+    route = gw.route(key, req.model)  # (a model the key may not use is refused here too)
+    history = await history_of(request, req, key.id)
+    now = int(time.time())
+    ctx = ResponseContext.of(body, new_id("resp"), now, req.model)
+    response = dict(response_object(ctx, "completed", [], ResponsesUsage(0, 0), completed_at=now), store=req.store)
+    memory: SocketMemory | None = request.get(SOCKET_MEMORY)
+    if memory is not None:
+        memory.remember(response, key.id, history + req.input)
+    if req.store:
+        request.app[RESPONSES].save(StoredResponse(ctx.id, float(now), key.id, req.previous_response_id,
+                                                   route.requested, req.input, response))
+
+    async def frames() -> AsyncIterator[bytes]:
+        started = dict(response, status="in_progress", completed_at=None, usage=None)
+        yield relay.frame("response.created", {"type": "response.created", "sequence_number": 0,
+                                               "response": started})
+        yield relay.frame("response.completed", {"type": "response.completed", "sequence_number": 1,
+                                                 "response": response})
+
+    resp = relay.sse_response(request_id(request), {})
+    await relay.pump(request, resp, frames(), relay.Tally(), 0.0, "error")
+    return resp
+
+
+def add_responses_socket(app: web.Application) -> None:
+    app[SOCKETS] = OpenSockets()
+    app.router.add_get(PATH, responses_socket)

@@ -1,0 +1,165 @@
+"""The Responses API over a WebSocket (GET /v1/responses upgraded), through the openai SDK's
+`responses.connect()` and a raw aiohttp client, against a real node: events as text messages,
+continuation of an unstored response by previous_response_id, `generate: false`, lanes, errors
+that leave the connection open, the key checked at the handshake and per message, usage counted,
+and a draining node closing its sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from shieldes.gateway.responses_socket import SOCKETS
+from shieldes.projections.commands import RevokeKey
+from shieldes.projections.shared_commands import UpdateProvider
+from tests.integration.gateway_harness import Harness, harness
+from tests.responses_schema import check_event
+
+HELLO = "Hello from the fake upstream"
+
+
+async def _turn(conn: Any, **create: Any) -> list[Any]:
+    """One response.create on an SDK connection and its events, through the terminal one."""
+    await conn.send({"type": "response.create", **create})
+    events = []
+    async for event in conn:
+        events.append(event)
+        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
+            return events
+    raise AssertionError("the connection closed before the response ended")
+
+
+async def _raw(ws: aiohttp.ClientWebSocketResponse, message: Any) -> list[dict[str, Any]]:
+    """One message on a raw connection and the events it gets, through the terminal one."""
+    await (ws.send_str(message) if isinstance(message, str) else ws.send_json(message))
+    events = []
+    while True:
+        event = json.loads(await ws.receive_str(timeout=10))
+        events.append(event)
+        if event["type"] in ("response.completed", "response.failed", "error", "response.steer.failed"):
+            return events
+
+
+def _socket_url(h: Harness) -> str:
+    return h.base.replace("http://", "ws://") + "/v1/responses"
+
+
+@pytest.mark.parametrize("mode", ["translate", "native"])
+async def test_sdk_connection_streams_turns_and_continues_an_unstored_response(database_url: str, mode: str) -> None:
+    async with harness(database_url) as h:
+        if mode == "native":
+            await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app")
+        await h.sync()
+        upstream_path = "/v1/responses" if mode == "native" else "/v1/chat/completions"
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        async with client.responses.connect() as conn:
+            first = await _turn(conn, model="gpt-4o", input="say hello to me", instructions="be brief", store=False)
+            types = [e.type for e in first]
+            assert types[:2] == ["response.created", "response.in_progress"] and types[-1] == "response.completed"
+            assert "".join(e.delta for e in first if e.type == "response.output_text.delta") == HELLO
+            assert [e.sequence_number for e in first] == list(range(len(first)))
+            for e in first:
+                check_event(e.model_dump(mode="json", exclude_unset=True))
+            done = first[-1].response
+            assert done.output_text == HELLO and done.usage is not None and done.usage.output_tokens == 5
+
+            # the next turn sends only its new item: the node sends the upstream the whole conversation
+            second = await _turn(conn, model="gpt-4o", previous_response_id=done.id, store=False,
+                                 input=[{"role": "user", "content": "and again"}])
+            assert second[-1].type == "response.completed" and second[-1].response.output_text == HELLO
+            sent = h.upstream.last(upstream_path).body
+            if mode == "native":
+                texts = [json.dumps(item) for item in sent["input"]]
+                assert "previous_response_id" not in sent and len(sent["input"]) == 3
+                assert "say hello to me" in texts[0] and HELLO in texts[1] and "and again" in texts[2]
+            else:
+                # (instructions are the request's own: a continuation does not carry them over)
+                assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+                assert sent["messages"][1]["content"] == HELLO and sent["messages"][2]["content"] == "and again"
+
+        # the memory is the connection's: another connection cannot continue an unstored response
+        async with client.responses.connect() as conn:
+            events = await _turn(conn, model="gpt-4o", previous_response_id=done.id, input="more")
+            assert events[-1].type == "error" and events[-1].status == 404
+
+        await h.flush()
+        requests, _prompt, completion, _cost = h.usage_totals()["app"]
+        assert requests == 2 and completion == 10
+
+
+async def test_errors_are_events_and_the_connection_stays_open(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=("gpt-4o",))
+        await h.sync()
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            (refused,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o-mini", "input": "hi"})
+            assert refused["type"] == "error" and refused["status"] == 403
+            assert refused["error"]["code"] == "model_not_allowed" and "gpt-4o-mini" in refused["error"]["message"]
+            (bad,) = await _raw(ws, "{not json")
+            assert bad["status"] == 400 and "malformed JSON" in bad["error"]["message"]
+            (unknown,) = await _raw(ws, {"type": "session.update"})
+            assert unknown["status"] == 400 and unknown["error"]["code"] == "unsupported_event_type"
+            (missing,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o"})
+            assert missing["status"] == 400 and missing["error"]["param"] == "input"
+            (steer,) = await _raw(ws, {"type": "response.steer", "previous_response_id": "resp_x", "input": "go"})
+            assert steer["type"] == "response.steer.failed" and steer["error"]["code"] == "steering_not_supported"
+            assert steer["steer"] == {"input": "go", "previous_response_id": "resp_x"}
+            # lanes: each event of a response names the stream_id its response.create gave
+            events = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "hi",
+                                     "stream_id": "lane-1"})
+            assert events[-1]["type"] == "response.completed" and {e["stream_id"] for e in events} == {"lane-1"}
+
+            # a key revoked mid-connection is refused at its next message
+            await h.admin(RevokeKey("app"))
+            await h.sync()
+            (revoked,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "hi"})
+            assert revoked["status"] == 401
+
+        # the handshake: a wrong key is an HTTP 401; a GET that asks no upgrade is the 405 of a POST path
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused_key:
+                await s.ws_connect(_socket_url(h), headers={"Authorization": "Bearer sk-shd-wrong"})
+            assert refused_key.value.status == 401
+            async with s.get(h.base + "/v1/responses", headers=headers) as r:
+                assert r.status == 405 and "takes POST" in (await r.json())["error"]["message"]
+
+
+async def test_generate_false_prepares_a_turn_without_calling_a_model(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            prepared = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "generate": False,
+                                       "instructions": "be brief", "input": "the context, sent once"})
+            assert [e["type"] for e in prepared] == ["response.created", "response.completed"]
+            response = prepared[-1]["response"]
+            assert response["status"] == "completed" and response["output"] == []
+            assert not h.upstream.requests
+            events = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "instructions": "be brief",
+                                     "previous_response_id": response["id"], "input": "now answer"})
+            assert events[-1]["type"] == "response.completed"
+            sent = h.upstream.last("/v1/chat/completions").body
+            assert [m["content"] for m in sent["messages"]] == ["be brief", "the context, sent once", "now answer"]
+        await h.flush()
+        assert h.usage_totals()["app"][0] == 1  # the prepared turn called no model and bills nothing
+
+
+async def test_a_draining_node_closes_its_idle_sockets_going_away(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(_socket_url(h), headers={"Authorization": f"Bearer {secret}"}) as ws:
+            events = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "hi"})
+            assert events[-1]["type"] == "response.completed"
+            assert h.node.http is not None
+            await h.node.http.app[SOCKETS].close_all()
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
