@@ -9,6 +9,7 @@ input item is a function_call_output or tool_choice is "none"; JSON matching the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -85,11 +86,18 @@ def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, te
                   tokens: int, finish: str, script: wire.ToolScript | None = None) -> dict[str, Any]:
     call = pick_call(body, script)
     fmt = (body.get("text") or {}).get("format") or {}
+    items = body.get("input")
+    compacting = isinstance(items, list) and bool(items) and items[-1] == {"type": "compaction_trigger"}
     if call is None and fmt.get("type") == "json_schema":
         text = json.dumps(wire.sample(fmt.get("schema") or {}))
         tokens = len(text.split())
-    if call is not None:
-        output: dict[str, Any] = {"id": item_id.replace("msg_", "fc_"), "type": "function_call", "status": "completed",
+    if compacting:  # OpenAI's compaction: the conversation so far as one opaque item
+        digest = hashlib.sha256(json.dumps(items[:-1], sort_keys=True).encode()).hexdigest()
+        output: dict[str, Any] = {"id": item_id.replace("msg_", "cmp_"), "type": "compaction",
+                                  "encrypted_content": "gAAAAB" + digest}
+        tokens = 40
+    elif call is not None:
+        output = {"id": item_id.replace("msg_", "fc_"), "type": "function_call", "status": "completed",
                                   "arguments": json.dumps(call[1]), "call_id": call_id, "name": call[0]}
         tokens = 5
     else:
@@ -129,7 +137,9 @@ def frames(final: dict[str, Any]) -> list[bytes]:
     out = [ev("response.created", response=pending), ev("response.in_progress", response=pending)]
     item = final["output"][0]
     ids = {"item_id": item["id"], "output_index": 0}
-    if item["type"] == "function_call":
+    if item["type"] == "compaction":
+        out.append(ev("response.output_item.added", output_index=0, item=item))
+    elif item["type"] == "function_call":
         out.append(ev("response.output_item.added", output_index=0,
                       item={**item, "arguments": "", "status": "in_progress"}))
         out += [ev("response.function_call_arguments.delta", **ids, delta=d) for d in wire.split(item["arguments"])]

@@ -189,6 +189,10 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
                 thinking += thinking_of(item.get("encrypted_content"))
         elif kind == "item_reference":
             raise _bad(f"{where}: item_reference is not supported; send the item itself", f"{where}.type")
+        elif kind == "compaction":  # (the gateway's own are opened before translation: compaction.py)
+            raise _bad(f"{where} is a compaction item made by OpenAI's Responses API, which only a native "
+                       "deployment on OpenAI can read: send this conversation to such a deployment, or the "
+                       "history itself instead of the compaction", f"{where}.type")
         else:
             raise _bad(f"{where} has type {kind!r}, which this deployment cannot take (it speaks chat "
                        "completions); use message, function_call, custom_tool_call and their _output items",

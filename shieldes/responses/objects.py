@@ -200,7 +200,9 @@ def asks_encrypted(request: Body) -> bool:
 
 
 def _sealed(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("encrypted_content"), str)
+    """A reasoning item carrying its encrypted content. (A `compaction` item's encrypted_content
+    is the compaction itself, which the API always returns.)"""
+    return isinstance(item, dict) and item.get("type") == "reasoning" and isinstance(item.get("encrypted_content"), str)
 
 
 def _unsealed(item: Body) -> Body:

@@ -23,6 +23,7 @@ from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to
 from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, without_own_reasoning
 from shieldes.providers.sse import encode_event
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
+from shieldes.responses.compaction import compacting, compaction_item, summary_request, with_summaries
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
@@ -30,6 +31,7 @@ from shieldes.responses.objects import (
     asks_encrypted,
     asks_summary,
     error_event,
+    output_text,
     response_object,
     usage_from_responses,
 )
@@ -132,6 +134,9 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     `previous_response_id` (the gateway keeps the conversation, whichever deployment answers).
     `raw`: the client's own encoding of `body` when it is that (see request.forwards_as_sent),
     sent to a native deployment as it is unless call ids must be fitted."""
+    expanded = with_summaries(body)  # compactions this gateway made: their summaries, for any upstream
+    if expanded is not None:
+        body, raw = expanded, None
     if dep.responses == NATIVE:
         opener = getattr(provider, "responses_stream" if streaming else "call_raw", None)
         if opener is None:
@@ -150,6 +155,31 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
         response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
         return Answer(response, usage_from_responses(response.get("usage")), headers)
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
+    if compacting(body):
+        return await _summarized(provider, target, dep, body, ctx, streaming)
+    return await _translated(provider, target, dep, body, ctx, streaming)
+
+
+async def _summarized(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+                      streaming: bool) -> Answer | EventStream:
+    """A compaction by a deployment that cannot make OpenAI's: the model's handoff summary of the
+    conversation, sealed in a compaction item (compaction.py), billed as the turn."""
+    answer = await _translated(provider, target, dep, summary_request(body), ctx, False)
+    assert isinstance(answer, Answer)
+    summary = output_text(answer.response)
+    if answer.response.get("status") != "completed" or not summary.strip():
+        raise UpstreamFailure(f"deployment {dep.name!r} answered the compaction's summary request with "
+                              f"{'no text' if not summary.strip() else 'an incomplete answer'}; retry the compaction",
+                              status=None, retryable=True)
+    response = response_object(ctx, "completed", [compaction_item(summary)], answer.usage, completed_at=_now())
+    if streaming:
+        return ReadyEvents(response, answer.usage, answer.headers)
+    return Answer(response, answer.usage, answer.headers)
+
+
+async def _translated(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+                      streaming: bool) -> Answer | EventStream:
+    """The request as chat completions (any kind of deployment takes those), its answer as Responses."""
     signed = signs_thinking(dep.kind, target.model)
     chat = request_to_chat(body, target.model, signed, takes_tool_images(dep.kind, target.model))
     kinds = call_kinds(body)
@@ -230,6 +260,33 @@ class TranslatedEvents:
         if self._gen is not None:
             await self._gen.aclose()
         await self._chunks.aclose()
+
+
+class ReadyEvents:
+    """A response the gateway already holds whole, as the events of its stream."""
+
+    def __init__(self, response: Body, usage: ResponsesUsage | None, headers: dict[str, str]) -> None:
+        self.final: Body | None = response
+        self.usage = usage
+        self.headers = headers
+        self.deltas = 0
+
+    def __aiter__(self) -> AsyncIterator[Body]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[Body]:
+        final = self.final or {}
+        number = EventNumberer()
+        pending = dict(final, status="in_progress", output=[], usage=None, completed_at=None)
+        yield number("response.created", response=pending)
+        yield number("response.in_progress", response=pending)
+        for index, item in enumerate(final.get("output") or []):
+            yield number("response.output_item.added", output_index=index, item=item)
+            yield number("response.output_item.done", output_index=index, item=item)
+        yield number("response.completed", response=final)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _unbilled(response: Body, _deltas: int) -> Body:
