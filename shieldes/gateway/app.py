@@ -13,6 +13,7 @@ from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.messages import add_messages_routes
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, Observer
+from shieldes.gateway.responses_compact import add_compact_route
 from shieldes.gateway.responses_routes import CONVERSATIONS, RESPONSES, add_responses_routes
 from shieldes.gateway.responses_socket import add_responses_socket
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
@@ -58,6 +59,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     add_routes(app)
     add_responses_routes(app)
     add_responses_socket(app)  # (after: it answers as the POST route)
+    add_compact_route(app)
     add_conversation_routes(app)
     add_messages_routes(app)
     add_admin_routes(app, admin)

@@ -57,7 +57,7 @@ def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
     return request.app[GATEWAY], authenticate(request)
 
 
-def _token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUsage:
+def token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUsage:
     """The upstream's usage, or when it reported none the estimate: request bytes / 4 input tokens
     and `output` (one per delta event of a stream, the answer's text / 4 of a JSON answer)."""
     if usage is None:
@@ -71,15 +71,15 @@ def _token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenU
 def _estimated(response: Body | None, size: int, output: int) -> Body | None:
     """A response object whose upstream reported no usage (a chat server that refused
     stream_options or omits usage, a Responses server that counts nothing), with the estimate that
-    is billed (_token_usage's) as its `usage`, so the client and GET see what is billed; any other
+    is billed (token_usage's) as its `usage`, so the client and GET see what is billed; any other
     unchanged."""
     if response is None or usage_from_responses(response.get("usage")) is not None:
         return response
-    billed = _token_usage(None, size, output)
+    billed = token_usage(None, size, output)
     return dict(response, usage=ResponsesUsage(billed.prompt_tokens, billed.completion_tokens).to_dict())
 
 
-class _Turn:
+class Turn:
     """One admitted Responses request: settles exactly once, stores the result if asked to and
     appends its items to its conversation, if it names one."""
 
@@ -158,7 +158,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
-    turn = _Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
+    turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
                  conversations, req.conversation, request.get(SOCKET_MEMORY), history)
     rid = request_id(request)
     try:
@@ -174,14 +174,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         # response (as sent and as stored) carries the estimate that is billed
         output = estimate_output_tokens(response) if outcome.usage is None else 0
         response = _estimated(response, size, output) or response
-        turn.finish(served, response, _token_usage(outcome.usage, size, output))
+        turn.finish(served, response, token_usage(outcome.usage, size, output))
         await turn.append(response)
         return json_response(response if shown else without_encrypted(response), rid,
                              {**res.headers, **outcome.headers})
     return await _stream(request, rid, turn, served, outcome, shown)
 
 
-async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarget,
+async def _stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget,
                   events: EventStream, shown: bool) -> web.StreamResponse:
     tally = relay.Tally()
 
@@ -229,7 +229,7 @@ async def _stream(request: web.Request, rid: str, turn: _Turn, served: RouteTarg
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
-        usage = _token_usage(events.usage, turn.size, tally.content_chunks)
+        usage = token_usage(events.usage, turn.size, tally.content_chunks)
         final = _estimated(events.final, turn.size, tally.content_chunks)
         turn.finish(served, None if final is None else turn.in_conversation(final), usage)
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)

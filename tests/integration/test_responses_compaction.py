@@ -129,3 +129,34 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
 
         await h.flush()
         assert h.usage_totals()["app"][0] == 7  # the compactions are billed turns
+
+
+async def test_compact_endpoint_answers_the_users_messages_and_one_compaction(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        stored = await client.responses.create(model="gpt-4o", input="read the repo")  # (stored: a continuation)
+        for mode, seal in (("translate", SEAL), ("native", "gAAAAB")):
+            if mode == "native":
+                await h.admin(UpdateProvider("openai", responses="native"))
+                await h.sync()
+            compacted = await client.responses.compact(model="gpt-4o", previous_response_id=stored.id,
+                                                       input=[{"role": "user", "content": "now the tests"}])
+            assert compacted.object == "response.compaction" and compacted.usage.output_tokens > 0
+            kinds = [(item.type, getattr(item, "role", None)) for item in compacted.output]
+            assert kinds == [("message", "user"), ("message", "user"), ("compaction", None)], kinds
+            assert compacted.output[-1].encrypted_content.startswith(seal)
+            if mode == "native":  # the upstream compacted a turn ending with the trigger, unstored
+                sent = h.upstream.last("/v1/responses").body
+                assert sent["input"][-1] == TRIGGER and len(sent["input"]) == 4 and sent["store"] is False
+
+        with_stream = {"model": "gpt-4o", "input": "x", "stream": True}
+        in_conversation = {"model": "gpt-4o", "input": "x", "conversation": "conv_1"}
+        async with aiohttp.ClientSession() as s:
+            for body, param in ((with_stream, "stream"), (in_conversation, "conversation")):
+                async with s.post(h.base + "/v1/responses/compact", json=body,
+                                  headers={"Authorization": f"Bearer {secret}"}) as r:
+                    assert r.status == 400 and (await r.json())["error"]["param"] == param
+        await h.flush()
+        assert h.usage_totals()["app"][0] == 3
