@@ -8,7 +8,8 @@ an `openai` provider serving the GPT names, a virtual key), then runs one non-in
 per client with its default settings:
 
   claude -p PROMPT        ANTHROPIC_BASE_URL=<node>  ANTHROPIC_API_KEY=<virtual key>
-  codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses")
+  codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses"),
+                          and the built-in OpenAI provider pointed at it (the Responses WebSocket)
   node sdk.mjs            the openai Node SDK: chat.completions.create (+ responses.create)
 
 and prints pass/fail per client, with what each sent upstream (paths, models, beta flags). Claude
@@ -328,19 +329,35 @@ async def claude(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, n
 
 
 async def codex(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, label: str = "codex",
-                model: str | None = None) -> Outcome:
+                model: str | None = None, builtin: bool = False) -> Outcome:
+    """`builtin`: Codex's own OpenAI provider pointed at the node (`openai_base_url`, the key saved with
+    `codex login --with-api-key`), which speaks the Responses WebSocket mode; else a `model_providers`
+    entry (HTTP)."""
     home = work / f"home-{len(list(work.iterdir()))}"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True)
-    (codex_home / "config.toml").write_text(
-        (f'model = "{model}"\n' if model else "")
-        + 'model_provider = "shieldes"\n\n[model_providers.shieldes]\nname = "shieldes"\n'
+    provider = f'openai_base_url = "{node}/v1"\n' if builtin else (
+        'model_provider = "shieldes"\n\n[model_providers.shieldes]\nname = "shieldes"\n'
         f'base_url = "{node}/v1"\nenv_key = "SHIELDES_KEY"\nwire_api = "responses"\n')
+    (codex_home / "config.toml").write_text((f'model = "{model}"\n' if model else "") + provider)
     env = {**base_env(home), "CODEX_HOME": str(codex_home), "SHIELDES_KEY": key}
+    if builtin:
+        login = await asyncio.create_subprocess_exec(str(bin_dir / "codex"), "login", "--with-api-key", env=env,
+                                                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+        await login.communicate(key.encode())
+    log_lines = len((work / "node.log").read_bytes().splitlines())
     start = len(up.requests)
     code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", AGENT_PROMPT], env, work,
                                240)
-    return agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
+    outcome = agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
+    if builtin and outcome.ok:  # the turns went over a WebSocket, not the HTTP fallback
+        lines = (work / "node.log").read_bytes().splitlines()[log_lines:]
+        if not any(b"GET /v1/responses" in line and b" 101 " in line for line in lines):
+            return Outcome(label, False, "answered, but over HTTP: the WebSocket was refused (see the node log)",
+                           outcome.seen)
+        outcome.detail += "; over the Responses WebSocket"
+    return outcome
 
 
 def token_of(work: Path) -> str:
@@ -555,6 +572,10 @@ async def main() -> int:
                 # a model Codex offers its tools for (the default may be sent none): a tool round, native
                 outcomes.append(await codex(bin_dir, node_url, key, work, up, f"codex ({CODEX_TOOLS_MODEL})",
                                             CODEX_TOOLS_MODEL))
+                # Codex's built-in OpenAI provider pointed at the node: the Responses WebSocket mode
+                outcomes.append(await codex(bin_dir, node_url, key, work, up,
+                                            f"codex (built-in provider, {CODEX_TOOLS_MODEL})", CODEX_TOOLS_MODEL,
+                                            builtin=True))
                 # a chat-completions-only upstream (vLLM, Ollama, ...): Responses translated to chat
                 shieldes(env, "provider", "add", "chat-only", "--type", "openai", "--base-url", up.url + "/v1",
                          "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", CHAT_ONLY_MODEL)
