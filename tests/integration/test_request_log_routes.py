@@ -12,7 +12,7 @@ import openai
 import psycopg
 from psycopg.rows import dict_row
 
-from shieldes.gateway.responses_routes import _token_usage
+from shieldes.gateway.responses_routes import token_usage
 from shieldes.projections.shared_commands import SetPricing
 from shieldes.responses.objects import ResponsesUsage
 from tests.integration.gateway_harness import harness
@@ -61,10 +61,10 @@ async def test_messages_responses_and_unversioned_routes_are_logged(database_url
 def test_responses_usage_keeps_cached_and_reasoning_tokens() -> None:
     """Cached input tokens of a Responses answer are billed as cache reads (shieldes pricing set
     --cache-read), reasoning tokens kept for the request log."""
-    usage = _token_usage(ResponsesUsage(1200, 40, cached_tokens=1024, reasoning_tokens=30), 0, 0)
+    usage = token_usage(ResponsesUsage(1200, 40, cached_tokens=1024, reasoning_tokens=30), 0, 0)
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cache_read_tokens, usage.reasoning_tokens) == \
         (1200, 40, 1024, 30)
-    assert _token_usage(ResponsesUsage(10, 1, cached_tokens=99), 0, 0).cache_read_tokens == 0  # not more than input
-    written = _token_usage(ResponsesUsage(100, 1, cached_tokens=20, cache_write_tokens=50), 0, 0)
+    assert token_usage(ResponsesUsage(10, 1, cached_tokens=99), 0, 0).cache_read_tokens == 0  # not more than input
+    written = token_usage(ResponsesUsage(100, 1, cached_tokens=20, cache_write_tokens=50), 0, 0)
     assert (written.cache_read_tokens, written.cache_write_tokens) == (20, 50)  # billed at the cache-write price
-    assert _token_usage(ResponsesUsage(100, 1, cached_tokens=60, cache_write_tokens=50), 0, 0).cache_write_tokens == 0
+    assert token_usage(ResponsesUsage(100, 1, cached_tokens=60, cache_write_tokens=50), 0, 0).cache_write_tokens == 0
