@@ -188,16 +188,18 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
     unfilled = unfilled_includes(body, signed)
     if unfilled:
         headers[UNFILLED_HEADER] = ",".join(unfilled)
+    # automatic compaction is OpenAI's own: elsewhere a client compacts with a compaction_trigger turn
+    left_out = ["context_management"] if body.get("context_management") else []
     # Claude's signed thinking rides in encrypted_content when the client asks for it, and for the
     # stored response (a previous_response_id turn sends it back; the client sees it only if asked)
     encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)
     if streaming:
         chunks = await provider.stream("chat", target, dict(chat, stream=True))
-        headers.update(dropped_header(list(chunks.dropped)))  # settings the chat translation left out
+        headers.update(dropped_header([*left_out, *chunks.dropped]))  # settings the chat translation left out
         translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted)
         return TranslatedEvents(chunks, translator, headers)
     result = await provider.call("chat", target, chat)
-    headers.update(dropped_header(list(result.dropped)))
+    headers.update(dropped_header([*left_out, *result.dropped]))
     out = chat_to_output(result.body, kinds=kinds, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)

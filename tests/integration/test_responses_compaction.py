@@ -90,6 +90,12 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
         assert [e.sequence_number for e in events] == list(range(5))
         assert events[-1].response.output[0].type == "compaction"
 
+        # automatic compaction is OpenAI's: elsewhere the field is left out, and the answer says so
+        raw = await client.responses.with_raw_response.create(
+            model="gpt-4o", input="hi", context_management=[{"type": "compaction", "compact_threshold": 1000}])
+        assert raw.headers["x-shieldes-dropped"] == "context_management"
+        assert "context_management" not in h.upstream.last("/v1/chat/completions").body
+
         # a later turn sends the item back: the upstream gets the summary in its place
         compacted = item.model_dump(mode="json", exclude_none=True)
         await client.responses.create(model="gpt-4o", input=[compacted, {"role": "user", "content": "go on"}])
@@ -128,7 +134,7 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
             assert h.upstream.last("/v1/chat/completions").body["messages"][0]["content"].startswith(SUMMARY_HEADING)
 
         await h.flush()
-        assert h.usage_totals()["app"][0] == 7  # the compactions are billed turns
+        assert h.usage_totals()["app"][0] == 8  # the compactions are billed turns
 
 
 async def test_compact_endpoint_answers_the_users_messages_and_one_compaction(database_url: str) -> None:
