@@ -144,10 +144,10 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
                 error = (await r.json())["error"]
                 assert r.status == 404 and error["type"] == "not_found_error"
                 assert "POST /v1/messages/batches" in error["message"] and "/v1/messages and" in error["message"]
-            async with s.post(h.base + "/v1/responses/compact", headers=auth, json={}) as r:
+            async with s.post(h.base + "/v1/responses/resp_1", headers=auth, json={}) as r:
                 error = (await r.json())["error"]
                 assert r.status == 405 and error["code"] == "method_not_allowed"
-                assert error["message"] == "POST /v1/responses/compact is not served: this path takes DELETE, GET, HEAD"
+                assert error["message"] == "POST /v1/responses/resp_1 is not served: this path takes DELETE, GET, HEAD"
             async with s.get(h.base + "/health") as r:
                 assert r.status == 200 and r.headers["x-request-id"]
             async with s.get(h.base + "/ready") as r:
