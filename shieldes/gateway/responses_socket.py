@@ -97,6 +97,43 @@ class SocketSink:
             await self._ws.send_str(with_lane(payload, self._stream_id))
 
 
+class CoalescedWrites:
+    """The socket's transport, with what is written in one turn of the event loop sent in one socket
+    write: the events of one upstream read are a frame each, and a write per frame cost a WebSocket
+    turn about a fifth more of the node's CPU than the same events over HTTP (one write per read)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(bytes(data))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._pending and not self._transport.is_closing():
+            self._transport.write(b"".join(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, abort, get_extra_info, ...
+        return getattr(self._transport, name)
+
+
+def coalesce_writes(ws: web.WebSocketResponse) -> None:
+    """(aiohttp's writer writes each frame to its transport at once: it gets CoalescedWrites instead.)"""
+    writer = ws._writer
+    if writer is not None and writer.transport is not None:
+        writer.transport = cast(asyncio.Transport, CoalescedWrites(writer.transport))
+
+
 class SocketRequest:
     """One `response.create` of a connection as the request the Responses handler reads: the
     upgrade's headers (the key) and peer, the message as the body, a request id of its own."""
@@ -182,6 +219,7 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     authenticate(request)
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_body_bytes, compress=True)
     await ws.prepare(request)
+    coalesce_writes(ws)
     sockets, match, memory = request.app[SOCKETS], _post_route(request.app), SocketMemory()
     sockets.busy[ws] = False
     try:
