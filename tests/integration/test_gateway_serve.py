@@ -3,14 +3,17 @@ per request on stderr), and on SIGTERM drains and flushes every usage delta befo
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import aiohttp
 import openai
 
 from tests.fake_upstream import FakeUpstream
@@ -87,3 +90,40 @@ async def _run_process(h: Harness, secret: str) -> None:
         " WHERE stream = 'usage:proc-node'"
     )
     assert rows == [(3, 6, 15)]
+
+
+async def test_sigterm_closes_responses_websockets_once_their_answer_has_ended(database_url: str) -> None:
+    """A draining node does not wait out its grace for open WebSockets: an idle one is closed at
+    once, a busy one once its answer has ended, both with 1001 (going away), and the node exits."""
+    async with harness(database_url, upstream=FakeUpstream(api_key=UPSTREAM_KEY, completion_tokens=10)) as h:
+        secret = await h.create_key("ws")
+        h.upstream.inject("/v1/chat/completions", token_delay=0.15, times=None)  # an answer of about 1.5 s
+        proc = serve(h.database_url, "--port", "0", "--node-id", "ws-node")
+        port = _port(proc)
+        url, auth = f"ws://127.0.0.1:{port}/v1/responses", {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers=auth) as idle, \
+                s.ws_connect(url, headers=auth) as busy:
+            await busy.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi"})
+            assert json.loads(await busy.receive_str(timeout=10))["type"] == "response.created"
+            stopping = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            closed = await idle.receive(timeout=10)
+            assert closed.type == aiohttp.WSMsgType.CLOSE and idle.close_code == aiohttp.WSCloseCode.GOING_AWAY
+            events = []
+            while (msg := await busy.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+                events.append(json.loads(msg.data))
+            assert events[-1]["type"] == "response.completed" and len(events) > 10
+            assert msg.type == aiohttp.WSMsgType.CLOSE and busy.close_code == aiohttp.WSCloseCode.GOING_AWAY
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert time.monotonic() - stopping < 10  # (the default grace is 30 s: nothing waited it out)
+        assert "still running after" not in err
+
+
+def _port(proc: subprocess.Popen[str]) -> int:
+    assert proc.stderr is not None
+    line = ""
+    while "listening on" not in line:
+        line = proc.stderr.readline()
+        assert line or proc.poll() is None, "serve exited before listening"
+    return int(re.search(r":(\d+)\s*$", line.strip()).group(1))  # type: ignore[union-attr]
