@@ -79,7 +79,7 @@ def parse_shieldes(doc: Any) -> ImportSpec:
     if unknown:
         raise ImportRejected(f"unknown section(s) {', '.join(map(repr, unknown))} in a shieldes export (it has "
                              f"{', '.join(_TOP)}); {_AGAIN}")
-    spec = ImportSpec(exact_prices=True)
+    spec = ImportSpec(exact_prices=True, updates_providers=True)
     for i, e in _entries(doc, "providers"):
         spec.providers.append(_provider(e, f"providers[{i}] ({e['name']!r})"))
     for i, e in _entries(doc, "aliases"):

@@ -1,9 +1,12 @@
 """ImportSpec + current config -> the commands that make the config match, and what each changes.
 
 Import is additive: providers, aliases and prices in the file are added or updated; anything else
-already in shieldes is left alone. An existing provider of the same name keeps its endpoint, key and
-models (the file's models are added to them); one the file would repoint to another endpoint or key
-is refused. A second import of the same file changes nothing.
+already in shieldes is left alone, and so are the models a provider serves that the file leaves out
+(the file's models are added to them). From Bifrost or LiteLLM, an existing provider of the same name
+keeps its endpoint, key and settings: one the file would repoint is refused. A shieldes export says
+each provider whole, so there the file's endpoint, key and settings are applied as `shieldes provider
+update` applies them. A provider's type never changes in place. A second import of the same file
+changes nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from shieldes.errors import CommandRejected
 from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, PriceSpec, ProviderSpec
 from shieldes.projections.commands import UNSET, Command
 from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing, UpdateProvider
@@ -50,38 +54,13 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
     plan = Plan()
     for p in spec.providers:
         old = state.providers.get(p.name)
-        secret_ref = _secret_ref(p, old, encryption_key)
+        secret_ref = _secret_ref(p, old, encryption_key, updates=spec.updates_providers)
         if old is None:
             plan.commands.append(AddProvider(p.name, p.kind, p.base_url, secret_ref, p.models, p.weight,
                                              responses=p.responses or "translate", options=dict(p.options)))
             plan.changes.append(Change("provider", p.name, "add", _describe(p)))
             continue
-        if old.kind != p.kind:
-            raise ImportRejected(
-                f"provider {p.name!r} already exists with type {old.kind} but {p.origin} makes it {p.kind}; "
-                f"remove it first (`shieldes provider remove {p.name}`) and import again"
-            )
-        if old.base_url != p.base_url or old.secret_ref != secret_ref or dict(old.options) != dict(p.options):
-            raise ImportRejected(
-                f"provider {p.name!r} already exists at {old.base_url} (key {_redact(old.secret_ref)}"
-                f"{_opts(old.options)}) but {p.origin} has {p.base_url} (key {_redact(secret_ref)}"
-                f"{_opts(dict(p.options))}); importing would repoint it. Remove it "
-                f"first (`shieldes provider remove {p.name}`) or change the entry in the file, and import again"
-            )
-        added = tuple(m for m in p.models if m not in old.models)
-        diffs = []
-        if added:
-            diffs.append(f"models {','.join(old.models)} + {','.join(added)} (existing models kept)")
-        if old.weight != p.weight:
-            diffs.append(f"weight {old.weight:g} -> {p.weight:g}")
-        responses = p.responses if p.responses not in (None, old.responses) else None
-        if responses is not None:
-            diffs.append(f"responses {old.responses} -> {responses}")
-        if not diffs:
-            plan.changes.append(Change("provider", p.name, "unchanged", _describe(p)))
-            continue
-        plan.commands.append(UpdateProvider(p.name, None, UNSET, old.models + added, p.weight, responses))
-        plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
+        _provider_change(plan, old, p, secret_ref, updates=spec.updates_providers)
     changed: list[AliasSpec] = []
     for given in spec.aliases:
         targets = tuple(AliasTarget(*t) for t in given.targets)
@@ -108,6 +87,82 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
 
         plan_entities(plan, state, spec)
     return plan
+
+
+def _provider_change(plan: Plan, old: Deployment, p: ProviderSpec, secret_ref: str | None, *,
+                     updates: bool) -> None:
+    """Plan the file's entry for an existing provider. `updates` (the shieldes format): its endpoint,
+    key and settings become the file's, in the one `provider update` event; else they must match.
+    Either way its type never changes in place, and the models it serves that the file leaves out
+    stay (an import is additive)."""
+    if old.kind != p.kind:
+        raise ImportRejected(
+            f"{p.origin} makes provider {p.name!r} type {p.kind}, but it exists here with type {old.kind} and a "
+            f"provider's type cannot change in place; give the entry another name (and point aliases at it), or "
+            f"remove the provider first (`shieldes provider remove {p.name}`) and import again"
+        )
+    options = dict(p.options)
+    repoint = old.base_url != p.base_url or old.secret_ref != secret_ref or dict(old.options) != options
+    if repoint and not updates:
+        raise ImportRejected(
+            f"provider {p.name!r} already exists at {old.base_url} (key {_redact(old.secret_ref)}"
+            f"{_opts(old.options)}) but {p.origin} has {p.base_url} (key {_redact(secret_ref)}"
+            f"{_opts(options)}); importing would repoint it. Remove it "
+            f"first (`shieldes provider remove {p.name}`) or change the entry in the file, and import again"
+        )
+    if repoint:
+        _check_endpoint_follows(old, p)
+    diffs = []
+    if old.base_url != p.base_url:
+        diffs.append(f"base_url {old.base_url} -> {p.base_url}")
+    if old.secret_ref != secret_ref:
+        diffs.append(f"key {_redact(old.secret_ref)} -> {_redact(secret_ref)}")
+    for name in sorted(set(old.options) | set(options)):
+        if old.options.get(name) != options.get(name):
+            diffs.append(f"{name} {old.options.get(name, '(none)')} -> {options.get(name, '(none)')}")
+    added = tuple(m for m in p.models if m not in old.models)
+    if added:
+        diffs.append(f"models {','.join(old.models)} + {','.join(added)} (existing models kept)")
+    if old.weight != p.weight:
+        diffs.append(f"weight {old.weight:g} -> {p.weight:g}")
+    responses = p.responses if p.responses not in (None, old.responses) else None
+    if responses is not None:
+        diffs.append(f"responses {old.responses} -> {responses}")
+    kept = [m for m in old.models if m not in p.models]
+    if kept and updates:
+        plan.notes.append(
+            f"provider {p.name!r} also serves {', '.join(kept)}, which {p.origin} leaves out: kept (an import "
+            f"removes nothing); to stop serving them run `shieldes provider update {p.name} --models "
+            f"{','.join(m for m in old.models + added if m not in kept)}`")
+    if not diffs:
+        plan.changes.append(Change("provider", p.name, "unchanged", _describe(p)))
+        return
+    plan.commands.append(UpdateProvider(
+        p.name, p.base_url if old.base_url != p.base_url else None,
+        secret_ref if old.secret_ref != secret_ref else UNSET, old.models + added if added else None,
+        p.weight if old.weight != p.weight else None, responses,
+        options if dict(old.options) != options else None, replace_options=True))
+    plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
+
+
+def _check_endpoint_follows(old: Deployment, p: ProviderSpec) -> None:
+    """A kind whose endpoint is built from its settings (bedrock's region, vertex's location): a file
+    changing the setting but keeping the endpoint the old one built would send requests to the old
+    region signed for the new one; say which endpoint to write."""
+    from shieldes.providers.kinds import KINDS, base_url_for
+
+    spec = KINDS[old.kind]
+    if spec.default_base_url is None or p.base_url != old.base_url:
+        return
+    try:
+        was, now = base_url_for(spec, None, old.options), base_url_for(spec, None, dict(p.options))
+    except (KeyError, CommandRejected):
+        return  # a required setting missing: `provider update`'s own check refuses it, naming it
+    if old.base_url == was and now != was:
+        raise ImportRejected(
+            f"{p.origin} changes the settings provider {p.name!r}'s endpoint is built from but keeps the old "
+            f"endpoint {was}; write \"base_url\": \"{now}\" in the entry (the endpoint of its new settings) "
+            f"and import again")
 
 
 def in_force(state: ConfigState, model: str) -> Price | None:
@@ -216,7 +271,8 @@ def _check_unique(spec: ImportSpec) -> None:
         seen[p.name] = p.origin
 
 
-def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | None) -> str | None:
+def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | None, *,
+                updates: bool = False) -> str | None:
     if p.secret.env_var is not None:
         try:
             return env_ref(p.secret.env_var)
@@ -231,6 +287,11 @@ def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | N
                 f"does not hold it; write \"api_key\": \"env:VAR\" (a variable set on every node) in the file, or "
                 f"remove the entry and add the provider with `shieldes provider add {p.name} ... --api-key KEY`"
             )
+        if updates:
+            raise ImportRejected(
+                f"{p.origin}: provider {p.name!r} has {_key_here(old.secret_ref)} here, but the file says "
+                f"\"encrypted\" (a key it does not hold); write \"api_key\": \"env:VAR\" in the file, or set the key "
+                f"with `shieldes provider update {p.name} --api-key KEY` and export the file again")
         return "enc:"  # differs from the key stored here: refused below as a repoint, naming both
     if p.secret.plaintext is None:
         return None
@@ -247,6 +308,10 @@ def _secret_ref(p: ProviderSpec, old: Deployment | None, encryption_key: str | N
         except SecretError:
             pass
     return encrypt_secret(p.secret.plaintext, encryption_key)
+
+
+def _key_here(ref: str | None) -> str:
+    return "no key" if ref is None else f"key {_redact(ref)}"
 
 
 def _opts(options: Mapping[str, str]) -> str:

@@ -150,6 +150,10 @@ class ImportSpec:
     # price equal to the shipped default is still written (Bifrost and LiteLLM: compared with the
     # price in force, missing cache prices kept).
     exact_prices: bool = False
+    # The file says each provider whole (the shieldes format): an existing provider takes the file's
+    # endpoint, key and settings, as `shieldes provider update` would set them. Bifrost and LiteLLM:
+    # a provider there is never repointed (the file describes another gateway's deployments).
+    updates_providers: bool = False
 
 
 def model_groups(publics: Mapping[str, list[tuple[str, str, float]]], origins: Mapping[str, str],

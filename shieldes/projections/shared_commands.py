@@ -89,6 +89,7 @@ class UpdateProvider:
     weight: float | None = None
     responses: str | None = None
     options: Mapping[str, str] | None = None  # merged over the current options
+    replace_options: bool = False  # the options given are the whole set (a shieldes import's file lists them all)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             if old is None:
                 raise SubjectNotFound(f"no provider named {command.name!r}; see `shieldes provider list`",
                                       code="provider_not_found")
-            options = dict(old.options)
+            options = {} if command.replace_options and command.options is not None else dict(old.options)
             if command.options is not None:
                 options.update(command.options)
             return [

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests import pg
@@ -221,3 +222,66 @@ def test_an_encrypted_key_stays_where_it_is_and_a_file_without_version_reads_as_
     again = json.loads(ok(database_url, "--json", "config", "import", str(path), **env))
     assert again["format"] == "shieldes" and again["summary"] == {"add": 0, "update": 0, "unchanged": 1}
     assert config_events(database_url) == before
+
+
+def _last_config_events(url: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT type, data FROM events WHERE stream = 'config' ORDER BY position DESC LIMIT %s",
+                            (n,)).fetchall()
+    return [(t, d) for t, d in reversed(rows)]
+
+
+def test_an_edited_provider_is_updated_as_provider_update_would_and_a_type_change_is_refused(
+        database_url: str, prod_url: str, tmp_path: Path) -> None:
+    staging(database_url)
+    path = tmp_path / "shieldes.json"
+    doc = export(database_url, path)
+    providers = {p["name"]: p for p in doc["providers"]}
+    providers["openai"].update(base_url="https://proxy.internal/v1", models=["gpt-4o"],  # gpt-4o-mini left out
+                               options={"rpm": "6000"})
+    providers["azure-eu"]["options"] = {"api_version": "2025-01-01"}
+    providers["anthropic"]["api_key"] = "env:ANTHROPIC_KEY_2"
+    path.write_text(json.dumps(doc))
+    before = config_events(database_url)
+
+    dry = shieldes(database_url, "config", "import", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "https://api.openai.com/v1 -> https://proxy.internal/v1; rpm 5000 -> 6000" in dry.stdout
+    assert "api_version 2024-10-21 -> 2025-01-01" in dry.stdout and "key env:ANTHROPIC_API_KEY -> env:ANTHROPIC_KEY_2" \
+        in dry.stdout
+    assert "shieldes: would add 0, update 3, leave 9 unchanged (dry run: nothing written)" in dry.stdout
+    assert "provider 'openai' also serves gpt-4o-mini" in dry.stderr  # kept: an import removes nothing
+    assert config_events(database_url) == before
+
+    done = json.loads(ok(database_url, "--json", "config", "import", str(path)))
+    assert done["summary"]["update"] == 3 and done["events_appended"] == 3
+    after = {p["name"]: p for p in export(database_url)["providers"]}
+    assert after["openai"] == {**providers["openai"], "models": ["gpt-4o", "gpt-4o-mini"]}
+    assert after["azure-eu"] == providers["azure-eu"] and after["anthropic"] == providers["anthropic"]
+    imported = _last_config_events(database_url, 3)
+
+    # the same events `provider update` appends for the same changes, each in the audit log
+    staging(prod_url)
+    ok(prod_url, "provider", "update", "anthropic", "--api-key-env", "ANTHROPIC_KEY_2")
+    ok(prod_url, "provider", "update", "azure-eu", "--api-version", "2025-01-01")
+    ok(prod_url, "provider", "update", "openai", "--base-url", "https://proxy.internal/v1", "--rpm", "6000")
+    assert sorted(imported, key=lambda e: e[1]["name"]) == _last_config_events(prod_url, 3)
+    with psycopg.connect(database_url) as conn:
+        audited = conn.execute("SELECT actor, subject FROM audit_log WHERE type = 'provider.updated' "
+                               "ORDER BY position").fetchall()
+    assert sorted(s for _, s in audited) == ["anthropic", "azure-eu", "openai"]
+    assert all(a.endswith(":config-import") for a, _ in audited)
+
+    # a second import changes nothing
+    written = config_events(database_url)
+    again = json.loads(ok(database_url, "--json", "config", "import", str(path)))
+    assert again["summary"] == {"add": 0, "update": 0, "unchanged": 12} and again["events_appended"] == 0
+    assert config_events(database_url) == written
+
+    # a type change is refused, saying what to do, and nothing is written
+    retyped = copy.deepcopy(doc)
+    next(p for p in retyped["providers"] if p["name"] == "anthropic")["type"] = "openai"
+    refused = _refused(database_url, path, retyped)
+    assert "makes provider 'anthropic' type openai, but it exists here with type anthropic" in refused
+    assert "`shieldes provider remove anthropic`" in refused
+    assert config_events(database_url) == written

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shieldes.errors import CommandRejected
 from shieldes.importers.apply import events_for
 from shieldes.importers.entities import create_command
 from shieldes.importers.export import export
@@ -16,7 +17,7 @@ from shieldes.importers.source import parse
 from shieldes.importers.spec import BudgetSpec, ImportRejected, KeySpec
 from shieldes.projections.commands import Command, CreateKey, CreateTeam, RevokeKey, decide
 from shieldes.projections.config import apply_config
-from shieldes.projections.shared_commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider, UpdateProvider
 from shieldes.projections.state import Budget, ConfigState, Price
 from shieldes.usage.catalog import shipped
 
@@ -163,5 +164,89 @@ def test_an_encrypted_key_is_kept_where_it_is_and_refused_where_there_is_none() 
         plan_of(ConfigState(), doc)
     assert '"api_key": "env:VAR"' in refused.value.message
     swapped = {**doc, "providers": [{**doc["providers"][0], "api_key": "encrypted"}]}
-    with pytest.raises(ImportRejected, match="would repoint it"):
+    with pytest.raises(ImportRejected, match="provider 'plain' has key env:K here, but the file says") as refused:
         plan_of(state, swapped)
+    assert "shieldes provider update plain --api-key KEY" in refused.value.message
+
+
+AZURE = AddProvider("azure-eu", "azure", "https://eu.openai.azure.com", "env:AZ", ("prod-4o", "prod-mini"),
+                    options={"api_version": "2024-10-21", "rpm": "600"})
+
+
+def test_an_edited_provider_is_updated_with_the_event_provider_update_appends() -> None:
+    state = run(ConfigState(), AZURE)
+    doc, _ = export(state, "shieldes")
+    entry = doc["providers"][0]
+    entry.update(base_url="https://eu2.openai.azure.com", api_key="env:AZ2", models=["prod-4o", "prod-5"],
+                 options={"api_version": "2025-01-01", "region": "eu"})  # rpm left out: no quota
+    plan = plan_of(state, doc)
+    assert [(c.action, c.detail) for c in plan.changes] == [(
+        "update", "base_url https://eu.openai.azure.com -> https://eu2.openai.azure.com; key env:AZ -> env:AZ2; "
+                  "api_version 2024-10-21 -> 2025-01-01; region (none) -> eu; rpm 600 -> (none); "
+                  "models prod-4o,prod-mini + prod-5 (existing models kept)")]
+    # a model the file leaves out stays served, and a note says how to stop serving it
+    assert plan.notes == ["provider 'azure-eu' also serves prod-mini, which providers[0] ('azure-eu') leaves out: "
+                          "kept (an import removes nothing); to stop serving them run `shieldes provider update "
+                          "azure-eu --models prod-4o,prod-5`"]
+    events = events_for(state, plan)
+    assert [type(e).__name__ for e in events] == ["ProviderUpdated"]
+    assert events[0] == decide(state, UpdateProvider(
+        "azure-eu", "https://eu2.openai.azure.com", "env:AZ2", ("prod-4o", "prod-mini", "prod-5"),
+        options={"api_version": "2025-01-01", "region": "eu"}, replace_options=True))[0]
+    after = fold(state, plan)
+    d = after.providers["azure-eu"]
+    assert (d.base_url, d.secret_ref, dict(d.options), d.models) == (
+        "https://eu2.openai.azure.com", "env:AZ2", {"api_version": "2025-01-01", "region": "eu"},
+        ("prod-4o", "prod-mini", "prod-5"))
+    again = plan_of(after, doc)
+    assert again.commands == [] and [c.action for c in again.changes] == ["unchanged"]
+    # without a key in the file, the reference is removed (as `provider update --no-api-key`)
+    bare = {**doc, "providers": [{**entry, "api_key": None}]}
+    assert fold(after, plan_of(after, bare)).providers["azure-eu"].secret_ref is None
+
+
+def test_what_provider_update_refuses_the_import_refuses() -> None:
+    state = run(ConfigState(), AZURE)
+    doc, _ = export(state, "shieldes")
+    doc["providers"][0]["options"] = {"rpm": "600"}  # azure needs an api_version
+    with pytest.raises(CommandRejected, match="type 'azure' needs --api-version"):
+        events_for(state, plan_of(state, doc))
+    doc["providers"][0]["options"] = {"api_version": "2024-10-21", "project": "p"}
+    with pytest.raises(CommandRejected, match="--project does not apply to type 'azure'"):
+        events_for(state, plan_of(state, doc))
+
+
+def test_a_type_change_is_refused_saying_what_to_do() -> None:
+    state = run(ConfigState(), AddProvider("main", "openai", "https://llm.internal/v1", "env:K", ("gpt-4o",)))
+    doc, _ = export(state, "shieldes")
+    doc["providers"][0].update(type="anthropic", base_url="https://api.anthropic.com")
+    with pytest.raises(ImportRejected) as refused:
+        plan_of(state, doc)
+    assert refused.value.message == (
+        "providers[0] ('main') makes provider 'main' type anthropic, but it exists here with type openai and a "
+        "provider's type cannot change in place; give the entry another name (and point aliases at it), or remove "
+        "the provider first (`shieldes provider remove main`) and import again")
+
+
+def test_a_settings_change_keeping_the_endpoint_they_built_is_refused_naming_the_new_one() -> None:
+    state = run(ConfigState(), AddProvider("bedrock", "bedrock", None, None, ("m",), options={"region": "eu-west-1"}))
+    doc, _ = export(state, "shieldes")
+    entry = doc["providers"][0]
+    assert entry["base_url"] == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    entry["options"] = {"region": "us-east-1"}
+    with pytest.raises(ImportRejected) as refused:
+        plan_of(state, doc)
+    assert 'write "base_url": "https://bedrock-runtime.us-east-1.amazonaws.com"' in refused.value.message
+    entry["base_url"] = "https://bedrock-runtime.us-east-1.amazonaws.com"
+    after = fold(state, plan_of(state, doc))
+    assert after.providers["bedrock"].base_url == entry["base_url"]
+    assert plan_of(after, doc).commands == []
+
+
+def test_other_formats_still_never_repoint_a_provider() -> None:
+    state = run(ConfigState(), AddProvider("openai", "openai", "https://proxy.internal/v1", "env:OPENAI_API_KEY",
+                                           ("gpt-4o",)))
+    _, spec = parse({"providers": {"openai": {"keys": [{"name": "k", "value": "env.OPENAI_API_KEY",
+                                                         "models": ["gpt-4o"], "weight": 1}]}}}, "bifrost")
+    with pytest.raises(ImportRejected, match="would repoint it"):
+        plan_import(state, spec, None)
