@@ -47,9 +47,10 @@ def status(as_json: bool) -> None:
             "node": n["node_id"], "status": n["status"], "http": n["http_address"],
             "gossip": n["gossip_address"], "version": n["version"], "started": table_time(n["started_at"]),
             "heartbeat": f"{n['heartbeat_age_s']:.1f}s", "position": n["position"], "lag": n["lag"],
-            "msgs in/out": f"{n['gossip']['received']}/{n['gossip']['sent']}",
-            "bytes in/out": f"{n['gossip']['received_bytes']}/{n['gossip']['sent_bytes']}",
-            "rejected": n["gossip"]["rejected"],
+            # a node without gossip measured none of these: `-`, not 0
+            "msgs in/out": _pair(n["gossip"]["received"], n["gossip"]["sent"]),
+            "bytes in/out": _pair(n["gossip"]["received_bytes"], n["gossip"]["sent_bytes"]),
+            "rejected": _known(n["gossip"]["rejected"]),
             # the longest deadline its pushes get now: above the base, some peer answers slowly
             "push deadline": "-" if (d := n["gossip"].get("push_deadline_max_s")) is None else f"{d:g}s",
         }
@@ -59,10 +60,20 @@ def status(as_json: bool) -> None:
     if data["deployments"]:
         click.echo("")
         emit([{"deployment": d["name"], "region": d["region"] or "-", "healthy": "yes" if d["healthy"] else "no",
-               # a moving latency of 0 is none measured yet (no request, or no successful one)
+               # null: none measured yet (no request, or no successful one; no traffic in the last 60 s)
                "latency": f"{d['latency_ms']:g} ms" if d["latency_ms"] else "-",
-               "errors": f"{d['error_rate']:.1%}" if d["requests"] else "-", "weight": d["weight"],
-               "share 60s": f"{d['traffic_share']:.0%}", "requests 60s": d["requests_60s"],
+               "errors": f"{d['error_rate']:.1%}" if d["error_rate"] is not None else "-", "weight": d["weight"],
+               "share 60s": f"{d['traffic_share']:.0%}" if d["traffic_share"] is not None else "-",
+               "requests 60s": d["requests_60s"],
                "quota used": ", ".join(f"{q} {d['quota'][q + '_used']:.0%}" for q in ("rpm", "tpm")
                                        if d["quota"][q] is not None) or "-"}
               for d in data["deployments"]], as_json=False)
+
+
+def _known(value: object) -> object:
+    """A figure nothing measured (null in --json) prints `-`."""
+    return "-" if value is None else value
+
+
+def _pair(received: int | None, sent: int | None) -> str:
+    return "-" if received is None or sent is None else f"{received}/{sent}"

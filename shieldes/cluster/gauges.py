@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 MAX_SERIES = 200
 
 
+def _float(value: Any) -> float:
+    """A figure nothing measured (None in `cluster status`) is 0 here, as it always was: a share of
+    no traffic, a latency before any answer; dashboards and alerts keep their series."""
+    return 0.0 if value is None else float(value)
+
+
 def _gauge(name: str, doc: str, labels: list[str], rows: list[tuple[list[str], float | None]]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=labels)
     for values, value in rows[:MAX_SERIES]:
@@ -68,7 +74,7 @@ def cluster_families(summary: dict[str, Any]) -> Iterator[Metric]:
     ]
     for suffix, doc, field, scale in per_dep:
         yield _gauge(f"shieldes_cluster_deployment_{suffix}", doc, ["deployment"],
-                     [([d["name"]], float(d[field]) * scale) for d in deps])
+                     [([d["name"]], _float(d[field]) * scale) for d in deps])
     yield _gauge("shieldes_cluster_deployment_healthy",
                  "1 unless a node rests the deployment or its error rate is above 2.5%", ["deployment"],
                  [([d["name"]], 1.0 if d["healthy"] else 0.0) for d in deps])
@@ -85,14 +91,14 @@ def cluster_families(summary: dict[str, Any]) -> Iterator[Metric]:
                  "the longest gossip convergence any node measured in the last 10 s", [],
                  [([], ms / 1000.0 if ms is not None else None)])
     yield _gauge("shieldes_cluster_region_traffic_share", "share of the last 60 s of requests per deployment region",
-                 ["region"], [([r["region"]], float(r["traffic_share"])) for r in summary["regions"]])
+                 ["region"], [([r["region"]], _float(r["traffic_share"])) for r in summary["regions"]])
     yield _gauge("shieldes_cluster_region_requests_60s", "requests to each deployment region in the last 60 s",
                  ["region"], [([r["region"]], float(r["requests_60s"])) for r in summary["regions"]])
     yield _gauge("shieldes_cluster_region_spillover_60s",
                  "requests in the last 60 s sent to a region by nodes of another region", ["region"],
                  [([r["region"]], float(r["from_other_regions_60s"])) for r in summary["regions"]])
     yield _gauge("shieldes_cluster_node_load_share", "each alive node's share of the requests sent in the last 60 s",
-                 ["node"], [([n["node_id"]], float(n["share"])) for n in summary["load"]])
+                 ["node"], [([n["node_id"]], _float(n["share"])) for n in summary["load"]])
 
 
 class RoutingGauges(Collector):

@@ -16,8 +16,13 @@ from shieldes.routing.strategies import merge_reports
 
 
 def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
-    gossip = n.info.get("gossip") or {}
+    reported = n.info.get("gossip")  # None: the node runs no gossip (or never reported it): nothing measured
+    gossip = reported or {}
     peers = gossip.get("peers") or {}
+
+    def count(*names: str) -> int | None:
+        return sum(int(gossip.get(k, 0)) for k in names) if reported is not None else None
+
     return {
         "node_id": n.node_id,
         "status": "alive" if n.alive else "dead",
@@ -34,21 +39,21 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
         "unreadable_events": int(n.info.get("unreadable_events") or 0),  # skipped: upgrade this node
         "requests": n.info.get("requests"),  # {"total", "client_errors", "server_errors"} since boot
         "config_apply_ms": n.info.get("config_apply_ms"),  # commit-to-applied delay of the last config event
+        # counters are null (not 0) for a node without gossip: nothing was measured
         "gossip": {
-            "sent": gossip.get("sent", 0),
-            "sent_bytes": gossip.get("sent_bytes", 0),
-            "received": gossip.get("received", 0),
-            "received_bytes": gossip.get("received_bytes", 0),
-            "rejected": sum(int(gossip.get(k, 0)) for k in
-                            ("rejected_signature", "rejected_stale", "rejected_malformed")),
-            "send_errors": gossip.get("send_errors", 0),
-            "full_sent": gossip.get("full_sent", 0),  # whole states (first contact, anti-entropy, older peers)
-            "deltas_sent": gossip.get("deltas_sent", 0),
+            "sent": count("sent"),
+            "sent_bytes": count("sent_bytes"),
+            "received": count("received"),
+            "received_bytes": count("received_bytes"),
+            "rejected": count("rejected_signature", "rejected_stale", "rejected_malformed"),
+            "send_errors": count("send_errors"),
+            "full_sent": count("full_sent"),  # whole states (first contact, anti-entropy, older peers)
+            "deltas_sent": count("deltas_sent"),
             "messages_per_s": gossip.get("messages_per_s"),  # sent + received, over the last 10 s
             "bytes_per_s": gossip.get("bytes_per_s"),
             "convergence_ms": gossip.get("convergence_ms"),  # cluster/measures.py
             "peers": peers,
-            "push_timeouts": gossip.get("push_timeouts", 0),
+            "push_timeouts": count("push_timeouts"),
             # per push target: its current deadline, smoothed round trip and timeouts (push_deadline.py)
             "targets": gossip.get("targets") or {},
             "push_deadline_max_s": max((float(t["deadline_s"]) for t in (gossip.get("targets") or {}).values()),
@@ -67,8 +72,9 @@ def _sent(n: NodeRecord) -> int:
     return sum(int(r.get("requests_60s") or 0) for r in (n.info.get("deployments") or {}).values())
 
 
-def _share(part: float, whole: float) -> float:
-    return round(part / whole, 4) if whole else 0.0
+def _share(part: float, whole: float) -> float | None:
+    """None when nothing was sent: a share of no requests is unknown, not 0."""
+    return round(part / whole, 4) if whole else None
 
 
 def regions(alive: list[NodeRecord]) -> list[dict[str, Any]]:

@@ -192,12 +192,13 @@ def merge_reports(reports: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[di
         r = rows[name]
         n = r["requests"]
         rpm, tpm = r.get("rpm"), r.get("tpm")
-        out.append({"name": name, "latency_ms": round(r["_lat"] / n, 3) if n else 0.0,
-                    "ttft_ms": round(r["_ttft"] / r["_ttft_n"], 3) if r["_ttft_n"] else 0.0,
-                    "error_rate": round(r["_err"] / n, 4) if n else 0.0,
+        # None (null, `-`): nothing measured (no request; a latency of 0: none answered yet; no stream)
+        out.append({"name": name, "latency_ms": round(r["_lat"] / n, 3) if n and r["_lat"] else None,
+                    "ttft_ms": round(r["_ttft"] / r["_ttft_n"], 3) if r["_ttft_n"] else None,
+                    "error_rate": round(r["_err"] / n, 4) if n else None,
                     "weight": round(sum(r["_w"]) / len(r["_w"]), 4), "requests": n,
                     "requests_60s": r["requests_60s"], "tokens_60s": r["tokens_60s"], "in_flight": r["in_flight"],
-                    "traffic_share": round(r["requests_60s"] / total, 4) if total else 0.0, "healthy": r["healthy"],
+                    "traffic_share": round(r["requests_60s"] / total, 4) if total else None, "healthy": r["healthy"],
                     "region": r.get("region"),
                     "quota": {"rpm": rpm, "tpm": tpm,
                               "rpm_used": round(r["requests_60s"] / rpm, 4) if rpm else None,

@@ -237,8 +237,8 @@ def test_nodes_prefer_their_region_and_spill_over(cluster: RegionalCluster, upst
     client = openai.OpenAI(base_url=cluster.nodes[0].base + "/v1", api_key=key, max_retries=0, timeout=10)
     assert "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "stream"}], stream=True) if c.choices)
-    until(lambda: {d["name"]: d for d in status_api(cluster.nodes[0])["deployments"]}["eu-dep"]["ttft_ms"] > 0, 10,
-          "time to first token in cluster status")
+    until(lambda: ({d["name"]: d for d in status_api(cluster.nodes[0])["deployments"]}["eu-dep"]["ttft_ms"] or 0) > 0,
+          10, "time to first token in cluster status")
     # per-region traffic of the last 60 s: eu 3 x 40 attempts + the stream, us 3 x 20 + 40 spilled from eu
     # (the figures come with each node's next heartbeat)
     until(lambda: metric(cluster.nodes[0], "shieldes_cluster_region_spillover_60s", region="us") == 40.0, 10,

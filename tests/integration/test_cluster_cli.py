@@ -81,3 +81,36 @@ async def test_status_on_a_bad_database_is_one_line(empty_database_url: str) -> 
     code, out, err = await shieldes("cluster", "status", url=empty_database_url)
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and "shieldes db upgrade" in err
+
+
+async def test_figures_nothing_measured_are_unknown_not_zero(database_url: str,
+                                                             pool: AsyncConnectionPool[Any]) -> None:
+    """A node without gossip has sent and received nothing it could count, and a deployment no
+    request reached has no latency, error rate or share: `-` in the table, null in --json."""
+    info = {"listener": "listening", "gossip": None,
+            "deployments": {"idle": {"requests": 0, "requests_60s": 0, "tokens_60s": 0, "weight": 1.0}}}
+    n1 = Membership(pool, "solo", "127.0.0.1:8081", None, "0.1.0", position=lambda: 0, info=lambda: info)
+    await n1.start()
+    try:
+        code, out, err = await shieldes("--json", "cluster", "status", url=database_url)
+        assert code == 0, err
+        data = json.loads(out)
+        gossip = data["nodes"][0]["gossip"]
+        counters = ("sent", "sent_bytes", "received", "received_bytes", "rejected")
+        assert {k: gossip[k] for k in counters} == dict.fromkeys(counters)
+        idle = data["deployments"][0]
+        assert (idle["latency_ms"], idle["ttft_ms"], idle["error_rate"], idle["traffic_share"]) == (None,) * 4
+        assert data["load"] == [{"node_id": "solo", "requests_60s": 0, "share": None}]
+
+        code, out, err = await shieldes("cluster", "status", url=database_url)
+        assert code == 0, err
+        lines = out.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.startswith("NODE"))
+        assert lines[header].endswith("MSGS IN/OUT  BYTES IN/OUT  REJECTED  PUSH DEADLINE"), lines[header]
+        # msgs in/out, bytes in/out, rejected, push deadline
+        assert lines[header + 1].split()[-4:] == ["-", "-", "-", "-"], lines[header + 1]
+        dep_header = next(i for i, line in enumerate(lines) if line.startswith("DEPLOYMENT"))
+        assert lines[dep_header + 1].split()[:7] == ["idle", "-", "yes", "-", "-", "1.0", "-"], lines[dep_header + 1]
+    finally:
+        await n1.stop()
+

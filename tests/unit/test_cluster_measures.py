@@ -89,3 +89,25 @@ def test_summary_counts_nodes_regions_load_and_gossip() -> None:
                  'shieldes_deployment_effective_weight{deployment="eu"} 0.05',
                  "shieldes_gossip_convergence_seconds 0.2"):
         assert line in text, line
+
+
+def test_figures_nothing_measured_are_none_and_still_0_in_the_metrics() -> None:
+    idle = {"requests": 0, "requests_60s": 0, "region": "eu", "weight": 1.0}
+    s = summarize([node("n1", region="eu", idle=idle)], head=10)
+    row = s["deployments"][0]
+    assert (row["latency_ms"], row["ttft_ms"], row["error_rate"], row["traffic_share"]) == (None, None, None, None)
+    assert s["regions"][0]["traffic_share"] is None and s["load"][0]["share"] is None
+
+    class Families(Collector):
+        def collect(self) -> Any:
+            yield from cluster_families(s)
+
+    registry = CollectorRegistry()
+    registry.register(Families())
+    text = generate_latest(registry).decode()
+    for line in ('shieldes_cluster_deployment_weight{deployment="idle"} 1.0',
+                 'shieldes_cluster_deployment_latency_seconds{deployment="idle"} 0.0',
+                 'shieldes_cluster_deployment_traffic_share{deployment="idle"} 0.0',
+                 'shieldes_cluster_region_traffic_share{region="eu"} 0.0',
+                 'shieldes_cluster_node_load_share{node="n1"} 0.0'):
+        assert line in text, line
