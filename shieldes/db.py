@@ -108,18 +108,26 @@ def redact_url(url: str) -> str:
 
 
 def describe_url(url: str) -> str:
-    """Where a URL points, for error messages (never the password). libpq multi-host URLs
+    """Where a URL points, for messages (never the password): `user@host:port/db` as a URL writes
+    it, a unix socket directory as `user@/path (unix socket)/db`. libpq multi-host URLs
     (`postgresql://u@h1:5432,h2:5432/db?target_session_attrs=read-write`) list every host."""
     try:
         info = conninfo_to_dict(libpq_url(url)) if "://" in url else {}
     except (psycopg.Error, DatabaseUnavailable):
         return "<unparseable url>"
-    hosts = str(info.get("host") or "local socket").split(",")
+    hosts = str(info.get("host") or "").split(",")
     ports = str(info.get("port") or "5432").split(",")
     ports += [ports[-1]] * (len(hosts) - len(ports))
-    where = ",".join(f"{h} (unix socket)" if h.startswith("/") else f"{h}:{p}"
-                     for h, p in zip(hosts, ports, strict=False))
-    return f"{where}/{info.get('dbname') or 'postgres'}"
+    where = ",".join(_where(h, p) for h, p in zip(hosts, ports, strict=False))
+    user = str(info.get("user") or "")
+    return f"{user + '@' if user else ''}{where}/{info.get('dbname') or user or 'postgres'}"
+
+
+def _where(host: str, port: str) -> str:
+    if host and not host.startswith("/"):
+        return f"{host}:{port}"
+    at = f", port {port}" if port != "5432" else ""  # the socket file is .s.PGSQL.<port>
+    return f"{host} (unix socket{at})" if host else f"the default unix socket{at}"
 
 
 def translate(exc: BaseException, url: str) -> DatabaseUnavailable:

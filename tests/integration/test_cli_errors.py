@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests import pg
 from tests.cli import count_events, invoke, ok, populate, refused
@@ -221,9 +222,23 @@ def test_unreachable_database(database_url: str) -> None:
     url = "postgresql://nobody:secretpw@127.0.0.1:1/nowhere"
     for args in (["key", "list"], ["key", "create", "--name", "a"], ["key", "revoke", "a"]):
         line = refused(url, *args)
-        assert "cannot reach Postgres at 127.0.0.1:1/nowhere" in line and "SHIELDES_DATABASE_URL" in line
+        assert "cannot reach Postgres at nobody@127.0.0.1:1/nowhere" in line and "SHIELDES_DATABASE_URL" in line
         assert "secretpw" not in line
     assert "SHIELDES_DATABASE_URL" in refused("mysql://x", "team", "list")
+
+
+def test_a_unix_socket_database_is_named_as_user_path_and_database(database_url: str) -> None:
+    """The embedded Postgres' kind of URL (`?host=/dir`): `user@/dir (unix socket)/db`, not
+    `/dir (unix socket)/db` with the user left out, and never the password."""
+    url = "postgresql://app:secretpw@/shieldes?host=/nonexistent/pg"
+    for args in (["db", "status"], ["key", "list"], ["db", "upgrade"]):
+        line = refused(url, *args)
+        assert "cannot reach Postgres at app@/nonexistent/pg (unix socket)/shieldes:" in line, line
+        assert "SHIELDES_DATABASE_URL" in line and "secretpw" not in line
+    info = conninfo_to_dict(database_url)
+    if str(info.get("host", "")).startswith("/"):  # the embedded test server: where `db upgrade` looked
+        done = ok(database_url, "db", "upgrade")
+        assert done["database"] == f"{info['user']}@{info['host']} (unix socket)/{info['dbname']}"
 
 
 def test_schema_not_at_head(empty_database_url: str) -> None:

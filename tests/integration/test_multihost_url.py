@@ -43,7 +43,7 @@ def test_alembic_and_cli_accept_a_multi_host_url(empty_database_url: str) -> Non
 
 def test_error_messages_name_every_host_without_the_password() -> None:
     url = "postgresql://app:s3cret@db-a:5432,db-b:5433/shieldes?target_session_attrs=read-write"
-    assert db.describe_url(url) == "db-a:5432,db-b:5433/shieldes"
+    assert db.describe_url(url) == "app@db-a:5432,db-b:5433/shieldes"
     assert "s3cret" not in db.redact_url(url) and "db-b:5433" in db.redact_url(url)
     assert "s3cret" not in db.translate(OSError("connection refused"), url).message
 
