@@ -18,7 +18,8 @@ send the result back through the node, where the upstream quotes it.
 
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
 on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
-LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool).
+LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool,
+over HTTP and over the Responses WebSocket).
 
 Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk,python] [--verbose] [--dump DIR]
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
@@ -222,6 +223,20 @@ def read_pong() -> str:
 agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
 print(Runner.run_sync(agent, "hi").final_output)
 """,
+    "openai-agents sdk (websocket)": """
+from agents import (Agent, Runner, function_tool, set_default_openai_client, set_default_openai_responses_transport,
+                    set_tracing_disabled)
+from openai import AsyncOpenAI
+set_tracing_disabled(True)
+set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
+set_default_openai_responses_transport("websocket")
+@function_tool
+def read_pong() -> str:
+    \"\"\"The word pong.txt holds.\"\"\"
+    return open("pong.txt").read()
+agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
+print(Runner.run_sync(agent, "hi").final_output)
+""",
 }
 PYTHON_PACKAGES = ("langchain-openai", "litellm", "openai-agents")
 
@@ -351,12 +366,19 @@ async def codex(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, la
     code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", AGENT_PROMPT], env, work,
                                240)
     outcome = agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
-    if builtin and outcome.ok:  # the turns went over a WebSocket, not the HTTP fallback
-        lines = (work / "node.log").read_bytes().splitlines()[log_lines:]
-        if not any(b"GET /v1/responses" in line and b" 101 " in line for line in lines):
-            return Outcome(label, False, "answered, but over HTTP: the WebSocket was refused (see the node log)",
-                           outcome.seen)
-        outcome.detail += "; over the Responses WebSocket"
+    return over_socket(outcome, work, log_lines) if builtin else outcome
+
+
+def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
+    """`outcome`, failed if its turns did not go over a Responses WebSocket (the node's access lines
+    after `log_lines` show no `GET /v1/responses ... 101`): a client that falls back to HTTP answers too."""
+    if not outcome.ok:
+        return outcome
+    lines = (work / "node.log").read_bytes().splitlines()[log_lines:]
+    if not any(b"GET /v1/responses" in line and b" 101 " in line for line in lines):
+        return Outcome(outcome.client, False, "answered, but over HTTP: the WebSocket was refused (see the node "
+                       "log)", outcome.seen)
+    outcome.detail += "; over the Responses WebSocket"
     return outcome
 
 
@@ -445,10 +467,12 @@ async def python_client(python: str, name: str, code: str, node: str, key: str, 
     script = work / "client.py"
     script.write_text(f"URL = {node!r}\nKEY = {key!r}\n" + code)
     start = len(up.requests)
+    log_lines = len((work / "node.log").read_bytes().splitlines())
     rc, out, err = await run([python, str(script)], {**base_env(work), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
                              work, 120)
-    return agent_outcome(name, rc, " | ".join(line for line in out.split("\n") if line), err,
-                         up.requests[start:], token_of(work), tool_script(work), agent="agents" in name)
+    outcome = agent_outcome(name, rc, " | ".join(line for line in out.split("\n") if line), err,
+                            up.requests[start:], token_of(work), tool_script(work), agent="agents" in name)
+    return over_socket(outcome, work, log_lines) if "websocket" in name else outcome
 
 
 def install_python(prefix: Path) -> str:
