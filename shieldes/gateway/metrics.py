@@ -181,7 +181,8 @@ class Metrics:
             self._req[(route, status // 100)] = found
         labels, cells = found
         self._requests[labels] = self._requests.get(labels, 0) + 1
-        self._latency.observe(cells, seconds)
+        if status >= 200:  # (a WebSocket's 101 lasts as long as its connection: no request's latency)
+            self._latency.observe(cells, seconds)
 
     def request_totals(self) -> dict[str, int]:
         """API requests answered since boot (health, readiness, metrics and admin calls left out)."""

@@ -163,3 +163,8 @@ async def test_a_draining_node_closes_its_idle_sockets_going_away(database_url: 
             await h.node.http.app[SOCKETS].close_all()
             msg = await ws.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+        # the socket counts as a request of its own (1xx), but its lifetime is no request's latency
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            text = await r.text()
+        assert 'shieldes_requests_total{route="/v1/responses",status="1xx"} 1.0' in text
+        assert 'shieldes_request_seconds_count{route="/v1/responses"} 1.0' in text  # the one response.create
