@@ -63,7 +63,23 @@ class RouteMatch:
         return default
 
 
-class LeanRequest:
+class RequestStore:
+    """Per-request storage read as aiohttp's request is (`request[key]`, `request.get(key)`), for
+    the requests parsed outside aiohttp: the front's and a Responses WebSocket's messages."""
+
+    _store: dict[Any, Any]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._store
+
+
+class LeanRequest(RequestStore):
     """The part of aiohttp's `web.Request` the model API's handlers use, for a request parsed
     here: the app, method, path, query, headers, body, peer, and per-request storage."""
 
@@ -113,15 +129,6 @@ class LeanRequest:
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return body
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._store[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._store[key] = value
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._store
 
     def start_stream(self, resp: web.StreamResponse) -> StreamSink:
         """A streamed answer's head (chunked; for HTTP/1.0, ended by closing the connection), and

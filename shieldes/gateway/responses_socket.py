@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.gateway import relay
-from shieldes.gateway.front import RouteMatch
+from shieldes.gateway.front import RequestStore, RouteMatch
 from shieldes.gateway.middleware import REQUEST_ID_KEY, new_request_id, record_of, request_id
 from shieldes.gateway.observe import OBSERVER
 from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
@@ -134,7 +134,7 @@ def coalesce_writes(ws: web.WebSocketResponse) -> None:
         writer.transport = cast(asyncio.Transport, CoalescedWrites(writer.transport))
 
 
-class SocketRequest:
+class SocketRequest(RequestStore):
     """One `response.create` of a connection as the request the Responses handler reads: the
     upgrade's headers (the key) and peer, the message as the body, a request id of its own."""
 
@@ -169,15 +169,6 @@ class SocketRequest:
 
     async def read(self) -> bytes:
         return self._body
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._store[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._store[key] = value
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._store
 
     def start_stream(self, resp: web.StreamResponse) -> SocketSink:
         return SocketSink(self._ws, self._stream_id)

@@ -184,31 +184,27 @@ def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     if old is not None:
         read = old.cache_read_per_1m if read is None else read
         write = old.cache_write_per_1m if write is None else write
-    new = Price(price.input_per_1m, price.output_per_1m, read, write)
-    detail = _describe_price(new)
-    if old == new:
-        plan.changes.append(Change("pricing", price.model, "unchanged", detail))
-        return
-    if old is not None:
-        detail += f" (was {_describe_price(old)})"
-    plan.commands.append(SetPricing(price.model, new.input_per_1m, new.output_per_1m, read, write))
-    plan.changes.append(Change("pricing", price.model, "add" if old is None else "update", detail))
+    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write))
 
 
 def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     """Plan `price` as the `pricing set` price of its model (the shieldes format lists those): cache
     prices it does not give are none (they cost the input price), a shipped default is no match."""
-    new = Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
-    old = state.pricing.get(price.model)
+    _price_change(plan, price.model, state.pricing.get(price.model),
+                  Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m))
+
+
+def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None:
+    """`new` as the price of `model` (now `old`): unchanged, or the command that sets it."""
     detail = _describe_price(new)
     if old == new:
-        plan.changes.append(Change("pricing", price.model, "unchanged", detail))
+        plan.changes.append(Change("pricing", model, "unchanged", detail))
         return
     if old is not None:
         detail += f" (was {_describe_price(old)})"
-    plan.commands.append(SetPricing(price.model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
+    plan.commands.append(SetPricing(model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
                                     new.cache_write_per_1m))
-    plan.changes.append(Change("pricing", price.model, "add" if old is None else "update", detail))
+    plan.changes.append(Change("pricing", model, "add" if old is None else "update", detail))
 
 
 def _describe_price(p: Price) -> str:
