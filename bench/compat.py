@@ -189,6 +189,19 @@ if (process.env.SHIELDES_RESPONSES === "1") {
 """
 
 
+# An agent with a function tool, over the transport the SDK defaults to or the one {transport} sets.
+AGENTS_SCRIPT = """
+from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
+from openai import AsyncOpenAI
+set_tracing_disabled(True)
+set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
+{transport}@function_tool
+def read_pong() -> str:
+    \"\"\"The word pong.txt holds.\"\"\"
+    return open("pong.txt").read()
+agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
+print(Runner.run_sync(agent, "hi").final_output)
+"""
 # Python clients, run with --python (an interpreter that has langchain-openai, litellm, openai-agents;
 # --install-python makes one under the prefix). Each prints the model's answer.
 PYTHON_CLIENTS = {
@@ -211,32 +224,10 @@ print(r.choices[0].message.content)
 r = litellm.responses(model="openai/gpt-4o-mini", input="hi", api_base=URL + "/v1", api_key=KEY)
 print([c.text for item in r.output if item.type == "message" for c in item.content][0])
 """,
-    "openai-agents sdk": """
-from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
-from openai import AsyncOpenAI
-set_tracing_disabled(True)
-set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
-@function_tool
-def read_pong() -> str:
-    \"\"\"The word pong.txt holds.\"\"\"
-    return open("pong.txt").read()
-agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
-print(Runner.run_sync(agent, "hi").final_output)
-""",
-    "openai-agents sdk (websocket)": """
-from agents import (Agent, Runner, function_tool, set_default_openai_client, set_default_openai_responses_transport,
-                    set_tracing_disabled)
-from openai import AsyncOpenAI
-set_tracing_disabled(True)
-set_default_openai_client(AsyncOpenAI(base_url=URL + "/v1", api_key=KEY))
-set_default_openai_responses_transport("websocket")
-@function_tool
-def read_pong() -> str:
-    \"\"\"The word pong.txt holds.\"\"\"
-    return open("pong.txt").read()
-agent = Agent(name="a", instructions="Be brief.", model="gpt-4o-mini", tools=[read_pong])
-print(Runner.run_sync(agent, "hi").final_output)
-""",
+    "openai-agents sdk": AGENTS_SCRIPT.format(transport=""),
+    "openai-agents sdk (websocket)": AGENTS_SCRIPT.format(
+        transport="from agents import set_default_openai_responses_transport\n"
+                  "set_default_openai_responses_transport(\"websocket\")\n"),
 }
 PYTHON_PACKAGES = ("langchain-openai", "litellm", "openai-agents")
 
