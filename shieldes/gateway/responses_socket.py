@@ -128,10 +128,12 @@ class CoalescedWrites:
 
 
 def coalesce_writes(ws: web.WebSocketResponse) -> None:
-    """(aiohttp's writer writes each frame to its transport at once: it gets CoalescedWrites instead.)"""
-    writer = ws._writer
-    if writer is not None and writer.transport is not None:
-        writer.transport = cast(asyncio.Transport, CoalescedWrites(writer.transport))
+    """aiohttp's writer writes each frame to its transport at once: it gets CoalescedWrites instead.
+    (Its writer is not public API: an aiohttp without it leaves the frames a write each.)"""
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is not None and hasattr(transport, "write"):
+        writer.transport = cast(asyncio.Transport, CoalescedWrites(transport))
 
 
 class SocketRequest(RequestStore):
