@@ -130,7 +130,7 @@ class CoalescedWrites:
 def coalesce_writes(ws: web.WebSocketResponse) -> None:
     """aiohttp's writer writes each frame to its transport at once: it gets CoalescedWrites instead.
     (Its writer is not public API: an aiohttp without it leaves the frames a write each.)"""
-    writer = getattr(ws, "_writer", None)
+    writer: Any = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
     if transport is not None and hasattr(transport, "write"):
         writer.transport = cast(asyncio.Transport, CoalescedWrites(transport))
