@@ -2,23 +2,23 @@
 that is late (every core busy, a blocking call on it) serves every request and stream late by as
 much: `shieldes_event_loop_lag_seconds` shows it. The probe sleeps and measures by how much its
 wake-up overshot: every BUSY_INTERVAL while requests are in flight, every IDLE_INTERVAL otherwise
-(an idle node stays quiet)."""
+(an idle node stays quiet: its sleeps end on the ticks the node's other periodic loops wake on,
+tasks.sleep_to_tick)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
-from shieldes.tasks import cancel_and_wait
+from shieldes.tasks import cancel_and_wait, sleep_to_tick
 
 BUSY_INTERVAL = 0.1
 IDLE_INTERVAL = 1.0
 
 
-def lag(slept_at: float, woke_at: float, interval: float) -> float:
-    """How much later than due a sleep of `interval` begun at `slept_at` ended (never below 0:
-    timers may fire a hair early)."""
-    return max(0.0, woke_at - slept_at - interval)
+def lag(due: float, woke_at: float) -> float:
+    """How much later than `due` a sleep ended (never below 0: timers may fire a hair early)."""
+    return max(0.0, woke_at - due)
 
 
 class LoopLagProbe:
@@ -32,10 +32,8 @@ class LoopLagProbe:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            interval = BUSY_INTERVAL if self._in_flight() else IDLE_INTERVAL
-            slept_at = loop.time()
-            await asyncio.sleep(interval)
-            self._observe(lag(slept_at, loop.time(), interval))
+            due = await sleep_to_tick(BUSY_INTERVAL if self._in_flight() else IDLE_INTERVAL)
+            self._observe(lag(due, loop.time()))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)

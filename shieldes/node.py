@@ -60,7 +60,7 @@ from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.prefetch import SnapshotPrefetch
 from shieldes.snapshots.scheduler import CompactionScheduler, SnapshotScheduler
-from shieldes.tasks import cancel_and_wait, stop_task, wait_event
+from shieldes.tasks import Wake, cancel_and_wait, next_tick, stop_task
 from shieldes.tracing import Tracing
 from shieldes.usage.flusher import Flusher
 from shieldes.usage.meter import Meter
@@ -86,6 +86,15 @@ def database_answers(polled_ok: bool, failed_at: float, polling_since: float | N
     return polled_ok or answered_at > failed_at
 
 
+def next_poll(began: float, interval: float, woken: bool) -> float:
+    """When the poller polls next if nothing wakes it, after a poll begun at `began` (loop clock):
+    never more than an interval later. After a poll on the timer, the next tick of the interval
+    (the node's other periodic loops wake on the same ticks: one wake-up of the loop for all);
+    after one on a wake-up (NOTIFY, a flush), an interval later, so wake-ups (a flush every
+    SHIELDES_FLUSH_INTERVAL under load) replace the timer's polls instead of adding to them."""
+    return began + interval if woken else next_tick(began, interval)
+
+
 class LogPoller:
     """Catches the projector up every `interval` (and on `kick()`); the backstop that makes
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
@@ -108,10 +117,11 @@ class LogPoller:
         # A stuck database must show in /ready within a few poll intervals: a catch-up that has not
         # read its first page by then fails (and /ready says so then, see database_answers).
         self.first_read_timeout = min(DB_CALL_TIMEOUT, max(1.0, interval * 5))
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._warned = False  # the log says the database is silent or unreadable
+        self.polls = 0  # position polls begun (ticks and wake-ups)
 
     def kick(self) -> None:
         self._wake.set()
@@ -128,19 +138,21 @@ class LogPoller:
                         self.first_read_timeout)
 
     async def poll_once(self) -> bool:
+        self.polls += 1
         self.polling_since = time.monotonic()
         silence = asyncio.get_running_loop().call_later(self.first_read_timeout, self._silent)
         try:
             # One read: the head, the check that the log still holds what was applied, and what
-            # follows (a NOTIFY's wake-up ends here).
+            # follows (a NOTIFY's wake-up ends here). (asyncio.timeout: no task per poll)
             try:
-                await asyncio.wait_for(self.projector.catch_up(first_read_timeout=self.first_read_timeout),
-                                       DB_CALL_TIMEOUT * 3)
+                async with asyncio.timeout(DB_CALL_TIMEOUT * 3):
+                    await self.projector.catch_up(first_read_timeout=self.first_read_timeout)
             except LogDiverged as exc:
                 if self.reload is None:
                     raise
                 await self._reload(str(exc))
-                await asyncio.wait_for(self.projector.catch_up(), DB_CALL_TIMEOUT * 3)
+                async with asyncio.timeout(DB_CALL_TIMEOUT * 3):
+                    await self.projector.catch_up()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -178,11 +190,16 @@ class LogPoller:
         self.reloads += 1
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = next_tick(loop.time(), self.interval)
         while not self._stopping:
-            await wait_event(self._wake, self.interval)
+            woken = await self._wake.wait(due - loop.time())
             self._wake.clear()
-            if not self._stopping:
-                await self.poll_once()
+            if self._stopping:
+                return
+            began = loop.time()
+            await self.poll_once()
+            due = next_poll(began, self.interval, woken)
 
     async def start(self) -> None:
         self._stopping = False
@@ -449,7 +466,8 @@ class Node:
         s, pool, projector = self.settings, self.pool, self.projector
         assert pool is not None and projector is not None
         leader.add_leader_task("snapshots", lambda: SnapshotScheduler(
-            pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
+            pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch,
+            moved=projector.wait_for).run())
         leader.add_leader_task("compaction", lambda: CompactionScheduler(
             pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())
         if s.request_log:

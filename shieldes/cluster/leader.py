@@ -1,11 +1,14 @@
 """Leader election: a session advisory lock on a dedicated connection, an epoch row as fencing token.
 
-Whoever holds `pg_try_advisory_lock(LEADER_LOCK)` leads; on acquiring it the node bumps
+Whoever holds the session lock `pg_advisory_lock(LEADER_LOCK)` leads (the others wait for it in
+the server's lock queue, so one takes over as soon as the leader's session ends); on acquiring it the node bumps
 `leader_epoch.epoch`. Any error on that connection (it died, the lock went with it) steps the node
-down at once. Between the lock being lost and the old leader noticing (at most `check_interval`),
-two nodes may believe they lead: leader-only writes go through `fenced()`, which re-checks the
-epoch inside the writing transaction and takes a share lock on the epoch row, so a stale leader's
-write either commits before the new leader's bump or is refused.
+down at once: the leader waits on the connection's socket, so a terminated backend or a closed
+connection ends the reign as soon as it arrives, and a silent network once the TCP keepalives give
+up (about 11 s; the server releases the lock by its own timeouts, not before). Until the old leader
+notices, two nodes may believe they lead: leader-only writes go through `fenced()`, which
+re-checks the epoch inside the writing transaction and takes a share lock on the epoch row, so a
+stale leader's write either commits before the new leader's bump or is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.cluster import membership_log
+from shieldes.cluster.listener import QuietConnection
 from shieldes.errors import ShieldesError
 from shieldes.tasks import cancel_and_wait
 
@@ -43,13 +47,11 @@ class Leader:
         node_id: str,
         *,
         retry_interval: float = 1.0,
-        check_interval: float = 1.0,
         lock_key: int = LEADER_LOCK,
     ) -> None:
         self._url = url
         self.node_id = node_id
         self.retry_interval = retry_interval
-        self.check_interval = check_interval
         self._lock_key = lock_key
         self.is_leader = False
         self.epoch = 0  # our fencing token while leading; 0 when not
@@ -106,18 +108,15 @@ class Leader:
             await asyncio.sleep(self.retry_interval)
 
     async def _campaign(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
+        conn = await QuietConnection.connect(
             self._url, autocommit=True, connect_timeout=5, keepalives=1, keepalives_idle=5,
             keepalives_interval=2, keepalives_count=3,
         )
         self._conn = conn
         self.backend_pid = conn.info.backend_pid
-        while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,))
-            row = await cur.fetchone()
-            if row and row[0]:
-                break
-            await asyncio.sleep(self.retry_interval)
+        # wait in the server's queue for the lock: granted as soon as the leader's session ends, with
+        # no query a second meanwhile (a database error ends the wait like any other on this connection)
+        await conn.execute("SELECT pg_advisory_lock(%s)", (self._lock_key,))
         async with conn.transaction():
             cur = await conn.execute("SELECT node_id FROM leader_epoch WHERE id = 1 FOR UPDATE")
             previous = await cur.fetchone()
@@ -132,9 +131,11 @@ class Leader:
                                         leader_epoch=int(row[0]),
                                         details={"previous_leader": previous[0] if previous else None})
         await self._become_leader(int(row[0]))
-        while True:  # hold the lock; any error on this connection ends the reign
-            await asyncio.sleep(self.check_interval)
-            await conn.execute("SELECT 1")
+        # hold the lock: wait on the connection, with no timer and no probe query, until it fails
+        # (nothing is LISTENed on it, so nothing else arrives)
+        async for _ in conn.notifies():
+            pass
+        raise psycopg.OperationalError("the leader connection stopped receiving")
 
     async def _become_leader(self, epoch: int) -> None:
         self.epoch, self.is_leader = epoch, True

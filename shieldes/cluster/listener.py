@@ -27,11 +27,11 @@ log = logging.getLogger(__name__)
 RV = TypeVar("RV")
 
 
-class _ListenConnection(psycopg.AsyncConnection[Any]):
+class QuietConnection(psycopg.AsyncConnection[Any]):
     """A connection whose waits do not wake up every 0.1 s. psycopg's default interval lets blocking
     code notice Ctrl-C; under asyncio a cancellation reaches the wait anyway, and a wait's own
-    timeout (the poll interval of `notifies`) still ends it on time. The LISTEN connection waits on
-    an idle socket nearly all the time: ten wake-ups a second that found nothing were most of its CPU."""
+    timeout still ends it on time. The LISTEN and leader connections wait on an idle socket nearly
+    all the time: ten wake-ups a second that found nothing were most of their CPU."""
 
     async def wait(self, gen: PQGen[RV], interval: float = 3600.0, timeout: float | None = None) -> RV:
         return await super().wait(gen, interval, timeout)
@@ -135,7 +135,7 @@ class Listener:
         while True:
             try:
                 self.state = "connecting"
-                conn = await _ListenConnection.connect(
+                conn = await QuietConnection.connect(
                     self._url,
                     autocommit=True,
                     connect_timeout=max(1, int(self._connect_timeout)),
@@ -167,13 +167,15 @@ class Listener:
             attempt += 1
 
     async def _receive(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        while True:
-            async for note in conn.notifies(timeout=self.poll_interval):
-                self.notifications += 1
-                head = _parse_position(note.payload)
-                self.wake(head)
-            # idle for a while: prove the connection is alive (raises if it is not)
-            await conn.execute("SELECT 1")
+        """Until the connection fails. No timer and no probe query: a terminated backend or a closed
+        connection wakes the wait with an error at once, and a silent network is found by the TCP
+        keepalives (about 11 s; a probe query sent into it would wait for TCP's retransmissions
+        instead, many minutes). Meanwhile the position poll delivers what NOTIFY would have."""
+        async for note in conn.notifies():
+            self.notifications += 1
+            head = _parse_position(note.payload)
+            self.wake(head)
+        raise psycopg.OperationalError("the LISTEN connection stopped receiving")
 
     async def _catch_up_loop(self) -> None:
         """Coalesces wake-ups; a timeout on the wait is the poll by position."""

@@ -18,15 +18,24 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.cluster import membership_log
-from shieldes.tasks import cancel_and_wait
+from shieldes.tasks import cancel_and_wait, sleep_to_tick
 
 log = logging.getLogger(__name__)
 
-NODES_SQL = (
+NODE_COLUMNS = (
     "SELECT node_id, http_address, gossip_address, version, boot_epoch, started_at, heartbeat_at, position,"
     " info, heartbeat_at > now() - make_interval(secs => %s) AS alive,"
     " extract(epoch FROM now() - heartbeat_at)::float8 AS age"
-    " FROM cluster_nodes ORDER BY node_id"
+)
+NODES_SQL = NODE_COLUMNS + " FROM cluster_nodes ORDER BY node_id"
+# A heartbeat and the read of every node in one statement (one round trip, one transaction a
+# second). The read sees the table as before the update, so this node's row is the updated one
+# (`beat`); none comes back if the row is gone (deleted behind this node's back).
+HEARTBEAT_SQL = (
+    "WITH beat AS (UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s, http_address = %s,"
+    " gossip_address = %s WHERE node_id = %s RETURNING *) "
+    + NODE_COLUMNS
+    + " FROM (SELECT * FROM beat UNION ALL SELECT * FROM cluster_nodes WHERE node_id <> %s) AS n ORDER BY node_id"
 )
 
 
@@ -148,18 +157,25 @@ class Membership:
                                             http_address=self.http_address, gossip_address=self.gossip_address)
         return self.boot_epoch
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> list[NodeRecord]:
+        """Say this node is alive and read every node's row (refresh), in one statement."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s, http_address = %s,"
-                " gossip_address = %s WHERE node_id = %s",
-                (self.position(), Jsonb(self.info()), self.http_address, self.gossip_address, self.node_id),
+                HEARTBEAT_SQL,
+                (self.position(), Jsonb(self.info()), self.http_address, self.gossip_address, self.node_id,
+                 self.node_timeout, self.node_id),
             )
-            if cur.rowcount == 0:  # someone deleted our row (or a previous stop did): come back
-                await self.register()
+            nodes = [NodeRecord(*row) for row in await cur.fetchall()]
+        if not any(n.node_id == self.node_id for n in nodes):  # someone deleted our row (or a stop did)
+            await self.register()
+            return await self.refresh()
+        return await self._observe(nodes)
 
     async def refresh(self) -> list[NodeRecord]:
-        self.nodes = await list_nodes(self.pool, self.node_timeout)
+        return await self._observe(await list_nodes(self.pool, self.node_timeout))
+
+    async def _observe(self, nodes: list[NodeRecord]) -> list[NodeRecord]:
+        self.nodes = nodes
         dead = {(n.node_id, n.boot_epoch) for n in self.nodes if not n.alive and n.node_id != self.node_id}
         if dead - self._declared:  # once per dead boot (a dead row stays for SHIELDES_DEAD_NODE_RETENTION)
             async with self.pool.connection() as conn:
@@ -181,10 +197,9 @@ class Membership:
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            await sleep_to_tick(self.heartbeat_interval)  # (the node's other 1 s loops share the tick)
             try:
                 await self.heartbeat()
-                await self.refresh()
                 self.last_error = None
             except asyncio.CancelledError:
                 raise

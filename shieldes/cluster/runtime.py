@@ -37,7 +37,7 @@ from shieldes.routing.quota import Traffic
 from shieldes.routing.strategies import deployment_report, merge_health
 from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
-from shieldes.tasks import cancel_and_wait
+from shieldes.tasks import cancel_and_wait, sleep_to_tick
 from shieldes.usage.admission import WINDOW
 from shieldes.usage.flusher import append_flush
 
@@ -71,8 +71,7 @@ class ClusterRuntime:
             static_peers=s.static_peers(), position=lambda: projector.position, info=self.info,
             boot_epoch=boot_epoch,
         )
-        self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval,
-                             check_interval=s.heartbeat_interval)
+        self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval)
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
@@ -333,7 +332,7 @@ class ClusterRuntime:
     async def _maintain(self) -> None:
         """Prune what can no longer count, forget nodes gone for good, learn peers' newest boots."""
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            await sleep_to_tick(self.settings.heartbeat_interval)  # (with the heartbeat's)
             try:
                 self._observe_membership(self.membership.nodes)
                 self._prune()

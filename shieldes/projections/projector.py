@@ -213,7 +213,8 @@ class Projector:
                 if folded.last is not None:
                     self.anchor = (folded.upto, folded.last)
                     self.known_head = max(self.known_head, folded.upto)
-            page = await asyncio.wait_for(self._read_page(self.projection.position), first_read_timeout)
+            async with asyncio.timeout(first_read_timeout):  # (no task per read, unlike wait_for)
+                page = await self._read_page(self.projection.position)
             diverged = divergence_in(self.anchor, self.projection.position, page)
             if diverged is not None:
                 raise LogDiverged(f"{diverged}: the database lost or replaced events (a failover to a replica "

@@ -11,6 +11,7 @@ either written once or counted once."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +24,7 @@ class Buffer(Generic[T]):
         self.added = 0
         self.dropped = 0
         self.in_flight = 0  # records taken by the writer, not yet written or put back
+        self.on_first: Callable[[], None] | None = None  # a record added to an empty buffer (the writer)
 
     def __len__(self) -> int:
         """Records held, the batch being written included."""
@@ -31,6 +33,8 @@ class Buffer(Generic[T]):
     def add(self, item: T) -> None:
         self.added += 1
         items = self.items
+        if not items and not self.in_flight and self.on_first is not None:
+            self.on_first()
         if len(items) + self.in_flight >= self.capacity:
             self.dropped += 1
             if not items:  # everything held is being written: the newcomer is the one that goes

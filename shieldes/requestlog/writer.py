@@ -22,7 +22,7 @@ from shieldes.requestlog.buffer import Buffer
 from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.partitions import day_of, days_to_prepare, expired
 from shieldes.requestlog.record import RequestRecord
-from shieldes.tasks import stop_task, wait_event
+from shieldes.tasks import Wake, stop_task
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT = 10.0
@@ -43,9 +43,10 @@ class RequestLogWriter:
         self.healthy = True
         self._days: set[date] = set()
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._stopping = False
         self._last_error_log = 0.0
+        self.buffer.on_first = lambda: self._wake.within(interval)  # (asleep with nothing to write)
 
     @property
     def dropped(self) -> int:
@@ -134,7 +135,9 @@ class RequestLogWriter:
 
     async def _run(self) -> None:
         while not self._stopping:
-            await wait_event(self._wake, self.interval)
+            # nothing to write: no timer until a record arrives, written an interval later with
+            # what follows it (Buffer.on_first)
+            await self._wake.wait(self.interval if len(self.buffer) else None)
             self._wake.clear()
             # Write the batches that were waiting at the wake-up, then sleep again: chasing the rows
             # that arrive during a write would turn steady traffic into a stream of tiny COPYs.

@@ -35,7 +35,7 @@ from shieldes.errors import DatabaseStalled, NotFound, StoredResponsesBacklog
 from shieldes.responses.objects import Body
 from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
 from shieldes.settings import Settings
-from shieldes.tasks import stop_task, wait_event
+from shieldes.tasks import Wake, stop_task
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between reads while waiting for another node's write
@@ -134,7 +134,7 @@ class ResponseStore:
         self.stalls = 0  # writes cancelled past their bound
         self.dropped = 0  # responses dropped unwritten (more than MAX_PENDING waiting)
         self._refused: set[str] = set()  # cached responses Postgres refused: read from the cache
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._written = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -257,7 +257,7 @@ class ResponseStore:
 
     async def _run(self) -> None:
         while not self._stopping:
-            await wait_event(self._wake, min(self.purge_interval, 60.0))
+            await self._wake.wait(min(self.purge_interval, 60.0))
             if self._pending and not self._stopping:
                 await asyncio.sleep(LINGER)
             self._wake.clear()

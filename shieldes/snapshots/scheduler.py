@@ -2,16 +2,19 @@
 
 A snapshot is written when `every_events` positions have passed since the last one, or when
 `every_seconds` have passed and the position moved. The projection is read through a callable so
-the scheduler always sees the node's current live state.
+the scheduler always sees the node's current live state. It looks at most once per check interval,
+and not at all while nothing can fall due: given `moved` (the projector's wait_for), it sleeps
+until the position moves when the newest snapshot holds everything, or until `every_seconds` when
+only time can make one due (an idle leader's scheduler has no timer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -24,7 +27,7 @@ from shieldes.snapshots.fencing import Fenced
 from shieldes.snapshots.partition_replace import PrepareReport, prepare
 from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS
 from shieldes.snapshots.store import SnapshotInfo, SnapshotRefused, list_snapshots, save_snapshot
-from shieldes.tasks import cancel_and_wait
+from shieldes.tasks import Wake, cancel_and_wait
 
 log = logging.getLogger(__name__)
 PREPARE_EVERY = 60.0  # seconds between looks for partitions that filled (one fills in ~1 h at 20 flushes/s)
@@ -49,9 +52,11 @@ class SnapshotScheduler:
         node_id: str,
         leader_epoch: int,
         check_interval: float = 1.0,
+        moved: Callable[[int, float | None], Awaitable[bool]] | None = None,
     ) -> None:
         self._pool = pool
         self._projection = projection
+        self._moved = moved  # (position, timeout): until the projection reaches `position`
         self._every_events = settings.snapshot_every_events
         self._every_seconds = settings.snapshot_every_seconds
         self._keep = settings.snapshots_kept
@@ -60,7 +65,7 @@ class SnapshotScheduler:
         self._key = mac_key(settings.cluster_secret)
         self._check = min(check_interval, settings.snapshot_every_seconds)
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self.last: SnapshotInfo | None = None
 
     async def start(self) -> None:
@@ -89,9 +94,7 @@ class SnapshotScheduler:
         last_position = existing[0].position if existing else 0
         last_time = time.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._check)
-            self._wake.clear()
+            await self._pause(last_position, last_time)
             position = self._projection().position
             if not snapshot_due(position, last_position, time.monotonic() - last_time,
                                 every_events=self._every_events, every_seconds=self._every_seconds):
@@ -108,6 +111,32 @@ class SnapshotScheduler:
             else:
                 last_position = info.position
             last_time = time.monotonic()
+
+
+    async def _pause(self, last_position: int, last_time: float) -> None:
+        """Until the next look: a check interval (a poke ends it), then, while nothing can fall due
+        without the position moving, until it moves (or the time rule falls due)."""
+        await self._wake.wait(self._check)
+        self._wake.clear()
+        if self._moved is None:
+            return
+        position = self._projection().position
+        wait = quiet_wait(position, last_position, time.monotonic() - last_time,
+                          every_events=self._every_events, every_seconds=self._every_seconds)
+        if wait is not None:
+            await self._moved(position + 1, wait if wait != math.inf else None)
+
+
+def quiet_wait(position: int, last_position: int, elapsed: float, *, every_events: int,
+               every_seconds: float) -> float | None:
+    """How long the scheduler may sleep unless the position moves: inf while the newest snapshot
+    holds everything (only a move can make one due), the time left to `every_seconds` while the
+    events since it are too few; None when one is due now (look at once)."""
+    if position <= last_position:
+        return math.inf
+    if snapshot_due(position, last_position, elapsed, every_events=every_events, every_seconds=every_seconds):
+        return None
+    return every_seconds - elapsed
 
 
 class CompactionScheduler:

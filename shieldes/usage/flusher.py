@@ -23,6 +23,7 @@ from collections.abc import Callable
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, AppendResult, EventStore, NewEvent
+from shieldes.tasks import Wake
 from shieldes.usage.meter import Meter
 
 SEQ_SPAN = 1_000_000_000  # seqs per boot in the idempotency key (the boot epoch is unix seconds)
@@ -54,9 +55,11 @@ class Flusher:
         self.ok_at = 0.0  # monotonic time of the last successful append
         self.appends = 0
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self._stopping = False
         self._last_error_log = 0.0
+        self.waits = 0  # times the loop went to sleep (idle: once, not once per interval)
+        meter.on_usage = self._usage_arrived
 
     async def flush_once(self) -> bool:
         """Append the next batch if there is one; False if the append failed (kept for a retry)."""
@@ -114,15 +117,19 @@ class Flusher:
         return True
 
     def wake(self) -> None:
+        """Flush now."""
         self._wake.set()
+
+    def _usage_arrived(self) -> None:
+        """Usage after none was left to append: the loop, asleep with no timer, appends it an
+        interval from now (what follows meanwhile goes in the same batch)."""
+        self._wake.within(self.interval)
 
     async def _run(self) -> None:
         while not self._stopping:
-            waiter = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({waiter}, timeout=self.interval)
-            finally:
-                waiter.cancel()
+            # nothing to append (no usage, no batch to retry): no timer, the first usage sets one
+            self.waits += 1
+            await self._wake.wait(None if self.meter.idle() else self.interval)
             self._wake.clear()
             if not self._stopping:
                 await self.flush_once()

@@ -104,6 +104,7 @@ class Meter:
         self._batches: list[Batch] = []  # cut, in seq order: maybe one unsent head, then appended ones
         self._seq = 0
         self.flushed_seq = 0  # highest seq appended to the log by this node in this epoch
+        self.on_usage: Callable[[], None] | None = None  # the first usage after none was unflushed (the flusher)
 
     # --- rate limits --------------------------------------------------------------------------
 
@@ -332,6 +333,8 @@ class Meter:
         dk = (res.key_id, res.team_id, provider, model, hour)
         acc = self._acc.get(dk)
         if acc is None:
+            if not self._acc and self.on_usage is not None:
+                self.on_usage()  # (the flusher sleeps while there is nothing to append)
             self._acc[dk] = [1, prompt_tokens, completion_tokens, nusd]
         else:
             acc[0] += 1

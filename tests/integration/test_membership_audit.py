@@ -57,8 +57,8 @@ async def test_joins_leaves_and_a_dead_node_are_recorded_once(database_url: str,
 
 
 async def test_leader_changes_carry_their_epoch(database_url: str) -> None:
-    a = Leader(database_url, "a", retry_interval=0.05, check_interval=0.05)
-    b = Leader(database_url, "b", retry_interval=0.05, check_interval=0.05)
+    a = Leader(database_url, "a", retry_interval=0.05)
+    b = Leader(database_url, "b", retry_interval=0.05)
     await a.start()
     await until(lambda: a.is_leader)
     await b.start()
@@ -89,7 +89,7 @@ async def test_audit_role_reads_the_view_not_the_table(database_url: str, pool: 
 async def test_documented_queries_run_as_the_audit_role(database_url: str, pool: AsyncConnectionPool[Any]) -> None:
     a = member(pool, "a")
     await a.start()
-    leader = Leader(database_url, "a", retry_interval=0.05, check_interval=0.05)
+    leader = Leader(database_url, "a", retry_interval=0.05)
     await leader.start()
     await until(lambda: leader.is_leader)
     await leader.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -128,3 +130,41 @@ async def test_a_retry_of_our_own_append_is_not_taken_for_a_takeover() -> None:
     assert not await flusher.flush_once()  # committed, reply lost
     assert await flusher.flush_once()  # the retry is a duplicate of the same content
     assert meter.idle() and await totals(store) == (2, 20, 200)
+
+
+async def test_an_idle_flusher_sleeps_until_usage_arrives_then_appends_it_within_an_interval() -> None:
+    store = FlakyStore()
+    meter = Meter("n1", 3, buffer_max=100)
+    flusher = Flusher(store, meter, 0.05, codec=Codec())
+    await flusher.start()
+    try:
+        await asyncio.sleep(0.5)  # ten intervals with nothing to append
+        assert flusher.waits == 1 and flusher.appends == 0
+        use(meter, 2)
+        arrived = time.monotonic()
+        while not await store.read(0):
+            assert time.monotonic() - arrived < 1.0, "usage was not appended after it arrived"
+            await asyncio.sleep(0.005)
+        assert time.monotonic() - arrived >= 0.04  # an interval's usage goes in one batch
+        assert await totals(store) == (2, 20, 200)
+        await asyncio.sleep(0.3)  # idle again: asleep with no timer
+        assert flusher.waits == 2
+    finally:
+        await flusher.stop(timeout=1.0)
+
+
+async def test_a_batch_that_failed_is_retried_every_interval() -> None:
+    store = FlakyStore()
+    store.down = True
+    meter = Meter("n1", 3, buffer_max=100)
+    flusher = Flusher(store, meter, 0.05, codec=Codec())
+    await flusher.start()
+    try:
+        use(meter)
+        await asyncio.sleep(0.4)
+        assert flusher.waits >= 2 and not flusher.healthy  # retrying, not asleep
+        store.down = False
+        await asyncio.sleep(0.2)
+        assert await totals(store) == (1, 10, 100) and meter.idle()
+    finally:
+        await flusher.stop(timeout=1.0)
