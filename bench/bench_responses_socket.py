@@ -75,7 +75,8 @@ async def _http_client(url: str, key: str, turns: int, follow: bool) -> list[flo
     return latencies
 
 
-async def _round(mode: str, url: str, key: str, pid: int, turns: int, clients: int, follow: bool) -> tuple[float, float]:
+async def _round(mode: str, url: str, key: str, pid: int, turns: int, clients: int,
+                 follow: bool) -> tuple[float, float]:
     client = _socket_client if mode == "socket" else _http_client
     cpu0 = bg.cpu_seconds(pid)
     results = await asyncio.gather(*(client(url, key, turns, follow) for _ in range(clients)))
