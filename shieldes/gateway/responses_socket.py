@@ -226,6 +226,8 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
             sockets.busy[ws] = False
             if sockets.closing:
                 await going_away(ws)
+    except ConnectionError:  # the client went away while it was being told something: nobody to tell
+        pass
     finally:
         sockets.busy.pop(ws, None)
     return ws

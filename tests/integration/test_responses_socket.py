@@ -16,7 +16,7 @@ import pytest
 from shieldes.gateway.responses_socket import SOCKETS
 from shieldes.projections.commands import RevokeKey
 from shieldes.projections.shared_commands import UpdateProvider
-from tests.integration.gateway_harness import Harness, harness
+from tests.integration.gateway_harness import Harness, harness, wait_until
 from tests.responses_schema import check_event
 
 HELLO = "Hello from the fake upstream"
@@ -168,3 +168,20 @@ async def test_a_draining_node_closes_its_idle_sockets_going_away(database_url: 
             text = await r.text()
         assert 'shieldes_requests_total{route="/v1/responses",status="1xx"} 1.0' in text
         assert 'shieldes_request_seconds_count{route="/v1/responses"} 1.0' in text  # the one response.create
+
+
+async def test_a_client_gone_mid_answer_is_billed_what_the_upstream_served(database_url: str, caplog: Any) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", token_delay=0.1, times=None)
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(_socket_url(h), headers={"Authorization": f"Bearer {secret}"})
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi"})
+            assert json.loads(await ws.receive_str(timeout=10))["type"] == "response.created"
+            await ws.close()  # mid-answer
+        await h.flush()
+        await wait_until(lambda: h.usage_totals().get("app", (0,))[0] == 1, timeout=10)
+        _requests, _prompt, completion, _cost = h.usage_totals()["app"]
+        assert completion == 5  # the upstream's count, read to its end after the client left
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
