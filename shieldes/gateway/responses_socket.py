@@ -14,6 +14,8 @@ going away) once their current answer has ended, so clients reconnect to another
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -127,6 +129,24 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+# A socket lives for hours between turns. The kernel probes an idle one after a minute and, with no
+# answer, ends it 6 probes later: a peer that vanished without closing (a laptop gone to sleep, a
+# cut network) is found within about 2 minutes, and its socket and memory are freed. A peer that
+# stops acknowledging what the node sends is given up after as long (TCP_USER_TIMEOUT).
+PEER_PROBES = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6), ("TCP_USER_TIMEOUT", 120_000))
+
+
+def probe_peer(sock: socket.socket) -> None:
+    """Keepalive probes (and the send timeout) on a WebSocket's TCP socket, where the system has
+    them (Linux has every one)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in PEER_PROBES:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 def coalesce_writes(ws: web.WebSocketResponse) -> None:
     """aiohttp's writer writes each frame to its transport at once: it gets CoalescedWrites instead.
     (Its writer is not public API: an aiohttp without it leaves the frames a write each.)"""
@@ -213,6 +233,9 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_body_bytes, compress=True)
     await ws.prepare(request)
     coalesce_writes(ws)
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if sock is not None:
+        probe_peer(sock)
     sockets, match, memory = request.app[SOCKETS], _post_route(request.app), SocketMemory()
     sockets.busy[ws] = False
     try:
