@@ -101,7 +101,7 @@ async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(
     not once psycopg has given up cancelling the unanswered read (10 s more), and `ok` again about
     a poll interval after Postgres answers. The status code stays 200 throughout. The log says so
     when /ready does, and says when Postgres answers again."""
-    caplog.set_level(logging.INFO, logger="shieldes.node")
+    caplog.set_level(logging.INFO, logger="shieldes.log_poller")
     interval, size = 1.0, 8  # the default poll interval
     bound = interval + max(1.0, 5 * interval)
     async with node_via(database_url, proxy.url_for(database_url), poll_interval=interval,

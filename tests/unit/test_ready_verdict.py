@@ -3,7 +3,7 @@ and a poll left without an answer past its bound is a silent database before the
 
 from __future__ import annotations
 
-from shieldes.node import database_answers
+from shieldes.log_poller import database_answers
 
 BOUND = 5.0
 

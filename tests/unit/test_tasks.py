@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shieldes.node import next_poll
+from shieldes.log_poller import next_poll
 from shieldes.snapshots.scheduler import quiet_wait
 from shieldes.tasks import Wake, cancel_and_wait, next_tick, sleep_to_tick
 
