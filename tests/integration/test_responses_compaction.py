@@ -7,6 +7,8 @@ compacts by the model's summary, sealed in this gateway's own compaction item.""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -14,7 +16,7 @@ import openai
 
 from shieldes.projections.shared_commands import UpdateProvider
 from shieldes.responses.compaction import SEAL, SUMMARY_HEADING, SUMMARY_REQUEST
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import Harness, harness
 
 TRIGGER = {"type": "compaction_trigger"}
 HELLO = "Hello from the fake upstream"
@@ -47,15 +49,27 @@ async def test_native_deployment_forwards_compaction_both_ways(database_url: str
         assert h.upstream.last("/v1/responses").body["input"][0] == compacted
 
         # over a WebSocket, as Codex sends it: the trigger after the connection's previous response
-        async with aiohttp.ClientSession() as s, s.ws_connect(
-                h.base.replace("http://", "ws://") + "/v1/responses",
-                headers={"Authorization": f"Bearer {secret}"}) as ws:
-            first = await _ws_turn(ws, {"model": "gpt-4o", "input": HISTORY[:1], "store": False})
-            turn = await _ws_turn(ws, {"model": "gpt-4o", "input": [TRIGGER], "store": False,
-                                       "previous_response_id": first["id"]})
-            assert [i["type"] for i in turn["output"]] == ["compaction"]
+        async with _socket(h, secret) as ws:
+            await _compacted_on_socket(ws)
             sent = h.upstream.last("/v1/responses").body["input"]
             assert len(sent) == 3 and sent[-1] == TRIGGER
+
+
+@asynccontextmanager
+async def _socket(h: Harness, secret: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    async with aiohttp.ClientSession() as s, s.ws_connect(h.base.replace("http://", "ws://") + "/v1/responses",
+                                                          headers={"Authorization": f"Bearer {secret}"}) as ws:
+        yield ws
+
+
+async def _compacted_on_socket(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """A turn, then the trigger after it as Codex sends it (the connection's previous response and
+    only the trigger): the compaction's response, which holds one compaction item."""
+    first = await _ws_turn(ws, {"model": "gpt-4o", "input": HISTORY[:1], "store": False})
+    turn = await _ws_turn(ws, {"model": "gpt-4o", "input": [TRIGGER], "store": False,
+                               "previous_response_id": first["id"]})
+    assert [i["type"] for i in turn["output"]] == ["compaction"]
+    return turn
 
 
 async def _ws_turn(ws: aiohttp.ClientWebSocketResponse, create: dict[str, Any]) -> dict[str, Any]:
@@ -122,13 +136,8 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
                 raise AssertionError(f"{bad} was taken")
 
         # over a WebSocket, continuing the connection's responses across the compaction
-        async with aiohttp.ClientSession() as s, s.ws_connect(
-                h.base.replace("http://", "ws://") + "/v1/responses",
-                headers={"Authorization": f"Bearer {secret}"}) as ws:
-            first_turn = await _ws_turn(ws, {"model": "gpt-4o", "input": HISTORY[:1], "store": False})
-            compaction = await _ws_turn(ws, {"model": "gpt-4o", "input": [TRIGGER], "store": False,
-                                             "previous_response_id": first_turn["id"]})
-            assert [i["type"] for i in compaction["output"]] == ["compaction"]
+        async with _socket(h, secret) as ws:
+            compaction = await _compacted_on_socket(ws)
             await _ws_turn(ws, {"model": "gpt-4o", "input": [compaction["output"][0],
                                                              {"role": "user", "content": "next"}], "store": False})
             assert h.upstream.last("/v1/chat/completions").body["messages"][0]["content"].startswith(SUMMARY_HEADING)
