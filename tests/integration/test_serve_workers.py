@@ -131,6 +131,17 @@ def _workers_of(pid: int) -> dict[str, int]:
     return out
 
 
+def _all_ready(pid: int) -> bool:
+    """Whether every worker of a `serve --workers` process is serving (has touched its ready file,
+    which it does once it listens): a worker gossips before it listens."""
+    files = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"--ready-file" in cmdline:
+            files.append(Path(cmdline[cmdline.index(b"--ready-file") + 1].decode()))
+    return bool(files) and all(f.exists() for f in files)
+
+
 def _serve_workers(database_url: str, node_id: str, port: int, gossip: int) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
     env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
@@ -164,7 +175,8 @@ async def test_a_crashed_worker_is_started_again_under_its_node_id(database_url:
             return {str(r[0]): int(r[1]) for r in rows}
 
         try:
-            await _until(lambda: len(epochs()) == 2 and len(_workers_of(proc.pid)) == 2, "both workers", proc)
+            await _until(lambda: len(epochs()) == 2 and len(_workers_of(proc.pid)) == 2 and _all_ready(proc.pid),
+                         "both workers", proc)
             before, pids = epochs(), _workers_of(proc.pid)
             os.kill(pids["w1"], signal.SIGKILL)
             await _until(lambda: not Path(f"/proc/{pids['w1']}").exists(), "w1 gone (reaped by serve)", proc)
