@@ -41,7 +41,7 @@ from shieldes.responses.request import (
     upstream_body,
 )
 from shieldes.responses.service import ResponseStore
-from shieldes.responses.socket_memory import SOCKET_MEMORY, SocketMemory
+from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
 from shieldes.routing.router import Route, RouteTarget
@@ -86,9 +86,9 @@ class Turn:
     def __init__(self, gw: Gateway, store: ResponseStore, key: VirtualKey, route: Route, res: Reservation,
                  size: int, stored_input: list[Body], previous: str | None, keep: bool,
                  rec: RequestRecord | None = None, conversations: Conversations | None = None,
-                 conversation: str | None = None, memory: SocketMemory | None = None,
+                 conversation: str | None = None, memory: LaneMemory | None = None,
                  history: list[Body] | None = None) -> None:
-        """`memory`: the WebSocket connection's, which remembers the response after `history`."""
+        """`memory`: the WebSocket lane's, which remembers the response after `history`."""
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
         self.rec, self.conversations, self.conversation = rec, conversations, conversation
@@ -129,7 +129,7 @@ async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -
     the items of its conversation (the two are exclusive; parse_request refuses both). On a
     WebSocket, the connection's latest response first, stored or not."""
     if req.previous_response_id is not None:
-        memory: SocketMemory | None = request.get(SOCKET_MEMORY)
+        memory: LaneMemory | None = request.get(SOCKET_MEMORY)
         remembered = None if memory is None else memory.history(req.previous_response_id, key_id)
         if remembered is not None:
             return remembered

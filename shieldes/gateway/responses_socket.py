@@ -5,16 +5,19 @@ Each `response.create` message runs as a streamed `POST /v1/responses` would: th
 the same observer (request-log row, metrics, access line) and the same key, limits and budget,
 checked again for every message (a key revoked mid-connection is refused at its next message).
 Each event of the answer goes back as one text message; an error is an `error` event with its
-HTTP status, and the connection stays open. Messages are answered one at a time, in the order
-they came. The connection remembers its latest response (SocketMemory), so a turn that sends only
-its new items with `previous_response_id` continues it even when it was not stored. `generate:
-false` prepares that state without calling a model. A draining node closes its sockets (1001,
-going away) once their current answer has ended, so clients reconnect to another node."""
+HTTP status, and the connection stays open. Messages of one lane (`stream_id`; none names the
+connection's unnamed lane) are answered one at a time, in the order they came; lanes run at once
+(Lanes). Each lane remembers its latest response (SocketMemory), so a turn that sends only its new
+items with `previous_response_id` continues it even when it was not stored, on its lane or
+another. `generate: false` prepares that state without calling a model. A draining node closes its
+sockets (1001, going away) once their answers have ended, so clients reconnect to another node."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -32,11 +35,12 @@ from shieldes.gateway.responses_routes import RESPONSES, create_response, histor
 from shieldes.gateway.routes import GATEWAY, authenticate, read_json
 from shieldes.responses.objects import ResponseContext, ResponsesUsage, new_id, response_object
 from shieldes.responses.request import parse_request
-from shieldes.responses.socket_memory import SOCKET_MEMORY, SocketMemory
+from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory, SocketMemory
 from shieldes.responses.store import StoredResponse
 
 Body = dict[str, Any]
 PATH = "/v1/responses"
+log = logging.getLogger(__name__)
 # what a `response.create` carries besides the fields of POST /v1/responses
 _ENVELOPE = ("type", "stream_id", "generate")
 
@@ -166,7 +170,7 @@ class SocketRequest(RequestStore):
     can_read_body = False
 
     def __init__(self, upgrade: web.Request, match: RouteMatch, body: bytes, ws: web.WebSocketResponse,
-                 memory: SocketMemory, stream_id: str | None) -> None:
+                 memory: LaneMemory, stream_id: str | None) -> None:
         self.app = upgrade.app
         headers = CIMultiDict(upgrade.headers)
         for name in ("Content-Encoding", "Content-Length", "Upgrade", "Connection"):
@@ -198,15 +202,15 @@ class SocketRequest(RequestStore):
 
 class OpenSockets:
     """The node's open Responses WebSockets, so a draining node can close them: an idle one at
-    once, a busy one when its current answer has ended."""
+    once, a busy one when its answers have ended."""
 
     def __init__(self) -> None:
-        self.busy: dict[web.WebSocketResponse, bool] = {}
+        self.lanes: dict[web.WebSocketResponse, Lanes] = {}
         self.closing = False
 
     async def close_all(self) -> None:
         self.closing = True
-        await asyncio.gather(*(going_away(ws) for ws, busy in list(self.busy.items()) if not busy))
+        await asyncio.gather(*(going_away(ws) for ws, lanes in list(self.lanes.items()) if lanes.idle))
 
 
 async def going_away(ws: web.WebSocketResponse) -> None:
@@ -214,6 +218,9 @@ async def going_away(ws: web.WebSocketResponse) -> None:
 
 
 SOCKETS: web.AppKey[OpenSockets] = web.AppKey("responses_sockets", OpenSockets)
+# messages a connection may have waiting or under way on all its lanes: past it the node reads no
+# more of the socket until one ends (the client's sends wait in TCP, as a client of one lane's do)
+MESSAGES_HELD = 64
 
 
 def _post_route(app: web.Application) -> RouteMatch:
@@ -221,6 +228,57 @@ def _post_route(app: web.Application) -> RouteMatch:
         if route.method == "POST" and route.resource is not None and route.resource.canonical == PATH:
             return RouteMatch(route)
     raise LookupError(f"no POST {PATH} route")  # (add_responses_routes adds it before this one)
+
+
+class Lanes:
+    """A connection's lanes: the messages of each (`stream_id`) answered one at a time in their
+    order, the lanes at once, as OpenAI's WebSocket multiplexing does (a lane per parallel
+    conversation or fork). Each lane is a task while it has messages."""
+
+    def __init__(self, upgrade: web.Request, ws: web.WebSocketResponse, sockets: OpenSockets) -> None:
+        self._upgrade, self._ws, self._sockets = upgrade, ws, sockets
+        self._match = _post_route(upgrade.app)
+        self.memory = SocketMemory()
+        self._waiting: dict[str | None, collections.deque[Body]] = {}
+        self._running: dict[str | None, asyncio.Task[None]] = {}
+        self._held = asyncio.Semaphore(MESSAGES_HELD)
+
+    @property
+    def idle(self) -> bool:
+        return not self._running
+
+    async def add(self, event: Body, stream_id: str | None) -> None:
+        """`event` (a response.create) in its lane's line; a lane with nothing under way starts."""
+        await self._held.acquire()
+        self._waiting.setdefault(stream_id, collections.deque()).append(event)
+        if stream_id not in self._running:
+            self._running[stream_id] = asyncio.create_task(self._run(stream_id), name="responses-socket-lane")
+
+    async def _run(self, stream_id: str | None) -> None:
+        waiting = self._waiting[stream_id]
+        try:
+            while waiting:
+                event = waiting.popleft()
+                try:
+                    if not self._ws.closed:  # (what waited behind a closed socket has nobody to answer)
+                        await _create(self._upgrade, self._ws, self._match, self.memory.lane(stream_id), event,
+                                      stream_id)
+                except ConnectionError:  # the client went away while it was being told something
+                    pass
+                except Exception:  # (the observer answers a handler's failure: this is the socket's own)
+                    log.exception("a response.create on a Responses WebSocket failed")
+                finally:
+                    self._held.release()
+        finally:
+            del self._running[stream_id], self._waiting[stream_id]
+            if self._sockets.closing and self.idle and not self._ws.closed:
+                await going_away(self._ws)
+
+    async def ended(self) -> None:
+        """Once the socket is closed: the answers under way end (a stream the client left is read to
+        its end and billed, as over HTTP)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
 
 
 async def responses_socket(request: web.Request) -> web.StreamResponse:
@@ -236,23 +294,20 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     sock = request.transport.get_extra_info("socket") if request.transport is not None else None
     if sock is not None:
         probe_peer(sock)
-    sockets, match, memory = request.app[SOCKETS], _post_route(request.app), SocketMemory()
-    sockets.busy[ws] = False
+    sockets = request.app[SOCKETS]
+    lanes = sockets.lanes[ws] = Lanes(request, ws, sockets)
     try:
         async for msg in ws:
-            sockets.busy[ws] = True
             if msg.type == WSMsgType.TEXT:
-                await _answer(request, ws, match, memory, msg.data)
+                await _answer(ws, lanes, msg.data, sockets.closing)
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_str(error_event(400, _error_body(
                     "send each event as a JSON text message, e.g. {\"type\": \"response.create\", ...}"), None))
-            sockets.busy[ws] = False
-            if sockets.closing:
-                await going_away(ws)
     except ConnectionError:  # the client went away while it was being told something: nobody to tell
         pass
     finally:
-        sockets.busy.pop(ws, None)
+        await lanes.ended()
+        sockets.lanes.pop(ws, None)
     return ws
 
 
@@ -261,8 +316,8 @@ def _error_body(message: str, code: str = "invalid_request") -> bytes:
                                    "param": None}})
 
 
-async def _answer(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteMatch, memory: SocketMemory,
-                  text: str) -> None:
+async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: bool) -> None:
+    """One message: a response.create goes to its lane; anything else is answered at once."""
     try:
         event = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -274,12 +329,24 @@ async def _answer(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteM
     stream_id = lane if isinstance(lane, str) else None
     if kind == "response.steer":
         await ws.send_str(orjson.dumps(steer_failed(event)).decode())
-        return
-    if kind != "response.create":
+    elif kind == "response.inject":
+        await ws.send_str(orjson.dumps(inject_failed(event, stream_id)).decode())
+    elif kind != "response.create":
         await ws.send_str(error_event(400, _error_body(
             f"unsupported event type {kind!r}: send {{\"type\": \"response.create\", ...}} with the fields of "
             "POST /v1/responses", code="unsupported_event_type"), stream_id))
-        return
+    elif draining:
+        await ws.send_str(error_event(503, orjson.dumps({"error": {
+            "type": "server_error", "code": "node_draining", "param": None,
+            "message": "this node is shutting down and closes the connection once its answers end: connect "
+                       "again (to another node) and send it there"}}), stream_id))
+    else:
+        await lanes.add(event, stream_id)
+
+
+async def _create(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteMatch, memory: LaneMemory,
+                  event: Body, stream_id: str | None) -> None:
+    """One response.create, run as the streamed POST /v1/responses it stands for."""
     body = {k: v for k, v in event.items() if k not in _ENVELOPE}
     body["stream"] = True  # (implicit on a WebSocket)
     request = SocketRequest(upgrade, match, orjson.dumps(body), ws, memory, stream_id)
@@ -300,6 +367,23 @@ def steer_failed(event: Body) -> Body:
                       else ""}}
 
 
+def inject_failed(event: Body, stream_id: str | None) -> Body:
+    """Input is not put into a response under way here (every response runs to its end upstream):
+    the items come back, to be sent in the next `response.create` continuing it."""
+    items = event.get("input")
+    response_id = event.get("response_id")
+    failed: Body = {"type": "response.inject.failed", "sequence_number": 0,
+                    "response_id": response_id if isinstance(response_id, str) else "",
+                    "error": {"code": "response_already_completed",
+                              "message": "this gateway does not add input to a response under way: send these "
+                                         "items in the next response.create, with previous_response_id set to "
+                                         "this response once it has completed"},
+                    "input": items if isinstance(items, list) else []}
+    if stream_id is not None:
+        failed["stream_id"] = stream_id
+    return failed
+
+
 async def prepare_response(request: web.Request) -> web.StreamResponse:
     """`generate: false`: the request checked as a turn would be (key, model, continuation) and its
     state kept as a response (completed, no output, nothing billed) that a later turn continues."""
@@ -314,7 +398,7 @@ async def prepare_response(request: web.Request) -> web.StreamResponse:
     now = int(time.time())
     ctx = ResponseContext.of(body, new_id("resp"), now, req.model)
     response = dict(response_object(ctx, "completed", [], ResponsesUsage(0, 0), completed_at=now), store=req.store)
-    memory: SocketMemory | None = request.get(SOCKET_MEMORY)
+    memory: LaneMemory | None = request.get(SOCKET_MEMORY)
     if memory is not None:
         memory.remember(response, key.id, history + req.input)
     if req.store:

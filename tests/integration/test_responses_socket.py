@@ -1,6 +1,7 @@
 """The Responses API over a WebSocket (GET /v1/responses upgraded), through the openai SDK's
 `responses.connect()` and a raw aiohttp client, against a real node: events as text messages,
-continuation of an unstored response by previous_response_id, `generate: false`, lanes, errors
+continuation of an unstored response by previous_response_id, `generate: false`, lanes (run at
+once, each in order, each remembering its latest response), errors
 that leave the connection open, the key checked at the handshake and per message, usage counted,
 and a draining node closing its sockets."""
 
@@ -40,7 +41,8 @@ async def _raw(ws: aiohttp.ClientWebSocketResponse, message: Any) -> list[dict[s
     while True:
         event = json.loads(await ws.receive_str(timeout=10))
         events.append(event)
-        if event["type"] in ("response.completed", "response.failed", "error", "response.steer.failed"):
+        if event["type"] in ("response.completed", "response.failed", "error", "response.steer.failed",
+                             "response.inject.failed"):
             return events
 
 
@@ -110,6 +112,10 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
             (steer,) = await _raw(ws, {"type": "response.steer", "previous_response_id": "resp_x", "input": "go"})
             assert steer["type"] == "response.steer.failed" and steer["error"]["code"] == "steering_not_supported"
             assert steer["steer"] == {"input": "go", "previous_response_id": "resp_x"}
+            output = [{"type": "function_call_output", "call_id": "call_1", "output": "42"}]
+            (inject,) = await _raw(ws, {"type": "response.inject", "response_id": "resp_x", "input": output})
+            assert inject["type"] == "response.inject.failed" and inject["input"] == output
+            assert inject["response_id"] == "resp_x" and "next response.create" in inject["error"]["message"]
             # lanes: each event of a response names the stream_id its response.create gave
             events = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "hi",
                                      "stream_id": "lane-1"})
@@ -128,6 +134,86 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
             assert refused_key.value.status == 401
             async with s.get(h.base + "/v1/responses", headers=headers) as r:
                 assert r.status == 405 and "takes POST" in (await r.json())["error"]["message"]
+
+
+async def _events(ws: aiohttp.ClientWebSocketResponse, terminals: int) -> list[dict[str, Any]]:
+    """Events of a raw connection as they come, through `terminals` terminal ones."""
+    events: list[dict[str, Any]] = []
+    while terminals:
+        event = json.loads(await ws.receive_str(timeout=20))
+        events.append(event)
+        terminals -= event["type"] in ("response.completed", "response.failed", "error")
+    return events
+
+
+async def test_lanes_run_at_once_and_each_answers_in_order(database_url: str) -> None:
+    """OpenAI's multiplexing: the messages of one stream_id are answered one after the other, and
+    stream_ids run at once (an answer on one lane does not wait for another lane's)."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", chunk_delay=0.1, times=None)  # about a second an answer
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            for lane, text in (("a", "first on a"), ("b", "first on b"), ("a", "second on a")):
+                await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": text, "stream_id": lane})
+            events = await _events(ws, 3)
+        assert all(e["type"] != "error" for e in events), events
+        order = [(e["stream_id"], e["type"]) for e in events if e["type"] in ("response.created", "response.completed")]
+        assert order.index(("b", "response.created")) < order.index(("a", "response.completed")), order
+        created_a = [i for i, x in enumerate(order) if x == ("a", "response.created")]
+        completed_a = [i for i, x in enumerate(order) if x == ("a", "response.completed")]
+        assert len(created_a) == 2 and completed_a[0] < created_a[1], order  # lane a: one at a time
+        inputs = [json.dumps(r.body["messages"]) for r in h.upstream.requests_to("/v1/chat/completions")]
+        assert "second on a" in inputs[2] and "second on a" not in inputs[0] + inputs[1]
+
+
+async def test_each_lane_continues_its_latest_response_and_another_lane_may_fork_it(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            a1 = (await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "a one", "store": False,
+                                  "stream_id": "a"}))[-1]["response"]
+            b1 = (await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "b one", "store": False,
+                                  "stream_id": "b"}))[-1]["response"]
+            # lane a continues its own unstored response though lane b answered since
+            a2 = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "a two", "store": False,
+                                 "stream_id": "a", "previous_response_id": a1["id"]})
+            assert a2[-1]["type"] == "response.completed", a2[-1]
+            sent = h.upstream.last("/v1/chat/completions").body["messages"]
+            assert [m["content"] for m in sent if m["role"] == "user"] == ["a one", "a two"]
+            # a new lane forks lane b's latest response
+            c1 = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "c one", "store": False,
+                                 "stream_id": "c", "previous_response_id": b1["id"]})
+            assert c1[-1]["type"] == "response.completed", c1[-1]
+            sent = h.upstream.last("/v1/chat/completions").body["messages"]
+            assert [m["content"] for m in sent if m["role"] == "user"] == ["b one", "c one"]
+            # a lane's memory holds its latest response only: a1 was followed by a2 on lane a
+            stale = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "again", "store": False,
+                                    "previous_response_id": a1["id"]})
+            assert stale[-1]["type"] == "error" and stale[-1]["status"] == 404
+
+
+async def test_a_draining_node_ends_the_answers_under_way_then_closes(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", chunk_delay=0.1, times=None)
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi", "stream_id": "a"})
+            assert json.loads(await ws.receive_str(timeout=10))["type"] == "response.created"
+            assert h.node.http is not None
+            await h.node.http.app[SOCKETS].close_all()
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi", "stream_id": "b"})
+            events = await _events(ws, 2)
+            (refused,) = [e for e in events if e.get("stream_id") == "b"]
+            assert refused["status"] == 503 and refused["error"]["code"] == "node_draining"
+            assert [e["type"] for e in events if e.get("stream_id") == "a"][-1] == "response.completed"
+            msg = await ws.receive(timeout=10)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
 
 
 async def test_generate_false_prepares_a_turn_without_calling_a_model(database_url: str) -> None:
