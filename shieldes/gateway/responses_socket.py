@@ -280,6 +280,11 @@ class Lanes:
         while self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
+    def cancel(self) -> None:
+        """The connection is being cut (a node past its shutdown grace): its answers with it."""
+        for task in self._running.values():
+            task.cancel()
+
 
 async def responses_socket(request: web.Request) -> web.StreamResponse:
     """GET /v1/responses: a WebSocket when the client asks to upgrade; otherwise the 405 of a path
@@ -305,6 +310,9 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
                     "send each event as a JSON text message, e.g. {\"type\": \"response.create\", ...}"), None))
     except ConnectionError:  # the client went away while it was being told something: nobody to tell
         pass
+    except asyncio.CancelledError:
+        lanes.cancel()
+        raise
     finally:
         await lanes.ended()
         sockets.lanes.pop(ws, None)
