@@ -168,6 +168,30 @@ async def test_lanes_run_at_once_and_each_answers_in_order(database_url: str) ->
         assert "second on a" in inputs[2] and "second on a" not in inputs[0] + inputs[1]
 
 
+async def test_sdk_lanes_answer_at_once(database_url: str) -> None:
+    """The openai SDK's own `conn.response.create(stream_id=...)`: two lanes, both answered, each
+    event parsed with its lane."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", chunk_delay=0.05, times=None)
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        async with client.responses.connect() as conn:
+            await conn.response.create(model="gpt-4o", input="on lane a", stream_id="a", store=False)
+            await conn.response.create(model="gpt-4o", input="on lane b", stream_id="b", store=False)
+            lanes: list[str] = []
+            done: dict[str, Any] = {}
+            async for event in conn:
+                assert event.type != "error", event
+                lanes.append(event.stream_id)  # type: ignore[union-attr]
+                if event.type == "response.completed":
+                    done[event.stream_id] = event.response  # type: ignore[attr-defined]
+                    if len(done) == 2:
+                        break
+        assert done["a"].output_text == HELLO and done["b"].output_text == HELLO
+        assert lanes.index("b") < len(lanes) - lanes[::-1].index("a") - 1  # b began before a ended
+
+
 async def test_each_lane_continues_its_latest_response_and_another_lane_may_fork_it(database_url: str) -> None:
     async with harness(database_url) as h:
         secret = await h.create_key("app")
