@@ -55,9 +55,15 @@ def sse_data(frame: bytes) -> bytes | None:
 
 def with_lane(data: bytes, stream_id: str | None) -> str:
     """An event as its text message: with the `stream_id` of the `response.create` that asked for
-    it, when it named one."""
+    it, when it named one. The member goes in before the object's closing brace: an event that
+    carries the whole response (instructions, tools: tens of kB) is not decoded to add it."""
     if stream_id is None:
         return data.decode()
+    data = data.rstrip()
+    if data.endswith(b"}") and b'"stream_id"' not in data:
+        head = data[:-1].rstrip()
+        comma = b"" if head.endswith(b"{") else b","
+        return (head + comma + b'"stream_id":' + orjson.dumps(stream_id) + b"}").decode()
     event = orjson.loads(data)
     if isinstance(event, dict):
         event["stream_id"] = stream_id
