@@ -59,10 +59,24 @@ class NotFound(ShieldesError):
     code = "model_not_found"
 
 
+# The longest wait a Retry-After (and the message repeating it) asks for: a sliding minute can take
+# up to two minutes to free one request, but clients give up on longer waits instead of waiting
+# (Claude Code stops at once past 60 s; the anthropic SDK then retries at once, the openai SDK stops
+# past 120 s). Told 60 s, they wait and ask again, and that refusal names the rest of the wait.
+RETRY_AFTER_CAP = 60
+
+
 def retry_after_seconds(seconds: float) -> int:
     """Whole seconds for a Retry-After header and the message that repeats it: rounded up (never
-    sooner than the limit frees up), at least 1."""
-    return max(1, math.ceil(seconds))
+    sooner than the limit frees up), at least 1, at most RETRY_AFTER_CAP."""
+    return min(RETRY_AFTER_CAP, max(1, math.ceil(seconds)))
+
+
+def final_refusal(status: int) -> bool:
+    """A client error the same request gets again however long the client waits (its key, model or
+    body is at fault): answered with `x-should-retry: false`, which the OpenAI and Anthropic SDKs and
+    Claude Code read before their own rules (Claude Code retries a 401 or 403 ten times otherwise)."""
+    return 400 <= status < 500 and status not in (408, 409, 429)
 
 
 class RateLimited(ShieldesError):

@@ -15,12 +15,13 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from shieldes.errors import RateLimited, ShieldesError, retry_after_seconds
+from shieldes.errors import RateLimited, ShieldesError, final_refusal, retry_after_seconds
 from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
+SHOULD_RETRY = "x-should-retry"  # read by the OpenAI and Anthropic SDKs before their status rules
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
 RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
@@ -119,6 +120,8 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
         body = orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
     resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
     resp.headers[REQUEST_ID] = rid
+    if final_refusal(status):
+        resp.headers.setdefault(SHOULD_RETRY, "false")
     return resp
 
 

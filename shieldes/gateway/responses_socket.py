@@ -20,7 +20,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import orjson
@@ -70,7 +70,18 @@ def with_lane(data: bytes, stream_id: str | None) -> str:
     return orjson.dumps(event).decode()
 
 
-def error_event(status: int, body: bytes, stream_id: str | None) -> str:
+# The HTTP answer's headers an `error` event carries, as OpenAI's sends them: Codex reads an error
+# event's `headers` as an HTTP answer's (its wait before a retry comes from Retry-After).
+_EVENT_HEADERS = ("retry-after", "x-should-retry", "x-request-id")
+
+
+def event_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of a refused request that say when (and whether) to send it again."""
+    return {name: value for name, value in ((k.lower(), v) for k, v in headers.items())
+            if name in _EVENT_HEADERS or name.startswith("x-ratelimit-")}
+
+
+def error_event(status: int, body: bytes, stream_id: str | None, headers: Mapping[str, str] | None = None) -> str:
     """An error answer of the HTTP route (`{"error": {...}}`) as the WebSocket `error` event."""
     try:
         error = orjson.loads(body).get("error")
@@ -79,6 +90,8 @@ def error_event(status: int, body: bytes, stream_id: str | None) -> str:
     if not isinstance(error, dict):
         error = {"type": "server_error", "code": "internal_error", "message": "the request failed; send it again"}
     event: Body = {"type": "error", "status": status, "error": error}
+    if headers:
+        event["headers"] = event_headers(headers)
     if stream_id is not None:
         event["stream_id"] = stream_id
     return orjson.dumps(event).decode()
@@ -367,7 +380,8 @@ async def _create(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteM
     handler = create_response if event.get("generate") is not False else prepare_response
     resp = await upgrade.app[OBSERVER].observe(cast(web.Request, request), handler)
     if isinstance(resp, web.Response) and resp.status >= 400 and not ws.closed:
-        await ws.send_str(error_event(resp.status, resp.body if isinstance(resp.body, bytes) else b"", stream_id))
+        await ws.send_str(error_event(resp.status, resp.body if isinstance(resp.body, bytes) else b"", stream_id,
+                                      resp.headers))
 
 
 def steer_failed(event: Body) -> Body:
