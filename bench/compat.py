@@ -22,6 +22,7 @@ LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent wi
 over HTTP and over the Responses WebSocket).
 
 Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk,python] [--verbose] [--dump DIR]
+     python bench/compat.py --errors [--prefix DIR] [--only claude,codex,python]   (bench/compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
 """
@@ -496,9 +497,15 @@ async def main() -> int:
                         "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
     parser.add_argument("--dump", type=Path, help="write every request the upstream received to this directory")
+    parser.add_argument("--errors", action="store_true",
+                        help="instead: what each client shows when the gateway refuses or the upstream fails "
+                        "(bench/compat_errors.py; the Python clients run on this interpreter)")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
     bin_dir = install(args.prefix.resolve())
+    if args.errors:
+        from bench import compat_errors
+        return await compat_errors.main(bin_dir, wanted, list(compat_errors.SITUATIONS))
     python = (args.python or install_python(args.prefix.resolve())) if "python" in wanted else ""
 
     server = pg.server_url()
