@@ -536,10 +536,11 @@ def json_text(data: Any) -> str:
     return _MARKED.sub(r"\1", text)
 
 
-def one_line_json(data: Any) -> str:
-    """`data` as compact one-line JSON with sorted keys (a table cell), numbers as json_text
-    writes them: never in exponent notation."""
-    text = json.dumps(_mark_floats(data), ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+def one_line_json(data: Any, *, sort_keys: bool = True) -> str:
+    """`data` as compact one-line JSON, keys sorted unless told (a table cell; a JSON Lines row keeps
+    its columns' order), numbers as json_text writes them: never in exponent notation."""
+    text = json.dumps(_mark_floats(data), ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys,
+                      default=str)
     return _MARKED.sub(r"\1", text)
 
 

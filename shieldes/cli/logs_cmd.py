@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
+    one_line_json,
     run,
     run_read,
     table_cell,
@@ -121,7 +121,7 @@ def _print(rows: list[dict[str, Any]], as_json: bool, *, lines: bool, detail: bo
         return
     if lines:  # --follow --json: JSON Lines
         for r in rows:
-            click.echo(json.dumps(plain(r), default=str, ensure_ascii=False))
+            click.echo(one_line_json(plain(r), sort_keys=False))  # cost 0.00000315, never 3.15e-06
         return
     emit([plain(r) for r in rows], as_json=as_json, columns=TABLE_COLUMNS)
 

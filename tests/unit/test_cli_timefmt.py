@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from contextlib import redirect_stdout
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -100,3 +101,17 @@ def test_followed_log_lines_print_cells_as_the_table_does() -> None:
     assert header.startswith("STARTED_AT            REQUEST_ID  NODE_ID"), header
     assert line.startswith("2026-12-03 17:38:11Z  r1          -"), line
     assert "0.00000315" in line and "e-06" not in line, line
+
+
+def test_followed_json_lines_print_money_as_decimals_in_column_order() -> None:
+    from decimal import Decimal
+
+    from shieldes.cli.logs_cmd import _print
+
+    row = {"started_at": MOMENT, "request_id": "r1", "cost_usd": Decimal("1.215E-5"), "cost_nusd": 12150}
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _print([row], as_json=True, lines=True)
+    line = out.getvalue().strip()
+    assert "0.00001215" in line and "e-05" not in line.lower(), line
+    assert list(json.loads(line)) == ["started_at", "request_id", "cost_usd", "cost_nusd"]
