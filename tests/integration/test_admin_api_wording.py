@@ -50,6 +50,7 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("PUT", "/pricing/gpt-4o", {"input_per_1m": 1, "output_per_1m": 1, "cache_write_per_1m": -1}, {},
      "`cache_write_per_1m` must be"),
     ("POST", "/admin-tokens/nope/revoke", None, {}, "see GET /admin/v1/admin-tokens"),
+    ("DELETE", "/pricing/never-priced", None, {}, "list the prices set with GET /admin/v1/pricing?source=override"),
 ]
 
 
@@ -63,6 +64,15 @@ async def test_refusals_name_fields_and_routes_not_cli_flags(database_url: str) 
             message = answer["error"]["message"]
             assert 400 <= status < 500 and fragment in message, (method, path, body, query, status, message)
             assert not CLI_TERMS.search(message), (method, path, message)
+        # removing the last provider of an alias's fallback: refused in the API's words too
+        assert (await api.post(f"{API}/providers", {"name": "solo", "type": "openai", "base_url": "http://x",
+                                                    "models": ["solo-model"]}))[0] == 201
+        assert (await api.call("PUT", f"{API}/aliases/al2", {"targets": ["openai/gpt-4o"],
+                                                             "fallbacks": ["solo-model"]}))[0] == 200
+        status, answer = await api.call("DELETE", f"{API}/providers/solo", None)
+        message = answer["error"]["message"]
+        assert status == 400 and "(PUT /admin/v1/aliases/{name})" in message, message
+        assert not CLI_TERMS.search(message), message
         # a cursor is a place in the name order (docs/admin-api.md): past the last name, the end
         assert (await api.post(f"{API}/keys", {"name": "zed"}))[0] == 201
         status, first = await api.get(f"{API}/keys", limit=1)

@@ -67,7 +67,7 @@ async def test_a_budgeted_key_is_served_and_costed_at_the_pattern_price(database
             status, gone = await api.call("DELETE", "/admin/v1/pricing/" + quote("claude-opus-*", safe=""))
             assert status == 200 and gone["removed"] is True, gone
             status, missing = await api.call("DELETE", "/admin/v1/pricing/" + quote("claude-opus-*", safe=""))
-            assert status == 404 and "pricing list --source override" in missing["error"]["message"], missing
+            assert status == 404 and "GET /admin/v1/pricing?source=override" in missing["error"]["message"], missing
             await h.sync()
             with pytest.raises(anthropic.PermissionDeniedError):
                 await client.messages.create(model="claude-opus-5-5", max_tokens=50, messages=HELLO)

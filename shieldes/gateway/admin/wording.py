@@ -24,6 +24,8 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("see `shieldes admin-token list`", "see GET /admin/v1/admin-tokens"),
     ("`shieldes provider update --models`", "PATCH /admin/v1/providers/{name} with `models`"),
     ("(`shieldes model alias|remove`)", "(PUT or DELETE /admin/v1/aliases/{name})"),
+    ("(`shieldes model alias`)", "(PUT /admin/v1/aliases/{name})"),
+    ("`shieldes pricing list --source override`", "GET /admin/v1/pricing?source=override"),
     ("an alias needs at least one --target PROVIDER/MODEL[:WEIGHT]",
      "an alias needs at least one entry in `targets` (PROVIDER/MODEL[:WEIGHT])"),
     ("a --fallback is given twice", "an entry of `fallbacks` is given twice"),
