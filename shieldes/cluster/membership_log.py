@@ -39,11 +39,13 @@ async def record(conn: psycopg.AsyncConnection[Any], event: str, node_id: str, *
 
 
 async def previous_boot(conn: psycopg.AsyncConnection[Any], node_id: str) -> tuple[int, datetime] | None:
-    """Inside the registering transaction: the boot of `node_id` about to be replaced, if any."""
+    """Inside the registering transaction: the boot of `node_id` about to be replaced, if any. A row
+    with boot epoch 0 is this boot's own, written while it loaded (snapshots/loader.py) before it
+    claimed an epoch: no earlier boot."""
     cur = await conn.execute("SELECT boot_epoch, heartbeat_at FROM cluster_nodes WHERE node_id = %s FOR UPDATE",
                              (node_id,))
     row = await cur.fetchone()
-    return (int(row[0]), row[1]) if row else None
+    return (int(row[0]), row[1]) if row and row[0] else None
 
 
 async def joined(conn: psycopg.AsyncConnection[Any], node_id: str, boot_epoch: int,

@@ -115,3 +115,22 @@ async def test_a_node_boot_is_recorded_when_it_claims_its_epoch(database_url: st
                    ("joined", "n", second, {"version": "1.1", "previous_boot_epoch": first,
                                            "previous_heartbeat": log[1][3]["previous_heartbeat"]})]
     assert second > first
+
+
+async def test_a_first_boot_replaces_no_boot(database_url: str, pool: AsyncConnectionPool[Any]) -> None:
+    """A node registers its row while it loads (boot epoch not claimed yet, 0), then claims: that
+    row is this boot's own, not an earlier one, so the join names no boot it replaces and the
+    documented query for nodes that stopped without leaving finds none (also after a graceful stop)."""
+    from shieldes.snapshots.loader import load_projection_report
+
+    for version in ("1.0", "1.1"):  # a first boot, then one after a graceful leave (row deleted)
+        await load_projection_report(pool, node_id="n")
+        boot = member(pool, "n")
+        boot.boot_epoch = await claim_boot_epoch(pool, "n", 0, version)
+        await boot.start()
+        await boot.stop()
+    joins = [d for e, _, _, _, _, d in rows(database_url) if e == "joined"]
+    assert joins == [{"version": "1.0"}, {"version": "1.1"}]
+    doc = (ROOT / "docs" / "audit.md").read_text()
+    stopped = re.findall(r"```sql\n(.*?)```", doc[doc.index("Nodes that stopped without leaving"):], re.S)[0]
+    assert rows(database_url, stopped) == []
