@@ -32,7 +32,8 @@ GROUP BY actor, type
 ORDER BY actor, changes DESC;
 
 -- name: key_inventory
--- Every virtual key ever created (display prefix only; the secret is never stored).
+-- Every virtual key ever created (display prefix only; the secret is never stored), with the prefix
+-- and team it was created with (rotations and team changes are in audit_log).
 SELECT key_name, key_id, prefix, team_id, created_at, revoked
 FROM virtual_keys
 ORDER BY created_at, key_name;
