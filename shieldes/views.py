@@ -43,7 +43,7 @@ def provider_row(d: Deployment) -> dict[str, Any]:
         "weight": d.weight,
         "api_key": secret_label(d.secret_ref),
         "responses": d.responses,
-        "options": dict(d.options),
+        "options": dict(sorted(d.options.items())),  # one order whether applied here or read back (jsonb)
     }
 
 

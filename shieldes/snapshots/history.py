@@ -78,7 +78,8 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
     for d in state.providers.values():
         out[("provider", d.name)] = {
             "name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _secret(d.secret_ref),
-            "models": list(d.models), "weight": d.weight, "responses": d.responses, "options": dict(d.options),
+            "models": list(d.models), "weight": d.weight, "responses": d.responses,
+            "options": dict(sorted(d.options.items())),
         }
     for a in state.aliases.values():
         out[("alias", a.name)] = {
