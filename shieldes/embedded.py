@@ -232,15 +232,16 @@ class EmbeddedPostgres:
         processes use it, unless `force` (they then see the database as unreachable)."""
         with self._mutex():
             running = self._postmaster()
-            self.pin_path.unlink(missing_ok=True)
             if running is None:
+                self.pin_path.unlink(missing_ok=True)
                 return False
             users = self.users(prune=True)
-            if users and not force:
+            if users and not force:  # refused: nothing changes (a `db url` pin keeps holding it)
                 who = ", ".join(f"{u.role} (pid {u.pid})" for u in users)
                 raise EmbeddedInUse(
                     f"the embedded Postgres is in use by {who}; stop those first, or pass --force"
                 )
+            self.pin_path.unlink(missing_ok=True)
             self._pg_ctl_stop()
             return True
 

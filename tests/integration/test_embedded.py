@@ -49,6 +49,9 @@ def test_last_user_stops_it_and_only_the_last(fresh_home: Path) -> None:
         holder = server.acquire("node")
         with pytest.raises(EmbeddedInUse, match="node"):
             server.stop()
+        assert server.status().pinned  # a refused stop changes nothing: still kept for psql
+        assert not holder.release() and server.status().running  # the node's exit leaves it running
+        holder = server.acquire("node")
         assert server.stop(force=True) and not pg.postgres_running_under(tmp_path)
         holder.release()
     finally:
