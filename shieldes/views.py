@@ -47,6 +47,15 @@ def provider_row(d: Deployment) -> dict[str, Any]:
     }
 
 
+def routing_rows(state: ConfigState, default: str) -> list[dict[str, Any]]:
+    """Every served model and alias with its routing strategy (`source`: set here, or the default).
+    Patterns (`claude-*`) are not models: a strategy cannot be set for one, so none is listed."""
+    names = sorted({m for d in state.providers.values() for m in d.models if not is_model_pattern(m)}
+                   | set(state.aliases))
+    return [{"model": n, "strategy": state.routing.get(n, default),
+             "source": "set" if n in state.routing else "default"} for n in names]
+
+
 def alias_row(alias: ModelAlias) -> dict[str, Any]:
     return {
         "name": alias.name,

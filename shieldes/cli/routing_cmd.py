@@ -18,6 +18,7 @@ from shieldes.cli.common import (
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import SetRouting
 from shieldes.routing.strategies import DEFAULT_STRATEGY, STRATEGIES
+from shieldes.views import routing_rows
 
 
 @click.group("routing", cls=OneLineGroup)
@@ -48,7 +49,4 @@ def list_(as_json: bool) -> None:
     """Every served model and alias with its strategy (`source`: set, or the default)."""
     ctx = cli_context()
     state = run_read(read_config()).state
-    names = sorted({m for d in state.providers.values() for m in d.models} | set(state.aliases))
-    rows = [{"model": n, "strategy": state.routing.get(n, DEFAULT_STRATEGY),
-             "source": "set" if n in state.routing else "default"} for n in names]
-    emit(rows, as_json=ctx.as_json, columns=("model", "strategy", "source"))
+    emit(routing_rows(state, DEFAULT_STRATEGY), as_json=ctx.as_json, columns=("model", "strategy", "source"))
