@@ -175,6 +175,14 @@ def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:
     return None
 
 
+def announcement(fmt: str, message: str) -> str:
+    """A line `shieldes serve` prints whatever the log level (the node listens, it shuts down): as
+    is in text format, one JSON log object in json format, so every line on stderr is then JSON."""
+    if fmt != "json":
+        return message
+    return JsonFormatter().format(logging.LogRecord("shieldes.serve", logging.INFO, "", 0, message, None, None))
+
+
 def configure(fmt: str, level: int = logging.INFO) -> None:
     """Install one stderr handler on the root logger in the chosen format (replacing others)."""
     # Neither format shows the caller's file and line, thread or process: not collecting them saves

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,13 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file
     in_flight = node.in_flight
     trim = IdleTrim(settings.memory_trim_interval, node.activity, lambda: in_flight.count)
     trim.start()  # (and when it stops reusing it, hands it back)
-    click.echo(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}", err=True)
+    say = partial(logformat.announcement, settings.log_format)
+    click.echo(say(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}"), err=True)
     if ready_file is not None:  # a worker of `serve --workers` (cli/workers.py)
         ready_file.touch()
     await stop.wait()
     await trim.stop()
-    click.echo(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)", err=True)
+    click.echo(say(f"shieldes node {node.node_id}: shutting down (draining, flushing usage)"), err=True)
     await node.stop()
 
 
@@ -112,6 +114,7 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         env["SHIELDES_CLUSTER_SECRET"] = GENERATED_SECRET_PREFIX + secrets.token_urlsafe(32)
         log.info("SHIELDES_CLUSTER_SECRET is not set: generated one for these %d workers", n)
     env["SHIELDES_HOST"] = settings.host
+    env["SHIELDES_LOG_FORMAT"] = settings.log_format  # `serve --json` too
     env["SHIELDES_PORT"] = str(settings.port)
 
     def start(worker: Worker) -> subprocess.Popen[bytes]:
@@ -136,12 +139,14 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
               help="processes sharing the port, each a full node named <node-id>-wK")
 @click.option("--reuse-port", is_flag=True, hidden=True)
 @click.option("--ready-file", type=click.Path(path_type=Path), hidden=True)  # (a worker says it serves)
+@click.option("--json", "as_json", is_flag=True,
+              help="log in JSON, one object a line (SHIELDES_LOG_FORMAT=json); a refusal to start as JSON")
 @handle_errors
 def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: str | None,
-          workers: int, reuse_port: bool, ready_file: Path | None) -> None:
+          workers: int, reuse_port: bool, ready_file: Path | None, as_json: bool) -> None:
     """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
     ctx = cli_context()
-    updates: dict[str, Any] = {}
+    updates: dict[str, Any] = {"log_format": "json"} if ctx.as_json else {}
     if port is not None:
         updates["port"] = port
     if gossip_port is not None:

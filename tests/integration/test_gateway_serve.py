@@ -92,6 +92,30 @@ async def _run_process(h: Harness, secret: str) -> None:
     assert rows == [(3, 6, 15)]
 
 
+async def test_serve_json_writes_every_stderr_line_as_a_json_object(database_url: str) -> None:
+    """`serve --json` (SHIELDES_LOG_FORMAT=json): the process log, the access lines and the lines
+    serve prints itself (listening, shutting down) are each one JSON object (docs/observability.md)."""
+    async with harness(database_url, upstream=FakeUpstream(api_key=UPSTREAM_KEY)) as h:
+        secret = await h.create_key("js")
+        proc = serve(h.database_url, "--port", "0", "--node-id", "json-node", "--json")
+        assert proc.stderr is not None
+        line = ""
+        while "listening on" not in line:
+            line = proc.stderr.readline()
+            assert line or proc.poll() is None, "serve exited before listening"
+        listening = json.loads(line)
+        port = int(re.search(r":(\d+)$", listening["message"]).group(1))  # type: ignore[union-attr]
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}])
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        objects = [json.loads(x) for x in err.splitlines() if x.strip()]  # every line parses
+        assert {"ts", "level", "logger", "message"} <= set(listening)
+        assert any(o["logger"] == "shieldes.access" and o["key_name"] == "js" for o in objects), err
+        assert any("shutting down" in o["message"] for o in objects), err
+
+
 async def test_sigterm_closes_responses_websockets_once_their_answer_has_ended(database_url: str) -> None:
     """A draining node does not wait out its grace for open WebSockets: an idle one is closed at
     once, a busy one once its answer has ended, both with 1001 (going away), and the node exits."""
