@@ -63,6 +63,15 @@ QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees u
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
+def every_one_misconfigured(errors: list[ProviderMisconfigured]) -> ProviderMisconfigured:
+    """The answer when no deployment tried could be called from this node: each one's reason, so
+    fixing the first named does not leave the operator guessing about the others."""
+    if len(errors) == 1:
+        return errors[0]
+    return ProviderMisconfigured(f"none of the {len(errors)} deployments serving this model can be used on this "
+                                 "node: " + " | ".join(e.message for e in errors))
+
+
 class StateView(Protocol):
     """What the gateway reads: the projector's current config and durable usage."""
 
@@ -463,7 +472,7 @@ class Gateway:
         if last is not None and not last[0].retryable:
             raise self._client_error(last[0], last[1].deployment)
         if last is None and misconfigured:
-            raise next(iter(misconfigured.values()))
+            raise every_one_misconfigured(list(misconfigured.values()))
         if not tried and at_quota:
             raise RateLimited(
                 f"every deployment serving model {route.requested!r} is at its quota "

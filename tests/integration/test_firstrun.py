@@ -41,6 +41,14 @@ async def test_missing_provider_key_is_a_config_error_answered_once(
         loud = [r for r in caplog.records if MISSING in r.getMessage() and r.name == "shieldes.gateway.service"]
         assert len(loud) == 1 and loud[0].levelno == logging.ERROR  # once, however many requests
 
+        # two deployments of the model, both unusable here: the answer names each one's reason
+        await h.admin(AddProvider("broken2", "openai", h.upstream.url, "env:" + MISSING + "_2", ("gpt-4o",)))
+        await h.sync()
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        body = err.value.body
+        assert err.value.status_code == 502 and body["code"] == "provider_misconfigured"
+        assert "'broken'" in body["message"] and "'broken2'" in body["message"] and MISSING + "_2" in body["message"]
         # another deployment serving the model still takes the request
         await h.admin(AddProvider("good", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
         await h.sync()
