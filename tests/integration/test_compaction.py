@@ -10,6 +10,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.events.catalog import UsageDelta
+from shieldes.events.locks import session_lock
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.projector import Projector
 from shieldes.settings import Settings
@@ -336,3 +337,12 @@ async def test_compaction_folds_the_last_flushes_of_boots_no_longer_needed(
     assert usage_per_key_projection(after) == usage_per_key_projection(before)
     snapshot = await load_projection(pool)  # and the same through the loader
     assert snapshot.usage.node_seqs == before.usage.node_seqs
+
+
+async def test_a_released_session_lock_is_free_at_once(pool: AsyncConnectionPool[Any]) -> None:
+    """The maintenance jobs take their lock one after another (a fenced prepare, then the next one):
+    a lock let go is free for the next taker at once, not once the old session's server process
+    has gone."""
+    for _ in range(500):
+        async with session_lock(pool, 0x5348_5445, try_only=True):  # raises LockBusy if still held
+            pass
