@@ -289,8 +289,10 @@ async def test_a_cancelled_compaction_never_leaves_its_lock_behind(pool: Any) ->
 
     async def held_lock_count() -> int:
         async with pool.connection() as conn:
-            cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                                     "AND objid = %s", (MAINTENANCE_LOCK & 0xFFFF_FFFF,))
+            cur = await conn.execute(  # this database's only: pg_locks is the whole server's, shared by tests
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (MAINTENANCE_LOCK & 0xFFFF_FFFF,))
             row = await cur.fetchone()
             return int(row[0])
 

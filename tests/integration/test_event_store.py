@@ -127,7 +127,9 @@ async def test_a_scoped_append_is_refused_if_the_config_moved_after_its_read(pg_
     async with await psycopg.AsyncConnection.connect(database_url) as holder:  # a transaction holding the lock
         await holder.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         write = asyncio.create_task(pg_store.append_scoped(Scope(), lambda events: [ev(2)], AppendOptions()))
-        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        # this database's waiters only: pg_locks is the whole server's, which other tests share
+        waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                   " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
         while (await (await holder.execute(waiting)).fetchall()) == [(0,)]:  # until it waits for the lock
             await asyncio.sleep(0.005)
         await holder.execute("UPDATE log_head SET config_position = config_position + 1")  # as an append does
