@@ -114,6 +114,8 @@ def error(
 def sample(schema: Any, text: str = "test") -> Any:
     """A value fitting `schema`; its strings hold `text`."""
     kind = schema.get("type") if isinstance(schema, dict) else None
+    if isinstance(kind, list):  # a union (["string", "null"]): its first type
+        kind = next((k for k in kind if k != "null"), None)
     if kind == "object":
         props = schema.get("properties") or {}
         return {k: sample(v, text) for k, v in props.items() if k in schema.get("required", props)}

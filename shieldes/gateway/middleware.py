@@ -31,7 +31,8 @@ _HTTP_MESSAGES = {
                        "/v1/embeddings, /v1/models, /v1/responses (with /v1/responses/{{id}}, .../input_items, "
                        ".../cancel, /v1/responses/input_tokens), /v1/conversations (with /v1/conversations/{{id}}, "
                        ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, also "
-                       "without /v1"),
+                       "without /v1; and Gemini's /v1beta/models/{{model}}:generateContent, "
+                       ":streamGenerateContent and :countTokens"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }
@@ -89,6 +90,31 @@ def anthropic_client(request: web.Request) -> bool:
     return "anthropic-version" in request.headers and path.removeprefix("/v1").startswith("/models")
 
 
+# Google's status names by HTTP status, for the Gemini API's routes (google.rpc.Code)
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  405: "INVALID_ARGUMENT", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
+                  499: "CANCELLED", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+                  504: "DEADLINE_EXCEEDED"}
+_GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/[^:]+:[A-Za-z]+$")
+
+
+def google_client(request: web.Request) -> bool:
+    """Whether an answer (an error, a model list) is in Google's shape: on the Gemini API's routes
+    (everything under /v1beta, and /v1/models/{model}:{method}), and on the model routes the
+    google-genai SDK shares with OpenAI clients (it calls /v1/models by default) when the request
+    carries Google's key or client header, as that SDK and Gemini CLI always send."""
+    path = request.path
+    if path.startswith("/v1beta/") or path == "/v1beta" or _GOOGLE_PATH.match(path) is not None:
+        return True
+    headers = request.headers
+    return ("x-goog-api-key" in headers or "x-goog-api-client" in headers) and \
+        path.removeprefix("/v1").startswith("/models")
+
+
+def _shape(request: web.Request) -> str:
+    return "google" if google_client(request) else "anthropic" if anthropic_client(request) else "openai"
+
+
 # The /v1 route each unversioned alias serves (/messages -> /v1/messages): one label per route in
 # the metrics and the request log, whichever form the client called.
 ROUTE_LABELS: web.AppKey[dict[str, str]] = web.AppKey("route_labels", dict)
@@ -109,11 +135,16 @@ def _note_error(request: web.Request, code: str | None, message: str) -> None:
 
 
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
-                   headers: dict[str, str] | None = None, *, anthropic: bool = False,
+                   headers: dict[str, str] | None = None, *, shape: str = "openai",
                    param: str | None = None) -> web.Response:
     """The OpenAI error shape; on Anthropic routes Anthropic's (`{"type": "error", "error": {"type",
-    "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`."""
-    if anthropic:
+    "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`; on the
+    Gemini API's routes Google's (`{"error": {"code": <status>, "message", "status"}}`, which the
+    google-genai SDK raises as its ClientError / ServerError with that message)."""
+    if shape == "google":
+        google = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        body = orjson.dumps({"error": {"code": status, "message": message, "status": google}})
+    elif shape == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
     else:
@@ -125,14 +156,13 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
     return resp
 
 
-def render_error(exc: ShieldesError, rid: str, *, anthropic: bool = False) -> web.Response:
+def render_error(exc: ShieldesError, rid: str, *, shape: str = "openai") -> web.Response:
     headers = dict(exc.headers)
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(retry_after_seconds(exc.retry_after))
-    status = exc.anthropic_status if anthropic and exc.anthropic_status else exc.status
+    status = exc.anthropic_status if shape == "anthropic" and exc.anthropic_status else exc.status
     status = status if 400 <= status <= 599 else 500
-    return error_response(status, exc.type, exc.code, exc.message, rid, headers, anthropic=anthropic,
-                          param=exc.param)
+    return error_response(status, exc.type, exc.code, exc.message, rid, headers, shape=shape, param=exc.param)
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -186,20 +216,19 @@ class JsonErrorHandler(RequestHandler):
 
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run `handler`; any error becomes a JSON error in the API's own shape (Anthropic on the
-    Messages routes, OpenAI elsewhere), never a traceback."""
+    Messages routes, Google on the Gemini API's, OpenAI elsewhere), never a traceback."""
     rid = request_id(request)
     try:
         resp = await handler(request)
     except ShieldesError as exc:
         _note_error(request, exc.code or exc.type, exc.message)
-        return render_error(exc, rid, anthropic=anthropic_client(request))
+        return render_error(exc, rid, shape=_shape(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _http_message(exc, request)
         _note_error(request, code, message)
-        return error_response(exc.status, "invalid_request_error", code, message, rid,
-                              anthropic=anthropic_client(request))
+        return error_response(exc.status, "invalid_request_error", code, message, rid, shape=_shape(request))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
         _note_error(request, "client_disconnected", "client disconnected")
@@ -209,7 +238,7 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
         _note_error(request, "internal_error", f"internal error: the node's log has its traceback (request id {rid})")
         return error_response(500, "server_error", "internal_error",
                               f"internal error; report request id {rid} to the operator", rid,
-                              anthropic=anthropic_client(request))
+                              shape=_shape(request))
     if not resp.prepared:
         resp.headers[REQUEST_ID] = rid
     return resp

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import orjson
 from aiohttp import web
@@ -15,7 +16,7 @@ from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesErro
 from shieldes.gateway import relay
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
-from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, record_of, request_id
+from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
@@ -140,14 +141,26 @@ def _client_wants_usage(body: Body) -> bool:
 
 
 def authenticate(request: web.Request) -> VirtualKey:
-    """The request's virtual key (from memory), noted on its request-log record."""
+    """The request's virtual key (from memory), noted on its request-log record: `Authorization:
+    Bearer` (OpenAI SDKs), `x-api-key` (Anthropic's), `api-key` (Azure-style clients),
+    `x-goog-api-key` or the `key` query parameter (Google's Gemini API clients)."""
     headers = request.headers
     key = request.app[GATEWAY].authenticate(headers.get("Authorization"), headers.get("x-api-key"),
-                                            headers.get("api-key"))
+                                            headers.get("api-key"), headers.get("x-goog-api-key"),
+                                            _query_key(request.query_string))
     rec = record_of(request)
     if rec is not None:
         rec.key = key
     return key
+
+
+def _query_key(query: str) -> str | None:
+    """The `key` query parameter (Google's clients may send the key so); read from the query string,
+    which the front's lean requests carry too, and parsed only when it is there."""
+    if "key=" not in query:
+        return None
+    keys = parse_qs(query).get("key")
+    return keys[0] if keys else None
 
 
 def _note_model(request: web.Request, model: str) -> None:
@@ -366,6 +379,8 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     models = gw.models_for(key)
+    if google_client(request):  # the google-genai SDK's models.list(), on one page
+        return json_response({"models": [google_model(m) for m, _owner in models]}, request_id(request))
     if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
         query = request.query
         ids, has_more = anthropic_page([m for m, _owner in models], _page_limit(query.get("limit")),
@@ -401,16 +416,23 @@ def anthropic_page(ids: list[str], limit: int | None, after_id: str | None,
     return ids, False
 
 
+def google_model(model: str) -> dict[str, Any]:
+    """A model in the Gemini API's shape (google-genai's models.list() and get())."""
+    return {"name": f"models/{model}", "version": "001", "displayName": model, "description": "",
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
+
+
 def _anthropic_model(model: str) -> dict[str, Any]:
     return {"type": "model", "id": model, "display_name": model, "created_at": "1970-01-01T00:00:00Z"}
 
 
 async def get_model(request: web.Request) -> web.StreamResponse:
     """One model the key may use, in the OpenAI shape (Anthropic's when the client sends
-    `anthropic-version`, as the anthropic SDK does); 404 when unknown or not allowed to the key."""
+    `anthropic-version`, as the anthropic SDK does; Google's for Google's clients and under
+    /v1beta); 404 when unknown or not allowed to the key."""
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    model = request.match_info["model"]
+    model = request.match_info["model"].removeprefix("models/")  # Google's clients say models/{model}
     owner = dict(gw.models_for(key)).get(model)
     if owner is None:
         try:
@@ -422,6 +444,8 @@ async def get_model(request: web.Request) -> web.StreamResponse:
                        "your key may use with GET /v1/models")
     if "anthropic-version" in request.headers:
         return json_response(_anthropic_model(model), request_id(request))
+    if google_client(request):
+        return json_response(google_model(model), request_id(request))
     return json_response({"id": model, "object": "model", "created": 0, "owned_by": owner}, request_id(request))
 
 

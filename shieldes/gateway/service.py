@@ -171,8 +171,8 @@ class Gateway:
             scheme = (f" (the Authorization header's scheme is {sent[:20]!r}, not Bearer)"
                       if sent and sent.lower() != "bearer" else "")
             raise AuthenticationFailed(
-                f"missing API key{scheme}: send `Authorization: Bearer <virtual key>` (or `x-api-key`, or "
-                "`api-key`); create a key with `shieldes key create`"
+                f"missing API key{scheme}: send `Authorization: Bearer <virtual key>` (or `x-api-key`, "
+                "`api-key` or `x-goog-api-key`); create a key with `shieldes key create`"
             )
         hashed = self._hashes.get(token)
         if hashed is None:

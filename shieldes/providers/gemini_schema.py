@@ -81,3 +81,36 @@ def _type(kind: Any) -> Body:
     if len(kinds) == 1:
         return {"type": kinds[0], **nullable}
     return {"anyOf": [{"type": k} for k in kinds], **nullable} if kinds else {"type": "null"}
+
+
+# Google's Schema fields that are JSON Schema keywords as they are (the reverse of _DATA, but
+# `nullable`, a type, and `example`/`propertyOrdering`, which only describe)
+_AS_JSON = frozenset({"title", "description", "enum", "maxItems", "minItems", "required", "minProperties",
+                      "maxProperties", "minLength", "maxLength", "pattern", "default", "minimum", "maximum",
+                      "format"})
+
+
+def json_schema(schema: Any) -> Body:
+    """A Google Schema (`parameters`, `responseSchema`: upper-case types, `nullable`) as JSON
+    Schema, for upstreams that take JSON Schema: types in lower case, `nullable` as a `null` type,
+    `propertyOrdering` and `example` (hints to Google's decoder) left out."""
+    if not isinstance(schema, dict):
+        return {}
+    out: Body = {}
+    for key, sub in schema.items():
+        if key == "type" and isinstance(sub, str) and sub.upper() != "TYPE_UNSPECIFIED":
+            out["type"] = sub.lower()
+        elif key == "properties" and isinstance(sub, dict):
+            out[key] = {name: json_schema(s) for name, s in sub.items()}
+        elif key == "items":
+            out[key] = json_schema(sub)
+        elif key == "anyOf" and isinstance(sub, list):
+            out[key] = [json_schema(s) for s in sub]
+        elif key in _AS_JSON:
+            out[key] = sub
+    if schema.get("nullable") is True:
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        elif "anyOf" in out:
+            out["anyOf"] = [*out["anyOf"], {"type": "null"}]
+    return out

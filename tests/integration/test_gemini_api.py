@@ -1,0 +1,198 @@
+"""The Gemini API surface (/v1beta/models/{model}:generateContent, :streamGenerateContent,
+:countTokens, GET /v1beta/models) on a real node, with Google's official google-genai SDK as the
+client and an OpenAI-compatible deployment behind it (the request translated to chat)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import aiohttp
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.cli import ok
+from tests.fake_google import FakeGoogle
+from tests.integration.gateway_harness import harness
+
+GEMINI_KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
+CITY: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def client(base: str, key: str) -> genai.Client:
+    return genai.Client(api_key=key, http_options=types.HttpOptions(
+        base_url=base, retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+async def test_generate_content_and_stream_through_a_chat_deployment(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("gem")
+        await h.sync()
+        models = client(h.base, secret).aio.models
+        reply = await models.generate_content(
+            model="gpt-4o-mini", contents="Say hello",
+            config=types.GenerateContentConfig(system_instruction="You are terse.", temperature=0.2, top_k=5,
+                                               max_output_tokens=50, stop_sequences=["END"]))
+        assert reply.text and reply.candidates and reply.candidates[0].finish_reason == types.FinishReason.STOP
+        assert reply.usage_metadata is not None and reply.usage_metadata.candidates_token_count == 5
+        assert reply.usage_metadata.total_token_count == (reply.usage_metadata.prompt_token_count or 0) + 5
+        assert reply.model_version == "gpt-4o-mini" and reply.response_id
+        assert reply.sdk_http_response is not None and reply.sdk_http_response.headers is not None
+        assert reply.sdk_http_response.headers["x-shieldes-dropped"] == "generationConfig.topK"
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert sent["messages"] == [{"role": "system", "content": "You are terse."},
+                                    {"role": "user", "content": "Say hello"}]
+        assert (sent["temperature"], sent["max_tokens"], sent["stop"]) == (0.2, 50, ["END"]) and "top_k" not in sent
+
+        texts, last = [], None
+        async for chunk in await models.generate_content_stream(model="gpt-4o-mini", contents="Say hello"):
+            texts.append(chunk.text or "")
+            last = chunk
+        assert "".join(texts) == reply.text
+        assert last is not None and last.candidates and last.candidates[0].finish_reason == types.FinishReason.STOP
+        assert last.usage_metadata is not None and last.usage_metadata.candidates_token_count == 5
+        assert h.upstream.last("/v1/chat/completions").body["stream"] is True
+
+        await h.flush()
+        rows = {r["key"]: r for r in await asyncio.to_thread(ok, database_url, "usage")}
+        assert rows["gem"]["requests"] == 2 and rows["gem"]["completion_tokens"] == 10
+
+
+async def test_function_calling_round_trip_and_json_output(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("tools")
+        await h.sync()
+        models = client(h.base, secret).aio.models
+        weather = types.Tool(function_declarations=[types.FunctionDeclaration(
+            name="get_weather", description="Weather in a city", parameters_json_schema=CITY)])
+        config = types.GenerateContentConfig(tools=[weather], tool_config=types.ToolConfig(
+            function_calling_config=types.FunctionCallingConfig(mode=types.FunctionCallingConfigMode.ANY)))
+        asked = types.Content(role="user", parts=[types.Part.from_text(text="Weather in Paris?")])
+        first = await models.generate_content(model="gpt-4o", contents=[asked], config=config)
+        assert first.function_calls and first.function_calls[0].name == "get_weather"
+        assert first.function_calls[0].args == {"city": "test"}
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert sent["tools"] == [{"type": "function", "function": {
+            "name": "get_weather", "parameters": CITY, "description": "Weather in a city"}}]
+        assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+        assert first.candidates and first.candidates[0].content
+        answer = types.Part.from_function_response(name="get_weather", response={"output": "sunny, 21 C"})
+        second = await models.generate_content(
+            model="gpt-4o", config=types.GenerateContentConfig(tools=[weather]),
+            contents=[asked, first.candidates[0].content, types.Content(role="user", parts=[answer])])
+        assert second.text and not second.function_calls
+        history = h.upstream.last("/v1/chat/completions").body["messages"]
+        call = history[1]["tool_calls"][0]
+        assert history[1]["role"] == "assistant" and call["function"]["name"] == "get_weather"
+        assert history[2] == {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 21 C"}
+
+        shaped = await models.generate_content(
+            model="gpt-4o", contents="A city, as JSON",
+            config=types.GenerateContentConfig(response_mime_type="application/json", response_json_schema=CITY))
+        assert set(json.loads(shaped.text or "")) == {"city"}
+        assert h.upstream.last("/v1/chat/completions").body["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "output", "schema": CITY, "strict": True}}
+        typed = await models.generate_content(
+            model="gpt-4o", contents="A city, as JSON",
+            config=types.GenerateContentConfig(response_mime_type="application/json", response_schema=types.Schema(
+                type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING, nullable=True)})))
+        assert json.loads(typed.text or "") is not None
+        assert h.upstream.last("/v1/chat/completions").body["response_format"]["json_schema"]["schema"] == {
+            "type": "object", "properties": {"city": {"type": ["string", "null"]}}}
+
+
+async def test_errors_reach_the_sdk_in_googles_shape(database_url: str) -> None:
+    async with harness(database_url) as h:
+        narrow = await h.create_key("narrow", models=("gpt-4o-mini",), rpm=2)
+        await h.sync()
+        with pytest.raises(errors.ClientError) as info:
+            await client(h.base, "sk-wrong").aio.models.generate_content(model="gpt-4o-mini", contents="hi")
+        assert (info.value.code, info.value.status) == (401, "UNAUTHENTICATED")
+        assert "invalid or revoked API key" in (info.value.message or "")
+
+        models = client(h.base, narrow).aio.models
+        with pytest.raises(errors.ClientError) as info:
+            await models.generate_content(model="gpt-4o", contents="hi")
+        assert (info.value.code, info.value.status) == (403, "PERMISSION_DENIED")
+        assert "gpt-4o" in (info.value.message or "")
+
+        with pytest.raises(errors.ClientError) as info:
+            await models.generate_content(model="gpt-4o-mini", contents="hi",
+                                          config=types.GenerateContentConfig(candidate_count=2))
+        assert (info.value.code, info.value.status) == (400, "INVALID_ARGUMENT")
+        assert "candidateCount" in (info.value.message or "")
+
+        counted = await models.count_tokens(model="gpt-4o-mini", contents="How many tokens is this?")
+        assert counted.total_tokens and counted.total_tokens > 0  # an estimate: not billed, not rate limited
+
+        await models.generate_content(model="gpt-4o-mini", contents="hi")
+        await models.generate_content(model="gpt-4o-mini", contents="hi")
+        with pytest.raises(errors.ClientError) as info:
+            await models.generate_content(model="gpt-4o-mini", contents="hi")
+        assert (info.value.code, info.value.status) == (429, "RESOURCE_EXHAUSTED")
+        assert "rpm" in (info.value.message or "").lower()
+        body = {"contents": [{"parts": [{"text": "hi"}]}]}
+        async with aiohttp.ClientSession() as s, s.post(h.base + "/v1beta/models/gpt-4o-mini:generateContent",
+                                                        headers={"x-goog-api-key": narrow}, json=body) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+            assert (await r.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+async def test_models_and_raw_wire_forms(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("raw", models=("gpt-4o-mini",))
+        await h.sync()
+        models = client(h.base, secret).aio.models
+        listed = [m.name async for m in await models.list()]
+        assert listed == ["models/gpt-4o-mini"]
+        assert (await models.get(model="gpt-4o-mini")).name == "models/gpt-4o-mini"
+        with pytest.raises(errors.ClientError) as info:  # not the key's: as if it did not exist
+            await models.get(model="gpt-4o")
+        assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/v1beta/models/gpt-4o-mini",
+                                                       headers={"x-goog-api-key": secret}) as r:
+            assert (await r.json())["name"] == "models/gpt-4o-mini"
+
+        async with aiohttp.ClientSession() as s:
+            body = {"contents": [{"parts": [{"text": "hi"}]}]}
+            url = h.base + "/v1/models/gpt-4o-mini:streamGenerateContent?key=" + secret  # no alt=sse: a JSON array
+            async with s.post(url, json=body) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+                chunks = json.loads(await r.read())
+            assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+            assert "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
+            async with s.post(h.base + "/v1beta/models/gpt-4o-mini:embedContent",
+                              headers={"x-goog-api-key": secret}, json=body) as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["status"] == "NOT_FOUND"
+            async with s.post(h.base + "/v1beta/models/gpt-4o-mini:generateContent",
+                              headers={"x-goog-api-key": secret}, data=b"{") as r:
+                error = (await r.json())["error"]
+                assert (r.status, error["code"], error["status"]) == (400, 400, "INVALID_ARGUMENT")
+
+
+async def test_a_gemini_deployment_gets_thinking_and_counts_tokens_itself(database_url: str) -> None:
+    async with FakeGoogle() as fake:
+        os.environ[GEMINI_KEY_ENV] = fake.api_key
+        async with harness(database_url, providers=False, upstream_retries=0) as h:
+            await h.admin(AddProvider("gem", "gemini", fake.url + "/v1beta", "env:" + GEMINI_KEY_ENV,
+                                      ("gemini-2.5-flash",)))
+            secret = await h.create_key("gem")
+            await h.sync()
+            models = client(h.base, secret).aio.models
+            reply = await models.generate_content(
+                model="gemini-2.5-flash", contents="say hello",
+                config=types.GenerateContentConfig(thinking_config=types.ThinkingConfig(
+                    thinking_budget=2048, include_thoughts=True)))
+            assert reply.text == "Hello from the fake Gemini"
+            assert reply.candidates and reply.candidates[0].content and reply.candidates[0].content.parts
+            assert reply.candidates[0].content.parts[0].thought is True  # asked for with includeThoughts
+            assert fake.last().body["generationConfig"]["thinkingConfig"]["thinkingBudget"] > 0
+            assert reply.usage_metadata is not None and reply.usage_metadata.prompt_token_count == 2
+            counted = await models.count_tokens(model="gemini-2.5-flash", contents="one two three")
+            assert counted.total_tokens == 3  # Google's own count, not an estimate
