@@ -1,19 +1,21 @@
 """Client compatibility: real coding-agent CLIs and SDKs against a real node.
 
-Installs the Claude Code (`@anthropic-ai/claude-code`) and Codex (`@openai/codex`) CLIs and the
-openai Node SDK from npm into a local prefix, starts a fake upstream (tests/fake_upstream.py,
-speaking the OpenAI and Anthropic wire formats) and a real node (`python -m shieldes serve`) on a
-fresh database, configures it with the CLI (an `anthropic` provider serving the Claude model names,
-an `openai` provider serving the GPT names, a virtual key), then runs one non-interactive prompt
-per client with its default settings:
+Installs the Claude Code (`@anthropic-ai/claude-code`), Codex (`@openai/codex`) and Gemini
+(`@google/gemini-cli`) CLIs and the openai Node SDK from npm into a local prefix, starts a fake
+upstream (tests/fake_upstream.py, speaking the OpenAI and Anthropic wire formats) and a real node
+(`python -m shieldes serve`) on a fresh database, configures it with the CLI (an `anthropic`
+provider serving the Claude model names, an `openai` provider serving the GPT names, a virtual
+key), then runs one non-interactive prompt per client with its default settings:
 
   claude -p PROMPT        ANTHROPIC_BASE_URL=<node>  ANTHROPIC_API_KEY=<virtual key>
   codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses"),
                           and the built-in OpenAI provider pointed at it (the Responses WebSocket)
+  gemini -p PROMPT        GOOGLE_GEMINI_BASE_URL=<node>  GEMINI_API_KEY=<virtual key> (the Gemini API,
+                          translated to chat for an OpenAI-compatible deployment)
   node sdk.mjs            the openai Node SDK: chat.completions.create (+ responses.create)
 
 and prints pass/fail per client, with what each sent upstream (paths, models, beta flags). Claude
-Code and Codex make a tool round (AGENT_PROMPT below): they must read a file with their own tool and
+Code, Codex and Gemini CLI make a tool round (AGENT_PROMPT below): they must read a file with their own tool and
 send the result back through the node, where the upstream quotes it.
 
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
@@ -21,7 +23,7 @@ on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_re
 LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool,
 over HTTP and over the Responses WebSocket).
 
-Run: python bench/compat.py [--prefix DIR] [--only claude,codex,node-sdk,python] [--verbose] [--dump DIR]
+Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,node-sdk,python] [--verbose] [--dump DIR]
      python bench/compat.py --errors [--prefix DIR] [--only claude,codex,python]   (bench/compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
@@ -57,7 +59,7 @@ from tests.fake_google import FakeGoogle, service_account  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 from tests.fake_wire import ToolScript  # noqa: E402
 
-PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "openai")
+PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "@google/gemini-cli", "openai")
 CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
 CODEX_TOOLS_MODEL = "gpt-5-codex"
 BEDROCK_PROVIDER, GEMINI_PROVIDER, GEMINI_MODEL = "claude-on-bedrock", "gemini", "gemini-2.5-pro"
@@ -91,6 +93,7 @@ def tool_script(work: Path) -> ToolScript:
         "shell_command": {"command": f"cat {TOOL_FILE}"},
         "shell": {"command": ["cat", TOOL_FILE]},
         "read_pong": {},  # the Agents SDK client's own function tool
+        "read_file": {"file_path": str(work / TOOL_FILE)},  # Gemini CLI's (last: others pick theirs first)
     })
 
 
@@ -170,6 +173,10 @@ GPT_MODELS = ("gpt-6.2-sol", "gpt-6.2", "gpt-6",
               "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini",
               "gpt-5.2", "gpt-5.2-codex", "gpt-5.3-codex", "gpt-5.4", "gpt-5.5", "gpt-5-mini", "gpt-4.1",
               "gpt-4o", "gpt-4o-mini", "codex-mini-latest", "o3", "o4-mini")
+# Gemini CLI's (0.61: its main model, and a small one that picks the model per turn), served by the
+# `openai` provider; gemini-2.5-pro is the `gemini` provider's (the Claude Code run behind Gemini)
+GEMINI_CLI_MODELS = ("gemini-3.1-pro-preview", "gemini-3-pro-preview", "gemini-3-flash-preview",
+                     "gemini-3.5-flash-lite", "gemini-2.5-flash", "gemini-2.5-flash-lite")
 NODE_SDK_SCRIPT = """
 import OpenAI from "openai";
 const client = new OpenAI({ baseURL: process.env.SHIELDES_URL + "/v1", apiKey: process.env.SHIELDES_KEY });
@@ -248,18 +255,18 @@ def free_port() -> int:
 
 
 def install(prefix: Path) -> Path:
-    """npm packages into `prefix` (skipped when already there); returns the bin directory."""
+    """npm packages into `prefix` (those already there are skipped); returns the bin directory."""
     bin_dir = prefix / "node_modules" / ".bin"
-    if all((bin_dir / name).exists() for name in ("claude", "codex")) and (
-            prefix / "node_modules" / "openai").exists():
+    missing = [name for name in PACKAGES if not (prefix / "node_modules" / name).exists()]
+    if not missing:
         return bin_dir
     if shutil.which("npm") is None:
         raise SystemExit("error: npm not found; install Node.js >= 18 (with npm) and run again")
     prefix.mkdir(parents=True, exist_ok=True)
-    print(f"installing {', '.join(PACKAGES)} into {prefix} ...", flush=True)
+    print(f"installing {', '.join(missing)} into {prefix} ...", flush=True)
     # the releases a user installing today gets, not whatever npm's cache holds
     subprocess.run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--prefer-online",
-                    *(f"{name}@latest" for name in PACKAGES)],
+                    *(f"{name}@latest" for name in missing)],
                    check=True, stdout=subprocess.DEVNULL)
     return bin_dir
 
@@ -359,6 +366,25 @@ async def codex(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, la
                                240)
     outcome = agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
     return over_socket(outcome, work, log_lines) if builtin else outcome
+
+
+async def gemini_cli(bin_dir: Path, node: str, key: str, work: Path, up: Upstream) -> Outcome:
+    """Gemini CLI on the node's Gemini API. GOOGLE_GEMINI_BASE_URL alone makes the CLI pick its
+    `gateway` sign-in, which its own start-up check then refuses ("Invalid auth method selected.",
+    0.61); the Gemini API key sign-in, chosen in its settings, takes the same base URL and key."""
+    home = work / f"home-{len(list(work.iterdir()))}"
+    (home / ".gemini").mkdir(parents=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(
+        {"security": {"auth": {"selectedType": "gemini-api-key"}}}))
+    env = {**base_env(home), "GOOGLE_GEMINI_BASE_URL": node, "GEMINI_API_KEY": key,
+           "GEMINI_CLI_TRUST_WORKSPACE": "true"}  # headless: no prompt to trust the folder
+    start = len(up.requests)
+    code, out, err = await run([str(bin_dir / "gemini"), "-p", AGENT_PROMPT], env, work, 240)
+    outcome = agent_outcome("gemini-cli", code, out, err, up.requests[start:], token_of(work), tool_script(work))
+    unserved = None if outcome.ok else UNSERVED.search(err)  # (its stack trace buries the node's message)
+    if unserved:
+        outcome.detail = unserved.group(0) + "; " + outcome.detail
+    return outcome
 
 
 def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
@@ -491,8 +517,8 @@ async def has_responses(node: str, key: str) -> bool:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
-    parser.add_argument("--only", default="claude,codex,node-sdk,python",
-                        help="comma-separated clients to run: claude, codex, node-sdk, python")
+    parser.add_argument("--only", default="claude,codex,gemini,node-sdk,python",
+                        help="comma-separated clients to run: claude, codex, gemini, node-sdk, python")
     parser.add_argument("--python", help="interpreter with langchain-openai, litellm and openai-agents installed "
                         "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
@@ -527,14 +553,14 @@ async def main() -> int:
         shieldes(env, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", up.url,
                  "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(CLAUDE_MODELS))
         gpt = ("provider", "add", "openai", "--type", "openai", "--base-url", up.url + "/v1",
-               "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join(GPT_MODELS))
+               "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", ",".join((*GPT_MODELS, *GEMINI_CLI_MODELS)))
         try:  # the upstream's own /v1/responses, as with OpenAI itself (Codex sends items only it knows)
             shieldes(env, *gpt, "--responses", "native")
         except SystemExit:  # a version without per-provider Responses modes
             shieldes(env, *gpt)
         key = str(shieldes(env, "key", "create", "--name", "compat", "--rpm", "600")["key"])  # type: ignore[index]
         served = Served(env, node_url, key, {"claude": ("anthropic", list(CLAUDE_MODELS)),
-                                             "gpt": ("openai", list(GPT_MODELS))})
+                                             "gpt": ("openai", [*GPT_MODELS, *GEMINI_CLI_MODELS])})
         node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
                                  str(free_port()), "--node-id", "compat"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
@@ -606,6 +632,8 @@ async def main() -> int:
                                             CHAT_ONLY_MODEL))
             else:
                 outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
+        if "gemini" in wanted:  # its model names (main, and a small one for routing) served as GPT's are
+            outcomes.append(await learning(served, lambda: gemini_cli(bin_dir, node_url, key, work, up)))
         if "node-sdk" in wanted:
             outcomes.append(await node_sdk(args.prefix.resolve(), node_url, key, work, up, responses))
         for name, code in PYTHON_CLIENTS.items() if python else ():
