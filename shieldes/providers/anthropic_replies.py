@@ -9,12 +9,10 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from shieldes.providers.base import Body, TokenUsage
 from shieldes.providers.chat_parts import read_thinking_blocks, reasoning_text, thinking_block
 from shieldes.providers.tiers import to_anthropic
-from shieldes.providers.tool_args import arguments_text
+from shieldes.providers.tool_args import arguments_object, arguments_text
 
 _STOP: dict[str, str] = {
     "stop": "end_turn",
@@ -66,17 +64,6 @@ def _message_id(openai_id: Any) -> str:
     if isinstance(openai_id, str) and openai_id.startswith("msg"):
         return openai_id
     return f"msg_{openai_id}" if isinstance(openai_id, str) and openai_id else "msg_" + secrets.token_hex(12)
-
-
-def _tool_input(arguments: Any) -> Body:
-    if isinstance(arguments, dict):  # an object already (Ollama sends them so)
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except orjson.JSONDecodeError:
-        parsed = None
-    # Anthropic tool input is always an object; keep malformed model output visible, not lost.
-    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
 
 
 def _anthropic_usage(usage: Any) -> Body:
@@ -140,7 +127,7 @@ def openai_response_to_messages(resp: Body, model: str, thinking: bool = False) 
                 "type": "tool_use",
                 "id": call.get("id"),
                 "name": fn.get("name"),
-                "input": _tool_input(fn.get("arguments")),
+                "input": arguments_object(fn.get("arguments")),
             }
         )
     return {

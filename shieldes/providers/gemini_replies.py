@@ -9,10 +9,9 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import orjson
-
 from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage
 from shieldes.providers.chat_parts import reasoning_text
+from shieldes.providers.tool_args import arguments_object
 
 _FINISH = {"stop": "STOP", "tool_calls": "STOP", "function_call": "STOP", "length": "MAX_TOKENS",
            CONTENT_FILTER: "SAFETY"}
@@ -44,19 +43,8 @@ def usage_metadata(usage: TokenUsage) -> Body:
     return meta
 
 
-def _args(arguments: Any) -> Body:
-    if isinstance(arguments, dict):  # an object already (Ollama sends them so)
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except orjson.JSONDecodeError:
-        parsed = None
-    # Gemini's args are always an object; malformed model output stays visible, not lost
-    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
-
-
 def _call_part(call_id: Any, name: Any, arguments: Any) -> Body:
-    fc: Body = {"name": name or "", "args": _args(arguments)}
+    fc: Body = {"name": name or "", "args": arguments_object(arguments)}
     if isinstance(call_id, str) and call_id:
         fc["id"] = call_id  # clients echo it in the functionResponse (the chat translation matches by it)
     return {"functionCall": fc}

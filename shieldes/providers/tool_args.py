@@ -27,6 +27,19 @@ def arguments_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def arguments_object(arguments: Any) -> Body:
+    """`function.arguments` as the object Anthropic's tool input and Gemini's call args always are:
+    an object as it is (Ollama sends them so), JSON text parsed; malformed model output stays
+    visible under `_raw_arguments` instead of being lost."""
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
+    except orjson.JSONDecodeError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"_raw_arguments": arguments}
+
+
 def _string_call(call: Any) -> Any:
     fn = call.get("function") if isinstance(call, dict) else None
     if not isinstance(fn, dict) or "arguments" not in fn or isinstance(fn["arguments"], TEXT_OR_NONE):
