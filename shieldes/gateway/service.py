@@ -21,19 +21,13 @@ from shieldes.errors import (
     ProviderMisconfigured,
     RateLimited,
     ShieldesError,
-    UpstreamError,
-    UpstreamOverloaded,
-    UpstreamTimeout,
-    retry_after_seconds,
 )
 from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
 from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
-    CONTENT_FILTER,
     CONTEXT_LENGTH,
-    OVERLOADED,
-    THROTTLED,
     Body,
     ChunkStream,
     JsonResult,
@@ -63,15 +57,6 @@ QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees u
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
-def every_one_misconfigured(errors: list[ProviderMisconfigured]) -> ProviderMisconfigured:
-    """The answer when no deployment tried could be called from this node: each one's reason, so
-    fixing the first named does not leave the operator guessing about the others."""
-    if len(errors) == 1:
-        return errors[0]
-    return ProviderMisconfigured(f"none of the {len(errors)} deployments serving this model can be used on this "
-                                 "node: " + " | ".join(e.message for e in errors))
-
-
 class StateView(Protocol):
     """What the gateway reads: the projector's current config and durable usage."""
 
@@ -95,17 +80,6 @@ class AttemptSpans(Protocol):
     def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None: ...
 
 
-class UpstreamClientError(ShieldesError):
-    """The upstream refused the request itself (a 4xx that another attempt would not fix)."""
-
-    type = "invalid_request_error"
-    code = "upstream_rejected"
-
-    def __init__(self, message: str, status: int, *, code: str | None = None) -> None:
-        super().__init__(message, code=code)
-        self.status = status
-
-
 HASHES_KEPT = 4096  # distinct keys whose hash authenticate() keeps
 
 
@@ -120,19 +94,6 @@ def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None
         if key and key.strip():
             return key.strip()
     return None
-
-
-def credentials_of(dep: Deployment) -> str:
-    """What signs a deployment's calls, for an operator told to check it: Vertex and Bedrock sign
-    in with the cloud's own credentials, every other deployment (and Bedrock with an API key) sends
-    its provider key."""
-    if dep.kind == "vertex":
-        return ("its Google credentials (--credentials-file, else the node's Application Default Credentials) "
-                "and their Vertex AI role in the project (roles/aiplatform.user); `shieldes doctor` checks them")
-    if dep.kind == "bedrock" and dep.secret_ref is None:
-        return ("the node's AWS credentials and their permission to invoke the model (bedrock:InvokeModel); "
-                "`shieldes doctor` checks them")
-    return "its provider key (`shieldes doctor` checks it)"
 
 
 class Gateway:
@@ -329,47 +290,6 @@ class Gateway:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    def _client_error(self, failure: UpstreamFailure, dep: Deployment) -> ShieldesError:
-        if failure.status is None:  # the node itself cannot reach the upstream (a missing extra, no credentials)
-            return UpstreamError(f"deployment {dep.name!r} cannot be used on this node: {self.scrub(failure.message)}")
-        status = failure.status
-        if status in (401, 403):  # about the gateway's own credentials: nothing for the client to read
-            return UpstreamError(
-                f"upstream deployment {dep.name!r} refused the gateway's credentials ({status}); "
-                f"the operator should check {credentials_of(dep)}"
-            )
-        if not 400 <= status < 500:
-            return UpstreamError(
-                f"upstream deployment {dep.name!r} refused the gateway ({status}): "
-                f"{self.scrub(failure.message)}; the operator should check {credentials_of(dep)}"
-            )
-        message = self.scrub(failure.message)
-        if failure.code == CONTEXT_LENGTH:
-            return UpstreamClientError(
-                f"the prompt does not fit the model's context window on deployment {dep.name!r}: {message}; "
-                "shorten the messages or lower max_tokens", 400, code=CONTEXT_LENGTH)
-        if failure.code == CONTENT_FILTER:
-            return UpstreamClientError(f"the upstream's content filter refused the request: {message}", 400,
-                                       code=CONTENT_FILTER)
-        return UpstreamClientError(f"upstream rejected the request: {message}", status)
-
-    def _exhausted(self, route: Route, last: UpstreamFailure | None, attempts: int) -> ShieldesError:
-        detail = self.scrub(last.message) if last is not None else "no attempt possible"
-        if last is not None and last.code == THROTTLED:
-            return RateLimited(
-                f"every upstream for model {route.requested!r} is rate limiting ({attempts} attempt(s)): {detail}; "
-                "retry after the Retry-After delay", retry_after=last.retry_after or 1.0)
-        if last is not None and last.status == OVERLOADED:
-            overloaded = UpstreamOverloaded(
-                f"every upstream for model {route.requested!r} is overloaded ({attempts} attempt(s)): {detail}; "
-                "retry with backoff")
-            if last.retry_after:
-                overloaded.headers["Retry-After"] = str(retry_after_seconds(last.retry_after))
-            return overloaded
-        msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
-               "retry later")
-        return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
-
     async def call(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
                    rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
         """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
@@ -463,14 +383,14 @@ class Gateway:
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
                         break
                     if not failure.retryable:
-                        raise self._client_error(failure, rt.deployment) from None
+                        raise client_error(failure, rt.deployment, self.scrub) from None
                 finally:
                     self.quotas.returned(name)
             if later is None:
                 later = fallback_routes(self.state.config, route) if route.fallbacks else []
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
-            raise self._client_error(last[0], last[1].deployment)
+            raise client_error(last[0], last[1].deployment, self.scrub)
         if last is None and misconfigured:
             raise every_one_misconfigured(list(misconfigured.values()))
         if not tried and at_quota:
@@ -478,7 +398,7 @@ class Gateway:
                 f"every deployment serving model {route.requested!r} is at its quota "
                 f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
                 f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
-        raise self._exhausted(route, last[0] if last else None, tried)
+        raise exhausted(route, last[0] if last else None, tried, self.scrub)
 
     def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
         """The route's strategy (`shieldes routing set`), over the cluster's health view."""

@@ -1,0 +1,99 @@
+"""What an upstream's failure becomes for the client: the refusal of the request itself (a 4xx
+another attempt would not fix), the node's own trouble reaching a deployment, or every attempt of
+a route spent. Pure: the provider keys are scrubbed by the caller's `scrub`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shieldes.errors import (
+    ProviderMisconfigured,
+    RateLimited,
+    ShieldesError,
+    UpstreamError,
+    UpstreamOverloaded,
+    UpstreamTimeout,
+    retry_after_seconds,
+)
+from shieldes.projections.state import Deployment
+from shieldes.providers.base import CONTENT_FILTER, CONTEXT_LENGTH, OVERLOADED, THROTTLED, UpstreamFailure
+from shieldes.routing.router import Route
+
+
+class UpstreamClientError(ShieldesError):
+    """The upstream refused the request itself (a 4xx that another attempt would not fix)."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, status: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+def every_one_misconfigured(errors: list[ProviderMisconfigured]) -> ProviderMisconfigured:
+    """The answer when no deployment tried could be called from this node: each one's reason, so
+    fixing the first named does not leave the operator guessing about the others."""
+    if len(errors) == 1:
+        return errors[0]
+    return ProviderMisconfigured(f"none of the {len(errors)} deployments serving this model can be used on this "
+                                 "node: " + " | ".join(e.message for e in errors))
+
+
+def credentials_of(dep: Deployment) -> str:
+    """What signs a deployment's calls, for an operator told to check it: Vertex and Bedrock sign
+    in with the cloud's own credentials, every other deployment (and Bedrock with an API key) sends
+    its provider key."""
+    if dep.kind == "vertex":
+        return ("its Google credentials (--credentials-file, else the node's Application Default Credentials) "
+                "and their Vertex AI role in the project (roles/aiplatform.user); `shieldes doctor` checks them")
+    if dep.kind == "bedrock" and dep.secret_ref is None:
+        return ("the node's AWS credentials and their permission to invoke the model (bedrock:InvokeModel); "
+                "`shieldes doctor` checks them")
+    return "its provider key (`shieldes doctor` checks it)"
+
+
+def client_error(failure: UpstreamFailure, dep: Deployment, scrub: Callable[[str], str]) -> ShieldesError:
+    """What a failed attempt tells the client when no other deployment is tried."""
+    if failure.status is None:  # the node itself cannot reach the upstream (a missing extra, no credentials)
+        return UpstreamError(f"deployment {dep.name!r} cannot be used on this node: {scrub(failure.message)}")
+    status = failure.status
+    if status in (401, 403):  # about the gateway's own credentials: nothing for the client to read
+        return UpstreamError(
+            f"upstream deployment {dep.name!r} refused the gateway's credentials ({status}); "
+            f"the operator should check {credentials_of(dep)}"
+        )
+    if not 400 <= status < 500:
+        return UpstreamError(
+            f"upstream deployment {dep.name!r} refused the gateway ({status}): "
+            f"{scrub(failure.message)}; the operator should check {credentials_of(dep)}"
+        )
+    message = scrub(failure.message)
+    if failure.code == CONTEXT_LENGTH:
+        return UpstreamClientError(
+            f"the prompt does not fit the model's context window on deployment {dep.name!r}: {message}; "
+            "shorten the messages or lower max_tokens", 400, code=CONTEXT_LENGTH)
+    if failure.code == CONTENT_FILTER:
+        return UpstreamClientError(f"the upstream's content filter refused the request: {message}", 400,
+                                   code=CONTENT_FILTER)
+    return UpstreamClientError(f"upstream rejected the request: {message}", status)
+
+
+def exhausted(route: Route, last: UpstreamFailure | None, attempts: int,
+              scrub: Callable[[str], str]) -> ShieldesError:
+    """What the client is told when every attempt of a route failed."""
+    detail = scrub(last.message) if last is not None else "no attempt possible"
+    if last is not None and last.code == THROTTLED:
+        return RateLimited(
+            f"every upstream for model {route.requested!r} is rate limiting ({attempts} attempt(s)): {detail}; "
+            "retry after the Retry-After delay", retry_after=last.retry_after or 1.0)
+    if last is not None and last.status == OVERLOADED:
+        overloaded = UpstreamOverloaded(
+            f"every upstream for model {route.requested!r} is overloaded ({attempts} attempt(s)): {detail}; "
+            "retry with backoff")
+        if last.retry_after:
+            overloaded.headers["Retry-After"] = str(retry_after_seconds(last.retry_after))
+        return overloaded
+    msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
+           "retry later")
+    return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)
