@@ -12,7 +12,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
-from shieldes.providers.chat_parts import check_base64, reasoning_model
+from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -329,9 +329,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     for key in ("temperature", "top_p"):
         value = body.get(key)
         if value is not None:
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise _bad(f"`{key}` must be a number")
-            out[key] = value
+            out[key] = sampling_number(value, key)
     stops = body.get("stop_sequences")
     if stops:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):

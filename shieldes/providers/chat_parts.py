@@ -99,6 +99,14 @@ def _bad(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param=param)
 
 
+def sampling_number(value: Any, where: str) -> float:
+    """A sampling setting (temperature, top_p, ...) a client sent: a number, not a bool (which
+    Python counts as one); else a 400 naming the field as the client wrote it."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _bad(f"`{where}` must be a number")
+    return value
+
+
 def text_of(content: Any, where: str) -> str:
     """Text of a system/tool/assistant message: a string or a list of text parts."""
     if content is None:

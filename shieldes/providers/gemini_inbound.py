@@ -10,7 +10,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
-from shieldes.providers.chat_parts import check_base64, reasoning_model
+from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
 from shieldes.providers.gemini_schema import json_schema
 
 # Top-level fields the translation reads; any other field is named in `dropped`
@@ -343,9 +343,7 @@ def _generation(gen: dict[str, Any], out: Body, model: str, thinks: bool, droppe
     for theirs, ours in _SAMPLING.items():
         value = gen.get(theirs)
         if value is not None:
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise _bad(f"`generationConfig.{theirs}` must be a number")
-            out[ours] = value
+            out[ours] = sampling_number(value, f"generationConfig.{theirs}")
     most = gen.get("maxOutputTokens")
     if most is not None:
         if not isinstance(most, int) or isinstance(most, bool) or most < 1:

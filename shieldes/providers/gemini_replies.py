@@ -67,6 +67,18 @@ def _response(parts: list[Body], model: str, rid: str, finish: str | None = None
     return out
 
 
+def _text_parts(message: Body, thoughts: bool) -> list[Body]:
+    """The text parts of a chat message or stream delta: its reasoning first as a `thought` part
+    when the client asked for thoughts, then its content."""
+    parts: list[Body] = []
+    reasoning = reasoning_text(message) if thoughts else ""
+    if reasoning:
+        parts.append({"text": reasoning, "thought": True})
+    if isinstance(message.get("content"), str) and message["content"]:
+        parts.append({"text": message["content"]})
+    return parts
+
+
 def chat_to_generate_response(answer: Body, model: str, usage: TokenUsage, thoughts: bool = False) -> Body:
     """An OpenAI chat.completion as a GenerateContentResponse for `model` (the model the client
     asked for), with `usage` (the counts settled). `thoughts`: the client asked for them
@@ -74,12 +86,7 @@ def chat_to_generate_response(answer: Body, model: str, usage: TokenUsage, thoug
     choices = _objs(answer.get("choices"))
     choice = choices[0] if choices else {}
     message = _obj(choice.get("message"))
-    parts: list[Body] = []
-    reasoning = reasoning_text(message) if thoughts else ""
-    if reasoning:
-        parts.append({"text": reasoning, "thought": True})
-    if isinstance(message.get("content"), str) and message["content"]:
-        parts.append({"text": message["content"]})
+    parts = _text_parts(message, thoughts)
     for call in _objs(message.get("tool_calls")):
         fn = _obj(call.get("function"))
         parts.append(_call_part(call.get("id"), fn.get("name"), fn.get("arguments")))
@@ -99,12 +106,7 @@ async def chunks_to_generate_responses(chunks: AsyncIterator[Body], model: str, 
         rid = rid or response_id(chunk.get("id"))
         for choice in _objs(chunk.get("choices")):
             delta = _obj(choice.get("delta"))
-            parts: list[Body] = []
-            reasoning = reasoning_text(delta) if thoughts else ""
-            if reasoning:
-                parts.append({"text": reasoning, "thought": True})
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                parts.append({"text": delta["content"]})
+            parts = _text_parts(delta, thoughts)
             for call in _objs(delta.get("tool_calls")):
                 given_index = call.get("index")
                 index = given_index if isinstance(given_index, int) else len(calls)
