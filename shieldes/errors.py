@@ -110,9 +110,11 @@ class LimitTooSmall(RefusedForGood):
 
 
 class BudgetExceeded(RefusedForGood):
-    """A budget refusal."""
+    """A budget refusal. Its type is OpenAI's own for spent credit (`insufficient_quota`), which
+    clients know as final: Codex says "Quota exceeded" at once instead of retrying a 429 it cannot
+    read; the code says which quota."""
 
-    type = "budget_exceeded"
+    type = "insufficient_quota"
     code = "budget_exceeded"
 
 

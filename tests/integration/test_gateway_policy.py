@@ -46,7 +46,7 @@ async def test_budget_exhausted_gives_429_budget_exceeded(database_url: str) -> 
         with pytest.raises(openai.RateLimitError) as exc:
             await client.chat.completions.create(model="gpt-4o", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
         assert exc.value.code == "budget_exceeded"
-        assert exc.value.body["type"] == "budget_exceeded"  # type: ignore[index]
+        assert exc.value.body["type"] == "insufficient_quota"  # type: ignore[index] (OpenAI's type: clients stop)
         assert exc.value.response.headers["x-should-retry"] == "false"
         # still refused once the usage is durable in the log and the pending part is dropped
         await h.flush()
