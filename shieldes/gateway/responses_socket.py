@@ -355,7 +355,7 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
     lane = event.get("stream_id") if isinstance(event, dict) else None
     stream_id = lane if isinstance(lane, str) else None
     if kind == "response.steer":
-        await ws.send_str(orjson.dumps(steer_failed(event)).decode())
+        await ws.send_str(orjson.dumps(steer_failed(event, stream_id)).decode())
     elif kind == "response.inject":
         await ws.send_str(orjson.dumps(inject_failed(event, stream_id)).decode())
     elif kind != "response.create":
@@ -384,15 +384,19 @@ async def _create(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteM
                                       resp.headers))
 
 
-def steer_failed(event: Body) -> Body:
-    """Steering is not run here: the input comes back, to be sent in the next `response.create`."""
+def steer_failed(event: Body, stream_id: str | None) -> Body:
+    """Steering is not run here: the input comes back, to be sent in the next `response.create`
+    (on the lane the steer named, which the answer names too)."""
     previous = event.get("previous_response_id")
-    return {"type": "response.steer.failed", "sequence_number": 0,
-            "error": {"type": "invalid_request_error", "code": "steering_not_supported",
-                      "message": "this gateway does not steer responses: send the input in the next "
-                                 "response.create, with previous_response_id"},
-            "steer": {"input": event.get("input"), "previous_response_id": previous if isinstance(previous, str)
-                      else ""}}
+    failed: Body = {"type": "response.steer.failed", "sequence_number": 0,
+                    "error": {"type": "invalid_request_error", "code": "steering_not_supported",
+                              "message": "this gateway does not steer responses: send the input in the next "
+                                         "response.create, with previous_response_id"},
+                    "steer": {"input": event.get("input"),
+                              "previous_response_id": previous if isinstance(previous, str) else ""}}
+    if stream_id is not None:
+        failed["stream_id"] = stream_id
+    return failed
 
 
 def inject_failed(event: Body, stream_id: str | None) -> Body:

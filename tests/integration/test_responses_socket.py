@@ -111,7 +111,10 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
             assert missing["status"] == 400 and missing["error"]["param"] == "input"
             (steer,) = await _raw(ws, {"type": "response.steer", "previous_response_id": "resp_x", "input": "go"})
             assert steer["type"] == "response.steer.failed" and steer["error"]["code"] == "steering_not_supported"
-            assert steer["steer"] == {"input": "go", "previous_response_id": "resp_x"}
+            assert steer["steer"] == {"input": "go", "previous_response_id": "resp_x"} and "stream_id" not in steer
+            (steer,) = await _raw(ws, {"type": "response.steer", "previous_response_id": "resp_x", "input": "go",
+                                       "stream_id": "lane-2"})
+            assert steer["type"] == "response.steer.failed" and steer["stream_id"] == "lane-2"
             output = [{"type": "function_call_output", "call_id": "call_1", "output": "42"}]
             (inject,) = await _raw(ws, {"type": "response.inject", "response_id": "resp_x", "input": output})
             assert inject["type"] == "response.inject.failed" and inject["input"] == output
