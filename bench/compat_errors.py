@@ -1,9 +1,10 @@
 """What real clients show when the gateway says no: refusals and upstream failures.
 
 Runs each client (Claude Code `claude -p`, Codex `codex exec` with a custom provider and with its
-built-in provider on the Responses WebSocket, the openai and anthropic Python SDKs, the OpenAI Agents
-SDK) against a real node and the fake upstream in each situation below, and prints what the user
-saw: the client's last lines, its exit status, the requests it made to the node, and the time taken.
+built-in provider on the Responses WebSocket, Gemini CLI `gemini -p` on the Gemini API, the openai
+and anthropic Python SDKs, the OpenAI Agents SDK) against a real node and the fake upstream in each
+situation below, and prints what the user saw: the client's last lines, its exit status, the
+requests it made to the node, and the time taken.
 
   budget     a key whose budget is spent            429 budget_exceeded (x-should-retry: false)
   rpm        a key with --rpm 1, already used       429 rate_limit_exceeded with Retry-After
@@ -18,7 +19,7 @@ A client passes a situation when it exits non-zero (or, for `rpm`, answers after
 output holds the gateway's message (the part saying what to do), it made no more requests than its
 retry rules allow for that error, and it ended within the time limit.
 
-Run: python bench/compat.py --errors [--prefix DIR] [--only claude,codex,python]
+Run: python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,python]
 (or this file with --situations budget,rpm,...); the Python clients run on the running interpreter,
 which needs openai, anthropic and openai-agents. Prints one line per client and situation.
 """
@@ -45,7 +46,8 @@ SITUATIONS = {
     "unknown": "not served", "5xx": "upstream", "cut": "",
 }
 TIMEOUT = 240.0  # Claude Code's ten retries of a 5xx take about three minutes
-MODEL_ROUTES = re.compile(r"/(messages|responses|completions)")
+MODEL_ROUTES = re.compile(r"/(messages|responses|completions)|:(generateContent|streamGenerateContent)")
+GEMINI_MODEL = "gemini-2.5-flash"  # what `gemini -m` asks for, served by the fake OpenAI upstream
 
 PY_OPENAI = """
 import openai, sys
@@ -100,6 +102,7 @@ class Seen:
     requests: int  # requests the client made to the node (its access lines)
     statuses: str
     said: str  # the client's last output lines
+    output: str = ""  # all of it: Gemini CLI prints the node's message above a long stack trace
 
     def verdict(self) -> str:
         """HANG: still running at the time limit; FAIL: a refusal answered (or a rate limit not waited
@@ -112,7 +115,7 @@ class Seen:
             return "PASS" if self.code == 0 else "FAIL"
         if self.code == 0 and self.situation != "cut":
             return "FAIL"
-        return "HIDDEN" if want and want not in self.said.lower() else "PASS"
+        return "HIDDEN" if want and want not in (self.output or self.said).lower() else "PASS"
 
 
 def access_lines(log: Path, since: int) -> list[dict[str, object]]:
@@ -143,8 +146,9 @@ async def run_client(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[in
 
 
 def speaks(client: str) -> str:
-    """The model family a client asks for: Claude (Claude Code, the anthropic SDK) or GPT."""
-    return "claude" if client in ("claude", "anthropic-sdk") else "gpt"
+    """The model family a client asks for: Claude (Claude Code, the anthropic SDK), Gemini (Gemini
+    CLI) or GPT."""
+    return "claude" if client in ("claude", "anthropic-sdk") else "gemini" if client == "gemini" else "gpt"
 
 
 def client_cmds(bin_dir: Path, work: Path, node: str, key: str, model: str, stream: bool,
@@ -172,13 +176,19 @@ def client_cmds(bin_dir: Path, work: Path, node: str, key: str, model: str, stre
             subprocess.run([str(bin_dir / "codex"), "login", "--with-api-key"], env=env, input=key.encode(),
                            capture_output=True, check=False)
         return [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", "Reply with PONG."], env
+    if client == "gemini":  # the Gemini API key sign-in takes the base URL (bench/compat.py's gemini_cli)
+        (home / ".gemini").mkdir(parents=True, exist_ok=True)
+        (home / ".gemini" / "settings.json").write_text(json.dumps(
+            {"security": {"auth": {"selectedType": "gemini-api-key"}}}))
+        env = {**base, "GOOGLE_GEMINI_BASE_URL": node, "GEMINI_API_KEY": key, "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+        return [str(bin_dir / "gemini"), "-m", model, "-p", "Reply with PONG."], env
     code = {"openai-sdk": PY_OPENAI, "anthropic-sdk": PY_ANTHROPIC, "agents-sdk": PY_AGENTS}[client]
     script = home / "client.py"
     script.write_text(f"URL = {node!r}\nKEY = {key!r}\nMODEL = {model!r}\nSTREAM = {stream!r}\n" + code)
     return [sys.executable, str(script)], {**base, "PYTHONPATH": ""}
 
 
-CLIENTS = ("claude", "codex", "codex-builtin", "openai-sdk", "anthropic-sdk", "agents-sdk")
+CLIENTS = ("claude", "codex", "codex-builtin", "gemini", "openai-sdk", "anthropic-sdk", "agents-sdk")
 
 
 def wanted(client: str, only: set[str]) -> bool:
@@ -218,8 +228,8 @@ async def probe(bin_dir: Path, work: Path, node: str, env: dict[str, str], log: 
     for client in filter(lambda c: wanted(c, only), CLIENTS):
         family = speaks(client)
         label = f"{client}@{situation}-{family}"
-        model = "no-such-model" if situation == "unknown" else (
-            "claude-opus-4-8" if family == "claude" else "gpt-5-codex")
+        model = "no-such-model" if situation == "unknown" else {
+            "claude": "claude-opus-4-8", "gemini": GEMINI_MODEL}.get(family, "gpt-5-codex")
         name = label.replace("@", "-")
         key = make_key(env, situation, name)
         runs.append((f"{client} ({family})", name, key,
@@ -245,7 +255,7 @@ async def probe(bin_dir: Path, work: Path, node: str, env: dict[str, str], log: 
     for (client, _name, _key, _), (code, out, secs), mine in zip(runs, results, segments, strict=True):
         statuses = " ".join(f"{r.get('status')}" for r in mine)
         said = " | ".join(ln.strip() for ln in out.strip().splitlines()[-8:] if ln.strip())[-900:]
-        seen.append(Seen(client, situation, code, secs, len(mine), statuses, said))
+        seen.append(Seen(client, situation, code, secs, len(mine), statuses, said, out))
     return seen
 
 
@@ -256,7 +266,7 @@ async def main(bin_dir: Path, only: set[str], situations: list[str]) -> int:
     database_url = pg.fresh_database(server, migrated=False)
     work = Path(tempfile.mkdtemp(prefix="shieldes-compat-errors-"))
     up = FakeUpstream(reply="PONG", api_key="sk-fake-upstream", call_tools=False,
-                      models=("gpt-5-codex", "gpt-4o-mini"))
+                      models=("gpt-5-codex", "gpt-4o-mini", GEMINI_MODEL))
     await up.start()
     port = free_port()
     node_url = f"http://127.0.0.1:{port}"
@@ -271,8 +281,9 @@ async def main(bin_dir: Path, only: set[str], situations: list[str]) -> int:
         shieldes(env, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", up.url,
                  "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", "claude-opus-4-8,claude-haiku-4-5")
         shieldes(env, "provider", "add", "openai", "--type", "openai", "--base-url", up.url + "/v1",
-                 "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", "gpt-5-codex,gpt-4o-mini", "--responses", "native")
-        for model in ("claude-opus-4-8", "claude-haiku-4-5", "gpt-5-codex", "gpt-4o-mini"):
+                 "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", f"gpt-5-codex,gpt-4o-mini,{GEMINI_MODEL}",
+                 "--responses", "native")
+        for model in ("claude-opus-4-8", "claude-haiku-4-5", "gpt-5-codex", "gpt-4o-mini", GEMINI_MODEL):
             shieldes(env, "pricing", "set", model, "--input", "1", "--output", "2")
         node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
                                  str(free_port()), "--node-id", "errors"], cwd=root, env=env,

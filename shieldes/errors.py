@@ -117,6 +117,12 @@ class BudgetExceeded(RefusedForGood):
     type = "insufficient_quota"
     code = "budget_exceeded"
 
+    def __init__(self, message: str, *, frees_at: float | None = None) -> None:
+        super().__init__(message)
+        # unix time when waiting frees budget (the period's day drops out or its month turns);
+        # None: this node's share of what is left frees in a second (the cluster's split)
+        self.frees_at = frees_at
+
 
 class UpstreamError(ShieldesError):
     status = 502

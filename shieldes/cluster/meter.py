@@ -16,7 +16,7 @@ from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
 from shieldes.projections.state import Budget, VirtualKey
-from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message, usd
+from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message, frees_at, usd
 from shieldes.usage.meter import Meter, Remote, Reservation
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
@@ -140,7 +140,8 @@ class ClusterMeter(Meter):
         turn = (rank + today) % alive
         if not self.splitter.admit((subject, BUDGET_WINDOW, today), limit, seen_nusd, alive, cost, turn):
             if seen_nusd + cost > limit:
-                raise BudgetExceeded(budget_message(what(), budget, seen_nusd, cost, today))
+                raise BudgetExceeded(budget_message(what(), budget, seen_nusd, cost, today),
+                                     frees_at=frees_at(budget, today))
             raise BudgetExceeded(
                 f"budget nearly used up for {what()}: {usd(seen_nusd)} of {usd(limit)} spent "
                 f"or held across the cluster in the {budget.period} period; this node's share of the "

@@ -4,8 +4,10 @@ x-request-id. Nothing that reaches a client carries a traceback."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from shieldes.errors import RateLimited, ShieldesError, final_refusal, retry_after_seconds
+from shieldes.errors import BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
 from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -134,16 +136,45 @@ def _note_error(request: web.Request, code: str | None, message: str) -> None:
         rec.error_message = message
 
 
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+def google_details(status: int, code: str | None, wait: float | None) -> list[dict[str, Any]]:
+    """The `details` of a Google-shaped error: an ErrorInfo naming the shieldes code (what the
+    OpenAI shape's `code` says) and, for a 429, a RetryInfo with the wait that frees it: Gemini CLI
+    retries a 429 after a RetryInfo delay up to 5 minutes and stops at once past that (a spent
+    budget, whose wait is until its period resets), where without one it retries ten times."""
+    details: list[dict[str, Any]] = []
+    if code:
+        details.append({"@type": _ERROR_INFO, "reason": code.upper(), "domain": "shieldes",
+                        "metadata": {"code": code}})
+    if status == 429 and wait is not None:
+        details.append({"@type": _RETRY_INFO, "retryDelay": f"{max(1, math.ceil(wait))}s"})
+    return details
+
+
+def _wait_of(exc: ShieldesError, now: float) -> float | None:
+    """How long `exc` asks a client to wait before the same request may pass, if it says."""
+    if isinstance(exc, RateLimited):
+        return retry_after_seconds(exc.retry_after)
+    if isinstance(exc, BudgetExceeded):
+        return 1.0 if exc.frees_at is None else exc.frees_at - now
+    return None
+
+
 def error_response(status: int, type_: str, code: str | None, message: str, rid: str,
                    headers: dict[str, str] | None = None, *, shape: str = "openai",
-                   param: str | None = None) -> web.Response:
+                   param: str | None = None, wait: float | None = None) -> web.Response:
     """The OpenAI error shape; on Anthropic routes Anthropic's (`{"type": "error", "error": {"type",
     "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`; on the
-    Gemini API's routes Google's (`{"error": {"code": <status>, "message", "status"}}`, which the
-    google-genai SDK raises as its ClientError / ServerError with that message)."""
+    Gemini API's routes Google's (`{"error": {"code": <status>, "message", "status", "details"}}`,
+    which the google-genai SDK raises as its ClientError / ServerError with that message; `wait`:
+    the seconds a 429's RetryInfo asks for)."""
     if shape == "google":
         google = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-        body = orjson.dumps({"error": {"code": status, "message": message, "status": google}})
+        body = orjson.dumps({"error": {"code": status, "message": message, "status": google,
+                                       "details": google_details(status, code, wait)}})
     elif shape == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
@@ -162,7 +193,9 @@ def render_error(exc: ShieldesError, rid: str, *, shape: str = "openai") -> web.
         headers["Retry-After"] = str(retry_after_seconds(exc.retry_after))
     status = exc.anthropic_status if shape == "anthropic" and exc.anthropic_status else exc.status
     status = status if 400 <= status <= 599 else 500
-    return error_response(status, exc.type, exc.code, exc.message, rid, headers, shape=shape, param=exc.param)
+    wait = _wait_of(exc, time.time()) if shape == "google" else None
+    return error_response(status, exc.type, exc.code, exc.message, rid, headers, shape=shape, param=exc.param,
+                          wait=wait)
 
 
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -47,7 +47,12 @@ def check_budget(what: str, budget: Budget, spent: int, today: int, estimate: in
     + this request's estimate must fit in the budget."""
     limit = round(budget.amount_usd * NUSD)
     if spent >= limit or spent + estimate > limit:
-        raise BudgetExceeded(budget_message(what, budget, spent, estimate, today))
+        raise BudgetExceeded(budget_message(what, budget, spent, estimate, today), frees_at=frees_at(budget, today))
+
+
+def frees_at(budget: Budget, today: int) -> float:
+    """Unix time when waiting frees some of `budget`: its period's reset."""
+    return period_reset_at(budget.period, today).timestamp()
 
 
 @dataclass(frozen=True, slots=True)

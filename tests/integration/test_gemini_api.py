@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import aiohttp
@@ -142,6 +143,38 @@ async def test_errors_reach_the_sdk_in_googles_shape(database_url: str) -> None:
             assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
             assert (await r.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
 
+
+
+def _details(err: errors.APIError) -> dict[str, Any]:
+    """The error's `details` by their type's last name (RetryInfo, ErrorInfo)."""
+    body = err.details.get("error", err.details) if isinstance(err.details, dict) else {}
+    return {d["@type"].rsplit(".", 1)[-1]: d for d in body.get("details", [])}
+
+
+async def test_a_429_says_how_long_to_wait_as_google_does(database_url: str) -> None:
+    """A 429's RetryInfo is what Gemini CLI waits on: the rate limit's Retry-After, and for a spent
+    budget the time until its period resets (past 5 minutes Gemini CLI stops at once with the message
+    instead of retrying ten times over four minutes)."""
+    async with harness(database_url) as h:
+        busy = await h.create_key("busy", rpm=1)
+        broke = await h.create_key("broke", budget_usd=0.000001, budget_period="1d")
+        await h.sync()
+        await client(h.base, busy).aio.models.generate_content(model="gpt-4o-mini", contents="hi")
+        with pytest.raises(errors.ClientError) as info:
+            await client(h.base, busy).aio.models.generate_content(model="gpt-4o-mini", contents="hi")
+        details = _details(info.value)
+        assert details["ErrorInfo"]["reason"] == "RATE_LIMIT_EXCEEDED" and details["ErrorInfo"]["domain"] == "shieldes"
+        wait = int(details["RetryInfo"]["retryDelay"].removesuffix("s"))
+        assert 1 <= wait <= 60
+
+        with pytest.raises(errors.ClientError) as info:
+            await client(h.base, broke).aio.models.generate_content(model="gpt-4o-mini", contents="hi")
+        assert (info.value.code, info.value.status) == (429, "RESOURCE_EXHAUSTED")
+        assert "budget exceeded" in (info.value.message or "")
+        details = _details(info.value)
+        assert details["ErrorInfo"]["reason"] == "BUDGET_EXCEEDED"
+        midnight = (int(time.time()) // 86400 + 1) * 86400  # a 1d window's oldest day drops out at 00:00 UTC
+        assert abs(int(details["RetryInfo"]["retryDelay"].removesuffix("s")) - (midnight - time.time())) < 30
 
 async def test_models_and_raw_wire_forms(database_url: str) -> None:
     async with harness(database_url) as h:
