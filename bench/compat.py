@@ -1,30 +1,35 @@
 """Client compatibility: real coding-agent CLIs and SDKs against a real node.
 
-Installs the Claude Code (`@anthropic-ai/claude-code`), Codex (`@openai/codex`) and Gemini
-(`@google/gemini-cli`) CLIs and the openai Node SDK from npm into a local prefix, starts a fake
-upstream (tests/fake_upstream.py, speaking the OpenAI and Anthropic wire formats) and a real node
-(`python -m shieldes serve`) on a fresh database, configures it with the CLI (an `anthropic`
-provider serving the Claude model names, an `openai` provider serving the GPT names, a virtual
-key), then runs one non-interactive prompt per client with its default settings:
+Installs the Claude Code (`@anthropic-ai/claude-code`), Codex (`@openai/codex`), Gemini
+(`@google/gemini-cli`) and OpenCode (`opencode-ai`) CLIs and the openai Node SDK from npm into a
+local prefix, starts a fake upstream (tests/fake_upstream.py, speaking the OpenAI and Anthropic
+wire formats) and a real node (`python -m shieldes serve`) on a fresh database, configures it with
+the CLI (an `anthropic` provider serving the Claude model names, an `openai` provider serving the
+GPT names, a virtual key), then runs one non-interactive prompt per client with its default
+settings:
 
   claude -p PROMPT        ANTHROPIC_BASE_URL=<node>  ANTHROPIC_API_KEY=<virtual key>
   codex exec PROMPT       a config.toml whose model provider is the node (wire_api = "responses"),
                           and the built-in OpenAI provider pointed at it (the Responses WebSocket)
   gemini -p PROMPT        GOOGLE_GEMINI_BASE_URL=<node>  GEMINI_API_KEY=<virtual key> (the Gemini API,
                           translated to chat for an OpenAI-compatible deployment)
+  opencode run PROMPT     OpenCode with a provider pointed at the node (OPENCODE_CONFIG): an OpenAI-
+                          compatible one (chat completions), its `anthropic` (Messages) and its
+                          `openai` (Responses)
   node sdk.mjs            the openai Node SDK: chat.completions.create (+ responses.create)
 
 and prints pass/fail per client, with what each sent upstream (paths, models, beta flags). Claude
-Code, Codex and Gemini CLI make a tool round (AGENT_PROMPT below): they must read a file with their own tool and
-send the result back through the node, where the upstream quotes it.
+Code, Codex, Gemini CLI and OpenCode make a tool round (AGENT_PROMPT below): they must read a file
+with their own tool and send the result back through the node, where the upstream quotes it.
 
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
 on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
 LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool,
 over HTTP and over the Responses WebSocket).
 
-Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,node-sdk,python] [--verbose] [--dump DIR]
-     python bench/compat.py --errors [--prefix DIR] [--only claude,codex,python]   (bench/compat_errors.py)
+Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,opencode,node-sdk,python] [--verbose]
+                              [--dump DIR]
+     python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,python]   (bench/compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
 """
@@ -59,7 +64,7 @@ from tests.fake_google import FakeGoogle, service_account  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 from tests.fake_wire import ToolScript  # noqa: E402
 
-PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "@google/gemini-cli", "openai")
+PACKAGES = ("@anthropic-ai/claude-code", "@openai/codex", "@google/gemini-cli", "opencode-ai", "openai")
 CHAT_ONLY_MODEL = "qwen3-coder"  # served by a `--responses translate` deployment
 CODEX_TOOLS_MODEL = "gpt-5-codex"
 BEDROCK_PROVIDER, GEMINI_PROVIDER, GEMINI_MODEL = "claude-on-bedrock", "gemini", "gemini-2.5-pro"
@@ -93,6 +98,7 @@ def tool_script(work: Path) -> ToolScript:
         "shell_command": {"command": f"cat {TOOL_FILE}"},
         "shell": {"command": ["cat", TOOL_FILE]},
         "read_pong": {},  # the Agents SDK client's own function tool
+        "read": {"filePath": str(work / TOOL_FILE)},  # OpenCode's
         "read_file": {"file_path": str(work / TOOL_FILE)},  # Gemini CLI's (last: others pick theirs first)
     })
 
@@ -387,6 +393,28 @@ async def gemini_cli(bin_dir: Path, node: str, key: str, work: Path, up: Upstrea
     return outcome
 
 
+async def opencode(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, provider: str,
+                   model: str) -> Outcome:
+    """`opencode run` with one provider pointed at the node, its main and small model both `model`:
+    `shieldes`, an OpenAI-compatible provider (chat completions), or OpenCode's own `anthropic`
+    (Messages) or `openai` (Responses) with the node as their base URL."""
+    home = work / f"home-{len(list(work.iterdir()))}"
+    home.mkdir()
+    entry: dict[str, object] = {"npm": "@ai-sdk/openai-compatible", "name": "shieldes",
+                                "models": {model: {"name": model}}} if provider == "shieldes" else {}
+    entry["options"] = {"baseURL": node + "/v1", "apiKey": "{env:SHIELDES_KEY}"}
+    config = home / "opencode.json"
+    config.write_text(json.dumps({"$schema": "https://opencode.ai/config.json", "provider": {provider: entry},
+                                  "model": f"{provider}/{model}", "small_model": f"{provider}/{model}",
+                                  "autoupdate": False, "share": "disabled"}))
+    env = {**base_env(home), "OPENCODE_CONFIG": str(config), "SHIELDES_KEY": key}
+    start = len(up.requests)
+    code, out, err = await run([str(bin_dir / "opencode"), "run", AGENT_PROMPT], env, work, 240)
+    wire = {"shieldes": "chat", "anthropic": "Messages", "openai": "Responses"}[provider]
+    return agent_outcome(f"opencode ({provider} provider, {wire})", code, out, err, up.requests[start:],
+                         token_of(work), tool_script(work))
+
+
 def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
     """`outcome`, failed if its turns did not go over a Responses WebSocket (the node's access lines
     after `log_lines` show no `GET /v1/responses ... 101`): a client that falls back to HTTP answers too."""
@@ -517,8 +545,8 @@ async def has_responses(node: str, key: str) -> bool:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
-    parser.add_argument("--only", default="claude,codex,gemini,node-sdk,python",
-                        help="comma-separated clients to run: claude, codex, gemini, node-sdk, python")
+    parser.add_argument("--only", default="claude,codex,gemini,opencode,node-sdk,python",
+                        help="comma-separated clients to run: claude, codex, gemini, opencode, node-sdk, python")
     parser.add_argument("--python", help="interpreter with langchain-openai, litellm and openai-agents installed "
                         "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
@@ -634,6 +662,14 @@ async def main() -> int:
                 outcomes.append(Outcome("codex", False, "skipped: this node has no /v1/responses (Codex needs it)"))
         if "gemini" in wanted:  # its model names (main, and a small one for routing) served as GPT's are
             outcomes.append(await learning(served, lambda: gemini_cli(bin_dir, node_url, key, work, up)))
+        if "opencode" in wanted:
+            for provider, model in (("shieldes", "gpt-4o-mini"), ("anthropic", CLAUDE_DEFAULTS[0]),
+                                    ("openai", "gpt-5.5")):  # (a model its catalog lists)
+                if provider == "openai" and not responses:
+                    outcomes.append(Outcome("opencode (openai provider)", False, "skipped: no /v1/responses"))
+                    continue
+                outcomes.append(await learning(served, lambda p=provider, m=model: opencode(  # type: ignore[misc]
+                    bin_dir, node_url, key, work, up, p, m)))
         if "node-sdk" in wanted:
             outcomes.append(await node_sdk(args.prefix.resolve(), node_url, key, work, up, responses))
         for name, code in PYTHON_CLIENTS.items() if python else ():
