@@ -29,7 +29,7 @@ over HTTP and over the Responses WebSocket).
 
 Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,opencode,node-sdk,python] [--verbose]
                               [--dump DIR]
-     python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,python]   (bench/compat_errors.py)
+     python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,opencode,python] (compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
 """

@@ -1,8 +1,9 @@
 """What real clients show when the gateway says no: refusals and upstream failures.
 
 Runs each client (Claude Code `claude -p`, Codex `codex exec` with a custom provider and with its
-built-in provider on the Responses WebSocket, Gemini CLI `gemini -p` on the Gemini API, the openai
-and anthropic Python SDKs, the OpenAI Agents SDK) against a real node and the fake upstream in each
+built-in provider on the Responses WebSocket, Gemini CLI `gemini -p` on the Gemini API, OpenCode
+`opencode run` with an OpenAI-compatible provider, the openai and anthropic Python SDKs, the OpenAI
+Agents SDK) against a real node and the fake upstream in each
 situation below, and prints what the user saw: the client's last lines, its exit status, the
 requests it made to the node, and the time taken.
 
@@ -182,13 +183,20 @@ def client_cmds(bin_dir: Path, work: Path, node: str, key: str, model: str, stre
             {"security": {"auth": {"selectedType": "gemini-api-key"}}}))
         env = {**base, "GOOGLE_GEMINI_BASE_URL": node, "GEMINI_API_KEY": key, "GEMINI_CLI_TRUST_WORKSPACE": "true"}
         return [str(bin_dir / "gemini"), "-m", model, "-p", "Reply with PONG."], env
+    if client == "opencode":  # an OpenAI-compatible provider (bench/compat.py's opencode)
+        config = home / "opencode.json"
+        config.write_text(json.dumps({"provider": {"shieldes": {
+            "npm": "@ai-sdk/openai-compatible", "name": "shieldes", "models": {model: {"name": model}},
+            "options": {"baseURL": node + "/v1", "apiKey": key}}}, "model": f"shieldes/{model}",
+            "small_model": f"shieldes/{model}", "autoupdate": False, "share": "disabled"}))
+        return [str(bin_dir / "opencode"), "run", "Reply with PONG."], {**base, "OPENCODE_CONFIG": str(config)}
     code = {"openai-sdk": PY_OPENAI, "anthropic-sdk": PY_ANTHROPIC, "agents-sdk": PY_AGENTS}[client]
     script = home / "client.py"
     script.write_text(f"URL = {node!r}\nKEY = {key!r}\nMODEL = {model!r}\nSTREAM = {stream!r}\n" + code)
     return [sys.executable, str(script)], {**base, "PYTHONPATH": ""}
 
 
-CLIENTS = ("claude", "codex", "codex-builtin", "gemini", "openai-sdk", "anthropic-sdk", "agents-sdk")
+CLIENTS = ("claude", "codex", "codex-builtin", "gemini", "opencode", "openai-sdk", "anthropic-sdk", "agents-sdk")
 
 
 def wanted(client: str, only: set[str]) -> bool:
