@@ -20,7 +20,7 @@ A client passes a situation when it exits non-zero (or, for `rpm`, answers after
 output holds the gateway's message (the part saying what to do), it made no more requests than its
 retry rules allow for that error, and it ended within the time limit.
 
-Run: python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,python]
+Run: python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,opencode,python]
 (or this file with --situations budget,rpm,...); the Python clients run on the running interpreter,
 which needs openai, anthropic and openai-agents. Prints one line per client and situation.
 """
