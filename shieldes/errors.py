@@ -250,3 +250,11 @@ class ListenFailed(ShieldesError):
     """The node cannot open its HTTP port (in use, not an address of this machine, no permission)."""
 
     code = "listen_failed"
+
+
+class TLSConfigError(ShieldesError):
+    """SHIELDES_TLS_CERT / SHIELDES_TLS_KEY cannot make an HTTPS listener (one of them unset, a file
+    missing or not PEM, a key that does not match its certificate)."""
+
+    status = 400
+    code = "tls_config"

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     gossip_port: int = Field(default=7946, ge=0, le=65535)
     advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
     peers: str = Field(default="", description="static gossip peers, comma separated host:port")
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate (chain) to serve HTTPS on the API port (with tls_key)")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
     region: str | None = Field(
         default=None, description="this node's region: routing prefers deployments added with the same --region")
 

@@ -19,6 +19,8 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'gossip_port': ('int', False, 7946, None, (('ge', 0), ('le', 65535)), (), ()),
     'advertise_host': ('str', True, None, None, (), (), ()),
     'peers': ('str', False, '', None, (), (), ()),
+    'tls_cert': ('path', True, None, None, (), (), ()),
+    'tls_key': ('path', True, None, None, (), (), ()),
     'region': ('str', True, None, None, (), (), ()),
     'log_level': ('literal', False, 'info', None, (), ('debug', 'info', 'warning', 'error'), (('_lower', 'before'),)),
     'cluster_secret': ('str', True, None, None, (), (), ()),

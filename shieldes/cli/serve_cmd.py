@@ -71,7 +71,8 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file
     trim = IdleTrim(settings.memory_trim_interval, node.activity, lambda: in_flight.count)
     trim.start()  # (and when it stops reusing it, hands it back)
     say = partial(logformat.announcement, settings.log_format)
-    click.echo(say(f"shieldes node {node.node_id} listening on http://{settings.host}:{node.port}"), err=True)
+    scheme = "https" if settings.tls_cert else "http"
+    click.echo(say(f"shieldes node {node.node_id} listening on {scheme}://{settings.host}:{node.port}"), err=True)
     if ready_file is not None:  # a worker of `serve --workers` (cli/workers.py)
         ready_file.touch()
     await stop.wait()

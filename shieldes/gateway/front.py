@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -229,12 +230,13 @@ class Front:
             self._date = formatdate(self._date_at, usegmt=True).encode("ascii")
         return self._date
 
-    async def start(self, host: str, port: int, reuse_port: bool) -> int:
+    async def start(self, host: str, port: int, reuse_port: bool, tls: ssl.SSLContext | None = None) -> int:
+        """Listen; with `tls`, HTTPS (connections are handed to aiohttp the same way once decrypted)."""
         loop = asyncio.get_running_loop()
         try:
             self.server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True,
                                                    reuse_port=reuse_port or None,
-                                                   backlog=LISTEN_BACKLOG)
+                                                   backlog=LISTEN_BACKLOG, ssl=tls)
         except OSError as exc:  # in use, an address this machine lacks, a port below 1024 without rights
             raise ListenFailed(f"cannot listen for HTTP on {host}:{port} ({exc.strerror or exc}); stop what uses "
                                "the port or pick another with SHIELDES_PORT (or --port), and check SHIELDES_HOST "

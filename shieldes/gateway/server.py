@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -24,8 +25,10 @@ class HttpServer:
     """The node's listening socket: the front answers the model API's hot routes, the aiohttp
     runner's handlers everything else (gateway/front.py)."""
 
-    def __init__(self, app: web.Application, host: str, port: int, *, reuse_port: bool, grace: float) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, *, reuse_port: bool, grace: float,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls  # HTTPS (gateway/tls.py), None: plain HTTP
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
@@ -48,7 +51,7 @@ class HttpServer:
 
         self.front = Front(self.app, handler, self.app[OBSERVER].observe,
                            self.app[GATEWAY].settings.max_body_bytes)
-        self.port = await self.front.start(self.host, self.port, self.reuse_port)
+        self.port = await self.front.start(self.host, self.port, self.reuse_port, self.tls)
 
     async def stop(self) -> None:
         front = self.front
