@@ -7,11 +7,12 @@ the writer inserts whatever is queued LINGER (25 ms) later (one INSERT statement
 grow under load; what arrives during a write waits LINGER after it), so it is durable at most
 LINGER plus two write latencies after the response ended. A node
 that does not hold the id in memory reads Postgres; if the row is not there yet it polls for up to `responses_read_wait`
-seconds before answering 404, which covers a next turn that races the writer on another node.
+seconds from Postgres's first answer before answering 404, which covers a next turn that races the writer on another
+node (also after an outage both waited out).
 
 That poll waits for a row that may appear; each of its reads (and a delete) is a query that may
 never return on a stalled database, bounded apart by the node's DbWait (`db_request_timeout`): a
-read past it is a 503 to retry, so a request waits at most the poll plus one bound.
+read past it is a 503 to retry, so a request waits at most the poll plus two bounds (the first read, the last).
 
 The writer's own writes are bounded too (`write_bound`): a write that a stalled database holds
 past it is cancelled and retried on another connection (the insert skips rows already there, so
@@ -317,11 +318,15 @@ class ResponseStore:
 
     async def _waiting(self, read: Callable[[], Awaitable[T]],
                        what: str = "stored responses cannot be read right now") -> T:
-        """Run `read()` until it finds something or read_wait has passed (another node may still be
-        writing the row)."""
-        deadline = time.monotonic() + self.read_wait
+        """Run `read()` until it finds something or read_wait has passed since Postgres first
+        answered (another node may still be writing the row). Counted from that answer, not from
+        the request: a read that waited out a short outage for a connection would otherwise find
+        the poll over, while the writer holding the row was kept from Postgres just as long."""
+        deadline: float | None = None
         while True:
             found = await self._db(read(), what)
+            if deadline is None:
+                deadline = time.monotonic() + self.read_wait
             if found or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(POLL)

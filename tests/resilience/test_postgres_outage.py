@@ -258,3 +258,37 @@ async def test_a_stalled_postgres_is_a_503_within_the_bound_on_every_path_that_w
         status, body = await admin_api.post("/admin/v1/keys", {"name": "after"})
         assert status == 201, body
         await client.close()
+
+
+async def test_a_continuation_that_waited_out_a_cut_finds_the_response_written_after_it(
+        database_url: str, proxy: TcpProxy) -> None:
+    """A response stored on one node during a Postgres cut waits in its writer; a continuation of it
+    on another node waits for Postgres (the pool has no connection) past SHIELDES_RESPONSES_READ_WAIT.
+    Once Postgres is back the writer lands the response within a second, and the continuation finds
+    it: the read-your-writes poll counts from Postgres's first answer, not from the request's start
+    (it answered 404 `not_found` for a response that existed, found by the nemesis)."""
+    from tests.resilience.support import in_process_cluster
+
+    read_wait = 1.5
+    async with in_process_cluster(database_url, 2, node_url=proxy.url_for(database_url),
+                                  responses_read_wait=read_wait) as c:
+        secret = await c.create_key("cut-continue")
+        first, second = (openai.AsyncOpenAI(base_url=c.base(i) + "/v1", api_key=secret, max_retries=0, timeout=30)
+                         for i in (0, 1))
+        proxy.cut()
+        terminate_backends(database_url)
+        try:
+            stored = await first.responses.create(model="gpt-4o-mini", input="my name is Ada", store=True)
+            assert c.nodes[0].responses is not None and c.nodes[0].responses.pending == 1
+            began = time.monotonic()
+            continuation = asyncio.ensure_future(second.responses.create(
+                model="gpt-4o-mini", input="what is my name?", previous_response_id=stored.id))
+            # the cut outlasts the poll while the continuation waits for a connection (not refused yet)
+            await wait_until(lambda: continuation.done() or time.monotonic() - began > read_wait + 0.5, 10)
+            assert not continuation.done(), continuation.exception() or continuation.result()
+        finally:
+            proxy.restore()
+        answer = await asyncio.wait_for(continuation, 15)
+        assert answer.previous_response_id == stored.id
+        await first.close()
+        await second.close()
