@@ -1,8 +1,9 @@
-"""The long nemesis schedule: three real nodes under load from the openai SDK for --minutes while
-random faults follow one another (SIGKILL and restart with the same node id, SIGSTOP/SIGCONT of up to
-8 s, Postgres cut for --outage seconds, gossip blocked between two nodes for up to 12 s, as a black
-hole or refused), then the checker of tests/cluster/nemesis_check.py. Prints the figures and every
-violation; exits 1 if there is one.
+"""The long nemesis schedule: three real nodes under load from the openai and anthropic SDKs (chat,
+Responses turns continued across nodes, WebSocket sessions, Messages) for --minutes while random
+faults follow one another (SIGKILL and restart with the same node id, a graceful restart (SIGTERM),
+SIGSTOP/SIGCONT of up to 8 s, Postgres cut for --outage seconds, gossip blocked between two nodes
+for up to 12 s, as a black hole or refused), then the checkers of tests/cluster/nemesis_check.py and
+nemesis_agent_check.py. Prints the figures and every violation; exits 1 if there is one.
 
 Run: PYTHONPATH=. python bench/nemesis.py [--minutes 10] [--seed N] [--outage 20] [--save history.json]
 Uses the test suite's embedded Postgres (tests/pg.py); the cut is a TCP proxy in front of it.

@@ -1,7 +1,9 @@
-"""The nemesis: three real `shieldes serve` nodes under load from the openai SDK while a seeded
-schedule SIGKILLs a node and restarts it with the same node id, SIGSTOPs and SIGCONTs one, cuts
-Postgres and blocks gossip between two nodes; then everything it recorded goes to the checker
-(nemesis_check.py).
+"""The nemesis: three real `shieldes serve` nodes under load from the openai SDK (chat completions
+on limited keys) and from agents (nemesis_agents.py: Responses turns continued by id on any node,
+WebSocket sessions, Anthropic Messages) while a seeded schedule SIGKILLs a node and restarts it with
+the same node id, restarts one gracefully (SIGTERM), SIGSTOPs and SIGCONTs one, cuts Postgres and
+blocks gossip between two nodes; then everything it recorded goes to the checkers
+(nemesis_check.py, nemesis_agent_check.py).
 
 The nodes reach Postgres through a TCP proxy (cut = every connection dropped and new ones closed),
 and each other's gossip through a relay per node: a node advertises 127.0.0.<11+i> as its gossip
@@ -15,8 +17,10 @@ black hole (the caller times out) or a refusal.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -35,8 +39,10 @@ from shieldes.projections.shared_commands import AddProvider, SetPricing
 from shieldes.usage.admission import NUSD
 from tests import pg
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json
+from tests.cluster.nemesis_agent_check import AGENT_APIS, Turn, agent_figures, check_agents
+from tests.cluster.nemesis_agents import AgentLoad
 from tests.cluster.nemesis_check import Fault, KeySpec, Logged, NodeReadout, Served
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, count_words
 from tests.resilience.support import TcpProxy
 
 ADMIN_TOKEN = "nemesis-admin-token"
@@ -45,6 +51,7 @@ PRICE_IN, PRICE_OUT = 100.0, 1000.0  # USD per 1M tokens
 COMPLETION_TOKENS = 5
 SEED_ENV = "SHIELDES_NEMESIS_SEED"
 GOSSIP_INTERVAL = "0.1"
+STREAM_TOKEN_DELAY = 0.06  # seconds before each streamed token at the fake upstream
 
 
 def seed_from_env() -> int:
@@ -90,7 +97,7 @@ def default_keys(minutes: float = 0.0) -> list[LoadKey]:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # kill | pause | pg_cut | partition
+    kind: str  # kill | term | pause | pg_cut | partition
     nodes: tuple[str, ...]
     duration: float  # pause / cut / partition length (kill: unused)
     gap: float  # seconds to wait before this step
@@ -103,7 +110,7 @@ def plan(seed: int, node_ids: list[str], *, minutes: float = 0.0, outage: float 
     rnd = random.Random(seed)
 
     def step(kind: str, gap: float) -> Step:
-        if kind == "kill":
+        if kind in ("kill", "term"):
             return Step(kind, (rnd.choice(node_ids),), 0.0, gap)
         if kind == "pause":
             return Step(kind, (rnd.choice(node_ids),), round(rnd.uniform(1.5, 3.0 if not minutes else 8.0), 2), gap)
@@ -113,7 +120,7 @@ def plan(seed: int, node_ids: list[str], *, minutes: float = 0.0, outage: float 
         return Step(kind, pair, round(rnd.uniform(2.0, 3.0 if not minutes else 12.0), 2), gap,
                     rnd.choice(["blackhole", "refuse"]))
 
-    kinds = ["kill", "pause", "pg_cut", "partition"]
+    kinds = ["kill", "term", "pause", "pg_cut", "partition"]
     if not minutes:
         rnd.shuffle(kinds)
         return [step(k, round(rnd.uniform(0.5, 2.0), 2)) for k in kinds]
@@ -122,7 +129,7 @@ def plan(seed: int, node_ids: list[str], *, minutes: float = 0.0, outage: float 
     while total < minutes * 60:
         s = step(rnd.choice(kinds), round(rnd.uniform(2.0, 15.0), 2))
         steps.append(s)
-        total += s.gap + s.duration + (6.0 if s.kind == "kill" else 0.0)
+        total += s.gap + s.duration + (6.0 if s.kind in ("kill", "term") else 0.0)
     return steps
 
 
@@ -277,6 +284,9 @@ class History:
     own_appends: dict[str, list[float]]  # node -> recorded_at of each usage append it wrote itself
     gossip_window: float
     notes: list[str] = field(default_factory=list)  # what could not be read (a violation too)
+    turns: list[Turn] = field(default_factory=list)  # the agent clients' requests
+    reads: dict[str, dict[str, int]] = field(default_factory=dict)  # stored response -> node -> GET status
+    upstream_usage: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent tag -> usage served
 
 
 async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -297,8 +307,6 @@ def node_json(node: NodeProc, path: str) -> Any:
     req = urllib.request.Request(node.base + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     try:
         with urllib.request.urlopen(req, timeout=3) as resp:
-            import json
-
             return json.loads(resp.read())
     except OSError:
         return None
@@ -307,13 +315,14 @@ def node_json(node: NodeProc, path: str) -> Any:
 class Nemesis:
     def __init__(self, server_url: str, tmp: Path, seed: int, *, steps: list[Step] | None = None,
                  keys: list[LoadKey] | None = None, warmup: float = 2.0, log: Callable[[str], None] = print,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, agent_workers: int = 2) -> None:
         self.server_url, self.tmp, self.seed = server_url, tmp, seed
         self.node_ids = ["n1", "n2", "n3"]
         self.steps = steps if steps is not None else plan(seed, self.node_ids)
         self.keys = keys or default_keys()
         self.warmup, self.log = warmup, log
         self.env = env or {}
+        self.agent_workers = agent_workers  # per API (0: chat load only)
         self.faults: list[Fault] = []
         self.links = Links()
 
@@ -323,6 +332,8 @@ class Nemesis:
         url = await asyncio.to_thread(pg.fresh_database, self.server_url)
         proxy = await TcpProxy(url).start()
         upstream = await FakeUpstream(completion_tokens=COMPLETION_TOKENS, models=(MODEL,)).start()
+        # streams take a while, as a model's do, so faults find some under way (JSON answers do not wait)
+        upstream.inject("/v1/chat/completions", token_delay=STREAM_TOKEN_DELAY, times=None)
         env = {"SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN, "SHIELDES_GOSSIP_INTERVAL": GOSSIP_INTERVAL,
                "SHIELDES_POLL_INTERVAL": "1",
                "SHIELDES_HOST": "127.0.0.1", **self.env}
@@ -330,6 +341,7 @@ class Nemesis:
         relays: list[GossipRelay] = []
         relay_loop = RelayLoop()
         load: Load | None = None
+        agents: AgentLoad | None = None
         try:
             for i, node_id in enumerate(self.node_ids):
                 node = cluster.add_node(node_id)
@@ -347,18 +359,24 @@ class Nemesis:
                                        for n in cluster.nodes), 30, "3 nodes gossiping")
             load = Load(self.keys, secrets, cluster.nodes)
             load.start()
+            agents = AgentLoad(MODEL, COMPLETION_TOKENS, {api: secrets[agent_key(api)] for api in AGENT_APIS},
+                               cluster.nodes, self.seed)
+            agents.start(self.agent_workers)
             await asyncio.sleep(self.warmup)
             for step in self.steps:
                 await asyncio.sleep(step.gap)
                 await self._inject(step, cluster, proxy)
             await asyncio.sleep(1.0)
             await load.stop()
-            load_stopped = load
-            load = None
-            return await self._collect(url, cluster, upstream, load_stopped)
+            await agents.stop()
+            stopped = load, agents
+            load = agents = None
+            return await self._collect(url, cluster, upstream, *stopped, secrets)
         finally:
             if load is not None:
                 await load.stop()
+            if agents is not None:
+                await agents.stop()
             for node in cluster.nodes:  # a paused node must be able to take its SIGTERM
                 if node.proc is not None and node.proc.poll() is None:
                     node.proc.send_signal(signal.SIGCONT)
@@ -375,22 +393,25 @@ class Nemesis:
         cluster.admin(AddProvider("openai", "openai", upstream_url, f"env:{UPSTREAM_KEY_ENV}", (MODEL,)),
                       SetPricing(MODEL, PRICE_IN, PRICE_OUT))
         out = {}
-        for lk in self.keys:
-            s = lk.spec
+        for s in self.specs():
             out[s.name], _ = cluster.create_key(
                 s.name, rpm=s.rpm, budget_usd=s.budget_nusd / NUSD if s.budget_nusd is not None else None)
         return out
 
+    def specs(self) -> list[KeySpec]:
+        """The chat load's keys, then one without limits per agent API."""
+        return [lk.spec for lk in self.keys] + [KeySpec(agent_key(api)) for api in AGENT_APIS]
+
     async def _inject(self, step: Step, cluster: Cluster, proxy: TcpProxy) -> None:
         started = time.time()
         self.log(f"  {time.strftime('%H:%M:%S')} {step.kind} {','.join(step.nodes)} {step.duration or ''} {step.mode}")
-        if step.kind == "kill":
+        if step.kind in ("kill", "term"):  # term: a graceful restart, as a rolling deploy does
             node = next(n for n in cluster.nodes if n.node_id == step.nodes[0])
-            await asyncio.to_thread(cluster.kill, node, signal.SIGKILL)
-            killed = time.time()
+            await asyncio.to_thread(cluster.kill, node, signal.SIGKILL if step.kind == "kill" else signal.SIGTERM)
+            gone = time.time() if step.kind == "kill" else started
             cluster.start(node)  # the same node id, a new boot
             await asyncio.to_thread(cluster.wait_ready, node, 60)
-            self.faults.append(Fault("kill", step.nodes, killed, time.time()))
+            self.faults.append(Fault(step.kind, step.nodes, gone, time.time()))
             return
         if step.kind == "pause":
             node = next(n for n in cluster.nodes if n.node_id == step.nodes[0])
@@ -409,24 +430,33 @@ class Nemesis:
             del self.links.blocked[pair]
         self.faults.append(Fault(step.kind, step.nodes, started, time.time()))
 
-    async def _collect(self, url: str, cluster: Cluster, upstream: FakeUpstream, load: Load) -> History:
+    async def _collect(self, url: str, cluster: Cluster, upstream: FakeUpstream, load: Load, agents: AgentLoad,
+                       secrets: dict[str, str]) -> History:
         notes: list[str] = []
         served = []
+        turns = {t.tag: t for t in agents.turns}
+        upstream_usage: dict[str, list[tuple[int, int]]] = {}
         for rec in upstream.requests_to("/v1/chat/completions"):
-            content = rec.body["messages"][0]["content"]
-            rid = content.split()[1]
-            sent = load.sent[rid]
-            prompt = len(content.split())
-            served.append(Served(sent.key, sent.node, sent.sent_at, rec.at, cost_nusd(prompt, COMPLETION_TOKENS),
-                                 sent.answered_at))
+            tag = tag_of(rec.body["messages"])
+            cost = cost_nusd(count_words(rec.body["messages"]), COMPLETION_TOKENS)
+            if tag in load.sent:
+                sent = load.sent[tag]
+                served.append(Served(sent.key, sent.node, sent.sent_at, rec.at, cost, sent.answered_at))
+                continue
+            turn = turns[tag]
+            upstream_usage.setdefault(tag, []).append((count_words(rec.body["messages"]), COMPLETION_TOKENS))
+            served.append(Served(agent_key(turn.api), turn.node, turn.sent_at, rec.at, cost,
+                                 turn.ended_at if turn.status == 200 else None))
+        reads = await read_stored(cluster.nodes, agents.turns, secrets)
         readouts = await self._quiesce(url, cluster, notes)
         await asyncio.to_thread(cluster.stop_all)  # SIGTERM: the final flush loses nothing
         logged = await asyncio.to_thread(logged_usage, url)
         own_appends = await asyncio.to_thread(own_usage_appends, url)
         # a gossip interval and the push in flight
         gossip_window = 2 * float(self.env.get("SHIELDES_GOSSIP_INTERVAL", GOSSIP_INTERVAL))
-        return History(self.seed, self.node_ids, [lk.spec for lk in self.keys], served, self.faults, logged,
-                       readouts, load.statuses(), own_appends, gossip_window, notes)
+        return History(self.seed, self.node_ids, self.specs(), served, self.faults, logged,
+                       readouts, load.statuses(), own_appends, gossip_window, notes, agents.turns, reads,
+                       upstream_usage)
 
     async def _quiesce(self, url: str, cluster: Cluster, notes: list[str]) -> list[NodeReadout]:
         """No request in flight: wait until every node flushed, caught up with the log head and let go
@@ -457,6 +487,42 @@ class Nemesis:
         except AssertionError as exc:
             notes.append(str(exc))
             return [o for o in (await asyncio.to_thread(lambda: [read_node(n) for n in cluster.nodes])) if o]
+
+
+def agent_key(api: str) -> str:
+    return f"agent-{api}"
+
+
+def tag_of(messages: list[dict[str, Any]]) -> str:
+    """The tag of a request's turn: the last `nemesis <tag>` of its messages (its own, after the history)."""
+    return str(re.findall(r"nemesis (\S+?)\"", json.dumps(messages))[-1])
+
+
+async def read_stored(nodes: list[NodeProc], turns: list[Turn], secrets: dict[str, str]) -> dict[str, dict[str, int]]:
+    """GET /v1/responses/{id} of every stored response a client received, from every node."""
+    gate = asyncio.Semaphore(16)
+    out: dict[str, dict[str, int]] = {}
+
+    async def read(client: openai.AsyncOpenAI, node: str, rid: str) -> None:
+        async with gate:
+            try:
+                await client.responses.retrieve(rid)
+                status = 200
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+            except (openai.APIConnectionError, openai.APITimeoutError):
+                status = 0
+            out.setdefault(rid, {})[node] = status
+
+    clients = {(n.node_id, api): openai.AsyncOpenAI(base_url=n.base + "/v1", api_key=secrets[agent_key(api)],
+                                                    max_retries=0, timeout=10) for n in nodes for api in AGENT_APIS}
+    try:
+        await asyncio.gather(*(read(clients[(n.node_id, t.api)], n.node_id, t.response_id) for t in turns
+                               if t.stored and t.status == 200 and t.response_id for n in nodes))
+    finally:
+        for c in clients.values():
+            await c.close()
+    return out
 
 
 def read_node(node: NodeProc) -> NodeReadout | None:
@@ -503,6 +569,7 @@ def check_all(h: History) -> list[str]:
         out += check.check_rate(h.served, spec, n, h.faults, h.gossip_window)
         out += check.check_budget(h.served, spec, n, h.faults, h.own_appends)
     out += check.check_usage(h.served, h.logged, [k.name for k in h.keys], h.faults, h.own_appends)
+    out += check_agents(h.turns, h.reads, h.faults, h.upstream_usage)
     out += check.check_reservations(h.readouts)
     out += check.check_convergence(h.readouts, h.logged)
     return out
@@ -515,6 +582,7 @@ def summary(h: History) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("seed", h.seed), ("faults", ", ".join(f"{f.kind}({','.join(f.nodes)})" for f in h.faults)),
         ("client outcomes", dict(sorted(h.statuses.items()))), ("served upstream", len(h.served)),
+        *agent_figures(h.turns),
     ]
     for spec in h.keys:
         mine = [s for s in h.served if s.key == spec.name]

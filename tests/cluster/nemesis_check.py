@@ -153,10 +153,10 @@ def most_in_any_minute(served: Iterable[Served], key: str) -> int:
 
 
 def disturbed_in(faults: Iterable[Fault], start: float, end: float) -> set[str]:
-    """Nodes paused, partitioned or killed at some point of [start, end)."""
+    """Nodes paused, partitioned, killed or restarted at some point of [start, end)."""
     out: set[str] = set()
     for f in faults:
-        if f.kind in ("pause", "partition", "kill") and f.start < end and f.end >= start:
+        if f.kind in ("pause", "partition", "kill", "term") and f.start < end and f.end >= start:
             out.update(f.nodes)
     return out
 
