@@ -36,7 +36,10 @@ READ_WAIT = 2.0  # SHIELDES_RESPONSES_READ_WAIT
 # A kill's fault starts when the harness saw the process exit, a few ms after its signal: a
 # connection the dying node dropped may end that much before.
 SIGNAL_SLACK = 0.2
-SOCKET_BOUND = 6.0  # SHIELDES_DB_REQUEST_TIMEOUT + 1 s: a continuation's read on a stalled database
+# A continuation of a response the node does not hold waits for Postgres up to
+# SHIELDES_DB_REQUEST_TIMEOUT, then polls up to SHIELDES_RESPONSES_READ_WAIT for the row; 1 s more
+# for the answer (6.0 s measured: a read that waited out a cut, then the writer's retry).
+SOCKET_BOUND = DB_SLACK + READ_WAIT + 1.0
 
 
 @dataclass

@@ -29,7 +29,7 @@ from tests.cluster.nemesis_agent_check import AGENT_APIS, Turn
 
 TURNS_PER_CONVERSATION = 4
 TURNS_PER_SOCKET = 3
-CLIENT_TIMEOUT = 5.0  # the HTTP clients' timeout, as the chat load's
+CLIENT_TIMEOUT = 10.0  # past SHIELDES_DB_REQUEST_TIMEOUT (5 s), so a 503 for a stalled database reaches the client
 SOCKET_WAIT = 30.0  # how long a socket client waits for its next event before calling it a hang
 
 
