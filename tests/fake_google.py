@@ -73,6 +73,7 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""  # the body's bytes as they came
 
 
 def google_error(status: int, message: str) -> web.Response:
@@ -153,6 +154,16 @@ def service_account(private: rsa.RSAPrivateKey, token_uri: str) -> dict[str, Any
     }
 
 
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    """Field names as Google reads them: lowerCamelCase or snake_case (as the google-genai SDK
+    sends some nested config fields)."""
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in fields.items()}
+
+
+def _config(body: dict[str, Any]) -> dict[str, Any]:
+    return _camel(body.get("generationConfig") or body.get("generation_config") or {})
+
+
 def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
 
@@ -175,6 +186,10 @@ class FakeGoogle:
     # `X-Vertex-AI-LLM-Request-Type: shared`; its answers say so in usageMetadata.trafficType
     provisioned: bool = False
     claude_enabled: tuple[str, ...] | None = None  # the Claude models enabled in Model Garden (None: all)
+    # set (n, how): a stream breaks after n events, by a cut connection ("cut") or Google's error object
+    # as an event ("error", status 503)
+    break_stream: tuple[int, str] | None = None
+    sent: list[bytes] = field(default_factory=list)  # the bytes of each generateContent answer's body
     url: str = ""
     claude: FakeUpstream = field(default_factory=lambda: FakeUpstream(record=False))  # answers Claude calls
     _runner: web.AppRunner | None = None
@@ -196,6 +211,12 @@ class FakeGoogle:
     def last(self) -> Seen:
         return [r for r in self.requests if r.path != "/token"][-1]
 
+    def signed(self, signature: str) -> bool:
+        """Whether a signature is one given out: its bytes, in either base64 alphabet (as Google
+        reads proto bytes; the google-genai SDK sends them back URL-safe)."""
+        given = {base64.b64decode(s) for s in self.signatures}
+        return base64.urlsafe_b64decode(signature.replace("+", "-").replace("/", "_")) in given
+
     def _unsigned(self, contents: list[dict[str, Any]]) -> str | None:
         """Gemini 3's check: the first function call of every model turn carries the signature it
         was given (or the documented skip value)."""
@@ -208,7 +229,7 @@ class FakeGoogle:
                 return ("Function call is missing a thought_signature in functionCall parts. This is required for "
                         f"tools to work correctly. Additional data, function call {calls[0]['functionCall']['name']}"
                         f", position {i}.")
-            if signature not in self.signatures and signature != "skip_thought_signature_validator":
+            if not self.signed(signature) and signature != "skip_thought_signature_validator":
                 return "Invalid thought signature."
         return None
 
@@ -248,8 +269,9 @@ class FakeGoogle:
 
     async def _begin(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """The call's body, recorded, and the injected failure it gets, if any."""
-        body = await request.json()
-        self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), body))
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), body, raw))
         if not self.failures:
             return body, None
         status = self.failures.pop(0)
@@ -336,7 +358,7 @@ class FakeGoogle:
             blocked = {"promptFeedback": {"blockReason": "SAFETY"},
                        "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
             return web.json_response(blocked) if method == "generateContent" else await self._sse(request, [blocked])
-        gen = body.get("generationConfig") or {}
+        gen = _config(body)
         problem = schema_problem(gen.get("responseSchema"), "generation_config.response_schema") or next(
             (p for t in body.get("tools") or [] for i, f in enumerate(t.get("functionDeclarations") or [])
              if (p := declaration_problem(f, i))), None)
@@ -350,18 +372,23 @@ class FakeGoogle:
         tools = body.get("tools") or []
         mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode", "AUTO")
         call = None
+        functions = [f for t in tools for f in t.get("functionDeclarations") or t.get("function_declarations") or []]
+        # Google's own search tool: the answer carries its grounding
+        grounding = {"groundingMetadata": {"webSearchQueries": ["fake query"]}} if any(
+            "googleSearch" in t or "google_search" in t for t in tools) else {}
+        call = None
         results = [p["functionResponse"].get("response") for c in body["contents"] for p in c.get("parts") or []
                    if "functionResponse" in p]
         if self.tool_script is not None:
             offered = [f["name"] for t in tools for f in t.get("functionDeclarations") or []]
             scripted = self.tool_script.call(offered, bool(results))
             call = {"name": scripted[0], "args": scripted[1]} if scripted else None
-        elif tools and mode != "NONE" and not any("functionResponse" in p for p in last):
-            fn = tools[0]["functionDeclarations"][0]
+        elif functions and mode != "NONE" and not any("functionResponse" in p for p in last):
+            fn = functions[0]
             args = {"city": "Paris"} if self.tool_text is None else wire.sample(fn.get("parameters") or {},
                                                                                   self.tool_text) or {}
             call = {"name": fn["name"], "args": args}
-        max_out = (body.get("generationConfig") or {}).get("maxOutputTokens")
+        max_out = gen.get("maxOutputTokens")
         words = [WORDS[i % len(WORDS)] for i in range(self.reply_words)]
         finish = "STOP"
         if isinstance(max_out, int) and max_out < len(words):
@@ -381,7 +408,7 @@ class FakeGoogle:
             called["thoughtSignature"] = base64.b64encode(b"\xfb\xff" + secrets.token_bytes(42)).decode()
             self.signatures.add(called["thoughtSignature"])
         # thinking with its thoughts returned (thinkingConfig.includeThoughts): a thought part comes first
-        thoughts = bool(((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"))
+        thoughts = bool(_camel(gen.get("thinkingConfig") or {}).get("includeThoughts"))
         thought = [{"text": "Thinking it over.", "thought": True}] if thoughts else []
         if "responseSchema" in gen and not call:  # structured output: JSON fitting the schema
             words = [json.dumps(wire.sample(gen["responseSchema"]))]
@@ -392,10 +419,12 @@ class FakeGoogle:
             quoted = wire.result_text(results[-1]).split()[:40]
             words, texts = words + quoted, [t + quoted for t in texts]
         if method == "generateContent":
-            return web.json_response({"candidates": [
+            answer = json.dumps({"candidates": [
                 {"content": {"role": "model", "parts": thought + ([called] if call else [{"text": " ".join(t)}])},
-                 "finishReason": finish, "index": k} for k, t in enumerate(texts)],
-                "usageMetadata": usage, "modelVersion": model, "responseId": rid})
+                 "finishReason": finish, "index": k, **grounding} for k, t in enumerate(texts)],
+                "usageMetadata": usage, "modelVersion": model, "responseId": rid}).encode()
+            self.sent.append(answer)
+            return web.Response(body=answer, content_type="application/json")
         if request.query.get("alt") != "sse":
             return google_error(400, "streaming without alt=sse answers a JSON array; send alt=sse")
         events: list[dict[str, Any]] = []
@@ -417,6 +446,8 @@ class FakeGoogle:
         for e in events:
             e.update(modelVersion=model, responseId=rid)
         events[-1]["usageMetadata"] = usage
+        if grounding:
+            events[-1]["candidates"][0].update(grounding)
         return await self._sse(request, events)
 
     def _traffic(self, request: web.Request, body: dict[str, Any], vertex: bool) -> tuple[str | None, str | None]:
@@ -442,7 +473,16 @@ class FakeGoogle:
     async def _sse(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        for e in events:
-            await resp.write(b"data: " + json.dumps(e).encode() + b"\r\n\r\n")
+        frames = [b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events]
+        broken, how = self.break_stream or (len(frames), "")
+        if broken < len(frames) and how == "error":
+            error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+            frames = [*frames[:broken], b"data: " + json.dumps(error).encode() + b"\r\n\r\n"]
+        self.sent.append(b"".join(frames[:broken] if how == "cut" else frames))
+        for frame in frames[:broken] if how == "cut" else frames:
+            await resp.write(frame)
+        if how == "cut" and request.transport is not None:
+            request.transport.abort()  # no terminating chunk: the client sees a broken stream
+            return resp
         await resp.write_eof()
         return resp

@@ -3,30 +3,45 @@ POST /v1beta/models/{model}:generateContent, :streamGenerateContent and :countTo
 under /v1/models/...), GET /v1beta/models and /v1beta/models/{model} (the model routes' handlers,
 which answer Google's clients in Google's shape, under /v1 too).
 
-Every deployment, `gemini` and `vertex` ones included, gets the request translated to OpenAI chat
-(gemini_inbound) and its answer translated back (gemini_replies); what the translation had to drop
-is named in the `x-shieldes-dropped` response header. Admission (auth, allow-list, rpm/tpm, budget
+A `gemini` or `vertex` deployment (GenerateContentUpstream) gets the client's body as it is and
+the client gets the upstream's answer as it is (gemini_native). Every other deployment gets the
+request translated to OpenAI chat (gemini_inbound) and its answer translated back
+(gemini_replies); what the translation had to drop is named in the `x-shieldes-dropped` header. Admission (auth, allow-list, rpm/tpm, budget
 reservation) and settlement are the Messages surface's (Call), errors are in Google's shape
 (middleware.google_client)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 
 import orjson
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway import relay
-from shieldes.gateway.messages import ESTIMATE_HEADER, Answer
+from shieldes.gateway.gemini_frames import Framing
+from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import GATEWAY, MAX_MODEL_NAME, Call, authenticate, get_model, list_models, read_json
-from shieldes.projections.state import Deployment
+from shieldes.gateway.service import Gateway
+from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers import gemini_inbound as inbound
+from shieldes.providers import gemini_native
 from shieldes.providers import gemini_replies as replies
-from shieldes.providers.base import Body, ChunkStream, InputTokenCounter, Provider, Target, TokenUsage
+from shieldes.providers.base import (
+    Body,
+    ChunkStream,
+    InputTokenCounter,
+    ModelDialects,
+    Provider,
+    Target,
+    TokenUsage,
+)
 from shieldes.providers.dropped import JSON_OBJECT, dropped_header
+from shieldes.providers.gemini_native import GenerateContentUpstream, GoogleEventStream
 from shieldes.providers.kinds import spec_for
+from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 # chat names the provider's translation reports -> the generateContent field the client sent
@@ -66,19 +81,119 @@ class _Translation:
         return chat, dropped
 
 
+def _route(gw: Gateway, key: VirtualKey, model: str) -> Route:
+    """The key's route for `model`; an unknown model's 404 names the list these clients call."""
+    try:
+        return gw.route(key, model)
+    except NotFound as exc:
+        exc.message = exc.message.replace("GET /v1/models", "GET /v1beta/models")
+        exc.args = (exc.message,)
+        raise
+
+
+def native(provider: Provider | None) -> bool:
+    """Whether a deployment's provider module takes generateContent bodies as they are."""
+    return isinstance(provider, GenerateContentUpstream)
+
+
+def _passes_through(gw: Gateway, route: Route) -> bool:
+    """Whether any of the route's targets takes the request as it is (then it is checked by the
+    translation only when a translated target is tried)."""
+    for t in route.targets:
+        provider = gw.providers.get(t.deployment.kind)
+        if isinstance(provider, ModelDialects):
+            provider = provider.for_model(t.model)
+        if native(provider):
+            return True
+    return False
+
+
+class _Native:
+    """An upstream generateContent stream, relayed as it is: its SSE bytes, or its events'
+    payloads as the array's elements."""
+
+    def __init__(self, stream: GoogleEventStream, framing: Framing) -> None:
+        self._stream = stream
+        self._framing = framing
+        self.headers = dropped_header(stream.dropped)
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._stream.usage
+
+    async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
+        watch, framing = self._stream.watch, self._framing
+        async for read in self._stream.reads():
+            if watch.content_events and not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
+            tally.content_chunks = watch.content_events
+            if framing.sse and read.raw is not None:
+                if read.raw:
+                    yield read.raw
+            elif read.events:
+                yield b"".join(framing.element(e) for e in read.events)
+        if end := framing.end():
+            yield end
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class _Translated:
+    """OpenAI chunks of a translated call, as GenerateContentResponses."""
+
+    def __init__(self, stream: ChunkStream, dropped: list[str], model: str, size: int, thoughts: bool,
+                 framing: Framing) -> None:
+        self._stream = stream
+        self._model = model
+        self._size = size
+        self._thoughts = thoughts
+        self._framing = framing
+        self.headers = dropped_header(dropped)
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._stream.usage
+
+    async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
+        stream = self._stream
+        responses = replies.chunks_to_generate_responses(
+            relay.counted(stream, tally), self._model,
+            lambda: relay.final_usage(stream.usage, tally, self._size), self._thoughts)
+        async for data in responses:
+            yield self._framing.element(orjson.dumps(data))
+        if end := self._framing.end():
+            yield end
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     model = _model(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
-    checked, _ = inbound.translate_generate_request(body, model)  # bad input: a 400 before admission
-    max_tokens = checked.get("max_tokens") or checked.get("max_completion_tokens")
+    route = _route(gw, key, model)
+    if _passes_through(gw, route):
+        max_tokens, choices = gemini_native.bounds(body)
+    else:  # bad input: a 400 before admission
+        checked, _ = inbound.translate_generate_request(body, model)
+        max_tokens, choices = checked.get("max_tokens") or checked.get("max_completion_tokens"), 1
     thoughts = inbound.include_thoughts(body)
-    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(raw), max_tokens, cap=True)
+    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(raw), max_tokens, route, cap=True,
+                choices=choices)
     translation = _Translation(body, call.cap)
+
+    def payload(target: Target) -> bytes:
+        return gemini_native.native_payload(body, raw, target.model, call.cap)
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
+            if isinstance(provider, GenerateContentUpstream):
+                got = await provider.generate(target, payload(target))
+                usage = got.usage or TokenUsage(call.size // 4, gemini_native.text_tokens(got.body))
+                return Answer(got.raw, usage, dropped_header(got.dropped))
             chat, dropped = translation.chat(target, dep)
             result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
@@ -90,25 +205,28 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, **call.res.headers, **got.headers}
         return web.Response(body=got.raw, headers=headers)
 
-    async def open_stream(provider: Provider, target: Target, dep: Deployment) -> tuple[ChunkStream, list[str]]:
+    framing = Framing(request.query.get("alt") == "sse")
+
+    async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
+        if isinstance(provider, GenerateContentUpstream):
+            return _Native(await provider.generate_stream(target, payload(target)), framing)
         chat, dropped = translation.chat(target, dep)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         chunks = await provider.stream("chat", target, chat)
-        return chunks, _named(dropped, chunks.dropped)
+        return _Translated(chunks, _named(dropped, chunks.dropped), model, call.size, thoughts, framing)
 
-    sse = request.query.get("alt") == "sse"
     if call.rec is not None:
         call.rec.stream = True
-    (stream, dropped), served = await call.run(open_stream)
+    stream, served = await call.run(open_stream)
     tally = relay.Tally()
     try:
-        headers = {**call.res.headers, **dropped_header(dropped)}
-        if not sse:  # Google's default: one JSON array, its elements written as they come
+        headers = {**call.res.headers, **stream.headers}
+        if not framing.sse:  # Google's default: one JSON array, its elements written as they come
             headers["Content-Type"] = "application/json"
         resp = relay.sse_response(call.rid, headers)
-        await relay.pump(request, resp, _frames(stream, tally, model, call.size, thoughts, sse), tally,
-                         gw.settings.disconnect_drain_seconds, None, gw.scrub)
+        await relay.pump(request, resp, stream.frames(tally), tally, gw.settings.disconnect_drain_seconds, None,
+                         gw.scrub, lambda failure: framing.error(failure, gw.scrub))
         return resp
     finally:
         # settle first: the usage is final once the relay has stopped reading
@@ -116,22 +234,6 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
         call.settle(served, usage)
         call.stream_ended(served.deployment, tally, usage)
         await stream.aclose()
-
-
-async def _frames(stream: ChunkStream, tally: relay.Tally, model: str, size: int, thoughts: bool,
-                  sse: bool) -> AsyncIterator[bytes]:
-    """The answer's chunks as SSE events (`alt=sse`) or as the elements of one JSON array."""
-    responses = replies.chunks_to_generate_responses(
-        relay.counted(stream, tally), model, lambda: relay.final_usage(stream.usage, tally, size), thoughts)
-    first = True
-    async for data in responses:
-        if sse:
-            yield relay.frame(None, data)
-        else:
-            yield (b"[" if first else b",\r\n") + orjson.dumps(data)
-        first = False
-    if not sse:
-        yield b"[]" if first else b"]"
 
 
 async def _count_tokens(request: web.Request) -> web.StreamResponse:

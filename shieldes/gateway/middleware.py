@@ -100,6 +100,14 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISS
 _GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/[^:]+:[A-Za-z]+$")
 
 
+def google_error(status: int, message: str, code: str | None = None, wait: float | None = None) -> dict[str, Any]:
+    """Google's error shape, `{"error": {"code", "message", "status", "details"}}` (the status by
+    HTTP code; google_details)."""
+    google = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+    return {"error": {"code": status, "message": message, "status": google,
+                      "details": google_details(status, code, wait)}}
+
+
 def google_client(request: web.Request) -> bool:
     """Whether an answer (an error, a model list) is in Google's shape: on the Gemini API's routes
     (everything under /v1beta, and /v1/models/{model}:{method}), and on the model routes the
@@ -172,9 +180,7 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
     which the google-genai SDK raises as its ClientError / ServerError with that message; `wait`:
     the seconds a 429's RetryInfo asks for)."""
     if shape == "google":
-        google = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
-        body = orjson.dumps({"error": {"code": status, "message": message, "status": google,
-                                       "details": google_details(status, code, wait)}})
+        body = orjson.dumps(google_error(status, message, code, wait))
     elif shape == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})

@@ -156,9 +156,11 @@ async def _drain(frames: AsyncIterator[bytes], seconds: float) -> None:
 
 
 async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIterator[bytes], tally: Tally,
-               drain_seconds: float, error_event: str | None, scrub: Callable[[str], str] = str) -> None:
+               drain_seconds: float, error_event: str | None, scrub: Callable[[str], str] = str,
+               ending: Callable[[UpstreamFailure], bytes] | None = None) -> None:
     """Send the headers, then every frame; if the client goes away (before or during the stream),
-    keep draining the upstream (bounded) so its usage arrives.
+    keep draining the upstream (bounded) so its usage arrives. A stream that breaks ends with
+    `ending(failure)` when given (an API with its own error shape), else error_frame's.
 
     Frames are written inline, with no reader task or queue between upstream and client: a slow
     client pauses the upstream through the write's flow control (aiohttp waits for the socket
@@ -173,7 +175,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 await sink.write_eof()
             else:
                 tally.outcome = "upstream_error"
-                await sink.write(error_frame(failure, error_event, scrub))
+                await sink.write(ending(failure) if ending else error_frame(failure, error_event, scrub))
         except ConnectionError:
             if tally.outcome == "open":
                 tally.outcome = "disconnected"

@@ -14,6 +14,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers import vertex_options
+from shieldes.providers.anthropic_native import NativeAnswer
 from shieldes.providers.base import (
     Body,
     InputTokenCounter,
@@ -26,6 +27,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.chat_answers import embeddings_response
 from shieldes.providers.dropped import JSON_OBJECT, METADATA, dropped_fields
+from shieldes.providers.gemini_native import GenerateContentUpstream, GoogleEventStream, answer_usage
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
     chat_to_gemini,
@@ -53,7 +55,7 @@ from shieldes.settings import Settings
 _CARRIED = frozenset({"seed", "frequency_penalty", "presence_penalty", "reasoning_effort", JSON_OBJECT})
 
 
-class GeminiProvider(InputTokenCounter):
+class GeminiProvider(InputTokenCounter, GenerateContentUpstream):
     """The Gemini API (generativelanguage.googleapis.com)."""
 
     kind = "gemini"
@@ -118,6 +120,22 @@ class GeminiProvider(InputTokenCounter):
             raise invalid_response(target, f"unexpected batchEmbedContents shape: {exc}") from None
         out, usage = embeddings_response(vectors, target.model, None, body.get("encoding_format"))
         return JsonResult(body=out, usage=usage)
+
+    # --- pass-through (clients speaking the Gemini API: gemini_native) ---------------------------
+
+    async def generate(self, target: Target, payload: bytes) -> NativeAnswer:
+        data, raw = await post_for_object(self._client, target, self._model_url(target, "generateContent"),
+                                          payload, await self._headers(target), self._json_timeout)
+        return NativeAnswer(raw, data, answer_usage(data))
+
+    async def generate_stream(self, target: Target, payload: bytes) -> GoogleEventStream:
+        # always SSE from the upstream: its events are what either of the client's forms is made of
+        url = self._model_url(target, "streamGenerateContent") + "?alt=sse"
+        resp = await open_event_stream(self._client, target, url, payload, await self._headers(target),
+                                       self._stream_timeout)
+        stream = GoogleEventStream(resp, target)
+        await stream.prime()
+        return stream
 
     async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
         _only_chat(op, self.kind)

@@ -1,6 +1,7 @@
 """The Gemini API surface (/v1beta/models/{model}:generateContent, :streamGenerateContent,
 :countTokens, GET /v1beta/models) on a real node, with Google's official google-genai SDK as the
-client and an OpenAI-compatible deployment behind it (the request translated to chat)."""
+client and an OpenAI-compatible deployment behind it (the request translated to chat);
+test_gemini_passthrough.py has `gemini` and `vertex` deployments, which take it as it is."""
 
 from __future__ import annotations
 
@@ -225,7 +226,9 @@ async def test_a_gemini_deployment_gets_thinking_and_counts_tokens_itself(databa
             assert reply.text == "Hello from the fake Gemini"
             assert reply.candidates and reply.candidates[0].content and reply.candidates[0].content.parts
             assert reply.candidates[0].content.parts[0].thought is True  # asked for with includeThoughts
-            assert fake.last().body["generationConfig"]["thinkingConfig"]["thinkingBudget"] > 0
+            # passed through: the client's own thinkingConfig, as the SDK wrote it
+            assert fake.last().body["generationConfig"]["thinkingConfig"] == {"include_thoughts": True,
+                                                                             "thinking_budget": 2048}
             assert reply.usage_metadata is not None and reply.usage_metadata.prompt_token_count == 2
             counted = await models.count_tokens(model="gemini-2.5-flash", contents="one two three")
             assert counted.total_tokens == 3  # Google's own count, not an estimate
