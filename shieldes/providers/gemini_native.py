@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -128,7 +128,13 @@ class GoogleWatch:
 
     @property
     def usage(self) -> TokenUsage | None:
-        return None if self.meta is None else usage_from_gemini(self.meta)[0]
+        if self.meta is None:
+            return None
+        usage = usage_from_gemini(self.meta)[0]
+        if self.done:
+            return usage
+        # a stream cut short: its last counts may predate what was relayed since (one token per event)
+        return replace(usage, completion_tokens=max(usage.completion_tokens, self.content_events))
 
 
 @dataclass(frozen=True, slots=True)
