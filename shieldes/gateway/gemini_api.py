@@ -6,9 +6,10 @@ which answer Google's clients in Google's shape, under /v1 too).
 A `gemini` or `vertex` deployment (GenerateContentUpstream) gets the client's body as it is and
 the client gets the upstream's answer as it is (gemini_native). Every other deployment gets the
 request translated to OpenAI chat (gemini_inbound) and its answer translated back
-(gemini_replies); what the translation had to drop is named in the `x-shieldes-dropped` header. Admission (auth, allow-list, rpm/tpm, budget
-reservation) and settlement are the Messages surface's (Call), errors are in Google's shape
-(middleware.google_client)."""
+(gemini_replies); what the translation had to drop is named in the `x-shieldes-dropped` header.
+Admission (auth, allow-list, rpm/tpm, budget reservation) and settlement are the Messages
+surface's (Call), errors are in Google's shape (middleware.google_client), and so is the end of a
+stream that breaks midway (gemini_frames)."""
 
 from __future__ import annotations
 
