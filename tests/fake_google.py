@@ -1,8 +1,8 @@
 """A fake Google upstream over real HTTP: the Gemini API (`/v1beta/models/{m}:generateContent`,
-`:streamGenerateContent?alt=sse`, `:batchEmbedContents`, key in `x-goog-api-key`) and Vertex AI
-(`/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:...`, `:predict` embeddings) with a
-service-account OAuth token endpoint (`POST /token`, JWT-bearer grant, RS256 checked against the
-test's public key). Token counts: prompt = words of all text in `contents` and the system
+`:streamGenerateContent?alt=sse`, `:embedContent`, `:batchEmbedContents`, key in `x-goog-api-key`) and
+Vertex AI (`/v1/projects/{p}/locations/{l}/publishers/google/models/{m}:...`, `:predict` embeddings
+too) with a service-account OAuth token endpoint (`POST /token`, JWT-bearer grant, RS256 checked
+against the test's public key). Token counts: prompt = words of all text in `contents` and the system
 instruction; the reply is `reply_words` words. A prompt containing BLOCKME is blocked for SAFETY;
 one longer than `max_prompt` words is refused as too long, in Google's words.
 `generationConfig.candidateCount` N answers N candidates (candidate k's words start k words on),
@@ -330,9 +330,14 @@ class FakeGoogle:
             "generateContent", "streamGenerateContent") else (None, None)
         if problem:
             return google_error(400 if "labels" in problem or "header" in problem else 429, problem)
-        if method == "batchEmbedContents" and not vertex:
+        if method == "batchEmbedContents":  # Vertex serves it for Gemini embedding models too
+            if any(r.get("model", f"models/{model}") != f"models/{model}" for r in body["requests"]):
+                return google_error(400, "* BatchEmbedContentsRequest.model: each request's model must be the "
+                                         f"batch's, models/{model}")
             return web.json_response({"embeddings": [{"values": [0.5, -0.25, float(_words(r["content"]))]}
                                                      for r in body["requests"]]})
+        if method == "embedContent":
+            return web.json_response({"embedding": {"values": [0.5, -0.25, float(_words(body["content"]))]}})
         if method == "predict" and vertex:
             return web.json_response({"predictions": [
                 {"embeddings": {"values": [0.5, -0.25, float(_words(i["content"]))],

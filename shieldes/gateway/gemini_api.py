@@ -1,7 +1,8 @@
 """The Gemini API surface (what Gemini CLI and Google's google-genai SDK speak):
 POST /v1beta/models/{model}:generateContent, :streamGenerateContent and :countTokens (also
-under /v1/models/...), GET /v1beta/models and /v1beta/models/{model} (the model routes' handlers,
-which answer Google's clients in Google's shape, under /v1 too).
+under /v1/models/...; :embedContent and :batchEmbedContents are gemini_embeddings'),
+GET /v1beta/models and /v1beta/models/{model} (the model routes' handlers, which answer Google's
+clients in Google's shape, under /v1 too).
 
 A `gemini` or `vertex` deployment (GenerateContentUpstream) gets the client's body as it is and
 the client gets the upstream's answer as it is (gemini_native). Every other deployment gets the
@@ -19,14 +20,15 @@ from collections.abc import AsyncGenerator, Sequence
 import orjson
 from aiohttp import web
 
-from shieldes.errors import InvalidRequest, NotFound
+from shieldes.errors import NotFound
 from shieldes.gateway import relay
+from shieldes.gateway.gemini_embeddings import embed
 from shieldes.gateway.gemini_frames import Framing
+from shieldes.gateway.gemini_models import model_of, passes_through, route_for
 from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import GATEWAY, MAX_MODEL_NAME, Call, authenticate, get_model, list_models, read_json
-from shieldes.gateway.service import Gateway
-from shieldes.projections.state import Deployment, VirtualKey
+from shieldes.gateway.routes import GATEWAY, Call, authenticate, get_model, list_models, read_json
+from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_inbound as inbound
 from shieldes.providers import gemini_native
 from shieldes.providers import gemini_replies as replies
@@ -34,7 +36,6 @@ from shieldes.providers.base import (
     Body,
     ChunkStream,
     InputTokenCounter,
-    ModelDialects,
     Provider,
     Target,
     TokenUsage,
@@ -42,7 +43,6 @@ from shieldes.providers.base import (
 from shieldes.providers.dropped import JSON_OBJECT, dropped_header
 from shieldes.providers.gemini_native import GenerateContentUpstream, GoogleEventStream
 from shieldes.providers.kinds import spec_for
-from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 # chat names the provider's translation reports -> the generateContent field the client sent
@@ -50,15 +50,7 @@ _AS_SENT = {"reasoning_effort": "generationConfig.thinkingConfig", "seed": "gene
             "presence_penalty": "generationConfig.presencePenalty",
             "frequency_penalty": "generationConfig.frequencyPenalty",
             JSON_OBJECT: "generationConfig.responseMimeType"}
-_METHODS = "generateContent, streamGenerateContent and countTokens"
-
-
-def _model(request: web.Request) -> str:
-    model = request.match_info["model"].removeprefix("models/")
-    if not model.strip() or len(model) > MAX_MODEL_NAME:
-        raise InvalidRequest("the path must name a model: /v1beta/models/{model}:generateContent "
-                             "(see GET /v1beta/models)")
-    return model
+_METHODS = "generateContent, streamGenerateContent, countTokens, embedContent and batchEmbedContents"
 
 
 def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
@@ -80,33 +72,6 @@ class _Translation:
         if self.cap is not None and "max_tokens" not in chat and "max_completion_tokens" not in chat:
             chat["max_completion_tokens"] = self.cap
         return chat, dropped
-
-
-def _route(gw: Gateway, key: VirtualKey, model: str) -> Route:
-    """The key's route for `model`; an unknown model's 404 names the list these clients call."""
-    try:
-        return gw.route(key, model)
-    except NotFound as exc:
-        exc.message = exc.message.replace("GET /v1/models", "GET /v1beta/models")
-        exc.args = (exc.message,)
-        raise
-
-
-def native(provider: Provider | None) -> bool:
-    """Whether a deployment's provider module takes generateContent bodies as they are."""
-    return isinstance(provider, GenerateContentUpstream)
-
-
-def _passes_through(gw: Gateway, route: Route) -> bool:
-    """Whether any of the route's targets takes the request as it is (then it is checked by the
-    translation only when a translated target is tried)."""
-    for t in route.targets:
-        provider = gw.providers.get(t.deployment.kind)
-        if isinstance(provider, ModelDialects):
-            provider = provider.for_model(t.model)
-        if native(provider):
-            return True
-    return False
 
 
 class _Native:
@@ -173,10 +138,10 @@ class _Translated:
 async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    model = _model(request)
+    model = model_of(request)
     body, raw = await read_json(request, gw.settings.max_body_bytes)
-    route = _route(gw, key, model)
-    if _passes_through(gw, route):
+    route = route_for(gw, key, model)
+    if passes_through(gw, route):
         max_tokens, choices = gemini_native.bounds(body)
     else:  # bad input: a 400 before admission
         checked, _ = inbound.translate_generate_request(body, model)
@@ -243,13 +208,13 @@ async def _count_tokens(request: web.Request) -> web.StreamResponse:
     that may use the model; neither billed nor counted against rate limits."""
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    model = _model(request)
+    model = model_of(request)
     body, _raw = await read_json(request, gw.settings.max_body_bytes)
     inner = body.get("generateContentRequest")
     request_body = inner if isinstance(inner, dict) else body  # Google takes either form
     translation = _Translation(request_body, None)
     checked, _ = inbound.translate_generate_request(request_body, model)
-    route = gw.route(key, model)
+    route = route_for(gw, key, model)
 
     async def count(provider: Provider, target: Target, dep: Deployment) -> Answer:
         if isinstance(provider, InputTokenCounter):
@@ -281,6 +246,10 @@ async def model_method(request: web.Request) -> web.StreamResponse:
         return await _generate(request, True)
     if method == "countTokens":
         return await _count_tokens(request)
+    if method == "embedContent":
+        return await embed(request, "embedContent")
+    if method == "batchEmbedContents":
+        return await embed(request, "batchEmbedContents")
     raise NotFound(f"the gateway does not serve the Gemini API method {method[:60]!r}; it serves {_METHODS}",
                    code="not_found")
 

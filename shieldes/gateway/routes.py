@@ -440,8 +440,9 @@ async def get_model(request: web.Request) -> web.StreamResponse:
         except ShieldesError:
             owner = None
     if owner is None:
+        listing = "GET /v1beta/models" if google_client(request) else "GET /v1/models"
         raise NotFound(f"model {model!r} does not exist or this key may not use it; list the models "
-                       "your key may use with GET /v1/models")
+                       f"your key may use with {listing}")
     if "anthropic-version" in request.headers:
         return json_response(_anthropic_model(model), request_id(request))
     if google_client(request):

@@ -162,7 +162,8 @@ class Gateway:
             self._routes[requested] = route
         return route
 
-    def route(self, key: VirtualKey, requested: str) -> Route:
+    def route(self, key: VirtualKey, requested: str, listing: str = "GET /v1/models") -> Route:
+        """`listing`: the model list the client's API has, named in a refusal."""
         route = self._resolve(requested)
         if route is None and not self.state.config.providers:
             raise NotFound(
@@ -172,11 +173,11 @@ class Gateway:
         if route is None:
             raise NotFound(
                 f"model {requested!r} is not served by any provider; list the models your key may use "
-                "with GET /v1/models"
+                f"with {listing}"
             )
         if not (key.allows_model(route.model) or key.allows_model(requested)):
             raise PermissionDenied(
-                f"key {key.name!r} may not use model {requested!r}; list its models with GET /v1/models "
+                f"key {key.name!r} may not use model {requested!r}; list its models with {listing} "
                 "or widen it with `shieldes key update --models`"
             )
         return route

@@ -27,7 +27,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.chat_answers import embeddings_response
 from shieldes.providers.dropped import JSON_OBJECT, METADATA, dropped_fields
-from shieldes.providers.gemini_native import GenerateContentUpstream, GoogleEventStream, answer_usage
+from shieldes.providers.gemini_native import EmbedMethod, GenerateContentUpstream, GoogleEventStream, answer_usage
 from shieldes.providers.gemini_translate import (
     GeminiStreamTranslator,
     chat_to_gemini,
@@ -136,6 +136,12 @@ class GeminiProvider(InputTokenCounter, GenerateContentUpstream):
         stream = GoogleEventStream(resp, target)
         await stream.prime()
         return stream
+
+    async def embed_content(self, target: Target, method: EmbedMethod, payload: bytes) -> NativeAnswer:
+        # Vertex serves both methods for Gemini embedding models, with the same bodies
+        data, raw = await post_for_object(self._client, target, self._model_url(target, method), payload,
+                                          await self._headers(target), self._json_timeout)
+        return NativeAnswer(raw, data, answer_usage(data))
 
     async def stream(self, op: Operation, target: Target, body: Body) -> GeminiChunkStream:
         _only_chat(op, self.kind)

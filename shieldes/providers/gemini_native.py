@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -24,6 +24,8 @@ from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, retryabl
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.transport import UpstreamResponse
 
+EmbedMethod = Literal["embedContent", "batchEmbedContents"]
+
 
 class GenerateContentUpstream(ABC):
     """A provider module that speaks generateContent natively (takes pass-through calls). A base
@@ -34,6 +36,9 @@ class GenerateContentUpstream(ABC):
 
     @abstractmethod
     async def generate_stream(self, target: Target, payload: bytes) -> GoogleEventStream: ...
+
+    @abstractmethod
+    async def embed_content(self, target: Target, method: EmbedMethod, payload: bytes) -> NativeAnswer: ...
 
 
 def _positive(value: Any, name: str) -> int | None:
@@ -64,16 +69,21 @@ def bounds(body: Any) -> tuple[int | None, int]:
     return most, count or 1
 
 
-def native_payload(body: Body, raw: bytes, model: str, cap: int | None) -> bytes:
+def native_payload(body: Body, raw: bytes, model: str, cap: int | None = None) -> bytes:
     """The client's bytes, unless a field must change: a `model` field names the upstream's model
-    (the URL does anyway), and `cap` (a budget's bound, given only when the client set none)
-    becomes generationConfig.maxOutputTokens. Every other field and value is kept."""
+    (the URL does anyway; Google refuses a batch whose requests name another model than the
+    URL's), and `cap` (a budget's bound, given only when the client set none) becomes
+    generationConfig.maxOutputTokens. Every other field and value is kept."""
+    name = f"models/{model}"
     changed = dict(body)
     if "model" in body:
-        changed["model"] = f"models/{model}"
+        changed["model"] = name
+    requests = body.get("requests")  # batchEmbedContents
+    if isinstance(requests, list):
+        changed["requests"] = [dict(r, model=name) if isinstance(r, dict) and "model" in r else r for r in requests]
     if cap is not None:
-        name, config = _config(body)
-        changed[name] = {**config, ("max_output_tokens" if name == "generation_config" else "maxOutputTokens"): cap}
+        key, config = _config(body)
+        changed[key] = {**config, ("max_output_tokens" if key == "generation_config" else "maxOutputTokens"): cap}
     return raw if changed == body else orjson.dumps(changed)
 
 

@@ -188,6 +188,13 @@ async def test_models_and_raw_wire_forms(database_url: str) -> None:
         with pytest.raises(errors.ClientError) as info:  # not the key's: as if it did not exist
             await models.get(model="gpt-4o")
         assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+        assert "GET /v1beta/models" in (info.value.message or "")  # the list Google's clients call
+        with pytest.raises(errors.ClientError) as info:
+            await models.generate_content(model="no-such-model", contents="hi")
+        assert info.value.code == 404 and "GET /v1beta/models" in (info.value.message or "")
+        with pytest.raises(errors.ClientError) as info:
+            await models.count_tokens(model="no-such-model", contents="hi")
+        assert info.value.code == 404 and "GET /v1beta/models" in (info.value.message or "")
         async with aiohttp.ClientSession() as s, s.get(h.base + "/v1beta/models/gpt-4o-mini",
                                                        headers={"x-goog-api-key": secret}) as r:
             assert (await r.json())["name"] == "models/gpt-4o-mini"
@@ -200,7 +207,7 @@ async def test_models_and_raw_wire_forms(database_url: str) -> None:
                 chunks = json.loads(await r.read())
             assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
             assert "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
-            async with s.post(h.base + "/v1beta/models/gpt-4o-mini:embedContent",
+            async with s.post(h.base + "/v1beta/models/gpt-4o-mini:generateAnswer",
                               headers={"x-goog-api-key": secret}, json=body) as r:
                 assert r.status == 404
                 assert (await r.json())["error"]["status"] == "NOT_FOUND"
