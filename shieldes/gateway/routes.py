@@ -14,6 +14,7 @@ from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
+from shieldes.gateway.google_pages import google_page
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
@@ -379,8 +380,13 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     models = gw.models_for(key)
-    if google_client(request):  # the google-genai SDK's models.list(), on one page
-        return json_response({"models": [google_model(m) for m, _owner in models]}, request_id(request))
+    if google_client(request):  # the google-genai SDK's models.list(), which follows nextPageToken
+        names, after = google_page([m for m, _owner in models], request.query.get("pageSize"),
+                                   request.query.get("pageToken"))
+        page: dict[str, Any] = {"models": [google_model(m) for m in names]}
+        if after is not None:
+            page["nextPageToken"] = after
+        return json_response(page, request_id(request))
     if "anthropic-version" in request.headers:  # the anthropic SDK's models.list()
         query = request.query
         ids, has_more = anthropic_page([m for m, _owner in models], _page_limit(query.get("limit")),

@@ -239,3 +239,30 @@ async def test_a_gemini_deployment_gets_thinking_and_counts_tokens_itself(databa
             assert reply.usage_metadata is not None and reply.usage_metadata.prompt_token_count == 2
             counted = await models.count_tokens(model="gemini-2.5-flash", contents="one two three")
             assert counted.total_tokens == 3  # Google's own count, not an estimate
+
+
+async def test_the_model_list_comes_in_pages(database_url: str) -> None:
+    async with harness(database_url) as h:
+        many = tuple(f"m-{i:02}" for i in range(60))
+        await h.admin(AddProvider("many", "openai", h.upstream.url, None, many))
+        secret = await h.create_key("pages")
+        await h.sync()
+        served = sorted([*many, "claude-3-5-haiku-latest", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small"])
+        pager = await client(h.base, secret).aio.models.list(config=types.ListModelsConfig(page_size=7))
+        assert [m.name async for m in pager] == [f"models/{m}" for m in served]  # the SDK follows the pages
+
+        async with aiohttp.ClientSession() as s:
+            async def page(query: str) -> tuple[int, Any]:
+                async with s.get(h.base + "/v1beta/models" + query, headers={"x-goog-api-key": secret}) as r:
+                    return r.status, await r.json()
+
+            status, first = await page("")
+            assert status == 200 and len(first["models"]) == 50 and first["nextPageToken"]  # Google's default
+            status, rest = await page("?pageToken=" + first["nextPageToken"])
+            assert [m["name"] for m in first["models"] + rest["models"]] == [f"models/{m}" for m in served]
+            assert "nextPageToken" not in rest
+            status, whole = await page("?pageSize=5000")  # above 1000: 1000, as Google coerces it
+            assert len(whole["models"]) == len(served) and "nextPageToken" not in whole
+            for bad in ("?pageSize=-1", "?pageSize=ten", "?pageToken=%21%21%21"):
+                status, refused = await page(bad)
+                assert (status, refused["error"]["status"]) == (400, "INVALID_ARGUMENT")
