@@ -74,18 +74,13 @@ class _Translation:
         return chat, dropped
 
 
-class _Native:
+class _Native(relay.Rendered[GoogleEventStream]):
     """An upstream generateContent stream, relayed as it is: its SSE bytes, or its events'
     payloads as the array's elements."""
 
     def __init__(self, stream: GoogleEventStream, framing: Framing) -> None:
-        self._stream = stream
+        super().__init__(stream, dropped_header(stream.dropped))
         self._framing = framing
-        self.headers = dropped_header(stream.dropped)
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._stream.usage
 
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
         watch, framing = self._stream.watch, self._framing
@@ -101,25 +96,17 @@ class _Native:
         if end := framing.end():
             yield end
 
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
-
-class _Translated:
+class _Translated(relay.Rendered[ChunkStream]):
     """OpenAI chunks of a translated call, as GenerateContentResponses."""
 
     def __init__(self, stream: ChunkStream, dropped: list[str], model: str, size: int, thoughts: bool,
                  framing: Framing) -> None:
-        self._stream = stream
+        super().__init__(stream, dropped_header(dropped))
         self._model = model
         self._size = size
         self._thoughts = thoughts
         self._framing = framing
-        self.headers = dropped_header(dropped)
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._stream.usage
 
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
         stream = self._stream
@@ -130,9 +117,6 @@ class _Translated:
             yield self._framing.element(orjson.dumps(data))
         if end := self._framing.end():
             yield end
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
 
 async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse:
@@ -185,21 +169,11 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
     if call.rec is not None:
         call.rec.stream = True
     stream, served = await call.run(open_stream)
-    tally = relay.Tally()
-    try:
-        headers = {**call.res.headers, **stream.headers}
-        if not framing.sse:  # Google's default: one JSON array, its elements written as they come
-            headers["Content-Type"] = "application/json"
-        resp = relay.sse_response(call.rid, headers)
-        await relay.pump(request, resp, stream.frames(tally), tally, gw.settings.disconnect_drain_seconds, None,
-                         gw.scrub, lambda failure: framing.error(failure, gw.scrub))
-        return resp
-    finally:
-        # settle first: the usage is final once the relay has stopped reading
-        usage = relay.final_usage(stream.usage, tally, call.size)
-        call.settle(served, usage)
-        call.stream_ended(served.deployment, tally, usage)
-        await stream.aclose()
+    headers = {**call.res.headers, **stream.headers}
+    if not framing.sse:  # Google's default: one JSON array, its elements written as they come
+        headers["Content-Type"] = "application/json"
+    return await call.pump_stream(request, stream, stream.frames, served, headers, None,
+                                  lambda failure: framing.error(failure, gw.scrub))
 
 
 async def _count_tokens(request: web.Request) -> web.StreamResponse:

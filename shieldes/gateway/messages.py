@@ -69,17 +69,12 @@ class MessageStream(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _Native:
+class _Native(relay.Rendered[NativeEventStream]):
     """An upstream Anthropic event stream, relayed as it is."""
 
     def __init__(self, stream: NativeEventStream, scrub: Callable[[str], str]) -> None:
-        self._stream = stream
+        super().__init__(stream, dropped_header(stream.dropped))
         self._scrub = scrub
-        self.headers = dropped_header(stream.dropped)
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._stream.usage
 
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
         watch = self._stream.watch
@@ -91,24 +86,16 @@ class _Native:
                 raw = self._scrub(raw.decode("utf-8", "replace")).encode()
             yield raw
 
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
-
-class _Translated:
+class _Translated(relay.Rendered[ChunkStream]):
     """OpenAI chunks of a translated call, as the Anthropic event sequence."""
 
     def __init__(self, stream: ChunkStream, model: str, dropped: list[str], thinking: bool,
                  prompt_bytes: int) -> None:
-        self._stream = stream
+        super().__init__(stream, dropped_header(dropped))
         self._model = model
         self._thinking = thinking
         self._prompt_bytes = prompt_bytes
-        self.headers = dropped_header(dropped)
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._stream.usage
 
     async def frames(self, tally: relay.Tally) -> AsyncGenerator[bytes, None]:
         events = replies.openai_chunks_to_message_events(relay.counted(self._stream, tally), self._model,
@@ -121,9 +108,6 @@ class _Translated:
                     replies.anthropic_usage(relay.final_usage(None, tally, self._prompt_bytes)),
                     data["usage"].get("service_tier"))
             yield relay.frame(event, data)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
 
 
 def _validate(body: Body) -> int:
@@ -235,18 +219,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if call.rec is not None:
         call.rec.stream = True
     stream, served = await call.run(open_stream)
-    tally = relay.Tally()
-    try:
-        resp = relay.sse_response(call.rid, {**call.res.headers, **stream.headers})
-        await relay.pump(request, resp, stream.frames(tally), tally, gw.settings.disconnect_drain_seconds,
-                         "error", gw.scrub)
-        return resp
-    finally:
-        # settle first: the usage is final once the relay has stopped reading
-        usage = relay.final_usage(stream.usage, tally, call.size)
-        call.settle(served, usage)
-        call.stream_ended(served.deployment, tally, usage)
-        await stream.aclose()
+    return await call.pump_stream(request, stream, stream.frames, served, {**call.res.headers, **stream.headers},
+                                  "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

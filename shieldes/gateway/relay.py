@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -109,6 +109,34 @@ def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[st
     if event is None:
         return frame(None, {"error": err})
     return frame(event, {"type": "error", "error": {"type": "api_error", "message": err["message"]}})
+
+
+class Held(Protocol):
+    """An upstream stream as the relay settles it: its usage, and its closing."""
+
+    @property
+    def usage(self) -> TokenUsage | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+H = TypeVar("H", bound=Held)
+
+
+class Rendered(Generic[H]):
+    """An upstream stream relayed in a client API's own frames (a subclass's `frames(tally)`): its
+    usage and its closing are the upstream stream's; `headers` go with the answer."""
+
+    def __init__(self, stream: H, headers: dict[str, str]) -> None:
+        self._stream = stream
+        self.headers = headers
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._stream.usage
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class Sink(Protocol):

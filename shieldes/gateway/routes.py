@@ -20,7 +20,7 @@ from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
 from shieldes.projections.state import Deployment, VirtualKey
-from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage
+from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.openai import appended, usage_asked
 from shieldes.requestlog.record import RequestRecord
@@ -254,12 +254,21 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
+        headers = {**self.res.headers, **dropped_header(list(stream.dropped))}
+        return await self.pump_stream(request, stream, lambda tally: render(stream, tally), served, headers,
+                                      error_event)
+
+    async def pump_stream(self, request: web.Request, stream: relay.Held,
+                          frames: Callable[[relay.Tally], AsyncIterator[bytes]], served: RouteTarget,
+                          headers: dict[str, str], error_event: str | None,
+                          ending: Callable[[UpstreamFailure], bytes] | None = None) -> web.StreamResponse:
+        """Relay `stream`'s frames to the client (relay.pump), then settle the reservation on its
+        usage and note the stream's end, whatever happened."""
         tally = relay.Tally()
         try:
-            headers = {**self.res.headers, **dropped_header(list(stream.dropped))}
             resp = relay.sse_response(self.rid, headers)
-            await relay.pump(request, resp, render(stream, tally), tally,
-                             self.gw.settings.disconnect_drain_seconds, error_event, self.gw.scrub)
+            await relay.pump(request, resp, frames(tally), tally, self.gw.settings.disconnect_drain_seconds,
+                             error_event, self.gw.scrub, ending)
             return resp
         finally:
             # settle first: the usage is final once the relay has stopped reading

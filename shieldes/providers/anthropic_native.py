@@ -17,12 +17,11 @@ import orjson
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import OVERLOADED, Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import (
-    TRANSPORT_ERRORS,
     invalid_response,
     open_event_stream,
     post_for_object,
-    transport_failure,
 )
+from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.sse_blocks import named_event_lines
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
@@ -194,24 +193,24 @@ class UsageWatch:
         return usage_from_anthropic({**self.input, "output_tokens": self.output})
 
 
-class NativeEventStream:
+class NativeEventStream(HeldStream[bytes]):
     """One upstream event stream relayed byte for byte (`frames()`: the bytes of each read)."""
 
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
-        self._resp = resp
-        self._target = target
+        super().__init__(resp, target)
         self._decoder = SSEDecoder()
         # Read bytes after the last whole event (None: the decoder reads everything from now on)
         self._carry: bytes | None = b""
         self.watch = UsageWatch()
-        self._head: list[bytes] = []
-        self._gen: AsyncGenerator[bytes, None] | None = None
-        self._released = False
         self.dropped: list[str] = []  # what of the request the upstream could not take
 
     @property
     def usage(self) -> TokenUsage | None:
         return self.watch.usage
+
+    @property
+    def _finished(self) -> bool:
+        return self.watch.done
 
     def _feed(self, raw: bytes) -> tuple[str, Body | None] | None:
         """Watch the events of a read (usage, the end); the first event it completes (its name and,
@@ -238,56 +237,26 @@ class NativeEventStream:
         """Read up to the first event, so that an upstream failing at once (an `error` event
         first, an overloaded or silent upstream) fails here, while another deployment can still
         be tried."""
-        try:
-            while True:
-                raw = await self._resp.read_chunk()
-                if not raw:
-                    return
-                self._head.append(raw)
-                first = self._feed(raw)
-                if first is not None:
-                    event, parsed = first
-                    if parsed is not None and parsed.get("type", event) == "error":
-                        err = parsed.get("error")
-                        err = err if isinstance(err, dict) else {}
-                        self._release()
-                        status = OVERLOADED if err.get("type") == "overloaded_error" else None
-                        raise UpstreamFailure(str(err.get("message") or "upstream error"), status=status,
-                                              retryable=err.get("type") in _RETRYABLE_STREAM_ERRORS, body=parsed)
-                    return
-        except TRANSPORT_ERRORS as exc:
-            self._release()
-            raise transport_failure(self._target, exc) from exc
+        while raw := await self._chunk():
+            self._head.append(raw)
+            first = self._feed(raw)
+            if first is not None:
+                event, parsed = first
+                if parsed is not None and parsed.get("type", event) == "error":
+                    err = parsed.get("error")
+                    err = err if isinstance(err, dict) else {}
+                    self._release()
+                    status = OVERLOADED if err.get("type") == "overloaded_error" else None
+                    raise UpstreamFailure(str(err.get("message") or "upstream error"), status=status,
+                                          retryable=err.get("type") in _RETRYABLE_STREAM_ERRORS, body=parsed)
+                return
 
     def frames(self) -> AsyncGenerator[bytes, None]:
-        if self._gen is None:
-            self._gen = self._frames()
-        return self._gen
+        return self._items()
 
-    async def _frames(self) -> AsyncGenerator[bytes, None]:
-        try:
-            while self._head:
-                yield self._head.pop(0)
-            while raw := await self._resp.read_chunk():
-                self._feed(raw)
-                yield raw
-            if not self.watch.done and not self.watch.errored:
-                raise invalid_response(self._target, "the event stream ended before message_stop")
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        if self.watch.done:
-            self._resp.release()
-        else:
-            self._resp.close()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()
-        self._release()
+    async def _rest(self) -> AsyncGenerator[bytes, None]:
+        while raw := await self._chunk():
+            self._feed(raw)
+            yield raw
+        if not self.watch.done and not self.watch.errored:
+            raise invalid_response(self._target, "the event stream ended before message_stop")

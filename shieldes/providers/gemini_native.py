@@ -20,7 +20,8 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_native import NativeAnswer
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.gemini_translate import usage_from_gemini
-from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, retryable_status, transport_failure
+from shieldes.providers.http import invalid_response, retryable_status
+from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.transport import UpstreamResponse
 
@@ -157,27 +158,27 @@ class Read:
     events: list[bytes]
 
 
-class GoogleEventStream:
+class GoogleEventStream(HeldStream[Read]):
     """One upstream streamGenerateContent?alt=sse response, read by `reads()`. An `error` event
     the upstream sends instead of an answer is raised as an UpstreamFailure: before the first byte
     is relayed (`prime`), so another deployment can be tried; later, after the events before it."""
 
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
-        self._resp = resp
-        self._target = target
+        super().__init__(resp, target)
         self._decoder = SSEDecoder()
         self.watch = GoogleWatch()
-        self._head: list[Read] = []
-        self._gen: AsyncGenerator[Read, None] | None = None
         self._failure: UpstreamFailure | None = None
-        self._released = False
         self.dropped: list[str] = []  # what of the request the upstream could not take
 
     @property
     def usage(self) -> TokenUsage | None:
         return self.watch.usage
 
-    def _read(self, raw: bytes, events: list[tuple[str, bytes]]) -> Read:
+    @property
+    def _finished(self) -> bool:
+        return self.watch.done
+
+    def _parsed(self, raw: bytes, events: list[tuple[str, bytes]]) -> Read:
         """The read's events up to an error event (which sets `_failure`)."""
         out: list[bytes] = []
         for _event, data in events:
@@ -191,59 +192,29 @@ class GoogleEventStream:
     async def prime(self) -> None:
         """Read up to the first event: an upstream failing at once (an error event first, a cut
         before any event) fails here, while another deployment can still be tried."""
-        try:
-            while True:
-                raw = await self._resp.read_chunk()
-                if not raw:
-                    return
-                read = self._read(raw, self._decoder.feed(raw))
-                if self._failure is not None and not read.events:
-                    self._release()
-                    raise self._failure
-                self._head.append(read)
-                if read.events:
-                    return
-        except TRANSPORT_ERRORS as exc:
-            self._release()
-            raise transport_failure(self._target, exc) from exc
+        while raw := await self._chunk():
+            read = self._parsed(raw, self._decoder.feed(raw))
+            if self._failure is not None and not read.events:
+                self._release()
+                raise self._failure
+            self._head.append(read)
+            if read.events:
+                return
 
     def reads(self) -> AsyncGenerator[Read, None]:
-        if self._gen is None:
-            self._gen = self._reads()
-        return self._gen
+        return self._items()
 
-    async def _reads(self) -> AsyncGenerator[Read, None]:
-        try:
-            while self._head:
-                yield self._head.pop(0)
-            while self._failure is None and (raw := await self._resp.read_chunk()):
-                yield self._read(raw, self._decoder.feed(raw))
-            if self._failure is None:
-                last = self._read(b"", self._decoder.close())  # its bytes went with earlier reads
-                if last.events or last.raw is None:
-                    yield last
-            if self._failure is not None:
-                raise self._failure
-            if not self.watch.done:
-                raise invalid_response(self._target, "the stream ended before a finishReason")
-        except TRANSPORT_ERRORS as exc:
-            raise transport_failure(self._target, exc) from exc
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        if self.watch.done:
-            self._resp.release()
-        else:
-            self._resp.close()
-
-    async def aclose(self) -> None:
-        if self._gen is not None:
-            await self._gen.aclose()
-        self._release()
+    async def _rest(self) -> AsyncGenerator[Read, None]:
+        while self._failure is None and (raw := await self._chunk()):
+            yield self._parsed(raw, self._decoder.feed(raw))
+        if self._failure is None:
+            last = self._parsed(b"", self._decoder.close())  # its bytes went with earlier reads
+            if last.events or last.raw is None:
+                yield last
+        if self._failure is not None:
+            raise self._failure
+        if not self.watch.done:
+            raise invalid_response(self._target, "the stream ended before a finishReason")
 
 
 def text_tokens(answer: Body) -> int:
