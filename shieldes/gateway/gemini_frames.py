@@ -13,6 +13,7 @@ from collections.abc import Callable
 import orjson
 
 from shieldes.gateway.middleware import google_error
+from shieldes.gateway.relay import STREAM_ERROR_CODE
 from shieldes.providers.base import UpstreamFailure
 
 BROKEN_STREAM_STATUS = 502  # a stream cut or refused by the upstream, with no status of its own
@@ -44,5 +45,5 @@ class Framing:
         status = failure.status if failure.status is not None and 400 <= failure.status <= 599 else \
             BROKEN_STREAM_STATUS
         payload = orjson.dumps(google_error(status, f"upstream stream failed: {scrub(failure.message)}; "
-                                                    "retry the request"))
+                                                    "retry the request", STREAM_ERROR_CODE))  # its ErrorInfo
         return self.element(payload) + self.end()

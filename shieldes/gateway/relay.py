@@ -23,6 +23,7 @@ from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailu
 
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
+STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a stream the upstream broke
 
 
 @dataclass(slots=True)

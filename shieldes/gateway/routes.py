@@ -299,7 +299,7 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
             rec.error_code = "client_disconnected"
             rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks"
         elif tally.outcome == "upstream_error":
-            rec.error_code = "upstream_stream_error"
+            rec.error_code = relay.STREAM_ERROR_CODE
             rec.error_message = (f"upstream deployment {dep.name} failed mid-stream after {tally.content_chunks} "
                                  "chunks; the client got an error event")
     if tally.outcome == "upstream_error":

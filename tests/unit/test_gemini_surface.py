@@ -60,6 +60,7 @@ def test_a_broken_stream_ends_in_googles_shape_in_either_form() -> None:
     ended = json.loads(sse.error(cut, lambda t: t.replace("sk-secret", "[redacted]"))[6:])
     assert ended["error"]["code"] == 502 and ended["error"]["status"] == "UNAVAILABLE"
     assert "[redacted]" in ended["error"]["message"]
+    assert ended["error"]["details"][0]["metadata"] == {"code": "upstream_stream_error"}  # its ErrorInfo
     array = Framing(False)
     written = array.element(b'{"a": 1}') + array.error(UpstreamFailure("busy", status=503, retryable=True), str)
     assert json.loads(written)[1]["error"]["code"] == 503
