@@ -170,6 +170,17 @@ class StoredResponsesBacklog(Unavailable):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class BackgroundFull(Unavailable):
+    """A background response this node cannot take: it runs as many as it may
+    (SHIELDES_RESPONSES_BACKGROUND_MAX), or it is shutting down."""
+
+    code = "too_many_background_responses"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class CommandRejected(ShieldesError):
     """A config command is invalid against the current state (duplicate name, unknown key, ...)."""
 

@@ -49,6 +49,7 @@ from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
 from shieldes.responses.conversation_store import ConversationTable
 from shieldes.responses.conversations import Conversations
+from shieldes.responses.runs import BackgroundRuns
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
 from shieldes.secrets import NodeKeyring
@@ -95,6 +96,7 @@ class Node:
         self.poller: LogPoller | None = None
         self.gateway: Gateway | None = None
         self.responses: ResponseStore | None = None
+        self.background: BackgroundRuns | None = None
         self.upstream: UpstreamClient | None = None
         self.http: HttpServer | None = None
         self.request_log: RequestLogWriter | None = None
@@ -218,6 +220,9 @@ class Node:
         self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.pending_bytes,
                                             lambda: responses.stalls, lambda: responses.dropped)
         await self.responses.start()
+        self.background = BackgroundRuns(ResponseTable(self.pool), self.node_id, s.responses_background_max,
+                                         s.db_request_timeout)
+        await self.background.start(self.boot_epoch)
         capture = self._capture()
         self.request_log = self._request_log(capture)
         if self.request_log is not None:
@@ -225,7 +230,8 @@ class Node:
         observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
                             capture=capture, access=s.access_log, tracing=self.tracing)
         self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses,
-                                         Conversations(ConversationTable(self.pool), self.db_wait), observer),
+                                         Conversations(ConversationTable(self.pool), self.db_wait), self.background,
+                                         observer),
                                s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace, tls=tls)
         await self.http.start()
         in_flight = self.http.app[IN_FLIGHT]
@@ -336,8 +342,10 @@ class Node:
         # its own, so a database outage does not add their timeouts to the usage flush's.
         side: list[asyncio.Task[Any]] = []
         try:
-            if self.http is not None:
-                await self.http.stop()
+            if self.http is not None:  # background runs finish (or fail) within the grace, as requests do
+                await asyncio.gather(self.http.stop(), self._drain_background())
+            else:
+                await self._drain_background()
             await self.db_wait.stop()  # operations that outlived their request's wait, cancelled
             await self.db_read_wait.stop()
             if self.upstream is not None:
@@ -363,6 +371,11 @@ class Node:
             await self._close_pool()
             self.state = "stopped"
             self.stopped.set()
+
+    async def _drain_background(self) -> None:
+        if self.background is not None:
+            await self.background.drain(self.settings.shutdown_grace)
+            await self.background.stop()
 
     async def _close_pool(self) -> None:
         if self.pool is not None:

@@ -153,6 +153,10 @@ class Settings(BaseSettings):
         "with store: true gets a 503 to retry, before any upstream call")
     responses_purge_interval: float = Field(
         default=3600.0, gt=0, description="seconds between retention purges of stored responses")
+    responses_background_max: int = Field(
+        default=64, ge=0,
+        description="background responses (background: true) a node runs at once; past them a create gets a 503 "
+        "to retry (on another node)")
 
     # Request log, logs and traces
     request_log: bool = Field(default=True, description="write one row per HTTP request to the request log")

@@ -26,6 +26,7 @@ import json
 import random
 import string
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,10 @@ class Fault:
     code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
     rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
+    hold_after: int | None = None  # after this many stream frames, wait until `release` is set
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: int = 0  # streams that reached the hold
+    dropped: int = 0  # streams whose client closed the connection while held (the call was stopped)
     _matched: int = 0
 
 
@@ -83,6 +88,17 @@ class Recorded:
     raw: bytes = b""  # the body's bytes as received
     peer: str = ""  # the client's address and port: one value per TCP connection
     at: float = field(default_factory=time.time)  # when it arrived (wall clock)
+
+
+async def _held(request: web.Request, fault: Fault) -> bool:
+    """Hold a stream until the test releases it; False if the client closed it meanwhile."""
+    fault.holding += 1
+    while not fault.release.is_set():
+        if request.transport is None or request.transport.is_closing():
+            fault.dropped += 1
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def peer_of(request: web.Request) -> str:
@@ -344,6 +360,8 @@ class FakeUpstream:
                 else wire.data({"error": {**error, "code": None, "param": None}})
             ]
         for i, frame in enumerate(frames):
+            if fault and fault.hold_after is not None and i == fault.hold_after and not await _held(request, fault):
+                return resp
             if fault and fault.stall_after is not None and i == fault.stall_after:
                 await asyncio.sleep(30)
             if fault and fault.disconnect_after is not None and i >= fault.disconnect_after:

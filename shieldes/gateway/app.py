@@ -14,12 +14,14 @@ from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.gemini_api import add_gemini_routes
 from shieldes.gateway.messages import add_messages_routes
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, Observer
+from shieldes.gateway.responses_background import add_background_routes
 from shieldes.gateway.responses_compact import add_compact_route
 from shieldes.gateway.responses_routes import CONVERSATIONS, RESPONSES, add_responses_routes
 from shieldes.gateway.responses_socket import add_responses_socket
 from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
 from shieldes.gateway.service import Gateway
 from shieldes.responses.conversations import Conversations
+from shieldes.responses.runs import BackgroundRuns
 from shieldes.responses.service import ResponseStore
 
 GC_GEN0_THRESHOLD = 10_000
@@ -43,7 +45,7 @@ def tune_gc() -> None:
 
 def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, Any]]],
               admin: AdminContext, responses: ResponseStore, conversations: Conversations,
-              observer: Observer | None = None) -> web.Application:
+              background: BackgroundRuns, observer: Observer | None = None) -> web.Application:
     """`observer` opens a request-log record per request and feeds metrics, access lines, traces
     and the request-log buffer; without one, requests are only counted in the metrics."""
     observer = observer or Observer(gateway.metrics, gateway.settings.node_id, access=False)
@@ -59,6 +61,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[CONVERSATIONS] = conversations
     add_routes(app)
     add_responses_routes(app)
+    add_background_routes(app, background, observer)
     add_responses_socket(app)  # (after: it answers as the POST route)
     add_compact_route(app)
     add_conversation_routes(app)

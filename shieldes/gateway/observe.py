@@ -93,7 +93,8 @@ class Observer:
             try:
                 if self.finish(request, rec):
                     await _capture(request, rec, resp)
-                self.hand_off(rec)
+                if not rec.held:  # a background run hands its record off when it ends
+                    self.hand_off(rec)
             except Exception as exc:  # observing must never break the answer itself
                 log.warning("could not record request %s: %s: %s", rec.request_id, type(exc).__name__, exc)
 

@@ -1,12 +1,15 @@
 """HTTP handlers of the Responses API: POST /v1/responses (JSON and typed SSE events), stored
-responses (GET|DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items) and
-POST /v1/responses/input_tokens. Admission, limits, budgets and settlement go through the same
+responses (DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items) and
+POST /v1/responses/input_tokens (GET and cancel, which background responses shape, are
+responses_background's). Admission, limits, budgets and settlement go through the same
 Gateway methods as chat completions."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -139,7 +142,32 @@ async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -
     return []
 
 
-async def create_response(request: web.Request) -> web.StreamResponse:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A POST /v1/responses admitted: what its call sends and how it answers."""
+
+    req: ResponsesRequest
+    turn: Turn
+    sent: Body
+    ctx: ResponseContext
+    as_sent: bytes | None
+    shown: bool  # the client sees encrypted reasoning (include)
+    rid: str
+
+
+class Background(Protocol):
+    """How a `background: true` create is run (responses_background.Starter, set with its routes)."""
+
+    def check_room(self) -> None: ...
+
+    async def start(self, request: web.Request, p: Prepared) -> web.StreamResponse: ...
+
+
+BACKGROUND: web.AppKey[Background] = web.AppKey("background", Background)
+
+
+async def prepare(request: web.Request) -> Prepared:
+    """Everything before the upstream call: parse, route, history, admission (limits, budget)."""
     gw, key = _key(request)
     store = request.app[RESPONSES]
     body, raw = await read_json(request, gw.settings.max_body_bytes)
@@ -150,6 +178,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     route = gw.route(key, req.model)
     if rec is not None:
         rec.upstream_model = route.model
+    if req.background:  # a node that cannot run it refuses before any work
+        request.app[BACKGROUND].check_room()
     conversations = request.app[CONVERSATIONS]
     history = await history_of(request, req, key.id)
     sent = upstream_body(body, history, req.input)
@@ -158,30 +188,43 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
-    turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id, req.store, rec,
-                 conversations, req.conversation, request.get(SOCKET_MEMORY), history)
-    rid = request_id(request)
-    try:
-        as_sent = raw if forwards_as_sent(body, req.input) else None
-        outcome, served = await gw.responses(route, sent, ctx, req.streaming, as_sent, rec=rec)
-    except BaseException:
-        gw.meter.release(res)
-        raise
-    shown = asks_encrypted(body)  # else encrypted reasoning is kept for the stored response only
+    turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
+                req.store and not req.background,  # a background run writes its own row
+                rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history)
+    as_sent = raw if forwards_as_sent(body, req.input) else None
+    return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request))
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    p = await prepare(request)
+    if p.req.background:
+        return await request.app[BACKGROUND].start(request, p)
+    outcome, served = await call(p, p.req.streaming)
+    turn, shown = p.turn, p.shown  # else encrypted reasoning is kept for the stored response only
     if isinstance(outcome, Answer):
-        response = turn.in_conversation(dict(outcome.response, store=req.store))
+        response = turn.in_conversation(dict(outcome.response, store=p.req.store))
         # no usage from the upstream: the output is estimated from the answer's text, and the
         # response (as sent and as stored) carries the estimate that is billed
         output = estimate_output_tokens(response) if outcome.usage is None else 0
-        response = _estimated(response, size, output) or response
-        turn.finish(served, response, token_usage(outcome.usage, size, output))
+        response = _estimated(response, turn.size, output) or response
+        turn.finish(served, response, token_usage(outcome.usage, turn.size, output))
         await turn.append(response)
-        return json_response(response if shown else without_encrypted(response), rid,
-                             {**res.headers, **outcome.headers})
-    return await _stream(request, rid, turn, served, outcome, shown)
+        return json_response(response if shown else without_encrypted(response), p.rid,
+                             {**turn.res.headers, **outcome.headers})
+    return await stream(request, p.rid, turn, served, outcome, shown)
 
 
-async def _stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget,
+async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, RouteTarget]:
+    """The upstream call, with failover; the reservation is released if it fails."""
+    turn = p.turn
+    try:
+        return await turn.gw.responses(turn.route, p.sent, p.ctx, streaming, p.as_sent, rec=turn.rec)
+    except BaseException:
+        turn.gw.meter.release(turn.res)
+        raise
+
+
+async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget,
                   events: EventStream, shown: bool) -> web.StreamResponse:
     tally = relay.Tally()
 
@@ -236,37 +279,11 @@ async def _stream(request: web.Request, rid: str, turn: Turn, served: RouteTarge
         await events.aclose()
 
 
-async def get_response(request: web.Request) -> web.StreamResponse:
-    _gw, key = _key(request)
-    stored = await request.app[RESPONSES].get(request.match_info["id"], key.id)
-    if request.query.get("stream", "false").lower() not in ("false", "0", ""):
-        # the SDK's `retrieve(id, stream=True)` reads an event stream: JSON here would read as no
-        # events at all. Events are replayed for background responses, which this gateway runs none of.
-        raise InvalidRequest(f"Response {stored.id!r} cannot be streamed again: stream=true on "
-                             "retrieve is for responses created with background=true (none is here); it is "
-                             "complete, retrieve it without stream", code="stream_not_supported")
-    include = request.query.getall("include", []) + request.query.getall("include[]", [])
-    shown = asks_encrypted({"include": include})
-    return json_response(stored.response if shown else without_encrypted(stored.response), request_id(request))
-
-
 async def delete_response(request: web.Request) -> web.StreamResponse:
     _gw, key = _key(request)
     response_id = request.match_info["id"]
     await request.app[RESPONSES].delete(response_id, key.id)
     return json_response({"id": response_id, "object": "response", "deleted": True}, request_id(request))
-
-
-async def cancel_response(request: web.Request) -> web.StreamResponse:
-    """What OpenAI answers: an unknown id is a 404; a response not created with background=true
-    (every one here: background mode is refused at create) is a 400 saying it cannot be cancelled."""
-    _gw, key = _key(request)
-    response_id = request.match_info["id"]
-    await request.app[RESPONSES].get(response_id, key.id)  # the 404 of GET for an unknown id
-    raise InvalidRequest(f"Response {response_id!r} cannot be cancelled: only responses created with "
-                         "background=true can be, and this one was not (this gateway runs no background "
-                         "responses); it finished when its answer was sent, and GET /v1/responses/{id} "
-                         "returns it", code="response_not_cancellable")
 
 
 def list_limit(value: str | None) -> int:
@@ -322,7 +339,5 @@ def add_responses_routes(app: web.Application) -> None:
     # the forms without /v1 come from routes.add_unversioned_aliases
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
-    app.router.add_get("/v1/responses/{id}", get_response)
     app.router.add_delete("/v1/responses/{id}", delete_response)
-    app.router.add_post("/v1/responses/{id}/cancel", cancel_response)
     app.router.add_get("/v1/responses/{id}/input_items", list_input_items)

@@ -75,6 +75,8 @@ class RequestRecord:
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
     cost_nusd: int | None = None
+    # a background response's: handed to the request log when its run ends, not when it was created
+    held: bool = False
     # opt-in payload capture (capture.py decides)
     request_body: bytes | None = None
     response_body: bytes | None = None

@@ -16,9 +16,8 @@ from shieldes.responses.objects import Body
 
 MAX_MODEL_NAME = 256
 # Fields the gateway serves itself; never sent upstream.
-_GATEWAY_FIELDS = ("previous_response_id", "conversation", "stream", "stream_options")
+_GATEWAY_FIELDS = ("previous_response_id", "conversation", "stream", "stream_options", "background")
 _UNSUPPORTED = {
-    "background": "background mode is not supported; send the request without `background`",
     "prompt": "stored prompt templates are not supported; send `instructions` and `input` instead",
 }
 
@@ -32,6 +31,7 @@ class ResponsesRequest:
     conversation: str | None  # a conversation id (conv_...)
     max_output_tokens: int | None
     input: list[Body]  # this request's own input items, normalized
+    background: bool = False  # run by the node after the create is answered (store is true then)
 
 
 def _typed(body: Body, name: str, types: type | tuple[type, ...], what: str) -> Any:
@@ -136,6 +136,10 @@ def parse_request(body: Body) -> ResponsesRequest:
     if metadata is not None:
         check_metadata(metadata)
     store = _typed(body, "store", bool, "true or false")
+    background = bool(_typed(body, "background", bool, "true or false"))
+    if background and store is False:
+        raise InvalidRequest("Background mode requires the response to be stored: send background: true with "
+                             "store: true (or without store), or leave background out", param="store")
     return ResponsesRequest(
         model=model,
         streaming=bool(_typed(body, "stream", bool, "true or false")),
@@ -144,6 +148,7 @@ def parse_request(body: Body) -> ResponsesRequest:
         conversation=conversation,
         max_output_tokens=max_out,
         input=items,
+        background=background,
     )
 
 
@@ -156,11 +161,11 @@ def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Bod
 
 def forwards_as_sent(body: Body, own_input: list[Body]) -> bool:
     """Whether the client's bytes of `body` are the request a deployment gets (upstream_body): no
-    conversation to prepend, no gateway field but `stream`, and the input items as they were sent
-    (a list the gateway took as it is). Then they can go upstream without being encoded again."""
+    conversation to prepend, no gateway field but `stream` (no `background`), and the input items as
+    they were sent (a list the gateway took as it is). Then they can go upstream without being encoded again."""
     sent = body.get("input")
     return ("previous_response_id" not in body and "conversation" not in body and "stream_options" not in body
-            and isinstance(sent, list)
+            and "background" not in body and isinstance(sent, list)
             and len(sent) == len(own_input) and all(map(operator.is_, sent, own_input)))
 
 

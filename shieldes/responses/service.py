@@ -34,7 +34,7 @@ import psycopg
 from shieldes.dbwait import DbWait
 from shieldes.errors import DatabaseStalled, NotFound, StoredResponsesBacklog
 from shieldes.responses.objects import Body
-from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
+from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
 from shieldes.settings import Settings
 from shieldes.tasks import Wake, stop_task
 
@@ -126,6 +126,7 @@ class ResponseStore:
         self.cache_bytes = settings.responses_cache_bytes
         self.pending_bytes_max = settings.responses_pending_bytes
         self.purge_interval = settings.responses_purge_interval
+        self.node_timeout = settings.node_timeout  # a background run's node silent this long is gone
         self._cache: OrderedDict[str, tuple[Cached, int]] = OrderedDict()  # and the JSON bytes it stands for
         self._cached_bytes = 0
         self._pending: list[Encoded] = []
@@ -394,4 +395,22 @@ class ResponseStore:
             await self._db(self.table.delete(response_id, key_id), DELETE)
             return
         if not await self._waiting(lambda: self.table.delete(response_id, key_id), DELETE):
+            raise not_found(response_id)
+
+    # --- background responses run by other nodes ----------------------------------------------
+
+    async def run_state(self, response_id: str, key_id: str, after: int) -> RunState:
+        """A background response's row with its events after index `after` and its node's
+        liveness (polled for up to read_wait, as `get`: the node running it may not have written
+        it yet)."""
+        state = await self._waiting(lambda: self.table.run_state(response_id, after, self.retention,
+                                                                 self.node_timeout))
+        if state is None or state.key_id != key_id:
+            raise not_found(response_id)
+        return state
+
+    async def ask_cancel(self, response_id: str, key_id: str) -> None:
+        """Ask the node running it to cancel it (it reads the request within its TICK)."""
+        if not await self._db(self.table.ask_cancel(response_id, key_id, self.retention),
+                              "background responses cannot be cancelled right now"):
             raise not_found(response_id)

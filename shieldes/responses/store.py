@@ -1,7 +1,8 @@
 """All SQL on the `stored_responses` table: batched inserts into daily partitions (created on
 demand), reads of one response or a whole previous_response_id chain, deletes, and the retention
-purge by partition drop. Rows older than the retention are invisible even before their partition
-is dropped."""
+purge by partition drop; for background responses, the owner's writes of a run's state and events,
+cancel requests and the reads of a run's state with its owner's liveness. Rows older than the
+retention are invisible even before their partition is dropped."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from orjson import dumps, loads
 from psycopg.adapt import Buffer, Dumper
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.responses.objects import Body
@@ -68,6 +70,38 @@ class Encoded:
     def decoded(self) -> StoredResponse:
         return StoredResponse(self.id, self.created_at, self.key_id, self.previous_response_id, self.model,
                               loads(self.input), loads(self.response))
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """What the node running a background response writes of it: the response as it stands and
+    the events from index `first` on (index == sequence_number)."""
+
+    id: str
+    created_at: float
+    key_id: str
+    previous_response_id: str | None
+    model: str
+    input: list[Body]
+    response: Body
+    node: str
+    epoch: int
+    first: int
+    events: list[Body]
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """A background response as its row says, with its owner's boot as cluster_nodes says
+    (`owner_epoch` None: the owner left or its row is gone)."""
+
+    key_id: str
+    response: Body
+    events: list[Body]  # those after the index asked for
+    node: str | None
+    epoch: int | None
+    owner_epoch: int | None
+    owner_alive: bool
 
 
 # orjson's output keeps the capacity of the buffer it was written in (4-8 kB) however short the
@@ -128,6 +162,10 @@ def expired_partitions(names: Sequence[str], now: float, retention: float) -> li
         if (day + dt.timedelta(days=1)).timestamp() <= horizon:
             out.append(name)
     return sorted(out)
+
+
+def _text(obj: Any) -> str:
+    return dumps(obj).decode()
 
 
 def _row(r: Sequence[Any]) -> StoredResponse:
@@ -224,6 +262,63 @@ class ResponseTable:
                 "DELETE FROM stored_responses WHERE id = %s AND key_id = %s", (response_id, key_id)
             )
             return bool(cur.rowcount > 0)
+
+    async def write_runs(self, rows: Sequence[RunRow]) -> dict[str, int]:
+        """Insert or update background responses (one transaction); id -> events the row holds.
+        Events are appended only where the row holds exactly `first` of them, so a write retried
+        after one that landed appends nothing twice; the count returned says where to go on."""
+        if not rows:
+            return {}
+        await self.ensure_partitions({day_of(r.created_at) for r in rows})
+        held: dict[str, int] = {}
+        async with self._pool.connection() as conn, conn.transaction():
+            for r in rows:
+                cur = await conn.execute(
+                    f"INSERT INTO stored_responses ({_COLUMNS}, background_node, background_epoch, events) "
+                    "VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (id, created_at) DO UPDATE SET response = EXCLUDED.response, events = CASE "
+                    "WHEN coalesce(jsonb_array_length(stored_responses.events), 0) = %s "
+                    "THEN coalesce(stored_responses.events, '[]'::jsonb) || EXCLUDED.events "
+                    "ELSE stored_responses.events END "
+                    "RETURNING jsonb_array_length(events)",
+                    (r.id, r.created_at, r.key_id, r.previous_response_id, r.model, Jsonb(r.input, dumps=_text),
+                     Jsonb(r.response, dumps=_text), r.node, r.epoch, Jsonb(r.events, dumps=_text), r.first),
+                )
+                row = await cur.fetchone()
+                held[r.id] = int(row[0]) if row is not None and row[0] is not None else 0
+        return held
+
+    async def cancels_asked(self, ids: Sequence[str], since: float) -> list[str]:
+        """Those of `ids` (created at or after `since`) some node was asked to cancel."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM stored_responses WHERE id = ANY(%s) AND created_at >= to_timestamp(%s) "
+                "AND cancel_requested", (list(ids), since))
+            return [r[0] for r in await cur.fetchall()]
+
+    async def ask_cancel(self, response_id: str, key_id: str, retention: float) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE stored_responses SET cancel_requested = true WHERE id = %s AND key_id = %s "
+                "AND created_at > now() - make_interval(secs => %s)", (response_id, key_id, retention))
+            return bool(cur.rowcount > 0)
+
+    async def run_state(self, response_id: str, after: int, retention: float, node_timeout: float) -> RunState | None:
+        """A background response's row, its events after index `after`, and whether the boot that
+        runs it is alive (its heartbeat within `node_timeout` by the database's clock)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT r.key_id, r.response, coalesce((SELECT jsonb_agg(e ORDER BY i) FROM "
+                "jsonb_array_elements(r.events) WITH ORDINALITY AS t(e, i) WHERE i > %(after)s + 1), '[]'::jsonb), "
+                "r.background_node, r.background_epoch, n.boot_epoch, "
+                "coalesce(n.heartbeat_at > now() - make_interval(secs => %(timeout)s), false) "
+                "FROM stored_responses r LEFT JOIN cluster_nodes n ON n.node_id = r.background_node "
+                "WHERE r.id = %(id)s AND r.created_at > now() - make_interval(secs => %(ret)s)",
+                {"id": response_id, "after": after, "timeout": node_timeout, "ret": retention})
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return RunState(row[0], dict(row[1]), list(row[2]), row[3], row[4], row[5], bool(row[6]))
 
     async def partitions(self) -> list[str]:
         async with self._pool.connection() as conn:

@@ -93,7 +93,9 @@ def test_allowed_tools_offer_only_the_named_functions() -> None:
     ({"model": "m"}, "input"),
     ({"model": "m", "input": []}, "empty"),
     ({"input": "x"}, "model"),
-    ({"model": "m", "input": "x", "background": True}, "background"),
+    ({"model": "m", "input": "x", "background": True, "store": False}, "Background mode requires the response to be "
+     "stored"),
+    ({"model": "m", "input": "x", "background": "yes"}, "background"),
     ({"model": "m", "input": "x", "temperature": 3}, "temperature"),
     ({"model": "m", "input": "x", "metadata": {"a": 1}}, "metadata"),
     ({"model": "m", "input": [7]}, "input\\[0\\]"),
