@@ -33,17 +33,18 @@ from shieldes.gateway.responses_routes import (
 )
 from shieldes.gateway.routes import authenticate, json_response
 from shieldes.responses.background import (
+    DRAINED,
     Run,
     RunInfo,
     cancelled,
     check_cancellable,
-    owner_gone,
+    ended,
     pending,
+    seen,
     sse_frame,
     stopped,
 )
 from shieldes.responses.objects import (
-    Body,
     ResponsesUsage,
     asks_encrypted,
     event_without_encrypted,
@@ -52,13 +53,10 @@ from shieldes.responses.objects import (
 )
 from shieldes.responses.runs import TICK, BackgroundRuns
 from shieldes.responses.service import ResponseStore
-from shieldes.responses.store import RunState
 from shieldes.responses.upstream import Answer, ReadyEvents
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT = 10.0  # seconds a cancel waits for the run to stop before answering
-DIED = "its node stopped answering the cluster, or restarted"
-DRAINED = "its node was shut down"
 NO_EVENTS = 2**31  # `after` for a read of a run's row without its events
 
 
@@ -83,24 +81,6 @@ class RunRequest:
 
     def start_stream(self, _resp: web.StreamResponse) -> RunSink:
         return RunSink(self._run)
-
-
-def ended(response: Body, events: list[Body]) -> Body:
-    """A run's response once its stream is over: as the stream ended it, or `failed` with the
-    error event that broke it."""
-    if response.get("status") not in ("queued", "in_progress"):
-        return response
-    error = next((e.get("error") for e in reversed(events) if e.get("type") == "error"), None)
-    message = error.get("message") if isinstance(error, dict) else None
-    return dict(response, status="failed", error={"code": "server_error",
-                                                   "message": message or "the upstream stream ended early; retry"})
-
-
-def seen(state: RunState) -> Body:
-    """A row's response as readers see it: `failed` once the boot running it is gone."""
-    if pending(state.response) and owner_gone(state.epoch, state.owner_epoch, state.owner_alive):
-        return stopped(state.response, state.node, DIED)
-    return state.response
 
 
 class Starter:

@@ -179,6 +179,10 @@ async def prepare(request: web.Request) -> Prepared:
     if rec is not None:
         rec.upstream_model = route.model
     if req.background:  # a node that cannot run it refuses before any work
+        if request.get(SOCKET_MEMORY) is not None:
+            raise InvalidRequest("background mode is not available on a WebSocket: create the response with "
+                                 "POST /v1/responses and background: true, or send it without background",
+                                 param="background")
         request.app[BACKGROUND].check_room()
     conversations = request.app[CONVERSATIONS]
     history = await history_of(request, req, key.id)

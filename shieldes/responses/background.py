@@ -12,9 +12,12 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.responses.objects import Body
+from shieldes.responses.store import RunState
 
 PENDING = ("queued", "in_progress")
 FINISHED = ("completed", "failed", "incomplete")  # cancel refuses these, as OpenAI does
+DIED = "its node stopped answering the cluster, or restarted"
+DRAINED = "its node was shut down"
 STOPPED = "the node running this background response ({node}) stopped before it finished ({why}); create it again"
 
 
@@ -61,6 +64,24 @@ def numbered(event: Body, seq: int, response_id: str) -> Body:
     return out
 
 
+def ended(response: Body, events: list[Body]) -> Body:
+    """A run's response once its stream is over: as the stream ended it, or `failed` with the
+    error event that broke it."""
+    if response.get("status") not in ("queued", "in_progress"):
+        return response
+    error = next((e.get("error") for e in reversed(events) if e.get("type") == "error"), None)
+    message = error.get("message") if isinstance(error, dict) else None
+    return dict(response, status="failed", error={"code": "server_error",
+                                                   "message": message or "the upstream stream ended early; retry"})
+
+
+def seen(state: RunState) -> Body:
+    """A row's response as readers see it: `failed` once the boot running it is gone."""
+    if pending(state.response) and owner_gone(state.epoch, state.owner_epoch, state.owner_alive):
+        return stopped(state.response, state.node, DIED)
+    return state.response
+
+
 def sse_events(buffer: bytes) -> tuple[list[Body], bytes]:
     """The whole SSE events in `buffer` (their data parsed) and what is left of it."""
     *whole, rest = buffer.replace(b"\r\n", b"\n").split(b"\n\n")
@@ -101,6 +122,8 @@ class Run:
         self.events: list[Body] = []
         self.frames: list[bytes] = []
         self.written = 0  # events the row holds
+        self.landed = False  # the row was inserted (later writes only update it)
+        self.deleted = False  # its row was deleted while it ran (DELETE /v1/responses/{id}): it was stopped
         self.dirty = True  # the response changed since the last write
         self.ended = False
         self.cancel_asked = False

@@ -92,20 +92,23 @@ class BackgroundRuns:
                 run.dirty = True
 
     async def _write(self) -> None:
-        due = [run for run in self.runs.values() if run.dirty]
+        due = [run for run in self.runs.values() if run.dirty or (run.deleted and run.ended)]
         rows = []
         for run in due:
             run.dirty = False  # (a change during the write sets it again)
             info = run.info
             rows.append(RunRow(run.id, info.created_at, info.key_id, info.previous_response_id, info.model,
                                info.input, run.response, self.node_id, self.epoch, run.written,
-                               run.events[run.written:]))
+                               run.events[run.written:], run.landed))
         held = await self._writes.within(self.table.write_runs(rows), "background responses: a write was cancelled")
         for run in due:
-            run.written = held.get(run.id, run.written)
-            if run.written < len(run.events):
-                run.dirty = True
-            if run.ended and not run.dirty and run.task is not None and run.task.done():
+            if run.id not in held:  # deleted on some node while it ran: stopped, and not written again
+                run.deleted = True
+                self.cancel(run)
+            else:
+                run.landed, run.written = True, held[run.id]
+                run.dirty = run.written < len(run.events)
+            if run.ended and (run.deleted or not run.dirty) and run.task is not None and run.task.done():
                 del self.runs[run.id]
 
     async def _read_cancels(self) -> None:

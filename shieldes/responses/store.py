@@ -88,6 +88,7 @@ class RunRow:
     epoch: int
     first: int
     events: list[Body]
+    landed: bool  # an earlier write inserted it: only updated now (a row deleted meanwhile stays deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,13 @@ def _row(r: Sequence[Any]) -> StoredResponse:
 
 
 _COLUMNS = "id, created_at, key_id, previous_response_id, model, input, response"
+
+
+def _appended(new: str) -> str:
+    """A background row's events with `new` appended if it holds exactly as many as the first
+    parameter says, else as they are (a retried write appends nothing twice)."""
+    return ("CASE WHEN coalesce(jsonb_array_length(stored_responses.events), 0) = %s "
+            f"THEN coalesce(stored_responses.events, '[]'::jsonb) || {new} ELSE stored_responses.events END")
 
 
 class ResponseTable:
@@ -264,28 +272,33 @@ class ResponseTable:
             return bool(cur.rowcount > 0)
 
     async def write_runs(self, rows: Sequence[RunRow]) -> dict[str, int]:
-        """Insert or update background responses (one transaction); id -> events the row holds.
-        Events are appended only where the row holds exactly `first` of them, so a write retried
-        after one that landed appends nothing twice; the count returned says where to go on."""
+        """Insert or update background responses (one transaction); id -> events the row holds,
+        for each row there (one deleted while it ran is missing). Events are appended only where
+        the row holds exactly `first` of them, so a write retried after one that landed appends
+        nothing twice; the count returned says where to go on."""
         if not rows:
             return {}
-        await self.ensure_partitions({day_of(r.created_at) for r in rows})
+        await self.ensure_partitions({day_of(r.created_at) for r in rows if not r.landed})
         held: dict[str, int] = {}
         async with self._pool.connection() as conn, conn.transaction():
             for r in rows:
-                cur = await conn.execute(
-                    f"INSERT INTO stored_responses ({_COLUMNS}, background_node, background_epoch, events) "
-                    "VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (id, created_at) DO UPDATE SET response = EXCLUDED.response, events = CASE "
-                    "WHEN coalesce(jsonb_array_length(stored_responses.events), 0) = %s "
-                    "THEN coalesce(stored_responses.events, '[]'::jsonb) || EXCLUDED.events "
-                    "ELSE stored_responses.events END "
-                    "RETURNING jsonb_array_length(events)",
-                    (r.id, r.created_at, r.key_id, r.previous_response_id, r.model, Jsonb(r.input, dumps=_text),
-                     Jsonb(r.response, dumps=_text), r.node, r.epoch, Jsonb(r.events, dumps=_text), r.first),
-                )
+                response, events = Jsonb(r.response, dumps=_text), Jsonb(r.events, dumps=_text)
+                if r.landed:
+                    cur = await conn.execute(
+                        f"UPDATE stored_responses SET response = %s, events = {_appended('%s::jsonb')} "
+                        "WHERE id = %s AND created_at = to_timestamp(%s) RETURNING jsonb_array_length(events)",
+                        (response, r.first, events, r.id, r.created_at))
+                else:
+                    cur = await conn.execute(
+                        f"INSERT INTO stored_responses ({_COLUMNS}, background_node, background_epoch, events) "
+                        "VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s) "
+                        f"ON CONFLICT (id, created_at) DO UPDATE SET response = EXCLUDED.response, events = "
+                        f"{_appended('EXCLUDED.events')} RETURNING jsonb_array_length(events)",
+                        (r.id, r.created_at, r.key_id, r.previous_response_id, r.model, Jsonb(r.input, dumps=_text),
+                         response, r.node, r.epoch, events, r.first))
                 row = await cur.fetchone()
-                held[r.id] = int(row[0]) if row is not None and row[0] is not None else 0
+                if row is not None:
+                    held[r.id] = int(row[0] or 0)
         return held
 
     async def cancels_asked(self, ids: Sequence[str], since: float) -> list[str]:

@@ -56,7 +56,8 @@ def clients(c: Cluster, name: str) -> tuple[openai.OpenAI, openai.OpenAI]:
     return a, b
 
 
-def follow(client: openai.OpenAI, response_id: str, out: list[Any], starting_after: int | None = None) -> threading.Thread:
+def follow(client: openai.OpenAI, response_id: str, out: list[Any],
+           starting_after: int | None = None) -> threading.Thread:
     def run() -> None:
         kw = {} if starting_after is None else {"starting_after": starting_after}
         for event in client.responses.retrieve(response_id, stream=True, **kw):

@@ -150,3 +150,33 @@ async def test_refusals_say_what_to_do(database_url: str) -> None:
         assert len(h.upstream.requests_to(CHAT)) == 2  # refused before any upstream call
         hold.release.set()
         await _finished(client, running.id)
+
+
+async def test_deleting_a_running_background_response_stops_it(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("bg")
+        await h.sync()
+        client = oai(h.base, secret)
+        hold = h.upstream.inject(CHAT, hold_after=2)
+        made = await client.responses.create(model="gpt-4o", input="hi", background=True)
+        await wait_until(lambda: hold.holding == 1)
+        await client.responses.delete(made.id)
+        await wait_until(lambda: hold.dropped == 1)  # the owner found its row gone and stopped the call
+        runs = h.node.background
+        assert runs is not None
+        await wait_until(lambda: not runs.runs)  # and forgot it, without writing it back
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(made.id)
+
+
+async def test_background_is_refused_on_a_websocket_with_what_to_send(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("bg")
+        await h.sync()
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                h.base.replace("http", "ws") + "/v1/responses", headers={"Authorization": f"Bearer {secret}"}) as ws:
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi", "background": True})
+            refused = await ws.receive_json(timeout=10)
+        assert refused["type"] == "error" and refused["status"] == 400
+        assert refused["error"]["param"] == "background" and "POST /v1/responses" in refused["error"]["message"]
+        assert not h.upstream.requests_to(CHAT)
