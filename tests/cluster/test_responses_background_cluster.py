@@ -56,6 +56,14 @@ def clients(c: Cluster, name: str) -> tuple[openai.OpenAI, openai.OpenAI]:
     return a, b
 
 
+def held(up: FakeUpstream, client: openai.OpenAI, hold_after: int) -> tuple[Any, Any]:
+    """A background response created with `client`, held at the upstream after `hold_after` frames."""
+    hold = up.inject(CHAT, hold_after=hold_after)
+    made = client.responses.create(model=MODEL, input="a long essay", background=True)
+    until(lambda: hold.holding == 1, 10, "the run reached the upstream")
+    return hold, made
+
+
 def follow(client: openai.OpenAI, response_id: str, out: list[Any],
            starting_after: int | None = None) -> threading.Thread:
     def run() -> None:
@@ -72,9 +80,7 @@ def follow(client: openai.OpenAI, response_id: str, out: list[Any],
 def test_created_on_one_node_read_followed_and_cancelled_on_another(pg_server: str, tmp_path: Path) -> None:
     with cluster_with(pg_server, tmp_path) as (c, up):
         a, b = clients(c, "bg")
-        hold = up.inject(CHAT, hold_after=3)
-        made = a.responses.create(model=MODEL, input="a long essay", background=True)
-        until(lambda: hold.holding == 1, 10, "the run reached the upstream")
+        hold, made = held(up, a, 3)
         until(lambda: b.responses.retrieve(made.id).status == "in_progress", 10, "b reads its row")  # within a TICK
         events: list[Any] = []
         follower = follow(b, made.id, events)
@@ -89,9 +95,7 @@ def test_created_on_one_node_read_followed_and_cancelled_on_another(pg_server: s
         assert events[-1] is None and [e.sequence_number for e in events[:-1]] == list(range(len(events) - 1))
 
         # one that completes: b replays it from any point and refuses to cancel it, as OpenAI does
-        hold = up.inject(CHAT, hold_after=2)
-        made = a.responses.create(model=MODEL, input="hello", background=True)
-        until(lambda: hold.holding == 1, 10, "the second run reached the upstream")
+        hold, made = held(up, a, 2)
         live: list[Any] = []
         follower = follow(b, made.id, live, starting_after=0)
         until(lambda: len(live) >= 1, 10, "b replays what ran so far")
@@ -108,9 +112,7 @@ def test_created_on_one_node_read_followed_and_cancelled_on_another(pg_server: s
 def test_a_run_whose_node_was_killed_reads_failed_within_the_bound(pg_server: str, tmp_path: Path) -> None:
     with cluster_with(pg_server, tmp_path) as (c, up):
         a, b = clients(c, "bg")
-        hold = up.inject(CHAT, hold_after=2)
-        made = a.responses.create(model=MODEL, input="hello", background=True)
-        until(lambda: hold.holding == 1, 10, "the run reached the upstream")
+        _hold, made = held(up, a, 2)
         until(lambda: b.responses.retrieve(made.id).status == "in_progress", 10, "b reads its row")
         events: list[Any] = []
         follower = follow(b, made.id, events)
@@ -133,9 +135,7 @@ def test_a_run_whose_node_was_killed_reads_failed_within_the_bound(pg_server: st
 def test_a_draining_node_stops_its_runs_at_the_end_of_its_grace(pg_server: str, tmp_path: Path) -> None:
     with cluster_with(pg_server, tmp_path) as (c, up):
         a, b = clients(c, "bg")
-        hold = up.inject(CHAT, hold_after=2)
-        made = a.responses.create(model=MODEL, input="hello", background=True)
-        until(lambda: hold.holding == 1, 10, "the run reached the upstream")
+        hold, made = held(up, a, 2)
         c.kill(c.nodes[0], signal.SIGTERM)  # waits for the process: its grace is 2 s
         assert hold.dropped == 1
         failed = b.responses.retrieve(made.id)

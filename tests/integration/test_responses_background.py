@@ -13,10 +13,22 @@ import aiohttp
 import openai
 import pytest
 
-from tests.integration.gateway_harness import harness, wait_until
+from tests.fake_upstream import Fault
+from tests.integration.gateway_harness import Harness, harness, wait_until
 from tests.integration.test_responses_api import oai
 
 CHAT = "/v1/chat/completions"
+
+
+async def _held(h: Harness, hold_after: int) -> tuple[openai.AsyncOpenAI, Fault, Any]:
+    """A client of a new key, and a background response held at the upstream after `hold_after` frames."""
+    secret = await h.create_key("bg")
+    await h.sync()
+    client = oai(h.base, secret)
+    hold = h.upstream.inject(CHAT, hold_after=hold_after)
+    made = await client.responses.create(model="gpt-4o", input="write a long essay", background=True)
+    await wait_until(lambda: hold.holding == 1)
+    return client, hold, made
 
 
 async def _status(client: openai.AsyncOpenAI, response_id: str) -> str:
@@ -97,12 +109,7 @@ async def test_a_live_stream_can_be_dropped_and_the_run_goes_on(database_url: st
 
 async def test_cancel_stops_the_upstream_call_bills_what_ran_and_is_idempotent(database_url: str) -> None:
     async with harness(database_url) as h:
-        secret = await h.create_key("bg")
-        await h.sync()
-        client = oai(h.base, secret)
-        hold = h.upstream.inject(CHAT, hold_after=3)
-        made = await client.responses.create(model="gpt-4o", input="write a long essay", background=True)
-        await wait_until(lambda: hold.holding == 1)
+        client, hold, made = await _held(h, 3)
         # a follower of the run sees it end
         follower = asyncio.ensure_future(_collect(client.responses.retrieve(made.id, stream=True)))
         gone = await client.responses.cancel(made.id)
@@ -154,12 +161,7 @@ async def test_refusals_say_what_to_do(database_url: str) -> None:
 
 async def test_deleting_a_running_background_response_stops_it(database_url: str) -> None:
     async with harness(database_url) as h:
-        secret = await h.create_key("bg")
-        await h.sync()
-        client = oai(h.base, secret)
-        hold = h.upstream.inject(CHAT, hold_after=2)
-        made = await client.responses.create(model="gpt-4o", input="hi", background=True)
-        await wait_until(lambda: hold.holding == 1)
+        client, hold, made = await _held(h, 2)
         await client.responses.delete(made.id)
         await wait_until(lambda: hold.dropped == 1)  # the owner found its row gone and stopped the call
         runs = h.node.background
