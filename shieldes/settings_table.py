@@ -68,6 +68,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'memory_trim_interval': ('float', False, 10.0, None, (('ge', 0),), (), ()),
     'responses_pending_bytes': ('int', False, 268435456, None, (('gt', 0),), (), ()),
     'responses_purge_interval': ('float', False, 3600.0, None, (('gt', 0),), (), ()),
+    'responses_background_max': ('int', False, 64, None, (('ge', 0),), (), ()),
     'request_log': ('bool', False, True, None, (), (), ()),
     'request_log_retention': ('int', False, 30, None, (('ge', 1),), (), (('_days', 'before'),)),
     'request_log_buffer': ('int', False, 100000, None, (('ge', 1),), (), ()),
