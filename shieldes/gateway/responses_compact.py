@@ -29,6 +29,9 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request, gw.settings.max_body_bytes)
     if body.get("stream"):
         raise InvalidRequest("compact answers JSON, not events: send it without `stream`", param="stream")
+    if body.get("background"):
+        raise InvalidRequest("compact answers at once, it does not run in the background: send it without "
+                             "`background`", param="background")
     if body.get("conversation") is not None:
         raise InvalidRequest("compact takes `input`, or `previous_response_id` and `input`, not `conversation`: "
                              "send the conversation's items as `input`", param="conversation")

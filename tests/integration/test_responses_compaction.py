@@ -168,8 +168,10 @@ async def test_compact_endpoint_answers_the_users_messages_and_one_compaction(da
 
         with_stream = {"model": "gpt-4o", "input": "x", "stream": True}
         in_conversation = {"model": "gpt-4o", "input": "x", "conversation": "conv_1"}
+        in_background = {"model": "gpt-4o", "input": "x", "background": True}
         async with aiohttp.ClientSession() as s:
-            for body, param in ((with_stream, "stream"), (in_conversation, "conversation")):
+            for body, param in ((with_stream, "stream"), (in_conversation, "conversation"),
+                                (in_background, "background")):
                 async with s.post(h.base + "/v1/responses/compact", json=body,
                                   headers={"Authorization": f"Bearer {secret}"}) as r:
                     assert r.status == 400 and (await r.json())["error"]["param"] == param
