@@ -79,7 +79,10 @@ class BackgroundRuns:
             await self._wake.wait(None if not self.runs else TICK)
             self._wake.clear()
             if self.runs:
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception:  # a bug must not end the loop every run's row depends on
+                    log.exception("background responses: a sync with Postgres failed")
 
     async def tick(self) -> None:
         try:
@@ -109,7 +112,7 @@ class BackgroundRuns:
                 run.landed, run.written = True, held[run.id]
                 run.dirty = run.written < len(run.events)
             if run.ended and (run.deleted or not run.dirty) and run.task is not None and run.task.done():
-                del self.runs[run.id]
+                self.runs.pop(run.id, None)
 
     async def _read_cancels(self) -> None:
         running = [run for run in self.runs.values() if not run.ended]
@@ -138,6 +141,7 @@ class BackgroundRuns:
         left = [run.task for run in self.runs.values() if run.task is not None]
         if left:
             await asyncio.wait(left, timeout=5.0)
+        await self._stop_loop()  # the last writes are this one's, not raced by the loop's
         deadline = time.monotonic() + max(5.0, grace)
         while self.runs and time.monotonic() < deadline:
             await self.tick()
@@ -146,10 +150,13 @@ class BackgroundRuns:
         if self.runs:
             log.warning("background responses: %d runs' ends not written at shutdown", len(self.runs))
 
-    async def stop(self) -> None:
+    async def _stop_loop(self) -> None:
         if self._task is not None:
             await stop_task(self._task, self)
             self._task = None
+
+    async def stop(self) -> None:
+        await self._stop_loop()
         for run in self.runs.values():
             if run.task is not None:
                 run.task.cancel()
