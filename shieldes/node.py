@@ -223,6 +223,7 @@ class Node:
         self.background = BackgroundRuns(ResponseTable(self.pool), self.node_id, s.responses_background_max,
                                          s.db_request_timeout)
         await self.background.start(self.boot_epoch)
+        self.metrics.watch_background_responses(self.background.running)
         capture = self._capture()
         self.request_log = self._request_log(capture)
         if self.request_log is not None:

@@ -126,6 +126,10 @@ class _HotSeries(Collector):
                                       "retried", value=stalls())
             yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
                                       "than 100,000 waiting for the database)", value=dropped())
+        if m._background is not None:
+            yield GaugeMetricFamily("shieldes_background_responses",
+                                    "background responses this node runs (SHIELDES_RESPONSES_BACKGROUND_MAX at most)",
+                                    value=m._background())
 
 
 class Metrics:
@@ -152,6 +156,7 @@ class Metrics:
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
                                       Callable[[], float]] | None = None
+        self._background: Callable[[], float] | None = None
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -227,6 +232,10 @@ class Metrics:
                                stalls: Callable[[], float], dropped: Callable[[], float]) -> None:
         """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
         self._stored_responses = (pending, pending_bytes, stalls, dropped)
+
+    def watch_background_responses(self, running: Callable[[], float]) -> None:
+        """The background responses the node runs, read at scrape time."""
+        self._background = running
 
     def usage(self, provider: str, model: str, usage: TokenUsage, nusd: int) -> None:
         cells = self._use.get((provider, model))

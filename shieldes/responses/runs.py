@@ -44,12 +44,16 @@ class BackgroundRuns:
         if self.draining:
             raise BackgroundFull(f"node {self.node_id} is shutting down and takes no new background responses; "
                                  "retry (another node takes it)", retry_after=RETRY_AFTER)
-        running = sum(1 for run in self.runs.values() if not run.ended)
+        running = self.running()
         if running >= self.limit:
             raise BackgroundFull(
                 f"node {self.node_id} runs {running} background responses, its bound "
                 f"(SHIELDES_RESPONSES_BACKGROUND_MAX={self.limit}); retry in a second or on another node, or "
                 "send the request without background", retry_after=RETRY_AFTER)
+
+    def running(self) -> int:
+        """Runs under way (those ended but not yet written do not count)."""
+        return sum(1 for run in self.runs.values() if not run.ended)
 
     def start_run(self, run: Run, work: Coroutine[Any, Any, None]) -> None:
         run.task = asyncio.create_task(work, name=f"background-{run.id}")

@@ -110,6 +110,8 @@ async def test_a_live_stream_can_be_dropped_and_the_run_goes_on(database_url: st
 async def test_cancel_stops_the_upstream_call_bills_what_ran_and_is_idempotent(database_url: str) -> None:
     async with harness(database_url) as h:
         client, hold, made = await _held(h, 3)
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            assert "shieldes_background_responses 1.0" in await r.text()
         # a follower of the run sees it end
         follower = asyncio.ensure_future(_collect(client.responses.retrieve(made.id, stream=True)))
         gone = await client.responses.cancel(made.id)
