@@ -229,7 +229,9 @@ async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, Rout
 
 
 async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget,
-                  events: EventStream, shown: bool) -> web.StreamResponse:
+                 events: EventStream, shown: bool) -> web.StreamResponse:
+    """A streamed answer relayed to `request`'s sink (the client's, a WebSocket's or a background
+    run's), settled and stored at its end whatever happens."""
     tally = relay.Tally()
 
     ended: list[Body] = []  # the terminal response, until its items are in the conversation
