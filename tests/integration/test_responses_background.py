@@ -52,13 +52,8 @@ async def wait_until_async(cond: Any, timeout: float = 15.0) -> None:
 
 async def test_a_background_response_runs_to_the_end_and_replays_its_events(database_url: str) -> None:
     async with harness(database_url) as h:
-        secret = await h.create_key("bg")
-        await h.sync()
-        client = oai(h.base, secret)
-        hold = h.upstream.inject(CHAT, hold_after=2)
-        made = await client.responses.create(model="gpt-4o", input="hello there", background=True)
-        assert made.status == "queued" and made.background is True and made.id.startswith("resp_")
-        await wait_until(lambda: hold.holding == 1)
+        client, hold, made = await _held(h, 2)
+        assert made.status == "queued" and made.background is True and made.id.startswith("resp_")  # the answer
         assert await _status(client, made.id) == "in_progress"
         hold.release.set()
         done = await _finished(client, made.id)
