@@ -85,6 +85,20 @@ def sign_in(driver: Any, base: str, token: str, landing: str = "Overview") -> No
          what=f"{landing} after sign-in")
 
 
+def click(driver: Any, css: str, what: str, *, holding: str = "", index: int = 0) -> None:
+    """Click the `index`th element matching `css` (whose text holds `holding`) inside a wait, found
+    anew on each try: a live page re-drawn between finding and clicking (the request list refreshes
+    every 5 s) makes an element found before stale."""
+    def attempt(d: Any) -> bool:
+        found = [e for e in all_css(d, css) if holding in e.text]
+        if len(found) <= index:
+            return False
+        found[index].click()
+        return True
+
+    wait(driver, attempt, what=what)
+
+
 def go(driver: Any, page: str, ready_css: str) -> None:
     by_css(driver, f"#nav a[data-page={page}]").click()
     wait(driver, lambda d: all_css(d, f"main[data-page={page}]:not([aria-busy]) {ready_css}"), what=f"{page} page")
@@ -142,7 +156,7 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             wait(driver, lambda d: int(by_css(d, "#usage-total").text) >= requests, TRAFFIC_WAIT,
                  "usage of all traffic")
         if page == "requests":  # with one request open
-            by_css(driver, "button[aria-label^='Open request']").click()
+            click(driver, "button[aria-label^='Open request']", "a request opened")
             wait(driver, lambda d: all_css(d, "#req-id"), what="request detail")
         if page == "audit":  # show a diff too: from the middle of the history to now
             buttons = all_css(driver, "button[aria-label^='Diff from change']")
@@ -223,8 +237,9 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         wait(driver, lambda d: by_css(d, "#req-id").text == rid, what="request detail")
         detail = by_css(driver, "section[aria-labelledby=req-title]").text
         assert b.node_id in detail and "gpt-4o" in detail and "Latency" in detail and "Prompt tokens" in detail
-        assert "selected" in all_css(driver, "main tbody tr")[1].get_attribute("class")
-        all_css(driver, "main tbody tr")[0].click()  # a click anywhere on a row opens it too
+        wait(driver, lambda d: "selected" in (all_css(d, "main tbody tr")[1].get_attribute("class") or ""),
+             what="the opened row marked")
+        click(driver, "main tbody tr", "the first row")  # a click anywhere on a row opens it too
         wait(driver, lambda d: by_css(d, "#req-id").text != rid, what="the other request's detail")
 
         # revoke in the console: the gateway refuses the key on both nodes
@@ -247,9 +262,7 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         go(driver, "requests", "table caption")
         Select(by_css(driver, "form[aria-label='Request filters'] select[name=status]")).select_by_value("4xx")
         by_css(driver, "form[aria-label='Request filters'] button[type=submit]").click()
-        row = wait(driver, lambda d: [r for r in all_css(d, "main tbody tr") if "invalid_api_key" in r.text],
-                   what="a refused request listed with its error code")[0]
-        row.click()
+        click(driver, "main tbody tr", "a refused request listed with its error code", holding="invalid_api_key")
         opened = "section[aria-labelledby=req-title]"
         wait(driver, lambda d: "Why" in by_css(d, opened).text, what="the refusal's reason")
         assert "invalid or revoked API key" in by_css(driver, opened).text
