@@ -70,6 +70,7 @@ CODEX_TOOLS_MODEL = "gpt-5-codex"
 BEDROCK_PROVIDER, GEMINI_PROVIDER, GEMINI_MODEL = "claude-on-bedrock", "gemini", "gemini-2.5-pro"
 VERTEX_PROVIDER = "claude-on-vertex"
 CLAUDE_DEFAULTS = ("claude-opus-5-5", "claude-haiku-4-5")  # Claude Code's defaults; others are learned
+OPENCODE_CLAUDE = "claude-sonnet-4-5"  # in OpenCode's catalog, and no Claude Code default (never aliased)
 
 
 def bedrock_id(model: str) -> str:
@@ -663,8 +664,12 @@ async def main() -> int:
         if "gemini" in wanted:  # its model names (main, and a small one for routing) served as GPT's are
             outcomes.append(await learning(served, lambda: gemini_cli(bin_dir, node_url, key, work, up)))
         if "opencode" in wanted:
-            for provider, model in (("shieldes", "gpt-4o-mini"), ("anthropic", CLAUDE_DEFAULTS[0]),
-                                    ("openai", "gpt-5.5")):  # (a model its catalog lists)
+            if "claude" in wanted:  # the Claude names went to Vertex, whose fake is gone: one back on Anthropic's
+                shieldes(env, "provider", "add", "claude-for-opencode", "--type", "anthropic", "--base-url", up.url,
+                         "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", OPENCODE_CLAUDE)
+                await wait_served(node_url, key, OPENCODE_CLAUDE)
+            for provider, model in (("shieldes", "gpt-4o-mini"), ("anthropic", OPENCODE_CLAUDE),
+                                    ("openai", "gpt-5.5")):  # (models its catalog lists)
                 if provider == "openai" and not responses:
                     outcomes.append(Outcome("opencode (openai provider)", False, "skipped: no /v1/responses"))
                     continue
