@@ -144,6 +144,7 @@ async def test_errors_are_openai_shaped_with_request_ids(database_url: str) -> N
                 error = (await r.json())["error"]
                 assert r.status == 404 and error["type"] == "not_found_error"
                 assert "POST /v1/messages/batches" in error["message"] and "/v1/messages and" in error["message"]
+                assert ":embedContent" in error["message"]  # every route served is named
             async with s.post(h.base + "/v1/responses/resp_1", headers=auth, json={}) as r:
                 error = (await r.json())["error"]
                 assert r.status == 405 and error["code"] == "method_not_allowed"
