@@ -25,8 +25,8 @@ from shieldes.gateway import relay
 from shieldes.gateway.gemini_embeddings import embed
 from shieldes.gateway.gemini_frames import Framing
 from shieldes.gateway.gemini_models import model_of, passes_through, route_for
-from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream
-from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
+from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream, counted
+from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.gateway.routes import GATEWAY, Call, authenticate, get_model, list_models, read_json
 from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_inbound as inbound
@@ -197,12 +197,7 @@ async def _count_tokens(request: web.Request) -> web.StreamResponse:
                 return Answer(orjson.dumps({"totalTokens": counted}), None)
         return _estimate(checked)
 
-    if any(isinstance(gw.providers.get(d.kind), InputTokenCounter) for d in route.deployments):
-        got, _dep = await gw.attempts("count_tokens", route, count, record_of(request))
-    else:  # nothing to ask upstream
-        got = _estimate(checked)
-    headers = {"Content-Type": "application/json", REQUEST_ID: request_id(request), **got.headers}
-    return web.Response(body=got.raw, headers=headers)
+    return await counted(request, route, count, lambda: _estimate(checked), (InputTokenCounter,))
 
 
 def _estimate(chat: Body) -> Answer:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +46,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import spec_for
+from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 ESTIMATE_HEADER = "x-shieldes-token-count"
@@ -248,10 +249,19 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
                 return Answer(orjson.dumps({"input_tokens": counted}), None)
         return _estimate(body)
 
-    if any(isinstance(gw.providers.get(d.kind), (MessagesUpstream, InputTokenCounter)) for d in route.deployments):
+    return await counted(request, route, count, lambda: _estimate(body), (MessagesUpstream, InputTokenCounter))
+
+
+async def counted(request: web.Request, route: Route,
+                  count: Callable[[Provider, Target, Deployment], Awaitable[Answer]],
+                  estimate: Callable[[], Answer], counters: tuple[type, ...]) -> web.Response:
+    """A count_tokens answer (Messages, Gemini): the upstream's count through the route's
+    attempts when one of its deployments can count (`counters`), else the estimate; not billed."""
+    gw = request.app[GATEWAY]
+    if any(isinstance(gw.providers.get(d.kind), counters) for d in route.deployments):
         got, _dep = await gw.attempts("count_tokens", route, count, record_of(request))
     else:  # nothing to ask upstream
-        got = _estimate(body)
+        got = estimate()
     headers = {"Content-Type": "application/json", REQUEST_ID: request_id(request), **got.headers}
     return web.Response(body=got.raw, headers=headers)
 
