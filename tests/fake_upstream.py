@@ -1,7 +1,8 @@
 """The one fake in the test suite: a real aiohttp server speaking the OpenAI wire format
 (/v1/chat/completions JSON and SSE, /v1/completions, /v1/embeddings, /v1/models, Azure-style
-/openai/deployments/{name}/... with api-version) and the Anthropic Messages API (/v1/messages JSON
-and event stream), with deterministic token counts, tool calls, failure injection and a record
+/openai/deployments/{name}/... with api-version), OpenAI's media and moderation endpoints
+(tests/fake_media.py: multipart uploads recorded as parsed form fields) and the Anthropic Messages
+API (/v1/messages JSON and event stream), with deterministic token counts, tool calls, failure injection and a record
 of every request.
 
     async with FakeUpstream(completion_tokens=5) as up:
@@ -35,6 +36,7 @@ from aiohttp import web
 
 from tests import fake_responses
 from tests import fake_wire as wire
+from tests.fake_media import MediaRoutes, form_fields
 
 WORDS = ("Hello", "from", "the", "fake", "upstream", "model", "with", "deterministic", "tokens", "today")
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")
@@ -199,6 +201,7 @@ class FakeUpstream:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/completions", self._completions)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self._embeddings)
+        MediaRoutes(self).add(app)
         return app
 
     async def start(self) -> FakeUpstream:
@@ -258,7 +261,10 @@ class FakeUpstream:
         """Record the request, apply a fault's delay/status, check auth and JSON."""
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw else None
+            if request.content_type == "multipart/form-data":
+                body = form_fields(raw, request.headers["Content-Type"])
+            else:
+                body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
         if self.record:

@@ -48,10 +48,12 @@ def pricing_group() -> None:
               help="USD per 1M prompt tokens read from the upstream's prompt cache (default: the input price)")
 @click.option("--cache-write", "cache_write_per_1m", type=float, default=None, metavar="USD_PER_1M",
               help="USD per 1M prompt tokens written to the upstream's prompt cache (default: the input price)")
+@click.option("--per-image", "per_image", type=float, default=None, metavar="USD",
+              help="USD per generated image, for image answers without token usage (dall-e-2/3)")
 @json_option
 @handle_errors
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
-         cache_write_per_1m: float | None, as_json: bool) -> None:
+         cache_write_per_1m: float | None, per_image: float | None, as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
     or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins."""
     ctx = cli_context()
@@ -61,13 +63,15 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
 
         answer = api.call("PUT", f"/pricing/{segment(model)}", {
             "input_per_1m": input_per_1m, "output_per_1m": output_per_1m,
-            "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m})
+            "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m,
+            **({} if per_image is None else {"per_image": per_image})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
-                      answer["cache_write_per_1m"])
+                      answer["cache_write_per_1m"], answer.get("per_image"))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
-    written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)))
-    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m)
+    written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
+                                   per_image)))
+    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
 
 
@@ -92,7 +96,8 @@ def unset(model: str, as_json: bool) -> None:
 
 def _row(model: str, p: Price) -> dict[str, object]:
     return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
-            "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m}
+            "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
+            "per_image": p.per_image}
 
 
 @pricing_group.command("list")
@@ -111,7 +116,7 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
         every = price_rows(run_read(read_config()).state.pricing)
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
-                                             "cache_read_per_1m", "cache_write_per_1m", "source"))
+                                             "cache_read_per_1m", "cache_write_per_1m", "per_image", "source"))
 
 
 @pricing_group.command("import")

@@ -99,7 +99,8 @@ class ModelAliasRemoved(Event):
 class PricingSet(Event):
     """USD per 1M tokens. The cache prices were added as optional fields (None: bill cache tokens
     as input tokens): older events decode unchanged and older readers ignore the new keys, so the
-    shape stays at version 1."""
+    shape stays at version 1. `per_image` (USD per generated image, for image answers that carry
+    no token usage) was added the same way."""
 
     TYPE: ClassVar[str] = "pricing.set"
     model: str
@@ -107,6 +108,7 @@ class PricingSet(Event):
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
+    per_image: float | None = None
 
 
 @dataclass(frozen=True)

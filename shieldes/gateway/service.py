@@ -47,7 +47,15 @@ from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_ta
 from shieldes.secrets import Keyring, SecretError, hash_key, resolve_secret
 from shieldes.settings import Settings
 from shieldes.usage.meter import Meter, Reservation
-from shieldes.usage.pricing import NO_RATE, PriceTable, completion_cap, cost_nusd, price_hint
+from shieldes.usage.pricing import (
+    NO_RATE,
+    PriceTable,
+    Rate,
+    completion_cap,
+    cost_nusd,
+    media_cost_nusd,
+    price_hint,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -215,12 +223,7 @@ class Gateway:
         budgeted = self.budgeted(key)
         found = self.prices.lookup(config.pricing, route.model)
         if found is None and budgeted and not self.settings.allow_unpriced:
-            served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None
-            raise ModelNotPriced(
-                f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
-                f"be enforced on it; set one with {price_hint(route.model, served_by)} (an operator may allow "
-                "unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
-            )
+            raise self._not_priced(key, route)
         rate = found or NO_RATE
         prompt = prompt_bytes // 4
         usage = self.state.usage
@@ -235,6 +238,32 @@ class Gateway:
         res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped
+
+    def _not_priced(self, key: VirtualKey, route: Route) -> ModelNotPriced:
+        served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None
+        return ModelNotPriced(
+            f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
+            f"be enforced on it; set one with {price_hint(route.model, served_by)} (an operator may allow "
+            "unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
+        )
+
+    def _priced(self, key: VirtualKey, route: Route) -> Rate:
+        """The route's model's rates; a model without a price is refused under a budget (fail closed)."""
+        found = self.prices.lookup(self.state.config.pricing, route.model)
+        if found is None and self.budgeted(key) and not self.settings.allow_unpriced:
+            raise self._not_priced(key, route)
+        return found or NO_RATE
+
+    def admit_estimate(self, key: VirtualKey, route: Route, usage: TokenUsage, images: int = 0, *,
+                       billed: bool = True) -> Reservation:
+        """Admit a request whose estimate is known from what it asks for (the media routes: the
+        images asked for, the characters to speak, the audio's length): limits, budgets, and a hold
+        on that estimate at the model's rates. `billed` False: the call costs nothing (moderations),
+        so it needs no price, and only its tokens count against limits."""
+        config = self.state.config
+        rate = self._priced(key, route) if billed else NO_RATE
+        return self.meter.admit(config, self.state.usage, key, media_cost_nusd(rate, usage, images),
+                                self.state.position, estimate_tokens=usage.prompt_tokens + usage.completion_tokens)
 
     # --- upstream calls --------------------------------------------------------------------------
 
@@ -458,6 +487,16 @@ class Gateway:
         """Account real usage of a finished call; returns its cost in nUSD."""
         rate = self.prices.rate(self.state.config.pricing, model)
         nusd = cost_nusd(rate, usage)
+        self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
+        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        self.metrics.usage(dep.name, model, usage, nusd)
+        return nusd
+
+    def settle_media(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage, images: int = 0, *,
+                     billed: bool = True) -> int:
+        """settle() for the media routes: `images` priced per image, or nothing billed at all."""
+        rate = self.prices.rate(self.state.config.pricing, model) if billed else NO_RATE
+        nusd = media_cost_nusd(rate, usage, images)
         self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
         self.metrics.usage(dep.name, model, usage, nusd)

@@ -88,7 +88,7 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             return replace(state, routing=_with(state.routing, event.model, event.strategy))
         case PricingSet():
             price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
-                          event.cache_write_per_1m)
+                          event.cache_write_per_1m, event.per_image)
             return replace(state, pricing=_with(state.pricing, event.model, price))
         case PricingUnset():
             return replace(state, pricing=_without(state.pricing, event.model))

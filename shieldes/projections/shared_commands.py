@@ -104,6 +104,7 @@ class SetPricing:
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
+    per_image: float | None = None
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     check_money("--output price", command.output_per_1m),
                     _optional_money("--cache-read price", command.cache_read_per_1m),
                     _optional_money("--cache-write price", command.cache_write_per_1m),
+                    _optional_money("--per-image price", command.per_image),
                 )
             ]
         case UnsetPricing():

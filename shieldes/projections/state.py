@@ -85,6 +85,7 @@ class Price:
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
+    per_image: float | None = None  # USD per generated image, for image answers without token usage
 
     def fields(self) -> dict[str, float]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
@@ -93,6 +94,8 @@ class Price:
             out["cache_read_per_1m"] = self.cache_read_per_1m
         if self.cache_write_per_1m is not None:
             out["cache_write_per_1m"] = self.cache_write_per_1m
+        if self.per_image is not None:
+            out["per_image"] = self.per_image
         return out
 
 

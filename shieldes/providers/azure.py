@@ -11,11 +11,11 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, MediaOp, Operation, Target, UpstreamFailure
 from shieldes.providers.openai import OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
-from shieldes.providers.transport import UpstreamClient
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -66,6 +66,8 @@ class _EntraTokens:
 
 class AzureProvider(OpenAIProvider):
     kind = "azure"
+    # Azure OpenAI has no moderations endpoint (its content filters run on every call instead)
+    media_ops = frozenset({"images", "speech", "transcriptions", "translations"})
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         super().__init__(client, settings)
@@ -98,3 +100,7 @@ class AzureProvider(OpenAIProvider):
 
     async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
         return await super().responses_stream(await self._with_token(target), body, raw)
+
+    async def media(self, op: MediaOp, target: Target, payload: bytes, content_type: str,
+                    streaming: bool) -> UpstreamResponse:
+        return await super().media(op, await self._with_token(target), payload, content_type, streaming)

@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens"]
+Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens", "moderations", "images",
+                    "speech", "transcriptions", "translations"]
+# The OpenAI media and moderation endpoints: passed through as the client sent them (MediaUpstream)
+MediaOp = Literal["moderations", "images", "speech", "transcriptions", "translations"]
 Body = dict[str, Any]
 
 
@@ -128,6 +131,21 @@ class InputTokenCounter(ABC):
     async def count_input_tokens(self, target: Target, body: Body) -> int | None:
         """The upstream's count for the chat request `body` (without sending it); None when this
         model cannot be counted there (then the estimate answers). Raises UpstreamFailure."""
+
+
+class MediaUpstream(ABC):
+    """A provider whose upstream serves some of OpenAI's media and moderation endpoints in their
+    own wire format (`media_ops`): the client's body goes through with only its model rewritten."""
+
+    media_ops: frozenset[str] = frozenset()
+
+    @abstractmethod
+    async def media(self, op: MediaOp, target: Target, payload: bytes, content_type: str,
+                    streaming: bool) -> Any:
+        """POST `payload` (of `content_type`) to `op`'s endpoint on `target`; the open answer (a
+        transport.UpstreamResponse) once its status is a success, the caller reads and releases
+        it. `streaming`: the answer may run long (audio, events), so it is bounded by silence.
+        Raises UpstreamFailure."""
 
 
 class ModelDialects(ABC):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import Body, JsonResult, Operation, Target, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, MediaOp, MediaUpstream, Operation, Target, UpstreamFailure
 from shieldes.providers.http import (
     invalid_response,
     is_azure,
@@ -30,7 +30,13 @@ _PATHS: dict[str, str] = {
     "embeddings": "/embeddings",
     "responses": "/responses",
     "input_tokens": "/responses/input_tokens",
+    "moderations": "/moderations",
+    "images": "/images/generations",
+    "speech": "/audio/speech",
+    "transcriptions": "/audio/transcriptions",
+    "translations": "/audio/translations",
 }
+MEDIA_OPS = frozenset({"moderations", "images", "speech", "transcriptions", "translations"})
 
 
 def op_path(op: Operation) -> str:
@@ -77,8 +83,9 @@ def usage_asked(raw: bytes, body: Body, members: Body | None = None) -> bytes | 
     return appended(raw, body, added)
 
 
-class OpenAIProvider:
+class OpenAIProvider(MediaUpstream):
     kind = "openai"
+    media_ops = MEDIA_OPS
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         self._client = client
@@ -188,6 +195,14 @@ class OpenAIProvider:
         stream = ResponsesEventStream(resp, target)
         await stream.prime()
         return stream
+
+    async def media(self, op: MediaOp, target: Target, payload: bytes, content_type: str,
+                    streaming: bool) -> UpstreamResponse:
+        """The client's media or moderation request, as it is but for its model (MediaUpstream)."""
+        url, azure = self._endpoint(target, op)
+        headers = dict(self._headers(target, azure), **{"Content-Type": content_type})
+        return await open_event_stream(self._client, target, url, payload, headers,
+                                       self._stream_timeout if streaming else self._json_timeout)
 
     async def _open_stream(self, url: str, target: Target, azure: bool, payload: bytes) -> UpstreamResponse:
         resp = await open_event_stream(

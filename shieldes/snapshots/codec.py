@@ -114,7 +114,9 @@ def _config_to_plain_v2(c: ConfigState) -> Plain:
             for n, d in c.providers.items()
         },
         "pricing": {
+            # the per-image price only when set: snapshots without one read as before everywhere
             m: [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m]
+            + ([] if p.per_image is None else [p.per_image])
             for m, p in c.pricing.items()
         },
         "teams": {t.id: {"name": t.name, "budget": _budget(t.budget)} for t in c.teams.values()},
@@ -157,7 +159,7 @@ def _config_from_plain_v2(p: Plain) -> ConfigState:
                           d.get("responses", "translate"), dict(d.get("options", {})))
             for n, d in p["providers"].items()
         },
-        pricing={m: Price(*v) for m, v in p["pricing"].items()},  # 2 or 4 numbers
+        pricing={m: Price(*v) for m, v in p["pricing"].items()},  # 2, 4 or 5 numbers
         teams={i: Team(i, t["name"], _budget_from(t["budget"])) for i, t in p["teams"].items()},
         keys={
             i: VirtualKey(

@@ -23,6 +23,7 @@ class CatalogEntry:
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
+    per_image: float | None = None  # USD per generated image (answers without token usage)
 
 
 @functools.cache
@@ -32,7 +33,7 @@ def shipped() -> Mapping[str, CatalogEntry]:
     models: dict[str, Any] = json.loads(text)["models"]
     return MappingProxyType({
         m: CatalogEntry(e["provider"], float(e["input_per_1m"]), float(e["output_per_1m"]),
-                        e.get("cache_read_per_1m"), e.get("cache_write_per_1m"))
+                        e.get("cache_read_per_1m"), e.get("cache_write_per_1m"), e.get("per_image"))
         for m, e in models.items()
     })
 
@@ -45,12 +46,13 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
         rows[model] = {"model": model, "provider": e.provider, "input_per_1m": e.input_per_1m,
                        "output_per_1m": e.output_per_1m, "cache_read_per_1m": e.cache_read_per_1m,
                        "cache_write_per_1m": e.cache_write_per_1m, "reasoning_per_1m": e.output_per_1m,
-                       "source": "default"}
+                       "per_image": e.per_image, "source": "default"}
     for model, p in pricing.items():
         default = shipped().get(model)
         rows[model] = {"model": model, "provider": default.provider if default else None,
                        "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
                        "cache_read_per_1m": getattr(p, "cache_read_per_1m", None),
                        "cache_write_per_1m": getattr(p, "cache_write_per_1m", None),
-                       "reasoning_per_1m": p.output_per_1m, "source": "override"}
+                       "reasoning_per_1m": p.output_per_1m, "per_image": getattr(p, "per_image", None),
+                       "source": "override"}
     return [rows[m] for m in sorted(rows)]

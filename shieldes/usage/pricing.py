@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
 
 def default_prices() -> Mapping[str, Price]:
     """Every model of the shipped catalog (usage/catalog.py), cache prices included."""
-    return {m: Price(e.input_per_1m, e.output_per_1m, e.cache_read_per_1m, e.cache_write_per_1m)
+    return {m: Price(e.input_per_1m, e.output_per_1m, e.cache_read_per_1m, e.cache_write_per_1m, e.per_image)
             for m, e in shipped().items()}
 
 
@@ -41,6 +41,7 @@ class Rate(NamedTuple):
     output: int
     cache_read: int
     cache_write: int
+    image: int = 0  # per generated image (answers without token usage)
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -58,6 +59,7 @@ def rate_of(price: Price) -> Rate:
         nusd_per_token(price.output_per_1m),
         input_ if read is None else nusd_per_token(read),
         input_ if write is None else nusd_per_token(write),
+        0 if price.per_image is None else round(price.per_image * 1_000_000_000),
     )
 
 
@@ -70,7 +72,7 @@ def price_for(pricing: Mapping[str, Price], model: str) -> tuple[str, Price] | N
     entry = shipped().get(model)
     if entry is not None:
         return model, Price(entry.input_per_1m, entry.output_per_1m, entry.cache_read_per_1m,
-                            entry.cache_write_per_1m)
+                            entry.cache_write_per_1m, entry.per_image)
     pattern = longest_pattern(pricing, model)
     return None if pattern is None else (pattern, pricing[pattern])
 
@@ -161,6 +163,13 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     plain = max(0, usage.prompt_tokens - cached)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
             + usage.cache_write_tokens * rate.cache_write + usage.completion_tokens * rate.output)
+
+
+def media_cost_nusd(rate: Rate, usage: TokenUsage, images: int = 0) -> int:
+    """Cost of a media answer: its tokens (or the units a model is priced in: characters for tts-1,
+    seconds for whisper-1) as cost_nusd, plus `images` at the per-image price (answers without
+    token usage; a model without a per-image price bills them at $0, see docs/gateway.md)."""
+    return cost_nusd(rate, usage) + images * rate.image
 
 
 def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int | None,

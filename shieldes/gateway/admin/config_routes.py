@@ -367,9 +367,12 @@ async def list_pricing(call: Call) -> Any:
 async def set_pricing(call: Call) -> Any:
     b = call.body
     cache = (b.get("cache_read_per_1m"), b.get("cache_write_per_1m"))
-    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache))
+    per_image = b.get("per_image")
+    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
+                                            per_image))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
-            "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "position": written.events[-1].position}
+            "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
+            "position": written.events[-1].position}
 
 
 async def unset_pricing(call: Call) -> Any:
@@ -528,7 +531,9 @@ ROUTES: tuple[Route, ...] = (
                 Field("cache_read_per_1m", "number", "USD per 1M prompt tokens read from the prompt cache "
                       "(default: the input price)", nullable=True),
                 Field("cache_write_per_1m", "number", "USD per 1M prompt tokens written to the prompt cache "
-                      "(default: the input price)", nullable=True))),
+                      "(default: the input price)", nullable=True),
+                Field("per_image", "number", "USD per generated image, for image answers that carry no token "
+                      "usage (dall-e-2/3)", nullable=True))),
     Route("GET", "/admin-tokens", list_tokens, ADMIN, "List admin tokens (never their secrets)", "admin tokens",
           query=PAGE_FIELDS),
     Route("POST", "/admin-tokens", create_token, ADMIN, "Create an admin token (its secret is returned once)",

@@ -36,6 +36,7 @@ _FLAGS: dict[str, str] = {  # flag -> the words that name the field
     "--output price": "`output_per_1m`",
     "--cache-read price": "`cache_read_per_1m`",
     "--cache-write price": "`cache_write_per_1m`",
+    "--per-image price": "`per_image`",
     "--budget-period": "`budget_period`",
     "--budget": "`budget`",
     "--amount": "`amount_usd`",

@@ -1,0 +1,375 @@
+"""OpenAI's media and moderation endpoints: POST /v1/moderations, /v1/images/generations,
+/v1/audio/speech, /v1/audio/transcriptions and /v1/audio/translations. Each is passed through to
+the route's deployments whose kind serves it (MediaUpstream.media_ops), the client's body as it
+came but for the model (the deployment's name for it), with the key's model allow-list, limits,
+budget hold and settlement (usage/media.py), failover and the request log of the other routes.
+An answer that is JSON is read whole (and billed from its usage); audio and event streams are
+relayed as they come, a stream's usage taken from the event that carries it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import orjson
+from aiohttp import web
+
+from shieldes.errors import BodyTooLarge, InvalidRequest, ProviderMisconfigured
+from shieldes.gateway import relay
+from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
+from shieldes.gateway.routes import GATEWAY, MAX_MODEL_NAME, authenticate, note_stream_end, read_json
+from shieldes.gateway.service import Gateway
+from shieldes.projections.state import Deployment
+from shieldes.providers import multipart
+from shieldes.providers.base import Body, MediaOp, MediaUpstream, Provider, Target, UpstreamFailure
+from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, transport_failure
+from shieldes.providers.transport import UpstreamResponse
+from shieldes.routing.router import Route, RouteTarget
+from shieldes.usage import media
+from shieldes.usage.media import Billed
+from shieldes.usage.meter import Reservation
+
+PATHS: dict[MediaOp, str] = {
+    "moderations": "/v1/moderations",
+    "images": "/v1/images/generations",
+    "speech": "/v1/audio/speech",
+    "transcriptions": "/v1/audio/transcriptions",
+    "translations": "/v1/audio/translations",
+}
+# OpenAI's own default when a request names no model (the openai SDK lets it be left out)
+DEFAULT_MODELS: dict[MediaOp, str] = {"moderations": "omni-moderation-latest", "images": "dall-e-2"}
+MAX_IMAGES = 10
+ESTIMATE_HEADER = "x-shieldes-usage"  # "estimate": the answer reports no usage; the estimate is billed
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRequest:
+    """A media request as the gateway decides on it: the model asked for, the client's bytes and
+    how to rewrite their model, and what admission holds."""
+
+    op: MediaOp
+    model: str
+    raw: bytes
+    content_type: str
+    body: Body | None  # a JSON request's object
+    model_part: multipart.Part | None  # a form's model field
+    streaming: bool  # the answer may run long (audio, events): bounded by silence, not total time
+    estimate: Billed
+    images: int = 0  # asked for (`n`)
+
+    def payload(self, model: str) -> bytes:
+        """The client's bytes naming `model` (the deployment's name for it)."""
+        if self.model_part is not None:
+            if multipart.text(self.raw, self.model_part) == model:
+                return self.raw
+            return multipart.with_value(self.raw, self.model_part, model.encode())
+        assert self.body is not None
+        if self.body.get("model") == model:
+            return self.raw
+        return orjson.dumps(dict(self.body, model=model))
+
+
+def _model_name(value: object, default: str | None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME:
+        raise InvalidRequest("field 'model' must be a model name string, e.g. \"gpt-4o-mini-tts\" (see GET /v1/models)",
+                             param="model")
+    return value
+
+
+def _positive(body: Body, name: str, most: int, default: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidRequest(f"field {name!r} must be a whole number from 1 to {most}", param=name)
+    return value
+
+
+def json_request(op: MediaOp, body: Body, raw: bytes) -> MediaRequest:
+    """A moderations, images or speech request: its fields checked, its estimate made."""
+    model = _model_name(body.get("model"), DEFAULT_MODELS.get(op))
+    ctype = "application/json"
+    if op == "moderations":
+        given = body.get("input")
+        if not isinstance(given, str | list) or not given:
+            raise InvalidRequest("field 'input' is required: a non-empty string, list of strings or list of "
+                                 "text and image_url objects", param="input")
+        return MediaRequest(op, model, raw, ctype, body, None, False, media.moderation_estimate(len(raw)))
+    if op == "images":
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequest("field 'prompt' is required: a non-empty string describing the image", param="prompt")
+        n = _positive(body, "n", MAX_IMAGES, 1)
+        streaming = body.get("stream") is True
+        return MediaRequest(op, model, raw, ctype, body, None, streaming,
+                            media.image_estimate(len(prompt.encode()), n, per_image=False), n)
+    text = body.get("input")
+    if not isinstance(text, str) or not text:
+        raise InvalidRequest("field 'input' is required: the non-empty text to speak", param="input")
+    voice = body.get("voice")
+    if not isinstance(voice, str | dict) or not voice:
+        raise InvalidRequest("field 'voice' is required: a voice name such as \"alloy\"", param="voice")
+    return MediaRequest(op, model, raw, ctype, body, None, True, media.speech_estimate(model, text))
+
+
+def form_request(op: MediaOp, raw: bytes, content_type: str) -> MediaRequest:
+    """A transcriptions or translations upload (multipart/form-data with `file` and `model`)."""
+    boundary = multipart.boundary_of(content_type)
+    if boundary is None:
+        raise InvalidRequest(f"{PATHS[op]} takes multipart/form-data with a 'file' and a 'model' field "
+                             f"(got Content-Type {content_type[:80]!r}); send the audio as a form upload")
+    try:
+        fields = multipart.parts(raw, boundary)
+    except multipart.MalformedForm as exc:
+        raise InvalidRequest(f"the multipart/form-data body does not parse ({exc}); send it again as one form") \
+            from None
+    named = {p.name: p for p in fields}
+    upload = named.get("file")
+    if upload is None or upload.filename is None:
+        raise InvalidRequest("field 'file' is required: the audio file to transcribe, uploaded as a file",
+                             param="file")
+    model_part = named.get("model")
+    if model_part is None:
+        raise InvalidRequest("field 'model' is required: e.g. \"whisper-1\" or \"gpt-4o-transcribe\"", param="model")
+    model = _model_name(multipart.text(raw, model_part), None)
+    stream = named.get("stream")
+    streaming = stream is not None and multipart.text(raw, stream).strip().lower() == "true"
+    estimate = media.transcription_estimate(model, upload.end - upload.start)
+    return MediaRequest(op, model, raw, content_type, None, model_part, streaming, estimate)
+
+
+async def read_upload(request: web.Request, max_bytes: int) -> bytes:
+    """A form upload's bytes, within the node's body limit (SHIELDES_MAX_BODY_BYTES)."""
+    declared = request.content_length
+    hint = "send a smaller file (or raise SHIELDES_MAX_BODY_BYTES on the node)"
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}: {hint}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"request body exceeds the limit of {max_bytes} bytes: {hint}") from None
+    except web.RequestPayloadError as exc:
+        raise InvalidRequest(f"the request body could not be read ({str(exc).strip()[:200]}); send it again") \
+            from None
+    if not raw:
+        raise InvalidRequest("empty request body: send a multipart/form-data upload with 'file' and 'model'")
+    return raw
+
+
+def serving_kinds(gw: Gateway, op: MediaOp) -> list[str]:
+    return sorted(kind for kind, p in gw.providers.items() if isinstance(p, MediaUpstream) and op in p.media_ops)
+
+
+def served(route: Route, op: MediaOp, kinds: list[str]) -> Route:
+    """The route without deployments whose kind cannot serve `op`; a 400 naming the kinds that can
+    when none is left (and no fallback may serve it)."""
+    targets = tuple(t for t in route.targets if t.deployment.kind in kinds)
+    if targets or route.fallbacks:
+        return route if len(targets) == len(route.targets) else replace(route, targets=targets)
+    have = ", ".join(sorted({t.deployment.kind for t in route.targets})) or "none"
+    raise InvalidRequest(
+        f"model {route.requested!r} is served only by deployments of type {have}, which cannot serve "
+        f"{PATHS[op]}; it is served by deployments of type {', '.join(kinds)}: add the model to one "
+        "(`shieldes provider add NAME --type openai --base-url URL --models MODEL`)",
+        code="unsupported_endpoint", param="model")
+
+
+@dataclass(slots=True)
+class Opened:
+    """An upstream's answer: read whole (JSON) or still open (a stream to relay)."""
+
+    resp: UpstreamResponse | None
+    content_type: str
+    body: bytes = b""
+    answer: object = None  # the JSON answer, parsed
+
+
+async def _open(op: MediaOp, asked: MediaRequest, provider: Provider, target: Target, dep: Deployment) -> Opened:
+    """One attempt: the request on one deployment; a JSON answer is read here, so that a read that
+    fails moves on to the next deployment as a failed call does."""
+    if not (isinstance(provider, MediaUpstream) and op in provider.media_ops):
+        raise ProviderMisconfigured(f"deployment {dep.name!r} (type {dep.kind}) cannot serve {PATHS[op]}; "
+                                    "route the model to a deployment that can (see docs/http-api.md)")
+    resp = await provider.media(op, target, asked.payload(target.model), asked.content_type, asked.streaming)
+    ctype = resp.content_type
+    if ctype != "application/json":
+        return Opened(resp, ctype)
+    try:
+        raw = await resp.read()
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(target, exc) from exc
+    try:
+        return Opened(None, ctype, raw, orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        raise invalid_response(target, "body is not JSON") from None
+
+
+async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    key = authenticate(request)
+    limit = gw.settings.max_body_bytes
+    if op in ("transcriptions", "translations"):
+        raw = await read_upload(request, limit)
+        asked = form_request(op, raw, request.headers.get("Content-Type", ""))
+    else:
+        body, raw = await read_json(request, limit)
+        asked = json_request(op, body, raw)
+    rec = record_of(request)
+    if rec is not None:
+        rec.model = asked.model
+    route = served(gw.route(key, asked.model), op, serving_kinds(gw, op))
+    if op == "images" and gw.prices.rate(gw.state.config.pricing, route.model).image:
+        # a per-image price holds the images asked for, not the most tokens they might take
+        prompt = str((asked.body or {}).get("prompt", ""))
+        asked = replace(asked, estimate=media.image_estimate(len(prompt.encode()), asked.images, True))
+    billed = op != "moderations"  # OpenAI does not bill moderations
+    res = gw.admit_estimate(key, route, asked.estimate.usage, asked.estimate.images, billed=billed)
+    if rec is not None:
+        rec.upstream_model = route.model
+        rec.stream = asked.streaming
+
+    async def attempt(provider: Provider, target: Target, dep: Deployment) -> Opened:
+        return await _open(op, asked, provider, target, dep)
+
+    try:
+        opened, target = await gw.attempts(op, route, attempt, rec)
+    except BaseException:
+        gw.meter.release(res)
+        raise
+    headers = {REQUEST_ID: request_id(request), **res.headers}
+    if opened.resp is None:
+        return _answer(gw, request, op, asked, res, target, opened, headers)
+    return await _relay(gw, request, op, asked, res, target, opened, headers)
+
+
+def _settle(gw: Gateway, request: web.Request, op: MediaOp, res: Reservation, served_by: RouteTarget,
+            bill: Billed) -> None:
+    nusd = gw.settle_media(res, served_by.deployment, served_by.model, bill.usage, bill.images,
+                           billed=op != "moderations")
+    rec = record_of(request)
+    if rec is not None:
+        rec.upstream_model = served_by.model
+        rec.prompt_tokens = bill.usage.prompt_tokens
+        rec.completion_tokens = bill.usage.completion_tokens
+        rec.cached_tokens = bill.usage.cache_read_tokens
+        rec.cost_nusd = nusd
+
+
+def _answer(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest, res: Reservation,
+            served_by: RouteTarget, opened: Opened, headers: dict[str, str]) -> web.Response:
+    bill = media.billed(op, asked.estimate, opened.answer)
+    _settle(gw, request, op, res, served_by, bill)
+    rec = record_of(request)
+    if rec is not None:
+        rec.t_first_byte = time.perf_counter()
+    if bill.estimated and op != "images":
+        headers[ESTIMATE_HEADER] = "estimate"
+    return web.Response(body=opened.body, headers={"Content-Type": "application/json", **headers})
+
+
+class _Events:
+    """An event stream's usage, read off its frames as they go by (the last `usage` seen wins)."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.last: Body | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while True:
+            end = self.buffer.find(b"\n\n")
+            if end < 0:
+                return
+            block, self.buffer = self.buffer[:end], self.buffer[end + 2:]
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:") and b'"usage"' in line:
+                    try:
+                        event = orjson.loads(line[5:])
+                    except orjson.JSONDecodeError:
+                        continue
+                    if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+                        self.last = event
+
+
+async def _relay(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest, res: Reservation,
+                 served_by: RouteTarget, opened: Opened, headers: dict[str, str]) -> web.StreamResponse:
+    """Audio bytes or server-sent events, written to the client as they come from the upstream."""
+    upstream = opened.resp
+    assert upstream is not None
+    events = _Events() if opened.content_type == "text/event-stream" else None
+    target = Target(served_by.name, served_by.deployment.base_url, served_by.model, None)
+    tally = relay.Tally()
+
+    async def frames() -> AsyncIterator[bytes]:
+        while True:
+            try:
+                chunk = await upstream.read_chunk()
+            except TRANSPORT_ERRORS as exc:
+                raise transport_failure(target, exc) from exc
+            if not chunk:
+                return
+            if not tally.content_chunks:
+                tally.first_token_at = time.perf_counter()
+            tally.content_chunks += 1
+            if events is not None:
+                events.feed(chunk)
+            yield chunk
+
+    if events is None:
+        headers[ESTIMATE_HEADER] = "estimate"  # audio bytes carry no usage
+        resp = web.StreamResponse(headers={"Content-Type": upstream.headers.get("content-type", opened.content_type),
+                                           **headers})
+    else:
+        resp = relay.sse_response(headers[REQUEST_ID], {k: v for k, v in headers.items() if k != REQUEST_ID})
+    rec = record_of(request)
+    if rec is not None:
+        rec.stream = True
+    bill = asked.estimate
+    try:
+        # a broken audio stream just ends (no error frame belongs in audio bytes); events get one
+        await relay.pump(request, resp, frames(), tally, gw.settings.disconnect_drain_seconds, None, gw.scrub,
+                         None if events is not None else _cut)
+        return resp
+    finally:
+        bill = media.billed(op, asked.estimate, events.last if events is not None else None)
+        _settle(gw, request, op, res, served_by, bill)
+        note_stream_end(gw, rec, headers[REQUEST_ID], served_by.deployment, tally, bill.usage)
+        if tally.outcome == "done":
+            upstream.release()
+        else:  # closing the connection is what stops the upstream's work
+            upstream.close()
+
+
+def _cut(_failure: UpstreamFailure) -> bytes:
+    return b""
+
+
+async def moderations(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "moderations")
+
+
+async def images(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "images")
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "speech")
+
+
+async def transcriptions(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "transcriptions")
+
+
+async def translations(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "translations")
+
+
+def add_media_routes(app: web.Application) -> None:
+    app.router.add_post(PATHS["moderations"], moderations)
+    app.router.add_post(PATHS["images"], images)
+    app.router.add_post(PATHS["speech"], speech)
+    app.router.add_post(PATHS["transcriptions"], transcriptions)
+    app.router.add_post(PATHS["translations"], translations)
