@@ -58,3 +58,14 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
     bad = tmp_path / "prices.json"
     bad.write_text('{"model_list": []}')
     assert "not a LiteLLM price file" in refused(database_url, "pricing", "import", str(bad))
+
+
+def test_per_image_prices_are_shipped_set_and_listed(database_url: str) -> None:
+    rows = {r["model"]: r for r in ok(database_url, "pricing", "list", "--model", "dall-e")}
+    assert (rows["dall-e-2"]["per_image"], rows["dall-e-3"]["per_image"]) == (0.02, 0.04)
+    assert rows["dall-e-3"]["source"] == "default"
+    set_ = ok(database_url, "pricing", "set", "dall-e-3", "--input", "0", "--output", "0", "--per-image", "0.08")
+    assert set_["per_image"] == 0.08
+    assert [(r["model"], r["per_image"]) for r in ok(database_url, "pricing", "list", "--source", "override")] == [
+        ("dall-e-3", 0.08)]
+    assert refused(database_url, "pricing", "set", "dall-e-3", "--input", "0", "--output", "0", "--per-image", "-1")

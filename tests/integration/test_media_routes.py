@@ -10,7 +10,8 @@ import aiohttp
 import openai
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider, SetPricing
+from tests.fake_media import IMAGE_TOKENS, PNG
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
 
@@ -89,3 +90,79 @@ async def test_moderations_pass_through_free_with_limits_failover_and_refusals(d
                                         for r in served)
         assert {r["error_code"] for r in rows if r["status"] != 200} >= {
             "unsupported_endpoint", "model_not_found", "model_not_allowed", "invalid_request", "rate_limit_exceeded"}
+
+
+async def test_images_billed_per_image_or_by_usage_streamed_on_azure_with_budget_and_failover(
+        database_url: str) -> None:
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=1) as h:
+        await h.admin(AddProvider("oa", "openai", up.url, REF, ("dall-e-3", "gpt-image-1")))
+        await h.admin(AddProvider("oa2", "openai", up.url, REF, ("gpt-image-1",)))
+        await h.admin(AddProvider("az", "azure", up.url, REF, ("dall-e-3-eu",), options={"api_version": "2025-04-01"}))
+        await h.admin(AddProvider("claude", "anthropic", up.url, REF, ("claude-pics",)))
+        await h.admin(SetPricing("dall-e-3-eu", 0, 0, per_image=0.05))  # an Azure deployment's own name, priced
+        secret = await h.create_key("app", budget_usd=1.0)
+        tight = await h.create_key("tight", budget_usd=0.05)
+        await h.sync()
+        client = client_for(h, secret)
+
+        # dall-e: no usage in the answer, billed per image at the shipped price ($0.04 at 1024x1024)
+        dalle = await client.images.generate(model="dall-e-3", prompt="a red fox in the snow", n=2)
+        assert dalle.data is not None and [d.url for d in dalle.data] == [
+            "https://images.example/0.png", "https://images.example/1.png"]
+        assert up.last("/v1/images/generations").body == {"model": "dall-e-3", "prompt": "a red fox in the snow",
+                                                          "n": 2}
+        # gpt-image-1: billed by the answer's usage at its token prices ($5 / $40 per 1M)
+        made = await client.images.generate(model="gpt-image-1", prompt="a red fox in the snow")
+        assert made.data is not None and made.data[0].b64_json == PNG
+        assert made.usage is not None and (made.usage.input_tokens, made.usage.output_tokens) == (6, IMAGE_TOKENS)
+        # streamed: the partial and completed events as they come, billed by the completed event's usage
+        stream = await client.images.generate(model="gpt-image-1", prompt="a red fox in the snow", stream=True,
+                                              partial_images=1)
+        events = [e async for e in stream]
+        assert [e.type for e in events] == ["image_generation.partial_image", "image_generation.completed"]
+        assert up.last("/v1/images/generations").body["stream"] is True
+
+        up.inject("/v1/images/generations", status=503, times=1)  # one deployment fails, the other serves
+        before = len(up.requests_to("/v1/images/generations"))
+        await client.images.generate(model="gpt-image-1", prompt="a red fox in the snow")
+        assert len(up.requests_to("/v1/images/generations")) == before + 2
+
+        # Azure: the deployment's URL with its api-version, the key in `api-key`
+        azure = await client.images.generate(model="dall-e-3-eu", prompt="a red fox", n=1)
+        assert azure.data is not None and len(azure.data) == 1
+        sent = up.last()
+        assert (sent.path, sent.query) == ("/openai/deployments/dall-e-3-eu/images/generations",
+                                           {"api-version": "2025-04-01"})
+        assert sent.headers["api-key"] == UPSTREAM_KEY and "authorization" not in sent.headers
+        assert sent.body["model"] == "dall-e-3-eu"
+
+        # the budget holds the images asked for before the call: 2 x $0.04 > $0.05
+        calls = len(up.requests)
+        with pytest.raises(openai.RateLimitError) as spent:
+            await client_for(h, tight).images.generate(model="dall-e-3", prompt="a fox", n=2)
+        assert spent.value.code == "budget_exceeded" and len(up.requests) == calls
+        await client_for(h, tight).images.generate(model="dall-e-3", prompt="a fox", n=1)  # $0.04 fits
+
+        with pytest.raises(openai.BadRequestError) as kind:
+            await client.images.generate(model="claude-pics", prompt="a fox")
+        assert kind.value.code == "unsupported_endpoint" and "azure, openai" in kind.value.message
+        with pytest.raises(openai.NotFoundError):
+            await client.images.generate(model="no-such-painter", prompt="a fox")
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.images.generate(model="dall-e-3", prompt="a fox", n=11)
+        assert bad.value.param == "n"
+        with pytest.raises(openai.BadRequestError) as empty:
+            await client.images.generate(model="dall-e-3", prompt="")
+        assert empty.value.param == "prompt"
+
+        await h.flush()
+        token_cost = 6 * 5_000 + IMAGE_TOKENS * 40_000
+        want = 2 * 40_000_000 + 3 * token_cost + 50_000_000
+        assert h.usage_totals()["app"][0] == 5 and h.usage_totals()["app"][3] == want
+        assert h.usage_totals()["tight"][3] == 40_000_000
+        rows = await logged(h, 11, "/v1/images/generations")
+        served = [(r["model"], r["cost_nusd"], r["stream"]) for r in rows if r["status"] == 200]
+        assert served == [("dall-e-3", 80_000_000, False), ("gpt-image-1", token_cost, False),
+                          ("gpt-image-1", token_cost, True), ("gpt-image-1", token_cost, False),
+                          ("dall-e-3-eu", 50_000_000, False), ("dall-e-3", 40_000_000, False)]

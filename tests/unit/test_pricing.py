@@ -34,10 +34,10 @@ def test_defaults_and_pricing_set_override() -> None:
     table = PriceTable()
     assert "gpt-4o" in default_prices()
     assert table.rate({}, "gpt-4o")[:2] == (2500, 10000)
-    assert table.rate({}, "no-such-model") == (0, 0, 0, 0)
+    assert table.rate({}, "no-such-model") == (0, 0, 0, 0, 0)
     override = MappingProxyType({"gpt-4o": Price(1.0, 2.0), "my-model": Price(0.5, 0.25, 0.05, 0.625)})
-    assert table.rate(override, "gpt-4o") == (1000, 2000, 1000, 1000)  # unset cache prices: the input price
-    assert table.rate(override, "my-model") == (500, 250, 50, 625)
+    assert table.rate(override, "gpt-4o") == (1000, 2000, 1000, 1000, 0)  # unset cache prices: the input price
+    assert table.rate(override, "my-model") == (500, 250, 50, 625, 0)
     assert table.rate(override, "gpt-4o-mini")[:2] == (150, 600)  # untouched default
 
 
@@ -92,7 +92,7 @@ def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
     assert price_for({}, "claude-opus-5-5") is None
     assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
     table = PriceTable()
-    assert table.rate(pricing, "claude-opus-5-5") == (20000, 100000, 20000, 20000)
+    assert table.rate(pricing, "claude-opus-5-5") == (20000, 100000, 20000, 20000, 0)
     assert table.rate(pricing, "claude-opus-4-5")[:2] == (5000, 25000)
     assert table.priced(pricing, "llama-9") and not table.priced({}, "llama-9")
     assert unpriced(pricing, ["llama-9", "claude-x-*"]) == []
@@ -107,7 +107,7 @@ def test_pattern_rates_are_cached_per_name_bounded_and_dropped_on_a_config_chang
     assert len(table._by_pattern) == PATTERN_NAMES_KEPT  # a client's names cannot grow it without bound
     changed = MappingProxyType({"m-*": Price(2.0, 2.0)})  # copy-on-write: a new mapping is a change
     assert table.rate(changed, "m-1")[:2] == (2000, 2000) and len(table._by_pattern) == 1
-    assert table.rate(MappingProxyType({}), "m-1") == (0, 0, 0, 0)
+    assert table.rate(MappingProxyType({}), "m-1") == (0, 0, 0, 0, 0)
 
 
 def test_unpriced_answers_name_a_pattern_too() -> None:

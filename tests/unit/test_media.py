@@ -1,0 +1,123 @@
+"""The media routes' pure decisions: multipart fields read and rewritten, what is held and billed
+(usage/media.py), per-image prices, and which deployments serve a route."""
+
+from __future__ import annotations
+
+import pytest
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway.media_routes import form_request, json_request, served
+from shieldes.projections.state import Deployment, Price
+from shieldes.providers import multipart
+from shieldes.providers.base import TokenUsage
+from shieldes.routing.router import Route, RouteTarget
+from shieldes.usage import media
+from shieldes.usage.pricing import media_cost_nusd, rate_of
+
+BOUNDARY = "----form7"
+
+
+def form(*fields: tuple[str, str | None, bytes]) -> bytes:
+    out = b""
+    for name, filename, value in fields:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
+        out += (b"Content-Type: audio/mpeg\r\n" if filename else b"") + b"\r\n" + value + b"\r\n"
+    return out + f"--{BOUNDARY}--\r\n".encode()
+
+
+def test_multipart_fields_are_found_and_one_is_rewritten_leaving_the_file_as_sent() -> None:
+    audio = bytes(range(256)) * 4 + b"\r\n--not-the-boundary\r\n"
+    body = form(("model", None, b"whisper-1"), ("file", "a.mp3", audio), ("stream", None, b"false"))
+    assert multipart.boundary_of(f"multipart/form-data; boundary={BOUNDARY}") == BOUNDARY
+    assert multipart.boundary_of(f'multipart/form-data; boundary="{BOUNDARY}"') == BOUNDARY
+    assert multipart.boundary_of("application/json") is None
+    found = {p.name: p for p in multipart.parts(body, BOUNDARY)}
+    assert found["file"].filename == "a.mp3" and body[found["file"].start:found["file"].end] == audio
+    assert multipart.text(body, found["model"]) == "whisper-1" and found["model"].filename is None
+    rewritten = multipart.with_value(body, found["model"], b"whisper-eu")
+    again = {p.name: p for p in multipart.parts(rewritten, BOUNDARY)}
+    assert multipart.text(rewritten, again["model"]) == "whisper-eu"
+    assert rewritten[again["file"].start:again["file"].end] == audio
+    with pytest.raises(multipart.MalformedForm):
+        multipart.parts(body[:-40], BOUNDARY)
+    with pytest.raises(multipart.MalformedForm):
+        multipart.parts(b"no boundary here", BOUNDARY)
+
+
+def test_form_requests_need_a_file_and_a_model() -> None:
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    asked = form_request("transcriptions", form(("model", None, b"whisper-1"), ("file", "a.mp3", b"x" * 8000)), ctype)
+    assert asked.model == "whisper-1" and not asked.streaming
+    assert asked.estimate == media.Billed(TokenUsage(2, 0))  # seconds, from 8000 bytes at 32 kbit/s
+    assert asked.payload("whisper-eu").count(b"whisper-eu") == 1
+    streamed = form_request("transcriptions", form(("model", None, b"gpt-4o-transcribe"),
+                                                   ("file", "a.mp3", b"x"), ("stream", None, b"true")), ctype)
+    assert streamed.streaming and streamed.estimate.usage.completion_tokens > 0
+    with pytest.raises(InvalidRequest) as no_file:
+        form_request("transcriptions", form(("model", None, b"whisper-1")), ctype)
+    assert no_file.value.param == "file"
+    with pytest.raises(InvalidRequest) as no_model:
+        form_request("translations", form(("file", "a.mp3", b"x")), ctype)
+    assert no_model.value.param == "model"
+    with pytest.raises(InvalidRequest) as not_form:
+        form_request("transcriptions", b"{}", "application/json")
+    assert "multipart/form-data" in not_form.value.message
+
+
+def test_json_requests_are_checked_field_by_field() -> None:
+    assert json_request("moderations", {"input": "hi"}, b'{"input":"hi"}').model == "omni-moderation-latest"
+    images = json_request("images", {"prompt": "a fox", "n": 3}, b"{}")
+    assert (images.model, images.images) == ("dall-e-2", 3)
+    assert json_request("speech", {"model": "tts-1", "input": "hello", "voice": "alloy"}, b"{}").streaming
+    for op, body, param in (("moderations", {"input": []}, "input"), ("images", {"prompt": " "}, "prompt"),
+                            ("images", {"prompt": "a", "n": 0}, "n"), ("images", {"prompt": "a", "n": True}, "n"),
+                            ("speech", {"model": "tts-1", "voice": "alloy"}, "input"),
+                            ("speech", {"model": "tts-1", "input": "hi"}, "voice"),
+                            ("speech", {"input": "hi", "voice": "alloy"}, "model")):
+        with pytest.raises(InvalidRequest) as refused:
+            json_request(op, body, b"{}")  # type: ignore[arg-type]
+        assert refused.value.param == param, (op, body)
+
+
+def test_what_is_held_and_billed() -> None:
+    assert media.image_estimate(40, 2, per_image=True) == media.Billed(TokenUsage(10, 0), 2)
+    assert media.image_estimate(40, 2, per_image=False) == media.Billed(TokenUsage(10, 2 * media.IMAGE_TOKENS_MOST))
+    assert media.speech_estimate("tts-1-hd", "hello world") == media.Billed(TokenUsage(11, 0))  # characters
+    assert media.speech_estimate("gpt-4o-mini-tts", "hello world") == media.Billed(TokenUsage(3, 14))
+    held = media.Billed(TokenUsage(9, 0))
+    assert media.billed("moderations", held, {"usage": {"input_tokens": 99}}) == held  # never billed otherwise
+    tokens = {"usage": {"input_tokens": 6, "output_tokens": 100, "input_tokens_details": {"cached_tokens": 2}}}
+    assert media.billed("images", held, tokens) == media.Billed(TokenUsage(6, 100, cache_read_tokens=2))
+    assert media.billed("images", held, {"data": [{}, {}, {}]}) == media.Billed(TokenUsage(9, 0), 3, True)
+    assert media.billed("transcriptions", held, {"usage": {"type": "duration", "seconds": 12.2}}) == \
+        media.Billed(TokenUsage(13, 0))
+    assert media.billed("transcriptions", held, {"usage": {"type": "tokens", "input_tokens": 50,
+                                                           "output_tokens": 7}}) == media.Billed(TokenUsage(50, 7))
+    assert media.billed("speech", held, None) == media.Billed(held.usage, 0, True)
+    assert media.reported({"input_tokens": -1}) is None and media.reported("x") is None
+
+
+def test_a_per_image_price_costs_each_image() -> None:
+    rate = rate_of(Price(0, 0, per_image=0.04))
+    assert rate.image == 40_000_000 and media_cost_nusd(rate, TokenUsage(0, 0), 2) == 80_000_000
+    tokens = rate_of(Price(5, 40))
+    assert tokens.image == 0 and media_cost_nusd(tokens, TokenUsage(6, 100), 1) == 6 * 5_000 + 100 * 40_000
+    assert Price(1, 2, per_image=0.5).fields() == {"input_per_1m": 1, "output_per_1m": 2, "per_image": 0.5}
+
+
+def _dep(name: str, kind: str) -> Deployment:
+    return Deployment(name, kind, "http://up", None, ("m",), 1.0)
+
+
+def test_a_route_keeps_the_deployments_whose_kind_serves_it() -> None:
+    oa, claude = _dep("oa", "openai"), _dep("claude", "anthropic")
+    both = Route("m", "m", (RouteTarget(oa, "m", 1), RouteTarget(claude, "m", 1)), False)
+    assert served(both, "images", ["azure", "openai"]).deployments == (oa,)
+    only = Route("m", "m", (RouteTarget(claude, "m", 1),), False)
+    with pytest.raises(InvalidRequest) as none:
+        served(only, "images", ["azure", "openai"])
+    assert none.value.code == "unsupported_endpoint" and none.value.param == "model"
+    assert "type anthropic" in none.value.message and "type azure, openai" in none.value.message
+    with_fallback = Route("m", "m", (RouteTarget(claude, "m", 1),), False, ("other",))
+    assert served(with_fallback, "images", ["openai"]).targets == ()  # the fallback may serve it
