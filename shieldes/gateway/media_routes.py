@@ -265,7 +265,7 @@ def _answer(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest,
     rec = record_of(request)
     if rec is not None:
         rec.t_first_byte = time.perf_counter()
-    if bill.estimated and op != "images":
+    if bill.estimated and op != "images":  # (an image answer without usage is billed per image)
         headers[ESTIMATE_HEADER] = "estimate"
     return web.Response(body=opened.body, headers={"Content-Type": "application/json", **headers})
 
@@ -319,7 +319,8 @@ async def _relay(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaReq
             yield chunk
 
     if events is None:
-        headers[ESTIMATE_HEADER] = "estimate"  # audio bytes carry no usage
+        if not asked.estimate.exact:
+            headers[ESTIMATE_HEADER] = "estimate"  # audio bytes carry no usage
         resp = web.StreamResponse(headers={"Content-Type": upstream.headers.get("content-type", opened.content_type),
                                            **headers})
     else:

@@ -32,9 +32,11 @@ _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint: {call}; the gateway serves /v1/chat/completions, /v1/completions, "
                        "/v1/embeddings, /v1/models, /v1/responses (with /v1/responses/{{id}}, .../input_items, "
                        ".../cancel, /v1/responses/input_tokens), /v1/conversations (with /v1/conversations/{{id}}, "
-                       ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, also "
-                       "without /v1; and Gemini's /v1beta/models/{{model}}:generateContent, "
-                       ":streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents"),
+                       ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, "
+                       "/v1/moderations, /v1/images/generations, /v1/audio/speech, /v1/audio/transcriptions and "
+                       "/v1/audio/translations, also without /v1; and Gemini's "
+                       "/v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, "
+                       ":embedContent and :batchEmbedContents"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }

@@ -29,11 +29,13 @@ TEXT_TOKENS_PER_SECOND = 4  # a transcript: about 150 words a minute
 @dataclass(frozen=True, slots=True)
 class Billed:
     """What a media call costs: tokens (or units) at the model's rates plus `images` at its
-    per-image price; `estimated` when the answer reported nothing and the estimate is billed."""
+    per-image price; `estimated` when the answer reported nothing and the estimate is billed;
+    `exact` for a hold that is the real count (the characters a tts-1 model speaks)."""
 
     usage: TokenUsage
     images: int = 0
     estimated: bool = False
+    exact: bool = False
 
 
 def per_character(model: str) -> bool:
@@ -63,7 +65,7 @@ def speech_estimate(model: str, text: str) -> Billed:
     """Characters for tts-1 models; tokens for others (the text's, the audio's from its length)."""
     chars = len(text)
     if per_character(model):
-        return Billed(TokenUsage(chars, 0))
+        return Billed(TokenUsage(chars, 0), exact=True)
     return Billed(TokenUsage(math.ceil(chars / 4), math.ceil(chars * AUDIO_TOKENS_PER_CHAR)))
 
 
@@ -112,4 +114,6 @@ def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:
     data = found.get("data")
     if op == "images" and isinstance(data, list):
         return Billed(TokenUsage(estimate.usage.prompt_tokens, 0), len(data), True)
+    if estimate.exact:
+        return estimate
     return Billed(estimate.usage, estimate.images, True)

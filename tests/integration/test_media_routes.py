@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from shieldes.projections.shared_commands import AddProvider, SetPricing
-from tests.fake_media import IMAGE_TOKENS, PNG
+from tests.fake_media import IMAGE_TOKENS, PNG, SPEECH_CHUNK, SPEECH_CHUNKS, TRANSCRIPT
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
 
@@ -27,7 +27,10 @@ async def logged(h: Harness, expected: int, route: str) -> list[dict[str, Any]]:
     """The request log's rows of `route`, once `expected` rows in all were written."""
     writer = h.node.request_log
     assert writer is not None
-    await wait_until(lambda: writer.buffer.added >= expected, timeout=10)
+    try:
+        await wait_until(lambda: writer.buffer.added >= expected, timeout=10)
+    except AssertionError:
+        raise AssertionError(f"{writer.buffer.added} request-log rows, not {expected}") from None
     assert await writer.flush_all(10)
     rows = h.sql("SELECT route, model, deployment, status, error_code, prompt_tokens, completion_tokens,"
                  " cost_usd * 1000000000, stream FROM request_log WHERE route = %s ORDER BY started_at", route)
@@ -166,3 +169,142 @@ async def test_images_billed_per_image_or_by_usage_streamed_on_azure_with_budget
         assert served == [("dall-e-3", 80_000_000, False), ("gpt-image-1", token_cost, False),
                           ("gpt-image-1", token_cost, True), ("gpt-image-1", token_cost, False),
                           ("dall-e-3-eu", 50_000_000, False), ("dall-e-3", 40_000_000, False)]
+
+
+AUDIO = b"".join(bytes([65 + i]) * SPEECH_CHUNK for i in range(SPEECH_CHUNKS))  # what the fake speaks
+
+
+async def test_speech_streams_audio_through_billed_by_characters_or_tokens(database_url: str) -> None:
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=1) as h:
+        await h.admin(AddProvider("oa", "openai", up.url, REF, ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")))
+        await h.admin(AddProvider("oa2", "openai", up.url, REF, ("tts-1",)))
+        await h.admin(AddProvider("az", "azure", up.url, REF, ("tts-eu",), options={"api_version": "2025-04-01"}))
+        await h.admin(AddProvider("claude", "anthropic", up.url, REF, ("claude-voice",)))
+        secret = await h.create_key("app")
+        tight = await h.create_key("tight", budget_usd=0.0001)
+        await h.sync()
+        client = client_for(h, secret)
+        text = "hello world from the gateway"  # 28 characters, 5 words
+
+        async with client.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy",
+                                                                      input=text) as resp:
+            assert resp.headers["content-type"] == "audio/mpeg" and "x-shieldes-usage" not in resp.headers
+            pieces = [p async for p in resp.iter_bytes()]
+        assert b"".join(pieces) == AUDIO
+        assert up.last("/v1/audio/speech").body == {"model": "tts-1", "voice": "alloy", "input": text}
+
+        # a token-priced model without usage in its audio: an estimate, said so
+        estimated = await client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input=text,
+                                                     response_format="wav")
+        assert estimated.content == AUDIO and estimated.response.headers["x-shieldes-usage"] == "estimate"
+        assert estimated.response.headers["content-type"] == "audio/wav"
+        # its server-sent events carry the usage: billed by it
+        events = await client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input=text,
+                                                  stream_format="sse")
+        assert events.response.headers["content-type"].startswith("text/event-stream")
+        assert b"speech.audio.done" in events.content and "x-shieldes-usage" not in events.response.headers
+
+        up.inject("/v1/audio/speech", status=503, times=1)
+        before = len(up.requests_to("/v1/audio/speech"))
+        assert (await client.audio.speech.create(model="tts-1", voice="alloy", input=text)).content == AUDIO
+        assert len(up.requests_to("/v1/audio/speech")) == before + 2
+
+        azure = await client.audio.speech.create(model="tts-eu", voice="alloy", input=text)
+        sent = up.last()
+        assert azure.content == AUDIO and sent.path == "/openai/deployments/tts-eu/audio/speech"
+        assert sent.query == {"api-version": "2025-04-01"} and sent.headers["api-key"] == UPSTREAM_KEY
+
+        calls = len(up.requests)  # 28 characters of tts-1-hd ($30 per 1M) do not fit $0.0001
+        with pytest.raises(openai.RateLimitError) as spent:
+            await client_for(h, tight).audio.speech.create(model="tts-1-hd", voice="alloy", input=text)
+        assert spent.value.code == "budget_exceeded" and len(up.requests) == calls
+        with pytest.raises(openai.BadRequestError) as kind:
+            await client.audio.speech.create(model="claude-voice", voice="alloy", input=text)
+        assert kind.value.code == "unsupported_endpoint"
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.audio.speech.create(model="tts-1", voice="alloy", input="")
+        assert bad.value.param == "input"
+
+        await h.flush()
+        chars = len(text)
+        rows = await logged(h, 8, "/v1/audio/speech")
+        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_nusd"], r["stream"])
+                  for r in rows if r["status"] == 200]
+        estimate = (-(-chars // 4), -(-chars * 5 // 4))
+        assert served[0] == ("tts-1", chars, 0, chars * 15_000, True)
+        assert served[1] == ("gpt-4o-mini-tts", *estimate, estimate[0] * 600 + estimate[1] * 12_000, True)
+        audio_tokens = SPEECH_CHUNKS * 10  # the speech.audio.done event's usage
+        assert served[2] == ("gpt-4o-mini-tts", 5, audio_tokens, 5 * 600 + audio_tokens * 12_000, True)
+        assert served[3] == ("tts-1", chars, 0, chars * 15_000, True) and served[4][0] == "tts-eu"
+
+
+async def test_transcriptions_pass_the_upload_through_billed_by_duration_or_tokens(database_url: str) -> None:
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=1,
+                       max_body_bytes=64 * 1024) as h:
+        await h.admin(AddProvider("oa", "openai", up.url, REF, ("whisper-1", "gpt-4o-transcribe")))
+        await h.admin(AddProvider("az", "azure", up.url, REF, ("whisper-eu",), options={"api_version": "2025-04-01"}))
+        await h.admin(AddProvider("claude", "anthropic", up.url, REF, ("claude-ears",)))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = client_for(h, secret)
+        audio = bytes(range(256)) * 20  # 5120 bytes: the fake hears 5.12 seconds, 51 audio tokens
+
+        # pinned: the upstream gets its own model name in the form, the file's bytes as sent
+        got = await client.audio.transcriptions.create(model="oa/whisper-1", file=("talk.mp3", audio, "audio/mpeg"))
+        assert got.text == TRANSCRIPT
+        sent = up.last("/v1/audio/transcriptions")
+        assert sent.body["model"] == "whisper-1" and sent.body["file"]["bytes"] == audio
+        assert sent.body["file"]["filename"] == "talk.mp3" and sent.headers["content-type"].startswith(
+            "multipart/form-data; boundary=")
+        assert sent.raw.count(audio) == 1
+
+        stream = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=("talk.mp3", audio),
+                                                          stream=True)
+        events = [e async for e in stream]
+        assert [e.type for e in events][-1] == "transcript.text.done"
+        assert "".join(e.delta for e in events if e.type == "transcript.text.delta").strip() == TRANSCRIPT
+        assert up.last("/v1/audio/transcriptions").body["stream"] == "true"
+
+        text = await client.audio.transcriptions.create(model="whisper-1", file=("talk.mp3", audio),
+                                                        response_format="text")
+        assert text.strip() == TRANSCRIPT  # plain text: no usage, the estimate is billed
+        translated = await client.audio.translations.create(model="whisper-1", file=("talk.mp3", audio))
+        assert translated.text == TRANSCRIPT and up.last().path == "/v1/audio/translations"
+
+        up.inject("/v1/audio/transcriptions", status=503, times=1)  # retried (SHIELDES_UPSTREAM_RETRIES)
+        before = len(up.requests_to("/v1/audio/transcriptions"))
+        await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=("talk.mp3", audio))
+        assert len(up.requests_to("/v1/audio/transcriptions")) == before + 2
+
+        azure = await client.audio.transcriptions.create(model="whisper-eu", file=("talk.mp3", audio))
+        sent = up.last()
+        assert azure.text == TRANSCRIPT and sent.path == "/openai/deployments/whisper-eu/audio/transcriptions"
+        assert sent.query == {"api-version": "2025-04-01"} and sent.headers["api-key"] == UPSTREAM_KEY
+        assert sent.body["model"] == "whisper-eu" and sent.body["file"]["bytes"] == audio
+
+        calls = len(up.requests)
+        with pytest.raises(openai.APIStatusError) as too_big:
+            await client.audio.transcriptions.create(model="whisper-1", file=("long.mp3", b"x" * (65 * 1024)))
+        assert too_big.value.status_code == 413 and "SHIELDES_MAX_BODY_BYTES" in too_big.value.message
+        assert len(up.requests) == calls
+        with pytest.raises(openai.BadRequestError) as kind:
+            await client.audio.transcriptions.create(model="claude-ears", file=("talk.mp3", audio))
+        assert kind.value.code == "unsupported_endpoint"
+        with pytest.raises(openai.NotFoundError):
+            await client.audio.transcriptions.create(model="no-such-ears", file=("talk.mp3", audio))
+
+        await h.flush()
+        rows = await logged(h, 9, "/v1/audio/transcriptions")
+        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_nusd"])
+                  for r in rows if r["status"] == 200]
+        words = len(TRANSCRIPT.split())
+        held = -(-len(audio) // 4000)  # the estimate's seconds, from the upload's size
+        assert served == [("oa/whisper-1", 6, 0, 6 * 100_000),  # 5.12 s, billed as 6 whole seconds
+                          ("gpt-4o-transcribe", 51, words, 51 * 6_000 + words * 10_000),
+                          ("whisper-1", held, 0, held * 100_000),
+                          ("gpt-4o-transcribe", 51, words, 51 * 6_000 + words * 10_000),
+                          ("whisper-eu", 6, 0, 0)]  # an Azure deployment's name has no price: $0
+        translations = await logged(h, 9, "/v1/audio/translations")
+        assert [(r["prompt_tokens"], r["cost_nusd"]) for r in translations] == [(held, held * 100_000)]

@@ -83,7 +83,7 @@ def test_json_requests_are_checked_field_by_field() -> None:
 def test_what_is_held_and_billed() -> None:
     assert media.image_estimate(40, 2, per_image=True) == media.Billed(TokenUsage(10, 0), 2)
     assert media.image_estimate(40, 2, per_image=False) == media.Billed(TokenUsage(10, 2 * media.IMAGE_TOKENS_MOST))
-    assert media.speech_estimate("tts-1-hd", "hello world") == media.Billed(TokenUsage(11, 0))  # characters
+    assert media.speech_estimate("tts-1-hd", "hello world") == media.Billed(TokenUsage(11, 0), exact=True)
     assert media.speech_estimate("gpt-4o-mini-tts", "hello world") == media.Billed(TokenUsage(3, 14))
     held = media.Billed(TokenUsage(9, 0))
     assert media.billed("moderations", held, {"usage": {"input_tokens": 99}}) == held  # never billed otherwise
@@ -95,6 +95,8 @@ def test_what_is_held_and_billed() -> None:
     assert media.billed("transcriptions", held, {"usage": {"type": "tokens", "input_tokens": 50,
                                                            "output_tokens": 7}}) == media.Billed(TokenUsage(50, 7))
     assert media.billed("speech", held, None) == media.Billed(held.usage, 0, True)
+    characters = media.speech_estimate("tts-1", "hello")
+    assert media.billed("speech", characters, None) == characters  # the characters are the real count
     assert media.reported({"input_tokens": -1}) is None and media.reported("x") is None
 
 
