@@ -1,7 +1,8 @@
 """The fake upstream's OpenAI media and moderation endpoints, in their wire format as the openai SDK's
 types read it: /v1/moderations; /v1/images/generations (JSON; `stream: true` answers
 image_generation.partial_image / image_generation.completed events); /v1/audio/speech (audio bytes
-in chunks; `stream_format: "sse"` answers speech.audio.delta / speech.audio.done events);
+in chunks, a Fault's `hold_after` holding the rest; `stream_format: "sse"` answers
+speech.audio.delta / speech.audio.done events);
 /v1/audio/transcriptions and /v1/audio/translations (multipart uploads; JSON with usage, plain text
 for `response_format: text`, transcript.text.delta / transcript.text.done events with `stream`);
 and Azure's forms of the image and audio paths (/openai/deployments/{deployment}/...).
@@ -26,7 +27,7 @@ from aiohttp import web
 from tests import fake_wire as wire
 
 if TYPE_CHECKING:
-    from tests.fake_upstream import FakeUpstream
+    from tests.fake_upstream import FakeUpstream, Fault
 
 IMAGE_TOKENS = 100
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"fake image").decode()
@@ -70,10 +71,16 @@ class MediaRoutes:
             app.router.add_post(prefix + "/audio/transcriptions", self.transcriptions)
             app.router.add_post(prefix + "/audio/translations", self.translations)
 
-    async def _stream(self, request: web.Request, content_type: str, pieces: list[bytes]) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, content_type: str, pieces: list[bytes],
+                      fault: Fault | None = None) -> web.StreamResponse:
+        """`pieces` written one by one; a fault's `hold_after` holds the rest until it is released."""
+        from tests.fake_upstream import _held
+
         resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
+            if fault is not None and fault.hold_after == i and not await _held(request, fault):
+                return resp
             await resp.write(piece)
         await resp.write_eof()
         return resp
@@ -127,7 +134,7 @@ class MediaRoutes:
         return self.fake._json(answer)
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
-        body, _fault, error = await self.fake._begin(request, anthropic=False)
+        body, fault, error = await self.fake._begin(request, anthropic=False)
         if error:
             return error
         text, voice = body.get("input"), body.get("voice")
@@ -143,7 +150,7 @@ class MediaRoutes:
             return await self._stream(request, "text/event-stream", events)
         kind = {"mp3": "audio/mpeg", "wav": "audio/wav", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
                 "pcm": "audio/pcm"}.get(str(body.get("response_format") or "mp3"), "audio/mpeg")
-        return await self._stream(request, kind, audio)
+        return await self._stream(request, kind, audio, fault)
 
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         return await self._transcribe(request, translate=False)

@@ -192,7 +192,7 @@ async def _open(op: MediaOp, asked: MediaRequest, provider: Provider, target: Ta
     fails moves on to the next deployment as a failed call does."""
     if not (isinstance(provider, MediaUpstream) and op in provider.media_ops):
         raise ProviderMisconfigured(f"deployment {dep.name!r} (type {dep.kind}) cannot serve {PATHS[op]}; "
-                                    "route the model to a deployment that can (see docs/http-api.md)")
+                                    "route the model to a deployment that can (see docs/media.md)")
     resp = await provider.media(op, target, asked.payload(target.model), asked.content_type, asked.streaming)
     ctype = resp.content_type
     if ctype != "application/json":

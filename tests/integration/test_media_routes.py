@@ -193,6 +193,15 @@ async def test_speech_streams_audio_through_billed_by_characters_or_tokens(datab
             pieces = [p async for p in resp.iter_bytes()]
         assert b"".join(pieces) == AUDIO
         assert up.last("/v1/audio/speech").body == {"model": "tts-1", "voice": "alloy", "input": text}
+        # streamed through: the first chunk reaches the client while the upstream holds back the rest
+        hold = up.inject("/v1/audio/speech", hold_after=1)
+        async with client.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy",
+                                                                      input=text) as resp:
+            chunks = resp.iter_bytes()
+            first = await anext(chunks)
+            assert AUDIO.startswith(first) and hold.holding == 1 and not hold.release.is_set()
+            hold.release.set()
+            assert first + b"".join([c async for c in chunks]) == AUDIO
 
         # a token-priced model without usage in its audio: an estimate, said so
         estimated = await client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input=text,
@@ -228,11 +237,11 @@ async def test_speech_streams_audio_through_billed_by_characters_or_tokens(datab
 
         await h.flush()
         chars = len(text)
-        rows = await logged(h, 8, "/v1/audio/speech")
+        rows = await logged(h, 9, "/v1/audio/speech")
         served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_nusd"], r["stream"])
                   for r in rows if r["status"] == 200]
         estimate = (-(-chars // 4), -(-chars * 5 // 4))
-        assert served[0] == ("tts-1", chars, 0, chars * 15_000, True)
+        assert served.pop(1) == served[0] == ("tts-1", chars, 0, chars * 15_000, True)  # (the held one)
         assert served[1] == ("gpt-4o-mini-tts", *estimate, estimate[0] * 600 + estimate[1] * 12_000, True)
         audio_tokens = SPEECH_CHUNKS * 10  # the speech.audio.done event's usage
         assert served[2] == ("gpt-4o-mini-tts", 5, audio_tokens, 5 * 600 + audio_tokens * 12_000, True)
