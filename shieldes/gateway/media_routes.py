@@ -9,7 +9,7 @@ relayed as they come, a stream's usage taken from the event that carries it."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import orjson
@@ -40,6 +40,7 @@ PATHS: dict[MediaOp, str] = {
 # OpenAI's own default when a request names no model (the openai SDK lets it be left out)
 DEFAULT_MODELS: dict[MediaOp, str] = {"moderations": "omni-moderation-latest", "images": "dall-e-2"}
 MAX_IMAGES = 10
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ESTIMATE_HEADER = "x-shieldes-usage"  # "estimate": the answer reports no usage; the estimate is billed
 
 
@@ -217,6 +218,9 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
     else:
         body, raw = await read_json(request, limit)
         asked = json_request(op, body, raw)
+    deployment = request.match_info.get("deployment")
+    if deployment is not None:  # Azure-style clients name the deployment in the path: the model routed
+        asked = replace(asked, model=deployment)
     rec = record_of(request)
     if rec is not None:
         rec.model = asked.model
@@ -370,7 +374,10 @@ async def translations(request: web.Request) -> web.StreamResponse:
 
 def add_media_routes(app: web.Application) -> None:
     app.router.add_post(PATHS["moderations"], moderations)
-    app.router.add_post(PATHS["images"], images)
-    app.router.add_post(PATHS["speech"], speech)
-    app.router.add_post(PATHS["transcriptions"], transcriptions)
-    app.router.add_post(PATHS["translations"], translations)
+    handlers: tuple[tuple[MediaOp, Handler], ...] = (
+        ("images", images), ("speech", speech), ("transcriptions", transcriptions), ("translations", translations))
+    for op, handler in handlers:
+        app.router.add_post(PATHS[op], handler)
+        # Azure OpenAI's paths, as the openai SDK's AzureOpenAI client calls them (see routes.add_routes)
+        for prefix in ("/openai/deployments/{deployment}", "/v1/deployments/{deployment}"):
+            app.router.add_post(prefix + PATHS[op].removeprefix("/v1"), handler)

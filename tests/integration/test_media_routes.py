@@ -317,3 +317,23 @@ async def test_transcriptions_pass_the_upload_through_billed_by_duration_or_toke
                           ("whisper-eu", 6, 0, 0)]  # an Azure deployment's name has no price: $0
         translations = await logged(h, 9, "/v1/audio/translations")
         assert [(r["prompt_tokens"], r["cost_nusd"]) for r in translations] == [(held, held * 100_000)]
+
+
+async def test_azure_clients_name_the_deployment_in_the_path(database_url: str) -> None:
+    """The openai SDK's AzureOpenAI client calls /openai/deployments/{deployment}/...: the deployment
+    is the model routed, as on the chat routes."""
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
+        await h.admin(AddProvider("oa", "openai", up.url, REF, ("dall-e-3", "whisper-1", "tts-1")))
+        secret = await h.create_key("app")
+        await h.sync()
+        azure = openai.AsyncAzureOpenAI(azure_endpoint=h.base, api_key=secret, api_version="2024-10-21",
+                                        max_retries=0)
+        image = await azure.images.generate(model="dall-e-3", prompt="a fox")
+        assert image.data is not None and up.last().body["model"] == "dall-e-3"
+        heard = await azure.audio.transcriptions.create(model="whisper-1", file=("a.mp3", b"x" * 3000))
+        assert heard.text == TRANSCRIPT and up.last().body["model"] == "whisper-1"
+        spoken = await azure.audio.speech.create(model="tts-1", voice="alloy", input="hi")
+        assert spoken.content == AUDIO
+        with pytest.raises(openai.NotFoundError):
+            await azure.images.generate(model="no-such-deployment", prompt="a fox")
