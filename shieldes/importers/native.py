@@ -30,7 +30,7 @@ _TOP = ("format", "version", *SECTIONS)
 _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
-    "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m"),
+    "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked"),
@@ -86,9 +86,10 @@ def parse_shieldes(doc: Any) -> ImportSpec:
         spec.aliases.append(_alias(e, f"aliases[{i}] ({e['name']!r})"))
     for i, e in _entries(doc, "pricing"):
         where = f"pricing[{i}] ({e['model']!r})"
-        cache = [_money(e.get(f), f"{where}.{f}", optional=True) for f in ("cache_read_per_1m", "cache_write_per_1m")]
+        read, write, image = (_money(e.get(f), f"{where}.{f}", optional=True)
+                              for f in ("cache_read_per_1m", "cache_write_per_1m", "per_image"))
         spec.prices.append(PriceSpec(e["model"], _need(_money(e["input_per_1m"], f"{where}.input_per_1m")),
-                                     _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), *cache))
+                                     _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):

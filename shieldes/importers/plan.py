@@ -173,25 +173,28 @@ def in_force(state: ConfigState, model: str) -> Price | None:
     default = shipped().get(model)
     if default is None:
         return None
-    return Price(default.input_per_1m, default.output_per_1m, default.cache_read_per_1m, default.cache_write_per_1m)
+    return Price(default.input_per_1m, default.output_per_1m, default.cache_read_per_1m, default.cache_write_per_1m,
+                 default.per_image)
 
 
 def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     """Plan `price`: cache prices the file does not give keep the ones in force; a price equal to
     the one in force is unchanged (a re-import writes nothing); an update says what it was."""
     old = in_force(state, price.model)
-    read, write = price.cache_read_per_1m, price.cache_write_per_1m
+    read, write, image = price.cache_read_per_1m, price.cache_write_per_1m, price.per_image
     if old is not None:
         read = old.cache_read_per_1m if read is None else read
         write = old.cache_write_per_1m if write is None else write
-    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write))
+        image = old.per_image if image is None else image
+    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image))
 
 
 def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     """Plan `price` as the `pricing set` price of its model (the shieldes format lists those): cache
     prices it does not give are none (they cost the input price), a shipped default is no match."""
     _price_change(plan, price.model, state.pricing.get(price.model),
-                  Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m))
+                  Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m,
+                        price.per_image))
 
 
 def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None:
@@ -203,7 +206,7 @@ def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None
     if old is not None:
         detail += f" (was {_describe_price(old)})"
     plan.commands.append(SetPricing(model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
-                                    new.cache_write_per_1m))
+                                    new.cache_write_per_1m, new.per_image))
     plan.changes.append(Change("pricing", model, "add" if old is None else "update", detail))
 
 
@@ -213,6 +216,8 @@ def _describe_price(p: Price) -> str:
         text += f", cache read ${p.cache_read_per_1m:g}/1M"
     if p.cache_write_per_1m is not None:
         text += f", cache write ${p.cache_write_per_1m:g}/1M"
+    if p.per_image is not None:
+        text += f", ${p.per_image:g} per image"
     return text
 
 

@@ -89,6 +89,7 @@ class PriceSpec:
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
+    per_image: float | None = None  # USD per image (a shieldes export's; LiteLLM's file gives none)
 
 
 @dataclass(frozen=True)

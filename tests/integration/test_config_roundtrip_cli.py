@@ -285,3 +285,16 @@ def test_an_edited_provider_is_updated_as_provider_update_would_and_a_type_chang
     assert "makes provider 'anthropic' type openai, but it exists here with type anthropic" in refused
     assert "`shieldes provider remove anthropic`" in refused
     assert config_events(database_url) == written
+
+
+def test_a_per_image_price_goes_through_export_and_import(database_url: str, prod_url: str, tmp_path: Path) -> None:
+    ok(database_url, "pricing", "set", "dall-e-3-eu", "--input", "0", "--output", "0", "--per-image", "0.05")
+    source = export(database_url, tmp_path / "shieldes.json")
+    assert source["pricing"] == [{"model": "dall-e-3-eu", "input_per_1m": 0.0, "output_per_1m": 0.0,
+                                  "per_image": 0.05}]
+    done = shieldes(prod_url, "config", "import", str(tmp_path / "shieldes.json"))
+    assert done.returncode == 0, done.stderr
+    assert "$0.05 per image" in done.stdout
+    assert export(prod_url) == source
+    again = shieldes(prod_url, "config", "import", str(tmp_path / "shieldes.json"))
+    assert "add 0, update 0, leave 1 unchanged" in again.stdout
