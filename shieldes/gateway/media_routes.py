@@ -274,36 +274,12 @@ def _answer(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest,
     return web.Response(body=opened.body, headers={"Content-Type": "application/json", **headers})
 
 
-class _Events:
-    """An event stream's usage, read off its frames as they go by (the last `usage` seen wins)."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.last: Body | None = None
-
-    def feed(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        while True:
-            end = self.buffer.find(b"\n\n")
-            if end < 0:
-                return
-            block, self.buffer = self.buffer[:end], self.buffer[end + 2:]
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:") and b'"usage"' in line:
-                    try:
-                        event = orjson.loads(line[5:])
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(event, dict) and isinstance(event.get("usage"), dict):
-                        self.last = event
-
-
 async def _relay(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest, res: Reservation,
                  served_by: RouteTarget, opened: Opened, headers: dict[str, str]) -> web.StreamResponse:
     """Audio bytes or server-sent events, written to the client as they come from the upstream."""
     upstream = opened.resp
     assert upstream is not None
-    events = _Events() if opened.content_type == "text/event-stream" else None
+    events = media.EventUsage() if opened.content_type == "text/event-stream" else None
     target = Target(served_by.name, served_by.deployment.base_url, served_by.model, None)
     tally = relay.Tally()
 

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from shieldes.providers.base import MediaOp, TokenUsage
 
 # gpt-image-1's output tokens for its largest image at high quality (1536x1024): the hold per image
@@ -117,3 +119,28 @@ def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:
     if estimate.exact:
         return estimate
     return Billed(estimate.usage, estimate.images, True)
+
+
+class EventUsage:
+    """The usage of a relayed event stream (speech.audio.done, image_generation.completed,
+    transcript.text.done), read off its `data:` lines as they go by, however the reads split them:
+    the last event that carried a `usage` object, in `last`."""
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []  # the current line's pieces (a partial image is megabytes)
+        self.last: dict[str, Any] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._pending.append(chunk)
+        if b"\n" not in chunk:
+            return
+        *lines, rest = b"".join(self._pending).split(b"\n")
+        self._pending = [rest] if rest else []
+        for line in lines:
+            if line.startswith(b"data:") and b'"usage"' in line:
+                try:
+                    event = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+                    self.last = event

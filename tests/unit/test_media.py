@@ -123,3 +123,19 @@ def test_a_route_keeps_the_deployments_whose_kind_serves_it() -> None:
     assert "type anthropic" in none.value.message and "type azure, openai" in none.value.message
     with_fallback = Route("m", "m", (RouteTarget(claude, "m", 1),), False, ("other",))
     assert served(with_fallback, "images", ["openai"]).targets == ()  # the fallback may serve it
+
+
+def test_a_streams_usage_is_read_however_the_reads_split_its_events() -> None:
+    done = b'event: transcript.text.done\ndata: {"type":"transcript.text.done","usage":{"input_tokens":5}}\n\n'
+    stream = b'data: {"type":"transcript.text.delta","delta":"hi"}\n\n' + done + b"data: [DONE]\n\n"
+    for size in (1, 7, len(stream)):
+        events = media.EventUsage()
+        for i in range(0, len(stream), size):
+            events.feed(stream[i:i + size])
+        assert events.last == {"type": "transcript.text.done", "usage": {"input_tokens": 5}}, size
+    crlf = media.EventUsage()
+    crlf.feed(done.replace(b"\n", b"\r\n"))
+    assert crlf.last is not None and media.reported(crlf.last["usage"]) == TokenUsage(5, 0)
+    nothing = media.EventUsage()
+    nothing.feed(b'data: {"usage": "not an object"}\n\ndata: {broken "usage"\n\n')
+    assert nothing.last is None
