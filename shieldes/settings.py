@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(
         default=None, description="PEM certificate (chain) to serve HTTPS on the API port (with tls_key)")
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_reload_interval: float = Field(
+        default=10.0, ge=0,
+        description="at most this often (seconds, as connections come) a node looks whether tls_cert or tls_key "
+        "changed and serves the new pair to new connections (0: read at start only)")
     region: str | None = Field(
         default=None, description="this node's region: routing prefers deployments added with the same --region")
 

@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shieldes.gateway.tls import ServedCertificate
 from shieldes.providers.base import TokenUsage
 
 MAX_SERIES = 200
@@ -126,6 +127,16 @@ class _HotSeries(Collector):
                                       "retried", value=stalls())
             yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
                                       "than 100,000 waiting for the database)", value=dropped())
+        if m._tls is not None:
+            yield GaugeMetricFamily("shieldes_tls_certificate_expiry_timestamp_seconds",
+                                    "when the certificate the API port serves to new connections expires (Unix "
+                                    "time)", value=m._tls.expires_at)
+            reloads = CounterMetricFamily("shieldes_tls_certificate_reloads", "changed certificate files: loaded "
+                                          "and served to new connections, or refused (see the log)",
+                                          labels=["outcome"])
+            reloads.add_metric(["loaded"], m._tls.loaded)
+            reloads.add_metric(["refused"], m._tls.refused)
+            yield reloads
         if m._background is not None:
             yield GaugeMetricFamily("shieldes_background_responses",
                                     "background responses this node runs (SHIELDES_RESPONSES_BACKGROUND_MAX at most)",
@@ -157,6 +168,7 @@ class Metrics:
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
                                       Callable[[], float]] | None = None
         self._background: Callable[[], float] | None = None
+        self._tls: ServedCertificate | None = None
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -232,6 +244,10 @@ class Metrics:
                                stalls: Callable[[], float], dropped: Callable[[], float]) -> None:
         """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
         self._stored_responses = (pending, pending_bytes, stalls, dropped)
+
+    def watch_tls(self, served: ServedCertificate) -> None:
+        """The HTTPS certificate served and its reloads, read at scrape time."""
+        self._tls = served
 
     def watch_background_responses(self, running: Callable[[], float]) -> None:
         """The background responses the node runs, read at scrape time."""
