@@ -119,11 +119,11 @@ class ServedCertificate:
         try:
             context = server_context(self._cert, self._key)
             expires_at = certificate_expiry(self._cert)
-        except TLSConfigError as exc:
+        except (TLSConfigError, OSError, ValueError) as exc:  # (a file gone between the look and the read)
             self.refused += 1
             log.error("HTTPS: the changed certificate files were not loaded: %s; new connections still get the "
                       "certificate loaded before (expires %s), and the files are read again when they change",
-                      exc.message, _day(self.expires_at))
+                      exc.message if isinstance(exc, TLSConfigError) else exc, _day(self.expires_at))
             return False
         assert context is not None
         self.current, self.expires_at = context, expires_at
