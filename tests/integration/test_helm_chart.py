@@ -124,7 +124,7 @@ def test_https_on_the_api_port_mounts_the_secret_and_probes_over_https() -> None
     assert volumes["tls"]["secret"]["secretName"] == "api-tls"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert c[probe]["httpGet"]["scheme"] == "HTTPS", probe
-    with pytest.raises(TemplateError, match="set tls.secretName"):
+    with pytest.raises(TemplateError, match=r"set tls\.secretName"):
         render({"tls": {"enabled": True}})
 
 
