@@ -32,7 +32,7 @@ from shieldes.gateway.routes import (
     read_body,
     read_json,
 )
-from shieldes.gateway.top_level import TopLevel
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -185,14 +185,14 @@ def _native_payload(top: TopLevel, model: str) -> bytes:
     history = top.fields.get("messages")
     if history is not None and not anthropic_ids_fit_in(history):
         return native_body(top.decoded(), top.raw, model)
-    return top.raw if top.small.get("model") == model else top.with_field("model", model)
+    return top.raw if top.small.get("model") == model else top.with_fields({"model": model})
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
-    top = TopLevel(await read_body(request, gw.settings.max_body_bytes))
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])

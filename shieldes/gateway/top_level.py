@@ -15,18 +15,19 @@ import orjson
 from shieldes.errors import InvalidRequest
 
 Body = dict[str, Any]
-BIG_FIELDS = frozenset({"messages", "system", "tools"})  # kept as bytes; everything else is decoded
+MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
+GEMINI_HISTORY = frozenset({"contents", "systemInstruction", "system_instruction", "tools"})  # generateContent's
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
 
 
 class TopLevel:
-    """The body's top-level fields: `small` decoded (every field but BIG_FIELDS), `fields` each as
-    its bytes in the body, `raw` the body itself."""
+    """The body's top-level fields: `small` decoded (every field but those of `big`), `fields`
+    each as its bytes in the body, `raw` the body itself."""
 
     __slots__ = ("_decoded", "fields", "raw", "small")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, big: frozenset[str]) -> None:
         if not raw.isascii():  # (the history's strings are skipped, not decoded: their UTF-8 is checked here)
             try:
                 raw.decode("utf-8")
@@ -40,15 +41,14 @@ class TopLevel:
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
         try:
-            small = {name: orjson.loads(memoryview(value)) for name, value in fields.items()
-                     if name not in BIG_FIELDS}
+            small = {name: orjson.loads(memoryview(value)) for name, value in fields.items() if name not in big}
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
         self.raw, self.fields, self.small = raw, fields, small
         self._decoded: Body | None = None
 
     def shape(self, name: str) -> str:
-        """What the field `name` of BIG_FIELDS is, read off its first bytes: "missing" (absent or
+        """What the big field `name` is, read off its first bytes: "missing" (absent or
         null, as a decoded body's get() would see it), "list", "empty list" or "other"."""
         value = self.fields.get(name)
         if value is None:
@@ -68,10 +68,10 @@ class TopLevel:
             self._decoded = body
         return self._decoded
 
-    def with_field(self, name: str, value: object) -> bytes:
-        """The body with the top-level field `name` set to `value`: every other field the client's
-        bytes, in the client's order."""
-        encoded = msgspec.Raw(orjson.dumps(value))
-        if name in self.fields:
-            return _ENCODER.encode({k: encoded if k == name else v for k, v in self.fields.items()})
-        return _ENCODER.encode({**self.fields, name: encoded})
+    def with_fields(self, changes: Body) -> bytes:
+        """The body with the top-level fields of `changes` set: every other field the client's
+        bytes, in the client's order (a new field last)."""
+        fields: dict[str, msgspec.Raw] = dict(self.fields)
+        for name, value in changes.items():
+            fields[name] = msgspec.Raw(orjson.dumps(value))
+        return _ENCODER.encode(fields)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.top_level import BIG_FIELDS, TopLevel
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -28,14 +28,14 @@ fields = st.sampled_from(["model", "max_tokens", "stream", "messages", "system",
 def test_the_top_level_reads_as_the_whole_decode_and_rewrites_only_the_field(
         body: dict[str, Any], spaced: bool, model: str) -> None:
     raw = json.dumps(body).encode() if spaced else orjson.dumps(body)
-    top = TopLevel(raw)
-    assert top.small == {k: v for k, v in body.items() if k not in BIG_FIELDS}
+    top = TopLevel(raw, MESSAGES_HISTORY)
+    assert top.small == {k: v for k, v in body.items() if k not in MESSAGES_HISTORY}
     assert {k: orjson.loads(memoryview(v)) for k, v in top.fields.items()} == body
     assert top.decoded() == body
-    rewritten = top.with_field("model", model)
+    rewritten = top.with_fields({"model": model})
     assert orjson.loads(rewritten) == {**body, "model": model}
     assert list(orjson.loads(rewritten)) == list({**body, "model": model})  # the client's key order
-    for name in BIG_FIELDS:
+    for name in MESSAGES_HISTORY:
         value = body.get(name)
         expected = ("missing" if value is None else "other" if not isinstance(value, list)
                     else "empty list" if not value else "list")
@@ -44,14 +44,14 @@ def test_the_top_level_reads_as_the_whole_decode_and_rewrites_only_the_field(
 
 def test_bad_bodies_are_refused_with_what_to_send() -> None:
     with pytest.raises(InvalidRequest, match="malformed JSON body"):
-        TopLevel(b'{"model": "m", "messages": [')
+        TopLevel(b'{"model": "m", "messages": [', MESSAGES_HISTORY)
     with pytest.raises(InvalidRequest, match="malformed JSON body"):
-        TopLevel(b'{"model": tru}')
+        TopLevel(b'{"model": tru}', MESSAGES_HISTORY)
     with pytest.raises(InvalidRequest, match="not UTF-8 at byte 14"):
-        TopLevel(b'{"messages":["\xff"]}')
-    assert TopLevel('{"messages":["h\u00e9"]}'.encode()).shape("messages") == "list"
+        TopLevel(b'{"messages":["\xff"]}', MESSAGES_HISTORY)
+    assert TopLevel('{"messages":["h\u00e9"]}'.encode(), MESSAGES_HISTORY).shape("messages") == "list"
     with pytest.raises(InvalidRequest, match="must be a JSON object"):
-        TopLevel(b'[{"model": "m"}]')
-    assert TopLevel(b'{"messages": [ ] , "model":"m"}').shape("messages") == "empty list"
-    assert TopLevel(b'{"messages": null}').shape("messages") == "missing"
-    assert TopLevel(b'{"messages": "hi"}').shape("messages") == "other"
+        TopLevel(b'[{"model": "m"}]', MESSAGES_HISTORY)
+    assert TopLevel(b'{"messages": [ ] , "model":"m"}', MESSAGES_HISTORY).shape("messages") == "empty list"
+    assert TopLevel(b'{"messages": null}', MESSAGES_HISTORY).shape("messages") == "missing"
+    assert TopLevel(b'{"messages": "hi"}', MESSAGES_HISTORY).shape("messages") == "other"
