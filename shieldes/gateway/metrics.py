@@ -163,6 +163,11 @@ class Metrics:
             "shieldes_stream_drops", "streams that ended early: cause=upstream (the upstream failed mid-stream, "
             "also counted in shieldes_upstream_errors_total kind=mid_stream) or client (the client left)",
             ["provider", "cause"], registry=r)
+        self.mcp_requests = Counter(
+            "shieldes_mcp_requests", "requests on /mcp/{name}: server (\"unknown\" for names not registered), "
+            "JSON-RPC method (the HTTP method for GET and DELETE), outcome ok, refused, rate_limited, "
+            "upstream_error or error", ["server", "method", "outcome"], registry=r)
+        self._mcp_servers = _Bounded(MAX_SERIES)
         self._routes = _Bounded(MAX_SERIES)
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
@@ -234,6 +239,12 @@ class Metrics:
             self.stream_drops.labels(label, "upstream").inc()
         elif outcome == "disconnected":
             self.stream_drops.labels(label, "client").inc()
+
+    def mcp_request(self, server: str, method: str, outcome: str) -> None:
+        from shieldes.mcp.jsonrpc import KNOWN_METHODS  # (the MCP routes' own: not imported by other routes)
+
+        label = method if method in KNOWN_METHODS or method in ("GET", "DELETE", "POST") else "other"
+        self.mcp_requests.labels(self._mcp_servers(server), label, outcome).inc()
 
     def watch_request_log(self, buffered: Callable[[], float], dropped: Callable[[], float],
                           written: Callable[[], float]) -> None:
