@@ -200,3 +200,36 @@ async def test_json_answers_and_an_unreachable_server(database_url: str) -> None
             async with mcp_session(h, key, "wrong-token") as session:
                 with pytest.raises(MCPError, match="refused the gateway's credentials"):
                     await session.initialize()
+
+
+async def test_an_agent_calls_a_tool_through_the_node_with_one_key(database_url: str) -> None:
+    """The OpenAI Agents SDK runs an agent whose model and MCP server are both reached through the
+    node with the same virtual key: the model asks for the tool, the SDK calls it over /mcp/tools."""
+    from agents import Agent, RunConfig, Runner
+    from agents.mcp import MCPServerStreamableHttp
+    from agents.models.openai_provider import OpenAIProvider
+
+    from tests.fake_wire import ToolScript
+    from tests.integration.test_responses_api import oai
+
+    with running_mcp_server() as (url, seen):
+        async with harness(database_url, encryption_key=ENCRYPTION_KEY) as h:
+            h.upstream.tool_script = ToolScript({"add": {"a": 40, "b": 2}})
+            header = secrets.encrypt_secret(f"Bearer {TOKEN}", ENCRYPTION_KEY)
+            await h.admin(AddMcpServer("tools", url, {"Authorization": header}))
+            key = await h.create_key("agent", models=("gpt-4o",), mcp=("tools/add", "tools/echo"))
+            await h.sync()
+            server = MCPServerStreamableHttp(
+                params={"url": f"{h.base}/mcp/tools", "headers": {"Authorization": f"Bearer {key}"}},
+                name="tools via shieldes")
+            async with server:
+                assert sorted(t.name for t in await server.list_tools()) == ["add", "echo"]
+                agent = Agent(name="adder", instructions="Use the tools.", mcp_servers=[server], model="gpt-4o")
+                config = RunConfig(model_provider=OpenAIProvider(openai_client=oai(h.base, key)),
+                                   tracing_disabled=True)
+                result = await Runner.run(agent, "What is 40 + 2?", run_config=config)
+            assert "42" in result.final_output  # the tool's result went back to the model, which quotes it
+            offered = h.upstream.requests_to("/v1/chat/completions")[0].body["tools"]
+            assert sorted(t["function"]["name"] for t in offered) == ["add", "echo"]
+            assert all(headers["authorization"] == f"Bearer {TOKEN}" for _, headers in seen.requests)
+            assert any(m == "POST" for m, _ in seen.requests)
