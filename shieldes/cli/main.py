@@ -62,7 +62,7 @@ SHORT_HELP: dict[str, str] = {
     "pricing": "Model prices.",
     "provider": "Upstream LLM deployments (providers).",
     "routing": "Routing strategies per model (docs/routing.md).",
-    "secrets": "Encryption of provider keys stored in the log.",
+    "secrets": "Encryption of provider keys (and MCP servers' header values) stored in the log.",
     "serve": "Run a gateway node: the OpenAI-compatible HTTP API on --port.",
     "snapshot": "Projection snapshots (nodes start from the newest one plus the tail of the log).",
     "team": "Teams (a shared budget over several keys).",

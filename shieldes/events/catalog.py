@@ -261,6 +261,16 @@ class McpServerAdded(Event):
 
 
 @dataclass(frozen=True)
+class McpServerUpdated(Event):
+    """An MCP server's URL and headers, their full new values (`secrets rotate` re-encrypts headers)."""
+
+    TYPE: ClassVar[str] = "mcp_server.updated"
+    name: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class McpServerRemoved(Event):
     """An MCP server was removed; /mcp/{name} no longer reaches it."""
 
@@ -328,6 +338,7 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     AdminTokenCreated,
     AdminTokenRevoked,
     McpServerAdded,
+    McpServerUpdated,
     McpServerRemoved,
 )
 USAGE_EVENTS: tuple[type[Event], ...] = (UsageRecorded, UsageRolledUp)

@@ -59,7 +59,7 @@ class McpUpstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT)
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+            self._session = aiohttp.ClientSession(timeout=timeout)  # (answers arrive decompressed)
         return self._session
 
     def headers(self, server: McpServer) -> dict[str, str]:
@@ -132,6 +132,7 @@ class McpRoute:
         self.rid = request_id(request)
         self.rec: RequestRecord | None = record_of(request)
         self.name = request.match_info["name"]
+        self.body: bytes | None = None  # a POST's body as read (decompressed): what the server gets
 
     async def handle(self) -> web.StreamResponse:
         rec = self.rec
@@ -201,6 +202,7 @@ class McpRoute:
             raise
         except ShieldesError:  # not an object: a batch, or not JSON at all (parse_post says which)
             raw = await self.request.read()
+        self.body = raw
         return parse_post(raw)
 
     def _admit(self, key: VirtualKey, posted: Posted) -> None:
@@ -218,13 +220,13 @@ class McpRoute:
         request = self.request
         headers = {h: v for h in TO_SERVER if (v := request.headers.get(h)) is not None}
         headers.update(self.upstream.headers(server))
-        body = await request.read() if request.method == "POST" else None
+        body = self.body
         if self.rec is not None:
             self.rec.attempt(server.name)
         try:
             upstream = await self.upstream.session().request(request.method, server.url, data=body, headers=headers,
                                                              allow_redirects=False)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:  # (ValueError: a bad header value)
             timeout = isinstance(exc, TimeoutError)
             raise McpRefused(
                 f"MCP server {server.name!r} could not be reached ({'timed out' if timeout else type(exc).__name__}"

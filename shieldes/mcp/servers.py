@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from shieldes.errors import CommandRejected
-from shieldes.events.catalog import McpServerAdded
+from shieldes.errors import CommandRejected, SubjectNotFound
+from shieldes.events.catalog import McpServerAdded, McpServerUpdated
 from shieldes.mcp.access import check_server_name
 from shieldes.projections.commands import check_base_url
 from shieldes.projections.state import ConfigState
@@ -62,6 +62,17 @@ def mcp_server_added(state: ConfigState, name: str, url: str, headers: Mapping[s
     if name in state.mcp_servers:
         raise CommandRejected(f"MCP server {name!r} already exists; remove it first (`shieldes mcp remove "
                               f"{name}`) or pick another name")
+    return McpServerAdded(name, check_url(url), check_headers(headers))
+
+
+def mcp_server_updated(state: ConfigState, name: str, headers: Mapping[str, str]) -> McpServerUpdated:
+    server = state.mcp_servers.get(name)
+    if server is None:
+        raise SubjectNotFound(f"no MCP server named {name!r}; see `shieldes mcp list`", code="mcp_server_not_found")
+    return McpServerUpdated(name, server.url, check_headers(headers))
+
+
+def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
     if len(headers) > MAX_HEADERS:
         raise CommandRejected(f"at most {MAX_HEADERS} --header options per server")
     seen: set[str] = set()
@@ -72,7 +83,7 @@ def mcp_server_added(state: ConfigState, name: str, url: str, headers: Mapping[s
         seen.add(h.lower())
         if not ref.startswith(("env:", "enc:")):  # the caller stores values encrypted, never as given
             raise CommandRejected(f"header {h!r} must be stored as env:VAR or encrypted")
-    return McpServerAdded(name, check_url(url), dict(headers))
+    return dict(headers)
 
 
 def header_refs(values: Mapping[str, str], env_vars: Mapping[str, str], encryption_key: str | None) -> dict[str, str]:
@@ -88,6 +99,9 @@ def header_refs(values: Mapping[str, str], env_vars: Mapping[str, str], encrypti
         check_header_name(h)
         if not v.strip():
             raise CommandRejected(f"header {h!r} has an empty value; give its value")
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in v):
+            raise CommandRejected(f"header {h!r} has a control character (a line break?) in its value; give it "
+                                  "on one line")
     out = {check_header_name(h): secrets.env_ref(var) for h, var in env_vars.items()}
     for h, v in values.items():
         out[h] = secrets.encrypt_secret(v.strip(), encryption_key)

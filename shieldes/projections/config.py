@@ -14,6 +14,7 @@ from shieldes.events.catalog import (
     Event,
     McpServerAdded,
     McpServerRemoved,
+    McpServerUpdated,
     ModelAliasRemoved,
     ModelAliasSet,
     PricingSet,
@@ -145,7 +146,7 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 admin_token_ids_by_hash=_with(state.admin_token_ids_by_hash, event.key_hash, event.id),
                 admin_token_ids_by_name=_with(state.admin_token_ids_by_name, event.name, event.id),
             )
-        case McpServerAdded():
+        case McpServerAdded() | McpServerUpdated():
             server = McpServer(event.name, event.url, dict(event.headers))
             return replace(state, mcp_servers=_with(state.mcp_servers, event.name, server))
         case McpServerRemoved():

@@ -156,9 +156,17 @@ class RemoveMcpServer:
     name: str
 
 
+@dataclass(frozen=True)
+class SetMcpHeaders:
+    """An MCP server's headers replaced as a whole (as `secrets rotate` re-encrypts them)."""
+
+    name: str
+    headers: Mapping[str, str]
+
+
 SharedCommand = (
     AddProvider | UpdateProvider | RemoveProvider | SetPricing | UnsetPricing | SetRouting | CreateAdminToken
-    | RevokeAdminToken | SetModelAlias | RemoveModelAlias | AddMcpServer | RemoveMcpServer
+    | RevokeAdminToken | SetModelAlias | RemoveModelAlias | AddMcpServer | RemoveMcpServer | SetMcpHeaders
 )
 
 
@@ -336,6 +344,10 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             from shieldes.mcp.servers import mcp_server_added
 
             return [mcp_server_added(state, command.name, command.url, command.headers)]
+        case SetMcpHeaders():
+            from shieldes.mcp.servers import mcp_server_updated
+
+            return [mcp_server_updated(state, command.name, command.headers)]
         case RemoveMcpServer():
             if command.name not in state.mcp_servers:
                 raise SubjectNotFound(f"no MCP server named {command.name!r}; see `shieldes mcp list`",

@@ -84,6 +84,9 @@ async def test_a_key_lists_and_calls_its_tools_and_nothing_else(database_url: st
             assert not any(key in v for v in headers.values())
         assert any(m == "DELETE" for m, _ in seen.requests)  # the session's end went through
         assert any(m == "GET" for m, _ in seen.requests)  # and the server's stream
+        # the session's headers passed through: every request after initialize carried both
+        assert all("mcp-session-id" in headers and "mcp-protocol-version" in headers
+                   for _, headers in seen.requests[1:])
 
         # every request is in the request log: server, method, tool, status
         writer = h.node.request_log
@@ -233,3 +236,35 @@ async def test_an_agent_calls_a_tool_through_the_node_with_one_key(database_url:
             assert sorted(t["function"]["name"] for t in offered) == ["add", "echo"]
             assert all(headers["authorization"] == f"Bearer {TOKEN}" for _, headers in seen.requests)
             assert any(m == "POST" for m, _ in seen.requests)
+
+
+async def test_secrets_rotate_re_encrypts_mcp_header_values(database_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from shieldes.secrets import Keyring, key_id_of
+    from tests.integration.test_secrets_rotation import NEW, OLD, ok
+
+    monkeypatch.setenv("SHIELDES_TEST_TEAM", "platform")  # an --header-env header, read by the node
+    both = {"SHIELDES_ENCRYPTION_KEY": NEW, "SHIELDES_ENCRYPTION_KEY_OLD": OLD}
+    with running_mcp_server() as (url, seen):
+        async with harness(database_url, providers=False, encryption_key=NEW, encryption_key_old=OLD) as h:
+            await h.admin(AddMcpServer("tools", url, {"Authorization": Keyring(OLD).encrypt(f"Bearer {TOKEN}"),
+                                                      "X-Team": "env:SHIELDES_TEST_TEAM"}))
+            key = await h.create_key("agent", mcp=("tools",))
+            await h.sync()
+            async with mcp_session(h, key) as session:
+                await session.initialize()
+            assert seen.requests[0][1]["x-team"] == "platform"
+            old_id, new_id = Keyring(OLD).current_key_id, Keyring(NEW).current_key_id
+            assert await ok(database_url, "secrets", "status", env=both) == [
+                {"provider": "mcp:tools", "key_id": old_id, "current": False}]
+            done = await ok(database_url, "secrets", "rotate", env=both)
+            assert [(r["provider"], r["from_key_id"], r["to_key_id"], r["rotated"]) for r in done] == [
+                ("mcp:tools", old_id, new_id, True)]
+            assert await ok(database_url, "secrets", "rotate", env=both) == []  # idempotent
+            stored = h.sql("SELECT data->'headers' FROM events WHERE type = 'mcp_server.updated'")[-1][0]
+            assert key_id_of(stored["Authorization"]) == new_id and stored["X-Team"] == "env:SHIELDES_TEST_TEAM"
+        # the old key retired: a node holding only the new one reads the rotated header
+        async with harness(database_url, providers=False, encryption_key=NEW) as h2, \
+                mcp_session(h2, key) as session:
+            await session.initialize()
+            assert (await session.call_tool("add", {"a": 1, "b": 1})).content[0].text == "2"  # type: ignore[union-attr]

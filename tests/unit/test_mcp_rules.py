@@ -13,7 +13,7 @@ from shieldes.mcp.servers import header_refs, mcp_server_added, parse_header
 from shieldes.mcp.sse import EventSplitter, rewrite_event
 from shieldes.projections.commands import CreateKey, UpdateKey, decide
 from shieldes.projections.config import apply_config
-from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer
+from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, SetMcpHeaders
 from shieldes.projections.state import ConfigState, McpServer
 
 SERVERS = {"github": McpServer("github", "https://x.io/mcp"), "jira": McpServer("jira", "https://j.io/mcp")}
@@ -70,10 +70,13 @@ def test_decide_and_fold_a_server_and_a_keys_access() -> None:
     assert state.mcp_access == {}
     with pytest.raises(CommandRejected, match="nothing to change"):
         decide(state, UpdateKey("agent", mcp=None))
+    state = apply_config(state, decide(state, SetMcpHeaders("github", {"Authorization": "enc:def"}))[0])
+    assert state.mcp_servers["github"] == McpServer("github", "https://x.io/mcp", {"Authorization": "enc:def"})
     state = apply_config(state, decide(state, RemoveMcpServer("github"))[0])
     assert state.mcp_servers == {}
-    with pytest.raises(CommandRejected, match="see `shieldes mcp list`"):
-        decide(state, RemoveMcpServer("github"))
+    for gone in (RemoveMcpServer("github"), SetMcpHeaders("github", {})):
+        with pytest.raises(CommandRejected, match="see `shieldes mcp list`"):
+            decide(state, gone)
 
 
 def test_registered_headers_are_refs_and_checked() -> None:
@@ -87,6 +90,8 @@ def test_registered_headers_are_refs_and_checked() -> None:
     refs = header_refs({"Authorization": "Bearer t"}, {"X-Team": "TEAM"}, "a-passphrase")
     assert refs["X-Team"] == "env:TEAM" and refs["Authorization"].startswith("enc:")
     assert "Bearer t" not in refs["Authorization"]
+    with pytest.raises(CommandRejected, match="control character"):
+        header_refs({"X-A": "a\r\nHost: evil"}, {}, "k")
     with pytest.raises(CommandRejected, match="given both"):
         header_refs({"Authorization": "x"}, {"authorization": "VAR"}, "k")
     with pytest.raises(CommandRejected, match="set by the gateway"):
