@@ -26,6 +26,7 @@ class Seen:
 
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     refused: int = 0
+    go: threading.Event = field(default_factory=threading.Event)  # releases the `held` tool
 
 
 class _CheckToken:
@@ -49,7 +50,7 @@ class _CheckToken:
         await self.app(scope, receive, send)
 
 
-def build_server() -> MCPServer:
+def build_server(seen: Seen) -> MCPServer:
     server = MCPServer("tools-under-test")
 
     @server.tool()
@@ -75,6 +76,18 @@ def build_server() -> MCPServer:
             await asyncio.sleep(0.01)
         return f"counted to {n}"
 
+    @server.tool()
+    async def held(ctx: Context) -> str:
+        """Reports progress, then waits until the client has seen it (a relay that held the
+        stream back would leave it waiting)."""
+        await ctx.report_progress(1, 2, "waiting for the client")
+        deadline = time.monotonic() + 10
+        while not seen.go.is_set():
+            if time.monotonic() > deadline:
+                return "the progress never reached the client"
+            await asyncio.sleep(0.01)
+        return "released"
+
     return server
 
 
@@ -88,7 +101,7 @@ def free_port() -> int:
 def running_mcp_server(token: str = TOKEN, *, json_response: bool = False) -> Iterator[tuple[str, Seen]]:
     """(endpoint URL, what it saw) of a server running until the block ends."""
     seen = Seen()
-    app: Any = build_server().streamable_http_app(json_response=json_response)
+    app: Any = build_server(seen).streamable_http_app(json_response=json_response)
     port = free_port()
     config = uvicorn.Config(_CheckToken(app, seen, token), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")

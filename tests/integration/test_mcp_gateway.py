@@ -51,13 +51,13 @@ def _calls(seen: Seen) -> int:
 
 async def test_a_key_lists_and_calls_its_tools_and_nothing_else(database_url: str) -> None:
     async with gateway(database_url) as (h, seen):
-        key = await h.create_key("agent", mcp=("tools/add", "tools/echo", "tools/count"))
+        key = await h.create_key("agent", mcp=("tools/add", "tools/echo", "tools/count", "tools/held"))
         await h.sync()
         async with mcp_session(h, key) as session:
             init = await session.initialize()
             assert init.server_info.name == "tools-under-test"
             listed = await session.list_tools()
-            assert sorted(t.name for t in listed.tools) == ["add", "count", "echo"]  # not delete_everything
+            assert sorted(t.name for t in listed.tools) == ["add", "count", "echo", "held"]  # not delete_everything
             result = await session.call_tool("add", {"a": 2, "b": 3})
             assert result.content[0].text == "5"  # type: ignore[union-attr]
 
@@ -69,6 +69,13 @@ async def test_a_key_lists_and_calls_its_tools_and_nothing_else(database_url: st
             counted = await session.call_tool("count", {"n": 3}, progress_callback=on_progress)
             assert counted.content[0].text == "counted to 3"  # type: ignore[union-attr]
             assert progress == [(1.0, 3.0, "step 1"), (2.0, 3.0, "step 2"), (3.0, 3.0, "step 3")]
+
+            # events are relayed as they come: the tool waits until its first progress reached us
+            async def release(_done: float, _total: float | None, _message: str | None) -> None:
+                seen.go.set()
+
+            held = await session.call_tool("held", {}, progress_callback=release)
+            assert held.content[0].text == "released"  # type: ignore[union-attr]
 
             before = _calls(seen)
             with pytest.raises(MCPError) as refused:
@@ -110,7 +117,7 @@ async def test_a_key_lists_and_calls_its_tools_and_nothing_else(database_url: st
 
         async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
             metrics = await r.text()
-        assert 'shieldes_mcp_requests_total{method="tools/call",outcome="ok",server="tools"} 2.0' in metrics
+        assert 'shieldes_mcp_requests_total{method="tools/call",outcome="ok",server="tools"} 3.0' in metrics
         assert 'shieldes_mcp_requests_total{method="tools/call",outcome="refused",server="tools"} 1.0' in metrics
 
 
@@ -143,7 +150,7 @@ async def test_refusals_before_the_server_is_reached(database_url: str) -> None:
         # a key revoked mid-session is refused at its next request, on the spot
         async with mcp_session(h, key) as session:
             await session.initialize()
-            assert len((await session.list_tools()).tools) == 4  # a SERVER entry: every tool
+            assert len((await session.list_tools()).tools) == 5  # a SERVER entry: every tool
             await h.admin(RevokeKey("agent"))
             await h.sync()
             before = _calls(seen)
