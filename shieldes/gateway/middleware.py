@@ -34,8 +34,8 @@ _HTTP_MESSAGES = {
                        ".../cancel, /v1/responses/input_tokens), /v1/conversations (with /v1/conversations/{{id}}, "
                        ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, also "
                        "without /v1; and Gemini's /v1beta/models/{{model}}:generateContent, "
-                       ":streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents; and registered MCP "
-                       "servers at /mcp/{{name}}"),
+                       ":streamGenerateContent, :countTokens, :embedContent and :batchEmbedContents; and "
+                       "registered MCP servers at /mcp/{{name}}"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }

@@ -155,3 +155,22 @@ def test_events_are_split_as_they_complete_and_only_changed_ones_rewritten() -> 
     assert out == b'event: message\nid: 9\ndata: {"id":1,"result":{"tools":[{"name":"a"}]}}\n\n'
     assert rewrite_event(event, lambda m: m) is event
     assert rewrite_event(b": keep-alive\n\n", lambda m: 1 / 0) == b": keep-alive\n\n"
+
+
+def test_the_startup_report_names_mcp_headers_this_node_cannot_read() -> None:
+    from shieldes.checks import startup_report
+    from shieldes.secrets import Keyring
+
+    state = ConfigState()
+    for command in (AddMcpServer("github", "https://x.io/mcp", {"Authorization": Keyring("k").encrypt("Bearer t"),
+                                                                "X-Team": "env:TEAM"}),):
+        for e in decide(state, command):
+            state = apply_config(state, e)
+    configured, missing = startup_report(state, keyring=Keyring("k"), environ={"TEAM": "a"}, priced=lambda m: True,
+                                         peers=0, gossip=False)
+    assert "mcp servers: github" in configured and not [m for m in missing if "MCP" in m]
+    _, missing = startup_report(state, keyring=Keyring(None), environ={}, priced=lambda m: True, peers=0,
+                                gossip=False)
+    lines = [m for m in missing if m.startswith("MCP server 'github'")]
+    assert len(lines) == 2 and any("set TEAM in the environment" in m for m in lines)
+    assert any("SHIELDES_ENCRYPTION_KEY" in m for m in lines) and all("502" in m for m in lines)
