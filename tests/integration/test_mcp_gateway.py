@@ -198,7 +198,8 @@ async def test_json_answers_and_an_unreachable_server(database_url: str) -> None
             await h.admin(AddMcpServer("json", url, {"Authorization": header}))
             await h.admin(AddMcpServer("down", "http://127.0.0.1:9/mcp", {}))
             await h.admin(AddMcpServer("wrong-token", url, {}))
-            key = await h.create_key("agent", mcp=("json/add", "down", "wrong-token"))
+            await h.admin(AddMcpServer("no-env", url, {"Authorization": "env:SHIELDES_TEST_UNSET_MCP_VAR"}))
+            key = await h.create_key("agent", mcp=("json/add", "down", "wrong-token", "no-env"))
             await h.sync()
             async with mcp_session(h, key, "json") as session:
                 await session.initialize()
@@ -209,6 +210,9 @@ async def test_json_answers_and_an_unreachable_server(database_url: str) -> None
                     await session.initialize()
             async with mcp_session(h, key, "wrong-token") as session:
                 with pytest.raises(MCPError, match="refused the gateway's credentials"):
+                    await session.initialize()
+            async with mcp_session(h, key, "no-env") as session:
+                with pytest.raises(MCPError, match="SHIELDES_TEST_UNSET_MCP_VAR is not set on this node"):
                     await session.initialize()
 
 
