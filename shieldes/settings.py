@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
     tls_reload_interval: float = Field(
         default=10.0, ge=0,
-        description="at most this often (seconds, as connections come) a node looks whether tls_cert or tls_key "
-        "changed and serves the new pair to new connections (0: read at start only)")
+        description="at most this often (seconds, as connections come and pushes go) a node looks whether the "
+        "files of tls_cert/tls_key or of gossip TLS changed and uses the new ones for new connections (0: read at "
+        "start only)")
     region: str | None = Field(
         default=None, description="this node's region: routing prefers deployments added with the same --region")
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from shieldes.errors import TLSConfigError
+from shieldes.file_watch import Fingerprint, fingerprint
 
 log = logging.getLogger(__name__)
-Fingerprint = tuple[tuple[int, int, int], tuple[int, int, int]] | None
 
 
 def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -56,17 +55,6 @@ def certificate_expiry(cert: Path) -> float:
     except (OSError, ValueError) as exc:
         raise TLSConfigError(f"cannot read the certificate in SHIELDES_TLS_CERT={cert} ({exc}); give a PEM "
                              "certificate chain") from None
-
-
-def fingerprint(cert: Path, key: Path) -> Fingerprint:
-    """What tells a changed file: inode, size and modification time of both (None: one is missing,
-    e.g. in the middle of a swap). A renewal written in place or swapped in (Kubernetes' symlinked
-    Secret volumes) changes at least one."""
-    try:
-        a, b = os.stat(cert), os.stat(key)
-    except OSError:
-        return None
-    return (a.st_ino, a.st_size, a.st_mtime_ns), (b.st_ino, b.st_size, b.st_mtime_ns)
 
 
 class ServedCertificate:
