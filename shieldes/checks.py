@@ -53,6 +53,23 @@ def credential_findings(config: ConfigState, keyring: Keyring,
             for d in sorted(config.providers.values(), key=lambda d: d.name)]
 
 
+def mcp_header_findings(config: ConfigState, keyring: Keyring, environ: Mapping[str, str]) -> list[Finding]:
+    """Can this node read every registered MCP server's header values?"""
+    out = []
+    for server in sorted(config.mcp_servers.values(), key=lambda m: m.name):
+        for name, ref in sorted(server.headers.items()):
+            try:
+                resolve_secret(ref, keyring, environ)
+            except SecretError as exc:
+                fix = (f"set {ref[4:]} in the environment of every node (then restart them)" if ref.startswith("env:")
+                       else "set SHIELDES_ENCRYPTION_KEY (or SHIELDES_ENCRYPTION_KEY_OLD during a rotation) on this "
+                            "node to the key the header was stored with")
+                out.append(Finding("mcp headers", f"{server.name} {name}", False, exc.message, fix))
+                continue
+            out.append(Finding("mcp headers", f"{server.name} {name}", True, "readable"))
+    return out
+
+
 def price_findings(config: ConfigState, priced: Callable[[str], bool], *, allow_unpriced: bool = False
                    ) -> list[Finding]:
     """One finding per served model: is there a price (shipped default, `pricing set` for it or for
@@ -99,6 +116,13 @@ def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[st
     for f in credential_findings(config, keyring, environ):
         if not f.ok:
             missing.append(f"provider {f.subject!r} cannot be called from this node: {f.detail}; {f.fix}")
+    if config.mcp_servers:
+        configured.append(f"mcp servers: {', '.join(sorted(config.mcp_servers))}")
+    for f in mcp_header_findings(config, keyring, environ):
+        if not f.ok:
+            server, header = f.subject.split(" ", 1)
+            missing.append(f"MCP server {server!r} cannot be used from this node (/mcp/{server} answers 502): its "
+                           f"header {header!r} cannot be read: {f.detail}; {f.fix}")
     unpriced = [f.subject for f in price_findings(config, priced) if not f.ok]
     if unpriced:
         missing.append(f"no price for {', '.join(unpriced)}: keys and teams with a budget are refused it "

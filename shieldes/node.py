@@ -38,7 +38,7 @@ from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.observe import IN_FLIGHT, InFlight, Observer
 from shieldes.gateway.server import HttpServer
 from shieldes.gateway.service import Gateway
-from shieldes.gateway.tls import server_context
+from shieldes.gateway.tls import ServedCertificate
 from shieldes.log_poller import DB_CALL_TIMEOUT, LogPoller, database_answers
 from shieldes.loop_lag import LoopLagProbe
 from shieldes.projections.keytable import warm
@@ -167,7 +167,8 @@ class Node:
         # first: a missing optional extra is refused before anything is started
         self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id) \
             if s.otel_endpoint else None
-        tls = server_context(s.tls_cert, s.tls_key)  # a wrong file is refused before the log is loaded
+        # a wrong file is refused before the log is loaded
+        tls = ServedCertificate.of(s.tls_cert, s.tls_key, s.tls_reload_interval)
         await self._open_database()
         assert self.store is not None
         assert self.pool is not None
@@ -233,8 +234,11 @@ class Node:
         self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses,
                                          Conversations(ConversationTable(self.pool), self.db_wait), self.background,
                                          observer),
-                               s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace, tls=tls)
+                               s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace,
+                               tls=tls.front if tls is not None else None)
         await self.http.start()
+        if tls is not None:
+            self.metrics.watch_tls(tls)
         in_flight = self.http.app[IN_FLIGHT]
         self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe, lambda: in_flight.count)
         self.loop_lag.start()

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     tls_cert: Path | None = Field(
         default=None, description="PEM certificate (chain) to serve HTTPS on the API port (with tls_key)")
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    tls_reload_interval: float = Field(
+        default=10.0, ge=0,
+        description="at most this often (seconds, as connections come and pushes go) a node looks whether the "
+        "files of tls_cert/tls_key or of gossip TLS changed and uses the new ones for new connections (0: read at "
+        "start only)")
     region: str | None = Field(
         default=None, description="this node's region: routing prefers deployments added with the same --region")
 

@@ -21,6 +21,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'peers': ('str', False, '', None, (), (), ()),
     'tls_cert': ('path', True, None, None, (), (), ()),
     'tls_key': ('path', True, None, None, (), (), ()),
+    'tls_reload_interval': ('float', False, 10.0, None, (('ge', 0),), (), ()),
     'region': ('str', True, None, None, (), (), ()),
     'log_level': ('literal', False, 'info', None, (), ('debug', 'info', 'warning', 'error'), (('_lower', 'before'),)),
     'cluster_secret': ('str', True, None, None, (), (), ()),

@@ -13,6 +13,7 @@ from shieldes.projections.state import (
     AdminToken,
     ConfigState,
     Deployment,
+    McpServer,
     ModelAlias,
     Team,
     VirtualKey,
@@ -45,6 +46,12 @@ def provider_row(d: Deployment) -> dict[str, Any]:
         "responses": d.responses,
         "options": dict(sorted(d.options.items())),  # one order whether applied here or read back (jsonb)
     }
+
+
+def mcp_server_row(m: McpServer) -> dict[str, Any]:
+    """A registered MCP server as listings show it: header values never, only where they come from."""
+    return {"name": m.name, "url": m.url, "route": f"/mcp/{m.name}",
+            "headers": {h: secret_label(ref) for h, ref in sorted(m.headers.items())}}
 
 
 def routing_rows(state: ConfigState, default: str) -> list[dict[str, Any]]:
@@ -106,6 +113,7 @@ def key_row(state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:
         "budget_usd": key.budget.amount_usd if key.budget else None,
         "budget_period": key.budget.period if key.budget else None,
         "expires_at": iso(key.expires_at),
+        "mcp": list(state.mcp_access.get(key.id, ())),  # MCP servers/tools it may use; []: none
     }
 
 

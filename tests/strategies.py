@@ -24,9 +24,12 @@ from shieldes.projections.commands import (
 from shieldes.projections.config import apply_config
 from shieldes.projections.projector import Projection, Projector
 from shieldes.projections.shared_commands import (
+    AddMcpServer,
     AddProvider,
+    RemoveMcpServer,
     RemoveModelAlias,
     RemoveProvider,
+    SetMcpHeaders,
     SetModelAlias,
     SetPricing,
     UpdateProvider,
@@ -54,6 +57,9 @@ weights = st.one_of(st.floats(0.01, 100), st.floats(-1, 2e6), st.just(float("nan
 expiries = st.one_of(st.none(), st.floats(0, MAX_EXPIRY))  # the CLI and admin API refuse later ones
 
 
+mcp_entries = st.lists(st.sampled_from(["a", "b", "a/search", "*", "nope", "b/*", "a/"]), max_size=2).map(tuple)
+
+
 def unset_or(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.just(UNSET), strategy)
 
@@ -71,6 +77,7 @@ create_keys = st.builds(
     periods,
     st.one_of(st.none(), st.none(), names),
     expiries,
+    st.one_of(st.none(), mcp_entries),
 )
 revoke_keys = st.builds(RevokeKey, st.one_of(names, ids.map(lambda i: "key_" + i)))
 commands = st.one_of(
@@ -99,6 +106,10 @@ commands = st.one_of(
         st.lists(st.sampled_from(["a", "b", "gpt-4o", "nope"]), max_size=2).map(tuple),
     ),
     st.builds(RemoveModelAlias, names),
+    st.builds(AddMcpServer, names, urls, st.sampled_from([{}, {"Authorization": "enc:gAAAA-token"},
+                                                          {"X-Api-Key": "env:TOOLS_KEY"}, {"Host": "env:H"}])),
+    st.builds(RemoveMcpServer, names),
+    st.builds(SetMcpHeaders, names, st.sampled_from([{}, {"Authorization": "enc:gAAAA-other"}])),
     st.builds(SetPricing, names, money, money),
     st.builds(CreateTeam, ids.map(lambda i: "team_" + i), names, st.one_of(st.none(), money), periods),
     create_keys,
@@ -110,6 +121,7 @@ commands = st.one_of(
         unset_or(limits),
         unset_or(st.one_of(st.none(), names)),
         unset_or(expiries),
+        unset_or(st.one_of(st.none(), mcp_entries)),
     ),
     revoke_keys,
     st.builds(RotateKey, names, st.integers(10, 19).map(lambda i: f"hash{i}"), st.just("sk-shd-efgh")),

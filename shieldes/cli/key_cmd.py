@@ -63,7 +63,12 @@ def _notes(row: dict[str, Any], unpriced: list[str], warnings: list[str], as_jso
 
 def _remote_row(answer: dict[str, Any]) -> dict[str, Any]:
     """The admin API's key as the direct mode prints it: the same columns, then the position."""
-    return {**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}
+    return {**_fields(answer), "position": answer["position"]}
+
+
+def _fields(answer: dict[str, Any]) -> dict[str, Any]:
+    """A key of the admin API as the direct mode shows it (`mcp`: [] from a node that predates it)."""
+    return {**{c: answer[c] for c in COLUMNS}, "mcp": answer.get("mcp", [])}
 
 
 def _no_key(ref: str) -> str:
@@ -85,17 +90,20 @@ def key_group() -> None:
 @click.option("--team", help="team name or id the key belongs to")
 @click.option("--expires-in", metavar="DURATION", help="e.g. 12h, 30d, 2w")
 @click.option("--expires-at", metavar="ISO", help="e.g. 2027-01-01 or 2027-01-01T00:00:00Z")
+@click.option("--mcp", help="comma-separated MCP servers and tools it may use: SERVER, SERVER/TOOL or * "
+                           "(default: none; docs/mcp.md)")
 @click.option("--secret-only", is_flag=True, help="print only the key's secret (for scripts: export K=$(...))")
 @json_option
 @handle_errors
 def create(
     name: str, models: str | None, rpm: int | None, tpm: int | None, budget_usd: float | None,
     budget_period: str | None, team: str | None, expires_in: str | None, expires_at: str | None,
-    secret_only: bool, as_json: bool,
+    mcp: str | None, secret_only: bool, as_json: bool,
 ) -> None:
     """Create a key and print its secret once."""
     ctx = cli_context()
     allowed = split_list(models)
+    mcp_allowed = split_list(mcp, "--mcp")
     period = budget_period_for(budget_usd, budget_period)
     api = ctx.remote()
     if api is not None:
@@ -105,6 +113,8 @@ def create(
         if budget_usd is not None:
             body["budget_period"] = period
         body.update({k: v for k, v in (("expires_in", expires_in), ("expires_at", expires_at)) if v is not None})
+        if mcp_allowed:
+            body["mcp"] = list(mcp_allowed)
         answer = api.call("POST", "/keys", body, create=True)
         if answer.get("key") is None:  # a retry found the first create: its secret exists only as a hash
             raise InvalidRequest(f"key {name!r} was created but its secret was lost on the way back; give it a "
@@ -125,7 +135,7 @@ def create(
     command = CreateKey(
         id=secrets.new_id("key"), name=name, key_hash=secrets.hash_key(secret),
         prefix=secrets.display_prefix(secret), models=allowed, rpm=rpm, tpm=tpm, budget_usd=budget_usd,
-        budget_period=period, team=team, expires_at=expiry(expires_in, expires_at, now),
+        budget_period=period, team=team, expires_at=expiry(expires_in, expires_at, now), mcp=mcp_allowed,
     )
     written = run(write(command))
     state = written.state
@@ -150,7 +160,7 @@ def list_(show_all: bool, team: str | None, search: str | None, limit: int | Non
     if api is not None:
         query = {k: v for k, v in (("team", team), ("search", search)) if v}
         wanted = None if show_all else ("active", "expired")
-        rows = [{c: k[c] for c in COLUMNS} for k in api.every("/keys", status="all", most=limit, kept=lambda k: (
+        rows = [_fields(k) for k in api.every("/keys", status="all", most=limit, kept=lambda k: (
             wanted is None or k["status"] in wanted), **query)]
         emit(rows, as_json=ctx.as_json, columns=COLUMNS)
         return
@@ -181,7 +191,7 @@ def show(key: str, as_json: bool) -> None:
         from shieldes.cli.remote import segment
 
         answer = api.call("GET", f"/keys/{segment(key)}", not_found=_no_key(key))
-        emit({c: answer[c] for c in COLUMNS}, as_json=ctx.as_json, vertical=True)
+        emit(_fields(answer), as_json=ctx.as_json, vertical=True)
         return
     from shieldes.cli.common import read_config
     from shieldes.projections.commands import find_key
@@ -255,30 +265,35 @@ def rotate(key: str, secret_only: bool, as_json: bool) -> None:
 @click.option("--expires-in", metavar="DURATION", help="new expiry from now, e.g. 30d")
 @click.option("--expires-at", metavar="ISO", help="new expiry time")
 @click.option("--no-expiry", is_flag=True, help="the key never expires")
+@click.option("--mcp", help="new comma-separated MCP servers and tools it may use (replaces the old list)")
+@click.option("--no-mcp", is_flag=True, help="no MCP server at all")
 @json_option
 @handle_errors
 def update(
     key: str, models: str | None, all_models: bool, rpm: int | None, no_rpm: bool,
     tpm: int | None, no_tpm: bool,
     team: str | None, no_team: bool, expires_in: str | None, expires_at: str | None, no_expiry: bool,
-    as_json: bool,
+    mcp: str | None, no_mcp: bool, as_json: bool,
 ) -> None:
-    """Change KEY's models, limits, team or expiry; a --no-X flag clears X."""
+    """Change KEY's models, limits, team, expiry or MCP access; a --no-X flag clears X."""
     from shieldes.timeparse import expiry
 
     ctx = cli_context()
     now = time.time()
     pairs = (("--models", models, "--all-models", all_models), ("--rpm", rpm, "--no-rpm", no_rpm),
              ("--tpm", tpm, "--no-tpm", no_tpm), ("--team", team, "--no-team", no_team),
-             ("--expires-in/--expires-at", expires_in or expires_at, "--no-expiry", no_expiry))
+             ("--expires-in/--expires-at", expires_in or expires_at, "--no-expiry", no_expiry),
+             ("--mcp", mcp, "--no-mcp", no_mcp))
     for name, value, clear_name, clear in pairs:
         if value is not None and clear:
             raise InvalidRequest(f"{name} and {clear_name} contradict each other; pass one")
     allowed = split_list(models) if models is not None else None
+    mcp_allowed = split_list(mcp, "--mcp")
     expires = expiry(expires_in, expires_at, now) if (expires_in or expires_at) is not None else None
     api = ctx.remote()
     if api is not None:
-        _update_remote(api, key, allowed, all_models, rpm, no_rpm, tpm, no_tpm, team, no_team, expires, no_expiry)
+        _update_remote(api, key, allowed, all_models, rpm, no_rpm, tpm, no_tpm, team, no_team, expires, no_expiry,
+                       mcp_allowed, no_mcp)
         return
     from shieldes.cli.common import write
     from shieldes.projections.commands import UNSET, UpdateKey
@@ -291,6 +306,7 @@ def update(
         tpm=None if no_tpm else (tpm if tpm is not None else UNSET),
         team=None if no_team else (team if team is not None else UNSET),
         expires_at=None if no_expiry else (expires if expires is not None else UNSET),
+        mcp=None if no_mcp else (mcp_allowed if mcp_allowed is not None else UNSET),
     )
     written = run(write(command))
     data = written.events[0].data
@@ -303,7 +319,8 @@ def update(
 
 def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all_models: bool, rpm: int | None,
                    no_rpm: bool, tpm: int | None, no_tpm: bool, team: str | None, no_team: bool,
-                   expires: float | None, no_expiry: bool) -> None:
+                   expires: float | None, no_expiry: bool, mcp: tuple[str, ...] | None = None,
+                   no_mcp: bool = False) -> None:
     """`key update` as a PATCH: a JSON null clears a value, an absent field keeps it."""
     from shieldes.cli.remote import segment
     from shieldes.views import iso
@@ -312,7 +329,8 @@ def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all
     body: dict[str, Any] = {}
     for field, value, clear in (("models", list(allowed) if allowed is not None else None, all_models),
                                 ("rpm", rpm, no_rpm), ("tpm", tpm, no_tpm), ("team", team, no_team),
-                                ("expires_at", iso(expires), no_expiry)):
+                                ("expires_at", iso(expires), no_expiry),
+                                ("mcp", list(mcp) if mcp is not None else None, no_mcp)):
         if clear:
             body[field] = None
         elif value is not None:

@@ -1,7 +1,8 @@
 """`shieldes secrets generate-key|status|rotate`: the encryption key of provider secrets stored in the log.
 
-Rotation re-encrypts every stored provider key under SHIELDES_ENCRYPTION_KEY, reading the old
-ciphertexts with SHIELDES_ENCRYPTION_KEY_OLD; nodes holding both keys keep serving throughout.
+Rotation re-encrypts every stored provider key, and every MCP server's encrypted header values
+(listed as `mcp:NAME`), under SHIELDES_ENCRYPTION_KEY, reading the old ciphertexts with
+SHIELDES_ENCRYPTION_KEY_OLD; nodes holding both keys keep serving throughout.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from shieldes.cli.common import (
     write,
 )
 from shieldes.errors import InvalidRequest
-from shieldes.projections.shared_commands import UpdateProvider
-from shieldes.projections.state import Deployment
+from shieldes.projections.shared_commands import SetMcpHeaders, UpdateProvider
+from shieldes.projections.state import Deployment, McpServer
 from shieldes.secrets import Keyring, generate_key, key_id_of, keyring_for
 
 
 @click.group("secrets", cls=OneLineGroup)
 def secrets_group() -> None:
-    """Encryption of provider keys stored in the log."""
+    """Encryption of provider keys (and MCP servers' header values) stored in the log."""
 
 
 def _keyring() -> Keyring:
@@ -39,6 +40,12 @@ def _keyring() -> Keyring:
 
 def _encrypted(providers: Mapping[str, Deployment]) -> list[Deployment]:
     return [d for _, d in sorted(providers.items()) if key_id_of(d.secret_ref or "") is not None]
+
+
+def _mcp_refs(servers: Mapping[str, McpServer]) -> list[tuple[str, str]]:
+    """(server, ref) of every encrypted MCP header value, as rows name them: `mcp:NAME`."""
+    return [(f"mcp:{m.name}", ref) for _, m in sorted(servers.items()) for _, ref in sorted(m.headers.items())
+            if key_id_of(ref) is not None]
 
 
 @secrets_group.command("generate-key")
@@ -65,6 +72,9 @@ def status(as_json: bool) -> None:
          "current": not keyring.needs_rotation(d.secret_ref) if keyring.current_key_id else False}
         for d in _encrypted(view.state.providers)
     ]
+    rows += [{"provider": name, "key_id": key_id_of(ref),
+              "current": not keyring.needs_rotation(ref) if keyring.current_key_id else False}
+             for name, ref in _mcp_refs(view.state.mcp_servers)]
     emit(rows, as_json=cli_context().as_json, columns=("provider", "key_id", "current"))
 
 
@@ -85,6 +95,11 @@ def rotate(dry_run: bool, as_json: bool) -> None:
     view = run_read(read_config())
     todo = [d for d in _encrypted(view.state.providers) if keyring.needs_rotation(d.secret_ref)]
     plaintexts = {d.name: keyring.decrypt(d.secret_ref or "") for d in todo}  # refuses before any write
+    servers = {  # MCP servers with a header to re-encrypt: every header, the others kept as they are
+        m.name: {h: keyring.encrypt(keyring.decrypt(r)) if keyring.needs_rotation(r) else r
+                 for h, r in m.headers.items()}
+        for _, m in sorted(view.state.mcp_servers.items()) if any(keyring.needs_rotation(r) for r in m.headers.values())
+    }
     rows: list[dict[str, Any]] = []
     for d in todo:
         row: dict[str, Any] = {"provider": d.name, "from_key_id": key_id_of(d.secret_ref or ""),
@@ -92,5 +107,12 @@ def rotate(dry_run: bool, as_json: bool) -> None:
         if not dry_run:
             written = run(write(UpdateProvider(d.name, secret_ref=keyring.encrypt(plaintexts[d.name]))))
             row["position"] = written.position
+        rows.append(row)
+    for server, headers in servers.items():
+        row = {"provider": f"mcp:{server}", "from_key_id": ",".join(sorted(
+            {str(key_id_of(r)) for r in view.state.mcp_servers[server].headers.values() if keyring.needs_rotation(r)})),
+            "to_key_id": keyring.current_key_id, "rotated": not dry_run}
+        if not dry_run:
+            row["position"] = run(write(SetMcpHeaders(server, headers))).position
         rows.append(row)
     emit(rows, as_json=ctx.as_json, columns=("provider", "from_key_id", "to_key_id", "rotated"))

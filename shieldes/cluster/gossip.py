@@ -27,7 +27,7 @@ import grpc
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc
 from shieldes.cluster.gossip_rounds import GossipRounds
 from shieldes.cluster.gossip_stats import GossipStats, PeerStats, unreached
-from shieldes.cluster.gossip_tls import GossipTLS
+from shieldes.cluster.gossip_tls import GossipCertificates
 from shieldes.cluster.push_deadline import Outcome, PushTimer, deadline, observe
 from shieldes.cluster.wire import MAX_MESSAGE_BYTES, GossipRejected, from_proto, open_envelope, seal, sign, to_proto
 from shieldes.tasks import cancel_and_wait
@@ -69,7 +69,7 @@ class Gossip(GossipRounds):
 
     def __init__(self, *, timeout: float = 1.0, max_timeout: float | None = None,
                  targets: Callable[[], list[str]] = list, on_sent: Callable[[int, bool], None] | None = None,
-                 tls: GossipTLS | None = None, **rounds: Any) -> None:
+                 tls: GossipCertificates | None = None, **rounds: Any) -> None:
         super().__init__(**rounds)
         self.timeout = timeout
         self.max_timeout = max(timeout, self._node_timeout / 2 if max_timeout is None else max_timeout)
@@ -80,6 +80,8 @@ class Gossip(GossipRounds):
         self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, tuple[grpc.aio.Channel, gossip_pb2_grpc.GossipStub]] = {}
+        self._channels_generation = 0  # of the TLS set the channels were opened with
+        self._closing: set[asyncio.Task[None]] = set()  # channels of an older TLS set, closing
         self._task: asyncio.Task[None] | None = None
         self._tried_since: dict[str, float] = {}  # target -> when pushes to it began (it counts as unreached from then)
         self._unreached: set[str] = set()  # targets reported as not taking this node's pushes
@@ -117,6 +119,7 @@ class Gossip(GossipRounds):
         task, self._task = self._task, None
         await cancel_and_wait(task)
         await cancel_and_wait(*self._pushes.values())
+        await cancel_and_wait(*self._closing)
         for channel, _ in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -215,11 +218,18 @@ class Gossip(GossipRounds):
                     generation: int) -> bool:
         timeout = self.stats.push_deadline[target] = self.push_deadline(target)
         started = time.monotonic()
+        tls = self._tls
+        if tls is not None:
+            tls.maybe_check()
+            if tls.generation != self._channels_generation:  # renewed: new channels present the new set
+                self._channels_generation = tls.generation
+                self._retire(list(self._channels.values()))
+                self._channels.clear()
         try:
             entry = self._channels.get(target)
             if entry is None:
-                channel = (grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) if self._tls is None
-                           else grpc.aio.secure_channel(target, self._tls.channel_credentials(),
+                channel = (grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) if tls is None
+                           else grpc.aio.secure_channel(target, tls.current.channel_credentials(),
                                                         options=_CHANNEL_OPTIONS))
                 stub = gossip_pb2_grpc.GossipStub(channel)  # type: ignore[no-untyped-call]
                 entry = self._channels[target] = (channel, stub)
@@ -252,6 +262,18 @@ class Gossip(GossipRounds):
             self._on_head(ack.log_head)
         self._ended(target, seq, taken=bool(ack.accepted))
         return bool(ack.accepted)
+
+    def _retire(self, entries: list[tuple[grpc.aio.Channel, gossip_pb2_grpc.GossipStub]]) -> None:
+        """Close channels once the pushes in flight on them had their deadline."""
+        async def close() -> None:
+            await asyncio.sleep(self.max_timeout)
+            for channel, _ in entries:
+                await channel.close()
+
+        if entries:
+            task = asyncio.get_running_loop().create_task(close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _timed(self, target: str, outcome: Outcome, rtt: float = 0.0) -> None:
         timer = self.stats.push_timers[target] = observe(self.stats.push_timers.get(target, PushTimer()), outcome, rtt)

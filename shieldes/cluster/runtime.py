@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
-from shieldes.cluster import gossip_tls, view, view_reads
+from shieldes.cluster import view, view_reads
 from shieldes.cluster.gossip import Gossip
+from shieldes.cluster.gossip_tls import GossipCertificates
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
@@ -94,7 +95,8 @@ class ClusterRuntime:
                 targets=self.gossip_targets, snapshot=self.snapshot, on_head=self.listener.wake,
                 boot_epoch=lambda: self.membership.boot_epoch, local_head=lambda: projector.position,
                 on_state=self._on_state, on_sent=self._on_sent, view=self.cell,
-                tls=gossip_tls.load(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca),
+                tls=GossipCertificates.of(s.gossip_tls_cert, s.gossip_tls_key, s.gossip_tls_ca,
+                                          s.tls_reload_interval),
                 fanout=None if s.gossip_fanout == 0 else max(0, s.gossip_fanout), node_timeout=s.node_timeout,
                 fanout_from=max(0, -s.gossip_fanout),
                 on_ack=self._on_ack, keepalive=self.keepalive,

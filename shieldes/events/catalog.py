@@ -157,17 +157,21 @@ class VirtualKeyCreated(Event):
     models: tuple[str, ...] | None  # None: every model
     team_id: str | None = None
     expires_at: float | None = None  # unix seconds
+    # MCP servers and tools it may use (`server`, `server/tool`, `*`); None or (): none. Added
+    # without a version bump: older events have none, and older readers ignore it.
+    mcp: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class VirtualKeyUpdated(Event):
-    """A key's models, team or expiry changed (the full new values of the three)."""
+    """A key's models, team or expiry changed (the full new values of the three), or its MCP access."""
 
     TYPE: ClassVar[str] = "virtual_key.updated"
     id: str
     models: tuple[str, ...] | None
     team_id: str | None
     expires_at: float | None
+    mcp: tuple[str, ...] | None = None  # the full new MCP access; None (and older events): unchanged
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,38 @@ class AdminTokenRevoked(Event):
     id: str
 
 
+# --- MCP servers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class McpServerAdded(Event):
+    """An upstream MCP server was registered: clients reach it at /mcp/{name}."""
+
+    TYPE: ClassVar[str] = "mcp_server.added"
+    name: str
+    url: str  # its Streamable HTTP endpoint
+    # header name -> "env:VAR" or "enc:<token>" (as provider keys: never a plaintext value)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class McpServerUpdated(Event):
+    """An MCP server's URL and headers, their full new values (`secrets rotate` re-encrypts headers)."""
+
+    TYPE: ClassVar[str] = "mcp_server.updated"
+    name: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class McpServerRemoved(Event):
+    """An MCP server was removed; /mcp/{name} no longer reaches it."""
+
+    TYPE: ClassVar[str] = "mcp_server.removed"
+    name: str
+
+
 # --- usage -------------------------------------------------------------------------------------
 
 
@@ -303,6 +339,9 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     RateLimitSet,
     AdminTokenCreated,
     AdminTokenRevoked,
+    McpServerAdded,
+    McpServerUpdated,
+    McpServerRemoved,
 )
 USAGE_EVENTS: tuple[type[Event], ...] = (UsageRecorded, UsageRolledUp)
 ALL_EVENTS: tuple[type[Event], ...] = CONFIG_EVENTS + USAGE_EVENTS

@@ -27,7 +27,8 @@ from shieldes.gateway.gemini_frames import Framing
 from shieldes.gateway.gemini_models import model_of, passes_through, route_for
 from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream, counted
 from shieldes.gateway.middleware import REQUEST_ID
-from shieldes.gateway.routes import GATEWAY, Call, authenticate, get_model, list_models, read_json
+from shieldes.gateway.routes import GATEWAY, Call, authenticate, get_model, list_models, read_body, read_json
+from shieldes.gateway.top_level import GEMINI_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_inbound as inbound
 from shieldes.providers import gemini_native
@@ -61,13 +62,14 @@ class _Translation:
     """The client's generateContent request, translated for each deployment tried (whether
     thinkingConfig can go along depends on the model)."""
 
-    def __init__(self, body: Body, cap: int | None) -> None:
+    def __init__(self, body: Body | TopLevel, cap: int | None) -> None:
         self.body = body
         self.cap = cap  # the completion bound a budget needs, when the client named none
 
     def chat(self, target: Target, dep: Deployment) -> tuple[Body, list[str]]:
         spec = spec_for(dep.kind, target.model)
-        chat, dropped = inbound.translate_generate_request(self.body, target.model,
+        body = self.body.decoded() if isinstance(self.body, TopLevel) else self.body
+        chat, dropped = inbound.translate_generate_request(body, target.model,
                                                            thinks=spec is not None and spec.thinks)
         if self.cap is not None and "max_tokens" not in chat and "max_completion_tokens" not in chat:
             chat["max_completion_tokens"] = self.cap
@@ -123,20 +125,22 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
     gw = request.app[GATEWAY]
     key = authenticate(request)
     model = model_of(request)
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    # the top-level fields only: the contents are decoded only if a deployment's translation needs them
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), GEMINI_HISTORY)
     route = route_for(gw, key, model)
     if passes_through(gw, route):
-        max_tokens, choices = gemini_native.bounds(body)
+        max_tokens, choices = gemini_native.bounds(top.small)
     else:  # bad input: a 400 before admission
-        checked, _ = inbound.translate_generate_request(body, model)
+        checked, _ = inbound.translate_generate_request(top.decoded(), model)
         max_tokens, choices = checked.get("max_tokens") or checked.get("max_completion_tokens"), 1
-    thoughts = inbound.include_thoughts(body)
-    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(raw), max_tokens, route, cap=True,
+    thoughts = inbound.include_thoughts(top.small)
+    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(top.raw), max_tokens, route, cap=True,
                 choices=choices)
-    translation = _Translation(body, call.cap)
+    translation = _Translation(top, call.cap)
 
     def payload(target: Target) -> bytes:
-        return gemini_native.native_payload(body, raw, target.model, call.cap)
+        changes = gemini_native.native_changes(top.small, target.model, call.cap)
+        return top.with_fields(changes) if changes else top.raw
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:

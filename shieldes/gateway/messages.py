@@ -29,8 +29,10 @@ from shieldes.gateway.routes import (
     _model,
     _stream_flag,
     authenticate,
+    read_body,
     read_json,
 )
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -46,6 +48,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import spec_for
+from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
@@ -111,10 +114,15 @@ class _Translated(relay.Rendered[ChunkStream]):
             yield relay.frame(event, data)
 
 
-def _validate(body: Body) -> int:
+def _validate(top: TopLevel) -> int:
+    body = top.small
     _model(body)
-    messages = _field(body, "messages", list, "a non-empty list of message objects", required=True)
-    if not messages:
+    shape = top.shape("messages")
+    if shape == "missing":
+        raise InvalidRequest("missing required field 'messages': a non-empty list of message objects")
+    if shape == "other":
+        raise InvalidRequest("field 'messages' has the wrong type: a non-empty list of message objects")
+    if shape == "empty list":
         raise InvalidRequest("field 'messages' must be a non-empty list of message objects")
     max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
     if max_tokens < 1:
@@ -170,27 +178,39 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
+def _native_payload(top: TopLevel, model: str) -> bytes:
+    """The bytes for a deployment that speaks Messages: the client's own when they name `model`
+    and their tool call ids are ones Anthropic takes (read off the bytes), the model replaced
+    otherwise; ids another provider minted send it to native_body on the decoded body."""
+    history = top.fields.get("messages")
+    if history is not None and not anthropic_ids_fit_in(history):
+        return native_body(top.decoded(), top.raw, model)
+    return top.raw if top.small.get("model") == model else top.with_fields({"model": model})
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
-    max_tokens = _validate(body)
-    model = str(body["model"])
-    streaming = _stream_flag(body)
-    thinking = inbound.reasoning_effort(body.get("thinking")) is not None  # extended thinking asked for
+    # the top-level fields only: the history is decoded only if a deployment's translation needs it
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
+    max_tokens = _validate(top)
+    small = top.small
+    model = str(small["model"])
+    streaming = _stream_flag(small)
+    thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
-    call = Call(gw, request, key, "chat", body, prompt_bytes(raw), max_tokens)
+    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens)
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
             if isinstance(provider, MessagesUpstream):
-                native = await provider.messages(target, native_body(body, raw, target.model), passthrough)
+                native = await provider.messages(target, _native_payload(top, target.model), passthrough)
                 named = dropped_header(native.dropped)
                 if native.usage is not None:  # the upstream's bytes, as they are
                     return Answer(native.raw, native.usage, named)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named)
-            chat, dropped, origins = _translate(body, target, dep.kind)
+            chat, dropped, origins = _translate(top.decoded(), target, dep.kind)
             with _client_paths(origins):
                 result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
@@ -208,9 +228,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
         if isinstance(provider, MessagesUpstream):
-            native = await provider.messages_stream(target, native_body(body, raw, target.model), passthrough)
+            native = await provider.messages_stream(target, _native_payload(top, target.model), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped, origins = _translate(body, target, dep.kind)
+        chat, dropped, origins = _translate(top.decoded(), target, dep.kind)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         with _client_paths(origins):

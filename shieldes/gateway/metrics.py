@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shieldes.gateway.tls import ServedCertificate
 from shieldes.providers.base import TokenUsage
 
 MAX_SERIES = 200
@@ -126,6 +127,16 @@ class _HotSeries(Collector):
                                       "retried", value=stalls())
             yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
                                       "than 100,000 waiting for the database)", value=dropped())
+        if m._tls is not None:
+            yield GaugeMetricFamily("shieldes_tls_certificate_expiry_timestamp_seconds",
+                                    "when the certificate the API port serves to new connections expires (Unix "
+                                    "time)", value=m._tls.expires_at)
+            reloads = CounterMetricFamily("shieldes_tls_certificate_reloads", "changed certificate files: loaded "
+                                          "and served to new connections, or refused (see the log)",
+                                          labels=["outcome"])
+            reloads.add_metric(["loaded"], m._tls.loaded)
+            reloads.add_metric(["refused"], m._tls.refused)
+            yield reloads
         if m._background is not None:
             yield GaugeMetricFamily("shieldes_background_responses",
                                     "background responses this node runs (SHIELDES_RESPONSES_BACKGROUND_MAX at most)",
@@ -152,11 +163,17 @@ class Metrics:
             "shieldes_stream_drops", "streams that ended early: cause=upstream (the upstream failed mid-stream, "
             "also counted in shieldes_upstream_errors_total kind=mid_stream) or client (the client left)",
             ["provider", "cause"], registry=r)
+        self.mcp_requests = Counter(
+            "shieldes_mcp_requests", "requests on /mcp/{name}: server (\"unknown\" for names not registered), "
+            "JSON-RPC method (the HTTP method for GET and DELETE), outcome ok, refused, rate_limited, "
+            "upstream_error or error", ["server", "method", "outcome"], registry=r)
+        self._mcp_servers = _Bounded(MAX_SERIES)
         self._routes = _Bounded(MAX_SERIES)
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
                                       Callable[[], float]] | None = None
         self._background: Callable[[], float] | None = None
+        self._tls: ServedCertificate | None = None
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -223,6 +240,12 @@ class Metrics:
         elif outcome == "disconnected":
             self.stream_drops.labels(label, "client").inc()
 
+    def mcp_request(self, server: str, method: str, outcome: str) -> None:
+        from shieldes.mcp.jsonrpc import KNOWN_METHODS  # (the MCP routes' own: not imported by other routes)
+
+        label = method if method in KNOWN_METHODS or method in ("GET", "DELETE", "POST") else "other"
+        self.mcp_requests.labels(self._mcp_servers(server), label, outcome).inc()
+
     def watch_request_log(self, buffered: Callable[[], float], dropped: Callable[[], float],
                           written: Callable[[], float]) -> None:
         """Request-log buffer depth and counters, read at scrape time."""
@@ -232,6 +255,10 @@ class Metrics:
                                stalls: Callable[[], float], dropped: Callable[[], float]) -> None:
         """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
         self._stored_responses = (pending, pending_bytes, stalls, dropped)
+
+    def watch_tls(self, served: ServedCertificate) -> None:
+        """The HTTPS certificate served and its reloads, read at scrape time."""
+        self._tls = served
 
     def watch_background_responses(self, running: Callable[[], float]) -> None:
         """The background responses the node runs, read at scrape time."""

@@ -36,7 +36,7 @@ _HTTP_MESSAGES = {
                        "/v1/moderations, /v1/images/generations, /v1/audio/speech, /v1/audio/transcriptions and "
                        "/v1/audio/translations, also without /v1; and Gemini's "
                        "/v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, "
-                       ":embedContent and :batchEmbedContents"),
+                       ":embedContent and :batchEmbedContents; and registered MCP servers at /mcp/{{name}}"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),
     413: ("request_too_large", "request body too large; send a smaller body"),
 }

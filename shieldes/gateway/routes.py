@@ -45,6 +45,18 @@ def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
 
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
+    raw = await read_body(request, max_bytes)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
+    return data, raw
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The request's body bytes, decompressed, within `max_bytes` and not blank."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}: send a smaller request")
@@ -65,13 +77,7 @@ async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
                                "send a smaller request")
     if not raw.strip():
         raise InvalidRequest("empty request body: send a JSON object (Content-Type: application/json)")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
-    return data, raw
+    return raw
 
 
 def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,

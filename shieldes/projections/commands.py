@@ -27,6 +27,7 @@ from shieldes.events.catalog import (
     VirtualKeyRotated,
     VirtualKeyUpdated,
 )
+from shieldes.mcp.access import check_entries
 from shieldes.projections.periods import parse_period
 from shieldes.projections.state import ConfigState, Team, VirtualKey
 
@@ -180,6 +181,7 @@ class CreateKey:
     budget_period: str = "30d"
     team: str | None = None
     expires_at: float | None = None
+    mcp: tuple[str, ...] | None = None  # MCP servers/tools it may use (shieldes/mcp/access.py); None: none
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ class UpdateKey:
     tpm: int | Unset | None = UNSET
     team: str | Unset | None = UNSET
     expires_at: float | Unset | None = UNSET
+    mcp: tuple[str, ...] | Unset | None = UNSET  # None: no MCP access
 
 
 @dataclass(frozen=True)
@@ -250,9 +253,11 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
                 raise CommandRejected("key secret collision; run the command again")
             team_id = find_team(state, command.team).id if command.team else None
             models = check_models(command.models, patterns=True) if command.models is not None else None
+            mcp = check_entries(command.mcp, state.mcp_servers) if command.mcp else None
             events = [
                 VirtualKeyCreated(
-                    command.id, command.name, command.key_hash, command.prefix, models, team_id, command.expires_at
+                    command.id, command.name, command.key_hash, command.prefix, models, team_id, command.expires_at,
+                    mcp or None,
                 )
             ]
             rpm, tpm = check_limit("--rpm", command.rpm), check_limit("--tpm", command.tpm)
@@ -276,8 +281,10 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if command.team is not UNSET:
                 team_id = find_team(state, command.team).id if command.team else None
             expires_at = key.expires_at if command.expires_at is UNSET else command.expires_at
-            if (models, team_id, expires_at) != (key.models, key.team_id, key.expires_at):
-                events.append(VirtualKeyUpdated(key.id, models, team_id, expires_at))
+            had = state.mcp_access.get(key.id, ())
+            mcp = had if command.mcp is UNSET else check_entries(command.mcp or (), state.mcp_servers)
+            if (models, team_id, expires_at) != (key.models, key.team_id, key.expires_at) or mcp != had:
+                events.append(VirtualKeyUpdated(key.id, models, team_id, expires_at, None if mcp == had else mcp))
             rpm = key.rpm if command.rpm is UNSET else check_limit("--rpm", command.rpm)
             tpm = key.tpm if command.tpm is UNSET else check_limit("--tpm", command.tpm)
             if (rpm, tpm) != (key.rpm, key.tpm):

@@ -12,6 +12,9 @@ from shieldes.events.catalog import (
     BudgetRemoved,
     BudgetSet,
     Event,
+    McpServerAdded,
+    McpServerRemoved,
+    McpServerUpdated,
     ModelAliasRemoved,
     ModelAliasSet,
     PricingSet,
@@ -34,6 +37,7 @@ from shieldes.projections.state import (
     Budget,
     ConfigState,
     Deployment,
+    McpServer,
     ModelAlias,
     Price,
     Team,
@@ -102,15 +106,17 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             key = VirtualKey(
                 event.id, event.name, event.key_hash, event.prefix, event.models, event.team_id, event.expires_at
             )
-            return replace(
+            return _put_mcp(replace(
                 _put_key(state, key, state.keys.get(event.id)),
                 key_ids_by_hash=_with(state.key_ids_by_hash, event.key_hash, event.id),
                 key_ids_by_name=_with(state.key_ids_by_name, event.name, event.id),
-            )
+            ), event.id, event.mcp or ())
         case VirtualKeyUpdated():
             old = state.keys[event.id]
-            return _put_key(state, replace(old, models=event.models, team_id=event.team_id,
-                                           expires_at=event.expires_at), old)
+            if (event.models, event.team_id, event.expires_at) != (old.models, old.team_id, old.expires_at):
+                state = _put_key(state, replace(old, models=event.models, team_id=event.team_id,
+                                                expires_at=event.expires_at), old)
+            return state if event.mcp is None else _put_mcp(state, event.id, event.mcp)
         case VirtualKeyRevoked():
             old = state.keys[event.id]
             return replace(
@@ -140,6 +146,11 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 admin_token_ids_by_hash=_with(state.admin_token_ids_by_hash, event.key_hash, event.id),
                 admin_token_ids_by_name=_with(state.admin_token_ids_by_name, event.name, event.id),
             )
+        case McpServerAdded() | McpServerUpdated():
+            server = McpServer(event.name, event.url, dict(event.headers))
+            return replace(state, mcp_servers=_with(state.mcp_servers, event.name, server))
+        case McpServerRemoved():
+            return replace(state, mcp_servers=_without(state.mcp_servers, event.name))
         case AdminTokenRevoked():
             old_token = state.admin_tokens[event.id]
             return replace(
@@ -147,6 +158,15 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 admin_tokens=_with(state.admin_tokens, event.id, replace(old_token, revoked=True)),
                 admin_token_ids_by_hash=_without(state.admin_token_ids_by_hash, old_token.key_hash),
             )
+    return state
+
+
+def _put_mcp(state: ConfigState, key_id: str, entries: tuple[str, ...]) -> ConfigState:
+    """The state with key `key_id`'s MCP allow-list (empty: none, kept out of the map)."""
+    if entries:
+        return replace(state, mcp_access=_with(state.mcp_access, key_id, tuple(entries)))
+    if key_id in state.mcp_access:
+        return replace(state, mcp_access=_without(state.mcp_access, key_id))
     return state
 
 

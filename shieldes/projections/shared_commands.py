@@ -14,6 +14,7 @@ from shieldes.events.catalog import (
     AdminTokenCreated,
     AdminTokenRevoked,
     Event,
+    McpServerRemoved,
     ModelAliasRemoved,
     ModelAliasSet,
     PricingSet,
@@ -144,9 +145,29 @@ class RemoveModelAlias:
     name: str
 
 
+@dataclass(frozen=True)
+class AddMcpServer:
+    name: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # header name -> env:VAR or enc:... (made by the caller)
+
+
+@dataclass(frozen=True)
+class RemoveMcpServer:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetMcpHeaders:
+    """An MCP server's headers replaced as a whole (as `secrets rotate` re-encrypts them)."""
+
+    name: str
+    headers: Mapping[str, str]
+
+
 SharedCommand = (
     AddProvider | UpdateProvider | RemoveProvider | SetPricing | UnsetPricing | SetRouting | CreateAdminToken
-    | RevokeAdminToken | SetModelAlias | RemoveModelAlias
+    | RevokeAdminToken | SetModelAlias | RemoveModelAlias | AddMcpServer | RemoveMcpServer | SetMcpHeaders
 )
 
 
@@ -321,4 +342,17 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             if token.revoked:
                 raise CommandRejected(f"admin token {token.name!r} is already revoked")
             return [AdminTokenRevoked(token.id)]
+        case AddMcpServer():
+            from shieldes.mcp.servers import mcp_server_added
+
+            return [mcp_server_added(state, command.name, command.url, command.headers)]
+        case SetMcpHeaders():
+            from shieldes.mcp.servers import mcp_server_updated
+
+            return [mcp_server_updated(state, command.name, command.headers)]
+        case RemoveMcpServer():
+            if command.name not in state.mcp_servers:
+                raise SubjectNotFound(f"no MCP server named {command.name!r}; see `shieldes mcp list`",
+                                      code="mcp_server_not_found")
+            return [McpServerRemoved(command.name)]
     raise CommandRejected(f"unknown command {type(command).__name__}")

@@ -145,6 +145,15 @@ class AdminToken:
     revoked: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    """A registered upstream MCP server; `headers` hold secret references (env:VAR or enc:...)."""
+
+    name: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 def _empty() -> Mapping[str, object]:
     return MappingProxyType({})
 
@@ -172,6 +181,9 @@ class ConfigState:
     # event; derived from `keys` when a state is built without it (never pass `keys` alone to
     # dataclasses.replace: the counts would stay those of the old keys).
     team_keys: Mapping[str, int] = field(default_factory=lambda: _DERIVE)
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
+    # key id -> its MCP allow-list (`*`, `server`, `server/tool`); a key not here may use none
+    mcp_access: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.team_keys is _DERIVE:

@@ -70,22 +70,30 @@ def bounds(body: Any) -> tuple[int | None, int]:
     return most, count or 1
 
 
-def native_payload(body: Body, raw: bytes, model: str, cap: int | None = None) -> bytes:
-    """The client's bytes, unless a field must change: a `model` field names the upstream's model
-    (the URL does anyway; Google refuses a batch whose requests name another model than the
-    URL's), and `cap` (a budget's bound, given only when the client set none) becomes
-    generationConfig.maxOutputTokens. Every other field and value is kept."""
+def native_changes(body: Body, model: str, cap: int | None = None) -> Body:
+    """The top-level fields of a pass-through request that must change (none: the client's bytes
+    go as they are): a `model` field names the upstream's model (the URL does anyway; Google
+    refuses a batch whose requests name another model than the URL's), and `cap` (a budget's
+    bound, given only when the client set none) becomes generationConfig.maxOutputTokens."""
     name = f"models/{model}"
-    changed = dict(body)
-    if "model" in body:
-        changed["model"] = name
+    changes: Body = {}
+    if "model" in body and body["model"] != name:
+        changes["model"] = name
     requests = body.get("requests")  # batchEmbedContents
     if isinstance(requests, list):
-        changed["requests"] = [dict(r, model=name) if isinstance(r, dict) and "model" in r else r for r in requests]
+        named = [dict(r, model=name) if isinstance(r, dict) and "model" in r else r for r in requests]
+        if named != requests:
+            changes["requests"] = named
     if cap is not None:
         key, config = _config(body)
-        changed[key] = {**config, ("max_output_tokens" if key == "generation_config" else "maxOutputTokens"): cap}
-    return raw if changed == body else orjson.dumps(changed)
+        changes[key] = {**config, ("max_output_tokens" if key == "generation_config" else "maxOutputTokens"): cap}
+    return changes
+
+
+def native_payload(body: Body, raw: bytes, model: str, cap: int | None = None) -> bytes:
+    """The client's bytes with native_changes made, every other field and value kept."""
+    changes = native_changes(body, model, cap)
+    return orjson.dumps({**body, **changes}) if changes else raw
 
 
 def answer_usage(data: Body) -> TokenUsage | None:

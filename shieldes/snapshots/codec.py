@@ -31,6 +31,7 @@ from shieldes.projections.state import (
     Budget,
     ConfigState,
     Deployment,
+    McpServer,
     ModelAlias,
     Price,
     Team,
@@ -141,6 +142,8 @@ def _config_to_plain_v2(c: ConfigState) -> Plain:
             for a in c.aliases.values()
         },
         "routing": dict(c.routing),
+        "mcp_servers": {n: {"url": m.url, "headers": dict(m.headers)} for n, m in c.mcp_servers.items()},
+        "mcp_access": {k: list(v) for k, v in c.mcp_access.items()},
     }
 
 
@@ -178,6 +181,9 @@ def _config_from_plain_v2(p: Plain) -> ConfigState:
             for n, a in p.get("aliases", {}).items()  # absent from snapshots written before aliases
         },
         routing=dict(p.get("routing", {})),
+        # absent from snapshots written before MCP servers existed
+        mcp_servers={n: McpServer(n, m["url"], dict(m["headers"])) for n, m in p.get("mcp_servers", {}).items()},
+        mcp_access={k: tuple(v) for k, v in p.get("mcp_access", {}).items()},
     )
 
 

@@ -13,7 +13,7 @@ from shieldes.projections.state import Budget, ConfigState
 
 Entity = dict[str, Any]
 EntityKey = tuple[str, str]  # (kind, id)
-KINDS = ("provider", "alias", "routing", "pricing", "team", "key", "admin_token")
+KINDS = ("provider", "alias", "routing", "pricing", "team", "key", "admin_token", "mcp_server")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,12 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
             "team": team.name if team else k.team_id, "expires_at": k.expires_at, "revoked": k.revoked,
             "rpm": k.rpm, "tpm": k.tpm, "budget": _budget(k.budget),
         }
+    for key_id, entries in state.mcp_access.items():
+        if ("key", key_id) in out:
+            out[("key", key_id)]["mcp"] = list(entries)
+    for m in state.mcp_servers.values():
+        out[("mcp_server", m.name)] = {"name": m.name, "url": m.url,
+                                       "headers": {h: _secret(ref) for h, ref in sorted(m.headers.items())}}
     for tok in state.admin_tokens.values():
         out[("admin_token", tok.id)] = {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix,
                                         "revoked": tok.revoked}
@@ -114,7 +120,7 @@ def config_view(state: ConfigState) -> dict[str, list[Entity]]:
         plural: [ents[k] for k in sorted(k for k in ents if k[0] == kind)]
         for kind, plural in (("provider", "providers"), ("alias", "aliases"), ("routing", "routing"),
                              ("pricing", "pricing"), ("team", "teams"), ("key", "keys"),
-                             ("admin_token", "admin_tokens"))
+                             ("admin_token", "admin_tokens"), ("mcp_server", "mcp_servers"))
     }
 
 
@@ -140,6 +146,8 @@ def subject_of(e: RecordedEvent) -> EntityKey | None:
         return ("key", d["key_id"])
     if family == "admin_token":
         return ("admin_token", d["id"])
+    if family == "mcp_server":
+        return ("mcp_server", d["name"])
     return None
 
 

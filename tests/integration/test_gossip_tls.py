@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from shieldes.cluster import gossip_pb2, gossip_pb2_grpc, gossip_tls
 from shieldes.cluster.gossip import Gossip, seal
-from shieldes.cluster.gossip_tls import GossipTLS, GossipTLSError
+from shieldes.cluster.gossip_tls import GossipCertificates, GossipTLS, GossipTLSError
 from shieldes.cluster.view import NodeState
 from shieldes.cluster.view_reads import window_count
 from tests.integration.test_gossip import SECRET, until
@@ -57,7 +57,8 @@ def issue(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], cn: str) -> G
 
 def node(name: str, tls: GossipTLS | None, peers: dict[str, list[str]], count: int = 0) -> Gossip:
     return Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=0.02, timeout=1.0,
-                  boot_epoch=lambda: 1, targets=lambda: peers[name], tls=tls,
+                  boot_epoch=lambda: 1, targets=lambda: peers[name],
+                  tls=GossipCertificates(tls) if tls is not None else None,
                   snapshot=lambda: NodeState(name, 1, windows={("key:k", "rpm", 5): (count, 0, 0)}))
 
 
@@ -116,3 +117,65 @@ def test_settings_need_all_three_readable_pem_files(tmp_path: Path) -> None:
         gossip_tls.load(tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem")
     (tmp_path / "ca.pem").write_bytes(tls.ca)
     assert gossip_tls.load(tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem") == tls
+    files = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    assert GossipCertificates.of(*files, interval=10) is not None
+    (tmp_path / "k.pem").write_bytes(issue(make_ca("ca"), "other").key)  # refused at start, not at each handshake
+    with pytest.raises(GossipTLSError, match="is not the key of SHIELDES_GOSSIP_TLS_CERT"):
+        GossipCertificates.of(*files, interval=10)
+
+
+def _write(directory: Path, tls: GossipTLS) -> tuple[Path, Path, Path]:
+    """The set's three files, each swapped in whole as a renewal writes it."""
+    paths = directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
+    for path, data in zip(paths, (tls.cert, tls.key, tls.ca), strict=True):
+        path.with_suffix(".new").write_bytes(data)
+        path.with_suffix(".new").replace(path)
+    return paths
+
+
+async def test_renewed_files_are_used_without_a_restart_and_a_broken_set_is_refused(tmp_path: Path) -> None:
+    """Moving the cluster to a new CA with the nodes running: each node's CA file gets the new CA
+    beside the old, then its certificate is renewed from the new CA. A node that only knows the
+    new CA can then push to a renewed node and take its pushes: the server handed new connections
+    the new set, the pushes opened new channels with it."""
+    old_ca, new_ca = make_ca("shieldes gossip CA"), make_ca("shieldes gossip CA 2")
+    dirs = {name: tmp_path / name for name in ("a", "b")}
+    sets = {}
+    for name, directory in dirs.items():
+        directory.mkdir()
+        paths = _write(directory, issue(old_ca, name))
+        sets[name] = gossip_tls.GossipCertificates.of(*paths, interval=0.05)
+    peers: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    nodes = {name: Gossip(node_id=name, secret=SECRET, host="127.0.0.1", port=0, interval=0.02, timeout=1.0,
+                          boot_epoch=lambda: 1, targets=lambda name=name: peers[name], tls=sets[name],
+                          snapshot=lambda name=name: NodeState(name, 1, windows={("key:k", "rpm", 5): (1, 0, 0)}))
+             for name in ("a", "b")}
+    c = node("c", issue(new_ca, "c"), peers, 1)  # knows only the new CA
+    a, b = nodes["a"], nodes["b"]
+    for g in (a, b, c):
+        await g.start()
+    try:
+        peers["a"] += [b.address, c.address]
+        peers["b"] += [a.address]
+        peers["c"] += [a.address]
+        await until(lambda: "b" in a.stats.peers and "a" in b.stats.peers)
+        await until(lambda: c.stats.send_errors >= 3)
+        assert "c" not in a.stats.peers and "a" not in c.stats.peers  # the old CA's node and the new one's: apart
+
+        for name, directory in dirs.items():  # both CAs first, then the certificate from the new one
+            renewed = issue(new_ca, name)
+            _write(directory, GossipTLS(cert=renewed.cert, key=renewed.key, ca=old_ca[1].public_bytes(PEM) +
+                                        new_ca[1].public_bytes(PEM)))
+        await until(lambda: "c" in a.stats.peers and "a" in c.stats.peers, timeout=10)  # both ways, new CA
+        sent = b.stats.sent
+        await until(lambda: b.stats.sent > sent + 3)  # a and b gossip on
+        assert sets["a"] is not None and sets["a"].loaded == 1 and sets["a"].generation == 1
+
+        (dirs["a"] / "tls.key").write_bytes(issue(new_ca, "x").key)  # a key of another certificate
+        await until(lambda: sets["a"] is not None and sets["a"].refused == 1)
+        sent = a.stats.sent
+        await until(lambda: a.stats.sent > sent + 3 and a.stats.received > 3)  # the set before goes on
+        assert sets["a"].generation == 1
+    finally:
+        for g in (a, b, c):
+            await g.stop()

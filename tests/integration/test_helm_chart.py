@@ -108,8 +108,24 @@ def test_env_ports_probes_and_command_match_the_code() -> None:
     assert env["SHIELDES_NODE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert env["SHIELDES_GOSSIP_TLS_CA"]["value"].startswith(mounts["gossip-tls"])
+    assert "SHIELDES_TLS_CERT" not in names and "scheme" not in c["readinessProbe"]["httpGet"]
     peers = config["SHIELDES_PEERS"].split(",")
     assert peers == [f"shieldes-{i}.shieldes-gossip.default.svc.cluster.local:7946" for i in range(3)]
+
+
+def test_https_on_the_api_port_mounts_the_secret_and_probes_over_https() -> None:
+    c = container(one(render({"tls": {"enabled": True, "secretName": "api-tls"}}), "StatefulSet"))
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert env["SHIELDES_TLS_CERT"] == mounts["tls"] + "/tls.crt"
+    assert env["SHIELDES_TLS_KEY"] == mounts["tls"] + "/tls.key"
+    sts = one(render({"tls": {"enabled": True, "secretName": "api-tls"}}), "StatefulSet")
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "api-tls"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert c[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    with pytest.raises(TemplateError, match=r"set tls\.secretName"):
+        render({"tls": {"enabled": True}})
 
 
 def test_cluster_shape_services_pdb_and_drain() -> None:

@@ -1,20 +1,28 @@
 """HTTPS on the API port (SHIELDES_TLS_CERT / SHIELDES_TLS_KEY): the official SDKs over TLS,
 streamed and not, the routes aiohttp answers, the Responses WebSocket (wss://); a plain-HTTP
-client gets no answer; a wrong configuration stops the node with what to fix."""
+client gets no answer; a wrong configuration stops the node with what to fix; renewed files are
+served to new connections without a restart, a broken renewal is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import socket
 import ssl
+import time
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
+import yaml
+from cryptography import x509
 
 from shieldes.errors import TLSConfigError
-from shieldes.gateway.tls import server_context
+from shieldes.gateway.tls import certificate_expiry, server_context
 from tests.integration.gateway_harness import harness
+from tests.integration.test_alerts_dashboard import HTTPS_ONLY, METRIC, RULES
 from tests.integration.test_upstream_transport import server_tls_for
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -62,3 +70,88 @@ def test_a_wrong_tls_configuration_says_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(TLSConfigError, match="give the key that matches the certificate"):
         server_context(tmp_path / "srv.pem", other / "srv.key")
     assert server_context(tmp_path / "srv.pem", tmp_path / "srv.key") is not None
+
+
+class _Connection:
+    """A TLS connection of its own to the node, kept open: the serial of the certificate it got,
+    and a request over it."""
+
+    def __init__(self, port: int) -> None:
+        look = ssl.create_default_context()  # which certificate, not whether to trust it (both CAs: one name)
+        look.check_hostname, look.verify_mode = False, ssl.CERT_NONE
+        self.sock = look.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                     server_hostname="localhost")
+        der = self.sock.getpeercert(binary_form=True)
+        assert der is not None
+        self.serial = f"{x509.load_der_x509_certificate(der).serial_number:X}"
+
+    def health(self) -> bytes:
+        self.sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        return self.sock.recv(4096)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """As a renewal writes a file: whole, swapped in."""
+    tmp = path.with_suffix(".new")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _serial_of(pem: Path) -> str:
+    return f"{x509.load_pem_x509_certificate(pem.read_bytes()).serial_number:X}"
+
+
+async def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(
+        database_url: str, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first, second):
+        d.mkdir()
+        server_tls_for(d, "localhost")
+    trust = ssl.create_default_context(cafile=str(second / "ca.pem"))  # the renewed one's
+    cert, key = tmp_path / "srv.pem", tmp_path / "srv.key"
+    cert.write_bytes((first / "srv.pem").read_bytes())
+    key.write_bytes((first / "srv.key").read_bytes())
+    async with harness(database_url, tls_cert=cert, tls_key=key, tls_reload_interval=0.05) as h:
+        before = await asyncio.to_thread(_Connection, h.node.port)
+        assert before.serial == _serial_of(first / "srv.pem")
+
+        _replace(key, (second / "srv.key").read_bytes())  # renewed: the key first, the certificate after
+        _replace(cert, (second / "srv.pem").read_bytes())
+
+        async def served() -> str:
+            return (await asyncio.to_thread(_Connection, h.node.port)).serial
+
+        deadline = time.monotonic() + 10
+        while (serial := await served()) != _serial_of(second / "srv.pem"):
+            assert time.monotonic() < deadline, f"still serving {serial} after the renewal"
+            await asyncio.sleep(0.05)
+        assert (await asyncio.to_thread(before.health)).startswith(b"HTTP/1.1 200")  # open before: kept its own
+        before.sock.close()
+
+        async def metrics() -> str:
+            async with aiohttp.ClientSession() as s, s.get(f"https://localhost:{h.node.port}/metrics",
+                                                           ssl=trust) as resp:
+                return await resp.text()
+
+        text = await metrics()
+        assert 'shieldes_tls_certificate_reloads_total{outcome="loaded"} ' in text
+        assert 'shieldes_tls_certificate_reloads_total{outcome="refused"} 0.0' in text
+        alerts = yaml.safe_load(RULES.read_text())["groups"]
+        for name in {n for g in alerts for r in g["rules"] for n in METRIC.findall(r["expr"])
+                     if n.startswith(HTTPS_ONLY)}:
+            assert f"\n{name}" in text, f"an alert queries {name}, which an HTTPS node does not export"
+        expiry = next(line for line in text.splitlines()
+                      if line.startswith("shieldes_tls_certificate_expiry_timestamp_seconds "))
+        assert float(expiry.split()[1]) == certificate_expiry(second / "srv.pem")
+
+        # a renewal gone wrong (a key of another certificate) is refused; the one served stays
+        _replace(key, (first / "srv.key").read_bytes())
+        deadline = time.monotonic() + 10
+        while 'reloads_total{outcome="refused"} 1.0' not in (text := await metrics()):
+            assert time.monotonic() < deadline, "the broken pair was not looked at"
+            await asyncio.sleep(0.05)
+        assert await served() == _serial_of(second / "srv.pem")
+        reply = await openai.AsyncOpenAI(
+            base_url=f"https://localhost:{h.node.port}/v1", api_key=await h.create_key("app"), max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=trust)).models.list()
+        assert reply.data

@@ -41,6 +41,11 @@ SAMPLES: list[c.Event] = [
     c.RateLimitSet("key_1", 60, None),
     c.AdminTokenCreated("adm_1", "ci", "operator", "ab" * 32, "shd-adm-abcd"),
     c.AdminTokenRevoked("adm_1"),
+    c.VirtualKeyCreated("key_3", "agent", "ef" * 32, "sk-shd-ef01", None, mcp=("github", "jira/search")),
+    c.VirtualKeyUpdated("key_3", None, None, None, mcp=()),
+    c.McpServerAdded("github", "https://mcp.example.com/mcp", {"Authorization": "enc:gAAAA"}),
+    c.McpServerUpdated("github", "https://mcp.example.com/mcp", {"Authorization": "enc:v2:k1:gAAAA"}),
+    c.McpServerRemoved("github"),
     c.UsageRecorded("n1", 3, 42, (DELTA, dataclasses.replace(DELTA, team_id="team_1"))),
     c.UsageRolledUp(10, 1, 99, (DELTA,)),
 ]

@@ -13,9 +13,10 @@ import pytest
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.gemini_frames import Framing
 from shieldes.gateway.google_pages import google_page
+from shieldes.gateway.top_level import GEMINI_HISTORY, TopLevel
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.gemini_embed import embed_requests, google_embeddings, openai_embeddings_request
-from shieldes.providers.gemini_native import GoogleWatch, bounds, native_payload
+from shieldes.providers.gemini_native import GoogleWatch, bounds, native_changes, native_payload
 
 
 def test_the_clients_bytes_go_as_they_are_unless_a_field_must_change() -> None:
@@ -30,6 +31,17 @@ def test_the_clients_bytes_go_as_they_are_unless_a_field_must_change() -> None:
     batch = {"requests": [{"model": "models/alias", "content": {}}, {"content": {}}]}
     assert json.loads(native_payload(batch, orjson.dumps(batch), "up"))["requests"] == [
         {"model": "models/up", "content": {}}, {"content": {}}]
+    named = {"model": "models/up", "requests": [{"model": "models/up", "content": {}}]}
+    assert native_changes(named, "up") == {} and native_payload(named, b"as sent", "up") == b"as sent"
+
+
+def test_a_generate_request_keeps_its_contents_as_sent_when_a_field_changes() -> None:
+    raw = b'{"contents":[{"parts":[{"text":"h\\u00e9"}]}],"model":"models/alias","generationConfig":{"topK":3}}'
+    top = TopLevel(raw, GEMINI_HISTORY)
+    assert "contents" not in top.small
+    sent = top.with_fields(native_changes(top.small, "up", 50))
+    assert sent == (b'{"contents":[{"parts":[{"text":"h\\u00e9"}]}],"model":"models/up",'
+                    b'"generationConfig":{"topK":3,"maxOutputTokens":50}}')
 
 
 def test_bounds_size_the_reservation() -> None:

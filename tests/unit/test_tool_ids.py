@@ -3,6 +3,7 @@ fit are untouched, and fitting twice changes nothing."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -23,6 +24,7 @@ from shieldes.providers.tool_ids import (
     OPENAI,
     RESPONSES,
     IdRule,
+    anthropic_ids_fit_in,
     fit_chat_ids,
     fit_messages_ids,
     fit_responses_ids,
@@ -223,3 +225,37 @@ def test_a_messages_history_is_sent_as_it_is_exactly_when_every_id_fits(turns: l
         sent = [b.get("id") or b.get("tool_use_id") for m in fitted["messages"][1:] for b in m["content"]
                 if b["type"] != "text"]
         assert all(rule.fits(i) for i in sent)
+
+
+# keys a tool's input may hold beside the ids: the byte check reads every key ending in `id`
+INPUT_KEYS = st.sampled_from(["id", "uuid", "session_id", "path", "tool_use_id", "grid"])
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.lists(ids, min_size=1, max_size=3, unique=True), min_size=1, max_size=3),
+       inputs=st.dictionaries(INPUT_KEYS, ids, max_size=3), spaced=st.booleans())
+def test_the_byte_check_of_a_messages_history_never_passes_an_id_anthropic_refuses(
+        turns: list[list[str]], inputs: dict[str, str], spaced: bool) -> None:
+    """anthropic_ids_fit_in reads the history's bytes: True only when messages_ids_fit says so too
+    (False may also mean "decode and look": a tool input's own `id` that Anthropic would not take)."""
+    messages: list[Any] = [{"role": "user", "content": "go"}]
+    for turn in turns:
+        messages.append({"role": "assistant", "content": [
+            {"type": "tool_use", "id": i, "name": "f", "input": inputs} for i in turn]})
+        messages.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in turn]})
+    raw = json.dumps(messages).encode() if spaced else orjson.dumps(messages)  # ", " and ": " or compact
+    exact = messages_ids_fit(messages, ANTHROPIC)
+    assert not anthropic_ids_fit_in(raw) or exact
+    if all(ANTHROPIC.fits(v) for v in inputs.values() if isinstance(v, str)):
+        assert anthropic_ids_fit_in(raw) == exact  # nothing else to trip it: the same answer
+
+
+def test_the_byte_check_reads_ids_as_clients_write_them() -> None:
+    assert anthropic_ids_fit_in(b'[{"role":"user","content":"no tools yet"}]')
+    assert anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu_01A-b_9"}]}]')
+    assert anthropic_ids_fit_in(b'[{"content":[{"type":"tool_result","tool_use_id" : "toolu_1"}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"functions.f:0"}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":""}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu\\u0031"}]}]')  # an escape
+    assert anthropic_ids_fit_in(b'[{"content":"the text says \\"id\\": \\"not one\\""}]')  # inside a string

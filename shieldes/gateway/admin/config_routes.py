@@ -143,6 +143,7 @@ async def create_key(call: Call) -> Any:
         rpm=b.get("rpm"), tpm=b.get("tpm"), budget_usd=b.get("budget"),
         budget_period=b.get("budget_period") or "30d", team=b.get("team"),
         expires_at=expiry(b.get("expires_in"), b.get("expires_at"), time.time()),
+        mcp=tuple(b["mcp"]) if b.get("mcp") else None,
     )
     written = await _write(call, command)
     key = written.state.keys[written.events[0].data["id"]]
@@ -164,6 +165,7 @@ async def update_key(call: Call) -> Any:
         rpm=b.get("rpm", UNSET), tpm=b.get("tpm", UNSET), team=b.get("team", UNSET),
         expires_at=UNSET if "expires_at" not in b else (
             None if b["expires_at"] is None else expiry(None, b["expires_at"], time.time())),
+        mcp=UNSET if "mcp" not in b else (tuple(b["mcp"]) if b["mcp"] else None),
     )
     written = await _write(call, command)
     key = written.state.keys[_key(written.state, call.path["key"]).id]
@@ -446,6 +448,7 @@ _KEY_CREATE = (
     Field("team", "string", "team name or id the key belongs to", nullable=True),
     Field("expires_in", "string", "expiry from now, e.g. 12h, 30d, 2w"),
     Field("expires_at", "string", "expiry time, ISO 8601 (e.g. 2027-01-01T00:00:00Z)"),
+    Field("mcp", "array", "MCP servers and tools it may use: SERVER, SERVER/TOOL or * (omit: none)", nullable=True),
 )
 _KEY_UPDATE = (
     Field("models", "array", "allowed models; null allows every model", nullable=True),
@@ -453,6 +456,8 @@ _KEY_UPDATE = (
     Field("tpm", "integer", "tokens per minute; null removes the limit", nullable=True),
     Field("team", "string", "team name or id; null takes the key out of its team", nullable=True),
     Field("expires_at", "string", "expiry time, ISO 8601; null: never expires", nullable=True),
+    Field("mcp", "array", "MCP servers and tools it may use (SERVER, SERVER/TOOL or *); null or []: none",
+          nullable=True),
 )
 _OPTION_HELP = {"rpm": "the deployment's own requests per minute, held by the whole cluster: ",
                 "tpm": "the deployment's own tokens per minute, held by the whole cluster: ",

@@ -22,6 +22,11 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("see `shieldes provider list`", "see GET /admin/v1/providers"),
     ("see `shieldes model list`", "see GET /admin/v1/aliases"),
     ("see `shieldes admin-token list`", "see GET /admin/v1/admin-tokens"),
+    ("register it with `shieldes mcp add` or see `shieldes mcp list`",
+     "register it with POST /admin/v1/mcp-servers or see GET /admin/v1/mcp-servers"),
+    ("see `shieldes mcp list`", "see GET /admin/v1/mcp-servers"),
+    ("e.g. --mcp github,jira/search_issues", 'e.g. ["github", "jira/search_issues"]'),
+    ("--header 'Authorization: Bearer TOKEN'", '{"Authorization": "Bearer TOKEN"}'),
     ("`shieldes provider update --models`", "PATCH /admin/v1/providers/{name} with `models`"),
     ("(`shieldes model alias|remove`)", "(PUT or DELETE /admin/v1/aliases/{name})"),
     ("(`shieldes model alias`)", "(PUT /admin/v1/aliases/{name})"),
@@ -56,6 +61,9 @@ _FLAGS: dict[str, str] = {  # flag -> the words that name the field
     "--api-key": "`api_key`",
     "--api-version": "`api_version`",
     "--name": "`name`",
+    "--url": "`url`",
+    "--mcp": "`mcp`",
+    "--header": "`headers` entry",
 }
 # the longest flag first where one starts another (--budget-period before --budget)
 _FLAG = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in sorted(_FLAGS, key=len, reverse=True)))

@@ -1,0 +1,101 @@
+"""`shieldes mcp add|list|remove`: upstream MCP servers clients reach at /mcp/NAME with a virtual
+key. Their headers (an Authorization token, ...) are secrets: stored encrypted or as `env:VAR`
+references, like provider keys, and never shown again (docs/mcp.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from shieldes import secrets
+from shieldes.cli.common import (
+    OneLineGroup,
+    cli_context,
+    emit,
+    handle_errors,
+    json_option,
+    read_config,
+    run,
+    run_read,
+    write,
+)
+from shieldes.mcp.servers import header_refs, parse_header
+from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer
+from shieldes.views import mcp_server_row
+
+COLUMNS = ("name", "url", "route", "headers")
+
+
+def _pairs(specs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, value = parse_header(spec)
+        out[name] = value
+    return out
+
+
+@click.group("mcp", cls=OneLineGroup)
+def mcp_group() -> None:
+    """MCP servers reached through the gateway at /mcp/NAME (docs/mcp.md)."""
+
+
+@mcp_group.command("add")
+@click.argument("name")
+@click.option("--url", required=True, help="the server's Streamable HTTP endpoint, e.g. https://mcp.example.com/mcp")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="a header sent to the server with every request (repeatable), stored encrypted")
+@click.option("--header-env", "header_envs", multiple=True, metavar="'NAME: VAR'",
+              help="a header whose value each node reads from environment variable VAR (repeatable)")
+@json_option
+@handle_errors
+def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, ...], as_json: bool) -> None:
+    """Register MCP server NAME at --url; keys allowed it (`key create/update --mcp`) reach it at /mcp/NAME."""
+    ctx = cli_context()
+    values, envs = _pairs(headers), _pairs(header_envs)
+    api = ctx.remote()
+    if api is not None:
+        body: dict[str, Any] = {"name": name, "url": url}
+        if values:
+            body["headers"] = values
+        if envs:
+            body["header_envs"] = envs
+        answer = api.call("POST", "/mcp-servers", body, create=True)
+        emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
+        return
+    key = secrets.encryption_key_for(ctx.settings, create=True) if values else None
+    written = run(write(AddMcpServer(name, url, header_refs(values, envs, key))))
+    emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
+
+
+@mcp_group.command("remove")
+@click.argument("name")
+@json_option
+@handle_errors
+def remove(name: str, as_json: bool) -> None:
+    """Remove MCP server NAME: /mcp/NAME stops reaching it on every node."""
+    ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        answer = api.call("DELETE", f"/mcp-servers/{segment(name)}")
+        emit({"name": name, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
+        return
+    written = run(write(RemoveMcpServer(name)))
+    emit({"name": name, "removed": True, "position": written.position}, as_json=ctx.as_json)
+
+
+@mcp_group.command("list")
+@json_option
+@handle_errors
+def list_(as_json: bool) -> None:
+    """All MCP servers (header values never shown: only `encrypted` or their env:VAR)."""
+    ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        emit([{c: m[c] for c in COLUMNS} for m in api.every("/mcp-servers")], as_json=ctx.as_json, columns=COLUMNS)
+        return
+    view = run_read(read_config())
+    rows = [mcp_server_row(m) for m in sorted(view.state.mcp_servers.values(), key=lambda m: m.name)]
+    emit(rows, as_json=ctx.as_json, columns=COLUMNS)
