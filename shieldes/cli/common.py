@@ -210,6 +210,20 @@ async def write(command: Command) -> Written:
     return await bounded_write(go())
 
 
+def remove_named(label: str, name: str, collection: str, command: Command) -> None:
+    """A `remove` command: `DELETE /admin/v1/{collection}/{name}` in remote mode, else `command`
+    written to the log; prints `{label: name, "removed": true}` and the log position."""
+    ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        position = api.call("DELETE", f"/{collection}/{segment(name)}")["position"]
+    else:
+        position = run(write(command)).position
+    emit({label: name, "removed": True, "position": position}, as_json=ctx.as_json)
+
+
 async def bounded_write(op: Awaitable[T]) -> T:
     """The one bound on a config write in direct mode (`write`, `config import`, `pricing import`):
     the whole of it (the config's fold, the append, its COMMIT) within SHIELDES_DB_ADMIN_READ_TIMEOUT,

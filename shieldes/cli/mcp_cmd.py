@@ -16,6 +16,7 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     read_config,
+    remove_named,
     run,
     run_read,
     write,
@@ -74,16 +75,7 @@ def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, .
 @handle_errors
 def remove(name: str, as_json: bool) -> None:
     """Remove MCP server NAME: /mcp/NAME stops reaching it on every node."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        from shieldes.cli.remote import segment
-
-        answer = api.call("DELETE", f"/mcp-servers/{segment(name)}")
-        emit({"name": name, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
-        return
-    written = run(write(RemoveMcpServer(name)))
-    emit({"name": name, "removed": True, "position": written.position}, as_json=ctx.as_json)
+    remove_named("name", name, "mcp-servers", RemoveMcpServer(name))
 
 
 @mcp_group.command("list")

@@ -14,6 +14,7 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     read_config,
+    remove_named,
     run,
     run_read,
     warn,
@@ -97,13 +98,4 @@ def list_(as_json: bool) -> None:
 @handle_errors
 def remove(public: str, as_json: bool) -> None:
     """Remove the alias PUBLIC (requests for it then route as a plain model name)."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        from shieldes.cli.remote import segment
-
-        answer = api.call("DELETE", f"/aliases/{segment(public)}")
-        emit({"name": public, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
-        return
-    written = run(write(RemoveModelAlias(public)))
-    emit({"name": public, "removed": True, "position": written.position}, as_json=ctx.as_json)
+    remove_named("name", public, "aliases", RemoveModelAlias(public))

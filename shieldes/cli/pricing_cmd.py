@@ -19,6 +19,7 @@ from shieldes.cli.common import (
     json_option,
     open_store,
     read_config,
+    remove_named,
     run,
     run_read,
     split_list,
@@ -82,16 +83,7 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
 def unset(model: str, as_json: bool) -> None:
     """Remove the price set for MODEL or a pattern (the shipped catalog's price, or a pattern's, applies
     again)."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        from shieldes.cli.remote import segment
-
-        answer = api.call("DELETE", f"/pricing/{segment(model)}")
-        emit({"model": model, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
-        return
-    written = run(write(UnsetPricing(model)))
-    emit({"model": model, "removed": True, "position": written.position}, as_json=ctx.as_json)
+    remove_named("model", model, "pricing", UnsetPricing(model))
 
 
 def _row(model: str, p: Price) -> dict[str, object]:

@@ -16,6 +16,7 @@ from shieldes.cli.common import (
     handle_errors,
     json_option,
     read_config,
+    remove_named,
     run,
     run_read,
     split_list,
@@ -197,16 +198,7 @@ def update(
 @handle_errors
 def remove(name: str, as_json: bool) -> None:
     """Remove deployment NAME (requests stop routing to it)."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        from shieldes.cli.remote import segment
-
-        answer = api.call("DELETE", f"/providers/{segment(name)}")
-        emit({"name": name, "removed": True, "position": answer["position"]}, as_json=ctx.as_json)
-        return
-    written = run(write(RemoveProvider(name)))
-    emit({"name": name, "removed": True, "position": written.position}, as_json=ctx.as_json)
+    remove_named("name", name, "providers", RemoveProvider(name))
 
 
 @provider_group.command("list")
