@@ -28,6 +28,9 @@ def test_mcp_servers_through_the_cli(database_url: str) -> None:
         result = invoke(database_url, "--json", *args, env=ENC)
         assert result.exit_code == 0 and "PLAINTEXT" not in result.stdout, args
     assert "PLAINTEXT" not in dump_database(database_url)
+    # the audit role reads which headers a server gets, not their values (encrypted or env:)
+    [added] = [e for e in ok(database_url, "audit", "log") if e["type"] == "mcp_server.added"]
+    assert added["data"]["headers"] == {"Authorization": "redacted", "X-Team": "redacted"}
 
     before = count_events(database_url)
     assert "already exists" in refused(database_url, "mcp", "add", "github", "--url", "https://x.io/mcp")
