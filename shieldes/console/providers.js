@@ -7,7 +7,9 @@ const POLL_MS = 3000;
 export async function providersPage(root) {
   const healthArea = h("div");
   const pricingArea = h("div");
-  root.replaceChildren(heading("Providers", h("span.live", { "aria-hidden": "true" }, "live")), healthArea, pricingArea);
+  const mcpArea = h("div");
+  root.replaceChildren(heading("Providers", h("span.live", { "aria-hidden": "true" }, "live")), healthArea, pricingArea,
+    mcpArea);
   let timer = null;
   let stopped = false;
 
@@ -40,13 +42,26 @@ export async function providersPage(root) {
   await loop();
   try {
     const pricing = await api("GET", "/pricing?source=override&limit=1000");
+    const perImage = pricing.data.some((p) => p.per_image != null);
     pricingArea.replaceChildren(h("h2", "Pricing overrides"), table("Prices per 1M tokens", [
       { label: "Model", header: true, cell: (p) => p.model },
       { label: "Input", num: true, cell: (p) => fmt.usd(p.input_per_1m) },
       { label: "Output", num: true, cell: (p) => fmt.usd(p.output_per_1m) },
+      ...(perImage ? [{ label: "Per image", num: true, cell: (p) => (p.per_image == null ? "–" : fmt.usd(p.per_image)) }] : []),
     ], pricing.data, { empty: "No price overrides: the shipped price table applies." }));
   } catch (err) {
     pricingArea.replaceChildren(errorBox(err));
+  }
+  try {
+    const servers = await api("GET", "/mcp-servers?limit=1000");
+    mcpArea.replaceChildren(h("h2", "MCP servers"), table("MCP servers agents reach through the gateway", [
+      { label: "Server", header: true, cell: (m) => m.name },
+      { label: "Route", cell: (m) => h("code", m.route) },
+      { label: "URL", cell: (m) => m.url },
+      { label: "Headers", cell: (m) => headerList(m.headers) },
+    ], servers.data, { empty: "No MCP servers: register one with `shieldes mcp add` (docs/mcp.md)." }));
+  } catch (err) {
+    mcpArea.replaceChildren(errorBox(err));
   }
   return { stop() { stopped = true; clearTimeout(timer); } };
 }
@@ -56,4 +71,11 @@ function peerView(peers) {
   if (!entries.length) return h("span.muted", "–");
   return h("ul.peers", entries.map(([node, p]) => h("li", `${node}: `,
     h(`span.badge.${p.open ? "bad" : "ok"}`, p.open ? "open" : "closed"), ` ${fmt.latency(p.latency_ms)}, ${p.requests ? fmt.pct(p.error_rate) : "–"} err`)));
+}
+
+// Header names and where each value comes from (never the value: `encrypted` or `env:VAR`).
+function headerList(headers) {
+  const entries = Object.entries(headers || {});
+  if (!entries.length) return h("span.muted", "–");
+  return h("ul.peers", entries.map(([name, source]) => h("li", `${name}: `, h("span.muted", source))));
 }

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shieldes.projections.commands import CreateTeam
-from shieldes.projections.shared_commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddMcpServer, AddProvider, SetPricing
 from tests import pg
 from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json
@@ -41,6 +41,8 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 AddProvider("backup", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",), 0.5),
                 # dear prices, so cost and budget bars are visible in the screenshots
                 SetPricing("gpt-4o-mini", 150.0, 600.0), SetPricing("gpt-4o", 400.0, 1600.0),
+                SetPricing("dall-e-3", 0.0, 0.0, per_image=0.08),
+                AddMcpServer("github", "https://mcp.example.com/mcp", {"Authorization": "env:GITHUB_MCP_TOKEN"}),
                 CreateTeam("team_search", "search", 20.0, "30d"))
         for name in ("node-a", "node-b"):
             c.start(c.add_node(name))
@@ -158,6 +160,11 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
         if page == "requests":  # with one request open
             click(driver, "button[aria-label^='Open request']", "a request opened")
             wait(driver, lambda d: all_css(d, "#req-id"), what="request detail")
+        if page == "providers":  # the MCP servers agents reach, header sources never values; per-image prices
+            wait(driver, lambda d: "MCP servers" in by_css(d, "main").text, what="the MCP servers")
+            text = by_css(driver, "main").text
+            assert "/mcp/github" in text and "Authorization: env:GITHUB_MCP_TOKEN" in text, text
+            assert "per image" in text.lower() and "dall-e-3" in text, text
         if page == "audit":  # show a diff too: from the middle of the history to now
             buttons = all_css(driver, "button[aria-label^='Diff from change']")
             buttons[len(buttons) // 2].click()
