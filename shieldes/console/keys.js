@@ -71,6 +71,7 @@ export async function keysPage(root) {
       { label: "Status", cell: (k) => h(`span.badge.${k.status === "active" ? "ok" : "bad"}`, k.status) },
       { label: "Team", cell: (k) => k.team || "–" },
       { label: "Models", cell: (k) => fmt.list(k.models) },
+      ...(rows.some((k) => k.mcp && k.mcp.length) ? [{ label: "MCP", cell: (k) => (k.mcp && k.mcp.length ? k.mcp.join(", ") : h("span.muted", "none")) }] : []),
       { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
       { label: "TPM", num: true, cell: (k) => fmt.num(k.tpm) },
       { label: "Spend / budget", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
@@ -124,6 +125,7 @@ export async function keysPage(root) {
   function createForm() {
     const name = h("input", { name: "name", required: true, autocomplete: "off" });
     const models = h("input", { name: "models", placeholder: "all models" });
+    const mcp = h("input", { name: "mcp", placeholder: "none" });
     const rpm = h("input", { name: "rpm", type: "number", min: 1, inputmode: "numeric" });
     const tpm = h("input", { name: "tpm", type: "number", min: 1, inputmode: "numeric" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
@@ -134,6 +136,7 @@ export async function keysPage(root) {
       h("h2#create-title", "Create a key"),
       h("div.grid",
         field("Name", name), field("Models", models, "comma-separated; empty allows every model"),
+        field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
         field("Requests per minute", rpm, "cluster-wide; empty: no limit"), field("Tokens per minute", tpm),
         field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), field("Team", team)),
       error, h("button.primary", { type: "submit" }, "Create key"));
@@ -142,6 +145,8 @@ export async function keysPage(root) {
       error.textContent = "";
       const body = { name: name.value.trim(), models: splitList(models.value), rpm: numberOrNull(rpm.value),
         tpm: numberOrNull(tpm.value), budget: numberOrNull(budget.value), budget_period: period.value, team: team.value || null };
+      const access = splitList(mcp.value);  // (null when empty: no MCP access)
+      if (access) body.mcp = access;
       try {
         const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
         form.reset();
@@ -157,6 +162,7 @@ export async function keysPage(root) {
 
   function edit(k) {
     const models = h("input", { name: "models", value: k.models ? k.models.join(", ") : "", placeholder: "all models" });
+    const mcp = h("input", { name: "mcp", value: k.mcp ? k.mcp.join(", ") : "", placeholder: "none" });
     const rpm = h("input", { name: "rpm", type: "number", min: 1, value: k.rpm ?? "" });
     const tpm = h("input", { name: "tpm", type: "number", min: 1, value: k.tpm ?? "" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", value: k.budget_usd ?? "" });
@@ -165,7 +171,9 @@ export async function keysPage(root) {
     const error = h("p.error", { role: "alert" });
     const form = h("form.panel", { "aria-labelledby": "edit-title" },
       h("h2#edit-title", `Edit ${k.name}`),
-      h("div.grid", field("Models", models, "empty allows every model"), field("Requests per minute", rpm, "empty: no limit"),
+      h("div.grid", field("Models", models, "empty allows every model"),
+        field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
+        field("Requests per minute", rpm, "empty: no limit"),
         field("Tokens per minute", tpm, "empty: no limit"), field("Team", team),
         field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period)),
       error,
@@ -178,6 +186,8 @@ export async function keysPage(root) {
       const patch = {};
       const newModels = splitList(models.value);
       if (JSON.stringify(newModels) !== JSON.stringify(k.models)) patch.models = newModels;
+      const newMcp = splitList(mcp.value) || [];
+      if (JSON.stringify(newMcp) !== JSON.stringify(k.mcp || [])) patch.mcp = newMcp;
       if (numberOrNull(rpm.value) !== k.rpm) patch.rpm = numberOrNull(rpm.value);
       if (numberOrNull(tpm.value) !== k.tpm) patch.tpm = numberOrNull(tpm.value);
       if ((team.value || null) !== k.team) patch.team = team.value || null;

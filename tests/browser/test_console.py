@@ -295,19 +295,19 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         sent, spare = more_traffic(cluster)
         total = 3 + sent
 
-        # edit limits and the budget of a key in the console
+        # edit limits, the budget and the MCP access of a key in the console
         go(driver, "keys", "table caption")
         wait(driver, lambda d: "search-prod" in by_css(d, "main table").text, what="keys made elsewhere listed")
         by_css(driver, "button[aria-label='Edit search-prod']").click()
         form = by_css(driver, "form[aria-labelledby=edit-title]")
-        for name, value in (("rpm", "900"), ("budget", "0.75")):
+        for name, value in (("rpm", "900"), ("budget", "0.75"), ("mcp", "github/search_code")):
             box = by_css(form, f"input[name={name}]")
             box.clear()
             box.send_keys(value)
         button(driver, "Save", form).click()
         row = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "search-prod" in r.text and "900" in r.text],
                    what="edited row")[0]
-        assert "/ $0.75" in row.text
+        assert "/ $0.75" in row.text and "github/search_code" in row.text  # its MCP access, in the MCP column
         shots += shoot_all(driver, out, "desktop", total, cluster, spare)
         # keyboard: the skip link is the first stop and lands on the page content
         from selenium.webdriver.common.action_chains import ActionChains
