@@ -238,7 +238,9 @@ class Node:
                                tls=tls.front if tls is not None else None)
         await self.http.start()
         if tls is not None:
-            self.metrics.watch_tls(tls)
+            self.metrics.watch_tls("api", tls)
+        if self.cluster.gossip is not None and self.cluster.gossip.certificates is not None:
+            self.metrics.watch_tls("gossip", self.cluster.gossip.certificates)
         in_flight = self.http.app[IN_FLIGHT]
         self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe, lambda: in_flight.count)
         self.loop_lag.start()

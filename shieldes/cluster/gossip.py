@@ -77,7 +77,7 @@ class Gossip(GossipRounds):
         self._untaken: set[str] = set()  # targets whose latest push ended not taken (GossipRounds._retry)
         self._targets = targets
         self._on_sent = on_sent
-        self._tls = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext gRPC
+        self._tls = self.certificates = tls  # mutual TLS on top of the HMAC (gossip_tls.py); None: plaintext
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, tuple[grpc.aio.Channel, gossip_pb2_grpc.GossipStub]] = {}
         self._channels_generation = 0  # of the TLS set the channels were opened with

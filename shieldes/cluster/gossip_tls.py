@@ -67,6 +67,13 @@ def checked(tls: GossipTLS) -> GossipTLS:
     return tls
 
 
+def expiry(tls: GossipTLS) -> float:
+    """When the set's certificate expires (Unix time; checked() read it already)."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(tls.cert).not_valid_after_utc.timestamp()
+
+
 class GossipCertificates:
     """The gossip port's certificate, key and CA, re-read when their files change: at most every
     `interval` seconds, as a handshake comes in (the server asks for its configuration on each new
@@ -78,6 +85,7 @@ class GossipCertificates:
     def __init__(self, tls: GossipTLS, paths: tuple[Path, Path, Path] | None = None, interval: float = 0.0,
                  clock: Callable[[], float] = time.monotonic, seen: Fingerprint = None) -> None:
         self.current = tls
+        self.expires_at = expiry(tls)
         self.generation = 0  # +1 per set loaded after the first
         self.loaded = self.refused = 0
         self._paths, self._interval, self._clock, self._seen = paths, interval, clock, seen
@@ -122,7 +130,7 @@ class GossipCertificates:
                 log.error("gossip TLS: the changed files were not loaded: %s; the certificate set before stays, "
                           "and the files are read again when they change", exc.message)
                 return False
-            self.current = tls
+            self.current, self.expires_at = tls, expiry(tls)
             self.generation += 1
             self.loaded += 1
             log.info("gossip TLS: new connections use the certificate in %s", self._paths[0])

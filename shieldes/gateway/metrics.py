@@ -12,16 +12,24 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from shieldes.gateway.tls import ServedCertificate
 from shieldes.providers.base import TokenUsage
 
 MAX_SERIES = 200
+
+
+class WatchedCertificate(Protocol):
+    """A port's certificate as metrics read it (gateway.tls.ServedCertificate, gossip_tls.GossipCertificates)."""
+
+    expires_at: float
+    loaded: int
+    refused: int
 UNMATCHED = "unmatched"  # the route label of paths no route serves (404); never the raw path
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -127,15 +135,18 @@ class _HotSeries(Collector):
                                       "retried", value=stalls())
             yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
                                       "than 100,000 waiting for the database)", value=dropped())
-        if m._tls is not None:
-            yield GaugeMetricFamily("shieldes_tls_certificate_expiry_timestamp_seconds",
-                                    "when the certificate the API port serves to new connections expires (Unix "
-                                    "time)", value=m._tls.expires_at)
+        if m._tls:
+            expiry = GaugeMetricFamily("shieldes_tls_certificate_expiry_timestamp_seconds",
+                                       "when the certificate a port gives new connections expires (Unix time; "
+                                       "port: api (HTTPS) or gossip (mutual TLS))", labels=["port"])
             reloads = CounterMetricFamily("shieldes_tls_certificate_reloads", "changed certificate files: loaded "
-                                          "and served to new connections, or refused (see the log)",
-                                          labels=["outcome"])
-            reloads.add_metric(["loaded"], m._tls.loaded)
-            reloads.add_metric(["refused"], m._tls.refused)
+                                          "and used for new connections, or refused (see the log)",
+                                          labels=["port", "outcome"])
+            for port, watched in sorted(m._tls.items()):
+                expiry.add_metric([port], watched.expires_at)
+                reloads.add_metric([port, "loaded"], watched.loaded)
+                reloads.add_metric([port, "refused"], watched.refused)
+            yield expiry
             yield reloads
         if m._background is not None:
             yield GaugeMetricFamily("shieldes_background_responses",
@@ -173,7 +184,7 @@ class Metrics:
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
                                       Callable[[], float]] | None = None
         self._background: Callable[[], float] | None = None
-        self._tls: ServedCertificate | None = None
+        self._tls: dict[str, WatchedCertificate] = {}
         self._ttft = _Histogram(TTFT_BUCKETS)
         self._tps = _Histogram(TPS_BUCKETS)
         self._providers = _Bounded(MAX_SERIES)
@@ -256,9 +267,10 @@ class Metrics:
         """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
         self._stored_responses = (pending, pending_bytes, stalls, dropped)
 
-    def watch_tls(self, served: ServedCertificate) -> None:
-        """The HTTPS certificate served and its reloads, read at scrape time."""
-        self._tls = served
+    def watch_tls(self, port: str, served: WatchedCertificate) -> None:
+        """A port's certificate (`api`: HTTPS, `gossip`: its mutual TLS) and its reloads, read at
+        scrape time."""
+        self._tls[port] = served
 
     def watch_background_responses(self, running: Callable[[], float]) -> None:
         """The background responses the node runs, read at scrape time."""

@@ -179,3 +179,19 @@ async def test_renewed_files_are_used_without_a_restart_and_a_broken_set_is_refu
     finally:
         for g in (a, b, c):
             await g.stop()
+
+
+async def test_a_node_with_gossip_tls_exports_its_certificate_expiry_and_reloads(
+        database_url: str, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.integration.gateway_harness import harness
+    from tests.integration.test_https import tls_samples
+
+    paths = _write(tmp_path, issue(make_ca("shieldes gossip CA"), "n"))
+    node = harness(database_url, cluster_secret="gossip-metrics-secret", gossip_port=0,
+                   gossip_tls_cert=paths[0], gossip_tls_key=paths[1], gossip_tls_ca=paths[2])
+    async with node as h, aiohttp.ClientSession() as http, http.get(h.base + "/metrics") as resp:
+        text = await resp.text()
+    expires = x509.load_pem_x509_certificate(paths[0].read_bytes()).not_valid_after_utc.timestamp()
+    assert tls_samples(text, "gossip") == (expires, 0, 0)

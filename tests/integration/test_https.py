@@ -18,6 +18,7 @@ import openai
 import pytest
 import yaml
 from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.errors import TLSConfigError
 from shieldes.gateway.tls import certificate_expiry, server_context
@@ -70,6 +71,15 @@ def test_a_wrong_tls_configuration_says_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(TLSConfigError, match="give the key that matches the certificate"):
         server_context(tmp_path / "srv.pem", other / "srv.key")
     assert server_context(tmp_path / "srv.pem", tmp_path / "srv.key") is not None
+
+
+def tls_samples(text: str, port: str) -> tuple[float, float, float]:
+    """A port's certificate expiry and its loaded and refused reloads, from a /metrics text."""
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(text) for s in f.samples}
+    return (found[("shieldes_tls_certificate_expiry_timestamp_seconds", (("port", port),))],
+            *(found[("shieldes_tls_certificate_reloads_total", (("outcome", o), ("port", port)))]
+              for o in ("loaded", "refused")))
 
 
 class _Connection:
@@ -134,20 +144,16 @@ async def test_a_renewed_certificate_is_served_to_new_connections_without_a_rest
                 return await resp.text()
 
         text = await metrics()
-        assert 'shieldes_tls_certificate_reloads_total{outcome="loaded"} ' in text
-        assert 'shieldes_tls_certificate_reloads_total{outcome="refused"} 0.0' in text
+        assert tls_samples(text, "api") == (certificate_expiry(second / "srv.pem"), 1, 0)
         alerts = yaml.safe_load(RULES.read_text())["groups"]
         for name in {n for g in alerts for r in g["rules"] for n in METRIC.findall(r["expr"])
                      if n.startswith(HTTPS_ONLY)}:
             assert f"\n{name}" in text, f"an alert queries {name}, which an HTTPS node does not export"
-        expiry = next(line for line in text.splitlines()
-                      if line.startswith("shieldes_tls_certificate_expiry_timestamp_seconds "))
-        assert float(expiry.split()[1]) == certificate_expiry(second / "srv.pem")
 
         # a renewal gone wrong (a key of another certificate) is refused; the one served stays
         _replace(key, (first / "srv.key").read_bytes())
         deadline = time.monotonic() + 10
-        while 'reloads_total{outcome="refused"} 1.0' not in (text := await metrics()):
+        while tls_samples(await metrics(), "api")[2] != 1:
             assert time.monotonic() < deadline, "the broken pair was not looked at"
             await asyncio.sleep(0.05)
         assert await served() == _serial_of(second / "srv.pem")
