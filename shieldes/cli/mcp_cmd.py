@@ -22,7 +22,7 @@ from shieldes.cli.common import (
     write,
 )
 from shieldes.mcp.servers import header_refs, parse_header
-from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer
+from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.views import mcp_server_row
 
 COLUMNS = ("name", "url", "route", "headers")
@@ -66,6 +66,39 @@ def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, .
         return
     key = secrets.encryption_key_for(ctx.settings, create=True) if values else None
     written = run(write(AddMcpServer(name, url, header_refs(values, envs, key))))
+    emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
+
+
+@mcp_group.command("update")
+@click.argument("name")
+@click.option("--url", default=None, help="a new Streamable HTTP endpoint")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="the new set of headers (repeatable; replaces every header), stored encrypted")
+@click.option("--header-env", "header_envs", multiple=True, metavar="'NAME: VAR'",
+              help="a header of the new set read from environment variable VAR on each node (repeatable)")
+@json_option
+@handle_errors
+def update(name: str, url: str | None, headers: tuple[str, ...], header_envs: tuple[str, ...], as_json: bool) -> None:
+    """Change MCP server NAME in place (a rotated token, a moved endpoint): /mcp/NAME answers throughout, and
+    keys keep their access. Headers given replace the whole set; none given keeps them."""
+    ctx = cli_context()
+    values, envs = _pairs(headers), _pairs(header_envs)
+    replaced = bool(values or envs)
+    api = ctx.remote()
+    if api is not None:
+        from shieldes.cli.remote import segment
+
+        body: dict[str, Any] = {}
+        if url is not None:
+            body["url"] = url
+        if replaced:
+            body["headers"], body["header_envs"] = values, envs
+        answer = api.call("PATCH", f"/mcp-servers/{segment(name)}", body)
+        emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
+        return
+    key = secrets.encryption_key_for(ctx.settings, create=True) if values else None
+    refs = header_refs(values, envs, key) if replaced else None
+    written = run(write(UpdateMcpServer(name, url, refs)))
     emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
 
 

@@ -72,6 +72,18 @@ def mcp_server_updated(state: ConfigState, name: str, headers: Mapping[str, str]
     return McpServerUpdated(name, server.url, check_headers(headers))
 
 
+def mcp_server_changed(state: ConfigState, name: str, url: str | None,
+                       headers: Mapping[str, str] | None) -> McpServerUpdated:
+    """`mcp update`: a new URL and/or a new set of headers (a rotated token), in place."""
+    server = state.mcp_servers.get(name)
+    if server is None:
+        raise SubjectNotFound(f"no MCP server named {name!r}; see `shieldes mcp list`", code="mcp_server_not_found")
+    if url is None and headers is None:
+        raise CommandRejected("nothing to change: pass --url, or the new set of --header / --header-env")
+    return McpServerUpdated(name, server.url if url is None else check_url(url),
+                            dict(server.headers) if headers is None else check_headers(headers))
+
+
 def check_headers(headers: Mapping[str, str]) -> dict[str, str]:
     if len(headers) > MAX_HEADERS:
         raise CommandRejected(f"at most {MAX_HEADERS} --header options per server")

@@ -158,6 +158,15 @@ class RemoveMcpServer:
 
 
 @dataclass(frozen=True)
+class UpdateMcpServer:
+    """An MCP server's URL and/or headers changed in place (None: kept): /mcp/{name} keeps answering."""
+
+    name: str
+    url: str | None = None
+    headers: Mapping[str, str] | None = None  # the whole new set (env:VAR or enc:..., made by the caller)
+
+
+@dataclass(frozen=True)
 class SetMcpHeaders:
     """An MCP server's headers replaced as a whole (as `secrets rotate` re-encrypts them)."""
 
@@ -168,6 +177,7 @@ class SetMcpHeaders:
 SharedCommand = (
     AddProvider | UpdateProvider | RemoveProvider | SetPricing | UnsetPricing | SetRouting | CreateAdminToken
     | RevokeAdminToken | SetModelAlias | RemoveModelAlias | AddMcpServer | RemoveMcpServer | SetMcpHeaders
+    | UpdateMcpServer
 )
 
 
@@ -350,6 +360,10 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
             from shieldes.mcp.servers import mcp_server_updated
 
             return [mcp_server_updated(state, command.name, command.headers)]
+        case UpdateMcpServer():
+            from shieldes.mcp.servers import mcp_server_changed
+
+            return [mcp_server_changed(state, command.name, command.url, command.headers)]
         case RemoveMcpServer():
             if command.name not in state.mcp_servers:
                 raise SubjectNotFound(f"no MCP server named {command.name!r}; see `shieldes mcp list`",

@@ -56,6 +56,18 @@ def test_mcp_servers_through_the_cli(database_url: str) -> None:
     assert "contradict" in refused(database_url, "key", "update", "agent", "--mcp", "*", "--no-mcp")
     assert ok(database_url, "key", "update", "agent", "--mcp", "*")["mcp"] == ["*"]
 
+    # changed in place: a moved endpoint, a rotated token (the whole set replaced), keys keep their access
+    moved = ok(database_url, "mcp", "update", "github", "--url", "https://mcp2.example.com/mcp", env=ENC)
+    assert moved["url"] == "https://mcp2.example.com/mcp" and moved["headers"] == row["headers"]
+    rotated = ok(database_url, "mcp", "update", "github", "--header", "Authorization: Bearer ghp-PLAINTEXT-new",
+                 env=ENC)
+    assert rotated["url"] == "https://mcp2.example.com/mcp" and rotated["headers"] == {"Authorization": "encrypted"}
+    assert ok(database_url, "key", "show", "agent")["mcp"] == ["*"]
+    assert "PLAINTEXT" not in dump_database(database_url)
+    assert "nothing to change" in refused(database_url, "mcp", "update", "github")
+    assert "no MCP server named 'nope'" in refused(database_url, "mcp", "update", "nope", "--url", "https://x.io")
+    assert "invalid --url" in refused(database_url, "mcp", "update", "github", "--url", "ftp://x")
+
     assert ok(database_url, "mcp", "remove", "github")["removed"] is True
     assert ok(database_url, "mcp", "list") == []
 
@@ -78,6 +90,12 @@ async def test_mcp_servers_through_the_admin_api(database_url: str) -> None:
         assert status == 400 and "invalid `url` 'nope'" in bad["error"]["message"]
         status, missing = await api.call("DELETE", f"{API}/mcp-servers/nope")
         assert status == 404 and missing["error"]["code"] == "mcp_server_not_found"
+        status, rotated = await api.call("PATCH", f"{API}/mcp-servers/github",
+                                         {"headers": {"Authorization": "Bearer PLAINTEXT-rotated"}})
+        assert status == 200 and rotated["headers"] == {"Authorization": "encrypted"}, rotated
+        assert rotated["url"] == "https://mcp.example.com/mcp" and "PLAINTEXT" not in str(rotated)
+        status, same = await api.call("PATCH", f"{API}/mcp-servers/github", {})
+        assert status == 400 and "send `url`, or the new set in `headers`" in same["error"]["message"], same
         assert "GET /admin/v1/mcp-servers" in missing["error"]["message"]
         status, unknown = await api.post(f"{API}/keys", {"name": "k", "mcp": ["jira"]})
         assert status == 400 and "no MCP server named 'jira'" in unknown["error"]["message"]

@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from shieldes import secrets
 from shieldes.projections.commands import RevokeKey, UpdateKey
-from shieldes.projections.shared_commands import AddMcpServer
+from shieldes.projections.shared_commands import AddMcpServer, UpdateMcpServer
 from tests.cli import invoke
 from tests.fake_mcp import TOKEN, Seen, running_mcp_server
 from tests.integration.gateway_harness import Harness, harness, wait_until
@@ -211,6 +211,12 @@ async def test_json_answers_and_an_unreachable_server(database_url: str) -> None
             async with mcp_session(h, key, "wrong-token") as session:
                 with pytest.raises(MCPError, match="refused the gateway's credentials"):
                     await session.initialize()
+            # the token given in place (`shieldes mcp update`): the same route and key work at once
+            await h.admin(UpdateMcpServer("wrong-token", headers={"Authorization": header}))
+            await h.sync()
+            async with mcp_session(h, key, "wrong-token") as session:
+                await session.initialize()
+                assert (await session.list_tools()).tools
             async with mcp_session(h, key, "no-env") as session:
                 with pytest.raises(MCPError, match="SHIELDES_TEST_UNSET_MCP_VAR is not set on this node"):
                     await session.initialize()

@@ -1,4 +1,4 @@
-"""Admin API routes for MCP servers: register, list, remove (the CLI's `shieldes mcp`). Header
+"""Admin API routes for MCP servers: register, list, update, remove (the CLI's `shieldes mcp`). Header
 values are encrypted by the node that takes the request and never returned."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.gateway.admin.config_routes import _created, _with_position, _write
 from shieldes.mcp.servers import header_refs
-from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer
+from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.roles import ADMIN, READ
 from shieldes.views import mcp_server_row
 
@@ -43,6 +43,19 @@ async def add_server(call: Call) -> Any:
     return _created(written), _with_position(mcp_server_row(written.state.mcp_servers[b["name"]]), written)
 
 
+async def update_server(call: Call) -> Any:
+    b = call.body
+    replaced = "headers" in b or "header_envs" in b
+    values, envs = _strings(b, "headers"), _strings(b, "header_envs")
+    key = secrets.encryption_key_for(call.ctx.settings, create=True) if values else None
+    refs = header_refs(values, envs, key) if replaced else None
+    url = b.get("url")
+    if url is not None and not isinstance(url, str):
+        raise InvalidRequest("`url` must be a string, e.g. \"https://mcp.example.com/mcp\"")
+    written = await _write(call, UpdateMcpServer(call.path["name"], url, refs))
+    return _with_position(mcp_server_row(written.state.mcp_servers[call.path["name"]]), written)
+
+
 async def remove_server(call: Call) -> Any:
     written = await _write(call, RemoveMcpServer(call.path["name"]))
     return {"name": call.path["name"], "removed": True, "position": written.events[-1].position}
@@ -62,5 +75,12 @@ ROUTES: tuple[Route, ...] = (
                 Field("header_envs", "object", "headers whose value each node reads from an environment variable, "
                       "e.g. {\"Authorization\": \"GITHUB_MCP_AUTH\"}")),
           idempotent_create=True),
+    Route("PATCH", "/mcp-servers/{name}", update_server, ADMIN, "Change an MCP server in place (a rotated "
+          "token, a moved endpoint)", "mcp servers",
+          body=(Field("url", "string", "a new Streamable HTTP endpoint"),
+                Field("headers", "object", "with header_envs, the new set of headers replacing every header "
+                      "(values stored encrypted, never returned); omit both to keep them"),
+                Field("header_envs", "object", "headers of the new set read from an environment variable on each "
+                      "node"))),
     Route("DELETE", "/mcp-servers/{name}", remove_server, ADMIN, "Remove an MCP server", "mcp servers"),
 )

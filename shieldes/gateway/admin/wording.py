@@ -25,6 +25,8 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("register it with `shieldes mcp add` or see `shieldes mcp list`",
      "register it with POST /admin/v1/mcp-servers or see GET /admin/v1/mcp-servers"),
     ("see `shieldes mcp list`", "see GET /admin/v1/mcp-servers"),
+    ("pass --url, or the new set of --header / --header-env",
+     "send `url`, or the new set in `headers` / `header_envs`"),
     ("e.g. --mcp github,jira/search_issues", 'e.g. ["github", "jira/search_issues"]'),
     ("--header 'Authorization: Bearer TOKEN'", '{"Authorization": "Bearer TOKEN"}'),
     ("`shieldes provider update --models`", "PATCH /admin/v1/providers/{name} with `models`"),
