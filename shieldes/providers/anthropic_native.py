@@ -196,21 +196,14 @@ class UsageWatch:
 class NativeEventStream(HeldStream[bytes]):
     """One upstream event stream relayed byte for byte (`frames()`: the bytes of each read)."""
 
+    watch: UsageWatch
+
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
         self._decoder = SSEDecoder()
         # Read bytes after the last whole event (None: the decoder reads everything from now on)
         self._carry: bytes | None = b""
         self.watch = UsageWatch()
-        self.dropped: list[str] = []  # what of the request the upstream could not take
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self.watch.usage
-
-    @property
-    def _finished(self) -> bool:
-        return self.watch.done
 
     def _feed(self, raw: bytes) -> tuple[str, Body | None] | None:
         """Watch the events of a read (usage, the end); the first event it completes (its name and,

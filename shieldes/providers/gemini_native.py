@@ -171,20 +171,13 @@ class GoogleEventStream(HeldStream[Read]):
     the upstream sends instead of an answer is raised as an UpstreamFailure: before the first byte
     is relayed (`prime`), so another deployment can be tried; later, after the events before it."""
 
+    watch: GoogleWatch
+
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
         self._decoder = SSEDecoder()
         self.watch = GoogleWatch()
         self._failure: UpstreamFailure | None = None
-        self.dropped: list[str] = []  # what of the request the upstream could not take
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self.watch.usage
-
-    @property
-    def _finished(self) -> bool:
-        return self.watch.done
 
     def _parsed(self, raw: bytes, events: list[tuple[str, bytes]]) -> Read:
         """The read's events up to an error event (which sets `_failure`)."""

@@ -6,27 +6,48 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from shieldes.providers.base import Target
+from shieldes.providers.base import Target, TokenUsage
 from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
 from shieldes.providers.transport import UpstreamResponse
 
 T = TypeVar("T")
 
 
+class StreamWatch(Protocol):
+    """What reads a pass-through stream's events on the side: the usage they report, and whether
+    the final one came."""
+
+    @property
+    def usage(self) -> TokenUsage | None: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
 class HeldStream(ABC, Generic[T]):
+    """`watch` reads the events on the side; `dropped` names what of the request the upstream
+    could not take."""
+
+    watch: StreamWatch
+
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         self._resp = resp
         self._target = target
         self._head: list[T] = []  # read before the client got anything (prime)
         self._gen: AsyncGenerator[T, None] | None = None
         self._released = False
+        self.dropped: list[str] = []
 
     @property
-    @abstractmethod
+    def usage(self) -> TokenUsage | None:
+        return self.watch.usage
+
+    @property
     def _finished(self) -> bool:
         """Whether the upstream's answer was read to its end (its connection can be reused)."""
+        return self.watch.done
 
     @abstractmethod
     def _rest(self) -> AsyncGenerator[T, None]:
