@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from shieldes import secrets
 from shieldes.cli.common import (
     OneLineGroup,
     cli_context,
@@ -21,7 +20,7 @@ from shieldes.cli.common import (
     run_read,
     write,
 )
-from shieldes.mcp.servers import header_refs, parse_header
+from shieldes.mcp.servers import parse_header, stored_headers
 from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.views import mcp_server_row
 
@@ -64,8 +63,7 @@ def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, .
         answer = api.call("POST", "/mcp-servers", body, create=True)
         emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
         return
-    key = secrets.encryption_key_for(ctx.settings, create=True) if values else None
-    written = run(write(AddMcpServer(name, url, header_refs(values, envs, key))))
+    written = run(write(AddMcpServer(name, url, stored_headers(ctx.settings, values, envs))))
     emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
 
 
@@ -96,8 +94,7 @@ def update(name: str, url: str | None, headers: tuple[str, ...], header_envs: tu
         answer = api.call("PATCH", f"/mcp-servers/{segment(name)}", body)
         emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
         return
-    key = secrets.encryption_key_for(ctx.settings, create=True) if values else None
-    refs = header_refs(values, envs, key) if replaced else None
+    refs = stored_headers(ctx.settings, values, envs) if replaced else None
     written = run(write(UpdateMcpServer(name, url, refs)))
     emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from shieldes.errors import CommandRejected, SubjectNotFound
 from shieldes.events.catalog import McpServerAdded, McpServerUpdated
 from shieldes.mcp.access import check_server_name
 from shieldes.projections.commands import check_base_url
 from shieldes.projections.state import ConfigState
+
+if TYPE_CHECKING:
+    from shieldes.settings import Settings
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 # headers the gateway itself sets or relays per request: a registered value would fight them
@@ -118,3 +122,12 @@ def header_refs(values: Mapping[str, str], env_vars: Mapping[str, str], encrypti
     for h, v in values.items():
         out[h] = secrets.encrypt_secret(v.strip(), encryption_key)
     return out
+
+
+def stored_headers(settings: Settings, values: Mapping[str, str], env_vars: Mapping[str, str]) -> dict[str, str]:
+    """header_refs under the encryption key (made on first use with the embedded database, as for
+    provider keys); none is needed when no value is given."""
+    from shieldes import secrets
+
+    key = secrets.encryption_key_for(settings, create=True) if values else None
+    return header_refs(values, env_vars, key)

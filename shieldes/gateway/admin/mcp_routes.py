@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shieldes import secrets
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
 from shieldes.gateway.admin.config_routes import _created, _with_position, _write
-from shieldes.mcp.servers import header_refs
+from shieldes.mcp.servers import stored_headers
 from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.roles import ADMIN, READ
 from shieldes.views import mcp_server_row
@@ -38,8 +37,7 @@ async def get_server(call: Call) -> Any:
 async def add_server(call: Call) -> Any:
     b = call.body
     values, envs = _strings(b, "headers"), _strings(b, "header_envs")
-    key = secrets.encryption_key_for(call.ctx.settings, create=True) if values else None
-    written = await _write(call, AddMcpServer(b["name"], b["url"], header_refs(values, envs, key)))
+    written = await _write(call, AddMcpServer(b["name"], b["url"], stored_headers(call.ctx.settings, values, envs)))
     return _created(written), _with_position(mcp_server_row(written.state.mcp_servers[b["name"]]), written)
 
 
@@ -47,8 +45,7 @@ async def update_server(call: Call) -> Any:
     b = call.body
     replaced = "headers" in b or "header_envs" in b
     values, envs = _strings(b, "headers"), _strings(b, "header_envs")
-    key = secrets.encryption_key_for(call.ctx.settings, create=True) if values else None
-    refs = header_refs(values, envs, key) if replaced else None
+    refs = stored_headers(call.ctx.settings, values, envs) if replaced else None
     url = b.get("url")
     if url is not None and not isinstance(url, str):
         raise InvalidRequest("`url` must be a string, e.g. \"https://mcp.example.com/mcp\"")
