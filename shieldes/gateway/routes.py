@@ -19,10 +19,11 @@ from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
+from shieldes.gateway.top_level import CHAT_HISTORY, NOTHING, Outgoing, TopLevel
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
+from shieldes.providers.chat_history import chat_history_ids
 from shieldes.providers.dropped import dropped_header
-from shieldes.providers.openai import appended, usage_asked
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
@@ -231,9 +232,9 @@ class Call:
             rec.reasoning_tokens = usage.reasoning_tokens
             rec.cost_nusd = nusd
 
-    async def json(self, body: Body, raw: bytes | None = None) -> JsonResult:
+    async def json(self, out: Outgoing) -> JsonResult:
         try:
-            result, served = await self.gw.call(self.op, self.route, body, raw, rec=self.rec)
+            result, served = await self.gw.call(self.op, self.route, out, rec=self.rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -248,15 +249,14 @@ class Call:
         self.settle(served, usage)
         return JsonResult(dict(result.body, usage=openai_usage(self.op, usage)), None)
 
-    async def stream(self, request: web.Request, body: Body,
+    async def stream(self, request: web.Request, out: Outgoing,
                      render: Callable[[ChunkStream, relay.Tally], AsyncIterator[bytes]],
-                     error_event: str | None, raw: bytes | None = None) -> web.StreamResponse:
-        """`raw`: the client's encoding of `body`, for upstreams that can take it as it is."""
+                     error_event: str | None) -> web.StreamResponse:
         rec = self.rec
         if rec is not None:
             rec.stream = True
         try:
-            stream, served = await self.gw.open_stream(self.op, self.route, body, raw, rec=rec)
+            stream, served = await self.gw.open_stream(self.op, self.route, out, rec=rec)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -313,21 +313,34 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
                     tally.content_chunks, rid)
 
 
+def _chat_history(top: TopLevel) -> list[str] | None:
+    """A chat request's history checked as `_messages` checks it, read off its bytes where it can
+    be: its tool call ids (chat_history_ids), or None when it had to be decoded to be checked."""
+    if top.shape("messages") == "list":
+        ids = chat_history_ids(top.fields["messages"])
+        if ids is not None:
+            return ids
+    _messages(top.decoded())  # the exact check: its error, or an odd but valid history
+    return None
+
+
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
+    # a chat history stays the client's bytes (a coding agent's turn is tens of kB an upstream reads anyway)
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), CHAT_HISTORY if op == "chat" else NOTHING)
+    body = top.small
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
         body = dict(body, model=deployment)
-        raw = orjson.dumps(body)
-    size = prompt_bytes(raw)  # (media counted as the tokens it is, not its base64 bytes)
+    size = prompt_bytes(top.raw)  # (media counted as the tokens it is, not its base64 bytes)
     requested = _model(body)
     _note_model(request, requested)
     streaming = False
+    ids: list[str] | None = None
     if op == "chat":
-        _messages(body)
+        ids = _chat_history(top)
         streaming = _stream_flag(body)
     elif op == "completions":
         if not isinstance(body.get("prompt"), str | list):
@@ -340,24 +353,20 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     route = gw.route(key, requested)
     call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True, choices=choices)
     cap = call.cap
-    client_body = body
     # a budget needs a bound on the completion: the request gets one (added to the client's bytes)
-    added: Body = {} if cap is None else {"max_completion_tokens" if op == "chat" else "max_tokens": cap}
-    body = dict(body, **added) if added else body
+    if cap is not None:
+        body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
     if not streaming:
-        # The client's bytes go upstream (with the bound) unless a stream field must be dropped.
-        plain = "stream_options" not in body and "stream" not in body
-        result = await call.json(body, appended(raw, client_body, added) if plain else None)
+        result = await call.json(Outgoing(top, body, ids))
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.headers)
             return web.Response(body=result.raw, headers=headers)
         return json_response(result.body, call.rid, call.headers)
     wants_usage = _client_wants_usage(body)
-    raw_stream = usage_asked(raw, client_body, added)  # the client's bytes, the stream's usage asked for
     options = body.get("stream_options")
-    options = options if isinstance(options, dict) else {}
-    body = dict(body, stream_options={**options, "include_usage": True})
+    if not (isinstance(options, dict) and options.get("include_usage") is True):  # the node bills the usage
+        body = dict(body, stream_options={**(options or {}), "include_usage": True})
 
     def render(stream: ChunkStream, tally: relay.Tally) -> AsyncIterator[bytes]:
         def closing() -> bytes:
@@ -376,7 +385,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return relay.counted_frames(frames(not wants_usage), tally, usage_chunk)
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
-    return await call.stream(request, body, render, None, raw_stream)
+    return await call.stream(request, Outgoing(top, body, ids), render, None)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

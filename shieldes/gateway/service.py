@@ -23,6 +23,7 @@ from shieldes.errors import (
     ShieldesError,
 )
 from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.top_level import Outgoing
 from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
 from shieldes.projections.usage import UsageState
@@ -62,6 +63,7 @@ T = TypeVar("T")
 # One try of a call on one deployment: (provider module, target, deployment) -> result.
 Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
 QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
+STREAM_FIELDS = frozenset({"stream", "stream_options"})  # a JSON call's body does not carry them
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -102,6 +104,13 @@ def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None
         if key and key.strip():
             return key.strip()
     return None
+
+
+def provider_takes_as_sent(provider: Provider, op: Operation, target: Target, ids: list[str] | None) -> bool:
+    """Whether `provider` takes the client's bytes for this request (OpenAI-compatible upstreams:
+    OpenAIProvider.takes_as_sent); the others get the body decoded and translated."""
+    takes = getattr(provider, "takes_as_sent", None)
+    return takes is not None and bool(takes(op, target, ids))
 
 
 class Gateway:
@@ -320,38 +329,33 @@ class Gateway:
                 text = text.replace(secret, "[redacted]")
         return text
 
-    async def call(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
+    async def call(self, op: Operation, route: Route, out: Outgoing, *,
                    rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
-        """`raw`: the client's encoded body, forwarded as-is to providers that can take it when it
-        already names the upstream model (the caller vouches it holds no stream fields).
+        """A JSON call of `out` (the client's body and the gateway's top-level fields): the client's
+        bytes to an upstream that takes them as sent, the whole body decoded to any other.
         Returns the result and the target (deployment and upstream model) that served it; `rec`
         (the request-log record) notes each deployment tried."""
 
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
-            # `sent is body`: the client's body already names this target's model, so its bytes can go as they are
-            call_raw = getattr(provider, "call_raw", None) if raw is not None and sent is body else None
-            outgoing = getattr(provider, "outgoing", None)
-            if call_raw is not None and outgoing is not None and outgoing(op, target, sent) is not sent:
-                call_raw = None  # the upstream needs the body changed (tool call ids): encode it again
-            if call_raw is not None:
-                result: JsonResult = await call_raw(op, target, raw)
+            call_raw = getattr(provider, "call_raw", None)
+            if call_raw is not None and provider_takes_as_sent(provider, op, target, out.ids):
+                result: JsonResult = await call_raw(op, target, out.encoded(sent, STREAM_FIELDS))
                 return result
-            return await provider.call(op, target, sent)
+            return await provider.call(op, target, out.whole(sent))
 
-        return await self._with_failover(op, route, body, attempt, rec)
+        return await self._with_failover(op, route, out.fields, attempt, rec)
 
-    async def open_stream(self, op: Operation, route: Route, body: Body, raw: bytes | None = None, *,
+    async def open_stream(self, op: Operation, route: Route, out: Outgoing, *,
                           rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
-        """`raw`: the client's encoding of `body`, for providers that can send it as it is
-        (`stream_raw`, which checks that the upstream takes the body unchanged)."""
+        """A stream of `out`, as `call`: its fields ask for the stream and its usage."""
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
-            stream_raw = getattr(provider, "stream_raw", None) if raw is not None and sent is body else None
-            if stream_raw is not None:
-                chunks: ChunkStream = await stream_raw(op, target, sent, raw)
+            stream_bytes = getattr(provider, "stream_bytes", None)
+            if stream_bytes is not None and provider_takes_as_sent(provider, op, target, out.ids):
+                chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
                 return chunks
-            return await provider.stream(op, target, sent)
+            return await provider.stream(op, target, out.whole(sent))
 
-        return await self._with_failover(op, route, body, attempt, rec)
+        return await self._with_failover(op, route, out.fields, attempt, rec)
 
     async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
                         raw: bytes | None = None, *,

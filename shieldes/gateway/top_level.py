@@ -1,12 +1,13 @@
-"""A pass-through request body read by its top-level fields only. A coding agent's Messages turn
-is tens to hundreds of kB of history that a native upstream reads anyway; decoding it into Python
-objects (thousands of them) and freeing them again was the largest cost of relaying such a turn.
-Here the history (`messages`, `system`, `tools`) stays the client's bytes, the small fields are
-decoded, and the whole body is decoded only for a path that must rewrite the history (a translated
-deployment, ids another provider minted)."""
+"""A pass-through request body read by its top-level fields only. A coding agent's turn (Messages,
+chat, the Gemini API) is tens to hundreds of kB of history that a native upstream reads anyway;
+decoding it into Python objects (thousands of them) and freeing them again was the largest cost of
+relaying such a turn. Here the history (`messages`, `system`, `tools`, ...) stays the client's
+bytes, the small fields are decoded, and the whole body is decoded only for a path that must
+rewrite the history (a translated deployment, ids another provider minted)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -17,6 +18,8 @@ from shieldes.errors import InvalidRequest
 Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
 GEMINI_HISTORY = frozenset({"contents", "systemInstruction", "system_instruction", "tools"})  # generateContent's
+CHAT_HISTORY = frozenset({"messages", "tools"})  # an OpenAI chat request's
+NOTHING: frozenset[str] = frozenset()  # every field decoded (a small body)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
 
@@ -45,7 +48,7 @@ class TopLevel:
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
         self.raw, self.fields, self.small = raw, fields, small
-        self._decoded: Body | None = None
+        self._decoded: Body | None = None if big else small
 
     def shape(self, name: str) -> str:
         """What the big field `name` is, read off its first bytes: "missing" (absent or
@@ -68,10 +71,70 @@ class TopLevel:
             self._decoded = body
         return self._decoded
 
-    def with_fields(self, changes: Body) -> bytes:
-        """The body with the top-level fields of `changes` set: every other field the client's
-        bytes, in the client's order (a new field last)."""
+    def with_fields(self, changes: Body, drop: Iterable[str] = ()) -> bytes:
+        """The body with the top-level fields of `changes` set and those of `drop` left out: every
+        other field the client's bytes, in the client's order (a new field last)."""
         fields: dict[str, msgspec.Raw] = dict(self.fields)
+        for name in drop:
+            fields.pop(name, None)
         for name, value in changes.items():
             fields[name] = msgspec.Raw(orjson.dumps(value))
         return _ENCODER.encode(fields)
+
+
+_JSON_SPACE = b" \t\r\n"
+_CLOSE = ord("}")
+
+
+def appended(raw: bytes, members: Body) -> bytes | None:
+    """`raw`, the client's encoding of a JSON object with at least one member, with `members` (names
+    it does not have) added at its end, every byte of the client's kept; None when `raw` does not
+    end as an object does."""
+    end = len(raw)
+    while end and raw[end - 1] in _JSON_SPACE:
+        end -= 1
+    if not end or raw[end - 1] != _CLOSE:
+        return None
+    # one join: a body of screenshots is megabytes, and every copy is a fresh buffer to fault in
+    return b"".join((memoryview(raw)[:end - 1], b",", orjson.dumps(members)[1:]))
+
+
+class Outgoing:
+    """A request as the gateway sends it on: the client's body read by its top-level fields
+    (`top`), those fields as the gateway decided them (`fields`: a budget's bound added, the
+    stream's usage asked for, the routed model; the client's own values are the very same objects,
+    so a change is told by identity), and the chat history's tool call ids read off its bytes
+    (`ids`; None when not read so). A deployment that takes the client's body gets its bytes,
+    changed only in the fields the gateway changed (`encoded`); any other gets the whole body
+    decoded (`whole`)."""
+
+    __slots__ = ("fields", "ids", "top")
+
+    def __init__(self, top: TopLevel, fields: Body, ids: list[str] | None = None) -> None:
+        self.top, self.fields, self.ids = top, fields, ids
+
+    def whole(self, sent: Body) -> Body:
+        """The whole body decoded, with the top-level fields of `sent` (`fields` as one attempt sends
+        them: the target's model)."""
+        return {**self.top.decoded(), **sent}
+
+    def encoded(self, sent: Body, drop: frozenset[str] = frozenset()) -> bytes:
+        """The client's bytes with the top-level fields of `sent` that differ from the client's
+        set and those of `drop` left out: the very bytes when nothing differs, the client's bytes
+        with the gateway's additions at the end when it only adds, else each top-level field the
+        client's bytes but those changed."""
+        client = self.top.small
+        changes = {name: value for name, value in sent.items()
+                   if client.get(name, _MISSING) is not value and name not in drop}
+        dropped = [name for name in drop if name in self.top.fields]
+        if not dropped:
+            if not changes:
+                return self.top.raw
+            if self.top.fields and self.top.fields.keys().isdisjoint(changes):
+                out = appended(self.top.raw, changes)
+                if out is not None:
+                    return out
+        return self.top.with_fields(changes, dropped)
+
+
+_MISSING = object()

@@ -8,6 +8,7 @@ azure-identity's default credential chain (`--auth entra`, extra `shieldes[azure
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -95,8 +96,9 @@ class AzureProvider(OpenAIProvider):
     async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
         return await super().call_raw(op, await self._with_token(target), payload)
 
-    async def stream_raw(self, op: Operation, target: Target, body: Body, raw: bytes | None) -> OpenAIChunkStream:
-        return await super().stream_raw(op, await self._with_token(target), body, raw)
+    async def stream_bytes(self, op: Operation, target: Target, payload: bytes,
+                           whole: Callable[[], Body]) -> OpenAIChunkStream:
+        return await super().stream_bytes(op, await self._with_token(target), payload, whole)
 
     async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
         return await super().responses_stream(await self._with_token(target), body, raw)

@@ -4,6 +4,8 @@ body only gets the upstream model name; responses pass through as parsed dicts."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from shieldes.errors import InvalidRequest
@@ -20,7 +22,7 @@ from shieldes.providers.http import (
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
 from shieldes.providers.tool_args import string_answer_arguments, string_arguments
-from shieldes.providers.tool_ids import chat_history_fits, fit_chat_ids, rule_for
+from shieldes.providers.tool_ids import all_fit, chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
@@ -44,43 +46,6 @@ def op_path(op: Operation) -> str:
     if path is None:
         raise InvalidRequest(f"operation {op!r} is not supported by OpenAI-compatible upstreams")
     return path
-
-
-_JSON_SPACE = b" \t\r\n"
-_CLOSE = ord("}")
-
-
-def appended(raw: bytes, body: Body, members: Body) -> bytes | None:
-    """`raw`, the client's encoding of the JSON object `body`, with `members` added at its end:
-    what the gateway adds to a request (a budget's bound on the completion, the stream's usage)
-    without encoding a long history again. None when one of their names is in `body` already (a
-    name twice in one object is read differently by different parsers) or `raw` does not end as
-    an object does."""
-    if not members:
-        return raw
-    if not body or not members.keys().isdisjoint(body):
-        return None
-    end = len(raw)
-    while end and raw[end - 1] in _JSON_SPACE:
-        end -= 1
-    if not end or raw[end - 1] != _CLOSE:
-        return None
-    # one join: a body of screenshots is megabytes, and every copy is a fresh buffer to fault in
-    return b"".join((memoryview(raw)[:end - 1], b",", orjson.dumps(members)[1:]))
-
-
-def usage_asked(raw: bytes, body: Body, members: Body | None = None) -> bytes | None:
-    """`raw`, the client's encoding of the streaming request `body`, as `appended` makes it, and
-    asking the upstream for the stream's usage as the gateway must (`stream_options.include_usage`):
-    the option is added when the body names no `stream_options`; None when it names others."""
-    added = dict(members or {})
-    if "stream_options" not in body:
-        added["stream_options"] = {"include_usage": True}
-    else:
-        options = body["stream_options"]
-        if not (isinstance(options, dict) and options.get("include_usage") is True):
-            return None
-    return appended(raw, body, added)
 
 
 class OpenAIProvider(MediaUpstream):
@@ -121,8 +86,7 @@ class OpenAIProvider(MediaUpstream):
     def outgoing(self, op: Operation, target: Target, body: Body) -> Body:
         """`body` as this upstream takes it: a chat history's tool call ids fitted to the
         upstream's rule (tool_ids), tool call arguments sent as objects encoded as the JSON text
-        OpenAI requires (tool_args). The same object when nothing changes, so the client's own
-        bytes can go instead (see call_raw)."""
+        OpenAI requires (tool_args). The same object when nothing changes."""
         messages = body.get("messages")
         if op != "chat" or not isinstance(messages, list):
             return body
@@ -130,6 +94,13 @@ class OpenAIProvider(MediaUpstream):
         if chat_history_fits(messages, rule, text_arguments=True):  # the common case: one pass
             return body
         return fit_chat_ids(string_arguments(body), rule)
+
+    def takes_as_sent(self, op: Operation, target: Target, ids: list[str] | None) -> bool:
+        """Whether this upstream takes the client's body with only top-level fields changed (the
+        model, what the gateway adds), so its bytes can go: any request but a chat whose history
+        `outgoing` would change. `ids`: the chat history's tool call ids, read off its bytes
+        (chat_history); None when it could not be read so, and then the body is decoded."""
+        return op != "chat" or (ids is not None and all_fit(ids, rule_for(self.kind, target.base_url)))
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         payload = dict(self.outgoing(op, target, body))
@@ -140,9 +111,9 @@ class OpenAIProvider(MediaUpstream):
 
     async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
         """A non-streaming call with a body already encoded for this upstream (the client's own
-        bytes when they name `target.model`, ask for no stream and `outgoing` leaves them as they
-        are). The answer comes back parsed (for usage and translation) and as the upstream's bytes,
-        to forward without re-encoding."""
+        bytes when `takes_as_sent`: `model` the target's, no stream fields). The answer comes back
+        parsed (for usage and translation) and as the upstream's bytes, to forward without
+        re-encoding."""
         url, azure = self._endpoint(target, op)
         data, raw = await post_for_object(
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
@@ -152,17 +123,7 @@ class OpenAIProvider(MediaUpstream):
         return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
-        return await self.stream_raw(op, target, body, None)
-
-    async def stream_raw(self, op: Operation, target: Target, body: Body, raw: bytes | None) -> OpenAIChunkStream:
-        """A streaming call. `raw`: the client's encoding of `body` (which names `target.model`),
-        sent as it is when this upstream takes the body unchanged and it already asks for the
-        stream with its usage (see usage_asked): a coding agent's long history is not encoded again."""
-        if op == "embeddings":
-            raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
-        url, azure = self._endpoint(target, op)
-        sent = self.outgoing(op, target, body)
-        payload = dict(sent)
+        payload = dict(self.outgoing(op, target, body))
         payload["model"] = target.model
         payload["stream"] = True
         # Usage of a stream is only reported when asked for; accounting depends on it.
@@ -170,17 +131,27 @@ class OpenAIProvider(MediaUpstream):
         payload["stream_options"] = (
             {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
         )
-        # (the comparison is of the top-level fields: the history is the same list object)
-        encoded = raw if raw is not None and sent is body and payload == body else orjson.dumps(payload)
+        return await self.stream_bytes(op, target, orjson.dumps(payload), lambda: payload)
+
+    async def stream_bytes(self, op: Operation, target: Target, payload: bytes,
+                           whole: Callable[[], Body]) -> OpenAIChunkStream:
+        """A streaming call with a body already encoded for this upstream (the client's own bytes
+        when `takes_as_sent`: a coding agent's long history is not encoded again), which names
+        `target.model` and `stream: true` and asks for the stream's usage. `whole`: the same body
+        decoded, for an upstream that refuses `stream_options`."""
+        if op == "embeddings":
+            raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
+        url, azure = self._endpoint(target, op)
         try:
-            resp = await self._open_stream(url, target, azure, encoded)
+            resp = await self._open_stream(url, target, azure, payload)
         except UpstreamFailure as failure:
             # A few OpenAI-compatible servers reject `stream_options`; without it they still stream
             # (usage then comes from the chunks if at all, else the gateway estimates it).
             if failure.status != 400 or "stream_options" not in failure.message:
                 raise
-            del payload["stream_options"]
-            resp = await self._open_stream(url, target, azure, orjson.dumps(payload))
+            plain = dict(self.outgoing(op, target, whole()))
+            del plain["stream_options"]
+            resp = await self._open_stream(url, target, azure, orjson.dumps(plain))
         stream = OpenAIChunkStream(resp, target)
         await stream.prime()
         return stream

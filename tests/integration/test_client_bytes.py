@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from shieldes.projections.shared_commands import UpdateProvider
+from shieldes.projections.shared_commands import SetModelAlias, UpdateProvider
+from shieldes.projections.state import AliasTarget
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness
 
@@ -27,6 +28,11 @@ def _encoded(body: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(body, ensure_ascii=True).encode().replace(b"\\\\u00e9", b"\\u00e9")
+
+
+def _history(messages: list[dict[str, Any]]) -> bytes:
+    """The history's bytes as `_encoded` writes them."""
+    return _encoded({"m": messages})[len(b'{"m": '):-1]
 
 
 async def _post(h: Harness, secret: str, path: str, raw: bytes) -> bytes:
@@ -56,6 +62,29 @@ async def test_a_chat_stream_goes_upstream_as_the_clients_bytes(database_url: st
         assert b'"usage": {' in got or b'"usage":{' in got  # the client asked for it: it gets it
 
 
+async def test_a_routed_model_is_written_over_the_clients_bytes_and_a_bad_history_refused(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))
+        secret = await h.create_key("agent")
+        await h.sync()
+        for streaming in (True, False):
+            raw = _encoded({"model": "smart", "messages": HISTORY, "stream": streaming})
+            await _post(h, secret, CHAT, raw)
+            sent = h.upstream.last(CHAT)
+            assert sent.body["model"] == "gpt-4o-mini" and _history(HISTORY) in sent.raw  # the history as sent
+            assert ("stream" in sent.body) == streaming  # (a JSON call carries no stream fields)
+
+        before = len(h.upstream.requests)
+        for messages, said in (([{"content": "hi"}], "messages[0] must be an object with a string 'role'"),
+                               ([], "must be a non-empty list"), ("hi", "wrong type")):
+            async with aiohttp.ClientSession() as s, s.post(h.base + CHAT, json={"model": "gpt-4o", "messages": messages},
+                                                            headers={"Authorization": f"Bearer {secret}"}) as r:
+                assert r.status == 400
+                error = (await r.json())["error"]
+                assert said in error["message"] and error["type"] == "invalid_request_error"
+        assert len(h.upstream.requests) == before  # refused before any upstream call
+
+
 async def test_what_the_gateway_adds_follows_the_clients_bytes_or_the_body_is_encoded_again(database_url: str) -> None:
     async with harness(database_url) as h:
         free = await h.create_key("free")
@@ -64,8 +93,8 @@ async def test_what_the_gateway_adds_follows_the_clients_bytes_or_the_body_is_en
         other_options = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY,
                                   "stream_options": {"include_obfuscation": False}})
         await _post(h, free, CHAT, other_options)
-        sent = h.upstream.last(CHAT)
-        assert b"Caf\\u00e9" not in sent.raw and sent.body["stream_options"] == {
+        sent = h.upstream.last(CHAT)  # the options rewritten; the history still the client's bytes
+        assert _history(HISTORY) in sent.raw and sent.body["stream_options"] == {
             "include_obfuscation": False, "include_usage": True}
 
         for streaming in (True, False):  # a budget's bound on the completion is added to the client's bytes
@@ -76,9 +105,10 @@ async def test_what_the_gateway_adds_follows_the_clients_bytes_or_the_body_is_en
             assert 0 < cap < 1000 and sent.raw.startswith(raw[:-1] + b',"max_completion_tokens":%d' % cap)
             assert sent.body["messages"] == orjson.loads(raw)["messages"]
         with_null = _encoded({"model": "gpt-4o", "stream": True, "messages": HISTORY, "max_completion_tokens": None})
-        await _post(h, capped, CHAT, with_null)  # its name is taken (by a null): encoded again, not named twice
+        await _post(h, capped, CHAT, with_null)  # its name is taken (by a null): set there, not named twice
         sent = h.upstream.last(CHAT)
-        assert b"Caf\\u00e9" not in sent.raw and 0 < sent.body["max_completion_tokens"] < 1000
+        assert _history(HISTORY) in sent.raw and 0 < sent.body["max_completion_tokens"] < 1000
+        assert sent.raw.count(b"max_completion_tokens") == 1
 
         long_id = "toolu_" + "x" * 60  # longer than OpenAI's 40: the upstream gets a fitted id
         fitted = [*HISTORY[:2], {**HISTORY[2], "tool_calls": [{**HISTORY[2]["tool_calls"][0], "id": long_id}]},

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shieldes.providers.openai import appended, usage_asked
+from shieldes.gateway.top_level import CHAT_HISTORY, Outgoing, TopLevel
+from shieldes.providers.chat_history import chat_history_ids
+from shieldes.providers.tool_ids import ANTHROPIC, ANY, MISTRAL, OPENAI, all_fit, chat_history_fits
 from shieldes.responses.request import forwards_as_sent, parse_request
 
 _values = st.recursive(
@@ -15,21 +19,36 @@ _values = st.recursive(
     max_leaves=8)
 
 
-@given(st.dictionaries(st.text(max_size=8).filter(lambda k: k != "stream_options"), _values, min_size=1, max_size=5),
-       st.sampled_from([b"", b" ", b"\n", b"\r\n\t "]))
-def test_the_usage_option_added_to_any_object_reads_as_the_body_with_it(body: dict[str, object], tail: bytes) -> None:
-    raw = orjson.dumps(body) + tail
-    asked = usage_asked(raw, body)
-    assert asked is not None and orjson.loads(asked) == {**body, "stream_options": {"include_usage": True}}
+_names = st.sampled_from(["model", "messages", "tools", "stream", "stream_options", "max_completion_tokens", "n",
+                          "user", "x"])
+_bodies = st.dictionaries(_names, _values, min_size=1, max_size=6)
 
 
-def test_the_bytes_stay_as_they_are_only_when_they_ask_for_the_usage_already() -> None:
-    raw = b'{"model": "m", "stream_options": {"include_usage": true}}'
-    assert usage_asked(raw, orjson.loads(raw)) is raw
-    for options in (b"null", b"{}", b'{"include_usage": false}', b'{"include_obfuscation": false}', b"1"):
-        other = b'{"model": "m", "stream_options": ' + options + b"}"
-        assert usage_asked(other, orjson.loads(other)) is None
-    assert usage_asked(b"{}", {}) is None  # (no request is empty; nothing to add a field after)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies, tail=st.sampled_from([b"", b" ", b"\n", b"\r\n\t "]), spaced=st.booleans(),
+       changes=st.dictionaries(_names.filter(lambda n: n not in CHAT_HISTORY), _values, max_size=3),
+       drop=st.frozensets(st.sampled_from(["stream", "stream_options"])))
+def test_what_goes_upstream_reads_as_the_body_with_the_gateways_fields(
+        body: dict[str, object], tail: bytes, spaced: bool, changes: dict[str, object], drop: frozenset[str]) -> None:
+    raw = (json.dumps(body).encode() if spaced else orjson.dumps(body)) + tail
+    out = Outgoing(TopLevel(raw, CHAT_HISTORY), {})
+    sent = {**out.top.small, **changes}
+    expected = {name: value for name, value in {**body, **changes}.items() if name not in drop}
+    assert orjson.loads(out.encoded(sent, drop)) == expected
+    assert out.whole(sent) == {**body, **changes}
+    if not changes and not drop.intersection(body):
+        assert out.encoded(sent, drop) is raw  # nothing changed: the very bytes
+    elif body.keys().isdisjoint(changes) and not drop.intersection(body):
+        assert out.encoded(sent, drop).startswith(raw.rstrip()[:-1])  # only added: every client byte kept
+
+
+def test_the_history_stays_the_clients_bytes_when_a_top_level_field_changes() -> None:
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "Caf\\u00e9"}], "stream_options": null}'
+    out = Outgoing(TopLevel(raw, CHAT_HISTORY), {})
+    sent = {**out.top.small, "model": "upstream-m", "stream_options": {"include_usage": True}}
+    encoded = out.encoded(sent)
+    assert b'[{"role": "user", "content": "Caf\\u00e9"}]' in encoded  # as the client wrote it
+    assert orjson.loads(encoded)["model"] == "upstream-m" and next(iter(orjson.loads(encoded))) == "model"
 
 
 def test_a_responses_body_forwards_as_sent_only_when_the_gateway_adds_nothing() -> None:
@@ -45,15 +64,34 @@ def test_a_responses_body_forwards_as_sent_only_when_the_gateway_adds_nothing() 
     assert forwards_as_sent(easy, parse_request(easy).input) == (parse_request(easy).input[0] is easy["input"][0])
 
 
-def test_members_are_added_only_under_names_the_body_does_not_have() -> None:
-    raw = b'{"model": "m", "messages": []}  '
-    body = orjson.loads(raw)
-    both = usage_asked(raw, body, {"max_completion_tokens": 7})
-    assert both is not None and orjson.loads(both) == {**body, "max_completion_tokens": 7,
-                                                        "stream_options": {"include_usage": True}}
-    assert appended(raw, body, {}) is raw
-    assert appended(raw, body, {"model": "other"}) is None  # never a name twice
-    assert appended(b'{"model": "m"} trailing', {"model": "m"}, {"n": 1}) is None
+_small_ints = st.integers(-(2**53), 2**53)
+_ids = st.one_of(st.text(min_size=1, max_size=70), _small_ints, st.none())
+_calls = st.lists(st.fixed_dictionaries({"id": _ids, "type": st.just("function")}, optional={
+    "function": st.fixed_dictionaries({"name": st.just("ls")}, optional={
+        "arguments": st.one_of(st.text(max_size=5), st.none(), st.dictionaries(st.text(max_size=3), _small_ints,
+                                                                                max_size=2))})}), max_size=3)
+_messages = st.lists(st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]),
+                           "content": st.one_of(st.text(max_size=5), st.none(), _small_ints)}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none()}, optional={"tool_calls": _calls}),
+    st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": _ids, "content": st.text(max_size=5)}),
+    st.fixed_dictionaries({"content": st.text(max_size=3)}), _small_ints), min_size=1, max_size=6)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages=_messages, spaced=st.booleans())
+def test_ids_read_off_the_bytes_decide_as_the_decoded_history_does(messages: list[object], spaced: bool) -> None:
+    raw = json.dumps(messages).encode() if spaced else orjson.dumps(messages)
+    ids = chat_history_ids(raw)
+    ordinary = all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                   and all(isinstance(c["id"], str | None)
+                           and isinstance(c.get("function", {}).get("arguments"), str | None)
+                           for c in m.get("tool_calls", []))
+                   and isinstance(m.get("tool_call_id"), str | None) for m in messages)
+    assert (ids is not None) == ordinary  # read so exactly when every message has the shape it takes
+    if ids is not None:
+        for rule in (OPENAI, MISTRAL, ANTHROPIC, ANY):
+            assert all_fit(ids, rule) == chat_history_fits(messages, rule, text_arguments=True)
 
 
 def test_dropped_fields_name_what_is_set_and_not_carried() -> None:
