@@ -17,14 +17,16 @@ from aiohttp import web
 from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_body, read_json
 from shieldes.gateway.service import Gateway
+from shieldes.gateway.top_level import INPUT, TopLevel
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.conversations import Conversations
+from shieldes.responses.input_bytes import input_as_sent
 from shieldes.responses.objects import (
     Body,
     ResponseContext,
@@ -39,9 +41,11 @@ from shieldes.responses.request import (
     ResponsesRequest,
     estimate_input_tokens,
     forwards_as_sent,
+    input_sent_as_is,
     item_id,
     parse_request,
     upstream_body,
+    upstream_fields,
 )
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory
@@ -153,6 +157,7 @@ class Prepared:
     as_sent: bytes | None
     shown: bool  # the client sees encrypted reasoning (include)
     rid: str
+    top: TopLevel | None = None  # the client's body, when its input stays bytes (`sent` is every other field)
 
 
 class Background(Protocol):
@@ -170,8 +175,14 @@ async def prepare(request: web.Request) -> Prepared:
     """Everything before the upstream call: parse, route, history, admission (limits, budget)."""
     gw, key = _key(request)
     store = request.app[RESPONSES]
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
-    req = parse_request(body)
+    # a coding agent's input (its whole conversation) stays the client's bytes when nothing of the
+    # turn is kept and a native deployment can take it as sent; else the body is decoded whole
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), INPUT)
+    raw = top.raw
+    as_is = input_sent_as_is(top.small, top.shape("input"), request.get(SOCKET_MEMORY) is not None) \
+        and input_as_sent(top.fields["input"])
+    body = top.small if as_is else top.decoded()
+    req = parse_request(body, as_sent_input=as_is)
     rec = record_of(request)
     if rec is not None:
         rec.model, rec.stream = req.model, req.streaming
@@ -186,7 +197,7 @@ async def prepare(request: web.Request) -> Prepared:
         request.app[BACKGROUND].check_room()
     conversations = request.app[CONVERSATIONS]
     history = await history_of(request, req, key.id)
-    sent = upstream_body(body, history, req.input)
+    sent = upstream_fields(body) if as_is else upstream_body(body, history, req.input)
     size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     if req.store:
@@ -195,8 +206,8 @@ async def prepare(request: web.Request) -> Prepared:
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history)
-    as_sent = raw if forwards_as_sent(body, req.input) else None
-    return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request))
+    as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
+    return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None)
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -222,7 +233,7 @@ async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, Rout
     """The upstream call, with failover; the reservation is released if it fails."""
     turn = p.turn
     try:
-        return await turn.gw.responses(turn.route, p.sent, p.ctx, streaming, p.as_sent, rec=turn.rec)
+        return await turn.gw.responses(turn.route, p.sent, p.ctx, streaming, p.as_sent, rec=turn.rec, top=p.top)
     except BaseException:
         turn.gw.meter.release(turn.res)
         raise

@@ -23,7 +23,7 @@ from shieldes.errors import (
     ShieldesError,
 )
 from shieldes.gateway.metrics import Metrics
-from shieldes.gateway.top_level import Outgoing
+from shieldes.gateway.top_level import Outgoing, TopLevel
 from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
 from shieldes.projections.usage import UsageState
@@ -358,12 +358,14 @@ class Gateway:
         return await self._with_failover(op, route, out.fields, attempt, rec)
 
     async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
-                        raw: bytes | None = None, *,
-                        rec: RequestRecord | None = None) -> tuple[Answer | EventStream, RouteTarget]:
+                        raw: bytes | None = None, *, rec: RequestRecord | None = None,
+                        top: TopLevel | None = None) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate).
-        `raw`: the client's encoding of `body`, when it is that, for deployments that can send it."""
+        `raw`: the client's encoding of `body`, when it is that, for deployments that can send it.
+        `top`: the client's body read by its top-level fields, when its input stays bytes (`body`
+        is then every other field: upstream.respond)."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
-            return await respond(provider, target, dep, sent, ctx, streaming, raw if sent is body else None)
+            return await respond(provider, target, dep, sent, ctx, streaming, raw if sent is body else None, top)
 
         return await self._with_failover("responses", route, body, attempt, rec)
 

@@ -19,6 +19,7 @@ Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
 GEMINI_HISTORY = frozenset({"contents", "systemInstruction", "system_instruction", "tools"})  # generateContent's
 CHAT_HISTORY = frozenset({"messages", "tools"})  # an OpenAI chat request's
+INPUT = frozenset({"input"})  # a Responses request's conversation (instructions and tools are echoed)
 NOTHING: frozenset[str] = frozenset()  # every field decoded (a small body)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()

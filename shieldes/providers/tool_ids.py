@@ -272,6 +272,23 @@ def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, An
     return all_fit, None
 
 
+def calls_answered_and_fit(calls: list[tuple[str, Any]], rule: IdRule) -> bool:
+    """scan_call_items(items, rule) == (True, None) over the (type, call_id) of each item, as
+    input_bytes reads them off the client's bytes: every call_id fits `rule` and every output item
+    answers a call before it."""
+    fits = rule.fits
+    made: set[str] = set()
+    for kind, call_id in calls:
+        if kind in _CALLS:
+            if isinstance(call_id, str):
+                if not fits(call_id):
+                    return False
+                made.add(call_id)
+        elif kind in _OUTPUTS and (call_id not in made or not fits(call_id)):
+            return False
+    return True
+
+
 def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:
     """The first output item (its index and call_id) whose call_id no call item before it has; None
     when every output answers a call."""

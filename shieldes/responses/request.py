@@ -30,7 +30,9 @@ class ResponsesRequest:
     previous_response_id: str | None
     conversation: str | None  # a conversation id (conv_...)
     max_output_tokens: int | None
-    input: list[Body]  # this request's own input items, normalized
+    # this request's own input items, normalized; empty when they go upstream as the client's bytes,
+    # not decoded (input_sent_as_is: nothing of the turn is kept)
+    input: list[Body]
     background: bool = False  # run by the node after the create is answered (store is true then)
 
 
@@ -102,7 +104,9 @@ def conversation_id(value: Any) -> str | None:
     return value
 
 
-def parse_request(body: Body) -> ResponsesRequest:
+def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesRequest:
+    """`as_sent_input`: the input stays the client's bytes (input_sent_as_is): `body` is every other
+    field, and the request's `input` is left empty."""
     model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
     if model is None or not model.strip() or len(model) > MAX_MODEL_NAME:
         raise InvalidRequest("field 'model' is required: a model name (see GET /v1/models)", param="model")
@@ -115,11 +119,13 @@ def parse_request(body: Body) -> ResponsesRequest:
         raise InvalidRequest("Mutually exclusive parameters: Ensure you are only providing one of: "
                              "'previous_response_id' or 'conversation'.", code="mutually_exclusive_parameters",
                              param="conversation")
-    if "input" not in body and previous is None:
-        raise InvalidRequest("field 'input' is required: a string or a list of input items", param="input")
-    items = normalize_input(body["input"]) if body.get("input") is not None else []
-    if not items and previous is None:
-        raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
+    items: list[Body] = []
+    if not as_sent_input:
+        if "input" not in body and previous is None:
+            raise InvalidRequest("field 'input' is required: a string or a list of input items", param="input")
+        items = normalize_input(body["input"]) if body.get("input") is not None else []
+        if not items and previous is None:
+            raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
     max_out = _typed(body, "max_output_tokens", int, "a positive integer")
     if max_out is not None and max_out < 1:
         raise InvalidRequest("field 'max_output_tokens' must be a positive integer", param="max_output_tokens")
@@ -157,6 +163,21 @@ def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Bod
     out = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
     out["input"] = history + own_input
     return out
+
+
+def upstream_fields(body: Body) -> Body:
+    """The request's fields a deployment gets (upstream_body without `input`)."""
+    return {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+
+
+def input_sent_as_is(fields: Body, input_shape: str, over_websocket: bool) -> bool:
+    """Whether a request's input may go upstream as the client's bytes, never decoded: nothing of
+    the turn is kept (`store: false`, not over a WebSocket, whose connection remembers the turn),
+    no conversation comes before it, no gateway field but `stream`, and the input is a non-empty
+    list (`input_shape`, TopLevel.shape's). `fields`: the body's top-level fields but `input`. The
+    items themselves are then read off their bytes (input_bytes.input_as_sent)."""
+    return (fields.get("store") is False and input_shape == "list" and not over_websocket
+            and not any(name in fields for name in _GATEWAY_FIELDS if name != "stream"))
 
 
 def forwards_as_sent(body: Body, own_input: list[Body]) -> bool:

@@ -12,6 +12,7 @@ from typing import Protocol
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.gateway.top_level import TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
@@ -35,6 +36,7 @@ from shieldes.responses.objects import (
     response_object,
     usage_from_responses,
 )
+from shieldes.responses.request import upstream_fields
 
 NATIVE = "native"
 TRANSLATE = "translate"
@@ -129,35 +131,51 @@ def _calls_fit(body: Body) -> bool:
 
 
 async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
-                  streaming: bool, raw: bytes | None = None) -> Answer | EventStream:
+                  streaming: bool, raw: bytes | None = None, top: TopLevel | None = None) -> Answer | EventStream:
     """`body` is the client's request with `input` holding the whole conversation and no
     `previous_response_id` (the gateway keeps the conversation, whichever deployment answers).
     `raw`: the client's own encoding of `body` when it is that (see request.forwards_as_sent),
-    sent to a native deployment as it is unless call ids must be fitted."""
+    sent to a native deployment as it is unless call ids must be fitted. `top`: the client's body
+    read by its top-level fields, when its input stays bytes (request.input_sent_as_is and
+    input_bytes.input_as_sent: it goes to a native deployment as sent); `body` is then every field
+    but `input`, and the whole body is decoded only for a translate deployment."""
+    if top is not None:
+        if dep.responses == NATIVE:
+            payload = raw if raw is not None else top.with_fields({"model": target.model})
+            return await _native(provider, target, dep, body, ctx, streaming, payload, True, {})
+        body, raw = {**upstream_fields(top.decoded()), **body}, None
     expanded = with_summaries(body)  # compactions this gateway made: their summaries, for any upstream
     if expanded is not None:
         body, raw = expanded, None
     if dep.responses == NATIVE:
-        opener = getattr(provider, "responses_stream" if streaming else "call_raw", None)
-        if opener is None:
-            raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
-                                  status=None, retryable=True)
         calls_fit = _calls_fit(body)
         body, raw, headers = native_body(body, raw)
-        as_sent = raw if calls_fit else None
-        if streaming:
-            payload = body if as_sent is not None else _fitted(body, target.model, calls_fit)
-            upstream: ResponsesEventStream = await opener(target, payload, as_sent)
-            events = NativeEvents(upstream, ctx)
-            events.headers.update(headers)
-            return events
-        result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
-        response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
-        return Answer(response, usage_from_responses(response.get("usage")), headers)
+        return await _native(provider, target, dep, body, ctx, streaming, raw if calls_fit else None, calls_fit,
+                             headers)
     _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
     if compacting(body):
         return await _summarized(provider, target, dep, body, ctx, streaming)
     return await _translated(provider, target, dep, body, ctx, streaming)
+
+
+async def _native(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+                  streaming: bool, as_sent: bytes | None, calls_fit: bool,
+                  headers: dict[str, str]) -> Answer | EventStream:
+    """A native deployment's call: `as_sent`, the bytes to send when they need no change, else
+    `body` encoded (call ids fitted unless `calls_fit`)."""
+    opener = getattr(provider, "responses_stream" if streaming else "call_raw", None)
+    if opener is None:
+        raise UpstreamFailure(f"deployment {dep.name!r} cannot serve the Responses API natively",
+                              status=None, retryable=True)
+    if streaming:
+        payload = body if as_sent is not None else _fitted(body, target.model, calls_fit)
+        upstream: ResponsesEventStream = await opener(target, payload, as_sent)
+        events = NativeEvents(upstream, ctx)
+        events.headers.update(headers)
+        return events
+    result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
+    response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
+    return Answer(response, usage_from_responses(response.get("usage")), headers)
 
 
 async def _summarized(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,

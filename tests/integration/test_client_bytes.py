@@ -35,6 +35,10 @@ def _history(messages: list[dict[str, Any]]) -> bytes:
     return _encoded({"m": messages})[len(b'{"m": '):-1]
 
 
+def _auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
 async def _post(h: Harness, secret: str, path: str, raw: bytes) -> bytes:
     async with aiohttp.ClientSession() as s, s.post(h.base + path, data=raw, headers={
             "Authorization": f"Bearer {secret}", "Content-Type": "application/json"}) as r:
@@ -77,8 +81,8 @@ async def test_a_routed_model_is_written_over_the_clients_bytes_and_a_bad_histor
         before = len(h.upstream.requests)
         for messages, said in (([{"content": "hi"}], "messages[0] must be an object with a string 'role'"),
                                ([], "must be a non-empty list"), ("hi", "wrong type")):
-            async with aiohttp.ClientSession() as s, s.post(h.base + CHAT, json={"model": "gpt-4o", "messages": messages},
-                                                            headers={"Authorization": f"Bearer {secret}"}) as r:
+            async with aiohttp.ClientSession() as s, s.post(h.base + CHAT, headers=_auth(secret),
+                                                            json={"model": "gpt-4o", "messages": messages}) as r:
                 assert r.status == 400
                 error = (await r.json())["error"]
                 assert said in error["message"] and error["type"] == "invalid_request_error"
@@ -142,3 +146,35 @@ async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(databa
         sent = h.upstream.last(RESPONSES)
         assert sent.raw != turn and "previous_response_id" not in sent.body
         assert sent.body["input"][0]["content"][0]["text"] == "Café?" and b"Caf\\u00e9" not in sent.raw
+
+
+async def test_an_agents_turn_kept_nowhere_goes_as_the_clients_input_bytes(database_url: str) -> None:
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini"))
+    async with harness(database_url, upstream=up) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))
+        secret = await h.create_key("agent")
+        await h.sync()
+        items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Caf\\u00e9?"}]},
+                 {"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{}"},
+                 {"type": "function_call_output", "call_id": "call_1", "output": "a.py"}]
+        for streaming in (True, False):
+            raw = _encoded({"model": "smart", "input": items, "stream": streaming, "store": False})
+            got = await _post(h, secret, RESPONSES, raw)
+            sent = h.upstream.last(RESPONSES)
+            assert sent.body["model"] == "gpt-4o-mini" and _encoded({"m": items})[6:-1] in sent.raw
+            assert (b"response.completed" in got) == streaming
+
+        # a call_id longer than a native upstream takes: the input is decoded and the ids fitted
+        long_id = "call_" + "x" * 70
+        fitted = [items[0], {**items[1], "call_id": long_id}, {**items[2], "call_id": long_id}]
+        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": fitted, "store": False}))
+        sent = h.upstream.last(RESPONSES)
+        assert len(sent.body["input"][1]["call_id"]) <= 64 and sent.body["input"][2]["call_id"] == \
+            sent.body["input"][1]["call_id"]
+        # an output that answers no call: refused in the gateway's words, nothing sent
+        before = len(h.upstream.requests)
+        lone = {"model": "gpt-4o", "input": items[2:], "store": False}
+        async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, headers=_auth(secret), json=lone) as r:
+            assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
+        assert len(h.upstream.requests) == before
