@@ -23,6 +23,7 @@ INPUT = frozenset({"input"})  # a Responses request's conversation (instructions
 NOTHING: frozenset[str] = frozenset()  # every field decoded (a small body)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
+_NULL, _LIST = ord("n"), ord("[")
 
 
 class TopLevel:
@@ -57,12 +58,13 @@ class TopLevel:
         value = self.fields.get(name)
         if value is None:
             return "missing"
-        head = bytes(memoryview(value)[:64]).lstrip()  # (msgspec leaves no space around a value)
-        if head.startswith(b"null"):
+        view = memoryview(value)  # (msgspec leaves no space around a value)
+        if view[0] == _NULL:
             return "missing"
-        if not head.startswith(b"["):
+        if view[0] != _LIST:
             return "other"
-        return "empty list" if bytes(value)[1:].lstrip().startswith(b"]") else "list"
+        rest = bytes(view[1:64]).lstrip() or bytes(view[1:]).lstrip()  # (the whole value only if all space)
+        return "empty list" if rest.startswith(b"]") else "list"
 
     def decoded(self) -> Body:
         """The whole body as Python objects (decoded once, on first use)."""
@@ -125,9 +127,11 @@ class Outgoing:
         with the gateway's additions at the end when it only adds, else each top-level field the
         client's bytes but those changed."""
         client = self.top.small
-        changes = {name: value for name, value in sent.items()
-                   if client.get(name, _MISSING) is not value and name not in drop}
-        dropped = [name for name in drop if name in self.top.fields]
+        changes: Body = {}
+        for name, value in sent.items():
+            if client.get(name, _MISSING) is not value and name not in drop:
+                changes[name] = value
+        dropped = [name for name in drop if name in self.top.fields] if drop else drop
         if not dropped:
             if not changes:
                 return self.top.raw
