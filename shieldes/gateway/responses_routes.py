@@ -94,12 +94,14 @@ class Turn:
                  size: int, stored_input: list[Body], previous: str | None, keep: bool,
                  rec: RequestRecord | None = None, conversations: Conversations | None = None,
                  conversation: str | None = None, memory: LaneMemory | None = None,
-                 history: list[Body] | None = None) -> None:
-        """`memory`: the WebSocket lane's, which remembers the response after `history`."""
+                 history: list[Body] | None = None, stored_json: bytes | None = None) -> None:
+        """`memory`: the WebSocket lane's, which remembers the response after `history`.
+        `stored_json`: the input as the client's JSON bytes, stored instead of `stored_input` when
+        it was never decoded (no conversation or lane then: they need the items)."""
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
         self.rec, self.conversations, self.conversation = rec, conversations, conversation
-        self.memory, self.history = memory, history or []
+        self.memory, self.history, self.stored_json = memory, history or [], stored_json
 
     def in_conversation(self, response: Body) -> Body:
         """The response object names its conversation, as OpenAI's does."""
@@ -127,7 +129,7 @@ class Turn:
             self.store.save(StoredResponse(
                 response["id"], float(created) if isinstance(created, int | float) else time.time(),
                 self.key.id, self.previous, str(response.get("model") or self.route.requested),
-                self.stored_input, response,
+                self.stored_input if self.stored_json is None else self.stored_json, response,
             ))
 
 
@@ -205,7 +207,8 @@ async def prepare(request: web.Request) -> Prepared:
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
-                rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history)
+                rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,
+                bytes(memoryview(top.fields["input"])) if as_is and req.store else None)
     as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
     return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None)
 
@@ -323,7 +326,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("query parameter 'order' must be asc or desc")
-    items = [dict(item, id=item_id(response_id, i, item)) for i, item in enumerate(stored.input)]
+    items = [dict(item, id=item_id(response_id, i, item)) for i, item in enumerate(stored.items())]
     if order == "desc":
         items.reverse()
     after = request.query.get("after")

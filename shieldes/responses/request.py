@@ -171,12 +171,13 @@ def upstream_fields(body: Body) -> Body:
 
 
 def input_sent_as_is(fields: Body, input_shape: str, over_websocket: bool) -> bool:
-    """Whether a request's input may go upstream as the client's bytes, never decoded: nothing of
-    the turn is kept (`store: false`, not over a WebSocket, whose connection remembers the turn),
-    no conversation comes before it, no gateway field but `stream`, and the input is a non-empty
-    list (`input_shape`, TopLevel.shape's). `fields`: the body's top-level fields but `input`. The
-    items themselves are then read off their bytes (input_bytes.input_as_sent)."""
-    return (fields.get("store") is False and input_shape == "list" and not over_websocket
+    """Whether a request's input may go upstream as the client's bytes, never decoded: no
+    conversation comes before it or is appended to (no `previous_response_id`, no `conversation`,
+    not over a WebSocket, whose connection remembers each turn's items), no gateway field but
+    `stream` (no `background`), and the input is a non-empty list (`input_shape`, TopLevel.shape's).
+    A stored response keeps that input as the same bytes. `fields`: the body's top-level fields but
+    `input`. The items themselves are then read off their bytes (input_bytes.input_as_sent)."""
+    return (input_shape == "list" and not over_websocket
             and not any(name in fields for name in _GATEWAY_FIELDS if name != "stream"))
 
 

@@ -107,7 +107,7 @@ def conversation(chain: list[Cached]) -> list[Body]:
             continue
         items += _decoded(parts)
         parts = []
-        items += entry.input
+        items += entry.items()
         items += (i for i in entry.response.get("output") or [] if isinstance(i, dict))
     return items + _decoded(parts)
 
@@ -189,7 +189,8 @@ class ResponseStore:
         held = row.held
         if held > self.cache_bytes:
             return
-        self._cache[row.id] = (stored if held >= PARSED_FROM else row, held)
+        # (an input kept as the client's bytes is cached as JSON: readers get items, decoded on reading)
+        self._cache[row.id] = (stored if held >= PARSED_FROM and isinstance(stored.input, list) else row, held)
         self._cached_bytes += held
         while self._cached_bytes > self.cache_bytes:
             old, (_, old_held) = self._cache.popitem(last=False)

@@ -32,8 +32,17 @@ class StoredResponse:
     key_id: str
     previous_response_id: str | None
     model: str
-    input: list[Body]
+    # the input items, or their JSON as the client sent them (a turn whose input was never decoded:
+    # input_bytes; the items are in the API's form then, as normalized ones are)
+    input: list[Body] | bytes
     response: Body
+
+    def items(self) -> list[Body]:
+        """The input items (decoded, if they are bytes)."""
+        if isinstance(self.input, bytes):
+            items: list[Body] = loads(self.input)
+            return items
+        return self.input
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +127,8 @@ def _compact(data: bytes) -> bytes:
 def encode(stored: StoredResponse) -> Encoded:
     output = stored.response.get("output")
     return Encoded(stored.id, stored.created_at, stored.key_id, stored.previous_response_id, stored.model,
-                   _compact(dumps(stored.input)), _compact(dumps(stored.response)),
+                   stored.input if isinstance(stored.input, bytes) else _compact(dumps(stored.input)),
+                   _compact(dumps(stored.response)),
                    _compact(dumps(output if isinstance(output, list) else [])))
 
 
