@@ -139,6 +139,13 @@ async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(databa
             if not streaming:
                 first = orjson.loads(got)
 
+        # the stored input (kept as the client's bytes) reads back as the items
+        async with aiohttp.ClientSession() as s, s.get(f"{h.base}/v1/responses/{first['id']}/input_items?order=asc",
+                                                       headers=_auth(secret)) as r:
+            listed = (await r.json())["data"]
+        assert [i["type"] for i in listed] == [i["type"] for i in items]
+        assert listed[0]["content"][0]["text"] == "Café?" and listed[2]["output"] == "a.py"
+
         # a turn that continues a stored conversation is built by the gateway: encoded again
         turn = _encoded({"model": "gpt-4o", "input": "and now?", "previous_response_id": first["id"],
                          "stream": True})
