@@ -118,6 +118,10 @@ def header_refs(values: Mapping[str, str], env_vars: Mapping[str, str], encrypti
         if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in v):
             raise CommandRejected(f"header {h!r} has a control character (a line break?) in its value; give it "
                                   "on one line")
+    if values and encryption_key is None:  # (not the provider's wording: --api-key-env is no option here)
+        raise CommandRejected(f"storing the value of header {next(iter(values))!r} needs SHIELDES_ENCRYPTION_KEY; "
+                              "set it (`shieldes secrets generate-key` makes one), or give the header with "
+                              "--header-env 'Name: VAR' instead (each node reads the variable)")
     out = {check_header_name(h): secrets.env_ref(var) for h, var in env_vars.items()}
     for h, v in values.items():
         out[h] = secrets.encrypt_secret(v.strip(), encryption_key)

@@ -117,3 +117,18 @@ def test_mcp_list_table(database_url: str) -> None:
         "NAME    URL                                ROUTE        HEADERS",
         "github  https://api.githubcopilot.com/mcp  /mcp/github  Authorization=encrypted",
     ]
+
+
+async def test_a_header_value_without_an_encryption_key_is_refused_naming_header_env(database_url: str) -> None:
+    """With an external database and no SHIELDES_ENCRYPTION_KEY a header value cannot be stored; the
+    refusal names the MCP way around it (--header-env, header_envs), not a provider's option."""
+    message = refused(database_url, "mcp", "add", "github", "--url", "https://x.io/mcp",
+                      "--header", f"Authorization: {SECRET}")
+    assert "SHIELDES_ENCRYPTION_KEY" in message and "--header-env 'Name: VAR'" in message, message
+    assert "--api-key-env" not in message and "PLAINTEXT" not in message
+    async with harness(database_url, providers=False, admin_token="boot-token-123") as h:
+        api = AdminClient(h.base, "boot-token-123")
+        status, body = await api.post(f"{API}/mcp-servers", {"name": "github", "url": "https://x.io/mcp",
+                                                             "headers": {"Authorization": SECRET}})
+        assert status == 400 and 'send it in `header_envs` ({"Name": "VAR"})' in body["error"]["message"], body
+        assert "PLAINTEXT" not in str(body)

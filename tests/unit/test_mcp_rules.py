@@ -94,6 +94,9 @@ def test_registered_headers_are_refs_and_checked() -> None:
         header_refs({"X-A": "a\r\nHost: evil"}, {}, "k")
     with pytest.raises(CommandRejected, match="given both"):
         header_refs({"Authorization": "x"}, {"authorization": "VAR"}, "k")
+    with pytest.raises(CommandRejected, match=r"needs SHIELDES_ENCRYPTION_KEY.*--header-env 'Name: VAR'"):
+        header_refs({"Authorization": "Bearer t"}, {}, None)  # (no encryption key: not the provider's advice)
+    assert header_refs({}, {"X-Team": "TEAM"}, None) == {"X-Team": "env:TEAM"}
     with pytest.raises(CommandRejected, match="set by the gateway"):
         mcp_server_added(ConfigState(), "s", "https://x.io", {"Mcp-Session-Id": "env:X"})
     with pytest.raises(CommandRejected, match="env:VAR or encrypted"):

@@ -29,6 +29,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
      "send `url`, or the new set in `headers` / `header_envs`"),
     ("e.g. --mcp github,jira/search_issues", 'e.g. ["github", "jira/search_issues"]'),
     ("--header 'Authorization: Bearer TOKEN'", '{"Authorization": "Bearer TOKEN"}'),
+    ("give the header with --header-env 'Name: VAR' instead", 'send it in `header_envs` ({"Name": "VAR"}) instead'),
     ("`shieldes provider update --models`", "PATCH /admin/v1/providers/{name} with `models`"),
     ("(`shieldes model alias|remove`)", "(PUT or DELETE /admin/v1/aliases/{name})"),
     ("(`shieldes model alias`)", "(PUT /admin/v1/aliases/{name})"),
