@@ -22,13 +22,16 @@ and prints pass/fail per client, with what each sent upstream (paths, models, be
 Code, Codex, Gemini CLI and OpenCode make a tool round (AGENT_PROMPT below): they must read a file
 with their own tool and send the result back through the node, where the upstream quotes it.
 
+and `claude-mcp`, `codex-mcp` (bench/compat_mcp.py): Claude Code and Codex call a tool of a real MCP
+server through the node's /mcp/tickets with their virtual key, the upstream asking for the call.
+
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
 on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
 LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool,
 over HTTP and over the Responses WebSocket).
 
-Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,opencode,node-sdk,python] [--verbose]
-                              [--dump DIR]
+Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,opencode,node-sdk,python,claude-mcp,codex-mcp]
+                              [--verbose] [--dump DIR]
      python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,opencode,python] (compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
@@ -38,7 +41,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -58,9 +64,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import compat_mcp  # noqa: E402
 from tests import pg  # noqa: E402
 from tests.fake_bedrock import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, FakeBedrock  # noqa: E402
 from tests.fake_google import FakeGoogle, service_account  # noqa: E402
+from tests.fake_mcp import Seen, running_mcp_server  # noqa: E402
 from tests.fake_upstream import FakeUpstream, Recorded  # noqa: E402
 from tests.fake_wire import ToolScript  # noqa: E402
 
@@ -104,15 +112,24 @@ def tool_script(work: Path) -> ToolScript:
     })
 
 
-def offered_tools(requests: list[Recorded], script: ToolScript) -> set[str]:
-    """The scripted tools the client offered the upstream (by name, any API's tool shape)."""
+def tool_names(requests: list[Recorded]) -> set[str]:
+    """The tools the client offered the upstream (by name, any API's tool shape; a tool inside a
+    Responses `namespace` tool as NAMESPACE.NAME)."""
     names: set[str] = set()
     for r in requests:
         body = r.body if isinstance(r.body, dict) else {}
         for t in body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []:  # (Bedrock: toolConfig)
-            if isinstance(t, dict):
-                names.add(str(t.get("name") or (t.get("function") or t.get("toolSpec") or {}).get("name")))
-    return names & set(script.calls)
+            if isinstance(t, dict) and t.get("type") == "namespace":
+                names |= {f"{t.get('name')}.{inner.get('name')}" for inner in t.get("tools") or []}
+            elif isinstance(t, dict):
+                name = t.get("name") or (t.get("function") or t.get("toolSpec") or {}).get("name")
+                names |= {str(name)} if name else set()  # (not web_search and other unnamed tools)
+    return names
+
+
+def offered_tools(requests: list[Recorded], script: ToolScript) -> set[str]:
+    """The scripted tools the client offered the upstream."""
+    return tool_names(requests) & set(script.calls)
 
 
 class BedrockLog:
@@ -144,6 +161,8 @@ class GoogleLog:
 
 
 Upstream = FakeUpstream | BedrockLog | GoogleLog  # what a run reads the upstream's requests from
+McpRun = tuple[compat_mcp.Tickets, Seen]  # the ticket MCP server of the run, and what it saw
+MCP_CLIENTS = ("claude-mcp", "codex-mcp")
 
 
 def learned_names(outcomes: list[Outcome]) -> list[str]:
@@ -416,6 +435,41 @@ async def opencode(bin_dir: Path, node: str, key: str, work: Path, up: Upstream,
                          token_of(work), tool_script(work))
 
 
+async def mcp_client(client: str, bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream,
+                     env: dict[str, str], run_mcp: McpRun) -> Outcome:
+    """`claude-mcp` or `codex-mcp`: the client calls the ticket server's tool at the node's
+    /mcp/tickets with its virtual key (bench/compat_mcp.py), the upstream scripted to call it."""
+    home = work / f"home-{len(list(work.iterdir()))}"
+    home.mkdir()
+    tickets, seen = run_mcp
+    tickets.calls.clear()
+    seen.requests.clear()
+    if client == "claude-mcp":
+        config = home / "mcp.json"
+        config.write_text(json.dumps(compat_mcp.claude_config(node, key)))
+        cmd = [str(bin_dir / "claude"), *compat_mcp.claude_args(config)]
+        client_env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
+    else:
+        (home / ".codex").mkdir()
+        (home / ".codex" / "config.toml").write_text(compat_mcp.codex_config(node, CODEX_TOOLS_MODEL))
+        cmd = [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", compat_mcp.PROMPT]
+        client_env = {**base_env(home), "CODEX_HOME": str(home / ".codex"), "SHIELDES_KEY": key}
+    script, up.tool_script = up.tool_script, compat_mcp.McpScript()
+    start = len(up.requests)
+    try:
+        code, out, err = await run(cmd, client_env, work, 240)
+    finally:
+        up.tool_script = script
+    requests = up.requests[start:]
+    rows = await compat_mcp.logged_rows(env, ROOT, client) if tickets.calls else []
+    found = compat_mcp.verdict(code, out, err, tickets, seen, rows, key, sorted(tool_names(requests)))
+    detail = found.detail
+    unserved = None if found.ok else UNSERVED.search(err + out)
+    if unserved:  # (for learning(): a model name the client asked for that nobody serves)
+        detail = unserved.group(0) + "; " + detail
+    return Outcome(client, found.ok, detail, summarize(requests))
+
+
 def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
     """`outcome`, failed if its turns did not go over a Responses WebSocket (the node's access lines
     after `log_lines` show no `GET /v1/responses ... 101`): a client that falls back to HTTP answers too."""
@@ -546,8 +600,9 @@ async def has_responses(node: str, key: str) -> bool:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
-    parser.add_argument("--only", default="claude,codex,gemini,opencode,node-sdk,python",
-                        help="comma-separated clients to run: claude, codex, gemini, opencode, node-sdk, python")
+    parser.add_argument("--only", default="claude,codex,gemini,opencode,node-sdk,python,claude-mcp,codex-mcp",
+                        help="comma-separated clients to run: claude, codex, gemini, opencode, node-sdk, python, "
+                        "claude-mcp, codex-mcp (an MCP tool called through the node)")
     parser.add_argument("--python", help="interpreter with langchain-openai, litellm and openai-agents installed "
                         "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
@@ -574,9 +629,13 @@ async def main() -> int:
     node_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SHIELDES_DATABASE_URL": database_url, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY,
            "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_EC2_METADATA_DISABLED": "true"}  # the fake Bedrock's
+           "AWS_SESSION_TOKEN": SESSION_TOKEN, "AWS_EC2_METADATA_DISABLED": "true",  # the fake Bedrock's
+           # the MCP server's token is stored encrypted (`mcp add --header`)
+           "SHIELDES_ENCRYPTION_KEY": "base64:" + base64.b64encode(os.urandom(32)).decode()}
     node: subprocess.Popen[bytes] | None = None
     outcomes: list[Outcome] = []
+    mcp_clients = [c for c in MCP_CLIENTS if c in wanted]
+    stack = contextlib.ExitStack()
     try:
         shieldes(env, "db", "upgrade")
         shieldes(env, "provider", "add", "anthropic", "--type", "anthropic", "--base-url", up.url,
@@ -588,6 +647,15 @@ async def main() -> int:
         except SystemExit:  # a version without per-provider Responses modes
             shieldes(env, *gpt)
         key = str(shieldes(env, "key", "create", "--name", "compat", "--rpm", "600")["key"])  # type: ignore[index]
+        if mcp_clients:  # the ticket server, registered with its own token; a key of each client's may use it
+            logging.getLogger("mcp").setLevel(logging.WARNING)  # (the SDK's server logs each session at INFO)
+            tickets = compat_mcp.Tickets()
+            mcp_url, seen = stack.enter_context(running_mcp_server(tickets.token, build=tickets.build))
+            run_mcp: McpRun = (tickets, seen)
+            shieldes(env, "mcp", "add", compat_mcp.SERVER, "--url", mcp_url,
+                     "--header", f"Authorization: Bearer {tickets.token}")
+            mcp_keys = {c: str(shieldes(env, "key", "create", "--name", c, "--rpm", "600",  # type: ignore[index]
+                                        "--mcp", compat_mcp.SERVER)["key"]) for c in mcp_clients}
         served = Served(env, node_url, key, {"claude": ("anthropic", list(CLAUDE_MODELS)),
                                              "gpt": ("openai", [*GPT_MODELS, *GEMINI_CLI_MODELS])})
         node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
@@ -595,6 +663,12 @@ async def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
         await wait_ready(node_url, node)
         responses = await has_responses(node_url, key)
+        for client in mcp_clients:  # first: the Claude names are still on the `anthropic` provider
+            if client == "codex-mcp" and not responses:
+                outcomes.append(Outcome(client, False, "skipped: this node has no /v1/responses (Codex needs it)"))
+                continue
+            outcomes.append(await learning(served, lambda c=client: mcp_client(  # type: ignore[misc]
+                c, bin_dir, node_url, mcp_keys[c], work, up, env, run_mcp)))
         if "claude" in wanted:
             outcomes.append(await learning(served, lambda: claude(bin_dir, node_url, key, work, up, "claude-code")))
             # the same Claude model names served by an OpenAI-compatible deployment: translated
@@ -687,6 +761,7 @@ async def main() -> int:
             node.terminate()
             node.wait(30)
         await up.stop()
+        stack.close()
         pg.drop_database(server, database_url)
         if args.dump:
             dump(up.requests, args.dump)

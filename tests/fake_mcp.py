@@ -8,7 +8,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +98,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_mcp_server(token: str = TOKEN, *, json_response: bool = False) -> Iterator[tuple[str, Seen]]:
-    """(endpoint URL, what it saw) of a server running until the block ends."""
+def running_mcp_server(token: str = TOKEN, *, json_response: bool = False,
+                       build: Callable[[Seen], MCPServer] = build_server) -> Iterator[tuple[str, Seen]]:
+    """(endpoint URL, what it saw) of a server running until the block ends; `build` makes its
+    MCPServer (default: the tests' tools)."""
     seen = Seen()
-    app: Any = build_server(seen).streamable_http_app(json_response=json_response)
+    app: Any = build(seen).streamable_http_app(json_response=json_response)
     port = free_port()
     config = uvicorn.Config(_CheckToken(app, seen, token), host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")

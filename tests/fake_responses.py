@@ -2,7 +2,8 @@
 JSON or as its typed event stream, in the wire format OpenAI sends (event names, sequence
 numbers, snapshots of the response object, usage with token details).
 
-Behaviour: a function call of the first (or the `tool_choice`-named) function tool unless the last
+Behaviour: a function call of the first (or the `tool_choice`-named) function tool (one inside a
+`namespace` tool too, its call naming the namespace as OpenAI's do) unless the last
 input item is a function_call_output or tool_choice is "none"; JSON matching the schema for
 `text.format` json_schema; otherwise the fake's usual words. Input tokens are the words of
 `instructions` and every input item's text."""
@@ -70,8 +71,30 @@ def tool_results(body: dict[str, Any]) -> list[Any]:
     return [i.get("output") for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
 
 
-def pick_call(body: dict[str, Any], script: wire.ToolScript | None = None) -> tuple[str, dict[str, Any]] | None:
-    tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
+def function_tools(body: dict[str, Any]) -> list[tuple[dict[str, Any], str | None]]:
+    """The function tools offered, each with the namespace it came inside (None at the top level):
+    Codex offers an MCP server's tools as a `namespace` tool, and a call of one names it again."""
+    out: list[tuple[dict[str, Any], str | None]] = []
+    for t in body.get("tools") or []:
+        if t.get("type") == "function":
+            out.append((t, None))
+        elif t.get("type") == "namespace":
+            out += [(inner, t.get("name")) for inner in t.get("tools") or [] if inner.get("type") == "function"]
+    return out
+
+
+Call = tuple[str, dict[str, Any], str | None]  # name, arguments, namespace
+
+
+def pick_call(body: dict[str, Any], script: wire.ToolScript | None = None) -> Call | None:
+    offered = function_tools(body)
+    namespaces = {t["name"]: ns for t, ns in reversed(offered)}  # (the first tool of a name wins)
+    call = _pick(body, [t for t, _ in offered], script)
+    return None if call is None else (call[0], call[1], namespaces.get(call[0]))
+
+
+def _pick(body: dict[str, Any], tools: list[dict[str, Any]], script: wire.ToolScript | None) \
+        -> tuple[str, dict[str, Any]] | None:
     if script is not None:
         return script.call([t["name"] for t in tools], bool(tool_results(body)))
     items = body["input"] if isinstance(body["input"], list) else []
@@ -98,7 +121,8 @@ def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, te
         tokens = 40
     elif call is not None:
         output = {"id": item_id.replace("msg_", "fc_"), "type": "function_call", "status": "completed",
-                                  "arguments": json.dumps(call[1]), "call_id": call_id, "name": call[0]}
+                  "arguments": json.dumps(call[1]), "call_id": call_id, "name": call[0],
+                  **({"namespace": call[2]} if call[2] else {})}
         tokens = 5
     else:
         output = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",

@@ -1,0 +1,69 @@
+"""bench/compat_mcp.py's decisions: which tool the fake upstream calls, and when a client's MCP run
+passes (the tool ran on the server with the server's own token, the node logged the call for the
+key, the answer quotes the tool's result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import compat_mcp
+from bench.compat_mcp import TICKET, McpScript, Tickets, verdict
+from tests.fake_mcp import Seen
+
+KEY = "sk-shd-virtual-key"
+OFFERED = ["Read", "mcp__tickets__lookup_ticket"]
+
+
+def row(**over: Any) -> dict[str, Any]:
+    return {"model": "tools/call", "upstream_model": "lookup_ticket", "deployment": "tickets", "status": 200,
+            "method": "POST", **over}
+
+
+def ran() -> tuple[Tickets, Seen]:
+    tickets, seen = Tickets(), Seen()
+    tickets.calls.append((TICKET, f"Bearer {tickets.token}"))
+    seen.requests.append(("POST", {"authorization": f"Bearer {tickets.token}"}))
+    return tickets, seen
+
+
+def test_the_script_calls_the_lookup_tool_by_any_name_once() -> None:
+    script = McpScript()
+    assert script.call(["Read", "exec_command"], answered=False) is None
+    assert script.call(["Read", "mcp__tickets__lookup_ticket"], False) == ("mcp__tickets__lookup_ticket",
+                                                                           {"id": TICKET})
+    assert script.call(["lookup_ticket"], False) == ("lookup_ticket", {"id": TICKET})  # (Codex: in a namespace)
+    assert script.call(["lookup_ticket"], answered=True) is None
+
+
+def test_a_run_passes_when_the_call_went_through_and_came_back() -> None:
+    tickets, seen = ran()
+    got = verdict(0, f"It is open, {tickets.marker}", "", tickets, seen, [row(model="initialize"), row()], KEY,
+                  OFFERED)
+    assert got.ok and "mcp__tickets__lookup_ticket" in got.detail and "initialize, tools/call" in got.detail
+
+
+def test_a_run_fails_without_each_proof() -> None:
+    tickets, seen = ran()
+    out = f"It is open, {tickets.marker}"
+    assert "offered the model no tool" in verdict(0, out, "", tickets, seen, [row()], KEY, ["Read"]).detail
+    assert "no tools/call row" in verdict(0, out, "", tickets, seen, [row(model="tools/list")], KEY, OFFERED).detail
+    assert "no tools/call row" in verdict(0, out, "", tickets, seen, [row(status=403)], KEY, OFFERED).detail
+    assert "did not quote" in verdict(0, "It is open", "", tickets, seen, [row()], KEY, OFFERED).detail
+    assert "did not quote" in verdict(1, out, "", tickets, seen, [row()], KEY, OFFERED).detail
+
+    other = Tickets()  # the server saw the call with a token not its own (or another ticket)
+    other.calls.append((TICKET, f"Bearer {KEY}"))
+    other.calls.append(("TCK-1", f"Bearer {other.token}"))
+    assert "saw no lookup_ticket" in verdict(0, out, "", other, seen, [row()], KEY, OFFERED).detail
+
+    seen.requests.append(("GET", {"authorization": f"Bearer {tickets.token}", "x-forwarded": KEY}))
+    leaked = verdict(0, out, "", tickets, seen, [row()], KEY, OFFERED)
+    assert not leaked.ok and "virtual key reached the MCP server (in x-forwarded)" in leaked.detail
+
+
+def test_the_clients_configs_hold_the_node_route_and_the_key() -> None:
+    claude = compat_mcp.claude_config("http://node:1", KEY)["mcpServers"]["tickets"]
+    assert claude == {"type": "http", "url": "http://node:1/mcp/tickets", "headers": {"Authorization": f"Bearer {KEY}"}}
+    codex = compat_mcp.codex_config("http://node:1", "gpt-5-codex")
+    assert 'url = "http://node:1/mcp/tickets"' in codex and 'bearer_token_env_var = "SHIELDES_KEY"' in codex
+    assert KEY not in codex  # (read from the environment)
