@@ -28,6 +28,10 @@ class SecretError(ShieldesError):
     code = "secret_unavailable"
 
 
+NO_ENCRYPTION_KEY = ("storing a provider key needs SHIELDES_ENCRYPTION_KEY; set it (`shieldes secrets generate-key` "
+                     "makes one), or use --api-key-env VAR instead")
+
+
 def new_virtual_key() -> str:
     """A fresh virtual key secret: 'sk-shd-' + 43 url-safe characters (256 bits)."""
     return KEY_PREFIX + secrets.token_urlsafe(32)
@@ -136,10 +140,7 @@ class Keyring:
 
     def encrypt(self, plaintext: str) -> str:
         if self._current is None:
-            raise SecretError(
-                "storing a provider key needs SHIELDES_ENCRYPTION_KEY; set it (`shieldes secrets generate-key` "
-                "makes one), or use --api-key-env VAR instead"
-            )
+            raise SecretError(NO_ENCRYPTION_KEY)
         token = self._current.fernet.encrypt(plaintext.encode()).decode()
         return f"{_V2}{self._current.key_id}:{token}"
 

@@ -51,6 +51,12 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
      "`cache_write_per_1m` must be"),
     ("POST", "/admin-tokens/nope/revoke", None, {}, "see GET /admin/v1/admin-tokens"),
     ("DELETE", "/pricing/never-priced", None, {}, "list the prices set with GET /admin/v1/pricing?source=override"),
+    # a secret to store on a node without SHIELDES_ENCRYPTION_KEY (an external database): sent another way
+    ("POST", "/providers", {"name": "p", "type": "openai", "base_url": "http://x", "models": ["a"], "api_key": "sk"},
+     {}, "or send `api_key_env` (a variable each node reads) instead"),
+    ("POST", "/mcp-servers", {"name": "m", "url": "http://x/mcp", "headers": {"Authorization": "Bearer t"}}, {},
+     'SHIELDES_ENCRYPTION_KEY on the node; set it (`base64:` and 32 random bytes in base64 make one), or send it '
+     'in `header_envs` ({"Name": "VAR"}) instead'),
 ]
 
 

@@ -293,7 +293,10 @@ def _secret_ref(call: Call) -> str | None:
     if key is not None:
         if not key.strip():
             raise InvalidRequest("api_key is empty; send the provider's key or use api_key_env")
-        return secrets.encrypt_secret(key, secrets.encryption_key_for(call.ctx.settings, create=True))
+        encryption_key = secrets.encryption_key_for(call.ctx.settings, create=True)
+        if encryption_key is None:  # the node's setup, but the request can be sent another way: not a 500
+            raise InvalidRequest(secrets.NO_ENCRYPTION_KEY)
+        return secrets.encrypt_secret(key, encryption_key)
     return None
 
 
