@@ -163,6 +163,11 @@ class GoogleLog:
 Upstream = FakeUpstream | BedrockLog | GoogleLog  # what a run reads the upstream's requests from
 McpRun = tuple[compat_mcp.Tickets, Seen]  # the ticket MCP server of the run, and what it saw
 MCP_CLIENTS = ("claude-mcp", "codex-mcp")
+MCP_CHAT_MODEL = "qwen3-coder-mcp"  # Codex's MCP run on a chat-completions-only (`translate`) deployment
+# client -> its runs: (label, the key's name, the model, for Codex); a key each, so each run's log rows are its own
+MCP_RUNS = {"claude-mcp": [("claude-mcp", "claude-mcp", "")],
+            "codex-mcp": [("codex-mcp", "codex-mcp", CODEX_TOOLS_MODEL),
+                          ("codex-mcp (chat-only upstream)", "codex-mcp-chat", MCP_CHAT_MODEL)]}
 
 
 def learned_names(outcomes: list[Outcome]) -> list[str]:
@@ -435,23 +440,23 @@ async def opencode(bin_dir: Path, node: str, key: str, work: Path, up: Upstream,
                          token_of(work), tool_script(work))
 
 
-async def mcp_client(client: str, bin_dir: Path, node: str, key: str, work: Path, up: FakeUpstream,
-                     env: dict[str, str], run_mcp: McpRun) -> Outcome:
-    """`claude-mcp` or `codex-mcp`: the client calls the ticket server's tool at the node's
-    /mcp/tickets with its virtual key (bench/compat_mcp.py), the upstream scripted to call it."""
+async def mcp_client(label: str, key_name: str, model: str, bin_dir: Path, node: str, key: str, work: Path,
+                     up: FakeUpstream, env: dict[str, str], run_mcp: McpRun) -> Outcome:
+    """A run of `claude-mcp` or `codex-mcp` (MCP_RUNS): the client calls the ticket server's tool at
+    the node's /mcp/tickets with its virtual key (bench/compat_mcp.py), the upstream scripted to call it."""
     home = work / f"home-{len(list(work.iterdir()))}"
     home.mkdir()
     tickets, seen = run_mcp
     tickets.calls.clear()
     seen.requests.clear()
-    if client == "claude-mcp":
+    if label == "claude-mcp":
         config = home / "mcp.json"
         config.write_text(json.dumps(compat_mcp.claude_config(node, key)))
         cmd = [str(bin_dir / "claude"), *compat_mcp.claude_args(config)]
         client_env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
     else:
         (home / ".codex").mkdir()
-        (home / ".codex" / "config.toml").write_text(compat_mcp.codex_config(node, CODEX_TOOLS_MODEL))
+        (home / ".codex" / "config.toml").write_text(compat_mcp.codex_config(node, model))
         cmd = [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", compat_mcp.PROMPT]
         client_env = {**base_env(home), "CODEX_HOME": str(home / ".codex"), "SHIELDES_KEY": key}
     script, up.tool_script = up.tool_script, compat_mcp.McpScript()
@@ -461,13 +466,13 @@ async def mcp_client(client: str, bin_dir: Path, node: str, key: str, work: Path
     finally:
         up.tool_script = script
     requests = up.requests[start:]
-    rows = await compat_mcp.logged_rows(env, ROOT, client) if tickets.calls else []
+    rows = await compat_mcp.logged_rows(env, ROOT, key_name) if tickets.calls else []
     found = compat_mcp.verdict(code, out, err, tickets, seen, rows, key, sorted(tool_names(requests)))
     detail = found.detail
     unserved = None if found.ok else UNSERVED.search(err + out)
     if unserved:  # (for learning(): a model name the client asked for that nobody serves)
         detail = unserved.group(0) + "; " + detail
-    return Outcome(client, found.ok, detail, summarize(requests))
+    return Outcome(label, found.ok, detail, summarize(requests))
 
 
 def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
@@ -654,8 +659,12 @@ async def main() -> int:
             run_mcp: McpRun = (tickets, seen)
             shieldes(env, "mcp", "add", compat_mcp.SERVER, "--url", mcp_url,
                      "--header", f"Authorization: Bearer {tickets.token}")
-            mcp_keys = {c: str(shieldes(env, "key", "create", "--name", c, "--rpm", "600",  # type: ignore[index]
-                                        "--mcp", compat_mcp.SERVER)["key"]) for c in mcp_clients}
+            mcp_keys = {name: str(shieldes(env, "key", "create", "--name", name, "--rpm", "600",  # type: ignore[index]
+                                           "--mcp", compat_mcp.SERVER)["key"])
+                        for c in mcp_clients for _, name, _ in MCP_RUNS[c]}
+            if "codex-mcp" in mcp_clients:
+                shieldes(env, "provider", "add", "chat-only-mcp", "--type", "openai", "--base-url", up.url + "/v1",
+                         "--api-key-env", "FAKE_UPSTREAM_KEY", "--models", MCP_CHAT_MODEL, "--responses", "translate")
         served = Served(env, node_url, key, {"claude": ("anthropic", list(CLAUDE_MODELS)),
                                              "gpt": ("openai", [*GPT_MODELS, *GEMINI_CLI_MODELS])})
         node = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--port", str(port), "--gossip-port",
@@ -663,12 +672,12 @@ async def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
         await wait_ready(node_url, node)
         responses = await has_responses(node_url, key)
-        for client in mcp_clients:  # first: the Claude names are still on the `anthropic` provider
-            if client == "codex-mcp" and not responses:
-                outcomes.append(Outcome(client, False, "skipped: this node has no /v1/responses (Codex needs it)"))
+        for label, key_name, model in [r for c in mcp_clients for r in MCP_RUNS[c]]:  # first: the Claude
+            if model and not responses:                                                 # names are on `anthropic`
+                outcomes.append(Outcome(label, False, "skipped: this node has no /v1/responses (Codex needs it)"))
                 continue
-            outcomes.append(await learning(served, lambda c=client: mcp_client(  # type: ignore[misc]
-                c, bin_dir, node_url, mcp_keys[c], work, up, env, run_mcp)))
+            outcomes.append(await learning(served, lambda r=(label, key_name, model): mcp_client(  # type: ignore[misc]
+                *r, bin_dir, node_url, mcp_keys[r[1]], work, up, env, run_mcp)))
         if "claude" in wanted:
             outcomes.append(await learning(served, lambda: claude(bin_dir, node_url, key, work, up, "claude-code")))
             # the same Claude model names served by an OpenAI-compatible deployment: translated

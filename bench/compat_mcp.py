@@ -10,7 +10,9 @@ client holds, for its model calls and for the MCP server at the node's `/mcp/tic
       FILE: {"mcpServers": {"tickets": {"type": "http", "url": NODE/mcp/tickets,
                                         "headers": {"Authorization": "Bearer KEY"}}}}
   codex exec PROMPT    config.toml: the node as model provider, and [mcp_servers.tickets] with
-                       url = NODE/mcp/tickets, bearer_token_env_var = "SHIELDES_KEY"
+                       url = NODE/mcp/tickets, bearer_token_env_var = "SHIELDES_KEY", the tool
+                       approved ahead; a `--responses native` deployment's model, then a
+                       `translate` one's (the upstream sees chat completions)
 
 The fake upstream, offered a tool whose name holds `lookup_ticket` (Claude Code names it
 mcp__tickets__lookup_ticket; Codex gives it its own name), calls it with the ticket id, then quotes
