@@ -672,8 +672,9 @@ async def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
         await wait_ready(node_url, node)
         responses = await has_responses(node_url, key)
-        for label, key_name, model in [r for c in mcp_clients for r in MCP_RUNS[c]]:  # first: the Claude
-            if model and not responses:                                                 # names are on `anthropic`
+        # the MCP runs first, while the Claude names are still on the `anthropic` provider
+        for label, key_name, model in [r for c in mcp_clients for r in MCP_RUNS[c]]:
+            if model and not responses:
                 outcomes.append(Outcome(label, False, "skipped: this node has no /v1/responses (Codex needs it)"))
                 continue
             outcomes.append(await learning(served, lambda r=(label, key_name, model): mcp_client(  # type: ignore[misc]
