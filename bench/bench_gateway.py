@@ -101,7 +101,7 @@ def agent_responses(body: dict[str, Any], turns: int) -> dict[str, Any]:
     tool = {"type": "function", "name": "shell", "description": "run a shell command", "parameters": {
         "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}
     return {**body, "instructions": "You are a careful coding agent. " * 150, "input": items, "tools": [tool],
-            "store": False}
+            "store": body.get("store", False)}
 def with_image(body: dict[str, Any], path: str, kib: int) -> dict[str, Any]:
     """`body` with a `kib` KiB image (random bytes, base64) in its last user turn, where each API
     puts one: a screenshot an agent attached, carried in every turn after it."""
@@ -553,7 +553,7 @@ def main() -> None:
     parser.add_argument(
         "--only", metavar="MODES",
         help="run only these modes (comma-separated: json, stream, messages, messages-stream, "
-        "responses-stream), e.g. `--responses --only responses-stream` for a short run",
+        "responses-stream, responses-stored), e.g. `--responses --only responses-stream` for a short run",
     )
     parser.add_argument(
         "--agent-turns", type=int, default=0, metavar="N",
@@ -606,6 +606,8 @@ def main() -> None:
                   ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
     if args.responses:
         modes.append(("responses-stream", RESPONSES_BODY, RESPONSES_PATH))
+        if args.agent_turns:  # an agent's turn stored (else store: false, as Codex sends it; the small turn is stored)
+            modes.append(("responses-stored", {**RESPONSES_BODY, "store": True}, RESPONSES_PATH))
     if args.agent_turns:
         grow = {CHAT_PATH: agent_chat, MESSAGES_PATH: agent_messages, RESPONSES_PATH: agent_responses}
         modes = [(m, grow[p](b, args.agent_turns), p) for m, b, p in modes]
