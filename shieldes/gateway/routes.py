@@ -19,10 +19,9 @@ from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
-from shieldes.gateway.top_level import CHAT_HISTORY, NOTHING, Outgoing, TopLevel
+from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
-from shieldes.providers.chat_history import chat_history_ids
 from shieldes.providers.dropped import dropped_header
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
@@ -315,11 +314,9 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
 
 def _chat_history(top: TopLevel) -> list[str] | None:
     """A chat request's history checked as `_messages` checks it, read off its bytes where it can
-    be: its tool call ids (chat_history_ids), or None when it had to be decoded to be checked."""
-    if top.shape("messages") == "list":
-        ids = chat_history_ids(top.fields["messages"])
-        if ids is not None:
-            return ids
+    be (read_chat): its tool call ids, or None when it had to be decoded to be checked."""
+    if isinstance(top, ChatTopLevel) and top.shape("messages") == "list":
+        return top.ids
     _messages(top.decoded())  # the exact check: its error, or an odd but valid history
     return None
 
@@ -328,7 +325,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     # a chat history stays the client's bytes (a coding agent's turn is tens of kB an upstream reads anyway)
-    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), CHAT_HISTORY if op == "chat" else NOTHING)
+    raw = await read_body(request, gw.settings.max_body_bytes)
+    top = read_chat(raw) if op == "chat" else TopLevel(raw, NOTHING)
     body = top.small
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:

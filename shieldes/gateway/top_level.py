@@ -14,6 +14,7 @@ import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers.chat_history import READ, ChatRead, read_chat_request
 
 Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
@@ -26,31 +27,53 @@ _ENCODER = msgspec.json.Encoder()
 _NULL, _LIST = ord("n"), ord("[")
 
 
+def check_utf8(raw: bytes) -> None:
+    """A body whose strings are skipped, not decoded, has its UTF-8 checked here, at once."""
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"malformed JSON body (not UTF-8 at byte {exc.start}): send one valid JSON "
+                                 "object in UTF-8") from None
+
+
+def split(raw: bytes) -> dict[str, msgspec.Raw]:
+    """The JSON object `raw`'s top-level fields, each as its bytes."""
+    try:
+        return _FIELDS.decode(raw)
+    except msgspec.ValidationError:  # valid JSON, not an object
+        raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+
+
 class TopLevel:
     """The body's top-level fields: `small` decoded (every field but those of `big`), `fields`
     each as its bytes in the body, `raw` the body itself."""
 
-    __slots__ = ("_decoded", "fields", "raw", "small")
+    __slots__ = ("_decoded", "_fields", "raw", "small")
+    _fields: dict[str, msgspec.Raw] | None  # (split on first use, where a reader did not need to)
 
     def __init__(self, raw: bytes, big: frozenset[str]) -> None:
-        if not raw.isascii():  # (the history's strings are skipped, not decoded: their UTF-8 is checked here)
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidRequest(f"malformed JSON body (not UTF-8 at byte {exc.start}): send one valid JSON "
-                                     "object in UTF-8") from None
-        try:
-            fields = _FIELDS.decode(raw)
-        except msgspec.ValidationError:  # valid JSON, not an object
-            raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+        check_utf8(raw)
+        fields = split(raw)
         try:
             small = {name: orjson.loads(memoryview(value)) for name, value in fields.items() if name not in big}
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
-        self.raw, self.fields, self.small = raw, fields, small
+        self.raw, self._fields, self.small = raw, fields, small
         self._decoded: Body | None = None if big else small
+
+    @property
+    def fields(self) -> dict[str, msgspec.Raw]:
+        """Each top-level field as its bytes in the body."""
+        if self._fields is None:
+            self._fields = split(self.raw)
+        return self._fields
+
+    def has(self, name: str) -> bool:
+        """Whether the body has the top-level field `name` (null included)."""
+        return name in self.fields
 
     def shape(self, name: str) -> str:
         """What the big field `name` is, read off its first bytes: "missing" (absent or
@@ -83,6 +106,37 @@ class TopLevel:
         for name, value in changes.items():
             fields[name] = msgspec.Raw(orjson.dumps(value))
         return _ENCODER.encode(fields)
+
+
+class ChatTopLevel(TopLevel):
+    """A chat request read in one typed pass (chat_history.read_chat_request): `small` holds the
+    top-level fields the gateway decides on (chat_history.READ), the split into every top-level
+    field is made only when one is rewritten, `ids` are the history's tool call ids."""
+
+    __slots__ = ("_messages", "ids")
+
+    def __init__(self, raw: bytes, read: ChatRead) -> None:
+        self.raw, self._fields, self.small, self._decoded = raw, None, read.fields, None
+        self.ids, self._messages = read.ids, read.messages
+
+    def has(self, name: str) -> bool:
+        return name in self.small if name in READ else name in self.fields
+
+    def shape(self, name: str) -> str:
+        if name != "messages":
+            return super().shape(name)
+        return "missing" if self._messages is None else "list" if self._messages else "empty list"
+
+
+def read_chat(raw: bytes) -> TopLevel:
+    """A chat request's body: in one typed pass where it can be (ChatTopLevel), else by its
+    top-level fields (an odd shape, checked exactly by the caller on the decoded body)."""
+    check_utf8(raw)
+    try:
+        read = read_chat_request(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+    return TopLevel(raw, CHAT_HISTORY) if read is None else ChatTopLevel(raw, read)
 
 
 _JSON_SPACE = b" \t\r\n"
@@ -131,11 +185,12 @@ class Outgoing:
         for name, value in sent.items():
             if client.get(name, _MISSING) is not value and name not in drop:
                 changes[name] = value
-        dropped = [name for name in drop if name in self.top.fields] if drop else drop
+        top = self.top
+        dropped = [name for name in drop if top.has(name)] if drop else drop
         if not dropped:
             if not changes:
-                return self.top.raw
-            if self.top.fields and self.top.fields.keys().isdisjoint(changes):
+                return top.raw
+            if not any(map(top.has, changes)):  # (a request that reached here has a field: appended needs one)
                 out = appended(self.top.raw, changes)
                 if out is not None:
                     return out

@@ -8,8 +8,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.top_level import CHAT_HISTORY, Outgoing, TopLevel
-from shieldes.providers.chat_history import chat_history_ids
+from shieldes.gateway.top_level import CHAT_HISTORY, Outgoing, TopLevel, read_chat
+from shieldes.providers.chat_history import READ, read_chat_request
 from shieldes.providers.tool_ids import ANTHROPIC, ANY, MISTRAL, OPENAI, all_fit, chat_history_fits
 from shieldes.responses.request import forwards_as_sent, parse_request
 
@@ -31,15 +31,16 @@ _bodies = st.dictionaries(_names, _values, min_size=1, max_size=6)
 def test_what_goes_upstream_reads_as_the_body_with_the_gateways_fields(
         body: dict[str, object], tail: bytes, spaced: bool, changes: dict[str, object], drop: frozenset[str]) -> None:
     raw = (json.dumps(body).encode() if spaced else orjson.dumps(body)) + tail
-    out = Outgoing(TopLevel(raw, CHAT_HISTORY), {})
-    sent = {**out.top.small, **changes}
-    expected = {name: value for name, value in {**body, **changes}.items() if name not in drop}
-    assert orjson.loads(out.encoded(sent, drop)) == expected
-    assert out.whole(sent) == {**body, **changes}
-    if not changes and not drop.intersection(body):
-        assert out.encoded(sent, drop) is raw  # nothing changed: the very bytes
-    elif body.keys().isdisjoint(changes) and not drop.intersection(body):
-        assert out.encoded(sent, drop).startswith(raw.rstrip()[:-1])  # only added: every client byte kept
+    for top in (TopLevel(raw, CHAT_HISTORY), read_chat(raw)):  # (read_chat: one typed pass, when it can)
+        out = Outgoing(top, {})
+        sent = {**out.top.small, **changes}
+        expected = {name: value for name, value in {**body, **changes}.items() if name not in drop}
+        assert orjson.loads(out.encoded(sent, drop)) == expected
+        assert out.whole(sent) == {**body, **changes}
+        if not changes and not drop.intersection(body):
+            assert out.encoded(sent, drop) is raw  # nothing changed: the very bytes
+        elif body.keys().isdisjoint(changes) and not drop.intersection(body):
+            assert out.encoded(sent, drop).startswith(raw.rstrip()[:-1])  # only added: every client byte kept
 
 
 def test_the_history_stays_the_clients_bytes_when_a_top_level_field_changes() -> None:
@@ -81,8 +82,11 @@ _messages = st.lists(st.one_of(
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages=_messages, spaced=st.booleans())
 def test_ids_read_off_the_bytes_decide_as_the_decoded_history_does(messages: list[object], spaced: bool) -> None:
-    raw = json.dumps(messages).encode() if spaced else orjson.dumps(messages)
-    ids = chat_history_ids(raw)
+    body = {"model": "m", "messages": messages, "temperature": 1, "n": None}
+    raw = json.dumps(body).encode() if spaced else orjson.dumps(body)
+    read = read_chat_request(raw)
+    assert read is None or read.fields == {name: body[name] for name in READ if name in body}
+    ids = None if read is None else read.ids
     ordinary = all(isinstance(m, dict) and isinstance(m.get("role"), str)
                    and all(isinstance(c["id"], str | None)
                            and isinstance(c.get("function", {}).get("arguments"), str | None)
