@@ -32,7 +32,7 @@ from shieldes.gateway.routes import (
     read_body,
     read_json,
 )
-from shieldes.gateway.top_level import ReadTopLevel, TopLevel, read_messages
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -48,7 +48,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import spec_for
-from shieldes.providers.tool_ids import ANTHROPIC, all_fit
+from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
@@ -180,19 +180,19 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
 
 def _native_payload(top: TopLevel, model: str) -> bytes:
     """The bytes for a deployment that speaks Messages: the client's own when they name `model`
-    and their tool call ids are ones Anthropic takes (read in the one typed pass), the model
-    replaced otherwise; ids another provider minted, or a body of a shape that pass does not take,
-    go to native_body on the decoded body, which checks them exactly."""
-    if isinstance(top, ReadTopLevel) and all_fit(top.ids, ANTHROPIC):
-        return top.raw if top.small.get("model") == model else top.with_fields({"model": model})
-    return native_body(top.decoded(), top.raw, model)
+    and their tool call ids are ones Anthropic takes (read off the bytes), the model replaced
+    otherwise; ids another provider minted send it to native_body on the decoded body."""
+    history = top.fields.get("messages")
+    if history is not None and not anthropic_ids_fit_in(history):
+        return native_body(top.decoded(), top.raw, model)
+    return top.raw if top.small.get("model") == model else top.with_fields({"model": model})
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
-    top = read_messages(await read_body(request, gw.settings.max_body_bytes))
+    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])

@@ -19,7 +19,7 @@ from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Attempt, Gateway
-from shieldes.gateway.top_level import NOTHING, Outgoing, ReadTopLevel, TopLevel, read_chat
+from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
@@ -315,7 +315,7 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
 def _chat_history(top: TopLevel) -> list[str] | None:
     """A chat request's history checked as `_messages` checks it, read off its bytes where it can
     be (read_chat): its tool call ids, or None when it had to be decoded to be checked."""
-    if isinstance(top, ReadTopLevel) and top.shape("messages") == "list":
+    if isinstance(top, ChatTopLevel) and top.shape("messages") == "list":
         return top.ids
     _messages(top.decoded())  # the exact check: its error, or an odd but valid history
     return None

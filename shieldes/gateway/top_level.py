@@ -7,20 +7,14 @@ rewrite the history (a translated deployment, ids another provider minted)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.history_read import (
-    CHAT_READ,
-    MESSAGES_READ,
-    HistoryRead,
-    read_chat_request,
-    read_messages_request,
-)
+from shieldes.providers.chat_history import READ, ChatRead, read_chat_request
 
 Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
@@ -114,19 +108,19 @@ class TopLevel:
         return _ENCODER.encode(fields)
 
 
-class ReadTopLevel(TopLevel):
-    """A request read in one typed pass (history_read): `small` holds the top-level fields the
-    gateway decides on (`names`, the reader's READ), `ids` the history's tool call ids; the split
-    into every top-level field is made only when one is rewritten."""
+class ChatTopLevel(TopLevel):
+    """A chat request read in one typed pass (chat_history.read_chat_request): `small` holds the
+    top-level fields the gateway decides on (chat_history.READ), the split into every top-level
+    field is made only when one is rewritten, `ids` are the history's tool call ids."""
 
-    __slots__ = ("_messages", "_names", "ids")
+    __slots__ = ("_messages", "ids")
 
-    def __init__(self, raw: bytes, read: HistoryRead, names: frozenset[str]) -> None:
+    def __init__(self, raw: bytes, read: ChatRead) -> None:
         self.raw, self._fields, self.small, self._decoded = raw, None, read.fields, None
-        self.ids, self._messages, self._names = read.ids, read.messages, names
+        self.ids, self._messages = read.ids, read.messages
 
     def has(self, name: str) -> bool:
-        return name in self.small if name in self._names else name in self.fields
+        return name in self.small if name in READ else name in self.fields
 
     def shape(self, name: str) -> str:
         if name != "messages":
@@ -135,24 +129,14 @@ class ReadTopLevel(TopLevel):
 
 
 def read_chat(raw: bytes) -> TopLevel:
-    """A chat request's body: in one typed pass where it can be (ReadTopLevel), else by its
+    """A chat request's body: in one typed pass where it can be (ChatTopLevel), else by its
     top-level fields (an odd shape, checked exactly by the caller on the decoded body)."""
-    return _read(raw, read_chat_request, CHAT_READ, CHAT_HISTORY)
-
-
-def read_messages(raw: bytes) -> TopLevel:
-    """A Messages request's body, as read_chat reads a chat request's."""
-    return _read(raw, read_messages_request, MESSAGES_READ, MESSAGES_HISTORY)
-
-
-def _read(raw: bytes, reader: Callable[[bytes], HistoryRead | None], names: frozenset[str],
-          big: frozenset[str]) -> TopLevel:
     check_utf8(raw)
     try:
-        read = reader(raw)
+        read = read_chat_request(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
-    return TopLevel(raw, big) if read is None else ReadTopLevel(raw, read, names)
+    return TopLevel(raw, CHAT_HISTORY) if read is None else ChatTopLevel(raw, read)
 
 
 _JSON_SPACE = b" \t\r\n"

@@ -99,7 +99,7 @@ class OpenAIProvider(MediaUpstream):
         """Whether this upstream takes the client's body with only top-level fields changed (the
         model, what the gateway adds), so its bytes can go: any request but a chat whose history
         `outgoing` would change. `ids`: the chat history's tool call ids, read off its bytes
-        (history_read); None when it could not be read so, and then the body is decoded."""
+        (chat_history); None when it could not be read so, and then the body is decoded."""
         return op != "chat" or (ids is not None and all_fit(ids, rule_for(self.kind, target.base_url)))
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:

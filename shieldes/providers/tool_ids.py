@@ -199,6 +199,23 @@ def messages_ids_fit(messages: list[Any], rule: IdRule) -> bool:
     return all_fit(ids, rule)
 
 
+# the string value of every key ending in `id`, and what ends it (a quote, or an escape)
+_ID_VALUES = re.compile(rb'id"\s*:\s*"([^"\\]*)(.)', re.S)
+_SAFE_BYTES = re.compile(rb"[a-zA-Z0-9_-]+")
+
+
+def anthropic_ids_fit_in(history: bytes | memoryview) -> bool:
+    """messages_ids_fit(messages, ANTHROPIC) read off the JSON bytes of `messages`, nothing decoded:
+    every string value of a key ending in `id` (a superset of the tool_use ids and tool_result
+    tool_use_ids) is checked, so True is certain and False sends the caller to the exact check on
+    the decoded history; an id with an escape in it counts as not fitting."""
+    found = _ID_VALUES.findall(history)
+    if not found:
+        return True
+    return all(value and end == b'"' for value, end in found) and \
+        _SAFE_BYTES.fullmatch(b"".join([value for value, _ in found])) is not None
+
+
 def all_fit(ids: list[str], rule: IdRule) -> bool:
     """Whether every id in `ids` fits `rule`: each distinct id checked once (a call and its result
     carry the same one)."""

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shieldes.gateway.top_level import CHAT_HISTORY, Outgoing, TopLevel, read_chat
-from shieldes.providers.history_read import CHAT_READ, read_chat_request
+from shieldes.providers.chat_history import READ, read_chat_request
 from shieldes.providers.tool_ids import ANTHROPIC, ANY, MISTRAL, OPENAI, all_fit, chat_history_fits
 from shieldes.responses.request import forwards_as_sent, parse_request
 
@@ -85,7 +85,7 @@ def test_ids_read_off_the_bytes_decide_as_the_decoded_history_does(messages: lis
     body = {"model": "m", "messages": messages, "temperature": 1, "n": None}
     raw = json.dumps(body).encode() if spaced else orjson.dumps(body)
     read = read_chat_request(raw)
-    assert read is None or read.fields == {name: body[name] for name in CHAT_READ if name in body}
+    assert read is None or read.fields == {name: body[name] for name in READ if name in body}
     ids = None if read is None else read.ids
     ordinary = all(isinstance(m, dict) and isinstance(m.get("role"), str)
                    and all(isinstance(c["id"], str | None)

@@ -16,7 +16,6 @@ from shieldes.providers.anthropic_native import native_body
 from shieldes.providers.anthropic_translate import chat_request_to_anthropic
 from shieldes.providers.bedrock_translate import chat_to_converse
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, gemini_to_chat
-from shieldes.providers.history_read import read_messages_request
 from shieldes.providers.tool_ids import (
     ANTHROPIC,
     ANY,
@@ -25,7 +24,7 @@ from shieldes.providers.tool_ids import (
     OPENAI,
     RESPONSES,
     IdRule,
-    all_fit,
+    anthropic_ids_fit_in,
     fit_chat_ids,
     fit_messages_ids,
     fit_responses_ids,
@@ -228,45 +227,35 @@ def test_a_messages_history_is_sent_as_it_is_exactly_when_every_id_fits(turns: l
         assert all(rule.fits(i) for i in sent)
 
 
-# keys a tool's input may hold beside the ids (the typed read skips a tool's input)
+# keys a tool's input may hold beside the ids: the byte check reads every key ending in `id`
 INPUT_KEYS = st.sampled_from(["id", "uuid", "session_id", "path", "tool_use_id", "grid"])
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(turns=st.lists(st.lists(ids, min_size=1, max_size=3, unique=True), min_size=1, max_size=3),
        inputs=st.dictionaries(INPUT_KEYS, ids, max_size=3), spaced=st.booleans())
-def test_the_typed_read_of_a_messages_history_decides_as_the_decoded_check(
+def test_the_byte_check_of_a_messages_history_never_passes_an_id_anthropic_refuses(
         turns: list[list[str]], inputs: dict[str, str], spaced: bool) -> None:
-    """read_messages_request reads the history's ids in one typed pass: the same answer as
-    messages_ids_fit on the decoded history, for every rule (a tool input's own `id` is not one)."""
+    """anthropic_ids_fit_in reads the history's bytes: True only when messages_ids_fit says so too
+    (False may also mean "decode and look": a tool input's own `id` that Anthropic would not take)."""
     messages: list[Any] = [{"role": "user", "content": "go"}]
     for turn in turns:
         messages.append({"role": "assistant", "content": [
-            {"type": "text", "text": "on it", "id": 7},  # (a block's other fields: skipped unless a tool's)
-            *({"type": "tool_use", "id": i, "name": "f", "input": inputs} for i in turn)]})
+            {"type": "tool_use", "id": i, "name": "f", "input": inputs} for i in turn]})
         messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": i, "content": [{"type": "text", "text": "ok", "id": "x y"}]}
-            for i in turn]})
-    body = {"model": "m", "max_tokens": 5, "messages": messages, "system": "be brief"}
-    raw = json.dumps(body).encode() if spaced else orjson.dumps(body)  # ", " and ": " or compact
-    read = read_messages_request(raw)
-    if any(isinstance(b.get("id"), int) for m in messages[1:] for b in m["content"]):  # an id that is not text
-        assert read is None
-        messages = [m if m["role"] == "user" else {**m, "content": m["content"][1:]} for m in messages]
-        raw = orjson.dumps({**body, "messages": messages})
-        read = read_messages_request(raw)
-    assert read is not None and read.fields == {"model": "m", "max_tokens": 5} and read.messages == len(messages)
-    for rule in (ANTHROPIC, BEDROCK, MISTRAL):
-        assert all_fit(read.ids, rule) == messages_ids_fit(messages, rule)
+            {"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in turn]})
+    raw = json.dumps(messages).encode() if spaced else orjson.dumps(messages)  # ", " and ": " or compact
+    exact = messages_ids_fit(messages, ANTHROPIC)
+    assert not anthropic_ids_fit_in(raw) or exact
+    if all(ANTHROPIC.fits(v) for v in inputs.values() if isinstance(v, str)):
+        assert anthropic_ids_fit_in(raw) == exact  # nothing else to trip it: the same answer
 
 
-def test_the_typed_read_takes_what_clients_write_and_leaves_odd_shapes_to_the_exact_check() -> None:
-    read = read_messages_request(b'{"messages":[{"role":"user","content":"no tools yet"}]}')
-    assert read is not None and read.ids == [] and read.messages == 1
-    read = read_messages_request(b'{"messages":[{"content":[{"type":"tool_use","id":"toolu\\u0031"}]}]}')
-    assert read is not None and read.ids == ["toolu1"]  # an escape, read as the decoded text
-    for odd in (b'{"messages":[{"content":null}]}', b'{"messages":["hi"]}', b'{"messages":{}}', b'[1]',
-                b'{"messages":[{"content":[{"type":"tool_use","id":5}]}]}'):
-        assert read_messages_request(odd) is None
-    read = read_messages_request(b'{"messages":[{"content":"the text says \\"id\\": \\"not one\\""}]}')
-    assert read is not None and read.ids == []  # inside a string
+def test_the_byte_check_reads_ids_as_clients_write_them() -> None:
+    assert anthropic_ids_fit_in(b'[{"role":"user","content":"no tools yet"}]')
+    assert anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu_01A-b_9"}]}]')
+    assert anthropic_ids_fit_in(b'[{"content":[{"type":"tool_result","tool_use_id" : "toolu_1"}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"functions.f:0"}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":""}]}]')
+    assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu\\u0031"}]}]')  # an escape
+    assert anthropic_ids_fit_in(b'[{"content":"the text says \\"id\\": \\"not one\\""}]')  # inside a string
