@@ -63,7 +63,9 @@ T = TypeVar("T")
 # One try of a call on one deployment: (provider module, target, deployment) -> result.
 Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
 QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
-STREAM_FIELDS = frozenset({"stream", "stream_options"})  # a JSON call's body does not carry them
+# a JSON call's body does not carry these: OpenAI refuses stream_options without a stream (a client's
+# `stream: false` goes as sent)
+JSON_DROPS = frozenset({"stream_options"})
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -339,7 +341,7 @@ class Gateway:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             call_raw = getattr(provider, "call_raw", None)
             if call_raw is not None and provider_takes_as_sent(provider, op, target, out.ids):
-                result: JsonResult = await call_raw(op, target, out.encoded(sent, STREAM_FIELDS))
+                result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
                 return result
             return await provider.call(op, target, out.whole(sent))
 

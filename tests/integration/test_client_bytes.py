@@ -76,7 +76,11 @@ async def test_a_routed_model_is_written_over_the_clients_bytes_and_a_bad_histor
             await _post(h, secret, CHAT, raw)
             sent = h.upstream.last(CHAT)
             assert sent.body["model"] == "gpt-4o-mini" and _history(HISTORY) in sent.raw  # the history as sent
-            assert ("stream" in sent.body) == streaming  # (a JSON call carries no stream fields)
+            assert sent.body["stream"] is streaming  # (a JSON call's `stream: false` goes as sent)
+        await _post(h, secret, CHAT, _encoded({"model": "smart", "messages": HISTORY,
+                                               "stream_options": {"include_usage": True}}))
+        sent = h.upstream.last(CHAT)  # OpenAI refuses stream_options without a stream: left out
+        assert "stream_options" not in sent.body and _history(HISTORY) in sent.raw
 
         before = len(h.upstream.requests)
         for messages, said in (([{"content": "hi"}], "messages[0] must be an object with a string 'role'"),
