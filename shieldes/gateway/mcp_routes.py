@@ -2,7 +2,8 @@
 
 The client authenticates with its virtual key; the server gets its own registered headers instead.
 POST carries JSON-RPC messages (answered as JSON or as an event stream), GET opens the server's
-stream, DELETE ends a session; Mcp-Session-Id, MCP-Protocol-Version and Last-Event-ID pass through.
+stream, DELETE ends a session; MCP-Protocol-Version and Last-Event-ID pass through, and Mcp-Session-Id
+is the server's wrapped with a MAC binding it to the key and server (mcp/sessions.py), unwrapped on the way in.
 Refusals are JSON-RPC errors, decided before anything reaches the server (shieldes/mcp/). Streams
 are relayed event by event as they arrive. Only these routes do this work: other routes are untouched.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 from typing import Any
 
 import aiohttp
@@ -34,6 +36,7 @@ from shieldes.mcp.jsonrpc import (
     parse_post,
     rewrite_json,
 )
+from shieldes.mcp.sessions import session_key, unwrap, wrap
 from shieldes.mcp.sse import EventSplitter, rewrite_event
 from shieldes.projections.state import McpServer, VirtualKey
 from shieldes.requestlog.record import RequestRecord
@@ -41,8 +44,9 @@ from shieldes.secrets import SecretError, resolve_secret
 
 log = logging.getLogger(__name__)
 # relayed from the client to the server, and back (lower case)
-TO_SERVER = ("accept", "content-type", "mcp-session-id", "mcp-protocol-version", "last-event-id")
-TO_CLIENT = ("content-type", "mcp-session-id", "mcp-protocol-version", "cache-control")
+TO_SERVER = ("accept", "content-type", "mcp-protocol-version", "last-event-id")
+TO_CLIENT = ("content-type", "mcp-protocol-version", "cache-control")
+SESSION_ID = "Mcp-Session-Id"  # wrapped towards the client, unwrapped towards the server
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer or a stream may then take as long as it takes
 EVENT_STREAM = "text/event-stream"
 
@@ -55,6 +59,10 @@ class McpUpstream:
         self.gateway = gateway
         self._session: aiohttp.ClientSession | None = None
         self._values: dict[str, str] = {}  # secret ref -> value
+        # session ids are bound under a key every node derives from the cluster secret; a node without
+        # one (a single node) uses a key of its own, so its sessions end with it (clients start new ones)
+        secret = gateway.settings.cluster_secret
+        self.session_key = session_key(secret) if secret else secrets.token_bytes(32)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -152,10 +160,12 @@ class McpRoute:
                 ids = tuple(m["id"] for m in posted.messages if "method" in m and "id" in m) or (None,)
                 if rec is not None:
                     rec.model, rec.upstream_model = posted.method, posted.tool
+            session = self._session(key, server, ids)
+            if posted is not None:
                 entries = self.gateway.state.config.mcp_access.get(key.id)
                 check_access(posted, entries, server.name, key.name)
                 self._admit(key, posted)
-            resp = await self._relay(key, server, posted)
+            resp = await self._relay(key, server, posted, session)
             status = resp.status
             return resp
         except McpRefused as exc:
@@ -194,6 +204,18 @@ class McpRoute:
                                    code="mcp_server_not_allowed")
         return server
 
+    def _session(self, key: VirtualKey, server: McpServer, ids: tuple[Any, ...]) -> str | None:
+        """The server's own session id in the client's Mcp-Session-Id, which must have been minted
+        for this key and server (else 404 here, and nothing reaches the server)."""
+        given = self.request.headers.get(SESSION_ID)
+        if given is None:
+            return None
+        try:
+            return unwrap(self.upstream.session_key, key.id, server.name, given)
+        except McpRefused as exc:
+            exc.ids = ids
+            raise
+
     async def _posted(self) -> Posted:
         limit = self.gateway.settings.max_body_bytes
         try:
@@ -216,9 +238,12 @@ class McpRoute:
             res = gw.meter.admit(gw.state.config, gw.state.usage, counted, 0, gw.state.position)
             gw.meter.release(res)
 
-    async def _relay(self, key: VirtualKey, server: McpServer, posted: Posted | None) -> web.StreamResponse:
+    async def _relay(self, key: VirtualKey, server: McpServer, posted: Posted | None,
+                     session: str | None) -> web.StreamResponse:
         request = self.request
         headers = {h: v for h in TO_SERVER if (v := request.headers.get(h)) is not None}
+        if session is not None:
+            headers[SESSION_ID] = session
         headers.update(self.upstream.headers(server))
         body = self.body
         if self.rec is not None:
@@ -253,6 +278,8 @@ class McpRoute:
                 f"then `shieldes mcp add {server.name} --url ... --header 'Authorization: ...'`)",
                 code="mcp_upstream_auth", rpc_code=UPSTREAM_FAILED, status=502, ids=self._ids(posted))
         headers = {h: v for h in TO_CLIENT if (v := upstream.headers.get(h)) is not None}
+        if (session := upstream.headers.get(SESSION_ID)) is not None:
+            headers[SESSION_ID] = wrap(self.upstream.session_key, key.id, server.name, session)
         headers[REQUEST_ID] = self.rid
         if upstream.status >= 500:
             text = self.upstream.scrub((await upstream.read()).decode("utf-8", "replace"))[:300]

@@ -77,7 +77,12 @@ def test_a_server_added_on_a_is_usable_on_b(cluster: Cluster) -> None:
         until(lambda: asyncio.run(call_add(b.base, key)) == "42", PROPAGATION_BOUND * 5, "tool call through B")
         assert all(h["authorization"] == f"Bearer {TOKEN}" for _, h in seen.requests)
 
-        # the gateway keeps no session state: a session opened through A goes on through B
+        other = cli_json(cluster, "key", "create", "--name", "other", "--mcp", "tools")["key"]
+        until(lambda: asyncio.run(post(b.base, other, {"jsonrpc": "2.0", "id": 0, "method": "ping"}))[0] != 401,
+              PROPAGATION_BOUND * 5, "the other key on B")
+
+        # the gateway keeps no session state: a session opened through A goes on through B, and it
+        # belongs to the key that opened it (bound by a MAC every node checks with the cluster secret)
         async def across() -> None:
             init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                     "params": {"protocolVersion": "2025-06-18", "capabilities": {},
@@ -92,6 +97,18 @@ def test_a_server_added_on_a_is_usable_on_b(cluster: Cluster) -> None:
                     "params": {"name": "delete_everything", "arguments": {}}}
             status, _, reply = await post(b.base, key, call, sid)
             assert status == 200 and reply["error"]["data"]["code"] == "tool_not_allowed"
+            upstream = seen.requests[-1][1]["mcp-session-id"]
+            assert upstream != sid and upstream not in sid  # the server sees its own id, the client a wrapped one
+
+            before = len(seen.requests)
+            ping = {"jsonrpc": "2.0", "id": 4, "method": "ping"}
+            altered = sid[:-2] + ("AA" if not sid.endswith("AA") else "BB")
+            for base, token, given in ((b.base, other, sid), (a.base, other, sid), (b.base, key, altered)):
+                status, _, reply = await post(base, token, ping, given)
+                assert status == 404 and reply["error"]["data"]["code"] == "mcp_session_not_found", reply
+            assert len(seen.requests) == before  # refused on the spot, on either node
+            status, _, reply = await post(b.base, key, ping, sid)
+            assert status == 200 and reply["result"] == {}
 
         asyncio.run(across())
 

@@ -160,6 +160,59 @@ async def test_refusals_before_the_server_is_reached(database_url: str) -> None:
             assert _calls(seen) == before
 
 
+async def test_a_session_belongs_to_the_key_and_server_that_opened_it(database_url: str) -> None:
+    async with gateway(database_url) as (h, seen):
+        [(url,)] = h.sql("SELECT data->>'url' FROM events WHERE type = 'mcp_server.added'")
+        header = secrets.encrypt_secret(f"Bearer {TOKEN}", ENCRYPTION_KEY)
+        await h.admin(AddMcpServer("same", url, {"Authorization": header}))  # the same server, another name
+        a = await h.create_key("a", mcp=("tools", "same"))
+        b = await h.create_key("b", mcp=("tools",))
+        await h.sync()
+        answered: list[str] = []
+
+        async def note(response: Any) -> None:
+            if "mcp-session-id" in response.headers:
+                answered.append(response.headers["mcp-session-id"])
+
+        async with create_mcp_http_client(headers={"Authorization": f"Bearer {a}"}) as http:
+            http.event_hooks["response"].append(note)
+            async with streamable_http_client(f"{h.base}/mcp/tools", http_client=http) as (read, write), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                assert (await session.call_tool("add", {"a": 1, "b": 2})).content[0].text == "3"  # type: ignore[union-attr]
+                sid = answered[0]
+                upstream = seen.requests[-1][1]["mcp-session-id"]
+                # the client holds the server's id wrapped; the server only ever sees its own id
+                assert sid != upstream and upstream not in sid and set(answered) == {sid}
+                assert {hd.get("mcp-session-id") for _, hd in seen.requests[1:]} == {upstream}
+
+                before = len(seen.requests)
+                altered = sid[:-2] + ("AA" if not sid.endswith("AA") else "BB")
+                ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+                async with aiohttp.ClientSession() as s:
+                    async def send(method: str, server: str, token: str, session_id: str) -> tuple[int, Any]:
+                        headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}",
+                                   "Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-06-18"}
+                        async with s.request(method, f"{h.base}/mcp/{server}", headers=headers,
+                                             json=ping if method == "POST" else None) as r:
+                            return r.status, await r.json()
+
+                    for method in ("POST", "GET", "DELETE"):
+                        for server, token, given in (("tools", b, sid),  # another key
+                                                     ("same", a, sid),  # another server, same key
+                                                     ("tools", a, altered),  # an altered id
+                                                     ("tools", a, upstream)):  # the server's bare id
+                            status, body = await send(method, server, token, given)
+                            assert status == 404, (method, server, given)
+                            assert body["error"]["data"]["code"] == "mcp_session_not_found"
+                            assert "start a new session" in body["error"]["message"]
+                            assert body["id"] == (7 if method == "POST" else None)
+                assert len(seen.requests) == before  # none of them reached the server
+
+                # the key that opened it goes on as before
+                assert (await session.call_tool("echo", {"text": "still mine"})).content[0].text == "still mine"  # type: ignore[union-attr]
+
+
 async def test_tool_calls_count_against_the_keys_rpm(database_url: str) -> None:
     async with gateway(database_url) as (h, seen):
         key = await h.create_key("agent", mcp=("*",), rpm=3)

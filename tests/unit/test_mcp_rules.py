@@ -177,3 +177,37 @@ def test_the_startup_report_names_mcp_headers_this_node_cannot_read() -> None:
     lines = [m for m in missing if m.startswith("MCP server 'github'")]
     assert len(lines) == 2 and any("set TEAM in the environment" in m for m in lines)
     assert any("SHIELDES_ENCRYPTION_KEY" in m for m in lines) and all("502" in m for m in lines)
+
+
+def test_a_session_id_is_bound_to_the_key_and_server_that_opened_it() -> None:
+    from shieldes.mcp.sessions import PREFIX, session_key, unwrap, wrap
+
+    key = session_key("cluster-secret")
+    upstream = "5f0c2d5e8b1a4a6f9e0d7c3b2a1f0e9d"
+    sid = wrap(key, "key_a", "github", upstream)
+    assert sid.startswith(PREFIX) and upstream not in sid
+    assert all(0x21 <= ord(c) <= 0x7E for c in sid)  # visible ASCII, as MCP asks of a session id
+    assert wrap(key, "key_a", "github", upstream) == sid  # the same on every answer and every node
+    assert unwrap(session_key("cluster-secret"), "key_a", "github", sid) == upstream
+    # a key with an odd id, a server name with dots: no triple spells another
+    assert wrap(key, "a", "b.c", "x") != wrap(key, "a.b", "c", "x")
+
+    def refused(key_bytes: bytes, key_id: str, server: str, given: str) -> McpRefused:
+        with pytest.raises(McpRefused) as exc:
+            unwrap(key_bytes, key_id, server, given)
+        return exc.value
+
+    for key_bytes, key_id, server, given in (
+        (key, "key_b", "github", sid),  # another key
+        (key, "key_a", "jira", sid),  # another server
+        (session_key("other-cluster"), "key_a", "github", sid),  # another cluster's secret
+        (key, "key_a", "github", upstream),  # the server's bare id
+        (key, "key_a", "github", sid[:-1] + ("A" if sid[-1] != "A" else "B")),  # the MAC altered
+        (key, "key_a", "github", PREFIX + wrap(key, "key_a", "github", "other")[len(PREFIX):].split(".")[0]
+         + "." + sid.split(".")[-1]),  # another upstream id under this one's MAC
+        (key, "key_a", "github", PREFIX + "!!!.???"),
+        (key, "key_a", "github", ""),
+    ):
+        exc = refused(key_bytes, key_id, server, given)
+        assert exc.status == 404 and exc.code == "mcp_session_not_found"
+        assert "initialize without Mcp-Session-Id" in exc.message
