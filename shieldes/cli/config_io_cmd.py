@@ -51,7 +51,8 @@ def _actor() -> str:
 @json_option
 @handle_errors
 def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, as_json: bool) -> None:
-    """Import providers, aliases and prices from a Bifrost, LiteLLM or `shieldes config export` file."""
+    """Import providers, aliases and prices from a Bifrost, LiteLLM or `shieldes config export` file (which also
+    carries routing, teams, keys' settings and MCP access, and MCP servers)."""
     ctx = cli_context()
     detected, spec = parse(load_document(file), fmt)
     if spec.skipped and not skip_unsupported:
@@ -103,7 +104,8 @@ def _report(fmt: str, spec: ImportSpec, plan: Plan, appended: int, *, dry_run: b
 @json_option
 @handle_errors
 def config_export(fmt: str, output: Path | None, as_json: bool) -> None:
-    """Print the current configuration; secrets appear only as env references, never in plaintext."""
+    """Print the current configuration; secrets (provider keys, MCP header values) appear only as env
+    references, never in plaintext (encrypted ones as "encrypted", with a warning)."""
     ctx = cli_context()
 
     async def go() -> ConfigState:

@@ -4,7 +4,8 @@ changes (pure, but for a fresh team id when the file's cannot be kept).
 - Routing strategies and teams are added or updated to what the file says (a team is matched by
   name; a new team keeps the file's id when it is free here, so a restore keeps ids).
 - A key holds a secret the export never has, so none is created. A key present here (by id, else
-  by name) takes the file's models, team, limits, budget and expiry. A missing one is reported as
+  by name) takes the file's models, team, limits, budget, expiry and MCP access (a version 1 file
+  says nothing of MCP: the key keeps its access). A missing one is reported as
   `missing` with the `shieldes key create` command that makes it (a new id and a new secret).
   Import revokes nothing and brings back no revoked key; either difference is said in a note.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from shieldes.importers.plan import Change, Plan
@@ -56,9 +58,11 @@ def plan_entities(plan: Plan, state: ConfigState, spec: ImportSpec) -> None:
             if key.revoked:
                 gone += 1
             else:
+                if key.mcp:  # the command must run: without entries naming no server
+                    key = replace(key, mcp=_registered(plan, state, spec, key))
                 plan.changes.append(Change("key", key.name, "missing", f"create it: {create_command(key)}"))
             continue
-        _plan_key(plan, state, found, key)
+        _plan_key(plan, state, spec, found, key)
     if gone:
         plan.notes.append(f"{gone} revoked key(s) of the file are not here: a revoked key is not created again")
 
@@ -70,7 +74,25 @@ def _find(state: ConfigState, key: KeySpec) -> VirtualKey | None:
     return state.keys.get(key_id) if key_id is not None else None
 
 
-def _plan_key(plan: Plan, state: ConfigState, old: VirtualKey, key: KeySpec) -> None:
+def _registered(plan: Plan, state: ConfigState, spec: ImportSpec, key: KeySpec) -> tuple[str, ...] | None:
+    """The key's MCP entries that name a server registered here or in the file. An entry naming
+    neither (its server was removed where the file was written: it allowed nothing) is left out,
+    with a note, since `key update --mcp` refuses an entry that names no server."""
+    servers = set(state.mcp_servers) | {m.name for m in spec.mcp_servers}
+    kept: list[str] = []
+    dropped: list[str] = []
+    for entry in key.mcp or ():
+        (kept if entry == "*" or entry.partition("/")[0] in servers else dropped).append(entry)
+    if dropped:
+        one = len(dropped) == 1
+        what = f"MCP entr{'y' if one else 'ies'} {', '.join(dropped)} name{'s' if one else ''}"
+        plan.notes.append(f"key {key.name!r}: {what} no MCP server (not in the file's mcp_servers, not "
+                          "registered here): left out (allowing nothing); register the server and "
+                          "`shieldes key update ... --mcp` if it should be there")
+    return tuple(kept) or None
+
+
+def _plan_key(plan: Plan, state: ConfigState, spec: ImportSpec, old: VirtualKey, key: KeySpec) -> None:
     if old.revoked or key.revoked:
         if old.revoked and not key.revoked:
             plan.notes.append(f"key {old.name!r} is revoked here and active in the file: import brings back no "
@@ -82,8 +104,14 @@ def _plan_key(plan: Plan, state: ConfigState, old: VirtualKey, key: KeySpec) -> 
         return
     team = state.teams[old.team_id].name if old.team_id and old.team_id in state.teams else None
     diffs = []
-    pairs = (("models", old.models, key.models), ("team", team, key.team), ("rpm", old.rpm, key.rpm),
-             ("tpm", old.tpm, key.tpm), ("expires_at", old.expires_at, key.expires_at))
+    pairs: tuple[tuple[str, object, object], ...] = (
+        ("models", old.models, key.models), ("team", team, key.team), ("rpm", old.rpm, key.rpm),
+        ("tpm", old.tpm, key.tpm), ("expires_at", old.expires_at, key.expires_at))
+    mcp = None
+    if not key.keeps_mcp:
+        was_mcp = state.mcp_access.get(old.id) or None
+        mcp = key.mcp if key.mcp == was_mcp else _registered(plan, state, spec, key)
+        pairs += (("mcp", was_mcp, mcp),)
     for what, was, now in pairs:
         if was != now:
             diffs.append(f"{what} {_show(was)} -> {_show(now)}")
@@ -96,6 +124,7 @@ def _plan_key(plan: Plan, state: ConfigState, old: VirtualKey, key: KeySpec) -> 
             tpm=key.tpm if "tpm" in changed else UNSET,
             team=key.team if "team" in changed else UNSET,
             expires_at=key.expires_at if "expires_at" in changed else UNSET,
+            mcp=mcp if "mcp" in changed else UNSET,
         ))
     if not _same(old.budget, key.budget):
         new = None if key.budget is None else Budget(key.budget.amount_usd, key.budget.period)
@@ -122,6 +151,8 @@ def create_command(key: KeySpec, *, name: str | None = None) -> str:
         args += ["--team", key.team]
     if key.expires_at is not None:
         args += ["--expires-at", _iso(key.expires_at)]
+    if key.mcp:
+        args += ["--mcp", ",".join(key.mcp)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -169,4 +200,6 @@ def _describe_key(key: KeySpec) -> str:
               if value is not None]
     if key.budget is not None:
         parts.append(_describe_budget(key.budget))
+    if key.mcp:
+        parts.append(f"mcp={','.join(key.mcp)}")
     return " ".join(parts)

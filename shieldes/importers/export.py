@@ -1,5 +1,6 @@
 """ConfigState -> a document in shieldes, Bifrost or LiteLLM shape (pure). Never a plaintext secret:
-environment references are kept, encrypted keys are left out and reported in `warnings`, as is
+environment references are kept, encrypted keys (and MCP header values) are left out and reported
+in `warnings`, as is
 anything the target format cannot say. Each shape imports back (importers/) to the same config.
 Model patterns: LiteLLM writes `claude-*` as a wildcard route (model_name `claude-*`, model
 `anthropic/claude-*`), which its importer reads back; Bifrost has "*" alone, so a narrower pattern
@@ -17,7 +18,8 @@ EXPORT_FORMATS = ("shieldes", "bifrost", "litellm")
 # The shieldes format's version: `config import` reads this one and older (a file without
 # "version", from before it was written, reads as 1) and refuses a newer one. A change that an
 # older shieldes would misread (a field whose absence meant something else) raises it.
-SHIELDES_EXPORT_VERSION = 1
+# 2: "mcp_servers", and each key's "mcp" (absent from a version 1 file: the key's access is kept).
+SHIELDES_EXPORT_VERSION = 2
 
 # shieldes kind option -> the Bifrost `<kind>_key_config` field holding it
 _BIFROST_SETTINGS = {
@@ -89,8 +91,13 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
         "keys": [
             {"id": k.id, "name": k.name, "prefix": k.prefix, "models": list(k.models) if k.models else None,
              "team": teams.get(k.team_id) if k.team_id else None, "rpm": k.rpm, "tpm": k.tpm,
-             "budget": _budget(k.budget), "expires_at": k.expires_at, "revoked": k.revoked}
+             "budget": _budget(k.budget), "expires_at": k.expires_at, "revoked": k.revoked,
+             "mcp": list(state.mcp_access[k.id]) if state.mcp_access.get(k.id) else None}
             for k in sorted(state.keys.values(), key=lambda k: k.name)
+        ],
+        "mcp_servers": [
+            {"name": m.name, "url": m.url, "headers": {h: _key_label(ref) for h, ref in m.headers.items()}}
+            for m in sorted(state.mcp_servers.values(), key=lambda m: m.name)
         ],
     }
     warnings = [f"provider {d.name!r} has an encrypted key, written as \"encrypted\": importing this file keeps "
@@ -98,7 +105,20 @@ def export_shieldes(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
                 "database write \"api_key\": \"env:VAR\" (a variable set on every node) in the file instead"
                 for d in sorted(state.providers.values(), key=lambda d: d.name)
                 if d.secret_ref and not d.secret_ref.startswith("env:")]
+    warnings += [f"MCP server {m.name!r} has an encrypted header {h!r}, written as \"encrypted\": importing this "
+                 f"file keeps that header's value of an MCP server {m.name!r} already there, and is refused where "
+                 "there is none; for another database write \"env:VAR\" (a variable set on every node) as its "
+                 "value in the file instead"
+                 for m in sorted(state.mcp_servers.values(), key=lambda m: m.name)
+                 for h, ref in m.headers.items() if not ref.startswith("env:")]
     return doc, warnings
+
+
+def _mcp_left_out(state: ConfigState, fmt: str) -> list[str]:
+    if not state.mcp_servers:
+        return []
+    return [f"{len(state.mcp_servers)} MCP server(s) and the keys' MCP access are not exported in the {fmt} "
+            "format; `shieldes config export` (the shieldes format) carries them"]
 
 
 def _alias_renames(state: ConfigState, warnings: list[str], fmt: str) -> dict[str, dict[str, str]]:
@@ -175,7 +195,7 @@ def export_bifrost(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
         if d.name != d.kind and d.name not in OPENAI_COMPATIBLE:
             entry["custom_provider_config"] = {"base_provider_type": d.kind}
         providers[d.name] = entry
-    return {"providers": providers}, warnings
+    return {"providers": providers}, warnings + _mcp_left_out(state, "Bifrost")
 
 
 def _litellm_params(d: Deployment, model: str, state: ConfigState) -> dict[str, Any]:
@@ -222,7 +242,7 @@ def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
                  if a.fallbacks]
     if fallbacks:
         doc["router_settings"] = {"fallbacks": fallbacks}
-    return doc, warnings
+    return doc, warnings + _mcp_left_out(state, "LiteLLM")
 
 
 def export(state: ConfigState, fmt: str) -> tuple[dict[str, Any], list[str]]:

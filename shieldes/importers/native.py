@@ -1,9 +1,10 @@
 """A `shieldes config export` file (the shieldes format) -> an ImportSpec (pure).
 
 The file says everything the export writes: providers with their type settings and key reference,
-model aliases, the prices set (patterns included), routing strategies, teams and virtual keys
-(without secrets). It is read strictly: an unknown section or field is refused by name (a typo in
-a file kept in git must not be ignored), and so is a version newer than this shieldes reads.
+model aliases, the prices set (patterns included), routing strategies, teams, virtual keys
+(without secrets, with their MCP access) and MCP servers (header values as references). It is read
+strictly: an unknown section or field is refused by name (a typo in a file kept in git must not be
+ignored), and so is a version newer than this shieldes reads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shieldes.importers.spec import (
     ImportRejected,
     ImportSpec,
     KeySpec,
+    McpServerSpec,
     PriceSpec,
     ProviderSpec,
     SecretSpec,
@@ -25,7 +27,7 @@ from shieldes.importers.spec import (
     check_weight,
 )
 
-SECTIONS = ("providers", "aliases", "pricing", "routing", "teams", "keys")
+SECTIONS = ("providers", "aliases", "pricing", "routing", "teams", "keys", "mcp_servers")
 _TOP = ("format", "version", *SECTIONS)
 _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
@@ -33,7 +35,8 @@ _FIELDS = {
     "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
-    "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked"),
+    "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
+    "mcp_servers": ("name", "url", "headers"),
 }
 _REQUIRED = {
     "providers": ("name", "type", "base_url", "models"),
@@ -42,6 +45,7 @@ _REQUIRED = {
     "routing": ("model", "strategy"),
     "teams": ("name",),
     "keys": ("name",),
+    "mcp_servers": ("name", "url"),
 }
 _AGAIN = "fix the file, or write it again with `shieldes config export`"
 
@@ -56,7 +60,8 @@ def looks_like_shieldes(doc: Any) -> bool:
     return all(isinstance(doc.get(k), list) for k in ("providers", "aliases", "pricing", "teams", "keys"))
 
 
-def check_version(doc: dict[str, Any]) -> None:
+def check_version(doc: dict[str, Any]) -> int:
+    """The file's format version, one this shieldes reads."""
     version = doc.get("version", 1)  # exports written before the field read as version 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ImportRejected(f"unknown shieldes export version {version!r} (this shieldes reads version "
@@ -66,6 +71,7 @@ def check_version(doc: dict[str, Any]) -> None:
             f"this file was written by a newer shieldes (export format version {version}; this one reads up to "
             f"{SHIELDES_EXPORT_VERSION}); upgrade shieldes here (`pip install -U shieldes`), or export the file "
             "again with this version's `shieldes config export`")
+    return version
 
 
 def parse_shieldes(doc: Any) -> ImportSpec:
@@ -74,7 +80,7 @@ def parse_shieldes(doc: Any) -> ImportSpec:
     if doc.get("format", "shieldes") != "shieldes":
         raise ImportRejected(f"\"format\" is {doc['format']!r}, not \"shieldes\"; pass --format bifrost or litellm "
                              "for those files, or " + _AGAIN)
-    check_version(doc)
+    version = check_version(doc)
     unknown = sorted(set(doc) - set(_TOP))
     if unknown:
         raise ImportRejected(f"unknown section(s) {', '.join(map(repr, unknown))} in a shieldes export (it has "
@@ -97,7 +103,9 @@ def parse_shieldes(doc: Any) -> ImportSpec:
         spec.teams.append(TeamSpec(e["name"], _text(e.get("id"), f"{where}.id", optional=True),
                                    _budget(e.get("budget"), f"{where}.budget"), where))
     for i, e in _entries(doc, "keys"):
-        spec.keys.append(_key(e, f"keys[{i}] ({e['name']!r})"))
+        spec.keys.append(_key(e, f"keys[{i}] ({e['name']!r})", mcp_said=version >= 2 or "mcp" in e))
+    for i, e in _entries(doc, "mcp_servers"):
+        spec.mcp_servers.append(_mcp_server(e, f"mcp_servers[{i}] ({e['name']!r})"))
     return spec
 
 
@@ -232,7 +240,29 @@ def _alias(e: dict[str, Any], where: str) -> AliasSpec:
     return AliasSpec(e["name"], tuple(out), fallbacks, where)
 
 
-def _key(e: dict[str, Any], where: str) -> KeySpec:
+def _mcp_server(e: dict[str, Any], where: str) -> McpServerSpec:
+    headers = e.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ImportRejected(f"{where}.headers must be an object of header name -> \"env:VAR\" or \"encrypted\", "
+                             f"got {type(headers).__name__}; {_AGAIN}")
+    out = []
+    for name, value in headers.items():
+        if not isinstance(value, str) or not value:
+            raise ImportRejected(f"{where}.headers[{name!r}] must be \"env:VAR\" or \"encrypted\" (or the value "
+                                 f"itself, stored encrypted), got {type(value).__name__}; {_AGAIN}")
+        out.append((name, _header_secret(value)))
+    return McpServerSpec(e["name"], _text(e["url"], f"{where}.url"), tuple(out), where)
+
+
+def _header_secret(value: str) -> SecretSpec:
+    if value.startswith("env:"):
+        return SecretSpec(env_var=value[4:])
+    if value == "encrypted":
+        return SecretSpec(encrypted=True)
+    return SecretSpec(plaintext=value)  # written by hand: stored encrypted, or refused without a key
+
+
+def _key(e: dict[str, Any], where: str, *, mcp_said: bool = True) -> KeySpec:
     expires = e.get("expires_at")
     if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)):
         raise ImportRejected(f"{where}.expires_at must be seconds since the epoch or null, got {expires!r}; {_AGAIN}")
@@ -245,4 +275,5 @@ def _key(e: dict[str, Any], where: str) -> KeySpec:
         team=_text(e.get("team"), f"{where}.team", optional=True), rpm=_limit(e.get("rpm"), f"{where}.rpm"),
         tpm=_limit(e.get("tpm"), f"{where}.tpm"), budget=_budget(e.get("budget"), f"{where}.budget"),
         expires_at=None if expires is None else float(expires), revoked=revoked, origin=where,
+        mcp=_names(e.get("mcp"), f"{where}.mcp", optional=True) or None, keeps_mcp=not mcp_said,
     )

@@ -26,7 +26,7 @@ from shieldes.views import providers_left_out
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # "provider" | "alias" | "pricing" | "routing" | "team" | "key"
+    kind: str  # "provider" | "alias" | "pricing" | "routing" | "team" | "key" | "mcp_server"
     name: str
     action: str  # "add" | "update" | "unchanged" | "missing" (a key to create by hand: entities.py)
     detail: str
@@ -82,6 +82,10 @@ def plan_import(state: ConfigState, spec: ImportSpec, encryption_key: str | None
     plan.commands.extend(_alias_commands(changed, set(state.aliases)))
     for price in spec.prices:
         (exact_price_change if spec.exact_prices else price_change)(plan, state, price)
+    if spec.mcp_servers:  # before the keys, whose MCP access names them
+        from shieldes.importers.mcp_servers import plan_mcp_servers
+
+        plan_mcp_servers(plan, state, spec, encryption_key)
     if spec.routing or spec.teams or spec.keys:
         from shieldes.importers.entities import plan_entities  # the shieldes format's own sections
 

@@ -134,6 +134,19 @@ class KeySpec:
     expires_at: float | None
     revoked: bool
     origin: str = ""
+    mcp: tuple[str, ...] | None = None  # its MCP allow-list (`key --mcp`); None: none
+    keeps_mcp: bool = False  # the file says nothing of MCP (version 1): the key's access here is kept
+
+
+@dataclass(frozen=True)
+class McpServerSpec:
+    """An MCP server of a shieldes export: its endpoint and its headers' values as the file gives
+    them (an environment reference, "encrypted" for a value the export left out, or plaintext)."""
+
+    name: str
+    url: str
+    headers: tuple[tuple[str, SecretSpec], ...]
+    origin: str = ""
 
 
 @dataclass
@@ -143,10 +156,11 @@ class ImportSpec:
     aliases: list[AliasSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the import could not carry over
     skipped: list[str] = field(default_factory=list)  # entries left out (unsupported provider kinds)
-    # What only the shieldes format says: routing strategies (model -> strategy), teams and keys.
+    # What only the shieldes format says: routing strategies (model -> strategy), teams, keys, MCP servers.
     routing: list[tuple[str, str]] = field(default_factory=list)
     teams: list[TeamSpec] = field(default_factory=list)
     keys: list[KeySpec] = field(default_factory=list)
+    mcp_servers: list[McpServerSpec] = field(default_factory=list)
     # The file lists the prices set (`pricing set`) exactly: a missing cache price is none, and a
     # price equal to the shipped default is still written (Bifrost and LiteLLM: compared with the
     # price in force, missing cache prices kept).

@@ -70,7 +70,7 @@ def test_export_imports_into_an_empty_database_and_exports_the_same(database_url
                                                                      tmp_path: Path) -> None:
     staging(database_url)
     source = export(database_url, tmp_path / "shieldes.json")
-    assert (source["format"], source["version"]) == ("shieldes", 1)
+    assert (source["format"], source["version"]) == ("shieldes", 2)
 
     dry = json.loads(ok(prod_url, "--json", "config", "import", str(tmp_path / "shieldes.json"), "--dry-run"))
     assert dry["format"] == "shieldes" and dry["dry_run"] and dry["events_appended"] == 0
@@ -174,8 +174,8 @@ def test_a_file_that_cannot_be_read_as_this_version_is_refused_saying_what_to_do
     before = config_events(database_url)
     path = tmp_path / "shieldes.json"
 
-    newer = _refused(database_url, path, {**good, "version": 2})
-    assert "written by a newer shieldes (export format version 2; this one reads up to 1)" in newer
+    newer = _refused(database_url, path, {**good, "version": 3})
+    assert "written by a newer shieldes (export format version 3; this one reads up to 2)" in newer
     assert "upgrade shieldes" in newer
     unknown = _refused(database_url, path, {**good, "version": "one"})
     assert "unknown shieldes export version 'one'" in unknown and "shieldes config export" in unknown
@@ -298,3 +298,75 @@ def test_a_per_image_price_goes_through_export_and_import(database_url: str, pro
     assert export(prod_url) == source
     again = shieldes(prod_url, "config", "import", str(tmp_path / "shieldes.json"))
     assert "add 0, update 0, leave 1 unchanged" in again.stdout
+
+
+async def test_mcp_servers_and_keys_mcp_access_move_to_a_fresh_database_and_work_there(
+        database_url: str, prod_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exported from one database, imported into a fresh one: the servers answer through /mcp/NAME on
+    a node of the new database, and the key made with the printed command keeps its access."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+    from mcp.shared.exceptions import MCPError
+
+    from tests.fake_mcp import TOKEN, running_mcp_server
+    from tests.integration.gateway_harness import harness
+
+    env = {"SHIELDES_ENCRYPTION_KEY": "staging-passphrase"}
+    path = tmp_path / "shieldes.json"
+    with running_mcp_server() as (url, seen):
+        ok(database_url, "mcp", "add", "tools", "--url", url, "--header", f"Authorization: Bearer {TOKEN}", **env)
+        ok(database_url, "mcp", "add", "other", "--url", url, "--header-env", "Authorization: OTHER_MCP_TOKEN")
+        ok(database_url, "key", "create", "--name", "agent", "--mcp", "tools/add,other")
+        done = shieldes(database_url, "config", "export", "-o", str(path), **env)
+        assert done.returncode == 0, done.stderr
+        assert "MCP server 'tools' has an encrypted header 'Authorization'" in done.stderr
+        doc = json.loads(path.read_text())
+        assert doc["version"] == 2 and TOKEN not in path.read_text()
+        assert doc["mcp_servers"] == [
+            {"name": "other", "url": url, "headers": {"Authorization": "env:OTHER_MCP_TOKEN"}},
+            {"name": "tools", "url": url, "headers": {"Authorization": "encrypted"}}]
+        assert [k["mcp"] for k in doc["keys"]] == [["tools/add", "other"]]
+
+        # the same database: nothing to change, the encrypted value stays where it is
+        same = json.loads(ok(database_url, "--json", "config", "import", str(path), **env))
+        assert same["summary"] == {"add": 0, "update": 0, "unchanged": 3} and same["events_appended"] == 0
+
+        # a fresh database cannot get the encrypted value from the file: refused, saying what to write
+        before = config_events(prod_url)
+        refused = _refused(prod_url, path, doc)
+        assert "mcp_servers[1] ('tools') header 'Authorization' had an encrypted value" in refused
+        assert '"env:VAR"' in refused and config_events(prod_url) == before
+        doc["mcp_servers"][1]["headers"]["Authorization"] = "env:TOOLS_MCP_TOKEN"
+        path.write_text(json.dumps(doc))
+
+        dry = json.loads(ok(prod_url, "--json", "config", "import", str(path), "--dry-run"))
+        assert [(c["kind"], c["name"], c["action"]) for c in dry["changes"]] == [
+            ("mcp_server", "other", "add"), ("mcp_server", "tools", "add"), ("key", "agent", "missing")]
+        assert config_events(prod_url) == before
+        done = shieldes(prod_url, "config", "import", str(path))
+        assert done.returncode == 0, done.stderr
+        assert "shieldes: did add 2, update 0, leave 0 unchanged; 1 key(s) missing" in done.stdout
+        [command] = [c["detail"] for c in dry["changes"] if c["action"] == "missing"]
+        assert command.endswith("--mcp tools/add,other")
+        key = json.loads(ok(prod_url, "--json", *shlex.split(command.removeprefix("create it: "))[1:]))["key"]
+        assert export(prod_url) == {**doc, "keys": [{**doc["keys"][0], "id": export(prod_url)["keys"][0]["id"],
+                                                     "prefix": key[:11]}]}
+        again = json.loads(ok(prod_url, "--json", "config", "import", str(path)))
+        assert again["summary"] == {"add": 0, "update": 0, "unchanged": 3} and again["events_appended"] == 0
+
+        # a node of the new database serves both servers to the key, with the access it had
+        monkeypatch.setenv("TOOLS_MCP_TOKEN", f"Bearer {TOKEN}")
+        monkeypatch.setenv("OTHER_MCP_TOKEN", f"Bearer {TOKEN}")
+        async with harness(prod_url, providers=False) as h:
+            for server, tools in (("tools", ["add"]), ("other", ["add", "count", "delete_everything", "echo", "held"])):
+                async with create_mcp_http_client(headers={"Authorization": f"Bearer {key}"}) as http, \
+                        streamable_http_client(f"{h.base}/mcp/{server}", http_client=http) as (read, write), \
+                        ClientSession(read, write) as session:
+                    await session.initialize()
+                    assert sorted(t.name for t in (await session.list_tools()).tools) == tools
+                    assert (await session.call_tool("add", {"a": 40, "b": 2})).content[0].text == "42"  # type: ignore[union-attr]
+                    if server == "tools":
+                        with pytest.raises(MCPError, match="may not call tool 'echo'"):
+                            await session.call_tool("echo", {"text": "x"})
+        assert seen.refused == 0 and all(hd["authorization"] == f"Bearer {TOKEN}" for _, hd in seen.requests)

@@ -150,8 +150,9 @@ def test_shieldes_export_lists_everything_without_secrets() -> None:
     doc, warnings = export(state, "shieldes")
     assert doc["providers"][0]["api_key"] == "encrypted"
     assert "sk-plaintext" not in json.dumps(doc) and "enc:" not in json.dumps(doc)
-    assert list(doc) == ["format", "version", "providers", "aliases", "pricing", "routing", "teams", "keys"]
-    assert (doc["format"], doc["version"]) == ("shieldes", 1)
+    assert list(doc) == ["format", "version", "providers", "aliases", "pricing", "routing", "teams", "keys",
+                         "mcp_servers"]
+    assert (doc["format"], doc["version"]) == ("shieldes", 2)
     # what to do with the key left out is said where the file is written
     assert len(warnings) == 1 and '"api_key": "env:VAR"' in warnings[0]
 

@@ -45,7 +45,7 @@ def fold(state: ConfigState, plan: Plan) -> ConfigState:
 
 
 @pytest.mark.parametrize(("version", "says"), [
-    (2, "written by a newer shieldes (export format version 2"),
+    (3, "written by a newer shieldes (export format version 3; this one reads up to 2)"),
     (0, "unknown shieldes export version 0"),
     ("1", "unknown shieldes export version '1'"),
     (True, "unknown shieldes export version True"),
@@ -250,3 +250,129 @@ def test_other_formats_still_never_repoint_a_provider() -> None:
                                                          "models": ["gpt-4o"], "weight": 1}]}}}, "bifrost")
     with pytest.raises(ImportRejected, match="would repoint it"):
         plan_import(state, spec, None)
+
+
+ENC_KEY = "mcp-import-passphrase"
+
+
+def mcp_state() -> ConfigState:
+    from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer
+    from shieldes.secrets import encrypt_secret
+
+    return run(ConfigState(),
+               AddMcpServer("github", "https://mcp.example.com/mcp",
+                            {"Authorization": encrypt_secret("Bearer ghp-secret", ENC_KEY), "X-Team": "env:TEAM"}),
+               AddMcpServer("jira", "https://jira.example.com/mcp"),
+               AddMcpServer("gone", "https://gone.example.com/mcp"),
+               CreateKey("key_a", "agent", "h1", "sk-x1", mcp=("github/search_code", "jira", "gone")),
+               CreateKey("key_b", "plain", "h2", "sk-x2"),
+               RemoveMcpServer("gone"))  # the key's entry stays, allowing nothing
+
+
+def test_mcp_servers_and_keys_mcp_access_are_exported_without_secrets_and_import_back() -> None:
+    state = mcp_state()
+    doc, warnings = export(state, "shieldes")
+    assert doc["version"] == 2
+    assert doc["mcp_servers"] == [
+        {"name": "github", "url": "https://mcp.example.com/mcp",
+         "headers": {"Authorization": "encrypted", "X-Team": "env:TEAM"}},
+        {"name": "jira", "url": "https://jira.example.com/mcp", "headers": {}}]
+    assert [(k["name"], k["mcp"]) for k in doc["keys"]] == [("agent", ["github/search_code", "jira", "gone"]),
+                                                            ("plain", None)]
+    assert "ghp-secret" not in str(doc) and "enc:" not in str(doc)
+    assert [w for w in warnings if "MCP" in w] == [w for w in warnings if "'github' has an encrypted header" in w]
+    assert len(warnings) == 1 and '"env:VAR"' in warnings[0]
+
+    # the same database: nothing to change (the encrypted value stored here stays)
+    again = plan_of(state, doc)
+    assert again.commands == []
+    assert {(c.kind, c.name): c.action for c in again.changes} == {
+        ("mcp_server", "github"): "unchanged", ("mcp_server", "jira"): "unchanged",
+        ("key", "agent"): "unchanged", ("key", "plain"): "unchanged"}
+
+    # a fresh database: the encrypted value is not in the file, so that server is refused, saying what to write
+    with pytest.raises(ImportRejected) as refused:
+        plan_of(ConfigState(), doc)
+    assert "mcp_servers[0] ('github') header 'Authorization' had an encrypted value" in refused.value.message
+    assert '"env:VAR"' in refused.value.message and "shieldes mcp add github" in refused.value.message
+    doc["mcp_servers"][0]["headers"]["Authorization"] = "env:GITHUB_MCP_TOKEN"
+    plan = plan_of(ConfigState(), doc)
+    assert [(c.kind, c.name, c.action, c.detail) for c in plan.changes if c.kind == "mcp_server"] == [
+        ("mcp_server", "github", "add",
+         "https://mcp.example.com/mcp headers=Authorization=env:GITHUB_MCP_TOKEN,X-Team=env:TEAM"),
+        ("mcp_server", "jira", "add", "https://jira.example.com/mcp headers=none")]
+    missing = {c.name: c.detail for c in plan.changes if c.action == "missing"}
+    assert missing["agent"].endswith("--mcp github/search_code,jira")  # the entry naming no server left out
+    assert "--mcp" not in missing["plain"]
+    assert any("'agent': MCP entry gone names no MCP server" in n for n in plan.notes)
+    fresh = fold(ConfigState(), plan)
+    assert fresh.mcp_servers["github"].headers == {"Authorization": "env:GITHUB_MCP_TOKEN", "X-Team": "env:TEAM"}
+
+    # a key of that name here takes the file's access; the entry naming a removed server is left out
+    here = run(fresh, CreateKey("key_other", "agent", "h9", "sk-x9"), CreateKey("key_p", "plain", "h8", "sk-x8",
+                                                                                  mcp=("jira",)))
+    plan = plan_of(here, doc)
+    assert [(c.name, c.detail) for c in plan.changes if c.kind == "key"] == [
+        ("agent", "mcp none -> github/search_code,jira"), ("plain", "mcp jira -> none")]
+    assert any("'agent': MCP entry gone names no MCP server" in n for n in plan.notes)
+    after = fold(here, plan)
+    assert after.mcp_access["key_other"] == ("github/search_code", "jira") and "key_p" not in after.mcp_access
+
+
+def test_a_version_1_file_keeps_the_keys_mcp_access_and_a_version_2_file_says_it() -> None:
+    state = mcp_state()
+    entry = {"id": "key_a", "name": "agent", "models": None}
+    for old in ({"format": "shieldes", "version": 1, "keys": [entry]}, {"format": "shieldes", "keys": [entry]}):
+        plan = plan_of(state, old)
+        assert plan.commands == [] and plan.changes[0].action == "unchanged", old
+    plan = plan_of(state, {"format": "shieldes", "version": 2, "keys": [entry]})  # no "mcp": none
+    assert [c.detail for c in plan.changes] == ["mcp github/search_code,jira,gone -> none"]
+    assert "key_a" not in fold(state, plan).mcp_access
+
+
+def test_an_edited_mcp_server_is_updated_in_place() -> None:
+    from shieldes.events.catalog import McpServerUpdated
+
+    state = mcp_state()
+    doc, _ = export(state, "shieldes")
+    doc["mcp_servers"][0].update(url="https://mcp2.example.com/mcp/", headers={"Authorization": "encrypted",
+                                                                               "X-Org": "env:ORG"})
+    doc["mcp_servers"][1]["headers"] = {"X-Api-Key": "env:JIRA_KEY"}
+    plan = plan_of(state, doc)
+    assert [(c.name, c.action, c.detail) for c in plan.changes if c.kind == "mcp_server"] == [
+        ("github", "update", "url https://mcp.example.com/mcp -> https://mcp2.example.com/mcp; "
+                             "header X-Org added (env:ORG); header X-Team removed"),
+        ("jira", "update", "header X-Api-Key added (env:JIRA_KEY)")]
+    events = events_for(state, plan)
+    assert [type(e) for e in events] == [McpServerUpdated, McpServerUpdated]  # as `shieldes mcp update` writes
+    after = fold(state, plan)
+    assert after.mcp_servers["github"].url == "https://mcp2.example.com/mcp"
+    assert after.mcp_servers["github"].headers["Authorization"] == state.mcp_servers["github"].headers["Authorization"]
+    assert after.mcp_access == state.mcp_access  # keys keep their access
+    assert plan_of(after, doc).commands == []
+
+    # a value written by hand is stored encrypted (and kept on the next import), never without a key
+    doc["mcp_servers"][1]["headers"] = {"X-Api-Key": "jira-plain-value"}
+    with pytest.raises(ImportRejected, match="holds a plaintext value; set SHIELDES_ENCRYPTION_KEY"):
+        plan_of(after, doc)
+    plan = plan_of(after, doc, ENC_KEY)
+    assert [c.detail for c in plan.changes if c.name == "jira"] == ["header X-Api-Key env:JIRA_KEY -> encrypted"]
+    stored = fold(after, plan)
+    assert stored.mcp_servers["jira"].headers["X-Api-Key"].startswith("enc:")
+    assert plan_of(stored, doc, ENC_KEY).commands == []
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ({"name": "m"}, "mcp_servers[0] has no url"),
+    ({"name": "m", "url": "https://m.io/mcp", "header": {}}, "mcp_servers[0] has unknown field(s) header"),
+    ({"name": "m", "url": "https://m.io/mcp", "headers": ["a"]}, "mcp_servers[0] ('m').headers must be an object"),
+    ({"name": "m", "url": "https://m.io/mcp", "headers": {"A": 1}}, "mcp_servers[0] ('m').headers['A'] must be"),
+])
+def test_a_malformed_mcp_server_is_refused_by_name(entry: dict[str, Any], says: str) -> None:
+    with pytest.raises(ImportRejected) as refused:
+        parse({"format": "shieldes", "mcp_servers": [entry]}, "shieldes")
+    assert says in refused.value.message and "shieldes config export" in refused.value.message
+    with pytest.raises(ImportRejected, match=r"keys\[0\] \('k'\).mcp must be a list"):
+        parse({"format": "shieldes", "keys": [{"name": "k", "mcp": "github"}]}, "shieldes")
+    with pytest.raises(ImportRejected, match=r"mcp_servers\[0\] \('m'\): invalid --url"):
+        plan_of(ConfigState(), {"format": "shieldes", "mcp_servers": [{"name": "m", "url": "ftp://m"}]})
