@@ -275,5 +275,11 @@ def _key(e: dict[str, Any], where: str, *, mcp_said: bool = True) -> KeySpec:
         team=_text(e.get("team"), f"{where}.team", optional=True), rpm=_limit(e.get("rpm"), f"{where}.rpm"),
         tpm=_limit(e.get("tpm"), f"{where}.tpm"), budget=_budget(e.get("budget"), f"{where}.budget"),
         expires_at=None if expires is None else float(expires), revoked=revoked, origin=where,
-        mcp=_names(e.get("mcp"), f"{where}.mcp", optional=True) or None, keeps_mcp=not mcp_said,
+        mcp=_mcp_entries(e.get("mcp"), f"{where}.mcp"), keeps_mcp=not mcp_said,
     )
+
+
+def _mcp_entries(value: Any, where: str) -> tuple[str, ...] | None:
+    """A key's `--mcp` entries as stored: `SERVER/*` is `SERVER` (so a file saying either matches)."""
+    entries = _names(value, where, optional=True)
+    return tuple(e[:-2] if e.endswith("/*") else e for e in entries) or None if entries else None

@@ -325,6 +325,8 @@ def test_a_version_1_file_keeps_the_keys_mcp_access_and_a_version_2_file_says_it
     for old in ({"format": "shieldes", "version": 1, "keys": [entry]}, {"format": "shieldes", "keys": [entry]}):
         plan = plan_of(state, old)
         assert plan.commands == [] and plan.changes[0].action == "unchanged", old
+    said = {**entry, "mcp": ["github/search_code", "jira/*", "gone"]}  # SERVER/* is SERVER, as `--mcp` stores it
+    assert plan_of(state, {"format": "shieldes", "version": 2, "keys": [said]}).commands == []
     plan = plan_of(state, {"format": "shieldes", "version": 2, "keys": [entry]})  # no "mcp": none
     assert [c.detail for c in plan.changes] == ["mcp github/search_code,jira,gone -> none"]
     assert "key_a" not in fold(state, plan).mcp_access
