@@ -123,21 +123,25 @@ async def test_token_delay_paces_the_text_frames_of_every_api(path: str, body: d
     """`bench_gateway.py --token-delay`: the fake upstream waits before each frame carrying generated
     text (so each reaches a proxy in a read of its own), and not before the frames around them."""
     delay = 0.15
+    text = {"/v1/chat/completions": b'"delta":{"content":"', "/v1/messages": b'"type":"text_delta"',
+            "/v1/responses": b'"type":"response.output_text.delta"'}[path]
     async with FakeUpstream(completion_tokens=3) as upstream:
         upstream.inject(path, token_delay=delay, times=None)
-        gaps: list[tuple[float, bytes]] = []
-        async with aiohttp.ClientSession() as session, \
-                session.post(upstream.url + path, json=body, headers={"anthropic-version": "2023-06-01"}) as resp:
-            last = asyncio.get_running_loop().time()
-            async for line in resp.content:  # one line at a time, as it arrives
-                if line.startswith(b"data: "):
-                    now = asyncio.get_running_loop().time()
-                    gaps.append((now - last, line))
-                    last = now
-    paced = [line for gap, line in gaps if gap >= delay]
-    assert len(paced) == 3, gaps  # the three tokens, each after its wait
-    assert all(b'"delta"' in line for line in paced), paced
-    assert len(gaps) > 3  # role, usage and closing frames came too, without a wait of their own
+        loop = asyncio.get_running_loop()
+        arrivals: list[tuple[float, bytes]] = []  # each data line's time since the request was sent
+        async with aiohttp.ClientSession() as session:
+            start = loop.time()
+            headers = {"anthropic-version": "2023-06-01"}
+            async with session.post(upstream.url + path, json=body, headers=headers) as resp:
+                async for line in resp.content:  # one line at a time, as it arrives
+                    if line.startswith(b"data: "):
+                        arrivals.append((loop.time() - start, line))
+    tokens = [at for at, line in arrivals if text in line]
+    assert len(tokens) == 3, arrivals
+    # each token waited its own delay (a busy machine only makes them later)...
+    assert all(at >= (k + 1) * delay * 0.99 for k, at in enumerate(tokens)), arrivals
+    # ...and the frames around them did not: had each waited, the stream would take this long at least
+    assert len(arrivals) > 3 and arrivals[-1][0] < len(arrivals) * delay, arrivals
 
 
 TEXT_DELTA = {"/v1/chat/completions": '"delta":{"content":"', "/v1/messages": '"type":"text_delta"',
