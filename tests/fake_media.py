@@ -1,6 +1,9 @@
 """The fake upstream's OpenAI media and moderation endpoints, in their wire format as the openai SDK's
 types read it: /v1/moderations; /v1/images/generations (JSON; `stream: true` answers
-image_generation.partial_image / image_generation.completed events); /v1/audio/speech (audio bytes
+image_generation.partial_image / image_generation.completed events); /v1/images/edits (multipart:
+one `image` or several `image[]`, optional `mask`; `stream` answers image_edit.partial_image /
+image_edit.completed events) and /v1/images/variations (multipart `image`, dall-e-2);
+/v1/audio/speech (audio bytes
 in chunks, a Fault's `hold_after` holding the rest; `stream_format: "sse"` answers
 speech.audio.delta / speech.audio.done events);
 /v1/audio/transcriptions and /v1/audio/translations (multipart uploads; JSON with usage, plain text
@@ -8,7 +11,8 @@ for `response_format: text`, transcript.text.delta / transcript.text.done events
 and Azure's forms of the image and audio paths (/openai/deployments/{deployment}/...).
 
 Deterministic counts: an image answer's usage is (words of the prompt, 100 output tokens per image)
-for gpt-image models, none for dall-e; speech audio is SPEECH_CHUNKS chunks of SPEECH_CHUNK bytes;
+for gpt-image models, none for dall-e; an edit's input tokens add EDIT_IMAGE_TOKENS per image sent;
+speech audio is SPEECH_CHUNKS chunks of SPEECH_CHUNK bytes;
 a whisper transcription reports `{"type": "duration", "seconds": <file bytes / 1000>}`, other
 models `{"type": "tokens", "input_tokens": <file bytes // 100>, "output_tokens": <words of text>}`.
 """
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from tests.fake_upstream import FakeUpstream, Fault
 
 IMAGE_TOKENS = 100
+EDIT_IMAGE_TOKENS = 50  # input tokens per image sent to an edit
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"fake image").decode()
 SPEECH_CHUNK = 1024
 SPEECH_CHUNKS = 4
@@ -41,17 +46,21 @@ CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening"
 
 def form_fields(raw: bytes, content_type: str) -> dict[str, Any]:
     """A multipart/form-data body, parsed by the standard library (not the gateway's parser): text
-    fields as strings, files as {"filename", "content_type", "bytes"}."""
+    fields as strings, files as {"filename", "content_type", "bytes"}; a name sent more than once
+    (`image[]`) as the list of its values."""
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
     fields: dict[str, Any] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         filename = part.get_filename()
-        if filename is not None:
-            fields[str(name)] = {"filename": filename, "content_type": part.get_content_type(), "bytes": payload}
+        value: Any = payload.decode() if filename is None else {
+            "filename": filename, "content_type": part.get_content_type(), "bytes": payload}
+        if str(name) in fields:
+            had = fields[str(name)]
+            fields[str(name)] = [*had, value] if isinstance(had, list) else [had, value]
         else:
-            fields[str(name)] = payload.decode()
+            fields[str(name)] = value
     return fields
 
 
@@ -67,6 +76,8 @@ class MediaRoutes:
         app.router.add_post("/v1/moderations", self.moderations)
         for prefix in ("/v1", "/openai/deployments/{deployment}"):
             app.router.add_post(prefix + "/images/generations", self.images)
+            app.router.add_post(prefix + "/images/edits", self.image_edits)
+            app.router.add_post(prefix + "/images/variations", self.image_variations)
             app.router.add_post(prefix + "/audio/speech", self.speech)
             app.router.add_post(prefix + "/audio/transcriptions", self.transcriptions)
             app.router.add_post(prefix + "/audio/translations", self.translations)
@@ -132,6 +143,47 @@ class MediaRoutes:
         if tokens:
             answer.update(usage=usage, size="1024x1024", quality="low", output_format="png", background="opaque")
         return self.fake._json(answer)
+
+    async def image_edits(self, request: web.Request) -> web.StreamResponse:
+        form, _fault, error = await self.fake._begin(request, anthropic=False)
+        if error:
+            return error
+        given = form.get("image") if isinstance(form, dict) else None
+        if given is None and isinstance(form, dict):
+            given = form.get("image[]")
+        sent = given if isinstance(given, list) else [given] if given is not None else []
+        prompt = form.get("prompt") if isinstance(form, dict) else None
+        if not sent or not all(isinstance(i, dict) for i in sent) or not isinstance(prompt, str) or not prompt:
+            return wire.error(400, "'image' and 'prompt' are required", False)
+        model = str(form.get("model") or "dall-e-2")
+        n = int(form.get("n") or 1)
+        words = len(prompt.split())
+        inputs = words + EDIT_IMAGE_TOKENS * len(sent)
+        usage = {"input_tokens": inputs, "output_tokens": IMAGE_TOKENS * n, "total_tokens": inputs + IMAGE_TOKENS * n,
+                 "input_tokens_details": {"text_tokens": words, "image_tokens": EDIT_IMAGE_TOKENS * len(sent)}}
+        if model.startswith("dall-e"):
+            data = [{"url": f"https://images.example/edit-{i}.png"} for i in range(n)]
+            return self.fake._json({"created": int(time.time()), "data": data})
+        common = {"b64_json": PNG, "created_at": int(time.time()), "size": "1024x1024", "quality": "low",
+                  "background": "opaque", "output_format": "png"}
+        if form.get("stream") == "true":
+            events = [_sse({"type": "image_edit.partial_image", "partial_image_index": 0, **common}),
+                      _sse({"type": "image_edit.completed", **common, "usage": usage})]
+            return await self._stream(request, "text/event-stream", events)
+        return self.fake._json({"created": int(time.time()), "data": [{"b64_json": PNG}] * n, "usage": usage,
+                                "size": "1024x1024", "quality": "low", "output_format": "png",
+                                "background": "opaque"})
+
+    async def image_variations(self, request: web.Request) -> web.StreamResponse:
+        form, _fault, error = await self.fake._begin(request, anthropic=False)
+        if error:
+            return error
+        if not isinstance(form, dict) or not isinstance(form.get("image"), dict):
+            return wire.error(400, "'image' is required", False)
+        n = int(form.get("n") or 1)
+        data = [{"b64_json": PNG} if form.get("response_format") == "b64_json"
+                else {"url": f"https://images.example/variation-{i}.png"} for i in range(n)]
+        return self.fake._json({"created": int(time.time()), "data": data})
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         body, fault, error = await self.fake._begin(request, anthropic=False)

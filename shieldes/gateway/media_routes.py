@@ -1,5 +1,6 @@
 """OpenAI's media and moderation endpoints: POST /v1/moderations, /v1/images/generations,
-/v1/audio/speech, /v1/audio/transcriptions and /v1/audio/translations. Each is passed through to
+/v1/images/edits, /v1/images/variations, /v1/audio/speech, /v1/audio/transcriptions and
+/v1/audio/translations. Each is passed through to
 the route's deployments whose kind serves it (MediaUpstream.media_ops), the client's body as it
 came but for the model (the deployment's name for it), with the key's model allow-list, limits,
 budget hold and settlement (usage/media.py), failover and the request log of the other routes.
@@ -33,12 +34,21 @@ from shieldes.usage.meter import Reservation
 PATHS: dict[MediaOp, str] = {
     "moderations": "/v1/moderations",
     "images": "/v1/images/generations",
+    "image_edits": "/v1/images/edits",
+    "image_variations": "/v1/images/variations",
     "speech": "/v1/audio/speech",
     "transcriptions": "/v1/audio/transcriptions",
     "translations": "/v1/audio/translations",
 }
 # OpenAI's own default when a request names no model (the openai SDK lets it be left out)
-DEFAULT_MODELS: dict[MediaOp, str] = {"moderations": "omni-moderation-latest", "images": "dall-e-2"}
+DEFAULT_MODELS: dict[MediaOp, str] = {"moderations": "omni-moderation-latest", "images": "dall-e-2",
+                                      "image_edits": "dall-e-2", "image_variations": "dall-e-2"}
+FORM_OPS: frozenset[MediaOp] = frozenset({"transcriptions", "translations", "image_edits", "image_variations"})
+IMAGE_OPS: frozenset[MediaOp] = frozenset({"images", "image_edits", "image_variations"})
+# what a form must hold, in the words of the 400 that says it does not
+_FORM_NEEDS: dict[MediaOp, str] = {
+    "transcriptions": "a 'file' and a 'model' field", "translations": "a 'file' and a 'model' field",
+    "image_edits": "an 'image' (or 'image[]') file and a 'prompt' field", "image_variations": "an 'image' file"}
 MAX_IMAGES = 10
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ESTIMATE_HEADER = "x-shieldes-usage"  # "estimate": the answer reports no usage; the estimate is billed
@@ -58,6 +68,8 @@ class MediaRequest:
     streaming: bool  # the answer may run long (audio, events): bounded by silence, not total time
     estimate: Billed
     images: int = 0  # asked for (`n`)
+    prompt_bytes: int = 0  # an image request's prompt
+    form: tuple[str, multipart.Part] | None = None  # a form's boundary and last part
 
     def payload(self, model: str) -> bytes:
         """The client's bytes naming `model` (the deployment's name for it)."""
@@ -65,6 +77,11 @@ class MediaRequest:
             if multipart.text(self.raw, self.model_part) == model:
                 return self.raw
             return multipart.with_value(self.raw, self.model_part, model.encode())
+        if self.form is not None:  # a form without a model: the upstream's default, unless named otherwise
+            if model == DEFAULT_MODELS.get(self.op):
+                return self.raw
+            boundary, last = self.form
+            return multipart.with_field(self.raw, boundary, last, "model", model.encode())
         assert self.body is not None
         if self.body.get("model") == model:
             return self.raw
@@ -105,8 +122,9 @@ def json_request(op: MediaOp, body: Body, raw: bytes) -> MediaRequest:
             raise InvalidRequest("field 'prompt' is required: a non-empty string describing the image", param="prompt")
         n = _positive(body, "n", MAX_IMAGES, 1)
         streaming = body.get("stream") is True
+        size = len(prompt.encode())
         return MediaRequest(op, model, raw, ctype, body, None, streaming,
-                            media.image_estimate(len(prompt.encode()), n, per_image=False), n)
+                            media.image_estimate(size, n, per_image=False), n, size)
     text = body.get("input")
     if not isinstance(text, str) or not text:
         raise InvalidRequest("field 'input' is required: the non-empty text to speak", param="input")
@@ -116,30 +134,59 @@ def json_request(op: MediaOp, body: Body, raw: bytes) -> MediaRequest:
     return MediaRequest(op, model, raw, ctype, body, None, True, media.speech_estimate(model, text))
 
 
+def _form_count(raw: bytes, part: multipart.Part | None, name: str, most: int) -> int:
+    """A form's whole-number field (`n`): 1 when left out."""
+    if part is None:
+        return 1
+    value = multipart.text(raw, part).strip()
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise InvalidRequest(f"field {name!r} must be a whole number from 1 to {most}", param=name)
+    return int(value)
+
+
 def form_request(op: MediaOp, raw: bytes, content_type: str) -> MediaRequest:
-    """A transcriptions or translations upload (multipart/form-data with `file` and `model`)."""
+    """A multipart/form-data upload: audio to transcribe or translate (`file`, `model`), images to
+    edit (`image` or several `image[]`, optional `mask`, `prompt`) or to vary (`image`)."""
     boundary = multipart.boundary_of(content_type)
     if boundary is None:
-        raise InvalidRequest(f"{PATHS[op]} takes multipart/form-data with a 'file' and a 'model' field "
-                             f"(got Content-Type {content_type[:80]!r}); send the audio as a form upload")
+        raise InvalidRequest(f"{PATHS[op]} takes multipart/form-data with {_FORM_NEEDS[op]} "
+                             f"(got Content-Type {content_type[:80]!r}); send it as a form upload")
     try:
         fields = multipart.parts(raw, boundary)
     except multipart.MalformedForm as exc:
         raise InvalidRequest(f"the multipart/form-data body does not parse ({exc}); send it again as one form") \
             from None
     named = {p.name: p for p in fields}
+    model_part = named.get("model")
+    stream = named.get("stream")
+    streaming = stream is not None and multipart.text(raw, stream).strip().lower() == "true"
+    form = (boundary, fields[-1]) if fields else None
+    if op in IMAGE_OPS:
+        images = [p for p in fields if p.name in ("image", "image[]") and p.filename is not None]
+        if not images:
+            what = "edit (several as 'image[]')" if op == "image_edits" else "vary"
+            raise InvalidRequest(f"field 'image' is required: the image to {what}, uploaded as a file",
+                                 param="image")
+        model = _model_name(None if model_part is None else multipart.text(raw, model_part), DEFAULT_MODELS[op])
+        n = _form_count(raw, named.get("n"), "n", MAX_IMAGES)
+        prompt_bytes = 0
+        if op == "image_edits":
+            prompt = named.get("prompt")
+            if prompt is None or not multipart.text(raw, prompt).strip():
+                raise InvalidRequest("field 'prompt' is required: a non-empty description of the edit",
+                                     param="prompt")
+            prompt_bytes = prompt.end - prompt.start
+        return MediaRequest(op, model, raw, content_type, None, model_part, streaming,
+                            media.image_estimate(prompt_bytes, n, per_image=False), n, prompt_bytes, form)
     upload = named.get("file")
     if upload is None or upload.filename is None:
         raise InvalidRequest("field 'file' is required: the audio file to transcribe, uploaded as a file",
                              param="file")
-    model_part = named.get("model")
     if model_part is None:
         raise InvalidRequest("field 'model' is required: e.g. \"whisper-1\" or \"gpt-4o-transcribe\"", param="model")
     model = _model_name(multipart.text(raw, model_part), None)
-    stream = named.get("stream")
-    streaming = stream is not None and multipart.text(raw, stream).strip().lower() == "true"
     estimate = media.transcription_estimate(model, upload.end - upload.start)
-    return MediaRequest(op, model, raw, content_type, None, model_part, streaming, estimate)
+    return MediaRequest(op, model, raw, content_type, None, model_part, streaming, estimate, form=form)
 
 
 async def read_upload(request: web.Request, max_bytes: int) -> bytes:
@@ -156,7 +203,7 @@ async def read_upload(request: web.Request, max_bytes: int) -> bytes:
         raise InvalidRequest(f"the request body could not be read ({str(exc).strip()[:200]}); send it again") \
             from None
     if not raw:
-        raise InvalidRequest("empty request body: send a multipart/form-data upload with 'file' and 'model'")
+        raise InvalidRequest("empty request body: send a multipart/form-data upload (see docs/media.md)")
     return raw
 
 
@@ -212,7 +259,7 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     limit = gw.settings.max_body_bytes
-    if op in ("transcriptions", "translations"):
+    if op in FORM_OPS:
         raw = await read_upload(request, limit)
         asked = form_request(op, raw, request.headers.get("Content-Type", ""))
     else:
@@ -225,10 +272,9 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
     if rec is not None:
         rec.model = asked.model
     route = served(gw.route(key, asked.model), op, serving_kinds(gw, op))
-    if op == "images" and gw.prices.rate(gw.state.config.pricing, route.model).image:
+    if op in IMAGE_OPS and gw.prices.rate(gw.state.config.pricing, route.model).image:
         # a per-image price holds the images asked for, not the most tokens they might take
-        prompt = str((asked.body or {}).get("prompt", ""))
-        asked = replace(asked, estimate=media.image_estimate(len(prompt.encode()), asked.images, True))
+        asked = replace(asked, estimate=media.image_estimate(asked.prompt_bytes, asked.images, True))
     billed = op != "moderations"  # OpenAI does not bill moderations
     res = gw.admit_estimate(key, route, asked.estimate.usage, asked.estimate.images, billed=billed)
     if rec is not None:
@@ -269,7 +315,7 @@ def _answer(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaRequest,
     rec = record_of(request)
     if rec is not None:
         rec.t_first_byte = time.perf_counter()
-    if bill.estimated and op != "images":  # (an image answer without usage is billed per image)
+    if bill.estimated and op not in IMAGE_OPS:  # (an image answer without usage is billed per image)
         headers[ESTIMATE_HEADER] = "estimate"
     return web.Response(body=opened.body, headers={"Content-Type": "application/json", **headers})
 
@@ -336,6 +382,14 @@ async def images(request: web.Request) -> web.StreamResponse:
     return await handle(request, "images")
 
 
+async def image_edits(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "image_edits")
+
+
+async def image_variations(request: web.Request) -> web.StreamResponse:
+    return await handle(request, "image_variations")
+
+
 async def speech(request: web.Request) -> web.StreamResponse:
     return await handle(request, "speech")
 
@@ -351,9 +405,13 @@ async def translations(request: web.Request) -> web.StreamResponse:
 def add_media_routes(app: web.Application) -> None:
     app.router.add_post(PATHS["moderations"], moderations)
     handlers: tuple[tuple[MediaOp, Handler], ...] = (
-        ("images", images), ("speech", speech), ("transcriptions", transcriptions), ("translations", translations))
+        ("images", images), ("image_edits", image_edits), ("image_variations", image_variations), ("speech", speech),
+        ("transcriptions", transcriptions), ("translations", translations))
     for op, handler in handlers:
         app.router.add_post(PATHS[op], handler)
         # Azure OpenAI's paths, as the openai SDK's AzureOpenAI client calls them (see routes.add_routes)
         for prefix in ("/openai/deployments/{deployment}", "/v1/deployments/{deployment}"):
             app.router.add_post(prefix + PATHS[op].removeprefix("/v1"), handler)
+    # the AzureOpenAI client sends variations (not a deployment endpoint to it) to /openai/images/variations,
+    # naming the model in the form
+    app.router.add_post("/openai" + PATHS["image_variations"].removeprefix("/v1"), image_variations)

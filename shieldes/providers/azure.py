@@ -67,8 +67,9 @@ class _EntraTokens:
 
 class AzureProvider(OpenAIProvider):
     kind = "azure"
-    # Azure OpenAI has no moderations endpoint (its content filters run on every call instead)
-    media_ops = frozenset({"images", "speech", "transcriptions", "translations"})
+    # Azure OpenAI has no moderations endpoint (its content filters run on every call instead) and no
+    # image variations (a dall-e-2 endpoint it never offered)
+    media_ops = frozenset({"images", "image_edits", "speech", "transcriptions", "translations"})
 
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         super().__init__(client, settings)

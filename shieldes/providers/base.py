@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens", "moderations", "images",
-                    "speech", "transcriptions", "translations"]
+                    "image_edits", "image_variations", "speech", "transcriptions", "translations"]
 # The OpenAI media and moderation endpoints: passed through as the client sent them (MediaUpstream)
-MediaOp = Literal["moderations", "images", "speech", "transcriptions", "translations"]
+MediaOp = Literal["moderations", "images", "image_edits", "image_variations", "speech", "transcriptions",
+                  "translations"]
 Body = dict[str, Any]
 
 

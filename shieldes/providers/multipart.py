@@ -1,5 +1,5 @@
-"""multipart/form-data bodies (the audio upload routes), read where the gateway decides and
-rewritten in one field: the uploaded file's bytes stay exactly as the client sent them."""
+"""multipart/form-data bodies (the audio upload and image edit routes), read where the gateway
+decides and rewritten in one field: the uploaded files' bytes stay exactly as the client sent them."""
 
 from __future__ import annotations
 
@@ -81,3 +81,13 @@ def with_value(body: bytes, part: Part, value: bytes) -> bytes:
     """`body` with `part`'s value replaced: one join, the rest of the bytes as they were."""
     view = memoryview(body)
     return b"".join((view[:part.start], value, view[part.end:]))
+
+
+def with_field(body: bytes, boundary: str, last: Part, name: str, value: bytes) -> bytes:
+    """`body` with one more text field after its `last` part (a field the client left out and the
+    upstream must be told: the model a deployment knows the default by): the rest of the bytes as
+    they were."""
+    view = memoryview(body)
+    head = b"\r\n--" + boundary.encode("latin-1") + b'\r\nContent-Disposition: form-data; name="' \
+        + name.encode() + b'"\r\n\r\n'
+    return b"".join((view[:last.end], head, value, view[last.end:]))

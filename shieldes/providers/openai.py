@@ -34,11 +34,14 @@ _PATHS: dict[str, str] = {
     "input_tokens": "/responses/input_tokens",
     "moderations": "/moderations",
     "images": "/images/generations",
+    "image_edits": "/images/edits",
+    "image_variations": "/images/variations",
     "speech": "/audio/speech",
     "transcriptions": "/audio/transcriptions",
     "translations": "/audio/translations",
 }
-MEDIA_OPS = frozenset({"moderations", "images", "speech", "transcriptions", "translations"})
+MEDIA_OPS = frozenset({"moderations", "images", "image_edits", "image_variations", "speech", "transcriptions",
+                       "translations"})
 
 
 def op_path(op: Operation) -> str:

@@ -114,7 +114,7 @@ def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:
     if usage is not None:
         return Billed(usage)
     data = found.get("data")
-    if op == "images" and isinstance(data, list):
+    if op in ("images", "image_edits", "image_variations") and isinstance(data, list):
         return Billed(TokenUsage(estimate.usage.prompt_tokens, 0), len(data), True)
     if estimate.exact:
         return estimate

@@ -65,6 +65,39 @@ def test_form_requests_need_a_file_and_a_model() -> None:
     assert "multipart/form-data" in not_form.value.message
 
 
+def test_image_forms_need_images_and_an_edit_a_prompt() -> None:
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    photo = b"\x89PNG" + bytes(range(256))
+    edit = form(("image[]", "a.png", photo), ("image[]", "b.png", photo), ("mask", "m.png", b"m"),
+                ("prompt", None, b"add a hat"), ("n", None, b"2"), ("stream", None, b"true"))
+    asked = form_request("image_edits", edit, ctype)
+    assert (asked.model, asked.images, asked.prompt_bytes, asked.streaming) == ("dall-e-2", 2, 9, True)
+    assert asked.estimate == media.image_estimate(9, 2, per_image=False)
+    assert asked.payload("dall-e-2") is edit  # no model named: OpenAI's default, sent as it came
+    renamed = asked.payload("dall-e-2-eu")  # another name for the default: the form gets a model field
+    fields = {p.name: p for p in multipart.parts(renamed, BOUNDARY)}
+    assert multipart.text(renamed, fields["model"]) == "dall-e-2-eu" and renamed.count(photo) == 2
+    assert renamed.startswith(edit[:edit.rindex(f"--{BOUNDARY}--".encode())])
+    named = form_request("image_edits", form(("image", "a.png", photo), ("prompt", None, b"x"),
+                                             ("model", None, b"gpt-image-1")), ctype)
+    assert named.model == "gpt-image-1" and named.payload("gpt-image-eu").count(b"gpt-image-eu") == 1
+    varied = form_request("image_variations", form(("image", "a.png", photo)), ctype)
+    assert (varied.model, varied.images, varied.prompt_bytes) == ("dall-e-2", 1, 0)
+    for op, body, param in (("image_edits", form(("prompt", None, b"x")), "image"),
+                            ("image_edits", form(("image", None, b"not a file"), ("prompt", None, b"x")), "image"),
+                            ("image_edits", form(("image", "a.png", photo), ("prompt", None, b" ")), "prompt"),
+                            ("image_edits", form(("image", "a.png", photo), ("prompt", None, b"x"),
+                                                 ("n", None, b"11")), "n"),
+                            ("image_variations", form(("image", "a.png", photo), ("n", None, b"two")), "n"),
+                            ("image_variations", form(("model", None, b"dall-e-2")), "image")):
+        with pytest.raises(InvalidRequest) as refused:
+            form_request(op, body, ctype)  # type: ignore[arg-type]
+        assert refused.value.param == param, (op, body)
+    with pytest.raises(InvalidRequest) as not_form:
+        form_request("image_edits", b"{}", "application/json")
+    assert "'image'" in not_form.value.message and "'prompt'" in not_form.value.message
+
+
 def test_json_requests_are_checked_field_by_field() -> None:
     assert json_request("moderations", {"input": "hi"}, b'{"input":"hi"}').model == "omni-moderation-latest"
     images = json_request("images", {"prompt": "a fox", "n": 3}, b"{}")
@@ -90,6 +123,9 @@ def test_what_is_held_and_billed() -> None:
     tokens = {"usage": {"input_tokens": 6, "output_tokens": 100, "input_tokens_details": {"cached_tokens": 2}}}
     assert media.billed("images", held, tokens) == media.Billed(TokenUsage(6, 100, cache_read_tokens=2))
     assert media.billed("images", held, {"data": [{}, {}, {}]}) == media.Billed(TokenUsage(9, 0), 3, True)
+    for op in ("image_edits", "image_variations"):
+        assert media.billed(op, held, {"data": [{}, {}]}) == media.Billed(TokenUsage(9, 0), 2, True)
+        assert media.billed(op, held, tokens) == media.Billed(TokenUsage(6, 100, cache_read_tokens=2))
     assert media.billed("transcriptions", held, {"usage": {"type": "duration", "seconds": 12.2}}) == \
         media.Billed(TokenUsage(13, 0))
     assert media.billed("transcriptions", held, {"usage": {"type": "tokens", "input_tokens": 50,
