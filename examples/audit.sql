@@ -65,6 +65,18 @@ WHERE hour >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 GROUP BY provider, model
 ORDER BY cost_usd DESC, provider, model;
 
+-- name: media_units_per_model
+-- What media calls were billed in besides tokens, per model this month: images billed per image,
+-- seconds of audio (whisper) and characters (tts-1); recorded from schema 0017 on.
+SELECT provider, model, sum(requests) AS requests, sum(images) AS images,
+       round(sum(audio_seconds) / 60.0, 1) AS audio_minutes, sum(characters) AS characters,
+       (sum(cost_nusd) / 1000000000.0)::numeric(24, 9) AS cost_usd
+FROM usage_deltas
+WHERE hour >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+  AND (images > 0 OR audio_seconds > 0 OR characters > 0)
+GROUP BY provider, model
+ORDER BY cost_usd DESC, provider, model;
+
 -- name: team_spend_this_month
 -- Spend per team this month (usage is tagged with the key's team when it was made).
 SELECT coalesce(team_id, '(no team)') AS team_id, sum(requests) AS requests,

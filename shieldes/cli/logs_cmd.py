@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 # The error message comes last: it is the one long cell, and the columns before it stay aligned.
 TABLE_COLUMNS = ("started_at", "request_id", "node_id", "key_name", "route", "model", "deployment", "status",
-                 "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "stream",
-                 "error_message")
+                 "error_code", "latency_ms", "prompt_tokens", "completion_tokens", "images", "audio_seconds",
+                 "characters", "cost_usd", "stream", "error_message")
 REMOTE_PAGE = 1000  # the admin API's largest page of the request log
 FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its transaction began is still seen
 

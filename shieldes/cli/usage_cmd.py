@@ -1,5 +1,6 @@
-"""`shieldes usage`: requests, tokens and cost per virtual key, in SQL over the `usage_daily` view
-(the same numbers before and after compaction, since rollups feed the view too)."""
+"""`shieldes usage`: requests, tokens, media units (images, seconds of audio, characters) and cost per
+virtual key, in SQL over the `usage_daily` view (the same numbers before and after compaction, since
+rollups feed the view too)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ from shieldes.timeparse import parse_day
 if TYPE_CHECKING:
     from shieldes.cli.remote import AdminApi
 
-COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "images", "audio_seconds", "characters",
+           "cost_usd")
+UNITS = ("images", "audio_seconds", "characters")  # what media calls are billed in besides tokens
 
 # Keys without usage in the window show as zeros, except revoked ones (they only add noise).
 USAGE_SQL = """
     WITH u AS (
         SELECT key_id,
                sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
-               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd
+               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd,
+               sum(images) AS images, sum(audio_seconds) AS audio_seconds, sum(characters) AS characters
         FROM usage_daily
         WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)
           AND (%(until)s::date IS NULL OR day <= %(until)s::date)
@@ -41,6 +45,9 @@ USAGE_SQL = """
            coalesce(u.requests, 0)::bigint AS requests,
            coalesce(u.prompt_tokens, 0)::bigint AS prompt_tokens,
            coalesce(u.completion_tokens, 0)::bigint AS completion_tokens,
+           coalesce(u.images, 0)::bigint AS images,
+           coalesce(u.audio_seconds, 0)::bigint AS audio_seconds,
+           coalesce(u.characters, 0)::bigint AS characters,
            coalesce(u.cost_usd, 0)::numeric(24, 9) AS cost_usd,
            (coalesce(u.cost_usd, 0) * 1000000000)::bigint AS cost_nusd
     FROM virtual_keys k
@@ -64,7 +71,7 @@ def _day(text: str | None, what: str) -> date | None:
 @json_option
 @handle_errors
 def usage(key: str | None, since: str | None, until: str | None, as_json: bool) -> None:
-    """Requests, tokens and cost per virtual key (UTC days, inclusive)."""
+    """Requests, tokens, media units and cost per virtual key (UTC days, inclusive)."""
     ctx = cli_context()
     params: dict[str, Any] = {"key": key, "since": _day(since, "--since"), "until": _day(until, "--until")}
     if params["since"] and params["until"] and params["since"] > params["until"]:
@@ -102,5 +109,6 @@ def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str |
     for k in keys:
         if not k["revoked"]:  # as in direct mode: a revoked key only with usage in the window
             rows.setdefault(k["id"], {"key": k["name"], "key_id": k["id"], "requests": 0, "prompt_tokens": 0,
-                                      "completion_tokens": 0, "cost_usd": 0.0, "cost_nusd": 0})
+                                      "completion_tokens": 0, **dict.fromkeys(UNITS, 0), "cost_usd": 0.0,
+                                      "cost_nusd": 0})
     return sorted(rows.values(), key=lambda r: (r["key"], r["key_id"]))

@@ -65,7 +65,7 @@ class PendingUsage(_message.Message):
     def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class UnflushedDelta(_message.Message):
-    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd", "label")
+    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd", "label", "images", "audio_seconds", "characters")
     FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,9 @@ class UnflushedDelta(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_NUSD_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CHARACTERS_FIELD_NUMBER: _ClassVar[int]
     flush_epoch: int
     flush_seq: int
     key_id: str
@@ -90,7 +93,10 @@ class UnflushedDelta(_message.Message):
     completion_tokens: int
     cost_nusd: int
     label: int
-    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
+    images: int
+    audio_seconds: int
+    characters: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., label: _Optional[int] = ..., images: _Optional[int] = ..., audio_seconds: _Optional[int] = ..., characters: _Optional[int] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("subject", "reserved_nusd", "released_nusd", "label")

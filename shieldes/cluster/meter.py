@@ -184,10 +184,11 @@ class ClusterMeter(Meter):
             if not batch.appended:
                 for d in batch.deltas:
                     out[(epoch, batch.seq, d.key_id, d.team_id, d.provider, d.model, d.hour)] = (
-                        d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
+                        d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
+                        d.characters)
         next_seq = self._seq + 1
         for (key_id, team_id, provider, model, hour), v in self._acc.items():
-            out[(epoch, next_seq, key_id, team_id, provider, model, hour)] = (v[0], v[1], v[2], v[3])
+            out[(epoch, next_seq, key_id, team_id, provider, model, hour)] = (v[0], v[1], v[2], v[3], v[4], v[5], v[6])
         return out
 
     def gossip_reservations(self) -> dict[str, tuple[int, int]]:

@@ -37,7 +37,8 @@ WindowId = tuple[str, str, int]  # (subject e.g. "k:<id>", window name e.g. "rpm
 PendingId = tuple[int, int, str, int]  # (boot epoch, flush seq, subject, unix day)
 # (boot epoch, flush seq, key_id, team_id, provider, model, unix hour): one usage delta of a flush
 UnflushedId = tuple[int, int, str, str | None, str, str, int]
-Usage = tuple[int, int, int, int]  # requests, prompt tokens, completion tokens, nUSD
+# requests, prompt tokens, completion tokens, nUSD, images, audio seconds, characters (usage/units.py)
+Usage = tuple[int, int, int, int, int, int, int]
 Delta = tuple[str, str | None, str, str, int, Usage]  # key_id, team_id, provider, model, hour, usage
 Durable = Callable[[str, int], int]  # (node_id, boot epoch) -> highest flush seq in the log
 

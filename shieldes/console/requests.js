@@ -9,7 +9,8 @@ const DETAIL = [
   ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"], ["error_message", "Why"],
   ["latency_ms", "Latency"], ["ttfb_ms", "Time to first byte"], ["ttft_ms", "Time to first token"],
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
-  ["reasoning_tokens", "Reasoning tokens"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
+  ["reasoning_tokens", "Reasoning tokens"], ["images", "Images"], ["audio_seconds", "Audio seconds"],
+  ["characters", "Characters"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
   ["client_ip", "Client IP"], ["user_agent", "User agent"], ["trace_id", "Trace id"], ["logged_at", "Logged"],
 ];
 // "gateway": the clients' requests, not the admin API's, the console's or the probes' (unmatched paths included)

@@ -92,6 +92,10 @@ export async function usagePage(root) {
         { label: "Requests", num: true, cell: (r) => fmt.num(r.requests) },
         { label: "Prompt tokens", num: true, cell: (r) => fmt.num(r.prompt_tokens) },
         { label: "Completion tokens", num: true, cell: (r) => fmt.num(r.completion_tokens) },
+        // what media calls are billed in besides tokens
+        { label: "Images", num: true, cell: (r) => fmt.num(r.images) },
+        { label: "Audio seconds", num: true, cell: (r) => fmt.num(r.audio_seconds) },
+        { label: "Characters", num: true, cell: (r) => fmt.num(r.characters) },
         { label: "Cost", num: true, cell: (r) => fmt.usd(r.cost_usd) },
       ], [...data.data].reverse(), { empty: "No usage in this range." }));
   }

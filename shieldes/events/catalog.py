@@ -285,7 +285,11 @@ class McpServerRemoved(Event):
 
 @dataclass(frozen=True)
 class UsageDelta:
-    """Usage of one key on one deployment and model within one UTC hour."""
+    """Usage of one key on one deployment and model within one UTC hour. Tokens in the token
+    fields only; what media calls are billed in besides tokens in its own unit: images billed per
+    image, seconds of audio (whisper-1), characters of input (tts-1). Those three are optional in
+    the stored shape (absent when zero, so a delta of an earlier release reads as zero of them,
+    and a node of an earlier release reads a delta that has them, ignoring them)."""
 
     key_id: str
     team_id: str | None
@@ -296,6 +300,9 @@ class UsageDelta:
     prompt_tokens: int
     completion_tokens: int
     cost_nusd: int
+    images: int = 0
+    audio_seconds: int = 0
+    characters: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ def _tuple_fields(cls: type[Event]) -> frozenset[str]:
 
 
 def delta_data(key_id: str, team_id: str | None, provider: str, model: str, hour: int, requests: int,
-               prompt_tokens: int, completion_tokens: int, cost_nusd: int) -> Data:
+               prompt_tokens: int, completion_tokens: int, cost_nusd: int, images: int = 0, audio_seconds: int = 0,
+               characters: int = 0) -> Data:
     """A UsageDelta's stored shape, from its fields (compaction writes millions without building
-    the objects)."""
-    return {
+    the objects). The media units only when not zero: most deltas have none, and a delta without
+    them keeps the shape every release reads on its fast path."""
+    data: Data = {
         "key_id": key_id,
         "team_id": team_id,
         "provider": provider,
@@ -42,23 +44,36 @@ def delta_data(key_id: str, team_id: str | None, provider: str, model: str, hour
         "completion_tokens": completion_tokens,
         "cost_nusd": cost_nusd,
     }
+    if images:
+        data["images"] = images
+    if audio_seconds:
+        data["audio_seconds"] = audio_seconds
+    if characters:
+        data["characters"] = characters
+    return data
 
 
 def _delta_to_data(d: UsageDelta) -> Data:
     return delta_data(d.key_id, d.team_id, d.provider, d.model, d.hour, d.requests, d.prompt_tokens,
-                      d.completion_tokens, d.cost_nusd)
+                      d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds, d.characters)
 
 
 _DELTA_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageDelta))
+UNIT_FIELDS = ("images", "audio_seconds", "characters")  # optional in the stored shape: absent when zero
+_TOKEN_FIELDS = _DELTA_FIELDS - frozenset(UNIT_FIELDS)
+_NO_UNITS = dict.fromkeys(UNIT_FIELDS, 0)
 _new_object = object.__new__
 
 
 def _delta_from_data(d: Data) -> UsageDelta:
-    if d.keys() == _DELTA_FIELDS:
+    keys = d.keys()
+    if keys in (_TOKEN_FIELDS, _DELTA_FIELDS):
         # Replay hot path (millions of deltas): the frozen dataclass __init__ costs ~5x more than
         # filling __dict__ directly; the stored shape is exactly ours (older shapes are upcast first).
         delta: UsageDelta = _new_object(UsageDelta)
-        delta.__dict__.update(d)
+        fields = delta.__dict__
+        fields.update(_NO_UNITS)
+        fields.update(d)
         return delta
     return UsageDelta(
         d["key_id"],
@@ -70,6 +85,9 @@ def _delta_from_data(d: Data) -> UsageDelta:
         int(d["prompt_tokens"]),
         int(d["completion_tokens"]),
         int(d["cost_nusd"]),
+        int(d.get("images") or 0),
+        int(d.get("audio_seconds") or 0),
+        int(d.get("characters") or 0),
     )
 
 

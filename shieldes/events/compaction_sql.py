@@ -40,7 +40,12 @@ READY_PREFIX = "events_r"
 # locale rules, and the order is the one Python gives the same tuples
 _DELTA_COLUMNS_C = ('key_id text COLLATE "C", team_id text COLLATE "C", provider text COLLATE "C", '
                     'model text COLLATE "C", hour bigint, requests bigint, prompt_tokens bigint, '
-                    "completion_tokens bigint, cost_nusd bigint")
+                    "completion_tokens bigint, cost_nusd bigint, images bigint, audio_seconds bigint, "
+                    "characters bigint")
+# the sums of a group, in Folder's order (the media units are absent from most deltas: NULL, summed as 0)
+_SUMS = ("sum(d.requests)::bigint, sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, "
+         "sum(d.cost_nusd)::bigint, coalesce(sum(d.images), 0)::bigint, coalesce(sum(d.audio_seconds), 0)::bigint, "
+         "coalesce(sum(d.characters), 0)::bigint, count(*) ")
 Row = tuple[Any, ...]
 SUMS_WORK_MEM = "64MB"  # per sums query (one per partition being replaced)
 
@@ -165,8 +170,7 @@ async def take_rollup_sums(conn: AsyncConnection[Any], positions: list[int]) -> 
     async with conn.cursor(binary=True) as cur:
         await cur.execute(
             "WITH taken AS (DELETE FROM events WHERE position = ANY(%s) AND type = %s RETURNING data) "
-            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
-            "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
+            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), " + _SUMS +
             f"FROM taken e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
             "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
             (positions, ROLLUP),
@@ -240,8 +244,7 @@ async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list
                           "set_config('max_parallel_workers_per_gather', %s, true)",
                           (SUMS_WORK_MEM, "2" if parallel else "0"))
         await cur.execute(
-            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), sum(d.requests)::bigint, "
-            "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, count(*) "
+            "SELECT d.hour, d.key_id, d.provider, d.model, coalesce(d.team_id, ''), " + _SUMS +
             f"FROM {part.name} e CROSS JOIN LATERAL jsonb_to_recordset(e.data->'deltas') AS d({_DELTA_COLUMNS_C}) "
             "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
             "ORDER BY 1, 2, 3, 4, 5",

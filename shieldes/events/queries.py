@@ -98,7 +98,9 @@ async def usage_grouped(
             params[name] = value
     select = sql.SQL(", ").join([*cols, sql.SQL(
         "sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt_tokens, "
-        "sum(u.completion_tokens)::bigint AS completion_tokens, sum(u.cost_nusd)::bigint AS cost_nusd")])
+        "sum(u.completion_tokens)::bigint AS completion_tokens, sum(u.images)::bigint AS images, "
+        "sum(u.audio_seconds)::bigint AS audio_seconds, sum(u.characters)::bigint AS characters, "
+        "sum(u.cost_nusd)::bigint AS cost_nusd")])
     query = sql.SQL("SELECT {} FROM usage_deltas u WHERE {}").format(select, sql.SQL(" AND ").join(where))
     if group_by:
         positions = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(group_by)))

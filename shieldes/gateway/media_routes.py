@@ -276,7 +276,7 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
         # a per-image price holds the images asked for, not the most tokens they might take
         asked = replace(asked, estimate=media.image_estimate(asked.prompt_bytes, asked.images, True))
     billed = op != "moderations"  # OpenAI does not bill moderations
-    res = gw.admit_estimate(key, route, asked.estimate.usage, asked.estimate.images, billed=billed)
+    res = gw.admit_estimate(key, route, asked.estimate.usage, asked.estimate.units, billed=billed)
     if rec is not None:
         rec.upstream_model = route.model
         rec.stream = asked.streaming
@@ -297,7 +297,7 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
 
 def _settle(gw: Gateway, request: web.Request, op: MediaOp, res: Reservation, served_by: RouteTarget,
             bill: Billed) -> None:
-    nusd = gw.settle_media(res, served_by.deployment, served_by.model, bill.usage, bill.images,
+    nusd = gw.settle_media(res, served_by.deployment, served_by.model, bill.usage, bill.units,
                            billed=op != "moderations")
     rec = record_of(request)
     if rec is not None:
@@ -305,6 +305,9 @@ def _settle(gw: Gateway, request: web.Request, op: MediaOp, res: Reservation, se
         rec.prompt_tokens = bill.usage.prompt_tokens
         rec.completion_tokens = bill.usage.completion_tokens
         rec.cached_tokens = bill.usage.cache_read_tokens
+        units = bill.units  # each in its own column, none where it was not billed
+        rec.images, rec.audio_seconds, rec.characters = (n or None for n in (
+            units.images, units.audio_seconds, units.characters))
         rec.cost_nusd = nusd
 
 

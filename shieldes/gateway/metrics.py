@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from shieldes.providers.base import TokenUsage
+from shieldes.usage.units import Units
 
 MAX_SERIES = 200
 
@@ -115,6 +116,14 @@ class _HotSeries(Collector):
             cost.add_metric([p, mo], nusd / 1e9)
         yield tokens
         yield cost
+        if m._units:
+            units = CounterMetricFamily("shieldes_media_units", "media units accounted besides tokens",
+                                        labels=["provider", "model", "unit"])
+            for (p, mo), counts in sorted(m._units.items()):
+                for unit, n in zip(("images", "audio_seconds", "characters"), counts, strict=True):
+                    if n:
+                        units.add_metric([p, mo, unit], n)
+            yield units
         if m._request_log is not None:
             buffered, dropped, written = m._request_log
             yield GaugeMetricFamily("shieldes_request_log_buffered", "request log rows waiting to be written",
@@ -194,6 +203,8 @@ class Metrics:
         self._upstream = _Histogram(UPSTREAM_BUCKETS)
         # (provider, model) -> prompt, completion, nUSD, cache read, cache write
         self._usage: dict[tuple[str, str], list[int]] = {}
+        # (provider, model) -> images, audio seconds, characters: what media calls are billed in besides tokens
+        self._units: dict[tuple[str, str], list[int]] = {}
         # Hot-path caches: (path, status class) and provider/model resolved to their series once.
         self._req: dict[tuple[str, int], tuple[tuple[str, str], list[float]]] = {}
         self._up: dict[str, list[float]] = {}
@@ -291,6 +302,16 @@ class Metrics:
         if usage.cache_read_tokens or usage.cache_write_tokens:
             cells[3] += usage.cache_read_tokens
             cells[4] += usage.cache_write_tokens
+
+    def media_units(self, provider: str, model: str, units: Units) -> None:
+        """A media call's images, seconds of audio and characters (not per request on the chat path)."""
+        key = (self._providers(provider), self._models(model))
+        cells = self._units.get(key)
+        if cells is None:
+            cells = self._units[key] = [0, 0, 0]
+        cells[0] += units.images
+        cells[1] += units.audio_seconds
+        cells[2] += units.characters
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

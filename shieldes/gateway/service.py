@@ -57,6 +57,7 @@ from shieldes.usage.pricing import (
     media_cost_nusd,
     price_hint,
 )
+from shieldes.usage.units import NO_UNITS, Units
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -265,7 +266,7 @@ class Gateway:
             raise self._not_priced(key, route)
         return found or NO_RATE
 
-    def admit_estimate(self, key: VirtualKey, route: Route, usage: TokenUsage, images: int = 0, *,
+    def admit_estimate(self, key: VirtualKey, route: Route, usage: TokenUsage, units: Units = NO_UNITS, *,
                        billed: bool = True) -> Reservation:
         """Admit a request whose estimate is known from what it asks for (the media routes: the
         images asked for, the characters to speak, the audio's length): limits, budgets, and a hold
@@ -273,8 +274,9 @@ class Gateway:
         so it needs no price, and only its tokens count against limits."""
         config = self.state.config
         rate = self._priced(key, route) if billed else NO_RATE
-        return self.meter.admit(config, self.state.usage, key, media_cost_nusd(rate, usage, images),
-                                self.state.position, estimate_tokens=usage.prompt_tokens + usage.completion_tokens)
+        return self.meter.admit(config, self.state.usage, key, media_cost_nusd(rate, usage, units),
+                                self.state.position,
+                                estimate_tokens=usage.prompt_tokens + usage.completion_tokens + units.counted())
 
     # --- upstream calls --------------------------------------------------------------------------
 
@@ -500,12 +502,15 @@ class Gateway:
         self.metrics.usage(dep.name, model, usage, nusd)
         return nusd
 
-    def settle_media(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage, images: int = 0, *,
-                     billed: bool = True) -> int:
-        """settle() for the media routes: `images` priced per image, or nothing billed at all."""
+    def settle_media(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage,
+                     units: Units = NO_UNITS, *, billed: bool = True) -> int:
+        """settle() for the media routes: `units` (images, seconds, characters) recorded in their own
+        unit and priced as such, or nothing billed at all."""
         rate = self.prices.rate(self.state.config.pricing, model) if billed else NO_RATE
-        nusd = media_cost_nusd(rate, usage, images)
-        self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
-        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        nusd = media_cost_nusd(rate, usage, units)
+        self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens + units.counted())
+        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd, units)
         self.metrics.usage(dep.name, model, usage, nusd)
+        if units != NO_UNITS:
+            self.metrics.media_units(dep.name, model, units)
         return nusd

@@ -21,6 +21,7 @@ COLUMNS = (
     "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
+    "images", "audio_seconds", "characters",
 )
 
 
@@ -74,6 +75,10 @@ class RequestRecord:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    # what a media call was billed in besides tokens, each in its unit (usage/units.py); None: none of it
+    images: int | None = None
+    audio_seconds: int | None = None
+    characters: int | None = None
     cost_nusd: int | None = None
     # a background response's: handed to the request log when its run ends, not when it was created
     held: bool = False
@@ -129,6 +134,7 @@ class RequestRecord:
             reasoning if reasoning is None or -INT8_MAX <= reasoning <= INT8_MAX else _count(reasoning),
             cost if cost is None or -INT8_MAX <= cost <= INT8_MAX else _count(cost),
             self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message),
+            self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

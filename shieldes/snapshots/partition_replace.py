@@ -71,7 +71,7 @@ async def write_rollups(
         _, version, data = codec.encode(UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], ()))
         deltas = data["deltas"] = []
         for a in range(first, stop, YIELD_ROWS):
-            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], r[5], r[6], r[7], r[8])
+            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], *r[5:12])
                           for r in folded[a:min(stop, a + YIELD_ROWS)])
             await asyncio.sleep(0)
         rows.append((position, version, data,
@@ -88,7 +88,7 @@ async def _fold(
     version's deltas; older versions are upcast by the codec."""
     sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION, parallel=parallel)
     if not raw.other_versions:
-        return sum(r[9] for r in sums), sums
+        return sum(r[12] for r in sums), sums
     folder = Folder()
     folder.add_sums(sums)
     for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):

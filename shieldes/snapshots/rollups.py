@@ -10,8 +10,9 @@ from shieldes.events.catalog import UsageDelta
 
 # (hour, key_id, provider, model, team_id or ""): sorts as plain tuples, in C ("" is never a team id)
 GroupKey = tuple[int, str, str, str, str]
-# a group and its sums: GroupKey + (requests, prompt_tokens, completion_tokens, cost_nusd); rows
-# from the database may carry more columns after these (the deltas counted)
+# a group and its sums: GroupKey + (requests, prompt_tokens, completion_tokens, cost_nusd, images,
+# audio_seconds, characters); rows from the database may carry more columns after these (the deltas
+# counted)
 SumRow = tuple[Any, ...]
 Plan = list[tuple[int, int | None, tuple[UsageDelta, ...]]]  # (position, hour or None, deltas)
 # (position, hour or None, first, stop): a rollup holds items[first:stop] of a fold sorted by hour
@@ -27,34 +28,40 @@ class Folder:
     def __init__(self) -> None:
         # values are tuples, not lists: tuples of ints drop out of the cyclic GC's view, so a large
         # fold does not lengthen every full collection on the leader's event loop
-        self.acc: dict[GroupKey, tuple[int, int, int, int]] = {}
+        self.acc: dict[GroupKey, tuple[int, ...]] = {}
         self.count = 0
 
-    def _add(self, k: GroupKey, r: int, p: int, c: int, n: int) -> None:
+    def _add(self, k: GroupKey, sums: tuple[int, ...]) -> None:
         s = self.acc.get(k)
-        self.acc[k] = (r, p, c, n) if s is None else (s[0] + r, s[1] + p, s[2] + c, s[3] + n)
+        if s is None:
+            self.acc[k] = sums
+        else:  # written out: it runs once per delta folded
+            self.acc[k] = (s[0] + sums[0], s[1] + sums[1], s[2] + sums[2], s[3] + sums[3], s[4] + sums[4],
+                           s[5] + sums[5], s[6] + sums[6])
 
     def add(self, deltas: Iterable[UsageDelta]) -> None:
         for d in deltas:
             self.count += 1
             self._add((d.hour, d.key_id, d.provider, d.model, d.team_id or ""),
-                      d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
+                      (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
+                       d.characters))
 
     def add_data(self, deltas: Iterable[dict[str, Any]]) -> None:
         """The same from the stored JSON of the current event version (skips building objects:
-        compaction reads millions of deltas)."""
+        compaction reads millions of deltas); the media units are absent when zero."""
         for d in deltas:
             self.count += 1
             self._add((int(d["hour"]), d["key_id"], d["provider"], d["model"], d.get("team_id") or ""),
-                      int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
-                      int(d["cost_nusd"]))
+                      (int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
+                       int(d["cost_nusd"]), int(d.get("images", 0)), int(d.get("audio_seconds", 0)),
+                       int(d.get("characters", 0))))
 
     def add_sums(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Sums already grouped by the database: (hour, key, provider, model, team or "", requests,
-        prompt, completion, nUSD, deltas counted)."""
-        for hour, key_id, provider, model, team, r, p, c, n, count in rows:
+        prompt, completion, nUSD, images, seconds, characters, deltas counted)."""
+        for hour, key_id, provider, model, team, *sums, count in rows:
             self.count += count
-            self._add((hour, key_id, provider, model, team), r, p, c, n)
+            self._add((hour, key_id, provider, model, team), tuple(sums))
 
     def rows(self) -> list[SumRow]:
         """The fold as sorted SumRows (what the database's sums look like)."""

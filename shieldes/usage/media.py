@@ -4,7 +4,9 @@ request asks for, and the usage its answer reports (or the estimate, said so, wh
 Units: a model's prices are per 1M of the units it is billed in. Tokens for most; characters of
 input for tts-1 and tts-1-hd (OpenAI's list unit: $15 per 1M characters); seconds of audio for
 whisper-1 (`{"type": "duration", "seconds": N}`); and images at the per-image price for answers
-that carry no token usage (dall-e-2/3). The request log's prompt_tokens holds those units."""
+that carry no token usage (dall-e-2/3). Each is counted in its own unit (usage/units.py): the
+usage and the request log keep tokens in their token columns and the rest in `images`,
+`audio_seconds` and `characters`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 
 from shieldes.providers.base import MediaOp, TokenUsage
+from shieldes.usage.units import NO_UNITS, Units
 
 # gpt-image-1's output tokens for its largest image at high quality (1536x1024): the hold per image
 # for a token-priced image model, which settles at what the answer's usage says
@@ -30,14 +33,19 @@ TEXT_TOKENS_PER_SECOND = 4  # a transcript: about 150 words a minute
 
 @dataclass(frozen=True, slots=True)
 class Billed:
-    """What a media call costs: tokens (or units) at the model's rates plus `images` at its
-    per-image price; `estimated` when the answer reported nothing and the estimate is billed;
-    `exact` for a hold that is the real count (the characters a tts-1 model speaks)."""
+    """What a media call costs: tokens at the model's token rates plus `units` (images at its
+    per-image price, seconds and characters at its input price); `estimated` when the answer
+    reported nothing and the estimate is billed; `exact` for a hold that is the real count (the
+    characters a tts-1 model speaks)."""
 
     usage: TokenUsage
-    images: int = 0
+    units: Units = NO_UNITS
     estimated: bool = False
     exact: bool = False
+
+    @property
+    def images(self) -> int:
+        return self.units.images
 
 
 def per_character(model: str) -> bool:
@@ -59,7 +67,7 @@ def image_estimate(prompt_bytes: int, n: int, per_image: bool) -> Billed:
     """`n` images at the per-image price when the model has one, else at the most tokens an image
     may take (settled at the answer's usage)."""
     if per_image:
-        return Billed(TokenUsage(prompt_bytes // 4, 0), n)
+        return Billed(TokenUsage(prompt_bytes // 4, 0), Units(images=n))
     return Billed(TokenUsage(prompt_bytes // 4, n * IMAGE_TOKENS_MOST))
 
 
@@ -67,7 +75,7 @@ def speech_estimate(model: str, text: str) -> Billed:
     """Characters for tts-1 models; tokens for others (the text's, the audio's from its length)."""
     chars = len(text)
     if per_character(model):
-        return Billed(TokenUsage(chars, 0), exact=True)
+        return Billed(TokenUsage(0, 0), Units(characters=chars), exact=True)
     return Billed(TokenUsage(math.ceil(chars / 4), math.ceil(chars * AUDIO_TOKENS_PER_CHAR)))
 
 
@@ -75,7 +83,7 @@ def transcription_estimate(model: str, file_bytes: int) -> Billed:
     """Seconds of audio for whisper models, tokens for others, from the upload's size."""
     seconds = max(1, math.ceil(file_bytes / UPLOAD_BYTES_PER_SECOND))
     if per_second(model):
-        return Billed(TokenUsage(seconds, 0))
+        return Billed(TokenUsage(0, 0), Units(audio_seconds=seconds))
     return Billed(TokenUsage(seconds * AUDIO_TOKENS_PER_SECOND, seconds * TEXT_TOKENS_PER_SECOND))
 
 
@@ -84,23 +92,24 @@ def _count(obj: dict[str, Any], name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def reported(usage: object) -> TokenUsage | None:
+def reported(usage: object) -> Billed | None:
     """The usage a media answer (or its last event) reports: `input_tokens`/`output_tokens` (images,
     speech events, `{"type": "tokens"}` transcriptions; cached input tokens as cache reads), or the
-    seconds of a `{"type": "duration"}` one. None when it reports neither."""
+    seconds of a `{"type": "duration"}` one, rounded up to a whole second. None when it reports
+    neither."""
     if not isinstance(usage, dict):
         return None
     if usage.get("type") == "duration":
         seconds = usage.get("seconds")
         if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
-            return TokenUsage(math.ceil(seconds), 0)
+            return Billed(TokenUsage(0, 0), Units(audio_seconds=math.ceil(seconds)))
         return None
     inputs, outputs = _count(usage, "input_tokens"), _count(usage, "output_tokens")
     if inputs is None:
         return None
     details = usage.get("input_tokens_details") or usage.get("input_token_details")
     cached = _count(details, "cached_tokens") if isinstance(details, dict) else None
-    return TokenUsage(inputs, outputs or 0, cache_read_tokens=cached if cached and cached <= inputs else 0)
+    return Billed(TokenUsage(inputs, outputs or 0, cache_read_tokens=cached if cached and cached <= inputs else 0))
 
 
 def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:
@@ -112,13 +121,13 @@ def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:
     found = answer if isinstance(answer, dict) else {}
     usage = reported(found.get("usage"))
     if usage is not None:
-        return Billed(usage)
+        return usage
     data = found.get("data")
     if op in ("images", "image_edits", "image_variations") and isinstance(data, list):
-        return Billed(TokenUsage(estimate.usage.prompt_tokens, 0), len(data), True)
+        return Billed(TokenUsage(estimate.usage.prompt_tokens, 0), Units(images=len(data)), True)
     if estimate.exact:
         return estimate
-    return Billed(estimate.usage, estimate.images, True)
+    return Billed(estimate.usage, estimate.units, True)
 
 
 class EventUsage:

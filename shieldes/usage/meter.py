@@ -31,6 +31,7 @@ from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.projections.usage import UsageState
 from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding, sliding_wait
+from shieldes.usage.units import NO_UNITS, Units
 
 RateCounts = dict[tuple[str, int], tuple[int, int, int]]  # (key, window) -> (requests, tokens, released)
 
@@ -97,7 +98,8 @@ class Meter:
         # Durable spend per (subject, period, today), valid for one projection position.
         self._durable: dict[tuple[str, str, int], int] = {}
         self._durable_position = -1
-        self._acc: dict[DeltaKey, list[int]] = {}  # unflushed deltas: requests, prompt, completion, nusd
+        # unflushed deltas: requests, prompt, completion, nusd, images, audio seconds, characters
+        self._acc: dict[DeltaKey, list[int]] = {}
         self._acc_spend: Pending = {}
         self._days: dict[tuple[str, int], range] = {}  # (period, today) -> its days
         self._subjects: dict[str, tuple[str, ...]] = {}  # "key|team" -> budget subjects it spends on
@@ -312,8 +314,10 @@ class Meter:
                 return
 
     def settle(self, res: Reservation, provider: str, model: str, prompt_tokens: int,
-               completion_tokens: int, nusd: int) -> None:
-        """Record real usage of an admitted request: budgets see it at once, the flusher later."""
+               completion_tokens: int, nusd: int, units: Units = NO_UNITS) -> None:
+        """Record real usage of an admitted request: budgets see it at once, the flusher later.
+        `units`: what a media call is billed in besides tokens, recorded in their own unit (seconds
+        and characters count against the tpm limit as tokens do)."""
         if res.done:
             return
         res.done = True
@@ -321,7 +325,7 @@ class Meter:
             self._hold(res, -res.nusd)
         now = self.clock()
         self._roll(now)
-        used = prompt_tokens + completion_tokens
+        used = prompt_tokens + completion_tokens + units.counted()
         if used < res.tokens:
             self._release_tokens(res, res.tokens - used)
         elif used > res.tokens:  # beyond the estimate: counts when it is known
@@ -335,12 +339,17 @@ class Meter:
         if acc is None:
             if not self._acc and self.on_usage is not None:
                 self.on_usage()  # (the flusher sleeps while there is nothing to append)
-            self._acc[dk] = [1, prompt_tokens, completion_tokens, nusd]
+            self._acc[dk] = [1, prompt_tokens, completion_tokens, nusd, units.images, units.audio_seconds,
+                             units.characters]
         else:
             acc[0] += 1
             acc[1] += prompt_tokens
             acc[2] += completion_tokens
             acc[3] += nusd
+            if units is not NO_UNITS:
+                acc[4] += units.images
+                acc[5] += units.audio_seconds
+                acc[6] += units.characters
         if nusd:
             day = hour // 24
             acc_spend = self._acc_spend
@@ -408,17 +417,19 @@ class Meter:
         for d in batch.deltas:
             dk = (d.key_id, d.team_id, d.provider, d.model, d.hour)
             h = held.get(dk)
-            left = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd]
+            left = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
+                    d.characters]
             if h is not None:
                 left = [max(0, a - b) for a, b in zip(left, (h.requests, h.prompt_tokens, h.completion_tokens,
-                                                              h.cost_nusd), strict=True)]
+                                                              h.cost_nusd, h.images, h.audio_seconds, h.characters),
+                                                       strict=True)]
             if any(left):
                 rest[dk] = left
         if not rest:
             return False
         batch.deltas = stored
         for dk, left in rest.items():
-            acc = self._acc.setdefault(dk, [0, 0, 0, 0])
+            acc = self._acc.setdefault(dk, [0, 0, 0, 0, 0, 0, 0])
             for i, v in enumerate(left):
                 acc[i] += v
             if left[3]:  # its spend is pending until the next seq is in the log, not this one

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from shieldes.projections.state import Price, is_model_pattern, longest_pattern
 from shieldes.usage.catalog import shipped
+from shieldes.usage.units import NO_UNITS, Units
 
 if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
     from shieldes.providers.base import TokenUsage
@@ -165,11 +166,13 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
             + usage.cache_write_tokens * rate.cache_write + usage.completion_tokens * rate.output)
 
 
-def media_cost_nusd(rate: Rate, usage: TokenUsage, images: int = 0) -> int:
-    """Cost of a media answer: its tokens (or the units a model is priced in: characters for tts-1,
-    seconds for whisper-1) as cost_nusd, plus `images` at the per-image price (answers without
-    token usage; a model without a per-image price bills them at $0, see docs/gateway.md)."""
-    return cost_nusd(rate, usage) + images * rate.image
+def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> int:
+    """Cost of a media answer: its tokens as cost_nusd, its seconds of audio (whisper-1) and
+    characters (tts-1) at the input price (USD per 1M of them), plus its images at the per-image
+    price (answers without token usage; a model without a per-image price bills them at $0, see
+    docs/media.md)."""
+    return (cost_nusd(rate, usage) + (units.audio_seconds + units.characters) * rate.input
+            + units.images * rate.image)
 
 
 def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int | None,

@@ -39,10 +39,11 @@ def deltas(keys: dict[str, str], team_id: str, hour: int) -> list[UsageRecorded]
             ),
         ),
         UsageRecorded(
-            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", hour, 2, 200, 20, 700_000_000),)
+            "n1", 1, 2, (UsageDelta(app, team_id, "openai", "gpt-4o", hour, 2, 200, 20, 700_000_000, images=2),)
         ),
         UsageRecorded(
-            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", hour - 24, 5, 50, 50, 123),)
+            "n2", 1, 1, (UsageDelta(app, team_id, "openai", "gpt-4o-mini", hour - 24, 5, 50, 50, 123, audio_seconds=6,
+                                    characters=28),)
         ),
     ]
 
@@ -66,11 +67,12 @@ def fake_compaction(url: str) -> None:
     """What compaction does to the log: raw flushes replaced by one rollup with the same totals."""
     rows = sql(url, "SELECT position, data FROM events WHERE type = 'usage.recorded' ORDER BY position")
     codec = Codec()
-    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
     for _, data in rows:
         for d in codec.decode("usage.recorded", 1, data).deltas:  # type: ignore[attr-defined]
             s = sums[(d.key_id, d.team_id, d.provider, d.model, d.hour)]
-            for i, v in enumerate((d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)):
+            for i, v in enumerate((d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images,
+                                   d.audio_seconds, d.characters)):
                 s[i] += v
     rollup = UsageRolledUp(
         len(rows),
@@ -101,10 +103,14 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
         100,
     )
     assert rows["app"]["cost_usd"] == pytest.approx(1.750000123) and rows["app"]["cost_nusd"] == 1_750_000_123
+    # what media calls were billed in besides tokens, each in its own column
+    assert (rows["app"]["images"], rows["app"]["audio_seconds"], rows["app"]["characters"]) == (2, 6, 28)
+    assert (rows["old"]["images"], rows["old"]["audio_seconds"], rows["old"]["characters"]) == (0, 0, 0)
     assert (rows["old"]["requests"], rows["old"]["cost_nusd"]) == (1, 7)  # revoked but it has usage
     today = time.strftime("%Y-%m-%d", time.gmtime(hour * 3600))
     only_today = {r["key"]: r for r in ok(url, "usage", "--since", today)}
     assert only_today["app"]["requests"] == 5 and "old" not in only_today
+    assert (only_today["app"]["images"], only_today["app"]["characters"]) == (2, 0)
     yesterday = time.strftime("%Y-%m-%d", time.gmtime((hour - 24) * 3600))
     assert [r["requests"] for r in ok(url, "usage", "--key", "old", "--until", yesterday)] == [1]
     # a time ago stands for the UTC day it falls on, as logs and audit log take it
@@ -122,6 +128,9 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
         "REQUESTS",
         "PROMPT_TOKENS",
         "COMPLETION_TOKENS",
+        "IMAGES",
+        "AUDIO_SECONDS",
+        "CHARACTERS",
         "COST_USD",
     ]
 

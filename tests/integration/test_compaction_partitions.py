@@ -152,7 +152,10 @@ async def test_the_database_sums_sort_as_the_python_fold(
     await pg_store.append("usage:n3", [NewEvent.of(UsageRecorded("n3", 1, 1, (
         UsageDelta("Key-Ä", None, "openai", "gpt-4o", HOUR0, 1, 1, 1, 1),
         UsageDelta("key_a", "t", "openai", "gpt-4o", HOUR0, 1, 1, 1, 1),
-        UsageDelta("KEY-z", None, "Open", "gpt-4o", HOUR0, 1, 1, 1, 1))), Codec())], AppendOptions())
+        UsageDelta("KEY-z", None, "Open", "gpt-4o", HOUR0, 1, 1, 1, 1),
+        UsageDelta("key_a", "t", "openai", "tts-1", HOUR0, 1, 0, 0, 1, characters=20),
+        UsageDelta("key_a", "t", "openai", "whisper-1", HOUR0, 1, 0, 0, 1, audio_seconds=7),
+        UsageDelta("key_a", "t", "openai", "dall-e-2", HOUR0, 1, 2, 0, 1, images=3))), Codec())], AppendOptions())
     async with pool.connection() as conn:
         part = (await partitions(conn))[0]
         rows = await csql.partition_sums(conn, part, [], 1)
@@ -162,7 +165,7 @@ async def test_the_database_sums_sort_as_the_python_fold(
     for e in raw:
         if e.type == "usage.recorded" and e.position < part.end:
             folder.add_data(e.data["deltas"])
-    assert [r[:9] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
+    assert [r[:12] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
     assert serial == rows
 
 

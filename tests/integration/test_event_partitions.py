@@ -82,7 +82,8 @@ async def test_a_log_at_0007_upgrades_in_place_and_downgrades(empty_database_url
 
     db.upgrade(url)
     assert _sql(url, "SELECT * FROM events ORDER BY position") == before
-    assert _sql(url, "SELECT * FROM usage_daily ORDER BY 1, 2, 3") == daily
+    # deltas written before the media units (0017) read as none of them
+    assert _sql(url, "SELECT * FROM usage_daily ORDER BY 1, 2, 3") == [(*r, 0, 0, 0) for r in daily]
     assert _sql(url, "SELECT has_table_privilege('shieldes_audit', 'usage_daily', 'SELECT')") == [(True,)]
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
@@ -105,7 +106,7 @@ async def test_a_log_at_0007_upgrades_in_place_and_downgrades(empty_database_url
     assert _sql(url, "SELECT relkind FROM pg_class WHERE relname = 'events'") == [("r",)]
     assert _sql(url, "SELECT * FROM events ORDER BY position") == everything
     assert _sql(url, "SELECT key_name, day, requests, prompt_tokens, completion_tokens, cost_usd "
-                     "FROM usage_daily ORDER BY key_name, day") == daily_after
+                     "FROM usage_daily ORDER BY key_name, day") == [r[:6] for r in daily_after]
     db.upgrade(url)
     assert _sql(url, "SELECT count(*) FROM events") == [(len(everything),)]
 

@@ -121,15 +121,18 @@ async def test_image_edits_pass_the_upload_through_billed_by_usage_or_per_image(
                 assert r.status == 400 and missing["error"]["param"] == "image", missing
         assert len(up.requests) == calls
         await client_for(h, limited).images.edit(model="dall-e-2", image=("p.png", PHOTO), prompt=prompt)
+        made = 1  # (a third call, should the first two straddle a minute)
         with pytest.raises(openai.RateLimitError) as rpm:
-            await client_for(h, limited).images.edit(model="dall-e-2", image=("p.png", PHOTO), prompt=prompt)
+            for _ in range(2):
+                await client_for(h, limited).images.edit(model="dall-e-2", image=("p.png", PHOTO), prompt=prompt)
+                made += 1
         assert rpm.value.code == "rate_limit_exceeded"
 
         await h.flush()
         one = 4 + EDIT_IMAGE_TOKENS  # the fake's input tokens for one image sent
         token_cost = one * 5_000 + IMAGE_TOKENS * 40_000  # gpt-image-1 at $5 / $40 per 1M
         two = (one + EDIT_IMAGE_TOKENS) * 5_000 + IMAGE_TOKENS * 40_000
-        rows = await logged(h, 14, EDIT)
+        rows = await logged(h, 13 + made, EDIT)
         served = [(r["model"], r["prompt_tokens"], r["cost_nusd"], r["stream"]) for r in rows if r["status"] == 200]
         assert served == [("oa/gpt-image-1", one, token_cost, False),
                           ("gpt-image-1", one + EDIT_IMAGE_TOKENS, two, False),  # two images sent
@@ -137,11 +140,15 @@ async def test_image_edits_pass_the_upload_through_billed_by_usage_or_per_image(
                           ("dall-e-2", len(prompt) // 4, 2 * 20_000_000, False),  # the prompt's estimate
                           ("gpt-image-1", one, token_cost, False),
                           ("gpt-image-eu", one, token_cost, False),
-                          ("dall-e-2", len(prompt) // 4, 20_000_000, False)]
+                          *[("dall-e-2", len(prompt) // 4, 20_000_000, False)] * made]
         assert {r["error_code"] for r in rows if r["status"] != 200} >= {
             "request_too_large", "budget_exceeded", "model_not_allowed", "unsupported_endpoint", "invalid_request",
             "rate_limit_exceeded"}
         assert h.usage_totals()["app"][3] == two + 4 * token_cost + 2 * 20_000_000
+        # an image billed per image is counted as one, in its own column (not as tokens)
+        assert [r["images"] for r in rows if r["status"] == 200] == [None, None, None, 2, None, None, *[1] * made]
+        assert h.sql("SELECT key_name, images FROM usage_daily WHERE images > 0 ORDER BY 1") == [
+            ("app", 2), ("limited", made)]
 
 
 async def test_image_variations_billed_per_image_and_not_sent_to_azure(database_url: str) -> None:
@@ -174,8 +181,8 @@ async def test_image_variations_billed_per_image_and_not_sent_to_azure(database_
 
         await h.flush()
         rows = await logged(h, 3, VARIATION)
-        assert [(r["model"], r["status"], r["cost_nusd"]) for r in rows] == [
-            ("dall-e-2", 200, 2 * 20_000_000), ("dall-e-2", 200, 0), ("dall-e-eu", 400, None)]
+        assert [(r["model"], r["status"], r["cost_nusd"], r["images"]) for r in rows] == [
+            ("dall-e-2", 200, 2 * 20_000_000, 2), ("dall-e-2", 200, 0, 1), ("dall-e-eu", 400, None, None)]
 
 
 async def test_azure_clients_edit_and_vary_by_the_deployment_in_the_path(database_url: str) -> None:

@@ -33,9 +33,10 @@ async def logged(h: Harness, expected: int, route: str) -> list[dict[str, Any]]:
         raise AssertionError(f"{writer.buffer.added} request-log rows, not {expected}") from None
     assert await writer.flush_all(10)
     rows = h.sql("SELECT route, model, deployment, status, error_code, prompt_tokens, completion_tokens,"
-                 " cost_usd * 1000000000, stream FROM request_log WHERE route = %s ORDER BY started_at", route)
+                 " cost_usd * 1000000000, stream, images, audio_seconds, characters FROM request_log"
+                 " WHERE route = %s ORDER BY started_at", route)
     names = ("route", "model", "deployment", "status", "error_code", "prompt_tokens", "completion_tokens", "cost_nusd",
-             "stream")
+             "stream", "images", "audio_seconds", "characters")
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
@@ -238,14 +239,19 @@ async def test_speech_streams_audio_through_billed_by_characters_or_tokens(datab
         await h.flush()
         chars = len(text)
         rows = await logged(h, 9, "/v1/audio/speech")
-        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_nusd"], r["stream"])
+        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["characters"], r["cost_nusd"], r["stream"])
                   for r in rows if r["status"] == 200]
         estimate = (-(-chars // 4), -(-chars * 5 // 4))
-        assert served.pop(1) == served[0] == ("tts-1", chars, 0, chars * 15_000, True)  # (the held one)
-        assert served[1] == ("gpt-4o-mini-tts", *estimate, estimate[0] * 600 + estimate[1] * 12_000, True)
+        # tts-1: billed per character, recorded as characters (no tokens)
+        assert served.pop(1) == served[0] == ("tts-1", 0, 0, chars, chars * 15_000, True)  # (the held one)
+        assert served[1] == ("gpt-4o-mini-tts", *estimate, None, estimate[0] * 600 + estimate[1] * 12_000, True)
         audio_tokens = SPEECH_CHUNKS * 10  # the speech.audio.done event's usage
-        assert served[2] == ("gpt-4o-mini-tts", 5, audio_tokens, 5 * 600 + audio_tokens * 12_000, True)
-        assert served[3] == ("tts-1", chars, 0, chars * 15_000, True) and served[4][0] == "tts-eu"
+        assert served[2] == ("gpt-4o-mini-tts", 5, audio_tokens, None, 5 * 600 + audio_tokens * 12_000, True)
+        assert served[3] == ("tts-1", 0, 0, chars, chars * 15_000, True) and served[4][0] == "tts-eu"
+        daily = h.sql("SELECT prompt_tokens, completion_tokens, characters, audio_seconds, images FROM usage_daily"
+                      " WHERE key_name = 'app'")
+        # (tts-eu, an Azure deployment's name, is not a tts-1 model: billed as an estimate of tokens)
+        assert daily == [(5 + 2 * estimate[0], audio_tokens + 2 * estimate[1], 3 * chars, 0, 0)]
 
 
 async def test_transcriptions_pass_the_upload_through_billed_by_duration_or_tokens(database_url: str) -> None:
@@ -306,17 +312,26 @@ async def test_transcriptions_pass_the_upload_through_billed_by_duration_or_toke
 
         await h.flush()
         rows = await logged(h, 9, "/v1/audio/transcriptions")
-        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["cost_nusd"])
+        served = [(r["model"], r["prompt_tokens"], r["completion_tokens"], r["audio_seconds"], r["cost_nusd"])
                   for r in rows if r["status"] == 200]
         words = len(TRANSCRIPT.split())
         held = -(-len(audio) // 4000)  # the estimate's seconds, from the upload's size
-        assert served == [("oa/whisper-1", 6, 0, 6 * 100_000),  # 5.12 s, billed as 6 whole seconds
-                          ("gpt-4o-transcribe", 51, words, 51 * 6_000 + words * 10_000),
-                          ("whisper-1", held, 0, held * 100_000),
-                          ("gpt-4o-transcribe", 51, words, 51 * 6_000 + words * 10_000),
-                          ("whisper-eu", 6, 0, 0)]  # an Azure deployment's name has no price: $0
+        # whisper: billed per second, recorded as audio_seconds (no tokens)
+        assert served == [("oa/whisper-1", 0, 0, 6, 6 * 100_000),  # 5.12 s, billed as 6 whole seconds
+                          ("gpt-4o-transcribe", 51, words, None, 51 * 6_000 + words * 10_000),
+                          ("whisper-1", 0, 0, held, held * 100_000),
+                          ("gpt-4o-transcribe", 51, words, None, 51 * 6_000 + words * 10_000),
+                          ("whisper-eu", 0, 0, 6, 0)]  # an Azure deployment's name has no price: $0
         translations = await logged(h, 9, "/v1/audio/translations")
-        assert [(r["prompt_tokens"], r["cost_nusd"]) for r in translations] == [(held, held * 100_000)]
+        assert [(r["prompt_tokens"], r["audio_seconds"], r["cost_nusd"]) for r in translations] == [
+            (0, held, held * 100_000)]
+        daily = h.sql("SELECT prompt_tokens, completion_tokens, audio_seconds, characters FROM usage_daily"
+                      " WHERE key_name = 'app'")
+        assert daily == [(2 * 51, 2 * words, 6 + held + 6 + held, 0)]
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            metrics = await r.text()
+        assert f'shieldes_media_units_total{{model="whisper-1",provider="oa",unit="audio_seconds"}} {6 + 2 * held}.0' \
+            in metrics
 
 
 async def test_azure_clients_name_the_deployment_in_the_path(database_url: str) -> None:

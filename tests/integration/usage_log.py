@@ -46,8 +46,11 @@ def random_deltas(rng: random.Random, n: int, hour: int | None = None) -> tuple[
         key = rng.choice(KEYS)
         p, c = rng.randint(1, 900), rng.randint(1, 400)
         model = rng.choice(["gpt-4o", "gpt-4o-mini"])
+        # some deltas carry media units (from the numbers drawn: the random sequence stays the same)
+        units = ({"images": 1 + c % 3} if p % 10 == 0 else {"characters": c} if p % 10 == 1
+                 else {"audio_seconds": 1 + c % 60} if p % 10 == 2 else {})
         out.append(UsageDelta(key, "t1" if key == "k1" else None, "openai", model,
-                              h, rng.randint(1, 3), p, c, p * 2500 + c * 10000))
+                              h, rng.randint(1, 3), p, c, p * 2500 + c * 10000, **units))
     return tuple(out)
 
 
@@ -91,8 +94,8 @@ async def full_replay(store: EventStore) -> Projection:
 async def usage_daily(pool: AsyncConnectionPool[Any]) -> list[tuple[Any, ...]]:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT key_name, day, requests, prompt_tokens, completion_tokens, cost_usd FROM usage_daily "
-            "ORDER BY key_name, day"
+            "SELECT key_name, day, requests, prompt_tokens, completion_tokens, cost_usd, images, audio_seconds, "
+            "characters FROM usage_daily ORDER BY key_name, day"
         )
         return await cur.fetchall()
 

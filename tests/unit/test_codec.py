@@ -103,3 +103,26 @@ def test_upcasters_lift_old_versions_step_by_step() -> None:
     missing = Codec(upcasters={("pricing.set", 1): v1_to_v2}, classes=classes)
     with pytest.raises(UnknownEvent, match=r"no upcaster for pricing\.set v2"):
         missing.decode("pricing.set", 1, old)
+
+
+def test_usage_deltas_carry_media_units_only_when_there_are_some() -> None:
+    """images, audio_seconds and characters are optional members of a stored delta: absent when zero
+    (a delta written before them, or by a release without them, reads as zero of each), and a
+    delta that has them keeps them through encode and decode, compaction's stored shape included."""
+    codec = Codec()
+    media = dataclasses.replace(DELTA, model="tts-1", prompt_tokens=0, completion_tokens=0, characters=28)
+    seconds = dataclasses.replace(DELTA, model="whisper-1", audio_seconds=6)
+    images = dataclasses.replace(DELTA, model="dall-e-3", images=2, characters=0)
+    event = c.UsageRecorded("n1", 1, 7, (DELTA, media, seconds, images))
+    _, version, data = codec.encode(event)
+    stored = json.loads(json.dumps(data))
+    assert version == 1  # still v1: a node of the previous release reads it (ignoring the units)
+    assert [sorted(set(d) - {f.name for f in dataclasses.fields(c.UsageDelta)[:9]}) for d in stored["deltas"]] == [
+        [], ["characters"], ["audio_seconds"], ["images"]]
+    decoded = codec.decode("usage.recorded", 1, stored)
+    assert decoded == event
+    assert [(d.images, d.audio_seconds, d.characters) for d in decoded.deltas] == [  # type: ignore[attr-defined]
+        (0, 0, 0), (0, 0, 28), (0, 6, 0), (2, 0, 0)]
+    every = dict(stored["deltas"][0], images=1, audio_seconds=2, characters=3)  # all members present
+    assert codec.decode("usage.rolled_up", 1, {"replaced_events": 1, "first_position": 1, "last_position": 1,
+                                                "deltas": [every]}).deltas[0].characters == 3  # type: ignore[attr-defined]

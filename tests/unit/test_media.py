@@ -13,6 +13,7 @@ from shieldes.providers.base import TokenUsage
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage import media
 from shieldes.usage.pricing import media_cost_nusd, rate_of
+from shieldes.usage.units import Units
 
 BOUNDARY = "----form7"
 
@@ -49,7 +50,7 @@ def test_form_requests_need_a_file_and_a_model() -> None:
     ctype = f"multipart/form-data; boundary={BOUNDARY}"
     asked = form_request("transcriptions", form(("model", None, b"whisper-1"), ("file", "a.mp3", b"x" * 8000)), ctype)
     assert asked.model == "whisper-1" and not asked.streaming
-    assert asked.estimate == media.Billed(TokenUsage(2, 0))  # seconds, from 8000 bytes at 32 kbit/s
+    assert asked.estimate == media.Billed(TokenUsage(0, 0), Units(audio_seconds=2))  # from 8000 bytes at 32 kbit/s
     assert asked.payload("whisper-eu").count(b"whisper-eu") == 1
     streamed = form_request("transcriptions", form(("model", None, b"gpt-4o-transcribe"),
                                                    ("file", "a.mp3", b"x"), ("stream", None, b"true")), ctype)
@@ -114,23 +115,25 @@ def test_json_requests_are_checked_field_by_field() -> None:
 
 
 def test_what_is_held_and_billed() -> None:
-    assert media.image_estimate(40, 2, per_image=True) == media.Billed(TokenUsage(10, 0), 2)
+    assert media.image_estimate(40, 2, per_image=True) == media.Billed(TokenUsage(10, 0), Units(images=2))
     assert media.image_estimate(40, 2, per_image=False) == media.Billed(TokenUsage(10, 2 * media.IMAGE_TOKENS_MOST))
-    assert media.speech_estimate("tts-1-hd", "hello world") == media.Billed(TokenUsage(11, 0), exact=True)
+    # characters and seconds in their own unit: no tokens
+    assert media.speech_estimate("tts-1-hd", "hello world") == media.Billed(TokenUsage(0, 0), Units(characters=11),
+                                                                            exact=True)
     assert media.speech_estimate("gpt-4o-mini-tts", "hello world") == media.Billed(TokenUsage(3, 14))
     held = media.Billed(TokenUsage(9, 0))
     assert media.billed("moderations", held, {"usage": {"input_tokens": 99}}) == held  # never billed otherwise
     tokens = {"usage": {"input_tokens": 6, "output_tokens": 100, "input_tokens_details": {"cached_tokens": 2}}}
     assert media.billed("images", held, tokens) == media.Billed(TokenUsage(6, 100, cache_read_tokens=2))
-    assert media.billed("images", held, {"data": [{}, {}, {}]}) == media.Billed(TokenUsage(9, 0), 3, True)
+    assert media.billed("images", held, {"data": [{}, {}, {}]}) == media.Billed(TokenUsage(9, 0), Units(images=3), True)
     for op in ("image_edits", "image_variations"):
-        assert media.billed(op, held, {"data": [{}, {}]}) == media.Billed(TokenUsage(9, 0), 2, True)
+        assert media.billed(op, held, {"data": [{}, {}]}) == media.Billed(TokenUsage(9, 0), Units(images=2), True)
         assert media.billed(op, held, tokens) == media.Billed(TokenUsage(6, 100, cache_read_tokens=2))
     assert media.billed("transcriptions", held, {"usage": {"type": "duration", "seconds": 12.2}}) == \
-        media.Billed(TokenUsage(13, 0))
+        media.Billed(TokenUsage(0, 0), Units(audio_seconds=13))
     assert media.billed("transcriptions", held, {"usage": {"type": "tokens", "input_tokens": 50,
                                                            "output_tokens": 7}}) == media.Billed(TokenUsage(50, 7))
-    assert media.billed("speech", held, None) == media.Billed(held.usage, 0, True)
+    assert media.billed("speech", held, None) == media.Billed(held.usage, estimated=True)
     characters = media.speech_estimate("tts-1", "hello")
     assert media.billed("speech", characters, None) == characters  # the characters are the real count
     assert media.reported({"input_tokens": -1}) is None and media.reported("x") is None
@@ -138,9 +141,14 @@ def test_what_is_held_and_billed() -> None:
 
 def test_a_per_image_price_costs_each_image() -> None:
     rate = rate_of(Price(0, 0, per_image=0.04))
-    assert rate.image == 40_000_000 and media_cost_nusd(rate, TokenUsage(0, 0), 2) == 80_000_000
+    assert rate.image == 40_000_000 and media_cost_nusd(rate, TokenUsage(0, 0), Units(images=2)) == 80_000_000
     tokens = rate_of(Price(5, 40))
-    assert tokens.image == 0 and media_cost_nusd(tokens, TokenUsage(6, 100), 1) == 6 * 5_000 + 100 * 40_000
+    assert tokens.image == 0
+    assert media_cost_nusd(tokens, TokenUsage(6, 100), Units(images=1)) == 6 * 5_000 + 100 * 40_000
+    # seconds and characters at the input price (USD per 1M of them), with any tokens
+    whisper, tts = rate_of(Price(100, 0)), rate_of(Price(15, 0))
+    assert media_cost_nusd(whisper, TokenUsage(0, 0), Units(audio_seconds=6)) == 6 * 100_000
+    assert media_cost_nusd(tts, TokenUsage(2, 0), Units(characters=28)) == 30 * 15_000
     assert Price(1, 2, per_image=0.5).fields() == {"input_per_1m": 1, "output_per_1m": 2, "per_image": 0.5}
 
 
@@ -171,7 +179,7 @@ def test_a_streams_usage_is_read_however_the_reads_split_its_events() -> None:
         assert events.last == {"type": "transcript.text.done", "usage": {"input_tokens": 5}}, size
     crlf = media.EventUsage()
     crlf.feed(done.replace(b"\n", b"\r\n"))
-    assert crlf.last is not None and media.reported(crlf.last["usage"]) == TokenUsage(5, 0)
+    assert crlf.last is not None and media.reported(crlf.last["usage"]) == media.Billed(TokenUsage(5, 0))
     nothing = media.EventUsage()
     nothing.feed(b'data: {"usage": "not an object"}\n\ndata: {broken "usage"\n\n')
     assert nothing.last is None

@@ -9,6 +9,7 @@ from shieldes.events.catalog import UsageRecorded
 from shieldes.projections.state import Budget, ConfigState, Team, VirtualKey
 from shieldes.projections.usage import UsageState, apply_usage
 from shieldes.usage.meter import Meter
+from shieldes.usage.units import Units
 
 T0 = 1_800_000_000.0  # a minute boundary is at T0 - T0 % 60
 
@@ -226,3 +227,22 @@ def test_admission_decides_on_what_it_read_once() -> None:
         m.admit(cfg, usage, k, 1, seen=full)
     with pytest.raises(RateLimited):
         m.admit(cfg, usage, k, 1, seen=replace(again, used=(5, 400)))
+
+
+def test_media_units_are_recorded_in_their_own_unit_and_count_against_tpm() -> None:
+    """A media call's images, seconds and characters go into the flushed delta in their own fields
+    (tokens stay tokens); seconds and characters count against the key's tpm as tokens would."""
+    clock, cfg, usage = Clock(), ConfigState(), UsageState()
+    m = meter(clock)
+    k = key(tpm=100)
+    window = int(clock() // 60)
+    m.settle(m.admit(cfg, usage, k, 0, estimate_tokens=30), "d", "tts-1", 0, 0, 420, Units(characters=28))
+    m.settle(m.admit(cfg, usage, k, 0, estimate_tokens=6), "d", "tts-1", 0, 0, 30, Units(characters=2))
+    m.settle(m.admit(cfg, usage, k, 0, estimate_tokens=3), "d", "dall-e-2", 3, 0, 9, Units(images=2))
+    m.settle(m.admit(cfg, usage, k, 0, estimate_tokens=8), "d", "whisper-1", 0, 0, 6, Units(audio_seconds=6))
+    assert m.rate_snapshot()[("k1", window)] == (4, 47, 8)  # 28 + 2 + 3 + 6 used of the 47 held
+    batch = m.cut_batch()
+    assert batch is not None
+    got = {d.model: (d.requests, d.prompt_tokens, d.images, d.audio_seconds, d.characters, d.cost_nusd)
+           for d in batch.deltas}
+    assert got == {"tts-1": (2, 0, 0, 0, 30, 450), "dall-e-2": (1, 3, 2, 0, 0, 9), "whisper-1": (1, 0, 0, 6, 0, 6)}

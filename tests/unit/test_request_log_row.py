@@ -30,13 +30,14 @@ def reference_row(rec: RequestRecord, node_id: str) -> tuple[Any, ...]:
         rec.tried, rec.stream, round(latency * 1000.0, 3), after_start(rec.t_first_byte),
         after_start(rec.t_first_token), _count(rec.prompt_tokens), _count(rec.completion_tokens),
         _count(rec.cached_tokens), _count(rec.reasoning_tokens), _count(rec.cost_nusd), rec.client_ip,
-        _cut(rec.user_agent), rec.trace_id, _cut(rec.error_message),
+        _cut(rec.user_agent), rec.trace_id, _cut(rec.error_message), rec.images, rec.audio_seconds, rec.characters,
     )
 
 
 texts = st.none() | st.text(max_size=600)
 counts = st.none() | st.integers(-(2**70), 2**70) | st.sampled_from([INT8_MAX, -INT8_MAX, INT8_MAX + 1, 0])
 times = st.just(0.0) | st.floats(0.0, 1e6, allow_nan=False)
+units = st.none() | st.integers(1, 10**12)  # counted by the gateway (images, seconds, characters)
 
 
 @given(started=st.floats(0.0, 4e9, allow_nan=False), t0=st.floats(0.0, 1e6, allow_nan=False),
@@ -46,7 +47,7 @@ times = st.just(0.0) | st.floats(0.0, 1e6, allow_nan=False)
            st.none() | st.text(max_size=20), st.none(), st.none()),
        tried=st.none() | st.lists(st.text(max_size=10), max_size=3), stream=st.booleans(),
        prompt=counts, completion=counts, cached=counts, reasoning=counts, cost=counts,
-       status=st.integers(0, 599), client_ip=texts, trace_id=texts)
+       status=st.integers(0, 599), client_ip=texts, trace_id=texts, images=units, seconds=units, characters=units)
 def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: float, first_byte: float,
                                            first_token: float, path: str, model: str | None,
                                            user_agent: str | None, error_code: str | None,
@@ -54,7 +55,8 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
                                            key: VirtualKey | None, tried: list[str] | None, stream: bool,
                                            prompt: int | None, completion: int | None, cached: int | None,
                                            reasoning: int | None, cost: int | None, status: int,
-                                           client_ip: str | None, trace_id: str | None) -> None:
+                                           client_ip: str | None, trace_id: str | None, images: int | None,
+                                           seconds: int | None, characters: int | None) -> None:
     rec = RequestRecord("r1", started, t0, "POST", path)
     rec.t_end, rec.t_first_byte, rec.t_first_token = t_end, first_byte, first_token
     rec.model, rec.user_agent, rec.error_code, rec.key = model, user_agent, error_code, key
@@ -62,6 +64,7 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
     rec.tried, rec.stream, rec.status, rec.client_ip, rec.trace_id = tried, stream, status, client_ip, trace_id
     rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens = prompt, completion, cached
     rec.reasoning_tokens, rec.cost_nusd = reasoning, cost
+    rec.images, rec.audio_seconds, rec.characters = images, seconds, characters
     row = rec.row("node-1")
     assert row == reference_row(rec, "node-1")
     assert len(row) == len(COLUMNS)
