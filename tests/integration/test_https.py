@@ -157,7 +157,9 @@ async def test_a_renewed_certificate_is_served_to_new_connections_without_a_rest
             assert time.monotonic() < deadline, "the broken pair was not looked at"
             await asyncio.sleep(0.05)
         assert await served() == _serial_of(second / "srv.pem")
+        secret = await h.create_key("app")
+        await h.sync()  # (the node sees the new key now, not at its next poll)
         reply = await openai.AsyncOpenAI(
-            base_url=f"https://localhost:{h.node.port}/v1", api_key=await h.create_key("app"), max_retries=0,
+            base_url=f"https://localhost:{h.node.port}/v1", api_key=secret, max_retries=0,
             http_client=openai.DefaultAsyncHttpxClient(verify=trust)).models.list()
         assert reply.data
