@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,6 +132,13 @@ def _workers_of(pid: int) -> dict[str, int]:
     return out
 
 
+def _ready_dir_of(pid: int) -> Path:
+    """The temporary directory of a `serve --workers` process's ready files."""
+    child = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0]
+    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+    return Path(cmdline[cmdline.index(b"--ready-file") + 1].decode()).parent
+
+
 def _all_ready(pid: int) -> bool:
     """Whether every worker of a `serve --workers` process is serving (has touched its ready file,
     which it does once it listens): a worker gossips before it listens."""
@@ -235,6 +243,7 @@ async def test_workers_stop_when_serve_is_killed(database_url: str) -> None:
         await _until(lambda: len(_workers_of(proc.pid)) == 2 and len(cli.sql(database_url, serving)) == 2,
                      "both workers serving", proc)
         pids = _workers_of(proc.pid)
+        ready_dir = _ready_dir_of(proc.pid)
         proc.kill()  # nobody left to restart them or to hold the database for them: they stop
         proc.wait()
         deadline = time.monotonic() + 60
@@ -248,3 +257,5 @@ async def test_workers_stop_when_serve_is_killed(database_url: str) -> None:
         for pid in pids.values():
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+        if pids:  # killed, serve could not remove its workers' ready files
+            shutil.rmtree(ready_dir, ignore_errors=True)
