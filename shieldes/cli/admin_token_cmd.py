@@ -13,9 +13,8 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    read_config,
+    list_named,
     run,
-    run_read,
     write,
 )
 from shieldes.errors import InvalidRequest
@@ -66,14 +65,8 @@ def create(name: str, role: str, as_json: bool) -> None:
 @handle_errors
 def list_(as_json: bool) -> None:
     """Admin tokens (secrets are never shown)."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        emit([{c: t[c] for c in COLUMNS} for t in api.every("/admin-tokens")], as_json=ctx.as_json, columns=COLUMNS)
-        return
-    state = run_read(read_config()).state
-    emit([token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)],
-         as_json=ctx.as_json, columns=COLUMNS)
+    list_named("admin-tokens", COLUMNS,
+               lambda state: [token_row(t) for t in sorted(state.admin_tokens.values(), key=lambda t: t.name)])
 
 
 @admin_token_group.command("revoke")

@@ -224,6 +224,18 @@ def remove_named(label: str, name: str, collection: str, command: Command) -> No
     emit({label: name, "removed": True, "position": position}, as_json=ctx.as_json)
 
 
+def list_named(collection: str, columns: tuple[str, ...], rows: Callable[[ConfigState], list[dict[str, Any]]]) -> None:
+    """A `list` command: every page of `GET /admin/v1/{collection}` in remote mode, else `rows` of
+    the config read from the log; printed with `columns` (all of them, in --json too)."""
+    ctx = cli_context()
+    api = ctx.remote()
+    if api is not None:
+        listed = [{c: item[c] for c in columns} for item in api.every(f"/{collection}")]
+    else:
+        listed = rows(run_read(read_config()).state)
+    emit(listed, as_json=ctx.as_json, columns=columns)
+
+
 async def bounded_write(op: Awaitable[T]) -> T:
     """The one bound on a config write in direct mode (`write`, `config import`, `pricing import`):
     the whole of it (the config's fold, the append, its COMMIT) within SHIELDES_DB_ADMIN_READ_TIMEOUT,

@@ -10,14 +10,14 @@ import click
 
 from shieldes.cli.common import (
     OneLineGroup,
+    Written,
     cli_context,
     emit,
     handle_errors,
     json_option,
-    read_config,
+    list_named,
     remove_named,
     run,
-    run_read,
     write,
 )
 from shieldes.mcp.servers import parse_header, stored_headers
@@ -33,6 +33,17 @@ def _pairs(specs: tuple[str, ...]) -> dict[str, str]:
         name, value = parse_header(spec)
         out[name] = value
     return out
+
+
+def _emit_answer(answer: dict[str, Any]) -> None:
+    """The server as the admin API answered a write: `mcp list`'s columns and the log position."""
+    emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=cli_context().as_json)
+
+
+def _emit_written(name: str, written: Written) -> None:
+    """The server as a direct write left it: `mcp list`'s row and the log position."""
+    emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position},
+         as_json=cli_context().as_json)
 
 
 @click.group("mcp", cls=OneLineGroup)
@@ -60,11 +71,9 @@ def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, .
             body["headers"] = values
         if envs:
             body["header_envs"] = envs
-        answer = api.call("POST", "/mcp-servers", body, create=True)
-        emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
+        _emit_answer(api.call("POST", "/mcp-servers", body, create=True))
         return
-    written = run(write(AddMcpServer(name, url, stored_headers(ctx.settings, values, envs))))
-    emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
+    _emit_written(name, run(write(AddMcpServer(name, url, stored_headers(ctx.settings, values, envs)))))
 
 
 @mcp_group.command("update")
@@ -91,12 +100,10 @@ def update(name: str, url: str | None, headers: tuple[str, ...], header_envs: tu
             body["url"] = url
         if replaced:
             body["headers"], body["header_envs"] = values, envs
-        answer = api.call("PATCH", f"/mcp-servers/{segment(name)}", body)
-        emit({**{c: answer[c] for c in COLUMNS}, "position": answer["position"]}, as_json=ctx.as_json)
+        _emit_answer(api.call("PATCH", f"/mcp-servers/{segment(name)}", body))
         return
     refs = stored_headers(ctx.settings, values, envs) if replaced else None
-    written = run(write(UpdateMcpServer(name, url, refs)))
-    emit({**mcp_server_row(written.state.mcp_servers[name]), "position": written.position}, as_json=ctx.as_json)
+    _emit_written(name, run(write(UpdateMcpServer(name, url, refs))))
 
 
 @mcp_group.command("remove")
@@ -113,11 +120,5 @@ def remove(name: str, as_json: bool) -> None:
 @handle_errors
 def list_(as_json: bool) -> None:
     """All MCP servers (header values never shown: only `encrypted` or their env:VAR)."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        emit([{c: m[c] for c in COLUMNS} for m in api.every("/mcp-servers")], as_json=ctx.as_json, columns=COLUMNS)
-        return
-    view = run_read(read_config())
-    rows = [mcp_server_row(m) for m in sorted(view.state.mcp_servers.values(), key=lambda m: m.name)]
-    emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+    list_named("mcp-servers", COLUMNS,
+               lambda state: [mcp_server_row(m) for m in sorted(state.mcp_servers.values(), key=lambda m: m.name)])

@@ -15,10 +15,9 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
-    read_config,
+    list_named,
     remove_named,
     run,
-    run_read,
     split_list,
     warn,
     write,
@@ -206,11 +205,5 @@ def remove(name: str, as_json: bool) -> None:
 @handle_errors
 def list_(as_json: bool) -> None:
     """All deployments (keys shown only as env:VAR or 'encrypted')."""
-    ctx = cli_context()
-    api = ctx.remote()
-    if api is not None:
-        emit([{c: p[c] for c in COLUMNS} for p in api.every("/providers")], as_json=ctx.as_json, columns=COLUMNS)
-        return
-    view = run_read(read_config())
-    rows = [provider_row(d) for d in sorted(view.state.providers.values(), key=lambda d: d.name)]
-    emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+    list_named("providers", COLUMNS,
+               lambda state: [provider_row(d) for d in sorted(state.providers.values(), key=lambda d: d.name)])
