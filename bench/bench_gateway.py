@@ -12,8 +12,13 @@ sharing a port (SO_REUSEPORT), so the report puts the machine's own cost of N pr
 1 against N) next to the node's (the `--baseline` node runs one worker: with the same tree, the
 1-worker figure).
 
-Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL; a fresh database is created in it),
-else an embedded Postgres under $TMPDIR/shieldes-bench-pg.
+With `--baseline DIR` a node of another source tree runs beside it on a database of its own, in the
+same Postgres server: that tree's own CLI (`python -m shieldes` with PYTHONPATH=DIR) migrates it and
+adds the same providers and a key with the same limits and budget (bench/baseline_tree.py), so a
+tree from before a migration runs on the schema its own code wants.
+
+Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL; a fresh database is created in it, two
+with --baseline, dropped at the end), else an embedded Postgres under $TMPDIR/shieldes-bench-pg.
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import baseline_tree  # noqa: E402
 
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the benchmark please"}]}
 # Anthropic Messages (--messages): what Claude Code sends, relayed natively to an anthropic deployment.
@@ -317,29 +324,32 @@ def spawn_litellm(binary: str, port: int, upstream: str) -> subprocess.Popen[byt
 
 def drop_scratch(db_url: str) -> None:
     """Drop a database prepare_database made (its server stays up for the next run)."""
-    from tests.pg import drop_database, with_database
-
-    drop_database(with_database(db_url, "postgres"), db_url)
+    baseline_tree.drop(db_url)
 
 
-async def prepare_database() -> tuple[str, str]:
-    """A fresh migrated database with one provider (the fake upstream) and one key with limits and
-    a budget (so every check runs); returns (database url, key secret)."""
-    import psycopg
+# the bench key's limits and budget, high enough never to refuse, set so every check runs
+KEY_LIMITS = baseline_tree.KeyLimits(rpm=10**9, tpm=10**12, budget_usd=1e6, budget_period="30d")
 
+
+def bench_server() -> str:
+    """The Postgres server the bench makes its databases in (maintenance database URL)."""
     from shieldes import db
-    from shieldes.config_writer import execute
-    from shieldes.events.pg_store import PostgresEventStore, open_pool
-    from shieldes.projections.commands import CreateKey
-    from tests.pg import with_database
 
     server = os.environ.get("SHIELDES_BENCH_DATABASE_URL") or db.embedded_database_url(
         Path(tempfile.gettempdir()) / "shieldes-bench-pg"
     )
-    name = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = with_database(db.libpq_url(server), name)
+    return db.libpq_url(server)
+
+
+async def prepare_database(server: str | None = None) -> tuple[str, str]:
+    """A fresh migrated database with one provider (the fake upstream) and one key with limits and
+    a budget (so every check runs); returns (database url, key secret)."""
+    from shieldes import db
+    from shieldes.config_writer import execute
+    from shieldes.events.pg_store import PostgresEventStore, open_pool
+    from shieldes.projections.commands import CreateKey
+
+    url = baseline_tree.create_database(server or bench_server())
     db.upgrade(url)
     from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 
@@ -354,10 +364,10 @@ async def prepare_database() -> tuple[str, str]:
             "bench",
             hash_key(secret),
             display_prefix(secret),
-            rpm=10**9,
-            tpm=10**12,
-            budget_usd=1e6,
-            budget_period="30d",
+            rpm=KEY_LIMITS.rpm,
+            tpm=KEY_LIMITS.tpm,
+            budget_usd=KEY_LIMITS.budget_usd,
+            budget_period=KEY_LIMITS.budget_period,
         ),
         actor="bench",
     )
@@ -536,8 +546,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--cluster", action="store_true",
-        help="the nodes under test (and the baseline) run as one cluster with an idle gossiping peer, "
-        "so every request takes the cluster path (limits and budgets split between nodes)",
+        help="the node under test runs in a cluster with an idle gossiping peer, so every request takes the "
+        "cluster path (limits and budgets split between nodes); the baseline likewise, with an idle peer of "
+        "its own tree on its own database",
     )
     parser.add_argument(
         "--messages", action="store_true",
@@ -581,7 +592,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path,
         help="source tree of another shieldes version (e.g. `git archive <commit> | tar -x -C DIR`), "
-        "run as a fourth target in the same run for a before/after comparison",
+        "run as a fourth target in the same run for a before/after comparison, on a database of its own "
+        "that its own CLI migrates and sets up (the same providers, and a key with the same limits and "
+        "budget); a tree whose CLI lacks a command or flag the setup needs ends the run with one line naming it",
     )
     parser.add_argument(
         "--litellm", metavar="BIN",
@@ -642,11 +655,22 @@ def main() -> None:
     up_port, proxy_port, node_port, base_port = free_port(), free_port(), free_port(), free_port()
     lean_port, procs_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
-    db_url, secret = asyncio.run(prepare_database())
+    server = bench_server()
+    db_url, secret = asyncio.run(prepare_database(server))
     asyncio.run(add_provider(db_url, upstream))
-    node_env = {"SHIELDES_DATABASE_URL": db_url}
-    if args.cluster:
-        node_env |= {"SHIELDES_CLUSTER_SECRET": "bench-" + "s" * 32, "SHIELDES_GOSSIP_PORT": "0"}
+    base: baseline_tree.BaselineDatabase | None = None
+    if args.baseline:  # its own database, migrated and set up by its own tree's CLI
+        try:
+            base = baseline_tree.prepare(args.baseline.resolve(), server, upstream, KEY_LIMITS,
+                                         responses=any(path == RESPONSES_PATH for _, _, path in modes))
+        except baseline_tree.BaselineUnfit as exc:
+            drop_scratch(db_url)
+            raise SystemExit(f"error: {exc}") from None
+        print(f"databases: the node's {baseline_tree.database_name(db_url)}, the baseline's "
+              f"{baseline_tree.database_name(base.url)} (migrated by {args.baseline} to revision {base.revision})",
+              flush=True)
+    cluster_env = {"SHIELDES_CLUSTER_SECRET": "bench-" + "s" * 32, "SHIELDES_GOSSIP_PORT": "0"} if args.cluster else {}
+    node_env = {"SHIELDES_DATABASE_URL": db_url, **cluster_env}
     procs = {
         "upstream": spawn(["-m", "tests.fake_upstream", "--port", str(up_port),
                            "--completion-tokens", str(max(20, high)), "--token-delay", str(args.token_delay)],
@@ -676,10 +700,11 @@ def main() -> None:
         ),
     }
     serve = ["-m", "shieldes", "serve", "--host", "127.0.0.1"]
+    base_env = {"SHIELDES_DATABASE_URL": base.url, **cluster_env} if base else {}
     if args.baseline:
         procs["baseline"] = spawn(
             [*serve, "--port", str(base_port), "--node-id", "bench-baseline"],
-            env=node_env,
+            env=base_env,
             src=args.baseline.resolve(),
             cpus=args.pin_servers,
         )
@@ -687,13 +712,18 @@ def main() -> None:
     if args.cluster:  # one more node, never loaded: the nodes under test split every limit with it
         procs["peer"] = spawn([*serve, "--port", str(peer_port), "--node-id", "bench-peer"], env=node_env,
                               cpus=args.pin_servers)
+    base_peer_port = free_port()
+    if args.cluster and args.baseline:  # the baseline's own idle peer: its tree, its database
+        procs["baseline-peer"] = spawn([*serve, "--port", str(base_peer_port), "--node-id", "bench-baseline-peer"],
+                                       env=base_env, src=args.baseline.resolve(), cpus=args.pin_servers)
     litellm_port = free_port()
     if args.litellm:
         procs["litellm"] = spawn_litellm(args.litellm, litellm_port, upstream)
     try:
         for port in (up_port, proxy_port, lean_port, node_port, *([base_port] if args.baseline else []),
                      *([procs_port] if args.workers > 1 else []),
-                     *([litellm_port] if args.litellm else []), *([peer_port] if args.cluster else [])):
+                     *([litellm_port] if args.litellm else []), *([peer_port] if args.cluster else []),
+                     *([base_peer_port] if args.cluster and args.baseline else [])):
             wait_port(port)
         workers_label = f", {args.workers} workers" if args.workers > 1 else ""
         workers_label += ", in a cluster" if args.cluster else ""
@@ -702,8 +732,8 @@ def main() -> None:
             ("bare aiohttp pass-through proxy", "proxy", proxy_port, None),
             (f"shieldes node (auth+limits+budget+accounting){workers_label}", "node", node_port, secret),
         ]
-        if args.baseline:
-            targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, secret))
+        if base is not None:
+            targets.append((f"shieldes node, baseline ({args.baseline.name})", "baseline", base_port, base.secret))
         targets.append((LEAN_LABEL, "lean", lean_port, None))
         procs_label = f"bare aiohttp proxy, {args.workers} processes sharing the port"
         if args.workers > 1:
@@ -773,6 +803,8 @@ def main() -> None:
     finally:
         stop_all(procs)
         drop_scratch(db_url)
+        if base:
+            drop_scratch(base.url)
     generator = "wrk 4.1 (-t2)" if shutil.which("wrk") else "Python aiohttp load generator"
     table = [
         f"Load generator: {generator}; saturation at {args.connections} connections, moderate load at "
