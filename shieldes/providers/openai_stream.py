@@ -21,6 +21,7 @@ from shieldes.providers.sse_blocks import DONE, BlockStream, decoded, joined_eve
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments
 
 DONE_EVENT = b"data: [DONE]\n\n"
+_CHUNK_START = b'{"id":"'  # how OpenAI's chunks (and nearly every compatible server's) begin
 _NULL_USAGE = b',"usage":null'
 
 
@@ -29,6 +30,24 @@ class OpenAIChunkStream(BlockStream):
 
     Iteration gives parsed chunk dicts; `frames()` gives SSE frames built from the upstream's
     own bytes. Both account usage and raise mid-stream errors the same way; use one of them."""
+
+    _first_data: bytes | None = None  # the first chunk's payload, primed by its bytes and not parsed yet
+
+    def _parse_first(self, data: bytes) -> Body | None:
+        if data[:7] == _CHUNK_START and data[-1:] == b"}" and b'"error"' not in data:
+            self._first_data = data  # its bytes show it is no error: read with the rest, parsed if asked for
+            return None
+        return self._parse(data)
+
+    @property
+    def first(self) -> Body | None:
+        if self._first is None and self._first_data is not None:
+            try:
+                self._first = event_object(self._target, self._first_data)
+            except UpstreamFailure:
+                pass
+            self._first_data = None
+        return self._first
 
     def frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
         """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of

@@ -176,7 +176,7 @@ class BlockStream(UpstreamChunkStream):
                     "expected; check the provider's base URL")
             first = self._parse_first(payload) if payload != DONE else None
             if first is not None:
-                self.first = first
+                self._first = first
                 self._head.append(first)
             else:
                 self._primed_end = 0

@@ -25,12 +25,17 @@ class UpstreamChunkStream:
         self._head: list[Body] = []
         self._finished = False
         self._usage: TokenUsage | None = None
-        self.first: Body | None = None  # the first chunk, once primed (its id, created and model)
+        self._first: Body | None = None
         self.dropped: Sequence[str] = ()  # what a translating provider left out of the request
 
     @property
     def usage(self) -> TokenUsage | None:
         return self._usage
+
+    @property
+    def first(self) -> Body | None:
+        """The first chunk, once primed (its id, created and model)."""
+        return self._first
 
     def _chunks(self) -> AsyncGenerator[Body, None]:
         raise NotImplementedError
@@ -41,8 +46,8 @@ class UpstreamChunkStream:
         while the gateway can still try another deployment."""
         self._raw = self._chunks()
         with contextlib.suppress(StopAsyncIteration):  # an empty stream is not a failure here
-            self.first = await self._raw.__anext__()
-            self._head.append(self.first)
+            self._first = await self._raw.__anext__()
+            self._head.append(self._first)
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
