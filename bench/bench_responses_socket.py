@@ -9,7 +9,7 @@ the connection's memory; HTTP cannot (an unstored response), so its turns send t
 as agents over HTTP do.
 
     PYTHONPATH=$PWD python bench/bench_responses_socket.py [--turns 400] [--clients 2] [--rounds 3]
-        [--continue] [--tokens 20]
+        [--continue] [--tokens 20] [--item-bytes 1000]
 """
 
 from __future__ import annotations
@@ -31,14 +31,20 @@ import bench_gateway as bg
 MODEL = "gpt-4o"
 
 
-async def _socket_client(url: str, key: str, turns: int, follow: bool) -> list[float]:
+def _said(i: int, pad: int) -> str:
+    """A turn's user message: `pad` bytes of text beside the ask stand for a tool's output (a file
+    read, a command's output), which makes an agent's history tens of kB."""
+    return f"turn {i}: say hello" + (" " + "def handler(request): return respond(request) " * (pad // 48))[:pad]
+
+
+async def _socket_client(url: str, key: str, turns: int, follow: bool, pad: int) -> list[float]:
     latencies = []
     previous: str | None = None
     async with aiohttp.ClientSession() as s, s.ws_connect(url.replace("http://", "ws://") + "/v1/responses",
                                                           headers={"Authorization": f"Bearer {key}"}) as ws:
         for i in range(turns):
             create: dict[str, Any] = {"type": "response.create", "model": MODEL, "store": False,
-                                      "input": [{"role": "user", "content": f"turn {i}: say hello"}]}
+                                      "input": [{"role": "user", "content": _said(i, pad)}]}
             if follow and previous is not None:
                 create["previous_response_id"] = previous
             t0 = time.perf_counter()
@@ -54,12 +60,12 @@ async def _socket_client(url: str, key: str, turns: int, follow: bool) -> list[f
     return latencies
 
 
-async def _http_client(url: str, key: str, turns: int, follow: bool) -> list[float]:
+async def _http_client(url: str, key: str, turns: int, follow: bool, pad: int) -> list[float]:
     latencies = []
     history: list[Any] = []
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as s:
         for i in range(turns):
-            item = {"role": "user", "content": f"turn {i}: say hello"}
+            item = {"role": "user", "content": _said(i, pad)}
             body = {"model": MODEL, "store": False, "stream": True, "input": [*history, item]}
             t0 = time.perf_counter()
             async with s.post(url + "/v1/responses", json=body) as r:
@@ -76,10 +82,10 @@ async def _http_client(url: str, key: str, turns: int, follow: bool) -> list[flo
 
 
 async def _round(mode: str, url: str, key: str, pid: int, turns: int, clients: int,
-                 follow: bool) -> tuple[float, float]:
+                 follow: bool, pad: int) -> tuple[float, float]:
     client = _socket_client if mode == "socket" else _http_client
     cpu0 = bg.cpu_seconds(pid)
-    results = await asyncio.gather(*(client(url, key, turns, follow) for _ in range(clients)))
+    results = await asyncio.gather(*(client(url, key, turns, follow, pad) for _ in range(clients)))
     cpu = bg.cpu_seconds(pid) - cpu0
     latencies = [x for r in results for x in r]
     return cpu / len(latencies) * 1e6, statistics.median(latencies) * 1e3
@@ -93,6 +99,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20, help="tokens the fake upstream streams per answer")
     parser.add_argument("--continue", dest="follow", action="store_true",
                         help="each turn continues the client's previous one (see above)")
+    parser.add_argument("--item-bytes", type=int, default=0,
+                        help="text added to each turn's user message, as a tool's output adds (with --continue "
+                        "and --turns 60, 1000 makes the history about 70 kB by the last turn, an agent's)")
     args = parser.parse_args()
     up_port, node_port = bg.free_port(), bg.free_port()
     upstream = f"http://127.0.0.1:{up_port}"
@@ -108,15 +117,16 @@ def main() -> None:
         bg.wait_port(up_port)
         bg.wait_port(node_port)
         url = f"http://127.0.0.1:{node_port}"
-        asyncio.run(_round("socket", url, key, procs["node"].pid, 20, 1, args.follow))  # warm up
-        asyncio.run(_round("http", url, key, procs["node"].pid, 20, 1, args.follow))
+        asyncio.run(_round("socket", url, key, procs["node"].pid, 20, 1, args.follow, args.item_bytes))  # warm up
+        asyncio.run(_round("http", url, key, procs["node"].pid, 20, 1, args.follow, args.item_bytes))
         seen: dict[str, list[tuple[float, float]]] = {"socket": [], "http": []}
         for r in range(args.rounds):
             for mode in ("socket", "http") if r % 2 == 0 else ("http", "socket"):
                 seen[mode].append(asyncio.run(_round(mode, url, key, procs["node"].pid, args.turns, args.clients,
-                                                     args.follow)))
+                                                     args.follow, args.item_bytes)))
         print(f"{args.clients} clients x {args.turns} turns x {args.rounds} rounds, {args.tokens} tokens per answer"
-              f"{', each turn continuing the previous' if args.follow else ''}")
+              f"{', each turn continuing the previous' if args.follow else ''}"
+              f"{f', {args.item_bytes} bytes more per user message' if args.item_bytes else ''}")
         print(f"{'transport':<10} {'node CPU per turn (us)':>24} {'p50 latency (ms)':>18}   rounds")
         for mode, label in (("socket", "WebSocket"), ("http", "HTTP SSE")):
             cpu = statistics.median(c for c, _ in seen[mode])

@@ -36,6 +36,8 @@ from shieldes.projections.shared_commands import (
 )
 from shieldes.projections.state import AliasTarget
 from shieldes.projections.usage import UsageState, apply_usage
+from shieldes.providers.signed_reasoning import ITEM_PREFIX, PREFIX
+from shieldes.responses.compaction import SEAL
 from shieldes.timeparse import MAX_EXPIRY
 
 # Mostly valid values, so that sequences build real state; a few invalid ones get refused.
@@ -199,3 +201,22 @@ async def assert_replay_equals_live(store: EventStore, steps: list[Any]) -> int:
     assert replay.usage == live.usage
     assert isinstance(replay.usage, UsageState)
     return refused
+
+
+# Responses input items: in the API's form or not, call ids that fit a native upstream's rule or not,
+# the gateway's own reasoning and compaction items and others'
+responses_call_ids = st.one_of(st.sampled_from(["call_1", "call_2", "c" * 64, "c" * 65]), st.integers(0, 3), st.none())
+_item_text = st.text(max_size=6)
+responses_items = st.one_of(
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.sampled_from(["user", "assistant"]),
+                           "content": st.one_of(_item_text, st.just([{"type": "input_text", "text": "hi"}]))}),
+    st.fixed_dictionaries({"role": st.just("user"), "content": _item_text}),  # a bare role item
+    st.fixed_dictionaries({"type": st.sampled_from(["function_call", "custom_tool_call"]),
+                           "call_id": responses_call_ids, "name": st.just("ls"), "arguments": st.just("{}")}),
+    st.fixed_dictionaries({"type": st.sampled_from(["function_call_output", "custom_tool_call_output"]),
+                           "call_id": responses_call_ids, "output": _item_text}),
+    st.fixed_dictionaries({"type": st.just("reasoning"), "summary": st.just([])}, optional={
+        "id": st.sampled_from(["rs_1", ITEM_PREFIX + "_ab"]),
+        "encrypted_content": st.sampled_from(["", "gAAAA", PREFIX + "x", None])}),
+    st.fixed_dictionaries({"type": st.just("compaction"), "encrypted_content": st.sampled_from(["gAAAA", SEAL + "x"])}),
+    st.fixed_dictionaries({"type": st.integers(0, 2)}), st.integers(0, 2), _item_text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest, UpstreamError
@@ -41,9 +40,9 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
         rec.model, rec.stream = req.model, False
     route = gw.route(key, req.model)
     history = await history_of(request, req, key.id)
-    items = history + req.input
+    items = history.items + req.input
     sent = upstream_body(dict(body, store=False), [], [*items, TRIGGER])
-    size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
+    size = prompt_bytes(raw) + history.size
     now = int(time.time())
     ctx = ResponseContext.of(body, new_id("resp"), now, req.model)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")

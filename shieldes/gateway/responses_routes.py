@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import orjson
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest, ShieldesError
@@ -26,6 +25,8 @@ from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.conversations import Conversations
+from shieldes.responses.history import NONE as NO_HISTORY
+from shieldes.responses.history import History
 from shieldes.responses.input_bytes import input_as_sent
 from shieldes.responses.objects import (
     Body,
@@ -94,14 +95,14 @@ class Turn:
                  size: int, stored_input: list[Body], previous: str | None, keep: bool,
                  rec: RequestRecord | None = None, conversations: Conversations | None = None,
                  conversation: str | None = None, memory: LaneMemory | None = None,
-                 history: list[Body] | None = None, stored_json: bytes | None = None) -> None:
+                 history: History = NO_HISTORY, stored_json: bytes | None = None) -> None:
         """`memory`: the WebSocket lane's, which remembers the response after `history`.
         `stored_json`: the input as the client's JSON bytes, stored instead of `stored_input` when
         it was never decoded (no conversation or lane then: they need the items)."""
         self.gw, self.store, self.key, self.route, self.res = gw, store, key, route, res
         self.size, self.stored_input, self.previous, self.keep = size, stored_input, previous, keep
         self.rec, self.conversations, self.conversation = rec, conversations, conversation
-        self.memory, self.history, self.stored_json = memory, history or [], stored_json
+        self.memory, self.history, self.stored_json = memory, history, stored_json
 
     def in_conversation(self, response: Body) -> Body:
         """The response object names its conversation, as OpenAI's does."""
@@ -123,7 +124,7 @@ class Turn:
             self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
             self.rec.upstream_model = served.model
         if self.memory is not None and response is not None:
-            self.memory.remember(response, self.key.id, self.history + self.stored_input)
+            self.memory.remember(response, self.key.id, self.history.then(self.stored_input))
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
             self.store.save(StoredResponse(
@@ -133,19 +134,20 @@ class Turn:
             ))
 
 
-async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -> list[Body]:
+async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -> History:
     """What comes before the request's input: the stored conversation of previous_response_id, or
     the items of its conversation (the two are exclusive; parse_request refuses both). On a
-    WebSocket, the connection's latest response first, stored or not."""
+    WebSocket, the connection's latest response first, stored or not (its history was read as
+    each turn was remembered: nothing of it is read again)."""
     if req.previous_response_id is not None:
         memory: LaneMemory | None = request.get(SOCKET_MEMORY)
         remembered = None if memory is None else memory.history(req.previous_response_id, key_id)
         if remembered is not None:
             return remembered
-        return await request.app[RESPONSES].history(req.previous_response_id, key_id)
+        return History.of(await request.app[RESPONSES].history(req.previous_response_id, key_id))
     if req.conversation is not None:
-        return await request.app[CONVERSATIONS].history(req.conversation, key_id)
-    return []
+        return History.of(await request.app[CONVERSATIONS].history(req.conversation, key_id))
+    return NO_HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +201,8 @@ async def prepare(request: web.Request) -> Prepared:
         request.app[BACKGROUND].check_room()
     conversations = request.app[CONVERSATIONS]
     history = await history_of(request, req, key.id)
-    sent = upstream_fields(body) if as_is else upstream_body(body, history, req.input)
-    size = prompt_bytes(raw) + (prompt_bytes(orjson.dumps(history)) if history else 0)
+    sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
+    size = prompt_bytes(raw) + history.size
     ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
@@ -236,7 +238,8 @@ async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, Rout
     """The upstream call, with failover; the reservation is released if it fails."""
     turn = p.turn
     try:
-        return await turn.gw.responses(turn.route, p.sent, p.ctx, streaming, p.as_sent, rec=turn.rec, top=p.top)
+        return await turn.gw.responses(turn.route, p.sent, p.ctx, streaming, p.as_sent, rec=turn.rec, top=p.top,
+                                       history=turn.history)
     except BaseException:
         turn.gw.meter.release(turn.res)
         raise
@@ -347,7 +350,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     body, _raw = await read_json(request, gw.settings.max_body_bytes)
     req = parse_request(body)
     route = gw.route(key, req.model)
-    sent = upstream_body(body, await history_of(request, req, key.id), req.input)
+    sent = upstream_body(body, (await history_of(request, req, key.id)).items, req.input)
     if all(d.responses == NATIVE for d in route.deployments):  # the upstream counts exactly
         count = await gw.responses_input_tokens(route, sent)
     else:

@@ -432,7 +432,7 @@ async def prepare_response(request: web.Request) -> web.StreamResponse:
     response = dict(response_object(ctx, "completed", [], ResponsesUsage(0, 0), completed_at=now), store=req.store)
     memory: LaneMemory | None = request.get(SOCKET_MEMORY)
     if memory is not None:
-        memory.remember(response, key.id, history + req.input)
+        memory.remember(response, key.id, history.then(req.input))
     if req.store:
         request.app[RESPONSES].save(StoredResponse(ctx.id, float(now), key.id, req.previous_response_id,
                                                    route.requested, req.input, response))

@@ -40,6 +40,7 @@ from shieldes.providers.base import (
     UpstreamFailure,
 )
 from shieldes.requestlog.record import RequestRecord
+from shieldes.responses.history import History
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
 from shieldes.routing.quota import DeploymentQuotas
@@ -363,13 +364,16 @@ class Gateway:
 
     async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
                         raw: bytes | None = None, *, rec: RequestRecord | None = None,
-                        top: TopLevel | None = None) -> tuple[Answer | EventStream, RouteTarget]:
+                        top: TopLevel | None = None,
+                        history: History | None = None) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate).
         `raw`: the client's encoding of `body`, when it is that, for deployments that can send it.
         `top`: the client's body read by its top-level fields, when its input stays bytes (`body`
-        is then every other field: upstream.respond)."""
+        is then every other field: upstream.respond). `history`: what `body`'s input starts with."""
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
-            return await respond(provider, target, dep, sent, ctx, streaming, raw if sent is body else None, top)
+            same = sent is body
+            return await respond(provider, target, dep, sent, ctx, streaming, raw if same else None, top,
+                                 history if same or sent.get("input") is body.get("input") else None)
 
         return await self._with_failover("responses", route, body, attempt, rec)
 

@@ -10,6 +10,7 @@ event: parsed, checked and re-encoded, exactly as the parsed path would give it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from itertools import islice
 
@@ -42,10 +43,8 @@ class OpenAIChunkStream(BlockStream):
     @property
     def first(self) -> Body | None:
         if self._first is None and self._first_data is not None:
-            try:
+            with contextlib.suppress(UpstreamFailure):  # (then the closing chunk is made up)
                 self._first = event_object(self._target, self._first_data)
-            except UpstreamFailure:
-                pass
             self._first_data = None
         return self._first
 

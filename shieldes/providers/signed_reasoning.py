@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -114,12 +115,13 @@ def own_reasoning(item: Any) -> bool:
     return isinstance(given, str) and given.startswith(_ITEM_MARK)
 
 
-def without_own_reasoning(body: dict[str, Any]) -> dict[str, Any] | None:
+def without_own_reasoning(body: dict[str, Any], start: int = 0) -> dict[str, Any] | None:
     """`body` without the reasoning items this gateway made, for a native Responses upstream; None
     when it has none (the body goes as it is, the client's bytes too). The whole item goes: OpenAI
     refuses one stripped of its `encrypted_content` as well (it looks the id up among stored items,
-    404), and the reasoning it carried is another model's, of no use to this one."""
+    404), and the reasoning it carried is another model's, of no use to this one. Its input is
+    looked at from `start` on (the items before it are known to hold none)."""
     items = body.get("input")
-    if not isinstance(items, list) or not any(map(own_reasoning, items)):
+    if not isinstance(items, list) or not any(map(own_reasoning, islice(items, start, None))):
         return None
     return dict(body, input=[item for item in items if not own_reasoning(item)])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -223,9 +224,9 @@ def all_fit(ids: list[str], rule: IdRule) -> bool:
 
 
 # the Responses items that carry a call_id: calls, and the outputs that answer them
-_CALLS = ("function_call", "custom_tool_call")
-_OUTPUTS = ("function_call_output", "custom_tool_call_output")
-_CALL_ITEMS = _CALLS + _OUTPUTS
+CALL_KINDS = ("function_call", "custom_tool_call")
+OUTPUT_KINDS = ("function_call_output", "custom_tool_call_output")
+_CALL_ITEMS = CALL_KINDS + OUTPUT_KINDS
 
 
 def _fit_item(item: Any, rule: IdRule) -> Any:
@@ -247,24 +248,27 @@ def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
     return body if fitted is None else dict(body, input=fitted)
 
 
-def scan_call_items(items: list[Any], rule: IdRule) -> tuple[bool, tuple[int, Any] | None]:
+def scan_call_items(items: list[Any], rule: IdRule, start: int = 0, made: Iterable[str] = (),
+                    fit: bool = True) -> tuple[bool, tuple[int, Any] | None]:
     """One pass over a Responses input, nothing built (an agent's turn carries its whole
     conversation): whether every call_id of its function_call, custom_tool_call and output items
     fits `rule`, and the first output item (its index and call_id) that answers no call before it,
-    which the Responses API refuses (None when every output answers)."""
+    which the Responses API refuses (None when every output answers). From `start` on only, when
+    what comes before is known: the call ids it made (`made`), whether its ids fit (`fit`), and
+    that each of its outputs answers a call."""
     fits = rule.fits
-    calls: set[str] = set()
-    all_fit = True
-    for i, item in enumerate(items):
+    calls: set[str] = set(made)
+    all_fit = fit
+    for i, item in enumerate(islice(items, start, None), start):
         if not isinstance(item, dict):
             continue
         kind = item.get("type")
-        if kind in _CALLS:
+        if kind in CALL_KINDS:
             call_id = item.get("call_id")
             if isinstance(call_id, str):
                 calls.add(call_id)
                 all_fit = all_fit and fits(call_id)
-        elif kind in _OUTPUTS:
+        elif kind in OUTPUT_KINDS:
             call_id = item.get("call_id")
             if call_id not in calls:
                 return all_fit, (i, call_id)
@@ -279,12 +283,12 @@ def calls_answered_and_fit(calls: list[tuple[str, Any]], rule: IdRule) -> bool:
     fits = rule.fits
     made: set[str] = set()
     for kind, call_id in calls:
-        if kind in _CALLS:
+        if kind in CALL_KINDS:
             if isinstance(call_id, str):
                 if not fits(call_id):
                     return False
                 made.add(call_id)
-        elif kind in _OUTPUTS and (call_id not in made or not fits(call_id)):
+        elif kind in OUTPUT_KINDS and (call_id not in made or not fits(call_id)):
             return False
     return True
 

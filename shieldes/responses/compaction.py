@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from itertools import islice
 from typing import Any
 
 from shieldes.errors import InvalidRequest
@@ -79,11 +80,12 @@ def opened(item: Body, index: int) -> Body:
     return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
 
 
-def with_summaries(body: Body) -> Body | None:
+def with_summaries(body: Body, start: int = 0) -> Body | None:
     """`body` with each compaction item of this gateway replaced by its summary; None when it holds
-    none (the request goes as it is)."""
+    none (the request goes as it is). Its input is looked at from `start` on (the items before it
+    are known to hold none)."""
     items = body.get("input")
-    if not isinstance(items, list) or not any(map(made_here, items)):
+    if not isinstance(items, list) or not any(map(made_here, islice(items, start, None))):
         return None
     return dict(body, input=[opened(item, i) if made_here(item) else item for i, item in enumerate(items)])
 

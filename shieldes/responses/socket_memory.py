@@ -7,9 +7,10 @@ lane may continue (fork) the latest response of another. Pure: no I/O."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-Body = dict[str, Any]
+from shieldes.responses.history import History
+from shieldes.responses.objects import Body
 
 # the request-scoped key under which a WebSocket's response.create carries its lane's memory
 SOCKET_MEMORY = "shieldes.socket_memory"
@@ -21,7 +22,7 @@ LANES_KEPT = 16
 class Remembered(NamedTuple):
     response_id: str
     key_id: str
-    items: list[Body]  # its conversation: the turns before it, its input, its output
+    history: History  # its conversation: the turns before it, its input, its output
 
 
 class SocketMemory:
@@ -39,7 +40,7 @@ class SocketMemory:
         and adds to."""
         return LaneMemory(self, stream_id)
 
-    def remember(self, stream_id: str | None, response: Body, key_id: str, before: list[Body]) -> None:
+    def remember(self, stream_id: str | None, response: Body, key_id: str, before: History) -> None:
         """`response` (its output) after `before` (the history it continued and its own input), as
         its lane's latest. A failed response is not remembered: the turn is sent again, not
         continued."""
@@ -47,17 +48,17 @@ class SocketMemory:
         if not isinstance(response_id, str) or response.get("status") == "failed":
             return
         output = [item for item in response.get("output") or [] if isinstance(item, dict)]
-        self._latest[stream_id] = Remembered(response_id, key_id, before + output)
+        self._latest[stream_id] = Remembered(response_id, key_id, before.then(output))
         self._latest.move_to_end(stream_id)
         while len(self._latest) > self._kept:
             self._latest.popitem(last=False)
 
-    def history(self, response_id: str, key_id: str) -> list[Body] | None:
+    def history(self, response_id: str, key_id: str) -> History | None:
         """The conversation of `response_id` if it is the latest response of one of this connection's
         lanes and `key_id` made it; None sends the lookup on to the stored responses."""
         for kept in self._latest.values():
             if kept.response_id == response_id and kept.key_id == key_id:
-                return list(kept.items)
+                return kept.history
         return None
 
 
@@ -71,8 +72,8 @@ class LaneMemory:
         self._memory = memory
         self._lane = lane
 
-    def remember(self, response: Body, key_id: str, before: list[Body]) -> None:
+    def remember(self, response: Body, key_id: str, before: History) -> None:
         self._memory.remember(self._lane, response, key_id, before)
 
-    def history(self, response_id: str, key_id: str) -> list[Body] | None:
+    def history(self, response_id: str, key_id: str) -> History | None:
         return self._memory.history(response_id, key_id)

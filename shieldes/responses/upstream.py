@@ -25,6 +25,7 @@ from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, withou
 from shieldes.providers.sse import encode_event
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
 from shieldes.responses.compaction import compacting, compaction_item, summary_request, with_summaries
+from shieldes.responses.history import History
 from shieldes.responses.objects import (
     EventNumberer,
     ResponseContext,
@@ -87,17 +88,18 @@ def _native_payload(body: Body, model: str) -> Body:
 SEARCH_BELOW = 128  # bytes per input item
 
 
-def native_body(body: Body, raw: bytes | None) -> tuple[Body, bytes | None, dict[str, str]]:
+def native_body(body: Body, raw: bytes | None, start: int = 0) -> tuple[Body, bytes | None, dict[str, str]]:
     """`body` (and the client's bytes of it, if any) as a native upstream may get it: without the
     reasoning items a translate deployment made (an earlier turn of the conversation served by
     Anthropic, Bedrock or a chat upstream), which OpenAI would refuse (400 for Claude's thinking in
     encrypted_content, 404 for an item id it does not hold); the header names them. Without such
-    items (the common case) the client's bytes go as they are."""
+    items (the common case) the client's bytes go as they are. The input items before `start` are
+    known to hold none."""
     items = body.get("input")
     if raw is not None and len(raw) < SEARCH_BELOW * len(items if isinstance(items, list) else ()) \
             and MARK not in raw and ITEM_MARK not in raw:
         return body, raw, {}
-    stripped = without_own_reasoning(body)
+    stripped = without_own_reasoning(body, start)
     if stripped is None:  # (or the prefix was in some text)
         return body, raw, {}
     return stripped, None, dropped_header([DROPPED])
@@ -109,12 +111,18 @@ def _fitted(body: Body, model: str, calls_fit: bool) -> Body:
     return payload
 
 
-def _calls_fit(body: Body) -> bool:
+def _calls_fit(body: Body, known: History | None = None) -> bool:
     """Whether every call_id of the input fits a native upstream's rule; an output item (of a
     function or custom tool call) that answers no call is refused here, in the gateway's words (the
-    upstream would refuse it too, less clearly)."""
+    upstream would refuse it too, less clearly). `known`: the history the input starts with, when
+    only the items after it need reading."""
     items = body.get("input")
-    ids_fit, unanswered = scan_call_items(items, RESPONSES) if isinstance(items, list) else (True, None)
+    if not isinstance(items, list):
+        ids_fit, unanswered = True, None
+    elif known is None:
+        ids_fit, unanswered = scan_call_items(items, RESPONSES)
+    else:
+        ids_fit, unanswered = scan_call_items(items, RESPONSES, len(known.items), known.calls, known.ids_fit)
     if unanswered is not None and isinstance(items, list):
         index, call_id = unanswered
         output = str(items[index]["type"])  # function_call_output or custom_tool_call_output
@@ -131,28 +139,33 @@ def _calls_fit(body: Body) -> bool:
 
 
 async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
-                  streaming: bool, raw: bytes | None = None, top: TopLevel | None = None) -> Answer | EventStream:
+                  streaming: bool, raw: bytes | None = None, top: TopLevel | None = None,
+                  history: History | None = None) -> Answer | EventStream:
     """`body` is the client's request with `input` holding the whole conversation and no
     `previous_response_id` (the gateway keeps the conversation, whichever deployment answers).
     `raw`: the client's own encoding of `body` when it is that (see request.forwards_as_sent),
     sent to a native deployment as it is unless call ids must be fitted. `top`: the client's body
     read by its top-level fields, when its input stays bytes (request.input_sent_as_is and
     input_bytes.input_as_sent: it goes to a native deployment as sent); `body` is then every field
-    but `input`, and the whole body is decoded only for a translate deployment."""
+    but `input`, and the whole body is decoded only for a translate deployment. `history`: what
+    the input starts with (History.checked: nothing in it needs a change or an error), whose items
+    are then not read again."""
     if top is not None:
         if dep.responses == NATIVE:
             payload = raw if raw is not None else top.with_fields({"model": target.model})
             return await _native(provider, target, dep, body, ctx, streaming, payload, True, {})
         body, raw = {**upstream_fields(top.decoded()), **body}, None
-    expanded = with_summaries(body)  # compactions this gateway made: their summaries, for any upstream
+    known = history if history is not None and history.checked and history.items else None
+    start = len(known.items) if known is not None else 0
+    expanded = with_summaries(body, start)  # compactions this gateway made: their summaries, for any upstream
     if expanded is not None:
-        body, raw = expanded, None
+        body, raw, known, start = expanded, None, None, 0
     if dep.responses == NATIVE:
-        calls_fit = _calls_fit(body)
-        body, raw, headers = native_body(body, raw)
+        calls_fit = _calls_fit(body, known)
+        body, raw, headers = native_body(body, raw, start)
         return await _native(provider, target, dep, body, ctx, streaming, raw if calls_fit else None, calls_fit,
                              headers)
-    _calls_fit(body)  # (an output that answers no call is refused in every mode, before any upstream call)
+    _calls_fit(body, known)  # (an output that answers no call is refused in every mode, before any upstream call)
     if compacting(body):
         return await _summarized(provider, target, dep, body, ctx, streaming)
     return await _translated(provider, target, dep, body, ctx, streaming)

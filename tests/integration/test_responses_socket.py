@@ -298,3 +298,47 @@ async def test_a_client_gone_mid_answer_is_billed_what_the_upstream_served(datab
         _requests, _prompt, completion, _cost = h.usage_totals()["app"]
         assert completion == 5  # the upstream's count, read to its end after the client left
         assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_tool_loop_continued_on_the_socket_checks_each_turns_own_items_against_the_history(
+        database_url: str) -> None:
+    """Each turn sends only its new items; the node knows of the remembered conversation the calls it
+    made and whether their ids fit, so a turn's output answering a call of an earlier turn goes
+    through, one answering none is refused in the gateway's words before any upstream call, and a
+    call id too long for the native upstream (from a turn before) is fitted in every later turn."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app")
+        await h.sync()
+        headers = {"Authorization": f"Bearer {secret}"}
+        tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
+        long_id = "call_" + "x" * 70
+        async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            first = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "store": False, "tools": tools,
+                                    "input": [{"type": "function_call", "call_id": long_id, "name": "lookup",
+                                               "arguments": "{}"},
+                                              {"type": "function_call_output", "call_id": long_id, "output": "1"},
+                                              {"role": "user", "content": "look it up again"}]})
+            done = first[-1]["response"]
+            (call,) = done["output"]
+            assert first[-1]["type"] == "response.completed" and call["type"] == "function_call"
+
+            second = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "store": False,
+                                     "tools": tools, "previous_response_id": done["id"],
+                                     "input": [{"type": "function_call_output", "call_id": call["call_id"],
+                                                "output": "42"}]})
+            assert second[-1]["type"] == "response.completed"
+            sent = h.upstream.last("/v1/responses").body["input"]
+            assert [item.get("type", "message") for item in sent] == \
+                ["function_call", "function_call_output", "message", "function_call", "function_call_output"]
+            assert sent[0]["call_id"] == sent[1]["call_id"] != long_id and len(sent[0]["call_id"]) <= 64
+            assert sent[3]["call_id"] == sent[4]["call_id"] == call["call_id"]
+
+            calls = len(h.upstream.requests_to("/v1/responses"))
+            (refused,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "store": False,
+                                         "previous_response_id": second[-1]["response"]["id"],
+                                         "input": [{"type": "function_call_output", "call_id": "call_nope",
+                                                    "output": "x"}]})
+            assert refused["type"] == "error" and refused["status"] == 400
+            assert "answers no function_call" in refused["error"]["message"]
+            assert len(h.upstream.requests_to("/v1/responses")) == calls

@@ -12,27 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.signed_reasoning import ITEM_PREFIX, PREFIX, without_own_reasoning
+from shieldes.providers.signed_reasoning import without_own_reasoning
 from shieldes.providers.tool_ids import RESPONSES, calls_answered_and_fit, scan_call_items
-from shieldes.responses.compaction import SEAL, with_summaries
+from shieldes.responses.compaction import with_summaries
 from shieldes.responses.input_bytes import input_as_sent
 from shieldes.responses.request import normalize_input
-
-_call_ids = st.one_of(st.sampled_from(["call_1", "call_2", "c" * 64, "c" * 65]), st.integers(0, 3), st.none())
-_text = st.text(max_size=6)
-_items = st.one_of(
-    st.fixed_dictionaries({"type": st.just("message"), "role": st.sampled_from(["user", "assistant"]),
-                           "content": st.one_of(_text, st.just([{"type": "input_text", "text": "hi"}]))}),
-    st.fixed_dictionaries({"role": st.just("user"), "content": _text}),  # a bare role item
-    st.fixed_dictionaries({"type": st.sampled_from(["function_call", "custom_tool_call"]), "call_id": _call_ids,
-                           "name": st.just("ls"), "arguments": st.just("{}")}),
-    st.fixed_dictionaries({"type": st.sampled_from(["function_call_output", "custom_tool_call_output"]),
-                           "call_id": _call_ids, "output": _text}),
-    st.fixed_dictionaries({"type": st.just("reasoning"), "summary": st.just([])}, optional={
-        "id": st.sampled_from(["rs_1", ITEM_PREFIX + "_ab"]),
-        "encrypted_content": st.sampled_from(["", "gAAAA", PREFIX + "x", None])}),
-    st.fixed_dictionaries({"type": st.just("compaction"), "encrypted_content": st.sampled_from(["gAAAA", SEAL + "x"])}),
-    st.fixed_dictionaries({"type": st.integers(0, 2)}), st.integers(0, 2), _text)
+from tests.strategies import responses_call_ids, responses_items
 
 
 def _decoded_path_sends_it_unchanged(items: list[Any]) -> bool:
@@ -51,7 +36,7 @@ def _decoded_path_sends_it_unchanged(items: list[Any]) -> bool:
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(items=st.lists(_items, min_size=1, max_size=6), spaced=st.booleans())
+@given(items=st.lists(responses_items, min_size=1, max_size=6), spaced=st.booleans())
 def test_the_bytes_go_as_sent_exactly_when_the_decoded_path_changes_nothing(items: list[Any], spaced: bool) -> None:
     raw = json.dumps(items).encode() if spaced else orjson.dumps(items)
     if input_as_sent(raw):
@@ -80,7 +65,7 @@ def test_the_gateways_marks_written_with_escapes_are_not_missed() -> None:
 
 
 @given(st.lists(st.tuples(st.sampled_from(["function_call", "custom_tool_call_output", "function_call_output",
-                                           "message"]), _call_ids), max_size=6))
+                                           "message"]), responses_call_ids), max_size=6))
 def test_calls_read_as_pairs_decide_as_the_item_scan(calls: list[tuple[str, Any]]) -> None:
     items = [{"type": kind, "call_id": call_id} for kind, call_id in calls]
     assert calls_answered_and_fit(calls, RESPONSES) == (scan_call_items(items, RESPONSES) == (True, None))

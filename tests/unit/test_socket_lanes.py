@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from shieldes.gateway.responses_socket import with_lane
+from shieldes.responses.history import NONE, History
 from shieldes.responses.socket_memory import SocketMemory
 
 
@@ -29,20 +30,22 @@ def _response(rid: str, text: str, status: str = "completed") -> dict[str, objec
 def test_each_lane_keeps_its_latest_response_and_any_lane_reads_it() -> None:
     memory = SocketMemory()
     a, b = memory.lane("a"), memory.lane("b")
-    a.remember(_response("r1", "one"), "key", [{"role": "user", "content": "q1"}])
-    b.remember(_response("r2", "two"), "key", [{"role": "user", "content": "q2"}])
-    assert a.history("r1", "key") == [{"role": "user", "content": "q1"}, {"type": "message", "content": "one"}]
+    a.remember(_response("r1", "one"), "key", History.of([{"role": "user", "content": "q1"}]))
+    b.remember(_response("r2", "two"), "key", History.of([{"role": "user", "content": "q2"}]))
+    remembered = a.history("r1", "key")
+    assert remembered is not None
+    assert remembered.items == [{"role": "user", "content": "q1"}, {"type": "message", "content": "one"}]
     assert a.history("r2", "key") is not None  # a fork of lane b's latest
     assert a.history("r1", "other key") is None  # only for the key that made it
-    a.remember(_response("r3", "three"), "key", [])
+    a.remember(_response("r3", "three"), "key", NONE)
     assert b.history("r1", "key") is None  # lane a's latest is r3 now
-    a.remember(_response("r4", "four", status="failed"), "key", [])
+    a.remember(_response("r4", "four", status="failed"), "key", NONE)
     assert a.history("r3", "key") is not None and a.history("r4", "key") is None  # a failed turn is sent again
 
 
 def test_a_connection_forgets_the_lane_used_longest_ago() -> None:
     memory = SocketMemory(kept=2)
     for lane, rid in (("a", "r1"), ("b", "r2"), ("a", "r3"), ("c", "r4")):
-        memory.lane(lane).remember(_response(rid, rid), "key", [])
+        memory.lane(lane).remember(_response(rid, rid), "key", NONE)
     assert memory.history("r2", "key") is None  # lane b: used before a's second turn
     assert memory.history("r3", "key") is not None and memory.history("r4", "key") is not None
