@@ -178,12 +178,11 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
-def _native_payload(top: TopLevel, model: str) -> bytes:
+def _native_payload(top: TopLevel, model: str, ids_fit: bool) -> bytes:
     """The bytes for a deployment that speaks Messages: the client's own when they name `model`
-    and their tool call ids are ones Anthropic takes (read off the bytes), the model replaced
-    otherwise; ids another provider minted send it to native_body on the decoded body."""
-    history = top.fields.get("messages")
-    if history is not None and not anthropic_ids_fit_in(history):
+    and their tool call ids are ones Anthropic takes (`ids_fit`: read off the bytes), the model
+    replaced otherwise; ids another provider minted send it to native_body on the decoded body."""
+    if not ids_fit:
         return native_body(top.decoded(), top.raw, model)
     return top.raw if top.small.get("model") == model else top.with_fields({"model": model})
 
@@ -200,11 +199,18 @@ async def messages(request: web.Request) -> web.StreamResponse:
     thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
     call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens)
+    checked: list[bool] = []  # whether the history's ids fit, once a native deployment asks
+
+    def native_payload(target: Target) -> bytes:
+        if not checked:
+            history = top.fields.get("messages")
+            checked.append(history is None or gw.checked_histories.ids_fit(key.id, history, anthropic_ids_fit_in))
+        return _native_payload(top, target.model, checked[0])
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:
             if isinstance(provider, MessagesUpstream):
-                native = await provider.messages(target, _native_payload(top, target.model), passthrough)
+                native = await provider.messages(target, native_payload(target), passthrough)
                 named = dropped_header(native.dropped)
                 if native.usage is not None:  # the upstream's bytes, as they are
                     return Answer(native.raw, native.usage, named)
@@ -228,7 +234,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
         if isinstance(provider, MessagesUpstream):
-            native = await provider.messages_stream(target, _native_payload(top, target.model), passthrough)
+            native = await provider.messages_stream(target, native_payload(target), passthrough)
             return _Native(native, gw.scrub)
         chat, dropped, origins = _translate(top.decoded(), target, dep.kind)
         chat["stream"] = True

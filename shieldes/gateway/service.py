@@ -22,6 +22,7 @@ from shieldes.errors import (
     RateLimited,
     ShieldesError,
 )
+from shieldes.gateway.checked_histories import CheckedHistories
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.top_level import Outgoing, TopLevel
 from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
@@ -143,6 +144,7 @@ class Gateway:
         self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
+        self.checked_histories = CheckedHistories()  # Messages histories whose ids fit, by key
 
     # --- admission -----------------------------------------------------------------------------
 

@@ -110,3 +110,31 @@ async def test_a_gemini_3_tool_loop_goes_on_at_openai_anthropic_and_bedrock(
     back = await client.chat.completions.create(model=GEMINI, messages=_history([signed]), tools=[WEATHER])
     assert back.choices[0].message.content == "Hello from the fake Gemini"
     assert google.last().body["contents"][1]["parts"][0]["thoughtSignature"] in google.signatures
+
+
+async def test_a_claude_agents_turns_are_checked_from_where_the_last_one_ended(database_url: str) -> None:
+    """Turn after turn the history grows by its new messages (the node reads only those, after the
+    part that passed): ids that fit go to Anthropic as the client's bytes, and a foreign id that
+    arrives in a later turn is still found and fitted, in that turn and the ones after it."""
+    async with harness(database_url, upstream_retries=0) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+
+        def tool_turn(call_id: str) -> list[Any]:
+            return [{"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": "get_weather",
+                                                       "input": {"city": "Paris"}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": "sunny"}]}]
+
+        def sent_ids() -> list[str]:
+            return [b.get("id") or b["tool_use_id"] for m in h.upstream.last("/v1/messages").body["messages"]
+                    if isinstance(m["content"], list) for b in m["content"]]
+
+        turns: list[Any] = [ASK]
+        for call_id in ("toolu_01", "toolu_02", KIMI_ID, "toolu_03"):
+            turns += tool_turn(call_id)
+            message = await claude.messages.create(model=CLAUDE, max_tokens=50, messages=turns)
+            assert message.content[0].type == "text"
+            seen = [i for i in ("toolu_01", "toolu_02", KIMI_ID, "toolu_03") if any(
+                b.get("id") == i for m in turns if isinstance(m["content"], list) for b in m["content"])]
+            assert sent_ids() == [ANTHROPIC.fit(i) for i in seen for _ in (0, 1)]

@@ -1,0 +1,76 @@
+"""Messages histories checked once: a key's next turn, which starts with the bytes of a history that
+passed, is read from there on, and the answer is always the one reading the whole history gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.providers.tool_ids import anthropic_ids_fit_in
+
+_ids = st.sampled_from(["toolu_01A", "toolu_02B", "call_x", "functions.lookup:0", "a b", ""])
+_messages = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": st.text(max_size=8)}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.lists(st.fixed_dictionaries(
+        {"type": st.just("tool_use"), "id": _ids, "name": st.just("ls"), "input": st.just({})}), max_size=2)}),
+    st.fixed_dictionaries({"role": st.just("user"), "content": st.lists(st.fixed_dictionaries(
+        {"type": st.just("tool_result"), "tool_use_id": _ids, "content": st.text(max_size=8)}), max_size=2)}),
+)
+# each step: which conversation (of the key's three, or another key's) gets which new messages, and
+# whether the step resends its last message changed, with an id that does not fit (its bytes are no
+# longer a prefix, and a check that read only the new messages would miss the id)
+_steps = st.lists(st.tuples(st.integers(0, 3), st.lists(_messages, max_size=3), st.booleans()), min_size=1,
+                  max_size=12)
+
+
+class _Reads:
+    """anthropic_ids_fit_in, counting the bytes it was given."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def __call__(self, data: memoryview) -> bool:
+        self.bytes += len(data)
+        return anthropic_ids_fit_in(data)
+
+
+@settings(deadline=None, max_examples=300)
+@given(steps=_steps)
+def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bool]]) -> None:
+    checked = CheckedHistories(per_key=2, head=8)  # (a short head: a change after it is seen by the whole CRC)
+    conversations: list[list[Any]] = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
+    for which, new, changed in steps:
+        history = conversations[which]
+        if changed:
+            history[-1] = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a b",
+                                                        "content": "edited"}]}
+        history += new
+        raw = orjson.dumps(history)
+        key = "other" if which == 3 else "key"
+        assert checked.ids_fit(key, raw, anthropic_ids_fit_in) == anthropic_ids_fit_in(raw)
+
+
+def test_an_agents_next_turn_is_read_from_where_the_last_one_ended() -> None:
+    checked, reads = CheckedHistories(), _Reads()
+    history: list[Any] = [{"role": "user", "content": "fix the bug " * 100}]
+    for turn in range(5):
+        history += [{"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{turn}", "name": "ls",
+                                                       "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"toolu_{turn}",
+                                                  "content": "file " * 50}]}]
+        raw = orjson.dumps(history)
+        before = reads.bytes
+        assert checked.ids_fit("key", raw, reads)
+        new = len(orjson.dumps(history[-2:]))  # the new messages, a comma before them, the closing bracket
+        assert reads.bytes - before == (len(raw) if turn == 0 else new)
+    # a history with a foreign id after the part that passed: read, and refused
+    foreign = [*history, {"role": "assistant", "content": [{"type": "tool_use", "id": "functions.ls:9",
+                                                            "name": "ls", "input": {}}]}]
+    assert not checked.ids_fit("key", orjson.dumps(foreign), reads)
+    # another key never starts from this key's histories
+    before = reads.bytes
+    assert checked.ids_fit("other", raw, reads) and reads.bytes - before == len(raw)
