@@ -178,6 +178,11 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
+def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
+    """CheckedHistories' read of a Messages history: True when the ids in `data` fit Anthropic's rule."""
+    return True if anthropic_ids_fit_in(data) else None
+
+
 def _native_payload(top: TopLevel, model: str, ids_fit: bool) -> bytes:
     """The bytes for a deployment that speaks Messages: the client's own when they name `model`
     and their tool call ids are ones Anthropic takes (`ids_fit`: read off the bytes), the model
@@ -204,7 +209,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     def native_payload(target: Target) -> bytes:
         if not checked:
             history = top.fields.get("messages")
-            checked.append(history is None or gw.checked_histories.ids_fit(key.id, history, anthropic_ids_fit_in))
+            checked.append(history is None or gw.checked_histories.check(key.id, history, history_ids_fit) is not None)
         return _native_payload(top, target.model, checked[0])
 
     if not streaming:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest, ShieldesError
 from shieldes.gateway import relay
+from shieldes.gateway.checked_histories import items_after
 from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_body, read_json
 from shieldes.gateway.service import Gateway
@@ -27,7 +28,7 @@ from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.conversations import Conversations
 from shieldes.responses.history import NONE as NO_HISTORY
 from shieldes.responses.history import History
-from shieldes.responses.input_bytes import input_as_sent
+from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.objects import (
     Body,
     ResponseContext,
@@ -175,6 +176,12 @@ class Background(Protocol):
 BACKGROUND: web.AppKey[Background] = web.AppKey("background", Background)
 
 
+def input_calls_made(data: memoryview, before: frozenset[str] | None) -> frozenset[str] | None:
+    """CheckedHistories' read of a Responses input: the call ids its items made when they go to a
+    native upstream as sent (input_bytes), reading only the items after those that passed before."""
+    return calls_made(data) if before is None else calls_made(items_after(data), before)
+
+
 async def prepare(request: web.Request) -> Prepared:
     """Everything before the upstream call: parse, route, history, admission (limits, budget)."""
     gw, key = _key(request)
@@ -184,7 +191,7 @@ async def prepare(request: web.Request) -> Prepared:
     top = TopLevel(await read_body(request, gw.settings.max_body_bytes), INPUT)
     raw = top.raw
     as_is = input_sent_as_is(top.small, top.shape("input"), request.get(SOCKET_MEMORY) is not None) \
-        and input_as_sent(top.fields["input"])
+        and gw.checked_inputs.check(key.id, top.fields["input"], input_calls_made) is not None
     body = top.small if as_is else top.decoded()
     req = parse_request(body, as_sent_input=as_is)
     rec = record_of(request)

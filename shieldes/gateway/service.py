@@ -144,7 +144,10 @@ class Gateway:
         self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
-        self.checked_histories = CheckedHistories()  # Messages histories whose ids fit, by key
+        # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
+        # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent
+        self.checked_histories: CheckedHistories[bool] = CheckedHistories()
+        self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories()
 
     # --- admission -----------------------------------------------------------------------------
 

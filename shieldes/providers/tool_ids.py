@@ -280,17 +280,24 @@ def calls_answered_and_fit(calls: list[tuple[str, Any]], rule: IdRule) -> bool:
     """scan_call_items(items, rule) == (True, None) over the (type, call_id) of each item, as
     input_bytes reads them off the client's bytes: every call_id fits `rule` and every output item
     answers a call before it."""
+    return answered_calls(calls, rule) is not None
+
+
+def answered_calls(calls: list[tuple[str, Any]], rule: IdRule, made: Iterable[str] = ()) -> set[str] | None:
+    """The call ids made by `calls` (the (type, call_id) of each item) after those of `made` (items
+    before them, which passed), when every call_id fits `rule` and every output answers a call made
+    before it; None otherwise."""
     fits = rule.fits
-    made: set[str] = set()
+    known: set[str] = set(made)
     for kind, call_id in calls:
         if kind in CALL_KINDS:
             if isinstance(call_id, str):
                 if not fits(call_id):
-                    return False
-                made.add(call_id)
-        elif kind in OUTPUT_KINDS and (call_id not in made or not fits(call_id)):
-            return False
-    return True
+                    return None
+                known.add(call_id)
+        elif kind in OUTPUT_KINDS and (call_id not in known or not fits(call_id)):
+            return None
+    return known
 
 
 def unanswered_output(items: list[Any]) -> tuple[int, Any] | None:

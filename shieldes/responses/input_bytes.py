@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from shieldes.providers.signed_reasoning import ITEM_MARK, MARK
-from shieldes.providers.tool_ids import RESPONSES, calls_answered_and_fit
+from shieldes.providers.tool_ids import RESPONSES, answered_calls
 from shieldes.responses.compaction import SEAL
 
 _NULL = msgspec.Raw(b"null")
@@ -43,22 +43,31 @@ def input_as_sent(items: bytes | memoryview) -> bool:
     a call before it (else the ids are fitted or the request refused, in the gateway's words), no
     reasoning or compaction item this gateway made (those are opened or left out). False sends the
     caller to the decoded path, which does each of these exactly."""
+    return calls_made(items) is not None
+
+
+def calls_made(items: bytes | memoryview, before: frozenset[str] = frozenset()) -> frozenset[str] | None:
+    """input_as_sent, for items that come after others which passed and made the calls `before`:
+    the call ids made by them all when these pass too, else None."""
     try:
         decoded = _ITEMS.decode(items)
     except msgspec.ValidationError:
-        return False
+        return None
     calls: list[tuple[str, str | None]] = []
     for item in decoded:
         kind = item.type
         if kind == "message":
             if bytes(memoryview(item.content)[:1]) == b'"':  # text content: normalized into a part
-                return False
+                return None
         elif kind == "reasoning":
             if _may_start_with(item.encrypted_content, MARK) or _may_start_with(item.id, ITEM_MARK):
-                return False
+                return None
         elif kind == "compaction":
             if _may_start_with(item.encrypted_content, _SEAL):
-                return False
+                return None
         else:
             calls.append((kind, item.call_id))
-    return calls_answered_and_fit(calls, RESPONSES)
+    if not calls:
+        return before
+    made = answered_calls(calls, RESPONSES, before)
+    return None if made is None else frozenset(made)

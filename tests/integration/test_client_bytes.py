@@ -189,3 +189,37 @@ async def test_an_agents_turn_without_a_conversation_goes_as_the_clients_input_b
         async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, headers=_auth(secret), json=lone) as r:
             assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
         assert len(h.upstream.requests) == before
+
+
+async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(database_url: str) -> None:
+    """Each turn sends the last turn's input and its new items (a node reads only those, after the
+    part that passed): the turns go as the client's bytes, an output answering a call of an earlier
+    turn goes through, and a later turn's long call id or unanswered output is still found."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("agent")
+        await h.sync()
+        items: list[Any] = list(ITEMS)
+        for turn in range(2, 5):
+            items += [{"type": "function_call", "call_id": f"call_{turn}", "name": "ls", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": f"call_{turn}", "output": "b.py"}]
+            await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": items, "store": False}))
+            assert _history(items) in h.upstream.last(RESPONSES).raw
+        # an output of a call made turns ago, then a call id longer than the upstream takes
+        answered = [*items, {"type": "function_call_output", "call_id": "call_2", "output": "again"}]
+        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": answered, "store": False}))
+        assert _history(answered) in h.upstream.last(RESPONSES).raw
+        long_id = "call_" + "y" * 70
+        longer = [*answered, {"type": "function_call", "call_id": long_id, "name": "ls", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": long_id, "output": "c.py"}]
+        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": longer, "store": False}))
+        sent = h.upstream.last(RESPONSES).body["input"]
+        assert sent[-1]["call_id"] == sent[-2]["call_id"] != long_id and len(sent[-1]["call_id"]) <= 64
+        # an output that answers no call, after a part that passed: refused, nothing sent
+        before = len(h.upstream.requests)
+        lone = _encoded({"model": "gpt-4o", "input": [*answered, {"type": "function_call_output", "call_id": "call_9",
+                                                                  "output": "?"}], "store": False})
+        async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, data=lone, headers={
+                **_auth(secret), "Content-Type": "application/json"}) as r:
+            assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
+        assert len(h.upstream.requests) == before

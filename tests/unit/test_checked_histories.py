@@ -1,16 +1,21 @@
-"""Messages histories checked once: a key's next turn, which starts with the bytes of a history that
-passed, is read from there on, and the answer is always the one reading the whole history gives."""
+"""Conversations checked once: a key's next turn, which starts with the bytes of a list that passed
+(a Messages history, a Responses input), is read from there on, and the answer is always the one
+reading the whole list gives."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.messages import history_ids_fit
+from shieldes.gateway.responses_routes import input_calls_made
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
+from shieldes.responses.input_bytes import calls_made
+from tests.strategies import responses_items
 
 _ids = st.sampled_from(["toolu_01A", "toolu_02B", "call_x", "functions.lookup:0", "a b", ""])
 _messages = st.one_of(
@@ -28,20 +33,20 @@ _steps = st.lists(st.tuples(st.integers(0, 3), st.lists(_messages, max_size=3), 
 
 
 class _Reads:
-    """anthropic_ids_fit_in, counting the bytes it was given."""
+    """history_ids_fit, counting the bytes it was given."""
 
     def __init__(self) -> None:
         self.bytes = 0
 
-    def __call__(self, data: memoryview) -> bool:
+    def __call__(self, data: memoryview, before: bool | None) -> bool | None:
         self.bytes += len(data)
-        return anthropic_ids_fit_in(data)
+        return history_ids_fit(data, before)
 
 
 @settings(deadline=None, max_examples=300)
 @given(steps=_steps)
 def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bool]]) -> None:
-    checked = CheckedHistories(per_key=2, head=8)  # (a short head: a change after it is seen by the whole CRC)
+    checked: CheckedHistories[bool] = CheckedHistories(per_key=2, head=8)  # (a change after it: the whole CRC)
     conversations: list[list[Any]] = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
     for which, new, changed in steps:
         history = conversations[which]
@@ -51,11 +56,12 @@ def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bo
         history += new
         raw = orjson.dumps(history)
         key = "other" if which == 3 else "key"
-        assert checked.ids_fit(key, raw, anthropic_ids_fit_in) == anthropic_ids_fit_in(raw)
+        assert (checked.check(key, raw, history_ids_fit) is not None) == anthropic_ids_fit_in(raw)
 
 
 def test_an_agents_next_turn_is_read_from_where_the_last_one_ended() -> None:
-    checked, reads = CheckedHistories(), _Reads()
+    checked: CheckedHistories[bool] = CheckedHistories()
+    reads = _Reads()
     history: list[Any] = [{"role": "user", "content": "fix the bug " * 100}]
     for turn in range(5):
         history += [{"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{turn}", "name": "ls",
@@ -64,13 +70,35 @@ def test_an_agents_next_turn_is_read_from_where_the_last_one_ended() -> None:
                                                   "content": "file " * 50}]}]
         raw = orjson.dumps(history)
         before = reads.bytes
-        assert checked.ids_fit("key", raw, reads)
+        assert checked.check("key", raw, reads)
         new = len(orjson.dumps(history[-2:]))  # the new messages, a comma before them, the closing bracket
         assert reads.bytes - before == (len(raw) if turn == 0 else new)
     # a history with a foreign id after the part that passed: read, and refused
     foreign = [*history, {"role": "assistant", "content": [{"type": "tool_use", "id": "functions.ls:9",
                                                             "name": "ls", "input": {}}]}]
-    assert not checked.ids_fit("key", orjson.dumps(foreign), reads)
+    assert checked.check("key", orjson.dumps(foreign), reads) is None
     # another key never starts from this key's histories
     before = reads.bytes
-    assert checked.ids_fit("other", raw, reads) and reads.bytes - before == len(raw)
+    assert checked.check("other", raw, reads) and reads.bytes - before == len(raw)
+
+
+@settings(deadline=None, max_examples=300)
+@given(turns=st.lists(st.tuples(st.integers(0, 1), st.lists(responses_items, max_size=3), st.booleans()),
+                      min_size=1, max_size=10))
+@example(turns=[(0, [{"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{}"}], False),
+                (0, [{"type": "function_call_output", "call_id": "call_1", "output": "ok"}], False)])
+def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
+        turns: list[tuple[int, list[Any], bool]]) -> None:
+    """Inputs of two conversations of one key, each turn the last plus new items (or with its last
+    item replaced): what the check finds (whether the items go as sent, and the calls they made)
+    is what reading the whole input finds."""
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(head=8)
+    inputs: list[list[Any]] = [[{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": f"task {i}"}]}] for i in range(2)]
+    for which, new, replaced in turns:
+        items = inputs[which]
+        if replaced:
+            items[-1] = {"type": "function_call_output", "call_id": "call_1", "output": "x"}
+        items += new
+        raw = orjson.dumps(items)
+        assert checked.check("key", raw, input_calls_made) == calls_made(raw)
