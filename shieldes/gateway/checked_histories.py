@@ -23,8 +23,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
-KEYS = 4096  # keys whose histories are remembered; the one used longest ago is forgotten
-PER_KEY = 4  # histories of one key (an agent and its sub-agents, each its own conversation)
+# What a node holds: lists remembered, each weighing 1 plus what `weigh` says of what was found in
+# it (the call ids of a Responses input); past it, the keys used longest ago are forgotten. About
+# 100 bytes a unit: 200,000 hold ~20 MB at most, an agent's list with 200 calls weighing 201.
+WEIGHT = 200_000
+PER_KEY = 4  # lists of one key (an agent and its sub-agents, each its own conversation)
 HEAD = 256  # bytes whose CRC tells a key's conversations apart before a whole prefix is read
 
 T = TypeVar("T")
@@ -42,11 +45,14 @@ class _Checked(NamedTuple, Generic[T]):
 
 
 class CheckedHistories(Generic[T]):
-    def __init__(self, keys: int = KEYS, per_key: int = PER_KEY, head: int = HEAD) -> None:
+    def __init__(self, weigh: Callable[[T], int] = lambda _found: 0, most: int = WEIGHT, per_key: int = PER_KEY,
+                 head: int = HEAD) -> None:
         self._by_key: OrderedDict[str, list[_Checked[T]]] = OrderedDict()
-        self._keys = keys
+        self._weigh = weigh
+        self._most = most
         self._per_key = per_key
         self._head = head
+        self.weight = 0  # of every list held
 
     def check(self, key_id: str, data: bytes | memoryview, read: Read[T]) -> T | None:
         """What `read` finds in the JSON list `data` (None: it does not pass), reading only what
@@ -71,11 +77,19 @@ class CheckedHistories(Generic[T]):
             if end > start:
                 crc = zlib.crc32(view[start:end], crc)
             entry = _Checked(end, zlib.crc32(view[:min(head, end)]), crc, found)
-            self._by_key[key_id] = [entry, *kept][:self._per_key]
-            self._by_key.move_to_end(key_id)
-            while len(self._by_key) > self._keys:
-                self._by_key.popitem(last=False)
+            self._set(key_id, [entry, *kept][:self._per_key])
         return found
+
+    def _set(self, key_id: str, lists: list[_Checked[T]]) -> None:
+        self.weight += self._weight_of(lists) - self._weight_of(self._by_key.get(key_id, []))
+        self._by_key[key_id] = lists
+        self._by_key.move_to_end(key_id)
+        while self.weight > self._most and self._by_key:
+            _, old = self._by_key.popitem(last=False)
+            self.weight -= self._weight_of(old)
+
+    def _weight_of(self, lists: list[_Checked[T]]) -> int:
+        return sum(1 + self._weigh(c.found) for c in lists)
 
 
 def items_after(tail: memoryview) -> bytes:

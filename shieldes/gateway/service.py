@@ -147,7 +147,7 @@ class Gateway:
         # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
         # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent
         self.checked_histories: CheckedHistories[bool] = CheckedHistories()
-        self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories()
+        self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len)  # (their call ids weigh)
 
     # --- admission -----------------------------------------------------------------------------
 

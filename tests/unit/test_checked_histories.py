@@ -102,3 +102,19 @@ def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
         items += new
         raw = orjson.dumps(items)
         assert checked.check("key", raw, input_calls_made) == calls_made(raw)
+
+
+def test_what_a_node_holds_is_bounded_by_weight_the_keys_used_longest_ago_forgotten() -> None:
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=40, per_key=2)
+    for key in range(10):
+        calls = [{"type": "function_call", "call_id": f"call_{i}", "name": "ls", "arguments": "{}"} for i in range(9)]
+        assert checked.check(f"key{key}", orjson.dumps(calls), input_calls_made) == {f"call_{i}" for i in range(9)}
+        assert checked.weight <= 40
+    assert checked.weight == 40  # four keys' lists of 1 + 9 each
+    reads = _Reads()
+    checked_messages: CheckedHistories[bool] = CheckedHistories(most=3)
+    for key in ("a", "b", "c", "d"):
+        checked_messages.check(key, b'[{"role":"user","content":"hi"}]', reads)
+    before = reads.bytes
+    checked_messages.check("a", b'[{"role":"user","content":"hi"},{"role":"user","content":"again"}]', reads)
+    assert reads.bytes - before > 40  # key a was forgotten: its history read whole
