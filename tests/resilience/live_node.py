@@ -1,5 +1,7 @@
 """A node served from a background thread (its own event loop), so synchronous tests — hypothesis
-among them — can hit it over real sockets. Every log record of the process is kept for inspection."""
+among them — can hit it over real sockets. Every log record of that thread is kept for inspection
+(not the test's own thread: an SDK client another test left open logs its failed close there when
+the collector frees it, long after its loop has gone)."""
 
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.thread: int | None = None  # the node's
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        if record.thread == self.thread:
+            self.lines.append(self.format(record))
 
 
 @dataclass
@@ -64,7 +68,11 @@ def live_node(pg_server: str, **settings: Any) -> Iterator[Live]:
             started.set()
             raise
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    def serve() -> None:
+        records.thread = threading.get_ident()
+        loop.run_until_complete(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     started.wait(60)
     try:
