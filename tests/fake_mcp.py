@@ -26,6 +26,7 @@ class Seen:
 
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     refused: int = 0
+    open: int = 0  # requests being answered now (a GET's stream stays open until either side ends it)
     go: threading.Event = field(default_factory=threading.Event)  # releases the `held` tool
 
 
@@ -47,7 +48,11 @@ class _CheckToken:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": b'{"error": "bad token"}'})
             return
-        await self.app(scope, receive, send)
+        self.seen.open += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.seen.open -= 1
 
 
 def build_server(seen: Seen) -> MCPServer:

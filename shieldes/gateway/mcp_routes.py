@@ -10,6 +10,7 @@ are relayed event by event as they arrive. Only these routes do this work: other
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -49,6 +50,7 @@ TO_CLIENT = ("content-type", "mcp-protocol-version", "cache-control")
 SESSION_ID = "Mcp-Session-Id"  # wrapped towards the client, unwrapped towards the server
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer or a stream may then take as long as it takes
 EVENT_STREAM = "text/event-stream"
+CLIENT_CHECK_SECONDS = 1.0  # how soon a relayed stream notices its client left without a write telling it
 
 
 class McpUpstream:
@@ -303,29 +305,33 @@ class McpRoute:
     async def _stream(self, upstream: aiohttp.ClientResponse, headers: dict[str, str],
                       change: Any) -> web.StreamResponse:
         """The server's event stream as it comes: chunk by chunk, or event by event when one of its
-        events (a tools/list answer) is to be rewritten."""
+        events (a tools/list answer) is to be rewritten. Relayed until the server ends it or the
+        client leaves, whichever comes first: a GET's stream may carry nothing for ever, and agents
+        leave it open when they exit, so the client's connection is watched as well as the writes."""
         resp = web.StreamResponse(status=upstream.status, headers=headers)
         resp.headers.setdefault("Cache-Control", "no-cache")
         resp.headers["X-Accel-Buffering"] = "no"
         await resp.prepare(self.request)
         if self.rec is not None:
             self.rec.stream = True
-        splitter = EventSplitter() if change is not None else None
+        copy = asyncio.ensure_future(_copy(upstream, resp, change))
+        left = asyncio.ensure_future(_client_left(self.request))
         try:
-            async for chunk in upstream.content.iter_any():
-                if splitter is None:
-                    await resp.write(chunk)
-                    continue
-                for event in splitter.feed(chunk):
-                    await resp.write(rewrite_event(event, change))
-            if splitter is not None and (rest := splitter.rest()):
-                await resp.write(rest)
-        except ConnectionError:  # the client left while events were still coming
+            await asyncio.wait((copy, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (copy, left):
+                task.cancel()
+            await asyncio.gather(copy, left, return_exceptions=True)
+        failure = None if copy.cancelled() else copy.exception()
+        if copy.cancelled() or isinstance(failure, ConnectionError):  # the client left before the server ended
+            upstream.close()  # (the server sees its stream end now)
             self._broken("client_disconnected", "the client closed the stream before the server ended it")
             return resp
-        except (TimeoutError, aiohttp.ClientError) as exc:  # the server's stream broke: end ours
-            log.info("MCP stream of request %s ended early: %s", self.rid, type(exc).__name__)
+        if isinstance(failure, TimeoutError | aiohttp.ClientError):  # the server's stream broke: end ours
+            log.info("MCP stream of request %s ended early: %s", self.rid, type(failure).__name__)
             self._broken("mcp_upstream_stream_broken", "the MCP server's stream broke off")
+        elif failure is not None:
+            raise failure
         # a client that has its answer may close the stream before the end is written: nothing is lost
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
@@ -334,6 +340,31 @@ class McpRoute:
     def _broken(self, code: str, message: str) -> None:
         if self.rec is not None and self.rec.error_code is None:
             self.rec.error_code, self.rec.error_message = code, message
+
+
+async def _copy(upstream: aiohttp.ClientResponse, resp: web.StreamResponse, change: Any) -> None:
+    """Write the server's stream to the client as it arrives (event by event when `change` rewrites
+    some)."""
+    splitter = EventSplitter() if change is not None else None
+    async for chunk in upstream.content.iter_any():
+        if splitter is None:
+            await resp.write(chunk)
+            continue
+        for event in splitter.feed(chunk):
+            await resp.write(rewrite_event(event, change))
+    if splitter is not None and (rest := splitter.rest()):
+        await resp.write(rest)
+
+
+async def _client_left(request: web.Request) -> None:
+    """Returns once the client's connection is gone. aiohttp does not cancel a handler whose client
+    left, and a write is what would notice: a quiet stream would be relayed for ever."""
+    while not client_gone(request.transport):
+        await asyncio.sleep(CLIENT_CHECK_SECONDS)
+
+
+def client_gone(transport: asyncio.BaseTransport | None) -> bool:
+    return transport is None or transport.is_closing()
 
 
 async def handle(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from shieldes import secrets
+from shieldes.gateway.observe import IN_FLIGHT
 from shieldes.projections.commands import RevokeKey, UpdateKey
 from shieldes.projections.shared_commands import AddMcpServer, UpdateMcpServer
 from tests.cli import invoke
@@ -211,6 +212,41 @@ async def test_a_session_belongs_to_the_key_and_server_that_opened_it(database_u
 
                 # the key that opened it goes on as before
                 assert (await session.call_tool("echo", {"text": "still mine"})).content[0].text == "still mine"  # type: ignore[union-attr]
+
+
+async def test_a_client_leaving_the_servers_stream_ends_it_on_both_sides(database_url: str) -> None:
+    """The GET stream (server to client) may stay quiet for ever, and agents leave it open when they
+    exit (Claude Code, Gemini CLI and OpenCode send no DELETE): the relay notices the client is gone
+    without writing to it and closes the server's stream then, not when the server next writes (this
+    server pings every 15 s; a quiet one would be held until the node stopped)."""
+    async with gateway(database_url) as (h, seen):
+        key = await h.create_key("agent", mcp=("tools",))
+        await h.sync()
+        headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}",
+                   "MCP-Protocol-Version": "2025-06-18"}
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "t", "version": "1"}}}
+        in_flight = h.node.http.app[IN_FLIGHT]  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{h.base}/mcp/tools", json=init, headers=headers) as r:
+                assert r.status == 200
+                headers["Mcp-Session-Id"] = r.headers["Mcp-Session-Id"]
+                await r.read()
+            async with s.post(f"{h.base}/mcp/tools", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                              headers=headers) as r:
+                assert r.status == 202
+            stream = await s.get(f"{h.base}/mcp/tools", headers={**headers, "Accept": "text/event-stream"})
+            assert stream.status == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+            await wait_until(lambda: seen.open == 1 and in_flight.count == 1)
+            stream.close()  # the client's connection goes, with nothing sent on the stream
+            await wait_until(lambda: seen.open == 0 and in_flight.count == 0, timeout=10)
+
+        writer = h.node.request_log
+        assert writer is not None and await writer.flush_all(10)
+        rows = h.sql("SELECT method, status, error_code FROM request_log WHERE route = '/mcp/{name}' "
+                     "AND method = 'GET'")
+        assert rows == [("GET", 200, "client_disconnected")]
 
 
 async def test_tool_calls_count_against_the_keys_rpm(database_url: str) -> None:
