@@ -22,16 +22,17 @@ and prints pass/fail per client, with what each sent upstream (paths, models, be
 Code, Codex, Gemini CLI and OpenCode make a tool round (AGENT_PROMPT below): they must read a file
 with their own tool and send the result back through the node, where the upstream quotes it.
 
-and `claude-mcp`, `codex-mcp` (bench/compat_mcp.py): Claude Code and Codex call a tool of a real MCP
-server through the node's /mcp/tickets with their virtual key, the upstream asking for the call.
+and `claude-mcp`, `codex-mcp`, `gemini-mcp`, `opencode-mcp` (bench/compat_mcp.py): Claude Code, Codex,
+Gemini CLI and OpenCode call a tool of a real MCP server through the node's /mcp/tickets with their
+virtual key, the upstream asking for the call.
 
 and, with `python` (a venv under the prefix with langchain-openai, litellm and openai-agents, made
 on first use, or --python INTERPRETER), LangChain's ChatOpenAI (chat, and use_responses_api=True),
 LiteLLM as an SDK (completion, responses) and the OpenAI Agents SDK (an agent with a function tool,
 over HTTP and over the Responses WebSocket).
 
-Run: python bench/compat.py [--prefix DIR] [--only claude,codex,gemini,opencode,node-sdk,python,claude-mcp,codex-mcp]
-                              [--verbose] [--dump DIR]
+Run: python bench/compat.py [--prefix DIR] [--verbose] [--dump DIR]
+         [--only claude,codex,gemini,opencode,node-sdk,python,claude-mcp,codex-mcp,gemini-mcp,opencode-mcp]
      python bench/compat.py --errors [--prefix DIR] [--only claude,codex,gemini,opencode,python] (compat_errors.py)
 Needs node >= 18 and npm (registry access for the first run); uses SHIELDES_TEST_DATABASE_URL if
 set, else the embedded Postgres of the test suite.
@@ -162,12 +163,15 @@ class GoogleLog:
 
 Upstream = FakeUpstream | BedrockLog | GoogleLog  # what a run reads the upstream's requests from
 McpRun = tuple[compat_mcp.Tickets, Seen]  # the ticket MCP server of the run, and what it saw
-MCP_CLIENTS = ("claude-mcp", "codex-mcp")
+MCP_CLIENTS = ("claude-mcp", "codex-mcp", "gemini-mcp", "opencode-mcp")
 MCP_CHAT_MODEL = "qwen3-coder-mcp"  # Codex's MCP run on a chat-completions-only (`translate`) deployment
-# client -> its runs: (label, the key's name, the model, for Codex); a key each, so each run's log rows are its own
+# client -> its runs: (label, the key's name, the model, for Codex and OpenCode); a key each, so each run's
+# log rows are its own
 MCP_RUNS = {"claude-mcp": [("claude-mcp", "claude-mcp", "")],
             "codex-mcp": [("codex-mcp", "codex-mcp", CODEX_TOOLS_MODEL),
-                          ("codex-mcp (chat-only upstream)", "codex-mcp-chat", MCP_CHAT_MODEL)]}
+                          ("codex-mcp (chat-only upstream)", "codex-mcp-chat", MCP_CHAT_MODEL)],
+            "gemini-mcp": [("gemini-mcp", "gemini-mcp", "")],
+            "opencode-mcp": [("opencode-mcp", "opencode-mcp", "gpt-4o-mini")]}
 
 
 def learned_names(outcomes: list[Outcome]) -> list[str]:
@@ -442,8 +446,10 @@ async def opencode(bin_dir: Path, node: str, key: str, work: Path, up: Upstream,
 
 async def mcp_client(label: str, key_name: str, model: str, bin_dir: Path, node: str, key: str, work: Path,
                      up: FakeUpstream, env: dict[str, str], run_mcp: McpRun) -> Outcome:
-    """A run of `claude-mcp` or `codex-mcp` (MCP_RUNS): the client calls the ticket server's tool at
-    the node's /mcp/tickets with its virtual key (bench/compat_mcp.py), the upstream scripted to call it."""
+    """A run of MCP_RUNS (`claude-mcp`, `codex-mcp`, `gemini-mcp`, `opencode-mcp`): the client calls the
+    ticket server's tool at the node's /mcp/tickets with its virtual key (bench/compat_mcp.py), the
+    upstream scripted to call it. Gemini CLI's model calls go to the node's Gemini API (its model names
+    are the `openai` provider's), OpenCode's to chat completions (`model`)."""
     home = work / f"home-{len(list(work.iterdir()))}"
     home.mkdir()
     tickets, seen = run_mcp
@@ -454,20 +460,32 @@ async def mcp_client(label: str, key_name: str, model: str, bin_dir: Path, node:
         config.write_text(json.dumps(compat_mcp.claude_config(node, key)))
         cmd = [str(bin_dir / "claude"), *compat_mcp.claude_args(config)]
         client_env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
+    elif label == "gemini-mcp":
+        (home / ".gemini").mkdir()
+        (home / ".gemini" / "settings.json").write_text(json.dumps(compat_mcp.gemini_settings(node, key)))
+        cmd = [str(bin_dir / "gemini"), "-p", compat_mcp.PROMPT]
+        client_env = {**base_env(home), "GOOGLE_GEMINI_BASE_URL": node, "GEMINI_API_KEY": key,
+                      "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    elif label == "opencode-mcp":
+        config = home / "opencode.json"
+        config.write_text(json.dumps(compat_mcp.opencode_config(node, model)))
+        cmd = [str(bin_dir / "opencode"), "run", compat_mcp.PROMPT]
+        client_env = {**base_env(home), "OPENCODE_CONFIG": str(config), "SHIELDES_KEY": key}
     else:
         (home / ".codex").mkdir()
         (home / ".codex" / "config.toml").write_text(compat_mcp.codex_config(node, model))
         cmd = [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", compat_mcp.PROMPT]
         client_env = {**base_env(home), "CODEX_HOME": str(home / ".codex"), "SHIELDES_KEY": key}
     script, up.tool_script = up.tool_script, compat_mcp.McpScript()
-    start = len(up.requests)
+    start, open_before = len(up.requests), seen.open
     try:
         code, out, err = await run(cmd, client_env, work, 240)
     finally:
         up.tool_script = script
     requests = up.requests[start:]
-    rows = await compat_mcp.logged_rows(env, ROOT, key_name) if tickets.calls else []
-    found = compat_mcp.verdict(code, out, err, tickets, seen, rows, key, sorted(tool_names(requests)))
+    left_open = await compat_mcp.streams_left(seen, open_before)
+    rows = await compat_mcp.logged_rows(env, ROOT, key_name, {m for m, _ in seen.requests}) if tickets.calls else []
+    found = compat_mcp.verdict(code, out, err, tickets, seen, rows, key, sorted(tool_names(requests)), left_open)
     detail = found.detail
     unserved = None if found.ok else UNSERVED.search(err + out)
     if unserved:  # (for learning(): a model name the client asked for that nobody serves)
@@ -605,9 +623,9 @@ async def has_responses(node: str, key: str) -> bool:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", type=Path, default=ROOT / ".compat", help="npm prefix (default .compat)")
-    parser.add_argument("--only", default="claude,codex,gemini,opencode,node-sdk,python,claude-mcp,codex-mcp",
+    parser.add_argument("--only", default="claude,codex,gemini,opencode,node-sdk,python," + ",".join(MCP_CLIENTS),
                         help="comma-separated clients to run: claude, codex, gemini, opencode, node-sdk, python, "
-                        "claude-mcp, codex-mcp (an MCP tool called through the node)")
+                        "claude-mcp, codex-mcp, gemini-mcp, opencode-mcp (an MCP tool called through the node)")
     parser.add_argument("--python", help="interpreter with langchain-openai, litellm and openai-agents installed "
                         "(default: a venv under the prefix, made on first use)")
     parser.add_argument("--verbose", action="store_true", help="print what each client sent upstream")
@@ -674,7 +692,7 @@ async def main() -> int:
         responses = await has_responses(node_url, key)
         # the MCP runs first, while the Claude names are still on the `anthropic` provider
         for label, key_name, model in [r for c in mcp_clients for r in MCP_RUNS[c]]:
-            if model and not responses:
+            if label.startswith("codex") and not responses:
                 outcomes.append(Outcome(label, False, "skipped: this node has no /v1/responses (Codex needs it)"))
                 continue
             outcomes.append(await learning(served, lambda r=(label, key_name, model): mcp_client(  # type: ignore[misc]

@@ -1,4 +1,5 @@
-"""Coding agents calling an MCP tool through the node (`claude-mcp`, `codex-mcp` in bench/compat.py).
+"""Coding agents calling an MCP tool through the node (`claude-mcp`, `codex-mcp`, `gemini-mcp`,
+`opencode-mcp` in bench/compat.py).
 
 A real MCP server (the official SDK over Streamable HTTP, tests/fake_mcp.py) offers
 `lookup_ticket(id)`, which answers a random marker and refuses any request without its own bearer
@@ -13,9 +14,15 @@ client holds, for its model calls and for the MCP server at the node's `/mcp/tic
                        url = NODE/mcp/tickets, bearer_token_env_var = "SHIELDES_KEY", the tool
                        approved ahead; a `--responses native` deployment's model, then a
                        `translate` one's (the upstream sees chat completions)
+  gemini -p PROMPT     settings.json: the Gemini API key sign-in (the node's Gemini API, translated
+                       to chat), and mcpServers.tickets with httpUrl = NODE/mcp/tickets, the
+                       Authorization header, trust = true (headless, an untrusted tool is denied)
+  opencode run PROMPT  opencode.json: an OpenAI-compatible provider at the node, and mcp.tickets
+                       (type remote, url, headers), the tool allowed by `permission`
 
 The fake upstream, offered a tool whose name holds `lookup_ticket` (Claude Code names it
-mcp__tickets__lookup_ticket; Codex gives it its own name), calls it with the ticket id, then quotes
+mcp__tickets__lookup_ticket, Gemini CLI mcp_tickets_lookup_ticket, OpenCode tickets_lookup_ticket;
+Codex gives it its own name), calls it with the ticket id, then quotes
 the tool result it gets back. A run passes only if the server saw the call with that id and its own
 token (the virtual key reached it nowhere), the node's request log holds the key's `tools/call` row
 for the server and tool, and the client's output holds the marker.
@@ -85,10 +92,12 @@ class Verdict:
 
 
 def verdict(code: int, out: str, err: str, tickets: Tickets, seen: Seen, rows: list[dict[str, Any]],
-            key: str, offered: list[str]) -> Verdict:
+            key: str, offered: list[str], left_open: int = 0) -> Verdict:
     """Whether the client's tool call went through the node to the server and its result came back:
     the server ran the call with the ticket id and its own token, no request reached it with the
-    virtual key, the node logged the key's `tools/call` of the tool, and the output quotes the marker."""
+    virtual key, the node logged the key's `tools/call` of the tool, and the output quotes the marker;
+    and, the client gone, the node left none of its requests open on the server (`left_open`: a
+    GET stream still relayed after the client exited)."""
     called = [name for name in offered if TOOL in name]
     if not called:
         return Verdict(False, f"the client offered the model no tool named *{TOOL}* (it offered: "
@@ -109,21 +118,45 @@ def verdict(code: int, out: str, err: str, tickets: Tickets, seen: Seen, rows: l
     if code != 0 or tickets.marker not in out:
         return Verdict(False, f"the tool ran, but the answer did not quote its result: exit {code}: "
                               f"{(err or out).strip()[-400:]}")
-    methods = sorted({str(r.get("model") or r.get("method")) for r in rows})  # (GET, DELETE: no JSON-RPC method)
+    if left_open:
+        return Verdict(False, f"the tool call went through, but the client exited and {left_open} of its requests "
+                              "stayed open on the MCP server: the node went on relaying them")
+    methods = sorted({logged_as(r) for r in rows})
     return Verdict(True, f"{out.strip()[-80:]}; {called[0]} called through /mcp/{SERVER} "
                          f"(server saw its own token; log: {', '.join(methods)})")
 
 
-async def logged_rows(env: dict[str, str], root: Path, key_name: str, timeout: float = 20) -> list[dict[str, Any]]:
+def logged_as(row: dict[str, Any]) -> str:
+    """A request-log row as the verdict lists it: the JSON-RPC method (GET and DELETE have none: the
+    HTTP method), with a status other than 2xx and an error code (client_disconnected, ...) shown."""
+    status = int(row.get("status") or 0)
+    return " ".join([str(row.get("model") or row.get("method")), *([str(status)] if not 200 <= status < 300 else []),
+                     *([str(row["error_code"])] if row.get("error_code") else [])])
+
+
+async def streams_left(seen: Seen, before: int, timeout: float = 10) -> int:
+    """How many of the client's requests are still open on the MCP server once `timeout` passed, or 0
+    as soon as none is (called after the client exited: the node notices a quiet stream's client left
+    within a second). `before`: those open when the client started (another run's, not this one's)."""
+    deadline = time.monotonic() + timeout
+    while seen.open > before and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return max(0, seen.open - before)
+
+
+async def logged_rows(env: dict[str, str], root: Path, key_name: str, methods: set[str],
+                      timeout: float = 20) -> list[dict[str, Any]]:
     """The key's request-log rows on /mcp/* (each client has a key of its own), once a tools/call row
-    is among them (the node writes the log in batches) or `timeout` passed."""
+    and a row of each HTTP method in `methods` (those the server saw) are among them (the node writes
+    the log in batches), or `timeout` passed."""
     deadline = time.monotonic() + timeout
     while True:
         out = subprocess.run([sys.executable, "-m", "shieldes", "logs", "--json", "--key", key_name,
                               "--route", "/mcp/*", "--limit", "1000"],
                              cwd=root, env=env, capture_output=True, text=True, check=False)
         rows: list[dict[str, Any]] = json.loads(out.stdout) if out.returncode == 0 else []
-        if any(r.get("model") == "tools/call" for r in rows) or time.monotonic() > deadline:
+        done = any(r.get("model") == "tools/call" for r in rows) and methods <= {r.get("method") for r in rows}
+        if done or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.2)
 
@@ -148,3 +181,29 @@ def codex_config(node: str, model: str) -> str:
             f'[mcp_servers.{SERVER}]\nurl = "{node}/mcp/{SERVER}"\nbearer_token_env_var = "SHIELDES_KEY"\n\n'
             # `codex exec` runs with approval policy never: a tool needing approval fails, so approve this one
             f'[mcp_servers.{SERVER}.tools.{TOOL}]\napproval_mode = "approve"\n')
+
+
+def gemini_settings(node: str, key: str) -> dict[str, Any]:
+    """Gemini CLI's settings.json: the Gemini API key sign-in (its model calls on the node's Gemini
+    API, as the `gemini` run), and the node's route as a Streamable HTTP server (`httpUrl`) with the
+    virtual key; `trust`, since in headless mode a tool that would ask for confirmation is denied
+    (and not even offered to the model)."""
+    return {"security": {"auth": {"selectedType": "gemini-api-key"}},
+            "mcpServers": {SERVER: {"httpUrl": f"{node}/mcp/{SERVER}",
+                                    "headers": {"Authorization": f"Bearer {key}"}, "trust": True}}}
+
+
+def opencode_config(node: str, model: str) -> dict[str, Any]:
+    """OpenCode's opencode.json: an OpenAI-compatible provider at the node (chat completions) and the
+    node's route as a remote MCP server, the virtual key (SHIELDES_KEY) for both; the server's tools
+    allowed ahead (OpenCode names them SERVER_TOOL; its default allows them, but a call that asks is
+    rejected by `opencode run`)."""
+    return {"$schema": "https://opencode.ai/config.json",
+            "provider": {"shieldes": {"npm": "@ai-sdk/openai-compatible", "name": "shieldes",
+                                      "models": {model: {"name": model}},
+                                      "options": {"baseURL": f"{node}/v1", "apiKey": "{env:SHIELDES_KEY}"}}},
+            "model": f"shieldes/{model}", "small_model": f"shieldes/{model}",
+            "mcp": {SERVER: {"type": "remote", "url": f"{node}/mcp/{SERVER}", "enabled": True,
+                             "headers": {"Authorization": "Bearer {env:SHIELDES_KEY}"}}},
+            "permission": {f"{SERVER}_*": "allow"},
+            "autoupdate": False, "share": "disabled"}

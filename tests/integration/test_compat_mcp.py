@@ -1,7 +1,8 @@
-"""What bench/compat.py's MCP runs (`claude-mcp`, `codex-mcp`: bench/compat_mcp.py) rest on: the
-ticket server (a real MCP server that takes only its own token and records each call), and the
-fake upstream calling an MCP tool the way Codex offers it (inside a Responses `namespace` tool,
-the call naming the namespace) through a real node, on a native and on a translated deployment."""
+"""What bench/compat.py's MCP runs (`claude-mcp`, `codex-mcp`, `gemini-mcp`, `opencode-mcp`:
+bench/compat_mcp.py) rest on: the ticket server (a real MCP server that takes only its own token and
+records each call), and the fake upstream calling an MCP tool the way Codex offers it (inside a
+Responses `namespace` tool, the call naming the namespace) through a real node, on a native and on
+a translated deployment."""
 
 from __future__ import annotations
 

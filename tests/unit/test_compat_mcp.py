@@ -4,6 +4,7 @@ key, the answer quotes the tool's result)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bench import compat_mcp
@@ -40,6 +41,11 @@ def test_a_run_passes_when_the_call_went_through_and_came_back() -> None:
     got = verdict(0, f"It is open, {tickets.marker}", "", tickets, seen, [row(model="initialize"), row()], KEY,
                   OFFERED)
     assert got.ok and "mcp__tickets__lookup_ticket" in got.detail and "initialize, tools/call" in got.detail
+    rows = [row(), row(model=None, method="GET", status=405), row(model=None, method="DELETE"),
+            row(model=None, method="GET", error_code="client_disconnected")]
+    refused = verdict(0, f"It is open, {tickets.marker}", "", tickets, seen, rows, KEY, OFFERED)
+    assert refused.ok  # (a refused request, and how a stream ended, are shown)
+    assert "log: DELETE, GET 405, GET client_disconnected, tools/call)" in refused.detail
 
 
 def test_a_run_fails_without_each_proof() -> None:
@@ -56,6 +62,9 @@ def test_a_run_fails_without_each_proof() -> None:
     other.calls.append(("TCK-1", f"Bearer {other.token}"))
     assert "saw no lookup_ticket" in verdict(0, out, "", other, seen, [row()], KEY, OFFERED).detail
 
+    still = verdict(0, out, "", tickets, seen, [row()], KEY, OFFERED, left_open=1)
+    assert not still.ok and "1 of its requests stayed open on the MCP server" in still.detail
+
     seen.requests.append(("GET", {"authorization": f"Bearer {tickets.token}", "x-forwarded": KEY}))
     leaked = verdict(0, out, "", tickets, seen, [row()], KEY, OFFERED)
     assert not leaked.ok and "virtual key reached the MCP server (in x-forwarded)" in leaked.detail
@@ -67,3 +76,13 @@ def test_the_clients_configs_hold_the_node_route_and_the_key() -> None:
     codex = compat_mcp.codex_config("http://node:1", "gpt-5-codex")
     assert 'url = "http://node:1/mcp/tickets"' in codex and 'bearer_token_env_var = "SHIELDES_KEY"' in codex
     assert KEY not in codex  # (read from the environment)
+    gemini = compat_mcp.gemini_settings("http://node:1", KEY)
+    assert gemini["mcpServers"]["tickets"] == {"httpUrl": "http://node:1/mcp/tickets", "trust": True,
+                                               "headers": {"Authorization": f"Bearer {KEY}"}}
+    assert gemini["security"]["auth"]["selectedType"] == "gemini-api-key"
+    opencode = compat_mcp.opencode_config("http://node:1", "gpt-4o-mini")
+    assert opencode["mcp"]["tickets"] == {"type": "remote", "url": "http://node:1/mcp/tickets", "enabled": True,
+                                          "headers": {"Authorization": "Bearer {env:SHIELDES_KEY}"}}
+    assert opencode["permission"] == {"tickets_*": "allow"} and opencode["model"] == "shieldes/gpt-4o-mini"
+    assert opencode["provider"]["shieldes"]["options"]["baseURL"] == "http://node:1/v1"
+    assert KEY not in json.dumps(opencode)  # (read from the environment)
