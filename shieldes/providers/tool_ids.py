@@ -248,17 +248,16 @@ def fit_responses_ids(body: Body, rule: IdRule = RESPONSES) -> Body:
     return body if fitted is None else dict(body, input=fitted)
 
 
-def scan_call_items(items: list[Any], rule: IdRule, start: int = 0, made: Iterable[str] = (),
-                    fit: bool = True) -> tuple[bool, tuple[int, Any] | None]:
+def scan_call_items(items: list[Any], rule: IdRule, start: int = 0,
+                    made: Iterable[str] = ()) -> tuple[bool, tuple[int, Any] | None]:
     """One pass over a Responses input, nothing built (an agent's turn carries its whole
     conversation): whether every call_id of its function_call, custom_tool_call and output items
     fits `rule`, and the first output item (its index and call_id) that answers no call before it,
     which the Responses API refuses (None when every output answers). From `start` on only, when
-    what comes before is known: the call ids it made (`made`), whether its ids fit (`fit`), and
-    that each of its outputs answers a call."""
+    what comes before is known to pass (its ids fit, its outputs answer) and made the calls `made`."""
     fits = rule.fits
     calls: set[str] = set(made)
-    all_fit = fit
+    all_fit = True
     for i, item in enumerate(islice(items, start, None), start):
         if not isinstance(item, dict):
             continue
@@ -283,7 +282,7 @@ def calls_answered_and_fit(calls: list[tuple[str, Any]], rule: IdRule) -> bool:
     return answered_calls(calls, rule) is not None
 
 
-def answered_calls(calls: list[tuple[str, Any]], rule: IdRule, made: Iterable[str] = ()) -> set[str] | None:
+def answered_calls(calls: list[tuple[Any, Any]], rule: IdRule, made: Iterable[str] = ()) -> set[str] | None:
     """The call ids made by `calls` (the (type, call_id) of each item) after those of `made` (items
     before them, which passed), when every call_id fits `rule` and every output answers a call made
     before it; None otherwise."""

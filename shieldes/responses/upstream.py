@@ -122,7 +122,7 @@ def _calls_fit(body: Body, known: History | None = None) -> bool:
     elif known is None:
         ids_fit, unanswered = scan_call_items(items, RESPONSES)
     else:
-        ids_fit, unanswered = scan_call_items(items, RESPONSES, len(known.items), known.calls, known.ids_fit)
+        ids_fit, unanswered = scan_call_items(items, RESPONSES, len(known.items), known.calls or ())
     if unanswered is not None and isinstance(items, list):
         index, call_id = unanswered
         output = str(items[index]["type"])  # function_call_output or custom_tool_call_output

@@ -37,24 +37,23 @@ def test_a_history_built_turn_by_turn_knows_what_reading_it_whole_finds(turns: l
     items = [item for turn in turns for item in turn]
     whole = History.of(items)
     assert history.items == whole.items == items
-    assert (history.calls, history.ids_fit, history.answered, history.plain) == \
-        (whole.calls, whole.ids_fit, whole.answered, whole.plain)
+    assert (history.calls, history.plain) == (whole.calls, whole.plain)
     assert whole.size == (prompt_bytes(orjson.dumps(items)) if items else 0)
     assert abs(history.size - whole.size) <= 2 * len(turns)  # (each turn's own brackets and comma)
 
-    fit, unanswered = scan_call_items(items, RESPONSES)
-    assert history.answered == (unanswered is None)
-    if unanswered is None:
-        assert history.ids_fit == fit
-    assert history.calls == {item["call_id"] for item in items if isinstance(item, dict)
-                             and item.get("type") in CALL_KINDS and isinstance(item.get("call_id"), str)}
+    passes = scan_call_items(items, RESPONSES) == (True, None)
+    assert (history.calls is not None) == passes
+    if passes:
+        assert history.calls == {item["call_id"] for item in items if isinstance(item, dict)
+                                 and item.get("type") in CALL_KINDS and isinstance(item.get("call_id"), str)}
     body = {"input": items}
     assert history.plain == (not any(map(made_here, items)) and without_own_reasoning(body) is None)
 
 
 @settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(before=st.lists(responses_items, max_size=6), own=st.lists(responses_items, max_size=4))
-@example(before=[{"type": "function_call", "call_id": "c" * 65, "name": "ls", "arguments": "{}"}], own=[])
+@example(before=[{"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{}"}],
+         own=[{"type": "function_call_output", "call_id": "call_1", "output": "ok"}])
 def test_checking_only_a_turns_own_items_after_a_checked_history_decides_as_reading_everything(
         before: list[Any], own: list[Any]) -> None:
     history = History.of(before)
@@ -63,18 +62,17 @@ def test_checking_only_a_turns_own_items_after_a_checked_history_decides_as_read
     items = before + own
     body = {"input": items}
     start = len(before)
-    assert scan_call_items(items, RESPONSES, start, history.calls, history.ids_fit) == \
-        scan_call_items(items, RESPONSES)
+    assert scan_call_items(items, RESPONSES, start, history.calls or ()) == scan_call_items(items, RESPONSES)
     assert _summaries(body, start) == _summaries(body)
     assert without_own_reasoning(body, start) == without_own_reasoning(body)
 
 
-def test_an_agents_history_is_checked_and_its_unanswered_or_gateway_items_are_not() -> None:
+def test_an_agents_history_is_checked_and_its_unanswered_foreign_or_gateway_items_are_not() -> None:
     turn = [{"type": "message", "role": "user", "content": "fix it"},
             {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "call_1", "output": "ok"}]
     history = History.of(turn).then([{"type": "message", "role": "assistant", "content": "done"}])
-    assert history.checked and history.ids_fit and history.calls == {"call_1"}
-    assert not History.of(turn[2:]).answered
-    assert not History.of([{"type": "function_call", "call_id": "c" * 65}]).ids_fit
-    assert not History.of([{"type": "reasoning", "id": "rs_shd_ab", "summary": []}]).plain
+    assert history.checked and history.calls == {"call_1"}
+    assert not History.of(turn[2:]).checked
+    assert not History.of([{"type": "function_call", "call_id": "c" * 65}]).checked
+    assert not History.of([{"type": "reasoning", "id": "rs_shd_ab", "summary": []}]).checked
