@@ -199,7 +199,9 @@ async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(da
         await h.admin(UpdateProvider("openai", responses="native"))
         secret = await h.create_key("agent")
         await h.sync()
-        items: list[Any] = list(ITEMS)
+        # (an agent's input: long enough to be remembered, checked_histories.REMEMBER_FROM)
+        items: list[Any] = [{"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "the repository: " + "x = 1\n" * 4000}]}, *ITEMS]
         for turn in range(2, 5):
             items += [{"type": "function_call", "call_id": f"call_{turn}", "name": "ls", "arguments": "{}"},
                       {"type": "function_call_output", "call_id": f"call_{turn}", "output": "b.py"}]

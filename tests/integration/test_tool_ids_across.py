@@ -130,7 +130,8 @@ async def test_a_claude_agents_turns_are_checked_from_where_the_last_one_ended(d
             return [b.get("id") or b["tool_use_id"] for m in h.upstream.last("/v1/messages").body["messages"]
                     if isinstance(m["content"], list) for b in m["content"]]
 
-        turns: list[Any] = [ASK]
+        # (an agent's history: long enough to be remembered, checked_histories.REMEMBER_FROM)
+        turns: list[Any] = [{"role": "user", "content": ASK["content"] + " the repository: " + "x = 1\n" * 4000}]
         for call_id in ("toolu_01", "toolu_02", KIMI_ID, "toolu_03"):
             turns += tool_turn(call_id)
             message = await claude.messages.create(model=CLAUDE, max_tokens=50, messages=turns)

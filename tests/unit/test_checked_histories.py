@@ -46,7 +46,8 @@ class _Reads:
 @settings(deadline=None, max_examples=300)
 @given(steps=_steps)
 def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bool]]) -> None:
-    checked: CheckedHistories[bool] = CheckedHistories(per_key=2, head=8)  # (a change after it: the whole CRC)
+    # (a short head: a change after it is seen by the whole CRC)
+    checked: CheckedHistories[bool] = CheckedHistories(per_key=2, head=8, remember_from=0)
     conversations: list[list[Any]] = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
     for which, new, changed in steps:
         history = conversations[which]
@@ -60,7 +61,7 @@ def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bo
 
 
 def test_an_agents_next_turn_is_read_from_where_the_last_one_ended() -> None:
-    checked: CheckedHistories[bool] = CheckedHistories()
+    checked: CheckedHistories[bool] = CheckedHistories(remember_from=0)
     reads = _Reads()
     history: list[Any] = [{"role": "user", "content": "fix the bug " * 100}]
     for turn in range(5):
@@ -92,7 +93,7 @@ def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
     """Inputs of two conversations of one key, each turn the last plus new items (or with its last
     item replaced): what the check finds (whether the items go as sent, and the calls they made)
     is what reading the whole input finds."""
-    checked: CheckedHistories[frozenset[str]] = CheckedHistories(head=8)
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(head=8, remember_from=0)
     inputs: list[list[Any]] = [[{"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": f"task {i}"}]}] for i in range(2)]
     for which, new, replaced in turns:
@@ -105,16 +106,25 @@ def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
 
 
 def test_what_a_node_holds_is_bounded_by_weight_the_keys_used_longest_ago_forgotten() -> None:
-    checked: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=40, per_key=2)
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=40, per_key=2, remember_from=0)
     for key in range(10):
         calls = [{"type": "function_call", "call_id": f"call_{i}", "name": "ls", "arguments": "{}"} for i in range(9)]
         assert checked.check(f"key{key}", orjson.dumps(calls), input_calls_made) == {f"call_{i}" for i in range(9)}
         assert checked.weight <= 40
     assert checked.weight == 40  # four keys' lists of 1 + 9 each
     reads = _Reads()
-    checked_messages: CheckedHistories[bool] = CheckedHistories(most=3)
+    checked_messages: CheckedHistories[bool] = CheckedHistories(most=3, remember_from=0)
     for key in ("a", "b", "c", "d"):
         checked_messages.check(key, b'[{"role":"user","content":"hi"}]', reads)
     before = reads.bytes
     checked_messages.check("a", b'[{"role":"user","content":"hi"},{"role":"user","content":"again"}]', reads)
     assert reads.bytes - before > 40  # key a was forgotten: its history read whole
+
+
+def test_a_short_list_is_read_whole_and_not_remembered() -> None:
+    checked: CheckedHistories[bool] = CheckedHistories(remember_from=100)
+    reads = _Reads()
+    short = b'[{"role":"user","content":"hi"}]'
+    for _ in range(2):
+        assert checked.check("key", short, reads)
+    assert reads.bytes == 2 * len(short) and checked.weight == 0
