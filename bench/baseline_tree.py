@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,15 +40,10 @@ class BaselineDatabase:
 
 
 def create_database(server: str) -> str:
-    """A fresh, empty database `bench_<hex>` in `server`; its URL."""
-    import psycopg
+    """A fresh, empty database in `server`; its URL."""
+    from tests.pg import fresh_database
 
-    from tests.pg import with_database
-
-    name = "bench_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return with_database(server, name)
+    return fresh_database(server, migrated=False)
 
 
 def database_name(url: str) -> str:

@@ -5,10 +5,12 @@ the client writes é as \\u00e9, the node's encoder would write it as UTF-8."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from shieldes.projections.shared_commands import SetModelAlias, UpdateProvider
 from shieldes.projections.state import AliasTarget
@@ -41,6 +43,29 @@ def _history(messages: list[dict[str, Any]]) -> bytes:
 
 def _auth(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+async def _refused_before_upstream(h: Harness, secret: str, raw: bytes) -> None:
+    """A Responses request whose output answers no call: a 400 in the gateway's words, nothing sent."""
+    before = len(h.upstream.requests)
+    async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, data=raw, headers={
+            **_auth(secret), "Content-Type": "application/json"}) as r:
+        assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
+    assert len(h.upstream.requests) == before
+
+
+Native = tuple[Harness, str]
+
+
+@pytest.fixture
+async def native(database_url: str) -> AsyncIterator[Native]:
+    """A node whose openai deployment serves the Responses API natively, and an agent's key."""
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini"))
+    async with harness(database_url, upstream=up) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("agent")
+        await h.sync()
+        yield h, secret
 
 
 async def _post(h: Harness, secret: str, path: str, raw: bytes) -> bytes:
@@ -131,97 +156,75 @@ async def test_what_the_gateway_adds_follows_the_clients_bytes_or_the_body_is_en
         assert len(call_id) <= 40 and sent.body["messages"][3]["tool_call_id"] == call_id
 
 
-async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(database_url: str) -> None:
-    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",))
-    async with harness(database_url, upstream=up) as h:
-        await h.admin(UpdateProvider("openai", responses="native"))
-        secret = await h.create_key("agent")
-        await h.sync()
-        items = ITEMS
-        for streaming in (True, False):
-            raw = _encoded({"model": "gpt-4o", "input": items, "stream": streaming, "store": True})
-            got = await _post(h, secret, RESPONSES, raw)
-            assert h.upstream.last(RESPONSES).raw == raw
-            if not streaming:
-                first = orjson.loads(got)
+async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(native: Native) -> None:
+    h, secret = native
+    items = ITEMS
+    for streaming in (True, False):
+        raw = _encoded({"model": "gpt-4o", "input": items, "stream": streaming, "store": True})
+        got = await _post(h, secret, RESPONSES, raw)
+        assert h.upstream.last(RESPONSES).raw == raw
+        if not streaming:
+            first = orjson.loads(got)
 
-        # the stored input (kept as the client's bytes) reads back as the items
-        async with aiohttp.ClientSession() as s, s.get(f"{h.base}/v1/responses/{first['id']}/input_items?order=asc",
-                                                       headers=_auth(secret)) as r:
-            listed = (await r.json())["data"]
-        assert [i["type"] for i in listed] == [i["type"] for i in items]
-        assert listed[0]["content"][0]["text"] == "Café?" and listed[2]["output"] == "a.py"
+    # the stored input (kept as the client's bytes) reads back as the items
+    async with aiohttp.ClientSession() as s, s.get(f"{h.base}/v1/responses/{first['id']}/input_items?order=asc",
+                                                   headers=_auth(secret)) as r:
+        listed = (await r.json())["data"]
+    assert [i["type"] for i in listed] == [i["type"] for i in items]
+    assert listed[0]["content"][0]["text"] == "Café?" and listed[2]["output"] == "a.py"
 
-        # a turn that continues a stored conversation is built by the gateway: encoded again
-        turn = _encoded({"model": "gpt-4o", "input": "and now?", "previous_response_id": first["id"],
-                         "stream": True})
-        await _post(h, secret, RESPONSES, turn)
+    # a turn that continues a stored conversation is built by the gateway: encoded again
+    turn = _encoded({"model": "gpt-4o", "input": "and now?", "previous_response_id": first["id"],
+                     "stream": True})
+    await _post(h, secret, RESPONSES, turn)
+    sent = h.upstream.last(RESPONSES)
+    assert sent.raw != turn and "previous_response_id" not in sent.body
+    assert sent.body["input"][0]["content"][0]["text"] == "Café?" and b"Caf\\u00e9" not in sent.raw
+
+
+async def test_an_agents_turn_without_a_conversation_goes_as_the_clients_input_bytes(native: Native) -> None:
+    h, secret = native
+    await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))
+    await h.sync()
+    items = ITEMS
+    for streaming in (True, False):
+        raw = _encoded({"model": "smart", "input": items, "stream": streaming, "store": False})
+        got = await _post(h, secret, RESPONSES, raw)
         sent = h.upstream.last(RESPONSES)
-        assert sent.raw != turn and "previous_response_id" not in sent.body
-        assert sent.body["input"][0]["content"][0]["text"] == "Café?" and b"Caf\\u00e9" not in sent.raw
+        assert sent.body["model"] == "gpt-4o-mini" and _history(items) in sent.raw
+        assert (b"response.completed" in got) == streaming
+
+    # a call_id longer than a native upstream takes: the input is decoded and the ids fitted
+    long_id = "call_" + "x" * 70
+    fitted = [items[0], {**items[1], "call_id": long_id}, {**items[2], "call_id": long_id}]
+    await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": fitted, "store": False}))
+    sent = h.upstream.last(RESPONSES)
+    assert len(sent.body["input"][1]["call_id"]) <= 64 and sent.body["input"][2]["call_id"] == \
+        sent.body["input"][1]["call_id"]
+    # an output that answers no call: refused in the gateway's words, nothing sent
+    await _refused_before_upstream(h, secret, _encoded({"model": "gpt-4o", "input": items[2:], "store": False}))
 
 
-async def test_an_agents_turn_without_a_conversation_goes_as_the_clients_input_bytes(database_url: str) -> None:
-    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini"))
-    async with harness(database_url, upstream=up) as h:
-        await h.admin(UpdateProvider("openai", responses="native"))
-        await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))
-        secret = await h.create_key("agent")
-        await h.sync()
-        items = ITEMS
-        for streaming in (True, False):
-            raw = _encoded({"model": "smart", "input": items, "stream": streaming, "store": False})
-            got = await _post(h, secret, RESPONSES, raw)
-            sent = h.upstream.last(RESPONSES)
-            assert sent.body["model"] == "gpt-4o-mini" and _history(items) in sent.raw
-            assert (b"response.completed" in got) == streaming
-
-        # a call_id longer than a native upstream takes: the input is decoded and the ids fitted
-        long_id = "call_" + "x" * 70
-        fitted = [items[0], {**items[1], "call_id": long_id}, {**items[2], "call_id": long_id}]
-        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": fitted, "store": False}))
-        sent = h.upstream.last(RESPONSES)
-        assert len(sent.body["input"][1]["call_id"]) <= 64 and sent.body["input"][2]["call_id"] == \
-            sent.body["input"][1]["call_id"]
-        # an output that answers no call: refused in the gateway's words, nothing sent
-        before = len(h.upstream.requests)
-        lone = {"model": "gpt-4o", "input": items[2:], "store": False}
-        async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, headers=_auth(secret), json=lone) as r:
-            assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
-        assert len(h.upstream.requests) == before
-
-
-async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(database_url: str) -> None:
-    """Each turn sends the last turn's input and its new items (a node reads only those, after the
-    part that passed): the turns go as the client's bytes, an output answering a call of an earlier
-    turn goes through, and a later turn's long call id or unanswered output is still found."""
-    async with harness(database_url) as h:
-        await h.admin(UpdateProvider("openai", responses="native"))
-        secret = await h.create_key("agent")
-        await h.sync()
-        # (an agent's input: long enough to be remembered, checked_histories.REMEMBER_FROM)
-        items: list[Any] = [{"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "the repository: " + "x = 1\n" * 4000}]}, *ITEMS]
-        for turn in range(2, 5):
-            items += [{"type": "function_call", "call_id": f"call_{turn}", "name": "ls", "arguments": "{}"},
-                      {"type": "function_call_output", "call_id": f"call_{turn}", "output": "b.py"}]
-            await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": items, "store": False}))
-            assert _history(items) in h.upstream.last(RESPONSES).raw
-        # an output of a call made turns ago, then a call id longer than the upstream takes
-        answered = [*items, {"type": "function_call_output", "call_id": "call_2", "output": "again"}]
-        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": answered, "store": False}))
-        assert _history(answered) in h.upstream.last(RESPONSES).raw
-        long_id = "call_" + "y" * 70
-        longer = [*answered, {"type": "function_call", "call_id": long_id, "name": "ls", "arguments": "{}"},
-                  {"type": "function_call_output", "call_id": long_id, "output": "c.py"}]
-        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": longer, "store": False}))
-        sent = h.upstream.last(RESPONSES).body["input"]
-        assert sent[-1]["call_id"] == sent[-2]["call_id"] != long_id and len(sent[-1]["call_id"]) <= 64
-        # an output that answers no call, after a part that passed: refused, nothing sent
-        before = len(h.upstream.requests)
-        lone = _encoded({"model": "gpt-4o", "input": [*answered, {"type": "function_call_output", "call_id": "call_9",
-                                                                  "output": "?"}], "store": False})
-        async with aiohttp.ClientSession() as s, s.post(h.base + RESPONSES, data=lone, headers={
-                **_auth(secret), "Content-Type": "application/json"}) as r:
-            assert r.status == 400 and "answers no function_call" in (await r.json())["error"]["message"]
-        assert len(h.upstream.requests) == before
+async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(native: Native) -> None:
+    h, secret = native
+    # (an agent's input: long enough to be remembered, checked_histories.REMEMBER_FROM)
+    items: list[Any] = [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "the repository: " + "x = 1\n" * 4000}]}, *ITEMS]
+    for turn in range(2, 5):
+        items += [{"type": "function_call", "call_id": f"call_{turn}", "name": "ls", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": f"call_{turn}", "output": "b.py"}]
+        await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": items, "store": False}))
+        assert _history(items) in h.upstream.last(RESPONSES).raw
+    # an output of a call made turns ago, then a call id longer than the upstream takes
+    answered = [*items, {"type": "function_call_output", "call_id": "call_2", "output": "again"}]
+    await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": answered, "store": False}))
+    assert _history(answered) in h.upstream.last(RESPONSES).raw
+    long_id = "call_" + "y" * 70
+    longer = [*answered, {"type": "function_call", "call_id": long_id, "name": "ls", "arguments": "{}"},
+              {"type": "function_call_output", "call_id": long_id, "output": "c.py"}]
+    await _post(h, secret, RESPONSES, _encoded({"model": "gpt-4o", "input": longer, "store": False}))
+    sent = h.upstream.last(RESPONSES).body["input"]
+    assert sent[-1]["call_id"] == sent[-2]["call_id"] != long_id and len(sent[-1]["call_id"]) <= 64
+    # an output that answers no call, after a part that passed: refused, nothing sent
+    lone = {"type": "function_call_output", "call_id": "call_9", "output": "?"}
+    await _refused_before_upstream(h, secret, _encoded({"model": "gpt-4o", "input": [*answered, lone], "store": False}))
