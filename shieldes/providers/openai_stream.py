@@ -108,6 +108,10 @@ class OpenAIChunkStream(BlockStream):
         way, more than one usage object. The usage chunk alone is parsed."""
         if b'"error"' in block or (b'"arguments"' in block and OBJECT_ARGUMENTS.search(block)):
             return None
+        if strip:  # the usage nulls go first (a split and a join: half of a replace)
+            pieces = block.split(_NULL_USAGE)
+            if len(pieces) > 1:
+                block = b"".join(pieces)
         parts = block.split(b'"usage"')
         if len(parts) > 1:
             nulls = objects = 0
@@ -118,7 +122,7 @@ class OpenAIChunkStream(BlockStream):
                     objects += 1
                 else:
                     return None
-            if objects > 1:
+            if objects > 1 or (strip and nulls):  # (a null left after the strip was not after a comma)
                 return None
             if objects:
                 at = block.rfind(b'"usage":{')
@@ -130,11 +134,6 @@ class OpenAIChunkStream(BlockStream):
                 if kept != [payload]:
                     block = block[:start] + joined_events(kept) + block[end + 2:]
                     n += len(kept) - 1
-            if strip and nulls:
-                cut = block.replace(_NULL_USAGE, b"")
-                if len(block) - len(cut) != len(_NULL_USAGE) * nulls:  # a null not after a comma
-                    return None
-                block = cut
         return block, n - block.count(b'"choices":[]')
 
     def _usage_frame(self, data: bytes, strip_usage: bool) -> list[bytes]:

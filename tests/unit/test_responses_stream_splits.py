@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from typing import Any
 
 import orjson
@@ -201,13 +202,21 @@ def test_any_split_reads_as_the_parsed_body_in_one_piece(body: bytes, points: li
     assert client_view(asyncio.run(forwarded(pieces, previous, broken))) == client_view(reference)
 
 
+# OpenAI's framing as typed_deltas reads it, one regex over the whole block: its specification
+TYPED_EVENTS = re.compile(rb'(?:event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}][^\n]*\}\n\n)+')
+
+
 @settings(max_examples=500, deadline=None)
-@given(body=bodies(), cut=st.integers(0, 10_000))
-def test_large_blocks_are_read_as_the_one_regex_pass_reads_small_ones(body: bytes, cut: int) -> None:
-    """A block of any size gets the same answer (how many delta events, or not OpenAI's framing)
-    from the per-event scan large blocks take as from the regex pass small ones take."""
-    for block in (body, body[:cut % (len(body) + 1)], body.replace(b"\r", b"")):
-        assert typed_deltas(block, small=0) == typed_deltas(block, small=len(block)), block
+@given(body=bodies(), cut=st.integers(0, 10_000), long_lines=st.integers(0, 4), pad=st.integers(900, 3000))
+def test_typed_deltas_reads_a_block_as_one_regex_over_it_would(body: bytes, cut: int, long_lines: int,
+                                                               pad: int) -> None:
+    """Runs of short events (one regex match) and long lines (checked event by event) give the
+    answer of one regex over the whole block: how many delta events, or not OpenAI's framing."""
+    padded = body.replace(b'"sequence_number":', b'"pad":"%s","sequence_number":' % (b"x" * pad), long_lines)
+    for block in (body, padded, padded[:cut % (len(padded) + 1)], padded.replace(b"\r", b"")):
+        if block:
+            whole = TYPED_EVENTS.fullmatch(block)
+            assert typed_deltas(block) == (None if whole is None else block.count(b".delta\ndata: ")), block
 
 
 def test_the_usual_stream_is_forwarded_byte_for_byte() -> None:
