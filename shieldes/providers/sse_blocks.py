@@ -77,6 +77,10 @@ def first_payload(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
         event = data[start:end]
         if event[:6] == b"data: " and b"\n" not in event:
             return event[6:], stop
+        named = event.find(b"\ndata: ") + 1  # `event: NAME` then one data line (OpenAI's Responses events)
+        if event[:7] == b"event: " and named and event.find(b"\n", 0, named - 1) < 0 and \
+                event.find(b"\n", named) < 0:
+            return event[named + 6:], stop
         found = decoded(event + b"\n\n", False)  # a comment, an `event:` field, several lines...
         if found:
             return found[0], stop

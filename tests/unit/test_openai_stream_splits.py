@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
 from shieldes.providers.openai_stream import OpenAIChunkStream
-from shieldes.providers.sse_blocks import first_payload, one_line_objects
+from shieldes.providers.sse_blocks import decoded, first_payload, one_line_objects
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
 CHUNK = b'{"id":"c1","object":"chat.completion.chunk","usage":null,"choices":[{"index":0,"delta":{"content":"%s"}}]}'
@@ -185,3 +185,18 @@ def test_first_payload() -> None:
     assert first_payload(b'data: {"a"', False) == (None, 0)
     assert first_payload(b'data: {"a":1}', True) == (b'{"a":1}', 13)
     assert first_payload(b": ping\n\n", True) == (None, 0)
+    assert first_payload(b'event: x\ndata: {"a":1}\n\nrest', False) == (b'{"a":1}', 24)
+    assert first_payload(b'event: x\ndata:y\ndata: {"a":1}\n\n', False) == (b'y\n{"a":1}', 31)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.sampled_from([b"event: x", b"event: response.created", b"data: {}", b'data: {"a":1}', b"data:",
+                                       b"data:x", b": ping", b"id: 7", b"", b"event:", b"retry: 5"]), max_size=6),
+       at_end=st.booleans())
+def test_first_payload_reads_as_the_decoder_does(lines: list[bytes], at_end: bool) -> None:
+    """Whatever the events' lines, first_payload finds the decoder's first data and where its event ends."""
+    body = b"\n".join(lines) + b"\n\n" + b'data: {"next":1}\n\n'
+    payloads = decoded(body, at_end)
+    found, stop = first_payload(body, at_end)
+    assert found == payloads[0]
+    assert decoded(body[stop:], at_end) == payloads[1:]
