@@ -4,7 +4,7 @@ itself, the head and bytes of an answer, and request bodies sent compressed."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 
 from aiohttp import web
 
@@ -70,22 +70,19 @@ def head(status: int, reason: str | None, headers: Mapping[str, str], length: in
     """An answer's status line and headers: the handler's headers, then the framing ones (a
     length, else chunked unless the close ends the body), Date, and Connection: close when the
     connection ends with it."""
-    lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}\r\n"]
-    typed = False
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in _HOP_HEADERS:
-            continue
-        if lowered == "content-type":
-            typed = True
-        lines.append(f"{name}: {value}\r\n")
-    if not typed:
-        lines.append("Content-Type: application/octet-stream\r\n")
-    text = "".join(lines)
+    lowered = [name.lower() for name in headers]
+    fields: Iterable[tuple[str, str]] = headers.items()
+    if not _HOP_HEADERS.isdisjoint(lowered):
+        fields = [field for field, name in zip(fields, lowered) if name not in _HOP_HEADERS]
+    lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}", *map(": ".join, fields)]
+    if "content-type" not in lowered:
+        lines.append("Content-Type: application/octet-stream")
+    lines.append("")
+    text = "\r\n".join(lines)
     # every line ends in CRLF: any other CR or LF is a line break inside a header (counted, not
     # searched for in a copy with the CRLFs taken out)
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        text = "".join(line[:-2].replace("\r", " ").replace("\n", " ") + "\r\n" for line in lines)
+    if text.count("\n") != len(lines) - 1 or text.count("\r") != len(lines) - 1:
+        text = "".join(line.replace("\r", " ").replace("\n", " ") + "\r\n" for line in lines[:-1])
     if length is not None:
         framing = b"Content-Length: %d\r\n" % length
     else:
