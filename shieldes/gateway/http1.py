@@ -73,7 +73,7 @@ def head(status: int, reason: str | None, headers: Mapping[str, str], length: in
     lowered = [name.lower() for name in headers]
     fields: Iterable[tuple[str, str]] = headers.items()
     if not _HOP_HEADERS.isdisjoint(lowered):
-        fields = [field for field, name in zip(fields, lowered) if name not in _HOP_HEADERS]
+        fields = [field for field, name in zip(fields, lowered, strict=True) if name not in _HOP_HEADERS]
     lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}", *map(": ".join, fields)]
     if "content-type" not in lowered:
         lines.append("Content-Type: application/octet-stream")

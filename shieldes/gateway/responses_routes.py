@@ -36,7 +36,7 @@ from shieldes.responses.objects import (
     asks_encrypted,
     event_without_encrypted,
     new_id,
-    usage_from_responses,
+    reports_usage,
     without_encrypted,
 )
 from shieldes.responses.request import (
@@ -82,7 +82,7 @@ def _estimated(response: Body | None, size: int, output: int) -> Body | None:
     stream_options or omits usage, a Responses server that counts nothing), with the estimate that
     is billed (token_usage's) as its `usage`, so the client and GET see what is billed; any other
     unchanged."""
-    if response is None or usage_from_responses(response.get("usage")) is not None:
+    if response is None or reports_usage(response.get("usage")):
         return response
     billed = token_usage(None, size, output)
     return dict(response, usage=ResponsesUsage(billed.prompt_tokens, billed.completion_tokens).to_dict())

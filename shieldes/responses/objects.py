@@ -81,9 +81,14 @@ def usage_from_chat(usage: Any) -> ResponsesUsage | None:
     )
 
 
+def reports_usage(usage: Any) -> bool:
+    """Whether a Responses `usage` object is one usage_from_responses reads (not None)."""
+    return isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int)
+
+
 def usage_from_responses(usage: Any) -> ResponsesUsage | None:
     """A Responses `usage` object as an upstream sent it -> ResponsesUsage."""
-    if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
+    if not reports_usage(usage):
         return None
     details_in = usage.get("input_tokens_details")
     details_out = usage.get("output_tokens_details")
