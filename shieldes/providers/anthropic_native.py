@@ -145,7 +145,12 @@ class UsageWatch:
             return None
         names = lines[0:-1:3]  # looked up as list items, not searched for in the bytes
         first: Body | None = None
-        read = [i for name in _READ_NAMES if name in names for i, seen in enumerate(names) if seen == name]
+        read: list[int] = []  # where each event read is (list.index in C, not a loop over every name)
+        for name in _READ_NAMES:
+            at = -1
+            for _ in range(names.count(name)):
+                at = names.index(name, at + 1)
+                read.append(at)
         for i in sorted(read):  # in the stream's order
             parsed = self.see(names[i][7:].decode(), lines[3 * i + 1][6:])
             if i == 0:
