@@ -113,7 +113,7 @@ class ResponseContext:
 
     @classmethod
     def of(cls, request: Body, response_id: str, created_at: int, model: str) -> ResponseContext:
-        echo = {k: request[k] for k in _ECHOED if request.get(k) is not None}
+        echo = {k: v for k, v in request.items() if k in _ECHOED and v is not None}  # (read by name only)
         text = request.get("text")
         echo["text"] = text if isinstance(text, dict) and "format" in text else {
             **(text if isinstance(text, dict) else {}), "format": {"type": "text"}}
