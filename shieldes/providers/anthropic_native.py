@@ -147,10 +147,11 @@ class UsageWatch:
         first: Body | None = None
         read: list[int] = []  # where each event read is (list.index in C, not a loop over every name)
         for name in _READ_NAMES:
-            at = -1
-            for _ in range(names.count(name)):
-                at = names.index(name, at + 1)
-                read.append(at)
+            if name in names:  # (a token's read holds one content event: nothing more to do)
+                at = -1
+                for _ in range(names.count(name)):
+                    at = names.index(name, at + 1)
+                    read.append(at)
         for i in sorted(read):  # in the stream's order
             parsed = self.see(names[i][7:].decode(), lines[3 * i + 1][6:])
             if i == 0:
