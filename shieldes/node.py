@@ -220,6 +220,7 @@ class Node:
         responses = self.responses
         self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.pending_bytes,
                                             lambda: responses.stalls, lambda: responses.dropped)
+        self.metrics.watch_stored_histories(lambda: responses.continued, lambda: responses.histories_weight)
         await self.responses.start()
         self.background = BackgroundRuns(ResponseTable(self.pool), self.node_id, s.responses_background_max,
                                          s.db_request_timeout)

@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     responses_cache_bytes: int = Field(
         default=64 * 1024 * 1024, ge=0,
         description="bytes (as JSON) of recent stored responses each node keeps in memory")
+    responses_history_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=0,
+        description="bytes (as JSON, counted per response) of stored responses' conversations each node keeps "
+        "parsed, so a continuation by previous_response_id reads only its own items (0: none kept)")
     memory_trim_interval: float = Field(
         default=10.0, ge=0,
         description="seconds without a request after which a node gives the free memory of its C heap back to the "

@@ -66,6 +66,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'responses_retention_seconds': ('float', False, 2592000.0, None, (('gt', 0),), (), ()),
     'responses_read_wait': ('float', False, 2.0, None, (('ge', 0),), (), ()),
     'responses_cache_bytes': ('int', False, 67108864, None, (('ge', 0),), (), ()),
+    'responses_history_bytes': ('int', False, 33554432, None, (('ge', 0),), (), ()),
     'memory_trim_interval': ('float', False, 10.0, None, (('ge', 0),), (), ()),
     'responses_pending_bytes': ('int', False, 268435456, None, (('gt', 0),), (), ()),
     'responses_purge_interval': ('float', False, 3600.0, None, (('gt', 0),), (), ()),

@@ -144,6 +144,19 @@ class _HotSeries(Collector):
                                       "retried", value=stalls())
             yield CounterMetricFamily("shieldes_stored_responses_dropped", "stored responses dropped unwritten (more "
                                       "than 100,000 waiting for the database)", value=dropped())
+        if m._stored_histories is not None:
+            continued, weight = m._stored_histories
+            found = CounterMetricFamily("shieldes_stored_responses_continued",
+                                        "continuations by previous_response_id read from the stored responses, by how "
+                                        "the conversation before them was found: remembered (nothing of it read), "
+                                        "extended (a remembered one and the turns after it read) or read (every turn)",
+                                        labels=["history"])
+            for how, n in sorted(continued().items()):
+                found.add_metric([how], n)
+            yield found
+            yield GaugeMetricFamily("shieldes_stored_responses_histories_bytes",
+                                    "JSON bytes of the stored responses' conversations the node remembers parsed "
+                                    "(counted per response; bound: SHIELDES_RESPONSES_HISTORY_BYTES)", value=weight())
         if m._tls:
             expiry = GaugeMetricFamily("shieldes_tls_certificate_expiry_timestamp_seconds",
                                        "when the certificate a port gives new connections expires (Unix time; "
@@ -192,6 +205,7 @@ class Metrics:
         self._request_log: tuple[Callable[[], float], Callable[[], float], Callable[[], float]] | None = None
         self._stored_responses: tuple[Callable[[], float], Callable[[], float], Callable[[], float],
                                       Callable[[], float]] | None = None
+        self._stored_histories: tuple[Callable[[], dict[str, int]], Callable[[], float]] | None = None
         self._background: Callable[[], float] | None = None
         self._tls: dict[str, WatchedCertificate] = {}
         self._ttft = _Histogram(TTFT_BUCKETS)
@@ -277,6 +291,10 @@ class Metrics:
                                stalls: Callable[[], float], dropped: Callable[[], float]) -> None:
         """The stored-response writer's backlog (responses and bytes) and counters, read at scrape time."""
         self._stored_responses = (pending, pending_bytes, stalls, dropped)
+
+    def watch_stored_histories(self, continued: Callable[[], dict[str, int]], weight: Callable[[], float]) -> None:
+        """Continuations by how their history was found, and the remembered histories' weight."""
+        self._stored_histories = (continued, weight)
 
     def watch_tls(self, port: str, served: WatchedCertificate) -> None:
         """A port's certificate (`api`: HTTPS, `gossip`: its mutual TLS) and its reloads, read at

@@ -132,7 +132,7 @@ class Turn:
                 response["id"], float(created) if isinstance(created, int | float) else time.time(),
                 self.key.id, self.previous, str(response.get("model") or self.route.requested),
                 self.stored_input if self.stored_json is None else self.stored_json, response,
-            ))
+            ), self.history)
 
 
 async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -> History:
@@ -145,7 +145,7 @@ async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -
         remembered = None if memory is None else memory.history(req.previous_response_id, key_id)
         if remembered is not None:
             return remembered
-        return History.of(await request.app[RESPONSES].history(req.previous_response_id, key_id))
+        return await request.app[RESPONSES].history(req.previous_response_id, key_id)
     if req.conversation is not None:
         return History.of(await request.app[CONVERSATIONS].history(req.conversation, key_id))
     return NO_HISTORY

@@ -435,7 +435,7 @@ async def prepare_response(request: web.Request) -> web.StreamResponse:
         memory.remember(response, key.id, history.then(req.input))
     if req.store:
         request.app[RESPONSES].save(StoredResponse(ctx.id, float(now), key.id, req.previous_response_id,
-                                                   route.requested, req.input, response))
+                                                   route.requested, req.input, response), history)
 
     async def frames() -> AsyncIterator[bytes]:
         started = dict(response, status="in_progress", completed_at=None, usage=None)

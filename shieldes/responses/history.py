@@ -42,7 +42,9 @@ class History:
         return self.calls is not None and self.plain
 
     def then(self, items: list[Body]) -> History:
-        """This history followed by `items` (only they are read)."""
+        """This history followed by `items` (only they are read): the same History as `of` finds
+        reading them all (`History.of(a).then(b) == History.of(a + b)`), so a history extended turn
+        by turn admits and checks a turn exactly as one read whole."""
         if not items:
             return self
         calls = self.calls
@@ -51,7 +53,9 @@ class History:
                                    if item.__class__ is dict], RESPONSES, calls)
             calls = None if made is None else frozenset(made)
         plain = self.plain and not any(own_reasoning(item) or made_here(item) for item in items)
-        return History(self.items + items, self.size + prompt_bytes(orjson.dumps(items)), calls, plain)
+        # (the JSON of a + b is a's without its `]` and b's with a comma for its `[`: one byte less)
+        joined = 1 if self.items else 0
+        return History(self.items + items, self.size + prompt_bytes(orjson.dumps(items)) - joined, calls, plain)
 
 
 NONE = History([], 0, frozenset(), True)

@@ -33,8 +33,10 @@ import psycopg
 
 from shieldes.dbwait import DbWait
 from shieldes.errors import DatabaseStalled, NotFound, StoredResponsesBacklog
+from shieldes.responses.history import History
 from shieldes.responses.objects import Body
 from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
+from shieldes.responses.stored_histories import NO_SEQUENCE, Known, StoredHistories, extended, usable
 from shieldes.settings import Settings
 from shieldes.tasks import Wake, stop_task
 
@@ -118,6 +120,20 @@ def _decoded(parts: list[bytes]) -> list[Body]:
     return [item for item in orjson.loads(b"[" + b",".join(parts) + b"]") if isinstance(item, dict)]
 
 
+def own_items(stored: StoredResponse, cached: Cached) -> list[Body]:
+    """What `conversation([cached])` reads of the response `stored`, cached as `cached`, taken from
+    the objects it was made of (no decoding): its input and output items (every dict of them; a
+    response cached parsed keeps its input as it is)."""
+    output = stored.response.get("output")
+    items = [i for i in stored.items() if isinstance(i, dict)] if isinstance(cached, Encoded) else list(stored.items())
+    return (items + [i for i in output if isinstance(i, dict)]) if isinstance(output, list) else items
+
+
+def _items_weight(entry: Cached, held: int) -> int:
+    """The JSON bytes of a cached response's input and output (all of it, for one cached parsed)."""
+    return len(entry.input) + len(entry.output) if isinstance(entry, Encoded) else held
+
+
 class ResponseStore:
     def __init__(self, table: ResponseTable, settings: Settings, wait: DbWait) -> None:
         self.table, self.wait = table, wait
@@ -127,8 +143,15 @@ class ResponseStore:
         self.pending_bytes_max = settings.responses_pending_bytes
         self.purge_interval = settings.responses_purge_interval
         self.node_timeout = settings.node_timeout  # a background run's node silent this long is gone
-        self._cache: OrderedDict[str, tuple[Cached, int]] = OrderedDict()  # and the JSON bytes it stands for
+        # each with the JSON bytes it stands for and its insertion's sequence number (they leave oldest first)
+        self._cache: OrderedDict[str, tuple[Cached, int, int]] = OrderedDict()
         self._cached_bytes = 0
+        self._sequence = NO_SEQUENCE  # of the latest insertion
+        self._evicted = NO_SEQUENCE  # the newest insertion evicted for the bound
+        self._histories = StoredHistories(settings.responses_history_bytes)
+        # continuations by how the conversation before them was found: remembered whole, a remembered
+        # one extended by the turns after it, or read (every turn decoded)
+        self.continued = {"remembered": 0, "extended": 0, "read": 0}
         self._pending: list[Encoded] = []
         self._pending_bytes = 0  # of the rows queued or being written: what `check_room` bounds
         self._writing: dict[str, Encoded] = {}
@@ -144,11 +167,15 @@ class ResponseStore:
 
     # --- writes --------------------------------------------------------------------------------
 
-    def save(self, stored: StoredResponse) -> None:
+    def save(self, stored: StoredResponse, before: History | None = None) -> None:
         """Queue a finished response for writing (no I/O here) and remember it locally. Its JSON is
-        encoded here, once: the cache keeps it and the writer sends it."""
+        encoded here, once: the cache keeps it and the writer sends it. `before`: the history the
+        turn continued; when it is the one `history()` gave for its previous response, the
+        response's own conversation is remembered as that followed by its input and output."""
         row = encode(stored)
-        self._remember(row, stored)
+        sequence = self._remember(row, stored)
+        if before is not None and stored.previous_response_id is not None and sequence != NO_SEQUENCE:
+            self._extend(stored, before, sequence, row)
         if len(self._pending) >= MAX_PENDING:
             dropped = self._pending.pop(0)
             self._pending_bytes -= dropped.size
@@ -157,6 +184,11 @@ class ResponseStore:
         self._pending.append(row)
         self._pending_bytes += row.size
         self._wake.set()
+
+    @property
+    def histories_weight(self) -> int:
+        """JSON bytes of the conversations remembered (stored_histories), as their bound counts them."""
+        return self._histories.weight
 
     @property
     def pending(self) -> int:
@@ -183,25 +215,40 @@ class ResponseStore:
                 "in a few seconds or on another node, or send store: false; if it lasts, check the database "
                 "(`shieldes doctor`, shieldes_stored_responses_write_stalls_total)", retry_after=ROOM_RETRY_AFTER)
 
-    def _remember(self, row: Encoded, stored: StoredResponse) -> None:
-        """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large)."""
+    def _extend(self, stored: StoredResponse, before: History, sequence: int, row: Encoded) -> None:
+        base = self._histories.get(stored.key_id, stored.previous_response_id or "")
+        if base is None or base.history is not before or not isinstance(stored.input, list):
+            return  # (a WebSocket's or a conversation's history, or an input kept as bytes: read when continued)
+        cached = self._cache[stored.id][0]
+        self._histories.put(stored.key_id, extended(base, stored.id, own_items(stored, cached),
+                                                    len(row.input) + len(row.output), sequence, stored.created_at))
+
+    def _remember(self, row: Encoded, stored: StoredResponse) -> int:
+        """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large).
+        Returns the insertion's sequence number (NO_SEQUENCE: too large to keep)."""
         self._forget(row.id)
         held = row.held
         if held > self.cache_bytes:
-            return
+            return NO_SEQUENCE
+        self._sequence += 1
         # (an input kept as the client's bytes is cached as JSON: readers get items, decoded on reading)
-        self._cache[row.id] = (stored if held >= PARSED_FROM and isinstance(stored.input, list) else row, held)
+        self._cache[row.id] = (stored if held >= PARSED_FROM and isinstance(stored.input, list) else row, held,
+                               self._sequence)
         self._cached_bytes += held
         while self._cached_bytes > self.cache_bytes:
-            old, (_, old_held) = self._cache.popitem(last=False)
+            old, (_, old_held, old_sequence) = self._cache.popitem(last=False)
             self._refused.discard(old)
             self._cached_bytes -= old_held
+            self._evicted = old_sequence  # (the oldest insertion left: every one before it is gone)
+        return self._sequence
 
     def _forget(self, response_id: str) -> None:
         found = self._cache.pop(response_id, None)
         self._refused.discard(response_id)
         if found is not None:
             self._cached_bytes -= found[1]
+            # an insertion gone out of order: a remembered conversation holding it would outlive it
+            self._histories.forget(found[0].key_id)
 
     async def flush(self, limit: int | None = None) -> bool:
         """Write everything queued, or its oldest `limit` rows; False if the database refused or
@@ -354,11 +401,20 @@ class ResponseStore:
             raise not_found(response_id)
         return stored
 
-    async def history(self, response_id: str, key_id: str) -> list[Body]:
-        """The conversation up to and including `response_id`, for a continuation."""
+    async def history(self, response_id: str, key_id: str) -> History:
+        """The conversation up to and including `response_id`, for a continuation: the chain of
+        stored responses walked from it, from this node's memory and then Postgres. The walk stops
+        at a response whose conversation is remembered while every response before it is still
+        where the walk would find it (stored_histories.usable): only the turns after it are read."""
         chain: list[Cached] = []
+        base: Known | None = None
+        horizon = time.time() - self.retention
         next_id: str | None = response_id
         while next_id is not None:
+            known = self._histories.get(key_id, next_id)
+            if known is not None and usable(known, self._evicted, horizon):
+                base, next_id = known, None
+                break
             entry = self._local(next_id)
             if entry is None:
                 break
@@ -375,7 +431,30 @@ class ResponseStore:
                 chain.append(s)
         if any(entry.key_id != key_id for entry in chain):
             raise not_found(response_id)
-        return conversation(chain)
+        if base is not None and not chain:
+            self.continued["remembered"] += 1
+            return base.history
+        self.continued["read" if base is None else "extended"] += 1
+        history = History.of(conversation(chain)) if base is None else base.history.then(conversation(chain))
+        self._keep(response_id, key_id, base, chain, history)
+        return history
+
+    def _keep(self, response_id: str, key_id: str, base: Known | None, chain: list[Cached],
+              history: History) -> None:
+        """Remember `history`, the conversation of `response_id` (the responses of `chain`, newest
+        first, after `base`'s), if every response of `chain` is in the memory cache now (one the
+        walk found waiting to be written, or that a read from Postgres brought in too large for it,
+        is not)."""
+        first, weight, oldest = (self._sequence, 0, float("inf")) if base is None else \
+            (base.first, base.weight, base.oldest)
+        for entry in chain:
+            cached = self._cache.get(entry.id)
+            if cached is None:
+                return
+            weight += _items_weight(cached[0], cached[1])
+            first, oldest = min(first, cached[2]), min(oldest, entry.created_at)
+        self._histories.put(key_id, Known(response_id, history, weight, first, oldest,
+                                          None if base is None else base.response_id))
 
     async def _landed(self, response_id: str) -> None:
         """Until the writer's batch holding `response_id` is done (a stalled database may hold it)."""
@@ -387,6 +466,7 @@ class ResponseStore:
         if local is not None and local.key_id != key_id:
             raise not_found(response_id)
         self._forget(response_id)
+        self._histories.forget(key_id)  # (a response only waiting to be written, too large to cache, too)
         if any(r.id == response_id for r in self._pending):  # never written: forgetting it is enough
             self._pending = [r for r in self._pending if r.id != response_id]
             return

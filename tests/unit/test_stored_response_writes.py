@@ -56,7 +56,7 @@ def test_the_cache_holds_the_newest_responses_up_to_its_bytes_as_json() -> None:
     assert list(store._cache) == ["resp_1", "resp_2"]  # the oldest left the cache ...
     # kept as the JSON the writer sends, not as parsed objects (a third of the memory, nothing for the
     # cyclic collector to walk), and read back as it was saved
-    assert all(isinstance(e, Encoded) and type(e.input) is bytes for e, _ in store._cache.values())
+    assert all(isinstance(e, Encoded) and type(e.input) is bytes for e, _, _ in store._cache.values())
     assert store._cached_bytes == rows[1].held + rows[2].held
     assert (cached := store._local("resp_2")) is not None and cached.decoded() == responses[2]
     assert store.pending == 3  # ... but waits to be written, readable meanwhile
@@ -78,7 +78,7 @@ def test_a_large_response_is_cached_parsed_and_a_continuation_reads_every_kind_i
     for stored in (first, big, last):
         store.save(stored)
     store._pending.clear()  # written
-    assert [type(e).__name__ for e, _ in store._cache.values()] == ["Encoded", "StoredResponse", "Encoded"]
+    assert [type(e).__name__ for e, _, _ in store._cache.values()] == ["Encoded", "StoredResponse", "Encoded"]
     assert store._cached_bytes == sum(encode(s).held for s in (first, big, last))
     want = [item for s in (first, big, last) for item in (*s.input, *s.response["output"])]
     assert conversation([store._local(r) for r in ("resp_3", "resp_2", "resp_1")]) == want  # type: ignore[misc]
