@@ -189,8 +189,11 @@ async def test_a_delete_on_another_node_shows_once_this_node_no_longer_holds_the
         await refused(turn(client, "go on", third), third)
 
 
+RETENTION = 4.0  # seconds: the three turns are made well within it (created_at counts whole seconds)
+
+
 async def test_an_expired_turn_refuses_the_continuation_as_before(database_url: str) -> None:
-    async with harness(database_url, responses_read_wait=0.2, responses_retention_seconds=2.0) as h:
+    async with harness(database_url, responses_read_wait=0.2, responses_retention_seconds=RETENTION) as h:
         secret = await h.create_key("agent", models=MODELS)
         await h.sync()
         client = oai(h.base, secret)
@@ -198,6 +201,6 @@ async def test_an_expired_turn_refuses_the_continuation_as_before(database_url: 
         for n in range(3):
             responses.append(await turn(client, said(n), responses[-1].id if responses else None))
         assert continued(h)["remembered"] == 1
-        while time.time() < responses[0].created_at + 2.0:  # until the first turn is past the retention
+        while time.time() < responses[0].created_at + RETENTION:  # until the first turn is past the retention
             await asyncio.sleep(0.05)
         await refused(turn(client, "go on", responses[-1].id), responses[-1].id)
