@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway import relay
+from shieldes.gateway import count_request, relay
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import (
     GATEWAY,
@@ -29,8 +29,8 @@ from shieldes.gateway.routes import (
     _model,
     _stream_flag,
     authenticate,
+    json_object,
     read_body,
-    read_json,
 )
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
@@ -259,28 +259,67 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Passed through to `anthropic` deployments and Claude models on `vertex`, counted by the
     upstream for `bedrock`, `gemini` and `vertex` ones (InputTokenCounter), estimated for others
     and for models those cannot count (usage.tokens). Needs a key that may use the model; it is
-    neither billed nor counted against rate limits (the upstream does not bill it either)."""
+    neither billed nor counted against rate limits (the upstream does not bill it either). The body
+    is read by its top-level fields where that answers as a whole decode does (count_request)."""
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    body, raw = await read_json(request, gw.settings.max_body_bytes)
-    _model(body)
-    _field(body, "messages", list, "a list of message objects", required=True)
-    route = gw.route(key, str(body["model"]))
+    raw = await read_body(request, gw.settings.max_body_bytes)
+    # by its fields while this key's counts go to a native upstream, else decoded whole at once
+    top = count_request.split(raw) if gw.counts_native.get(key.id, True) else None
+    body = json_object(raw) if top is None else None
+    try:
+        model = _model(top.small if top is not None else body or {})
+        _messages_list(top.shape("messages") if top is not None else _list_shape((body or {}).get("messages")))
+        route = gw.route(key, model)
+    except Exception:
+        if top is not None:
+            json_object(raw)  # a body orjson refuses is refused for that first, as a whole decode does
+        raise
+    native = any(isinstance(gw.providers.get(d.kind), MessagesUpstream) for d in route.deployments)
+    gw.counts_native[key.id] = native
+    ids_fit = None if top is None or not native else count_request.history_checked(top, key.id, gw.checked_counts)
+    decoded: Body = {}
+    if top is None or ids_fit is None:  # (the history's numbers not checked, or one may be out of range)
+        decoded = body if body is not None else json_object(raw)
+        top = None
+
+    def whole() -> Body:
+        return decoded if top is None else top.decoded()
+
+    def payload(target: Target) -> bytes:
+        if top is None:
+            return native_body(decoded, raw, target.model)
+        return _native_payload(top, target.model, bool(ids_fit))
+
     passthrough = Passthrough.of(request.headers, request.query_string)
 
     async def count(provider: Provider, target: Target, dep: Deployment) -> Answer:
         if isinstance(provider, MessagesUpstream):
-            native = await provider.count_tokens(target, native_body(body, raw, target.model), passthrough)
+            native = await provider.count_tokens(target, payload(target), passthrough)
             return Answer(native.raw, None, dropped_header(native.dropped))
         if isinstance(provider, InputTokenCounter):
-            chat, _, origins = _translate(dict(body, max_tokens=1), target, dep.kind)
+            chat, _, origins = _translate(dict(whole(), max_tokens=1), target, dep.kind)
             with _client_paths(origins):
                 counted = await provider.count_input_tokens(target, chat)
             if counted is not None:
                 return Answer(orjson.dumps({"input_tokens": counted}), None)
-        return _estimate(body)
+        return _estimate(whole())
 
-    return await counted(request, route, count, lambda: _estimate(body), (MessagesUpstream, InputTokenCounter))
+    return await counted(request, route, count, lambda: _estimate(whole()), (MessagesUpstream, InputTokenCounter))
+
+
+def _list_shape(value: object) -> str:
+    """TopLevel.shape of a decoded value."""
+    return "missing" if value is None else ("list" if value else "empty list") if isinstance(value, list) else "other"
+
+
+def _messages_list(shape: str) -> None:
+    """A count's `messages` (its TopLevel.shape) as the decoded body's _field(..., list,
+    required=True) checks it: present, not null, a list (empty or not)."""
+    if shape == "missing":
+        raise InvalidRequest("missing required field 'messages': a list of message objects")
+    if shape == "other":
+        raise InvalidRequest("field 'messages' has the wrong type: a list of message objects")
 
 
 async def counted(request: web.Request, route: Route,

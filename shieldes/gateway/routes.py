@@ -46,13 +46,18 @@ def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
 
 async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
     raw = await read_body(request, max_bytes)
+    return json_object(raw), raw
+
+
+def json_object(raw: bytes) -> Body:
+    """The body `raw` decoded whole: a JSON object, or a 400 naming what is wrong with it."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
-    return data, raw
+    return data
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

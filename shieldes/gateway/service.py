@@ -22,7 +22,7 @@ from shieldes.errors import (
     RateLimited,
     ShieldesError,
 )
-from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.checked_histories import WEIGHT, CheckedHistories
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.top_level import Outgoing, TopLevel
 from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
@@ -148,6 +148,10 @@ class Gateway:
         # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent
         self.checked_histories: CheckedHistories[bool] = CheckedHistories()
         self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len)  # (their call ids weigh)
+        # count_tokens bodies whose numbers orjson reads and whose ids fit (gateway/count_request.py):
+        # an agent counts less often than it talks, so a quarter of the lists
+        self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=WEIGHT // 4)
+        self.counts_native: dict[str, bool] = {}  # by key: whether its last count went to a native upstream
 
     # --- admission -----------------------------------------------------------------------------
 

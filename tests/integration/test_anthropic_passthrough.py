@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import anthropic
 import openai
+import orjson
 import pytest
 
 from shieldes.projections.shared_commands import SetPricing
@@ -196,3 +197,54 @@ async def test_upstream_refusal_reaches_the_client_in_anthropic_shape(database_u
         with pytest.raises(anthropic.APIStatusError) as failed:
             await client.messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
         assert failed.value.status_code == 502
+
+
+def _agent_turns(n: int) -> list[dict[str, Any]]:
+    """A coding agent's history: tool calls and their results, tens of kB."""
+    turns: list[dict[str, Any]] = []
+    for i in range(n):
+        turns.append({"role": "user", "content": [{"type": "text", "text": f"read src/mod{i}.py"}] if i == 0 else [
+            {"type": "tool_result", "tool_use_id": f"toolu_{i - 1}", "content": f"def f{i}(x):\n    return x\n" * 30},
+            {"type": "text", "text": f"now src/mod{i}.py"}]})
+        turns.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{i}", "name": "shell",
+                                                         "input": {"command": f"cat src/mod{i}.py", "lines": 200}}]})
+    return turns
+
+
+async def test_count_tokens_of_an_agent_history_answers_as_a_whole_decode(database_url: str) -> None:
+    """A count is read by the body's top-level fields: a growing agent history goes upstream as the
+    client's bytes and each count reads only its new turns; a body the whole decode refuses (a
+    number beyond a double's range, nesting past 1024, a lone surrogate, a trailing comma) is
+    refused with that decode's 400 before anything else, on a native and an estimated route."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("agent", models=(MODEL, "gpt-4o-mini"))
+        await h.sync()
+        gw = h.node.gateway
+        assert gw is not None
+        headers = {"x-api-key": secret, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+        tools = [{"name": "shell", "description": "run it", "input_schema": {"type": "object", "maxLength": 100}}]
+        async with aiohttp.ClientSession() as http:
+            async def count(raw: bytes) -> tuple[int, dict[str, Any]]:
+                async with http.post(f"{h.base}/v1/messages/count_tokens", data=raw, headers=headers) as resp:
+                    return resp.status, await resp.json()
+
+            for model, n in ((MODEL, 30), (MODEL, 40), ("gpt-4o-mini", 40), (MODEL, 41)):
+                raw = json.dumps({"model": model, "messages": _agent_turns(n), "system": "be careful 1e999",
+                                  "tools": tools}).encode()
+                status, got = await count(raw)
+                assert status == 200 and got["input_tokens"] > 100, got
+                if model == MODEL:
+                    assert h.upstream.last("/v1/messages/count_tokens").raw == raw
+            assert gw.checked_counts.weight == 1  # the history, remembered for the next count (the tools are small)
+
+            history = json.dumps(_agent_turns(35))[:-1]
+            for bad in (', {"role": "user", "content": [{"type": "text", "text": "x", "n": 1e400}]}]',
+                        ', ' + "[" * 1100 + "]" * 1100 + "]", ', "\\ud800"]', ', {"role": "user", "content": "x"},]'):
+                for model in (MODEL, "gpt-4o-mini", "gpt-4o", "no-such-model"):
+                    raw = b'{"model": "' + model.encode() + b'", "messages": ' + (history + bad).encode() + b"}"
+                    with pytest.raises(orjson.JSONDecodeError) as refused:
+                        orjson.loads(raw)
+                    expected = f"malformed JSON body ({str(refused.value)[:200]}): send one valid JSON object"
+                    status, got = await count(raw)
+                    error = {"type": "invalid_request_error", "message": expected, "code": "invalid_request"}
+                    assert (status, got) == (400, {"type": "error", "error": error}), (bad[:40], model)
