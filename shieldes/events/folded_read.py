@@ -28,7 +28,8 @@ _FOLDED = ("((e.type = 'usage.recorded' AND e.version = %(raw_v)s) "
            "OR (e.type = 'usage.rolled_up' AND e.version = %(roll_v)s))")
 _RANGE = "e.position > %(after)s AND e.position <= %(head)s"
 _DELTAS = ("jsonb_to_recordset(e.data->'deltas') AS d(key_id text, team_id text, hour bigint, requests bigint, "
-           "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint)")
+           "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint, images bigint, audio_seconds bigint, "
+           "characters bigint)")
 # floor(hour / 24) for any sign, as Python's // does
 _DAY = "((d.hour - mod(mod(d.hour, 24) + 24, 24)) / 24)"
 
@@ -73,7 +74,9 @@ async def folded_usage(conn: AsyncConnection[Any], after: int, head: int, horizo
     cur = await conn.execute(
         f"SELECT d.key_id, coalesce(d.team_id, ''), {_DAY}, sum(d.requests)::bigint, "
         "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, "
-        f"bool_or(d.cost_nusd <> 0) FROM events e CROSS JOIN LATERAL {_DELTAS} "
+        "bool_or(d.cost_nusd <> 0), "  # (media units: absent from a delta when zero)
+        "coalesce(sum(d.images), 0)::bigint, coalesce(sum(d.audio_seconds), 0)::bigint, "
+        f"coalesce(sum(d.characters), 0)::bigint FROM events e CROSS JOIN LATERAL {_DELTAS} "
         f"WHERE {_RANGE} AND {_FOLDED} GROUP BY 1, 2, 3",
         params,
     )

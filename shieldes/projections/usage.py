@@ -25,12 +25,19 @@ class Totals:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_nusd: int = 0
+    # what media calls were billed in besides tokens, each in its unit (usage/units.py)
+    images: int = 0
+    audio_seconds: int = 0
+    characters: int = 0
 
     def add(self, d: UsageDelta) -> None:
         self.requests += d.requests
         self.prompt_tokens += d.prompt_tokens
         self.completion_tokens += d.completion_tokens
         self.cost_nusd += d.cost_nusd
+        self.images += d.images
+        self.audio_seconds += d.audio_seconds
+        self.characters += d.characters
 
 
 @dataclass(slots=True)
@@ -73,6 +80,10 @@ def _add_deltas(state: UsageState, deltas: tuple[UsageDelta, ...]) -> None:
         totals.prompt_tokens += d.prompt_tokens
         totals.completion_tokens += d.completion_tokens
         totals.cost_nusd += cost
+        if d.images or d.audio_seconds or d.characters:  # (a media call's; most deltas have none)
+            totals.images += d.images
+            totals.audio_seconds += d.audio_seconds
+            totals.characters += d.characters
         day = d.hour // 24
         if day > state.latest_day:
             _advance_day(state, day)
@@ -120,8 +131,9 @@ def keep_newest_boots(node_seqs: dict[str, dict[int, int]]) -> dict[str, dict[in
 
 
 # Usage folded by the database per (key_id, team_id or "", UTC day): requests, prompt tokens,
-# completion tokens, nUSD, and whether any delta of the group had a cost (events/folded_read.py).
-UsageGroup = tuple[str, str, int, int, int, int, int, bool]
+# completion tokens, nUSD, whether any delta of the group had a cost, images, audio seconds and
+# characters (events/folded_read.py).
+UsageGroup = tuple[str, str, int, int, int, int, int, bool, int, int, int]
 
 
 def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: int | None,
@@ -137,7 +149,7 @@ def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: i
         _advance_day(state, max_day)
     floor = state.latest_day - DAYS_KEPT
     totals_by_key, key_daily, team_daily = state.totals, state.key_daily_cost, state.team_daily_cost
-    for key_id, team_id, day, requests, prompt, completion, cost, costed in groups:
+    for key_id, team_id, day, requests, prompt, completion, cost, costed, images, seconds, characters in groups:
         totals = totals_by_key.get(key_id)
         if totals is None:
             totals = totals_by_key[key_id] = Totals()
@@ -145,6 +157,9 @@ def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: i
         totals.prompt_tokens += prompt
         totals.completion_tokens += completion
         totals.cost_nusd += cost
+        totals.images += images
+        totals.audio_seconds += seconds
+        totals.characters += characters
         if not costed or day <= floor:
             continue
         daily = key_daily.setdefault(key_id, {})

@@ -52,8 +52,13 @@ from shieldes.snapshots.teams_part import TEAMS_FORMAT as TEAMS_FORMAT
 from shieldes.snapshots.teams_part import decode_teams as decode_teams
 from shieldes.snapshots.teams_part import teams_to_json as teams_to_json
 
-FORMAT = 3  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py)
-READABLE_FORMATS = frozenset({2, 3})  # layouts decode() reads: older snapshots keep loading
+FORMAT = 4  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py). 4: usage
+#            totals with media units (images, audio_seconds, characters)
+READABLE_FORMATS = frozenset({2, 3, 4})  # layouts decode() reads: older snapshots keep loading
+# Usage deltas carry media units from this schema on (a node runs only at its own schema head): a
+# snapshot of an older layout written at it or later left units out of its totals, so it is not loaded
+# (the log is replayed instead); one written before it holds none to leave out.
+UNITS_SCHEMA = "0017"
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
 
@@ -77,7 +82,12 @@ class EncodedSnapshot:
 def is_compatible(schema_version: str, fmt: int) -> bool:
     """A snapshot holds the projection, which the event catalog defines, not the SQL schema: one
     written at an older schema revision loads as long as its layout (`fmt`) is one this code reads."""
-    return schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS
+    return schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS and (fmt >= 4 or schema_version < UNITS_SCHEMA)
+
+
+def formats_at_head() -> frozenset[int]:
+    """The layouts of the snapshots this release loads when they were written at its own schema."""
+    return frozenset(f for f in READABLE_FORMATS if is_compatible(db.SCHEMA_HEAD, f))
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -203,11 +213,12 @@ def _int_keys(d: dict[str, Any]) -> dict[int, int]:
     return {int(k): int(v) for k, v in d.items()}
 
 
-def usage_to_plain(u: UsageState) -> Plain:
+def usage_to_plain(u: UsageState, fmt: int = FORMAT) -> Plain:
     # JSON object keys are strings: day and epoch numbers are written as decimal strings.
     return {
         "totals": {
-            k: [t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd] for k, t in u.totals.items()
+            k: [t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd,
+                *((t.images, t.audio_seconds, t.characters) if fmt >= 4 else ())] for k, t in u.totals.items()
         },
         "key_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.key_daily_cost.items()},
         "team_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.team_daily_cost.items()},
@@ -238,7 +249,7 @@ def projection_to_json(projection: Projection, fmt: int = FORMAT) -> bytes:
         "format": fmt,
         "position": projection.position,
         "config": config_to_plain(projection.config, fmt),
-        "usage": usage_to_plain(projection.usage),
+        "usage": usage_to_plain(projection.usage, fmt),
         "config_tip": list(projection.config_tip),
     }
     return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)

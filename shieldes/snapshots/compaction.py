@@ -54,7 +54,7 @@ from shieldes.events.partitions import Partition, partitions
 from shieldes.events.pg_store import raise_horizon
 from shieldes.events.watermarks import watermark_positions
 from shieldes.projections.usage import BOOTS_KEPT
-from shieldes.snapshots.codec import READABLE_FORMATS
+from shieldes.snapshots.codec import formats_at_head
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 from shieldes.snapshots.partition_replace import build, ready, write_rollups
 from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, SumRow
@@ -102,7 +102,8 @@ async def _choose_cutoff(
     conn: psycopg.AsyncConnection[Any], retain_seconds: float, node_timeout: float
 ) -> tuple[int, str]:
     before = await csql.last_position_before(conn, retain_seconds)
-    terms = await csql.cutoff_terms(conn, before, db.SCHEMA_HEAD, READABLE_FORMATS, node_timeout)
+    # (a snapshot of an older layout written at this schema is not loaded: it must not pin folding)
+    terms = await csql.cutoff_terms(conn, before, db.SCHEMA_HEAD, formats_at_head(), node_timeout)
     return min(terms) if terms else (0, "no raw usage event is older than the retention window")
 
 

@@ -196,6 +196,8 @@ async def _load_state(
             if not snapcodec.is_compatible(schema_version, fmt):
                 reason = (f"schema {schema_version} format {fmt}, this shieldes reads "
                           f"schema {db.SCHEMA_HEAD} format {snapcodec.FORMAT}")
+                if fmt in snapcodec.READABLE_FORMATS and schema_version <= db.SCHEMA_HEAD:
+                    reason += " (an older format written once usage carried media units leaves them out)"
             elif position < floor:
                 reason = f"position {position} is below the newest compaction rollup {floor}"
             else:

@@ -29,7 +29,7 @@ from shieldes.errors import LimitTooSmall, RateLimited, Unavailable, retry_after
 from shieldes.events.catalog import UsageDelta
 from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
-from shieldes.projections.usage import UsageState
+from shieldes.projections.usage import Totals, UsageState
 from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding, sliding_wait
 from shieldes.usage.units import NO_UNITS, Units
 
@@ -371,18 +371,26 @@ class Meter:
                 n += len(b.deltas)
         return n
 
-    def unflushed_by_key(self, usage: UsageState) -> dict[str, tuple[int, int, int, int]]:
-        """key_id -> (requests, prompt, completion, nUSD) settled here but not yet in `usage` (not
-        appended, or appended but not yet folded into the projection)."""
+    def unflushed_by_key(self, usage: UsageState) -> dict[str, Totals]:
+        """key_id -> what was settled here but is not yet in `usage` (not appended, or appended but
+        not yet folded into the projection): requests, tokens, nUSD and media units."""
         durable = usage.durable_seq(self.node_id, self.boot_epoch)
-        out: dict[str, tuple[int, int, int, int]] = {}
-        rows: list[tuple[str, int, int, int, int]] = [
-            (k, v[0], v[1], v[2], v[3]) for (k, _, _, _, _), v in self._acc.items()]
-        rows += [(d.key_id, d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd)
+        out: dict[str, Totals] = {}
+        rows: list[tuple[str, list[int] | tuple[int, ...]]] = [(k, v) for (k, _, _, _, _), v in self._acc.items()]
+        rows += [(d.key_id, (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images,
+                             d.audio_seconds, d.characters))
                  for b in self._batches if not b.appended or b.seq > durable for d in b.deltas]
-        for key_id, req, prompt, completion, nusd in rows:
-            t = out.get(key_id, (0, 0, 0, 0))
-            out[key_id] = (t[0] + req, t[1] + prompt, t[2] + completion, t[3] + nusd)
+        for key_id, v in rows:
+            t = out.get(key_id)
+            if t is None:
+                t = out[key_id] = Totals()
+            t.requests += v[0]
+            t.prompt_tokens += v[1]
+            t.completion_tokens += v[2]
+            t.cost_nusd += v[3]
+            t.images += v[4]
+            t.audio_seconds += v[5]
+            t.characters += v[6]
         return out
 
     def cut_batch(self) -> Batch | None:

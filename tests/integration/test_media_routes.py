@@ -10,7 +10,9 @@ import aiohttp
 import openai
 import pytest
 
+from shieldes.events.pg_store import open_pool
 from shieldes.projections.shared_commands import AddProvider, SetPricing
+from shieldes.snapshots.loader import load_projection_report
 from tests.fake_media import IMAGE_TOKENS, PNG, SPEECH_CHUNK, SPEECH_CHUNKS, TRANSCRIPT
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
@@ -352,3 +354,62 @@ async def test_azure_clients_name_the_deployment_in_the_path(database_url: str) 
         assert spoken.content == AUDIO
         with pytest.raises(openai.NotFoundError):
             await azure.images.generate(model="no-such-deployment", prompt="a fox")
+
+
+ADMIN = "admin-" + "token-for-media-tests-" * 2
+
+
+async def _live(h: Harness) -> dict[str, Any]:
+    """GET /admin/v1/usage/live's row of key `app`."""
+    async with aiohttp.ClientSession() as s, s.get(h.base + "/admin/v1/usage/live",
+                                                    headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        assert r.status == 200
+        rows = (await r.json())["data"]
+    return next(row for row in rows if row["key"] == "app")
+
+
+async def test_live_usage_carries_media_units_unflushed_flushed_and_after_a_restart(database_url: str) -> None:
+    """GET /admin/v1/usage/live names a key's media units as GET /admin/v1/usage and `shieldes
+    usage` do (`images`, `audio_seconds`, `characters`): counted as soon as a call is settled,
+    kept once flushed, and kept by a node that starts from a snapshot."""
+    up = FakeUpstream(api_key=UPSTREAM_KEY)
+    text = "Hello from the speech test."
+    async with harness(database_url, upstream=up, providers=False, admin_token=ADMIN, flush_interval=3600) as h:
+        await h.admin(AddProvider("oa", "openai", up.url, REF, ("dall-e-3", "tts-1", "whisper-1")))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = client_for(h, secret)
+        await client.images.generate(model="dall-e-3", prompt="a red fox in the snow", n=2)
+        assert (await client.audio.speech.create(model="tts-1", voice="alloy", input=text)).content
+        await client.audio.transcriptions.create(model="whisper-1", file=("talk.mp3", b"\x00" * 64, "audio/mpeg"))
+        seconds = (await _live(h))["audio_seconds"]
+        assert seconds > 0  # (the fake upstream's transcript length)
+        units = {"images": 2, "audio_seconds": seconds, "characters": len(text)}
+
+        unflushed = await _live(h)
+        assert unflushed["unflushed_requests"] == 3 and unflushed["requests"] == 3
+        assert {k: unflushed[k] for k in units} == units
+        await h.flush()
+        await wait_until(lambda: h.node.meter.unflushed_by_key(h.node.projector.usage) == {}, timeout=10)
+        durable = await _live(h)
+        assert durable["unflushed_requests"] == 0 and {k: durable[k] for k in units} == units
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/admin/v1/usage?group_by=key",
+                                                        headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            logged = next(row for row in (await r.json())["data"] if row["key"] == "app")
+        assert {k: logged[k] for k in units} == units  # the same names and numbers as the log's
+        async with aiohttp.ClientSession() as s, s.post(h.base + "/admin/v1/snapshots",
+                                                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            assert r.status in (200, 201), await r.text()
+
+    pool = open_pool(database_url, size=1, name="test-load")
+    await pool.open(wait=True)
+    try:
+        projection, report = await load_projection_report(pool)
+    finally:
+        await pool.close()
+    assert report.snapshot_id is not None and report.tail_events == 0, report  # the snapshot alone
+    (totals,) = projection.usage.totals.values()
+    assert (totals.images, totals.audio_seconds, totals.characters) == tuple(units.values())
+    async with harness(database_url, upstream=up, providers=False, admin_token=ADMIN) as again:
+        restarted = await _live(again)
+        assert {k: restarted[k] for k in units} == units

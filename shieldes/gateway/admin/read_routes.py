@@ -20,6 +20,7 @@ from shieldes.events.store import RecordedEvent
 from shieldes.gateway.admin.api import Call, Field, Route
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
+from shieldes.projections.usage import Totals
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
 from shieldes.snapshots.history import Point, check_in_log, config_view, diff, parse_point
 from shieldes.snapshots.store import list_snapshots, save_snapshot
@@ -123,19 +124,22 @@ async def usage(call: Call) -> Any:
 
 
 async def usage_live(call: Call) -> Any:
-    """Per key, what this node knows: durable totals from the log plus its unflushed deltas."""
+    """Per key, what this node knows: durable totals from the log plus its unflushed deltas, media
+    units (images, audio_seconds, characters) named as in GET /usage and `shieldes usage`."""
     gw = call.ctx.gateway
     config, totals, unflushed = gw.state.config, gw.state.usage.totals, gw.meter.unflushed_by_key(gw.state.usage)
     rows = []
+    none = Totals()
     for key_id in sorted(totals.keys() | unflushed.keys()):
-        t = totals.get(key_id)
-        durable = (t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd) if t else (0, 0, 0, 0)
-        pending = unflushed.get(key_id, (0, 0, 0, 0))
+        t, pending = totals.get(key_id, none), unflushed.get(key_id, none)
         key = config.keys.get(key_id)
-        req, prompt, completion, nusd = (a + b for a, b in zip(durable, pending, strict=True))
-        rows.append({"key_id": key_id, "key": key.name if key else key_id, "requests": req,
-                     "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": nusd / NUSD,
-                     "unflushed_requests": pending[0]})
+        rows.append({"key_id": key_id, "key": key.name if key else key_id,
+                     "requests": t.requests + pending.requests,
+                     "prompt_tokens": t.prompt_tokens + pending.prompt_tokens,
+                     "completion_tokens": t.completion_tokens + pending.completion_tokens,
+                     "images": t.images + pending.images, "audio_seconds": t.audio_seconds + pending.audio_seconds,
+                     "characters": t.characters + pending.characters,
+                     "cost_usd": (t.cost_nusd + pending.cost_nusd) / NUSD, "unflushed_requests": pending.requests})
     return {"object": "list", "data": rows}
 
 
