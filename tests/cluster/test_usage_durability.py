@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,8 @@ from tests.resilience.support import TcpProxy
 
 pytestmark = pytest.mark.cluster
 ADMIN = "usage-durability-admin-token"
+COMPACT_INTERVAL = 0.3  # the leader compacts everything it can this often (the `duo` fixture)
+COMPACTED_WITHIN = 10.0  # seconds for a compaction to follow a flush: many rounds of COMPACT_INTERVAL
 
 
 def _start_leader_a_then_b(c: Cluster) -> None:
@@ -49,7 +52,8 @@ def duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
     """Nodes a (the leader, compacting everything it can every 0.3 s) and b."""
     url = pg.fresh_database(pg_server)
     c = Cluster(url, tmp_path_factory.mktemp("durability"), env_overrides={
-        "SHIELDES_ADMIN_TOKEN": ADMIN, "SHIELDES_COMPACT_INTERVAL": "0.3", "SHIELDES_COMPACT_RETAIN_SECONDS": "0",
+        "SHIELDES_ADMIN_TOKEN": ADMIN, "SHIELDES_COMPACT_INTERVAL": str(COMPACT_INTERVAL),
+        "SHIELDES_COMPACT_RETAIN_SECONDS": "0",
     })
     try:
         _start_leader_a_then_b(c)
@@ -89,6 +93,7 @@ def test_a_node_paused_past_compaction_reloads_instead_of_counting_twice(duo: Cl
     a, b = duo.nodes
     key, at = duo.create_key("lapse")
     duo.wait_position(at)
+    first_hour = int(time.time() // 3600)  # (the UTC hour the usage below is recorded in, at the earliest)
     for node in (a, b, a, b):
         assert chat(node.base, key, "gpt-4o-mini", 5) == 200
     until(lambda: logged_requests(duo, "lapse") == 4, 10, "the first 4 requests in the log")
@@ -101,10 +106,21 @@ def test_a_node_paused_past_compaction_reloads_instead_of_counting_twice(duo: Cl
     for n in range(5, 8):  # three more flushes by a: its flushes from before the pause are no longer its newest
         assert chat(a.base, key, "gpt-4o-mini", 5) == 200
         until(lambda n=n: logged_requests(duo, "lapse") == n, 10, f"request {n} in the log")  # type: ignore[misc]
-    # the leader folded usage b had applied into a rollup above b's position
-    until(lambda: sql(duo, "SELECT count(*) FROM events WHERE type = 'usage.rolled_up' AND position > %s "
-                           "AND (data->>'first_position')::bigint <= %s", paused_at, paused_at) > 0,
-          15, "a rollup above b's position holding usage b had applied")
+    # The leader compacted past b's position: it stored its horizon there before folding, and folded
+    # the usage b had applied (a's flushes from before the pause: no longer a's newest, so not kept
+    # as its watermark). A compaction runs every COMPACT_INTERVAL once a's heartbeat (every 0.2 s)
+    # reports its position past its newest flush: rounds of well under a second, bounded with room
+    # for a loaded machine.
+    until(lambda: sql(duo, "SELECT horizon FROM log_head") > paused_at and sql(
+        duo, "SELECT count(*) FROM events WHERE type = 'usage.recorded' AND stream = 'usage:a' AND position <= %s",
+        paused_at) == 0, COMPACTED_WITHIN, "the horizon above b's position and a's usage from before the pause folded")
+    if int(time.time() // 3600) == first_hour:
+        # all of it in one UTC hour: rollups of one hour merge, so a rollup above b's position holds
+        # usage b had applied, which b would count twice if it read on (across an hour's turn the
+        # sets stay apart and none does: what b would read is then only new to it)
+        until(lambda: sql(duo, "SELECT count(*) FROM events WHERE type = 'usage.rolled_up' AND position > %s "
+                               "AND (data->>'first_position')::bigint <= %s", paused_at, paused_at) > 0,
+              COMPACTED_WITHIN, "a rollup above b's position holding usage b had applied")
     b.proc.send_signal(signal.SIGCONT)
     head = int(sql(duo, "SELECT position FROM log_head"))
     until(lambda: position(b) >= head, 15, "b caught up")
