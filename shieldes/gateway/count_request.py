@@ -27,25 +27,45 @@ ORJSON_DEPTH = 1024  # orjson refuses a body nested this deep
 
 
 def _shapes() -> bytes:
-    table = bytearray(b" " * 256)
+    table = bytearray(b"x" * 256)
     for digit in b"0123456789":
         table[digit] = ord("0")
     table[ord("e")] = table[ord("E")] = ord("e")
+    table[ord("-")], table[ord(".")] = ord("-"), ord(".")
+    for delimiter in b" \t\r\n,:[]{}":  # what stands before and after a number outside a string
+        table[delimiter] = ord(" ")
     return bytes(table)
 
 
-_SHAPES = _shapes()  # a digit reads `0`, an exponent mark `e`, anything else a space (`+` is left out)
+# a digit reads `0`, an exponent mark `e`, `-` and `.` themselves, what a JSON number is delimited
+# by a space, anything else `x` (letters, quotes: a hexadecimal id or a string is not a number);
+# `+` is left out (`1e+400` reads as `1e400`)
+_SHAPES = _shapes()
 _HUGE_EXPONENT = b"0e000"  # a digit, then an exponent of 3 digits or more
 _LONG_DIGITS = b"0" * 200
-_QUOTE, _LIST = ord('"'), ord("[")
+_NUMBER = b"0.-"  # what a number's mantissa reads as
+_QUOTE, _LIST, _SPACE, _ZERO = ord('"'), ord("["), ord(" "), ord("0")
 
 
 def numbers_fit(data: bytes | memoryview) -> bool:
     """True when every JSON number in `data` is certainly within a double's range: no run of 200
-    digits (an integer part that long) and no exponent of 3 digits or more, so each is below
-    10^(200+99). False is not certain: text in strings may read so too."""
+    digits (an integer part that long) and no number with an exponent of 3 digits or more, so each
+    is below 10^(200+99). False is not certain: text may read so too (`1e400` between spaces in a
+    string); a hexadecimal id (`550e8400`) does not, as letters or quotes stand beside it."""
     shape = bytes(data).translate(_SHAPES, b"+")
-    return shape.find(_HUGE_EXPONENT) < 0 and shape.find(_LONG_DIGITS) < 0
+    if shape.find(_LONG_DIGITS) >= 0:
+        return False
+    at = shape.find(_HUGE_EXPONENT)
+    while at >= 0:
+        start, end = at, at + 2
+        while start > 0 and shape[start - 1] in _NUMBER:
+            start -= 1
+        while end < len(shape) and shape[end] == _ZERO:
+            end += 1
+        if (start == 0 or shape[start - 1] == _SPACE) and (end == len(shape) or shape[end] == _SPACE):
+            return False  # a whole token, delimited as a number is
+        at = shape.find(_HUGE_EXPONENT, at + 1)
+    return True
 
 
 def history_read(data: memoryview, prior: bool | None) -> bool | None:

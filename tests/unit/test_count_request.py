@@ -44,6 +44,22 @@ def test_a_number_out_of_range_is_left_to_the_whole_decode(number: str) -> None:
         assert not numbers_fit(value.encode())
 
 
+@pytest.mark.parametrize("text", ["commit 4e5d6e789ab1", "id 550e8400-e29b-41d4-a716-446655440000",
+                                  "toolu_01Xe1234", '\\"1e400\\"', "x=1e400;", "2e10 and 3E+99"])
+def test_ids_and_numbers_in_text_are_read_by_fields(text: str) -> None:
+    raw = _body(f'[{{"role":"user","content":"{text}"}}]')
+    orjson.loads(raw)
+    assert _fast(raw) is True, text
+
+
+@pytest.mark.parametrize("text", ["it is 1e400 big", "[1e309]", "a -1.5E+400, b"])
+def test_a_number_out_of_range_in_text_reads_as_one(text: str) -> None:
+    """(the check does not tell strings apart: such text is decoded whole, for the same answer)"""
+    raw = _body(f'[{{"role":"user","content":"{text}"}}]')
+    orjson.loads(raw)
+    assert _fast(raw) is None, text
+
+
 @pytest.mark.parametrize("raw", [
     b'{"model":"m","messages":["\\ud800"]}', b'{"model":"m","messages":["\\udc00"]}',
     b'{"model":"m","messages":["\\ud800\\u0041"]}', b'{"model":"m","messages":[01]}',
