@@ -37,6 +37,13 @@ def check_utf8(raw: bytes) -> None:
                                  "object in UTF-8") from None
 
 
+def too_deep() -> InvalidRequest:
+    """msgspec refuses JSON nested deeper than Python's recursion limit (about 1000 levels) with a
+    RecursionError: the client's error, said so (orjson refuses 1024 levels)."""
+    return InvalidRequest("malformed JSON body (its arrays and objects nest about 1000 levels deep or more): send "
+                          "one valid JSON object nested less deeply")
+
+
 def split(raw: bytes) -> dict[str, msgspec.Raw]:
     """The JSON object `raw`'s top-level fields, each as its bytes."""
     try:
@@ -45,6 +52,8 @@ def split(raw: bytes) -> dict[str, msgspec.Raw]:
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+    except RecursionError:
+        raise too_deep() from None
 
 
 class TopLevel:
@@ -136,6 +145,8 @@ def read_chat(raw: bytes) -> TopLevel:
         read = read_chat_request(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+    except RecursionError:
+        raise too_deep() from None
     return TopLevel(raw, CHAT_HISTORY) if read is None else ChatTopLevel(raw, read)
 
 

@@ -317,3 +317,30 @@ async def test_a_streamed_call_without_arguments_reaches_chat_and_responses_clie
         call = done.response.output[0]
         assert call.type == "function_call" and json.loads(call.arguments) == {}
         await client.close()
+
+
+async def test_a_body_nested_a_thousand_levels_deep_is_a_400_in_each_apis_shape(database_url: str) -> None:
+    """The top-level split of a request body (msgspec) raised RecursionError past Python's recursion
+    limit: /v1/messages answered a 500. Each hot route now refuses it as the client's error."""
+    deep = "[" * 1100 + "]" * 1100
+    async with harness(database_url) as h, aiohttp.ClientSession() as s:
+        secret = await h.create_key("deep")
+        await h.sync()
+        for path, body in (
+            ("/v1/messages", '{"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": %s}]}'),
+            ("/v1/chat/completions", '{"model": "gpt-4o", "messages": [{"role": "user", "content": %s}]}'),
+            ("/v1/responses", '{"model": "gpt-4o", "input": [{"role": "user", "content": %s}]}'),
+            ("/v1/embeddings", '{"model": "text-embedding-3-small", "input": %s}'),
+        ):
+            headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
+                       "anthropic-version": "2023-06-01"}
+            async with s.post(h.base + path, data=body % deep, headers=headers) as r:
+                assert r.status == 400, (path, r.status, await r.text())
+                answer = await r.json()
+            error = answer["error"]
+            if path == "/v1/messages":
+                assert answer["type"] == "error" and error["type"] == "invalid_request_error", answer
+            else:
+                assert error["code"] == "invalid_request", answer
+            assert "nested less deeply" in error["message"], (path, error)
+        assert not h.upstream.requests  # nothing reached the upstream
