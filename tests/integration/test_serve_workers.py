@@ -5,6 +5,7 @@ agrees with its headers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -49,6 +50,19 @@ def free_ports(n: int) -> list[int]:
 
 
 @pytest.mark.timeout(240)
+async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    """Until `url` answers 200 (a connection refused while no worker listens yet), bounded."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with client.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never answered 200")
+
+
 async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url: str) -> None:
     async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
         await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
@@ -79,6 +93,8 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("the workers never gossiped with each other")
+            # a worker gossips before its HTTP socket listens: wait until one answers /ready
+            await wait_ready(f"http://127.0.0.1:{port}/ready", proc)
 
             # rpm windows are fixed minutes: start early in one so the whole run stays inside it
             left = WINDOW - time.time() % WINDOW
