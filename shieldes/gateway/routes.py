@@ -18,8 +18,9 @@ from shieldes.gateway.google_pages import google_page
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
-from shieldes.gateway.service import Attempt, Gateway
+from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
+from shieldes.gateway.upstream_calls import Attempt
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
 from shieldes.providers.dropped import dropped_header

@@ -1,0 +1,307 @@
+"""Calling upstream deployments for the gateway: each try on one deployment (its provider module,
+its resolved key, tracing, metrics, the circuit breaker), retries with backoff, failover across the
+route's targets and fallback groups, deployment quotas; and the provider keys kept out of what
+clients see. The Gateway (service.py) takes these as its upstream half."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from shieldes.cluster.view import Health
+from shieldes.errors import InvalidRequest, ProviderMisconfigured, RateLimited, ShieldesError
+from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.top_level import Outgoing, TopLevel
+from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
+from shieldes.projections.state import Deployment
+from shieldes.providers.base import (
+    CONTEXT_LENGTH,
+    Body,
+    ChunkStream,
+    JsonResult,
+    ModelDialects,
+    Operation,
+    Provider,
+    Target,
+    TokenUsage,
+    UpstreamFailure,
+)
+from shieldes.requestlog.record import RequestRecord
+from shieldes.responses.history import History
+from shieldes.responses.objects import ResponseContext
+from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
+from shieldes.routing.quota import DeploymentQuotas
+from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan
+from shieldes.routing.strategies import DEFAULT_STRATEGY, merge_health, order_targets
+from shieldes.secrets import Keyring, SecretError, resolve_secret
+from shieldes.settings import Settings
+from shieldes.usage.pricing import PriceTable
+
+if TYPE_CHECKING:
+    from shieldes.gateway.service import StateView
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# One try of a call on one deployment: (provider module, target, deployment) -> result.
+Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
+QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
+# a JSON call's body does not carry these: OpenAI refuses stream_options without a stream (a client's
+# `stream: false` goes as sent)
+JSON_DROPS = frozenset({"stream_options"})
+
+
+class AttemptSpans(Protocol):
+    """Tracing of upstream attempts (shieldes/tracing.py implements it)."""
+
+    def attempt_span(self, op: str, dep: Deployment, model: str, attempt: int) -> AbstractContextManager[Any]: ...
+
+    def attempt_failed(self, span: Any, kind: str, message: str) -> None: ...
+
+    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None: ...
+
+
+def provider_takes_as_sent(provider: Provider, op: Operation, target: Target, ids: list[str] | None) -> bool:
+    """Whether `provider` takes the client's bytes for this request (OpenAI-compatible upstreams:
+    OpenAIProvider.takes_as_sent); the others get the body decoded and translated."""
+    takes = getattr(provider, "takes_as_sent", None)
+    return takes is not None and bool(takes(op, target, ids))
+
+
+
+class UpstreamCalls:
+    """The Gateway's upstream half, on the Gateway's own state (set in Gateway.__init__; the
+    cluster sets `health_views` and `cluster_size`, the node `tracing`)."""
+
+    settings: Settings
+    state: StateView
+    providers: Mapping[str, Provider]
+    metrics: Metrics
+    prices: PriceTable
+    breaker: CircuitBreaker
+    health_views: Callable[[], list[Mapping[str, Health]]]
+    cluster_size: Callable[[], int]
+    quotas: DeploymentQuotas
+    rng: random.Random
+    tracing: AttemptSpans | None
+    keyring: Callable[[], Keyring]
+    _secrets: dict[str, str | None]
+    _reported: set[str]
+
+    def _target(self, dep: Deployment, model: str) -> Target:
+        ref = dep.secret_ref
+        if ref is None:
+            api_key = None
+        elif ref in self._secrets:
+            api_key = self._secrets[ref]
+        else:
+            try:
+                api_key = resolve_secret(ref, self.keyring())
+            except SecretError as exc:
+                raise self._misconfigured(dep, f"its provider key cannot be read: {exc.message}") from None
+            self._secrets[ref] = api_key
+        return Target(dep.name, dep.base_url, model, api_key, dep.options)
+
+    def _provider(self, dep: Deployment, model: str) -> Provider:
+        provider = self.providers.get(dep.kind)
+        if provider is None:
+            raise self._misconfigured(dep, f"this node has no provider module for type {dep.kind!r}")
+        return provider.for_model(model) if isinstance(provider, ModelDialects) else provider
+
+    def _misconfigured(self, dep: Deployment, why: str) -> ProviderMisconfigured:
+        """The same answer on every attempt: reported to the client as is and logged once per cause."""
+        fix = (f"set it in the node's environment and restart the node, or store the key with "
+               f"`shieldes provider update {dep.name} --api-key KEY`") if "environment variable" in why else (
+               "upgrade this node or fix the deployment with `shieldes provider update`")
+        message = f"deployment {dep.name!r} cannot be used on this node: {why}; {fix}"
+        if message not in self._reported:
+            self._reported.add(message)
+            log.error("MISCONFIGURED: %s", message)
+        return ProviderMisconfigured(message)
+
+    def _failed(self, dep: Deployment, failure: UpstreamFailure, rec: RequestRecord | None) -> str:
+        kind = "timeout" if failure.timeout else (str(failure.status) if failure.status else "connect")
+        self.metrics.upstream_error(dep.name, kind)
+        log.warning("upstream deployment %s failed (%s%s): %s [request %s]", dep.name, kind,
+                    "; trying another" if failure.retryable else "", self.scrub(failure.message)[:300],
+                    rec.request_id if rec is not None else "-")
+        if failure.retryable:
+            self.breaker.failure(dep.name)
+        return kind
+
+    def known_secrets(self) -> list[str]:
+        """Provider keys this node has resolved (redacted from anything it stores or shows)."""
+        return [v for v in self._secrets.values() if v]
+
+    def scrub(self, text: str) -> str:
+        """Upstream error text goes to clients: never with a provider key in it (some upstreams echo
+        the key they were sent)."""
+        for secret in self._secrets.values():
+            if secret and len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    async def call(self, op: Operation, route: Route, out: Outgoing, *,
+                   rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
+        """A JSON call of `out` (the client's body and the gateway's top-level fields): the client's
+        bytes to an upstream that takes them as sent, the whole body decoded to any other.
+        Returns the result and the target (deployment and upstream model) that served it; `rec`
+        (the request-log record) notes each deployment tried."""
+
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
+            call_raw = getattr(provider, "call_raw", None)
+            if call_raw is not None and provider_takes_as_sent(provider, op, target, out.ids):
+                result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
+                return result
+            return await provider.call(op, target, out.whole(sent))
+
+        return await self._with_failover(op, route, out.fields, attempt, rec)
+
+    async def open_stream(self, op: Operation, route: Route, out: Outgoing, *,
+                          rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
+        """A stream of `out`, as `call`: its fields ask for the stream and its usage."""
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
+            stream_bytes = getattr(provider, "stream_bytes", None)
+            if stream_bytes is not None and provider_takes_as_sent(provider, op, target, out.ids):
+                chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
+                return chunks
+            return await provider.stream(op, target, out.whole(sent))
+
+        return await self._with_failover(op, route, out.fields, attempt, rec)
+
+    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
+                        raw: bytes | None = None, *, rec: RequestRecord | None = None,
+                        top: TopLevel | None = None,
+                        history: History | None = None) -> tuple[Answer | EventStream, RouteTarget]:
+        """A Responses API call, each deployment tried in its own mode (native or translate).
+        `raw`: the client's encoding of `body`, when it is that, for deployments that can send it.
+        `top`: the client's body read by its top-level fields, when its input stays bytes (`body`
+        is then every other field: upstream.respond). `history`: what `body`'s input starts with."""
+        async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
+            same = sent is body
+            return await respond(provider, target, dep, sent, ctx, streaming, raw if same else None, top,
+                                 history if same or sent.get("input") is body.get("input") else None)
+
+        return await self._with_failover("responses", route, body, attempt, rec)
+
+    async def responses_input_tokens(self, route: Route, body: Body) -> int:
+        """The upstream's count of a Responses request's input tokens (native deployments)."""
+        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> int:
+            return await count_input_tokens(provider, target, sent)
+
+        count, _served = await self._with_failover("responses", route, body, attempt)
+        return count
+
+    async def attempts(self, op: str, route: Route, attempt: Attempt[T],
+                       rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
+        """`attempt` (which builds its own request per deployment) through the same failover."""
+        async def each(provider: Provider, target: Target, dep: Deployment, _sent: Body) -> T:
+            return await attempt(provider, target, dep)
+
+        return await self._with_failover(op, route, {"model": route.model}, each, rec)
+
+    async def _with_failover(self, op: str, route: Route, body: Body,
+                             attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
+                             rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
+        """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
+        then each fallback group in order. A prompt too long for one model moves straight on to the
+        next group, if there is one."""
+        last: tuple[UpstreamFailure, RouteTarget] | None = None
+        tried = 0
+        at_quota: set[str] = set()
+        misconfigured: dict[str, ProviderMisconfigured] = {}  # skipped for the others, never retried
+        group: Route | None = route
+        later: list[Route] | None = None
+        while group is not None:
+            attempts = 1 + self.settings.upstream_retries
+            for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
+                name = rt.deployment.name
+                if name in misconfigured:
+                    continue
+                if not self.quotas.allows(name, rt.deployment.options, self.cluster_size()):
+                    at_quota.add(name)  # its provider's quota is used up: not called into a 429
+                    continue
+                if tried:
+                    await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
+                tried += 1
+                self.quotas.sent(name)
+                try:
+                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
+                except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
+                    misconfigured[name] = exc
+                except UpstreamFailure as failure:
+                    last = (failure, rt)
+                    if failure.code == CONTEXT_LENGTH and route.fallbacks:
+                        break
+                    if not failure.retryable:
+                        raise client_error(failure, rt.deployment, self.scrub) from None
+                finally:
+                    self.quotas.returned(name)
+            if later is None:
+                later = fallback_routes(self.state.config, route) if route.fallbacks else []
+            group = later.pop(0) if later else None
+        if last is not None and not last[0].retryable:
+            raise client_error(last[0], last[1].deployment, self.scrub)
+        if last is None and misconfigured:
+            raise every_one_misconfigured(list(misconfigured.values()))
+        if not tried and at_quota:
+            raise RateLimited(
+                f"every deployment serving model {route.requested!r} is at its quota "
+                f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
+                f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
+        raise exhausted(route, last[0] if last else None, tried, self.scrub)
+
+    def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
+        """The route's strategy (`shieldes routing set`), over the cluster's health view."""
+        config = self.state.config
+        strategy = config.routing.get(route.requested, DEFAULT_STRATEGY)
+
+        def price(model: str) -> float:
+            rate = self.prices.rate(config.pricing, model)
+            return float(rate[0] + rate[1])
+
+        def order(targets: Sequence[RouteTarget]) -> list[RouteTarget]:
+            health = merge_health(self.health_views())
+            return order_targets(targets, strategy, health, price, self.settings.region, self.rng)
+
+        return order
+
+    async def _attempt(self, op: str, rt: RouteTarget, body: Body,
+                       attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
+                       rec: RequestRecord | None = None, n: int = 1) -> T:
+        """One call to one target; an UpstreamFailure is recorded (metrics, breaker, the request
+        log's failover path, the attempt's span) and re-raised."""
+        dep = rt.deployment
+        started = time.perf_counter()
+        if rec is not None:
+            rec.attempt(dep.name)
+        tracing = self.tracing
+        with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
+            try:
+                provider = self._provider(dep, rt.model)
+                target = self._target(dep, rt.model)
+                sent = body if body.get("model") == rt.model else dict(body, model=rt.model)
+                result = await attempt(provider, target, dep, sent)
+            except UpstreamFailure as failure:
+                kind = self._failed(dep, failure, rec)
+                if tracing:
+                    tracing.attempt_failed(span, kind, self.scrub(failure.message))
+                raise
+            except ShieldesError:
+                raise
+            except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
+                raise InvalidRequest(
+                    f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
+                    "check the request against the API reference"
+                ) from None
+            if tracing and isinstance(result, JsonResult):
+                tracing.attempt_usage(span, result.usage)
+        elapsed = time.perf_counter() - started
+        self.metrics.upstream_seconds(dep.name, elapsed)
+        self.breaker.success(dep.name, elapsed)
+        return result
