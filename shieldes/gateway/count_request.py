@@ -89,7 +89,7 @@ def split(raw: bytes) -> TopLevel | None:
         return None
     try:
         return TopLevel(raw, MESSAGES_HISTORY)
-    except (InvalidRequest, RecursionError):  # (msgspec's depth: RecursionError)
+    except InvalidRequest:  # (a body nested past msgspec's depth too: top_level.too_deep)
         return None
 
 
