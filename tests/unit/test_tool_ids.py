@@ -24,6 +24,7 @@ from shieldes.providers.tool_ids import (
     OPENAI,
     RESPONSES,
     IdRule,
+    all_fit,
     anthropic_ids_fit_in,
     fit_chat_ids,
     fit_messages_ids,
@@ -68,6 +69,13 @@ def test_an_id_is_kept_when_it_fits_and_replaced_by_a_valid_one_when_not(rule: I
     assert (fitted == call_id) == VALID[rule.name](call_id)  # kept exactly when it fits
     assert rule.fit(fitted) == fitted  # idempotent
     assert rule.fit(call_id) == fitted  # deterministic
+
+
+@pytest.mark.parametrize("rule", (*RULES, ANY), ids=lambda r: r.name)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(some=st.lists(ids, max_size=6))
+def test_a_list_of_ids_fits_exactly_when_each_of_its_ids_does(rule: IdRule, some: list[str]) -> None:
+    assert all_fit(some, rule) == all(VALID[rule.name](i) if rule is not ANY else i != "" for i in some)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
