@@ -175,7 +175,13 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
     pending: set[str] = set()
     used: set[str] = set()
     for i, msg in enumerate(messages):
-        for j, b in enumerate(msg.get("content") if isinstance(msg.get("content"), list) else []):
+        if not isinstance(msg, dict):
+            return f"messages.{i}: Input should be a valid dictionary"
+        if not isinstance(msg.get("content"), str | list):
+            return f"messages.{i}.content: Input should be a valid string or list"
+        for j, b in enumerate(msg["content"] if isinstance(msg["content"], list) else []):
+            if not isinstance(b, dict):
+                return f"messages.{i}.content.{j}: Input should be a valid dictionary"
             field = {"tool_use": "id", "tool_result": "tool_use_id"}.get(b.get("type"))
             if field and not re.fullmatch(r"[a-zA-Z0-9_-]+", str(b.get(field))):
                 return f"messages.{i}.content.{j}.{b['type']}.{field}: String should match pattern '^[a-zA-Z0-9_-]+$'"
