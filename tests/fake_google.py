@@ -355,6 +355,11 @@ class FakeGoogle:
             return google_error(404, f"method {method} not found")
         if "contents" not in body or not body["contents"]:
             return google_error(400, "* GenerateContentRequest.contents: contents is not specified")
+        for i, content in enumerate(body["contents"] if isinstance(body["contents"], list) else [None]):
+            parts = content.get("parts") if isinstance(content, dict) else None
+            if not isinstance(parts, list) or not parts or not all(isinstance(part, dict) for part in parts):
+                return google_error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not "
+                                         "be empty.")
         prompt = _words(body["contents"]) + _words(body.get("systemInstruction", {}))
         if prompt > self.max_prompt:
             return google_error(400, f"The input token count ({prompt}) exceeds the maximum number of tokens "

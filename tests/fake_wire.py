@@ -169,6 +169,12 @@ def check_messages(body: dict[str, Any], system_turns: bool = False) -> str | No
         return "service_tier: Input should be 'auto' or 'standard_only'"
     if any(key != "user_id" for key in body.get("metadata") or {}):
         return "metadata: Extra inputs are not permitted (only user_id)"
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        return "tools: Input should be a valid list"
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            return f"tools.{i}.name: Field required"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "messages: at least one message is required"

@@ -4,15 +4,28 @@ OpenAI routes, Anthropic's on the Messages routes, Google's on the Gemini API's)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock, aws_credentials
+from tests.fake_google import FakeGoogle
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 from tests.integration.test_gateway_fuzz import Running, json_values, send
 from tests.integration.test_gateway_fuzz import node as node  # the fixture: a node in a thread of its own
+
+CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+GEMINI = "gemini-2.5-flash"
+GEMINI_KEY_ENV = "SHIELDES_TEST_FUZZ_GEMINI_KEY"
 
 MODELS = ["gpt-4o", "claude-3-5-haiku-latest"]
 odd = json_values | st.sampled_from(["", "nope", "x" * 70, "resp_nope", "msg_1", "call_1", "conv_nope"])
@@ -139,13 +152,80 @@ ROUTES: list[tuple[str, str, dict[str, st.SearchStrategy[Any]], tuple[str, ...],
     ("POST", "/v1/audio/speech", MEDIA_FIELDS, ("model", "input", "voice"), "openai"),
     ("POST", "/v1/moderations", MEDIA_FIELDS, ("input",), "openai"),
 ]
+CHAT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "model": either(st.sampled_from(MODELS)),
+    "messages": either(st.lists(either(st.one_of(
+        obj({"role": either(st.sampled_from(["user", "system", "developer"])), "content": either(text | st.lists(
+            obj({"type": either(st.sampled_from(["text", "image_url", "file", "input_audio"])), "text": either(text),
+                 "image_url": either(st.just({"url": "data:image/png;base64,iVBORw0KGgo="}))}, ("type",)),
+            max_size=2))}, ("role", "content")),
+        obj({"role": st.just("assistant"), "content": either(st.none() | text), "tool_calls": either(st.lists(
+            obj({"id": either(calls), "type": either(st.just("function")), "function": either(obj(
+                {"name": either(st.just("f")), "arguments": either(st.just("{}"))}, ("name", "arguments")))},
+                ("id", "type", "function")), max_size=2))}, ("role",)),
+        obj({"role": st.just("tool"), "tool_call_id": either(calls), "content": either(text)},
+            ("role", "tool_call_id", "content")),
+    )), min_size=1, max_size=4)),
+    "stream": either(st.booleans()), "max_tokens": either(st.integers(1, 100)),
+    "tools": either(st.lists(obj({"type": either(st.just("function")), "function": either(obj({
+        "name": either(st.just("f")), "parameters": either(st.just({"type": "object"}))}, ("name",)))},
+        ("type", "function")), max_size=2)),
+    "tool_choice": either(st.sampled_from(["auto", "none", "required"])),
+    "response_format": either(obj({"type": either(st.sampled_from(["text", "json_object", "json_schema"]))})),
+    "reasoning_effort": either(st.sampled_from(["low", "medium", "high"])), "n": either(st.integers(1, 2)),
+    "stream_options": either(obj({"include_usage": either(st.booleans())})), "stop": either(text),
+}
+# every upstream kind behind each API: chat completions too, as the translations start from it
+ACROSS_KINDS = [route for route in ROUTES if not route[1].startswith(("/v1/images", "/v1/audio", "/v1/moder"))] + [
+    ("POST", "/v1/chat/completions", CHAT_FIELDS, ("model", "messages"), "openai"),
+    ("POST", "/v1/chat/completions", CHAT_FIELDS, ("model", "messages", "stream"), "openai"),
+]
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
-    method, path, fields, required, shape = draw(st.sampled_from(ROUTES))
+def requests(draw: st.DrawFn, routes: list[tuple[str, str, dict[str, st.SearchStrategy[Any]], tuple[str, ...], str]],
+             models: list[str]) -> tuple[str, str, bytes, str]:
+    method, path, fields, required, shape = draw(st.sampled_from(routes))
     body = draw(obj(fields, required)) if fields else {}
+    if isinstance(body, dict) and body.get("model") in MODELS:  # (a body may be anything at all)
+        body["model"] = draw(st.sampled_from(models))
+    if path.startswith("/v1beta/models/") and ":" in path and "embedContent" not in path:
+        path = path.replace(path.split("/")[3].split(":")[0], draw(st.sampled_from(models)), 1)
     return method, path, json.dumps(body).encode(), shape
+
+
+class AcrossKinds(Running):
+    """The node in a thread of its own, with a deployment of each upstream kind a translation
+    reaches: OpenAI, Anthropic, Bedrock (SigV4, event streams), Gemini."""
+
+    async def _main(self, database_url: str) -> None:
+        self.done = asyncio.Event()
+        up = FakeUpstream(api_key=UPSTREAM_KEY)
+        with aws_credentials():
+            async with FakeBedrock(region="eu-west-1") as bedrock, FakeGoogle() as google, \
+                    harness(database_url, upstream=up, providers=False, upstream_retries=0,
+                            max_body_bytes=64 * 1024) as h:
+                os.environ[GEMINI_KEY_ENV] = google.api_key
+                ref = "env:" + UPSTREAM_KEY_ENV
+                await h.admin(AddProvider("claude", "anthropic", up.url, ref, ("claude-3-5-haiku-latest",)))
+                await h.admin(AddProvider("openai", "openai", up.url, ref, ("gpt-4o",)))
+                await h.admin(AddProvider("br", "bedrock", bedrock.url, None, (CLAUDE_ON_BEDROCK,),
+                                          options={"region": "eu-west-1"}))
+                await h.admin(AddProvider("gem", "gemini", google.url + "/v1beta", "env:" + GEMINI_KEY_ENV, (GEMINI,)))
+                self.secret = await h.create_key("fuzz", rpm=10**9)
+                await h.sync()
+                self.h = h
+                self.ready.set()
+                await self.done.wait()
+
+
+@pytest.fixture
+def kinds(database_url: str) -> Iterator[Running]:
+    running = AcrossKinds(database_url)
+    running.thread.start()
+    assert running.ready.wait(60), "node did not start"
+    yield running
+    running.stop()
 
 
 def assert_error_shape(shape: str, payload: bytes) -> None:
@@ -164,10 +244,22 @@ def assert_error_shape(shape: str, payload: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(request=requests(), authed=st.sampled_from([True, True, True, False]))
+@given(request=requests(ROUTES, MODELS), authed=st.sampled_from([True, True, True, False]))
 def test_agent_and_media_routes_answer_odd_bodies_in_their_own_shape(
     node: Running, request: tuple[str, str, bytes, str], authed: bool
 ) -> None:
+    check(node, request, authed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=requests(ACROSS_KINDS, ["gpt-4o", "claude-3-5-haiku-latest", CLAUDE_ON_BEDROCK, GEMINI]))
+def test_every_api_to_every_upstream_kind_answers_odd_bodies_in_its_own_shape(
+    kinds: Running, request: tuple[str, str, bytes, str]
+) -> None:
+    check(kinds, request, True)
+
+
+def check(node: Running, request: tuple[str, str, bytes, str], authed: bool) -> None:
     assert node.h is not None
     method, path, body, shape = request
     headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
