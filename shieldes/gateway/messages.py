@@ -21,7 +21,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import count_request, relay
-from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
+from shieldes.gateway.middleware import ANTHROPIC_REQUEST_ID, REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import (
     GATEWAY,
     Call,
@@ -234,7 +234,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         got, served = await call.run(answer)
         # the upstream's count, or the estimate the answer already carries (never None here)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
-        headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, **call.res.headers, **got.headers}
+        headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, ANTHROPIC_REQUEST_ID: call.rid,
+                   **call.res.headers, **got.headers}
         return web.Response(body=got.raw, headers=headers)
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
@@ -251,8 +252,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if call.rec is not None:
         call.rec.stream = True
     stream, served = await call.run(open_stream)
-    return await call.pump_stream(request, stream, stream.frames, served, {**call.res.headers, **stream.headers},
-                                  "error")
+    return await call.pump_stream(request, stream, stream.frames, served,
+                                  {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers, **stream.headers}, "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
@@ -305,7 +306,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
                 return Answer(orjson.dumps({"input_tokens": counted}), None)
         return _estimate(whole())
 
-    return await counted(request, route, count, lambda: _estimate(whole()), (MessagesUpstream, InputTokenCounter))
+    resp = await counted(request, route, count, lambda: _estimate(whole()), (MessagesUpstream, InputTokenCounter))
+    resp.headers[ANTHROPIC_REQUEST_ID] = request_id(request)
+    return resp
 
 
 def _list_shape(value: object) -> str:

@@ -23,6 +23,9 @@ from shieldes.requestlog.record import RequestRecord
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "x-request-id"
+# The same id under Anthropic's name, on the Messages routes: the anthropic SDK reads it as a
+# response's `_request_id` and an error's `request_id` (Claude Code prints it with an error).
+ANTHROPIC_REQUEST_ID = "request-id"
 SHOULD_RETRY = "x-should-retry"  # read by the OpenAI and Anthropic SDKs before their status rules
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
@@ -186,11 +189,14 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
         body = orjson.dumps(google_error(status, message, code, wait))
     elif shape == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
-        body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code}})
+        body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code},
+                             "request_id": rid})
     else:
         body = orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
     resp = web.Response(body=body, status=status, content_type="application/json", headers=headers)
     resp.headers[REQUEST_ID] = rid
+    if shape == "anthropic":
+        resp.headers[ANTHROPIC_REQUEST_ID] = rid
     if final_refusal(status):
         resp.headers.setdefault(SHOULD_RETRY, "false")
     return resp

@@ -247,4 +247,35 @@ async def test_count_tokens_of_an_agent_history_answers_as_a_whole_decode(databa
                     expected = f"malformed JSON body ({str(refused.value)[:200]}): send one valid JSON object"
                     status, got = await count(raw)
                     error = {"type": "invalid_request_error", "message": expected, "code": "invalid_request"}
+                    assert got.pop("request_id")
                     assert (status, got) == (400, {"type": "error", "error": error}), (bad[:40], model)
+
+
+async def test_every_messages_answer_names_its_request_id_as_anthropic_does(database_url: str) -> None:
+    """Anthropic names a request in `request-id`, which the anthropic SDK reads as a response's
+    `_request_id` and an error's `request_id` (Claude Code prints it with an error): the Messages
+    routes send the node's request id under that name too, passed through or translated, JSON,
+    stream, count_tokens and errors, the same id as `x-request-id`."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("k", models=(MODEL, "gpt-4o-mini"))
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        ask: dict[str, Any] = dict(max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        for model in (MODEL, "gpt-4o-mini"):
+            message = await client.messages.create(model=model, **ask)
+            assert message._request_id
+            raw = await client.messages.with_raw_response.create(model=model, **ask)
+            assert raw.request_id == raw.headers["x-request-id"]
+            async with client.messages.stream(model=model, **ask) as stream:
+                await stream.get_final_message()
+                assert stream.response.headers["request-id"] == stream.response.headers["x-request-id"]
+            counted = await client.messages.with_raw_response.count_tokens(model=model, messages=ask["messages"])
+            assert counted.request_id == counted.headers["x-request-id"]
+        with pytest.raises(anthropic.NotFoundError) as unknown:
+            await client.messages.create(model="no-such-model", **ask)
+        assert unknown.value.request_id == unknown.value.response.headers["x-request-id"]
+        assert unknown.value.body["request_id"] == unknown.value.request_id  # type: ignore[index]
+        h.upstream.inject("/v1/messages", status=500, times=3)
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            await client.messages.create(model=MODEL, **ask)
+        assert failed.value.request_id == failed.value.response.headers["x-request-id"]

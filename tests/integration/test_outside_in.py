@@ -220,7 +220,8 @@ async def test_the_anthropic_sdk_gets_its_own_error_shape_from_the_model_routes(
         with pytest.raises(anthropic.NotFoundError) as err:
             await claude.models.retrieve("claude-9")
         assert err.value.body == {"type": "error", "error": {"type": "not_found_error", "code": "model_not_found",
-                                                             "message": err.value.body["error"]["message"]}}
+                                                             "message": err.value.body["error"]["message"]},
+                                  "request_id": err.value.request_id}
         assert "GET /v1/models" in err.value.body["error"]["message"]
         wrong = anthropic.AsyncAnthropic(base_url=h.base, api_key="sk-shd-wrong", max_retries=0)
         with pytest.raises(anthropic.AuthenticationError) as aerr:
