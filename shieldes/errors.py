@@ -59,6 +59,14 @@ class NotFound(ShieldesError):
     code = "model_not_found"
 
 
+class PreviousResponseNotFound(InvalidRequest):
+    """A continuation (`previous_response_id`) of a response nobody can read: OpenAI's 400, whose
+    code clients recover on by sending the whole conversation again (Codex on a WebSocket, Roo
+    Code, proxies in front of Codex); a 404 they take for an unknown route or model."""
+
+    code = "previous_response_not_found"
+
+
 # The longest wait a Retry-After (and the message repeating it) asks for: a sliding minute can take
 # up to two minutes to free one request, but clients give up on longer waits instead of waiting
 # (Claude Code stops at once past 60 s; the anthropic SDK then retries at once, the openai SDK stops

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from shieldes.errors import InvalidRequest, ShieldesError
+from shieldes.errors import InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.checked_histories import items_after
 from shieldes.gateway.middleware import record_of, request_id
@@ -49,7 +49,7 @@ from shieldes.responses.request import (
     upstream_body,
     upstream_fields,
 )
-from shieldes.responses.service import ResponseStore
+from shieldes.responses.service import ResponseStore, previous_not_found
 from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
@@ -145,7 +145,10 @@ async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -
         remembered = None if memory is None else memory.history(req.previous_response_id, key_id)
         if remembered is not None:
             return remembered
-        return await request.app[RESPONSES].history(req.previous_response_id, key_id)
+        try:
+            return await request.app[RESPONSES].history(req.previous_response_id, key_id)
+        except NotFound:  # (a 400 for a continuation, as OpenAI answers it; GET and DELETE keep their 404)
+            raise previous_not_found(req.previous_response_id) from None
     if req.conversation is not None:
         return History.of(await request.app[CONVERSATIONS].history(req.conversation, key_id))
     return NO_HISTORY

@@ -32,7 +32,7 @@ import orjson
 import psycopg
 
 from shieldes.dbwait import DbWait
-from shieldes.errors import DatabaseStalled, NotFound, StoredResponsesBacklog
+from shieldes.errors import DatabaseStalled, NotFound, PreviousResponseNotFound, StoredResponsesBacklog
 from shieldes.responses.history import History
 from shieldes.responses.objects import Body
 from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
@@ -68,6 +68,17 @@ def not_found(response_id: str) -> NotFound:
         f"Response with id {response_id!r} not found: it never existed, was deleted, expired, was created "
         "with store: false, or belongs to another API key",
         code="not_found",
+    )
+
+
+def previous_not_found(response_id: str) -> PreviousResponseNotFound:
+    """The refusal of a continuation whose conversation cannot be read (the response continued, or
+    one before it, is not found), in OpenAI's words and code."""
+    return PreviousResponseNotFound(
+        f"Previous response with id {response_id!r} not found: it or a response before it in its "
+        "conversation never existed, was deleted, expired, was created with store: false, or belongs to "
+        "another API key; send the whole conversation as `input` without previous_response_id",
+        param="previous_response_id",
     )
 
 

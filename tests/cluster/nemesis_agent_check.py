@@ -11,8 +11,9 @@ are docs/responses.md's (quoted in the messages):
 * failures: a turn fails only while its node is SIGKILLed (until its next boot is ready) or
   SIGSTOPped (a connection error or the client's timeout), or during a Postgres cut
   (503 `database_unavailable`, "reads on other nodes answer 503 meanwhile", with `DB_SLACK` after
-  it for a pool to reconnect), or as a 404 for a predecessor its node had not written before it
-  was killed or paused ("as long as the writer's insert lands within SHIELDES_RESPONSES_READ_WAIT").
+  it for a pool to reconnect), or as a 400 `previous_response_not_found` for a predecessor its
+  node had not written before it was killed or paused ("as long as the writer's insert lands
+  within SHIELDES_RESPONSES_READ_WAIT").
 * shapes: every error a client got is its API's (OpenAI's `{"error": {"message", "type", "code"}}`
   or a stream's error event; Anthropic's `{"type": "error", "error": {"type", "message"}}`), never
   a 500.
@@ -115,6 +116,11 @@ def paused_within(faults: Sequence[Fault], node: str, start: float, end: float) 
                for f in faults if f.kind == "pause" and node in f.nodes)
 
 
+def predecessor_lost(status: int, error: Any) -> bool:
+    """Whether a continuation was refused because its predecessor is not found (OpenAI's 400)."""
+    return status == 400 and error_code(error) == "previous_response_not_found"
+
+
 def error_code(error: Any) -> str | None:
     if not isinstance(error, dict):
         return None
@@ -154,7 +160,7 @@ def explained(t: Turn, faults: Sequence[Fault], by_tag: Mapping[str, Turn]) -> s
         return "Postgres was cut"
     if t.status == 503 and error_code(t.error) == "node_draining" and node_down(faults, t.node, t.sent_at, end):
         return "its node was draining"
-    if t.status == 404 and error_code(t.error) in ("previous_response_not_found", "not_found") and t.previous_tag:
+    if predecessor_lost(t.status, t.error) and t.previous_tag:
         prev = by_tag.get(t.previous_tag)
         if prev is not None and unwritten_when_read(faults, prev, t.sent_at):
             return "its predecessor's node died or slept before writing it"

@@ -25,7 +25,7 @@ import anthropic
 import openai
 
 from tests.cluster.harness import NodeProc
-from tests.cluster.nemesis_agent_check import AGENT_APIS, Turn
+from tests.cluster.nemesis_agent_check import AGENT_APIS, Turn, predecessor_lost
 
 TURNS_PER_CONVERSATION = 4
 TURNS_PER_SOCKET = 3
@@ -84,8 +84,9 @@ class AgentLoad:
                 turn.ended_at = time.time()
                 # a failed turn is sent again as the next one (continuing the same predecessor),
                 # unless that is gone: a new conversation then
-                if turn.status in (200, 404):
-                    previous = None if turn.status == 404 or turn.number >= TURNS_PER_CONVERSATION else turn
+                lost = predecessor_lost(turn.status, turn.error)
+                if turn.status == 200 or lost:
+                    previous = None if lost or turn.number >= TURNS_PER_CONVERSATION else turn
                 await self._pace(turn)
         finally:
             for c in clients.values():
@@ -132,8 +133,9 @@ class AgentLoad:
                         turn = self._turn("socket", w, node, True, previous)
                         await self._one_socket_turn(conn, turn)
                         turn.ended_at = time.time()
-                        if turn.status in (200, 404):
-                            previous = None if turn.status == 404 or turn.number >= TURNS_PER_CONVERSATION else turn
+                        lost = predecessor_lost(turn.status, turn.error)
+                        if turn.status == 200 or lost:
+                            previous = None if lost or turn.number >= TURNS_PER_CONVERSATION else turn
                         if turn.status not in (200, -1):  # closed or silent: a new connection
                             break
                         await self._pace(turn)

@@ -193,8 +193,9 @@ async def test_bad_requests_and_refusals_are_openai_shaped(database_url: str) ->
         with pytest.raises(openai.RateLimitError, match="budget"):
             await oai(h.base, broke).responses.create(model="gpt-4o-mini", input="x")
         assert len(h.upstream.requests) == before  # refused before any upstream call
-        with pytest.raises(openai.NotFoundError, match="not found"):
+        with pytest.raises(openai.BadRequestError, match="not found") as lost:
             await client.responses.create(model="gpt-4o-mini", input="x", previous_response_id="resp_nope")
+        assert lost.value.code == "previous_response_not_found" and lost.value.param == "previous_response_id"
         # an upstream that breaks mid-stream: the stream ends with `error` (the SDK raises it)
         h.upstream.inject("/v1/chat/completions", disconnect_after=3)
         stream = await client.responses.create(model="gpt-4o-mini", input="x", stream=True)
@@ -365,3 +366,41 @@ async def test_native_mode_fits_long_call_ids_and_refuses_an_output_that_answers
         follow = await client.responses.create(model="gpt-4o", tools=TOOLS, previous_response_id=asked.id, input=[
             {"type": "function_call_output", "call_id": call.call_id, "output": "{\"temp\": 21}"}])
         assert follow.output_text == "Hello from the fake upstream"
+
+
+async def test_a_continuation_of_a_response_nobody_can_read_is_openais_previous_response_not_found(
+        database_url: str) -> None:
+    """OpenAI answers a `previous_response_id` it cannot read with a 400 `previous_response_not_found`
+    naming the field, which agents recover on by sending the whole conversation (a 404 reads as an
+    unknown route or model): an unknown id, a `store: false` response, a deleted one, another key's,
+    streamed or not, counted or compacted. Reading such an id stays a 404, as on OpenAI."""
+    async with harness(database_url, responses_read_wait=0.2) as h:
+        secret = await h.create_key("agent", models=("gpt-4o",))
+        other = await h.create_key("other", models=("gpt-4o",))
+        await h.sync()
+        client = oai(h.base, secret)
+        unstored = await client.responses.create(model="gpt-4o", input="hi", store=False)
+        deleted = await client.responses.create(model="gpt-4o", input="hi")
+        await client.responses.delete(deleted.id)
+        theirs = await oai(h.base, other).responses.create(model="gpt-4o", input="hi")
+        before = len(h.upstream.requests)
+        for rid in ("resp_nope", unstored.id, deleted.id, theirs.id):
+            for attempt in (client.responses.create(model="gpt-4o", input="go on", previous_response_id=rid),
+                            client.responses.create(model="gpt-4o", input="go on", previous_response_id=rid,
+                                                    stream=True),
+                            client.responses.input_tokens.count(model="gpt-4o", input="go on",
+                                                                previous_response_id=rid),
+                            client.responses.compact(model="gpt-4o", input="go on", previous_response_id=rid)):
+                with pytest.raises(openai.BadRequestError) as lost:
+                    await attempt
+                assert lost.value.code == "previous_response_not_found" and lost.value.param == "previous_response_id"
+                assert lost.value.type == "invalid_request_error" and rid in lost.value.message
+                assert "send the whole conversation" in lost.value.message
+            with pytest.raises(openai.NotFoundError):
+                await client.responses.retrieve(rid)
+        assert len(h.upstream.requests) == before  # refused before any upstream call
+        # the recovery: the whole conversation as input
+        again = await client.responses.create(model="gpt-4o", input=[
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": unstored.output_text},
+            {"role": "user", "content": "go on"}])
+        assert again.status == "completed"

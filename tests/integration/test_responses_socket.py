@@ -87,7 +87,8 @@ async def test_sdk_connection_streams_turns_and_continues_an_unstored_response(d
         # the memory is the connection's: another connection cannot continue an unstored response
         async with client.responses.connect() as conn:
             events = await _turn(conn, model="gpt-4o", previous_response_id=done.id, input="more")
-            assert events[-1].type == "error" and events[-1].status == 404
+            assert events[-1].type == "error" and events[-1].status == 400
+            assert events[-1].error.code == "previous_response_not_found"
 
         await h.flush()
         requests, _prompt, completion, _cost = h.usage_totals()["app"]
@@ -220,7 +221,8 @@ async def test_each_lane_continues_its_latest_response_and_another_lane_may_fork
             # a lane's memory holds its latest response only: a1 was followed by a2 on lane a
             stale = await _raw(ws, {"type": "response.create", "model": "gpt-4o", "input": "again", "store": False,
                                     "previous_response_id": a1["id"]})
-            assert stale[-1]["type"] == "error" and stale[-1]["status"] == 404
+            assert stale[-1]["type"] == "error" and stale[-1]["status"] == 400
+            assert stale[-1]["error"]["code"] == "previous_response_not_found"
 
 
 async def test_a_draining_node_ends_the_answers_under_way_then_closes(database_url: str) -> None:

@@ -79,17 +79,20 @@ async def test_continue_on_another_node_and_manage_stored_responses(database_url
         # another key sees nothing: not the response, not its items, no continuation, no delete
         intruder = oai(h.base, other)
         for attempt in (intruder.responses.retrieve(first.id), intruder.responses.input_items.list(first.id),
-                        intruder.responses.delete(first.id),
-                        intruder.responses.create(model="gpt-4o", input="x", previous_response_id=first.id)):
+                        intruder.responses.delete(first.id)):
             with pytest.raises(openai.NotFoundError):
                 await attempt
+        with pytest.raises(openai.BadRequestError) as lost:  # a continuation: OpenAI's 400
+            await intruder.responses.create(model="gpt-4o", input="x", previous_response_id=first.id)
+        assert lost.value.code == "previous_response_not_found"
 
         await b_client.responses.delete(first.id)
         for client in (a_client, b_client):
             with pytest.raises(openai.NotFoundError, match="not found"):
                 await client.responses.retrieve(first.id)
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.BadRequestError) as lost:
             await b_client.responses.create(model="gpt-4o", input="x", previous_response_id=second.id)
+        assert lost.value.code == "previous_response_not_found"
 
         # store: false keeps nothing anywhere
         unsaved = await a_client.responses.create(model="gpt-4o", input="secret", store=False)

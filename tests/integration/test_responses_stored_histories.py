@@ -47,10 +47,10 @@ def continued(h: Harness) -> dict[str, int]:
 
 
 async def refused(attempt: Any, rid: str) -> None:
-    """Refused as a continuation of a response the node does not find: 404 in OpenAI's shape, naming it."""
-    with pytest.raises(openai.NotFoundError, match=rid) as caught:
+    """Refused as a continuation of a response the node does not find: OpenAI's 400, naming it."""
+    with pytest.raises(openai.BadRequestError, match=rid) as caught:
         await attempt
-    assert caught.value.code == "not_found"
+    assert caught.value.code == "previous_response_not_found" and caught.value.param == "previous_response_id"
 
 
 async def test_a_long_agent_conversation_sends_every_turn_and_reads_none_again_also_after_a_restart(
@@ -111,7 +111,7 @@ async def test_a_forked_conversation_continues_each_branch_from_memory(database_
 
 
 async def test_a_delete_in_the_middle_refuses_the_later_turns_as_before(database_url: str) -> None:
-    """As when every turn is read: continuing a response after the deleted one is a 404 naming the
+    """As when every turn is read: continuing a response after the deleted one is a 400 naming the
     response continued (its chain is broken), the turns before it still go on."""
     async with harness(database_url, responses_read_wait=0.2) as h:
         secret = await h.create_key("agent", models=MODELS)
@@ -153,7 +153,8 @@ async def test_another_keys_response_is_never_continued(database_url: str) -> No
         assert continued(h)["remembered"] == 1  # the third turn's history was remembered
         for rid in ids:
             await refused(turn(them, "mine now", rid), rid)
-        await refused(them.responses.delete(ids[-1]), ids[-1])
+        with pytest.raises(openai.NotFoundError, match=ids[-1]):  # (a delete: OpenAI's 404)
+            await them.responses.delete(ids[-1])
         # their own conversation goes on, and so does mine
         other = (await turn(them, "theirs", None)).id
         await turn(them, "theirs again", other)

@@ -47,7 +47,9 @@ def test_a_stored_response_is_lost_only_to_a_kill_within_the_writers_window() ->
 
 def test_a_continuation_fails_only_within_the_documented_windows() -> None:
     first = turn("1", node="a")
-    lost = turn("2", node="b", at=T + 0.5, status=404, error=OPENAI_404, previous=first)
+    gone = {"error": {"message": "Previous response with id 'resp_1' not found", "type": "invalid_request_error",
+                      "param": "previous_response_id", "code": "previous_response_not_found"}}
+    lost = turn("2", node="b", at=T + 0.5, status=400, error=gone, previous=first)
     assert check_failures([first, lost], [])
     assert not check_failures([first, lost], [Fault("kill", ("a",), T + 0.2, T + 2)])
     # its node slept before writing it and woke after the read's wait
