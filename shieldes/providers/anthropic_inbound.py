@@ -117,8 +117,10 @@ def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], ima
 
 
 def _user_message(content: Any, where: str, dropped: list[str], cache_marks: bool = False,
-                  tool_images: bool = False) -> list[Body]:
-    """One Anthropic user turn -> OpenAI messages: tool results become `tool` messages first."""
+                  tool_images: bool = False, called: frozenset[str] = frozenset()) -> list[Body]:
+    """One Anthropic user turn -> OpenAI messages: tool results become `tool` messages first. A
+    tool_result must answer a tool_use of the assistant message before it (`called`), as Anthropic
+    requires: refused here in Anthropic's words, where the upstream would speak of `tool` messages."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     if not isinstance(content, list):
@@ -137,6 +139,11 @@ def _user_message(content: Any, where: str, dropped: list[str], cache_marks: boo
         elif kind == "tool_result":
             if not isinstance(block.get("tool_use_id"), str):
                 raise _bad(f"{at}: tool_result blocks need `tool_use_id`")
+            if block["tool_use_id"] not in called:
+                raise _bad(f"{at}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                           f"{block['tool_use_id'][:100]}. Each `tool_result` block must have a corresponding "
+                           "`tool_use` block in the previous message: send the assistant message with that "
+                           "tool_use block before it, or leave the tool_result out")
             result = _tool_result_content(block, at, dropped, tool_images)
             if cache_marks and isinstance(block.get("cache_control"), dict):
                 marked = [{"type": "text", "text": result}] if isinstance(result, str) else result
@@ -299,6 +306,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
         else:
             out_messages.append({"role": "system", "content": _text_blocks(system, "`system`")})
     made: list[int | None] = [None] * len(out_messages)  # the system prompt
+    called: frozenset[str] = frozenset()  # the tool_use ids of the latest assistant message
     for i, msg in enumerate(messages):
         made += [i - 1] * (len(out_messages) - len(made))  # the chat messages the message before became
         where = f"messages[{i}]"
@@ -306,9 +314,10 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             raise _bad(f"{where} must be an object with `role` and `content`")
         role = msg.get("role")
         if role == "user":
-            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks, tool_images))
+            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks, tool_images, called))
         elif role == "assistant":
             out_messages.append(_assistant_message(msg.get("content"), where, dropped, thinks))
+            called = frozenset(c["id"] for c in out_messages[-1].get("tool_calls", ()))
         elif role == "system":  # sent by some clients mid-conversation: OpenAI takes it as it is
             out_messages.append({"role": "system", "content": _text_blocks(msg.get("content"), where)})
         else:

@@ -305,6 +305,11 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
             call_id = msg.get("tool_call_id")
             if not isinstance(call_id, str):
                 raise _bad(f"{where}: a tool message needs `tool_call_id`", f"{where}.tool_call_id")
+            if call_id not in names:  # (OpenAI refuses it too; the target's refusal would speak of its own format)
+                raise _bad(f"{where}: the tool message with tool_call_id {call_id[:100]!r} answers no tool call: no "
+                           "assistant message before it has a `tool_calls` entry with that id; send the assistant "
+                           "message with its tool_calls before the tool message, or leave the tool message out",
+                           f"{where}.tool_call_id")
             marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
             text, images = _tool_content(content, where)
             add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images), *marks])

@@ -166,3 +166,47 @@ async def test_an_openai_upstreams_refusal_names_the_clients_own_message(databas
                 {"role": "user", "content": "x" * 100}])
         assert "Invalid 'messages[1].content': string too long." in err.value.message, err.value.message
         await client.close()
+
+
+async def test_a_tool_result_that_answers_no_call_is_refused_in_the_clients_own_terms(database_url: str) -> None:
+    """A tool result must answer a call the assistant made before it: Anthropic refuses a
+    `tool_result` whose `tool_use_id` the previous message did not use, OpenAI a `tool` message no
+    `tool_calls` entry before it made. Translated for another API, the upstream's refusal spoke of
+    the format it got (`tool` messages to a Messages client, `tool_use` blocks to a chat client),
+    after an upstream call; the gateway refuses it first, in the client's API's words."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("k", models=("gpt-4o-mini", "claude-3-5-haiku-latest"))
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        orphan: Any = {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_gone", "content": "42"}]}
+        asked: Any = {"role": "user", "content": "weather?"}
+        called: Any = {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]}
+        answer: Any = {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}
+        tools: Any = [{"name": "weather",
+                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+        for messages, where in (([orphan], "messages[0].content[0]"),
+                                ([asked, called, answer, {"role": "assistant", "content": "sunny"}, orphan],
+                                 "messages[4].content[0]")):
+            for stream in (False, True):
+                with pytest.raises(anthropic.BadRequestError) as bad:
+                    await claude.messages.create(model="gpt-4o-mini", max_tokens=20, messages=messages, tools=tools,
+                                                 stream=stream)
+                assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+                assert f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: toolu_gone" \
+                    in bad.value.message, bad.value.message
+        assert h.upstream.requests_to("/v1/chat/completions") == []
+        done = await claude.messages.create(model="gpt-4o-mini", max_tokens=20, messages=[asked, called, answer],
+                                            tools=tools)
+        assert done.stop_reason in ("end_turn", "tool_use")
+
+        chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await chat.chat.completions.create(model="claude-3-5-haiku-latest", messages=[
+                {"role": "user", "content": "weather?"},
+                {"role": "tool", "tool_call_id": "call_gone", "content": "42"}])
+        assert refused.value.param == "messages[1].tool_call_id"
+        assert "the tool message with tool_call_id 'call_gone' answers no tool call" in refused.value.message
+        assert h.upstream.requests_to("/v1/messages") == []

@@ -940,14 +940,16 @@ def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
 
     messages: Any = {"model": "m", "max_tokens": 10,
                      "system": [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}],
-                     "messages": [{"role": "user", "content": [
-                         {"type": "tool_result", "tool_use_id": "t1", "content": "42",
-                          "cache_control": {"type": "ephemeral"}}]}]}
+                     "messages": [{"role": "user", "content": "ask"},
+                                  {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f"}]},
+                                  {"role": "user", "content": [
+                                      {"type": "tool_result", "tool_use_id": "t1", "content": "42",
+                                       "cache_control": {"type": "ephemeral"}}]}]}
     kept, _ = translate_messages_request(messages, cache_marks=True)
     assert kept["messages"][0]["content"] == [{"type": "text", "text": "rules", "cache_control": {"type": "ephemeral"}}]
-    assert kept["messages"][1]["content"] == [{"type": "text", "text": "42", "cache_control": {"type": "ephemeral"}}]
+    assert kept["messages"][3]["content"] == [{"type": "text", "text": "42", "cache_control": {"type": "ephemeral"}}]
     plain, _ = translate_messages_request(messages)
-    assert plain["messages"][0]["content"] == "rules" and plain["messages"][1]["content"] == "42"
+    assert plain["messages"][0]["content"] == "rules" and plain["messages"][3]["content"] == "42"
 
 
 @pytest.mark.parametrize(("extra", "expected"), [

@@ -37,7 +37,8 @@ def test_server_tools_and_their_results_are_dropped_by_name() -> None:
                               {"name": "f", "input_schema": {"type": "object"}}],
             "messages": [{"role": "user", "content": "q"},
                          {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s", "name": "w"},
-                                                           {"type": "text", "text": "ok"}]},
+                                                           {"type": "text", "text": "ok"},
+                                                           {"type": "tool_use", "id": "t", "name": "f"}]},
                          {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [
                              {"type": "image", "source": {}}, {"type": "text", "text": "r"}]}]}]}
     chat, dropped = translate_messages_request(body)
