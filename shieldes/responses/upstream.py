@@ -219,8 +219,11 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
     unfilled = unfilled_includes(body, signed)
     if unfilled:
         headers[UNFILLED_HEADER] = ",".join(unfilled)
-    # automatic compaction is OpenAI's own: elsewhere a client compacts with a compaction_trigger turn
+    # automatic compaction is OpenAI's own: elsewhere a client compacts with a compaction_trigger turn;
+    # so is `truncation: auto` (OpenAI drops the oldest items that do not fit the model's window, which
+    # only it knows): the whole conversation is sent, and a window it overflows is refused upstream
     left_out = ["context_management"] if body.get("context_management") else []
+    left_out += ["truncation"] if body.get("truncation") == "auto" else []
     # Claude's signed thinking rides in encrypted_content when the client asks for it, and for the
     # stored response (a previous_response_id turn sends it back; the client sees it only if asked)
     encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)

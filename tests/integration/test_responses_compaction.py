@@ -109,6 +109,14 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
             model="gpt-4o", input="hi", context_management=[{"type": "compaction", "compact_threshold": 1000}])
         assert raw.headers["x-shieldes-dropped"] == "context_management"
         assert "context_management" not in h.upstream.last("/v1/chat/completions").body
+        # and so is truncation `auto` (dropping the oldest items that do not fit the model's window)
+        raw = await client.responses.with_raw_response.create(model="gpt-4o", input="hi", truncation="auto")
+        assert raw.headers["x-shieldes-dropped"] == "truncation" and raw.parse().truncation == "auto"
+        async with client.responses.with_streaming_response.create(model="gpt-4o", input="hi", truncation="auto",
+                                                                   stream=True) as streamed:
+            assert streamed.headers["x-shieldes-dropped"] == "truncation"
+        raw = await client.responses.with_raw_response.create(model="gpt-4o", input="hi", truncation="disabled")
+        assert "x-shieldes-dropped" not in raw.headers
 
         # a later turn sends the item back: the upstream gets the summary in its place
         compacted = item.model_dump(mode="json", exclude_none=True)
@@ -143,7 +151,7 @@ async def test_translate_deployment_compacts_by_summary_and_opens_it_for_any_dep
             assert h.upstream.last("/v1/chat/completions").body["messages"][0]["content"].startswith(SUMMARY_HEADING)
 
         await h.flush()
-        assert h.usage_totals()["app"][0] == 8  # the compactions are billed turns
+        assert h.usage_totals()["app"][0] == 11  # the compactions are billed turns
 
 
 async def test_compact_endpoint_answers_the_users_messages_and_one_compaction(database_url: str) -> None:
