@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
+from shieldes.providers import chat_paths
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import (
     Body,
@@ -44,7 +45,6 @@ from shieldes.providers.base import (
     Provider,
     Target,
     TokenUsage,
-    UpstreamFailure,
 )
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import spec_for
@@ -150,20 +150,12 @@ def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str], 
                              "check it against the Anthropic Messages API") from None
 
 
-@contextlib.contextmanager
-def _client_paths(origins: Sequence[int | None]) -> Iterator[None]:
+def _client_paths(origins: Sequence[int | None]) -> contextlib.AbstractContextManager[None]:
     """Errors about the chat request the Messages request became (the provider's translation
     refusing a part, an OpenAI-compatible upstream's 400) name the client's own messages: the chat
     messages are not the client's one for one (the system prompt comes first, tool results become
     messages of their own)."""
-    try:
-        yield
-    except (InvalidRequest, UpstreamFailure) as exc:
-        exc.message = inbound.client_paths(exc.message, origins)
-        exc.args = (exc.message,)
-        if isinstance(exc, InvalidRequest) and exc.param:
-            exc.param = inbound.client_paths(exc.param, origins)
-        raise
+    return chat_paths.named(inbound.client_names(origins))
 
 
 # chat names the provider's translation reports -> the Messages field the client sent

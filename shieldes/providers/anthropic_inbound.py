@@ -4,7 +4,6 @@ anthropic_replies)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
 from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
+from shieldes.providers.chat_paths import renamed
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -362,21 +362,17 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     return out, dropped
 
 
-_CHAT_MESSAGE = re.compile(r"messages\[(\d+)\]")
-
-
 def client_paths(text: str, origins: Sequence[int | None]) -> str:
     """`text` (an error message or `param` about the chat request a Messages request became) with
     each `messages[i]` of the chat request named as the client sent it: its own message's index
     (a system prompt takes chat message 0, and one user turn may become several chat messages),
     or `system` for the system prompt."""
-    def client(match: re.Match[str]) -> str:
-        index = int(match.group(1))
-        if index >= len(origins):
-            return match.group(0)
-        origin = origins[index]
-        return "system" if origin is None else f"messages[{origin}]"
-    return _CHAT_MESSAGE.sub(client, text)
+    return renamed(text, client_names(origins))
+
+
+def client_names(origins: Sequence[int | None]) -> list[str]:
+    """The client's path of each chat message (chat_paths.named): `messages[i]`, or `system`."""
+    return ["system" if origin is None else f"messages[{origin}]" for origin in origins]
 
 
 def messages_request_to_openai(body: Any) -> Body:

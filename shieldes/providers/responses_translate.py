@@ -142,14 +142,18 @@ def _with_thinking(message: Body, blocks: list[Thinking]) -> Body:
     return message
 
 
-def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool = False) -> list[Body]:
+def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool = False,
+              names: list[str] | None = None, path: str = "input") -> list[Body]:
     """`signed_thinking`: the upstream takes Claude's signed thinking back; a reasoning item's blocks
     go on the assistant message its turn's items make (else reasoning items are left out).
-    `tool_images`: the upstream takes images in tool results (function_call_output images go along)."""
+    `tool_images`: the upstream takes images in tool results (function_call_output images go along).
+    `names`, when given, gets the client's path of the item that made each message (`path[i]`)."""
     out: list[Body] = []
     thinking: list[Thinking] = []  # blocks of reasoning items not yet given to an assistant message
+    made: list[str] = []
     for i, item in enumerate(items):
-        where = f"input[{i}]"
+        made += [f"{path}[{i - 1}]"] * (len(out) - len(made))  # the messages the item before made
+        where = f"{path}[{i}]"
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an input item object (a message, function_call or function_call_output)",
                        where)
@@ -197,6 +201,8 @@ def _messages(items: list[Any], signed_thinking: bool = False, tool_images: bool
             raise _bad(f"{where} has type {kind!r}, which this deployment cannot take (it speaks chat "
                        "completions); use message, function_call, custom_tool_call and their _output items",
                        f"{where}.type")
+    if names is not None:
+        names += made + [f"{path}[{len(items) - 1}]"] * (len(out) - len(made))
     return out
 
 
@@ -229,22 +235,30 @@ def thinks(body: Body) -> bool:
     return isinstance(effort, str) and effort != OFF
 
 
-def request_to_chat(body: Body, model: str, signed_thinking: bool = False, tool_images: bool = False) -> Body:
+def request_to_chat(body: Body, model: str, signed_thinking: bool = False, tool_images: bool = False,
+                    names: list[str] | None = None) -> Body:
     """A Responses request whose `input` holds the whole conversation -> a chat request.
     `signed_thinking`: the upstream (Anthropic, Bedrock) takes Claude's signed thinking back, which
-    reasoning items carry in their encrypted_content; `tool_images`: it takes images in tool results."""
+    reasoning items carry in their encrypted_content; `tool_images`: it takes images in tool results.
+    `names`, when given, gets the request's path of what made each chat message (`instructions`,
+    `input`, `input[i]`: chat_paths.named)."""
     messages: list[Body] = []
+    made: list[str] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         messages.append({"role": "system", "content": instructions})
+        made.append("instructions")
     elif isinstance(instructions, list):
-        messages.extend(_messages(instructions))
+        messages.extend(_messages(instructions, names=made, path="instructions"))
     raw_input = body.get("input")
     if isinstance(raw_input, str):
         messages.append({"role": "user", "content": raw_input})
+        made.append("input")
     else:
         messages.extend(_messages(raw_input if isinstance(raw_input, list) else [], signed_thinking and thinks(body),
-                                  tool_images))
+                                  tool_images, made))
+    if names is not None:
+        names[:] = made
     if not messages:
         raise _bad("field 'input' is empty: send a string or a list of input items", "input")
     chat: Body = {"model": model, "messages": messages}

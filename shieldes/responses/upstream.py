@@ -14,6 +14,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.top_level import TopLevel
 from shieldes.projections.state import Deployment
+from shieldes.providers import chat_paths
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import signs_thinking, takes_tool_images
@@ -212,7 +213,8 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
                       streaming: bool) -> Answer | EventStream:
     """The request as chat completions (any kind of deployment takes those), its answer as Responses."""
     signed = signs_thinking(dep.kind, target.model)
-    chat = request_to_chat(body, target.model, signed, takes_tool_images(dep.kind, target.model))
+    names: list[str] = []  # the request's path of each chat message, for errors about them
+    chat = request_to_chat(body, target.model, signed, takes_tool_images(dep.kind, target.model), names)
     kinds = call_kinds(body)
     dropped = dropped_tools(body)
     headers = {DROPPED_HEADER: ",".join(dropped)} if dropped else {}
@@ -228,11 +230,13 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
     # stored response (a previous_response_id turn sends it back; the client sees it only if asked)
     encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)
     if streaming:
-        chunks = await provider.stream("chat", target, dict(chat, stream=True))
+        with chat_paths.named(names):
+            chunks = await provider.stream("chat", target, dict(chat, stream=True))
         headers.update(dropped_header([*left_out, *chunks.dropped]))  # settings the chat translation left out
         translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted)
         return TranslatedEvents(chunks, translator, headers)
-    result = await provider.call("chat", target, chat)
+    with chat_paths.named(names):
+        result = await provider.call("chat", target, chat)
     headers.update(dropped_header([*left_out, *result.dropped]))
     out = chat_to_output(result.body, kinds=kinds, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),

@@ -404,3 +404,31 @@ async def test_a_continuation_of_a_response_nobody_can_read_is_openais_previous_
             {"role": "user", "content": "hi"}, {"role": "assistant", "content": unstored.output_text},
             {"role": "user", "content": "go on"}])
         assert again.status == "completed"
+
+
+async def test_a_refusal_of_the_chat_request_names_the_clients_own_input_items(database_url: str) -> None:
+    """A Responses request translated for a chat-speaking deployment becomes chat messages that are
+    not its items one for one (`instructions` first, a function call joining the assistant message
+    before it): a refusal of that chat request, by the provider's own translation (an Anthropic
+    deployment) or by an OpenAI-compatible upstream, names the client's `input[i]` (or
+    `instructions`), never `messages[i]`, which a Responses client never sent."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        client = oai(h.base, secret)
+        picture: Any = {"role": "user", "content": [{"type": "input_image", "image_url": "not-a-url"}]}
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.responses.create(model="claude-3-5-haiku-latest", instructions="be brief", stream=stream,
+                                              input=[{"role": "user", "content": "look"}, picture])
+            assert "- input[1]: image_url" in bad.value.message and "messages[" not in bad.value.message
+            assert bad.value.param == "input[1].content"
+        h.upstream.inject("/v1/chat/completions", status=400, times=2,
+                          message="Invalid 'messages[3].content': string too long.")
+        calls: Any = [{"role": "user", "content": "go"},
+                      {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "x" * 100}]
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as bad:
+                await client.responses.create(model="gpt-4o", instructions="be brief", input=calls, stream=stream)
+            assert "Invalid 'input[2].content': string too long." in bad.value.message, bad.value.message

@@ -14,6 +14,7 @@ from shieldes.events.catalog import ProviderAdded, ProviderUpdated
 from shieldes.events.codec import Codec
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
+from shieldes.providers import chat_paths
 from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.request import estimate_input_tokens, parse_request, upstream_body
@@ -275,3 +276,23 @@ def test_provider_events_without_a_responses_mode_replay_as_translate() -> None:
     older_update = codec.decode("provider.updated", 1, {"name": "p", "base_url": "http://y", "secret_ref": None,
                                                         "models": ["m"], "weight": 2.0})
     assert apply_config(state, older_update).providers["p"].responses == "native"
+
+
+def test_each_chat_message_is_named_by_the_request_path_that_made_it() -> None:
+    """`instructions` first, each item's messages by its index (a function call joins the assistant
+    message before it, a reasoning item makes none), a string input as `input`: what
+    chat_paths.named puts in place of `messages[i]` in an error about the chat request."""
+    names: list[str] = []
+    chat = request_to_chat({"instructions": "be brief", "input": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "calling"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "reasoning", "summary": []},
+        {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        {"role": "user", "content": "more"}]}, "m", names=names)
+    assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool", "user"]
+    assert names == ["instructions", "input[0]", "input[1]", "input[4]", "input[5]"]
+    request_to_chat({"input": "hi"}, "m", names=names)
+    assert names == ["input"]
+    assert chat_paths.renamed("Invalid 'messages[3].content'; see messages[9]", ["a", "b", "c", "input[4]"]) == \
+        "Invalid 'input[4].content'; see messages[9]"
