@@ -29,7 +29,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.gateway import relay
 from shieldes.gateway.front import RequestStore, RouteMatch
-from shieldes.gateway.middleware import REQUEST_ID_KEY, new_request_id, record_of, request_id
+from shieldes.gateway.middleware import REQUEST_ID, REQUEST_ID_KEY, new_request_id, record_of, request_id
 from shieldes.gateway.observe import OBSERVER
 from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
 from shieldes.gateway.routes import GATEWAY, authenticate, read_json
@@ -313,6 +313,7 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     authenticate(request)
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_body_bytes, compress=True)
+    ws.headers[REQUEST_ID] = request_id(request)  # the connection's, as every answer names its request
     await ws.prepare(request)
     coalesce_writes(ws)
     sock = request.transport.get_extra_info("socket") if request.transport is not None else None

@@ -101,6 +101,7 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
         await h.sync()
         headers = {"Authorization": f"Bearer {secret}"}
         async with aiohttp.ClientSession() as s, s.ws_connect(_socket_url(h), headers=headers) as ws:
+            assert ws._response.headers["x-request-id"]  # the handshake's answer names its request too
             (refused,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o-mini", "input": "hi"})
             assert refused["type"] == "error" and refused["status"] == 403
             assert refused["error"]["code"] == "model_not_allowed" and "gpt-4o-mini" in refused["error"]["message"]
