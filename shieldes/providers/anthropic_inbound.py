@@ -160,6 +160,18 @@ def _user_message(content: Any, where: str, dropped: list[str], cache_marks: boo
     return out
 
 
+def _answered(called: frozenset[str], made: list[Body], where: str) -> None:
+    """Anthropic's rule: the user message after an assistant message with tool_use blocks answers
+    each with a tool_result block (refused in Anthropic's words, where the upstream would speak of
+    `tool_calls`): an interrupted tool call needs its result."""
+    missing = sorted(called - {m["tool_call_id"] for m in made if m["role"] == "tool"})
+    if missing:
+        listed = ", ".join(c[:100] for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise _bad(f"{where}: `tool_use` ids were found without `tool_result` blocks immediately after: {listed}. "
+                   "Each `tool_use` block must have a corresponding `tool_result` block in the next message: "
+                   "send a tool_result for each (its result, or that the call was cancelled)")
+
+
 def _assistant_message(content: Any, where: str, dropped: list[str], thinks: bool = False) -> Body:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
@@ -314,7 +326,10 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             raise _bad(f"{where} must be an object with `role` and `content`")
         role = msg.get("role")
         if role == "user":
-            out_messages.extend(_user_message(msg.get("content"), where, dropped, cache_marks, tool_images, called))
+            made_now = _user_message(msg.get("content"), where, dropped, cache_marks, tool_images, called)
+            _answered(called, made_now, where)
+            called = frozenset()  # (answered: a later tool_result answers nothing)
+            out_messages.extend(made_now)
         elif role == "assistant":
             out_messages.append(_assistant_message(msg.get("content"), where, dropped, thinks))
             called = frozenset(c["id"] for c in out_messages[-1].get("tool_calls", ()))

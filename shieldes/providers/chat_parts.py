@@ -277,11 +277,15 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
         else:
             turns.append(Turn(role, parts))
 
+    unanswered: list[str] = []  # the call ids of the latest assistant message no tool message answered yet
+    asked_at = 0  # (that message's index)
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
             raise _bad(f"{where} must be an object with `role` and `content`", where)
         role, content = msg.get("role"), msg.get("content")
+        if unanswered and role in ("user", "assistant"):
+            raise _unanswered(asked_at, unanswered)
         if role in ("system", "developer"):
             system.extend(_system_parts(content, where))
         elif role == "user":
@@ -294,6 +298,8 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
             for call in _tool_calls(msg["tool_calls"], where) if msg.get("tool_calls") else []:
                 names[call.id] = call.name
                 parts.append(call)
+                unanswered.append(call.id)
+                asked_at = i
             said = any(not isinstance(p, Thinking) for p in parts)  # thinking alone is no turn
             if not said and content in ("", []):
                 continue  # an empty answer of an earlier turn (Claude may end a turn with no text): the
@@ -310,6 +316,8 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
                            "assistant message before it has a `tool_calls` entry with that id; send the assistant "
                            "message with its tool_calls before the tool message, or leave the tool message out",
                            f"{where}.tool_call_id")
+            if call_id in unanswered:
+                unanswered.remove(call_id)
             marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
             text, images = _tool_content(content, where)
             add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images), *marks])
@@ -319,6 +327,16 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
     if not turns:
         raise _bad("`messages` needs at least one user message besides system prompts", "messages")
     return system, turns
+
+
+def _unanswered(index: int, call_ids: list[str]) -> InvalidRequest:
+    """OpenAI's refusal of tool calls a conversation goes on without answering (the target APIs
+    refuse them too, in words about their own format): an interrupted tool call needs its result."""
+    listed = ", ".join(repr(c[:100]) for c in call_ids[:5]) + (", ..." if len(call_ids) > 5 else "")
+    return _bad(f"messages[{index}]: an assistant message with `tool_calls` must be followed by tool messages "
+                f"answering each tool_call_id; these have none: {listed}. Send a tool message for each (its "
+                "result, or that the call was cancelled) before the next user or assistant message",
+                f"messages[{index}].tool_calls")
 
 
 def read_thinking_blocks(blocks: Any) -> list[Thinking]:

@@ -210,3 +210,39 @@ async def test_a_tool_result_that_answers_no_call_is_refused_in_the_clients_own_
         assert refused.value.param == "messages[1].tool_call_id"
         assert "the tool message with tool_call_id 'call_gone' answers no tool call" in refused.value.message
         assert h.upstream.requests_to("/v1/messages") == []
+
+
+async def test_a_tool_call_the_conversation_goes_on_without_answering_is_refused_in_the_clients_terms(
+        database_url: str) -> None:
+    """The other half of the pairing: an interrupted tool call (the user wrote on instead of the
+    tool's result) is refused by Anthropic (each `tool_use` needs a `tool_result` in the next
+    message) and by OpenAI (an assistant message's `tool_calls` need tool messages). Translated for
+    another API, the upstream's refusal spoke of its own format; the gateway refuses it first, in
+    the words of the client's API, naming the client's own message."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("k", models=("gpt-4o-mini", "claude-3-5-haiku-latest"))
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        tools: Any = [{"name": "weather", "input_schema": {"type": "object", "properties": {}}}]
+        called: Any = {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "weather",
+                                                         "input": {}}]}
+        with pytest.raises(anthropic.BadRequestError) as bad:
+            await claude.messages.create(model="gpt-4o-mini", max_tokens=20, tools=tools, messages=[
+                {"role": "user", "content": "weather?"}, called, {"role": "user", "content": "never mind"}])
+        assert "messages[2]: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1" \
+            in bad.value.message, bad.value.message
+
+        chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        call: Any = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            await chat.chat.completions.create(model="claude-3-5-haiku-latest", messages=[
+                {"role": "user", "content": "weather?"}, {"role": "assistant", "tool_calls": [call]},
+                {"role": "user", "content": "never mind"}])
+        assert refused.value.param == "messages[1].tool_calls" and "'call_1'" in refused.value.message
+        with pytest.raises(openai.BadRequestError) as refused:  # a Responses client: its own item named
+            await chat.responses.create(model="claude-3-5-haiku-latest", input=[
+                {"role": "user", "content": "weather?"},
+                {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{}"},
+                {"role": "user", "content": "never mind"}])
+        assert refused.value.param == "input[1].tool_calls" and "'call_1'" in refused.value.message
+        assert h.upstream.requests == []
