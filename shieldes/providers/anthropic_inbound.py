@@ -157,6 +157,9 @@ def _user_message(content: Any, where: str, dropped: list[str], cache_marks: boo
     if parts:
         only_text = all(p["type"] == "text" and "cache_control" not in p for p in parts)
         out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if only_text else parts})
+    if not out:  # (the message would vanish from the chat request, and the turns around it run together)
+        raise _bad(f"{where}: all messages must have non-empty content except for the optional final assistant "
+                   "message; send at least one text, image, document or tool_result block")
     return out
 
 

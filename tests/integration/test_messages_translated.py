@@ -231,6 +231,11 @@ async def test_a_tool_call_the_conversation_goes_on_without_answering_is_refused
                 {"role": "user", "content": "weather?"}, called, {"role": "user", "content": "never mind"}])
         assert "messages[2]: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1" \
             in bad.value.message, bad.value.message
+        with pytest.raises(anthropic.BadRequestError) as bad:  # an empty turn would vanish from the chat request
+            await claude.messages.create(model="gpt-4o-mini", max_tokens=20, messages=[
+                {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": []}])
+        assert "messages[2]: all messages must have non-empty content" in bad.value.message, bad.value.message
 
         chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
         call: Any = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
