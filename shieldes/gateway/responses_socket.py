@@ -27,9 +27,17 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from shieldes.errors import final_refusal
 from shieldes.gateway import relay
 from shieldes.gateway.front import RequestStore, RouteMatch
-from shieldes.gateway.middleware import REQUEST_ID, REQUEST_ID_KEY, new_request_id, record_of, request_id
+from shieldes.gateway.middleware import (
+    REQUEST_ID,
+    REQUEST_ID_KEY,
+    SHOULD_RETRY,
+    new_request_id,
+    record_of,
+    request_id,
+)
 from shieldes.gateway.observe import OBSERVER
 from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
 from shieldes.gateway.routes import GATEWAY, authenticate, read_json
@@ -344,13 +352,22 @@ def _error_body(message: str, code: str = "invalid_request") -> bytes:
                                    "param": None}})
 
 
+def _refused(status: int) -> dict[str, str]:
+    """The headers of a message refused before it became a request: a request id of its own, as
+    every answer names its request, and whether to send it again, as an HTTP refusal says."""
+    headers = {REQUEST_ID: new_request_id()}
+    if final_refusal(status):
+        headers[SHOULD_RETRY] = "false"
+    return headers
+
+
 async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: bool) -> None:
     """One message: a response.create goes to its lane; anything else is answered at once."""
     try:
         event = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         await ws.send_str(error_event(400, _error_body(f"malformed JSON message ({str(exc)[:200]}): send one "
-                                                       "JSON object per message"), None))
+                                                       "JSON object per message"), None, _refused(400)))
         return
     kind = event.get("type") if isinstance(event, dict) else None
     lane = event.get("stream_id") if isinstance(event, dict) else None
@@ -362,12 +379,12 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
     elif kind != "response.create":
         await ws.send_str(error_event(400, _error_body(
             f"unsupported event type {kind!r}: send {{\"type\": \"response.create\", ...}} with the fields of "
-            "POST /v1/responses", code="unsupported_event_type"), stream_id))
+            "POST /v1/responses", code="unsupported_event_type"), stream_id, _refused(400)))
     elif draining:
         await ws.send_str(error_event(503, orjson.dumps({"error": {
             "type": "server_error", "code": "node_draining", "param": None,
             "message": "this node is shutting down and closes the connection once its answers end: connect "
-                       "again (to another node) and send it there"}}), stream_id))
+                       "again (to another node) and send it there"}}), stream_id, _refused(503)))
     else:
         await lanes.add(event, stream_id)
 

@@ -109,6 +109,10 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
             assert bad["status"] == 400 and "malformed JSON" in bad["error"]["message"]
             (unknown,) = await _raw(ws, {"type": "session.update"})
             assert unknown["status"] == 400 and unknown["error"]["code"] == "unsupported_event_type"
+            # each refusal names a request id of its own, and says not to send it again as it is
+            assert bad["headers"]["x-request-id"] != unknown["headers"]["x-request-id"]
+            assert bad["headers"]["x-should-retry"] == unknown["headers"]["x-should-retry"] == "false"
+            assert refused["headers"]["x-request-id"]
             (missing,) = await _raw(ws, {"type": "response.create", "model": "gpt-4o"})
             assert missing["status"] == 400 and missing["error"]["param"] == "input"
             (steer,) = await _raw(ws, {"type": "response.steer", "previous_response_id": "resp_x", "input": "go"})
