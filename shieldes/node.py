@@ -343,6 +343,8 @@ class Node:
             await self.stopped.wait()
             return
         self.state = "stopping"
+        if self.cluster is not None:
+            self.cluster.draining()
         await cancel_and_wait(self._warm)
         if self.loop_lag is not None:
             await self.loop_lag.stop()

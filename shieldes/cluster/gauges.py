@@ -60,8 +60,10 @@ def node_families(report: dict[str, dict[str, Any]], rates: tuple[float, ...] | 
 
 def cluster_families(summary: dict[str, Any]) -> Iterator[Metric]:
     """The cluster's figures, from `summarize` (what `shieldes cluster status` shows)."""
-    yield _gauge("shieldes_cluster_nodes", "cluster nodes by state (healthy: alive, listening, caught up)",
-                 ["state"], [([k], float(summary[f"nodes_{k}"])) for k in ("total", "alive", "healthy", "failed")])
+    yield _gauge("shieldes_cluster_nodes", "cluster nodes by state (healthy: serving, listening, caught up;"
+                 " starting: not listening on HTTP yet; draining: stopped accepting on SIGTERM)",
+                 ["state"], [([k], float(summary[f"nodes_{k}"]))
+                             for k in ("total", "alive", "healthy", "failed", "starting", "draining")])
     deps = summary["deployments"]
     per_dep: list[tuple[str, str, str, Any]] = [
         ("latency_seconds", "request-weighted moving latency over every node", "latency_ms", 0.001),

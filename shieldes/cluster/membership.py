@@ -90,7 +90,7 @@ async def claim_boot_epoch(pool: AsyncConnectionPool[Any], node_id: str, floor: 
     async with pool.connection() as conn:
         previous = await membership_log.previous_boot(conn, node_id)
         cur = await conn.execute(REGISTER_SQL, (node_id, None, None, version, propose_epoch(floor), 0,
-                                                Jsonb({"starting": True}), LEGACY_EPOCH, 1, True))
+                                                Jsonb({"state": "starting"}), LEGACY_EPOCH, 1, True))
         row = await cur.fetchone()
         assert row is not None
         await membership_log.joined(conn, node_id, int(row[0]), previous, version=version)
@@ -114,6 +114,7 @@ class Membership:
     last_error: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _declared: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)  # dead boots recorded
+    _beat: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)  # beat_now() asked
 
     async def start(self) -> None:
         try:
@@ -195,9 +196,25 @@ class Membership:
             )
             return [(str(node), float(age)) for node, age in await cur.fetchall()]
 
+    def beat_now(self) -> None:
+        """Heartbeat at once rather than at the next tick: what peers and `cluster status` read of this
+        node changed (it serves now, or it drains)."""
+        self._beat.set()
+
+    async def _next_beat(self) -> None:
+        """The next tick (the node's other 1 s loops share it), or sooner if beat_now() was called."""
+        if not self._beat.is_set():
+            tick = asyncio.create_task(sleep_to_tick(self.heartbeat_interval))
+            asked = asyncio.create_task(self._beat.wait())
+            try:
+                await asyncio.wait((tick, asked), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await cancel_and_wait(tick, asked)
+        self._beat.clear()
+
     async def _heartbeat_loop(self) -> None:
         while True:
-            await sleep_to_tick(self.heartbeat_interval)  # (the node's other 1 s loops share the tick)
+            await self._next_beat()
             try:
                 await self.heartbeat()
                 self.last_error = None

@@ -66,8 +66,12 @@ class ClusterRuntime:
         self.breaker: ClusterBreaker | None = None
         self.listener = Listener(database_url, projector, poll_interval=s.poll_interval, on_wake=wake)
         self._wake = wake
+        # what peers and `cluster status` read of this node's HTTP side: no address and `starting` until
+        # its socket listens (it registers and gossips before: it must hear its peers before it serves),
+        # `draining` from its SIGTERM on (it accepts nothing new)
+        self.serving = "starting"
         self.membership = Membership(
-            pool, s.node_id, _address(s.host, s.advertise_host, s.port), None, __version__,
+            pool, s.node_id, None, None, __version__,
             heartbeat_interval=s.heartbeat_interval, node_timeout=s.node_timeout,
             static_peers=s.static_peers(), position=lambda: projector.position, info=self.info,
             boot_epoch=boot_epoch,
@@ -173,7 +177,15 @@ class ClusterRuntime:
         self.traffic = breaker_holder.quotas.traffic
 
     def http_started(self, port: int) -> None:
+        """The HTTP socket listens: announce the address and `serving` now, not at the next tick."""
         self.membership.http_address = _address(self.settings.host, self.settings.advertise_host, port)
+        self.serving = "serving"
+        self.membership.beat_now()
+
+    def draining(self) -> None:
+        """The node stopped accepting (SIGTERM): say so at once; it stays a member until it leaves."""
+        self.serving = "draining"
+        self.membership.beat_now()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -410,6 +422,7 @@ class ClusterRuntime:
     def info(self) -> dict[str, Any]:
         """Written to cluster_nodes.info by every heartbeat (read by `shieldes cluster status`)."""
         return {
+            "state": self.serving,  # starting | serving | draining (cluster/status.py)
             "leader": self.leader.is_leader,
             "leader_epoch": self.leader.epoch,
             "alive": self.alive_count(),

@@ -15,6 +15,19 @@ from shieldes.cluster.membership import NODES_SQL, NodeRecord
 from shieldes.routing.strategies import merge_reports
 
 
+def node_status(n: NodeRecord) -> str:
+    """`dead` (no heartbeat within the node timeout), `starting` (registered, catching up or hearing
+    its peers: its HTTP socket does not listen yet), `draining` (stopped accepting on SIGTERM, finishing
+    what it holds) or `alive` (serving). A row of a release before `state` counts as serving once it
+    left its first registration (`starting`)."""
+    if not n.alive:
+        return "dead"
+    state = n.info.get("state")
+    if state in ("starting", "draining"):
+        return str(state)
+    return "starting" if n.info.get("starting") else "alive"
+
+
 def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
     reported = n.info.get("gossip")  # None: the node runs no gossip (or never reported it): nothing measured
     gossip = reported or {}
@@ -25,7 +38,7 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
 
     return {
         "node_id": n.node_id,
-        "status": "alive" if n.alive else "dead",
+        "status": node_status(n),
         "http_address": n.http_address,
         "gossip_address": n.gossip_address,
         "version": n.version,
@@ -64,8 +77,8 @@ def node_row(n: NodeRecord, head: int) -> dict[str, Any]:
 
 
 def _healthy(n: NodeRecord, head: int) -> bool:
-    """Alive, listening for config changes and less than 1,000 events behind the log."""
-    return n.alive and n.info.get("listener") == "listening" and max(0, head - n.position) < 1000
+    """Serving, listening for config changes and less than 1,000 events behind the log."""
+    return node_status(n) == "alive" and n.info.get("listener") == "listening" and max(0, head - n.position) < 1000
 
 
 def _sent(n: NodeRecord) -> int:
@@ -98,6 +111,8 @@ def summarize(nodes: list[NodeRecord], head: int) -> dict[str, Any]:
     """Everything but the leader (which needs the database) from the `cluster_nodes` rows."""
     alive = [n for n in nodes if n.alive]
     healthy = [n for n in alive if _healthy(n, head)]
+    # not serving by their own account, and not failing: on their way in or out
+    passing = [n for n in alive if node_status(n) in ("starting", "draining")]
     sent = {n.node_id: _sent(n) for n in alive}
     gossip = [n.info.get("gossip") or {} for n in alive]
     rates = [g for g in gossip if g.get("messages_per_s") is not None]
@@ -107,7 +122,9 @@ def summarize(nodes: list[NodeRecord], head: int) -> dict[str, Any]:
         "nodes_alive": len(alive),
         "nodes_total": len(nodes),
         "nodes_healthy": len(healthy),
-        "nodes_failed": len(nodes) - len(healthy),
+        "nodes_starting": sum(node_status(n) == "starting" for n in alive),
+        "nodes_draining": sum(node_status(n) == "draining" for n in alive),
+        "nodes_failed": len(nodes) - len(healthy) - len(passing),
         # each message is counted once by its sender and once by its receiver
         "gossip_messages_per_s": round(sum(float(g["messages_per_s"]) for g in rates) / 2, 3) if rates else None,
         "gossip_bytes_per_s": round(sum(float(g["bytes_per_s"]) for g in rates) / 2, 1) if rates else None,

@@ -65,12 +65,13 @@ async def load_projection(
 
 
 async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int, codec: Codec) -> None:
-    # what this release reads is advertised from the first row on: writers check it while we load
-    reads = {"reads": reads_of(codec)}
+    # what this release reads is advertised from the first row on: writers check it while we load; and
+    # the row says `starting` with no HTTP address (a previous boot's row said it served there)
+    reads = {"reads": reads_of(codec), "state": "starting"}
     async with pool.connection() as conn:
         await conn.execute(
             "INSERT INTO cluster_nodes (node_id, position, info) VALUES (%s, %s, %s) ON CONFLICT (node_id) "
-            "DO UPDATE SET position = excluded.position, heartbeat_at = now(),"
+            "DO UPDATE SET position = excluded.position, heartbeat_at = now(), http_address = NULL,"
             " info = cluster_nodes.info || excluded.info",
             (node_id, position, Jsonb(reads)),
         )

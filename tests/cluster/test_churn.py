@@ -1,9 +1,11 @@
 """Guarantees while membership changes, with real node processes: a node restarted with the same
-node id leaves no phantom reservations behind, and a node that registered but never gossips (one
-that is starting) does not freeze the split of a rate limit."""
+node id leaves no phantom reservations behind, a node that registered but never gossips (one
+that is starting) does not freeze the split of a rate limit, and a node is shown serving only while
+its HTTP socket listens."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import threading
@@ -11,11 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 import psycopg
 import pytest
 
+from shieldes.cluster.status import cluster_status
 from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests import pg
 from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, get_json, until
@@ -190,3 +194,82 @@ def test_a_node_gone_for_good_leaves_nothing_behind(forgetful_pair: Cluster) -> 
     with psycopg.connect(pair.database_url) as conn:  # (its death stays on record)
         events = [r[0] for r in conn.execute("SELECT event FROM cluster_membership WHERE node_id = 'b' ORDER BY id")]
     assert events[-1] == "declared_dead", events
+
+
+def _status_of(url: str, node_id: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """What `shieldes cluster status --json` shows: the node's row (None without one) and the summary."""
+    data = asyncio.run(cluster_status(url, 1.5))
+    return next((n for n in data["nodes"] if n["node_id"] == node_id), None), data
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_a_node_is_shown_serving_only_while_its_http_socket_listens(pair: Cluster, blackhole: Blackhole) -> None:
+    """A node registers and gossips before its HTTP socket listens (it must hear its peers first) and
+    drains after SIGTERM while still a member: `cluster status` (and every peer's copy of it, read from
+    the same rows) says `starting` and `draining` then, and `alive` only while a connection is taken."""
+    pair.admin(AddProvider("slow", "openai", blackhole.url, None, ("slow-model",)))
+    key, position = pair.create_key("serving")
+    pair.wait_position(position)
+    # a peer alive in cluster_nodes that never gossips: the new node waits for it (its node timeout, 4 s)
+    # before it serves, registered and gossiping meanwhile
+    stop = threading.Event()
+
+    def silent_peer() -> None:
+        with psycopg.connect(pair.database_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
+                         " started_at, heartbeat_at, position, info) VALUES ('silent', NULL, NULL, 'x', 1,"
+                         " now(), now(), 0, '{}')")
+            while not stop.wait(0.1):
+                conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = 'silent'")
+
+    thread = threading.Thread(target=silent_peer, daemon=True)
+    thread.start()
+    c = pair.add_node("c")
+    pair.node_env["c"] = {"SHIELDES_NODE_TIMEOUT": "4"}
+    try:
+        pair.start(c)
+        starting = alive = 0
+        deadline = time.monotonic() + 60
+        while c.ready() is None:
+            assert time.monotonic() < deadline, "c never became ready"
+            assert c.proc is not None and c.proc.poll() is None, c.log.read_text()[-2000:]
+            row, data = _status_of(pair.database_url, "c")
+            if row is None or row["status"] == "dead":
+                continue
+            listening = _listens(c.port)  # after the read: a node shown serving listened before it was shown
+            if row["status"] == "alive":
+                alive += 1
+                assert listening, f"c shown serving while its HTTP socket refuses connections: {row}"
+                assert row["http_address"] == f"127.0.0.1:{c.port}"
+            else:
+                assert row["status"] == "starting", row
+                assert row["http_address"] is None, row
+                assert data["nodes_healthy"] == 2 and data["nodes_starting"] == 1, data
+                starting += not listening
+        assert starting, "c was never seen registered before it listened (the window the test is about)"
+        until(lambda: _status_of(pair.database_url, "c")[0]["status"] == "alive",  # type: ignore[index]
+              5, "c shown serving once it listens")
+        # a request held by the upstream keeps c draining for its grace (2 s) after SIGTERM
+        held = threading.Thread(target=chat, args=(c.base, key, "slow-model", 5, 30), daemon=True)
+        held.start()
+        until(lambda: blackhole.held, 30, "c's request at the upstream")
+        assert c.proc is not None
+        c.proc.send_signal(signal.SIGTERM)
+        row = until(lambda: (r := _status_of(pair.database_url, "c")[0]) and r["status"] != "alive" and r,
+                    5, "c no longer shown serving")
+        assert row["status"] == "draining", row
+        assert not _listens(c.port)
+        assert _status_of(pair.database_url, "c")[1]["nodes_draining"] == 1
+        c.proc.wait(timeout=15)
+        held.join(timeout=15)
+    finally:
+        stop.set()
+        thread.join()
+

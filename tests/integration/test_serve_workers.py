@@ -49,7 +49,6 @@ def free_ports(n: int) -> list[int]:
                 sock.close()
 
 
-@pytest.mark.timeout(240)
 async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
     """Until `url` answers 200 (a connection refused while no worker listens yet), bounded."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as client:
@@ -63,6 +62,7 @@ async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError(f"{url} never answered 200")
 
 
+@pytest.mark.timeout(240)
 async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url: str) -> None:
     async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
         await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
@@ -93,7 +93,8 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("the workers never gossiped with each other")
-            # a worker gossips before its HTTP socket listens: wait until one answers /ready
+            # a worker gossips before its HTTP socket listens (`cluster status` says `starting`): wait until
+            # one answers /ready
             await wait_ready(f"http://127.0.0.1:{port}/ready", proc)
 
             # rpm windows are fixed minutes: start early in one so the whole run stays inside it

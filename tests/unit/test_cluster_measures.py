@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from shieldes.cluster.gauges import cluster_families, node_families
 from shieldes.cluster.measures import Convergence, Rates
 from shieldes.cluster.membership import NodeRecord
-from shieldes.cluster.status import summarize
+from shieldes.cluster.status import node_status, summarize
 
 
 def test_rates_cover_the_last_window() -> None:
@@ -58,6 +58,23 @@ def node(node_id: str, alive: bool = True, region: str | None = None, **deployme
             "gossip": {"messages_per_s": 40.0, "bytes_per_s": 8000.0, "convergence_ms": 120.0 if alive else 900.0}}
     now = datetime.now(UTC)
     return NodeRecord(node_id, "h:1", "h:2", "0", 1, now, now, 10, info, alive, 0.1)
+
+
+def test_a_node_not_listening_on_http_yet_or_draining_is_not_counted_as_serving() -> None:
+    """What a node heartbeats of its HTTP side (`state`) is what `cluster status` shows: a node that
+    registered and gossips but whose socket does not listen yet is `starting`, not healthy and not
+    failed; one draining after SIGTERM is `draining`; a row of a release before `state` serves."""
+    rows = [node("up"), node("new"), node("going"), node("old"), node("first"), node("gone", alive=False)]
+    rows[1].info["state"] = "starting"
+    rows[2].info["state"] = "draining"
+    rows[0].info["state"] = "serving"
+    rows[4].info.clear()
+    rows[4].info["starting"] = True  # the row as claim_boot_epoch writes it, before membership starts
+    assert [node_status(n) for n in rows] == ["alive", "starting", "draining", "alive", "starting", "dead"]
+    s = summarize(rows, head=10)
+    assert [r["status"] for r in s["nodes"]] == ["alive", "starting", "draining", "alive", "starting", "dead"]
+    assert (s["nodes_total"], s["nodes_alive"], s["nodes_healthy"], s["nodes_starting"], s["nodes_draining"],
+            s["nodes_failed"]) == (6, 5, 2, 2, 1, 1)
 
 
 def test_summary_counts_nodes_regions_load_and_gossip() -> None:
