@@ -110,6 +110,8 @@ class Node:
         self.loop_lag: LoopLagProbe | None = None
         self.state = "new"  # new | starting | running | stopping | stopped
         self.stopped = asyncio.Event()
+        # set by SIGTERM/SIGINT (cli/serve_cmd.py) or by the node itself: a newer boot of its node id took over
+        self.stop_requested = asyncio.Event()
 
     def add_part(self, part: Part) -> None:
         """Register a part (cluster listener, gossip, ...) before start()."""
@@ -200,6 +202,7 @@ class Node:
         self.cluster = ClusterRuntime(s, database_url=self.database_url, pool=self.pool,
                                       projector=self.projector, meter=self.meter, wake=self.poller.kick,
                                       registry=self.metrics.registry, boot_epoch=self.boot_epoch)
+        self.cluster.stop_node = self.stop_requested.set
         self._leader_duties(self.cluster.leader)
         await self.cluster.start()
         for part in self.extra_parts:

@@ -54,7 +54,7 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file
     from shieldes.node import Node
 
     node = Node(settings, reuse_port=reuse_port, prefetch=prefetch)
-    stop = asyncio.Event()
+    stop = node.stop_requested  # a signal, or the node superseded by a newer boot of its node id
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -30,13 +30,24 @@ NODE_COLUMNS = (
 NODES_SQL = NODE_COLUMNS + " FROM cluster_nodes ORDER BY node_id"
 # A heartbeat and the read of every node in one statement (one round trip, one transaction a
 # second). The read sees the table as before the update, so this node's row is the updated one
-# (`beat`); none comes back if the row is gone (deleted behind this node's back).
+# (`beat`). The update takes only this boot's row: if the row belongs to another boot of this node
+# id (a newer one started while this one was paused or cut off) it is read as it is, untouched, and
+# none comes back if the row is gone (deleted behind this node's back).
 HEARTBEAT_SQL = (
     "WITH beat AS (UPDATE cluster_nodes SET heartbeat_at = now(), position = %s, info = %s, http_address = %s,"
-    " gossip_address = %s WHERE node_id = %s RETURNING *) "
+    " gossip_address = %s WHERE node_id = %s AND boot_epoch = %s RETURNING *) "
     + NODE_COLUMNS
-    + " FROM (SELECT * FROM beat UNION ALL SELECT * FROM cluster_nodes WHERE node_id <> %s) AS n ORDER BY node_id"
+    + " FROM (SELECT * FROM beat UNION ALL SELECT * FROM cluster_nodes"
+    " WHERE node_id <> %s OR NOT EXISTS (SELECT 1 FROM beat)) AS n ORDER BY node_id"
 )
+
+
+def superseded_by(own_boot: int, own_row: NodeRecord | None) -> int | None:
+    """The boot epoch of a newer boot of this node id that holds its row (this boot is over: the node id
+    was started again elsewhere), or None. A boot that has not registered yet (0) is superseded by none."""
+    if own_boot and own_row is not None and own_row.boot_epoch > own_boot:
+        return own_row.boot_epoch
+    return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +126,9 @@ class Membership:
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _declared: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)  # dead boots recorded
     _beat: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)  # beat_now() asked
+    # called once with the newer boot's epoch when this node id's row is found taken by a newer boot
+    on_superseded: Callable[[int], None] | None = None
+    superseded: int | None = None  # that newer boot's epoch: this boot writes and deletes the row no more
 
     async def start(self) -> None:
         try:
@@ -128,11 +142,13 @@ class Membership:
     async def stop(self, *, deregister: bool = True) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        if deregister:
+        if deregister and self.superseded is None:
             try:
-                # bounded: with the database down, leaving must not hold shutdown for the pool's 30 s
+                # bounded: with the database down, leaving must not hold shutdown for the pool's 30 s;
+                # the row of a newer boot of this node id (started while this one was paused) stays
                 async with self.pool.connection(timeout=2.0) as conn:
-                    await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s", (self.node_id,))
+                    await conn.execute("DELETE FROM cluster_nodes WHERE node_id = %s AND boot_epoch <= %s",
+                                       (self.node_id, self.boot_epoch))
                     await membership_log.record(conn, membership_log.LEFT, self.node_id, observed_by=self.node_id,
                                                 boot_epoch=self.boot_epoch)
             except Exception as exc:  # leaving is best effort: the heartbeat timeout covers it
@@ -159,15 +175,28 @@ class Membership:
         return self.boot_epoch
 
     async def heartbeat(self) -> list[NodeRecord]:
-        """Say this node is alive and read every node's row (refresh), in one statement."""
+        """Say this node is alive and read every node's row (refresh), in one statement. A row taken by
+        a newer boot of this node id ends this boot's membership (`superseded`): it no longer writes."""
+        if self.superseded is not None:
+            return self.nodes
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 HEARTBEAT_SQL,
                 (self.position(), Jsonb(self.info()), self.http_address, self.gossip_address, self.node_id,
-                 self.node_timeout, self.node_id),
+                 self.boot_epoch, self.node_timeout, self.node_id),
             )
             nodes = [NodeRecord(*row) for row in await cur.fetchall()]
-        if not any(n.node_id == self.node_id for n in nodes):  # someone deleted our row (or a stop did)
+        own = next((n for n in nodes if n.node_id == self.node_id), None)
+        newer = superseded_by(self.boot_epoch, own)
+        if newer is not None:
+            self.superseded = newer
+            log.error("node id %s was started again (boot %d) while this boot (%d) was paused or cut off: this "
+                      "boot leaves its row to the new one and stops; run each node id once", self.node_id, newer,
+                      self.boot_epoch)
+            if self.on_superseded is not None:
+                self.on_superseded(newer)
+            return await self._observe(nodes)
+        if own is None or own.boot_epoch != self.boot_epoch:  # someone deleted our row (or a stop did)
             await self.register()
             return await self.refresh()
         return await self._observe(nodes)
@@ -213,7 +242,7 @@ class Membership:
         self._beat.clear()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while self.superseded is None:
             await self._next_beat()
             try:
                 await self.heartbeat()

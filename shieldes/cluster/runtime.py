@@ -77,6 +77,11 @@ class ClusterRuntime:
             boot_epoch=boot_epoch,
         )
         self.leader = Leader(database_url, s.node_id, retry_interval=s.heartbeat_interval)
+        # a newer boot of this node id took its row (this one was paused or cut off meanwhile): this boot
+        # is over; it resigns leadership at once and asks the node to stop (`stop_node`, set by the node)
+        self.membership.on_superseded = self._superseded
+        self.stop_node: Callable[[], None] | None = None
+        self._resigning: asyncio.Task[None] | None = None
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
@@ -182,6 +187,13 @@ class ClusterRuntime:
         self.serving = "serving"
         self.membership.beat_now()
 
+    def _superseded(self, newer: int) -> None:
+        """Peers already refuse this boot's gossip (a newer boot supersedes it) and the row is the new
+        boot's: leave the leadership to a live boot now, and stop (draining what is in flight)."""
+        self._resigning = asyncio.create_task(self.leader.stop(), name="shieldes-leader-resign")
+        if self.stop_node is not None:
+            self.stop_node()
+
     def draining(self) -> None:
         """The node stopped accepting (SIGTERM): say so at once; it stays a member until it leaves."""
         self.serving = "draining"
@@ -190,6 +202,8 @@ class ClusterRuntime:
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        if self._resigning is not None:
+            await self._resigning
         await self.leader.stop()
         self.meter.cluster = None
         self.meter.remote = None

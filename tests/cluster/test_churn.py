@@ -22,7 +22,7 @@ import pytest
 from shieldes.cluster.status import cluster_status
 from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests import pg
-from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, get_json, until
+from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 
 pytestmark = pytest.mark.cluster
 
@@ -273,3 +273,49 @@ def test_a_node_is_shown_serving_only_while_its_http_socket_listens(pair: Cluste
         stop.set()
         thread.join()
 
+
+def test_a_boot_resumed_after_its_node_id_was_started_again_stops_and_leaves_the_row_to_the_new_one(
+        pair: Cluster) -> None:
+    """A node paused (SIGSTOP) and started again under the same node id elsewhere (the paused process
+    still holds its ports) while the old process lives on: once resumed, the old boot must not take the
+    row back (its heartbeats overwrote the new boot's addresses, so peers pushed gossip to the old
+    process, whose messages they refuse as superseded) nor delete it when it stops; it stops serving."""
+    a, b = pair.nodes
+    key, position = pair.create_key("zombie")
+    pair.wait_position(position)
+
+    def row() -> tuple[str, str, int] | None:
+        with psycopg.connect(pair.database_url) as conn:
+            found = conn.execute("SELECT http_address, gossip_address, boot_epoch FROM cluster_nodes"
+                                 " WHERE node_id = 'b'").fetchone()
+        return (found[0], found[1], int(found[2])) if found else None
+
+    old = row()
+    assert old is not None and b.proc is not None
+    b.proc.send_signal(signal.SIGSTOP)
+    b2 = NodeProc("b", pair.port(), pair.port(), pair.tmp / "b2.log")
+    pair.nodes.append(b2)
+    try:
+        pair.start(b2)
+        pair.wait_ready(b2, 60)
+        new = (f"127.0.0.1:{b2.port}", f"127.0.0.1:{b2.gossip_port}")
+        until(lambda: (r := row()) is not None and r[:2] == new, 10, "the new boot's row")
+        epoch = row()[2]  # type: ignore[index]
+        assert epoch > old[2]
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    # the old boot learns of the new one at its next heartbeat and stops; meanwhile the row stays the new one's
+    deadline = time.monotonic() + 20
+    while b.proc.poll() is None:
+        assert time.monotonic() < deadline, "the superseded boot kept running"
+        assert row() == (*new, epoch)
+        time.sleep(0.05)
+    assert b.proc.returncode == 0  # a graceful stop: a supervisor restarting it would supersede the new boot
+    assert row() == (*new, epoch)  # not deleted by the old boot's leaving
+    assert "was started again" in b.log.read_text()
+    status, _ = _status_of(pair.database_url, "b")
+    assert status is not None and status["status"] == "alive" and status["http_address"] == new[0]
+    # the new boot is a full member: a sees it by gossip and both serve
+    until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2, 15, "a gossips with b2")
+    assert chat(b2.base, key, "gpt-4o-mini", 5) == 200
+    assert chat(a.base, key, "gpt-4o-mini", 5) == 200

@@ -116,11 +116,6 @@ async def test_membership_register_heartbeat_alive_and_leave(pool: AsyncConnecti
         info["gossip"]["sent"] = 7
         await until(lambda: any(n.node_id == "n1" and n.position == 42 and n.info == info for n in two.nodes))
 
-        # a restart takes a strictly higher boot epoch
-        epoch = one.boot_epoch
-        assert await one.register() == epoch  # its row came back (deleted meanwhile): same boot, same epoch
-        assert await claim_boot_epoch(pool, "n1", 0, "0.1.0") > epoch  # a new boot of the same node id
-
         # a node that stops heartbeating (crash) ages out; a graceful stop removes the row
         await two.stop(deregister=False)
         await until(lambda: one.alive_peers() == [])
@@ -129,6 +124,18 @@ async def test_membership_register_heartbeat_alive_and_leave(pool: AsyncConnecti
         await until(lambda: len(one.alive_peers()) == 1)
         await two.stop()
         await until(lambda: all(n.node_id != "n2" for n in one.nodes))
+
+        # a restart takes a strictly higher boot epoch
+        epoch = one.boot_epoch
+        assert await one.register() == epoch  # its row came back (deleted meanwhile): same boot, same epoch
+        newer = await claim_boot_epoch(pool, "n1", 0, "0.1.0")  # a new boot of the same node id
+        assert newer > epoch
+        # the running boot finds its row taken at its next heartbeat: it writes it no more, nor deletes it
+        await until(lambda: one.superseded == newer)
+        await one.stop()
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SELECT boot_epoch FROM cluster_nodes WHERE node_id = 'n1'")).fetchone()
+        assert row is not None and row[0] == newer
     finally:
         await one.stop()
         await two.stop()

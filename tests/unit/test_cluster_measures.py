@@ -3,6 +3,7 @@ from `cluster_nodes` rows (what `shieldes cluster status`, the admin API and /me
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from shieldes.cluster.gauges import cluster_families, node_families
 from shieldes.cluster.measures import Convergence, Rates
-from shieldes.cluster.membership import NodeRecord
+from shieldes.cluster.membership import NodeRecord, superseded_by
 from shieldes.cluster.status import node_status, summarize
 
 
@@ -75,6 +76,16 @@ def test_a_node_not_listening_on_http_yet_or_draining_is_not_counted_as_serving(
     assert [r["status"] for r in s["nodes"]] == ["alive", "starting", "draining", "alive", "starting", "dead"]
     assert (s["nodes_total"], s["nodes_alive"], s["nodes_healthy"], s["nodes_starting"], s["nodes_draining"],
             s["nodes_failed"]) == (6, 5, 2, 2, 1, 1)
+
+
+def test_a_boot_is_superseded_only_by_a_newer_boot_holding_its_row() -> None:
+    row = node("b")  # boot epoch 1
+    assert superseded_by(1, row) is None  # its own row
+    assert superseded_by(2, row) is None  # an older boot's row (taken over at registration)
+    assert superseded_by(1, None) is None  # no row: it registers again
+    assert superseded_by(0, row) is None  # not registered yet
+    newer = dataclasses.replace(row, boot_epoch=7)
+    assert superseded_by(1, newer) == 7
 
 
 def test_summary_counts_nodes_regions_load_and_gossip() -> None:
