@@ -158,12 +158,15 @@ class ClusterRuntime:
         """Before serving, hear once from every peer alive in cluster_nodes (at most
         SHIELDES_NODE_TIMEOUT): their counts, claims and reservations, and what a crashed boot of
         this node admitted, arrive with their first messages; without them a restarted node would
-        take itself for alone in a window its peers have filled."""
+        take itself for alone in a window its peers have filled. A peer whose row says `starting` (loading
+        the log, or hearing its own peers) is not waited for: its HTTP socket does not listen, so this
+        boot of it admitted nothing yet, and what an earlier boot of it admitted the others relay."""
         assert self.gossip is not None
         started = time.monotonic()
         deadline = started + self.settings.node_timeout
         while True:
-            missing = ({n.node_id for n in self.membership.alive_peers()} - {self.node_id}
+            serving = {n.node_id for n in self.membership.alive_peers() if n.info.get("state") != "starting"}
+            missing = (serving - {self.node_id}
                        - set(self.gossip.recently_seen(self.settings.node_timeout)))
             if not missing:
                 return

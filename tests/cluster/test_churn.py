@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import openai
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from shieldes.cluster.status import cluster_status
 from shieldes.projections.shared_commands import AddProvider, SetPricing
@@ -219,21 +221,9 @@ def test_a_node_is_shown_serving_only_while_its_http_socket_listens(pair: Cluste
     pair.wait_position(position)
     # a peer alive in cluster_nodes that never gossips: the new node waits for it (its node timeout, 4 s)
     # before it serves, registered and gossiping meanwhile
-    stop = threading.Event()
-
-    def silent_peer() -> None:
-        with psycopg.connect(pair.database_url, autocommit=True) as conn:
-            conn.execute("INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
-                         " started_at, heartbeat_at, position, info) VALUES ('silent', NULL, NULL, 'x', 1,"
-                         " now(), now(), 0, '{}')")
-            while not stop.wait(0.1):
-                conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = 'silent'")
-
-    thread = threading.Thread(target=silent_peer, daemon=True)
-    thread.start()
     c = pair.add_node("c")
     pair.node_env["c"] = {"SHIELDES_NODE_TIMEOUT": "4"}
-    try:
+    with silent_peer(pair.database_url, {}):
         pair.start(c)
         starting = alive = 0
         deadline = time.monotonic() + 60
@@ -269,9 +259,50 @@ def test_a_node_is_shown_serving_only_while_its_http_socket_listens(pair: Cluste
         assert _status_of(pair.database_url, "c")[1]["nodes_draining"] == 1
         c.proc.wait(timeout=15)
         held.join(timeout=15)
+
+
+@contextmanager
+def silent_peer(url: str, info: dict[str, Any]) -> Iterator[None]:
+    """A row in cluster_nodes, heartbeating, of a node that never gossips nor listens."""
+    stop = threading.Event()
+    inserted = threading.Event()
+
+    def beat() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO cluster_nodes (node_id, http_address, gossip_address, version, boot_epoch,"
+                         " started_at, heartbeat_at, position, info) VALUES ('silent', NULL, NULL, 'x', 1,"
+                         " now(), now(), 0, %s)", (Jsonb(info),))
+            inserted.set()
+            while not stop.wait(0.1):
+                conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = 'silent'")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        assert inserted.wait(10)
+        yield
     finally:
         stop.set()
         thread.join()
+
+
+def test_a_starting_node_does_not_wait_to_hear_a_peer_that_is_starting_too(pair: Cluster) -> None:
+    """Before it serves, a node hears every peer alive in cluster_nodes (up to its node timeout), whose
+    messages relay what its crashed boot admitted. A peer whose row says `starting` (loading the log
+    or hearing its own peers: two nodes restarted together) admitted nothing in its boot: it is not
+    waited for, while the serving peers still are."""
+    c = pair.add_node("c")
+    pair.node_env["c"] = {"SHIELDES_NODE_TIMEOUT": "20"}
+    with silent_peer(pair.database_url, {"state": "starting"}):
+        started = time.monotonic()
+        pair.start(c)
+        pair.wait_ready(c, 60)
+        took = time.monotonic() - started
+    log = c.log.read_text()
+    assert "serving without having heard from" not in log, log[-2000:]  # (it waited its 20 s, then said so)
+    assert took < 20, f"c took {took:.1f}s to be ready"
+    # it heard the serving peers before it served: both are its gossip participants
+    assert (get_json(c.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 3
 
 
 def test_a_boot_resumed_after_its_node_id_was_started_again_stops_and_leaves_the_row_to_the_new_one(
@@ -319,3 +350,4 @@ def test_a_boot_resumed_after_its_node_id_was_started_again_stops_and_leaves_the
     until(lambda: (get_json(a.base + "/ready")[1] or {}).get("cluster", {}).get("alive") == 2, 15, "a gossips with b2")
     assert chat(b2.base, key, "gpt-4o-mini", 5) == 200
     assert chat(a.base, key, "gpt-4o-mini", 5) == 200
+
