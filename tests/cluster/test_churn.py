@@ -25,6 +25,7 @@ from shieldes.cluster.status import cluster_status
 from shieldes.projections.shared_commands import AddProvider, SetPricing
 from tests import pg
 from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.resilience.threaded_upstream import threaded_upstream
 
 pytestmark = pytest.mark.cluster
 
@@ -351,3 +352,41 @@ def test_a_boot_resumed_after_its_node_id_was_started_again_stops_and_leaves_the
     assert chat(b2.base, key, "gpt-4o-mini", 5) == 200
     assert chat(a.base, key, "gpt-4o-mini", 5) == 200
 
+
+def test_a_stream_outlasting_the_drain_grace_is_cut_and_billed(pair: Cluster) -> None:
+    """SIGTERM while a client's stream is in flight and the stream outlasts SHIELDES_SHUTDOWN_GRACE (2 s
+    here): the node stops it at the end of the grace, exits 0 in bounded time, and what the stream
+    served is in the log (billed, not lost with the cancelled request)."""
+    _, b = pair.nodes
+    with threaded_upstream(completion_tokens=5, models=("slow-model",)) as up:
+        pair.admin(AddProvider("slowstream", "openai", up.url, f"env:{UPSTREAM_KEY_ENV}", ("slow-model",)))
+        key, position = pair.create_key("drained")
+        pair.wait_position(position)
+        up.inject("/v1/chat/completions", chunk_delay=1.5, times=1)  # 5 words and the end: about 9 s
+        client = openai.OpenAI(base_url=b.base + "/v1", api_key=key, max_retries=0, timeout=30)
+        pieces: list[str] = []
+        ended = "complete"
+        assert b.proc is not None
+        try:
+            stream = client.chat.completions.create(model="slow-model", messages=MESSAGES,  # type: ignore[arg-type]
+                                                    stream=True)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                    if len(pieces) == 1:
+                        b.proc.send_signal(signal.SIGTERM)
+                        stopped_at = time.monotonic()
+        except Exception as exc:  # a cut stream: the SDK's error, or its transport's
+            ended = type(exc).__name__
+        finally:
+            client.close()
+        assert b.proc.wait(20) == 0
+        took = time.monotonic() - stopped_at
+    assert ended != "complete" or len(pieces) < 5, (ended, pieces)  # the stream was cut at the grace
+    assert took < 2 + 8, took  # the grace, the final flush, leaving
+    with psycopg.connect(pair.database_url) as conn:
+        row = conn.execute("SELECT coalesce(sum(u.requests), 0), coalesce(sum(u.completion_tokens), 0)"
+                           " FROM usage_deltas u JOIN virtual_keys k ON k.key_id = u.key_id"
+                           " WHERE k.key_name = 'drained'").fetchone()
+    assert row is not None and row[0] == 1, f"the cut stream is not in the log: {row}"
+    assert row[1] >= len(pieces), row  # at least a token per content chunk it relayed
