@@ -56,7 +56,8 @@ export async function overviewPage(root) {
       card("Errors", rates.size ? fmt.rate(sum("eps")) : "…", "4xx and 5xx answers", sparkline(history.eps, { title: "errors per second, last 2 minutes" })));
     const nodes = table("Nodes", [
       { label: "Node", header: true, cell: (n) => h("span", n.node_id, n.leader ? [" ", h("span.badge.ok", { title: "leader" }, "leader")] : null) },
-      { label: "Status", cell: (n) => h(`span.badge.${n.status === "alive" ? "ok" : "bad"}`, n.status) },
+      // starting (not listening on HTTP yet) and draining (after SIGTERM) are on their way in or out
+      { label: "Status", cell: (n) => h(`span.badge.${n.status === "alive" ? "ok" : n.status === "dead" ? "bad" : "warn"}`, n.status) },
       { label: "Address", cell: (n) => n.http_address || "–" },
       { label: "Log position", num: true, cell: (n) => fmt.num(n.position) },
       { label: "Lag", num: true, cell: (n) => fmt.num(n.lag) },
