@@ -12,8 +12,12 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
+import psycopg
 import pytest
 
 from shieldes.events.catalog import CONFIG_STREAM
@@ -113,3 +117,76 @@ def test_old_and_new_release_side_by_side(cluster: Cluster) -> None:
     assert accepted.returncode == 0, accepted.stderr
     secret = json.loads(accepted.stdout)["key"]
     until(lambda: chat(new.base, secret) == 200, 20, "new node serves the new key")
+
+
+ADMIN = "rolling-upgrade-admin-token"
+
+
+def live_requests(base: str, key_name: str) -> int | None:
+    """Requests of a key as the node counts them (its durable totals + its unflushed usage)."""
+    status, body = get_json_auth(base + "/admin/v1/usage/live")
+    assert status == 200, body
+    return next((int(r["requests"]) for r in body["data"] if r["key"] == key_name), None)
+
+
+def get_json_auth(url: str) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_an_old_node_restarted_after_the_upgraded_leader_snapshots_in_a_newer_format(
+        pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A rolling upgrade: the upgraded node writes a snapshot in a layout the old release cannot read,
+    then the old node restarts (same node id). It skips that snapshot (logged), loads from the log
+    instead and counts every request the log holds: its totals equal the log's, nothing lost or twice."""
+    url = pg.fresh_database(pg_server)
+    c = Cluster(url, tmp_path_factory.mktemp("formats"), env_overrides={"SHIELDES_ADMIN_TOKEN": ADMIN})
+    try:
+        c.start_upstream()
+        c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",)))
+        new = c.add_node("new1")
+        c.start(new)
+        c.wait_ready(new)
+        old = c.add_node("old1")
+        c.node_env["old1"] = {"SHIELDES_TEST_OLD_RELEASE_SNAPSHOT_FORMATS": "2,3"}
+
+        def start_old() -> None:
+            with old.log.open("ab") as out:
+                old.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.old_release", "serve"], cwd=ROOT,
+                                            env=c.env(old), stdout=out, stderr=subprocess.STDOUT)
+            c.wait_ready(old)
+
+        start_old()
+        key, position = c.create_key("formats")
+        c.wait_position(position)
+        for node in (old, new, old, new, new):
+            assert chat(node.base, key) == 200
+
+        def logged() -> int:
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_daily WHERE key_name = 'formats'"
+                                   ).fetchone()
+            return int(row[0]) if row else 0
+
+        until(lambda: logged() == 5, 20, "the usage flushed")
+        made = cli(c, "snapshot", "create")  # the upgraded release's CLI: the newest layout
+        assert made.returncode == 0, made.stderr
+        with psycopg.connect(url) as conn:
+            newest = conn.execute("SELECT format FROM snapshots ORDER BY position DESC LIMIT 1").fetchone()
+        assert newest is not None and newest[0] not in (2, 3), newest
+        assert chat(new.base, key) == 200  # and one more after the snapshot, in the tail
+        until(lambda: logged() == 6, 20, "the usage flushed")
+
+        c.kill(old, signal.SIGTERM)
+        start_old()
+        assert "skipping snapshot" in old.log.read_text()
+        until(lambda: live_requests(old.base, "formats") == 6, 20, "the old node's totals equal the log's")
+        assert live_requests(new.base, "formats") == 6
+        assert chat(old.base, key) == 200
+    finally:
+        c.stop_all()
+        pg.drop_database(pg_server, url)
