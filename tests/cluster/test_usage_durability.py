@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 
 from shieldes.projections.shared_commands import AddProvider
 from tests import pg
-from tests.cluster.harness import ROOT, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.cluster.harness import ROOT, SECRET, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
 from tests.cluster.test_churn import chat
 from tests.resilience.support import TcpProxy
 
@@ -276,3 +277,91 @@ def test_usage_a_node_served_while_postgres_was_cut_is_appended_by_the_leader_af
     until(lambda: logged_requests(c, "cut") == 5, 30, "b's 5 requests in the log")
     by = sql(c, "SELECT metadata->>'appended_by' FROM events WHERE type = 'usage.recorded' AND stream = 'usage:b'")
     assert by == "a"
+
+
+@pytest.fixture
+def busy_cut_duo(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, ProxyThread]]:
+    """Nodes a (the leader: a snapshot every 0.5 s, compacting everything it can every 0.3 s) and b, both
+    reaching Postgres through a proxy the test can cut."""
+    url = pg.fresh_database(pg_server)
+    proxy = ProxyThread(url)
+    c = Cluster(proxy.url_for(url), tmp_path_factory.mktemp("cutmaint"), env_overrides={
+        "SHIELDES_ADMIN_TOKEN": ADMIN, "SHIELDES_COMPACT_INTERVAL": str(COMPACT_INTERVAL),
+        "SHIELDES_COMPACT_RETAIN_SECONDS": "0", "SHIELDES_SNAPSHOT_EVERY_SECONDS": "0.5",
+        "SHIELDES_SNAPSHOT_EVERY_EVENTS": "2", "SHIELDES_POLL_INTERVAL": "0.5",
+    })
+    try:
+        _start_leader_a_then_b(c)
+        yield c, proxy
+    finally:
+        proxy.restore()
+        c.stop_all()
+        proxy.stop()
+        pg.drop_database(pg_server, url)
+
+
+def test_postgres_cut_during_snapshots_and_compaction_loses_nothing_and_counts_nothing_twice(
+        busy_cut_duo: tuple[Cluster, ProxyThread]) -> None:
+    """Postgres cut again and again while the leader snapshots and compacts under load: a cut that
+    lands in a snapshot or a compaction leaves the log whole (each of their writes is one transaction,
+    retried at the next tick). Afterwards the log holds every request served once, every stored
+    snapshot verifies against the log, and both nodes, b restarted from the newest snapshot, count
+    exactly the log's usage."""
+    c, proxy = busy_cut_duo
+    a, b = c.nodes
+    key, at = c.create_key("maint")
+    c.wait_position(at)
+    served = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            for node in (a, b):
+                served[0] += chat(node.base, key, "gpt-4o-mini", 5, timeout=5) == 200
+
+    def interrupted() -> int:
+        text = a.log.read_text(errors="replace")
+        return sum(text.count(m) for m in ("snapshot failed", "compaction failed", "preparing partitions failed"))
+
+    def maintained() -> bool:  # a snapshot and a compaction since the last restore
+        return bool(sql(c, "SELECT count(*) FROM snapshots")) and bool(
+            sql(c, "SELECT count(*) FROM events WHERE type = 'usage.rolled_up'"))
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    try:
+        until(maintained, 30, "the leader snapshots and compacts")
+        deadline = time.monotonic() + 60
+        cuts = 0
+        # cuts of 0.2-0.8 s until the leader's maintenance failed at least 3 times, at least 8 cuts
+        while cuts < 8 or interrupted() < 3:
+            assert time.monotonic() < deadline, f"{cuts} cuts, maintenance interrupted {interrupted()} times"
+            time.sleep(0.3 + (cuts % 4) * 0.15)
+            proxy.cut()
+            time.sleep(0.2 + (cuts % 3) * 0.3)
+            proxy.restore()
+            cuts += 1
+    finally:
+        proxy.restore()
+        stop.set()
+        thread.join(timeout=30)
+    assert served[0] > 0
+    # everything flushed (a flush waits out the cut), then the maintenance runs on a whole log again
+    until(lambda: logged_requests(c, "maint") == served[0], 30, "every request served in the log")
+    snapshots = sql(c, "SELECT count(*) FROM snapshots")
+    until(lambda: sql(c, "SELECT count(*) FROM snapshots") != snapshots or
+          sql(c, "SELECT max(position) FROM snapshots") >= sql(c, "SELECT position FROM log_head"), 30,
+          "a snapshot after the cuts")
+    env = {**os.environ, "SHIELDES_DATABASE_URL": c.database_url, "PYTHONPATH": str(ROOT),
+           "SHIELDES_CLUSTER_SECRET": SECRET}
+    verify = subprocess.run([sys.executable, "-m", "shieldes", "audit", "verify"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for node in (a, b):
+        until(lambda n=node: node_requests(n, "maint") == served[0], 20, f"{node.node_id} counts the log's usage")
+    c.kill(b, signal.SIGTERM)
+    b.log.write_text("")
+    c.start(b)
+    c.wait_ready(b)
+    assert re.search(r"projection loaded at position \d+ from snapshot \d+", b.log.read_text()), b.log.read_text()
+    until(lambda: node_requests(b, "maint") == served[0], 20, "b restarted counts the log's usage")
