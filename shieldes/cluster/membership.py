@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.cluster import membership_log
-from shieldes.tasks import cancel_and_wait, sleep_to_tick
+from shieldes.tasks import Wake, cancel_and_wait, next_tick
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Membership:
     last_error: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _declared: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)  # dead boots recorded
-    _beat: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)  # beat_now() asked
+    _beat: Wake = field(default_factory=Wake, init=False, repr=False)  # beat_now() asked
     # called once with the newer boot's epoch when this node id's row is found taken by a newer boot
     on_superseded: Callable[[int], None] | None = None
     superseded: int | None = None  # that newer boot's epoch: this boot writes and deletes the row no more
@@ -231,14 +231,10 @@ class Membership:
         self._beat.set()
 
     async def _next_beat(self) -> None:
-        """The next tick (the node's other 1 s loops share it), or sooner if beat_now() was called."""
-        if not self._beat.is_set():
-            tick = asyncio.create_task(sleep_to_tick(self.heartbeat_interval))
-            asked = asyncio.create_task(self._beat.wait())
-            try:
-                await asyncio.wait((tick, asked), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                await cancel_and_wait(tick, asked)
+        """The next tick (the node's other 1 s loops share it), or sooner if beat_now() was called.
+        (A Wake: no task a wait, as the node's other idle loops wait.)"""
+        loop = asyncio.get_running_loop()
+        await self._beat.wait(max(0.0, next_tick(loop.time(), self.heartbeat_interval) - loop.time()))
         self._beat.clear()
 
     async def _heartbeat_loop(self) -> None:
