@@ -4,6 +4,27 @@ import { api, h, fmt, table, heading, field, budgetBar, toast, errorBox, session
 
 const PERIODS = ["1d", "7d", "30d", "1mo"];
 
+// The periods offered, with the one a key or team already has (the CLI takes any Nd up to 366d):
+// a select without it would show the first option and Save would write that period.
+function periods(current) {
+  return current && !PERIODS.includes(current) ? [...PERIODS, current] : PERIODS;
+}
+
+// The teams offered, with the key's own when the list read holds no such entry: Save would
+// otherwise take the key out of its team.
+function teamOptions(teams, current) {
+  const names = teams.map((t) => t.name);
+  if (current && !names.includes(current)) names.push(current);
+  return [{ value: "", label: "no team" }, ...names.map((n) => ({ value: n, label: n }))];
+}
+
+// The budget fields of a create: a period goes only with an amount (the API refuses a
+// `budget_period` without a `budget`, rather than ignore it).
+function budgetFields(amountText, period) {
+  const budget = numberOrNull(amountText);
+  return budget === null ? { budget: null } : { budget, budget_period: period };
+}
+
 function splitList(text) {
   const items = text.split(",").map((v) => v.trim()).filter(Boolean);
   return items.length ? items : null;
@@ -102,7 +123,7 @@ export async function keysPage(root) {
       { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
       { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
       { label: "Period", cell: (t) => t.budget_period || "–" },
-    ], rows, { empty: "No teams yet." }), canAdmin ? teamForm() : null);
+    ], rows, { empty: "No teams yet." }), ...(canAdmin ? [teamForm()] : []));
   }
 
   function teamForm() {
@@ -117,7 +138,7 @@ export async function keysPage(root) {
       h("button", { type: "submit" }, "Create team"));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      act(`Created team ${name.value}.`, () => api("POST", "/teams", { name: name.value.trim(), budget: numberOrNull(budget.value), budget_period: period.value }));
+      act(`Created team ${name.value}.`, () => api("POST", "/teams", { name: name.value.trim(), ...budgetFields(budget.value, period.value) }));
     });
     return form;
   }
@@ -130,7 +151,7 @@ export async function keysPage(root) {
     const tpm = h("input", { name: "tpm", type: "number", min: 1, inputmode: "numeric" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
     const period = select("budget_period", PERIODS, "30d");
-    const team = select("team", [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: t.name, label: t.name }))], "");
+    const team = select("team", teamOptions(teams, null), "");
     const error = h("p.error", { role: "alert" });
     const form = h("form.panel.create-key#create-key", { "aria-labelledby": "create-title" },
       h("h2#create-title", "Create a key"),
@@ -144,7 +165,7 @@ export async function keysPage(root) {
       ev.preventDefault();
       error.textContent = "";
       const body = { name: name.value.trim(), models: splitList(models.value), rpm: numberOrNull(rpm.value),
-        tpm: numberOrNull(tpm.value), budget: numberOrNull(budget.value), budget_period: period.value, team: team.value || null };
+        tpm: numberOrNull(tpm.value), ...budgetFields(budget.value, period.value), team: team.value || null };
       const access = splitList(mcp.value);  // (null when empty: no MCP access)
       if (access) body.mcp = access;
       try {
@@ -166,8 +187,8 @@ export async function keysPage(root) {
     const rpm = h("input", { name: "rpm", type: "number", min: 1, value: k.rpm ?? "" });
     const tpm = h("input", { name: "tpm", type: "number", min: 1, value: k.tpm ?? "" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", value: k.budget_usd ?? "" });
-    const period = select("budget_period", PERIODS, k.budget_period || "30d");
-    const team = select("team", [{ value: "", label: "no team" }, ...teams.map((t) => ({ value: t.name, label: t.name }))], k.team || "");
+    const period = select("budget_period", periods(k.budget_period), k.budget_period || "30d");
+    const team = select("team", teamOptions(teams, k.team), k.team || "");
     const error = h("p.error", { role: "alert" });
     const form = h("form.panel", { "aria-labelledby": "edit-title" },
       h("h2#edit-title", `Edit ${k.name}`),
