@@ -1,8 +1,12 @@
 // Keys and teams: create (the secret is shown once), revoke, rotate, edit limits and budgets, and
 // spend against budget bars.
-import { api, h, fmt, table, heading, field, budgetBar, toast, errorBox, session } from "./core.js";
+import { api, h, fmt, qs, table, heading, field, budgetBar, toast, errorBox, session } from "./core.js";
 
 const PERIODS = ["1d", "7d", "30d", "1mo"];
+// Keys are read a page at a time (by name, as GET /admin/v1/keys orders them): a cluster of a
+// million keys lists its first page at once, "More keys" reads on, and the search box asks the
+// node for the names holding the text instead of the browser filtering what it has.
+const PAGE = 100;
 
 // The periods offered, with the one a key or team already has (the CLI takes any Nd up to 366d):
 // a select without it would show the first option and Save would write that period.
@@ -47,18 +51,35 @@ export async function keysPage(root) {
   const editArea = h("div");
   let teams = [];
   let showRevoked = false;
+  let search = "";
+  let shown = [];  // the keys listed so far, the pages read in order
+  let next = null;  // the cursor of the next page, null at the end of the list
+
+  function keysPath(after) {
+    return `/keys${qs({ limit: PAGE, status: showRevoked ? "all" : "active", search, after })}`;
+  }
 
   async function load() {
     try {
-      const [keys, teamList] = await Promise.all([
-        api("GET", `/keys?limit=1000&status=${showRevoked ? "all" : "active"}`),
-        api("GET", "/teams?limit=1000"),
-      ]);
+      const [keys, teamList] = await Promise.all([api("GET", keysPath(null)), api("GET", "/teams?limit=1000")]);
       teams = teamList.data;
-      renderKeys(keys.data);
+      shown = keys.data;
+      next = keys.has_more ? keys.next_after : null;
+      renderKeys();
       renderTeams(teams);
     } catch (err) {
       keysArea.replaceChildren(errorBox(err));
+    }
+  }
+
+  async function more() {
+    try {
+      const page = await api("GET", keysPath(next));
+      shown = shown.concat(page.data);
+      next = page.has_more ? page.next_after : null;
+      renderKeys();
+    } catch (err) {
+      toast(err.message, "error");
     }
   }
 
@@ -85,7 +106,8 @@ export async function keysPage(root) {
     }
   }
 
-  function renderKeys(rows) {
+  function renderKeys() {
+    const rows = shown;
     const cols = [
       { label: "Name", header: true, cell: (k) => k.name },
       { label: "Prefix", cell: (k) => h("code", `${k.prefix}…`) },
@@ -114,7 +136,18 @@ export async function keysPage(root) {
         } }, "Revoke")) });
     }
     const toggle = h("label.inline", h("input", { type: "checkbox", checked: showRevoked, onchange: (ev) => { showRevoked = ev.target.checked; load(); } }), " Show revoked keys");
-    keysArea.replaceChildren(toggle, table("Virtual keys", cols, rows, { empty: "No keys yet." }));
+    const find = h("input", { name: "search", type: "search", value: search, placeholder: "part of a name", autocomplete: "off", spellcheck: "false" });
+    const finder = h("form.toolbar.key-search", { role: "search", "aria-label": "Find keys" },
+      field("Find a key", find), h("button", { type: "submit" }, "Find"), toggle);
+    finder.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      search = find.value.trim();
+      load();
+    });
+    const empty = search ? `No key name holds \u201c${search}\u201d.` : "No keys yet.";
+    const count = h("p.muted.small.key-count", next ? `The first ${fmt.num(rows.length)} keys by name.` : `${fmt.num(rows.length)} ${rows.length === 1 ? "key" : "keys"}.`);
+    keysArea.replaceChildren(finder, table("Virtual keys", cols, rows, { empty }), count,
+      ...(next ? [h("button.more-keys", { type: "button", onclick: more }, "More keys")] : []));
   }
 
   function renderTeams(rows) {

@@ -1,6 +1,7 @@
 """The Keys page as an operator uses it, in a real headless Chromium against a node: a key and a
-team created without a budget (the form sends no period then, which the API would refuse), and a
-key's edit that keeps a budget period the console does not offer (14d, set from the CLI)."""
+team created without a budget (the form sends no period then, which the API would refuse), a
+key's edit that keeps a budget period the console does not offer (14d, set from the CLI), and a
+list longer than a page read on with "More keys" and narrowed by a search the node answers."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.integration.gateway_harness import harness
 
 pytestmark = pytest.mark.cluster
 TOKEN = "console-keys-admin-token-0123456789abc"
+LISTED = 230  # more than two of the console's pages (100 keys each)
 
 
 def _names(d: Any) -> list[str]:
@@ -27,6 +29,14 @@ def _names(d: Any) -> list[str]:
 def _team_or_error(d: Any) -> bool:
     listed = "no-budget-team" in [r["Name"] for r in rows(d, "Teams") or []]
     return listed or "error" in (by_css(d, "#toast").get_attribute("class") or "")
+
+
+def _find(d: Any, text: str, count: int) -> list[str]:
+    find = by_css(d, "main input[name=search]")
+    find.clear()
+    find.send_keys(text)
+    button(d, "Find").click()
+    return wait(d, lambda d: len(names := _names(d)) == count and names, what=f"the keys holding {text!r}")  # type: ignore[no-any-return]
 
 
 def _create_and_edit(base: str) -> dict[str, Any]:
@@ -60,6 +70,28 @@ def _create_and_edit(base: str) -> dict[str, Any]:
     return seen
 
 
+def _pages(base: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with chromium(*DESKTOP) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "keys", "table caption")
+        wait(d, lambda d: len(_names(d)) == 100, what="the first page of keys")
+        seen["first"] = _names(d)
+        seen["count"] = by_css(d, "main p.key-count").text
+        button(d, "More keys").click()
+        wait(d, lambda d: len(_names(d)) == 200, what="the second page of keys")
+        button(d, "More keys").click()
+        wait(d, lambda d: len(_names(d)) == LISTED, what="the last page of keys")
+        seen["all"] = _names(d)
+        seen["more_left"] = bool(all_css(d, "main button.more-keys"))
+        seen["last_count"] = by_css(d, "main p.key-count").text
+        # a search the node answers, past the pages read so far
+        seen["found"] = _find(d, "key-22", 10)
+        seen["found_more"] = bool(all_css(d, "main button.more-keys"))
+        seen["none"] = _find(d, "nothing-like-it", 1)
+    return seen
+
+
 async def _key(base: str, name: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s, s.get(f"{base}/admin/v1/keys/{name}",
                                                     headers={"Authorization": f"Bearer {TOKEN}"}) as r:
@@ -83,3 +115,20 @@ async def test_a_key_and_a_team_without_a_budget_and_an_edit_keeping_its_period(
     assert seen["period_shown"] == "14d"
     assert fortnight["rpm"] == 42
     assert fortnight["budget_usd"] == 3.0 and fortnight["budget_period"] == "14d" and fortnight["team"] == "ops"
+
+
+async def test_the_key_list_pages_on_and_searches_on_the_node(database_url: str) -> None:
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN) as h:
+        for i in range(LISTED):
+            await h.create_key(f"key-{i:03d}")
+        await h.sync()
+        seen = await asyncio.to_thread(_pages, h.base)
+
+    expected = [f"key-{i:03d}" for i in range(LISTED)]
+    assert seen["first"] == expected[:100]
+    assert seen["count"] == "The first 100 keys by name."
+    assert seen["all"] == expected and not seen["more_left"]
+    assert seen["last_count"] == f"{LISTED} keys."
+    assert seen["found"] == [f"key-{i}" for i in range(220, 230)] and not seen["found_more"]
+    assert seen["none"] == ["No key name holds \u201cnothing-like-it\u201d."]
