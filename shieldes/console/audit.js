@@ -36,7 +36,7 @@ export async function auditPage(root) {
       { label: "Actor", cls: "wide-only", cell: (r) => r.actor },
       { label: "Change", cls: "wrap-phone", cell: (r) => h("span",
         h("code", r.type.split(".").map((part, i) => (i ? [h("wbr"), `.${part}`] : part))),
-        h("span.sub", r.subject || "–"), h("span.sub.phone-only", `by ${r.actor}`)) },
+        h("span.sub.name", r.subject || "–"), h("span.sub.phone-only", `by ${r.actor}`)) },
       { label: "Time travel", cls: "stack-phone", cell: (r) => h("div.actions",
         h("button", { type: "button", "aria-label": `Config as of change ${r.position}`, onclick: () => showAsOf(r.position) }, "As of"),
         h("button", { type: "button", "aria-label": `Diff from change ${r.position}`, onclick: () => showDiff(r.position) }, "Diff from")) },
@@ -69,13 +69,13 @@ export async function auditPage(root) {
         h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(later === undefined ? null : later) }, "Step forward ▶"),
         h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(null) }, "Now")),
       table("Keys", [
-        { label: "Key", header: true, cell: (k) => k.name },
+        { label: "Key", header: true, cls: "name", cell: (k) => k.name },
         { label: "Status", cell: (k) => h(`span.badge.${k.revoked ? "bad" : "ok"}`, k.revoked ? "revoked" : "active") },
         { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
         { label: "Budget", num: true, cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
       ], [...cfg.keys].sort((a, b) => a.name.localeCompare(b.name)), { empty: "No keys at this point." }),
       table("Providers", [
-        { label: "Provider", header: true, cell: (p) => p.name },
+        { label: "Provider", header: true, cls: "name", cell: (p) => p.name },
         { label: "Models", cell: (p) => p.models.join(", ") },
         { label: "Weight", num: true, cell: (p) => String(p.weight) },
       ], cfg.providers, { empty: "No providers at this point." }),
@@ -95,7 +95,7 @@ export async function auditPage(root) {
       h("h2#diff-title", `Changes from #${d.from.position} to #${d.to.position}`),
       h("p.muted.small", `${d.events} events; pick “As of” on a row to move the end point, “Diff from” to move the start.`),
       table("Changed entities", [
-        { label: "Entity", header: true, cell: (c) => `${c.kind} ${c.name}` },
+        { label: "Entity", header: true, cls: "name", cell: (c) => `${c.kind} ${c.name}` },
         { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
         { label: "Fields", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
           h("li", h("code", f), `: ${JSON.stringify(v.from)} → ${JSON.stringify(v.to)}`))) },

@@ -109,10 +109,10 @@ export async function keysPage(root) {
   function renderKeys() {
     const rows = shown;
     const cols = [
-      { label: "Name", header: true, cell: (k) => k.name },
+      { label: "Name", header: true, cls: "name", cell: (k) => k.name },
       { label: "Prefix", cell: (k) => h("code", `${k.prefix}…`) },
       { label: "Status", cell: (k) => h(`span.badge.${k.status === "active" ? "ok" : "bad"}`, k.status) },
-      { label: "Team", cell: (k) => k.team || "–" },
+      { label: "Team", cls: "name", cell: (k) => k.team || "–" },
       { label: "Models", cell: (k) => fmt.list(k.models) },
       ...(rows.some((k) => k.mcp && k.mcp.length) ? [{ label: "MCP", cell: (k) => (k.mcp && k.mcp.length ? k.mcp.join(", ") : h("span.muted", "none")) }] : []),
       { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
@@ -152,7 +152,7 @@ export async function keysPage(root) {
 
   function renderTeams(rows) {
     teamsArea.replaceChildren(h("h2", "Teams"), table("Teams", [
-      { label: "Name", header: true, cell: (t) => t.name },
+      { label: "Name", header: true, cls: "name", cell: (t) => t.name },
       { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
       { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
       { label: "Period", cell: (t) => t.budget_period || "–" },

@@ -71,7 +71,7 @@ export async function overviewPage(root) {
     const quota = (d) => ["rpm", "tpm"].filter((q) => d.quota[q] !== null)
       .map((q) => `${q} ${fmt.pct(d.quota[`${q}_used`])}`).join(", ") || "–";
     const deployments = table("Routing (last 60 s)", [
-      { label: "Deployment", header: true, cell: (d) => d.name },
+      { label: "Deployment", header: true, cls: "name", cell: (d) => d.name },
       { label: "Region", cell: (d) => d.region || "–" },
       { label: "Health", cell: (d) => h(`span.badge.${d.healthy ? "ok" : "bad"}`, d.healthy ? "healthy" : "unhealthy") },
       { label: "Latency", num: true, cell: (d) => fmt.latency(d.latency_ms) },

@@ -17,7 +17,7 @@ export async function providersPage(root) {
     try {
       const health = await api("GET", "/providers/health");
       patch(healthArea, h("p.muted.small", `Health as node ${health.node_id} and its peers see it; requests served over the last hour (from the usage in the log: failed attempts show in the error rate).`), table("Deployments", [
-        { label: "Deployment", header: true, cell: (d) => d.name },
+        { label: "Deployment", header: true, cls: "name", cell: (d) => d.name },
         { label: "Type", cell: (d) => d.type },
         { label: "Models", cell: (d) => d.models.join(", ") },
         { label: "Weight", num: true, cell: (d) => String(d.weight) },

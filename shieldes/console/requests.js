@@ -80,7 +80,7 @@ export async function requestsPage(root) {
         onclick: (ev) => { ev.stopPropagation(); open(r.request_id); } }, fmt.time(r.started_at).slice(11)),
       h("span.sub", fmt.time(r.started_at).slice(0, 10))) },
       // on a phone: when, what and how it ended; the rest is in the opened request
-      { label: "Key", cls: "wide-only", cell: (r) => r.key_name || "–" },
+      { label: "Key", cls: "wide-only name", cell: (r) => r.key_name || "–" },
       { label: "Model", cls: "wrap-phone", cell: modelCell },
       { label: "Status", cell: statusCell },
       { label: "Latency", num: true, cls: "wide-only", cell: (r) => fmt.latency(r.latency_ms) },

@@ -88,7 +88,7 @@ export async function usagePage(root) {
         hbars({ title: `${mLabel} per ${gLabel}`, rows: ranked.slice(0, 15).map(([name, v]) => ({ name, value: v })), metric: m === "tokens" ? "requests" : m, width })),
       table(`Usage per day and ${gLabel}`, [
         { label: "Day", header: true, cell: (r) => r.day },
-        { label: GROUPS.find((x) => x.value === g).label, cell: (r) => r[g] ?? "(none)" },
+        { label: GROUPS.find((x) => x.value === g).label, cls: "name", cell: (r) => r[g] ?? "(none)" },
         { label: "Requests", num: true, cell: (r) => fmt.num(r.requests) },
         { label: "Prompt tokens", num: true, cell: (r) => fmt.num(r.prompt_tokens) },
         { label: "Completion tokens", num: true, cell: (r) => fmt.num(r.completion_tokens) },

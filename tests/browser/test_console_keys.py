@@ -1,7 +1,8 @@
 """The Keys page as an operator uses it, in a real headless Chromium against a node: a key and a
 team created without a budget (the form sends no period then, which the API would refuse), a
-key's edit that keeps a budget period the console does not offer (14d, set from the CLI), and a
-list longer than a page read on with "More keys" and narrowed by a search the node answers."""
+key's edit that keeps a budget period the console does not offer (14d, set from the CLI), a list
+longer than a page read on with "More keys" and narrowed by a search the node answers, and a name
+of 128 characters that wraps in its cell instead of pushing the key's buttons off the table."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ from tests.integration.gateway_harness import harness
 pytestmark = pytest.mark.cluster
 TOKEN = "console-keys-admin-token-0123456789abc"
 LISTED = 230  # more than two of the console's pages (100 keys each)
+LONG = "long-" + "x" * 123  # the longest name allowed
+
+# whether the element lies inside the visible part of its scrolling table region
+IN_REGION_JS = """
+const e = arguments[0], region = e.closest(".scroll");
+const r = e.getBoundingClientRect(), box = region.getBoundingClientRect();
+return r.width > 0 && r.left >= box.left && r.right <= box.right + 0.5;
+"""
 
 
 def _names(d: Any) -> list[str]:
@@ -92,6 +101,14 @@ def _pages(base: str) -> dict[str, Any]:
     return seen
 
 
+def _long_name(base: str) -> bool:
+    with chromium(*DESKTOP) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "keys", "table caption")
+        revoke = wait(d, lambda d: all_css(d, f"button[aria-label='Revoke {LONG}']"), what="the long key")[0]
+        return bool(d.execute_script(IN_REGION_JS, revoke))
+
+
 async def _key(base: str, name: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s, s.get(f"{base}/admin/v1/keys/{name}",
                                                     headers={"Authorization": f"Bearer {TOKEN}"}) as r:
@@ -132,3 +149,11 @@ async def test_the_key_list_pages_on_and_searches_on_the_node(database_url: str)
     assert seen["last_count"] == f"{LISTED} keys."
     assert seen["found"] == [f"key-{i}" for i in range(220, 230)] and not seen["found_more"]
     assert seen["none"] == ["No key name holds \u201cnothing-like-it\u201d."]
+
+
+async def test_a_name_of_128_characters_wraps_in_its_cell(database_url: str) -> None:
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN) as h:
+        await h.create_key(LONG, budget_usd=5.0)
+        await h.sync()
+        assert await asyncio.to_thread(_long_name, h.base)
