@@ -2,7 +2,8 @@
 team created without a budget (the form sends no period then, which the API would refuse), a
 key's edit that keeps a budget period the console does not offer (14d, set from the CLI), a list
 longer than a page read on with "More keys" and narrowed by a search the node answers, and a name
-of 128 characters that wraps in its cell instead of pushing the key's buttons off the table."""
+of 128 characters that wraps in its cell instead of pushing the key's buttons off the table (and
+in the usage chart's legend instead of widening a phone's page)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import aiohttp
 import pytest
 
 from shieldes.projections.commands import CreateTeam
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, wait
 from tests.browser.test_console import all_css, button, by_css, go, sign_in
 from tests.browser.test_console_operator import rows
 from tests.integration.gateway_harness import harness
@@ -101,12 +102,19 @@ def _pages(base: str) -> dict[str, Any]:
     return seen
 
 
-def _long_name(base: str) -> bool:
+def _long_name(base: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         go(d, "keys", "table caption")
         revoke = wait(d, lambda d: all_css(d, f"button[aria-label='Revoke {LONG}']"), what="the long key")[0]
-        return bool(d.execute_script(IN_REGION_JS, revoke))
+        seen["revoke_visible"] = d.execute_script(IN_REGION_JS, revoke)
+    with chromium(*PHONE) as d:  # the usage chart's legend names the key: the page stays in the window
+        sign_in(d, base, TOKEN)
+        go(d, "usage", "ul.legend li")
+        seen["usage_sideways"] = d.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    return seen
 
 
 async def _key(base: str, name: str) -> dict[str, Any]:
@@ -154,6 +162,11 @@ async def test_the_key_list_pages_on_and_searches_on_the_node(database_url: str)
 async def test_a_name_of_128_characters_wraps_in_its_cell(database_url: str) -> None:
     require_chromium()
     async with harness(database_url, admin_token=TOKEN) as h:
-        await h.create_key(LONG, budget_usd=5.0)
+        key = await h.create_key(LONG, budget_usd=5.0)
         await h.sync()
-        assert await asyncio.to_thread(_long_name, h.base)
+        await h.chat_logged(key, ("gpt-4o-mini",))
+        await h.flush()
+        seen = await asyncio.to_thread(_long_name, h.base)
+
+    assert seen["revoke_visible"] is True
+    assert seen["usage_sideways"] <= 0, seen
