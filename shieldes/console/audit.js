@@ -2,6 +2,8 @@
 // and forth in time), and a diff between two points.
 import { api, h, fmt, table, heading, field, qs, errorBox } from "./core.js";
 
+const KEYS_SHOWN = 50;
+
 export async function auditPage(root) {
   const actor = h("input", { name: "actor" });
   const type = h("input", { name: "type", placeholder: "e.g. virtual_key" });
@@ -52,7 +54,8 @@ export async function auditPage(root) {
     for (const tr of listArea.querySelectorAll("tr[data-position]")) tr.classList.toggle("selected", Number(tr.dataset.position) === position);
     let cfg;
     try {
-      cfg = await api("GET", `/config${qs({ at: position === null ? null : String(position) })}`);
+      // the first keys by name and a count: a million keys would be hundreds of megabytes to draw
+      cfg = await api("GET", `/config${qs({ at: position === null ? null : String(position), keys_limit: KEYS_SHOWN })}`);
     } catch (err) {
       asOfArea.replaceChildren(errorBox(err));
       return;
@@ -73,7 +76,8 @@ export async function auditPage(root) {
         { label: "Status", cell: (k) => h(`span.badge.${k.revoked ? "bad" : "ok"}`, k.revoked ? "revoked" : "active") },
         { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
         { label: "Budget", num: true, cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
-      ], [...cfg.keys].sort((a, b) => a.name.localeCompare(b.name)), { empty: "No keys at this point." }),
+      ], cfg.keys, { empty: "No keys at this point." }),
+      ...(cfg.keys_total > cfg.keys.length ? [h("p.muted.small.keys-shown", `The first ${cfg.keys.length} of ${fmt.num(cfg.keys_total)} keys by name.`)] : []),
       table("Providers", [
         { label: "Provider", header: true, cls: "name", cell: (p) => p.name },
         { label: "Models", cell: (p) => p.models.join(", ") },

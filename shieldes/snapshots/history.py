@@ -3,13 +3,14 @@ diff between two states attributed to the events (and actors) that made it. Pure
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from shieldes.errors import InvalidRequest
 from shieldes.events.store import RecordedEvent
-from shieldes.projections.state import Budget, ConfigState
+from shieldes.projections.state import Budget, ConfigState, VirtualKey
 
 Entity = dict[str, Any]
 EntityKey = tuple[str, str]  # (kind, id)
@@ -72,8 +73,23 @@ def _secret(ref: str | None) -> str | None:
     return "encrypted"  # an encrypted key is never printed, not even as ciphertext
 
 
-def entities(state: ConfigState) -> dict[EntityKey, Entity]:
-    """Every entity as a plain dict, keyed by (kind, id); key hashes never appear."""
+def key_entity(state: ConfigState, k: VirtualKey) -> Entity:
+    team = state.teams.get(k.team_id) if k.team_id else None
+    out: Entity = {
+        "id": k.id, "name": k.name, "prefix": k.prefix,
+        "models": None if k.models is None else list(k.models),
+        "team": team.name if team else k.team_id, "expires_at": k.expires_at, "revoked": k.revoked,
+        "rpm": k.rpm, "tpm": k.tpm, "budget": _budget(k.budget),
+    }
+    entries = state.mcp_access.get(k.id)
+    if entries is not None:
+        out["mcp"] = list(entries)
+    return out
+
+
+def entities(state: ConfigState, *, with_keys: bool = True) -> dict[EntityKey, Entity]:
+    """Every entity as a plain dict, keyed by (kind, id); key hashes never appear. Without the keys
+    (`with_keys=False`) it costs what the rest of the config holds, not what a million keys do."""
     out: dict[EntityKey, Entity] = {}
     for d in state.providers.values():
         out[("provider", d.name)] = {
@@ -94,17 +110,9 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
         }
     for t in state.teams.values():
         out[("team", t.id)] = {"id": t.id, "name": t.name, "budget": _budget(t.budget)}
-    for k in state.keys.values():
-        team = state.teams.get(k.team_id) if k.team_id else None
-        out[("key", k.id)] = {
-            "id": k.id, "name": k.name, "prefix": k.prefix,
-            "models": None if k.models is None else list(k.models),
-            "team": team.name if team else k.team_id, "expires_at": k.expires_at, "revoked": k.revoked,
-            "rpm": k.rpm, "tpm": k.tpm, "budget": _budget(k.budget),
-        }
-    for key_id, entries in state.mcp_access.items():
-        if ("key", key_id) in out:
-            out[("key", key_id)]["mcp"] = list(entries)
+    if with_keys:
+        for k in state.keys.values():
+            out[("key", k.id)] = key_entity(state, k)
     for m in state.mcp_servers.values():
         out[("mcp_server", m.name)] = {"name": m.name, "url": m.url,
                                        "headers": {h: _secret(ref) for h, ref in sorted(m.headers.items())}}
@@ -114,14 +122,22 @@ def entities(state: ConfigState) -> dict[EntityKey, Entity]:
     return out
 
 
-def config_view(state: ConfigState) -> dict[str, list[Entity]]:
-    ents = entities(state)
-    return {
+def config_view(state: ConfigState, *, keys_limit: int | None = None) -> dict[str, Any]:
+    """The config as lists per kind. With `keys_limit`, `keys` holds only the first that many keys
+    by name (as GET /admin/v1/keys orders them) and `keys_total` counts them all: a view of a
+    million keys is hundreds of megabytes, built on the node's event loop and drawn by a browser."""
+    ents = entities(state, with_keys=keys_limit is None)
+    view: dict[str, Any] = {
         plural: [ents[k] for k in sorted(k for k in ents if k[0] == kind)]
         for kind, plural in (("provider", "providers"), ("alias", "aliases"), ("routing", "routing"),
                              ("pricing", "pricing"), ("team", "teams"), ("key", "keys"),
                              ("admin_token", "admin_tokens"), ("mcp_server", "mcp_servers"))
     }
+    if keys_limit is not None:
+        first = heapq.nsmallest(keys_limit, state.keys.values(), key=lambda k: k.name)
+        view["keys"] = [key_entity(state, k) for k in first]
+        view["keys_total"] = len(state.keys)
+    return view
 
 
 def subject_of(e: RecordedEvent) -> EntityKey | None:

@@ -3,7 +3,8 @@ team created without a budget (the form sends no period then, which the API woul
 key's edit that keeps a budget period the console does not offer (14d, set from the CLI), a list
 longer than a page read on with "More keys" and narrowed by a search the node answers, and a name
 of 128 characters that wraps in its cell instead of pushing the key's buttons off the table (and
-in the usage chart's legend instead of widening a phone's page)."""
+in the usage chart's legend instead of widening a phone's page); the audit page's config as of a
+point lists the first 50 keys by name and says how many there are."""
 
 from __future__ import annotations
 
@@ -117,6 +118,15 @@ def _long_name(base: str) -> dict[str, Any]:
     return seen
 
 
+def _as_of(base: str) -> dict[str, Any]:
+    with chromium(*DESKTOP) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "audit", "#asof-point")
+        keys = wait(d, lambda d: (r := rows(d, "Keys")) and r, what="the config's keys")
+        note = [p.text for p in all_css(d, "main p.keys-shown")]
+        return {"keys": [r["Key"] for r in keys], "note": note}
+
+
 async def _key(base: str, name: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s, s.get(f"{base}/admin/v1/keys/{name}",
                                                     headers={"Authorization": f"Bearer {TOKEN}"}) as r:
@@ -170,3 +180,16 @@ async def test_a_name_of_128_characters_wraps_in_its_cell(database_url: str) -> 
 
     assert seen["revoke_visible"] is True
     assert seen["usage_sideways"] <= 0, seen
+
+
+async def test_the_audit_page_shows_the_first_keys_of_the_config_as_of_a_point(database_url: str) -> None:
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN) as h:
+        for i in range(60):
+            await h.create_key(f"key-{i:03d}")
+        await h.sync()
+        seen = await asyncio.to_thread(_as_of, h.base)
+
+    # GET /admin/v1/config?keys_limit=50: not every key of the cluster drawn into the panel
+    assert seen["keys"] == [f"key-{i:03d}" for i in range(50)]
+    assert seen["note"] == ["The first 50 of 60 keys by name."]

@@ -63,3 +63,23 @@ async def test_a_diff_over_many_keys_leaves_the_node_answering(database_url: str
     # a fold of 30,000 events in one go held /health for about as long as the diff took; a page of
     # them is a small part of it (a ratio, so a loaded machine slowing both does not decide it)
     assert worst < took / 3, (worst, took)
+
+
+async def test_the_config_lists_the_first_keys_by_name_when_asked(database_url: str) -> None:
+    async with harness(database_url, admin_token=TOKEN) as h:
+        await seed_keys(h, 12, batch=5)
+        await h.sync()
+        api = AdminClient(h.base, TOKEN)
+        status, whole = await api.get(f"{API}/config")
+        status_now, now = await api.get(f"{API}/config", keys_limit=5)
+        status_then, then = await api.get(f"{API}/config", keys_limit=5, at=str(h.node.projector.position - 7))
+        refused = [await api.get(f"{API}/config", keys_limit=n) for n in (0, 10_001, "many")]
+
+    assert status == 200 and len(whole["keys"]) == 12 and "keys_total" not in whole
+    assert status_now == 200 and [k["name"] for k in now["keys"]] == [f"app-{i:06d}" for i in range(5)]
+    assert now["keys_total"] == 12 and now["keys"][0] == next(k for k in whole["keys"] if k["name"] == "app-000000")
+    assert now["providers"] == whole["providers"] and now["teams"] == whole["teams"]
+    assert status_then == 200 and then["keys_total"] == 5 and len(then["keys"]) == 5  # as of the first append
+    for status, err in refused:
+        assert status == 400 and err["error"]["code"] == "invalid_request", err
+    assert "keys_limit must be between 1 and 10000" in refused[0][1]["error"]["message"]

@@ -17,7 +17,7 @@ from shieldes.errors import InvalidRequest, NotFound, Unavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import audit_page, audit_params, usage_grouped
 from shieldes.events.store import RecordedEvent
-from shieldes.gateway.admin.api import Call, Field, Route
+from shieldes.gateway.admin.api import MAX_LIST_LIMIT, Call, Field, Route
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
@@ -161,10 +161,22 @@ async def audit(call: Call) -> Any:
             "next_before": rows[-1]["position"] if more and rows else None}
 
 
+def _keys_limit(call: Call) -> int | None:
+    if call.query.get("keys_limit") is None:
+        return None
+    value = int(call.query["keys_limit"])
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise InvalidRequest(f"keys_limit must be between 1 and {MAX_LIST_LIMIT}, got {value}; "
+                             "omit it for every key")
+    return value
+
+
 async def config_at(call: Call) -> Any:
     at = call.query.get("at")
+    keys_limit = _keys_limit(call)
     if at is None:
-        return {"at": "now", "position": call.ctx.projector.position, **config_view(call.ctx.projector.config)}
+        return {"at": "now", "position": call.ctx.projector.position,
+                **config_view(call.ctx.projector.config, keys_limit=keys_limit)}
     point = parse_point(at)
     check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
     view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
@@ -173,7 +185,8 @@ async def config_at(call: Call) -> Any:
     if view.position:
         found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
         recorded_at = found[0].recorded_at.astimezone(UTC).isoformat() if found else None
-    return {"at": at, "position": view.position, "recorded_at": recorded_at, **config_view(view.state)}
+    return {"at": at, "position": view.position, "recorded_at": recorded_at,
+            **config_view(view.state, keys_limit=keys_limit)}
 
 
 # Config events folded between two reads of the log: a fold runs on the node's event loop at some
@@ -293,7 +306,10 @@ ROUTES: tuple[Route, ...] = (
                  Field("before", "integer", "only positions below this (the previous page's next_before)"),
                  Field("limit", "integer", "page size, 1-1000 (default 100)"))),
     Route("GET", "/config", config_at, AUDIT, "The config as of a log position or time (default now)", "audit",
-          reads_db=True, query=(Field("at", "string", "a log position (e.g. 42) or an ISO 8601 time"),)),
+          reads_db=True, query=(Field("at", "string", "a log position (e.g. 42) or an ISO 8601 time"),
+                                Field("keys_limit", "integer",
+                                      f"only the first N keys by name, 1-{MAX_LIST_LIMIT}, with keys_total "
+                                      "counting them all (default: every key)"))),
     Route("GET", "/config/diff", config_diff, AUDIT, "What changed between two points, by which events and actors",
           "audit", reads_db=True,
           query=(Field("from", "string", "earlier point: a position or ISO time", required=True),
