@@ -50,7 +50,7 @@ async function signInView(message) {
       await start();
     } catch (err) {
       session.token = null;
-      status.textContent = err.message;
+      status.textContent = refused(err);
       input.focus();
     }
   });
@@ -62,6 +62,13 @@ async function signInView(message) {
     }
   } catch { /* the token form still works */ }
   input.focus();
+}
+
+// Why a token did not sign in, in the console's words: the API's 401 speaks of headers to send.
+function refused(err) {
+  if (err.status !== 401) return err.message;
+  return "This token was refused: it is mistyped, revoked or not an admin token. Use the nodes' "
+    + "SHIELDES_ADMIN_TOKEN or a token from `shieldes admin-token create`.";
 }
 
 function stopPage() {
@@ -130,7 +137,12 @@ document.querySelector("a.skip").addEventListener("click", (ev) => {
   main().focus();
 });
 window.addEventListener("shieldes:signed-out", (ev) => {
-  signInView(ev.detail ? `Signed out: ${ev.detail}` : "Signed out.");
+  // before the sign-in went through there is nothing to sign out of: the form says why it failed
+  if (!session.me) return;
+  signInView(session.me.kind === "oidc"
+    ? "Signed out: your SSO session ended (SHIELDES_OIDC_SESSION_SECONDS). Sign in again."
+    : "Signed out: the nodes no longer accept this token (revoked, or SHIELDES_ADMIN_TOKEN changed). "
+      + "Sign in with an active token.");
 });
 document.getElementById("sign-out").addEventListener("click", () => {
   signInView("");
@@ -138,4 +150,4 @@ document.getElementById("sign-out").addEventListener("click", () => {
 });
 
 takeSessionFromFragment();
-if (session.token) start().catch((err) => signInView(err.message)); else signInView("");
+if (session.token) start().catch((err) => signInView(refused(err))); else signInView("");
