@@ -21,7 +21,7 @@ from shieldes.cli.common import (
 )
 from shieldes.cli.timefmt import with_table_times
 from shieldes.events.catalog import CONFIG_STREAM
-from shieldes.events.queries import AUDIT_SQL, audit_params
+from shieldes.events.queries import audit_params, audit_sql
 from shieldes.events.verify import ChainReport, ChainWalker
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
@@ -59,7 +59,7 @@ def log(actor: str | None, type_: str | None, subject: str | None, since: str | 
         since=parse_time(since, "--since", ago=True) if since else None,
         until=parse_time(until, "--until", end_of_day=True, ago=True) if until else None,
     )
-    rows = list(reversed(run_read(query(AUDIT_SQL, params))))
+    rows = list(reversed(run_read(query(audit_sql(params), params))))
     for r in rows:
         r["recorded_at"] = r["recorded_at"].isoformat()
         if not ctx.as_json:  # one line, its times as the tables print them, amounts never 1e-06
