@@ -23,7 +23,7 @@ from shieldes.cli.common import (
     run_read,
     write,
 )
-from shieldes.errors import InvalidRequest
+from shieldes.errors import CommandRejected, InvalidRequest
 from shieldes.projections.periods import period_days, period_reset_at, unix_day
 from shieldes.projections.state import Budget
 
@@ -93,10 +93,10 @@ def remove(key: str | None, team: str | None, as_json: bool) -> None:
     from shieldes.projections.commands import SetBudget, find_key, find_team
 
     view = run_read(read_config())
-    current = find_team(view.state, ref).budget if kind == "team" else find_key(view.state, ref).budget
-    if current is None:
-        raise InvalidRequest(f"{kind} {ref!r} has no budget; nothing to remove")
-    written = run(write(SetBudget(kind, ref, None, current.period)))
+    found = find_team(view.state, ref) if kind == "team" else find_key(view.state, ref)
+    if found.budget is None:  # refused as the decide function (and so the admin API) refuses it
+        raise CommandRejected(f"{kind} {found.name!r} has no budget; nothing to remove")
+    written = run(write(SetBudget(kind, ref, None, found.budget.period)))
     emit({"subject_kind": kind, "subject": ref, "removed": True, "position": written.position},
          as_json=ctx.as_json)
 

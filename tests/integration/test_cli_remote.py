@@ -138,7 +138,10 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
         teams = (await remote(h, "--json", "team", "list")).json()
         assert {t["name"]: t["keys"] for t in teams} == {"d-eng": 1, "r-eng": 2}  # d-app1 is revoked
         # refusals and malformed options: the same line and exit code
-        for bad, code in ((("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
+        await direct(h, "team", "create", "plain")
+        await direct(h, "key", "create", "--name", "plain-key")
+        for bad, code in ((("budget", "remove", "plain-key"), 1), (("budget", "remove", "--team", "plain"), 1),
+                          (("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
                           (("key", "update", "nope", "--rpm", "5"), 1), (("key", "update", "r-app0"), 1),
                           (("key", "create", "--name", "r-app0"), 1), (("budget", "set", "nope", "--amount", "1"), 1),
                           (("budget", "show", "--team", "nope"), 1),
