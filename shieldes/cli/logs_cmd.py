@@ -26,7 +26,7 @@ from shieldes.cli.common import (
     table_cell,
 )
 from shieldes.cli.timefmt import with_table_times
-from shieldes.errors import InvalidRequest
+from shieldes.errors import InvalidRequest, SubjectNotFound
 from shieldes.requestlog import store
 from shieldes.requestlog.store import LogFilter, plain
 from shieldes.timeparse import parse_time
@@ -67,7 +67,8 @@ async def _fetch(f: LogFilter, limit: int) -> list[dict[str, Any]]:
 async def _require_key(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
     """A misspelt --key is an error, as in `shieldes usage`, not an empty log that looks like no traffic."""
     if key is not None and not await store.key_known(conn, key):
-        raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+        raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
+                              code="key_not_found")
 
 
 def _remote_rows(api: AdminApi, query: dict[str, str | None], limit: int) -> list[dict[str, Any]]:

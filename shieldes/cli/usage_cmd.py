@@ -18,7 +18,7 @@ from shieldes.cli.common import (
     query,
     run_read,
 )
-from shieldes.errors import InvalidRequest
+from shieldes.errors import InvalidRequest, SubjectNotFound
 from shieldes.timeparse import parse_day
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
 
     async def fetch() -> list[dict[str, Any]]:
         if key is not None and not await query(KNOWN_KEY_SQL, params):
-            raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+            raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
+                              code="key_not_found")
         return await query(USAGE_SQL, params)
 
     rows = run_read(fetch())
@@ -101,7 +102,8 @@ def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str |
     if key is not None:
         keys = [k for k in keys if key in (k["name"], k["id"])]
         if not keys:
-            raise InvalidRequest(f"no virtual key named or with id {key!r}; see `shieldes key list`")
+            raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
+                              code="key_not_found")
     wanted = {k["id"] for k in keys}
     used = api.get("/usage", group_by="key", since=since, until=until)["data"]
     rows = {r["key_id"]: {c: r[c] for c in (*COLUMNS, "cost_nusd")} for r in used
