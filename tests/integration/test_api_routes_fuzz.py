@@ -20,7 +20,7 @@ from tests.fake_bedrock import FakeBedrock, aws_credentials
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
-from tests.integration.test_gateway_fuzz import Running, json_values, send
+from tests.integration.test_gateway_fuzz import Running, json_values, send, started
 from tests.integration.test_gateway_fuzz import node as node  # the fixture: a node in a thread of its own
 
 CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -221,11 +221,7 @@ class AcrossKinds(Running):
 
 @pytest.fixture
 def kinds(database_url: str) -> Iterator[Running]:
-    running = AcrossKinds(database_url)
-    running.thread.start()
-    assert running.ready.wait(60), "node did not start"
-    yield running
-    running.stop()
+    yield from started(AcrossKinds(database_url))
 
 
 def assert_error_shape(shape: str, payload: bytes) -> None:

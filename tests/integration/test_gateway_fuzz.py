@@ -58,13 +58,17 @@ class Running:
         self.loop.close()
 
 
-@pytest.fixture
-def node(database_url: str) -> Iterator[Running]:
-    running = Running(database_url)
+def started(running: Running) -> Iterator[Running]:
+    """`running`'s node, from its start until the test ends."""
     running.thread.start()
     assert running.ready.wait(60), "node did not start"
     yield running
     running.stop()
+
+
+@pytest.fixture
+def node(database_url: str) -> Iterator[Running]:
+    yield from started(Running(database_url))
 
 
 def send(
