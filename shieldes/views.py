@@ -4,11 +4,12 @@ shows only as its `env:VAR` reference or as "encrypted"."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldes.projections.keytable import names_in_order
+from shieldes.projections.keytable import keys_with, names_in_order
 from shieldes.projections.state import (
     AdminToken,
     ConfigState,
@@ -97,6 +98,33 @@ def listed_keys(state: ConfigState, now: float, *, statuses: Collection[str] | N
                                                                  and key_status(key, now) not in statuses):
             continue
         yield key
+
+
+BUDGET_KINDS = ("key", "team")  # the order of a budget listing: every key's budget, then every team's
+
+
+def budgeted(state: ConfigState, after: tuple[str, str] | None = None,
+             limit: int | None = None) -> tuple[list[VirtualKey | Team], bool]:
+    """The subjects of GET /admin/v1/budgets: the unrevoked keys with a budget by name, then the teams
+    with one by name; those past `after` (kind, name), at most `limit` of them (None: all), and
+    whether more follow. Only the budgeted keys are read, and a page keeps the `limit` first names
+    of them (not a sort of every budget)."""
+    start = BUDGET_KINDS.index(after[0]) if after else 0
+    subjects: list[VirtualKey | Team] = []
+    for kind in BUDGET_KINDS[start:]:
+        above = after[1] if after and kind == after[0] else None
+        found: Iterable[VirtualKey | Team]
+        if kind == "key":
+            found = (k for k in keys_with(state.keys, "budget") if k.budget is not None and not k.revoked)
+        else:
+            found = (t for t in state.teams.values() if t.budget is not None)
+        found = (s for s in found if above is None or s.name > above)
+        want = None if limit is None else limit + 1 - len(subjects)  # one more says whether there is a next page
+        subjects += sorted(found, key=lambda s: s.name) if want is None else \
+            heapq.nsmallest(want, found, key=lambda s: s.name)
+        if limit is not None and len(subjects) > limit:
+            return subjects[:limit], True
+    return subjects, False
 
 
 def key_row(state: ConfigState, key: VirtualKey, now: float) -> dict[str, Any]:

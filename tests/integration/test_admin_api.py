@@ -183,6 +183,38 @@ async def test_teams_page_by_cursor_and_a_config_list_page_holds_ten_thousand(da
         assert status == 400 and "limit must be between 1 and 1000" in err["error"]["message"]
 
 
+async def test_budgets_page_by_cursor_and_stay_whole_without_one(database_url: str) -> None:
+    """GET /budgets pages with `limit`/`after` (`key:NAME`, `team:NAME`: a key and a team may share a
+    name) over keys then teams; without either it answers every budget at once, as it always did."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        for name in ("ops", "web"):
+            assert (await api.post(f"{API}/teams", {"name": name, "budget": 9}))[0] == 201
+        for name in ("web", "app", "cli"):
+            assert (await api.post(f"{API}/keys", {"name": name, "budget": 3}))[0] == 201
+        assert (await api.post(f"{API}/keys", {"name": "free"}))[0] == 201
+        order = [("key", "app"), ("key", "cli"), ("key", "web"), ("team", "ops"), ("team", "web")]
+        status, whole = await api.get(f"{API}/budgets")
+        assert status == 200 and whole["has_more"] is False and whole["next_after"] is None
+        assert [(b["subject_kind"], b["name"]) for b in whole["data"]] == order
+        walked, params = [], {"limit": 2}
+        while True:
+            status, one = await api.get(f"{API}/budgets", **params)
+            assert status == 200 and len(one["data"]) <= 2, one
+            walked += [(b["subject_kind"], b["name"]) for b in one["data"]]
+            if not one["has_more"]:
+                assert one["next_after"] is None
+                break
+            params = {"limit": 2, "after": one["next_after"]}
+        assert walked == order and params["after"] == "team:ops"
+        status, teams = await api.get(f"{API}/budgets", after="team:")  # `after` alone: pages of 100
+        assert status == 200 and [b["name"] for b in teams["data"]] == ["ops", "web"] and not teams["has_more"]
+        status, bad = await api.get(f"{API}/budgets", after="web")
+        assert status == 400 and bad["error"]["code"] == "invalid_request" and "key:NAME" in bad["error"]["message"]
+        status, bad = await api.get(f"{API}/budgets", limit=0)
+        assert status == 400 and bad["error"]["code"] == "invalid_request"
+
+
 async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
         api = AdminClient(h.base, BOOT)

@@ -29,3 +29,39 @@ def test_routing_rows_list_models_and_aliases_not_patterns() -> None:
     assert routing_rows(state, "adaptive") == [
         {"model": "claude-x", "strategy": "adaptive", "source": "default"},
         {"model": "gpt-4o", "strategy": "cost", "source": "set"}]
+
+
+def test_budget_pages_walk_keys_then_teams_and_meet_every_budget_once() -> None:
+    from dataclasses import replace
+
+    import pytest
+
+    from shieldes.errors import InvalidRequest
+    from shieldes.gateway.admin.config_routes import budget_cursor
+    from shieldes.projections.state import Budget, ConfigState, Team, VirtualKey
+    from shieldes.views import budgeted
+
+    b = Budget(5.0, "30d")
+    keys = {f"k{i}": VirtualKey(f"k{i}", n, "h", "p", None, None, None, revoked=n == "gone", budget=budget)
+            for i, (n, budget) in enumerate([("b", b), ("a", b), ("same", b), ("none", None), ("gone", b)])}
+    teams = {"t1": Team("t1", "same", b), "t2": Team("t2", "alpha", b), "t3": Team("t3", "nobudget")}
+    state = replace(ConfigState(), keys=keys, teams=teams)
+    everything = [(type(s).__name__, s.name) for s in budgeted(state)[0]]
+    assert everything == [("VirtualKey", "a"), ("VirtualKey", "b"), ("VirtualKey", "same"),
+                          ("Team", "alpha"), ("Team", "same")]
+    walked, after, pages = [], None, 0
+    while True:  # pages of two: a page crosses from the keys to the teams; same-named ones both show
+        subjects, more = budgeted(state, after, 2)
+        walked += [(type(s).__name__, s.name) for s in subjects]
+        pages += 1
+        if not more:
+            break
+        last = subjects[-1]
+        after = budget_cursor(f"{'key' if isinstance(last, VirtualKey) else 'team'}:{last.name}")
+    assert walked == everything and pages == 3
+    assert budgeted(state, ("team", ""), 10) == ([teams["t2"], teams["t1"]], False)  # `team:` starts at teams
+    assert budgeted(state, ("team", "zzz"), 10) == ([], False)  # past the end: an empty last page
+    assert budgeted(state, None, 5) == (budgeted(state)[0], False)
+    for bad in ("same", "org:x", ""):
+        with pytest.raises(InvalidRequest, match="next_after"):
+            budget_cursor(bad)

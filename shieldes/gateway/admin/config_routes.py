@@ -12,7 +12,7 @@ from typing import Any
 from shieldes import secrets
 from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.errors import InvalidRequest, NotFound
-from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, listing, page, page_of_names
+from shieldes.gateway.admin.api import MAX_LIST_LIMIT, PAGE_FIELDS, Call, Field, Route, listing, page, page_of_names
 from shieldes.projections.commands import (
     UNSET,
     Command,
@@ -44,7 +44,9 @@ from shieldes.usage.admission import NUSD
 from shieldes.usage.catalog import price_rows
 from shieldes.usage.pricing import unpriced
 from shieldes.views import (
+    BUDGET_KINDS,
     alias_row,
+    budgeted,
     key_row,
     listed_keys,
     provider_row,
@@ -213,21 +215,33 @@ async def remove_budget(call: Call) -> Any:
             "position": written.events[-1].position}
 
 
+def budget_cursor(raw: str) -> tuple[str, str]:
+    """The (kind, name) of a budget listing's `after` cursor, `key:NAME` or `team:NAME`: the listing
+    holds keys then teams, whose names may be the same, so a name alone is not a place in it."""
+    kind, sep, name = raw.partition(":")
+    if not sep or kind not in BUDGET_KINDS:
+        raise InvalidRequest(f"malformed `after` cursor {raw!r}: pass the previous page's `next_after` unchanged "
+                             "(`key:NAME` or `team:NAME`; `team:` starts at the teams' budgets)")
+    return kind, name
+
+
 async def list_budgets(call: Call) -> Any:
+    """Every budget (as before paging existed) unless `limit` or `after` asks for a page."""
     state, now = call.ctx.projector.config, time.time()
-    gw, today = call.ctx.gateway, int(now // 86400)
+    gw, today, q = call.ctx.gateway, int(now // 86400), call.query
+    paged = "limit" in q or "after" in q
+    after = budget_cursor(q["after"]) if q.get("after") is not None else None
+    subjects, more = budgeted(state, after, call.list_limit() if paged else None)
     rows = []
-    for key in sorted(state.keys.values(), key=lambda k: k.name):
-        if key.budget is not None and not key.revoked:
-            spent = gw.meter.spent_nusd(gw.state.usage, "k:" + key.id, key.budget, today) / NUSD
-            rows.append({"subject_kind": "key", "subject_id": key.id, "name": key.name,
-                         "amount_usd": key.budget.amount_usd, "period": key.budget.period, "spent_usd": spent})
-    for team in sorted(state.teams.values(), key=lambda t: t.name):
-        if team.budget is not None:
-            spent = gw.meter.spent_nusd(gw.state.usage, "t:" + team.id, team.budget, today) / NUSD
-            rows.append({"subject_kind": "team", "subject_id": team.id, "name": team.name,
-                         "amount_usd": team.budget.amount_usd, "period": team.budget.period, "spent_usd": spent})
-    return {"object": "list", "data": rows, "has_more": False, "next_after": None}
+    for s in subjects:
+        kind, budget = ("key" if isinstance(s, VirtualKey) else "team"), s.budget
+        if budget is None:  # (budgeted yields only subjects with one)
+            continue
+        spent = gw.meter.spent_nusd(gw.state.usage, kind[0] + ":" + s.id, budget, today) / NUSD
+        rows.append({"subject_kind": kind, "subject_id": s.id, "name": s.name,
+                     "amount_usd": budget.amount_usd, "period": budget.period, "spent_usd": spent})
+    return {"object": "list", "data": rows, "has_more": more,
+            "next_after": f"{rows[-1]['subject_kind']}:{rows[-1]['name']}" if more and rows else None}
 
 
 # --- teams -------------------------------------------------------------------------------------------
@@ -496,7 +510,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/keys/{key}/revoke", revoke_key, KEYS_WRITE, "Revoke a key on every node", "keys"),
     Route("POST", "/keys/{key}/rotate", rotate_key, KEYS_WRITE, "Give a key a new secret (returned once)", "keys",
           returns_secret=True),
-    Route("GET", "/budgets", list_budgets, READ, "List budgets with spend in the current period", "budgets"),
+    Route("GET", "/budgets", list_budgets, READ, "List budgets with spend in the current period", "budgets",
+          query=(Field("limit", "integer", f"page size, 1-{MAX_LIST_LIMIT} (default 100; without `limit` "
+                                           "or `after`, every budget in one answer)"),
+                 Field("after", "string", "the previous page's `next_after`: `key:NAME` or `team:NAME`, a "
+                                          "place in the order (keys by name, then teams by name)"))),
     Route("PUT", "/budgets/{kind}/{subject}", set_budget, KEYS_WRITE, "Set the budget of a key or team", "budgets",
           body=(Field("amount_usd", "number", "budget in USD per period", required=True),
                 Field("period", "string", PERIOD))),
