@@ -14,12 +14,16 @@ function periods(current) {
   return current && !PERIODS.includes(current) ? [...PERIODS, current] : PERIODS;
 }
 
-// The teams offered, with the key's own when the list read holds no such entry: Save would
-// otherwise take the key out of its team.
-function teamOptions(teams, current) {
-  const names = teams.map((t) => t.name);
-  if (current && !names.includes(current)) names.push(current);
-  return [{ value: "", label: "no team" }, ...names.map((n) => ({ value: n, label: n }))];
+// Teams are chosen the same way (10,000 of them do not fit one select): the Team select offers a
+// page of names as GET /admin/v1/teams orders them, "Find a team" asks the node for the names
+// holding the text, and "More teams" reads on.
+const TEAM_PAGE = 100;
+
+// The teams offered: "no team", the key's own (or the chosen one) wherever the pages read stand,
+// then the names read. Without the chosen name among them Save would take the key out of its team.
+function teamOptions(names, chosen) {
+  const listed = chosen && !names.includes(chosen) ? [chosen, ...names] : names;
+  return [{ value: "", label: "no team" }, ...listed.map((n) => ({ value: n, label: n }))];
 }
 
 // The budget fields of a create: a period goes only with an amount (the API refuses a
@@ -38,8 +42,72 @@ function numberOrNull(text) {
   return text.trim() === "" ? null : Number(text);
 }
 
-function select(name, options, value) {
-  return h("select", { name }, options.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === value }, o.label ?? o)));
+function select(name, choices, value) {
+  return h("select", { name }, options(choices, value));
+}
+
+function options(choices, value) {
+  return choices.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === value }, o.label ?? o));
+}
+
+// The Team field of a key's form: `fields` go in the form's grid, `value()` is the name chosen
+// ("" for no team). `current` is the key's team when editing: it stays chosen until changed.
+function teamPicker(current) {
+  let chosen = current || "";
+  let search = "";
+  let names = [];
+  let next = null;  // the cursor of the next page of teams, null at the end
+  let asked = 0;  // the latest read: an answer to an earlier search is dropped
+  let timer = null;
+  const choice = h("select", { name: "team" });
+  const find = h("input", { name: "team_search", type: "search", placeholder: "part of a name", autocomplete: "off",
+    spellcheck: "false" });
+  const count = h("small.hint.team-count");
+  const moreTeams = h("button.more-teams", { type: "button", hidden: true, onclick: () => read(next) }, "More teams");
+  const teamField = field("Team", choice);
+  teamField.append(count, moreTeams);
+
+  function draw() {
+    choice.replaceChildren(...options(teamOptions(names, chosen), chosen));
+    choice.value = chosen;
+    count.textContent = !names.length ? (search ? `No team name holds \u201c${search}\u201d.` : "No teams yet.")
+      : next ? `The first ${fmt.num(names.length)} teams${search ? " found" : ""} by name.`
+        : `${fmt.num(names.length)} ${names.length === 1 ? "team" : "teams"}${search ? " found" : ""}.`;
+    moreTeams.hidden = !next;
+  }
+
+  async function read(after) {
+    const mine = ++asked;
+    try {
+      const page = await api("GET", `/teams${qs({ limit: TEAM_PAGE, search, after })}`);
+      if (mine !== asked) return;
+      names = (after ? names : []).concat(page.data.map((t) => t.name));
+      next = page.has_more ? page.next_after : null;
+      draw();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  function findNow() {
+    clearTimeout(timer);
+    search = find.value.trim();
+    read(null);
+  }
+
+  choice.addEventListener("change", () => { chosen = choice.value; });
+  find.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(findNow, 250); });
+  find.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); findNow(); }  // (Enter here does not submit the key's form)
+  });
+  draw();
+  read(null);
+  return {
+    fields: [field("Find a team", find), teamField],
+    value: () => choice.value,
+    reset() { chosen = current || ""; find.value = ""; search = ""; read(null); },
+    refresh: () => read(null),  // (a team created meanwhile shows up where its name sorts)
+  };
 }
 
 export async function keysPage(root) {
@@ -49,11 +117,13 @@ export async function keysPage(root) {
   const keysArea = h("div");
   const teamsArea = h("div");
   const editArea = h("div");
-  let teams = [];
   let showRevoked = false;
   let search = "";
   let shown = [];  // the keys listed so far, the pages read in order
   let next = null;  // the cursor of the next page, null at the end of the list
+  let teamsShown = [];  // the Teams table, read a page at a time as the keys are
+  let teamsNext = null;
+  let createPicker = null;  // the create form's team choice, read again when a team is created
 
   function keysPath(after) {
     return `/keys${qs({ limit: PAGE, status: showRevoked ? "all" : "active", search, after })}`;
@@ -61,12 +131,14 @@ export async function keysPage(root) {
 
   async function load() {
     try {
-      const [keys, teamList] = await Promise.all([api("GET", keysPath(null)), api("GET", "/teams?limit=1000")]);
-      teams = teamList.data;
+      const [keys, teamList] = await Promise.all([api("GET", keysPath(null)), api("GET", `/teams${qs({ limit: PAGE })}`)]);
       shown = keys.data;
       next = keys.has_more ? keys.next_after : null;
+      teamsShown = teamList.data;
+      teamsNext = teamList.has_more ? teamList.next_after : null;
       renderKeys();
-      renderTeams(teams);
+      renderTeams();
+      if (createPicker) createPicker.refresh();
     } catch (err) {
       keysArea.replaceChildren(errorBox(err));
     }
@@ -78,6 +150,17 @@ export async function keysPage(root) {
       shown = shown.concat(page.data);
       next = page.has_more ? page.next_after : null;
       renderKeys();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  async function moreTeams() {
+    try {
+      const page = await api("GET", `/teams${qs({ limit: PAGE, after: teamsNext })}`);
+      teamsShown = teamsShown.concat(page.data);
+      teamsNext = page.has_more ? page.next_after : null;
+      renderTeams();
     } catch (err) {
       toast(err.message, "error");
     }
@@ -150,13 +233,18 @@ export async function keysPage(root) {
       ...(next ? [h("button.more-keys", { type: "button", onclick: more }, "More keys")] : []));
   }
 
-  function renderTeams(rows) {
+  function renderTeams() {
+    const rows = teamsShown;
+    const count = h("p.muted.small.teams-count", teamsNext ? `The first ${fmt.num(rows.length)} teams by name.`
+      : `${fmt.num(rows.length)} ${rows.length === 1 ? "team" : "teams"}.`);
     teamsArea.replaceChildren(h("h2", "Teams"), table("Teams", [
       { label: "Name", header: true, cls: "name", cell: (t) => t.name },
       { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
       { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
       { label: "Period", cell: (t) => t.budget_period || "–" },
-    ], rows, { empty: "No teams yet." }), ...(canAdmin ? [teamForm()] : []));
+    ], rows, { empty: "No teams yet." }), count,
+    ...(teamsNext ? [h("button.more-teams-listed", { type: "button", onclick: moreTeams }, "More teams")] : []),
+    ...(canAdmin ? [teamForm()] : []));
   }
 
   function teamForm() {
@@ -184,7 +272,8 @@ export async function keysPage(root) {
     const tpm = h("input", { name: "tpm", type: "number", min: 1, inputmode: "numeric" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal" });
     const period = select("budget_period", PERIODS, "30d");
-    const team = select("team", teamOptions(teams, null), "");
+    const team = teamPicker(null);
+    createPicker = team;
     const error = h("p.error", { role: "alert" });
     const form = h("form.panel.create-key#create-key", { "aria-labelledby": "create-title" },
       h("h2#create-title", "Create a key"),
@@ -192,18 +281,19 @@ export async function keysPage(root) {
         field("Name", name), field("Models", models, "comma-separated; empty allows every model"),
         field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
         field("Requests per minute", rpm, "cluster-wide; empty: no limit"), field("Tokens per minute", tpm),
-        field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), field("Team", team)),
+        field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), ...team.fields),
       error, h("button.primary", { type: "submit" }, "Create key"));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       error.textContent = "";
       const body = { name: name.value.trim(), models: splitList(models.value), rpm: numberOrNull(rpm.value),
-        tpm: numberOrNull(tpm.value), ...budgetFields(budget.value, period.value), team: team.value || null };
+        tpm: numberOrNull(tpm.value), ...budgetFields(budget.value, period.value), team: team.value() || null };
       const access = splitList(mcp.value);  // (null when empty: no MCP access)
       if (access) body.mcp = access;
       try {
         const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
         form.reset();
+        team.reset();
         unfold(false);
         showSecret(`Key ${row.name} created`, row);
         await load();
@@ -221,14 +311,14 @@ export async function keysPage(root) {
     const tpm = h("input", { name: "tpm", type: "number", min: 1, value: k.tpm ?? "" });
     const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", value: k.budget_usd ?? "" });
     const period = select("budget_period", periods(k.budget_period), k.budget_period || "30d");
-    const team = select("team", teamOptions(teams, k.team), k.team || "");
+    const team = teamPicker(k.team);
     const error = h("p.error", { role: "alert" });
     const form = h("form.panel", { "aria-labelledby": "edit-title" },
       h("h2#edit-title", `Edit ${k.name}`),
       h("div.grid", field("Models", models, "empty allows every model"),
         field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
         field("Requests per minute", rpm, "empty: no limit"),
-        field("Tokens per minute", tpm, "empty: no limit"), field("Team", team),
+        field("Tokens per minute", tpm, "empty: no limit"), ...team.fields,
         field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period)),
       error,
       h("div.actions", h("button.primary", { type: "submit" }, "Save"),
@@ -244,7 +334,7 @@ export async function keysPage(root) {
       if (JSON.stringify(newMcp) !== JSON.stringify(k.mcp || [])) patch.mcp = newMcp;
       if (numberOrNull(rpm.value) !== k.rpm) patch.rpm = numberOrNull(rpm.value);
       if (numberOrNull(tpm.value) !== k.tpm) patch.tpm = numberOrNull(tpm.value);
-      if ((team.value || null) !== k.team) patch.team = team.value || null;
+      if ((team.value() || null) !== k.team) patch.team = team.value() || null;
       const newBudget = numberOrNull(budget.value);
       try {
         if (Object.keys(patch).length) await api("PATCH", `/keys/${ref}`, patch);

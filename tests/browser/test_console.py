@@ -200,7 +200,10 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         go(driver, "keys", "form[aria-labelledby=create-title]")
         by_css(driver, "input[name=name]").send_keys("browser-app")
         by_css(driver, "form[aria-labelledby=create-title] input[name=budget]").send_keys("25")
-        Select(by_css(driver, "form[aria-labelledby=create-title] select[name=team]")).select_by_visible_text("search")
+        team = "form[aria-labelledby=create-title] select[name=team]"
+        wait(driver, lambda d: any(o.text == "search" for o in all_css(d, team + " option")),
+             what="the team field's first page")  # (read from the node after the form is drawn)
+        Select(by_css(driver, team)).select_by_visible_text("search")
         by_css(driver, "form[aria-labelledby=create-title] button[type=submit]").click()
         secret = wait(driver, lambda d: all_css(d, "code.secret") and by_css(d, "code.secret").text,
                       what="the new key's secret").strip()

@@ -4,18 +4,25 @@ key's edit that keeps a budget period the console does not offer (14d, set from 
 longer than a page read on with "More keys" and narrowed by a search the node answers, and a name
 of 128 characters that wraps in its cell instead of pushing the key's buttons off the table (and
 in the usage chart's legend instead of widening a phone's page); the audit page's config as of a
-point lists the first 50 keys by name and says how many there are."""
+point lists the first 50 keys by name and says how many there are; with 1100 teams, a key is put in team
+1100 by name through "Find a team" and edited into another past the first page, and a key of team
+1050 keeps it when another field is saved (the team field offered the first 1000 teams before)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from shieldes.events.catalog import CONFIG_STREAM, TeamCreated
+from shieldes.events.codec import Codec
+from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.commands import CreateTeam
-from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
 from tests.browser.test_console import all_css, button, by_css, go, sign_in
 from tests.browser.test_console_operator import rows
 from tests.integration.gateway_harness import harness
@@ -23,6 +30,7 @@ from tests.integration.gateway_harness import harness
 pytestmark = pytest.mark.cluster
 TOKEN = "console-keys-admin-token-0123456789abc"
 LISTED = 230  # more than two of the console's pages (100 keys each)
+TEAMS = 1100  # more than the 1000 teams the team field read before it paged
 LONG = "long-" + "x" * 123  # the longest name allowed
 
 # whether the element lies inside the visible part of its scrolling table region
@@ -193,3 +201,86 @@ async def test_the_audit_page_shows_the_first_keys_of_the_config_as_of_a_point(d
     # GET /admin/v1/config?keys_limit=50: not every key of the cluster drawn into the panel
     assert seen["keys"] == [f"key-{i:03d}" for i in range(50)]
     assert seen["note"] == ["The first 50 of 60 keys by name."]
+
+
+CREATE, EDIT = "form#create-key ", "form[aria-labelledby=edit-title] "
+
+
+def _offered(d: Any, form: str) -> list[str]:
+    return [o.get_attribute("value") for o in all_css(d, form + "select[name=team] option")]
+
+
+def _choose_found(d: Any, form: str, text: str, team: str) -> None:
+    """Type `text` into the form's "Find a team" and choose `team` among the names the node finds."""
+    from selenium.webdriver.support.select import Select
+
+    by_css(d, form + "input[name=team_search]").send_keys(text)
+    wait(d, lambda d: _offered(d, form) == ["", team], what=f"{team} found")
+    Select(by_css(d, form + "select[name=team]")).select_by_value(team)
+
+
+def _teams_at_scale(base: str, shots: Any) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with chromium(*DESKTOP) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "keys", "form#create-key")
+        wait(d, lambda d: len(_offered(d, CREATE)) == 101, what="the first page of teams")
+        seen["first"] = _offered(d, CREATE)
+        seen["count"] = by_css(d, CREATE + ".team-count").text
+        seen["table"] = [r["Name"] for r in rows(d, "Teams") or []]
+        seen["table_count"] = by_css(d, "main p.teams-count").text
+        button(d, "More teams", by_css(d, CREATE)).click()
+        wait(d, lambda d: len(_offered(d, CREATE)) == 201, what="the second page of teams")
+        seen["second"] = _offered(d, CREATE)
+
+        # create a key in the last team by name: the node finds it
+        by_css(d, CREATE + "input[name=name]").send_keys("late")
+        _choose_found(d, CREATE, "1099", "team-1099")
+        by_css(d, CREATE + "button[type=submit]").click()
+        wait(d, lambda d: all_css(d, "code.secret") or by_css(d, CREATE + "p.error").text, what="the new key")
+        seen["create_error"] = by_css(d, CREATE + "p.error").text
+
+        # edit a key of team 1050 (past the first page): its team is chosen and stays on Save
+        by_css(d, "button[aria-label='Edit member']").click()
+        seen["member_team"] = wait(d, lambda d: len(_offered(d, EDIT)) > 1
+                                   and by_css(d, EDIT + "select[name=team]").get_attribute("value"),
+                                   what="the edit form's teams")
+        screenshot(d, shots / "team-field-edit.png", full_page=False)
+        rpm = by_css(d, EDIT + "input[name=rpm]")
+        rpm.clear()
+        rpm.send_keys("7")
+        button(d, "Save").click()
+        wait(d, lambda d: not all_css(d, EDIT), what="member saved")
+
+        # edit a key into a team found past the first page
+        by_css(d, "button[aria-label='Edit mover']").click()
+        wait(d, lambda d: len(_offered(d, EDIT)) == 101, what="the edit form's teams")
+        _choose_found(d, EDIT, "team-1077", "team-1077")
+        screenshot(d, shots / "team-field-found.png", full_page=False)
+        button(d, "Save").click()
+        wait(d, lambda d: not all_css(d, EDIT), what="mover saved")
+    return seen
+
+
+async def test_a_key_goes_in_any_of_ten_thousand_teams_by_a_search_on_the_node(database_url: str,
+                                                                                tmp_path: Any) -> None:
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN) as h:
+        codec = Codec()  # the teams in one append, as bench/bench_keys_scale.py writes them
+        await h.store.append(CONFIG_STREAM, [NewEvent.of(TeamCreated(f"team_{i:04d}", f"team-{i:04d}"), codec)
+                                             for i in range(TEAMS)], AppendOptions(metadata={"actor": "test"}))
+        await h.create_key("member", team="team-1050")
+        await h.create_key("mover")
+        await h.sync()
+        shots = Path(os.environ.get("SHIELDES_SCREENSHOTS_TO") or tmp_path)
+        seen = await asyncio.to_thread(_teams_at_scale, h.base, shots)
+        late, member, mover = [await _key(h.base, n) for n in ("late", "member", "mover")]
+
+    names = [f"team-{i:04d}" for i in range(TEAMS)]
+    assert seen["first"] == ["", *names[:100]] and seen["second"] == ["", *names[:200]]
+    assert seen["count"] == "The first 100 teams by name."
+    assert seen["table"] == names[:100] and seen["table_count"] == "The first 100 teams by name."
+    assert seen["create_error"] == "" and late["team"] == "team-1099"
+    assert seen["member_team"] == "team-1050"
+    assert member["team"] == "team-1050" and member["rpm"] == 7
+    assert mover["team"] == "team-1077"

@@ -173,8 +173,15 @@ async def test_teams_page_by_cursor_and_a_config_list_page_holds_ten_thousand(da
         assert [t["name"] for t in t2["data"]] == ["t4", "t5"] and not t2["has_more"] and t2["next_after"] is None
         status, between = await api.get(f"{API}/teams", after="t3x")  # a cursor that is no team's name
         assert [t["name"] for t in between["data"]] == ["t4", "t5"]
+        # `search` (in the name, any case) is answered by the node, a page at a time from the cursor
+        await api.post(f"{API}/teams", {"name": "Ops-T9"})
+        status, found = await api.get(f"{API}/teams", search="T", limit=2, after="t0")
+        assert status == 200 and [t["name"] for t in found["data"]] == ["t1", "t3"] and found["next_after"] == "t3"
+        status, found = await api.get(f"{API}/teams", search="ops")
+        assert [t["name"] for t in found["data"]] == ["Ops-T9"] and not found["has_more"]
+        assert (await api.get(f"{API}/teams", search="nothing-like-it"))[1]["data"] == []
         assert [t["name"] for t in (await api.get(f"{API}/teams", limit=10_000))[1]["data"]] == [
-            "t0", "t1", "t3", "t4", "t5"]
+            "Ops-T9", "t0", "t1", "t3", "t4", "t5"]
         # a config list's page holds up to 10,000; the audit log's up to 1000
         status, err = await api.get(f"{API}/teams", limit=10_001)
         assert status == 400 and "limit must be between 1 and 10000" in err["error"]["message"]

@@ -268,13 +268,17 @@ def _team_views(call: Call, state: ConfigState, team_ids: Iterable[str]) -> list
 
 
 async def list_teams(call: Call) -> Any:
-    state = call.ctx.projector.config
+    state, search = call.ctx.projector.config, (call.query.get("search") or "").lower()
     if len(state.team_ids_by_name) != len(state.teams):  # a log from before names were unique
-        teams = [{"name": t.name, "id": t.id} for t in sorted(state.teams.values(), key=lambda t: t.name)]
+        teams = [{"name": t.name, "id": t.id} for t in sorted(state.teams.values(), key=lambda t: t.name)
+                 if search in t.name.lower()]
         listed = page(teams, "name", call)
         listed["data"] = _team_views(call, state, (t["id"] for t in listed["data"]))
         return listed
-    names, more = page_of_names(call.ctx.orders.of("teams", state.team_ids_by_name), call)
+    ordered = call.ctx.orders.of("teams", state.team_ids_by_name)
+    if search:  # a scan of the sorted names only (10,000 teams: about a millisecond), no team's view
+        ordered = [n for n in ordered if search in n.lower()]
+    names, more = page_of_names(ordered, call)
     by_name = state.team_ids_by_name  # the views of this page's teams only
     return listing(_team_views(call, state, (by_name[n] for n in names)), more, "name")
 
@@ -520,7 +524,8 @@ ROUTES: tuple[Route, ...] = (
                 Field("period", "string", PERIOD))),
     Route("DELETE", "/budgets/{kind}/{subject}", remove_budget, KEYS_WRITE, "Remove the budget of a key or team",
           "budgets"),
-    Route("GET", "/teams", list_teams, READ, "List teams", "teams", query=PAGE_FIELDS),
+    Route("GET", "/teams", list_teams, READ, "List teams", "teams",
+          query=(Field("search", "string", "only teams whose name contains this text (any case)"), *PAGE_FIELDS)),
     Route("GET", "/teams/{team}", get_team, READ, "Show one team (by name or id) with its number of active keys",
           "teams"),
     Route("POST", "/teams", create_team, ADMIN, "Create a team", "teams",
