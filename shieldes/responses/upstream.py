@@ -20,8 +20,9 @@ from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
+from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output, served_tier
 from shieldes.providers.responses_tools import call_kinds, dropped_tools
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat, served_tier
+from shieldes.providers.responses_translate import request_to_chat
 from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, without_own_reasoning
 from shieldes.providers.sse import encode_event
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items

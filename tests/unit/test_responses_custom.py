@@ -12,8 +12,9 @@ import pytest
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.responses_custom import InputStream, custom_function, custom_input
+from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output
 from shieldes.providers.responses_tools import call_kinds
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.providers.responses_translate import request_to_chat
 from shieldes.responses.objects import ResponseContext
 from tests.responses_schema import check_event, check_response
 

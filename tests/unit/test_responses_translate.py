@@ -15,7 +15,8 @@ from shieldes.events.codec import Codec
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.providers import chat_paths
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output
+from shieldes.providers.responses_translate import request_to_chat
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.request import estimate_input_tokens, parse_request, upstream_body
 from shieldes.responses.store import expired_partitions, partition_name

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from shieldes.providers.chat_parts import Thinking, thinking_block
 from shieldes.providers.responses_options import unfilled_includes
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output
+from shieldes.providers.responses_translate import request_to_chat
 from shieldes.providers.signed_reasoning import (
     PREFIX,
     encrypted_content,

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from shieldes.providers.anthropic_replies import openai_chunks_to_message_events, openai_response_to_messages
-from shieldes.providers.responses_translate import ChatStreamTranslator, chat_to_output, request_to_chat
+from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output
+from shieldes.providers.responses_translate import request_to_chat
 from shieldes.providers.tool_args import (
     OBJECT_ARGUMENTS,
     arguments_text,
