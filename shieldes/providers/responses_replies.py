@@ -107,7 +107,8 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, kinds: CallKinds | Non
 
 @dataclass(slots=True)
 class _Open:
-    """An output item being streamed."""
+    """An output item being streamed, and its events not sent yet: an item's events go out only
+    once every item before it is done (`closed` and its events sent), as OpenAI streams them."""
 
     index: int
     item: Body
@@ -115,11 +116,20 @@ class _Open:
     logprobs: list[Body] = field(default_factory=list)
     blocks: list[Thinking] = field(default_factory=list)  # a reasoning item's signed thinking
     input: InputStream | None = None  # a custom tool call's input, read out of its arguments
+    held: list[tuple[str, Body]] = field(default_factory=list)  # (type, fields) of events not numbered yet
+    closed: bool = False  # its done events are made (in `held` or sent)
 
 
 class ChatStreamTranslator:
     """Feed chat completion chunks; get the typed Responses events to send, numbered in order.
-    `start()` first, then `feed(chunk)` per chunk, then `finish(now)` or `fail(message, now)`."""
+    `start()` first, then `feed(chunk)` per chunk, then `finish(now)` or `fail(message, now)`.
+
+    Items go out one after another, each finished (output_item.done) before the next is added, as
+    OpenAI sends them and as clients read them: the first unfinished item streams as it comes; the
+    items after it (the second of parallel tool calls, text after a call) are held and follow once
+    it is done. A tool call is done only when the stream ends or another call takes its tool_calls
+    index (Ollama's way): an upstream may send any index's fragments at any time, so every
+    argument fragment lands in its own call, in the order sent."""
 
     def __init__(self, ctx: ResponseContext, make_id: IdMaker = new_id,
                  kinds: CallKinds | None = None, encrypted: bool = False) -> None:
@@ -137,6 +147,8 @@ class ChatStreamTranslator:
         self._calls: dict[int, _Open] = {}  # tool_calls index -> the call last opened at it
         self._call_list: list[_Open] = []  # every open call, in order; `_call_ids`: ids the upstream sent
         self._call_ids: set[str] = set()
+        self._queue: list[_Open] = []  # items whose events are not all sent, in output order
+        self._shown = 0  # items whose output_item.added was sent
         self._finish: str | None = None
 
     def start(self) -> list[Body]:
@@ -144,161 +156,178 @@ class ChatStreamTranslator:
         return [self.number("response.created", response=snapshot),
                 self.number("response.in_progress", response=snapshot)]
 
-    def _add(self, item: Body) -> tuple[_Open, Body]:
+    def _drain(self) -> list[Body]:
+        """The events that may go out now: the first unfinished item's, and the items' after it
+        once it is done."""
+        events = []
+        while self._queue:
+            head = self._queue[0]
+            if head.held and head.held[0][0] == "response.output_item.added":
+                self._shown += 1
+            events += [self.number(kind, **fields) for kind, fields in head.held]
+            head.held.clear()
+            if not head.closed:
+                break
+            self._queue.pop(0)
+        return events
+
+    def _add(self, item: Body) -> _Open:
         opened = _Open(len(self.output), item)
         self.output.append(item)
-        return opened, self.number("response.output_item.added", output_index=opened.index, item=dict(item))
+        self._queue.append(opened)
+        opened.held.append(("response.output_item.added", {"output_index": opened.index, "item": dict(item)}))
+        return opened
 
-    def _close_text(self) -> list[Body]:
+    @staticmethod
+    def _event(item: _Open, kind: str, **fields: Any) -> None:
+        """An event of `item` (with its item_id and output_index)."""
+        item.held.append((kind, {"item_id": item.item["id"], "output_index": item.index, **fields}))
+
+    @staticmethod
+    def _done(item: _Open) -> None:
+        item.held.append(("response.output_item.done", {"output_index": item.index, "item": item.item}))
+        item.closed = True
+
+    def _close_text(self) -> None:
         if self._text is None:
-            return []
+            return
         t, self._text = self._text, None
         text = "".join(t.text)
         t.item.update(status="completed", content=[text_part(text, t.logprobs)])
-        ids = {"item_id": t.item["id"], "output_index": t.index}
-        return [self.number("response.output_text.done", **ids, content_index=0, text=text, logprobs=t.logprobs),
-                self.number("response.content_part.done", **ids, content_index=0, part=text_part(text, t.logprobs)),
-                self.number("response.output_item.done", output_index=t.index, item=t.item)]
+        self._event(t, "response.output_text.done", content_index=0, text=text, logprobs=t.logprobs)
+        self._event(t, "response.content_part.done", content_index=0, part=text_part(text, t.logprobs))
+        self._done(t)
 
-    def _close_reasoning(self) -> list[Body]:
+    def _close_reasoning(self) -> None:
         if self._reasoning is None:
-            return []
+            return
         r, self._reasoning = self._reasoning, None
         text = "".join(r.text)
         r.item.update(reasoning_item(r.item["id"], text, self.summary, _encrypted(r.blocks)))
         if not r.text:  # signed blocks alone (redacted thinking): no part was opened
-            return [self.number("response.output_item.done", output_index=r.index, item=r.item)]
-        if self.summary:
-            ids = {"item_id": r.item["id"], "output_index": r.index, "summary_index": 0}
-            return [self.number("response.reasoning_summary_text.done", **ids, text=text),
-                    self.number("response.reasoning_summary_part.done", **ids, part=summary_part(text)),
-                    self.number("response.output_item.done", output_index=r.index, item=r.item)]
-        ids = {"item_id": r.item["id"], "output_index": r.index, "content_index": 0}
-        return [self.number("response.reasoning_text.done", **ids, text=text),
-                self.number("response.content_part.done", **ids, part=reasoning_part(text)),
-                self.number("response.output_item.done", output_index=r.index, item=r.item)]
+            pass
+        elif self.summary:
+            self._event(r, "response.reasoning_summary_text.done", summary_index=0, text=text)
+            self._event(r, "response.reasoning_summary_part.done", summary_index=0, part=summary_part(text))
+        else:
+            self._event(r, "response.reasoning_text.done", content_index=0, text=text)
+            self._event(r, "response.content_part.done", content_index=0, part=reasoning_part(text))
+        self._done(r)
 
-    def _open_reasoning(self) -> tuple[_Open, list[Body]]:
-        if self._reasoning is not None:
-            return self._reasoning, []
-        events = self._close_text()
-        item: Body = {"id": self.make_id(ITEM_PREFIX), "type": "reasoning", "summary": []}
-        self._reasoning, added = self._add(item if self.summary else {**item, "content": []})
-        return self._reasoning, [*events, added]
+    def _open_reasoning(self) -> _Open:
+        if self._reasoning is None:
+            self._close_text()
+            item: Body = {"id": self.make_id(ITEM_PREFIX), "type": "reasoning", "summary": []}
+            self._reasoning = self._add(item if self.summary else {**item, "content": []})
+        return self._reasoning
 
-    def _thinking(self, blocks: list[Thinking]) -> list[Body]:
+    def _thinking(self, blocks: list[Thinking]) -> None:
         """Signed thinking blocks, each sent whole once its signature came: kept for the reasoning
         item's encrypted_content (given at output_item.done)."""
-        if not blocks or not self.encrypted:
-            return []
-        opened, events = self._open_reasoning()
-        opened.blocks += blocks
-        return events
+        if blocks and self.encrypted:
+            self._open_reasoning().blocks += blocks
 
-    def _reasoning_delta(self, text: str) -> list[Body]:
+    def _reasoning_delta(self, text: str) -> None:
         """Reasoning streams as the API streams it: a reasoning item, one reasoning_text part (or
         summary_text part, when the request asked for a summary), deltas."""
-        opened, events = self._open_reasoning()
+        opened = self._open_reasoning()
         if not opened.text:
-            ids = {"item_id": opened.item["id"], "output_index": opened.index}
-            events.append(self.number("response.reasoning_summary_part.added", **ids, summary_index=0,
-                                      part=summary_part("")) if self.summary else
-                          self.number("response.content_part.added", **ids, content_index=0, part=reasoning_part("")))
-        opened.text.append(text)
-        ids = {"item_id": opened.item["id"], "output_index": opened.index}
-        events.append(self.number("response.reasoning_summary_text.delta", **ids, summary_index=0, delta=text)
-                      if self.summary else
-                      self.number("response.reasoning_text.delta", **ids, content_index=0, delta=text))
-        return events
-
-    def _close_calls(self) -> list[Body]:
-        events = []
-        for c in self._call_list:
-            args = "".join(c.text)
-            ids = {"item_id": c.item["id"], "output_index": c.index}
-            if c.input is None:
-                c.item.update(status="completed", arguments=args)
-                events.append(self.number("response.function_call_arguments.done", **ids, name=c.item["name"],
-                                          arguments=args))
+            if self.summary:
+                self._event(opened, "response.reasoning_summary_part.added", summary_index=0, part=summary_part(""))
             else:
-                rest = c.input.rest(args)
-                if rest:
-                    events.append(self.number("response.custom_tool_call_input.delta", **ids, delta=rest))
-                c.item.update(status="completed", input=custom_input(args))
-                events.append(self.number("response.custom_tool_call_input.done", **ids, input=c.item["input"]))
-            events.append(self.number("response.output_item.done", output_index=c.index, item=c.item))
+                self._event(opened, "response.content_part.added", content_index=0, part=reasoning_part(""))
+        opened.text.append(text)
+        if self.summary:
+            self._event(opened, "response.reasoning_summary_text.delta", summary_index=0, delta=text)
+        else:
+            self._event(opened, "response.reasoning_text.delta", content_index=0, delta=text)
+
+    def _close_call(self, c: _Open) -> None:
+        args = "".join(c.text)
+        if c.input is None:
+            c.item.update(status="completed", arguments=args)
+            self._event(c, "response.function_call_arguments.done", name=c.item["name"], arguments=args)
+        else:
+            rest = c.input.rest(args)
+            if rest:
+                self._event(c, "response.custom_tool_call_input.delta", delta=rest)
+            c.item.update(status="completed", input=custom_input(args))
+            self._event(c, "response.custom_tool_call_input.done", input=c.item["input"])
+        self._done(c)
+
+    def _close_calls(self) -> None:
+        for c in self._call_list:
+            self._close_call(c)
         self._calls, self._call_list = {}, []
-        return events
 
     def feed(self, chunk: Body) -> list[Body]:
         usage = usage_from_chat(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
         self.ctx = served_tier(self.ctx, chunk)
-        events: list[Body] = []
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
             reasoning = reasoning_text(delta)
             if reasoning:
-                events += self._reasoning_delta(reasoning)
-            events += self._thinking(read_thinking_blocks(delta.get("thinking_blocks")))
+                self._reasoning_delta(reasoning)
+            self._thinking(read_thinking_blocks(delta.get("thinking_blocks")))
             content = delta.get("content")
             if isinstance(content, str) and content:
-                events += self._text_delta(content, output_logprobs(choice))
+                self._text_delta(content, output_logprobs(choice))
             for call in delta.get("tool_calls") or []:
-                events += self._call_delta(call)
+                self._call_delta(call)
             if choice.get("finish_reason"):
                 self._finish = str(choice["finish_reason"])
-        return events
+        return self._drain()
 
-    def _text_delta(self, content: str, logprobs: list[Body]) -> list[Body]:
-        events = self._close_reasoning()
+    def _text_delta(self, content: str, logprobs: list[Body]) -> None:
+        self._close_reasoning()
         if self._text is None:
-            self._text, added = self._add(message_item(self.make_id("msg"), "", "in_progress"))
-            events.append(added)
-            events.append(self.number("response.content_part.added", item_id=self._text.item["id"],
-                                      output_index=self._text.index, content_index=0, part=text_part("")))
+            self._text = self._add(message_item(self.make_id("msg"), "", "in_progress"))
+            self._event(self._text, "response.content_part.added", content_index=0, part=text_part(""))
         self._text.text.append(content)
         self._text.logprobs += logprobs
-        events.append(self.number("response.output_text.delta", item_id=self._text.item["id"],
-                                  output_index=self._text.index, content_index=0, delta=content, logprobs=logprobs))
-        return events
+        self._event(self._text, "response.output_text.delta", content_index=0, delta=content, logprobs=logprobs)
 
-    def _call_delta(self, call: Any) -> list[Body]:
+    def _call_delta(self, call: Any) -> None:
         if not isinstance(call, dict):
-            return []
+            return
         index = int(call.get("index") or 0)
         fn = call.get("function") or {}
-        events: list[Body] = []
         opened = self._calls.get(index)
         given = call["id"] if isinstance(call.get("id"), str) and call["id"] else None
         # Ollama and other servers send every parallel call at index 0: a new id there is a new call
+        # (and the call before it at that index is done: no fragment can reach it any more)
         if opened is None or (given is not None and given not in self._call_ids
                               and opened.item["call_id"] in self._call_ids):
-            events += self._close_text() + self._close_reasoning()
+            self._close_text()
+            self._close_reasoning()
+            if opened is not None:
+                self._close_call(opened)
+                self._call_list.remove(opened)
             item = _call_item(self.make_id("fc"), given or self.make_id("call"), str(fn.get("name") or ""), "",
                               "in_progress", self.kinds)
-            opened, added = self._add(item)
+            opened = self._add(item)
             if item["type"] == "custom_tool_call":
                 opened.input = InputStream()
             self._calls[index] = opened
             self._call_list.append(opened)
             self._call_ids.update([given] if given else [])
-            events.append(added)
         args = arguments_text(fn.get("arguments"))  # an object (Ollama) as its JSON text
         if args:
             opened.text.append(args)
-            ids = {"item_id": opened.item["id"], "output_index": opened.index}
             if opened.input is None:
-                events.append(self.number("response.function_call_arguments.delta", **ids, delta=args))
+                self._event(opened, "response.function_call_arguments.delta", delta=args)
             elif piece := opened.input.feed(args):
-                events.append(self.number("response.custom_tool_call_input.delta", **ids, delta=piece))
-        return events
+                self._event(opened, "response.custom_tool_call_input.delta", delta=piece)
 
     def finish(self, now: int, fallback_usage: ResponsesUsage | None = None) -> list[Body]:
-        events = self._close_reasoning() + self._close_text() + self._close_calls()
+        self._close_reasoning()
+        self._close_text()
+        self._close_calls()
+        events = self._drain()
         usage = self.usage or fallback_usage
         incomplete = _INCOMPLETE.get(str(self._finish))
         status = "incomplete" if incomplete else "completed"
@@ -308,8 +337,8 @@ class ChatStreamTranslator:
         return events
 
     def fail(self, message: str, now: int, code: str = "server_error") -> list[Body]:
+        """The items the client was shown (held ones never were) end the failed response as they stood."""
         del now
-        self.final = response_object(self.ctx, "failed", self.output, self.usage,
+        self.final = response_object(self.ctx, "failed", self.output[:self._shown], self.usage,
                                      error={"code": code, "message": message})
         return [error_event(self.number, message, code), self.number("response.failed", response=self.final)]
-

@@ -20,7 +20,7 @@ from shieldes.providers.responses_translate import request_to_chat
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.request import estimate_input_tokens, parse_request, upstream_body
 from shieldes.responses.store import expired_partitions, partition_name
-from tests.responses_schema import check_event, check_response
+from tests.responses_schema import check_event, check_response, check_stream
 
 
 def ids() -> Any:
@@ -297,3 +297,86 @@ def test_each_chat_message_is_named_by_the_request_path_that_made_it() -> None:
     assert names == ["input"]
     assert chat_paths.renamed("Invalid 'messages[3].content'; see messages[9]", ["a", "b", "c", "input[4]"]) == \
         "Invalid 'input[4].content'; see messages[9]"
+
+
+def _stream(chunks: list[dict[str, Any]], body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    tr = ChatStreamTranslator(ResponseContext.of(body or {}, "resp_1", 1, "m"), ids())
+    events = tr.start()
+    for chunk in chunks:
+        events += tr.feed(chunk)
+    return events + tr.finish(2)
+
+
+def _call(index: int, args: str, call_id: str | None = None, name: str | None = None) -> dict[str, Any]:
+    call: dict[str, Any] = {"index": index, "function": {"arguments": args}}
+    if call_id is not None:
+        call.update(id=call_id, type="function", function={"name": name, "arguments": args})
+    return _chunk({"tool_calls": [call]})
+
+
+def _items(events: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """(event type, output_index, item id) of each item event, in the order sent."""
+    return [(e["type"].removeprefix("response."), e["output_index"], e.get("item_id") or e["item"]["id"])
+            for e in events if "output_index" in e]
+
+
+def test_parallel_calls_stream_one_after_another() -> None:
+    """Two tool calls in one chat stream: the first is done (arguments.done, output_item.done)
+    before the second is added, as OpenAI streams items; the final output is what the events built."""
+    events = _stream([_chunk({"role": "assistant", "content": None}),
+                      _call(0, "", "call_a", "read"), _call(0, '{"path"'), _call(0, ': "a"}'),
+                      _call(1, "", "call_b", "grep"), _call(1, '{"q": '), _call(1, '"x"}'),
+                      _chunk({}, "tool_calls")])
+    final = check_stream(events)
+    assert [(i["call_id"], i["arguments"], i["status"]) for i in final["output"]] == [
+        ("call_a", '{"path": "a"}', "completed"), ("call_b", '{"q": "x"}', "completed")]
+    assert _items(events) == [
+        ("output_item.added", 0, "fc_0"), ("function_call_arguments.delta", 0, "fc_0"),
+        ("function_call_arguments.delta", 0, "fc_0"), ("function_call_arguments.done", 0, "fc_0"),
+        ("output_item.done", 0, "fc_0"),
+        ("output_item.added", 1, "fc_1"), ("function_call_arguments.delta", 1, "fc_1"),
+        ("function_call_arguments.delta", 1, "fc_1"), ("function_call_arguments.done", 1, "fc_1"),
+        ("output_item.done", 1, "fc_1")]
+    # the first call streams as it comes; the second waits for it to be done (at the stream's end)
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids())
+    tr.start()
+    assert [e["type"] for e in tr.feed(_call(0, '{"path"', "call_a", "read"))] == [
+        "response.output_item.added", "response.function_call_arguments.delta"]
+    assert tr.feed(_call(1, "{}", "call_b", "grep")) == []
+    assert [e["type"] for e in tr.feed(_call(0, "}"))] == ["response.function_call_arguments.delta"]
+
+
+def test_interleaved_call_fragments_keep_every_byte_in_order() -> None:
+    """An upstream may send the calls' fragments in any order of index: each fragment lands in its
+    own call, in the order sent, and the calls still stream one after another."""
+    events = _stream([_call(0, '{"a"', "call_a", "f"), _call(1, '{"b"', "call_b", "g"), _call(0, ": 1"),
+                      _call(2, '{"c": 3}', "call_c", "h"), _call(1, ": 2}"), _call(0, "}"), _chunk({}, "tool_calls")])
+    final = check_stream(events)
+    assert [(i["call_id"], i["name"], i["arguments"]) for i in final["output"]] == [
+        ("call_a", "f", '{"a": 1}'), ("call_b", "g", '{"b": 2}'), ("call_c", "h", '{"c": 3}')]
+    deltas = [(e["output_index"], e["delta"]) for e in events if e["type"].endswith("arguments.delta")]
+    assert deltas == [(0, '{"a"'), (0, ": 1"), (0, "}"), (1, '{"b"'), (1, ": 2}"), (2, '{"c": 3}')]
+
+
+def test_text_and_reasoning_before_and_after_calls_stream_in_order() -> None:
+    """Reasoning, text, two calls, then more text (Claude may write after a tool_use): five items,
+    each finished before the next starts; a summary stream too."""
+    chunks = [_chunk({"reasoning_content": "think"}), _chunk({"content": "I will"}), _chunk({"content": " look."}),
+              _call(0, '{"x": 1}', "call_a", "f"), _call(1, '{"y": 2}', "call_b", "g"),
+              _chunk({"content": "Done."}), _call(0, ""), _chunk({}, "tool_calls"),
+              {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}]
+    for body in ({}, {"reasoning": {"effort": "low", "summary": "auto"}}):
+        final = check_stream(_stream(chunks, body))
+        assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call", "function_call",
+                                                        "message"]
+        assert final["output"][1]["content"][0]["text"] == "I will look."
+        assert final["output"][4]["content"][0]["text"] == "Done."
+        assert final["usage"]["total_tokens"] == 7
+
+
+def test_a_stream_failing_with_calls_held_shows_only_what_was_sent() -> None:
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids())
+    events = tr.start() + tr.feed(_call(0, '{"a"', "call_a", "f")) + tr.feed(_call(1, "{}", "call_b", "g"))
+    events += tr.fail("boom", 2)
+    final = check_stream(events)
+    assert [(i["call_id"], i["status"]) for i in final["output"]] == [("call_a", "in_progress")]

@@ -1,0 +1,106 @@
+"""Translated Responses deployments (a chat-completions server, Anthropic, Bedrock, Gemini) driven
+through multi-turn tool-calling conversations with the openai SDK, streamed and not, stored and
+`store: false`: every stream is checked as OpenAI's own would be (check_stream: items one at a
+time and in order, ids and indexes, sequence numbers, the final output the items the events built),
+and the streamed and the JSON answers hold the same items."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock
+from tests.fake_google import FakeGoogle
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
+from tests.responses_schema import check_response, check_stream
+
+BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+PARAMS: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+TOOLS: Any = [{"type": "function", "name": "get_weather", "parameters": PARAMS},
+              {"type": "function", "name": "get_time", "parameters": PARAMS}]
+# model -> (what it asks for besides the tools, the item types of its first answer)
+CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "gpt-4o": ({}, ["reasoning", "function_call", "function_call"]),  # a chat server: reasoning_content, 2 calls
+    "claude-sonnet-4-5": ({"reasoning": {"effort": "low"}}, ["reasoning", "function_call"]),
+    BEDROCK_CLAUDE: ({"reasoning": {"effort": "low"}}, ["reasoning", "function_call", "function_call"]),
+    "gemini-2.5-flash": ({}, ["function_call"]),
+}
+Node = tuple[openai.AsyncOpenAI, FakeUpstream]
+
+
+@pytest.fixture
+async def node(database_url: str) -> AsyncIterator[Node]:
+    upstream = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), parallel_calls=2,
+                            reasoning="Two lookups.")
+    async with FakeBedrock() as bedrock, FakeGoogle() as google, \
+            harness(database_url, upstream=upstream, providers=False, upstream_retries=0) as h:
+        os.environ["SHIELDES_TEST_BEDROCK_KEY"] = bedrock.api_key
+        os.environ["SHIELDES_TEST_GEMINI_KEY"] = google.api_key
+        ref = "env:" + UPSTREAM_KEY_ENV
+        await h.admin(AddProvider("chat", "openai", upstream.url, ref, ("gpt-4o",)))
+        await h.admin(AddProvider("claude", "anthropic", upstream.url, ref, ("claude-sonnet-4-5",)))
+        await h.admin(AddProvider("br", "bedrock", bedrock.url, "env:SHIELDES_TEST_BEDROCK_KEY", (BEDROCK_CLAUDE,),
+                                  options={"region": "us-east-1"}))
+        await h.admin(AddProvider("gem", "gemini", google.url + "/v1beta", "env:SHIELDES_TEST_GEMINI_KEY",
+                                  ("gemini-2.5-flash",)))
+        secret = await h.create_key("app")
+        await h.sync()
+        yield openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0), upstream
+
+
+async def _streamed(client: openai.AsyncOpenAI, **ask: Any) -> dict[str, Any]:
+    stream = await client.responses.create(stream=True, **ask)
+    return check_stream([e.model_dump(mode="json", exclude_unset=True) async for e in stream])
+
+
+def _shape(output: list[Any]) -> list[tuple[Any, ...]]:
+    """What two answers to the same request share: each item's type, call and arguments (as JSON
+    values: a stream's may be spaced otherwise), status."""
+    return [(i["type"], i.get("name"), json.loads(i["arguments"]) if "arguments" in i else None, i.get("status"))
+            for i in output]
+
+
+def _answers(output: list[Any]) -> list[Any]:
+    return [{"type": "function_call_output", "call_id": i["call_id"], "output": f"sunny in {i['name']}"}
+            for i in output if i["type"] == "function_call"]
+
+
+@pytest.mark.parametrize("model", list(CASES))
+async def test_tool_loops_stream_as_openai_streams_them(node: Node, model: str) -> None:
+    client, _ = node
+    extra, kinds = CASES[model]
+    ask: Any = [{"role": "user", "content": "Weather and time in Paris?"}]
+    first = await _streamed(client, model=model, input=ask, tools=TOOLS, **extra)
+    assert first["status"] == "completed" and [i["type"] for i in first["output"]] == kinds
+    assert first["usage"]["output_tokens"] > 0
+    whole = await client.responses.create(model=model, input=ask, tools=TOOLS, **extra)
+    check_response(whole.model_dump(mode="json", exclude_unset=True))
+    assert _shape(whole.model_dump(mode="json")["output"]) == _shape(first["output"])
+    # the SDK's own accumulator builds the same response from the events
+    async with client.responses.stream(model=model, input=ask, tools=TOOLS, **extra) as helper:
+        assert _shape((await helper.get_final_response()).model_dump(mode="json")["output"]) == \
+            _shape(first["output"])
+
+    # stored: the next turn continues from the response (the calls answered), streamed
+    second = await _streamed(client, model=model, previous_response_id=first["id"], input=_answers(first["output"]),
+                             tools=TOOLS, **extra)
+    assert second["status"] == "completed" and second["output"][-1]["type"] == "message"
+    assert second["output"][-1]["content"][0]["text"]
+    # store: false: the client sends the whole conversation back, its items as they came (Claude's
+    # thinking in their encrypted_content, as a stateless client such as Codex asks for it)
+    unstored: Any = dict(tools=TOOLS, store=False, include=["reasoning.encrypted_content"], **extra)
+    again = await _streamed(client, model=model, input=ask, **unstored)
+    assert _shape(again["output"]) == _shape(first["output"])
+    history = [*ask, *again["output"], *_answers(again["output"])]
+    third = await _streamed(client, model=model, input=history, **unstored)
+    assert _shape(third["output"]) == _shape(second["output"])
+    for unkept in (again, third):
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(unkept["id"])
