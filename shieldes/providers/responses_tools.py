@@ -138,4 +138,9 @@ def chat_tools(body: Body) -> tuple[list[Body], Any]:
     """(chat tools, chat tool_choice or None) of a Responses request."""
     tools = _allowed(_tools(body["tools"]) if body.get("tools") else [], body.get("tool_choice"))
     choice = _tool_choice(body["tool_choice"]) if body.get("tool_choice") is not None else None
+    if choice == "required" and not tools and body.get("tools"):  # (no tools at all: request.check_tool_choice)
+        raise _bad(f"tool_choice 'required' forces a tool call, but the request's only tools are hosted ones "
+                   f"({', '.join(dropped_tools(body)) or 'none this deployment can call'}), which this deployment "
+                   "(it speaks chat completions) cannot run: add function tools, leave tool_choice out, or route "
+                   "the model to a provider with --responses native", "tool_choice")
     return tools, (choice if tools else None)  # checked even with no tool left (a hosted one forced)

@@ -104,6 +104,43 @@ def conversation_id(value: Any) -> str | None:
     return value
 
 
+def _tool_names(tools: list[Any]) -> list[str]:
+    """The names of a request's function and custom tools, also those inside `namespace` tools."""
+    inner = [t for ns in tools if isinstance(ns, dict) and ns.get("type") == "namespace"
+             and isinstance(ns.get("tools"), list) for t in ns["tools"]]
+    return [t["name"] for t in [*tools, *inner]
+            if isinstance(t, dict) and t.get("type") in ("function", "custom") and isinstance(t.get("name"), str)]
+
+
+def check_tool_choice(body: Body) -> None:
+    """A `tool_choice` that forces a tool the request does not offer is refused, as OpenAI refuses
+    it (400, param tool_choice), before any upstream: `required` without `tools`, or a function or
+    custom tool named that is not among them (a translated deployment would pass it on unchecked,
+    and the upstream would fail or ignore it). `tools` is each request's own: a continuation
+    (previous_response_id, conversation) does not carry the tools of the turns before it."""
+    choice, tools = body.get("tool_choice"), body.get("tools")
+    tools = tools if isinstance(tools, list) else []
+    if choice == "required" and not tools:
+        raise InvalidRequest("tool_choice 'required' forces a tool call but the request has no `tools` (tools are "
+                             "not carried over from earlier turns): send the tools the model may call with each "
+                             "request, or leave tool_choice out", param="tool_choice")
+    if not (isinstance(choice, dict) and choice.get("type") in ("function", "custom")):
+        return
+    name = choice.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"tool_choice of type {choice['type']} needs the `name` of one of the request's "
+                             f"{choice['type']} tools, e.g. {{\"type\": \"{choice['type']}\", \"name\": ...}}",
+                             param="tool_choice")
+    names = _tool_names(tools)
+    if name not in names:
+        offered = ("the request offers " + ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20
+                                                                                    else "")) if names \
+            else "the request has no function or custom tools"
+        raise InvalidRequest(f"tool_choice names the tool {name[:100]!r}, which is not in `tools` ({offered}; tools "
+                             "are not carried over from earlier turns): add it to `tools`, or name one of them",
+                             param="tool_choice")
+
+
 def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesRequest:
     """`as_sent_input`: the input stays the client's bytes (input_sent_as_is): `body` is every other
     field, and the request's `input` is left empty."""
@@ -135,6 +172,7 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
     _typed(body, "tools", list, "a list of tool objects")
     _typed(body, "tool_choice", (str, dict), "auto, none, required or {\"type\": \"function\", \"name\": ...}")
     _typed(body, "parallel_tool_calls", bool, "true or false")
+    check_tool_choice(body)
     _typed(body, "text", dict, "an object such as {\"format\": {\"type\": \"json_schema\", ...}}")
     _typed(body, "reasoning", dict, "an object such as {\"effort\": \"low\"}")
     _typed(body, "include", list, "a list of strings")

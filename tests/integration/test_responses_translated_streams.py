@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider
+from shieldes.projections.shared_commands import AddProvider, UpdateProvider
 from tests.fake_bedrock import FakeBedrock
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
@@ -104,3 +104,38 @@ async def test_tool_loops_stream_as_openai_streams_them(node: Node, model: str) 
     for unkept in (again, third):
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(unkept["id"])
+
+
+async def test_a_tool_choice_forcing_a_tool_not_offered_is_refused_on_every_route(database_url: str) -> None:
+    """OpenAI answers such a request 400 invalid_request_error (param tool_choice); so does the
+    gateway, before any upstream call, for translated and native deployments alike, on a JSON
+    create, a streamed one and a WebSocket turn (whose connection stays open)."""
+    async with harness(database_url, upstream_retries=0) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        bad: list[Any] = [dict(tool_choice={"type": "function", "name": "get_time"}, tools=TOOLS[:1]),
+                          dict(tool_choice="required")]
+        for model in ("claude-3-5-haiku-latest", "gpt-4o"):  # translated (Anthropic), native
+            for fields in bad:
+                for stream in (False, True):
+                    with pytest.raises(openai.BadRequestError) as refused:
+                        await client.responses.create(model=model, input="hi", stream=stream, **fields)
+                    error = refused.value.body
+                    assert isinstance(error, dict) and error["type"] == "invalid_request_error"
+                    assert error["param"] == "tool_choice" and "tool_choice" in error["message"]
+            async with client.responses.connect() as conn:
+                for fields in bad:
+                    await conn.send({"type": "response.create", "model": model, "input": "hi", **fields})
+                    event = await conn.recv()
+                    assert event.type == "error" and event.status == 400  # type: ignore[union-attr]
+                    assert event.error.param == "tool_choice"  # type: ignore[union-attr]
+                # the connection stays open: a good turn follows
+                await conn.send({"type": "response.create", "model": model, "input": "hi", "tools": TOOLS,
+                                 "tool_choice": {"type": "function", "name": "get_time"}})
+                async for event in conn:
+                    if event.type == "response.completed":
+                        assert event.response.output[0].name == "get_time"  # type: ignore[union-attr]
+                        break
+        assert len(h.upstream.requests) == 2  # the good turns only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -380,3 +381,31 @@ def test_a_stream_failing_with_calls_held_shows_only_what_was_sent() -> None:
     events += tr.fail("boom", 2)
     final = check_stream(events)
     assert [(i["call_id"], i["status"]) for i in final["output"]] == [("call_a", "in_progress")]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"tool_choice": "required"}, "'required' forces a tool call but the request has no `tools`"),
+    ({"tool_choice": "required", "tools": []}, "no `tools`"),
+    ({"tool_choice": {"type": "function", "name": "lookup"}, "tools": [{"type": "function", "name": "read"}]},
+     "names the tool 'lookup', which is not in `tools` (the request offers 'read'"),
+    ({"tool_choice": {"type": "custom", "name": "lookup"}}, "the request has no function or custom tools"),
+    ({"tool_choice": {"type": "function"}, "tools": [{"type": "function", "name": "read"}]}, "needs the `name`"),
+])
+def test_a_tool_choice_forcing_a_tool_not_offered_is_refused(fields: dict[str, Any], message: str) -> None:
+    """As OpenAI refuses it: 400 invalid_request_error on param tool_choice, before any upstream."""
+    with pytest.raises(InvalidRequest, match=re.escape(message)) as refused:
+        parse_request({"model": "m", "input": "x", **fields})
+    assert refused.value.param == "tool_choice" and refused.value.type == "invalid_request_error"
+
+
+def test_a_tool_choice_naming_an_offered_tool_passes() -> None:
+    namespace = {"type": "namespace", "name": "fs", "tools": [{"type": "function", "name": "read"}]}
+    for fields in ({"tool_choice": "required", "tools": [{"type": "function", "name": "read"}]},
+                   {"tool_choice": {"type": "function", "name": "read"}, "tools": [namespace]},
+                   {"tool_choice": {"type": "custom", "name": "patch"}, "tools": [{"type": "custom", "name": "patch"}]},
+                   {"tool_choice": "auto"}, {"tool_choice": "none"}):
+        parse_request({"model": "m", "input": "x", **fields})
+    # a translated deployment cannot force a call when the only tools are hosted ones it leaves out
+    with pytest.raises(InvalidRequest, match="only tools are hosted ones \\(web_search\\)") as refused:
+        request_to_chat({"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": "required"}, "m")
+    assert refused.value.param == "tool_choice"
