@@ -53,6 +53,8 @@ EVENTS = {
     "response.content_part.done": (*_ITEM_EVENT, "content_index", "part"),
     "response.output_text.delta": (*_ITEM_EVENT, "content_index", "delta"),
     "response.output_text.done": (*_ITEM_EVENT, "content_index", "text"),
+    "response.refusal.delta": (*_ITEM_EVENT, "content_index", "delta"),
+    "response.refusal.done": (*_ITEM_EVENT, "content_index", "refusal"),
     "response.function_call_arguments.delta": (*_ITEM_EVENT, "delta"),
     "response.function_call_arguments.done": (*_ITEM_EVENT, "arguments"),
     "response.custom_tool_call_input.delta": (*_ITEM_EVENT, "delta"),

@@ -143,6 +143,7 @@ class ChatStreamTranslator:
         self.usage: ResponsesUsage | None = None
         self.final: Body | None = None
         self._text: _Open | None = None
+        self._refusal: _Open | None = None  # a chat answer's `refusal`: a message item of its own, as chat_to_output
         self._reasoning: _Open | None = None
         self._calls: dict[int, _Open] = {}  # tool_calls index -> the call last opened at it
         self._call_list: list[_Open] = []  # every open call, in order; `_call_ids`: ids the upstream sent
@@ -189,6 +190,7 @@ class ChatStreamTranslator:
         item.closed = True
 
     def _close_text(self) -> None:
+        self._close_refusal()
         if self._text is None:
             return
         t, self._text = self._text, None
@@ -197,6 +199,28 @@ class ChatStreamTranslator:
         self._event(t, "response.output_text.done", content_index=0, text=text, logprobs=t.logprobs)
         self._event(t, "response.content_part.done", content_index=0, part=text_part(text, t.logprobs))
         self._done(t)
+
+    def _close_refusal(self) -> None:
+        if self._refusal is None:
+            return
+        r, self._refusal = self._refusal, None
+        text = "".join(r.text)
+        r.item.update(refusal_item(r.item["id"], text))
+        self._event(r, "response.refusal.done", content_index=0, refusal=text)
+        self._event(r, "response.content_part.done", content_index=0, part=r.item["content"][0])
+        self._done(r)
+
+    def _refusal_delta(self, text: str) -> None:
+        """A refusal (chat's `refusal` deltas, as OpenAI sends one for structured output) streams
+        as the API streams it: a message item with one refusal part."""
+        self._close_reasoning()
+        if self._refusal is None:
+            self._close_text()  # (text first, then the refusal: two items, as chat_to_output makes them)
+            self._refusal = self._add(message_item(self.make_id("msg"), "", "in_progress"))
+            self._event(self._refusal, "response.content_part.added", content_index=0,
+                        part={"type": "refusal", "refusal": ""})
+        self._refusal.text.append(text)
+        self._event(self._refusal, "response.refusal.delta", content_index=0, delta=text)
 
     def _close_reasoning(self) -> None:
         if self._reasoning is None:
@@ -276,6 +300,9 @@ class ChatStreamTranslator:
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self._text_delta(content, output_logprobs(choice))
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str) and refusal:
+                self._refusal_delta(refusal)
             for call in delta.get("tool_calls") or []:
                 self._call_delta(call)
             if choice.get("finish_reason"):
@@ -284,6 +311,7 @@ class ChatStreamTranslator:
 
     def _text_delta(self, content: str, logprobs: list[Body]) -> None:
         self._close_reasoning()
+        self._close_refusal()
         if self._text is None:
             self._text = self._add(message_item(self.make_id("msg"), "", "in_progress"))
             self._event(self._text, "response.content_part.added", content_index=0, part=text_part(""))

@@ -13,6 +13,9 @@ from typing import Any
 
 import openai
 import pytest
+from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
+from agents.models.openai_provider import OpenAIProvider
+from openai.types.shared import Reasoning
 
 from shieldes.projections.shared_commands import AddProvider, UpdateProvider
 from tests.fake_bedrock import FakeBedrock
@@ -88,6 +91,8 @@ async def test_tool_loops_stream_as_openai_streams_them(node: Node, model: str) 
         assert _shape((await helper.get_final_response()).model_dump(mode="json")["output"]) == \
             _shape(first["output"])
 
+    stored = (await client.responses.retrieve(first["id"])).model_dump(mode="json", exclude_unset=True)
+    assert stored["output"] == first["output"] and stored["usage"] == first["usage"]
     # stored: the next turn continues from the response (the calls answered), streamed
     second = await _streamed(client, model=model, previous_response_id=first["id"], input=_answers(first["output"]),
                              tools=TOOLS, **extra)
@@ -139,3 +144,43 @@ async def test_a_tool_choice_forcing_a_tool_not_offered_is_refused_on_every_rout
                         assert event.response.output[0].name == "get_time"  # type: ignore[union-attr]
                         break
         assert len(h.upstream.requests) == 2  # the good turns only
+
+
+@pytest.mark.parametrize("model", list(CASES))
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_the_agents_sdk_runs_a_tool_loop_on_each_translated_kind(node: Node, model: str, streamed: bool) -> None:
+    """The OpenAI Agents SDK (Responses mode; its streamed run reads the events as they come): the
+    model's calls (two at once where the upstream makes two) run, their outputs go back, and the
+    run ends with the model's text."""
+    client, _ = node
+    calls: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(f"weather {city}")
+        return f"sunny in {city}"
+
+    @function_tool
+    def get_time(city: str) -> str:
+        """The time in a city."""
+        calls.append(f"time {city}")
+        return f"noon in {city}"
+
+    extra, kinds = CASES[model]
+    settings = ModelSettings(reasoning=Reasoning(**extra["reasoning"])) if "reasoning" in extra else ModelSettings()
+    agent = Agent(name="weather", instructions="Answer briefly.", tools=[get_weather, get_time], model=model,
+                  model_settings=settings)
+    config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)
+    if streamed:
+        run = Runner.run_streamed(agent, "Weather and time in Paris?", run_config=config)
+        raw = [e.data.model_dump(mode="json", exclude_unset=True) async for e in run.stream_events()
+               if e.type == "raw_response_event"]
+        final = run.final_output
+        starts = [i for i, e in enumerate(raw) if e["type"] == "response.created"]
+        assert len(starts) == 2  # the calls' turn, the answer's
+        for begin, end in zip(starts, [*starts[1:], len(raw)], strict=True):
+            check_stream(raw[begin:end])
+    else:
+        final = (await Runner.run(agent, "Weather and time in Paris?", run_config=config)).final_output
+    assert len(calls) == kinds.count("function_call") and isinstance(final, str) and final

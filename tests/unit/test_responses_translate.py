@@ -409,3 +409,21 @@ def test_a_tool_choice_naming_an_offered_tool_passes() -> None:
     with pytest.raises(InvalidRequest, match="only tools are hosted ones \\(web_search\\)") as refused:
         request_to_chat({"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": "required"}, "m")
     assert refused.value.param == "tool_choice"
+
+
+def test_a_streamed_refusal_is_a_message_with_a_refusal_part() -> None:
+    """A chat stream's `refusal` deltas (OpenAI's refusal of a structured-output request) stream as
+    OpenAI streams a refusal (refusal.delta / refusal.done in a message item's refusal part), and the
+    response holds the item chat_to_output makes of the same answer."""
+    events = _stream([_chunk({"role": "assistant", "content": None, "refusal": None}),
+                      _chunk({"refusal": "I can't"}), _chunk({"refusal": " help."}), _chunk({}, "stop")])
+    final = check_stream(events)
+    assert [e["type"] for e in events[2:-1]] == [
+        "response.output_item.added", "response.content_part.added", "response.refusal.delta",
+        "response.refusal.delta", "response.refusal.done", "response.content_part.done", "response.output_item.done"]
+    whole = chat_to_output({"choices": [{"message": {"content": None, "refusal": "I can't help."}}]}, ids())
+    assert final["output"] == whole.output
+    assert final["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help."}]
+    # text, then a refusal: two message items
+    final = check_stream(_stream([_chunk({"content": "Sure"}), _chunk({"refusal": "no"}), _chunk({}, "stop")]))
+    assert [i["content"][0]["type"] for i in final["output"]] == ["output_text", "refusal"]
