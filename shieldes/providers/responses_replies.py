@@ -98,8 +98,17 @@ def chat_to_output(chat: Body, make_id: IdMaker = new_id, kinds: CallKinds | Non
     if not output:
         output.append(message_item(make_id("msg"), ""))
     incomplete = _INCOMPLETE.get(str(choice.get("finish_reason")))
+    if incomplete:
+        _cut_short(output)
     return Translated(output, usage_from_chat(chat.get("usage")), "incomplete" if incomplete else "completed",
                       incomplete)
+
+
+def _cut_short(output: list[Body]) -> None:
+    """An answer cut by the token limit (or a content filter): its last item, the one the cut ended,
+    has status incomplete, as OpenAI reports it (reasoning items carry no status)."""
+    if output and "status" in output[-1]:
+        output[-1]["status"] = "incomplete"
 
 
 # --- stream: chat chunks -> Responses events -------------------------------------------------------
@@ -151,6 +160,7 @@ class ChatStreamTranslator:
         self._queue: list[_Open] = []  # items whose events are not all sent, in output order
         self._shown = 0  # items whose output_item.added was sent
         self._finish: str | None = None
+        self._cut = False  # the answer was cut (finish reason length, content_filter): its last item is incomplete
 
     def start(self) -> list[Body]:
         snapshot = response_object(self.ctx, "in_progress", [], None)
@@ -184,8 +194,9 @@ class ChatStreamTranslator:
         """An event of `item` (with its item_id and output_index)."""
         item.held.append((kind, {"item_id": item.item["id"], "output_index": item.index, **fields}))
 
-    @staticmethod
-    def _done(item: _Open) -> None:
+    def _done(self, item: _Open) -> None:
+        if self._cut and item.index == len(self.output) - 1 and "status" in item.item:
+            item.item["status"] = "incomplete"  # the item the cut ended (_cut_short)
         item.held.append(("response.output_item.done", {"output_index": item.index, "item": item.item}))
         item.closed = True
 
@@ -352,12 +363,13 @@ class ChatStreamTranslator:
                 self._event(opened, "response.custom_tool_call_input.delta", delta=piece)
 
     def finish(self, now: int, fallback_usage: ResponsesUsage | None = None) -> list[Body]:
+        incomplete = _INCOMPLETE.get(str(self._finish))
+        self._cut = incomplete is not None
         self._close_reasoning()
         self._close_text()
         self._close_calls()
         events = self._drain()
         usage = self.usage or fallback_usage
-        incomplete = _INCOMPLETE.get(str(self._finish))
         status = "incomplete" if incomplete else "completed"
         self.final = response_object(self.ctx, status, self.output, usage, completed_at=now,
                                      incomplete=incomplete)

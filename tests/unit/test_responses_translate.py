@@ -427,3 +427,20 @@ def test_a_streamed_refusal_is_a_message_with_a_refusal_part() -> None:
     # text, then a refusal: two message items
     final = check_stream(_stream([_chunk({"content": "Sure"}), _chunk({"refusal": "no"}), _chunk({}, "stop")]))
     assert [i["content"][0]["type"] for i in final["output"]] == ["output_text", "refusal"]
+
+
+def test_the_item_a_cut_ended_is_incomplete() -> None:
+    """An answer cut by max_output_tokens: the response is incomplete and so is the item the cut
+    ended (the items before it completed), streamed and not, as OpenAI reports it."""
+    chunks = [_chunk({"reasoning_content": "hm"}), _chunk({"content": "Once upon"}), _chunk({}, "length")]
+    final = check_stream(_stream(chunks))
+    assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [i.get("status") for i in final["output"]] == [None, "incomplete"]
+    cut_call = check_stream(_stream([_call(0, '{"a": 1}', "call_a", "f"), _call(1, '{"b"', "call_b", "g"),
+                                     _chunk({}, "length")]))
+    assert [i["status"] for i in cut_call["output"]] == ["completed", "incomplete"]
+    whole = chat_to_output({"choices": [{"message": {"content": "Once upon", "reasoning_content": "hm"},
+                                         "finish_reason": "length"}]}, ids())
+    assert whole.status == "incomplete" and [i.get("status") for i in whole.output] == [None, "incomplete"]
+    done = check_stream(_stream([_chunk({"content": "The end."}), _chunk({}, "stop")]))
+    assert done["output"][0]["status"] == "completed"
