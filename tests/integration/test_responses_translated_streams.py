@@ -184,3 +184,24 @@ async def test_the_agents_sdk_runs_a_tool_loop_on_each_translated_kind(node: Nod
     else:
         final = (await Runner.run(agent, "Weather and time in Paris?", run_config=config)).final_output
     assert len(calls) == kinds.count("function_call") and isinstance(final, str) and final
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", BEDROCK_CLAUDE])
+async def test_a_conversation_keeps_the_items_of_a_streamed_tool_loop_in_order(node: Node, model: str) -> None:
+    """A tool loop in a conversation (`conversation`, streamed turns, two calls at once): the
+    conversation's items are the turns' own, in the order the streams sent them."""
+    client, _ = node
+    extra, kinds = CASES[model]
+    conversation = await client.conversations.create()
+    ask: Any = [{"role": "user", "content": "Weather and time in Paris?"}]
+    first = await _streamed(client, model=model, input=ask, tools=TOOLS, conversation=conversation.id, **extra)
+    second = await _streamed(client, model=model, input=_answers(first["output"]), tools=TOOLS,
+                             conversation=conversation.id, **extra)
+    listed = [i.model_dump(mode="json") async for i in client.conversations.items.list(conversation.id, order="asc")]
+    assert [i["type"] for i in listed] == ["message", *kinds, "function_call_output", "function_call_output",
+                                           *[i["type"] for i in second["output"]]]
+    by_id = {i["id"]: i for i in listed}
+    for item in [*first["output"], *second["output"]]:
+        assert by_id[item["id"]]["type"] == item["type"]
+        if item["type"] == "function_call":
+            assert by_id[item["id"]]["arguments"] == item["arguments"]
