@@ -212,6 +212,9 @@ def _litellm_params(d: Deployment, model: str, state: ConfigState) -> dict[str, 
         params["api_key"] = f"os.environ/{var}"
     if d.weight != 1.0:
         params["weight"] = d.weight
+    for limit in ("rpm", "tpm"):  # LiteLLM's per-deployment quotas (the import reads them back)
+        if limit in d.options:
+            params[limit] = int(d.options[limit])
     price = state.pricing.get(model)
     if price is not None:
         params["input_cost_per_token"] = price.input_per_1m / 1_000_000
@@ -231,6 +234,11 @@ def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
         if d.secret_ref and _env_var(d.secret_ref) is None:
             warnings.append(_encrypted_warning(d))
         pairs = [(m, m) for m in d.models] + list(renames.get(d.name, {}).items())
+        quota = [o for o in ("rpm", "tpm") if o in d.options]
+        if quota and len({m for _, m in pairs}) > 1:
+            warnings.append(f"provider {d.name!r}: its {'/'.join(quota)} quota is shared by its models, and LiteLLM "
+                            "counts an entry's rpm/tpm for that entry alone: each of its entries carries the whole "
+                            "quota (divide it among them in the file if the sum must hold)")
         model_list.extend({"model_name": public, "litellm_params": _litellm_params(d, model, state)}
                           for public, model in pairs)
     exported = {m for d in state.providers.values() for m in d.models}

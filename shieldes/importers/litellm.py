@@ -3,7 +3,8 @@
 LiteLLM lists deployments in `model_list`: each entry has a public `model_name` and
 `litellm_params` {model: "<provider>/<upstream model>", api_base, api_key, weight, ...}; keys are
 `os.environ/VAR` references or literal values. Entries that share provider, endpoint, key and
-weight become one shieldes provider serving several models. Prices come from
+weight become one shieldes provider serving several models; an entry with `rpm`/`tpm` (a deployment's
+own quota) is a provider of its own with those limits. Prices come from
 `input_cost_per_token` / `output_cost_per_token` and the cache read/write costs (in
 litellm_params or model_info). A `model_name`
 that differs from its upstream models, several entries sharing one `model_name` (a model group),
@@ -52,8 +53,9 @@ _DEFAULT_KEY_ENV = {
 }
 
 
-# (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options): entries sharing one become one provider
-Group = tuple[str, str, str, SecretSpec, float, tuple[tuple[str, str], ...]]
+# (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options, own): entries sharing one become one
+# provider; `own` is the entry's place when it has rpm/tpm limits, so that it stays a deployment of its own
+Group = tuple[str, str, str, SecretSpec, float, tuple[tuple[str, str], ...], str]
 _CLOUD = ("azure", "bedrock", "gemini", "vertex_ai")
 
 
@@ -117,6 +119,27 @@ def _check_pinning(group: Group, name: str, pattern: str, where: str, spec: Impo
     spec.notes.append(f"{where}: clients asking {prefix}/NAME reach provider {name!r} through its pattern "
                       f"{pattern!r} as in LiteLLM; a bare NAME it matches that no provider lists exactly reaches "
                       "it too (docs/routing.md#model-patterns)")
+
+
+def limits(entry: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """A deployment's `rpm`/`tpm` (LiteLLM's router reads them from the entry, its litellm_params or its
+    model_info) as the shieldes provider options of the same names: cluster-wide quotas of that deployment."""
+    out = []
+    for limit in ("rpm", "tpm"):
+        for src, at in ((entry, where), (entry["litellm_params"], f"{where}.litellm_params"),
+                        (entry.get("model_info"), f"{where}.model_info")):
+            value = src.get(limit) if isinstance(src, dict) else None
+            if value is None:
+                continue
+            if isinstance(value, str) and value.replace("_", "").isdigit():
+                value = int(value.replace("_", ""))
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) \
+                    or not 0 < value <= 10**12:
+                raise ImportRejected(f"{at}.{limit} must be a whole number of requests (tokens) per minute above "
+                                     f"0, got {value!r}; fix it or remove it")
+            out.append((limit, str(int(value))))
+            break
+    return tuple(out)
 
 
 def _text(params: dict[str, Any], key: str, where: str) -> str | None:
@@ -192,12 +215,14 @@ def parse_litellm(doc: Any) -> ImportSpec:
         public = str(entry.get("model_name") or upstream)
         pinned = wildcard(public, prefix, upstream, model_ref.strip(), where) if "*" in public + model_ref else None
         options: tuple[tuple[str, str], ...] = ()
+        quota = limits(entry, where)
+        own = where if quota else ""
         if prefix in _CLOUD:
             cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
             secret = _secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
                 "azure", "gemini") else SecretSpec()
             weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
-            group = (prefix, cloud_kind, base_url, secret, weight, options)
+            group = (prefix, cloud_kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
             if pinned is None:
                 _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
             else:
@@ -215,11 +240,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
         base_url = _base_url(kind, params.get("api_base"), default_base, where)
         secret = _secret(params.get("api_key"), prefix, default_base, where, spec)
         weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
-        for limit in ("rpm", "tpm"):
-            if params.get(limit) is not None:
-                spec.notes.append(f"{where}.litellm_params.{limit} ignored: shieldes limits are per "
-                                  "virtual key (`shieldes key create --rpm/--tpm`)")
-        group = (prefix, kind, base_url, secret, weight, options)
+        group = (prefix, kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
         if pinned is None:
             _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
         else:
@@ -230,9 +251,12 @@ def parse_litellm(doc: Any) -> ImportSpec:
     used: dict[str, int] = {}
     names: dict[Group, str] = {}
     for group, models in groups.items():
-        prefix, kind, base_url, secret, weight, options = group
-        n = used[prefix] = used.get(prefix, 0) + 1
-        name = names[group] = safe_name(prefix if n == 1 else f"{prefix}-{n}")
+        prefix, kind, base_url, secret, weight, options, own = group
+        # a deployment with its own quota is named after its model too, so that it does not take the name
+        # (and, merged into an existing provider of that name, the quota) of the prefix's other models
+        base = f"{prefix}-{models[0]}" if own else prefix
+        n = used[base] = used.get(base, 0) + 1
+        name = names[group] = safe_name(base if n == 1 else f"{base}-{n}")
         spec.providers.append(ProviderSpec(name, kind, base_url, secret, tuple(models), weight, origins[group],
                                            options))
     for group, pattern, where in pinnings:

@@ -19,6 +19,7 @@ from shieldes.importers.spec import AliasSpec, ImportRejected, ImportSpec, Price
 from shieldes.projections.commands import UNSET, Command
 from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing, UpdateProvider
 from shieldes.projections.state import AliasTarget, ConfigState, Deployment, Price
+from shieldes.providers.kinds import COUNT_OPTIONS
 from shieldes.secrets import SecretError, encrypt_secret, env_ref, resolve_secret
 from shieldes.usage.catalog import shipped
 from shieldes.views import providers_left_out
@@ -106,7 +107,9 @@ def _provider_change(plan: Plan, old: Deployment, p: ProviderSpec, secret_ref: s
             f"remove the provider first (`shieldes provider remove {p.name}`) and import again"
         )
     options = dict(p.options)
-    repoint = old.base_url != p.base_url or old.secret_ref != secret_ref or dict(old.options) != options
+    if not updates:  # quotas are limits, not the endpoint: the file's are set, the ones it leaves out kept
+        options = {**{k: v for k, v in old.options.items() if k in COUNT_OPTIONS}, **options}
+    repoint = old.base_url != p.base_url or old.secret_ref != secret_ref or _endpoint(old.options) != _endpoint(options)
     if repoint and not updates:
         raise ImportRejected(
             f"provider {p.name!r} already exists at {old.base_url} (key {_redact(old.secret_ref)}"
@@ -147,6 +150,11 @@ def _provider_change(plan: Plan, old: Deployment, p: ProviderSpec, secret_ref: s
         p.weight if old.weight != p.weight else None, responses,
         options if dict(old.options) != options else None, replace_options=True))
     plan.changes.append(Change("provider", p.name, "update", "; ".join(diffs)))
+
+
+def _endpoint(options: Mapping[str, str]) -> dict[str, str]:
+    """The settings saying where and how a provider is called (its quotas aside)."""
+    return {k: v for k, v in options.items() if k not in COUNT_OPTIONS}
 
 
 def _check_endpoint_follows(old: Deployment, p: ProviderSpec) -> None:

@@ -44,8 +44,10 @@ def test_litellm_sample_groups_entries_and_converts_prices() -> None:
     fmt, spec = parse(load_document(DATA / "litellm_config.yaml"), "auto")
     assert fmt == "litellm"
     by_name = {p.name: p for p in spec.providers}
-    assert set(by_name) == {"openai", "openai-2", "anthropic", "hosted_vllm"}
-    assert by_name["openai"].models == ("gpt-4o", "gpt-4o-mini")
+    assert set(by_name) == {"openai-gpt-4o", "openai", "openai-2", "anthropic", "hosted_vllm"}
+    # the gpt-4o deployment with `rpm: 480` keeps its own quota, so it is a provider of its own
+    assert (by_name["openai-gpt-4o"].models, dict(by_name["openai-gpt-4o"].options)) == (("gpt-4o",), {"rpm": "480"})
+    assert (by_name["openai"].models, dict(by_name["openai"].options)) == (("gpt-4o-mini",), {})
     assert (by_name["openai-2"].base_url, by_name["openai-2"].secret.env_var, by_name["openai-2"].weight) == (
         "https://eu.example-openai-proxy.com/v1", "OPENAI_EU_KEY", 2.0)
     assert by_name["hosted_vllm"].models == ("meta-llama/Llama-3.1-8B-Instruct",)
@@ -57,7 +59,7 @@ def test_litellm_sample_groups_entries_and_converts_prices() -> None:
     assert aliases == {
         "claude-sonnet": ((("anthropic", "claude-3-5-sonnet-20241022", 1.0),), ("gpt-4o",)),
         "llama": ((("hosted_vllm", "meta-llama/Llama-3.1-8B-Instruct", 1.0),), ()),
-        "gpt-4o": ((("openai", "gpt-4o", 1.0), ("openai-2", "gpt-4o", 2.0)), ("claude-sonnet",)),
+        "gpt-4o": ((("openai-gpt-4o", "gpt-4o", 1.0), ("openai-2", "gpt-4o", 2.0)), ("claude-sonnet",)),
     }
 
 
@@ -162,7 +164,8 @@ def test_litellm_aliases_keep_public_names_and_fallback_cycles_import() -> None:
     state = fold(ConfigState(), spec)
     assert state.aliases["gpt-4o"].fallbacks == ("claude-sonnet",)
     assert state.aliases["claude-sonnet"].fallbacks == ("gpt-4o",)
-    assert [(t.provider, t.weight) for t in state.aliases["gpt-4o"].targets] == [("openai", 1.0), ("openai-2", 2.0)]
+    targets = [(t.provider, t.weight) for t in state.aliases["gpt-4o"].targets]
+    assert targets == [("openai-gpt-4o", 1.0), ("openai-2", 2.0)]
 
 
 def test_an_existing_provider_is_never_repointed_and_keeps_its_models() -> None:
@@ -173,7 +176,9 @@ def test_an_existing_provider_is_never_repointed_and_keeps_its_models() -> None:
     for e in decide(state, AddProvider("openai", "openai", "https://api.openai.com/v1", "env:OPENAI_API_KEY",
                                        ("o3", "gpt-4o"))):
         state = apply_config(state, e)
-    _, spec = parse(load_document(DATA / "litellm_config.yaml"), "auto")
+    doc = load_document(DATA / "litellm_config.yaml")
+    del doc["model_list"][0]["litellm_params"]["rpm"]  # one provider for both openai entries
+    _, spec = parse(doc, "litellm")
     plan = plan_import(state, spec, None)
     [change] = [c for c in plan.changes if c.kind == "provider" and c.name == "openai"]
     assert (change.action, change.detail) == ("update", "models o3,gpt-4o + gpt-4o-mini (existing models kept)")
