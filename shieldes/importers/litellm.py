@@ -142,13 +142,28 @@ def limits(entry: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _text(params: dict[str, Any], key: str, where: str) -> str | None:
-    value = params.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or value.startswith("os.environ/"):
-        raise ImportRejected(f"{where}.litellm_params.{key} must be written in the file (got {value!r})")
-    return value.strip()
+def _text(params: dict[str, Any], key: str, where: str, *spellings: str) -> str | None:
+    """A setting shieldes stores as written, under its name or the other `spellings` LiteLLM reads
+    (vertex_ai_project for vertex_project): a reference to LiteLLM's environment cannot be stored."""
+    for name in (key, *spellings):
+        value = params.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or value.startswith("os.environ/"):
+            raise ImportRejected(
+                f"{where}.litellm_params.{name} is {value!r}; write the value itself in the file (shieldes stores "
+                "provider settings, not references to LiteLLM's environment), and import again")
+        return value.strip()
+    return None
+
+
+def _defaulted(value: str | None, default: str, what: str, where: str, spec: ImportSpec) -> str:
+    """`value`, else `default` with a note: LiteLLM would have read its own environment for it."""
+    if value is not None:
+        return value
+    spec.notes.append(f"{where} gives no {what}: {default!r} is used (LiteLLM reads it from its environment "
+                      f"then); set it with `shieldes provider update NAME` if it differs")
+    return default
 
 
 def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
@@ -161,7 +176,8 @@ def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
         if base is None:
             raise ImportRejected(f"{where} is an Azure deployment without litellm_params.api_base; add "
                                  "https://RESOURCE.openai.azure.com")
-        options["api_version"] = _text(params, "api_version", where) or "2024-10-21"
+        options["api_version"] = _defaulted(_text(params, "api_version", where), "2024-10-21",
+                                            "api_version (AZURE_API_VERSION)", where, spec)
         if params.get("tenant_id") or params.get("client_id"):
             options["auth"] = "entra"
             spec.notes.append(f"{where}: Entra ID credentials are not imported; each node gets tokens from "
@@ -171,16 +187,20 @@ def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
     if kind == "bedrock":
         for route in ("converse/", "invoke/"):
             upstream = upstream.removeprefix(route)
-        options["region"] = _text(params, "aws_region_name", where) or "us-east-1"
+        options["region"] = _defaulted(_text(params, "aws_region_name", where), "us-east-1",
+                                       "aws_region_name (AWS_REGION_NAME, AWS_REGION)", where, spec)
         if any(params.get(k) for k in ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")):
             note = (f"{where}: AWS credentials are not imported; each node uses botocore's standard chain "
                     "(environment, profile, role)")
             spec.notes.append(note)
     elif kind == "vertex":
-        project, location = _text(params, "vertex_project", where), _text(params, "vertex_location", where)
+        project = _text(params, "vertex_project", where, "vertex_ai_project")
+        location = _text(params, "vertex_location", where, "vertex_ai_location")
         if project is None:
-            raise ImportRejected(f"{where} is a Vertex AI model without litellm_params.vertex_project; add it")
-        options.update(project=project, location=location or "us-central1")
+            raise ImportRejected(f"{where} is a Vertex AI model without litellm_params.vertex_project (LiteLLM "
+                                 "then reads VERTEXAI_PROJECT); add the Google Cloud project id")
+        options.update(project=project, location=_defaulted(location, "us-central1",
+                                                            "vertex_location (VERTEXAI_LOCATION)", where, spec))
         creds = params.get("vertex_credentials")
         if isinstance(creds, str) and creds and not creds.startswith(("os.environ/", "{")):
             options["credentials_file"] = creds

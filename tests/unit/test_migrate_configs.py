@@ -83,3 +83,35 @@ def test_a_bad_quota_is_refused_naming_the_entry(value: object, message: str) ->
     doc = {"model_list": [{"model_name": "m", "litellm_params": {"model": "openai/m", "rpm": value}}]}
     with pytest.raises(ImportRejected, match=message):
         parse(doc, "litellm")
+
+
+def test_litellm_vertex_takes_both_spellings_and_defaults_are_said() -> None:
+    spec = spec_of("litellm_vertex.yaml")
+    vertex = {p.models[0]: dict(p.options) for p in spec.providers}
+    # vertex_ai_project / vertex_ai_location are LiteLLM's other spelling of vertex_project / vertex_location
+    assert vertex["claude-3-5-sonnet@20240620"] == {"project": "adroit-crow-413218", "location": "us-east5"}
+    assert vertex["gemini-2.5-pro"]["credentials_file"] == "/secrets/vertex_sa.json"
+    assert any("model_list[1]: vertex_credentials not imported" in n for n in spec.notes)
+    # a setting the file leaves to LiteLLM's environment gets shieldes' default, and a note saying so
+    doc = {"model_list": [
+        {"model_name": "g", "litellm_params": {"model": "vertex_ai/gemini-2.0-flash", "vertex_project": "p"}},
+        {"model_name": "c", "litellm_params": {"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0"}},
+        {"model_name": "a", "litellm_params": {"model": "azure/prod", "api_base": "https://r.openai.azure.com"}}]}
+    notes = parse(doc, "litellm")[1].notes
+    assert [n.split(":")[0] for n in notes if "is used" in n] == [
+        "model_list[0] gives no vertex_location (VERTEXAI_LOCATION)",
+        "model_list[1] gives no aws_region_name (AWS_REGION_NAME, AWS_REGION)",
+        "model_list[2] gives no api_version (AZURE_API_VERSION)"]
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0", "aws_region_name": "os.environ/AWS_REGION_NAME"},
+     r"model_list\[0\]\.litellm_params\.aws_region_name is 'os\.environ/AWS_REGION_NAME'; write the value itself"),
+    ({"model": "vertex_ai/gemini-2.0-flash", "vertex_ai_project": "os.environ/GCP_PROJECT"},
+     r"litellm_params\.vertex_ai_project is 'os\.environ/GCP_PROJECT'; write the value itself"),
+    ({"model": "vertex_ai/gemini-2.0-flash"}, r"without litellm_params\.vertex_project \(LiteLLM then reads "),
+])
+def test_cloud_settings_left_to_litellms_environment_are_refused_saying_what_to_write(
+        params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ImportRejected, match=message):
+        parse({"model_list": [{"model_name": "m", "litellm_params": params}]}, "litellm")
