@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shieldes.importers.settings_notes import NO_SETTING, Found, node_notes, settings_notes
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
@@ -45,6 +46,7 @@ def parse_bifrost(doc: Any) -> ImportSpec:
     spec = ImportSpec()
     publics: dict[str, list[tuple[str, str, float]]] = {}  # name clients use -> (provider, upstream, weight)
     origins: dict[str, str] = {}
+    found: Found = []  # timeout and retry settings: node settings in shieldes
     for pname, pconf in doc["providers"].items():
         if not isinstance(pconf, dict):
             raise ImportRejected(f"providers.{pname} must be an object with a \"keys\" list")
@@ -56,6 +58,7 @@ def parse_bifrost(doc: Any) -> ImportSpec:
             continue
         network = pconf.get("network_config") or {}
         base = network.get("base_url") if isinstance(network, dict) else None
+        _provider_notes(f"providers.{pname}", pconf, network, spec, found)
         keys = pconf.get("keys") or []
         if not isinstance(keys, list) or not keys:
             spec.notes.append(f"providers.{pname} has no keys; nothing to import for it")
@@ -65,6 +68,11 @@ def parse_bifrost(doc: Any) -> ImportSpec:
             if not isinstance(key, dict):
                 raise ImportRejected(f"{where} must be an object with value, models and weight")
             name = safe_name(pname if len(keys) == 1 else _key_provider_name(pname, key.get("name"), i))
+            if key.get("blacklisted_models"):
+                spec.notes.append(
+                    f"{where}.blacklisted_models not imported: provider {name!r} serves what its models say "
+                    f"(a pattern serves every name it matches); list the models it may serve instead "
+                    f"(`shieldes provider update {name} --models ...`), or limit virtual keys with `key --models`")
             settings = key.get(f"{kind}_key_config") or pconf.get("meta_config") or {}
             if not isinstance(settings, dict):
                 raise ImportRejected(f"{where}.{kind}_key_config must be an object")
@@ -87,11 +95,52 @@ def parse_bifrost(doc: Any) -> ImportSpec:
                 publics.setdefault(public, []).append((name, upstream, weight))
                 origins.setdefault(public, where)
     spec.aliases.extend(model_groups(publics, origins))
-    for section in ("governance", "plugins", "mcp"):
-        if doc.get(section):
-            spec.notes.append(f"{section!r} section not imported: create virtual keys and budgets with "
-                              "`shieldes key create` and `shieldes budget set`")
+    spec.notes.extend(node_notes(found))
+    _section_notes(doc, spec)
     return spec
+
+
+# Bifrost sections other than providers, and what to do in shieldes instead
+_SECTIONS = {
+    "governance": "create virtual keys, teams and budgets with `shieldes key create --models --rpm --tpm --budget`, "
+                  "`shieldes team create --budget` (docs/cli.md)",
+    "mcp": "register each MCP server with `shieldes mcp add NAME URL --header ...` and give keys access with "
+           "`shieldes key update KEY --mcp NAME` (docs/mcp.md)",
+    "plugins": "shieldes has no plugins: budgets and limits are built in (`shieldes key create`), request logs and "
+               "metrics too (docs/observability.md)",
+}
+
+
+def _section_notes(doc: dict[str, Any], spec: ImportSpec) -> None:
+    for section, instead in _SECTIONS.items():
+        if doc.get(section):
+            spec.notes.append(f"{section!r} section not imported: {instead}")
+    other = sorted(k for k in doc if k not in _SECTIONS and k not in ("providers", "$schema") and doc[k])
+    if other:
+        spec.notes.append(f"{', '.join(map(repr, other))} not imported: {NO_SETTING}")
+
+
+def _provider_notes(where: str, pconf: dict[str, Any], network: Any, spec: ImportSpec, found: Found) -> None:
+    """A provider's settings besides keys, base_url and type: timeouts and retries as the node
+    settings that say them, the rest named."""
+    if isinstance(network, dict):
+        net = {k: v for k, v in network.items() if k != "extra_headers"}
+        spec.notes.extend(settings_notes(f"{where}.network_config", net, found, ("base_url",)))
+        if network.get("extra_headers"):
+            spec.notes.append(f"{where}.network_config.extra_headers not imported: shieldes sends no extra headers "
+                              "to a provider; put a proxy that adds them in front of the upstream, or drop them")
+    if pconf.get("proxy_config"):
+        spec.notes.append(f"{where}.proxy_config not imported: shieldes nodes reach upstreams through HTTPS_PROXY / "
+                          "HTTP_PROXY / NO_PROXY (docs/configuration.md#egress-proxy-and-trust-store)")
+    custom = pconf.get("custom_provider_config")
+    if isinstance(custom, dict):
+        other = sorted(set(custom) - {"base_provider_type"})
+        if other:
+            spec.notes.append(f"{where}.custom_provider_config {', '.join(other)} not imported: a shieldes provider "
+                              "serves every request type its kind has")
+    other = sorted(set(pconf) - {"keys", "network_config", "proxy_config", "custom_provider_config", "meta_config"})
+    if other:
+        spec.notes.append(f"{where} {', '.join(other)} not imported: {NO_SETTING}")
 
 
 def _key_provider_name(pname: str, key_name: object, index: int) -> str:
@@ -156,7 +205,7 @@ def _cloud(kind: str, base: Any, settings: dict[str, Any], where: str, spec: Imp
         base = base or endpoint
     elif kind == "bedrock":
         options["region"] = _setting(settings, "region", at) or "us-east-1"
-        if any(settings.get(k) for k in ("access_key", "secret_key", "session_token")):
+        if any(settings.get(k) for k in ("access_key", "secret_key", "session_token", "secret_access_key")):
             spec.notes.append(f"{at}: AWS credentials are not imported; each node uses botocore's standard chain "
                               "(environment, profile, role)")
         if settings.get("arn"):

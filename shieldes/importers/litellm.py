@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from shieldes.importers.prices import litellm_price
+from shieldes.importers.settings_notes import PER_REQUEST, Found, litellm_strategy, node_notes, settings_notes
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
@@ -51,6 +52,17 @@ _DEFAULT_KEY_ENV = {
     "azure": "AZURE_API_KEY",
     "gemini": "GEMINI_API_KEY",
 }
+
+
+# litellm_params the import maps; any other is named in a note (settings_notes)
+_HANDLED_PARAMS = frozenset((
+    "model", "api_base", "api_key", "api_version", "weight", "rpm", "tpm", "aws_access_key_id",
+    "aws_secret_access_key", "aws_session_token", "aws_profile_name", "aws_region_name", "vertex_project",
+    "vertex_location", "vertex_ai_project", "vertex_ai_location", "vertex_credentials", "tenant_id", "client_id",
+    "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
+    "cache_creation_input_token_cost", "output_cost_per_reasoning_token"))
+# router_settings / litellm_settings the import maps (fallbacks: aliases; routing_strategy: routing)
+_HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy", "master_key")
 
 
 # (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options, own): entries sharing one become one
@@ -223,11 +235,13 @@ def parse_litellm(doc: Any) -> ImportSpec:
     public_origin: dict[str, str] = {}
     # wildcard entries clients reach as PREFIX/NAME: (group, pattern, where)
     pinnings: list[tuple[Group, str, str]] = []
+    found: Found = []  # timeout, retry and breaker settings: node settings in shieldes
     for i, entry in enumerate(doc["model_list"]):
         where = f"model_list[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params"), dict):
             raise ImportRejected(f"{where} needs model_name and a litellm_params mapping")
         params: dict[str, Any] = entry["litellm_params"]
+        spec.notes.extend(settings_notes(f"{where}.litellm_params", params, found, _HANDLED_PARAMS, PER_REQUEST))
         model_ref = params.get("model")
         if not isinstance(model_ref, str) or not model_ref.strip():
             raise ImportRejected(f"{where}.litellm_params.model must be a string like openai/gpt-4o")
@@ -287,13 +301,38 @@ def parse_litellm(doc: Any) -> ImportSpec:
     for public in fallbacks:
         if public not in publics:
             spec.notes.append(f"fallbacks for {public!r} ignored: no model_list entry has that model_name")
-    for section in ("router_settings", "general_settings"):
-        if isinstance(doc.get(section), dict) and doc[section]:
-            other = sorted(set(doc[section]) - {"fallbacks", "context_window_fallbacks"})
-            if other:
-                spec.notes.append(f"{section} {', '.join(other)} not imported: shieldes settings are SHIELDES_* "
-                                  "environment variables (see docs/configuration.md)")
+    _settings(doc, named, spec, found)
     return spec
+
+
+def _settings(doc: dict[str, Any], named: dict[str, list[tuple[str, str, float]]], spec: ImportSpec,
+              found: Found) -> None:
+    """The file's settings: routing_strategy as the strategy of each model group, the rest named in notes."""
+    router = doc.get("router_settings")
+    if isinstance(router, dict) and router.get("routing_strategy") is not None:
+        strategy, note = litellm_strategy(router["routing_strategy"])
+        if note:
+            spec.notes.append(note)
+        # a strategy orders a name's deployments: it matters where several serve one name
+        spec.routing.extend((public, strategy) for public, entries in named.items()
+                            if strategy and len(entries) > 1)
+    for section in ("router_settings", "litellm_settings", "general_settings"):
+        settings = doc.get(section)
+        if isinstance(settings, dict):
+            spec.notes.extend(settings_notes(section, settings, found, _HANDLED_SETTINGS))
+    spec.notes.extend(node_notes(found))
+    general = doc.get("general_settings")
+    if isinstance(general, dict) and general.get("master_key"):
+        spec.notes.append("general_settings.master_key: clients use shieldes virtual keys (`shieldes key create`); "
+                          "the admin API takes SHIELDES_ADMIN_TOKEN or admin tokens (docs/admin-api.md)")
+    env = doc.get("environment_variables")
+    if isinstance(env, dict) and env:
+        spec.notes.append(f"environment_variables {', '.join(sorted(map(str, env)))} not imported: set the ones "
+                          "the providers read (api keys) in every node's environment")
+    other = sorted(set(doc) - {"model_list", "router_settings", "litellm_settings", "general_settings",
+                               "environment_variables"})
+    if other:
+        spec.notes.append(f"{', '.join(map(str, other))} not imported: shieldes has no such section")
 
 
 def _fallbacks(doc: dict[str, Any]) -> dict[str, list[str]]:

@@ -34,20 +34,21 @@ def test_import_dry_run_then_import_then_idempotent(database_url: str) -> None:
     assert dry.returncode == 0, dry.stderr
     out = json.loads(dry.stdout)
     assert out["dry_run"] and out["events_appended"] == 0
-    # 4 providers, 3 aliases (model names LiteLLM clients use; gpt-4o and claude-sonnet fall back on
-    # each other, so one of them is set twice: first without its fallback, which does not exist yet);
-    # the file's 2 prices equal the shipped defaults in force, so they write nothing
-    assert out["summary"] == {"add": 7, "update": 0, "unchanged": 2}
+    # 5 providers (the gpt-4o deployment with rpm is one of its own), 3 aliases (model names LiteLLM
+    # clients use; gpt-4o and claude-sonnet fall back on each other, so one of them is set twice: first
+    # without its fallback, which does not exist yet), gpt-4o's routing strategy (simple-shuffle:
+    # weighted); the file's 2 prices equal the shipped defaults in force, so they write nothing
+    assert out["summary"] == {"add": 9, "update": 0, "unchanged": 2}
     assert config_events(database_url) == 0
 
     done = shieldes(database_url, "config", "import", sample)
     assert done.returncode == 0, done.stderr
-    assert "did add 7" in done.stdout and "note:" in done.stderr
-    assert config_events(database_url) == 8
+    assert "did add 9" in done.stdout and "note:" in done.stderr
+    assert config_events(database_url) == 10
 
     again = shieldes(database_url, "config", "import", sample, "--json")
-    assert json.loads(again.stdout)["summary"] == {"add": 0, "update": 0, "unchanged": 9}
-    assert config_events(database_url) == 8
+    assert json.loads(again.stdout)["summary"] == {"add": 0, "update": 0, "unchanged": 11}
+    assert config_events(database_url) == 10
     with psycopg.connect(database_url) as conn:
         actors = conn.execute("SELECT DISTINCT metadata->>'actor' FROM events").fetchall()
     assert all("config-import" in a[0] for a in actors)

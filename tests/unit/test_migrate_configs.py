@@ -115,3 +115,73 @@ def test_cloud_settings_left_to_litellms_environment_are_refused_saying_what_to_
         params: dict[str, Any], message: str) -> None:
     with pytest.raises(ImportRejected, match=message):
         parse({"model_list": [{"model_name": "m", "litellm_params": params}]}, "litellm")
+
+
+def note_with(spec: ImportSpec, text: str) -> str:
+    [note] = [n for n in spec.notes if text in n]
+    return note
+
+
+def test_litellm_timeouts_retries_and_other_settings_are_named_with_what_to_set_instead() -> None:
+    spec = spec_of("litellm_openai_compatible_fallbacks.yaml")
+    assert "set SHIELDES_UPSTREAM_RETRIES=3 " in note_with(spec, "router_settings.num_retries 3 not imported")
+    assert "set SHIELDES_UPSTREAM_TIMEOUT=60 " in note_with(spec, "router_settings.timeout 60 not imported")
+    note_with(spec, "litellm_settings cache, drop_params not imported: shieldes has no such setting")
+    note_with(spec, "general_settings port not imported")
+    # usage-based routing has no twin: the note says what shieldes does instead (and sets nothing)
+    assert "adaptive" in note_with(spec, "routing_strategy 'usage-based-routing-v2' has no shieldes equivalent")
+    assert spec.routing == []
+    spec = spec_of("litellm_gemini_anthropic.yaml")  # litellm_settings were dropped without a word
+    assert "SHIELDES_UPSTREAM_RETRIES=3" in note_with(spec, "litellm_settings.num_retries")
+    assert "SHIELDES_UPSTREAM_TIMEOUT=30" in note_with(spec, "litellm_settings.request_timeout")
+    # an entry's request defaults (LiteLLM adds them to each call) are named, with why
+    spec = spec_of("litellm_ollama_aliases.yaml")
+    assert "sends requests as clients write them" in note_with(
+        spec, "model_list[2].litellm_params max_tokens, temperature not imported")
+    spec = spec_of("litellm_load_balancer.yaml")
+    note_with(spec, "environment_variables REDIS_HOST not imported")
+    spec = spec_of("litellm_openai_proxy.yaml")
+    note_with(spec, "general_settings.master_key: clients use shieldes virtual keys")
+    note_with(spec, "router_settings redis_host not imported")
+
+
+@pytest.mark.parametrize(("litellm", "shieldes"), [
+    ("simple-shuffle", "weighted"), ("latency-based-routing", "least-latency"), ("cost-based-routing", "cost")])
+def test_litellm_routing_strategy_is_each_model_groups_strategy(litellm: str, shieldes: str) -> None:
+    doc = load_document(MIGRATE / "litellm_openai_proxy.yaml")
+    doc["router_settings"]["routing_strategy"] = litellm
+    spec = parse(doc, "litellm")[1]
+    assert spec.routing == [("gpt-4o", shieldes)]  # the one name several deployments serve
+    state = fold(ConfigState(), spec)
+    assert state.routing == {"gpt-4o": shieldes}
+    assert plan_import(state, spec, "passphrase").commands == []
+
+
+def test_bifrost_network_proxy_and_other_sections_are_named_with_what_to_set_instead() -> None:
+    spec = spec_of("bifrost_network_custom.json")
+    at = "providers.openai.network_config"
+    assert "SHIELDES_UPSTREAM_TIMEOUT=60" in note_with(spec, f"{at}.default_request_timeout_in_seconds 60")
+    assert "SHIELDES_UPSTREAM_RETRIES=3" in note_with(spec, f"{at}.max_retries 3")
+    assert "SHIELDES_RETRY_BACKOFF=0.5" in note_with(spec, f"{at}.retry_backoff_initial_ms 500")
+    note_with(spec, f"{at} retry_backoff_max_ms not imported")
+    note_with(spec, f"{at}.extra_headers not imported")
+    note_with(spec, "providers.openai concurrency_and_buffer_size not imported")
+    assert "HTTPS_PROXY" in note_with(spec, "providers.mistral.proxy_config not imported")
+    note_with(spec, "providers.my-vllm.custom_provider_config allowed_requests not imported")
+    spec = spec_of("bifrost_e2e.json")
+    assert "shieldes mcp add" in note_with(spec, "'mcp' section not imported")
+    note_with(spec, "'client', 'config_store' not imported")
+    spec = spec_of("bifrost_virtualkeys.json")
+    assert "shieldes key create" in note_with(spec, "'governance' section not imported")
+    assert "no plugins" in note_with(spec, "'plugins' section not imported")
+    doc = {"providers": {"vertex": {"keys": [{"name": "v", "models": ["*"], "blacklisted_models": ["claude-opus-4"],
+                                              "vertex_key_config": {"project_id": "p", "region": "global"}}]}}}
+    assert "--models" in note_with(parse(doc, "bifrost")[1], "providers.vertex.keys[0].blacklisted_models")
+
+
+def test_one_node_setting_given_per_provider_is_one_note_with_the_largest_value() -> None:
+    spec = parse(load_document(Path(__file__).parent.parent / "data" / "bifrost_config.json"), "bifrost")[1]
+    note = note_with(spec, "SHIELDES_UPSTREAM_TIMEOUT")
+    assert note.startswith("providers.openai.network_config.default_request_timeout_in_seconds 30, "
+                           "providers.vllm-local.network_config.default_request_timeout_in_seconds 60 not imported")
+    assert "set SHIELDES_UPSTREAM_TIMEOUT=60 (seconds an upstream call may take; the largest the file gives)" in note
