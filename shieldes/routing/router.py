@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from shieldes.projections.state import ConfigState, Deployment, is_model_pattern, longest_pattern
+from shieldes.projections.state import ConfigState, Deployment, ModelAlias, is_model_pattern, longest_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +60,22 @@ def pattern_deployments(deps: Sequence[Deployment], model: str) -> tuple[Deploym
     return tuple(d for n, d in lengths if n == best) if best >= 0 else ()
 
 
+def _pinned_alias(config: ConfigState, requested: str, alias: ModelAlias, pins: Sequence[Deployment]) -> Route | None:
+    """`PROVIDER/ALIAS`: the alias's targets on that provider (or those of that type), each under
+    its own upstream name, as a Bifrost client naming `azure/gpt-4o` reaches every Azure key
+    serving gpt-4o, whichever deployment each maps it to. None when the alias has none there."""
+    allowed = {d.name for d in pins}
+    targets = tuple(RouteTarget(dep, t.model, t.weight) for t in alias.targets
+                    if t.provider in allowed and (dep := config.providers.get(t.provider)) is not None
+                    and dep.serves(t.model))
+    return Route(requested, targets[0].model, targets, True) if targets else None
+
+
 def resolve(config: ConfigState, requested: str) -> Route | None:
     """What serves `requested`. An alias maps to its targets (those still served) and fallbacks.
-    `name/model` pins deployment (or provider kind) `name` when it serves `model`; otherwise the
+    `name/model` pins deployment (or provider kind) `name` when it serves `model` (listed exactly
+    by the deployment named so, else an alias's targets there, else listed by a deployment of that
+    kind); otherwise the
     whole string is a model name (models may contain '/'). A name listed exactly (pinned or not)
     wins over every pattern; only then do patterns (`claude-*`, `*`) serve it, pinned first, and
     the name goes upstream as the client sent it."""
@@ -84,6 +97,10 @@ def resolve(config: ConfigState, requested: str) -> Route | None:
     kind = tuple(d for d in config.providers.values() if d.kind == prefix) if pinnable else ()
     if named is not None and rest in named.models:
         return _plain(requested, rest, (named,), True)
+    if pinnable and rest in config.aliases:
+        found = _pinned_alias(config, requested, config.aliases[rest], (named,) if named is not None else kind)
+        if found is not None:
+            return found
     by_kind = tuple(d for d in kind if rest in d.models)
     if by_kind:
         return _plain(requested, rest, by_kind, True)

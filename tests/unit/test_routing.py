@@ -151,3 +151,27 @@ def test_patterns_are_valid_model_entries_only_with_a_trailing_star() -> None:
             check_models((bad,), patterns=True)
     with pytest.raises(CommandRejected, match="a pattern is not a model here"):
         check_models(("claude-*",))  # prices and routing strategies are per exact name
+
+
+def test_a_provider_pinned_alias_takes_the_aliases_targets_on_that_provider() -> None:
+    """Bifrost clients send PROVIDER/NAME; a key serving NAME under its own deployment name is an alias
+    target after the import, and the pinned request reaches it (it got 404, or only the sibling key)."""
+    from shieldes.projections.state import AliasTarget, ModelAlias
+
+    config = ConfigState(
+        providers={"az-us": dep("az-us", "azure", ("gpt-4o-prod",)), "az-eu": dep("az-eu", "azure", ("gpt-4o",)),
+                   "openai": dep("openai", "openai", ("gpt-4o",)), "solo": dep("solo", "azure", ("dep-1",))},
+        aliases={"gpt-4o": ModelAlias("gpt-4o", (AliasTarget("az-us", "gpt-4o-prod"), AliasTarget("az-eu", "gpt-4o"),
+                                                 AliasTarget("openai", "gpt-4o"))),
+                 "mini": ModelAlias("mini", (AliasTarget("solo", "dep-1"),), ("gpt-4o",))})
+    by_kind = resolve(config, "azure/gpt-4o")
+    assert by_kind is not None and by_kind.pinned and by_kind.fallbacks == ()
+    assert {(t.name, t.model) for t in by_kind.targets} == {("az-us", "gpt-4o-prod"), ("az-eu", "gpt-4o")}
+    renamed = resolve(config, "azure/mini")  # was 404: no azure deployment lists "mini"
+    assert renamed is not None and [(t.name, t.model) for t in renamed.targets] == [("solo", "dep-1")]
+    named = resolve(config, "az-us/gpt-4o")
+    assert named is not None and [(t.name, t.model) for t in named.targets] == [("az-us", "gpt-4o-prod")]
+    # a deployment of that name listing the name exactly is what the client named most precisely
+    exact = resolve(config, "az-eu/gpt-4o")
+    assert exact is not None and [(t.name, t.model) for t in exact.targets] == [("az-eu", "gpt-4o")]
+    assert resolve(config, "anthropic/mini") is None  # the alias has no target there
