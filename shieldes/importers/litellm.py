@@ -31,6 +31,7 @@ from shieldes.importers.spec import (
     check_weight,
     model_groups,
     normalize_anthropic_base,
+    normalize_openai_base,
     safe_name,
 )
 from shieldes.providers.kinds import KINDS, base_url_for
@@ -54,6 +55,8 @@ _DEFAULT_KEY_ENV = {
 }
 
 
+# LiteLLM's prefixes for an Ollama server, which LiteLLM calls through Ollama's own API at api_base
+_OLLAMA = ("ollama", "ollama_chat")
 # litellm_params the import maps; any other is named in a note (settings_notes)
 _HANDLED_PARAMS = frozenset((
     "model", "api_base", "api_key", "api_version", "weight", "rpm", "tpm", "aws_access_key_id",
@@ -271,7 +274,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
                                 "by shieldes (supported: openai, anthropic, azure, bedrock, gemini, vertex_ai "
                                 "and OpenAI-compatible APIs)")
             continue
-        base_url = _base_url(kind, params.get("api_base"), default_base, where)
+        base_url = _base_url(kind, params.get("api_base"), default_base, where, native=prefix in _OLLAMA)
         secret = _secret(params.get("api_key"), prefix, default_base, where, spec)
         weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
         group = (prefix, kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
@@ -370,6 +373,8 @@ def _split_model(ref: str) -> tuple[str, str]:
 def _kind_of(prefix: str) -> tuple[str | None, str | None]:
     if prefix == "anthropic":
         return "anthropic", DEFAULT_BASE_URLS["anthropic"]
+    if prefix in _OLLAMA:  # an Ollama server (LiteLLM speaks its own API); shieldes its OpenAI one
+        return "openai", None
     if prefix in OPENAI_COMPATIBLE:
         return "openai", OPENAI_COMPATIBLE[prefix]
     if prefix == "text-completion-openai":
@@ -377,12 +382,15 @@ def _kind_of(prefix: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _base_url(kind: str, given: Any, default: str | None, where: str) -> str:
+def _base_url(kind: str, given: Any, default: str | None, where: str, *, native: bool = False) -> str:
     if isinstance(given, str) and given.strip():
         if given.startswith("os.environ/"):
             raise ImportRejected(f"{where}.litellm_params.api_base reads {given}; write the URL in the file")
-        # LiteLLM hands api_base to the openai SDK as its base_url, so it is used as written.
+        # LiteLLM hands api_base to the openai SDK as its base_url, so it is used as written; but for
+        # Ollama it is the server's root (LiteLLM calls its own API, /api/chat), whose OpenAI API is /v1.
         url = given.strip().rstrip("/")
+        if native:
+            return normalize_openai_base(url)
         return normalize_anthropic_base(url) if kind == "anthropic" else url
     if default is None:
         raise ImportRejected(f"{where} is a self-hosted model without litellm_params.api_base; "

@@ -185,3 +185,16 @@ def test_one_node_setting_given_per_provider_is_one_note_with_the_largest_value(
     assert note.startswith("providers.openai.network_config.default_request_timeout_in_seconds 30, "
                            "providers.vllm-local.network_config.default_request_timeout_in_seconds 60 not imported")
     assert "set SHIELDES_UPSTREAM_TIMEOUT=60 (seconds an upstream call may take; the largest the file gives)" in note
+
+
+def test_litellm_ollama_entries_reach_ollamas_openai_api_under_the_servers_root() -> None:
+    # LiteLLM calls Ollama's own API (/api/chat) at api_base, the server's root; its OpenAI API is /v1
+    # (shieldes called http://localhost:11434/chat/completions); ollama_chat/ was skipped as unsupported
+    spec = spec_of("litellm_oss_crs.yaml")
+    ollama = {p.name: (p.base_url, p.models) for p in spec.providers if p.name.startswith("ollama")}
+    assert ollama == {"ollama": ("http://localhost:11434/v1", ("codellama",)),
+                      "ollama_chat": ("http://localhost:11434/v1", ("llama3.1",))}
+    assert spec.skipped == []
+    # an OpenAI-compatible api_base is still used as written (the openai SDK's base_url)
+    assert {p.base_url for p in spec.providers if p.name.startswith("openai")} == {
+        "https://api.openai.com/v1", "https://my-azure-endpoint/openai/v1", "http://localhost:8000/v1"}
