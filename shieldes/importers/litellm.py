@@ -23,6 +23,7 @@ from shieldes.importers.settings_notes import PER_REQUEST, Found, litellm_strate
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
     OPENAI_COMPATIBLE,
+    AliasSpec,
     ImportRejected,
     ImportSpec,
     PriceSpec,
@@ -65,7 +66,7 @@ _HANDLED_PARAMS = frozenset((
     "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
     "cache_creation_input_token_cost", "output_cost_per_reasoning_token"))
 # router_settings / litellm_settings the import maps (fallbacks: aliases; routing_strategy: routing)
-_HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy", "master_key")
+_HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy", "master_key", "model_group_alias")
 
 
 # (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options, own): entries sharing one become one
@@ -256,8 +257,9 @@ def parse_litellm(doc: Any) -> ImportSpec:
         own = where if quota else ""
         if prefix in _CLOUD:
             cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
+            entra = dict(options).get("auth") == "entra" and not params.get("api_key")  # tokens, not a key
             secret = _secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
-                "azure", "gemini") else SecretSpec()
+                "azure", "gemini") and not entra else SecretSpec()
             weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
             group = (prefix, cloud_kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
             if pinned is None:
@@ -301,11 +303,40 @@ def parse_litellm(doc: Any) -> ImportSpec:
     fallbacks = _fallbacks(doc)
     named = {public: [(names[g], upstream, w) for g, upstream, w in entries] for public, entries in publics.items()}
     spec.aliases.extend(model_groups(named, public_origin, fallbacks))
+    spec.aliases.extend(_group_aliases(doc, named, fallbacks, spec))
     for public in fallbacks:
         if public not in publics:
             spec.notes.append(f"fallbacks for {public!r} ignored: no model_list entry has that model_name")
     _settings(doc, named, spec, found)
     return spec
+
+
+def _group_aliases(doc: dict[str, Any], named: dict[str, list[tuple[str, str, float]]],
+                   fallbacks: dict[str, list[str]], spec: ImportSpec) -> list[AliasSpec]:
+    """router_settings.model_group_alias {name: model_name, or {model: model_name, hidden}}: a name
+    clients use for a model group, an alias with the group's targets and fallbacks."""
+    router = doc.get("router_settings")
+    groups = router.get("model_group_alias") if isinstance(router, dict) else None
+    if groups is None:
+        return []
+    if not isinstance(groups, dict):
+        raise ImportRejected("router_settings.model_group_alias must map a name to a model_name, like "
+                             "{\"gpt-4\": \"gpt-4o\"}")
+    out = []
+    for alias, target in groups.items():
+        where = f"router_settings.model_group_alias[{alias!r}]"
+        group = target.get("model") if isinstance(target, dict) else target
+        if not isinstance(group, str) or group not in named:
+            raise ImportRejected(f"{where} names {group!r}, which no model_list entry has as model_name; "
+                                 "name one of the file's model_names, or remove it")
+        if str(alias) in named:
+            raise ImportRejected(f"{where}: {alias!r} is also a model_name of model_list; LiteLLM serves the "
+                                 "model_list entry, so remove the alias or rename one")
+        if isinstance(target, dict) and target.get("hidden"):
+            spec.notes.append(f"{where}.hidden not imported: GET /v1/models lists the alias {alias!r}")
+        out.append(AliasSpec(str(alias), tuple(dict.fromkeys(named[group])), tuple(fallbacks.get(group, ())),
+                             where))
+    return out
 
 
 def _settings(doc: dict[str, Any], named: dict[str, list[tuple[str, str, float]]], spec: ImportSpec,

@@ -198,3 +198,32 @@ def test_litellm_ollama_entries_reach_ollamas_openai_api_under_the_servers_root(
     # an OpenAI-compatible api_base is still used as written (the openai SDK's base_url)
     assert {p.base_url for p in spec.providers if p.name.startswith("openai")} == {
         "https://api.openai.com/v1", "https://my-azure-endpoint/openai/v1", "http://localhost:8000/v1"}
+
+
+def test_litellm_entra_deployments_get_no_key_and_model_group_aliases_become_aliases() -> None:
+    spec = spec_of("litellm_entra_prices.yaml")
+    entra = {p.name: p for p in spec.providers}["azure"]
+    # Entra ID tokens, not a key: it was given env:AZURE_API_KEY "as LiteLLM does", a key LiteLLM never reads
+    assert dict(entra.options)["auth"] == "entra" and entra.secret.describe() == "no key"
+    assert not any("AZURE_API_KEY" in n and "model_list[0]" in n for n in spec.notes)
+    # model_group_alias: the names clients use for a model group (it was a note, and they got 404)
+    aliases = {a.name: (a.targets, a.fallbacks) for a in spec.aliases}
+    assert aliases["gpt-4"] == aliases["gpt-4-turbo"] == aliases["gpt-4o"] == (
+        (("azure", "gpt-4o-prod", 1.0),), ())
+    note_with(spec, "model_group_alias['gpt-4-turbo'].hidden not imported")
+    state = fold(ConfigState(), spec)
+    assert state.aliases["gpt-4"].targets == state.aliases["gpt-4o"].targets
+    prices = {m: (p.input_per_1m, p.output_per_1m, p.cache_read_per_1m) for m, p in state.pricing.items()}
+    assert prices["gpt-4o-prod"] == (2.5, 10.0, 1.25)  # o3-mini's equals the shipped price: nothing to set
+
+
+@pytest.mark.parametrize(("groups", "message"), [
+    ({"gpt-4": "gpt-5"}, r"model_group_alias\['gpt-4'\] names 'gpt-5', which no model_list entry has"),
+    ({"o3-mini": "gpt-4o"}, r"'o3-mini' is also a model_name of model_list"),
+    (["gpt-4"], r"model_group_alias must map a name to a model_name"),
+])
+def test_a_model_group_alias_naming_no_group_is_refused(groups: object, message: str) -> None:
+    doc = load_document(MIGRATE / "litellm_entra_prices.yaml")
+    doc["router_settings"]["model_group_alias"] = groups
+    with pytest.raises(ImportRejected, match=message):
+        parse(doc, "litellm")
