@@ -26,6 +26,7 @@ from shieldes.importers.spec import (
     OPENAI_COMPATIBLE,
     ImportRejected,
     ImportSpec,
+    McpServerSpec,
     ProviderSpec,
     SecretSpec,
     check_weight,
@@ -111,9 +112,43 @@ _SECTIONS = {
 }
 
 
+def _mcp(doc: dict[str, Any], spec: ImportSpec) -> None:
+    """`mcp.client_configs`: each Streamable HTTP server (connection_type http) becomes a shieldes MCP
+    server (`shieldes mcp add`); header values `env.VAR` stay references. Others are named in notes."""
+    mcp = doc.get("mcp")
+    configs = mcp.get("client_configs") if isinstance(mcp, dict) else None
+    if mcp and not isinstance(configs, list):
+        spec.notes.append(f"'mcp' section not imported: {_SECTIONS['mcp']}")
+        return
+    for i, client in enumerate(configs or []):
+        where = f"mcp.client_configs[{i}]"
+        if not isinstance(client, dict) or not isinstance(client.get("name"), str):
+            raise ImportRejected(f"{where} must be an object with a name, connection_type and connection_string")
+        name, kind, url = client["name"], client.get("connection_type"), client.get("connection_string")
+        if kind != "http" or not isinstance(url, str) or not url:
+            spec.notes.append(f"{where} ({name!r}, connection_type {kind}) not imported: shieldes relays MCP "
+                              "servers over Streamable HTTP; run it behind an HTTP MCP endpoint and `shieldes mcp add "
+                              f"{safe_name(name)} URL`")
+            continue
+        headers = client.get("headers") or {}
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ImportRejected(f"{where}.headers must map header names to values (\"env.VAR\" or the value)")
+        secrets = tuple((h, _secret(v, f"{where}.headers.{h}")) for h, v in headers.items())
+        spec.mcp_servers.append(McpServerSpec(safe_name(name), url.strip(), secrets, where))
+        tools = client.get("tools_to_execute")
+        if isinstance(tools, list) and tools != ["*"]:
+            spec.notes.append(f"{where}.tools_to_execute not imported: shieldes limits tools per key; give keys "
+                              f"`--mcp {safe_name(name)}/TOOL,...` (`shieldes key update`)")
+        other = sorted(set(client) - {"name", "connection_type", "connection_string", "headers", "tools_to_execute",
+                                      "id", "client_id"})
+        if other:
+            spec.notes.append(f"{where} {', '.join(other)} not imported: {NO_SETTING}")
+
+
 def _section_notes(doc: dict[str, Any], spec: ImportSpec) -> None:
+    _mcp(doc, spec)
     for section, instead in _SECTIONS.items():
-        if doc.get(section):
+        if doc.get(section) and section != "mcp":
             spec.notes.append(f"{section!r} section not imported: {instead}")
     other = sorted(k for k in doc if k not in _SECTIONS and k not in ("providers", "$schema") and doc[k])
     if other:

@@ -39,11 +39,16 @@ def plan_mcp_servers(plan: Plan, state: ConfigState, spec: ImportSpec, encryptio
         if not diffs:
             plan.changes.append(Change("mcp_server", given.name, "unchanged", _describe(old.url, old.headers)))
             continue
+        if not spec.updates_providers:  # another gateway's file never repoints what is here (as providers)
+            raise ImportRejected(
+                f"MCP server {given.name!r} already exists here ({_describe(old.url, old.headers)}) but {given.origin} "
+                f"has {_describe(url, headers)}; importing would repoint it. Remove it first (`shieldes mcp remove "
+                f"{given.name}`) or rename the entry in the file, and import again")
         plan.commands.append(UpdateMcpServer(given.name, url if old.url != url else None,
                                              headers if dict(old.headers) != headers else None))
         plan.changes.append(Change("mcp_server", given.name, "update", "; ".join(diffs)))
     named = {m.name for m in spec.mcp_servers}
-    for name in sorted(set(state.mcp_servers) - named):
+    for name in sorted(set(state.mcp_servers) - named) if spec.updates_providers else ():
         plan.notes.append(f"MCP server {name!r} is here and not in the file: kept (an import removes nothing); "
                           f"run `shieldes mcp remove {name}` if it should go")
 

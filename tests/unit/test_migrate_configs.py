@@ -169,7 +169,7 @@ def test_bifrost_network_proxy_and_other_sections_are_named_with_what_to_set_ins
     assert "HTTPS_PROXY" in note_with(spec, "providers.mistral.proxy_config not imported")
     note_with(spec, "providers.my-vllm.custom_provider_config allowed_requests not imported")
     spec = spec_of("bifrost_e2e.json")
-    assert "shieldes mcp add" in note_with(spec, "'mcp' section not imported")
+    assert "shieldes mcp add" in note_with(spec, "mcp.client_configs[0] ('sse_mcp', connection_type sse) not imported")
     note_with(spec, "'client', 'config_store' not imported")
     spec = spec_of("bifrost_virtualkeys.json")
     assert "shieldes key create" in note_with(spec, "'governance' section not imported")
@@ -227,3 +227,20 @@ def test_a_model_group_alias_naming_no_group_is_refused(groups: object, message:
     doc["router_settings"]["model_group_alias"] = groups
     with pytest.raises(ImportRejected, match=message):
         parse(doc, "litellm")
+
+
+def test_bifrost_http_mcp_servers_are_registered_and_the_others_named() -> None:
+    spec = spec_of("bifrost_mcp_governance.json")
+    [github] = spec.mcp_servers  # it was a note saying to create virtual keys
+    assert (github.name, github.url, dict(github.headers)["Authorization"].env_var) == (
+        "github", "https://api.githubcopilot.com/mcp/", "GITHUB_MCP_TOKEN")
+    assert "connection_type stdio" in note_with(spec, "mcp.client_configs[1] ('filesystem'")
+    state = fold(ConfigState(), spec)
+    assert (state.mcp_servers["github"].url, dict(state.mcp_servers["github"].headers)) == (
+        "https://api.githubcopilot.com/mcp", {"Authorization": "env:GITHUB_MCP_TOKEN"})
+    assert plan_import(state, spec, None).commands == []  # again: unchanged
+    # another gateway's file never repoints a server registered here
+    doc = load_document(MIGRATE / "bifrost_mcp_governance.json")
+    doc["mcp"]["client_configs"][0]["connection_string"] = "https://mcp.example.com/mcp"
+    with pytest.raises(ImportRejected, match=r"MCP server 'github' already exists here .* would repoint it"):
+        plan_import(state, parse(doc, "bifrost")[1], None)
