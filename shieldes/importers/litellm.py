@@ -158,6 +158,26 @@ def limits(entry: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _overlaps(groups: dict[Group, list[str]], names: dict[Group, str], pinnings: list[tuple[Group, str, str]],
+              spec: ImportSpec) -> None:
+    """A route clients reach as PREFIX/NAME gives its provider a pattern, which serves bare names too:
+    where the file also routes bare names by a pattern (`*` to openai/*), those names would be shared
+    with the pinned providers, which LiteLLM never sends them to. Said, with what to do instead."""
+    pinned = {(names[g], p) for g, p, _ in pinnings}
+    bare = [(names[g], m) for g, models in groups.items() for m in models
+            if m.endswith("*") and (names[g], m) not in pinned]
+    for name, pattern in bare:
+        shared = sorted({n for n, p in pinned if n != name and (p.startswith(pattern[:-1]) or
+                                                                 pattern.startswith(p[:-1]))})
+        if shared:
+            spec.notes.append(
+                f"bare names matching {pattern!r} (provider {name!r}) are shared with {', '.join(shared)}, whose "
+                "PREFIX/* routes serve them through the same pattern; LiteLLM sends them to "
+                f"{name!r} only. Narrow those providers to their own model families (`shieldes provider update "
+                f"{shared[0]} --models 'FAMILY-*'`, e.g. claude-* for Anthropic) or list the names; "
+                "docs/routing.md#model-patterns")
+
+
 def _text(params: dict[str, Any], key: str, where: str, *spellings: str) -> str | None:
     """A setting shieldes stores as written, under its name or the other `spellings` LiteLLM reads
     (vertex_ai_project for vertex_project): a reference to LiteLLM's environment cannot be stored."""
@@ -300,6 +320,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
                                            options))
     for group, pattern, where in pinnings:
         _check_pinning(group, names[group], pattern, where, spec)
+    _overlaps(groups, names, pinnings, spec)
     fallbacks = _fallbacks(doc)
     named = {public: [(names[g], upstream, w) for g, upstream, w in entries] for public, entries in publics.items()}
     spec.aliases.extend(model_groups(named, public_origin, fallbacks))

@@ -244,3 +244,14 @@ def test_bifrost_http_mcp_servers_are_registered_and_the_others_named() -> None:
     doc["mcp"]["client_configs"][0]["connection_string"] = "https://mcp.example.com/mcp"
     with pytest.raises(ImportRejected, match=r"MCP server 'github' already exists here .* would repoint it"):
         plan_import(state, parse(doc, "bifrost")[1], None)
+
+
+def test_bare_names_shared_by_pinned_wildcard_routes_are_said() -> None:
+    # LiteLLM: anthropic/* and groq/* serve only names asked with their prefix, * goes to openai; the
+    # shieldes patterns all serve bare names, so openai's share them: said, with what to do instead
+    spec = spec_of("litellm_wildcards.yaml")
+    note = note_with(spec, "bare names matching '*' (provider 'openai') are shared with anthropic, groq")
+    assert "shieldes provider update anthropic --models 'FAMILY-*'" in note
+    doc = load_document(MIGRATE / "litellm_wildcards.yaml")
+    del doc["model_list"][2]  # no bare route: nothing is shared
+    assert not any("are shared with" in n for n in parse(doc, "litellm")[1].notes)
