@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shieldes.importers.bifrost_governance import parse_governance
 from shieldes.importers.settings_notes import NO_SETTING, Found, node_notes, settings_notes
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
@@ -147,8 +148,14 @@ def _mcp(doc: dict[str, Any], spec: ImportSpec) -> None:
 
 def _section_notes(doc: dict[str, Any], spec: ImportSpec) -> None:
     _mcp(doc, spec)
+    gov = doc.get("governance")
+    if isinstance(gov, dict):
+        parse_governance(gov, spec)
+        other = sorted(set(gov) - {"budgets", "rate_limits", "teams", "customers", "virtual_keys"})
+        if other:
+            spec.notes.append(f"governance {', '.join(other)} not imported: {NO_SETTING}")
     for section, instead in _SECTIONS.items():
-        if doc.get(section) and section != "mcp":
+        if doc.get(section) and section not in ("mcp", "governance"):
             spec.notes.append(f"{section!r} section not imported: {instead}")
     other = sorted(k for k in doc if k not in _SECTIONS and k not in ("providers", "$schema") and doc[k])
     if other:

@@ -3,6 +3,9 @@ each maps, and what it names in a note instead of dropping."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +175,6 @@ def test_bifrost_network_proxy_and_other_sections_are_named_with_what_to_set_ins
     assert "shieldes mcp add" in note_with(spec, "mcp.client_configs[0] ('sse_mcp', connection_type sse) not imported")
     note_with(spec, "'client', 'config_store' not imported")
     spec = spec_of("bifrost_virtualkeys.json")
-    assert "shieldes key create" in note_with(spec, "'governance' section not imported")
     assert "no plugins" in note_with(spec, "'plugins' section not imported")
     doc = {"providers": {"vertex": {"keys": [{"name": "v", "models": ["*"], "blacklisted_models": ["claude-opus-4"],
                                               "vertex_key_config": {"project_id": "p", "region": "global"}}]}}}
@@ -255,3 +257,58 @@ def test_bare_names_shared_by_pinned_wildcard_routes_are_said() -> None:
     doc = load_document(MIGRATE / "litellm_wildcards.yaml")
     del doc["model_list"][2]  # no bare route: nothing is shared
     assert not any("are shared with" in n for n in parse(doc, "litellm")[1].notes)
+
+
+def test_bifrost_governance_teams_are_created_and_virtual_keys_listed_with_their_create_commands() -> None:
+    spec = spec_of("bifrost_mcp_governance.json")
+    plan = plan_import(ConfigState(), spec, None)
+    rows = {(c.kind, c.name): (c.action, c.detail) for c in plan.changes if c.kind in ("team", "key")}
+    # the whole section was a note: the team (and its budget) is made, the key's command is printed
+    assert rows == {("team", "engineering"): ("add", "budget $500/1mo"),
+                    ("key", "eng-app"): ("missing", "create it: shieldes key create --name eng-app --models "
+                                                    "gpt-4o-mini --rpm 600 --team engineering")}
+    note_with(spec, "governance.virtual_keys are listed with the `shieldes key create` command")
+    state = fold(ConfigState(), spec)
+    assert [(t.name, t.budget) for t in state.teams.values()] == [
+        ("engineering", state.teams[state.team_ids_by_name["engineering"]].budget)]
+    budget = state.teams[state.team_ids_by_name["engineering"]].budget
+    assert budget is not None and (budget.amount_usd, budget.period) == (500.0, "1mo")
+    # a key that reached only some providers' every model is said to widen, with what to write
+    spec = spec_of("bifrost_virtualkeys.json")
+    assert "--models" in note_with(spec, "governance.virtual_keys[0]: the key may use every model of azure")
+    doc = load_document(MIGRATE / "bifrost_mcp_governance.json")
+    doc["governance"]["budgets"][0]["reset_duration"] = "1h"
+    doc["governance"]["rate_limits"][0]["request_reset_duration"] = "1h"
+    spec = parse(doc, "bifrost")[1]
+    assert spec.teams[0].budget is None and spec.keys[0].rpm is None
+    note_with(spec, "budget 'budget-eng' ($500 per 1h) not imported")
+    note_with(spec, "rate limit 'rl-eng' request_max_limit 600 per 1h not imported")
+    doc["governance"]["virtual_keys"][0]["team_id"] = "team-x"
+    with pytest.raises(ImportRejected, match=r"governance\.virtual_keys\[0\]\.team_id 'team-x' names no team"):
+        parse(doc, "bifrost")
+
+
+def _paths(node: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if at:
+        yield at
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield from _paths(value, (*at, key))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MIGRATE.iterdir() if p.suffix in (".yaml", ".json")))
+def test_any_value_of_a_collected_config_gone_wrong_is_refused_in_a_sentence_never_a_traceback(name: str) -> None:
+    """Every value of the file replaced, in turn, by one of the wrong type: the import either takes
+    it or refuses it with an ImportRejected (one line naming the entry), never another exception."""
+    from shieldes.errors import ShieldesError
+
+    doc = load_document(MIGRATE / name)
+    for at in list(_paths(doc)):
+        for wrong in (None, 7, True, 1.5, "x", [], {}, [1], {"a": 1}):
+            changed = copy.deepcopy(doc)
+            node = changed
+            for key in at[:-1]:
+                node = node[key]
+            node[at[-1]] = wrong
+            with contextlib.suppress(ShieldesError):  # no key: a plaintext one is refused (encrypting is slow)
+                plan_import(ConfigState(), parse(changed, "auto")[1], None)
