@@ -156,7 +156,10 @@ class FakeBedrock:
     region: str = "us-east-1"
     api_key: str = "bedrock-api-key"
     reply_words: int = 5
-    max_prompt: int = 1000
+    max_prompt: int = 1000  # a longer prompt is a 400
+    # set: Claude's context window; an answer that would pass it stops at its end with stopReason
+    # model_context_window_exceeded (Claude 4.5 and later)
+    context_window: int | None = None
     tool_text: str | None = None  # set: a call's arguments fit the tool's schema, strings holding it
     tool_script: wire.ToolScript | None = None  # set: tool calls follow it, answers quote the last result
     requests: list[Seen] = field(default_factory=list)
@@ -341,6 +344,9 @@ class FakeBedrock:
         stop = "end_turn"
         if isinstance(max_out, int) and max_out < len(words):
             words, stop = words[:max_out], "max_tokens"
+        window = self.context_window
+        if window is not None and "anthropic." in model and prompt + len(words) > window:
+            words, stop = words[:max(window - prompt, 0)], "model_context_window_exceeded"
         extra: dict[str, Any] = {}
         matched = next((i for i, w in enumerate(words)
                         if w in ((body.get("inferenceConfig") or {}).get("stopSequences") or [])), None)

@@ -144,7 +144,12 @@ class FakeUpstream:
         tool_text: str = "test",
         tool_script: wire.ToolScript | None = None,
         record: bool = True,
+        context_window: int | None = None,
     ) -> None:
+        # Claude's context window (Messages API): a prompt past it is a 400; a prompt that fits but
+        # leaves less room than max_tokens asks gets an answer cut at the window's end with
+        # stop_reason model_context_window_exceeded, as Claude 4.5 and later answer
+        self.context_window = context_window
         self.tool_script = tool_script  # set: tool calls follow the script instead of the first offered tool
         self.tool_text = tool_text  # what the string arguments of the model's tool calls hold
         # tool call arguments as a JSON object instead of its text, as Ollama and some vLLM builds send them
@@ -622,11 +627,19 @@ class FakeUpstream:
             self.tool_text,
         )
         reply = self._reply(body["max_tokens"], body.get("stop_sequences"), results)
+        input_tokens = count_words(body.get("system")) + count_words(messages)
+        if self.context_window is not None:
+            if input_tokens > self.context_window:
+                return wire.error(400, f"prompt is too long: {input_tokens} tokens > {self.context_window} maximum",
+                                  True)
+            room = self.context_window - input_tokens
+            if room < reply.tokens:
+                cut = reply.text.split()[:room]
+                reply = _Reply(" ".join(cut), len(cut), "model_context_window_exceeded")
         fmt = (body.get("output_config") or {}).get("format") or {}
         if fmt.get("type") == "json_schema" and not tool:  # structured output: JSON fitting the schema
             text = json.dumps(wire.sample(fmt.get("schema") or {}))
             reply = _Reply(text, len(text.split()), "stop")
-        input_tokens = count_words(body.get("system")) + count_words(messages)
         cache_read, cache_write = wire.prompt_cache(body, self.prompt_cache)
         output_tokens = self.completion_tokens if tool else reply.tokens
         if tool:
@@ -635,7 +648,8 @@ class FakeUpstream:
                 {"type": "tool_use", "id": self._id("toolu_01", 22), "name": tool[0], "input": tool[1]}
             ]
         else:
-            stop_reason = {"length": "max_tokens"}.get(
+            window = "model_context_window_exceeded"
+            stop_reason = {"length": "max_tokens", window: window}.get(
                 reply.finish, "stop_sequence" if reply.stop_sequence else "end_turn"
             )
             content = [{"type": "text", "text": reply.text}]

@@ -67,6 +67,9 @@ _FINISH: dict[str, str] = {
     "stop_sequence": "stop",
     "pause_turn": "stop",
     "max_tokens": "length",
+    # Claude 4.5 and later cut an answer at the end of the context window instead of refusing a
+    # max_tokens that does not fit: a cut answer, as max_tokens is
+    "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }

@@ -30,7 +30,9 @@ from shieldes.providers.tiers import from_bedrock, stamped
 from shieldes.providers.tool_ids import BEDROCK, fit_chat_ids
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-           "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
+           "guardrail_intervened": "content_filter", "content_filtered": "content_filter",
+           # an answer cut at the end of the context window (Claude 4.5 and later): cut, as by maxTokens
+           "model_context_window_exceeded": "length"}
 _IMAGE_FORMATS = ("png", "jpeg", "gif", "webp")
 # Converse stream exception events (`:exception-type`) -> (HTTP status they stand for, code).
 _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {

@@ -267,6 +267,7 @@ def test_invalid_chat_requests_say_what_to_fix(body: dict[str, Any], fragment: s
     [
         ("end_turn", "stop"),
         ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
         ("tool_use", "tool_calls"),
         ("stop_sequence", "stop"),
         ("refusal", "content_filter"),
