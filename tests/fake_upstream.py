@@ -65,6 +65,7 @@ class Fault:
     message: str | None = None
     retry_after: float | None = None
     code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
+    filtered: str | None = None  # Azure paths: a 400 of Azure's content filter, refused for this category
     rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
     hold_after: int | None = None  # after this many stream frames, wait until `release` is set
@@ -297,6 +298,8 @@ class FakeUpstream:
                     code=fault.code,
                 ),
             )
+        if fault and fault.filtered is not None and fault.strikes():
+            return body, fault, wire.azure_filter_error(fault.filtered)
         if fault and fault.page is not None:
             return body, fault, web.Response(text=fault.page, content_type="text/html")
         if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:

@@ -97,6 +97,27 @@ def openai_usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any
     }
 
 
+# Azure OpenAI's content filter categories: each one's verdict on a prompt, in the `innererror`
+# of the 400 it answers (the message names none of them)
+_AZURE_FILTERS = ("hate", "self_harm", "sexual", "violence")
+
+
+def azure_filter_error(category: str, severity: str = "medium") -> web.Response:
+    """Azure OpenAI's 400 for a prompt its content filter refused: the category that refused it is
+    only in `innererror.content_filter_result` (jailbreak is a detection, not a severity)."""
+    verdicts: dict[str, Any] = {c: {"filtered": False, "severity": "safe"} for c in _AZURE_FILTERS}
+    verdicts["jailbreak"] = {"filtered": False, "detected": False}
+    verdicts[category] = {"filtered": True, "detected": True} if category == "jailbreak" else {
+        "filtered": True, "severity": severity}
+    body = {"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+                   "policy. Please modify your prompt and retry. To learn more about our content filtering "
+                   "policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": verdicts}}}
+    return web.json_response(body, status=400)
+
+
 def error(
     status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None
 ) -> web.Response:

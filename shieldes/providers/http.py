@@ -140,6 +140,25 @@ def classify(status: int, body: Body | None, message: str) -> str | None:
     return None
 
 
+def filter_verdicts(body: Body | None) -> str | None:
+    """The categories Azure OpenAI's content filter refused a prompt for ("hate (severity high),
+    jailbreak (detected)"), which its 400 names only in `innererror.content_filter_result`."""
+    err = body.get("error") if isinstance(body, dict) else None
+    inner = err.get("innererror") if isinstance(err, dict) else None
+    verdicts = inner.get("content_filter_result") or inner.get("content_filter_results") \
+        if isinstance(inner, dict) else None
+    if not isinstance(verdicts, dict):
+        return None
+    named = []
+    for category, verdict in verdicts.items():
+        if not isinstance(verdict, dict) or verdict.get("filtered") is not True:
+            continue
+        lists = [str(d.get("id")) for d in verdict.get("details") or [] if isinstance(d, dict) and d.get("filtered")]
+        detail = f"severity {verdict['severity']}" if verdict.get("severity") else ", ".join(lists) or "detected"
+        named.append(f"{category} ({detail})")
+    return ", ".join(named) or None
+
+
 def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
     """An upstream answered with an error status."""
     body: Body | None = None
@@ -151,13 +170,15 @@ def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, 
     message = error_message(body) or raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
     if not message:
         message = f"upstream deployment {target.deployment!r} answered HTTP {status} with no message"
+    code = classify(status, body, message)
+    verdicts = filter_verdicts(body) if code == CONTENT_FILTER else None
     return UpstreamFailure(
-        message,
+        f"{message} (filtered: {verdicts})" if verdicts else message,
         status=status,
         retryable=retryable_status(status),
         body=body,
         retry_after=parse_retry_after(headers) if status in (429, 503, 529) else None,
-        code=classify(status, body, message),
+        code=code,
     )
 
 

@@ -56,12 +56,17 @@ async def test_azure_deployments_chat_stream_tools_embeddings_errors(database_ur
         assert sent.query == {"api-version": "2025-01-01-preview"}
         assert sent.headers["authorization"] == "Bearer " + UPSTREAM_KEY and "api-key" not in sent.headers
 
-        up.inject("/openai/deployments/prod-gpt4o/chat/completions", status=400, code="content_filter",
-                  message="The response was filtered due to the prompt triggering Azure OpenAI's content "
-                          "management policy (hate: medium).")
+        # Azure names the category that refused the prompt only in innererror.content_filter_result
+        up.inject("/openai/deployments/prod-gpt4o/chat/completions", filtered="hate")
         with pytest.raises(openai.BadRequestError) as filtered:
             await client.chat.completions.create(model="prod-gpt4o", messages=HELLO)
-        assert filtered.value.code == "content_filter" and "hate: medium" in filtered.value.message
+        assert filtered.value.code == "content_filter"
+        assert "content management policy" in filtered.value.message
+        assert "filtered: hate (severity medium)" in filtered.value.message
+        up.inject("/openai/deployments/prod-gpt4o/chat/completions", filtered="jailbreak")
+        with pytest.raises(openai.BadRequestError) as filtered:
+            await client.chat.completions.create(model="prod-gpt4o", messages=HELLO, stream=True)
+        assert filtered.value.code == "content_filter" and "filtered: jailbreak (detected)" in filtered.value.message
         up.inject("/openai/deployments/prod-gpt4o/chat/completions", status=400, code="context_length_exceeded",
                   message="This model's maximum context length is 128000 tokens.")
         with pytest.raises(openai.BadRequestError) as too_long:

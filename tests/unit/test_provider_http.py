@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shieldes.providers.base import Target
-from shieldes.providers.http import error_message, http_failure, is_azure, join_endpoint, parse_usage
+from shieldes.providers.http import error_message, filter_verdicts, http_failure, is_azure, join_endpoint, parse_usage
 from shieldes.providers.sse import SSEDecoder, encode_event
 
 TARGET = Target("dep", "http://upstream", "m", None)
@@ -132,6 +133,22 @@ def test_http_failure_retryable(status: int, retryable: bool) -> None:
 def test_http_failure_with_text_or_empty_body() -> None:
     assert http_failure(TARGET, 502, b"<html>Bad Gateway</html>", {}).message == "<html>Bad Gateway</html>"
     assert "HTTP 503" in http_failure(TARGET, 503, b"", {}).message
+
+
+def test_azure_content_filter_refusal_names_the_categories_from_innererror() -> None:
+    verdicts = {"hate": {"filtered": True, "severity": "high"}, "sexual": {"filtered": False, "severity": "safe"},
+                "jailbreak": {"filtered": True, "detected": True},
+                "custom_blocklists": {"filtered": True, "details": [{"filtered": True, "id": "Competitors"},
+                                                                     {"filtered": False, "id": "Other"}]}}
+    body = {"error": {"message": "The response was filtered", "type": None, "param": "prompt",
+                      "code": "content_filter", "status": 400,
+                      "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": verdicts}}}
+    failure = http_failure(TARGET, 400, orjson.dumps(body), {})
+    assert failure.code == "content_filter" and not failure.retryable
+    assert failure.message == ("The response was filtered (filtered: hate (severity high), jailbreak (detected), "
+                               "custom_blocklists (Competitors))")
+    assert filter_verdicts({"error": {"message": "x", "code": "content_filter"}}) is None
+    assert http_failure(TARGET, 400, b'{"error":{"message":"x","code":"content_filter"}}', {}).message == "x"
 
 
 def test_parse_usage() -> None:
