@@ -72,9 +72,11 @@ def event(kind: str, body: dict[str, Any]) -> bytes:
                  json.dumps(body).encode())
 
 
-def exception(kind: str, message: str) -> bytes:
+def exception(kind: str, message: str, **fields: Any) -> bytes:
+    """An exception frame; `fields` are the exception's other members (modelStreamErrorException:
+    originalStatusCode, originalMessage)."""
     return frame({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
-                 json.dumps({"message": message}).encode())
+                 json.dumps({"message": message, **fields}).encode())
 
 
 _words = wire.word_counter("text", "content", "messages", "system")
@@ -165,6 +167,9 @@ class FakeBedrock:
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
+    # after this many text deltas, the next stream ends with a modelStreamErrorException frame (no
+    # messageStop, no metadata: as ConverseStream reports a model failing midway)
+    exception_after: int | None = None
     cached_prefixes: set[str] = field(default_factory=set)  # prompt prefixes written to the cache
     signatures: set[str] = field(default_factory=set)  # signatures given to Claude's reasoning blocks
     # the tier answers say served them (`serviceTier`, in Converse's answer and the stream's metadata
@@ -415,6 +420,12 @@ class FakeBedrock:
                    event("messageStop", {"stopReason": stop, **{k: v for k, v in extra.items() if k != "serviceTier"}}),
                    event("metadata", {"usage": usage, "metrics": {"latencyMs": 12},
                                       **{k: v for k, v in extra.items() if k == "serviceTier"}})]
+        if self.exception_after is not None:
+            deltas = [i for i, f in enumerate(frames) if b"contentBlockDelta" in f]
+            frames = frames[:deltas[self.exception_after] if self.exception_after < len(deltas) else len(frames)]
+            frames.append(exception("modelStreamErrorException", "Received error from the model: overloaded",
+                                    originalStatusCode=529, originalMessage="Overloaded"))
+            self.exception_after = None
         blob = b"".join(frames)
         for i in range(0, len(blob), 37):  # frames split across reads, as the network does
             await resp.write(blob[i:i + 37])

@@ -455,3 +455,34 @@ async def test_bedrock_counts_a_messages_requests_tokens_itself(node: tuple[Harn
     llama = await claude.messages.with_raw_response.count_tokens(model="meta.llama3-1-70b-instruct-v1:0",
                                                                  messages=messages)
     assert llama.headers["x-shieldes-token-count"] == "estimate" and (await llama.parse()).input_tokens > 0
+
+
+async def test_bedrock_exception_midway_reaches_each_api_in_its_shape_and_bills_what_streamed(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """ConverseStream reports a model failing after some text as a modelStreamErrorException frame
+    (no messageStop, no metadata): the chat client reads the text, then an error; the Messages
+    client an `error` event; the tokens already streamed are billed."""
+    h, fake = node
+    client = await client_for(h)
+    fake.reply_words, fake.exception_after = 8, 3
+    text = []
+    with pytest.raises(openai.APIError) as broken:
+        stream = await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hi"}],
+                                                      stream=True, stream_options={"include_usage": True})
+        async for chunk in stream:
+            text += [chunk.choices[0].delta.content or ""] if chunk.choices else []
+    assert "".join(text) == "Hello from the" and "modelStreamErrorException" in broken.value.message
+    secret = await h.create_key("messages")
+    await h.sync()
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    fake.exception_after = 3
+    seen = []
+    with pytest.raises(anthropic.APIStatusError) as error_event:
+        async with claude.messages.stream(model=CLAUDE, max_tokens=100,
+                                          messages=[{"role": "user", "content": "hi"}]) as events:
+            async for e in events:
+                seen.append(e.type)
+    assert seen.count("text") == 3 and "modelStreamErrorException" in error_event.value.message
+    await h.flush()
+    totals = h.usage_totals()
+    assert totals["app"][2] >= 3 and totals["messages"][2] >= 3 and totals["app"][3] > 0
