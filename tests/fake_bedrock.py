@@ -109,7 +109,13 @@ def _fragments(args: str) -> list[str]:
 
 
 def _request_problem(body: dict[str, Any]) -> str | None:
-    """Converse's validation of serviceTier and requestMetadata."""
+    """Converse's validation of serviceTier, requestMetadata and cachePoint blocks."""
+    points = [b["cachePoint"] for b in list(body.get("system") or []) + [
+        b for m in body.get("messages") or [] for b in m.get("content") or []] if "cachePoint" in b]
+    if any(p.get("type") != "default" or p.get("ttl", "5m") not in ("5m", "1h") or set(p) - {"type", "ttl"}
+           for p in points):
+        return ("1 validation error detected: Value at 'cachePoint' failed to satisfy constraint: type must be "
+                "default, ttl one of [5m, 1h]")
     tier = body.get("serviceTier")
     if tier is not None and (not isinstance(tier, dict) or tier.get("type") not in ("priority", "default", "flex",
                                                                                      "reserved")):
@@ -191,20 +197,21 @@ class FakeBedrock:
     def last(self) -> Seen:
         return self.requests[-1]
 
-    def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int]:
-        """(cache read, cache write) input tokens as Bedrock prompt caching counts them: the system
-        and message blocks before the last `cachePoint` are read when an earlier request wrote
-        the same prefix, else written."""
+    def _prompt_cache(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(cache read, cache write, of those writes the ones kept an hour) input tokens as Bedrock
+        prompt caching counts them: the system and message blocks before the last `cachePoint`
+        are read when an earlier request wrote the same prefix, else written, for an hour when
+        that cachePoint says `ttl: 1h`."""
         blocks = list(body.get("system") or []) + [b for m in body.get("messages") or [] for b in m["content"]]
         points = [i for i, b in enumerate(blocks) if "cachePoint" in b]
         if not points:
-            return 0, 0
+            return 0, 0, 0
         prefix = blocks[: points[-1]]
         key = json.dumps(prefix, sort_keys=True)
         if key in self.cached_prefixes:
-            return _words(prefix), 0
+            return _words(prefix), 0, 0
         self.cached_prefixes.add(key)
-        return 0, _words(prefix)
+        return 0, _words(prefix), _words(prefix) if blocks[points[-1]]["cachePoint"].get("ttl") == "1h" else 0
 
     def check_signature(self, request: web.Request, raw: bytes) -> str | None:
         """None if the Authorization header is botocore's SigV4 signature of this very request."""
@@ -373,10 +380,14 @@ class FakeBedrock:
             served = (body.get("serviceTier") or {}).get("type", "default") if self.served_tier == "asked" \
                 else self.served_tier
             extra["serviceTier"] = {"type": served}
-        read, written = self._prompt_cache(body)
-        usage = {"inputTokens": prompt - read - written, "cacheReadInputTokens": read, "cacheWriteInputTokens": written,
-                 "outputTokens": self.reply_words if call else len(words),
-                 "totalTokens": prompt + (self.reply_words if call else len(words))}
+        read, written, hour = self._prompt_cache(body)
+        usage: dict[str, Any] = {
+            "inputTokens": prompt - read - written, "cacheReadInputTokens": read, "cacheWriteInputTokens": written,
+            "outputTokens": self.reply_words if call else len(words),
+            "totalTokens": prompt + (self.reply_words if call else len(words))}
+        if written:  # the writes by TTL, 1h before 5m
+            usage["cacheDetails"] = [{"ttl": ttl, "inputTokens": n} for ttl, n in (("1h", hour), ("5m", written - hour))
+                                     if n]
         reasoning: dict[str, Any] | None = None
         if thinks:  # Claude's extended thinking comes first, signed
             reasoning = {"text": "Let me think.", "signature": f"sig{len(self.requests)}"}

@@ -643,7 +643,7 @@ class FakeUpstream:
         if fmt.get("type") == "json_schema" and not tool:  # structured output: JSON fitting the schema
             text = json.dumps(wire.sample(fmt.get("schema") or {}))
             reply = _Reply(text, len(text.split()), "stop")
-        cache_read, cache_write = wire.prompt_cache(body, self.prompt_cache)
+        cache_read, cache_write, cache_write_1h = wire.prompt_cache(body, self.prompt_cache)
         output_tokens = self.completion_tokens if tool else reply.tokens
         if tool:
             stop_reason = "tool_use"
@@ -672,6 +672,9 @@ class FakeUpstream:
                 "input_tokens": input_tokens - cache_read - cache_write,
                 "cache_creation_input_tokens": cache_write,
                 "cache_read_input_tokens": cache_read,
+                # the writes by how long they are kept, as the API reports them
+                "cache_creation": {"ephemeral_5m_input_tokens": cache_write - cache_write_1h,
+                                   "ephemeral_1h_input_tokens": cache_write_1h},
                 "output_tokens": output_tokens,
                 "service_tier": "priority" if self.anthropic_priority and body.get("service_tier", "auto") == "auto"
                 else "standard",

@@ -349,10 +349,11 @@ def implicit_cache(prefix: Any, tokens: int, seen: set[str]) -> int:
     return 0
 
 
-def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int]:
-    """(cache read, cache write) input tokens as Anthropic prompt caching counts them: the prefix
-    of system and message blocks up to the last `cache_control` mark is read from the cache when
-    an earlier request wrote the same prefix, else written to it."""
+def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int, int]:
+    """(cache read, cache write, of those writes the ones kept an hour) input tokens as Anthropic
+    prompt caching counts them: the prefix of system and message blocks up to the last
+    `cache_control` mark is read from the cache when an earlier request wrote the same prefix, else
+    written to it, for an hour when that mark says `ttl: 1h`."""
     blocks: list[Any] = []
     system = body.get("system")
     if isinstance(system, list):
@@ -362,14 +363,14 @@ def prompt_cache(body: dict[str, Any], cache: set[str]) -> tuple[int, int]:
         blocks += content if isinstance(content, list) else [content]
     marks = [i for i, b in enumerate(blocks) if isinstance(b, dict) and b.get("cache_control")]
     if not marks:
-        return 0, 0
+        return 0, 0, 0
     prefix = blocks[: marks[-1] + 1]
     key = json.dumps(prefix, sort_keys=True)
     words = sum(len(str(b.get("text", "")).split()) for b in prefix if isinstance(b, dict))
     if key in cache:
-        return words, 0
+        return words, 0, 0
     cache.add(key)
-    return 0, words
+    return 0, words, words if blocks[marks[-1]]["cache_control"].get("ttl") == "1h" else 0
 
 
 def _block_frames(index: int, block: dict[str, Any]) -> list[bytes]:

@@ -250,8 +250,10 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
         return TokenUsage(0, 0)
     read = _count(usage.get("cache_read_input_tokens"))
     write = _count(usage.get("cache_creation_input_tokens"))
+    ttls = usage.get("cache_creation")  # the writes by how long they are kept (5m, 1h)
+    hour = _count(ttls.get("ephemeral_1h_input_tokens")) if isinstance(ttls, dict) else 0
     return TokenUsage(_count(usage.get("input_tokens")) + read + write, _count(usage.get("output_tokens")),
-                      cache_read_tokens=read, cache_write_tokens=write)
+                      cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=min(hour, write))
 
 
 def _count(value: Any) -> int:
@@ -439,7 +441,7 @@ class StreamTranslator:
             usage = data.get("usage") or {}
             if usage.get("output_tokens") is not None:
                 self._output_tokens = int(usage["output_tokens"])  # cumulative, not a delta
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation"):
                 if usage.get(key) is not None:
                     self._input = {**self._input, key: usage[key]}
             reason = (data.get("delta") or {}).get("stop_reason")

@@ -26,6 +26,8 @@ class TokenUsage:
     completion_tokens: int
     cache_read_tokens: int = 0  # of the prompt tokens, read from the upstream's prompt cache
     cache_write_tokens: int = 0  # of the prompt tokens, written to it
+    # of the cache writes, kept for an hour (Claude's `ttl: 1h`), which cost twice the input price
+    cache_write_1h_tokens: int = 0
     # A breakdown for the request log when the upstream reports it, not billed apart: equality
     # compares the counts that are billed.
     reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens

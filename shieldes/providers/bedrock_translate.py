@@ -42,7 +42,10 @@ _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
 }
 
 
-_CACHE_POINT: Body = {"cachePoint": {"type": "default"}}
+def _cache_point(mark: CacheMark) -> Body:
+    """A Converse cachePoint; a mark asking for an hour (`ttl: 1h`) keeps it, as Converse takes it
+    (five minutes is Converse's default, so another ttl goes unsaid)."""
+    return {"cachePoint": {"type": "default", **({"ttl": "1h"} if mark.ttl == "1h" else {})}}
 _STOP_SEQUENCE_PATH = "/stop_sequence"
 # json_object mode: Converse has no schema-less JSON output, so the model is made to call this tool
 # (any object as input) and its input comes back as the answer's text. The name is what the
@@ -84,7 +87,7 @@ def _block(p: Part) -> Body:
     if isinstance(p, str):
         return {"text": p}
     if isinstance(p, CacheMark):
-        return _CACHE_POINT
+        return _cache_point(p)
     if isinstance(p, Image):
         fmt = p.mime.partition("/")[2]
         if p.data is None or fmt not in _IMAGE_FORMATS:
@@ -124,7 +127,7 @@ def converse_request(body: Body, model: str = "") -> Outbound:
                               for t in chat.turns]}
     _name_documents_apart(out["messages"])
     if chat.system:
-        out["system"] = [{"text": s} if isinstance(s, str) else _CACHE_POINT for s in chat.system if s]
+        out["system"] = [{"text": s} if isinstance(s, str) else _cache_point(s) for s in chat.system if s]
     config: Body = {}
     if chat.max_tokens is not None or thinking is not None:
         config["maxTokens"] = plan.max_tokens
@@ -267,8 +270,11 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
     cached = int(usage.get("cacheReadInputTokens") or 0)
     written = int(usage.get("cacheWriteInputTokens") or 0)
     prompt = int(usage.get("inputTokens") or 0) + cached + written
+    details = usage.get("cacheDetails")  # the writes by TTL, when a cachePoint asked for 1h
+    hour = sum(int(d.get("inputTokens") or 0) for d in details if isinstance(d, dict) and d.get("ttl") == "1h") \
+        if isinstance(details, list) else 0
     tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0), cache_read_tokens=cached,
-                        cache_write_tokens=written)
+                        cache_write_tokens=written, cache_write_1h_tokens=min(hour, written))
     return tokens, usage_dict(tokens)
 
 

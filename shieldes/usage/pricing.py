@@ -13,7 +13,8 @@ released after the config was written); a name whose price should differ gets an
 Prompt caching: upstreams report cache reads (Anthropic `cache_read_input_tokens`, OpenAI
 `prompt_tokens_details.cached_tokens`) and cache writes (Anthropic `cache_creation_input_tokens`)
 as parts of the input. Those parts cost the model's cache-read / cache-write price; a model
-without one bills them at its input price.
+without one bills them at its input price. Claude's cache writes kept for an hour (`ttl: 1h`,
+reported apart by Anthropic and Bedrock) cost twice the input price, as those providers bill them.
 """
 
 from __future__ import annotations
@@ -159,11 +160,15 @@ def unpriced_warning(models: Sequence[str]) -> str:
 
 
 def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
-    """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates."""
+    """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates;
+    writes kept for an hour (Claude's `ttl: 1h`) at twice the input rate, as Anthropic, Bedrock and
+    Vertex bill them (the cache-write price is the 5-minute one)."""
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     plain = max(0, usage.prompt_tokens - cached)
+    hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
-            + usage.cache_write_tokens * rate.cache_write + usage.completion_tokens * rate.output)
+            + (usage.cache_write_tokens - hour) * rate.cache_write + hour * 2 * rate.input
+            + usage.completion_tokens * rate.output)
 
 
 def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> int:

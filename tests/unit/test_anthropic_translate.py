@@ -913,7 +913,8 @@ async def test_odd_upstream_chunks_still_give_a_complete_event_sequence(chunks: 
 
 def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
     """`cache_control` on OpenAI-format parts (as LiteLLM takes them) becomes Anthropic
-    `cache_control` on the same block and Bedrock `cachePoint` after it; Gemini caches implicitly
+    `cache_control` on the same block and Bedrock `cachePoint` after it (an hour's ttl kept);
+    Gemini caches implicitly
     and gets none. Messages requests keep their marks only for upstreams that take them."""
     from shieldes.providers.anthropic_inbound import translate_messages_request
     from shieldes.providers.bedrock_translate import chat_to_converse
@@ -933,7 +934,8 @@ def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
         {"type": "text", "text": "question"}]
     converse = chat_to_converse(chat)
     point = {"cachePoint": {"type": "default"}}
-    assert converse["system"] == [{"text": "rules"}, point, {"text": "today"}]
+    hour = {"cachePoint": {"type": "default", "ttl": "1h"}}
+    assert converse["system"] == [{"text": "rules"}, hour, {"text": "today"}]
     assert converse["messages"][0]["content"] == [{"text": "long document"}, point, {"text": "question"}]
     gemini = chat_to_gemini(chat)
     assert gemini["systemInstruction"] == {"parts": [{"text": "rules\n\ntoday"}]}

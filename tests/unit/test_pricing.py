@@ -8,6 +8,7 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
+from shieldes.providers.bedrock_translate import usage_from_bedrock
 from shieldes.providers.http import parse_usage
 from shieldes.usage.pricing import (
     PATTERN_NAMES_KEPT,
@@ -46,6 +47,20 @@ def test_cache_tokens_cost_their_own_rates() -> None:
     # 100 plain input + 1000 cache reads + 200 cache writes, 50 output tokens
     usage = TokenUsage(1300, 50, cache_read_tokens=1000, cache_write_tokens=200)
     assert cost_nusd(rate, usage) == 100 * 3000 + 1000 * 300 + 200 * 3750 + 50 * 15000
+
+
+def test_cache_writes_kept_an_hour_cost_twice_the_input_rate() -> None:
+    rate = Rate(input=3000, output=15000, cache_read=300, cache_write=3750)
+    # 100 plain input + 300 cache writes, 200 of them kept an hour, 50 output tokens
+    usage = TokenUsage(400, 50, cache_write_tokens=300, cache_write_1h_tokens=200)
+    assert cost_nusd(rate, usage) == 100 * 3000 + 100 * 3750 + 200 * 6000 + 50 * 15000
+    anthropic = {"input_tokens": 10, "cache_creation_input_tokens": 300, "cache_read_input_tokens": 0,
+                 "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+                 "output_tokens": 7}
+    assert usage_from_anthropic(anthropic) == TokenUsage(310, 7, cache_write_tokens=300, cache_write_1h_tokens=200)
+    bedrock = {"inputTokens": 10, "cacheWriteInputTokens": 300, "outputTokens": 7,
+               "cacheDetails": [{"ttl": "1h", "inputTokens": 200}, {"ttl": "5m", "inputTokens": 100}]}
+    assert usage_from_bedrock(bedrock)[0] == TokenUsage(310, 7, cache_write_tokens=300, cache_write_1h_tokens=200)
 
 
 def test_upstream_usage_reports_cache_parts() -> None:
