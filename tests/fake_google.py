@@ -76,9 +76,23 @@ class Seen:
     raw: bytes = b""  # the body's bytes as they came
 
 
-def google_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}},
-                             status=status)
+def google_error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    error: dict[str, Any] = {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return web.json_response({"error": error}, status=status)
+
+
+def quota_error(retry_delay: str) -> web.Response:
+    """The Gemini API's 429 for a spent quota: the wait is in a RetryInfo detail, with no
+    Retry-After header."""
+    return google_error(429, "You exceeded your current quota, please check your plan and billing details.", [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaValue": "10"}]},
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+            "description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}])
 
 
 _words = wire.word_counter("text", "parts", "contents", "content")
@@ -178,6 +192,7 @@ class FakeGoogle:
     public_key: rsa.RSAPublicKey | None = None  # set: Vertex calls need a token from /token
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
+    retry_delay: str = "36.5s"  # the wait a Gemini API 429 asks for (its RetryInfo)
     tokens: set[str] = field(default_factory=set)
     implicit_cache: bool = False  # True: prompts repeating a prefix report cachedContentTokenCount
     seen_prefixes: set[str] = field(default_factory=set)
@@ -275,6 +290,8 @@ class FakeGoogle:
         if not self.failures:
             return body, None
         status = self.failures.pop(0)
+        if status == 429 and request.path.startswith("/v1beta/"):
+            return body, quota_error(self.retry_delay)
         return body, google_error(status, "Resource has been exhausted (e.g. check quota)." if status == 429
                                   else f"injected failure {status}")
 

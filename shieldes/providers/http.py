@@ -119,6 +119,24 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date: rare for LLM APIs, not worth a parser here
 
 
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def retry_delay(body: Body | None) -> float | None:
+    """The wait a Google error asks for in its RetryInfo detail (`"retryDelay": "36.5s"`): the
+    Gemini API's 429 for a spent quota says it there only, with no Retry-After header."""
+    err = body.get("error") if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        delay = detail.get("retryDelay") if isinstance(detail, dict) and detail.get("@type") == _RETRY_INFO else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
+
+
 # How upstreams phrase "the prompt does not fit" (OpenAI, Azure, Anthropic, Bedrock, Gemini, vLLM).
 _CONTEXT_PHRASES = (
     "context length", "context_length", "context window", "maximum context", "prompt is too long",
@@ -177,7 +195,7 @@ def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, 
         status=status,
         retryable=retryable_status(status),
         body=body,
-        retry_after=parse_retry_after(headers) if status in (429, 503, 529) else None,
+        retry_after=parse_retry_after(headers) or retry_delay(body) if status in (429, 503, 529) else None,
         code=code,
     )
 

@@ -168,7 +168,8 @@ async def test_gemini_errors_are_mapped(node: Harness, google: tuple[FakeGoogle,
     fake.failures.append(429)
     with pytest.raises(openai.RateLimitError) as limited:
         await client.chat.completions.create(model="gemini-2.5-flash", messages=hello)
-    assert limited.value.code == "rate_limit_exceeded" and limited.value.response.headers["retry-after"]
+    # the Gemini API says its wait only in the 429's RetryInfo (36.5s), not in a Retry-After header
+    assert limited.value.code == "rate_limit_exceeded" and limited.value.response.headers["retry-after"] == "37"
 
     fake.max_prompt = 3
     with pytest.raises(openai.BadRequestError) as too_long:

@@ -8,7 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shieldes.providers.base import Target
-from shieldes.providers.http import error_message, filter_verdicts, http_failure, is_azure, join_endpoint, parse_usage
+from shieldes.providers.http import (
+    error_message,
+    filter_verdicts,
+    http_failure,
+    is_azure,
+    join_endpoint,
+    parse_usage,
+    retry_delay,
+)
 from shieldes.providers.sse import SSEDecoder, encode_event
 
 TARGET = Target("dep", "http://upstream", "m", None)
@@ -133,6 +141,17 @@ def test_http_failure_retryable(status: int, retryable: bool) -> None:
 def test_http_failure_with_text_or_empty_body() -> None:
     assert http_failure(TARGET, 502, b"<html>Bad Gateway</html>", {}).message == "<html>Bad Gateway</html>"
     assert "HTTP 503" in http_failure(TARGET, 503, b"", {}).message
+
+
+def test_google_quota_429_waits_its_retry_info_delay() -> None:
+    body = {"error": {"code": 429, "message": "You exceeded your current quota", "status": "RESOURCE_EXHAUSTED",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                                  {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "36.5s"}]}}
+    assert http_failure(TARGET, 429, orjson.dumps(body), {}).retry_after == 36.5
+    assert http_failure(TARGET, 429, orjson.dumps(body), {"retry-after": "3"}).retry_after == 3.0  # the header first
+    assert retry_delay({"error": {"details": [{"@type": "x", "retryDelay": "5s"}]}}) is None
+    assert retry_delay({"error": {"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                                "retryDelay": "soon"}]}}) is None
 
 
 def test_azure_content_filter_refusal_names_the_categories_from_innererror() -> None:
