@@ -193,6 +193,7 @@ class FakeGoogle:
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # statuses to answer the next calls with
     retry_delay: str = "36.5s"  # the wait a Gemini API 429 asks for (its RetryInfo)
+    parallel_calls: bool = False  # True: offered two functions or more, the model calls the first two at once
     tokens: set[str] = field(default_factory=set)
     implicit_cache: bool = False  # True: prompts repeating a prefix report cachedContentTokenCount
     seen_prefixes: set[str] = field(default_factory=set)
@@ -430,10 +431,13 @@ class FakeGoogle:
             if cached:
                 usage["cachedContentTokenCount"] = cached
         rid = "resp-" + secrets.token_hex(4)
-        called: dict[str, Any] = {"functionCall": call}
-        if call and signing:  # standard base64 (with + / =), as the API sends the signature's bytes
-            called["thoughtSignature"] = base64.b64encode(b"\xfb\xff" + secrets.token_bytes(42)).decode()
-            self.signatures.add(called["thoughtSignature"])
+        called: list[dict[str, Any]] = [{"functionCall": call}]
+        if call and self.parallel_calls and len(functions) > 1 and self.tool_script is None:
+            called.append({"functionCall": {"name": functions[1]["name"], "args": call["args"]}})
+        if call and signing:  # standard base64 (with + / =), as the API sends the signature's bytes; calls
+            # made together are signed once, on the first
+            called[0]["thoughtSignature"] = base64.b64encode(b"\xfb\xff" + secrets.token_bytes(42)).decode()
+            self.signatures.add(called[0]["thoughtSignature"])
         # thinking with its thoughts returned (thinkingConfig.includeThoughts): a thought part comes first
         thoughts = bool(_camel(gen.get("thinkingConfig") or {}).get("includeThoughts"))
         thought = [{"text": "Thinking it over.", "thought": True}] if thoughts else []
@@ -447,7 +451,7 @@ class FakeGoogle:
             words, texts = words + quoted, [t + quoted for t in texts]
         if method == "generateContent":
             answer = json.dumps({"candidates": [
-                {"content": {"role": "model", "parts": thought + ([called] if call else [{"text": " ".join(t)}])},
+                {"content": {"role": "model", "parts": thought + (called if call else [{"text": " ".join(t)}])},
                  "finishReason": finish, "index": k, **grounding} for k, t in enumerate(texts)],
                 "usageMetadata": usage, "modelVersion": model, "responseId": rid}).encode()
             self.sent.append(answer)
@@ -463,7 +467,7 @@ class FakeGoogle:
             if thought:
                 events.append({"candidates": [candidate(k, thought, False)]})
         if call:
-            events.extend({"candidates": [candidate(k, [called], True)]} for k in range(count))
+            events.extend({"candidates": [candidate(k, called, True)]} for k in range(count))
         else:
             for i in range(len(words)):
                 for k, t in enumerate(texts):

@@ -467,3 +467,66 @@ async def test_google_counts_a_messages_requests_tokens_itself(node: Harness, go
         assert sent.path == path
         counted = sent.body if model == "gemini-2.5-pro" else sent.body["generateContentRequest"]
         assert counted["systemInstruction"]["parts"] == [{"text": "be brief and kind"}], sent.body
+
+
+async def test_gemini_3_parallel_calls_signed_once_go_back_as_they_came(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """Gemini 3 signs calls made together once, on the first call part; the next turn must send the
+    calls back in their order with that signature on the first (chat JSON and stream, Messages,
+    Responses), their results together in one turn."""
+    fake, _ = google
+    fake.parallel_calls = True
+    await node.admin(AddProvider("gem3", "gemini", fake.url + "/v1beta", "env:" + KEY_ENV, ("gemini-3-pro-preview",)))
+    key = await new_key(node)
+    model, ask = "gemini-3-pro-preview", {"role": "user", "content": "weather and time in Paris?"}
+    clock: Any = {"type": "function", "function": {"name": "get_time", "parameters": WEATHER["function"]["parameters"]}}
+    client = oai(node, key)
+
+    def sent_back() -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = fake.last().body["contents"][1]["parts"]
+        return parts
+
+    for streamed in (False, True):
+        if streamed:
+            stream = await client.chat.completions.create(model=model, messages=[ask], tools=[WEATHER, clock],
+                                                          stream=True)
+            deltas = [t async for c in stream if c.choices and c.choices[0].delta.tool_calls
+                      for t in c.choices[0].delta.tool_calls]
+            calls = [{"id": d.id, "type": "function", "function": {"name": d.function.name,  # type: ignore[union-attr]
+                                                                   "arguments": d.function.arguments}}  # type: ignore[union-attr]
+                     for d in deltas if d.id]
+        else:
+            chat = await client.chat.completions.create(model=model, messages=[ask], tools=[WEATHER, clock])
+            calls = [c.model_dump() for c in chat.choices[0].message.tool_calls or []]
+        assert [c["function"]["name"] for c in calls] == ["get_weather", "get_time"]
+        done = await client.chat.completions.create(model=model, tools=[WEATHER, clock], messages=[
+            ask, {"role": "assistant", "tool_calls": calls},
+            *({"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in calls)])
+        assert done.choices[0].message.content == "Hello from the fake Gemini"
+        parts = sent_back()
+        assert [p["functionCall"]["name"] for p in parts] == ["get_weather", "get_time"]
+        assert parts[0]["thoughtSignature"] in fake.signatures and "thoughtSignature" not in parts[1]
+        assert [p["functionResponse"]["name"] for p in fake.last().body["contents"][2]["parts"]] == [
+            "get_weather", "get_time"]
+
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=key, max_retries=0)
+    tools: Any = [{"name": f["function"]["name"], "input_schema": f["function"]["parameters"]}
+                  for f in (WEATHER, clock)]
+    async with claude.messages.stream(model=model, max_tokens=100, tools=tools, messages=[ask]) as s:
+        uses = (await s.get_final_message()).content
+    reply = await claude.messages.create(model=model, max_tokens=100, tools=tools, messages=[
+        ask, {"role": "assistant", "content": [u.model_dump(exclude_none=True) for u in uses]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": "sunny"}  # type: ignore[union-attr]
+                                     for u in uses]}])
+    assert reply.content[0].text == "Hello from the fake Gemini"  # type: ignore[union-attr]
+    assert sent_back()[0]["thoughtSignature"] in fake.signatures
+
+    functions: Any = [{"type": "function", "name": f["function"]["name"], "parameters": f["function"]["parameters"],
+                       "strict": False} for f in (WEATHER, clock)]
+    first = await client.responses.create(model=model, input="weather and time in Paris?", tools=functions)
+    outputs: Any = [{"type": "function_call_output", "call_id": o.call_id, "output": "sunny"}  # type: ignore[union-attr]
+                    for o in first.output if o.type == "function_call"]
+    assert len(outputs) == 2
+    second = await client.responses.create(model=model, previous_response_id=first.id, input=outputs, tools=functions)
+    assert second.output_text == "Hello from the fake Gemini"
+    assert sent_back()[0]["thoughtSignature"] in fake.signatures
