@@ -32,7 +32,8 @@ from shieldes.providers.tiers import from_vertex, stamped
 _FINISH = {
     "STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
     "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_SAFETY": "content_filter", "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter", "MODEL_ARMOR": "content_filter",  # Vertex's Model Armor templates
 }
 # Gemini 3 signs its function calls (`thoughtSignature` on the part) and refuses a later request
 # whose history does not send each signature back. Chat, Messages and Responses clients all echo a
