@@ -9,6 +9,7 @@ const DETAIL = [
   ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"], ["error_message", "Why"],
   ["latency_ms", "Latency"], ["ttfb_ms", "Time to first byte"], ["ttft_ms", "Time to first token"],
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
+  ["cache_write_tokens", "Cache write tokens"],
   ["reasoning_tokens", "Reasoning tokens"], ["images", "Images"], ["audio_seconds", "Audio seconds"],
   ["characters", "Characters"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
   ["client_ip", "Client IP"], ["user_agent", "User agent"], ["trace_id", "Trace id"], ["logged_at", "Logged"],

@@ -305,6 +305,7 @@ def _settle(gw: Gateway, request: web.Request, op: MediaOp, res: Reservation, se
         rec.prompt_tokens = bill.usage.prompt_tokens
         rec.completion_tokens = bill.usage.completion_tokens
         rec.cached_tokens = bill.usage.cache_read_tokens
+        rec.cache_write_tokens = bill.usage.cache_write_tokens
         units = bill.units  # each in its own column, none where it was not billed
         rec.images, rec.audio_seconds, rec.characters = (n or None for n in (
             units.images, units.audio_seconds, units.characters))

@@ -123,6 +123,7 @@ class Turn:
             self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \
                 usage.prompt_tokens, usage.completion_tokens, nusd
             self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
+            self.rec.cache_write_tokens = usage.cache_write_tokens
             self.rec.upstream_model = served.model
         if self.memory is not None and response is not None:
             self.memory.remember(response, self.key.id, self.history.then(self.stored_input))

@@ -234,6 +234,7 @@ class Call:
             rec.prompt_tokens = usage.prompt_tokens
             rec.completion_tokens = usage.completion_tokens
             rec.cached_tokens = usage.cache_read_tokens
+            rec.cache_write_tokens = usage.cache_write_tokens
             rec.reasoning_tokens = usage.reasoning_tokens
             rec.cost_nusd = nusd
 

@@ -21,7 +21,7 @@ COLUMNS = (
     "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
-    "images", "audio_seconds", "characters",
+    "images", "audio_seconds", "characters", "cache_write_tokens",
 )
 
 
@@ -74,6 +74,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None  # of the prompt tokens, written to the upstream's prompt cache
     reasoning_tokens: int | None = None
     # what a media call was billed in besides tokens, each in its unit (usage/units.py); None: none of it
     images: int | None = None
@@ -118,7 +119,7 @@ class RequestRecord:
         tried = self.tried
         first_byte, first_token = self.t_first_byte, self.t_first_token
         prompt, completion, cached = self.prompt_tokens, self.completion_tokens, self.cached_tokens
-        reasoning, cost = self.reasoning_tokens, self.cost_nusd
+        reasoning, cost, written = self.reasoning_tokens, self.cost_nusd, self.cache_write_tokens
         return (
             self.request_id, datetime.fromtimestamp(started, UTC),
             datetime.fromtimestamp(started + latency, UTC), node_id, self.method, self.route,
@@ -135,6 +136,7 @@ class RequestRecord:
             cost if cost is None or -INT8_MAX <= cost <= INT8_MAX else _count(cost),
             self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message),
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
+            written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 Anthropic reports those writes apart (`usage.cache_creation.ephemeral_1h_input_tokens`), Bedrock in
 `usage.cacheDetails`; they cost twice the input price (the cache-write price is the 5-minute one),
 through the Messages pass-through, a translated chat answer and Bedrock, whose cachePoint keeps the
-hour asked for."""
+hour asked for. The request log shows the cache writes of each request beside its reads, so its
+cost can be checked against its counts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import openai
 
 from shieldes.projections.shared_commands import AddProvider
 from tests.fake_bedrock import FakeBedrock, aws_credentials
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 SYSTEM_TEXT = "You answer questions about the weather in Paris"  # 8 words: the cached prefix
 HOUR: Any = [{"type": "text", "text": SYSTEM_TEXT, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
@@ -70,3 +71,12 @@ async def test_hour_long_cache_writes_cost_twice_the_input_price(database_url: s
                 assert totals[name] == (1, 10, 5, cost(HAIKU, 2, 0, 8, 5)), name
             assert totals["five"] == (1, 7, 5, cost(HAIKU, 2, 5, 0, 5))
             assert totals["bedrock"] == (1, 10, 5, cost(SONNET, 2, 0, 8, 5))
+
+            writer = h.node.request_log
+            assert writer is not None
+            await wait_until(lambda: writer.buffer.added >= 5, timeout=10)
+            assert await writer.flush_all(10)
+            logged = {r[0]: r[1:] for r in h.sql(
+                "SELECT key_name, prompt_tokens, cached_tokens, cache_write_tokens, cost_nusd FROM request_log")}
+            assert logged == {name: (10, 0, 8, cost(HAIKU, 2, 0, 8, 5)) for name in ("native", "streamed", "chat")} | {
+                "five": (7, 0, 5, cost(HAIKU, 2, 5, 0, 5)), "bedrock": (10, 0, 8, cost(SONNET, 2, 0, 8, 5))}
