@@ -50,6 +50,13 @@ def superseded_by(own_boot: int, own_row: NodeRecord | None) -> int | None:
     return None
 
 
+def starting(info: dict[str, Any]) -> bool:
+    """Whether a row's `info` says its node is starting (registered, not serving yet): `state`, or a
+    release before `state`'s `starting` flag (cluster/status.py shows the same)."""
+    state = info.get("state")
+    return state == "starting" or (state is None and bool(info.get("starting")))
+
+
 @dataclass(frozen=True)
 class NodeRecord:
     node_id: str
@@ -122,6 +129,7 @@ class Membership:
     info: Callable[[], dict[str, Any]] = dict
     boot_epoch: int = 0
     nodes: list[NodeRecord] = field(default_factory=list)  # the last view, self included
+    read_at: float = float("-inf")  # when (monotonic) `nodes` was read
     last_error: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _declared: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)  # dead boots recorded
@@ -206,6 +214,7 @@ class Membership:
 
     async def _observe(self, nodes: list[NodeRecord]) -> list[NodeRecord]:
         self.nodes = nodes
+        self.read_at = time.monotonic()
         dead = {(n.node_id, n.boot_epoch) for n in self.nodes if not n.alive and n.node_id != self.node_id}
         if dead - self._declared:  # once per dead boot (a dead row stays for SHIELDES_DEAD_NODE_RETENTION)
             async with self.pool.connection() as conn:
@@ -253,6 +262,15 @@ class Membership:
 
     def alive_peers(self) -> list[NodeRecord]:
         return [n for n in self.nodes if n.alive and n.node_id != self.node_id]
+
+    def serving_boots(self, within: float) -> dict[str, int] | None:
+        """Per peer with a row that says it serves (or drains), that row's boot epoch, as read at most
+        `within` seconds ago; a row that says `starting` (registered while it loads the log or hears its
+        peers) is left out. None when the last read is older: the database is away, and gossip alone
+        decides who takes part in a split, as before rows said `state`."""
+        if time.monotonic() - self.read_at > within:
+            return None
+        return {n.node_id: n.boot_epoch for n in self.nodes if n.node_id != self.node_id and not starting(n.info)}
 
     def gossip_targets(self) -> list[str]:
         """Addresses to push gossip to: alive peers from the table plus the static list."""

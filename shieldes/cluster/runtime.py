@@ -220,16 +220,19 @@ class ClusterRuntime:
     def participants(self) -> list[str]:
         """Peers this node splits limits with (view_reads.participants): gossiped in this boot, and heard,
         taking pushes or heartbeating in cluster_nodes within SHIELDES_NODE_TIMEOUT, so a slow or
-        briefly paused peer keeps its part; a starting peer (not
-        gossiping yet) never holds up a round, a dead one (refusing pushes) no longer than the split
-        timeout.
+        briefly paused peer keeps its part; a starting peer never takes part: not before it gossips,
+        nor until a row of the boot it gossips from says it serves (it gossips to hear its peers while
+        its HTTP socket does not listen yet: it admits nothing), so from this node's first heartbeat
+        read after it listens; a dead one (refusing pushes) no longer than the split timeout.
         Without gossip: the alive rows of cluster_nodes (each node keeps to limit / alive)."""
         if self.gossip is None:
             return sorted(n.node_id for n in self.membership.alive_peers())
         timeout = self.settings.node_timeout
         alive = self.gossip.reachable(timeout) + [n.node_id for n in self.membership.alive_peers()]
-        return view_reads.participants(self.cell.value, now=time.monotonic(), within=timeout, exclude=self.node_id,
-                                 reachable=alive, gone=self.gossip.gone(self.split_timeout))
+        v = self.cell.value
+        return view_reads.participants(v, now=time.monotonic(), within=timeout, exclude=self.node_id,
+                                       reachable=alive, gone=self.gossip.gone(self.split_timeout),
+                                       starting=view_reads.not_serving(v, self.membership.serving_boots(timeout)))
 
     def alive_ids(self) -> set[str]:
         alive = {self.node_id, *(n.node_id for n in self.membership.alive_peers())}

@@ -11,7 +11,7 @@ import psycopg
 
 from shieldes import db
 from shieldes.cluster.leader import LEADER_LOCK
-from shieldes.cluster.membership import NODES_SQL, NodeRecord
+from shieldes.cluster.membership import NODES_SQL, NodeRecord, starting
 from shieldes.routing.strategies import merge_reports
 
 
@@ -22,10 +22,9 @@ def node_status(n: NodeRecord) -> str:
     left its first registration (`starting`)."""
     if not n.alive:
         return "dead"
-    state = n.info.get("state")
-    if state in ("starting", "draining"):
-        return str(state)
-    return "starting" if n.info.get("starting") else "alive"
+    if starting(n.info):
+        return "starting"
+    return "draining" if n.info.get("state") == "draining" else "alive"
 
 
 def node_row(n: NodeRecord, head: int) -> dict[str, Any]:

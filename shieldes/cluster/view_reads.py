@@ -15,14 +15,26 @@ if TYPE_CHECKING:
 
 
 def participants(view: View, *, now: float, within: float, exclude: str,
-                 reachable: Iterable[str] = (), gone: Iterable[str] = ()) -> list[str]:
+                 reachable: Iterable[str] = (), gone: Iterable[str] = (), starting: Iterable[str] = ()) -> list[str]:
     """The peers a limit is split with and whose acknowledgements end a round: those that gossiped
     in their current boot and were heard from within `within` seconds, or that still take this
     node's pushes (`reachable`), unless known `gone` (their address refuses connections: the
-    process is dead). A starting peer (never heard) or a dead one takes no part."""
-    ok, dead = set(reachable), set(gone)
+    process is dead) or `starting` (they gossip, but their HTTP socket does not listen yet: they
+    admit nothing, so a share of theirs would only be taken from the serving nodes). A peer never
+    heard or a dead one takes no part either."""
+    ok, out = set(reachable), set(gone) | set(starting)
     return sorted(n for n, t in view.heard.items()
-                  if n != exclude and n not in dead and (now - t <= within or n in ok))
+                  if n != exclude and n not in out and (now - t <= within or n in ok))
+
+
+def not_serving(view: View, serving: Mapping[str, int] | None) -> set[str]:
+    """Peers heard by gossip that do not serve yet: no row of the boot they gossip from says it serves
+    (`serving`: node -> boot epoch of its row, when that row says it serves). A node registers its
+    row as `starting` before it gossips and writes `serving` once its HTTP socket listens, so a boot
+    heard before any row of it was read is starting too. None (rows not read lately): none known."""
+    if serving is None:
+        return set()
+    return {n for n in view.heard if serving.get(n, -1) < view.epochs.get(n, 0)}
 
 
 def window_count(view: View, subject: str, window: str, starts: Iterable[int], *,

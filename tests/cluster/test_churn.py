@@ -287,6 +287,46 @@ def silent_peer(url: str, info: dict[str, Any]) -> Iterator[None]:
         thread.join()
 
 
+def _split_size(node: NodeProc) -> int:
+    """How many nodes `node` splits its limits between (itself and its participants): /ready's `cluster.alive`."""
+    return int(((get_json(node.base + "/ready")[1] or {}).get("cluster") or {}).get("alive") or 0)
+
+
+def _gossip_peers(url: str, node_id: str) -> dict[str, Any]:
+    """The peers `node_id` has heard by gossip, as its heartbeat reports them (`info.gossip.peers`)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT info->'gossip'->'peers' FROM cluster_nodes WHERE node_id = %s",
+                           (node_id,)).fetchone()
+    return dict(row[0] or {}) if row else {}
+
+
+def test_a_starting_node_enters_the_split_only_once_it_serves(pair: Cluster) -> None:
+    """A node gossips while it starts (it must hear its peers before it serves), but admits nothing
+    until its HTTP socket listens: the serving nodes must not split their limits with it meanwhile
+    (each would keep to a third of a limit two nodes serve), only from the moment it serves."""
+    a, b = pair.nodes
+    c = pair.add_node("c")
+    # a peer alive in cluster_nodes that never gossips: c waits for it (its node timeout, 4 s) before it
+    # serves, registered, gossiping and heard by a and b meanwhile
+    pair.node_env["c"] = {"SHIELDES_NODE_TIMEOUT": "4"}
+    with silent_peer(pair.database_url, {}):
+        pair.start(c)
+        heard_while_starting = 0
+        deadline = time.monotonic() + 60
+        while c.ready() is None:
+            assert time.monotonic() < deadline, "c never became ready"
+            assert c.proc is not None and c.proc.poll() is None, c.log.read_text()[-2000:]
+            sizes = _split_size(a), _split_size(b)  # read before c's row: a split with c follows its row
+            row, _ = _status_of(pair.database_url, "c")
+            if row is None or row["status"] != "starting":
+                continue
+            assert sizes == (2, 2), f"a and b split limits with c while it is starting: {sizes}"
+            heard_while_starting += "c" in _gossip_peers(pair.database_url, "a")
+        # the window the test is about: c gossiping with a while it did not serve yet
+        assert heard_while_starting, "a never heard c by gossip while c was starting"
+    until(lambda: _split_size(a) == _split_size(b) == _split_size(c) == 3, 10, "c in every split once it serves")
+
+
 def test_a_starting_node_does_not_wait_to_hear_a_peer_that_is_starting_too(pair: Cluster) -> None:
     """Before it serves, a node hears every peer alive in cluster_nodes (up to its node timeout), whose
     messages relay what its crashed boot admitted. A peer whose row says `starting` (loading the log

@@ -33,6 +33,7 @@ from shieldes.cluster.view import (
 )
 from shieldes.cluster.view_reads import (
     ViewReads,
+    not_serving,
     participants,
     pending_spend,
     reservations,
@@ -183,6 +184,14 @@ def test_only_peers_that_gossip_take_part_in_a_split() -> None:
     assert participants(view, now=10.5, within=1.0, exclude="a", reachable=["c"]) == ["b", "c"]
     # a dead peer (its address refuses connections) leaves at once, even if heard recently
     assert participants(view, now=10.5, within=5.0, exclude="a", gone=["c"]) == ["b"]
+    # one whose row says `starting` gossips (it hears its peers before it serves) but admits nothing yet
+    assert participants(view, now=10.5, within=5.0, exclude="a", starting=["c"]) == ["b"]
+    assert participants(view, now=10.5, within=1.0, exclude="a", reachable=["c"], starting=["c"]) == ["b"]
+    # which peers are starting, from the rows last read: a row of the boot heard that says it serves
+    assert not_serving(view, {"b": 1, "c": 4}) == set()
+    assert not_serving(view, {"b": 1}) == {"c"}  # its row says `starting`, or was not read yet
+    assert not_serving(view, {"b": 1, "c": 3}) == {"c"}  # a row of an older boot: this one registered since
+    assert not_serving(view, None) == set()  # rows not read lately (the database away): gossip decides
     # forgotten after a long silence: components and reservations gone, epochs kept
     gone = forget_silent(view, now=30.0, after=21.0)
     assert set(gone.components) == {("b", 1)} and gone.epochs["c"] == 4
