@@ -34,6 +34,7 @@ class Tally:
     outcome: str = "open"  # open | done | disconnected | upstream_error
     first_write_at: float = 0.0  # perf_counter of the first frame written to the client
     first_token_at: float = 0.0  # perf_counter of the first content chunk read from the upstream
+    failure: str = ""  # why the upstream broke the stream (scrubbed, as the client was told): log and request log
 
 
 def frame(event: str | None, data: object) -> bytes:
@@ -204,6 +205,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 await sink.write_eof()
             else:
                 tally.outcome = "upstream_error"
+                tally.failure = scrub(failure.message)
                 await sink.write(ending(failure) if ending else error_frame(failure, error_event, scrub))
         except ConnectionError:
             if tally.outcome == "open":

@@ -313,10 +313,11 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
         elif tally.outcome == "upstream_error":
             rec.error_code = relay.STREAM_ERROR_CODE
             rec.error_message = (f"upstream deployment {dep.name} failed mid-stream after {tally.content_chunks} "
-                                 "chunks; the client got an error event")
+                                 f"chunks: {tally.failure or 'no reason given'}; the client got an error event "
+                                 "saying so")
     if tally.outcome == "upstream_error":
-        log.warning("upstream deployment %s failed mid-stream after %d chunks [request %s]", dep.name,
-                    tally.content_chunks, rid)
+        log.warning("upstream deployment %s failed mid-stream after %d chunks: %s [request %s]", dep.name,
+                    tally.content_chunks, tally.failure or "no reason given", rid)
 
 
 def _chat_history(top: TopLevel) -> list[str] | None:

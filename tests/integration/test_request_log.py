@@ -338,20 +338,27 @@ def test_logs_refuses_bad_filters_with_one_line(database_url: str) -> None:
     assert ok(database_url, "logs") == []
 
 
-async def test_mid_stream_upstream_drop_is_logged_and_counted(database_url: str) -> None:
+async def test_mid_stream_upstream_drop_is_logged_and_counted(database_url: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     async with harness(database_url) as h:
         good = await h.create_key("good")
         await h.sync()
         h.upstream.inject("/v1/chat/completions", disconnect_after=2)
         client = oai(h.base, good)
         stream = await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
-        with pytest.raises(openai.APIError):
+        with pytest.raises(openai.APIError) as broke:
             async for _ in stream:
                 pass
         await flushed(h, 1)
         (row,) = audit_rows_of(h.database_url)
         assert (row["status"], row["error_code"], row["stream"], row["deployment"]) == \
             (200, "upstream_stream_error", True, "openai")
+        # why it broke, as the client was told, in the row and in the warning
+        why = "upstream deployment 'openai' closed the connection mid-response"
+        assert why in broke.value.message and why in row["error_message"]
+        assert row["error_message"].startswith("upstream deployment openai failed mid-stream after")
+        assert any(why in r.getMessage() and row["request_id"] in r.getMessage() for r in caplog.records
+                   if r.levelname == "WARNING" and "mid-stream" in r.getMessage())
         async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
             text = await r.text()
         assert 'shieldes_upstream_errors_total{kind="mid_stream",provider="openai"} 1.0' in text
