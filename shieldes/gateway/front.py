@@ -105,6 +105,12 @@ class LeanRequest(RequestStore):
         self.stream: StreamSink | None = None
 
     @property
+    def transport(self) -> asyncio.Transport | None:
+        """The connection's, None once the client closed it (as aiohttp's request says)."""
+        conn = self._conn
+        return None if conn.closed else conn.transport
+
+    @property
     def content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None

@@ -27,6 +27,25 @@ log = logging.getLogger(__name__)
 CANCELLED = 499  # status logged for a request cancelled before it was answered (as nginx does)
 
 
+LEFT = "client_disconnected"
+
+
+def left_unanswered(request: web.Request, resp: web.StreamResponse, rec: RequestRecord) -> bool:
+    """Whether the client closed its connection before its (JSON) answer could be written: the
+    handler ran on (an upstream answered, and was billed), but nobody got the answer. Noted on the
+    record as CANCELLED with `client_disconnected`, not as the status nobody received. A streamed
+    answer (begun, or `rec.stream`) notes its own end in the relay."""
+    if resp.prepared or rec.stream or request.transport is not None:
+        return False
+    if rec.error_code in (None, LEFT):  # (LEFT: the middleware saw it leave while reading the body)
+        rec.error_code = LEFT
+        rec.error_message = (f"the client closed the connection before its answer ({resp.status}) was sent, "
+                             f"{round((time.perf_counter() - rec.t0) * 1000)} ms after the request; what an "
+                             "upstream answered meanwhile is billed")
+        return True
+    return False
+
+
 class ServerSpans(Protocol):
     """What the observer needs from tracing (shieldes/tracing.py implements it)."""
 
@@ -72,13 +91,16 @@ class Observer:
         rec = RequestRecord(request_id(request), time.time(), t0, request.method, request.path)
         request[RECORD_KEY] = rec
         resp: web.StreamResponse | None = None
+        gone = False  # the client left before its answer could be written
         try:
             if tracing is None:
                 resp = await handle_errors(request, handler)
+                gone = left_unanswered(request, resp, rec)
             else:
                 with tracing.server_span(request, rec) as span:
                     resp = await handle_errors(request, handler)
-                    rec.status = resp.status
+                    gone = left_unanswered(request, resp, rec)
+                    rec.status = CANCELLED if gone else resp.status
                     tracing.finish_server_span(span, request, rec)
             return resp
         except asyncio.CancelledError:
@@ -89,7 +111,7 @@ class Observer:
         finally:
             in_flight.count -= 1
             rec.t_end = time.perf_counter()
-            rec.status = resp.status if resp is not None else CANCELLED
+            rec.status = resp.status if resp is not None and not gone else CANCELLED
             try:
                 if self.finish(request, rec):
                     await _capture(request, rec, resp)

@@ -383,3 +383,36 @@ async def test_responses_route_rows_carry_key_model_and_usage(database_url: str)
             (r.headers["x-request-id"], "/v1/responses", "good", "gpt-4o", 200)
         assert row["prompt_tokens"] and row["completion_tokens"] and row["cost_usd"] > 0
         assert row["attempts"] == 1 and row["deployment"] == "openai"
+
+
+async def test_a_client_gone_before_its_json_answer_is_logged_as_cancelled_and_billed(database_url: str) -> None:
+    """A client that gives up while the upstream is still answering (its own timeout) got nothing:
+    the row says so (499, client_disconnected), not the 200 nobody received, with what was billed.
+    On a route the front answers (chat) and on one aiohttp does (moderations)."""
+    up = FakeUpstream(completion_tokens=8, api_key=UPSTREAM_KEY, models=("gpt-4o", "omni-moderation-latest"))
+    async with harness(database_url, upstream=up) as h:
+        await h.admin(AddProvider("mod", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("omni-moderation-latest",)))
+        good = await h.create_key("good")
+        await h.sync()
+        calls = (("/v1/chat/completions", {"model": "gpt-4o", "messages": MSGS}, "chat"),
+                 ("/v1/moderations", {"model": "omni-moderation-latest", "input": "hi"}, "moderation"))
+        for path, body, rid in calls:
+            up.inject(path, delay=1.0, times=1)
+            with pytest.raises(TimeoutError):
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s, s.post(
+                        h.base + path, json=body, headers={"Authorization": f"Bearer {good}", "x-request-id": rid}):
+                    pass
+            await wait_until(lambda p=path: up.requests_to(p) != [], timeout=5)
+        await flushed(h, 2)
+        rows = {r["request_id"]: r for r in audit_rows_of(h.database_url)}
+        for _, _, rid in calls:
+            row = rows[rid]
+            assert (row["status"], row["error_code"], row["attempts"]) == (499, "client_disconnected", 1), row
+            assert row["error_message"].startswith("the client closed the connection before its answer (200) was sent")
+            assert row["latency_ms"] >= 1000  # the upstream's answer came in after the client had left
+        assert (rows["chat"]["prompt_tokens"], rows["chat"]["completion_tokens"]) == (2, 8)  # billed
+        assert rows["chat"]["cost_nusd"] == 2 * 2500 + 8 * 10000
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            text = await r.text()
+        for route in ("/v1/chat/completions", "/v1/moderations"):
+            assert f'shieldes_requests_total{{route="{route}",status="4xx"}} 1.0' in text
