@@ -245,8 +245,6 @@ class Call:
             self.gw.meter.release(self.res)
             raise
         self.headers = {**self.res.headers, **dropped_header(list(result.dropped))}
-        if self.rec is not None:
-            self.rec.t_first_byte = time.perf_counter()
         if result.usage is not None:
             self.settle(served, result.usage)
             return result

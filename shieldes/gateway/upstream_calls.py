@@ -230,7 +230,10 @@ class UpstreamCalls:
                 tried += 1
                 self.quotas.sent(name)
                 try:
-                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
+                    answered = await self._attempt(op, rt, body, attempt, rec, tried)
+                    if rec is not None:  # the upstream's answer (a stream's: its head) is in, on every route
+                        rec.t_first_byte = time.perf_counter()
+                    return answered, rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
                 except UpstreamFailure as failure:

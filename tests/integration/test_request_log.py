@@ -416,3 +416,31 @@ async def test_a_client_gone_before_its_json_answer_is_logged_as_cancelled_and_b
             text = await r.text()
         for route in ("/v1/chat/completions", "/v1/moderations"):
             assert f'shieldes_requests_total{{route="{route}",status="4xx"}} 1.0' in text
+
+
+async def test_json_rows_of_every_model_route_carry_the_upstream_wait(database_url: str) -> None:
+    """ttfb_ms (until the upstream's answer was in) on the JSON answers of Messages, Responses,
+    the Gemini API and embeddings as on chat: the part of a slow request the upstream took."""
+    from anthropic import AsyncAnthropic
+    from google import genai
+    from google.genai import types
+
+    async with harness(database_url) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        h.upstream.inject("*", delay=0.2, times=None)  # every upstream answer takes 200 ms
+        client = oai(h.base, good)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        await client.responses.create(model="gpt-4o", input="hello there", store=True)
+        await client.embeddings.create(model="text-embedding-3-small", input="hello there")
+        await AsyncAnthropic(base_url=h.base, api_key=good, max_retries=0).messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+        await genai.Client(api_key=good, http_options=types.HttpOptions(
+            base_url=h.base, retry_options=types.HttpRetryOptions(attempts=1))).aio.models.generate_content(
+            model="gpt-4o-mini", contents="Say hello")
+        await flushed(h, 5)
+        rows = audit_rows_of(h.database_url)
+        assert len(rows) == 5
+        for row in rows:
+            assert row["status"] == 200 and not row["stream"], row
+            assert row["ttfb_ms"] is not None and 200 <= row["ttfb_ms"] <= row["latency_ms"], row["route"]
