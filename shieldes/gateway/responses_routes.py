@@ -202,8 +202,6 @@ async def prepare(request: web.Request) -> Prepared:
     if rec is not None:
         rec.model, rec.stream = req.model, req.streaming
     route = gw.route(key, req.model)
-    if rec is not None:
-        rec.upstream_model = route.model
     if req.background:  # a node that cannot run it refuses before any work
         if request.get(SOCKET_MEMORY) is not None:
             raise InvalidRequest("background mode is not available on a WebSocket: create the response with "

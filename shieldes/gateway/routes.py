@@ -210,8 +210,6 @@ class Call:
             rec.key = key
             rec.model = requested
         self.route: Route = route if route is not None else gw.route(self.key, requested)
-        if rec is not None:
-            rec.upstream_model = self.route.model
         self.op = op
         self.size = size
         self.res: Reservation

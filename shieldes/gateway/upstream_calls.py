@@ -282,6 +282,7 @@ class UpstreamCalls:
         started = time.perf_counter()
         if rec is not None:
             rec.attempt(dep.name)
+            rec.upstream_model = rt.model  # what this deployment is sent (a fallback's may differ)
         tracing = self.tracing
         with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
             try:

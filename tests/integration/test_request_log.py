@@ -158,6 +158,7 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
                                  ("404", "model_not_found", "good"), ("429", "rate_limit_exceeded", "limited")):
             for r in by_kind[code]:
                 assert (r["error_code"], r["key_name"], r["attempts"], r["cost_usd"]) == (error, key, 0, None)
+                assert (r["upstream_model"], r["deployment"]) == (None, None)  # no upstream was sent anything
         # why, in the words the client got: which key, model or limit, and what to do
         for code, why in (("401", "invalid or revoked API key"), ("403", "key 'narrow' may not use model 'gpt-4o'"),
                           ("404", "'no-such-model'"), ("429", "rate limit reached for key 'limited': all 1 requests")):
@@ -382,7 +383,16 @@ async def test_responses_route_rows_carry_key_model_and_usage(database_url: str)
         assert (row["request_id"], row["route"], row["key_name"], row["model"], row["status"]) == \
             (r.headers["x-request-id"], "/v1/responses", "good", "gpt-4o", 200)
         assert row["prompt_tokens"] and row["completion_tokens"] and row["cost_usd"] > 0
-        assert row["attempts"] == 1 and row["deployment"] == "openai"
+        assert row["attempts"] == 1 and row["deployment"] == "openai" and row["upstream_model"] == "gpt-4o"
+        limited = oai(h.base, await h.create_key("limited", rpm=1))
+        await h.sync()
+        await limited.responses.create(model="gpt-4o", input="hello there")
+        with pytest.raises(openai.RateLimitError):
+            await limited.responses.create(model="gpt-4o", input="hello there")
+        await flushed(h, 3)
+        refused = audit_rows_of(h.database_url)[-1]
+        assert (refused["status"], refused["model"], refused["attempts"]) == (429, "gpt-4o", 0)
+        assert (refused["upstream_model"], refused["deployment"]) == (None, None)  # no upstream was sent anything
 
 
 async def test_a_client_gone_before_its_json_answer_is_logged_as_cancelled_and_billed(database_url: str) -> None:
