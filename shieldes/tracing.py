@@ -62,8 +62,7 @@ class Tracing:
             record_exception=False, set_status_on_exception=False)
 
     def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
+        route = rec.route  # the observer's label, as in the request log and the metrics
         span.update_name(f"{request.method} {route}")
         attrs: dict[str, Any] = {"http.route": route, "http.response.status_code": rec.status}
         if rec.model is not None:

@@ -30,6 +30,17 @@ CANCELLED = 499  # status logged for a request cancelled before it was answered 
 LEFT = "client_disconnected"
 
 
+def route_label(request: web.Request) -> str:
+    """The route's label in the request log, the metrics and the trace: its pattern, an
+    unversioned alias's /v1 one (/chat/completions: /v1/chat/completions), `unmatched` for none."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"
+    canonical = resource.canonical
+    labels = request.app.get(ROUTE_LABELS)
+    return labels.get(canonical, canonical) if labels else canonical
+
+
 def left_unanswered(request: web.Request, resp: web.StreamResponse, rec: RequestRecord) -> bool:
     """Whether the client closed its connection before its (JSON) answer could be written: the
     handler ran on (an upstream answered, and was billed), but nobody got the answer. Noted on the
@@ -101,6 +112,7 @@ class Observer:
                     resp = await handle_errors(request, handler)
                     gone = left_unanswered(request, resp, rec)
                     rec.status = CANCELLED if gone else resp.status
+                    rec.route = route_label(request)
                     tracing.finish_server_span(span, request, rec)
             return resp
         except asyncio.CancelledError:
@@ -123,11 +135,7 @@ class Observer:
     def finish(self, request: web.Request, rec: RequestRecord) -> bool:
         """The record's route, client and metrics; whether its bodies are to be captured (awaited
         only then: no coroutine per request for what is plain code)."""
-        resource = request.match_info.route.resource
-        if resource is not None:
-            canonical = resource.canonical
-            labels = request.app.get(ROUTE_LABELS)
-            rec.route = labels.get(canonical, canonical) if labels else canonical
+        rec.route = route_label(request)
         rec.client_ip = request.remote
         rec.user_agent = request.headers.get("User-Agent")
         self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0)

@@ -110,3 +110,34 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
     with pytest.raises(ShieldesError, match=r"pip install 'shieldes\[otel\]'"):
         Tracing("http://127.0.0.1:1", service_name="s", node_id="n")
+
+
+async def test_server_spans_say_what_the_request_log_says(database_url: str, receiver: Receiver) -> None:
+    """The span of a request to an unversioned alias is named by the /v1 route, as its row and
+    its metrics; a refused request's span names no upstream model, as its row."""
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("traced", rpm=1)
+        await h.sync()
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
+        headers = {"Authorization": f"Bearer {secret}"}
+        rids = []
+        async with aiohttp.ClientSession() as s:
+            for status in (200, 429):
+                async with s.post(h.base + "/chat/completions", json=body, headers=headers) as r:
+                    assert r.status == status
+                    rids.append(r.headers["x-request-id"])
+        spans = {}
+        await wait_until(lambda: len([x for x in receiver.spans if x.kind == SERVER]) >= 2, timeout=15)
+        for span in receiver.spans:
+            if span.kind == SERVER:
+                spans[attrs(span)["shieldes.request_id"]] = span
+        assert h.node.request_log is not None and await h.node.request_log.flush_all(5)
+        for rid in rids:
+            span = spans[rid]
+            a = attrs(span)
+            assert span.name == "POST /v1/chat/completions" and a["http.route"] == "/v1/chat/completions"
+            (row,) = h.sql("SELECT route, upstream_model, trace_id FROM request_log WHERE request_id = %s", rid)
+            assert row == (a["http.route"], a.get("gen_ai.response.model"), span.trace_id.hex())
+        assert "gen_ai.response.model" not in attrs(spans[rids[1]])  # the 429: no upstream was called
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            assert 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"} 1.0' in await r.text()
