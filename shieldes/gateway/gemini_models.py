@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest
+from shieldes.gateway.middleware import record_of
 from shieldes.gateway.routes import MAX_MODEL_NAME
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
@@ -21,6 +22,9 @@ def model_of(request: web.Request) -> str:
     if not model.strip() or len(model) > MAX_MODEL_NAME:
         raise InvalidRequest("the path must name a model: /v1beta/models/{model}:generateContent "
                              f"(see {LIST_PATH})")
+    rec = record_of(request)
+    if rec is not None:  # a refusal's row names it too (an unknown model, a limit), as on the other routes
+        rec.model = model
     return model
 
 

@@ -19,7 +19,7 @@ from google.genai import errors, types
 from shieldes.projections.shared_commands import AddProvider
 from tests.cli import ok
 from tests.fake_google import FakeGoogle
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 GEMINI_KEY_ENV = "SHIELDES_TEST_GEMINI_KEY"
 CITY: Any = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -143,6 +143,19 @@ async def test_errors_reach_the_sdk_in_googles_shape(database_url: str) -> None:
                                                         headers={"x-goog-api-key": narrow}, json=body) as r:
             assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
             assert (await r.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
+            rid = r.headers["x-request-id"]
+        # each refusal's row names the model of the path, the code and the message the client got
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 8, timeout=10)
+        assert await writer.flush_all(10)
+        rows = h.sql("SELECT status, model, error_code, error_message, request_id FROM request_log"
+                     " WHERE status >= 400 AND key_name = 'narrow' ORDER BY started_at")
+        assert [r[:3] for r in rows] == [(403, "gpt-4o", "model_not_allowed"),
+                                         (400, "gpt-4o-mini", "invalid_request"),
+                                         (429, "gpt-4o-mini", "rate_limit_exceeded"),
+                                         (429, "gpt-4o-mini", "rate_limit_exceeded")]
+        assert rows[-1][4] == rid and rows[2][3] == info.value.message
 
 
 
