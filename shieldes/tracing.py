@@ -82,7 +82,9 @@ class Tracing:
             attrs["error.type"] = rec.error_code
         span.set_attributes(attrs)
         if rec.status >= 500 or rec.error_code is not None:
-            span.set_status(self._status(self._code.ERROR, rec.error_code or str(rec.status)))
+            # the code, and why in the words the client got (which limit, which upstream and how)
+            why = f"{rec.error_code}: {rec.error_message}" if rec.error_message else rec.error_code
+            span.set_status(self._status(self._code.ERROR, (why or str(rec.status))[:512]))
         rec.trace_id = format(span.get_span_context().trace_id, "032x")
 
     # --- upstream attempt spans (gateway/service.py) ---------------------------------------------
