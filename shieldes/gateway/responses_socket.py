@@ -205,12 +205,19 @@ class SocketRequest(RequestStore):
         headers["Content-Type"] = "application/json"
         self.headers = CIMultiDictProxy(headers)
         self.remote = upgrade.remote
+        self._upgrade_transport = upgrade.transport
         self.match_info = match
         self._body = body
         self._ws = ws
         self._stream_id = stream_id
         self._store: dict[Any, Any] = {SOCKET_MEMORY: memory, REQUEST_ID_KEY: new_request_id()}
         self.get = self._store.get
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        """The connection's while the socket is open (a refusal then reaches the client as an
+        error event), None once it closed, as aiohttp's request says of a closed connection."""
+        return None if self._ws.closed else self._upgrade_transport
 
     @property
     def content_length(self) -> int:
