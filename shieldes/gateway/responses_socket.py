@@ -189,7 +189,8 @@ def coalesce_writes(ws: web.WebSocketResponse) -> None:
 
 class SocketRequest(RequestStore):
     """One `response.create` of a connection as the request the Responses handler reads: the
-    upgrade's headers (the key) and peer, the message as the body, a request id of its own."""
+    upgrade's headers (the key) and peer, the message as the body, a request id of its own
+    (`rid`: the connection's and the turn's number, Lanes.turn_id)."""
 
     method = "POST"
     path = PATH
@@ -197,7 +198,7 @@ class SocketRequest(RequestStore):
     can_read_body = False
 
     def __init__(self, upgrade: web.Request, match: RouteMatch, body: bytes, ws: web.WebSocketResponse,
-                 memory: LaneMemory, stream_id: str | None) -> None:
+                 memory: LaneMemory, stream_id: str | None, rid: str) -> None:
         self.app = upgrade.app
         headers = CIMultiDict(upgrade.headers)
         for name in ("Content-Encoding", "Content-Length", "Upgrade", "Connection"):
@@ -210,7 +211,7 @@ class SocketRequest(RequestStore):
         self._body = body
         self._ws = ws
         self._stream_id = stream_id
-        self._store: dict[Any, Any] = {SOCKET_MEMORY: memory, REQUEST_ID_KEY: new_request_id()}
+        self._store: dict[Any, Any] = {SOCKET_MEMORY: memory, REQUEST_ID_KEY: rid}
         self.get = self._store.get
 
     @property
@@ -276,6 +277,13 @@ class Lanes:
         self._waiting: dict[str | None, collections.deque[Body]] = {}
         self._running: dict[str | None, asyncio.Task[None]] = {}
         self._held = asyncio.Semaphore(MESSAGES_HELD)
+        self._turns = 0
+
+    def turn_id(self) -> str:
+        """A response.create's request id: the connection's, `.` and the turn's number (1, 2, ...
+        as they start), so the connection's x-request-id leads to its turns' rows."""
+        self._turns += 1
+        return f"{request_id(self._upgrade)}.{self._turns}"
 
     @property
     def idle(self) -> bool:
@@ -296,7 +304,7 @@ class Lanes:
                 try:
                     if not self._ws.closed:  # (what waited behind a closed socket has nobody to answer)
                         await _create(self._upgrade, self._ws, self._match, self.memory.lane(stream_id), event,
-                                      stream_id)
+                                      stream_id, self.turn_id())
                 except ConnectionError:  # the client went away while it was being told something
                     pass
                 except Exception:  # (the observer answers a handler's failure: this is the socket's own)
@@ -397,11 +405,11 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
 
 
 async def _create(upgrade: web.Request, ws: web.WebSocketResponse, match: RouteMatch, memory: LaneMemory,
-                  event: Body, stream_id: str | None) -> None:
-    """One response.create, run as the streamed POST /v1/responses it stands for."""
+                  event: Body, stream_id: str | None, rid: str) -> None:
+    """One response.create, run as the streamed POST /v1/responses it stands for (request id `rid`)."""
     body = {k: v for k, v in event.items() if k not in _ENVELOPE}
     body["stream"] = True  # (implicit on a WebSocket)
-    request = SocketRequest(upgrade, match, orjson.dumps(body), ws, memory, stream_id)
+    request = SocketRequest(upgrade, match, orjson.dumps(body), ws, memory, stream_id, rid)
     handler = create_response if event.get("generate") is not False else prepare_response
     resp = await upgrade.app[OBSERVER].observe(cast(web.Request, request), handler)
     if isinstance(resp, web.Response) and resp.status >= 400 and not ws.closed:

@@ -454,3 +454,38 @@ async def test_json_rows_of_every_model_route_carry_the_upstream_wait(database_u
         for row in rows:
             assert row["status"] == 200 and not row["stream"], row
             assert row["ttfb_ms"] is not None and 200 <= row["ttfb_ms"] <= row["latency_ms"], row["route"]
+
+
+async def test_a_websockets_turns_are_rows_named_after_the_connection(database_url: str) -> None:
+    """Each response.create of a Responses WebSocket is a row of its own (model, tokens, cost),
+    whose request id is the connection's x-request-id and the turn's number: the id the client
+    logged for the connection leads to its turns, and a refused turn's error event names its row."""
+    async with harness(database_url) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        url = h.base.replace("http://", "ws://") + "/v1/responses"
+        terminal = ("response.completed", "response.failed", "error")
+        async with aiohttp.ClientSession() as s, s.ws_connect(
+                url, headers={"Authorization": f"Bearer {good}", "x-request-id": "conn-7"}) as ws:
+            assert ws._response.headers["x-request-id"] == "conn-7"
+            last = []
+            for model in ("gpt-4o", "gpt-4o", "no-such-model"):
+                await ws.send_json({"type": "response.create", "model": model, "input": "hello there"})
+                while (event := json.loads(await ws.receive_str(timeout=10)))["type"] not in terminal:
+                    pass
+                last.append(event)
+        assert [e["type"] for e in last] == ["response.completed", "response.completed", "error"]
+        assert last[2]["headers"]["x-request-id"] == "conn-7.3"
+        await flushed(h, 4)
+        rows = {r["request_id"]: r for r in audit_rows_of(h.database_url)}
+        assert sorted(rows) == ["conn-7", "conn-7.1", "conn-7.2", "conn-7.3"]
+        assert (rows["conn-7"]["method"], rows["conn-7"]["status"]) == ("GET", 101)
+        for rid in ("conn-7.1", "conn-7.2"):
+            row = rows[rid]
+            assert (row["method"], row["route"], row["model"], row["status"], row["stream"]) == \
+                ("POST", "/v1/responses", "gpt-4o", 200, True)
+            assert row["completion_tokens"] and row["cost_usd"] > 0
+        assert (rows["conn-7.3"]["status"], rows["conn-7.3"]["error_code"]) == (404, "model_not_found")
+        assert rows["conn-7.3"]["error_message"] == last[2]["error"]["message"]
+        result = await asyncio.to_thread(invoke, h.database_url, "logs", "--json", "--request-id", "conn-7.2")
+        assert [r["request_id"] for r in json.loads(result.stdout)] == ["conn-7.2"]
