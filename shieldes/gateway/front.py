@@ -35,7 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, decompressed, head, hot_target
-from shieldes.gateway.middleware import error_response, new_request_id
+from shieldes.gateway.middleware import Refused, error_response, new_request_id
 from shieldes.open_files import Headroom, open_count, soft_limit
 
 log = logging.getLogger(__name__)
@@ -206,10 +206,11 @@ class Front:
     """The listening socket and its connections."""
 
     def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
-                 max_body: int) -> None:
+                 max_body: int, refused: Refused | None = None) -> None:
         self.app = app
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
         self.observe = observe
+        self.refused = refused  # a request refused before a handler (Observer.refused): its row
         self.max_body = max_body
         self.matches: dict[str, RouteMatch] = {}
         self.handlers: dict[str, Handler] = {}
@@ -478,7 +479,12 @@ class _Connection(asyncio.Protocol):
         self._early = None
         if self.closed or self.transport is None:
             return
-        resp = error_response(status, "invalid_request_error", code, message, new_request_id())
+        rid = new_request_id()
+        resp = error_response(status, "invalid_request_error", code, message, rid)
+        if self.front.refused is not None:
+            method = self._parser.get_method().decode("latin-1") if self._target else "UNKNOWN"  # (as aiohttp)
+            path = self._target[:200].decode("utf-8", "replace").partition("?")[0]
+            self.front.refused(rid, method, path, self.remote, status, code, message)
         self._refusal = answer_bytes(resp, False, self.front.date())
         self.transport.pause_reading()  # nothing after this is read
         if self._task is None:

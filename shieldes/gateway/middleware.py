@@ -29,6 +29,9 @@ ANTHROPIC_REQUEST_ID = "request-id"
 SHOULD_RETRY = "x-should-retry"  # read by the OpenAI and Anthropic SDKs before their status rules
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
+# (request id, method, path, client address, status, code, message) of a request refused before
+# any handler (Observer.refused): the front's and aiohttp's protocol refusals
+Refused = Callable[[str, str, str, str | None, int, str, str], None]
 RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
 
 _HTTP_MESSAGES = {
@@ -241,23 +244,31 @@ _PROTOCOL_REFUSALS = {
 class JsonErrorHandler(RequestHandler):
     """aiohttp's connection handler, answering what it refuses before any route (a malformed
     request line, method or header) in the OpenAI error shape instead of aiohttp's text/plain,
-    which also echoed the offending bytes back."""
+    which also echoed the offending bytes back. `refused` (Observer.refused) gets each refusal,
+    for its row in the request log."""
+
+    def __init__(self, manager: Any, *, refused: Refused | None = None, **options: Any) -> None:
+        super().__init__(manager, **options)
+        self.refused = refused
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it (one line); raises if an answer began
         rid = new_request_id()
         if status >= 500:
-            resp = error_response(500, "server_error", "internal_error",
-                                  f"internal error; report request id {rid} to the operator", rid)
+            status, kind = 500, "server_error"
+            code, text = "internal_error", f"internal error; report request id {rid} to the operator"
         else:
+            kind = "invalid_request_error"
             code, text = _PROTOCOL_REFUSALS.get(status, (
                 "malformed_request", f"malformed HTTP request ({type(exc).__name__ if exc else 'refused'}); "
                 "send a valid HTTP/1.1 request"))
             if isinstance(exc, LineTooLong):
                 text = "the request line or a header is over 8190 bytes; send a shorter one (long values belong " \
                        "in the body)"
-            resp = error_response(status, "invalid_request_error", code, text, rid)
+        resp = error_response(status, kind, code, text, rid)
+        if self.refused is not None:
+            self.refused(rid, request.method, request.path[:200], request.remote, status, code, text)
         resp.force_close()
         return resp
 

@@ -142,6 +142,21 @@ class Observer:
         capture = self.capture
         return capture is not None and wants(capture.mode, rec.status, rec.error_code)
 
+    def refused(self, rid: str, method: str, path: str, client_ip: str | None, status: int, code: str,
+                message: str) -> None:
+        """A request refused before it could be routed (malformed HTTP, a request line or headers
+        too large: the front's and aiohttp's own refusals): a row, an access line and a count like
+        any other request's, under the request id its answer named."""
+        now = time.perf_counter()
+        rec = RequestRecord(rid, time.time(), now, method, path)
+        rec.t_end = now
+        rec.status, rec.error_code, rec.error_message, rec.client_ip = status, code, message, client_ip
+        try:
+            self.metrics.observe_request(rec.route, status, 0.0)
+            self.hand_off(rec)
+        except Exception as exc:  # observing must never break the answer itself
+            log.warning("could not record request %s: %s: %s", rid, type(exc).__name__, exc)
+
     def hand_off(self, rec: RequestRecord) -> None:
         """The finished record to the access log and the request log."""
         if self.access is not None:

@@ -46,11 +46,13 @@ class HttpServer:
         assert server is not None
         loop = asyncio.get_running_loop()
 
-        def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
-            return JsonErrorHandler(server, loop=loop, **self._handler_options)
+        observer = self.app[OBSERVER]
 
-        self.front = Front(self.app, handler, self.app[OBSERVER].observe,
-                           self.app[GATEWAY].settings.max_body_bytes)
+        def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
+            return JsonErrorHandler(server, loop=loop, refused=observer.refused, **self._handler_options)
+
+        self.front = Front(self.app, handler, observer.observe, self.app[GATEWAY].settings.max_body_bytes,
+                           observer.refused)
         self.port = await self.front.start(self.host, self.port, self.reuse_port, self.tls)
 
     async def stop(self) -> None:

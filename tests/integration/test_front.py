@@ -208,6 +208,7 @@ async def test_refusals_are_api_shaped_and_close_the_connection(database_url: st
         answers = await raw.answers_until(1)
         assert answers[0][0] == 400
         assert json.loads(answers[0][2])["error"]["code"] == "malformed_request"
+        refusals = {answers[0][1]["x-request-id"]: ("POST", 400, json.loads(answers[0][2])["error"])}
         assert await raw.closed_by_node()
         await raw.close()
         # headers too large together: 431
@@ -216,6 +217,14 @@ async def test_refusals_are_api_shaped_and_close_the_connection(database_url: st
         await raw.send(post("/v1/chat/completions", key, CHAT, extra=many))
         answers = await raw.answers_until(1)
         assert answers[0][0] == 431 and json.loads(answers[0][2])["error"]["code"] == "headers_too_large"
+        refusals[answers[0][1]["x-request-id"]] = ("POST", 431, json.loads(answers[0][2])["error"])
+        await raw.close()
+        # a request line too long on a path aiohttp answers: its refusal, as the front's
+        raw = await Raw.open(h)
+        await raw.send(f"GET /v1/models?q={'x' * 9000} HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+        answers = await raw.answers_until(1)
+        assert answers[0][0] == 400 and "over 8190 bytes" in json.loads(answers[0][2])["error"]["message"]
+        refusals[answers[0][1]["x-request-id"]] = ("UNKNOWN", 400, json.loads(answers[0][2])["error"])  # unread
         await raw.close()
         # a compressed body is read as aiohttp reads it; a bomb is too large; an unknown encoding is refused
         data = json.dumps(CHAT).encode()
@@ -236,6 +245,13 @@ async def test_refusals_are_api_shaped_and_close_the_connection(database_url: st
         client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=key, max_retries=0)
         chat = await client.chat.completions.create(model="gpt-4o", messages=CHAT["messages"])  # type: ignore[arg-type]
         assert chat.choices[0].message.content == "Hello from the fake upstream"
+        # each refusal before any handler has its row, under the request id its answer named
+        writer = h.node.request_log
+        assert writer is not None and await writer.flush_all(10)
+        for rid, (method, status, error) in refusals.items():
+            rows = h.sql("SELECT method, status, error_code, error_message, route, client_ip FROM request_log"
+                         " WHERE request_id = %s", rid)
+            assert rows == [(method, status, error["code"], error["message"], "unmatched", "127.0.0.1")], rid
 
 
 async def test_stop_waits_for_a_hot_answer_in_flight(database_url: str) -> None:
