@@ -475,6 +475,7 @@ class _Connection(asyncio.Protocol):
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that cannot be parsed or taken, after the answers before it, then close
         (the rest of the byte stream cannot be trusted to start at a request)."""
+        read = self._in_message and bool(self._target)  # its request line (not a previous request's)
         self._in_message = False
         self._early = None
         if self.closed or self.transport is None:
@@ -482,8 +483,8 @@ class _Connection(asyncio.Protocol):
         rid = new_request_id()
         resp = error_response(status, "invalid_request_error", code, message, rid)
         if self.front.refused is not None:
-            method = self._parser.get_method().decode("latin-1") if self._target else "UNKNOWN"  # (as aiohttp)
-            path = self._target[:200].decode("utf-8", "replace").partition("?")[0]
+            method = self._parser.get_method().decode("latin-1") if read else "UNKNOWN"  # (as aiohttp)
+            path = self._target[:200].decode("utf-8", "replace").partition("?")[0] if read else ""
             self.front.refused(rid, method, path, self.remote, status, code, message)
         self._refusal = answer_bytes(resp, False, self.front.date())
         self.transport.pause_reading()  # nothing after this is read
