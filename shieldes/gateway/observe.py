@@ -57,6 +57,12 @@ def left_unanswered(request: web.Request, resp: web.StreamResponse, rec: Request
     return False
 
 
+def _cancelled(rec: RequestRecord) -> None:
+    if rec.error_code is None:
+        rec.error_code = "cancelled"
+        rec.error_message = "cancelled before it was answered (the client went away, or the node stopped)"
+
+
 class ServerSpans(Protocol):
     """What the observer needs from tracing (shieldes/tracing.py implements it)."""
 
@@ -109,16 +115,18 @@ class Observer:
                 gone = left_unanswered(request, resp, rec)
             else:
                 with tracing.server_span(request, rec) as span:
-                    resp = await handle_errors(request, handler)
-                    gone = left_unanswered(request, resp, rec)
-                    rec.status = CANCELLED if gone else resp.status
-                    rec.route = route_label(request)
-                    tracing.finish_server_span(span, request, rec)
+                    try:
+                        resp = await handle_errors(request, handler)
+                        gone = left_unanswered(request, resp, rec)
+                    finally:  # a cancelled request's span says so too, and its row names the trace
+                        if resp is None:
+                            _cancelled(rec)
+                        rec.status = CANCELLED if resp is None or gone else resp.status
+                        rec.route = route_label(request)
+                        tracing.finish_server_span(span, request, rec)
             return resp
         except asyncio.CancelledError:
-            if rec.error_code is None:
-                rec.error_code = "cancelled"
-                rec.error_message = "cancelled before it was answered (the client went away, or the node stopped)"
+            _cancelled(rec)
             raise
         finally:
             in_flight.count -= 1

@@ -4,6 +4,7 @@ CLIENT span per upstream attempt with GenAI attributes, and the attempt's contex
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -146,3 +147,33 @@ async def test_server_spans_say_what_the_request_log_says(database_url: str, rec
         assert "rate limit reached for key 'traced'" in message
         async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
             assert 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"} 1.0' in await r.text()
+
+
+async def test_a_request_cancelled_by_the_stop_has_a_finished_span_its_row_names(
+        database_url: str, receiver: Receiver) -> None:
+    """A request the node cancels when it stops (still waiting on its upstream past the grace):
+    its span ends with the route, 499 and status ERROR `cancelled`, and its row names that trace."""
+    async with harness(database_url, otel_endpoint=receiver.url, shutdown_grace=0.0) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        h.upstream.inject("/v1/chat/completions", delay=5.0)
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
+
+        async def call() -> None:
+            async with aiohttp.ClientSession() as s, s.post(
+                    h.base + "/v1/chat/completions", json=body,
+                    headers={"Authorization": f"Bearer {secret}", "x-request-id": "cut-short"}) as r:
+                await r.read()
+
+        pending = asyncio.create_task(call())
+        await wait_until(lambda: len(h.upstream.requests) == 1)
+        await h.node.stop()
+        with pytest.raises(aiohttp.ClientError):
+            await pending
+        (span,) = [x for x in receiver.spans if x.kind == SERVER]
+        a = attrs(span)
+        assert (span.name, a["http.route"], a["http.response.status_code"], a["error.type"]) == \
+            ("POST /v1/chat/completions", "/v1/chat/completions", 499, "cancelled")
+        assert span.status.code == 2 and span.status.message.startswith("cancelled: cancelled before")
+        assert h.sql("SELECT status, error_code, trace_id FROM request_log WHERE request_id = 'cut-short'") == \
+            [(499, "cancelled", span.trace_id.hex())]
