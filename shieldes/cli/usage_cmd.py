@@ -96,21 +96,25 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
 
 def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Direct mode's rows through the admin API: the usage per key (GET /admin/v1/usage) plus zeros
-    for the keys without usage in the window that are not revoked. The keys come from the config
-    (GET /admin/v1/config), which every role that may read usage may read too."""
-    keys = api.get("/config")["keys"]
-    if key is not None:
-        keys = [k for k in keys if key in (k["name"], k["id"])]
-        if not keys:
-            raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
-                              code="key_not_found")
-    wanted = {k["id"] for k in keys}
-    used = api.get("/usage", group_by="key", since=since, until=until)["data"]
-    rows = {r["key_id"]: {c: r[c] for c in (*COLUMNS, "cost_nusd")} for r in used
-            if key is None or r["key_id"] in wanted}
-    for k in keys:
-        if not k["revoked"]:  # as in direct mode: a revoked key only with usage in the window
-            rows.setdefault(k["id"], {"key": k["name"], "key_id": k["id"], "requests": 0, "prompt_tokens": 0,
-                                      "completion_tokens": 0, **dict.fromkeys(UNITS, 0), "cost_usd": 0.0,
-                                      "cost_nusd": 0})
+    for the keys without usage in the window that are not revoked (GET /admin/v1/usage/keys, a page
+    at a time: names and ids only). Every role that may read usage may read both."""
+    from shieldes.cli.remote import RemoteError
+
+    used = api.get("/usage", group_by="key", key=key, since=since, until=until)["data"]
+    rows = {r["key_id"]: {c: r[c] for c in (*COLUMNS, "cost_nusd")} for r in used}
+    try:
+        idle = api.every("/usage/keys", key=key)
+    except RemoteError as exc:
+        if exc.http_status != 404 or exc.code != "not_found":
+            raise
+        idle = _config_keys(api, key)  # a node of an earlier release: no such route
+    for k in idle:
+        rows.setdefault(k["id"], {"key": k["name"], "key_id": k["id"], "requests": 0, "prompt_tokens": 0,
+                                  "completion_tokens": 0, **dict.fromkeys(UNITS, 0), "cost_usd": 0.0, "cost_nusd": 0})
     return sorted(rows.values(), key=lambda r: (r["key"], r["key_id"]))
+
+
+def _config_keys(api: AdminApi, key: str | None) -> list[dict[str, Any]]:
+    """The unrevoked keys from the whole config (GET /admin/v1/config), as a node of an earlier
+    release without GET /admin/v1/usage/keys gives them."""
+    return [k for k in api.get("/config")["keys"] if not k["revoked"] and (key is None or key in (k["name"], k["id"]))]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.gateway_harness import Harness, harness
+from tests.integration.gateway_harness import Harness, harness, wait_until
 from tests.integration.test_cli_imports import heavy, imported
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -418,8 +418,16 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
             here = (await direct(h, "--json", *args)).json()
             assert (await remote(h, "--json", *args)).json() == here, args
             assert (await remote(h, "--json", *args, token=auditor["token"])).json() == here, args
+        # read: the usage and the unrevoked keys' names and ids, a page at a time; never the whole
+        # config (a million keys' worth of it), which a usage reader had to fetch for the zero rows
+        logged = "SELECT count(*) FROM request_log WHERE route LIKE %s"
+        await wait_until(lambda: h.sql(logged, "/admin/v1/usage/keys")[0][0] >= 6)
+        assert h.sql(logged, "/admin/v1/config%") == [(0,)]
         per_key = {r["key"]: r["requests"] for r in (await remote(h, "--json", "usage")).json()}
         assert per_key == {"narrow": 1, "idle": 0}
+        assert (await remote(h, "--json", "key", "revoke", "idle")).code == 0
+        assert (await remote(h, "--json", "usage", "--key", "idle")).json() == []  # as in direct mode
+        assert (await direct(h, "--json", "usage", "--key", "idle")).json() == []
         assert (await remote(h, "usage", "--key", "nope")).error() == \
             "error: no virtual key named or with id 'nope'; see `shieldes key list`"
 

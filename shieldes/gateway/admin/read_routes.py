@@ -17,7 +17,7 @@ from shieldes.errors import InvalidRequest, NotFound, Unavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import audit_page, audit_params, usage_grouped
 from shieldes.events.store import RecordedEvent
-from shieldes.gateway.admin.api import MAX_LIST_LIMIT, Call, Field, Route
+from shieldes.gateway.admin.api import MAX_LIST_LIMIT, PAGE_FIELDS, Call, Field, Route, listing, page
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
@@ -26,6 +26,7 @@ from shieldes.snapshots.history import Point, check_in_log, config_view, diff, p
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 from shieldes.timeparse import parse_day, parse_time
 from shieldes.usage.admission import NUSD
+from shieldes.views import listed_keys
 
 MAX_USAGE_DAYS = 366
 
@@ -121,6 +122,22 @@ async def usage(call: Call) -> Any:
         r["cost_usd"] = r["cost_nusd"] / NUSD
     return {"object": "list", "group_by": group_by, "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None, "data": rows}
+
+
+async def usage_keys(call: Call) -> Any:
+    """The keys `shieldes usage` lists with zeros when they have no usage in its window: the
+    unrevoked ones, name and id only, by name a page at a time (a usage reader needs no more of
+    the config, and a page of a million keys reads about `limit` of them)."""
+    state, ref = call.ctx.projector.config, call.query.get("key")
+    if ref:
+        key = state.keys[known_key(call, ref)]
+        return listing([] if key.revoked else [{"name": key.name, "id": key.id}], False, "name")
+    rows, limit = [], call.list_limit()
+    for key in listed_keys(state, time.time(), statuses=("active", "expired"), after=call.query.get("after")):
+        rows.append({"name": key.name, "id": key.id})
+        if len(rows) > limit:  # one more than a page says whether there is a next one
+            break
+    return page(rows, "name", call)
 
 
 async def usage_live(call: Call) -> Any:
@@ -294,6 +311,9 @@ ROUTES: tuple[Route, ...] = (
                  Field("team", "string", "only this team (name or id)"),
                  Field("model", "string", "only this model"),
                  Field("provider", "string", "only this provider (deployment)"))),
+    Route("GET", "/usage/keys", usage_keys, USAGE, "The unrevoked keys (name and id) that usage per key lists, "
+          "with zeros when they have none", "usage",
+          query=(Field("key", "string", "only this key (name or id)"), *PAGE_FIELDS)),
     Route("GET", "/usage/live", usage_live, USAGE, "Per-key usage this node knows, unflushed deltas included",
           "usage", aliases=("/admin/usage",)),
     Route("GET", "/audit", audit, AUDIT, "Config changes, newest first (secrets redacted)", "audit",
