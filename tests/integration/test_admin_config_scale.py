@@ -8,11 +8,14 @@ import asyncio
 import time
 
 import aiohttp
+import orjson
 
 from shieldes.events.catalog import CONFIG_STREAM, VirtualKeyCreated
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, NewEvent
+from shieldes.projections.commands import CreateTeam
 from shieldes.secrets import hash_key
+from shieldes.snapshots.history import config_view
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, harness
 
@@ -83,3 +86,29 @@ async def test_the_config_lists_the_first_keys_by_name_when_asked(database_url: 
     for status, err in refused:
         assert status == 400 and err["error"]["code"] == "invalid_request", err
     assert "keys_limit must be between 1 and 10000" in refused[0][1]["error"]["message"]
+
+
+async def test_the_whole_config_of_many_keys_leaves_the_node_answering(database_url: str) -> None:
+    async with harness(database_url, admin_token=TOKEN) as h:
+        await seed_keys(h, 30_000)
+        await h.admin(CreateTeam("team_eng", "eng"))
+        await h.sync()
+
+        done = asyncio.Event()
+        probe = asyncio.create_task(slowest_health(h.base, done))
+        await asyncio.sleep(0.05)  # the probe is on its way
+        started = time.perf_counter()
+        async with aiohttp.ClientSession() as s, s.get(h.base + f"{API}/config",
+                                                       headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            status, body = r.status, await r.read()  # decoded after: this loop is the node's too
+        took = time.perf_counter() - started
+        done.set()
+        worst = await probe
+        whole = orjson.loads(body)
+        expected = {"at": "now", "position": h.node.projector.position, **config_view(h.node.projector.config)}
+
+    assert status == 200 and whole == orjson.loads(orjson.dumps(expected))  # the same answer as built in one go
+    assert len(whole["keys"]) == 30_000 and [t["name"] for t in whole["teams"]] == ["eng"]
+    # built in one go, the answer held /health for about as long as it took; a slice of keys at a
+    # time, a small part of it (a ratio, so a loaded machine slowing both does not decide it)
+    assert worst < took / 3, (worst, took)

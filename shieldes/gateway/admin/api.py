@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
-from shieldes.gateway.middleware import request_id
+from shieldes.gateway.middleware import REQUEST_ID, request_id
 from shieldes.gateway.routes import json_response, read_json
 from shieldes.roles import allows
 
@@ -127,6 +127,15 @@ class Call:
         return self.limit(maximum=MAX_LIST_LIMIT)
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A JSON answer written as `chunks` come (a body of hundreds of megabytes is never whole in
+    memory, and other requests are served between chunks). Everything that may refuse the request
+    is checked before: once the first chunk is sent, the status is 200."""
+
+    chunks: AsyncIterator[bytes]
+
+
 Result = tuple[int, Any] | Any
 Handler = Callable[[Call], Awaitable[Result]]
 
@@ -224,9 +233,21 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 exc.message = api_wording(exc.message)
             raise
         status, data = result if isinstance(result, tuple) else (200, result)
+        if isinstance(data, Streamed):
+            return await _stream(request, data, {"Content-Type": "application/json", REQUEST_ID: rid,
+                                                 "Cache-Control": "no-store", **call.headers})
         return json_response(data, rid, headers={"Cache-Control": "no-store", **call.headers}, status=status)
 
     return handle
+
+
+async def _stream(request: web.Request, data: Streamed, headers: dict[str, str]) -> web.StreamResponse:
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    async for chunk in data.chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def register(app: web.Application, routes: Sequence[Route]) -> None:

@@ -17,7 +17,8 @@ from shieldes.errors import InvalidRequest, NotFound, Unavailable
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import audit_page, audit_params, usage_grouped
 from shieldes.events.store import RecordedEvent
-from shieldes.gateway.admin.api import MAX_LIST_LIMIT, PAGE_FIELDS, Call, Field, Route, listing, page
+from shieldes.gateway.admin.api import MAX_LIST_LIMIT, PAGE_FIELDS, Call, Field, Route, Streamed, listing, page
+from shieldes.gateway.admin.config_stream import config_json
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
@@ -192,8 +193,8 @@ async def config_at(call: Call) -> Any:
     at = call.query.get("at")
     keys_limit = _keys_limit(call)
     if at is None:
-        return {"at": "now", "position": call.ctx.projector.position,
-                **config_view(call.ctx.projector.config, keys_limit=keys_limit)}
+        return _config_answer({"at": "now", "position": call.ctx.projector.position}, call.ctx.projector.config,
+                              keys_limit)
     point = parse_point(at)
     check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
     view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
@@ -202,8 +203,15 @@ async def config_at(call: Call) -> Any:
     if view.position:
         found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
         recorded_at = found[0].recorded_at.astimezone(UTC).isoformat() if found else None
-    return {"at": at, "position": view.position, "recorded_at": recorded_at,
-            **config_view(view.state, keys_limit=keys_limit)}
+    return _config_answer({"at": at, "position": view.position, "recorded_at": recorded_at}, view.state, keys_limit)
+
+
+def _config_answer(head: dict[str, Any], state: ConfigState, keys_limit: int | None) -> Any:
+    """With every key, a streamed answer (config_stream.py): built in one go at a million keys it
+    held the node's other requests for seconds."""
+    if keys_limit is None:
+        return Streamed(config_json(head, state))
+    return {**head, **config_view(state, keys_limit=keys_limit)}
 
 
 # Config events folded between two reads of the log: a fold runs on the node's event loop at some
