@@ -4,7 +4,6 @@ LiteLLM or a shieldes export, and out again, as events in the log."""
 from __future__ import annotations
 
 import getpass
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from shieldes.cli.common import (
     emit,
     handle_errors,
     json_option,
+    json_text,
     open_store,
     run,
     run_read,
@@ -130,7 +130,7 @@ def _render(doc: dict[str, Any], *, yaml_out: bool) -> str:
         import yaml  # deferred: only the LiteLLM shape is YAML
 
         return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json_text(doc) + "\n"  # prices as decimals (`0.00002`, never `2e-05`), as every `--json`
 
 
 @click.group("config", cls=OneLineGroup)

@@ -1,6 +1,6 @@
 // The audit trail: config changes (who, what, when), the config as it was at any change (step back
 // and forth in time), and a diff between two points.
-import { api, h, fmt, table, heading, field, qs, errorBox } from "./core.js";
+import { api, h, fmt, table, heading, field, qs, errorBox, plainJson } from "./core.js";
 
 const KEYS_SHOWN = 50;
 
@@ -102,7 +102,7 @@ export async function auditPage(root) {
         { label: "Entity", header: true, cls: "name", cell: (c) => `${c.kind} ${c.name}` },
         { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
         { label: "Fields", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
-          h("li", h("code", f), `: ${JSON.stringify(v.from)} → ${JSON.stringify(v.to)}`))) },
+          h("li", h("code", f), `: ${plainJson(v.from)} → ${plainJson(v.to)}`))) },
         { label: "By", cell: (c) => c.events.map((e) => `#${e.position} ${e.actor}`).join(", ") },
       ], d.changes, { empty: "Nothing changed between these points." }));
   }

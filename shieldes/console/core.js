@@ -177,6 +177,14 @@ export function field(label, input, hint) {
   return h("div.field", h("label", { for: id }, label), input, hintEl);
 }
 
+// JSON of a value with its numbers written out: JavaScript writes a ten-millionth of a dollar as
+// 1e-7, and money reads as decimals everywhere (the API and the CLI write 0.0000001)
+export function plainJson(v) {
+  const text = JSON.stringify(v, (_, x) => (typeof x === "number" && /e/i.test(String(x))
+    ? `\u0000num:${x.toLocaleString("en-US", { useGrouping: false, maximumFractionDigits: 20 })}` : x));
+  return text === undefined ? String(text) : text.replace(/"\\u0000num:([-0-9.]+)"/g, "$1");
+}
+
 export function budgetBar(spent, budget, label) {
   if (budget === null || budget === undefined) return h("span.muted", "no budget");
   const ratio = budget > 0 ? spent / budget : 1;

@@ -256,6 +256,9 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         go(driver, "keys", "table caption")
         row = wait(driver, lambda d: [r for r in all_css(d, "tbody tr") if "browser-app" in r.text], what="row")[0]
         assert "$" in row.text and "$0.00 /" not in row.text  # spend against the budget bar moved
+        # a budget of a ten-millionth of a dollar: the diff below writes it out (JavaScript: 1e-7)
+        assert admin_api(a.base, "PUT", "/budgets/key/browser-app", BOOT,
+                         {"amount_usd": 0.0000001, "period": "30d"})[0] == 200
         button(driver, "Revoke", row).click()
         driver.switch_to.alert.accept()
         wait(driver, lambda d: not [r for r in all_css(d, "tbody tr") if "browser-app" in r.text], what="row gone")
@@ -294,6 +297,8 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         by_css(driver, f"button[aria-label='Diff from change {created}']").click()
         wait(driver, lambda d: "browser-app" in by_css(d, "section[aria-labelledby=diff-title]").text,
              what="diff naming the key")
+        diffed = by_css(driver, "section[aria-labelledby=diff-title]").text
+        assert '"amount_usd":0.0000001' in diffed and "e-7" not in diffed, diffed
 
         sent, spare = more_traffic(cluster)
         total = 3 + sent

@@ -440,3 +440,34 @@ async def test_request_log_list_filters_pages_and_detail(database_url: str) -> N
             assert status == 400 and needle in err["error"]["message"], (params, err)
         status, err = await api.get(f"{API}/requests/no-such-request")
         assert status == 404 and err["error"]["code"] == "request_not_found"
+
+
+async def test_money_is_written_as_decimals_in_every_answer(database_url: str) -> None:
+    """A budget of a ten-millionth of a dollar and a price of two hundred-thousandths: orjson alone
+    writes `1e-7` (and the CLI's config export wrote `1e-07`); every answer writes them out."""
+    import aiohttp
+
+    from tests.integration.test_cli_remote import direct
+
+    async with harness(database_url, admin_token=BOOT) as h:
+        api = AdminClient(h.base, BOOT)
+        status, _ = await api.post(f"{API}/keys", {"name": "tiny", "budget": 0.0000001})
+        assert status == 201
+        status, _ = await api.call("PUT", f"{API}/pricing/gpt-4o", {"input_per_1m": 0.00002, "output_per_1m": 1})
+        assert status == 200
+        bodies = {}
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {BOOT}"}) as s:
+            for path in ("/keys", "/keys/tiny", "/budgets", "/pricing?source=override", "/audit", "/config",
+                         "/config?keys_limit=1", "/config/diff?from=1"):
+                async with s.get(h.base + API + path) as r:
+                    assert r.status == 200, path
+                    bodies[path] = await r.read()
+        exported = await direct(h, "config", "export")
+
+    for path, body in bodies.items():
+        assert b"e-7" not in body and b"e-5" not in body, (path, body[:300])
+    for path in ("/keys", "/keys/tiny", "/budgets", "/config", "/config?keys_limit=1"):
+        assert b'"amount_usd":0.0000001' in bodies[path], path
+    assert b'"input_per_1m":0.00002' in bodies["/pricing?source=override"]
+    assert exported.code == 0 and "0.0000001" in exported.out and "0.00002" in exported.out
+    assert "e-07" not in exported.out and "e-05" not in exported.out

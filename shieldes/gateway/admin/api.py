@@ -15,13 +15,14 @@ import orjson
 import psycopg
 from aiohttp import web
 
+from shieldes import plainjson
 from shieldes.dbwait import READ_ADVICE, first_line
 from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import REQUEST_ID, request_id
-from shieldes.gateway.routes import json_response, read_json
+from shieldes.gateway.routes import read_json
 from shieldes.roles import allows
 
 SERVING = READ_ADVICE + "; chat requests are served meanwhile"
@@ -236,7 +237,9 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         if isinstance(data, Streamed):
             return await _stream(request, data, {"Content-Type": "application/json", REQUEST_ID: rid,
                                                  "Cache-Control": "no-store", **call.headers})
-        return json_response(data, rid, headers={"Cache-Control": "no-store", **call.headers}, status=status)
+        # numbers as decimals, never `2e-7` (money: a request's cost, a small budget or price)
+        return web.Response(body=plainjson.dumps(data), status=status, headers={
+            "Content-Type": "application/json", REQUEST_ID: rid, "Cache-Control": "no-store", **call.headers})
 
     return handle
 

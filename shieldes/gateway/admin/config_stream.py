@@ -10,8 +10,7 @@ import heapq
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import orjson
-
+from shieldes import plainjson
 from shieldes.projections.state import ConfigState
 from shieldes.snapshots.history import config_view, key_entity
 
@@ -32,13 +31,13 @@ def _split(whole: dict[str, Any]) -> tuple[bytes, bytes]:
     items = list(whole.items())
     at = [name for name, _ in items].index("keys")
     before, after = dict(items[:at]), dict(items[at + 1:])
-    head = orjson.dumps(before)[:-1] + (b',"keys":[' if before else b'{"keys":[')
-    return head, (b"]," + orjson.dumps(after)[1:]) if after else b"]}"
+    head = plainjson.dumps(before)[:-1] + (b',"keys":[' if before else b'{"keys":[')
+    return head, (b"]," + plainjson.dumps(after)[1:]) if after else b"]}"
 
 
 async def config_json(head: dict[str, Any], state: ConfigState) -> AsyncIterator[bytes]:
     """`head` (at, position, ...) and the config view of `state` with every key, as the JSON text
-    `orjson.dumps({**head, **config_view(state)})` writes, in chunks."""
+    `plainjson.dumps({**head, **config_view(state)})` writes, in chunks."""
     whole = {**head, **config_view(state, keys_limit=0)}
     del whole["keys_total"]
     opening, closing = _split(whole)
@@ -46,6 +45,6 @@ async def config_json(head: dict[str, Any], state: ConfigState) -> AsyncIterator
     yield opening
     for start in range(0, len(ids), KEY_SLICE):
         keys = [key_entity(state, state.keys[key_id]) for key_id in ids[start:start + KEY_SLICE]]
-        yield (b"," if start else b"") + orjson.dumps(keys)[1:-1]
+        yield (b"," if start else b"") + plainjson.dumps(keys)[1:-1]
         await asyncio.sleep(0)  # other requests' turn, whether or not the socket made us wait
     yield closing
