@@ -4,12 +4,15 @@ diff between two states attributed to the events (and actors) that made it. Pure
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from shieldes.errors import InvalidRequest
 from shieldes.events.store import RecordedEvent
+from shieldes.projections.keytable import NameIndex, names_in_order
+from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 
 Entity = dict[str, Any]
@@ -134,10 +137,22 @@ def config_view(state: ConfigState, *, keys_limit: int | None = None) -> dict[st
                              ("admin_token", "admin_tokens"), ("mcp_server", "mcp_servers"))
     }
     if keys_limit is not None:
-        first = heapq.nsmallest(keys_limit, state.keys.values(), key=lambda k: k.name)
-        view["keys"] = [key_entity(state, k) for k in first]
+        view["keys"] = [key_entity(state, k) for k in first_keys(state, keys_limit)]
         view["keys_total"] = len(state.keys)
     return view
+
+
+def first_keys(state: ConfigState, n: int) -> list[VirtualKey]:
+    """The first `n` keys by name: from the names alone (sorted once for a node's config, see
+    names_in_order), reading `n` keys; it read every key to pick them (3.5 s at a million)."""
+    by_name = state.key_ids_by_name
+    if len(by_name) != len(state.keys):  # a log from before names were unique
+        return heapq.nsmallest(n, state.keys.values(), key=lambda k: k.name)
+    if isinstance(by_name, LayeredMap) and isinstance(by_name.base, NameIndex):
+        names = list(itertools.islice(names_in_order(by_name), n))
+    else:  # a config folded from the log: its names were never sorted
+        names = heapq.nsmallest(n, by_name)
+    return [state.keys[by_name[name]] for name in names]
 
 
 def subject_of(e: RecordedEvent) -> EntityKey | None:

@@ -10,7 +10,7 @@ import time
 import aiohttp
 import orjson
 
-from shieldes.events.catalog import CONFIG_STREAM, VirtualKeyCreated
+from shieldes.events.catalog import CONFIG_STREAM, BudgetSet, VirtualKeyCreated
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.commands import CreateTeam
@@ -23,13 +23,14 @@ TOKEN = "config-scale-admin-token-0123456789"
 API = "/admin/v1"
 
 
-async def seed_keys(h: Harness, count: int, batch: int = 5000) -> None:
-    """`count` keys appended straight to the log, `batch` events an append."""
+async def seed_keys(h: Harness, count: int, batch: int = 5000, budget_every: int = 0) -> None:
+    """`count` keys appended straight to the log, `batch` keys an append; every `budget_every`th
+    with a budget."""
     codec = Codec()
     for start in range(0, count, batch):
-        events = [NewEvent.of(VirtualKeyCreated(f"key_{i:08x}", f"app-{i:06d}", hash_key(f"sk-{i}"), "sk-shd-seed",
-                                                None), codec)
-                  for i in range(start, min(count, start + batch))]
+        events = [NewEvent.of(e, codec) for i in range(start, min(count, start + batch)) for e in (
+            VirtualKeyCreated(f"key_{i:08x}", f"app-{i:06d}", hash_key(f"sk-{i}"), "sk-shd-seed", None),
+            *((BudgetSet("key", f"key_{i:08x}", 5.0, "1d"),) if budget_every and i % budget_every == 0 else ()))]
         await h.store.append(CONFIG_STREAM, events, AppendOptions(metadata={"actor": "seed"}))
 
 
@@ -112,3 +113,39 @@ async def test_the_whole_config_of_many_keys_leaves_the_node_answering(database_
     # built in one go, the answer held /health for about as long as it took; a slice of keys at a
     # time, a small part of it (a ratio, so a loaded machine slowing both does not decide it)
     assert worst < took / 3, (worst, took)
+
+
+async def test_key_lists_that_walk_every_key_and_every_budget_leave_the_node_answering(database_url: str) -> None:
+    """A filter few keys match walks every name, and the budgets answer reads every budgeted key:
+    in a thread (and their views a slice at a time), not on the node's event loop, which held
+    every request for 14 s (`status=revoked`) and 5 s (every budget) at a million keys."""
+    async with harness(database_url, admin_token=TOKEN) as h:
+        await seed_keys(h, 30_000, budget_every=2)
+        await h.sync()
+        status, _ = await AdminClient(h.base, TOKEN).post(f"{API}/snapshots")
+        assert status == 201
+    # a node started from that snapshot holds its keys as columns, as a large cluster's nodes do
+    async with harness(database_url, admin_token=TOKEN, providers=False) as h:
+        found: dict[str, tuple[int, bytes, float, float]] = {}
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as s:
+            for path in ("/keys?status=revoked", "/budgets", "/keys?search=APP-02999&limit=10000"):
+                done = asyncio.Event()
+                probe = asyncio.create_task(slowest_health(h.base, done))
+                await asyncio.sleep(0.05)  # the probe is on its way
+                started = time.perf_counter()
+                async with s.get(h.base + API + path) as r:
+                    status, body = r.status, await r.read()  # decoded after: this loop is the node's too
+                took = time.perf_counter() - started
+                done.set()
+                found[path] = (status, body, took, await probe)
+
+    status, body, took, worst = found["/keys?status=revoked"]
+    assert status == 200 and orjson.loads(body)["data"] == []
+    # a ratio, so a loaded machine slowing both does not decide it: on the loop /health waited for
+    # about all of it; in a thread, for the switches between the two (5 ms each) and a slice of views
+    assert worst < took / 2, (worst, took)
+    status, body, took, worst = found["/budgets"]
+    assert status == 200 and len(orjson.loads(body)["data"]) == 15_000
+    assert worst < took / 2, (worst, took)
+    status, body, _, _ = found["/keys?search=APP-02999&limit=10000"]  # any case, names passed over unread
+    assert [k["name"] for k in orjson.loads(body)["data"]] == [f"app-{i:06d}" for i in range(29_990, 30_000)]

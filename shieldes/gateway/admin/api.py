@@ -4,12 +4,13 @@ document, so the documentation cannot drift from what the server does."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -34,6 +35,8 @@ def refused_read(exc: psycopg.Error) -> ShieldesError | None:
         return InvalidRequest(f"the database refused a query parameter ({first_line(exc)}); check the query "
                               "parameters (a NUL character, a value out of range)")
     return None
+
+T = TypeVar("T")
 
 PREFIX = "/admin/v1"
 MAX_LIMIT = 1000  # a page of the audit log or the request log (read from Postgres)
@@ -269,6 +272,17 @@ def page(rows: list[dict[str, Any]], cursor: str, call: Call) -> dict[str, Any]:
     more = len(rows) - start > limit
     return {"object": "list", "data": data, "has_more": more,
             "next_after": str(data[-1][cursor]) if more and data else None}
+
+
+async def in_slices(items: Sequence[T], view: Callable[[T], dict[str, Any]], size: int = 500) -> list[dict[str, Any]]:
+    """`view` of each item, `size` at a time with the node's other requests served between slices:
+    a page of 10,000 keys' or every budget's views is a second of work at a million keys."""
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(items), size):
+        if start:
+            await asyncio.sleep(0)
+        rows += [view(item) for item in items[start:start + size]]
+    return rows
 
 
 def page_of_names(names: Sequence[str], call: Call) -> tuple[Sequence[str], bool]:

@@ -133,12 +133,17 @@ async def usage_keys(call: Call) -> Any:
     if ref:
         key = state.keys[known_key(call, ref)]
         return listing([] if key.revoked else [{"name": key.name, "id": key.id}], False, "name")
-    rows, limit = [], call.list_limit()
-    for key in listed_keys(state, time.time(), statuses=("active", "expired"), after=call.query.get("after")):
-        rows.append({"name": key.name, "id": key.id})
-        if len(rows) > limit:  # one more than a page says whether there is a next one
-            break
-    return page(rows, "name", call)
+    limit, after, now = call.list_limit(), call.query.get("after"), time.time()
+
+    def walk() -> list[dict[str, Any]]:
+        rows = []
+        for key in listed_keys(state, now, statuses=("active", "expired"), after=after):
+            rows.append({"name": key.name, "id": key.id})
+            if len(rows) > limit:  # one more than a page says whether there is a next one
+                break
+        return rows
+
+    return page(await asyncio.to_thread(walk), "name", call)  # (the node serving meanwhile)
 
 
 async def usage_live(call: Call) -> Any:
@@ -193,7 +198,7 @@ async def config_at(call: Call) -> Any:
     at = call.query.get("at")
     keys_limit = _keys_limit(call)
     if at is None:
-        return _config_answer({"at": "now", "position": call.ctx.projector.position}, call.ctx.projector.config,
+        return await _config_answer({"at": "now", "position": call.ctx.projector.position}, call.ctx.projector.config,
                               keys_limit)
     point = parse_point(at)
     check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
@@ -203,15 +208,16 @@ async def config_at(call: Call) -> Any:
     if view.position:
         found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
         recorded_at = found[0].recorded_at.astimezone(UTC).isoformat() if found else None
-    return _config_answer({"at": at, "position": view.position, "recorded_at": recorded_at}, view.state, keys_limit)
+    return await _config_answer({"at": at, "position": view.position, "recorded_at": recorded_at}, view.state,
+                                keys_limit)
 
 
-def _config_answer(head: dict[str, Any], state: ConfigState, keys_limit: int | None) -> Any:
+async def _config_answer(head: dict[str, Any], state: ConfigState, keys_limit: int | None) -> Any:
     """With every key, a streamed answer (config_stream.py): built in one go at a million keys it
     held the node's other requests for seconds."""
     if keys_limit is None:
         return Streamed(config_json(head, state))
-    return {**head, **config_view(state, keys_limit=keys_limit)}
+    return {**head, **await asyncio.to_thread(config_view, state, keys_limit=keys_limit)}
 
 
 # Config events folded between two reads of the log: a fold runs on the node's event loop at some
