@@ -320,3 +320,47 @@ def test_audit_log_by_subject_among_many_keys(database_url: str) -> None:
                                                                           "key_00001092")]
     assert ok(database_url, "audit", "log", "--subject", "key_00001092", env=env) == rows  # an id finds it too
     assert ok(database_url, "audit", "log", "--subject", "nothing-like-it", env=env) == []
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows every node of an EXPLAIN ANALYZE plan produced, over all its loops."""
+    own = int(plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1))
+    return own + sum(_rows_read(p) for p in plan.get("Plans", []))
+
+
+def test_a_page_of_the_audit_log_reads_its_own_rows_among_many_keys(database_url: str) -> None:
+    """A page without a subject names each row's key or team by one lookup in config_index: the
+    view joined every config event of the page to every key (a nested loop under the LIMIT), a
+    million rows read per row at a million keys, past the 30 s read bound."""
+    from shieldes.events.catalog import CONFIG_STREAM, BudgetSet, TeamCreated, VirtualKeyCreated
+    from shieldes.events.queries import AUDIT_SQL, audit_params
+    from shieldes.secrets import hash_key
+
+    async def seed() -> None:
+        pool = open_pool(database_url, size=1)
+        await pool.open(wait=True)
+        try:
+            store, codec = PostgresEventStore(pool), Codec()
+            await store.append(CONFIG_STREAM, [NewEvent.of(TeamCreated("team_eng", "eng"), codec)],
+                               AppendOptions(metadata={"actor": "seed"}))
+            for start in range(0, 20_000, 5000):
+                await store.append(CONFIG_STREAM, [
+                    NewEvent.of(e, codec) for i in range(start, start + 5000) for e in (
+                        VirtualKeyCreated(f"key_{i:08x}", f"app-{i}", hash_key(f"sk-{i}"), "sk-shd-seed", None),
+                        BudgetSet("key", f"key_{i:08x}", 5.0, "1d"))],
+                    AppendOptions(metadata={"actor": "seed"}))
+            await store.append(CONFIG_STREAM, [NewEvent.of(BudgetSet("team", "team_eng", 50.0, "30d"), codec)],
+                               AppendOptions(metadata={"actor": "seed"}))
+        finally:
+            await pool.close()
+
+    asyncio.run(seed())
+    sql(database_url, "ANALYZE events")
+    sql(database_url, "ANALYZE config_index")
+    params = audit_params(limit=100)
+    with psycopg.connect(database_url) as conn:
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + AUDIT_SQL, params).fetchone()[0][0]["Plan"]
+    assert _rows_read(plan) < 100 * 20, _rows_read(plan)  # a few per row of the page (20,000 keys per row before)
+    rows = ok(database_url, "audit", "log", "--limit", "3")
+    assert sorted((r["type"], r["subject"]) for r in rows) == [("budget.set", "app-19999"), ("budget.set", "eng"),
+                                                               ("virtual_key.created", "app-19999")]
