@@ -4,7 +4,7 @@ changed what between two points. POINT is a log position (42) or an ISO 8601 tim
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +20,7 @@ from shieldes.cli.common import (
     table_cell,
 )
 from shieldes.cli.timefmt import is_time_field, table_time
-from shieldes.config_writer import load_config
+from shieldes.config_writer import ConfigView, load_config
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
@@ -30,21 +30,36 @@ from shieldes.projections.state import ConfigState
 from shieldes.snapshots.history import Point, config_view, diff, parse_point
 from shieldes.snapshots.history import check_in_log as check_point
 
+if TYPE_CHECKING:
+    from shieldes.events.pg_store import PostgresEventStore
+
 
 @click.group("config", cls=OneLineGroup)
 def config_group() -> None:
     """The configuration as it was at any point in the log."""
 
 
-async def _config_events(store: EventStore) -> list[RecordedEvent]:
+async def _start(store: PostgresEventStore, point: Point) -> ConfigView | None:
+    """The newest snapshot before `point` to fold from (None: position 0): at a million keys a fold
+    of the whole config stream takes minutes."""
+    from shieldes.snapshots.config_start import config_base  # the whole codec, for these commands only
+    from shieldes.snapshots.seal import mac_key
+
+    return await config_base(store, store.connections, mac_key(cli_context().settings.cluster_secret), point)
+
+
+async def _events_until(store: EventStore, after: int, point: Point) -> list[RecordedEvent]:
+    """The config events after position `after` that `point` includes (up to the first it does not)."""
     events: list[RecordedEvent] = []
-    while page := await store.read(events[-1].position if events else 0, 5000, stream=CONFIG_STREAM):
-        events.extend(page)
+    while page := await store.read(events[-1].position if events else after, 5000, stream=CONFIG_STREAM):
+        for e in page:
+            if not point.includes(e):
+                return events
+            events.append(e)
     return events
 
 
-def _fold(events: list[RecordedEvent], codec: Codec) -> ConfigState:
-    state = ConfigState()
+def _fold(state: ConfigState, events: list[RecordedEvent], codec: Codec) -> ConfigState:
     for e in events:
         state = apply_config(state, codec.decode(e.type, e.version, e.data))
     return state
@@ -77,7 +92,8 @@ def show(at: str | None, as_json: bool) -> None:
             if point is not None:
                 check_in_log(point, await store.head())
             view = await load_config(
-                store, Codec(), upto=point.position if point else None, until=point.time if point else None
+                store, Codec(), upto=point.position if point else None, until=point.time if point else None,
+                base=await _start(store, point or Point(position=await store.head())),
             )
         return {"at": at or "now", "position": view.position, **config_view(view.state)}
 
@@ -106,19 +122,17 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
             head = await store.head()
             for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
                 check_in_log(Point(position=point.position), head, omit=None)
-            events = await _config_events(store)
-        codec = Codec()
-        upto_a = [e for e in events if pa.includes(e)]
-        upto_b = [e for e in events if pb.includes(e)]
-        pos_a = upto_a[-1].position if upto_a else 0
-        pos_b = upto_b[-1].position if upto_b else 0
-        if pos_a > pos_b:
-            raise InvalidRequest(
-                f"A ({pa.label()}) is after B ({pb.label()}); give the earlier point first"
-            )
-        between = [e for e in upto_b if e.position > pos_a]
-        changes = diff(_fold(upto_a, codec), _fold(upto_b, codec), between)
-        return {"from": {"point": a, "position": pos_a}, "to": {"point": b, "position": pos_b},
+            codec = Codec()
+            before = await load_config(store, codec, upto=pa.position, until=pa.time, base=await _start(store, pa))
+            if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
+                raise InvalidRequest(
+                    f"A ({pa.label()}) is after B ({pb.label()}); give the earlier point first"
+                )
+            between = await _events_until(store, before.position, pb)
+        after = _fold(before.state, between, codec)
+        pos_b = between[-1].position if between else before.position
+        changes = diff(before.state, after, between)
+        return {"from": {"point": a, "position": before.position}, "to": {"point": b, "position": pos_b},
                 "events": len(between), "changes": changes}
 
     out = run_read(go())

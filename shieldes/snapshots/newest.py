@@ -17,13 +17,14 @@ S = TypeVar("S")
 
 async def newest_verified(pool: Connections, candidates: str, part: str, usable: Callable[[tuple[Any, ...]], bool],
                           decode: Callable[[bytes, str, int], Awaitable[tuple[S, tuple[int, str]]]],
-                          what: str) -> tuple[S, int] | None:
+                          what: str, params: tuple[Any, ...] = ()) -> tuple[S, int] | None:
     """The decoded part (`part`: its bytes and checksum by snapshot id) of the newest of
-    `candidates` (rows that start with id, position) that is `usable`, whose seal checks and whose
-    recorded config tip the log's chain ends at; with that tip's position. None when none does."""
+    `candidates` (rows that start with id, position; `params` its query's) that is `usable`, whose
+    seal checks and whose recorded config tip the log's chain ends at; with that tip's position.
+    None when none does."""
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur = await conn.execute(candidates + " LIMIT 3")
+        cur = await conn.execute(candidates + " LIMIT 3", params)
         for row in await cur.fetchall():
             snap_id, position = row[0], row[1]
             if not usable(row):

@@ -26,6 +26,8 @@ class SnapshotRefused(ShieldesError):
 
 # The reads every snapshot loader shares (the node's load, its prefetch, a CLI write's start).
 NEWEST_FIRST = "SELECT id, position, schema_version, format FROM snapshots ORDER BY position DESC, id DESC"
+NEWEST_UP_TO = ("SELECT id, position, schema_version, format FROM snapshots WHERE position <= %s "
+                "ORDER BY position DESC, id DESC")
 STATE_OF = "SELECT state, checksum FROM snapshots WHERE id = %s"  # read with binary=True: bytea as bytes
 
 @dataclass(frozen=True)

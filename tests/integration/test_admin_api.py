@@ -284,6 +284,13 @@ async def test_pagination_history_usage_and_openapi(database_url: str) -> None:
         assert openai_row["breaker"] == "closed" and openai_row["traffic_share"] == 1.0
         status, snap = await api.post(f"{API}/snapshots")
         assert status == 201 and snap["position"] > 0
+        # a look at a point after the snapshot starts from it (config_start.config_base), the same config
+        await api.post(f"{API}/keys/k2/revoke")
+        status, now = await api.get(f"{API}/config")
+        status, since = await api.get(f"{API}/config", at=str(h.node.projector.position))
+        assert status == 200 and since["keys"] == now["keys"] and since["position"] == now["position"]
+        status, d = await api.get(f"{API}/config/diff", **{"from": str(snap["position"])})
+        assert [(c["name"], c["change"]) for c in d["changes"]] == [("k2", "changed")], d
 
         # the OpenAPI document is public and lists every route of the table with its method
         status, doc = await AdminClient(h.base, None).get(f"{API}/openapi.json")

@@ -23,7 +23,9 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
+from shieldes.snapshots.config_start import config_base
 from shieldes.snapshots.history import Point, check_in_log, config_view, diff, parse_point
+from shieldes.snapshots.seal import mac_key
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 from shieldes.timeparse import parse_day, parse_time
 from shieldes.usage.admission import NUSD
@@ -203,7 +205,7 @@ async def config_at(call: Call) -> Any:
     point = parse_point(at)
     check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
     view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
-                             upto=point.position, until=point.time)
+                             upto=point.position, until=point.time, base=await _start_for(call, point))
     recorded_at = None
     if view.position:
         found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
@@ -218,6 +220,16 @@ async def _config_answer(head: dict[str, Any], state: ConfigState, keys_limit: i
     if keys_limit is None:
         return Streamed(config_json(head, state))
     return {**head, **await asyncio.to_thread(config_view, state, keys_limit=keys_limit)}
+
+
+async def _start_for(call: Call, point: Point) -> ConfigView:
+    """Where a fold up to `point` starts: the newest snapshot before it (config_start.config_base),
+    else position 0."""
+    base = None
+    if call.ctx.pool is not None:
+        base = await config_base(call.ctx.projector.store, call.ctx.pool, mac_key(call.ctx.settings.cluster_secret),
+                                 point)
+    return base if base is not None else ConfigView(ConfigState(), 0)
 
 
 # Config events folded between two reads of the log: a fold runs on the node's event loop at some
@@ -251,9 +263,10 @@ async def config_diff(call: Call) -> Any:
     head = await store.head()
     for point, omit in ((pa, None), (pb, "`to`")):  # a future time is a fine "up to now" for `to`; a position is not
         check_in_log(Point(position=point.position), head, datetime.now(UTC), omit=omit)
-    # one fold: to `from`, then on to `to` (it once folded the whole stream twice without a pause,
-    # holding every request on the node for half a minute at 100,000 keys)
-    before = await _fold_to(call, ConfigView(ConfigState(), 0), pa)
+    # one fold, from the newest snapshot before `from`: to `from`, then on to `to` (it once folded
+    # the whole stream twice without a pause, holding every request on the node for half a minute
+    # at 100,000 keys)
+    before = await _fold_to(call, await _start_for(call, pa), pa)
     if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
         raise InvalidRequest(f"from ({pa.label()}) is after to ({pb.label()}); give the earlier point first")
     between: list[RecordedEvent] = []
