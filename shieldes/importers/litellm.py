@@ -286,9 +286,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
                 _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
             else:
                 _add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
-            price = _price(upstream, params, entry.get("model_info"), where, spec)
-            if price is not None and price not in spec.prices:
-                spec.prices.append(price)
+            _keep_price(spec, _price(upstream, params, entry.get("model_info"), where, spec), where)
             continue
         kind, default_base = _kind_of(prefix)
         if kind is None:
@@ -304,9 +302,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
             _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
         else:
             _add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
-        price = _price(upstream, params, entry.get("model_info"), where, spec)
-        if price is not None and price not in spec.prices:
-            spec.prices.append(price)
+        _keep_price(spec, _price(upstream, params, entry.get("model_info"), where, spec), where)
     used: dict[str, int] = {}
     names: dict[Group, str] = {}
     for group, models in groups.items():
@@ -465,6 +461,23 @@ def _secret(value: Any, prefix: str, default_base: str | None, where: str, spec:
         return SecretSpec(env_var=value.removeprefix("os.environ/"))
     return SecretSpec(plaintext=value)
 
+
+
+def _keep_price(spec: ImportSpec, price: PriceSpec | None, where: str) -> None:
+    """`price` for the import. LiteLLM prices each deployment, shieldes each upstream model (every
+    deployment serving it alike): where two entries price one model differently, the later one is
+    kept and a note says so (it was kept without a word)."""
+    if price is None or price in spec.prices:
+        return
+    earlier = next((p for p in spec.prices if p.model == price.model), None)
+    if earlier is not None:
+        spec.prices.remove(earlier)
+        spec.notes.append(
+            f"{where}: {price.model} is priced ${price.input_per_1m:g}/${price.output_per_1m:g} per 1M input/output "
+            f"tokens here and ${earlier.input_per_1m:g}/${earlier.output_per_1m:g} by an earlier entry; shieldes "
+            "prices a model once for every deployment serving it, so this later price is imported: set another "
+            f"with `shieldes pricing set {price.model} --input USD --output USD`")
+    spec.prices.append(price)
 
 
 def _price(model: str, params: dict[str, Any], info: Any, where: str, spec: ImportSpec) -> PriceSpec | None:

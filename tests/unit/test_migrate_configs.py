@@ -312,3 +312,19 @@ def test_any_value_of_a_collected_config_gone_wrong_is_refused_in_a_sentence_nev
             node[at[-1]] = wrong
             with contextlib.suppress(ShieldesError):  # no key: a plaintext one is refused (encrypting is slow)
                 plan_import(ConfigState(), parse(changed, "auto")[1], None)
+
+
+def test_two_entries_pricing_one_model_differently_keep_the_later_price_and_say_so() -> None:
+    """LiteLLM prices each deployment; shieldes prices a model once: the later price is imported
+    and a note names both (the earlier one was dropped without a word)."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": "fast", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/K",
+                                                 "api_base": base, "input_cost_per_token": cost,
+                                                 "output_cost_per_token": cost * 4}}
+        for base, cost in (("http://a.test/v1", 0.000002), ("http://b.test/v1", 0.000003))]}
+    spec = parse(doc, "litellm")[1]
+    assert [(p.model, p.input_per_1m, p.output_per_1m) for p in spec.prices] == [("gpt-4o", 3.0, 12.0)]
+    [note] = [n for n in spec.notes if "priced" in n]
+    assert "$3/$12" in note and "$2/$8" in note and "shieldes pricing set gpt-4o" in note
+    same = {"model_list": doc["model_list"][:1] * 2}  # the same price twice: one price, no note
+    assert [n for n in parse(same, "litellm")[1].notes if "priced" in n] == []
