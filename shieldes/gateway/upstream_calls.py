@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shieldes.cluster.view import Health
@@ -218,7 +219,8 @@ class UpstreamCalls:
         later: list[Route] | None = None
         while group is not None:
             attempts = 1 + self.settings.upstream_retries
-            for i, rt in enumerate(plan(group, self.breaker, attempts, self.rng, self._order_for(group))):
+            room = self._within_quota(group, at_quota)
+            for i, rt in enumerate(plan(room, self.breaker, attempts, self.rng, self._order_for(room))):
                 name = rt.deployment.name
                 if name in misconfigured:
                     continue
@@ -257,6 +259,20 @@ class UpstreamCalls:
                 f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
                 f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
         raise exhausted(route, last[0] if last else None, tried, self.scrub)
+
+    def _within_quota(self, group: Route, at_quota: set[str]) -> Route:
+        """`group` without its deployments at their quota (added to `at_quota`), so that the plan's
+        attempts go to those with room: with one attempt (no retries) a pick at its quota refused
+        the request while another deployment could serve it. Every one at its quota: `group` as it
+        is (each is skipped in turn)."""
+        if len(group.targets) < 2:
+            return group
+        size = self.cluster_size()
+        room = tuple(t for t in group.targets if self.quotas.allows(t.deployment.name, t.deployment.options, size))
+        if not room or len(room) == len(group.targets):
+            return group
+        at_quota.update(t.deployment.name for t in group.targets if t not in room)
+        return replace(group, targets=room)
 
     def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:
         """The route's strategy (`shieldes routing set`), over the cluster's health view."""

@@ -12,7 +12,7 @@ import pytest
 from shieldes.projections.commands import RevokeKey
 from shieldes.projections.shared_commands import AddProvider
 from tests.fake_upstream import FakeUpstream
-from tests.integration.gateway_harness import UPSTREAM_KEY, harness, wait_until
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness, wait_until
 
 MSGS = [{"role": "user", "content": "hello there"}]
 
@@ -156,3 +156,24 @@ async def test_graceful_shutdown_finishes_streams_and_flushes_everything(databas
         assert h.usage_totals()["last-call"] == (4, 8, 40, 4 * (2 * 2500 + 10 * 10000))
         with pytest.raises(openai.APIConnectionError):
             await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+
+
+
+async def test_a_deployment_at_its_quota_leaves_the_request_to_one_with_room(database_url: str) -> None:
+    """A provider's own rpm (`--rpm`) used up: its requests go to the model's other deployments,
+    even with no retries (the plan's one attempt once picked it and answered 429 while the other
+    had room)."""
+    small = await FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o-mini",)).start()
+    try:
+        async with harness(database_url, upstream_retries=0) as h:
+            await h.admin(AddProvider("openai-small", "openai", small.url, "env:" + UPSTREAM_KEY_ENV,
+                                      ("gpt-4o-mini",), options={"rpm": "1"}))
+            secret = await h.create_key("app")
+            await h.sync()
+            client = oai(h.base, secret)
+            for _ in range(16):  # each a 200, by whichever deployment has room
+                await client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
+            assert len(small.requests) == 1  # its one request a minute (weighted picks: 1 - 2**-16 sure)
+            assert len(h.upstream.requests) == 15
+    finally:
+        await small.stop()
