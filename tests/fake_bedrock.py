@@ -52,7 +52,8 @@ def aws_credentials() -> Iterator[None]:
                 os.environ[k] = v
 _AUTH = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/bedrock/aws4_request, "
                    r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$")
-_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 429: "ThrottlingException",
+_ERRORS = {400: "ValidationException", 403: "AccessDeniedException", 424: "ModelErrorException",
+           429: "ThrottlingException",
            500: "InternalServerException", 503: "ServiceUnavailableException"}
 
 

@@ -80,7 +80,9 @@ def timeouts(settings: Settings) -> tuple[Timeouts, Timeouts]:
 
 
 def retryable_status(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
+    """Worth another attempt (this deployment or the next). 424: Bedrock's ModelErrorException, the
+    model failing on a request it accepted, as a 5xx would say."""
+    return status in (408, 409, 424, 429) or status >= 500
 
 
 def error_message(data: object) -> str | None:

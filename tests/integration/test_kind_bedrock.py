@@ -235,6 +235,10 @@ async def test_bedrock_errors_are_mapped(node: tuple[Harness, FakeBedrock]) -> N
     fake.stream_exceptions.append("throttlingException")
     with pytest.raises(openai.RateLimitError):
         await client.chat.completions.create(model=CLAUDE, messages=hello, stream=True)
+    fake.failures.append(424)  # ModelErrorException: the model failed on a request it took, as a 5xx says
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model=CLAUDE, messages=hello)
+    assert failed.value.status_code == 502 and failed.value.code == "upstream_error", failed.value
     fake.max_prompt = 2
     with pytest.raises(openai.BadRequestError) as too_long:
         await client.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "a b c"}])
