@@ -289,6 +289,18 @@ class History:
     upstream_usage: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # agent tag -> usage served
 
 
+async def stop_nodes_and_relays(cluster: Cluster, relays: list[GossipRelay], relay_loop: RelayLoop) -> None:
+    """Every node stopped (a paused one resumed first, so that it can take its SIGTERM), then the
+    gossip relays and their loop."""
+    for node in cluster.nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGCONT)
+    await asyncio.to_thread(cluster.stop_all)
+    for relay in relays:
+        await relay_loop.run(relay.stop())
+    relay_loop.close()
+
+
 async def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll a blocking condition off the event loop until it holds."""
     deadline = time.monotonic() + timeout
@@ -377,13 +389,7 @@ class Nemesis:
                 await load.stop()
             if agents is not None:
                 await agents.stop()
-            for node in cluster.nodes:  # a paused node must be able to take its SIGTERM
-                if node.proc is not None and node.proc.poll() is None:
-                    node.proc.send_signal(signal.SIGCONT)
-            await asyncio.to_thread(cluster.stop_all)
-            for relay in relays:
-                await relay_loop.run(relay.stop())
-            relay_loop.close()
+            await stop_nodes_and_relays(cluster, relays, relay_loop)
             await upstream.stop()
             await proxy.stop()
             await asyncio.to_thread(pg.drop_database, self.server_url, url)

@@ -42,6 +42,7 @@ from tests.cluster.nemesis import (
     cost_nusd,
     logged_usage,
     read_node,
+    stop_nodes_and_relays,
     tag_of,
     wait_for,
 )
@@ -226,13 +227,7 @@ async def scenario(server_url: str, tmp: Path, fault: str) -> None:
     finally:
         if run is not None:
             await run.close()
-        for node in cluster.nodes:  # a paused node must be able to take its SIGTERM
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGCONT)
-        await asyncio.to_thread(cluster.stop_all)
-        for relay in relays:
-            await relay_loop.run(relay.stop())
-        relay_loop.close()
+        await stop_nodes_and_relays(cluster, relays, relay_loop)
         await upstream.stop()
         await asyncio.to_thread(pg.drop_database, server_url, url)
 
