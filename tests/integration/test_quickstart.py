@@ -47,7 +47,9 @@ class Env:
         # `shieldes` and `python` as a user's shell finds them, running this checkout's code
         (shims / "shieldes").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m shieldes "$@"\n')
         (shims / "shieldes").chmod(0o755)
-        (shims / "python").symlink_to(sys.executable)
+        # (a script, not a symlink: a symlinked venv interpreter does not find its venv's packages)
+        (shims / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (shims / "python").chmod(0o755)
         self.vars = {
             "PATH": f"{shims}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.home),
