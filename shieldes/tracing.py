@@ -19,6 +19,7 @@ from shieldes.providers.base import TokenUsage
 from shieldes.requestlog.record import RequestRecord
 
 EXTRA_HINT = "pip install 'shieldes[otel]'"
+STREAM_ERROR = "upstream_stream_error"  # error.type of an attempt whose stream the upstream broke
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 
 
@@ -86,29 +87,70 @@ class Tracing:
             why = f"{rec.error_code}: {rec.error_message}" if rec.error_message else rec.error_code
             span.set_status(self._status(self._code.ERROR, (why or str(rec.status))[:512]))
         rec.trace_id = format(span.get_span_context().trace_id, "032x")
+        if not rec.held:  # (a background run's record goes on: its own span ends the attempt's)
+            self.end_held(rec)
 
     # --- upstream attempt spans (gateway/service.py) ---------------------------------------------
 
     @contextmanager
     def attempt_span(self, op: str, dep: Deployment, model: str, attempt: int) -> Iterator[Any]:
+        """The attempt's span, current while the upstream is called (its context goes upstream).
+        It ends with a failure here; an answer ends it through `attempt_answered`."""
         operation = OPERATIONS.get(op, op)
         with self.tracer.start_as_current_span(
             f"{operation} {model}", kind=self._kind.CLIENT,
             attributes={"gen_ai.system": dep.kind, "gen_ai.operation.name": operation,
                         "gen_ai.request.model": model, "shieldes.deployment": dep.name,
                         "shieldes.attempt": attempt, "server.address": dep.base_url},
-            record_exception=False, set_status_on_exception=False,
+            record_exception=False, set_status_on_exception=False, end_on_exit=False,
         ) as span:
-            yield span
+            try:
+                yield span
+            except BaseException:
+                span.end()
+                raise
 
     def attempt_failed(self, span: Any, kind: str, message: str) -> None:
         span.set_attribute("error.type", kind)
         span.set_status(self._status(self._code.ERROR, message[:200]))
 
-    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None:
+    def attempt_answered(self, span: Any, usage: TokenUsage | None, rec: RequestRecord | None) -> None:
+        """A JSON answer ends its attempt's span now. A stream's span is held on the request's
+        record until the stream ends (`stream_ended`), so that its duration, usage and outcome
+        are the whole stream's, not its opening's."""
+        if rec is not None and rec.stream:
+            rec.upstream_span = span
+            return
         if usage is not None:
             span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
                                  "gen_ai.usage.output_tokens": usage.completion_tokens})
+        span.end()
+
+    def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,
+                     usage: TokenUsage, failure: str) -> None:
+        """The end of the stream whose attempt span `rec` holds: its usage (the upstream's, or the
+        estimate billed), how it ended, and an upstream that broke it as the attempt's error."""
+        span = rec.upstream_span
+        if span is None:
+            return
+        rec.upstream_span = None
+        span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
+                             "gen_ai.usage.output_tokens": usage.completion_tokens,
+                             "shieldes.stream.outcome": outcome, "shieldes.stream.chunks": chunks,
+                             "shieldes.stream.bytes": sent_bytes})
+        if outcome == "upstream_error":
+            span.set_attribute("error.type", STREAM_ERROR)
+            span.set_status(self._status(self._code.ERROR, f"{STREAM_ERROR}: {failure}"[:512]))
+        span.end()
+
+    @staticmethod
+    def end_held(rec: RequestRecord) -> None:
+        """An attempt span still held when its request ends (a stream never relayed: the handler
+        failed between the upstream's answer and the relay) ends with it, never left open."""
+        span = rec.upstream_span
+        if span is not None:
+            rec.upstream_span = None
+            span.end()
 
     # --- propagation to upstreams ----------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class Tally:
     outcome: str = "open"  # open | done | disconnected | upstream_error
     first_write_at: float = 0.0  # perf_counter of the first frame written to the client
     first_token_at: float = 0.0  # perf_counter of the first content chunk read from the upstream
+    sent_bytes: int = 0  # bytes of frames written to the client
     failure: str = ""  # why the upstream broke the stream (scrubbed, as the client was told): log and request log
 
 
@@ -158,7 +159,7 @@ async def open_sink(request: web.Request, resp: web.StreamResponse) -> Sink:
     return resp
 
 
-async def _relay(resp: Sink, frames: AsyncIterator[bytes]) -> UpstreamFailure | None:
+async def _relay(resp: Sink, frames: AsyncIterator[bytes], tally: Tally) -> UpstreamFailure | None:
     """Write every frame as it comes (one write per upstream read for OpenAI frames); the failure
     that ended the stream, or None at its end. Only a write raises ConnectionError (the client
     left): whatever the frames raise becomes an UpstreamFailure, so the two are never confused."""
@@ -175,6 +176,7 @@ async def _relay(resp: Sink, frames: AsyncIterator[bytes]) -> UpstreamFailure | 
             return UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
                                    status=None, retryable=False)
         await resp.write(data)
+        tally.sent_bytes += len(data)
 
 
 async def _drain(frames: AsyncIterator[bytes], seconds: float) -> None:
@@ -199,7 +201,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
         try:
             sink = await open_sink(request, resp)
             tally.first_write_at = time.perf_counter()
-            failure = await _relay(sink, frames)
+            failure = await _relay(sink, frames, tally)
             if failure is None:
                 tally.outcome = "done"
                 await sink.write_eof()

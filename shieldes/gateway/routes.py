@@ -311,6 +311,9 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
             rec.error_message = (f"upstream deployment {dep.name} failed mid-stream after {tally.content_chunks} "
                                  f"chunks: {tally.failure or 'no reason given'}; the client got an error event "
                                  "saying so")
+        tracing = gw.tracing
+        if tracing is not None:
+            tracing.stream_ended(rec, tally.outcome, tally.content_chunks, tally.sent_bytes, usage, tally.failure)
     if tally.outcome == "upstream_error":
         log.warning("upstream deployment %s failed mid-stream after %d chunks: %s [request %s]", dep.name,
                     tally.content_chunks, tally.failure or "no reason given", rid)

@@ -63,7 +63,10 @@ class AttemptSpans(Protocol):
 
     def attempt_failed(self, span: Any, kind: str, message: str) -> None: ...
 
-    def attempt_usage(self, span: Any, usage: TokenUsage | None) -> None: ...
+    def attempt_answered(self, span: Any, usage: TokenUsage | None, rec: RequestRecord | None) -> None: ...
+
+    def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,
+                     usage: TokenUsage, failure: str) -> None: ...
 
 
 def provider_takes_as_sent(provider: Provider, op: Operation, target: Target, ids: list[str] | None) -> bool:
@@ -319,8 +322,8 @@ class UpstreamCalls:
                     f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "
                     "check the request against the API reference"
                 ) from None
-            if tracing and isinstance(result, JsonResult):
-                tracing.attempt_usage(span, result.usage)
+            if tracing:
+                tracing.attempt_answered(span, result.usage if isinstance(result, JsonResult) else None, rec)
         elapsed = time.perf_counter() - started
         self.metrics.upstream_seconds(dep.name, elapsed)
         self.breaker.success(dep.name, elapsed)

@@ -81,6 +81,8 @@ class RequestRecord:
     audio_seconds: int | None = None
     characters: int | None = None
     cost_nusd: int | None = None
+    # tracing: the attempt span of a stream, ended when the stream ends (tracing.stream_ended)
+    upstream_span: Any = None
     # a background response's: handed to the request log when its run ends, not when it was created
     held: bool = False
     # opt-in payload capture (capture.py decides)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -177,3 +178,49 @@ async def test_a_request_cancelled_by_the_stop_has_a_finished_span_its_row_names
         assert span.status.code == 2 and span.status.message.startswith("cancelled: cancelled before")
         assert h.sql("SELECT status, error_code, trace_id FROM request_log WHERE request_id = 'cut-short'") == \
             [(499, "cancelled", span.trace_id.hex())]
+
+
+async def test_a_streams_attempt_span_covers_the_whole_stream(database_url: str, receiver: Receiver) -> None:
+    """A streamed call's CLIENT span ends when the upstream's stream ends, not when it opened: its
+    duration is the stream's, with its usage, chunks and bytes; a stream the upstream breaks
+    mid-way is the attempt's error, as the request's."""
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hello there"}]
+        h.upstream.inject("/v1/chat/completions", chunk_delay=0.1)  # 7 frames: 0.7 s of stream
+        stream = await client.chat.completions.create(model="gpt-4o", messages=messages, stream=True,
+                                                      extra_headers={"x-request-id": "whole"})
+        got = [c async for c in stream]
+        assert got
+        h.upstream.inject("/v1/chat/completions", error_after=2, stream_error="server_error")
+        stream = await client.chat.completions.create(model="gpt-4o", messages=messages, stream=True,
+                                                      extra_headers={"x-request-id": "broken"})
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+        await client.close()
+
+        def server_of(rid: str) -> Any:
+            return next((x for x in receiver.spans if x.kind == SERVER and attrs(x)["shieldes.request_id"] == rid),
+                        None)
+
+        def attempt_of(server: Any) -> Any:
+            return next(x for x in receiver.spans if x.kind == CLIENT and x.parent_span_id == server.span_id)
+
+        await wait_until(lambda: all(server_of(rid) for rid in ("whole", "broken")) and len(
+            [x for x in receiver.spans if x.kind == CLIENT]) >= 2, timeout=15)
+        server = server_of("whole")
+        attempt = attempt_of(server)
+        a = attrs(attempt)
+        assert attempt.end_time_unix_nano - attempt.start_time_unix_nano >= 600_000_000  # the stream's 0.7 s
+        assert server.end_time_unix_nano - attempt.end_time_unix_nano < 300_000_000  # ended with the stream
+        assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (2, 5)
+        assert a["shieldes.stream.outcome"] == "done" and a["shieldes.stream.chunks"] == 7
+        assert a["shieldes.stream.bytes"] > 100 and attempt.status.code != 2
+        broken = attempt_of(server_of("broken"))
+        b = attrs(broken)
+        assert broken.status.code == 2 and b["error.type"] == "upstream_stream_error"
+        assert b["shieldes.stream.outcome"] == "upstream_error"
+        assert broken.status.message.startswith("upstream_stream_error: ")
