@@ -90,6 +90,42 @@ class Tracing:
         if not rec.held:  # (a background run's record goes on: its own span ends the attempt's)
             self.end_held(rec)
 
+    # --- background runs (gateway/responses_background.py) ----------------------------------------
+
+    @contextmanager
+    def background_span(self, rec: RequestRecord, response_id: str) -> Iterator[Any]:
+        """A background response's run, after its create was answered: the upstream call (its
+        attempt spans are children), the stream and the response's end. A child of the create's
+        SERVER span (the context its task was started in), which ended with the create."""
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "responses", "gen_ai.response.id": response_id,
+                                      "shieldes.request_id": rec.request_id}
+        if rec.model is not None:
+            attributes["gen_ai.request.model"] = rec.model
+        with self.tracer.start_as_current_span(
+                "background response", kind=self._kind.INTERNAL, attributes=attributes,
+                record_exception=False, set_status_on_exception=False) as span:
+            try:
+                yield span
+            finally:
+                self.end_held(rec)
+
+    def finish_background(self, span: Any, rec: RequestRecord, status: str, error: str | None) -> None:
+        """The run's end: the response's status, what was billed, and a failed run as ERROR."""
+        attrs: dict[str, Any] = {"shieldes.response.status": status}
+        if rec.upstream_model is not None:
+            attrs["gen_ai.response.model"] = rec.upstream_model
+        if rec.prompt_tokens is not None:
+            attrs["gen_ai.usage.input_tokens"] = rec.prompt_tokens
+        if rec.completion_tokens is not None:
+            attrs["gen_ai.usage.output_tokens"] = rec.completion_tokens
+        if rec.deployment is not None:
+            attrs["shieldes.deployment"] = rec.deployment
+            attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
+        if status == "failed":
+            attrs["error.type"] = rec.error_code or "failed"
+            span.set_status(self._status(self._code.ERROR, (error or status)[:512]))
+        span.set_attributes(attrs)
+
     # --- upstream attempt spans (gateway/service.py) ---------------------------------------------
 
     @contextmanager

@@ -70,6 +70,10 @@ class ServerSpans(Protocol):
 
     def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None: ...
 
+    def background_span(self, rec: RequestRecord, response_id: str) -> AbstractContextManager[Any]: ...
+
+    def finish_background(self, span: Any, rec: RequestRecord, status: str, error: str | None) -> None: ...
+
 
 class InFlight:
     """Counts requests being handled, so shutdown can wait for them (streams included)."""

@@ -110,6 +110,21 @@ class Starter:
         return await send(request, p.rid, run.follow(-1, None if p.shown else _plain(run)), turn.res.headers)
 
     async def _run(self, run: Run, p: Prepared) -> None:
+        """The run, traced (when tracing is on) by a span of its own: the create's ended when it
+        was answered."""
+        tracing, rec = self.observer.tracing, p.turn.rec
+        if tracing is None or rec is None:
+            await self._work(run, p)
+            return
+        with tracing.background_span(rec, run.id) as span:
+            try:
+                await self._work(run, p)
+            finally:
+                error = run.response.get("error")
+                tracing.finish_background(span, rec, str(run.response.get("status")),
+                                          str(error.get("message")) if isinstance(error, dict) else None)
+
+    async def _work(self, run: Run, p: Prepared) -> None:
         turn = p.turn
         rec = turn.rec
         try:

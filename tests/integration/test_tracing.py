@@ -224,3 +224,41 @@ async def test_a_streams_attempt_span_covers_the_whole_stream(database_url: str,
         assert broken.status.code == 2 and b["error.type"] == "upstream_stream_error"
         assert b["shieldes.stream.outcome"] == "upstream_error"
         assert broken.status.message.startswith("upstream_stream_error: ")
+
+
+async def test_a_background_responses_run_is_traced_after_its_create(database_url: str, receiver: Receiver) -> None:
+    """A background response's create is answered at once (its SERVER span ends then); the run
+    that follows has a span of its own, a child of the create's, covering the upstream call (its
+    attempt span within it) to the response's end; a run no upstream answered is an ERROR."""
+    async with harness(database_url, otel_endpoint=receiver.url, upstream_retries=0) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        hold = h.upstream.inject("/v1/chat/completions", hold_after=2)
+        made = await client.responses.create(model="gpt-4o", input="write a long essay", background=True)
+        await wait_until(lambda: hold.holding == 1 and any(x.kind == SERVER for x in receiver.spans), timeout=15)
+        hold.release.set()
+        h.upstream.inject("/v1/chat/completions", status=500)
+        failed = await client.responses.create(model="gpt-4o", input="again", background=True)
+        await wait_until(lambda: len([x for x in receiver.spans if x.name == "background response"]) == 2,
+                         timeout=15)
+        await client.close()
+
+        def run_of(response_id: str) -> Any:
+            return next(x for x in receiver.spans if x.name == "background response"
+                        and attrs(x)["gen_ai.response.id"] == response_id)
+
+        run = run_of(made.id)
+        (create,) = [x for x in receiver.spans if x.span_id == run.parent_span_id]
+        assert create.kind == SERVER and create.name == "POST /v1/responses"
+        assert create.end_time_unix_nano < run.end_time_unix_nano  # the create was answered first
+        (attempt,) = [x for x in receiver.spans if x.kind == CLIENT and x.parent_span_id == run.span_id]
+        assert run.start_time_unix_nano <= attempt.start_time_unix_nano
+        assert attempt.end_time_unix_nano <= run.end_time_unix_nano
+        a = attrs(run)
+        assert a["shieldes.response.status"] == "completed" and a["gen_ai.usage.output_tokens"] == 5
+        assert a["gen_ai.request.model"] == "gpt-4o" and run.status.code != 2
+        broken = run_of(failed.id)
+        b = attrs(broken)
+        assert broken.status.code == 2 and b["shieldes.response.status"] == "failed"
+        assert b["error.type"] == "upstream_error" and "upstream" in broken.status.message
