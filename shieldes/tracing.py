@@ -10,17 +10,56 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from shieldes.errors import ShieldesError
 from shieldes.projections.state import Deployment
-from shieldes.providers.base import TokenUsage
+from shieldes.providers.base import JsonResult, TokenUsage
 from shieldes.requestlog.record import RequestRecord
 
 EXTRA_HINT = "pip install 'shieldes[otel]'"
 STREAM_ERROR = "upstream_stream_error"  # error.type of an attempt whose stream the upstream broke
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
+# gen_ai.provider.name's well-known values (OpenTelemetry GenAI semantic conventions) per provider type
+PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.ai.openai",
+                  "bedrock": "aws.bedrock", "gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def server_of(base_url: str) -> dict[str, Any]:
+    """`server.address` (the host alone: never the URL's path or any user:password in it) and
+    `server.port` of an upstream's base URL."""
+    try:
+        url = urlsplit(base_url)
+        host, port = url.hostname, url.port or DEFAULT_PORTS.get(url.scheme)
+    except ValueError:
+        return {}
+    out: dict[str, Any] = {}
+    if host:
+        out["server.address"] = host
+        if port:
+            out["server.port"] = port
+    return out
+
+
+def answer_attributes(body: Any) -> dict[str, Any]:
+    """What an OpenAI-shaped JSON answer says about itself: its id, the model that answered and
+    why each choice finished."""
+    out: dict[str, Any] = {}
+    if not isinstance(body, dict):
+        return out
+    if isinstance(body.get("id"), str):
+        out["gen_ai.response.id"] = body["id"]
+    if isinstance(body.get("model"), str):
+        out["gen_ai.response.model"] = body["model"]
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        reasons = [str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
+        if reasons:
+            out["gen_ai.response.finish_reasons"] = reasons
+    return out
 
 
 def traces_url(endpoint: str) -> str:
@@ -135,9 +174,10 @@ class Tracing:
         operation = OPERATIONS.get(op, op)
         with self.tracer.start_as_current_span(
             f"{operation} {model}", kind=self._kind.CLIENT,
-            attributes={"gen_ai.system": dep.kind, "gen_ai.operation.name": operation,
+            attributes={"gen_ai.provider.name": PROVIDER_NAMES.get(dep.kind, dep.kind),
+                        "gen_ai.system": dep.kind, "gen_ai.operation.name": operation,
                         "gen_ai.request.model": model, "shieldes.deployment": dep.name,
-                        "shieldes.attempt": attempt, "server.address": dep.base_url},
+                        "shieldes.attempt": attempt, **server_of(dep.base_url)},
             record_exception=False, set_status_on_exception=False, end_on_exit=False,
         ) as span:
             try:
@@ -150,16 +190,18 @@ class Tracing:
         span.set_attribute("error.type", kind)
         span.set_status(self._status(self._code.ERROR, message[:200]))
 
-    def attempt_answered(self, span: Any, usage: TokenUsage | None, rec: RequestRecord | None) -> None:
+    def attempt_answered(self, span: Any, result: object, rec: RequestRecord | None) -> None:
         """A JSON answer ends its attempt's span now. A stream's span is held on the request's
         record until the stream ends (`stream_ended`), so that its duration, usage and outcome
         are the whole stream's, not its opening's."""
         if rec is not None and rec.stream:
             rec.upstream_span = span
             return
-        if usage is not None:
-            span.set_attributes({"gen_ai.usage.input_tokens": usage.prompt_tokens,
-                                 "gen_ai.usage.output_tokens": usage.completion_tokens})
+        if isinstance(result, JsonResult):
+            span.set_attributes(answer_attributes(result.body))
+            if result.usage is not None:
+                span.set_attributes({"gen_ai.usage.input_tokens": result.usage.prompt_tokens,
+                                     "gen_ai.usage.output_tokens": result.usage.completion_tokens})
         span.end()
 
     def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,

@@ -63,7 +63,7 @@ class AttemptSpans(Protocol):
 
     def attempt_failed(self, span: Any, kind: str, message: str) -> None: ...
 
-    def attempt_answered(self, span: Any, usage: TokenUsage | None, rec: RequestRecord | None) -> None: ...
+    def attempt_answered(self, span: Any, result: object, rec: RequestRecord | None) -> None: ...
 
     def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,
                      usage: TokenUsage, failure: str) -> None: ...
@@ -323,7 +323,7 @@ class UpstreamCalls:
                     "check the request against the API reference"
                 ) from None
             if tracing:
-                tracing.attempt_answered(span, result.usage if isinstance(result, JsonResult) else None, rec)
+                tracing.attempt_answered(span, result, rec)
         elapsed = time.perf_counter() - started
         self.metrics.upstream_seconds(dep.name, elapsed)
         self.breaker.success(dep.name, elapsed)

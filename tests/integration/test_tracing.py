@@ -64,7 +64,10 @@ def attrs(span: Any) -> dict[str, Any]:
     out = {}
     for kv in span.attributes:
         v = kv.value
-        out[kv.key] = v.string_value if v.HasField("string_value") else v.int_value
+        if v.HasField("array_value"):
+            out[kv.key] = [x.string_value for x in v.array_value.values]
+        else:
+            out[kv.key] = v.string_value if v.HasField("string_value") else v.int_value
     return out
 
 
@@ -100,7 +103,15 @@ async def test_request_and_attempt_spans_with_client_parent_and_upstream_propaga
             assert (b["gen_ai.system"], b["gen_ai.request.model"], b["gen_ai.operation.name"]) == \
                 ("openai", "gpt-4o", "chat")
         assert attempts[0].status.code == 2 and attrs(attempts[0])["error.type"] == "500"  # STATUS_CODE_ERROR
-        assert attrs(attempts[1])["gen_ai.usage.output_tokens"] == 5
+        answered = attrs(attempts[1])
+        assert answered["gen_ai.usage.output_tokens"] == 5
+        # GenAI semantic conventions: the provider by its well-known name, the server by host and
+        # port (never the base URL), and what the answer said of itself
+        port = int(up.url.rsplit(":", 1)[1].split("/")[0])
+        assert (answered["gen_ai.provider.name"], answered["server.address"], answered["server.port"]) == \
+            ("openai", "127.0.0.1", port)
+        assert answered["gen_ai.response.finish_reasons"] == ["stop"]
+        assert answered["gen_ai.response.model"] == "gpt-4o" and answered["gen_ai.response.id"]
         # each upstream call carried its attempt span as traceparent
         sent = [rq.headers["traceparent"] for rq in up.requests_to("/v1/chat/completions")]
         assert sent == [f"00-{TRACE_ID}-{span.span_id.hex()}-01" for span in attempts]

@@ -1,0 +1,24 @@
+"""The GenAI and server attributes of an upstream attempt's span, from a deployment's base URL and
+an answer's body (pure functions of shieldes/tracing.py)."""
+
+from __future__ import annotations
+
+from shieldes.tracing import answer_attributes, server_of
+
+
+def test_server_is_the_host_and_port_never_the_url_or_its_credentials() -> None:
+    assert server_of("https://user:s3cret@api.example.com/v1") == {"server.address": "api.example.com",
+                                                                  "server.port": 443}
+    assert server_of("http://10.0.0.7:8000/openai/v1") == {"server.address": "10.0.0.7", "server.port": 8000}
+    assert server_of("http://[::1]:9/v1") == {"server.address": "::1", "server.port": 9}
+    assert server_of("") == {} and server_of("http://[::1") == {}
+
+
+def test_an_answer_says_its_id_model_and_finish_reasons() -> None:
+    body = {"id": "chatcmpl-1", "model": "gpt-4o-2024-08-06",
+            "choices": [{"finish_reason": "stop"}, {"finish_reason": "length"}, {"finish_reason": None}]}
+    assert answer_attributes(body) == {"gen_ai.response.id": "chatcmpl-1",
+                                       "gen_ai.response.model": "gpt-4o-2024-08-06",
+                                       "gen_ai.response.finish_reasons": ["stop", "length"]}
+    assert answer_attributes({"data": [{"embedding": [0.1]}], "model": "e"}) == {"gen_ai.response.model": "e"}
+    assert answer_attributes(None) == {}
