@@ -230,6 +230,37 @@ class Tracing:
             rec.upstream_span = None
             span.end()
 
+    # --- MCP servers (gateway/mcp_routes.py) ------------------------------------------------------
+
+    @contextmanager
+    def mcp_span(self, server: str, url: str, method: str, tool: str | None) -> Iterator[Any]:
+        """The call to an MCP server, named and attributed as the MCP semantic conventions say
+        (`tools/call search`), until its answer (or its stream) is relayed; current while the
+        request is sent, so its context goes to the server as `traceparent`. A failure (the
+        gateway's refusal of what the server did, with its code) is an ERROR."""
+        attributes: dict[str, Any] = {"mcp.method.name": method, "shieldes.mcp.server": server,
+                                      "network.transport": "tcp", **server_of(url)}
+        if tool is not None:
+            attributes["gen_ai.tool.name"] = tool
+            attributes["gen_ai.operation.name"] = "execute_tool"
+        with self.tracer.start_as_current_span(
+                f"{method} {tool or server}", kind=self._kind.CLIENT, attributes=attributes,
+                record_exception=False, set_status_on_exception=False) as span:
+            try:
+                yield span
+            except Exception as exc:
+                code = getattr(exc, "code", None) or type(exc).__name__
+                span.set_attribute("error.type", str(code))
+                span.set_status(self._status(self._code.ERROR, f"{code}: {getattr(exc, 'message', '')}"[:512]))
+                raise
+
+    def mcp_answered(self, span: Any, status: int, error_code: str | None, error_message: str | None) -> None:
+        span.set_attribute("http.response.status_code", status)
+        if error_code is not None:  # its stream broke off, or the client left it
+            span.set_attribute("error.type", error_code)
+            if error_code != "client_disconnected":
+                span.set_status(self._status(self._code.ERROR, f"{error_code}: {error_message or ''}"[:512]))
+
     # --- propagation to upstreams ----------------------------------------------------------------
 
     def inject_headers(self, headers: dict[str, str]) -> None:

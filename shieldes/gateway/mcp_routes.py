@@ -247,7 +247,20 @@ class McpRoute:
         if session is not None:
             headers[SESSION_ID] = session
         headers.update(self.upstream.headers(server))
-        body = self.body
+        tracing = self.gateway.tracing
+        if tracing is None:
+            return await self._call(server, posted, key, headers)
+        method = posted.method if posted is not None and posted.method else request.method
+        with tracing.mcp_span(server.name, server.url, method, posted.tool if posted is not None else None) as span:
+            tracing.inject_headers(headers)  # the server joins the trace (W3C traceparent, tracestate)
+            resp = await self._call(server, posted, key, headers)
+            rec = self.rec
+            tracing.mcp_answered(span, resp.status, rec.error_code if rec else None, rec.error_message if rec else None)
+            return resp
+
+    async def _call(self, server: McpServer, posted: Posted | None, key: VirtualKey,
+                    headers: dict[str, str]) -> web.StreamResponse:
+        request, body = self.request, self.body
         if self.rec is not None:
             self.rec.attempt(server.name)
         try:

@@ -273,3 +273,52 @@ async def test_a_background_responses_run_is_traced_after_its_create(database_ur
         b = attrs(broken)
         assert broken.status.code == 2 and b["shieldes.response.status"] == "failed"
         assert b["error.type"] == "upstream_error" and "upstream" in broken.status.message
+
+
+async def test_mcp_calls_are_client_spans_whose_context_reaches_the_mcp_server(
+        database_url: str, receiver: Receiver) -> None:
+    """A call through /mcp/{name} has a CLIENT span per request to the MCP server, named and
+    attributed as the MCP conventions say (`tools/call add`), and the server gets its context as
+    `traceparent` (with the client's `tracestate`), so a server that traces joins the same trace."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from shieldes import secrets
+    from shieldes.projections.shared_commands import AddMcpServer
+    from tests.fake_mcp import TOKEN, running_mcp_server
+
+    encryption_key = secrets.generate_key()
+    with running_mcp_server() as (url, seen):
+        async with harness(database_url, providers=False, encryption_key=encryption_key,
+                           otel_endpoint=receiver.url) as h:
+            header = secrets.encrypt_secret(f"Bearer {TOKEN}", encryption_key)
+            await h.admin(AddMcpServer("tools", url, {"Authorization": header}))
+            await h.sync()
+            key = await h.create_key("agent", mcp=("tools/add",))
+            await h.sync()
+            headers = {"Authorization": f"Bearer {key}", "traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01",
+                       "tracestate": "vendor=abc"}
+            async with create_mcp_http_client(headers=headers) as http, \
+                    streamable_http_client(f"{h.base}/mcp/tools", http_client=http) as (read, write), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool("add", {"a": 2, "b": 3})
+                assert result.content[0].text == "5"  # type: ignore[union-attr]
+
+            def call_span() -> Any:
+                return next((x for x in receiver.spans if x.kind == CLIENT and x.name == "tools/call add"), None)
+
+            await wait_until(lambda: call_span() is not None, timeout=15)
+            span = call_span()
+            a = attrs(span)
+            assert span.trace_id.hex() == TRACE_ID
+            (server,) = [x for x in receiver.spans if x.span_id == span.parent_span_id]
+            assert server.kind == SERVER and attrs(server)["http.route"] == "/mcp/{name}"
+            assert (a["mcp.method.name"], a["gen_ai.tool.name"], a["gen_ai.operation.name"]) == \
+                ("tools/call", "add", "execute_tool")
+            assert (a["server.address"], a["shieldes.mcp.server"], a["http.response.status_code"]) == \
+                ("127.0.0.1", "tools", 200)
+            posts = [hd for method, hd in seen.requests if method == "POST" and "traceparent" in hd]
+            assert f"00-{TRACE_ID}-{span.span_id.hex()}-01" in [hd["traceparent"] for hd in posts]
+            assert all(hd.get("tracestate") == "vendor=abc" for hd in posts)
