@@ -35,6 +35,7 @@ from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.app import build_app
 from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.metrics import Metrics
+from shieldes.gateway.metrics_port import MetricsListener
 from shieldes.gateway.observe import IN_FLIGHT, InFlight, Observer
 from shieldes.gateway.server import HttpServer
 from shieldes.gateway.service import Gateway
@@ -99,6 +100,7 @@ class Node:
         self.background: BackgroundRuns | None = None
         self.upstream: UpstreamClient | None = None
         self.http: HttpServer | None = None
+        self.metrics_listener: MetricsListener | None = None
         self.request_log: RequestLogWriter | None = None
         self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
@@ -241,6 +243,9 @@ class Node:
                                s.host, s.port, reuse_port=self.reuse_port, grace=s.shutdown_grace,
                                tls=tls.front if tls is not None else None)
         await self.http.start()
+        if s.metrics_port is not None:  # this process's own /metrics (one per `serve --workers` worker)
+            self.metrics_listener = MetricsListener(s.host, s.metrics_port, self.metrics.render, self.readiness)
+            await self.metrics_listener.start()
         if tls is not None:
             self.metrics.watch_tls("api", tls)
         if self.cluster.gossip is not None and self.cluster.gossip.certificates is not None:
@@ -380,6 +385,9 @@ class Node:
             if self.cluster is not None:
                 await self.cluster.stop()  # leave the cluster last
         finally:
+            if self.metrics_listener is not None:  # scraped while the node drained, as its readiness was
+                await self.metrics_listener.stop()
+                self.metrics_listener = None
             await asyncio.gather(*side, return_exceptions=True)
             await self._close_pool()
             self.state = "stopped"

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     gossip_port: int = Field(default=7946, ge=0, le=65535)
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="also serve /metrics, /health and /ready on this port (of this process alone); "
+                    "`serve --workers N`: worker K on metrics_port + K - 1, so each worker is scraped")
     advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
     peers: str = Field(default="", description="static gossip peers, comma separated host:port")
     tls_cert: Path | None = Field(

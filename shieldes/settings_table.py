@@ -17,6 +17,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'host': ('str', False, '0.0.0.0', None, (), (), ()),
     'port': ('int', False, 8080, None, (('ge', 0), ('le', 65535)), (), ()),
     'gossip_port': ('int', False, 7946, None, (('ge', 0), ('le', 65535)), (), ()),
+    'metrics_port': ('json', True, None, None, (('ge', 0), ('le', 65535)), (), ()),
     'advertise_host': ('str', True, None, None, (), (), ()),
     'peers': ('str', False, '', None, (), (), ()),
     'tls_cert': ('path', True, None, None, (), (), ()),

@@ -122,6 +122,8 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         k = worker.number
         gossip = settings.gossip_port + k - 1 if settings.gossip_port else 0
         worker_env = dict(env, SHIELDES_NODE_ID=f"{settings.node_id}-w{k}", SHIELDES_GOSSIP_PORT=str(gossip))
+        if settings.metrics_port is not None:  # each worker's own /metrics, scraped one by one
+            worker_env["SHIELDES_METRICS_PORT"] = str(settings.metrics_port + k - 1 if settings.metrics_port else 0)
         cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port", "--ready-file", str(worker.ready_file)]
         return subprocess.Popen(cmd, env=worker_env)
 
@@ -134,6 +136,9 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
 @click.command("serve", cls=OneLineCommand)
 @click.option("--port", type=click.IntRange(0, 65535), help="HTTP port (SHIELDES_PORT, default 8080)")
 @click.option("--gossip-port", type=click.IntRange(0, 65535), help="gossip port (SHIELDES_GOSSIP_PORT)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="also serve /metrics, /health and /ready on this port (SHIELDES_METRICS_PORT); with "
+                   "--workers N, worker K on this port + K - 1")
 @click.option("--node-id", help="unique node name (SHIELDES_NODE_ID, default host-pid)")
 @click.option("--host", help="address to bind (SHIELDES_HOST, default 0.0.0.0)")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
@@ -143,7 +148,7 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="log in JSON, one object a line (SHIELDES_LOG_FORMAT=json); a refusal to start as JSON")
 @handle_errors
-def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: str | None,
+def serve(port: int | None, gossip_port: int | None, metrics_port: int | None, node_id: str | None, host: str | None,
           workers: int, reuse_port: bool, ready_file: Path | None, as_json: bool) -> None:
     """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
     ctx = cli_context()
@@ -152,6 +157,8 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
         updates["port"] = port
     if gossip_port is not None:
         updates["gossip_port"] = gossip_port
+    if metrics_port is not None:
+        updates["metrics_port"] = metrics_port
     if node_id:
         updates["node_id"] = node_id
     if host:
@@ -162,6 +169,10 @@ def serve(port: int | None, gossip_port: int | None, node_id: str | None, host: 
     if workers > 1:
         if settings.port == 0:
             raise ShieldesError("--workers needs a fixed --port (the workers share it)")
+        if settings.metrics_port is None:
+            log.warning("serve --workers %d without --metrics-port (SHIELDES_METRICS_PORT): a scrape of /metrics on "
+                        "port %d reaches one worker at a time, so its series jump between workers; set it to "
+                        "scrape each worker on a port of its own", workers, settings.port)
         gc.enable()  # a supervisor that runs for as long as its workers (the CLI starts with it off)
         _workers(settings, workers)
         return

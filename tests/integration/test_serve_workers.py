@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.usage.admission import WINDOW
 from tests import cli
@@ -276,3 +277,47 @@ async def test_workers_stop_when_serve_is_killed(database_url: str) -> None:
                 os.kill(pid, signal.SIGKILL)
         if pids:  # killed, serve could not remove its workers' ready files
             shutil.rmtree(ready_dir, ignore_errors=True)
+
+
+@pytest.mark.timeout(240)
+async def test_each_worker_is_scraped_on_its_own_metrics_port(database_url: str) -> None:
+    """`serve --workers 2 --metrics-port M`: the shared port's /metrics reaches one worker at a
+    time; worker K serves its own on M + K - 1, so the sum over the workers' ports counts every
+    request the shared port took, and each port's /ready names its worker."""
+    async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
+        key = (await asyncio.to_thread(cli.ok, database_url, "key", "create", "--name", "scraped"))["key"]
+        port, gossip, _, metrics, _ = free_ports(5)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
+        env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
+                    "SHIELDES_NODE_ID": "wm"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shieldes", "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+             "--gossip-port", str(gossip), "--metrics-port", str(metrics)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            await _until(lambda: _all_ready(proc.pid), "both workers serving", proc)
+            sent = 12
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as client:
+                for _ in range(sent):  # a new connection each: the kernel spreads them over the workers
+                    async with client.post(
+                            f"http://127.0.0.1:{port}/v1/chat/completions",
+                            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}) as resp:
+                        assert resp.status == 200, await resp.text()
+                counts, nodes = [], []
+                for k in (1, 2):
+                    async with client.get(f"http://127.0.0.1:{metrics + k - 1}/metrics") as resp:
+                        assert resp.status == 200
+                        counts.append(sum(s.value for f in text_string_to_metric_families(await resp.text())
+                                          for s in f.samples if s.name == "shieldes_requests_total"
+                                          and s.labels["route"] == "/v1/chat/completions"))
+                    async with client.get(f"http://127.0.0.1:{metrics + k - 1}/ready") as resp:
+                        assert resp.status == 200
+                        nodes.append((await resp.json())["node_id"])
+            assert nodes == ["wm-w1", "wm-w2"]
+            assert sum(counts) == sent, counts
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 60)
