@@ -62,6 +62,18 @@ def answer_attributes(body: Any) -> dict[str, Any]:
     return out
 
 
+def server_failed(status: int, error_code: str | None) -> bool:
+    """Whether a request's SERVER span is an ERROR, as the HTTP conventions say: a 5xx, or a
+    failure its status does not show (a stream the upstream broke after its 200, a request the node
+    cancelled when it stopped). A 4xx refusal is the client's to fix (status left unset; `error.type`
+    names it), and so is a client that went away."""
+    if status >= 500:
+        return True
+    if error_code is None or error_code == "client_disconnected":
+        return False
+    return status < 400 or error_code == "cancelled"
+
+
 def traces_url(endpoint: str) -> str:
     """OTLP/HTTP collectors take traces at <endpoint>/v1/traces; a full URL is kept as it is."""
     endpoint = endpoint.rstrip("/")
@@ -120,11 +132,13 @@ class Tracing:
             attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
         if rec.error_code is not None:
             attrs["error.type"] = rec.error_code
-        span.set_attributes(attrs)
-        if rec.status >= 500 or rec.error_code is not None:
-            # the code, and why in the words the client got (which limit, which upstream and how)
-            why = f"{rec.error_code}: {rec.error_message}" if rec.error_message else rec.error_code
+        why = f"{rec.error_code}: {rec.error_message}" if rec.error_message else rec.error_code
+        if server_failed(rec.status, rec.error_code):
+            # the code, and why in the words the client got (which upstream failed and how)
             span.set_status(self._status(self._code.ERROR, (why or str(rec.status))[:512]))
+        elif why is not None:  # a refusal (which key, limit or budget, how much of it is used): not a failure
+            attrs["shieldes.error.message"] = why[:512]
+        span.set_attributes(attrs)
         rec.trace_id = format(span.get_span_context().trace_id, "032x")
         if not rec.held:  # (a background run's record goes on: its own span ends the attempt's)
             self.end_held(rec)

@@ -152,10 +152,13 @@ async def test_server_spans_say_what_the_request_log_says(database_url: str, rec
             (row,) = h.sql("SELECT route, upstream_model, trace_id FROM request_log WHERE request_id = %s", rid)
             assert row == (a["http.route"], a.get("gen_ai.response.model"), span.trace_id.hex())
         refused = spans[rids[1]]
-        assert "gen_ai.response.model" not in attrs(refused)  # the 429: no upstream was called
-        # its status says why, in the client's words
+        r = attrs(refused)
+        assert "gen_ai.response.model" not in r  # the 429: no upstream was called
+        # a refusal is no server failure (the HTTP conventions leave a SERVER span's 4xx unset): its
+        # error.type and message say which and why, in the client's words
         (message,) = h.sql("SELECT error_message FROM request_log WHERE request_id = %s", rids[1])[0]
-        assert refused.status.code == 2 and refused.status.message == "rate_limit_exceeded: " + message
+        assert refused.status.code == 0 and r["error.type"] == "rate_limit_exceeded"
+        assert r["shieldes.error.message"] == "rate_limit_exceeded: " + message
         assert "rate limit reached for key 'traced'" in message
         async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
             assert 'shieldes_requests_total{route="/v1/chat/completions",status="4xx"} 1.0' in await r.text()

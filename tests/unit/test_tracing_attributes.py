@@ -3,7 +3,7 @@ an answer's body (pure functions of shieldes/tracing.py)."""
 
 from __future__ import annotations
 
-from shieldes.tracing import answer_attributes, server_of
+from shieldes.tracing import answer_attributes, server_failed, server_of
 
 
 def test_server_is_the_host_and_port_never_the_url_or_its_credentials() -> None:
@@ -22,3 +22,12 @@ def test_an_answer_says_its_id_model_and_finish_reasons() -> None:
                                        "gen_ai.response.finish_reasons": ["stop", "length"]}
     assert answer_attributes({"data": [{"embedding": [0.1]}], "model": "e"}) == {"gen_ai.response.model": "e"}
     assert answer_attributes(None) == {}
+
+
+def test_a_server_span_is_an_error_when_the_server_failed_not_when_it_refused() -> None:
+    assert server_failed(502, "upstream_error") and server_failed(500, None)
+    assert server_failed(200, "upstream_stream_error")  # broke after its 200
+    assert server_failed(499, "cancelled")  # the node stopped past its grace
+    for status, code in ((429, "rate_limit_exceeded"), (401, "invalid_api_key"), (404, None), (200, None),
+                         (499, "client_disconnected"), (200, "client_disconnected")):
+        assert not server_failed(status, code), (status, code)
