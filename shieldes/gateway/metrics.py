@@ -100,7 +100,8 @@ class _HotSeries(Collector):
             requests.add_metric([route, status], n)
         yield requests
         yield m._latency.family("shieldes_request_seconds",
-                                "HTTP request latency (to the last byte for streams)", ["route"])
+                                "HTTP request latency (to the last byte for streams: stream=\"true\", whose "
+                                "duration is the stream's, not a latency)", ["route", "stream"])
         yield m._upstream.family("shieldes_upstream_seconds", "upstream call latency (to headers for streams)",
                                  ["provider"])
         yield m._ttft.family("shieldes_time_to_first_token_seconds",
@@ -222,7 +223,7 @@ class Metrics:
         # (provider, model) -> images, audio seconds, characters: what media calls are billed in besides tokens
         self._units: dict[tuple[str, str], list[int]] = {}
         # Hot-path caches: (path, status class) and provider/model resolved to their series once.
-        self._req: dict[tuple[str, int], tuple[tuple[str, str], list[float]]] = {}
+        self._req: dict[tuple[str, int, bool], tuple[tuple[str, str], list[float]]] = {}
         self._up: dict[str, list[float]] = {}
         self._use: dict[tuple[str, str], list[int]] = {}
         r.register(_HotSeries(self))
@@ -231,14 +232,15 @@ class Metrics:
         """Read the in-flight gauge from the app's own counter at scrape time (no update per request)."""
         self.in_flight.set_function(current)
 
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """`route`: the matched route's pattern (a bounded set), or UNMATCHED."""
-        found = self._req.get((route, status // 100))
+    def observe_request(self, route: str, status: int, seconds: float, stream: bool = False) -> None:
+        """`route`: the matched route's pattern (a bounded set), or UNMATCHED. `stream`: the answer
+        was an event stream (its latency series apart: a stream lasts as long as its answer)."""
+        found = self._req.get((route, status // 100, stream))
         if found is None:
             label = self._routes(route)
             labels = (label, f"{status // 100}xx")
-            found = (labels, self._latency.get((label,)))
-            self._req[(route, status // 100)] = found
+            found = (labels, self._latency.get((label, "true" if stream else "false")))
+            self._req[(route, status // 100, stream)] = found
         labels, cells = found
         self._requests[labels] = self._requests.get(labels, 0) + 1
         if status >= 200:  # (a WebSocket's 101 lasts as long as its connection: no request's latency)

@@ -150,7 +150,7 @@ class Observer:
         rec.route = route_label(request)
         rec.client_ip = request.remote
         rec.user_agent = request.headers.get("User-Agent")
-        self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0)
+        self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0, rec.stream)
         capture = self.capture
         return capture is not None and wants(capture.mode, rec.status, rec.error_code)
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest, ShieldesError, Unavailable
 from shieldes.gateway import relay
-from shieldes.gateway.middleware import request_id
+from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.observe import Observer
 from shieldes.gateway.responses_routes import (
     BACKGROUND,
@@ -166,6 +166,9 @@ def _plain(run: Run) -> Callable[[int], bytes]:
 async def send(request: web.Request, rid: str, frames: AsyncIterator[bytes],
                headers: dict[str, str] | None = None) -> web.StreamResponse:
     """An event stream to the client; a client that leaves stops only its own reading."""
+    rec = record_of(request)
+    if rec is not None:  # (a retrieve that follows a run: a stream in the request log and metrics too)
+        rec.stream = True
     resp = relay.sse_response(rid, headers or {})
     try:
         sink = await relay.open_sink(request, resp)

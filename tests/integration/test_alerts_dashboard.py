@@ -62,6 +62,15 @@ def test_promtool_accepts_rules_config_and_dashboard_queries(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_promtool_rule_tests_pass() -> None:
+    """deploy/prometheus/alerts_test.yml: the alerts fire on the series they are about and stay
+    quiet on the others (a stream's duration is no latency)."""
+    tool = promtool()
+    done = subprocess.run([tool, "test", "rules", str(RULES.parent / "alerts_test.yml")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_rules_cover_the_operational_risks() -> None:
     rules = rule_exprs()
     assert len(rules) >= 10
@@ -116,6 +125,10 @@ async def test_every_queried_metric_is_exported_by_a_running_node(database_url: 
                 for _ in range(3):
                     async with http.post(h.base + "/v1/chat/completions", json=body, headers=headers) as r:
                         assert r.status == 200, await r.text()
+                # and a stream: its time to first token is a series of its own
+                async with http.post(h.base + "/v1/chat/completions", json=dict(body, stream=True),
+                                     headers=headers) as r:
+                    assert r.status == 200 and b"[DONE]" in await r.read()
                 cluster = h.node.cluster
                 assert cluster is not None and cluster.gossip is not None
                 await wait_until(lambda: "peer" in [n.node_id for n in cluster.membership.alive_peers()])

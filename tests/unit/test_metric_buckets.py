@@ -27,3 +27,19 @@ def test_latency_histograms_reach_the_upstream_timeout() -> None:
         # the slow observation sits in a finite bucket of minutes, not only in +Inf
         assert any(s.value == 1 and float(s.labels["le"]) <= timeout for s in finite), name
         assert finite[-1].value == 1 and float(finite[0].labels["le"]) <= 0.01, name
+
+
+def test_streams_are_apart_in_request_latency() -> None:
+    """A stream's duration (to its last byte) is the answer's length, not a latency: its series
+    carries stream="true", so the latency alert and panels read JSON answers alone."""
+    m = Metrics()
+    m.observe_request("/v1/chat/completions", 200, 0.2)
+    m.observe_request("/v1/chat/completions", 200, 300.0, stream=True)
+    m.observe_request("/v1/chat/completions", 200, 0.3)
+    counts = {(s.labels["route"], s.labels["stream"]): s.value
+              for f in text_string_to_metric_families(m.render().decode()) if f.name == "shieldes_request_seconds"
+              for s in f.samples if s.name == "shieldes_request_seconds_count"}
+    assert counts == {("/v1/chat/completions", "false"): 2, ("/v1/chat/completions", "true"): 1}
+    requests = [s.value for f in text_string_to_metric_families(m.render().decode()) if f.name == "shieldes_requests"
+                for s in f.samples if s.name == "shieldes_requests_total"]
+    assert requests == [3]  # one count of requests per route and status, streamed or not
