@@ -169,8 +169,8 @@ class Node:
         s = self.settings
         self.state = "starting"
         # first: a missing optional extra is refused before anything is started
-        self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id) \
-            if s.otel_endpoint else None
+        self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id,
+                               scheme="https" if s.tls_cert else "http") if s.otel_endpoint else None
         # a wrong file is refused before the log is loaded
         tls = ServedCertificate.of(s.tls_cert, s.tls_key, s.tls_reload_interval)
         await self._open_database()

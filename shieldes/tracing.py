@@ -81,7 +81,7 @@ def traces_url(endpoint: str) -> str:
 
 
 class Tracing:
-    def __init__(self, endpoint: str, *, service_name: str, node_id: str) -> None:
+    def __init__(self, endpoint: str, *, service_name: str, node_id: str, scheme: str = "http") -> None:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import Resource
@@ -102,6 +102,7 @@ class Tracing:
                                schedule_delay_millis=500))
         self.tracer = self.provider.get_tracer("shieldes")
         self.propagator = TraceContextTextMapPropagator()
+        self.scheme = scheme  # url.scheme of the API port: https with SHIELDES_TLS_CERT
 
     # --- request spans (gateway/observe.py) ------------------------------------------------------
 
@@ -109,9 +110,19 @@ class Tracing:
         parent = self.propagator.extract(request.headers) if "traceparent" in request.headers else None
         return self.tracer.start_as_current_span(
             f"{request.method} {request.path[:100]}", context=parent, kind=self._kind.SERVER,
-            attributes={"http.request.method": request.method, "url.path": request.path[:512],
-                        "shieldes.request_id": rec.request_id},
+            attributes=self._request_attributes(request, rec),
             record_exception=False, set_status_on_exception=False)
+
+    def _request_attributes(self, request: web.Request, rec: RequestRecord) -> dict[str, Any]:
+        """The HTTP server conventions' attributes known when the request arrives."""
+        attrs: dict[str, Any] = {"http.request.method": request.method, "url.path": request.path[:512],
+                                 "url.scheme": self.scheme, "shieldes.request_id": rec.request_id}
+        if request.remote:
+            attrs["client.address"] = request.remote
+        agent = request.headers.get("User-Agent")
+        if agent:
+            attrs["user_agent.original"] = agent[:512]
+        return attrs
 
     def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None:
         route = rec.route  # the observer's label, as in the request log and the metrics

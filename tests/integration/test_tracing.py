@@ -80,7 +80,8 @@ async def test_request_and_attempt_spans_with_client_parent_and_upstream_propaga
         await h.sync()
         up.inject("/v1/chat/completions", status=500, times=1)  # the first attempt fails
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
-        headers = {"Authorization": f"Bearer {secret}", "traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}
+        headers = {"Authorization": f"Bearer {secret}", "traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01",
+                   "tracestate": "vendor=abc"}
         async with aiohttp.ClientSession() as s, s.post(h.base + "/v1/chat/completions", json=body,
                                                         headers=headers) as r:
             assert r.status == 200
@@ -96,6 +97,9 @@ async def test_request_and_attempt_spans_with_client_parent_and_upstream_propaga
         assert (a["gen_ai.request.model"], a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == \
             ("gpt-4o", 2, 5)
         assert a["http.response.status_code"] == 200 and a["shieldes.request_id"] == rid
+        # the HTTP server conventions' request attributes
+        assert (a["url.scheme"], a["client.address"]) == ("http", "127.0.0.1")
+        assert a["user_agent.original"].startswith("Python/")
         assert len(attempts) == 2
         for span in attempts:
             assert span.parent_span_id == server.span_id
@@ -115,6 +119,7 @@ async def test_request_and_attempt_spans_with_client_parent_and_upstream_propaga
         # each upstream call carried its attempt span as traceparent
         sent = [rq.headers["traceparent"] for rq in up.requests_to("/v1/chat/completions")]
         assert sent == [f"00-{TRACE_ID}-{span.span_id.hex()}-01" for span in attempts]
+        assert [rq.headers["tracestate"] for rq in up.requests_to("/v1/chat/completions")] == ["vendor=abc"] * 2
         assert h.node.request_log is not None and await h.node.request_log.flush_all(5)
         assert h.sql("SELECT trace_id FROM request_log WHERE request_id = %s", rid) == [(TRACE_ID,)]
 
