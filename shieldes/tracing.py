@@ -285,6 +285,9 @@ class Tracing:
             span.set_attribute("error.type", error_code)
             if error_code != "client_disconnected":
                 span.set_status(self._status(self._code.ERROR, f"{error_code}: {error_message or ''}"[:512]))
+        elif status >= 400:  # the server's own refusal, relayed: a CLIENT span's error (HTTP conventions)
+            span.set_attribute("error.type", str(status))
+            span.set_status(self._status(self._code.ERROR, f"the MCP server answered HTTP {status}"))
 
     # --- propagation to upstreams ----------------------------------------------------------------
 

@@ -3,7 +3,7 @@ an answer's body (pure functions of shieldes/tracing.py)."""
 
 from __future__ import annotations
 
-from shieldes.tracing import answer_attributes, server_failed, server_of
+from shieldes.tracing import Tracing, answer_attributes, server_failed, server_of
 
 
 def test_server_is_the_host_and_port_never_the_url_or_its_credentials() -> None:
@@ -31,3 +31,24 @@ def test_a_server_span_is_an_error_when_the_server_failed_not_when_it_refused() 
     for status, code in ((429, "rate_limit_exceeded"), (401, "invalid_api_key"), (404, None), (200, None),
                          (499, "client_disconnected"), (200, "client_disconnected")):
         assert not server_failed(status, code), (status, code)
+
+
+def test_an_mcp_servers_4xx_is_its_client_spans_error() -> None:
+    """The span of a call to an MCP server (a CLIENT span) is an ERROR when the server answered
+    4xx or 5xx, as the HTTP client conventions say; a 2xx is not, nor a client that left."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    tracing = Tracing("http://127.0.0.1:9", service_name="s", node_id="n")
+    exporter = InMemorySpanExporter()
+    tracing.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for status, code in ((404, None), (200, None), (200, "client_disconnected"), (200, "mcp_upstream_stream_broken")):
+        with tracing.mcp_span("tools", "http://127.0.0.1:9/mcp", "tools/call", "add") as span:
+            tracing.mcp_answered(span, status, code, "why")
+    spans = exporter.get_finished_spans()
+    assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.UNSET,
+                                                       StatusCode.ERROR]
+    assert spans[0].attributes is not None and spans[0].attributes["error.type"] == "404"
+    assert spans[0].name == "tools/call add" and spans[0].attributes["gen_ai.tool.name"] == "add"
+    tracing.provider.shutdown()
