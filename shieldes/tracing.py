@@ -219,7 +219,7 @@ class Tracing:
         """A JSON answer ends its attempt's span now. A stream's span is held on the request's
         record until the stream ends (`stream_ended`), so that its duration, usage and outcome
         are the whole stream's, not its opening's."""
-        if rec is not None and rec.stream:
+        if rec is not None and (rec.stream or rec.held):  # (held: a background run, relayed to its Run)
             rec.upstream_span = span
             return
         if isinstance(result, JsonResult):

@@ -274,6 +274,8 @@ async def test_a_background_responses_run_is_traced_after_its_create(database_ur
         (attempt,) = [x for x in receiver.spans if x.kind == CLIENT and x.parent_span_id == run.span_id]
         assert run.start_time_unix_nano <= attempt.start_time_unix_nano
         assert attempt.end_time_unix_nano <= run.end_time_unix_nano
+        # the attempt's span covers the upstream's whole stream (held at the upstream until released)
+        assert attrs(attempt)["shieldes.stream.outcome"] == "done" and attrs(attempt)["gen_ai.usage.output_tokens"] == 5
         a = attrs(run)
         assert a["shieldes.response.status"] == "completed" and a["gen_ai.usage.output_tokens"] == 5
         assert a["gen_ai.request.model"] == "gpt-4o" and run.status.code != 2
