@@ -150,7 +150,9 @@ class Tracing:
         elif why is not None:  # a refusal (which key, limit or budget, how much of it is used): not a failure
             attrs["shieldes.error.message"] = why[:512]
         span.set_attributes(attrs)
-        rec.trace_id = format(span.get_span_context().trace_id, "032x")
+        context = span.get_span_context()
+        if context.trace_flags.sampled:  # (a trace the sampler left out is exported nowhere: no row names it)
+            rec.trace_id = format(context.trace_id, "032x")
         if not rec.held:  # (a background run's record goes on: its own span ends the attempt's)
             self.end_held(rec)
 

@@ -332,3 +332,26 @@ async def test_mcp_calls_are_client_spans_whose_context_reaches_the_mcp_server(
             posts = [hd for method, hd in seen.requests if method == "POST" and "traceparent" in hd]
             assert f"00-{TRACE_ID}-{span.span_id.hex()}-01" in [hd["traceparent"] for hd in posts]
             assert all(hd.get("tracestate") == "vendor=abc" for hd in posts)
+
+
+async def test_the_standard_sampler_settings_apply_and_rows_name_only_exported_traces(
+        database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_TRACES_SAMPLER (and _ARG) choose which traces are kept, as in any OpenTelemetry SDK;
+    a request whose trace was left out is exported nowhere, so its row names no trace."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("sampled")
+        await h.sync()
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
+        async with aiohttp.ClientSession() as s:
+            for rid, parent in (("left-out", None), ("kept", f"00-{TRACE_ID}-{CLIENT_SPAN}-01")):
+                headers = {"Authorization": f"Bearer {secret}", "x-request-id": rid}
+                if parent:  # a client's sampled trace is followed (parent based)
+                    headers["traceparent"] = parent
+                async with s.post(h.base + "/v1/chat/completions", json=body, headers=headers) as r:
+                    assert r.status == 200
+        await wait_until(lambda: any(x.kind == SERVER for x in receiver.spans), timeout=15)
+        assert h.node.request_log is not None and await h.node.request_log.flush_all(5)
+        rows = dict(h.sql("SELECT request_id, trace_id FROM request_log WHERE request_id IN ('kept', 'left-out')"))
+        assert rows == {"kept": TRACE_ID, "left-out": None}
+        assert {attrs(x)["shieldes.request_id"] for x in receiver.spans if x.kind == SERVER} == {"kept"}
