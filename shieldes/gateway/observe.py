@@ -152,7 +152,7 @@ class Observer:
         rec.user_agent = request.headers.get("User-Agent")
         self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0, rec.stream)
         capture = self.capture
-        return capture is not None and wants(capture.mode, rec.status, rec.error_code)
+        return capture is not None and wants(capture.mode, rec.status, rec.error_code, request.path)
 
     def refused(self, rid: str, method: str, path: str, client_ip: str | None, status: int, code: str,
                 message: str) -> None:

@@ -46,8 +46,16 @@ def redact(text: str, patterns: Iterable[re.Pattern[str]], secrets: Iterable[str
     return text
 
 
-def wants(mode: str, status: int, error_code: str | None) -> bool:
+# The admin API's and the console's bodies are never kept: they carry what is shown once (a new
+# admin token, a key's secret) and values whose names say nothing (an MCP server's headers), and
+# the audit log already records every change they make.
+UNCAPTURED = ("/admin", "/ui")
+
+
+def wants(mode: str, status: int, error_code: str | None, path: str) -> bool:
     """Whether a finished request's bodies are kept."""
+    if any(path == top or path.startswith(top + "/") for top in UNCAPTURED):
+        return False
     if mode == "all":
         return True
     return mode == "errors" and (status >= 400 or error_code is not None)

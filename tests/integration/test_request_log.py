@@ -275,6 +275,35 @@ async def test_error_bodies_are_captured_redacted_in_their_own_table(database_ur
         assert request.count("[redacted]") == 3
 
 
+async def test_admin_api_and_console_bodies_are_never_captured(database_url: str) -> None:
+    """A new admin token (shd-adm-..., which no redaction pattern knows) and an MCP server's header
+    value are in the admin API's bodies: with capture on for everything, neither reaches
+    request_log_bodies, while the rows stay and a gateway request's bodies are still kept."""
+    boot = "boot-" + "b" * 40
+    async with harness(database_url, capture_bodies="all", admin_token=boot, encryption_key="e" * 44) as h:
+        headers = {"Authorization": f"Bearer {boot}"}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(h.base + "/admin/v1/admin-tokens", json={"name": "ops", "role": "operator"},
+                              headers=headers) as r:
+                assert r.status == 201
+                token = (await r.json())["token"]
+            mcp = {"name": "tools", "url": "http://127.0.0.1:9/mcp", "headers": {"X-Tenant": "tenant-value-123456"}}
+            async with s.post(h.base + "/admin/v1/mcp-servers", headers=headers, json=mcp) as r:
+                assert r.status == 201, await r.text()
+            async with s.get(h.base + "/ui/", headers=headers) as r:
+                assert r.status == 200
+        good = await h.create_key("good")
+        await h.sync()
+        await oai(h.base, good).chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        await flushed(h, 4)
+        rows = h.sql("SELECT r.route, b.request_body, b.response_body FROM request_log r "
+                     "LEFT JOIN request_log_bodies b USING (request_id) ORDER BY r.started_at")
+    assert [r[0] for r in rows].count("/admin/v1/admin-tokens") == 1  # the row is kept
+    assert {r[0] for r in rows if r[1] is not None or r[2] is not None} == {"/v1/chat/completions"}, rows
+    text = repr(h.sql("SELECT * FROM request_log_bodies"))
+    assert token not in text and "tenant-value-123456" not in text and "hello there" in text
+
+
 async def test_logs_follow_prints_new_requests_as_json_lines(database_url: str) -> None:
     async with harness(database_url, request_log_interval=0.05) as h:
         good = await h.create_key("good")

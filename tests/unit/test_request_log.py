@@ -142,9 +142,12 @@ def test_redaction_hides_keys_and_configured_patterns() -> None:
 
 
 def test_capture_modes_and_size_cap() -> None:
-    assert wants("all", 200, None) and wants("errors", 429, "rate_limit_exceeded")
-    assert wants("errors", 200, "client_disconnected") and not wants("errors", 200, None)
-    assert not wants("off", 500, "x")
+    assert wants("all", 200, None, "/v1/chat/completions") and wants("errors", 429, "rate_limit_exceeded", "/v1/x")
+    assert wants("errors", 200, "client_disconnected", "/chat/completions") and not wants("errors", 200, None, "/v1/x")
+    assert not wants("off", 500, "x", "/v1/x")
+    # the admin API and the console keep no body (secrets shown once, headers of MCP servers)
+    assert not any(wants("all", 201, None, p) for p in ("/admin/v1/admin-tokens", "/admin/keys", "/ui/", "/ui"))
+    assert wants("all", 404, "not_found", "/administrator") and wants("all", 404, "not_found", "/uix")
     cap = Capture("errors", 10)
     rec = RequestRecord("r1", 0.0, 0.0, "POST", "/v1/chat/completions")
     assert cap.row(rec, "n") is None
