@@ -1,9 +1,12 @@
 """A tiny OpenID Connect provider over real HTTP: discovery, an authorization endpoint that signs
-in a preset user at once, a token endpoint that checks the client secret and the code, and a JWKS
-with a test RSA key that signs the ID tokens."""
+in a preset user at once, a token endpoint that checks the client secret, the code and its PKCE
+verifier (RFC 7636: required, as a provider set to require PKCE does), and a JWKS with a test RSA
+key that signs the ID tokens."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import time
 from typing import Any
@@ -17,6 +20,10 @@ CLIENT_ID = "shieldes-console"
 CLIENT_SECRET = "console-client-secret-for-tests"
 
 
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
 class FakeOidc:
     def __init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -24,6 +31,8 @@ class FakeOidc:
         self.user: dict[str, Any] = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
         self.codes: dict[str, dict[str, Any]] = {}
         self.token_requests: list[dict[str, str]] = []
+        self.authorize_requests: list[dict[str, str]] = []
+        self.require_pkce = True
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -54,10 +63,14 @@ class FakeOidc:
 
     async def authorize(self, request: web.Request) -> web.Response:
         q = request.query
+        self.authorize_requests.append(dict(q))
         if q.get("client_id") != CLIENT_ID or q.get("response_type") != "code":
             return web.Response(status=400, text="bad authorization request")
+        if self.require_pkce and q.get("code_challenge_method") != "S256":
+            return web.Response(status=400, text="PKCE (code_challenge with S256) is required")
         code = secrets.token_urlsafe(16)
-        self.codes[code] = {"nonce": q["nonce"], "redirect_uri": q["redirect_uri"], "user": dict(self.user)}
+        self.codes[code] = {"nonce": q["nonce"], "redirect_uri": q["redirect_uri"], "user": dict(self.user),
+                            "challenge": q.get("code_challenge")}
         raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
 
     async def token(self, request: web.Request) -> web.Response:
@@ -67,6 +80,9 @@ class FakeOidc:
         if form.get("client_secret") != CLIENT_SECRET or grant is None or form.get("redirect_uri") != grant[
                 "redirect_uri"]:
             return web.json_response({"error": "invalid_grant"}, status=400)
+        if grant["challenge"] is not None and s256(str(form.get("code_verifier", ""))) != grant["challenge"]:
+            return web.json_response({"error": "invalid_grant", "error_description": "PKCE verification failed"},
+                                     status=400)
         now = int(time.time())
         claims = {**grant["user"], "iss": self.url, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
                   "nonce": grant["nonce"]}

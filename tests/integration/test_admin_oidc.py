@@ -1,6 +1,7 @@
 """Console sign-in with OIDC against a small provider over real HTTP (RS256 ID tokens, JWKS,
 discovery): the role claim maps to a shieldes role, the session token works on the admin API, and
-forged state, unknown users and tampered sessions are refused."""
+forged state, unknown users and tampered sessions are refused; the code is redeemed with a PKCE
+verifier, so a provider that requires PKCE signs users in."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 
-from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, s256
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
 
@@ -66,3 +67,21 @@ async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:
                 assert q["client_id"] == [CLIENT_ID] and q["response_type"] == ["code"] and q["nonce"][0]
     finally:
         await idp.stop()
+
+
+async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its_verifier(database_url: str) -> None:
+    idp = await FakeOidc().start()  # requires PKCE, as Okta, Entra or Keycloak can be set to
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer") as h:
+            status, location = await sign_in(h.base)
+            assert status == 302 and location.startswith("/ui/#session=shd-oidc-"), location
+            first, second = await sign_in(h.base), await sign_in(h.base)
+            assert first[0] == second[0] == 302
+    finally:
+        await idp.stop()
+    challenges = [q.get("code_challenge") for q in idp.authorize_requests]
+    verifiers = [t.get("code_verifier", "") for t in idp.token_requests]
+    assert [q.get("code_challenge_method") for q in idp.authorize_requests] == ["S256"] * 3
+    assert [s256(v) for v in verifiers] == challenges and len(set(verifiers)) == 3  # a fresh one each time
+    assert all(43 <= len(v) <= 128 for v in verifiers)  # RFC 7636's bounds

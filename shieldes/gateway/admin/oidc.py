@@ -1,11 +1,12 @@
 """Console sign-in with OpenID Connect (authorization code flow with discovery).
 
-/ui/oidc/login redirects to the provider with a fresh state and nonce (kept in a signed, HttpOnly
-cookie); /ui/oidc/callback exchanges the code at the token endpoint, verifies the ID token's
-signature (the provider's JWKS), issuer, audience, expiry and nonce, maps the role claim to a
-shieldes role and hands the console a session token in the URL fragment (never sent to a server).
-Session tokens are HMAC-signed with a key derived from the client secret, so every node with the
-same settings accepts them; they expire after SHIELDES_OIDC_SESSION_SECONDS."""
+/ui/oidc/login redirects to the provider with a fresh state, nonce and PKCE challenge (their values
+kept in a signed, HttpOnly cookie); /ui/oidc/callback exchanges the code with the PKCE verifier at
+the token endpoint, verifies the ID token's signature (the provider's JWKS), issuer, audience,
+expiry and nonce, maps the role claim to a shieldes role and hands the console a session token in
+the URL fragment (never sent to a server). Session tokens are HMAC-signed with a key derived from
+the client secret, so every node with the same settings accepts them; they expire after
+SHIELDES_OIDC_SESSION_SECONDS."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ def role_for(claim: Any, role_map: dict[str, str]) -> str | None:
         claim, list) else []
     roles = {role_map.get(v, v if v in ROLES else "") for v in values} - {""}
     return next((r for r in ROLES if r in roles), None)  # ROLES is ordered most powerful first
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier (RFC 7636 section 4.2)."""
+    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
 
 
 @dataclass(frozen=True)
@@ -136,10 +142,15 @@ class OidcLogin:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             doc = await self.discovery(session)
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        # PKCE (RFC 7636, S256): a code is redeemed only with the verifier this browser's cookie holds,
+        # and providers set to require it (Okta, Entra, Keycloak can) accept the sign-in
+        verifier = secrets.token_urlsafe(48)
         query = urlencode({"response_type": "code", "client_id": self.client_id, "scope": "openid email profile",
-                           "redirect_uri": self._redirect_uri(request), "state": state, "nonce": nonce})
+                           "redirect_uri": self._redirect_uri(request), "state": state, "nonce": nonce,
+                           "code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256"})
         resp = web.HTTPFound(doc["authorization_endpoint"] + "?" + query)
-        resp.set_cookie(STATE_COOKIE, self._sign({"state": state, "nonce": nonce, "exp": time.time() + STATE_SECONDS}),
+        resp.set_cookie(STATE_COOKIE, self._sign({"state": state, "nonce": nonce, "verifier": verifier,
+                                                  "exp": time.time() + STATE_SECONDS}),
                         max_age=STATE_SECONDS, path="/ui/oidc", httponly=True, samesite="Lax",
                         secure=request.scheme == "https")
         return resp
@@ -158,7 +169,8 @@ class OidcLogin:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             doc = await self.discovery(session)
             form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self._redirect_uri(request),
-                    "client_id": self.client_id, "client_secret": self.client_secret}
+                    "client_id": self.client_id, "client_secret": self.client_secret,
+                    "code_verifier": str(saved.get("verifier", ""))}
             try:
                 async with session.post(doc["token_endpoint"], data=form) as resp:
                     tokens = await resp.json(content_type=None)
