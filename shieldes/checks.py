@@ -94,6 +94,25 @@ def price_findings(config: ConfigState, priced: Callable[[str], bool], *, allow_
     return out
 
 
+# Admin sign-in is not rate-limited: a guess costs one request. Tokens shieldes makes carry 256 bits;
+# the bootstrap token and the OIDC client secret (which signs console sessions, so a session token
+# lets its secret be guessed offline) are chosen by the operator, and a short one can be guessed.
+MIN_SECRET_CHARS = 32
+
+
+def weak_secret_lines(admin_token: str | None, oidc_client_secret: str | None) -> list[str]:
+    """A warning for each operator-chosen admin secret shorter than MIN_SECRET_CHARS."""
+    out = []
+    for value, name, guessed in ((admin_token, "SHIELDES_ADMIN_TOKEN", "by anyone who can reach /admin/"),
+                                 (oidc_client_secret, "SHIELDES_OIDC_CLIENT_SECRET",
+                                  "offline from one console session, which it signs")):
+        if value and len(value) < MIN_SECRET_CHARS:
+            out.append(f"{name} is {len(value)} characters: it can be guessed {guessed} (sign-in is not "
+                       f"rate-limited); use at least {MIN_SECRET_CHARS} random characters, e.g. "
+                       "`openssl rand -base64 32`, on every node")
+    return out
+
+
 def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[str, str],
                    priced: Callable[[str], bool], peers: int, gossip: bool, bootstrap_token: bool = False,
                    oidc: bool = False) -> tuple[list[str], list[str]]:

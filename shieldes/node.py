@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
-from shieldes.checks import startup_report
+from shieldes.checks import startup_report, weak_secret_lines
 from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
@@ -273,6 +273,7 @@ class Node:
             peers=len(self.cluster.membership.alive_peers()), gossip=self.cluster.gossip is not None,
             bootstrap_token=bool(self.settings.admin_token), oidc=OidcLogin.from_settings(self.settings) is not None,
         )
+        missing += weak_secret_lines(self.settings.admin_token, self.settings.oidc_client_secret)
         for line in configured:
             log.info("configured %s", line)
         for line in missing:

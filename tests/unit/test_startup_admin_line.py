@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shieldes.checks import admin_line, startup_report
+from shieldes.checks import admin_line, startup_report, weak_secret_lines
 from shieldes.projections.config import apply_config
 from shieldes.projections.shared_commands import AddProvider, decide_shared
 from shieldes.projections.state import ConfigState
@@ -31,3 +31,12 @@ def test_an_unpriced_model_says_budgeted_keys_are_refused_it() -> None:
     _, missing = startup_report(state, keyring=Keyring(None), environ={}, priced=lambda m: False, peers=0, gossip=False)
     [line] = [m for m in missing if m.startswith("no price for house")]
     assert "refused" in line and "403 model_not_priced" in line and "SHIELDES_ALLOW_UNPRICED" in line
+
+
+def test_a_short_bootstrap_token_or_client_secret_is_named_with_what_to_use() -> None:
+    """Admin sign-in is not rate-limited, so a short operator-chosen secret is a warning at start."""
+    [token, secret] = weak_secret_lines("admin", "s" * 31)
+    assert token.startswith("SHIELDES_ADMIN_TOKEN is 5 characters: it can be guessed by anyone who can reach")
+    assert secret.startswith("SHIELDES_OIDC_CLIENT_SECRET is 31 characters") and "offline" in secret
+    assert all("at least 32 random characters" in line and "openssl rand" in line for line in (token, secret))
+    assert weak_secret_lines("t" * 32, None) == [] and weak_secret_lines(None, "s" * 40) == []
