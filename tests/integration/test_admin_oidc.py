@@ -85,3 +85,23 @@ async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its
     assert [q.get("code_challenge_method") for q in idp.authorize_requests] == ["S256"] * 3
     assert [s256(v) for v in verifiers] == challenges and len(set(verifiers)) == 3  # a fresh one each time
     assert all(43 <= len(v) <= 128 for v in verifiers)  # RFC 7636's bounds
+
+
+async def test_the_state_cookie_is_secure_when_the_callback_is_https_behind_a_load_balancer(database_url: str) -> None:
+    """TLS ended at a load balancer: the node sees http, the browser uses the https callback."""
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer",
+                           oidc_redirect_url="https://console.example.com/ui/oidc/callback") as h, \
+                aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+            cookie = r.headers["Set-Cookie"]
+            assert r.status == 302 and "redirect_uri=https://console.example.com/" in r.headers["Location"]
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer", providers=False) as h, \
+                aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+            plain = r.headers["Set-Cookie"]
+    finally:
+        await idp.stop()
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
+    assert "Secure" not in plain and "HttpOnly" in plain  # a plain-http node: the browser would drop it

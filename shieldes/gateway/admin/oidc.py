@@ -152,7 +152,9 @@ class OidcLogin:
         resp.set_cookie(STATE_COOKIE, self._sign({"state": state, "nonce": nonce, "verifier": verifier,
                                                   "exp": time.time() + STATE_SECONDS}),
                         max_age=STATE_SECONDS, path="/ui/oidc", httponly=True, samesite="Lax",
-                        secure=request.scheme == "https")
+                        # behind a load balancer that ends TLS the node sees http, but the browser
+                        # comes back to the https callback it was registered with
+                        secure=self._redirect_uri(request).startswith("https://"))
         return resp
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
