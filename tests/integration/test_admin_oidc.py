@@ -105,3 +105,34 @@ async def test_the_state_cookie_is_secure_when_the_callback_is_https_behind_a_lo
         await idp.stop()
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
     assert "Secure" not in plain and "HttpOnly" in plain  # a plain-http node: the browser would drop it
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def test_a_refused_sign_in_is_a_page_in_words_for_a_browser(database_url: str) -> None:
+    """Where the browser lands after the provider: not a JSON body, but what happened, what to do
+    and a way back to the sign-in form, with the console's headers; the provider's text escaped."""
+    idp = await FakeOidc().start()
+    idp.user = {"sub": "u-3", "email": "eve@example.com", "roles": ["marketing"]}
+    pages = []
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=BROWSER) as s:
+                async with s.get(h.base + "/ui/oidc/login") as r:  # follows the redirects, as a browser does
+                    pages.append((r.status, r.headers, await r.text()))
+                for query in ("error=access_denied%3Cscript%3Ealert(1)%3C/script%3E", "code=x&state=y"):
+                    async with s.get(h.base + "/ui/oidc/callback?" + query) as r:
+                        pages.append((r.status, r.headers, await r.text()))
+            status, body = await sign_in(h.base)  # an API client still gets the JSON error
+            assert status == 403 and '"code":"oidc_no_role"' in body.replace(" ", "")
+    finally:
+        await idp.stop()
+    (no_role, headers, text), (refused, _, escaped), (stale, _, _) = pages
+    assert no_role == 403 and headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and headers["Cache-Control"] == "no-store"
+    assert "Sign-in failed" in text and "SHIELDES_OIDC_ROLE_MAP; ask an administrator" in text
+    assert '<a class="button primary" href="/ui/">Back to sign-in</a>' in text and "oidc_no_role" in text
+    assert refused == 401 and "<script>" not in escaped and "&lt;script&gt;alert(1)" in escaped
+    assert stale == 400

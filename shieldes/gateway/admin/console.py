@@ -3,10 +3,13 @@ every node, plus the OIDC sign-in routes. The console itself reads only the admi
 
 from __future__ import annotations
 
+import html
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
 
+from shieldes.errors import ShieldesError
 from shieldes.gateway.admin.context import AdminContext
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -25,6 +28,46 @@ def _assets() -> dict[str, bytes]:
     root = resources.files("shieldes") / "console"
     return {entry.name: entry.read_bytes() for entry in root.iterdir()
             if entry.is_file() and any(entry.name.endswith(ext) for ext in TYPES)}
+
+
+SIGN_IN_FAILED = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign-in failed · shieldes console</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/ui/app.css">
+</head>
+<body>
+<header class="top"><div class="brand"><span class="logo" aria-hidden="true">&#9670;</span> shieldes</div></header>
+<main id="main" class="panel signin">
+<h1>Sign-in failed</h1>
+<p class="error" role="alert">{message}</p>
+<p><a class="button primary" href="/ui/">Back to sign-in</a></p>
+<p class="muted">Error code: <code>{code}</code></p>
+</main>
+</body>
+</html>
+"""
+
+
+def in_browser(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The sign-in routes are where a browser lands: a refusal there (no role for this user, a
+    stale state, a provider that cannot be reached) is a page in words with a way back to the
+    sign-in form, under the same status; other clients get the API's JSON error."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ShieldesError as exc:
+            if "text/html" not in request.headers.get("Accept", ""):
+                raise
+            page = SIGN_IN_FAILED.format(message=html.escape(exc.message), code=html.escape(exc.code or "error"))
+            return web.Response(text=page, status=exc.status, content_type="text/html", charset="utf-8",
+                                headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
+
+    return handle
 
 
 def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
@@ -50,6 +93,6 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
     app.router.add_get("/ui/", asset)
     app.router.add_get("/ui/sign-in.json", sign_in_options)
     if ctx.oidc is not None:
-        app.router.add_get("/ui/oidc/login", ctx.oidc.login)
-        app.router.add_get("/ui/oidc/callback", ctx.oidc.callback)
+        app.router.add_get("/ui/oidc/login", in_browser(ctx.oidc.login))
+        app.router.add_get("/ui/oidc/callback", in_browser(ctx.oidc.callback))
     app.router.add_get("/ui/{name}", asset)
