@@ -33,6 +33,7 @@ class FakeOidc:
         self.token_requests: list[dict[str, str]] = []
         self.authorize_requests: list[dict[str, str]] = []
         self.require_pkce = True
+        self.drop_claims: set[str] = set()  # standard claims left out of the ID token (a broken provider)
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -86,6 +87,7 @@ class FakeOidc:
         now = int(time.time())
         claims = {**grant["user"], "iss": self.url, "aud": CLIENT_ID, "iat": now, "exp": now + 300,
                   "nonce": grant["nonce"]}
+        claims = {k: v for k, v in claims.items() if k not in self.drop_claims}
         id_token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
         return web.json_response({"access_token": "at", "token_type": "Bearer", "id_token": id_token})
 

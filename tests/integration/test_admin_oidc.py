@@ -136,3 +136,21 @@ async def test_a_refused_sign_in_is_a_page_in_words_for_a_browser(database_url: 
     assert '<a class="button primary" href="/ui/">Back to sign-in</a>' in text and "oidc_no_role" in text
     assert refused == 401 and "<script>" not in escaped and "&lt;script&gt;alert(1)" in escaped
     assert stale == 400
+
+
+async def test_an_id_token_without_expiry_or_subject_is_refused(database_url: str) -> None:
+    """Without `exp` the ID token would be taken however old; without `sub` the callback failed
+    with a 500 (a KeyError) for a user with no email."""
+    idp = await FakeOidc().start()
+    seen = []
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h:
+            for drop, user in (({"exp"}, idp.user), ({"sub"}, {"roles": ["platform"]})):
+                idp.drop_claims, idp.user = drop, user
+                seen.append(await sign_in(h.base))
+    finally:
+        await idp.stop()
+    for status, body in seen:
+        assert status == 401 and "oidc_invalid_token" in body and "start again at /ui/" in body, body
+    assert "exp" in seen[0][1] and "sub" in seen[1][1]

@@ -187,8 +187,11 @@ class OidcLogin:
             keys = [k for k in jwks.get("keys", []) if not header.get("kid") or k.get("kid") == header.get("kid")]
             if not keys:
                 raise jwt.InvalidTokenError("no signing key in the provider's JWKS matches the ID token")
+            # an ID token must name its subject and expiry (OpenID Connect Core 2): without `exp`
+            # one would be good forever, without `sub` there is no one to sign in
             claims = jwt.decode(tokens["id_token"], jwt.PyJWK(keys[0]).key, algorithms=["RS256", "ES256", "PS256"],
-                                audience=self.client_id, issuer=doc.get("issuer", self.issuer))
+                                audience=self.client_id, issuer=doc.get("issuer", self.issuer),
+                                options={"require": ["exp", "sub"]})
         except jwt.InvalidTokenError as exc:
             raise AuthenticationFailed(f"the ID token is not valid ({exc}); start again at /ui/",
                                        code="oidc_invalid_token") from None
