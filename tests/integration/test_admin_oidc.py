@@ -154,3 +154,22 @@ async def test_an_id_token_without_expiry_or_subject_is_refused(database_url: st
     for status, body in seen:
         assert status == 401 and "oidc_invalid_token" in body and "start again at /ui/" in body, body
     assert "exp" in seen[0][1] and "sub" in seen[1][1]
+
+
+async def test_an_unverified_email_does_not_name_the_actor(database_url: str) -> None:
+    """A provider that lets a user type any email marks it email_verified: false; the audit log
+    then names the user by subject, so nobody signs changes with a colleague's address."""
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator") as h:
+            names = []
+            for verified in (False, True):
+                idp.user = {"sub": "u-77", "email": "ceo@example.com", "email_verified": verified,
+                            "roles": ["platform"]}
+                status, location = await sign_in(h.base)
+                assert status == 302, location
+                names.append((await AdminClient(h.base, location.split("=", 1)[1]).get("/admin/v1/whoami"))[1]["name"])
+    finally:
+        await idp.stop()
+    assert names == ["u-77", "ceo@example.com"]

@@ -202,7 +202,12 @@ class OidcLogin:
         if role is None:
             raise PermissionDenied(f"no shieldes role for this user: claim {self.role_claim!r} holds no value mapped "
                                    "by SHIELDES_OIDC_ROLE_MAP; ask an administrator", code="oidc_no_role")
-        who = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
+        # the actor in the audit log: an email the provider says it has not verified could be anyone's
+        # (a user may type any address at some providers), so that user is named by the subject id
+        if claims.get("email_verified") is False or claims.get("email_verified") == "false":
+            who = str(claims["sub"])
+        else:
+            who = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
         done = web.HTTPFound("/ui/#session=" + self.issue_session(who, role))
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
         return done
