@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -42,7 +43,17 @@ class Passthrough:
 
     @classmethod
     def of(cls, headers: Mapping[str, str], query: str) -> Passthrough:
-        return cls({k.lower(): v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)}, query)
+        return cls({k.lower(): v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)},
+                   without_key(query))
+
+
+def without_key(query: str) -> str:
+    """The raw query string without its `key` parameters: a client may authenticate with its
+    virtual key as `?key=` (as Google's clients do), and that is the gateway's, never the upstream's.
+    The other parameters (Claude Code's `beta=true`) go on as sent."""
+    if "key" not in query and "%" not in query:
+        return query
+    return "&".join(p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) != "key")
 
 
 NO_PASSTHROUGH = Passthrough()

@@ -83,6 +83,24 @@ async def test_messages_reach_the_upstream_byte_for_byte_and_come_back_unchanged
         assert pinned.body == {**expected, "model": MODEL} and list(pinned.body) == list(expected)
 
 
+async def test_a_virtual_key_in_the_query_string_never_reaches_the_upstream(database_url: str) -> None:
+    """A client may authenticate with `?key=` (as Google's clients do); the query string goes on
+    to an Anthropic upstream (Claude Code's `?beta=true`), but never the gateway's key."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("by-query")
+        await h.sync()
+        body = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        async with aiohttp.ClientSession() as s:
+            for path in (f"/v1/messages?beta=true&key={secret}", f"/v1/messages/count_tokens?k%65y={secret}&beta=true",
+                         f"/v1/messages?key={secret}"):
+                async with s.post(h.base + path, json=body, headers={"anthropic-version": "2023-06-01"}) as r:
+                    assert r.status == 200, await r.text()
+        calls = [c for c in h.upstream.requests if c.path.startswith("/v1/messages")]
+    assert [c.query for c in calls] == [{"beta": "true"}, {"beta": "true"}, {}]
+    for c in calls:
+        assert secret not in repr((c.path, c.query, c.headers, c.raw))
+
+
 async def test_stream_is_relayed_unchanged_and_cache_tokens_billed_at_cache_prices(database_url: str) -> None:
     async with harness(database_url) as h:
         # USD per 1M: input 1, output 2, cache read 0.1, cache write 1.25 -> nUSD per token 1000/2000/100/1250

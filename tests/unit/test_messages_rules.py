@@ -66,6 +66,10 @@ def test_pass_through_body_changes_only_the_model() -> None:
     assert list(orjson.loads(native_body(body, raw, "real"))) == ["model", "z", "a"]
     forwarded = Passthrough.of({"Anthropic-Beta": "x,y", "Authorization": "Bearer k", "anthropic-version": "v"}, "")
     assert forwarded.headers == {"anthropic-beta": "x,y", "anthropic-version": "v"}
+    # the query goes on as sent, but never a virtual key given as `key` (however its name is spelled)
+    query = Passthrough.of({}, "beta=true&key=sk-shd-x&k%65y=sk-shd-y&keys=2&a=k%3D1").query
+    assert query == "beta=true&keys=2&a=k%3D1"
+    assert Passthrough.of({}, "beta=true").query == "beta=true" and Passthrough.of({}, "key=s").query == ""
 
 
 def test_output_config_becomes_structured_output_and_effort() -> None:
