@@ -117,8 +117,10 @@ export async function keysPage(root) {
   const keysArea = h("div");
   const teamsArea = h("div");
   const editArea = h("div");
-  let showRevoked = false;
-  let search = "";
+  // #/keys?search=NAME (a request's key, opened from the request log): that key, revoked or not
+  const asked = new URLSearchParams((location.hash.split("?")[1]) || "").get("search");
+  let showRevoked = !!asked;
+  let search = asked || "";
   let shown = [];  // the keys listed so far, the pages read in order
   let next = null;  // the cursor of the next page, null at the end of the list
   let teamsShown = [];  // the Teams table, read a page at a time as the keys are

@@ -39,6 +39,8 @@ function modelCell(r) {
 
 function value(k, v) {
   if (Array.isArray(v)) return v.join(" → ");
+  // from a request to its key (to raise a budget, revoke it...): the Keys page finds it by name
+  if (k === "key_name") return h("a.key-link", { href: `#/keys?search=${encodeURIComponent(v)}` }, v);
   if (k === "cost_usd") return fmt.usd(v);
   if (k.endsWith("_at")) return fmt.time(v);
   if (k.endsWith("_ms")) return fmt.latency(v);
