@@ -13,10 +13,12 @@ from shieldes.requestlog.record import RequestRecord
 
 MODES = ("off", "errors", "all")
 REDACTED = "[redacted]"
-# Credentials that may appear inside a payload: virtual keys, OpenAI/Anthropic-style keys, bearer
-# tokens, AWS access key ids, Google API keys, and JSON fields named like secrets.
+# Credentials that may appear inside a payload: virtual keys, OpenAI/Anthropic-style keys, admin
+# tokens and console sessions (a token pasted into a prompt), bearer tokens, AWS access key ids,
+# Google API keys, and JSON fields named like secrets.
 BUILTIN_PATTERNS = (
     r"sk-[A-Za-z0-9_\-]{16,}",
+    r"shd-(?:adm|oidc)-[A-Za-z0-9_.\-]{16,}",
     r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}",
     r"AKIA[0-9A-Z]{16}",
     r"AIza[0-9A-Za-z_\-]{35}",

@@ -137,6 +137,9 @@ def test_redaction_hides_keys_and_configured_patterns() -> None:
     for secret in ("sk-shd-AAAA", "1234-5678", "abcdefghijkl", "provider-secret-xyz", '"abc"'):
         assert secret not in out
     assert out.count(REDACTED) == 5 and '"api_key": "[redacted]"' in out
+    # an admin token or a console session pasted into a prompt
+    pasted = "use shd-adm-Xk3qAAAAAAAAAAAAAAAAAAAA or shd-oidc-eyJzdWIiOiJhIn0.c2lnbmF0dXJlLXNpZw then"
+    assert redact(pasted, compile_patterns([])) == f"use {REDACTED} or {REDACTED} then"
     with pytest.raises(ValueError, match="bad redaction pattern"):
         compile_patterns(["("])
 
