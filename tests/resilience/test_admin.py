@@ -102,3 +102,33 @@ async def test_admin_status_in_a_cluster_names_peers_and_one_leader(database_url
         assert [s["peers"] for s in statuses] == [[ids[1]], [ids[0]]]
         assert sorted(s["leader"] for s in statuses) == [False, True]
         assert TOKEN not in str(statuses) and "resilience-cluster-secret" not in str(statuses)
+
+
+async def test_no_cross_origin_access_and_no_cookie_credentials(database_url: str) -> None:
+    """A page on another site can neither read an answer of /v1 or /admin (no CORS header, the
+    preflight a browser sends before an Authorization header is refused) nor ride on a cookie: no
+    credential is taken from one, so there is no cross-site request forgery to make."""
+    async with harness(database_url, admin_token=TOKEN) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        origin = {"Origin": "https://evil.example"}
+        preflight = {**origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"}
+        seen = []
+        async with aiohttp.ClientSession() as s:
+            for path, auth in (("/v1/chat/completions", secret), ("/admin/v1/keys", TOKEN)):
+                async with s.options(h.base + path, headers=preflight) as r:
+                    seen.append((path, "OPTIONS", r.status, r.headers))
+                async with s.get(h.base + path, headers={**origin, "Authorization": f"Bearer {auth}"}) as r:
+                    seen.append((path, "GET", r.status, r.headers))
+                for cookie in (f"token={auth}", f"shieldes.token={auth}", f"session={auth}"):
+                    async with s.post(h.base + path, json={"name": "csrf", "model": "gpt-4o", "messages": []},
+                                      headers={**origin, "Cookie": cookie}) as r:
+                        seen.append((path, "cookie", r.status, r.headers))
+    for path, how, status, headers in seen:
+        assert not [k for k in headers if k.lower().startswith("access-control-")], (path, how, headers)
+        if how == "OPTIONS":
+            assert status == 405, (path, status)
+        if how == "cookie":
+            assert status == 401, (path, status)
+    assert [s for p, how, s, _ in seen if how == "GET"] == [405, 200]  # chat is a POST; the token works
