@@ -25,11 +25,22 @@ export async function api(method, path, body, headers = {}) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
-  const resp = await fetch(`/admin/v1${path}`, opts);
+  let resp;
+  try {
+    resp = await fetch(`/admin/v1${path}`, opts);
+  } catch {
+    // the browser's own words here are "Failed to fetch": say what happened and what to do
+    throw new ApiError(0, { error: { code: "node_unreachable", message: "Cannot reach the node: it may be "
+      + "restarting, or the network is down. Try again in a moment (live pages retry at their next refresh); "
+      + "if it lasts, check that the node is running." } });
+  }
   let data = null;
   try { data = await resp.json(); } catch { data = null; }
   if (!resp.ok) {
-    const err = new ApiError(resp.status, data);
+    // an answer without the API's error (a proxy's page in front of the node) still says something
+    const err = new ApiError(resp.status, data && data.error ? data : { error: { message: `The node answered `
+      + `${[resp.status, resp.statusText].filter(Boolean).join(" ")} without saying why (a proxy in front of it?). Try again; if it `
+      + "lasts, look at the node's log and the proxy's." } });
     if (resp.status === 401) window.dispatchEvent(new CustomEvent("shieldes:signed-out", { detail: err.message }));
     throw err;
   }
