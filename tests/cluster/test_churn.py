@@ -242,7 +242,8 @@ def test_a_node_is_shown_serving_only_while_its_http_socket_listens(pair: Cluste
             else:
                 assert row["status"] == "starting", row
                 assert row["http_address"] is None, row
-                assert data["nodes_healthy"] == 2 and data["nodes_starting"] == 1, data
+                # c counts as starting, not healthy (a and b may each miss a heartbeat on a loaded machine)
+                assert data["nodes_starting"] == 1 and data["nodes_healthy"] <= 2, data
                 starting += not listening
         assert starting, "c was never seen registered before it listened (the window the test is about)"
         until(lambda: _status_of(pair.database_url, "c")[0]["status"] == "alive",  # type: ignore[index]

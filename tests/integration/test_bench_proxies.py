@@ -6,6 +6,7 @@ in docs/benchmarks.md meaningless."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -26,17 +27,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def until_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+def listening_inodes(port: int) -> set[str]:
+    """Inodes of the sockets listening on 127.0.0.1:`port` (state 0A in /proc/net/tcp)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return {f[9] for f in (line.split() for line in lines)
+            if f[1] == f"0100007F:{port:04X}" and f[3] == "0A"}
+
+
+def holds_a_socket(pid: int, inodes: set[str]) -> bool:
+    wanted = {f"socket:[{i}]" for i in inodes}
+    try:
+        return any(os.readlink(fd) in wanted for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # gone, or an fd closed while listed
+        return False
+
+
+async def until_listening(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    """Until the proxy (or a process it started) listens on `port`: a connection alone could reach
+    another test's process that took the port between free_port() and the proxy's bind. False when
+    the proxy exited first (that port was taken: the caller starts it again on another)."""
     for _ in range(400):
-        assert proc.poll() is None, "the proxy exited"
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.025)
-            continue
-        writer.close()
-        return
+        if proc.poll() is not None:
+            return False
+        inodes = listening_inodes(port)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        if inodes and any(holds_a_socket(pid, inodes) for pid in (proc.pid, *map(int, children))):
+            return True
+        await asyncio.sleep(0.025)
     raise AssertionError("the proxy never listened")
+
+
+async def start_proxy(upstream: str, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    for _ in range(3):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench_gateway.py"), "proxy", "--port",
+                                 str(port), "--upstream", upstream, *extra], cwd=ROOT)
+        if await until_listening(port, proc):
+            return proc, port
+    raise AssertionError(f"the proxy exited three times (exit status {proc.returncode})")
 
 
 @pytest.mark.parametrize("extra", [[], ["--lean"], ["--procs", "2"]],
@@ -45,11 +73,8 @@ async def test_bare_proxy_forwards_json_and_streams(extra: list[str]) -> None:
     """`--procs 2` is the bare proxy `bench_gateway.py --workers 2` sets beside the node's workers,
     supervised as `serve --workers` supervises them."""
     async with FakeUpstream(completion_tokens=5) as upstream:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bench_gateway.py"), "proxy", "--port",
-                                 str(port), "--upstream", upstream.url, *extra], cwd=ROOT)
+        proc, port = await start_proxy(upstream.url, extra)
         try:
-            await until_listening(port, proc)
             if "--procs" in extra:  # the supervisor holds its two proxies, each a process of its own
                 children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
                 assert len(children) == 2, children
