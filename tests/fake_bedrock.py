@@ -13,6 +13,7 @@ Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import contextlib
 import json
@@ -182,6 +183,9 @@ class FakeBedrock:
     # the tier answers say served them (`serviceTier`, in Converse's answer and the stream's metadata
     # event): the one asked for, else `default`; None: no serviceTier in answers
     served_tier: str | None = "asked"
+    # set: a stream waits for it before its messageStop (every content block sent), as a model
+    # still working on its answer would
+    hold: asyncio.Event | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -438,8 +442,12 @@ class FakeBedrock:
             frames.append(exception("modelStreamErrorException", "Received error from the model: overloaded",
                                     originalStatusCode=529, originalMessage="Overloaded"))
             self.exception_after = None
-        blob = b"".join(frames)
-        for i in range(0, len(blob), 37):  # frames split across reads, as the network does
-            await resp.write(blob[i:i + 37])
+        stop_at = next((i for i, f in enumerate(frames) if b"messageStop" in f), len(frames))
+        for k, part in enumerate((frames[:stop_at], frames[stop_at:])):
+            if k and self.hold is not None:
+                await self.hold.wait()
+            blob = b"".join(part)
+            for i in range(0, len(blob), 37):  # frames split across reads, as the network does
+                await resp.write(blob[i:i + 37])
         await resp.write_eof()
         return resp

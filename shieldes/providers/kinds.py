@@ -35,7 +35,9 @@ class KindSpec:
     `signed_thinking`: its chat translation answers Claude's signed thinking blocks and takes them
     back on assistant turns (chat `thinking_blocks`; a Responses reasoning item's encrypted_content);
     `tool_images`: its chat translation takes images in tool results (image_url parts of a `tool`
-    message), so Messages and Responses clients' tool results keep theirs."""
+    message), so Messages and Responses clients' tool results keep theirs;
+    `calls_in_order`: its streams send tool calls one after another (each call whole before the
+    next starts, as content blocks or parts), so a call is done once anything else starts."""
 
     name: str
     options: tuple[str, ...] = ()
@@ -47,20 +49,21 @@ class KindSpec:
     thinks: bool = False
     signed_thinking: bool = False
     tool_images: bool = False
+    calls_in_order: bool = False
 
 
 KINDS: Mapping[str, KindSpec] = {
     "openai": KindSpec("openai"),
-    "anthropic": KindSpec("anthropic", signed_thinking=True, tool_images=True),
+    "anthropic": KindSpec("anthropic", signed_thinking=True, tool_images=True, calls_in_order=True),
     # auth: `api-key` sends the key in the `api-key` header; `bearer` sends it as an Entra ID
     # token (`Authorization: Bearer`); `entra` gets tokens from azure-identity's default chain.
     "azure": KindSpec("azure", ("api_version", "auth"), ("api_version",),
                       choices={"auth": ("api-key", "bearer", "entra")}),
     "bedrock": KindSpec("bedrock", ("region",), ("region",), _bedrock_url, "bedrock", cache_marks=True,
-                        thinks=True, signed_thinking=True, tool_images=True),
-    "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True, tool_images=True),
+                        thinks=True, signed_thinking=True, tool_images=True, calls_in_order=True),
+    "gemini": KindSpec("gemini", (), (), _gemini_url, thinks=True, tool_images=True, calls_in_order=True),
     "vertex": KindSpec("vertex", ("project", "location", "credentials_file"), ("project", "location"),
-                       _vertex_url, "vertex", thinks=True, tool_images=True),
+                       _vertex_url, "vertex", thinks=True, tool_images=True, calls_in_order=True),
 }
 PROVIDER_KINDS: tuple[str, ...] = tuple(KINDS)
 # A `vertex` deployment's Claude models speak Anthropic's wire format: what translations for them
@@ -94,6 +97,12 @@ def takes_tool_images(kind: str, model: str) -> bool:
     """Whether `model` on upstreams of `kind` takes images in tool results (KindSpec.tool_images)."""
     spec = spec_for(kind, model)
     return spec is not None and spec.tool_images
+
+
+def calls_in_order(kind: str, model: str) -> bool:
+    """Whether `model`'s streams on upstreams of `kind` send tool calls one after another (KindSpec.calls_in_order)."""
+    spec = spec_for(kind, model)
+    return spec is not None and spec.calls_in_order
 
 
 def flag(option: str) -> str:

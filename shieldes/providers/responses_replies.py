@@ -136,13 +136,17 @@ class ChatStreamTranslator:
     Items go out one after another, each finished (output_item.done) before the next is added, as
     OpenAI sends them and as clients read them: the first unfinished item streams as it comes; the
     items after it (the second of parallel tool calls, text after a call) are held and follow once
-    it is done. A tool call is done only when the stream ends or another call takes its tool_calls
-    index (Ollama's way): an upstream may send any index's fragments at any time, so every
-    argument fragment lands in its own call, in the order sent."""
+    it is done. A chat server's tool call is done only when the stream ends or another call takes
+    its tool_calls index (Ollama's way): it may send any index's fragments at any time, so every
+    argument fragment lands in its own call, in the order sent. `calls_in_order`: the upstream
+    sends each call whole before anything else (Anthropic's, Bedrock's and Gemini's content blocks
+    and parts), so a call is done, and the items after it stream live, once anything else starts."""
 
     def __init__(self, ctx: ResponseContext, make_id: IdMaker = new_id,
-                 kinds: CallKinds | None = None, encrypted: bool = False) -> None:
+                 kinds: CallKinds | None = None, encrypted: bool = False, calls_in_order: bool = False) -> None:
         self.ctx = ctx
+        self.calls_in_order = calls_in_order
+        self._ended_calls: set[int] = set()  # tool_calls indexes of calls closed early (calls_in_order)
         self.kinds = kinds or CallKinds()
         self.summary = asks_summary(ctx.echo)  # reasoning streams as a summary (reasoning_item)
         self.encrypted = encrypted  # signed thinking goes in the reasoning item's encrypted_content
@@ -225,6 +229,7 @@ class ChatStreamTranslator:
         """A refusal (chat's `refusal` deltas, as OpenAI sends one for structured output) streams
         as the API streams it: a message item with one refusal part."""
         self._close_reasoning()
+        self._calls_done()
         if self._refusal is None:
             self._close_text()  # (text first, then the refusal: two items, as chat_to_output makes them)
             self._refusal = self._add(message_item(self.make_id("msg"), "", "in_progress"))
@@ -252,6 +257,7 @@ class ChatStreamTranslator:
     def _open_reasoning(self) -> _Open:
         if self._reasoning is None:
             self._close_text()
+            self._calls_done()
             item: Body = {"id": self.make_id(ITEM_PREFIX), "type": "reasoning", "summary": []}
             self._reasoning = self._add(item if self.summary else {**item, "content": []})
         return self._reasoning
@@ -295,6 +301,12 @@ class ChatStreamTranslator:
             self._close_call(c)
         self._calls, self._call_list = {}, []
 
+    def _calls_done(self) -> None:
+        """Something else starts: with calls_in_order, the calls before it are done."""
+        if self.calls_in_order and self._call_list:
+            self._ended_calls.update(self._calls)
+            self._close_calls()
+
     def feed(self, chunk: Body) -> list[Body]:
         usage = usage_from_chat(chunk.get("usage"))
         if usage is not None:
@@ -323,6 +335,7 @@ class ChatStreamTranslator:
     def _text_delta(self, content: str, logprobs: list[Body]) -> None:
         self._close_reasoning()
         self._close_refusal()
+        self._calls_done()
         if self._text is None:
             self._text = self._add(message_item(self.make_id("msg"), "", "in_progress"))
             self._event(self._text, "response.content_part.added", content_index=0, part=text_part(""))
@@ -337,12 +350,16 @@ class ChatStreamTranslator:
         fn = call.get("function") or {}
         opened = self._calls.get(index)
         given = call["id"] if isinstance(call.get("id"), str) and call["id"] else None
+        if opened is None and given is None and index in self._ended_calls:
+            return  # (a fragment of a call already done: its arguments went out)
         # Ollama and other servers send every parallel call at index 0: a new id there is a new call
         # (and the call before it at that index is done: no fragment can reach it any more)
         if opened is None or (given is not None and given not in self._call_ids
                               and opened.item["call_id"] in self._call_ids):
             self._close_text()
             self._close_reasoning()
+            self._calls_done()
+            opened = self._calls.get(index)
             if opened is not None:
                 self._close_call(opened)
                 self._call_list.remove(opened)
@@ -352,6 +369,7 @@ class ChatStreamTranslator:
             if item["type"] == "custom_tool_call":
                 opened.input = InputStream()
             self._calls[index] = opened
+            self._ended_calls.discard(index)
             self._call_list.append(opened)
             self._call_ids.update([given] if given else [])
         args = arguments_text(fn.get("arguments"))  # an object (Ollama) as its JSON text

@@ -17,7 +17,7 @@ from shieldes.projections.state import Deployment
 from shieldes.providers import chat_paths
 from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
-from shieldes.providers.kinds import signs_thinking, takes_tool_images
+from shieldes.providers.kinds import calls_in_order, signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output, served_tier
@@ -234,7 +234,8 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
         with chat_paths.named(names):
             chunks = await provider.stream("chat", target, dict(chat, stream=True))
         headers.update(dropped_header([*left_out, *chunks.dropped]))  # settings the chat translation left out
-        translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted)
+        translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted,
+                                          calls_in_order=calls_in_order(dep.kind, target.model))
         return TranslatedEvents(chunks, translator, headers)
     with chat_paths.named(names):
         result = await provider.call("chat", target, chat)

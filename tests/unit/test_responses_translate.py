@@ -16,6 +16,7 @@ from shieldes.events.codec import Codec
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.providers import chat_paths
+from shieldes.providers.anthropic_translate import StreamTranslator as AnthropicStream
 from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.responses.objects import ResponseContext
@@ -444,3 +445,43 @@ def test_the_item_a_cut_ended_is_incomplete() -> None:
     assert whole.status == "incomplete" and [i.get("status") for i in whole.output] == [None, "incomplete"]
     done = check_stream(_stream([_chunk({"content": "The end."}), _chunk({}, "stop")]))
     assert done["output"][0]["status"] == "completed"
+
+
+def test_calls_streamed_one_after_another_go_out_as_they_end() -> None:
+    """Anthropic (like Bedrock and Gemini) sends each tool call whole before the next block: each
+    call's output_item.done goes out as the next block starts, and the second call streams live,
+    not held until the stream ends (a chat server's calls are: it never says where one ends)."""
+    upstream = AnthropicStream("claude", 1)
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids(), calls_in_order=True)
+    tr.start()
+
+    def fed(event: dict[str, Any]) -> list[str]:
+        return [e["type"] for chunk in upstream.feed(event["type"], event) for e in tr.feed(chunk)]
+
+    usage = {"input_tokens": 3, "output_tokens": 1}
+    fed({"type": "message_start", "message": {"id": "msg_1", "model": "claude", "usage": usage}})
+    for k, name in enumerate(("get_weather", "get_time")):
+        start = {"type": "tool_use", "id": f"toolu_{k}", "name": name, "input": {}}
+        shown = fed({"type": "content_block_start", "index": k, "content_block": start})
+        if k:  # the first call is done, the second shown, before the stream ends
+            assert shown == ["response.function_call_arguments.done", "response.output_item.done",
+                             "response.output_item.added"]
+        assert fed({"type": "content_block_delta", "index": k,
+                    "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}}) == \
+            ["response.function_call_arguments.delta"]
+        assert fed({"type": "content_block_stop", "index": k}) == []
+    fed({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})
+    fed({"type": "message_stop"})
+    final = tr.finish(2)
+    assert [e["type"] for e in final] == ["response.function_call_arguments.done", "response.output_item.done",
+                                          "response.completed"]
+    assert [(i["name"], i["arguments"], i["status"]) for i in final[-1]["response"]["output"]] == \
+        [("get_weather", '{"city": "Paris"}', "completed"), ("get_time", '{"city": "Paris"}', "completed")]
+    # text after calls: they are done once it starts, and it streams at once
+    tr = ChatStreamTranslator(ResponseContext.of({}, "resp_1", 1, "m"), ids(), calls_in_order=True)
+    tr.start()
+    tr.feed(_chunk({"tool_calls": [{"index": 0, "id": "c0", "function": {"name": "f", "arguments": "{}"}}]}))
+    assert [e["type"] for e in tr.feed(_chunk({"content": "ok"}))] == [
+        "response.function_call_arguments.done", "response.output_item.done", "response.output_item.added",
+        "response.content_part.added", "response.output_text.delta"]
+    assert tr.feed(_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "late"}}]})) == []
