@@ -118,6 +118,13 @@ def schema_problem(schema: Any, at: str) -> str | None:
     """Google's answer to a schema with a field its Schema message lacks ($ref, additionalProperties...)."""
     if not isinstance(schema, dict):
         return None
+    kind = schema.get("type")
+    for key in ("properties", "required"):  # (Google checks these by the node's own type)
+        if key in schema and not (isinstance(kind, str) and kind.upper() == "OBJECT"):
+            return f"* GenerateContentRequest.{at}.{key}: only allowed for OBJECT type"
+    for i, name in enumerate(schema.get("required") or []):
+        if name not in (schema.get("properties") or {}):
+            return f"* GenerateContentRequest.{at}.required[{i}]: property is not defined"
     for key, sub in schema.items():
         if key not in _SCHEMA_FIELDS:
             return f'Invalid JSON payload received. Unknown name "{key}" at \'{at}\': Cannot find field.'

@@ -24,7 +24,10 @@ def gemini_schema(schema: Body, where: str) -> Body:
     as one type (`["string", "null"]`: a nullable string; several: `anyOf`); `oneOf` as `anyOf`, a
     lone `allOf` merged; `const` as a one-value `enum`; formats Google does not know, and every
     keyword outside the subset (`additionalProperties`, `exclusiveMinimum`, `$schema`, ...: they only
-    narrow what is valid) left out; the names under `properties` kept whatever they are. A
+    narrow what is valid) left out; the names under `properties` kept whatever they are; `properties`
+    and `required` only on objects (Google refuses them elsewhere: in a type union they go to its
+    object branch), `required` naming only properties the node defines (Google refuses others as
+    "property is not defined"; MCP servers write such schemas). A
     reference that cannot be inlined (recursive, or not into the schema's own definitions) is
     refused with a 400 naming `where`."""
     defs: dict[str, Any] = {}
@@ -68,7 +71,39 @@ def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]
                 out[key] = sub
         elif key in _DATA:
             out[key] = sub
-    return out
+    return _object_keywords(out)
+
+
+_OBJECT_ONLY = ("properties", "required")
+
+
+def _object_keywords(node: Body) -> Body:
+    """`node` with `properties` and `required` where Google takes them: on an object (a node with
+    properties but no type is one), in the object branch of a type union, nowhere else; `required`
+    naming only the properties defined beside it (left out when none is)."""
+    kind = node.get("type")
+    if kind is None and "anyOf" in node and any(k in node for k in _OBJECT_ONLY):
+        moved = {k: node.pop(k) for k in _OBJECT_ONLY if k in node}
+        node["anyOf"] = [_object_keywords({**branch, **moved}) if _is_object(branch.get("type")) else branch
+                         for branch in node["anyOf"]]
+        return node
+    if kind is None and "properties" in node and "anyOf" not in node:
+        node = {"type": "object", **node}
+    elif not _is_object(kind):
+        return {k: v for k, v in node.items() if k not in _OBJECT_ONLY}
+    if "required" in node:
+        defined: Body = node["properties"] if isinstance(node.get("properties"), dict) else {}
+        required = [name for name in node["required"] if name in defined] \
+            if isinstance(node["required"], list) else []
+        if required:
+            node["required"] = required
+        else:
+            del node["required"]
+    return node
+
+
+def _is_object(kind: Any) -> bool:
+    return isinstance(kind, str) and kind.lower() == "object"
 
 
 def _type(kind: Any) -> Body:

@@ -449,6 +449,38 @@ async def test_json_schema_outside_googles_subset_is_fitted_to_it(node: Harness,
     assert second == {"name": "current_time", "description": ""}  # no parameters at all
 
 
+async def test_mcp_tool_schemas_google_refuses_are_fitted_for_a_messages_client(
+        node: Harness, google: tuple[FakeGoogle, Path]) -> None:
+    """Tool schemas as MCP servers write them, offered by Claude Code through a Gemini deployment
+    (streamed): a `required` name the node does not define (Playwright's browser tools), an object
+    in a type union (its properties and required belong to the object branch), properties on a
+    node that is not an object. Google refuses each ("property is not defined", "only allowed for
+    OBJECT type"); the translation leaves out what constrains nothing."""
+    fake, _ = google
+    fake.tool_text = "x"
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=await new_key(node), max_retries=0)
+    click: Any = {"name": "mcp__playwright__browser_click", "input_schema": {
+        "type": "object", "properties": {"element": {"type": "string"}}, "required": ["element", "ref"],
+        "additionalProperties": False, "$schema": "http://json-schema.org/draft-07/schema#"}}
+    fill: Any = {"name": "mcp__forms__fill", "input_schema": {"type": "object", "required": ["form"], "properties": {
+        "form": {"type": ["object", "null"], "properties": {"id": {"type": "string"}}, "required": ["id", "gone"]},
+        "value": {"type": ["string", "object"], "properties": {"raw": {"type": "string"}}, "required": ["raw"]},
+        "tag": {"type": "string", "properties": {}, "required": []}}}}
+    async with claude.messages.stream(model="gemini-2.5-flash", max_tokens=1024, tools=[click, fill],
+                                      messages=[{"role": "user", "content": "click it"}]) as stream:
+        message = await stream.get_final_message()
+    assert message.stop_reason == "tool_use" and message.content[0].type == "tool_use"
+    first, second = fake.last().body["tools"][0]["functionDeclarations"]
+    assert first["parameters"] == {"type": "object", "properties": {"element": {"type": "string"}},
+                                   "required": ["element"]}
+    assert second["parameters"]["properties"] == {
+        "form": {"type": "object", "nullable": True, "properties": {"id": {"type": "string"}}, "required": ["id"]},
+        "value": {"anyOf": [{"type": "string"},
+                            {"type": "object", "properties": {"raw": {"type": "string"}}, "required": ["raw"]}]},
+        "tag": {"type": "string"}}
+    await claude.close()
+
+
 async def test_google_counts_a_messages_requests_tokens_itself(node: Harness, google: tuple[FakeGoogle, Path]) -> None:
     """count_tokens on Gemini and Vertex deployments is Google's own countTokens of the request the
     Messages request becomes (a system instruction and tools inside a whole request for the Gemini
