@@ -146,7 +146,11 @@ class FakeUpstream:
         tool_script: wire.ToolScript | None = None,
         record: bool = True,
         context_window: int | None = None,
+        output_caps: dict[str, int] | None = None,
     ) -> None:
+        # model -> the most completion tokens it writes: a chat request asking for more is a 400
+        # in OpenAI's words (gpt-4o: 16384, where Claude Code asks for 32000)
+        self.output_caps = output_caps or {}
         # Claude's context window (Messages API): a prompt past it is a 400; a prompt that fits but
         # leaves less room than max_tokens asks gets an answer cut at the window's end with
         # stop_reason model_context_window_exceeded, as Claude 4.5 and later answer
@@ -407,6 +411,12 @@ class FakeUpstream:
         problem = wire.check_chat_history(messages, self.tool_id_pattern)
         if problem:
             return wire.error(400, problem, False)
+        cap = self.output_caps.get(body["model"])
+        asked = next(((k, body[k]) for k in ("max_completion_tokens", "max_tokens") if isinstance(body.get(k), int)),
+                     None)
+        if cap is not None and asked is not None and asked[1] > cap:
+            return wire.error(400, f"{asked[0]} is too large: {asked[1]}. This model supports at most {cap} "
+                              f"completion tokens, whereas you provided {asked[1]}.", False, code="invalid_value")
         prompt = count_words(messages)
         results = [m.get("content") for m in messages if m.get("role") == "tool"]
         if self.tool_script is not None:

@@ -251,3 +251,33 @@ async def test_a_tool_call_the_conversation_goes_on_without_answering_is_refused
                 {"role": "user", "content": "never mind"}])
         assert refused.value.param == "input[1].tool_calls" and "'call_1'" in refused.value.message
         assert h.upstream.requests == []
+
+
+async def test_max_tokens_above_what_the_model_writes_is_lowered_to_its_limit(database_url: str) -> None:
+    """Claude Code asks for 32000 output tokens; gpt-4o writes at most 16384 and OpenAI refuses a
+    request asking more (400 "max_tokens is too large"), which made every Claude Code turn fail on
+    it. The request goes again within the limit the upstream named, which is remembered for the
+    next (one request upstream each), and `max_tokens` is named in x-shieldes-dropped."""
+    upstream = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",),
+                            output_caps={"gpt-4o": 16384})
+    async with harness(database_url, upstream=upstream) as h:
+        secret = await h.create_key("cc")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        ask: Any = [{"role": "user", "content": "hi"}]
+        raw = await client.messages.with_raw_response.create(model="gpt-4o", max_tokens=32000, messages=ask,
+                                                             timeout=60)  # (a streamed size, sent whole)
+        assert (await raw.parse()).content[0].type == "text"
+        assert raw.http_response.headers["x-shieldes-dropped"] == "max_tokens"
+        sent = [r.body["max_tokens"] for r in h.upstream.requests_to("/v1/chat/completions")]
+        assert sent == [32000, 16384]
+        for _ in range(2):
+            async with client.messages.stream(model="gpt-4o", max_tokens=64000, messages=ask) as stream:
+                final = await stream.get_final_message()
+            assert final.content[0].type == "text" and final.stop_reason == "end_turn"
+        sent = [r.body["max_tokens"] for r in h.upstream.requests_to("/v1/chat/completions")]
+        assert sent == [32000, 16384, 16384, 16384]
+        # within the limit: sent as asked, nothing named
+        raw = await client.messages.with_raw_response.create(model="gpt-4o", max_tokens=1000, messages=ask)
+        assert "x-shieldes-dropped" not in raw.http_response.headers
+        assert h.upstream.last("/v1/chat/completions").body["max_tokens"] == 1000

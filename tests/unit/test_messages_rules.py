@@ -9,6 +9,8 @@ import pytest
 from shieldes.gateway.routes import anthropic_page
 from shieldes.providers.anthropic_inbound import client_paths, reasoning_effort, translate_messages_request
 from shieldes.providers.anthropic_native import Passthrough, native_body
+from shieldes.providers.base import UpstreamFailure
+from shieldes.providers.output_caps import OutputCap, refused_output
 from shieldes.usage.tokens import MEDIA_TOKENS, estimate_input_tokens
 
 BASE = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -112,3 +114,22 @@ def test_each_chat_message_knows_the_client_message_it_came_from() -> None:
     assert origins == [None, 0, 1, 2, 2, 2, 3]
     assert client_paths("messages[4]: bad; see messages[0] and messages[9]", origins) == \
         "messages[2]: bad; see system and messages[9]"  # an index the chat request lacks is left alone
+
+
+def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
+    """OpenAI names the model's own limit (kept for later requests); vLLM the room the prompt leaves
+    in its context window (this request's only); anything else is not such a refusal."""
+    def refused(message: str, status: int = 400) -> UpstreamFailure:
+        return UpstreamFailure(message, status=status, retryable=False)
+
+    openai = ("max_tokens is too large: 32000. This model supports at most 16384 completion tokens, whereas you "
+              "provided 32000.")
+    assert refused_output(refused(openai), 32000) == OutputCap(16384, True)
+    assert refused_output(refused(openai), 20000) is None  # (about another request)
+    assert refused_output(refused(openai, 500), 32000) is None
+    vllm = ("'max_tokens' or 'max_completion_tokens' is too large: 64000. This model's maximum context length is "
+            "64001 tokens and your request has 24235 input tokens (64000 > 64001 - 24235).")
+    assert refused_output(refused(vllm), 64000) == OutputCap(39766, False)
+    full = vllm.replace("24235 input", "64001 input")  # no room at all: the prompt itself does not fit
+    assert refused_output(refused(full), 64000) is None
+    assert refused_output(refused("max_tokens: Input should be greater than 0"), 0) is None

@@ -1,0 +1,40 @@
+"""The output limit an OpenAI-compatible upstream refused a chat request's `max_tokens` with, read
+off its 400. A Messages client (Claude Code asks for 32000 or more) knows Claude's limits, not
+those of the model a translated deployment serves (gpt-4o writes at most 16384 tokens): its
+`max_tokens` is an upper bound, so the request is sent again within the limit the upstream named.
+Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shieldes.providers.base import UpstreamFailure
+
+# OpenAI (and Azure): "max_tokens is too large: 32000. This model supports at most 16384 completion
+# tokens, whereas you provided 32000." (or max_completion_tokens)
+_MODEL_CAP = re.compile(r"is too large: (\d+)\. This model supports at most (\d+) completion tokens")
+# vLLM: "'max_tokens' or 'max_completion_tokens' is too large: 64000. This model's maximum context
+# length is 64001 tokens and your request has 24235 input tokens (64000 > 64001 - 24235)."
+_ROOM = re.compile(r"is too large: (\d+)\. This model's maximum context length is (\d+) tokens and your "
+                   r"request has (\d+) input tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCap:
+    tokens: int  # the most the upstream takes for this request
+    lasting: bool  # the model's own limit (every request meets it), not the room this prompt leaves
+
+
+def refused_output(failure: UpstreamFailure, asked: int) -> OutputCap | None:
+    """The limit `failure` (an upstream's answer to a request asking for `asked` output tokens)
+    names, when it refused the request for asking more than that and nothing else; else None."""
+    if failure.status != 400:
+        return None
+    found = _MODEL_CAP.search(failure.message)
+    if found is not None and int(found[1]) == asked and 0 < int(found[2]) < asked:
+        return OutputCap(int(found[2]), True)
+    room = _ROOM.search(failure.message)
+    if room is not None and int(room[1]) == asked and 0 < int(room[2]) - int(room[3]) < asked:
+        return OutputCap(int(room[2]) - int(room[3]), False)
+    return None
