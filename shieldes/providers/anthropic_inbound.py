@@ -101,9 +101,10 @@ def _keep_mark(part: Body, block: dict[str, Any], cache_marks: bool) -> Body:
 
 def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], images: bool) -> Any:
     """A tool_result's content as a `tool` message's: its text, or with `images` (the upstream
-    takes them in tool results) text and image_url parts; otherwise an image is named in `dropped`."""
+    takes images and PDFs in tool results) text, image_url and file parts (a document as
+    _document_part makes it); otherwise an image or a document is named in `dropped`."""
     content = block.get("content")
-    if not (images and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "image"
+    if not (images and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") in ("image", "document")
                                                          for b in content)):
         text = _text_blocks(content, f"{at}.content", dropped)
         return "Error: " + text if block.get("is_error") else text
@@ -111,6 +112,8 @@ def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], ima
     for k, item in enumerate(content):
         if isinstance(item, dict) and item.get("type") == "image":
             parts.append(_image_part(item, f"{at}.content[{k}]"))
+        elif isinstance(item, dict) and item.get("type") == "document":
+            parts.append(_document_part(item, f"{at}.content[{k}]"))
         else:
             parts.append({"type": "text", "text": _text_blocks([item], f"{at}.content", dropped)})
     return parts

@@ -73,7 +73,8 @@ def _name_documents_apart(messages: list[Body]) -> None:
     """Documents of one request named alike (two PDFs without a file name, or the same name twice)
     get a number, `(2)`, `(3)`...: Converse tells documents apart by name."""
     seen: dict[str, int] = {}
-    for block in (b for m in messages for b in m["content"]):
+    blocks = [b for m in messages for b in m["content"]]
+    for block in [*blocks, *(c for b in blocks for c in (b.get("toolResult") or {}).get("content", ()))]:
         document = block.get("document")
         if document is None:
             continue

@@ -52,7 +52,8 @@ class ToolResult:
     id: str
     name: str  # the called function's name (Gemini needs it; looked up from the call's id)
     content: str
-    images: tuple[Image, ...] = ()  # image parts of the result (a screenshot a browser tool took)
+    # image and PDF parts of the result (a screenshot a browser tool took, a PDF Claude Code read)
+    images: tuple[Image | Document, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,15 +176,18 @@ def _document(part: Body, where: str) -> Document:
     return Document(mime, data, name)
 
 
-def _tool_content(content: Any, where: str) -> tuple[str, tuple[Image, ...]]:
-    """A tool message's text and images: a string, or text and image_url parts (Anthropic,
-    Bedrock and Gemini take images in tool results; OpenAI's chat API does not)."""
-    if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url"
-                                                for p in content):
+def _tool_content(content: Any, where: str) -> tuple[str, tuple[Image | Document, ...]]:
+    """A tool message's text, images and PDFs: a string, or text, image_url and file parts
+    (Anthropic, Bedrock and Gemini take images and documents in tool results; OpenAI's chat API
+    does not)."""
+    def media(p: Any) -> bool:
+        return isinstance(p, dict) and p.get("type") in ("image_url", "file")
+
+    if not isinstance(content, list) or not any(map(media, content)):
         return text_of(content, where), ()
-    texts = [p for p in content if not (isinstance(p, dict) and p.get("type") == "image_url")]
-    images = tuple(_image(p, where) for p in content if isinstance(p, dict) and p.get("type") == "image_url")
-    return text_of(texts, where), images
+    texts = [p for p in content if not media(p)]
+    found = tuple(_image(p, where) if p["type"] == "image_url" else _document(p, where) for p in content if media(p))
+    return text_of(texts, where), found
 
 
 def _mark(part: Any) -> list[CacheMark]:

@@ -1,0 +1,96 @@
+"""Claude Code's requests (the anthropic SDK, streamed, as Claude Code drives the Messages API)
+on deployments whose API is not Anthropic's: an OpenAI-compatible chat server, Gemini and Bedrock
+through Converse. Every stream is checked as the SDK's accumulator reads it (messages_schema)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock
+from tests.fake_google import FakeGoogle
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
+from tests.messages_schema import check_stream, parse_sse
+
+BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+READ: Any = {"name": "Read", "description": "Read a file", "input_schema": {
+    "type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"],
+    "additionalProperties": False, "$schema": "http://json-schema.org/draft-07/schema#"}}
+PDF = base64.b64encode(b"%PDF-1.4 a fake document").decode()
+PNG = base64.b64encode(b"\x89PNG a fake screenshot").decode()
+Node = tuple[Harness, str, FakeGoogle, FakeBedrock]
+
+
+@pytest.fixture
+async def node(database_url: str) -> AsyncIterator[Node]:
+    upstream = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",))
+    async with FakeBedrock() as bedrock, FakeGoogle() as google, \
+            harness(database_url, upstream=upstream, providers=False, upstream_retries=0) as h:
+        os.environ["SHIELDES_TEST_BEDROCK_KEY"] = bedrock.api_key
+        os.environ["SHIELDES_TEST_GEMINI_KEY"] = google.api_key
+        await h.admin(AddProvider("chat", "openai", upstream.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-4o",)))
+        await h.admin(AddProvider("br", "bedrock", bedrock.url, "env:SHIELDES_TEST_BEDROCK_KEY", (BEDROCK_CLAUDE,),
+                                  options={"region": "us-east-1"}))
+        await h.admin(AddProvider("gem", "gemini", google.url + "/v1beta", "env:SHIELDES_TEST_GEMINI_KEY",
+                                  ("gemini-2.5-flash",)))
+        secret = await h.create_key("cc")
+        await h.sync()
+        yield h, secret, google, bedrock
+
+
+async def _turn(h: Harness, secret: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """One streamed turn as Claude Code sends it: the checked message the events built, the headers."""
+    headers = {"x-api-key": secret, "anthropic-version": "2023-06-01",
+               "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,"
+                                 "fine-grained-tool-streaming-2025-05-14"}
+    async with aiohttp.ClientSession() as s, \
+            s.post(h.base + "/v1/messages?beta=true", json={**body, "stream": True}, headers=headers) as r:
+        raw = await r.read()
+        assert r.status == 200, raw
+        return check_stream(parse_sse(raw)), dict(r.headers)
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", BEDROCK_CLAUDE, "gpt-4o"])
+async def test_a_pdf_and_a_screenshot_read_by_a_tool_reach_upstreams_that_take_them(node: Node, model: str) -> None:
+    """Claude Code's Read of a PDF answers with a `document` block in its tool_result (of an
+    image, an `image` block): Gemini and Bedrock take both in a tool's result, so both go there (the
+    PDF was left out, named as dropped); an OpenAI-compatible chat server takes text only in a tool
+    message, so both are named in x-shieldes-dropped."""
+    h, secret, google, bedrock = node
+    ask: list[Any] = [{"role": "user", "content": "read report.pdf"}]
+    first, _ = await _turn(h, secret, {"model": model, "max_tokens": 4096, "tools": [READ], "messages": ask})
+    assert first["stop_reason"] == "tool_use"
+    call = next(b for b in first["content"] if b["type"] == "tool_use")
+    read: Any = {"type": "tool_result", "tool_use_id": call["id"], "content": [
+        {"type": "text", "text": "report.pdf (1 page)"},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}]}
+    history = [*ask, {"role": "assistant", "content": first["content"]}, {"role": "user", "content": [read]}]
+    second, headers = await _turn(h, secret, {"model": model, "max_tokens": 4096, "tools": [READ], "messages": history})
+    assert second["stop_reason"] == "end_turn" and second["content"][-1]["type"] == "text"
+    if model == "gpt-4o":
+        assert set(headers["x-shieldes-dropped"].split(", ")) == {"messages[2].content[0].content document block",
+                                                                  "messages[2].content[0].content image block"}
+        return
+    assert "x-shieldes-dropped" not in headers
+    if model == BEDROCK_CLAUDE:
+        result = bedrock.last().body["messages"][2]["content"][0]["toolResult"]
+        assert result["content"] == [{"text": "report.pdf (1 page)"},
+                                     {"document": {"format": "pdf", "name": "document", "source": {"bytes": PDF}}},
+                                     {"image": {"format": "png", "source": {"bytes": PNG}}},
+                                     # (Converse tells documents apart by name)
+                                     {"document": {"format": "pdf", "name": "document (2)", "source": {"bytes": PDF}}}]
+    else:
+        parts = google.last().body["contents"][2]["parts"]
+        assert parts[0]["functionResponse"]["response"] == {"content": "report.pdf (1 page)"}
+        assert parts[1:] == [{"inlineData": {"mimeType": "application/pdf", "data": PDF}},
+                             {"inlineData": {"mimeType": "image/png", "data": PNG}},
+                             {"inlineData": {"mimeType": "application/pdf", "data": PDF}}]
