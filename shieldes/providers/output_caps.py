@@ -19,6 +19,10 @@ _MODEL_CAP = re.compile(r"is too large: (\d+)\. This model supports at most (\d+
 _ROOM = re.compile(r"is too large: (\d+)\. This model's maximum context length is (\d+) tokens and your "
                    r"request has (\d+) input tokens")
 
+# DeepSeek: "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]"; Alibaba's
+# DashScope: "Range of max_tokens should be [1, 32768]"
+_RANGE = re.compile(r"range of max_tokens (?:is|should be) \[1, ?(\d+)\]", re.IGNORECASE)
+
 
 @dataclass(frozen=True, slots=True)
 class OutputCap:
@@ -34,6 +38,9 @@ def refused_output(failure: UpstreamFailure, asked: int) -> OutputCap | None:
     found = _MODEL_CAP.search(failure.message)
     if found is not None and int(found[1]) == asked and 0 < int(found[2]) < asked:
         return OutputCap(int(found[2]), True)
+    ranged = _RANGE.search(failure.message)
+    if ranged is not None and 0 < int(ranged[1]) < asked:
+        return OutputCap(int(ranged[1]), True)
     room = _ROOM.search(failure.message)
     if room is not None and int(room[1]) == asked and 0 < int(room[2]) - int(room[3]) < asked:
         return OutputCap(int(room[2]) - int(room[3]), False)

@@ -117,8 +117,9 @@ def test_each_chat_message_knows_the_client_message_it_came_from() -> None:
 
 
 def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
-    """OpenAI names the model's own limit (kept for later requests); vLLM the room the prompt leaves
-    in its context window (this request's only); anything else is not such a refusal."""
+    """OpenAI, DeepSeek and DashScope name the model's own limit (kept for later requests); vLLM the
+    room the prompt leaves in its context window (this request's only); anything else is not such a
+    refusal."""
     def refused(message: str, status: int = 400) -> UpstreamFailure:
         return UpstreamFailure(message, status=status, retryable=False)
 
@@ -133,3 +134,8 @@ def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
     full = vllm.replace("24235 input", "64001 input")  # no room at all: the prompt itself does not fit
     assert refused_output(refused(full), 64000) is None
     assert refused_output(refused("max_tokens: Input should be greater than 0"), 0) is None
+    deepseek = "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]"
+    assert refused_output(refused(deepseek), 32000) == OutputCap(8192, True)
+    assert refused_output(refused(deepseek), 8000) is None  # (within it: refused for something else)
+    assert refused_output(refused("<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be "
+                                  "[1, 32768]"), 64000) == OutputCap(32768, True)
