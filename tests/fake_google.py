@@ -419,7 +419,8 @@ class FakeGoogle:
             scripted = self.tool_script.call(offered, bool(results))
             call = {"name": scripted[0], "args": scripted[1]} if scripted else None
         elif functions and mode != "NONE" and not any("functionResponse" in p for p in last):
-            fn = functions[0]
+            allowed = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("allowedFunctionNames")
+            fn = next((f for f in functions if f["name"] in allowed), functions[0]) if allowed else functions[0]
             args = {"city": "Paris"} if self.tool_text is None else wire.sample(fn.get("parameters") or {},
                                                                                   self.tool_text) or {}
             call = {"name": fn["name"], "args": args}

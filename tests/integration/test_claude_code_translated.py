@@ -94,3 +94,57 @@ async def test_a_pdf_and_a_screenshot_read_by_a_tool_reach_upstreams_that_take_t
         assert parts[1:] == [{"inlineData": {"mimeType": "application/pdf", "data": PDF}},
                              {"inlineData": {"mimeType": "image/png", "data": PNG}},
                              {"inlineData": {"mimeType": "application/pdf", "data": PDF}}]
+
+
+# What Claude Code offers: zod's JSON Schema (draft-07 `$schema`, `additionalProperties: false`,
+# enums, `exclusiveMinimum`, nested objects by `$ref`, records as `additionalProperties` maps)
+EDIT: Any = {"name": "MultiEdit", "description": "Edit a file", "cache_control": {"type": "ephemeral"},
+             "input_schema": {
+    "$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "additionalProperties": False,
+    "required": ["file_path", "edits"],
+    "properties": {"file_path": {"type": "string"}, "edits": {"type": "array", "minItems": 1,
+                                                             "items": {"$ref": "#/$defs/Edit"}},
+                   "mode": {"type": "string", "enum": ["replace", "append"]},
+                   "limit": {"type": "number", "exclusiveMinimum": 0},
+                   "env": {"type": "object", "additionalProperties": {"type": "string"},
+                           "propertyNames": {"pattern": "^[A-Z_]+$"}}},
+    "$defs": {"Edit": {"type": "object", "additionalProperties": False, "required": ["old_string", "new_string"],
+                       "properties": {"old_string": {"type": "string"}, "new_string": {"type": "string"},
+                                      "replace_all": {"type": "boolean", "default": False}}}}}}
+SYSTEM: Any = [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+               {"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}]
+BOTH = {"MultiEdit", "Read"}
+TURNS: Any = {  # what Claude Code adds to a turn, and the tools the answer's calls may name
+    "auto": ({}, BOTH),
+    "any, one call": ({"tool_choice": {"type": "any", "disable_parallel_tool_use": True}}, BOTH),
+    "a named tool": ({"tool_choice": {"type": "tool", "name": "Read"}}, {"Read"}),
+    "no tool": ({"tool_choice": {"type": "none"}}, set()),
+    "thinking": ({"thinking": {"type": "enabled", "budget_tokens": 4000}}, BOTH),
+    "adaptive thinking": ({"thinking": {"type": "adaptive"}}, BOTH),
+}
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-2.5-flash", BEDROCK_CLAUDE])
+@pytest.mark.parametrize("turn", list(TURNS))
+async def test_claude_codes_turns_stream_as_anthropic_streams_them(node: Node, model: str, turn: str) -> None:
+    """A Claude Code turn (system blocks with cache breakpoints, its tools' schemas, its tool_choice
+    and thinking settings, metadata.user_id, temperature 1, 32000 output tokens, its beta flags):
+    the stream is one the SDK's accumulator reads as Anthropic's (blocks in order, each closed
+    before the next, tool inputs whole JSON objects, one message_delta with the stop reason and
+    output tokens), its tool calls those the turn allows."""
+    h, secret, _, _ = node
+    extra, called = TURNS[turn]
+    body = {"model": model, "max_tokens": 32000, "system": SYSTEM, "tools": [EDIT, READ], "temperature": 1,
+            "metadata": {"user_id": "user_0123_account__session_4567"},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "fix the typo in a.py",
+                                                       "cache_control": {"type": "ephemeral"}}]}], **extra}
+    message, _ = await _turn(h, secret, body)
+    calls = [b for b in message["content"] if b["type"] == "tool_use"]
+    assert {c["name"] for c in calls} <= called and bool(calls) == bool(called)
+    assert all(isinstance(c["input"], dict) and c["input"] for c in calls)
+    assert message["stop_reason"] == ("tool_use" if called else "end_turn")
+    assert message["usage"]["output_tokens"] > 0 and message["usage"]["input_tokens"] is not None
+    if "one call" in turn and model == BEDROCK_CLAUDE:  # (Claude calls several at once unless told not to)
+        assert len(calls) == 1
+    if "thinking" in turn and model != "gpt-4o":  # (gpt-4o does not think: thinking is named as dropped)
+        assert message["content"][0]["type"] == "thinking"
