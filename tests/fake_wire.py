@@ -276,8 +276,8 @@ def check_thinking(body: dict[str, Any], signatures: set[str]) -> str | None:
 
 def check_chat_history(messages: list[Any], pattern: str) -> str | None:
     """OpenAI's check of a chat history's tool calls: each `tool_calls[].id` fits (OpenAI: at most
-    40 characters; Mistral: 9 letters and digits), its arguments are a string, and each tool
-    message answers a call made before it."""
+    40 characters; Mistral: 9 letters and digits), its arguments are a string, each tool message
+    answers a call made before it, and an assistant message without calls has content."""
     made: set[str] = set()
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
@@ -291,6 +291,9 @@ def check_chat_history(messages: list[Any], pattern: str) -> str | None:
             if not isinstance((call.get("function") or {}).get("arguments"), str):
                 return (f"Invalid type for 'messages[{i}].tool_calls[{j}].function.arguments': expected a string, "
                         "but got an object instead.")
+        if msg.get("role") == "assistant" and msg.get("content") is None and not msg.get("tool_calls") \
+                and not msg.get("function_call"):
+            return f"Invalid value for 'messages[{i}].content': expected a string, got null."
         if msg.get("role") == "tool" and msg.get("tool_call_id") not in made:
             return (f"Invalid parameter: messages[{i}] with role 'tool' must be a response to a preceding "
                     "message with 'tool_calls'.")

@@ -211,7 +211,8 @@ def _assistant_message(content: Any, where: str, dropped: list[str], thinks: boo
             dropped.append(f"{where}.content[{j}] {kind} block")  # results of a server tool we cannot run
         else:
             raise _bad(f"{where}.content[{j}]: block type {kind!r} is not supported in assistant turns")
-    msg: Body = {"role": "assistant", "content": "".join(texts) if texts else None}
+    # no text and no call (an answer cut while it thought): an empty answer, as chat takes one
+    msg: Body = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if signed:
         msg["thinking_blocks"] = signed
     if calls:

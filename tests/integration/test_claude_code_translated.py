@@ -148,3 +148,19 @@ async def test_claude_codes_turns_stream_as_anthropic_streams_them(node: Node, m
         assert len(calls) == 1
     if "thinking" in turn and model != "gpt-4o":  # (gpt-4o does not think: thinking is named as dropped)
         assert message["content"][0]["type"] == "thinking"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-2.5-flash", BEDROCK_CLAUDE])
+async def test_an_earlier_answer_that_only_thought_does_not_break_the_next_turn(node: Node, model: str) -> None:
+    """An answer cut while the model was still thinking (stop_reason max_tokens) holds thinking
+    blocks only; sent back in the history it has nothing a chat upstream can carry, so it was an
+    assistant message without content: OpenAI refuses it ("expected a string, got null"), and the
+    Bedrock and Gemini translations refused it in chat's words. It goes as an empty answer (which
+    those leave out, as any empty answer of an earlier turn)."""
+    h, secret, _, _ = node
+    for thought in ({"type": "thinking", "thinking": "Let me", "signature": ""},
+                    {"type": "redacted_thinking", "data": "c2VjcmV0"}):
+        history: Any = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [thought]},
+                        {"role": "user", "content": "go on"}]
+        message, _ = await _turn(h, secret, {"model": model, "max_tokens": 4096, "messages": history})
+        assert message["stop_reason"] == "end_turn" and message["content"][-1]["type"] == "text"
