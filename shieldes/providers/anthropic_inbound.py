@@ -4,6 +4,7 @@ anthropic_replies)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,6 +259,15 @@ def _tool_choice(choice: Any, out: Body) -> None:
         out["parallel_tool_calls"] = False
 
 
+def end_user(user_id: str) -> str:
+    """Anthropic's metadata.user_id as OpenAI's `user`: as sent up to 64 characters, else its sha256
+    (64 hex characters: the same user is still one id). OpenAI refuses a longer `user` (64 at most,
+    as for safety_identifier), and Claude Code's user_id runs to some 150 characters."""
+    if len(user_id) <= 64:
+        return user_id
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def reasoning_effort(thinking: Any) -> str | None:
     """Anthropic extended thinking as an OpenAI reasoning effort: budgets under 4k tokens are
     `low`, under 16k `medium`, larger `high`; disabled or absent thinking is None."""
@@ -377,7 +387,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
                    "send the (custom) tools, or leave tool_choice out")
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"][:256]  # OpenAI caps `user`
+        out["user"] = end_user(metadata["user_id"])
     if body.get("stream"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}

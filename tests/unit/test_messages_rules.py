@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from shieldes.gateway.routes import anthropic_page
-from shieldes.providers.anthropic_inbound import client_paths, reasoning_effort, translate_messages_request
+from shieldes.providers.anthropic_inbound import client_paths, end_user, reasoning_effort, translate_messages_request
 from shieldes.providers.anthropic_native import Passthrough, native_body
 from shieldes.providers.base import UpstreamFailure
 from shieldes.providers.output_caps import OutputCap, refused_output
@@ -48,6 +48,17 @@ def test_server_tools_and_their_results_are_dropped_by_name() -> None:
     assert dropped == ["messages[1].content[0] server_tool_use block",
                        "messages[2].content[0].content image block",
                        "tools[0] (web_search_20250305: a server tool only Anthropic runs)"]
+
+
+def test_the_end_user_goes_to_openai_within_64_characters() -> None:
+    """Claude Code's user_id (user_<64 hex>_account_<uuid>_session_<uuid>) is past OpenAI's 64."""
+    claude_code = ("user_" + "ab" * 32 + "_account_0b1c7a5e-8d2f-4f7e-9a61-3c5d2e1f0a9b"
+                   "_session_5e6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b")
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"user_id": claude_code}}
+    sent = translate_messages_request(body, "gpt-4o")[0]["user"]
+    assert len(sent) == 64 and sent == end_user(claude_code) != end_user(claude_code + "x")
+    assert end_user("u-7f3a") == "u-7f3a" and end_user("x" * 64) == "x" * 64
 
 
 def test_token_estimate_rule() -> None:
