@@ -25,13 +25,14 @@ from shieldes.cli.common import (
     split_list,
     write,
 )
+from shieldes.errors import CommandRejected
 from shieldes.importers.apply import apply_import
 from shieldes.importers.plan import Plan
 from shieldes.importers.prices import parse_litellm_prices, plan_prices
 from shieldes.importers.source import load_document
 from shieldes.projections.shared_commands import SetPricing, UnsetPricing
-from shieldes.projections.state import ConfigState, Price
-from shieldes.usage.catalog import price_rows
+from shieldes.projections.state import ConfigState, LongContext, Price
+from shieldes.usage.catalog import long_context_from, price_rows
 
 
 @click.group("pricing", cls=OneLineGroup)
@@ -51,13 +52,29 @@ def pricing_group() -> None:
               help="USD per 1M prompt tokens written to the upstream's prompt cache (default: the input price)")
 @click.option("--per-image", "per_image", type=float, default=None, metavar="USD",
               help="USD per generated image, for image answers without token usage (dall-e-2/3)")
+@click.option("--long-context-above", "long_above", type=int, default=None, metavar="TOKENS",
+              help="prompt size above which every token of a request costs the --long-* prices (200000 for "
+                   "Gemini 2.5/3 Pro and Claude Sonnet 4/4.5's 1M window)")
+@click.option("--long-input", "long_input", type=float, default=None, metavar="USD_PER_1M",
+              help="USD per 1M prompt tokens of a request above --long-context-above")
+@click.option("--long-output", "long_output", type=float, default=None, metavar="USD_PER_1M",
+              help="USD per 1M completion tokens of a request above --long-context-above")
+@click.option("--long-cache-read", "long_cache_read", type=float, default=None, metavar="USD_PER_1M",
+              help="cache reads of such a request (default: the --long-input price)")
+@click.option("--long-cache-write", "long_cache_write", type=float, default=None, metavar="USD_PER_1M",
+              help="cache writes of such a request (default: the --long-input price)")
 @json_option
 @handle_errors
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
-         cache_write_per_1m: float | None, per_image: float | None, as_json: bool) -> None:
+         cache_write_per_1m: float | None, per_image: float | None, long_above: int | None, long_input: float | None,
+         long_output: float | None, long_cache_read: float | None, long_cache_write: float | None,
+         as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
-    or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins."""
+    or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins.
+    A long-context tier (--long-context-above with --long-input and --long-output) bills every token of a
+    request whose prompt is above it at those prices."""
     ctx = cli_context()
+    long = _long_context(long_above, long_input, long_output, long_cache_read, long_cache_write)
     api = ctx.remote()
     if api is not None:
         from shieldes.cli.remote import segment
@@ -65,15 +82,28 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
         answer = api.call("PUT", f"/pricing/{segment(model)}", {
             "input_per_1m": input_per_1m, "output_per_1m": output_per_1m,
             "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m,
-            **({} if per_image is None else {"per_image": per_image})})
+            **({} if per_image is None else {"per_image": per_image}),
+            **({} if long is None else {"long_context": long.fields()})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
-                      answer["cache_write_per_1m"], answer.get("per_image"))
+                      answer["cache_write_per_1m"], answer.get("per_image"),
+                      long_context_from(answer.get("long_context")))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
-                                   per_image)))
-    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image)
+                                   per_image, long)))
+    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
+
+
+def _long_context(above: int | None, input_: float | None, output: float | None, read: float | None,
+                  write_: float | None) -> LongContext | None:
+    given = (above, input_, output, read, write_)
+    if all(v is None for v in given):
+        return None
+    if above is None or input_ is None or output is None:
+        raise CommandRejected("a long-context tier needs --long-context-above, --long-input and --long-output "
+                               "(e.g. --long-context-above 200000 --long-input 2.5 --long-output 15)")
+    return LongContext(above, input_, output, read, write_)
 
 
 @pricing_group.command("unset")
@@ -89,7 +119,7 @@ def unset(model: str, as_json: bool) -> None:
 def _row(model: str, p: Price) -> dict[str, object]:
     return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
             "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
-            "per_image": p.per_image}
+            "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields()}
 
 
 @pricing_group.command("list")
@@ -108,7 +138,8 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
         every = price_rows(run_read(read_config()).state.pricing)
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
-                                             "cache_read_per_1m", "cache_write_per_1m", "per_image", "source"))
+                                             "cache_read_per_1m", "cache_write_per_1m", "per_image", "long_context",
+                                             "source"))
 
 
 @pricing_group.command("import")

@@ -100,7 +100,9 @@ class PricingSet(Event):
     """USD per 1M tokens. The cache prices were added as optional fields (None: bill cache tokens
     as input tokens): older events decode unchanged and older readers ignore the new keys, so the
     shape stays at version 1. `per_image` (USD per generated image, for image answers that carry
-    no token usage) was added the same way."""
+    no token usage) was added the same way, and so was the long-context tier (`long_*`: the prices
+    of a request whose prompt has more than `long_above_tokens` tokens; an older reader bills such
+    a request at the base prices)."""
 
     TYPE: ClassVar[str] = "pricing.set"
     model: str
@@ -109,6 +111,11 @@ class PricingSet(Event):
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
     per_image: float | None = None
+    long_above_tokens: int | None = None
+    long_input_per_1m: float | None = None
+    long_output_per_1m: float | None = None
+    long_cache_read_per_1m: float | None = None
+    long_cache_write_per_1m: float | None = None
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,14 @@ def _litellm_params(d: Deployment, model: str, state: ConfigState) -> dict[str, 
             params["cache_read_input_token_cost"] = price.cache_read_per_1m / 1_000_000
         if price.cache_write_per_1m is not None:
             params["cache_creation_input_token_cost"] = price.cache_write_per_1m / 1_000_000
+        long = price.long_context
+        if long is not None and long.above_tokens == 200_000:  # LiteLLM names only that threshold
+            params["input_cost_per_token_above_200k_tokens"] = long.input_per_1m / 1_000_000
+            params["output_cost_per_token_above_200k_tokens"] = long.output_per_1m / 1_000_000
+            if long.cache_read_per_1m is not None:
+                params["cache_read_input_token_cost_above_200k_tokens"] = long.cache_read_per_1m / 1_000_000
+            if long.cache_write_per_1m is not None:
+                params["cache_creation_input_token_cost_above_200k_tokens"] = long.cache_write_per_1m / 1_000_000
     return params
 
 

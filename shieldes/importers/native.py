@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from shieldes.errors import CommandRejected
 from shieldes.importers.export import SHIELDES_EXPORT_VERSION
 from shieldes.importers.spec import (
     AliasSpec,
@@ -26,13 +27,16 @@ from shieldes.importers.spec import (
     TeamSpec,
     check_weight,
 )
+from shieldes.projections.state import LongContext
+from shieldes.usage.catalog import long_context_from
 
 SECTIONS = ("providers", "aliases", "pricing", "routing", "teams", "keys", "mcp_servers")
 _TOP = ("format", "version", *SECTIONS)
 _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
-    "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image"),
+    "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image",
+                "long_context"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
@@ -95,7 +99,8 @@ def parse_shieldes(doc: Any) -> ImportSpec:
         read, write, image = (_money(e.get(f), f"{where}.{f}", optional=True)
                               for f in ("cache_read_per_1m", "cache_write_per_1m", "per_image"))
         spec.prices.append(PriceSpec(e["model"], _need(_money(e["input_per_1m"], f"{where}.input_per_1m")),
-                                     _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image))
+                                     _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image,
+                                     _long_context(e.get("long_context"), f"{where}.long_context")))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):
@@ -150,6 +155,13 @@ def _names(value: Any, where: str, *, optional: bool = False) -> tuple[str, ...]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ImportRejected(f"{where} must be a list of names, got {value!r}; {_AGAIN}")
     return tuple(value)
+
+
+def _long_context(value: Any, where: str) -> LongContext | None:
+    try:
+        return long_context_from(value, where)
+    except CommandRejected as exc:
+        raise ImportRejected(f"{exc}; {_AGAIN}") from None
 
 
 def _money(value: Any, where: str, *, optional: bool = False) -> float | None:

@@ -185,20 +185,20 @@ def in_force(state: ConfigState, model: str) -> Price | None:
     default = shipped().get(model)
     if default is None:
         return None
-    return Price(default.input_per_1m, default.output_per_1m, default.cache_read_per_1m, default.cache_write_per_1m,
-                 default.per_image)
+    return default.price()
 
 
 def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     """Plan `price`: cache prices the file does not give keep the ones in force; a price equal to
     the one in force is unchanged (a re-import writes nothing); an update says what it was."""
     old = in_force(state, price.model)
-    read, write, image = price.cache_read_per_1m, price.cache_write_per_1m, price.per_image
+    read, write, image, long = price.cache_read_per_1m, price.cache_write_per_1m, price.per_image, price.long_context
     if old is not None:
         read = old.cache_read_per_1m if read is None else read
         write = old.cache_write_per_1m if write is None else write
         image = old.per_image if image is None else image
-    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image))
+        long = old.long_context if long is None else long
+    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image, long))
 
 
 def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
@@ -206,7 +206,7 @@ def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None
     prices it does not give are none (they cost the input price), a shipped default is no match."""
     _price_change(plan, price.model, state.pricing.get(price.model),
                   Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m,
-                        price.per_image))
+                        price.per_image, price.long_context))
 
 
 def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None:
@@ -218,7 +218,7 @@ def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None
     if old is not None:
         detail += f" (was {_describe_price(old)})"
     plan.commands.append(SetPricing(model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
-                                    new.cache_write_per_1m, new.per_image))
+                                    new.cache_write_per_1m, new.per_image, new.long_context))
     plan.changes.append(Change("pricing", model, "add" if old is None else "update", detail))
 
 
@@ -230,6 +230,10 @@ def _describe_price(p: Price) -> str:
         text += f", cache write ${p.cache_write_per_1m:g}/1M"
     if p.per_image is not None:
         text += f", ${p.per_image:g} per image"
+    if p.long_context is not None:
+        lc = p.long_context
+        text += (f", above {lc.above_tokens} prompt tokens: input ${lc.input_per_1m:g}/1M, "
+                 f"output ${lc.output_per_1m:g}/1M")
     return text
 
 

@@ -1,7 +1,8 @@
 """LiteLLM's public price list (model_prices_and_context_window.json) -> `pricing.set` commands.
 
 Entries give USD per token (`input_cost_per_token`, `output_cost_per_token`, and for prompt caching
-`cache_read_input_token_cost`, `cache_creation_input_token_cost`); shieldes keeps USD per 1M tokens.
+`cache_read_input_token_cost`, `cache_creation_input_token_cost`, and the `*_above_200k_tokens` long-context
+tier of Gemini Pro and Claude Sonnet); shieldes keeps USD per 1M tokens.
 Which entries are taken: by default the models this gateway knows (the shipped catalog, prices
 already set, models providers and aliases serve), all of them with `everything`, or the listed
 `models`. A price equal to the one in force is left alone, so a re-import writes nothing.
@@ -15,7 +16,7 @@ from typing import Any
 from shieldes.importers.plan import Plan, price_change
 from shieldes.importers.spec import ImportRejected, PriceSpec
 from shieldes.projections.commands import check_models
-from shieldes.projections.state import ConfigState
+from shieldes.projections.state import ConfigState, LongContext
 from shieldes.usage.catalog import shipped
 
 _PRICED_MODES = (None, "chat", "completion", "embedding", "responses")
@@ -33,6 +34,23 @@ def _per_1m(value: Any, where: str) -> float:
     return round(float(value) * 1_000_000, 9)  # strips float noise: 3e-06 * 1e6 = 2.9999...
 
 
+# LiteLLM's long-context fields: the prices of every token of a request whose prompt is above 200k
+_ABOVE_200K = ("input_cost_per_token_above_200k_tokens", "output_cost_per_token_above_200k_tokens",
+               "cache_read_input_token_cost_above_200k_tokens", "cache_creation_input_token_cost_above_200k_tokens")
+
+
+def _above_200k(sources: Sequence[Mapping[str, Any]], where: str) -> LongContext | None:
+    """The long-context tier (above 200k prompt tokens) the file gives, if it gives input and output."""
+    found: list[float | None] = []
+    for name in _ABOVE_200K:
+        src = next((s for s in sources if s.get(name) is not None), None)
+        found.append(None if src is None else _per_1m(src[name], f"{where}.{name}"))
+    input_, output, read, write = found
+    if input_ is None or output is None:
+        return None
+    return LongContext(200_000, input_, output, read, write)
+
+
 def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
                   notes: list[str] | None = None) -> PriceSpec | None:
     """The price LiteLLM's per-token fields give `model` (the first source holding a field wins);
@@ -47,7 +65,8 @@ def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
     if "input_per_1m" not in found and "output_per_1m" not in found:
         return None
     price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
-                      found.get("cache_read_per_1m"), found.get("cache_write_per_1m"))
+                      found.get("cache_read_per_1m"), found.get("cache_write_per_1m"),
+                      long_context=_above_200k(sources, where))
     reasoning = found.get("reasoning")
     if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
         notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shieldes.errors import ShieldesError
+from shieldes.projections.state import LongContext
 
 # Where each kind's API lives when a file names no base URL. OpenAI-style URLs include the /v1
 # prefix (as the openai SDK does); Anthropic's do not (as the anthropic SDK does).
@@ -90,6 +91,7 @@ class PriceSpec:
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
     per_image: float | None = None  # USD per image (a shieldes export's; LiteLLM's file gives none)
+    long_context: LongContext | None = None  # None: the file gives none (the one in force is kept)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from shieldes.projections.state import (
     Budget,
     ConfigState,
     Deployment,
+    LongContext,
     McpServer,
     ModelAlias,
     Price,
@@ -91,8 +92,11 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
                 return replace(state, routing=_without(state.routing, event.model))
             return replace(state, routing=_with(state.routing, event.model, event.strategy))
         case PricingSet():
+            long = None if event.long_above_tokens is None else LongContext(
+                event.long_above_tokens, event.long_input_per_1m or 0.0, event.long_output_per_1m or 0.0,
+                event.long_cache_read_per_1m, event.long_cache_write_per_1m)
             price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
-                          event.cache_write_per_1m, event.per_image)
+                          event.cache_write_per_1m, event.per_image, long)
             return replace(state, pricing=_with(state.pricing, event.model, price))
         case PricingUnset():
             return replace(state, pricing=_without(state.pricing, event.model))

@@ -32,7 +32,7 @@ from shieldes.projections.commands import (
     check_name,
     check_weight,
 )
-from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, is_model_pattern
+from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, LongContext, is_model_pattern
 from shieldes.roles import ROLES
 
 if TYPE_CHECKING:
@@ -64,6 +64,22 @@ def find_admin_token(state: ConfigState, ref: str) -> AdminToken:
 
 def _optional_money(what: str, amount: float | None) -> float | None:
     return None if amount is None else check_money(what, amount)
+
+
+def _long_context_fields(long: LongContext | None) -> tuple[int | None, float | None, float | None,
+                                                              float | None, float | None]:
+    """A long-context tier as PricingSet's long_* fields, checked."""
+    if long is None:
+        return None, None, None, None, None
+    if isinstance(long.above_tokens, bool) or not isinstance(long.above_tokens, int) \
+            or not 0 < long.above_tokens <= 10**9:
+        raise CommandRejected(f"--long-context-above must be a whole number of prompt tokens between 1 and "
+                              f"1000000000 (200000 for Gemini Pro and Claude Sonnet's 1M window), got "
+                              f"{long.above_tokens!r}")
+    return (long.above_tokens, check_money("--long-input price", long.input_per_1m),
+            check_money("--long-output price", long.output_per_1m),
+            _optional_money("--long-cache-read price", long.cache_read_per_1m),
+            _optional_money("--long-cache-write price", long.cache_write_per_1m))
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -106,6 +122,7 @@ class SetPricing:
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
     per_image: float | None = None
+    long_context: LongContext | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +346,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     _optional_money("--cache-read price", command.cache_read_per_1m),
                     _optional_money("--cache-write price", command.cache_write_per_1m),
                     _optional_money("--per-image price", command.per_image),
+                    *_long_context_fields(command.long_context),
                 )
             ]
         case UnsetPricing():

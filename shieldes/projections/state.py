@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -77,25 +77,52 @@ class ModelAlias:
 
 
 @dataclass(frozen=True, slots=True)
+class LongContext:
+    """The prices of a request whose prompt has more than `above_tokens` tokens (cache reads and
+    writes included): every token of it, output too, costs these instead (Gemini 2.5/3 Pro and
+    Claude Sonnet 4/4.5 with the 1M window bill so above 200k). USD per 1M tokens; a cache price
+    not set is this tier's input price."""
+
+    above_tokens: int
+    input_per_1m: float
+    output_per_1m: float
+    cache_read_per_1m: float | None = None
+    cache_write_per_1m: float | None = None
+
+    def fields(self) -> dict[str, float]:
+        out: dict[str, float] = {"above_tokens": self.above_tokens, "input_per_1m": self.input_per_1m,
+                                 "output_per_1m": self.output_per_1m}
+        if self.cache_read_per_1m is not None:
+            out["cache_read_per_1m"] = self.cache_read_per_1m
+        if self.cache_write_per_1m is not None:
+            out["cache_write_per_1m"] = self.cache_write_per_1m
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """USD per 1M tokens. Cache reads/writes (prompt-caching upstreams report them apart from
-    other input tokens) cost the input price unless set."""
+    other input tokens) cost the input price unless set. `long_context`: the tier a long prompt is
+    billed at instead, if the model has one."""
 
     input_per_1m: float
     output_per_1m: float
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
     per_image: float | None = None  # USD per generated image, for image answers without token usage
+    long_context: LongContext | None = None
 
-    def fields(self) -> dict[str, float]:
+    def fields(self) -> dict[str, Any]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
-        out = {"input_per_1m": self.input_per_1m, "output_per_1m": self.output_per_1m}
+        out: dict[str, Any] = {"input_per_1m": self.input_per_1m, "output_per_1m": self.output_per_1m}
         if self.cache_read_per_1m is not None:
             out["cache_read_per_1m"] = self.cache_read_per_1m
         if self.cache_write_per_1m is not None:
             out["cache_write_per_1m"] = self.cache_write_per_1m
         if self.per_image is not None:
             out["per_image"] = self.per_image
+        if self.long_context is not None:
+            out["long_context"] = self.long_context.fields()
         return out
 
 

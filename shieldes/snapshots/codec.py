@@ -31,6 +31,7 @@ from shieldes.projections.state import (
     Budget,
     ConfigState,
     Deployment,
+    LongContext,
     McpServer,
     ModelAlias,
     Price,
@@ -116,6 +117,24 @@ def config_to_plain(c: ConfigState, fmt: int = FORMAT) -> Plain:
     return plain
 
 
+def _price_to_plain(p: Price) -> list[Any]:
+    """2 or 4 numbers, then the per-image price and the long-context tier (a list of 5) only when
+    set: snapshots without them read as before everywhere."""
+    out: list[Any] = [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m]
+    if p.per_image is not None or p.long_context is not None:
+        out.append(p.per_image)
+    if p.long_context is not None:
+        lc = p.long_context
+        out.append([lc.above_tokens, lc.input_per_1m, lc.output_per_1m, lc.cache_read_per_1m, lc.cache_write_per_1m])
+    return out
+
+
+def _price_from_plain(v: list[Any]) -> Price:
+    if len(v) > 5:
+        return Price(v[0], v[1], v[2], v[3], v[4], LongContext(*v[5]))
+    return Price(*v)
+
+
 def _config_to_plain_v2(c: ConfigState) -> Plain:
     return {
         "providers": {
@@ -126,8 +145,7 @@ def _config_to_plain_v2(c: ConfigState) -> Plain:
         },
         "pricing": {
             # the per-image price only when set: snapshots without one read as before everywhere
-            m: [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m]
-            + ([] if p.per_image is None else [p.per_image])
+            m: _price_to_plain(p)
             for m, p in c.pricing.items()
         },
         "teams": {t.id: {"name": t.name, "budget": _budget(t.budget)} for t in c.teams.values()},
@@ -172,7 +190,7 @@ def _config_from_plain_v2(p: Plain) -> ConfigState:
                           d.get("responses", "translate"), dict(d.get("options", {})))
             for n, d in p["providers"].items()
         },
-        pricing={m: Price(*v) for m, v in p["pricing"].items()},  # 2, 4 or 5 numbers
+        pricing={m: _price_from_plain(v) for m, v in p["pricing"].items()},
         teams={i: Team(i, t["name"], _budget_from(t["budget"])) for i, t in p["teams"].items()},
         keys={
             i: VirtualKey(

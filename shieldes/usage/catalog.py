@@ -11,7 +11,8 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from shieldes.projections.state import Price
+from shieldes.errors import CommandRejected
+from shieldes.projections.state import LongContext, Price
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,34 @@ class CatalogEntry:
     cache_read_per_1m: float | None = None
     cache_write_per_1m: float | None = None
     per_image: float | None = None  # USD per generated image (answers without token usage)
+    long_context: LongContext | None = None  # the prices above a prompt size (Gemini Pro, Claude 1M)
+
+    def price(self) -> Price:
+        return Price(self.input_per_1m, self.output_per_1m, self.cache_read_per_1m, self.cache_write_per_1m,
+                     self.per_image, self.long_context)
+
+
+_LONG_KEYS = ("above_tokens", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m")
+
+
+def long_context_from(found: Any, where: str = "long_context") -> LongContext | None:
+    """A long-context tier from its JSON object (the catalog, the admin API, a config export):
+    `above_tokens`, `input_per_1m` and `output_per_1m` required, cache prices optional. The numbers
+    are checked where the price is set (decide_shared)."""
+    if found is None:
+        return None
+    if not isinstance(found, Mapping) or any(k not in found for k in _LONG_KEYS[:3]) \
+            or any(k not in _LONG_KEYS for k in found) \
+            or any(v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in found.values()):
+        raise CommandRejected(f"{where} must be an object with above_tokens (prompt tokens, e.g. 200000), "
+                              "input_per_1m and output_per_1m, and optionally cache_read_per_1m and "
+                              f"cache_write_per_1m (USD per 1M tokens); got {found!r}")
+    return LongContext(found["above_tokens"], found["input_per_1m"], found["output_per_1m"],
+                       found.get("cache_read_per_1m"), found.get("cache_write_per_1m"))
+
+
+def _long_context(entry: Mapping[str, Any]) -> LongContext | None:
+    return long_context_from(entry.get("long_context"))
 
 
 @functools.cache
@@ -33,7 +62,8 @@ def shipped() -> Mapping[str, CatalogEntry]:
     models: dict[str, Any] = json.loads(text)["models"]
     return MappingProxyType({
         m: CatalogEntry(e["provider"], float(e["input_per_1m"]), float(e["output_per_1m"]),
-                        e.get("cache_read_per_1m"), e.get("cache_write_per_1m"), e.get("per_image"))
+                        e.get("cache_read_per_1m"), e.get("cache_write_per_1m"), e.get("per_image"),
+                        _long_context(e))
         for m, e in models.items()
     })
 
@@ -46,7 +76,8 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
         rows[model] = {"model": model, "provider": e.provider, "input_per_1m": e.input_per_1m,
                        "output_per_1m": e.output_per_1m, "cache_read_per_1m": e.cache_read_per_1m,
                        "cache_write_per_1m": e.cache_write_per_1m, "reasoning_per_1m": e.output_per_1m,
-                       "per_image": e.per_image, "source": "default"}
+                       "per_image": e.per_image, "long_context": _long_fields(e.long_context),
+                       "source": "default"}
     for model, p in pricing.items():
         default = shipped().get(model)
         rows[model] = {"model": model, "provider": default.provider if default else None,
@@ -54,5 +85,9 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
                        "cache_read_per_1m": getattr(p, "cache_read_per_1m", None),
                        "cache_write_per_1m": getattr(p, "cache_write_per_1m", None),
                        "reasoning_per_1m": p.output_per_1m, "per_image": getattr(p, "per_image", None),
-                       "source": "override"}
+                       "long_context": _long_fields(getattr(p, "long_context", None)), "source": "override"}
     return [rows[m] for m in sorted(rows)]
+
+
+def _long_fields(long: LongContext | None) -> dict[str, float] | None:
+    return None if long is None else long.fields()

@@ -32,18 +32,20 @@ if TYPE_CHECKING:  # the provider boundary: not for the CLI's price checks
 
 def default_prices() -> Mapping[str, Price]:
     """Every model of the shipped catalog (usage/catalog.py), cache prices included."""
-    return {m: Price(e.input_per_1m, e.output_per_1m, e.cache_read_per_1m, e.cache_write_per_1m, e.per_image)
-            for m, e in shipped().items()}
+    return {m: e.price() for m, e in shipped().items()}
 
 
 class Rate(NamedTuple):
-    """nUSD per token."""
+    """nUSD per token. `long`: the rates of every token of a request whose prompt has more than
+    `long_above` tokens (see tier)."""
 
     input: int
     output: int
     cache_read: int
     cache_write: int
     image: int = 0  # per generated image (answers without token usage)
+    long_above: int = 0
+    long: Rate | None = None
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -53,16 +55,31 @@ def nusd_per_token(usd_per_1m: float) -> int:
     return round(usd_per_1m * 1000)
 
 
+def _token_rate(input_per_1m: float, output_per_1m: float, read: float | None, write: float | None) -> Rate:
+    input_ = nusd_per_token(input_per_1m)
+    return Rate(input_, nusd_per_token(output_per_1m), input_ if read is None else nusd_per_token(read),
+                input_ if write is None else nusd_per_token(write))
+
+
 def rate_of(price: Price) -> Rate:
-    input_ = nusd_per_token(price.input_per_1m)
-    read, write = price.cache_read_per_1m, price.cache_write_per_1m
-    return Rate(
-        input_,
-        nusd_per_token(price.output_per_1m),
-        input_ if read is None else nusd_per_token(read),
-        input_ if write is None else nusd_per_token(write),
-        0 if price.per_image is None else round(price.per_image * 1_000_000_000),
+    base = _token_rate(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
+    long = price.long_context
+    return base._replace(
+        image=0 if price.per_image is None else round(price.per_image * 1_000_000_000),
+        long_above=0 if long is None else long.above_tokens,
+        long=None if long is None else _token_rate(long.input_per_1m, long.output_per_1m, long.cache_read_per_1m,
+                                                   long.cache_write_per_1m),
     )
+
+
+def tier(rate: Rate, prompt_tokens: int) -> Rate:
+    """The rates a request with `prompt_tokens` input tokens (cache reads and writes included) is
+    billed at: the long-context tier for every token of it once the prompt is above the tier's
+    threshold (Gemini 2.5/3 Pro above 200k; Claude Sonnet 4/4.5 above 200k, which only the 1M
+    window admits), else the base rates. The threshold is the prompt's, never the output's."""
+    if rate.long is not None and prompt_tokens > rate.long_above:
+        return rate.long._replace(image=rate.image)
+    return rate
 
 
 def price_for(pricing: Mapping[str, Price], model: str) -> tuple[str, Price] | None:
@@ -73,8 +90,7 @@ def price_for(pricing: Mapping[str, Price], model: str) -> tuple[str, Price] | N
         return model, pricing[model]
     entry = shipped().get(model)
     if entry is not None:
-        return model, Price(entry.input_per_1m, entry.output_per_1m, entry.cache_read_per_1m,
-                            entry.cache_write_per_1m, entry.per_image)
+        return model, entry.price()
     pattern = longest_pattern(pricing, model)
     return None if pattern is None else (pattern, pricing[pattern])
 
@@ -162,7 +178,9 @@ def unpriced_warning(models: Sequence[str]) -> str:
 def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates;
     writes kept for an hour (Claude's `ttl: 1h`) at twice the input rate, as Anthropic, Bedrock and
-    Vertex bill them (the cache-write price is the 5-minute one)."""
+    Vertex bill them (the cache-write price is the 5-minute one). A long prompt bills every token
+    at the long-context tier (see tier)."""
+    rate = tier(rate, usage.prompt_tokens)
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     plain = max(0, usage.prompt_tokens - cached)
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
@@ -187,8 +205,9 @@ def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int |
     request that fits is not refused for an estimate it would not reach. At least 1: with nothing
     left, admission refuses it with the reason."""
     cap = most
-    if budget_left is not None and rate[1] > 0:
-        cap = min(cap, (budget_left - prompt_tokens * rate[0]) // rate[1])
+    rate = tier(rate, prompt_tokens)
+    if budget_left is not None and rate.output > 0:
+        cap = min(cap, (budget_left - prompt_tokens * rate.input) // rate.output)
     if tokens_left is not None:
         cap = min(cap, tokens_left - prompt_tokens)
     return max(1, cap)

@@ -86,6 +86,18 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         status, price = await api.call("PUT", f"{API}/pricing/org/model-x", {"input_per_1m": 1, "output_per_1m": 2,
                                                                              "cache_read_per_1m": 0.1})
         assert status == 200 and price["model"] == "org/model-x" and price["cache_read_per_1m"] == 0.1
+        long = {"above_tokens": 200000, "input_per_1m": 2, "output_per_1m": 4}
+        status, price = await api.call("PUT", f"{API}/pricing/org/model-y", {"input_per_1m": 1, "output_per_1m": 2,
+                                                                             "long_context": long})
+        assert status == 200 and price["long_context"] == long
+        status, listed = await api.get(f"{API}/pricing", source="override")
+        assert [p["long_context"] for p in listed["data"] if p["model"] == "org/model-y"] == [long]
+        status, bad = await api.call("PUT", f"{API}/pricing/org/model-y", {"input_per_1m": 1, "output_per_1m": 2,
+                                                                           "long_context": {"input_per_1m": 2}})
+        assert status == 400 and "above_tokens" in bad["error"]["message"]
+        text_price = {"input_per_1m": 1, "output_per_1m": 2, "long_context": {**long, "input_per_1m": "2"}}
+        status, bad = await api.call("PUT", f"{API}/pricing/org/model-y", text_price)
+        assert status == 400 and "USD per 1M tokens" in bad["error"]["message"]
         status, _ = await api.call("DELETE", f"{API}/providers/backup")
         assert status == 200
 

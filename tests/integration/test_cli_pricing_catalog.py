@@ -37,7 +37,9 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
     # gpt-4o and text-embedding-3-small equal the defaults; my-finetune is unknown here; dall-e-3 is no chat model
     changes = {c["name"]: c for c in dry["changes"]}
     assert {n: c["action"] for n, c in changes.items()} == {"claude-sonnet-4-5": "update", "gemini-2.5-flash": "update"}
-    assert "(was input $3/1M, output $15/1M, cache read $0.3/1M, cache write $3.75/1M)" in \
+    # the file gives no long-context tier for it: the shipped one is kept
+    assert ("(was input $3/1M, output $15/1M, cache read $0.3/1M, cache write $3.75/1M, above 200000 prompt "
+            "tokens: input $6/1M, output $22.5/1M)") in \
         changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
     # a cache price alone differs: read from cache_read_input_token_cost
     assert changes["gemini-2.5-flash"]["detail"] == (
@@ -69,3 +71,22 @@ def test_per_image_prices_are_shipped_set_and_listed(database_url: str) -> None:
     assert [(r["model"], r["per_image"]) for r in ok(database_url, "pricing", "list", "--source", "override")] == [
         ("dall-e-3", 0.08)]
     assert refused(database_url, "pricing", "set", "dall-e-3", "--input", "0", "--output", "0", "--per-image", "-1")
+
+
+def test_pricing_set_with_a_long_context_tier(database_url: str) -> None:
+    shipped = {r["model"]: r for r in ok(database_url, "pricing", "list", "--model", "gemini-2.5-pro")}
+    assert shipped["gemini-2.5-pro"]["long_context"]["input_per_1m"] == 2.5
+    row = ok(database_url, "pricing", "set", "house-long", "--input", "1", "--output", "2",
+             "--long-context-above", "128000", "--long-input", "2", "--long-output", "4", "--long-cache-read", "0.5")
+    assert row["long_context"] == {"above_tokens": 128000, "input_per_1m": 2.0, "output_per_1m": 4.0,
+                                   "cache_read_per_1m": 0.5}
+    listed = ok(database_url, "pricing", "list", "--model", "house-long")
+    assert listed[0]["long_context"] == row["long_context"]
+    before = count_events(database_url)
+    half = refused(database_url, "pricing", "set", "house-long", "--input", "1", "--output", "2",
+                   "--long-input", "2")
+    assert "--long-context-above, --long-input and --long-output" in half
+    bad = refused(database_url, "pricing", "set", "house-long", "--input", "1", "--output", "2",
+                  "--long-context-above", "0", "--long-input", "2", "--long-output", "4")
+    assert "--long-context-above must be a whole number" in bad
+    assert count_events(database_url) == before

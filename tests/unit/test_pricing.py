@@ -5,7 +5,7 @@ from types import MappingProxyType
 from shieldes.events.catalog import PricingSet
 from shieldes.events.codec import Codec
 from shieldes.projections.config import apply_config
-from shieldes.projections.state import ConfigState, Price
+from shieldes.projections.state import ConfigState, LongContext, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.bedrock_translate import usage_from_bedrock
@@ -35,10 +35,10 @@ def test_defaults_and_pricing_set_override() -> None:
     table = PriceTable()
     assert "gpt-4o" in default_prices()
     assert table.rate({}, "gpt-4o")[:2] == (2500, 10000)
-    assert table.rate({}, "no-such-model") == (0, 0, 0, 0, 0)
+    assert table.rate({}, "no-such-model") == Rate(0, 0, 0, 0, 0)
     override = MappingProxyType({"gpt-4o": Price(1.0, 2.0), "my-model": Price(0.5, 0.25, 0.05, 0.625)})
-    assert table.rate(override, "gpt-4o") == (1000, 2000, 1000, 1000, 0)  # unset cache prices: the input price
-    assert table.rate(override, "my-model") == (500, 250, 50, 625, 0)
+    assert table.rate(override, "gpt-4o") == Rate(1000, 2000, 1000, 1000, 0)  # unset cache prices: the input price
+    assert table.rate(override, "my-model") == Rate(500, 250, 50, 625, 0)
     assert table.rate(override, "gpt-4o-mini")[:2] == (150, 600)  # untouched default
 
 
@@ -107,7 +107,7 @@ def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
     assert price_for({}, "claude-opus-5-5") is None
     assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
     table = PriceTable()
-    assert table.rate(pricing, "claude-opus-5-5") == (20000, 100000, 20000, 20000, 0)
+    assert table.rate(pricing, "claude-opus-5-5") == Rate(20000, 100000, 20000, 20000, 0)
     assert table.rate(pricing, "claude-opus-4-5")[:2] == (5000, 25000)
     assert table.priced(pricing, "llama-9") and not table.priced({}, "llama-9")
     assert unpriced(pricing, ["llama-9", "claude-x-*"]) == []
@@ -122,10 +122,62 @@ def test_pattern_rates_are_cached_per_name_bounded_and_dropped_on_a_config_chang
     assert len(table._by_pattern) == PATTERN_NAMES_KEPT  # a client's names cannot grow it without bound
     changed = MappingProxyType({"m-*": Price(2.0, 2.0)})  # copy-on-write: a new mapping is a change
     assert table.rate(changed, "m-1")[:2] == (2000, 2000) and len(table._by_pattern) == 1
-    assert table.rate(MappingProxyType({}), "m-1") == (0, 0, 0, 0, 0)
+    assert table.rate(MappingProxyType({}), "m-1") == Rate(0, 0, 0, 0, 0)
 
 
 def test_unpriced_answers_name_a_pattern_too() -> None:
     assert "`shieldes pricing set 'claude-opus-5-*' ...`" in unpriced_warning(["claude-opus-5-5"])
     assert price_hint("claude-opus-5-5", "claude-opus-*").endswith("`shieldes pricing set 'claude-opus-*' ...`)")
     assert price_hint("claude-opus-5-5", "*").endswith("`shieldes pricing set 'claude-opus-5-*' ...`)")
+
+
+def test_a_prompt_above_the_long_context_threshold_bills_every_token_at_the_tier() -> None:
+    """Gemini 2.5 Pro: $1.25/$10 up to 200k prompt tokens, $2.50/$15 (cache reads $0.25) above, for
+    the whole request; Claude Sonnet 4.5's 1M window: $6/$22.50, cache reads $0.60, writes $7.50
+    (5 minutes) and twice the tier's input an hour."""
+    table = PriceTable()
+    pro = table.rate({}, "gemini-2.5-pro")
+    assert cost_nusd(pro, TokenUsage(200_000, 1000)) == 200_000 * 1250 + 1000 * 10000
+    assert cost_nusd(pro, TokenUsage(200_001, 1000, cache_read_tokens=100_000)) == \
+        100_001 * 2500 + 100_000 * 250 + 1000 * 15000
+    assert cost_nusd(table.rate({}, "gemini-3-pro-preview"), TokenUsage(300_000, 10)) == 300_000 * 4000 + 10 * 18000
+    assert cost_nusd(table.rate({}, "gemini-2.5-flash"), TokenUsage(300_000, 10)) == 300_000 * 300 + 10 * 2500
+    sonnet = table.rate({}, "claude-sonnet-4-5")
+    usage = TokenUsage(250_000, 100, cache_read_tokens=100_000, cache_write_tokens=50_000, cache_write_1h_tokens=10_000)
+    assert cost_nusd(sonnet, usage) == 100_000 * 6000 + 100_000 * 600 + 40_000 * 7500 + 10_000 * 12000 + 100 * 22500
+    for model in ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5@20250929", "claude-sonnet-4-0"):
+        assert table.rate({}, model).long is not None, model
+    # an override without a tier has none: the operator's price is the whole price
+    assert table.rate(MappingProxyType({"gemini-2.5-pro": Price(1.0, 2.0)}), "gemini-2.5-pro").long is None
+
+
+def test_long_context_prices_replay_list_and_survive_a_snapshot() -> None:
+    from shieldes.snapshots import codec as snapcodec
+    from shieldes.usage.catalog import price_rows
+
+    codec = Codec()
+    event = PricingSet("m", 1.0, 2.0, long_above_tokens=1000, long_input_per_1m=4.0, long_output_per_1m=8.0,
+                       long_cache_read_per_1m=0.4)
+    type_, version, data = codec.encode(event)
+    assert version == 1 and codec.decode(type_, version, data) == event
+    state = apply_config(ConfigState(), event)
+    assert state.pricing["m"] == Price(1.0, 2.0, long_context=LongContext(1000, 4.0, 8.0, 0.4))
+    again = snapcodec.config_from_plain(snapcodec.config_to_plain(state))
+    assert again.pricing == state.pricing
+    row = next(r for r in price_rows(state.pricing) if r["model"] == "m")
+    assert row["long_context"] == {"above_tokens": 1000, "input_per_1m": 4.0, "output_per_1m": 8.0,
+                                   "cache_read_per_1m": 0.4}
+    shipped = next(r for r in price_rows({}) if r["model"] == "gemini-2.5-pro")
+    assert shipped["long_context"] == {"above_tokens": 200000, "input_per_1m": 2.5, "output_per_1m": 15.0,
+                                       "cache_read_per_1m": 0.25}
+
+
+def test_litellm_above_200k_fields_import_as_the_long_context_tier() -> None:
+    from shieldes.importers.prices import parse_litellm_prices
+
+    doc = {"gemini-2.5-pro": {"mode": "chat", "input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
+                              "input_cost_per_token_above_200k_tokens": 2.5e-06,
+                              "output_cost_per_token_above_200k_tokens": 1.5e-05,
+                              "cache_read_input_token_cost_above_200k_tokens": 2.5e-07}}
+    prices, _, _ = parse_litellm_prices(doc)
+    assert prices[0].long_context == LongContext(200_000, 2.5, 15.0, 0.25, None)

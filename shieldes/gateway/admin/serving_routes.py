@@ -24,7 +24,7 @@ from shieldes.projections.shared_commands import (
 from shieldes.projections.state import ModelAlias
 from shieldes.providers.kinds import ALL_OPTIONS, COMMON_OPTIONS, COUNT_OPTIONS, KINDS, PROVIDER_KINDS
 from shieldes.roles import ADMIN, READ
-from shieldes.usage.catalog import price_rows
+from shieldes.usage.catalog import long_context_from, price_rows
 from shieldes.usage.pricing import unpriced
 from shieldes.views import alias_row, provider_row, takeover_warnings
 
@@ -120,11 +120,12 @@ async def set_pricing(call: Call) -> Any:
     b = call.body
     cache = (b.get("cache_read_per_1m"), b.get("cache_write_per_1m"))
     per_image = b.get("per_image")
+    long = long_context_from(b.get("long_context"))
     written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image))
+                                            per_image, long))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
-            "position": written.events[-1].position}
+            "long_context": None if long is None else long.fields(), "position": written.events[-1].position}
 
 
 async def unset_pricing(call: Call) -> Any:
@@ -219,5 +220,9 @@ ROUTES: tuple[Route, ...] = (
                 Field("cache_write_per_1m", "number", "USD per 1M prompt tokens written to the prompt cache "
                       "(default: the input price)", nullable=True),
                 Field("per_image", "number", "USD per generated image, for image answers that carry no token "
-                      "usage (dall-e-2/3)", nullable=True))),
+                      "usage (dall-e-2/3)", nullable=True),
+                Field("long_context", "object", "the prices of a request whose prompt has more than "
+                      "`above_tokens` tokens, for every token of it: {above_tokens, input_per_1m, output_per_1m, "
+                      "cache_read_per_1m?, cache_write_per_1m?} (Gemini 2.5/3 Pro, Claude Sonnet 4/4.5 above "
+                      "200000)", nullable=True))),
 )
