@@ -625,11 +625,14 @@ class FakeUpstream:
         choice = body.get("tool_choice") or {}
         results = [b.get("content") for m in messages if isinstance(m.get("content"), list)
                    for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
-        tool = self.tool_script.call([t["name"] for t in body.get("tools") or []], bool(results)) \
+        # Anthropic's own web search tool runs upstream: one search, reported in usage.server_tool_use
+        searches = sum(1 for t in body.get("tools") or [] if str(t.get("type", "")).startswith("web_search_"))
+        client_tools = [t for t in body.get("tools") or [] if not str(t.get("type", "")).startswith("web_search_")]
+        tool = self.tool_script.call([t["name"] for t in client_tools], bool(results)) \
             if self.tool_script is not None else wire.pick_tool(
             [
                 {"type": "function", "function": {"name": t["name"], "parameters": t.get("input_schema")}}
-                for t in body.get("tools") or []
+                for t in client_tools
             ],
             "none"
             if choice.get("type") == "none"
@@ -688,6 +691,7 @@ class FakeUpstream:
                 "output_tokens": output_tokens,
                 "service_tier": "priority" if self.anthropic_priority and body.get("service_tier", "auto") == "auto"
                 else "standard",
+                **({"server_tool_use": {"web_search_requests": searches}} if searches else {}),
             },
         }
         return message

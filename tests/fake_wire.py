@@ -404,7 +404,7 @@ def message_frames(message: dict[str, Any]) -> list[bytes]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {**message["usage"], "output_tokens": 1},
+        "usage": {**{k: v for k, v in message["usage"].items() if k != "server_tool_use"}, "output_tokens": 1},
     }
     blocks = [f for i, block in enumerate(message["content"]) for f in _block_frames(i, block)]
     return [
@@ -416,7 +416,9 @@ def message_frames(message: dict[str, Any]) -> list[bytes]:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
-                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                # the final counts: output tokens, and the server tools' uses (web searches)
+                "usage": {"output_tokens": message["usage"]["output_tokens"],
+                          **{k: v for k, v in message["usage"].items() if k == "server_tool_use"}},
             },
         ),
         event("message_stop", {"type": "message_stop"}),

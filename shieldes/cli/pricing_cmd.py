@@ -52,6 +52,8 @@ def pricing_group() -> None:
               help="USD per 1M prompt tokens written to the upstream's prompt cache (default: the input price)")
 @click.option("--per-image", "per_image", type=float, default=None, metavar="USD",
               help="USD per generated image, for image answers without token usage (dall-e-2/3)")
+@click.option("--per-web-search", "per_web_search", type=float, default=None, metavar="USD",
+              help="USD per server-side web search the upstream reports (Claude's web search tool: 0.01)")
 @click.option("--long-context-above", "long_above", type=int, default=None, metavar="TOKENS",
               help="prompt size above which every token of a request costs the --long-* prices (200000 for "
                    "Gemini 2.5/3 Pro and Claude Sonnet 4/4.5's 1M window)")
@@ -68,7 +70,7 @@ def pricing_group() -> None:
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
          cache_write_per_1m: float | None, per_image: float | None, long_above: int | None, long_input: float | None,
          long_output: float | None, long_cache_read: float | None, long_cache_write: float | None,
-         as_json: bool) -> None:
+         per_web_search: float | None, as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
     or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins.
     A long-context tier (--long-context-above with --long-input and --long-output) bills every token of a
@@ -83,15 +85,16 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
             "input_per_1m": input_per_1m, "output_per_1m": output_per_1m,
             "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m,
             **({} if per_image is None else {"per_image": per_image}),
-            **({} if long is None else {"long_context": long.fields()})})
+            **({} if long is None else {"long_context": long.fields()}),
+            **({} if per_web_search is None else {"per_web_search": per_web_search})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
                       answer["cache_write_per_1m"], answer.get("per_image"),
-                      long_context_from(answer.get("long_context")))
+                      long_context_from(answer.get("long_context")), answer.get("per_web_search"))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
-                                   per_image, long)))
-    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long)
+                                   per_image, long, per_web_search)))
+    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long, per_web_search)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
 
 
@@ -119,7 +122,8 @@ def unset(model: str, as_json: bool) -> None:
 def _row(model: str, p: Price) -> dict[str, object]:
     return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
             "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
-            "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields()}
+            "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields(),
+            "per_web_search": p.per_web_search}
 
 
 @pricing_group.command("list")
@@ -139,7 +143,7 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "per_image", "long_context",
-                                             "source"))
+                                             "per_web_search", "source"))
 
 
 @pricing_group.command("import")

@@ -116,6 +116,7 @@ class PricingSet(Event):
     long_output_per_1m: float | None = None
     long_cache_read_per_1m: float | None = None
     long_cache_write_per_1m: float | None = None
+    per_web_search: float | None = None  # USD per server-side web search (added the same way)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
     "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image",
-                "long_context"),
+                "long_context", "per_web_search"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
@@ -100,7 +100,8 @@ def parse_shieldes(doc: Any) -> ImportSpec:
                               for f in ("cache_read_per_1m", "cache_write_per_1m", "per_image"))
         spec.prices.append(PriceSpec(e["model"], _need(_money(e["input_per_1m"], f"{where}.input_per_1m")),
                                      _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image,
-                                     _long_context(e.get("long_context"), f"{where}.long_context")))
+                                     _long_context(e.get("long_context"), f"{where}.long_context"),
+                                     _money(e.get("per_web_search"), f"{where}.per_web_search", optional=True)))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):

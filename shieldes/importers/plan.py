@@ -193,12 +193,15 @@ def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     the one in force is unchanged (a re-import writes nothing); an update says what it was."""
     old = in_force(state, price.model)
     read, write, image, long = price.cache_read_per_1m, price.cache_write_per_1m, price.per_image, price.long_context
+    search = price.per_web_search
     if old is not None:
         read = old.cache_read_per_1m if read is None else read
         write = old.cache_write_per_1m if write is None else write
         image = old.per_image if image is None else image
         long = old.long_context if long is None else long
-    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image, long))
+        search = old.per_web_search if search is None else search
+    _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image, long,
+                                                search))
 
 
 def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
@@ -206,7 +209,7 @@ def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None
     prices it does not give are none (they cost the input price), a shipped default is no match."""
     _price_change(plan, price.model, state.pricing.get(price.model),
                   Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m,
-                        price.per_image, price.long_context))
+                        price.per_image, price.long_context, price.per_web_search))
 
 
 def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None:
@@ -218,7 +221,7 @@ def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None
     if old is not None:
         detail += f" (was {_describe_price(old)})"
     plan.commands.append(SetPricing(model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
-                                    new.cache_write_per_1m, new.per_image, new.long_context))
+                                    new.cache_write_per_1m, new.per_image, new.long_context, new.per_web_search))
     plan.changes.append(Change("pricing", model, "add" if old is None else "update", detail))
 
 
@@ -234,6 +237,8 @@ def _describe_price(p: Price) -> str:
         lc = p.long_context
         text += (f", above {lc.above_tokens} prompt tokens: input ${lc.input_per_1m:g}/1M, "
                  f"output ${lc.output_per_1m:g}/1M")
+    if p.per_web_search is not None:
+        text += f", ${p.per_web_search:g} per web search"
     return text
 
 

@@ -51,6 +51,23 @@ def _above_200k(sources: Sequence[Mapping[str, Any]], where: str) -> LongContext
     return LongContext(200_000, input_, output, read, write)
 
 
+def _per_search(sources: Sequence[Mapping[str, Any]], where: str) -> float | None:
+    """LiteLLM's `search_context_cost_per_query` (USD per search, by search context size) of a
+    Claude entry: the medium size's (Anthropic has one price). Only Anthropic reports its searches
+    in its usage, so only Claude entries carry a per-search price here."""
+    for src in sources:
+        found = src.get("search_context_cost_per_query")
+        if "anthropic" not in str(src.get("litellm_provider", "")):
+            continue
+        if isinstance(found, Mapping) and found.get("search_context_size_medium") is not None:
+            value = found["search_context_size_medium"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ImportRejected(f"{where}.search_context_cost_per_query must hold numbers >= 0 (USD per "
+                                     f"search), got {value!r}")
+            return float(value)
+    return None
+
+
 def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
                   notes: list[str] | None = None) -> PriceSpec | None:
     """The price LiteLLM's per-token fields give `model` (the first source holding a field wins);
@@ -66,7 +83,7 @@ def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
         return None
     price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
                       found.get("cache_read_per_1m"), found.get("cache_write_per_1m"),
-                      long_context=_above_200k(sources, where))
+                      long_context=_above_200k(sources, where), per_web_search=_per_search(sources, where))
     reasoning = found.get("reasoning")
     if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
         notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "

@@ -92,6 +92,7 @@ class PriceSpec:
     cache_write_per_1m: float | None = None
     per_image: float | None = None  # USD per image (a shieldes export's; LiteLLM's file gives none)
     long_context: LongContext | None = None  # None: the file gives none (the one in force is kept)
+    per_web_search: float | None = None  # USD per server-side web search
 
 
 @dataclass(frozen=True)

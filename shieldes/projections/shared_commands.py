@@ -123,6 +123,7 @@ class SetPricing:
     cache_write_per_1m: float | None = None
     per_image: float | None = None
     long_context: LongContext | None = None
+    per_web_search: float | None = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     _optional_money("--cache-write price", command.cache_write_per_1m),
                     _optional_money("--per-image price", command.per_image),
                     *_long_context_fields(command.long_context),
+                    _optional_money("--per-web-search price", command.per_web_search),
                 )
             ]
         case UnsetPricing():

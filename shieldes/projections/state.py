@@ -111,6 +111,7 @@ class Price:
     cache_write_per_1m: float | None = None
     per_image: float | None = None  # USD per generated image, for image answers without token usage
     long_context: LongContext | None = None
+    per_web_search: float | None = None  # USD per server-side web search the upstream reports
 
     def fields(self) -> dict[str, Any]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
@@ -123,6 +124,8 @@ class Price:
             out["per_image"] = self.per_image
         if self.long_context is not None:
             out["long_context"] = self.long_context.fields()
+        if self.per_web_search is not None:
+            out["per_web_search"] = self.per_web_search
         return out
 
 

@@ -195,7 +195,7 @@ class UsageWatch:
                 if isinstance(usage.get("output_tokens"), int):
                     self.output = usage["output_tokens"]  # cumulative, not a delta
                 for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-                            "cache_creation"):
+                            "cache_creation", "server_tool_use"):
                     if isinstance(usage.get(key), (int, dict)):
                         self.input = {**self.input, key: usage[key]}
         elif kind == "message_stop":

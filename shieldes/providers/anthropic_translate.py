@@ -252,8 +252,11 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
     write = _count(usage.get("cache_creation_input_tokens"))
     ttls = usage.get("cache_creation")  # the writes by how long they are kept (5m, 1h)
     hour = _count(ttls.get("ephemeral_1h_input_tokens")) if isinstance(ttls, dict) else 0
+    server = usage.get("server_tool_use")  # server tools billed per use: web search
+    searches = _count(server.get("web_search_requests")) if isinstance(server, dict) else 0
     return TokenUsage(_count(usage.get("input_tokens")) + read + write, _count(usage.get("output_tokens")),
-                      cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=min(hour, write))
+                      cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=min(hour, write),
+                      web_search_requests=searches)
 
 
 def _count(value: Any) -> int:
@@ -441,7 +444,8 @@ class StreamTranslator:
             usage = data.get("usage") or {}
             if usage.get("output_tokens") is not None:
                 self._output_tokens = int(usage["output_tokens"])  # cumulative, not a delta
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation"):
+            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation",
+                        "server_tool_use"):
                 if usage.get(key) is not None:
                     self._input = {**self._input, key: usage[key]}
             reason = (data.get("delta") or {}).get("stop_reason")

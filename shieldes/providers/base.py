@@ -28,6 +28,9 @@ class TokenUsage:
     cache_write_tokens: int = 0  # of the prompt tokens, written to it
     # of the cache writes, kept for an hour (Claude's `ttl: 1h`), which cost twice the input price
     cache_write_1h_tokens: int = 0
+    # server-side web searches the upstream ran for the request and bills per search (Anthropic's
+    # `usage.server_tool_use.web_search_requests`), at the model's per-search price
+    web_search_requests: int = 0
     # A breakdown for the request log when the upstream reports it, not billed apart: equality
     # compares the counts that are billed.
     reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens

@@ -118,20 +118,23 @@ def config_to_plain(c: ConfigState, fmt: int = FORMAT) -> Plain:
 
 
 def _price_to_plain(p: Price) -> list[Any]:
-    """2 or 4 numbers, then the per-image price and the long-context tier (a list of 5) only when
-    set: snapshots without them read as before everywhere."""
-    out: list[Any] = [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m]
-    if p.per_image is not None or p.long_context is not None:
-        out.append(p.per_image)
-    if p.long_context is not None:
-        lc = p.long_context
-        out.append([lc.above_tokens, lc.input_per_1m, lc.output_per_1m, lc.cache_read_per_1m, lc.cache_write_per_1m])
-    return out
+    """2 or 4 numbers, then the per-image price, the long-context tier (a list of 5 or null) and the
+    per-web-search price, each only when it or one after it is set: snapshots without them read as
+    before everywhere."""
+    lc = p.long_context
+    tail: list[Any] = [p.per_image,
+                       None if lc is None else [lc.above_tokens, lc.input_per_1m, lc.output_per_1m,
+                                                lc.cache_read_per_1m, lc.cache_write_per_1m],
+                       p.per_web_search]
+    while tail and tail[-1] is None:
+        tail.pop()
+    return [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m, *tail]
 
 
 def _price_from_plain(v: list[Any]) -> Price:
     if len(v) > 5:
-        return Price(v[0], v[1], v[2], v[3], v[4], LongContext(*v[5]))
+        long = None if v[5] is None else LongContext(*v[5])
+        return Price(v[0], v[1], v[2], v[3], v[4], long, v[6] if len(v) > 6 else None)
     return Price(*v)
 
 

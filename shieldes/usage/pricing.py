@@ -46,6 +46,7 @@ class Rate(NamedTuple):
     image: int = 0  # per generated image (answers without token usage)
     long_above: int = 0
     long: Rate | None = None
+    web_search: int = 0  # per server-side web search
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -66,6 +67,7 @@ def rate_of(price: Price) -> Rate:
     long = price.long_context
     return base._replace(
         image=0 if price.per_image is None else round(price.per_image * 1_000_000_000),
+        web_search=0 if price.per_web_search is None else round(price.per_web_search * 1_000_000_000),
         long_above=0 if long is None else long.above_tokens,
         long=None if long is None else _token_rate(long.input_per_1m, long.output_per_1m, long.cache_read_per_1m,
                                                    long.cache_write_per_1m),
@@ -78,7 +80,7 @@ def tier(rate: Rate, prompt_tokens: int) -> Rate:
     threshold (Gemini 2.5/3 Pro above 200k; Claude Sonnet 4/4.5 above 200k, which only the 1M
     window admits), else the base rates. The threshold is the prompt's, never the output's."""
     if rate.long is not None and prompt_tokens > rate.long_above:
-        return rate.long._replace(image=rate.image)
+        return rate.long._replace(image=rate.image, web_search=rate.web_search)
     return rate
 
 
@@ -179,14 +181,15 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates;
     writes kept for an hour (Claude's `ttl: 1h`) at twice the input rate, as Anthropic, Bedrock and
     Vertex bill them (the cache-write price is the 5-minute one). A long prompt bills every token
-    at the long-context tier (see tier)."""
+    at the long-context tier (see tier). Server-side web searches the upstream reports cost the
+    per-search price each."""
     rate = tier(rate, usage.prompt_tokens)
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     plain = max(0, usage.prompt_tokens - cached)
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
             + (usage.cache_write_tokens - hour) * rate.cache_write + hour * 2 * rate.input
-            + usage.completion_tokens * rate.output)
+            + usage.completion_tokens * rate.output + usage.web_search_requests * rate.web_search)
 
 
 def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> int:

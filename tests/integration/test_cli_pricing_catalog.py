@@ -39,7 +39,7 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
     assert {n: c["action"] for n, c in changes.items()} == {"claude-sonnet-4-5": "update", "gemini-2.5-flash": "update"}
     # the file gives no long-context tier for it: the shipped one is kept
     assert ("(was input $3/1M, output $15/1M, cache read $0.3/1M, cache write $3.75/1M, above 200000 prompt "
-            "tokens: input $6/1M, output $22.5/1M)") in \
+            "tokens: input $6/1M, output $22.5/1M, $0.01 per web search)") in \
         changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
     # a cache price alone differs: read from cache_read_input_token_cost
     assert changes["gemini-2.5-flash"]["detail"] == (

@@ -102,7 +102,8 @@ def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
     assert price_for(pricing, "claude-sonnet-9") == ("claude-*", Price(1.0, 2.0))
     assert price_for(pricing, "llama-9") == ("*", Price(0.5, 0.5))
     # the shipped catalog's exact price wins over the operator's pattern, the operator's exact one over both
-    assert price_for(pricing, "claude-opus-4-5") == ("claude-opus-4-5", Price(5.0, 25.0, 0.5, 6.25))
+    assert price_for(pricing, "claude-opus-4-5") == \
+        ("claude-opus-4-5", Price(5.0, 25.0, 0.5, 6.25, per_web_search=0.01))
     assert price_for(pricing, "claude-opus-4-1") == ("claude-opus-4-1", Price(9.0, 9.0))
     assert price_for({}, "claude-opus-5-5") is None
     assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
@@ -181,3 +182,33 @@ def test_litellm_above_200k_fields_import_as_the_long_context_tier() -> None:
                               "cache_read_input_token_cost_above_200k_tokens": 2.5e-07}}
     prices, _, _ = parse_litellm_prices(doc)
     assert prices[0].long_context == LongContext(200_000, 2.5, 15.0, 0.25, None)
+
+
+def test_web_searches_cost_the_per_search_price_and_survive_a_snapshot() -> None:
+    from shieldes.importers.prices import parse_litellm_prices
+    from shieldes.snapshots import codec as snapcodec
+
+    usage = usage_from_anthropic({"input_tokens": 10, "output_tokens": 5,
+                                  "server_tool_use": {"web_search_requests": 3}})
+    assert usage == TokenUsage(10, 5, web_search_requests=3)
+    sonnet = PriceTable().rate({}, "claude-sonnet-4-5")
+    assert cost_nusd(sonnet, usage) == 10 * 3000 + 5 * 15000 + 3 * 10_000_000  # $0.01 a search
+    assert cost_nusd(sonnet, TokenUsage(300_000, 5, web_search_requests=1)) == \
+        300_000 * 6000 + 5 * 22500 + 10_000_000  # the long-context tier keeps the search fee
+    for priced in (Price(1.0, 2.0, per_web_search=0.02),
+                   Price(1.0, 2.0, None, None, None, LongContext(10, 2.0, 4.0), 0.02),
+                   Price(1.0, 2.0, long_context=LongContext(10, 2.0, 4.0))):
+        state = apply_config(ConfigState(), PricingSet(
+            "m", 1.0, 2.0, long_above_tokens=priced.long_context and priced.long_context.above_tokens,
+            long_input_per_1m=priced.long_context and 2.0, long_output_per_1m=priced.long_context and 4.0,
+            per_web_search=priced.per_web_search))
+        assert state.pricing["m"] == priced
+        assert snapcodec.config_from_plain(snapcodec.config_to_plain(state)).pricing == state.pricing
+    doc = {"claude-sonnet-4-5": {"mode": "chat", "litellm_provider": "anthropic", "input_cost_per_token": 3e-06,
+                                 "output_cost_per_token": 1.5e-05,
+                                 "search_context_cost_per_query": {"search_context_size_medium": 0.01}},
+           "gemini-2.5-pro": {"mode": "chat", "litellm_provider": "gemini", "input_cost_per_token": 1.25e-06,
+                              "output_cost_per_token": 1e-05,
+                              "search_context_cost_per_query": {"search_context_size_medium": 0.035}}}
+    prices = {p.model: p for p in parse_litellm_prices(doc)[0]}
+    assert prices["claude-sonnet-4-5"].per_web_search == 0.01 and prices["gemini-2.5-pro"].per_web_search is None

@@ -121,11 +121,13 @@ async def set_pricing(call: Call) -> Any:
     cache = (b.get("cache_read_per_1m"), b.get("cache_write_per_1m"))
     per_image = b.get("per_image")
     long = long_context_from(b.get("long_context"))
+    per_search = b.get("per_web_search")
     written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image, long))
+                                            per_image, long, per_search))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
-            "long_context": None if long is None else long.fields(), "position": written.events[-1].position}
+            "long_context": None if long is None else long.fields(), "per_web_search": per_search,
+            "position": written.events[-1].position}
 
 
 async def unset_pricing(call: Call) -> Any:
@@ -224,5 +226,7 @@ ROUTES: tuple[Route, ...] = (
                 Field("long_context", "object", "the prices of a request whose prompt has more than "
                       "`above_tokens` tokens, for every token of it: {above_tokens, input_per_1m, output_per_1m, "
                       "cache_read_per_1m?, cache_write_per_1m?} (Gemini 2.5/3 Pro, Claude Sonnet 4/4.5 above "
-                      "200000)", nullable=True))),
+                      "200000)", nullable=True),
+                Field("per_web_search", "number", "USD per server-side web search the upstream reports (Claude's "
+                      "web search tool: 0.01)", nullable=True))),
 )
