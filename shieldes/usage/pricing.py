@@ -1,8 +1,11 @@
 """Prices and cost in integer nano-USD.
 
-A price is USD per 1M tokens; one token at $1/1M costs 1000 nUSD, so a price is turned into an
-integer nUSD-per-token rate once (resolution: $0.001 per 1M tokens) and cost is an exact integer
-product. `pricing.set` events override the shipped catalog (shieldes/pricing/catalog.json).
+A price is USD per 1M tokens; one token at $1/1M costs 1,000,000 pico-USD, so a price is turned
+into an integer pUSD-per-token rate once (resolution: $0.000001 per 1M tokens, finer than any list
+price: Claude 3 Haiku's cache writes cost $0.3125/1M, Nova Micro's cache reads $0.00875/1M), a
+request's cost is an exact integer sum, rounded once to whole nUSD (half up): summing a million
+requests is off by less than $0.001. `pricing.set` events override the shipped catalog
+(shieldes/pricing/catalog.json).
 
 A price set for a pattern (`claude-opus-*`, `*`) prices the names it matches that have no exact
 price: an operator's exact price, then the shipped catalog's, then the operator's longest matching
@@ -20,6 +23,7 @@ reported apart by Anthropic and Bedrock) cost twice the input price, as those pr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 from shieldes.projections.state import Price, is_model_pattern, longest_pattern
@@ -36,8 +40,8 @@ def default_prices() -> Mapping[str, Price]:
 
 
 class Rate(NamedTuple):
-    """nUSD per token. `long`: the rates of every token of a request whose prompt has more than
-    `long_above` tokens (see tier)."""
+    """pUSD per token (per image, per web search). `long`: the rates of every token of a request
+    whose prompt has more than `long_above` tokens (see tier)."""
 
     input: int
     output: int
@@ -52,22 +56,37 @@ class Rate(NamedTuple):
 NO_RATE = Rate(0, 0, 0, 0)
 
 
-def nusd_per_token(usd_per_1m: float) -> int:
-    return round(usd_per_1m * 1000)
+PUSD_PER_NUSD = 1000
+
+
+def pusd_per_token(usd_per_1m: float) -> int:
+    """USD per 1M tokens (or per 1M seconds, characters) as exact integer pUSD per one: through the
+    float's shortest decimal text, so 0.00875 is 8750, not 8750.000000000002 rounded."""
+    return int((Decimal(repr(usd_per_1m)) * 1_000_000).to_integral_value(ROUND_HALF_UP))
+
+
+def pusd_each(usd: float) -> int:
+    """USD per one (an image, a web search) as integer pUSD."""
+    return int((Decimal(repr(usd)) * 1_000_000_000_000).to_integral_value(ROUND_HALF_UP))
+
+
+def to_nusd(pusd: int) -> int:
+    """A request's cost in whole nUSD, rounded half up (costs are never negative)."""
+    return (pusd + PUSD_PER_NUSD // 2) // PUSD_PER_NUSD
 
 
 def _token_rate(input_per_1m: float, output_per_1m: float, read: float | None, write: float | None) -> Rate:
-    input_ = nusd_per_token(input_per_1m)
-    return Rate(input_, nusd_per_token(output_per_1m), input_ if read is None else nusd_per_token(read),
-                input_ if write is None else nusd_per_token(write))
+    input_ = pusd_per_token(input_per_1m)
+    return Rate(input_, pusd_per_token(output_per_1m), input_ if read is None else pusd_per_token(read),
+                input_ if write is None else pusd_per_token(write))
 
 
 def rate_of(price: Price) -> Rate:
     base = _token_rate(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
     long = price.long_context
     return base._replace(
-        image=0 if price.per_image is None else round(price.per_image * 1_000_000_000),
-        web_search=0 if price.per_web_search is None else round(price.per_web_search * 1_000_000_000),
+        image=0 if price.per_image is None else pusd_each(price.per_image),
+        web_search=0 if price.per_web_search is None else pusd_each(price.per_web_search),
         long_above=0 if long is None else long.above_tokens,
         long=None if long is None else _token_rate(long.input_per_1m, long.output_per_1m, long.cache_read_per_1m,
                                                    long.cache_write_per_1m),
@@ -182,7 +201,11 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     writes kept for an hour (Claude's `ttl: 1h`) at twice the input rate, as Anthropic, Bedrock and
     Vertex bill them (the cache-write price is the 5-minute one). A long prompt bills every token
     at the long-context tier (see tier). Server-side web searches the upstream reports cost the
-    per-search price each."""
+    per-search price each. Summed in pUSD, rounded once to nUSD."""
+    return to_nusd(_cost_pusd(rate, usage))
+
+
+def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
     rate = tier(rate, usage.prompt_tokens)
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     plain = max(0, usage.prompt_tokens - cached)
@@ -197,8 +220,8 @@ def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> i
     characters (tts-1) at the input price (USD per 1M of them), plus its images at the per-image
     price (answers without token usage; a model without a per-image price bills them at $0, see
     docs/media.md)."""
-    return (cost_nusd(rate, usage) + (units.audio_seconds + units.characters) * rate.input
-            + units.images * rate.image)
+    return to_nusd(_cost_pusd(rate, usage) + (units.audio_seconds + units.characters) * rate.input
+                   + units.images * rate.image)
 
 
 def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int | None,
@@ -210,7 +233,7 @@ def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int |
     cap = most
     rate = tier(rate, prompt_tokens)
     if budget_left is not None and rate.output > 0:
-        cap = min(cap, (budget_left - prompt_tokens * rate.input) // rate.output)
+        cap = min(cap, (budget_left * PUSD_PER_NUSD - prompt_tokens * rate.input) // rate.output)
     if tokens_left is not None:
         cap = min(cap, tokens_left - prompt_tokens)
     return max(1, cap)

@@ -141,7 +141,8 @@ def test_what_is_held_and_billed() -> None:
 
 def test_a_per_image_price_costs_each_image() -> None:
     rate = rate_of(Price(0, 0, per_image=0.04))
-    assert rate.image == 40_000_000 and media_cost_nusd(rate, TokenUsage(0, 0), Units(images=2)) == 80_000_000
+    assert rate.image == 40_000_000_000  # pUSD
+    assert media_cost_nusd(rate, TokenUsage(0, 0), Units(images=2)) == 80_000_000
     tokens = rate_of(Price(5, 40))
     assert tokens.image == 0
     assert media_cost_nusd(tokens, TokenUsage(6, 100), Units(images=1)) == 6 * 5_000 + 100 * 40_000

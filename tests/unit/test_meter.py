@@ -198,15 +198,16 @@ def test_deltas_aggregate_per_key_deployment_model_hour() -> None:
 def test_the_completion_cap_is_what_the_budget_and_tpm_leave_after_the_prompt() -> None:
     from shieldes.usage.pricing import Rate, completion_cap
 
-    rate = Rate(10, 40, 10, 10)  # nUSD per input / output token
+    rate = Rate(10_000, 40_000, 10_000, 10_000)  # 10 and 40 nUSD per input / output token
     assert completion_cap(4096, 100, rate, None, None) == 4096
     assert completion_cap(4096, 100, rate, 100 * 10 + 40 * 50, None) == 50  # the budget's room after the prompt
     assert completion_cap(4096, 100, rate, None, 130) == 30  # the tpm limit's
     assert completion_cap(4096, 100, rate, 10**12, 130) == 30  # the tighter one
-    assert completion_cap(4096, 100, Rate(10, 0, 10, 10), 5, None) == 4096  # free output: money does not bound it
+    free = Rate(10_000, 0, 10_000, 10_000)
+    assert completion_cap(4096, 100, free, 5, None) == 4096  # free output: money does not bound it
     assert completion_cap(4096, 100, rate, 0, None) == 1  # nothing left: admission refuses it with the reason
     # a prompt above a long-context tier's threshold: the budget's room at the tier's rates
-    long = rate._replace(long_above=50, long=Rate(20, 80, 20, 20))
+    long = rate._replace(long_above=50, long=Rate(20_000, 80_000, 20_000, 20_000))
     assert completion_cap(4096, 100, long, 100 * 20 + 40 * 80, None) == 40
 
 

@@ -16,41 +16,55 @@ from shieldes.usage.pricing import (
     Rate,
     cost_nusd,
     default_prices,
-    nusd_per_token,
     price_for,
     price_hint,
+    pusd_per_token,
     unpriced,
     unpriced_warning,
 )
 
 
 def test_rates_are_exact_integers() -> None:
-    assert nusd_per_token(2.5) == 2500
-    assert nusd_per_token(0.15) == 150
-    rate = Rate(2500, 10000, 2500, 2500)
+    assert pusd_per_token(2.5) == 2_500_000
+    assert pusd_per_token(0.15) == 150_000
+    rate = Rate(2_500_000, 10_000_000, 2_500_000, 2_500_000)
     assert cost_nusd(rate, TokenUsage(1000, 500)) == 1000 * 2500 + 500 * 10000  # $0.0075
+
+
+def test_prices_finer_than_a_nano_dollar_a_token_do_not_drift() -> None:
+    """Claude 3 Haiku's cache writes ($0.3125/1M) and Nova Micro's cache reads ($0.00875/1M) cost
+    a fraction of a nUSD per token: a million one-token writes cost $0.3125, not $0.312 or $0.313."""
+    table = PriceTable()
+    haiku, nova = table.rate({}, "claude-3-haiku-20240307"), table.rate({}, "amazon.nova-micro-v1:0")
+    assert (haiku.cache_write, nova.cache_read) == (312_500, 8_750)
+    writes = TokenUsage(1_000_000, 0, cache_write_tokens=1_000_000)
+    assert cost_nusd(haiku, writes) == 312_500_000  # $0.3125
+    assert cost_nusd(nova, TokenUsage(1_000_000, 0, cache_read_tokens=1_000_000)) == 8_750_000
+    # rounded once per request, half up: 3 writes cost 937.5 nUSD
+    assert cost_nusd(haiku, TokenUsage(3, 0, cache_write_tokens=3)) == 938
 
 
 def test_defaults_and_pricing_set_override() -> None:
     table = PriceTable()
     assert "gpt-4o" in default_prices()
-    assert table.rate({}, "gpt-4o")[:2] == (2500, 10000)
+    assert table.rate({}, "gpt-4o")[:2] == (2_500_000, 10_000_000)
     assert table.rate({}, "no-such-model") == Rate(0, 0, 0, 0, 0)
     override = MappingProxyType({"gpt-4o": Price(1.0, 2.0), "my-model": Price(0.5, 0.25, 0.05, 0.625)})
-    assert table.rate(override, "gpt-4o") == Rate(1000, 2000, 1000, 1000, 0)  # unset cache prices: the input price
-    assert table.rate(override, "my-model") == Rate(500, 250, 50, 625, 0)
-    assert table.rate(override, "gpt-4o-mini")[:2] == (150, 600)  # untouched default
+    # unset cache prices: the input price
+    assert table.rate(override, "gpt-4o") == Rate(1_000_000, 2_000_000, 1_000_000, 1_000_000, 0)
+    assert table.rate(override, "my-model") == Rate(500000, 250000, 50000, 625000, 0)
+    assert table.rate(override, "gpt-4o-mini")[:2] == (150_000, 600_000)  # untouched default
 
 
 def test_cache_tokens_cost_their_own_rates() -> None:
-    rate = Rate(input=3000, output=15000, cache_read=300, cache_write=3750)
+    rate = Rate(input=3000000, output=15000000, cache_read=300000, cache_write=3750000)
     # 100 plain input + 1000 cache reads + 200 cache writes, 50 output tokens
     usage = TokenUsage(1300, 50, cache_read_tokens=1000, cache_write_tokens=200)
     assert cost_nusd(rate, usage) == 100 * 3000 + 1000 * 300 + 200 * 3750 + 50 * 15000
 
 
 def test_cache_writes_kept_an_hour_cost_twice_the_input_rate() -> None:
-    rate = Rate(input=3000, output=15000, cache_read=300, cache_write=3750)
+    rate = Rate(input=3000000, output=15000000, cache_read=300000, cache_write=3750000)
     # 100 plain input + 300 cache writes, 200 of them kept an hour, 50 output tokens
     usage = TokenUsage(400, 50, cache_write_tokens=300, cache_write_1h_tokens=200)
     assert cost_nusd(rate, usage) == 100 * 3000 + 100 * 3750 + 200 * 6000 + 50 * 15000
@@ -108,8 +122,8 @@ def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
     assert price_for({}, "claude-opus-5-5") is None
     assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
     table = PriceTable()
-    assert table.rate(pricing, "claude-opus-5-5") == Rate(20000, 100000, 20000, 20000, 0)
-    assert table.rate(pricing, "claude-opus-4-5")[:2] == (5000, 25000)
+    assert table.rate(pricing, "claude-opus-5-5") == Rate(20000000, 100000000, 20000000, 20000000, 0)
+    assert table.rate(pricing, "claude-opus-4-5")[:2] == (5_000_000, 25_000_000)
     assert table.priced(pricing, "llama-9") and not table.priced({}, "llama-9")
     assert unpriced(pricing, ["llama-9", "claude-x-*"]) == []
     assert unpriced({"claude-*": Price(1, 1)}, ["claude-x", "gpt-x", "gpt-*"]) == ["gpt-x"]
@@ -119,10 +133,10 @@ def test_pattern_rates_are_cached_per_name_bounded_and_dropped_on_a_config_chang
     table = PriceTable()
     first = MappingProxyType({"m-*": Price(1.0, 1.0)})
     for i in range(PATTERN_NAMES_KEPT + 50):
-        assert table.rate(first, f"m-{i}")[:2] == (1000, 1000)
+        assert table.rate(first, f"m-{i}")[:2] == (1_000_000, 1_000_000)
     assert len(table._by_pattern) == PATTERN_NAMES_KEPT  # a client's names cannot grow it without bound
     changed = MappingProxyType({"m-*": Price(2.0, 2.0)})  # copy-on-write: a new mapping is a change
-    assert table.rate(changed, "m-1")[:2] == (2000, 2000) and len(table._by_pattern) == 1
+    assert table.rate(changed, "m-1")[:2] == (2_000_000, 2_000_000) and len(table._by_pattern) == 1
     assert table.rate(MappingProxyType({}), "m-1") == Rate(0, 0, 0, 0, 0)
 
 
