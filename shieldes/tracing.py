@@ -62,6 +62,22 @@ def answer_attributes(body: Any) -> dict[str, Any]:
     return out
 
 
+def _outcome(rec: RequestRecord) -> dict[str, Any]:
+    """What a request's (or background run's) span says of its outcome: the model that answered,
+    the tokens billed, the deployment and how many attempts it took."""
+    attrs: dict[str, Any] = {}
+    if rec.upstream_model is not None:
+        attrs["gen_ai.response.model"] = rec.upstream_model
+    if rec.prompt_tokens is not None:
+        attrs["gen_ai.usage.input_tokens"] = rec.prompt_tokens
+    if rec.completion_tokens is not None:
+        attrs["gen_ai.usage.output_tokens"] = rec.completion_tokens
+    if rec.deployment is not None:
+        attrs["shieldes.deployment"] = rec.deployment
+        attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
+    return attrs
+
+
 def server_failed(status: int, error_code: str | None) -> bool:
     """Whether a request's SERVER span is an ERROR, as the HTTP conventions say: a 5xx, or a
     failure its status does not show (a stream the upstream broke after its 200, a request the node
@@ -130,17 +146,9 @@ class Tracing:
         attrs: dict[str, Any] = {"http.route": route, "http.response.status_code": rec.status}
         if rec.model is not None:
             attrs["gen_ai.request.model"] = rec.model
-        if rec.upstream_model is not None:
-            attrs["gen_ai.response.model"] = rec.upstream_model
-        if rec.prompt_tokens is not None:
-            attrs["gen_ai.usage.input_tokens"] = rec.prompt_tokens
-        if rec.completion_tokens is not None:
-            attrs["gen_ai.usage.output_tokens"] = rec.completion_tokens
         if rec.key is not None:
             attrs["shieldes.key.name"] = rec.key.name
-        if rec.deployment is not None:
-            attrs["shieldes.deployment"] = rec.deployment
-            attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
+        attrs.update(_outcome(rec))
         if rec.error_code is not None:
             attrs["error.type"] = rec.error_code
         why = f"{rec.error_code}: {rec.error_message}" if rec.error_message else rec.error_code
@@ -177,16 +185,7 @@ class Tracing:
 
     def finish_background(self, span: Any, rec: RequestRecord, status: str, error: str | None) -> None:
         """The run's end: the response's status, what was billed, and a failed run as ERROR."""
-        attrs: dict[str, Any] = {"shieldes.response.status": status}
-        if rec.upstream_model is not None:
-            attrs["gen_ai.response.model"] = rec.upstream_model
-        if rec.prompt_tokens is not None:
-            attrs["gen_ai.usage.input_tokens"] = rec.prompt_tokens
-        if rec.completion_tokens is not None:
-            attrs["gen_ai.usage.output_tokens"] = rec.completion_tokens
-        if rec.deployment is not None:
-            attrs["shieldes.deployment"] = rec.deployment
-            attrs["shieldes.attempts"] = len(rec.tried) if rec.tried else 0
+        attrs: dict[str, Any] = {"shieldes.response.status": status, **_outcome(rec)}
         if status == "failed":
             attrs["error.type"] = rec.error_code or "failed"
             span.set_status(self._status(self._code.ERROR, (error or status)[:512]))
