@@ -123,6 +123,15 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
             for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
                 check_in_log(Point(position=point.position), head, omit=None)
             codec = Codec()
+            from shieldes.snapshots.config_diff import scoped_diff  # with the codec: these commands only
+
+            # the entities the events between touch, from their own events; else the whole config
+            scoped = await scoped_diff(store, codec, pa, pb, ("A", "B"))
+            if scoped is not None:
+                start, events, changes = scoped
+                return {"from": {"point": a, "position": start},
+                        "to": {"point": b, "position": events[-1].position if events else start},
+                        "events": len(events), "changes": changes}
             before = await load_config(store, codec, upto=pa.position, until=pa.time, base=await _start(store, pa))
             if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
                 raise InvalidRequest(

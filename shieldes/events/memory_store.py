@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from shieldes.errors import ConcurrentChange
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import GENESIS_HASH, chain_hash
-from shieldes.events.scope import Scope, select
+from shieldes.events.scope import KEY_CREATED, KEY_UPDATED, Scope, select
 from shieldes.events.store import (
     AppendOptions,
     AppendResult,
@@ -98,6 +98,17 @@ class InMemoryEventStore:
 
     async def config_head(self) -> int:
         return self._config_position
+
+    async def config_position_at(self, position: int) -> int:
+        return max((e.position for e in self._events if e.stream == CONFIG_STREAM and e.position <= position),
+                   default=0)
+
+    async def first_config_after(self, time: datetime) -> int | None:
+        return next((e.position for e in self._events if e.stream == CONFIG_STREAM and e.recorded_at > time), None)
+
+    async def keys_naming_teams(self, teams: Sequence[str]) -> set[str]:
+        return {e.data["id"] for e in self._events if e.stream == CONFIG_STREAM
+                and e.type in (KEY_CREATED, KEY_UPDATED) and e.data.get("team_id") in teams}
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         return [e for e in self._events if e.stream == CONFIG_STREAM and e.metadata.get(metadata_field) == value]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -314,6 +315,30 @@ class PostgresEventStore:
             cur = await conn.execute("SELECT config_position FROM log_head WHERE id = 1")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
+
+    async def config_position_at(self, position: int) -> int:
+        # config_index holds every config event's position (its primary key): no plan over the
+        # partitions of `events`
+        async with translated("read the event log"), self._connections.connection() as conn:
+            cur = await conn.execute("SELECT max(position) FROM config_index WHERE position <= %s", (position,))
+            row = await cur.fetchone()
+            return int(row[0]) if row and row[0] is not None else 0
+
+    async def first_config_after(self, time: datetime) -> int | None:
+        async with translated("read the event log"), self._connections.connection() as conn:
+            cur = await conn.execute(
+                "SELECT position FROM events WHERE stream = 'config' AND recorded_at > %s ORDER BY position LIMIT 1",
+                (time,))
+            row = await cur.fetchone()
+            return int(row[0]) if row else None
+
+    async def keys_naming_teams(self, teams: Sequence[str]) -> set[str]:
+        # config_index.team_id is set for the creations and updates of keys (migration 0010)
+        async with translated("read the event log"), self._connections.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT subject FROM config_index WHERE team_id = ANY(%s)"
+                " AND type IN ('virtual_key.created', 'virtual_key.updated')", ([t for t in teams if "\x00" not in t],))
+            return {str(r[0]) for r in await cur.fetchall()}
 
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         async with translated("read the event log"), self._connections.connection() as conn, \

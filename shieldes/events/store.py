@@ -145,6 +145,20 @@ class EventStore(Protocol):
         """The position of the newest config event (0 if none)."""
         ...
 
+    async def config_position_at(self, position: int) -> int:
+        """The position of the newest config event at or before `position` (0 if none)."""
+        ...
+
+    async def first_config_after(self, time: datetime) -> int | None:
+        """The position of the first config event recorded after `time` (None if none): a fold up
+        to `time` stops before it."""
+        ...
+
+    async def keys_naming_teams(self, teams: Sequence[str]) -> set[str]:
+        """The ids of the keys created in or moved to any of `teams` at some point: every key
+        such a team holds at any position is one of them."""
+        ...
+
     async def find_config(self, metadata_field: str, value: str) -> list[RecordedEvent]:
         """Config events whose metadata has `metadata_field` == `value`, ascending (idempotency keys)."""
         ...

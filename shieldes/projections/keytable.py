@@ -151,6 +151,12 @@ class KeyTable(Mapping[str, VirtualKey]):
             return [ids[r] for r in column]
         return [ids[r] for r, v in enumerate(column) if v is not None]
 
+    def ids_in_teams(self, teams: set[str]) -> list[str]:
+        """The ids of the keys (revoked or not) in any of `teams`, from the team column alone."""
+        team, ids = self._team, self._c.id
+        rows = team.items() if isinstance(team, Mapping) else enumerate(team)
+        return [ids[r] for r, t in rows if t is not None and t in teams]
+
     def team_key_counts(self) -> dict[str, int]:
         """team id -> its keys that are not revoked (teams with none left out), from the columns."""
         team = self._team
@@ -294,6 +300,20 @@ def keys_with(keys: Mapping[str, VirtualKey], field: str) -> Iterator[VirtualKey
     for key in keys.values():
         if dict(_fields(key))[field] is not None:
             yield key
+
+
+def key_ids_in_teams(keys: Mapping[str, VirtualKey], teams: set[str]) -> set[str]:
+    """The ids of the keys of `teams`, revoked or not. Over columns (and the changes since) it reads
+    the team column, not a million keys."""
+    if not teams:
+        return set()
+    if isinstance(keys, KeyTable):
+        return set(keys.ids_in_teams(teams))
+    if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
+        changed = {k: v for k, v in keys.changes() if v is not None}
+        out = {k for k in keys.base.ids_in_teams(teams) if k not in changed}
+        return out | {k for k, v in changed.items() if v.team_id in teams}
+    return {k for k, v in keys.items() if v.team_id in teams}
 
 
 class _KeyItems(ItemsView[str, VirtualKey]):

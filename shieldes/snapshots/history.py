@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from shieldes.errors import InvalidRequest
 from shieldes.events.store import RecordedEvent
-from shieldes.projections.keytable import NameIndex, names_in_order
+from shieldes.projections.keytable import NameIndex, key_ids_in_teams, names_in_order
 from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 
@@ -90,39 +91,59 @@ def key_entity(state: ConfigState, k: VirtualKey) -> Entity:
     return out
 
 
+def _provider(_: ConfigState, d: Any) -> Entity:
+    return {"name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _secret(d.secret_ref),
+            "models": list(d.models), "weight": d.weight, "responses": d.responses,
+            "options": dict(sorted(d.options.items()))}
+
+
+def _alias(_: ConfigState, a: Any) -> Entity:
+    return {"name": a.name, "targets": [f"{t.provider}/{t.model}:{t.weight:g}" for t in a.targets],
+            "fallbacks": list(a.fallbacks)}
+
+
+def _team(_: ConfigState, t: Any) -> Entity:
+    return {"id": t.id, "name": t.name, "budget": _budget(t.budget)}
+
+
+def _mcp_server(_: ConfigState, m: Any) -> Entity:
+    return {"name": m.name, "url": m.url, "headers": {h: _secret(ref) for h, ref in sorted(m.headers.items())}}
+
+
+def _admin_token(_: ConfigState, tok: Any) -> Entity:
+    return {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix, "revoked": tok.revoked}
+
+
+# kind -> (the state's map of that kind, id -> item; the entity of an item), in the order entities() lists them
+_KINDS: dict[str, tuple[Callable[[ConfigState], Mapping[str, Any]], Callable[[ConfigState, str, Any], Entity]]] = {
+    "provider": (lambda s: s.providers, lambda s, _, d: _provider(s, d)),
+    "alias": (lambda s: s.aliases, lambda s, _, a: _alias(s, a)),
+    "routing": (lambda s: s.routing, lambda _, model, strategy: {"model": model, "strategy": strategy}),
+    "pricing": (lambda s: s.pricing, lambda _, model, p: {"model": model, **p.fields()}),
+    "team": (lambda s: s.teams, lambda s, _, t: _team(s, t)),
+    "key": (lambda s: s.keys, lambda s, _, k: key_entity(s, k)),
+    "mcp_server": (lambda s: s.mcp_servers, lambda s, _, m: _mcp_server(s, m)),
+    "admin_token": (lambda s: s.admin_tokens, lambda s, _, tok: _admin_token(s, tok)),
+}
+
+
 def entities(state: ConfigState, *, with_keys: bool = True) -> dict[EntityKey, Entity]:
     """Every entity as a plain dict, keyed by (kind, id); key hashes never appear. Without the keys
     (`with_keys=False`) it costs what the rest of the config holds, not what a million keys do."""
     out: dict[EntityKey, Entity] = {}
-    for d in state.providers.values():
-        out[("provider", d.name)] = {
-            "name": d.name, "type": d.kind, "base_url": d.base_url, "api_key": _secret(d.secret_ref),
-            "models": list(d.models), "weight": d.weight, "responses": d.responses,
-            "options": dict(sorted(d.options.items())),
-        }
-    for a in state.aliases.values():
-        out[("alias", a.name)] = {
-            "name": a.name, "targets": [f"{t.provider}/{t.model}:{t.weight:g}" for t in a.targets],
-            "fallbacks": list(a.fallbacks),
-        }
-    for model, strategy in state.routing.items():
-        out[("routing", model)] = {"model": model, "strategy": strategy}
-    for model, p in state.pricing.items():
-        out[("pricing", model)] = {
-            "model": model, **p.fields(),
-        }
-    for t in state.teams.values():
-        out[("team", t.id)] = {"id": t.id, "name": t.name, "budget": _budget(t.budget)}
-    if with_keys:
-        for k in state.keys.values():
-            out[("key", k.id)] = key_entity(state, k)
-    for m in state.mcp_servers.values():
-        out[("mcp_server", m.name)] = {"name": m.name, "url": m.url,
-                                       "headers": {h: _secret(ref) for h, ref in sorted(m.headers.items())}}
-    for tok in state.admin_tokens.values():
-        out[("admin_token", tok.id)] = {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix,
-                                        "revoked": tok.revoked}
+    for kind, (items, build) in _KINDS.items():
+        if kind == "key" and not with_keys:
+            continue
+        for ident, item in items(state).items():
+            out[(kind, ident)] = build(state, ident, item)
     return out
+
+
+def entity(state: ConfigState, key: EntityKey) -> Entity | None:
+    """One entity of `state` as entities() gives it (None: not there), reading nothing else."""
+    items, build = _KINDS[key[0]]
+    item = items(state).get(key[1])
+    return None if item is None else build(state, key[1], item)
 
 
 def config_view(state: ConfigState, *, keys_limit: int | None = None) -> dict[str, Any]:
@@ -189,18 +210,49 @@ def _event_ref(e: RecordedEvent) -> dict[str, Any]:
     }
 
 
-def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -> list[dict[str, Any]]:
-    """Entities added, removed or changed from `before` to `after`, each with the events between
-    the two points that touched it (position, type, actor, time)."""
-    a, b = entities(before), entities(after)
-    touched: dict[EntityKey, list[dict[str, Any]]] = {}
+def touched(events: list[RecordedEvent]) -> tuple[dict[EntityKey, list[dict[str, Any]]], bool]:
+    """The entities `events` change, each with the events that touched it (position, type, actor,
+    time), and whether that is all they change (False: an event names no entity, a type this
+    release does not know)."""
+    out: dict[EntityKey, list[dict[str, Any]]] = {}
+    named_all = True
     for e in events:
         subject = subject_of(e)
-        if subject is not None:
-            touched.setdefault(subject, []).append(_event_ref(e))
+        if subject is None:
+            named_all = False
+        else:
+            out.setdefault(subject, []).append(_event_ref(e))
+    return out, named_all
+
+
+def _team_label(state: ConfigState, team_id: str) -> str:
+    team = state.teams.get(team_id)
+    return team.name if team else team_id  # as key_entity prints a key's team
+
+
+def relabelled_teams(before: ConfigState, after: ConfigState, entities_touched: Iterable[EntityKey]) -> set[str]:
+    """The touched teams a key's entity names differently after than before (a team created after
+    keys that named its id): every key of theirs changed, whether or not an event touched the key."""
+    return {ident for kind, ident in entities_touched
+            if kind == "team" and _team_label(before, ident) != _team_label(after, ident)}
+
+
+def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -> list[dict[str, Any]]:
+    """Entities added, removed or changed from `before` to `after` (`after` is `before` with
+    `events` folded in), each with the events between the two points that touched it (position,
+    type, actor, time). Only the entities the events touch are compared (plus the keys of a team
+    whose printed name changed): the rest are equal by construction, and comparing every entity of
+    two million-key configs took seconds."""
+    refs, named_all = touched(events)
+    if not named_all:
+        candidates = set(entities(before)) | set(entities(after))
+    else:
+        relabelled = relabelled_teams(before, after, refs)
+        candidates = set(refs) | {("key", k) for k in key_ids_in_teams(after.keys, relabelled)} if relabelled \
+            else set(refs)
     out: list[dict[str, Any]] = []
-    for key in sorted(set(a) | set(b), key=lambda k: (KINDS.index(k[0]), k[1])):
-        old, new = a.get(key), b.get(key)
+    for key in sorted(candidates, key=lambda k: (KINDS.index(k[0]), k[1])):
+        old, new = entity(before, key), entity(after, key)
         fields: dict[str, dict[str, Any]] = {}
         if old == new:
             continue
@@ -214,5 +266,5 @@ def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -
                       if old.get(f) != new.get(f)}
         name = (new or old or {}).get("name") or (new or old or {}).get("model") or key[1]
         out.append({"kind": key[0], "id": key[1], "name": name, "change": change, "fields": fields,
-                    "events": touched.get(key, [])})
+                    "events": refs.get(key, [])})
     return out

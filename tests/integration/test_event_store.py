@@ -48,6 +48,30 @@ async def test_append_read_head(store: EventStore) -> None:
     assert [e.position for e in await store.read(0, stream="usage:n1")] == [3]
 
 
+async def test_the_config_position_at_a_point_and_the_keys_that_named_a_team(store: EventStore) -> None:
+    """What `config diff` reads instead of the whole config: where a point's config ends, and
+    the keys a team ever held."""
+    def key(i: int, team: str | None, kind: str = "created") -> NewEvent:
+        if kind == "updated":
+            return NewEvent("virtual_key.updated", 1, {"id": f"k{i}", "models": None, "team_id": team,
+                                                       "expires_at": None})
+        return NewEvent("virtual_key.created", 1, {"id": f"k{i}", "name": f"n{i}", "key_hash": f"h{i}",
+                                                   "prefix": "sk", "models": None, "team_id": team})
+
+    await store.append(CONFIG_STREAM, [ev(1), key(1, "t1")], AppendOptions())  # 1, 2
+    await store.append("usage:n1", [ev(3), ev(4)], AppendOptions())  # 3, 4
+    first = (await store.read(0))[0].recorded_at
+    await store.append(CONFIG_STREAM, [key(2, None), key(3, "t2"), key(2, "t1", "updated")], AppendOptions())  # 5-7
+    assert [await store.config_position_at(p) for p in (0, 1, 2, 4, 6, 7, 99)] == [0, 1, 2, 2, 6, 7, 7]
+    later = (await store.read(4, 1))[0].recorded_at
+    assert await store.first_config_after(later) is None
+    if later > first:  # the in-memory store's clock may give both appends one time
+        assert await store.first_config_after(first) == 5
+    assert await store.keys_naming_teams(["t1"]) == {"k1", "k2"}
+    assert await store.keys_naming_teams(["t2", "t9"]) == {"k3"}
+    assert await store.keys_naming_teams([]) == set()
+
+
 async def test_config_events_form_a_hash_chain(store: EventStore) -> None:
     await store.append(CONFIG_STREAM, [ev(1)], AppendOptions())
     await store.append("usage:n1", [ev(2)], AppendOptions())
