@@ -123,7 +123,11 @@ async def test_a_look_at_a_point_starts_from_the_newest_snapshot_before_it(
     assert await start(Point(position=1)) is None  # before every snapshot: from 0
     when = (await pg_store.read(tip2.position - 1, 1))[0].recorded_at
     assert await start(Point(time=when)) == tip2.position
-    assert await start(Point(time=when - timedelta(microseconds=1))) is None  # the newest is past it
+    # the newest is past it: the older snapshot kept is the start (it folded from 0)
+    assert await start(Point(time=when - timedelta(microseconds=1))) == tip1.position
+    when1 = (await pg_store.read(tip1.position - 1, 1))[0].recorded_at
+    assert await start(Point(time=when1)) == tip1.position
+    assert await start(Point(time=when1 - timedelta(microseconds=1))) is None  # before every snapshot: from 0
     assert await config_base(pg_store, pool, None, Point(position=revoked)) is None  # sealed: no key, no start
 
     for point in (revoked - 1, revoked, await pg_store.head()):  # the same config as a fold from 0
