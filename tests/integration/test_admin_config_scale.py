@@ -149,3 +149,28 @@ async def test_key_lists_that_walk_every_key_and_every_budget_leave_the_node_ans
     assert worst < took / 2, (worst, took)
     status, body, _, _ = found["/keys?search=APP-02999&limit=10000"]  # any case, names passed over unread
     assert [k["name"] for k in orjson.loads(body)["data"]] == [f"app-{i:06d}" for i in range(29_990, 30_000)]
+
+
+async def test_the_config_at_a_point_with_no_config_event_since_is_the_nodes_own(database_url: str) -> None:
+    """`config?at=P` where no config event follows P is the config the node holds: it decoded the
+    newest snapshot and folded the tail for it (8 s at a million keys). A point before the last
+    config event is still folded from the log (an event edited in place there shows only in it)."""
+    import psycopg
+
+    async with harness(database_url, admin_token=TOKEN) as h:
+        await seed_keys(h, 6, batch=3)
+        await h.sync()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("UPDATE events SET data = jsonb_set(data, '{name}', '\"edited-in-the-log\"')"
+                         " WHERE type = 'virtual_key.created' AND data->>'id' = 'key_00000000'")
+        api = AdminClient(h.base, TOKEN)
+        head = h.node.projector.position
+        answers = {at: await api.get(f"{API}/config", at=str(at), keys_limit=10) for at in (head, head - 1)}
+        now = await api.get(f"{API}/config", keys_limit=10)
+
+    status, at_head = answers[head]
+    assert status == 200 and at_head["position"] == head and at_head["recorded_at"]
+    assert at_head["keys"] == now[1]["keys"] and at_head["keys"][0]["name"] == "app-000000"
+    status, before = answers[head - 1]
+    assert status == 200 and before["position"] == head - 1 and before["keys_total"] == 5
+    assert "edited-in-the-log" in [k["name"] for k in before["keys"]]

@@ -23,7 +23,7 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
-from shieldes.snapshots.config_diff import scoped_diff
+from shieldes.snapshots.config_diff import point_tip, scoped_diff
 from shieldes.snapshots.config_start import config_base
 from shieldes.snapshots.history import Point, check_in_log, config_view, diff, parse_point
 from shieldes.snapshots.seal import mac_key
@@ -204,9 +204,16 @@ async def config_at(call: Call) -> Any:
         return await _config_answer({"at": "now", "position": call.ctx.projector.position}, call.ctx.projector.config,
                               keys_limit)
     point = parse_point(at)
-    check_in_log(point, await call.ctx.projector.store.head(), datetime.now(UTC), omit="`at`")
-    view = await load_config(call.ctx.projector.store, call.ctx.projector.projection.codec,
-                             upto=point.position, until=point.time, base=await _start_for(call, point))
+    store = call.ctx.projector.store
+    check_in_log(point, await store.head(), datetime.now(UTC), omit="`at`")
+    tip, projection = await point_tip(store, point), call.ctx.projector.projection
+    if tip == projection.config_tip[0]:
+        # no config event since the point: the node's own config is the config then (it decoded
+        # the whole snapshot for this, 8 s at a million keys)
+        view = ConfigView(projection.config, tip)
+    else:
+        view = await load_config(store, projection.codec, upto=point.position, until=point.time,
+                                 base=await _start_for(call, point))
     recorded_at = None
     if view.position:
         found = await call.ctx.projector.store.read(view.position - 1, 1, stream=CONFIG_STREAM)
