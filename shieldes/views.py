@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldes.projections.keytable import keys_with, names_in_order
+from shieldes.projections.keytable import key_ids_in_teams, keys_with, names_in_order
 from shieldes.projections.state import (
     AdminToken,
     ConfigState,
@@ -80,6 +80,19 @@ def key_status(key: VirtualKey, now: float) -> str:
     return "active"
 
 
+def _few_candidates(state: ConfigState, statuses: Collection[str] | None,
+                    team_id: str | None) -> list[VirtualKey] | None:
+    """The keys a filter can match when a column names them (None: any key can): a team's keys
+    (its team column), or for revoked or expired keys only the keys that have that field set."""
+    if team_id is not None:
+        return [state.keys[i] for i in key_ids_in_teams(state.keys, {team_id})]
+    if statuses is not None and "active" not in statuses:
+        fields = [f for status, f in (("revoked", "revoked"), ("expired", "expires_at")) if status in statuses]
+        found = {k.id: k for f in fields for k in keys_with(state.keys, f)}
+        return list(found.values())
+    return None
+
+
 def listed_keys(state: ConfigState, now: float, *, statuses: Collection[str] | None = None, team_id: str | None = None,
                 search: str = "", after: str | None = None) -> Iterator[VirtualKey]:
     """The keys a listing shows, by name, produced as they are read (a page of a million keys
@@ -87,7 +100,12 @@ def listed_keys(state: ConfigState, now: float, *, statuses: Collection[str] | N
     of team `team_id`, whose name holds `search` in any case. `key list` and GET /admin/v1/keys."""
     search = search.lower()
     ordered: Iterable[VirtualKey]
-    if len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
+    few = _few_candidates(state, statuses, team_id)
+    if few is not None and len(state.key_ids_by_name) == len(state.keys):
+        # a team's keys, or the revoked or expired ones: found from their column alone, then read
+        # (every key was read to find a team's 50: 11 s at a million keys)
+        ordered = sorted(few, key=lambda k: k.name)
+    elif len(state.key_ids_by_name) == len(state.keys):  # one name per key: walk the names in order
         # a name that does not hold `search` is passed over before its key is read (materialised from
         # the columns: most of a walk's cost)
         ordered = (state.keys[state.key_ids_by_name[n]] for n in names_in_order(state.key_ids_by_name, after)

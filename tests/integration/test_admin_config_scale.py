@@ -116,9 +116,10 @@ async def test_the_whole_config_of_many_keys_leaves_the_node_answering(database_
 
 
 async def test_key_lists_that_walk_every_key_and_every_budget_leave_the_node_answering(database_url: str) -> None:
-    """A filter few keys match walks every name, and the budgets answer reads every budgeted key:
+    """The budgets answer reads every budgeted key (and a filter few keys match walks every name):
     in a thread (and their views a slice at a time), not on the node's event loop, which held
-    every request for 14 s (`status=revoked`) and 5 s (every budget) at a million keys."""
+    every request for 14 s (`status=revoked`, now read from its column) and 5 s (every budget) at
+    a million keys."""
     async with harness(database_url, admin_token=TOKEN) as h:
         await seed_keys(h, 30_000, budget_every=2)
         await h.sync()
@@ -139,11 +140,11 @@ async def test_key_lists_that_walk_every_key_and_every_budget_leave_the_node_ans
                 done.set()
                 found[path] = (status, body, took, await probe)
 
-    status, body, took, worst = found["/keys?status=revoked"]
+    # the revoked keys are read from their column (none here), not found by a walk over every key
+    status, body, _, _ = found["/keys?status=revoked"]
     assert status == 200 and orjson.loads(body)["data"] == []
     # a ratio, so a loaded machine slowing both does not decide it: on the loop /health waited for
     # about all of it; in a thread, for the switches between the two (5 ms each) and a slice of views
-    assert worst < took / 2, (worst, took)
     status, body, took, worst = found["/budgets"]
     assert status == 200 and len(orjson.loads(body)["data"]) == 15_000
     assert worst < took / 2, (worst, took)
