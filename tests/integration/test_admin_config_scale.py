@@ -175,3 +175,22 @@ async def test_the_config_at_a_point_with_no_config_event_since_is_the_nodes_own
     status, before = answers[head - 1]
     assert status == 200 and before["position"] == head - 1 and before["keys_total"] == 5
     assert "edited-in-the-log" in [k["name"] for k in before["keys"]]
+
+
+async def test_a_snapshot_taken_through_the_admin_api_is_sealed_for_the_cluster(database_url: str) -> None:
+    """`POST /admin/v1/snapshots` seals the snapshot with the cluster secret, as the scheduler and
+    `shieldes snapshot create` do: it wrote an unsealed one, which no node or CLI of a cluster with
+    a secret loads (they fold the whole log instead), and which pruned a sealed one from the kept."""
+    from shieldes.snapshots.config_start import config_from_snapshot
+    from shieldes.snapshots.seal import mac_key
+
+    secret = "admin-snapshot-cluster-secret"
+    async with harness(database_url, admin_token=TOKEN, cluster_secret=secret) as h:
+        await seed_keys(h, 5)
+        await h.sync()
+        status, snap = await AdminClient(h.base, TOKEN).post(f"{API}/snapshots")
+        loaded = await config_from_snapshot(h.store.connections, mac_key(secret))
+        config = h.node.projector.config
+
+    assert status == 201, snap
+    assert loaded is not None and loaded.state.keys.keys() == config.keys.keys()
