@@ -92,9 +92,9 @@ async def build(url: str, shape: Shape) -> None:
     await pool.open(wait=True)
     try:
         projection = await seeded_projection(pool, shape)
-        snap = snapcodec.encode(projection, snapcodec.mac_key(SECRET), fmt=3)
+        snap = snapcodec.encode(projection, snapcodec.mac_key(SECRET))  # this release's layout: the one it loads
         await save_encoded(pool, snap, node_id="bench", keep=5)
-        out("snapshot written", "format 3")
+        out("snapshot written", f"format {snapcodec.FORMAT}")
     finally:
         await pool.close()
 
