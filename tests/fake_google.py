@@ -208,6 +208,8 @@ class FakeGoogle:
     # Vertex: the project has Provisioned Throughput, which serves requests first unless one says
     # `X-Vertex-AI-LLM-Request-Type: shared`; its answers say so in usageMetadata.trafficType
     provisioned: bool = False
+    # set: the most output tokens its models write; a request asking more is refused as Google does
+    output_cap: int | None = None
     claude_enabled: tuple[str, ...] | None = None  # the Claude models enabled in Model Garden (None: all)
     # set (n, how): a stream breaks after n events, by a cut connection ("cut") or Google's error object
     # as an event ("error", status 503)
@@ -394,6 +396,11 @@ class FakeGoogle:
                        "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
             return web.json_response(blocked) if method == "generateContent" else await self._sse(request, [blocked])
         gen = _config(body)
+        asked_out = gen.get("maxOutputTokens")
+        if self.output_cap is not None and isinstance(asked_out, int) and asked_out > self.output_cap:
+            return google_error(400, f"Unable to submit request because it has a maxOutputTokens value of {asked_out} "
+                                     f"but the supported range is from 1 (inclusive) to {self.output_cap + 1} "
+                                     "(exclusive). Update the value and try again.")
         problem = schema_problem(gen.get("responseSchema"), "generation_config.response_schema") or next(
             (p for t in body.get("tools") or [] for i, f in enumerate(t.get("functionDeclarations") or [])
              if (p := declaration_problem(f, i))), None)

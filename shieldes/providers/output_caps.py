@@ -1,4 +1,4 @@
-"""The output limit an OpenAI-compatible upstream refused a chat request's `max_tokens` with, read
+"""The output limit an upstream (OpenAI-compatible, Gemini, Vertex) refused a chat request's `max_tokens` with, read
 off its 400. A Messages client (Claude Code asks for 32000 or more) knows Claude's limits, not
 those of the model a translated deployment serves (gpt-4o writes at most 16384 tokens): its
 `max_tokens` is an upper bound, so the request is sent again within the limit the upstream named.
@@ -22,6 +22,11 @@ _ROOM = re.compile(r"is too large: (\d+)\. This model's maximum context length i
 # DeepSeek: "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]"; Alibaba's
 # DashScope: "Range of max_tokens should be [1, 32768]"
 _RANGE = re.compile(r"range of max_tokens (?:is|should be) \[1, ?(\d+)\]", re.IGNORECASE)
+# Gemini API and Vertex AI (INVALID_ARGUMENT): "Unable to submit request because it has a
+# maxOutputTokens value of 65536 but the supported range is from 1 (inclusive) to 65536 (exclusive).
+# Update the value and try again."
+_EXCLUSIVE = re.compile(r"maxOutputTokens value of (\d+) but the supported range is from 1 \(inclusive\) "
+                        r"to (\d+) \(exclusive\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,9 @@ def refused_output(failure: UpstreamFailure, asked: int) -> OutputCap | None:
     found = _MODEL_CAP.search(failure.message)
     if found is not None and int(found[1]) == asked and 0 < int(found[2]) < asked:
         return OutputCap(int(found[2]), True)
+    beyond = _EXCLUSIVE.search(failure.message)
+    if beyond is not None and int(beyond[1]) == asked and 0 < int(beyond[2]) - 1 < asked:
+        return OutputCap(int(beyond[2]) - 1, True)
     ranged = _RANGE.search(failure.message)
     if ranged is not None and 0 < int(ranged[1]) < asked:
         return OutputCap(int(ranged[1]), True)

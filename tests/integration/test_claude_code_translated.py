@@ -164,3 +164,19 @@ async def test_an_earlier_answer_that_only_thought_does_not_break_the_next_turn(
                         {"role": "user", "content": "go on"}]
         message, _ = await _turn(h, secret, {"model": model, "max_tokens": 4096, "messages": history})
         assert message["stop_reason"] == "end_turn" and message["content"][-1]["type"] == "text"
+
+
+async def test_max_tokens_above_what_a_gemini_model_writes_is_lowered_to_its_limit(node: Node) -> None:
+    """Claude Code asks for 32000 output tokens; a Gemini model that writes fewer is refused by
+    Google with its own wording ("maxOutputTokens value of 32000 but the supported range is from 1
+    (inclusive) to 8193 (exclusive)"), which failed every turn. The request goes again within that
+    limit, remembered for the next turn, and `max_tokens` is named in x-shieldes-dropped."""
+    h, secret, google, _ = node
+    google.output_cap = 8192
+    body = {"model": "gemini-2.5-flash", "max_tokens": 32000,
+            "messages": [{"role": "user", "content": "fix the typo in a.py"}]}
+    for _ in range(2):
+        message, headers = await _turn(h, secret, body)
+        assert message["stop_reason"] == "end_turn" and headers["x-shieldes-dropped"] == "max_tokens"
+    sent = [r.body["generationConfig"]["maxOutputTokens"] for r in google.requests if "generationConfig" in r.body]
+    assert sent == [32000, 8192, 8192]

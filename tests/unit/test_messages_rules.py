@@ -150,3 +150,7 @@ def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
     assert refused_output(refused(deepseek), 8000) is None  # (within it: refused for something else)
     assert refused_output(refused("<400> InternalError.Algo.InvalidParameter: Range of max_tokens should be "
                                   "[1, 32768]"), 64000) == OutputCap(32768, True)
+    gemini = ("Unable to submit request because it has a maxOutputTokens value of 65536 but the supported range is "
+              "from 1 (inclusive) to 65536 (exclusive). Update the value and try again.")
+    assert refused_output(refused(gemini), 65536) == OutputCap(65535, True)
+    assert refused_output(refused(gemini), 32000) is None  # (about another request)
