@@ -324,6 +324,7 @@ class FakeBedrock:
         if not problem and "toolConfig" not in body and any(
                 "toolUse" in b or "toolResult" in b for m in body.get("messages") or [] for b in m["content"]):
             problem = "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        problem = problem or _beta_problem(model, body)
         choice, problem = self._tool_choice(model, body) if not problem else ({}, problem)
         problem = problem or _request_problem(body)
         if problem:
@@ -451,3 +452,24 @@ class FakeBedrock:
                 await resp.write(blob[i:i + 37])
         await resp.write_eof()
         return resp
+
+
+# The `anthropic_beta` values Bedrock's Claude takes (its user guide); any other fails the call.
+BEDROCK_BETAS = frozenset({
+    "computer-use-2024-10-22", "computer-use-2025-01-24", "computer-use-2025-11-24",
+    "token-efficient-tools-2025-02-19", "interleaved-thinking-2025-05-14", "output-128k-2025-02-19",
+    "dev-full-thinking-2025-05-14", "context-1m-2025-08-07", "context-management-2025-06-27",
+    "effort-2025-11-24", "tool-search-tool-2025-10-19", "tool-examples-2025-10-29",
+})
+
+
+def _beta_problem(model: str, body: dict[str, Any]) -> str | None:
+    """What Bedrock answers to `additionalModelRequestFields.anthropic_beta` it does not take."""
+    betas = (body.get("additionalModelRequestFields") or {}).get("anthropic_beta")
+    if betas is None:
+        return None
+    if "anthropic." not in model:
+        return "Malformed input request: extraneous key [anthropic_beta] is not permitted, please reformat"
+    if not isinstance(betas, list) or not all(b in BEDROCK_BETAS for b in betas):
+        return "invalid beta flag"
+    return None

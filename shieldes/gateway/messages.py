@@ -36,7 +36,7 @@ from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
-from shieldes.providers import chat_paths
+from shieldes.providers import bedrock_betas, chat_paths
 from shieldes.providers.anthropic_native import MessagesUpstream, NativeEventStream, Passthrough, native_body
 from shieldes.providers.base import (
     Body,
@@ -133,10 +133,11 @@ def _validate(top: TopLevel) -> int:
     return int(max_tokens)
 
 
-def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str], list[int | None]]:
+def _translate(body: Body, target: Target, kind: str, betas: list[str]) -> tuple[Body, list[str], list[int | None]]:
     """The Messages request as a chat request for `target`, what the Messages translation leaves
     out of it (the provider's own chat translation reports what it leaves out: `_named`), and the
-    client's message index of each chat message (None: the system prompt)."""
+    client's message index of each chat message (None: the system prompt). `betas` (the client's
+    `anthropic-beta` values) go along to Bedrock, which carries those Claude takes there."""
     origins: list[int | None] = []
     try:
         spec = spec_for(kind, target.model)
@@ -145,6 +146,8 @@ def _translate(body: Body, target: Target, kind: str) -> tuple[Body, list[str], 
                                                            thinks=spec is not None and spec.thinks,
                                                            tool_images=spec is not None and spec.tool_images,
                                                            origins=origins)
+        if betas and kind == "bedrock":
+            chat[bedrock_betas.FIELD] = betas
         return chat, dropped, origins
     except InvalidRequest:
         raise
@@ -223,6 +226,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     streaming = _stream_flag(small)
     thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
+    betas = bedrock_betas.header_values(request.headers.get("anthropic-beta"))
     call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens)
     checked: list[bool] = []  # whether the history's ids fit, once a native deployment asks
 
@@ -241,7 +245,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
                     return Answer(native.raw, native.usage, named)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named)
-            chat, dropped, origins = _translate(top.decoded(), target, dep.kind)
+            chat, dropped, origins = _translate(top.decoded(), target, dep.kind, betas)
             with _client_paths(origins):
                 result, lowered = await _within_cap(gw.output_caps, target, chat,
                                                     lambda c: provider.call("chat", target, c))
@@ -263,7 +267,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if isinstance(provider, MessagesUpstream):
             native = await provider.messages_stream(target, native_payload(target), passthrough)
             return _Native(native, gw.scrub)
-        chat, dropped, origins = _translate(top.decoded(), target, dep.kind)
+        chat, dropped, origins = _translate(top.decoded(), target, dep.kind, betas)
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         with _client_paths(origins):
@@ -321,7 +325,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
             native = await provider.count_tokens(target, payload(target), passthrough)
             return Answer(native.raw, None, dropped_header(native.dropped))
         if isinstance(provider, InputTokenCounter):
-            chat, _, origins = _translate(dict(whole(), max_tokens=1), target, dep.kind)
+            chat, _, origins = _translate(dict(whole(), max_tokens=1), target, dep.kind,
+                                          bedrock_betas.header_values(request.headers.get("anthropic-beta")))
             with _client_paths(origins):
                 counted = await provider.count_input_tokens(target, chat)
             if counted is not None:

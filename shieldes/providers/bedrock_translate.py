@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers import bedrock_betas
 from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_answers import Chunks, chat_response, usage_dict
 from shieldes.providers.chat_parts import (
@@ -142,6 +143,9 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         out["inferenceConfig"] = config
     if thinking is not None:  # Claude's own request field, which Converse passes on
         out["additionalModelRequestFields"] = {"thinking": thinking}
+    betas, betas_dropped = bedrock_betas.split(body.get(bedrock_betas.FIELD), _claude(model))
+    if betas:  # Claude's own, which Converse passes on
+        out.setdefault("additionalModelRequestFields", {})["anthropic_beta"] = betas
     if body.get("service_tier") in TIERS:  # Bedrock's tiers: standard (`default`), priority, flex
         out["serviceTier"] = {"type": body["service_tier"]}
     tags = request_metadata(body.get("metadata"))
@@ -180,7 +184,7 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         carried.add(PARALLEL_OFF)
     if tags:
         carried.add(METADATA)
-    dropped = dropped_fields(body, carried, TIERS)
+    dropped = dropped_fields(body, carried, TIERS) + betas_dropped
     return Outbound(out, [*dropped, "tool_choice.none"] if tool_choice_dropped(body) else dropped)
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import anthropic
 import pytest
 
 from shieldes.projections.shared_commands import AddProvider
@@ -80,7 +81,9 @@ async def test_a_pdf_and_a_screenshot_read_by_a_tool_reach_upstreams_that_take_t
         assert set(headers["x-shieldes-dropped"].split(", ")) == {"messages[2].content[0].content document block",
                                                                   "messages[2].content[0].content image block"}
         return
-    assert "x-shieldes-dropped" not in headers
+    # (only the betas Bedrock does not know: anthropic_beta)
+    assert headers.get("x-shieldes-dropped", "").replace("anthropic-beta: claude-code-20250219", "").replace(
+        ", anthropic-beta: fine-grained-tool-streaming-2025-05-14", "") == ""
     if model == BEDROCK_CLAUDE:
         result = bedrock.last().body["messages"][2]["content"][0]["toolResult"]
         assert result["content"] == [{"text": "report.pdf (1 page)"},
@@ -180,3 +183,33 @@ async def test_max_tokens_above_what_a_gemini_model_writes_is_lowered_to_its_lim
         assert message["stop_reason"] == "end_turn" and headers["x-shieldes-dropped"] == "max_tokens"
     sent = [r.body["generationConfig"]["maxOutputTokens"] for r in google.requests if "generationConfig" in r.body]
     assert sent == [32000, 8192, 8192]
+
+
+async def test_anthropic_betas_bedrock_knows_reach_claude_there_and_the_others_are_named(node: Node) -> None:
+    """Claude on Bedrock takes a client's betas as `additionalModelRequestFields.anthropic_beta`
+    (interleaved thinking, the 1M context window...), which never reached it; a value Bedrock does
+    not know fails the whole call there, so Anthropic's own (claude-code-20250219) are left out
+    and named in x-shieldes-dropped, streamed, whole and counted alike."""
+    h, secret, _, bedrock = node
+    body = {"model": BEDROCK_CLAUDE, "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    message, headers = await _turn(h, secret, body)
+    assert message["stop_reason"] == "end_turn"
+    extra = bedrock.requests[-1].body["additionalModelRequestFields"]
+    assert extra["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]
+    assert headers["x-shieldes-dropped"] == ("anthropic-beta: claude-code-20250219, "
+                                             "anthropic-beta: fine-grained-tool-streaming-2025-05-14")
+    betas = {"anthropic-beta": "context-1m-2025-08-07, context-1m-2025-08-07,claude-code-20250219"}
+    client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0, default_headers=betas)
+    raw = await client.messages.with_raw_response.create(**body)
+    assert (await raw.parse()).stop_reason == "end_turn"
+    assert bedrock.requests[-1].body["additionalModelRequestFields"]["anthropic_beta"] == ["context-1m-2025-08-07"]
+    assert raw.http_response.headers["x-shieldes-dropped"] == "anthropic-beta: claude-code-20250219"
+    counted = await client.messages.count_tokens(model=BEDROCK_CLAUDE, messages=body["messages"])
+    assert counted.input_tokens > 0
+    sent = bedrock.requests[-1].body["input"]["converse"]["additionalModelRequestFields"]
+    assert sent == {"anthropic_beta": ["context-1m-2025-08-07"]}
+    # (a request naming none: nothing added, nothing named)
+    plain = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    raw = await plain.messages.with_raw_response.create(**body)
+    assert "additionalModelRequestFields" not in bedrock.requests[-1].body
+    assert "x-shieldes-dropped" not in raw.http_response.headers

@@ -88,3 +88,20 @@ def test_converse_names_the_effort_exactly_when_it_sent_no_thinking(body: dict[s
     used = any(m.get("tool_calls") or m.get("role") == "tool" for m in body["messages"])
     none = ["tool_choice.none"] if body.get("tool_choice") == "none" and body.get("tools") and used else []
     assert _others(out.dropped) == fields + json_object + none
+
+
+def test_converse_carries_the_betas_bedrock_knows_to_claude_and_names_the_rest() -> None:
+    """`anthropic_beta` (a Messages client's header) reaches Claude on Bedrock with the values
+    Bedrock documents only (any other fails the call there); a model not Claude's takes none."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}], "anthropic_beta": [
+        "claude-code-20250219", "interleaved-thinking-2025-05-14", "context-1m-2025-08-07",
+        "interleaved-thinking-2025-05-14"]}
+    out = converse_request(body, "us.anthropic.claude-sonnet-4-20250514-v1:0")
+    assert out.request["additionalModelRequestFields"] == {
+        "anthropic_beta": ["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"]}
+    assert out.dropped == ["anthropic-beta: claude-code-20250219"]
+    other = converse_request(body, "amazon.nova-pro-v1:0")
+    assert "additionalModelRequestFields" not in other.request
+    assert other.dropped == ["anthropic-beta: claude-code-20250219", "anthropic-beta: interleaved-thinking-2025-05-14",
+                             "anthropic-beta: context-1m-2025-08-07"]
+    assert converse_request(dict(body, anthropic_beta="context-1m-2025-08-07"), "anthropic.claude").dropped == []
