@@ -14,9 +14,8 @@ import orjson
 
 from shieldes.gateway.middleware import google_error
 from shieldes.gateway.relay import STREAM_ERROR_CODE
-from shieldes.providers.base import UpstreamFailure
-
-BROKEN_STREAM_STATUS = 502  # a stream cut or refused by the upstream, with no status of its own
+from shieldes.providers.base import OVERLOADED, UpstreamFailure
+from shieldes.providers.stream_failures import classify
 
 
 class Framing:
@@ -41,9 +40,11 @@ class Framing:
 
     def error(self, failure: UpstreamFailure, scrub: Callable[[str], str]) -> bytes:
         """What ends a stream the upstream broke: Google's error object, the status the upstream
-        gave (an error event's code) or 502 for a cut, with the upstream's words scrubbed of keys."""
-        status = failure.status if failure.status is not None and 400 <= failure.status <= 599 else \
-            BROKEN_STREAM_STATUS
+        gave (an error event's code), the one its words name (stream_failures: 503 for an
+        overloaded upstream, 429 for a rate-limited one) or 502 for a cut, with the upstream's
+        words scrubbed of keys."""
+        status = failure.status if failure.status is not None and 400 <= failure.status <= 599 and \
+            failure.status != OVERLOADED else classify(failure).status
         payload = orjson.dumps(google_error(status, f"upstream stream failed: {scrub(failure.message)}; "
                                                     "retry the request", STREAM_ERROR_CODE))  # its ErrorInfo
         return self.element(payload) + self.end()

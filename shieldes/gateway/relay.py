@@ -20,6 +20,7 @@ from aiohttp import web
 
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
+from shieldes.providers.stream_failures import classify
 
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -105,13 +106,15 @@ def sse_response(rid: str, headers: dict[str, str]) -> web.StreamResponse:
 
 
 def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[str], str] = str) -> bytes:
-    """The client's last frame when the stream breaks; upstream text is scrubbed of provider keys
-    exactly like a JSON error (some upstreams echo the key they were sent)."""
+    """The client's last frame when the stream breaks, naming what broke it as the client's API
+    does (an overloaded upstream as overloaded: stream_failures); upstream text is scrubbed of
+    provider keys exactly like a JSON error (some upstreams echo the key they were sent)."""
+    kind = classify(failure)
     err = {"message": f"upstream stream failed: {scrub(failure.message)}; retry the request",
-           "type": "upstream_error", "code": "upstream_error"}
+           "type": kind.openai_type, "code": kind.openai_code}
     if event is None:
         return frame(None, {"error": err})
-    return frame(event, {"type": "error", "error": {"type": "api_error", "message": err["message"]}})
+    return frame(event, {"type": "error", "error": {"type": kind.anthropic_type, "message": err["message"]}})
 
 
 class Held(Protocol):

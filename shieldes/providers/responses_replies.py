@@ -394,9 +394,9 @@ class ChatStreamTranslator:
         events.append(self.number(f"response.{status}", response=self.final))
         return events
 
-    def fail(self, message: str, now: int, code: str = "server_error") -> list[Body]:
+    def fail(self, message: str, now: int, code: str = "server_error", kind: str = "server_error") -> list[Body]:
         """The items the client was shown (held ones never were) end the failed response as they stood."""
         del now
         self.final = response_object(self.ctx, "failed", self.output[:self._shown], self.usage,
                                      error={"code": code, "message": message})
-        return [error_event(self.number, message, code), self.number("response.failed", response=self.final)]
+        return [error_event(self.number, message, code, kind), self.number("response.failed", response=self.final)]

@@ -25,6 +25,7 @@ from shieldes.providers.responses_tools import call_kinds, dropped_tools
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, without_own_reasoning
 from shieldes.providers.sse import encode_event
+from shieldes.providers.stream_failures import BROKEN_STREAM, StreamFailure, classify
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
 from shieldes.responses.compaction import compacting, compaction_item, summary_request, with_summaries
 from shieldes.responses.history import History
@@ -288,7 +289,9 @@ class TranslatedEvents:
                         self.deltas += 1
                     yield event
         except UpstreamFailure as failure:
-            events = tr.fail(f"upstream stream failed: {failure.message}; retry the request", _now())
+            kind = classify(failure)
+            events = tr.fail(f"upstream stream failed: {failure.message}; retry the request", _now(),
+                             kind.responses_code, _event_type(kind))
         except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a chunk of an odd shape
             events = tr.fail(f"upstream sent a stream chunk this gateway cannot read ({type(exc).__name__}); "
                              "retry the request", _now())
@@ -413,11 +416,18 @@ class NativeEvents:
         number = EventNumberer()
         number.next = up.last_sequence + 1
         message = f"upstream stream failed: {failure.message}; retry the request"
-        failed = dict(up.snapshot or {}, status="failed", error={"code": "server_error", "message": message})
+        kind = classify(failure)
+        failed = dict(up.snapshot or {}, status="failed", error={"code": kind.responses_code, "message": message})
         up.final = failed
-        return [error_event(number, message), number("response.failed", response=failed)]
+        return [error_event(number, message, kind.responses_code, _event_type(kind)),
+                number("response.failed", response=failed)]
 
     async def aclose(self) -> None:
         if self._gen is not None:
             await self._gen.aclose()
         await self._up.aclose()  # (frames() is the upstream's own generator: closed there)
+
+
+def _event_type(kind: StreamFailure) -> str:
+    """An `error` event's nested `error.type`: OpenAI's for the kind, `server_error` for a broken stream."""
+    return "server_error" if kind is BROKEN_STREAM else kind.openai_type

@@ -213,3 +213,18 @@ async def test_anthropic_betas_bedrock_knows_reach_claude_there_and_the_others_a
     raw = await plain.messages.with_raw_response.create(**body)
     assert "additionalModelRequestFields" not in bedrock.requests[-1].body
     assert "x-shieldes-dropped" not in raw.http_response.headers
+
+
+async def test_claude_overloaded_mid_stream_on_bedrock_reaches_claude_code_as_overloaded(node: Node) -> None:
+    """Bedrock reports Claude overloaded mid-stream as a modelStreamErrorException whose model
+    answered 529; Claude Code backs off and retries an `overloaded_error`, not an `api_error`."""
+    h, secret, _, bedrock = node
+    bedrock.exception_after = 1
+    headers = {"x-api-key": secret, "anthropic-version": "2023-06-01"}
+    body = {"model": BEDROCK_CLAUDE, "max_tokens": 1000, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as s, s.post(h.base + "/v1/messages", json=body, headers=headers) as r:
+        events = parse_sse(await r.read())
+    assert r.status == 200
+    errors = [data for event, data in events if event == "error"]
+    assert len(errors) == 1 and errors[0]["error"]["type"] == "overloaded_error"

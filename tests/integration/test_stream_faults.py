@@ -4,6 +4,7 @@ the provider key, like the JSON path), and the request's budget reservation is s
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anthropic
 import openai
@@ -65,3 +66,55 @@ async def test_mid_stream_error_frames_are_scrubbed_of_the_provider_key(database
         assert UPSTREAM_KEY not in text
         assert "[redacted]" in text
         assert nothing_reserved(h)
+
+
+CLAUDE = "claude-3-5-haiku-latest"
+
+
+@pytest.mark.parametrize(("route", "model", "upstream_error", "named"), [
+    ("chat", "gpt-4o", "rate_limit_error", ("rate_limit_error", "rate_limit_exceeded")),
+    ("chat", CLAUDE, "overloaded_error", ("service_unavailable_error", "server_is_overloaded")),
+    ("messages", "gpt-4o", "server_is_overloaded", ("overloaded_error", None)),
+    ("messages", "gpt-4o", "invalid_request_error", ("invalid_request_error", None)),
+    ("responses", CLAUDE, "rate_limit_error", (None, "rate_limit_exceeded")),
+    ("responses", "gpt-4o", "overloaded_error", (None, "server_is_overloaded")),
+    ("chat", "gpt-4o", "server_error", ("upstream_error", "upstream_error")),
+])
+async def test_a_mid_stream_error_reaches_the_client_named_as_the_upstream_named_it(
+        database_url: str, route: str, model: str, upstream_error: str, named: tuple[str | None, str | None]) -> None:
+    """An upstream overloaded or rate limited after its stream opened used to reach every client as
+    a generic server error (`api_error`), which Claude Code and Codex do not treat as the upstream
+    being busy; each API's own name for it now says so (Anthropic's error type, a chat error
+    chunk's type and code, `response.failed`'s code)."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("busy")
+        await h.sync()
+        path = "/v1/messages" if model == CLAUDE else "/v1/chat/completions"
+        h.upstream.inject(path, error_after=2, stream_error=upstream_error, message="try later")
+        if route == "messages":
+            ant = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+            with pytest.raises(anthropic.APIStatusError) as aerr:
+                async with ant.messages.stream(model=model, max_tokens=50, messages=MSGS) as s:  # type: ignore[arg-type]
+                    async for _ in s:
+                        pass
+            body: Any = aerr.value.body
+            assert body["error"]["type"] == named[0] and "try later" in body["error"]["message"]
+            await ant.close()
+            return
+        oai = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        with pytest.raises(openai.APIError) as err:
+            if route == "chat":
+                chat = await oai.chat.completions.create(model=model, messages=MSGS, stream=True)  # type: ignore[arg-type]
+                async for _ in chat:
+                    pass
+            else:
+                events = await oai.responses.create(model=model, input="hello there", stream=True)
+                async for _ in events:
+                    pass
+        body = err.value.body
+        assert isinstance(body, dict) and "try later" in body["message"]
+        if route == "chat":
+            assert (body["type"], body["code"]) == named
+        else:
+            assert body["code"] == named[1]
+        await oai.close()
