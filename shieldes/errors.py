@@ -155,6 +155,13 @@ class UpstreamOverloaded(UpstreamError):
     code = "overloaded"
 
 
+class MalformedOutput(UpstreamError):
+    """Every attempt's model ended its turn on a malformed answer (Bedrock's malformed_model_output,
+    malformed_tool_use): a 502 with its own code, so the request log counts them apart."""
+
+    code = "malformed_model_output"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"

@@ -178,6 +178,7 @@ class FakeBedrock:
     # after this many text deltas, the next stream ends with a modelStreamErrorException frame (no
     # messageStop, no metadata: as ConverseStream reports a model failing midway)
     exception_after: int | None = None
+    stop_reasons: list[str] = field(default_factory=list)  # the stop reasons of the next answers (malformed_tool_use)
     cached_prefixes: set[str] = field(default_factory=set)  # prompt prefixes written to the cache
     signatures: set[str] = field(default_factory=set)  # signatures given to Claude's reasoning blocks
     # the tier answers say served them (`serviceTier`, in Converse's answer and the stream's metadata
@@ -382,6 +383,8 @@ class FakeBedrock:
             words, stop = ["Sorry,", "blocked."], "guardrail_intervened"
         if call:
             stop = "tool_use"
+        if self.stop_reasons:
+            stop = self.stop_reasons.pop(0)
         if self.served_tier is not None:
             served = (body.get("serviceTier") or {}).get("type", "default") if self.served_tier == "asked" \
                 else self.served_tier

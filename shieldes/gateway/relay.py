@@ -37,6 +37,7 @@ class Tally:
     first_token_at: float = 0.0  # perf_counter of the first content chunk read from the upstream
     sent_bytes: int = 0  # bytes of frames written to the client
     failure: str = ""  # why the upstream broke the stream (scrubbed, as the client was told): log and request log
+    failure_code: str | None = None  # its UpstreamFailure.code
 
 
 def frame(event: str | None, data: object) -> bytes:
@@ -211,6 +212,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
             else:
                 tally.outcome = "upstream_error"
                 tally.failure = scrub(failure.message)
+                tally.failure_code = failure.code
                 await sink.write(ending(failure) if ending else error_frame(failure, error_event, scrub))
         except ConnectionError:
             if tally.outcome == "open":

@@ -22,7 +22,15 @@ from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
 from shieldes.gateway.upstream_calls import Attempt
 from shieldes.projections.state import Deployment, VirtualKey
-from shieldes.providers.base import Body, ChunkStream, JsonResult, Operation, TokenUsage, UpstreamFailure
+from shieldes.providers.base import (
+    MALFORMED_OUTPUT,
+    Body,
+    ChunkStream,
+    JsonResult,
+    Operation,
+    TokenUsage,
+    UpstreamFailure,
+)
 from shieldes.providers.dropped import dropped_header
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
@@ -307,7 +315,8 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
             rec.error_code = "client_disconnected"
             rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks"
         elif tally.outcome == "upstream_error":
-            rec.error_code = relay.STREAM_ERROR_CODE
+            # a turn the model ended malformed is counted apart: the model's fault, not the connection's
+            rec.error_code = MALFORMED_OUTPUT if tally.failure_code == MALFORMED_OUTPUT else relay.STREAM_ERROR_CODE
             rec.error_message = (f"upstream deployment {dep.name} failed mid-stream after {tally.content_chunks} "
                                  f"chunks: {tally.failure or 'no reason given'}; the client got an error event "
                                  "saying so")

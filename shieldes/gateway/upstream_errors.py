@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shieldes.errors import (
+    MalformedOutput,
     ProviderMisconfigured,
     RateLimited,
     ShieldesError,
@@ -16,7 +17,14 @@ from shieldes.errors import (
     retry_after_seconds,
 )
 from shieldes.projections.state import Deployment
-from shieldes.providers.base import CONTENT_FILTER, CONTEXT_LENGTH, OVERLOADED, THROTTLED, UpstreamFailure
+from shieldes.providers.base import (
+    CONTENT_FILTER,
+    CONTEXT_LENGTH,
+    MALFORMED_OUTPUT,
+    OVERLOADED,
+    THROTTLED,
+    UpstreamFailure,
+)
 from shieldes.routing.router import Route
 
 
@@ -96,4 +104,6 @@ def exhausted(route: Route, last: UpstreamFailure | None, attempts: int,
         return overloaded
     msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
            "retry later")
+    if last is not None and last.code == MALFORMED_OUTPUT:
+        return MalformedOutput(msg)
     return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)

@@ -73,6 +73,9 @@ class UpstreamFailure(Exception):
 CONTEXT_LENGTH = "context_length_exceeded"
 CONTENT_FILTER = "content_filter"
 THROTTLED = "rate_limit_exceeded"
+# The model ended its turn on an answer it could not finish well-formed (Bedrock's stop reasons
+# malformed_model_output and malformed_tool_use): an error-ended turn, never a normal "stop"
+MALFORMED_OUTPUT = "malformed_model_output"
 OVERLOADED = 529  # Anthropic's status (and stream error type overloaded_error) for an overloaded upstream
 
 

@@ -11,7 +11,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers import bedrock_betas
-from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.base import CONTEXT_LENGTH, MALFORMED_OUTPUT, THROTTLED, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_answers import Chunks, chat_response, usage_dict
 from shieldes.providers.chat_parts import (
     CacheMark,
@@ -34,6 +34,10 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", 
            "guardrail_intervened": "content_filter", "content_filtered": "content_filter",
            # an answer cut at the end of the context window (Claude 4.5 and later): cut, as by maxTokens
            "model_context_window_exceeded": "length"}
+# Stop reasons of a turn the model could not finish well-formed: its output was not valid, or a
+# tool call's input not JSON fitting the tool's schema. Retrying may well succeed (another attempt)
+_MALFORMED = {"malformed_model_output": "its answer was not well-formed",
+              "malformed_tool_use": "a tool call's input was not valid for the tool"}
 _IMAGE_FORMATS = ("png", "jpeg", "gif", "webp")
 # Converse stream exception events (`:exception-type`) -> (HTTP status they stand for, code).
 _STREAM_EXCEPTIONS: dict[str, tuple[int, str | None]] = {
@@ -299,6 +303,9 @@ def converse_to_chat(resp: Body, model: str, created: int,
     answers = [orjson.dumps(u.get("input") or {}).decode() for u in uses if u.get("name") == JSON_TOOL]
     calls = [ToolCall(u["toolUseId"], u["name"], u.get("input") or {}) for u in uses if u.get("name") != JSON_TOOL]
     usage, shown = usage_from_bedrock(resp.get("usage"))
+    failure = malformed(resp.get("stopReason"))
+    if failure is not None:
+        raise failure
     finish = _FINISH.get(str(resp.get("stopReason")), "stop")
     if answers:  # json_object mode: the forced tool's input is the answer
         texts, finish = answers, "stop" if finish == "tool_calls" else finish
@@ -335,6 +342,15 @@ def matched_stop(event: Body, stops: tuple[str, ...] = ()) -> str | None:
     return stops[0] if len(stops) == 1 else None
 
 
+def malformed(stop_reason: Any) -> UpstreamFailure | None:
+    """The failure a turn ended on a malformed answer stands for (None for any other stop reason)."""
+    why = _MALFORMED.get(str(stop_reason))
+    if why is None:
+        return None
+    return UpstreamFailure(f"the model ended its turn with stop reason {stop_reason} ({why}); send the request "
+                           "again", status=None, retryable=True, code=MALFORMED_OUTPUT)
+
+
 def stream_exception(kind: str, payload: Body) -> UpstreamFailure:
     status, code = _STREAM_EXCEPTIONS.get(kind, (502, None))
     message = str(payload.get("message") or payload.get("Message") or kind)
@@ -359,6 +375,7 @@ class ConverseStreamTranslator:
         self._thinking: dict[int, tuple[list[str], list[str]]] = {}
         self._finish = "stop"
         self._closing: Body | None = None  # messageStop's finish chunk, sent with the metadata after it
+        self._malformed: UpstreamFailure | None = None  # a malformed turn's, raised once its usage came
 
     def _without_args(self, block: int) -> bool:
         """Whether contentBlockIndex `block` is a tool call whose arguments streamed no text."""
@@ -396,6 +413,7 @@ class ConverseStreamTranslator:
                 return self._reasoning(block, reasoning)
             return []  # future delta kinds
         if kind == "messageStop":
+            self._malformed = malformed(event.get("stopReason"))
             self._finish = _FINISH.get(str(event.get("stopReason")), "stop")
             if self._answers and not self._tools and self._finish == "tool_calls":
                 self._finish = "stop"
@@ -409,6 +427,8 @@ class ConverseStreamTranslator:
         if kind == "metadata":
             self.done = True
             self.usage, shown = usage_from_bedrock(event.get("usage"))
+            if self._malformed is not None:  # the turn ends in error, its usage known (and billed)
+                raise self._malformed
             tier = from_bedrock(event)
             closing = [] if self._closing is None else [stamped(self._closing, tier)]
             return [*closing, stamped(self.chunks.usage(shown), tier)]

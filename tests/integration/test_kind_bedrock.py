@@ -9,13 +9,14 @@ from typing import Any
 
 import anthropic
 import openai
+import psycopg
 import pydantic
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from shieldes.projections.shared_commands import AddProvider
 from tests.fake_bedrock import ACCESS_KEY, FakeBedrock, aws_credentials, event, exception
-from tests.integration.gateway_harness import Harness, harness
+from tests.integration.gateway_harness import Harness, harness, wait_until
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 LLAMA = "meta.llama3-1-70b-instruct-v1:0"
@@ -490,3 +491,38 @@ async def test_bedrock_exception_midway_reaches_each_api_in_its_shape_and_bills_
     await h.flush()
     totals = h.usage_totals()
     assert totals["app"][2] >= 3 and totals["messages"][2] >= 3 and totals["app"][3] > 0
+
+
+async def test_a_turn_bedrock_ends_malformed_is_an_error_counted_in_the_request_log(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """Bedrock's stop reasons `malformed_model_output` and `malformed_tool_use` (the model could not
+    finish its answer, or a tool call's input, well-formed) read as a normal "stop": the client
+    took a broken turn for a finished one. It is now an error in the client's API (a 502
+    `malformed_model_output`; mid-stream, an error event after what was streamed, its usage
+    billed), and the request log counts it under that code."""
+    h, fake = node
+    client = await client_for(h)
+    hello: Any = [{"role": "user", "content": "hello"}]
+    fake.stop_reasons.append("malformed_tool_use")
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model=CLAUDE, messages=hello)
+    assert failed.value.status_code == 502 and failed.value.code == "malformed_model_output"
+    assert "malformed_tool_use" in failed.value.message
+    fake.stop_reasons.append("malformed_model_output")
+    ant = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as broke:
+        async with ant.messages.stream(model=CLAUDE, max_tokens=100, messages=hello) as stream:
+            async for _ in stream:
+                pass
+    assert broke.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert "malformed_model_output" in broke.value.message
+    writer = h.node.request_log
+    assert writer is not None
+    await wait_until(lambda: writer.buffer.added >= 2, timeout=10)
+    assert await writer.flush_all(10)
+    with psycopg.connect(h.database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT status, error_code, stream, completion_tokens FROM request_log "
+                            "WHERE route <> '/metrics' ORDER BY started_at").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(502, "malformed_model_output", False),
+                                                  (200, "malformed_model_output", True)]
+    assert rows[1][3] > 0  # (the streamed turn's usage, as Bedrock reported it)
