@@ -35,8 +35,8 @@ from shieldes.responses.objects import (
     ResponsesUsage,
     asks_encrypted,
     event_without_encrypted,
-    new_id,
     reports_usage,
+    response_id,
     without_encrypted,
 )
 from shieldes.responses.request import (
@@ -212,7 +212,7 @@ async def prepare(request: web.Request) -> Prepared:
     history = await history_of(request, req, key.id)
     sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
     size = prompt_bytes(raw) + history.size
-    ctx = ResponseContext.of(body, new_id("resp"), int(time.time()), req.model)
+    ctx = ResponseContext.of(body, response_id(req.store, time.time()), int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")

@@ -41,7 +41,7 @@ from shieldes.gateway.middleware import (
 from shieldes.gateway.observe import OBSERVER
 from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
 from shieldes.gateway.routes import GATEWAY, authenticate, read_json
-from shieldes.responses.objects import ResponseContext, ResponsesUsage, new_id, response_object
+from shieldes.responses.objects import ResponseContext, ResponsesUsage, response_id, response_object
 from shieldes.responses.request import parse_request
 from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory, SocketMemory
 from shieldes.responses.store import StoredResponse
@@ -461,7 +461,7 @@ async def prepare_response(request: web.Request) -> web.StreamResponse:
     route = gw.route(key, req.model)  # (a model the key may not use is refused here too)
     history = await history_of(request, req, key.id)
     now = int(time.time())
-    ctx = ResponseContext.of(body, new_id("resp"), now, req.model)
+    ctx = ResponseContext.of(body, response_id(req.store, now), now, req.model)
     response = dict(response_object(ctx, "completed", [], ResponsesUsage(0, 0), completed_at=now), store=req.store)
     memory: LaneMemory | None = request.get(SOCKET_MEMORY)
     if memory is not None:

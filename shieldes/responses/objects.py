@@ -4,6 +4,7 @@ timestamps come from the caller."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,27 @@ _ECHOED: dict[str, Any] = {
 def new_id(prefix: str) -> str:
     """`resp`, `msg`, `fc`, `rs`, ... followed by 48 random hex digits, as the API's ids look."""
     return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def _mark(digits: str, stored: bool) -> str:
+    return hashlib.blake2b((digits + ("s" if stored else "n")).encode(), digest_size=3).hexdigest()
+
+
+def response_id(stored: bool, now: float) -> str:
+    """`resp_` and 48 hex digits, as OpenAI's look (the first 8 the creation time in seconds, as
+    OpenAI's are): 34 random ones, then 6 that say whether the response is stored. A response
+    that is not stored is never written, so a node asked for one it does not hold answers at once
+    instead of polling for a row another node may still be writing (never_stored)."""
+    digits = f"{int(now) & 0xFFFFFFFF:08x}{secrets.token_hex(17)}"
+    return f"resp_{digits}{_mark(digits, stored)}"
+
+
+def never_stored(response_id: str) -> bool:
+    """Whether `response_id` is one a node minted for a response it does not store (response_id).
+    Another id (one minted before ids said so, one from elsewhere) reads as maybe stored; one
+    minted before reads so by chance once in 16 million."""
+    digits = response_id[5:] if response_id.startswith("resp_") else ""
+    return len(digits) == 48 and digits[42:] == _mark(digits[:42], False)
 
 
 @dataclass(frozen=True, slots=True)

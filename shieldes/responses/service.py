@@ -34,7 +34,7 @@ import psycopg
 from shieldes.dbwait import DbWait
 from shieldes.errors import DatabaseStalled, NotFound, PreviousResponseNotFound, StoredResponsesBacklog
 from shieldes.responses.history import History
-from shieldes.responses.objects import Body
+from shieldes.responses.objects import Body, never_stored
 from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
 from shieldes.responses.stored_histories import NO_SEQUENCE, Known, StoredHistories, extended, usable
 from shieldes.settings import Settings
@@ -377,16 +377,17 @@ class ResponseStore:
         return await self.wait.run(op, what)
 
     async def _waiting(self, read: Callable[[], Awaitable[T]],
-                       what: str = "stored responses cannot be read right now") -> T:
+                       what: str = "stored responses cannot be read right now", response_id: str = "") -> T:
         """Run `read()` until it finds something or read_wait has passed since Postgres first
         answered (another node may still be writing the row). Counted from that answer, not from
         the request: a read that waited out a short outage for a connection would otherwise find
-        the poll over, while the writer holding the row was kept from Postgres just as long."""
+        the poll over, while the writer holding the row was kept from Postgres just as long.
+        Read once for an id minted for a response that is not stored: no node will write it."""
         deadline: float | None = None
         while True:
             found = await self._db(read(), what)
             if deadline is None:
-                deadline = time.monotonic() + self.read_wait
+                deadline = time.monotonic() + (0.0 if never_stored(response_id) else self.read_wait)
             if found or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(POLL)
@@ -407,7 +408,7 @@ class ResponseStore:
         is still waiting to be written by this node."""
         stored = self._unwritten(response_id)
         if stored is None:
-            stored = await self._waiting(lambda: self.table.get(response_id, self.retention))
+            stored = await self._waiting(lambda: self.table.get(response_id, self.retention), response_id=response_id)
         if stored is None or stored.key_id != key_id:
             raise not_found(response_id)
         return stored
@@ -432,7 +433,8 @@ class ResponseStore:
             chain.append(entry)
             next_id = entry.previous_response_id
         if next_id is not None:
-            rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention))
+            rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention),
+                                                             response_id=next_id)
             if not rest:
                 raise not_found(next_id if next_id == response_id else response_id)
             if rest[-1].previous_response_id is not None:
@@ -486,7 +488,7 @@ class ResponseStore:
         if local is not None:
             await self._db(self.table.delete(response_id, key_id), DELETE)
             return
-        if not await self._waiting(lambda: self.table.delete(response_id, key_id), DELETE):
+        if not await self._waiting(lambda: self.table.delete(response_id, key_id), DELETE, response_id):
             raise not_found(response_id)
 
     # --- background responses run by other nodes ----------------------------------------------
@@ -496,7 +498,7 @@ class ResponseStore:
         liveness (polled for up to read_wait, as `get`: the node running it may not have written
         it yet)."""
         state = await self._waiting(lambda: self.table.run_state(response_id, after, self.retention,
-                                                                 self.node_timeout))
+                                                                 self.node_timeout), response_id=response_id)
         if state is None or state.key_id != key_id:
             raise not_found(response_id)
         return state

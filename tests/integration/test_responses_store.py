@@ -105,6 +105,38 @@ async def test_continue_on_another_node_and_manage_stored_responses(database_url
         assert stored == {second.id, third.id}
 
 
+async def test_an_unstored_previous_response_is_not_found_at_once_on_any_node(database_url: str) -> None:
+    """A continuation of a response that was not stored (`store: false`, e.g. a WebSocket turn whose
+    socket reconnected to another node) waited out the whole read wait before its
+    `previous_response_not_found`, as if another node might still be writing it. Its id says it
+    is never written, so every node answers at once; an id it did not mint (one minted before ids
+    said so, one from elsewhere) still waits, and a stored one is still found on the other node."""
+    wait = 3.0
+    async with harness(database_url, responses_read_wait=wait) as h, second_node(h) as b:
+        secret = await h.create_key("app", models=MODELS)
+        await h.sync()
+        assert b.poller is not None and await b.poller.poll_once()
+        a_client, b_client = oai(h.base, secret), oai(f"http://127.0.0.1:{b.port}", secret)
+        unsaved = await a_client.responses.create(model="gpt-4o", input="hi", store=False)
+        for client in (a_client, b_client):
+            t0 = time.monotonic()
+            with pytest.raises(openai.BadRequestError) as lost:
+                await client.responses.create(model="gpt-4o", input="x", previous_response_id=unsaved.id)
+            assert lost.value.code == "previous_response_not_found" and time.monotonic() - t0 < wait / 2
+            t0 = time.monotonic()
+            with pytest.raises(openai.NotFoundError):
+                await client.responses.retrieve(unsaved.id)
+            assert time.monotonic() - t0 < wait / 2
+        t0 = time.monotonic()
+        with pytest.raises(openai.BadRequestError):
+            await b_client.responses.create(model="gpt-4o", input="x", previous_response_id="resp_" + "ab" * 24)
+        assert time.monotonic() - t0 >= wait
+        first = await a_client.responses.create(model="gpt-4o", input="my name is Ada")
+        assert first.id.startswith("resp_") and len(first.id) == 53
+        second = await b_client.responses.create(model="gpt-4o", input="and?", previous_response_id=first.id)
+        assert second.previous_response_id == first.id
+
+
 async def test_retention_hides_old_rows_and_the_purge_drops_their_partitions(database_url: str) -> None:
     async with harness(database_url) as h:
         assert h.node.pool is not None and h.node.responses is not None
