@@ -459,10 +459,7 @@ async def mcp_client(label: str, key_name: str, model: str, bin_dir: Path, node:
         config = home / "mcp.json"
         config.write_text(json.dumps(compat_mcp.claude_config(node, key)))
         cmd = [str(bin_dir / "claude"), *compat_mcp.claude_args(config)]
-        # (its MCP tools offered at once: Claude Code 2.1.3xx otherwise defers them behind its ToolSearch
-        # tool, a round the fake upstream's script does not make)
-        client_env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key,
-                      "ENABLE_TOOL_SEARCH": "false"}
+        client_env = {**base_env(home), "ANTHROPIC_BASE_URL": node, "ANTHROPIC_API_KEY": key}
     elif label == "gemini-mcp":
         (home / ".gemini").mkdir()
         (home / ".gemini" / "settings.json").write_text(json.dumps(compat_mcp.gemini_settings(node, key)))

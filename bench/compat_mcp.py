@@ -46,6 +46,7 @@ from tests.fake_mcp import Seen
 from tests.fake_wire import ToolScript
 
 SERVER, TOOL = "tickets", "lookup_ticket"
+SEARCH = "ToolSearch"  # Claude Code's own tool that loads deferred tools' schemas
 TICKET = "TCK-4711"
 PROMPT = f"Look up ticket {TICKET} with the {SERVER} tool and reply with what it says."
 
@@ -83,6 +84,22 @@ class McpScript(ToolScript):
         if answered:
             return None
         return next(((name, {"id": TICKET}) for name in offered if TOOL in name), None)
+
+    def call_messages(self, offered: list[str], deferred: list[str],
+                      answered: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """Claude Code (2.1.3xx) defers MCP tools behind its ToolSearch tool: named in a system
+        reminder, without a schema until ToolSearch `select:NAME` loads it (tool_reference blocks in
+        its result; the next request adds it to `tools`). The model loads the ticket tool so, then
+        calls it; a tool offered at once is called at once."""
+        if any(TOOL in name for name in answered):
+            return None
+        loaded = next((name for name in offered if TOOL in name), None)
+        if loaded is not None:
+            return loaded, {"id": TICKET}
+        hidden = next((name for name in deferred if TOOL in name), None)
+        if hidden is not None and SEARCH in offered and SEARCH not in answered:
+            return SEARCH, {"query": f"select:{hidden}"}
+        return None
 
 
 @dataclass(frozen=True)

@@ -628,7 +628,8 @@ class FakeUpstream:
         # Anthropic's own web search tool runs upstream: one search, reported in usage.server_tool_use
         searches = sum(1 for t in body.get("tools") or [] if str(t.get("type", "")).startswith("web_search_"))
         client_tools = [t for t in body.get("tools") or [] if not str(t.get("type", "")).startswith("web_search_")]
-        tool = self.tool_script.call([t["name"] for t in client_tools], bool(results)) \
+        tool = self.tool_script.call_messages(wire.loaded_tools(client_tools, messages), wire.deferred_named(messages),
+                                              wire.answered_calls(messages)) \
             if self.tool_script is not None else wire.pick_tool(
             [
                 {"type": "function", "function": {"name": t["name"], "parameters": t.get("input_schema")}}

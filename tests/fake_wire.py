@@ -156,6 +156,52 @@ class ToolScript:
             return None
         return next(((name, args) for name, args in self.calls.items() if name in offered), None)
 
+    def call_messages(self, offered: list[str], deferred: list[str],
+                      answered: list[str]) -> tuple[str, dict[str, Any]] | None:
+        """The call for a Messages request: `offered` the tools loaded (deferred ones a
+        tool_reference loaded included), `deferred` the names a system reminder lists as loadable
+        through the client's ToolSearch, `answered` the names of the calls whose results came."""
+        del deferred
+        return self.call(offered, bool(answered))
+
+
+# Claude Code (2.1.3xx) defers MCP tools: their names come in a system reminder ("The following
+# deferred tools are now available via ToolSearch. ... before calling them: A B mcp__x__y"), and
+# its ToolSearch tool answers `select:NAME` with tool_reference blocks, which load the tool
+_DEFERRED = re.compile(r"deferred tools are now available via ToolSearch.*?:\s+([^:<]*?)\s*(?:</system-reminder>|$)",
+                       re.S)
+
+
+def deferred_named(messages: list[dict[str, Any]]) -> list[str]:
+    """The tool names the client's system reminders list as deferred (loadable through ToolSearch)."""
+    names: list[str] = []
+    for m in messages:
+        content = m.get("content")
+        texts = [content] if isinstance(content, str) else [
+            b.get("text") for b in content or [] if isinstance(b, dict) and isinstance(b.get("text"), str)]
+        for text in texts:
+            for found in _DEFERRED.finditer(str(text)):
+                names += [n for n in re.split(r"[\s,]+", found.group(1)) if n]
+    return names
+
+
+def loaded_tools(tools: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[str]:
+    """The tools the model may call, as the Messages API loads them: each without `defer_loading`,
+    and a deferred one once a tool_reference block in the history names it."""
+    referenced = {str(r.get("tool_name")) for m in messages if isinstance(m.get("content"), list)
+                  for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+                  and isinstance(b.get("content"), list)
+                  for r in b["content"] if isinstance(r, dict) and r.get("type") == "tool_reference"}
+    return [t["name"] for t in tools if not t.get("defer_loading") or t["name"] in referenced]
+
+
+def answered_calls(messages: list[dict[str, Any]]) -> list[str]:
+    """The names of the tool calls in the history whose results came back."""
+    names = {str(b.get("id")): str(b.get("name")) for m in messages if isinstance(m.get("content"), list)
+             for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_use"}
+    return [names.get(str(b.get("tool_use_id")), "") for m in messages if isinstance(m.get("content"), list)
+            for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+
 
 def result_text(content: Any) -> str:
     """A tool result's text, whatever its shape: a string, text blocks, or a list of output parts."""

@@ -100,11 +100,30 @@ def _keep_mark(part: Body, block: dict[str, Any], cache_marks: bool) -> Body:
     return part
 
 
+def _loaded_as_text(content: Any) -> Any:
+    """A tool result's `tool_reference` blocks (what Claude Code's ToolSearch answers: the deferred
+    tools it loaded, which Anthropic expands into their definitions) as text naming each; the tools
+    themselves are offered from then on (_tools)."""
+    if not isinstance(content, list) or not any(isinstance(b, dict) and b.get("type") == "tool_reference"
+                                                for b in content):
+        return content
+    return [{"type": "text", "text": f"Tool {b.get('tool_name')} is loaded and can be called now."}
+            if isinstance(b, dict) and b.get("type") == "tool_reference" else b for b in content]
+
+
+def _loaded_tools(messages: list[Any]) -> set[str]:
+    """The deferred tools (`defer_loading`) a tool_reference block in the history loaded."""
+    return {str(r.get("tool_name")) for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list)
+            for b in m["content"] if isinstance(b, dict) and b.get("type") == "tool_result"
+            and isinstance(b.get("content"), list)
+            for r in b["content"] if isinstance(r, dict) and r.get("type") == "tool_reference"}
+
+
 def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], images: bool) -> Any:
     """A tool_result's content as a `tool` message's: its text, or with `images` (the upstream
     takes images and PDFs in tool results) text, image_url and file parts (a document as
     _document_part makes it); otherwise an image or a document is named in `dropped`."""
-    content = block.get("content")
+    content = _loaded_as_text(block.get("content"))
     if not (images and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") in ("image", "document")
                                                          for b in content)):
         text = _text_blocks(content, f"{at}.content", dropped)
@@ -221,13 +240,18 @@ def _assistant_message(content: Any, where: str, dropped: list[str], thinks: boo
     return msg
 
 
-def _tools(tools: Any, dropped: list[str]) -> list[Body]:
+def _tools(tools: Any, dropped: list[str], loaded: set[str]) -> list[Body]:
+    """The custom tools as functions. One with `defer_loading` is offered only once a tool_reference
+    in the history loaded it (`loaded`), as Anthropic shows it to the model: Claude Code defers MCP
+    tools behind its ToolSearch tool and sends a placeholder that is never to be called."""
     if not isinstance(tools, list):
         raise _bad("`tools` must be a list")
     out = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise _bad(f"tools[{i}] needs a `name`")
+        if tool.get("defer_loading") is True and tool["name"] not in loaded:
+            continue
         if tool.get("type") not in (None, "custom"):
             dropped.append(f"tools[{i}] ({tool.get('type')}: a server tool only Anthropic runs)")
             continue
@@ -376,7 +400,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise _bad("`stop_sequences` must be a list of strings")
         out["stop"] = stops
-    tools = _tools(body["tools"], dropped) if body.get("tools") else []
+    tools = _tools(body["tools"], dropped, _loaded_tools(messages)) if body.get("tools") else []
     if tools:
         out["tools"] = tools
         _tool_choice(body.get("tool_choice"), out)

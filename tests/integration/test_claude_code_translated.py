@@ -5,6 +5,7 @@ through Converse. Every stream is checked as the SDK's accumulator reads it (mes
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -228,3 +229,55 @@ async def test_claude_overloaded_mid_stream_on_bedrock_reaches_claude_code_as_ov
     assert r.status == 200
     errors = [data for event, data in events if event == "error"]
     assert len(errors) == 1 and errors[0]["error"]["type"] == "overloaded_error"
+
+
+SEARCH: Any = {"name": "ToolSearch", "description": "Fetches full schema definitions for deferred tools",
+               "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}
+PLACEHOLDER: Any = {"name": "DeferredToolPlaceholder", "defer_loading": True,
+                    "description": "Reserved placeholder; never call this tool.",
+                    "input_schema": {"type": "object", "properties": {}}}
+TICKET: Any = {"name": "mcp__tickets__lookup_ticket", "defer_loading": True, "description": "Look up a ticket",
+               "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}
+REMINDER = ("<system-reminder>\nThe following deferred tools are now available via ToolSearch. Use ToolSearch with "
+            "query \"select:<name>[,<name>...]\" to load tool schemas before calling them:\n"
+            "mcp__tickets__lookup_ticket\n</system-reminder>")
+
+
+def offered_upstream(model: str, h: Harness, google: FakeGoogle, bedrock: FakeBedrock) -> list[str]:
+    """The tool names the upstream was offered in its last request."""
+    if model == "gpt-4o":
+        return [t["function"]["name"] for t in h.upstream.last("/v1/chat/completions").body.get("tools") or []]
+    if model == BEDROCK_CLAUDE:
+        return [t["toolSpec"]["name"] for t in (bedrock.requests[-1].body.get("toolConfig") or {}).get("tools", [])]
+    return [f["name"] for t in google.requests[-1].body.get("tools") or [] for f in t.get("functionDeclarations", [])]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gemini-2.5-flash", BEDROCK_CLAUDE])
+async def test_claude_codes_tool_search_round_works_on_upstreams_without_deferred_tools(
+        node: Node, model: str) -> None:
+    """Claude Code 2.1.3xx defers MCP tools behind its ToolSearch tool: the first request offers a
+    placeholder tool (`defer_loading`, never to be called) and names the MCP tools in a system
+    reminder; ToolSearch `select:NAME` answers with a tool_reference block, and the next request
+    adds the tool with `defer_loading`. Anthropic shows a deferred tool to the model only once a
+    tool_reference loaded it; translated, every deferred tool was offered at once (the placeholder
+    too, as a callable function) and the tool_reference was dropped (an empty tool result, named
+    in x-shieldes-dropped). Now the upstream is offered what Anthropic would show, and the
+    ToolSearch result says the tool is loaded."""
+    h, secret, google, bedrock = node
+    ask: Any = [{"role": "user", "content": [{"type": "text", "text": REMINDER},
+                                             {"type": "text", "text": "look up ticket TCK-1"}]}]
+    first, headers = await _turn(h, secret, {"model": model, "max_tokens": 4096, "tools": [SEARCH, PLACEHOLDER],
+                                             "messages": ask})
+    assert offered_upstream(model, h, google, bedrock) == ["ToolSearch"]
+    call = next(b for b in first["content"] if b["type"] == "tool_use")
+    loaded = {"type": "tool_result", "tool_use_id": call["id"],
+              "content": [{"type": "tool_reference", "tool_name": TICKET["name"]}]}
+    history = [*ask, {"role": "assistant", "content": first["content"]}, {"role": "user", "content": [loaded]}]
+    second, headers = await _turn(h, secret, {"model": model, "max_tokens": 4096, "messages": history,
+                                              "tools": [SEARCH, PLACEHOLDER, TICKET]})
+    assert second["stop_reason"] in ("tool_use", "end_turn")
+    assert offered_upstream(model, h, google, bedrock) == ["ToolSearch", TICKET["name"]]
+    assert "tool_reference" not in headers.get("x-shieldes-dropped", "")
+    sent = json.dumps(h.upstream.last("/v1/chat/completions").body if model == "gpt-4o" else
+                      bedrock.requests[-1].body if model == BEDROCK_CLAUDE else google.requests[-1].body)
+    assert f"Tool {TICKET['name']} is loaded" in sent

@@ -10,6 +10,7 @@ from typing import Any
 from bench import compat_mcp
 from bench.compat_mcp import TICKET, McpScript, Tickets, verdict
 from tests.fake_mcp import Seen
+from tests.fake_wire import answered_calls, deferred_named, loaded_tools
 
 KEY = "sk-shd-virtual-key"
 OFFERED = ["Read", "mcp__tickets__lookup_ticket"]
@@ -34,6 +35,31 @@ def test_the_script_calls_the_lookup_tool_by_any_name_once() -> None:
                                                                            {"id": TICKET})
     assert script.call(["lookup_ticket"], False) == ("lookup_ticket", {"id": TICKET})  # (Codex: in a namespace)
     assert script.call(["lookup_ticket"], answered=True) is None
+
+
+def test_the_script_loads_a_deferred_tool_through_tool_search_first() -> None:
+    """Claude Code 2.1.3xx: the MCP tool named in a system reminder, loaded by ToolSearch
+    `select:NAME` (whose tool_reference result loads it, as the Messages API does), then called."""
+    name = "mcp__tickets__lookup_ticket"
+    reminder = ("<system-reminder>\nThe following deferred tools are now available via ToolSearch. Their schemas "
+                "are NOT loaded. Use ToolSearch with query \"select:<name>[,<name>...]\" to load tool schemas before "
+                f"calling them:\nCronCreate\nWebFetch\n{name}\n</system-reminder>")
+    ask: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": reminder}]}]
+    assert deferred_named(ask) == ["CronCreate", "WebFetch", name]
+    tools = [{"name": "ToolSearch"}, {"name": "DeferredToolPlaceholder", "defer_loading": True},
+             {"name": name, "defer_loading": True}]
+    script = McpScript()
+    assert loaded_tools(tools, ask) == ["ToolSearch"]
+    assert script.call_messages(["ToolSearch"], [name], []) == ("ToolSearch", {"query": f"select:{name}"})
+    history = [*ask, {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "ToolSearch"}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                             "content": [{"type": "tool_reference", "tool_name": name}]}]}]
+    offered, answered = loaded_tools(tools, history), answered_calls(history)
+    assert offered == ["ToolSearch", name] and answered == ["ToolSearch"]
+    assert script.call_messages(offered, [name], answered) == (name, {"id": TICKET})
+    assert script.call_messages(offered, [name], [*answered, name]) is None
+    assert script.call_messages(["ToolSearch"], [name], ["ToolSearch"]) is None  # (not loaded: no second search)
+    assert script.call_messages([name], [], []) == (name, {"id": TICKET})  # (offered at once: called at once)
 
 
 def test_a_run_passes_when_the_call_went_through_and_came_back() -> None:
