@@ -210,6 +210,7 @@ class FakeGoogle:
     provisioned: bool = False
     # set: the most output tokens its models write; a request asking more is refused as Google does
     output_cap: int | None = None
+    finish_reasons: list[str] = field(default_factory=list)  # the finishReason of the next text answers
     claude_enabled: tuple[str, ...] | None = None  # the Claude models enabled in Model Garden (None: all)
     # set (n, how): a stream breaks after n events, by a cut connection ("cut") or Google's error object
     # as an event ("error", status 503)
@@ -436,6 +437,8 @@ class FakeGoogle:
         finish = "STOP"
         if isinstance(max_out, int) and max_out < len(words):
             words, finish = words[:max_out], "MAX_TOKENS"
+        if self.finish_reasons:
+            finish = self.finish_reasons.pop(0)
         count = int(gen.get("candidateCount") or 1)
         out_tokens = (self.reply_words if call else len(words)) * count
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,

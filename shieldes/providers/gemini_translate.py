@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.base import CONTENT_FILTER, Body, TokenUsage, UpstreamFailure
+from shieldes.providers.base import CONTENT_FILTER, MALFORMED_OUTPUT, Body, TokenUsage, UpstreamFailure
 from shieldes.providers.chat_answers import Chunks, chat_answer, chat_choice, usage_dict
 from shieldes.providers.chat_parts import (
     CacheMark,
@@ -35,6 +35,9 @@ _FINISH = {
     "IMAGE_SAFETY": "content_filter", "IMAGE_PROHIBITED_CONTENT": "content_filter",
     "IMAGE_RECITATION": "content_filter", "MODEL_ARMOR": "content_filter",  # Vertex's Model Armor templates
 }
+# Finish reasons of a turn the model ended on a call it could not make well-formed (a malformed or
+# undeclared function call, too many calls in a row): an error-ended turn, not a finished answer
+_MALFORMED = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"})
 # Gemini 3 signs its function calls (`thoughtSignature` on the part) and refuses a later request
 # whose history does not send each signature back. Chat, Messages and Responses clients all echo a
 # call's id, so the signature travels in it (URL-safe, after this marker). A model turn whose calls
@@ -200,8 +203,17 @@ def _finish(reason: str | None, calls: bool) -> str:
     return "tool_calls" if calls and finish == "stop" else finish
 
 
+def malformed(reasons: Any) -> UpstreamFailure | None:
+    """The failure a candidate's malformed end stands for (None when every one ended well)."""
+    bad = next((str(r) for r in reasons if r in _MALFORMED), None)
+    if bad is None:
+        return None
+    return UpstreamFailure(f"the model ended its turn with finishReason {bad} (a function call it could not make "
+                           "well-formed); send the request again", status=None, retryable=True, code=MALFORMED_OUTPUT)
+
+
 def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
-    failure = blocked(resp)
+    failure = blocked(resp) or malformed(reason for _, _, reason in _candidates(resp, False))
     if failure is not None:
         raise failure
     given = str(resp["responseId"]) if resp.get("responseId") else None
@@ -286,6 +298,9 @@ class GeminiStreamTranslator:
             return []
         if self._meta is not None:
             self.usage, self._shown = usage_from_gemini(self._meta)
+        failure = malformed(self._finish.values())
+        if failure is not None:  # the turn ends in error, its usage known (and billed)
+            raise failure
         out = [chunks.finish(_finish(self._finish[index], chunks.tools > 0))
                for index, chunks in sorted(self._choices.items())]
         if self._shown is not None:

@@ -562,3 +562,27 @@ async def test_gemini_3_parallel_calls_signed_once_go_back_as_they_came(
     second = await client.responses.create(model=model, previous_response_id=first.id, input=outputs, tools=functions)
     assert second.output_text == "Hello from the fake Gemini"
     assert sent_back()[0]["thoughtSignature"] in fake.signatures
+
+
+async def test_a_turn_gemini_ends_on_a_malformed_call_is_an_error(node: Harness,
+                                                                   google: tuple[FakeGoogle, Path]) -> None:
+    """finishReason MALFORMED_FUNCTION_CALL (UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS): the model
+    could not make its function call, and the answer read as a finished "stop" with no call. It
+    is now an error in the client's API (502 `malformed_model_output`; streamed, the error event
+    after what came), as Bedrock's malformed stop reasons are."""
+    fake, _ = google
+    client = oai(node, await new_key(node))
+    hello: Any = [{"role": "user", "content": "hello"}]
+    fake.finish_reasons.append("MALFORMED_FUNCTION_CALL")
+    with pytest.raises(openai.APIStatusError) as failed:
+        await client.chat.completions.create(model="gemini-2.5-flash", messages=hello)
+    assert failed.value.status_code == 502 and failed.value.code == "malformed_model_output"
+    assert "MALFORMED_FUNCTION_CALL" in failed.value.message
+    fake.finish_reasons.append("UNEXPECTED_TOOL_CALL")
+    with pytest.raises(openai.APIError) as broke:
+        stream = await client.chat.completions.create(model="gemini-2.5-flash", messages=hello, stream=True)
+        async for _ in stream:
+            pass
+    assert "UNEXPECTED_TOOL_CALL" in broke.value.message
+    answer = await client.chat.completions.create(model="gemini-2.5-flash", messages=hello)
+    assert answer.choices[0].finish_reason == "stop"
