@@ -44,7 +44,8 @@ _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DEN
 VERTEX_REFUSED_FIELDS = ("service_tier", "inference_geo", "mcp_servers", "speed", "diagnostics")
 VERTEX_REFUSED_BETAS = frozenset({"effort-2025-11-24", "mcp-client-2025-11-20", "prompt-caching-scope-2026-01-05",
                                   "advisor-tool-2026-03-01", "fast-mode-2026-02-01", "web-fetch-2025-09-10",
-                                  "files-api-2025-04-14", "skills-2025-10-02", "code-execution-2025-08-25"})
+                                  "files-api-2025-04-14", "skills-2025-10-02", "code-execution-2025-08-25",
+                                  "advanced-tool-use-2025-11-20"})  # (tool search: tool-search-tool-2025-10-19)
 
 
 def claude_refusal(body: dict[str, Any], beta: str) -> str | None:
@@ -64,6 +65,9 @@ def claude_refusal(body: dict[str, Any], beta: str) -> str | None:
     scoped = next((f"{at}.{i}.cache_control.scope" for at, i, b in blocks
                    if "scope" in (b.get("cache_control") or {})), None)
     field = field or scoped
+    if field is None and "tool-search-tool-2025-10-19" not in beta:  # deferred tools need tool search's beta
+        field = next((f"tools.{i}.defer_loading" for i, t in enumerate(body.get("tools") or [])
+                      if isinstance(t, dict) and "defer_loading" in t), None)
     return f"{field}: Extra inputs are not permitted" if field else None
 
 

@@ -123,6 +123,9 @@ class VertexClaudeProvider(AnthropicProvider):
         # its 400 names the ones it refuses, so those (and only those) are left out: sent again
         # once without them, and left out of the model's next calls for a while (RefusedBetas)
         header = vertex_options.BETA_HEADER
+        named = vertex_options.vertex_betas(passthrough.headers.get(header))
+        if named is not None:
+            passthrough = _with_betas(passthrough, named)
         now = time.monotonic()
         left_out = self._refused.known(target.model, passthrough.headers.get(header), now)
         if left_out:

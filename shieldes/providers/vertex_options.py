@@ -209,6 +209,22 @@ class RefusedBetas:
             self._until[(model, value)] = now + REMEMBER_REFUSED
 
 
+# Beta values Anthropic's API and Claude on Vertex name apart: tool search (deferred tools and
+# tool_reference blocks, which Claude Code uses for MCP tools) is `advanced-tool-use-2025-11-20` on
+# Anthropic's API and `tool-search-tool-2025-10-19` on Vertex (and Bedrock), as Claude Code itself
+# sends them to each
+_VERTEX_NAMES = {"advanced-tool-use-2025-11-20": "tool-search-tool-2025-10-19"}
+
+
+def vertex_betas(header: str | None) -> str | None:
+    """The `anthropic-beta` header with Anthropic's names of betas Vertex names otherwise in
+    Vertex's names (each once); None when it holds none."""
+    values = [v.strip() for v in (header or "").split(",") if v.strip()]
+    if not any(v in _VERTEX_NAMES for v in values):
+        return None
+    return ",".join(dict.fromkeys(_VERTEX_NAMES.get(v, v) for v in values))
+
+
 def without_betas(header: str | None, refused: list[str]) -> str | None:
     """The `anthropic-beta` header without the refused values ("" when none is left); None when
     it holds none of them (sending it again would be refused again)."""

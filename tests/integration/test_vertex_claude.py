@@ -271,3 +271,24 @@ async def test_openai_sdk_tier_user_and_tags_reach_claude_on_vertex_as_it_takes_
     sent = claude_calls(google)[-1]
     assert "service_tier" not in sent.body and "X-Vertex-AI-LLM-Request-Type" not in sent.headers
     assert sent.body["metadata"] == {"user_id": "user-8"}
+
+
+async def test_claude_codes_tool_search_beta_reaches_vertex_under_vertex_s_name(node: Harness,
+                                                                                 google: FakeGoogle) -> None:
+    """Claude Code defers MCP tools behind its ToolSearch tool (tools with `defer_loading`,
+    tool_reference results) under the beta `advanced-tool-use-2025-11-20`, Anthropic's API's name;
+    Vertex names it `tool-search-tool-2025-10-19` and refuses the other, which was then left out,
+    and the deferred tools were refused without it: every Claude Code turn with an MCP server
+    failed on Vertex. The beta goes under Vertex's name, once, and nothing is named as dropped."""
+    client = anthropic.AsyncAnthropic(base_url=node.base, api_key=await new_key(node), max_retries=0)
+    search = {"type": "object", "properties": {"query": {"type": "string"}}}
+    tools: Any = [{"name": "ToolSearch", "input_schema": search},
+                  {"name": "DeferredToolPlaceholder", "defer_loading": True,
+                   "input_schema": {"type": "object", "properties": {}}}]
+    betas: Any = ["claude-code-20250219", "advanced-tool-use-2025-11-20", "tool-search-tool-2025-10-19"]
+    raw = await client.beta.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=200, betas=betas, tools=tools, messages=[{"role": "user", "content": "hi"}])
+    assert (await raw.parse()).stop_reason == "tool_use"
+    assert "x-shieldes-dropped" not in raw.http_response.headers
+    (sent,) = claude_calls(google)
+    assert sent.headers["anthropic-beta"] == "claude-code-20250219,tool-search-tool-2025-10-19"
