@@ -475,4 +475,6 @@ def _beta_problem(model: str, body: dict[str, Any]) -> str | None:
         return "Malformed input request: extraneous key [anthropic_beta] is not permitted, please reformat"
     if not isinstance(betas, list) or not all(b in BEDROCK_BETAS for b in betas):
         return "invalid beta flag"
+    if "effort-2025-11-24" in betas and "opus-4-5" not in model:  # (a beta of some models only)
+        return "invalid beta flag"
     return None

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.providers import bedrock_betas
 from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.bedrock_translate import (
     ConverseStreamTranslator,
@@ -25,6 +26,7 @@ from shieldes.providers.bedrock_translate import (
     titan_requests,
 )
 from shieldes.providers.chat_answers import embeddings_response
+from shieldes.providers.dropped import Outbound
 from shieldes.providers.http import (
     SHAPE_ERRORS,
     event_object,
@@ -79,6 +81,8 @@ class _Signer:
         return dict(request.headers.items())
 
 
+T = TypeVar("T")
+
 class BedrockProvider(InputTokenCounter):
     kind = "bedrock"
 
@@ -86,6 +90,7 @@ class BedrockProvider(InputTokenCounter):
         self._client = client
         self._json_timeout, self._stream_timeout = timeouts(settings)
         self._signer = _Signer()
+        self._refused = bedrock_betas.RefusedBetas()
 
     @staticmethod
     def _url(target: Target, model: str, action: str) -> str:
@@ -102,13 +107,32 @@ class BedrockProvider(InputTokenCounter):
         if op == "embeddings":
             return await self._embed(target, body)
         _only_chat(op)
-        out = converse_request(body, target.model)
-        data = await self._post(target, self._url(target, target.model, "converse"), orjson.dumps(out.request))
+        url = self._url(target, target.model, "converse")
+        data, out = await self._fitted(target, converse_request(body, target.model),
+                                       lambda o: self._post(target, url, orjson.dumps(o.request)))
         try:
             chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(out.request))
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage, dropped=out.dropped)
+
+    async def _fitted(self, target: Target, out: Outbound,
+                      send: Callable[[Outbound], Awaitable[T]]) -> tuple[T, Outbound]:
+        """`send(out)`; a call Bedrock refuses for the client's betas (a value this model does not
+        take) is sent again once without them, and the model's next calls go without them for a
+        while (bedrock_betas.RefusedBetas); what was sent, with the betas named as dropped."""
+        now = time.monotonic()
+        if self._refused.known(target.model, now):
+            out = bedrock_betas.without(out)
+            return await send(out), out
+        try:
+            return await send(out), out
+        except UpstreamFailure as failure:
+            fewer = bedrock_betas.without(out)
+            if fewer is out or not bedrock_betas.refused(failure.status, failure.message):
+                raise
+            self._refused.add(target.model, now)
+            return await send(fewer), fewer
 
     async def count_input_tokens(self, target: Target, body: Body) -> int | None:
         """Bedrock's CountTokens on the Converse request the chat request becomes (what Converse
@@ -142,11 +166,13 @@ class BedrockProvider(InputTokenCounter):
     async def stream(self, op: Operation, target: Target, body: Body) -> BedrockChunkStream:
         _only_chat(op)
         url = self._url(target, target.model, "converse-stream")
-        out = converse_request(body, target.model)
-        payload = orjson.dumps(out.request)
-        headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
-        resp = await open_event_stream(self._client, target, url, payload, headers,
-                                       self._stream_timeout)
+
+        async def opened(o: Outbound) -> UpstreamResponse:
+            payload = orjson.dumps(o.request)
+            headers = await self._signer.headers(target, url, payload, "application/vnd.amazon.eventstream")
+            return await open_event_stream(self._client, target, url, payload, headers, self._stream_timeout)
+
+        resp, out = await self._fitted(target, converse_request(body, target.model), opened)
         translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request))
         stream = BedrockChunkStream(resp, target, translator, out.dropped)
         await stream.prime()

@@ -281,3 +281,25 @@ async def test_claude_codes_tool_search_round_works_on_upstreams_without_deferre
     sent = json.dumps(h.upstream.last("/v1/chat/completions").body if model == "gpt-4o" else
                       bedrock.requests[-1].body if model == BEDROCK_CLAUDE else google.requests[-1].body)
     assert f"Tool {TICKET['name']} is loaded" in sent
+
+
+async def test_betas_a_bedrock_model_does_not_take_are_left_out_after_its_refusal(node: Node) -> None:
+    """Which documented beta a model takes is Bedrock's to say (effort-2025-11-24: Opus 4.5 only),
+    and it refuses the whole call for one it does not ("invalid beta flag"), which Claude Code
+    sends with every turn: the call goes again once without the betas (named as dropped), and the
+    model's next calls go without them at once."""
+    h, secret, _, bedrock = node
+    betas = {"anthropic-beta": "interleaved-thinking-2025-05-14,effort-2025-11-24"}
+    client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0, default_headers=betas)
+    body: Any = {"model": BEDROCK_CLAUDE, "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]}
+    dropped = "anthropic-beta: interleaved-thinking-2025-05-14, anthropic-beta: effort-2025-11-24"
+    for calls in (2, 1):
+        before = len(bedrock.requests)
+        raw = await client.messages.with_raw_response.create(**body)
+        assert (await raw.parse()).stop_reason == "end_turn"
+        assert raw.http_response.headers["x-shieldes-dropped"] == dropped
+        assert len(bedrock.requests) - before == calls
+        assert "additionalModelRequestFields" not in bedrock.requests[-1].body
+    async with client.messages.stream(**body) as stream:
+        assert (await stream.get_final_message()).stop_reason == "end_turn"
+    assert "additionalModelRequestFields" not in bedrock.requests[-1].body
