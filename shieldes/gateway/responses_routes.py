@@ -307,6 +307,10 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         usage = token_usage(events.usage, turn.size, tally.content_chunks)
         final = _estimated(events.final, turn.size, tally.content_chunks)
         turn.finish(served, None if final is None else turn.in_conversation(final), usage)
+        broke = events.broke
+        if broke is not None and tally.outcome == "done":  # (its `response.failed` went out as the last event)
+            tally.outcome, tally.failure_code = "upstream_error", broke.code
+            tally.failure = turn.gw.scrub(broke.message)
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 

@@ -61,12 +61,14 @@ class Answer:
 class EventStream(Protocol):
     """Typed Responses events for the client. Failures after the first event come as `error` and
     `response.failed` events, never as exceptions. `final` is the last response object (once
-    iteration ended), `usage` its usage if reported, `deltas` the content deltas seen."""
+    iteration ended), `usage` its usage if reported, `deltas` the content deltas seen, `broke` the
+    upstream's failure that ended it so (for the request log), if one did."""
 
     final: Body | None
     usage: ResponsesUsage | None
     deltas: int
     headers: dict[str, str]
+    broke: UpstreamFailure | None
 
     def __aiter__(self) -> AsyncIterator[Body]: ...
 
@@ -271,6 +273,7 @@ class TranslatedEvents:
         self.final: Body | None = None
         self.usage: ResponsesUsage | None = None
         self.deltas = 0
+        self.broke: UpstreamFailure | None = None
         self._gen: AsyncGenerator[Body, None] | None = None
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
@@ -289,6 +292,7 @@ class TranslatedEvents:
                         self.deltas += 1
                     yield event
         except UpstreamFailure as failure:
+            self.broke = failure
             kind = classify(failure)
             events = tr.fail(f"upstream stream failed: {failure.message}; retry the request", _now(),
                              kind.responses_code, _event_type(kind))
@@ -312,6 +316,7 @@ class ReadyEvents:
 
     def __init__(self, response: Body, usage: ResponsesUsage | None, headers: dict[str, str]) -> None:
         self.final: Body | None = response
+        self.broke: UpstreamFailure | None = None
         self.usage = usage
         self.headers = headers
         self.deltas = 0
@@ -350,6 +355,7 @@ class NativeEvents:
         self.final: Body | None = None
         self.usage: ResponsesUsage | None = None
         self.deltas = 0
+        self.broke: UpstreamFailure | None = None
         self._gen: AsyncGenerator[Body, None] | None = None
         self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
         self._bill: Callable[[Body, int], Body] = _unbilled
@@ -412,6 +418,7 @@ class NativeEvents:
 
     def _failed(self, failure: UpstreamFailure) -> list[Body]:
         """The events that end a stream the upstream broke off, numbered after its own."""
+        self.broke = failure
         up = self._up
         number = EventNumberer()
         number.next = up.last_sequence + 1

@@ -526,3 +526,25 @@ async def test_a_turn_bedrock_ends_malformed_is_an_error_counted_in_the_request_
     assert [(r[0], r[1], r[2]) for r in rows] == [(502, "malformed_model_output", False),
                                                   (200, "malformed_model_output", True)]
     assert rows[1][3] > 0  # (the streamed turn's usage, as Bedrock reported it)
+
+
+async def test_a_responses_stream_bedrock_ends_malformed_fails_and_is_counted(
+        node: tuple[Harness, FakeBedrock]) -> None:
+    """A Responses stream (translated to Converse) whose turn Bedrock ends malformed ends with
+    `response.failed`; the request log counted it as a finished stream, with no error code (a
+    Responses stream broken mid-way did not count as one either). It is logged under
+    `malformed_model_output`."""
+    h, fake = node
+    client = await client_for(h)
+    fake.stop_reasons.append("malformed_tool_use")
+    with pytest.raises(openai.APIError) as failed:  # (the SDK raises the `error` event before response.failed)
+        async for _ in await client.responses.create(model=CLAUDE, input="hello", stream=True):
+            pass
+    assert "malformed_tool_use" in failed.value.message
+    writer = h.node.request_log
+    assert writer is not None
+    await wait_until(lambda: writer.buffer.added >= 1, timeout=10)
+    assert await writer.flush_all(10)
+    with psycopg.connect(h.database_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT status, error_code, stream FROM request_log WHERE route <> '/metrics'").fetchall()
+    assert rows == [(200, "malformed_model_output", True)]
