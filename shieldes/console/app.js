@@ -16,13 +16,20 @@ const main = () => document.getElementById("main");
 // finishes loading after the user moved on is stopped and never touches the screen.
 const view = { current: null, seq: 0 };
 
-function takeSessionFromFragment() {
-  // after OIDC sign-in the node redirects to /ui/#session=<token>; the fragment never reaches a server
-  const m = location.hash.match(/^#session=(.+)$/);
-  if (m) {
-    session.token = decodeURIComponent(m[1]);
-    history.replaceState(null, "", "/ui/#/overview");
+// After SSO the node sends the browser to /ui/#sso with the session in an HttpOnly cookie only this
+// browser holds; the page redeems it with a same-origin POST. A session is never read from the
+// address: a link carrying one (#session=...) would sign whoever opens it in as someone else.
+async function finishSso() {
+  const sso = location.hash === "#sso";
+  if (sso || location.hash.startsWith("#session=")) history.replaceState(null, "", "/ui/");
+  if (!sso) return null;
+  const resp = await fetch("/ui/oidc/session", { method: "POST", credentials: "same-origin" });
+  const data = await resp.json().catch(() => null);
+  if (!resp.ok || !data || !data.session) {
+    throw new Error((data && data.error && data.error.message) || `The SSO sign-in could not be finished (HTTP ${resp.status}); sign in again.`);
   }
+  session.token = data.session;
+  return data.session;
 }
 
 async function signInView(message) {
@@ -149,5 +156,6 @@ document.getElementById("sign-out").addEventListener("click", () => {
   toast("Signed out.");
 });
 
-takeSessionFromFragment();
-if (session.token) start().catch((err) => signInView(refused(err))); else signInView("");
+finishSso().then(() => {
+  if (session.token) start().catch((err) => signInView(refused(err))); else signInView("");
+}, (err) => signInView(err.message));

@@ -9,13 +9,15 @@ from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 
+from shieldes.gateway.admin.oidc import HANDOFF_COOKIE, HANDOFF_PATH
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, s256
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
 
 
 async def sign_in(base: str) -> tuple[int, str]:
-    """Follow the browser's redirects by hand; returns (status, Location of the last hop)."""
+    """Follow the browser's redirects by hand, then redeem the hand-off as the console page does;
+    returns (200, the session token) or (status, body) of the step that refused."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         async with s.get(base + "/ui/oidc/login", allow_redirects=False) as r:
             assert r.status == 302, await r.text()
@@ -24,7 +26,12 @@ async def sign_in(base: str) -> tuple[int, str]:
             assert r.status == 302
             back = r.headers["Location"]
         async with s.get(back, allow_redirects=False) as r:
-            return r.status, r.headers.get("Location", await r.text())
+            if r.status != 302:
+                return r.status, await r.text()
+            assert r.headers["Location"] == "/ui/#sso", r.headers["Location"]  # no credential in the URL
+        async with s.post(base + HANDOFF_PATH) as r:
+            body = await r.json()
+            return r.status, body["session"] if r.status == 200 else str(body)
 
 
 async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:
@@ -35,9 +42,8 @@ async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:
             status, options = await AdminClient(h.base, None).get("/ui/sign-in.json")
             assert options["oidc"] is True
 
-            status, location = await sign_in(h.base)
-            assert status == 302 and location.startswith("/ui/#session=shd-oidc-")
-            session = location.split("=", 1)[1]
+            status, session = await sign_in(h.base)
+            assert status == 200 and session.startswith("shd-oidc-")
             assert idp.token_requests[-1]["redirect_uri"] == h.base + "/ui/oidc/callback"
             api = AdminClient(h.base, session)
             status, me = await api.get("/admin/v1/whoami")
@@ -74,10 +80,10 @@ async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its
     try:
         async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
                            oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer") as h:
-            status, location = await sign_in(h.base)
-            assert status == 302 and location.startswith("/ui/#session=shd-oidc-"), location
+            status, session = await sign_in(h.base)
+            assert status == 200 and session.startswith("shd-oidc-"), session
             first, second = await sign_in(h.base), await sign_in(h.base)
-            assert first[0] == second[0] == 302
+            assert first[0] == second[0] == 200
     finally:
         await idp.stop()
     challenges = [q.get("code_challenge") for q in idp.authorize_requests]
@@ -167,9 +173,43 @@ async def test_an_unverified_email_does_not_name_the_actor(database_url: str) ->
             for verified in (False, True):
                 idp.user = {"sub": "u-77", "email": "ceo@example.com", "email_verified": verified,
                             "roles": ["platform"]}
-                status, location = await sign_in(h.base)
-                assert status == 302, location
-                names.append((await AdminClient(h.base, location.split("=", 1)[1]).get("/admin/v1/whoami"))[1]["name"])
+                status, session = await sign_in(h.base)
+                assert status == 200, session
+                names.append((await AdminClient(h.base, session).get("/admin/v1/whoami"))[1]["name"])
     finally:
         await idp.stop()
     assert names == ["u-77", "ceo@example.com"]
+
+
+async def test_the_session_reaches_only_the_browser_that_signed_in(database_url: str) -> None:
+    """Login CSRF: the callback put the session in the URL (/ui/#session=...), so a link with the
+    attacker's session signed a victim in as the attacker. Now the session is handed over in an
+    HttpOnly cookie of the browser that passed the state check, redeemed once by a same-origin POST."""
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h, \
+                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+                to_provider = r.headers["Location"]
+            async with s.get(to_provider, allow_redirects=False) as r:
+                back = r.headers["Location"]
+            async with s.get(back, allow_redirects=False) as r:
+                location, cookie = r.headers["Location"], r.headers.getall("Set-Cookie")
+                handoff = next(c for c in cookie if c.startswith(HANDOFF_COOKIE + "="))
+            # another browser (no cookie) and a cross-site page get nothing
+            async with aiohttp.ClientSession() as other, other.post(h.base + HANDOFF_PATH) as r:
+                stranger = (r.status, (await r.json())["error"]["code"])
+            async with s.post(h.base + HANDOFF_PATH, headers={"Sec-Fetch-Site": "cross-site"}) as r:
+                cross = (r.status, (await r.json())["error"]["code"])
+            async with s.post(h.base + HANDOFF_PATH) as r:
+                first = (r.status, await r.json(), r.headers.get("Cache-Control"))
+            async with s.post(h.base + HANDOFF_PATH) as r:  # erased as it was read
+                again = (r.status, (await r.json())["error"]["code"])
+    finally:
+        await idp.stop()
+    assert location == "/ui/#sso" and "shd-oidc-" not in location
+    assert "HttpOnly" in handoff and f"Path={HANDOFF_PATH}" in handoff and "SameSite=Lax" in handoff, handoff
+    assert stranger == (401, "oidc_no_sign_in") and cross == (403, "oidc_cross_site")
+    assert first[0] == 200 and first[1]["session"].startswith("shd-oidc-") and first[2] == "no-store"
+    assert again == (401, "oidc_no_sign_in")

@@ -95,4 +95,5 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
     if ctx.oidc is not None:
         app.router.add_get("/ui/oidc/login", in_browser(ctx.oidc.login))
         app.router.add_get("/ui/oidc/callback", in_browser(ctx.oidc.callback))
+        app.router.add_post("/ui/oidc/session", ctx.oidc.redeem)
     app.router.add_get("/ui/{name}", asset)

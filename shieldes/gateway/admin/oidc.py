@@ -3,9 +3,11 @@
 /ui/oidc/login redirects to the provider with a fresh state, nonce and PKCE challenge (their values
 kept in a signed, HttpOnly cookie); /ui/oidc/callback exchanges the code with the PKCE verifier at
 the token endpoint, verifies the ID token's signature (the provider's JWKS), issuer, audience,
-expiry and nonce, maps the role claim to a shieldes role and hands the console a session token in
-the URL fragment (never sent to a server). Session tokens are HMAC-signed with a key derived from
-the client secret, so every node with the same settings accepts them; they expire after
+expiry and nonce, maps the role claim to a shieldes role and hands the session to the console through
+an HttpOnly cookie that only this browser holds (it passed the state check): the page redeems it
+with a same-origin POST /ui/oidc/session. A session is never taken from the URL, so a link cannot
+sign a victim in as someone else (login CSRF). Session tokens are HMAC-signed with a key derived
+from the client secret, so every node with the same settings accepts them; they expire after
 SHIELDES_OIDC_SESSION_SECONDS."""
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ SESSION_PREFIX = "shd-oidc-"
 STATE_COOKIE = "shieldes_oidc"
 STATE_SECONDS = 600
 CALLBACK = "/ui/oidc/callback"
+# the hand-off from the callback to the console page: a cookie the page redeems at once
+HANDOFF_COOKIE = "shieldes_oidc_handoff"
+HANDOFF_PATH = "/ui/oidc/session"
+HANDOFF_SECONDS = 120
 
 
 def _b64(data: bytes) -> str:
@@ -152,9 +158,29 @@ class OidcLogin:
         resp.set_cookie(STATE_COOKIE, self._sign({"state": state, "nonce": nonce, "verifier": verifier,
                                                   "exp": time.time() + STATE_SECONDS}),
                         max_age=STATE_SECONDS, path="/ui/oidc", httponly=True, samesite="Lax",
-                        # behind a load balancer that ends TLS the node sees http, but the browser
-                        # comes back to the https callback it was registered with
-                        secure=self._redirect_uri(request).startswith("https://"))
+                        secure=self._secure(request))
+        return resp
+
+    def _secure(self, request: web.Request) -> bool:
+        # behind a load balancer that ends TLS the node sees http, but the browser comes back to
+        # the https callback it was registered with
+        return request.scheme == "https" or self._redirect_uri(request).startswith("https://")
+
+    async def redeem(self, request: web.Request) -> web.StreamResponse:
+        """POST /ui/oidc/session: the console page takes the session the callback left in this
+        browser's hand-off cookie. The cookie is erased as it is read; a browser that did not go
+        through the callback itself (a link someone sent) has none, so nobody is signed in."""
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise PermissionDenied("an SSO sign-in is finished only by the console's own page; open /ui/ and "
+                                   "sign in with SSO", code="oidc_cross_site")
+        saved = self._unsign(request.cookies.get(HANDOFF_COOKIE, ""))
+        token = saved.get("session") if saved is not None else None
+        if not isinstance(token, str) or self.verify_session(token) is None:
+            raise AuthenticationFailed("no SSO sign-in to finish in this browser (it expired after "
+                                       f"{HANDOFF_SECONDS} s, or was finished already); sign in again at /ui/",
+                                       code="oidc_no_sign_in")
+        resp = web.json_response({"session": token}, headers={"Cache-Control": "no-store"})
+        resp.del_cookie(HANDOFF_COOKIE, path=HANDOFF_PATH)
         return resp
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
@@ -208,6 +234,13 @@ class OidcLogin:
             who = str(claims["sub"])
         else:
             who = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
-        done = web.HTTPFound("/ui/#session=" + self.issue_session(who, role))
+        # the session goes to this browser only, in a cookie the page redeems (never in the URL:
+        # a link carrying one would sign whoever opens it in as its owner)
+        done = web.HTTPFound("/ui/#sso")
+        done.headers["Cache-Control"] = "no-store"
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
+        done.set_cookie(HANDOFF_COOKIE, self._sign({"session": self.issue_session(who, role),
+                                                   "exp": time.time() + HANDOFF_SECONDS}),
+                        max_age=HANDOFF_SECONDS, path=HANDOFF_PATH, httponly=True, samesite="Lax",
+                        secure=self._secure(request))
         return done

@@ -1,0 +1,52 @@
+"""Single sign-on in a real headless Chromium against a node and a small OIDC provider: "Sign in
+with SSO" lands signed in as the provider's user, and a link carrying someone else's session in its
+fragment (/ui/#session=..., login CSRF) signs nobody in."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.test_console import LOADED, all_css, by_css
+from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.integration.gateway_harness import harness
+from tests.integration.test_admin_oidc import sign_in
+
+pytestmark = pytest.mark.cluster
+
+
+def _browse(base: str, attacker_session: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with chromium(*DESKTOP) as d:
+        d.get(base + "/ui/#session=" + attacker_session)
+        wait(d, lambda d: all_css(d, "input#token") and all_css(d, "a.button[href='/ui/oidc/login']"),
+             what="the sign-in form with its SSO button")
+        seen["planted"] = {"url": d.current_url, "stored": d.execute_script(
+            "return sessionStorage.getItem('shieldes.token')"), "who_hidden": by_css(d, "#who").get_attribute("hidden")}
+        by_css(d, "a.button[href='/ui/oidc/login']").click()
+        wait(d, lambda d: all_css(d, LOADED + "h1"), what="the console after SSO")
+        seen["signed_in"] = {"who": by_css(d, "#who-name").text, "url": d.current_url}
+    return seen
+
+
+async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(database_url: str) -> None:
+    require_chromium()
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin,staff=viewer") as h:
+            idp.user = {"sub": "u-666", "email": "mallory@example.com", "roles": ["staff"]}
+            status, attacker = await sign_in(h.base)
+            assert status == 200, attacker
+            idp.user = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
+            seen = await asyncio.to_thread(_browse, h.base, attacker)
+    finally:
+        await idp.stop()
+    planted = seen["planted"]
+    assert planted["stored"] is None and planted["who_hidden"] is not None, planted  # not signed in
+    assert "session=" not in planted["url"], planted  # and the session is gone from the address bar
+    assert seen["signed_in"]["who"].startswith("ana@example.com · admin"), seen
+    assert "#sso" not in seen["signed_in"]["url"], seen
