@@ -94,21 +94,23 @@ def price_findings(config: ConfigState, priced: Callable[[str], bool], *, allow_
     return out
 
 
-# Admin sign-in is not rate-limited: a guess costs one request. Tokens shieldes makes carry 256 bits;
-# the bootstrap token and the OIDC client secret (which signs console sessions, so a session token
-# lets its secret be guessed offline) are chosen by the operator, and a short one can be guessed.
+# Failed admin sign-ins are bounded per address and per node, but a bound slows guessing, it does
+# not stop it (many addresses, many nodes), and a session token lets the OIDC client secret (which
+# signs sessions) be guessed offline, with no bound at all. Tokens shieldes makes carry 256 bits;
+# the bootstrap token and the client secret are chosen by the operator, and a short one can be guessed.
 MIN_SECRET_CHARS = 32
 
 
 def weak_secret_lines(admin_token: str | None, oidc_client_secret: str | None) -> list[str]:
     """A warning for each operator-chosen admin secret shorter than MIN_SECRET_CHARS."""
     out = []
-    for value, name, guessed in ((admin_token, "SHIELDES_ADMIN_TOKEN", "by anyone who can reach /admin/"),
+    for value, name, guessed in ((admin_token, "SHIELDES_ADMIN_TOKEN",
+                                  "by anyone who can reach /admin/ (failed sign-ins are only slowed down)"),
                                  (oidc_client_secret, "SHIELDES_OIDC_CLIENT_SECRET",
                                   "offline from one console session, which it signs")):
         if value and len(value) < MIN_SECRET_CHARS:
-            out.append(f"{name} is {len(value)} characters: it can be guessed {guessed} (sign-in is not "
-                       f"rate-limited); use at least {MIN_SECRET_CHARS} random characters, e.g. "
+            out.append(f"{name} is {len(value)} characters: it can be guessed {guessed}; use at least "
+                       f"{MIN_SECRET_CHARS} random characters, e.g. "
                        "`openssl rand -base64 32`, on every node")
     return out
 

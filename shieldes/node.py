@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
 from shieldes.checks import startup_report, weak_secret_lines
+from shieldes.client_address import parse_networks
 from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.membership import claim_boot_epoch
@@ -32,6 +33,7 @@ from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.gateway import ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
+from shieldes.gateway.admin.sign_in_limit import SignInCollector, SignInLimit
 from shieldes.gateway.app import build_app
 from shieldes.gateway.config_check import ConfigWatch
 from shieldes.gateway.metrics import Metrics
@@ -170,7 +172,8 @@ class Node:
         self.state = "starting"
         # first: a missing optional extra is refused before anything is started
         self.tracing = Tracing(s.otel_endpoint, service_name=s.otel_service_name, node_id=self.node_id,
-                               scheme="https" if s.tls_cert else "http") if s.otel_endpoint else None
+                               scheme="https" if s.tls_cert else "http",
+                               trusted_proxies=parse_networks(s.trusted_proxies)) if s.otel_endpoint else None
         # a wrong file is refused before the log is loaded
         tls = ServedCertificate.of(s.tls_cert, s.tls_key, s.tls_reload_interval)
         await self._open_database()
@@ -220,7 +223,10 @@ class Node:
         admin = AdminContext(s, self.node_id, self.projector, self.gateway, self.pool, self.readiness,
                              database_url=self.database_url, cluster=self.cluster,
                              oidc=OidcLogin.from_settings(s), db_wait=self.db_wait,
-                             db_read_wait=self.db_read_wait)
+                             db_read_wait=self.db_read_wait,
+                             sign_in=SignInLimit(s.admin_sign_in_failures, s.admin_sign_in_failures_total),
+                             trusted_proxies=parse_networks(s.trusted_proxies))
+        self.metrics.registry.register(SignInCollector(admin.sign_in))
         self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
         responses = self.responses
         self.metrics.watch_stored_responses(lambda: responses.pending, lambda: responses.pending_bytes,
@@ -236,7 +242,8 @@ class Node:
         if self.request_log is not None:
             await self.request_log.start()
         observer = Observer(self.metrics, self.node_id, sink=self.request_log.add if self.request_log else None,
-                            capture=capture, access=s.access_log, tracing=self.tracing)
+                            capture=capture, access=s.access_log, tracing=self.tracing,
+                            trusted_proxies=admin.trusted_proxies)
         self.http = HttpServer(build_app(self.gateway, self.readiness, admin, self.responses,
                                          Conversations(ConversationTable(self.pool), self.db_wait), self.background,
                                          observer),

@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     oidc_redirect_url: str | None = Field(
         default=None, description="callback URL registered at the provider (default: this node's /ui/oidc/callback)")
     oidc_session_seconds: float = Field(default=8 * 3600.0, gt=0, description="console session lifetime after sign-in")
+    admin_sign_in_failures: int = Field(
+        default=10, ge=0, description="failed admin API / console sign-ins a client address may make per minute "
+        "before it is answered 429 (per node; 0: no bound)")
+    admin_sign_in_failures_total: int = Field(
+        default=100, ge=0, description="failed admin API / console sign-ins per minute on a node, all addresses "
+        "together, before guessable credentials are answered 429 (0: no bound)")
+    trusted_proxies: str = Field(
+        default="", description="load balancers / ingresses (addresses or networks, comma-separated) whose "
+        "X-Forwarded-For names the client (request log, traces, sign-in limit)")
 
     # Gateway behaviour
     # Anthropic takes Messages requests up to 32 MB: a coding agent's turn carries every screenshot of its
@@ -217,6 +226,11 @@ class Settings(BaseSettings):
     @classmethod
     def _role_map(cls, v: str) -> str:
         return settings_env.role_map(v)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        return settings_env.networks(v)
 
     @field_validator("request_log_retention", mode="before")
     @classmethod

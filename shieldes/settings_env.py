@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shieldes.client_address import parse_networks
 from shieldes.roles import parse_role_map
 from shieldes.settings_table import ENV_FILE, ENV_PREFIX, FIELDS
 
@@ -58,6 +59,11 @@ def role_map(v: str) -> str:
     return v
 
 
+def networks(v: str) -> str:
+    parse_networks(v)  # refuse a bad entry at start, not at the first request
+    return v
+
+
 def days(v: object) -> object:
     """'30d', '2w' or a plain number of days."""
     if isinstance(v, str):
@@ -71,6 +77,7 @@ def days(v: object) -> object:
 # Settings' validators by method name, as the table names them (generating it fails on one missing).
 VALIDATORS: Mapping[str, Callable[[Any], Any]] = {
     "_lower": lower, "_absolute": absolute, "_blank_is_none": blank_is_none, "_role_map": role_map, "_days": days,
+    "_networks": networks,
 }
 FACTORIES: Mapping[str, Callable[[], Any]] = {
     "default_data_dir": default_data_dir, "default_node_id": default_node_id, "list": list,

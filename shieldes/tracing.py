@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from shieldes.client_address import Network, client_address
 from shieldes.errors import ShieldesError
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import JsonResult, TokenUsage
@@ -97,7 +98,9 @@ def traces_url(endpoint: str) -> str:
 
 
 class Tracing:
-    def __init__(self, endpoint: str, *, service_name: str, node_id: str, scheme: str = "http") -> None:
+    def __init__(self, endpoint: str, *, service_name: str, node_id: str, scheme: str = "http",
+                 trusted_proxies: tuple[Network, ...] = ()) -> None:
+        self.trusted_proxies = trusted_proxies  # whose X-Forwarded-For names the client
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import Resource
@@ -133,8 +136,9 @@ class Tracing:
         """The HTTP server conventions' attributes known when the request arrives."""
         attrs: dict[str, Any] = {"http.request.method": request.method, "url.path": request.path[:512],
                                  "url.scheme": self.scheme, "shieldes.request_id": rec.request_id}
-        if request.remote:
-            attrs["client.address"] = request.remote
+        client = client_address(request.remote, request.headers.get("X-Forwarded-For"), self.trusted_proxies)
+        if client:
+            attrs["client.address"] = client
         agent = request.headers.get("User-Agent")
         if agent:
             attrs["user_agent.original"] = agent[:512]

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from shieldes.client_address import Network, client_address
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import RECORD_KEY, ROUTE_LABELS, Handler, handle_errors, request_id
 from shieldes.logformat import AccessLog
@@ -85,8 +86,10 @@ class InFlight:
 
 class Observer:
     def __init__(self, metrics: Metrics, node_id: str, *, sink: Callable[[RequestRecord], None] | None = None,
-                 capture: Capture | None = None, access: bool = True, tracing: ServerSpans | None = None) -> None:
+                 capture: Capture | None = None, access: bool = True, tracing: ServerSpans | None = None,
+                 trusted_proxies: tuple[Network, ...] = ()) -> None:
         self.metrics = metrics
+        self.trusted_proxies = trusted_proxies  # whose X-Forwarded-For names the client
         self.node_id = node_id
         self.sink = sink
         self.capture = capture if capture is not None and capture.enabled else None
@@ -148,7 +151,8 @@ class Observer:
         """The record's route, client and metrics; whether its bodies are to be captured (awaited
         only then: no coroutine per request for what is plain code)."""
         rec.route = route_label(request)
-        rec.client_ip = request.remote
+        rec.client_ip = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                       self.trusted_proxies) if self.trusted_proxies else request.remote
         rec.user_agent = request.headers.get("User-Agent")
         self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0, rec.stream)
         capture = self.capture

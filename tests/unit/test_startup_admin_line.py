@@ -34,7 +34,8 @@ def test_an_unpriced_model_says_budgeted_keys_are_refused_it() -> None:
 
 
 def test_a_short_bootstrap_token_or_client_secret_is_named_with_what_to_use() -> None:
-    """Admin sign-in is not rate-limited, so a short operator-chosen secret is a warning at start."""
+    """Failed admin sign-ins are only slowed down (and a client secret is guessed offline), so a
+    short operator-chosen secret is a warning at start."""
     [token, secret] = weak_secret_lines("admin", "s" * 31)
     assert token.startswith("SHIELDES_ADMIN_TOKEN is 5 characters: it can be guessed by anyone who can reach")
     assert secret.startswith("SHIELDES_OIDC_CLIENT_SECRET is 31 characters") and "offline" in secret

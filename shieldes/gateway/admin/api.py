@@ -17,6 +17,7 @@ import psycopg
 from aiohttp import web
 
 from shieldes import plainjson
+from shieldes.client_address import client_address
 from shieldes.dbwait import READ_ADVICE, first_line
 from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
@@ -205,7 +206,8 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request.app[ADMIN]
         rid = request_id(request)
-        principal = authenticate(ctx, request.headers.get("Authorization"))
+        principal = authenticate(ctx, request.headers.get("Authorization"), client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies))
         if not allows(principal.role, route.scope):
             raise Forbidden(f"the {principal.role} role may not {route.summary[0].lower()}{route.summary[1:]} "
                             f"(needs scope {route.scope!r}); use a token with a role that grants it")

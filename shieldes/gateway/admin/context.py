@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from shieldes.client_address import Network
 from shieldes.dbwait import DbWait
 from shieldes.gateway.admin.orders import NameOrders
+from shieldes.gateway.admin.sign_in_limit import SignInLimit
 from shieldes.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ class AdminContext:
     cluster: ClusterRuntime | None = None
     oidc: OidcLogin | None = None
     orders: NameOrders = field(default_factory=NameOrders)  # list routes' sorted names
+    sign_in: SignInLimit = field(default_factory=lambda: SignInLimit(10, 100))  # failed sign-ins (auth.py)
+    trusted_proxies: tuple[Network, ...] = ()  # whose X-Forwarded-For names the client
 
 
 ADMIN: web.AppKey[AdminContext] = web.AppKey("admin", AdminContext)
