@@ -16,6 +16,7 @@ from shieldes.projections.state import (
     Deployment,
     McpServer,
     ModelAlias,
+    OidcSession,
     Team,
     VirtualKey,
     is_model_pattern,
@@ -178,6 +179,22 @@ def team_row(team: Team) -> dict[str, Any]:
 def token_row(t: AdminToken) -> dict[str, Any]:
     return {"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix,
             "status": "revoked" if t.revoked else "active"}
+
+
+def session_row(session: OidcSession, now: float) -> dict[str, Any]:
+    """A console session as the API and the CLI show it (never its token: none is stored)."""
+    return {"id": session.id, "user": session.user, "role": session.role, "status": session.status(now),
+            "started_at": iso(session.started_at), "expires_at": iso(session.expires_at),
+            "ended_at": iso(session.ended_at)}
+
+
+def sessions_of(state: ConfigState, now: float, *, user: str | None = None,
+                every: bool = False) -> list[dict[str, Any]]:
+    """Console sessions, newest first: the running ones, or with `every` those ended or expired
+    too (as long as the node still holds them); `user` keeps one user's."""
+    ordered = sorted(state.oidc_sessions.values(), key=lambda s: (-s.started_at, s.id))
+    return [session_row(s, now) for s in ordered
+            if (user is None or s.user == user) and (every or s.status(now) == "active")]
 
 
 def unserved_warnings(state: ConfigState, models: tuple[str, ...] | None) -> list[str]:

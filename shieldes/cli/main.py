@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("config_cmd", "config_group"),
     "cluster": ("cluster_cmd", "cluster_group"),
     "admin-token": ("admin_token_cmd", "admin_token_group"),
+    "session": ("session_cmd", "session_group"),
     "secrets": ("secrets_cmd", "secrets_group"),
     "doctor": ("doctor_cmd", "doctor"),
 }
@@ -64,6 +65,7 @@ SHORT_HELP: dict[str, str] = {
     "routing": "Routing strategies per model (docs/routing.md).",
     "secrets": "Encryption of provider keys (and MCP servers' header values) stored in the log.",
     "serve": "Run a gateway node: the OpenAI-compatible HTTP API on --port.",
+    "session": "Console sessions from SSO sign-in (list, revoke on every node).",
     "snapshot": "Projection snapshots (nodes start from the newest one plus the tail of the log).",
     "team": "Teams (a shared budget over several keys).",
     "usage": "Requests, tokens, media units and cost per virtual key (UTC days, inclusive).",

@@ -6,10 +6,11 @@ import { usagePage } from "./usage.js";
 import { auditPage } from "./audit.js";
 import { providersPage } from "./providers.js";
 import { requestsPage } from "./requests.js";
+import { sessionsPage } from "./sessions.js";
 
 const PAGES = {
   overview: overviewPage, keys: keysPage, usage: usagePage, requests: requestsPage, audit: auditPage,
-  providers: providersPage,
+  providers: providersPage, sessions: sessionsPage,
 };
 const main = () => document.getElementById("main");
 // The page on screen ({stop()} or null) and the number of the latest navigation: a page that
@@ -147,13 +148,24 @@ window.addEventListener("shieldes:signed-out", (ev) => {
   // before the sign-in went through there is nothing to sign out of: the form says why it failed
   if (!session.me) return;
   signInView(session.me.kind === "oidc"
-    ? "Signed out: your SSO session ended (SHIELDES_OIDC_SESSION_SECONDS). Sign in again."
+    ? "Signed out: your SSO session ended (it expired after SHIELDES_OIDC_SESSION_SECONDS, or was signed out "
+      + "or revoked by an administrator). Sign in again."
     : "Signed out: the nodes no longer accept this token (revoked, or SHIELDES_ADMIN_TOKEN changed). "
       + "Sign in with an active token.");
 });
-document.getElementById("sign-out").addEventListener("click", () => {
+document.getElementById("sign-out").addEventListener("click", async () => {
+  // an SSO session is ended on every node (its token would otherwise stay valid until it expires)
+  let note = "Signed out.";
+  if (session.me && session.me.kind === "oidc") {
+    try {
+      await api("POST", "/sign-out");
+      note = "Signed out: this session is ended on every node.";
+    } catch (err) {
+      note = `Signed out here, but the node could not end the session (${err.message}); it ends when it expires.`;
+    }
+  }
   signInView("");
-  toast("Signed out.");
+  toast(note);
 });
 
 finishSso().then(() => {

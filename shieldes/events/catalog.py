@@ -256,6 +256,33 @@ class AdminTokenRevoked(Event):
     id: str
 
 
+# --- console sessions (OIDC sign-in) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OidcSessionStarted(Event):
+    """A console session began after an OIDC sign-in. Its token is never stored: it is signed, and
+    names this id, so every node can refuse it once the session has ended."""
+
+    TYPE: ClassVar[str] = "oidc_session.started"
+    id: str
+    name: str  # the user as the audit log names them (`oidc:<name>`): email, username or subject
+    role: str
+    at: float  # Unix time of the sign-in
+    expires_at: float  # Unix time the session's token expires
+
+
+@dataclass(frozen=True)
+class OidcSessionEnded(Event):
+    """A console session was ended before its expiry: its user signed out, or an admin revoked it."""
+
+    TYPE: ClassVar[str] = "oidc_session.ended"
+    id: str
+    name: str  # the session's user
+    reason: str  # "signed_out" | "revoked"
+    at: float
+
+
 # --- MCP servers ---------------------------------------------------------------------------------
 
 
@@ -357,6 +384,8 @@ CONFIG_EVENTS: tuple[type[Event], ...] = (
     McpServerAdded,
     McpServerUpdated,
     McpServerRemoved,
+    OidcSessionStarted,
+    OidcSessionEnded,
 )
 USAGE_EVENTS: tuple[type[Event], ...] = (UsageRecorded, UsageRolledUp)
 ALL_EVENTS: tuple[type[Event], ...] = CONFIG_EVENTS + USAGE_EVENTS

@@ -32,6 +32,7 @@ from shieldes.projections.periods import parse_period
 from shieldes.projections.state import ConfigState, Team, VirtualKey
 
 if TYPE_CHECKING:
+    from shieldes.projections.sessions import SessionCommand
     from shieldes.projections.shared_commands import SharedCommand
     from shieldes.projections.teams_view import TeamsState
 
@@ -224,7 +225,7 @@ class SetBudget:
 
 
 EntityCommand = CreateTeam | CreateKey | UpdateKey | RevokeKey | RotateKey | SetBudget
-Command: TypeAlias = "EntityCommand | SharedCommand"
+Command: TypeAlias = "EntityCommand | SharedCommand | SessionCommand"
 
 
 # --- decide ------------------------------------------------------------------------------------
@@ -322,6 +323,9 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if key.revoked:
                 raise CommandRejected(f"key {key.name!r} is revoked; a budget on it would have no effect")
             return [BudgetSet("key", key.id, amount, period)]
+    from shieldes.projections.sessions import SessionCommand, decide_session
     from shieldes.projections.shared_commands import decide_shared  # the shared config's commands
 
+    if isinstance(command, SessionCommand):
+        return decide_session(state, command)
     return decide_shared(state, command)

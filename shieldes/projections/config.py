@@ -17,6 +17,8 @@ from shieldes.events.catalog import (
     McpServerUpdated,
     ModelAliasRemoved,
     ModelAliasSet,
+    OidcSessionEnded,
+    OidcSessionStarted,
     PricingSet,
     PricingUnset,
     ProviderAdded,
@@ -31,6 +33,7 @@ from shieldes.events.catalog import (
     VirtualKeyUpdated,
 )
 from shieldes.projections.pmap import with_item, without_item
+from shieldes.projections.sessions import apply_session
 from shieldes.projections.state import (
     AdminToken,
     AliasTarget,
@@ -155,6 +158,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             return replace(state, mcp_servers=_with(state.mcp_servers, event.name, server))
         case McpServerRemoved():
             return replace(state, mcp_servers=_without(state.mcp_servers, event.name))
+        case OidcSessionStarted() | OidcSessionEnded():
+            return apply_session(state, event)
         case AdminTokenRevoked():
             old_token = state.admin_tokens[event.id]
             return replace(

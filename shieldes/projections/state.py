@@ -176,6 +176,23 @@ class AdminToken:
 
 
 @dataclass(frozen=True, slots=True)
+class OidcSession:
+    """A console session from OIDC sign-in (times are Unix seconds). `ended`: None while it runs to
+    its expiry, else "signed_out" or "revoked"."""
+
+    id: str
+    user: str
+    role: str
+    started_at: float
+    expires_at: float
+    ended: str | None = None
+    ended_at: float | None = None
+
+    def status(self, now: float) -> str:
+        return self.ended or ("active" if self.expires_at > now else "expired")
+
+
+@dataclass(frozen=True, slots=True)
 class McpServer:
     """A registered upstream MCP server; `headers` hold secret references (env:VAR or enc:...)."""
 
@@ -214,6 +231,8 @@ class ConfigState:
     mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
     # key id -> its MCP allow-list (`*`, `server`, `server/tool`); a key not here may use none
     mcp_access: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # console sessions by id, those past their expiry dropped as later session events arrive
+    oidc_sessions: Mapping[str, OidcSession] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.team_keys is _DERIVE:

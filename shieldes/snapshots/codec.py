@@ -34,6 +34,7 @@ from shieldes.projections.state import (
     LongContext,
     McpServer,
     ModelAlias,
+    OidcSession,
     Price,
     Team,
     VirtualKey,
@@ -175,6 +176,12 @@ def _config_to_plain_v2(c: ConfigState) -> Plain:
         "routing": dict(c.routing),
         "mcp_servers": {n: {"url": m.url, "headers": dict(m.headers)} for n, m in c.mcp_servers.items()},
         "mcp_access": {k: list(v) for k, v in c.mcp_access.items()},
+        # a session ended early must stay ended for a node that starts from this snapshot
+        "oidc_sessions": {
+            i: {"user": o.user, "role": o.role, "started_at": o.started_at, "expires_at": o.expires_at,
+                "ended": o.ended, "ended_at": o.ended_at}
+            for i, o in c.oidc_sessions.items()
+        },
     }
 
 
@@ -215,6 +222,9 @@ def _config_from_plain_v2(p: Plain) -> ConfigState:
         # absent from snapshots written before MCP servers existed
         mcp_servers={n: McpServer(n, m["url"], dict(m["headers"])) for n, m in p.get("mcp_servers", {}).items()},
         mcp_access={k: tuple(v) for k, v in p.get("mcp_access", {}).items()},
+        # absent from snapshots written before console sessions were in the log
+        oidc_sessions={i: OidcSession(i, o["user"], o["role"], o["started_at"], o["expires_at"], o["ended"],
+                                      o["ended_at"]) for i, o in p.get("oidc_sessions", {}).items()},
     )
 
 

@@ -1,6 +1,7 @@
 """Single sign-on in a real headless Chromium against a node and a small OIDC provider: "Sign in
 with SSO" lands signed in as the provider's user, and a link carrying someone else's session in its
-fragment (/ui/#session=..., login CSRF) signs nobody in."""
+fragment (/ui/#session=..., login CSRF) signs nobody in; an admin sees the sessions, and Sign out
+ends the session on the nodes (its token is refused after)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
 from tests.browser.test_console import LOADED, all_css, by_css
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
 from tests.integration.test_admin_oidc import sign_in
 
@@ -29,6 +31,15 @@ def _browse(base: str, attacker_session: str) -> dict[str, Any]:
         by_css(d, "a.button[href='/ui/oidc/login']").click()
         wait(d, lambda d: all_css(d, LOADED + "h1"), what="the console after SSO")
         seen["signed_in"] = {"who": by_css(d, "#who-name").text, "url": d.current_url}
+        # the admin's Sessions page lists this session; Sign out ends it on every node
+        d.get(base + "/ui/#/sessions")
+        wait(d, lambda d: all_css(d, LOADED + "table tbody th") and "ana@example.com" in by_css(
+            d, LOADED + "table tbody th").text, what="the sessions page")
+        seen["sessions"] = [r.text for r in all_css(d, LOADED + "table tbody tr")]
+        seen["token"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
+        by_css(d, "#sign-out").click()
+        wait(d, lambda d: all_css(d, "input#token") and "ended on every node" in by_css(d, "#toast").text,
+             what="the sign-in form after signing out")
     return seen
 
 
@@ -43,6 +54,7 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
             assert status == 200, attacker
             idp.user = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
             seen = await asyncio.to_thread(_browse, h.base, attacker)
+            ended = (await AdminClient(h.base, seen["token"]).get("/admin/v1/whoami"))[0]
     finally:
         await idp.stop()
     planted = seen["planted"]
@@ -50,3 +62,5 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
     assert "session=" not in planted["url"], planted  # and the session is gone from the address bar
     assert seen["signed_in"]["who"].startswith("ana@example.com · admin"), seen
     assert "#sso" not in seen["signed_in"]["url"], seen
+    assert len(seen["sessions"]) == 2 and all("active" in row for row in seen["sessions"]), seen  # mallory's too
+    assert ended == 401  # signing out ended the session, not only forgot it in the tab

@@ -46,6 +46,8 @@ SAMPLES: list[c.Event] = [
     c.McpServerAdded("github", "https://mcp.example.com/mcp", {"Authorization": "enc:gAAAA"}),
     c.McpServerUpdated("github", "https://mcp.example.com/mcp", {"Authorization": "enc:v2:k1:gAAAA"}),
     c.McpServerRemoved("github"),
+    c.OidcSessionStarted("ses_1", "ana@example.com", "operator", 1764892800.0, 1764921600.0),
+    c.OidcSessionEnded("ses_1", "ana@example.com", "revoked", 1764900000.5),
     c.UsageRecorded("n1", 3, 42, (DELTA, dataclasses.replace(DELTA, team_id="team_1"))),
     c.UsageRolledUp(10, 1, 99, (DELTA,)),
 ]

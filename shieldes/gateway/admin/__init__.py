@@ -7,7 +7,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from shieldes import __version__
-from shieldes.gateway.admin import config_routes, mcp_routes, read_routes, requestlog_routes, serving_routes
+from shieldes.gateway.admin import (
+    config_routes,
+    mcp_routes,
+    read_routes,
+    requestlog_routes,
+    serving_routes,
+    session_routes,
+)
 from shieldes.gateway.admin.api import PREFIX, Route, openapi, register
 from shieldes.gateway.admin.console import add_console_routes
 from shieldes.gateway.admin.context import ADMIN, AdminContext
@@ -15,7 +22,7 @@ from shieldes.gateway.middleware import request_id
 from shieldes.gateway.routes import json_response
 
 ROUTES: tuple[Route, ...] = (config_routes.ROUTES + serving_routes.ROUTES + mcp_routes.ROUTES
-                             + read_routes.ROUTES + requestlog_routes.ROUTES)
+                             + read_routes.ROUTES + requestlog_routes.ROUTES + session_routes.ROUTES)
 
 
 def add_admin_routes(app: web.Application, ctx: AdminContext) -> None:

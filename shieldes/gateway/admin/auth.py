@@ -34,6 +34,7 @@ class Principal:
     name: str
     role: str
     kind: str  # "bootstrap" | "token" | "oidc"
+    session: str | None = None  # an OIDC principal's session id (sign-out ends it)
 
     @property
     def actor(self) -> str:
@@ -66,8 +67,10 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
             return Principal(token.name, token.role, "token")
         if ctx.oidc is not None:
             session = ctx.oidc.verify_session(given)
-            if session is not None:
-                return Principal(session.subject, session.role, "oidc")
+            # a session ended early (signed out, revoked) is refused as soon as this node applies it
+            held = state.oidc_sessions.get(session.id) if session is not None else None
+            if session is not None and (held is None or held.ended is None):
+                return Principal(session.subject, session.role, "oidc", session.id)
         # compared in constant time over digests, so not even the length leaks; an operator chose
         # it, so it is only compared while the limit allows a guess
         if wait is None and configured and hmac.compare_digest(_digest(given), _digest(configured)):

@@ -4,13 +4,17 @@ every node, plus the OIDC sign-in routes. The console itself reads only the admi
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 
 from aiohttp import web
 
+from shieldes.config_writer import execute_live
 from shieldes.errors import ShieldesError
 from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.admin.oidc import Session
+from shieldes.projections.sessions import StartSession
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png"}
@@ -94,6 +98,16 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
     app.router.add_get("/ui/sign-in.json", sign_in_options)
     if ctx.oidc is not None:
         app.router.add_get("/ui/oidc/login", in_browser(ctx.oidc.login))
-        app.router.add_get("/ui/oidc/callback", in_browser(ctx.oidc.callback))
+        oidc = ctx.oidc
+
+        async def record(session: Session) -> None:
+            command = StartSession(session.id, session.subject, session.role, time.time(), session.expires_at)
+            await ctx.db_wait.run(execute_live(ctx.projector, command, actor=f"oidc:{session.subject}"),
+                                  "the sign-in could not be recorded", advice="sign in again in a moment")
+
+        async def callback(request: web.Request) -> web.StreamResponse:
+            return await oidc.callback(request, record)
+
+        app.router.add_get("/ui/oidc/callback", in_browser(callback))
         app.router.add_post("/ui/oidc/session", ctx.oidc.redeem)
     app.router.add_get("/ui/{name}", asset)

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -65,6 +66,7 @@ class Session:
     subject: str
     role: str
     expires_at: float
+    id: str  # the session in the log (oidc_session.started): ended there, refused everywhere
 
 
 class OidcLogin:
@@ -105,16 +107,20 @@ class OidcLogin:
             return None
         return payload
 
-    def issue_session(self, subject: str, role: str) -> str:
-        return SESSION_PREFIX + self._sign({"sub": subject, "role": role, "exp": time.time() + self.session_seconds})
+    def issue_session(self, session: Session) -> str:
+        return SESSION_PREFIX + self._sign({"sub": session.subject, "role": session.role, "exp": session.expires_at,
+                                            "sid": session.id})
 
     def verify_session(self, token: str) -> Session | None:
+        """The session a token carries, if signed here and not expired (whether it has ended early
+        is the log's to say: auth.py asks the node's config)."""
         if not token.startswith(SESSION_PREFIX):
             return None
         payload = self._unsign(token[len(SESSION_PREFIX):])
-        if payload is None or payload.get("role") not in ROLES:
+        # a token without a session id (signed by an earlier release) could not be ended: refused
+        if payload is None or payload.get("role") not in ROLES or not isinstance(payload.get("sid"), str):
             return None
-        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]))
+        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]), payload["sid"])
 
     # --- the provider ----------------------------------------------------------------------------
 
@@ -183,7 +189,10 @@ class OidcLogin:
         resp.del_cookie(HANDOFF_COOKIE, path=HANDOFF_PATH)
         return resp
 
-    async def callback(self, request: web.Request) -> web.StreamResponse:
+    async def callback(self, request: web.Request,
+                       record: Callable[[Session], Awaitable[None]]) -> web.StreamResponse:
+        """The provider sends the browser back here; `record` appends the new session to the log
+        (the sign-in is refused if it cannot: a session the log does not hold could not be ended)."""
         import jwt  # the optional sign-in path only
 
         if "error" in request.query:
@@ -236,10 +245,12 @@ class OidcLogin:
             who = str(claims.get("email") or claims.get("preferred_username") or claims["sub"])
         # the session goes to this browser only, in a cookie the page redeems (never in the URL:
         # a link carrying one would sign whoever opens it in as its owner)
+        signed_in = Session(who, role, time.time() + self.session_seconds, "ses_" + secrets.token_urlsafe(16))
+        await record(signed_in)
         done = web.HTTPFound("/ui/#sso")
         done.headers["Cache-Control"] = "no-store"
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
-        done.set_cookie(HANDOFF_COOKIE, self._sign({"session": self.issue_session(who, role),
+        done.set_cookie(HANDOFF_COOKIE, self._sign({"session": self.issue_session(signed_in),
                                                    "exp": time.time() + HANDOFF_SECONDS}),
                         max_age=HANDOFF_SECONDS, path=HANDOFF_PATH, httponly=True, samesite="Lax",
                         secure=self._secure(request))

@@ -54,7 +54,7 @@ def _pool(call: Call) -> AsyncConnectionPool[Any]:
 async def whoami(call: Call) -> Any:
     p = call.principal
     return {"name": p.name, "role": p.role, "kind": p.kind, "actor": p.actor, "scopes": scopes_of(p.role),
-            "node_id": call.ctx.node_id}
+            "node_id": call.ctx.node_id, "session": p.session}
 
 
 async def node_status(call: Call) -> Any:

@@ -1,0 +1,100 @@
+"""Console sessions from SSO end on every node: signing out, an admin's revocation through the API
+and the CLI's `session revoke --user` append `oidc_session.ended`, and two nodes on one log refuse
+the session's token once they apply it. Sign-ins and their ends are in the audit log with their
+actors."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+from tests.cli import ok, refused
+from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.integration.admin_client import AdminClient
+from tests.integration.gateway_harness import harness, wait_until
+from tests.integration.test_admin_oidc import sign_in
+
+BOOT = "sessions-bootstrap-token-0123456789abcdef"
+
+
+async def _refused_on(base: str, session: str, timeout: float = 5.0) -> None:
+    """Wait until `base` refuses `session` (a node applies the event within milliseconds)."""
+    seen: list[int] = []
+
+    async def probe() -> None:
+        seen.append((await AdminClient(base, session).get("/admin/v1/whoami"))[0])
+
+    for _ in range(int(timeout / 0.05)):
+        await probe()
+        if seen[-1] == 401:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{base} still accepts the session: {seen[-3:]}")
+
+
+async def test_sessions_end_on_every_node_and_are_audited(database_url: str) -> None:
+    idp = await FakeOidc().start()
+    oidc = dict(oidc_issuer=idp.url, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
+                oidc_role_map="platform=operator", admin_token=BOOT)
+    try:
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(harness(database_url, **oidc))
+            b = await stack.enter_async_context(harness(database_url, providers=False, **oidc))
+            admin_b = AdminClient(b.base, BOOT)
+
+            # signing out ends the session on the other node too
+            status, first = await sign_in(a.base)
+            assert status == 200, first
+            me = (await AdminClient(a.base, first).get("/admin/v1/whoami"))[1]
+            assert me["kind"] == "oidc" and me["session"].startswith("ses_")
+            await wait_until(lambda: me["session"] in b.node.projector.config.oidc_sessions)
+            assert (await AdminClient(b.base, first).get("/admin/v1/whoami"))[0] == 200
+            status, out = await AdminClient(a.base, first).post("/admin/v1/sign-out")
+            assert status == 200 and out["signed_out"] is True and out["data"][0]["status"] == "signed_out"
+            await _refused_on(b.base, first)
+            assert (await AdminClient(a.base, first).get("/admin/v1/whoami"))[0] == 401
+
+            # an admin lists the running sessions and revokes one by id on node B: node A refuses it
+            status, second = await sign_in(a.base)
+            status, listed = await admin_b.get("/admin/v1/sessions")
+            await wait_until(lambda: len(b.node.projector.config.oidc_sessions) == 2)
+            status, listed = await admin_b.get("/admin/v1/sessions")
+            assert status == 200 and [(s["user"], s["role"], s["status"]) for s in listed["data"]] == [
+                ("ana@example.com", "operator", "active")], listed
+            status, everything = await admin_b.get("/admin/v1/sessions", status="all")
+            assert [s["status"] for s in everything["data"]] == ["active", "signed_out"]
+            sid = listed["data"][0]["id"]
+            status, out = await admin_b.post(f"/admin/v1/sessions/{sid}/revoke")
+            assert status == 200 and out["data"][0]["status"] == "revoked", out
+            await _refused_on(a.base, second)
+            status, again = await admin_b.post(f"/admin/v1/sessions/{sid}/revoke")
+            assert status == 400 and "ended already" in again["error"]["message"], again
+            # an operator may not list or end other people's sessions
+            status, third = await sign_in(a.base)
+            assert (await AdminClient(a.base, third).get("/admin/v1/sessions"))[0] == 403
+
+            # the CLI ends every session of a user (the user removed from the provider's groups)
+            rows = await asyncio.to_thread(ok, database_url, "session", "list", "--user", "ana@example.com")
+            assert [r["status"] for r in rows] == ["active"]
+            ended = await asyncio.to_thread(ok, database_url, "session", "revoke", "--user", "ana@example.com")
+            assert [r["status"] for r in ended] == ["revoked"]
+            await _refused_on(a.base, third)
+            await _refused_on(b.base, third)
+            line = await asyncio.to_thread(refused, database_url, "session", "revoke", "--user", "ana@example.com")
+            assert "has no console session running" in line, line
+            status, none = await admin_b.post("/admin/v1/sessions/revoke", {"user": "nobody@example.com"})
+            assert status == 404 and none["error"]["code"] == "session_not_found"
+            # an admin token has no session to end
+            status, out = await admin_b.post("/admin/v1/sign-out")
+            assert status == 200 and out["signed_out"] is False
+
+            audit = a.sql("SELECT type, actor, subject FROM audit_log WHERE type LIKE 'oidc_session.%%' "
+                          "ORDER BY position")
+    finally:
+        await idp.stop()
+    user = "ana@example.com"
+    assert audit == [
+        ("oidc_session.started", f"oidc:{user}", user), ("oidc_session.ended", f"oidc:{user}", user),
+        ("oidc_session.started", f"oidc:{user}", user), ("oidc_session.ended", "bootstrap-token", user),
+        ("oidc_session.started", f"oidc:{user}", user), ("oidc_session.ended", "tester", user),
+    ], audit
