@@ -138,6 +138,7 @@ async def test_a_refused_sign_in_is_a_page_in_words_for_a_browser(database_url: 
     (no_role, headers, text), (refused, _, escaped), (stale, _, _) = pages
     assert no_role == 403 and headers["Content-Type"].startswith("text/html")
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and headers["Cache-Control"] == "no-store"
+    assert "Strict-Transport-Security" not in headers  # plain HTTP: HSTS there would be ignored (RFC 6797)
     assert "Sign-in failed" in text and "SHIELDES_OIDC_ROLE_MAP; ask an administrator" in text
     assert '<a class="button primary" href="/ui/">Back to sign-in</a>' in text and "oidc_no_role" in text
     assert refused == 401 and "<script>" not in escaped and "&lt;script&gt;alert(1)" in escaped

@@ -49,6 +49,9 @@ async def test_the_sdks_reach_the_node_over_https(database_url: str, tmp_path: P
                 await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi"})
                 while (event := json.loads(await ws.receive_str(timeout=10)))["type"] != "response.completed":
                     assert event["type"] != "error", event
+            # the console tells the browser to use HTTPS only from now on (HSTS)
+            async with s.get(base + "/ui/", ssl=trust) as resp:
+                assert resp.status == 200 and resp.headers["Strict-Transport-Security"] == "max-age=31536000"
             # a client speaking plain HTTP to the HTTPS port is not answered in clear
             with pytest.raises(aiohttp.ClientError):
                 async with s.get(f"http://localhost:{h.node.port}/health") as resp:

@@ -26,6 +26,13 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+# Over HTTPS (SHIELDES_TLS_CERT) the browser is told to come back over HTTPS only, so a network
+# attacker cannot strip TLS from a later visit and read a token as it is typed or sent.
+HSTS = {"Strict-Transport-Security": "max-age=31536000"}
+
+
+def page_headers(request: web.Request) -> dict[str, str]:
+    return {**SECURITY_HEADERS, **HSTS} if request.secure else SECURITY_HEADERS
 
 
 def _assets() -> dict[str, bytes]:
@@ -69,7 +76,7 @@ def in_browser(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                 raise
             page = SIGN_IN_FAILED.format(message=html.escape(exc.message), code=html.escape(exc.code or "error"))
             return web.Response(text=page, status=exc.status, content_type="text/html", charset="utf-8",
-                                headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
+                                headers={"Cache-Control": "no-store", **page_headers(request)})
 
     return handle
 
@@ -84,7 +91,7 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
             raise web.HTTPNotFound()
         ext = name[name.rfind("."):]
         return web.Response(body=body, headers={"Content-Type": TYPES[ext], "Cache-Control": "no-cache",
-                                                **SECURITY_HEADERS})
+                                                **page_headers(request)})
 
     async def to_console(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/ui/")
