@@ -12,7 +12,7 @@ import pytest
 
 from shieldes import secrets
 from shieldes.projections.shared_commands import CreateAdminToken
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 BOOT = "sign-in-limit-bootstrap-token-0123456789"
 
@@ -44,6 +44,12 @@ async def test_failed_sign_ins_are_bounded_per_address(database_url: str, caplog
         async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
             metrics = await r.text()
         rows = h.sql("SELECT count(*) FROM events WHERE stream = 'config' AND type LIKE 'admin%%'")
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 13, timeout=10)
+        assert await writer.flush_all(10)
+        logged = h.sql("SELECT client_ip, status, error_code FROM request_log WHERE route LIKE '/admin/%%' "
+                       "ORDER BY started_at")
     assert wrong == [401, 401, 401]
     assert status == 429 and body["error"]["code"] == "too_many_sign_in_attempts", body
     assert body["error"]["type"] == "rate_limit_error" and "try again in" in body["error"]["message"]
@@ -56,4 +62,10 @@ async def test_failed_sign_ins_are_bounded_per_address(database_url: str, caplog
     assert sum("client 198.51.100.7" in line for line in lines) == 1, lines
     assert 'shieldes_admin_sign_in_failures_total{outcome="limited"} 3.0' in metrics, metrics
     assert 'shieldes_admin_sign_in_failures_total{outcome="refused"} 6.0' in metrics
-    assert rows == [(1,)]  # failures are not written to the log (an attacker would fill it)
+    assert rows == [(1,)]
+    # every failed sign-in is a row of the request log, with the client as the load balancer names it
+    assert [(str(ip), st, code) for ip, st, code in logged] == [
+        *[("127.0.0.1", 401, "invalid_admin_token")] * 3, *[("127.0.0.1", 429, "too_many_sign_in_attempts")] * 2,
+        ("127.0.0.1", 200, None), ("203.0.113.9", 200, None),
+        *[("198.51.100.7", 401, "invalid_admin_token")] * 3, ("198.51.100.7", 429, "too_many_sign_in_attempts"),
+        ("203.0.113.9", 200, None)], logged  # failures are not written to the log (an attacker would fill it)
