@@ -144,7 +144,7 @@ def record_of(request: web.Request) -> RequestRecord | None:
     return request.get(RECORD_KEY)
 
 
-def _note_error(request: web.Request, code: str | None, message: str) -> None:
+def note_error(request: web.Request, code: str | None, message: str) -> None:
     """The request log keeps the first error's code and the message the client got with it: the
     code says what kind of refusal, the message which limit, model or upstream, and what to do."""
     rec = request.get(RECORD_KEY)
@@ -280,21 +280,21 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         resp = await handler(request)
     except ShieldesError as exc:
-        _note_error(request, exc.code or exc.type, exc.message)
+        note_error(request, exc.code or exc.type, exc.message)
         return render_error(exc, rid, shape=_shape(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code, message = _http_message(exc, request)
-        _note_error(request, code, message)
+        note_error(request, code, message)
         return error_response(exc.status, "invalid_request_error", code, message, rid, shape=_shape(request))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
-        _note_error(request, "client_disconnected", "client disconnected")
+        note_error(request, "client_disconnected", "client disconnected")
         return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
     except Exception:
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
-        _note_error(request, "internal_error", f"internal error: the node's log has its traceback (request id {rid})")
+        note_error(request, "internal_error", f"internal error: the node's log has its traceback (request id {rid})")
         return error_response(500, "server_error", "internal_error",
                               f"internal error; report request id {rid} to the operator", rid,
                               shape=_shape(request))

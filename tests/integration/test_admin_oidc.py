@@ -12,7 +12,7 @@ import aiohttp
 from shieldes.gateway.admin.oidc import HANDOFF_COOKIE, HANDOFF_PATH
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, s256
 from tests.integration.admin_client import AdminClient
-from tests.integration.gateway_harness import harness
+from tests.integration.gateway_harness import harness, wait_until
 
 
 async def sign_in(base: str) -> tuple[int, str]:
@@ -133,6 +133,13 @@ async def test_a_refused_sign_in_is_a_page_in_words_for_a_browser(database_url: 
                         pages.append((r.status, r.headers, await r.text()))
             status, body = await sign_in(h.base)  # an API client still gets the JSON error
             assert status == 403 and '"code":"oidc_no_role"' in body.replace(" ", "")
+            writer = h.node.request_log
+            assert writer is not None
+            await wait_until(lambda: writer.buffer.added >= 6, timeout=10)
+            assert await writer.flush_all(10)
+            # a refused sign-in is in the request log with its reason, the browser's page or not
+            logged = h.sql("SELECT status, error_code FROM request_log WHERE route = '/ui/oidc/callback' "
+                           "ORDER BY started_at")
     finally:
         await idp.stop()
     (no_role, headers, text), (refused, _, escaped), (stale, _, _) = pages
@@ -143,6 +150,8 @@ async def test_a_refused_sign_in_is_a_page_in_words_for_a_browser(database_url: 
     assert '<a class="button primary" href="/ui/">Back to sign-in</a>' in text and "oidc_no_role" in text
     assert refused == 401 and "<script>" not in escaped and "&lt;script&gt;alert(1)" in escaped
     assert stale == 400
+    assert logged == [(403, "oidc_no_role"), (401, "oidc_refused"), (400, "oidc_state_mismatch"),
+                      (403, "oidc_no_role")], logged
 
 
 async def test_an_id_token_without_expiry_or_subject_is_refused(database_url: str) -> None:

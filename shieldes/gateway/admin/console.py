@@ -14,6 +14,7 @@ from shieldes.config_writer import execute_live
 from shieldes.errors import ShieldesError
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import Session
+from shieldes.gateway.middleware import note_error
 from shieldes.projections.sessions import StartSession
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -74,6 +75,7 @@ def in_browser(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         except ShieldesError as exc:
             if "text/html" not in request.headers.get("Accept", ""):
                 raise
+            note_error(request, exc.code, exc.message)  # the request log says why, as for a JSON refusal
             page = SIGN_IN_FAILED.format(message=html.escape(exc.message), code=html.escape(exc.code or "error"))
             return web.Response(text=page, status=exc.status, content_type="text/html", charset="utf-8",
                                 headers={"Cache-Control": "no-store", **page_headers(request)})
