@@ -1,6 +1,6 @@
 // Console sessions from SSO (admins only): who is signed in, and ending one session, or every
 // session of a user, on every node (each end is in the audit log).
-import { api, h, fmt, table, heading, errorBox, toast, qs } from "./core.js";
+import { api, h, fmt, table, heading, errorBox, toast, qs, session } from "./core.js";
 
 export async function sessionsPage(root) {
   const area = h("div");
@@ -9,7 +9,7 @@ export async function sessionsPage(root) {
     " Show ended and expired sessions");
   root.replaceChildren(heading("Sessions"),
     h("p.muted.small", "Console sessions from SSO sign-in. Revoking one signs its browser out at its next request, "
-      + "on every node. Admin tokens are not sessions: revoke them with `shieldes admin-token revoke`."),
+      + "on every node. Admin tokens are not sessions: revoke them with ", h("code", "shieldes admin-token revoke"), "."),
     toggle, area);
 
   async function act(done, call) {
@@ -26,7 +26,8 @@ export async function sessionsPage(root) {
     try {
       const data = await api("GET", `/sessions${qs({ status: showEnded ? "all" : "active" })}`);
       area.replaceChildren(table("Console sessions", [
-        { label: "User", header: true, cls: "name", cell: (s) => s.user },
+        { label: "User", header: true, cls: "name", cell: (s) => (session.me && s.id === session.me.session
+          ? [s.user, " ", h("span.muted.small", "(this session)")] : s.user) },
         { label: "Role", cell: (s) => s.role },
         { label: "Status", cell: (s) => h(`span.badge.${s.status === "active" ? "ok" : "bad"}`, s.status.replace("_", " ")) },
         { label: "Signed in", cell: (s) => fmt.time(s.started_at) },

@@ -63,4 +63,5 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
     assert seen["signed_in"]["who"].startswith("ana@example.com · admin"), seen
     assert "#sso" not in seen["signed_in"]["url"], seen
     assert len(seen["sessions"]) == 2 and all("active" in row for row in seen["sessions"]), seen  # mallory's too
+    assert "ana@example.com (this session)" in seen["sessions"][0] and "this session" not in seen["sessions"][1]
     assert ended == 401  # signing out ended the session, not only forgot it in the tab
