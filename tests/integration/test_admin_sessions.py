@@ -76,6 +76,11 @@ async def test_sessions_end_on_every_node_and_are_audited(database_url: str) -> 
             # the CLI ends every session of a user (the user removed from the provider's groups)
             rows = await asyncio.to_thread(ok, database_url, "session", "list", "--user", "ana@example.com")
             assert [r["status"] for r in rows] == ["active"]
+            remote = {"SHIELDES_ADMIN_URL": b.base, "SHIELDES_ADMIN_TOKEN": BOOT}  # through a node's API
+            assert await asyncio.to_thread(ok, database_url, "session", "list", "--user", "ana@example.com",
+                                           env=remote) == rows
+            listed_all = await asyncio.to_thread(ok, database_url, "session", "list", "--all", env=remote)
+            assert [r["status"] for r in listed_all] == ["active", "revoked", "signed_out"]
             ended = await asyncio.to_thread(ok, database_url, "session", "revoke", "--user", "ana@example.com")
             assert [r["status"] for r in ended] == ["revoked"]
             await _refused_on(a.base, third)
