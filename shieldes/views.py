@@ -5,6 +5,7 @@ shows only as its `env:VAR` reference or as "encrypted"."""
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -176,9 +177,11 @@ def team_row(team: Team) -> dict[str, Any]:
     }
 
 
-def token_row(t: AdminToken) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix,
-            "status": "revoked" if t.revoked else "active"}
+def token_row(t: AdminToken, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    status = "revoked" if t.revoked else "active" if t.usable(now) else "expired"
+    return {"id": t.id, "name": t.name, "role": t.role, "prefix": t.prefix, "status": status,
+            "expires_at": iso(t.expires_at)}
 
 
 def session_row(session: OidcSession, now: float) -> dict[str, Any]:

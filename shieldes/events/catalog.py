@@ -246,6 +246,9 @@ class AdminTokenCreated(Event):
     role: str  # "admin" | "operator" | "viewer" | "auditor"
     key_hash: str  # sha256 hex of the token (named like a virtual key's hash so `audit_log` redacts it)
     prefix: str  # short display prefix
+    # Unix time it stops working; None (and events written before expiry existed): never. Added
+    # without a version bump: a node of the previous release ignores it (docs/deploy.md)
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             old = state.keys[event.key_id]
             return _put_key(state, replace(old, rpm=event.rpm, tpm=event.tpm), old)
         case AdminTokenCreated():
-            token = AdminToken(event.id, event.name, event.role, event.key_hash, event.prefix)
+            token = AdminToken(event.id, event.name, event.role, event.key_hash, event.prefix,
+                               expires_at=event.expires_at)
             return replace(
                 state,
                 admin_tokens=_with(state.admin_tokens, event.id, token),

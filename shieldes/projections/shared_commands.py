@@ -144,6 +144,7 @@ class CreateAdminToken:
     role: str
     token_hash: str
     prefix: str
+    expires_at: float | None = None  # Unix time, checked to be in the future by the caller (timeparse.expiry)
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,8 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                 raise CommandRejected(f"an admin token named {command.name!r} already exists; pick another name")
             if command.token_hash in state.admin_token_ids_by_hash:
                 raise CommandRejected("token secret collision; run the command again")
-            return [AdminTokenCreated(command.id, command.name, command.role, command.token_hash, command.prefix)]
+            return [AdminTokenCreated(command.id, command.name, command.role, command.token_hash, command.prefix,
+                                      command.expires_at)]
         case RevokeAdminToken():
             token = find_admin_token(state, command.token)
             if token.revoked:

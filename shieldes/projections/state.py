@@ -173,6 +173,10 @@ class AdminToken:
     key_hash: str
     prefix: str
     revoked: bool = False
+    expires_at: float | None = None  # Unix time; None: never
+
+    def usable(self, now: float) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,8 @@ def _config_to_plain_v2(c: ConfigState) -> Plain:
         "key_ids_by_name": dict(c.key_ids_by_name),
         "team_ids_by_name": dict(c.team_ids_by_name),
         "admin_tokens": {
-            t.id: {"name": t.name, "role": t.role, "key_hash": t.key_hash, "prefix": t.prefix, "revoked": t.revoked}
+            t.id: {"name": t.name, "role": t.role, "key_hash": t.key_hash, "prefix": t.prefix, "revoked": t.revoked,
+                   **({"expires_at": t.expires_at} if t.expires_at is not None else {})}
             for t in c.admin_tokens.values()
         },
         "aliases": {
@@ -229,7 +230,8 @@ def _config_from_plain_v2(p: Plain) -> ConfigState:
 
 
 def _admin_tokens_from(p: Plain) -> dict[str, Any]:
-    tokens = {i: AdminToken(i, t["name"], t["role"], t["key_hash"], t["prefix"], t["revoked"]) for i, t in p.items()}
+    tokens = {i: AdminToken(i, t["name"], t["role"], t["key_hash"], t["prefix"], t["revoked"], t.get("expires_at"))
+              for i, t in p.items()}
     return {
         "admin_tokens": tokens,
         "admin_token_ids_by_hash": {t.key_hash: t.id for t in tokens.values() if not t.revoked},

@@ -111,7 +111,8 @@ def _mcp_server(_: ConfigState, m: Any) -> Entity:
 
 
 def _admin_token(_: ConfigState, tok: Any) -> Entity:
-    return {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix, "revoked": tok.revoked}
+    return {"id": tok.id, "name": tok.name, "role": tok.role, "prefix": tok.prefix, "revoked": tok.revoked,
+            **({"expires_at": tok.expires_at} if tok.expires_at is not None else {})}
 
 
 # kind -> (the state's map of that kind, id -> item; the entity of an item), in the order entities() lists them

@@ -57,3 +57,16 @@ def test_roles_and_oidc_claim_mapping() -> None:
     assert role_for(["marketing"], m) is None and role_for(None, m) is None and role_for(42, m) is None
     with pytest.raises(ValueError, match="SHIELDES_OIDC_ROLE_MAP"):
         parse_role_map("platform=root")
+
+
+def test_an_expiring_token_is_unusable_after_its_expiry_and_keeps_it_through_a_snapshot() -> None:
+    state = ConfigState()
+    for cmd in (CreateAdminToken("adm_1", "ci", "operator", "h1", "shd-adm-a", expires_at=1000.0),
+                CreateAdminToken("adm_2", "ops", "admin", "h2", "shd-adm-b")):
+        for event in decide(state, cmd):
+            state = apply_config(state, event)
+    ci, ops = state.admin_tokens["adm_1"], state.admin_tokens["adm_2"]
+    assert ci.usable(999.0) and not ci.usable(1000.0) and ops.usable(1e12)
+    back = config_from_plain(config_to_plain(state))
+    assert back.admin_tokens == state.admin_tokens
+    assert "expires_at" not in config_to_plain(state)["admin_tokens"]["adm_2"]  # as before for a token without

@@ -63,7 +63,7 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
         # tokens shieldes makes carry 256 random bits: looked at even while the limit holds, so an
         # attacker's failures never lock their holders out
         token = state.admin_token_by_hash(hash_key(given))
-        if token is not None:
+        if token is not None and token.usable(time.time()):
             return Principal(token.name, token.role, "token")
         if ctx.oidc is not None:
             session = ctx.oidc.verify_session(given)
@@ -85,6 +85,6 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
         raise TooManySignIns(f"too many failed sign-ins from this address or to this node: try again in {seconds} s "
                              "with a valid admin token (tokens from `shieldes admin-token create` and SSO sessions "
                              "are accepted meanwhile)", retry_after=wait)
-    raise AuthenticationFailed("missing, wrong or revoked admin token: send `Authorization: Bearer <token>` with "
-                               "SHIELDES_ADMIN_TOKEN or a token from `shieldes admin-token create`",
+    raise AuthenticationFailed("missing, wrong, expired or revoked admin token: send `Authorization: Bearer <token>` "
+                               "with SHIELDES_ADMIN_TOKEN or a token from `shieldes admin-token create`",
                                code="invalid_admin_token")

@@ -316,8 +316,10 @@ async def list_tokens(call: Call) -> Any:
 
 async def create_token(call: Call) -> Any:
     token = secrets.new_admin_token()
-    written = await _write(call, CreateAdminToken(secrets.new_id("adm"), call.body["name"], call.body["role"],
-                                                  secrets.hash_key(token), secrets.display_prefix(token)))
+    b = call.body
+    written = await _write(call, CreateAdminToken(secrets.new_id("adm"), b["name"], b["role"],
+                                                  secrets.hash_key(token), secrets.display_prefix(token),
+                                                  expiry(b.get("expires_in"), b.get("expires_at"), time.time())))
     row = _with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
     row["token"] = None if written.replayed else token
     return _created(written), row
@@ -387,7 +389,9 @@ ROUTES: tuple[Route, ...] = (
           query=PAGE_FIELDS),
     Route("POST", "/admin-tokens", create_token, ADMIN, "Create an admin token (its secret is returned once)",
           "admin tokens", body=(Field("name", "string", "unique token name", required=True),
-                                Field("role", "string", "what the token may do", required=True, enum=ROLES)),
+                                Field("role", "string", "what the token may do", required=True, enum=ROLES),
+                                Field("expires_in", "string", "expiry from now, e.g. 12h, 90d (omit: never expires)"),
+                                Field("expires_at", "string", "expiry time, ISO 8601 (omit: never expires)")),
           idempotent_create=True, returns_secret=True),
     Route("POST", "/admin-tokens/{name}/revoke", revoke_token, ADMIN, "Revoke an admin token on every node",
           "admin tokens"),
