@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from shieldes.projections.name_search import NameText
 from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.state import VirtualKey
 
@@ -216,12 +217,13 @@ class NameIndex(Mapping[str, str]):
     """key name -> id over a KeyTable, built on its first read: a node serves requests by hash and
     needs names only for admin commands, so its start does not wait for a million more entries."""
 
-    __slots__ = ("_ids", "_index", "_names", "_sorted")
+    __slots__ = ("_ids", "_index", "_names", "_sorted", "_text")
 
     def __init__(self, columns: KeyColumns) -> None:
         self._names, self._ids = columns.name, columns.id
         self._index: dict[str, str] | None = None
         self._sorted: list[str] | None = None
+        self._text: NameText | None = None
 
     def sorted_names(self) -> list[str]:
         """Every name, ascending; sorted once (in slices merged lazily, so a thread building it
@@ -231,6 +233,12 @@ class NameIndex(Mapping[str, str]):
             runs = [sorted(names[start:start + NAME_SLICE]) for start in range(0, len(names), NAME_SLICE)]
             self._sorted = list(heapq.merge(*runs))
         return self._sorted
+
+    def name_text(self) -> NameText:
+        """The sorted names as one lowered text a search finds its names in (name_search.py)."""
+        if self._text is None:
+            self._text = NameText(self.sorted_names())
+        return self._text
 
     def _built(self) -> dict[str, str]:
         if self._index is None:  # deterministic: every reader sees the same mapping
@@ -260,13 +268,14 @@ class NameIndex(Mapping[str, str]):
 
 
 def warm(keys: Mapping[str, VirtualKey], ids_by_name: Mapping[str, str]) -> None:
-    """Build the indexes a snapshot's key columns defer (id -> row, name -> id, names in order), if
+    """Build the indexes a snapshot's key columns defer (id -> row, name -> id, names in order and
+    as the text a search reads), if
     these maps are layered over them; a node runs this in a thread once it is ready."""
     if isinstance(keys, LayeredMap) and isinstance(keys.base, KeyTable):
         keys.base.warm()
     if isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex):
         ids_by_name.base.get("")
-        ids_by_name.base.sorted_names()
+        ids_by_name.base.name_text()
 
 
 def names_in_order(ids_by_name: Mapping[str, str], after: str | None = None) -> Iterator[str]:
@@ -281,6 +290,24 @@ def names_in_order(ids_by_name: Mapping[str, str], after: str | None = None) -> 
     changed = sorted(n for n, _ in ids_by_name.changes() if after is None or n > after)
     last = None
     for name in heapq.merge((base[i] for i in range(start, len(base))), changed):
+        if name == last:  # changed since the snapshot: in both
+            continue
+        last = name
+        if name in ids_by_name:
+            yield name
+
+
+def names_matching(ids_by_name: Mapping[str, str], search: str, after: str | None = None) -> Iterator[str]:
+    """The names of `ids_by_name` above `after` that hold `search` in any case, ascending. Over a
+    snapshot's names, the base's are found in its text (name_search.py), not looked at one by one
+    (0.8 s at a million keys), and merged with the names changed since that hold it."""
+    search = search.lower()
+    if not (isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex)):
+        yield from (n for n in names_in_order(ids_by_name, after) if search in n.lower())
+        return
+    changed = sorted(n for n, _ in ids_by_name.changes() if (after is None or n > after) and search in n.lower())
+    last = None
+    for name in heapq.merge(ids_by_name.base.name_text().matching(search, after), changed):
         if name == last:  # changed since the snapshot: in both
             continue
         last = name
