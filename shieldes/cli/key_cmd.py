@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("id", "name", "prefix", "status", "team", "models", "rpm", "tpm", "budget_usd", "budget_period",
            "expires_at")
+PRINT_PAGE = 10_000  # keys a direct-mode `key list` prints at a time (as a remote one gets them)
 ONCE = "Store this key now: it will not be shown again."
 
 
@@ -155,14 +156,17 @@ def create(
 @handle_errors
 def list_(show_all: bool, team: str | None, search: str | None, limit: int | None, as_json: bool) -> None:
     """Keys by name (active and expired; --all adds revoked ones). Secrets are never shown."""
+    from shieldes.cli.stream_out import emit_pages
+
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:
         query = {k: v for k, v in (("team", team), ("search", search)) if v}
         wanted = None if show_all else ("active", "expired")
-        rows = [_fields(k) for k in api.every("/keys", status="all", most=limit, kept=lambda k: (
-            wanted is None or k["status"] in wanted), **query)]
-        emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+        pages = api.pages("/keys", status="all", most=limit, kept=lambda k: (
+            wanted is None or k["status"] in wanted), **query)
+        # printed a page at a time as the pages come (a million keys: the first lines at once)
+        emit_pages(([_fields(k) for k in rows] for rows in pages), as_json=ctx.as_json, columns=COLUMNS)
         return
     from itertools import islice
 
@@ -175,8 +179,9 @@ def list_(show_all: bool, team: str | None, search: str | None, limit: int | Non
     now = time.time()
     keys = listed_keys(state, now, statuses=None if show_all else ("active", "expired"),
                        team_id=None if found is None else found.id, search=search or "")
-    rows = [key_row(state, k, now) for k in islice(keys, limit)]
-    emit(rows, as_json=ctx.as_json, columns=COLUMNS)
+    listed = islice(keys, limit)
+    pages = iter(lambda: [key_row(state, k, now) for k in islice(listed, PRINT_PAGE)], [])
+    emit_pages(pages, as_json=ctx.as_json, columns=COLUMNS)
 
 
 @key_group.command("show")

@@ -14,7 +14,7 @@ import http.client
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -98,8 +98,12 @@ class AdminApi:
               **query: Any) -> list[dict[str, Any]]:
         """A whole list, read page by page (a page holds at most LIST_PAGE items), in the API's order;
         only the items `kept` passes, and no more pages once `most` of them are read."""
-        rows: list[dict[str, Any]] = []
-        after, limit = None, LIST_PAGE
+        return [item for rows in self.pages(path, most=most, kept=kept, **query) for item in rows]
+
+    def pages(self, path: str, *, most: int | None = None, kept: Callable[[dict[str, Any]], bool] | None = None,
+              **query: Any) -> Iterator[list[dict[str, Any]]]:
+        """`every`'s items a page at a time, each page as it comes (a long list is printed while read)."""
+        after, limit, left = None, LIST_PAGE, most
         while True:
             try:
                 got = self.get(path, limit=limit, after=after, **query)
@@ -108,11 +112,12 @@ class AdminApi:
                     raise
                 limit = OLD_LIST_PAGE
                 continue
-            rows += got["data"] if kept is None else [item for item in got["data"] if kept(item)]
-            if most is not None and len(rows) >= most:
-                return rows[:most]
-            if not got.get("has_more"):
-                return rows
+            rows = got["data"] if kept is None else [item for item in got["data"] if kept(item)]
+            if left is not None:
+                rows, left = rows[:left], left - min(left, len(rows))
+            yield rows
+            if left == 0 or not got.get("has_more"):
+                return
             after = got["next_after"]
 
     def call(self, method: str, path: str, body: Any = None, *, query: dict[str, Any] | None = None,
