@@ -46,7 +46,7 @@ from shieldes.projections.pmap import LayeredMap
 from shieldes.projections.projector import Projection
 from shieldes.projections.state import ConfigState
 from shieldes.snapshots import codec as snapcodec
-from shieldes.snapshots.config_diff import scoped_diff
+from shieldes.snapshots.config_diff import scoped_diff, scoped_limit
 from shieldes.snapshots.history import KINDS, Point, diff, entities, subject_of
 
 OPS = ("provider", "provider_rm", "alias", "alias_rm", "price", "unprice", "routing", "team", "key",
@@ -208,3 +208,23 @@ def test_keys_whose_team_is_created_between_the_points_are_in_the_diff() -> None
     assert diff(snapshot_of(before), fold(snapshot_of(before), log[4:]), log[4:]) == changes
     scoped = asyncio.run(scoped_diff(store, Codec(), Point(position=4), Point(position=5)))
     assert scoped is not None and scoped[2] == changes
+
+
+def test_the_scoped_read_spans_more_events_the_more_keys_the_config_holds() -> None:
+    """The whole fold's cost grows with the config, the scoped read's with the events between: a
+    diff over 10,001 events is scoped for a config of a million keys, folded whole for a small one."""
+    assert scoped_limit(0) == scoped_limit(100_000) == 10_000
+    assert scoped_limit(1_000_000) == 62_500
+
+    async def go() -> tuple[object, object]:
+        store, codec = InMemoryEventStore(), Codec()
+        events = [NewEvent.of(VirtualKeyCreated(f"k{i}", f"app-{i}", f"h{i}", "sk", None), codec)
+                  for i in range(10_001)]
+        await store.append(CONFIG_STREAM, events, AppendOptions(metadata={"actor": "t"}))
+        small = await scoped_diff(store, codec, Point(position=0), Point(position=10_001))
+        large = await scoped_diff(store, codec, Point(position=0), Point(position=10_001), config_keys=1_000_000)
+        return small, large
+
+    small, large = asyncio.run(go())
+    assert small is None
+    assert large is not None and len(large[1]) == 10_001 and len(large[2]) == 10_001

@@ -273,7 +273,9 @@ async def config_diff(call: Call) -> Any:
         check_in_log(Point(position=point.position), head, datetime.now(UTC), omit=omit)
     # the entities the events between touch, from their own events (config_diff.py): a diff of a
     # few events at a million keys decoded a snapshot and compared two whole configs (15 s)
-    scoped = await scoped_diff(store, call.ctx.projector.projection.codec, pa, pb)
+    # (over more events the larger the config: the whole fold's cost grows with it)
+    scoped = await scoped_diff(store, call.ctx.projector.projection.codec, pa, pb,
+                               config_keys=len(call.ctx.projector.config.keys))
     if scoped is not None:
         start, events, changes = scoped
         return {"from": {"point": a, "position": start},
