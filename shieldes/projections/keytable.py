@@ -287,13 +287,29 @@ def names_in_order(ids_by_name: Mapping[str, str], after: str | None = None) -> 
         return
     base = ids_by_name.base.sorted_names()
     start = 0 if after is None else bisect_right(base, after)
-    changed = sorted(n for n, _ in ids_by_name.changes() if after is None or n > after)
+    yield from _merged(_from(base, start), ids_by_name, after)
+
+
+def _from(names: list[str], start: int) -> Iterator[str]:
+    """names[start:], read a slice at a time (no copy of a million names, no Python step per name)."""
+    for at in range(start, len(names), 1024):
+        yield from names[at:at + 1024]
+
+
+def _merged(base: Iterator[str], ids_by_name: LayeredMap[str], after: str | None) -> Iterator[str]:
+    """The snapshot's names `base` (ascending, above `after`) merged with the names changed since:
+    a base name the overlay does not hold is there as it was (no lookup), one it removed is not."""
+    changes = dict(ids_by_name.changes())  # name -> id, None: removed since
+    if not changes:
+        yield from base
+        return
+    added = sorted(n for n, v in changes.items() if v is not None and (after is None or n > after))
     last = None
-    for name in heapq.merge((base[i] for i in range(start, len(base))), changed):
+    for name in heapq.merge(base, added):
         if name == last:  # changed since the snapshot: in both
             continue
         last = name
-        if name in ids_by_name:
+        if changes.get(name, name) is not None:
             yield name
 
 
@@ -305,14 +321,8 @@ def names_matching(ids_by_name: Mapping[str, str], search: str, after: str | Non
     if not (isinstance(ids_by_name, LayeredMap) and isinstance(ids_by_name.base, NameIndex)):
         yield from (n for n in names_in_order(ids_by_name, after) if search in n.lower())
         return
-    changed = sorted(n for n, _ in ids_by_name.changes() if (after is None or n > after) and search in n.lower())
-    last = None
-    for name in heapq.merge(ids_by_name.base.name_text().matching(search, after), changed):
-        if name == last:  # changed since the snapshot: in both
-            continue
-        last = name
-        if name in ids_by_name:
-            yield name
+    matching = ids_by_name.base.name_text().matching(search, after)
+    yield from (n for n in _merged(matching, ids_by_name, after) if search in n.lower())
 
 
 def keys_with(keys: Mapping[str, VirtualKey], field: str) -> Iterator[VirtualKey]:

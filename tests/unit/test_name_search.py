@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.projections.keytable import layered_key_maps, names_matching
+from shieldes.projections.keytable import layered_key_maps, names_in_order, names_matching
 from shieldes.projections.name_search import NameText
 from shieldes.projections.state import VirtualKey
 from shieldes.snapshots import key_columns
@@ -50,3 +50,4 @@ def test_a_search_over_loaded_columns_and_later_changes_finds_what_a_scan_finds(
     now = (loaded | later) - removed
     assert list(names_matching(by_name, search, after)) == _scan(now, search, after)
     assert list(names_matching(dict(by_name.items()), search, after)) == _scan(now, search, after)  # any map
+    assert list(names_in_order(by_name, after)) == sorted(n for n in now if after is None or n > after)
