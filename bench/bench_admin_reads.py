@@ -12,7 +12,9 @@ node of each tree in turn (this one first) on its database, waits for it to
 be ready and settled (its deferred key indexes built), creates one key through its admin API (so
 the newest snapshot is behind the head by a config event or more) and times each read --runs
 times from this process: the config diff from the newest snapshot to the head, the config at the
-head with the console's 50 keys, the audit of one key, and the filtered key lists. Prints the
+head with the console's 50 keys, the audit of one key, and the filtered key lists (searches
+included). With --list, also the whole `shieldes key list` as a process, once per round: remote
+mode as JSON and as a table, direct mode as JSON, to its first byte and to its end. Prints the
 medians per tree, and the events the diff spanned.
 
 Uses --database-url (a server), else the test suite's embedded Postgres, as the bench that kept
@@ -56,7 +58,39 @@ def reads(snapshot: int, head: int) -> list[tuple[str, str]]:
         ("keys?team=team-5 (50 keys)", "/keys?team=team-5"),
         ("keys?status=revoked (none)", "/keys?status=revoked"),
         ("keys?search=zzz (none)", "/keys?search=zzz"),
+        ("keys?search=app-12345 (11 keys)", "/keys?search=app-12345"),
+        ("keys?search=APP-9999&limit=100 (111 match)", "/keys?search=APP-9999&limit=100"),
     ]
+
+
+def whole_list(root: Path, env: dict[str, str], *args: str) -> tuple[float, float, float, int]:
+    """`shieldes key list` of every key as a process: (seconds to its first byte, to its end, its CPU
+    seconds, bytes)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "shieldes", *args, "key", "list"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first, size = 0.0, 0
+    while chunk := proc.stdout.read1(1 << 16):
+        first = first or time.perf_counter() - started
+        size += len(chunk)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"key list {args}: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return first, time.perf_counter() - started, usage.ru_utime + usage.ru_stime, size
+
+
+def lists(url: str, root: Path, base: str, times: dict[str, list[float]], notes: dict[str, str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(root), "SHIELDES_CLUSTER_SECRET": SECRET}
+    remote = {**env, "SHIELDES_ADMIN_URL": base, "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN}
+    for name, e, args in (("key list --json, remote", remote, ("--json",)), ("key list (table), remote", remote, ()),
+                          ("key list --json, direct", {**env, "SHIELDES_DATABASE_URL": url}, ("--json",))):
+        first, total, cpu, size = whole_list(root, e, *args)
+        times.setdefault(name, []).append(total)
+        times.setdefault(name + ": first byte", []).append(first)
+        times.setdefault(name + ": the CLI's CPU", []).append(cpu)
+        notes[name] = f"{size / 1e6:.0f} MB"
 
 
 async def get(http: aiohttp.ClientSession, base: str, path: str) -> tuple[float, int, Any]:
@@ -67,7 +101,7 @@ async def get(http: aiohttp.ClientSession, base: str, path: str) -> tuple[float,
 
 
 async def one_round(url: str, root: Path, tag: str, runs: int, times: dict[str, list[float]],
-                    notes: dict[str, str]) -> None:
+                    notes: dict[str, str], whole: bool = False) -> None:
     node = NodeProc(url, f"bench-{tag}", root)
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
@@ -89,6 +123,8 @@ async def one_round(url: str, root: Path, tag: str, runs: int, times: dict[str, 
                         notes[name] = f"{status} {body['error']['code']} after {seconds:.1f} s"
                     elif name.startswith("config/diff"):
                         notes[name] = f"{body['events']} events, {len(body['changes'])} changes"
+            if whole:  # the CLI's whole list, in a thread: this loop only waits
+                await asyncio.to_thread(lists, url, root, node.base, times, notes)
     finally:
         node.stop()
 
@@ -107,7 +143,7 @@ def with_snapshot(url: str, root: Path, tag: str) -> None:
           flush=True)
 
 
-async def run(trees: list[tuple[str, Path, str]], rounds: int, runs: int, snapshot: bool) -> None:
+async def run(trees: list[tuple[str, Path, str]], rounds: int, runs: int, snapshot: bool, whole: bool) -> None:
     for tag, root, url in trees if snapshot else ():
         with_snapshot(url, root, tag)
     results: dict[str, dict[str, list[float]]] = {tag: {} for tag, _, _ in trees}
@@ -115,7 +151,7 @@ async def run(trees: list[tuple[str, Path, str]], rounds: int, runs: int, snapsh
     for r in range(rounds):
         for tag, root, url in trees:
             print(f"round {r + 1}: {tag} (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})", flush=True)
-            await one_round(url, root, tag, runs, results[tag], notes[tag])
+            await one_round(url, root, tag, runs, results[tag], notes[tag], whole)
     names = list(results[trees[0][0]])
     print(f"\n{'read':<42}" + "".join(f"{tag:>24}" for tag, _, _ in trees))
     for name in names:
@@ -136,6 +172,8 @@ def main() -> None:
     parser.add_argument("--database-url", help="the server holding the databases")
     parser.add_argument("--snapshot", action="store_true",
                         help="first write a snapshot with each tree's `shieldes snapshot create`")
+    parser.add_argument("--list", action="store_true",
+                        help="also time `shieldes key list` of every key (remote --json and table, direct --json)")
     args = parser.parse_args()
     server = db.libpq_url(args.database_url) if args.database_url else pg.server_url()
     url = pg.with_database(server, args.reuse)
@@ -148,7 +186,7 @@ def main() -> None:
     if args.baseline_tree:
         trees.append(("baseline", args.baseline_tree.resolve(),
                       pg.with_database(server, args.baseline_reuse or args.reuse)))
-    asyncio.run(run(trees, args.rounds, args.runs, args.snapshot))
+    asyncio.run(run(trees, args.rounds, args.runs, args.snapshot, args.list))
 
 
 if __name__ == "__main__":
