@@ -6,11 +6,13 @@ ends the session on the nodes (its token is refused after)."""
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
 from tests.browser.test_console import LOADED, all_css, by_css
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.integration.admin_client import AdminClient
@@ -36,6 +38,8 @@ def _browse(base: str, attacker_session: str) -> dict[str, Any]:
         wait(d, lambda d: all_css(d, LOADED + "table tbody th") and "ana@example.com" in by_css(
             d, LOADED + "table tbody th").text, what="the sessions page")
         seen["sessions"] = [r.text for r in all_css(d, LOADED + "table tbody tr")]
+        if os.environ.get("SHIELDES_SCREENSHOTS_TO"):  # for a person to look at, as test_console's
+            screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-sessions-desktop.png")
         seen["token"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
         by_css(d, "#sign-out").click()
         wait(d, lambda d: all_css(d, "input#token") and "ended on every node" in by_css(d, "#toast").text,
