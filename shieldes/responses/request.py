@@ -17,6 +17,10 @@ from shieldes.responses.objects import Body
 MAX_MODEL_NAME = 256
 # Fields the gateway serves itself; never sent upstream.
 _GATEWAY_FIELDS = ("previous_response_id", "conversation", "stream", "stream_options", "background")
+# The optional fields parse_request checks the type of.
+_OPTIONAL = frozenset(("max_output_tokens", "temperature", "top_p", "instructions", "tools", "tool_choice",
+                       "parallel_tool_calls", "text", "reasoning", "include", "metadata", "store", "background",
+                       "stream"))
 _UNSUPPORTED = {
     "prompt": "stored prompt templates are not supported; send `instructions` and `input` instead",
 }
@@ -163,30 +167,45 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
         items = normalize_input(body["input"]) if body.get("input") is not None else []
         if not items and previous is None:
             raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
-    max_out = _typed(body, "max_output_tokens", int, "a positive integer")
+    # The optional fields, checked in this order whatever order they came in, each only when the
+    # body has it (an absent field reads as None, which every check passes): a short request has a
+    # few of the sixteen.
+    present = body.keys() & _OPTIONAL
+    max_out = _typed(body, "max_output_tokens", int, "a positive integer") \
+        if "max_output_tokens" in present else None
     if max_out is not None and max_out < 1:
         raise InvalidRequest("field 'max_output_tokens' must be a positive integer", param="max_output_tokens")
-    _number(body, "temperature", 0, 2)
-    _number(body, "top_p", 0, 1)
-    _typed(body, "instructions", (str, list), "a string")
-    _typed(body, "tools", list, "a list of tool objects")
-    _typed(body, "tool_choice", (str, dict), "auto, none, required or {\"type\": \"function\", \"name\": ...}")
-    _typed(body, "parallel_tool_calls", bool, "true or false")
-    check_tool_choice(body)
-    _typed(body, "text", dict, "an object such as {\"format\": {\"type\": \"json_schema\", ...}}")
-    _typed(body, "reasoning", dict, "an object such as {\"effort\": \"low\"}")
-    _typed(body, "include", list, "a list of strings")
-    metadata = _typed(body, "metadata", dict, "an object of up to 16 string values")
+    if "temperature" in present:
+        _number(body, "temperature", 0, 2)
+    if "top_p" in present:
+        _number(body, "top_p", 0, 1)
+    if "instructions" in present:
+        _typed(body, "instructions", (str, list), "a string")
+    if "tools" in present:
+        _typed(body, "tools", list, "a list of tool objects")
+    if "tool_choice" in present:
+        _typed(body, "tool_choice", (str, dict), "auto, none, required or {\"type\": \"function\", \"name\": ...}")
+    if "parallel_tool_calls" in present:
+        _typed(body, "parallel_tool_calls", bool, "true or false")
+    if "tool_choice" in present:  # (without one there is nothing to check)
+        check_tool_choice(body)
+    if "text" in present:
+        _typed(body, "text", dict, "an object such as {\"format\": {\"type\": \"json_schema\", ...}}")
+    if "reasoning" in present:
+        _typed(body, "reasoning", dict, "an object such as {\"effort\": \"low\"}")
+    if "include" in present:
+        _typed(body, "include", list, "a list of strings")
+    metadata = _typed(body, "metadata", dict, "an object of up to 16 string values") if "metadata" in present else None
     if metadata is not None:
         check_metadata(metadata)
-    store = _typed(body, "store", bool, "true or false")
-    background = bool(_typed(body, "background", bool, "true or false"))
+    store = _typed(body, "store", bool, "true or false") if "store" in present else None
+    background = "background" in present and bool(_typed(body, "background", bool, "true or false"))
     if background and store is False:
         raise InvalidRequest("Background mode requires the response to be stored: send background: true with "
                              "store: true (or without store), or leave background out", param="store")
     return ResponsesRequest(
         model=model,
-        streaming=bool(_typed(body, "stream", bool, "true or false")),
+        streaming="stream" in present and bool(_typed(body, "stream", bool, "true or false")),
         store=store is not False,
         previous_response_id=previous,
         conversation=conversation,
