@@ -5,6 +5,7 @@ other reader) uses. Not the event log: these tables are plain rows, not events."
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -12,7 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 
 from shieldes.errors import InvalidRequest
@@ -36,6 +40,47 @@ VIEW_COLUMNS = (
     "stream", "client_ip", "user_agent", "trace_id", "logged_at",
 )
 
+_TEXT_OID = postgres.types["text"].oid
+_ARRAY_HEAD = struct.Struct("!IIIII")  # dimensions, has nulls, element type; the one dimension's length, lower bound
+_EMPTY_ARRAY = struct.pack("!III", 0, 0, _TEXT_OID)
+_ONE_ITEM = struct.Struct("!IIIIIi")  # the head of an array of one item, and the item's length
+_LENGTH = struct.Struct("!i")
+_NULL_ITEM = _LENGTH.pack(-1)
+
+
+class DeploymentsDumper(Dumper):
+    """`failover_path` (the deployments tried, text[]) in binary COPY, packed at once: psycopg's
+    own list dumper walks any depth of nesting item by item (2.0 against 0.9 us a row)."""
+
+    format = Format.BINARY
+    oid = postgres.types["text"].array_oid
+
+    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
+        super().__init__(cls, context)
+        conn = self.connection  # the client encoding, as psycopg's own text dumper encodes
+        encoding = conn.info.encoding if conn is not None else "utf-8"
+        self._encoding = encoding if encoding != "ascii" else "utf-8"
+
+    def dump(self, obj: list[str | None]) -> Buffer:
+        if not obj:
+            return _EMPTY_ARRAY
+        encoding = self._encoding
+        if len(obj) == 1 and obj[0] is not None:  # the usual path: one deployment
+            data = obj[0].encode(encoding)
+            return _ONE_ITEM.pack(1, 0, _TEXT_OID, 1, 1, len(data)) + data
+        parts = [b""]
+        nulls = 0
+        for name in obj:
+            if name is None:
+                nulls = 1
+                parts.append(_NULL_ITEM)
+            else:
+                data = name.encode(encoding)
+                parts += (_LENGTH.pack(len(data)), data)
+        parts[0] = _ARRAY_HEAD.pack(1, nulls, _TEXT_OID, len(obj), 1)
+        return b"".join(parts)
+
+
 _COPY_ROWS = sql.SQL("COPY request_log_rows ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS))
 _COPY_BODIES = sql.SQL("COPY request_log_bodies ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -46,6 +91,7 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[tuple[A
                       bodies: Sequence[tuple[Any, ...]] = ()) -> None:
     """One transaction: rows (and captured bodies) with COPY."""
     async with conn.transaction(), conn.cursor() as cur:
+        cur.adapters.register_dumper(None, DeploymentsDumper)  # this cursor's: text[] columns of its COPY
         async with cur.copy(_COPY_ROWS) as copy:
             copy.set_types(ROW_TYPES)
             for row in rows:

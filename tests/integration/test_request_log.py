@@ -231,6 +231,31 @@ async def test_retention_drops_whole_partitions(database_url: str) -> None:
         await pool.close()
 
 
+async def test_the_deployments_tried_are_written_as_they_were(database_url: str) -> None:
+    """`failover_path` goes in binary COPY packed by the request log's own text[] dumper: none, one,
+    several (names in any script), and a missing name read back as they were written."""
+    paths: list[list[str | None] | None] = [None, [], ["fake"], ["primary", "secondary-eu", "fake"],
+                                            ["dépl-ünïcode-雲"], ["a", None, "b"], ["x" * 300]]
+    pool = open_pool(database_url, size=1, name="test-failover-path")
+    await pool.open(wait=True)
+    try:
+        now = datetime.now(UTC).timestamp()
+        rows = []
+        for i, tried in enumerate(paths):
+            rec = RequestRecord(f"path{i}", now, 1.0, "POST", "/v1/chat/completions")
+            rec.t_end, rec.status, rec.tried = 1.5, 200, tried
+            rows.append(rec.row("n1"))
+        async with pool.connection() as conn:
+            await store.ensure_partitions(conn, {datetime.fromtimestamp(now, UTC).date()})
+            await store.write_batch(conn, rows)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            got = dict(conn.execute("SELECT request_id, failover_path FROM request_log_rows "
+                                    "WHERE request_id LIKE 'path%%'").fetchall())
+        assert [got[f"path{i}"] for i in range(len(paths))] == paths
+    finally:
+        await pool.close()
+
+
 async def test_a_row_the_database_refuses_is_dropped_and_counted_not_retried_forever(database_url: str) -> None:
     pool = open_pool(database_url, size=1, name="test-poison")
     await pool.open(wait=True)
