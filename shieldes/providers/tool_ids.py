@@ -219,8 +219,13 @@ def anthropic_ids_fit_in(history: bytes | memoryview) -> bool:
 
 def all_fit(ids: list[str], rule: IdRule) -> bool:
     """Whether every id in `ids` fits `rule`: each distinct id checked once (a call and its result
-    carry the same one)."""
-    return all(map(rule.fits, set(ids)))
+    carry the same one). A rule of lengths only (OpenAI's, a Responses upstream's) is checked on the
+    shortest and longest id: a coding agent's turn carries a hundred ids or more, every turn."""
+    distinct = set(ids)
+    if rule.pattern is None and distinct:
+        lengths = list(map(len, distinct))
+        return min(lengths) > 0 and (rule.max_len is None or max(lengths) <= rule.max_len)
+    return all(map(rule.fits, distinct))
 
 
 # the Responses items that carry a call_id: calls, and the outputs that answer them

@@ -267,3 +267,17 @@ def test_the_byte_check_reads_ids_as_clients_write_them() -> None:
     assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":""}]}]')
     assert not anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu\\u0031"}]}]')  # an escape
     assert anthropic_ids_fit_in(b'[{"content":"the text says \\"id\\": \\"not one\\""}]')  # inside a string
+
+
+def test_all_fit_by_length_rules_checks_every_distinct_id() -> None:
+    """A rule of lengths only (OpenAI's 40, a Responses upstream's 64) is read off the shortest and
+    longest id; a rule with a pattern checks each; no ids fit every rule."""
+    from shieldes.providers.tool_ids import ANTHROPIC, ANY, OPENAI, RESPONSES, all_fit
+
+    ok = ["call_" + "a" * 35, "c", "call_1"] * 2
+    assert all_fit(ok, OPENAI) and all_fit(ok, RESPONSES) and all_fit(ok, ANY) and all_fit(ok, ANTHROPIC)
+    assert not all_fit([*ok, "x" * 41], OPENAI) and all_fit([*ok, "x" * 41], RESPONSES)
+    assert not all_fit([*ok, "x" * 65], RESPONSES)
+    assert not all_fit([*ok, ""], OPENAI) and not all_fit([""], ANY)
+    assert not all_fit([*ok, "functions.get:0"], ANTHROPIC) and all_fit(["functions.get:0"], OPENAI)
+    assert all(all_fit([], rule) for rule in (OPENAI, RESPONSES, ANY, ANTHROPIC))
