@@ -54,6 +54,10 @@ def pricing_group() -> None:
               help="USD per generated image, for image answers without token usage (dall-e-2/3)")
 @click.option("--per-web-search", "per_web_search", type=float, default=None, metavar="USD",
               help="USD per server-side web search the upstream reports (Claude's web search tool: 0.01)")
+@click.option("--multiplier", "multipliers", multiple=True, metavar="WHERE=FACTOR",
+              help="bill every token price times FACTOR where the upstream does: flex=0.5 and priority=2 (the "
+                   "service tier the answer says served it), regional=1.1 (a Vertex AI deployment whose location "
+                   "is not global); repeat for each")
 @click.option("--long-context-above", "long_above", type=int, default=None, metavar="TOKENS",
               help="prompt size above which every token of a request costs the --long-* prices (200000 for "
                    "Gemini 2.5/3 Pro and Claude Sonnet 4/4.5's 1M window)")
@@ -70,13 +74,14 @@ def pricing_group() -> None:
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
          cache_write_per_1m: float | None, per_image: float | None, long_above: int | None, long_input: float | None,
          long_output: float | None, long_cache_read: float | None, long_cache_write: float | None,
-         per_web_search: float | None, as_json: bool) -> None:
+         per_web_search: float | None, multipliers: tuple[str, ...], as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
     or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins.
     A long-context tier (--long-context-above with --long-input and --long-output) bills every token of a
     request whose prompt is above it at those prices."""
     ctx = cli_context()
     long = _long_context(long_above, long_input, long_output, long_cache_read, long_cache_write)
+    factors = _multipliers(multipliers)
     api = ctx.remote()
     if api is not None:
         from shieldes.cli.remote import segment
@@ -86,15 +91,18 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
             "cache_read_per_1m": cache_read_per_1m, "cache_write_per_1m": cache_write_per_1m,
             **({} if per_image is None else {"per_image": per_image}),
             **({} if long is None else {"long_context": long.fields()}),
-            **({} if per_web_search is None else {"per_web_search": per_web_search})})
+            **({} if per_web_search is None else {"per_web_search": per_web_search}),
+            **({} if not factors else {"multipliers": dict(factors)})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
                       answer["cache_write_per_1m"], answer.get("per_image"),
-                      long_context_from(answer.get("long_context")), answer.get("per_web_search"))
+                      long_context_from(answer.get("long_context")), answer.get("per_web_search"),
+                      tuple(sorted((answer.get("multipliers") or {}).items())))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
-                                   per_image, long, per_web_search)))
-    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long, per_web_search)
+                                   per_image, long, per_web_search, factors)))
+    price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long, per_web_search,
+                  factors)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
 
 
@@ -107,6 +115,20 @@ def _long_context(above: int | None, input_: float | None, output: float | None,
         raise CommandRejected("a long-context tier needs --long-context-above, --long-input and --long-output "
                                "(e.g. --long-context-above 200000 --long-input 2.5 --long-output 15)")
     return LongContext(above, input_, output, read, write_)
+
+
+def _multipliers(given: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """--multiplier WHERE=FACTOR options as sorted pairs (checked again where the price is set)."""
+    out: dict[str, float] = {}
+    for item in given:
+        where, eq, factor = item.partition("=")
+        try:
+            out[where.strip()] = float(factor)
+        except ValueError:
+            raise CommandRejected(f"--multiplier {item!r}: expected WHERE=FACTOR, e.g. --multiplier flex=0.5") from None
+        if not eq:
+            raise CommandRejected(f"--multiplier {item!r}: expected WHERE=FACTOR, e.g. --multiplier flex=0.5")
+    return tuple(sorted(out.items()))
 
 
 @pricing_group.command("unset")
@@ -123,7 +145,7 @@ def _row(model: str, p: Price) -> dict[str, object]:
     return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
             "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
             "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields(),
-            "per_web_search": p.per_web_search}
+            "per_web_search": p.per_web_search, "multipliers": dict(p.multipliers) or None}
 
 
 @pricing_group.command("list")
@@ -143,7 +165,7 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "per_image", "long_context",
-                                             "per_web_search", "source"))
+                                             "per_web_search", "multipliers", "source"))
 
 
 @pricing_group.command("import")

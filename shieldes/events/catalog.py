@@ -117,6 +117,8 @@ class PricingSet(Event):
     long_cache_read_per_1m: float | None = None
     long_cache_write_per_1m: float | None = None
     per_web_search: float | None = None  # USD per server-side web search (added the same way)
+    # {where: factor} (state.MULTIPLIERS), added the same way: an older reader bills at list price
+    multipliers: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
     size = prompt_bytes(raw) + history.size
     now = int(time.time())
     ctx = ResponseContext.of(body, response_id(False, now), now, req.model)
-    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
+    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses",
+                      service_tier=body.get("service_tier"))
     turn = Turn(gw, request.app[RESPONSES], key, route, res, size, req.input, None, False, rec)
     try:
         outcome, served = await gw.responses(route, sent, ctx, False, None, rec=rec)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from aiohttp import web
@@ -77,6 +77,15 @@ def token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUs
                       reasoning_tokens=usage.reasoning_tokens or None)
 
 
+def billed_as_served(usage: TokenUsage, response: Body | None) -> TokenUsage:
+    """`usage` with what the final response object says about billing that its usage does not: the
+    service tier that served it (a Responses object's `service_tier`)."""
+    if response is None or usage.service_tier is not None:
+        return usage
+    tier = response.get("service_tier")
+    return replace(usage, service_tier=tier) if isinstance(tier, str) and tier else usage
+
+
 def _estimated(response: Body | None, size: int, output: int) -> Body | None:
     """A response object whose upstream reported no usage (a chat server that refused
     stream_options or omits usage, a Responses server that counts nothing), with the estimate that
@@ -118,12 +127,14 @@ class Turn:
         await self.conversations.append_turn(self.conversation, self.key.id, self.stored_input, response)
 
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
+        usage = billed_as_served(usage, response)
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
         if self.rec is not None:
             self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \
                 usage.prompt_tokens, usage.completion_tokens, nusd
             self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
             self.rec.cache_write_tokens = usage.cache_write_tokens
+            self.rec.service_tier = usage.service_tier
             self.rec.upstream_model = served.model
         if self.memory is not None and response is not None:
             self.memory.remember(response, self.key.id, self.history.then(self.stored_input))
@@ -215,7 +226,8 @@ async def prepare(request: web.Request) -> Prepared:
     ctx = ResponseContext.of(body, response_id(req.store, time.time()), int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
-    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses")
+    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses",
+                      service_tier=body.get("service_tier"))
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,

@@ -221,7 +221,8 @@ class Call:
         self.op = op
         self.size = size
         self.res: Reservation
-        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices)
+        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices,
+                                          service_tier=body.get("service_tier"))
         self.headers = self.res.headers  # the answer's own headers: the limits', what was dropped
 
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
@@ -242,6 +243,7 @@ class Call:
             rec.cached_tokens = usage.cache_read_tokens
             rec.cache_write_tokens = usage.cache_write_tokens
             rec.reasoning_tokens = usage.reasoning_tokens
+            rec.service_tier = usage.service_tier
             rec.cost_nusd = nusd
 
     async def json(self, out: Outgoing) -> JsonResult:

@@ -40,6 +40,7 @@ from shieldes.usage.pricing import (
     cost_nusd,
     media_cost_nusd,
     price_hint,
+    served_at,
 )
 from shieldes.usage.units import NO_UNITS, Units
 
@@ -194,7 +195,8 @@ class Gateway(UpstreamCalls):
         return team is not None and team.budget is not None
 
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-              op: Operation, *, cap: bool = False, choices: int = 1) -> tuple[Reservation, int | None]:
+              op: Operation, *, cap: bool = False, choices: int = 1,
+              service_tier: object = None) -> tuple[Reservation, int | None]:
         """Admit one request: limits, budgets, and a hold on its estimate. Estimate: prompt bytes / 4
         tokens at the input price, plus max_tokens for each of the `choices` completions asked for
         (`n`) at the output price. Fails closed on money: a model without a price cannot be held to
@@ -203,13 +205,15 @@ class Gateway(UpstreamCalls):
         `cap`: a budgeted request naming no max_tokens gets one (returned with the reservation, to
         send upstream), so its estimate bounds its completion cost instead of guessing it; the cap
         is decided on the same counters admission reads (see completion_cap), and shared by the
-        choices, each of which may run to it."""
+        choices, each of which may run to it. `service_tier`: the body's; `priority` is held at the
+        model's priority multiplier (flex at the list price: a flex request refused for capacity and
+        sent on to another deployment is served at its default tier)."""
         config = self.state.config
         budgeted = self.budgeted(key)
         found = self.prices.lookup(config.pricing, route.model)
         if found is None and budgeted and not self.settings.allow_unpriced:
             raise self._not_priced(key, route)
-        rate = found or NO_RATE
+        rate = served_at(found or NO_RATE, "priority" if service_tier == "priority" else None)
         prompt = prompt_bytes // 4
         usage = self.state.usage
         position = self.state.position

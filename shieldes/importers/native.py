@@ -36,7 +36,7 @@ _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
     "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image",
-                "long_context", "per_web_search"),
+                "long_context", "per_web_search", "multipliers"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
@@ -101,7 +101,8 @@ def parse_shieldes(doc: Any) -> ImportSpec:
         spec.prices.append(PriceSpec(e["model"], _need(_money(e["input_per_1m"], f"{where}.input_per_1m")),
                                      _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image,
                                      _long_context(e.get("long_context"), f"{where}.long_context"),
-                                     _money(e.get("per_web_search"), f"{where}.per_web_search", optional=True)))
+                                     _money(e.get("per_web_search"), f"{where}.per_web_search", optional=True),
+                                     _multipliers(e.get("multipliers"), f"{where}.multipliers")))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):
@@ -156,6 +157,17 @@ def _names(value: Any, where: str, *, optional: bool = False) -> tuple[str, ...]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ImportRejected(f"{where} must be a list of names, got {value!r}; {_AGAIN}")
     return tuple(value)
+
+
+def _multipliers(found: Any, where: str) -> tuple[tuple[str, float], ...]:
+    """{where: factor} (checked as `pricing set` checks them when the import is applied)."""
+    if found is None:
+        return ()
+    if not isinstance(found, dict) or any(isinstance(v, bool) or not isinstance(v, int | float)
+                                          for v in found.values()):
+        raise ImportRejected(f"{where} must be an object of {{where: factor}}, e.g. {{\"flex\": 0.5}}; "
+                             f"got {found!r}; {_AGAIN}")
+    return tuple(sorted((str(k), float(v)) for k, v in found.items()))
 
 
 def _long_context(value: Any, where: str) -> LongContext | None:

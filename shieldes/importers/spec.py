@@ -93,6 +93,7 @@ class PriceSpec:
     per_image: float | None = None  # USD per image (a shieldes export's; LiteLLM's file gives none)
     long_context: LongContext | None = None  # None: the file gives none (the one in force is kept)
     per_web_search: float | None = None  # USD per server-side web search
+    multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor); none: the ones in force are kept
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from shieldes.projections.commands import (
     check_name,
     check_weight,
 )
-from shieldes.projections.state import AdminToken, AliasTarget, ConfigState, LongContext, is_model_pattern
+from shieldes.projections.state import MULTIPLIERS, AdminToken, AliasTarget, ConfigState, LongContext, is_model_pattern
 from shieldes.roles import ROLES
 
 if TYPE_CHECKING:
@@ -82,6 +82,24 @@ def _long_context_fields(long: LongContext | None) -> tuple[int | None, float | 
             _optional_money("--long-cache-write price", long.cache_write_per_1m))
 
 
+MAX_MULTIPLIER = 100.0
+
+
+def check_multipliers(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
+    """Price multipliers as PricingSet's `multipliers`, checked: known places, factors above 0."""
+    pairs = given.items() if isinstance(given, Mapping) else given
+    out: dict[str, float] = {}
+    for where, factor in pairs:
+        if where not in MULTIPLIERS:
+            raise CommandRejected(f"--multiplier {where}=...: unknown; use one of {', '.join(MULTIPLIERS)} "
+                                  "(e.g. --multiplier flex=0.5 --multiplier priority=2)")
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= MAX_MULTIPLIER:
+            raise CommandRejected(f"--multiplier {where}={factor!r}: the factor must be a number above 0 and at "
+                                  f"most {MAX_MULTIPLIER:g} (0.5 bills half the list price, 1.1 ten percent more)")
+        out[where] = float(factor)
+    return out or None
+
+
 # --- commands ------------------------------------------------------------------------------------
 
 
@@ -124,6 +142,7 @@ class SetPricing:
     per_image: float | None = None
     long_context: LongContext | None = None
     per_web_search: float | None = None
+    multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor): state.MULTIPLIERS
 
 
 @dataclass(frozen=True)
@@ -350,6 +369,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     _optional_money("--per-image price", command.per_image),
                     *_long_context_fields(command.long_context),
                     _optional_money("--per-web-search price", command.per_web_search),
+                    check_multipliers(command.multipliers),
                 )
             ]
         case UnsetPricing():

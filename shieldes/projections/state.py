@@ -112,6 +112,13 @@ class Price:
     per_image: float | None = None  # USD per generated image, for image answers without token usage
     long_context: LongContext | None = None
     per_web_search: float | None = None  # USD per server-side web search the upstream reports
+    # Multipliers of every token price where the upstream bills more or less than its list price,
+    # as (where, factor) pairs sorted by name: `flex` / `priority` (the service tier the answer says
+    # served it), `regional` (a Vertex AI deployment outside the `global` endpoint). See MULTIPLIERS.
+    multipliers: tuple[tuple[str, float], ...] = ()
+
+    def multiplier(self, where: str) -> float | None:
+        return next((f for w, f in self.multipliers if w == where), None)
 
     def fields(self) -> dict[str, Any]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
@@ -126,7 +133,15 @@ class Price:
             out["long_context"] = self.long_context.fields()
         if self.per_web_search is not None:
             out["per_web_search"] = self.per_web_search
+        if self.multipliers:
+            out["multipliers"] = dict(self.multipliers)
         return out
+
+
+# Where a price multiplier applies: the service tiers an answer reports (OpenAI `service_tier`,
+# Anthropic `usage.service_tier`, Vertex `trafficType`, Bedrock `serviceTier`, in OpenAI's words)
+# and a Vertex AI deployment whose location is not `global`.
+MULTIPLIERS = ("flex", "priority", "regional")
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,7 +256,7 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
     searches = _count(server.get("web_search_requests")) if isinstance(server, dict) else 0
     return TokenUsage(_count(usage.get("input_tokens")) + read + write, _count(usage.get("output_tokens")),
                       cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=min(hour, write),
-                      web_search_requests=searches)
+                      web_search_requests=searches, service_tier=from_anthropic(usage))
 
 
 def _count(value: Any) -> int:

@@ -31,6 +31,9 @@ class TokenUsage:
     # server-side web searches the upstream ran for the request and bills per search (Anthropic's
     # `usage.server_tool_use.web_search_requests`), at the model's per-search price
     web_search_requests: int = 0
+    # the service tier the answer says served it, in OpenAI's words (providers/tiers.py): `flex` and
+    # `priority` bill at the model's multiplier for them; None when the upstream said nothing
+    service_tier: str | None = None
     # A breakdown for the request log when the upstream reports it, not billed apart: equality
     # compares the counts that are billed.
     reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens

@@ -273,8 +273,9 @@ def _text_format(response_format: Any) -> Body | None:
     return {"type": "json_schema", "structure": {"jsonSchema": definition}}
 
 
-def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
-    """Cache reads and writes are input tokens too (billed at their own rates upstream)."""
+def usage_from_bedrock(usage: Any, tier: str | None = None) -> tuple[TokenUsage, Body]:
+    """Cache reads and writes are input tokens too (billed at their own rates upstream); `tier`:
+    the one the response says served it (from_bedrock)."""
     usage = usage if isinstance(usage, dict) else {}
     cached = int(usage.get("cacheReadInputTokens") or 0)
     written = int(usage.get("cacheWriteInputTokens") or 0)
@@ -283,7 +284,7 @@ def usage_from_bedrock(usage: Any) -> tuple[TokenUsage, Body]:
     hour = sum(int(d.get("inputTokens") or 0) for d in details if isinstance(d, dict) and d.get("ttl") == "1h") \
         if isinstance(details, list) else 0
     tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0), cache_read_tokens=cached,
-                        cache_write_tokens=written, cache_write_1h_tokens=min(hour, written))
+                        cache_write_tokens=written, cache_write_1h_tokens=min(hour, written), service_tier=tier)
     return tokens, usage_dict(tokens)
 
 
@@ -302,7 +303,7 @@ def converse_to_chat(resp: Body, model: str, created: int,
     uses = [b["toolUse"] for b in content if isinstance(b.get("toolUse"), dict)]
     answers = [orjson.dumps(u.get("input") or {}).decode() for u in uses if u.get("name") == JSON_TOOL]
     calls = [ToolCall(u["toolUseId"], u["name"], u.get("input") or {}) for u in uses if u.get("name") != JSON_TOOL]
-    usage, shown = usage_from_bedrock(resp.get("usage"))
+    usage, shown = usage_from_bedrock(resp.get("usage"), from_bedrock(resp))
     failure = malformed(resp.get("stopReason"))
     if failure is not None:
         raise failure
@@ -426,10 +427,10 @@ class ConverseStreamTranslator:
             return []
         if kind == "metadata":
             self.done = True
-            self.usage, shown = usage_from_bedrock(event.get("usage"))
+            tier = from_bedrock(event)
+            self.usage, shown = usage_from_bedrock(event.get("usage"), tier)
             if self._malformed is not None:  # the turn ends in error, its usage known (and billed)
                 raise self._malformed
-            tier = from_bedrock(event)
             closing = [] if self._closing is None else [stamped(self._closing, tier)]
             return [*closing, stamped(self.chunks.usage(shown), tier)]
         if kind == "contentBlockStop" and self._without_args(int(event.get("contentBlockIndex") or 0)):

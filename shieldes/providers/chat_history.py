@@ -39,9 +39,11 @@ class _ChatRequest(msgspec.Struct, gc=False):
     max_tokens: Any = _UNSET
     max_completion_tokens: Any = _UNSET
     n: Any = _UNSET
+    service_tier: Any = _UNSET  # (a priority request is held at the priority price)
 
 
-READ = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n")  # decoded, when present
+READ = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n",
+        "service_tier")  # decoded, when present
 _REQUEST = msgspec.json.Decoder(_ChatRequest)
 
 

@@ -171,7 +171,7 @@ def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
     cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
     usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts, cache_read_tokens=cached,
-                       reasoning_tokens=thoughts or None)
+                       service_tier=from_vertex(meta), reasoning_tokens=thoughts or None)
     return usage, usage_dict(usage)
 
 

@@ -295,8 +295,9 @@ def invalid_response(target: Target, what: str) -> UpstreamFailure:
     )
 
 
-def parse_usage(usage: object) -> TokenUsage | None:
-    """OpenAI `usage` -> TokenUsage (embeddings have no completion tokens)."""
+def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None:
+    """OpenAI `usage` -> TokenUsage (embeddings have no completion tokens); `service_tier`: the
+    answer's (or chunk's), the tier that served it."""
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens")
@@ -310,6 +311,7 @@ def parse_usage(usage: object) -> TokenUsage | None:
     written = written if isinstance(written, int) and not isinstance(written, bool) and 0 < written <= prompt - cached \
         else 0
     return TokenUsage(prompt, completion, cache_read_tokens=cached, cache_write_tokens=written,
+                      service_tier=service_tier if isinstance(service_tier, str) and service_tier else None,
                       reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"))
 
 

@@ -122,8 +122,8 @@ class OpenAIProvider(MediaUpstream):
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
         if op == "chat" and string_answer_arguments(data):  # Ollama: arguments as an object
-            return JsonResult(body=data, usage=parse_usage(data.get("usage")))
-        return JsonResult(body=data, usage=parse_usage(data.get("usage")), raw=raw)
+            return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")))
+        return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")), raw=raw)
 
     async def stream(self, op: Operation, target: Target, body: Body) -> OpenAIChunkStream:
         payload = dict(self.outgoing(op, target, body))

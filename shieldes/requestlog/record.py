@@ -21,7 +21,7 @@ COLUMNS = (
     "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
-    "images", "audio_seconds", "characters", "cache_write_tokens",
+    "images", "audio_seconds", "characters", "cache_write_tokens", "service_tier",
 )
 
 
@@ -81,6 +81,7 @@ class RequestRecord:
     audio_seconds: int | None = None
     characters: int | None = None
     cost_nusd: int | None = None
+    service_tier: str | None = None  # the tier the answer says served it (flex, priority bill apart)
     # tracing: the attempt span of a stream, ended when the stream ends (tracing.stream_ended)
     upstream_span: Any = None
     # a background response's: handed to the request log when its run ends, not when it was created
@@ -139,6 +140,7 @@ class RequestRecord:
             self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message),
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
             written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
+            _cut(self.service_tier),
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

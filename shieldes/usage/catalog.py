@@ -27,10 +27,11 @@ class CatalogEntry:
     per_image: float | None = None  # USD per generated image (answers without token usage)
     long_context: LongContext | None = None  # the prices above a prompt size (Gemini Pro, Claude 1M)
     per_web_search: float | None = None  # USD per server-side web search (Claude's web search tool)
+    multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor): OpenAI's flex and priority tiers
 
     def price(self) -> Price:
         return Price(self.input_per_1m, self.output_per_1m, self.cache_read_per_1m, self.cache_write_per_1m,
-                     self.per_image, self.long_context, self.per_web_search)
+                     self.per_image, self.long_context, self.per_web_search, self.multipliers)
 
 
 _LONG_KEYS = ("above_tokens", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m")
@@ -64,7 +65,7 @@ def shipped() -> Mapping[str, CatalogEntry]:
     return MappingProxyType({
         m: CatalogEntry(e["provider"], float(e["input_per_1m"]), float(e["output_per_1m"]),
                         e.get("cache_read_per_1m"), e.get("cache_write_per_1m"), e.get("per_image"),
-                        _long_context(e), e.get("per_web_search"))
+                        _long_context(e), e.get("per_web_search"), tuple(sorted(e.get("multipliers", {}).items())))
         for m, e in models.items()
     })
 
@@ -78,7 +79,8 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
                        "output_per_1m": e.output_per_1m, "cache_read_per_1m": e.cache_read_per_1m,
                        "cache_write_per_1m": e.cache_write_per_1m, "reasoning_per_1m": e.output_per_1m,
                        "per_image": e.per_image, "long_context": _long_fields(e.long_context),
-                       "per_web_search": e.per_web_search, "source": "default"}
+                       "per_web_search": e.per_web_search, "multipliers": dict(e.multipliers) or None,
+                       "source": "default"}
     for model, p in pricing.items():
         default = shipped().get(model)
         rows[model] = {"model": model, "provider": default.provider if default else None,
@@ -87,7 +89,8 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
                        "cache_write_per_1m": getattr(p, "cache_write_per_1m", None),
                        "reasoning_per_1m": p.output_per_1m, "per_image": getattr(p, "per_image", None),
                        "long_context": _long_fields(getattr(p, "long_context", None)),
-                       "per_web_search": getattr(p, "per_web_search", None), "source": "override"}
+                       "per_web_search": getattr(p, "per_web_search", None),
+                       "multipliers": dict(getattr(p, "multipliers", ())) or None, "source": "override"}
     return [rows[m] for m in sorted(rows)]
 
 

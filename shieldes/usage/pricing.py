@@ -51,6 +51,11 @@ class Rate(NamedTuple):
     long_above: int = 0
     long: Rate | None = None
     web_search: int = 0  # per server-side web search
+    # multipliers in parts per million (0: none): the flex and priority service tiers, a regional
+    # Vertex endpoint (see served_at)
+    flex: int = 0
+    priority: int = 0
+    regional: int = 0
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -81,10 +86,43 @@ def _token_rate(input_per_1m: float, output_per_1m: float, read: float | None, w
                 input_ if write is None else pusd_per_token(write))
 
 
+PPM = 1_000_000
+
+
+def ppm(factor: float | None) -> int:
+    """A multiplier as exact integer parts per million (0 for none)."""
+    return 0 if factor is None else int((Decimal(repr(factor)) * PPM).to_integral_value(ROUND_HALF_UP))
+
+
+def _scaled(rate: Rate, factor_ppm: int) -> Rate:
+    """Every token rate times the factor, rounded half up to whole pUSD per token (a list price has
+    no finer digit: 5/3 x $0.15/1M is $0.25/1M exactly); per-image and per-search prices unchanged."""
+    def times(v: int) -> int:
+        return (v * factor_ppm + PPM // 2) // PPM
+    long = None if rate.long is None else _scaled(rate.long, factor_ppm)
+    return rate._replace(input=times(rate.input), output=times(rate.output), cache_read=times(rate.cache_read),
+                         cache_write=times(rate.cache_write), long=long)
+
+
+def served_at(rate: Rate, service_tier: str | None, regional: bool = False) -> Rate:
+    """The rates of an answer served at `service_tier` (in OpenAI's words, as the answer reports
+    it) by a regional endpoint or not: the model's multiplier for the tier (flex, priority) and for
+    the region, each when the price has one; the list rates otherwise (the default tier, a tier
+    the price names no multiplier for)."""
+    factor = rate.flex if service_tier == "flex" else rate.priority if service_tier == "priority" else 0
+    if factor:
+        rate = _scaled(rate, factor)
+    if regional and rate.regional:
+        rate = _scaled(rate, rate.regional)
+    return rate
+
+
 def rate_of(price: Price) -> Rate:
     base = _token_rate(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
     long = price.long_context
     return base._replace(
+        flex=ppm(price.multiplier("flex")), priority=ppm(price.multiplier("priority")),
+        regional=ppm(price.multiplier("regional")),
         image=0 if price.per_image is None else pusd_each(price.per_image),
         web_search=0 if price.per_web_search is None else pusd_each(price.per_web_search),
         long_above=0 if long is None else long.above_tokens,
@@ -200,13 +238,14 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     """Exact cost of `usage`: cache reads and writes (parts of prompt_tokens) at their own rates;
     writes kept for an hour (Claude's `ttl: 1h`) at twice the input rate, as Anthropic, Bedrock and
     Vertex bill them (the cache-write price is the 5-minute one). A long prompt bills every token
-    at the long-context tier (see tier). Server-side web searches the upstream reports cost the
-    per-search price each. Summed in pUSD, rounded once to nUSD."""
+    at the long-context tier (see tier). An answer served at the flex or priority service tier bills
+    at the model's multiplier for it (see served_at). Server-side web searches the upstream reports
+    cost the per-search price each. Summed in pUSD, rounded once to nUSD."""
     return to_nusd(_cost_pusd(rate, usage))
 
 
 def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
-    rate = tier(rate, usage.prompt_tokens)
+    rate = tier(served_at(rate, usage.service_tier), usage.prompt_tokens)
     cached = usage.cache_read_tokens + usage.cache_write_tokens
     plain = max(0, usage.prompt_tokens - cached)
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)

@@ -71,7 +71,7 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
 async def test_openai_chat_json(up: FakeUpstream, providers: dict[str, Provider]) -> None:
     body = {"model": "alias", "messages": HELLO, "stream": False, "stream_options": {"include_usage": True}}
     result = await providers["openai"].call("chat", oa(up), body)
-    assert result.usage == TokenUsage(prompt_tokens=6, completion_tokens=4)
+    assert result.usage == TokenUsage(prompt_tokens=6, completion_tokens=4, service_tier="default")
     assert result.body["object"] == "chat.completion"
     assert result.body["choices"][0]["message"]["content"] == "Hello from the fake"
     sent = up.last("/v1/chat/completions")
@@ -87,7 +87,7 @@ async def test_openai_chat_stream_asks_for_and_captures_usage(
     chunks = await collect(stream)
     assert text_of(chunks) == "Hello from the fake"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
-    assert stream.usage == TokenUsage(6, 4)
+    assert stream.usage == TokenUsage(6, 4, service_tier="default")
     sent = up.last("/v1/chat/completions").body
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
 
@@ -122,7 +122,7 @@ async def test_openai_embeddings(up: FakeUpstream, providers: dict[str, Provider
 async def test_azure_style_deployment_url(up: FakeUpstream, providers: dict[str, Provider]) -> None:
     base = f"{up.url}/openai/deployments/my-gpt4o?api-version=2024-10-21"
     result = await providers["openai"].call("chat", oa(up, base=base), {"model": "gpt-4o", "messages": HELLO})
-    assert result.usage == TokenUsage(6, 4)
+    assert result.usage == TokenUsage(6, 4, service_tier="default")
     sent = up.last()
     assert sent.path == "/openai/deployments/my-gpt4o/chat/completions"
     assert sent.query == {"api-version": "2024-10-21"}
@@ -148,7 +148,7 @@ async def test_provider_contract(up: FakeUpstream, providers: dict[str, Provider
     result = await providers[kind].call("chat", target, {"model": "alias", "messages": HELLO})
     assert result.body["object"] == "chat.completion" and result.body["model"] == target.model
     assert result.body["choices"][0]["message"]["role"] == "assistant"
-    assert result.usage == TokenUsage(6, 4)
+    assert result.usage == TokenUsage(6, 4, service_tier="default")
     assert result.body["usage"]["prompt_tokens"] == 6 and result.body["usage"]["completion_tokens"] == 4
     stream = await providers[kind].stream("chat", target, {"model": "alias", "messages": HELLO})
     assert stream.usage is None  # known only at the end
@@ -157,7 +157,7 @@ async def test_provider_contract(up: FakeUpstream, providers: dict[str, Provider
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
-    assert stream.usage == TokenUsage(6, 4)
+    assert stream.usage == TokenUsage(6, 4, service_tier="default")
 
 
 # --- error mapping -------------------------------------------------------------------------------------
@@ -262,7 +262,8 @@ async def test_abandoned_stream_releases_its_connection(
             break
         await stream.aclose()
         await stream.aclose()  # idempotent
-    assert (await providers["openai"].call("chat", oa(up), {"messages": HELLO})).usage == TokenUsage(6, 4)
+    assert (await providers["openai"].call("chat", oa(up), {"messages": HELLO})).usage == \
+        TokenUsage(6, 4, service_tier="default")
 
 
 # --- Anthropic ----------------------------------------------------------------------------------------
@@ -278,7 +279,7 @@ async def test_anthropic_json_translation(up: FakeUpstream, providers: dict[str,
     result = await providers["anthropic"].call("chat", an(up), body)
     assert result.body["choices"][0]["message"]["content"] == "Hello from the"
     assert result.body["choices"][0]["finish_reason"] == "length"
-    assert result.usage == TokenUsage(prompt_tokens=8, completion_tokens=3)
+    assert result.usage == TokenUsage(prompt_tokens=8, completion_tokens=3, service_tier="default")
     assert result.body["usage"] == {"prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11}
     sent = up.last("/v1/messages")
     assert sent.headers["x-api-key"] == KEY and sent.headers["anthropic-version"] == "2023-06-01"
@@ -295,7 +296,7 @@ async def test_anthropic_stop_sequence_and_stream(up: FakeUpstream, providers: d
     stream = await providers["anthropic"].stream("chat", an(up), {"messages": HELLO})
     chunks = await collect(stream)
     assert text_of(chunks) == "Hello from the fake"
-    assert stream.usage == TokenUsage(6, 4)
+    assert stream.usage == TokenUsage(6, 4, service_tier="default")
     assert chunks[-1]["usage"] == {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}
 
 

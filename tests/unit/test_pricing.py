@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 from shieldes.events.catalog import PricingSet
@@ -9,6 +10,7 @@ from shieldes.projections.state import ConfigState, LongContext, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
 from shieldes.providers.bedrock_translate import usage_from_bedrock
+from shieldes.providers.gemini_translate import usage_from_gemini
 from shieldes.providers.http import parse_usage
 from shieldes.usage.pricing import (
     PATTERN_NAMES_KEPT,
@@ -19,6 +21,7 @@ from shieldes.usage.pricing import (
     price_for,
     price_hint,
     pusd_per_token,
+    served_at,
     unpriced,
     unpriced_warning,
 )
@@ -226,3 +229,62 @@ def test_web_searches_cost_the_per_search_price_and_survive_a_snapshot() -> None
                               "search_context_cost_per_query": {"search_context_size_medium": 0.035}}}
     prices = {p.model: p for p in parse_litellm_prices(doc)[0]}
     assert prices["claude-sonnet-4-5"].per_web_search == 0.01 and prices["gemini-2.5-pro"].per_web_search is None
+
+
+def test_an_answer_costs_the_multiplier_of_the_tier_that_served_it() -> None:
+    table = PriceTable()
+    gpt5 = table.rate({}, "gpt-5")  # $1.25 / $0.125 cached / $10 per 1M; flex half, priority twice
+    usage = TokenUsage(1000, 100, cache_read_tokens=400)
+    standard = 600 * 1250 + 400 * 125 + 100 * 10_000
+    assert cost_nusd(gpt5, usage) == cost_nusd(gpt5, replace(usage, service_tier="default")) == standard
+    assert cost_nusd(gpt5, replace(usage, service_tier="flex")) == standard // 2
+    assert cost_nusd(gpt5, replace(usage, service_tier="priority")) == standard * 2
+    assert cost_nusd(gpt5, replace(usage, service_tier="scale")) == standard
+    # gpt-4o-mini's priority prices ($0.25 / $0.125 / $1.00) are 5/3 of its list, not a decimal factor:
+    # the shipped factor, rounded per token rate, gives them exactly
+    mini = served_at(table.rate({}, "gpt-4o-mini"), "priority")
+    assert (mini.input, mini.cache_read, mini.output) == (pusd_per_token(0.25), pusd_per_token(0.125),
+                                                          pusd_per_token(1.0))
+    # a model without a factor for the tier bills the answer at its list price
+    assert cost_nusd(table.rate({}, "gpt-4o"), TokenUsage(10, 10, service_tier="flex")) == 10 * 2500 + 10 * 10_000
+    # the long-context tier is scaled too
+    priced = MappingProxyType({"m": Price(1.0, 2.0, long_context=LongContext(100, 2.0, 4.0),
+                                          multipliers=(("priority", 1.5),))})
+    assert cost_nusd(table.rate(priced, "m"), TokenUsage(200, 10, service_tier="priority")) == \
+        200 * 3000 + 10 * 6000
+
+
+def test_service_tiers_are_read_from_every_upstream() -> None:
+    assert parse_usage({"prompt_tokens": 3, "completion_tokens": 1}, "flex") == TokenUsage(3, 1, service_tier="flex")
+    assert usage_from_anthropic({"input_tokens": 3, "output_tokens": 1, "service_tier": "priority"}) == \
+        TokenUsage(3, 1, service_tier="priority")
+    assert usage_from_anthropic({"input_tokens": 3, "output_tokens": 1, "service_tier": "standard"}) == \
+        TokenUsage(3, 1, service_tier="default")
+    assert usage_from_bedrock({"inputTokens": 3, "outputTokens": 1}, "flex")[0] == TokenUsage(3, 1, service_tier="flex")
+    assert usage_from_gemini({"promptTokenCount": 3, "candidatesTokenCount": 1,
+                              "trafficType": "ON_DEMAND_PRIORITY"})[0] == TokenUsage(3, 1, service_tier="priority")
+
+
+def test_multipliers_are_checked_replayed_listed_and_survive_a_snapshot() -> None:
+    import pytest
+
+    from shieldes.errors import CommandRejected
+    from shieldes.projections.shared_commands import SetPricing, decide_shared
+    from shieldes.snapshots import codec as snapcodec
+    from shieldes.usage.catalog import price_rows
+
+    [event] = decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, multipliers=(("flex", 0.5), ("priority", 2))))
+    assert isinstance(event, PricingSet) and event.multipliers == {"flex": 0.5, "priority": 2.0}
+    codec = Codec()
+    assert codec.decode(*codec.encode(event)) == event
+    state = apply_config(ConfigState(), event)
+    assert state.pricing["m"] == Price(1.0, 2.0, multipliers=(("flex", 0.5), ("priority", 2.0)))
+    assert snapcodec.config_from_plain(snapcodec.config_to_plain(state)).pricing == state.pricing
+    assert next(r for r in price_rows(state.pricing) if r["model"] == "m")["multipliers"] == \
+        {"flex": 0.5, "priority": 2.0}
+    assert next(r for r in price_rows({}) if r["model"] == "o3")["multipliers"] == {"flex": 0.5}
+    for bad in ((("batch", 0.5),), (("flex", 0.0),), (("flex", -1.0),), (("priority", 1000.0),)):
+        with pytest.raises(CommandRejected, match="--multiplier"):
+            decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, multipliers=bad))
+    # an event of the previous release (no multipliers) replays as a price without any
+    assert apply_config(ConfigState(), PricingSet("m", 1.0, 2.0)).pricing["m"].multipliers == ()

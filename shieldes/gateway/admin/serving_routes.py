@@ -122,12 +122,23 @@ async def set_pricing(call: Call) -> Any:
     per_image = b.get("per_image")
     long = long_context_from(b.get("long_context"))
     per_search = b.get("per_web_search")
+    factors = _multipliers(b.get("multipliers"))
     written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image, long, per_search))
+                                            per_image, long, per_search, factors))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
             "long_context": None if long is None else long.fields(), "per_web_search": per_search,
+            "multipliers": dict(factors) or None,
             "position": written.events[-1].position}
+
+
+def _multipliers(given: Any) -> tuple[tuple[str, float], ...]:
+    if given is None:
+        return ()
+    if not isinstance(given, dict):
+        raise InvalidRequest("multipliers must be an object of {where: factor}, e.g. {\"flex\": 0.5}",
+                             param="multipliers")
+    return tuple(sorted(given.items()))
 
 
 async def unset_pricing(call: Call) -> Any:
@@ -227,6 +238,10 @@ ROUTES: tuple[Route, ...] = (
                       "`above_tokens` tokens, for every token of it: {above_tokens, input_per_1m, output_per_1m, "
                       "cache_read_per_1m?, cache_write_per_1m?} (Gemini 2.5/3 Pro, Claude Sonnet 4/4.5 above "
                       "200000)", nullable=True),
+                Field("multipliers", "object", "{where: factor}: every token price times factor where the "
+                      "upstream bills so: flex (0.5), priority (OpenAI: 1.7-2), the service tier the answer says "
+                      "served it; regional (1.1), a Vertex AI deployment whose location is not global",
+                      nullable=True),
                 Field("per_web_search", "number", "USD per server-side web search the upstream reports (Claude's "
                       "web search tool: 0.01)", nullable=True))),
 )
