@@ -40,6 +40,7 @@ from shieldes.usage.pricing import (
     cost_nusd,
     media_cost_nusd,
     price_hint,
+    regional,
     served_at,
 )
 from shieldes.usage.units import NO_UNITS, Units
@@ -213,7 +214,9 @@ class Gateway(UpstreamCalls):
         found = self.prices.lookup(config.pricing, route.model)
         if found is None and budgeted and not self.settings.allow_unpriced:
             raise self._not_priced(key, route)
-        rate = served_at(found or NO_RATE, "priority" if service_tier == "priority" else None)
+        # held at the dearest place it may be served: a priority tier asked for, a regional endpoint
+        rate = served_at(found or NO_RATE, "priority" if service_tier == "priority" else None,
+                         any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
         prompt = prompt_bytes // 4
         usage = self.state.usage
         position = self.state.position
@@ -258,8 +261,9 @@ class Gateway(UpstreamCalls):
     # --- settlement --------------------------------------------------------------------------------
 
     def settle(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage) -> int:
-        """Account real usage of a finished call; returns its cost in nUSD."""
-        rate = self.prices.rate(self.state.config.pricing, model)
+        """Account real usage of a finished call at the rates of the deployment that served it (a
+        regional endpoint's multiplier); returns its cost in nUSD."""
+        rate = served_at(self.prices.rate(self.state.config.pricing, model), None, regional(dep.kind, dep.options))
         nusd = cost_nusd(rate, usage)
         self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)

@@ -117,6 +117,12 @@ def served_at(rate: Rate, service_tier: str | None, regional: bool = False) -> R
     return rate
 
 
+def regional(kind: str, options: Mapping[str, str]) -> bool:
+    """A deployment whose calls cost the model's `regional` multiplier: Vertex AI in a region (its
+    location not `global`), where Claude 4.5 models cost 10% more than at the global endpoint."""
+    return kind == "vertex" and options.get("location", "global") != "global"
+
+
 def rate_of(price: Price) -> Rate:
     base = _token_rate(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m)
     long = price.long_context

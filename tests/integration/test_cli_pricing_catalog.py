@@ -37,9 +37,9 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
     # gpt-4o and text-embedding-3-small equal the defaults; my-finetune is unknown here; dall-e-3 is no chat model
     changes = {c["name"]: c for c in dry["changes"]}
     assert {n: c["action"] for n, c in changes.items()} == {"claude-sonnet-4-5": "update", "gemini-2.5-flash": "update"}
-    # the file gives no long-context tier for it: the shipped one is kept
+    # the file gives no long-context tier or regional multiplier for it: the shipped ones are kept
     assert ("(was input $3/1M, output $15/1M, cache read $0.3/1M, cache write $3.75/1M, above 200000 prompt "
-            "tokens: input $6/1M, output $22.5/1M, $0.01 per web search)") in \
+            "tokens: input $6/1M, output $22.5/1M, $0.01 per web search, regional x1.1)") in \
         changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
     # a cache price alone differs: read from cache_read_input_token_cost
     assert changes["gemini-2.5-flash"]["detail"] == (

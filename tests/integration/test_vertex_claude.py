@@ -292,3 +292,27 @@ async def test_claude_codes_tool_search_beta_reaches_vertex_under_vertex_s_name(
     assert "x-shieldes-dropped" not in raw.http_response.headers
     (sent,) = claude_calls(google)
     assert sent.headers["anthropic-beta"] == "claude-code-20250219,tool-search-tool-2025-10-19"
+
+
+async def test_a_regional_endpoint_bills_claude_4_5_ten_percent_over_the_global_one(
+        database_url: str, google: FakeGoogle, account: Path) -> None:
+    """Vertex AI bills Claude 4.5 models 10% more at a regional endpoint than at `global`; the
+    catalog's prices are the global endpoint's. Each call costs the endpoint that served it."""
+    async with harness(database_url, providers=False, upstream_retries=0) as h:
+        for name, location in (("east", "us-east5"), ("world", "global")):
+            await h.admin(AddProvider(name, "vertex", google.url, None, (CLAUDE,), options={
+                "project": "proj-1", "location": location, "credentials_file": str(account)}))
+        keys = {name: await h.create_key(name) for name in ("east", "world")}
+        await h.sync()
+        answers = {}
+        for name in keys:
+            client = anthropic.AsyncAnthropic(base_url=h.base, api_key=keys[name], max_retries=0)
+            answers[name] = await client.messages.create(model=f"{name}/{CLAUDE}", max_tokens=64,
+                                                         messages=[{"role": "user", "content": "hi"}])
+        assert {r.path.split("/locations/")[1].split("/")[0] for r in claude_calls(google)} == {"us-east5", "global"}
+        await h.flush()
+        totals = h.usage_totals()
+        for name, factor in (("east", 1.1), ("world", 1.0)):
+            usage = answers[name].usage
+            # nUSD per token at the global endpoint: input 3000, output 15000
+            assert totals[name][3] == round((usage.input_tokens * 3000 + usage.output_tokens * 15000) * factor), name

@@ -120,7 +120,7 @@ def test_a_pattern_prices_the_names_nothing_else_prices() -> None:
     assert price_for(pricing, "llama-9") == ("*", Price(0.5, 0.5))
     # the shipped catalog's exact price wins over the operator's pattern, the operator's exact one over both
     assert price_for(pricing, "claude-opus-4-5") == \
-        ("claude-opus-4-5", Price(5.0, 25.0, 0.5, 6.25, per_web_search=0.01))
+        ("claude-opus-4-5", Price(5.0, 25.0, 0.5, 6.25, per_web_search=0.01, multipliers=(("regional", 1.1),)))
     assert price_for(pricing, "claude-opus-4-1") == ("claude-opus-4-1", Price(9.0, 9.0))
     assert price_for({}, "claude-opus-5-5") is None
     assert price_for({"claude-opus-*": Price(1, 1)}, "claude-*") is None  # a pattern is no model
@@ -288,3 +288,18 @@ def test_multipliers_are_checked_replayed_listed_and_survive_a_snapshot() -> Non
             decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, multipliers=bad))
     # an event of the previous release (no multipliers) replays as a price without any
     assert apply_config(ConfigState(), PricingSet("m", 1.0, 2.0)).pricing["m"].multipliers == ()
+
+
+def test_a_regional_vertex_endpoint_costs_the_regional_multiplier() -> None:
+    from shieldes.usage.pricing import regional
+
+    assert regional("vertex", {"location": "us-east5"}) and not regional("vertex", {"location": "global"})
+    assert not regional("vertex", {}) and not regional("anthropic", {"location": "us-east5"})
+    table = PriceTable()
+    usage = TokenUsage(1000, 100)
+    for model in ("claude-sonnet-4-5@20250929", "claude-opus-4-5@20251101", "claude-haiku-4-5"):
+        rate = table.rate({}, model)
+        assert cost_nusd(served_at(rate, None, True), usage) == round(cost_nusd(rate, usage) * 1.1), model
+    # earlier Claude models cost the same at every Vertex endpoint
+    opus41 = table.rate({}, "claude-opus-4-1@20250805")
+    assert served_at(opus41, None, True) == opus41
