@@ -105,6 +105,24 @@ def _pick(body: dict[str, Any], tools: list[dict[str, Any]], script: wire.ToolSc
     return wire.pick_tool(chat_tools, named, answered)
 
 
+def hosted_items(body: dict[str, Any], item_id: str) -> list[dict[str, Any]]:
+    """The hosted tool calls OpenAI runs before it answers, one per hosted tool the request offers:
+    a web search, a file search, a code interpreter call (in a container named after the response)."""
+    out: list[dict[str, Any]] = []
+    for i, tool in enumerate(t for t in body.get("tools") or [] if isinstance(t, dict)):
+        kind, tid = tool.get("type"), f"{item_id[4:20]}{i:02d}"
+        if kind in ("web_search", "web_search_preview"):
+            out.append({"id": f"ws_{tid}", "type": "web_search_call", "status": "completed",
+                        "action": {"type": "search", "query": "weather today"}})
+        elif kind == "file_search":
+            out.append({"id": f"fs_{tid}", "type": "file_search_call", "status": "completed",
+                        "queries": ["weather"], "results": None})
+        elif kind == "code_interpreter":
+            out.append({"id": f"ci_{tid}", "type": "code_interpreter_call", "status": "completed",
+                        "code": "print(1 + 1)", "container_id": f"cntr_{item_id[4:28]}", "outputs": None})
+    return out
+
+
 def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, text: str,
                   tokens: int, finish: str, script: wire.ToolScript | None = None) -> dict[str, Any]:
     call = pick_call(body, script)
@@ -135,7 +153,8 @@ def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, te
         "background": False, "completed_at": None if incomplete else now, "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
         "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": None, "model": body["model"] + "-2024-08-06", "output": [output],
+        "max_tool_calls": None, "model": body["model"] + "-2024-08-06",
+        "output": [*hosted_items(body, item_id), output],
         "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
         "prompt_cache_key": None, "reasoning": {"effort": None, "summary": None}, "safety_identifier": None,
         "service_tier": "default", "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
@@ -159,25 +178,29 @@ def frames(final: dict[str, Any]) -> list[bytes]:
     pending = {**final, "status": "in_progress", "output": [], "usage": None, "completed_at": None,
                "incomplete_details": None}
     out = [ev("response.created", response=pending), ev("response.in_progress", response=pending)]
-    item = final["output"][0]
-    ids = {"item_id": item["id"], "output_index": 0}
+    *hosted, item = final["output"]
+    for at, call in enumerate(hosted):
+        out.append(ev("response.output_item.added", output_index=at, item={**call, "status": "in_progress"}))
+        out.append(ev("response.output_item.done", output_index=at, item=call))
+    at = len(hosted)
+    ids = {"item_id": item["id"], "output_index": at}
     if item["type"] == "compaction":
-        out.append(ev("response.output_item.added", output_index=0, item=item))
+        out.append(ev("response.output_item.added", output_index=at, item=item))
     elif item["type"] == "function_call":
-        out.append(ev("response.output_item.added", output_index=0,
+        out.append(ev("response.output_item.added", output_index=at,
                       item={**item, "arguments": "", "status": "in_progress"}))
         out += [ev("response.function_call_arguments.delta", **ids, delta=d) for d in wire.split(item["arguments"])]
         out.append(ev("response.function_call_arguments.done", **ids, arguments=item["arguments"]))
     else:
         text = item["content"][0]["text"]
         part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-        out.append(ev("response.output_item.added", output_index=0,
+        out.append(ev("response.output_item.added", output_index=at,
                       item={**item, "content": [], "status": "in_progress"}))
         out.append(ev("response.content_part.added", **ids, content_index=0, part=part))
         out += [ev("response.output_text.delta", **ids, content_index=0, delta=d, logprobs=[])
                 for d in wire.pieces(text)]
         out.append(ev("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]))
         out.append(ev("response.content_part.done", **ids, content_index=0, part={**part, "text": text}))
-    out.append(ev("response.output_item.done", output_index=0, item=item))
+    out.append(ev("response.output_item.done", output_index=at, item=item))
     out.append(ev(f"response.{final['status']}", response=final))
     return out

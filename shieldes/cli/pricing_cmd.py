@@ -58,6 +58,10 @@ def pricing_group() -> None:
               help="bill every token price times FACTOR where the upstream does: flex=0.5 and priority=2 (the "
                    "service tier the answer says served it), regional=1.1 (a Vertex AI deployment whose location "
                    "is not global); repeat for each")
+@click.option("--per-use", "per_use", multiple=True, metavar="TOOL=USD",
+              help="USD per use of a hosted tool the upstream runs and bills per use: file_search (OpenAI "
+                   "Responses file_search_call, 0.0025), container (a code interpreter container, 0.03); "
+                   "repeat for each")
 @click.option("--long-context-above", "long_above", type=int, default=None, metavar="TOKENS",
               help="prompt size above which every token of a request costs the --long-* prices (200000 for "
                    "Gemini 2.5/3 Pro and Claude Sonnet 4/4.5's 1M window)")
@@ -74,14 +78,16 @@ def pricing_group() -> None:
 def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1m: float | None,
          cache_write_per_1m: float | None, per_image: float | None, long_above: int | None, long_input: float | None,
          long_output: float | None, long_cache_read: float | None, long_cache_write: float | None,
-         per_web_search: float | None, multipliers: tuple[str, ...], as_json: bool) -> None:
+         per_web_search: float | None, multipliers: tuple[str, ...], per_use: tuple[str, ...],
+         as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
     or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins.
     A long-context tier (--long-context-above with --long-input and --long-output) bills every token of a
     request whose prompt is above it at those prices."""
     ctx = cli_context()
     long = _long_context(long_above, long_input, long_output, long_cache_read, long_cache_write)
-    factors = _multipliers(multipliers)
+    factors = _pairs("--multiplier", multipliers, "flex=0.5")
+    uses = _pairs("--per-use", per_use, "file_search=0.0025")
     api = ctx.remote()
     if api is not None:
         from shieldes.cli.remote import segment
@@ -92,17 +98,19 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
             **({} if per_image is None else {"per_image": per_image}),
             **({} if long is None else {"long_context": long.fields()}),
             **({} if per_web_search is None else {"per_web_search": per_web_search}),
-            **({} if not factors else {"multipliers": dict(factors)})})
+            **({} if not factors else {"multipliers": dict(factors)}),
+            **({} if not uses else {"per_use": dict(uses)})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
                       answer["cache_write_per_1m"], answer.get("per_image"),
                       long_context_from(answer.get("long_context")), answer.get("per_web_search"),
-                      tuple(sorted((answer.get("multipliers") or {}).items())))
+                      tuple(sorted((answer.get("multipliers") or {}).items())),
+                      tuple(sorted((answer.get("per_use") or {}).items())))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
-                                   per_image, long, per_web_search, factors)))
+                                   per_image, long, per_web_search, factors, uses)))
     price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long, per_web_search,
-                  factors)
+                  factors, uses)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
 
 
@@ -117,17 +125,17 @@ def _long_context(above: int | None, input_: float | None, output: float | None,
     return LongContext(above, input_, output, read, write_)
 
 
-def _multipliers(given: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
-    """--multiplier WHERE=FACTOR options as sorted pairs (checked again where the price is set)."""
+def _pairs(option: str, given: tuple[str, ...], example: str) -> tuple[tuple[str, float], ...]:
+    """NAME=NUMBER options as sorted pairs (the names and numbers are checked where the price is set)."""
     out: dict[str, float] = {}
     for item in given:
-        where, eq, factor = item.partition("=")
+        name, eq, number = item.partition("=")
         try:
-            out[where.strip()] = float(factor)
+            out[name.strip()] = float(number)
         except ValueError:
-            raise CommandRejected(f"--multiplier {item!r}: expected WHERE=FACTOR, e.g. --multiplier flex=0.5") from None
+            raise CommandRejected(f"{option} {item!r}: expected NAME=NUMBER, e.g. {option} {example}") from None
         if not eq:
-            raise CommandRejected(f"--multiplier {item!r}: expected WHERE=FACTOR, e.g. --multiplier flex=0.5")
+            raise CommandRejected(f"{option} {item!r}: expected NAME=NUMBER, e.g. {option} {example}")
     return tuple(sorted(out.items()))
 
 
@@ -145,7 +153,8 @@ def _row(model: str, p: Price) -> dict[str, object]:
     return {"model": model, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m,
             "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
             "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields(),
-            "per_web_search": p.per_web_search, "multipliers": dict(p.multipliers) or None}
+            "per_web_search": p.per_web_search, "multipliers": dict(p.multipliers) or None,
+            "per_use": dict(p.per_use) or None}
 
 
 @pricing_group.command("list")
@@ -165,7 +174,7 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "per_image", "long_context",
-                                             "per_web_search", "multipliers", "source"))
+                                             "per_web_search", "multipliers", "per_use", "source"))
 
 
 @pricing_group.command("import")

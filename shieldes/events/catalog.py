@@ -119,6 +119,7 @@ class PricingSet(Event):
     per_web_search: float | None = None  # USD per server-side web search (added the same way)
     # {where: factor} (state.MULTIPLIERS), added the same way: an older reader bills at list price
     multipliers: dict[str, float] | None = None
+    per_use: dict[str, float] | None = None  # {tool: USD per use} (state.PER_USE), added the same way
 
 
 @dataclass(frozen=True)

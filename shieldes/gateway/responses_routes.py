@@ -22,6 +22,7 @@ from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import INPUT, TopLevel
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
+from shieldes.providers.hosted_tools import with_hosted
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
 from shieldes.requestlog.record import RequestRecord
@@ -79,11 +80,15 @@ def token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUs
 
 def billed_as_served(usage: TokenUsage, response: Body | None) -> TokenUsage:
     """`usage` with what the final response object says about billing that its usage does not: the
-    service tier that served it (a Responses object's `service_tier`)."""
-    if response is None or usage.service_tier is not None:
+    service tier that served it (a Responses object's `service_tier`) and the hosted tools it ran
+    (web and file searches, code interpreter containers: providers/hosted_tools.py)."""
+    if response is None:
         return usage
+    usage = with_hosted(usage, response.get("output"))
     tier = response.get("service_tier")
-    return replace(usage, service_tier=tier) if isinstance(tier, str) and tier else usage
+    if usage.service_tier is None and isinstance(tier, str) and tier:
+        return replace(usage, service_tier=tier)
+    return usage
 
 
 def _estimated(response: Body | None, size: int, output: int) -> Body | None:
@@ -135,6 +140,7 @@ class Turn:
             self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
             self.rec.cache_write_tokens = usage.cache_write_tokens
             self.rec.service_tier = usage.service_tier
+            self.rec.tool_uses(usage)
             self.rec.upstream_model = served.model
         if self.memory is not None and response is not None:
             self.memory.remember(response, self.key.id, self.history.then(self.stored_input))

@@ -244,6 +244,7 @@ class Call:
             rec.cache_write_tokens = usage.cache_write_tokens
             rec.reasoning_tokens = usage.reasoning_tokens
             rec.service_tier = usage.service_tier
+            rec.tool_uses(usage)
             rec.cost_nusd = nusd
 
     async def json(self, out: Outgoing) -> JsonResult:

@@ -36,7 +36,7 @@ _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
     "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image",
-                "long_context", "per_web_search", "multipliers"),
+                "long_context", "per_web_search", "multipliers", "per_use"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
@@ -102,7 +102,8 @@ def parse_shieldes(doc: Any) -> ImportSpec:
                                      _need(_money(e["output_per_1m"], f"{where}.output_per_1m")), read, write, image,
                                      _long_context(e.get("long_context"), f"{where}.long_context"),
                                      _money(e.get("per_web_search"), f"{where}.per_web_search", optional=True),
-                                     _multipliers(e.get("multipliers"), f"{where}.multipliers")))
+                                     _numbers(e.get("multipliers"), f"{where}.multipliers"),
+                                     _numbers(e.get("per_use"), f"{where}.per_use")))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):
@@ -159,13 +160,14 @@ def _names(value: Any, where: str, *, optional: bool = False) -> tuple[str, ...]
     return tuple(value)
 
 
-def _multipliers(found: Any, where: str) -> tuple[tuple[str, float], ...]:
-    """{where: factor} (checked as `pricing set` checks them when the import is applied)."""
+def _numbers(found: Any, where: str) -> tuple[tuple[str, float], ...]:
+    """{name: number}: multipliers, per-use prices (checked as `pricing set` checks them when the
+    import is applied)."""
     if found is None:
         return ()
     if not isinstance(found, dict) or any(isinstance(v, bool) or not isinstance(v, int | float)
                                           for v in found.values()):
-        raise ImportRejected(f"{where} must be an object of {{where: factor}}, e.g. {{\"flex\": 0.5}}; "
+        raise ImportRejected(f"{where} must be an object of names and numbers, e.g. {{\"flex\": 0.5}}; "
                              f"got {found!r}; {_AGAIN}")
     return tuple(sorted((str(k), float(v)) for k, v in found.items()))
 

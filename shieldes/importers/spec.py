@@ -94,6 +94,7 @@ class PriceSpec:
     long_context: LongContext | None = None  # None: the file gives none (the one in force is kept)
     per_web_search: float | None = None  # USD per server-side web search
     multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor); none: the ones in force are kept
+    per_use: tuple[tuple[str, float], ...] = ()  # (tool, USD per use); none: the ones in force are kept
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,15 @@ from shieldes.projections.commands import (
     check_name,
     check_weight,
 )
-from shieldes.projections.state import MULTIPLIERS, AdminToken, AliasTarget, ConfigState, LongContext, is_model_pattern
+from shieldes.projections.state import (
+    MULTIPLIERS,
+    PER_USE,
+    AdminToken,
+    AliasTarget,
+    ConfigState,
+    LongContext,
+    is_model_pattern,
+)
 from shieldes.roles import ROLES
 
 if TYPE_CHECKING:
@@ -100,6 +108,21 @@ def check_multipliers(given: Mapping[str, float] | tuple[tuple[str, float], ...]
     return out or None
 
 
+def check_per_use(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
+    """Per-use prices of hosted tools as PricingSet's `per_use`, checked: known tools, USD amounts."""
+    pairs = given.items() if isinstance(given, Mapping) else given
+    out: dict[str, float] = {}
+    for tool, usd in pairs:
+        if tool not in PER_USE:
+            raise CommandRejected(f"--per-use {tool}=...: unknown tool; use one of {', '.join(PER_USE)} (e.g. "
+                                  "--per-use file_search=0.0025 --per-use container=0.03; web searches: "
+                                  "--per-web-search)")
+        if isinstance(usd, bool) or not isinstance(usd, int | float):
+            raise CommandRejected(f"--per-use {tool}={usd!r}: the price must be a number of USD per use")
+        out[tool] = check_money(f"--per-use {tool} price", float(usd))
+    return out or None
+
+
 # --- commands ------------------------------------------------------------------------------------
 
 
@@ -143,6 +166,7 @@ class SetPricing:
     long_context: LongContext | None = None
     per_web_search: float | None = None
     multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor): state.MULTIPLIERS
+    per_use: tuple[tuple[str, float], ...] = ()  # (tool, USD): state.PER_USE
 
 
 @dataclass(frozen=True)
@@ -370,6 +394,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     *_long_context_fields(command.long_context),
                     _optional_money("--per-web-search price", command.per_web_search),
                     check_multipliers(command.multipliers),
+                    check_per_use(command.per_use),
                 )
             ]
         case UnsetPricing():

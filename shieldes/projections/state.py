@@ -116,9 +116,15 @@ class Price:
     # as (where, factor) pairs sorted by name: `flex` / `priority` (the service tier the answer says
     # served it), `regional` (a Vertex AI deployment outside the `global` endpoint). See MULTIPLIERS.
     multipliers: tuple[tuple[str, float], ...] = ()
+    # USD per use of a hosted tool the upstream runs and bills per use, as (tool, USD) pairs sorted
+    # by name: `file_search` (OpenAI's file_search_call), `container` (a code interpreter container)
+    per_use: tuple[tuple[str, float], ...] = ()
 
     def multiplier(self, where: str) -> float | None:
         return next((f for w, f in self.multipliers if w == where), None)
+
+    def per(self, tool: str) -> float | None:
+        return next((usd for t, usd in self.per_use if t == tool), None)
 
     def fields(self) -> dict[str, Any]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
@@ -135,6 +141,8 @@ class Price:
             out["per_web_search"] = self.per_web_search
         if self.multipliers:
             out["multipliers"] = dict(self.multipliers)
+        if self.per_use:
+            out["per_use"] = dict(self.per_use)
         return out
 
 
@@ -142,6 +150,10 @@ class Price:
 # Anthropic `usage.service_tier`, Vertex `trafficType`, Bedrock `serviceTier`, in OpenAI's words)
 # and a Vertex AI deployment whose location is not `global`.
 MULTIPLIERS = ("flex", "priority", "regional")
+# Hosted tools billed per use (Price.per_use): OpenAI Responses' file_search_call items, and the
+# code interpreter containers its code_interpreter_call items ran in. Web searches have their own
+# price (per_web_search).
+PER_USE = ("file_search", "container")
 
 
 @dataclass(frozen=True, slots=True)

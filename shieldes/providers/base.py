@@ -31,6 +31,11 @@ class TokenUsage:
     # server-side web searches the upstream ran for the request and bills per search (Anthropic's
     # `usage.server_tool_use.web_search_requests`), at the model's per-search price
     web_search_requests: int = 0
+    # hosted tools the upstream ran and bills per use, counted from the answer's output (OpenAI
+    # Responses `file_search_call` items; the code interpreter containers its `code_interpreter_call`
+    # items ran in), at the model's per-use prices
+    file_search_calls: int = 0
+    containers: int = 0
     # the service tier the answer says served it, in OpenAI's words (providers/tiers.py): `flex` and
     # `priority` bill at the model's multiplier for them; None when the upstream said nothing
     service_tier: str | None = None

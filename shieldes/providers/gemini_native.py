@@ -20,6 +20,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_native import NativeAnswer
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.gemini_translate import usage_from_gemini
+from shieldes.providers.hosted_tools import gemini_grounding, with_searches
 from shieldes.providers.http import invalid_response, retryable_status
 from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
@@ -100,7 +101,7 @@ def answer_usage(data: Body) -> TokenUsage | None:
     """The usage an answer reports (usageMetadata, billed as the translated route bills it:
     thoughts as output, cached content as cache reads), or None when it reports none."""
     meta = data.get("usageMetadata")
-    return usage_from_gemini(meta)[0] if isinstance(meta, dict) else None
+    return with_searches(usage_from_gemini(meta)[0], gemini_grounding(data)) if isinstance(meta, dict) else None
 
 
 def failure_of(error: Body, target: Target) -> UpstreamFailure:
@@ -119,6 +120,7 @@ class GoogleWatch:
 
     def __init__(self) -> None:
         self.meta: Body | None = None
+        self.searches = 0  # grounding searches
         self.content_events = 0
         self.done = False
 
@@ -132,6 +134,7 @@ class GoogleWatch:
             return None
         if isinstance(parsed.get("usageMetadata"), dict):
             self.meta = parsed["usageMetadata"]
+        self.searches = max(self.searches, gemini_grounding(parsed))
         candidates = parsed.get("candidates")
         for cand in candidates if isinstance(candidates, list) else []:
             if not isinstance(cand, dict):
@@ -149,7 +152,7 @@ class GoogleWatch:
     def usage(self) -> TokenUsage | None:
         if self.meta is None:
             return None
-        usage = usage_from_gemini(self.meta)[0]
+        usage = with_searches(usage_from_gemini(self.meta)[0], self.searches)
         if self.done:
             return usage
         # a stream cut short: its last counts may predate what was relayed since (one token per event)

@@ -26,6 +26,7 @@ from shieldes.providers.chat_parts import (
     system_text,
 )
 from shieldes.providers.gemini_schema import gemini_schema
+from shieldes.providers.hosted_tools import gemini_grounding, with_searches
 from shieldes.providers.reasoning import gemini_thinking
 from shieldes.providers.tiers import from_vertex, stamped
 
@@ -220,6 +221,7 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     # one choice per candidate (candidateCount for `n`); an answer without any is an empty choice
     choices = [_choice(index, parts, reason, given) for index, parts, reason in _candidates(resp, False)]
     usage, shown = usage_from_gemini(resp.get("usageMetadata"))
+    usage = with_searches(usage, gemini_grounding(resp))
     rid = str(resp.get("responseId") or "gemini")
     body = chat_answer(rid, str(resp.get("modelVersion") or model), created,
                        choices or [_choice(0, [], None, given)], shown)
@@ -249,6 +251,7 @@ class GeminiStreamTranslator:
         self._choices: dict[int, Chunks] = {0: self.chunks}
         self._finish: dict[int, str | None] = {0: None}
         self._meta: Any = None
+        self._searches = 0  # grounding searches (the events that carry groundingMetadata say them)
         self._response_id: str | None = None
         self.tier: str | None = None  # the tier Vertex's usageMetadata says serves the answer
 
@@ -285,6 +288,7 @@ class GeminiStreamTranslator:
                     out.append(chunk)
             if reason:
                 self._finish[index] = reason
+        self._searches = max(self._searches, gemini_grounding(resp))
         meta = resp.get("usageMetadata")
         if meta:
             self._meta = meta  # cumulative: only the last one counts, read at the end
@@ -298,6 +302,7 @@ class GeminiStreamTranslator:
             return []
         if self._meta is not None:
             self.usage, self._shown = usage_from_gemini(self._meta)
+            self.usage = with_searches(self.usage, self._searches)
         failure = malformed(self._finish.values())
         if failure is not None:  # the turn ends in error, its usage known (and billed)
             raise failure

@@ -21,7 +21,8 @@ COLUMNS = (
     "error_code", "key_id", "key_name", "team_id", "model", "upstream_model", "deployment", "attempts",
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
-    "images", "audio_seconds", "characters", "cache_write_tokens", "service_tier",
+    "images", "audio_seconds", "characters", "cache_write_tokens", "service_tier", "web_searches",
+    "file_searches", "containers",
 )
 
 
@@ -82,6 +83,11 @@ class RequestRecord:
     characters: int | None = None
     cost_nusd: int | None = None
     service_tier: str | None = None  # the tier the answer says served it (flex, priority bill apart)
+    # hosted tool uses billed per use (web searches, file searches, code interpreter containers);
+    # None: none
+    web_searches: int | None = None
+    file_searches: int | None = None
+    containers: int | None = None
     # tracing: the attempt span of a stream, ended when the stream ends (tracing.stream_ended)
     upstream_span: Any = None
     # a background response's: handed to the request log when its run ends, not when it was created
@@ -104,6 +110,12 @@ class RequestRecord:
         else:
             tried.append(deployment)
         self.deployment = deployment
+
+    def tool_uses(self, usage: Any) -> None:
+        """The hosted tool uses a call was billed for (a TokenUsage; counted by the gateway, in range)."""
+        self.web_searches = usage.web_search_requests or None
+        self.file_searches = usage.file_search_calls or None
+        self.containers = usage.containers or None
 
     @property
     def latency(self) -> float:
@@ -140,7 +152,7 @@ class RequestRecord:
             self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message),
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
             written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
-            _cut(self.service_tier),
+            _cut(self.service_tier), self.web_searches, self.file_searches, self.containers,
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

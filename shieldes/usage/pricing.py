@@ -56,6 +56,8 @@ class Rate(NamedTuple):
     flex: int = 0
     priority: int = 0
     regional: int = 0
+    file_search: int = 0  # per hosted file search (OpenAI's file_search_call)
+    container: int = 0  # per code interpreter container
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -131,6 +133,7 @@ def rate_of(price: Price) -> Rate:
         regional=ppm(price.multiplier("regional")),
         image=0 if price.per_image is None else pusd_each(price.per_image),
         web_search=0 if price.per_web_search is None else pusd_each(price.per_web_search),
+        file_search=pusd_each(price.per("file_search") or 0.0), container=pusd_each(price.per("container") or 0.0),
         long_above=0 if long is None else long.above_tokens,
         long=None if long is None else _token_rate(long.input_per_1m, long.output_per_1m, long.cache_read_per_1m,
                                                    long.cache_write_per_1m),
@@ -143,7 +146,8 @@ def tier(rate: Rate, prompt_tokens: int) -> Rate:
     threshold (Gemini 2.5/3 Pro above 200k; Claude Sonnet 4/4.5 above 200k, which only the 1M
     window admits), else the base rates. The threshold is the prompt's, never the output's."""
     if rate.long is not None and prompt_tokens > rate.long_above:
-        return rate.long._replace(image=rate.image, web_search=rate.web_search)
+        return rate.long._replace(image=rate.image, web_search=rate.web_search, file_search=rate.file_search,
+                                  container=rate.container)
     return rate
 
 
@@ -246,7 +250,8 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     Vertex bill them (the cache-write price is the 5-minute one). A long prompt bills every token
     at the long-context tier (see tier). An answer served at the flex or priority service tier bills
     at the model's multiplier for it (see served_at). Server-side web searches the upstream reports
-    cost the per-search price each. Summed in pUSD, rounded once to nUSD."""
+    cost the per-search price each, hosted file searches and code interpreter containers their
+    per-use prices. Summed in pUSD, rounded once to nUSD."""
     return to_nusd(_cost_pusd(rate, usage))
 
 
@@ -257,7 +262,8 @@ def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
             + (usage.cache_write_tokens - hour) * rate.cache_write + hour * 2 * rate.input
-            + usage.completion_tokens * rate.output + usage.web_search_requests * rate.web_search)
+            + usage.completion_tokens * rate.output + usage.web_search_requests * rate.web_search
+            + usage.file_search_calls * rate.file_search + usage.containers * rate.container)
 
 
 def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> int:

@@ -303,3 +303,53 @@ def test_a_regional_vertex_endpoint_costs_the_regional_multiplier() -> None:
     # earlier Claude models cost the same at every Vertex endpoint
     opus41 = table.rate({}, "claude-opus-4-1@20250805")
     assert served_at(opus41, None, True) == opus41
+
+
+def test_hosted_tool_uses_are_counted_from_the_output_and_cost_their_per_use_prices() -> None:
+    import pytest
+
+    from shieldes.errors import CommandRejected
+    from shieldes.projections.shared_commands import SetPricing, decide_shared
+    from shieldes.providers.hosted_tools import openai_hosted, with_hosted
+    from shieldes.snapshots import codec as snapcodec
+
+    output = [{"type": "web_search_call", "id": "ws_1", "action": {"type": "search"}},
+              {"type": "web_search_call", "id": "ws_2", "action": {"type": "open_page"}},
+              {"type": "file_search_call", "id": "fs_1", "queries": ["q"]},
+              {"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_a"},
+              {"type": "code_interpreter_call", "id": "ci_2", "container_id": "cntr_a"},  # the same container
+              {"type": "code_interpreter_call", "id": "ci_3", "container_id": "cntr_b"},
+              {"type": "message", "content": []}, "junk", {"type": None}]
+    assert openai_hosted(output) == (2, 1, 2)
+    assert openai_hosted(None) == openai_hosted({"type": "message"}) == (0, 0, 0)
+    usage = with_hosted(TokenUsage(100, 10), output)
+    assert usage == TokenUsage(100, 10, web_search_requests=2, file_search_calls=1, containers=2)
+    assert with_hosted(TokenUsage(1, 1, web_search_requests=5), output).web_search_requests == 5  # the upstream's
+    gpt4o = PriceTable().rate({}, "gpt-4o")
+    assert cost_nusd(gpt4o, usage) == 100 * 2500 + 10 * 10_000 + 2 * 10_000_000 + 2_500_000 + 2 * 30_000_000
+    # the long-context tier keeps the per-use prices
+    priced = MappingProxyType({"m": Price(1.0, 2.0, long_context=LongContext(10, 2.0, 4.0),
+                                          per_use=(("file_search", 0.01),))})
+    assert cost_nusd(PriceTable().rate(priced, "m"), TokenUsage(20, 0, file_search_calls=1)) == 20 * 2000 + 10_000_000
+    [event] = decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, per_use=(("container", 0.03),)))
+    state = apply_config(ConfigState(), event)
+    assert state.pricing["m"].per_use == (("container", 0.03),)
+    assert snapcodec.config_from_plain(snapcodec.config_to_plain(state)).pricing == state.pricing
+    for bad in ((("web_search", 0.01),), (("container", -1.0),)):
+        with pytest.raises(CommandRejected, match="--per-use"):
+            decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, per_use=bad))
+
+
+def test_gemini_grounding_counts_prompts_before_gemini_3_and_queries_from_it() -> None:
+    from shieldes.providers.hosted_tools import gemini_grounding
+
+    def answer(version: str, *queries: list[str]) -> dict[str, object]:
+        return {"modelVersion": version, "candidates": [
+            {"content": {}, "groundingMetadata": {"webSearchQueries": q}} for q in queries]}
+
+    assert gemini_grounding(answer("gemini-2.5-flash", ["a", "b"], ["b", "c"])) == 1
+    assert gemini_grounding(answer("gemini-3-pro-preview", ["a", "b"], ["b", "c"])) == 3
+    assert gemini_grounding(answer("gemini-3-pro-preview", [])) == 0
+    assert gemini_grounding({"candidates": [{"content": {}}]}) == gemini_grounding(None) == 0
+    three = PriceTable().rate({}, "gemini-3-pro-preview")
+    assert cost_nusd(three, TokenUsage(10, 0, web_search_requests=3)) == 10 * 2000 + 3 * 14_000_000

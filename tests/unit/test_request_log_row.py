@@ -31,7 +31,7 @@ def reference_row(rec: RequestRecord, node_id: str) -> tuple[Any, ...]:
         after_start(rec.t_first_token), _count(rec.prompt_tokens), _count(rec.completion_tokens),
         _count(rec.cached_tokens), _count(rec.reasoning_tokens), _count(rec.cost_nusd), rec.client_ip,
         _cut(rec.user_agent), rec.trace_id, _cut(rec.error_message), rec.images, rec.audio_seconds, rec.characters,
-        _count(rec.cache_write_tokens), _cut(rec.service_tier),
+        _count(rec.cache_write_tokens), _cut(rec.service_tier), rec.web_searches, rec.file_searches, rec.containers,
     )
 
 
@@ -49,7 +49,7 @@ units = st.none() | st.integers(1, 10**12)  # counted by the gateway (images, se
        tried=st.none() | st.lists(st.text(max_size=10), max_size=3), stream=st.booleans(),
        prompt=counts, completion=counts, cached=counts, written=counts, reasoning=counts, cost=counts,
        status=st.integers(0, 599), client_ip=texts, trace_id=texts, images=units, seconds=units, characters=units,
-       tier=texts)
+       tier=texts, tools=st.tuples(units, units, units))
 def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: float, first_byte: float,
                                            first_token: float, path: str, model: str | None,
                                            user_agent: str | None, error_code: str | None,
@@ -58,7 +58,8 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
                                            prompt: int | None, completion: int | None, cached: int | None,
                                            written: int | None, reasoning: int | None, cost: int | None, status: int,
                                            client_ip: str | None, trace_id: str | None, images: int | None,
-                                           seconds: int | None, characters: int | None, tier: str | None) -> None:
+                                           seconds: int | None, characters: int | None, tier: str | None,
+                                           tools: tuple[int | None, int | None, int | None]) -> None:
     rec = RequestRecord("r1", started, t0, "POST", path)
     rec.t_end, rec.t_first_byte, rec.t_first_token = t_end, first_byte, first_token
     rec.model, rec.user_agent, rec.error_code, rec.key = model, user_agent, error_code, key
@@ -68,6 +69,7 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
     rec.reasoning_tokens, rec.cost_nusd, rec.cache_write_tokens = reasoning, cost, written
     rec.images, rec.audio_seconds, rec.characters = images, seconds, characters
     rec.service_tier = tier
+    rec.web_searches, rec.file_searches, rec.containers = tools
     row = rec.row("node-1")
     assert row == reference_row(rec, "node-1")
     assert len(row) == len(COLUMNS)

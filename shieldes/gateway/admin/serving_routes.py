@@ -122,22 +122,23 @@ async def set_pricing(call: Call) -> Any:
     per_image = b.get("per_image")
     long = long_context_from(b.get("long_context"))
     per_search = b.get("per_web_search")
-    factors = _multipliers(b.get("multipliers"))
+    factors = _pairs(b.get("multipliers"), "multipliers", '{"flex": 0.5}')
+    uses = _pairs(b.get("per_use"), "per_use", '{"file_search": 0.0025}')
     written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image, long, per_search, factors))
+                                            per_image, long, per_search, factors, uses))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
             "long_context": None if long is None else long.fields(), "per_web_search": per_search,
-            "multipliers": dict(factors) or None,
+            "multipliers": dict(factors) or None, "per_use": dict(uses) or None,
             "position": written.events[-1].position}
 
 
-def _multipliers(given: Any) -> tuple[tuple[str, float], ...]:
+def _pairs(given: Any, name: str, example: str) -> tuple[tuple[str, float], ...]:
+    """An object of {name: number} as sorted pairs (checked where the price is set)."""
     if given is None:
         return ()
     if not isinstance(given, dict):
-        raise InvalidRequest("multipliers must be an object of {where: factor}, e.g. {\"flex\": 0.5}",
-                             param="multipliers")
+        raise InvalidRequest(f"{name} must be an object such as {example}", param=name)
     return tuple(sorted(given.items()))
 
 
@@ -242,6 +243,9 @@ ROUTES: tuple[Route, ...] = (
                       "upstream bills so: flex (0.5), priority (OpenAI: 1.7-2), the service tier the answer says "
                       "served it; regional (1.1), a Vertex AI deployment whose location is not global",
                       nullable=True),
+                Field("per_use", "object", "{tool: USD per use} of hosted tools the upstream bills per use: "
+                      "file_search (OpenAI Responses file_search_call: 0.0025), container (a code interpreter "
+                      "container: 0.03)", nullable=True),
                 Field("per_web_search", "number", "USD per server-side web search the upstream reports (Claude's "
                       "web search tool: 0.01)", nullable=True))),
 )

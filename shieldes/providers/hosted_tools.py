@@ -1,0 +1,68 @@
+"""Hosted tools an upstream runs and bills per use without counting the uses in its usage: read
+from the answer itself. Pure.
+
+OpenAI's Responses API puts each hosted tool call in the response's `output`: a `web_search_call`
+item per search ($10 per 1,000 calls), a `file_search_call` item per file search ($2.50 per 1,000),
+and a `code_interpreter_call` item naming the container it ran in (`container_id`; billed per
+container, $0.03 for the default size, however many calls run in it).
+
+Gemini's grounding with Google Search says what it searched in each candidate's
+`groundingMetadata.webSearchQueries`. Google bills Gemini 3 per search query ($14 per 1,000) and
+earlier models per grounded prompt ($35 per 1,000): an answer of those counts once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from shieldes.providers.base import TokenUsage
+
+
+def openai_hosted(output: Any) -> tuple[int, int, int]:
+    """(web searches, file searches, containers) of a Responses object's `output` items."""
+    if not isinstance(output, list):
+        return 0, 0, 0
+    web = files = 0
+    containers: set[str] = set()
+    for item in output:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "web_search_call":
+            web += 1
+        elif kind == "file_search_call":
+            files += 1
+        elif kind == "code_interpreter_call" and isinstance(item.get("container_id"), str):
+            containers.add(item["container_id"])
+    return web, files, len(containers)
+
+
+def gemini_grounding(resp: Any) -> int:
+    """The grounding searches a generateContent answer (or stream event) is billed for: its distinct
+    search queries (Gemini 3, by the answer's `modelVersion`), or 1 for a grounded answer of an
+    earlier model; 0 without grounding."""
+    if not isinstance(resp, dict) or not isinstance(resp.get("candidates"), list):
+        return 0
+    queries: set[str] = set()
+    for cand in resp["candidates"]:
+        meta = cand.get("groundingMetadata") if isinstance(cand, dict) else None
+        asked = meta.get("webSearchQueries") if isinstance(meta, dict) else None
+        if isinstance(asked, list):
+            queries.update(q for q in asked if isinstance(q, str))
+    if not queries:
+        return 0
+    version = resp.get("modelVersion")
+    per_query = isinstance(version, str) and not version.startswith(("gemini-1", "gemini-2"))
+    return len(queries) if per_query else 1
+
+
+def with_searches(usage: TokenUsage, searches: int) -> TokenUsage:
+    return replace(usage, web_search_requests=searches) if searches > usage.web_search_requests else usage
+
+
+def with_hosted(usage: TokenUsage, output: Any) -> TokenUsage:
+    """`usage` with the hosted tool uses of `output` (a count the upstream's usage already gives,
+    Claude's web searches through a translation, is kept)."""
+    web, files, containers = openai_hosted(output)
+    if not (web or files or containers):
+        return usage
+    return replace(usage, web_search_requests=max(usage.web_search_requests, web),
+                   file_search_calls=max(usage.file_search_calls, files), containers=max(usage.containers, containers))

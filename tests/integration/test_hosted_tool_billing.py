@@ -1,0 +1,65 @@
+"""OpenAI's hosted tools run at OpenAI, which bills each use apart from tokens: a web search
+($10 per 1,000 calls), a file search ($2.50 per 1,000), a code interpreter container ($0.03). The
+Responses object lists each as an output item (`web_search_call`, `file_search_call`,
+`code_interpreter_call` naming its `container_id`); usage does not count them. Through a real node
+(native Responses) and the official SDK, JSON and streamed, each use costs the model's per-use
+price on top of its tokens, in usage_daily and the request log, whose columns count them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from shieldes.projections.shared_commands import SetPricing, UpdateProvider
+from tests.integration.gateway_harness import harness, wait_until
+
+TOOLS: Any = [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
+              {"type": "code_interpreter", "container": {"type": "auto"}}]
+# nUSD per token: gpt-4o $2.50 / $10 per 1M; per use: $0.01 a web search, $0.0025 a file search,
+# $0.03 a container (the catalog's); house-4o: the operator's $0.02 / $0.005 / $0.05
+GPT4O = (2500, 10_000)
+FEES = 10_000_000 + 2_500_000 + 30_000_000
+
+
+async def test_hosted_tool_uses_cost_their_per_use_prices(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native", models=("gpt-4o", "gpt-4o-mini", "house-4o")))
+        await h.admin(SetPricing("house-4o", 1.0, 2.0, per_web_search=0.02,
+                                 per_use=(("container", 0.05), ("file_search", 0.005))))
+        names = ("json", "stream", "plain", "house")
+        keys = {name: await h.create_key(name) for name in names}
+        await h.sync()
+
+        def client(name: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=keys[name], max_retries=0)
+
+        answer = await client("json").responses.create(model="gpt-4o", input="weather?", tools=TOOLS)
+        assert [i.type for i in answer.output] == ["web_search_call", "file_search_call", "code_interpreter_call",
+                                                   "message"]
+        async with client("stream").responses.stream(model="gpt-4o", input="weather?", tools=TOOLS) as events:
+            streamed = await events.get_final_response()
+        assert len(streamed.output) == 4
+        plain = await client("plain").responses.create(model="gpt-4o", input="weather?")
+        house = await client("house").responses.create(model="house-4o", input="weather?", tools=TOOLS)
+
+        await h.flush()
+        totals = h.usage_totals()
+
+        def tokens(r: Any, rate: tuple[int, int] = GPT4O) -> int:
+            return int(r.usage.input_tokens * rate[0] + r.usage.output_tokens * rate[1])
+
+        assert totals["json"][3] == tokens(answer) + FEES
+        assert totals["stream"][3] == tokens(streamed) + FEES
+        assert totals["plain"][3] == tokens(plain)
+        assert totals["house"][3] == tokens(house, (1000, 2000)) + 20_000_000 + 5_000_000 + 50_000_000
+
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= len(names), timeout=10)
+        assert await writer.flush_all(10)
+        logged = {r[0]: r[1:] for r in h.sql("SELECT key_name, web_searches, file_searches, containers, cost_nusd "
+                                              "FROM request_log")}
+        assert logged == {"json": (1, 1, 1, totals["json"][3]), "stream": (1, 1, 1, totals["stream"][3]),
+                          "plain": (None, None, None, totals["plain"][3]),
+                          "house": (1, 1, 1, totals["house"][3])}
