@@ -7,7 +7,7 @@ semantic conventions. The tracer provider belongs to the node (never the process
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -235,9 +235,10 @@ class Tracing:
         span.end()
 
     def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,
-                     usage: TokenUsage, failure: str) -> None:
+                     usage: TokenUsage, failure: str, finish_reasons: Sequence[str] = ()) -> None:
         """The end of the stream whose attempt span `rec` holds: its usage (the upstream's, or the
-        estimate billed), how it ended, and an upstream that broke it as the attempt's error."""
+        estimate billed), why its choices finished (as a JSON answer's span says), how it ended,
+        and an upstream that broke it as the attempt's error."""
         span = rec.upstream_span
         if span is None:
             return
@@ -246,6 +247,8 @@ class Tracing:
                              "gen_ai.usage.output_tokens": usage.completion_tokens,
                              "shieldes.stream.outcome": outcome, "shieldes.stream.chunks": chunks,
                              "shieldes.stream.bytes": sent_bytes})
+        if finish_reasons:
+            span.set_attribute("gen_ai.response.finish_reasons", list(finish_reasons))
         if outcome == "upstream_error":
             span.set_attribute("error.type", STREAM_ERROR)
             span.set_status(self._status(self._code.ERROR, f"{STREAM_ERROR}: {failure}"[:512]))

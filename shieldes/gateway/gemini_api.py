@@ -90,6 +90,8 @@ class _Native(relay.Rendered[GoogleEventStream]):
             if watch.content_events and not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks = watch.content_events
+            if len(watch.finish_reasons) > len(tally.finish_reasons):
+                tally.finish_reasons[:] = watch.finish_reasons
             if framing.sse and read.raw is not None:
                 if read.raw:
                     yield read.raw

@@ -89,6 +89,8 @@ class _Native(relay.Rendered[NativeEventStream]):
             if watch.content_events and not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks = watch.content_events
+            if watch.stop_reason is not None and not tally.finish_reasons:
+                tally.finish_reasons.append(watch.stop_reason)
             if watch.errored:  # the upstream's own error event: never with a provider key in it
                 raw = self._scrub(raw.decode("utf-8", "replace")).encode()
             yield raw

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -38,6 +39,9 @@ class Tally:
     sent_bytes: int = 0  # bytes of frames written to the client
     failure: str = ""  # why the upstream broke the stream (scrubbed, as the client was told): log and request log
     failure_code: str | None = None  # its UpstreamFailure.code
+    # why each choice finished, in the upstream's words (OpenAI finish_reason, Anthropic stop_reason,
+    # Gemini finishReason, a Responses status): the attempt span's gen_ai.response.finish_reasons
+    finish_reasons: list[str] = field(default_factory=list)
 
 
 def frame(event: str | None, data: object) -> bytes:
@@ -47,12 +51,25 @@ def frame(event: str | None, data: object) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
+_FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
+
+
+def note_finish(tally: Tally, choices: list[Any]) -> None:
+    """The finish reasons of a chunk's choices (the last chunk of each choice has one)."""
+    for choice in choices:
+        reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        if isinstance(reason, str) and reason:
+            tally.finish_reasons.append(reason)
+
+
 async def counted(stream: ChunkStream, tally: Tally) -> AsyncIterator[Body]:
     async for chunk in stream:
-        if chunk.get("choices"):
+        choices = chunk.get("choices")
+        if choices:
             if not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks += 1
+            note_finish(tally, choices)
         yield chunk
 
 
@@ -63,10 +80,12 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
     (see usage_frame). One generator layer: this is the per-chunk hot path."""
     dumps = orjson.dumps
     async for chunk in stream:
-        if chunk.get("choices"):
+        choices = chunk.get("choices")
+        if choices:
             if not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks += 1
+            note_finish(tally, choices)
             if not client_wants_usage:
                 chunk.pop("usage", None)  # the chunk dict is ours: parsed for this request
         elif not client_wants_usage and "usage" in chunk:
@@ -83,6 +102,8 @@ async def counted_frames(frames: AsyncIterator[tuple[bytes, int]], tally: Tally,
         if content and not tally.content_chunks:
             tally.first_token_at = time.perf_counter()
         tally.content_chunks += content
+        if b'"finish_reason":' in data:  # (most reads hold none: a find, no regex)
+            tally.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(data)]
         yield data
     yield DONE_FRAME if closing is None else closing() + DONE_FRAME
 

@@ -91,6 +91,14 @@ def billed_as_served(usage: TokenUsage, response: Body | None) -> TokenUsage:
     return usage
 
 
+def finish_reason(response: Body) -> str:
+    """Why a Responses object ended: its `incomplete_details.reason` (max_output_tokens,
+    content_filter), else its status (completed, failed, cancelled)."""
+    details = response.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return str(reason or response.get("status") or "unknown")
+
+
 def _estimated(response: Body | None, size: int, output: int) -> Body | None:
     """A response object whose upstream reported no usage (a chat server that refused
     stream_options or omits usage, a Responses server that counts nothing), with the estimate that
@@ -283,6 +291,7 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
         billed = turn.in_conversation(_estimated(response, turn.size, deltas) or response)
         ended.append(billed)
+        tally.finish_reasons[:] = [finish_reason(billed)]
         return billed
 
     async def appended() -> None:

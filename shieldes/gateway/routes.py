@@ -325,7 +325,8 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
                                  "saying so")
         tracing = gw.tracing
         if tracing is not None:
-            tracing.stream_ended(rec, tally.outcome, tally.content_chunks, tally.sent_bytes, usage, tally.failure)
+            tracing.stream_ended(rec, tally.outcome, tally.content_chunks, tally.sent_bytes, usage, tally.failure,
+                                 tally.finish_reasons)
     if tally.outcome == "upstream_error":
         log.warning("upstream deployment %s failed mid-stream after %d chunks: %s [request %s]", dep.name,
                     tally.content_chunks, tally.failure or "no reason given", rid)

@@ -144,6 +144,7 @@ class UsageWatch:
         self.done = False
         self.errored = False  # the upstream ended the stream with its own `error` event
         self.content_events = 0
+        self.stop_reason: str | None = None  # message_delta's delta.stop_reason
 
     def see_block(self, block: bytes) -> tuple[str, Body | None] | None:
         """Whole events framed as Anthropic frames them, `event: NAME` then one `data:` line each
@@ -190,6 +191,9 @@ class UsageWatch:
         elif kind == "content_block_delta":
             self.content_events += 1
         elif kind == "message_delta":
+            delta = parsed.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.stop_reason = delta["stop_reason"]
             usage = parsed.get("usage")
             if isinstance(usage, dict):
                 if isinstance(usage.get("output_tokens"), int):

@@ -121,6 +121,7 @@ class GoogleWatch:
     def __init__(self) -> None:
         self.meta: Body | None = None
         self.searches = 0  # grounding searches
+        self.finish_reasons: list[str] = []  # each candidate's finishReason, as they came
         self.content_events = 0
         self.done = False
 
@@ -141,6 +142,7 @@ class GoogleWatch:
                 continue
             if cand.get("finishReason"):
                 self.done = True
+                self.finish_reasons.append(str(cand["finishReason"]))
         if isinstance(candidates, list) and candidates:
             self.content_events += 1
         feedback = parsed.get("promptFeedback")

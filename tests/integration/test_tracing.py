@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from aiohttp import web
@@ -355,3 +356,49 @@ async def test_the_standard_sampler_settings_apply_and_rows_name_only_exported_t
         rows = dict(h.sql("SELECT request_id, trace_id FROM request_log WHERE request_id IN ('kept', 'left-out')"))
         assert rows == {"kept": TRACE_ID, "left-out": None}
         assert {attrs(x)["shieldes.request_id"] for x in receiver.spans if x.kind == SERVER} == {"kept"}
+
+
+async def test_a_streams_attempt_span_says_why_it_finished(database_url: str, receiver: Receiver) -> None:
+    """As a JSON answer's attempt span does, a stream's names why each choice finished
+    (gen_ai.response.finish_reasons), in the upstream's words, on every streaming route: chat
+    relayed as the upstream's bytes and translated from Anthropic, Messages, Responses; a stream
+    the upstream broke before any finish names none."""
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        oa = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hello there"}]
+
+        async def chat(model: str, rid: str, **kw: Any) -> None:
+            stream = await oa.chat.completions.create(model=model, messages=messages, stream=True,
+                                                      extra_headers={"x-request-id": rid}, **kw)
+            async for _ in stream:
+                pass
+
+        await chat("gpt-4o", "chat")
+        await chat("gpt-4o", "capped", max_tokens=2)
+        await chat("claude-3-5-haiku-latest", "translated")
+        ac = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        async with ac.messages.stream(model="claude-3-5-haiku-latest", max_tokens=50, messages=messages,
+                                      extra_headers={"x-request-id": "messages"}) as events:
+            await events.get_final_message()
+        async with oa.responses.stream(model="gpt-4o", input="hi", max_output_tokens=2,
+                                       extra_headers={"x-request-id": "responses"}) as answer:
+            async for _ in answer:  # (it ends incomplete: no response.completed for get_final_response)
+                pass
+        h.upstream.inject("/v1/chat/completions", error_after=2, stream_error="server_error")
+        with pytest.raises(openai.APIError):
+            await chat("gpt-4o", "broken")
+        await oa.close()
+        rids = ("chat", "capped", "translated", "messages", "responses", "broken")
+
+        def attempt_of(rid: str) -> Any:
+            server = next((x for x in receiver.spans if x.kind == SERVER and attrs(x)["shieldes.request_id"] == rid),
+                          None)
+            return None if server is None else next(
+                (x for x in receiver.spans if x.kind == CLIENT and x.parent_span_id == server.span_id), None)
+
+        await wait_until(lambda: all(attempt_of(rid) for rid in rids), timeout=15)
+        reasons = {rid: attrs(attempt_of(rid)).get("gen_ai.response.finish_reasons") for rid in rids}
+        assert reasons == {"chat": ["stop"], "capped": ["length"], "translated": ["stop"],
+                           "messages": ["end_turn"], "responses": ["max_output_tokens"], "broken": None}
