@@ -251,7 +251,7 @@ class Node:
                                tls=tls.front if tls is not None else None)
         await self.http.start()
         if s.metrics_port is not None:  # this process's own /metrics (one per `serve --workers` worker)
-            self.metrics_listener = MetricsListener(s.host, s.metrics_port, self.metrics.render, self.readiness)
+            self.metrics_listener = MetricsListener(s.host, s.metrics_port, self.metrics.render_for, self.readiness)
             await self.metrics_listener.start()
         if tls is not None:
             self.metrics.watch_tls("api", tls)

@@ -6,10 +6,17 @@ per label (beyond that they read "other").
 The per-request series (requests, latency, upstream latency, tokens, cost) are plain Python
 numbers updated on the hot path and turned into metric families only when /metrics is scraped:
 prometheus-client's own Counter/Histogram take a lock and run checks on every update, which costs
-more than the rest of the accounting."""
+more than the rest of the accounting.
+
+With tracing on, the latency histograms carry exemplars: each bucket the trace id of its latest
+observation, so a dashboard goes from a slow bucket to a trace. Exemplars exist only in the
+OpenMetrics format, which /metrics answers when the scraper asks for it (`Accept:
+application/openmetrics-text`, as Prometheus does with exemplar storage on); the classic text
+format, the default, has none."""
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -17,7 +24,9 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from shieldes.providers.base import TokenUsage
 from shieldes.usage.units import Units
@@ -64,6 +73,9 @@ class _Histogram:
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [*bucket counts, sum]
+        # id(a series' cells) -> bucket -> (trace id, value, time) of its latest traced observation
+        # (series live as long as this); made Exemplars only when scraped
+        self.exemplars: dict[int, dict[int, tuple[str, float, float]]] = {}
 
     def get(self, labels: tuple[str, ...]) -> list[float]:
         found = self.series.get(labels)
@@ -71,18 +83,24 @@ class _Histogram:
             found = self.series[labels] = [0] * (len(self.bounds) + 2)
         return found
 
-    def observe(self, cells: list[float], seconds: float) -> None:
-        cells[bisect_left(self.bounds, seconds)] += 1  # le is inclusive: first bound >= value
+    def observe(self, cells: list[float], seconds: float, trace_id: str | None = None) -> None:
+        bucket = bisect_left(self.bounds, seconds)  # le is inclusive: first bound >= value
+        cells[bucket] += 1
         cells[-1] += seconds
+        if trace_id is not None:
+            self.exemplars.setdefault(id(cells), {})[bucket] = (trace_id, seconds, time.time())
 
     def family(self, name: str, doc: str, labelnames: list[str]) -> HistogramMetricFamily:
         fam = HistogramMetricFamily(name, doc, labels=labelnames)
         les = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # as prometheus prints them
         for labels, cells in sorted(self.series.items()):
             total, buckets = 0.0, []
-            for le, n in zip(les, cells[:-1], strict=True):
+            traced = self.exemplars.get(id(cells), {})
+            for i, (le, n) in enumerate(zip(les, cells[:-1], strict=True)):
                 total += n
-                buckets.append((le, total))
+                seen = traced.get(i)
+                buckets.append((le, total) if seen is None else
+                               (le, total, Exemplar({"trace_id": seen[0]}, seen[1], seen[2])))
             fam.add_metric(list(labels), buckets, cells[-1])
         return fam
 
@@ -232,9 +250,11 @@ class Metrics:
         """Read the in-flight gauge from the app's own counter at scrape time (no update per request)."""
         self.in_flight.set_function(current)
 
-    def observe_request(self, route: str, status: int, seconds: float, stream: bool = False) -> None:
+    def observe_request(self, route: str, status: int, seconds: float, stream: bool = False,
+                        trace_id: str | None = None) -> None:
         """`route`: the matched route's pattern (a bounded set), or UNMATCHED. `stream`: the answer
-        was an event stream (its latency series apart: a stream lasts as long as its answer)."""
+        was an event stream (its latency series apart: a stream lasts as long as its answer).
+        `trace_id`: the request's trace (tracing on), its bucket's exemplar."""
         found = self._req.get((route, status // 100, stream))
         if found is None:
             label = self._routes(route)
@@ -244,7 +264,7 @@ class Metrics:
         labels, cells = found
         self._requests[labels] = self._requests.get(labels, 0) + 1
         if status >= 200:  # (a WebSocket's 101 lasts as long as its connection: no request's latency)
-            self._latency.observe(cells, seconds)
+            self._latency.observe(cells, seconds, trace_id)
 
     def request_totals(self) -> dict[str, int]:
         """API requests answered since boot (health, readiness, metrics and admin calls left out)."""
@@ -257,21 +277,21 @@ class Metrics:
             server += n if status == "5xx" else 0
         return {"total": total, "client_errors": client, "server_errors": server}
 
-    def upstream_seconds(self, provider: str, seconds: float) -> None:
+    def upstream_seconds(self, provider: str, seconds: float, trace_id: str | None = None) -> None:
         cells = self._up.get(provider)
         if cells is None:
             cells = self._up[provider] = self._upstream.get((self._providers(provider),))
-        self._upstream.observe(cells, seconds)
+        self._upstream.observe(cells, seconds, trace_id)
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self.upstream_errors.labels(self._providers(provider), kind).inc()
 
     def stream_ended(self, provider: str, outcome: str, ttft: float | None, completion_tokens: int,
-                     generating: float) -> None:
+                     generating: float, trace_id: str | None = None) -> None:
         """A relayed stream's end: time to first token, tokens per second, early ends."""
         label = self._providers(provider)
         if ttft is not None:
-            self._ttft.observe(self._ttft.get((label,)), ttft)
+            self._ttft.observe(self._ttft.get((label,)), ttft, trace_id)
             if completion_tokens > 1 and generating > 0:
                 self._tps.observe(self._tps.get((label,)), completion_tokens / generating)
         if outcome == "upstream_error":
@@ -337,3 +357,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def render_for(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition the scraper asked for, with its content type: OpenMetrics (exemplars
+        included) when its Accept header names it, else the classic text format."""
+        if accept is not None and "application/openmetrics-text" in accept:
+            return openmetrics.generate_latest(self.registry), openmetrics.CONTENT_TYPE_LATEST  # type: ignore[no-untyped-call]
+        return generate_latest(self.registry), CONTENT_TYPE

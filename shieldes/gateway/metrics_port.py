@@ -14,11 +14,10 @@ import orjson
 from aiohttp import web
 
 from shieldes.errors import ListenFailed
-from shieldes.gateway.metrics import CONTENT_TYPE
 
 
 class MetricsListener:
-    def __init__(self, host: str, port: int, render: Callable[[], bytes],
+    def __init__(self, host: str, port: int, render: Callable[[str | None], tuple[bytes, str]],
                  readiness: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
         self.host, self.port = host, port
         self._render, self._readiness = render, readiness
@@ -28,9 +27,10 @@ class MetricsListener:
         app.router.add_get("/ready", self._ready)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        resp = web.Response(body=self._render())
-        resp.headers["Content-Type"] = CONTENT_TYPE
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self._render(request.headers.get("Accept"))
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = content_type
         return resp
 
     async def _health(self, _request: web.Request) -> web.Response:

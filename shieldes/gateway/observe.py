@@ -69,6 +69,8 @@ class ServerSpans(Protocol):
 
     def server_span(self, request: web.Request, rec: RequestRecord) -> AbstractContextManager[Any]: ...
 
+    def note_trace(self, span: Any, rec: RequestRecord) -> None: ...
+
     def finish_server_span(self, span: Any, request: web.Request, rec: RequestRecord) -> None: ...
 
     def background_span(self, rec: RequestRecord, response_id: str) -> AbstractContextManager[Any]: ...
@@ -122,6 +124,7 @@ class Observer:
                 gone = left_unanswered(request, resp, rec)
             else:
                 with tracing.server_span(request, rec) as span:
+                    tracing.note_trace(span, rec)
                     try:
                         resp = await handle_errors(request, handler)
                         gone = left_unanswered(request, resp, rec)
@@ -154,7 +157,7 @@ class Observer:
         rec.client_ip = client_address(request.remote, request.headers.get("X-Forwarded-For"),
                                        self.trusted_proxies) if self.trusted_proxies else request.remote
         rec.user_agent = request.headers.get("User-Agent")
-        self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0, rec.stream)
+        self.metrics.observe_request(rec.route, rec.status, rec.t_end - rec.t0, rec.stream, rec.trace_id)
         capture = self.capture
         return capture is not None and wants(capture.mode, rec.status, rec.error_code, request.path)
 

@@ -16,7 +16,6 @@ from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesErro
 from shieldes.gateway import relay
 from shieldes.gateway.google_pages import google_page
 from shieldes.gateway.http1 import decompressed
-from shieldes.gateway.metrics import CONTENT_TYPE
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
 from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
@@ -308,7 +307,8 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
     first = tally.first_token_at
     t0 = rec.t0 if rec is not None else now
     gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
-                            usage.completion_tokens, now - first if first else 0.0)
+                            usage.completion_tokens, now - first if first else 0.0,
+                            rec.trace_id if rec is not None else None)
     if first:
         gw.breaker.first_token(dep.name, first - t0)
     if rec is not None:
@@ -509,8 +509,9 @@ async def ready(request: web.Request) -> web.StreamResponse:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
-    resp = web.Response(body=gw.metrics.render())
-    resp.headers["Content-Type"] = CONTENT_TYPE
+    body, content_type = gw.metrics.render_for(request.headers.get("Accept"))
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = content_type
     resp.headers[REQUEST_ID] = request_id(request)
     return resp
 

@@ -331,6 +331,6 @@ class UpstreamCalls:
             if tracing:
                 tracing.attempt_answered(span, result, rec)
         elapsed = time.perf_counter() - started
-        self.metrics.upstream_seconds(dep.name, elapsed)
+        self.metrics.upstream_seconds(dep.name, elapsed, rec.trace_id if rec is not None else None)
         self.breaker.success(dep.name, elapsed)
         return result

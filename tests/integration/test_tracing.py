@@ -402,3 +402,49 @@ async def test_a_streams_attempt_span_says_why_it_finished(database_url: str, re
         reasons = {rid: attrs(attempt_of(rid)).get("gen_ai.response.finish_reasons") for rid in rids}
         assert reasons == {"chat": ["stop"], "capped": ["length"], "translated": ["stop"],
                            "messages": ["end_turn"], "responses": ["max_output_tokens"], "broken": None}
+
+
+async def test_latency_histograms_carry_the_trace_as_exemplar(database_url: str, receiver: Receiver) -> None:
+    """With tracing on, a latency bucket's exemplar is the trace id of its latest request (request
+    latency, upstream latency, time to first token), in the OpenMetrics format Prometheus asks for
+    (the classic text format, which has no exemplars, stays the default)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hello there"}]
+        await client.chat.completions.create(model="gpt-4o", messages=messages, extra_headers={"x-request-id": "j"})
+        stream = await client.chat.completions.create(model="gpt-4o", messages=messages, stream=True,
+                                                      extra_headers={"x-request-id": "s"})
+        async for _ in stream:
+            pass
+        await client.close()
+
+        def trace_of(rid: str) -> str | None:
+            span = next((x for x in receiver.spans if x.kind == SERVER and attrs(x)["shieldes.request_id"] == rid),
+                        None)
+            return None if span is None else span.trace_id.hex()
+
+        await wait_until(lambda: trace_of("j") is not None and trace_of("s") is not None, timeout=15)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(h.base + "/metrics", headers={
+                    "Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"}) as resp:
+                assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+                text = await resp.text()
+            async with http.get(h.base + "/metrics") as resp:
+                assert resp.headers["Content-Type"].startswith("text/plain")
+                classic = await resp.text()
+        exemplars: dict[tuple[str, str], set[str]] = {}
+        for family in openmetrics_families(text):
+            for sample in family.samples:
+                if sample.exemplar is not None:
+                    key = (family.name, sample.labels.get("route") or sample.labels.get("provider", ""))
+                    exemplars.setdefault(key, set()).add(sample.exemplar.labels["trace_id"])
+        assert exemplars[("shieldes_request_seconds", "/v1/chat/completions")] == {trace_of("j"), trace_of("s")}
+        assert exemplars[("shieldes_upstream_seconds", "openai")] <= {trace_of("j"), trace_of("s")}
+        assert exemplars[("shieldes_time_to_first_token_seconds", "openai")] == {trace_of("s")}
+        assert "shieldes_request_seconds" in {f.name for f in text_string_to_metric_families(classic)}
+        assert "trace_id" not in classic
