@@ -45,12 +45,17 @@ export async function providersPage(root) {
     const perImage = pricing.data.some((p) => p.per_image != null);
     const longContext = pricing.data.some((p) => p.long_context != null);
     const perSearch = pricing.data.some((p) => p.per_web_search != null);
+    const multipliers = pricing.data.some((p) => p.multipliers != null);
+    const perUse = pricing.data.some((p) => p.per_use != null);
+    const pairs = (o, show) => (o == null ? "–" : Object.entries(o).map(([k, v]) => `${k} ${show(v)}`).join(", "));
     pricingArea.replaceChildren(h("h2", "Pricing overrides"), table("Prices per 1M tokens", [
       { label: "Model", header: true, cell: (p) => p.model },
       { label: "Input", num: true, cell: (p) => fmt.usd(p.input_per_1m) },
       { label: "Output", num: true, cell: (p) => fmt.usd(p.output_per_1m) },
       ...(perImage ? [{ label: "Per image", num: true, cell: (p) => (p.per_image == null ? "–" : fmt.usd(p.per_image)) }] : []),
       ...(perSearch ? [{ label: "Per web search", num: true, cell: (p) => (p.per_web_search == null ? "–" : fmt.usd(p.per_web_search)) }] : []),
+      ...(perUse ? [{ label: "Per use", cell: (p) => pairs(p.per_use, fmt.usd) }] : []),
+      ...(multipliers ? [{ label: "Multipliers", cell: (p) => pairs(p.multipliers, (v) => `×${v}`) }] : []),
       ...(longContext ? [{ label: "Long prompt", cell: (p) => (p.long_context == null ? "–"
         : `above ${p.long_context.above_tokens} tokens: ${fmt.usd(p.long_context.input_per_1m)} / ${fmt.usd(p.long_context.output_per_1m)}`) }] : []),
     ], pricing.data, { empty: "No price overrides: the shipped price table applies." }));

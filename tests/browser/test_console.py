@@ -40,7 +40,9 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         c.admin(AddProvider("openai", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini", "gpt-4o")),
                 AddProvider("backup", "openai", c.upstream_url, f"env:{UPSTREAM_KEY_ENV}", ("gpt-4o-mini",), 0.5),
                 # dear prices, so cost and budget bars are visible in the screenshots
-                SetPricing("gpt-4o-mini", 150.0, 600.0), SetPricing("gpt-4o", 400.0, 1600.0),
+                SetPricing("gpt-4o-mini", 150.0, 600.0),
+                SetPricing("gpt-4o", 400.0, 1600.0, multipliers=(("flex", 0.5), ("priority", 2.0)),
+                           per_use=(("container", 0.03), ("file_search", 0.0025))),
                 SetPricing("dall-e-3", 0.0, 0.0, per_image=0.08),
                 AddMcpServer("github", "https://mcp.example.com/mcp", {"Authorization": "env:GITHUB_MCP_TOKEN"}),
                 CreateTeam("team_search", "search", 20.0, "30d"))
@@ -165,6 +167,7 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             text = by_css(driver, "main").text
             assert "/mcp/github" in text and "Authorization: env:GITHUB_MCP_TOKEN" in text, text
             assert "per image" in text.lower() and "dall-e-3" in text, text
+            assert "flex \u00d70.5, priority \u00d72" in text and "container $0.03" in text, text  # tiers, hosted tools
         if page == "audit":  # show a diff too: from the middle of the history to now
             buttons = all_css(driver, "button[aria-label^='Diff from change']")
             buttons[len(buttons) // 2].click()
