@@ -68,6 +68,27 @@ def _per_search(sources: Sequence[Mapping[str, Any]], where: str) -> float | Non
     return None
 
 
+def _tier_multipliers(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, float], ...]:
+    """OpenAI's flex and priority prices (`input_cost_per_token_flex`, `..._priority`) as
+    multipliers of the standard input price, to 6 places (the rates they scale round to the list
+    prices exactly)."""
+    out: list[tuple[str, float]] = []
+    for src in sources:
+        base = src.get("input_cost_per_token")
+        if isinstance(base, bool) or not isinstance(base, int | float) or base <= 0:
+            continue
+        for tier in ("flex", "priority"):
+            value = src.get(f"input_cost_per_token_{tier}")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ImportRejected(f"{where}.input_cost_per_token_{tier} must be a number above 0 (USD per "
+                                     f"token), got {value!r}")
+            out.append((tier, round(value / base, 6)))
+        break
+    return tuple(sorted(out))
+
+
 def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
                   notes: list[str] | None = None) -> PriceSpec | None:
     """The price LiteLLM's per-token fields give `model` (the first source holding a field wins);
@@ -83,7 +104,8 @@ def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
         return None
     price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
                       found.get("cache_read_per_1m"), found.get("cache_write_per_1m"),
-                      long_context=_above_200k(sources, where), per_web_search=_per_search(sources, where))
+                      long_context=_above_200k(sources, where), per_web_search=_per_search(sources, where),
+                      multipliers=_tier_multipliers(sources, where))
     reasoning = found.get("reasoning")
     if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
         notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "

@@ -21,6 +21,7 @@ from shieldes.usage.pricing import (
     price_for,
     price_hint,
     pusd_per_token,
+    rate_of,
     served_at,
     unpriced,
     unpriced_warning,
@@ -353,3 +354,19 @@ def test_gemini_grounding_counts_prompts_before_gemini_3_and_queries_from_it() -
     assert gemini_grounding({"candidates": [{"content": {}}]}) == gemini_grounding(None) == 0
     three = PriceTable().rate({}, "gemini-3-pro-preview")
     assert cost_nusd(three, TokenUsage(10, 0, web_search_requests=3)) == 10 * 2000 + 3 * 14_000_000
+
+
+def test_litellm_flex_and_priority_prices_import_as_multipliers() -> None:
+    from shieldes.importers.prices import parse_litellm_prices
+
+    doc = {"gpt-4o-mini": {"mode": "chat", "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07,
+                           "input_cost_per_token_priority": 2.5e-07, "output_cost_per_token_priority": 1e-06},
+           "o3": {"mode": "chat", "input_cost_per_token": 2e-06, "output_cost_per_token": 8e-06,
+                  "input_cost_per_token_flex": 1e-06, "input_cost_per_token_priority": 3.5e-06},
+           "gpt-4": {"mode": "chat", "input_cost_per_token": 3e-05, "output_cost_per_token": 6e-05}}
+    prices = {p.model: p for p in parse_litellm_prices(doc)[0]}
+    assert prices["gpt-4o-mini"].multipliers == (("priority", 1.666667),)
+    assert prices["o3"].multipliers == (("flex", 0.5), ("priority", 1.75))
+    assert prices["gpt-4"].multipliers == ()
+    mini = served_at(rate_of(Price(0.15, 0.6, multipliers=prices["gpt-4o-mini"].multipliers)), "priority")
+    assert (mini.input, mini.output) == (pusd_per_token(0.25), pusd_per_token(1.0))  # exactly the file's
