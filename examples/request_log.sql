@@ -54,3 +54,15 @@ FROM request_log
 WHERE started_at > now() - interval '1 day'
 GROUP BY 1, 2
 ORDER BY requests DESC;
+
+-- name: tiers_and_hosted_tools_per_key
+-- What an invoice bills apart from list-price tokens, per key over the last 30 days: requests served
+-- at each service tier (flex and priority cost the model's multiplier) and hosted tool uses (web
+-- searches, file searches, code interpreter containers), with their cost.
+SELECT key_name, coalesce(service_tier, 'unreported') AS service_tier, count(*) AS requests,
+       coalesce(sum(web_searches), 0) AS web_searches, coalesce(sum(file_searches), 0) AS file_searches,
+       coalesce(sum(containers), 0) AS containers, sum(cost_usd) AS cost_usd
+FROM request_log
+WHERE started_at > now() - interval '30 days' AND key_name IS NOT NULL
+GROUP BY 1, 2
+ORDER BY cost_usd DESC NULLS LAST;
