@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -45,17 +45,15 @@ from shieldes.providers.base import (
     Provider,
     Target,
     TokenUsage,
-    UpstreamFailure,
 )
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import spec_for
-from shieldes.providers.output_caps import refused_output
+from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
 ESTIMATE_HEADER = "x-shieldes-token-count"
-T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -178,31 +176,6 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
-async def _within_cap(caps: dict[tuple[str, str], int], target: Target, chat: Body,
-                      send: Callable[[Body], Awaitable[T]]) -> tuple[T, list[str]]:
-    """`send(chat)`, with its max_tokens within the upstream model's output limit: the limit
-    learnt from an earlier refusal (`caps`, by deployment and model), or the one the upstream's
-    400 names, then sent again once. The client's max_tokens bounds the answer, and Claude Code
-    asks for more than many models write (32000; gpt-4o: 16384), so the request is not refused
-    for it; `max_tokens` is named as not carried as sent (x-shieldes-dropped)."""
-    field = "max_completion_tokens" if "max_completion_tokens" in chat else "max_tokens"
-    asked, where = chat.get(field), (target.deployment, target.model)
-    if not isinstance(asked, int):
-        return await send(chat), []
-    known = caps.get(where)
-    if known is not None and asked > known:
-        return await send({**chat, field: known}), ["max_tokens"]
-    try:
-        return await send(chat), []
-    except UpstreamFailure as failure:
-        cap = refused_output(failure, asked)
-        if cap is None:
-            raise
-        if cap.lasting:
-            caps[where] = cap.tokens
-        return await send({**chat, field: cap.tokens}), ["max_tokens"]
-
-
 def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
     """CheckedHistories' read of a Messages history: True when the ids in `data` fit Anthropic's rule."""
     return True if anthropic_ids_fit_in(data) else None
@@ -249,8 +222,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
                 return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named)
             chat, dropped, origins = _translate(top.decoded(), target, dep.kind, betas)
             with _client_paths(origins):
-                result, lowered = await _within_cap(gw.output_caps, target, chat,
-                                                    lambda c: provider.call("chat", target, c))
+                result, lowered = await within_cap(gw.output_caps, target, chat,
+                                                   lambda c: provider.call("chat", target, c), "max_tokens")
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             message = replies.openai_response_to_messages(result.body, model, thinking)
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
@@ -273,8 +246,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
         with _client_paths(origins):
-            chunks, lowered = await _within_cap(gw.output_caps, target, chat,
-                                                lambda c: provider.stream("chat", target, c))
+            chunks, lowered = await within_cap(gw.output_caps, target, chat,
+                                               lambda c: provider.stream("chat", target, c), "max_tokens")
         return _Translated(chunks, model, _named(dropped + lowered, chunks.dropped), thinking, call.size)
 
     if call.rec is not None:

@@ -114,8 +114,8 @@ class Gateway(UpstreamCalls):
         # an agent counts less often than it talks, so a quarter of the lists
         self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=WEIGHT // 4)
         self.counts_native: dict[str, bool] = {}  # by key: whether its last count went to a native upstream
-        # by (deployment, model): the most output tokens a translated Messages request may ask of it,
-        # learnt from the upstream's refusal of more (messages._within_cap)
+        # by (deployment, model): the most output tokens a translated request (Messages, Responses,
+        # chat) may ask of it, learnt from the upstream's refusal of more (output_caps.within_cap)
         self.output_caps: dict[tuple[str, str], int] = {}
 
     # --- admission -----------------------------------------------------------------------------

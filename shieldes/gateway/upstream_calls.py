@@ -101,6 +101,7 @@ class UpstreamCalls:
     keyring: Callable[[], Keyring]
     _secrets: dict[str, str | None]
     _reported: set[str]
+    output_caps: dict[tuple[str, str], int]
 
     def _target(self, dep: Deployment, model: str) -> Target:
         ref = dep.secret_ref
@@ -194,7 +195,8 @@ class UpstreamCalls:
         async def attempt(provider: Provider, target: Target, dep: Deployment, sent: Body) -> Answer | EventStream:
             same = sent is body
             return await respond(provider, target, dep, sent, ctx, streaming, raw if same else None, top,
-                                 history if same or sent.get("input") is body.get("input") else None)
+                                 history if same or sent.get("input") is body.get("input") else None,
+                                 self.output_caps)
 
         return await self._with_failover("responses", route, body, attempt, rec)
 

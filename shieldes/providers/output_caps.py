@@ -2,14 +2,19 @@
 off its 400. A Messages client (Claude Code asks for 32000 or more) knows Claude's limits, not
 those of the model a translated deployment serves (gpt-4o writes at most 16384 tokens): its
 `max_tokens` is an upper bound, so the request is sent again within the limit the upstream named.
-Pure."""
+So are a Responses client's `max_output_tokens` (Codex, the Agents SDK) and a chat client's, to a
+deployment that translates them. refused_output is pure; within_cap sends through it."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from shieldes.providers.base import UpstreamFailure
+from shieldes.providers.base import Body, Target, UpstreamFailure
+
+T = TypeVar("T")
 
 # OpenAI (and Azure): "max_tokens is too large: 32000. This model supports at most 16384 completion
 # tokens, whereas you provided 32000." (or max_completion_tokens)
@@ -53,3 +58,28 @@ def refused_output(failure: UpstreamFailure, asked: int) -> OutputCap | None:
     if room is not None and int(room[1]) == asked and 0 < int(room[2]) - int(room[3]) < asked:
         return OutputCap(int(room[2]) - int(room[3]), False)
     return None
+
+
+async def within_cap(caps: dict[tuple[str, str], int], target: Target, chat: Body,
+                     send: Callable[[Body], Awaitable[T]], named: str) -> tuple[T, list[str]]:
+    """`send(chat)`, with its max_tokens within the upstream model's output limit: the limit
+    learnt from an earlier refusal (`caps`, by deployment and model), or the one the upstream's
+    400 names, then sent again once. The client's limit bounds the answer, and agents ask for more
+    than many models write (Claude Code 32000; gpt-4o writes 16384), so the request is not refused
+    for it; the client's field (`named`) is named as not carried as sent (x-shieldes-dropped)."""
+    field = "max_completion_tokens" if "max_completion_tokens" in chat else "max_tokens"
+    asked, where = chat.get(field), (target.deployment, target.model)
+    if not isinstance(asked, int):
+        return await send(chat), []
+    known = caps.get(where)
+    if known is not None and asked > known:
+        return await send({**chat, field: known}), [named]
+    try:
+        return await send(chat), []
+    except UpstreamFailure as failure:
+        cap = refused_output(failure, asked)
+        if cap is None:
+            raise
+        if cap.lasting:
+            caps[where] = cap.tokens
+        return await send({**chat, field: cap.tokens}), [named]

@@ -19,6 +19,7 @@ from shieldes.providers.base import Body, ChunkStream, Provider, Target, Upstrea
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import calls_in_order, signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
+from shieldes.providers.output_caps import within_cap
 from shieldes.providers.responses_options import unfilled_includes
 from shieldes.providers.responses_replies import ChatStreamTranslator, chat_to_output, served_tier
 from shieldes.providers.responses_tools import call_kinds, dropped_tools
@@ -47,6 +48,7 @@ TRANSLATE = "translate"
 MODES = (TRANSLATE, NATIVE)
 DROPPED_HEADER = "x-shieldes-dropped-tools"  # hosted tools a translate-mode deployment left out
 UNFILLED_HEADER = "x-shieldes-unfilled-include"  # include entries a translate-mode answer lacks
+MAX_OUTPUT = "max_output_tokens"  # named in x-shieldes-dropped when lowered to the upstream model's limit
 
 
 @dataclass(slots=True)
@@ -145,7 +147,8 @@ def _calls_fit(body: Body, known: History | None = None) -> bool:
 
 async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
                   streaming: bool, raw: bytes | None = None, top: TopLevel | None = None,
-                  history: History | None = None) -> Answer | EventStream:
+                  history: History | None = None,
+                  caps: dict[tuple[str, str], int] | None = None) -> Answer | EventStream:
     """`body` is the client's request with `input` holding the whole conversation and no
     `previous_response_id` (the gateway keeps the conversation, whichever deployment answers).
     `raw`: the client's own encoding of `body` when it is that (see request.forwards_as_sent),
@@ -154,7 +157,8 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     input_bytes.input_as_sent: it goes to a native deployment as sent); `body` is then every field
     but `input`, and the whole body is decoded only for a translate deployment. `history`: what
     the input starts with (History.checked: nothing in it needs a change or an error), whose items
-    are then not read again."""
+    are then not read again. `caps`: the output limits learnt of deployments (output_caps), which
+    a translated request's max_output_tokens is kept within."""
     if top is not None:
         if dep.responses == NATIVE:
             payload = raw if raw is not None else top.with_fields({"model": target.model})
@@ -172,8 +176,8 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
                              headers)
     _calls_fit(body, known)  # (an output that answers no call is refused in every mode, before any upstream call)
     if compacting(body):
-        return await _summarized(provider, target, dep, body, ctx, streaming)
-    return await _translated(provider, target, dep, body, ctx, streaming)
+        return await _summarized(provider, target, dep, body, ctx, streaming, caps)
+    return await _translated(provider, target, dep, body, ctx, streaming, caps)
 
 
 async def _native(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
@@ -197,10 +201,10 @@ async def _native(provider: Provider, target: Target, dep: Deployment, body: Bod
 
 
 async def _summarized(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
-                      streaming: bool) -> Answer | EventStream:
+                      streaming: bool, caps: dict[tuple[str, str], int] | None) -> Answer | EventStream:
     """A compaction by a deployment that cannot make OpenAI's: the model's handoff summary of the
     conversation, sealed in a compaction item (compaction.py), billed as the turn."""
-    answer = await _translated(provider, target, dep, summary_request(body), ctx, False)
+    answer = await _translated(provider, target, dep, summary_request(body), ctx, False, caps)
     assert isinstance(answer, Answer)
     summary = output_text(answer.response)
     if answer.response.get("status") != "completed" or not summary.strip():
@@ -214,7 +218,7 @@ async def _summarized(provider: Provider, target: Target, dep: Deployment, body:
 
 
 async def _translated(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
-                      streaming: bool) -> Answer | EventStream:
+                      streaming: bool, caps: dict[tuple[str, str], int] | None) -> Answer | EventStream:
     """The request as chat completions (any kind of deployment takes those), its answer as Responses."""
     signed = signs_thinking(dep.kind, target.model)
     names: list[str] = []  # the request's path of each chat message, for errors about them
@@ -233,16 +237,19 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
     # Claude's signed thinking rides in encrypted_content when the client asks for it, and for the
     # stored response (a previous_response_id turn sends it back; the client sees it only if asked)
     encrypted = signed and (asks_encrypted(body) or body.get("store") is not False)
+    learnt = caps if caps is not None else {}  # (without the gateway's: learnt for this call only)
     if streaming:
         with chat_paths.named(names):
-            chunks = await provider.stream("chat", target, dict(chat, stream=True))
-        headers.update(dropped_header([*left_out, *chunks.dropped]))  # settings the chat translation left out
+            chunks, lowered = await within_cap(learnt, target, dict(chat, stream=True),
+                                               lambda c: provider.stream("chat", target, c), MAX_OUTPUT)
+        headers.update(dropped_header([*left_out, *lowered, *chunks.dropped]))  # settings the chat translation left out
         translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted,
                                           calls_in_order=calls_in_order(dep.kind, target.model))
         return TranslatedEvents(chunks, translator, headers)
     with chat_paths.named(names):
-        result = await provider.call("chat", target, chat)
-    headers.update(dropped_header([*left_out, *result.dropped]))
+        result, lowered = await within_cap(learnt, target, chat, lambda c: provider.call("chat", target, c),
+                                           MAX_OUTPUT)
+    headers.update(dropped_header([*left_out, *lowered, *result.dropped]))
     out = chat_to_output(result.body, kinds=kinds, summary=asks_summary(body), encrypted=encrypted)
     response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
                                incomplete=out.incomplete)
