@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -32,6 +32,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.providers.output_caps import within_cap
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.history import History
 from shieldes.responses.objects import ResponseContext
@@ -81,6 +82,40 @@ def provider_takes_as_sent(provider: Provider, op: Operation, target: Target, id
     takes = getattr(provider, "takes_as_sent", None)
     return takes is not None and bool(takes(op, target, ids))
 
+
+
+def _translates_chat(provider: Provider, op: Operation) -> bool:
+    """Whether `provider` translates this chat request into another API (Anthropic, Bedrock, Gemini,
+    Vertex): its client knows the limits of OpenAI's models, not of the one that serves it. An
+    OpenAI-compatible upstream's refusal of a client's max_tokens goes to the client as it is."""
+    return op == "chat" and getattr(provider, "takes_as_sent", None) is None
+
+
+def _limit_field(chat: Body) -> str:
+    """The chat client's output limit field, named in x-shieldes-dropped when it is lowered."""
+    return "max_completion_tokens" if "max_completion_tokens" in chat else "max_tokens"
+
+
+class LoweredStream:
+    """A translated chat stream whose request's output limit was lowered to the model's: the
+    stream as it is, with the client's field named among what was not carried as sent."""
+
+    def __init__(self, chunks: ChunkStream, lowered: Sequence[str]) -> None:
+        self._chunks = chunks
+        self.dropped: Sequence[str] = [*lowered, *chunks.dropped]
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._chunks.usage
+
+    def __aiter__(self) -> AsyncIterator[Body]:
+        return self._chunks.__aiter__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # what a stream's renderer may read (`first`)
+        return getattr(self._chunks, name)
 
 
 class UpstreamCalls:
@@ -159,7 +194,8 @@ class UpstreamCalls:
     async def call(self, op: Operation, route: Route, out: Outgoing, *,
                    rec: RequestRecord | None = None) -> tuple[JsonResult, RouteTarget]:
         """A JSON call of `out` (the client's body and the gateway's top-level fields): the client's
-        bytes to an upstream that takes them as sent, the whole body decoded to any other.
+        bytes to an upstream that takes them as sent, the whole body decoded to any other (a chat
+        request's output limit then kept within the model's: output_caps.within_cap).
         Returns the result and the target (deployment and upstream model) that served it; `rec`
         (the request-log record) notes each deployment tried."""
 
@@ -168,7 +204,12 @@ class UpstreamCalls:
             if call_raw is not None and provider_takes_as_sent(provider, op, target, out.ids):
                 result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
                 return result
-            return await provider.call(op, target, out.whole(sent))
+            if not _translates_chat(provider, op):
+                return await provider.call(op, target, out.whole(sent))
+            whole = out.whole(sent)
+            result, lowered = await within_cap(self.output_caps, target, whole,
+                                               lambda c: provider.call(op, target, c), _limit_field(whole))
+            return replace(result, dropped=[*lowered, *result.dropped]) if lowered else result
 
         return await self._with_failover(op, route, out.fields, attempt, rec)
 
@@ -180,7 +221,12 @@ class UpstreamCalls:
             if stream_bytes is not None and provider_takes_as_sent(provider, op, target, out.ids):
                 chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
                 return chunks
-            return await provider.stream(op, target, out.whole(sent))
+            if not _translates_chat(provider, op):
+                return await provider.stream(op, target, out.whole(sent))
+            whole = out.whole(sent)
+            chunks, lowered = await within_cap(self.output_caps, target, whole,
+                                               lambda c: provider.stream(op, target, c), _limit_field(whole))
+            return LoweredStream(chunks, lowered) if lowered else chunks
 
         return await self._with_failover(op, route, out.fields, attempt, rec)
 
