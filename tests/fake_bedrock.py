@@ -170,6 +170,7 @@ class FakeBedrock:
     # set: Claude's context window; an answer that would pass it stops at its end with stopReason
     # model_context_window_exceeded (Claude 4.5 and later)
     context_window: int | None = None
+    output_cap: int | None = None  # set: a larger inferenceConfig.maxTokens is a 400, in Converse's words
     tool_text: str | None = None  # set: a call's arguments fit the tool's schema, strings holding it
     tool_script: wire.ToolScript | None = None  # set: tool calls follow it, answers quote the last result
     requests: list[Seen] = field(default_factory=list)
@@ -328,6 +329,10 @@ class FakeBedrock:
         problem = problem or _beta_problem(model, body)
         choice, problem = self._tool_choice(model, body) if not problem else ({}, problem)
         problem = problem or _request_problem(body)
+        asked = (body.get("inferenceConfig") or {}).get("maxTokens")
+        if not problem and self.output_cap is not None and isinstance(asked, int) and asked > self.output_cap:
+            problem = (f"The maximum tokens you requested exceeds the model limit of {self.output_cap}. Try again "
+                       f"with a maximum tokens value that is lower than {self.output_cap}.")
         if problem:
             return self.error(400, problem)
         thinks = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") == "enabled"

@@ -149,7 +149,7 @@ class FakeUpstream:
         output_caps: dict[str, int] | None = None,
     ) -> None:
         # model -> the most completion tokens it writes: a chat request asking for more is a 400
-        # in OpenAI's words (gpt-4o: 16384, where Claude Code asks for 32000)
+        # in OpenAI's words (gpt-4o: 16384, where Claude Code asks for 32000), a Messages one in Anthropic's
         self.output_caps = output_caps or {}
         # Claude's context window (Messages API): a prompt past it is a 400; a prompt that fits but
         # leaves less room than max_tokens asks gets an answer cut at the window's end with
@@ -619,6 +619,10 @@ class FakeUpstream:
             or wire.check_thinking(body, self.thinking_signatures)
         if problem:
             return wire.error(400, problem, True)
+        cap, asked = self.output_caps.get(str(body.get("model"))), body.get("max_tokens")
+        if cap is not None and isinstance(asked, int) and asked > cap:
+            return wire.error(400, f"max_tokens: {asked} > {cap}, which is the maximum allowed number of output "
+                              f"tokens for {body['model']}", True)
         messages = body["messages"]
         last = messages[-1].get("content")
         answered = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)

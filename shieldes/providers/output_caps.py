@@ -1,9 +1,10 @@
-"""The output limit an upstream (OpenAI-compatible, Gemini, Vertex) refused a chat request's `max_tokens` with, read
-off its 400. A Messages client (Claude Code asks for 32000 or more) knows Claude's limits, not
-those of the model a translated deployment serves (gpt-4o writes at most 16384 tokens): its
-`max_tokens` is an upper bound, so the request is sent again within the limit the upstream named.
-So are a Responses client's `max_output_tokens` (Codex, the Agents SDK) and a chat client's, to a
-deployment that translates them. refused_output is pure; within_cap sends through it."""
+"""The output limit an upstream (OpenAI-compatible, Gemini, Vertex, Anthropic, Bedrock) refused a
+chat request's `max_tokens` with, read off its 400. A Messages client (Claude Code asks for 32000
+or more) knows Claude's limits, not those of the model a translated deployment serves (gpt-4o
+writes at most 16384 tokens): its `max_tokens` is an upper bound, so the request is sent again
+within the limit the upstream named. So are a Responses client's `max_output_tokens` (Codex, the
+Agents SDK) and a chat client's, to a deployment that translates them. refused_output is pure;
+within_cap sends through it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ _RANGE = re.compile(r"range of max_tokens (?:is|should be) \[1, ?(\d+)\]", re.IG
 _EXCLUSIVE = re.compile(r"maxOutputTokens value of (\d+) but the supported range is from 1 \(inclusive\) "
                         r"to (\d+) \(exclusive\)")
 
+# Anthropic: "max_tokens: 64000 > 32000, which is the maximum allowed number of output tokens for
+# claude-opus-4-20250514"
+_COMPARED = re.compile(r"max_tokens: (\d+) > (\d+), which is the maximum allowed number of output tokens")
+# Bedrock (Converse, ValidationException): "The maximum tokens you requested exceeds the model limit
+# of 10000. Try again with a maximum tokens value that is lower than 10000." (the limit itself is taken)
+_BEDROCK = re.compile(r"The maximum tokens you requested exceeds the model limit of (\d+)")
+
 
 @dataclass(frozen=True, slots=True)
 class OutputCap:
@@ -51,6 +59,12 @@ def refused_output(failure: UpstreamFailure, asked: int) -> OutputCap | None:
     beyond = _EXCLUSIVE.search(failure.message)
     if beyond is not None and int(beyond[1]) == asked and 0 < int(beyond[2]) - 1 < asked:
         return OutputCap(int(beyond[2]) - 1, True)
+    compared = _COMPARED.search(failure.message)
+    if compared is not None and int(compared[1]) == asked and 0 < int(compared[2]) < asked:
+        return OutputCap(int(compared[2]), True)
+    limit = _BEDROCK.search(failure.message)
+    if limit is not None and 0 < int(limit[1]) < asked:
+        return OutputCap(int(limit[1]), True)
     ranged = _RANGE.search(failure.message)
     if ranged is not None and 0 < int(ranged[1]) < asked:
         return OutputCap(int(ranged[1]), True)

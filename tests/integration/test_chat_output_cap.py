@@ -10,6 +10,7 @@ import os
 import openai
 
 from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock
 from tests.fake_google import FakeGoogle
 from tests.integration.gateway_harness import harness
 from tests.integration.test_responses_api import oai
@@ -55,3 +56,23 @@ async def test_chat_max_tokens_above_what_a_gemini_model_writes_is_lowered_to_it
             assert "at most 16384 completion tokens" in exc.message
         else:
             raise AssertionError("a max_tokens gpt-4o refuses was lowered")
+
+
+async def test_chat_max_tokens_above_what_a_bedrock_model_writes_is_lowered_to_its_limit(database_url: str) -> None:
+    """Converse refuses a maxTokens above the model's limit ("The maximum tokens you requested
+    exceeds the model limit of 10000", Nova Pro): sent again within it, remembered for the next."""
+    async with FakeBedrock() as bedrock, harness(database_url, upstream_retries=0) as h:
+        os.environ["SHIELDES_TEST_BEDROCK_KEY"] = bedrock.api_key
+        await h.admin(AddProvider("br", "bedrock", bedrock.url, "env:SHIELDES_TEST_BEDROCK_KEY",
+                                  ("amazon.nova-pro-v1:0",), options={"region": "us-east-1"}))
+        secret = await h.create_key("app")
+        await h.sync()
+        bedrock.output_cap = 10000
+        client = oai(h.base, secret)
+        for _ in range(2):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": "hi"}], max_tokens=32000)
+            assert raw.parse().choices[0].message.content
+            assert raw.headers["x-shieldes-dropped"] == "max_tokens"
+        asked = [r.body["inferenceConfig"]["maxTokens"] for r in bedrock.requests]
+        assert asked == [32000, 10000, 10000]

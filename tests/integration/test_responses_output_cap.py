@@ -80,3 +80,20 @@ async def test_max_output_tokens_above_what_a_gemini_model_writes_is_lowered_to_
             assert events[-1].type == "response.completed"
         asked = [r.body["generationConfig"]["maxOutputTokens"] for r in google.requests if "generationConfig" in r.body]
         assert asked == [32000, 8192, 8192]
+
+
+async def test_max_output_tokens_above_what_a_claude_model_writes_is_lowered_to_its_limit(database_url: str) -> None:
+    """Anthropic refuses a max_tokens above the model's limit in its own words ("max_tokens: 64000 >
+    32000, which is the maximum allowed number of output tokens for ..."): sent again within it."""
+    upstream = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",),
+                            output_caps={"claude-3-5-haiku-latest": 8192})
+    async with harness(database_url, upstream=upstream) as h:
+        secret = await h.create_key("agents")
+        await h.sync()
+        client = oai(h.base, secret)
+        for _ in range(2):
+            raw = await client.responses.with_raw_response.create(model="claude-3-5-haiku-latest", input="hi",
+                                                                  max_output_tokens=64000)
+            assert raw.parse().status == "completed"
+            assert raw.headers["x-shieldes-dropped"] == "max_output_tokens"
+        assert [r.body["max_tokens"] for r in h.upstream.requests_to("/v1/messages")] == [64000, 8192, 8192]

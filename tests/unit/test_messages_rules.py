@@ -128,9 +128,9 @@ def test_each_chat_message_knows_the_client_message_it_came_from() -> None:
 
 
 def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
-    """OpenAI, DeepSeek and DashScope name the model's own limit (kept for later requests); vLLM the
-    room the prompt leaves in its context window (this request's only); anything else is not such a
-    refusal."""
+    """OpenAI, DeepSeek, DashScope, Google, Anthropic and Bedrock name the model's own limit (kept for
+    later requests); vLLM the room the prompt leaves in its context window (this request's only);
+    anything else is not such a refusal."""
     def refused(message: str, status: int = 400) -> UpstreamFailure:
         return UpstreamFailure(message, status=status, retryable=False)
 
@@ -154,3 +154,11 @@ def test_the_output_limit_an_upstream_names_in_its_refusal() -> None:
               "from 1 (inclusive) to 65536 (exclusive). Update the value and try again.")
     assert refused_output(refused(gemini), 65536) == OutputCap(65535, True)
     assert refused_output(refused(gemini), 32000) is None  # (about another request)
+    claude = ("max_tokens: 64000 > 32000, which is the maximum allowed number of output tokens for "
+              "claude-opus-4-20250514")
+    assert refused_output(refused(claude), 64000) == OutputCap(32000, True)
+    assert refused_output(refused(claude), 40000) is None  # (the translation asked another number: thinking)
+    bedrock = ("The maximum tokens you requested exceeds the model limit of 10000. Try again with a maximum tokens "
+               "value that is lower than 10000.")
+    assert refused_output(refused(bedrock), 32000) == OutputCap(10000, True)
+    assert refused_output(refused(bedrock), 10000) is None
