@@ -1,7 +1,8 @@
 """Conversations a key sent that passed a check read off their bytes, remembered so an agent's
 next turn reads only what it added: a Messages history's tool call ids (do they fit Anthropic's
 rule), a Responses input's items (do they go to a native upstream as sent, and which calls they
-made).
+made), a chat body up to the end of its messages (their tool call ids, the fields ahead of them:
+providers/chat_history.read_turn, whose `end` says where the next body is read from).
 
 An agent sends its whole conversation every turn, and each turn's list is the bytes of the turn
 before with the new entries after them (clients encode the same objects the same way). Reading
@@ -49,13 +50,16 @@ class _Checked(NamedTuple, Generic[T]):
 
 class CheckedHistories(Generic[T]):
     def __init__(self, weigh: Callable[[T], int] = lambda _found: 0, most: int = WEIGHT, per_key: int = PER_KEY,
-                 head: int = HEAD, remember_from: int = REMEMBER_FROM) -> None:
+                 head: int = HEAD, remember_from: int = REMEMBER_FROM, end: Callable[[T], int] | None = None) -> None:
         self._by_key: OrderedDict[str, list[_Checked[T]]] = OrderedDict()
         self._weigh = weigh
         self._most = most
         self._per_key = per_key
         self._head = head
         self._from = remember_from
+        # where a later read goes on from, by what was found (0: nowhere); by default before the
+        # list's closing bracket
+        self._end = end
         self.weight = 0  # of every list held
 
     def check(self, key_id: str, data: bytes | memoryview, read: Read[T]) -> T | None:
@@ -78,10 +82,12 @@ class CheckedHistories(Generic[T]):
         found = read(view[start:], prior)
         if found is None:
             return None
-        end = size - 1  # (a JSON list: its last byte is the `]`; a next turn goes on before it)
+        end = size - 1 if self._end is None else self._end(found)  # (a JSON list: its last byte is the `]`)
         if end > 0:
             if end > start:
                 crc = zlib.crc32(view[start:end], crc)
+            elif end < start:  # (read whole after all: it ends before the part that matched)
+                crc = zlib.crc32(view[:end])
             entry = _Checked(end, zlib.crc32(view[:min(head, end)]), crc, found)
             self._set(key_id, [entry, *kept][:self._per_key])
         return found

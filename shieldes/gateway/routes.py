@@ -14,6 +14,7 @@ from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
+from shieldes.gateway.checked_histories import REMEMBER_FROM
 from shieldes.gateway.google_pages import google_page
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.middleware import REQUEST_ID, ROUTE_LABELS, google_client, record_of, request_id
@@ -30,6 +31,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.providers.chat_history import Found, read_turn
 from shieldes.providers.dropped import dropped_header
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
@@ -341,12 +343,21 @@ def _chat_history(top: TopLevel) -> list[str] | None:
     return None
 
 
+def _chat_turn(gw: Gateway, key_id: str, raw: bytes) -> Callable[[bytes], Found | None] | None:
+    """How a chat body is read: a long one from where the messages of a body of the key read before
+    ended (checked_chats), a short one whole."""
+    if len(raw) < REMEMBER_FROM:
+        return None
+    checked = gw.checked_chats
+    return lambda body: checked.check(key_id, body, read_turn(body))
+
+
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
     # a chat history stays the client's bytes (a coding agent's turn is tens of kB an upstream reads anyway)
     raw = await read_body(request, gw.settings.max_body_bytes)
-    top = read_chat(raw) if op == "chat" else TopLevel(raw, NOTHING)
+    top = read_chat(raw, _chat_turn(gw, key.id, raw)) if op == "chat" else TopLevel(raw, NOTHING)
     body = top.small
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:

@@ -27,6 +27,7 @@ from shieldes.providers.base import (
     Provider,
     TokenUsage,
 )
+from shieldes.providers.chat_history import Found
 from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, resolve
 from shieldes.secrets import Keyring, hash_key
@@ -107,9 +108,14 @@ class Gateway(UpstreamCalls):
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
         # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
-        # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent
+        # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent,
+        # chat histories' tool call ids
         self.checked_histories: CheckedHistories[bool] = CheckedHistories()
         self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len)  # (their call ids weigh)
+        # chat bodies read (providers/chat_history.read_turn), up to their messages' end: their tool
+        # call ids weigh
+        self.checked_chats: CheckedHistories[Found] = CheckedHistories(lambda found: len(found.ids),
+                                                                       end=lambda found: found.end)
         # count_tokens bodies whose numbers orjson reads and whose ids fit (gateway/count_request.py):
         # an agent counts less often than it talks, so a quarter of the lists
         self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=WEIGHT // 4)

@@ -7,14 +7,14 @@ rewrite the history (a translated deployment, ids another provider minted)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.providers.chat_history import READ, ChatRead, read_chat_request
+from shieldes.providers.chat_history import READ, ChatRead, Found, read_chat_request
 
 Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
@@ -137,12 +137,13 @@ class ChatTopLevel(TopLevel):
         return "missing" if self._messages is None else "list" if self._messages else "empty list"
 
 
-def read_chat(raw: bytes) -> TopLevel:
-    """A chat request's body: in one typed pass where it can be (ChatTopLevel), else by its
-    top-level fields (an odd shape, checked exactly by the caller on the decoded body)."""
+def read_chat(raw: bytes, turn: Callable[[bytes], Found | None] | None = None) -> TopLevel:
+    """A chat request's body: in one typed pass where it can be (ChatTopLevel; by `turn` when
+    given, chat_history.read_turn), else by its top-level fields (an odd shape, checked exactly by
+    the caller on the decoded body)."""
     check_utf8(raw)
     try:
-        read = read_chat_request(raw)
+        read = read_chat_request(raw, turn)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
     except RecursionError:

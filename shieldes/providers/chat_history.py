@@ -4,12 +4,19 @@ the history only what the gateway must know (every message an object with a stri
 tool call ids; every tool call's arguments text); contents, tools' schemas and every other field
 are skipped, not decoded into Python objects. A coding agent's 70 kB turn becomes a few hundred
 small objects instead of thousands of strings, dicts and lists, and a body carrying a 2 MB
-screenshot is read once. Pure: no I/O, no state."""
+screenshot is read once. Pure: no I/O, no state.
+
+An agent's turn is the body of its last turn with new messages after the old ones, and the
+typed pass costs what scanning the body's bytes costs (skipping the messages instead costs half
+of it): `read_turn` reads a body of a key from where the `messages` of a body read before ended
+(through gateway/checked_histories.py, which holds the length and CRC-32 of the body up to that
+list's closing bracket), decoding only what follows, with the decisions of the whole read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -42,9 +49,22 @@ class _ChatRequest(msgspec.Struct, gc=False):
     service_tier: Any = _UNSET  # (a priority request is held at the priority price)
 
 
+class _ChatTop(msgspec.Struct, gc=False):  # (_ChatRequest's fields, the messages skipped)
+    messages: msgspec.Raw | msgspec.UnsetType = _UNSET  # (well-formed JSON checked, nothing built)
+    model: Any = _UNSET
+    stream: Any = _UNSET
+    stream_options: Any = _UNSET
+    max_tokens: Any = _UNSET
+    max_completion_tokens: Any = _UNSET
+    n: Any = _UNSET
+    service_tier: Any = _UNSET
+
+
 READ = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n",
         "service_tier")  # decoded, when present
 _REQUEST = msgspec.json.Decoder(_ChatRequest)
+_TOP = msgspec.json.Decoder(_ChatTop)
+_MESSAGES = msgspec.json.Decoder(list[_Message])
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +78,18 @@ class ChatRead:
     ids: list[str]
 
 
-def read_chat_request(raw: bytes) -> ChatRead | None:
+def read_chat_request(raw: bytes, turn: Callable[[bytes], Found | None] | None = None) -> ChatRead | None:
     """The chat request `raw` (valid JSON, its UTF-8 checked) as ChatRead, or None when it has a
     shape this reading does not take: not an object, `messages` not a list of objects with a
     string role, a tool call that is not an object, an id that is not text, arguments that are not
     text (OpenAI takes text only; the gateway encodes objects as text for it). The caller then
     decodes the body and checks it exactly, so an odd but valid request is not refused here and a
     wrong one gets its exact error. What is wrong inside a message's content is left to the
-    upstream, which answers in its own words."""
+    upstream, which answers in its own words. `turn`, when given, reads it instead (read_turn,
+    through a key's CheckedHistories)."""
+    if turn is not None:
+        found = turn(raw)
+        return None if found is None else found.read
     try:
         request = _REQUEST.decode(raw)
     except msgspec.ValidationError:
@@ -74,6 +98,10 @@ def read_chat_request(raw: bytes) -> ChatRead | None:
     messages = request.messages
     if messages is _UNSET:
         return ChatRead(fields, None, [])
+    return ChatRead(fields, len(messages), _ids(messages))
+
+
+def _ids(messages: list[_Message]) -> list[str]:
     ids: list[str] = []
     for msg in messages:
         calls = msg.tool_calls
@@ -83,4 +111,99 @@ def read_chat_request(raw: bytes) -> ChatRead | None:
                     ids.append(call.id)
         if msg.tool_call_id is not None:
             ids.append(msg.tool_call_id)
-    return ChatRead(fields, len(messages), ids)
+    return ids
+
+
+class Found(NamedTuple):
+    """What reading a chat body found, and where to read a later turn of it from: `end`, the
+    offset of its `messages` list's closing bracket (0: not to be read on from), `before`, the
+    fields of READ ahead of that list, `ids` the history's tool call ids (kept: read.ids is the
+    caller's)."""
+
+    read: ChatRead
+    ids: tuple[str, ...]
+    end: int
+    before: dict[str, Any]
+
+
+# CheckedHistories' read of a chat body: given what follows the part read before (and what was
+# found there) or the whole body (and None)
+TurnRead = Callable[[memoryview, Found | None], Found | None]
+_SPACE = b" \t\r\n"
+_KEY = b'"messages"'
+_OPEN = b'{"messages":['  # a body's start, with the list of messages before it read already
+
+
+def read_turn(raw: bytes) -> TurnRead:
+    """CheckedHistories' read of the chat body `raw`: what read_chat_request finds in it (its
+    error, when it has one), read from the end of a list of messages read before when it can be."""
+
+    def read(data: memoryview, before: Found | None) -> Found | None:
+        if before is not None:
+            found = _read_on(raw, len(raw) - len(data), before)
+            if found is not None:
+                return found
+        return _read_whole(raw)
+
+    return read
+
+
+def _read_whole(raw: bytes) -> Found | None:
+    read = read_chat_request(raw)
+    if read is None:
+        return None
+    ids = tuple(read.ids)
+    if read.messages is None:
+        return Found(read, ids, 0, {})
+    # where the list is, for the next turn: its bytes found after a `"messages":` (the whole read
+    # passed: the body is well-formed)
+    messages = _TOP.decode(raw).messages
+    assert not isinstance(messages, msgspec.UnsetType)
+    start = raw.find(memoryview(messages)[:64])
+    if start < 0 or not raw.startswith(messages, start):
+        return Found(read, ids, 0, {})
+    ahead = raw[:start].rstrip(_SPACE)
+    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+        return Found(read, ids, 0, {})
+    try:  # (the fields ahead of it: its place closed with a null)
+        top = _TOP.decode(raw[:start] + b"null}")
+    except (msgspec.DecodeError, RecursionError):  # (bytes like a list's nested deeper: not read on from)
+        return Found(read, ids, 0, {})
+    return Found(read, ids, start + len(messages) - 1, _fields(top))
+
+
+def _fields(top: _ChatTop) -> dict[str, Any]:
+    return {name: value for name in READ if (value := getattr(top, name)) is not _UNSET}
+
+
+def _read_on(raw: bytes, start: int, before: Found) -> Found | None:
+    """`raw` read from `start`, where the list of messages of a body read before (`before`) closed:
+    what follows is more messages (after a comma, or after the bare bracket of an empty list) or
+    the closing bracket, then the body's other fields. None when it is not so (the whole read then
+    says what is wrong, in its own words)."""
+    body = raw[start:].lstrip(_SPACE)
+    count = before.read.messages
+    assert count is not None
+    if body[:1] == b",":
+        if not count:
+            return None
+        body = body[1:].lstrip(_SPACE)
+        if body[:1] == b"]":
+            return None
+    elif count and body[:1] != b"]":
+        return None
+    if _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
+        return None
+    try:
+        top = _TOP.decode(_OPEN + body)
+        messages = top.messages
+        assert not isinstance(messages, msgspec.UnsetType)
+        new = _MESSAGES.decode(messages)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    fields = dict(before.before)
+    fields.update(_fields(top))  # (a field named twice: its last value, as the whole read takes)
+    added = _ids(new)
+    ids = before.ids + tuple(added) if added else before.ids
+    end = len(raw) - len(body) + len(messages) - 2  # (the list's `[` is the one _OPEN put there)
+    return Found(ChatRead(fields, count + len(new), list(ids)), ids, end, before.before)

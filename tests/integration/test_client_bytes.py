@@ -228,3 +228,40 @@ async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(na
     # an output that answers no call, after a part that passed: refused, nothing sent
     lone = {"type": "function_call_output", "call_id": "call_9", "output": "?"}
     await _refused_before_upstream(h, secret, _encoded({"model": "gpt-4o", "input": [*answered, lone], "store": False}))
+
+
+async def test_an_agents_growing_chat_is_read_from_where_its_last_turn_ended(database_url: str) -> None:
+    async with harness(database_url) as h:
+        secret = await h.create_key("agent")
+        await h.sync()
+        # (a coding agent's history: long enough to be remembered, checked_histories.REMEMBER_FROM)
+        history: list[Any] = [{"role": "system", "content": "the repository: " + "x = 1\n" * 4000}, *HISTORY]
+        for turn in range(2, 5):
+            history += [{"role": "assistant", "content": None, "tool_calls": [
+                            {"id": f"call_{turn}", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
+                        {"role": "tool", "tool_call_id": f"call_{turn}", "content": "b.py"}]
+            await _post(h, secret, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": history}))
+            assert _history(history) in h.upstream.last(CHAT).raw
+        checked = h.node.gateway.checked_chats
+        assert checked.weight == 1 + 8  # the key's body remembered, with its history's eight ids
+        # a call id longer than OpenAI takes, after the part read before: fitted
+        long_id = "call_" + "y" * 70
+        longer = [*history, {"role": "assistant", "content": None, "tool_calls": [
+                      {"id": long_id, "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
+                  {"role": "tool", "tool_call_id": long_id, "content": "c.py"}]
+        await _post(h, secret, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": longer}))
+        sent = h.upstream.last(CHAT).body["messages"]
+        assert sent[-1]["tool_call_id"] == sent[-2]["tool_calls"][0]["id"] != long_id
+        assert len(sent[-1]["tool_call_id"]) <= 40
+        # an earlier message changed to carry the long id: read whole, fitted too
+        changed = [*history[:3], {**history[3], "tool_calls": [{**history[3]["tool_calls"][0], "id": long_id}]},
+                   {**history[4], "tool_call_id": long_id}, *history[5:]]
+        await _post(h, secret, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": changed}))
+        sent = h.upstream.last(CHAT).body["messages"]
+        assert sent[3]["tool_calls"][0]["id"] == sent[4]["tool_call_id"] != long_id
+        # a message the typed read does not take, after the part read before: the exact check's error
+        async with aiohttp.ClientSession() as s, s.post(h.base + CHAT, headers=_auth(secret), data=_encoded(
+                {"model": "gpt-4o", "messages": [*history, {"content": "no role"}]})) as r:
+            assert r.status == 400
+            said = (await r.json())["error"]["message"]
+            assert f"messages[{len(history)}] must be an object with a string 'role'" in said
