@@ -15,12 +15,14 @@ from shieldes.gateway.gemini_api import add_gemini_routes
 from shieldes.gateway.mcp_routes import add_mcp_routes
 from shieldes.gateway.media_routes import add_media_routes
 from shieldes.gateway.messages import add_messages_routes
+from shieldes.gateway.model_routes import add_model_routes
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, Observer
 from shieldes.gateway.responses_background import add_background_routes
 from shieldes.gateway.responses_compact import add_compact_route
 from shieldes.gateway.responses_routes import CONVERSATIONS, RESPONSES, add_responses_routes
 from shieldes.gateway.responses_socket import add_responses_socket
-from shieldes.gateway.routes import GATEWAY, READINESS, add_routes, add_unversioned_aliases
+from shieldes.gateway.route_aliases import add_unversioned_aliases
+from shieldes.gateway.routes import GATEWAY, READINESS, add_routes
 from shieldes.gateway.service import Gateway
 from shieldes.responses.conversations import Conversations
 from shieldes.responses.runs import BackgroundRuns
@@ -62,6 +64,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[RESPONSES] = responses
     app[CONVERSATIONS] = conversations
     add_routes(app)
+    add_model_routes(app)
     add_responses_routes(app)
     add_background_routes(app, background, observer)
     add_responses_socket(app)  # (after: it answers as the POST route)

@@ -102,7 +102,7 @@ async def delete_item(request: web.Request) -> web.StreamResponse:
 
 
 def add_conversation_routes(app: web.Application) -> None:
-    # the forms without /v1 come from routes.add_unversioned_aliases
+    # the forms without /v1 come from route_aliases.add_unversioned_aliases
     app.router.add_post("/v1/conversations", create_conversation)
     app.router.add_get("/v1/conversations/{id}", get_conversation)
     app.router.add_post("/v1/conversations/{id}", update_conversation)

@@ -27,7 +27,8 @@ from shieldes.gateway.gemini_frames import Framing
 from shieldes.gateway.gemini_models import model_of, passes_through, route_for
 from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream, counted
 from shieldes.gateway.middleware import REQUEST_ID
-from shieldes.gateway.routes import GATEWAY, Call, authenticate, get_model, list_models, read_body, read_json
+from shieldes.gateway.model_routes import get_model, list_models
+from shieldes.gateway.routes import GATEWAY, Call, authenticate, read_body, read_json
 from shieldes.gateway.top_level import GEMINI_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_inbound as inbound

@@ -399,7 +399,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
 
 
 def add_responses_routes(app: web.Application) -> None:
-    # the forms without /v1 come from routes.add_unversioned_aliases
+    # the forms without /v1 come from route_aliases.add_unversioned_aliases
     app.router.add_post("/v1/responses", create_response)
     app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
     app.router.add_delete("/v1/responses/{id}", delete_response)

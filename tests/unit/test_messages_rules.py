@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shieldes.gateway.routes import anthropic_page
+from shieldes.gateway.model_routes import anthropic_page
 from shieldes.providers.anthropic_inbound import client_paths, end_user, reasoning_effort, translate_messages_request
 from shieldes.providers.anthropic_native import Passthrough, native_body
 from shieldes.providers.base import UpstreamFailure

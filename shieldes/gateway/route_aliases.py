@@ -1,0 +1,45 @@
+"""Every /v1/... route also without its prefix, as clients configured with a bare base URL call
+them; the aliases' metrics and logs carry the /v1 route's label."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from shieldes.gateway.middleware import ROUTE_LABELS
+
+API_PREFIX = "/v1"
+_VARIABLE = re.compile(r"\(\?P<(\w+)>([^()]*)\)")
+_DEFAULT_VARIABLE = "[^{}/]+"
+
+
+def add_unversioned_aliases(app: web.Application) -> None:
+    """Every /v1/... route also without the prefix (/chat/completions, /messages, ...), as clients
+    configured with a bare base URL call them. Run once after every route is added, so routes
+    added later get both forms too."""
+    routes = [r for r in app.router.routes() if r.resource is not None and r.method != "HEAD"]
+    taken = {(r.method, r.resource.canonical) for r in routes if r.resource is not None}
+    labels: dict[str, str] = {}
+    for route in routes:
+        assert route.resource is not None
+        path = route.resource.canonical
+        if not path.startswith(API_PREFIX + "/") or (route.method, path[len(API_PREFIX):]) in taken:
+            continue
+        taken.add((route.method, path[len(API_PREFIX):]))
+        alias = app.router.add_route(route.method, alias_pattern(route.resource), route.handler)
+        if alias.resource is not None:
+            labels[alias.resource.canonical] = path
+    app[ROUTE_LABELS] = labels
+
+
+def alias_pattern(resource: web.AbstractResource) -> str:
+    """The resource's path pattern without the /v1 prefix, custom variable patterns kept
+    ({model:.+} matches names with slashes such as openai/gpt-4o)."""
+    path = resource.canonical[len(API_PREFIX):]
+    regex = resource.get_info().get("pattern")
+    if isinstance(regex, re.Pattern):
+        for name, pattern in _VARIABLE.findall(regex.pattern):
+            if pattern != _DEFAULT_VARIABLE:
+                path = path.replace("{" + name + "}", "{" + name + ":" + pattern + "}")
+    return path
