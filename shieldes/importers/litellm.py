@@ -36,6 +36,7 @@ from shieldes.importers.spec import (
     safe_name,
 )
 from shieldes.providers.kinds import KINDS, base_url_for
+from shieldes.usage.catalog import CatalogEntry, shipped
 
 # The environment variable LiteLLM reads when an entry names no api_key.
 _DEFAULT_KEY_ENV = {
@@ -481,5 +482,33 @@ def _keep_price(spec: ImportSpec, price: PriceSpec | None, where: str) -> None:
 
 
 def _price(model: str, params: dict[str, Any], info: Any, where: str, spec: ImportSpec) -> PriceSpec | None:
-    """Per-token prices from litellm_params, else model_info (input, output, cache read/write)."""
-    return litellm_price(model, [params] + ([info] if isinstance(info, dict) else []), where, spec.notes)
+    """Per-token prices from litellm_params, else model_info (input, output, cache read/write), else
+    the price of model_info.base_model: LiteLLM costs a deployment (an Azure one is named as its owner
+    likes) as that model, so it is priced so here, or requests from budgeted keys would be refused."""
+    given = litellm_price(model, [params] + ([info] if isinstance(info, dict) else []), where, spec.notes)
+    base = info.get("base_model") if isinstance(info, dict) else None
+    if given is not None or not isinstance(base, str) or not base.strip():
+        return given
+    found = base_price(base.strip())
+    if found is None:
+        spec.notes.append(f"{where}.model_info.base_model {base!r} has no price in shieldes' catalog: price the "
+                          f"deployment with `shieldes pricing set {model} --input USD_PER_1M --output USD_PER_1M` "
+                          "(or give input_cost_per_token/output_cost_per_token in the entry), or requests for it "
+                          "from keys or teams with a budget are refused")
+        return None
+    name, entry = found
+    if name == model:
+        return None  # the catalog prices the deployment's own name already
+    return PriceSpec(model, entry.input_per_1m, entry.output_per_1m, entry.cache_read_per_1m, entry.cache_write_per_1m,
+                     entry.per_image, entry.long_context, entry.per_web_search, entry.multipliers, entry.per_use)
+
+
+def base_price(base: str) -> tuple[str, CatalogEntry] | None:
+    """The catalog's price for a LiteLLM base_model (`azure/gpt-4o-2024-08-06`, `gpt-35-turbo`): the
+    name without its provider prefix, Azure's `gpt-35` spelled as OpenAI's `gpt-3.5`."""
+    name = base.rpartition("/")[2]
+    for candidate in (base, name, name.replace("gpt-35", "gpt-3.5")):
+        entry = shipped().get(candidate)
+        if entry is not None:
+            return candidate, entry
+    return None

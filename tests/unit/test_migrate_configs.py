@@ -328,3 +328,33 @@ def test_two_entries_pricing_one_model_differently_keep_the_later_price_and_say_
     assert "$3/$12" in note and "$2/$8" in note and "shieldes pricing set gpt-4o" in note
     same = {"model_list": doc["model_list"][:1] * 2}  # the same price twice: one price, no note
     assert [n for n in parse(same, "litellm")[1].notes if "priced" in n] == []
+
+
+def test_an_azure_deployment_is_priced_as_its_model_info_base_model() -> None:
+    """LiteLLM costs an Azure deployment (named as its owner likes) as `model_info.base_model`; without
+    that price here, a key with a budget was refused (403 model_not_priced) on every call to it."""
+    from shieldes.usage.catalog import shipped
+    from shieldes.usage.pricing import price_for
+
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": name, "litellm_params": {"model": f"azure/{deployment}", "api_base": "https://r.openai.azure.com",
+                                                "api_key": "os.environ/AZURE_API_KEY", "api_version": "2024-10-21"},
+         "model_info": {"mode": "chat", "base_model": base}}
+        for name, deployment, base in (("gpt-4o", "gpt-4o-prod", "azure/gpt-4o-2024-08-06"),
+                                       ("chat", "gpt35-east", "azure/gpt-35-turbo"),
+                                       ("mini", "gpt-4o-mini", "azure/gpt-4o-mini"),
+                                       ("custom", "ft-model-7", "azure/ft:gpt-4o:acme"))]}
+    spec = parse(doc, "litellm")[1]
+    state = fold(ConfigState(), spec)
+    assert price_for(state.pricing, "gpt-4o-prod") == ("gpt-4o-prod", shipped()["gpt-4o-2024-08-06"].price())
+    assert price_for(state.pricing, "gpt35-east") == ("gpt35-east", shipped()["gpt-3.5-turbo"].price())
+    assert "gpt-4o-mini" not in state.pricing  # the catalog prices the deployment's own name
+    assert price_for(state.pricing, "ft-model-7") is None
+    [note] = [n for n in spec.notes if "base_model" in n]
+    assert "model_list[3].model_info.base_model 'azure/ft:gpt-4o:acme'" in note
+    assert "shieldes pricing set ft-model-7 --input" in note
+    # a price the entry gives wins over its base model's
+    doc["model_list"][0]["model_info"]["input_cost_per_token"] = 0.000001
+    doc["model_list"][0]["model_info"]["output_cost_per_token"] = 0.000002
+    state = fold(ConfigState(), parse(doc, "litellm")[1])
+    assert (state.pricing["gpt-4o-prod"].input_per_1m, state.pricing["gpt-4o-prod"].output_per_1m) == (1.0, 2.0)
