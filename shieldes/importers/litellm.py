@@ -61,7 +61,7 @@ _DEFAULT_KEY_ENV = {
 _OLLAMA = ("ollama", "ollama_chat")
 # litellm_params the import maps; any other is named in a note (settings_notes)
 _HANDLED_PARAMS = frozenset((
-    "model", "api_base", "api_key", "api_version", "weight", "rpm", "tpm", "aws_access_key_id",
+    "model", "custom_llm_provider", "api_base", "api_key", "api_version", "weight", "rpm", "tpm", "aws_access_key_id",
     "aws_secret_access_key", "aws_session_token", "aws_profile_name", "aws_region_name", "vertex_project",
     "vertex_location", "vertex_ai_project", "vertex_ai_location", "vertex_credentials", "tenant_id", "client_id",
     "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
@@ -270,7 +270,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
         model_ref = params.get("model")
         if not isinstance(model_ref, str) or not model_ref.strip():
             raise ImportRejected(f"{where}.litellm_params.model must be a string like openai/gpt-4o")
-        prefix, upstream = _split_model(model_ref.strip())
+        prefix, upstream = _split_model(model_ref.strip(), params.get("custom_llm_provider"), where)
         public = str(entry.get("model_name") or upstream)
         pinned = wildcard(public, prefix, upstream, model_ref.strip(), where) if "*" in public + model_ref else None
         options: tuple[tuple[str, str], ...] = ()
@@ -411,7 +411,16 @@ def _fallbacks(doc: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def _split_model(ref: str) -> tuple[str, str]:
+def _split_model(ref: str, provider: Any = None, where: str = "") -> tuple[str, str]:
+    """(LiteLLM provider prefix, upstream model) of litellm_params.model. `provider`: the entry's
+    custom_llm_provider, which LiteLLM takes over the model's prefix: the model is then sent as
+    written, less that provider's own prefix (`anthropic.claude-...` with `bedrock` is a Bedrock id)."""
+    if provider is not None:
+        if not isinstance(provider, str) or not provider.strip():
+            raise ImportRejected(f"{where}.litellm_params.custom_llm_provider must be a provider name like bedrock, "
+                                 f"got {provider!r}")
+        name = provider.strip().lower()
+        return name, ref[len(name) + 1:] if ref.lower().startswith(name + "/") else ref
     prefix, sep, rest = ref.partition("/")
     if sep and rest:
         return prefix.lower(), rest

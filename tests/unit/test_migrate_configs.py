@@ -358,3 +358,29 @@ def test_an_azure_deployment_is_priced_as_its_model_info_base_model() -> None:
     doc["model_list"][0]["model_info"]["output_cost_per_token"] = 0.000002
     state = fold(ConfigState(), parse(doc, "litellm")[1])
     assert (state.pricing["gpt-4o-prod"].input_per_1m, state.pricing["gpt-4o-prod"].output_per_1m) == (1.0, 2.0)
+
+
+def test_custom_llm_provider_names_the_entrys_provider_over_the_models_prefix() -> None:
+    """LiteLLM docs' Bedrock entry names its provider in `custom_llm_provider` and the model by its
+    Bedrock id: it was imported as an OpenAI model at api.openai.com (and a vLLM model named
+    `org/name` was skipped as provider `org`)."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": "my-bedrock-model", "litellm_params": {
+            "model": "anthropic.claude-3-haiku-20240307-v1:0", "aws_region_name": "us-west-2",
+            "custom_llm_provider": "bedrock"}},
+        {"model_name": "llama", "litellm_params": {
+            "model": "meta-llama/Llama-3.1-8B-Instruct", "api_base": "http://vllm:8000/v1",
+            "custom_llm_provider": "hosted_vllm"}},
+        {"model_name": "az", "litellm_params": {
+            "model": "azure/gpt-4o-dep", "custom_llm_provider": "azure", "api_base": "https://r.openai.azure.com",
+            "api_key": "os.environ/AZ", "api_version": "2024-10-21"}}]}
+    spec = parse(doc, "litellm")[1]
+    assert [(p.kind, p.base_url, p.models, dict(p.options)) for p in spec.providers] == [
+        ("bedrock", "https://bedrock-runtime.us-west-2.amazonaws.com", ("anthropic.claude-3-haiku-20240307-v1:0",),
+         {"region": "us-west-2"}),
+        ("openai", "http://vllm:8000/v1", ("meta-llama/Llama-3.1-8B-Instruct",), {}),
+        ("azure", "https://r.openai.azure.com", ("gpt-4o-dep",), {"api_version": "2024-10-21"})]
+    assert not spec.skipped and not any("custom_llm_provider" in n for n in spec.notes)
+    doc["model_list"][0]["litellm_params"]["custom_llm_provider"] = ["bedrock"]
+    with pytest.raises(ImportRejected, match=r"model_list\[0\].litellm_params.custom_llm_provider must be"):
+        parse(doc, "litellm")
