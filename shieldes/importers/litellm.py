@@ -62,7 +62,9 @@ _OLLAMA = ("ollama", "ollama_chat")
 # litellm_params the import maps; any other is named in a note (settings_notes)
 _HANDLED_PARAMS = frozenset((
     "model", "custom_llm_provider", "api_base", "api_key", "api_version", "weight", "rpm", "tpm", "aws_access_key_id",
-    "aws_secret_access_key", "aws_session_token", "aws_profile_name", "aws_region_name", "vertex_project",
+    "aws_secret_access_key", "aws_session_token", "aws_profile_name", "aws_region_name", "aws_role_name",
+    "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint", "aws_external_id",
+    "aws_bedrock_runtime_endpoint", "vertex_project",
     "vertex_location", "vertex_ai_project", "vertex_ai_location", "vertex_credentials", "tenant_id", "client_id",
     "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
     "cache_creation_input_token_cost", "output_cost_per_reasoning_token"))
@@ -74,6 +76,10 @@ _HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy"
 # provider; `own` is the entry's place when it has rpm/tpm limits, so that it stays a deployment of its own
 Group = tuple[str, str, str, SecretSpec, float, tuple[tuple[str, str], ...], str]
 _CLOUD = ("azure", "bedrock", "gemini", "vertex_ai")
+# litellm_params LiteLLM's Bedrock calls get AWS credentials from: each node's botocore chain here
+_AWS_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_profile_name",
+                    "aws_role_name", "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint",
+                    "aws_external_id")
 
 
 def _add_entry(groups: dict[Group, list[str]], origins: dict[Group, str],
@@ -226,10 +232,19 @@ def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
             upstream = upstream.removeprefix(route)
         options["region"] = _defaulted(_text(params, "aws_region_name", where), "us-east-1",
                                        "aws_region_name (AWS_REGION_NAME, AWS_REGION)", where, spec)
-        if any(params.get(k) for k in ("aws_access_key_id", "aws_secret_access_key", "aws_profile_name")):
-            note = (f"{where}: AWS credentials are not imported; each node uses botocore's standard chain "
-                    "(environment, profile, role)")
+        given = [k for k in _AWS_CREDENTIALS if params.get(k)]
+        if given:
+            note = (f"{where}: AWS credentials ({', '.join(given)}) are not imported; each node uses botocore's "
+                    "standard chain (environment, profile, role)")
+            if "aws_role_name" in given:
+                note += (f": to assume {params['aws_role_name']!r} as LiteLLM did, give the nodes a profile with that "
+                         "role_arn (AWS_PROFILE) or AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE")
             spec.notes.append(note)
+        # LiteLLM calls a Bedrock deployment at aws_bedrock_runtime_endpoint (a VPC endpoint, a proxy) when given
+        endpoint = _text(params, "aws_bedrock_runtime_endpoint", where)
+        if endpoint is not None and _text(params, "api_base", where) is None:
+            ordered = tuple(sorted(options.items()))
+            return kind, endpoint.rstrip("/"), ordered, upstream
     elif kind == "vertex":
         project = _text(params, "vertex_project", where, "vertex_ai_project")
         location = _text(params, "vertex_location", where, "vertex_ai_location")

@@ -384,3 +384,27 @@ def test_custom_llm_provider_names_the_entrys_provider_over_the_models_prefix() 
     doc["model_list"][0]["litellm_params"]["custom_llm_provider"] = ["bedrock"]
     with pytest.raises(ImportRejected, match=r"model_list\[0\].litellm_params.custom_llm_provider must be"):
         parse(doc, "litellm")
+
+
+def test_litellm_bedrock_role_and_runtime_endpoint_are_carried_or_said_as_what_they_are() -> None:
+    """aws_role_name (with aws_session_name) was named as a per-request default "shieldes sends as
+    clients write them", and aws_bedrock_runtime_endpoint (a VPC endpoint) was dropped, so calls went
+    to the public endpoint instead."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": "claude", "litellm_params": {
+            "model": "bedrock/us.anthropic.claude-3-7-sonnet-20250219-v1:0", "aws_region_name": "us-west-2",
+            "aws_role_name": "arn:aws:iam::123456789012:role/litellm", "aws_session_name": "litellm"}},
+        {"model_name": "haiku-vpc", "litellm_params": {
+            "model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0", "aws_region_name": "us-east-1",
+            "aws_bedrock_runtime_endpoint": "https://vpce-0a1b.bedrock-runtime.us-east-1.vpce.amazonaws.com/"}}]}
+    spec = parse(doc, "litellm")[1]
+    assert [(p.base_url, dict(p.options)) for p in spec.providers] == [
+        ("https://bedrock-runtime.us-west-2.amazonaws.com", {"region": "us-west-2"}),
+        ("https://vpce-0a1b.bedrock-runtime.us-east-1.vpce.amazonaws.com", {"region": "us-east-1"})]
+    assert not any("request defaults" in n for n in spec.notes), spec.notes
+    [note] = [n for n in spec.notes if "aws_role_name" in n]
+    assert note.startswith("model_list[0]: AWS credentials (aws_role_name, aws_session_name) are not imported")
+    assert "'arn:aws:iam::123456789012:role/litellm'" in note and "AWS_ROLE_ARN" in note
+    doc["model_list"][1]["litellm_params"]["aws_bedrock_runtime_endpoint"] = "os.environ/BEDROCK_ENDPOINT"
+    with pytest.raises(ImportRejected, match=r"model_list\[1\].litellm_params.aws_bedrock_runtime_endpoint is "):
+        parse(doc, "litellm")
