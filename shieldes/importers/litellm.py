@@ -294,8 +294,9 @@ def parse_litellm(doc: Any) -> ImportSpec:
         if prefix in _CLOUD:
             cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
             entra = dict(options).get("auth") == "entra" and not params.get("api_key")  # tokens, not a key
+            # a bedrock entry's api_key is a Bedrock API key (sent as a bearer token instead of signing)
             secret = _secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
-                "azure", "gemini") and not entra else SecretSpec()
+                "azure", "gemini", "bedrock") and not entra else SecretSpec()
             weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
             group = (prefix, cloud_kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
             if pinned is None:

@@ -15,7 +15,7 @@ import yaml
 from shieldes.importers.export import export
 from shieldes.importers.plan import plan_import
 from shieldes.importers.source import load_document, parse
-from shieldes.importers.spec import ImportRejected, ImportSpec
+from shieldes.importers.spec import ImportRejected, ImportSpec, SecretSpec
 from shieldes.projections.commands import decide
 from shieldes.projections.config import apply_config
 from shieldes.projections.shared_commands import AddProvider
@@ -408,3 +408,20 @@ def test_litellm_bedrock_role_and_runtime_endpoint_are_carried_or_said_as_what_t
     doc["model_list"][1]["litellm_params"]["aws_bedrock_runtime_endpoint"] = "os.environ/BEDROCK_ENDPOINT"
     with pytest.raises(ImportRejected, match=r"model_list\[1\].litellm_params.aws_bedrock_runtime_endpoint is "):
         parse(doc, "litellm")
+
+
+def test_a_litellm_bedrock_api_key_is_the_providers_bedrock_api_key() -> None:
+    """LiteLLM sends a Bedrock entry's api_key as a Bedrock API key (bearer); it was dropped without a
+    word, so the node signed with whatever AWS credentials it had, or failed."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": "claude", "litellm_params": {"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+                                                   "aws_region_name": "us-east-1",
+                                                   "api_key": "os.environ/AWS_BEARER_TOKEN_BEDROCK"}},
+        {"model_name": "nova", "litellm_params": {"model": "bedrock/amazon.nova-lite-v1:0",
+                                                 "aws_region_name": "us-east-1"}}]}
+    spec = parse(doc, "litellm")[1]
+    assert [(p.models, p.secret) for p in spec.providers] == [
+        (("anthropic.claude-3-haiku-20240307-v1:0",), SecretSpec(env_var="AWS_BEARER_TOKEN_BEDROCK")),
+        (("amazon.nova-lite-v1:0",), SecretSpec())]
+    state = fold(ConfigState(), spec)
+    assert state.providers["bedrock"].secret_ref == "env:AWS_BEARER_TOKEN_BEDROCK"
