@@ -17,6 +17,7 @@ to `anthropic/*`) gives its provider the model pattern (see `wildcard`).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from shieldes.importers.prices import litellm_price
 from shieldes.importers.settings_notes import PER_REQUEST, Found, litellm_strategy, node_notes, settings_notes
@@ -53,6 +54,7 @@ _DEFAULT_KEY_ENV = {
     "perplexity": "PERPLEXITYAI_API_KEY",
     "deepinfra": "DEEPINFRA_API_KEY",
     "azure": "AZURE_API_KEY",
+    "azure_ai": "AZURE_AI_API_KEY",
     "gemini": "GEMINI_API_KEY",
 }
 
@@ -305,6 +307,9 @@ def parse_litellm(doc: Any) -> ImportSpec:
                 _add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
             _keep_price(spec, _price(upstream, params, entry.get("model_info"), where, spec), where)
             continue
+        if prefix == "azure_ai" and (unsupported := _azure_ai(params, where)):
+            spec.skipped.append(f"{where} ({model_ref}): {unsupported}")
+            continue
         kind, default_base = _kind_of(prefix)
         if kind is None:
             spec.skipped.append(f"{where} ({model_ref}): LiteLLM provider {prefix!r} is not supported "
@@ -312,7 +317,8 @@ def parse_litellm(doc: Any) -> ImportSpec:
                                 "and OpenAI-compatible APIs)")
             continue
         base_url = _base_url(kind, params.get("api_base"), default_base, where, native=prefix in _OLLAMA)
-        secret = _secret(params.get("api_key"), prefix, default_base, where, spec)
+        # an Azure AI endpoint is the file's, but its key LiteLLM reads from AZURE_AI_API_KEY when none is given
+        secret = _secret(params.get("api_key"), prefix, base_url if prefix == "azure_ai" else default_base, where, spec)
         weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
         group = (prefix, kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
         if pinned is None:
@@ -444,10 +450,28 @@ def _split_model(ref: str, provider: Any = None, where: str = "") -> tuple[str, 
     return ("anthropic" if ref.startswith("claude") else "openai"), ref
 
 
+def _azure_ai(params: dict[str, Any], where: str) -> str | None:
+    """Why an `azure_ai/` entry cannot be imported, or None. LiteLLM calls a serverless endpoint
+    (https://NAME.REGION.models.ai.azure.com) as an OpenAI-compatible API at api_base with a bearer
+    key, which is what shieldes' openai type does; a Foundry resource (*.services.ai.azure.com,
+    *.openai.azure.com) it calls with an `api-key` header and an api-version query, which it does not."""
+    base = params.get("api_base")
+    if not isinstance(base, str) or not base.strip():
+        raise ImportRejected(f"{where} is an Azure AI model without litellm_params.api_base; add its endpoint "
+                             "(https://NAME.REGION.models.ai.azure.com)")
+    host = urlsplit(base.strip()).hostname or ""
+    if host.endswith((".services.ai.azure.com", ".openai.azure.com")):
+        return ("an Azure AI Foundry resource endpoint, which LiteLLM calls with an api-key header at "
+                "/models/chat/completions?api-version=..., is not supported by shieldes: for an Azure OpenAI "
+                "model use an azure/DEPLOYMENT entry (api_base https://RESOURCE.openai.azure.com), for another "
+                "model its serverless endpoint (https://NAME.REGION.models.ai.azure.com)")
+    return None
+
+
 def _kind_of(prefix: str) -> tuple[str | None, str | None]:
     if prefix == "anthropic":
         return "anthropic", DEFAULT_BASE_URLS["anthropic"]
-    if prefix in _OLLAMA:  # an Ollama server (LiteLLM speaks its own API); shieldes its OpenAI one
+    if prefix in _OLLAMA or prefix == "azure_ai":  # Ollama: LiteLLM speaks its own API, shieldes its OpenAI one
         return "openai", None
     if prefix in OPENAI_COMPATIBLE:
         return "openai", OPENAI_COMPATIBLE[prefix]

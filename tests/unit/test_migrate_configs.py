@@ -425,3 +425,30 @@ def test_a_litellm_bedrock_api_key_is_the_providers_bedrock_api_key() -> None:
         (("amazon.nova-lite-v1:0",), SecretSpec())]
     state = fold(ConfigState(), spec)
     assert state.providers["bedrock"].secret_ref == "env:AWS_BEARER_TOKEN_BEDROCK"
+
+
+def test_litellm_azure_ai_serverless_endpoints_are_openai_compatible_and_foundry_ones_said() -> None:
+    """`azure_ai/` (Azure AI serverless models: Mistral, Llama, ...) was skipped as unsupported; LiteLLM
+    calls those endpoints as an OpenAI-compatible API at api_base with a bearer key."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": "mistral-large", "litellm_params": {
+            "model": "azure_ai/mistral-large-2407", "api_base": "https://Mistral-large-xyz.eastus2.models.ai.azure.com/",
+            "api_key": "os.environ/AZURE_MISTRAL_API_KEY"}},
+        {"model_name": "llama", "litellm_params": {
+            "model": "azure_ai/Meta-Llama-3.1-70B-Instruct",
+            "api_base": "https://Meta-Llama-3-1-70B-abc.eastus2.models.ai.azure.com"}},
+        {"model_name": "deepseek", "litellm_params": {
+            "model": "azure_ai/DeepSeek-R1", "api_base": "https://res.services.ai.azure.com",
+            "api_key": "os.environ/AZURE_AI_API_KEY"}}]}
+    spec = parse(doc, "litellm")[1]
+    assert [(p.kind, p.base_url, p.secret.env_var, p.models) for p in spec.providers] == [
+        ("openai", "https://Mistral-large-xyz.eastus2.models.ai.azure.com", "AZURE_MISTRAL_API_KEY",
+         ("mistral-large-2407",)),
+        ("openai", "https://Meta-Llama-3-1-70B-abc.eastus2.models.ai.azure.com", "AZURE_AI_API_KEY",
+         ("Meta-Llama-3.1-70B-Instruct",))]
+    [skipped] = spec.skipped
+    assert skipped.startswith("model_list[2] (azure_ai/DeepSeek-R1): an Azure AI Foundry resource endpoint")
+    assert "azure/DEPLOYMENT" in skipped
+    del doc["model_list"][0]["litellm_params"]["api_base"]
+    with pytest.raises(ImportRejected, match=r"model_list\[0\] is an Azure AI model without litellm_params.api_base"):
+        parse(doc, "litellm")
