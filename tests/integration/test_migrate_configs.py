@@ -99,6 +99,12 @@ EXPECTED: dict[str, dict[str, set[Hop]]] = {
     "litellm_entra_prices.yaml": {
         "embed:text-embedding-ada-002": {azure("ada-embeddings", "AZURE_API_KEY", "2024-10-21")},
         "o3-mini": {Hop("openai", "o3-mini", "OPENAI_API_KEY")}},
+    "litellm_enterprise.yaml": {
+        "gpt-4o": {azure("gpt-4o-prod", "AZURE_API_KEY", "2024-08-01-preview")},
+        "my-bedrock-model": {Hop("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", "us-west-2")},
+        "claude-3-7": {Hop("bedrock", "us.anthropic.claude-3-7-sonnet-20250219-v1:0", "us-east-1")},
+        "claude-vpc": {Hop("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0", "eu-central-1")},
+        "mistral-large": {Hop("openai", "mistral-large-2407", "AZURE_MISTRAL_API_KEY")}},
     "litellm_providers_mix.yaml": {
         "llama-3.3-70b": {Hop("openai", "llama-3.3-70b-versatile", "GROQ_API_KEY"),
                           Hop("openai", "meta-llama/Llama-3.3-70B-Instruct-Turbo", "TOGETHERAI_API_KEY")},
@@ -165,6 +171,9 @@ BASES: dict[str, set[str]] = {
     "litellm_oss_crs.yaml": {OPENAI, ANTHROPIC, GEMINI, "https://my-azure-endpoint/openai/v1", "http://localhost:8000/v1",
                              "http://localhost:11434/v1"},
     "litellm_entra_prices.yaml": {"https://contoso-eastus" + AZ, OPENAI},
+    "litellm_enterprise.yaml": {"https://acme-eastus" + AZ, BR.format("us-west-2"), BR.format("us-east-1"),
+                                "https://vpce-0a1b2c.bedrock-runtime.eu-central-1.vpce.amazonaws.com",
+                                "https://Mistral-large-acme.eastus2.models.ai.azure.com"},
     "litellm_providers_mix.yaml": {"https://api.groq.com/openai/v1", "https://api.together.xyz/v1",
                                    "https://api.fireworks.ai/inference/v1", "https://api.mistral.ai/v1",
                                    "https://api.x.ai/v1", "https://openrouter.ai/api/v1",
@@ -179,6 +188,8 @@ BASES: dict[str, set[str]] = {
     "bifrost_network_custom.json": {"https://oai-proxy.internal.example.com/v1", "http://ollama:11434/v1",
                                     "https://openrouter.ai/api/v1", "http://vllm:8000/v1", "https://api.mistral.ai/v1"},
 }
+# models a key with a budget reaches (the import prices them as the source did: model_info.base_model)
+BUDGETED: dict[str, tuple[str, ...]] = {"litellm_enterprise.yaml": ("gpt-4o",)}
 FILES = sorted(p.name for p in MIGRATE.iterdir() if p.suffix in (".yaml", ".json"))
 
 
@@ -344,3 +355,10 @@ async def test_a_collected_config_imports_and_each_model_reaches_its_upstream_as
                         if seen == hops:
                             break
                     assert seen == hops, f"{name}: {client_model} never reached {hops - seen}"
+            budgeted = await h.create_key("budgeted", budget_usd=10.0)
+            await h.sync()
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {budgeted}"}) as s:
+                for model in BUDGETED.get(name, ()):
+                    async with s.post(h.base + "/v1/chat/completions",
+                                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
+                        assert r.status == 200, f"{name}: {model} under a budget: {r.status} {await r.text()}"
