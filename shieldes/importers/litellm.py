@@ -75,7 +75,7 @@ _HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy"
 
 
 # (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options, own): entries sharing one become one
-# provider; `own` is the entry's place when it has rpm/tpm limits, so that it stays a deployment of its own
+# provider; `own` is the upstream model of an entry with rpm/tpm limits, so that it stays a deployment of its own
 Group = tuple[str, str, str, SecretSpec, float, tuple[tuple[str, str], ...], str]
 _CLOUD = ("azure", "bedrock", "gemini", "vertex_ai")
 # litellm_params LiteLLM's Bedrock calls get AWS credentials from: each node's botocore chain here
@@ -292,7 +292,9 @@ def parse_litellm(doc: Any) -> ImportSpec:
         pinned = wildcard(public, prefix, upstream, model_ref.strip(), where) if "*" in public + model_ref else None
         options: tuple[tuple[str, str], ...] = ()
         quota = limits(entry, where)
-        own = where if quota else ""
+        # a deployment with its own quota is a provider of its own; entries naming the same deployment (one
+        # model of one endpoint and key, under several model_names) are that one deployment, with one quota
+        own = upstream if quota else ""
         if prefix in _CLOUD:
             cloud_kind, base_url, options, upstream = _cloud(prefix, upstream, params, where, spec)
             entra = dict(options).get("auth") == "entra" and not params.get("api_key")  # tokens, not a key

@@ -452,3 +452,27 @@ def test_litellm_azure_ai_serverless_endpoints_are_openai_compatible_and_foundry
     del doc["model_list"][0]["litellm_params"]["api_base"]
     with pytest.raises(ImportRejected, match=r"model_list\[0\] is an Azure AI model without litellm_params.api_base"):
         parse(doc, "litellm")
+
+
+def test_one_deployment_with_a_quota_under_two_model_names_is_one_provider_with_one_quota() -> None:
+    """An entry with rpm/tpm was a provider of its own per entry, so one Azure deployment listed under
+    its own name and a group name (as the LiteLLM export writes it) became two providers, each
+    with the whole quota: twice the deployment's capacity, and an export imported back changed."""
+    entry = {"model": "azure/gpt-35-1", "api_base": "https://ca.openai.azure.com", "api_key": "os.environ/AZ_CA",
+             "api_version": "2024-02-15-preview", "tpm": 80_000}
+    doc: dict[str, Any] = {"model_list": [{"model_name": "gpt-3.5-turbo", "litellm_params": entry},
+                                          {"model_name": "gpt-35-1", "litellm_params": dict(entry)}]}
+    state = fold(ConfigState(), parse(doc, "litellm")[1])
+    assert {n: (d.models, d.options["tpm"]) for n, d in state.providers.items()} == {
+        "azure-gpt-35-1": (("gpt-35-1",), "80000")}
+    assert [t.provider for t in state.aliases["gpt-3.5-turbo"].targets] == ["azure-gpt-35-1"]
+    for name in ("litellm_azure_tpm.yaml", "litellm_gemini_anthropic.yaml", "litellm_load_balancer.yaml"):
+        state = fold(ConfigState(), spec_of(name))
+        exported = export(state, "litellm")[0]
+        again = fold(ConfigState(), parse(yaml.safe_load(yaml.safe_dump(exported)), "litellm")[1])
+        entries = sorted(map(repr, exported["model_list"]))  # the same entries (their order follows provider names)
+        assert sorted(map(repr, export(again, "litellm")[0]["model_list"])) == entries, name
+        quotas = sorted((d.base_url, d.secret_ref, d.models, d.options.get("tpm"), d.options.get("rpm"))
+                        for d in state.providers.values())
+        assert sorted((d.base_url, d.secret_ref, d.models, d.options.get("tpm"), d.options.get("rpm"))
+                      for d in again.providers.values()) == quotas, name
