@@ -44,7 +44,8 @@ def _actor() -> str:
 @click.command("import", cls=OneLineCommand)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="source format; auto tells Bifrost config.json, LiteLLM config.yaml and a shieldes export apart")
+              help="source format; auto tells Bifrost config.json, LiteLLM config.yaml (or its keys and teams, "
+                   "{\"keys\": [...], \"teams\": [...]}) and a shieldes export apart")
 @click.option("--dry-run", is_flag=True, help="show what would change and write nothing")
 @click.option("--skip-unsupported", is_flag=True,
               help="import the rest when some entries use provider types shieldes does not support")
@@ -52,7 +53,8 @@ def _actor() -> str:
 @handle_errors
 def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, as_json: bool) -> None:
     """Import providers, aliases and prices from a Bifrost, LiteLLM or `shieldes config export` file (which also
-    carries routing, teams, keys' settings and MCP access, and MCP servers)."""
+    carries routing, teams, keys' settings and MCP access, and MCP servers), or LiteLLM's keys and teams (each key
+    keeping its secret)."""
     ctx = cli_context()
     detected, spec = parse(load_document(file), fmt)
     if spec.skipped and not skip_unsupported:

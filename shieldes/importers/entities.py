@@ -3,6 +3,8 @@ changes (pure, but for a fresh team id when the file's cannot be kept).
 
 - Routing strategies and teams are added or updated to what the file says (a team is matched by
   name; a new team keeps the file's id when it is free here, so a restore keeps ids).
+- A key the source gives the stored hash of (LiteLLM's keys) is created with it, so its secret works
+  here; one here with that hash takes the file's settings, like a key of a shieldes export.
 - A key holds a secret the export never has, so none is created. A key present here (by id, else
   by name) takes the file's models, team, limits, budget, expiry and MCP access (a version 1 file
   says nothing of MCP: the key keeps its access). A missing one is reported as
@@ -18,8 +20,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from shieldes.importers.plan import Change, Plan
-from shieldes.importers.spec import BudgetSpec, ImportSpec, KeySpec
-from shieldes.projections.commands import UNSET, CreateTeam, SetBudget, UpdateKey
+from shieldes.importers.spec import BudgetSpec, ImportRejected, ImportSpec, KeySpec
+from shieldes.projections.commands import UNSET, CreateKey, CreateTeam, SetBudget, UpdateKey
 from shieldes.projections.shared_commands import SetRouting
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.secrets import new_id
@@ -53,10 +55,12 @@ def plan_entities(plan: Plan, state: ConfigState, spec: ImportSpec) -> None:
                                    f"{_describe_budget(team.budget)} (was {_describe_old(was)})"))
     gone = 0
     for key in spec.keys:
-        found = _find(state, key)
+        found = _find(state, key) if key.key_hash is None else _by_secret(state, key)
         if found is None:
             if key.revoked:
                 gone += 1
+            elif key.key_hash is not None:
+                _create_with_secret(plan, state, spec, key)
             else:
                 if key.mcp:  # the command must run: without entries naming no server
                     key = replace(key, mcp=_registered(plan, state, spec, key))
@@ -65,6 +69,29 @@ def plan_entities(plan: Plan, state: ConfigState, spec: ImportSpec) -> None:
         _plan_key(plan, state, spec, found, key)
     if gone:
         plan.notes.append(f"{gone} revoked key(s) of the file are not here: a revoked key is not created again")
+
+
+def _by_secret(state: ConfigState, key: KeySpec) -> VirtualKey | None:
+    """The key here with the file's secret (its hash): it takes the file's settings. A key here of
+    that name with another secret is another key, never changed by the import."""
+    found = state.key_ids_by_hash.get(key.key_hash or "")
+    if found is not None:
+        return state.keys[found]
+    other = state.key_ids_by_name.get(key.name)
+    if other is not None:
+        raise ImportRejected(f"{key.origin} ({key.name!r}) has another secret than the key named so here; rename one "
+                             f"(`key_alias` in the file) and import again")
+    return None
+
+
+def _create_with_secret(plan: Plan, state: ConfigState, spec: ImportSpec, key: KeySpec) -> None:
+    """A key whose stored hash the source gives (LiteLLM's): created with it, so its secret works here."""
+    if key.mcp:
+        key = replace(key, mcp=_registered(plan, state, spec, key))
+    amount, period = _money(key.budget)
+    plan.commands.append(CreateKey(new_id("key"), key.name, key.key_hash or "", key.prefix or "", key.models, key.rpm,
+                                   key.tpm, amount, period, key.team, key.expires_at, key.mcp))
+    plan.changes.append(Change("key", key.name, "add", f"{_describe_key(key)} (its secret kept: {key.prefix})"))
 
 
 def _find(state: ConfigState, key: KeySpec) -> VirtualKey | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from shieldes.importers.litellm_keys import looks_like_litellm_keys, parse_litellm_keys
 from shieldes.importers.prices import litellm_price
 from shieldes.importers.settings_notes import PER_REQUEST, Found, litellm_strategy, node_notes, settings_notes
 from shieldes.importers.spec import (
@@ -267,8 +268,13 @@ def _cloud(prefix: str, upstream: str, params: dict[str, Any], where: str,
 
 
 def parse_litellm(doc: Any) -> ImportSpec:
+    if looks_like_litellm_keys(doc):  # LiteLLM's keys and teams (its admin API's lists), no models
+        spec = ImportSpec()
+        parse_litellm_keys(doc, spec)
+        return spec
     if not isinstance(doc, dict) or not isinstance(doc.get("model_list"), list):
-        raise ImportRejected("not a LiteLLM config.yaml: expected a top-level \"model_list\" list")
+        raise ImportRejected("not a LiteLLM config.yaml: expected a top-level \"model_list\" list (or LiteLLM's "
+                             "keys: the {\"keys\": [...]} GET /key/list?return_full_object=true answers)")
     spec = ImportSpec()
     groups: dict[Group, list[str]] = {}
     origins: dict[Group, str] = {}

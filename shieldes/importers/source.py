@@ -8,6 +8,7 @@ from typing import Any
 
 from shieldes.importers.bifrost import parse_bifrost
 from shieldes.importers.litellm import parse_litellm
+from shieldes.importers.litellm_keys import looks_like_litellm_keys
 from shieldes.importers.native import looks_like_shieldes, parse_shieldes
 from shieldes.importers.spec import ImportRejected, ImportSpec
 
@@ -49,13 +50,14 @@ def detect_format(doc: Any) -> str:
     if looks_like_shieldes(doc):
         return "shieldes"
     if isinstance(doc, dict):
-        if isinstance(doc.get("model_list"), list):
+        if isinstance(doc.get("model_list"), list) or looks_like_litellm_keys(doc):
             return "litellm"
         if isinstance(doc.get("providers"), dict):
             return "bifrost"
     raise ImportRejected(
         "cannot tell the file's format: expected a Bifrost config.json (a \"providers\" map), a "
-        "LiteLLM config.yaml (a \"model_list\") or a `shieldes config export` file (\"format\": \"shieldes\"); "
+        "LiteLLM config.yaml (a \"model_list\"), LiteLLM's keys (GET /key/list: \"keys\") or a "
+        "`shieldes config export` file (\"format\": \"shieldes\"); "
         "pass --format to say which"
     )
 

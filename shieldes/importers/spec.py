@@ -141,6 +141,10 @@ class KeySpec:
     origin: str = ""
     mcp: tuple[str, ...] | None = None  # its MCP allow-list (`key --mcp`); None: none
     keeps_mcp: bool = False  # the file says nothing of MCP (version 1): the key's access here is kept
+    # the stored hash of the key's secret, where the source has it (LiteLLM's): a missing key is created
+    # with it, so clients keep their key; `prefix` is what lists show of it
+    key_hash: str | None = None
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from shieldes.importers.export import export
 from shieldes.importers.plan import plan_import
 from shieldes.importers.source import load_document, parse
 from shieldes.importers.spec import ImportRejected, ImportSpec, SecretSpec
-from shieldes.projections.commands import decide
+from shieldes.projections.commands import CreateKey, decide
 from shieldes.projections.config import apply_config
 from shieldes.projections.shared_commands import AddProvider
 from shieldes.projections.state import ConfigState
@@ -476,3 +476,67 @@ def test_one_deployment_with_a_quota_under_two_model_names_is_one_provider_with_
                         for d in state.providers.values())
         assert sorted((d.base_url, d.secret_ref, d.models, d.options.get("tpm"), d.options.get("rpm"))
                       for d in again.providers.values()) == quotas, name
+
+
+LITELLM_KEYS = Path(__file__).parent.parent / "data" / "litellm_keys.json"
+
+
+def test_litellm_keys_are_created_with_their_stored_hash_and_their_limits() -> None:
+    """LiteLLM's /key/list and /team/list answers: each key is created with the hash LiteLLM stores
+    (clients keep their key), with its models, limits, budget, team and expiry; the rest is said."""
+    fmt, spec = parse(load_document(LITELLM_KEYS), "auto")
+    assert fmt == "litellm"
+    plan = plan_import(ConfigState(), spec, None)
+    assert [(c.kind, c.name, c.action) for c in plan.changes] == [
+        ("team", "search", "add"), ("key", "search-app", "add"), ("key", "litellm-6f0c1ab0e5d7", "add"),
+        ("key", "hourly", "add")]
+    state = fold(ConfigState(), spec)
+    keys = {k.name: k for k in state.keys.values()}
+    app = keys["search-app"]
+    assert (app.key_hash, app.prefix, app.models, app.rpm, app.tpm) == (
+        "5f0c1ab0e5d7a0b3e2c4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4b6c8", "sk-...x1Yz", ("gpt-4o", "claude-sonnet"),
+        600, 100000)
+    assert app.budget is not None and (app.budget.amount_usd, app.budget.period) == (100.0, "30d")
+    assert state.teams[app.team_id or ""].name == "search"
+    unnamed = keys["litellm-6f0c1ab0e5d7"]
+    assert unnamed.models is None and unnamed.budget is not None and unnamed.budget.period == "366d"
+    assert keys["hourly"].budget is None
+    notes = "\n".join(spec.notes)
+    for said in ("teams[0] (search) models, rpm_limit not imported", "keys[0] (search-app) max_parallel_requests "
+                 "not imported", "blocked key(s) old not created", "spend so far (search-app $12.5)",
+                 "budget $1 per 1h not imported", "all-team-models", "never resets (keys[1]"):
+        assert said in notes, said
+    assert plan_import(state, spec, None).commands == []  # imported again: nothing to do
+    # the answer without return_full_object lists hashes only: said, with the call to make
+    with pytest.raises(ImportRejected, match=r"return_full_object=true"):
+        parse({"keys": ["5f0c1ab0e5d7a0b3e2c4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4b6c8"]}, "auto")
+
+
+def test_any_value_of_litellms_keys_gone_wrong_is_refused_in_a_sentence_never_a_traceback() -> None:
+    from shieldes.errors import ShieldesError
+
+    doc = load_document(LITELLM_KEYS)
+    for at in list(_paths(doc)):
+        for wrong in (None, 7, True, 1.5, "x", [], {}, [1], {"a": 1}):
+            changed = copy.deepcopy(doc)
+            node = changed
+            for key in at[:-1]:
+                node = node[key]
+            node[at[-1]] = wrong
+            with contextlib.suppress(ShieldesError):
+                state = ConfigState()
+                for command in plan_import(state, parse(changed, "auto")[1], None).commands:
+                    for event in decide(state, command):
+                        state = apply_config(state, event)
+
+
+def test_a_litellm_key_never_changes_another_key_of_its_name_and_shared_aliases_stay_apart() -> None:
+    doc = load_document(LITELLM_KEYS)
+    state = ConfigState()
+    for e in decide(state, CreateKey("key_1", "search-app", "0" * 64, "sk-shd-abcd")):
+        state = apply_config(state, e)
+    with pytest.raises(ImportRejected, match=r"keys\[0\] \('search-app'\) has another secret than the key named so"):
+        plan_import(state, parse(doc, "litellm")[1], None)
+    doc["keys"][2]["key_alias"] = "search-app"  # LiteLLM lets two keys share an alias
+    names = [k.name for k in parse(doc, "litellm")[1].keys]
+    assert names == ["search-app", "litellm-6f0c1ab0e5d7", "search-app-7f0c1ab0"]
