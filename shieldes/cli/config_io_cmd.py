@@ -4,6 +4,7 @@ LiteLLM or a shieldes export, and out again, as events in the log."""
 from __future__ import annotations
 
 import getpass
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from shieldes.cli.common import (
 from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
 from shieldes.importers.apply import apply_import
+from shieldes.importers.bifrost_governance import with_secrets
 from shieldes.importers.export import EXPORT_FORMATS, export
 from shieldes.importers.plan import Plan, plan_import
 from shieldes.importers.source import FORMATS, load_document, parse
@@ -57,6 +59,7 @@ def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, a
     keeping its secret)."""
     ctx = cli_context()
     detected, spec = parse(load_document(file), fmt)
+    with_secrets(spec, os.environ)  # keys whose secret the file gives as env.VAR (Bifrost)
     if spec.skipped and not skip_unsupported:
         raise ImportRejected(
             f"{len(spec.skipped)} entr{'y' if len(spec.skipped) == 1 else 'ies'} cannot be imported: "

@@ -1,7 +1,8 @@
 """Bifrost `governance` -> shieldes teams and virtual keys (pure).
 
-Teams (with their budget) are created as `shieldes team create` would. A virtual key's secret is
-Bifrost's and cannot be carried over, so keys are not created: each is listed (`missing`) with the
+Teams (with their budget) are created as `shieldes team create` would. A virtual key whose `value`
+the file gives (the key, or `env.VAR` read when importing) is created with that secret, so clients
+keep it; one without is listed (`missing`) with the
 `shieldes key create` command that makes it (a new secret, printed once), with its models (the
 provider configs' allowed_models), team, budget, rpm/tpm (rate limits reset every minute) and MCP
 access. A key of that name already here takes those settings, as from a shieldes export. What has
@@ -11,9 +12,12 @@ no equivalent (customers, limits over other windows) is named in notes.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from shieldes.importers.spec import BudgetSpec, ImportRejected, ImportSpec, KeySpec, TeamSpec, safe_name
+from shieldes.secrets import hash_key
 
 _DURATION = re.compile(r"^([1-9][0-9]*)([smhdwMY])$")
 
@@ -41,10 +45,50 @@ def parse_governance(gov: Any, spec: ImportSpec) -> None:
         rpm, tpm = _rate(limits, vk.get("rate_limit_id"), where, spec)
         spec.keys.append(KeySpec(None, name, _models(vk, where, spec), team_name, rpm, tpm,
                                  _budget(budgets, vk.get("budget_id"), where, spec), None,
-                                 vk.get("is_active") is False, where, _mcp(vk, where)))
-    if spec.keys:
-        spec.notes.append("governance.virtual_keys are listed with the `shieldes key create` command that makes "
-                          "each: a shieldes key is a new secret (printed once), so clients get new keys")
+                                 vk.get("is_active") is False, where, _mcp(vk, where), **_secret(vk, where)))
+    if any(k.key_hash is None and k.secret_env is None for k in spec.keys):
+        spec.notes.append("governance.virtual_keys without a value are listed with the `shieldes key create` "
+                          "command that makes each: a new secret (printed once), so those clients get new keys")
+    if any(k.key_hash is not None or k.secret_env is not None for k in spec.keys):
+        spec.notes.append("governance.virtual_keys keep their values as their secrets: clients sending one as "
+                          "`Authorization: Bearer`, `x-api-key`, `api-key` or `x-goog-api-key` keep working; "
+                          "those sending it as `x-bf-vk` send it as `Authorization: Bearer` instead")
+
+
+def _secret(vk: dict[str, Any], where: str) -> dict[str, Any]:
+    """The key's secret as the file gives it (`value`): its hash, or the variable holding it (read by
+    `with_secrets` when importing). None given: the key gets a new secret."""
+    value = vk.get("value")
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, str):
+        raise ImportRejected(f"{where}.value must be the virtual key (sk-bf-...) or env.VAR, got {value!r}")
+    if value.startswith("env."):
+        return {"secret_env": value.removeprefix("env.")}
+    return {"key_hash": hash_key(value), "prefix": _shown(value)}
+
+
+def _shown(secret: str) -> str:
+    """What key lists show of a virtual key: its `sk-bf-` and four characters, as shieldes shows its own."""
+    return secret[:len("sk-bf-") + 4] if secret.startswith("sk-bf-") else secret[:4]
+
+
+def with_secrets(spec: ImportSpec, environ: Mapping[str, str]) -> None:
+    """The hashes of keys whose secret the file gives as `env.VAR`, from the importing environment; a
+    key whose variable is not set there gets a new secret, with a note saying which to set."""
+    unset: list[str] = []
+    for i, key in enumerate(spec.keys):
+        if key.secret_env is None or key.key_hash is not None:
+            continue
+        value = environ.get(key.secret_env)
+        if value:
+            spec.keys[i] = replace(key, key_hash=hash_key(value), prefix=_shown(value))
+        else:
+            spec.keys[i] = replace(key, secret_env=None)
+            unset.append(f"{key.name} ({key.secret_env})")
+    if unset:
+        spec.notes.append(f"virtual keys {', '.join(unset)}: the variable holding the key is not set here, so the "
+                          "key is listed with the command that makes a new one; set it and import again to keep it")
 
 
 def _list(gov: dict[str, Any], section: str) -> list[dict[str, Any]]:

@@ -145,6 +145,7 @@ class KeySpec:
     # with it, so clients keep their key; `prefix` is what lists show of it
     key_hash: str | None = None
     prefix: str | None = None
+    secret_env: str | None = None  # the variable holding the key's secret (Bifrost `env.VAR`), read at import
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shieldes.importers.bifrost_governance import with_secrets
 from shieldes.importers.export import export
 from shieldes.importers.plan import plan_import
 from shieldes.importers.source import load_document, parse
@@ -267,7 +268,8 @@ def test_bifrost_governance_teams_are_created_and_virtual_keys_listed_with_their
     assert rows == {("team", "engineering"): ("add", "budget $500/1mo"),
                     ("key", "eng-app"): ("missing", "create it: shieldes key create --name eng-app --models "
                                                     "gpt-4o-mini --rpm 600 --team engineering")}
-    note_with(spec, "governance.virtual_keys are listed with the `shieldes key create` command")
+    with_secrets(spec, {})  # its value is env.BIFROST_VK_ENG, not set here: a new secret, and the note says so
+    note_with(spec, "virtual keys eng-app (BIFROST_VK_ENG): the variable holding the key is not set here")
     state = fold(ConfigState(), spec)
     assert [(t.name, t.budget) for t in state.teams.values()] == [
         ("engineering", state.teams[state.team_ids_by_name["engineering"]].budget)]
@@ -540,3 +542,26 @@ def test_a_litellm_key_never_changes_another_key_of_its_name_and_shared_aliases_
     doc["keys"][2]["key_alias"] = "search-app"  # LiteLLM lets two keys share an alias
     names = [k.name for k in parse(doc, "litellm")[1].keys]
     assert names == ["search-app", "litellm-6f0c1ab0e5d7", "search-app-7f0c1ab0"]
+
+
+def test_bifrost_virtual_keys_keep_their_values_as_their_secrets() -> None:
+    """A Bifrost virtual key's `value` (the key, or env.VAR) is its secret: the key is created with
+    its hash, so clients keep it (they were all given new keys)."""
+    from shieldes.secrets import hash_key
+
+    doc = load_document(MIGRATE / "bifrost_mcp_governance.json")
+    doc["governance"]["virtual_keys"].append({"id": "vk-2", "name": "batch", "value": "sk-bf-0d5e2c1a-77aa"})
+    doc["governance"]["virtual_keys"].append({"id": "vk-3", "name": "fresh"})
+    spec = parse(doc, "bifrost")[1]
+    with_secrets(spec, {"BIFROST_VK_ENG": "sk-bf-9f8e7d6c-11bb"})
+    plan = plan_import(ConfigState(), spec, None)
+    rows = {c.name: (c.action, c.detail) for c in plan.changes if c.kind == "key"}
+    assert rows["eng-app"][0] == "add" and rows["eng-app"][1].endswith("(its secret kept: sk-bf-9f8e)")
+    assert rows["batch"] == ("add", "models=all (its secret kept: sk-bf-0d5e)")
+    assert rows["fresh"] == ("missing", "create it: shieldes key create --name fresh")
+    note_with(spec, "those sending it as `x-bf-vk` send it as `Authorization: Bearer` instead")
+    state = fold(ConfigState(), spec)
+    hashes = {k.name: (k.key_hash, k.rpm, k.models) for k in state.keys.values()}
+    assert hashes == {"eng-app": (hash_key("sk-bf-9f8e7d6c-11bb"), 600, ("gpt-4o-mini",)),
+                      "batch": (hash_key("sk-bf-0d5e2c1a-77aa"), None, None)}
+    assert plan_import(state, spec, None).commands == []  # imported again: nothing to do

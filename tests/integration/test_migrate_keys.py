@@ -1,7 +1,8 @@
-"""LiteLLM's keys and teams as a user moves them: the `GET /key/list?return_full_object=true` and
-`GET /team/list` answers in one file, `shieldes config import` against a real Postgres, then a node
-serves each key's own secret (LiteLLM stores the sha256 of a key, as shieldes does), with the
-source's models, limits, budget and team; a blocked key does not get in."""
+"""Virtual keys as a user moves them, keeping their secrets. LiteLLM's keys and teams: the `GET
+/key/list?return_full_object=true` and `GET /team/list` answers in one file, `shieldes config
+import` against a real Postgres, then a node serves each key's own secret (LiteLLM stores the
+sha256 of a key, as shieldes does), with the source's models, limits, budget and team; a blocked
+key does not get in. Bifrost's virtual keys: their `value` (in the file, or `env.VAR`)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,28 @@ async def test_litellm_keys_keep_their_secrets_limits_and_budgets(database_url: 
         blocked = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=SECRETS["old"], max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             await blocked.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_bifrost_virtual_keys_keep_their_values(database_url: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    inline, from_env = "sk-bf-4c1d9e2a-0b7f-4e55-9a10-3f2d6c8b1a77", "sk-bf-8a2b7c3d-1e4f-4a66-8b21-5e3f7d9c2b88"
+    monkeypatch.setenv("BIFROST_VK_PLATFORM", from_env)
+    doc = {"providers": {}, "governance": {
+        "rate_limits": [{"id": "rl", "request_max_limit": 300, "request_reset_duration": "1m"}],
+        "virtual_keys": [{"id": "vk-1", "name": "app", "value": inline, "rate_limit_id": "rl",
+                          "provider_configs": [{"provider": "openai", "allowed_models": ["gpt-4o"]}]},
+                         {"id": "vk-2", "name": "platform", "value": "env.BIFROST_VK_PLATFORM"}]}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    async with harness(database_url) as h:
+        done = cli(database_url, "config", "import", str(path))
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "(its secret kept: sk-bf-4c1d)" in done.stdout and "(its secret kept: sk-bf-8a2b)" in done.stdout
+        await h.sync()
+        state = (await load_config(h.store, Codec())).state
+        assert {k.name: (k.rpm, k.models) for k in state.keys.values()} == {"app": (300, ("gpt-4o",)),
+                                                                            "platform": (None, None)}
+        for secret in (inline, from_env):  # each client keeps its Bifrost key
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+            answer = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            assert answer.choices[0].message.content
