@@ -72,7 +72,8 @@ _HANDLED_PARAMS = frozenset((
     "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
     "cache_creation_input_token_cost", "output_cost_per_reasoning_token"))
 # router_settings / litellm_settings the import maps (fallbacks: aliases; routing_strategy: routing)
-_HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "routing_strategy", "master_key", "model_group_alias")
+_HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "default_fallbacks", "routing_strategy", "master_key",
+                     "model_group_alias")
 
 
 # (LiteLLM prefix, shieldes kind, base URL, key, weight, kind options, own): entries sharing one become one
@@ -349,6 +350,11 @@ def parse_litellm(doc: Any) -> ImportSpec:
         _check_pinning(group, names[group], pattern, where, spec)
     _overlaps(groups, names, pinnings, spec)
     fallbacks = _fallbacks(doc)
+    # default_fallbacks: LiteLLM's fallbacks for every model group that has none of its own
+    for public in publics if (default := _default_fallbacks(doc)) else ():
+        chain = [n for n in default if n != public]
+        if public not in fallbacks and chain:
+            fallbacks[public] = chain
     named = {public: [(names[g], upstream, w) for g, upstream, w in entries] for public, entries in publics.items()}
     spec.aliases.extend(model_groups(named, public_origin, fallbacks))
     spec.aliases.extend(_group_aliases(doc, named, fallbacks, spec))
@@ -439,6 +445,20 @@ def _fallbacks(doc: dict[str, Any]) -> dict[str, list[str]]:
                     chain = out.setdefault(str(public), [])
                     chain.extend(n for n in names if n not in chain and n != public)
     return out
+
+
+def _default_fallbacks(doc: dict[str, Any]) -> list[str]:
+    """`default_fallbacks` (litellm_settings or router_settings): model_names, in order."""
+    for section in ("router_settings", "litellm_settings"):
+        settings = doc.get(section)
+        names = settings.get("default_fallbacks") if isinstance(settings, dict) else None
+        if names is None:
+            continue
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ImportRejected(f"{section}.default_fallbacks must be a list of model_names, like [\"claude-haiku\"]")
+        return list(dict.fromkeys(names))
+    return []
 
 
 def _split_model(ref: str, provider: Any = None, where: str = "") -> tuple[str, str]:

@@ -565,3 +565,22 @@ def test_bifrost_virtual_keys_keep_their_values_as_their_secrets() -> None:
     assert hashes == {"eng-app": (hash_key("sk-bf-9f8e7d6c-11bb"), 600, ("gpt-4o-mini",)),
                       "batch": (hash_key("sk-bf-0d5e2c1a-77aa"), None, None)}
     assert plan_import(state, spec, None).commands == []  # imported again: nothing to do
+
+
+def test_litellm_default_fallbacks_are_each_model_groups_fallbacks_unless_it_has_its_own() -> None:
+    """litellm_settings.default_fallbacks was named as a setting shieldes has not; it is the fallback
+    list of every model group without one of its own, which shieldes keeps per alias."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": name, "litellm_params": {"model": f"openai/{model}", "api_key": "os.environ/OPENAI_API_KEY"}}
+        for name, model in (("gpt-4o", "gpt-4o"), ("fast", "gpt-4o-mini"), ("gpt-4.1", "gpt-4.1"))],
+        "litellm_settings": {"default_fallbacks": ["gpt-4.1"]},
+        "router_settings": {"fallbacks": [{"fast": ["gpt-4o"]}]}}
+    spec = parse(doc, "litellm")[1]
+    # the fallback itself needs none (and, served under its own name, no alias)
+    assert {a.name: a.fallbacks for a in spec.aliases} == {"gpt-4o": ("gpt-4.1",), "fast": ("gpt-4o",)}
+    assert not any("default_fallbacks" in n for n in spec.notes)
+    state = fold(ConfigState(), spec)
+    assert state.aliases["gpt-4o"].fallbacks == ("gpt-4.1",) and "gpt-4.1" not in state.aliases
+    doc["litellm_settings"]["default_fallbacks"] = {"a": 1}
+    with pytest.raises(ImportRejected, match=r"litellm_settings.default_fallbacks must be a list of model_names"):
+        parse(doc, "litellm")
