@@ -192,6 +192,11 @@ def export_bifrost(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
             # Bifrost appends /v1/... itself, so its OpenAI-style base URLs stop before /v1.
             entry["network_config"] = {"base_url": d.base_url.removesuffix("/v1") if d.kind == "openai"
                                        else d.base_url}
+            if d.kind == "openai" and not d.base_url.endswith("/v1"):
+                warnings.append(f"provider {d.name!r}: its base URL {d.base_url} does not end in /v1, and Bifrost "
+                                f"adds /v1 to the one written (it calls {d.base_url}/v1/chat/completions; shieldes "
+                                f"calls {d.base_url}/chat/completions, and imports it back with /v1): check that "
+                                "the endpoint serves that path")
         if d.name != d.kind and d.name not in OPENAI_COMPATIBLE:
             entry["custom_provider_config"] = {"base_provider_type": d.kind}
         providers[d.name] = entry

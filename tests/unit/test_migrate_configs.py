@@ -584,3 +584,17 @@ def test_litellm_default_fallbacks_are_each_model_groups_fallbacks_unless_it_has
     doc["litellm_settings"]["default_fallbacks"] = {"a": 1}
     with pytest.raises(ImportRejected, match=r"litellm_settings.default_fallbacks must be a list of model_names"):
         parse(doc, "litellm")
+
+
+def test_the_bifrost_export_warns_of_an_openai_endpoint_without_v1() -> None:
+    """Bifrost adds /v1 to an OpenAI-style base URL: an endpoint served without it (Perplexity, an
+    Azure AI serverless model) was written without a word, and came back with /v1."""
+    state = fold(ConfigState(), spec_of("litellm_enterprise.yaml"))
+    exported, warnings = export(state, "bifrost")
+    assert exported["providers"]["azure_ai"]["network_config"] == {
+        "base_url": "https://Mistral-large-acme.eastus2.models.ai.azure.com"}
+    [said] = [w for w in warnings if "does not end in /v1" in w]
+    assert said.startswith("provider 'azure_ai': its base URL https://Mistral-large-acme.eastus2.models.ai.azure.com")
+    assert "/v1/chat/completions" in said
+    assert not [w for w in export(fold(ConfigState(), spec_of("litellm_load_balancer.yaml")), "bifrost")[1]
+                if "does not end in /v1" in w]
