@@ -362,7 +362,27 @@ def parse_litellm(doc: Any) -> ImportSpec:
         if public not in publics:
             spec.notes.append(f"fallbacks for {public!r} ignored: no model_list entry has that model_name")
     _settings(doc, named, spec, found)
+    _access_groups(doc["model_list"], spec)
     return spec
+
+
+def _access_groups(entries: list[Any], spec: ImportSpec) -> None:
+    """model_info.access_groups: LiteLLM keys list a group's name among their models to reach its
+    model_names; shieldes keys list the model names, so each group is said with the names it stands for."""
+    groups: dict[str, list[str]] = {}
+    for entry in entries:
+        info = entry.get("model_info") if isinstance(entry, dict) else None
+        found = info.get("access_groups") if isinstance(info, dict) else None
+        if not isinstance(found, list):
+            continue
+        public = str(entry.get("model_name") or entry["litellm_params"].get("model"))
+        for group in found:
+            names = groups.setdefault(str(group), [])
+            if public not in names:
+                names.append(public)
+    for group, names in groups.items():
+        spec.notes.append(f"model_info.access_groups {group!r} not imported: a shieldes key lists model names, so give "
+                          f"keys that name {group!r} in their models these instead: --models {','.join(names)}")
 
 
 def _group_aliases(doc: dict[str, Any], named: dict[str, list[tuple[str, str, float]]],

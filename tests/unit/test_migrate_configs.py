@@ -598,3 +598,17 @@ def test_the_bifrost_export_warns_of_an_openai_endpoint_without_v1() -> None:
     assert "/v1/chat/completions" in said
     assert not [w for w in export(fold(ConfigState(), spec_of("litellm_load_balancer.yaml")), "bifrost")[1]
                 if "does not end in /v1" in w]
+
+
+def test_litellm_access_groups_are_said_with_the_model_names_keys_should_list() -> None:
+    """model_info.access_groups (keys reach a group's models by naming the group) was dropped unseen."""
+    doc: dict[str, Any] = {"model_list": [
+        {"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_key": "os.environ/OPENAI_API_KEY"},
+         "model_info": {"access_groups": groups}}
+        for name, groups in (("gpt-4o", ["beta-models", "all"]), ("o3", ["beta-models"]), ("gpt-4o-mini", ["all"]))]}
+    notes = [n for n in parse(doc, "litellm")[1].notes if "access_groups" in n]
+    assert notes == [
+        "model_info.access_groups 'beta-models' not imported: a shieldes key lists model names, so give keys that "
+        "name 'beta-models' in their models these instead: --models gpt-4o,o3",
+        "model_info.access_groups 'all' not imported: a shieldes key lists model names, so give keys that name 'all' "
+        "in their models these instead: --models gpt-4o,gpt-4o-mini"]
