@@ -17,6 +17,8 @@ from typing import Any
 
 from tests import fake_wire as wire
 
+_TIERS = ("default", "flex", "priority", "scale")  # what a response says served it when asked for
+
 _words = wire.word_counter("content", "text", "output", "arguments")
 
 
@@ -157,7 +159,8 @@ def response_body(body: dict[str, Any], rid: str, item_id: str, call_id: str, te
         "output": [*hosted_items(body, item_id), output],
         "parallel_tool_calls": body.get("parallel_tool_calls", True), "previous_response_id": None,
         "prompt_cache_key": None, "reasoning": {"effort": None, "summary": None}, "safety_identifier": None,
-        "service_tier": "default", "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+        "service_tier": body.get("service_tier") if body.get("service_tier") in _TIERS else "default",
+        "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [], "top_logprobs": 0,
         "top_p": body.get("top_p", 1.0), "truncation": "disabled", "user": None, "metadata": body.get("metadata") or {},

@@ -67,27 +67,36 @@ def _key(request: web.Request) -> tuple[Gateway, VirtualKey]:
     return request.app[GATEWAY], authenticate(request)
 
 
-def token_usage(usage: ResponsesUsage | None, size: int, output: int) -> TokenUsage:
+def token_usage(usage: ResponsesUsage | None, size: int, output: int, tier: str | None = None) -> TokenUsage:
     """The upstream's usage, or when it reported none the estimate: request bytes / 4 input tokens
-    and `output` (one per delta event of a stream, the answer's text / 4 of a JSON answer)."""
+    and `output` (one per delta event of a stream, the answer's text / 4 of a JSON answer); `tier`:
+    the service tier that served it (served_tier)."""
     if usage is None:
-        return TokenUsage(size // 4, output)
+        return TokenUsage(size // 4, output, service_tier=tier)
     cached = usage.cached_tokens if 0 < usage.cached_tokens <= usage.input_tokens else 0
     written = usage.cache_write_tokens if 0 < usage.cache_write_tokens <= usage.input_tokens - cached else 0
     return TokenUsage(usage.input_tokens, usage.output_tokens, cache_read_tokens=cached, cache_write_tokens=written,
-                      reasoning_tokens=usage.reasoning_tokens or None)
+                      service_tier=tier, reasoning_tokens=usage.reasoning_tokens or None)
+
+
+def served_tier(response: Body | None) -> str | None:
+    """The service tier a Responses object says served it (`service_tier`), if it names one."""
+    tier = None if response is None else response.get("service_tier")
+    return tier if isinstance(tier, str) and tier else None
 
 
 def billed_as_served(usage: TokenUsage, response: Body | None) -> TokenUsage:
     """`usage` with what the final response object says about billing that its usage does not: the
-    service tier that served it (a Responses object's `service_tier`) and the hosted tools it ran
-    (web and file searches, code interpreter containers: providers/hosted_tools.py)."""
+    service tier that served it (given to token_usage where the usage is built, so no second build
+    here on the common path) and the hosted tools it ran (web and file searches, code interpreter
+    containers: providers/hosted_tools.py)."""
     if response is None:
         return usage
     usage = with_hosted(usage, response.get("output"))
-    tier = response.get("service_tier")
-    if usage.service_tier is None and isinstance(tier, str) and tier:
-        return replace(usage, service_tier=tier)
+    if usage.service_tier is None:
+        tier = served_tier(response)
+        if tier is not None:
+            return replace(usage, service_tier=tier)
     return usage
 
 
@@ -262,7 +271,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         # response (as sent and as stored) carries the estimate that is billed
         output = estimate_output_tokens(response) if outcome.usage is None else 0
         response = _estimated(response, turn.size, output) or response
-        turn.finish(served, response, token_usage(outcome.usage, turn.size, output))
+        turn.finish(served, response, token_usage(outcome.usage, turn.size, output, served_tier(response)))
         await turn.append(response)
         return json_response(response if shown else without_encrypted(response), p.rid,
                              {**turn.res.headers, **outcome.headers})
@@ -331,7 +340,7 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
-        usage = token_usage(events.usage, turn.size, tally.content_chunks)
+        usage = token_usage(events.usage, turn.size, tally.content_chunks, served_tier(events.final))
         final = _estimated(events.final, turn.size, tally.content_chunks)
         turn.finish(served, None if final is None else turn.in_conversation(final), usage)
         broke = events.broke

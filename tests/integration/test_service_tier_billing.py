@@ -87,6 +87,46 @@ async def test_answers_cost_the_tier_that_served_them(database_url: str) -> None
                           "claude-standard": ("default", totals["claude-standard"][3])}
 
 
+async def test_responses_cost_the_tier_that_served_them(database_url: str) -> None:
+    """A native Responses answer says its tier in the response object's `service_tier`: JSON and
+    streamed, it costs that tier's multiplier, and the request log shows the tier."""
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-5",))
+    async with harness(database_url, upstream=up, providers=False) as h:
+        await h.admin(AddProvider("openai", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("gpt-5",),
+                                  responses="native"))
+        names = ("json-flex", "stream-flex", "stream-priority", "stream-default")
+        keys = {name: await h.create_key(name) for name in names}
+        await h.sync()
+
+        def oa(name: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=keys[name], max_retries=0)
+
+        answer = await oa("json-flex").responses.create(model="gpt-5", input="say hello", service_tier="flex")
+        assert answer.service_tier == "flex" and answer.usage is not None
+        usages = {"json-flex": answer.usage}
+        for name, tier in (("stream-flex", "flex"), ("stream-priority", "priority"), ("stream-default", None)):
+            asked: Any = {"service_tier": tier} if tier else {}
+            events = [e async for e in await oa(name).responses.create(model="gpt-5", input="say hello",
+                                                                       stream=True, **asked)]
+            done = events[-1]
+            assert done.type == "response.completed" and done.response.service_tier == (tier or "default")
+            assert done.response.usage is not None
+            usages[name] = done.response.usage
+
+        await h.flush()
+        totals = h.usage_totals()
+        factors = {"json-flex": 0.5, "stream-flex": 0.5, "stream-priority": 2.0, "stream-default": 1.0}
+        for name, factor in factors.items():
+            assert totals[name][3] == _cost(GPT5, usages[name].input_tokens, usages[name].output_tokens, factor), name
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= len(names), timeout=10)
+        assert await writer.flush_all(10)
+        logged = dict(h.sql("SELECT key_name, service_tier FROM request_log"))
+        assert logged == {"json-flex": "flex", "stream-flex": "flex", "stream-priority": "priority",
+                          "stream-default": "default"}
+
+
 async def test_a_budget_holds_a_priority_request_at_the_priority_price(database_url: str) -> None:
     """Admission holds a request's estimate at the price it may be billed at: one asking for the
     priority tier at the model's priority multiplier (gpt-5: twice), so a budget that has room for
