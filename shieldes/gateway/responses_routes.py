@@ -11,15 +11,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import msgspec
 from aiohttp import web
 
 from shieldes.errors import InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
-from shieldes.gateway.checked_histories import items_after
+from shieldes.gateway.checked_histories import REMEMBER_FROM, items_after
 from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_body, read_json
 from shieldes.gateway.service import Gateway
-from shieldes.gateway.top_level import INPUT, TopLevel
+from shieldes.gateway.top_level import INPUT, TopLevel, check_utf8
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.hosted_tools import with_hosted
@@ -30,6 +31,7 @@ from shieldes.responses.conversations import Conversations
 from shieldes.responses.history import NONE as NO_HISTORY
 from shieldes.responses.history import History
 from shieldes.responses.input_bytes import calls_made
+from shieldes.responses.input_turns import InputTurn, TurnRead
 from shieldes.responses.objects import (
     Body,
     ResponseContext,
@@ -220,16 +222,35 @@ def input_calls_made(data: memoryview, before: frozenset[str] | None) -> frozens
     return calls_made(data) if before is None else calls_made(items_after(data), before)
 
 
+def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, Body] | None:
+    """A long body, read from where the input of a body of the key read before ended (gw.checked_turns),
+    and its top-level fields but `input`; None when it is not one whose input goes upstream as
+    sent, or is malformed (read then the general way, which says what is wrong)."""
+    check_utf8(raw)
+    read = TurnRead(raw)
+    found = gw.checked_turns.check(key_id, raw, read)
+    return None if found is None else (found, read.small)
+
+
 async def prepare(request: web.Request) -> Prepared:
     """Everything before the upstream call: parse, route, history, admission (limits, budget)."""
     gw, key = _key(request)
     store = request.app[RESPONSES]
     # a coding agent's input (its whole conversation) stays the client's bytes when nothing of the
     # turn is kept and a native deployment can take it as sent; else the body is decoded whole
-    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), INPUT)
-    raw = top.raw
-    as_is = input_sent_as_is(top.small, top.shape("input"), request.get(SOCKET_MEMORY) is not None) \
-        and gw.checked_inputs.check(key.id, top.fields["input"], input_calls_made) is not None
+    raw = await read_body(request, gw.settings.max_body_bytes)
+    over_socket = request.get(SOCKET_MEMORY) is not None
+    turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
+    if turn_read is not None:  # (a long body read from where the key's last input ended, or whole)
+        found, small = turn_read
+        top = TopLevel.read(raw, small)
+        input_raw: bytes | memoryview | msgspec.Raw = memoryview(raw)[found.start:found.end + 1]
+        as_is = input_sent_as_is(top.small, "list", False)
+    else:
+        top = TopLevel(raw, INPUT)
+        as_is = input_sent_as_is(top.small, top.shape("input"), over_socket) \
+            and gw.checked_inputs.check(key.id, top.fields["input"], input_calls_made) is not None
+        input_raw = top.fields["input"] if as_is else b""
     body = top.small if as_is else top.decoded()
     req = parse_request(body, as_sent_input=as_is)
     rec = record_of(request)
@@ -254,7 +275,7 @@ async def prepare(request: web.Request) -> Prepared:
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,
-                bytes(memoryview(top.fields["input"])) if as_is and req.store else None)
+                bytes(memoryview(input_raw)) if as_is and req.store else None)
     as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
     return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None)
 

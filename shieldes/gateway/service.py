@@ -28,6 +28,7 @@ from shieldes.providers.base import (
     TokenUsage,
 )
 from shieldes.providers.chat_history import Found
+from shieldes.responses.input_turns import InputTurn
 from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, resolve
 from shieldes.secrets import Keyring, hash_key
@@ -116,6 +117,9 @@ class Gateway(UpstreamCalls):
         # call ids weigh
         self.checked_chats: CheckedHistories[Found] = CheckedHistories(lambda found: len(found.ids),
                                                                        end=lambda found: found.end)
+        # Responses bodies read (responses/input_turns.py), up to their input's end: their call ids weigh
+        self.checked_turns: CheckedHistories[InputTurn] = CheckedHistories(lambda found: len(found.calls),
+                                                                           end=lambda found: found.end)
         # count_tokens bodies whose numbers orjson reads and whose ids fit (gateway/count_request.py):
         # an agent counts less often than it talks, so a quarter of the lists
         self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=WEIGHT // 4)

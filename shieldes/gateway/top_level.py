@@ -73,6 +73,14 @@ class TopLevel:
         self.raw, self._fields, self.small = raw, fields, small
         self._decoded: Body | None = None if big else small
 
+    @classmethod
+    def read(cls, raw: bytes, small: Body) -> TopLevel:
+        """A body whose fields but its big ones were read elsewhere (`small`; responses/input_turns):
+        split into its fields and decoded only if a path needs them."""
+        top = cls.__new__(cls)
+        top.raw, top._fields, top.small, top._decoded = raw, None, small, None
+        return top
+
     @property
     def fields(self) -> dict[str, msgspec.Raw]:
         """Each top-level field as its bytes in the body."""

@@ -1,0 +1,153 @@
+"""A long Responses body read from where the `input` of a body of the same key read before ended.
+
+A coding agent (Codex, the Agents SDK with `store: false`) sends its whole conversation as
+`input` every turn, and each turn's body is the last one's bytes up to the end of that list with
+new items and the other fields after them. Read whole, such a body costs a split into its
+top-level fields (a msgspec pass over every byte, about 25 us for 73 kB) and then the check of
+its items (input_bytes, from where the key's last list ended: the CRC of what came before).
+Here the body itself is remembered up to its list's last item (gateway/checked_histories.py: its
+length and CRC-32), with what the whole read found: the top-level fields decoded, the call ids
+the items made. A later body of the key that starts with those bytes is read from there: the new
+items and the fields after the list, nothing before them again.
+
+What follows the remembered part must go on as a list does (a comma and items, or the closing
+bracket), name no second `input` and decode; anything else is read whole (`read_whole`), and a
+body the whole read does not take (malformed, an input that is no list, items that do not go
+upstream as sent) gets None here: the caller then reads it the general way, whose answers and
+errors are the reference. Pure: no I/O, no state."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway.top_level import split
+from shieldes.responses.input_bytes import calls_made
+
+Body = dict[str, Any]
+_SPACE = b" \t\r\n"
+_KEY = b'"input"'
+_OPEN = b'{"input":['  # a body's start, with the list before it read already
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+# values a remembered body may share with the reads after it (nothing changes them in place)
+_IMMUTABLE = (str, int, float, bool, type(None))
+_SHARED_TEXT = 1024  # characters of text the fields ahead of a remembered list may hold
+
+
+class InputTurn(NamedTuple):
+    """Where a body's input list is and what reading it found, as a key's memory keeps it: `start`
+    and `end`, the offsets of the list's `[` and `]`; `calls`, the call ids its items made (they go
+    upstream as sent); `before`, the top-level fields ahead of the list when they are few small
+    plain values (shared with the next turn's read), else None (decoded again from their bytes:
+    Codex sends its instructions, tens of kB, there, and a key's memory holds no copy of them)."""
+
+    start: int
+    end: int
+    calls: frozenset[str]
+    before: Body | None
+
+
+class TurnRead:
+    """CheckedHistories' read of the Responses body `raw` (UTF-8 checked), given what follows a
+    part read before (and what was found there) or the whole body (and None). `small`, once a
+    read found the body passes: its top-level fields but `input`, decoded (the caller's, never
+    remembered)."""
+
+    __slots__ = ("raw", "small")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.small: Body = {}
+
+    def __call__(self, data: memoryview, prior: InputTurn | None) -> InputTurn | None:
+        if prior is not None:
+            found = _read_on(self.raw, len(self.raw) - len(data), prior, self)
+            if found is not None:
+                return found
+        return read_whole(self.raw, self)
+
+
+def _decoded(fields: dict[str, msgspec.Raw], into: Body) -> Body | None:
+    try:
+        for name, value in fields.items():
+            if name != "input":
+                into[name] = orjson.loads(memoryview(value))
+    except orjson.JSONDecodeError:
+        return None
+    return into
+
+
+def _ahead(raw: bytes, start: int) -> Body | None:
+    """The top-level fields ahead of the list at `start` (its place closed with a null), decoded."""
+    try:
+        fields = _FIELDS.decode(raw[:start] + b"null}")
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return _decoded(fields, {})
+
+
+def read_whole(raw: bytes, into: TurnRead) -> InputTurn | None:
+    """`raw` read whole, its input list located for the next turn (its fields into `into.small`);
+    None when it is not a JSON object whose `input` is a non-empty list of items that go upstream
+    as sent."""
+    try:
+        fields = split(raw)
+    except InvalidRequest:
+        return None
+    value = fields.get("input")
+    if value is None or bytes(memoryview(value)[:1]) != b"[":
+        return None
+    small = _decoded(fields, {})
+    calls = calls_made(value)
+    if small is None or calls is None:
+        return None
+    start = raw.find(memoryview(value)[:64])
+    if start < 0 or not raw.startswith(value, start):
+        return None
+    ahead = raw[:start].rstrip(_SPACE)
+    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+        return None
+    before = _ahead(raw, start)
+    if before is None:
+        return None
+    end = start + len(value) - 1
+    if raw[start + 1:end].strip(_SPACE) == b"":  # (an empty list: not what an agent's turn goes on from)
+        return None
+    shared = all(isinstance(v, _IMMUTABLE) for v in before.values()) \
+        and sum(len(v) for v in before.values() if isinstance(v, str)) <= _SHARED_TEXT
+    into.small = small
+    return InputTurn(start, end, calls, before if shared else None)
+
+
+def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn | None:
+    """`raw` read from `at`, where the input list of a body read before (`prior`) ended: what
+    follows is more items after a comma, or the closing bracket, then the body's other fields.
+    None when it is not so."""
+    body = raw[at:].lstrip(_SPACE)
+    if body[:1] == b",":
+        body = body[1:].lstrip(_SPACE)
+        if body[:1] == b"]":
+            return None
+    elif body[:1] != b"]":
+        return None
+    buffer = _OPEN + body
+    try:
+        fields = _FIELDS.decode(buffer)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    value = fields["input"]
+    opened = len(_OPEN) - 1
+    if memoryview(value) != memoryview(buffer)[opened:opened + len(value)]:  # (a second `input` after it)
+        return None
+    calls = calls_made(value, prior.calls)
+    if calls is None:
+        return None
+    small = dict(prior.before) if prior.before is not None else _ahead(raw, prior.start)
+    if small is None or _decoded(fields, small) is None:
+        return None
+    end = len(raw) - len(body) + len(value) - 2  # (the list's `[` is the one _OPEN put there)
+    into.small = small
+    return InputTurn(prior.start, end, calls, prior.before)

@@ -1,0 +1,162 @@
+"""A long Responses body read from where the input of a body of the key read before ended
+(responses/input_turns.py) decides what the whole read decides: the same top-level fields, the
+same call ids, the same input bytes, and None exactly when the whole read does not take it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.top_level import INPUT, TopLevel
+from shieldes.responses.input_bytes import calls_made
+from shieldes.responses.input_turns import InputTurn, TurnRead, read_whole
+
+_ids = st.sampled_from(["call_1", "call_2", "call_3", "a b", ""])
+_item = st.one_of(
+    st.fixed_dictionaries({"type": st.just("message"), "role": st.sampled_from(["user", "assistant"]),
+                           "content": st.lists(st.fixed_dictionaries({"type": st.just("input_text"),
+                                                                      "text": st.text(max_size=6)}), max_size=2)}),
+    st.fixed_dictionaries({"type": st.just("function_call"), "call_id": _ids, "name": st.just("shell"),
+                           "arguments": st.sampled_from(["{}", '{"command": "ls"}'])}),
+    st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": _ids, "output": st.text(max_size=6)}),
+    # shapes that do not go upstream as sent: the whole read says None
+    st.just({"type": "message", "role": "user", "content": "bare text"}),
+    st.just({"role": "user", "content": []}),
+)
+# fields after the input, which may change from turn to turn (a field named twice: the last counts)
+_after = st.dictionaries(st.sampled_from(["stream", "store", "max_output_tokens", "service_tier", "user"]),
+                         st.integers(0, 3) | st.none() | st.booleans(), max_size=2)
+_steps = st.lists(st.tuples(st.integers(0, 2), st.lists(_item, max_size=3),
+                            st.sampled_from(["none", "last", "earlier", "shorter"]), _after), min_size=1, max_size=10)
+# how a client encodes a body: compact, spaced, indented, Codex's order (instructions and a dict
+# ahead of the input), tools whose schema names a property `input` after it, a field named twice
+_styles = st.sampled_from(["compact", "spaced", "indented", "codex", "tools", "twice"])
+_TOOL = {"type": "function", "name": "apply_patch", "parameters": {
+    "type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}}
+
+
+def _body(items: list[Any], style: str, after: dict[str, Any]) -> bytes:
+    if style == "codex":
+        return orjson.dumps({"model": "gpt-5", "instructions": "be careful", "reasoning": {"effort": "low"},
+                             "input": items, "tools": [_TOOL], **after})
+    if style == "tools":
+        return orjson.dumps({"model": "gpt-5", "input": items, "tools": [_TOOL], **after})
+    if style == "twice":
+        raw = orjson.dumps({"model": "gpt-5", "stream": True, "input": items, **after})
+        return raw[:-1] + b',"stream":false}'
+    body = {"model": "gpt-5", "stream": True, "input": items, **after}
+    if style == "spaced":
+        return json.dumps(body).encode()
+    if style == "indented":
+        return json.dumps(body, indent=2).encode()
+    return orjson.dumps(body)
+
+
+def _whole(raw: bytes) -> tuple[Any, ...] | None:
+    """The reference: the general read's fields, and its items' check (input_bytes)."""
+    try:
+        top = TopLevel(raw, INPUT)
+    except InvalidRequest:  # (malformed: the general read's error)
+        return None
+    if top.shape("input") != "list":
+        return None
+    calls = calls_made(top.fields["input"])
+    return None if calls is None else (top.small, calls, bytes(memoryview(top.fields["input"])))
+
+
+def _of(found: InputTurn | None, read: TurnRead) -> tuple[Any, ...] | None:
+    return None if found is None else (read.small, found.calls, read.raw[found.start:found.end + 1])
+
+
+def _read(checked: CheckedHistories[InputTurn], key: str, raw: bytes) -> tuple[Any, ...] | None:
+    read = TurnRead(raw)
+    return _of(checked.check(key, raw, read), read)
+
+
+def _checked(**kw: Any) -> CheckedHistories[InputTurn]:
+    return CheckedHistories(lambda found: len(found.calls), end=lambda found: found.end, **kw)
+
+
+@settings(deadline=None, max_examples=400)
+@given(steps=_steps, style=_styles)
+@example(steps=[(0, [{"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{}"}], "none", {}),
+                (0, [{"type": "function_call_output", "call_id": "call_1", "output": "ok"}], "none", {"store": False})],
+         style="codex")
+@example(steps=[(0, [], "none", {}), (0, [], "none", {"stream": False})], style="twice")
+def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], str, dict[str, Any]]],
+                                             style: str) -> None:
+    checked = _checked(per_key=2, head=8, remember_from=0)  # (a short head: a change after it is seen by the CRC)
+    conversations: list[list[Any]] = [[{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": f"task {i}"}]}] for i in range(3)]
+    for which, new, edit, after in steps:
+        items = conversations[which]
+        if not items:  # (an empty list, then a turn's items)
+            pass
+        elif edit == "last":
+            items[-1] = {"type": "function_call_output", "call_id": "call_2", "output": "edited"}
+        elif edit == "earlier":
+            items[0] = {"type": "function_call", "call_id": "call_3", "name": "ls", "arguments": "{}"}
+        elif edit == "shorter":
+            del items[-2:]
+        items += new
+        raw = _body(items, style, after)
+        read = TurnRead(raw)
+        found = checked.check("other" if which == 2 else "key", raw, read)
+        assert _of(found, read) == _whole(raw)
+        if found is not None:  # (what a later turn shares with this one is never changed by this one's use)
+            for value in read.small.values():
+                if isinstance(value, dict):
+                    value["changed"] = True
+
+
+def test_an_agents_turn_reads_only_what_it_added() -> None:
+    checked = _checked()
+    items = [{"type": "function_call_output", "call_id": f"call_{i}", "output": "x" * 400} for i in range(60)]
+    calls = [{"type": "function_call", "call_id": f"call_{i}", "name": "shell", "arguments": "{}"} for i in range(60)]
+    history = [item for pair in zip(calls, items, strict=True) for item in pair]
+    new = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "next"}]}
+    seen: list[int] = []
+
+    def counting(body: bytes) -> Any:
+        read = TurnRead(body)
+        return lambda data, prior: (seen.append(len(data)), read(data, prior))[1]
+
+    for ahead in ({"model": "gpt-5"}, {"model": "gpt-5", "instructions": "be careful " * 400}):  # (Codex's order)
+        seen.clear()
+        raw = orjson.dumps({**ahead, "input": history, "tools": [_TOOL], "store": False})
+        assert checked.check(ahead["model"], raw, counting(raw)) is not None
+        later = orjson.dumps({**ahead, "input": [*history, new], "tools": [_TOOL], "store": False})
+        found = checked.check(ahead["model"], later, counting(later))
+        assert found is not None and found.calls == frozenset(f"call_{i}" for i in range(60))
+        assert seen[0] == len(raw) and seen[1] < 500  # (the history not read again)
+        # a key's memory keeps no copy of long text ahead of the list: it is decoded again each turn
+        assert found.before == (ahead if len(ahead) == 1 else None)
+        assert _read(checked, ahead["model"], later) == _whole(later)
+
+
+def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_reads_answer() -> None:
+    first = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
+    raw = orjson.dumps({"model": "gpt-5", "input": first, "store": False})
+    head = raw[:raw.index(b"]}],") + 2]  # the body up to the end of its input's last item
+    odd = [
+        head + b",]}",  # a trailing comma
+        head + b'{"type":"message"}]}',  # no comma
+        head + b',{"type":"message","role":"user","content":[]}',  # cut short
+        head + b'],"input":[{"type":"function_call_output","call_id":"x","output":"y"}]}',  # a second input
+        head + b'],"input":[{"type":"message","role":"user","content":[]}]}',  # a second input that passes
+        head + b"," + b"[" * 2000 + b"]" * 2000 + b"]}",  # too deep
+        head + b'],"store":tru}',  # a field after it that does not decode
+        head + b"]}" + b"  ",  # spaces after the body
+    ]
+    for body in odd:
+        checked = _checked(remember_from=0)
+        assert _read(checked, "key", raw) is not None
+        assert _read(checked, "key", body) == _whole(body), body[-80:]
+        read = TurnRead(body)
+        assert _of(read_whole(body, read), read) == _whole(body)
