@@ -215,13 +215,19 @@ class ResponsesEventStream(BlockStream):
             begin = block.rfind(b"\n\n", 0, at) + 2  # 1: the block's first event
             begin = 0 if begin == 1 else begin
             end = block.index(b"\n", at) + 2  # the end of its data line, then a blank line
+            line = block.index(b"\n", begin)  # `event: NAME`, then `data: `
+            # the delta events before this one, counted up to it and never over its data line (a
+            # line of JSON holds no newline, so no delta event's name): an agent's response events
+            # echo tens of kB of instructions and tools, counted over again before
+            deltas += block.count(_DELTA, counted, begin)
+            counted = end
             if begin == 0 and self._primed is not None:  # the event prime() read: parsed already
                 event = self._primed
             else:
-                line = block.index(b"\n", begin)  # `event: NAME`, then `data: `
                 kind = block[begin + 7:line].decode()
                 if kind in PROGRESS and not relay.edits(kind):
                     self._snapshot_data = [*self._snapshot_data[-1:], block[line + 7:end - 2]]
+                    deltas += block.count(_DELTA, begin, line + 7)  # (its own name)
                     at = block.find(_RESPONSE_KEY, end)
                     continue
                 try:
@@ -229,12 +235,11 @@ class ResponsesEventStream(BlockStream):
                 except UpstreamFailure:
                     return None
             if isinstance(event.get("response"), dict):
-                deltas += block.count(_DELTA, counted, begin)
-                counted = begin
                 sent = relay.edit(event, deltas)
                 if sent is not None:
                     parts += (block[start:begin], encode_event(str(sent.get("type")), sent))
                     start = end
+            deltas += block.count(_DELTA, begin, line + 7)  # (its own name)
             at = block.find(_RESPONSE_KEY, end)
         if not parts:
             return block

@@ -280,3 +280,23 @@ def test_a_failure_mid_stream_is_numbered_after_the_upstreams_events() -> None:
         sent = asyncio.run(run(pieces, broken))
         assert [(e["type"], e["sequence_number"]) for e in sent[-2:]] == [("error", 4), ("response.failed", 5)]
         assert sent[-1]["response"]["usage"] == {"estimated": 2}
+
+
+def test_an_agents_long_response_events_leave_the_deltas_counted_for_the_bill() -> None:
+    """Response events that echo an agent's instructions (tens of kB a line) around delta events:
+    a response without usage is billed by the deltas before it, counted as the parsed path counts
+    them, in one read and cut anywhere, whether the relay edits the progress events or not."""
+    long = dict(response("in_progress"), instructions="You are a careful coding agent. " * 600)
+    delta = {"type": "response.output_text.delta", **IDS, "delta": "word ", "logprobs": []}
+    events = [{"type": "response.created", "response": long}, delta,
+              {"type": "response.in_progress", "response": long}, delta, delta,
+              {"type": "response.in_progress", "response": long}, delta,
+              {"type": "response.completed", "response": dict(long, status="completed", usage=None)}]
+    body = b"".join(framed({**e, "sequence_number": i}, "openai") for i, e in enumerate(events))
+    for previous in (None, "resp_0"):
+        reference = asyncio.run(parsed([body], previous))
+        billed = client_view(reference)[0][-1][1]["response"]["usage"]
+        assert billed == {"estimated": 4}
+        for cut in (0, 100, len(body) // 2, len(body) - 500):
+            pieces = [p for p in (body[:cut], body[cut:]) if p]
+            assert client_view(asyncio.run(forwarded(pieces, previous))) == client_view(reference)
