@@ -76,7 +76,8 @@ def decide_session(state: ConfigState, command: SessionCommand) -> list[Event]:
             if command.role not in ROLES:
                 raise CommandRejected(f"unknown role {command.role!r}: use one of {', '.join(ROLES)}")
             if command.id in state.oidc_sessions:
-                raise CommandRejected("session id collision; sign in again")
+                raise CommandRejected(f"console session {command.id!r} was started already (its sign-in was finished); "
+                                      "sign in again")
             return [OidcSessionStarted(command.id, command.user, command.role, command.at, command.expires_at)]
         case EndSession():
             if command.reason not in REASONS:

@@ -6,8 +6,13 @@ actors."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from contextlib import AsyncExitStack
+from typing import Any
 
+import aiohttp
+
+from shieldes.gateway.admin.oidc import HANDOFF_COOKIE, HANDOFF_PATH
 from tests.cli import ok, refused
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.integration.admin_client import AdminClient
@@ -103,3 +108,51 @@ async def test_sessions_end_on_every_node_and_are_audited(database_url: str) -> 
         ("oidc_session.started", f"oidc:{user}", user), ("oidc_session.ended", "bootstrap-token", user),
         ("oidc_session.started", f"oidc:{user}", user), ("oidc_session.ended", "tester", user),
     ], audit
+
+
+async def _handoff_cookie(base: str) -> str:
+    """The hand-off cookie a browser gets back from the callback (a thief's copy of it)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(base + "/ui/oidc/login", allow_redirects=False) as r:
+            to_provider = r.headers["Location"]
+        async with s.get(to_provider, allow_redirects=False) as r:
+            back = r.headers["Location"]
+        async with s.get(back, allow_redirects=False) as r:
+            assert r.status == 302, await r.text()
+            return r.cookies[HANDOFF_COOKIE].value
+
+
+async def _redeem(base: str, cookie: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.post(base + HANDOFF_PATH,
+                                                    headers={"Cookie": f"{HANDOFF_COOKIE}={cookie}"}) as r:
+        return r.status, await r.json()
+
+
+async def test_a_hand_off_is_redeemed_once_in_the_cluster(database_url: str) -> None:
+    """A captured hand-off cookie replayed after the browser redeemed it, on the same node or on
+    another behind the load balancer, signs nobody in; and the cookie holds no usable token."""
+    idp = await FakeOidc().start()
+    oidc = dict(oidc_issuer=idp.url, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
+                oidc_role_map="platform=operator", admin_token=BOOT)
+    try:
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(harness(database_url, **oidc))
+            b = await stack.enter_async_context(harness(database_url, providers=False, **oidc))
+            cookie = await _handoff_cookie(a.base)
+            body = base64.urlsafe_b64decode(cookie.split(".")[0] + "==")
+            assert b"shd-oidc-" not in body, body  # a thief reading the cookie finds no session token in it
+            status, first = await _redeem(a.base, cookie)
+            assert status == 200 and first["session"].startswith("shd-oidc-"), first
+            for base in (a.base, b.base):  # the replay, on the same node and on another
+                status, again = await _redeem(base, cookie)
+                assert status == 401 and again["error"]["code"] == "oidc_no_sign_in", again
+                assert "finished already" in again["error"]["message"], again
+            # two redeems at once on two nodes: one wins
+            cookie = await _handoff_cookie(b.base)
+            results = await asyncio.gather(_redeem(a.base, cookie), _redeem(b.base, cookie))
+            assert sorted(r[0] for r in results) == [200, 401], results
+            assert (await AdminClient(a.base, first["session"]).get("/admin/v1/whoami"))[0] == 200
+            rows = a.sql("SELECT count(*) FROM audit_log WHERE type = 'oidc_session.started'")
+            assert rows == [(2,)], rows
+    finally:
+        await idp.stop()

@@ -114,9 +114,9 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
             await ctx.db_wait.run(execute_live(ctx.projector, command, actor=f"oidc:{session.subject}"),
                                   "the sign-in could not be recorded", advice="sign in again in a moment")
 
-        async def callback(request: web.Request) -> web.StreamResponse:
-            return await oidc.callback(request, record)
+        async def redeem(request: web.Request) -> web.StreamResponse:
+            return await oidc.redeem(request, record)
 
-        app.router.add_get("/ui/oidc/callback", in_browser(callback))
-        app.router.add_post("/ui/oidc/session", ctx.oidc.redeem)
+        app.router.add_get("/ui/oidc/callback", in_browser(oidc.callback))
+        app.router.add_post("/ui/oidc/session", redeem)
     app.router.add_get("/ui/{name}", asset)

@@ -6,9 +6,12 @@ the token endpoint, verifies the ID token's signature (the provider's JWKS), iss
 expiry and nonce, maps the role claim to a shieldes role and hands the session to the console through
 an HttpOnly cookie that only this browser holds (it passed the state check): the page redeems it
 with a same-origin POST /ui/oidc/session. A session is never taken from the URL, so a link cannot
-sign a victim in as someone else (login CSRF). Session tokens are HMAC-signed with a key derived
-from the client secret, so every node with the same settings accepts them; they expire after
-SHIELDES_OIDC_SESSION_SECONDS."""
+sign a victim in as someone else (login CSRF). The hand-off is redeemed once in the whole cluster:
+it carries no usable token, only the session to start, and the redeem appends that session's
+`oidc_session.started` to the log with the optimistic position check, so a second redeem of a
+captured cookie, on this node or another, finds the session started and gets nothing. Session
+tokens are HMAC-signed with a key derived from the client secret, so every node with the same
+settings accepts them; they expire after SHIELDES_OIDC_SESSION_SECONDS."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from shieldes.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, UpstreamError
+from shieldes.errors import AuthenticationFailed, CommandRejected, InvalidRequest, PermissionDenied, UpstreamError
 from shieldes.roles import ROLES, parse_role_map
 from shieldes.settings import Settings
 
@@ -59,6 +62,15 @@ def role_for(claim: Any, role_map: dict[str, str]) -> str | None:
 def pkce_challenge(verifier: str) -> str:
     """The S256 code challenge of a PKCE verifier (RFC 7636 section 4.2)."""
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def _pending(saved: dict[str, Any] | None) -> Session | None:
+    """The session a verified hand-off cookie's payload names, if well formed."""
+    pending = saved.get("pending") if saved is not None else None
+    if not isinstance(pending, dict) or pending.get("role") not in ROLES or not isinstance(pending.get("sid"), str) \
+            or not isinstance(pending.get("exp"), (int, float)):
+        return None
+    return Session(str(pending.get("sub")), str(pending["role"]), float(pending["exp"]), pending["sid"])
 
 
 @dataclass(frozen=True)
@@ -172,27 +184,35 @@ class OidcLogin:
         # the https callback it was registered with
         return request.scheme == "https" or self._redirect_uri(request).startswith("https://")
 
-    async def redeem(self, request: web.Request) -> web.StreamResponse:
+    async def redeem(self, request: web.Request,
+                     record: Callable[[Session], Awaitable[None]]) -> web.StreamResponse:
         """POST /ui/oidc/session: the console page takes the session the callback left in this
-        browser's hand-off cookie. The cookie is erased as it is read; a browser that did not go
-        through the callback itself (a link someone sent) has none, so nobody is signed in."""
+        browser's hand-off cookie. A browser that did not go through the callback itself (a link
+        someone sent) has none, so nobody is signed in. `record` appends the session's start to the
+        log and refuses a session started already: the hand-off is good once in the cluster, and the
+        token is made only then (the cookie holds none a thief could use instead)."""
         if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             raise PermissionDenied("an SSO sign-in is finished only by the console's own page; open /ui/ and "
                                    "sign in with SSO", code="oidc_cross_site")
         saved = self._unsign(request.cookies.get(HANDOFF_COOKIE, ""))
-        token = saved.get("session") if saved is not None else None
-        if not isinstance(token, str) or self.verify_session(token) is None:
+        pending = _pending(saved)
+        if pending is None:
             raise AuthenticationFailed("no SSO sign-in to finish in this browser (it expired after "
                                        f"{HANDOFF_SECONDS} s, or was finished already); sign in again at /ui/",
                                        code="oidc_no_sign_in")
-        resp = web.json_response({"session": token}, headers={"Cache-Control": "no-store"})
+        # a database that cannot take the start now leaves the cookie in place: the page may try again
+        try:
+            await record(pending)
+        except CommandRejected:  # the log holds this session: the hand-off was redeemed before
+            raise AuthenticationFailed("this SSO sign-in was finished already (a hand-off is redeemed once); "
+                                       "sign in again at /ui/", code="oidc_no_sign_in") from None
+        resp = web.json_response({"session": self.issue_session(pending)}, headers={"Cache-Control": "no-store"})
         resp.del_cookie(HANDOFF_COOKIE, path=HANDOFF_PATH)
         return resp
 
-    async def callback(self, request: web.Request,
-                       record: Callable[[Session], Awaitable[None]]) -> web.StreamResponse:
-        """The provider sends the browser back here; `record` appends the new session to the log
-        (the sign-in is refused if it cannot: a session the log does not hold could not be ended)."""
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        """The provider sends the browser back here: the session to start goes to this browser's
+        hand-off cookie (its start is appended to the log when the page redeems it)."""
         import jwt  # the optional sign-in path only
 
         if "error" in request.query:
@@ -246,11 +266,11 @@ class OidcLogin:
         # the session goes to this browser only, in a cookie the page redeems (never in the URL:
         # a link carrying one would sign whoever opens it in as its owner)
         signed_in = Session(who, role, time.time() + self.session_seconds, "ses_" + secrets.token_urlsafe(16))
-        await record(signed_in)
         done = web.HTTPFound("/ui/#sso")
         done.headers["Cache-Control"] = "no-store"
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
-        done.set_cookie(HANDOFF_COOKIE, self._sign({"session": self.issue_session(signed_in),
+        done.set_cookie(HANDOFF_COOKIE, self._sign({"pending": {"sub": signed_in.subject, "role": signed_in.role,
+                                                               "exp": signed_in.expires_at, "sid": signed_in.id},
                                                    "exp": time.time() + HANDOFF_SECONDS}),
                         max_age=HANDOFF_SECONDS, path=HANDOFF_PATH, httponly=True, samesite="Lax",
                         secure=self._secure(request))
