@@ -66,3 +66,11 @@ FROM request_log
 WHERE started_at > now() - interval '30 days' AND key_name IS NOT NULL
 GROUP BY 1, 2
 ORDER BY cost_usd DESC NULLS LAST;
+
+-- who read keys, usage or the logs through the admin API and the console in the last 7 days
+-- (`actor` as audit_log names the author of a change; NULL: a refused sign-in)
+SELECT started_at, actor, client_ip, method, path, status
+FROM request_log
+WHERE route LIKE '/admin/%' AND started_at > now() - interval '7 days'
+ORDER BY started_at DESC
+LIMIT 100;

@@ -22,7 +22,7 @@ COLUMNS = (
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
     "images", "audio_seconds", "characters", "cache_write_tokens", "service_tier", "web_searches",
-    "file_searches", "containers",
+    "file_searches", "containers", "actor",
 )
 
 
@@ -64,6 +64,7 @@ class RequestRecord:
     trace_id: str | None = None
     # set once the key is known
     key: VirtualKey | None = None
+    actor: str | None = None  # an admin API request's authenticated caller (as audit_log names it)
     # set by the call
     model: str | None = None  # as the client asked
     upstream_model: str | None = None
@@ -153,6 +154,7 @@ class RequestRecord:
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
             written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
             _cut(self.service_tier), self.web_searches, self.file_searches, self.containers,
+            _cut(self.actor),
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

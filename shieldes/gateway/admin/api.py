@@ -23,7 +23,7 @@ from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
-from shieldes.gateway.middleware import REQUEST_ID, request_id
+from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import read_json
 from shieldes.roles import allows
 
@@ -208,6 +208,12 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         rid = request_id(request)
         principal = authenticate(ctx, request.headers.get("Authorization"), client_address(
             request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies))
+        # every admin request's row in the request log names its caller, reads included: who listed
+        # keys or read usage is audited there (written in batches off the request path), not in the
+        # event log, which holds changes
+        rec = record_of(request)
+        if rec is not None:
+            rec.actor = principal.actor
         if not allows(principal.role, route.scope):
             raise Forbidden(f"the {principal.role} role may not {route.summary[0].lower()}{route.summary[1:]} "
                             f"(needs scope {route.scope!r}); use a token with a role that grants it")
