@@ -40,6 +40,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'oidc_role_map': ('str', False, '', None, (), (), (('_role_map', 'after'),)),
     'oidc_redirect_url': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),
     'oidc_session_seconds': ('float', False, 28800.0, None, (('gt', 0),), (), ()),
+    'oidc_idle_seconds': ('float', False, 1800.0, None, (('ge', 0),), (), ()),
     'admin_sign_in_failures': ('int', False, 10, None, (('ge', 0),), (), ()),
     'admin_sign_in_failures_total': ('int', False, 100, None, (('ge', 0),), (), ()),
     'trusted_proxies': ('str', False, '', None, (), (), (('_networks', 'after'),)),

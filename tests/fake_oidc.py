@@ -1,7 +1,8 @@
 """A tiny OpenID Connect provider over real HTTP: discovery, an authorization endpoint that signs
 in a preset user at once, a token endpoint that checks the client secret, the code and its PKCE
-verifier (RFC 7636: required, as a provider set to require PKCE does), and a JWKS with a test RSA
-key that signs the ID tokens."""
+verifier (RFC 7636: required, as a provider set to require PKCE does), a JWKS with a test RSA
+key that signs the ID tokens, and an end_session_endpoint (RP-Initiated Logout 1.0) that checks
+its id_token_hint and sends the browser back to the registered post-logout URI."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class FakeOidc:
         self.authorize_requests: list[dict[str, str]] = []
         self.require_pkce = True
         self.drop_claims: set[str] = set()  # standard claims left out of the ID token (a broken provider)
+        self.offers_logout = True  # discovery names the end_session_endpoint
+        self.logout_requests: list[dict[str, str]] = []
+        self.post_logout_uris: set[str] = set()  # registered post-logout redirect URIs (empty: any)
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -43,6 +47,7 @@ class FakeOidc:
         app.router.add_get("/authorize", self.authorize)
         app.router.add_post("/token", self.token)
         app.router.add_get("/jwks", self.jwks)
+        app.router.add_get("/logout", self.logout)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -56,11 +61,33 @@ class FakeOidc:
             await self._runner.cleanup()
 
     async def discovery(self, request: web.Request) -> web.Response:
-        return web.json_response({
+        doc = {
             "issuer": self.url, "authorization_endpoint": self.url + "/authorize",
             "token_endpoint": self.url + "/token", "jwks_uri": self.url + "/jwks",
             "response_types_supported": ["code"], "id_token_signing_alg_values_supported": ["RS256"],
-        })
+        }
+        if self.offers_logout:
+            doc["end_session_endpoint"] = self.url + "/logout"
+        return web.json_response(doc)
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """RP-initiated logout: the hint must be an ID token this provider issued to the client (its
+        expiry may have passed), the redirect one registered."""
+        q = dict(request.query)
+        self.logout_requests.append(q)
+        hint = q.get("id_token_hint")
+        if hint is not None:
+            try:
+                jwt.decode(hint, self.key.public_key(), algorithms=["RS256"], audience=CLIENT_ID,
+                           options={"verify_exp": False})
+            except jwt.InvalidTokenError:
+                return web.Response(status=400, text="invalid id_token_hint")
+        target = q.get("post_logout_redirect_uri")
+        if target is None:
+            return web.Response(text="signed out")
+        if q.get("client_id") != CLIENT_ID or (self.post_logout_uris and target not in self.post_logout_uris):
+            return web.Response(status=400, text="post_logout_redirect_uri is not registered")
+        raise web.HTTPFound(target)
 
     async def authorize(self, request: web.Request) -> web.Response:
         q = request.query

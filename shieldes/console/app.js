@@ -16,6 +16,7 @@ const main = () => document.getElementById("main");
 // The page on screen ({stop()} or null) and the number of the latest navigation: a page that
 // finishes loading after the user moved on is stopped and never touches the screen.
 const view = { current: null, seq: 0 };
+const SIGNED_OUT = "shieldes.signed_out"; // what the sign-in form says after the provider's logout
 
 // After SSO the node sends the browser to /ui/#sso with the session in an HttpOnly cookie only this
 // browser holds; the page redeems it with a same-origin POST. A session is never read from the
@@ -30,10 +31,12 @@ async function finishSso() {
     throw new Error((data && data.error && data.error.message) || `The SSO sign-in could not be finished (HTTP ${resp.status}); sign in again.`);
   }
   session.token = data.session;
+  session.idToken = data.id_token;
   return data.session;
 }
 
-async function signInView(message) {
+// `message`: why the user is here (a refusal, in the alert); `notice`: news that is not an error
+async function signInView(message, notice) {
   stopPage();
   view.seq += 1;
   const m = main();
@@ -49,6 +52,7 @@ async function signInView(message) {
     h("h1#signin-title", "Sign in"),
     h("p", "Use an admin token: SHIELDES_ADMIN_TOKEN or one made with ", h("code", "shieldes admin-token create"), "."),
     h("div.field", h("label", { for: "token" }, "Admin token"), Object.assign(input, { id: "token" })),
+    notice ? h("p.notice", { role: "status" }, notice) : null,
     status,
     h("button.primary", { type: "submit" }, "Sign in"));
   form.addEventListener("submit", async (ev) => {
@@ -148,26 +152,41 @@ window.addEventListener("shieldes:signed-out", (ev) => {
   // before the sign-in went through there is nothing to sign out of: the form says why it failed
   if (!session.me) return;
   signInView(session.me.kind === "oidc"
-    ? "Signed out: your SSO session ended (it expired after SHIELDES_OIDC_SESSION_SECONDS, or was signed out "
-      + "or revoked by an administrator). Sign in again."
+    ? (ev.detail && ev.detail.code === "session_idle"
+      ? "Signed out: your SSO session was unused for longer than the idle timeout (SHIELDES_OIDC_IDLE_SECONDS). "
+        + "Sign in again."
+      : "Signed out: your SSO session ended (it expired after SHIELDES_OIDC_SESSION_SECONDS, or was signed out "
+        + "or revoked by an administrator). Sign in again.")
     : "Signed out: the nodes no longer accept this token (revoked, or SHIELDES_ADMIN_TOKEN changed). "
       + "Sign in with an active token.");
 });
 document.getElementById("sign-out").addEventListener("click", async () => {
   // an SSO session is ended on every node (its token would otherwise stay valid until it expires)
   let note = "Signed out.";
+  let provider = null;
   if (session.me && session.me.kind === "oidc") {
     try {
-      await api("POST", "/sign-out");
+      const hint = session.idToken;
+      const out = await api("POST", "/sign-out", hint ? { id_token_hint: hint } : {});
       note = "Signed out: this session is ended on every node.";
+      provider = out.logout_url || null;
     } catch (err) {
       note = `Signed out here, but the node could not end the session (${err.message}); it ends when it expires.`;
     }
   }
   signInView("");
-  toast(note);
+  if (provider) {
+    // signed in at the provider too: end that as well; it sends the browser back to /ui/, whose
+    // sign-in form says what happened
+    sessionStorage.setItem(SIGNED_OUT, `${note} You are signed out at your identity provider too.`);
+    location.assign(provider);
+  } else {
+    toast(note);
+  }
 });
 
 finishSso().then(() => {
-  if (session.token) start().catch((err) => signInView(refused(err))); else signInView("");
+  const note = sessionStorage.getItem(SIGNED_OUT); // back from the provider's logout
+  sessionStorage.removeItem(SIGNED_OUT);
+  if (session.token) start().catch((err) => signInView(refused(err))); else signInView("", note);
 }, (err) => signInView(err.message));

@@ -1,10 +1,24 @@
 // Shared helpers: the admin API client, DOM building (never innerHTML with data), formatting.
 
 const TOKEN = "shieldes.token";
+const ID_TOKEN = "shieldes.id_token";
+// An SSO session times out when unused (SHIELDES_OIDC_IDLE_SECONDS): the node renews it at each
+// request the user makes. A live page's refresh is the user's only if they did something lately,
+// else it says it is background and renews nothing, so a console left open still times out.
+const ACTIVE_MS = 10000;
+const activity = { at: Date.now() };
+for (const name of ["pointerdown", "keydown"]) {
+  window.addEventListener(name, () => { activity.at = Date.now(); }, { capture: true, passive: true });
+}
 
 export const session = {
   get token() { return sessionStorage.getItem(TOKEN); },
-  set token(v) { if (v) sessionStorage.setItem(TOKEN, v); else sessionStorage.removeItem(TOKEN); },
+  set token(v) {
+    if (v) sessionStorage.setItem(TOKEN, v); else { sessionStorage.removeItem(TOKEN); sessionStorage.removeItem(ID_TOKEN); }
+  },
+  // the provider's ID token from an SSO sign-in: the hint of the logout at the provider
+  get idToken() { return sessionStorage.getItem(ID_TOKEN); },
+  set idToken(v) { if (v) sessionStorage.setItem(ID_TOKEN, v); else sessionStorage.removeItem(ID_TOKEN); },
   me: null,
   can(scope) { return !!(this.me && this.me.scopes.includes(scope)); },
 };
@@ -21,6 +35,7 @@ export class ApiError extends Error {
 export async function api(method, path, body, headers = {}) {
   const opts = { method, headers: { ...headers } };
   if (session.token) opts.headers.Authorization = `Bearer ${session.token}`;
+  if (Date.now() - activity.at > ACTIVE_MS) opts.headers["X-Shieldes-Activity"] = "background";
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -34,6 +49,8 @@ export async function api(method, path, body, headers = {}) {
       + "restarting, or the network is down. Try again in a moment (live pages retry at their next refresh); "
       + "if it lasts, check that the node is running." } });
   }
+  const renewed = resp.headers.get("X-Shieldes-Session");
+  if (renewed && session.token && opts.headers.Authorization === `Bearer ${session.token}`) session.token = renewed;
   let data = null;
   try { data = await resp.json(); } catch { data = null; }
   if (!resp.ok) {
@@ -41,7 +58,7 @@ export async function api(method, path, body, headers = {}) {
     const err = new ApiError(resp.status, data && data.error ? data : { error: { message: `The node answered `
       + `${[resp.status, resp.statusText].filter(Boolean).join(" ")} without saying why (a proxy in front of it?). Try again; if it `
       + "lasts, look at the node's log and the proxy's." } });
-    if (resp.status === 401) window.dispatchEvent(new CustomEvent("shieldes:signed-out", { detail: err.message }));
+    if (resp.status === 401) window.dispatchEvent(new CustomEvent("shieldes:signed-out", { detail: { message: err.message, code: err.code } }));
     throw err;
   }
   return data;

@@ -1,7 +1,8 @@
 """Single sign-on in a real headless Chromium against a node and a small OIDC provider: "Sign in
 with SSO" lands signed in as the provider's user, and a link carrying someone else's session in its
 fragment (/ui/#session=..., login CSRF) signs nobody in; an admin sees the sessions, and Sign out
-ends the session on the nodes (its token is refused after)."""
+ends the session on the nodes (its token is refused after) and at the provider; a console left
+unused times out."""
 
 from __future__ import annotations
 
@@ -42,9 +43,30 @@ def _browse(base: str, attacker_session: str) -> dict[str, Any]:
             screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-sessions-desktop.png")
         seen["token"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
         by_css(d, "#sign-out").click()
-        wait(d, lambda d: all_css(d, "input#token") and "ended on every node" in by_css(d, "#toast").text,
-             what="the sign-in form after signing out")
+        # the browser goes through the provider's logout and comes back to the sign-in form
+        wait(d, lambda d: all_css(d, "input#token") and "identity provider too" in by_css(d, "form p.notice").text,
+             what="the sign-in form after signing out at the provider")
+        seen["after_sign_out"] = {"url": d.current_url, "note": by_css(d, "form p.notice").text,
+                                  "stored": d.execute_script("return [sessionStorage.getItem('shieldes.token'), "
+                                                             "sessionStorage.getItem('shieldes.id_token')]")}
+        if os.environ.get("SHIELDES_SCREENSHOTS_TO"):
+            screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-signed-out-desktop.png")
     return seen
+
+
+def _idle(base: str) -> dict[str, Any]:
+    """Sign in with SSO, then leave the console alone on its live Overview page."""
+    with chromium(*DESKTOP) as d:
+        d.get(base + "/ui/")
+        wait(d, lambda d: all_css(d, "a.button[href='/ui/oidc/login']"), what="the SSO button")
+        by_css(d, "a.button[href='/ui/oidc/login']").click()
+        wait(d, lambda d: all_css(d, LOADED + "h1"), what="the console after SSO")
+        wait(d, lambda d: all_css(d, "input#token") and "idle timeout" in by_css(d, "form p.error").text,
+             timeout=60, what="the sign-in form once the unused session timed out")
+        if os.environ.get("SHIELDES_SCREENSHOTS_TO"):
+            screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-idle-desktop.png")
+        return {"note": by_css(d, "form p.error").text,
+                "stored": d.execute_script("return sessionStorage.getItem('shieldes.token')")}
 
 
 async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(database_url: str) -> None:
@@ -57,8 +79,10 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
             status, attacker = await sign_in(h.base)
             assert status == 200, attacker
             idp.user = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
+            idp.post_logout_uris = {h.base + "/ui/"}
             seen = await asyncio.to_thread(_browse, h.base, attacker)
             ended = (await AdminClient(h.base, seen["token"]).get("/admin/v1/whoami"))[0]
+            logouts = list(idp.logout_requests)
     finally:
         await idp.stop()
     planted = seen["planted"]
@@ -69,3 +93,22 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
     assert len(seen["sessions"]) == 2 and all("active" in row for row in seen["sessions"]), seen  # mallory's too
     assert "ana@example.com (this session)" in seen["sessions"][0] and "this session" not in seen["sessions"][1]
     assert ended == 401  # signing out ended the session, not only forgot it in the tab
+    # and at the provider (RP-initiated logout), with the ID token as hint, back to the console
+    assert len(logouts) == 1 and logouts[0]["id_token_hint"] and logouts[0]["post_logout_redirect_uri"] == \
+        seen["after_sign_out"]["url"], (logouts, seen["after_sign_out"])
+    assert seen["after_sign_out"]["stored"] == [None, None], seen
+
+
+async def test_an_sso_console_left_unused_times_out(database_url: str) -> None:
+    """The live page keeps polling, but its refreshes are not the user's activity: past the idle
+    timeout the node refuses the session and the console says why."""
+    require_chromium()
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin",
+                           oidc_idle_seconds=2.0) as h:
+            seen = await asyncio.to_thread(_idle, h.base)
+    finally:
+        await idp.stop()
+    assert seen["stored"] is None and "SHIELDES_OIDC_IDLE_SECONDS" in seen["note"], seen

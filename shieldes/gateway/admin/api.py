@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from shieldes.dbwait import READ_ADVICE, first_line
 from shieldes.errors import Forbidden, InvalidRequest, ShieldesError
 from shieldes.gateway.admin.auth import Principal, authenticate
 from shieldes.gateway.admin.context import ADMIN, AdminContext
+from shieldes.gateway.admin.oidc import ACTIVITY_HEADER, RENEWED_HEADER
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import read_json
@@ -233,6 +235,11 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             idem = (key, hashlib.sha256(route.full_path.encode() + b"\0" + orjson.dumps(
                 body, option=orjson.OPT_SORT_KEYS)).hexdigest())
         call = Call(request, ctx, principal, dict(request.match_info), query, body, idem)
+        if principal.signed is not None and ctx.oidc is not None and \
+                request.headers.get(ACTIVITY_HEADER) != "background":
+            renewed = ctx.oidc.renew(principal.signed, time.time())  # the user is active: the idle deadline moves
+            if renewed is not None:
+                call.headers[RENEWED_HEADER] = renewed
         try:
             if route.reads_db:
                 result = await ctx.db_read_wait.run(route.handler(call), f"{route.method} {route.full_path} cannot "

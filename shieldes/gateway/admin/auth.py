@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from shieldes.errors import AuthenticationFailed, RateLimited, ShieldesError, retry_after_seconds
 from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.admin.oidc import Session
 from shieldes.secrets import hash_key
 
 BOOTSTRAP_ACTOR = "bootstrap-token"
@@ -35,6 +36,7 @@ class Principal:
     role: str
     kind: str  # "bootstrap" | "token" | "oidc"
     session: str | None = None  # an OIDC principal's session id (sign-out ends it)
+    signed: Session | None = None  # an OIDC principal's session as its token says (renewed on activity)
 
     @property
     def actor(self) -> str:
@@ -66,11 +68,13 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
         if token is not None and token.usable(time.time()):
             return Principal(token.name, token.role, "token")
         if ctx.oidc is not None:
-            session = ctx.oidc.verify_session(given)
+            wall = time.time()
+            session = ctx.oidc.verify_session(given, wall)
             # a session ended early (signed out, revoked) is refused as soon as this node applies it
             held = state.oidc_sessions.get(session.id) if session is not None else None
             if session is not None and (held is None or held.ended is None):
-                return Principal(session.subject, session.role, "oidc", session.id)
+                ctx.oidc.check_idle(session, wall)  # a signed token, not a guess: refused without counting
+                return Principal(session.subject, session.role, "oidc", session.id, session)
         # compared in constant time over digests, so not even the length leaks; an operator chose
         # it, so it is only compared while the limit allows a guess
         if wait is None and configured and hmac.compare_digest(_digest(given), _digest(configured)):

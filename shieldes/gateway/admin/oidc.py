@@ -11,7 +11,11 @@ it carries no usable token, only the session to start, and the redeem appends th
 `oidc_session.started` to the log with the optimistic position check, so a second redeem of a
 captured cookie, on this node or another, finds the session started and gets nothing. Session
 tokens are HMAC-signed with a key derived from the client secret, so every node with the same
-settings accepts them; they expire after SHIELDES_OIDC_SESSION_SECONDS."""
+settings accepts them; they expire after SHIELDES_OIDC_SESSION_SECONDS, or after
+SHIELDES_OIDC_IDLE_SECONDS unused: a token carries its idle deadline, signed, and every admin
+request the user makes is answered with the token renewed (X-Shieldes-Session), so every node
+enforces the idle timeout from the token alone. Signing out sends the browser to the provider's
+end_session_endpoint when its discovery names one (RP-initiated logout)."""
 
 from __future__ import annotations
 
@@ -41,6 +45,13 @@ CALLBACK = "/ui/oidc/callback"
 HANDOFF_COOKIE = "shieldes_oidc_handoff"
 HANDOFF_PATH = "/ui/oidc/session"
 HANDOFF_SECONDS = 120
+# the renewed session token on an admin API answer (its idle deadline moved on)
+RENEWED_HEADER = "X-Shieldes-Session"
+# the console's live refreshes say so: they are not the user's activity and renew nothing
+ACTIVITY_HEADER = "X-Shieldes-Activity"
+# an ID token longer than this is not kept for the logout hint (the hand-off cookie must stay
+# below the browsers' 4 KiB); the logout then names the client instead
+MAX_HINT = 2400
 
 
 def _b64(data: bytes) -> str:
@@ -70,7 +81,9 @@ def _pending(saved: dict[str, Any] | None) -> Session | None:
     if not isinstance(pending, dict) or pending.get("role") not in ROLES or not isinstance(pending.get("sid"), str) \
             or not isinstance(pending.get("exp"), (int, float)):
         return None
-    return Session(str(pending.get("sub")), str(pending["role"]), float(pending["exp"]), pending["sid"])
+    hint = pending.get("idt")
+    return Session(str(pending.get("sub")), str(pending["role"]), float(pending["exp"]), pending["sid"],
+                   id_token=hint if isinstance(hint, str) else None)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,12 @@ class Session:
     role: str
     expires_at: float
     id: str  # the session in the log (oidc_session.started): ended there, refused everywhere
+    idle_until: float | None = None  # refused after this unless renewed (None: no idle timeout)
+    id_token: str | None = None  # the provider's ID token, for the logout's id_token_hint (hand-off only)
+
+
+class SessionIdle(AuthenticationFailed):
+    code = "session_idle"
 
 
 class OidcLogin:
@@ -91,6 +110,7 @@ class OidcLogin:
         self.role_map = parse_role_map(settings.oidc_role_map)
         self.redirect_url = settings.oidc_redirect_url
         self.session_seconds = settings.oidc_session_seconds
+        self.idle_seconds = settings.oidc_idle_seconds
         self._key = hashlib.sha256(b"shieldes-oidc-session\x00" + self.client_secret.encode()).digest()
         self._discovery: dict[str, Any] | None = None
 
@@ -119,20 +139,61 @@ class OidcLogin:
             return None
         return payload
 
-    def issue_session(self, session: Session) -> str:
-        return SESSION_PREFIX + self._sign({"sub": session.subject, "role": session.role, "exp": session.expires_at,
-                                            "sid": session.id})
+    def issue_session(self, session: Session, now: float) -> str:
+        """The session's token, its idle deadline `now` + SHIELDES_OIDC_IDLE_SECONDS (never past its expiry)."""
+        payload: dict[str, Any] = {"sub": session.subject, "role": session.role, "exp": session.expires_at,
+                                   "sid": session.id}
+        if self.idle_seconds > 0:
+            payload["idle"] = min(session.expires_at, now + self.idle_seconds)
+        return SESSION_PREFIX + self._sign(payload)
 
-    def verify_session(self, token: str) -> Session | None:
+    def verify_session(self, token: str, now: float) -> Session | None:
         """The session a token carries, if signed here and not expired (whether it has ended early
-        is the log's to say: auth.py asks the node's config)."""
+        is the log's to say: auth.py asks the node's config; whether it sat idle too long is
+        `idle_until`'s)."""
         if not token.startswith(SESSION_PREFIX):
             return None
         payload = self._unsign(token[len(SESSION_PREFIX):])
         # a token without a session id (signed by an earlier release) could not be ended: refused
         if payload is None or payload.get("role") not in ROLES or not isinstance(payload.get("sid"), str):
             return None
-        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]), payload["sid"])
+        idle = payload.get("idle")
+        idle_until = float(idle) if isinstance(idle, (int, float)) and not isinstance(idle, bool) else None
+        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]), payload["sid"], idle_until)
+
+    def check_idle(self, session: Session, now: float) -> None:
+        """Refuse a session left unused past its idle deadline (a signed-in user who walked away)."""
+        if self.idle_seconds > 0 and session.idle_until is not None and session.idle_until < now:
+            raise SessionIdle(f"this console session was unused for more than {self.idle_seconds:g} s "
+                              "(SHIELDES_OIDC_IDLE_SECONDS) and has timed out; sign in again at /ui/")
+
+    def renew(self, session: Session, now: float) -> str | None:
+        """The session's token with its idle deadline moved to `now` (None: no idle timeout to move)."""
+        return self.issue_session(session, now) if self.idle_seconds > 0 else None
+
+    async def logout_url(self, request: web.Request, id_token_hint: str | None) -> str | None:
+        """Where to send the browser to end the user's session at the provider too (OpenID Connect
+        RP-Initiated Logout 1.0), back to the console after; None if its discovery names no
+        end_session_endpoint or cannot be read (the shieldes session is ended either way)."""
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                doc = await self.discovery(session)
+        except UpstreamError:
+            return None
+        endpoint = doc.get("end_session_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        params = {"client_id": self.client_id, "post_logout_redirect_uri": self.post_logout_uri(request)}
+        if id_token_hint:
+            params = {"id_token_hint": id_token_hint, **params}
+        return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
+
+    def post_logout_uri(self, request: web.Request) -> str:
+        """The console's address next to the registered callback (register it at the provider as a
+        post-logout redirect URI)."""
+        redirect = self._redirect_uri(request)
+        return redirect[:-len(CALLBACK)] + "/ui/" if redirect.endswith(CALLBACK) else \
+            f"{request.scheme}://{request.host}/ui/"
 
     # --- the provider ----------------------------------------------------------------------------
 
@@ -206,7 +267,10 @@ class OidcLogin:
         except CommandRejected:  # the log holds this session: the hand-off was redeemed before
             raise AuthenticationFailed("this SSO sign-in was finished already (a hand-off is redeemed once); "
                                        "sign in again at /ui/", code="oidc_no_sign_in") from None
-        resp = web.json_response({"session": self.issue_session(pending)}, headers={"Cache-Control": "no-store"})
+        answer = {"session": self.issue_session(pending, time.time())}
+        if pending.id_token:  # the page keeps it for the logout's id_token_hint
+            answer["id_token"] = pending.id_token
+        resp = web.json_response(answer, headers={"Cache-Control": "no-store"})
         resp.del_cookie(HANDOFF_COOKIE, path=HANDOFF_PATH)
         return resp
 
@@ -266,11 +330,14 @@ class OidcLogin:
         # the session goes to this browser only, in a cookie the page redeems (never in the URL:
         # a link carrying one would sign whoever opens it in as its owner)
         signed_in = Session(who, role, time.time() + self.session_seconds, "ses_" + secrets.token_urlsafe(16))
+        hint = {"idt": tokens["id_token"]} if isinstance(tokens["id_token"], str) and len(
+            tokens["id_token"]) <= MAX_HINT and isinstance(doc.get("end_session_endpoint"), str) else {}
         done = web.HTTPFound("/ui/#sso")
         done.headers["Cache-Control"] = "no-store"
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
         done.set_cookie(HANDOFF_COOKIE, self._sign({"pending": {"sub": signed_in.subject, "role": signed_in.role,
-                                                               "exp": signed_in.expires_at, "sid": signed_in.id},
+                                                               "exp": signed_in.expires_at, "sid": signed_in.id,
+                                                               **hint},
                                                    "exp": time.time() + HANDOFF_SECONDS}),
                         max_age=HANDOFF_SECONDS, path=HANDOFF_PATH, httponly=True, samesite="Lax",
                         secure=self._secure(request))

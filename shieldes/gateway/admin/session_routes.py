@@ -46,7 +46,14 @@ async def sign_out(call: Call) -> Any:
         return {"signed_out": False, "message": "an admin token has no session to end: forget it in the client, or "
                                                 "revoke it (POST /admin/v1/admin-tokens/{name}/revoke)"}
     written = await _write(call, EndSession(p.session, "signed_out", time.time()))
-    return {"signed_out": True, **_ended(written)}
+    out: dict[str, Any] = {"signed_out": True, **_ended(written)}
+    oidc = call.ctx.oidc
+    # the user is signed in at the provider too: the console sends the browser there to end that
+    # as well (RP-initiated logout), when the provider offers it
+    logout = await oidc.logout_url(call.request, call.body.get("id_token_hint")) if oidc is not None else None
+    if logout is not None:
+        out["logout_url"] = logout
+    return out
 
 
 ROUTES: tuple[Route, ...] = (
@@ -59,5 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/sessions/revoke", revoke_user_sessions, ADMIN, "End every console session of a user on every node",
           "sessions",
           body=(Field("user", "string", "the user (as GET /admin/v1/sessions names them)", required=True),)),
-    Route("POST", "/sign-out", sign_out, ANY, "End the caller's own console session on every node", "session"),
+    Route("POST", "/sign-out", sign_out, ANY, "End the caller's own console session on every node", "session",
+          body=(Field("id_token_hint", "string", "the ID token the sign-in gave (POST /ui/oidc/session's `id_token`): "
+                                                 "named in the `logout_url` to the provider's end_session_endpoint"),)),
 )
