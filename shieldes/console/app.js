@@ -171,7 +171,8 @@ document.getElementById("sign-out").addEventListener("click", async () => {
       note = "Signed out: this session is ended on every node.";
       provider = out.logout_url || null;
     } catch (err) {
-      note = `Signed out here, but the node could not end the session (${err.message}); it ends when it expires.`;
+      note = `Signed out here, but the node could not end the session (${err.message}). This tab forgot it; unused, it `
+        + "times out after SHIELDES_OIDC_IDLE_SECONDS, and an admin can revoke it now on the Sessions page.";
     }
   }
   signInView("");

@@ -1,7 +1,11 @@
 """Who is calling the admin API: the bootstrap token (SHIELDES_ADMIN_TOKEN, role admin), an
 event-sourced admin token (looked up by hash in the node's memory, so a revocation is felt as soon
 as the node applies it), or a console session from OIDC sign-in (signed, short-lived). Failed
-sign-ins are bounded per client address and per node (sign_in_limit.py)."""
+sign-ins are bounded per client address and per node (sign_in_limit.py).
+
+A node that cannot reach Postgres and knows (from gossip or NOTIFY) that the log has moved past what
+it applied may have missed a revocation another node acknowledged: it accepts no revocable
+credential (admin token, console session) until it reads the log again, and says to use another node."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shieldes.errors import AuthenticationFailed, RateLimited, ShieldesError, retry_after_seconds
+from shieldes.errors import AuthenticationFailed, DatabaseUnavailable, RateLimited, ShieldesError, retry_after_seconds
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import Session
 from shieldes.secrets import hash_key
@@ -46,6 +50,23 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
 
+class CredentialsUnconfirmed(DatabaseUnavailable):
+    code = "credentials_unconfirmed"
+
+
+def _check_current(ctx: AdminContext) -> None:
+    """Refuse to vouch for a revocable credential on a node cut off from a log that moved on."""
+    lag = ctx.projector.lag
+    if not lag:  # caught up with every position it heard of: the common case costs one comparison
+        return
+    _, info = ctx.readiness()
+    if info.get("database") == "unreachable":
+        raise CredentialsUnconfirmed(
+            f"this node cannot reach Postgres and the log has moved {lag} position(s) past what it applied, so it "
+            "cannot tell whether this admin token or console session was revoked meanwhile: use another node, or "
+            "retry once this one reads the log again (its /ready stops saying `degraded`)")
+
+
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
@@ -66,6 +87,7 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
         # attacker's failures never lock their holders out
         token = state.admin_token_by_hash(hash_key(given))
         if token is not None and token.usable(time.time()):
+            _check_current(ctx)
             return Principal(token.name, token.role, "token")
         if ctx.oidc is not None:
             wall = time.time()
@@ -74,6 +96,7 @@ def authenticate(ctx: AdminContext, authorization: str | None, client: str | Non
             held = state.oidc_sessions.get(session.id) if session is not None else None
             if session is not None and (held is None or held.ended is None):
                 ctx.oidc.check_idle(session, wall)  # a signed token, not a guess: refused without counting
+                _check_current(ctx)
                 return Principal(session.subject, session.role, "oidc", session.id, session)
         # compared in constant time over digests, so not even the length leaks; an operator chose
         # it, so it is only compared while the limit allows a guess
