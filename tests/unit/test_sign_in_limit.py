@@ -51,3 +51,19 @@ def test_the_client_is_named_by_a_trusted_proxy_only() -> None:
     assert client_address("10.1.2.3", "203.0.113.5", ()) == "10.1.2.3"  # nothing trusted: the peer
     with pytest.raises(ValueError, match="SHIELDES_TRUSTED_PROXIES"):
         parse_networks("10.0.0.0/33")
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_the_cluster_wide_bound_is_nodes_times_the_node_bound(nodes: int) -> None:
+    """An attacker spreading guesses over every node behind a load balancer, one address: in a
+    minute, N x SHIELDES_ADMIN_SIGN_IN_FAILURES guesses are compared, the bound docs/security.md states."""
+    limits = [SignInLimit(per_address=10, total=100) for _ in range(nodes)]
+    compared, t = 0, 0.0
+    while t < 60.0:  # a guess every 10 ms, round robin over the nodes
+        limit = limits[int(t * 100) % nodes]
+        if limit.wait("203.0.113.5", t) is None:
+            compared += 1
+        limit.fail("203.0.113.5", t)
+        t += 0.01
+    # the first minute's burst of each node's bucket plus what refilled meanwhile (held at 0 while guessed)
+    assert compared == pytest.approx(nodes * 10, abs=nodes)

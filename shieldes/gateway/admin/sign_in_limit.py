@@ -6,7 +6,8 @@ credential takes a token; while a bucket is empty, a credential that could be gu
 operator-chosen SHIELDES_ADMIN_TOKEN, or anything wrong) is answered 429 without being looked at,
 until a token refills (Retry-After). Tokens shieldes makes (`admin-token create`, SSO sessions) carry
 256 random bits, beyond guessing, so they keep working: an attacker cannot lock operators out.
-Held in memory on each node (no database I/O on sign-in), so the bound is per node."""
+Held in memory on each node (no database I/O on sign-in), so the bound is per node: N nodes behind
+one load balancer admit N times each bound in all (docs/security.md states it)."""
 
 from __future__ import annotations
 
