@@ -152,7 +152,8 @@ window.addEventListener("shieldes:signed-out", (ev) => {
   // before the sign-in went through there is nothing to sign out of: the form says why it failed
   if (!session.me) return;
   signInView(session.me.kind === "oidc"
-    ? (ev.detail && ev.detail.code === "session_idle"
+    ? (ev.detail && ev.detail.code === "session_role_gone" ? `Signed out: ${ev.detail.message}`
+      : ev.detail && ev.detail.code === "session_idle"
       ? "Signed out: your SSO session was unused for longer than the idle timeout (SHIELDES_OIDC_IDLE_SECONDS). "
         + "Sign in again."
       : "Signed out: your SSO session ended (it expired after SHIELDES_OIDC_SESSION_SECONDS, or was signed out "

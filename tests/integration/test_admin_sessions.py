@@ -156,3 +156,28 @@ async def test_a_hand_off_is_redeemed_once_in_the_cluster(database_url: str) -> 
             assert rows == [(2,)], rows
     finally:
         await idp.stop()
+
+
+async def test_a_changed_role_map_takes_effect_on_sessions_signed_in(database_url: str) -> None:
+    """The operator narrows SHIELDES_OIDC_ROLE_MAP (a rolling restart with the new value): a
+    session signed in as admin is a viewer on a node with the new map at its next request, and
+    refused on a node whose map no longer grants its groups any role."""
+    idp = await FakeOidc().start()
+    oidc = dict(oidc_issuer=idp.url, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET)
+    try:
+        async with harness(database_url, oidc_role_map="platform=admin", **oidc) as a:
+            idp.user = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform", *[f"g{i}" for i in range(300)]]}
+            status, session = await sign_in(a.base)
+            assert status == 200, session
+            assert len(session) < 1000  # the 300 groups that grant nothing are not carried
+            assert (await AdminClient(a.base, session).get("/admin/v1/whoami"))[1]["role"] == "admin"
+            async with harness(database_url, providers=False, oidc_role_map="platform=viewer", **oidc) as b:
+                status, me = await AdminClient(b.base, session).get("/admin/v1/whoami")
+                assert status == 200 and me["role"] == "viewer", me
+                assert (await AdminClient(b.base, session).post("/admin/v1/teams", {"name": "t"}))[0] == 403
+            async with harness(database_url, providers=False, oidc_role_map="sre=admin", **oidc) as c:
+                status, body = await AdminClient(c.base, session).get("/admin/v1/whoami")
+                assert status == 401 and body["error"]["code"] == "session_role_gone", body
+                assert "SHIELDES_OIDC_ROLE_MAP" in body["error"]["message"]
+    finally:
+        await idp.stop()

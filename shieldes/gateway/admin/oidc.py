@@ -70,6 +70,18 @@ def role_for(claim: Any, role_map: dict[str, str]) -> str | None:
     return next((r for r in ROLES if r in roles), None)  # ROLES is ordered most powerful first
 
 
+MAX_GRANTS = 16  # claim values a session keeps to map again (a user in hundreds of groups keeps the granting ones)
+
+
+def granting(claim: Any, role_map: dict[str, str]) -> tuple[str, ...]:
+    """The claim's values that map to a role: a session keeps them, and its role is mapped from them
+    again with the node's SHIELDES_OIDC_ROLE_MAP at each request, so a changed map takes effect on
+    sessions already signed in."""
+    values = [claim] if isinstance(claim, str) else [v for v in claim if isinstance(v, str)] if isinstance(
+        claim, list) else []
+    return tuple(v for v in values if len(v) <= 256 and (v in role_map or v in ROLES))[:MAX_GRANTS]
+
+
 def pkce_challenge(verifier: str) -> str:
     """The S256 code challenge of a PKCE verifier (RFC 7636 section 4.2)."""
     return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
@@ -83,7 +95,11 @@ def _pending(saved: dict[str, Any] | None) -> Session | None:
         return None
     hint = pending.get("idt")
     return Session(str(pending.get("sub")), str(pending["role"]), float(pending["exp"]), pending["sid"],
-                   id_token=hint if isinstance(hint, str) else None)
+                   id_token=hint if isinstance(hint, str) else None, grants=_grants(pending.get("grants")))
+
+
+def _grants(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str))[:MAX_GRANTS] if isinstance(value, list) else ()
 
 
 @dataclass(frozen=True)
@@ -94,10 +110,15 @@ class Session:
     id: str  # the session in the log (oidc_session.started): ended there, refused everywhere
     idle_until: float | None = None  # refused after this unless renewed (None: no idle timeout)
     id_token: str | None = None  # the provider's ID token, for the logout's id_token_hint (hand-off only)
+    grants: tuple[str, ...] = ()  # the role claim's values that granted the role (granting())
 
 
 class SessionIdle(AuthenticationFailed):
     code = "session_idle"
+
+
+class SessionRoleGone(AuthenticationFailed):
+    code = "session_role_gone"
 
 
 class OidcLogin:
@@ -145,6 +166,8 @@ class OidcLogin:
                                    "sid": session.id}
         if self.idle_seconds > 0:
             payload["idle"] = min(session.expires_at, now + self.idle_seconds)
+        if session.grants:
+            payload["grants"] = list(session.grants)
         return SESSION_PREFIX + self._sign(payload)
 
     def verify_session(self, token: str, now: float) -> Session | None:
@@ -159,7 +182,15 @@ class OidcLogin:
             return None
         idle = payload.get("idle")
         idle_until = float(idle) if isinstance(idle, (int, float)) and not isinstance(idle, bool) else None
-        return Session(str(payload["sub"]), str(payload["role"]), float(payload["exp"]), payload["sid"], idle_until)
+        grants = _grants(payload.get("grants"))
+        role = str(payload["role"])
+        if grants:  # the role as this node's SHIELDES_OIDC_ROLE_MAP maps the user's groups now
+            mapped = role_for(list(grants), self.role_map)
+            if mapped is None:
+                raise SessionRoleGone(f"SHIELDES_OIDC_ROLE_MAP no longer maps {', '.join(grants)!s} to a role, so this "
+                                      "console session has none; ask an administrator, then sign in again at /ui/")
+            role = mapped
+        return Session(str(payload["sub"]), role, float(payload["exp"]), payload["sid"], idle_until, grants=grants)
 
     def check_idle(self, session: Session, now: float) -> None:
         """Refuse a session left unused past its idle deadline (a signed-in user who walked away)."""
@@ -337,6 +368,8 @@ class OidcLogin:
         done.del_cookie(STATE_COOKIE, path="/ui/oidc")
         done.set_cookie(HANDOFF_COOKIE, self._sign({"pending": {"sub": signed_in.subject, "role": signed_in.role,
                                                                "exp": signed_in.expires_at, "sid": signed_in.id,
+                                                               "grants": list(granting(claims.get(self.role_claim),
+                                                                                       self.role_map)),
                                                                **hint},
                                                    "exp": time.time() + HANDOFF_SECONDS}),
                         max_age=HANDOFF_SECONDS, path=HANDOFF_PATH, httponly=True, samesite="Lax",
