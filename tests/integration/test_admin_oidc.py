@@ -223,3 +223,29 @@ async def test_the_session_reaches_only_the_browser_that_signed_in(database_url:
     assert stranger == (401, "oidc_no_sign_in") and cross == (403, "oidc_cross_site")
     assert first[0] == 200 and first[1]["session"].startswith("shd-oidc-") and first[2] == "no-store"
     assert again == (401, "oidc_no_sign_in")
+
+
+async def test_a_provider_that_does_not_answer_is_a_502_saying_so(database_url: str) -> None:
+    """The provider accepts the connection and never answers (a hung IdP, a black-holed network):
+    the sign-in ends within its timeout with a 502 naming the provider and what to check, a page in
+    words for a browser; not a 500."""
+    import asyncio
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the node gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with harness(database_url, oidc_issuer=f"http://127.0.0.1:{port}", oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h, \
+                aiohttp.ClientSession() as s:
+            async with s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+                body = await r.json()
+                assert r.status == 502 and "OIDC provider" in body["error"]["message"], body
+                assert "SHIELDES_OIDC_ISSUER" in body["error"]["message"], body
+            async with s.get(h.base + "/ui/oidc/login", allow_redirects=False, headers={"Accept": "text/html"}) as r:
+                assert r.status == 502 and "Sign-in failed" in await r.text()
+    finally:
+        server.close()

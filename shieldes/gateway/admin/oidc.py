@@ -235,9 +235,9 @@ class OidcLogin:
                     raise UpstreamError(f"the OIDC provider answered {resp.status} for {url}; "
                                         "check SHIELDES_OIDC_ISSUER")
                 data = await resp.json(content_type=None)
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"cannot reach the OIDC provider at {url} ({exc}); check SHIELDES_OIDC_ISSUER") \
-                from None
+        except (aiohttp.ClientError, TimeoutError) as exc:  # a provider that never answers: the timeout
+            raise UpstreamError(f"cannot reach the OIDC provider at {url} ({exc or 'no answer in time'}); check "
+                                "SHIELDES_OIDC_ISSUER and that the provider is up") from None
         if not isinstance(data, dict):
             raise UpstreamError(f"the OIDC provider sent no JSON object from {url}")
         return data
@@ -329,8 +329,9 @@ class OidcLogin:
                     if resp.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
                         raise AuthenticationFailed("the OIDC provider did not issue an ID token for this code; "
                                                    "start again at /ui/", code="oidc_refused")
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(f"cannot reach the OIDC token endpoint ({exc})") from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamError(f"cannot reach the OIDC provider's token endpoint ({exc or 'no answer in time'}); "
+                                    "check that the provider is up, then sign in again at /ui/") from None
             jwks = await self._get_json(session, doc["jwks_uri"])
         try:
             header = jwt.get_unverified_header(tokens["id_token"])
