@@ -30,6 +30,10 @@ from shieldes.gateway.routes import read_json
 from shieldes.roles import allows
 
 SERVING = READ_ADVICE + "; chat requests are served meanwhile"
+# Every admin answer, errors included: never cached (it may hold a secret shown once, or who holds
+# which role), never sniffed as a page or framed, whatever a name or a message in it says.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
 
 
 def refused_read(exc: psycopg.Error) -> ShieldesError | None:
@@ -205,6 +209,13 @@ def _check_body(route: Route, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handle(request)
+        except ShieldesError as exc:  # rendered by the app's error middleware, with these headers
+            exc.headers.update(API_HEADERS)
+            raise
+
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request.app[ADMIN]
         rid = request_id(request)
@@ -254,12 +265,12 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         status, data = result if isinstance(result, tuple) else (200, result)
         if isinstance(data, Streamed):
             return await _stream(request, data, {"Content-Type": "application/json", REQUEST_ID: rid,
-                                                 "Cache-Control": "no-store", **call.headers})
+                                                 **API_HEADERS, **call.headers})
         # numbers as decimals, never `2e-7` (money: a request's cost, a small budget or price)
         return web.Response(body=plainjson.dumps(data), status=status, headers={
-            "Content-Type": "application/json", REQUEST_ID: rid, "Cache-Control": "no-store", **call.headers})
+            "Content-Type": "application/json", REQUEST_ID: rid, **API_HEADERS, **call.headers})
 
-    return handle
+    return guarded
 
 
 async def _stream(request: web.Request, data: Streamed, headers: dict[str, str]) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from shieldes.config_writer import execute_live
 from shieldes.errors import ShieldesError
+from shieldes.gateway.admin.api import API_HEADERS
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import Session
 from shieldes.gateway.middleware import note_error
@@ -99,8 +100,7 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
         raise web.HTTPFound("/ui/")
 
     async def sign_in_options(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"oidc": ctx.oidc is not None, "node_id": ctx.node_id},
-                                 headers={"Cache-Control": "no-store"})
+        return web.json_response({"oidc": ctx.oidc is not None, "node_id": ctx.node_id}, headers=API_HEADERS)
 
     app.router.add_get("/ui", to_console)
     app.router.add_get("/ui/", asset)
@@ -115,7 +115,13 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
                                   "the sign-in could not be recorded", advice="sign in again in a moment")
 
         async def redeem(request: web.Request) -> web.StreamResponse:
-            return await oidc.redeem(request, record)
+            try:
+                resp = await oidc.redeem(request, record)
+            except ShieldesError as exc:
+                exc.headers.update(API_HEADERS)
+                raise
+            resp.headers.update(API_HEADERS)
+            return resp
 
         app.router.add_get("/ui/oidc/callback", in_browser(oidc.callback))
         app.router.add_post("/ui/oidc/session", redeem)
