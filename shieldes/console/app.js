@@ -172,7 +172,9 @@ document.getElementById("sign-out").addEventListener("click", async () => {
       note = "Signed out: this session is ended on every node.";
       provider = out.logout_url || null;
     } catch (err) {
-      note = `Signed out here, but the node could not end the session (${err.message}). This tab forgot it; unused, it `
+      // the node's words on a 503 speak of the database: here what matters is what became of the session
+      const why = err.status === 503 ? "the database did not confirm it" : err.message;
+      note = `Signed out here, but the node could not end the session (${why}). This tab forgot it; unused, it `
         + "times out after SHIELDES_OIDC_IDLE_SECONDS, and an admin can revoke it now on the Sessions page.";
     }
   }

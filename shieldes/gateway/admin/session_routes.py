@@ -9,15 +9,18 @@ from typing import Any
 
 from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.gateway.admin.api import Call, Field, Route
-from shieldes.gateway.admin.config_routes import UNCONFIRMED
 from shieldes.projections.sessions import EndSession, EndUserSessions, SessionCommand
 from shieldes.roles import ADMIN, ANY
 from shieldes.views import session_row, sessions_of
 
+# ending a session twice is refused as "ended already", never done twice: so sending it again is safe
+UNCONFIRMED_END = ("the session may or may not have ended: GET /admin/v1/sessions?status=all (the console's Sessions "
+                   "page) shows it; sending the same request again is safe")
+
 
 async def _write(call: Call, command: SessionCommand) -> LiveWrite:
     return await call.ctx.db_wait.run(execute_live(call.ctx.projector, command, actor=call.principal.actor),
-                                      "the change was not confirmed", advice=UNCONFIRMED)
+                                      "the end of the session was not confirmed", advice=UNCONFIRMED_END)
 
 
 def _ended(written: LiveWrite) -> dict[str, Any]:
