@@ -154,6 +154,11 @@ async def test_a_hand_off_is_redeemed_once_in_the_cluster(database_url: str) -> 
             assert (await AdminClient(a.base, first["session"]).get("/admin/v1/whoami"))[0] == 200
             rows = a.sql("SELECT count(*) FROM audit_log WHERE type = 'oidc_session.started'")
             assert rows == [(2,)], rows
+            # the request log's rows of the redeems name who signed in (a refused replay: nobody)
+            writer = a.node.request_log
+            assert writer is not None and await writer.flush_all(10)
+            actors = a.sql("SELECT actor, status FROM request_log WHERE route = %s ORDER BY started_at", HANDOFF_PATH)
+            assert actors[:2] == [("oidc:ana@example.com", 200), (None, 401)], actors
     finally:
         await idp.stop()
 

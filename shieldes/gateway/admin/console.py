@@ -15,7 +15,7 @@ from shieldes.errors import ShieldesError
 from shieldes.gateway.admin.api import API_HEADERS
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import Session
-from shieldes.gateway.middleware import note_error
+from shieldes.gateway.middleware import note_error, record_of
 from shieldes.projections.sessions import StartSession
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -115,8 +115,14 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
                                   "the sign-in could not be recorded", advice="sign in again in a moment")
 
         async def redeem(request: web.Request) -> web.StreamResponse:
+            async def record_here(session: Session) -> None:
+                await record(session)
+                rec = record_of(request)  # the request log's row of the sign-in names who signed in
+                if rec is not None:
+                    rec.actor = f"oidc:{session.subject}"
+
             try:
-                resp = await oidc.redeem(request, record)
+                resp = await oidc.redeem(request, record_here)
             except ShieldesError as exc:
                 exc.headers.update(API_HEADERS)
                 raise
