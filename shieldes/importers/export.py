@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from shieldes.importers.spec import OPENAI_COMPATIBLE
-from shieldes.projections.state import Budget, ConfigState, Deployment, is_model_pattern
+from shieldes.projections.state import Budget, ConfigState, Deployment, Price, is_model_pattern
 from shieldes.providers.kinds import KINDS, base_url_for
 
 EXPORT_FORMATS = ("shieldes", "bifrost", "litellm")
@@ -236,7 +236,33 @@ def _litellm_params(d: Deployment, model: str, state: ConfigState) -> dict[str, 
                 params["cache_read_input_token_cost_above_200k_tokens"] = long.cache_read_per_1m / 1_000_000
             if long.cache_write_per_1m is not None:
                 params["cache_creation_input_token_cost_above_200k_tokens"] = long.cache_write_per_1m / 1_000_000
+        params.update(_litellm_extras(price))
     return params
+
+
+def _litellm_extras(price: Price) -> dict[str, Any]:
+    """A price's service-tier multipliers and hosted tool prices in LiteLLM's fields: the flex and
+    priority prices of each token price (`input_cost_per_token_flex`, ...), the per-search price for
+    every search context size, the file search price per 1,000 calls, the container price per
+    session. The regional multiplier has no LiteLLM field (export_litellm warns)."""
+    out: dict[str, Any] = {}
+    for tier in ("flex", "priority"):
+        factor = price.multiplier(tier)
+        if factor is None or price.input_per_1m <= 0:  # LiteLLM's tier price is read over the input price
+            continue
+        out[f"input_cost_per_token_{tier}"] = price.input_per_1m * factor / 1_000_000
+        out[f"output_cost_per_token_{tier}"] = price.output_per_1m * factor / 1_000_000
+        if price.cache_read_per_1m is not None:
+            out[f"cache_read_input_token_cost_{tier}"] = price.cache_read_per_1m * factor / 1_000_000
+    if price.per_web_search is not None:
+        out["search_context_cost_per_query"] = {f"search_context_size_{size}": price.per_web_search
+                                                for size in ("low", "medium", "high")}
+    file_search, container = price.per("file_search"), price.per("container")
+    if file_search is not None:
+        out["file_search_cost_per_1k_calls"] = round(file_search * 1000, 9)
+    if container is not None:
+        out["code_interpreter_cost_per_session"] = container
+    return out
 
 
 def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
@@ -255,6 +281,9 @@ def export_litellm(state: ConfigState) -> tuple[dict[str, Any], list[str]]:
         model_list.extend({"model_name": public, "litellm_params": _litellm_params(d, model, state)}
                           for public, model in pairs)
     exported = {m for d in state.providers.values() for m in d.models}
+    for model in sorted(m for m in exported if state.pricing.get(m) and state.pricing[m].multiplier("regional")):
+        warnings.append(f"{model}: its regional multiplier is not exported (LiteLLM has no such field): set it "
+                        f"again after import with `shieldes pricing set {model} ... --multiplier regional=X`")
     for pattern in sorted(m for m in state.pricing if is_model_pattern(m) and m not in exported):
         warnings.append(f"price pattern {pattern!r} not exported: LiteLLM prices a model_list entry, and no "
                         "provider serves that pattern (set it again after import: `shieldes pricing set`)")

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shieldes.importers.litellm_keys import looks_like_litellm_keys, parse_litellm_keys
-from shieldes.importers.prices import litellm_price
+from shieldes.importers.prices import PRICE_FIELDS, litellm_price
 from shieldes.importers.settings_notes import PER_REQUEST, Found, litellm_strategy, node_notes, settings_notes
 from shieldes.importers.spec import (
     DEFAULT_BASE_URLS,
@@ -69,8 +69,7 @@ _HANDLED_PARAMS = frozenset((
     "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint", "aws_external_id",
     "aws_bedrock_runtime_endpoint", "vertex_project",
     "vertex_location", "vertex_ai_project", "vertex_ai_location", "vertex_credentials", "tenant_id", "client_id",
-    "client_secret", "input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost",
-    "cache_creation_input_token_cost", "output_cost_per_reasoning_token"))
+    "client_secret", *PRICE_FIELDS))
 # router_settings / litellm_settings the import maps (fallbacks: aliases; routing_strategy: routing)
 _HANDLED_SETTINGS = ("fallbacks", "context_window_fallbacks", "default_fallbacks", "routing_strategy", "master_key",
                      "model_group_alias")

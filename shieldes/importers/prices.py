@@ -2,7 +2,9 @@
 
 Entries give USD per token (`input_cost_per_token`, `output_cost_per_token`, and for prompt caching
 `cache_read_input_token_cost`, `cache_creation_input_token_cost`, and the `*_above_200k_tokens` long-context
-tier of Gemini Pro and Claude Sonnet); shieldes keeps USD per 1M tokens.
+tier of Gemini Pro and Claude Sonnet); shieldes keeps USD per 1M tokens. The flex and priority prices
+(`*_flex`, `*_priority`) become multipliers, the hosted tool prices (`search_context_cost_per_query`,
+`file_search_cost_per_1k_calls`, `code_interpreter_cost_per_session`) per-use prices.
 Which entries are taken: by default the models this gateway knows (the shipped catalog, prices
 already set, models providers and aliases serve), all of them with `everything`, or the listed
 `models`. A price equal to the one in force is left alone, so a re-import writes nothing.
@@ -51,26 +53,50 @@ def _above_200k(sources: Sequence[Mapping[str, Any]], where: str) -> LongContext
     return LongContext(200_000, input_, output, read, write)
 
 
+# The providers whose web searches shieldes counts (Claude's usage, OpenAI Responses'
+# web_search_call items, Gemini grounding): their `search_context_cost_per_query` is the per-search price
+_SEARCH_PROVIDERS = ("anthropic", "openai", "azure", "gemini", "vertex_ai")
+
+
+def _usd(value: Any, where: str, unit: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ImportRejected(f"{where} must be a number >= 0 (USD per {unit}), got {value!r}")
+    return float(value)
+
+
 def _per_search(sources: Sequence[Mapping[str, Any]], where: str) -> float | None:
-    """LiteLLM's `search_context_cost_per_query` (USD per search, by search context size) of a
-    Claude entry: the medium size's (Anthropic has one price). Only Anthropic reports its searches
-    in its usage, so only Claude entries carry a per-search price here."""
+    """LiteLLM's `search_context_cost_per_query` (USD per search, by search context size): the
+    medium size's, LiteLLM's own default (shieldes has one price per model). Taken from entries of
+    the providers whose searches are counted (see _SEARCH_PROVIDERS; a config's litellm_params
+    name theirs by the prefix of `model`)."""
     for src in sources:
         found = src.get("search_context_cost_per_query")
-        if "anthropic" not in str(src.get("litellm_provider", "")):
+        provider = str(src.get("litellm_provider") or str(src.get("model", "")).partition("/")[0])
+        if not provider.startswith(_SEARCH_PROVIDERS):
             continue
         if isinstance(found, Mapping) and found.get("search_context_size_medium") is not None:
-            value = found["search_context_size_medium"]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ImportRejected(f"{where}.search_context_cost_per_query must hold numbers >= 0 (USD per "
-                                     f"search), got {value!r}")
-            return float(value)
+            return _usd(found["search_context_size_medium"], f"{where}.search_context_cost_per_query", "search")
     return None
 
 
+def _per_use(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, float], ...]:
+    """LiteLLM's hosted tool prices: `file_search_cost_per_1k_calls` (USD per 1,000 file
+    searches) as the `file_search` per-use price, `code_interpreter_cost_per_session` (USD per
+    container session) as the `container` one."""
+    out: dict[str, float] = {}
+    for src in sources:
+        calls = src.get("file_search_cost_per_1k_calls")
+        if calls is not None and "file_search" not in out:
+            out["file_search"] = round(_usd(calls, f"{where}.file_search_cost_per_1k_calls", "1,000 calls") / 1000, 9)
+        session = src.get("code_interpreter_cost_per_session")
+        if session is not None and "container" not in out:
+            out["container"] = _usd(session, f"{where}.code_interpreter_cost_per_session", "session")
+    return tuple(sorted(out.items()))
+
+
 def _tier_multipliers(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, float], ...]:
-    """OpenAI's flex and priority prices (`input_cost_per_token_flex`, `..._priority`) as
-    multipliers of the standard input price, to 6 places (the rates they scale round to the list
+    """The flex and priority prices (`input_cost_per_token_flex`, `..._priority`: OpenAI's, Vertex
+    AI's Priority PayGo) as multipliers of the standard input price, to 6 places (the rates they scale round to the list
     prices exactly)."""
     out: list[tuple[str, float]] = []
     for src in sources:
@@ -89,6 +115,15 @@ def _tier_multipliers(sources: Sequence[Mapping[str, Any]], where: str) -> tuple
     return tuple(sorted(out))
 
 
+# Every field litellm_price reads (a config's litellm_params carrying them are imported, not noted)
+PRICE_FIELDS = frozenset((*(f for f, _ in _FIELDS), "output_cost_per_reasoning_token", *_ABOVE_200K,
+                          "input_cost_per_token_flex", "input_cost_per_token_priority",
+                          "output_cost_per_token_flex", "output_cost_per_token_priority",
+                          "cache_read_input_token_cost_flex", "cache_read_input_token_cost_priority",
+                          "search_context_cost_per_query", "file_search_cost_per_1k_calls",
+                          "code_interpreter_cost_per_session"))
+
+
 def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
                   notes: list[str] | None = None) -> PriceSpec | None:
     """The price LiteLLM's per-token fields give `model` (the first source holding a field wins);
@@ -105,7 +140,7 @@ def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
     price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
                       found.get("cache_read_per_1m"), found.get("cache_write_per_1m"),
                       long_context=_above_200k(sources, where), per_web_search=_per_search(sources, where),
-                      multipliers=_tier_multipliers(sources, where))
+                      multipliers=_tier_multipliers(sources, where), per_use=_per_use(sources, where))
     reasoning = found.get("reasoning")
     if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
         notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "

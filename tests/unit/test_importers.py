@@ -398,3 +398,54 @@ def test_a_price_pattern_no_provider_serves_is_named_in_the_litellm_export_warni
     _, warnings = export(state, "litellm")
     assert warnings == ["price pattern 'claude-opus-*' not exported: LiteLLM prices a model_list entry, and no "
                         "provider serves that pattern (set it again after import: `shieldes pricing set`)"]
+
+
+def test_litellm_export_and_import_carry_tier_multipliers_and_hosted_tool_prices() -> None:
+    from shieldes.events.catalog import PricingSet
+
+    state = fold(ConfigState(), parse({"model_list": [
+        {"model_name": "house", "litellm_params": {"model": "openai/house", "api_key": "os.environ/K"}},
+        {"model_name": "claude-x", "litellm_params": {"model": "vertex_ai/claude-x", "vertex_project": "p",
+                                                      "vertex_location": "europe-west1"}}]}, "litellm")[1])
+    state = apply_config(state, PricingSet("house", 2.0, 8.0, 0.5, multipliers={"flex": 0.5, "priority": 1.75},
+                                           per_web_search=0.01, per_use={"file_search": 0.0025, "container": 0.03}))
+    state = apply_config(state, PricingSet("claude-x", 3.0, 15.0, multipliers={"regional": 1.1}))
+    free = apply_config(state, PricingSet("house", 0.0, 1.0, multipliers={"flex": 0.5}))
+    params = next(e["litellm_params"] for e in export(free, "litellm")[0]["model_list"] if e["model_name"] == "house")
+    assert "input_cost_per_token_flex" not in params  # no input price to read a factor over: left out
+    parse(yaml.safe_load(yaml.safe_dump(export(free, "litellm")[0])), "litellm")  # and it imports back
+    out, warnings = export(state, "litellm")
+    params = next(e["litellm_params"] for e in out["model_list"] if e["model_name"] == "house")
+    assert params["input_cost_per_token_flex"] == pytest.approx(1e-06)
+    assert params["output_cost_per_token_priority"] == pytest.approx(1.4e-05)
+    assert params["cache_read_input_token_cost_flex"] == pytest.approx(2.5e-07)
+    assert params["search_context_cost_per_query"]["search_context_size_medium"] == 0.01
+    assert (params["file_search_cost_per_1k_calls"], params["code_interpreter_cost_per_session"]) == (2.5, 0.03)
+    assert any("claude-x: its regional multiplier is not exported" in w for w in warnings), warnings
+
+    again = parse(yaml.safe_load(yaml.safe_dump(out)), "litellm")[1]
+    assert not any("house" in n and "not imported" in n for n in again.notes), again.notes
+    fresh = fold(ConfigState(), again)
+    assert fresh.pricing["house"] == state.pricing["house"]  # every price, multiplier and per-use price back
+    assert plan_import(state, again, None).commands == []
+
+
+def test_litellm_price_file_hosted_tool_prices_import_as_per_use_prices() -> None:
+    from shieldes.importers.prices import parse_litellm_prices
+
+    doc = {"gpt-5": {"mode": "responses", "litellm_provider": "openai", "input_cost_per_token": 1.25e-06,
+                     "output_cost_per_token": 1e-05, "file_search_cost_per_1k_calls": 2.5,
+                     "code_interpreter_cost_per_session": 0.03,
+                     "search_context_cost_per_query": {"search_context_size_low": 0.01,
+                                                       "search_context_size_medium": 0.01}},
+           "gemini-2.5-pro": {"mode": "chat", "litellm_provider": "vertex_ai-language-models",
+                              "input_cost_per_token": 1.25e-06, "output_cost_per_token": 1e-05,
+                              "search_context_cost_per_query": {"search_context_size_medium": 0.035}},
+           "mistral-large": {"mode": "chat", "litellm_provider": "mistral", "input_cost_per_token": 2e-06,
+                             "output_cost_per_token": 6e-06,
+                             "search_context_cost_per_query": {"search_context_size_medium": 0.05}}}
+    prices = {p.model: p for p in parse_litellm_prices(doc)[0]}
+    assert prices["gpt-5"].per_use == (("container", 0.03), ("file_search", 0.0025))
+    assert prices["gpt-5"].per_web_search == 0.01
+    assert prices["gemini-2.5-pro"].per_web_search == 0.035  # grounding is billed per search too
+    assert prices["mistral-large"].per_web_search is None  # no searches counted there

@@ -229,7 +229,7 @@ def test_web_searches_cost_the_per_search_price_and_survive_a_snapshot() -> None
                               "output_cost_per_token": 1e-05,
                               "search_context_cost_per_query": {"search_context_size_medium": 0.035}}}
     prices = {p.model: p for p in parse_litellm_prices(doc)[0]}
-    assert prices["claude-sonnet-4-5"].per_web_search == 0.01 and prices["gemini-2.5-pro"].per_web_search is None
+    assert prices["claude-sonnet-4-5"].per_web_search == 0.01 and prices["gemini-2.5-pro"].per_web_search == 0.035
 
 
 def test_an_answer_costs_the_multiplier_of_the_tier_that_served_it() -> None:
