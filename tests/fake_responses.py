@@ -109,7 +109,8 @@ def _pick(body: dict[str, Any], tools: list[dict[str, Any]], script: wire.ToolSc
 
 def hosted_items(body: dict[str, Any], item_id: str) -> list[dict[str, Any]]:
     """The hosted tool calls OpenAI runs before it answers, one per hosted tool the request offers:
-    a web search, a file search, a code interpreter call (in a container named after the response)."""
+    a web search, a file search, a code interpreter call (in the container the tool names by id, else
+    a new one named after the response)."""
     out: list[dict[str, Any]] = []
     for i, tool in enumerate(t for t in body.get("tools") or [] if isinstance(t, dict)):
         kind, tid = tool.get("type"), f"{item_id[4:20]}{i:02d}"
@@ -119,9 +120,11 @@ def hosted_items(body: dict[str, Any], item_id: str) -> list[dict[str, Any]]:
         elif kind == "file_search":
             out.append({"id": f"fs_{tid}", "type": "file_search_call", "status": "completed",
                         "queries": ["weather"], "results": None})
-        elif kind == "code_interpreter":
+        elif kind == "code_interpreter":  # an existing container named by id, else a new one
+            named = tool.get("container")
+            container = named if isinstance(named, str) else f"cntr_{item_id[4:28]}"
             out.append({"id": f"ci_{tid}", "type": "code_interpreter_call", "status": "completed",
-                        "code": "print(1 + 1)", "container_id": f"cntr_{item_id[4:28]}", "outputs": None})
+                        "code": "print(1 + 1)", "container_id": container, "outputs": None})
     return out
 
 

@@ -7,7 +7,7 @@ Gateway methods as chat completions."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -87,14 +87,16 @@ def served_tier(response: Body | None) -> str | None:
     return tier if isinstance(tier, str) and tier else None
 
 
-def billed_as_served(usage: TokenUsage, response: Body | None) -> TokenUsage:
+def billed_as_served(usage: TokenUsage, response: Body | None,
+                     sessions: Callable[[frozenset[str]], int] = len) -> TokenUsage:
     """`usage` with what the final response object says about billing that its usage does not: the
     service tier that served it (given to token_usage where the usage is built, so no second build
     here on the common path) and the hosted tools it ran (web and file searches, code interpreter
-    containers: providers/hosted_tools.py)."""
+    containers: providers/hosted_tools.py; `sessions` says how many of its containers start a
+    billed session)."""
     if response is None:
         return usage
-    usage = with_hosted(usage, response.get("output"))
+    usage = with_hosted(usage, response.get("output"), sessions)
     if usage.service_tier is None:
         tier = served_tier(response)
         if tier is not None:
@@ -151,7 +153,7 @@ class Turn:
         await self.conversations.append_turn(self.conversation, self.key.id, self.stored_input, response)
 
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
-        usage = billed_as_served(usage, response)
+        usage = billed_as_served(usage, response, self.gw.container_sessions.bill)
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
         if self.rec is not None:
             self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \

@@ -33,6 +33,7 @@ from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, resolve
 from shieldes.secrets import Keyring, hash_key
 from shieldes.settings import Settings
+from shieldes.usage.container_sessions import ContainerSessions
 from shieldes.usage.meter import Meter, Reservation
 from shieldes.usage.pricing import (
     NO_RATE,
@@ -92,6 +93,7 @@ class Gateway(UpstreamCalls):
         self.providers = providers
         self.metrics = metrics
         self.prices = PriceTable()
+        self.container_sessions = ContainerSessions()  # code interpreter containers billed this session
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown)
         # every node's view of deployment health (its own and its peers'); set by the cluster
         self.health_views: Callable[[], list[Mapping[str, Health]]] = lambda: []

@@ -4,7 +4,8 @@ from the answer itself. Pure.
 OpenAI's Responses API puts each hosted tool call in the response's `output`: a `web_search_call`
 item per search ($10 per 1,000 calls), a `file_search_call` item per file search ($2.50 per 1,000),
 and a `code_interpreter_call` item naming the container it ran in (`container_id`; billed per
-container, $0.03 for the default size, however many calls run in it).
+container session, $0.03 for the default size, however many calls run in it: see
+usage/container_sessions.py).
 
 Gemini's grounding with Google Search says what it searched in each candidate's
 `groundingMetadata.webSearchQueries`. Google bills Gemini 3 per search query ($14 per 1,000) and
@@ -12,16 +13,18 @@ earlier models per grounded prompt ($35 per 1,000): an answer of those counts on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from shieldes.providers.base import TokenUsage
 
 
-def openai_hosted(output: Any) -> tuple[int, int, int]:
-    """(web searches, file searches, containers) of a Responses object's `output` items."""
+def openai_hosted(output: Any) -> tuple[int, int, frozenset[str]]:
+    """(web searches, file searches, the ids of the containers code ran in) of a Responses object's
+    `output` items."""
     if not isinstance(output, list):
-        return 0, 0, 0
+        return 0, 0, frozenset()
     web = files = 0
     containers: set[str] = set()
     for item in output:
@@ -32,7 +35,7 @@ def openai_hosted(output: Any) -> tuple[int, int, int]:
             files += 1
         elif kind == "code_interpreter_call" and isinstance(item.get("container_id"), str):
             containers.add(item["container_id"])
-    return web, files, len(containers)
+    return web, files, frozenset(containers)
 
 
 def gemini_grounding(resp: Any) -> int:
@@ -58,10 +61,13 @@ def with_searches(usage: TokenUsage, searches: int) -> TokenUsage:
     return replace(usage, web_search_requests=searches) if searches > usage.web_search_requests else usage
 
 
-def with_hosted(usage: TokenUsage, output: Any) -> TokenUsage:
+def with_hosted(usage: TokenUsage, output: Any, sessions: Callable[[frozenset[str]], int] = len) -> TokenUsage:
     """`usage` with the hosted tool uses of `output` (a count the upstream's usage already gives,
-    Claude's web searches through a translation, is kept)."""
-    web, files, containers = openai_hosted(output)
+    Claude's web searches through a translation, is kept). `sessions`: how many of the containers
+    code ran in are billed now (ContainerSessions.bill: those not billed in their current session;
+    every one by default)."""
+    web, files, ids = openai_hosted(output)
+    containers = sessions(ids) if ids else 0
     if not (web or files or containers):
         return usage
     return replace(usage, web_search_requests=max(usage.web_search_requests, web),

@@ -63,3 +63,31 @@ async def test_hosted_tool_uses_cost_their_per_use_prices(database_url: str) -> 
         assert logged == {"json": (1, 1, 1, totals["json"][3]), "stream": (1, 1, 1, totals["stream"][3]),
                           "plain": (None, None, None, totals["plain"][3]),
                           "house": (1, 1, 1, totals["house"][3])}
+
+
+async def test_a_container_reused_by_later_turns_is_billed_once_per_session(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native", models=("gpt-4o",)))
+        keys = {name: await h.create_key(name) for name in ("reuse", "fresh")}
+        await h.sync()
+
+        def client(name: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=keys[name], max_retries=0)
+
+        reused: Any = [{"type": "code_interpreter", "container": "cntr_shared"}]
+        turns = [await client("reuse").responses.create(model="gpt-4o", input=f"turn {i}", tools=reused)
+                 for i in range(3)]
+        assert {t.output[0].container_id for t in turns} == {"cntr_shared"}  # type: ignore[union-attr]
+        # each new auto container is its own session
+        auto: Any = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+        fresh = [await client("fresh").responses.create(model="gpt-4o", input=f"turn {i}", tools=auto)
+                 for i in range(2)]
+
+        await h.flush()
+        totals = h.usage_totals()
+        tokens = sum(int(t.usage.input_tokens * GPT4O[0] + t.usage.output_tokens * GPT4O[1])  # type: ignore[union-attr]
+                     for t in turns)
+        assert totals["reuse"][3] == tokens + 30_000_000  # one session: $0.03, not three
+        tokens = sum(int(t.usage.input_tokens * GPT4O[0] + t.usage.output_tokens * GPT4O[1])  # type: ignore[union-attr]
+                     for t in fresh)
+        assert totals["fresh"][3] == tokens + 2 * 30_000_000

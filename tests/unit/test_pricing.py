@@ -321,8 +321,8 @@ def test_hosted_tool_uses_are_counted_from_the_output_and_cost_their_per_use_pri
               {"type": "code_interpreter_call", "id": "ci_2", "container_id": "cntr_a"},  # the same container
               {"type": "code_interpreter_call", "id": "ci_3", "container_id": "cntr_b"},
               {"type": "message", "content": []}, "junk", {"type": None}]
-    assert openai_hosted(output) == (2, 1, 2)
-    assert openai_hosted(None) == openai_hosted({"type": "message"}) == (0, 0, 0)
+    assert openai_hosted(output) == (2, 1, frozenset({"cntr_a", "cntr_b"}))
+    assert openai_hosted(None) == openai_hosted({"type": "message"}) == (0, 0, frozenset())
     usage = with_hosted(TokenUsage(100, 10), output)
     assert usage == TokenUsage(100, 10, web_search_requests=2, file_search_calls=1, containers=2)
     assert with_hosted(TokenUsage(1, 1, web_search_requests=5), output).web_search_requests == 5  # the upstream's
@@ -370,3 +370,26 @@ def test_litellm_flex_and_priority_prices_import_as_multipliers() -> None:
     assert prices["gpt-4"].multipliers == ()
     mini = served_at(rate_of(Price(0.15, 0.6, multipliers=prices["gpt-4o-mini"].multipliers)), "priority")
     assert (mini.input, mini.output) == (pusd_per_token(0.25), pusd_per_token(1.0))  # exactly the file's
+
+
+def test_a_container_is_billed_once_per_session_however_many_answers_name_it() -> None:
+    from shieldes.providers.hosted_tools import with_hosted
+    from shieldes.usage.container_sessions import SESSION_SECONDS, ContainerSessions
+
+    now = [1000.0]
+    sessions = ContainerSessions(clock=lambda: now[0])
+
+    def turn(*ids: str) -> int:
+        output = [{"type": "code_interpreter_call", "container_id": c} for c in ids]
+        return with_hosted(TokenUsage(1, 1), output, sessions.bill).containers
+
+    assert turn("cntr_a", "cntr_a") == 1  # one container, two calls: one session
+    now[0] += 60
+    assert turn("cntr_a") == 0  # the next turn reuses it: already billed this session
+    assert turn("cntr_a", "cntr_b") == 1  # only the new one
+    now[0] += SESSION_SECONDS - 60
+    assert turn("cntr_a") == 1  # 20 minutes after its session began: a new session
+    assert turn("cntr_b") == 0  # cntr_b's began a minute later
+    now[0] += 60
+    assert turn("cntr_b") == 1
+    assert turn() == 0
