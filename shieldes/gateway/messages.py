@@ -202,7 +202,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
     betas = bedrock_betas.header_values(request.headers.get("anthropic-beta"))
-    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens)
+    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens, tools=top.fields.get("tools"))
     checked: list[bool] = []  # whether the history's ids fit, once a native deployment asks
 
     def native_payload(target: Target) -> bytes:

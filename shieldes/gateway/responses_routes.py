@@ -272,8 +272,8 @@ async def prepare(request: web.Request) -> Prepared:
     ctx = ResponseContext.of(body, response_id(req.store, time.time()), int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
-    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses",
-                      service_tier=body.get("service_tier"))
+    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses", service_tier=body.get("service_tier"),
+                      tools=body.get("tools"), max_tool_calls=body.get("max_tool_calls"))
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,

@@ -205,9 +205,11 @@ class Call:
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
                  size: int, max_tokens: int | None, route: Route | None = None, *, cap: bool = False,
-                 choices: int = 1) -> None:
+                 choices: int = 1, tools: object = None) -> None:
         """`route`: the key's route for the body's model, when the caller already resolved it.
-        `cap`: a budgeted request naming no max_tokens gets one, in `self.cap` (Gateway.admit)."""
+        `cap`: a budgeted request naming no max_tokens gets one, in `self.cap` (Gateway.admit).
+        `tools`: the request's tools as JSON bytes, where `body` does not hold them decoded (a
+        budget holds the hosted tools they offer)."""
         self.gw = gw
         self.rid = request_id(request)
         self.key = key
@@ -221,7 +223,8 @@ class Call:
         self.size = size
         self.res: Reservation
         self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices,
-                                          service_tier=body.get("service_tier"))
+                                      service_tier=body.get("service_tier"),
+                                      tools=body.get("tools") if tools is None else tools)
         self.headers = self.res.headers  # the answer's own headers: the limits', what was dropped
 
     async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:

@@ -8,7 +8,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
+
+import orjson
 
 from shieldes.cluster.view import Health
 from shieldes.errors import (
@@ -28,6 +31,7 @@ from shieldes.providers.base import (
     TokenUsage,
 )
 from shieldes.providers.chat_history import Found
+from shieldes.providers.hosted_tools import held_uses, may_offer
 from shieldes.responses.input_turns import InputTurn
 from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, resolve
@@ -49,6 +53,22 @@ from shieldes.usage.pricing import (
 from shieldes.usage.units import NO_UNITS, Units
 
 log = logging.getLogger(__name__)
+
+
+def _held_uses(tools: object, model: str, max_tool_calls: object) -> tuple[int, int, int]:
+    """held_uses of a body's `tools`, decoded or as its JSON bytes (decoded only when they may name
+    a hosted tool)."""
+    if tools is None:
+        return 0, 0, 0
+    if not isinstance(tools, list):
+        raw = bytes(memoryview(tools))  # type: ignore[arg-type]  # msgspec.Raw, bytes
+        if not may_offer(raw):
+            return 0, 0, 0
+        try:
+            tools = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return 0, 0, 0  # the body's own checks refuse it
+    return held_uses(tools, model, max_tool_calls)
 DEFAULT_COMPLETION_ESTIMATE = 256  # tokens estimated for an unbudgeted request naming no max_tokens
 
 
@@ -208,8 +228,8 @@ class Gateway(UpstreamCalls):
         return team is not None and team.budget is not None
 
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-              op: Operation, *, cap: bool = False, choices: int = 1,
-              service_tier: object = None) -> tuple[Reservation, int | None]:
+              op: Operation, *, cap: bool = False, choices: int = 1, service_tier: object = None,
+              tools: object = None, max_tool_calls: object = None) -> tuple[Reservation, int | None]:
         """Admit one request: limits, budgets, and a hold on its estimate. Estimate: prompt bytes / 4
         tokens at the input price, plus max_tokens for each of the `choices` completions asked for
         (`n`) at the output price. Fails closed on money: a model without a price cannot be held to
@@ -220,7 +240,9 @@ class Gateway(UpstreamCalls):
         is decided on the same counters admission reads (see completion_cap), and shared by the
         choices, each of which may run to it. `service_tier`: the body's; `priority` is held at the
         model's priority multiplier (flex at the list price: a flex request refused for capacity and
-        sent on to another deployment is served at its default tier)."""
+        sent on to another deployment is served at its default tier). `tools`: the body's (decoded,
+        or its JSON bytes): a budget also holds the hosted tools it offers (held_uses, bounded by
+        a Responses request's `max_tool_calls`), and the completion cap leaves room for them."""
         config = self.state.config
         budgeted = self.budgeted(key)
         found = self.prices.lookup(config.pricing, route.model)
@@ -234,11 +256,15 @@ class Gateway(UpstreamCalls):
         position = self.state.position
         seen = self.meter.look(config, usage, key, position)
         capped = None
+        web, files, containers = _held_uses(tools, route.model, max_tool_calls) if budgeted else (0, 0, 0)
+        uses = TokenUsage(0, 0, web_search_requests=web, file_search_calls=files, containers=containers)
         if cap and budgeted and max_tokens is None and op != "embeddings":
+            left = seen.budget_left(key)
+            left = None if left is None else left - cost_nusd(rate, uses)
             capped = max_tokens = max(1, completion_cap(self.settings.budget_max_tokens * choices, prompt, rate,
-                                                        seen.budget_left(key), seen.tokens_left(key)) // choices)
+                                                        left, seen.tokens_left(key)) // choices)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
-        estimate = cost_nusd(rate, TokenUsage(prompt, completion))
+        estimate = cost_nusd(rate, replace(uses, prompt_tokens=prompt, completion_tokens=completion))
         res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped

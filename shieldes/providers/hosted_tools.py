@@ -72,3 +72,49 @@ def with_hosted(usage: TokenUsage, output: Any, sessions: Callable[[frozenset[st
         return usage
     return replace(usage, web_search_requests=max(usage.web_search_requests, web),
                    file_search_calls=max(usage.file_search_calls, files), containers=max(usage.containers, containers))
+
+
+# What a budget holds for each hosted search tool a request offers without a bound of its own
+# (Anthropic's max_uses, the Responses API's max_tool_calls): the uses are known only from the answer
+USES_HELD = 5
+_MARKERS = (b"web_search", b"file_search", b"code_interpreter", b"google_search", b"googleSearch")
+
+
+def may_offer(tools: bytes) -> bool:
+    """Whether a request's `tools` (as its JSON bytes) may name a hosted tool billed per use: the
+    cheap test before decoding them."""
+    return any(m in tools for m in _MARKERS)
+
+
+def _bound(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def held_uses(tools: Any, model: str, max_tool_calls: Any = None) -> tuple[int, int, int]:
+    """(web searches, file searches, containers) a budget holds for the hosted tools `tools`
+    offers, on every API's wording: OpenAI's `web_search*` and Anthropic's `web_search_*` tools
+    (their `max_uses`, else USES_HELD each), `file_search` (USES_HELD), `code_interpreter` (one
+    container each), Gemini's `google_search` (one grounded prompt for Gemini 1.x and 2.x, which
+    bill per prompt, else USES_HELD queries). A Responses request's `max_tool_calls` bounds every
+    count. Settlement bills what the answer used, so a hold above it is handed back."""
+    if not isinstance(tools, list):
+        return 0, 0, 0
+    web = files = containers = 0
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        kind = tool.get("type")
+        if isinstance(kind, str) and kind.startswith("web_search"):
+            most = _bound(tool.get("max_uses"))
+            web += USES_HELD if most is None else most
+        elif kind == "file_search":
+            files += USES_HELD
+        elif kind == "code_interpreter":
+            containers += 1
+        elif any(k in tool for k in ("google_search", "googleSearch", "google_search_retrieval",
+                                     "googleSearchRetrieval")):
+            web += 1 if model.startswith(("gemini-1", "gemini-2")) else USES_HELD
+    most = _bound(max_tool_calls)
+    if most is not None:
+        web, files, containers = min(web, most), min(files, most), min(containers, most)
+    return web, files, containers

@@ -36,10 +36,12 @@ def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: 
             f"requests in flight in the {budget.period} period")
     if spent >= limit:
         return f"{used}; {renewal(budget.period, today)}, or raise it with `shieldes budget set`"
-    cost = f"{used}, and this request may cost up to {usd(estimate)} (prompt and max_tokens)"
+    cost = (f"{used}, and this request may cost up to {usd(estimate)} (prompt, max_tokens and the uses of the "
+            "hosted tools it offers)")
+    lower = "lower max_tokens (or bound hosted tools: max_tool_calls, max_uses)"
     if estimate > limit:  # no wait helps: the request alone may cost more than the whole budget
-        return f"{cost}, more than the whole budget; lower max_tokens, or raise it with `shieldes budget set`"
-    return f"{cost}; lower max_tokens, wait ({renewal(budget.period, today)}), or raise it with `shieldes budget set`"
+        return f"{cost}, more than the whole budget; {lower}, or raise it with `shieldes budget set`"
+    return f"{cost}; {lower}, wait ({renewal(budget.period, today)}), or raise it with `shieldes budget set`"
 
 
 def check_budget(what: str, budget: Budget, spent: int, today: int, estimate: int) -> None:

@@ -91,3 +91,39 @@ async def test_a_container_reused_by_later_turns_is_billed_once_per_session(data
         tokens = sum(int(t.usage.input_tokens * GPT4O[0] + t.usage.output_tokens * GPT4O[1])  # type: ignore[union-attr]
                      for t in fresh)
         assert totals["fresh"][3] == tokens + 2 * 30_000_000
+
+
+async def test_a_budget_holds_the_hosted_tools_a_request_offers(database_url: str) -> None:
+    """A key at its budget's edge: a request whose tokens fit but whose hosted tools (held at
+    USES_HELD searches each, or the request's own bound) do not is refused before any upstream
+    call, on the Responses and the Messages APIs; with a bound that fits it is served and settled
+    at what it used."""
+    import anthropic
+    import pytest
+
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native", models=("gpt-4o",)))
+        await h.admin(SetPricing("claude-3-5-haiku-latest", 0.8, 4.0, per_web_search=0.01))
+        # tokens of these requests: well under $0.001; five searches: $0.05
+        secret = await h.create_key("edge", budget_usd=0.04)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        search: Any = [{"type": "web_search"}]
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(model="gpt-4o", input="news?", tools=search, max_output_tokens=50)
+        assert refused.value.code == "budget_exceeded"
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError):
+            await claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, tools=[
+                {"type": "web_search_20250305", "name": "web_search"}], messages=[{"role": "user", "content": "news?"}])
+        assert h.upstream.requests == []  # refused before any upstream call
+
+        answer = await client.responses.create(model="gpt-4o", input="news?", tools=search, max_output_tokens=50,
+                                               max_tool_calls=2)
+        assert answer.output[0].type == "web_search_call"
+        message = await claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, tools=[
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+            messages=[{"role": "user", "content": "news?"}])
+        assert message.usage.server_tool_use is not None and message.usage.server_tool_use.web_search_requests == 1
+        await h.flush()
+        assert h.usage_totals()["edge"][0] == 2

@@ -393,3 +393,20 @@ def test_a_container_is_billed_once_per_session_however_many_answers_name_it() -
     now[0] += 60
     assert turn("cntr_b") == 1
     assert turn() == 0
+
+
+def test_the_hosted_tools_a_request_offers_are_held_at_their_bound() -> None:
+    from shieldes.providers.hosted_tools import USES_HELD, held_uses, may_offer
+
+    openai_tools = [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs"]},
+                    {"type": "code_interpreter", "container": {"type": "auto"}}, {"type": "function", "name": "f"}]
+    assert held_uses(openai_tools, "gpt-5") == (USES_HELD, USES_HELD, 1)
+    assert held_uses(openai_tools, "gpt-5", max_tool_calls=2) == (2, 2, 1)  # the Responses API's bound
+    assert held_uses(openai_tools, "gpt-5", max_tool_calls=0) == (0, 0, 0)
+    claude = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}, {"name": "f", "input_schema": {}}]
+    assert held_uses(claude, "claude-sonnet-4-5") == (3, 0, 0)
+    assert held_uses([{"type": "web_search_20250305", "name": "web_search"}], "claude-sonnet-4-5") == (USES_HELD, 0, 0)
+    assert held_uses([{"google_search": {}}], "gemini-2.5-flash") == (1, 0, 0)  # billed per grounded prompt
+    assert held_uses([{"googleSearch": {}}], "gemini-3-pro-preview") == (USES_HELD, 0, 0)  # per query
+    assert held_uses(None, "m") == held_uses([{"type": "function"}], "m") == held_uses("x", "m") == (0, 0, 0)
+    assert may_offer(b'[{"type":"web_search_20250305"}]') and not may_offer(b'[{"name":"get_weather"}]')
