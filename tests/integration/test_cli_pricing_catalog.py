@@ -43,8 +43,8 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
         changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
     # a cache price alone differs: read from cache_read_input_token_cost
     assert changes["gemini-2.5-flash"]["detail"] == (
-        "input $0.3/1M, output $2.5/1M, cache read $0.075/1M, $0.035 per web search (was input $0.3/1M, output "
-        "$2.5/1M, cache read $0.03/1M, $0.035 per web search)")
+        "input $0.3/1M, output $2.5/1M, cache read $0.075/1M, $0.035 per web search, flex x0.5 (was input $0.3/1M, "
+        "output $2.5/1M, cache read $0.03/1M, $0.035 per web search, flex x0.5)")
     assert any("gemini-2.5-flash: reasoning tokens are billed at the output price" in n for n in dry["notes"])
     assert count_events(database_url) == before
     done = ok(database_url, "pricing", "import", str(PRICES))

@@ -410,3 +410,18 @@ def test_the_hosted_tools_a_request_offers_are_held_at_their_bound() -> None:
     assert held_uses([{"googleSearch": {}}], "gemini-3-pro-preview") == (USES_HELD, 0, 0)  # per query
     assert held_uses(None, "m") == held_uses([{"type": "function"}], "m") == held_uses("x", "m") == (0, 0, 0)
     assert may_offer(b'[{"type":"web_search_20250305"}]') and not may_offer(b'[{"name":"get_weather"}]')
+
+
+def test_a_vertex_flex_paygo_answer_costs_half_the_standard_price() -> None:
+    """Vertex AI's Flex PayGo is 50% off Standard PayGo; an answer says it in trafficType."""
+    from shieldes.providers.tiers import from_vertex
+
+    table = PriceTable()
+    for model in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-3-pro-preview"):
+        rate = table.rate({}, model)
+        tier = from_vertex({"promptTokenCount": 10, "trafficType": "ON_DEMAND_FLEX"})
+        assert tier == "flex"
+        flex = cost_nusd(rate, TokenUsage(1000, 100, service_tier=tier))
+        assert flex * 2 == cost_nusd(rate, TokenUsage(1000, 100)), model
+        # priority: no published factor shipped, billed at the standard price
+        assert cost_nusd(rate, TokenUsage(1000, 100, service_tier="priority")) == cost_nusd(rate, TokenUsage(1000, 100))
