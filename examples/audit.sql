@@ -77,6 +77,19 @@ WHERE hour >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 GROUP BY provider, model
 ORDER BY cost_usd DESC, provider, model;
 
+-- name: hosted_tools_per_key_this_month
+-- Hosted tool uses billed per use, per key this month: web searches (Claude's, OpenAI's
+-- web_search_call items, Gemini grounding), file searches, code interpreter containers, and what
+-- they cost apart from tokens; recorded from schema 0024 on.
+SELECT key_name, sum(web_searches) AS web_searches, sum(file_searches) AS file_searches,
+       sum(containers) AS containers, sum(tools_usd) AS tools_usd,
+       sum(cost_usd) - sum(tools_usd) AS tokens_usd
+FROM usage_daily
+WHERE day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date
+  AND (web_searches > 0 OR file_searches > 0 OR containers > 0)
+GROUP BY key_name
+ORDER BY tools_usd DESC, key_name;
+
 -- name: team_spend_this_month
 -- Spend per team this month (usage is tagged with the key's team when it was made).
 SELECT coalesce(team_id, '(no team)') AS team_id, sum(requests) AS requests,

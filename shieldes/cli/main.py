@@ -68,7 +68,7 @@ SHORT_HELP: dict[str, str] = {
     "session": "Console sessions from SSO sign-in (list, revoke on every node).",
     "snapshot": "Projection snapshots (nodes start from the newest one plus the tail of the log).",
     "team": "Teams (a shared budget over several keys).",
-    "usage": "Requests, tokens, media units and cost per virtual key (UTC days, inclusive).",
+    "usage": "Requests, tokens, media units, hosted tool uses and cost per virtual key (UTC days, inclusive).",
 }
 
 # Commands that work on this machine and its database whatever SHIELDES_ADMIN_URL says (the node

@@ -1,5 +1,6 @@
-"""`shieldes usage`: requests, tokens, media units (images, seconds of audio, characters) and cost per
-virtual key, in SQL over the `usage_daily` view (the same numbers before and after compaction, since
+"""`shieldes usage`: requests, tokens, media units (images, seconds of audio, characters), hosted tool
+uses (web searches, file searches, containers) with their part of the cost, and cost per virtual
+key, in SQL over the `usage_daily` view (the same numbers before and after compaction, since
 rollups feed the view too)."""
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
     from shieldes.cli.remote import AdminApi
 
 COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "images", "audio_seconds", "characters",
-           "cost_usd")
-UNITS = ("images", "audio_seconds", "characters")  # what media calls are billed in besides tokens
+           "web_searches", "file_searches", "containers", "tools_usd", "cost_usd")
+# what calls are billed in besides tokens: media units, hosted tool uses
+UNITS = ("images", "audio_seconds", "characters", "web_searches", "file_searches", "containers")
 
 # Keys without usage in the window show as zeros, except revoked ones (they only add noise).
 USAGE_SQL = """
@@ -34,7 +36,9 @@ USAGE_SQL = """
         SELECT key_id,
                sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
                sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd,
-               sum(images) AS images, sum(audio_seconds) AS audio_seconds, sum(characters) AS characters
+               sum(images) AS images, sum(audio_seconds) AS audio_seconds, sum(characters) AS characters,
+               sum(web_searches) AS web_searches, sum(file_searches) AS file_searches,
+               sum(containers) AS containers, sum(tools_usd) AS tools_usd
         FROM usage_daily
         WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)
           AND (%(until)s::date IS NULL OR day <= %(until)s::date)
@@ -48,6 +52,10 @@ USAGE_SQL = """
            coalesce(u.images, 0)::bigint AS images,
            coalesce(u.audio_seconds, 0)::bigint AS audio_seconds,
            coalesce(u.characters, 0)::bigint AS characters,
+           coalesce(u.web_searches, 0)::bigint AS web_searches,
+           coalesce(u.file_searches, 0)::bigint AS file_searches,
+           coalesce(u.containers, 0)::bigint AS containers,
+           coalesce(u.tools_usd, 0)::numeric(24, 9) AS tools_usd,
            coalesce(u.cost_usd, 0)::numeric(24, 9) AS cost_usd,
            (coalesce(u.cost_usd, 0) * 1000000000)::bigint AS cost_nusd
     FROM virtual_keys k
@@ -71,7 +79,7 @@ def _day(text: str | None, what: str) -> date | None:
 @json_option
 @handle_errors
 def usage(key: str | None, since: str | None, until: str | None, as_json: bool) -> None:
-    """Requests, tokens, media units and cost per virtual key (UTC days, inclusive)."""
+    """Requests, tokens, media units, hosted tool uses and cost per virtual key (UTC days, inclusive)."""
     ctx = cli_context()
     params: dict[str, Any] = {"key": key, "since": _day(since, "--since"), "until": _day(until, "--until")}
     if params["since"] and params["until"] and params["since"] > params["until"]:
@@ -91,6 +99,7 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
     rows = run_read(fetch())
     for r in rows:
         r["cost_usd"] = float(r["cost_usd"])  # exact value: cost_nusd (integer nano-USD)
+        r["tools_usd"] = float(r["tools_usd"])
     emit(rows, as_json=ctx.as_json, columns=COLUMNS)
 
 
@@ -101,7 +110,8 @@ def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str |
     from shieldes.cli.remote import RemoteError
 
     used = api.get("/usage", group_by="key", key=key, since=since, until=until)["data"]
-    rows = {r["key_id"]: {c: r[c] for c in (*COLUMNS, "cost_nusd")} for r in used}
+    # (a node of an earlier release gives no tool columns: zeros)
+    rows = {r["key_id"]: {c: r.get(c, 0) for c in (*COLUMNS, "cost_nusd")} for r in used}
     try:
         idle = api.every("/usage/keys", key=key)
     except RemoteError as exc:
@@ -110,7 +120,8 @@ def _remote_rows(api: AdminApi, key: str | None, since: str | None, until: str |
         idle = _config_keys(api, key)  # a node of an earlier release: no such route
     for k in idle:
         rows.setdefault(k["id"], {"key": k["name"], "key_id": k["id"], "requests": 0, "prompt_tokens": 0,
-                                  "completion_tokens": 0, **dict.fromkeys(UNITS, 0), "cost_usd": 0.0, "cost_nusd": 0})
+                                  "completion_tokens": 0, **dict.fromkeys(UNITS, 0), "tools_usd": 0.0, "cost_usd": 0.0,
+                                  "cost_nusd": 0})
     return sorted(rows.values(), key=lambda r: (r["key"], r["key_id"]))
 
 

@@ -65,7 +65,7 @@ class PendingUsage(_message.Message):
     def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., subject: _Optional[str] = ..., requests: _Optional[int] = ..., tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., day: _Optional[int] = ..., label: _Optional[int] = ...) -> None: ...
 
 class UnflushedDelta(_message.Message):
-    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd", "label", "images", "audio_seconds", "characters")
+    __slots__ = ("flush_epoch", "flush_seq", "key_id", "team_id", "provider", "model", "hour", "requests", "prompt_tokens", "completion_tokens", "cost_nusd", "label", "images", "audio_seconds", "characters", "web_searches", "file_searches", "containers", "tools_nusd")
     FLUSH_EPOCH_FIELD_NUMBER: _ClassVar[int]
     FLUSH_SEQ_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,10 @@ class UnflushedDelta(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CHARACTERS_FIELD_NUMBER: _ClassVar[int]
+    WEB_SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    FILE_SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_NUSD_FIELD_NUMBER: _ClassVar[int]
     flush_epoch: int
     flush_seq: int
     key_id: str
@@ -96,7 +100,11 @@ class UnflushedDelta(_message.Message):
     images: int
     audio_seconds: int
     characters: int
-    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., label: _Optional[int] = ..., images: _Optional[int] = ..., audio_seconds: _Optional[int] = ..., characters: _Optional[int] = ...) -> None: ...
+    web_searches: int
+    file_searches: int
+    containers: int
+    tools_nusd: int
+    def __init__(self, flush_epoch: _Optional[int] = ..., flush_seq: _Optional[int] = ..., key_id: _Optional[str] = ..., team_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., hour: _Optional[int] = ..., requests: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nusd: _Optional[int] = ..., label: _Optional[int] = ..., images: _Optional[int] = ..., audio_seconds: _Optional[int] = ..., characters: _Optional[int] = ..., web_searches: _Optional[int] = ..., file_searches: _Optional[int] = ..., containers: _Optional[int] = ..., tools_nusd: _Optional[int] = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("subject", "reserved_nusd", "released_nusd", "label")

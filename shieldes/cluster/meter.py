@@ -17,7 +17,7 @@ from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
 from shieldes.projections.state import Budget, VirtualKey
 from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message, frees_at, usd
-from shieldes.usage.meter import Meter, Remote, Reservation
+from shieldes.usage.meter import Meter, Remote, Reservation, sums_of
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
 TOKEN_WINDOW = "tpm"  # token shares, in the same one-minute windows
@@ -183,12 +183,10 @@ class ClusterMeter(Meter):
         for batch in self._batches:
             if not batch.appended:
                 for d in batch.deltas:
-                    out[(epoch, batch.seq, d.key_id, d.team_id, d.provider, d.model, d.hour)] = (
-                        d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
-                        d.characters)
+                    out[(epoch, batch.seq, d.key_id, d.team_id, d.provider, d.model, d.hour)] = tuple(sums_of(d))
         next_seq = self._seq + 1
         for (key_id, team_id, provider, model, hour), v in self._acc.items():
-            out[(epoch, next_seq, key_id, team_id, provider, model, hour)] = (v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+            out[(epoch, next_seq, key_id, team_id, provider, model, hour)] = tuple(v)
         return out
 
     def gossip_reservations(self) -> dict[str, tuple[int, int]]:

@@ -38,7 +38,8 @@ PendingId = tuple[int, int, str, int]  # (boot epoch, flush seq, subject, unix d
 # (boot epoch, flush seq, key_id, team_id, provider, model, unix hour): one usage delta of a flush
 UnflushedId = tuple[int, int, str, str | None, str, str, int]
 # requests, prompt tokens, completion tokens, nUSD, images, audio seconds, characters (usage/units.py)
-Usage = tuple[int, int, int, int, int, int, int]
+# (web searches, file searches, containers, tools nUSD: the hosted tool uses, UsageDelta's order)
+Usage = tuple[int, ...]
 Delta = tuple[str, str | None, str, str, int, Usage]  # key_id, team_id, provider, model, hour, usage
 Durable = Callable[[str, int], int]  # (node_id, boot epoch) -> highest flush seq in the log
 
@@ -150,7 +151,7 @@ def merge_node(a: NodeState, b: NodeState) -> NodeState:
         log_head=max(a.log_head, b.log_head),
         windows=_max_tuples(a.windows, b.windows),  # type: ignore[arg-type]
         pending=_max_tuples(a.pending, b.pending, changed),  # type: ignore[arg-type]
-        unflushed=_max_tuples(a.unflushed, b.unflushed),  # type: ignore[arg-type]
+        unflushed=_max_tuples(a.unflushed, b.unflushed),
         reservations=_max_tuples(a.reservations, b.reservations),  # type: ignore[arg-type]
         health=dict(newer.health),
         allowances=dict(newer.allowances),

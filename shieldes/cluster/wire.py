@@ -104,11 +104,13 @@ def _add_usage(msg: gossip_pb2.State | gossip_pb2.Counts, ns: NodeState) -> None
         msg.pending.add(flush_epoch=epoch, flush_seq=seq, subject=subject, day=day, requests=req, tokens=tok,
                         cost_nusd=cost)
     for (epoch, seq, key_id, team_id, provider, model, hour), (req, prompt, completion, cost, images, seconds,
-                                                                characters) in ns.unflushed.items():
+                                                                characters, web, files, containers,
+                                                                tools) in ns.unflushed.items():
         msg.unflushed.add(flush_epoch=epoch, flush_seq=seq, key_id=key_id, team_id=team_id or "", provider=provider,
                           model=model, hour=hour, requests=req, prompt_tokens=prompt,
                           completion_tokens=completion, cost_nusd=cost, images=images, audio_seconds=seconds,
-                          characters=characters)
+                          characters=characters, web_searches=web, file_searches=files, containers=containers,
+                          tools_nusd=tools)
     for subject, (reserved, released) in ns.reservations.items():
         msg.reservations.add(subject=subject, reserved_nusd=reserved, released_nusd=released)
 
@@ -183,7 +185,8 @@ def _usage(msg: gossip_pb2.State | gossip_pb2.Counts) -> dict[str, Any]:
         "windows": {_window_id(w): (w.requests, w.tokens, w.tokens_released) for w in msg.windows},
         "pending": {_pending_id(p): (p.requests, p.tokens, p.cost_nusd) for p in msg.pending},
         "unflushed": {_unflushed_id(u): (u.requests, u.prompt_tokens, u.completion_tokens, u.cost_nusd, u.images,
-                                         u.audio_seconds, u.characters) for u in msg.unflushed},
+                                         u.audio_seconds, u.characters, u.web_searches, u.file_searches,
+                                         u.containers, u.tools_nusd) for u in msg.unflushed},
         "reservations": {r.subject: (r.reserved_nusd, r.released_nusd) for r in msg.reservations},
     }
 

@@ -328,9 +328,11 @@ class McpServerRemoved(Event):
 class UsageDelta:
     """Usage of one key on one deployment and model within one UTC hour. Tokens in the token
     fields only; what media calls are billed in besides tokens in its own unit: images billed per
-    image, seconds of audio (whisper-1), characters of input (tts-1). Those three are optional in
-    the stored shape (absent when zero, so a delta of an earlier release reads as zero of them,
-    and a node of an earlier release reads a delta that has them, ignoring them)."""
+    image, seconds of audio (whisper-1), characters of input (tts-1). The hosted tool uses billed
+    per use (web searches, file searches, code interpreter containers) and their part of
+    `cost_nusd` (`tools_nusd`). Those seven are optional in the stored shape (absent when zero, so
+    a delta of an earlier release reads as zero of them, and a node of an earlier release reads a
+    delta that has them, ignoring them)."""
 
     key_id: str
     team_id: str | None
@@ -344,6 +346,10 @@ class UsageDelta:
     images: int = 0
     audio_seconds: int = 0
     characters: int = 0
+    web_searches: int = 0
+    file_searches: int = 0
+    containers: int = 0
+    tools_nusd: int = 0  # the part of cost_nusd the hosted tool uses cost
 
 
 @dataclass(frozen=True)

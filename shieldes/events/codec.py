@@ -29,10 +29,11 @@ def _tuple_fields(cls: type[Event]) -> frozenset[str]:
 
 def delta_data(key_id: str, team_id: str | None, provider: str, model: str, hour: int, requests: int,
                prompt_tokens: int, completion_tokens: int, cost_nusd: int, images: int = 0, audio_seconds: int = 0,
-               characters: int = 0) -> Data:
+               characters: int = 0, web_searches: int = 0, file_searches: int = 0, containers: int = 0,
+               tools_nusd: int = 0) -> Data:
     """A UsageDelta's stored shape, from its fields (compaction writes millions without building
-    the objects). The media units only when not zero: most deltas have none, and a delta without
-    them keeps the shape every release reads on its fast path."""
+    the objects). The media units and hosted tool uses only when not zero: most deltas have none,
+    and a delta without them keeps the shape every release reads on its fast path."""
     data: Data = {
         "key_id": key_id,
         "team_id": team_id,
@@ -50,18 +51,28 @@ def delta_data(key_id: str, team_id: str | None, provider: str, model: str, hour
         data["audio_seconds"] = audio_seconds
     if characters:
         data["characters"] = characters
+    if web_searches:
+        data["web_searches"] = web_searches
+    if file_searches:
+        data["file_searches"] = file_searches
+    if containers:
+        data["containers"] = containers
+    if tools_nusd:
+        data["tools_nusd"] = tools_nusd
     return data
 
 
 def _delta_to_data(d: UsageDelta) -> Data:
     return delta_data(d.key_id, d.team_id, d.provider, d.model, d.hour, d.requests, d.prompt_tokens,
-                      d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds, d.characters)
+                      d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds, d.characters, d.web_searches,
+                      d.file_searches, d.containers, d.tools_nusd)
 
 
 _DELTA_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageDelta))
 UNIT_FIELDS = ("images", "audio_seconds", "characters")  # optional in the stored shape: absent when zero
-_TOKEN_FIELDS = _DELTA_FIELDS - frozenset(UNIT_FIELDS)
-_NO_UNITS = dict.fromkeys(UNIT_FIELDS, 0)
+TOOL_FIELDS = ("web_searches", "file_searches", "containers", "tools_nusd")  # the same
+_TOKEN_FIELDS = _DELTA_FIELDS - frozenset(UNIT_FIELDS) - frozenset(TOOL_FIELDS)
+_NO_UNITS = dict.fromkeys(UNIT_FIELDS + TOOL_FIELDS, 0)
 _new_object = object.__new__
 
 
@@ -88,6 +99,7 @@ def _delta_from_data(d: Data) -> UsageDelta:
         int(d.get("images") or 0),
         int(d.get("audio_seconds") or 0),
         int(d.get("characters") or 0),
+        *(int(d.get(f) or 0) for f in TOOL_FIELDS),
     )
 
 

@@ -41,11 +41,15 @@ READY_PREFIX = "events_r"
 _DELTA_COLUMNS_C = ('key_id text COLLATE "C", team_id text COLLATE "C", provider text COLLATE "C", '
                     'model text COLLATE "C", hour bigint, requests bigint, prompt_tokens bigint, '
                     "completion_tokens bigint, cost_nusd bigint, images bigint, audio_seconds bigint, "
-                    "characters bigint")
-# the sums of a group, in Folder's order (the media units are absent from most deltas: NULL, summed as 0)
+                    "characters bigint, web_searches bigint, file_searches bigint, containers bigint, "
+                    "tools_nusd bigint")
+# the sums of a group, in Folder's order (the media units and hosted tool uses are absent from most
+# deltas: NULL, summed as 0)
 _SUMS = ("sum(d.requests)::bigint, sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, "
          "sum(d.cost_nusd)::bigint, coalesce(sum(d.images), 0)::bigint, coalesce(sum(d.audio_seconds), 0)::bigint, "
-         "coalesce(sum(d.characters), 0)::bigint, count(*) ")
+         "coalesce(sum(d.characters), 0)::bigint, coalesce(sum(d.web_searches), 0)::bigint, "
+         "coalesce(sum(d.file_searches), 0)::bigint, coalesce(sum(d.containers), 0)::bigint, "
+         "coalesce(sum(d.tools_nusd), 0)::bigint, count(*) ")
 Row = tuple[Any, ...]
 SUMS_WORK_MEM = "64MB"  # per sums query (one per partition being replaced)
 

@@ -125,6 +125,8 @@ async def usage_grouped(
         "sum(u.requests)::bigint AS requests, sum(u.prompt_tokens)::bigint AS prompt_tokens, "
         "sum(u.completion_tokens)::bigint AS completion_tokens, sum(u.images)::bigint AS images, "
         "sum(u.audio_seconds)::bigint AS audio_seconds, sum(u.characters)::bigint AS characters, "
+        "sum(u.web_searches)::bigint AS web_searches, sum(u.file_searches)::bigint AS file_searches, "
+        "sum(u.containers)::bigint AS containers, sum(u.tools_nusd)::bigint AS tools_nusd, "
         "sum(u.cost_nusd)::bigint AS cost_nusd")])
     query = sql.SQL("SELECT {} FROM usage_deltas u WHERE {}").format(select, sql.SQL(" AND ").join(where))
     if group_by:

@@ -49,6 +49,7 @@ from shieldes.usage.pricing import (
     price_hint,
     regional,
     served_at,
+    tool_uses,
 )
 from shieldes.usage.units import NO_UNITS, Units
 
@@ -304,7 +305,8 @@ class Gateway(UpstreamCalls):
         rate = served_at(self.prices.rate(self.state.config.pricing, model), None, regional(dep.kind, dep.options))
         nusd = cost_nusd(rate, usage)
         self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
-        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd)
+        self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd,
+                          tool_uses(rate, usage))
         self.metrics.usage(dep.name, model, usage, nusd)
         return nusd
 

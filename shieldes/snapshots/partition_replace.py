@@ -31,7 +31,7 @@ from shieldes.events.codec import Codec, delta_data
 from shieldes.events.locks import LockBusy, session_lock
 from shieldes.events.partitions import Partition, partitions
 from shieldes.snapshots.fencing import MAINTENANCE_LOCK, check_epoch
-from shieldes.snapshots.rollups import Folder, SumRow, chunks_wanted, plan_chunks
+from shieldes.snapshots.rollups import SUMS, Folder, SumRow, chunks_wanted, plan_chunks
 
 YIELD_ROWS = 2000  # sums turned into rollup JSON between yields to the event loop
 
@@ -71,7 +71,7 @@ async def write_rollups(
         _, version, data = codec.encode(UsageRolledUp(span[0] if i == 0 else 0, span[1], span[2], ()))
         deltas = data["deltas"] = []
         for a in range(first, stop, YIELD_ROWS):
-            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], *r[5:12])
+            deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], *r[5:5 + SUMS])
                           for r in folded[a:min(stop, a + YIELD_ROWS)])
             await asyncio.sleep(0)
         rows.append((position, version, data,
@@ -88,7 +88,7 @@ async def _fold(
     version's deltas; older versions are upcast by the codec."""
     sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION, parallel=parallel)
     if not raw.other_versions:
-        return sum(r[12] for r in sums), sums
+        return sum(r[5 + SUMS] for r in sums), sums
     folder = Folder()
     folder.add_sums(sums)
     for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):

@@ -11,9 +11,10 @@ from shieldes.events.catalog import UsageDelta
 # (hour, key_id, provider, model, team_id or ""): sorts as plain tuples, in C ("" is never a team id)
 GroupKey = tuple[int, str, str, str, str]
 # a group and its sums: GroupKey + (requests, prompt_tokens, completion_tokens, cost_nusd, images,
-# audio_seconds, characters); rows from the database may carry more columns after these (the deltas
-# counted)
+# audio_seconds, characters, web_searches, file_searches, containers, tools_nusd): SUMS of them; rows
+# from the database may carry more columns after these (the deltas counted)
 SumRow = tuple[Any, ...]
+SUMS = 11
 Plan = list[tuple[int, int | None, tuple[UsageDelta, ...]]]  # (position, hour or None, deltas)
 # (position, hour or None, first, stop): a rollup holds items[first:stop] of a fold sorted by hour
 Chunks = list[tuple[int, int | None, int, int]]
@@ -37,14 +38,15 @@ class Folder:
             self.acc[k] = sums
         else:  # written out: it runs once per delta folded
             self.acc[k] = (s[0] + sums[0], s[1] + sums[1], s[2] + sums[2], s[3] + sums[3], s[4] + sums[4],
-                           s[5] + sums[5], s[6] + sums[6])
+                           s[5] + sums[5], s[6] + sums[6], s[7] + sums[7], s[8] + sums[8], s[9] + sums[9],
+                           s[10] + sums[10])
 
     def add(self, deltas: Iterable[UsageDelta]) -> None:
         for d in deltas:
             self.count += 1
             self._add((d.hour, d.key_id, d.provider, d.model, d.team_id or ""),
                       (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
-                       d.characters))
+                       d.characters, d.web_searches, d.file_searches, d.containers, d.tools_nusd))
 
     def add_data(self, deltas: Iterable[dict[str, Any]]) -> None:
         """The same from the stored JSON of the current event version (skips building objects:
@@ -54,11 +56,13 @@ class Folder:
             self._add((int(d["hour"]), d["key_id"], d["provider"], d["model"], d.get("team_id") or ""),
                       (int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
                        int(d["cost_nusd"]), int(d.get("images", 0)), int(d.get("audio_seconds", 0)),
-                       int(d.get("characters", 0))))
+                       int(d.get("characters", 0)), int(d.get("web_searches", 0)), int(d.get("file_searches", 0)),
+                       int(d.get("containers", 0)), int(d.get("tools_nusd", 0))))
 
     def add_sums(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Sums already grouped by the database: (hour, key, provider, model, team or "", requests,
-        prompt, completion, nUSD, images, seconds, characters, deltas counted)."""
+        prompt, completion, nUSD, images, seconds, characters, web searches, file searches,
+        containers, tools nUSD, deltas counted)."""
         for hour, key_id, provider, model, team, *sums, count in rows:
             self.count += count
             self._add((hour, key_id, provider, model, team), tuple(sums))

@@ -34,6 +34,13 @@ from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding, slidin
 from shieldes.usage.units import NO_UNITS, Units
 
 RateCounts = dict[tuple[str, int], tuple[int, int, int]]  # (key, window) -> (requests, tokens, released)
+DELTA_SUMS = 11  # the summed fields of a UsageDelta, in its order (requests ... tools_nusd)
+
+
+def sums_of(d: UsageDelta) -> list[int]:
+    """A delta's summed fields, in its order."""
+    return [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds, d.characters,
+            d.web_searches, d.file_searches, d.containers, d.tools_nusd]
 
 
 class Remote(Protocol):
@@ -98,7 +105,8 @@ class Meter:
         # Durable spend per (subject, period, today), valid for one projection position.
         self._durable: dict[tuple[str, str, int], int] = {}
         self._durable_position = -1
-        # unflushed deltas: requests, prompt, completion, nusd, images, audio seconds, characters
+        # unflushed deltas: requests, prompt, completion, nusd, images, audio seconds, characters, web
+        # searches, file searches, containers, tools nusd (UsageDelta's order)
         self._acc: dict[DeltaKey, list[int]] = {}
         self._acc_spend: Pending = {}
         self._days: dict[tuple[str, int], range] = {}  # (period, today) -> its days
@@ -340,7 +348,8 @@ class Meter:
             if not self._acc and self.on_usage is not None:
                 self.on_usage()  # (the flusher sleeps while there is nothing to append)
             self._acc[dk] = [1, prompt_tokens, completion_tokens, nusd, units.images, units.audio_seconds,
-                             units.characters]
+                             units.characters, units.web_searches, units.file_searches, units.containers,
+                             units.tools_nusd]
         else:
             acc[0] += 1
             acc[1] += prompt_tokens
@@ -350,6 +359,10 @@ class Meter:
                 acc[4] += units.images
                 acc[5] += units.audio_seconds
                 acc[6] += units.characters
+                acc[7] += units.web_searches
+                acc[8] += units.file_searches
+                acc[9] += units.containers
+                acc[10] += units.tools_nusd
         if nusd:
             day = hour // 24
             acc_spend = self._acc_spend
@@ -425,19 +438,16 @@ class Meter:
         for d in batch.deltas:
             dk = (d.key_id, d.team_id, d.provider, d.model, d.hour)
             h = held.get(dk)
-            left = [d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images, d.audio_seconds,
-                    d.characters]
+            left = sums_of(d)
             if h is not None:
-                left = [max(0, a - b) for a, b in zip(left, (h.requests, h.prompt_tokens, h.completion_tokens,
-                                                              h.cost_nusd, h.images, h.audio_seconds, h.characters),
-                                                       strict=True)]
+                left = [max(0, a - b) for a, b in zip(left, sums_of(h), strict=True)]
             if any(left):
                 rest[dk] = left
         if not rest:
             return False
         batch.deltas = stored
         for dk, left in rest.items():
-            acc = self._acc.setdefault(dk, [0, 0, 0, 0, 0, 0, 0])
+            acc = self._acc.setdefault(dk, [0] * DELTA_SUMS)
             for i, v in enumerate(left):
                 acc[i] += v
             if left[3]:  # its spend is pending until the next seq is in the log, not this one

@@ -266,6 +266,17 @@ def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
             + usage.file_search_calls * rate.file_search + usage.containers * rate.container)
 
 
+def tool_uses(rate: Rate, usage: TokenUsage) -> Units:
+    """The hosted tool uses of `usage` and the part of its cost they make (per-use prices are
+    whole nUSD, so the part is exact): recorded beside the tokens so reports can split them out."""
+    if not (usage.web_search_requests or usage.file_search_calls or usage.containers):
+        return NO_UNITS
+    pusd = (usage.web_search_requests * rate.web_search + usage.file_search_calls * rate.file_search
+            + usage.containers * rate.container)
+    return Units(web_searches=usage.web_search_requests, file_searches=usage.file_search_calls,
+                 containers=usage.containers, tools_nusd=to_nusd(pusd))
+
+
 def media_cost_nusd(rate: Rate, usage: TokenUsage, units: Units = NO_UNITS) -> int:
     """Cost of a media answer: its tokens as cost_nusd, its seconds of audio (whisper-1) and
     characters (tts-1) at the input price (USD per 1M of them), plus its images at the per-image

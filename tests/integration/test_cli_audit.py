@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from shieldes.events.catalog import UsageDelta, UsageRecorded, UsageRolledUp, us
 from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
+from shieldes.snapshots.rollups import fold_deltas
 from tests.cli import count_events, invoke, ok, populate, refused, sql
 
 AUDIT_SQL = Path(__file__).resolve().parents[2] / "examples" / "audit.sql"
@@ -34,7 +34,8 @@ def deltas(keys: dict[str, str], team_id: str, hour: int) -> list[UsageRecorded]
             1,
             1,
             (
-                UsageDelta(app, team_id, "openai", "gpt-4o", hour, 3, 300, 30, 1_050_000_000),
+                UsageDelta(app, team_id, "openai", "gpt-4o", hour, 3, 300, 30, 1_050_000_000, web_searches=3,
+                           tools_nusd=30_000_000),  # three web searches: $0.03 of its cost
                 UsageDelta(old, None, "openai", "gpt-4o-mini", hour - 24, 1, 10, 5, 7),
             ),
         ),
@@ -67,19 +68,8 @@ def fake_compaction(url: str) -> None:
     """What compaction does to the log: raw flushes replaced by one rollup with the same totals."""
     rows = sql(url, "SELECT position, data FROM events WHERE type = 'usage.recorded' ORDER BY position")
     codec = Codec()
-    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
-    for _, data in rows:
-        for d in codec.decode("usage.recorded", 1, data).deltas:  # type: ignore[attr-defined]
-            s = sums[(d.key_id, d.team_id, d.provider, d.model, d.hour)]
-            for i, v in enumerate((d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images,
-                                   d.audio_seconds, d.characters)):
-                s[i] += v
-    rollup = UsageRolledUp(
-        len(rows),
-        rows[0][0],
-        rows[-1][0],
-        tuple(UsageDelta(*k, *v) for k, v in sorted(sums.items(), key=str)),
-    )
+    deltas = [d for _, data in rows for d in codec.decode("usage.recorded", 1, data).deltas]  # type: ignore[attr-defined]
+    rollup = UsageRolledUp(len(rows), rows[0][0], rows[-1][0], fold_deltas(deltas))
     sql(url, "DELETE FROM events WHERE type = 'usage.recorded'")
     asyncio.run(_append(url, [("usage-rollup", rollup)]))
 
@@ -131,6 +121,10 @@ def test_usage_per_key_and_after_compaction(with_usage: tuple[str, dict[str, Any
         "IMAGES",
         "AUDIO_SECONDS",
         "CHARACTERS",
+        "WEB_SEARCHES",
+        "FILE_SEARCHES",
+        "CONTAINERS",
+        "TOOLS_USD",
         "COST_USD",
     ]
 
@@ -231,6 +225,8 @@ def test_every_example_query_runs_as_the_audit_role(with_usage: tuple[str, dict[
     days = {(str(r[0]), r[1]): r[2] for r in results["usage_per_key_per_day"]}
     assert sum(days.values()) == 11
     assert any(r[0] == made["team"]["id"] for r in results["team_spend_this_month"])
+    [tools] = results["hosted_tools_per_key_this_month"]
+    assert (tools[0], tools[1], float(tools[4]), float(tools[5])) == ("app", 3, 0.03, pytest.approx(1.72))
 
 
 def test_audit_role_cannot_read_raw_tables_or_write(database_url: str) -> None:

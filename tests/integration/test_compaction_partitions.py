@@ -155,7 +155,9 @@ async def test_the_database_sums_sort_as_the_python_fold(
         UsageDelta("KEY-z", None, "Open", "gpt-4o", HOUR0, 1, 1, 1, 1),
         UsageDelta("key_a", "t", "openai", "tts-1", HOUR0, 1, 0, 0, 1, characters=20),
         UsageDelta("key_a", "t", "openai", "whisper-1", HOUR0, 1, 0, 0, 1, audio_seconds=7),
-        UsageDelta("key_a", "t", "openai", "dall-e-2", HOUR0, 1, 2, 0, 1, images=3))), Codec())], AppendOptions())
+        UsageDelta("key_a", "t", "openai", "dall-e-2", HOUR0, 1, 2, 0, 1, images=3),
+        UsageDelta("key_a", "t", "openai", "gpt-5", HOUR0, 1, 2, 0, 50_000_001, web_searches=2, file_searches=4,
+                   containers=1, tools_nusd=50_000_000))), Codec())], AppendOptions())
     async with pool.connection() as conn:
         part = (await partitions(conn))[0]
         rows = await csql.partition_sums(conn, part, [], 1)
@@ -165,7 +167,8 @@ async def test_the_database_sums_sort_as_the_python_fold(
     for e in raw:
         if e.type == "usage.recorded" and e.position < part.end:
             folder.add_data(e.data["deltas"])
-    assert [r[:12] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
+    assert [r[:-1] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
+    assert any(r[3] == "gpt-5" and r[12:16] == (2, 4, 1, 50_000_000) for r in rows)
     assert serial == rows
 
 

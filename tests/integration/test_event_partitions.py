@@ -5,6 +5,7 @@ the whole log."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -82,8 +83,9 @@ async def test_a_log_at_0007_upgrades_in_place_and_downgrades(empty_database_url
 
     db.upgrade(url)
     assert _sql(url, "SELECT * FROM events ORDER BY position") == before
-    # deltas written before the media units (0017) read as none of them
-    assert _sql(url, "SELECT * FROM usage_daily ORDER BY 1, 2, 3") == [(*r, 0, 0, 0) for r in daily]
+    # deltas written before the media units (0017) and the hosted tool uses (0024) read as none of them
+    assert _sql(url, "SELECT * FROM usage_daily ORDER BY 1, 2, 3") == [(*r, 0, 0, 0, 0, 0, 0, Decimal(0))
+                                                                      for r in daily]
     assert _sql(url, "SELECT has_table_privilege('shieldes_audit', 'usage_daily', 'SELECT')") == [(True,)]
     pool = open_pool(url, size=2)
     await pool.open(wait=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+import pytest
 
 from shieldes.projections.shared_commands import SetPricing, UpdateProvider
 from tests.integration.gateway_harness import harness, wait_until
@@ -127,3 +128,51 @@ async def test_a_budget_holds_the_hosted_tools_a_request_offers(database_url: st
         assert message.usage.server_tool_use is not None and message.usage.server_tool_use.web_search_requests == 1
         await h.flush()
         assert h.usage_totals()["edge"][0] == 2
+
+
+ADMIN = "admin-" + "token-for-tool-usage-" * 2
+
+
+async def test_usage_reports_count_hosted_tool_uses_and_split_their_cost(database_url: str) -> None:
+    """A finance user sees web searches, file searches and containers per key and day, and what
+    they cost apart from tokens, in usage_daily, `shieldes usage` and GET /admin/v1/usage: the
+    same numbers after compaction folds the raw usage."""
+    import asyncio
+
+    import aiohttp
+
+    from tests.cli import ok
+    from tests.integration.test_cli_audit import fake_compaction
+
+    async with harness(database_url, admin_token=ADMIN) as h:
+        await h.admin(UpdateProvider("openai", responses="native", models=("gpt-4o",)))
+        keys = {name: await h.create_key(name) for name in ("tools", "plain")}
+        await h.sync()
+
+        def client(name: str) -> openai.AsyncOpenAI:
+            return openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=keys[name], max_retries=0)
+
+        for _ in range(2):
+            await client("tools").responses.create(model="gpt-4o", input="weather?", tools=TOOLS)
+        await client("plain").responses.create(model="gpt-4o", input="weather?")
+        await h.flush()
+
+        want = {"tools": (2, 2, 2, 2 * FEES), "plain": (0, 0, 0, 0)}
+        daily = {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4] * 1_000_000_000)) for r in h.sql(
+            "SELECT key_name, sum(web_searches), sum(file_searches), sum(containers), sum(tools_usd) "
+            "FROM usage_daily GROUP BY key_name")}
+        assert daily == want
+        cli = {r["key"]: (r["web_searches"], r["file_searches"], r["containers"], round(r["tools_usd"] * 1e9))
+               for r in await asyncio.to_thread(ok, database_url, "usage")}
+        assert {k: cli[k] for k in want} == want
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/admin/v1/usage?group_by=key",
+                                                        headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            assert r.status == 200
+            rows = {row["key"]: row for row in (await r.json())["data"]}
+        assert (rows["tools"]["web_searches"], rows["tools"]["containers"], rows["tools"]["tools_nusd"]) == \
+            (2, 2, 2 * FEES)
+        assert rows["tools"]["tools_usd"] == pytest.approx(2 * FEES / 1e9)
+        assert rows["tools"]["cost_nusd"] > rows["tools"]["tools_nusd"]  # tokens on top
+        before = await asyncio.to_thread(ok, database_url, "usage")
+        await asyncio.to_thread(fake_compaction, database_url)
+        assert await asyncio.to_thread(ok, database_url, "usage") == before

@@ -256,9 +256,9 @@ def test_counts_of_a_node_a_peer_cannot_hear_are_relayed_to_it() -> None:
 
 
 def test_a_dead_boots_unflushed_usage_is_an_orphan_until_the_log_holds_it() -> None:
-    usage = (2, 20, 10, 300, 0, 0, 0)
+    usage = (2, 20, 10, 300, 0, 0, 0, 0, 0, 0, 0)
     unflushed = {(1, 4, "k1", None, "dep", "m", 500): usage,
-                 (1, 5, "k1", "t1", "dep", "m", 500): (1, 1, 1, 70, 0, 0, 0)}
+                 (1, 5, "k1", "t1", "dep", "m", 500): (1, 1, 1, 70, 0, 0, 0, 0, 0, 0, 0)}
     view = merge(EMPTY, NodeState("a", 1, seq=3, reservations={"k:k1": (50, 0)},
                                   pending={(1, 4, "k:k1", 100): (0, 0, 300), (1, 5, "k:k1", 100): (0, 0, 70)},
                                   unflushed=unflushed), now=5.0)
@@ -268,7 +268,8 @@ def test_a_dead_boots_unflushed_usage_is_an_orphan_until_the_log_holds_it() -> N
     # its in-flight reservation died with it; its settled usage still counts until it is in the log
     assert reserved_in_flight(view, "k:k1") == 0 and pending_spend(view, "k:k1", DAYS, no_durable) == 370
     assert takeover(view, no_durable) == [("a", 1, 4, [("k1", None, "dep", "m", 500, usage)]),
-                                          ("a", 1, 5, [("k1", "t1", "dep", "m", 500, (1, 1, 1, 70, 0, 0, 0))])]
+                                          ("a", 1, 5, [("k1", "t1", "dep", "m", 500,
+                                                        (1, 1, 1, 70, 0, 0, 0, 0, 0, 0, 0))])]
 
     def seq4(node: str, epoch: int) -> int:
         return 4 if (node, epoch) == ("a", 1) else 0
@@ -287,7 +288,7 @@ def test_a_dead_boots_unflushed_usage_is_an_orphan_until_the_log_holds_it() -> N
 
 
 def test_a_silent_node_leaves_an_orphan_and_a_node_heard_again_takes_it_back() -> None:
-    state = NodeState("b", 7, seq=1, unflushed={(7, 1, "k1", None, "dep", "m", 500): (1, 1, 1, 1, 0, 0, 0)},
+    state = NodeState("b", 7, seq=1, unflushed={(7, 1, "k1", None, "dep", "m", 500): (1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0)},
                       windows={("k:k1", "rpm", 1): (1, 1, 0)})
     view = forget_silent(merge(EMPTY, state, now=1.0), now=10.0, after=3.0)
     assert [t[:3] for t in takeover(view, no_durable)] == [("b", 7, 1)]
@@ -562,12 +563,14 @@ def test_a_prune_that_drops_nothing_keeps_the_states_pending_entries_as_they_are
 
 
 def test_unflushed_media_units_cross_the_wire_and_reach_the_takeover() -> None:
-    """A dead boot's unflushed deltas carry their images, seconds and characters through gossip, so
-    the flush the leader appends on its behalf records them as the boot would have; a message from
-    a node of an earlier release (no such fields) reads as none of them."""
-    tts = (3, 0, 0, 450, 0, 0, 30)
+    """A dead boot's unflushed deltas carry their images, seconds, characters and hosted tool uses
+    through gossip, so the flush the leader appends on its behalf records them as the boot would
+    have; a message from a node of an earlier release (no such fields) reads as none of them."""
+    tts = (3, 0, 0, 450, 0, 0, 30, 0, 0, 0, 0)
+    searched = (2, 10, 5, 20_000_500, 0, 0, 0, 2, 0, 0, 20_000_000)  # two web searches at $0.01
     unflushed = {(1, 4, "k1", None, "dep", "tts-1", 500): tts,
-                 (1, 4, "k1", None, "dep", "whisper-1", 500): (1, 0, 0, 600, 0, 6, 0)}
+                 (1, 4, "k1", None, "dep", "whisper-1", 500): (1, 0, 0, 600, 0, 6, 0, 0, 0, 0, 0),
+                 (1, 4, "k1", None, "dep", "gpt-5", 500): searched}
     state = NodeState("a", 1, seq=3, unflushed=unflushed)
     sent = to_proto(state, sent_at_ms=1, gossip_address="a:7946")
     got = from_proto(State.FromString(sent.SerializeToString()))
@@ -575,9 +578,13 @@ def test_unflushed_media_units_cross_the_wire_and_reach_the_takeover() -> None:
     view = observe_epochs(merge(EMPTY, got, now=5.0), {"a": 2}, now=6.0)
     [(_, _, seq, deltas)] = takeover(view, no_durable)
     made = [UsageDelta(k, t, p, m, h, *u) for k, t, p, m, h, u in deltas]  # as the leader builds them
-    assert seq == 4 and [(d.model, d.characters, d.audio_seconds) for d in made] == [
-        ("tts-1", 30, 0), ("whisper-1", 0, 6)]
+    assert seq == 4 and [(d.model, d.characters, d.audio_seconds, d.web_searches, d.tools_nusd) for d in made] == [
+        ("gpt-5", 0, 0, 2, 20_000_000), ("tts-1", 30, 0, 0, 0), ("whisper-1", 0, 6, 0, 0)]
     old = State.FromString(sent.SerializeToString())
     for u in old.unflushed:  # a peer of an earlier release sends none of the units
-        u.ClearField("images"), u.ClearField("audio_seconds"), u.ClearField("characters")
-    assert set(from_proto(old).unflushed.values()) == {(3, 0, 0, 450, 0, 0, 0), (1, 0, 0, 600, 0, 0, 0)}
+        for name in ("images", "audio_seconds", "characters", "web_searches", "file_searches", "containers",
+                     "tools_nusd"):
+            u.ClearField(name)
+    assert set(from_proto(old).unflushed.values()) == {(3, 0, 0, 450, 0, 0, 0, 0, 0, 0, 0),
+                                                        (1, 0, 0, 600, 0, 0, 0, 0, 0, 0, 0),
+                                                        (2, 10, 5, 20_000_500, 0, 0, 0, 0, 0, 0, 0)}

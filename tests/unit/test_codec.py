@@ -128,3 +128,21 @@ def test_usage_deltas_carry_media_units_only_when_there_are_some() -> None:
     every = dict(stored["deltas"][0], images=1, audio_seconds=2, characters=3)  # all members present
     assert codec.decode("usage.rolled_up", 1, {"replaced_events": 1, "first_position": 1, "last_position": 1,
                                                 "deltas": [every]}).deltas[0].characters == 3  # type: ignore[attr-defined]
+
+
+def test_usage_deltas_carry_hosted_tool_uses_only_when_there_are_some() -> None:
+    """web_searches, file_searches, containers and tools_nusd are optional members too: absent when
+    zero, kept through encode and decode, and zero in a delta written before them."""
+    codec = Codec()
+    tools = dataclasses.replace(DELTA, model="gpt-5", web_searches=2, file_searches=1, containers=1,
+                                tools_nusd=52_500_000)
+    event = c.UsageRecorded("n1", 1, 8, (DELTA, tools))
+    _, version, data = codec.encode(event)
+    stored = json.loads(json.dumps(data))
+    assert version == 1
+    assert sorted(stored["deltas"][1]) == sorted([*stored["deltas"][0], "web_searches", "file_searches",
+                                                   "containers", "tools_nusd"])
+    assert "web_searches" not in stored["deltas"][0]
+    decoded = codec.decode("usage.recorded", 1, stored)
+    assert decoded == event
+    assert [(d.web_searches, d.tools_nusd) for d in decoded.deltas] == [(0, 0), (2, 52_500_000)]  # type: ignore[attr-defined]

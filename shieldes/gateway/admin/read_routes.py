@@ -124,6 +124,7 @@ async def usage(call: Call) -> Any:
         if "hour" in r:
             r["hour"] = r["hour"].astimezone(UTC).isoformat()
         r["cost_usd"] = r["cost_nusd"] / NUSD
+        r["tools_usd"] = r["tools_nusd"] / NUSD  # the part of cost_usd the hosted tool uses cost
     return {"object": "list", "group_by": group_by, "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None, "data": rows}
 
