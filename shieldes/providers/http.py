@@ -297,7 +297,8 @@ def invalid_response(target: Target, what: str) -> UpstreamFailure:
 
 def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None:
     """OpenAI `usage` -> TokenUsage (embeddings have no completion tokens); `service_tier`: the
-    answer's (or chunk's), the tier that served it."""
+    answer's (or chunk's), the tier that served it. Cache reads: `prompt_tokens_details.cached_tokens`,
+    or DeepSeek's `prompt_cache_hit_tokens` (part of prompt_tokens there too)."""
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens")
@@ -305,6 +306,9 @@ def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     cached = _detail(usage, "prompt_tokens_details", "cached_tokens")
+    if not cached:  # DeepSeek counts its cache hits in a field of its own
+        hits = usage.get("prompt_cache_hit_tokens")
+        cached = hits if isinstance(hits, int) and not isinstance(hits, bool) else None
     cached = cached if cached and 0 < cached <= prompt else 0
     # cache writes: not in OpenAI's shape; LiteLLM-style upstreams (and shieldes) report them top-level
     written = usage.get("cache_creation_input_tokens")

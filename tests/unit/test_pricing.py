@@ -425,3 +425,19 @@ def test_a_vertex_flex_paygo_answer_costs_half_the_standard_price() -> None:
         assert flex * 2 == cost_nusd(rate, TokenUsage(1000, 100)), model
         # priority: no published factor shipped, billed at the standard price
         assert cost_nusd(rate, TokenUsage(1000, 100, service_tier="priority")) == cost_nusd(rate, TokenUsage(1000, 100))
+
+
+def test_deepseek_cache_hits_cost_the_cache_read_price() -> None:
+    """DeepSeek reports its cache hits as prompt_cache_hit_tokens (part of prompt_tokens), not in
+    prompt_tokens_details: they cost the cache-read price ($0.028/1M, a tenth of the input's)."""
+    usage = parse_usage({"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+                         "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200})
+    assert usage == TokenUsage(1000, 10, cache_read_tokens=800)
+    rate = PriceTable().rate({}, "deepseek-chat")
+    assert cost_nusd(rate, usage) == (200 * 280_000 + 800 * 28_000 + 10 * 420_000 + 500) // 1000
+    # OpenAI's own field wins where both are given; a count above the prompt is ignored
+    both = {"prompt_tokens": 1000, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 512},
+            "prompt_cache_hit_tokens": 800}
+    assert parse_usage(both) == TokenUsage(1000, 1, cache_read_tokens=512)
+    assert parse_usage({"prompt_tokens": 10, "completion_tokens": 1, "prompt_cache_hit_tokens": 11}) == \
+        TokenUsage(10, 1)
