@@ -96,6 +96,11 @@ export async function usagePage(root) {
         { label: "Images", num: true, cell: (r) => fmt.num(r.images) },
         { label: "Audio seconds", num: true, cell: (r) => fmt.num(r.audio_seconds) },
         { label: "Characters", num: true, cell: (r) => fmt.num(r.characters) },
+        // hosted tool uses billed per use, and the part of the cost they make (0 from a node of an earlier release)
+        { label: "Web searches", num: true, cell: (r) => fmt.num(r.web_searches ?? 0) },
+        { label: "File searches", num: true, cell: (r) => fmt.num(r.file_searches ?? 0) },
+        { label: "Containers", num: true, cell: (r) => fmt.num(r.containers ?? 0) },
+        { label: "Tools cost", num: true, cell: (r) => fmt.usd(r.tools_usd ?? 0) },
         { label: "Cost", num: true, cell: (r) => fmt.usd(r.cost_usd) },
       ], [...data.data].reverse(), { empty: "No usage in this range." }));
   }
