@@ -17,7 +17,11 @@ read past it is a 503 to retry, so a request waits at most the poll plus two bou
 The writer's own writes are bounded too (`write_bound`): a write that a stalled database holds
 past it is cancelled and retried on another connection (the insert skips rows already there, so
 none lands twice), and the stall is logged and counted (`shieldes_stored_responses_*`) with the
-responses waiting in memory meanwhile, where this node serves them from."""
+responses waiting in memory meanwhile, where this node serves them from.
+
+A delete is never undone by a write: it takes a response still queued out of the queue (also one
+a failed write put back), waits for the batch in flight holding it to land before deleting the
+row, and a continuation that read the chain from Postgres while a delete ran caches none of it."""
 
 from __future__ import annotations
 
@@ -166,6 +170,10 @@ class ResponseStore:
         self._pending: list[Encoded] = []
         self._pending_bytes = 0  # of the rows queued or being written: what `check_room` bounds
         self._writing: dict[str, Encoded] = {}
+        # one write at a time: `_writing` is the batch in flight, which a delete waits for, and a
+        # flush returns once everything queued before it landed, the writer's batch in flight included
+        self._flushing = asyncio.Lock()
+        self._deletes = 0  # deletes served: a read from Postgres that overlapped one caches nothing
         self._writes = DbWait(settings.db_request_timeout)  # the writer's own: stop() awaits its cancellations
         self.stalls = 0  # writes cancelled past their bound
         self.dropped = 0  # responses dropped unwritten (more than MAX_PENDING waiting)
@@ -262,16 +270,17 @@ class ResponseStore:
             self._histories.forget(found[0].key_id)
 
     async def flush(self, limit: int | None = None) -> bool:
-        """Write everything queued, or its oldest `limit` rows; False if the database refused or
-        stalled (the rows stay queued)."""
-        left = len(self._pending) if limit is None else limit
-        while self._pending and left > 0:
-            n = min(batch_length(self._pending), left)
-            left -= n
-            batch, self._pending = self._pending[:n], self._pending[n:]
-            if not await self._write(batch):
-                return False
-        return True
+        """Write everything queued, or its oldest `limit` rows, after the write in flight (one at a
+        time); False if the database refused or stalled (the rows stay queued)."""
+        async with self._flushing:
+            left = len(self._pending) if limit is None else limit
+            while self._pending and left > 0:
+                n = min(batch_length(self._pending), left)
+                left -= n
+                batch, self._pending = self._pending[:n], self._pending[n:]
+                if not await self._write(batch):
+                    return False
+            return True
 
     async def _write(self, batch: list[Encoded]) -> bool:
         self._writing = {r.id: r for r in batch}
@@ -432,6 +441,7 @@ class ResponseStore:
                 break
             chain.append(entry)
             next_id = entry.previous_response_id
+        deletes = self._deletes
         if next_id is not None:
             rest: list[StoredResponse] = await self._waiting(lambda: self.table.chain(next_id, self.retention),
                                                              response_id=next_id)
@@ -440,7 +450,8 @@ class ResponseStore:
             if rest[-1].previous_response_id is not None:
                 raise not_found(rest[-1].previous_response_id)
             for s in rest:
-                self._remember(encode(s), s)
+                if deletes == self._deletes:  # (a delete meanwhile: the rows read may be gone, keep none)
+                    self._remember(encode(s), s)
                 chain.append(s)
         if any(entry.key_id != key_id for entry in chain):
             raise not_found(response_id)
@@ -449,7 +460,8 @@ class ResponseStore:
             return base.history
         self.continued["read" if base is None else "extended"] += 1
         history = History.of(conversation(chain)) if base is None else base.history.then(conversation(chain))
-        self._keep(response_id, key_id, base, chain, history)
+        if deletes == self._deletes:
+            self._keep(response_id, key_id, base, chain, history)
         return history
 
     def _keep(self, response_id: str, key_id: str, base: Known | None, chain: list[Cached],
@@ -474,17 +486,27 @@ class ResponseStore:
         while response_id in self._writing:
             await self._written.wait()
 
+    def _unqueue(self, response_id: str) -> bool:
+        """Take `response_id` out of the rows waiting to be written; False if it is not there."""
+        for n, row in enumerate(self._pending):
+            if row.id == response_id:
+                del self._pending[n]
+                self._pending_bytes -= row.size
+                return True
+        return False
+
     async def delete(self, response_id: str, key_id: str) -> None:
         local = self._local(response_id)
         if local is not None and local.key_id != key_id:
             raise not_found(response_id)
+        self._deletes += 1
         self._forget(response_id)
         self._histories.forget(key_id)  # (a response only waiting to be written, too large to cache, too)
-        if any(r.id == response_id for r in self._pending):  # never written: forgetting it is enough
-            self._pending = [r for r in self._pending if r.id != response_id]
-            return
-        if response_id in self._writing:  # being written right now: delete the row once it landed
+        while response_id in self._writing:  # being written right now: delete the row once it landed
             await self._db(self._landed(response_id), DELETE)
+        # (no await from here to the table's delete: the row is written, or queued and never will be)
+        if self._unqueue(response_id):  # never written (or put back by a write that failed): forgetting it is enough
+            return
         if local is not None:
             await self._db(self.table.delete(response_id, key_id), DELETE)
             return
