@@ -96,6 +96,11 @@ class DbWait:
         """Operations past their wait whose cancellation is still running."""
         return len(self._cancelling)
 
+    async def settled(self) -> None:
+        """Until the cancellations running now have ended (what they did is done, or never will be)."""
+        if self._cancelling:
+            await asyncio.wait(set(self._cancelling))
+
     async def stop(self) -> None:
         """Wait for the cancellations still running (before the pool closes under them)."""
         if not self._cancelling:

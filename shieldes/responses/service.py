@@ -174,6 +174,7 @@ class ResponseStore:
         # flush returns once everything queued before it landed, the writer's batch in flight included
         self._flushing = asyncio.Lock()
         self._deletes = 0  # deletes served: a read from Postgres that overlapped one caches nothing
+        self._unsure: set[str] = set()  # queued again after a failed write, which may have landed all the same
         self._writes = DbWait(settings.db_request_timeout)  # the writer's own: stop() awaits its cancellations
         self.stalls = 0  # writes cancelled past their bound
         self.dropped = 0  # responses dropped unwritten (more than MAX_PENDING waiting)
@@ -198,6 +199,7 @@ class ResponseStore:
         if len(self._pending) >= MAX_PENDING:
             dropped = self._pending.pop(0)
             self._pending_bytes -= dropped.size
+            self._unsure.discard(dropped.id)
             self.dropped += 1
             log.warning("stored responses: %d waiting for the database; dropped %s", MAX_PENDING, dropped.id)
         self._pending.append(row)
@@ -292,15 +294,19 @@ class ResponseStore:
         except DatabaseStalled as exc:
             self.stalls += 1
             self._pending = batch + self._pending
+            self._unsure.update(r.id for r in batch)  # (cancelled on its way, its INSERT may have committed)
             log.warning("%s; %d responses wait in this node's memory (served from it meanwhile)",
                         exc.message, len(self._pending))
             return False
         except (psycopg.Error, OSError) as exc:
             log.warning("stored responses: write of %d failed, will retry: %s", len(batch), exc)
             self._pending = batch + self._pending
+            self._unsure.update(r.id for r in batch)  # (a connection lost may have taken the commit's answer)
             return False
         else:
             self._pending_bytes -= sum(r.size for r in batch)  # written, or refused and kept in memory only
+            if self._unsure:
+                self._unsure.difference_update(r.id for r in batch)
             return True
         finally:
             self._writing = {}
@@ -505,7 +511,11 @@ class ResponseStore:
         while response_id in self._writing:  # being written right now: delete the row once it landed
             await self._db(self._landed(response_id), DELETE)
         # (no await from here to the table's delete: the row is written, or queued and never will be)
-        if self._unqueue(response_id):  # never written (or put back by a write that failed): forgetting it is enough
+        if self._unqueue(response_id):  # never written: forgetting it is enough
+            if response_id in self._unsure:  # unless a write that failed landed it all the same
+                self._unsure.discard(response_id)
+                await self._db(self._writes.settled(), DELETE)  # (a cancelled INSERT may still commit)
+                await self._db(self.table.delete(response_id, key_id), DELETE)
             return
         if local is not None:
             await self._db(self.table.delete(response_id, key_id), DELETE)

@@ -142,3 +142,26 @@ async def test_a_chain_read_from_postgres_across_a_delete_caches_nothing_of_it()
     assert len((await asyncio.wait_for(reading, 5)).items) == 4
     with pytest.raises(NotFound, match="resp_a"):
         await store.history("resp_b", KEY)
+
+
+class LandsThenStalls(HeldTable):
+    """The first write commits, then its answer never comes (a stalled server): it is cancelled
+    past its bound and the batch is queued again."""
+
+    async def insert(self, rows: Sequence[Encoded]) -> None:
+        self.rows.update({r.id: r.decoded() for r in rows})
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.gate.wait()
+
+
+async def test_a_delete_of_a_response_queued_again_after_a_stalled_write_removes_the_row_it_landed() -> None:
+    table = LandsThenStalls()
+    store = ResponseStore(table, Settings(database_url="postgresql://unused", db_request_timeout=0.2), DbWait(5.0))
+    store.save(response("resp_a"))
+    assert not await store.flush() and store.stalls == 1 and store.pending == 1
+    assert "resp_a" in table.rows  # it landed all the same
+    await store.delete("resp_a", KEY)
+    assert table.rows == {} and store.pending == 0 and store.pending_bytes == 0
+    assert await store.flush() and table.rows == {}
+    await store.stop()
