@@ -23,7 +23,7 @@ from aiohttp import web
 from shieldes.errors import BodyTooLarge, NotFound, PermissionDenied, RateLimited, ShieldesError, retry_after_seconds
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import GATEWAY, read_json
-from shieldes.gateway.service import Gateway
+from shieldes.gateway.service import Gateway, sent_keys
 from shieldes.mcp.access import allows_server
 from shieldes.mcp.jsonrpc import (
     INTERNAL_ERROR,
@@ -150,8 +150,7 @@ class McpRoute:
         ids: tuple[Any, ...] = (None,)
         status, code = 500, None
         try:
-            key = self.gateway.authenticate(self.request.headers.get("Authorization"),
-                                            self.request.headers.get("x-api-key"))
+            key = self.gateway.authenticate(*sent_keys(self.request.headers))
             if rec is not None:
                 rec.key = key
             server = self._server(key)

@@ -16,7 +16,7 @@ from shieldes.gateway import relay
 from shieldes.gateway.checked_histories import REMEMBER_FROM
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.service import Gateway
+from shieldes.gateway.service import Gateway, sent_keys
 from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
 from shieldes.gateway.upstream_calls import Attempt
 from shieldes.projections.state import Deployment, VirtualKey
@@ -163,11 +163,11 @@ def _client_wants_usage(body: Body) -> bool:
 def authenticate(request: web.Request) -> VirtualKey:
     """The request's virtual key (from memory), noted on its request-log record: `Authorization:
     Bearer` (OpenAI SDKs), `x-api-key` (Anthropic's), `api-key` (Azure-style clients),
-    `x-goog-api-key` or the `key` query parameter (Google's Gemini API clients)."""
+    `x-goog-api-key` or the `key` query parameter (Google's Gemini API clients); LiteLLM's
+    `x-litellm-api-key` and Bifrost's `x-bf-vk` first (service.sent_keys)."""
     headers = request.headers
-    key = request.app[GATEWAY].authenticate(headers.get("Authorization"), headers.get("x-api-key"),
-                                            headers.get("api-key"), headers.get("x-goog-api-key"),
-                                            _query_key(request.query_string))
+    key = request.app[GATEWAY].authenticate(*sent_keys(headers, headers.get("x-goog-api-key"),
+                                                       _query_key(request.query_string)))
     rec = record_of(request)
     if rec is not None:
         rec.key = key

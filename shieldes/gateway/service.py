@@ -90,6 +90,25 @@ class StateView(Protocol):
 HASHES_KEPT = 4096  # distinct keys whose hash authenticate() keeps
 
 
+# Headers whose only meaning is "the gateway's virtual key" (LiteLLM's, Bifrost's): an app that
+# moved from either sends them, often beside an `Authorization` header meant for someone else, so
+# they come first. Never forwarded upstream (only `anthropic-*` headers travel).
+GATEWAY_KEY_HEADERS = ("x-litellm-api-key", "x-bf-vk")
+
+
+def sent_keys(headers: Mapping[str, str], *others: str | None) -> tuple[str | None, ...]:
+    """The (authorization, *api_keys) arguments of Gateway.authenticate from a request's headers:
+    a gateway key header (`x-litellm-api-key`, whose value may carry a `Bearer ` prefix, or
+    `x-bf-vk`) before `Authorization`, then `x-api-key`, `api-key` and `others` (x-goog-api-key,
+    the `key` query parameter)."""
+    for name in GATEWAY_KEY_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            scheme, _, token = value.partition(" ")
+            return None, token.strip() if scheme.lower() == "bearer" and token.strip() else value
+    return (headers.get("Authorization"), headers.get("x-api-key"), headers.get("api-key"), *others)
+
+
 def bearer_token(authorization: str | None, *api_keys: str | None) -> str | None:
     """The virtual key a client sent: `Authorization: Bearer` (OpenAI SDKs), else the first
     non-empty key header (`x-api-key` from the Anthropic SDK, `api-key` from Azure-style clients)."""
@@ -161,7 +180,8 @@ class Gateway(UpstreamCalls):
                       if sent and sent.lower() != "bearer" else "")
             raise AuthenticationFailed(
                 f"missing API key{scheme}: send `Authorization: Bearer <virtual key>` (or `x-api-key`, "
-                "`api-key` or `x-goog-api-key`); create a key with `shieldes key create`"
+                "`api-key`, `x-goog-api-key`, `x-litellm-api-key` or `x-bf-vk`); create a key with "
+                "`shieldes key create`"
             )
         hashed = self._hashes.get(token)
         if hashed is None:
