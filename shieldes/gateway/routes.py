@@ -31,6 +31,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.chat_history import Found, read_turn
 from shieldes.providers.dropped import dropped_header
+from shieldes.providers.gateway_fields import foreign_fields
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
@@ -255,7 +256,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.headers = {**self.res.headers, **dropped_header(list(result.dropped))}
+        self.headers = {**self.res.headers, **dropped_header([*out.drop, *result.dropped])}
         if result.usage is not None:
             self.settle(served, result.usage)
             return result
@@ -275,7 +276,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        headers = {**self.res.headers, **dropped_header(list(stream.dropped))}
+        headers = {**self.res.headers, **dropped_header([*out.drop, *stream.dropped])}
         return await self.pump_stream(request, stream, lambda tally: render(stream, tally), served, headers,
                                       error_event)
 
@@ -360,6 +361,9 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     raw = await read_body(request, gw.settings.max_body_bytes)
     top = read_chat(raw, _chat_turn(gw, key.id, raw)) if op == "chat" else TopLevel(raw, NOTHING)
     body = top.small
+    foreign = tuple(foreign_fields(body))  # another gateway's fields: never forwarded, named
+    if foreign:
+        body = {name: value for name, value in body.items() if name not in foreign}
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
@@ -387,7 +391,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     if cap is not None:
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
     if not streaming:
-        result = await call.json(Outgoing(top, body, ids))
+        result = await call.json(Outgoing(top, body, ids, foreign))
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.headers)
@@ -415,7 +419,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return relay.counted_frames(frames(not wants_usage), tally, usage_chunk)
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
-    return await call.stream(request, Outgoing(top, body, ids), render, None)
+    return await call.stream(request, Outgoing(top, body, ids, foreign), render, None)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

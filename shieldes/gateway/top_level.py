@@ -183,23 +183,30 @@ class Outgoing:
     so a change is told by identity), and the chat history's tool call ids read off its bytes
     (`ids`; None when not read so). A deployment that takes the client's body gets its bytes,
     changed only in the fields the gateway changed (`encoded`); any other gets the whole body
-    decoded (`whole`)."""
+    decoded (`whole`). `drop`: the client's top-level fields no upstream gets (another gateway's,
+    providers/gateway_fields.py), named to the client."""
 
-    __slots__ = ("fields", "ids", "top")
+    __slots__ = ("drop", "fields", "ids", "top")
 
-    def __init__(self, top: TopLevel, fields: Body, ids: list[str] | None = None) -> None:
-        self.top, self.fields, self.ids = top, fields, ids
+    def __init__(self, top: TopLevel, fields: Body, ids: list[str] | None = None,
+                 drop: tuple[str, ...] = ()) -> None:
+        self.top, self.fields, self.ids, self.drop = top, fields, ids, drop
 
     def whole(self, sent: Body) -> Body:
         """The whole body decoded, with the top-level fields of `sent` (`fields` as one attempt sends
         them: the target's model)."""
-        return {**self.top.decoded(), **sent}
+        body = {**self.top.decoded(), **sent}
+        for name in self.drop:
+            body.pop(name, None)
+        return body
 
     def encoded(self, sent: Body, drop: frozenset[str] = frozenset()) -> bytes:
         """The client's bytes with the top-level fields of `sent` that differ from the client's
         set and those of `drop` left out: the very bytes when nothing differs, the client's bytes
         with the gateway's additions at the end when it only adds, else each top-level field the
         client's bytes but those changed."""
+        if self.drop:
+            drop = drop.union(self.drop)
         client = self.top.small
         changes: Body = {}
         for name, value in sent.items():

@@ -20,6 +20,8 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from shieldes.providers.gateway_fields import FOREIGN, METADATA
+
 _UNSET = msgspec.UNSET
 
 
@@ -38,7 +40,35 @@ class _Message(msgspec.Struct, gc=False):
     tool_call_id: str | None = None
 
 
-class _ChatRequest(msgspec.Struct, gc=False):
+class _Foreign(msgspec.Struct, gc=False):
+    """Another gateway's fields (gateway_fields.FOREIGN) and `metadata`, read to be left out."""
+
+    tags: Any = _UNSET
+    fallbacks: Any = _UNSET
+    num_retries: Any = _UNSET
+    mock_response: Any = _UNSET
+    mock_testing_fallbacks: Any = _UNSET
+    caching: Any = _UNSET
+    cache: Any = _UNSET
+    guardrails: Any = _UNSET
+    extra_headers: Any = _UNSET
+    litellm_metadata: Any = _UNSET
+    litellm_trace_id: Any = _UNSET
+    litellm_session_id: Any = _UNSET
+    litellm_call_id: Any = _UNSET
+    context_window_fallback_dict: Any = _UNSET
+    request_timeout: Any = _UNSET
+    timeout: Any = _UNSET
+    api_base: Any = _UNSET
+    base_url: Any = _UNSET
+    api_key: Any = _UNSET
+    api_version: Any = _UNSET
+    disable_fallbacks: Any = _UNSET
+    ttl: Any = _UNSET
+    metadata: Any = _UNSET
+
+
+class _ChatRequest(_Foreign, gc=False):
     messages: list[_Message] | msgspec.UnsetType = _UNSET
     model: Any = _UNSET
     stream: Any = _UNSET
@@ -49,7 +79,7 @@ class _ChatRequest(msgspec.Struct, gc=False):
     service_tier: Any = _UNSET  # (a priority request is held at the priority price)
 
 
-class _ChatTop(msgspec.Struct, gc=False):  # (_ChatRequest's fields, the messages skipped)
+class _ChatTop(_Foreign, gc=False):  # (_ChatRequest's fields, the messages skipped)
     messages: msgspec.Raw | msgspec.UnsetType = _UNSET  # (well-formed JSON checked, nothing built)
     model: Any = _UNSET
     stream: Any = _UNSET
@@ -61,7 +91,7 @@ class _ChatTop(msgspec.Struct, gc=False):  # (_ChatRequest's fields, the message
 
 
 READ = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n",
-        "service_tier")  # decoded, when present
+        "service_tier", *FOREIGN, METADATA)  # decoded, when present
 _REQUEST = msgspec.json.Decoder(_ChatRequest)
 _TOP = msgspec.json.Decoder(_ChatTop)
 _MESSAGES = msgspec.json.Decoder(list[_Message])

@@ -4,6 +4,8 @@ knew, the routes they call."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
 
@@ -41,3 +43,46 @@ async def test_litellm_and_bifrost_key_headers_name_the_virtual_key(database_url
             raise AssertionError("a wrong x-bf-vk must not fall back to Authorization")
         except openai.AuthenticationError as e:
             assert "invalid or revoked API key" in str(e)
+
+
+LITELLM_FIELDS: dict[str, Any] = {
+    "metadata": {"tags": ["search"], "trace_id": "t-1", "generation_name": "answer"},
+    "tags": ["search", "beta"], "fallbacks": ["claude-3-5-haiku-latest"], "num_retries": 2,
+    "mock_response": "hello", "caching": True, "guardrails": ["pii"], "litellm_session_id": "s-1",
+    "extra_headers": {"x-team": "search"}, "api_base": "http://elsewhere.invalid", "timeout": 30,
+}
+NAMED = ("tags, fallbacks, num_retries, mock_response, caching, guardrails, extra_headers, "
+         "litellm_session_id, timeout, api_base, metadata")
+
+
+async def test_another_gateways_body_fields_are_left_out_and_named(database_url: str) -> None:
+    """An app moved from LiteLLM sends `tags`, `fallbacks`, `num_retries`, its `metadata` with
+    lists in it, ...: they went upstream as sent, where OpenAI answers 400 "Unrecognized request
+    argument supplied". Now none is forwarded and each is named in x-shieldes-dropped (a
+    translation named none of them); OpenAI's own fields (`user`, a `metadata` of strings) go on."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        # (long histories are read from where the key's last one ended: the fields after them too)
+        long = [{"role": "user", "content": "word " * 4000}]
+        for messages in (MESSAGES, long, [*long, {"role": "assistant", "content": "ok"}, *MESSAGES]):
+            for model, path in (("gpt-4o", "/v1/chat/completions"), ("claude-3-5-haiku-latest", "/v1/messages")):
+                for stream in (False, True):
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model=model, messages=messages, stream=stream, user="u-7", extra_body=LITELLM_FIELDS)  # type: ignore[arg-type]
+                    assert raw.headers["x-shieldes-dropped"] == NAMED
+                    if stream:
+                        async for _chunk in raw.parse():  # type: ignore[union-attr]
+                            pass
+                    sent = h.upstream.last(path).body
+                    assert not (set(LITELLM_FIELDS) - {"metadata"}) & set(sent), sent
+                    assert sent.get("metadata") in (None, {"user_id": "u-7"})  # (Anthropic's, from `user`)
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, user="u-7",  # type: ignore[arg-type]
+                                             metadata={"team": "search"})
+        sent = h.upstream.last("/v1/chat/completions").body
+        assert sent["metadata"] == {"team": "search"} and sent["user"] == "u-7"
+        raw_embed = await client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi",
+                                                                      extra_body={"tags": ["x"]})
+        assert raw_embed.headers["x-shieldes-dropped"] == "tags"
+        assert "tags" not in h.upstream.last("/v1/embeddings").body

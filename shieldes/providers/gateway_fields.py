@@ -1,0 +1,38 @@
+"""Request fields that only another gateway (a LiteLLM proxy, Bifrost) gave a meaning to, as an
+application moved from one still sends them: LiteLLM's `tags`, `fallbacks`, `num_retries`,
+`mock_response`, `caching`, `guardrails`, `litellm_*`, ... and Bifrost's `fallbacks`. An OpenAI
+upstream refuses each ("Unrecognized request argument supplied"), so none is forwarded: each is
+left out and named in `x-shieldes-dropped`. `metadata` is OpenAI's own field when it has OpenAI's
+shape (at most 16 string values) and goes on as sent then; LiteLLM's (tags as a list, nested
+objects) is left out and named so too. Pure: no I/O, no state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# (the names of chat_history._Foreign's fields, in its order)
+FOREIGN = ("tags", "fallbacks", "num_retries", "mock_response", "mock_testing_fallbacks", "caching",
+           "cache", "guardrails", "extra_headers", "litellm_metadata", "litellm_trace_id",
+           "litellm_session_id", "litellm_call_id", "context_window_fallback_dict", "request_timeout",
+           "timeout", "api_base", "base_url", "api_key", "api_version", "disable_fallbacks", "ttl")
+METADATA = "metadata"
+_MOST_PAIRS, _LONGEST_KEY, _LONGEST_VALUE = 16, 64, 512  # OpenAI's limits on `metadata`
+
+
+def openai_metadata(value: Any) -> bool:
+    """Whether `value` is a `metadata` OpenAI takes: null, or an object of at most 16 string values
+    (keys up to 64 characters, values up to 512)."""
+    if value is None:
+        return True
+    return isinstance(value, dict) and len(value) <= _MOST_PAIRS and all(
+        len(k) <= _LONGEST_KEY and isinstance(v, str) and len(v) <= _LONGEST_VALUE for k, v in value.items())
+
+
+def foreign_fields(body: Mapping[str, Any]) -> list[str]:
+    """The fields of `body` (a request's top-level fields, decoded) that are another gateway's, in
+    FOREIGN's order, then `metadata` when it is not in OpenAI's shape."""
+    out = [name for name in FOREIGN if name in body]
+    if METADATA in body and not openai_metadata(body[METADATA]):
+        out.append(METADATA)
+    return out
