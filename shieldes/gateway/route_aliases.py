@@ -1,5 +1,6 @@
 """Every /v1/... route also without its prefix, as clients configured with a bare base URL call
-them; the aliases' metrics and logs carry the /v1 route's label."""
+them, and the probes under LiteLLM's paths, as deployments moved from it call them; the aliases'
+metrics and logs carry the label of the route they alias."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from shieldes.gateway.middleware import ROUTE_LABELS
 API_PREFIX = "/v1"
 _VARIABLE = re.compile(r"\(\?P<(\w+)>([^()]*)\)")
 _DEFAULT_VARIABLE = "[^{}/]+"
+# LiteLLM's liveness and readiness probe paths (a moved app's health checks, Kubernetes probes)
+PROBE_ALIASES = {"/health/liveliness": "/health", "/health/liveness": "/health", "/health/readiness": "/ready"}
 
 
 def add_unversioned_aliases(app: web.Application) -> None:
     """Every /v1/... route also without the prefix (/chat/completions, /messages, ...), as clients
-    configured with a bare base URL call them. Run once after every route is added, so routes
-    added later get both forms too."""
+    configured with a bare base URL call them, and PROBE_ALIASES. Run once after every route is
+    added, so routes added later get both forms too."""
     routes = [r for r in app.router.routes() if r.resource is not None and r.method != "HEAD"]
     taken = {(r.method, r.resource.canonical) for r in routes if r.resource is not None}
     labels: dict[str, str] = {}
@@ -30,6 +33,11 @@ def add_unversioned_aliases(app: web.Application) -> None:
         alias = app.router.add_route(route.method, alias_pattern(route.resource), route.handler)
         if alias.resource is not None:
             labels[alias.resource.canonical] = path
+    probes = {r.resource.canonical: r.handler for r in routes if r.method == "GET" and r.resource is not None}
+    for alias_path, path in PROBE_ALIASES.items():
+        if path in probes and ("GET", alias_path) not in taken:
+            app.router.add_get(alias_path, probes[path])
+            labels[alias_path] = path
     app[ROUTE_LABELS] = labels
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 
@@ -86,3 +87,17 @@ async def test_another_gateways_body_fields_are_left_out_and_named(database_url:
                                                                       extra_body={"tags": ["x"]})
         assert raw_embed.headers["x-shieldes-dropped"] == "tags"
         assert "tags" not in h.upstream.last("/v1/embeddings").body
+
+
+async def test_litellms_probe_paths_answer_as_health_and_ready(database_url: str) -> None:
+    """Health checks written for LiteLLM (`/health/liveliness`, `/health/liveness`,
+    `/health/readiness`) were 404; they answer as /health and /ready, under those routes' labels."""
+    async with harness(database_url) as h, aiohttp.ClientSession() as s:
+        for path, route in (("/health/liveliness", "/health"), ("/health/liveness", "/health"),
+                            ("/health/readiness", "/ready")):
+            async with s.get(h.base + path) as r:
+                assert r.status == 200, await r.text()
+                async with s.get(h.base + route) as same:
+                    assert (await r.json()).keys() == (await same.json()).keys()
+        async with s.get(h.base + "/metrics") as r:
+            assert "/health/" not in await r.text()
