@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,7 +46,8 @@ from shieldes.providers.base import (
     Target,
     TokenUsage,
 )
-from shieldes.providers.dropped import dropped_header
+from shieldes.providers.dropped import DROPPED_HEADER, dropped_header
+from shieldes.providers.gateway_fields import FOREIGN
 from shieldes.providers.kinds import spec_for
 from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
@@ -176,6 +177,15 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
+def _with_foreign(headers: Mapping[str, str], foreign: list[str]) -> Mapping[str, str]:
+    """`headers` with another gateway's fields left out of the request (providers/gateway_fields.py)
+    named first in x-shieldes-dropped."""
+    if not foreign:
+        return headers
+    given = headers.get(DROPPED_HEADER)
+    return {**headers, **dropped_header([*foreign, *([given] if given else [])])}
+
+
 def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
     """CheckedHistories' read of a Messages history: True when the ids in `data` fit Anthropic's rule."""
     return True if anthropic_ids_fit_in(data) else None
@@ -195,6 +205,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
     top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
+    foreign = [name for name in FOREIGN if name in top.small]  # another gateway's: never forwarded, named
+    if foreign:
+        top = TopLevel(top.with_fields({}, foreign), MESSAGES_HISTORY)
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])
@@ -235,7 +248,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         # the upstream's count, or the estimate the answer already carries (never None here)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, ANTHROPIC_REQUEST_ID: call.rid,
-                   **call.res.headers, **got.headers}
+                   **call.res.headers, **_with_foreign(got.headers, foreign)}
         return web.Response(body=got.raw, headers=headers)
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
@@ -254,7 +267,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         call.rec.stream = True
     stream, served = await call.run(open_stream)
     return await call.pump_stream(request, stream, stream.frames, served,
-                                  {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers, **stream.headers}, "error")
+                                  {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
+                                   **_with_foreign(stream.headers, foreign)}, "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

@@ -101,3 +101,22 @@ async def test_litellms_probe_paths_answer_as_health_and_ready(database_url: str
                     assert (await r.json()).keys() == (await same.json()).keys()
         async with s.get(h.base + "/metrics") as r:
             assert "/health/" not in await r.text()
+
+
+async def test_another_gateways_fields_on_messages_are_left_out_and_named(database_url: str) -> None:
+    """An Anthropic SDK app moved from LiteLLM sends `tags` or `fallbacks` in its Messages body:
+    they went on to Anthropic, which answers 400 "Extra inputs are not permitted"."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        extra = {"tags": ["search"], "fallbacks": ["gpt-4o"], "num_retries": 2}
+        for model, path in (("claude-3-5-haiku-latest", "/v1/messages"), ("gpt-4o", "/v1/chat/completions")):
+            for stream in (False, True):
+                raw = await claude.messages.with_raw_response.create(
+                    model=model, max_tokens=16, messages=MESSAGES, stream=stream, extra_body=extra)  # type: ignore[arg-type]
+                assert raw.headers["x-shieldes-dropped"].startswith("tags, fallbacks, num_retries"), raw.headers
+                if stream:
+                    async for _event in await raw.parse():  # type: ignore[union-attr]
+                        pass
+                assert not set(extra) & set(h.upstream.last(path).body)
