@@ -3,7 +3,7 @@ work on a shared machine does not move (a CPU time does, by 10-30% here), for te
 whose difference is a few percent of a stream's interpreted work.
 
     PYTHONPATH=. python bench/bench_opcodes.py [--modes responses-stream,stream,messages-stream]
-        [--requests 800] [--agent-turns N] [--top 40] [--tree DIR ...]
+        [--requests 800] [--agent-turns N] [--top 40] [--tree DIR ...] [--minus json] [--save FILE]
 
 For each tree (this one, then each `--tree`, e.g. `git archive <commit> | tar -x -C DIR`) a node
 runs on a fresh database in front of the gateway bench's fake upstream, with the gateway bench's
@@ -146,10 +146,18 @@ def main() -> None:
                         "(bench_gateway.py --agent-turns)")
     parser.add_argument("--top", type=int, default=25, help="functions listed per mode")
     parser.add_argument("--tree", action="append", default=[], type=Path, help="another source tree")
+    parser.add_argument("--minus", metavar="MODE", help="also list, for each other mode, the functions by what "
+                        "they execute beyond MODE (e.g. `--modes json,stream --minus json`: what a stream "
+                        "costs that a JSON request does not)")
+    parser.add_argument("--save", type=Path, help="write every count (tree -> mode -> function) to this JSON file")
     args = parser.parse_args()
     modes = args.modes.split(",")
+    if args.minus and args.minus not in modes:
+        parser.error(f"--minus {args.minus}: name it in --modes too")
     trees = [ROOT, *(t.resolve() for t in args.tree)]
     results = {tree: measure(tree, modes, args.requests, args.agent_turns) for tree in trees}
+    if args.save:
+        args.save.write_text(json.dumps({str(t): r for t, r in results.items()}, indent=1))
     for mode in modes:
         totals = " | ".join(f"{'this tree' if t == ROOT else t}: {sum(r[mode].values()):,.0f}"
                             for t, r in results.items())
@@ -158,6 +166,22 @@ def main() -> None:
         for name, n in sorted(mine.items(), key=lambda kv: -kv[1])[:args.top]:
             others = "".join(f" {r[mode].get(name, 0.0):8.1f}" for t, r in results.items() if t != ROOT)
             print(f"  {n:8.1f}{others}  {name}")
+    if args.minus:
+        for mode in modes:
+            if mode != args.minus:
+                print_excess(results, mode, args.minus, args.top)
+
+
+def print_excess(results: dict[Path, dict[str, dict[str, float]]], mode: str, base: str, top: int) -> None:
+    """Each function's opcodes per request in `mode` beyond `base` (negative: fewer), largest first."""
+    for tree, r in results.items():
+        mine, other = r[mode], r[base]
+        excess = {name: mine.get(name, 0.0) - other.get(name, 0.0) for name in mine.keys() | other.keys()}
+        print(f"\n{mode} beyond {base} ({'this tree' if tree == ROOT else tree}): "
+              f"{sum(excess.values()):+,.0f} opcodes per request")
+        for name, n in sorted(excess.items(), key=lambda kv: -abs(kv[1]))[:top]:
+            if abs(n) >= 0.5:
+                print(f"  {n:+8.1f}  {name}")
 
 
 if __name__ == "__main__":

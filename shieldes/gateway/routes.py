@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs
 
 import orjson
@@ -414,9 +414,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return relay.usage_frame(like, relay.final_usage(None, tally, size))
 
         usage_chunk = closing if wants_usage else None
-        frames = getattr(stream, "frames", None)
-        if frames is not None:  # an OpenAI-compatible upstream: forward its frames' bytes
-            return relay.counted_frames(frames(not wants_usage), tally, usage_chunk)
+        if hasattr(stream, "next_frames"):  # an OpenAI-compatible upstream: forward its frames' bytes
+            return relay.ForwardedFrames(cast(relay.FrameSource, stream), not wants_usage, tally, usage_chunk)
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
     return await call.stream(request, Outgoing(top, body, ids, foreign), render, None)

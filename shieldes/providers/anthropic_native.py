@@ -270,8 +270,27 @@ class NativeEventStream(HeldStream[bytes]):
         return self._items()
 
     async def _rest(self) -> AsyncGenerator[bytes, None]:
-        while raw := await self._chunk():
-            self._feed(raw)
+        while (raw := await self.next_frame()) is not None:
             yield raw
-        if not self.watch.done and not self.watch.errored:
-            raise invalid_response(self._target, "the event stream ended before message_stop")
+
+    async def next_frame(self) -> bytes | None:
+        """The stream's next piece as the client gets it (what prime read, then each read,
+        watched), None at its end: frames() as a coroutine, which the relay awaits with no
+        generator layer between (each one costs a stream its creation, the event loop's tracking
+        of it and its closing)."""
+        if self._head:
+            return self._head.pop(0)
+        if self._released:
+            return None
+        try:
+            raw = await self._chunk()
+            if raw:
+                self._feed(raw)
+                return raw
+            if not self.watch.done and not self.watch.errored:
+                raise invalid_response(self._target, "the event stream ended before message_stop")
+        except BaseException:
+            self._release()  # a failure (or a cancel): nothing more is read
+            raise
+        self._release()
+        return None

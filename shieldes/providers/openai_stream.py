@@ -33,6 +33,7 @@ class OpenAIChunkStream(BlockStream):
     own bytes. Both account usage and raise mid-stream errors the same way; use one of them."""
 
     _first_data: bytes | None = None  # the first chunk's payload, primed by its bytes and not parsed yet
+    _head_sent = False  # next_frames has begun (the primed chunk goes out in the bytes read)
 
     def _parse_first(self, data: bytes) -> Body | None:
         if data[:7] == _CHUNK_START and data[-1:] == b"}" and b'"error"' not in data:
@@ -48,30 +49,52 @@ class OpenAIChunkStream(BlockStream):
             self._first_data = None
         return self._first
 
+    _frames_over = False  # next_frames gave the stream's end
+    _failure: UpstreamFailure | None = None  # what ends the stream, raised after the frames before it
+
     def frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of
-        content chunks) per upstream read, forwarding the upstream's own bytes. With
-        `strip_usage` the frames are those relay.openai_frames would send a client that did not
-        ask for usage (no usage chunk, no `usage` fields)."""
+        """next_frames as an async generator (for a reader that iterates)."""
         if self._frame_gen is None:
             self._frame_gen = self._iterate_frames(strip_usage)
         return self._frame_gen
 
     async def _iterate_frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
+        while (got := await self.next_frames(strip_usage)) is not None:
+            yield got
+
+    async def next_frames(self, strip_usage: bool) -> tuple[bytes, int] | None:
+        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of
+        content chunks) per upstream read, forwarding the upstream's own bytes; None at its end.
+        With `strip_usage` the frames are those relay.openai_frames would send a client that did
+        not ask for usage (no usage chunk, no `usage` fields). A coroutine rather than an async
+        generator, so the relay awaits it with no generator layer between (each one costs a stream
+        its creation, the event loop's tracking of it and its closing)."""
+        if self._frames_over:
+            return None
         try:
+            if self._failure is not None:
+                raise self._failure
+            if not self._head_sent:
+                self._head_sent = True
+                self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
             while True:
                 out, content, failure, done = self._frames_of_reads(strip_usage)
-                if out:
-                    yield out, content
                 if failure is not None:
+                    if out:
+                        self._failure = failure
+                        return out, content
                     raise failure
                 if done or self._ended:
-                    self._finished = True
-                    return
+                    self._finished = self._frames_over = True
+                    self._release()
+                    return (out, content) if out else None
+                if out:
+                    return out, content
                 self._take(await self._read())
-        finally:
+        except BaseException:
+            self._frames_over = True
             self._release()
+            raise
 
     def _frames_of_reads(self, strip: bool) -> tuple[bytes, int, UpstreamFailure | None, bool]:
         """Frames of the whole events read so far: (bytes, content chunks, the failure that ends

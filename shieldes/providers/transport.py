@@ -32,6 +32,8 @@ from shieldes.providers.resolver import Resolver
 _READ_AHEAD = 1 << 20  # bytes buffered ahead of a slow reader before the socket is paused
 _MAX_TARGETS = 4096  # parsed URLs remembered per client
 _JOIN_BELOW = 256 * 1024  # request bodies up to this size are joined to their head for one write
+# the answer's headers the connection reads as they come (framing, coding, media type)
+_READ_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding", b"content-type"))
 _DRAIN_SECONDS = 5.0  # how long a released answer's unread tail may take before its connection is dropped
 
 
@@ -134,6 +136,7 @@ class _Connection(asyncio.Protocol):
     def _begin(self, timeouts: Timeouts) -> None:
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.content_type = b""  # the Content-Type header's raw value
         self.complete = False
         self.got_bytes = False
         self._head: asyncio.Future[None] | None = None
@@ -282,7 +285,11 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
         lowered = name.lower()
-        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+        if lowered not in _READ_FIELDS:  # (one lookup: most headers are none of these)
+            return
+        if lowered == b"content-type":
+            self.content_type = value  # (a repeated header: its last value)
+        elif lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
             self._framed = True
         elif lowered == b"content-encoding":
             coding = value.strip().lower()
@@ -298,6 +305,7 @@ class _Connection(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         if self.status < 200:  # 1xx interim answers: the real one follows
             self.raw_headers = []
+            self.content_type = b""
             return
         if self._parser.should_upgrade():
             return
@@ -384,6 +392,7 @@ class UpstreamResponse:
         self._conn: _Connection | None = conn
         self.status = conn.status
         self._raw_headers = conn.raw_headers
+        self._content_type = conn.content_type
         self._headers: dict[str, str] | None = None
 
     @property
@@ -397,10 +406,8 @@ class UpstreamResponse:
     def content_type(self) -> str:
         """The media type (no parameters), lower-case; read off the raw headers, which is all a
         streamed answer needs of them."""
-        for name, value in reversed(self._raw_headers):
-            if len(name) == 12 and name.lower() == b"content-type":
-                return value.decode("latin-1").split(";", 1)[0].strip().lower()
-        return ""
+        raw = self._content_type
+        return raw.decode("latin-1").split(";", 1)[0].strip().lower() if raw else ""
 
     async def read(self) -> bytes:
         """The whole body; the connection goes back to the pool. A read that fails or is

@@ -58,7 +58,7 @@ async def both_ways(session: UpstreamClient, base: str, strip: bool
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     fast = await provider.stream("chat", target, body)
     tally = relay.Tally()
-    raw = b"".join([f async for f in relay.counted_frames(fast.frames(strip), tally)])  # type: ignore[attr-defined]
+    raw = b"".join([f async for f in relay.ForwardedFrames(fast, strip, tally)])
     slow = await provider.stream("chat", target, body)
     ref = b"".join([f async for f in relay.openai_frames(slow, relay.Tally(), not strip)])
     parse = [orjson.loads(f[6:]) if f != b"data: [DONE]" else "DONE" for f in raw.split(b"\n\n") if f]

@@ -108,7 +108,7 @@ async def read_frames(pieces: list[bytes], strip: bool) -> Outcome:
     try:
         await stream.prime()
         tally = relay.Tally()
-        frames = b"".join([f async for f in relay.counted_frames(stream.frames(strip), tally)])
+        frames = b"".join([f async for f in relay.ForwardedFrames(stream, strip, tally)])
         out.content = tally.content_chunks
     except UpstreamFailure as failure:
         out.failure = failure.message
