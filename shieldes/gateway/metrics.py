@@ -243,6 +243,8 @@ class Metrics:
         # Hot-path caches: (path, status class) and provider/model resolved to their series once.
         self._req: dict[tuple[str, int, bool], tuple[tuple[str, str], list[float]]] = {}
         self._up: dict[str, list[float]] = {}
+        self._ttft_of: dict[str, list[float]] = {}  # provider -> its series of each, as _up
+        self._tps_of: dict[str, list[float]] = {}
         self._use: dict[tuple[str, str], list[int]] = {}
         r.register(_HotSeries(self))
 
@@ -289,16 +291,25 @@ class Metrics:
     def stream_ended(self, provider: str, outcome: str, ttft: float | None, completion_tokens: int,
                      generating: float, trace_id: str | None = None) -> None:
         """A relayed stream's end: time to first token, tokens per second, early ends."""
-        label = self._providers(provider)
         if ttft is not None:
-            self._ttft.observe(self._ttft.get((label,)), ttft, trace_id)
+            cells = self._ttft_of.get(provider)
+            if cells is None:
+                cells = self._ttft.get((self._providers(provider),))
+                if len(self._ttft_of) < 4 * MAX_SERIES:
+                    self._ttft_of[provider] = cells
+            self._ttft.observe(cells, ttft, trace_id)
             if completion_tokens > 1 and generating > 0:
-                self._tps.observe(self._tps.get((label,)), completion_tokens / generating)
+                cells = self._tps_of.get(provider)
+                if cells is None:
+                    cells = self._tps.get((self._providers(provider),))
+                    if len(self._tps_of) < 4 * MAX_SERIES:
+                        self._tps_of[provider] = cells
+                self._tps.observe(cells, completion_tokens / generating)
         if outcome == "upstream_error":
             self.upstream_error(provider, "mid_stream")
-            self.stream_drops.labels(label, "upstream").inc()
+            self.stream_drops.labels(self._providers(provider), "upstream").inc()
         elif outcome == "disconnected":
-            self.stream_drops.labels(label, "client").inc()
+            self.stream_drops.labels(self._providers(provider), "client").inc()
 
     def mcp_request(self, server: str, method: str, outcome: str) -> None:
         from shieldes.mcp.jsonrpc import KNOWN_METHODS  # (the MCP routes' own: not imported by other routes)

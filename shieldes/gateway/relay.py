@@ -13,7 +13,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -28,20 +27,26 @@ DONE_FRAME = b"data: [DONE]\n\n"
 STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a stream the upstream broke
 
 
-@dataclass(slots=True)
 class Tally:
-    """What went by, for an estimate when the upstream never reports usage."""
+    """What went by, for an estimate when the upstream never reports usage. (A plain class: one
+    is made per stream, and a dataclass's default_factory field costs its __init__ a call.)"""
 
-    content_chunks: int = 0
-    outcome: str = "open"  # open | done | disconnected | upstream_error
-    first_write_at: float = 0.0  # perf_counter of the first frame written to the client
-    first_token_at: float = 0.0  # perf_counter of the first content chunk read from the upstream
-    sent_bytes: int = 0  # bytes of frames written to the client
-    failure: str = ""  # why the upstream broke the stream (scrubbed, as the client was told): log and request log
-    failure_code: str | None = None  # its UpstreamFailure.code
-    # why each choice finished, in the upstream's words (OpenAI finish_reason, Anthropic stop_reason,
-    # Gemini finishReason, a Responses status): the attempt span's gen_ai.response.finish_reasons
-    finish_reasons: list[str] = field(default_factory=list)
+    __slots__ = ("content_chunks", "failure", "failure_code", "finish_reasons", "first_token_at",
+                 "first_write_at", "outcome", "sent_bytes")
+
+    def __init__(self) -> None:
+        self.content_chunks = 0
+        self.outcome = "open"  # open | done | disconnected | upstream_error
+        self.first_write_at = 0.0  # perf_counter of the first frame written to the client
+        self.first_token_at = 0.0  # perf_counter of the first content chunk read from the upstream
+        self.sent_bytes = 0  # bytes of frames written to the client
+        # why the upstream broke the stream (scrubbed, as the client was told): log and request log
+        self.failure = ""
+        self.failure_code: str | None = None  # its UpstreamFailure.code
+        # why each choice finished, in the upstream's words (OpenAI finish_reason, Anthropic
+        # stop_reason, Gemini finishReason, a Responses status): the attempt span's
+        # gen_ai.response.finish_reasons
+        self.finish_reasons: list[str] = []
 
 
 def frame(event: str | None, data: object) -> bytes:
