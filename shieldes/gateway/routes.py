@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs
 
@@ -276,9 +277,9 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        headers = {**self.res.headers, **dropped_header([*out.drop, *stream.dropped])}
-        return await self.pump_stream(request, stream, lambda tally: render(stream, tally), served, headers,
-                                      error_event)
+        dropped = [*out.drop, *stream.dropped]
+        headers = {**self.res.headers, **dropped_header(dropped)} if dropped else self.res.headers
+        return await self.pump_stream(request, stream, partial(render, stream), served, headers, error_event)
 
     async def pump_stream(self, request: web.Request, stream: relay.Held,
                           frames: Callable[[relay.Tally], AsyncIterator[bytes]], served: RouteTarget,
@@ -296,11 +297,8 @@ class Call:
             # settle first: the usage is final once the relay has stopped reading
             usage = relay.final_usage(stream.usage, tally, self.size)
             self.settle(served, usage)
-            self.stream_ended(served.deployment, tally, usage)
+            note_stream_end(self.gw, self.rec, self.rid, served.deployment, tally, usage)
             await stream.aclose()
-
-    def stream_ended(self, dep: Deployment, tally: relay.Tally, usage: TokenUsage) -> None:
-        note_stream_end(self.gw, self.rec, self.rid, dep, tally, usage)
 
 
 def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deployment, tally: relay.Tally,

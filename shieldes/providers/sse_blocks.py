@@ -107,17 +107,19 @@ class BlockStream(UpstreamChunkStream):
 
     _DONE_ENDS: ClassVar[bool] = True
 
+    # (defaults on the class, as UpstreamChunkStream's)
+    _decoder: SSEDecoder | None = None
+    _primed_end = 0  # where the primed chunk's event ends in _carry (or 1: _rest[0] is it)
+    _ended = False  # the body ended (read_chunk gave b"")
+    _frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)
         # Bytes read and not handed out yet, starting at an event boundary. Once the upstream
         # sends a carriage return, a decoder reads the rest of the stream and `_rest` holds the
         # payloads it decoded that are not handed out yet.
         self._carry = b""
-        self._decoder: SSEDecoder | None = None
         self._rest: list[bytes] = []
-        self._primed_end = 0  # where the primed chunk's event ends in _carry (or 1: _rest[0] is it)
-        self._ended = False  # the body ended (read_chunk gave b"")
-        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
 
     def _parse(self, data: bytes) -> Body:
         """One event's payload, read (raising UpstreamFailure for one that ends the stream)."""

@@ -17,16 +17,19 @@ class UpstreamChunkStream:
     """Subclasses implement `_chunks()` (parse the response into OpenAI chunks, raising
     UpstreamFailure) and set `_finished` once the upstream's stream ended properly."""
 
+    # Defaults every stream starts with, on the class (one stream is made per request: each
+    # assignment in __init__ would cost it; an instance's own value is set when it changes).
+    _raw: AsyncGenerator[Body, None] | None = None
+    _gen: AsyncGenerator[Body, None] | None = None
+    _finished = False
+    _usage: TokenUsage | None = None
+    _first: Body | None = None
+    dropped: Sequence[str] = ()  # what a translating provider left out of the request
+
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         self._resp = resp
         self._target = target
-        self._raw: AsyncGenerator[Body, None] | None = None
-        self._gen: AsyncGenerator[Body, None] | None = None
         self._head: list[Body] = []
-        self._finished = False
-        self._usage: TokenUsage | None = None
-        self._first: Body | None = None
-        self.dropped: Sequence[str] = ()  # what a translating provider left out of the request
 
     @property
     def usage(self) -> TokenUsage | None:
