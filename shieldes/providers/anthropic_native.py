@@ -128,6 +128,9 @@ async def open_native_stream(client: UpstreamClient, target: Target, url: str, p
 
 
 # The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
+# what a message_delta's usage may correct of message_start's
+_DELTA_INPUT = frozenset(("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation",
+                          "server_tool_use"))
 _READ_NAMES = (b"event: message_start", b"event: message_delta", b"event: error")
 _CONTENT_NAME = b"event: content_block_delta"
 _STOP_NAME = b"event: message_stop"
@@ -198,10 +201,11 @@ class UsageWatch:
             if isinstance(usage, dict):
                 if isinstance(usage.get("output_tokens"), int):
                     self.output = usage["output_tokens"]  # cumulative, not a delta
-                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
-                            "cache_creation", "server_tool_use"):
-                    if isinstance(usage.get(key), (int, dict)):
-                        self.input = {**self.input, key: usage[key]}
+                present = _DELTA_INPUT.intersection(usage)  # (in C: most deltas carry 0-4 of the 5)
+                if present:
+                    changed = {key: usage[key] for key in present if isinstance(usage[key], (int, dict))}
+                    if changed:
+                        self.input = {**self.input, **changed}
         elif kind == "message_stop":
             self.done = True
         elif kind == "error":

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shieldes.providers.anthropic_native import NativeEventStream, UsageWatch
-from shieldes.providers.base import Target, UpstreamFailure
+from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
 from shieldes.providers.sse import SSEDecoder
 
 TARGET = Target("d", "http://upstream.test", "m", None)
@@ -128,3 +128,20 @@ def test_the_usual_framing_takes_the_scan() -> None:
 ])
 def test_other_framings_are_left_to_the_decoder(block: bytes) -> None:
     assert UsageWatch().see_block(block) is None
+
+
+@pytest.mark.parametrize(("delta", "expected"), [
+    ({"output_tokens": 5}, TokenUsage(13, 5, cache_read_tokens=4)),
+    ({"output_tokens": 5, "input_tokens": 3, "cache_read_input_tokens": None,
+      "cache_creation": {"ephemeral_1h_input_tokens": 2}, "cache_creation_input_tokens": 2,
+      "server_tool_use": {"web_search_requests": 1}},
+     TokenUsage(9, 5, cache_read_tokens=4, cache_write_tokens=2, cache_write_1h_tokens=2, web_search_requests=1)),
+    ({"input_tokens": "x", "cache_read_input_tokens": 6}, TokenUsage(15, 1, cache_read_tokens=6)),
+], ids=["output-only", "every-field", "odd-type-left-out"])
+def test_message_delta_usage_corrects_the_start(delta: dict[str, Any], expected: TokenUsage) -> None:
+    """message_delta's usage is cumulative: its output count, and the input, cache and server tool
+    counts it carries (of int or object type; anything else is left out), replace message_start's."""
+    watch = UsageWatch()
+    watch.see("message_start", orjson.dumps(START))
+    watch.see("message_delta", orjson.dumps({"type": "message_delta", "usage": delta}))
+    assert watch.usage == expected
