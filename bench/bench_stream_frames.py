@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -65,6 +66,9 @@ def events(body: bytes) -> list[bytes]:
 
 
 def measure(bodies: dict[str, bytes], streams: int, rounds: int) -> dict[str, float]:
+    from shieldes.gateway import relay
+    from shieldes.gateway.messages import _Native
+    from shieldes.gateway.relay import Tally
     from shieldes.providers.anthropic_native import NativeEventStream
     from shieldes.providers.base import Target
     from shieldes.providers.openai_responses import ResponsesEventStream
@@ -74,16 +78,22 @@ def measure(bodies: dict[str, bytes], streams: int, rounds: int) -> dict[str, fl
 
     target = Target("d", "http://upstream.test/v1", "m", None)
 
+    # A tree from before 2026-12-06 03:30 counted the frames in a layer of the relay's own
+    # (relay.counted_frames over frames(strip)); since, frames() counts them itself.
+    counted = len(inspect.signature(OpenAIChunkStream.frames).parameters) > 2
+
     async def chat(pieces: list[bytes], strip: bool) -> None:
         up = OpenAIChunkStream(Reads(pieces), target)  # type: ignore[arg-type]
         await up.prime()
-        async for _frames in up.frames(strip):
+        frames = up.frames(Tally(), strip) if counted else relay.counted_frames(  # type: ignore[attr-defined]
+            up.frames(strip), Tally())  # type: ignore[call-arg]
+        async for _frames in frames:
             pass
 
     async def messages(pieces: list[bytes]) -> None:
         up = NativeEventStream(Reads(pieces), target)  # type: ignore[arg-type]
         await up.prime()
-        async for _data in up.frames():
+        async for _data in _Native(up, str).frames(Tally()):  # (as the Messages route relays it)
             pass
 
     async def responses(pieces: list[bytes]) -> None:

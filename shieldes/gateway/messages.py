@@ -11,7 +11,6 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -83,38 +82,7 @@ class _Native(relay.Rendered[NativeEventStream]):
         self._scrub = scrub
 
     def frames(self, tally: relay.Tally) -> AsyncIterator[bytes]:
-        return _NativeFrames(self._stream, tally, self._scrub)
-
-
-class _NativeFrames:
-    """A native stream's reads for the client, noting on the tally what its watch read. An async
-    iterator object, not an async generator: the relay's loop awaits the stream's own coroutine
-    through it, with no generator created, tracked by the event loop or closed per stream."""
-
-    __slots__ = ("_scrub", "_stream", "_tally")
-
-    def __init__(self, stream: NativeEventStream, tally: relay.Tally, scrub: Callable[[str], str]) -> None:
-        self._stream = stream
-        self._tally = tally
-        self._scrub = scrub
-
-    def __aiter__(self) -> _NativeFrames:
-        return self
-
-    async def __anext__(self) -> bytes:
-        stream = self._stream
-        raw = await stream.next_frame()
-        if raw is None:
-            raise StopAsyncIteration
-        watch, tally = stream.watch, self._tally
-        if watch.content_events and not tally.content_chunks:
-            tally.first_token_at = time.perf_counter()
-        tally.content_chunks = watch.content_events
-        if watch.stop_reason is not None and not tally.finish_reasons:
-            tally.finish_reasons.append(watch.stop_reason)
-        if watch.errored:  # the upstream's own error event: never with a provider key in it
-            raw = self._scrub(raw.decode("utf-8", "replace")).encode()
-        return raw
+        return self._stream.client_frames(tally, self._scrub)
 
 
 class _Translated(relay.Rendered[ChunkStream]):

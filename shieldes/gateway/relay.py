@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
@@ -56,9 +55,6 @@ def frame(event: str | None, data: object) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
-_FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
-
-
 def note_finish(tally: Tally, choices: list[Any]) -> None:
     """The finish reasons of a chunk's choices (the last chunk of each choice has one)."""
     for choice in choices:
@@ -97,50 +93,6 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
             continue
         yield b"data: " + dumps(chunk) + b"\n\n"
     yield DONE_FRAME if closing is None else closing() + DONE_FRAME
-
-
-class FrameSource(Protocol):
-    """An upstream stream that gives OpenAI SSE frames made of its own bytes (OpenAIChunkStream)."""
-
-    async def next_frames(self, strip_usage: bool) -> tuple[bytes, int] | None: ...
-
-
-class ForwardedFrames:
-    """The frames of a FrameSource for the client, one write per upstream read, counting content
-    chunks (for the estimate) and finish reasons; then `closing()` and [DONE]. An async iterator
-    object, not an async generator: the relay's one loop awaits the stream's own coroutine through
-    it, with no generator created, tracked by the event loop or closed per stream."""
-
-    __slots__ = ("_closing", "_over", "_source", "_strip", "_tally")
-
-    def __init__(self, source: FrameSource, strip_usage: bool, tally: Tally,
-                 closing: Callable[[], bytes] | None = None) -> None:
-        self._source = source
-        self._strip = strip_usage
-        self._tally = tally
-        self._closing = closing
-        self._over = False
-
-    def __aiter__(self) -> ForwardedFrames:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._over:
-            raise StopAsyncIteration
-        got = await self._source.next_frames(self._strip)
-        if got is None:
-            self._over = True
-            closing = self._closing
-            return DONE_FRAME if closing is None else closing() + DONE_FRAME
-        data, content = got
-        if content:
-            tally = self._tally
-            if not tally.content_chunks:
-                tally.first_token_at = time.perf_counter()
-            tally.content_chunks += content
-        if b'"finish_reason":' in data:  # (most reads hold none: a find, no regex)
-            self._tally.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(data)]
-        return data
 
 
 def usage_frame(like: Body, usage: TokenUsage) -> bytes:

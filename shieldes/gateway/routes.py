@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -412,8 +412,10 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return relay.usage_frame(like, relay.final_usage(None, tally, size))
 
         usage_chunk = closing if wants_usage else None
-        if hasattr(stream, "next_frames"):  # an OpenAI-compatible upstream: forward its frames' bytes
-            return relay.ForwardedFrames(cast(relay.FrameSource, stream), not wants_usage, tally, usage_chunk)
+        frames = getattr(stream, "frames", None)
+        if frames is not None:  # an OpenAI-compatible upstream: forward its frames' bytes
+            forwarded: AsyncIterator[bytes] = frames(tally, not wants_usage, usage_chunk)
+            return forwarded
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
     return await call.stream(request, Outgoing(top, body, ids, foreign), render, None)

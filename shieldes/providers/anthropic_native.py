@@ -7,8 +7,9 @@ bytes come back as they are; they are read on the side only for usage."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -16,7 +17,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from shieldes.providers.anthropic_translate import usage_from_anthropic
-from shieldes.providers.base import OVERLOADED, Body, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import OVERLOADED, Body, StreamCounts, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import (
     invalid_response,
     open_event_stream,
@@ -127,10 +128,10 @@ async def open_native_stream(client: UpstreamClient, target: Target, url: str, p
     return stream
 
 
-# The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
-# what a message_delta's usage may correct of message_start's
+# What a message_delta's usage may correct of message_start's.
 _DELTA_INPUT = frozenset(("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation",
                           "server_tool_use"))
+# The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
 _READ_NAMES = (b"event: message_start", b"event: message_delta", b"event: error")
 _CONTENT_NAME = b"event: content_block_delta"
 _STOP_NAME = b"event: message_stop"
@@ -274,27 +275,38 @@ class NativeEventStream(HeldStream[bytes]):
         return self._items()
 
     async def _rest(self) -> AsyncGenerator[bytes, None]:
-        while (raw := await self.next_frame()) is not None:
+        while raw := await self._chunk():
+            self._feed(raw)
             yield raw
+        if not self.watch.done and not self.watch.errored:
+            raise invalid_response(self._target, "the event stream ended before message_stop")
 
-    async def next_frame(self) -> bytes | None:
-        """The stream's next piece as the client gets it (what prime read, then each read,
-        watched), None at its end: frames() as a coroutine, which the relay awaits with no
-        generator layer between (each one costs a stream its creation, the event loop's tracking
-        of it and its closing)."""
-        if self._head:
-            return self._head.pop(0)
-        if self._released:
-            return None
+    async def client_frames(self, counts: StreamCounts, scrub: Callable[[str], str]) -> AsyncGenerator[bytes, None]:
+        """frames() as the relay sends them, noting on `counts` what the watch read (content
+        events, the first one's time, the stop reason) and scrubbing the upstream's own error
+        event of provider keys. One generator from the upstream's reads to the client's writes:
+        a layer costs every read a resumption, and every stream its creation, the event loop's
+        tracking of it and its closing."""
+        watch = self.watch
+        head, self._head = self._head, []  # what prime read: already watched
         try:
-            raw = await self._chunk()
-            if raw:
-                self._feed(raw)
-                return raw
-            if not self.watch.done and not self.watch.errored:
+            while True:
+                if head:
+                    raw = head.pop(0)
+                else:
+                    raw = await self._chunk()
+                    if not raw:
+                        break
+                    self._feed(raw)
+                if watch.content_events and not counts.content_chunks:
+                    counts.first_token_at = time.perf_counter()
+                counts.content_chunks = watch.content_events
+                if watch.stop_reason is not None and not counts.finish_reasons:
+                    counts.finish_reasons.append(watch.stop_reason)
+                if watch.errored:  # the upstream's own error event: never with a provider key in it
+                    raw = scrub(raw.decode("utf-8", "replace")).encode()
+                yield raw
+            if not watch.done and not watch.errored:
                 raise invalid_response(self._target, "the event stream ended before message_stop")
-        except BaseException:
-            self._release()  # a failure (or a cancel): nothing more is read
-            raise
-        self._release()
-        return None
+        finally:
+            self._release()

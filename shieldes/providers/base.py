@@ -128,6 +128,15 @@ class ChunkStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+class StreamCounts(Protocol):
+    """What a relay notes of a stream as it forwards it (the gateway's relay.Tally): content
+    chunks (for an estimate), when the first one came, why each choice finished."""
+
+    content_chunks: int
+    first_token_at: float  # perf_counter of the first content chunk
+    finish_reasons: list[str]
+
+
 class Provider(Protocol):
     kind: str
 

@@ -11,12 +11,14 @@ event: parsed, checked and re-encoded, exactly as the parsed path would give it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+import re
+import time
+from collections.abc import AsyncGenerator, Callable
 from itertools import islice
 
 import orjson
 
-from shieldes.providers.base import Body, UpstreamFailure
+from shieldes.providers.base import Body, StreamCounts, UpstreamFailure
 from shieldes.providers.http import event_object, parse_usage
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded, joined_events, one_line_objects
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments
@@ -24,6 +26,7 @@ from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_argumen
 DONE_EVENT = b"data: [DONE]\n\n"
 _CHUNK_START = b'{"id":"'  # how OpenAI's chunks (and nearly every compatible server's) begin
 _NULL_USAGE = b',"usage":null'
+_FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
 
 
 class OpenAIChunkStream(BlockStream):
@@ -33,7 +36,6 @@ class OpenAIChunkStream(BlockStream):
     own bytes. Both account usage and raise mid-stream errors the same way; use one of them."""
 
     _first_data: bytes | None = None  # the first chunk's payload, primed by its bytes and not parsed yet
-    _head_sent = False  # next_frames has begun (the primed chunk goes out in the bytes read)
 
     def _parse_first(self, data: bytes) -> Body | None:
         if data[:7] == _CHUNK_START and data[-1:] == b"}" and b'"error"' not in data:
@@ -49,52 +51,43 @@ class OpenAIChunkStream(BlockStream):
             self._first_data = None
         return self._first
 
-    _frames_over = False  # next_frames gave the stream's end
-    _failure: UpstreamFailure | None = None  # what ends the stream, raised after the frames before it
-
-    def frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        """next_frames as an async generator (for a reader that iterates)."""
+    def frames(self, counts: StreamCounts, strip_usage: bool,
+               closing: Callable[[], bytes] | None = None) -> AsyncGenerator[bytes, None]:
+        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one piece per upstream
+        read, forwarding the upstream's own bytes; then `closing()` (see relay.usage_frame) and
+        [DONE]. With `strip_usage` the frames are those relay.openai_frames would send a client
+        that did not ask for usage (no usage chunk, no `usage` fields). `counts` notes the content
+        chunks, the first one's time and the finish reasons as they go by."""
         if self._frame_gen is None:
-            self._frame_gen = self._iterate_frames(strip_usage)
+            self._frame_gen = self._iterate_frames(counts, strip_usage, closing)
         return self._frame_gen
 
-    async def _iterate_frames(self, strip_usage: bool) -> AsyncGenerator[tuple[bytes, int], None]:
-        while (got := await self.next_frames(strip_usage)) is not None:
-            yield got
-
-    async def next_frames(self, strip_usage: bool) -> tuple[bytes, int] | None:
-        """The stream as OpenAI SSE frames for an OpenAI-speaking client, one (bytes, number of
-        content chunks) per upstream read, forwarding the upstream's own bytes; None at its end.
-        With `strip_usage` the frames are those relay.openai_frames would send a client that did
-        not ask for usage (no usage chunk, no `usage` fields). A coroutine rather than an async
-        generator, so the relay awaits it with no generator layer between (each one costs a stream
-        its creation, the event loop's tracking of it and its closing)."""
-        if self._frames_over:
-            return None
+    async def _iterate_frames(self, counts: StreamCounts, strip: bool,
+                              closing: Callable[[], bytes] | None) -> AsyncGenerator[bytes, None]:
+        # One generator from the upstream's reads to the client's writes (the counting in it, not
+        # in a layer of its own: a layer costs every read a resumption, and every stream its
+        # creation, the event loop's tracking of it and its closing).
+        self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
         try:
-            if self._failure is not None:
-                raise self._failure
-            if not self._head_sent:
-                self._head_sent = True
-                self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
             while True:
-                out, content, failure, done = self._frames_of_reads(strip_usage)
+                out, content, failure, done = self._frames_of_reads(strip)
+                if out:
+                    if content:
+                        if not counts.content_chunks:
+                            counts.first_token_at = time.perf_counter()
+                        counts.content_chunks += content
+                    if b'"finish_reason":' in out:  # (most reads hold none: a find, no regex)
+                        counts.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(out)]
+                    yield out
                 if failure is not None:
-                    if out:
-                        self._failure = failure
-                        return out, content
                     raise failure
                 if done or self._ended:
-                    self._finished = self._frames_over = True
-                    self._release()
-                    return (out, content) if out else None
-                if out:
-                    return out, content
+                    self._finished = True
+                    break
                 self._take(await self._read())
-        except BaseException:
-            self._frames_over = True
+        finally:
             self._release()
-            raise
+        yield DONE_EVENT if closing is None else closing() + DONE_EVENT
 
     def _frames_of_reads(self, strip: bool) -> tuple[bytes, int, UpstreamFailure | None, bool]:
         """Frames of the whole events read so far: (bytes, content chunks, the failure that ends

@@ -10,7 +10,7 @@ of the stream and the payloads it decoded wait in a list."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from shieldes.providers.base import Body, Target
 from shieldes.providers.http import TRANSPORT_ERRORS, invalid_response, transport_failure
@@ -111,7 +111,7 @@ class BlockStream(UpstreamChunkStream):
     _decoder: SSEDecoder | None = None
     _primed_end = 0  # where the primed chunk's event ends in _carry (or 1: _rest[0] is it)
     _ended = False  # the body ended (read_chunk gave b"")
-    _frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+    _frame_gen: AsyncGenerator[Any, None] | None = None  # a subclass's frames()
 
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
         super().__init__(resp, target)

@@ -58,7 +58,7 @@ async def both_ways(session: UpstreamClient, base: str, strip: bool
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     fast = await provider.stream("chat", target, body)
     tally = relay.Tally()
-    raw = b"".join([f async for f in relay.ForwardedFrames(fast, strip, tally)])
+    raw = b"".join([f async for f in fast.frames(tally, strip)])
     slow = await provider.stream("chat", target, body)
     ref = b"".join([f async for f in relay.openai_frames(slow, relay.Tally(), not strip)])
     parse = [orjson.loads(f[6:]) if f != b"data: [DONE]" else "DONE" for f in raw.split(b"\n\n") if f]
@@ -90,7 +90,7 @@ async def test_mid_stream_error_after_content(serve: tuple[dict[str, bytes], str
         "chat", Target("d", url + "/e", "m", None), {"model": "m", "messages": []})
     seen: list[bytes] = []
     with pytest.raises(UpstreamFailure, match="overloaded mid-stream"):
-        async for data, _content in stream.frames(True):  # type: ignore[attr-defined]
+        async for data in stream.frames(relay.Tally(), True):  # type: ignore[attr-defined]
             seen.append(data)
     assert b"".join(seen).count(b"data: ") == 2  # the frames before the error still go out
     await stream.aclose()

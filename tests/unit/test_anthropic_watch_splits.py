@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shieldes.gateway import relay
 from shieldes.providers.anthropic_native import NativeEventStream, UsageWatch
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
 from shieldes.providers.sse import SSEDecoder
@@ -85,7 +86,7 @@ async def relayed(pieces: list[bytes]) -> tuple[bytes, tuple[Any, ...]]:
     await stream.prime()
     out = b""
     try:
-        async for raw in stream.frames():
+        async for raw in stream.client_frames(relay.Tally(), str):
             out += raw
     except UpstreamFailure:
         pass  # no message_stop: the relay reports it; the watch is what is compared here
