@@ -586,7 +586,8 @@ def summary(h: History) -> list[tuple[str, Any]]:
     from tests.cluster import nemesis_check as check
 
     rows: list[tuple[str, Any]] = [
-        ("seed", h.seed), ("faults", ", ".join(f"{f.kind}({','.join(f.nodes)})" for f in h.faults)),
+        ("seed", h.seed),
+        ("faults", ", ".join(f"{f.kind}({','.join(f.nodes)}) {f.start:.2f}-{f.end:.2f}" for f in h.faults)),
         ("client outcomes", dict(sorted(h.statuses.items()))), ("served upstream", len(h.served)),
         *agent_figures(h.turns),
     ]

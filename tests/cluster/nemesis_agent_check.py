@@ -167,6 +167,18 @@ def explained(t: Turn, faults: Sequence[Fault], by_tag: Mapping[str, Turn]) -> s
     return None
 
 
+def timeline(t: Turn, by_tag: Mapping[str, Turn]) -> str:
+    """When the turn ran and, for a continuation, when and where its predecessor was answered: what
+    a failure's message needs to be read against the schedule's fault times."""
+    ended = f"{t.ended_at:.2f}" if t.ended_at is not None else "-"
+    said = f"sent {t.sent_at:.2f}, ended {ended}"
+    prev = by_tag.get(t.previous_tag) if t.previous_tag else None
+    if prev is None:
+        return said
+    prev_end = f"{prev.ended_at:.2f}" if prev.ended_at is not None else "-"
+    return f"{said}; its predecessor {prev.tag} answered by {prev.node} at {prev_end}"
+
+
 def check_failures(turns: Sequence[Turn], faults: Sequence[Fault]) -> list[str]:
     by_tag = {t.tag: t for t in turns}
     out = []
@@ -174,7 +186,8 @@ def check_failures(turns: Sequence[Turn], faults: Sequence[Fault]) -> list[str]:
         if t.status == 200 or t.status == -3 or explained(t, faults, by_tag):
             continue
         out.append(f"{t.api} turn {t.tag} on {t.node} ({'continuing ' + t.previous if t.previous else 'first'}, "
-                   f"{'stream' if t.stream else 'JSON'}) failed outside the documented windows: status "
+                   f"{'stream' if t.stream else 'JSON'}; {timeline(t, by_tag)}) failed outside the documented "
+                   f"windows: status "
                    f"{t.status}, {t.error!r:.300}; docs/responses.md: a continuation fails only while its node "
                    f"is down, while Postgres is unreachable ('reads on other nodes answer 503 meanwhile', "
                    f"database_unavailable within SHIELDES_DB_REQUEST_TIMEOUT) or for a response not written "
