@@ -49,6 +49,11 @@ POLL = 0.02  # seconds between reads while waiting for another node's write
 MAX_PENDING = 100_000  # responses held while the database is unreachable
 ROOM_RETRY_AFTER = 1  # seconds a request refused for the backlog is told to wait (Retry-After)
 RETRY = 1.0
+# A read whose first answer took this long waited for Postgres (an outage, or a pool reconnecting):
+# the node holding the row was kept out just as long, and its pool's reconnection backs off (tries
+# 1 and 2 s apart) before its writer's next try, so the poll for the row lasts this much longer.
+WAITED_FOR_POSTGRES = 1.0
+RECONNECT_SLACK = 3.0
 # After the first response of a batch the writer waits this long for more: every write is a round
 # trip that wakes Postgres, and psycopg's work per statement costs the node more CPU than the rows
 # themselves, so under load many responses share one (25 ms rather than 5: 6% less node CPU per
@@ -89,6 +94,15 @@ def previous_not_found(response_id: str) -> PreviousResponseNotFound:
 def write_bound(seconds: float, size: int) -> float:
     """Seconds one write of `size` bytes of JSON may take before it counts as stalled."""
     return seconds + size / WRITE_RATE
+
+
+def poll_deadline(asked: float, answered: float, read_wait: float, unstored: bool) -> float:
+    """Until when a read for a row another node may still be writing polls, given when it asked and
+    when Postgres first answered: read_wait from that answer, RECONNECT_SLACK more if that answer
+    came only after waiting for Postgres; no poll for an id minted for a response never stored."""
+    if unstored:
+        return answered
+    return answered + read_wait + (RECONNECT_SLACK if answered - asked >= WAITED_FOR_POSTGRES else 0.0)
 
 
 def batch_length(pending: list[Encoded]) -> int:
@@ -393,16 +407,17 @@ class ResponseStore:
 
     async def _waiting(self, read: Callable[[], Awaitable[T]],
                        what: str = "stored responses cannot be read right now", response_id: str = "") -> T:
-        """Run `read()` until it finds something or read_wait has passed since Postgres first
-        answered (another node may still be writing the row). Counted from that answer, not from
-        the request: a read that waited out a short outage for a connection would otherwise find
-        the poll over, while the writer holding the row was kept from Postgres just as long.
-        Read once for an id minted for a response that is not stored: no node will write it."""
+        """Run `read()` until it finds something or its `poll_deadline` has passed (another node
+        may still be writing the row). Counted from Postgres's first answer, not from the request:
+        a read that waited out a short outage for a connection would otherwise find the poll over,
+        while the writer holding the row was kept from Postgres just as long (and reconnects
+        through its pool's backoff). Read once for an id minted for a response that is not stored."""
         deadline: float | None = None
+        asked = time.monotonic()
         while True:
             found = await self._db(read(), what)
             if deadline is None:
-                deadline = time.monotonic() + (0.0 if never_stored(response_id) else self.read_wait)
+                deadline = poll_deadline(asked, time.monotonic(), self.read_wait, never_stored(response_id))
             if found or time.monotonic() >= deadline:
                 return found
             await asyncio.sleep(POLL)

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shieldes.responses.service import RECONNECT_SLACK
 from tests.cluster.nemesis_check import Fault
 
 AGENT_APIS = ("responses", "socket", "messages")
@@ -38,9 +39,10 @@ READ_WAIT = 2.0  # SHIELDES_RESPONSES_READ_WAIT
 # connection the dying node dropped may end that much before.
 SIGNAL_SLACK = 0.2
 # A continuation of a response the node does not hold waits for Postgres up to
-# SHIELDES_DB_REQUEST_TIMEOUT, then polls up to SHIELDES_RESPONSES_READ_WAIT for the row; 1 s more
-# for the answer (6.0 s measured: a read that waited out a cut, then the writer's retry).
-SOCKET_BOUND = DB_SLACK + READ_WAIT + 1.0
+# SHIELDES_DB_REQUEST_TIMEOUT, then polls up to SHIELDES_RESPONSES_READ_WAIT for the row (and
+# RECONNECT_SLACK more when it waited for Postgres); 1 s more for the answer (6.0 s measured: a read
+# that waited out a cut, then the writer's retry).
+SOCKET_BOUND = DB_SLACK + READ_WAIT + RECONNECT_SLACK + 1.0
 
 
 @dataclass

@@ -29,7 +29,9 @@ from tests.cluster.nemesis_agent_check import AGENT_APIS, Turn, predecessor_lost
 
 TURNS_PER_CONVERSATION = 4
 TURNS_PER_SOCKET = 3
-CLIENT_TIMEOUT = 10.0  # past SHIELDES_DB_REQUEST_TIMEOUT (5 s), so a 503 for a stalled database reaches the client
+# past SHIELDES_DB_REQUEST_TIMEOUT (5 s), so a 503 for a stalled database reaches the client, and past a
+# continuation's wait for Postgres plus its longest poll (2 s + 3 s after an outage)
+CLIENT_TIMEOUT = 13.0
 SOCKET_WAIT = 30.0  # how long a socket client waits for its next event before calling it a hang
 
 
