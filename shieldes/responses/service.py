@@ -317,6 +317,10 @@ class ResponseStore:
             self._pending = batch + self._pending
             self._unsure.update(r.id for r in batch)  # (a connection lost may have taken the commit's answer)
             return False
+        except asyncio.CancelledError:  # the writer stopped mid-write (shutdown): the batch waits for stop's flush
+            self._pending = batch + self._pending
+            self._unsure.update(r.id for r in batch)
+            raise
         else:
             self._pending_bytes -= sum(r.size for r in batch)  # written, or refused and kept in memory only
             if self._unsure:

@@ -192,3 +192,35 @@ async def test_a_storing_request_is_refused_while_the_backlog_is_past_its_bound_
     finally:
         table.gate.set()
         await store.stop()
+
+
+class FirstWriteHangs(GatedTable):
+    """The first write never ends until it is cancelled; every later one lands at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = 0
+
+    async def insert(self, rows: Sequence[Encoded]) -> None:
+        self.batches.append([r.id for r in rows])
+        if len(self.batches) > 1:
+            return
+        self.writing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def test_a_write_cut_short_by_shutdown_is_written_by_the_shutdown() -> None:
+    """Graceful shutdown writes what waits: a batch whose write the stop cancelled (a slow database,
+    past the writer's patience) goes back to the queue and stop's own flush writes it."""
+    table = FirstWriteHangs()
+    store = ResponseStore(table, Settings(database_url="postgresql://unused"), DbWait(30.0))
+    await store.start()
+    store.save(response("resp_1", "a"))
+    await asyncio.wait_for(table.writing.wait(), 5)
+    await store.stop()
+    assert table.cancelled == 1
+    assert table.batches == [["resp_1"], ["resp_1"]] and store.pending == 0
