@@ -32,15 +32,16 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import orjson
 import psycopg
 
 from shieldes.dbwait import DbWait
 from shieldes.errors import DatabaseStalled, NotFound, PreviousResponseNotFound, StoredResponsesBacklog
+from shieldes.responses.cached_chain import PARSED_FROM, Cached, conversation, items_weight, own_items
 from shieldes.responses.history import History
-from shieldes.responses.objects import Body, never_stored
+from shieldes.responses.objects import never_stored
 from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
 from shieldes.responses.stored_histories import NO_SEQUENCE, Known, StoredHistories, extended, usable
+from shieldes.responses.write_pacing import LINGER, batch_length, poll_deadline, write_bound
 from shieldes.settings import Settings
 from shieldes.tasks import Wake, stop_task
 
@@ -49,24 +50,7 @@ POLL = 0.02  # seconds between reads while waiting for another node's write
 MAX_PENDING = 100_000  # responses held while the database is unreachable
 ROOM_RETRY_AFTER = 1  # seconds a request refused for the backlog is told to wait (Retry-After)
 RETRY = 1.0
-# A read whose first answer took this long waited for Postgres (an outage, or a pool reconnecting):
-# the node holding the row was kept out just as long, and its pool's reconnection backs off (tries
-# 1 and 2 s apart) before its writer's next try, so the poll for the row lasts this much longer.
-WAITED_FOR_POSTGRES = 1.0
-RECONNECT_SLACK = 3.0
-# After the first response of a batch the writer waits this long for more: every write is a round
-# trip that wakes Postgres, and psycopg's work per statement costs the node more CPU than the rows
-# themselves, so under load many responses share one (25 ms rather than 5: 6% less node CPU per
-# stored Responses stream at saturation; read-your-writes on another node polls for longer than this).
-LINGER = 0.025
 DELETE = "stored responses cannot be deleted right now"
-# A write's bound beyond db_request_timeout: a second per MB it carries (a backlog written after an
-# outage, or a batch of screenshots, takes longer than a request's query without being stalled).
-WRITE_RATE = 1_000_000
-# What one write (one statement) takes at most: a backlog is written in pieces, each well within
-# its bound, never as one statement that could not finish within any.
-MAX_BATCH_ROWS = 1000
-MAX_BATCH_BYTES = 8_000_000
 STALLED = ("it is retried on a new connection; check the database (`shieldes doctor`, a session holding a lock on "
            "stored_responses in pg_stat_activity, free disk space)")
 T = TypeVar("T")
@@ -89,78 +73,6 @@ def previous_not_found(response_id: str) -> PreviousResponseNotFound:
         "another API key; send the whole conversation as `input` without previous_response_id",
         param="previous_response_id",
     )
-
-
-def write_bound(seconds: float, size: int) -> float:
-    """Seconds one write of `size` bytes of JSON may take before it counts as stalled."""
-    return seconds + size / WRITE_RATE
-
-
-def poll_deadline(asked: float, answered: float, read_wait: float, unstored: bool) -> float:
-    """Until when a read for a row another node may still be writing polls, given when it asked and
-    when Postgres first answered: read_wait from that answer, RECONNECT_SLACK more if that answer
-    came only after waiting for Postgres; no poll for an id minted for a response never stored."""
-    if unstored:
-        return answered
-    return answered + read_wait + (RECONNECT_SLACK if answered - asked >= WAITED_FOR_POSTGRES else 0.0)
-
-
-def batch_length(pending: list[Encoded]) -> int:
-    """How many of the oldest pending responses the next write takes: at least one, then up to
-    MAX_BATCH_ROWS and MAX_BATCH_BYTES."""
-    total = 0
-    for n, row in enumerate(pending[:MAX_BATCH_ROWS]):
-        total += row.size
-        if n and total > MAX_BATCH_BYTES:
-            return n
-    return min(len(pending), MAX_BATCH_ROWS)
-
-
-# What the memory cache keeps of a response: its JSON (Encoded), or for a large one the parsed
-# objects the request and the answer already were (StoredResponse). A large row's JSON is a buffer
-# malloc maps afresh; kept, every such row paid its page faults again (a turn carrying a 2 MB
-# screenshot cost about 5 ms more CPU), while its parsed form is a few objects holding one long
-# string. Small rows are cached as JSON: a third of the memory, nothing for the collector to walk.
-Cached = Encoded | StoredResponse
-PARSED_FROM = 128 * 1024  # bytes of JSON: glibc's default threshold for serving a block by mmap
-
-
-def conversation(chain: list[Cached]) -> list[Body]:
-    """The items a continuation sends before its own input: every stored turn's input and output,
-    oldest first (`chain` is newest first). Consecutive turns cached as JSON (compact arrays, as
-    `encode` writes them) are joined into one array and decoded at once: about a quarter less CPU than one
-    decode per array."""
-    items: list[Body] = []
-    parts: list[bytes] = []
-    for entry in reversed(chain):
-        if isinstance(entry, Encoded):
-            parts += (part[1:-1] for part in (entry.input, entry.output) if len(part) > 2)
-            continue
-        items += _decoded(parts)
-        parts = []
-        items += entry.items()
-        items += (i for i in entry.response.get("output") or [] if isinstance(i, dict))
-    return items + _decoded(parts)
-
-
-def _decoded(parts: list[bytes]) -> list[Body]:
-    if not parts:
-        return []
-    return [item for item in orjson.loads(b"[" + b",".join(parts) + b"]") if isinstance(item, dict)]
-
-
-def own_items(stored: StoredResponse, cached: Cached) -> list[Body]:
-    """What `conversation([cached])` reads of the response `stored`, cached as `cached`, taken from
-    the objects it was made of (no decoding): its input and output items (every dict of them; a
-    response cached parsed keeps its input as it is)."""
-    output = stored.response.get("output")
-    items = [i for i in stored.items() if isinstance(i, dict)] if isinstance(cached, Encoded) else list(stored.items())
-    return (items + [i for i in output if isinstance(i, dict)]) if isinstance(output, list) else items
-
-
-def _items_weight(entry: Cached, held: int) -> int:
-    """The JSON bytes of a cached response's input and output (all of it, for one cached parsed)."""
-    return len(entry.input) + len(entry.output) if isinstance(entry, Encoded) else held
 
 
 class ResponseStore:
@@ -501,7 +413,7 @@ class ResponseStore:
             cached = self._cache.get(entry.id)
             if cached is None:
                 return
-            weight += _items_weight(cached[0], cached[1])
+            weight += items_weight(cached[0], cached[1])
             first, oldest = min(first, cached[2]), min(oldest, entry.created_at)
         self._histories.put(key_id, Known(response_id, history, weight, first, oldest,
                                           None if base is None else base.response_id))

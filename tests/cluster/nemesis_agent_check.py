@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shieldes.responses.service import RECONNECT_SLACK
+from shieldes.responses.write_pacing import RECONNECT_SLACK
 from tests.cluster.nemesis_check import Fault
 
 AGENT_APIS = ("responses", "socket", "messages")

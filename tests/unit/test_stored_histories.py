@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from shieldes.dbwait import DbWait
 from shieldes.errors import NotFound
+from shieldes.responses.cached_chain import conversation
 from shieldes.responses.history import NONE, History
-from shieldes.responses.service import ResponseStore, conversation
+from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable, StoredResponse, encode
 from shieldes.responses.stored_histories import Known, StoredHistories, extended, usable
 from shieldes.settings import Settings

@@ -1,9 +1,9 @@
 """How long a read polls for a stored response another node may still be writing
-(responses/service.poll_deadline, the function the store's reads run)."""
+(responses/write_pacing.poll_deadline, the function the store's reads run)."""
 
 from __future__ import annotations
 
-from shieldes.responses.service import RECONNECT_SLACK, WAITED_FOR_POSTGRES, poll_deadline
+from shieldes.responses.write_pacing import RECONNECT_SLACK, WAITED_FOR_POSTGRES, poll_deadline
 
 
 def test_a_read_answered_at_once_polls_read_wait_from_the_answer() -> None:

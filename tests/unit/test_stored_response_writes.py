@@ -12,17 +12,10 @@ import pytest
 
 from shieldes.dbwait import DbWait
 from shieldes.errors import StoredResponsesBacklog
-from shieldes.responses.service import (
-    LINGER,
-    MAX_BATCH_BYTES,
-    MAX_BATCH_ROWS,
-    PARSED_FROM,
-    ResponseStore,
-    batch_length,
-    conversation,
-    write_bound,
-)
+from shieldes.responses.cached_chain import PARSED_FROM, conversation
+from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
+from shieldes.responses.write_pacing import LINGER, MAX_BATCH_BYTES, MAX_BATCH_ROWS, batch_length, write_bound
 from shieldes.settings import Settings
 
 
