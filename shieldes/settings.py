@@ -94,8 +94,8 @@ class Settings(BaseSettings):
         default=None, description="callback URL registered at the provider (default: this node's /ui/oidc/callback)")
     oidc_session_seconds: float = Field(default=8 * 3600.0, gt=0, description="console session lifetime after sign-in")
     oidc_idle_seconds: float = Field(
-        default=1800.0, ge=0, description="console session idle timeout: a session unused this long is refused "
-                                          "on every node (0: none)")
+        default=1800.0, ge=0, description="console idle timeout: an SSO session unused this long is refused on "
+                                          "every node, and a console signed in with a token forgets it (0: none)")
     admin_sign_in_failures: int = Field(
         default=10, ge=0, description="failed admin API / console sign-ins a client address may make per minute "
         "before it is answered 429 (per node; 0: no bound)")

@@ -1,5 +1,5 @@
 // The console shell: sign-in (token or SSO), navigation between pages, and the live refresh loop.
-import { api, session, h, toast, errorBox } from "./core.js";
+import { activity, api, session, h, toast, errorBox } from "./core.js";
 import { overviewPage } from "./overview.js";
 import { keysPage } from "./keys.js";
 import { usagePage } from "./usage.js";
@@ -16,6 +16,10 @@ const main = () => document.getElementById("main");
 // The page on screen ({stop()} or null) and the number of the latest navigation: a page that
 // finishes loading after the user moved on is stopped and never touches the screen.
 const view = { current: null, seq: 0 };
+// A console signed in with an admin token forgets it once unused for the nodes' idle timeout
+// (whoami's idle_seconds, SHIELDES_OIDC_IDLE_SECONDS): the token stays valid for the CLI, but an
+// unattended screen is not left signed in. The nodes themselves refuse an idle SSO session.
+const idle = { timer: null };
 const SIGNED_OUT = "shieldes.signed_out"; // what the sign-in form says after the provider's logout
 
 // After SSO the node sends the browser to /ui/#sso with the session in an HttpOnly cookie only this
@@ -38,6 +42,7 @@ async function finishSso() {
 // `message`: why the user is here (a refusal, in the alert); `notice`: news that is not an error
 async function signInView(message, notice) {
   stopPage();
+  clearInterval(idle.timer);
   view.seq += 1;
   const m = main();
   delete m.dataset.page;
@@ -140,7 +145,19 @@ async function start() {
   who.hidden = false;
   document.getElementById("who-name").textContent = `${session.me.name} · ${session.me.role} · node ${session.me.node_id}`;
   if (!location.hash.startsWith("#/")) history.replaceState(null, "", `/ui/#/${allowedPages()[0]}`);
+  watchIdle(session.me);
   await route();
+}
+
+function watchIdle(me) {
+  clearInterval(idle.timer);
+  if (me.kind === "oidc" || !(me.idle_seconds > 0)) return;
+  const limit = me.idle_seconds * 1000;
+  idle.timer = setInterval(() => {
+    if (Date.now() - activity.at < limit) return;
+    signInView(`Signed out: this console was unused for longer than the idle timeout (${me.idle_seconds} s, `
+      + "SHIELDES_OIDC_IDLE_SECONDS). The token itself stays valid; sign in again to go on.");
+  }, Math.min(1000, limit));
 }
 
 window.addEventListener("hashchange", route);

@@ -6,7 +6,7 @@ const ID_TOKEN = "shieldes.id_token";
 // request the user makes. A live page's refresh is the user's only if they did something lately,
 // else it says it is background and renews nothing, so a console left open still times out.
 const ACTIVE_MS = 10000;
-const activity = { at: Date.now() };
+export const activity = { at: Date.now() };
 for (const name of ["pointerdown", "keydown"]) {
   window.addEventListener(name, () => { activity.at = Date.now(); }, { capture: true, passive: true });
 }

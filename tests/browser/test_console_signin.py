@@ -6,6 +6,7 @@ send)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from shieldes import secrets
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
 from tests.browser.test_console import LOADED, all_css, by_css
+from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, harness
 
 pytestmark = pytest.mark.cluster
@@ -58,3 +60,37 @@ async def test_a_refused_token_and_a_revoked_one_say_what_happened(database_url:
     assert "shieldes admin-token create" in seen["wrong"] and "Signed out" not in seen["wrong"]
     assert "Authorization" not in seen["wrong"] + seen["revoked"]
     assert seen["revoked"].startswith("Signed out: the nodes no longer accept this token (revoked"), seen
+
+
+def _left_alone(h: Harness) -> dict[str, Any]:
+    """Sign in with a token, keep using the console past the idle timeout, then leave it alone."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    seen: dict[str, Any] = {}
+    with chromium(*DESKTOP) as d:
+        d.get(h.base + "/ui/")
+        _submit(d, TOKEN)
+        wait(d, lambda d: all_css(d, LOADED + "h1"), what="the first page")
+        signed_in_at = time.monotonic()
+        while time.monotonic() - signed_in_at < 3.0:  # used: a key pressed every 0.5 s, past the 2 s
+            ActionChains(d).send_keys(Keys.SHIFT).perform()
+            time.sleep(0.5)
+        seen["in_use"] = {"signed_in": not by_css(d, "#who").get_attribute("hidden"),
+                          "stored": d.execute_script("return sessionStorage.getItem('shieldes.token')")}
+        seen["idle"] = _message(d)
+        seen["stored"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
+    return seen
+
+
+async def test_a_token_console_left_unused_forgets_the_token(database_url: str) -> None:
+    """The nodes refuse an idle SSO session; a token they cannot time out (the CLI uses it too), so
+    the console tab forgets it once unused for SHIELDES_OIDC_IDLE_SECONDS, and not while in use."""
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN, oidc_idle_seconds=2.0) as h:
+        seen = await asyncio.to_thread(_left_alone, h)
+        status, still = await AdminClient(h.base, TOKEN).get("/admin/v1/whoami")
+    assert seen["in_use"] == {"signed_in": True, "stored": TOKEN}, seen
+    assert seen["idle"].startswith("Signed out: this console was unused for longer than the idle timeout (2 s"), seen
+    assert "SHIELDES_OIDC_IDLE_SECONDS" in seen["idle"] and seen["stored"] is None, seen
+    assert status == 200 and still["idle_seconds"] == 2.0, (status, still)  # the token itself still works

@@ -54,7 +54,9 @@ def _pool(call: Call) -> AsyncConnectionPool[Any]:
 async def whoami(call: Call) -> Any:
     p = call.principal
     return {"name": p.name, "role": p.role, "kind": p.kind, "actor": p.actor, "scopes": scopes_of(p.role),
-            "node_id": call.ctx.node_id, "session": p.session}
+            "node_id": call.ctx.node_id, "session": p.session,
+            # the console forgets a token left unused this long (an SSO session the nodes refuse)
+            "idle_seconds": call.ctx.settings.oidc_idle_seconds}
 
 
 async def node_status(call: Call) -> Any:
