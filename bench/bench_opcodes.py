@@ -6,8 +6,9 @@ whose difference is a few percent of a stream's interpreted work.
         [--requests 800] [--agent-turns N] [--top 40] [--tree DIR ...] [--minus json] [--save FILE]
 
 For each tree (this one, then each `--tree`, e.g. `git archive <commit> | tar -x -C DIR`) a node
-runs on a fresh database in front of the gateway bench's fake upstream, with the gateway bench's
-bodies and key (bench_gateway.py). Each mode is warmed up, then the node counts the opcodes its
+runs on a fresh database that tree's own CLI migrates and configures (bench/baseline_tree.py, so
+a tree from before a migration runs too), in front of the gateway bench's fake upstream, with the
+gateway bench's bodies and key (bench_gateway.py). Each mode is warmed up, then the node counts the opcodes its
 main thread executes (sys.settrace's opcode events, switched on and off by SIGUSR2) while it
 serves `--requests` requests from 4 connections. Background work (the request log's and the usage
 flusher's batches, the stored responses' writes) is counted as it falls in that window, so a
@@ -79,6 +80,7 @@ def measure(tree: Path, modes: list[str], requests: int, agent_turns: int) -> di
     import aiohttp
 
     sys.path.insert(0, str(ROOT / "bench"))
+    import baseline_tree
     import bench_gateway as bg
 
     bodies = {"stream": ({**bg.BODY, "stream": True}, bg.CHAT_PATH), "json": (bg.BODY, bg.CHAT_PATH),
@@ -89,8 +91,11 @@ def measure(tree: Path, modes: list[str], requests: int, agent_turns: int) -> di
     grow = {bg.CHAT_PATH: bg.agent_chat, bg.MESSAGES_PATH: bg.agent_messages, bg.RESPONSES_PATH: bg.agent_responses}
     up_port, node_port = bg.free_port(), bg.free_port()
     upstream = f"http://127.0.0.1:{up_port}"
-    db_url, secret = asyncio.run(bg.prepare_database(bg.bench_server()))
-    asyncio.run(bg.add_provider(db_url, upstream))
+    # set up by the tree's own CLI, as the gateway bench's --baseline: an older tree's node refuses a
+    # schema this tree migrated
+    prepared = baseline_tree.prepare(tree, bg.bench_server(), upstream, bg.KEY_LIMITS,
+                                     responses=any(m.startswith("responses") for m in modes))
+    db_url, secret = prepared.url, prepared.secret
     out = Path(tempfile.mkdtemp()) / "counts"
     procs = {
         "upstream": bg.spawn(["-m", "tests.fake_upstream", "--port", str(up_port), "--completion-tokens", "20"]),

@@ -8,7 +8,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Protocol
 
 import orjson
@@ -278,14 +277,16 @@ class Gateway(UpstreamCalls):
         seen = self.meter.look(config, usage, key, position)
         capped = None
         web, files, containers = _held_uses(tools, route.model, max_tool_calls) if budgeted else (0, 0, 0)
-        uses = TokenUsage(0, 0, web_search_requests=web, file_search_calls=files, containers=containers)
         if cap and budgeted and max_tokens is None and op != "embeddings":
             left = seen.budget_left(key)
-            left = None if left is None else left - cost_nusd(rate, uses)
+            if left is not None and (web or files or containers):
+                left -= cost_nusd(rate, TokenUsage(0, 0, web_search_requests=web, file_search_calls=files,
+                                                   containers=containers))
             capped = max_tokens = max(1, completion_cap(self.settings.budget_max_tokens * choices, prompt, rate,
                                                         left, seen.tokens_left(key)) // choices)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
-        estimate = cost_nusd(rate, replace(uses, prompt_tokens=prompt, completion_tokens=completion))
+        estimate = cost_nusd(rate, TokenUsage(prompt, completion, web_search_requests=web, file_search_calls=files,
+                                              containers=containers))
         res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import msgspec
@@ -90,8 +91,9 @@ class _ChatTop(_Foreign, gc=False):  # (_ChatRequest's fields, the messages skip
     service_tier: Any = _UNSET
 
 
-READ = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n",
-        "service_tier", *FOREIGN, METADATA)  # decoded, when present
+OWN = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "service_tier")
+READ = (*OWN, *FOREIGN, METADATA)  # decoded, when present
+_OWN_OF, _REST_OF = attrgetter(*OWN), attrgetter(*FOREIGN, METADATA)
 _REQUEST = msgspec.json.Decoder(_ChatRequest)
 _TOP = msgspec.json.Decoder(_ChatTop)
 _MESSAGES = msgspec.json.Decoder(list[_Message])
@@ -124,7 +126,7 @@ def read_chat_request(raw: bytes, turn: Callable[[bytes], Found | None] | None =
         request = _REQUEST.decode(raw)
     except msgspec.ValidationError:
         return None
-    fields = {name: value for name in READ if (value := getattr(request, name)) is not _UNSET}
+    fields = _fields(request)
     messages = request.messages
     if messages is _UNSET:
         return ChatRead(fields, None, [])
@@ -202,8 +204,14 @@ def _read_whole(raw: bytes) -> Found | None:
     return Found(read, ids, start + len(messages) - 1, _fields(top))
 
 
-def _fields(top: _ChatTop) -> dict[str, Any]:
-    return {name: value for name in READ if (value := getattr(top, name)) is not _UNSET}
+def _fields(top: _ChatRequest | _ChatTop) -> dict[str, Any]:
+    """The fields of READ `top` has, in READ's order. Another gateway's fields and `metadata` are
+    rare: one C-level count over them instead of a look at each of their 23 names."""
+    fields = {name: value for name, value in zip(OWN, _OWN_OF(top), strict=True) if value is not _UNSET}
+    rest = _REST_OF(top)
+    if rest.count(_UNSET) != len(rest):
+        fields.update((name, value) for name, value in zip(READ[len(OWN):], rest, strict=True) if value is not _UNSET)
+    return fields
 
 
 def _read_on(raw: bytes, start: int, before: Found) -> Found | None:

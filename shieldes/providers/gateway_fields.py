@@ -17,6 +17,7 @@ FOREIGN = ("tags", "fallbacks", "num_retries", "mock_response", "mock_testing_fa
            "litellm_session_id", "litellm_call_id", "context_window_fallback_dict", "request_timeout",
            "timeout", "api_base", "base_url", "api_key", "api_version", "disable_fallbacks", "ttl")
 METADATA = "metadata"
+_FOREIGN = frozenset(FOREIGN)
 _MOST_PAIRS, _LONGEST_KEY, _LONGEST_VALUE = 16, 64, 512  # OpenAI's limits on `metadata`
 
 
@@ -32,6 +33,8 @@ def openai_metadata(value: Any) -> bool:
 def foreign_fields(body: Mapping[str, Any]) -> list[str]:
     """The fields of `body` (a request's top-level fields, decoded) that are another gateway's, in
     FOREIGN's order, then `metadata` when it is not in OpenAI's shape."""
+    if _FOREIGN.isdisjoint(body) and METADATA not in body:  # (nearly every request: C-level, over its keys)
+        return []
     out = [name for name in FOREIGN if name in body]
     if METADATA in body and not openai_metadata(body[METADATA]):
         out.append(METADATA)
