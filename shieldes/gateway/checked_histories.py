@@ -8,31 +8,33 @@ An agent sends its whole conversation every turn, and each turn's list is the by
 before with the new entries after them (clients encode the same objects the same way). Reading
 the list is the largest part of what the node does with such a body: one regex pass over a
 coding agent's 68 kB of Messages, about 47 us; a typed pass over 66 kB of Responses items, about
-75 us. A list that passed is remembered by its length and CRC-32 (up to the end of its last entry,
-the closing `]` left out) with what the check found; a later list of the same key that starts
-with those bytes is read from there on, given that. Checking the CRC costs a quarter of a pass,
-and the CRC of the new list is the old one carried over the new bytes.
+75 us. A list that passed is remembered by its bytes (up to the end of its last entry, the
+closing `]` left out) with what the check found; a later list of the same key that starts with
+those bytes is read from there on, given that. The bytes are compared as they are (memcmp: about
+1 us for 66 kB, where a CRC-32 of them cost 16): a request body is immutable `bytes` and is kept
+itself, a part of one (a Messages history) is copied once (about 2 us). The comparison is exact,
+so no crafted body can pass for another.
 
-A CRC says nothing about who made the bytes: a client that forges a collision only sends the
-upstream what it refuses, in its own words, to itself (entries are per key). Nothing here decides
-access. No I/O; each node's gateway holds one per API."""
+What a node holds is bounded by bytes: each remembered list weighs the bytes kept for it (the
+whole body when that is what is kept) plus a little for the entry and what was found in it
+(`ENTRY`, `PER_FOUND` per unit `weigh` counts: the call ids of a Responses input). Past `MOST`
+(64 MiB for each API: about 900 coding agents' 70 kB conversations, or 80 of 800 kB) the keys used
+longest ago are forgotten and their next turn is read whole. Nothing here decides access. No I/O;
+each node's gateway holds one per API."""
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
-# What a node holds: lists remembered, each weighing 1 plus what `weigh` says of what was found in
-# it (the call ids of a Responses input); past it, the keys used longest ago are forgotten. About
-# 100 bytes a unit: 200,000 hold ~20 MB at most, an agent's list with 200 calls weighing 201.
-WEIGHT = 200_000
+MOST = 64 * 1024 * 1024  # bytes a node holds per API (its gateway's CheckedHistories each)
+ENTRY = 200  # bytes an entry weighs besides its kept bytes (the tuple, its list, what was found)
+PER_FOUND = 100  # bytes per unit `weigh` counts of what was found (a call id in a set)
 PER_KEY = 4  # lists of one key (an agent and its sub-agents, each its own conversation)
 # Lists shorter than this are read whole and not remembered: remembering costs about 3 us, reading
 # a 16 kB list 3-11 us (plain text to an agent's ids and quotes), a chat's first turn well under 1.
 REMEMBER_FROM = 16 * 1024
-HEAD = 256  # bytes whose CRC tells a key's conversations apart before a whole prefix is read
 
 T = TypeVar("T")
 # read(bytes, found): what the check finds in a list (None: it does not pass), given the bytes after
@@ -43,24 +45,22 @@ Read = Callable[[memoryview, T | None], T | None]
 
 class _Checked(NamedTuple, Generic[T]):
     length: int  # bytes, up to the end of the list's last entry
-    head: int  # CRC-32 of its first min(HEAD, length) bytes
-    crc: int  # CRC-32 of its `length` bytes
+    kept: bytes  # starting with those bytes (the body itself, or a copy of them)
     found: T  # what the check found in them
 
 
 class CheckedHistories(Generic[T]):
-    def __init__(self, weigh: Callable[[T], int] = lambda _found: 0, most: int = WEIGHT, per_key: int = PER_KEY,
-                 head: int = HEAD, remember_from: int = REMEMBER_FROM, end: Callable[[T], int] | None = None) -> None:
+    def __init__(self, weigh: Callable[[T], int] = lambda _found: 0, most: int = MOST, per_key: int = PER_KEY,
+                 remember_from: int = REMEMBER_FROM, end: Callable[[T], int] | None = None) -> None:
         self._by_key: OrderedDict[str, list[_Checked[T]]] = OrderedDict()
         self._weigh = weigh
         self._most = most
         self._per_key = per_key
-        self._head = head
         self._from = remember_from
         # where a later read goes on from, by what was found (0: nowhere); by default before the
         # list's closing bracket
         self._end = end
-        self.weight = 0  # of every list held
+        self.weight = 0  # bytes, of every list held
 
     def check(self, key_id: str, data: bytes | memoryview, read: Read[T]) -> T | None:
         """What `read` finds in the JSON list `data` (None: it does not pass), reading only what
@@ -69,14 +69,14 @@ class CheckedHistories(Generic[T]):
         size = len(view)
         if size < self._from:
             return read(view, None)
-        start = crc = 0
+        start = 0
         prior: T | None = None
         kept = self._by_key.get(key_id, [])
-        head = self._head
         for old in kept:
-            if old.length < size and zlib.crc32(view[:min(head, old.length)]) == old.head \
-                    and zlib.crc32(view[:old.length]) == old.crc:
-                start, crc, prior = old.length, old.crc, old.found
+            # (bytes.startswith takes the view as it is and compares with memcmp; `==` on
+            # memoryviews goes byte by byte, 100 us for 66 kB)
+            if old.length < size and old.kept.startswith(view[:old.length]):
+                start, prior = old.length, old.found
                 kept = [c for c in kept if c is not old]  # (this list goes on from it: it takes its place)
                 break
         found = read(view[start:], prior)
@@ -84,11 +84,8 @@ class CheckedHistories(Generic[T]):
             return None
         end = size - 1 if self._end is None else self._end(found)  # (a JSON list: its last byte is the `]`)
         if end > 0:
-            if end > start:
-                crc = zlib.crc32(view[start:end], crc)
-            elif end < start:  # (read whole after all: it ends before the part that matched)
-                crc = zlib.crc32(view[:end])
-            entry = _Checked(end, zlib.crc32(view[:min(head, end)]), crc, found)
+            # a request body is immutable and kept as it is; anything else (a part of one) is copied
+            entry = _Checked(end, data if type(data) is bytes else view[:end].tobytes(), found)
             self._set(key_id, [entry, *kept][:self._per_key])
         return found
 
@@ -101,7 +98,7 @@ class CheckedHistories(Generic[T]):
             self.weight -= self._weight_of(old)
 
     def _weight_of(self, lists: list[_Checked[T]]) -> int:
-        return sum(1 + self._weigh(c.found) for c in lists)
+        return sum(len(c.kept) + ENTRY + PER_FOUND * self._weigh(c.found) for c in lists)
 
 
 def items_after(tail: memoryview) -> bytes:

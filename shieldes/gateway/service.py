@@ -19,7 +19,7 @@ from shieldes.errors import (
     NotFound,
     PermissionDenied,
 )
-from shieldes.gateway.checked_histories import WEIGHT, CheckedHistories
+from shieldes.gateway.checked_histories import MOST, CheckedHistories
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.upstream_calls import AttemptSpans, UpstreamCalls
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
@@ -153,7 +153,9 @@ class Gateway(UpstreamCalls):
         # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent,
         # chat histories' tool call ids
         self.checked_histories: CheckedHistories[bool] = CheckedHistories()
-        self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len)  # (their call ids weigh)
+        # (their call ids weigh; a quarter of the bytes: an HTTP body is read by checked_turns, this
+        # is the WebSocket's and the fallback's)
+        self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=MOST // 4)
         # chat bodies read (providers/chat_history.read_turn), up to their messages' end: their tool
         # call ids weigh
         self.checked_chats: CheckedHistories[Found] = CheckedHistories(lambda found: len(found.ids),
@@ -163,7 +165,7 @@ class Gateway(UpstreamCalls):
                                                                            end=lambda found: found.end)
         # count_tokens bodies whose numbers orjson reads and whose ids fit (gateway/count_request.py):
         # an agent counts less often than it talks, so a quarter of the lists
-        self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=WEIGHT // 4)
+        self.checked_counts: CheckedHistories[bool] = CheckedHistories(most=MOST // 4)
         self.counts_native: dict[str, bool] = {}  # by key: whether its last count went to a native upstream
         # by (deployment, model): the most output tokens a translated request (Messages, Responses,
         # chat) may ask of it, learnt from the upstream's refusal of more (output_caps.within_cap)

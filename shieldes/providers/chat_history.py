@@ -9,7 +9,7 @@ screenshot is read once. Pure: no I/O, no state.
 An agent's turn is the body of its last turn with new messages after the old ones, and the
 typed pass costs what scanning the body's bytes costs (skipping the messages instead costs half
 of it): `read_turn` reads a body of a key from where the `messages` of a body read before ended
-(through gateway/checked_histories.py, which holds the length and CRC-32 of the body up to that
+(through gateway/checked_histories.py, which keeps the body and the length of it up to that
 list's closing bracket), decoding only what follows, with the decisions of the whole read."""
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A coding agent (Codex, the Agents SDK with `store: false`) sends its whole conve
 `input` every turn, and each turn's body is the last one's bytes up to the end of that list with
 new items and the other fields after them. Read whole, such a body costs a split into its
 top-level fields (a msgspec pass over every byte, about 25 us for 73 kB) and then the check of
-its items (input_bytes, from where the key's last list ended: the CRC of what came before).
-Here the body itself is remembered up to its list's last item (gateway/checked_histories.py: its
-length and CRC-32), with what the whole read found: the top-level fields decoded, the call ids
+its items (input_bytes, from where the key's last list ended: a comparison of what came before).
+Here the body itself is remembered up to its list's last item (gateway/checked_histories.py: the
+body itself and that length), with what the whole read found: the top-level fields decoded, the call ids
 the items made. A later body of the key that starts with those bytes is read from there: the new
 items and the fields after the list, nothing before them again.
 

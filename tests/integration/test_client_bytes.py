@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from shieldes.gateway.checked_histories import ENTRY, PER_FOUND
 from shieldes.projections.shared_commands import SetModelAlias, UpdateProvider
 from shieldes.projections.state import AliasTarget
 from tests.fake_upstream import FakeUpstream
@@ -240,10 +241,12 @@ async def test_an_agents_growing_chat_is_read_from_where_its_last_turn_ended(dat
             history += [{"role": "assistant", "content": None, "tool_calls": [
                             {"id": f"call_{turn}", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
                         {"role": "tool", "tool_call_id": f"call_{turn}", "content": "b.py"}]
-            await _post(h, secret, CHAT, _encoded({"model": "gpt-4o", "stream": True, "messages": history}))
+            body = _encoded({"model": "gpt-4o", "stream": True, "messages": history})
+            await _post(h, secret, CHAT, body)
             assert _history(history) in h.upstream.last(CHAT).raw
         checked = h.node.gateway.checked_chats
-        assert checked.weight == 1 + 8  # the key's body remembered, with its history's eight ids
+        # the key's last body remembered as it is, with its history's eight ids
+        assert checked.weight == len(body) + ENTRY + 8 * PER_FOUND
         # a call id longer than OpenAI takes, after the part read before: fitted
         long_id = "call_" + "y" * 70
         longer = [*history, {"role": "assistant", "content": None, "tool_calls": [

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
 from shieldes.gateway.top_level import ChatTopLevel, read_chat
 from shieldes.providers import chat_history
 from shieldes.providers.chat_history import Found, read_chat_request, read_turn
@@ -87,7 +87,7 @@ def _remembered(checked: CheckedHistories[Found], key: str, raw: bytes) -> Any:
 def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], str, dict[str, Any]]],
                                              style: str) -> None:
     # (a short head: a change after it is seen only by the whole CRC)
-    checked = _checked(per_key=2, head=8, remember_from=0)
+    checked = _checked(per_key=2, remember_from=0)
     conversations: list[list[Any]] = [[{"role": "user", "content": f"task {i}"}] for i in range(3)]
     for which, new, edit, after in steps:
         history = conversations[which]
@@ -135,7 +135,7 @@ def test_an_agents_turn_reads_only_the_messages_it_added() -> None:
         # the new messages, a comma before them, the closing bracket, the fields after them
         new = len(orjson.dumps(history[-2:])) + len(b',"stream":true}')
         assert reads.bytes - before == (len(raw) if turn == 0 else new)
-    assert checked.weight == 1 + 10  # one list, its ten ids
+    assert checked.weight == len(raw) + ENTRY + 10 * PER_FOUND  # one body kept as it is, its ten ids
 
 
 def test_a_malformed_or_too_deep_body_gets_the_whole_reads_error() -> None:

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
 from shieldes.gateway.messages import history_ids_fit
 from shieldes.gateway.responses_routes import input_calls_made
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
@@ -46,8 +46,7 @@ class _Reads:
 @settings(deadline=None, max_examples=300)
 @given(steps=_steps)
 def test_every_answer_is_the_whole_historys(steps: list[tuple[int, list[Any], bool]]) -> None:
-    # (a short head: a change after it is seen by the whole CRC)
-    checked: CheckedHistories[bool] = CheckedHistories(per_key=2, head=8, remember_from=0)
+    checked: CheckedHistories[bool] = CheckedHistories(per_key=2, remember_from=0)
     conversations: list[list[Any]] = [[{"role": "user", "content": f"task {i}"}] for i in range(4)]
     for which, new, changed in steps:
         history = conversations[which]
@@ -93,7 +92,7 @@ def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
     """Inputs of two conversations of one key, each turn the last plus new items (or with its last
     item replaced): what the check finds (whether the items go as sent, and the calls they made)
     is what reading the whole input finds."""
-    checked: CheckedHistories[frozenset[str]] = CheckedHistories(head=8, remember_from=0)
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(remember_from=0)
     inputs: list[list[Any]] = [[{"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": f"task {i}"}]}] for i in range(2)]
     for which, new, replaced in turns:
@@ -105,20 +104,81 @@ def test_a_responses_input_checked_turn_by_turn_reads_as_the_whole_input(
         assert checked.check("key", raw, input_calls_made) == calls_made(raw)
 
 
-def test_what_a_node_holds_is_bounded_by_weight_the_keys_used_longest_ago_forgotten() -> None:
-    checked: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=40, per_key=2, remember_from=0)
+def test_what_a_node_holds_is_bounded_by_bytes_the_keys_used_longest_ago_forgotten() -> None:
+    calls = [{"type": "function_call", "call_id": f"call_{i}", "name": "ls", "arguments": "{}"} for i in range(9)]
+    raw = orjson.dumps(calls)
+    each = len(raw) - 1 + ENTRY + 9 * PER_FOUND  # a copy up to the closing bracket, its nine ids
+    checked: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=4 * each, per_key=2, remember_from=0)
     for key in range(10):
-        calls = [{"type": "function_call", "call_id": f"call_{i}", "name": "ls", "arguments": "{}"} for i in range(9)]
-        assert checked.check(f"key{key}", orjson.dumps(calls), input_calls_made) == {f"call_{i}" for i in range(9)}
-        assert checked.weight <= 40
-    assert checked.weight == 40  # four keys' lists of 1 + 9 each
+        # (a memoryview: a part of a body, copied)
+        assert checked.check(f"key{key}", memoryview(raw), input_calls_made) == {f"call_{i}" for i in range(9)}
+        assert checked.weight <= 4 * each
+    assert checked.weight == 4 * each  # four keys' lists
     reads = _Reads()
-    checked_messages: CheckedHistories[bool] = CheckedHistories(most=3, remember_from=0)
+    first = b'[{"role":"user","content":"hi"}]'
+    longer = first[:-1] + b',{"role":"user","content":"again"}]'
+    # bodies (bytes) are kept as they are: each weighs its whole length
+    checked_messages: CheckedHistories[bool] = CheckedHistories(most=3 * (len(first) + ENTRY), remember_from=0)
     for key in ("a", "b", "c", "d"):
-        checked_messages.check(key, b'[{"role":"user","content":"hi"}]', reads)
+        checked_messages.check(key, first, reads)
+        assert checked_messages.weight <= 3 * (len(first) + ENTRY)
     before = reads.bytes
-    checked_messages.check("a", b'[{"role":"user","content":"hi"},{"role":"user","content":"again"}]', reads)
-    assert reads.bytes - before > 40  # key a was forgotten: its history read whole
+    checked_messages.check("a", longer, reads)
+    assert reads.bytes - before == len(longer)  # key a was forgotten: its history read whole
+    before = reads.bytes
+    checked_messages.check("d", longer, reads)
+    assert reads.bytes - before == len(longer) - len(first) + 1  # key d was not: only its new message
+    # one list larger than the bound is read and not held
+    checked_messages.check("e", b"[" + b'"x",' * 100 + b'"x"]', reads)
+    assert checked_messages.weight <= 3 * (len(first) + ENTRY)
+
+
+def _history(turns: int) -> bytes:
+    return orjson.dumps([{"role": "user", "content": f"turn {i} " + "x" * 200} for i in range(turns)])
+
+
+@settings(deadline=None, max_examples=200)
+@given(where=st.sampled_from(["start", "middle", "end"]), turns=st.integers(2, 30), bytes_as=st.booleans())
+def test_a_list_differing_in_one_byte_of_the_part_read_before_is_read_whole(where: str, turns: int,
+                                                                             bytes_as: bool) -> None:
+    checked: CheckedHistories[bool] = CheckedHistories(remember_from=0)
+    reads = _Reads()
+    old = _history(turns)
+    checked.check("key", old if bytes_as else memoryview(old), reads)
+    # the next turn, one byte of the part before changed (a letter inside a string: still valid JSON)
+    new = bytearray(_history(turns + 1))
+    at = {"start": old.index(b"turn 0") + 1, "middle": old.index(b"x", len(old) // 2),
+          "end": old.rindex(b"x")}[where]
+    new[at] ^= 0x20
+    before = reads.bytes
+    assert checked.check("key", bytes(new), reads)
+    assert reads.bytes - before == len(new)  # read whole
+    # the conversation as it was, a turn on: read from where its list ended (the changed one is
+    # remembered beside it)
+    before = reads.bytes
+    assert checked.check("key", _history(turns + 2), reads)
+    assert reads.bytes - before == len(_history(turns + 2)) - len(old) + 1
+
+
+def test_a_list_that_shrinks_or_forks_is_read_whole() -> None:
+    checked: CheckedHistories[bool] = CheckedHistories(remember_from=0)
+    reads = _Reads()
+    checked.check("key", _history(10), reads)
+    for raw in (_history(9), _history(5)):  # shorter lists (what they hold was read before: not remembered)
+        before = reads.bytes
+        assert checked.check("key", raw, reads)
+        assert reads.bytes - before == len(raw)
+    # a list equal in length to the one remembered but for its last byte before the bracket
+    checked = CheckedHistories(remember_from=0)
+    checked.check("key", _history(12), reads)
+    forked = orjson.dumps([*orjson.loads(_history(11)), {"role": "user", "content": "turn 11 " + "x" * 199 + "y"}])
+    assert len(forked) == len(_history(12))
+    before = reads.bytes
+    assert checked.check("key", forked, reads) and reads.bytes - before == len(forked)
+    # and a later turn of it goes on from it
+    later = forked[:-1] + b',{"role":"user","content":"next"}]'
+    before = reads.bytes
+    assert checked.check("key", later, reads) and reads.bytes - before == len(later) - len(forked) + 1
 
 
 def test_a_short_list_is_read_whole_and_not_remembered() -> None:

@@ -91,7 +91,7 @@ def _checked(**kw: Any) -> CheckedHistories[InputTurn]:
 @example(steps=[(0, [], "none", {}), (0, [], "none", {"stream": False})], style="twice")
 def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], str, dict[str, Any]]],
                                              style: str) -> None:
-    checked = _checked(per_key=2, head=8, remember_from=0)  # (a short head: a change after it is seen by the CRC)
+    checked = _checked(per_key=2, remember_from=0)
     conversations: list[list[Any]] = [[{"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": f"task {i}"}]}] for i in range(3)]
     for which, new, edit, after in steps:
