@@ -20,7 +20,7 @@ from shieldes.gateway.checked_histories import REMEMBER_FROM, items_after
 from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_body, read_json
 from shieldes.gateway.service import Gateway
-from shieldes.gateway.top_level import INPUT, TopLevel, check_utf8
+from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.hosted_tools import with_hosted
@@ -228,9 +228,8 @@ def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, Body] 
     """A long body, read from where the input of a body of the key read before ended (gw.checked_turns),
     and its top-level fields but `input`; None when it is not one whose input goes upstream as
     sent, or is malformed (read then the general way, which says what is wrong)."""
-    check_utf8(raw)
     read = TurnRead(raw)
-    found = gw.checked_turns.check(key_id, raw, read)
+    found = gw.checked_turns.check(key_id, raw, utf8_checked(raw, read))
     return None if found is None else (found, read.small)
 
 

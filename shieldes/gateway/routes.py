@@ -18,7 +18,7 @@ from shieldes.gateway.checked_histories import REMEMBER_FROM
 from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.service import Gateway, sent_keys
-from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat
+from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat, utf8_checked
 from shieldes.gateway.upstream_calls import Attempt
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import (
@@ -349,7 +349,7 @@ def _chat_turn(gw: Gateway, key_id: str, raw: bytes) -> Callable[[bytes], Found 
     if len(raw) < REMEMBER_FROM:
         return None
     checked = gw.checked_chats
-    return lambda body: checked.check(key_id, body, read_turn(body))
+    return lambda body: checked.check(key_id, body, utf8_checked(body, read_turn(body)))
 
 
 async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:

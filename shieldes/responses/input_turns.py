@@ -51,7 +51,7 @@ class InputTurn(NamedTuple):
 
 
 class TurnRead:
-    """CheckedHistories' read of the Responses body `raw` (UTF-8 checked), given what follows a
+    """CheckedHistories' read of the Responses body `raw` (its UTF-8 checked: utf8_checked), given what follows a
     part read before (and what was found there) or the whole body (and None). `small`, once a
     read found the body passes: its top-level fields but `input`, decoded (the caller's, never
     remembered)."""

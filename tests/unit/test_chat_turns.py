@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
-from shieldes.gateway.top_level import ChatTopLevel, read_chat
+from shieldes.gateway.top_level import ChatTopLevel, check_utf8, read_chat, utf8_checked
 from shieldes.providers import chat_history
 from shieldes.providers.chat_history import Found, read_chat_request, read_turn
 
@@ -193,3 +193,29 @@ def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_r
 def test_the_read_from_where_a_turn_ended_decodes_the_fields_the_whole_read_does() -> None:
     assert set(chat_history._ChatTop.__struct_fields__) == set(chat_history._ChatRequest.__struct_fields__)
     assert set(chat_history.READ) == set(chat_history._ChatRequest.__struct_fields__) - {"messages"}
+
+
+@settings(deadline=None, max_examples=100)
+@given(bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"]), at=st.integers(0, 40),
+       text=st.text(max_size=6))
+def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
+        bad: bytes, at: int, text: str) -> None:
+    checked = _checked(remember_from=0)
+
+    def turn(body: bytes) -> Found | None:
+        return checked.check("key", body, utf8_checked(body, read_turn(body)))
+
+    history: list[Any] = [{"role": "system", "content": "you are a coding agent é " * 20}]
+    raw = orjson.dumps({"model": "gpt-4o", "messages": history})
+    assert isinstance(read_chat(raw, turn), ChatTopLevel)
+    history.append({"role": "user", "content": "x" * 40 + text})
+    good = orjson.dumps({"model": "gpt-4o", "messages": history, "stream": True})
+    # a byte sequence that is no UTF-8 in the new message (or in the fields after it)
+    place = good.index(b"x" * 40) + at if at < 40 else len(good) - 3
+    body = good[:place] + bad + good[place:]
+    with pytest.raises(InvalidRequest) as whole:
+        check_utf8(body)
+    with pytest.raises(InvalidRequest) as read:
+        read_chat(body, turn)
+    assert str(read.value) == str(whole.value)
+    assert isinstance(read_chat(good, turn), ChatTopLevel)  # and the same turn, as UTF-8: read on

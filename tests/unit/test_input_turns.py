@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import CheckedHistories
-from shieldes.gateway.top_level import INPUT, TopLevel
+from shieldes.gateway.top_level import INPUT, TopLevel, check_utf8, utf8_checked
 from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.input_turns import InputTurn, TurnRead, read_whole
 
@@ -160,3 +161,25 @@ def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_r
         assert _read(checked, "key", body) == _whole(body), body[-80:]
         read = TurnRead(body)
         assert _of(read_whole(body, read), read) == _whole(body)
+
+
+@settings(deadline=None, max_examples=100)
+@given(bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"]), at=st.integers(0, 40),
+       text=st.text(max_size=6))
+def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
+        bad: bytes, at: int, text: str) -> None:
+    checked = _checked(remember_from=0)
+    items: list[Any] = [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "you are a coding agent é " * 20}]}]
+    raw = orjson.dumps({"model": "gpt-4o", "input": items})
+    assert checked.check("key", raw, utf8_checked(raw, TurnRead(raw))) is not None
+    items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 40 + text}]})
+    good = orjson.dumps({"model": "gpt-4o", "input": items, "store": False})
+    place = good.index(b"x" * 40) + at if at < 40 else len(good) - 3
+    body = good[:place] + bad + good[place:]
+    with pytest.raises(InvalidRequest) as whole:
+        check_utf8(body)
+    with pytest.raises(InvalidRequest) as read:
+        checked.check("key", body, utf8_checked(body, TurnRead(body)))
+    assert str(read.value) == str(whole.value)
+    assert checked.check("key", good, utf8_checked(good, TurnRead(good))) is not None
