@@ -13,6 +13,10 @@ finds nothing (so only the cache's own work is timed). Prints us per turn, best 
   remembered part, and carried over the new bytes);
 - `bytes (body kept)`: CheckedHistories given the body (immutable `bytes`), kept as it is;
 - `bytes (copied)`: CheckedHistories given a memoryview (a part of a body), copied once a turn.
+
+Then the UTF-8 check of a chat and a Responses body of the gateway bench (`--agent-turns`): of the
+whole body, as every turn did, and of what follows the remembered part only (the last 1.5 kB), as a
+turn read on from it does now (`top_level.utf8_checked`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_gateway import agent_responses  # noqa: E402
+from bench.bench_gateway import agent_chat, agent_responses  # noqa: E402
 from shieldes.gateway.checked_histories import CheckedHistories  # noqa: E402
+from shieldes.gateway.top_level import check_utf8  # noqa: E402
 
 HEAD = 256
 
@@ -95,6 +100,13 @@ def main() -> None:
     for name, run in (("crc", crc_turns), ("bytes (body kept)", bytes_turns(False)),
                       ("bytes (copied)", bytes_turns(True))):
         print(f"  {name:<20} {best(run, lists, args.rounds):6.2f} us a turn")
+    for api, body in (("chat", agent_chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                                          args.agent_turns)),
+                      ("responses", agent_responses({"model": "m", "input": "hi"}, args.agent_turns))):
+        raw = orjson.dumps(body)
+        whole = best(lambda bodies: [check_utf8(b) for b in bodies], [raw] * 1000, args.rounds)
+        tail = best(lambda bodies: [check_utf8(b, len(b) - 1500) for b in bodies], [raw] * 1000, args.rounds)
+        print(f"UTF-8 of a {api} body of {len(raw):,} bytes: whole {whole:.2f} us, the last 1.5 kB {tail:.2f} us")
 
 
 if __name__ == "__main__":
