@@ -100,6 +100,7 @@ def quota_error(retry_delay: str) -> web.Response:
 
 
 _words = wire.word_counter("text", "parts", "contents", "content")
+AUDIO_PART_TOKENS = 96  # the tokens of one audio part of a prompt (Gemini: 32 a second, 3 s)
 
 
 # The fields of Google's Schema message (its OpenAPI subset); as a proto message, it refuses others
@@ -445,8 +446,19 @@ class FakeGoogle:
             finish = self.finish_reasons.pop(0)
         count = int(gen.get("candidateCount") or 1)
         out_tokens = (self.reply_words if call else len(words)) * count
+        # each audio part (inlineData audio/*) is AUDIO_PART_TOKENS tokens of the prompt, counted by
+        # modality in promptTokensDetails as Gemini does (text beside it)
+        inline = [p.get("inlineData") or p.get("inline_data") or {} for c in body["contents"]
+                  for p in c.get("parts") or []]  # Google takes either spelling of each key
+        audio = AUDIO_PART_TOKENS * sum(1 for d in inline
+                                        if str(d.get("mimeType") or d.get("mime_type")).startswith("audio/"))
+        details = [{"modality": "TEXT", "tokenCount": prompt}] + (
+            [{"modality": "AUDIO", "tokenCount": audio}] if audio else [])
+        prompt += audio
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens - 1, "thoughtsTokenCount": 1,
-                 "totalTokenCount": prompt + out_tokens, **({"trafficType": traffic} if traffic else {})}
+                 "totalTokenCount": prompt + out_tokens, "promptTokensDetails": details,
+                 "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": out_tokens - 1}],
+                 **({"trafficType": traffic} if traffic else {})}
         if self.implicit_cache:
             prefix = [body.get("systemInstruction"), body["contents"][:-1]]
             cached = wire.implicit_cache(prefix, _words(prefix[1]) + _words(prefix[0] or {}), self.seen_prefixes)

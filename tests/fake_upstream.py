@@ -118,6 +118,8 @@ class _Reply:
 
 
 count_words = wire.word_counter("content", "text", "system")
+AUDIO_PART_TOKENS = 120  # the audio tokens of one `input_audio` part of a chat prompt
+AUDIO_PER_WORD = 4  # the audio tokens of one spoken word of a reply
 
 
 class FakeUpstream:
@@ -440,7 +442,14 @@ class FakeUpstream:
         }
         cached = wire.implicit_cache(messages[:-1], count_words(messages[:-1]), self.seen_prefixes) \
             if self.implicit_cache else 0
-        usage = wire.openai_usage(prompt, reply.tokens if tool is None else self.completion_tokens, cached)
+        # audio models: each `input_audio` part is AUDIO_PART_TOKENS audio tokens of the prompt; asked
+        # for audio out (`modalities` with "audio"), the reply is spoken too, AUDIO_PER_WORD tokens a word
+        audio_in = AUDIO_PART_TOKENS * sum(1 for m in messages if isinstance(m.get("content"), list)
+                                           for part in m["content"] if part.get("type") == "input_audio")
+        spoken = "audio" in (body.get("modalities") or []) and tool is None
+        audio_out = AUDIO_PER_WORD * reply.tokens if spoken else 0
+        usage = wire.openai_usage(prompt + audio_in, (reply.tokens if tool is None else self.completion_tokens)
+                                  + audio_out, cached, audio_in, audio_out)
         fn = None if tool is None else {"name": tool[0],
                                         "arguments": tool[1] if self.object_arguments else json.dumps(tool[1])}
         calls = [] if fn is None else [
@@ -459,6 +468,9 @@ class FakeUpstream:
                 message["tool_calls"] = calls
             if self.reasoning is not None:
                 message["reasoning_content"] = self.reasoning
+            if spoken:
+                message["audio"] = {"id": self._id("audio_", 24), "data": base64.b64encode(b"RIFF fake").decode(),
+                                    "expires_at": int(time.time()) + 3600, "transcript": reply.text}
             return web.json_response(
                 {
                     **base,

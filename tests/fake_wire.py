@@ -82,15 +82,18 @@ def split(s: str, n: int = 3) -> list[str]:
     return [s[i : i + size] for i in range(0, len(s), size)]
 
 
-def openai_usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
+def openai_usage(prompt: int, completion: int, cached: int = 0, audio_in: int = 0,
+                 audio_out: int = 0) -> dict[str, Any]:
+    """OpenAI chat usage; `audio_in`/`audio_out`: the audio tokens among the prompt and completion
+    tokens (gpt-4o-audio-preview, gpt-audio), reported apart as OpenAI does."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": audio_in},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
-            "audio_tokens": 0,
+            "audio_tokens": audio_out,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },

@@ -62,6 +62,11 @@ def pricing_group() -> None:
               help="USD per use of a hosted tool the upstream runs and bills per use: file_search (OpenAI "
                    "Responses file_search_call, 0.0025), container (a code interpreter container, 0.03); "
                    "repeat for each")
+@click.option("--modality", "modalities", multiple=True, metavar="KIND=USD_PER_1M",
+              help="USD per 1M tokens the upstream reports as audio or image, where it bills them apart from "
+                   "text: audio_input, audio_cache_read, audio_output, image_input, image_cache_read, "
+                   "image_output (gpt-4o-audio-preview: audio_input=40 audio_output=80); a kind not set costs the "
+                   "text price; repeat for each")
 @click.option("--long-context-above", "long_above", type=int, default=None, metavar="TOKENS",
               help="prompt size above which every token of a request costs the --long-* prices (200000 for "
                    "Gemini 2.5/3 Pro and Claude Sonnet 4/4.5's 1M window)")
@@ -79,7 +84,7 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
          cache_write_per_1m: float | None, per_image: float | None, long_above: int | None, long_input: float | None,
          long_output: float | None, long_cache_read: float | None, long_cache_write: float | None,
          per_web_search: float | None, multipliers: tuple[str, ...], per_use: tuple[str, ...],
-         as_json: bool) -> None:
+         modalities: tuple[str, ...], as_json: bool) -> None:
     """Set the price of MODEL (replaces an earlier price, cache prices included). A pattern (claude-opus-*,
     or * alone) prices every name it matches that has no exact price, set or shipped; the longest wins.
     A long-context tier (--long-context-above with --long-input and --long-output) bills every token of a
@@ -88,6 +93,7 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
     long = _long_context(long_above, long_input, long_output, long_cache_read, long_cache_write)
     factors = _pairs("--multiplier", multipliers, "flex=0.5")
     uses = _pairs("--per-use", per_use, "file_search=0.0025")
+    kinds = _pairs("--modality", modalities, "audio_input=40")
     api = ctx.remote()
     if api is not None:
         from shieldes.cli.remote import segment
@@ -99,18 +105,20 @@ def set_(model: str, input_per_1m: float, output_per_1m: float, cache_read_per_1
             **({} if long is None else {"long_context": long.fields()}),
             **({} if per_web_search is None else {"per_web_search": per_web_search}),
             **({} if not factors else {"multipliers": dict(factors)}),
-            **({} if not uses else {"per_use": dict(uses)})})
+            **({} if not uses else {"per_use": dict(uses)}),
+            **({} if not kinds else {"modalities": dict(kinds)})})
         price = Price(answer["input_per_1m"], answer["output_per_1m"], answer["cache_read_per_1m"],
                       answer["cache_write_per_1m"], answer.get("per_image"),
                       long_context_from(answer.get("long_context")), answer.get("per_web_search"),
                       tuple(sorted((answer.get("multipliers") or {}).items())),
-                      tuple(sorted((answer.get("per_use") or {}).items())))
+                      tuple(sorted((answer.get("per_use") or {}).items())),
+                      tuple(sorted((answer.get("modalities") or {}).items())))
         emit(_row(model, price) | {"position": answer["position"]}, as_json=ctx.as_json)
         return
     written = run(write(SetPricing(model, input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m,
-                                   per_image, long, per_web_search, factors, uses)))
+                                   per_image, long, per_web_search, factors, uses, kinds)))
     price = Price(input_per_1m, output_per_1m, cache_read_per_1m, cache_write_per_1m, per_image, long, per_web_search,
-                  factors, uses)
+                  factors, uses, kinds)
     emit(_row(model, price) | {"position": written.position}, as_json=ctx.as_json)
 
 
@@ -154,7 +162,7 @@ def _row(model: str, p: Price) -> dict[str, object]:
             "cache_read_per_1m": p.cache_read_per_1m, "cache_write_per_1m": p.cache_write_per_1m,
             "per_image": p.per_image, "long_context": None if p.long_context is None else p.long_context.fields(),
             "per_web_search": p.per_web_search, "multipliers": dict(p.multipliers) or None,
-            "per_use": dict(p.per_use) or None}
+            "per_use": dict(p.per_use) or None, "modalities": dict(p.modalities) or None}
 
 
 @pricing_group.command("list")
@@ -174,7 +182,8 @@ def list_(source: str, contains: str | None, as_json: bool) -> None:
     rows = [r for r in every if (source == "all" or r["source"] == source) and (not contains or contains in r["model"])]
     emit(rows, as_json=ctx.as_json, columns=("model", "provider", "input_per_1m", "output_per_1m",
                                              "cache_read_per_1m", "cache_write_per_1m", "per_image", "long_context",
-                                             "per_web_search", "multipliers", "per_use", "source"))
+                                             "per_web_search", "multipliers", "per_use", "modalities",
+                                             "source"))
 
 
 @pricing_group.command("import")

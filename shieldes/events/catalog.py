@@ -120,6 +120,9 @@ class PricingSet(Event):
     # {where: factor} (state.MULTIPLIERS), added the same way: an older reader bills at list price
     multipliers: dict[str, float] | None = None
     per_use: dict[str, float] | None = None  # {tool: USD per use} (state.PER_USE), added the same way
+    # {kind: USD per 1M tokens} (state.MODALITIES), added the same way: an older reader bills every
+    # token at its text price
+    modalities: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from shieldes.usage.pricing import (
     Rate,
     completion_cap,
     cost_nusd,
+    held,
     media_cost_nusd,
     price_hint,
     regional,
@@ -271,8 +272,9 @@ class Gateway(UpstreamCalls):
         if found is None and budgeted and not self.settings.allow_unpriced:
             raise self._not_priced(key, route)
         # held at the dearest place it may be served: a priority tier asked for, a regional endpoint
-        rate = served_at(found or NO_RATE, "priority" if service_tier == "priority" else None,
-                         any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
+        # and at the dearest modality price the model has (an audio answer's audio output)
+        rate = held(served_at(found or NO_RATE, "priority" if service_tier == "priority" else None,
+                              any(regional(t.deployment.kind, t.deployment.options) for t in route.targets)))
         prompt = prompt_bytes // 4
         usage = self.state.usage
         position = self.state.position
@@ -316,7 +318,7 @@ class Gateway(UpstreamCalls):
         so it needs no price, and only its tokens count against limits."""
         config = self.state.config
         rate = self._priced(key, route) if billed else NO_RATE
-        return self.meter.admit(config, self.state.usage, key, media_cost_nusd(rate, usage, units),
+        return self.meter.admit(config, self.state.usage, key, media_cost_nusd(held(rate), usage, units),
                                 self.state.position,
                                 estimate_tokens=usage.prompt_tokens + usage.completion_tokens + units.counted())
 

@@ -36,7 +36,7 @@ _FIELDS = {
     "providers": ("name", "type", "base_url", "api_key", "models", "weight", "responses", "options"),
     "aliases": ("name", "targets", "fallbacks"),
     "pricing": ("model", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m", "per_image",
-                "long_context", "per_web_search", "multipliers", "per_use"),
+                "long_context", "per_web_search", "multipliers", "per_use", "modalities"),
     "routing": ("model", "strategy"),
     "teams": ("id", "name", "budget"),
     "keys": ("id", "name", "prefix", "models", "team", "rpm", "tpm", "budget", "expires_at", "revoked", "mcp"),
@@ -103,7 +103,8 @@ def parse_shieldes(doc: Any) -> ImportSpec:
                                      _long_context(e.get("long_context"), f"{where}.long_context"),
                                      _money(e.get("per_web_search"), f"{where}.per_web_search", optional=True),
                                      _numbers(e.get("multipliers"), f"{where}.multipliers"),
-                                     _numbers(e.get("per_use"), f"{where}.per_use")))
+                                     _numbers(e.get("per_use"), f"{where}.per_use"),
+                                     _numbers(e.get("modalities"), f"{where}.modalities")))
     for i, e in _entries(doc, "routing"):
         spec.routing.append((e["model"], _text(e["strategy"], f"routing[{i}] ({e['model']!r}).strategy")))
     for i, e in _entries(doc, "teams"):

@@ -193,16 +193,16 @@ def price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
     the one in force is unchanged (a re-import writes nothing); an update says what it was."""
     old = in_force(state, price.model)
     read, write, image, long = price.cache_read_per_1m, price.cache_write_per_1m, price.per_image, price.long_context
-    search, factors, uses = price.per_web_search, price.multipliers, price.per_use
+    search, factors, uses, kinds = price.per_web_search, price.multipliers, price.per_use, price.modalities
     if old is not None:
         read = old.cache_read_per_1m if read is None else read
         write = old.cache_write_per_1m if write is None else write
         image = old.per_image if image is None else image
         long = old.long_context if long is None else long
         search = old.per_web_search if search is None else search
-        factors, uses = factors or old.multipliers, uses or old.per_use
+        factors, uses, kinds = factors or old.multipliers, uses or old.per_use, kinds or old.modalities
     _price_change(plan, price.model, old, Price(price.input_per_1m, price.output_per_1m, read, write, image, long,
-                                                search, factors, uses))
+                                                search, factors, uses, kinds))
 
 
 def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None:
@@ -211,7 +211,7 @@ def exact_price_change(plan: Plan, state: ConfigState, price: PriceSpec) -> None
     _price_change(plan, price.model, state.pricing.get(price.model),
                   Price(price.input_per_1m, price.output_per_1m, price.cache_read_per_1m, price.cache_write_per_1m,
                         price.per_image, price.long_context, price.per_web_search, price.multipliers,
-                        price.per_use))
+                        price.per_use, price.modalities))
 
 
 def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None:
@@ -224,7 +224,7 @@ def _price_change(plan: Plan, model: str, old: Price | None, new: Price) -> None
         detail += f" (was {_describe_price(old)})"
     plan.commands.append(SetPricing(model, new.input_per_1m, new.output_per_1m, new.cache_read_per_1m,
                                     new.cache_write_per_1m, new.per_image, new.long_context, new.per_web_search,
-                                    new.multipliers, new.per_use))
+                                    new.multipliers, new.per_use, new.modalities))
     plan.changes.append(Change("pricing", model, "add" if old is None else "update", detail))
 
 
@@ -246,6 +246,8 @@ def _describe_price(p: Price) -> str:
         text += f", {where} x{factor:g}"
     for tool, usd in p.per_use:
         text += f", ${usd:g} per {tool}"
+    for kind, usd in p.modalities:
+        text += f", {kind} ${usd:g}/1M"
     return text
 
 

@@ -95,6 +95,7 @@ class PriceSpec:
     per_web_search: float | None = None  # USD per server-side web search
     multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor); none: the ones in force are kept
     per_use: tuple[tuple[str, float], ...] = ()  # (tool, USD per use); none: the ones in force are kept
+    modalities: tuple[tuple[str, float], ...] = ()  # (kind, USD per 1M); none: the ones in force are kept
 
 
 @dataclass(frozen=True)

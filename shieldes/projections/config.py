@@ -101,7 +101,8 @@ def apply_config(state: ConfigState, event: Event) -> ConfigState:
             price = Price(event.input_per_1m, event.output_per_1m, event.cache_read_per_1m,
                           event.cache_write_per_1m, event.per_image, long, event.per_web_search,
                           tuple(sorted((event.multipliers or {}).items())),
-                          tuple(sorted((event.per_use or {}).items())))
+                          tuple(sorted((event.per_use or {}).items())),
+                          tuple(sorted((event.modalities or {}).items())))
             return replace(state, pricing=_with(state.pricing, event.model, price))
         case PricingUnset():
             return replace(state, pricing=_without(state.pricing, event.model))

@@ -33,6 +33,7 @@ from shieldes.projections.commands import (
     check_weight,
 )
 from shieldes.projections.state import (
+    MODALITIES,
     MULTIPLIERS,
     PER_USE,
     AdminToken,
@@ -123,6 +124,20 @@ def check_per_use(given: Mapping[str, float] | tuple[tuple[str, float], ...]) ->
     return out or None
 
 
+def check_modalities(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
+    """Token prices by modality as PricingSet's `modalities`, checked: known kinds, USD per 1M."""
+    pairs = given.items() if isinstance(given, Mapping) else given
+    out: dict[str, float] = {}
+    for kind, usd in pairs:
+        if kind not in MODALITIES:
+            raise CommandRejected(f"--modality {kind}=...: unknown kind; use one of {', '.join(MODALITIES)} (e.g. "
+                                  "--modality audio_input=40 --modality audio_output=80, USD per 1M tokens)")
+        if isinstance(usd, bool) or not isinstance(usd, int | float):
+            raise CommandRejected(f"--modality {kind}={usd!r}: the price must be a number of USD per 1M tokens")
+        out[kind] = check_money(f"--modality {kind} price", float(usd))
+    return out or None
+
+
 # --- commands ------------------------------------------------------------------------------------
 
 
@@ -167,6 +182,7 @@ class SetPricing:
     per_web_search: float | None = None
     multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor): state.MULTIPLIERS
     per_use: tuple[tuple[str, float], ...] = ()  # (tool, USD): state.PER_USE
+    modalities: tuple[tuple[str, float], ...] = ()  # (kind, USD per 1M): state.MODALITIES
 
 
 @dataclass(frozen=True)
@@ -395,6 +411,7 @@ def decide_shared(state: ConfigState, command: SharedCommand) -> list[Event]:
                     _optional_money("--per-web-search price", command.per_web_search),
                     check_multipliers(command.multipliers),
                     check_per_use(command.per_use),
+                    check_modalities(command.modalities),
                 )
             ]
         case UnsetPricing():

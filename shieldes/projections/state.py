@@ -119,12 +119,18 @@ class Price:
     # USD per use of a hosted tool the upstream runs and bills per use, as (tool, USD) pairs sorted
     # by name: `file_search` (OpenAI's file_search_call), `container` (a code interpreter container)
     per_use: tuple[tuple[str, float], ...] = ()
+    # USD per 1M tokens of a modality the upstream reports apart and bills at its own price, as
+    # (kind, USD) pairs sorted by name (see MODALITIES); a kind not set costs the text price
+    modalities: tuple[tuple[str, float], ...] = ()
 
     def multiplier(self, where: str) -> float | None:
         return next((f for w, f in self.multipliers if w == where), None)
 
     def per(self, tool: str) -> float | None:
         return next((usd for t, usd in self.per_use if t == tool), None)
+
+    def modality(self, kind: str) -> float | None:
+        return next((usd for k, usd in self.modalities if k == kind), None)
 
     def fields(self) -> dict[str, Any]:
         """The prices as a plain dict; cache prices only when set (older output stays as it was)."""
@@ -143,6 +149,8 @@ class Price:
             out["multipliers"] = dict(self.multipliers)
         if self.per_use:
             out["per_use"] = dict(self.per_use)
+        if self.modalities:
+            out["modalities"] = dict(self.modalities)
         return out
 
 
@@ -154,6 +162,12 @@ MULTIPLIERS = ("flex", "priority", "regional")
 # code interpreter containers its code_interpreter_call items ran in. Web searches have their own
 # price (per_web_search).
 PER_USE = ("file_search", "container")
+# Token prices by modality (Price.modalities), USD per 1M of the tokens an upstream reports as
+# audio or image: input (OpenAI `prompt_tokens_details.audio_tokens`, image generation's
+# `input_tokens_details.image_tokens`, Gemini's `promptTokensDetails`), cache reads of them (Gemini's
+# `cacheTokensDetails`) and output (`completion_tokens_details.audio_tokens`, Gemini's
+# `candidatesTokensDetails`). A kind without a price costs the text price of the same place.
+MODALITIES = ("audio_input", "audio_cache_read", "audio_output", "image_input", "image_cache_read", "image_output")
 
 
 @dataclass(frozen=True, slots=True)

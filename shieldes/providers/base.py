@@ -39,6 +39,11 @@ class TokenUsage:
     # the service tier the answer says served it, in OpenAI's words (providers/tiers.py): `flex` and
     # `priority` bill at the model's multiplier for them; None when the upstream said nothing
     service_tier: str | None = None
+    # the tokens the upstream reports as audio or image, as (kind, tokens) pairs sorted by name in
+    # state.MODALITIES' words: `audio_input`/`image_input` of the prompt tokens (cache reads
+    # included), `audio_cache_read`/`image_cache_read` of the cache reads, `audio_output`/
+    # `image_output` of the completion tokens; billed at the model's price for each (usage/pricing.py)
+    modal: tuple[tuple[str, int], ...] = ()
     # A breakdown for the request log when the upstream reports it, not billed apart: equality
     # compares the counts that are billed.
     reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens

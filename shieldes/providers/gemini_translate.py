@@ -27,6 +27,7 @@ from shieldes.providers.chat_parts import (
 )
 from shieldes.providers.gemini_schema import gemini_schema
 from shieldes.providers.hosted_tools import gemini_grounding, with_searches
+from shieldes.providers.modalities import gemini_modal
 from shieldes.providers.reasoning import gemini_thinking
 from shieldes.providers.tiers import from_vertex, stamped
 
@@ -166,13 +167,14 @@ def chat_to_gemini(body: Body, model: str = "") -> Body:
 
 
 def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
-    """Thinking tokens are output tokens (billed as such); cached tokens are part of the prompt."""
+    """Thinking tokens are output tokens (billed as such); cached tokens are part of the prompt; audio
+    and image tokens by modality (providers/modalities.py)."""
     meta = meta if isinstance(meta, dict) else {}
     prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
     thoughts = int(meta.get("thoughtsTokenCount") or 0)
     cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
     usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts, cache_read_tokens=cached,
-                       service_tier=from_vertex(meta), reasoning_tokens=thoughts or None)
+                       service_tier=from_vertex(meta), modal=gemini_modal(meta), reasoning_tokens=thoughts or None)
     return usage, usage_dict(usage)
 
 

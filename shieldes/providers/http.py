@@ -19,6 +19,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.providers.modalities import openai_modal
 from shieldes.providers.transport import (
     CallTimedOut,
     ConnectFailed,
@@ -298,7 +299,8 @@ def invalid_response(target: Target, what: str) -> UpstreamFailure:
 def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None:
     """OpenAI `usage` -> TokenUsage (embeddings have no completion tokens); `service_tier`: the
     answer's (or chunk's), the tier that served it. Cache reads: `prompt_tokens_details.cached_tokens`,
-    or DeepSeek's `prompt_cache_hit_tokens` (part of prompt_tokens there too)."""
+    or DeepSeek's `prompt_cache_hit_tokens` (part of prompt_tokens there too). Audio and image
+    tokens of the prompt and completion, where reported, as `modal` (providers/modalities.py)."""
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens")
@@ -316,6 +318,7 @@ def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None
         else 0
     return TokenUsage(prompt, completion, cache_read_tokens=cached, cache_write_tokens=written,
                       service_tier=service_tier if isinstance(service_tier, str) and service_tier else None,
+                      modal=openai_modal(usage, "prompt_tokens_details", "completion_tokens_details"),
                       reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"))
 
 

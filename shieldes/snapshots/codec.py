@@ -120,7 +120,8 @@ def config_to_plain(c: ConfigState, fmt: int = FORMAT) -> Plain:
 
 def _price_to_plain(p: Price) -> list[Any]:
     """2 or 4 numbers, then the per-image price, the long-context tier (a list of 5 or null), the
-    per-web-search price, the multipliers ({where: factor}) and the per-use prices ({tool: USD}),
+    per-web-search price, the multipliers ({where: factor}), the per-use prices ({tool: USD}) and the
+    token prices by modality ({kind: USD per 1M}),
     each only when it or one after it
     is set: snapshots without them read as before everywhere."""
     lc = p.long_context
@@ -128,7 +129,8 @@ def _price_to_plain(p: Price) -> list[Any]:
                        None if lc is None else [lc.above_tokens, lc.input_per_1m, lc.output_per_1m,
                                                 lc.cache_read_per_1m, lc.cache_write_per_1m],
                        p.per_web_search, dict(p.multipliers) if p.multipliers else None,
-                       dict(p.per_use) if p.per_use else None]
+                       dict(p.per_use) if p.per_use else None,
+                       dict(p.modalities) if p.modalities else None]
     while tail and tail[-1] is None:
         tail.pop()
     return [p.input_per_1m, p.output_per_1m, p.cache_read_per_1m, p.cache_write_per_1m, *tail]
@@ -139,7 +141,9 @@ def _price_from_plain(v: list[Any]) -> Price:
         long = None if v[5] is None else LongContext(*v[5])
         multipliers = tuple(sorted(v[7].items())) if len(v) > 7 and v[7] else ()
         per_use = tuple(sorted(v[8].items())) if len(v) > 8 and v[8] else ()
-        return Price(v[0], v[1], v[2], v[3], v[4], long, v[6] if len(v) > 6 else None, multipliers, per_use)
+        modalities = tuple(sorted(v[9].items())) if len(v) > 9 and v[9] else ()
+        return Price(v[0], v[1], v[2], v[3], v[4], long, v[6] if len(v) > 6 else None, multipliers, per_use,
+                     modalities)
     return Price(*v)
 
 

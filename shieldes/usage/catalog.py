@@ -29,10 +29,12 @@ class CatalogEntry:
     per_web_search: float | None = None  # USD per server-side web search (Claude's web search tool)
     multipliers: tuple[tuple[str, float], ...] = ()  # (where, factor): OpenAI's flex and priority tiers
     per_use: tuple[tuple[str, float], ...] = ()  # (tool, USD per use): OpenAI's hosted tools
+    modalities: tuple[tuple[str, float], ...] = ()  # (kind, USD per 1M): audio and image tokens
 
     def price(self) -> Price:
         return Price(self.input_per_1m, self.output_per_1m, self.cache_read_per_1m, self.cache_write_per_1m,
-                     self.per_image, self.long_context, self.per_web_search, self.multipliers, self.per_use)
+                     self.per_image, self.long_context, self.per_web_search, self.multipliers, self.per_use,
+                     self.modalities)
 
 
 _LONG_KEYS = ("above_tokens", "input_per_1m", "output_per_1m", "cache_read_per_1m", "cache_write_per_1m")
@@ -67,7 +69,8 @@ def shipped() -> Mapping[str, CatalogEntry]:
         m: CatalogEntry(e["provider"], float(e["input_per_1m"]), float(e["output_per_1m"]),
                         e.get("cache_read_per_1m"), e.get("cache_write_per_1m"), e.get("per_image"),
                         _long_context(e), e.get("per_web_search"), tuple(sorted(e.get("multipliers", {}).items())),
-                        tuple(sorted(e.get("per_use", {}).items())))
+                        tuple(sorted(e.get("per_use", {}).items())),
+                        tuple(sorted(e.get("modalities", {}).items())))
         for m, e in models.items()
     })
 
@@ -82,7 +85,7 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
                        "cache_write_per_1m": e.cache_write_per_1m, "reasoning_per_1m": e.output_per_1m,
                        "per_image": e.per_image, "long_context": _long_fields(e.long_context),
                        "per_web_search": e.per_web_search, "multipliers": dict(e.multipliers) or None,
-                       "per_use": dict(e.per_use) or None,
+                       "per_use": dict(e.per_use) or None, "modalities": dict(e.modalities) or None,
                        "source": "default"}
     for model, p in pricing.items():
         default = shipped().get(model)
@@ -94,7 +97,8 @@ def price_rows(pricing: Mapping[str, Price]) -> list[dict[str, Any]]:
                        "long_context": _long_fields(getattr(p, "long_context", None)),
                        "per_web_search": getattr(p, "per_web_search", None),
                        "multipliers": dict(getattr(p, "multipliers", ())) or None,
-                       "per_use": dict(getattr(p, "per_use", ())) or None, "source": "override"}
+                       "per_use": dict(getattr(p, "per_use", ())) or None,
+                       "modalities": dict(getattr(p, "modalities", ())) or None, "source": "override"}
     return [rows[m] for m in sorted(rows)]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from shieldes.providers.base import MediaOp, TokenUsage
+from shieldes.providers.modalities import openai_modal
 from shieldes.usage.units import NO_UNITS, Units
 
 # gpt-image-1's output tokens for its largest image at high quality (1536x1024): the hold per image
@@ -94,7 +95,8 @@ def _count(obj: dict[str, Any], name: str) -> int | None:
 
 def reported(usage: object) -> Billed | None:
     """The usage a media answer (or its last event) reports: `input_tokens`/`output_tokens` (images,
-    speech events, `{"type": "tokens"}` transcriptions; cached input tokens as cache reads), or the
+    speech events, `{"type": "tokens"}` transcriptions; cached input tokens as cache reads; the image
+    and audio tokens of `input_tokens_details`/`output_tokens_details` at their own prices), or the
     seconds of a `{"type": "duration"}` one, rounded up to a whole second. None when it reports
     neither."""
     if not isinstance(usage, dict):
@@ -109,7 +111,8 @@ def reported(usage: object) -> Billed | None:
         return None
     details = usage.get("input_tokens_details") or usage.get("input_token_details")
     cached = _count(details, "cached_tokens") if isinstance(details, dict) else None
-    return Billed(TokenUsage(inputs, outputs or 0, cache_read_tokens=cached if cached and cached <= inputs else 0))
+    return Billed(TokenUsage(inputs, outputs or 0, cache_read_tokens=cached if cached and cached <= inputs else 0,
+                             modal=openai_modal(usage, "input_tokens_details", "output_tokens_details")))
 
 
 def billed(op: MediaOp, estimate: Billed, answer: object) -> Billed:

@@ -18,6 +18,12 @@ Prompt caching: upstreams report cache reads (Anthropic `cache_read_input_tokens
 as parts of the input. Those parts cost the model's cache-read / cache-write price; a model
 without one bills them at its input price. Claude's cache writes kept for an hour (`ttl: 1h`,
 reported apart by Anthropic and Bedrock) cost twice the input price, as those providers bill them.
+
+Modalities: where an upstream reports how many of the tokens were audio or image (TokenUsage.modal)
+and the model has a price for that kind (Price.modalities), those tokens cost it and the rest the
+text price; a kind without a price costs the text price of the same place (input, cache read,
+output). A budget holds a request at the dearest input and output price the model has, since the
+answer may be any mix (held).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class Rate(NamedTuple):
     regional: int = 0
     file_search: int = 0  # per hosted file search (OpenAI's file_search_call)
     container: int = 0  # per code interpreter container
+    modal: tuple[tuple[str, int], ...] = ()  # (kind, pUSD per token): audio and image tokens (MODALITIES)
 
 
 NO_RATE = Rate(0, 0, 0, 0)
@@ -103,7 +110,8 @@ def _scaled(rate: Rate, factor_ppm: int) -> Rate:
         return (v * factor_ppm + PPM // 2) // PPM
     long = None if rate.long is None else _scaled(rate.long, factor_ppm)
     return rate._replace(input=times(rate.input), output=times(rate.output), cache_read=times(rate.cache_read),
-                         cache_write=times(rate.cache_write), long=long)
+                         cache_write=times(rate.cache_write), long=long,
+                         modal=tuple((k, times(v)) for k, v in rate.modal))
 
 
 def served_at(rate: Rate, service_tier: str | None, regional: bool = False) -> Rate:
@@ -134,6 +142,7 @@ def rate_of(price: Price) -> Rate:
         image=0 if price.per_image is None else pusd_each(price.per_image),
         web_search=0 if price.per_web_search is None else pusd_each(price.per_web_search),
         file_search=pusd_each(price.per("file_search") or 0.0), container=pusd_each(price.per("container") or 0.0),
+        modal=tuple((kind, pusd_per_token(usd)) for kind, usd in price.modalities),
         long_above=0 if long is None else long.above_tokens,
         long=None if long is None else _token_rate(long.input_per_1m, long.output_per_1m, long.cache_read_per_1m,
                                                    long.cache_write_per_1m),
@@ -144,10 +153,11 @@ def tier(rate: Rate, prompt_tokens: int) -> Rate:
     """The rates a request with `prompt_tokens` input tokens (cache reads and writes included) is
     billed at: the long-context tier for every token of it once the prompt is above the tier's
     threshold (Gemini 2.5/3 Pro above 200k; Claude Sonnet 4/4.5 above 200k, which only the 1M
-    window admits), else the base rates. The threshold is the prompt's, never the output's."""
+    window admits), else the base rates. The threshold is the prompt's, never the output's. Prices
+    by modality are the same at every prompt size (no provider lists a long-context one)."""
     if rate.long is not None and prompt_tokens > rate.long_above:
         return rate.long._replace(image=rate.image, web_search=rate.web_search, file_search=rate.file_search,
-                                  container=rate.container)
+                                  container=rate.container, modal=rate.modal)
     return rate
 
 
@@ -263,7 +273,47 @@ def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
             + (usage.cache_write_tokens - hour) * rate.cache_write + hour * 2 * rate.input
             + usage.completion_tokens * rate.output + usage.web_search_requests * rate.web_search
-            + usage.file_search_calls * rate.file_search + usage.containers * rate.container)
+            + usage.file_search_calls * rate.file_search + usage.containers * rate.container
+            + (_modal_pusd(rate, usage, plain) if usage.modal and rate.modal else 0))
+
+
+_INPUT = ("audio_input", "image_input")
+_OUTPUT = ("audio_output", "image_output")
+
+
+def _modal_pusd(rate: Rate, usage: TokenUsage, plain: int) -> int:
+    """What the audio and image tokens cost beyond the text price _cost_pusd billed them at: each
+    kind's tokens (no more than the place holds: a count above what the upstream billed is not
+    believed) times its price less the text price of the same place. Input kinds count their cache
+    reads too, which cost the `*_cache_read` price."""
+    prices, counts = dict(rate.modal), dict(usage.modal)
+    extra = 0
+    room_plain, room_read, room_out = plain, usage.cache_read_tokens, usage.completion_tokens
+    for kind in _INPUT:
+        read = min(counts.get(kind.replace("input", "cache_read"), 0), room_read, counts.get(kind, 0))
+        fresh = min(counts.get(kind, 0) - read, room_plain)
+        room_read, room_plain = room_read - read, room_plain - fresh
+        extra += fresh * (prices.get(kind, rate.input) - rate.input)
+        extra += read * (prices.get(kind.replace("input", "cache_read"), rate.cache_read) - rate.cache_read)
+    for kind in _OUTPUT:
+        made = min(counts.get(kind, 0), room_out)
+        room_out -= made
+        extra += made * (prices.get(kind, rate.output) - rate.output)
+    return extra
+
+
+def held(rate: Rate) -> Rate:
+    """The rates a budget holds a request at before its answer says what its tokens carry: input
+    and output at the dearest price the model has for them (an audio model's audio prices), so the
+    hold bounds the answer's cost whatever the mix."""
+    if not rate.modal:
+        return rate
+    prices = dict(rate.modal)
+
+    def dearest(r: Rate) -> Rate:
+        return r._replace(input=max(r.input, *(prices.get(k, 0) for k in _INPUT)),
+                          output=max(r.output, *(prices.get(k, 0) for k in _OUTPUT)))
+    return dearest(rate)._replace(long=None if rate.long is None else dearest(rate.long))
 
 
 def tool_uses(rate: Rate, usage: TokenUsage) -> Units:

@@ -43,8 +43,9 @@ def test_pricing_import_litellm_file(database_url: str, tmp_path: Path) -> None:
         changes["claude-sonnet-4-5"]["detail"] and dry["entries_left_out"] == 2
     # a cache price alone differs: read from cache_read_input_token_cost
     assert changes["gemini-2.5-flash"]["detail"] == (
-        "input $0.3/1M, output $2.5/1M, cache read $0.075/1M, $0.035 per web search, flex x0.5 (was input $0.3/1M, "
-        "output $2.5/1M, cache read $0.03/1M, $0.035 per web search, flex x0.5)")
+        "input $0.3/1M, output $2.5/1M, cache read $0.075/1M, $0.035 per web search, flex x0.5, audio_input $1/1M "
+        "(was input $0.3/1M, output $2.5/1M, cache read $0.03/1M, $0.035 per web search, flex x0.5, "
+        "audio_input $1/1M)")
     assert any("gemini-2.5-flash: reasoning tokens are billed at the output price" in n for n in dry["notes"])
     assert count_events(database_url) == before
     done = ok(database_url, "pricing", "import", str(PRICES))
@@ -90,4 +91,20 @@ def test_pricing_set_with_a_long_context_tier(database_url: str) -> None:
     bad = refused(database_url, "pricing", "set", "house-long", "--input", "1", "--output", "2",
                   "--long-context-above", "0", "--long-input", "2", "--long-output", "4")
     assert "--long-context-above must be a whole number" in bad
+    assert count_events(database_url) == before
+
+
+def test_pricing_set_with_prices_by_modality(database_url: str) -> None:
+    shipped = {r["model"]: r for r in ok(database_url, "pricing", "list", "--model", "audio")}
+    assert shipped["gpt-4o-audio-preview"]["modalities"] == {"audio_input": 40.0, "audio_output": 80.0}
+    row = ok(database_url, "pricing", "set", "house-audio", "--input", "1", "--output", "2",
+             "--modality", "audio_input=5", "--modality", "audio_output=7.5")
+    assert row["modalities"] == {"audio_input": 5.0, "audio_output": 7.5}
+    assert ok(database_url, "pricing", "list", "--model", "house-audio")[0]["modalities"] == row["modalities"]
+    before = count_events(database_url)
+    unknown = refused(database_url, "pricing", "set", "house-audio", "--input", "1", "--output", "2",
+                      "--modality", "video_input=1")
+    assert "use one of audio_input, audio_cache_read" in unknown
+    assert "expected NAME=NUMBER" in refused(database_url, "pricing", "set", "house-audio", "--input", "1",
+                                             "--output", "2", "--modality", "audio_input")
     assert count_events(database_url) == before

@@ -292,7 +292,7 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
         assert without(price, "position") == {"model": "org/model-x", "input_per_1m": 1, "output_per_1m": 2,
                                               "cache_read_per_1m": 0.1, "cache_write_per_1m": None, "per_image": None,
                                               "long_context": None, "per_web_search": None, "multipliers": None,
-                                              "per_use": None}
+                                              "per_use": None, "modalities": None}
         alias = (await remote(h, "--json", "model", "alias", "smart", "--target", "r-up/gpt-4o:3", "--target",
                               "openai/gpt-4o", "--fallback", "gpt-4o-mini")).json()
         assert alias["targets"][0] == {"provider": "r-up", "model": "gpt-4o", "weight": 3}

@@ -441,3 +441,63 @@ def test_deepseek_cache_hits_cost_the_cache_read_price() -> None:
     assert parse_usage(both) == TokenUsage(1000, 1, cache_read_tokens=512)
     assert parse_usage({"prompt_tokens": 10, "completion_tokens": 1, "prompt_cache_hit_tokens": 11}) == \
         TokenUsage(10, 1)
+
+
+def test_modality_prices_bill_audio_and_image_tokens_and_survive_a_snapshot() -> None:
+    import pytest
+
+    from shieldes.errors import CommandRejected
+    from shieldes.projections.shared_commands import SetPricing, decide_shared
+    from shieldes.providers.modalities import gemini_modal
+    from shieldes.snapshots import codec as snapcodec
+    from shieldes.usage.catalog import price_rows
+    from shieldes.usage.media import reported
+    from shieldes.usage.pricing import held
+
+    kinds = (("audio_cache_read", 4.0), ("audio_input", 40.0), ("audio_output", 80.0))
+    [event] = decide_shared(ConfigState(), SetPricing("m", 2.5, 10.0, 1.25, modalities=kinds))
+    assert isinstance(event, PricingSet) and event.modalities == dict(kinds)
+    codec = Codec()
+    assert codec.decode(*codec.encode(event)) == event
+    state = apply_config(ConfigState(), event)
+    assert state.pricing["m"] == Price(2.5, 10.0, 1.25, modalities=kinds)
+    assert snapcodec.config_from_plain(snapcodec.config_to_plain(state)).pricing == state.pricing
+    assert next(r for r in price_rows(state.pricing) if r["model"] == "m")["modalities"] == dict(kinds)
+    with pytest.raises(CommandRejected, match="--modality video_input"):
+        decide_shared(ConfigState(), SetPricing("m", 1.0, 2.0, modalities=(("video_input", 1.0),)))
+    # an event of the previous release (no modalities) replays as a price without any
+    assert apply_config(ConfigState(), PricingSet("m", 1.0, 2.0)).pricing["m"].modalities == ()
+
+    rate = rate_of(state.pricing["m"])
+    # 1000 prompt tokens, 300 of them audio (100 of those cached), 200 cached text; 50 of 80 out audio
+    usage = TokenUsage(1000, 80, cache_read_tokens=300,
+                       modal=(("audio_cache_read", 100), ("audio_input", 300), ("audio_output", 50)))
+    assert cost_nusd(rate, usage) == (500 * 2500 + 200 * 40_000 + 200 * 1250 + 100 * 4000
+                                      + 30 * 10_000 + 50 * 80_000)
+    # counts above what the upstream billed are not believed; without a kind's price, the text price
+    assert cost_nusd(rate, TokenUsage(10, 1, modal=(("audio_input", 99), ("audio_output", 9)))) == \
+        10 * 40_000 + 80_000
+    text_only = rate_of(Price(2.5, 10.0))
+    assert cost_nusd(text_only, usage) == cost_nusd(text_only, TokenUsage(1000, 80, 300))
+    # a budget holds every token at the dearest price it may cost
+    assert cost_nusd(held(rate), TokenUsage(100, 10)) == 100 * 40_000 + 10 * 80_000
+    assert held(rate_of(Price(1.0, 2.0))) == rate_of(Price(1.0, 2.0))
+
+    # what the upstreams report: OpenAI chat, the image API, Gemini by modality
+    chat = parse_usage({"prompt_tokens": 150, "completion_tokens": 40,
+                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 120},
+                        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 32}})
+    assert chat is not None and chat.modal == (("audio_input", 120), ("audio_output", 32))
+    image = reported({"input_tokens": 600, "output_tokens": 4160, "total_tokens": 4760,
+                      "input_tokens_details": {"text_tokens": 50, "image_tokens": 550}})
+    assert image is not None and image.usage.modal == (("image_input", 550),)
+    gpt_image = PriceTable().rate({}, "gpt-image-1")
+    assert cost_nusd(gpt_image, image.usage) == 50 * 5000 + 550 * 10_000 + 4160 * 40_000
+    meta = {"promptTokenCount": 200, "candidatesTokenCount": 1290,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 104}, {"modality": "AUDIO", "tokenCount": 96}],
+            "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 64}],
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}]}
+    assert gemini_modal(meta) == (("audio_cache_read", 64), ("audio_input", 96), ("image_output", 1290))
+    assert usage_from_gemini(meta)[0].modal == gemini_modal(meta)
+    flash_image = PriceTable().rate({}, "gemini-2.5-flash-image")
+    assert cost_nusd(flash_image, usage_from_gemini(meta)[0]) == 104 * 300 + 96 * 1000 + 1290 * 30_000

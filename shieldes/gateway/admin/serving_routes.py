@@ -124,13 +124,14 @@ async def set_pricing(call: Call) -> Any:
     per_search = b.get("per_web_search")
     factors = _pairs(b.get("multipliers"), "multipliers", '{"flex": 0.5}')
     uses = _pairs(b.get("per_use"), "per_use", '{"file_search": 0.0025}')
+    kinds = _pairs(b.get("modalities"), "modalities", '{"audio_input": 40, "audio_output": 80}')
     written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image, long, per_search, factors, uses))
+                                            per_image, long, per_search, factors, uses, kinds))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
             "long_context": None if long is None else long.fields(), "per_web_search": per_search,
             "multipliers": dict(factors) or None, "per_use": dict(uses) or None,
-            "position": written.events[-1].position}
+            "modalities": dict(kinds) or None, "position": written.events[-1].position}
 
 
 def _pairs(given: Any, name: str, example: str) -> tuple[tuple[str, float], ...]:
@@ -246,6 +247,10 @@ ROUTES: tuple[Route, ...] = (
                 Field("per_use", "object", "{tool: USD per use} of hosted tools the upstream bills per use: "
                       "file_search (OpenAI Responses file_search_call: 0.0025), container (a code interpreter "
                       "container: 0.03)", nullable=True),
+                Field("modalities", "object", "{kind: USD per 1M tokens} the upstream reports as audio or image "
+                      "and bills apart from text: audio_input, audio_cache_read, audio_output, image_input, "
+                      "image_cache_read, image_output (gpt-4o-audio-preview: {\"audio_input\": 40, "
+                      "\"audio_output\": 80}); a kind not set costs the text price", nullable=True),
                 Field("per_web_search", "number", "USD per server-side web search the upstream reports (Claude's "
                       "web search tool: 0.01)", nullable=True))),
 )
