@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shieldes.importers.prices import MODALITY_FIELDS
 from shieldes.importers.spec import OPENAI_COMPATIBLE
 from shieldes.projections.state import Budget, ConfigState, Deployment, Price, is_model_pattern
 from shieldes.providers.kinds import KINDS, base_url_for
@@ -244,7 +245,8 @@ def _litellm_extras(price: Price) -> dict[str, Any]:
     """A price's service-tier multipliers and hosted tool prices in LiteLLM's fields: the flex and
     priority prices of each token price (`input_cost_per_token_flex`, ...), the per-search price for
     every search context size, the file search price per 1,000 calls, the container price per
-    session. The regional multiplier has no LiteLLM field (export_litellm warns)."""
+    session, the audio and image token prices. The regional multiplier has no LiteLLM field
+    (export_litellm warns), nor has the price of cached image tokens."""
     out: dict[str, Any] = {}
     for tier in ("flex", "priority"):
         factor = price.multiplier(tier)
@@ -257,6 +259,10 @@ def _litellm_extras(price: Price) -> dict[str, Any]:
     if price.per_web_search is not None:
         out["search_context_cost_per_query"] = {f"search_context_size_{size}": price.per_web_search
                                                 for size in ("low", "medium", "high")}
+    for field, kind in MODALITY_FIELDS:
+        usd = price.modality(kind)
+        if usd is not None:
+            out[field] = usd / 1_000_000
     file_search, container = price.per("file_search"), price.per("container")
     if file_search is not None:
         out["file_search_cost_per_1k_calls"] = round(file_search * 1000, 9)

@@ -211,7 +211,8 @@ def _price(model: str, params: dict[str, Any], info: Any, where: str, spec: Impo
     if name == model:
         return None  # the catalog prices the deployment's own name already
     return PriceSpec(model, entry.input_per_1m, entry.output_per_1m, entry.cache_read_per_1m, entry.cache_write_per_1m,
-                     entry.per_image, entry.long_context, entry.per_web_search, entry.multipliers, entry.per_use)
+                     entry.per_image, entry.long_context, entry.per_web_search, entry.multipliers, entry.per_use,
+                     entry.modalities)
 
 
 def base_price(base: str) -> tuple[str, CatalogEntry] | None:

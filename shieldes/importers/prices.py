@@ -4,7 +4,10 @@ Entries give USD per token (`input_cost_per_token`, `output_cost_per_token`, and
 `cache_read_input_token_cost`, `cache_creation_input_token_cost`, and the `*_above_200k_tokens` long-context
 tier of Gemini Pro and Claude Sonnet); shieldes keeps USD per 1M tokens. The flex and priority prices
 (`*_flex`, `*_priority`) become multipliers, the hosted tool prices (`search_context_cost_per_query`,
-`file_search_cost_per_1k_calls`, `code_interpreter_cost_per_session`) per-use prices.
+`file_search_cost_per_1k_calls`, `code_interpreter_cost_per_session`) per-use prices, and the
+audio and image token prices (`input_cost_per_audio_token`, `cache_read_input_audio_token_cost`,
+`output_cost_per_audio_token`, `input_cost_per_image_token`, `output_cost_per_image_token`)
+prices by modality.
 Which entries are taken: by default the models this gateway knows (the shipped catalog, prices
 already set, models providers and aliases serve), all of them with `everything`, or the listed
 `models`. A price equal to the one in force is left alone, so a re-import writes nothing.
@@ -28,6 +31,12 @@ _PRICED_MODES = (None, "chat", "completion", "embedding", "responses")
 _FIELDS = (("input_cost_per_token", "input_per_1m"), ("output_cost_per_token", "output_per_1m"),
            ("cache_read_input_token_cost", "cache_read_per_1m"),
            ("cache_creation_input_token_cost", "cache_write_per_1m"))
+# LiteLLM field -> modality (state.MODALITIES), USD per token there, per 1M here; LiteLLM has no
+# field for cached image tokens
+MODALITY_FIELDS = (("input_cost_per_audio_token", "audio_input"),
+                   ("cache_read_input_audio_token_cost", "audio_cache_read"),
+                   ("output_cost_per_audio_token", "audio_output"), ("input_cost_per_image_token", "image_input"),
+                   ("output_cost_per_image_token", "image_output"))
 
 
 def _per_1m(value: Any, where: str) -> float:
@@ -94,6 +103,16 @@ def _per_use(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[st
     return tuple(sorted(out.items()))
 
 
+def _modalities(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, float], ...]:
+    """LiteLLM's audio and image token prices as prices by modality (the first source holding each)."""
+    out: dict[str, float] = {}
+    for field, kind in MODALITY_FIELDS:
+        value = next((src[field] for src in sources if src.get(field) is not None), None)
+        if value is not None:
+            out[kind] = _per_1m(value, f"{where}.{field}")
+    return tuple(sorted(out.items()))
+
+
 def _tier_multipliers(sources: Sequence[Mapping[str, Any]], where: str) -> tuple[tuple[str, float], ...]:
     """The flex and priority prices (`input_cost_per_token_flex`, `..._priority`: OpenAI's, Vertex
     AI's Priority PayGo) as multipliers of the standard input price, to 6 places (the rates they scale round to the list
@@ -121,7 +140,7 @@ PRICE_FIELDS = frozenset((*(f for f, _ in _FIELDS), "output_cost_per_reasoning_t
                           "output_cost_per_token_flex", "output_cost_per_token_priority",
                           "cache_read_input_token_cost_flex", "cache_read_input_token_cost_priority",
                           "search_context_cost_per_query", "file_search_cost_per_1k_calls",
-                          "code_interpreter_cost_per_session"))
+                          "code_interpreter_cost_per_session", *(f for f, _ in MODALITY_FIELDS)))
 
 
 def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
@@ -140,7 +159,8 @@ def litellm_price(model: str, sources: Sequence[Mapping[str, Any]], where: str,
     price = PriceSpec(model, found.get("input_per_1m", 0.0), found.get("output_per_1m", 0.0),
                       found.get("cache_read_per_1m"), found.get("cache_write_per_1m"),
                       long_context=_above_200k(sources, where), per_web_search=_per_search(sources, where),
-                      multipliers=_tier_multipliers(sources, where), per_use=_per_use(sources, where))
+                      multipliers=_tier_multipliers(sources, where), per_use=_per_use(sources, where),
+                      modalities=_modalities(sources, where))
     reasoning = found.get("reasoning")
     if notes is not None and reasoning is not None and reasoning != price.output_per_1m:
         notes.append(f"{model}: reasoning tokens are billed at the output price (${price.output_per_1m:g}/1M), "

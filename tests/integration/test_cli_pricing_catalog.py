@@ -108,3 +108,37 @@ def test_pricing_set_with_prices_by_modality(database_url: str) -> None:
     assert "expected NAME=NUMBER" in refused(database_url, "pricing", "set", "house-audio", "--input", "1",
                                              "--output", "2", "--modality", "audio_input")
     assert count_events(database_url) == before
+
+
+def test_pricing_import_reads_litellm_audio_and_image_token_prices(database_url: str, tmp_path: Path) -> None:
+    import json
+
+    from shieldes.importers.export import _litellm_extras
+    from shieldes.importers.prices import litellm_price
+    from shieldes.projections.state import Price
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({
+        "gpt-4o-audio-preview": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 2.5e-06,
+                                 "output_cost_per_token": 1e-05, "input_cost_per_audio_token": 4.2e-05,
+                                 "output_cost_per_audio_token": 8e-05, "cache_read_input_audio_token_cost": 2.5e-06},
+        "gpt-image-1": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 5e-06,
+                        "output_cost_per_token": 4e-05, "cache_read_input_token_cost": 1.25e-06,
+                        "input_cost_per_image_token": 1e-05, "output_cost_per_image_token": 4e-05}}))
+    dry = ok(database_url, "pricing", "import", str(prices), "--dry-run")
+    # gpt-image-1's are the shipped ones; the audio model's audio input and cached audio differ
+    assert {c["name"]: c["action"] for c in dry["changes"]} == {"gpt-4o-audio-preview": "update"}
+    assert "audio_input $42/1M" in dry["changes"][0]["detail"]
+    ok(database_url, "pricing", "import", str(prices))
+    row = ok(database_url, "pricing", "list", "--model", "gpt-4o-audio-preview")[0]
+    assert row["modalities"] == {"audio_cache_read": 2.5, "audio_input": 42.0, "audio_output": 80.0}
+    assert ok(database_url, "pricing", "import", str(prices))["events_appended"] == 0
+    # a LiteLLM config export writes them back in LiteLLM's fields, which read back the same
+    entry = json.loads(prices.read_text())["gpt-4o-audio-preview"]
+    price = litellm_price("m", [entry], "m")
+    assert price is not None and price.modalities == (("audio_cache_read", 2.5), ("audio_input", 42.0),
+                                                      ("audio_output", 80.0))
+    exported = _litellm_extras(Price(2.5, 10.0, modalities=price.modalities))
+    assert {k: round(v, 12) for k, v in exported.items()} == {
+        "input_cost_per_audio_token": 4.2e-05, "output_cost_per_audio_token": 8e-05,
+        "cache_read_input_audio_token_cost": 2.5e-06}
