@@ -29,7 +29,7 @@ _FOLDED = ("((e.type = 'usage.recorded' AND e.version = %(raw_v)s) "
 _RANGE = "e.position > %(after)s AND e.position <= %(head)s"
 _DELTAS = ("jsonb_to_recordset(e.data->'deltas') AS d(key_id text, team_id text, hour bigint, requests bigint, "
            "prompt_tokens bigint, completion_tokens bigint, cost_nusd bigint, images bigint, audio_seconds bigint, "
-           "characters bigint)")
+           "characters bigint, web_searches bigint, file_searches bigint, containers bigint, tools_nusd bigint)")
 # floor(hour / 24) for any sign, as Python's // does
 _DAY = "((d.hour - mod(mod(d.hour, 24) + 24, 24)) / 24)"
 
@@ -76,7 +76,9 @@ async def folded_usage(conn: AsyncConnection[Any], after: int, head: int, horizo
         "sum(d.prompt_tokens)::bigint, sum(d.completion_tokens)::bigint, sum(d.cost_nusd)::bigint, "
         "bool_or(d.cost_nusd <> 0), "  # (media units: absent from a delta when zero)
         "coalesce(sum(d.images), 0)::bigint, coalesce(sum(d.audio_seconds), 0)::bigint, "
-        f"coalesce(sum(d.characters), 0)::bigint FROM events e CROSS JOIN LATERAL {_DELTAS} "
+        "coalesce(sum(d.characters), 0)::bigint, coalesce(sum(d.web_searches), 0)::bigint, "
+        "coalesce(sum(d.file_searches), 0)::bigint, coalesce(sum(d.containers), 0)::bigint, "
+        f"coalesce(sum(d.tools_nusd), 0)::bigint FROM events e CROSS JOIN LATERAL {_DELTAS} "
         f"WHERE {_RANGE} AND {_FOLDED} GROUP BY 1, 2, 3",
         params,
     )

@@ -58,7 +58,7 @@ class FoldedLog:
     upto: int
     horizon: int
     events: list[RecordedEvent]
-    groups: list[tuple[str, str, int, int, int, int, int, bool, int, int, int]]
+    groups: list[tuple[str, str, int, int, int, int, int, bool, int, int, int, int, int, int, int]]
     max_day: int | None
     seqs: list[tuple[str, int, int]]
     last: Fingerprint | None

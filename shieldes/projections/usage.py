@@ -29,6 +29,11 @@ class Totals:
     images: int = 0
     audio_seconds: int = 0
     characters: int = 0
+    # the hosted tool uses billed per use and the part of cost_nusd they make (usage/units.py)
+    web_searches: int = 0
+    file_searches: int = 0
+    containers: int = 0
+    tools_nusd: int = 0
 
     def add(self, d: UsageDelta) -> None:
         self.requests += d.requests
@@ -38,6 +43,10 @@ class Totals:
         self.images += d.images
         self.audio_seconds += d.audio_seconds
         self.characters += d.characters
+        self.web_searches += d.web_searches
+        self.file_searches += d.file_searches
+        self.containers += d.containers
+        self.tools_nusd += d.tools_nusd
 
 
 @dataclass(slots=True)
@@ -84,6 +93,11 @@ def _add_deltas(state: UsageState, deltas: tuple[UsageDelta, ...]) -> None:
             totals.images += d.images
             totals.audio_seconds += d.audio_seconds
             totals.characters += d.characters
+        if d.web_searches or d.file_searches or d.containers:  # (hosted tools: most deltas have none)
+            totals.web_searches += d.web_searches
+            totals.file_searches += d.file_searches
+            totals.containers += d.containers
+            totals.tools_nusd += d.tools_nusd
         day = d.hour // 24
         if day > state.latest_day:
             _advance_day(state, day)
@@ -132,8 +146,8 @@ def keep_newest_boots(node_seqs: dict[str, dict[int, int]]) -> dict[str, dict[in
 
 # Usage folded by the database per (key_id, team_id or "", UTC day): requests, prompt tokens,
 # completion tokens, nUSD, whether any delta of the group had a cost, images, audio seconds and
-# characters (events/folded_read.py).
-UsageGroup = tuple[str, str, int, int, int, int, int, bool, int, int, int]
+# characters, web searches, file searches, containers and their nUSD (events/folded_read.py).
+UsageGroup = tuple[str, str, int, int, int, int, int, bool, int, int, int, int, int, int, int]
 
 
 def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: int | None,
@@ -149,7 +163,8 @@ def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: i
         _advance_day(state, max_day)
     floor = state.latest_day - DAYS_KEPT
     totals_by_key, key_daily, team_daily = state.totals, state.key_daily_cost, state.team_daily_cost
-    for key_id, team_id, day, requests, prompt, completion, cost, costed, images, seconds, characters in groups:
+    for (key_id, team_id, day, requests, prompt, completion, cost, costed, images, seconds, characters,
+         searches, file_searches, containers, tools) in groups:
         totals = totals_by_key.get(key_id)
         if totals is None:
             totals = totals_by_key[key_id] = Totals()
@@ -160,6 +175,10 @@ def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: i
         totals.images += images
         totals.audio_seconds += seconds
         totals.characters += characters
+        totals.web_searches += searches
+        totals.file_searches += file_searches
+        totals.containers += containers
+        totals.tools_nusd += tools
         if not costed or day <= floor:
             continue
         daily = key_daily.setdefault(key_id, {})

@@ -54,13 +54,15 @@ from shieldes.snapshots.teams_part import TEAMS_FORMAT as TEAMS_FORMAT
 from shieldes.snapshots.teams_part import decode_teams as decode_teams
 from shieldes.snapshots.teams_part import teams_to_json as teams_to_json
 
-FORMAT = 4  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py). 4: usage
-#            totals with media units (images, audio_seconds, characters)
-READABLE_FORMATS = frozenset({2, 3, 4})  # layouts decode() reads: older snapshots keep loading
+FORMAT = 5  # 2: config_tip recorded; HMAC seal. 3: virtual keys as columns (key_columns.py). 4: usage
+#            totals with media units (images, audio_seconds, characters). 5: and with hosted tool uses
+#            (web_searches, file_searches, containers, tools_nusd)
+READABLE_FORMATS = frozenset({2, 3, 4, 5})  # layouts decode() reads: older snapshots keep loading
 # Usage deltas carry media units from this schema on (a node runs only at its own schema head): a
 # snapshot of an older layout written at it or later left units out of its totals, so it is not loaded
 # (the log is replayed instead); one written before it holds none to leave out.
 UNITS_SCHEMA = "0017"
+TOOLS_SCHEMA = "0024"  # the same for the hosted tool uses (format 5)
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
 
@@ -84,7 +86,8 @@ class EncodedSnapshot:
 def is_compatible(schema_version: str, fmt: int) -> bool:
     """A snapshot holds the projection, which the event catalog defines, not the SQL schema: one
     written at an older schema revision loads as long as its layout (`fmt`) is one this code reads."""
-    return schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS and (fmt >= 4 or schema_version < UNITS_SCHEMA)
+    return (schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS
+            and (fmt >= 4 or schema_version < UNITS_SCHEMA) and (fmt >= 5 or schema_version < TOOLS_SCHEMA))
 
 
 def formats_at_head() -> frozenset[int]:
@@ -259,7 +262,9 @@ def usage_to_plain(u: UsageState, fmt: int = FORMAT) -> Plain:
     return {
         "totals": {
             k: [t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd,
-                *((t.images, t.audio_seconds, t.characters) if fmt >= 4 else ())] for k, t in u.totals.items()
+                *((t.images, t.audio_seconds, t.characters) if fmt >= 4 else ()),
+                *((t.web_searches, t.file_searches, t.containers, t.tools_nusd) if fmt >= 5 else ())]
+            for k, t in u.totals.items()
         },
         "key_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.key_daily_cost.items()},
         "team_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.team_daily_cost.items()},

@@ -386,13 +386,11 @@ class Meter:
 
     def unflushed_by_key(self, usage: UsageState) -> dict[str, Totals]:
         """key_id -> what was settled here but is not yet in `usage` (not appended, or appended but
-        not yet folded into the projection): requests, tokens, nUSD and media units."""
+        not yet folded into the projection): requests, tokens, nUSD, media units and hosted tool uses."""
         durable = usage.durable_seq(self.node_id, self.boot_epoch)
         out: dict[str, Totals] = {}
         rows: list[tuple[str, list[int] | tuple[int, ...]]] = [(k, v) for (k, _, _, _, _), v in self._acc.items()]
-        rows += [(d.key_id, (d.requests, d.prompt_tokens, d.completion_tokens, d.cost_nusd, d.images,
-                             d.audio_seconds, d.characters))
-                 for b in self._batches if not b.appended or b.seq > durable for d in b.deltas]
+        rows += [(d.key_id, sums_of(d)) for b in self._batches if not b.appended or b.seq > durable for d in b.deltas]
         for key_id, v in rows:
             t = out.get(key_id)
             if t is None:
@@ -404,6 +402,10 @@ class Meter:
             t.images += v[4]
             t.audio_seconds += v[5]
             t.characters += v[6]
+            t.web_searches += v[7]
+            t.file_searches += v[8]
+            t.containers += v[9]
+            t.tools_nusd += v[10]
         return out
 
     def cut_batch(self) -> Batch | None:

@@ -176,3 +176,56 @@ async def test_usage_reports_count_hosted_tool_uses_and_split_their_cost(databas
         before = await asyncio.to_thread(ok, database_url, "usage")
         await asyncio.to_thread(fake_compaction, database_url)
         assert await asyncio.to_thread(ok, database_url, "usage") == before
+
+
+async def test_live_usage_counts_hosted_tool_uses_unflushed_flushed_and_after_a_restart(database_url: str) -> None:
+    """GET /admin/v1/usage/live counts a key's hosted tool uses and their cost as the durable
+    usage does (`web_searches`, `file_searches`, `containers`, `tools_usd`): as soon as a call is
+    settled, once flushed, in a node that replays the log and in one that starts from a snapshot."""
+    import aiohttp
+
+    from shieldes.events.pg_store import open_pool
+    from shieldes.snapshots.loader import load_projection_report
+
+    async def live(h: Any) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/admin/v1/usage/live",
+                                                        headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            assert r.status == 200
+            return next(row for row in (await r.json())["data"] if row["key"] == "tools")
+
+    def uses(row: dict[str, Any]) -> tuple[int, int, int, int]:
+        return row["web_searches"], row["file_searches"], row["containers"], round(row["tools_usd"] * 1e9)
+
+    def vars_of(t: Any) -> dict[str, Any]:
+        return {"web_searches": t.web_searches, "file_searches": t.file_searches, "containers": t.containers,
+                "tools_usd": t.tools_nusd / 1e9}
+
+    want = (2, 2, 2, 2 * FEES)
+    async with harness(database_url, admin_token=ADMIN, flush_interval=3600) as h:
+        await h.admin(UpdateProvider("openai", responses="native", models=("gpt-4o",)))
+        secret = await h.create_key("tools")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for _ in range(2):
+            await client.responses.create(model="gpt-4o", input="weather?", tools=TOOLS)
+        unflushed = await live(h)
+        assert unflushed["unflushed_requests"] == 2 and uses(unflushed) == want
+        await h.flush()
+        await wait_until(lambda: h.node.meter.unflushed_by_key(h.node.projector.usage) == {}, timeout=10)
+        durable = await live(h)
+        assert durable["unflushed_requests"] == 0 and uses(durable) == want
+    async with harness(database_url, admin_token=ADMIN, providers=False) as replayed:  # the log, folded in SQL
+        assert uses(await live(replayed)) == want
+        async with aiohttp.ClientSession() as s, s.post(replayed.base + "/admin/v1/snapshots",
+                                                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+            assert r.status in (200, 201), await r.text()
+    pool = open_pool(database_url, size=1, name="test-load")
+    await pool.open(wait=True)
+    try:
+        projection, report = await load_projection_report(pool)
+    finally:
+        await pool.close()
+    assert report.snapshot_id is not None and report.tail_events == 0, report  # the snapshot alone
+    assert uses(vars_of(projection.usage.totals[durable["key_id"]])) == want
+    async with harness(database_url, admin_token=ADMIN, providers=False) as again:
+        assert uses(await live(again)) == want

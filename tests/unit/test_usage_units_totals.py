@@ -33,7 +33,7 @@ def test_a_snapshot_keeps_the_units_and_an_older_layout_reads_as_none() -> None:
     usage = UsageState()
     apply_usage(usage, UsageRecorded("n1", 1, 1, (IMAGES, SPEECH, HEARD)))
     snap = snapcodec.encode(Projection(usage=usage, position=9))
-    assert snap.format == 4
+    assert snap.format == 5
     assert snapcodec.decode(snap.state, snap.checksum, 9).usage.totals == usage.totals
     old = snapcodec.encode(Projection(usage=usage, position=9), fmt=3)
     assert snapcodec.decode(old.state, old.checksum, 9).usage.totals["k1"] == Totals(2, 0, 0, 80_000_400)
@@ -44,5 +44,21 @@ def test_an_older_layout_loads_only_from_before_units_existed() -> None:
     for fmt in (2, 3):
         assert snapcodec.is_compatible("0016", fmt)  # no delta could carry units then
         assert not snapcodec.is_compatible(snapcodec.UNITS_SCHEMA, fmt)  # its totals may lack some
-    assert snapcodec.is_compatible(db.SCHEMA_HEAD, 4)
-    assert snapcodec.formats_at_head() == {4}  # what compaction lets pin its cutoff
+    assert snapcodec.is_compatible(snapcodec.TOOLS_SCHEMA, 5) and snapcodec.is_compatible(db.SCHEMA_HEAD, 5)
+    assert snapcodec.formats_at_head() == {5}  # what compaction lets pin its cutoff
+
+
+def test_totals_carry_hosted_tool_uses_and_a_format_4_snapshot_loads_only_from_before_them() -> None:
+    searched = UsageDelta("k1", None, "dep", "gpt-4o", 500_000, 1, 10, 5, 42_500_100, web_searches=1,
+                          file_searches=1, containers=1, tools_nusd=42_500_000)
+    usage = UsageState()
+    apply_usage(usage, UsageRecorded("n1", 1, 1, (searched, CHAT)))
+    assert usage.totals["k1"] == Totals(2, 20, 10, 42_500_200, web_searches=1, file_searches=1, containers=1,
+                                        tools_nusd=42_500_000)
+    snap = snapcodec.encode(Projection(usage=usage, position=9))
+    assert snapcodec.decode(snap.state, snap.checksum, 9).usage.totals == usage.totals
+    old = snapcodec.encode(Projection(usage=usage, position=9), fmt=4)
+    assert snapcodec.decode(old.state, old.checksum, 9).usage.totals["k1"] == Totals(2, 20, 10, 42_500_200)
+    assert db.SCHEMA_HEAD >= snapcodec.TOOLS_SCHEMA == "0024"
+    assert snapcodec.is_compatible("0023", 4)  # no delta could carry tool uses then
+    assert not snapcodec.is_compatible(snapcodec.TOOLS_SCHEMA, 4)  # its totals may lack some

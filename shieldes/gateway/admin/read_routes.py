@@ -154,7 +154,8 @@ async def usage_keys(call: Call) -> Any:
 
 async def usage_live(call: Call) -> Any:
     """Per key, what this node knows: durable totals from the log plus its unflushed deltas, media
-    units (images, audio_seconds, characters) named as in GET /usage and `shieldes usage`."""
+    units (images, audio_seconds, characters) and hosted tool uses (web_searches, file_searches,
+    containers, tools_usd) named as in GET /usage and `shieldes usage`."""
     gw = call.ctx.gateway
     config, totals, unflushed = gw.state.config, gw.state.usage.totals, gw.meter.unflushed_by_key(gw.state.usage)
     rows = []
@@ -168,6 +169,10 @@ async def usage_live(call: Call) -> Any:
                      "completion_tokens": t.completion_tokens + pending.completion_tokens,
                      "images": t.images + pending.images, "audio_seconds": t.audio_seconds + pending.audio_seconds,
                      "characters": t.characters + pending.characters,
+                     "web_searches": t.web_searches + pending.web_searches,
+                     "file_searches": t.file_searches + pending.file_searches,
+                     "containers": t.containers + pending.containers,
+                     "tools_usd": (t.tools_nusd + pending.tools_nusd) / NUSD,
                      "cost_usd": (t.cost_nusd + pending.cost_nusd) / NUSD, "unflushed_requests": pending.requests})
     return {"object": "list", "data": rows}
 
