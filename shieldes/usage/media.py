@@ -81,11 +81,13 @@ def speech_estimate(model: str, text: str) -> Billed:
 
 
 def transcription_estimate(model: str, file_bytes: int) -> Billed:
-    """Seconds of audio for whisper models, tokens for others, from the upload's size."""
+    """Seconds of audio for whisper models, tokens for others, from the upload's size (audio
+    tokens: billed at the model's audio input price)."""
     seconds = max(1, math.ceil(file_bytes / UPLOAD_BYTES_PER_SECOND))
     if per_second(model):
         return Billed(TokenUsage(0, 0), Units(audio_seconds=seconds))
-    return Billed(TokenUsage(seconds * AUDIO_TOKENS_PER_SECOND, seconds * TEXT_TOKENS_PER_SECOND))
+    heard = seconds * AUDIO_TOKENS_PER_SECOND
+    return Billed(TokenUsage(heard, seconds * TEXT_TOKENS_PER_SECOND, modal=(("audio_input", heard),)))
 
 
 def _count(obj: dict[str, Any], name: str) -> int | None:

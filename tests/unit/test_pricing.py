@@ -501,3 +501,15 @@ def test_modality_prices_bill_audio_and_image_tokens_and_survive_a_snapshot() ->
     assert usage_from_gemini(meta)[0].modal == gemini_modal(meta)
     flash_image = PriceTable().rate({}, "gemini-2.5-flash-image")
     assert cost_nusd(flash_image, usage_from_gemini(meta)[0]) == 104 * 300 + 96 * 1000 + 1290 * 30_000
+
+
+def test_a_transcription_bills_its_audio_at_the_audio_price_and_a_text_prompt_at_the_text_price() -> None:
+    from shieldes.usage.media import reported, transcription_estimate
+
+    heard = reported({"type": "tokens", "input_tokens": 120, "output_tokens": 30, "total_tokens": 150,
+                      "input_token_details": {"audio_tokens": 100, "text_tokens": 20}})
+    assert heard is not None
+    rate = PriceTable().rate({}, "gpt-4o-transcribe")  # $2.50 text, $6 audio input, $10 output per 1M
+    assert cost_nusd(rate, heard.usage) == 100 * 6000 + 20 * 2500 + 30 * 10_000
+    guess = transcription_estimate("gpt-4o-transcribe", 40_000).usage  # no usage: audio tokens, estimated
+    assert cost_nusd(rate, guess) == guess.prompt_tokens * 6000 + guess.completion_tokens * 10_000
