@@ -11,7 +11,7 @@ through the same admission (auth, allow-list, rpm/tpm, budget reservation) and s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,8 +45,8 @@ from shieldes.providers.base import (
     Target,
     TokenUsage,
 )
-from shieldes.providers.dropped import DROPPED_HEADER, dropped_header
-from shieldes.providers.gateway_fields import FOREIGN
+from shieldes.providers.dropped import dropped_header, with_named
+from shieldes.providers.gateway_fields import FOREIGN, METADATA, anthropic_metadata
 from shieldes.providers.kinds import spec_for
 from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
@@ -167,13 +167,17 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
-def _with_foreign(headers: Mapping[str, str], foreign: list[str]) -> Mapping[str, str]:
-    """`headers` with another gateway's fields left out of the request (providers/gateway_fields.py)
-    named first in x-shieldes-dropped."""
-    if not foreign:
-        return headers
-    given = headers.get(DROPPED_HEADER)
-    return {**headers, **dropped_header([*foreign, *([given] if given else [])])}
+def _without_foreign(top: TopLevel) -> tuple[TopLevel, list[str]]:
+    """`top` without another gateway's fields and the `metadata` keys Anthropic refuses
+    (providers/gateway_fields.py), and their names; `top` itself when there are none (nearly always)."""
+    small = top.small
+    foreign = [name for name in FOREIGN if name in small]  # another gateway's: never forwarded, named
+    meta, gone = anthropic_metadata(small.get(METADATA)) if METADATA in small else (None, [])
+    if not foreign and not gone:
+        return top, foreign
+    changes = {METADATA: meta} if gone and meta is not None else {}
+    drop = [*foreign, *([METADATA] if gone and meta is None else [])]
+    return TopLevel(top.with_fields(changes, drop), MESSAGES_HISTORY), foreign + gone
 
 
 def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
@@ -195,9 +199,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
     top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
-    foreign = [name for name in FOREIGN if name in top.small]  # another gateway's: never forwarded, named
-    if foreign:
-        top = TopLevel(top.with_fields({}, foreign), MESSAGES_HISTORY)
+    top, foreign = _without_foreign(top)
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])
@@ -238,7 +240,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         # the upstream's count, or the estimate the answer already carries (never None here)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, ANTHROPIC_REQUEST_ID: call.rid,
-                   **call.res.headers, **_with_foreign(got.headers, foreign)}
+                   **call.res.headers, **with_named(got.headers, foreign)}
         return web.Response(body=got.raw, headers=headers)
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
@@ -258,7 +260,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     stream, served = await call.run(open_stream)
     return await call.pump_stream(request, stream, stream.frames, served,
                                   {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
-                                   **_with_foreign(stream.headers, foreign)}, "error")
+                                   **with_named(stream.headers, foreign)}, "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

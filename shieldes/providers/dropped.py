@@ -4,7 +4,7 @@ never dropped in silence."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from shieldes.providers.base import Body
@@ -69,3 +69,12 @@ def dropped_header(names: list[str]) -> dict[str, str]:
     return {DROPPED_HEADER: _UNPRINTABLE.sub("?", ", ".join(names))[:MAX_DROPPED_HEADER]}
 
 
+
+
+def with_named(headers: Mapping[str, str], names: list[str]) -> Mapping[str, str]:
+    """`headers` with `names` (fields left out before any translation: another gateway's) named
+    first in x-shieldes-dropped, before what the answer's own header names."""
+    if not names:
+        return headers
+    given = headers.get(DROPPED_HEADER)
+    return {**headers, **dropped_header([*names, *([given] if given else [])])}

@@ -4,7 +4,10 @@ application moved from one still sends them: LiteLLM's `tags`, `fallbacks`, `num
 upstream refuses each ("Unrecognized request argument supplied"), so none is forwarded: each is
 left out and named in `x-shieldes-dropped`. `metadata` is OpenAI's own field when it has OpenAI's
 shape (at most 16 string values) and goes on as sent then; LiteLLM's (tags as a list, nested
-objects) is left out and named so too. Pure: no I/O, no state."""
+objects) is left out and named so too. On the Messages API, where Anthropic takes only
+`metadata.user_id` and refuses any other key ("metadata.X: Extra inputs are not permitted"),
+`user_id` goes on and every other key (LiteLLM's `tags`, `trace_id`, `user_api_key_*`, ...) is left
+out and named `metadata.X`. Pure: no I/O, no state."""
 
 from __future__ import annotations
 
@@ -28,6 +31,22 @@ def openai_metadata(value: Any) -> bool:
         return True
     return isinstance(value, dict) and len(value) <= _MOST_PAIRS and all(
         len(k) <= _LONGEST_KEY and isinstance(v, str) and len(v) <= _LONGEST_VALUE for k, v in value.items())
+
+
+ANTHROPIC_METADATA_KEYS = ("user_id",)  # what Anthropic's Messages API takes in `metadata`
+
+
+def anthropic_metadata(value: Any) -> tuple[Any, list[str]]:
+    """(the `metadata` to send, the `metadata.X` names of the keys left out) of a Messages request's
+    `metadata`: an object keeps only the keys Anthropic takes (None when none is left); any other
+    value goes on as sent, for Anthropic to judge."""
+    if not isinstance(value, dict):
+        return value, []
+    gone = [f"{METADATA}.{key}" for key in value if key not in ANTHROPIC_METADATA_KEYS]
+    if not gone:
+        return value, []
+    kept = {key: value[key] for key in ANTHROPIC_METADATA_KEYS if key in value}
+    return kept or None, gone
 
 
 def foreign_fields(body: Mapping[str, Any]) -> list[str]:

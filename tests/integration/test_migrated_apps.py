@@ -120,3 +120,29 @@ async def test_another_gateways_fields_on_messages_are_left_out_and_named(databa
                     async for _event in await raw.parse():  # type: ignore[union-attr]
                         pass
                 assert not set(extra) & set(h.upstream.last(path).body)
+
+
+async def test_litellms_metadata_keys_on_messages_are_left_out_and_named(database_url: str) -> None:
+    """A LiteLLM app puts its own keys in a Messages request's `metadata` (`tags`, `trace_id`, ...):
+    they went on to Anthropic, which takes only `metadata.user_id` and answers 400 "metadata.tags:
+    Extra inputs are not permitted". `user_id` goes on; the others are left out and named."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        for metadata, sent in (({"user_id": "u-7", "tags": ["search"], "trace_id": "t-1"}, {"user_id": "u-7"}),
+                               ({"tags": ["search"], "trace_id": "t-1"}, None)):
+            for stream in (False, True):
+                raw = await claude.messages.with_raw_response.create(
+                    model="claude-3-5-haiku-latest", max_tokens=16, messages=MESSAGES, stream=stream,  # type: ignore[arg-type]
+                    metadata=metadata)  # type: ignore[arg-type]
+                assert raw.headers["x-shieldes-dropped"] == "metadata.tags, metadata.trace_id"
+                if stream:
+                    async for _event in await raw.parse():  # type: ignore[union-attr]
+                        pass
+                assert h.upstream.last("/v1/messages").body.get("metadata") == sent
+        raw = await claude.messages.with_raw_response.create(
+            model="claude-3-5-haiku-latest", max_tokens=16, messages=MESSAGES, metadata={"user_id": "u-7"})  # type: ignore[arg-type]
+        assert "x-shieldes-dropped" not in raw.headers
+        assert h.upstream.last("/v1/messages").body["metadata"] == {"user_id": "u-7"}
+
