@@ -167,6 +167,13 @@ def _named(dropped: list[str], by_provider: Sequence[str]) -> list[str]:
     return dropped + [_AS_SENT.get(n, n) for n in by_provider]
 
 
+# What a count is not asked with: another gateway's fields, and a create's fields that change no
+# count (an app counts the body it is about to send), each of which Anthropic's count_tokens refuses
+# ("max_tokens: Extra inputs are not permitted")
+NOT_COUNTED = frozenset((*FOREIGN, METADATA, "max_tokens", "stream", "stop_sequences", "temperature", "top_k",
+                         "top_p", "service_tier", "container", "inference_geo", "diagnostics"))
+
+
 def _without_foreign(top: TopLevel) -> tuple[TopLevel, list[str]]:
     """`top` without another gateway's fields and the `metadata` keys Anthropic refuses
     (providers/gateway_fields.py), and their names; `top` itself when there are none (nearly always)."""
@@ -290,6 +297,13 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     if top is None or ids_fit is None:  # (the history's numbers not checked, or one may be out of range)
         decoded = body if body is not None else json_object(raw)
         top = None
+    unsent = [name for name in (decoded if top is None else top.small) if name in NOT_COUNTED]
+    if unsent:  # (a create's body sent to be counted): Anthropic's count refuses them
+        if top is None:
+            decoded = {name: value for name, value in decoded.items() if name not in unsent}
+            raw = orjson.dumps(decoded)
+        else:
+            top = TopLevel(top.with_fields({}, unsent), MESSAGES_HISTORY)
 
     def whole() -> Body:
         return decoded if top is None else top.decoded()
@@ -316,6 +330,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
     resp = await counted(request, route, count, lambda: _estimate(whole()), (MessagesUpstream, InputTokenCounter))
     resp.headers[ANTHROPIC_REQUEST_ID] = request_id(request)
+    named = [name for name in FOREIGN if name in unsent]  # (a create's own fields change no count: not named)
+    if named:
+        resp.headers.update(with_named(resp.headers, named))
     return resp
 
 

@@ -299,3 +299,25 @@ async def test_every_messages_answer_names_its_request_id_as_anthropic_does(data
         with pytest.raises(anthropic.APIStatusError) as failed:
             await client.messages.create(model=MODEL, **ask)
         assert failed.value.request_id == failed.value.response.headers["x-request-id"]
+
+
+async def test_a_creates_body_sent_to_be_counted_reaches_anthropic_as_a_count_it_takes(database_url: str) -> None:
+    """An app counts the very body it is about to send: `max_tokens`, `stream`, `temperature`,
+    `metadata`, ... went on to Anthropic's count_tokens, which refuses each ("max_tokens: Extra
+    inputs are not permitted"). They change no count and are left out; another gateway's fields
+    (`tags`) are named in x-shieldes-dropped."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("counts")
+        await h.sync()
+        client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        create: dict[str, Any] = {"max_tokens": 5, "stream": True, "temperature": 0.2, "top_k": 5,
+                                  "stop_sequences": ["END"], "metadata": {"user_id": "u-1"}, "tags": ["search"]}
+        raw = await client.messages.with_raw_response.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": "count these words"}], extra_body=create)
+        assert (await raw.parse()).input_tokens == 3
+        assert raw.headers["x-shieldes-dropped"] == "tags"
+        sent = h.upstream.last("/v1/messages/count_tokens").body
+        assert set(sent) == {"model", "messages"}, sent
+        plain = await client.messages.with_raw_response.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_body={"max_tokens": 5})
+        assert "x-shieldes-dropped" not in plain.headers  # (a create's own field changes no count: not named)
