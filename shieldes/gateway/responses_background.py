@@ -106,8 +106,9 @@ class Starter:
         self.runs.start_run(run, self._run(run, p))
         shown = queued if p.shown else without_encrypted(queued)
         if not p.req.streaming:
-            return json_response(shown, p.rid, turn.res.headers)
-        return await send(request, p.rid, run.follow(-1, None if p.shown else _plain(run)), turn.res.headers)
+            return json_response(shown, p.rid, p.headers(turn.res.headers))
+        return await send(request, p.rid, run.follow(-1, None if p.shown else _plain(run)),
+                          p.headers(turn.res.headers))
 
     async def _run(self, run: Run, p: Prepared) -> None:
         """The run, traced (when tracing is on) by a span of its own: the create's ended when it

@@ -7,8 +7,8 @@ Gateway methods as chat completions."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import msgspec
@@ -23,6 +23,8 @@ from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
+from shieldes.providers.dropped import with_named
+from shieldes.providers.gateway_fields import foreign_fields
 from shieldes.providers.hosted_tools import with_hosted
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
@@ -205,6 +207,11 @@ class Prepared:
     shown: bool  # the client sees encrypted reasoning (include)
     rid: str
     top: TopLevel | None = None  # the client's body, when its input stays bytes (`sent` is every other field)
+    foreign: list[str] = field(default_factory=list)  # another gateway's fields, left out (x-shieldes-dropped)
+
+    def headers(self, given: Mapping[str, str]) -> dict[str, str]:
+        """`given` (an answer's headers) naming the fields left out before any upstream saw them."""
+        return dict(with_named(given, self.foreign))
 
 
 class Background(Protocol):
@@ -242,6 +249,9 @@ async def prepare(request: web.Request) -> Prepared:
     raw = await read_body(request, gw.settings.max_body_bytes)
     over_socket = request.get(SOCKET_MEMORY) is not None
     turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
+    foreign = [] if turn_read is None else foreign_fields(turn_read[1])
+    if turn_read is not None and foreign:  # another gateway's fields (rare): read the general way, without them
+        raw, turn_read = TopLevel.read(raw, turn_read[1]).with_fields({}, foreign), None
     if turn_read is not None:  # (a long body read from where the key's last input ended, or whole)
         found, small = turn_read
         top = TopLevel.read(raw, small)
@@ -249,6 +259,11 @@ async def prepare(request: web.Request) -> Prepared:
         as_is = input_sent_as_is(top.small, "list", False)
     else:
         top = TopLevel(raw, INPUT)
+        if not foreign:
+            foreign = foreign_fields(top.small)
+            if foreign:  # another gateway's fields: never forwarded, named
+                raw = top.with_fields({}, foreign)
+                top = TopLevel(raw, INPUT)
         as_is = input_sent_as_is(top.small, top.shape("input"), over_socket) \
             and gw.checked_inputs.check(key.id, top.fields["input"], input_calls_made) is not None
         input_raw = top.fields["input"] if as_is else b""
@@ -278,7 +293,8 @@ async def prepare(request: web.Request) -> Prepared:
                 rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,
                 bytes(memoryview(input_raw)) if as_is and req.store else None)
     as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
-    return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None)
+    return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None,
+                    foreign)
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -296,8 +312,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         turn.finish(served, response, token_usage(outcome.usage, turn.size, output, served_tier(response)))
         await turn.append(response)
         return json_response(response if shown else without_encrypted(response), p.rid,
-                             {**turn.res.headers, **outcome.headers})
-    return await stream(request, p.rid, turn, served, outcome, shown)
+                             p.headers({**turn.res.headers, **outcome.headers}))
+    return await stream(request, p.rid, turn, served, outcome, shown, p.foreign)
 
 
 async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, RouteTarget]:
@@ -312,7 +328,7 @@ async def call(p: Prepared, streaming: bool) -> tuple[Answer | EventStream, Rout
 
 
 async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget,
-                 events: EventStream, shown: bool) -> web.StreamResponse:
+                 events: EventStream, shown: bool, foreign: Sequence[str] = ()) -> web.StreamResponse:
     """A streamed answer relayed to `request`'s sink (the client's, a WebSocket's or a background
     run's), settled and stored at its end whatever happens."""
     tally = relay.Tally()
@@ -357,7 +373,7 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
             yield data
 
     try:
-        resp = relay.sse_response(rid, {**turn.res.headers, **events.headers})
+        resp = relay.sse_response(rid, dict(with_named({**turn.res.headers, **events.headers}, list(foreign))))
         out = forwarded(events) if isinstance(events, NativeEvents) else frames()
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp

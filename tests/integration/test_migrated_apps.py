@@ -10,6 +10,7 @@ import aiohttp
 import anthropic
 import openai
 
+from shieldes.projections.shared_commands import UpdateProvider
 from tests.integration.gateway_harness import harness
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
@@ -146,3 +147,42 @@ async def test_litellms_metadata_keys_on_messages_are_left_out_and_named(databas
         assert "x-shieldes-dropped" not in raw.headers
         assert h.upstream.last("/v1/messages").body["metadata"] == {"user_id": "u-7"}
 
+
+async def test_another_gateways_fields_on_responses_are_left_out_and_named(database_url: str) -> None:
+    """An app moved from LiteLLM sends `tags`, `num_retries`, its `metadata` with lists in it on
+    /v1/responses too: they went on to OpenAI, which answers 400 "Unknown parameter: 'tags'."
+    Now none is forwarded and each is named in x-shieldes-dropped, JSON, stream and background, for
+    a short input and an agent's long one (read from where the key's last one ended)."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        extra = {"tags": ["search"], "num_retries": 2, "metadata": {"tags": ["search"], "trace_id": "t-1"}}
+        long: Any = [{"role": "user", "content": "word " * 5000}]
+        longer = [*long, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "hi"}]
+        for model, path in (("gpt-4o", "/v1/responses"), ("claude-3-5-haiku-latest", "/v1/messages")):
+            for given in ("hi", long, longer):
+                for stream in (False, True):
+                    raw = await client.responses.with_raw_response.create(
+                        model=model, input=given, stream=stream, store=False, extra_body=extra)
+                    assert raw.headers["x-shieldes-dropped"] == "tags, num_retries, metadata"
+                    if stream:
+                        async for _event in raw.parse():  # type: ignore[union-attr]
+                            pass
+                    sent = h.upstream.last(path).body
+                    assert not {"tags", "num_retries"} & set(sent) and "metadata" not in sent, sent
+        queued = await client.responses.with_raw_response.create(model="gpt-4o", input="hi", background=True,
+                                                                 extra_body=extra)
+        assert queued.headers["x-shieldes-dropped"] == "tags, num_retries, metadata"
+        url = h.base.replace("http://", "ws://") + "/v1/responses"  # the WebSocket: no headers to name them in
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers={"Authorization": f"Bearer {secret}"}) as ws:
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi", **extra})
+            while (event := await ws.receive_json(timeout=10))["type"] not in ("response.completed", "error"):
+                pass
+            assert event["type"] == "response.completed", event
+        sent = h.upstream.last("/v1/responses").body
+        assert not {"tags", "num_retries", "metadata"} & set(sent), sent
+        raw = await client.responses.with_raw_response.create(model="gpt-4o", input="hi", metadata={"team": "search"})
+        assert "x-shieldes-dropped" not in raw.headers
+        assert h.upstream.last("/v1/responses").body["metadata"] == {"team": "search"}
