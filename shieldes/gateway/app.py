@@ -12,6 +12,7 @@ from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.gemini_api import add_gemini_routes
+from shieldes.gateway.key_info import add_key_info_routes
 from shieldes.gateway.mcp_routes import add_mcp_routes
 from shieldes.gateway.media_routes import add_media_routes
 from shieldes.gateway.messages import add_messages_routes
@@ -74,6 +75,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     add_media_routes(app)
     add_gemini_routes(app)
     add_mcp_routes(app)
+    add_key_info_routes(app)
     add_admin_routes(app, admin)
     add_unversioned_aliases(app)  # last: every /v1 route above gets its bare form
     return app

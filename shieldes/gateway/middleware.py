@@ -39,6 +39,7 @@ _HTTP_MESSAGES = {
                        "/v1/embeddings, /v1/models, /v1/responses (with /v1/responses/{{id}}, .../input_items, "
                        ".../cancel, /v1/responses/input_tokens), /v1/conversations (with /v1/conversations/{{id}}, "
                        ".../items, .../items/{{item_id}}), /v1/messages and /v1/messages/count_tokens, "
+                       "/v1/key (the key's own budget and limits), "
                        "/v1/moderations, /v1/images/generations, /v1/images/edits, /v1/images/variations, "
                        "/v1/audio/speech, /v1/audio/transcriptions and "
                        "/v1/audio/translations, also without /v1; and Gemini's "
