@@ -74,3 +74,12 @@ FROM request_log
 WHERE route LIKE '/admin/%' AND started_at > now() - interval '7 days'
 ORDER BY started_at DESC
 LIMIT 100;
+
+-- name: cost_per_tag_this_month
+-- Requests and cost per tag (the client's `tags`, `metadata.tags` or x-litellm-tags) since the first
+-- of the month, UTC. A request with several tags counts under each; untagged ones under none.
+SELECT tag, count(*) AS requests, sum(cost_usd) AS cost_usd
+FROM request_log, unnest(tags) AS tag
+WHERE started_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+GROUP BY tag
+ORDER BY cost_usd DESC NULLS LAST;

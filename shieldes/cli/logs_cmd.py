@@ -168,6 +168,8 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
 @click.option("--model", help="only this model (as requested, or the upstream model)")
 @click.option("--status", metavar="S", help="a status (429), a class (4xx, 5xx), error or ok")
 @click.option("--error-code", metavar="CODE", help="only refusals and failures with this code, e.g. budget_exceeded")
+@click.option("--tag", metavar="T", help="only requests carrying this tag (the client's `tags`, `metadata.tags` or "
+              "x-litellm-tags)")
 @click.option("--since", metavar="TS", help="from this time (ISO date or timestamp, UTC if no zone), or this long "
               "ago: 15m, 2h, 7d")
 @click.option("--until", metavar="TS", help="up to this time (a bare date includes that whole day, a time to the "
@@ -183,7 +185,8 @@ async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> N
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True, hidden=True)
 @json_option
 @handle_errors
-def logs(key: str | None, model: str | None, status: str | None, error_code: str | None, since: str | None,
+def logs(key: str | None, model: str | None, status: str | None, error_code: str | None, tag: str | None,
+         since: str | None,
          until: str | None, request_id: str | None, node_id: str | None, route: str | None, limit: int,
          follow: bool, interval: float, as_json: bool) -> None:
     """Requests served by the nodes (one row each, refused and failed ones included)."""
@@ -193,7 +196,7 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
     if route is None and request_id is None:  # one request by its id is shown whatever its route
         route = store.GATEWAY
     f = LogFilter(key=key, model=model, status=status, request_id=request_id, node_id=node_id, route=route,
-                  error_code=error_code,
+                  error_code=error_code, tag=tag,
                   since=parse_time(since, "--since", ago=True) if since else None,
                   until=parse_time(until, "--until", end_of_day=True, ago=True) if until else None)
     if f.since and f.until and f.since > f.until:
@@ -204,7 +207,8 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
             raise InvalidRequest("`shieldes logs --follow` reads Postgres and does not run through the admin API "
                                  f"(SHIELDES_ADMIN_URL is {ctx.admin_url}); drop --follow, or unset "
                                  "SHIELDES_ADMIN_URL (and drop --admin-url) to follow against Postgres directly")
-        query = {"key": key, "model": model, "status": status, "error_code": error_code, "since": since, "until": until,
+        query = {"key": key, "model": model, "status": status, "error_code": error_code, "tag": tag, "since": since,
+                 "until": until,
                  "request_id": request_id, "node": node_id, "route": route}
         _print(list(reversed(_remote_rows(api, query, limit))), ctx.as_json, lines=False,
                detail=request_id is not None)

@@ -46,7 +46,14 @@ from shieldes.providers.base import (
     TokenUsage,
 )
 from shieldes.providers.dropped import dropped_header, with_named
-from shieldes.providers.gateway_fields import FOREIGN, METADATA, anthropic_metadata
+from shieldes.providers.gateway_fields import (
+    FOREIGN,
+    METADATA,
+    TAGS,
+    TAGS_HEADER,
+    anthropic_metadata,
+    request_tags,
+)
 from shieldes.providers.kinds import spec_for
 from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
@@ -174,17 +181,27 @@ NOT_COUNTED = frozenset((*FOREIGN, METADATA, "max_tokens", "stream", "stop_seque
                          "top_p", "service_tier", "container", "inference_geo", "diagnostics"))
 
 
-def _without_foreign(top: TopLevel) -> tuple[TopLevel, list[str]]:
+def _without_foreign(request: web.Request, top: TopLevel) -> tuple[TopLevel, list[str]]:
     """`top` without another gateway's fields and the `metadata` keys Anthropic refuses
-    (providers/gateway_fields.py), and their names; `top` itself when there are none (nearly always)."""
+    (providers/gateway_fields.py), and the names of those left out; `top` itself when there are
+    none (nearly always). LiteLLM's tags (`tags`, `metadata.tags`, x-litellm-tags) go onto the
+    request-log record and are named only when left out of it."""
     small = top.small
     foreign = [name for name in FOREIGN if name in small]  # another gateway's: never forwarded, named
     meta, gone = anthropic_metadata(small.get(METADATA)) if METADATA in small else (None, [])
-    if not foreign and not gone:
+    header_tags = request.headers.get(TAGS_HEADER)
+    if not foreign and not gone and header_tags is None:
         return top, foreign
+    named = [name for name in [*foreign, *gone] if name not in (TAGS, f"{METADATA}.{TAGS}")]
+    tags, over = request_tags(small.get(TAGS), small.get(METADATA), header_tags)
+    rec = record_of(request)
+    if rec is not None:
+        rec.tags = tags
+    if not foreign and not gone:
+        return top, over
     changes = {METADATA: meta} if gone and meta is not None else {}
     drop = [*foreign, *([METADATA] if gone and meta is None else [])]
-    return TopLevel(top.with_fields(changes, drop), MESSAGES_HISTORY), foreign + gone
+    return TopLevel(top.with_fields(changes, drop), MESSAGES_HISTORY), named + over
 
 
 def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
@@ -206,7 +223,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
     top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
-    top, foreign = _without_foreign(top)
+    top, foreign = _without_foreign(request, top)
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])

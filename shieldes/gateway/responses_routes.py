@@ -18,13 +18,21 @@ from shieldes.errors import InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
 from shieldes.gateway.checked_histories import REMEMBER_FROM, items_after
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.routes import GATEWAY, authenticate, json_response, note_stream_end, read_body, read_json
+from shieldes.gateway.routes import (
+    GATEWAY,
+    authenticate,
+    json_response,
+    note_stream_end,
+    read_body,
+    read_json,
+    tagged,
+)
 from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.dropped import with_named
-from shieldes.providers.gateway_fields import foreign_fields
+from shieldes.providers.gateway_fields import TAGS_HEADER, foreign_fields
 from shieldes.providers.hosted_tools import with_hosted
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
@@ -207,7 +215,7 @@ class Prepared:
     shown: bool  # the client sees encrypted reasoning (include)
     rid: str
     top: TopLevel | None = None  # the client's body, when its input stays bytes (`sent` is every other field)
-    foreign: list[str] = field(default_factory=list)  # another gateway's fields, left out (x-shieldes-dropped)
+    foreign: list[str] = field(default_factory=list)  # another gateway's fields left out, as named (x-shieldes-dropped)
 
     def headers(self, given: Mapping[str, str]) -> dict[str, str]:
         """`given` (an answer's headers) naming the fields left out before any upstream saw them."""
@@ -250,6 +258,9 @@ async def prepare(request: web.Request) -> Prepared:
     over_socket = request.get(SOCKET_MEMORY) is not None
     turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
     foreign = [] if turn_read is None else foreign_fields(turn_read[1])
+    header_tags = request.headers.get(TAGS_HEADER)
+    named = tagged(request, foreign, turn_read[1], header_tags) \
+        if turn_read is not None and (foreign or header_tags is not None) else foreign
     if turn_read is not None and foreign:  # another gateway's fields (rare): read the general way, without them
         raw, turn_read = TopLevel.read(raw, turn_read[1]).with_fields({}, foreign), None
     if turn_read is not None:  # (a long body read from where the key's last input ended, or whole)
@@ -261,6 +272,8 @@ async def prepare(request: web.Request) -> Prepared:
         top = TopLevel(raw, INPUT)
         if not foreign:
             foreign = foreign_fields(top.small)
+            if foreign or header_tags is not None:
+                named = tagged(request, foreign, top.small, header_tags)
             if foreign:  # another gateway's fields: never forwarded, named
                 raw = top.with_fields({}, foreign)
                 top = TopLevel(raw, INPUT)
@@ -294,7 +307,7 @@ async def prepare(request: web.Request) -> Prepared:
                 bytes(memoryview(input_raw)) if as_is and req.store else None)
     as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
     return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None,
-                    foreign)
+                    named)
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -32,7 +32,7 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.chat_history import Found, read_turn
 from shieldes.providers.dropped import dropped_header
-from shieldes.providers.gateway_fields import foreign_fields
+from shieldes.providers.gateway_fields import METADATA, TAGS, TAGS_HEADER, foreign_fields, request_tags
 from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
@@ -257,7 +257,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.headers = {**self.res.headers, **dropped_header([*out.drop, *result.dropped])}
+        self.headers = {**self.res.headers, **dropped_header([*out.named, *result.dropped])}
         if result.usage is not None:
             self.settle(served, result.usage)
             return result
@@ -277,7 +277,7 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        dropped = [*out.drop, *stream.dropped]
+        dropped = [*out.named, *stream.dropped]
         headers = {**self.res.headers, **dropped_header(dropped)} if dropped else self.res.headers
         return await self.pump_stream(request, stream, partial(render, stream), served, headers, error_event)
 
@@ -343,6 +343,17 @@ def _chat_history(top: TopLevel) -> list[str] | None:
     return None
 
 
+def tagged(request: web.Request, foreign: Sequence[str], fields: Mapping[str, Any],
+            header_tags: str | None) -> list[str]:
+    """The request's LiteLLM tags (body `tags`, `metadata.tags`, x-litellm-tags) onto its request-log
+    record, and what of `foreign` is named in x-shieldes-dropped: the rest, and the tags left out."""
+    tags, over = request_tags(fields.get(TAGS), fields.get(METADATA), header_tags)
+    rec = record_of(request)
+    if rec is not None:
+        rec.tags = tags
+    return [name for name in foreign if name != TAGS] + over
+
+
 def _chat_turn(gw: Gateway, key_id: str, raw: bytes) -> Callable[[bytes], Found | None] | None:
     """How a chat body is read: a long one from where the messages of a body of the key read before
     ended (checked_chats), a short one whole."""
@@ -360,7 +371,10 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     top = read_chat(raw, _chat_turn(gw, key.id, raw)) if op == "chat" else TopLevel(raw, NOTHING)
     body = top.small
     foreign = tuple(foreign_fields(body))  # another gateway's fields: never forwarded, named
-    if foreign:
+    named = foreign
+    header_tags = request.headers.get(TAGS_HEADER)
+    if foreign or header_tags is not None:
+        named = tuple(tagged(request, foreign, top.small, header_tags))
         body = {name: value for name, value in body.items() if name not in foreign}
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:
@@ -389,7 +403,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     if cap is not None:
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
     if not streaming:
-        result = await call.json(Outgoing(top, body, ids, foreign))
+        result = await call.json(Outgoing(top, body, ids, foreign, named))
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.headers)
@@ -418,7 +432,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return forwarded
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
-    return await call.stream(request, Outgoing(top, body, ids, foreign), render, None)
+    return await call.stream(request, Outgoing(top, body, ids, foreign, named), render, None)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

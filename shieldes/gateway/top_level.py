@@ -202,13 +202,14 @@ class Outgoing:
     (`ids`; None when not read so). A deployment that takes the client's body gets its bytes,
     changed only in the fields the gateway changed (`encoded`); any other gets the whole body
     decoded (`whole`). `drop`: the client's top-level fields no upstream gets (another gateway's,
-    providers/gateway_fields.py), named to the client."""
+    providers/gateway_fields.py), `named` what of them (and of the tags recorded) is named to the client."""
 
-    __slots__ = ("drop", "fields", "ids", "top")
+    __slots__ = ("drop", "fields", "ids", "named", "top")
 
     def __init__(self, top: TopLevel, fields: Body, ids: list[str] | None = None,
-                 drop: tuple[str, ...] = ()) -> None:
+                 drop: tuple[str, ...] = (), named: tuple[str, ...] | None = None) -> None:
         self.top, self.fields, self.ids, self.drop = top, fields, ids, drop
+        self.named = drop if named is None else named  # (recorded tags are left out but not named)
 
     def whole(self, sent: Body) -> Body:
         """The whole body decoded, with the top-level fields of `sent` (`fields` as one attempt sends

@@ -7,7 +7,10 @@ shape (at most 16 string values) and goes on as sent then; LiteLLM's (tags as a 
 objects) is left out and named so too. On the Messages API, where Anthropic takes only
 `metadata.user_id` and refuses any other key ("metadata.X: Extra inputs are not permitted"),
 `user_id` goes on and every other key (LiteLLM's `tags`, `trace_id`, `user_api_key_*`, ...) is left
-out and named `metadata.X`. Pure: no I/O, no state."""
+out and named `metadata.X`. LiteLLM's cost-attribution tags (body `tags`, `metadata.tags`, the
+`x-litellm-tags` header) are never forwarded either, but recorded on the request log (`tags`),
+bounded (MAX_TAGS, MAX_TAG_LENGTH): only what is left out of the log is named. Pure: no I/O, no
+state."""
 
 from __future__ import annotations
 
@@ -58,3 +61,40 @@ def foreign_fields(body: Mapping[str, Any]) -> list[str]:
     if METADATA in body and not openai_metadata(body[METADATA]):
         out.append(METADATA)
     return out
+
+
+TAGS = "tags"
+TAGS_HEADER = "x-litellm-tags"  # LiteLLM's: comma-separated tags
+MAX_TAGS, MAX_TAG_LENGTH = 16, 64  # a request's tags recorded on the request log, each at most so long
+
+
+def request_tags(body_tags: Any, metadata: Any, header: str | None) -> tuple[list[str] | None, list[str]]:
+    """(the tags recorded on the request log, in order, each once; the x-shieldes-dropped names of
+    those left out) of a request's body `tags`, its `metadata` (a list at `metadata.tags`) and the
+    x-litellm-tags header. Left out: a tag that is not a string or is empty (blank), longer than
+    MAX_TAG_LENGTH, or past MAX_TAGS, each named by where it was (`tags[3]`, `metadata.tags[0]`,
+    `x-litellm-tags[1]`); a `tags` that is not a list is named `tags`."""
+    sources: list[tuple[str, Any]] = []
+    if body_tags is not None:
+        sources.append((TAGS, body_tags))
+    meta_tags = metadata.get(TAGS) if isinstance(metadata, dict) else None
+    if isinstance(meta_tags, list):
+        sources.append((f"{METADATA}.{TAGS}", meta_tags))
+    if header is not None:
+        sources.append((TAGS_HEADER, [t.strip() for t in header.split(",")]))
+    kept: list[str] = []
+    named: list[str] = []
+    for where, items in sources:
+        if not isinstance(items, list):
+            named.append(where)
+            continue
+        for i, tag in enumerate(items):
+            if isinstance(tag, str) and tag.strip() and len(tag) <= MAX_TAG_LENGTH and "\x00" not in tag:
+                if tag in kept:
+                    continue
+                if len(kept) < MAX_TAGS:
+                    kept.append(tag)
+                    continue
+            if where != TAGS_HEADER or tag:  # (an empty piece of the header, `a,,b`: nothing to name)
+                named.append(f"{where}[{i}]")
+    return kept or None, named

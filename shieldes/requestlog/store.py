@@ -29,7 +29,7 @@ BODY_COLUMNS = ("request_id", "started_at", "node_id", "request_body", "response
 ROW_TYPES = ("text", "timestamptz", "timestamptz", "text", "text", "text", "text", "int2", "text", "text", "text",
              "text", "text", "text", "text", "int2", "text[]", "bool", "float8", "float8", "float8", "int8", "int8",
              "int8", "int8", "int8", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "text",
-             "int8", "int8", "int8", "text")
+             "int8", "int8", "int8", "text", "text[]")
 BODY_TYPES = ("text", "timestamptz", "text", "text", "text", "bool")
 PARTITION_LOCK = 0x5EED_0014  # serializes partition DDL across nodes
 # The columns of the request_log view, as `shieldes logs --json` prints them.
@@ -39,7 +39,7 @@ VIEW_COLUMNS = (
     "error_message", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
     "cache_write_tokens", "reasoning_tokens", "images", "audio_seconds", "characters", "cost_usd", "cost_nusd",
     "stream", "client_ip", "user_agent", "trace_id", "logged_at", "service_tier", "web_searches", "file_searches",
-    "containers", "actor",
+    "containers", "actor", "tags",
 )
 
 _TEXT_OID = postgres.types["text"].oid
@@ -168,6 +168,7 @@ class LogFilter:
     node_id: str | None = None
     route: str | None = None  # a route pattern, a prefix ending in * (/v1/*, /admin/*), or GATEWAY
     error_code: str | None = None  # why: budget_exceeded, rate_limit_exceeded, upstream_error, ...
+    tag: str | None = None  # requests carrying this tag (the client's, LiteLLM's `tags`)
     before: tuple[datetime, str] | None = None
     logged_after: datetime | None = None
 
@@ -213,6 +214,9 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
         if value is not None:
             where.append(f"started_at {op_} %({name})s")
             params[name] = value
+    if f.tag is not None:
+        where.append("%(tag)s = ANY(tags)")
+        params["tag"] = f.tag
     for name in ("request_id", "node_id", "error_code"):
         value = getattr(f, name)
         if value is not None:
@@ -242,7 +246,7 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
 async def query(conn: psycopg.AsyncConnection[Any], f: LogFilter, limit: int = 100) -> list[dict[str, Any]]:
     """Rows matching `f`, newest first, at most `limit`; page on with
     `LogFilter(..., before=(rows[-1]['started_at'], rows[-1]['request_id']))`."""
-    for value in (f.key, f.model, f.request_id, f.node_id, f.route, f.error_code):
+    for value in (f.key, f.model, f.request_id, f.node_id, f.route, f.error_code, f.tag):
         if value is not None and "\x00" in value:
             raise InvalidRequest("a filter contains a NUL character (\\x00); remove it")
     text, params = build_query(f, limit)

@@ -89,8 +89,8 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
         client = oai(h.base, good)
         want: Counter[str] = Counter()
 
-        for _ in range(N):
-            await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        for _ in range(N):  # (tagged: examples/request_log.sql sums cost per tag)
+            await client.chat.completions.create(model="gpt-4o", messages=MSGS, extra_body={"tags": ["search"]})  # type: ignore[arg-type]
             want["json"] += 1
             stream = await client.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
             assert len([c async for c in stream]) > 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shieldes.providers import chat_history
-from shieldes.providers.gateway_fields import FOREIGN, foreign_fields, openai_metadata
+from shieldes.providers.gateway_fields import FOREIGN, anthropic_metadata, foreign_fields, openai_metadata, request_tags
 
 
 def test_metadata_in_openai_shape_is_kept_litellms_is_not() -> None:
@@ -25,3 +25,19 @@ def test_the_chat_reader_reads_every_foreign_field() -> None:
     assert chat_history._Foreign.__struct_fields__ == (*FOREIGN, "metadata")
     read = chat_history.read_chat_request(b'{"messages":[{"role":"user","content":"hi"}],"tags":["a"],"ttl":5}')
     assert read is not None and read.fields == {"tags": ["a"], "ttl": 5}
+
+
+def test_request_tags_are_bounded_and_what_is_left_out_named() -> None:
+    assert request_tags(None, None, None) == (None, [])
+    assert request_tags(["a", "b"], {"tags": ["b", "c"], "trace": "t"}, " d, ,a") == (["a", "b", "c", "d"], [])
+    assert request_tags("a", {"tags": "x"}, None) == (None, ["tags"])  # (metadata.tags as a string: OpenAI's value)
+    assert request_tags(["", 3, "x" * 65, "x" * 64], None, None) == (["x" * 64], ["tags[0]", "tags[1]", "tags[2]"])
+    tags, named = request_tags([f"t{i}" for i in range(17)], None, "h")
+    assert tags == [f"t{i}" for i in range(16)] and named == ["tags[16]", "x-litellm-tags[0]"]
+
+
+def test_anthropic_metadata_keeps_only_user_id() -> None:
+    assert anthropic_metadata({"user_id": "u"}) == ({"user_id": "u"}, [])
+    assert anthropic_metadata({"user_id": "u", "tags": ["a"]}) == ({"user_id": "u"}, ["metadata.tags"])
+    assert anthropic_metadata({"tags": ["a"]}) == (None, ["metadata.tags"])
+    assert anthropic_metadata("odd") == ("odd", [])  # (Anthropic says what is wrong with it)

@@ -32,7 +32,7 @@ def reference_row(rec: RequestRecord, node_id: str) -> tuple[Any, ...]:
         _count(rec.cached_tokens), _count(rec.reasoning_tokens), _count(rec.cost_nusd), rec.client_ip,
         _cut(rec.user_agent), rec.trace_id, _cut(rec.error_message), rec.images, rec.audio_seconds, rec.characters,
         _count(rec.cache_write_tokens), _cut(rec.service_tier), rec.web_searches, rec.file_searches, rec.containers,
-        _cut(rec.actor),
+        _cut(rec.actor), rec.tags,
     )
 
 

@@ -36,7 +36,7 @@ def log_filter(q: dict[str, Any]) -> LogFilter:
         store.status_clause(q["status"])
     f = LogFilter(
         key=q.get("key"), model=q.get("model"), status=q.get("status"), request_id=q.get("request_id"),
-        node_id=q.get("node"), route=q.get("route"), error_code=q.get("error_code"),
+        node_id=q.get("node"), route=q.get("route"), error_code=q.get("error_code"), tag=q.get("tag"),
         since=parse_time(q["since"], "since", ago=True) if q.get("since") else None,
         until=parse_time(q["until"], "until", end_of_day=True, ago=True) if q.get("until") else None,
         before=_cursor(q["before"]) if q.get("before") else None,
@@ -91,6 +91,7 @@ _FILTERS = (
     Field("model", "string", "only this model (as requested, or the upstream model)"),
     Field("status", "string", "a status (429), a class (4xx, 5xx), error or ok"),
     Field("error_code", "string", "only refusals and failures with this code (budget_exceeded, upstream_error, ...)"),
+    Field("tag", "string", "only requests carrying this tag (the client's `tags`, `metadata.tags` or x-litellm-tags)"),
     Field("since", "string", "from this time (ISO date or timestamp, UTC if no zone)"),
     Field("until", "string", "up to this time (a bare date includes that whole day)"),
     Field("request_id", "string", "the request with this x-request-id"),
