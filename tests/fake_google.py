@@ -80,6 +80,20 @@ class Seen:
     raw: bytes = b""  # the body's bytes as they came
 
 
+# GenerateContentRequest's fields (the Gemini API's and Vertex's; proto JSON takes either spelling)
+_GENERATE_FIELDS = frozenset(("contents", "tools", "toolConfig", "tool_config", "safetySettings", "safety_settings",
+                              "systemInstruction", "system_instruction", "generationConfig", "generation_config",
+                              "cachedContent", "cached_content", "labels", "model"))
+
+
+def unknown_field(body: Any, extra: frozenset[str] = frozenset()) -> str | None:
+    """Google's 400 for a generateContent field it does not know (`extra`: a test's own extension
+    fields, taken besides), as its JSON parser words it."""
+    name = next((k for k in body if k not in _GENERATE_FIELDS and k not in extra), None) \
+        if isinstance(body, dict) else None
+    return None if name is None else f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+
+
 def google_error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
     error: dict[str, Any] = {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}
     if details:
@@ -221,6 +235,7 @@ class FakeGoogle:
     # as an event ("error", status 503)
     break_stream: tuple[int, str] | None = None
     sent: list[bytes] = field(default_factory=list)  # the bytes of each generateContent answer's body
+    extra_fields: frozenset[str] = frozenset()  # generateContent fields taken besides Google's own (unknown_field)
     url: str = ""
     claude: FakeUpstream = field(default_factory=lambda: FakeUpstream(record=False))  # answers Claude calls
     _runner: web.AppRunner | None = None
@@ -359,8 +374,11 @@ class FakeGoogle:
         if failure:
             return failure
         model, _, method = request.match_info["call"].partition(":")
-        traffic, problem = self._traffic(request, body, vertex) if method in (
-            "generateContent", "streamGenerateContent") else (None, None)
+        generates = method in ("generateContent", "streamGenerateContent")
+        unknown = unknown_field(body, self.extra_fields) if generates else None
+        if unknown:
+            return google_error(400, unknown)
+        traffic, problem = self._traffic(request, body, vertex) if generates else (None, None)
         if problem:
             return google_error(400 if "labels" in problem or "header" in problem else 429, problem)
         if method == "batchEmbedContents":  # Vertex serves it for Gemini embedding models too

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests import fake_responses
+from tests import fake_fields, fake_responses
 from tests import fake_wire as wire
 from tests.fake_media import MediaRoutes, form_fields
 
@@ -149,7 +149,11 @@ class FakeUpstream:
         record: bool = True,
         context_window: int | None = None,
         output_caps: dict[str, int] | None = None,
+        extra_fields: tuple[str, ...] | None = (),
     ) -> None:
+        # A real API refuses a top-level field it does not know (tests/fake_fields.py): these are
+        # taken besides, as an OpenAI-compatible server (vLLM, Ollama) takes its own; None takes any
+        self.extra_fields = None if extra_fields is None else frozenset(extra_fields)
         # model -> the most completion tokens it writes: a chat request asking for more is a 400
         # in OpenAI's words (gpt-4o: 16384, where Claude Code asks for 32000), a Messages one in Anthropic's
         self.output_caps = output_caps or {}
@@ -330,7 +334,8 @@ class FakeUpstream:
                 fault,
                 wire.error(400, "We could not parse the JSON body of your request.", anthropic),
             )
-        return body, fault, None
+        refused = None if self.extra_fields is None else fake_fields.refusal(request.path, body, self.extra_fields)
+        return body, fault, refused
 
     def _reply(self, max_tokens: Any, stops: Any, results: list[Any] | None = None) -> _Reply:
         """The answer's words; with a tool script, the last tool result is quoted after them."""

@@ -58,6 +58,7 @@ def _rich_request(**extra: Any) -> dict[str, Any]:
 
 async def test_messages_reach_the_upstream_byte_for_byte_and_come_back_unchanged(database_url: str) -> None:
     async with harness(database_url) as h:
+        h.upstream.extra_fields = frozenset({"future_field"})  # (an API field newer than the fake's list)
         secret = await h.create_key("cc")
         await h.sync()
         sent: list[Any] = []
@@ -103,6 +104,7 @@ async def test_a_virtual_key_in_the_query_string_never_reaches_the_upstream(data
 
 async def test_stream_is_relayed_unchanged_and_cache_tokens_billed_at_cache_prices(database_url: str) -> None:
     async with harness(database_url) as h:
+        h.upstream.extra_fields = frozenset({"future_field"})
         # USD per 1M: input 1, output 2, cache read 0.1, cache write 1.25 -> nUSD per token 1000/2000/100/1250
         await h.admin(SetPricing(MODEL, 1.0, 2.0, 0.1, 1.25))
         secret = await h.create_key("cache-user")

@@ -99,6 +99,7 @@ async def test_google_only_fields_reach_the_upstream_and_its_answer_comes_back(
 async def test_raw_bytes_both_ways_json_sse_and_array(node: Harness, google: FakeGoogle) -> None:
     secret = await node.create_key("raw")
     await node.sync()
+    google.extra_fields = frozenset({"futureField"})  # (a field newer than the fake's list)
     # the client's own formatting, key order and a field no SDK knows yet
     sent = (b'{ "futureField": {"nested": [1, 2.5, null]},\n  "contents": [{"role": "user", "parts": '
             b'[{"text": "hi there"}]}],\n "safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", '
