@@ -9,16 +9,9 @@ import time
 import click
 
 from shieldes import secrets
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    list_named,
-    run,
-    write,
-)
+from shieldes.cli.common import cli_context, json_option, list_named, run, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
 from shieldes.roles import ROLES

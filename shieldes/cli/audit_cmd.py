@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    ReadBound,
-    cli_context,
-    emit,
-    fail,
-    handle_errors,
-    json_option,
-    one_line_json,
-    open_store,
-    query,
-    run,
-    run_read,
-)
+from shieldes.cli.common import ReadBound, cli_context, json_option, open_store, query, run, run_read
+from shieldes.cli.oneline import OneLineGroup, fail, handle_errors
+from shieldes.cli.output import emit, one_line_json
 from shieldes.cli.timefmt import with_table_times
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.queries import audit_params, audit_sql

@@ -10,19 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    query,
-    read_config,
-    read_teams,
-    run,
-    run_read,
-    write,
-)
+from shieldes.cli.common import cli_context, json_option, query, read_config, read_teams, run, run_read, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import CommandRejected, InvalidRequest
 from shieldes.projections.periods import period_days, period_reset_at, unix_day
 from shieldes.projections.state import Budget

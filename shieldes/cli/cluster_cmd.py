@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run_read
+from shieldes.cli.common import cli_context, json_option, run_read
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.cli.timefmt import table_time
 
 

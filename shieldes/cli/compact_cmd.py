@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import OneLineCommand, cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import cli_context, json_option, run
+from shieldes.cli.oneline import OneLineCommand, handle_errors
+from shieldes.cli.output import emit
 from shieldes.cli.snapshot_cmd import checked_pool
 from shieldes.errors import InvalidRequest
 from shieldes.snapshots.compaction import compact_once

@@ -8,17 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    open_store,
-    plain_number,
-    run_read,
-    table_cell,
-)
+from shieldes.cli.common import cli_context, json_option, open_store, run_read
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit, plain_number, table_cell
 from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.config_writer import ConfigView, load_config
 from shieldes.errors import InvalidRequest

@@ -10,20 +10,9 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineCommand,
-    OneLineGroup,
-    bounded_read,
-    bounded_write,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    json_text,
-    open_store,
-    run,
-    run_read,
-)
+from shieldes.cli.common import bounded_read, bounded_write, cli_context, json_option, open_store, run, run_read
+from shieldes.cli.oneline import OneLineCommand, OneLineGroup, handle_errors
+from shieldes.cli.output import emit, json_text
 from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
 from shieldes.importers.apply import apply_import

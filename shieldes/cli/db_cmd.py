@@ -7,7 +7,9 @@ from typing import Any
 import click
 
 from shieldes import db
-from shieldes.cli.common import OneLineGroup, bounded_read, cli_context, emit, handle_errors, json_option, run
+from shieldes.cli.common import bounded_read, cli_context, json_option, run
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.cli.timefmt import table_time
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.errors import InvalidRequest

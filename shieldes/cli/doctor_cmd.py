@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import OneLineCommand, cli_context, emit, fail, handle_errors, json_option, run
+from shieldes.cli.common import cli_context, json_option, run
+from shieldes.cli.oneline import OneLineCommand, fail, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import DatabaseUnavailable
 
 

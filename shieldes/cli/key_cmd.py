@@ -12,18 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    budget_period_for,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    run,
-    run_read,
-    split_list,
-    warn,
-)
+from shieldes.cli.common import budget_period_for, cli_context, json_option, run, run_read, split_list
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit, warn
 from shieldes.errors import CommandRejected, InvalidRequest
 
 if TYPE_CHECKING:

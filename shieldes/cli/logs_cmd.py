@@ -13,18 +13,9 @@ import click
 import psycopg
 
 from shieldes import db
-from shieldes.cli.common import (
-    OneLineCommand,
-    ReadBound,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    one_line_json,
-    run,
-    run_read,
-    table_cell,
-)
+from shieldes.cli.common import ReadBound, cli_context, json_option, run, run_read
+from shieldes.cli.oneline import OneLineCommand, handle_errors
+from shieldes.cli.output import emit, one_line_json, table_cell
 from shieldes.cli.timefmt import with_table_times
 from shieldes.errors import InvalidRequest, SubjectNotFound
 from shieldes.requestlog import store

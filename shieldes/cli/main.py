@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import WHOLE_SENTENCE, CliContext, OneLineGroup, fail, format_command_list
+from shieldes.cli.common import CliContext
+from shieldes.cli.oneline import WHOLE_SENTENCE, OneLineGroup, fail, format_command_list
 
 if TYPE_CHECKING:
     from shieldes.settings import Settings

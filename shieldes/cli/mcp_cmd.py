@@ -8,18 +8,9 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    Written,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    list_named,
-    remove_named,
-    run,
-    write,
-)
+from shieldes.cli.common import Written, cli_context, json_option, list_named, remove_named, run, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.mcp.servers import parse_header, stored_headers
 from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.views import mcp_server_row

@@ -7,19 +7,9 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    read_config,
-    remove_named,
-    run,
-    run_read,
-    warn,
-    write,
-)
+from shieldes.cli.common import cli_context, json_option, read_config, remove_named, run, run_read, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit, warn
 from shieldes.projections.shared_commands import RemoveModelAlias, SetModelAlias, parse_alias_target
 from shieldes.views import alias_row, takeover_warnings
 

@@ -9,13 +9,10 @@ from pathlib import Path
 import click
 
 from shieldes.cli.common import (
-    OneLineGroup,
     actor,
     bounded_read,
     bounded_write,
     cli_context,
-    emit,
-    handle_errors,
     json_option,
     open_store,
     read_config,
@@ -25,6 +22,8 @@ from shieldes.cli.common import (
     split_list,
     write,
 )
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import CommandRejected
 from shieldes.importers.apply import apply_import
 from shieldes.importers.plan import Plan

@@ -9,19 +9,9 @@ from typing import Any
 import click
 
 from shieldes import secrets
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    list_named,
-    remove_named,
-    run,
-    split_list,
-    warn,
-    write,
-)
+from shieldes.cli.common import cli_context, json_option, list_named, remove_named, run, split_list, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit, warn
 from shieldes.errors import InvalidRequest
 from shieldes.projections.commands import UNSET
 from shieldes.projections.shared_commands import RESPONSES_MODES, AddProvider, RemoveProvider, UpdateProvider

@@ -12,17 +12,9 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    read_config,
-    run,
-    run_read,
-    write,
-)
+from shieldes.cli.common import cli_context, json_option, read_config, run, run_read, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import SetMcpHeaders, UpdateProvider
 from shieldes.projections.state import Deployment, McpServer

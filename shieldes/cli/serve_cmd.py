@@ -20,7 +20,8 @@ from typing import Any
 import click
 
 from shieldes import db, logformat
-from shieldes.cli.common import OneLineCommand, cli_context, handle_errors
+from shieldes.cli.common import cli_context
+from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.workers import Supervisor, Worker, stop_with_parent
 from shieldes.errors import ShieldesError
 from shieldes.malloc import IdleTrim, keep_freed_memory

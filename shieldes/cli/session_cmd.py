@@ -8,7 +8,9 @@ import time
 
 import click
 
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run, write
+from shieldes.cli.common import cli_context, json_option, run, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest
 from shieldes.projections.sessions import EndSession, EndUserSessions, SessionCommand
 from shieldes.views import session_row, sessions_of

@@ -10,7 +10,9 @@ import click
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
-from shieldes.cli.common import OneLineGroup, cli_context, emit, handle_errors, json_option, run, run_read
+from shieldes.cli.common import cli_context, json_option, run, run_read
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 from shieldes.events.pg_store import open_pool
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection_report

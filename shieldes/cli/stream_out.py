@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from shieldes.cli.common import _column, json_text
+from shieldes.cli.output import column_cells, json_text
 from shieldes.cli.timefmt import is_time_field, table_time
 
 
@@ -40,7 +40,7 @@ def _table_pages(pages: Iterable[list[dict[str, Any]]], columns: Sequence[str]) 
     for rows in pages:
         if not rows:
             continue
-        cells = [_column([table_time(r.get(c)) for r in rows] if is_time_field(c) else [r.get(c) for r in rows])
+        cells = [column_cells([table_time(r.get(c)) for r in rows] if is_time_field(c) else [r.get(c) for r in rows])
                  for c in cols]
         widths = [max(w, *map(len, column)) for w, column in zip(widths, cells, strict=True)]
         line = "  ".join(f"{{:<{w}}}" for w in widths).format

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import click
 
-from shieldes.cli.common import (
-    OneLineGroup,
-    budget_period_for,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    read_teams,
-    run,
-    run_read,
-    write,
-)
+from shieldes.cli.common import budget_period_for, cli_context, json_option, read_teams, run, run_read, write
+from shieldes.cli.oneline import OneLineGroup, handle_errors
+from shieldes.cli.output import emit
 
 
 @click.group("team", cls=OneLineGroup)

@@ -10,15 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes.cli.common import (
-    OneLineCommand,
-    cli_context,
-    emit,
-    handle_errors,
-    json_option,
-    query,
-    run_read,
-)
+from shieldes.cli.common import cli_context, json_option, query, run_read
+from shieldes.cli.oneline import OneLineCommand, handle_errors
+from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest, SubjectNotFound
 from shieldes.timeparse import parse_day
 

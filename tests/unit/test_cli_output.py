@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.cli.common import _MARKED, _cell, _mark_floats, emit, json_text
+from shieldes.cli.output import _MARKED, _cell, _mark_floats, emit, json_text
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.text(max_size=12),

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shieldes.cli.common import emit
+from shieldes.cli.output import emit
 from shieldes.cli.timefmt import table_time, with_table_times
 from shieldes.errors import InvalidRequest
 from shieldes.timeparse import parse_day, parse_time

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shieldes.cli.common import emit
+from shieldes.cli.output import emit
 from shieldes.cli.stream_out import emit_pages
 
 COLUMNS = ("name", "rpm", "budget_usd", "expires_at")
