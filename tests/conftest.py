@@ -6,7 +6,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
@@ -16,6 +16,9 @@ import shieldes.cluster  # noqa: F401  (first: it turns gRPC's fork handlers off
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
+
+if TYPE_CHECKING:
+    from tests.fake_oidc import FakeOidc
 
 PG_USED = pytest.StashKey[bool]()
 
@@ -100,3 +103,15 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
 @pytest.fixture
 async def pg_store(pool: AsyncConnectionPool[Any]) -> PostgresEventStore:
     return PostgresEventStore(pool)
+
+
+@pytest.fixture
+async def idp() -> AsyncIterator[FakeOidc]:
+    """A started fake OpenID provider (tests/fake_oidc.py), stopped after the test."""
+    from tests.fake_oidc import FakeOidc  # only the tests that sign in load jwt and cryptography
+
+    provider = await FakeOidc().start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()

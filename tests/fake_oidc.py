@@ -56,6 +56,10 @@ class FakeOidc:
         self.url = f"http://127.0.0.1:{port}"
         return self
 
+    def node_settings(self, **extra: Any) -> dict[str, Any]:
+        """A node's settings that sign console users in through this provider, with `extra`."""
+        return {"oidc_issuer": self.url, "oidc_client_id": CLIENT_ID, "oidc_client_secret": CLIENT_SECRET, **extra}
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()

@@ -18,7 +18,7 @@ from tests.browser.test_console import LOADED, all_css, by_css
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
-from tests.integration.test_admin_oidc import sign_in
+from tests.integration.sso_client import sign_in
 
 pytestmark = pytest.mark.cluster
 

@@ -13,25 +13,7 @@ from shieldes.gateway.admin.oidc import HANDOFF_COOKIE, HANDOFF_PATH
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc, s256
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness, wait_until
-
-
-async def sign_in(base: str) -> tuple[int, str]:
-    """Follow the browser's redirects by hand, then redeem the hand-off as the console page does;
-    returns (200, the session token) or (status, body) of the step that refused."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        async with s.get(base + "/ui/oidc/login", allow_redirects=False) as r:
-            assert r.status == 302, await r.text()
-            to_provider = r.headers["Location"]
-        async with s.get(to_provider, allow_redirects=False) as r:
-            assert r.status == 302
-            back = r.headers["Location"]
-        async with s.get(back, allow_redirects=False) as r:
-            if r.status != 302:
-                return r.status, await r.text()
-            assert r.headers["Location"] == "/ui/#sso", r.headers["Location"]  # no credential in the URL
-        async with s.post(base + HANDOFF_PATH) as r:
-            body = await r.json()
-            return r.status, body["session"] if r.status == 200 else str(body)
+from tests.integration.sso_client import sign_in
 
 
 async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:

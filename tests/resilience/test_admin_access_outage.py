@@ -18,33 +18,14 @@ import aiohttp
 
 from shieldes import secrets
 from shieldes.config_writer import execute
-from shieldes.gateway.admin.oidc import HANDOFF_COOKIE, HANDOFF_PATH
 from shieldes.projections.shared_commands import CreateAdminToken
-from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
+from tests.fake_oidc import FakeOidc
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import wait_until
-from tests.integration.test_admin_oidc import sign_in
+from tests.integration.sso_client import handoff_cookie, redeem, sign_in
 from tests.resilience.support import TcpProxy, in_process_cluster
 
 BOOT = "outage-bootstrap-token-0123456789abcdef"
-
-
-async def handoff_cookie(base: str) -> str:
-    """A browser's sign-in up to the callback (neither needs Postgres): its hand-off cookie."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        async with s.get(base + "/ui/oidc/login", allow_redirects=False) as r:
-            to_provider = r.headers["Location"]
-        async with s.get(to_provider, allow_redirects=False) as r:
-            back = r.headers["Location"]
-        async with s.get(back, allow_redirects=False) as r:
-            assert r.status == 302, await r.text()
-            return r.cookies[HANDOFF_COOKIE].value
-
-
-async def redeem(base: str, cookie: str) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s, s.post(base + HANDOFF_PATH,
-                                                    headers={"Cookie": f"{HANDOFF_COOKIE}={cookie}"}) as r:
-        return r.status, await r.json()
 
 
 def unavailable(answer: tuple[int, Any], *words: str) -> None:
@@ -73,13 +54,11 @@ async def degraded(base: str) -> bool:
         return bool((await r.json())["degraded"])
 
 
-async def test_sign_in_sign_out_and_revocations_with_postgres_cut(database_url: str) -> None:
-    idp = await FakeOidc().start()
+async def test_sign_in_sign_out_and_revocations_with_postgres_cut(database_url: str, idp: FakeOidc) -> None:
     first, second = await TcpProxy(database_url).start(), await TcpProxy(database_url).start()
-    settings = dict(oidc_issuer=idp.url, oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
-                    oidc_role_map="platform=admin", admin_token=BOOT, db_request_timeout=2.0,
-                    db_admin_read_timeout=2.0, node0={"database_url": first.url_for(database_url)},
-                    node1={"database_url": second.url_for(database_url)})
+    settings = idp.node_settings(oidc_role_map="platform=admin", admin_token=BOOT, db_request_timeout=2.0,
+                                 db_admin_read_timeout=2.0, node0={"database_url": first.url_for(database_url)},
+                                 node1={"database_url": second.url_for(database_url)})
     try:
         async with in_process_cluster(database_url, 2, **settings) as c:
             a, b = c.base(0), c.base(1)
@@ -150,4 +129,3 @@ async def test_sign_in_sign_out_and_revocations_with_postgres_cut(database_url: 
     finally:
         await first.stop()
         await second.stop()
-        await idp.stop()
