@@ -17,6 +17,7 @@ from shieldes.errors import ShieldesError
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def fail(message: str, code: str | None = None, exit_code: int = 1, *, args: Sequence[str] = ()) -> NoReturn:
@@ -96,16 +97,21 @@ def _usage_error(ctx: click.Context | None, exc: click.UsageError, args: Sequenc
     fail(f"{message}; see `{path} --help`", "usage_error", exit_code=2, args=args)
 
 
+def _one_line_usage(parse: Callable[[click.Context, list[str]], R], ctx: click.Context, args: list[str]) -> R:
+    """`parse(ctx, args)` (click's parsing of a command's or group's arguments), a usage error one line."""
+    given = list(args)  # click's parser consumes the list
+    try:
+        return parse(ctx, args)
+    except click.UsageError as exc:
+        _usage_error(exc.ctx or ctx, exc, given)
+        raise AssertionError("unreachable") from None
+
+
 class OneLineCommand(click.Command):
     """A click command whose usage errors (bad or missing option) are one line on stderr."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given = list(args)  # click's parser consumes the list
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc, given)
-            raise AssertionError("unreachable") from None
+        return _one_line_usage(super().parse_args, ctx, args)
 
 
 # A command list shows each command's whole first sentence, wrapped: click cuts it to the width
@@ -132,19 +138,9 @@ class OneLineGroup(click.Group):
                                         if cmd is not None and not cmd.hidden])
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        given = list(args)  # click's parser consumes the list
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc, given)
-            raise AssertionError("unreachable") from None
+        return _one_line_usage(super().parse_args, ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
-        given = list(args)
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:
-            _usage_error(exc.ctx or ctx, exc, given)
-            raise AssertionError("unreachable") from None
+        return _one_line_usage(super().resolve_command, ctx, args)
