@@ -10,6 +10,7 @@ from shieldes.cli.oneline import OneLineGroup, fail, handle_errors
 from shieldes.cli.output import emit, one_line_json
 from shieldes.cli.timefmt import with_table_times
 from shieldes.events.catalog import CONFIG_STREAM
+from shieldes.events.log_reads import BEYOND_TIP_SQL, CONFIG_TIP_SQL
 from shieldes.events.queries import audit_params, audit_sql
 from shieldes.events.verify import ChainReport, ChainWalker
 from shieldes.projections.projector import Projection
@@ -95,7 +96,7 @@ async def _walk(bound: ReadBound) -> tuple[ChainReport, SnapshotWalker, list[Sna
     async with open_store(ctx.database_url()) as store:
         try:
             # The tip first: events appended after this read (a live admin) are beyond it and ignored.
-            head = (await bound(query("SELECT config_position, config_hash FROM log_head WHERE id = 1")))[0]
+            head = (await bound(query(CONFIG_TIP_SQL)))[0]
             head_position, head_hash = int(head["config_position"]), str(head["config_hash"])
             cursor = 0
             while True:
@@ -111,18 +112,11 @@ async def _walk(bound: ReadBound) -> tuple[ChainReport, SnapshotWalker, list[Sna
             await bound.stop()  # a stalled read's cancellation ends before its connection is closed
 
 
-# One snapshot: a legitimate append moves log_head in the same transaction as its rows.
-_BEYOND_TIP_SQL = """
-    SELECT min(position) AS position FROM events
-    WHERE stream = 'config' AND position > (SELECT config_position FROM log_head WHERE id = 1)
-"""
-
-
 async def _beyond_tip(report: ChainReport, bound: ReadBound) -> ChainReport:
     """A config row past log_head's tip was inserted outside shieldes (nodes would still apply it)."""
     if not report.ok:
         return report
-    row = (await bound(query(_BEYOND_TIP_SQL)))[0]
+    row = (await bound(query(BEYOND_TIP_SQL)))[0]
     if row["position"] is None:
         return report
     return ChainReport(False, report.checked, report.last_position, report.tip_hash, int(row["position"]),

@@ -12,6 +12,7 @@ import psycopg
 from shieldes import db
 from shieldes.cluster.leader import LEADER_LOCK
 from shieldes.cluster.membership import NODES_SQL, NodeRecord, starting
+from shieldes.events.log_reads import head_position
 from shieldes.routing.strategies import merge_reports
 
 
@@ -145,8 +146,7 @@ async def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
         raise db.translate(exc, url) from exc
     try:
         db.require_head(await db.async_schema_revision(conn))
-        head_row = await (await conn.execute("SELECT position FROM log_head WHERE id = 1")).fetchone()
-        head = int(head_row[0]) if head_row else 0
+        head = await head_position(conn)
         nodes = [NodeRecord(*row) for row in await (await conn.execute(NODES_SQL, (node_timeout,))).fetchall()]
         epoch_row = await (await conn.execute(
             "SELECT epoch, node_id, acquired_at FROM leader_epoch WHERE id = 1"

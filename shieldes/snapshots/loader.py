@@ -15,7 +15,7 @@ import gc
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +27,17 @@ from shieldes import db
 from shieldes.events.codec import Codec
 from shieldes.events.compat import reads_of
 from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
-from shieldes.events.pg_store import config_tip_mismatch, row_to_event
+from shieldes.events.log_reads import rollup_floor, tail_pages
+from shieldes.events.pg_store import config_tip_mismatch
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.prefetch import Prefetched, SnapshotPrefetch
-from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF, rollup_floor
+from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
 from shieldes.tasks import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 FETCH = 5000
 KEEP_ALIVE_STOP = 10.0  # seconds a heartbeat in flight may take to finish once the load is done
-_COLUMNS = "position, stream, type, version, data, metadata, recorded_at, prev_hash, hash"
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,11 @@ async def _replay_tail(conn: psycopg.AsyncConnection[Any], projection: Projectio
     """The events after a snapshot, one by one (a tail is short: compaction and new snapshots
     keep it so)."""
     tail = 0
-    async with conn.cursor(name="shieldes_tail") as tcur:
-        await tcur.execute(f"SELECT {_COLUMNS} FROM events WHERE position > %s ORDER BY position",
-                           (projection.position,))
-        while rows := await tcur.fetchmany(FETCH):
-            for r in rows:
-                projection.apply(row_to_event(r))
-            tail += len(rows)
+    async with aclosing(tail_pages(conn, projection.position, FETCH)) as pages:
+        async for page in pages:
+            for event in page:
+                projection.apply(event)
+            tail += len(page)
             await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
     return tail
 

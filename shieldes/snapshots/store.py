@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.errors import ShieldesError
+from shieldes.events.log_reads import rollup_floor
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec
 from shieldes.snapshots.fencing import MAINTENANCE_LOCK, check_epoch
@@ -56,13 +56,6 @@ class SnapshotInfo:
 
 
 _INFO = "id, position, schema_version, format, size_bytes, checksum, node_id, leader_epoch, created_at"
-
-
-async def rollup_floor(conn: psycopg.AsyncConnection[Any]) -> int:
-    """The highest position holding a compaction rollup: a snapshot below it would count twice."""
-    cur = await conn.execute("SELECT coalesce(max(position), 0) FROM events WHERE type = 'usage.rolled_up'")
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
 
 
 async def save_encoded(
