@@ -58,7 +58,7 @@ def json_text(data: Any) -> str:
     """`data` as indented JSON whose numbers never use exponent notation (money reads as decimals).
     orjson writes plain data (a pure-Python indenting encoder took ~0.1 s for ten thousand rows);
     anything else (a float orjson may write with an exponent, a value JSON has no type for, a key
-    that is not a string) goes the standard library's way with the floats marked, as before."""
+    that is not a string) goes the standard library's way with the floats marked."""
     if _plain(data):
         import orjson
 

@@ -118,7 +118,7 @@ class GossipRounds:
         self._accepted: dict[str, tuple[int, int]] = {}
         self._seq = 0
         # every-peer rounds with nothing but acknowledgements are left out, one goes at least this
-        # often (quiet.py); 0: every round, as before (`prepare` called directly always builds one)
+        # often (quiet.py); 0: every round (`prepare` called directly always builds one)
         self.keepalive = keepalive
         self._owed = False  # a peer's message calls for an answer (quiet.calls_for_answer)
         self._retry = False  # a push of the previous round was not taken

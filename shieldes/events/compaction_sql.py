@@ -7,7 +7,7 @@ Two ways raw usage leaves the log:
   one); the old one is dropped right after, so its files are unlinked and the disk goes back to
   the OS, and nothing is DELETEd;
 - the raw usage at or below the cutoff in the partition the cutoff falls in (less than one
-  partition's worth) is folded in batches that DELETE it, as before partitions.
+  partition's worth) is folded in batches that DELETE it.
 
 The swap needs ACCESS EXCLUSIVE on `events` for a few catalog changes (milliseconds). It asks with
 NOWAIT and retries: it never queues, so no append or read ever waits behind it, only while it is

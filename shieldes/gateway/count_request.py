@@ -8,8 +8,8 @@ relayed to an Anthropic upstream, which reads the bytes anyway. The top-level sp
 aside: a refused body is decoded again, for orjson's), but for two: it reads no number, and orjson
 refuses one beyond a double's range (`1e400`); and it nests no deeper than Python's recursion
 limit, orjson 1024. So a body is read by its fields only when no number in its history could be out
-of range (numbers_fit) and the recursion limit is at most orjson's; any other body is decoded whole,
-as before. What the history checks found (its numbers, its tool call ids) is remembered per key as
+of range (numbers_fit) and the recursion limit is at most orjson's; any other body is decoded whole.
+What the history checks found (its numbers, its tool call ids) is remembered per key as
 the Messages route remembers its ids (checked_histories), so an agent's next count reads only its
 new turns. A count relayed elsewhere needs the body decoded anyway: a key whose last count went
 elsewhere has its body decoded at once (Gateway.counts_native). No I/O."""

@@ -38,7 +38,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
 
 def _page_limit(given: str | None) -> int | None:
     if given is None:
-        return None  # every model, as before pages were asked for
+        return None  # every model: a client that asks for no page gets the whole list
     if not given.isdigit() or not 1 <= int(given) <= 1000:
         raise InvalidRequest(f"query parameter 'limit' must be a whole number from 1 to 1000, got {given[:40]!r}")
     return int(given)

@@ -178,7 +178,7 @@ def parse_litellm(doc: Any) -> ImportSpec:
 def _keep_price(spec: ImportSpec, price: PriceSpec | None, where: str) -> None:
     """`price` for the import. LiteLLM prices each deployment, shieldes each upstream model (every
     deployment serving it alike): where two entries price one model differently, the later one is
-    kept and a note says so (it was kept without a word)."""
+    kept and a note says so."""
     if price is None or price in spec.prices:
         return
     earlier = next((p for p in spec.prices if p.model == price.model), None)

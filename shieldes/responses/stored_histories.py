@@ -11,7 +11,7 @@ turn is `remembered.then(its input)`.
 A remembered history is used only while the stored-responses service would find every response of
 its chain in its own memory, each fresh, exactly as its walk does (`usable`): it is then what that
 walk reads, and anything the walk would not find (a response evicted from the memory cache, so
-read from Postgres; deleted; expired) sends the continuation down the walk as before. The cache
+read from Postgres; deleted; expired) sends the continuation down the walk. The cache
 hands out a sequence number per insertion and evicts oldest first, so "every insertion still
 there" is one comparison with the newest evicted (`first > evicted`); an insertion removed out of
 order (a delete) forgets the key's histories. Entries are per API key and never shared across keys.

@@ -4,7 +4,7 @@ the shared config (events/scope.py, `config_index` in Postgres) give their state
 No snapshot is decoded and no million-key config folded: at a million keys the whole-config way
 took 15 s for a diff of one event. Used by the admin API and the CLI; when it cannot answer
 (too many events between, an event of a type it does not know) the caller folds the whole
-config as before, with the same answer."""
+config, with the same answer."""
 
 from __future__ import annotations
 

@@ -230,7 +230,7 @@ def budget_cursor(raw: str) -> tuple[str, str]:
 
 
 async def list_budgets(call: Call) -> Any:
-    """Every budget (as before paging existed) unless `limit` or `after` asks for a page."""
+    """Every budget (what a client that pages nothing expects) unless `limit` or `after` asks for a page."""
     state, now = call.ctx.projector.config, time.time()
     gw, today, q = call.ctx.gateway, int(now // 86400), call.query
     paged = "limit" in q or "after" in q
