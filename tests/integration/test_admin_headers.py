@@ -17,30 +17,26 @@ WANT = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
 
 
-async def test_admin_answers_are_not_cached_sniffed_or_framed(database_url: str) -> None:
-    idp = await FakeOidc().start()
-    try:
-        async with harness(database_url, admin_token=BOOT, providers=False, oidc_issuer=idp.url,
-                           oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET) as h:
-            viewer = secrets.new_admin_token()
-            await h.admin(CreateAdminToken(secrets.new_id("adm"), "vera", "viewer", secrets.hash_key(viewer),
-                                           secrets.display_prefix(viewer)))
-            await h.sync()
-            seen: dict[str, tuple[int, dict[str, str]]] = {}
-            async with aiohttp.ClientSession() as s:
-                for name, method, path, token in [
-                        ("ok", "GET", "/admin/v1/whoami", BOOT), ("refused", "GET", "/admin/v1/keys", "shd-adm-x"),
-                        ("no role", "POST", "/admin/v1/teams", viewer),
-                        ("bad query", "GET", "/admin/v1/keys?<b>x</b>=1", BOOT),
-                        ("not found", "GET", "/admin/v1/keys/nope", BOOT),
-                        ("sign-in options", "GET", "/ui/sign-in.json", None),
-                        ("no hand-off", "POST", "/ui/oidc/session", None)]:
-                    headers = {"Authorization": f"Bearer {token}"} if token else {}
-                    async with s.request(method, h.base + path, headers=headers, json={"name": "t"}
-                                         if method == "POST" and token else None) as r:
-                        seen[name] = (r.status, {k: r.headers.get(k, "") for k in WANT})
-    finally:
-        await idp.stop()
+async def test_admin_answers_are_not_cached_sniffed_or_framed(database_url: str, idp: FakeOidc) -> None:
+    async with harness(database_url, admin_token=BOOT, providers=False, oidc_issuer=idp.url,
+                       oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET) as h:
+        viewer = secrets.new_admin_token()
+        await h.admin(CreateAdminToken(secrets.new_id("adm"), "vera", "viewer", secrets.hash_key(viewer),
+                                       secrets.display_prefix(viewer)))
+        await h.sync()
+        seen: dict[str, tuple[int, dict[str, str]]] = {}
+        async with aiohttp.ClientSession() as s:
+            for name, method, path, token in [
+                    ("ok", "GET", "/admin/v1/whoami", BOOT), ("refused", "GET", "/admin/v1/keys", "shd-adm-x"),
+                    ("no role", "POST", "/admin/v1/teams", viewer),
+                    ("bad query", "GET", "/admin/v1/keys?<b>x</b>=1", BOOT),
+                    ("not found", "GET", "/admin/v1/keys/nope", BOOT),
+                    ("sign-in options", "GET", "/ui/sign-in.json", None),
+                    ("no hand-off", "POST", "/ui/oidc/session", None)]:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with s.request(method, h.base + path, headers=headers, json={"name": "t"}
+                                     if method == "POST" and token else None) as r:
+                    seen[name] = (r.status, {k: r.headers.get(k, "") for k in WANT})
     assert [status for status, _ in seen.values()] == [200, 401, 403, 400, 404, 200, 401], seen
     for name, (_, headers) in seen.items():
         assert headers == WANT, (name, headers)

@@ -16,58 +16,52 @@ from tests.integration.gateway_harness import harness, wait_until
 from tests.integration.sso_client import sign_in
 
 
-async def test_oidc_sign_in_maps_the_role_claim(database_url: str) -> None:
-    idp = await FakeOidc().start()
-    try:
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator,finance=auditor") as h:
-            status, options = await AdminClient(h.base, None).get("/ui/sign-in.json")
-            assert options["oidc"] is True
+async def test_oidc_sign_in_maps_the_role_claim(database_url: str, idp: FakeOidc) -> None:
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator,finance=auditor") as h:
+        status, options = await AdminClient(h.base, None).get("/ui/sign-in.json")
+        assert options["oidc"] is True
 
-            status, session = await sign_in(h.base)
-            assert status == 200 and session.startswith("shd-oidc-")
-            assert idp.token_requests[-1]["redirect_uri"] == h.base + "/ui/oidc/callback"
-            api = AdminClient(h.base, session)
-            status, me = await api.get("/admin/v1/whoami")
-            assert status == 200 and me == {**me, "name": "ana@example.com", "role": "operator", "kind": "oidc"}
-            status, _ = await api.post("/admin/v1/keys", {"name": "from-sso"})
-            assert status == 201
-            assert h.sql("SELECT actor FROM audit_log WHERE type = 'virtual_key.created'") == [
-                ("oidc:ana@example.com",)]
-            assert (await api.post("/admin/v1/teams", {"name": "t"}))[0] == 403  # operator, not admin
+        status, session = await sign_in(h.base)
+        assert status == 200 and session.startswith("shd-oidc-")
+        assert idp.token_requests[-1]["redirect_uri"] == h.base + "/ui/oidc/callback"
+        api = AdminClient(h.base, session)
+        status, me = await api.get("/admin/v1/whoami")
+        assert status == 200 and me == {**me, "name": "ana@example.com", "role": "operator", "kind": "oidc"}
+        status, _ = await api.post("/admin/v1/keys", {"name": "from-sso"})
+        assert status == 201
+        assert h.sql("SELECT actor FROM audit_log WHERE type = 'virtual_key.created'") == [
+            ("oidc:ana@example.com",)]
+        assert (await api.post("/admin/v1/teams", {"name": "t"}))[0] == 403  # operator, not admin
 
-            # a tampered session is refused
-            assert (await AdminClient(h.base, session[:-2] + "xx").get("/admin/v1/whoami"))[0] == 401
+        # a tampered session is refused
+        assert (await AdminClient(h.base, session[:-2] + "xx").get("/admin/v1/whoami"))[0] == 401
 
-            # a user whose claim maps to no role gets no session
-            idp.user = {"sub": "u-2", "email": "bob@example.com", "roles": ["marketing"]}
-            status, body = await sign_in(h.base)
-            assert status == 403 and "oidc_no_role" in body
+        # a user whose claim maps to no role gets no session
+        idp.user = {"sub": "u-2", "email": "bob@example.com", "roles": ["marketing"]}
+        status, body = await sign_in(h.base)
+        assert status == 403 and "oidc_no_role" in body
 
-            # a callback with a forged state (no matching cookie) is refused
-            async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/callback?code=x&state=y",
-                                                           allow_redirects=False) as r:
-                assert r.status == 400 and (await r.json())["error"]["code"] == "oidc_state_mismatch"
+        # a callback with a forged state (no matching cookie) is refused
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/callback?code=x&state=y",
+                                                       allow_redirects=False) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "oidc_state_mismatch"
 
-            # the login redirect carries what the provider needs
-            async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
-                q = parse_qs(urlparse(r.headers["Location"]).query)
-                assert q["client_id"] == [CLIENT_ID] and q["response_type"] == ["code"] and q["nonce"][0]
-    finally:
-        await idp.stop()
+        # the login redirect carries what the provider needs
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+            q = parse_qs(urlparse(r.headers["Location"]).query)
+            assert q["client_id"] == [CLIENT_ID] and q["response_type"] == ["code"] and q["nonce"][0]
 
 
-async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its_verifier(database_url: str) -> None:
-    idp = await FakeOidc().start()  # requires PKCE, as Okta, Entra or Keycloak can be set to
-    try:
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer") as h:
-            status, session = await sign_in(h.base)
-            assert status == 200 and session.startswith("shd-oidc-"), session
-            first, second = await sign_in(h.base), await sign_in(h.base)
-            assert first[0] == second[0] == 200
-    finally:
-        await idp.stop()
+async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its_verifier(database_url: str,
+                                                                                          idp: FakeOidc) -> None:
+    # the provider requires PKCE, as Okta, Entra or Keycloak can be set to
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer") as h:
+        status, session = await sign_in(h.base)
+        assert status == 200 and session.startswith("shd-oidc-"), session
+        first, second = await sign_in(h.base), await sign_in(h.base)
+        assert first[0] == second[0] == 200
     challenges = [q.get("code_challenge") for q in idp.authorize_requests]
     verifiers = [t.get("code_verifier", "") for t in idp.token_requests]
     assert [q.get("code_challenge_method") for q in idp.authorize_requests] == ["S256"] * 3
@@ -75,22 +69,19 @@ async def test_oidc_sign_in_sends_a_pkce_challenge_and_redeems_the_code_with_its
     assert all(43 <= len(v) <= 128 for v in verifiers)  # RFC 7636's bounds
 
 
-async def test_the_state_cookie_is_secure_when_the_callback_is_https_behind_a_load_balancer(database_url: str) -> None:
+async def test_the_state_cookie_is_secure_when_the_callback_is_https_behind_a_load_balancer(database_url: str,
+                                                                                            idp: FakeOidc) -> None:
     """TLS ended at a load balancer: the node sees http, the browser uses the https callback."""
-    idp = await FakeOidc().start()
-    try:
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer",
-                           oidc_redirect_url="https://console.example.com/ui/oidc/callback") as h, \
-                aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
-            cookie = r.headers["Set-Cookie"]
-            assert r.status == 302 and "redirect_uri=https://console.example.com/" in r.headers["Location"]
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer", providers=False) as h, \
-                aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
-            plain = r.headers["Set-Cookie"]
-    finally:
-        await idp.stop()
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer",
+                       oidc_redirect_url="https://console.example.com/ui/oidc/callback") as h, \
+            aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+        cookie = r.headers["Set-Cookie"]
+        assert r.status == 302 and "redirect_uri=https://console.example.com/" in r.headers["Location"]
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=viewer", providers=False) as h, \
+            aiohttp.ClientSession() as s, s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+        plain = r.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
     assert "Secure" not in plain and "HttpOnly" in plain  # a plain-http node: the browser would drop it
 
@@ -154,52 +145,44 @@ async def test_an_id_token_without_expiry_or_subject_is_refused(database_url: st
     assert "exp" in seen[0][1] and "sub" in seen[1][1]
 
 
-async def test_an_unverified_email_does_not_name_the_actor(database_url: str) -> None:
+async def test_an_unverified_email_does_not_name_the_actor(database_url: str, idp: FakeOidc) -> None:
     """A provider that lets a user type any email marks it email_verified: false; the audit log
     then names the user by subject, so nobody signs changes with a colleague's address."""
-    idp = await FakeOidc().start()
-    try:
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator") as h:
-            names = []
-            for verified in (False, True):
-                idp.user = {"sub": "u-77", "email": "ceo@example.com", "email_verified": verified,
-                            "roles": ["platform"]}
-                status, session = await sign_in(h.base)
-                assert status == 200, session
-                names.append((await AdminClient(h.base, session).get("/admin/v1/whoami"))[1]["name"])
-    finally:
-        await idp.stop()
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=operator") as h:
+        names = []
+        for verified in (False, True):
+            idp.user = {"sub": "u-77", "email": "ceo@example.com", "email_verified": verified,
+                        "roles": ["platform"]}
+            status, session = await sign_in(h.base)
+            assert status == 200, session
+            names.append((await AdminClient(h.base, session).get("/admin/v1/whoami"))[1]["name"])
     assert names == ["u-77", "ceo@example.com"]
 
 
-async def test_the_session_reaches_only_the_browser_that_signed_in(database_url: str) -> None:
+async def test_the_session_reaches_only_the_browser_that_signed_in(database_url: str, idp: FakeOidc) -> None:
     """Login CSRF: the callback put the session in the URL (/ui/#session=...), so a link with the
     attacker's session signed a victim in as the attacker. Now the session is handed over in an
     HttpOnly cookie of the browser that passed the state check, redeemed once by a same-origin POST."""
-    idp = await FakeOidc().start()
-    try:
-        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
-                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h, \
-                aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-            async with s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
-                to_provider = r.headers["Location"]
-            async with s.get(to_provider, allow_redirects=False) as r:
-                back = r.headers["Location"]
-            async with s.get(back, allow_redirects=False) as r:
-                location, cookie = r.headers["Location"], r.headers.getall("Set-Cookie")
-                handoff = next(c for c in cookie if c.startswith(HANDOFF_COOKIE + "="))
-            # another browser (no cookie) and a cross-site page get nothing
-            async with aiohttp.ClientSession() as other, other.post(h.base + HANDOFF_PATH) as r:
-                stranger = (r.status, (await r.json())["error"]["code"])
-            async with s.post(h.base + HANDOFF_PATH, headers={"Sec-Fetch-Site": "cross-site"}) as r:
-                cross = (r.status, (await r.json())["error"]["code"])
-            async with s.post(h.base + HANDOFF_PATH) as r:
-                first = (r.status, await r.json(), r.headers.get("Cache-Control"))
-            async with s.post(h.base + HANDOFF_PATH) as r:  # erased as it was read
-                again = (r.status, (await r.json())["error"]["code"])
-    finally:
-        await idp.stop()
+    async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                       oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
+            to_provider = r.headers["Location"]
+        async with s.get(to_provider, allow_redirects=False) as r:
+            back = r.headers["Location"]
+        async with s.get(back, allow_redirects=False) as r:
+            location, cookie = r.headers["Location"], r.headers.getall("Set-Cookie")
+            handoff = next(c for c in cookie if c.startswith(HANDOFF_COOKIE + "="))
+        # another browser (no cookie) and a cross-site page get nothing
+        async with aiohttp.ClientSession() as other, other.post(h.base + HANDOFF_PATH) as r:
+            stranger = (r.status, (await r.json())["error"]["code"])
+        async with s.post(h.base + HANDOFF_PATH, headers={"Sec-Fetch-Site": "cross-site"}) as r:
+            cross = (r.status, (await r.json())["error"]["code"])
+        async with s.post(h.base + HANDOFF_PATH) as r:
+            first = (r.status, await r.json(), r.headers.get("Cache-Control"))
+        async with s.post(h.base + HANDOFF_PATH) as r:  # erased as it was read
+            again = (r.status, (await r.json())["error"]["code"])
     assert location == "/ui/#sso" and "shd-oidc-" not in location
     assert "HttpOnly" in handoff and f"Path={HANDOFF_PATH}" in handoff and "SameSite=Lax" in handoff, handoff
     assert stranger == (401, "oidc_no_sign_in") and cross == (403, "oidc_cross_site")
