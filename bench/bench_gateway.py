@@ -178,7 +178,8 @@ def run_proxy(port: int, upstream: str, lean: bool = False, reuse_port: bool = F
     import aiohttp
     from aiohttp import web
 
-    from shieldes.providers.transport import Timeouts, UpstreamClient
+    from shieldes.providers.transport import UpstreamClient
+    from shieldes.providers.upstream_connection import Timeouts
 
     timeouts = Timeouts(connect=5, idle=600)
 

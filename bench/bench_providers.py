@@ -29,7 +29,7 @@ from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini
 from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.transport import Timeouts
+from shieldes.providers.upstream_connection import Timeouts
 from shieldes.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,8 @@ from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
 from shieldes.providers.sse_blocks import named_event_lines
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
-from shieldes.providers.transport import Timeouts, UpstreamClient, UpstreamResponse
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
+from shieldes.providers.upstream_connection import Timeouts
 
 ANTHROPIC_VERSION = "2023-06-01"
 FORWARDED_PREFIX = "anthropic-"

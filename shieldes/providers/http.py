@@ -20,15 +20,14 @@ from shieldes.providers.base import (
     UpstreamFailure,
 )
 from shieldes.providers.modalities import openai_modal
-from shieldes.providers.transport import (
+from shieldes.providers.transport import UpstreamClient, UpstreamResponse
+from shieldes.providers.upstream_connection import (
     CallTimedOut,
     ConnectFailed,
     Disconnected,
     InvalidTarget,
     Timeouts,
     TransportError,
-    UpstreamClient,
-    UpstreamResponse,
 )
 from shieldes.settings import Settings
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from shieldes.providers.resolver import Resolver
-from shieldes.providers.transport import Timeouts, UpstreamClient
+from shieldes.providers.transport import UpstreamClient
+from shieldes.providers.upstream_connection import Timeouts
 from tests.fake_upstream import FakeUpstream
 
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from shieldes.providers.registry import open_client
-from shieldes.providers.transport import Timeouts
+from shieldes.providers.upstream_connection import Timeouts
 
 
 async def test_cookies_set_by_an_upstream_are_not_replayed_to_later_calls() -> None:

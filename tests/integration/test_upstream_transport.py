@@ -23,15 +23,14 @@ from cryptography.x509.oid import NameOID
 
 from shieldes.doctor import probe
 from shieldes.projections.state import Deployment
-from shieldes.providers.transport import (
+from shieldes.providers.transport import UpstreamClient, parse_target
+from shieldes.providers.upstream_connection import (
     CallTimedOut,
     ConnectFailed,
     Disconnected,
     InvalidAnswer,
     InvalidTarget,
     Timeouts,
-    UpstreamClient,
-    parse_target,
 )
 from shieldes.secrets import Keyring
 from tests.integration.test_gossip_tls import make_ca

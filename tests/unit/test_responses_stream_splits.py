@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream, typed_deltas
 from shieldes.providers.sse import encode_event
-from shieldes.providers.transport import TransportError
+from shieldes.providers.upstream_connection import TransportError
 from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import NativeEvents
 
