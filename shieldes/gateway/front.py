@@ -27,14 +27,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import Any, cast
+from typing import cast
 
 import httptools
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.errors import ListenFailed
-from shieldes.gateway.http1 import HOT_SET, answer_bytes, decompressed, head, hot_target
+from shieldes.gateway.http1 import HOT_SET, answer_bytes, hot_target
+from shieldes.gateway.lean_request import LeanRequest, RouteMatch, as_request
 from shieldes.gateway.middleware import Refused, error_response, new_request_id
 from shieldes.open_files import Headroom, open_count, soft_limit
 
@@ -52,156 +53,6 @@ LISTEN_BACKLOG = 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-class RouteMatch:
-    """What the observer and tracing read of aiohttp's match info: the route."""
-
-    __slots__ = ("route",)
-
-    def __init__(self, route: web.AbstractRoute) -> None:
-        self.route = route
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-class RequestStore:
-    """Per-request storage read as aiohttp's request is (`request[key]`, `request.get(key)`), for
-    the requests parsed outside aiohttp: the front's and a Responses WebSocket's messages."""
-
-    _store: dict[Any, Any]
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._store[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._store[key] = value
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._store
-
-
-class LeanRequest(RequestStore):
-    """The part of aiohttp's `web.Request` the model API's handlers use, for a request parsed
-    here: the app, method, path, query, headers, body, peer, and per-request storage."""
-
-    def __init__(self, conn: _Connection, method: str, target: str, headers: CIMultiDictProxy[str],
-                 body: bytes, keep_alive: bool, too_large: bool, http11: bool = True) -> None:
-        self._conn = conn
-        self.app = conn.front.app
-        self.method = method
-        path, _, self.query_string = target.partition("?")
-        self.path = path
-        self.headers = headers
-        self._body = body
-        self._too_large = too_large
-        self.keep_alive = keep_alive
-        self.http11 = http11  # an HTTP/1.0 client gets a stream unchunked, ended by the close
-        self.remote = conn.remote
-        self.match_info = conn.front.matches[path]
-        self._store: dict[Any, Any] = {}
-        # the store's own get: request_id() and record_of() read it several times per request,
-        # and a method of our own would put a Python frame in front of each dict lookup
-        self.get: Callable[..., Any] = self._store.get
-        self.stream: StreamSink | None = None
-
-    @property
-    def transport(self) -> asyncio.Transport | None:
-        """The connection's, None once the client closed it (as aiohttp's request says)."""
-        conn = self._conn
-        return None if conn.closed else conn.transport
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
-    def can_read_body(self) -> bool:
-        return False  # the whole body is read before the handler runs
-
-    @property
-    def body_exists(self) -> bool:
-        return bool(self._body)
-
-    async def read(self) -> bytes:
-        """The body, decompressed when the client sent it with `Content-Encoding: gzip` or
-        `deflate` (as aiohttp does), never past the body limit."""
-        limit = self._conn.front.max_body
-        if self._too_large:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1)
-        encoding = self.headers.get("Content-Encoding")
-        if encoding is None or not self._body:
-            return self._body
-        body = decompressed(self._body, encoding.strip().lower(), limit)
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-        return body
-
-    def start_stream(self, resp: web.StreamResponse) -> StreamSink:
-        """A streamed answer's head (chunked; for HTTP/1.0, ended by closing the connection), and
-        the sink that writes its body."""
-        if not self.http11:
-            self.keep_alive = False
-        sink = StreamSink(self._conn, self.http11, head(resp.status, resp.reason, resp.headers, None,
-                                                        self.keep_alive, self._conn.front.date(),
-                                                        chunked=self.http11))
-        self.stream = sink
-        return sink
-
-
-def as_request(request: LeanRequest) -> web.Request:
-    """A LeanRequest where the handlers' annotations say web.Request: it has every attribute
-    they read (tests/test_front.py drives each hot route through it)."""
-    return cast(web.Request, request)
-
-
-class StreamSink:
-    """A streamed answer's body, chunked, paced by the socket's flow control (a slow client
-    pauses the relay, which pauses the upstream read).
-
-    What is written in one turn of the event loop goes out in one socket write at its end: the
-    head with the first frame, the frames of one upstream read, the last frame with the end of
-    the body. Each write wakes the client, so fewer writes cost the node and the client less
-    CPU; no frame waits for a later one."""
-
-    def __init__(self, conn: _Connection, chunked: bool, head: bytes) -> None:
-        self._conn = conn
-        self._chunked = chunked
-        self._pending = [head]
-        self._scheduled = True
-        conn.loop.call_soon(self._flush)
-        self.ended = False
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._conn.write(data)
-
-    async def write(self, data: bytes) -> None:
-        conn = self._conn
-        if conn.closed:
-            raise ConnectionResetError("the client closed the connection")
-        if not data:
-            return
-        self._pending.append(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
-        if not self._scheduled:
-            self._scheduled = True
-            conn.loop.call_soon(self._flush)
-        if conn.paused:
-            await conn.drain()
-
-    async def write_eof(self) -> None:
-        """The end of the body, written now with whatever is pending."""
-        if self.ended:
-            return
-        self.ended = True
-        if self._chunked:
-            self._pending.append(b"0\r\n\r\n")
-        self._flush()
-
-
 class Front:
     """The listening socket and its connections."""
 

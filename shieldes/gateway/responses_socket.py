@@ -29,7 +29,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.errors import final_refusal
 from shieldes.gateway import relay
-from shieldes.gateway.front import RequestStore, RouteMatch
+from shieldes.gateway.lean_request import RequestStore, RouteMatch
 from shieldes.gateway.middleware import (
     REQUEST_ID,
     REQUEST_ID_KEY,
