@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import subprocess
@@ -63,6 +64,19 @@ class Reads:
         pass
 
 
+def frames_of(native: Any) -> Any:
+    """`native.frames()` as the Responses route reads it, in this tree or one from before it
+    counted the delta events itself (then it gave (bytes, deltas) pairs)."""
+    from shieldes.gateway.relay import Tally
+
+    def bill(response: Any, _deltas: int) -> Any:
+        return response
+
+    if "counts" in inspect.signature(native.frames).parameters:
+        return native.frames(bill, Tally())
+    return native.frames(bill)
+
+
 def measure(streams: int, rounds: int) -> dict[str, float]:
     from shieldes.providers.base import Target
     from shieldes.providers.openai_responses import ResponsesEventStream
@@ -75,7 +89,7 @@ def measure(streams: int, rounds: int) -> dict[str, float]:
         up = ResponsesEventStream(Reads([body[:3000], body[3000:]]), target)  # type: ignore[arg-type]
         await up.prime()
         native = NativeEvents(up, ResponseContext("resp_1", 0, "m", {}))
-        async for _frames in native.frames(lambda response, deltas: response):
+        async for _frames in frames_of(native):
             pass
         await native.aclose()
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_responses_frames import Reads  # noqa: E402
+from bench_responses_frames import Reads, frames_of  # noqa: E402
 
 CASES = ("chat", "chat-strip", "messages", "responses")
 
@@ -100,7 +100,7 @@ def measure(bodies: dict[str, bytes], streams: int, rounds: int) -> dict[str, fl
         up = ResponsesEventStream(Reads(pieces), target)  # type: ignore[arg-type]
         await up.prime()
         native = NativeEvents(up, ResponseContext("resp_1", 0, "m", {}))
-        async for _frames in native.frames(lambda response, deltas: response):
+        async for _frames in frames_of(native):
             pass
         await native.aclose()
 

@@ -154,6 +154,11 @@ class Turn:
         """The response object names its conversation, as OpenAI's does."""
         return response if self.conversation is None else dict(response, conversation={"id": self.conversation})
 
+    @property
+    def appends(self) -> bool:
+        """Whether the turn's items go onto a conversation (`append`)."""
+        return self.conversations is not None and self.conversation is not None
+
     async def append(self, response: Body) -> None:
         """The turn's input and output items onto its conversation, before the client gets the end
         of the answer (the next turn, on any node, reads them). A failed response adds nothing, so
@@ -346,17 +351,13 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
     run's), settled and stored at its end whatever happens."""
     tally = relay.Tally()
 
-    ended: list[Body] = []  # the terminal response, until its items are in the conversation
-
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
         billed = turn.in_conversation(_estimated(response, turn.size, deltas) or response)
-        ended.append(billed)
         tally.finish_reasons[:] = [finish_reason(billed)]
         return billed
 
-    async def appended() -> None:
+    async def appended(response: Body) -> None:
         """Before the terminal event goes out: its items onto the conversation."""
-        response = ended.pop()
         try:
             await turn.append(response)
         except ShieldesError as exc:  # the client gets this error instead of the terminal event
@@ -372,22 +373,15 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
                 tally.content_chunks += 1
             elif kind in TERMINAL and isinstance(event.get("response"), dict):
                 event = dict(event, response=bill(event["response"], tally.content_chunks))
-                await appended()
+                await appended(event["response"])
             yield relay.frame(str(event.get("type")), event if shown else event_without_encrypted(event))
-
-    async def forwarded(native: NativeEvents) -> AsyncIterator[bytes]:
-        """A native upstream's frames: its own bytes where the gateway changes nothing."""
-        async for data, deltas in native.frames(bill):
-            if deltas and not tally.content_chunks:
-                tally.first_token_at = time.perf_counter()
-            tally.content_chunks += deltas
-            if ended:
-                await appended()
-            yield data
 
     try:
         resp = relay.sse_response(rid, dict(with_named({**turn.res.headers, **events.headers}, list(foreign))))
-        out = forwarded(events) if isinstance(events, NativeEvents) else frames()
+        # a native upstream's frames: its own bytes where the gateway changes nothing, counted and
+        # held for the conversation's append in the one generator that reads them
+        out = events.frames(bill, tally, appended if turn.appends else None) \
+            if isinstance(events, NativeEvents) else frames()
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:

@@ -15,14 +15,14 @@ goes event by event: parsed and re-encoded, exactly as the parsed path gives it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
-from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
+from shieldes.providers.base import Body, StreamCounts, TokenUsage, UpstreamFailure
 from shieldes.providers.http import event_object
 from shieldes.providers.sse import encode_event
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded
-from shieldes.providers.transport import UpstreamResponse
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -86,6 +86,14 @@ class Relay(Protocol):
         event to send instead, or None to send it as the upstream did. The event dict may be
         changed in place: it is the stream's snapshot."""
 
+    @property
+    def held(self) -> bool:
+        """Whether `edit` changed a terminal event whose frames wait for `release()` to go out."""
+
+    async def release(self) -> None:
+        """What must happen before the frames holding an edited terminal event go out (the
+        turn's items added to its conversation); an exception ends the stream there."""
+
     def failed(self, failure: UpstreamFailure) -> bytes:
         """The frames that end the client's stream when the upstream's breaks off."""
 
@@ -98,31 +106,37 @@ class ResponsesEventStream(BlockStream):
     still try another deployment); later ones are passed on to the client as they are."""
 
     _DONE_ENDS = False
+    # What every stream starts with, on the class (see UpstreamChunkStream): an instance's own
+    # value is set when it changes.
+    final: Body | None = None
+    responses_usage: ResponsesUsage | None = None
+    last_sequence = -1
+    deltas = 0  # delta events frames() handed out
+    _snapshot: Body | None = None
+    # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read
+    _snapshot_data: tuple[bytes, ...] = ()
+    _primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
 
-    def __init__(self, resp: UpstreamResponse, target: Target) -> None:
-        super().__init__(resp, target)
-        self.final: Body | None = None
-        self.responses_usage: ResponsesUsage | None = None
-        self.last_sequence = -1
-        self._snapshot: Body | None = None
-        # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read
-        self._snapshot_data: list[bytes] = []
-        self.deltas = 0  # delta events frames() handed out
-        self._primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
+    @property
+    def usage(self) -> TokenUsage | None:
+        """The terminal event's usage, as every stream gives it (made when read: the gateway
+        bills a Responses stream from `responses_usage`)."""
+        usage = self.responses_usage
+        return None if usage is None else TokenUsage(usage.input_tokens, usage.output_tokens)
 
     @property
     def snapshot(self) -> Body | None:
         """The newest response object the stream carried (what a failure reports as failed), or
         of the newest two not parsed yet the newest that parses."""
-        while self._snapshot_data:
+        for data in reversed(self._snapshot_data):
             try:
-                response = event_object(self._target, self._snapshot_data.pop()).get("response")
+                response = event_object(self._target, data).get("response")
             except UpstreamFailure:
                 continue
             if isinstance(response, dict):
                 self._snapshot = response
                 break
-        self._snapshot_data.clear()
+        self._snapshot_data = ()
         return self._snapshot
 
     def _parse_first(self, data: bytes) -> Body | None:
@@ -134,34 +148,46 @@ class ResponsesEventStream(BlockStream):
     def _parse(self, data: bytes) -> Body:
         return self._event(data, False)
 
-    def frames(self, relay: Relay) -> AsyncGenerator[tuple[bytes, int], None]:
-        """The stream as SSE frames for the client, one (bytes, delta events) per upstream read,
-        the upstream's own bytes wherever `relay.edit` leaves an event as it came; a failure
-        ends it with `relay.failed`'s frames."""
+    def frames(self, relay: Relay, counts: StreamCounts) -> AsyncGenerator[bytes, None]:
+        """The stream as SSE frames for the client, one piece per upstream read, the upstream's
+        own bytes wherever `relay.edit` leaves an event as it came; a failure ends it with
+        `relay.failed`'s frames. `counts` notes the delta events and the first one's time as
+        they go by."""
         if self._frame_gen is None:
-            self._frame_gen = self._iterate_frames(relay)
+            self._frame_gen = self._iterate_frames(relay, counts)
         return self._frame_gen
 
-    async def _iterate_frames(self, relay: Relay) -> AsyncGenerator[tuple[bytes, int], None]:
+    async def _iterate_frames(self, relay: Relay, counts: StreamCounts) -> AsyncGenerator[bytes, None]:
+        # One generator from the upstream's reads to the client's writes (the counting in it, not
+        # in a layer of its own: a layer costs every read a resumption, and every stream its
+        # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed event's bytes are still in what was read: sent from there
         failure: UpstreamFailure | None = None
         try:
             while True:
                 out, deltas, failure = self._frames_of_reads(relay)
                 if out:
-                    yield out, deltas
+                    if deltas:
+                        if not counts.content_chunks:
+                            counts.first_token_at = time.perf_counter()
+                        counts.content_chunks += deltas
+                    if relay.held:  # (what it raises ends the stream as it is: no `response.failed`)
+                        await relay.release()
+                    yield out
                 if failure is not None:
                     break
                 if self._ended:
                     self._finished = True
                     break
-                self._take(await self._read())
-        except UpstreamFailure as broken:  # the connection failed
-            failure = broken
+                try:
+                    self._take(await self._read())
+                except UpstreamFailure as broken:  # the connection failed
+                    failure = broken
+                    break
         finally:
             self._release()
         if failure is not None:
-            yield relay.failed(failure), 0
+            yield relay.failed(failure)
         relay.ended()
 
     def _frames_of_reads(self, relay: Relay) -> tuple[bytes, int, UpstreamFailure | None]:
@@ -226,7 +252,7 @@ class ResponsesEventStream(BlockStream):
             else:
                 kind = block[begin + 7:line].decode()
                 if kind in PROGRESS and not relay.edits(kind):
-                    self._snapshot_data = [*self._snapshot_data[-1:], block[line + 7:end - 2]]
+                    self._snapshot_data = (*self._snapshot_data[-1:], block[line + 7:end - 2])
                     deltas += block.count(_DELTA, begin, line + 7)  # (its own name)
                     at = block.find(_RESPONSE_KEY, end)
                     continue
@@ -277,11 +303,10 @@ class ResponsesEventStream(BlockStream):
         response = event.get("response")
         if isinstance(response, dict):
             self._snapshot = response
-            self._snapshot_data.clear()
+            self._snapshot_data = ()
             if kind in TERMINAL:
                 self.final = response
                 usage = usage_from_responses(response.get("usage"))
                 if usage is not None:
                     self.responses_usage = usage
-                    self._usage = TokenUsage(usage.input_tokens, usage.output_tokens)
         return event

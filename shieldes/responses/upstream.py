@@ -5,7 +5,7 @@ turns into Messages) and builds the Responses answer and events from what comes 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +15,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.gateway.top_level import TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import chat_paths
-from shieldes.providers.base import Body, ChunkStream, Provider, Target, UpstreamFailure
+from shieldes.providers.base import Body, ChunkStream, Provider, StreamCounts, Target, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.kinds import calls_in_order, signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
@@ -364,8 +364,10 @@ class NativeEvents:
         self.deltas = 0
         self.broke: UpstreamFailure | None = None
         self._gen: AsyncGenerator[Body, None] | None = None
-        self._frame_gen: AsyncGenerator[tuple[bytes, int], None] | None = None
+        self._frame_gen: AsyncGenerator[bytes, None] | None = None
         self._bill: Callable[[Body, int], Body] = _unbilled
+        self._before_end: Callable[[Body], Awaitable[None]] | None = None
+        self._held: Body | None = None  # the terminal response billed, until `release()`
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
@@ -387,13 +389,15 @@ class NativeEvents:
                 yield event
         self.final, self.usage = up.final, up.responses_usage
 
-    def frames(self, bill: Callable[[Body, int], Body]) -> AsyncGenerator[tuple[bytes, int], None]:
-        """SSE frames for the client, one (bytes, delta events) per upstream read. `bill(response,
-        deltas)` gives the response object of a terminal event as the client gets it (the usage
-        estimate when the upstream reported none)."""
-        self._bill = bill
+    def frames(self, bill: Callable[[Body, int], Body], counts: StreamCounts,
+               before_end: Callable[[Body], Awaitable[None]] | None = None) -> AsyncGenerator[bytes, None]:
+        """SSE frames for the client, one piece per upstream read; `counts` notes the delta events.
+        `bill(response, deltas)` gives the response object of a terminal event as the client gets
+        it (the usage estimate when the upstream reported none); `before_end(billed)` runs before
+        the frames holding it go out (what it raises ends the stream there)."""
+        self._bill, self._before_end = bill, before_end
         if self._frame_gen is None:
-            self._frame_gen = self._up.frames(self)
+            self._frame_gen = self._up.frames(self, counts)
         return self._frame_gen
 
     # --- what frames() does to the upstream's events (openai_responses.Relay) ---
@@ -407,9 +411,20 @@ class NativeEvents:
             response["previous_response_id"] = self._previous
         if event.get("type") in TERMINAL:
             billed = self._bill(response, deltas)
+            if self._before_end is not None:
+                self._held = billed
             if billed is not response:
                 return dict(event, response=billed)
         return event if self._previous is not None else None
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    async def release(self) -> None:
+        response, self._held = self._held, None
+        if response is not None and self._before_end is not None:
+            await self._before_end(response)
 
     def failed(self, failure: UpstreamFailure) -> bytes:
         out = []

@@ -19,6 +19,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shieldes.gateway.relay import Tally
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream, typed_deltas
 from shieldes.providers.sse import encode_event
@@ -169,10 +170,9 @@ async def forwarded(pieces: list[bytes], previous: str | None, broken: bool = Fa
         events = await opened(pieces, previous, broken)
     except UpstreamFailure as failure:
         return ("failed to open", failure.message)
-    out, deltas = [], 0
-    async for data, n in events.frames(bill):
-        out.append(data)
-        deltas += n
+    tally = Tally()
+    out = [data async for data in events.frames(bill, tally)]
+    deltas = tally.content_chunks
     await events.aclose()
     assert events.deltas == deltas
     return b"".join(out), deltas, events.final, events.usage
@@ -229,7 +229,7 @@ def test_the_usual_stream_is_forwarded_byte_for_byte() -> None:
 
     async def run(previous: str | None) -> tuple[bytes, int, int]:
         native = await opened([body], previous)
-        out = b"".join([f async for f, _n in native.frames(bill)])
+        out = b"".join([f async for f in native.frames(bill, Tally())])
         await native.aclose()
         return out, native.deltas, native._up.last_sequence
 
@@ -250,7 +250,7 @@ def test_progress_events_are_parsed_only_when_edited_or_a_failure_needs_them() -
 
     async def run(pieces: list[bytes], previous: str | None, broken: bool = False) -> list[Any]:
         native = await opened(pieces, previous, broken)
-        out = b"".join([f async for f, _n in native.frames(bill)])
+        out = b"".join([f async for f in native.frames(bill, Tally())])
         await native.aclose()
         return [f.split(b"\ndata: ", 1) for f in out.split(b"\n\n") if f]
 
@@ -272,7 +272,7 @@ def test_a_failure_mid_stream_is_numbered_after_the_upstreams_events() -> None:
 
     async def run(pieces: list[bytes], broken: bool) -> list[Any]:
         native = await opened(pieces, None, broken)
-        out = b"".join([f async for f, _n in native.frames(bill)])
+        out = b"".join([f async for f in native.frames(bill, Tally())])
         await native.aclose()
         return [orjson.loads(f.split(b"\ndata: ", 1)[1]) for f in out.split(b"\n\n") if f]
 
