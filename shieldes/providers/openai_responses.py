@@ -27,9 +27,10 @@ from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Events whose `response` is the response so far (status queued or in progress): kept as bytes and
-# parsed only if the stream fails (its snapshot) or the relay edits them (`Relay.edits`). With an
-# agent's instructions and tools echoed in each, they are most of the JSON a stream carries.
+# parsed only if the stream fails (its snapshot) or the relay edits them (`Relay.edits_progress`).
+# With an agent's instructions and tools echoed in each, they are most of the JSON a stream carries.
 PROGRESS = frozenset({"response.created", "response.queued", "response.in_progress"})
+_PROGRESS_NAMES = frozenset(kind.encode() for kind in PROGRESS)
 
 # Events of one `data:` line holding an object whose first key is `type`, each named by its type,
 # are forwarded: the client gets `event: <type>` as re-encoding would give it. (No carriage return:
@@ -78,8 +79,7 @@ def typed_deltas(block: bytes) -> int | None:
 class Relay(Protocol):
     """What the gateway does to a native stream while `frames()` forwards it."""
 
-    def edits(self, kind: str) -> bool:
-        """Whether `edit` may change an event of this kind (PROGRESS kinds are parsed only then)."""
+    edits_progress: bool  # whether `edit` may change a PROGRESS event (they are parsed only then)
 
     def edit(self, event: Body, deltas: int) -> Body | None:
         """An event carrying a `response` object (`deltas`: the delta events before it): the
@@ -250,10 +250,9 @@ class ResponsesEventStream(BlockStream):
             if begin == 0 and self._primed is not None:  # the event prime() read: parsed already
                 event = self._primed
             else:
-                kind = block[begin + 7:line].decode()
-                if kind in PROGRESS and not relay.edits(kind):
+                if block[begin + 7:line] in _PROGRESS_NAMES and not relay.edits_progress:
+                    # (its own name is no delta event's)
                     self._snapshot_data = (*self._snapshot_data[-1:], block[line + 7:end - 2])
-                    deltas += block.count(_DELTA, begin, line + 7)  # (its own name)
                     at = block.find(_RESPONSE_KEY, end)
                     continue
                 try:

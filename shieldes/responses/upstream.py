@@ -355,9 +355,14 @@ class NativeEvents:
     `response.failed` events numbered after the upstream's. Iteration gives the events parsed;
     `frames()` gives them as the client gets them, forwarding the upstream's own bytes."""
 
+    # set by frames() (on the class: one NativeEvents is made per stream)
+    _before_end: Callable[[Body], Awaitable[None]] | None = None
+    _held: Body | None = None  # the terminal response billed, until `release()`
+
     def __init__(self, upstream: ResponsesEventStream, ctx: ResponseContext) -> None:
         self._up = upstream
         self._previous = ctx.echo.get("previous_response_id")
+        self.edits_progress = self._previous is not None  # (openai_responses.Relay)
         self.headers: dict[str, str] = {}
         self.final: Body | None = None
         self.usage: ResponsesUsage | None = None
@@ -366,8 +371,6 @@ class NativeEvents:
         self._gen: AsyncGenerator[Body, None] | None = None
         self._frame_gen: AsyncGenerator[bytes, None] | None = None
         self._bill: Callable[[Body, int], Body] = _unbilled
-        self._before_end: Callable[[Body], Awaitable[None]] | None = None
-        self._held: Body | None = None  # the terminal response billed, until `release()`
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
@@ -401,9 +404,6 @@ class NativeEvents:
         return self._frame_gen
 
     # --- what frames() does to the upstream's events (openai_responses.Relay) ---
-
-    def edits(self, kind: str) -> bool:
-        return kind in TERMINAL or self._previous is not None
 
     def edit(self, event: Body, deltas: int) -> Body | None:
         response = event["response"]
