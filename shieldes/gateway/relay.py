@@ -171,24 +171,12 @@ async def open_sink(request: web.Request, resp: web.StreamResponse) -> Sink:
     return resp
 
 
-async def _relay(resp: Sink, frames: AsyncIterator[bytes], tally: Tally) -> UpstreamFailure | None:
-    """Write every frame as it comes (one write per upstream read for OpenAI frames); the failure
-    that ended the stream, or None at its end. Only a write raises ConnectionError (the client
-    left): whatever the frames raise becomes an UpstreamFailure, so the two are never confused."""
-    it = aiter(frames)
-    while True:
-        try:
-            data = await anext(it)
-        except StopAsyncIteration:
-            return None
-        except UpstreamFailure as failure:
-            return failure
-        except Exception as exc:  # e.g. an upstream chunk of a shape the translation cannot read
-            log.warning("stream relay stopped on an unreadable upstream chunk: %r", exc)
-            return UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
-                                   status=None, retryable=False)
-        await resp.write(data)
-        tally.sent_bytes += len(data)
+def _unreadable(exc: Exception) -> UpstreamFailure:
+    """What a frame's exception other than an UpstreamFailure ends the stream with (e.g. an upstream
+    chunk of a shape the translation cannot read)."""
+    log.warning("stream relay stopped on an unreadable upstream chunk: %r", exc)
+    return UpstreamFailure(f"the upstream sent a chunk the gateway cannot read ({type(exc).__name__})",
+                           status=None, retryable=False)
 
 
 async def _drain(frames: AsyncIterator[bytes], seconds: float) -> None:
@@ -213,7 +201,28 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
         try:
             sink = await open_sink(request, resp)
             tally.first_write_at = time.perf_counter()
-            failure = await _relay(sink, frames, tally)
+            # every frame written as it comes (one write per upstream read for forwarded frames), in
+            # this one loop: a layer of its own costs every stream a coroutine. Only a write raises
+            # ConnectionError (the client left): whatever the frames raise becomes an
+            # UpstreamFailure, so the two are never confused.
+            failure: UpstreamFailure | None = None
+            written: BaseException | None = None  # what a write raised: passed on as it is
+            try:
+                async for data in frames:
+                    try:
+                        await sink.write(data)
+                    except BaseException as exc:  # (a try costs nothing until something is raised)
+                        written = exc
+                        raise
+                    tally.sent_bytes += len(data)
+            except UpstreamFailure as broken:
+                if broken is written:
+                    raise
+                failure = broken
+            except Exception as exc:
+                if exc is written:
+                    raise
+                failure = _unreadable(exc)
             if failure is None:
                 tally.outcome = "done"
                 await sink.write_eof()

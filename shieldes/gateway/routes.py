@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
@@ -279,7 +278,16 @@ class Call:
             raise
         dropped = [*out.named, *stream.dropped]
         headers = {**self.res.headers, **dropped_header(dropped)} if dropped else self.res.headers
-        return await self.pump_stream(request, stream, partial(render, stream), served, headers, error_event)
+        # pump_stream's work, in this coroutine (a layer costs every stream one)
+        tally = relay.Tally()
+        try:
+            resp = relay.sse_response(self.rid, headers)
+            await relay.pump(request, resp, render(stream, tally), tally, self.gw.settings.disconnect_drain_seconds,
+                             error_event, self.gw.scrub)
+            return resp
+        finally:
+            self._stream_ended(stream, tally, served)
+            await stream.aclose()
 
     async def pump_stream(self, request: web.Request, stream: relay.Held,
                           frames: Callable[[relay.Tally], AsyncIterator[bytes]], served: RouteTarget,
@@ -294,11 +302,14 @@ class Call:
                              error_event, self.gw.scrub, ending)
             return resp
         finally:
-            # settle first: the usage is final once the relay has stopped reading
-            usage = relay.final_usage(stream.usage, tally, self.size)
-            self.settle(served, usage)
-            note_stream_end(self.gw, self.rec, self.rid, served.deployment, tally, usage)
+            self._stream_ended(stream, tally, served)
             await stream.aclose()
+
+    def _stream_ended(self, stream: relay.Held, tally: relay.Tally, served: RouteTarget) -> None:
+        # settle first: the usage is final once the relay has stopped reading
+        usage = relay.final_usage(stream.usage, tally, self.size)
+        self.settle(served, usage)
+        note_stream_end(self.gw, self.rec, self.rid, served.deployment, tally, usage)
 
 
 def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deployment, tally: relay.Tally,
