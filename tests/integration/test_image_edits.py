@@ -130,8 +130,10 @@ async def test_image_edits_pass_the_upload_through_billed_by_usage_or_per_image(
 
         await h.flush()
         one = 4 + EDIT_IMAGE_TOKENS  # the fake's input tokens for one image sent
-        token_cost = one * 5_000 + IMAGE_TOKENS * 40_000  # gpt-image-1 at $5 / $40 per 1M
-        two = (one + EDIT_IMAGE_TOKENS) * 5_000 + IMAGE_TOKENS * 40_000
+        # gpt-image-1 at $5 per 1M text tokens, $10 per 1M image tokens in, $40 per 1M out
+        token_cost = 4 * 5_000 + EDIT_IMAGE_TOKENS * 10_000 + IMAGE_TOKENS * 40_000
+        two = 4 * 5_000 + 2 * EDIT_IMAGE_TOKENS * 10_000 + IMAGE_TOKENS * 40_000
+        text_priced = one * 5_000 + IMAGE_TOKENS * 40_000  # a price set without one for image tokens
         rows = await logged(h, 13 + made, EDIT)
         served = [(r["model"], r["prompt_tokens"], r["cost_nusd"], r["stream"]) for r in rows if r["status"] == 200]
         assert served == [("oa/gpt-image-1", one, token_cost, False),
@@ -139,12 +141,12 @@ async def test_image_edits_pass_the_upload_through_billed_by_usage_or_per_image(
                           ("gpt-image-1", one, token_cost, True),
                           ("dall-e-2", len(prompt) // 4, 2 * 20_000_000, False),  # the prompt's estimate
                           ("gpt-image-1", one, token_cost, False),
-                          ("gpt-image-eu", one, token_cost, False),
+                          ("gpt-image-eu", one, text_priced, False),
                           *[("dall-e-2", len(prompt) // 4, 20_000_000, False)] * made]
         assert {r["error_code"] for r in rows if r["status"] != 200} >= {
             "request_too_large", "budget_exceeded", "model_not_allowed", "unsupported_endpoint", "invalid_request",
             "rate_limit_exceeded"}
-        assert h.usage_totals()["app"][3] == two + 4 * token_cost + 2 * 20_000_000
+        assert h.usage_totals()["app"][3] == two + 3 * token_cost + text_priced + 2 * 20_000_000
         # an image billed per image is counted as one, in its own column (not as tokens)
         assert [r["images"] for r in rows if r["status"] == 200] == [None, None, None, 2, None, None, *[1] * made]
         assert h.sql("SELECT key_name, images FROM usage_daily WHERE images > 0 ORDER BY 1") == [
