@@ -36,6 +36,7 @@ _RESPONSES = frozenset((
     "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store", "stream",
     "stream_options", "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation",
     "user",
+    "client_metadata",  # Codex CLI's (installation, session, turn ids): OpenAI takes it, the SDK types omit it
 ))
 # /v1/responses/input_tokens takes the request's input side, not how it is served or stored
 _INPUT_TOKENS = frozenset((

@@ -11,7 +11,8 @@ const DETAIL = [
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
   ["cache_write_tokens", "Cache write tokens"],
   ["reasoning_tokens", "Reasoning tokens"], ["images", "Images"], ["audio_seconds", "Audio seconds"],
-  ["characters", "Characters"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"],
+  ["characters", "Characters"], ["web_searches", "Web searches"], ["file_searches", "File searches"],
+  ["containers", "Containers"], ["cost_usd", "Cost (USD)"], ["stream", "Stream"], ["tags", "Tags"],
   ["client_ip", "Client IP"], ["user_agent", "User agent"], ["trace_id", "Trace id"], ["logged_at", "Logged"],
 ];
 // "gateway": the clients' requests, not the admin API's, the console's or the probes' (unmatched paths included)
@@ -38,6 +39,7 @@ function modelCell(r) {
 }
 
 function value(k, v) {
+  if (k === "tags") return v.join(", ");
   if (Array.isArray(v)) return v.join(" → ");
   // from a request to its key (to raise a budget, revoke it...): the Keys page finds it by name
   if (k === "key_name") return h("a.key-link", { href: `#/keys?search=${encodeURIComponent(v)}` }, v);
@@ -116,7 +118,7 @@ export async function requestsPage(root) {
       detailArea.replaceChildren(h("h2#req-title", "Request ", h("code#req-id", id)),
         ...found.data.map((r) => h("div.req-node",
           several ? h("h3", `Served by ${r.node_id}`) : null,
-          h("dl.detail", DETAIL.filter(([k]) => r[k] !== null && r[k] !== undefined && r[k] !== "")
+          h("dl.detail", DETAIL.filter(([k]) => r[k] !== null && r[k] !== undefined && r[k] !== "" && !(Array.isArray(r[k]) && !r[k].length))
             .map(([k, label]) => [h("dt", label), h("dd", value(k, r[k]))])),
           bodies(r))));
       detailArea.querySelector("h2").scrollIntoView({ block: "nearest" });

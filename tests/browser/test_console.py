@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from shieldes.projections.commands import CreateTeam
@@ -54,6 +55,14 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         c.stop_all()
         pg.drop_database(pg_server, url)
+
+
+def _tagged_chat(base: str, key: str, *tags: str) -> int:
+    """HTTP status of one chat completion whose body carries `tags` (never forwarded; recorded)."""
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=10)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                   extra_body={"tags": list(tags)})
+    return 200
 
 
 def by_css(driver: Any, css: str) -> Any:
@@ -223,8 +232,8 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         # traffic on the other node: the usage chart and total move
         go(driver, "usage", "svg.chart")
         wait(driver, lambda d: by_css(d, "#usage-total").text == "0", what="no usage yet")
-        for _ in range(3):
-            assert chat(b.base, secret) == 200
+        for n in range(3):  # the second with cost-attribution tags, as LiteLLM apps send them
+            assert (chat(b.base, secret) if n != 1 else _tagged_chat(b.base, secret, "team-a", "checkout")) == 200
         wait(driver, lambda d: by_css(d, "#usage-total").text == "3", TRAFFIC_WAIT, "usage total after traffic")
         wait(driver, lambda d: any("browser-app" in (r.get_attribute("textContent") or "")
                                    for r in all_css(d, "svg.chart rect")), what="the key's bar in the chart")
@@ -250,6 +259,7 @@ def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
         wait(driver, lambda d: by_css(d, "#req-id").text == rid, what="request detail")
         detail = by_css(driver, "section[aria-labelledby=req-title]").text
         assert b.node_id in detail and "gpt-4o" in detail and "Latency" in detail and "Prompt tokens" in detail
+        assert "Tags\nteam-a, checkout" in detail, detail
         wait(driver, lambda d: "selected" in (all_css(d, "main tbody tr")[1].get_attribute("class") or ""),
              what="the opened row marked")
         click(driver, "main tbody tr", "the first row")  # a click anywhere on a row opens it too

@@ -6,14 +6,16 @@ send)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shieldes import secrets
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
 from tests.browser.test_console import LOADED, all_css, by_css
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, harness
@@ -80,6 +82,8 @@ def _left_alone(h: Harness) -> dict[str, Any]:
                           "stored": d.execute_script("return sessionStorage.getItem('shieldes.token')")}
         seen["idle"] = _message(d)
         seen["stored"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
+        if os.environ.get("SHIELDES_SCREENSHOTS_TO"):  # for a person to look at, as test_console's
+            screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-token-idle-desktop.png")
     return seen
 
 
