@@ -83,6 +83,23 @@ class Harness:
         )
 
 
+async def snapshot_and_load(base: str, admin_token: str, database_url: str) -> tuple[Any, Any]:
+    """Have the node at `base` write a snapshot (POST /admin/v1/snapshots), then load the
+    projection from the database as a starting node would: (projection, load report)."""
+    from shieldes.events.pg_store import open_pool
+    from shieldes.snapshots.loader import load_projection_report
+
+    async with aiohttp.ClientSession() as s, s.post(base + "/admin/v1/snapshots",
+                                                     headers={"Authorization": f"Bearer {admin_token}"}) as r:
+        assert r.status in (200, 201), await r.text()
+    pool = open_pool(database_url, size=1, name="test-load")
+    await pool.open(wait=True)
+    try:
+        return await load_projection_report(pool)
+    finally:
+        await pool.close()
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from shieldes.projections.shared_commands import SetPricing, UpdateProvider
-from tests.integration.gateway_harness import harness, wait_until
+from tests.integration.gateway_harness import harness, snapshot_and_load, wait_until
 
 TOOLS: Any = [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
               {"type": "code_interpreter", "container": {"type": "auto"}}]
@@ -184,8 +184,6 @@ async def test_live_usage_counts_hosted_tool_uses_unflushed_flushed_and_after_a_
     settled, once flushed, in a node that replays the log and in one that starts from a snapshot."""
     import aiohttp
 
-    from shieldes.events.pg_store import open_pool
-    from shieldes.snapshots.loader import load_projection_report
 
     async def live(h: Any) -> dict[str, Any]:
         async with aiohttp.ClientSession() as s, s.get(h.base + "/admin/v1/usage/live",
@@ -216,15 +214,7 @@ async def test_live_usage_counts_hosted_tool_uses_unflushed_flushed_and_after_a_
         assert durable["unflushed_requests"] == 0 and uses(durable) == want
     async with harness(database_url, admin_token=ADMIN, providers=False) as replayed:  # the log, folded in SQL
         assert uses(await live(replayed)) == want
-        async with aiohttp.ClientSession() as s, s.post(replayed.base + "/admin/v1/snapshots",
-                                                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
-            assert r.status in (200, 201), await r.text()
-    pool = open_pool(database_url, size=1, name="test-load")
-    await pool.open(wait=True)
-    try:
-        projection, report = await load_projection_report(pool)
-    finally:
-        await pool.close()
+        projection, report = await snapshot_and_load(replayed.base, ADMIN, database_url)
     assert report.snapshot_id is not None and report.tail_events == 0, report  # the snapshot alone
     assert uses(vars_of(projection.usage.totals[durable["key_id"]])) == want
     async with harness(database_url, admin_token=ADMIN, providers=False) as again:

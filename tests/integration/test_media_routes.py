@@ -10,12 +10,17 @@ import aiohttp
 import openai
 import pytest
 
-from shieldes.events.pg_store import open_pool
 from shieldes.projections.shared_commands import AddProvider, SetPricing
-from shieldes.snapshots.loader import load_projection_report
 from tests.fake_media import IMAGE_TOKENS, PNG, SPEECH_CHUNK, SPEECH_CHUNKS, TRANSCRIPT
 from tests.fake_upstream import FakeUpstream
-from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
+from tests.integration.gateway_harness import (
+    UPSTREAM_KEY,
+    UPSTREAM_KEY_ENV,
+    Harness,
+    harness,
+    snapshot_and_load,
+    wait_until,
+)
 
 REF = "env:" + UPSTREAM_KEY_ENV
 NUSD = 1_000_000_000  # per USD
@@ -397,16 +402,7 @@ async def test_live_usage_carries_media_units_unflushed_flushed_and_after_a_rest
                                                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
             logged = next(row for row in (await r.json())["data"] if row["key"] == "app")
         assert {k: logged[k] for k in units} == units  # the same names and numbers as the log's
-        async with aiohttp.ClientSession() as s, s.post(h.base + "/admin/v1/snapshots",
-                                                         headers={"Authorization": f"Bearer {ADMIN}"}) as r:
-            assert r.status in (200, 201), await r.text()
-
-    pool = open_pool(database_url, size=1, name="test-load")
-    await pool.open(wait=True)
-    try:
-        projection, report = await load_projection_report(pool)
-    finally:
-        await pool.close()
+        projection, report = await snapshot_and_load(h.base, ADMIN, database_url)
     assert report.snapshot_id is not None and report.tail_events == 0, report  # the snapshot alone
     (totals,) = projection.usage.totals.values()
     assert (totals.images, totals.audio_seconds, totals.characters) == tuple(units.values())
