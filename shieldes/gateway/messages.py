@@ -52,6 +52,7 @@ from shieldes.providers.gateway_fields import (
     TAGS,
     TAGS_HEADER,
     anthropic_metadata,
+    gateway_fields,
     request_tags,
 )
 from shieldes.providers.kinds import spec_for
@@ -187,7 +188,7 @@ def _without_foreign(request: web.Request, top: TopLevel) -> tuple[TopLevel, lis
     none (nearly always). LiteLLM's tags (`tags`, `metadata.tags`, x-litellm-tags) go onto the
     request-log record and are named only when left out of it."""
     small = top.small
-    foreign = [name for name in FOREIGN if name in small]  # another gateway's: never forwarded, named
+    foreign = gateway_fields(small)  # another gateway's: never forwarded, named
     meta, gone = anthropic_metadata(small.get(METADATA)) if METADATA in small else (None, [])
     header_tags = request.headers.get(TAGS_HEADER)
     if not foreign and not gone and header_tags is None:
@@ -347,7 +348,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
     resp = await counted(request, route, count, lambda: _estimate(whole()), (MessagesUpstream, InputTokenCounter))
     resp.headers[ANTHROPIC_REQUEST_ID] = request_id(request)
-    named = [name for name in FOREIGN if name in unsent]  # (a create's own fields change no count: not named)
+    named = gateway_fields(unsent)  # (a create's own fields change no count: not named)
     if named:
         resp.headers.update(with_named(resp.headers, named))
     return resp

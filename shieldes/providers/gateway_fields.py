@@ -14,7 +14,7 @@ state."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 # (the names of chat_history._Foreign's fields, in its order)
@@ -52,12 +52,17 @@ def anthropic_metadata(value: Any) -> tuple[Any, list[str]]:
     return kept or None, gone
 
 
+def gateway_fields(body: Mapping[str, Any] | Collection[str]) -> list[str]:
+    """The names of FOREIGN `body` has, in FOREIGN's order."""
+    if _FOREIGN.isdisjoint(body):  # (nearly every request: C-level, over its keys)
+        return []
+    return [name for name in FOREIGN if name in body]
+
+
 def foreign_fields(body: Mapping[str, Any]) -> list[str]:
     """The fields of `body` (a request's top-level fields, decoded) that are another gateway's, in
     FOREIGN's order, then `metadata` when it is not in OpenAI's shape."""
-    if _FOREIGN.isdisjoint(body) and METADATA not in body:  # (nearly every request: C-level, over its keys)
-        return []
-    out = [name for name in FOREIGN if name in body]
+    out = gateway_fields(body)
     if METADATA in body and not openai_metadata(body[METADATA]):
         out.append(METADATA)
     return out
