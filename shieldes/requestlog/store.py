@@ -215,7 +215,7 @@ def build_query(f: LogFilter, limit: int) -> tuple[str, dict[str, Any]]:
             where.append(f"started_at {op_} %({name})s")
             params[name] = value
     if f.tag is not None:
-        where.append("%(tag)s = ANY(tags)")
+        where.append("tags @> ARRAY[%(tag)s]::text[]")  # (GIN-indexed, migration 0026; `= ANY` is not)
         params["tag"] = f.tag
     for name in ("request_id", "node_id", "error_code"):
         value = getattr(f, name)
