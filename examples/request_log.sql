@@ -83,3 +83,12 @@ FROM request_log, unnest(tags) AS tag
 WHERE started_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 GROUP BY tag
 ORDER BY cost_usd DESC NULLS LAST;
+
+-- name: fallbacks_last_day
+-- Requests a fallback answered in the last day (the request's own `fallbacks` or an alias's
+-- `--fallback`), by requested model and the fallback that served: how often each model fails over.
+SELECT model, fallback, upstream_model, count(*) AS requests, sum(cost_usd) AS cost_usd
+FROM request_log
+WHERE fallback IS NOT NULL AND started_at > now() - interval '1 day'
+GROUP BY model, fallback, upstream_model
+ORDER BY requests DESC;

@@ -58,6 +58,7 @@ from shieldes.providers.gateway_fields import (
 from shieldes.providers.kinds import spec_for
 from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
+from shieldes.routing.asked_fallbacks import ASKED, DISABLE, FALLBACKS, read_asked
 from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
 
@@ -224,7 +225,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     # the top-level fields only: the history is decoded only if a deployment's translation needs it
     top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
+    asked = read_asked(top.small)  # (LiteLLM's and Bifrost's fallbacks: honoured, then left out as theirs)
     top, foreign = _without_foreign(request, top)
+    if asked or FALLBACKS in foreign or DISABLE in foreign:
+        foreign = [*(name for name in foreign if name not in ASKED), *asked.unused]
     max_tokens = _validate(top)
     small = top.small
     model = str(small["model"])
@@ -232,7 +236,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
     betas = bedrock_betas.header_values(request.headers.get("anthropic-beta"))
-    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens, tools=top.fields.get("tools"))
+    route = gw.with_fallbacks(key, gw.route(key, model), asked)
+    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens, route,
+                tools=top.fields.get("tools"))
     checked: list[bool] = []  # whether the history's ids fit, once a native deployment asks
 
     def native_payload(target: Target) -> bytes:
@@ -265,7 +271,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         # the upstream's count, or the estimate the answer already carries (never None here)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))
         headers = {"Content-Type": "application/json", REQUEST_ID: call.rid, ANTHROPIC_REQUEST_ID: call.rid,
-                   **call.res.headers, **with_named(got.headers, foreign)}
+                   **call.res.headers, **with_named(got.headers, foreign), **call.fallback_headers(served)}
         return web.Response(body=got.raw, headers=headers)
 
     async def open_stream(provider: Provider, target: Target, dep: Deployment) -> MessageStream:
@@ -285,7 +291,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     stream, served = await call.run(open_stream)
     return await call.pump_stream(request, stream, stream.frames, served,
                                   {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
-                                   **with_named(stream.headers, foreign)}, "error")
+                                   **with_named(stream.headers, foreign), **call.fallback_headers(served)}, "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

@@ -66,6 +66,7 @@ from shieldes.responses.service import ResponseStore, previous_not_found
 from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.upstream import NATIVE, Answer, EventStream, NativeEvents
+from shieldes.routing.asked_fallbacks import ASKED, DISABLE, FALLBACKS, NOTHING_ASKED, read_asked
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
@@ -167,6 +168,10 @@ class Turn:
             return
         await self.conversations.append_turn(self.conversation, self.key.id, self.stored_input, response)
 
+    def fallback_headers(self, served: RouteTarget) -> dict[str, str]:
+        """The answer's headers saying which fallback served it, when one did (noted on the record)."""
+        return self.gw.fallback_headers(self.route, served, self.rec) if self.route.fallbacks else {}
+
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
         usage = billed_as_served(usage, response, self.gw.container_sessions.bill)
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
@@ -263,6 +268,7 @@ async def prepare(request: web.Request) -> Prepared:
     over_socket = request.get(SOCKET_MEMORY) is not None
     turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
     foreign = [] if turn_read is None else foreign_fields(turn_read[1])
+    asked = NOTHING_ASKED if not foreign else read_asked(turn_read[1] if turn_read is not None else None)
     header_tags = request.headers.get(TAGS_HEADER)
     named = tagged(request, foreign, turn_read[1], header_tags) \
         if turn_read is not None and (foreign or header_tags is not None) else foreign
@@ -277,6 +283,7 @@ async def prepare(request: web.Request) -> Prepared:
         top = TopLevel(raw, INPUT)
         if not foreign:
             foreign = foreign_fields(top.small)
+            asked = read_asked(top.small) if foreign else NOTHING_ASKED
             if foreign or header_tags is not None:
                 named = tagged(request, foreign, top.small, header_tags)
             if foreign:  # another gateway's fields: never forwarded, named
@@ -290,7 +297,9 @@ async def prepare(request: web.Request) -> Prepared:
     rec = record_of(request)
     if rec is not None:
         rec.model, rec.stream = req.model, req.streaming
-    route = gw.route(key, req.model)
+    if FALLBACKS in foreign or DISABLE in foreign:  # honoured, not dropped
+        named = [*(name for name in named if name not in ASKED), *asked.unused]
+    route = gw.with_fallbacks(key, gw.route(key, req.model), asked)
     if req.background:  # a node that cannot run it refuses before any work
         if request.get(SOCKET_MEMORY) is not None:
             raise InvalidRequest("background mode is not available on a WebSocket: create the response with "
@@ -330,7 +339,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         turn.finish(served, response, token_usage(outcome.usage, turn.size, output, served_tier(response)))
         await turn.append(response)
         return json_response(response if shown else without_encrypted(response), p.rid,
-                             p.headers({**turn.res.headers, **outcome.headers}))
+                             p.headers({**turn.res.headers, **outcome.headers, **turn.fallback_headers(served)}))
     return await stream(request, p.rid, turn, served, outcome, shown, p.foreign)
 
 
@@ -377,7 +386,8 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
             yield relay.frame(str(event.get("type")), event if shown else event_without_encrypted(event))
 
     try:
-        resp = relay.sse_response(rid, dict(with_named({**turn.res.headers, **events.headers}, list(foreign))))
+        resp = relay.sse_response(rid, dict(with_named({**turn.res.headers, **events.headers,
+                                                        **turn.fallback_headers(served)}, list(foreign))))
         # a native upstream's frames: its own bytes where the gateway changes nothing, counted and
         # held for the conversation's append in the one generator that reads them
         out = events.frames(bill, tally, appended if turn.appends else None) \

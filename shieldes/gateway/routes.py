@@ -33,6 +33,7 @@ from shieldes.providers.chat_history import Found, read_turn
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.gateway_fields import METADATA, TAGS, TAGS_HEADER, foreign_fields, request_tags
 from shieldes.requestlog.record import RequestRecord
+from shieldes.routing.asked_fallbacks import ASKED, NOTHING_ASKED, read_asked
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
@@ -236,6 +237,10 @@ class Call:
             self.gw.meter.release(self.res)
             raise
 
+    def fallback_headers(self, served: RouteTarget) -> dict[str, str]:
+        """The answer's headers saying which fallback served it, when one did (noted on the record)."""
+        return self.gw.fallback_headers(self.route, served, self.rec) if self.route.fallbacks else {}
+
     def settle(self, served: RouteTarget, usage: TokenUsage) -> None:
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
         rec = self.rec
@@ -256,7 +261,8 @@ class Call:
         except BaseException:
             self.gw.meter.release(self.res)
             raise
-        self.headers = {**self.res.headers, **dropped_header([*out.named, *result.dropped])}
+        self.headers = {**self.res.headers, **dropped_header([*out.named, *result.dropped]),
+                        **self.fallback_headers(served)}
         if result.usage is not None:
             self.settle(served, result.usage)
             return result
@@ -278,6 +284,8 @@ class Call:
             raise
         dropped = [*out.named, *stream.dropped]
         headers = {**self.res.headers, **dropped_header(dropped)} if dropped else self.res.headers
+        if self.route.fallbacks:
+            headers = {**headers, **self.fallback_headers(served)}
         # pump_stream's work, in this coroutine (a layer costs every stream one)
         tally = relay.Tally()
         try:
@@ -383,10 +391,14 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     body = top.small
     foreign = tuple(foreign_fields(body))  # another gateway's fields: never forwarded, named
     named = foreign
+    asked = NOTHING_ASKED
     header_tags = request.headers.get(TAGS_HEADER)
     if foreign or header_tags is not None:
         named = tuple(tagged(request, foreign, top.small, header_tags))
         body = {name: value for name, value in body.items() if name not in foreign}
+        if op != "embeddings":  # (an embedding from another model is in another vector space: no fallback)
+            asked = read_asked(top.small)
+            named = (*(name for name in named if name not in ASKED), *asked.unused)
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
@@ -407,7 +419,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
     max_tokens = _max_tokens(body)
     choices = 1 if op == "embeddings" else _choices(body, op)
-    route = gw.route(key, requested)
+    route = gw.with_fallbacks(key, gw.route(key, requested), asked)
     call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True, choices=choices)
     cap = call.cap
     # a budget needs a bound on the completion: the request gets one (added to the client's bytes)

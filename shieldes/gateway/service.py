@@ -8,7 +8,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
+from urllib.parse import quote
 
 import orjson
 
@@ -31,9 +33,11 @@ from shieldes.providers.base import (
 )
 from shieldes.providers.chat_history import Found
 from shieldes.providers.hosted_tools import held_uses, may_offer
+from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.input_turns import InputTurn
+from shieldes.routing.asked_fallbacks import Asked
 from shieldes.routing.quota import DeploymentQuotas
-from shieldes.routing.router import CircuitBreaker, Route, resolve
+from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, fallback_routes, resolve
 from shieldes.secrets import Keyring, hash_key
 from shieldes.settings import Settings
 from shieldes.usage.container_sessions import ContainerSessions
@@ -85,6 +89,15 @@ class StateView(Protocol):
     @property
     def position(self) -> int: ...
 
+
+
+FALLBACK_HEADER = "x-shieldes-fallback"  # the fallback that answered, as the request or the alias named it
+UPSTREAM_MODEL_HEADER = "x-shieldes-upstream-model"  # the model that answered (the request log's upstream_model)
+
+
+def header_safe(name: str) -> str:
+    """A model name as a header value: as it is when printable ASCII, else percent-encoded."""
+    return name if name.isascii() and name.isprintable() else quote(name, safe="/:.-_@+=")
 
 
 HASHES_KEPT = 4096  # distinct keys whose hash authenticate() keeps
@@ -231,6 +244,45 @@ class Gateway(UpstreamCalls):
                 "or widen it with `shieldes key update --models`"
             )
         return route
+
+    def with_fallbacks(self, key: VirtualKey, route: Route, asked: Asked, listing: str = "GET /v1/models") -> Route:
+        """`route` with the request's own fallbacks tried first (then the configured ones, unless
+        it sent `disable_fallbacks`). Each must be served and usable by the key, as the requested
+        model must: refused before any upstream call, naming the entry, rather than skipped, so a
+        client never believes in a failover it does not have."""
+        if not asked:
+            return route
+        for i, name in enumerate(asked.names):
+            found = self._resolve(name)
+            if found is None:
+                raise NotFound(f"fallbacks[{i}]: model {name!r} is not served by any provider; name a model or "
+                               f"alias from {listing}, or remove it from `fallbacks`", param=f"fallbacks[{i}]")
+            if not (key.allows_model(found.model) or key.allows_model(name)):
+                raise PermissionDenied(f"fallbacks[{i}]: key {key.name!r} may not use model {name!r}; remove it "
+                                       "from `fallbacks`, or widen the key with `shieldes key update --models`",
+                                       param=f"fallbacks[{i}]")
+        configured = () if asked.disable else route.fallbacks
+        return replace(route, fallbacks=(*asked.names, *configured), chained=not asked.disable)
+
+    def fallback_served(self, route: Route, served: RouteTarget) -> str | None:
+        """The fallback (as the request or the alias named it) whose group answered, or None when
+        the requested model's own targets did."""
+        if not route.fallbacks or served in route.targets:
+            return None
+        for group in fallback_routes(self.state.config, route):
+            if served in group.targets:
+                return group.requested
+        return None
+
+    def fallback_headers(self, route: Route, served: RouteTarget, rec: RequestRecord | None) -> dict[str, str]:
+        """When a fallback answered: its name and the model that served, for the answer's headers
+        (x-shieldes-fallback, x-shieldes-upstream-model) and the request-log record (`fallback`)."""
+        name = self.fallback_served(route, served)
+        if name is None:
+            return {}
+        if rec is not None:
+            rec.fallback = name
+        return {FALLBACK_HEADER: header_safe(name), UPSTREAM_MODEL_HEADER: header_safe(served.model)}
 
     def models_for(self, key: VirtualKey) -> list[tuple[str, str]]:
         """(model, owner) for every model and alias (owner "shieldes") the key may use. Patterns

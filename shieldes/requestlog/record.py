@@ -22,7 +22,7 @@ COLUMNS = (
     "failover_path", "stream", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens",
     "cached_tokens", "reasoning_tokens", "cost_nusd", "client_ip", "user_agent", "trace_id", "error_message",
     "images", "audio_seconds", "characters", "cache_write_tokens", "service_tier", "web_searches",
-    "file_searches", "containers", "actor", "tags",
+    "file_searches", "containers", "actor", "tags", "fallback",
 )
 
 
@@ -90,6 +90,7 @@ class RequestRecord:
     file_searches: int | None = None
     containers: int | None = None
     tags: list[str] | None = None  # the client's cost-attribution tags (LiteLLM's), bounded (gateway_fields)
+    fallback: str | None = None  # the fallback (as the request or the alias named it) that answered
     # tracing: the attempt span of a stream, ended when the stream ends (tracing.stream_ended)
     upstream_span: Any = None
     # a background response's: handed to the request log when its run ends, not when it was created
@@ -155,7 +156,7 @@ class RequestRecord:
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
             written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
             _cut(self.service_tier), self.web_searches, self.file_searches, self.containers,
-            _cut(self.actor), self.tags,
+            _cut(self.actor), self.tags, _cut(self.fallback),
         )
 
     def fields(self, node_id: str) -> dict[str, Any]:

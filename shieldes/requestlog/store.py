@@ -29,7 +29,7 @@ BODY_COLUMNS = ("request_id", "started_at", "node_id", "request_body", "response
 ROW_TYPES = ("text", "timestamptz", "timestamptz", "text", "text", "text", "text", "int2", "text", "text", "text",
              "text", "text", "text", "text", "int2", "text[]", "bool", "float8", "float8", "float8", "int8", "int8",
              "int8", "int8", "int8", "text", "text", "text", "text", "int8", "int8", "int8", "int8", "text",
-             "int8", "int8", "int8", "text", "text[]")
+             "int8", "int8", "int8", "text", "text[]", "text")
 BODY_TYPES = ("text", "timestamptz", "text", "text", "text", "bool")
 PARTITION_LOCK = 0x5EED_0014  # serializes partition DDL across nodes
 # The columns of the request_log view, as `shieldes logs --json` prints them.
@@ -39,7 +39,7 @@ VIEW_COLUMNS = (
     "error_message", "latency_ms", "ttfb_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "cached_tokens",
     "cache_write_tokens", "reasoning_tokens", "images", "audio_seconds", "characters", "cost_usd", "cost_nusd",
     "stream", "client_ip", "user_agent", "trace_id", "logged_at", "service_tier", "web_searches", "file_searches",
-    "containers", "actor", "tags",
+    "containers", "actor", "tags", "fallback",
 )
 
 _TEXT_OID = postgres.types["text"].oid

@@ -29,13 +29,16 @@ class RouteTarget:
 class Route:
     """`model` is the name the upstream and pricing know (of the first target, for an alias whose
     targets differ); `targets` may serve it; `fallbacks` are model or alias names to try, in
-    order, once every target failed or the prompt does not fit."""
+    order, once every target failed or the prompt does not fit (a request's own `fallbacks` first,
+    then the alias's). `chained`: the fallbacks' own configured fallbacks are tried too (not when
+    the request sent `disable_fallbacks`)."""
 
     requested: str
     model: str
     targets: tuple[RouteTarget, ...]
     pinned: bool
     fallbacks: tuple[str, ...] = ()
+    chained: bool = True
 
     @property
     def deployments(self) -> tuple[Deployment, ...]:
@@ -118,7 +121,7 @@ def resolve(config: ConfigState, requested: str) -> Route | None:
 
 def fallback_routes(config: ConfigState, route: Route) -> list[Route]:
     """The fallback groups of `route`, in order, each once: its fallbacks, then theirs (breadth
-    first). Names that no longer resolve are skipped."""
+    first; not when the route is not `chained`). Names that no longer resolve are skipped."""
     out: list[Route] = []
     seen = {route.requested}
     queue = list(route.fallbacks)
@@ -131,7 +134,8 @@ def fallback_routes(config: ConfigState, route: Route) -> list[Route]:
         if found is not None:
             if found.targets:
                 out.append(found)
-            queue.extend(found.fallbacks)
+            if route.chained:
+                queue.extend(found.fallbacks)
     return out
 
 

@@ -110,6 +110,11 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
             up.inject("/v1/chat/completions", status=500, times=1)  # first attempt fails, the next serves
             await client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
             want["failover"] += 1
+        # every deployment of gpt-4o fails: the fallback the request names answers (examples/request_log.sql)
+        up.inject("/v1/chat/completions", status=500, times=2)
+        await client.chat.completions.create(model="gpt-4o", messages=MSGS,  # type: ignore[arg-type]
+                                             extra_body={"fallbacks": ["gpt-4o-mini"]})
+        want["fallback"] += 1
         limited_client = oai(h.base, limited)
         await limited_client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
         want["json"] += 1
@@ -135,6 +140,8 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
                 return "disconnect"
             if r["status"] != 200:
                 return str(r["status"])
+            if r["fallback"]:
+                return "fallback"
             if r["attempts"] == 2:
                 return "failover"
             return "stream" if r["stream"] else "json"
@@ -154,6 +161,9 @@ async def test_every_kind_of_request_gets_exactly_one_row(database_url: str) -> 
             assert r["ttft_ms"] is not None and 0 < r["ttft_ms"] <= r["latency_ms"]
         for r in by_kind["failover"]:
             assert r["failover_path"][-1] == r["deployment"] and len(r["failover_path"]) == 2
+        [fell] = by_kind["fallback"]
+        assert (fell["model"], fell["upstream_model"], fell["fallback"]) == ("gpt-4o", "gpt-4o-mini", "gpt-4o-mini")
+        assert len(fell["failover_path"]) == 3 and fell["cost_nusd"] > 0 and fell["error_code"] is None
         for code, error, key in (("401", "invalid_api_key", None), ("403", "model_not_allowed", "narrow"),
                                  ("404", "model_not_found", "good"), ("429", "rate_limit_exceeded", "limited")):
             for r in by_kind[code]:

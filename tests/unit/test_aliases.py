@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -82,6 +83,8 @@ def test_fallback_chains_are_breadth_first_and_each_group_is_tried_once() -> Non
     # a cycle is harmless: every group is tried once
     cyclic = run(SetModelAlias("c", (AliasTarget("claude", "claude-sonnet-4-5"),), ("a",)), state=state)
     assert [r.requested for r in fallback_routes(cyclic, route)] == ["b", "gpt-4o-mini", "c"]
+    # a request's `disable_fallbacks`: the groups named, not their own configured fallbacks
+    assert [r.requested for r in fallback_routes(state, replace(route, chained=False))] == ["b", "gpt-4o-mini"]
     with pytest.raises(CommandRejected, match="is a fallback of a"):
         run(RemoveModelAlias("b"), state=state)
     with pytest.raises(CommandRejected, match="is a target of alias a, b"):

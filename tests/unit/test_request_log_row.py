@@ -32,7 +32,7 @@ def reference_row(rec: RequestRecord, node_id: str) -> tuple[Any, ...]:
         _count(rec.cached_tokens), _count(rec.reasoning_tokens), _count(rec.cost_nusd), rec.client_ip,
         _cut(rec.user_agent), rec.trace_id, _cut(rec.error_message), rec.images, rec.audio_seconds, rec.characters,
         _count(rec.cache_write_tokens), _cut(rec.service_tier), rec.web_searches, rec.file_searches, rec.containers,
-        _cut(rec.actor), rec.tags,
+        _cut(rec.actor), rec.tags, _cut(rec.fallback),
     )
 
 
@@ -50,7 +50,7 @@ units = st.none() | st.integers(1, 10**12)  # counted by the gateway (images, se
        tried=st.none() | st.lists(st.text(max_size=10), max_size=3), stream=st.booleans(),
        prompt=counts, completion=counts, cached=counts, written=counts, reasoning=counts, cost=counts,
        status=st.integers(0, 599), client_ip=texts, trace_id=texts, images=units, seconds=units, characters=units,
-       tier=texts, tools=st.tuples(units, units, units))
+       tier=texts, tools=st.tuples(units, units, units), fallback=texts)
 def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: float, first_byte: float,
                                            first_token: float, path: str, model: str | None,
                                            user_agent: str | None, error_code: str | None,
@@ -60,7 +60,8 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
                                            written: int | None, reasoning: int | None, cost: int | None, status: int,
                                            client_ip: str | None, trace_id: str | None, images: int | None,
                                            seconds: int | None, characters: int | None, tier: str | None,
-                                           tools: tuple[int | None, int | None, int | None]) -> None:
+                                           tools: tuple[int | None, int | None, int | None],
+                                           fallback: str | None) -> None:
     rec = RequestRecord("r1", started, t0, "POST", path)
     rec.t_end, rec.t_first_byte, rec.t_first_token = t_end, first_byte, first_token
     rec.model, rec.user_agent, rec.error_code, rec.key = model, user_agent, error_code, key
@@ -69,7 +70,7 @@ def test_the_row_is_the_columns_definition(started: float, t0: float, t_end: flo
     rec.prompt_tokens, rec.completion_tokens, rec.cached_tokens = prompt, completion, cached
     rec.reasoning_tokens, rec.cost_nusd, rec.cache_write_tokens = reasoning, cost, written
     rec.images, rec.audio_seconds, rec.characters = images, seconds, characters
-    rec.service_tier = tier
+    rec.service_tier, rec.fallback = tier, fallback
     rec.web_searches, rec.file_searches, rec.containers = tools
     row = rec.row("node-1")
     assert row == reference_row(rec, "node-1")

@@ -1,0 +1,225 @@
+"""A request's own fallbacks, as apps moved from LiteLLM (`fallbacks: ["gpt-4o-mini"]`, `[{"model":
+...}]`, `disable_fallbacks`) and Bifrost (`fallbacks: ["openai/gpt-4o-mini"]`) send them, through a
+real node and the official SDKs: tried in order once the requested model's deployments fail (before
+a stream's first byte only), never forwarded, held to the key's models, billed to the model that
+answered, and said in the answer's headers and the request log. Before, they were dropped (named
+in x-shieldes-dropped) and an app that relied on them lost its failover silently."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import pytest
+
+from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing
+from shieldes.projections.state import AliasTarget
+from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, Harness, harness
+from tests.integration.test_request_log import flushed
+
+HELLO: Any = [{"role": "user", "content": "say hello"}]
+CLAUDE = "claude-3-5-haiku-latest"
+TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+DEAD = "http://127.0.0.1:1"  # nothing listens: every call to it fails to connect (retryable)
+
+
+async def _dead_deployments(h: Harness) -> None:
+    """`big-model` (OpenAI-compatible) and `claude-old` (Anthropic) are served only by deployments
+    that cannot be reached; the harness's `openai` and `claude` deployments answer."""
+    ref = "env:" + UPSTREAM_KEY_ENV
+    await h.admin(AddProvider("dead", "openai", DEAD, ref, ("big-model",)))
+    await h.admin(AddProvider("deadclaude", "anthropic", DEAD, ref, ("claude-old",)))
+
+
+def _fell_back(headers: Any, name: str, model: str) -> None:
+    assert headers["x-shieldes-fallback"] == name, dict(headers)
+    assert headers["x-shieldes-upstream-model"] == model
+    assert "x-shieldes-dropped" not in headers  # honoured, not dropped
+
+
+async def test_openai_routes_fall_back_to_the_models_the_request_names(database_url: str) -> None:
+    async with harness(database_url, request_log_interval=0.05) as h:
+        await _dead_deployments(h)
+        await h.admin(SetPricing("gpt-4o-mini", 1.0, 4.0))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        up = h.upstream
+        fell: dict[str, str] = {}  # request id -> the fallback that answered
+
+        # LiteLLM's strings: the dead model fails, the next names answer in order
+        raw: Any = await client.chat.completions.with_raw_response.create(
+            model="big-model", messages=HELLO, extra_body={"fallbacks": ["claude-old", "gpt-4o-mini"]})
+        _fell_back(raw.headers, "gpt-4o-mini", "gpt-4o-mini")
+        assert raw.parse().choices[0].message.content == "Hello from the fake upstream"
+        sent = up.last("/v1/chat/completions").body
+        assert sent["model"] == "gpt-4o-mini" and "fallbacks" not in sent
+        fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
+
+        # Bifrost's provider/model, to a model of another API (translated there)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="big-model", messages=HELLO, stream=True, extra_body={"fallbacks": [f"claude/{CLAUDE}"]})
+        _fell_back(raw.headers, f"claude/{CLAUDE}", CLAUDE)
+        assert "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+        assert "fallbacks" not in up.last("/v1/messages").body
+        fell[raw.headers["x-request-id"]] = f"claude/{CLAUDE}"
+
+        # LiteLLM's objects: the model is tried; the per-fallback overrides are not applied, and named
+        raw = await client.completions.with_raw_response.create(
+            model="big-model", prompt="say hello",
+            extra_body={"fallbacks": [{"model": "gpt-4o-mini", "temperature": 0.1}]})
+        assert raw.headers["x-shieldes-fallback"] == "gpt-4o-mini"
+        assert raw.headers["x-shieldes-dropped"] == "fallbacks[0].temperature"
+        assert up.last("/v1/completions").body["model"] == "gpt-4o-mini"
+        fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
+
+        # the requested model answers: no fallback tried, nothing said
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=HELLO, extra_body={"fallbacks": ["gpt-4o-mini"]})
+        assert "x-shieldes-fallback" not in raw.headers and up.last().body["model"] == "gpt-4o"
+        fell[raw.headers["x-request-id"]] = ""
+
+        # Responses, JSON and stream
+        raw = await client.responses.with_raw_response.create(model="big-model", input="hi",
+                                                              extra_body={"fallbacks": ["gpt-4o-mini"]})
+        _fell_back(raw.headers, "gpt-4o-mini", "gpt-4o-mini")
+        assert raw.parse().output_text
+        fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
+        raw = await client.responses.with_raw_response.create(model="big-model", input="hi", stream=True,
+                                                              extra_body={"fallbacks": ["gpt-4o-mini"]})
+        _fell_back(raw.headers, "gpt-4o-mini", "gpt-4o-mini")
+        assert [e async for e in raw.parse()][-1].type == "response.completed"
+        fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
+
+        # the request log says which model served and which fallback; the bill is the model that answered
+        await flushed(h, len(fell))
+        rows = h.sql("SELECT request_id, model, upstream_model, fallback, cost_nusd, prompt_tokens,"
+                     " completion_tokens, failover_path FROM request_log")
+        logged = {r[0]: r for r in rows if r[0] in fell}
+        assert {rid: r[3] or "" for rid, r in logged.items()} == fell
+        first = logged[next(iter(fell))]
+        assert first[1:3] == ("big-model", "gpt-4o-mini") and first[7][0] == "dead" and first[7][-1] == "openai"
+        assert first[4] == first[5] * 1000 + first[6] * 4000  # gpt-4o-mini's price ($1/$4 per 1M: nUSD per token)
+
+
+async def test_a_stream_falls_back_only_before_its_first_byte(database_url: str) -> None:
+    async with harness(database_url, upstream_retries=0) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        up = h.upstream
+        # the upstream says it is overloaded in the stream's first event: nothing went out yet
+        up.inject("/v1/chat/completions", stream_error="server_error")
+        raw: Any = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=HELLO, stream=True, extra_body={"fallbacks": [CLAUDE]})
+        _fell_back(raw.headers, CLAUDE, CLAUDE)
+        assert "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+        # it breaks after two frames: the client has them, so it gets the error, not another model's text
+        to_claude = len(up.requests_to("/v1/messages"))
+        up.inject("/v1/chat/completions", disconnect_after=2)
+        stream = await client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True,
+                                                      extra_body={"fallbacks": [CLAUDE]})
+        with pytest.raises(openai.APIError):
+            async for _chunk in stream:
+                pass
+        assert len(up.requests_to("/v1/messages")) == to_claude
+
+
+async def test_messages_fall_back_through_the_anthropic_sdk(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await _dead_deployments(h)
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        for stream in (False, True):
+            raw: Any = await claude.messages.with_raw_response.create(
+                model="claude-old", max_tokens=16, messages=HELLO, stream=stream,
+                extra_body={"fallbacks": [CLAUDE], "num_retries": 1})
+            assert raw.headers["x-shieldes-fallback"] == CLAUDE and raw.headers["x-shieldes-dropped"] == "num_retries"
+            if stream:
+                assert [e.type async for e in await raw.parse()][-1] == "message_stop"
+            sent = h.upstream.last("/v1/messages").body
+            assert sent["model"] == CLAUDE and not {"fallbacks", "num_retries"} & set(sent)
+        # an OpenAI model as a Messages fallback: translated there
+        msg = await claude.messages.create(model="claude-old", max_tokens=16, messages=HELLO,
+                                           extra_body={"fallbacks": ["gpt-4o-mini"]})
+        assert msg.content and h.upstream.last().path == "/v1/chat/completions"
+
+
+async def test_fallbacks_the_key_may_not_use_or_nobody_serves_are_refused_before_any_call(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await _dead_deployments(h)
+        secret = await h.create_key("narrow", models=("big-model", "gpt-4o", "claude-old"))
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        calls = len(h.upstream.requests)
+        refusals: list[tuple[Any, type[Exception], str]] = [
+            (["gpt-4o", "gpt-4o-mini"], openai.PermissionDeniedError,
+             "fallbacks[1]: key 'narrow' may not use model 'gpt-4o-mini'; remove it from `fallbacks`"),
+            (["nope"], openai.NotFoundError, "fallbacks[0]: model 'nope' is not served by any provider"),
+            ("gpt-4o", openai.BadRequestError, "field 'fallbacks' has the wrong type"),
+            ([7], openai.BadRequestError, "fallbacks[0] must be a model name"),
+            ([{"messages": []}], openai.BadRequestError, "fallbacks[0].model must be a model name"),
+            (["gpt-4o"] * 6, openai.BadRequestError, "field 'fallbacks' has 6 entries"),
+        ]
+        for fallbacks, error, message in refusals:
+            with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")) as got:
+                await client.chat.completions.create(model="big-model", messages=HELLO,
+                                                     extra_body={"fallbacks": fallbacks})
+            body: Any = got.value.body
+            if error is openai.BadRequestError:
+                assert body["param"].startswith("fallbacks")
+        with pytest.raises(openai.BadRequestError, match="'disable_fallbacks' has the wrong type"):
+            await client.responses.create(model="big-model", input="hi", extra_body={"disable_fallbacks": "yes"})
+        with pytest.raises(anthropic.PermissionDeniedError, match=r"fallbacks\[0\]: key 'narrow' may not use") as err:
+            await claude.messages.create(model="claude-old", max_tokens=16, messages=HELLO,
+                                         extra_body={"fallbacks": [CLAUDE]})
+        assert err.value.body["type"] == "error"  # (Anthropic's shape)  # type: ignore[index]
+        assert len(h.upstream.requests) == calls  # no upstream saw any of them
+
+
+async def test_disable_fallbacks_turns_off_the_aliases_own(database_url: str) -> None:
+    async with harness(database_url, upstream_retries=0) as h:
+        await _dead_deployments(h)
+        await h.admin(SetModelAlias("smart", (AliasTarget("dead", "big-model"),), ("gpt-4o-mini",)))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        raw: Any = await client.chat.completions.with_raw_response.create(model="smart", messages=HELLO)
+        assert raw.headers["x-shieldes-fallback"] == "gpt-4o-mini"  # (the alias's own, said the same way)
+        calls = len(h.upstream.requests)
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.chat.completions.create(model="smart", messages=HELLO, extra_body={"disable_fallbacks": True})
+        assert err.value.status_code == 502 and len(h.upstream.requests) == calls
+        # the request's own still apply, before the alias's (which are off here)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="smart", messages=HELLO, extra_body={"fallbacks": [CLAUDE], "disable_fallbacks": True})
+        assert raw.headers["x-shieldes-fallback"] == CLAUDE
+
+
+async def test_a_responses_websocket_turn_falls_back_and_the_request_log_says_so(database_url: str) -> None:
+    """Over the WebSocket each `response.create` is a request of its own: its fallbacks are
+    honoured; with no per-answer headers there, the request log says which fallback served."""
+    async with harness(database_url, request_log_interval=0.05) as h:
+        await _dead_deployments(h)
+        secret = await h.create_key("app")
+        await h.sync()
+        url = h.base.replace("http://", "ws://") + "/v1/responses"
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers={"Authorization": f"Bearer {secret}"}) as ws:
+            await ws.send_json({"type": "response.create", "model": "big-model", "input": "hi",
+                                "fallbacks": ["gpt-4o-mini"]})
+            while (event := json.loads(await ws.receive_str(timeout=10)))["type"] not in TERMINAL:
+                pass
+            assert event["type"] == "response.completed", event
+            await ws.send_json({"type": "response.create", "model": "big-model", "input": "hi", "fallbacks": "x"})
+            while (event := json.loads(await ws.receive_str(timeout=10)))["type"] not in TERMINAL:
+                pass
+            assert event["type"] == "error" and "field 'fallbacks' has the wrong type" in json.dumps(event)
+        assert h.upstream.last("/v1/chat/completions").body["model"] == "gpt-4o-mini"
+        await flushed(h, 3)  # (the handshake's row, then a row per turn)
+        rows = h.sql("SELECT model, upstream_model, fallback FROM request_log WHERE fallback IS NOT NULL")
+        assert rows == [("big-model", "gpt-4o-mini", "gpt-4o-mini")]
