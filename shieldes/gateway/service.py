@@ -320,14 +320,9 @@ class Gateway(UpstreamCalls):
         a Responses request's `max_tool_calls`), and the completion cap leaves room for them."""
         config = self.state.config
         budgeted = self.budgeted(key)
-        found = self.prices.lookup(config.pricing, route.model)
-        if found is None and budgeted and not self.settings.allow_unpriced:
-            raise self._not_priced(key, route)
-        # held at the dearest place it may be served: a priority tier asked for, a regional endpoint
-        # and at the dearest modality price the model has (an audio answer's audio output)
-        rate = held(served_at(found or NO_RATE, "priority" if service_tier == "priority" else None,
-                              any(regional(t.deployment.kind, t.deployment.options) for t in route.targets)))
         prompt = prompt_bytes // 4
+        rate = self._held_rate(key, route, budgeted, "priority" if service_tier == "priority" else None, prompt,
+                               0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices)
         usage = self.state.usage
         position = self.state.position
         seen = self.meter.look(config, usage, key, position)
@@ -347,10 +342,42 @@ class Gateway(UpstreamCalls):
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped
 
-    def _not_priced(self, key: VirtualKey, route: Route) -> ModelNotPriced:
+    def _held_rate(self, key: VirtualKey, route: Route, budgeted: bool, tier: str | None, prompt: int,
+                   completion: int) -> Rate:
+        """The rates a request is held at: the dearest place it may be served (a priority tier asked
+        for, a regional endpoint, the dearest modality price: an audio answer's audio output), and,
+        when it may fall back, the dearest for its estimate (`prompt`, `completion` tokens) of every
+        model a fallback may send it to, since the bill is the model that answers. Under a budget a
+        model without a price is refused, a fallback's too (fail closed)."""
+        config = self.state.config
+        if not route.fallbacks:  # (nearly every request)
+            found = self.prices.lookup(config.pricing, route.model)
+            if found is None and budgeted and not self.settings.allow_unpriced:
+                raise self._not_priced(key, route)
+            return held(served_at(found or NO_RATE, tier,
+                                  any(regional(t.deployment.kind, t.deployment.options) for t in route.targets)))
+        estimate = TokenUsage(prompt, completion)
+        groups = [route, *fallback_routes(config, route)]
+        dearest: Rate | None = None
+        for group in groups:
+            models = (route.model,) if group is route else tuple(dict.fromkeys(t.model for t in group.targets))
+            for model in models:
+                found = self.prices.lookup(config.pricing, model)
+                if found is None and budgeted and not self.settings.allow_unpriced:
+                    raise self._not_priced(key, group if group is route else replace(group, model=model),
+                                           None if group is route else group.requested)
+                rate = held(served_at(found or NO_RATE, tier, any(regional(t.deployment.kind, t.deployment.options)
+                                                                for t in group.targets)))
+                if dearest is None or cost_nusd(rate, estimate) > cost_nusd(dearest, estimate):
+                    dearest = rate
+        assert dearest is not None
+        return dearest
+
+    def _not_priced(self, key: VirtualKey, route: Route, fallback: str | None = None) -> ModelNotPriced:
         served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None
+        via = f" (a fallback, via {fallback!r})" if fallback is not None else ""
         return ModelNotPriced(
-            f"model {route.model!r} has no price, so the budget of key {key.name!r} (or its team) cannot "
+            f"model {route.model!r}{via} has no price, so the budget of key {key.name!r} (or its team) cannot "
             f"be enforced on it; set one with {price_hint(route.model, served_by)} (an operator may allow "
             "unpriced models with SHIELDES_ALLOW_UNPRICED=true)"
         )

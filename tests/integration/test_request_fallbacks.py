@@ -201,6 +201,31 @@ async def test_disable_fallbacks_turns_off_the_aliases_own(database_url: str) ->
         assert raw.headers["x-shieldes-fallback"] == CLAUDE
 
 
+async def test_a_budget_holds_the_request_at_its_dearest_fallback(database_url: str) -> None:
+    async with harness(database_url) as h:
+        await _dead_deployments(h)
+        await h.admin(SetPricing("gpt-4o", 0.01, 0.01))
+        await h.admin(SetPricing("big-model", 0.01, 0.01))
+        await h.admin(SetPricing("gpt-4o-mini", 1000.0, 1000.0))  # $1 buys about a thousand tokens of it
+        secret = await h.create_key("app", budget_usd=1.0)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        up = h.upstream
+        # a budgeted request naming no max_tokens is capped at what the budget buys of the model it may reach
+        await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        assert up.last().body["max_completion_tokens"] == 4096  # (gpt-4o alone: the setting's cap)
+        await client.chat.completions.create(model="gpt-4o", messages=HELLO, extra_body={"fallbacks": ["gpt-4o-mini"]})
+        held = up.last().body["max_completion_tokens"]
+        assert up.last().body["model"] == "gpt-4o" and 900 < held < 1000  # held as if the dear one answered
+        # an unpriced fallback cannot be held to the budget: refused, naming it
+        calls = len(up.requests)
+        with pytest.raises(openai.PermissionDeniedError, match=r"model 'claude-old' \(a fallback, via 'claude-old'\) "
+                                                               "has no price"):
+            await client.chat.completions.create(model="gpt-4o", messages=HELLO,
+                                                 extra_body={"fallbacks": ["claude-old"]})
+        assert len(up.requests) == calls
+
+
 async def test_a_responses_websocket_turn_falls_back_and_the_request_log_says_so(database_url: str) -> None:
     """Over the WebSocket each `response.create` is a request of its own: its fallbacks are
     honoured; with no per-answer headers there, the request log says which fallback served."""
