@@ -5,7 +5,8 @@ import { api, h, fmt, table, heading, field, qs, errorBox } from "./core.js";
 const DETAIL = [
   ["node_id", "Node"], ["started_at", "Started"], ["finished_at", "Finished"], ["key_name", "Key"],
   ["key_id", "Key id"], ["team_id", "Team id"], ["method", "Method"], ["route", "Route"], ["path", "Path"],
-  ["model", "Model"], ["upstream_model", "Upstream model"], ["deployment", "Deployment"], ["attempts", "Attempts"],
+  ["model", "Model"], ["upstream_model", "Upstream model"], ["fallback", "Fallback that answered"],
+  ["deployment", "Deployment"], ["attempts", "Attempts"],
   ["failover_path", "Deployments tried"], ["status", "Status"], ["error_code", "Error code"], ["error_message", "Why"],
   ["latency_ms", "Latency"], ["ttfb_ms", "Time to first byte"], ["ttft_ms", "Time to first token"],
   ["prompt_tokens", "Prompt tokens"], ["completion_tokens", "Completion tokens"], ["cached_tokens", "Cached tokens"],
