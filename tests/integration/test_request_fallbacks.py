@@ -7,6 +7,7 @@ in x-shieldes-dropped) and an app that relied on them lost its failover silently
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from shieldes.projections.shared_commands import AddProvider, SetModelAlias, SetPricing
 from shieldes.projections.state import AliasTarget
-from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, Harness, harness
+from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, Harness, harness, wait_until
 from tests.integration.test_request_log import flushed
 
 HELLO: Any = [{"role": "user", "content": "say hello"}]
@@ -247,4 +248,34 @@ async def test_a_responses_websocket_turn_falls_back_and_the_request_log_says_so
         assert h.upstream.last("/v1/chat/completions").body["model"] == "gpt-4o-mini"
         await flushed(h, 3)  # (the handshake's row, then a row per turn)
         rows = h.sql("SELECT model, upstream_model, fallback FROM request_log WHERE fallback IS NOT NULL")
+        assert rows == [("big-model", "gpt-4o-mini", "gpt-4o-mini")]
+
+
+async def test_a_background_response_falls_back_and_the_request_log_says_so(database_url: str) -> None:
+    """A background run answers later, with no headers of its own: the request log says which
+    fallback served it."""
+    async with harness(database_url, request_log_interval=0.05) as h:
+        await _dead_deployments(h)
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        created = await client.responses.create(model="big-model", input="hi", background=True,
+                                                extra_body={"fallbacks": ["gpt-4o-mini"]})
+        done: list[Any] = []
+
+        async def finished() -> bool:
+            done.append(await client.responses.retrieve(created.id))
+            return done[-1].status not in ("queued", "in_progress")
+
+        while not await finished():
+            await asyncio.sleep(0.02)
+        assert done[-1].status == "completed" and done[-1].output_text
+        writer = h.node.request_log
+        assert writer is not None
+        query = ("SELECT model, upstream_model, fallback FROM request_log WHERE route = '/v1/responses'"
+                 " AND method = 'POST'")
+        # (a background run's row is handed to the writer when the run ends, just after its status)
+        await wait_until(lambda: writer.buffer.added >= 1 + len(done), timeout=10)
+        assert await writer.flush_all(10)
+        rows = h.sql(query)
         assert rows == [("big-model", "gpt-4o-mini", "gpt-4o-mini")]
