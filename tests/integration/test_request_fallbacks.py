@@ -95,6 +95,12 @@ async def test_openai_routes_fall_back_to_the_models_the_request_names(database_
         assert [e async for e in raw.parse()][-1].type == "response.completed"
         fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
 
+        # embeddings do not fall back (another model's vectors are in another space): left out, named
+        raw = await client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi",
+                                                               extra_body={"fallbacks": ["gpt-4o-mini"]})
+        assert raw.headers["x-shieldes-dropped"] == "fallbacks" and "x-shieldes-fallback" not in raw.headers
+        assert "fallbacks" not in up.last("/v1/embeddings").body
+
         # the request log says which model served and which fallback; the bill is the model that answered
         await flushed(h, len(fell))
         rows = h.sql("SELECT request_id, model, upstream_model, fallback, cost_nusd, prompt_tokens,"
