@@ -9,6 +9,10 @@ Claude offered several tools calls the first two at once (parallel tool use) unl
 turns that off: Converse's toolConfig cannot say it, Claude's own `tool_choice` in
 `additionalModelRequestFields` can, merged over the toolChoice Converse builds (so it needs its
 `type` only without one, and may not name another); other models refuse the field.
+Every Converse, ConverseStream and CountTokens body is checked against the service model botocore
+ships (tests/bedrock_shape.py: no undeclared field at any depth, required ones, one member per
+union, enums), InvokeModel bodies against the model's own fields (_invoke_problem), refused with
+Bedrock's ValidationException as Bedrock refuses them.
 Errors use Bedrock's shape: `{"message"}` plus the `x-amzn-ErrorType` header."""
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tests import bedrock_shape
 from tests import fake_wire as wire
 
 WORDS = ("Hello", "from", "the", "fake", "Bedrock", "model", "with", "counted", "tokens", "today")
@@ -130,6 +135,32 @@ def _request_problem(body: dict[str, Any]) -> str | None:
         return ("1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Map keys and "
                 "values must satisfy regular expression pattern: [a-zA-Z0-9\\s._:/=+$@-]{0,256}")
     return None
+
+
+# InvokeModel bodies of Titan text embeddings: v1 takes the text only
+_TITAN_FIELDS = {"amazon.titan-embed-text-v1": {"inputText"},
+                 "amazon.titan-embed-text-v2:0": {"inputText", "dimensions", "normalize", "embeddingTypes"}}
+
+
+def _invoke_problem(model: str, body: Any) -> str | None:
+    """What InvokeModel answers to a body the model does not take: Titan embeddings' own fields
+    (v2's `dimensions` one of 256, 512, 1024), Claude's Messages body with
+    `anthropic_version: bedrock-2023-05-31` and neither `model` nor `stream` (the model is in the
+    path, streaming is InvokeModelWithResponseStream)."""
+    if not isinstance(body, dict):
+        return "Malformed input request: #: expected type: JSONObject, please reformat your input and try again."
+    if "anthropic." in model:
+        known = {"anthropic_version", "anthropic_beta", "messages", "system", "max_tokens", "temperature", "top_p",
+                 "top_k", "stop_sequences", "tools", "tool_choice", "thinking", "metadata", "output_config",
+                 "context_management"}
+        if body.get("anthropic_version") != "bedrock-2023-05-31":
+            return "Malformed input request: #: required key [anthropic_version] not found, please reformat your input"
+    else:
+        known = next((f for name, f in _TITAN_FIELDS.items() if model.startswith(name)), set(body))
+        if "dimensions" in body and body["dimensions"] not in (256, 512, 1024):
+            return "Malformed input request: #/dimensions: " + str(body["dimensions"]) + " is not a valid enum value"
+    extra = next((k for k in body if k not in known), None)
+    return bedrock_shape.extraneous("#", extra) if extra else None
 
 
 def _tool_ids(messages: list[dict[str, Any]]) -> str | None:
@@ -309,6 +340,11 @@ class FakeBedrock:
             return self.error(status, "Too many requests, please wait before trying again." if status == 429
                               else f"injected failure {status}")
         model, action = request.match_info["model"], request.match_info["action"]
+        operation = {"converse": "Converse", "converse-stream": "ConverseStream", "count-tokens": "CountTokens"}
+        shape_problem = bedrock_shape.problem(operation[action], body) if action in operation else \
+            _invoke_problem(model, body) if action == "invoke" else None
+        if shape_problem:
+            return self.error(400, shape_problem)
         if action == "count-tokens":  # CountTokens: what Converse would count as input, nothing generated
             converse = (body.get("input") or {}).get("converse")
             if not isinstance(converse, dict) or not isinstance(converse.get("messages"), list):

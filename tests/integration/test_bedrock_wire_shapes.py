@@ -1,0 +1,90 @@
+"""What reaches Bedrock for the Messages requests teams send (cache_control on system, tools and
+turns, extended thinking across a tool call, images and documents, tool results that failed),
+streamed and not: the fake checks every body against the Converse service model botocore ships
+(tests/bedrock_shape.py), as Bedrock does."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock, aws_credentials
+from tests.integration.gateway_harness import Harness, harness
+
+CLAUDE = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+PNG = "iVBORw0KGgo="
+PDF = base64.b64encode(b"%PDF-1.4 fake").decode()
+WEATHER: Any = {"name": "get_weather", "description": "the weather", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.fixture
+async def node(database_url: str) -> AsyncIterator[tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]]:
+    with aws_credentials():
+        async with FakeBedrock() as fake, harness(database_url, providers=False, upstream_retries=0) as h:
+            await h.admin(AddProvider("br", "bedrock", fake.url, None, (CLAUDE,), options={"region": "us-east-1"}))
+            secret = await h.create_key("app")
+            await h.sync()
+            client = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+            yield client, fake, h
+            await client.close()
+
+
+async def _both(client: anthropic.AsyncAnthropic, **kwargs: Any) -> None:
+    """The request sent as it is and streamed; both must be answered."""
+    await client.messages.create(model=CLAUDE, max_tokens=2000, **kwargs)
+    async with client.messages.stream(model=CLAUDE, max_tokens=2000, **kwargs) as s:
+        await s.get_final_message()
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "cache_control everywhere": {
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "tools": [{**WEATHER, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "weather in Paris?",
+                                                   "cache_control": {"type": "ephemeral"}}]}]},
+    "image and pdf": {
+        "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "document", "title": "report.pdf", "source": {"type": "base64", "media_type": "application/pdf",
+                                                                   "data": PDF}},
+            {"type": "text", "text": "what are these"}]}]},
+    "plain text document": {
+        "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "the notes"}},
+            {"type": "text", "text": "summarize"}]}]},
+    "failed tool result with an image": {
+        "tools": [WEATHER],
+        "messages": [{"role": "user", "content": "weather?"},
+                     {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                        "input": {"city": "Paris"}}]},
+                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+                                                   "content": [{"type": "text", "text": "timed out"},
+                                                               {"type": "image", "source": {
+                                                                   "type": "base64", "media_type": "image/png",
+                                                                   "data": PNG}}]}]}]},
+    "tool choice forced": {
+        "tools": [WEATHER], "tool_choice": {"type": "tool", "name": "get_weather"},
+        "messages": [{"role": "user", "content": "weather?"}]},
+    "thinking": {
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "think"}]},
+    "sampling and stops": {
+        "extra_body": {"temperature": 0.5, "top_p": 0.9, "top_k": 5}, "stop_sequences": ["END"],
+        "metadata": {"user_id": "u-1"},
+        "messages": [{"role": "user", "content": "hello"}]},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_messages_requests_reach_bedrock_in_converses_shape(
+        node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness], case: str) -> None:
+    client, fake, _h = node
+    await _both(client, **CASES[case])
+    assert len(fake.requests) == 2
+
