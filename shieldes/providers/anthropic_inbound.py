@@ -14,6 +14,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
 from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
 from shieldes.providers.chat_paths import renamed
+from shieldes.providers.reasoning import BUDGET_FIELD
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -390,6 +391,8 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
             out["reasoning_effort"] = effort
         else:
             dropped.append("thinking")
+        if thinks and isinstance(body["thinking"].get("budget_tokens"), int):  # Claude gets the budget asked for
+            out[BUDGET_FIELD] = {"type": "enabled", "budget_tokens": body["thinking"]["budget_tokens"]}
     _output_config(body.get("output_config"), out, reasoning, dropped)
     for key in ("temperature", "top_p"):
         value = body.get(key)

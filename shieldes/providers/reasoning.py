@@ -22,6 +22,11 @@ _EFFORTS = (OFF, *BUDGETS)
 # Claude models that cannot think (thinking came with Claude 3.7): every later model can.
 _UNTHINKING_CLAUDE = re.compile(r"claude-(instant|v?2|3-(?!7)|3\.5)")
 DROPPED = "reasoning_effort"
+# A Messages client's own `thinking` ({"type": "enabled", "budget_tokens": N}), carried beside the
+# effort it became to a Claude upstream reached through a chat translation (Bedrock), so Claude gets
+# the budget asked for rather than its effort's; LiteLLM's chat clients send the same field.
+BUDGET_FIELD = "thinking"
+MIN_BUDGET = 1024  # Claude's least budget_tokens
 
 
 def _bad(message: str, param: str) -> InvalidRequest:
@@ -69,10 +74,11 @@ class ClaudeThinking:
 def claude_thinking(body: Body, turns: list[Turn], model: str, max_tokens: int | None,
                     default_max: int, *, forced_tool: bool = False) -> ClaudeThinking:
     """`reasoning_effort` as Claude's extended thinking. Thinking is carried with the effort's
-    budget; its tokens count within `max_tokens` as they count within OpenAI's
-    max_completion_tokens, and the budget comes on top of a client's max it would not fit under
-    (Claude needs budget < max_tokens). Claude thinks only at temperature 1 and top_p >= 0.95: other
-    values are refused (as OpenAI refuses them for its reasoning models). Thinking is left off (the
+    budget (the request's own `thinking.budget_tokens` when it has one: asked_budget); its tokens
+    count within `max_tokens` as they count within OpenAI's max_completion_tokens, and the budget
+    comes on top of a client's max it would not fit under (Claude needs budget < max_tokens).
+    Claude thinks only at temperature 1 and top_p >= 0.95: other values are refused (as OpenAI
+    refuses them for its reasoning models). Thinking is left off (the
     effort named as dropped) for a model that cannot think, for a forced tool choice (Claude refuses
     both at once; `forced_tool`: the translation forces one itself) and for a tool call continued
     without the turn's thinking_blocks."""
@@ -92,10 +98,19 @@ def claude_thinking(body: Body, turns: list[Turn], model: str, max_tokens: int |
     if isinstance(top_p, int | float) and not isinstance(top_p, bool) and top_p < 0.95:
         raise _bad(f"`top_p` {top_p!r} does not go with `reasoning_effort` on {model}: Claude thinks only with "
                    "top_p from 0.95 to 1; leave top_p out, or send reasoning_effort \"none\"", "top_p")
-    budget = BUDGETS[effort]
+    budget = asked_budget(body) or BUDGETS[effort]
     if given is None:
         return ClaudeThinking(budget, budget + default_max)
     return ClaudeThinking(budget, given if given > budget else given + budget)
+
+
+def asked_budget(body: Body) -> int | None:
+    """The `budget_tokens` of the request's own `thinking` (BUDGET_FIELD), when Claude would take it."""
+    thinking = body.get(BUDGET_FIELD)
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget >= MIN_BUDGET:
+        return budget
+    return None
 
 
 def claude_thinking_field(plan: ClaudeThinking) -> Body | None:

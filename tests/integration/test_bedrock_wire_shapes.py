@@ -88,3 +88,18 @@ async def test_messages_requests_reach_bedrock_in_converses_shape(
     await _both(client, **CASES[case])
     assert len(fake.requests) == 2
 
+
+
+async def test_a_messages_clients_thinking_budget_reaches_claude_on_bedrock_as_asked(
+        node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
+    """The budget and max_tokens a Messages client sets reach Claude as they are: 1024 of 2000 had
+    become effort `low`'s 2048 with max_tokens raised to 4048, twice the output the client allowed."""
+    client, fake, _h = node
+    for budget, most in ((1024, 2000), (31999, 32000)):  # (the second: Claude Code's)
+        async with client.messages.stream(model=CLAUDE, max_tokens=most,
+                                          thinking={"type": "enabled", "budget_tokens": budget},
+                                          messages=[{"role": "user", "content": "think"}]) as s:
+            await s.get_final_message()
+        sent = fake.last().body
+        assert sent["additionalModelRequestFields"]["thinking"] == {"type": "enabled", "budget_tokens": budget}
+        assert sent["inferenceConfig"]["maxTokens"] == most

@@ -244,7 +244,7 @@ async def test_a_messages_client_thinks_on_bedrock_claude_and_gemini(
                 first = await events.get_final_message()
         else:
             first = await claude.messages.create(messages=messages, **ask)
-        assert bedrock.last().body["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 2048
+        assert bedrock.last().body["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 1024  # as asked
         assert [b.type for b in first.content] == ["thinking", "tool_use"]
         assert first.content[0].signature in bedrock.signatures  # type: ignore[union-attr]
         use = first.content[1]
