@@ -117,7 +117,8 @@ def _fragments(args: str) -> list[str]:
 
 def _request_problem(body: dict[str, Any]) -> str | None:
     """Converse's validation of serviceTier, requestMetadata and cachePoint blocks."""
-    points = [b["cachePoint"] for b in list(body.get("system") or []) + [
+    points = [b["cachePoint"] for b in list((body.get("toolConfig") or {}).get("tools") or []) + list(
+        body.get("system") or []) + [
         b for m in body.get("messages") or [] for b in m.get("content") or []] if "cachePoint" in b]
     if any(p.get("type") != "default" or p.get("ttl", "5m") not in ("5m", "1h") or set(p) - {"type", "ttl"}
            for p in points):
@@ -376,7 +377,7 @@ class FakeBedrock:
         if prompt > self.max_prompt:
             return self.error(400, "Input is too long for requested model.")
         last = body["messages"][-1]["content"]
-        tools = (body.get("toolConfig") or {}).get("tools") or []
+        tools = [t for t in (body.get("toolConfig") or {}).get("tools") or [] if "toolSpec" in t]  # (not cachePoints)
         calls: list[dict[str, Any]] = []
         results = [b["toolResult"].get("content") for m in body["messages"] for b in m["content"] if "toolResult" in b]
         scripted = self.tool_script.call([t["toolSpec"]["name"] for t in tools if "toolSpec" in t], bool(results)) \

@@ -241,10 +241,12 @@ def _assistant_message(content: Any, where: str, dropped: list[str], thinks: boo
     return msg
 
 
-def _tools(tools: Any, dropped: list[str], loaded: set[str]) -> list[Body]:
+def _tools(tools: Any, dropped: list[str], loaded: set[str], cache_marks: bool = False) -> list[Body]:
     """The custom tools as functions. One with `defer_loading` is offered only once a tool_reference
     in the history loaded it (`loaded`), as Anthropic shows it to the model: Claude Code defers MCP
-    tools behind its ToolSearch tool and sends a placeholder that is never to be called."""
+    tools behind its ToolSearch tool and sends a placeholder that is never to be called.
+    `cache_marks`: a tool's `cache_control` stays on its function tool (where LiteLLM takes it), a
+    breakpoint after the tools for an upstream that takes one there (Bedrock's cachePoint)."""
     if not isinstance(tools, list):
         raise _bad("`tools` must be a list")
     out = []
@@ -262,7 +264,8 @@ def _tools(tools: Any, dropped: list[str], loaded: set[str]) -> list[Body]:
         fn: Body = {"name": tool["name"], "parameters": schema}
         if tool.get("description"):
             fn["description"] = str(tool["description"])
-        out.append({"type": "function", "function": fn})
+        marked = cache_marks and isinstance(tool.get("cache_control"), dict)
+        out.append({"type": "function", "function": fn, **({"cache_control": tool["cache_control"]} if marked else {})})
     return out
 
 
@@ -330,7 +333,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
     `cache_marks`: the upstream takes prompt-cache breakpoints (Bedrock), so `cache_control` on
-    system, text, image and tool_result blocks is kept on the parts (else it goes).
+    tools and on system, text, image and tool_result blocks is kept (else it goes).
     `tool_images`: the upstream takes images in tool results, so a tool_result's images go along.
     `thinking` becomes `reasoning_effort` for OpenAI reasoning models and for upstreams that
     translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
@@ -403,7 +406,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise _bad("`stop_sequences` must be a list of strings")
         out["stop"] = stops
-    tools = _tools(body["tools"], dropped, _loaded_tools(messages)) if body.get("tools") else []
+    tools = _tools(body["tools"], dropped, _loaded_tools(messages), cache_marks) if body.get("tools") else []
     if tools:
         out["tools"] = tools
         _tool_choice(body.get("tool_choice"), out)

@@ -135,6 +135,9 @@ def _convert_tools(tools: Any) -> list[dict[str, Any]]:
         converted: dict[str, Any] = {"name": tool["name"], "input_schema": tool["parameters"]}
         if tool["description"]:
             converted["description"] = str(tool["description"])
+        if "cache" in tool:  # a chat client's breakpoint after this tool (LiteLLM's cache_control)
+            ttl = tool["cache"].ttl
+            converted["cache_control"] = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
         out.append(converted)
     return out
 

@@ -164,6 +164,8 @@ def converse_request(body: Body, model: str = "") -> Outbound:
             if t["description"]:
                 spec["description"] = t["description"]
             tools.append({"toolSpec": spec})
+            if "cache" in t:  # a breakpoint after this tool (Converse caches tools before the system prompt)
+                tools.append(_cache_point(t["cache"]))
         tool_config: Body = {"tools": tools}
         choice = chat.tool_choice
         if choice == "required":

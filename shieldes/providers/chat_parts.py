@@ -89,7 +89,7 @@ class Turn:
 class Chat:
     system: list[SystemPart]
     turns: list[Turn]
-    tools: list[Body]  # {"name", "description", "parameters"}
+    tools: list[Body]  # {"name", "description", "parameters"[, "cache": CacheMark]}
     tool_choice: str | None  # "auto" | "required" | "none" | a function name | None
     max_tokens: int | None
     stop: list[str]
@@ -375,7 +375,9 @@ def reasoning_text(message: Body) -> str:
 
 
 def read_tools(tools: Any) -> list[Body]:
-    """OpenAI function tools as {"name", "description", "parameters"} (a JSON Schema object)."""
+    """OpenAI function tools as {"name", "description", "parameters"} (a JSON Schema object), and
+    "cache" (a CacheMark) for a tool with `cache_control` (LiteLLM's place for it): a prompt-cache
+    breakpoint after that tool."""
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -389,7 +391,8 @@ def read_tools(tools: Any) -> list[Body]:
         if not isinstance(params, dict):
             raise _bad(f"tools[{i}].function.parameters must be a JSON Schema object",
                        f"tools[{i}].function.parameters")
-        out.append({"name": fn["name"], "description": fn.get("description") or "", "parameters": params})
+        out.append({"name": fn["name"], "description": fn.get("description") or "", "parameters": params,
+                    **({"cache": _mark(tool)[0]} if _mark(tool) else {})})
     return out
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 
 from shieldes.projections.shared_commands import AddProvider
@@ -103,3 +104,24 @@ async def test_a_messages_clients_thinking_budget_reaches_claude_on_bedrock_as_a
         sent = fake.last().body
         assert sent["additionalModelRequestFields"]["thinking"] == {"type": "enabled", "budget_tokens": budget}
         assert sent["inferenceConfig"]["maxTokens"] == most
+
+
+async def test_a_cache_breakpoint_on_tools_reaches_bedrock_as_a_cache_point(
+        node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
+    """`cache_control` on a tool (a Messages client's, or a chat client's in LiteLLM's place for it)
+    is a Converse cachePoint after that tool: it had been lost, and with it the only breakpoint of an
+    agent that marks its tools, so every call paid for its tool definitions in full."""
+    client, fake, h = node
+    expected = [{"toolSpec": {"name": "get_weather", "description": "the weather",
+                              "inputSchema": {"json": WEATHER["input_schema"]}}},
+                {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    await client.messages.create(model=CLAUDE, max_tokens=100,
+                                 tools=[{**WEATHER, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+                                 messages=[{"role": "user", "content": "weather?"}])
+    assert fake.last().body["toolConfig"]["tools"] == expected
+    chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=client.api_key, max_retries=0)
+    tool: Any = {"type": "function", "cache_control": {"type": "ephemeral", "ttl": "1h"}, "function": {
+        "name": "get_weather", "description": "the weather", "parameters": WEATHER["input_schema"]}}
+    await chat.chat.completions.create(model=CLAUDE, tools=[tool], messages=[{"role": "user", "content": "weather?"}])
+    assert fake.last().body["toolConfig"]["tools"] == expected
+    await chat.close()

@@ -430,3 +430,17 @@ def test_cache_breakpoints_reach_upstreams_that_take_them() -> None:
     assert kept["messages"][3]["content"] == [{"type": "text", "text": "42", "cache_control": {"type": "ephemeral"}}]
     plain, _ = translate_messages_request(messages)
     assert plain["messages"][0]["content"] == "rules" and plain["messages"][3]["content"] == "42"
+
+
+def test_a_chat_tools_cache_control_is_a_breakpoint_after_it() -> None:
+    """A chat tool's `cache_control` (LiteLLM's place for it) is Anthropic's `cache_control` on the
+    tool and a Converse cachePoint after it; it had been lost."""
+    from shieldes.providers.bedrock_translate import chat_to_converse
+
+    tool: Any = {"type": "function", "cache_control": {"type": "ephemeral"},
+                 "function": {"name": "f", "parameters": {"type": "object"}}}
+    chat: Any = {"messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    assert chat_request_to_anthropic(chat, "m")["tools"] == [
+        {"name": "f", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}]
+    assert chat_to_converse(chat)["toolConfig"]["tools"] == [
+        {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}, {"cachePoint": {"type": "default"}}]
