@@ -290,16 +290,33 @@ def _modal_pusd(rate: Rate, usage: TokenUsage, plain: int) -> int:
     extra = 0
     room_plain, room_read, room_out = plain, usage.cache_read_tokens, usage.completion_tokens
     for kind in _INPUT:
-        read = min(counts.get(kind.replace("input", "cache_read"), 0), room_read, counts.get(kind, 0))
-        fresh = min(counts.get(kind, 0) - read, room_plain)
+        cached, total = kind.replace("input", "cache_read"), counts.get(kind, 0)
+        read = min(counts.get(cached, 0), room_read, total)
+        fresh = min(total - read, room_plain)
+        # more of the kind than the uncached tokens hold, not said to be cached (OpenAI's chat usage
+        # does not say which cache reads were audio): the rest can only be among the cache reads
+        read += min(total - read - fresh, room_read - read)
         room_read, room_plain = room_read - read, room_plain - fresh
         extra += fresh * (prices.get(kind, rate.input) - rate.input)
-        extra += read * (prices.get(kind.replace("input", "cache_read"), rate.cache_read) - rate.cache_read)
+        extra += read * (_cached_price(rate, prices, kind) - rate.cache_read)
     for kind in _OUTPUT:
         made = min(counts.get(kind, 0), room_out)
         room_out -= made
         extra += made * (prices.get(kind, rate.output) - rate.output)
     return extra
+
+
+def _cached_price(rate: Rate, prices: dict[str, int], kind: str) -> int:
+    """A cache read of an audio or image input token: the model's `*_cache_read` price, else the
+    kind's input price at the discount the model gives text cache reads (none without a cache-read
+    price: OpenAI's audio models; a tenth: Gemini, whose cached audio is a tenth of its audio), else
+    the text cache-read price."""
+    cached = prices.get(kind.replace("input", "cache_read"))
+    if cached is not None:
+        return cached
+    if kind in prices and rate.input:
+        return prices[kind] * rate.cache_read // rate.input
+    return rate.cache_read
 
 
 def held(rate: Rate) -> Rate:

@@ -513,3 +513,25 @@ def test_a_transcription_bills_its_audio_at_the_audio_price_and_a_text_prompt_at
     assert cost_nusd(rate, heard.usage) == 100 * 6000 + 20 * 2500 + 30 * 10_000
     guess = transcription_estimate("gpt-4o-transcribe", 40_000).usage  # no usage: audio tokens, estimated
     assert cost_nusd(rate, guess) == guess.prompt_tokens * 6000 + guess.completion_tokens * 10_000
+
+
+def test_cached_audio_costs_the_cached_audio_price_or_the_audio_price_at_the_models_cache_discount() -> None:
+    """OpenAI's chat usage says how many prompt tokens were cached and how many audio, not which
+    cached ones were audio: audio beyond the uncached tokens can only be cached, and costs the cached
+    audio price where the model has one, else the audio price at the discount the model gives text
+    cache reads (none for gpt-4o-audio-preview, which lists no cached price: its $40; Gemini's
+    tenth, Google's listed cached audio prices). That audio had cost the text cache-read price."""
+    chat = parse_usage({"prompt_tokens": 1000, "completion_tokens": 50,
+                        "prompt_tokens_details": {"cached_tokens": 800, "audio_tokens": 900},
+                        "completion_tokens_details": {"audio_tokens": 40}})
+    assert chat is not None
+    # 200 uncached (all audio), 700 cached audio, 100 cached text; 40 audio and 10 text tokens out
+    audio = PriceTable().rate({}, "gpt-4o-audio-preview")  # $2.50 / $10 text, $40 / $80 audio
+    assert cost_nusd(audio, chat) == 200 * 40_000 + 700 * 40_000 + 100 * 2_500 + 40 * 80_000 + 10 * 10_000
+    realtime = rate_of(Price(4.0, 16.0, 0.4, modalities=(("audio_cache_read", 2.5), ("audio_input", 32.0),
+                                                         ("audio_output", 64.0))))
+    assert cost_nusd(realtime, chat) == 200 * 32_000 + 700 * 2_500 + 100 * 400 + 40 * 64_000 + 10 * 16_000
+    # Gemini says its cached audio: at 2.5 Flash's $0.10 (a tenth of $1, as text's $0.03 of $0.30)
+    flash = PriceTable().rate({}, "gemini-2.5-flash")
+    gemini = TokenUsage(1000, 0, cache_read_tokens=500, modal=(("audio_cache_read", 400), ("audio_input", 600)))
+    assert cost_nusd(flash, gemini) == 300 * 300 + 200 * 1_000 + 100 * 30 + 400 * 100
