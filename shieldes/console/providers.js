@@ -47,11 +47,17 @@ export async function providersPage(root) {
     const perSearch = pricing.data.some((p) => p.per_web_search != null);
     const multipliers = pricing.data.some((p) => p.multipliers != null);
     const perUse = pricing.data.some((p) => p.per_use != null);
+    const cached = pricing.data.some((p) => p.cache_read_per_1m != null || p.cache_write_per_1m != null);
+    const modalities = pricing.data.some((p) => p.modalities != null);
     const pairs = (o, show) => (o == null ? "–" : Object.entries(o).map(([k, v]) => `${k} ${show(v)}`).join(", "));
     pricingArea.replaceChildren(h("h2", "Pricing overrides"), table("Prices per 1M tokens", [
       { label: "Model", header: true, cell: (p) => p.model },
       { label: "Input", num: true, cell: (p) => fmt.usd(p.input_per_1m) },
       { label: "Output", num: true, cell: (p) => fmt.usd(p.output_per_1m) },
+      ...(cached ? [{ label: "Cache read", num: true, cell: (p) => fmt.usd(p.cache_read_per_1m) },
+        { label: "Cache write", num: true, cell: (p) => fmt.usd(p.cache_write_per_1m) }] : []),
+      // audio and image tokens, billed apart from text where the upstream counts them (`pricing set --modality`)
+      ...(modalities ? [{ label: "Audio / image", cell: (p) => modalityList(p.modalities) }] : []),
       ...(perImage ? [{ label: "Per image", num: true, cell: (p) => (p.per_image == null ? "–" : fmt.usd(p.per_image)) }] : []),
       ...(perSearch ? [{ label: "Per web search", num: true, cell: (p) => (p.per_web_search == null ? "–" : fmt.usd(p.per_web_search)) }] : []),
       ...(perUse ? [{ label: "Per use", cell: (p) => pairs(p.per_use, fmt.usd) }] : []),
@@ -74,6 +80,12 @@ export async function providersPage(root) {
     mcpArea.replaceChildren(errorBox(err));
   }
   return { stop() { stopped = true; clearTimeout(timer); } };
+}
+
+function modalityList(prices) {
+  const entries = Object.entries(prices || {});
+  if (!entries.length) return h("span.muted", "–");
+  return h("ul.peers", entries.map(([kind, usd]) => h("li", `${kind.replaceAll("_", " ")} ${fmt.usd(usd)}`)));
 }
 
 function peerView(peers) {

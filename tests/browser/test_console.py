@@ -45,6 +45,8 @@ def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 SetPricing("gpt-4o", 400.0, 1600.0, multipliers=(("flex", 0.5), ("priority", 2.0)),
                            per_use=(("container", 0.03), ("file_search", 0.0025))),
                 SetPricing("dall-e-3", 0.0, 0.0, per_image=0.08),
+                SetPricing("gpt-realtime", 4.0, 16.0, 0.4, modalities=(
+                    ("audio_cache_read", 0.4), ("audio_input", 32.0), ("audio_output", 64.0))),
                 AddMcpServer("github", "https://mcp.example.com/mcp", {"Authorization": "env:GITHUB_MCP_TOKEN"}),
                 CreateTeam("team_search", "search", 20.0, "30d"))
         for name in ("node-a", "node-b"):
@@ -177,6 +179,8 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             assert "/mcp/github" in text and "Authorization: env:GITHUB_MCP_TOKEN" in text, text
             assert "per image" in text.lower() and "dall-e-3" in text, text
             assert "flex \u00d70.5, priority \u00d72" in text and "container $0.03" in text, text  # tiers, hosted tools
+            # cache and audio prices (`pricing set --modality`)
+            assert all(f"audio {kind}" in text for kind in ("cache read $0.40", "input $32.00", "output $64.00")), text
         if page == "audit":  # show a diff too: from the middle of the history to now
             buttons = all_css(driver, "button[aria-label^='Diff from change']")
             buttons[len(buttons) // 2].click()
