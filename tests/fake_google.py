@@ -5,6 +5,8 @@ too) with a service-account OAuth token endpoint (`POST /token`, JWT-bearer gran
 against the test's public key). Token counts: prompt = words of all text in `contents` and the system
 instruction; the reply is `reply_words` words. A prompt containing BLOCKME is blocked for SAFETY;
 one longer than `max_prompt` words is refused as too long, in Google's words.
+generateContent refuses a field it does not know at the top or in `generationConfig` (its
+`thinkingConfig` too), `contents` and their `parts` (google-genai's types of them list the fields).
 `generationConfig.candidateCount` N answers N candidates (candidate k's words start k words on),
 `candidatesTokenCount` their sum, as Google reports it; a stream sends them interleaved, one
 candidate per event, with the `index` of candidate 0 left out (a proto default).
@@ -12,7 +14,8 @@ candidate per event, with the `index` of candidate 0 left out (a proto default).
 Claude on Vertex (`.../publishers/anthropic/models/{m}:rawPredict`, `:streamRawPredict`,
 `count-tokens:rawPredict`) answers as tests/fake_upstream.py answers `/v1/messages` (the same
 checks, counts, tool calls and event stream), after Vertex's own checks: a body naming no `model`
-(a count names it) and carrying `anthropic_version: vertex-2023-10-16`, none of the fields and
+(a count names it) and carrying `anthropic_version: vertex-2023-10-16`, no field Anthropic's API
+does not take (tests/fake_fields.py), none of the fields and
 `anthropic-beta` values Vertex refuses (claude_refusal, answered in Anthropic's error shape as
 Vertex answers them), a model enabled in the project (`claude_enabled`; others are not found, in
 Google's words)."""
@@ -26,10 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from google.genai import types as genai_types
 
+from tests import fake_fields
 from tests import fake_wire as wire
 from tests.fake_upstream import FakeUpstream
 
@@ -86,12 +92,45 @@ _GENERATE_FIELDS = frozenset(("contents", "tools", "toolConfig", "tool_config", 
                               "cachedContent", "cached_content", "labels", "model"))
 
 
+def _proto_names(model: type[pydantic.BaseModel]) -> frozenset[str]:
+    """A google-genai wire type's fields in both spellings proto JSON takes (snake and camel case)."""
+    snake = set(model.model_fields)
+    return frozenset(snake | {n.split("_")[0] + "".join(w.title() for w in n.split("_")[1:]) for n in snake})
+
+
+# The nested messages checked as Google's parser checks them: (body path, its message's fields)
+_NESTED = (("generationConfig", _proto_names(genai_types.GenerationConfig)),
+           ("generationConfig.thinkingConfig", _proto_names(genai_types.ThinkingConfig)),
+           ("contents[]", _proto_names(genai_types.Content)), ("contents[].parts[]", _proto_names(genai_types.Part)))
+
+
+def _at(value: Any, path: str) -> list[Any]:
+    """The values at a dotted path (`[]`: each item of a list), either spelling of each name."""
+    found = [value]
+    for step in path.split("."):
+        name, many = step.removesuffix("[]"), step.endswith("[]")
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
+        found = [v.get(name, v.get(snake)) for v in found if isinstance(v, dict)]
+        found = [i for v in found if isinstance(v, list) for i in v] if many else found
+    return [v for v in found if isinstance(v, dict)]
+
+
 def unknown_field(body: Any, extra: frozenset[str] = frozenset()) -> str | None:
     """Google's 400 for a generateContent field it does not know (`extra`: a test's own extension
-    fields, taken besides), as its JSON parser words it."""
-    name = next((k for k in body if k not in _GENERATE_FIELDS and k not in extra), None) \
-        if isinstance(body, dict) else None
-    return None if name is None else f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+    fields, taken besides), at the top or in the generation config, the turns and their parts (the
+    fields of google-genai's types of them), as its JSON parser words it."""
+    if not isinstance(body, dict):
+        return None
+    name = next((k for k in body if k not in _GENERATE_FIELDS and k not in extra), None)
+    if name is not None:
+        return f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
+    for path, known in _NESTED:
+        for value in _at(body, path):
+            name = next((k for k in value if k not in known), None)
+            if name is not None:
+                at = path.replace("[]", "").replace("generationConfig", "generation_config")
+                return f'Invalid JSON payload received. Unknown name "{name}" at \'{at}\': Cannot find field.'
+    return None
 
 
 def google_error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
@@ -344,6 +383,11 @@ class FakeGoogle:
         if problem:
             return wire.error(400, problem, True)
         fields = {k: v for k, v in body.items() if k != "anthropic_version"}
+        counts = model == "count-tokens"
+        # the Messages fields Anthropic's API takes (tests/fake_fields.py), and `stream`'s absence on a count
+        unknown = fake_fields.unknown("/v1/messages/count_tokens" if counts else "/v1/messages", fields)
+        if unknown:
+            return wire.error(400, f"{unknown[0]}: Extra inputs are not permitted", True)
         if model == "count-tokens" and method == "rawPredict":
             return self.claude.count(fields)
         if method not in ("rawPredict", "streamRawPredict"):
