@@ -140,7 +140,8 @@ def _request_problem(body: dict[str, Any]) -> str | None:
 
 # InvokeModel bodies of Titan text embeddings: v1 takes the text only
 _TITAN_FIELDS = {"amazon.titan-embed-text-v1": {"inputText"},
-                 "amazon.titan-embed-text-v2:0": {"inputText", "dimensions", "normalize", "embeddingTypes"}}
+                 "amazon.titan-embed-text-v2:0": {"inputText", "dimensions", "normalize", "embeddingTypes"},
+                 "amazon.titan-embed-image-v1": {"inputText", "inputImage", "embeddingConfig"}}
 
 
 def _invoke_problem(model: str, body: Any) -> str | None:

@@ -471,8 +471,27 @@ def titan_requests(body: Body, model: str) -> list[bytes]:
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
         raise InvalidRequest("`input` must be a non-empty string or list of non-empty strings for Bedrock "
                              "(token arrays are not supported)", param="input")
-    extra: Body = {}
-    if isinstance(body.get("dimensions"), int):
-        extra["dimensions"] = body["dimensions"]
+    extra = _titan_size(body.get("dimensions"), model)
     return [orjson.dumps({"inputText": text, **extra}) for text in items]
 
+
+# The sizes each Titan embedding model takes: (its request field for it, the sizes); the others
+# (Titan Text Embeddings v1, G1 Text) have one size and refuse any field for it
+_TITAN_SIZES = {"amazon.titan-embed-text-v2": ("dimensions", (256, 512, 1024)),
+                "amazon.titan-embed-image-v1": ("embeddingConfig", (256, 384, 1024))}
+
+
+def _titan_size(dimensions: Any, model: str) -> Body:
+    """A request's `dimensions` as the Titan model takes it (v2 `dimensions`, the multimodal model
+    `embeddingConfig.outputEmbeddingLength`), refused with the sizes it takes: Bedrock's own refusal
+    ("extraneous key [dimensions] is not permitted") does not say them."""
+    if dimensions is None:
+        return {}
+    field, sizes = next((v for k, v in _TITAN_SIZES.items() if model.startswith(k)), ("", ()))
+    if not sizes:
+        raise InvalidRequest(f"{model} has one size: leave `dimensions` out (amazon.titan-embed-text-v2:0 takes "
+                             "256, 512 or 1024)", param="dimensions")
+    if dimensions not in sizes or isinstance(dimensions, bool):
+        raise InvalidRequest(f"{model} takes `dimensions` {', '.join(map(str, sizes))}, not {dimensions!r}: send one "
+                             "of those, or leave it out", param="dimensions")
+    return {"dimensions": dimensions} if field == "dimensions" else {field: {"outputEmbeddingLength": dimensions}}

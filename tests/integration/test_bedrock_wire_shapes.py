@@ -125,3 +125,26 @@ async def test_a_cache_breakpoint_on_tools_reaches_bedrock_as_a_cache_point(
     await chat.chat.completions.create(model=CLAUDE, tools=[tool], messages=[{"role": "user", "content": "weather?"}])
     assert fake.last().body["toolConfig"]["tools"] == expected
     await chat.close()
+
+
+async def test_titan_dimensions_go_as_each_model_takes_them_or_are_refused_with_its_sizes(database_url: str) -> None:
+    """`dimensions` reaches Titan v2 as it is and the multimodal model as embeddingConfig; a size a
+    model does not take (any, on v1) is a 400 naming the sizes it takes, where it had been Bedrock's
+    "extraneous key [dimensions] is not permitted", which does not say what to send."""
+    models = ("amazon.titan-embed-text-v1", "amazon.titan-embed-text-v2:0", "amazon.titan-embed-image-v1")
+    with aws_credentials():
+        async with FakeBedrock() as fake, harness(database_url, providers=False, upstream_retries=0) as h:
+            await h.admin(AddProvider("br", "bedrock", fake.url, None, models, options={"region": "us-east-1"}))
+            secret = await h.create_key("app")
+            await h.sync()
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+            await client.embeddings.create(model=models[1], input="one two", dimensions=256)
+            assert fake.last().body == {"inputText": "one two", "dimensions": 256}
+            await client.embeddings.create(model=models[2], input="one two", dimensions=384)
+            assert fake.last().body == {"inputText": "one two", "embeddingConfig": {"outputEmbeddingLength": 384}}
+            for model, size, says in ((models[0], 256, "has one size: leave `dimensions` out"),
+                                      (models[1], 300, "takes `dimensions` 256, 512, 1024, not 300")):
+                with pytest.raises(openai.BadRequestError) as refused:
+                    await client.embeddings.create(model=model, input="x", dimensions=size)
+                assert says in refused.value.message and refused.value.body["param"] == "dimensions"  # type: ignore[index]
+            await client.close()
