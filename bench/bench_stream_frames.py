@@ -76,6 +76,10 @@ def measure(bodies: dict[str, bytes], streams: int, rounds: int) -> dict[str, fl
     from shieldes.responses.objects import ResponseContext
     from shieldes.responses.upstream import NativeEvents
 
+    # a tree from before 2026-12-06 10:00 took the request's ResponseContext, since its previous_response_id
+    previous = None if "previous" in inspect.signature(NativeEvents).parameters else ResponseContext("resp_1", 0,
+                                                                                                     "m", {})
+
     target = Target("d", "http://upstream.test/v1", "m", None)
 
     # A tree from before 2026-12-06 03:30 counted the frames in a layer of the relay's own
@@ -99,7 +103,7 @@ def measure(bodies: dict[str, bytes], streams: int, rounds: int) -> dict[str, fl
     async def responses(pieces: list[bytes]) -> None:
         up = ResponsesEventStream(Reads(pieces), target)  # type: ignore[arg-type]
         await up.prime()
-        native = NativeEvents(up, ResponseContext("resp_1", 0, "m", {}))
+        native = NativeEvents(up, previous)
         async for _frames in frames_of(native):
             pass
         await native.aclose()

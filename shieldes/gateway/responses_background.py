@@ -99,7 +99,8 @@ class Starter:
         except BaseException:
             turn.gw.meter.release(turn.res)
             raise
-        queued = turn.in_conversation(dict(response_object(p.ctx, "queued", [], None), background=True, store=True))
+        queued = turn.in_conversation(dict(response_object(p.ctx.context, "queued", [], None), background=True,
+                                           store=True))
         run = Run(queued, RunInfo(turn.key.id, float(p.ctx.created_at), turn.previous, p.req.model, turn.stored_input))
         if turn.rec is not None:
             turn.rec.held = True

@@ -15,7 +15,7 @@ from shieldes.gateway.middleware import record_of, request_id
 from shieldes.gateway.responses_routes import RESPONSES, Turn, history_of, token_usage
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
 from shieldes.responses.compaction import TRIGGER, compacted_output
-from shieldes.responses.objects import ResponseContext, ResponsesUsage, response_id
+from shieldes.responses.objects import ContextOf, ResponsesUsage
 from shieldes.responses.request import parse_request, upstream_body
 from shieldes.responses.upstream import Answer
 from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
@@ -44,7 +44,7 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
     sent = upstream_body(dict(body, store=False), [], [*items, TRIGGER])
     size = prompt_bytes(raw) + history.size
     now = int(time.time())
-    ctx = ResponseContext.of(body, response_id(False, now), now, req.model)
+    ctx = ContextOf(body, False, now, req.model)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses",
                       service_tier=body.get("service_tier"))
     turn = Turn(gw, request.app[RESPONSES], key, route, res, size, req.input, None, False, rec)
@@ -66,7 +66,7 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
                             "the model's summary")
     billed = ResponsesUsage(usage.prompt_tokens, usage.completion_tokens, usage.cache_read_tokens,
                             usage.reasoning_tokens or 0, usage.cache_write_tokens)
-    return json_response({"id": ctx.id, "object": "response.compaction", "created_at": now,
+    return json_response({"id": ctx.context.id, "object": "response.compaction", "created_at": now,
                           "output": compacted_output(items, compactions[0]), "usage": billed.to_dict()},
                          request_id(request), {**res.headers, **outcome.headers})
 

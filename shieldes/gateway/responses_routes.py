@@ -44,12 +44,11 @@ from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.input_turns import InputTurn, TurnRead
 from shieldes.responses.objects import (
     Body,
-    ResponseContext,
+    ContextOf,
     ResponsesUsage,
     asks_encrypted,
     event_without_encrypted,
     reports_usage,
-    response_id,
     without_encrypted,
 )
 from shieldes.responses.request import (
@@ -220,7 +219,7 @@ class Prepared:
     req: ResponsesRequest
     turn: Turn
     sent: Body
-    ctx: ResponseContext
+    ctx: ContextOf
     as_sent: bytes | None
     shown: bool  # the client sees encrypted reasoning (include)
     rid: str
@@ -310,7 +309,7 @@ async def prepare(request: web.Request) -> Prepared:
     history = await history_of(request, req, key.id)
     sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
     size = prompt_bytes(raw) + history.size
-    ctx = ResponseContext.of(body, response_id(req.store, time.time()), int(time.time()), req.model)
+    ctx = ContextOf(body, req.store, int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
     res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses", service_tier=body.get("service_tier"),

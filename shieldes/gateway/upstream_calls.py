@@ -35,7 +35,7 @@ from shieldes.providers.base import (
 from shieldes.providers.output_caps import within_cap
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.history import History
-from shieldes.responses.objects import ResponseContext
+from shieldes.responses.objects import ContextOf
 from shieldes.responses.upstream import Answer, EventStream, count_input_tokens, respond
 from shieldes.routing.quota import DeploymentQuotas
 from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, backoff, fallback_routes, plan
@@ -230,7 +230,7 @@ class UpstreamCalls:
 
         return await self._with_failover(op, route, out.fields, attempt, rec)
 
-    async def responses(self, route: Route, body: Body, ctx: ResponseContext, streaming: bool,
+    async def responses(self, route: Route, body: Body, ctx: ContextOf, streaming: bool,
                         raw: bytes | None = None, *, rec: RequestRecord | None = None,
                         top: TopLevel | None = None,
                         history: History | None = None) -> tuple[Answer | EventStream, RouteTarget]:

@@ -142,6 +142,29 @@ class ResponseContext:
         return cls(response_id, created_at, model, echo)
 
 
+class ContextOf:
+    """A request's ResponseContext, built (its id minted, its echoed fields picked) when first read:
+    a native upstream's response objects carry their own id and fields, so a pass-through turn
+    needs only `previous`, the previous_response_id the gateway adds to them. `request` is not
+    changed after (upstream bodies are copies of it)."""
+
+    __slots__ = ("_built", "_model", "_request", "_stored", "created_at", "previous")
+
+    def __init__(self, request: Body, stored: bool, created_at: int, model: str) -> None:
+        self._request, self._stored, self.created_at, self._model = request, stored, created_at, model
+        self._built: ResponseContext | None = None
+        previous = request.get("previous_response_id")
+        self.previous: str | None = previous if isinstance(previous, str) else None
+
+    @property
+    def context(self) -> ResponseContext:
+        built = self._built
+        if built is None:
+            built = self._built = ResponseContext.of(self._request, response_id(self._stored, self.created_at),
+                                                     self.created_at, self._model)
+        return built
+
+
 def response_object(ctx: ResponseContext, status: str, output: list[Body], usage: ResponsesUsage | None, *,
                     completed_at: int | None = None, error: Body | None = None,
                     incomplete: str | None = None) -> Body:

@@ -31,8 +31,8 @@ from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_
 from shieldes.responses.compaction import compacting, compaction_item, summary_request, with_summaries
 from shieldes.responses.history import History
 from shieldes.responses.objects import (
+    ContextOf,
     EventNumberer,
-    ResponseContext,
     ResponsesUsage,
     asks_encrypted,
     asks_summary,
@@ -145,7 +145,7 @@ def _calls_fit(body: Body, known: History | None = None) -> bool:
     return ids_fit
 
 
-async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
                   streaming: bool, raw: bytes | None = None, top: TopLevel | None = None,
                   history: History | None = None,
                   caps: dict[tuple[str, str], int] | None = None) -> Answer | EventStream:
@@ -180,7 +180,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     return await _translated(provider, target, dep, body, ctx, streaming, caps)
 
 
-async def _native(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+async def _native(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
                   streaming: bool, as_sent: bytes | None, calls_fit: bool,
                   headers: dict[str, str]) -> Answer | EventStream:
     """A native deployment's call: `as_sent`, the bytes to send when they need no change, else
@@ -192,15 +192,15 @@ async def _native(provider: Provider, target: Target, dep: Deployment, body: Bod
     if streaming:
         payload = body if as_sent is not None else _fitted(body, target.model, calls_fit)
         upstream: ResponsesEventStream = await opener(target, payload, as_sent)
-        events = NativeEvents(upstream, ctx)
+        events = NativeEvents(upstream, ctx.previous)
         events.headers.update(headers)
         return events
     result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
-    response = dict(result.body, previous_response_id=ctx.echo.get("previous_response_id"))
+    response = dict(result.body, previous_response_id=ctx.previous)
     return Answer(response, usage_from_responses(response.get("usage")), headers)
 
 
-async def _summarized(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+async def _summarized(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
                       streaming: bool, caps: dict[tuple[str, str], int] | None) -> Answer | EventStream:
     """A compaction by a deployment that cannot make OpenAI's: the model's handoff summary of the
     conversation, sealed in a compaction item (compaction.py), billed as the turn."""
@@ -211,13 +211,14 @@ async def _summarized(provider: Provider, target: Target, dep: Deployment, body:
         raise UpstreamFailure(f"deployment {dep.name!r} answered the compaction's summary request with "
                               f"{'no text' if not summary.strip() else 'an incomplete answer'}; retry the compaction",
                               status=None, retryable=True)
-    response = response_object(ctx, "completed", [compaction_item(summary)], answer.usage, completed_at=_now())
+    response = response_object(ctx.context, "completed", [compaction_item(summary)], answer.usage,
+                               completed_at=_now())
     if streaming:
         return ReadyEvents(response, answer.usage, answer.headers)
     return Answer(response, answer.usage, answer.headers)
 
 
-async def _translated(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ResponseContext,
+async def _translated(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
                       streaming: bool, caps: dict[tuple[str, str], int] | None) -> Answer | EventStream:
     """The request as chat completions (any kind of deployment takes those), its answer as Responses."""
     signed = signs_thinking(dep.kind, target.model)
@@ -243,7 +244,7 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
             chunks, lowered = await within_cap(learnt, target, dict(chat, stream=True),
                                                lambda c: provider.stream("chat", target, c), MAX_OUTPUT)
         headers.update(dropped_header([*left_out, *lowered, *chunks.dropped]))  # settings the chat translation left out
-        translator = ChatStreamTranslator(ctx, kinds=kinds, encrypted=encrypted,
+        translator = ChatStreamTranslator(ctx.context, kinds=kinds, encrypted=encrypted,
                                           calls_in_order=calls_in_order(dep.kind, target.model))
         return TranslatedEvents(chunks, translator, headers)
     with chat_paths.named(names):
@@ -251,8 +252,8 @@ async def _translated(provider: Provider, target: Target, dep: Deployment, body:
                                            MAX_OUTPUT)
     headers.update(dropped_header([*left_out, *lowered, *result.dropped]))
     out = chat_to_output(result.body, kinds=kinds, summary=asks_summary(body), encrypted=encrypted)
-    response = response_object(served_tier(ctx, result.body), out.status, out.output, out.usage, completed_at=_now(),
-                               incomplete=out.incomplete)
+    response = response_object(served_tier(ctx.context, result.body), out.status, out.output, out.usage,
+                               completed_at=_now(), incomplete=out.incomplete)
     return Answer(response, out.usage, headers)
 
 
@@ -359,9 +360,10 @@ class NativeEvents:
     _before_end: Callable[[Body], Awaitable[None]] | None = None
     _held: Body | None = None  # the terminal response billed, until `release()`
 
-    def __init__(self, upstream: ResponsesEventStream, ctx: ResponseContext) -> None:
+    def __init__(self, upstream: ResponsesEventStream, previous: str | None) -> None:
+        """`previous`: the request's previous_response_id, set in the response objects passed on."""
         self._up = upstream
-        self._previous = ctx.echo.get("previous_response_id")
+        self._previous = previous
         self.edits_progress = self._previous is not None  # (openai_responses.Relay)
         self.headers: dict[str, str] = {}
         self.final: Body | None = None

@@ -24,7 +24,6 @@ from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream, typed_deltas
 from shieldes.providers.sse import encode_event
 from shieldes.providers.upstream_connection import TransportError
-from shieldes.responses.objects import ResponseContext
 from shieldes.responses.upstream import NativeEvents
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
@@ -143,8 +142,7 @@ def bill(response: dict[str, Any], deltas: int) -> dict[str, Any]:
 async def opened(pieces: list[bytes], previous: str | None, broken: bool = False) -> NativeEvents:
     up = ResponsesEventStream(Reads(pieces, broken), TARGET)  # type: ignore[arg-type]
     await up.prime()
-    echo = {"previous_response_id": previous} if previous else {}
-    return NativeEvents(up, ResponseContext("resp_1", 0, "m", echo))
+    return NativeEvents(up, previous or None)
 
 
 async def parsed(pieces: list[bytes], previous: str | None, broken: bool = False) -> tuple[Any, ...]:
