@@ -212,9 +212,10 @@ async def history_of(request: web.Request, req: ResponsesRequest, key_id: str) -
     return NO_HISTORY
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
-    """A POST /v1/responses admitted: what its call sends and how it answers."""
+    """A POST /v1/responses admitted: what its call sends and how it answers. (Not frozen: one is
+    made per request, and a frozen field costs its __init__ a call of object.__setattr__.)"""
 
     req: ResponsesRequest
     turn: Turn
@@ -264,7 +265,8 @@ async def prepare(request: web.Request) -> Prepared:
     # a coding agent's input (its whole conversation) stays the client's bytes when nothing of the
     # turn is kept and a native deployment can take it as sent; else the body is decoded whole
     raw = await read_body(request, gw.settings.max_body_bytes)
-    over_socket = request.get(SOCKET_MEMORY) is not None
+    memory: LaneMemory | None = request.get(SOCKET_MEMORY)
+    over_socket = memory is not None
     turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
     foreign = [] if turn_read is None else foreign_fields(turn_read[1])
     asked = NOTHING_ASKED if not foreign else read_asked(turn_read[1] if turn_read is not None else None)
@@ -300,13 +302,14 @@ async def prepare(request: web.Request) -> Prepared:
         named = [*(name for name in named if name not in ASKED), *asked.unused]
     route = gw.with_fallbacks(key, gw.route(key, req.model), asked)
     if req.background:  # a node that cannot run it refuses before any work
-        if request.get(SOCKET_MEMORY) is not None:
+        if over_socket:
             raise InvalidRequest("background mode is not available on a WebSocket: create the response with "
                                  "POST /v1/responses and background: true, or send it without background",
                                  param="background")
         request.app[BACKGROUND].check_room()
     conversations = request.app[CONVERSATIONS]
-    history = await history_of(request, req, key.id)
+    history = NO_HISTORY if req.previous_response_id is None and req.conversation is None \
+        else await history_of(request, req, key.id)
     sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
     size = prompt_bytes(raw) + history.size
     ctx = ContextOf(body, req.store, int(time.time()), req.model)
@@ -316,7 +319,7 @@ async def prepare(request: web.Request) -> Prepared:
                       tools=body.get("tools"), max_tool_calls=body.get("max_tool_calls"))
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
-                rec, conversations, req.conversation, request.get(SOCKET_MEMORY), history,
+                rec, conversations, req.conversation, memory, history,
                 bytes(memoryview(input_raw)) if as_is and req.store else None)
     as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
     return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None,
@@ -358,10 +361,13 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
     """A streamed answer relayed to `request`'s sink (the client's, a WebSocket's or a background
     run's), settled and stored at its end whatever happens."""
     tally = relay.Tally()
+    last: tuple[Body, int, Body] | None = None  # the terminal response billed: (as read, deltas, as sent)
 
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
+        nonlocal last
         billed = turn.in_conversation(_estimated(response, turn.size, deltas) or response)
         tally.finish_reasons[:] = [finish_reason(billed)]
+        last = (response, deltas, billed)
         return billed
 
     async def appended(response: Body) -> None:
@@ -385,8 +391,8 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
             yield relay.frame(str(event.get("type")), event if shown else event_without_encrypted(event))
 
     try:
-        resp = relay.sse_response(rid, dict(with_named({**turn.res.headers, **events.headers,
-                                                        **turn.fallback_headers(served)}, list(foreign))))
+        headers = {**turn.res.headers, **events.headers, **turn.fallback_headers(served)}
+        resp = relay.sse_response(rid, dict(with_named(headers, list(foreign))) if foreign else headers)
         # a native upstream's frames: its own bytes where the gateway changes nothing, counted and
         # held for the conversation's append in the one generator that reads them
         out = events.frames(bill, tally, appended if turn.appends else None) \
@@ -394,9 +400,13 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
     finally:
-        usage = token_usage(events.usage, turn.size, tally.content_chunks, served_tier(events.final))
-        final = _estimated(events.final, turn.size, tally.content_chunks)
-        turn.finish(served, None if final is None else turn.in_conversation(final), usage)
+        final, deltas = events.final, tally.content_chunks
+        usage = token_usage(events.usage, turn.size, deltas, served_tier(final))
+        if last is not None and last[0] is final and last[1] == deltas:  # (as the client got it: billed once)
+            final = last[2]
+        elif final is not None:
+            final = turn.in_conversation(_estimated(final, turn.size, deltas) or final)
+        turn.finish(served, final, usage)
         broke = events.broke
         if broke is not None and tally.outcome == "done":  # (its `response.failed` went out as the last event)
             tally.outcome, tally.failure_code = "upstream_error", broke.code

@@ -16,7 +16,8 @@ from shieldes.responses.objects import Body
 
 MAX_MODEL_NAME = 256
 # Fields the gateway serves itself; never sent upstream.
-_GATEWAY_FIELDS = ("previous_response_id", "conversation", "stream", "stream_options", "background")
+_GATEWAY_FIELDS = frozenset(("previous_response_id", "conversation", "stream", "stream_options", "background"))
+_CONTINUING = _GATEWAY_FIELDS - {"stream"}  # what makes a turn more than its own input (input_sent_as_is)
 # The optional fields parse_request checks the type of.
 _OPTIONAL = frozenset(("max_output_tokens", "temperature", "top_p", "instructions", "tools", "tool_choice",
                        "parallel_tool_calls", "text", "reasoning", "include", "metadata", "store", "background",
@@ -26,8 +27,11 @@ _UNSUPPORTED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponsesRequest:
+    """A POST /v1/responses body's fields the gateway decides on. (Not frozen: one is made per
+    request, and a frozen field costs its __init__ a call of object.__setattr__.)"""
+
     model: str
     streaming: bool
     store: bool
@@ -217,14 +221,17 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
 
 def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Body:
     """The request as a deployment gets it: the whole conversation as `input`, no gateway fields."""
-    out = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+    out = upstream_fields(body)
     out["input"] = history + own_input
     return out
 
 
 def upstream_fields(body: Body) -> Body:
-    """The request's fields a deployment gets (upstream_body without `input`)."""
-    return {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+    """The request's fields a deployment gets (upstream_body without `input`), in their order."""
+    out = dict(body)
+    for name in body.keys() & _GATEWAY_FIELDS:  # (the one or two a body has: no look at each of its fields)
+        del out[name]
+    return out
 
 
 def input_sent_as_is(fields: Body, input_shape: str, over_websocket: bool) -> bool:
@@ -234,8 +241,7 @@ def input_sent_as_is(fields: Body, input_shape: str, over_websocket: bool) -> bo
     `stream` (no `background`), and the input is a non-empty list (`input_shape`, TopLevel.shape's).
     A stored response keeps that input as the same bytes. `fields`: the body's top-level fields but
     `input`. The items themselves are then read off their bytes (input_bytes.input_as_sent)."""
-    return (input_shape == "list" and not over_websocket
-            and not any(name in fields for name in _GATEWAY_FIELDS if name != "stream"))
+    return input_shape == "list" and not over_websocket and fields.keys().isdisjoint(_CONTINUING)
 
 
 def forwards_as_sent(body: Body, own_input: list[Body]) -> bool:
