@@ -64,8 +64,11 @@ def never_stored(response_id: str) -> bool:
     return len(digits) == 48 and digits[42:] == _mark(digits[:42], False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponsesUsage:
+    """(Not frozen: one is read off every stream's terminal event, and a frozen field costs its
+    __init__ a call of object.__setattr__.)"""
+
     input_tokens: int
     output_tokens: int
     cached_tokens: int = 0
@@ -110,17 +113,26 @@ def reports_usage(usage: Any) -> bool:
 
 def usage_from_responses(usage: Any) -> ResponsesUsage | None:
     """A Responses `usage` object as an upstream sent it -> ResponsesUsage."""
-    if not reports_usage(usage):
+    if not isinstance(usage, dict):
         return None
-    details_in = usage.get("input_tokens_details")
-    details_out = usage.get("output_tokens_details")
-    return ResponsesUsage(
-        usage["input_tokens"],
-        int(usage.get("output_tokens") or 0),
-        _count(details_in.get("cached_tokens")) if isinstance(details_in, dict) else 0,
-        _count(details_out.get("reasoning_tokens")) if isinstance(details_out, dict) else 0,
-        _count(details_in.get("cache_write_tokens")) if isinstance(details_in, dict) else 0,
-    )
+    tokens_in = usage.get("input_tokens")
+    if not isinstance(tokens_in, int):
+        return None
+    # the details' counts read as _count reads them (a positive int, not a bool: JSON's own types),
+    # in line: one call a count was a third of this read
+    cached: Any = 0
+    written: Any = 0
+    reasoning: Any = 0
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict):
+        cached, written = details.get("cached_tokens"), details.get("cache_write_tokens")
+        cached = cached if type(cached) is int and cached > 0 else 0
+        written = written if type(written) is int and written > 0 else 0
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict):
+        reasoning = details.get("reasoning_tokens")
+        reasoning = reasoning if type(reasoning) is int and reasoning > 0 else 0
+    return ResponsesUsage(tokens_in, int(usage.get("output_tokens") or 0), cached, reasoning, written)
 
 
 @dataclass(frozen=True, slots=True)

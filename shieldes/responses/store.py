@@ -25,8 +25,10 @@ PREFIX = "stored_responses_p"
 MAX_CHAIN = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredResponse:
+    """A response to store (not frozen, as Encoded: one is made per stored turn; never changed)."""
+
     id: str
     created_at: float  # unix seconds
     key_id: str
@@ -45,7 +47,7 @@ class StoredResponse:
         return self.input
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Encoded:
     """A stored response with its JSON encoded once, when it is saved: the INSERT sends these
     bytes as they are (a 2 MB screenshot's input is never decoded to a str and encoded back), and
@@ -55,7 +57,8 @@ class Encoded:
     to walk (a full cache of parsed responses made each full collection walk a million objects).
     `output` is the answer's output items again on their own: a continuation's history is every
     turn's input and output, decoded without the rest of each response (an agent's responses echo
-    its instructions and tools, often most of their bytes)."""
+    its instructions and tools, often most of their bytes). Not frozen: one is made per stored
+    turn, and a frozen field costs its __init__ a call of object.__setattr__; never changed."""
 
     id: str
     created_at: float  # unix seconds
@@ -120,16 +123,17 @@ class RunState:
 COMPACT_BELOW = 16 * 1024
 
 
-def _compact(data: bytes) -> bytes:
-    return bytes(memoryview(data)) if len(data) < COMPACT_BELOW else data
-
-
 def encode(stored: StoredResponse) -> Encoded:
     output = stored.response.get("output")
+    given, response = stored.input, dumps(stored.response)
+    output_json = dumps(output if isinstance(output, list) else [])
+    input_json = given if isinstance(given, bytes) else dumps(given)
+    # JSON below COMPACT_BELOW copied to its own length (a call each for it was a third of this)
     return Encoded(stored.id, stored.created_at, stored.key_id, stored.previous_response_id, stored.model,
-                   stored.input if isinstance(stored.input, bytes) else _compact(dumps(stored.input)),
-                   _compact(dumps(stored.response)),
-                   _compact(dumps(output if isinstance(output, list) else [])))
+                   input_json if input_json is given or len(input_json) >= COMPACT_BELOW
+                   else bytes(memoryview(input_json)),
+                   response if len(response) >= COMPACT_BELOW else bytes(memoryview(response)),
+                   output_json if len(output_json) >= COMPACT_BELOW else bytes(memoryview(output_json)))
 
 
 class Utf8:
