@@ -22,6 +22,17 @@ _CONTINUING = _GATEWAY_FIELDS - {"stream"}  # what makes a turn more than its ow
 _OPTIONAL = frozenset(("max_output_tokens", "temperature", "top_p", "instructions", "tools", "tool_choice",
                        "parallel_tool_calls", "text", "reasoning", "include", "metadata", "store", "background",
                        "stream"))
+_NONE = type(None)
+# The JSON types each optional field may have (None: as if absent). A body whose fields all have
+# one of them is checked only for its values; another goes through the checks in their order (a
+# subclass of a type passes there), which say what is wrong.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "max_output_tokens": (int, _NONE), "temperature": (int, float, _NONE), "top_p": (int, float, _NONE),
+    "instructions": (str, list, _NONE), "tools": (list, _NONE), "tool_choice": (str, dict, _NONE),
+    "parallel_tool_calls": (bool, _NONE), "text": (dict, _NONE), "reasoning": (dict, _NONE),
+    "include": (list, _NONE), "metadata": (dict, _NONE), "store": (bool, _NONE), "background": (bool, _NONE),
+    "stream": (bool, _NONE),
+}
 _UNSUPPORTED = {
     "prompt": "stored prompt templates are not supported; send `instructions` and `input` instead",
 }
@@ -171,10 +182,44 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
         items = normalize_input(body["input"]) if body.get("input") is not None else []
         if not items and previous is None:
             raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
-    # The optional fields, checked in this order whatever order they came in, each only when the
-    # body has it (an absent field reads as None, which every check passes): a short request has a
-    # few of the sixteen.
     present = body.keys() & _OPTIONAL
+    if all(type(body[name]) in _JSON_TYPES[name] for name in present):
+        # (the common case) only the values left to check, in _checked_optional's order, which
+        # says what is wrong with the first that fails
+        max_out = body.get("max_output_tokens")
+        if (max_out is not None and max_out < 1) \
+                or ("temperature" in present and not _in_range(body["temperature"], 0, 2)) \
+                or ("top_p" in present and not _in_range(body["top_p"], 0, 1)):
+            _checked_optional(body, present)
+        if "tool_choice" in present:
+            check_tool_choice(body)
+        metadata = body.get("metadata")
+        if metadata is not None:
+            check_metadata(metadata)
+        if "background" in present and body["background"] and body.get("store") is False:
+            _checked_optional(body, present)
+    else:
+        max_out = _checked_optional(body, present)
+    return ResponsesRequest(
+        model=model,
+        streaming="stream" in present and bool(body["stream"]),
+        store=body.get("store") is not False,
+        previous_response_id=previous,
+        conversation=conversation,
+        max_output_tokens=max_out,
+        input=items,
+        background="background" in present and bool(body["background"]),
+    )
+
+
+def _in_range(value: Any, low: float, high: float) -> bool:
+    return value is None or (low <= value <= high and math.isfinite(value))
+
+
+def _checked_optional(body: Body, present: set[str]) -> int | None:
+    """The optional fields' checks (`present`: those the body has) in this order whatever order they
+    came in, each only when the body has it (an absent field reads as None, which every check
+    passes); the request's max_output_tokens."""
     max_out = _typed(body, "max_output_tokens", int, "a positive integer") \
         if "max_output_tokens" in present else None
     if max_out is not None and max_out < 1:
@@ -207,16 +252,9 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
     if background and store is False:
         raise InvalidRequest("Background mode requires the response to be stored: send background: true with "
                              "store: true (or without store), or leave background out", param="store")
-    return ResponsesRequest(
-        model=model,
-        streaming="stream" in present and bool(_typed(body, "stream", bool, "true or false")),
-        store=store is not False,
-        previous_response_id=previous,
-        conversation=conversation,
-        max_output_tokens=max_out,
-        input=items,
-        background=background,
-    )
+    if "stream" in present:
+        _typed(body, "stream", bool, "true or false")
+    return max_out
 
 
 def upstream_body(body: Body, history: list[Body], own_input: list[Body]) -> Body:
