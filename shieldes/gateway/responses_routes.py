@@ -174,20 +174,20 @@ class Turn:
     def finish(self, served: RouteTarget, response: Body | None, usage: TokenUsage) -> None:
         usage = billed_as_served(usage, response, self.gw.container_sessions.bill)
         nusd = self.gw.settle(self.res, served.deployment, served.model, usage)
-        if self.rec is not None:
-            self.rec.prompt_tokens, self.rec.completion_tokens, self.rec.cost_nusd = \
-                usage.prompt_tokens, usage.completion_tokens, nusd
-            self.rec.cached_tokens, self.rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
-            self.rec.cache_write_tokens = usage.cache_write_tokens
-            self.rec.service_tier = usage.service_tier
-            self.rec.tool_uses(usage)
-            self.rec.upstream_model = served.model
+        rec = self.rec
+        if rec is not None:
+            rec.prompt_tokens, rec.completion_tokens, rec.cost_nusd = usage.prompt_tokens, usage.completion_tokens, nusd
+            rec.cached_tokens, rec.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
+            rec.cache_write_tokens = usage.cache_write_tokens
+            rec.service_tier = usage.service_tier
+            rec.tool_uses(usage)
+            rec.upstream_model = served.model
         if self.memory is not None and response is not None:
             self.memory.remember(response, self.key.id, self.history.then(self.stored_input))
         if self.keep and response is not None and isinstance(response.get("id"), str):
             created = response.get("created_at")
             self.store.save(StoredResponse(
-                response["id"], float(created) if isinstance(created, int | float) else time.time(),
+                response["id"], float(created) if isinstance(created, (int, float)) else time.time(),
                 self.key.id, self.previous, str(response.get("model") or self.route.requested),
                 self.stored_input if self.stored_json is None else self.stored_json, response,
             ), self.history)

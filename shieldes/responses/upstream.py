@@ -356,7 +356,15 @@ class NativeEvents:
     `response.failed` events numbered after the upstream's. Iteration gives the events parsed;
     `frames()` gives them as the client gets them, forwarding the upstream's own bytes."""
 
-    # set by frames() (on the class: one NativeEvents is made per stream)
+    # What every stream starts with, on the class (one NativeEvents is made per stream): an
+    # instance's own value is set when it changes.
+    final: Body | None = None
+    usage: ResponsesUsage | None = None
+    deltas = 0
+    broke: UpstreamFailure | None = None
+    _gen: AsyncGenerator[Body, None] | None = None
+    _frame_gen: AsyncGenerator[bytes, None] | None = None
+    _bill: Callable[[Body, int], Body] = staticmethod(_unbilled)  # set by frames(), with the two below
     _before_end: Callable[[Body], Awaitable[None]] | None = None
     _held: Body | None = None  # the terminal response billed, until `release()`
 
@@ -364,15 +372,8 @@ class NativeEvents:
         """`previous`: the request's previous_response_id, set in the response objects passed on."""
         self._up = upstream
         self._previous = previous
-        self.edits_progress = self._previous is not None  # (openai_responses.Relay)
+        self.edits_progress = previous is not None  # (openai_responses.Relay)
         self.headers: dict[str, str] = {}
-        self.final: Body | None = None
-        self.usage: ResponsesUsage | None = None
-        self.deltas = 0
-        self.broke: UpstreamFailure | None = None
-        self._gen: AsyncGenerator[Body, None] | None = None
-        self._frame_gen: AsyncGenerator[bytes, None] | None = None
-        self._bill: Callable[[Body, int], Body] = _unbilled
 
     def __aiter__(self) -> AsyncGenerator[Body, None]:
         if self._gen is None:
