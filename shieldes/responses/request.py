@@ -163,14 +163,22 @@ def check_tool_choice(body: Body) -> None:
 def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesRequest:
     """`as_sent_input`: the input stays the client's bytes (input_sent_as_is): `body` is every other
     field, and the request's `input` is left empty."""
-    model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
+    # (a field of JSON's type for it is taken as it is; _typed says what is wrong with another)
+    model = body.get("model")
+    if type(model) is not str:
+        model = _typed(body, "model", str, "a model name string, e.g. \"gpt-4o\"")
     if model is None or not model.strip() or len(model) > MAX_MODEL_NAME:
         raise InvalidRequest("field 'model' is required: a model name (see GET /v1/models)", param="model")
-    for name, why in _UNSUPPORTED.items():
-        if body.get(name):
-            raise InvalidRequest(why, param=name)
-    previous = _typed(body, "previous_response_id", str, "the id of a stored response (resp_...)")
-    conversation = conversation_id(body.get("conversation"))
+    if not body.keys().isdisjoint(_UNSUPPORTED):
+        for name, why in _UNSUPPORTED.items():
+            if body.get(name):
+                raise InvalidRequest(why, param=name)
+    previous = body.get("previous_response_id")
+    if previous is not None and type(previous) is not str:
+        previous = _typed(body, "previous_response_id", str, "the id of a stored response (resp_...)")
+    conversation = body.get("conversation")
+    if conversation is not None:
+        conversation = conversation_id(conversation)
     if previous is not None and conversation is not None:
         raise InvalidRequest("Mutually exclusive parameters: Ensure you are only providing one of: "
                              "'previous_response_id' or 'conversation'.", code="mutually_exclusive_parameters",
@@ -183,7 +191,11 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
         if not items and previous is None:
             raise InvalidRequest("field 'input' is empty: send a string or at least one input item", param="input")
     present = body.keys() & _OPTIONAL
-    if all(type(body[name]) in _JSON_TYPES[name] for name in present):
+    for name in present:
+        if type(body[name]) not in _JSON_TYPES[name]:
+            max_out = _checked_optional(body, present)  # (says what is wrong)
+            break
+    else:
         # (the common case) only the values left to check, in _checked_optional's order, which
         # says what is wrong with the first that fails
         max_out = body.get("max_output_tokens")
@@ -198,8 +210,6 @@ def parse_request(body: Body, *, as_sent_input: bool = False) -> ResponsesReques
             check_metadata(metadata)
         if "background" in present and body["background"] and body.get("store") is False:
             _checked_optional(body, present)
-    else:
-        max_out = _checked_optional(body, present)
     return ResponsesRequest(
         model=model,
         streaming="stream" in present and bool(body["stream"]),
