@@ -23,6 +23,26 @@ DONE = b"[DONE]"
 # --- scans of a block ----------------------------------------------------------------------------
 
 
+# A blank line is found line by line with memchr: CPython looks for a two-byte string one byte at a
+# time (about 1 ns a byte on this machine, 25 us for the 24 kB of an agent's response event, whose
+# `response` echoes its instructions and tools), for one byte with memchr (0.01 ns a byte); an
+# event has a few lines.
+def blank_line(data: bytes, start: int = 0) -> int:
+    """data.find(b"\\n\\n", start)."""
+    at = data.find(b"\n", start)
+    while at >= 0 and not data.startswith(b"\n", at + 1):
+        at = data.find(b"\n", at + 1)
+    return at
+
+
+def last_blank_line(data: bytes) -> int:
+    """data.rfind(b"\\n\\n")."""
+    at = data.rfind(b"\n")
+    while at > 0 and data[at - 1] != 10:  # (10: a newline)
+        at = data.rfind(b"\n", 0, at)
+    return at - 1 if at > 0 else -1
+
+
 def one_line_objects(block: bytes) -> int:
     """How many events `block` holds when it is nothing but `data: {...}` events of one line each,
     every one ended by a blank line (no carriage return in it: the caller checked); else 0."""
@@ -70,7 +90,7 @@ def first_payload(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
     body the last event needs no blank line."""
     start = 0
     while start < len(data):
-        end = data.find(b"\n\n", start)
+        end = blank_line(data, start)
         if end < 0:
             if not at_end:
                 return None, 0
@@ -157,7 +177,7 @@ class BlockStream(UpstreamChunkStream):
     def _block(self) -> bytes:
         """The whole events read so far (not in decoder mode): the block is taken out of `_carry`."""
         data = self._carry
-        cut = len(data) if self._ended else data.rfind(b"\n\n") + 2
+        cut = len(data) if self._ended else last_blank_line(data) + 2
         if cut < 2:
             return b""
         block, self._carry = data[:cut], data[cut:]
