@@ -3,8 +3,8 @@ application moved from one still sends them: LiteLLM's `tags`, `fallbacks`, `num
 `mock_response`, `caching`, `guardrails`, `litellm_*`, ... and Bifrost's `fallbacks`. An OpenAI
 upstream refuses each ("Unrecognized request argument supplied"), so none is forwarded: each is
 left out and named in `x-shieldes-dropped`, but for `fallbacks` and `disable_fallbacks` where the
-route honours them (routing/asked_fallbacks.py) and the tags (below). `metadata` is OpenAI's own field when it has OpenAI's
-shape (at most 16 string values) and goes on as sent then; LiteLLM's (tags as a list, nested
+route honours them (routing/asked_fallbacks.py) and the tags (below). `metadata` is OpenAI's own
+field when it has OpenAI's shape (at most 16 string values) and goes on as sent then; LiteLLM's (tags as a list, nested
 objects) is left out and named so too. On the Messages API, where Anthropic takes only
 `metadata.user_id` and refuses any other key ("metadata.X: Extra inputs are not permitted"),
 `user_id` goes on and every other key (LiteLLM's `tags`, `trace_id`, `user_api_key_*`, ...) is left
