@@ -92,11 +92,16 @@ def pg_cut(faults: Sequence[Fault], start: float, end: float) -> bool:
     return any(f.kind == "pg_cut" and overlaps(f, start, end, DB_SLACK) for f in faults)
 
 
-def may_be_unwritten(faults: Sequence[Fault], node: str, answered: float) -> bool:
-    """A response `node` answered at `answered` may be lost: its node was SIGKILLed within the
-    writer's window after it, or after a Postgres cut that began before the kill."""
+def may_be_unwritten(faults: Sequence[Fault], t: Turn) -> bool:
+    """The response of turn `t` (completed) may be lost: its node was SIGKILLed within the writer's
+    window after answering it, or after a Postgres cut that began before the kill. A turn sent
+    before the kill's fault began was answered by the killed boot (the next boot is started only
+    after the harness saw the exit), so before the kill, even when its client, in the same loaded
+    harness loop, recorded the answer after the fault's start (0.12 s after it, seed 32872158)."""
+    assert t.ended_at is not None
+    answered = t.ended_at
     for f in faults:
-        if f.kind != "kill" or node not in f.nodes or f.start < answered:
+        if f.kind != "kill" or t.node not in f.nodes or (f.start < answered and f.start < t.sent_at):
             continue
         if f.start - answered <= WRITER_WINDOW or any(c.kind == "pg_cut" and overlaps(c, answered, f.start)
                                                       for c in faults):
@@ -108,7 +113,7 @@ def unwritten_when_read(faults: Sequence[Fault], prev: Turn, sent: float) -> boo
     """A continuation sent at `sent` may not find `prev`: it may be lost, or its node was paused
     within the writer's window after it and woke too late for the read's wait."""
     assert prev.ended_at is not None
-    return may_be_unwritten(faults, prev.node, prev.ended_at) or any(
+    return may_be_unwritten(faults, prev) or any(
         f.kind == "pause" and prev.node in f.nodes and f.start <= prev.ended_at + WRITER_WINDOW
         and f.end + WRITER_WINDOW >= sent + READ_WAIT and f.end >= prev.ended_at for f in faults)
 
@@ -143,7 +148,7 @@ def check_stored(turns: Sequence[Turn], reads: Mapping[str, Mapping[str, int]], 
         missing = {n: s for n, s in reads.get(t.response_id, {}).items() if s != 200}
         if not reads.get(t.response_id):
             missing = {"(not read)": -1}
-        if missing and not may_be_unwritten(faults, t.node, t.ended_at):
+        if missing and not may_be_unwritten(faults, t):
             out.append(f"stored response {t.response_id} ({t.tag}, answered by {t.node} at {t.ended_at:.2f}) "
                        f"not readable at the end: {missing}; docs/responses.md: a response is lost only if "
                        f"'a node that crashes loses the responses it had not written yet' (durable 'at most "
