@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
@@ -110,7 +110,7 @@ def billed_as_served(usage: TokenUsage, response: Body | None,
     if usage.service_tier is None:
         tier = served_tier(response)
         if tier is not None:
-            return replace(usage, service_tier=tier)
+            return usage._replace(service_tier=tier)
     return usage
 
 

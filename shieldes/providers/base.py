@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Operation = Literal["chat", "completions", "embeddings", "responses", "input_tokens", "moderations", "images",
                     "image_edits", "image_variations", "speech", "transcriptions", "translations"]
@@ -17,10 +17,11 @@ MediaOp = Literal["moderations", "images", "image_edits", "image_variations", "s
 Body = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class TokenUsage:
+class TokenUsage(NamedTuple):
     """`prompt_tokens` counts every input token, cache reads and writes included (they are parts
-    of it, reported apart because they cost a different price)."""
+    of it, reported apart because they cost a different price). A named tuple, not a frozen
+    dataclass: a request builds several and a tuple's construction is one C call, where a frozen
+    dataclass's sets each field through object.__setattr__."""
 
     prompt_tokens: int
     completion_tokens: int
@@ -45,8 +46,24 @@ class TokenUsage:
     # `image_output` of the completion tokens; billed at the model's price for each (usage/pricing.py)
     modal: tuple[tuple[str, int], ...] = ()
     # A breakdown for the request log when the upstream reports it, not billed apart: equality
-    # compares the counts that are billed.
-    reasoning_tokens: int | None = field(default=None, compare=False)  # of the completion tokens
+    # compares the counts that are billed (every field before this last one).
+    reasoning_tokens: int | None = None  # of the completion tokens
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TokenUsage):
+            return NotImplemented
+        return self[:_BILLED] == other[:_BILLED]
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, TokenUsage):
+            return NotImplemented
+        return self[:_BILLED] != other[:_BILLED]
+
+    def __hash__(self) -> int:
+        return hash(self[:_BILLED])
+
+
+_BILLED = len(TokenUsage._fields) - 1  # the fields equality compares: all but reasoning_tokens
 
 
 class UpstreamFailure(Exception):

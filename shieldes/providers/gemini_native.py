@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -158,7 +158,7 @@ class GoogleWatch:
         if self.done:
             return usage
         # a stream cut short: its last counts may predate what was relayed since (one token per event)
-        return replace(usage, completion_tokens=max(usage.completion_tokens, self.content_events))
+        return usage._replace(completion_tokens=max(usage.completion_tokens, self.content_events))
 
 
 @dataclass(frozen=True, slots=True)

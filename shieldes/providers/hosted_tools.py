@@ -14,7 +14,6 @@ earlier models per grounded prompt ($35 per 1,000): an answer of those counts on
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from shieldes.providers.base import TokenUsage
@@ -58,7 +57,7 @@ def gemini_grounding(resp: Any) -> int:
 
 
 def with_searches(usage: TokenUsage, searches: int) -> TokenUsage:
-    return replace(usage, web_search_requests=searches) if searches > usage.web_search_requests else usage
+    return usage._replace(web_search_requests=searches) if searches > usage.web_search_requests else usage
 
 
 def with_hosted(usage: TokenUsage, output: Any, sessions: Callable[[frozenset[str]], int] = len) -> TokenUsage:
@@ -70,7 +69,7 @@ def with_hosted(usage: TokenUsage, output: Any, sessions: Callable[[frozenset[st
     containers = sessions(ids) if ids else 0
     if not (web or files or containers):
         return usage
-    return replace(usage, web_search_requests=max(usage.web_search_requests, web),
+    return usage._replace(web_search_requests=max(usage.web_search_requests, web),
                    file_search_calls=max(usage.file_search_calls, files), containers=max(usage.containers, containers))
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 
 from shieldes.events.catalog import PricingSet
@@ -237,10 +236,10 @@ def test_an_answer_costs_the_multiplier_of_the_tier_that_served_it() -> None:
     gpt5 = table.rate({}, "gpt-5")  # $1.25 / $0.125 cached / $10 per 1M; flex half, priority twice
     usage = TokenUsage(1000, 100, cache_read_tokens=400)
     standard = 600 * 1250 + 400 * 125 + 100 * 10_000
-    assert cost_nusd(gpt5, usage) == cost_nusd(gpt5, replace(usage, service_tier="default")) == standard
-    assert cost_nusd(gpt5, replace(usage, service_tier="flex")) == standard // 2
-    assert cost_nusd(gpt5, replace(usage, service_tier="priority")) == standard * 2
-    assert cost_nusd(gpt5, replace(usage, service_tier="scale")) == standard
+    assert cost_nusd(gpt5, usage) == cost_nusd(gpt5, usage._replace(service_tier="default")) == standard
+    assert cost_nusd(gpt5, usage._replace(service_tier="flex")) == standard // 2
+    assert cost_nusd(gpt5, usage._replace(service_tier="priority")) == standard * 2
+    assert cost_nusd(gpt5, usage._replace(service_tier="scale")) == standard
     # gpt-4o-mini's priority prices ($0.25 / $0.125 / $1.00) are 5/3 of its list, not a decimal factor:
     # the shipped factor, rounded per token rate, gives them exactly
     mini = served_at(table.rate({}, "gpt-4o-mini"), "priority")
