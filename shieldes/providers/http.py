@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -306,22 +305,19 @@ def parse_usage(usage: object, service_tier: object = None) -> TokenUsage | None
     completion = usage.get("completion_tokens") or 0
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    cached = _detail(usage, "prompt_tokens_details", "cached_tokens")
-    if not cached:  # DeepSeek counts its cache hits in a field of its own
-        hits = usage.get("prompt_cache_hit_tokens")
-        cached = hits if isinstance(hits, int) and not isinstance(hits, bool) else None
-    cached = cached if cached and 0 < cached <= prompt else 0
+    # each count is an int (a bool is none): `type(x) is int`, as JSON gives no other int
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not (cached and type(cached) is int):  # DeepSeek counts its cache hits in a field of its own
+        cached = usage.get("prompt_cache_hit_tokens")
+    cached = cached if type(cached) is int and 0 < cached <= prompt else 0
     # cache writes: not in OpenAI's shape; LiteLLM-style upstreams (and shieldes) report them top-level
     written = usage.get("cache_creation_input_tokens")
-    written = written if isinstance(written, int) and not isinstance(written, bool) and 0 < written <= prompt - cached \
-        else 0
+    written = written if type(written) is int and 0 < written <= prompt - cached else 0
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
     return TokenUsage(prompt, completion, cache_read_tokens=cached, cache_write_tokens=written,
                       service_tier=service_tier if isinstance(service_tier, str) and service_tier else None,
                       modal=openai_modal(usage, "prompt_tokens_details", "completion_tokens_details"),
-                      reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"))
+                      reasoning_tokens=reasoning if type(reasoning) is int else None)
 
-
-def _detail(usage: dict[str, Any], group: str, name: str) -> int | None:
-    details = usage.get(group)
-    value = details.get(name) if isinstance(details, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_OPENAI_KINDS = (("audio_tokens", "audio"), ("image_tokens", "image"))
+# (field, its kind in the input group, in the output group)
+_OPENAI_KINDS = (("audio_tokens", "audio_input", "audio_output"), ("image_tokens", "image_input", "image_output"))
 _GEMINI_KINDS = {"AUDIO": "audio", "IMAGE": "image"}
 
 
@@ -24,16 +25,23 @@ def _pairs(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
 def openai_modal(usage: dict[str, Any], input_group: str, output_group: str) -> tuple[tuple[str, int], ...]:
     """From an OpenAI usage object: `input_group` is `prompt_tokens_details` (chat) or
     `input_tokens_details` (images, speech, transcriptions; `input_token_details` in some answers),
-    `output_group` likewise."""
-    counts: dict[str, int] = {}
-    for group, place in ((input_group, "input"), (output_group, "output")):
-        details = usage.get(group)
-        if not isinstance(details, dict) and place == "input":
-            details = usage.get(group.replace("tokens_details", "token_details"))
-        if isinstance(details, dict):
-            for field, kind in _OPENAI_KINDS:
-                counts[f"{kind}_{place}"] = _count(details.get(field))
-    return _pairs(counts)
+    `output_group` likewise. Every answer has these groups and most report zeros in them: nothing
+    is built for a zero."""
+    details = usage.get(input_group)
+    if not isinstance(details, dict):
+        details = usage.get(input_group.replace("tokens_details", "token_details"))
+    output = usage.get(output_group)
+    if not ((isinstance(details, dict) and (details.get("audio_tokens") or details.get("image_tokens")))
+            or (isinstance(output, dict) and (output.get("audio_tokens") or output.get("image_tokens")))):
+        return ()  # all zeros, or none reported: the common text answer
+    pairs: list[tuple[str, int]] = []
+    for place, group in ((1, details), (2, output)):
+        if isinstance(group, dict):
+            for kinds in _OPENAI_KINDS:
+                n = group.get(kinds[0])
+                if n and type(n) is int and n > 0:  # (a bool is no count)
+                    pairs.append((kinds[place], n))
+    return tuple(sorted(pairs))
 
 
 def _by_modality(details: Any) -> dict[str, int]:

@@ -266,8 +266,17 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
 
 
 def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
-    rate = tier(served_at(rate, usage.service_tier), usage.prompt_tokens)
-    cached = usage.cache_read_tokens + usage.cache_write_tokens
+    # served_at and tier change nothing for an answer of the default tier and a rate of one tier
+    if usage.service_tier is not None:
+        rate = served_at(rate, usage.service_tier)
+    if rate.long is not None:
+        rate = tier(rate, usage.prompt_tokens)
+    read, write = usage.cache_read_tokens, usage.cache_write_tokens
+    if not (read or write or usage.web_search_requests or usage.file_search_calls or usage.containers
+            or usage.modal):  # text only: the common answer
+        prompt = usage.prompt_tokens
+        return (prompt if prompt > 0 else 0) * rate.input + usage.completion_tokens * rate.output
+    cached = read + write
     plain = max(0, usage.prompt_tokens - cached)
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     return (plain * rate.input + usage.cache_read_tokens * rate.cache_read
