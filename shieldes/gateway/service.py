@@ -354,8 +354,12 @@ class Gateway(UpstreamCalls):
             found = self.prices.lookup(config.pricing, route.model)
             if found is None and budgeted and not self.settings.allow_unpriced:
                 raise self._not_priced(key, route)
-            return held(served_at(found or NO_RATE, tier,
-                                  any(regional(t.deployment.kind, t.deployment.options) for t in route.targets)))
+            rate = found or NO_RATE
+            # (served_at and held change nothing for a rate without the multiplier or prices asked for)
+            if (tier is not None and (rate.flex or rate.priority)) or rate.regional:
+                rate = served_at(rate, tier,
+                                 any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
+            return held(rate) if rate.modal else rate
         estimate = TokenUsage(prompt, completion)
         groups = [route, *fallback_routes(config, route)]
         dearest: Rate | None = None
@@ -406,7 +410,9 @@ class Gateway(UpstreamCalls):
     def settle(self, res: Reservation, dep: Deployment, model: str, usage: TokenUsage) -> int:
         """Account real usage of a finished call at the rates of the deployment that served it (a
         regional endpoint's multiplier); returns its cost in nUSD."""
-        rate = served_at(self.prices.rate(self.state.config.pricing, model), None, regional(dep.kind, dep.options))
+        rate = self.prices.rate(self.state.config.pricing, model)
+        if rate.regional and regional(dep.kind, dep.options):
+            rate = served_at(rate, None, True)
         nusd = cost_nusd(rate, usage)
         self.quotas.answered(dep.name, usage.prompt_tokens + usage.completion_tokens)
         self.meter.settle(res, dep.name, model, usage.prompt_tokens, usage.completion_tokens, nusd,

@@ -57,10 +57,11 @@ def frees_at(budget: Budget, today: int) -> float:
     return period_reset_at(budget.period, today).timestamp()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Seen:
     """What one admission read of a key's counters (Meter.look): every decision about the request
-    (its completion cap, the cluster split, the checks) is made on these same values."""
+    (its completion cap, the cluster split, the checks) is made on these same values. Not frozen:
+    one is built per request and read only (a frozen dataclass sets each field through a C call)."""
 
     now: float
     w: int  # the current rate window
