@@ -21,7 +21,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
-from shieldes.providers.tool_args import string_answer_arguments, string_arguments
+from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
 from shieldes.providers.tool_ids import all_fit, chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -121,7 +121,10 @@ class OpenAIProvider(MediaUpstream):
         data, raw = await post_for_object(
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
-        if op == "chat" and string_answer_arguments(data):  # Ollama: arguments as an object
+        # Ollama: arguments as an object; found by a look at the bytes first, as the stream's frames
+        # are (most answers call no tool: no walk of the parsed answer)
+        if op == "chat" and b'"arguments"' in raw and OBJECT_ARGUMENTS.search(raw) \
+                and string_answer_arguments(data):
             return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")))
         return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")), raw=raw)
 
