@@ -56,6 +56,8 @@ QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees u
 # `stream: false` goes as sent)
 JSON_DROPS = frozenset({"stream_options"})
 
+_NO_SPAN = nullcontext()  # an attempt's span when tracing is off (reusable: it holds nothing)
+
 
 class AttemptSpans(Protocol):
     """Tracing of upstream attempts (shieldes/tracing.py implements it)."""
@@ -277,7 +279,9 @@ class UpstreamCalls:
         while group is not None:
             attempts = 1 + self.settings.upstream_retries
             room = self._within_quota(group, at_quota)
-            for i, rt in enumerate(plan(room, self.breaker, attempts, self.rng, self._order_for(room))):
+            # (a route of one deployment has no order to decide: plan takes no strategy for it)
+            order = self._order_for(room) if len(room.targets) > 1 else None
+            for i, rt in enumerate(plan(room, self.breaker, attempts, self.rng, order)):
                 name = rt.deployment.name
                 if name in misconfigured:
                     continue
@@ -357,7 +361,7 @@ class UpstreamCalls:
             rec.attempt(dep.name)
             rec.upstream_model = rt.model  # what this deployment is sent (a fallback's may differ)
         tracing = self.tracing
-        with tracing.attempt_span(op, dep, rt.model, n) if tracing else nullcontext() as span:
+        with tracing.attempt_span(op, dep, rt.model, n) if tracing else _NO_SPAN as span:
             try:
                 provider = self._provider(dep, rt.model)
                 target = self._target(dep, rt.model)

@@ -77,8 +77,16 @@ class DeploymentQuotas:
         return tpm is None or s.token_sum < share(tpm, nodes)
 
     def sent(self, name: str) -> None:
-        s = self._window(name)
-        s.requests.append(self.clock())
+        # each deque is trimmed as it grows (the reads trim both): one look at the clock
+        s = self._sent.get(name)
+        if s is None:
+            s = self._sent[name] = _Sent()
+        now = self.clock()
+        requests = s.requests
+        horizon = now - WINDOW_SECONDS
+        while requests and requests[0] <= horizon:
+            requests.popleft()
+        requests.append(now)
         s.in_flight += 1
 
     def returned(self, name: str) -> None:
@@ -88,8 +96,15 @@ class DeploymentQuotas:
             s.in_flight = max(0, s.in_flight - 1)
 
     def answered(self, name: str, tokens: int) -> None:
-        s = self._window(name)
-        s.tokens.append((self.clock(), tokens))
+        s = self._sent.get(name)
+        if s is None:
+            s = self._sent[name] = _Sent()
+        now = self.clock()
+        answers = s.tokens
+        horizon = now - WINDOW_SECONDS
+        while answers and answers[0][0] <= horizon:
+            s.token_sum -= answers.popleft()[1]
+        answers.append((now, tokens))
         s.token_sum += tokens
 
     def usage(self, name: str) -> tuple[int, int]:
