@@ -89,7 +89,7 @@ class Seen:
 def sliding(cur: int, prev: int, elapsed: float) -> int:
     """What a sliding minute counts `elapsed` seconds into a window holding `cur`, after one holding
     `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it."""
-    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))
+    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))  # (Meter._used computes it so, inline)
 
 
 def sliding_wait(cur: int, prev: int, limit: int, need: int, elapsed: float) -> float:

@@ -30,7 +30,7 @@ from shieldes.events.catalog import UsageDelta
 from shieldes.projections.periods import period_days
 from shieldes.projections.state import Budget, ConfigState, VirtualKey
 from shieldes.projections.usage import Totals, UsageState
-from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding, sliding_wait
+from shieldes.usage.admission import WINDOW, Seen, check_budget, sliding_wait
 from shieldes.usage.units import NO_UNITS, Units
 
 RateCounts = dict[tuple[str, int], tuple[int, int, int]]  # (key, window) -> (requests, tokens, released)
@@ -110,7 +110,9 @@ class Meter:
         self._acc: dict[DeltaKey, list[int]] = {}
         self._acc_spend: Pending = {}
         self._days: dict[tuple[str, int], range] = {}  # (period, today) -> its days
-        self._subjects: dict[str, tuple[str, ...]] = {}  # "key|team" -> budget subjects it spends on
+        # (key, team) -> budget subjects it spends on (a tuple's hash is its parts' cached ones: no
+        # string built per look)
+        self._subjects: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._batches: list[Batch] = []  # cut, in seq order: maybe one unsent head, then appended ones
         self._seq = 0
         self.flushed_seq = 0  # highest seq appended to the log by this node in this epoch
@@ -139,8 +141,9 @@ class Meter:
     def _used(self, key_id: str, w: int) -> tuple[int, int]:
         """(requests, tokens) in the sliding minute ending now (`w` is the current window)."""
         elapsed = self.clock() - w * WINDOW
-        cur, prev = self._counts(key_id, w), self._counts(key_id, w - 1)
-        return sliding(cur[0], prev[0], elapsed), sliding(cur[1], prev[1], elapsed)
+        (req, tok), (prev_req, prev_tok) = self._counts(key_id, w), self._counts(key_id, w - 1)
+        share = max(0.0, 1.0 - elapsed / WINDOW)  # sliding()'s share of the previous window, for both
+        return req + int(prev_req * share), tok + int(prev_tok * share)
 
     def _wait(self, key_id: str, w: int, limit: int, need: int, *, tokens: bool = False) -> float:
         """Seconds until `need` more requests (or tokens) fit in the key's sliding minute."""
@@ -287,7 +290,7 @@ class Meter:
 
     def _subjects_of(self, key_id: str, team_id: str | None) -> tuple[str, ...]:
         """The budget subjects a request of this key spends on ("k:<key>", then "t:<team>")."""
-        ck = key_id + "|" + team_id if team_id else key_id
+        ck = (key_id, team_id)
         found = self._subjects.get(ck)
         if found is None:
             if len(self._subjects) > 100_000:  # bounded: keys come and go over a long uptime
