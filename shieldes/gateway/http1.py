@@ -70,10 +70,10 @@ def head(status: int, reason: str | None, headers: Mapping[str, str], length: in
     """An answer's status line and headers: the handler's headers, then the framing ones (a
     length, else chunked unless the close ends the body), Date, and Connection: close when the
     connection ends with it."""
-    lowered = [name.lower() for name in headers]
+    lowered = set(map(str.lower, headers))  # (no bytecode per header)
     fields: Iterable[tuple[str, str]] = headers.items()
     if not _HOP_HEADERS.isdisjoint(lowered):
-        fields = [field for field, name in zip(fields, lowered, strict=True) if name not in _HOP_HEADERS]
+        fields = [(name, value) for name, value in fields if name.lower() not in _HOP_HEADERS]
     lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Unknown')}", *map(": ".join, fields)]
     if "content-type" not in lowered:
         lines.append("Content-Type: application/octet-stream")
