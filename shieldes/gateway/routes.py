@@ -252,7 +252,9 @@ class Call:
             rec.cache_write_tokens = usage.cache_write_tokens
             rec.reasoning_tokens = usage.reasoning_tokens
             rec.service_tier = usage.service_tier
-            rec.tool_uses(usage)
+            rec.web_searches = usage.web_search_requests or None  # (RequestRecord.tool_uses, inline)
+            rec.file_searches = usage.file_search_calls or None
+            rec.containers = usage.containers or None
             rec.cost_nusd = nusd
 
     async def json(self, out: Outgoing) -> JsonResult:

@@ -53,6 +53,7 @@ from shieldes.usage.pricing import (
     price_hint,
     regional,
     served_at,
+    tokens_nusd,
     tool_uses,
 )
 from shieldes.usage.units import NO_UNITS, Units
@@ -337,7 +338,8 @@ class Gateway(UpstreamCalls):
                                                         left, seen.tokens_left(key)) // choices)
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
         estimate = cost_nusd(rate, TokenUsage(prompt, completion, web_search_requests=web, file_search_calls=files,
-                                              containers=containers))
+                                              containers=containers)) if web or files or containers else \
+            tokens_nusd(rate, prompt, completion)
         res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped

@@ -265,17 +265,28 @@ def cost_nusd(rate: Rate, usage: TokenUsage) -> int:
     return to_nusd(_cost_pusd(rate, usage))
 
 
+def tokens_nusd(rate: Rate, prompt_tokens: int, completion_tokens: int) -> int:
+    """cost_nusd of text tokens alone at the list tier (an admission's estimate), without a
+    TokenUsage built for it."""
+    if rate.long is not None:
+        rate = tier(rate, prompt_tokens)
+    return to_nusd(max(0, prompt_tokens) * rate.input + completion_tokens * rate.output)
+
+
+# a TokenUsage's counts from cache_read_tokens to containers (its fields 2-7) when it has none
+_TEXT_ONLY = (0, 0, 0, 0, 0, 0)
+
+
 def _cost_pusd(rate: Rate, usage: TokenUsage) -> int:
     # served_at and tier change nothing for an answer of the default tier and a rate of one tier
     if usage.service_tier is not None:
         rate = served_at(rate, usage.service_tier)
     if rate.long is not None:
         rate = tier(rate, usage.prompt_tokens)
-    read, write = usage.cache_read_tokens, usage.cache_write_tokens
-    if not (read or write or usage.web_search_requests or usage.file_search_calls or usage.containers
-            or usage.modal):  # text only: the common answer
+    if usage[2:8] == _TEXT_ONLY and not usage.modal:  # no cache, no hosted tool: the common answer
         prompt = usage.prompt_tokens
         return (prompt if prompt > 0 else 0) * rate.input + usage.completion_tokens * rate.output
+    read, write = usage.cache_read_tokens, usage.cache_write_tokens
     cached = read + write
     plain = max(0, usage.prompt_tokens - cached)
     hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)

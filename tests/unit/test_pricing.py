@@ -22,6 +22,7 @@ from shieldes.usage.pricing import (
     pusd_per_token,
     rate_of,
     served_at,
+    tokens_nusd,
     unpriced,
     unpriced_warning,
 )
@@ -534,3 +535,11 @@ def test_cached_audio_costs_the_cached_audio_price_or_the_audio_price_at_the_mod
     flash = PriceTable().rate({}, "gemini-2.5-flash")
     gemini = TokenUsage(1000, 0, cache_read_tokens=500, modal=(("audio_cache_read", 400), ("audio_input", 600)))
     assert cost_nusd(flash, gemini) == 300 * 300 + 200 * 1_000 + 100 * 30 + 400 * 100
+
+
+def test_an_estimate_of_text_tokens_costs_what_their_usage_costs() -> None:
+    table = PriceTable()
+    for model in ("gpt-4o", "gemini-2.5-pro", "claude-sonnet-4-5", "gpt-4o-audio-preview"):
+        rate = table.rate({}, model)
+        for prompt, completion in ((0, 0), (1, 1), (1000, 256), (200_001, 4096), (300_000, 1)):
+            assert tokens_nusd(rate, prompt, completion) == cost_nusd(rate, TokenUsage(prompt, completion))

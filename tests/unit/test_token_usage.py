@@ -32,3 +32,9 @@ def test_defaults_and_keywords() -> None:
     assert (usage.cache_write_tokens, usage.cache_write_1h_tokens, usage.web_search_requests,
             usage.file_search_calls, usage.service_tier, usage.modal) == (0, 0, 0, 0, None, ())
     assert usage.containers == 2 and usage.cache_read_tokens == 1
+
+
+def test_the_counts_pricing_reads_as_one_slice() -> None:
+    # usage/pricing.py tells a text-only usage by usage[2:8] == (0,) * 6: those are these fields
+    assert TokenUsage._fields[2:8] == ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                                       "web_search_requests", "file_search_calls", "containers")
