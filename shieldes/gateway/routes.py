@@ -213,9 +213,9 @@ class Call:
         `tools`: the request's tools as JSON bytes, where `body` does not hold them decoded (a
         budget holds the hosted tools they offer)."""
         self.gw = gw
-        self.rid = request_id(request)
         self.key = key
         self.rec = rec = record_of(request)
+        self.rid = request_id(request) if rec is None else rec.request_id  # (the record holds it)
         requested = _model(body) if route is None else route.requested
         if rec is not None:
             rec.key = key
