@@ -336,7 +336,7 @@ class Meter:
             self._hold(res, -res.nusd)
         now = self.clock()
         self._roll(now)
-        used = prompt_tokens + completion_tokens + units.counted()
+        used = prompt_tokens + completion_tokens + (units.counted() if units is not NO_UNITS else 0)
         if used < res.tokens:
             self._release_tokens(res, res.tokens - used)
         elif used > res.tokens:  # beyond the estimate: counts when it is known
