@@ -141,7 +141,19 @@ class Meter:
     def _used(self, key_id: str, w: int) -> tuple[int, int]:
         """(requests, tokens) in the sliding minute ending now (`w` is the current window)."""
         elapsed = self.clock() - w * WINDOW
-        (req, tok), (prev_req, prev_tok) = self._counts(key_id, w), self._counts(key_id, w - 1)
+        cur, prev = self._cur, self._prev
+        if cur.window == w and prev.window == w - 1:  # (as _roll leaves them): _counts of both, inline
+            local, before = cur.counts.get(key_id), prev.counts.get(key_id)
+            req, tok = (local[0], local[1] - local[2]) if local else (0, 0)
+            prev_req, prev_tok = (before[0], before[1] - before[2]) if before else (0, 0)
+            remote = self.remote
+            if remote is not None:
+                r, t = remote.remote_counts(key_id, w)
+                req, tok = req + r, tok + t
+                r, t = remote.remote_counts(key_id, w - 1)
+                prev_req, prev_tok = prev_req + r, prev_tok + t
+        else:
+            (req, tok), (prev_req, prev_tok) = self._counts(key_id, w), self._counts(key_id, w - 1)
         share = max(0.0, 1.0 - elapsed / WINDOW)  # sliding()'s share of the previous window, for both
         return req + int(prev_req * share), tok + int(prev_tok * share)
 
