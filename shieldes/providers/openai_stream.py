@@ -191,5 +191,6 @@ class OpenAIChunkStream(BlockStream):
         usage = chunk.get("usage")
         if usage:
             self._usage = parse_usage(usage, chunk.get("service_tier")) or self._usage
-        string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
+        if chunk.get("choices"):  # (the usage chunk has none: no deltas to look through)
+            string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
         return chunk
