@@ -248,9 +248,9 @@ class Meter:
             # until what this request adds stops counting: the end of the next window
             resets = f"{(w + 2) * WINDOW - now:.3f}s"
             if rpm is not None:
-                headers["x-ratelimit-limit-requests"] = str(rpm)
-                headers["x-ratelimit-remaining-requests"] = str(max(0, rpm - req - 1))
-                headers["x-ratelimit-reset-requests"] = resets
+                headers = {"x-ratelimit-limit-requests": str(rpm),
+                           "x-ratelimit-remaining-requests": str(max(0, rpm - req - 1)),
+                           "x-ratelimit-reset-requests": resets}
             if tpm is not None:
                 headers["x-ratelimit-limit-tokens"] = str(tpm)
                 headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - tok))
@@ -350,7 +350,13 @@ class Meter:
         self._roll(now)
         used = prompt_tokens + completion_tokens + (units.counted() if units is not NO_UNITS else 0)
         if used < res.tokens:
-            self._release_tokens(res, res.tokens - used)
+            cur = self._cur
+            if cur.window == res.window:  # admitted in this window (the usual case): _release_tokens, inline
+                counts = cur.counts.get(res.key_id)
+                if counts is not None:
+                    counts[2] += res.tokens - used
+            else:
+                self._release_tokens(res, res.tokens - used)
         elif used > res.tokens:  # beyond the estimate: counts when it is known
             counts = self._cur.counts.get(res.key_id)
             if counts is None:
