@@ -1,8 +1,10 @@
 """Conversations a key sent that passed a check read off their bytes, remembered so an agent's
-next turn reads only what it added: a Messages history's tool call ids (do they fit Anthropic's
-rule), a Responses input's items (do they go to a native upstream as sent, and which calls they
-made), a chat body up to the end of its messages (their tool call ids, the fields ahead of them:
-providers/chat_history.read_turn, whose `end` says where the next body is read from).
+next turn reads only what it added: a Messages body up to the end of its messages (the fields
+ahead of them, its prompt bytes, whether its tool call ids fit Anthropic's rule:
+gateway/messages_turns.py), a count_tokens history's numbers and ids, a Responses input's items
+(do they go to a native upstream as sent, and which calls they made), a chat body up to the end of
+its messages (their tool call ids, the fields ahead of them: providers/chat_history.read_turn,
+whose `end` says where the next body is read from).
 
 An agent sends its whole conversation every turn, and each turn's list is the bytes of the turn
 before with the new entries after them (clients encode the same objects the same way). Reading

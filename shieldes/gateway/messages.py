@@ -20,6 +20,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import count_request, relay
+from shieldes.gateway.messages_turns import MessagesTopLevel, read_messages, read_turn
 from shieldes.gateway.middleware import ANTHROPIC_REQUEST_ID, REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import (
     GATEWAY,
@@ -31,7 +32,7 @@ from shieldes.gateway.routes import (
     json_object,
     read_body,
 )
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, utf8_checked
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -60,7 +61,7 @@ from shieldes.providers.output_caps import within_cap
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.routing.asked_fallbacks import ASKED, DISABLE, FALLBACKS, read_asked
 from shieldes.routing.router import Route
-from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens, prompt_bytes
+from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens
 
 ESTIMATE_HEADER = "x-shieldes-token-count"
 
@@ -206,9 +207,13 @@ def _without_foreign(request: web.Request, top: TopLevel) -> tuple[TopLevel, lis
     return TopLevel(top.with_fields(changes, drop), MESSAGES_HISTORY), named + over
 
 
-def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
-    """CheckedHistories' read of a Messages history: True when the ids in `data` fit Anthropic's rule."""
-    return True if anthropic_ids_fit_in(data) else None
+def _ids_fit(top: TopLevel) -> bool:
+    """Whether the history's tool call ids fit Anthropic's rule, read off its bytes (a turn read on
+    from the key's last body checks its new entries only)."""
+    if isinstance(top, MessagesTopLevel):
+        return top.turn.ids_fit()
+    history = top.fields.get("messages")  # (a body rewritten without another gateway's fields)
+    return history is None or anthropic_ids_fit_in(history)
 
 
 def _native_payload(top: TopLevel, model: str, ids_fit: bool) -> bytes:
@@ -223,10 +228,13 @@ def _native_payload(top: TopLevel, model: str, ids_fit: bool) -> bytes:
 async def messages(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     key = authenticate(request)
-    # the top-level fields only: the history is decoded only if a deployment's translation needs it
-    top = TopLevel(await read_body(request, gw.settings.max_body_bytes), MESSAGES_HISTORY)
-    asked = read_asked(top.small)  # (LiteLLM's and Bifrost's fallbacks: honoured, then left out as theirs)
-    top, foreign = _without_foreign(request, top)
+    # the top-level fields only (from where the key's last body's messages ended, when this one
+    # starts with its bytes): the history is decoded only if a deployment's translation needs it
+    raw = await read_body(request, gw.settings.max_body_bytes)
+    checked = gw.checked_histories
+    read = read_messages(raw, lambda body: checked.check(key.id, body, utf8_checked(body, read_turn(body))))
+    asked = read_asked(read.small)  # (LiteLLM's and Bifrost's fallbacks: honoured, then left out as theirs)
+    top, foreign = _without_foreign(request, read)
     if asked or FALLBACKS in foreign or DISABLE in foreign:
         foreign = [*(name for name in foreign if name not in ASKED), *asked.unused]
     max_tokens = _validate(top)
@@ -237,15 +245,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
     passthrough = Passthrough.of(request.headers, request.query_string)
     betas = bedrock_betas.header_values(request.headers.get("anthropic-beta"))
     route = gw.with_fallbacks(key, gw.route(key, model), asked)
-    call = Call(gw, request, key, "chat", small, prompt_bytes(top.raw), max_tokens, route,
+    call = Call(gw, request, key, "chat", small, top.prompt_bytes(), max_tokens, route,
                 tools=top.fields.get("tools"))
-    checked: list[bool] = []  # whether the history's ids fit, once a native deployment asks
 
     def native_payload(target: Target) -> bytes:
-        if not checked:
-            history = top.fields.get("messages")
-            checked.append(history is None or gw.checked_histories.check(key.id, history, history_ids_fit) is not None)
-        return _native_payload(top, target.model, checked[0])
+        return _native_payload(top, target.model, _ids_fit(top))
 
     if not streaming:
         async def answer(provider: Provider, target: Target, dep: Deployment) -> Answer:

@@ -21,7 +21,9 @@ from shieldes.errors import (
     NotFound,
     PermissionDenied,
 )
+from shieldes.gateway import messages_turns
 from shieldes.gateway.checked_histories import MOST, CheckedHistories
+from shieldes.gateway.messages_turns import Turn
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.upstream_calls import AttemptSpans, UpstreamCalls
 from shieldes.projections.state import ConfigState, Deployment, VirtualKey, is_model_pattern, longest_pattern
@@ -165,9 +167,10 @@ class Gateway(UpstreamCalls):
         self._routes: dict[str, Route | None] = {}
         self._routes_of: ConfigState | None = None
         # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
-        # Messages histories whose tool call ids fit, Responses inputs that go upstream as sent,
-        # chat histories' tool call ids
-        self.checked_histories: CheckedHistories[bool] = CheckedHistories()
+        # Messages bodies read (gateway/messages_turns.py), up to their messages' end: the fields
+        # ahead of the list weigh
+        self.checked_histories: CheckedHistories[Turn] = CheckedHistories(messages_turns.weigh,
+                                                                          end=lambda turn: turn.end)
         # (their call ids weigh; a quarter of the bytes: an HTTP body is read by checked_turns, this
         # is the WebSocket's and the fallback's)
         self.checked_inputs: CheckedHistories[frozenset[str]] = CheckedHistories(len, most=MOST // 4)

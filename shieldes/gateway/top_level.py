@@ -16,6 +16,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import Read
 from shieldes.providers.chat_history import READ, ChatRead, Found, read_chat_request
+from shieldes.usage.tokens import prompt_bytes
 
 Body = dict[str, Any]
 MESSAGES_HISTORY = frozenset({"messages", "system", "tools"})  # a Messages request's big fields
@@ -122,6 +123,11 @@ class TopLevel:
             return "other"
         rest = bytes(view[1:64]).lstrip() or bytes(view[1:]).lstrip()  # (the whole value only if all space)
         return "empty list" if rest.startswith(b"]") else "list"
+
+    def prompt_bytes(self) -> int:
+        """The body's bytes that stand for its input tokens (usage.tokens.prompt_bytes: media
+        counted as the tokens it is, not its base64 bytes)."""
+        return prompt_bytes(self.raw)
 
     def decoded(self) -> Body:
         """The whole body as Python objects (decoded once, on first use)."""

@@ -11,7 +11,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
-from shieldes.gateway.messages import history_ids_fit
 from shieldes.gateway.responses_routes import input_calls_made
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.responses.input_bytes import calls_made
@@ -30,6 +29,12 @@ _messages = st.one_of(
 # longer a prefix, and a check that read only the new messages would miss the id)
 _steps = st.lists(st.tuples(st.integers(0, 3), st.lists(_messages, max_size=3), st.booleans()), min_size=1,
                   max_size=12)
+
+
+def history_ids_fit(data: memoryview, _before: bool | None) -> bool | None:
+    """A read of a Messages history (a part of a body, as count_request reads one): True when the
+    ids in `data` fit Anthropic's rule."""
+    return True if anthropic_ids_fit_in(data) else None
 
 
 class _Reads:

@@ -1,0 +1,179 @@
+"""A Messages request read by its top-level fields (top_level.TopLevel), from where the `messages`
+of the key's last body ended when it starts with that body's bytes, as chat and Responses turns
+are (gateway/checked_histories.py keeps the body and the offset of its list's closing bracket).
+
+A coding agent's turn is the bytes of its last turn with new messages at the end of the list:
+splitting its 73 kB into fields cost about 25 us, its UTF-8 pass 2.5, its prompt-bytes windows 3.5
+and its tool call ids' regex 50; a body carrying a 2 MB screenshot (kept in every turn after
+it) 650, 95, 87 and 1100 us. Read on from the remembered part, a turn costs the comparison of that
+part (memcmp: 1 us for 73 kB, 30 for 2.7 MB) and the reads of what follows it. The answer is the
+whole read's: the fields ahead of the list are the bytes read before, those after it are read
+again, and a body that goes on in any other way than more entries, then the list's closing
+bracket, then fields other than `messages`, is read whole. Pure: no I/O, no state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from shieldes.errors import InvalidRequest
+from shieldes.gateway.checked_histories import PER_FOUND
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, split
+from shieldes.providers.tool_ids import anthropic_ids_fit_in
+from shieldes.usage.tokens import prompt_bytes
+
+_SPACE = b" \t\r\n"
+_KEY = b'"messages"'
+_OPEN = b'{"messages":['  # a body's start, the entries of its list before it read already
+_LIST = ord("[")
+
+
+class Turn:
+    """What reading a Messages body found: its top-level fields (`fields` as their bytes, `small`
+    those but MESSAGES_HISTORY decoded) and its prompt bytes (usage.tokens.prompt_bytes, `size`);
+    for a later turn of its key, `end`, the offset of its list's closing bracket (0: not read on
+    from), `start` that of its opening one, `ahead` and `ahead_small` the fields before the list,
+    `prefix` the prompt bytes up to `end`. Whether its tool call ids fit Anthropic's rule is found
+    when a native deployment first asks (ids_fit): a turn read on from one whose ids were checked
+    checks only its new entries."""
+
+    __slots__ = ("_fit", "_unchecked", "ahead", "ahead_small", "end", "fields", "prefix", "size", "small", "start")
+
+    def __init__(self, fields: dict[str, msgspec.Raw], small: dict[str, Any], size: int) -> None:
+        self.fields, self.small, self.size = fields, small, size
+        self.start = self.end = self.prefix = 0
+        self.ahead: dict[str, msgspec.Raw] = {}
+        self.ahead_small: dict[str, Any] = {}
+        self._fit: bool | None = None
+        self._unchecked: msgspec.Raw | memoryview | None = fields.get("messages")  # (None: nothing to check)
+
+    def ids_fit(self) -> bool:
+        """Whether every id of the history fits Anthropic's rule, read off its bytes
+        (tool_ids.anthropic_ids_fit_in: True is certain, False sends the caller to the exact check)."""
+        if self._fit is None:
+            self._fit = self._unchecked is None or anthropic_ids_fit_in(self._unchecked)
+            self._unchecked = None
+        return self._fit
+
+
+def weigh(turn: Turn) -> int:
+    """CheckedHistories' weight of what a turn holds besides its body, in its units (PER_FOUND
+    bytes): the fields ahead of the list, decoded and as bytes."""
+    return 2 * sum(len(value) for value in turn.ahead.values()) // PER_FOUND
+
+
+# CheckedHistories' read of a Messages body: given what follows the part read before (and what was
+# found there) or the whole body (and None)
+TurnRead = Callable[[memoryview, Turn | None], Turn | None]
+
+
+def read_turn(raw: bytes) -> TurnRead:
+    """CheckedHistories' read of the Messages body `raw` (its UTF-8 checked: top_level.utf8_checked):
+    read on from the end of a list of messages read before when it can be, else whole (raising its
+    InvalidRequest when it is not a JSON object)."""
+
+    def read(data: memoryview, before: Turn | None) -> Turn:
+        if before is not None:
+            turn = _read_on(raw, len(raw) - len(data), before)
+            if turn is not None:
+                return turn
+        return read_whole(raw)
+
+    return read
+
+
+class MessagesTopLevel(TopLevel):
+    """A Messages body read as a Turn: its fields, its prompt bytes and its ids' check."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self, raw: bytes, turn: Turn) -> None:
+        self.raw, self._fields, self.small, self._decoded = raw, turn.fields, turn.small, None
+        self.turn = turn
+
+    def prompt_bytes(self) -> int:
+        return self.turn.size
+
+
+def read_messages(raw: bytes, turn: Callable[[bytes], Turn | None]) -> MessagesTopLevel:
+    """The Messages body `raw` read by `turn` (a key's CheckedHistories over read_turn, its UTF-8
+    checked)."""
+    found = turn(raw)
+    assert found is not None  # (read_turn's answer is a Turn or its error)
+    return MessagesTopLevel(raw, found)
+
+
+def _small(fields: dict[str, msgspec.Raw]) -> dict[str, Any]:
+    """The fields but MESSAGES_HISTORY, decoded (TopLevel's)."""
+    try:
+        return {name: orjson.loads(memoryview(value)) for name, value in fields.items() if name not in MESSAGES_HISTORY}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+
+
+def read_whole(raw: bytes) -> Turn:
+    """The body `raw` read whole, and where its list of messages is, for its next turn."""
+    fields = split(raw)
+    turn = Turn(fields, _small(fields), prompt_bytes(raw))
+    messages = fields.get("messages")
+    if messages is None or memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(_SPACE)[:1] \
+            in (b"]", b""):  # (an empty list, or one that starts with much space: not read on from)
+        return turn
+    # its bytes found after a `"messages":` at the top level (the whole read passed: the body is
+    # well-formed), the fields ahead of it read with its place closed by a null
+    start = raw.find(memoryview(messages)[:64])
+    if start < 0 or not raw.startswith(messages, start):
+        return turn
+    ahead = raw[:start].rstrip(_SPACE)
+    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+        return turn
+    try:
+        before = split(raw[:start] + b"null}")
+    except InvalidRequest:  # (bytes like a list's nested inside another field: not read on from)
+        return turn
+    if next(reversed(before)) != "messages":
+        return turn
+    del before["messages"]
+    end = start + len(messages) - 1
+    turn.start, turn.end, turn.ahead, turn.ahead_small = start, end, before, _small(before)
+    turn.prefix = turn.size - prompt_bytes(raw[end:])  # (media is a string: none spans the list's end)
+    return turn
+
+
+def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
+    """`raw` read from `at`, where the list of messages of a body read before (`before`) closed:
+    what follows is more entries after a comma, or the closing bracket, then the body's other
+    fields. None when it is not so (the whole read then says what is wrong, in its own words)."""
+    body = raw[at:].lstrip(_SPACE)
+    if body[:1] == b",":
+        body = body[1:].lstrip(_SPACE)
+        if body[:1] == b"]":
+            return None
+    elif body[:1] != b"]":
+        return None
+    if _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
+        return None
+    try:
+        tail = split(_OPEN + body)
+        small = _small(tail)
+    except InvalidRequest:
+        return None
+    added = tail.pop("messages")  # (`[`, the new entries, `]`)
+    end = len(raw) - len(body) + len(added) - 2  # (the list's `[` is the one _OPEN put there)
+    fields = dict(before.ahead)
+    view = memoryview(raw)
+    fields["messages"] = msgspec.Raw(view[before.start:end + 1])
+    fields.update(tail)  # (a field named twice: its last value, in its first place, as the whole read takes)
+    ahead_small = before.ahead_small
+    turn = Turn(fields, {**ahead_small, **small} if ahead_small else small, 0)
+    turn.start, turn.end, turn.ahead, turn.ahead_small = before.start, end, before.ahead, ahead_small
+    turn.prefix = before.prefix + prompt_bytes(raw[before.end:end])
+    turn.size = turn.prefix + prompt_bytes(raw[end:])
+    if before._fit is False:
+        turn._fit, turn._unchecked = False, None
+    elif before._fit:  # (the entries before were checked: only the new ones are)
+        turn._unchecked = view[before.end:end] if end > before.end else None
+    return turn
