@@ -36,7 +36,7 @@ from shieldes.requestlog.record import RequestRecord
 from shieldes.routing.asked_fallbacks import ASKED, NOTHING_ASKED, read_asked
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
-from shieldes.usage.tokens import estimate_output_tokens, prompt_bytes
+from shieldes.usage.tokens import estimate_output_tokens
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -405,7 +405,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     if deployment is not None and body.get("model") != deployment:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
         body = dict(body, model=deployment)
-    size = prompt_bytes(top.raw)  # (media counted as the tokens it is, not its base64 bytes)
+    size = top.prompt_bytes()  # (media counted as the tokens it is; a turn's read on from its last one)
     requested = _model(body)
     _note_model(request, requested)
     streaming = False

@@ -153,11 +153,16 @@ class ChatTopLevel(TopLevel):
     top-level fields the gateway decides on (chat_history.READ), the split into every top-level
     field is made only when one is rewritten, `ids` are the history's tool call ids."""
 
-    __slots__ = ("_messages", "ids")
+    __slots__ = ("_messages", "_size", "ids")
 
     def __init__(self, raw: bytes, read: ChatRead) -> None:
         self.raw, self._fields, self.small, self._decoded = raw, None, read.fields, None
-        self.ids, self._messages = read.ids, read.messages
+        self.ids, self._messages, self._size = read.ids, read.messages, read.size
+
+    def prompt_bytes(self) -> int:
+        # (a turn read on from the key's last body: the bytes up to where that one's messages ended
+        # counted then)
+        return super().prompt_bytes() if self._size is None else self._size
 
     def has(self, name: str) -> bool:
         return name in self.small if name in READ else name in self.fields

@@ -15,13 +15,14 @@ list's closing bracket), decoding only what follows, with the decisions of the w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
 
 import msgspec
 
 from shieldes.providers.gateway_fields import FOREIGN, METADATA
+from shieldes.usage.tokens import prompt_bytes
 
 _UNSET = msgspec.UNSET
 
@@ -103,11 +104,13 @@ _MESSAGES = msgspec.json.Decoder(list[_Message])
 class ChatRead:
     """`fields`: those of READ the body has (null included), decoded; `messages`: how many
     (None: the body has no `messages`); `ids`: every tool call id of the history (assistant
-    `tool_calls[].id`, tool `tool_call_id`)."""
+    `tool_calls[].id`, tool `tool_call_id`); `size`: its prompt bytes (usage.tokens.prompt_bytes),
+    when read through read_turn (None: not counted)."""
 
     fields: dict[str, Any]
     messages: int | None
     ids: list[str]
+    size: int | None = field(default=None, compare=False)
 
 
 def read_chat_request(raw: bytes, turn: Callable[[bytes], Found | None] | None = None) -> ChatRead | None:
@@ -150,12 +153,13 @@ class Found(NamedTuple):
     """What reading a chat body found, and where to read a later turn of it from: `end`, the
     offset of its `messages` list's closing bracket (0: not to be read on from), `before`, the
     fields of READ ahead of that list, `ids` the history's tool call ids (kept: read.ids is the
-    caller's)."""
+    caller's), `prefix` the prompt bytes up to `end` (media is a string: none spans it)."""
 
     read: ChatRead
     ids: tuple[str, ...]
     end: int
     before: dict[str, Any]
+    prefix: int = 0
 
 
 # CheckedHistories' read of a chat body: given what follows the part read before (and what was
@@ -184,6 +188,8 @@ def _read_whole(raw: bytes) -> Found | None:
     read = read_chat_request(raw)
     if read is None:
         return None
+    size = prompt_bytes(raw)
+    read = ChatRead(read.fields, read.messages, read.ids, size)
     ids = tuple(read.ids)
     if read.messages is None:
         return Found(read, ids, 0, {})
@@ -201,7 +207,8 @@ def _read_whole(raw: bytes) -> Found | None:
         top = _TOP.decode(raw[:start] + b"null}")
     except (msgspec.DecodeError, RecursionError):  # (bytes like a list's nested deeper: not read on from)
         return Found(read, ids, 0, {})
-    return Found(read, ids, start + len(messages) - 1, _fields(top))
+    end = start + len(messages) - 1
+    return Found(read, ids, end, _fields(top), size - prompt_bytes(raw[end:]))
 
 
 def _fields(top: _ChatRequest | _ChatTop) -> dict[str, Any]:
@@ -244,4 +251,6 @@ def _read_on(raw: bytes, start: int, before: Found) -> Found | None:
     added = _ids(new)
     ids = before.ids + tuple(added) if added else before.ids
     end = len(raw) - len(body) + len(messages) - 2  # (the list's `[` is the one _OPEN put there)
-    return Found(ChatRead(fields, count + len(new), list(ids)), ids, end, before.before)
+    prefix = before.prefix + prompt_bytes(raw[start:end])
+    return Found(ChatRead(fields, count + len(new), list(ids), prefix + prompt_bytes(raw[end:])), ids, end,
+                 before.before, prefix)

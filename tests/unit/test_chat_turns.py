@@ -18,6 +18,7 @@ from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistorie
 from shieldes.gateway.top_level import ChatTopLevel, check_utf8, read_chat, utf8_checked
 from shieldes.providers import chat_history
 from shieldes.providers.chat_history import Found, read_chat_request, read_turn
+from shieldes.usage.tokens import prompt_bytes
 
 _ids = st.sampled_from(["call_1", "call_2", "toolu_01A", "functions.ls:0", "a b", ""])
 _call = st.one_of(
@@ -33,8 +34,10 @@ _odd = st.sampled_from([  # shapes the typed read does not take: the whole body 
     {"role": "assistant", "tool_calls": ["call_9"]},
     "not a message",
 ])
+_image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "iVBORw0K" * 1000}}
 _message = st.one_of(
     st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": st.text(max_size=6)}),
+    st.fixed_dictionaries({"role": st.just("user"), "content": st.just([_image])}),
     st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none(),
                            "tool_calls": st.lists(_call, max_size=2)}),
     st.fixed_dictionaries({"role": st.just("tool"), "tool_call_id": _ids, "content": st.text(max_size=6)}),
@@ -101,7 +104,9 @@ def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], s
             del history[-2:]
         history += new
         raw = _body(history, style, after)
-        assert _remembered(checked, "other" if which == 2 else "key", raw) == read_chat_request(raw)
+        read = _remembered(checked, "other" if which == 2 else "key", raw)
+        assert read == read_chat_request(raw)
+        assert read is None or read.size == prompt_bytes(raw)  # (counted from where the last turn's ended)
 
 
 class _Reads:
