@@ -40,7 +40,8 @@ class Turn:
     when a native deployment first asks (ids_fit): a turn read on from one whose ids were checked
     checks only its new entries."""
 
-    __slots__ = ("_fit", "_unchecked", "ahead", "ahead_small", "end", "fields", "prefix", "size", "small", "start")
+    __slots__ = ("_fit", "_high", "_low", "_unchecked", "ahead", "ahead_small", "end", "fields", "prefix", "size",
+                 "small", "start")
 
     def __init__(self, fields: dict[str, msgspec.Raw], small: dict[str, Any], size: int) -> None:
         self.fields, self.small, self.size = fields, small, size
@@ -48,13 +49,15 @@ class Turn:
         self.ahead: dict[str, msgspec.Raw] = {}
         self.ahead_small: dict[str, Any] = {}
         self._fit: bool | None = None
-        self._unchecked: msgspec.Raw | memoryview | None = fields.get("messages")  # (None: nothing to check)
+        # the bytes whose ids are not checked yet (None: nothing to check), from _low to _high
+        self._unchecked: bytes | msgspec.Raw | None = fields.get("messages")
+        self._low, self._high = 0, len(self._unchecked or b"")
 
     def ids_fit(self) -> bool:
         """Whether every id of the history fits Anthropic's rule, read off its bytes
         (tool_ids.anthropic_ids_fit_in: True is certain, False sends the caller to the exact check)."""
         if self._fit is None:
-            self._fit = self._unchecked is None or anthropic_ids_fit_in(self._unchecked)
+            self._fit = self._unchecked is None or anthropic_ids_fit_in(self._unchecked, self._low, self._high)
             self._unchecked = None
         return self._fit
 
@@ -139,6 +142,7 @@ def read_whole(raw: bytes) -> Turn:
     del before["messages"]
     end = start + len(messages) - 1
     turn.start, turn.end, turn.ahead, turn.ahead_small = start, end, before, _small(before)
+    turn._unchecked, turn._low, turn._high = raw, start, end + 1  # (bytes: a screenshot's base64 not read)
     turn.prefix = turn.size - prompt_bytes(raw[end:])  # (media is a string: none spans the list's end)
     return turn
 
@@ -175,5 +179,7 @@ def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
     if before._fit is False:
         turn._fit, turn._unchecked = False, None
     elif before._fit:  # (the entries before were checked: only the new ones are)
-        turn._unchecked = view[before.end:end] if end > before.end else None
+        turn._unchecked, turn._low, turn._high = (raw, before.end, end) if end > before.end else (None, 0, 0)
+    else:
+        turn._unchecked, turn._low, turn._high = raw, before.start, end + 1
     return turn

@@ -259,6 +259,37 @@ def test_the_byte_check_of_a_messages_history_never_passes_an_id_anthropic_refus
         assert anthropic_ids_fit_in(raw) == exact  # nothing else to trip it: the same answer
 
 
+# what a history's long runs without a quote may be: a screenshot's base64, an id or a key of that length
+_RUNS = st.sampled_from(["A" * 5000, "a/b+" * 2000, "toolu_" + "x" * 6000, "x y" * 3000])
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(parts=st.lists(st.tuples(st.sampled_from(["image", "id", "tool_use_id", "key", "text"]), _RUNS | ids),
+                      min_size=1, max_size=6), spaced=st.booleans(), cut=st.integers(0, 3))
+def test_the_byte_check_leaves_out_long_runs_and_answers_as_reading_them(
+        parts: list[tuple[str, str]], spaced: bool, cut: int) -> None:
+    """A screenshot's base64 is not read by the regex: the answer is the one reading every byte
+    gives (a memoryview is read so), but that an id of thousands of bytes counts as not fitting."""
+    blocks: list[Any] = []
+    for kind, value in parts:
+        if kind == "image":
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": value}})
+        elif kind == "key":
+            blocks.append({"type": "tool_use", "id": "toolu_1", "name": "f", "input": {value + "_id": value}})
+        elif kind == "text":
+            blocks.append({"type": "text", "text": value})
+        else:
+            blocks.append({"type": kind, kind: value, "content": "ok"})
+    body = {"model": "m", "messages": [{"role": "user", "content": blocks}]}
+    raw = json.dumps(body).encode() if spaced else orjson.dumps(body)
+    start, end = raw.index(b"["), len(raw) - 1 - cut  # (the list, or a part of it)
+    read = anthropic_ids_fit_in(raw, start, end)
+    whole = anthropic_ids_fit_in(memoryview(raw)[start:end])
+    assert not read or whole
+    if all(len(value) < 4096 for kind, value in parts if kind in ("id", "tool_use_id", "key")):
+        assert read == whole
+
+
 def test_the_byte_check_reads_ids_as_clients_write_them() -> None:
     assert anthropic_ids_fit_in(b'[{"role":"user","content":"no tools yet"}]')
     assert anthropic_ids_fit_in(b'[{"content":[{"type":"tool_use","id":"toolu_01A-b_9"}]}]')
