@@ -20,7 +20,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import count_request, relay
-from shieldes.gateway.messages_turns import MessagesTopLevel, read_messages, read_turn
+from shieldes.gateway.messages_turns import MessagesTopLevel, read_messages
 from shieldes.gateway.middleware import ANTHROPIC_REQUEST_ID, REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import (
     GATEWAY,
@@ -32,7 +32,7 @@ from shieldes.gateway.routes import (
     json_object,
     read_body,
 )
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, utf8_checked
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -230,9 +230,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     key = authenticate(request)
     # the top-level fields only (from where the key's last body's messages ended, when this one
     # starts with its bytes): the history is decoded only if a deployment's translation needs it
-    raw = await read_body(request, gw.settings.max_body_bytes)
-    checked = gw.checked_histories
-    read = read_messages(raw, lambda body: checked.check(key.id, body, utf8_checked(body, read_turn(body))))
+    read = read_messages(await read_body(request, gw.settings.max_body_bytes), gw.checked_histories, key.id)
     asked = read_asked(read.small)  # (LiteLLM's and Bifrost's fallbacks: honoured, then left out as theirs)
     top, foreign = _without_foreign(request, read)
     if asked or FALLBACKS in foreign or DISABLE in foreign:

@@ -20,8 +20,8 @@ import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.checked_histories import PER_FOUND
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, split
+from shieldes.gateway.checked_histories import PER_FOUND, CheckedHistories
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8, split
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.usage.tokens import prompt_bytes
 
@@ -29,29 +29,35 @@ _SPACE = b" \t\r\n"
 _KEY = b'"messages"'
 _OPEN = b'{"messages":['  # a body's start, the entries of its list before it read already
 _LIST = ord("[")
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 class Turn:
     """What reading a Messages body found: its top-level fields (`fields` as their bytes, `small`
     those but MESSAGES_HISTORY decoded) and its prompt bytes (usage.tokens.prompt_bytes, `size`);
     for a later turn of its key, `end`, the offset of its list's closing bracket (0: not read on
-    from), `start` that of its opening one, `ahead` and `ahead_small` the fields before the list,
-    `prefix` the prompt bytes up to `end`. Whether its tool call ids fit Anthropic's rule is found
-    when a native deployment first asks (ids_fit): a turn read on from one whose ids were checked
-    checks only its new entries."""
+    from), `start` that of its opening one, `ahead` and `ahead_small` the fields before the list
+    (`weight`: what they hold, in PER_FOUND bytes), `prefix` the prompt bytes up to `end`. Whether
+    its tool call ids fit Anthropic's rule is found when a native deployment first asks (ids_fit):
+    a turn read on from one whose ids were checked checks only its new entries."""
 
     __slots__ = ("_fit", "_high", "_low", "_unchecked", "ahead", "ahead_small", "end", "fields", "prefix", "size",
-                 "small", "start")
+                 "small", "start", "weight")
 
-    def __init__(self, fields: dict[str, msgspec.Raw], small: dict[str, Any], size: int) -> None:
-        self.fields, self.small, self.size = fields, small, size
-        self.start = self.end = self.prefix = 0
-        self.ahead: dict[str, msgspec.Raw] = {}
-        self.ahead_small: dict[str, Any] = {}
+    def __init__(self, fields: dict[str, msgspec.Raw], small: dict[str, Any], size: int, before: Turn | None = None,
+                 end: int = 0, prefix: int = 0) -> None:
+        self.fields, self.small, self.size, self.end, self.prefix = fields, small, size, end, prefix
+        self.ahead: dict[str, msgspec.Raw]
+        self.ahead_small: dict[str, Any]
+        if before is None:
+            self.start, self.ahead, self.ahead_small, self.weight = 0, {}, {}, 0
+        else:
+            self.start, self.ahead, self.ahead_small, self.weight = (before.start, before.ahead, before.ahead_small,
+                                                                     before.weight)
         self._fit: bool | None = None
         # the bytes whose ids are not checked yet (None: nothing to check), from _low to _high
-        self._unchecked: bytes | msgspec.Raw | None = fields.get("messages")
-        self._low, self._high = 0, len(self._unchecked or b"")
+        self._unchecked: bytes | msgspec.Raw | None = None
+        self._low = self._high = 0
 
     def ids_fit(self) -> bool:
         """Whether every id of the history fits Anthropic's rule, read off its bytes
@@ -63,9 +69,8 @@ class Turn:
 
 
 def weigh(turn: Turn) -> int:
-    """CheckedHistories' weight of what a turn holds besides its body, in its units (PER_FOUND
-    bytes): the fields ahead of the list, decoded and as bytes."""
-    return 2 * sum(len(value) for value in turn.ahead.values()) // PER_FOUND
+    """CheckedHistories' weight of what a turn holds besides its body, in PER_FOUND bytes."""
+    return turn.weight
 
 
 # CheckedHistories' read of a Messages body: given what follows the part read before (and what was
@@ -74,13 +79,15 @@ TurnRead = Callable[[memoryview, Turn | None], Turn | None]
 
 
 def read_turn(raw: bytes) -> TurnRead:
-    """CheckedHistories' read of the Messages body `raw` (its UTF-8 checked: top_level.utf8_checked):
-    read on from the end of a list of messages read before when it can be, else whole (raising its
-    InvalidRequest when it is not a JSON object)."""
+    """CheckedHistories' read of the Messages body `raw`, its UTF-8 checked (from where the part
+    read before ends: top_level.utf8_checked): read on from the end of a list of messages read
+    before when it can be, else whole (raising its InvalidRequest when it is not a JSON object)."""
 
     def read(data: memoryview, before: Turn | None) -> Turn:
+        at = len(raw) - len(data)
+        check_utf8(raw, at)
         if before is not None:
-            turn = _read_on(raw, len(raw) - len(data), before)
+            turn = _read_on(raw, at, before)
             if turn is not None:
                 return turn
         return read_whole(raw)
@@ -101,10 +108,10 @@ class MessagesTopLevel(TopLevel):
         return self.turn.size
 
 
-def read_messages(raw: bytes, turn: Callable[[bytes], Turn | None]) -> MessagesTopLevel:
-    """The Messages body `raw` read by `turn` (a key's CheckedHistories over read_turn, its UTF-8
-    checked)."""
-    found = turn(raw)
+def read_messages(raw: bytes, checked: CheckedHistories[Turn], key_id: str) -> MessagesTopLevel:
+    """The Messages body `raw` of the key `key_id`, read from where the messages of a body of the
+    key that `checked` remembers ended when it starts with that body's bytes."""
+    found = checked.check(key_id, raw, read_turn(raw))
     assert found is not None  # (read_turn's answer is a Turn or its error)
     return MessagesTopLevel(raw, found)
 
@@ -122,9 +129,11 @@ def read_whole(raw: bytes) -> Turn:
     fields = split(raw)
     turn = Turn(fields, _small(fields), prompt_bytes(raw))
     messages = fields.get("messages")
-    if messages is None or memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(_SPACE)[:1] \
-            in (b"]", b""):  # (an empty list, or one that starts with much space: not read on from)
+    if messages is None:
         return turn
+    turn._unchecked, turn._high = messages, len(messages)
+    if memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(_SPACE)[:1] in (b"]", b""):
+        return turn  # (an empty list, or one that starts with much space: not read on from)
     # its bytes found after a `"messages":` at the top level (the whole read passed: the body is
     # well-formed), the fields ahead of it read with its place closed by a null
     start = raw.find(memoryview(messages)[:64])
@@ -142,8 +151,9 @@ def read_whole(raw: bytes) -> Turn:
     del before["messages"]
     end = start + len(messages) - 1
     turn.start, turn.end, turn.ahead, turn.ahead_small = start, end, before, _small(before)
-    turn._unchecked, turn._low, turn._high = raw, start, end + 1  # (bytes: a screenshot's base64 not read)
+    turn.weight = 2 * sum(len(value) for value in before.values()) // PER_FOUND  # (as bytes and decoded)
     turn.prefix = turn.size - prompt_bytes(raw[end:])  # (media is a string: none spans the list's end)
+    turn._unchecked, turn._low, turn._high = raw, start, end + 1  # (bytes: a screenshot's base64 not read)
     return turn
 
 
@@ -161,25 +171,23 @@ def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
     if _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
         return None
     try:
-        tail = split(_OPEN + body)
-        small = _small(tail)
-    except InvalidRequest:
+        tail = _FIELDS.decode(_OPEN + body)
+        small = {name: orjson.loads(memoryview(value)) for name, value in tail.items() if name not in MESSAGES_HISTORY}
+    except (msgspec.DecodeError, orjson.JSONDecodeError, RecursionError):
         return None
-    added = tail.pop("messages")  # (`[`, the new entries, `]`)
-    end = len(raw) - len(body) + len(added) - 2  # (the list's `[` is the one _OPEN put there)
-    fields = dict(before.ahead)
-    view = memoryview(raw)
-    fields["messages"] = msgspec.Raw(view[before.start:end + 1])
+    end = len(raw) - len(body) + len(tail.pop("messages")) - 2  # (the list's `[` is the one _OPEN put there)
+    fields = before.ahead.copy()
+    fields["messages"] = msgspec.Raw(memoryview(raw)[before.start:end + 1])
     fields.update(tail)  # (a field named twice: its last value, in its first place, as the whole read takes)
-    ahead_small = before.ahead_small
-    turn = Turn(fields, {**ahead_small, **small} if ahead_small else small, 0)
-    turn.start, turn.end, turn.ahead, turn.ahead_small = before.start, end, before.ahead, ahead_small
-    turn.prefix = before.prefix + prompt_bytes(raw[before.end:end])
-    turn.size = turn.prefix + prompt_bytes(raw[end:])
-    if before._fit is False:
-        turn._fit, turn._unchecked = False, None
-    elif before._fit:  # (the entries before were checked: only the new ones are)
-        turn._unchecked, turn._low, turn._high = (raw, before.end, end) if end > before.end else (None, 0, 0)
-    else:
+    if before.ahead_small:
+        small = {**before.ahead_small, **small}
+    prefix = before.prefix + prompt_bytes(raw[at:end])
+    turn = Turn(fields, small, prefix + prompt_bytes(raw[end:]), before, end, prefix)
+    fit = before._fit
+    if fit is None:  # (the entries before not checked: all are, when asked)
         turn._unchecked, turn._low, turn._high = raw, before.start, end + 1
+    elif not fit:
+        turn._fit = False
+    elif end > at:  # (the entries before were checked: only the new ones are)
+        turn._unchecked, turn._low, turn._high = raw, at, end
     return turn

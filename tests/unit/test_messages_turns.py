@@ -19,7 +19,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.gateway import messages_turns
 from shieldes.gateway.checked_histories import ENTRY, CheckedHistories
 from shieldes.gateway.messages_turns import MessagesTopLevel, Turn, read_messages, read_turn
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8, utf8_checked
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.usage.tokens import prompt_bytes
 
@@ -76,7 +76,7 @@ def _checked(**kw: Any) -> CheckedHistories[Turn]:
 
 
 def _remembered(checked: CheckedHistories[Turn], key: str, raw: bytes) -> MessagesTopLevel:
-    return read_messages(raw, lambda body: checked.check(key, body, utf8_checked(body, read_turn(body))))
+    return read_messages(raw, checked, key)
 
 
 def _read(top: TopLevel, asked: bool = True) -> Any:
@@ -148,7 +148,9 @@ def test_an_agents_turn_reads_only_the_messages_it_added() -> None:
         raw = orjson.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": history,
                             "system": "you are a coding agent", "stream": True})
         before = reads.bytes
-        top = read_messages(raw, lambda body: checked.check("key", body, reads(body)))
+        found = checked.check("key", raw, reads(raw))
+        assert found is not None
+        top = MessagesTopLevel(raw, found)
         assert top.small == {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True}
         assert top.turn.size == prompt_bytes(raw) < len(raw) - 6000  # (the image counted as 1600 tokens)
         assert top.turn.ids_fit()
