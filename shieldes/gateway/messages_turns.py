@@ -30,6 +30,7 @@ _KEY = b'"messages"'
 _OPEN = b'{"messages":['  # a body's start, the entries of its list before it read already
 _LIST = ord("[")
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENTRIES = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 class Turn:
@@ -37,12 +38,15 @@ class Turn:
     those but MESSAGES_HISTORY decoded) and its prompt bytes (usage.tokens.prompt_bytes, `size`);
     for a later turn of its key, `end`, the offset of its list's closing bracket (0: not read on
     from), `start` that of its opening one, `ahead` and `ahead_small` the fields before the list
-    (`weight`: what they hold, in PER_FOUND bytes), `prefix` the prompt bytes up to `end`. Whether
-    its tool call ids fit Anthropic's rule is found when a native deployment first asks (ids_fit):
-    a turn read on from one whose ids were checked checks only its new entries."""
+    (`weight`: what they hold, in PER_FOUND bytes), `prefix` the prompt bytes up to `end`, `tail`
+    the body's bytes from `end` on (None: they hold another `messages`), read as `tail_fields`
+    (bytes of a buffer of their own), `tail_small` (those decoded: shared by the turns that end so,
+    never changed) and `tail_size` (their prompt bytes). Whether its tool call ids fit Anthropic's
+    rule is found when a native deployment first asks (ids_fit): a turn read on from one whose ids
+    were checked checks only its new entries."""
 
     __slots__ = ("_fit", "_high", "_low", "_unchecked", "ahead", "ahead_small", "end", "fields", "prefix", "size",
-                 "small", "start", "weight")
+                 "small", "start", "tail", "tail_fields", "tail_size", "tail_small", "weight")
 
     def __init__(self, fields: dict[str, msgspec.Raw], small: dict[str, Any], size: int, before: Turn | None = None,
                  end: int = 0, prefix: int = 0) -> None:
@@ -54,6 +58,10 @@ class Turn:
         else:
             self.start, self.ahead, self.ahead_small, self.weight = (before.start, before.ahead, before.ahead_small,
                                                                      before.weight)
+        self.tail: memoryview | None = None
+        self.tail_fields: dict[str, msgspec.Raw] = {}
+        self.tail_small: dict[str, Any] = {}
+        self.tail_size = 0
         self._fit: bool | None = None
         # the bytes whose ids are not checked yet (None: nothing to check), from _low to _high
         self._unchecked: bytes | msgspec.Raw | None = None
@@ -69,8 +77,9 @@ class Turn:
 
 
 def weigh(turn: Turn) -> int:
-    """CheckedHistories' weight of what a turn holds besides its body, in PER_FOUND bytes."""
-    return turn.weight
+    """CheckedHistories' weight of what a turn holds besides its body, in PER_FOUND bytes: the
+    fields ahead of its list and after it, as bytes and decoded."""
+    return turn.weight if turn.tail is None else turn.weight + 2 * len(turn.tail) // PER_FOUND
 
 
 # CheckedHistories' read of a Messages body: given what follows the part read before (and what was
@@ -85,6 +94,10 @@ def read_turn(raw: bytes) -> TurnRead:
 
     def read(data: memoryview, before: Turn | None) -> Turn:
         at = len(raw) - len(data)
+        if before is not None and before.tail is not None:
+            turn = _read_between(raw, at, before, before.tail)
+            if turn is not None:
+                return turn
         check_utf8(raw, at)
         if before is not None:
             turn = _read_on(raw, at, before)
@@ -152,8 +165,15 @@ def read_whole(raw: bytes) -> Turn:
     end = start + len(messages) - 1
     turn.start, turn.end, turn.ahead, turn.ahead_small = start, end, before, _small(before)
     turn.weight = 2 * sum(len(value) for value in before.values()) // PER_FOUND  # (as bytes and decoded)
-    turn.prefix = turn.size - prompt_bytes(raw[end:])  # (media is a string: none spans the list's end)
+    tail = raw[end:]
+    turn.tail_size = prompt_bytes(tail)
+    turn.prefix = turn.size - turn.tail_size  # (media is a string: none spans the list's end)
     turn._unchecked, turn._low, turn._high = raw, start, end + 1  # (bytes: a screenshot's base64 not read)
+    if _KEY not in tail:  # (the fields after the list, for a turn that ends as this one)
+        turn.tail_fields = _FIELDS.decode(_OPEN + tail)
+        del turn.tail_fields["messages"]
+        turn.tail_small = _small(turn.tail_fields)
+        turn.tail = memoryview(raw)[end:]
     return turn
 
 
@@ -179,10 +199,54 @@ def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
     fields = before.ahead.copy()
     fields["messages"] = msgspec.Raw(memoryview(raw)[before.start:end + 1])
     fields.update(tail)  # (a field named twice: its last value, in its first place, as the whole read takes)
+    tail_small = small
     if before.ahead_small:
         small = {**before.ahead_small, **small}
     prefix = before.prefix + prompt_bytes(raw[at:end])
-    turn = Turn(fields, small, prefix + prompt_bytes(raw[end:]), before, end, prefix)
+    tail_size = prompt_bytes(raw[end:])
+    turn = Turn(fields, small, prefix + tail_size, before, end, prefix)
+    turn.tail, turn.tail_fields, turn.tail_small, turn.tail_size = memoryview(raw)[end:], tail, tail_small, tail_size
+    _fit_after(turn, before, raw, at, end)
+    return turn
+
+
+def _read_between(raw: bytes, at: int, before: Turn, tail: memoryview) -> Turn | None:
+    """`raw` read when it ends with the bytes that followed the list of messages of `before` (an
+    agent's system prompt, tools and settings, unchanged): only what is between the part read
+    before and them, more entries after a comma, is read. None when it is not so."""
+    end = len(raw) - len(tail)
+    if end < at or not raw.endswith(tail):
+        return None
+    new = raw[at:end]
+    entries = new.lstrip(_SPACE)
+    if entries:
+        if entries[:1] != b",":
+            return None
+        if not new.isascii():
+            try:
+                new.decode("utf-8")
+            except UnicodeDecodeError:
+                check_utf8(raw, at)  # (its error: the bytes before `at` and those of `tail` are UTF-8)
+        try:
+            if not _ENTRIES.decode(b"[" + entries[1:] + b"]"):
+                return None
+        except (msgspec.DecodeError, RecursionError):
+            return None
+    fields = before.ahead.copy()
+    fields["messages"] = msgspec.Raw(memoryview(raw)[before.start:end + 1])
+    fields.update(before.tail_fields)
+    small = {**before.ahead_small, **before.tail_small} if before.ahead_small else before.tail_small.copy()
+    prefix = before.prefix + prompt_bytes(new)
+    turn = Turn(fields, small, prefix + before.tail_size, before, end, prefix)
+    turn.tail, turn.tail_fields, turn.tail_small, turn.tail_size = (memoryview(raw)[end:], before.tail_fields,
+                                                                    before.tail_small, before.tail_size)
+    _fit_after(turn, before, raw, at, end)
+    return turn
+
+
+def _fit_after(turn: Turn, before: Turn, raw: bytes, at: int, end: int) -> None:
+    """What of `turn`'s history (raw's bytes up to `end`) has its ids checked when asked, given
+    `before`'s answer for the part before `at` (bytes: a screenshot's base64 is not read)."""
     fit = before._fit
     if fit is None:  # (the entries before not checked: all are, when asked)
         turn._unchecked, turn._low, turn._high = raw, before.start, end + 1
@@ -190,4 +254,3 @@ def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
         turn._fit = False
     elif end > at:  # (the entries before were checked: only the new ones are)
         turn._unchecked, turn._low, turn._high = raw, at, end
-    return turn

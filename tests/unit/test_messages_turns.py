@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import messages_turns
-from shieldes.gateway.checked_histories import ENTRY, CheckedHistories
+from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
 from shieldes.gateway.messages_turns import MessagesTopLevel, Turn, read_messages, read_turn
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
@@ -99,6 +99,8 @@ def _read(top: TopLevel, asked: bool = True) -> Any:
                  "none", {"stream": True})], style="compact", ask=[True] * 12)
 @example(steps=[(0, [], "empty", {}), (0, [{"role": "user", "content": "x"}], "none", {})], style="spaced",
          ask=[False] * 12)
+@example(steps=[(0, [], "none", {"stream": 1}), (0, [{"role": "user", "content": "x"}], "none", {"stream": 2})],
+         style="compact", ask=[False] * 12)  # (the fields after the list changed, to as many bytes)
 @example(steps=[(0, [], "none", {}), (0, [{"role": "user", "content": "x"}], "none", {"metadata": [_image]})],
          style="compact", ask=[False, True] + [False] * 10)
 def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], str, dict[str, Any]]],
@@ -157,7 +159,9 @@ def test_an_agents_turn_reads_only_the_messages_it_added() -> None:
         # the new messages, a comma before them, the closing bracket, the fields after them
         new = len(orjson.dumps(history[-2:])) + len(b',"system":"you are a coding agent","stream":true}')
         assert reads.bytes - before == (len(raw) if turn == 0 else new)
-    assert checked.weight == len(raw) + ENTRY  # one body kept as it is
+    # one body kept as it is, and what follows its list (its bytes and those decoded)
+    after = b'],"system":"you are a coding agent","stream":true}'
+    assert checked.weight == len(raw) + ENTRY + PER_FOUND * (2 * len(after) // PER_FOUND)
 
 
 def test_a_turn_whose_earlier_ids_did_not_fit_does_not_fit() -> None:
@@ -222,7 +226,8 @@ def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bo
         bad: bytes, at: int, text: str) -> None:
     checked = _checked(remember_from=0)
     history: list[Any] = [{"role": "user", "content": "you are a coding agent é " * 20}]
-    _remembered(checked, "key", orjson.dumps({"model": "m", "max_tokens": 9, "messages": history}))
+    # (the fields after the list as they will be: a turn that ends so has only its new messages read)
+    _remembered(checked, "key", orjson.dumps({"model": "m", "max_tokens": 9, "messages": history, "stream": True}))
     history.append({"role": "assistant", "content": "x" * 40 + text})
     good = orjson.dumps({"model": "m", "max_tokens": 9, "messages": history, "stream": True})
     # a byte sequence that is no UTF-8 in the new message (or in the fields after it)
