@@ -69,6 +69,10 @@ class CheckedHistories(Generic[T]):
         self._end = end
         self.weight = 0  # bytes, of every list held
 
+    def remembers(self, size: int) -> bool:
+        """Whether a list of `size` bytes is remembered (a shorter one is read whole every time)."""
+        return size >= self._from
+
     def check(self, key_id: str, data: bytes | memoryview, read: Read[T]) -> T | None:
         """What `read` finds in the JSON list `data` (None: it does not pass), reading only what
         follows a list of `key_id` that passed before."""

@@ -239,3 +239,18 @@ def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bo
         _remembered(checked, "key", body)
     assert str(read.value) == str(whole.value)
     assert _remembered(checked, "key", good).turn.end  # and the same turn, as UTF-8: read on
+
+
+def test_a_short_body_is_read_whole_and_not_remembered() -> None:
+    checked = _checked()  # (bodies of 16 kB or more remembered)
+    history: list[Any] = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a b",
+                                                        "content": "x"}]}]
+    for style in ("compact", "spaced", "ahead"):
+        raw = _body(history, style, {"stream": True})
+        assert _read(_remembered(checked, "key", raw)) == _read(TopLevel(raw, MESSAGES_HISTORY))
+    with pytest.raises(InvalidRequest) as whole:
+        TopLevel(b'{"model": "m", "messages": [\xff]}', MESSAGES_HISTORY)
+    with pytest.raises(InvalidRequest) as short:
+        _remembered(checked, "key", b'{"model": "m", "messages": [\xff]}')
+    assert str(short.value) == str(whole.value)
+    assert checked.weight == 0
