@@ -45,7 +45,8 @@ class Passthrough:
 
     @classmethod
     def of(cls, headers: Mapping[str, str], query: str) -> Passthrough:
-        return cls({k.lower(): v for k, v in headers.items() if k.lower().startswith(FORWARDED_PREFIX)},
+        # (each name lowered once: a client such as Claude Code sends a dozen headers or more)
+        return cls({low: v for k, v in headers.items() if (low := k.lower()).startswith(FORWARDED_PREFIX)},
                    without_key(query))
 
 
