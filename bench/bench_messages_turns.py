@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_gateway import MESSAGES_BODY, MESSAGES_PATH, agent_messages, with_image  # noqa: E402
 from shieldes.gateway import messages_turns  # noqa: E402
 from shieldes.gateway.checked_histories import CheckedHistories  # noqa: E402
-from shieldes.gateway.messages_turns import Turn, read_messages  # noqa: E402
+from shieldes.gateway.messages_turns import MessagesTopLevel, Turn, read_messages  # noqa: E402
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel  # noqa: E402
 from shieldes.providers.tool_ids import anthropic_ids_fit_in  # noqa: E402
 from shieldes.usage.tokens import prompt_bytes  # noqa: E402
@@ -47,6 +47,13 @@ def _us(fn: Callable[[], Any], rounds: int, budget: float = 0.2) -> float:
 
 def _checked() -> CheckedHistories[Turn]:
     return CheckedHistories(messages_turns.weigh, end=lambda turn: turn.end)
+
+
+def _fit(raw: bytes, checked: CheckedHistories[Turn]) -> bool:
+    """`raw` read on the key of `checked`, and whether its ids fit (as a native deployment asks)."""
+    top = read_messages(raw, checked, "key")
+    assert isinstance(top, MessagesTopLevel)
+    return top.turn.ids_fit()
 
 
 def _next(body: dict[str, Any]) -> dict[str, Any]:
@@ -78,13 +85,13 @@ def main() -> None:
             anthropic_ids_fit_in(memoryview(top.fields["messages"]))
 
         def first(raw: bytes = raw) -> None:
-            read_messages(raw, _checked(), "key").turn.ids_fit()
+            _fit(raw, _checked())
 
         again_checked = _checked()
-        read_messages(raw, again_checked, "key").turn.ids_fit()
+        _fit(raw, again_checked)
 
         def again(raw: bytes = raw, checked: CheckedHistories[Turn] = again_checked) -> None:
-            read_messages(raw, checked, "key").turn.ids_fit()
+            _fit(raw, checked)
 
         print(f"{name:<36} {len(raw) // 1024:>6} {_us(whole, args.rounds):>9.1f} {_us(first, args.rounds):>11.1f} "
               f"{_us(again, args.rounds):>11.1f} {_next_turn(raw, later, args.rounds):>10.1f}")
@@ -97,11 +104,11 @@ def _next_turn(raw: bytes, later: bytes, rounds: int, number: int = 200) -> floa
         keys = []
         for _ in range(number):
             checked = _checked()
-            read_messages(raw, checked, "key").turn.ids_fit()
+            _fit(raw, checked)
             keys.append(checked)
         began = time.perf_counter()
         for checked in keys:
-            read_messages(later, checked, "key").turn.ids_fit()
+            _fit(later, checked)
         best = min(best, (time.perf_counter() - began) / number * 1e6)
     return best
 

@@ -212,7 +212,7 @@ def _ids_fit(top: TopLevel) -> bool:
     from the key's last body checks its new entries only)."""
     if isinstance(top, MessagesTopLevel):
         return top.turn.ids_fit()
-    history = top.fields.get("messages")  # (a body rewritten without another gateway's fields)
+    history = top.fields.get("messages")  # (a short body, or one rewritten without another gateway's fields)
     return history is None or anthropic_ids_fit_in(history)
 
 

@@ -121,12 +121,12 @@ class MessagesTopLevel(TopLevel):
         return self.turn.size
 
 
-def read_messages(raw: bytes, checked: CheckedHistories[Turn], key_id: str) -> MessagesTopLevel:
+def read_messages(raw: bytes, checked: CheckedHistories[Turn], key_id: str) -> TopLevel:
     """The Messages body `raw` of the key `key_id`, read from where the messages of a body of the
-    key that `checked` remembers ended when it starts with that body's bytes."""
-    if not checked.remembers(len(raw)):  # (a short body: read whole, not located for a next turn)
-        check_utf8(raw)
-        return MessagesTopLevel(raw, read_whole(raw, False))
+    key that `checked` remembers ended when it starts with that body's bytes; a short one, which
+    is not remembered, by its top-level fields (TopLevel: nothing found for a next turn)."""
+    if not checked.remembers(len(raw)):
+        return TopLevel(raw, MESSAGES_HISTORY)
     found = checked.check(key_id, raw, read_turn(raw))
     assert found is not None  # (read_turn's answer is a Turn or its error)
     return MessagesTopLevel(raw, found)
@@ -140,16 +140,14 @@ def _small(fields: dict[str, msgspec.Raw]) -> dict[str, Any]:
         raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
 
 
-def read_whole(raw: bytes, locate: bool = True) -> Turn:
-    """The body `raw` read whole, and (`locate`) where its list of messages is, for its next turn."""
+def read_whole(raw: bytes) -> Turn:
+    """The body `raw` read whole, and where its list of messages is, for its next turn."""
     fields = split(raw)
     turn = Turn(fields, _small(fields), prompt_bytes(raw))
     messages = fields.get("messages")
     if messages is None:
         return turn
     turn._unchecked, turn._high = messages, len(messages)
-    if not locate:
-        return turn
     if memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(_SPACE)[:1] in (b"]", b""):
         return turn  # (an empty list, or one that starts with much space: not read on from)
     # its bytes found after a `"messages":` at the top level (the whole read passed: the body is
