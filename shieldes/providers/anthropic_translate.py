@@ -263,7 +263,8 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # (a decoded JSON number is an int or a float, never a subclass: the type is the check, bools out)
+    return value if type(value) is int and value > 0 else 0
 
 
 def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:

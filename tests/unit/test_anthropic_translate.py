@@ -444,3 +444,13 @@ def test_a_chat_tools_cache_control_is_a_breakpoint_after_it() -> None:
         {"name": "f", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}]
     assert chat_to_converse(chat)["toolConfig"]["tools"] == [
         {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}, {"cachePoint": {"type": "default"}}]
+
+
+def test_usage_counts_only_positive_whole_numbers() -> None:
+    from shieldes.providers.anthropic_translate import usage_from_anthropic
+
+    odd = {"input_tokens": True, "output_tokens": -3, "cache_read_input_tokens": 2.5,
+           "cache_creation_input_tokens": "9", "server_tool_use": {"web_search_requests": False}}
+    assert usage_from_anthropic(odd) == TokenUsage(0, 0)
+    assert usage_from_anthropic({"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 3}) == \
+        TokenUsage(10, 2, cache_read_tokens=3)
