@@ -216,8 +216,9 @@ def anthropic_ids_fit_in(history: bytes | memoryview, start: int = 0, end: int |
     the caller to the exact check on the decoded history; an id with an escape in it, or thousands
     of bytes long, counts as not fitting. The regex reads every byte (2.5 GB/s: 1.1 ms for a 2 MB
     screenshot's base64); in `bytes`, runs without a quote are found by memchr and left out."""
-    end = len(history) if end is None else end
-    if type(history) is bytes and end - start > 2 * _RUN:
+    if end is None:  # (a whole history: a short body's, or a part copied)
+        found = _ID_VALUES.findall(history)
+    elif type(history) is bytes and end - start > 2 * _RUN:
         found = []
         for low, high in _read_parts(history, start, end):
             found += _ID_VALUES.findall(history, low, high)
