@@ -7,9 +7,10 @@ splitting its 73 kB into fields cost about 25 us, its UTF-8 pass 2.5, its prompt
 and its tool call ids' regex 50; a body carrying a 2 MB screenshot (kept in every turn after
 it) 650, 95, 87 and 1100 us. Read on from the remembered part, a turn costs the comparison of that
 part (memcmp: 1 us for 73 kB, 30 for 2.7 MB) and the reads of what follows it. The answer is the
-whole read's: the fields ahead of the list are the bytes read before, those after it are read
-again, and a body that goes on in any other way than more entries, then the list's closing
-bracket, then fields other than `messages`, is read whole. Pure: no I/O, no state."""
+whole read's: the fields ahead of the list are the bytes read before, those after it too when the
+body ends with the bytes the last one had after its list (an agent's system prompt and tools),
+else they are read again; a body that goes on in any other way than more entries, then the list's
+closing bracket, then fields other than `messages`, is read whole. Pure: no I/O, no state."""
 
 from __future__ import annotations
 
