@@ -12,7 +12,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
-from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
+from shieldes.providers.chat_parts import FAILED_TOOL, check_base64, reasoning_model, sampling_number
 from shieldes.providers.chat_paths import renamed
 from shieldes.providers.reasoning import BUDGET_FIELD
 
@@ -128,8 +128,8 @@ def _tool_result_content(block: dict[str, Any], at: str, dropped: list[str], ima
     if not (images and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") in ("image", "document")
                                                          for b in content)):
         text = _text_blocks(content, f"{at}.content", dropped)
-        return "Error: " + text if block.get("is_error") else text
-    parts: list[Body] = [{"type": "text", "text": "Error:"}] if block.get("is_error") else []
+        return f"{FAILED_TOOL} {text}" if block.get("is_error") else text
+    parts: list[Body] = [{"type": "text", "text": FAILED_TOOL}] if block.get("is_error") else []
     for k, item in enumerate(content):
         if isinstance(item, dict) and item.get("type") == "image":
             parts.append(_image_part(item, f"{at}.content[{k}]"))

@@ -94,7 +94,8 @@ def _block(part: Part) -> dict[str, Any]:
         return {"type": "text", "text": part}
     if isinstance(part, ToolResult) and part.images:  # blocks: the text (if any), then the images
         content = [{"type": "text", "text": part.content}] if part.content else []
-        return {"type": "tool_result", "tool_use_id": part.id, "content": [*content, *map(_block, part.images)]}
+        return {"type": "tool_result", "tool_use_id": part.id, "content": [*content, *map(_block, part.images)],
+                **_failed(part)}
     if isinstance(part, Image):
         if part.data is not None:
             return {"type": "image", "source": {"type": "base64", "media_type": part.mime, "data": part.data}}
@@ -109,7 +110,11 @@ def _block(part: Part) -> dict[str, Any]:
     if isinstance(part, Thinking):
         return thinking_block(part)
     assert isinstance(part, ToolResult)
-    return {"type": "tool_result", "tool_use_id": part.id, "content": part.content}
+    return {"type": "tool_result", "tool_use_id": part.id, "content": part.content, **_failed(part)}
+
+
+def _failed(part: ToolResult) -> dict[str, Any]:
+    return {"is_error": True} if part.error else {}
 
 
 def _blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:

@@ -110,7 +110,8 @@ def _block(p: Part) -> Body:
         return {"reasoningContent": {"reasoningText": {"text": p.text, "signature": p.signature}}}
     assert isinstance(p, ToolResult)
     content = [{"text": p.content}] if p.content or not p.images else []  # Converse refuses empty text
-    return {"toolResult": {"toolUseId": p.id, "content": [*content, *map(_block, p.images)], "status": "success"}}
+    return {"toolResult": {"toolUseId": p.id, "content": [*content, *map(_block, p.images)],
+                           "status": "error" if p.error else "success"}}
 
 
 def chat_to_converse(body: Body, model: str = "") -> Body:

@@ -47,6 +47,9 @@ class ToolCall:
     arguments: dict[str, Any]
 
 
+FAILED_TOOL = "Error:"  # how a failed tool result's text starts (anthropic_inbound marks `is_error` so)
+
+
 @dataclass
 class ToolResult:
     id: str
@@ -54,6 +57,9 @@ class ToolResult:
     content: str
     # image and PDF parts of the result (a screenshot a browser tool took, a PDF Claude Code read)
     images: tuple[Image | Document, ...] = ()
+    # the tool failed: its text starts "Error:" (what a Messages client's `is_error: true` becomes in
+    # chat, which has no flag), for Converse's `status: "error"` and Anthropic's `is_error`
+    error: bool = False
 
 
 @dataclass(frozen=True)
@@ -324,7 +330,8 @@ def read_messages(messages: Any) -> tuple[list[SystemPart], list[Turn]]:
                 unanswered.remove(call_id)
             marks = [m for p in content for m in _mark(p)][-1:] if isinstance(content, list) else []
             text, images = _tool_content(content, where)
-            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images), *marks])
+            add("user", [ToolResult(call_id, names.get(call_id, msg.get("name") or "tool"), text, images,
+                                    text.startswith(FAILED_TOOL)), *marks])
         else:
             raise _bad(f"{where}.role must be system, developer, user, assistant or tool, not {role!r}",
                        f"{where}.role")

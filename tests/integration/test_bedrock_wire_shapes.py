@@ -106,6 +106,30 @@ async def test_a_messages_clients_thinking_budget_reaches_claude_on_bedrock_as_a
         assert sent["inferenceConfig"]["maxTokens"] == most
 
 
+async def test_a_failed_tool_result_reaches_bedrock_with_status_error(
+        node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
+    """A Messages client's `is_error: true` tool result, and a chat client's tool message starting
+    "Error:", reach Converse and ConverseStream as toolResult `status: "error"`: it had gone as a
+    success whose text starts "Error:"."""
+    client, fake, h = node
+    await _both(client, **CASES["failed tool result with an image"])
+    for seen in fake.requests[-2:]:
+        assert seen.body["messages"][-1]["content"][0]["toolResult"]["status"] == "error"
+    ok = dict(CASES["failed tool result with an image"])
+    ok["messages"] = [*ok["messages"][:2], {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}]
+    await client.messages.create(model=CLAUDE, max_tokens=100, **ok)
+    assert fake.last().body["messages"][-1]["content"][0]["toolResult"]["status"] == "success"
+    chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=client.api_key, max_retries=0)
+    tool: Any = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]}}
+    call: Any = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages: Any = [{"role": "user", "content": "weather?"}, {"role": "assistant", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "call_1", "content": "Error: timed out"}]
+    await chat.chat.completions.create(model=CLAUDE, tools=[tool], messages=messages)
+    assert fake.last().body["messages"][-1]["content"][0]["toolResult"]["status"] == "error"
+    await chat.close()
+
+
 async def test_a_cache_breakpoint_on_tools_reaches_bedrock_as_a_cache_point(
         node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
     """`cache_control` on a tool (a Messages client's, or a chat client's in LiteLLM's place for it)

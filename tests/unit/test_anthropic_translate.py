@@ -454,3 +454,17 @@ def test_usage_counts_only_positive_whole_numbers() -> None:
     assert usage_from_anthropic(odd) == TokenUsage(0, 0)
     assert usage_from_anthropic({"input_tokens": 7, "output_tokens": 2, "cache_read_input_tokens": 3}) == \
         TokenUsage(10, 2, cache_read_tokens=3)
+
+
+def test_a_failed_tool_result_is_marked_is_error() -> None:
+    """A tool message whose text starts "Error:" (what a Messages client's `is_error: true` becomes in
+    chat) reaches Claude with `is_error: true`, with or without images: it had arrived as a success."""
+    failed = [*TOOL_TURNS[:2], {"role": "tool", "tool_call_id": "call_1", "content": "Error: timed out"},
+              {"role": "tool", "tool_call_id": "call_2", "content": [
+                  {"type": "text", "text": "Error:"}, {"type": "text", "text": "no such city"},
+                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    results = chat_request_to_anthropic({"messages": failed, "tools": [WEATHER_TOOL]}, "m")["messages"][2]["content"]
+    assert [r.get("is_error") for r in results] == [True, True]
+    assert results[0]["content"] == "Error: timed out"
+    ok = chat_request_to_anthropic({"messages": TOOL_TURNS, "tools": [WEATHER_TOOL]}, "m")["messages"][2]["content"]
+    assert all("is_error" not in r for r in ok)
