@@ -146,6 +146,7 @@ def _translate(body: Body, target: Target, kind: str, betas: list[str]) -> tuple
                                                            cache_marks=spec is not None and spec.cache_marks,
                                                            thinks=spec is not None and spec.thinks,
                                                            tool_images=spec is not None and spec.tool_images,
+                                                           top_k=kind == "bedrock",
                                                            origins=origins)
         if betas and kind == "bedrock":
             chat[bedrock_betas.FIELD] = betas

@@ -328,7 +328,7 @@ def _output_config(config: Any, out: Body, reasoning: bool, dropped: list[str]) 
 
 
 def translate_messages_request(body: Any, model: str | None = None, *, cache_marks: bool = False,
-                               thinks: bool = False, tool_images: bool = False,
+                               thinks: bool = False, tool_images: bool = False, top_k: bool = False,
                                origins: list[int | None] | None = None) -> tuple[Body, list[str]]:
     """An Anthropic Messages request as an OpenAI chat request for upstream `model` (default: the
     request's own), and the names of what could not be carried over (for a response header).
@@ -338,7 +338,9 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     `thinking` becomes `reasoning_effort` for OpenAI reasoning models and for upstreams that
     translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
     blocks then go along as `thinking_blocks`), and is dropped for others;
-    `top_k`, `service_tier`, server tools and other Anthropic-only fields are dropped.
+    `top_k` goes along as the chat field LiteLLM gives it when the upstream's translation carries it
+    (`top_k`: Bedrock, which gives it to Claude); it, `service_tier`, server tools and other
+    Anthropic-only fields are dropped otherwise.
     `origins`, when given, is filled with the client's message index of each chat message (None for
     the `system` prompt), so that errors about the chat messages can name the client's own."""
     if not isinstance(body, dict):
@@ -353,7 +355,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("`messages` must be a non-empty list")
-    dropped = sorted(k for k in body if k not in _CARRIED)
+    dropped = sorted(k for k in body if k not in _CARRIED and not (top_k and k == "top_k"))
     out_messages: list[Body] = []
     if body.get("system"):
         system = body["system"]
@@ -397,7 +399,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
         if thinks and isinstance(body["thinking"].get("budget_tokens"), int):  # Claude gets the budget asked for
             out[BUDGET_FIELD] = {"type": "enabled", "budget_tokens": body["thinking"]["budget_tokens"]}
     _output_config(body.get("output_config"), out, reasoning, dropped)
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", *(("top_k",) if top_k else ())):
         value = body.get(key)
         if value is not None:
             out[key] = sampling_number(value, key)

@@ -148,6 +148,11 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         out["inferenceConfig"] = config
     if thinking is not None:  # Claude's own request field, which Converse passes on
         out["additionalModelRequestFields"] = {"thinking": thinking}
+    top_k = _top_k(body.get("top_k"))
+    # Claude's own request field, which Converse passes on; Claude refuses it while thinking
+    top_k_carried = top_k is not None and _claude(model) and thinking is None
+    if top_k_carried:
+        out.setdefault("additionalModelRequestFields", {})["top_k"] = top_k
     betas, betas_dropped = bedrock_betas.split(body.get(bedrock_betas.FIELD), _claude(model))
     if betas:  # Claude's own, which Converse passes on
         out.setdefault("additionalModelRequestFields", {})["anthropic_beta"] = betas
@@ -192,6 +197,8 @@ def converse_request(body: Body, model: str = "") -> Outbound:
     if tags:
         carried.add(METADATA)
     dropped = dropped_fields(body, carried, TIERS) + betas_dropped
+    if top_k is not None and not top_k_carried:  # (Converse's inferenceConfig has no top_k)
+        dropped.append("top_k")
     return Outbound(out, [*dropped, "tool_choice.none"] if tool_choice_dropped(body) else dropped)
 
 
@@ -232,6 +239,17 @@ def request_metadata(metadata: Any) -> dict[str, str] | None:
                for k, v in metadata.items()):
         return None
     return dict(metadata)
+
+
+def _top_k(value: Any) -> int | None:
+    """A request's `top_k` (LiteLLM's chat field; a Messages client's, carried over): a whole
+    number of at least 0, as Claude takes it; else a 400 saying so."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest("`top_k` must be a whole number of at least 0; send e.g. 40, or leave it out",
+                             param="top_k")
+    return value
 
 
 def _claude(model: str) -> bool:

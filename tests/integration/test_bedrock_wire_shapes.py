@@ -130,6 +130,30 @@ async def test_a_failed_tool_result_reaches_bedrock_with_status_error(
     await chat.close()
 
 
+async def test_top_k_reaches_claude_on_bedrock(node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
+    """`top_k` from a Messages client, and from a chat client as LiteLLM sends it, reaches Claude in
+    additionalModelRequestFields, streamed and not: it had been left out (named as dropped)."""
+    client, fake, h = node
+    raw = await client.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=100, extra_body={"top_k": 5}, messages=[{"role": "user", "content": "hello"}])
+    assert "top_k" not in raw.headers.get("x-shieldes-dropped", "")
+    assert fake.last().body["additionalModelRequestFields"] == {"top_k": 5}
+    async with client.messages.stream(model=CLAUDE, max_tokens=100, extra_body={"top_k": 7},
+                                      messages=[{"role": "user", "content": "hello"}]) as s:
+        await s.get_final_message()
+    assert fake.last().body["additionalModelRequestFields"] == {"top_k": 7}
+    chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=client.api_key, max_retries=0)
+    answer = await chat.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "hello"}], extra_body={"top_k": 9})
+    assert "top_k" not in answer.headers.get("x-shieldes-dropped", "")
+    assert fake.last().body["additionalModelRequestFields"] == {"top_k": 9}
+    with pytest.raises(openai.BadRequestError) as refused:
+        await chat.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hello"}],
+                                           extra_body={"top_k": "many"})
+    assert "`top_k` must be a whole number" in refused.value.message
+    await chat.close()
+
+
 async def test_a_cache_breakpoint_on_tools_reaches_bedrock_as_a_cache_point(
         node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
     """`cache_control` on a tool (a Messages client's, or a chat client's in LiteLLM's place for it)
