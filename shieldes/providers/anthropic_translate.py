@@ -38,7 +38,7 @@ from shieldes.providers.chat_parts import (
     system_text,
     thinking_block,
 )
-from shieldes.providers.dropped import PARALLEL_OFF, Outbound, dropped_fields
+from shieldes.providers.dropped import PARALLEL_OFF, THINKING, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tiers import from_anthropic, stamped
@@ -222,7 +222,7 @@ def anthropic_request(body: Body, model: str) -> Outbound:
         out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
-    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT,))},
+    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT, THINKING))},
                                         tiers=_TIERS))
 
 

@@ -24,7 +24,7 @@ from shieldes.providers.chat_parts import (
     check_chat_request,
     read_chat,
 )
-from shieldes.providers.dropped import JSON_OBJECT, METADATA, PARALLEL_OFF, Outbound, dropped_fields
+from shieldes.providers.dropped import JSON_OBJECT, METADATA, PARALLEL_OFF, THINKING, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
 from shieldes.providers.reasoning import ClaudeThinking, claude_thinking, claude_thinking_field, visible
 from shieldes.providers.tiers import from_bedrock, stamped
@@ -191,7 +191,8 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         out["outputConfig"] = {"textFormat": text_format}
     elif _json_object(body) and not chat.tools and forces_tools(model):
         out["toolConfig"] = _JSON_TOOL_CONFIG
-    carried = ({JSON_OBJECT} if forces_tools(model) else set()) | (set() if plan.dropped else {DROPPED_EFFORT})
+    carried = (({JSON_OBJECT} if forces_tools(model) else set())
+               | (set() if plan.dropped else {DROPPED_EFFORT, THINKING}))
     if "tool_choice" in out.get("additionalModelRequestFields", {}):
         carried.add(PARALLEL_OFF)
     if tags:

@@ -22,12 +22,22 @@ METADATA = "metadata"
 # `parallel_tool_calls: false` with tools: Anthropic and Bedrock's Claude carry it
 # (disable_parallel_tool_use), Converse for other models and generateContent have no such setting
 PARALLEL_OFF = "parallel_tool_calls"
+# LiteLLM's chat `thinking: {"type": "enabled", "budget_tokens": N}` without a `reasoning_effort`
+# (beside one it is only that effort's budget, named with it): Claude's translations carry it
+THINKING = "thinking"
+
+
+def asks_thinking(body: Body) -> bool:
+    """Whether a chat request asks for thinking by `thinking` alone (no `reasoning_effort`)."""
+    thinking = body.get(THINKING)
+    return body.get("reasoning_effort") is None and isinstance(thinking, dict) and thinking.get("type") == "enabled"
 
 
 def dropped_fields(body: Body, carried: Collection[str], tiers: Collection[str] = ()) -> list[str]:
     """What a chat request asks for that its translation leaves out, `carried` naming what it
     does carry: the fields of ANSWER_FIELDS that are set (not null or false) and
-    `response_format.json_object`, `parallel_tool_calls` turned off for a request with tools, a
+    `response_format.json_object`, `parallel_tool_calls` turned off for a request with tools,
+    `thinking` asked for without `reasoning_effort` (asks_thinking), a
     `service_tier` other than `auto` and those in `tiers`, and a non-empty `metadata`.
     Named to the client (x-shieldes-dropped), never dropped in silence."""
     out = [name for name in ANSWER_FIELDS if name not in carried and body.get(name) is not None
@@ -42,6 +52,8 @@ def dropped_fields(body: Body, carried: Collection[str], tiers: Collection[str] 
         out.append(JSON_OBJECT)
     if PARALLEL_OFF not in carried and body.get("parallel_tool_calls") is False and body.get("tools"):
         out.append(PARALLEL_OFF)
+    if THINKING not in carried and asks_thinking(body):
+        out.append(THINKING)
     return out
 
 

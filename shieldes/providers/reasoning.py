@@ -11,6 +11,7 @@ from typing import Any
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
 from shieldes.providers.chat_parts import Thinking, ToolCall, ToolResult, Turn
+from shieldes.providers.dropped import asks_thinking
 
 # Thinking tokens per effort. Read back by anthropic_inbound.reasoning_effort (under 4k low, under
 # 16k medium, above high), so an effort crossing the gateway twice stays the same. Anthropic's
@@ -74,7 +75,8 @@ class ClaudeThinking:
 def claude_thinking(body: Body, turns: list[Turn], model: str, max_tokens: int | None,
                     default_max: int, *, forced_tool: bool = False) -> ClaudeThinking:
     """`reasoning_effort` as Claude's extended thinking. Thinking is carried with the effort's
-    budget (the request's own `thinking.budget_tokens` when it has one: asked_budget); its tokens
+    budget (the request's own `thinking.budget_tokens` when it has one: asked_budget; a `thinking`
+    without `reasoning_effort`, as LiteLLM's chat clients send it, is honoured alone); its tokens
     count within `max_tokens` as they count within OpenAI's max_completion_tokens, and the budget
     comes on top of a client's max it would not fit under (Claude needs budget < max_tokens).
     Claude thinks only at temperature 1 and top_p >= 0.95: other values are refused (as OpenAI
@@ -84,24 +86,39 @@ def claude_thinking(body: Body, turns: list[Turn], model: str, max_tokens: int |
     without the turn's thinking_blocks."""
     effort = read_effort(body)
     given = max_tokens
+    asked = "reasoning_effort"
+    if effort is None and asks_thinking(body):  # LiteLLM's `thinking` alone: its budget, as asked
+        effort, asked = "medium", "thinking"  # (its budget_tokens decides the budget: checked below)
     if effort is None or effort == OFF:
         return ClaudeThinking(None, given or default_max)
     choice = body.get("tool_choice")
     forced = forced_tool or (bool(body.get("tools")) and (choice == "required" or isinstance(choice, dict)))
     if not claude_thinks(model) or forced or unsigned_continuation(turns):
         return ClaudeThinking(None, given or default_max, dropped=True)
+    if asked == "thinking":
+        _check_budget(body)
     temperature, top_p = body.get("temperature"), body.get("top_p")
     if temperature is not None and temperature != 1:
-        raise _bad(f"`temperature` {temperature!r} does not go with `reasoning_effort` on {model}: Claude thinks "
-                   "only at temperature 1; leave temperature out (or send 1), or send reasoning_effort \"none\"",
-                   "temperature")
+        raise _bad(f"`temperature` {temperature!r} does not go with `{asked}` on {model}: Claude thinks "
+                   f"only at temperature 1; leave temperature out (or send 1), or {_OFF[asked]}", "temperature")
     if isinstance(top_p, int | float) and not isinstance(top_p, bool) and top_p < 0.95:
-        raise _bad(f"`top_p` {top_p!r} does not go with `reasoning_effort` on {model}: Claude thinks only with "
-                   "top_p from 0.95 to 1; leave top_p out, or send reasoning_effort \"none\"", "top_p")
+        raise _bad(f"`top_p` {top_p!r} does not go with `{asked}` on {model}: Claude thinks only with "
+                   f"top_p from 0.95 to 1; leave top_p out, or {_OFF[asked]}", "top_p")
     budget = asked_budget(body) or BUDGETS[effort]
     if given is None:
         return ClaudeThinking(budget, budget + default_max)
     return ClaudeThinking(budget, given if given > budget else given + budget)
+
+
+_OFF = {"reasoning_effort": 'send reasoning_effort "none"', "thinking": "leave thinking out"}
+
+
+def _check_budget(body: Body) -> None:
+    """A `thinking` asked for alone (asks_thinking) needs a budget_tokens Claude takes (asked_budget)."""
+    if asked_budget(body) is None:
+        raise _bad(f"`thinking.budget_tokens` must be a whole number of at least {MIN_BUDGET} (Claude's least "
+                   'thinking budget); send e.g. {"type": "enabled", "budget_tokens": 2048}, or leave thinking out',
+                   "thinking.budget_tokens")
 
 
 def asked_budget(body: Body) -> int | None:

@@ -154,6 +154,28 @@ async def test_top_k_reaches_claude_on_bedrock(node: tuple[anthropic.AsyncAnthro
     await chat.close()
 
 
+async def test_a_chat_clients_thinking_alone_reaches_claude_on_bedrock(
+        node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
+    """A chat request with LiteLLM's `thinking` and no `reasoning_effort` gets Claude's extended
+    thinking with its budget, streamed and not: it had been ignored without a word."""
+    client, fake, h = node
+    chat = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=client.api_key, max_retries=0)
+    thinking = {"type": "enabled", "budget_tokens": 2500}
+    answer = await chat.chat.completions.with_raw_response.create(
+        model=CLAUDE, max_tokens=4000, messages=[{"role": "user", "content": "think"}],
+        extra_body={"thinking": thinking})
+    assert "thinking" not in answer.headers.get("x-shieldes-dropped", "")
+    assert fake.last().body["additionalModelRequestFields"] == {"thinking": thinking}
+    stream = await chat.chat.completions.create(model=CLAUDE, max_tokens=4000, stream=True,
+                                                messages=[{"role": "user", "content": "think"}],
+                                                extra_body={"thinking": thinking})
+    async for _ in stream:
+        pass
+    assert fake.last().body["additionalModelRequestFields"] == {"thinking": thinking}
+    assert fake.last().body["inferenceConfig"]["maxTokens"] == 4000
+    await chat.close()
+
+
 async def test_a_cache_breakpoint_on_tools_reaches_bedrock_as_a_cache_point(
         node: tuple[anthropic.AsyncAnthropic, FakeBedrock, Harness]) -> None:
     """`cache_control` on a tool (a Messages client's, or a chat client's in LiteLLM's place for it)

@@ -12,8 +12,14 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_inbound import reasoning_effort
 from shieldes.providers.anthropic_replies import openai_chunks_to_message_events, openai_response_to_messages
 from shieldes.providers.anthropic_translate import StreamTranslator, anthropic_request, chat_request_to_anthropic
-from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse, converse_to_chat
+from shieldes.providers.bedrock_translate import (
+    ConverseStreamTranslator,
+    chat_to_converse,
+    converse_request,
+    converse_to_chat,
+)
 from shieldes.providers.chat_parts import read_messages
+from shieldes.providers.dropped import dropped_fields
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini, gemini_to_chat
 from shieldes.providers.reasoning import BUDGETS, claude_thinking, claude_thinks, read_effort
 
@@ -182,3 +188,28 @@ async def test_signed_blocks_reach_a_messages_client_whole() -> None:
     message = openai_response_to_messages({"choices": [{"message": {
         "content": "hi", "reasoning_content": "hmm", "thinking_blocks": [BLOCK]}}]}, SONNET, thinking=True)
     assert message["content"] == [BLOCK, {"type": "text", "text": "hi"}]
+
+
+def test_a_chat_thinking_alone_is_honoured_on_claude_and_named_where_not_taken() -> None:
+    """LiteLLM's chat `thinking: {"type": "enabled", "budget_tokens": N}` without `reasoning_effort`
+    is Claude's budget on anthropic/vertex and bedrock, and named as dropped where no thinking
+    reaches the model (a non-Claude Bedrock model, a Claude that cannot think, Gemini): it had been
+    ignored without a word."""
+    thinking = {"type": "enabled", "budget_tokens": 3000}
+    body = {"messages": ASK, "thinking": thinking, "max_tokens": 5000}
+    sent = anthropic_request(body, SONNET)
+    assert sent.request["thinking"] == thinking and sent.request["max_tokens"] == 5000 and sent.dropped == []
+    bedrock = converse_request(body, "us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    assert bedrock.request["additionalModelRequestFields"] == {"thinking": thinking} and bedrock.dropped == []
+    for model in ("meta.llama3-1-70b-instruct-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"):
+        left = converse_request(body, model)
+        assert "additionalModelRequestFields" not in left.request and left.dropped == ["thinking"]
+    assert dropped_fields(body, ()) == ["thinking"]  # (what the Gemini translations name)
+    assert dropped_fields({**body, "reasoning_effort": "low"}, ("reasoning_effort",)) == []  # (its budget)
+    off = {"messages": ASK, "thinking": {"type": "disabled"}}
+    assert "thinking" not in anthropic_request(off, SONNET).request and anthropic_request(off, SONNET).dropped == []
+    with pytest.raises(InvalidRequest) as refused:
+        anthropic_request({"messages": ASK, "thinking": {"type": "enabled", "budget_tokens": 100}}, SONNET)
+    assert refused.value.param == "thinking.budget_tokens" and "at least 1024" in str(refused.value)
+    with pytest.raises(InvalidRequest, match=r"does not go with `thinking`.*leave thinking out"):
+        anthropic_request({**body, "temperature": 0.2}, SONNET)
