@@ -19,13 +19,14 @@ export async function providersPage(root) {
       patch(healthArea, h("p.muted.small", `Health as node ${health.node_id} and its peers see it; requests served over the last hour (from the usage in the log: failed attempts show in the error rate).`), table("Deployments", [
         { label: "Deployment", header: true, cls: "name", cell: (d) => d.name },
         { label: "Type", cell: (d) => d.type },
-        { label: "Models", cell: (d) => d.models.join(", ") },
+        { label: "Models", cls: "fit", cell: (d) => d.models.join(", ") },
         { label: "Weight", num: true, cell: (d) => String(d.weight) },
         { label: "Breaker", cell: (d) => h(`span.badge.${d.breaker === "open" ? "bad" : "ok"}`, d.breaker === "open" ? (d.open_here ? "open" : "open (peer)") : "closed") },
         { label: "Latency", num: true, cell: (d) => fmt.latency(d.latency_ms) },
         { label: "Error rate", num: true, cell: (d) => fmt.pct(d.error_rate) },
-        { label: "Peers", cell: (d) => peerView(d.peers) },
-        { label: "Served (1 h)", cell: (d) => h("div.budget",
+        { label: "Peers", cls: "fit", cell: (d) => peerView(d.peers) },
+        // the bar over its numbers, so the column is as narrow as the bar (it fits at 1280 px)
+        { label: "Served (1 h)", cls: "fit", cell: (d) => h("div.served",
           h("div.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(d.traffic_share * 100), "aria-label": `Traffic share of ${d.name}` },
             h("span.fill.ok", { style: { width: `${Math.round(d.traffic_share * 100)}%` } })),
           h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} served`)) },
@@ -60,9 +61,9 @@ export async function providersPage(root) {
       ...(modalities ? [{ label: "Audio / image", cell: (p) => modalityList(p.modalities) }] : []),
       ...(perImage ? [{ label: "Per image", num: true, cell: (p) => (p.per_image == null ? "–" : fmt.usd(p.per_image)) }] : []),
       ...(perSearch ? [{ label: "Per web search", num: true, cell: (p) => (p.per_web_search == null ? "–" : fmt.usd(p.per_web_search)) }] : []),
-      ...(perUse ? [{ label: "Per use", cell: (p) => pairs(p.per_use, fmt.usd) }] : []),
-      ...(multipliers ? [{ label: "Multipliers", cell: (p) => pairs(p.multipliers, (v) => `×${v}`) }] : []),
-      ...(longContext ? [{ label: "Long prompt", cell: (p) => (p.long_context == null ? "–"
+      ...(perUse ? [{ label: "Per use", cls: "fit", cell: (p) => pairs(p.per_use, fmt.usd) }] : []),
+      ...(multipliers ? [{ label: "Multipliers", cls: "fit", cell: (p) => pairs(p.multipliers, (v) => `×${v}`) }] : []),
+      ...(longContext ? [{ label: "Long prompt", cls: "fit", cell: (p) => (p.long_context == null ? "–"
         : `above ${p.long_context.above_tokens} tokens: ${fmt.usd(p.long_context.input_per_1m)} / ${fmt.usd(p.long_context.output_per_1m)}`) }] : []),
     ], pricing.data, { empty: "No price overrides: the shipped price table applies." }));
   } catch (err) {
