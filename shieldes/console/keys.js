@@ -197,12 +197,12 @@ export async function keysPage(root) {
       { label: "Name", header: true, cls: "name", cell: (k) => k.name },
       { label: "Prefix", cell: (k) => h("code", `${k.prefix}…`) },
       { label: "Status", cell: (k) => h(`span.badge.${k.status === "active" ? "ok" : "bad"}`, k.status) },
-      { label: "Team", cls: "name", cell: (k) => k.team || "–" },
-      { label: "Models", cell: (k) => fmt.list(k.models) },
-      ...(rows.some((k) => k.mcp && k.mcp.length) ? [{ label: "MCP", cell: (k) => (k.mcp && k.mcp.length ? k.mcp.join(", ") : h("span.muted", "none")) }] : []),
+      { label: "Team", cls: "name narrow", cell: (k) => k.team || "–" },
+      { label: "Models", cls: "fit", cell: (k) => fmt.list(k.models) },
+      ...(rows.some((k) => k.mcp && k.mcp.length) ? [{ label: "MCP", cls: "fit", cell: (k) => (k.mcp && k.mcp.length ? k.mcp.join(", ") : h("span.muted", "none")) }] : []),
       { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
       { label: "TPM", num: true, cell: (k) => fmt.num(k.tpm) },
-      { label: "Spend / budget", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
+      { label: "Spend / budget", cls: "stacked", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
     ];
     if (canKeys) {
       cols.push({ label: "Actions", cell: (k) => k.status === "revoked" ? h("span.muted", "–") : h("div.actions",

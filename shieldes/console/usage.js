@@ -79,6 +79,7 @@ export async function usagePage(root) {
     const all = (k) => data.data.reduce((a, r) => a + value(r, k), 0);
     const others = METRICS.filter((x) => x.value !== m).map((x) => h("section.card", { "aria-label": `Total ${x.label}` },
       h("h2", x.label), h("p.big", x.value === "cost_usd" ? fmt.usd(all(x.value)) : fmt.num(all(x.value)))));
+    const rows = [...data.data].reverse();
     patch(out,
       h("div.cards", h("section.card", { "aria-label": `Total ${mLabel}` }, h("h2", `Total ${mLabel.toLowerCase()}`),
         h("p.big#usage-total", m === "cost_usd" ? fmt.usd(sum) : fmt.num(sum)), h("p.muted.small", `${since.value} to ${until.value} (UTC)`)), others),
@@ -92,17 +93,12 @@ export async function usagePage(root) {
         { label: "Requests", num: true, cell: (r) => fmt.num(r.requests) },
         { label: "Prompt tokens", num: true, cell: (r) => fmt.num(r.prompt_tokens) },
         { label: "Completion tokens", num: true, cell: (r) => fmt.num(r.completion_tokens) },
-        // what media calls are billed in besides tokens
-        { label: "Images", num: true, cell: (r) => fmt.num(r.images) },
-        { label: "Audio seconds", num: true, cell: (r) => fmt.num(r.audio_seconds) },
-        { label: "Characters", num: true, cell: (r) => fmt.num(r.characters) },
-        // hosted tool uses billed per use, and the part of the cost they make (0 from a node of an earlier release)
-        { label: "Web searches", num: true, cell: (r) => fmt.num(r.web_searches ?? 0) },
-        { label: "File searches", num: true, cell: (r) => fmt.num(r.file_searches ?? 0) },
-        { label: "Containers", num: true, cell: (r) => fmt.num(r.containers ?? 0) },
-        { label: "Tools cost", num: true, cell: (r) => fmt.usd(r.tools_usd ?? 0) },
+        // what media calls are billed in besides tokens, and hosted tool uses billed per use with the part
+        // of the cost they make (absent from a node of an earlier release): a column only when the range
+        // has some, so the cost stays on screen beside the tokens
+        ...unitColumns(rows),
         { label: "Cost", num: true, cell: (r) => fmt.usd(r.cost_usd) },
-      ], [...data.data].reverse(), { empty: "No usage in this range." }));
+      ], rows, { empty: "No usage in this range." }));
   }
 
   async function loop() {
@@ -115,4 +111,21 @@ export async function usagePage(root) {
   for (const el of [group, metric]) el.addEventListener("change", () => { clearTimeout(timer); loop(); });
   await loop();
   return { stop() { stopped = true; clearTimeout(timer); } };
+}
+
+
+// The usage table's columns for units besides tokens, each only when a row in range has some.
+const UNITS = [
+  { field: "images", label: "Images", show: fmt.num },
+  { field: "audio_seconds", label: "Audio seconds", show: fmt.num },
+  { field: "characters", label: "Characters", show: fmt.num },
+  { field: "web_searches", label: "Web searches", show: fmt.num },
+  { field: "file_searches", label: "File searches", show: fmt.num },
+  { field: "containers", label: "Containers", show: fmt.num },
+  { field: "tools_usd", label: "Tools cost", show: fmt.usd },
+];
+
+function unitColumns(rows) {
+  return UNITS.filter((u) => rows.some((r) => (r[u.field] ?? 0) > 0))
+    .map((u) => ({ label: u.label, num: true, cell: (r) => u.show(r[u.field] ?? 0) }));
 }

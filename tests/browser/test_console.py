@@ -186,7 +186,9 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
             buttons[len(buttons) // 2].click()
             wait(driver, lambda d: "Changes from" in by_css(d, "#diff-title").text, what="diff shown")
         shots.append(screenshot(driver, out / f"console-{page}-{tag}.png"))
-        if tag == "desktop" and page == "providers":  # at 1280 px its tables fit: a cut column does not show it scrolls
+        # at 1280 px the tables of keys, usage and prices fit: a cut column (a key's Revoke, the cost) does
+        # not show it scrolls
+        if tag == "desktop" and page in ("keys", "usage", "providers"):
             cut = driver.execute_script("return [...document.querySelectorAll('main .scroll')]"
                                         ".filter((e) => e.scrollWidth > e.clientWidth + 1)"
                                         ".map((e) => `${e.getAttribute('aria-label')}: ${e.scrollWidth} px`)")
