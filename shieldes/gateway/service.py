@@ -247,7 +247,22 @@ class Gateway(UpstreamCalls):
                 f"key {key.name!r} may not use model {requested!r}; list its models with {listing} "
                 "or widen it with `shieldes key update --models`"
             )
+        if route.fallbacks and not self.settings.allow_unpriced and self.budgeted(key):
+            return self._priced_fallbacks(route)
         return route
+
+    def _priced_fallbacks(self, route: Route) -> Route:
+        """`route` without the configured fallbacks a budget cannot be held to (a model without a
+        price), for a key or team with a budget: the requested model still serves it and such a
+        fallback is never tried, where refusing the request would make a fallback that may never be
+        needed cost it the model it asked for. Its fallbacks' own are then listed in order."""
+        config = self.state.config
+        groups = fallback_routes(config, route)
+        priced = tuple(g.requested for g in groups
+                       if all(self.prices.lookup(config.pricing, t.model) is not None for t in g.targets))
+        if len(priced) == len(groups):
+            return route
+        return replace(route, fallbacks=priced, chained=False)
 
     def with_fallbacks(self, key: VirtualKey, route: Route, asked: Asked, listing: str = "GET /v1/models") -> Route:
         """`route` with the request's own fallbacks tried first (then the configured ones, unless
@@ -266,7 +281,7 @@ class Gateway(UpstreamCalls):
                                        "from `fallbacks`, or widen the key with `shieldes key update --models`",
                                        param=f"fallbacks[{i}]")
         configured = () if asked.disable else route.fallbacks
-        return replace(route, fallbacks=(*asked.names, *configured), chained=not asked.disable)
+        return replace(route, fallbacks=(*asked.names, *configured), chained=route.chained and not asked.disable)
 
     def fallback_served(self, route: Route, served: RouteTarget) -> str | None:
         """The fallback (as the request or the alias named it) whose group answered, or None when

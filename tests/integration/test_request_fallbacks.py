@@ -208,6 +208,31 @@ async def test_disable_fallbacks_turns_off_the_aliases_own(database_url: str) ->
         assert raw.headers["x-shieldes-fallback"] == CLAUDE
 
 
+async def test_an_aliases_unpriced_fallback_is_left_out_for_a_budgeted_key(database_url: str) -> None:
+    """A configured fallback the budget cannot be held to is never tried for a budgeted key, and the
+    requested model still serves it (refusing the request for it had cost migrated configs their
+    models); a key without a budget still falls back to it."""
+    async with harness(database_url, upstream_retries=0) as h:
+        await _dead_deployments(h)
+        await h.admin(SetPricing("big-model", 1.0, 1.0))
+        # a model nobody priced (no shipped price either), served by the answering upstream
+        await h.admin(AddProvider("house", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("house-model",)))
+        await h.admin(SetModelAlias("smart", (AliasTarget("dead", "big-model"),), ("house-model",)))
+        await h.admin(SetModelAlias("fine", (AliasTarget("openai", "gpt-4o"),), ("house-model",)))
+        budgeted = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=await h.create_key("b", budget_usd=5.0),
+                                      max_retries=0)
+        free = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=await h.create_key("f"), max_retries=0)
+        await h.sync()
+        answer = await budgeted.chat.completions.create(model="fine", messages=HELLO)  # its own model serves
+        assert answer.choices[0].message.content and h.upstream.last().body["model"] == "gpt-4o"
+        calls = len(h.upstream.requests)
+        with pytest.raises(openai.APIStatusError) as err:  # the dead model fails; the unpriced one is not tried
+            await budgeted.chat.completions.create(model="smart", messages=HELLO)
+        assert err.value.status_code == 502 and len(h.upstream.requests) == calls
+        raw: Any = await free.chat.completions.with_raw_response.create(model="smart", messages=HELLO)
+        assert raw.headers["x-shieldes-fallback"] == "house-model"
+
+
 async def test_a_budget_holds_the_request_at_its_dearest_fallback(database_url: str) -> None:
     async with harness(database_url) as h:
         await _dead_deployments(h)
