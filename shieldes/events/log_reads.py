@@ -1,6 +1,7 @@
 """Small reads of the event log for the parts outside this package that need one: the events after
 a position (a snapshot load's tail), the highest compaction rollup (below which no snapshot may
-stand), the head position, and the config chain's tip as `audit verify` checks it."""
+stand), the head position, the config chain's tip as `audit verify` checks it, and whether usage up
+to a position carries a delta field (a snapshot of an older layout leaves it out)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,18 @@ async def head_position(conn: AsyncConnection[Any]) -> int:
     """The position of the newest event (0 in an empty log)."""
     row = await (await conn.execute("SELECT position FROM log_head WHERE id = 1")).fetchone()
     return int(row[0]) if row else 0
+
+
+async def usage_carries(conn: AsyncConnection[Any], fields: tuple[str, ...], up_to: int) -> bool:
+    """Whether a usage delta (raw or rolled up) at or below `up_to` holds one of `fields` (the
+    optional ones, absent when zero: codec.UNIT_FIELDS, codec.TOOL_FIELDS)."""
+    if not fields:
+        return False
+    test = " || ".join(f"exists(@.{f})" for f in fields)  # field names are ours, never the user's
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE type IN ('usage.recorded', 'usage.rolled_up') "
+        "AND position <= %s AND jsonb_path_exists(data, %s::jsonpath))",
+        (up_to, f"$.deltas[*] ? ({test})"),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])

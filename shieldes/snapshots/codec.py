@@ -23,6 +23,7 @@ import orjson
 import zstandard
 
 from shieldes import db
+from shieldes.events.codec import TOOL_FIELDS, UNIT_FIELDS
 from shieldes.projections.keytable import layered_key_maps
 from shieldes.projections.projector import Projection
 from shieldes.projections.state import (
@@ -88,6 +89,16 @@ def is_compatible(schema_version: str, fmt: int) -> bool:
     written at an older schema revision loads as long as its layout (`fmt`) is one this code reads."""
     return (schema_version <= db.SCHEMA_HEAD and fmt in READABLE_FORMATS
             and (fmt >= 4 or schema_version < UNITS_SCHEMA) and (fmt >= 5 or schema_version < TOOLS_SCHEMA))
+
+
+def left_out(fmt: int) -> tuple[str, ...]:
+    """The optional delta fields a layout's usage totals leave out. The schema a snapshot names is
+    its writer's head, not the database's: a node of a release before UNITS_SCHEMA / TOOLS_SCHEMA
+    keeps serving (and, as leader, snapshotting) after a newer release migrated the database and
+    its nodes appended deltas holding these fields, so the loader checks the log for them."""
+    if fmt < 4:
+        return UNIT_FIELDS + TOOL_FIELDS
+    return TOOL_FIELDS if fmt < 5 else ()
 
 
 def formats_at_head() -> frozenset[int]:

@@ -27,7 +27,7 @@ from shieldes import db
 from shieldes.events.codec import Codec
 from shieldes.events.compat import reads_of
 from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
-from shieldes.events.log_reads import rollup_floor, tail_pages
+from shieldes.events.log_reads import rollup_floor, tail_pages, usage_carries
 from shieldes.events.pg_store import config_tip_mismatch
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
@@ -199,6 +199,9 @@ async def _load_state(
                     reason += " (an older format written once usage carried media units leaves them out)"
             elif position < floor:
                 reason = f"position {position} is below the newest compaction rollup {floor}"
+            elif await usage_carries(conn, snapcodec.left_out(fmt), position):
+                reason = (f"format {fmt} leaves out {', '.join(snapcodec.left_out(fmt))}, which usage up to its "
+                          "position holds (a node of an older release wrote it after the database was migrated)")
             else:
                 try:
                     projection = await _decoded(conn, snap_id, position, key, prefetched)
