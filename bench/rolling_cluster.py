@@ -93,7 +93,7 @@ class Cluster:
             raise RuntimeError(f"shieldes {' '.join(args)} ({tree}) exit {code}: {err.strip()[-1500:]}")
         return json.loads(out) if out.strip() else None
 
-    async def start(self, node_id: str, tree: Path) -> Node:
+    async def start(self, node_id: str, tree: Path, **extra: str) -> Node:
         before = self.nodes.get(node_id)
         release = "old" if tree == self.old_tree else "new"
         node = Node(node_id, tree, release, free_port(), before.gossip_port if before else free_port(),
@@ -108,7 +108,7 @@ class Cluster:
             # the leader (old, then new) snapshots and compacts often, so each release meets the other's work
             "SHIELDES_SNAPSHOT_EVERY_EVENTS": "40", "SHIELDES_SNAPSHOT_EVERY_SECONDS": "5",
             "SHIELDES_COMPACT_RETAIN_SECONDS": "3", "SHIELDES_COMPACT_INTERVAL": "7",
-        }
+        } | extra
         with node.log.open("wb") as out:
             node.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shieldes", "serve", cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)

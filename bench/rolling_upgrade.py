@@ -14,7 +14,9 @@ gateway send during one (docs/deploy.md, *Rolling upgrades*):
   the new node and revoked by this tree's CLI; a budget spent down and an rpm limit hammered on all
   three; `shieldes compact --retain 0s` of this tree while the old leader runs its own compaction
   and snapshots.
-- ROLL: each old node drained, SIGTERM, started on this tree under its node id.
+- ROLL: the old nodes replaced under their ids by nodes of this tree: one drained and stopped
+  (SIGTERM), the other killed (SIGKILL) holding usage it had only gossiped, which a leader of this
+  tree appends on its behalf.
 
 It reports every error a client saw and every error line of every node's log, and checks: each
 node's live usage per key equals the log's at every quiet point; usage_daily per key equals what
@@ -81,7 +83,8 @@ from tests.fake_upstream import FakeUpstream  # noqa: E402
 
 async def scenario(c: Cluster, checks: Checks, traffic: Traffic, up: FakeUpstream) -> None:
     url, old_tree = c.url, c.old_tree
-    a, b = await c.start("node-a", old_tree), await c.start("node-b", old_tree)
+    # node-b flushes seldom: when it is killed (below) usage only gossiped is what the leader must append
+    a, b = await c.start("node-a", old_tree), await c.start("node-b", old_tree, SHIELDES_FLUSH_INTERVAL="6")
     for node in (a, b):
         await c.ready(node)
         traffic.targets[node.node_id] = node
@@ -205,18 +208,73 @@ async def scenario(c: Cluster, checks: Checks, traffic: Traffic, up: FakeUpstrea
     await agree(c, checks, traffic, "after the old leader compacted the new node's usage")
 
     # the roll: each old node drained, SIGTERM, back on this tree under its id
+    # the roll: each old node drained and stopped (node-a SIGTERM, node-b SIGKILL with usage it had only
+    # gossiped, which a leader of this tree appends on its behalf), then back on this tree under its id
     for old in (a, b):
-        traffic.targets.pop(old.node_id)
-        await traffic.idle([old.node_id])
-        status = await c.stop(old)
+        if old is b:
+            detail, ok = await crash(c, traffic, b)
+        else:
+            traffic.targets.pop(old.node_id)
+            await traffic.idle([old.node_id])
+            status = await c.stop(old)
+            detail, ok = f"SIGTERM exit {status}", status == 0
         back = await c.start(old.node_id, ROOT)
         await c.ready(back)
         traffic.targets[back.node_id] = back
         await traffic.serve(f"rolled-{old.node_id}")
-        checks.add(f"{old.node_id}: old -> new", status == 0, f"SIGTERM exit {status}; back on this tree, serving")
+        checks.add(f"{old.node_id}: old -> new", ok, f"{detail}; back on this tree, serving")
     await agree(c, checks, traffic, "all nodes on this tree")
     await traffic.stop()
     await end_checks(c, checks, traffic, up)
+
+
+BUDGETED = ("k-chat", "k-responses", "k-messages", "k-search")
+
+
+async def crash(c: Cluster, traffic: Traffic, old: Node) -> tuple[str, bool]:
+    """SIGKILL `old` once it holds usage it has not flushed and every other node's budget view
+    (durable + gossiped) shows what the clients were told; then wait for a leader to append it."""
+    async def holds_unflushed() -> bool:
+        return bool((await c.admin(old, "GET", "/node"))[1].get("unflushed_usage_deltas"))
+
+    await until(holds_unflushed, 30, f"{old.node_id} holding unflushed usage")
+    async with traffic.quiet():
+        traffic.targets.pop(old.node_id)
+        told = {k: (t.prompt * PRICE_IN + t.completion * PRICE_OUT) * 1000 + round(t.searches * PER_SEARCH * 1e9)
+                for k, t in traffic.got.items() if k in BUDGETED}
+        others = [n for n in c.live() if n is not old]
+
+        async def gossiped() -> bool:
+            for node in others:
+                for key, nusd in told.items():
+                    status, row = await c.admin(node, "GET", f"/keys/{key}")
+                    if status != 200 or round((row.get("spend_usd_in_period") or 0) * 1e9) != nusd:
+                        return False
+            return True
+
+        try:
+            await until(gossiped, 30, "the other nodes' budget views at what the clients were told")
+        except TimeoutError as exc:
+            return f"{exc}", False
+        unflushed = (await c.admin(old, "GET", "/node"))[1].get("unflushed_usage_deltas")
+        before = (await asql(c.url, "SELECT coalesce(max(position), 0) FROM events"))[0][0]
+        assert old.proc is not None
+        old.proc.kill()
+        await old.proc.wait()
+
+        async def appended() -> list[tuple[Any, ...]]:
+            return await asql(c.url, "SELECT metadata->>'appended_by', count(*) FROM events WHERE type = "
+                                     "'usage.recorded' AND position > %s AND data->>'node_id' = %s AND metadata ? "
+                                     "'appended_by' GROUP BY 1", (before, old.node_id))
+
+        try:
+            rows = await until(appended, 60, f"{old.node_id}'s gossiped usage appended on its behalf")
+        except TimeoutError as exc:
+            return f"SIGKILL with {unflushed} unflushed deltas; {exc}", False
+    by = {str(r[0]): int(r[1]) for r in rows}
+    releases = {n: c.nodes[n].release for n in by if n in c.nodes}
+    return (f"SIGKILL holding {unflushed} unflushed deltas, gossiped; appended on its behalf by {by} "
+            f"({releases})"), True
 
 
 async def across(c: Cluster, checks: Checks, traffic: Traffic, a: Node, b: Node, n: Node) -> None:
