@@ -18,7 +18,13 @@ from shieldes.cluster.view import Health
 from shieldes.errors import InvalidRequest, ProviderMisconfigured, RateLimited, ShieldesError
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.top_level import Outgoing, TopLevel
-from shieldes.gateway.upstream_errors import client_error, every_one_misconfigured, exhausted
+from shieldes.gateway.upstream_errors import (
+    ModelTried,
+    client_error,
+    every_one_misconfigured,
+    exhausted,
+    models_tried,
+)
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import (
     CONTEXT_LENGTH,
@@ -276,7 +282,9 @@ class UpstreamCalls:
         misconfigured: dict[str, ProviderMisconfigured] = {}  # skipped for the others, never retried
         group: Route | None = route
         later: list[Route] | None = None
+        models: list[ModelTried] = []  # each model tried (the requested one, then the fallbacks) and why it failed
         while group is not None:
+            failed: tuple[UpstreamFailure, RouteTarget] | None = None
             attempts = 1 + self.settings.upstream_retries
             room = self._within_quota(group, at_quota)
             # (a route of one deployment has no order to decide: plan takes no strategy for it)
@@ -300,18 +308,23 @@ class UpstreamCalls:
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
                 except UpstreamFailure as failure:
-                    last = (failure, rt)
+                    last = failed = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
                         break
                     if not failure.retryable:
                         raise client_error(failure, rt.deployment, self.scrub) from None
                 finally:
                     self.quotas.returned(name)
+            if route.fallbacks:
+                models.append(self._model_tried(group, failed, at_quota, misconfigured))
             if later is None:
                 later = fallback_routes(self.state.config, route) if route.fallbacks else []
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
-            raise client_error(last[0], last[1].deployment, self.scrub)
+            refused = client_error(last[0], last[1].deployment, self.scrub)
+            if len(models) > 1:  # (a prompt too long for each model in turn)
+                refused.message += f" (every model tried: {models_tried(models, self.scrub)})"
+            raise refused
         if last is None and misconfigured:
             raise every_one_misconfigured(list(misconfigured.values()))
         if not tried and at_quota:
@@ -319,7 +332,23 @@ class UpstreamCalls:
                 f"every deployment serving model {route.requested!r} is at its quota "
                 f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
                 f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
-        raise exhausted(route, last[0] if last else None, tried, self.scrub)
+        raise exhausted(route, last[0] if last else None, tried, self.scrub, models)
+
+    @staticmethod
+    def _model_tried(group: Route, failed: tuple[UpstreamFailure, RouteTarget] | None, at_quota: set[str],
+                     misconfigured: Mapping[str, ProviderMisconfigured]) -> ModelTried:
+        """Why one model of a request that may fall back did not answer."""
+        if failed is not None:
+            return ModelTried(group.requested, failed[1].deployment.name, failed[0])
+        names = [t.deployment.name for t in group.targets]
+        broken = [misconfigured[n].message for n in names if n in misconfigured]
+        if broken:
+            return ModelTried(group.requested, skipped="; ".join(dict.fromkeys(broken)))
+        if not names:
+            return ModelTried(group.requested, skipped="no deployment serves it")
+        full = [n for n in names if n in at_quota]
+        return ModelTried(group.requested, skipped=f"not called: {', '.join(full)} at its quota" if full
+                          else "not called")
 
     def _within_quota(self, group: Route, at_quota: set[str]) -> Route:
         """`group` without its deployments at their quota (added to `at_quota`), so that the plan's

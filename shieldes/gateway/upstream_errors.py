@@ -4,7 +4,8 @@ a route spent. Pure: the provider keys are scrubbed by the caller's `scrub`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from shieldes.errors import (
     MalformedOutput,
@@ -87,23 +88,73 @@ def client_error(failure: UpstreamFailure, dep: Deployment, scrub: Callable[[str
     return UpstreamClientError(f"upstream rejected the request: {message}", status)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelTried:
+    """One model of a request that fell back (the requested one, then each fallback, as the request
+    or the alias named it), and why it did not answer: the last failure of its deployments, or why
+    none of them was called (`skipped`)."""
+
+    model: str
+    deployment: str | None = None
+    failure: UpstreamFailure | None = None
+    skipped: str = ""
+
+
+WHY_CHARS = 240  # of each model's upstream message: six of them stay readable in one error
+
+
+def _why(tried: ModelTried, scrub: Callable[[str], str]) -> str:
+    failure = tried.failure
+    if failure is None:
+        return tried.skipped or "not tried"
+    text = " ".join(scrub(failure.message).split())
+    text = text if len(text) <= WHY_CHARS else text[:WHY_CHARS - 3] + "..."
+    # (a failure without a status says itself that the node could not reach the deployment)
+    kind = "timed out" if failure.timeout else (str(failure.status) if failure.status else "")
+    said = ": ".join(part for part in (kind, text) if part) or "failed"
+    return f"deployment {tried.deployment!r}: {said}"
+
+
+def models_tried(models: Sequence[ModelTried], scrub: Callable[[str], str]) -> str:
+    """Every model a request tried, in order, each with why it failed: `'gpt-4o' (deployment
+    'openai': 500: ...), then fallback 'claude' (...)`."""
+    return ", then ".join(f"{'' if i == 0 else 'fallback '}{m.model!r} ({_why(m, scrub)})"
+                          for i, m in enumerate(models))
+
+
 def exhausted(route: Route, last: UpstreamFailure | None, attempts: int,
-              scrub: Callable[[str], str]) -> ShieldesError:
-    """What the client is told when every attempt of a route failed."""
+              scrub: Callable[[str], str], models: Sequence[ModelTried] = ()) -> ShieldesError:
+    """What the client is told when every attempt of a route failed. `models`: when the request
+    fell back, every model it tried and why each failed, all named (the last one's failure alone
+    hid the others'); the error's kind is still the last failure's."""
     detail = scrub(last.message) if last is not None else "no attempt possible"
-    if last is not None and last.code == THROTTLED:
+    if len(models) > 1:
+        every = (f"every model tried for {route.requested!r} failed ({attempts} attempt(s)): "
+                 f"{models_tried(models, scrub)}")
+        fix = "check the deployments named (`shieldes provider list`), or name a fallback served by another provider"
+        if last is not None and last.code == THROTTLED:
+            return RateLimited(f"{every}; retry after the Retry-After delay, or {fix}",
+                               retry_after=last.retry_after or 1.0)
+        if last is not None and last.status == OVERLOADED:
+            overloaded = UpstreamOverloaded(f"{every}; retry with backoff, or {fix}")
+            if last.retry_after:
+                overloaded.headers["Retry-After"] = str(retry_after_seconds(last.retry_after))
+            return overloaded
+        msg = f"{every}; retry later, or {fix}"
+    elif last is not None and last.code == THROTTLED:
         return RateLimited(
             f"every upstream for model {route.requested!r} is rate limiting ({attempts} attempt(s)): {detail}; "
             "retry after the Retry-After delay", retry_after=last.retry_after or 1.0)
-    if last is not None and last.status == OVERLOADED:
+    elif last is not None and last.status == OVERLOADED:
         overloaded = UpstreamOverloaded(
             f"every upstream for model {route.requested!r} is overloaded ({attempts} attempt(s)): {detail}; "
             "retry with backoff")
         if last.retry_after:
             overloaded.headers["Retry-After"] = str(retry_after_seconds(last.retry_after))
         return overloaded
-    msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
-           "retry later")
+    else:
+        msg = (f"upstream failure for model {route.requested!r} after {attempts} attempt(s): {detail}; "
+               "retry later")
     if last is not None and last.code == MALFORMED_OUTPUT:
         return MalformedOutput(msg)
     return UpstreamTimeout(msg) if last is not None and last.timeout else UpstreamError(msg)

@@ -13,7 +13,9 @@ from typing import Any
 
 from shieldes.projections.state import VirtualKey
 
-MAX_TEXT = 512  # user agent, unknown paths, model names and error messages longer than this are cut
+MAX_TEXT = 512  # user agent, unknown paths and model names longer than this are cut
+# error messages: a request that fell back names every model it tried and why each failed
+MAX_ERROR_TEXT = 2048
 
 # The request_log_rows columns, in COPY order (see store.py).
 COLUMNS = (
@@ -36,12 +38,12 @@ def _count(value: int | None) -> int | None:
     return INT8_MAX if value > 0 else -INT8_MAX
 
 
-def _cut(text: str | None) -> str | None:
+def _cut(text: str | None, most: int = MAX_TEXT) -> str | None:
     """Client-given text made storable: cut, no NUL, valid UTF-8 (undecodable bytes in a path or
     header arrive as lone surrogates, which Postgres would refuse)."""
     if text is None:
         return None
-    text = text[:MAX_TEXT] if len(text) > MAX_TEXT else text
+    text = text[:most] if len(text) > most else text
     if not text.isascii():
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
@@ -152,7 +154,7 @@ class RequestRecord:
             cached if cached is None or -INT8_MAX <= cached <= INT8_MAX else _count(cached),
             reasoning if reasoning is None or -INT8_MAX <= reasoning <= INT8_MAX else _count(reasoning),
             cost if cost is None or -INT8_MAX <= cost <= INT8_MAX else _count(cost),
-            self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message),
+            self.client_ip, _cut(self.user_agent), self.trace_id, _cut(self.error_message, MAX_ERROR_TEXT),
             self.images, self.audio_seconds, self.characters,  # (counted by the gateway: in range)
             written if written is None or -INT8_MAX <= written <= INT8_MAX else _count(written),
             _cut(self.service_tier), self.web_searches, self.file_searches, self.containers,

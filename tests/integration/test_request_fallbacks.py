@@ -310,3 +310,61 @@ async def test_a_background_response_falls_back_and_the_request_log_says_so(data
         assert await writer.flush_all(10)
         rows = h.sql(query)
         assert rows == [("big-model", "gpt-4o-mini", "gpt-4o-mini")]
+
+
+async def test_when_every_fallback_fails_the_error_names_each_model_tried_and_why(database_url: str) -> None:
+    """Every model tried is named with why it failed, in each API's own error shape and in the
+    request log (the console's opened request): before, the 502 named only the requested model and
+    the last failure, so a client could not tell its fallbacks had been tried at all."""
+    async with harness(database_url, upstream_retries=0, request_log_interval=0.05) as h:
+        await _dead_deployments(h)
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        for path in ("/v1/chat/completions", "/v1/messages"):
+            h.upstream.inject(path, status=500, times=None, message="the fake is down")
+        every = ("every model tried for 'big-model' failed (4 attempt(s)): 'big-model' (deployment 'dead': "
+                 "cannot connect to upstream deployment 'dead' at http://127.0.0.1:1")
+        then = (", then fallback 'claude-old' (deployment 'deadclaude': cannot connect to upstream deployment",
+                f", then fallback '{CLAUDE}' (deployment 'claude': 500: the fake is down), then fallback "
+                "'gpt-4o-mini' (deployment 'openai': 500: the fake is down); retry later, or check the "
+                "deployments named (`shieldes provider list`)")
+        fallbacks = ["claude-old", CLAUDE, "gpt-4o-mini"]
+        told: list[str] = []
+        for stream in (False, True):  # a stream that fails before its first byte: the same error
+            with pytest.raises(openai.APIStatusError) as err:
+                await client.chat.completions.create(model="big-model", messages=HELLO, stream=stream,
+                                                     extra_body={"fallbacks": fallbacks})
+            assert err.value.status_code == 502
+            told.append(err.value.message)
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as err:
+                await client.responses.create(model="big-model", input="hi", stream=stream,
+                                              extra_body={"fallbacks": fallbacks})
+            assert err.value.status_code == 502
+            told.append(err.value.message)
+        for stream in (False, True):
+            with pytest.raises(anthropic.APIStatusError) as got:
+                await claude.messages.create(model="big-model", max_tokens=16, messages=HELLO, stream=stream,
+                                             extra_body={"fallbacks": fallbacks})
+            assert got.value.status_code == 502
+            body: Any = got.value.body
+            assert body["type"] == "error"  # (Anthropic's shape)
+            told.append(body["error"]["message"])
+        for message in told:
+            assert every in message and all(part in message for part in then), message
+        # a background response, which fails later: its error says the same
+        created = await client.responses.create(model="big-model", input="hi", background=True,
+                                                extra_body={"fallbacks": fallbacks})
+        done: Any = created
+        while done.status in ("queued", "in_progress"):
+            await asyncio.sleep(0.02)
+            done = await client.responses.retrieve(created.id)
+        assert done.status == "failed" and every in done.error.message and then[-1] in done.error.message
+        await flushed(h, len(told))
+        logged = h.sql("SELECT error_message, failover_path FROM request_log WHERE status = 502")
+        assert len(logged) == len(told)
+        for message, path in logged:
+            assert every in message and then[-1] in message
+            assert path == ["dead", "deadclaude", "claude", "openai"]
