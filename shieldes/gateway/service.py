@@ -39,7 +39,7 @@ from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.input_turns import InputTurn
 from shieldes.routing.asked_fallbacks import Asked
 from shieldes.routing.quota import DeploymentQuotas
-from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, fallback_routes, resolve
+from shieldes.routing.router import CircuitBreaker, Route, RouteTarget, resolve
 from shieldes.secrets import Keyring, hash_key
 from shieldes.settings import Settings
 from shieldes.usage.container_sessions import ContainerSessions
@@ -164,8 +164,12 @@ class Gateway(UpstreamCalls):
         # read when an encrypted key is first needed: the local key may be created after start
         self.keyring = keyring or (lambda: Keyring(settings.encryption_key, settings.encryption_key_old))
         self._reported: set[str] = set()  # misconfigurations already logged (once each, loudly)
+        # by requested name, for one config (prices are in it): what resolves, and what a budgeted
+        # key's route keeps of its configured fallbacks (_priced_fallbacks)
         self._routes: dict[str, Route | None] = {}
+        self._priced_routes: dict[str, Route] = {}
         self._routes_of: ConfigState | None = None
+        self._groups, self._groups_of = {}, None
         # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
         # Messages bodies read (gateway/messages_turns.py), up to their messages' end: the fields
         # ahead of the list weigh
@@ -221,7 +225,7 @@ class Gateway(UpstreamCalls):
     def _resolve(self, requested: str) -> Route | None:
         config = self.state.config
         if config is not self._routes_of:  # copy-on-write config: identity tells a change
-            self._routes, self._routes_of = {}, config
+            self._routes, self._priced_routes, self._routes_of = {}, {}, config
         if requested in self._routes:
             return self._routes[requested]
         route = resolve(config, requested)
@@ -255,14 +259,19 @@ class Gateway(UpstreamCalls):
         """`route` without the configured fallbacks a budget cannot be held to (a model without a
         price), for a key or team with a budget: the requested model still serves it and such a
         fallback is never tried, where refusing the request would make a fallback that may never be
-        needed cost it the model it asked for. Its fallbacks' own are then listed in order."""
-        config = self.state.config
-        groups = fallback_routes(config, route)
+        needed cost it the model it asked for. Its fallbacks' own are then listed in order.
+        Decided once per requested name and config (a price is config too), not per request."""
+        config = self.state.config  # (the one route() just resolved `route` on, which reset the memo)
+        found = self._priced_routes.get(route.requested)
+        if found is not None:
+            return found
+        groups = self.fallback_groups(route)
         priced = tuple(g.requested for g in groups
                        if all(self.prices.lookup(config.pricing, t.model) is not None for t in g.targets))
-        if len(priced) == len(groups):
-            return route
-        return replace(route, fallbacks=priced, chained=False)
+        kept = route if len(priced) == len(groups) else replace(route, fallbacks=priced, chained=False)
+        if len(self._priced_routes) < 10_000:
+            self._priced_routes[route.requested] = kept
+        return kept
 
     def with_fallbacks(self, key: VirtualKey, route: Route, asked: Asked, listing: str = "GET /v1/models") -> Route:
         """`route` with the request's own fallbacks tried first (then the configured ones, unless
@@ -288,7 +297,7 @@ class Gateway(UpstreamCalls):
         the requested model's own targets did."""
         if not route.fallbacks or served in route.targets:
             return None
-        for group in fallback_routes(self.state.config, route):
+        for group in self.fallback_groups(route):
             if served in group.targets:
                 return group.requested
         return None
@@ -381,7 +390,7 @@ class Gateway(UpstreamCalls):
                                  any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
             return held(rate) if rate.modal else rate
         estimate = TokenUsage(prompt, completion)
-        groups = [route, *fallback_routes(config, route)]
+        groups = (route, *self.fallback_groups(route))
         dearest: Rate | None = None
         for group in groups:
             models = (route.model,) if group is route else tuple(dict.fromkeys(t.model for t in group.targets))

@@ -145,6 +145,23 @@ class UpstreamCalls:
     _secrets: dict[str, str | None]
     _reported: set[str]
     output_caps: dict[tuple[str, str], int]
+    # by (requested, fallbacks, chained), for one config: a route's fallback groups (fallback_groups)
+    _groups: dict[tuple[str, tuple[str, ...], bool], tuple[Route, ...]]
+    _groups_of: object
+
+    def fallback_groups(self, route: Route) -> tuple[Route, ...]:
+        """fallback_routes of `route` on the current config, resolved once per config (admission,
+        failover and the answer's headers each read them, on every request that may fall back)."""
+        config = self.state.config
+        if config is not self._groups_of:  # copy-on-write config: identity tells a change
+            self._groups, self._groups_of = {}, config
+        key = (route.requested, route.fallbacks, route.chained)
+        found = self._groups.get(key)
+        if found is None:
+            found = tuple(fallback_routes(config, route))
+            if len(self._groups) < 10_000:  # (a request's own fallbacks vary: bounded)
+                self._groups[key] = found
+        return found
 
     def _target(self, dep: Deployment, model: str) -> Target:
         ref = dep.secret_ref
@@ -318,7 +335,7 @@ class UpstreamCalls:
             if route.fallbacks:
                 models.append(self._model_tried(group, failed, at_quota, misconfigured))
             if later is None:
-                later = fallback_routes(self.state.config, route) if route.fallbacks else []
+                later = list(self.fallback_groups(route)) if route.fallbacks else []
             group = later.pop(0) if later else None
         if last is not None and not last[0].retryable:
             refused = client_error(last[0], last[1].deployment, self.scrub)

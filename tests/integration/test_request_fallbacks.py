@@ -233,6 +233,37 @@ async def test_an_aliases_unpriced_fallback_is_left_out_for_a_budgeted_key(datab
         assert raw.headers["x-shieldes-fallback"] == "house-model"
 
 
+async def test_a_budgeted_keys_fallbacks_are_decided_once_per_config_and_a_change_is_seen_at_once(
+        database_url: str) -> None:
+    """Which configured fallbacks a budgeted key keeps (and every route's fallback groups) is
+    decided once per config, not on every request; a price or alias change made meanwhile is seen
+    by the very next request."""
+    async with harness(database_url, upstream_retries=0) as h:
+        await _dead_deployments(h)
+        await h.admin(SetPricing("big-model", 1.0, 1.0))
+        await h.admin(AddProvider("house", "openai", h.upstream.url, "env:" + UPSTREAM_KEY_ENV, ("house-model",)))
+        await h.admin(SetModelAlias("smart", (AliasTarget("dead", "big-model"),), ("house-model",)))
+        secret = await h.create_key("b", budget_usd=5.0)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        gw = h.node.gateway
+        key = gw.authenticate(f"Bearer {secret}")
+        kept = gw.route(key, "smart")
+        assert kept.fallbacks == () and gw.route(key, "smart") is kept  # (unpriced: left out, once)
+        assert gw.fallback_groups(kept) is gw.fallback_groups(kept)
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.chat.completions.create(model="smart", messages=HELLO)
+        assert err.value.status_code == 502
+        await h.admin(SetPricing("house-model", 1.0, 1.0))  # priced now: the next request may fall back to it
+        await h.sync()
+        raw: Any = await client.chat.completions.with_raw_response.create(model="smart", messages=HELLO)
+        assert raw.headers["x-shieldes-fallback"] == "house-model"
+        await h.admin(SetModelAlias("smart", (AliasTarget("dead", "big-model"),), ("gpt-4o-mini",)))
+        await h.sync()
+        raw = await client.chat.completions.with_raw_response.create(model="smart", messages=HELLO)
+        assert raw.headers["x-shieldes-fallback"] == "gpt-4o-mini"  # (no price of its own: the shipped one)
+
+
 async def test_a_budget_holds_the_request_at_its_dearest_fallback(database_url: str) -> None:
     async with harness(database_url) as h:
         await _dead_deployments(h)
