@@ -22,7 +22,8 @@ whole body when that is what is kept) plus a little for the entry and what was f
 (`ENTRY`, `PER_FOUND` per unit `weigh` counts: the call ids of a Responses input). Past `MOST`
 (64 MiB for each API: about 900 coding agents' 70 kB conversations, or 80 of 800 kB) the keys used
 longest ago are forgotten and their next turn is read whole. Nothing here decides access. No I/O;
-each node's gateway holds one per API."""
+each node's gateway holds one per API. The three reads of a turn from where the last one's list
+ended share read_on_from (what may follow it) and is_member (where a list is)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,34 @@ class CheckedHistories(Generic[T]):
     @staticmethod
     def _weight_of(lists: list[_Checked[T]]) -> int:
         return sum(map(_WEIGHT, lists))
+
+
+SPACE = b" \t\r\n"  # JSON's white space
+
+
+def read_on_from(raw: bytes, at: int, empty: bool = False) -> bytes | None:
+    """The bytes a read goes on with, in `raw` after `at`, where the list part of a body read
+    before closed: more entries after a comma, or the list's closing bracket (then the body's other
+    fields), from that entry or bracket on. `empty`: the part before held no entry (the list's bare
+    `[`), so entries follow it without a comma. None when it is not so (the whole read then says
+    what is wrong, in its own words)."""
+    body = raw[at:].lstrip(SPACE)
+    if body[:1] == b",":
+        if empty:
+            return None
+        body = body[1:].lstrip(SPACE)
+        if body[:1] == b"]":  # (a trailing comma)
+            return None
+    elif not empty and body[:1] != b"]":
+        return None
+    return body
+
+
+def is_member(raw: bytes, start: int, key: bytes) -> bool:
+    """Whether the value at `start` in the JSON object `raw` is that of member `key` (its quoted
+    name): the bytes ahead of it end with the name and a colon, white space aside."""
+    ahead = raw[:start].rstrip(SPACE)
+    return ahead.endswith(b":") and ahead[:-1].rstrip(SPACE).endswith(key)
 
 
 def items_after(tail: memoryview) -> bytes:

@@ -21,12 +21,11 @@ import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.checked_histories import PER_FOUND, CheckedHistories
+from shieldes.gateway.checked_histories import PER_FOUND, SPACE, CheckedHistories, is_member, read_on_from
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8, split
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.usage.tokens import prompt_bytes
 
-_SPACE = b" \t\r\n"
 _KEY = b'"messages"'
 _OPEN = b'{"messages":['  # a body's start, the entries of its list before it read already
 _LIST = ord("[")
@@ -149,15 +148,14 @@ def read_whole(raw: bytes) -> Turn:
     if messages is None:
         return turn
     turn._unchecked, turn._high = messages, len(messages)
-    if memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(_SPACE)[:1] in (b"]", b""):
+    if memoryview(messages)[0] != _LIST or bytes(memoryview(messages)[1:64]).lstrip(SPACE)[:1] in (b"]", b""):
         return turn  # (an empty list, or one that starts with much space: not read on from)
     # its bytes found after a `"messages":` at the top level (the whole read passed: the body is
     # well-formed), the fields ahead of it read with its place closed by a null
     start = raw.find(memoryview(messages)[:64])
     if start < 0 or not raw.startswith(messages, start):
         return turn
-    ahead = raw[:start].rstrip(_SPACE)
-    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+    if not is_member(raw, start, _KEY):
         return turn
     try:
         before = split(raw[:start] + b"null}")
@@ -185,14 +183,8 @@ def _read_on(raw: bytes, at: int, before: Turn) -> Turn | None:
     """`raw` read from `at`, where the list of messages of a body read before (`before`) closed:
     what follows is more entries after a comma, or the closing bracket, then the body's other
     fields. None when it is not so (the whole read then says what is wrong, in its own words)."""
-    body = raw[at:].lstrip(_SPACE)
-    if body[:1] == b",":
-        body = body[1:].lstrip(_SPACE)
-        if body[:1] == b"]":
-            return None
-    elif body[:1] != b"]":
-        return None
-    if _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
+    body = read_on_from(raw, at)
+    if body is None or _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
         return None
     try:
         tail = _FIELDS.decode(_OPEN + body)
@@ -222,7 +214,7 @@ def _read_between(raw: bytes, at: int, before: Turn, tail: memoryview) -> Turn |
     if end < at or not raw.endswith(tail):
         return None
     new = raw[at:end]
-    entries = new.lstrip(_SPACE)
+    entries = new.lstrip(SPACE)
     if entries:
         if entries[:1] != b",":
             return None

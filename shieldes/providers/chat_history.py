@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from shieldes.gateway.checked_histories import is_member, read_on_from
 from shieldes.providers.gateway_fields import FOREIGN, METADATA
 from shieldes.usage.tokens import prompt_bytes
 
@@ -165,7 +166,6 @@ class Found(NamedTuple):
 # CheckedHistories' read of a chat body: given what follows the part read before (and what was
 # found there) or the whole body (and None)
 TurnRead = Callable[[memoryview, Found | None], Found | None]
-_SPACE = b" \t\r\n"
 _KEY = b'"messages"'
 _OPEN = b'{"messages":['  # a body's start, with the list of messages before it read already
 
@@ -200,8 +200,7 @@ def _read_whole(raw: bytes) -> Found | None:
     start = raw.find(memoryview(messages)[:64])
     if start < 0 or not raw.startswith(messages, start):
         return Found(read, ids, 0, {})
-    ahead = raw[:start].rstrip(_SPACE)
-    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+    if not is_member(raw, start, _KEY):
         return Found(read, ids, 0, {})
     try:  # (the fields ahead of it: its place closed with a null)
         top = _TOP.decode(raw[:start] + b"null}")
@@ -226,18 +225,10 @@ def _read_on(raw: bytes, start: int, before: Found) -> Found | None:
     what follows is more messages (after a comma, or after the bare bracket of an empty list) or
     the closing bracket, then the body's other fields. None when it is not so (the whole read then
     says what is wrong, in its own words)."""
-    body = raw[start:].lstrip(_SPACE)
     count = before.read.messages
     assert count is not None
-    if body[:1] == b",":
-        if not count:
-            return None
-        body = body[1:].lstrip(_SPACE)
-        if body[:1] == b"]":
-            return None
-    elif count and body[:1] != b"]":
-        return None
-    if _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
+    body = read_on_from(raw, start, not count)
+    if body is None or _KEY in body:  # (another `messages` member after the list: the whole read says which counts)
         return None
     try:
         top = _TOP.decode(_OPEN + body)

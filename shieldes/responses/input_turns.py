@@ -24,11 +24,11 @@ import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
+from shieldes.gateway.checked_histories import SPACE, is_member, read_on_from
 from shieldes.gateway.top_level import split
 from shieldes.responses.input_bytes import calls_made
 
 Body = dict[str, Any]
-_SPACE = b" \t\r\n"
 _KEY = b'"input"'
 _OPEN = b'{"input":['  # a body's start, with the list before it read already
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -107,14 +107,13 @@ def read_whole(raw: bytes, into: TurnRead) -> InputTurn | None:
     start = raw.find(memoryview(value)[:64])
     if start < 0 or not raw.startswith(value, start):
         return None
-    ahead = raw[:start].rstrip(_SPACE)
-    if not ahead.endswith(b":") or not ahead[:-1].rstrip(_SPACE).endswith(_KEY):
+    if not is_member(raw, start, _KEY):
         return None
     before = _ahead(raw, start)
     if before is None:
         return None
     end = start + len(value) - 1
-    if raw[start + 1:end].strip(_SPACE) == b"":  # (an empty list: not what an agent's turn goes on from)
+    if raw[start + 1:end].strip(SPACE) == b"":  # (an empty list: not what an agent's turn goes on from)
         return None
     shared = all(isinstance(v, _IMMUTABLE) for v in before.values()) \
         and sum(len(v) for v in before.values() if isinstance(v, str)) <= _SHARED_TEXT
@@ -126,12 +125,8 @@ def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn
     """`raw` read from `at`, where the input list of a body read before (`prior`) ended: what
     follows is more items after a comma, or the closing bracket, then the body's other fields.
     None when it is not so."""
-    body = raw[at:].lstrip(_SPACE)
-    if body[:1] == b",":
-        body = body[1:].lstrip(_SPACE)
-        if body[:1] == b"]":
-            return None
-    elif body[:1] != b"]":
+    body = read_on_from(raw, at)
+    if body is None:
         return None
     buffer = _OPEN + body
     try:

@@ -4,8 +4,6 @@ edits, the read is the one reading the whole body gives."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,10 +13,11 @@ from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
-from shieldes.gateway.top_level import ChatTopLevel, check_utf8, read_chat, utf8_checked
+from shieldes.gateway.top_level import ChatTopLevel, read_chat, utf8_checked
 from shieldes.providers import chat_history
 from shieldes.providers.chat_history import Found, read_chat_request, read_turn
 from shieldes.usage.tokens import prompt_bytes
+from tests.unit.turn_reads import BAD_UTF8, Reads, assert_the_whole_bodys_utf8_error, encoded, spoilt
 
 _ids = st.sampled_from(["call_1", "call_2", "toolu_01A", "functions.ls:0", "a b", ""])
 _call = st.one_of(
@@ -66,11 +65,7 @@ def _body(messages: list[Any], style: str, after: dict[str, Any]) -> bytes:
         return raw[:-1] + b',"n":2}'
     body = {"model": "gpt-4o", "stream": True, "stream_options": {"include_usage": True}, "messages": messages,
             **after}
-    if style == "spaced":
-        return json.dumps(body).encode()
-    if style == "indented":
-        return json.dumps(body, indent=2).encode()
-    return orjson.dumps(body)
+    return encoded(body, style)
 
 
 def _checked(**kw: Any) -> CheckedHistories[Found]:
@@ -109,23 +104,9 @@ def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], s
         assert read is None or read.size == prompt_bytes(raw)  # (counted from where the last turn's ended)
 
 
-class _Reads:
-    """read_turn, counting the bytes it was given."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def __call__(self, raw: bytes) -> Callable[[memoryview, Found | None], Found | None]:
-        def read(data: memoryview, before: Found | None) -> Found | None:
-            self.bytes += len(data)
-            return read_turn(raw)(data, before)
-
-        return read
-
-
 def test_an_agents_turn_reads_only_the_messages_it_added() -> None:
     checked = _checked(remember_from=0)
-    reads = _Reads()
+    reads = Reads(read_turn)
     history: list[Any] = [{"role": "system", "content": "you are a coding agent " * 50}]
     for turn in range(5):
         history += [{"role": "assistant", "content": None, "tool_calls": [
@@ -201,8 +182,7 @@ def test_the_read_from_where_a_turn_ended_decodes_the_fields_the_whole_read_does
 
 
 @settings(deadline=None, max_examples=100)
-@given(bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"]), at=st.integers(0, 40),
-       text=st.text(max_size=6))
+@given(bad=BAD_UTF8, at=st.integers(0, 40), text=st.text(max_size=6))
 def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
         bad: bytes, at: int, text: str) -> None:
     checked = _checked(remember_from=0)
@@ -216,11 +196,6 @@ def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bo
     history.append({"role": "user", "content": "x" * 40 + text})
     good = orjson.dumps({"model": "gpt-4o", "messages": history, "stream": True})
     # a byte sequence that is no UTF-8 in the new message (or in the fields after it)
-    place = good.index(b"x" * 40) + at if at < 40 else len(good) - 3
-    body = good[:place] + bad + good[place:]
-    with pytest.raises(InvalidRequest) as whole:
-        check_utf8(body)
-    with pytest.raises(InvalidRequest) as read:
-        read_chat(body, turn)
-    assert str(read.value) == str(whole.value)
+    body = spoilt(good, bad, at)
+    assert_the_whole_bodys_utf8_error(body, lambda: read_chat(body, turn))
     assert isinstance(read_chat(good, turn), ChatTopLevel)  # and the same turn, as UTF-8: read on

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
+from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories, is_member, read_on_from
 from shieldes.gateway.responses_routes import input_calls_made
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.responses.input_bytes import calls_made
@@ -193,3 +193,20 @@ def test_a_short_list_is_read_whole_and_not_remembered() -> None:
     for _ in range(2):
         assert checked.check("key", short, reads)
     assert reads.bytes == 2 * len(short) and checked.weight == 0
+
+
+def test_a_read_goes_on_after_a_comma_or_at_the_closing_bracket_only() -> None:
+    raw = b'{"messages":[{"a":1}'
+    cases = {b' , {"b":2}]}': b'{"b":2}]}', b"\n]}": b"]}", b",]}": None, b'{"b":2}]}': None, b"": None}
+    for rest, expected in cases.items():
+        assert read_on_from(raw + rest, len(raw)) == expected, rest
+    empty = b'{"messages":['  # (a list read before with no entry: entries follow its bracket)
+    assert read_on_from(empty + b' {"b":2}]}', len(empty), empty=True) == b'{"b":2}]}'
+    assert read_on_from(empty + b"]}", len(empty), empty=True) == b"]}"
+    assert read_on_from(empty + b',{"b":2}]}', len(empty), empty=True) is None
+
+
+def test_a_list_is_a_members_value_only_after_its_name_and_a_colon() -> None:
+    assert is_member(b'{"model": "m", "messages" :\n [', 29, b'"messages"')
+    assert not is_member(b'{"x": ["messages", [', 19, b'"messages"')
+    assert not is_member(b'{"input": [', 10, b'"messages"')

@@ -4,19 +4,18 @@ same call ids, the same input bytes, and None exactly when the whole read does n
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import CheckedHistories
-from shieldes.gateway.top_level import INPUT, TopLevel, check_utf8, utf8_checked
+from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.input_turns import InputTurn, TurnRead, read_whole
+from tests.unit.turn_reads import BAD_UTF8, assert_the_whole_bodys_utf8_error, encoded, spoilt
 
 _ids = st.sampled_from(["call_1", "call_2", "call_3", "a b", ""])
 _item = st.one_of(
@@ -52,11 +51,7 @@ def _body(items: list[Any], style: str, after: dict[str, Any]) -> bytes:
         raw = orjson.dumps({"model": "gpt-5", "stream": True, "input": items, **after})
         return raw[:-1] + b',"stream":false}'
     body = {"model": "gpt-5", "stream": True, "input": items, **after}
-    if style == "spaced":
-        return json.dumps(body).encode()
-    if style == "indented":
-        return json.dumps(body, indent=2).encode()
-    return orjson.dumps(body)
+    return encoded(body, style)
 
 
 def _whole(raw: bytes) -> tuple[Any, ...] | None:
@@ -164,8 +159,7 @@ def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_r
 
 
 @settings(deadline=None, max_examples=100)
-@given(bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"]), at=st.integers(0, 40),
-       text=st.text(max_size=6))
+@given(bad=BAD_UTF8, at=st.integers(0, 40), text=st.text(max_size=6))
 def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
         bad: bytes, at: int, text: str) -> None:
     checked = _checked(remember_from=0)
@@ -175,11 +169,6 @@ def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bo
     assert checked.check("key", raw, utf8_checked(raw, TurnRead(raw))) is not None
     items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 40 + text}]})
     good = orjson.dumps({"model": "gpt-4o", "input": items, "store": False})
-    place = good.index(b"x" * 40) + at if at < 40 else len(good) - 3
-    body = good[:place] + bad + good[place:]
-    with pytest.raises(InvalidRequest) as whole:
-        check_utf8(body)
-    with pytest.raises(InvalidRequest) as read:
-        checked.check("key", body, utf8_checked(body, TurnRead(body)))
-    assert str(read.value) == str(whole.value)
+    body = spoilt(good, bad, at)
+    assert_the_whole_bodys_utf8_error(body, lambda: checked.check("key", body, utf8_checked(body, TurnRead(body))))
     assert checked.check("key", good, utf8_checked(good, TurnRead(good))) is not None

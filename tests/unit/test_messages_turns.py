@@ -6,8 +6,6 @@ bytes, the same answer on its tool call ids, the same error."""
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,9 +17,10 @@ from shieldes.errors import InvalidRequest
 from shieldes.gateway import messages_turns
 from shieldes.gateway.checked_histories import ENTRY, PER_FOUND, CheckedHistories
 from shieldes.gateway.messages_turns import MessagesTopLevel, Turn, read_messages, read_turn
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.usage.tokens import prompt_bytes
+from tests.unit.turn_reads import BAD_UTF8, Reads, assert_the_whole_bodys_utf8_error, encoded, spoilt
 
 _ids = st.sampled_from(["toolu_01", "toolu_02", "call_1", "functions.ls:0", "a b", ""])
 _image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
@@ -64,11 +63,7 @@ def _body(messages: list[Any], style: str, after: dict[str, Any]) -> bytes:
         raw = orjson.dumps({"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": messages, **after})
         return raw[:-1] + b',"max_tokens":10,"model":"claude-opus-4-1"}'
     body = {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": messages, **after}
-    if style == "spaced":
-        return json.dumps(body).encode()
-    if style == "indented":
-        return json.dumps(body, indent=2).encode()
-    return orjson.dumps(body)
+    return encoded(body, style)
 
 
 def _checked(**kw: Any) -> CheckedHistories[Turn]:
@@ -126,23 +121,9 @@ def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], s
         assert _read(top, asked) == _read(TopLevel(raw, MESSAGES_HISTORY), asked)
 
 
-class _Reads:
-    """read_turn, counting the bytes it was given."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-    def __call__(self, raw: bytes) -> Callable[[memoryview, Turn | None], Turn | None]:
-        def read(data: memoryview, before: Turn | None) -> Turn | None:
-            self.bytes += len(data)
-            return read_turn(raw)(data, before)
-
-        return read
-
-
 def test_an_agents_turn_reads_only_the_messages_it_added() -> None:
     checked = _checked(remember_from=0)
-    reads = _Reads()
+    reads = Reads(read_turn)
     history: list[Any] = [{"role": "user", "content": [_image, {"type": "text", "text": "fix the test " * 50}]}]
     for turn in range(5):
         history += [{"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{turn}", "name": "ls",
@@ -222,8 +203,7 @@ def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_r
 
 
 @settings(deadline=None, max_examples=100)
-@given(bad=st.sampled_from([b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"]), at=st.integers(0, 40),
-       text=st.text(max_size=6))
+@given(bad=BAD_UTF8, at=st.integers(0, 40), text=st.text(max_size=6))
 def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
         bad: bytes, at: int, text: str) -> None:
     checked = _checked(remember_from=0)
@@ -233,13 +213,8 @@ def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bo
     history.append({"role": "assistant", "content": "x" * 40 + text})
     good = orjson.dumps({"model": "m", "max_tokens": 9, "messages": history, "stream": True})
     # a byte sequence that is no UTF-8 in the new message (or in the fields after it)
-    place = good.index(b"x" * 40) + at if at < 40 else len(good) - 3
-    body = good[:place] + bad + good[place:]
-    with pytest.raises(InvalidRequest) as whole:
-        check_utf8(body)
-    with pytest.raises(InvalidRequest) as read:
-        _remembered(checked, "key", body)
-    assert str(read.value) == str(whole.value)
+    body = spoilt(good, bad, at)
+    assert_the_whole_bodys_utf8_error(body, lambda: _remembered(checked, "key", body))
     assert _remembered(checked, "key", good).turn.end  # and the same turn, as UTF-8: read on
 
 
