@@ -64,6 +64,8 @@ from shieldes.routing.router import Route
 from shieldes.usage.tokens import estimate_input_tokens, estimate_output_tokens
 
 ESTIMATE_HEADER = "x-shieldes-token-count"
+# the kinds whose chat translation carries `top_k` (to Claude, or to Gemini as its topK)
+TOP_K_KINDS = frozenset(("bedrock", "gemini", "vertex"))
 
 
 @dataclass(slots=True)
@@ -146,7 +148,7 @@ def _translate(body: Body, target: Target, kind: str, betas: list[str]) -> tuple
                                                            cache_marks=spec is not None and spec.cache_marks,
                                                            thinks=spec is not None and spec.thinks,
                                                            tool_images=spec is not None and spec.tool_images,
-                                                           top_k=kind == "bedrock",
+                                                           top_k=kind in TOP_K_KINDS,
                                                            origins=origins)
         if betas and kind == "bedrock":
             chat[bedrock_betas.FIELD] = betas

@@ -339,7 +339,7 @@ def translate_messages_request(body: Any, model: str | None = None, *, cache_mar
     translate it into their own thinking (`thinks`: Bedrock, Gemini; the turns' signed thinking
     blocks then go along as `thinking_blocks`), and is dropped for others;
     `top_k` goes along as the chat field LiteLLM gives it when the upstream's translation carries it
-    (`top_k`: Bedrock, which gives it to Claude); it, `service_tier`, server tools and other
+    (`top_k`: Bedrock, which gives it to Claude, and Gemini); it, `service_tier`, server tools and other
     Anthropic-only fields are dropped otherwise.
     `origins`, when given, is filled with the client's message index of each chat message (None for
     the `system` prompt), so that errors about the chat messages can name the client's own."""

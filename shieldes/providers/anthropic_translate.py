@@ -35,6 +35,7 @@ from shieldes.providers.chat_parts import (
     read_stop,
     read_tool_choice,
     read_tools,
+    read_top_k,
     system_text,
     thinking_block,
 )
@@ -201,6 +202,9 @@ def anthropic_request(body: Body, model: str) -> Outbound:
         out["temperature"] = min(float(temperature), 1.0)  # OpenAI allows 0..2, Anthropic 0..1
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
+    top_k = read_top_k(body.get("top_k"))
+    if top_k is not None and thinking is None:  # (Claude refuses top_k while it thinks)
+        out["top_k"] = top_k
     stops = read_stop(body.get("stop") or None)
     if stops:
         out["stop_sequences"] = stops
@@ -222,8 +226,10 @@ def anthropic_request(body: Body, model: str) -> Outbound:
         out["output_config"] = {"format": output_format}
     if body.get("stream"):
         out["stream"] = True
-    return Outbound(out, dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT, THINKING))},
-                                        tiers=_TIERS))
+    dropped = dropped_fields(asked, {PARALLEL_OFF, *(() if plan.dropped else (DROPPED_EFFORT, THINKING))}, tiers=_TIERS)
+    if top_k is not None and thinking is not None:
+        dropped.append("top_k")
+    return Outbound(out, dropped)
 
 
 def thinking_plan(body: Body, turns: list[Any], model: str) -> ClaudeThinking:

@@ -23,6 +23,7 @@ from shieldes.providers.chat_parts import (
     ToolResult,
     check_chat_request,
     read_chat,
+    read_top_k,
 )
 from shieldes.providers.dropped import JSON_OBJECT, METADATA, PARALLEL_OFF, THINKING, Outbound, dropped_fields
 from shieldes.providers.reasoning import DROPPED as DROPPED_EFFORT
@@ -148,7 +149,7 @@ def converse_request(body: Body, model: str = "") -> Outbound:
         out["inferenceConfig"] = config
     if thinking is not None:  # Claude's own request field, which Converse passes on
         out["additionalModelRequestFields"] = {"thinking": thinking}
-    top_k = _top_k(body.get("top_k"))
+    top_k = read_top_k(body.get("top_k"))
     # Claude's own request field, which Converse passes on; Claude refuses it while thinking
     top_k_carried = top_k is not None and _claude(model) and thinking is None
     if top_k_carried:
@@ -240,17 +241,6 @@ def request_metadata(metadata: Any) -> dict[str, str] | None:
                for k, v in metadata.items()):
         return None
     return dict(metadata)
-
-
-def _top_k(value: Any) -> int | None:
-    """A request's `top_k` (LiteLLM's chat field; a Messages client's, carried over): a whole
-    number of at least 0, as Claude takes it; else a 400 saying so."""
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest("`top_k` must be a whole number of at least 0; send e.g. 40, or leave it out",
-                             param="top_k")
-    return value
 
 
 def _claude(model: str) -> bool:

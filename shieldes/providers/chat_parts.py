@@ -470,6 +470,16 @@ def check_chat_request(body: Body, choices: bool = False) -> None:
                    "may call, or leave tool_choice out", "tool_choice")
 
 
+def read_top_k(value: Any) -> int | None:
+    """A chat request's `top_k` (LiteLLM's chat field; a Messages client's, carried over): a whole
+    number of at least 0, as Claude and Gemini take it; else a 400 saying so."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _bad("`top_k` must be a whole number of at least 0; send e.g. 40, or leave it out", "top_k")
+    return value
+
+
 _RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 

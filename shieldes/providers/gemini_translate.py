@@ -23,6 +23,7 @@ from shieldes.providers.chat_parts import (
     ToolResult,
     check_chat_request,
     read_chat,
+    read_top_k,
     system_text,
 )
 from shieldes.providers.gemini_schema import gemini_schema
@@ -113,6 +114,9 @@ def _generation_config(body: Body, chat: Chat, model: str) -> Body:
                          ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
         if body.get(ours) is not None:
             gen[theirs] = body[ours]
+    top_k = read_top_k(body.get("top_k"))
+    if top_k is not None:
+        gen["topK"] = top_k
     if chat.max_tokens is not None:
         gen["maxOutputTokens"] = chat.max_tokens
     if chat.stop:

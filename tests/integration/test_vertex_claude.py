@@ -316,3 +316,32 @@ async def test_a_regional_endpoint_bills_claude_4_5_ten_percent_over_the_global_
             usage = answers[name].usage
             # nUSD per token at the global endpoint: input 3000, output 15000
             assert totals[name][3] == round((usage.input_tokens * 3000 + usage.output_tokens * 15000) * factor), name
+
+
+async def test_a_chat_clients_top_k_reaches_claude_and_gemini_on_vertex(node: Harness, google: FakeGoogle) -> None:
+    """`top_k` from a chat client (as LiteLLM sends it) reaches Claude on Vertex as `top_k`, streamed
+    and not, and Gemini as its topK; a Messages client's reaches Gemini too. It had been left out
+    without a word; while Claude thinks it cannot take it, and that is named."""
+    secret = await new_key(node)
+    client = openai.AsyncOpenAI(base_url=node.base + "/v1", api_key=secret, max_retries=0)
+    hello: Any = [{"role": "user", "content": "hello"}]
+    for stream in (False, True):
+        raw: Any = await client.chat.completions.with_raw_response.create(
+            model=CLAUDE, messages=hello, stream=stream, extra_body={"top_k": 40})
+        assert "top_k" not in raw.headers.get("x-shieldes-dropped", "")
+        if stream:
+            async for _ in raw.parse():
+                pass
+        assert claude_calls(google)[-1].body["top_k"] == 40
+    raw = await client.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=hello, max_tokens=4000, reasoning_effort="low", extra_body={"top_k": 40})
+    assert "top_k" in raw.headers["x-shieldes-dropped"] and "top_k" not in claude_calls(google)[-1].body
+    raw = await client.chat.completions.with_raw_response.create(model=GEMINI, messages=hello,
+                                                                 extra_body={"top_k": 8})
+    assert "top_k" not in raw.headers.get("x-shieldes-dropped", "")
+    assert google.last().body["generationConfig"]["topK"] == 8
+    claude = anthropic.AsyncAnthropic(base_url=node.base, api_key=secret, max_retries=0)
+    answer: Any = await claude.messages.with_raw_response.create(model=GEMINI, max_tokens=50, messages=hello,
+                                                                 extra_body={"top_k": 6})
+    assert "top_k" not in answer.headers.get("x-shieldes-dropped", "")
+    assert google.last().body["generationConfig"]["topK"] == 6
