@@ -71,16 +71,17 @@ export async function auditPage(root) {
         h("button", { type: "button", disabled: earlier === undefined, onclick: () => showAsOf(earlier) }, "◀ Step back"),
         h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(later === undefined ? null : later) }, "Step forward ▶"),
         h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(null) }, "Now")),
+      // (this column is two fifths of the page: names wrap sooner, long cells wrap, so it fits 1280 px)
       table("Keys", [
-        { label: "Key", header: true, cls: "name", cell: (k) => k.name },
+        { label: "Key", header: true, cls: "name narrow", cell: (k) => k.name },
         { label: "Status", cell: (k) => h(`span.badge.${k.revoked ? "bad" : "ok"}`, k.revoked ? "revoked" : "active") },
         { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
-        { label: "Budget", num: true, cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
+        { label: "Budget", num: true, cls: "fit", cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
       ], cfg.keys, { empty: "No keys at this point." }),
       ...(cfg.keys_total > cfg.keys.length ? [h("p.muted.small.keys-shown", `The first ${cfg.keys.length} of ${fmt.num(cfg.keys_total)} keys by name.`)] : []),
       table("Providers", [
-        { label: "Provider", header: true, cls: "name", cell: (p) => p.name },
-        { label: "Models", cell: (p) => p.models.join(", ") },
+        { label: "Provider", header: true, cls: "name narrow", cell: (p) => p.name },
+        { label: "Models", cls: "fit", cell: (p) => p.models.join(", ") },
         { label: "Weight", num: true, cell: (p) => String(p.weight) },
       ], cfg.providers, { empty: "No providers at this point." }),
       h("p.muted.small", `${count(cfg.teams.length, "team")}, ${count(cfg.pricing.length, "price")}, ${count((cfg.admin_tokens || []).length, "admin token")} at this point.`));
@@ -99,11 +100,12 @@ export async function auditPage(root) {
       h("h2#diff-title", `Changes from #${d.from.position} to #${d.to.position}`),
       h("p.muted.small", `${d.events} events; pick “As of” on a row to move the end point, “Diff from” to move the start.`),
       table("Changed entities", [
-        { label: "Entity", header: true, cls: "name", cell: (c) => `${c.kind} ${c.name}` },
+        // who changed it under the entity, so the fields have the room (their values wrap anywhere)
+        { label: "Entity", header: true, cls: "name narrow", cell: (c) => h("span", `${c.kind} ${c.name}`,
+          h("span.sub", "by ", c.events.map((e) => `#${e.position} ${e.actor}`).join(", "))) },
         { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
-        { label: "Fields", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
+        { label: "Fields", cls: "fit", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
           h("li", h("code", f), `: ${plainJson(v.from)} → ${plainJson(v.to)}`))) },
-        { label: "By", cell: (c) => c.events.map((e) => `#${e.position} ${e.actor}`).join(", ") },
       ], d.changes, { empty: "Nothing changed between these points." }));
   }
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
-from tests.browser.test_console import LOADED, all_css, by_css
+from tests.browser.test_console import LOADED, all_css, by_css, cut_tables
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import harness
@@ -39,6 +39,7 @@ def _browse(base: str, attacker_session: str) -> dict[str, Any]:
         wait(d, lambda d: all_css(d, LOADED + "table tbody th") and "ana@example.com" in by_css(
             d, LOADED + "table tbody th").text, what="the sessions page")
         seen["sessions"] = [r.text for r in all_css(d, LOADED + "table tbody tr")]
+        seen["cut"] = cut_tables(d)  # (at 1280 px the sessions table fits, its Revoke buttons on screen)
         if os.environ.get("SHIELDES_SCREENSHOTS_TO"):  # for a person to look at, as test_console's
             screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-sessions-desktop.png")
         seen["token"] = d.execute_script("return sessionStorage.getItem('shieldes.token')")
@@ -92,6 +93,7 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
     assert "#sso" not in seen["signed_in"]["url"], seen
     assert len(seen["sessions"]) == 2 and all("active" in row for row in seen["sessions"]), seen  # mallory's too
     assert "ana@example.com (this session)" in seen["sessions"][0] and "this session" not in seen["sessions"][1]
+    assert not seen["cut"], seen["cut"]
     assert ended == 401  # signing out ended the session, not only forgot it in the tab
     # and at the provider (RP-initiated logout), with the ID token as hint, back to the console
     assert len(logouts) == 1 and logouts[0]["id_token_hint"] and logouts[0]["post_logout_redirect_uri"] == \
