@@ -50,6 +50,7 @@ from shieldes.usage.pricing import (
     Rate,
     completion_cap,
     cost_nusd,
+    dearest,
     held,
     media_cost_nusd,
     price_hint,
@@ -349,8 +350,7 @@ class Gateway(UpstreamCalls):
         config = self.state.config
         budgeted = self.budgeted(key)
         prompt = prompt_bytes // 4
-        rate = self._held_rate(key, route, budgeted, "priority" if service_tier == "priority" else None, prompt,
-                               0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices)
+        rate = self._held_rate(key, route, budgeted, "priority" if service_tier == "priority" else None, prompt)
         usage = self.state.usage
         position = self.state.position
         seen = self.meter.look(config, usage, key, position)
@@ -371,13 +371,13 @@ class Gateway(UpstreamCalls):
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped
 
-    def _held_rate(self, key: VirtualKey, route: Route, budgeted: bool, tier: str | None, prompt: int,
-                   completion: int) -> Rate:
+    def _held_rate(self, key: VirtualKey, route: Route, budgeted: bool, tier: str | None, prompt: int) -> Rate:
         """The rates a request is held at: the dearest place it may be served (a priority tier asked
         for, a regional endpoint, the dearest modality price: an audio answer's audio output), and,
-        when it may fall back, the dearest for its estimate (`prompt`, `completion` tokens) of every
-        model a fallback may send it to, since the bill is the model that answers. Under a budget a
-        model without a price is refused, a fallback's too (fail closed)."""
+        when it may fall back, each price the dearest of every model a fallback may send it to has
+        (at the long-context tier its `prompt` tokens reach: pricing.dearest), since the bill is the
+        model that answers, whatever its completion. Under a budget a model without a price is
+        refused, a fallback's too (fail closed)."""
         config = self.state.config
         if not route.fallbacks:  # (nearly every request)
             found = self.prices.lookup(config.pricing, route.model)
@@ -389,22 +389,17 @@ class Gateway(UpstreamCalls):
                 rate = served_at(rate, tier,
                                  any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
             return held(rate) if rate.modal else rate
-        estimate = TokenUsage(prompt, completion)
-        groups = (route, *self.fallback_groups(route))
-        dearest: Rate | None = None
-        for group in groups:
+        rates = []
+        for group in (route, *self.fallback_groups(route)):
             models = (route.model,) if group is route else tuple(dict.fromkeys(t.model for t in group.targets))
             for model in models:
                 found = self.prices.lookup(config.pricing, model)
                 if found is None and budgeted and not self.settings.allow_unpriced:
                     raise self._not_priced(key, group if group is route else replace(group, model=model),
                                            None if group is route else group.requested)
-                rate = held(served_at(found or NO_RATE, tier, any(regional(t.deployment.kind, t.deployment.options)
-                                                                for t in group.targets)))
-                if dearest is None or cost_nusd(rate, estimate) > cost_nusd(dearest, estimate):
-                    dearest = rate
-        assert dearest is not None
-        return dearest
+                in_region = any(regional(t.deployment.kind, t.deployment.options) for t in group.targets)
+                rates.append(held(served_at(found or NO_RATE, tier, in_region)))
+        return dearest(rates, prompt)
 
     def _not_priced(self, key: VirtualKey, route: Route, fallback: str | None = None) -> ModelNotPriced:
         served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None

@@ -353,6 +353,19 @@ def held(rate: Rate) -> Rate:
     return dearest(rate)._replace(long=None if rate.long is None else dearest(rate.long))
 
 
+def dearest(rates: Sequence[Rate], prompt_tokens: int) -> Rate:
+    """A rate no cheaper than any of `rates` (each as held: held(), a tier's multiplier applied) for
+    a prompt of `prompt_tokens` and any completion: each price the highest any of them has, at the
+    long-context tier where the prompt reaches it. Models that may answer one request (its
+    fallbacks) differ in shape: the dearest at a guessed completion (a dear prompt, a cheap answer)
+    is not the dearest at the completion cap the budget then allows."""
+    tiered = [tier(r, prompt_tokens) if r.long is not None else r for r in rates]
+    return Rate(input=max(r.input for r in tiered), output=max(r.output for r in tiered),
+                cache_read=max(r.cache_read for r in tiered), cache_write=max(r.cache_write for r in tiered),
+                image=max(r.image for r in tiered), web_search=max(r.web_search for r in tiered),
+                file_search=max(r.file_search for r in tiered), container=max(r.container for r in tiered))
+
+
 def tool_uses(rate: Rate, usage: TokenUsage) -> Units:
     """The hosted tool uses of `usage` and the part of its cost they make (per-use prices are
     whole nUSD, so the part is exact): recorded beside the tokens so reports can split them out."""

@@ -289,6 +289,25 @@ async def test_a_budget_holds_the_request_at_its_dearest_fallback(database_url: 
         assert len(up.requests) == calls
 
 
+async def test_a_fallback_whose_answer_is_dear_caps_the_completion_though_the_model_asked_has_a_dear_prompt(
+        database_url: str) -> None:
+    """Held at each price the dearest of the models it may reach has: a requested model with a dear
+    prompt and a cheap answer, and a fallback with the opposite, held the request at the requested
+    one (the dearer for a guessed 256-token answer), so its completion cap was what the budget buys
+    of the cheap answer (4096 tokens), which the fallback would have billed far past the budget."""
+    async with harness(database_url) as h:
+        await h.admin(SetPricing("gpt-4o", 1000.0, 0.01))  # $1 per 1000 prompt tokens; answers nearly free
+        await h.admin(SetPricing("gpt-4o-mini", 0.01, 1000.0))  # the opposite
+        secret = await h.create_key("app", budget_usd=1.0)
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        long: Any = [{"role": "user", "content": "word " * 300}]  # about 375 prompt tokens: $0.375 at gpt-4o
+        await client.chat.completions.create(model="gpt-4o", messages=long, extra_body={"fallbacks": ["gpt-4o-mini"]})
+        cap = h.upstream.last().body["max_completion_tokens"]
+        # what is left after the prompt at the dearer prompt price buys ~600 tokens at the dearer answer price
+        assert 500 < cap < 700, cap
+
+
 async def test_a_responses_websocket_turn_falls_back_and_the_request_log_says_so(database_url: str) -> None:
     """Over the WebSocket each `response.create` is a request of its own: its fallbacks are
     honoured; with no per-answer headers there, the request log says which fallback served."""
