@@ -171,6 +171,11 @@ class Gateway(UpstreamCalls):
         self._priced_routes: dict[str, Route] = {}
         self._routes_of: ConfigState | None = None
         self._groups, self._groups_of = {}, None
+        # by route, service tier and whether a price is required, for one config: the rates a
+        # request that may fall back is held at (_held_rate)
+        self._held: dict[tuple[str, str, tuple[str, ...], bool, str | None, bool],
+                         tuple[tuple[Rate, ...], Rate | None]] = {}
+        self._held_of: ConfigState | None = None
         # by key, the conversations that passed a check off their bytes (gateway/checked_histories.py):
         # Messages bodies read (gateway/messages_turns.py), up to their messages' end: the fields
         # ahead of the list weigh
@@ -389,17 +394,28 @@ class Gateway(UpstreamCalls):
                 rate = served_at(rate, tier,
                                  any(regional(t.deployment.kind, t.deployment.options) for t in route.targets))
             return held(rate) if rate.modal else rate
-        rates = []
-        for group in (route, *self.fallback_groups(route)):
-            models = (route.model,) if group is route else tuple(dict.fromkeys(t.model for t in group.targets))
-            for model in models:
-                found = self.prices.lookup(config.pricing, model)
-                if found is None and budgeted and not self.settings.allow_unpriced:
-                    raise self._not_priced(key, group if group is route else replace(group, model=model),
-                                           None if group is route else group.requested)
-                in_region = any(regional(t.deployment.kind, t.deployment.options) for t in group.targets)
-                rates.append(held(served_at(found or NO_RATE, tier, in_region)))
-        return dearest(rates, prompt)
+        strict = budgeted and not self.settings.allow_unpriced
+        if config is not self._held_of:  # copy-on-write config: identity tells a change
+            self._held, self._held_of = {}, config
+        memo = (route.requested, route.model, route.fallbacks, route.chained, tier, strict)
+        known = self._held.get(memo)
+        if known is None:
+            rates = []
+            for group in (route, *self.fallback_groups(route)):
+                models = (route.model,) if group is route else tuple(dict.fromkeys(t.model for t in group.targets))
+                for model in models:
+                    found = self.prices.lookup(config.pricing, model)
+                    if found is None and strict:
+                        raise self._not_priced(key, group if group is route else replace(group, model=model),
+                                               None if group is route else group.requested)
+                    in_region = any(regional(t.deployment.kind, t.deployment.options) for t in group.targets)
+                    rates.append(held(served_at(found or NO_RATE, tier, in_region)))
+            # (without a long-context tier the prompt changes nothing: decided once)
+            known = (tuple(rates), dearest(rates, 0) if all(r.long is None for r in rates) else None)
+            if len(self._held) < 10_000:
+                self._held[memo] = known
+        rates_of, fixed = known
+        return fixed if fixed is not None else dearest(rates_of, prompt)
 
     def _not_priced(self, key: VirtualKey, route: Route, fallback: str | None = None) -> ModelNotPriced:
         served_by = longest_pattern(route.targets[0].deployment.models, route.model) if route.targets else None

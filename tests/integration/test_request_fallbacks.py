@@ -306,6 +306,10 @@ async def test_a_fallback_whose_answer_is_dear_caps_the_completion_though_the_mo
         cap = h.upstream.last().body["max_completion_tokens"]
         # what is left after the prompt at the dearer prompt price buys ~600 tokens at the dearer answer price
         assert 500 < cap < 700, cap
+        await h.admin(SetPricing("gpt-4o-mini", 0.01, 0.01))  # (decided once per config: a new price counts)
+        await h.sync()
+        await client.chat.completions.create(model="gpt-4o", messages=long, extra_body={"fallbacks": ["gpt-4o-mini"]})
+        assert h.upstream.last().body["max_completion_tokens"] == 4096  # (the setting's cap)
 
 
 async def test_a_responses_websocket_turn_falls_back_and_the_request_log_says_so(database_url: str) -> None:
