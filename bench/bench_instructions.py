@@ -5,19 +5,23 @@ feature on, as bench/bench_gateway.py configures it). A count does not move with
 the machine, where a CPU time here moves by more than the difference at stake.
 
     PYTHONPATH=. python bench/bench_instructions.py [--modes json,stream,messages-stream,responses-stream]
-        [--requests 60] [--warmup 20] [--agent-turns N] [--image-kb N] [--tree DIR ...] [--workers 2]
-        [--profile DIR]
+        [--window 6] [--rounds 3] [--agent-turns N] [--image-kb N] [--tree DIR ...] [--workers 2]
+        [--top 25] [--profile DIR] [--save FILE]
 
 Each server runs under `valgrind --tool=callgrind` (the fake upstream and Postgres do not); a
 sequential client (one keep-alive connection) warms a mode up, then counts windows of the same
-length in time, each zeroed (`callgrind_control --zero`) and dumped (`--dump`) around it, carrying
-`--requests` or 3x as many requests paced across it, `--rounds` pairs of them. A node's timers
-(the loop-lag probe, the request log's and the usage flusher's batches) run by the clock, and
-under valgrind a request takes some 50x longer than natively, so in a window they would land on
-50x fewer requests than on a real machine (and on more when the machine is busy): the count per
-request is the slope between the windows (a least-squares fit of count = rate x seconds +
-per_request x requests), and the clock's rate is printed apart. A node holds a stream open to an
-upstream that never answers meanwhile, so its loop-lag probe ticks as under load in every window.
+length in time (`--window` seconds of requests and 2 s more), each zeroed (`callgrind_control
+--zero`) and dumped (`--dump`) around it, carrying n or 3n requests paced across it (n as many as
+fit at the warm-up's pace), `--rounds` pairs of them. Per request: the median over the pairs of
+(long window - short window) / 2n. What a node does by the clock cancels in it: under valgrind a
+request takes some 50x longer than natively, so a node's batches and timers would fall on 50x
+fewer requests than on a real machine, and on fewer still when the machine is busy. The node's
+batch intervals (SHIELDES_REQUEST_LOG_INTERVAL, SHIELDES_FLUSH_INTERVAL) are set to the window's
+length, so one request-log COPY and one usage append land in every window, their rows counted
+per request and their statements' own cost cancelling; and the node holds a stream open to an
+upstream that never answers, so its loop-lag probe ticks as under load in every window. Work
+per statement of a batch that does not wait for a window (the stored responses' INSERT, 25 ms
+after the first response) counts per request at this pace, as it does at a moderate load.
 
 Not counted: the kernel's work (syscalls, the network stack), cache misses and branch
 mispredictions, what an instruction costs (a division against an add); a ratio of instructions is
@@ -32,9 +36,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,7 +181,7 @@ def hold(target: Counted) -> socket.socket | None:
 
 
 def measure(target: Counted, data: bytes, path: str, warmup: int, window: float, rounds: int) -> dict[str, Any]:
-    """Instructions per request: the slope of a window's count over its requests, between windows
+    """Instructions per request: the median slope of a window's count over its requests, between windows
     of the same length in time carrying n and 3n requests (as many as fit, at the warm-up's pace)
     paced across it. A node's batches (the request log's, the usage flusher's) are written an
     interval after their first record, set to the window's length: one of each lands in every
@@ -193,16 +199,18 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
         for _ in range(warmup):
             send(conn, path, data, headers)
         each = (time.monotonic() - began) / max(1, warmup)
-        n = max(2, int(0.6 * window / each / 3))  # the long window's 3n in 60% of it, at the warm-up's pace
+        n = max(4, int(0.6 * window / each / 3))  # the long window's 3n in 60% of it, at the warm-up's pace
         time.sleep(window + SETTLE)  # (the warm-up's batches written)
+        span = math.ceil(window + SETTLE)  # whole seconds: as many of each 1 s (and 0.1 s) tick in every window
         for _ in range(rounds):
             for k in (n, 3 * n):
-                target.control("--zero")
+                time.sleep((0.5 - time.monotonic()) % 1.0)  # halfway between two ticks of the node's clock
                 began = time.monotonic()
+                target.control("--zero")
                 for i in range(k):
                     send(conn, path, data, headers)
                     time.sleep(max(0.0, began + (i + 1) * 0.8 * window / k - time.monotonic()))
-                time.sleep(max(0.0, began + window + SETTLE - time.monotonic()))  # its batches written
+                time.sleep(max(0.0, began + span - time.monotonic()))  # its batches written
                 windows.append((time.monotonic() - began, k, target.count()))
                 pair = (*pair[1:], target.last)
     finally:
@@ -212,7 +220,9 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
     rate, per_request = fit(windows)
     pairs = [(hi[2] - lo[2] - rate * (hi[0] - lo[0])) / (hi[1] - lo[1])
              for lo, hi in zip(windows[::2], windows[1::2], strict=True)]
-    return {"per_request": per_request, "clock_per_s": rate, "pairs": pairs, "requests": n,
+    # the median pair: a pair whose windows caught an odd batch or tick more or less is left out
+    return {"per_request": statistics.median(pairs), "fitted": per_request, "clock_per_s": rate, "pairs": pairs,
+            "requests": n,
             "whole_window": windows[-1][2] / windows[-1][1], "functions": slope(pair, 2 * n)}
 
 
