@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from itertools import islice
 from typing import cast
 
 import httptools
@@ -166,6 +167,10 @@ class _BadRequest(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# (code, message) of a head over MAX_HEAD, answered 431
+_HEAD_TOO_LARGE = ("headers_too_large", f"the request's headers are over {MAX_HEAD} bytes together; send smaller ones")
+
+
 class _Connection(asyncio.Protocol):
     """One client connection while it is here: requests parsed, answered one after another."""
 
@@ -174,7 +179,6 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
-        self._parser = httptools.HttpRequestParser(self)
         self._unparsed = bytearray()  # bytes after an answered request, not fed to the parser yet
         self._in_message = False
         self._queue: deque[LeanRequest] = deque()
@@ -185,11 +189,25 @@ class _Connection(asyncio.Protocol):
         self.idle_since = self.loop.time()
         self._refusal: bytes | None = None  # sent once the answer being written is out
         self._head_raw: list[bytes] | None = None  # the bytes of a request's head, while it is read
+        # A request's header names and values, in order, as the parser gives them: one list append
+        # per header here (the callback below is all the Python a header costs); decoded and
+        # measured together once the head is complete.
+        fields: list[bytes] = []
+        self._fields = fields
+        add = fields.extend
+
+        def on_header(name: bytes, value: bytes) -> None:
+            add((name, value))
+
+        self.on_header = on_header  # (read by the parser below, once)
         self._reset()
+        self._parser = httptools.HttpRequestParser(self)
 
     def _reset(self) -> None:
         self._target = bytearray()
-        self._headers: list[tuple[str, str]] = []
+        self._fields.clear()
+        self._in_head = False
+        self._counted = 0  # of _fields measured while a head spans reads (_measure_head)
         self._head_size = 0
         self._body: list[bytes] = []
         self._body_size = 0
@@ -257,7 +275,8 @@ class _Connection(asyncio.Protocol):
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
             hot = hot_target(data[:6 + 64], self.front.hot_paths)
             if hot:
-                self._feed_at_boundary(data)
+                self._head_raw = [data]  # (kept until its head is complete: see _HandOff)
+                self._feed(data)
                 return
             if hot is False:
                 self._hand_off(data)
@@ -287,7 +306,8 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
         if hot:
-            self._feed_at_boundary(raw)
+            self._head_raw = [raw]
+            self._feed(raw)
         else:
             self._hand_off(raw)
 
@@ -299,14 +319,11 @@ class _Connection(asyncio.Protocol):
         handler.connection_made(self.transport)
         handler.data_received(raw)
 
-    def _feed_at_boundary(self, data: bytes) -> None:
-        """Parse bytes that start a request, kept until its head is complete (see _HandOff)."""
-        self._head_raw = [data]
-        self._feed(data)
-
     def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
+            if self._in_head:  # a head that spans reads: its headers so far are measured now
+                self._measure_head()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HandOff) and self._head_raw is not None and self.idle_but_parsing:
@@ -320,8 +337,27 @@ class _Connection(asyncio.Protocol):
                 log.warning("front: request handling failed while parsing: %r", cause)
                 self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self._in_head and self._head_too_large():  # the limit was crossed before what is malformed
+                self._refuse(431, *_HEAD_TOO_LARGE)
+                return
             log.info("refused a malformed HTTP request (%s)", type(exc).__name__)
             self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
+
+    def _measure_head(self) -> None:
+        """Refuse a head whose headers so far are over MAX_HEAD, as the read that crossed the limit
+        ends (what is held is at most one read more than the limit)."""
+        if self._head_too_large():
+            self._in_head = False
+            self._refuse(431, *_HEAD_TOO_LARGE)
+
+    def _head_too_large(self) -> bool:
+        """Whether the header names and values parsed so far are over MAX_HEAD together (each
+        header measured once, however many reads its head spans)."""
+        fields = self._fields
+        if len(fields) > self._counted:
+            self._head_size += sum(map(len, islice(fields, self._counted, None)))
+            self._counted = len(fields)
+        return self._head_size > MAX_HEAD
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that cannot be parsed or taken, after the answers before it, then close
@@ -346,39 +382,45 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_message = True
         self._reset()
+        self._in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._target += url
         if len(self._target) > MAX_TARGET:
             raise _BadRequest(414, "uri_too_long", f"the request target is over {MAX_TARGET} bytes; send a shorter one")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value)
-        if self._head_size > MAX_HEAD:
-            raise _BadRequest(431, "headers_too_large",
-                              f"the request's headers are over {MAX_HEAD} bytes together; send smaller ones")
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
-
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        fields = self._fields
+        if self._counted:  # (measured in part while the head spanned reads)
+            if self._head_too_large():
+                raise _BadRequest(431, *_HEAD_TOO_LARGE)
+        elif sum(map(len, fields)) > MAX_HEAD:
+            raise _BadRequest(431, *_HEAD_TOO_LARGE)
         target = self._target.decode("utf-8", "surrogateescape")
-        path = target.partition("?")[0]
+        path, _, query = target.partition("?")
         if self._parser.get_method() != b"POST" or path not in self.front.matches:
             raise _BadRequest(400, "pipelining_not_supported",
                               "this request came pipelined behind another in the same read; send it after the "
                               "previous answer arrives, or on its own connection")
-        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        # Every name and value decoded in one call: names are tokens (ASCII: latin-1 and UTF-8
+        # agree) and no value holds a NUL (the parser refuses control bytes), so NUL parts them.
+        # One iterator read in pairs (no header: one empty string, which pairs with nothing).
+        decoded = iter(b"\0".join(fields).decode("utf-8", "surrogateescape").split("\0"))
+        headers = CIMultiDictProxy(CIMultiDict(zip(decoded, decoded, strict=False)))
         if "Upgrade" in headers:  # (h2c from `curl --http2`, websocket): aiohttp's to answer
             raise _HandOff
         self._head_raw = None
         declared = headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.front.max_body:
             self._too_large = True
-            self._early = self._request(target, headers, keep_alive=False)
+            self._early = LeanRequest(self, path, query, headers, b"", False, True,
+                                      self._parser.get_http_version() != "1.0")
             self._dispatch(self._early)
             return
         if headers.get("Expect", "").lower() == "100-continue":
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._target_str, self._header_map = target, headers
+        self._path, self._query, self._header_map = path, query, headers
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
@@ -394,13 +436,12 @@ class _Connection(asyncio.Protocol):
         self._in_message = False
         if self._early is not None:
             return
-        self._dispatch(self._request(self._target_str, self._header_map, self._parser.should_keep_alive()))
-
-    def _request(self, target: str, headers: CIMultiDictProxy[str], keep_alive: bool) -> LeanRequest:
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        pieces = self._body
         self._body = []  # (the pieces, joined: not kept until the connection's next request)
-        return LeanRequest(self, "POST", target, headers, body, keep_alive, self._too_large,
-                           self._parser.get_http_version() != "1.0")
+        parser = self._parser
+        self._dispatch(LeanRequest(self, self._path, self._query, self._header_map,
+                                   pieces[0] if len(pieces) == 1 else b"".join(pieces),
+                                   parser.should_keep_alive(), self._too_large, parser.get_http_version() != "1.0"))
 
     def _dispatch(self, request: LeanRequest) -> None:
         self._queue.append(request)
@@ -410,10 +451,24 @@ class _Connection(asyncio.Protocol):
     # --- answering -------------------------------------------------------------------------------
 
     async def _answer_all(self) -> None:
+        front, queue = self.front, self._queue
         try:
-            while self._queue and not self.closed:  # pipelined requests, in order
-                request = self._queue.popleft()
-                await self._answer(request)
+            while queue and not self.closed:  # pipelined requests, in order
+                request = queue.popleft()
+                try:
+                    resp = await front.observe(as_request(request), front.handlers[request.path])
+                    if request.stream is not None:
+                        await request.stream.write_eof()
+                    elif not self.closed:
+                        self.write(answer_bytes(resp, request.keep_alive, front.date()))
+                except Exception:  # the observer renders every error; this is a bug's last stop
+                    log.exception("front: answering %s %s failed", request.method, request.path)
+                    if request.stream is None:
+                        rid = new_request_id()
+                        failed = error_response(500, "server_error", "internal_error",
+                                                f"internal error; report request id {rid} to the operator", rid)
+                        self.write(answer_bytes(failed, False, front.date()))
+                    request.keep_alive = False  # the connection closes after this
                 if not request.keep_alive:
                     self.close()
                     return
@@ -426,23 +481,6 @@ class _Connection(asyncio.Protocol):
             self.close()
         elif not self.closed and not self._in_message:
             self._next()
-
-    async def _answer(self, request: LeanRequest) -> None:
-        handler = self.front.handlers[request.path]
-        try:
-            resp = await self.front.observe(as_request(request), handler)
-            if request.stream is not None:
-                await request.stream.write_eof()
-            elif not self.closed:
-                self.write(answer_bytes(resp, request.keep_alive, self.front.date()))
-        except Exception:  # the observer renders every error; this is a bug's last stop
-            log.exception("front: answering %s %s failed", request.method, request.path)
-            if request.stream is None:
-                rid = new_request_id()
-                failed = error_response(500, "server_error", "internal_error",
-                                        f"internal error; report request id {rid} to the operator", rid)
-                self.write(answer_bytes(failed, False, self.front.date()))
-            request.keep_alive = False  # the connection closes after this
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:

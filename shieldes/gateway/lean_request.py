@@ -49,25 +49,28 @@ class LeanRequest(RequestStore):
     """The part of aiohttp's `web.Request` the model API's handlers use, for a request parsed
     here: the app, method, path, query, headers, body, peer, and per-request storage."""
 
-    def __init__(self, conn: _Connection, method: str, target: str, headers: CIMultiDictProxy[str],
+    method = "POST"  # (the only method the front answers)
+    stream: StreamSink | None = None  # a streamed answer's body, once begun
+
+    def __init__(self, conn: _Connection, path: str, query_string: str, headers: CIMultiDictProxy[str],
                  body: bytes, keep_alive: bool, too_large: bool, http11: bool = True) -> None:
+        front = conn.front
         self._conn = conn
-        self.app = conn.front.app
-        self.method = method
-        path, _, self.query_string = target.partition("?")
+        self.app = front.app
         self.path = path
+        self.query_string = query_string
         self.headers = headers
         self._body = body
         self._too_large = too_large
         self.keep_alive = keep_alive
         self.http11 = http11  # an HTTP/1.0 client gets a stream unchunked, ended by the close
         self.remote = conn.remote
-        self.match_info = conn.front.matches[path]
-        self._store: dict[Any, Any] = {}
+        self.match_info = front.matches[path]
         # the store's own get: request_id() and record_of() read it several times per request,
         # and a method of our own would put a Python frame in front of each dict lookup
-        self.get: Callable[..., Any] = self._store.get
-        self.stream: StreamSink | None = None
+        store: dict[Any, Any] = {}
+        self._store = store
+        self.get: Callable[..., Any] = store.get
 
     @property
     def transport(self) -> asyncio.Transport | None:
