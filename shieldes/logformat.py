@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from asyncio import _get_running_loop
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
@@ -23,6 +24,10 @@ from shieldes.requestlog.record import RequestRecord
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ACCESS_LOGGER = "shieldes.access"
+# An access line in the text format: logging's asctime (its milliseconds a %03d of a float, as
+# int() cuts them), then access_message's text
+_TEXT_LINE = (f"%s,%03d INFO {ACCESS_LOGGER}: %s %s %s %.1fms key=%s model=%s deployment=%s attempts=%d error=%s "
+              "rid=%s\n")
 
 
 def _plain(value: Any) -> Any:
@@ -130,7 +135,6 @@ class AccessLog:
         self.node_id = node_id
         self.logger = logging.getLogger(ACCESS_LOGGER)
         self.handler = _sole_line_handler(self.logger)
-        self.loop: asyncio.AbstractEventLoop | None = None  # the loop whose requests it logs
         self._second = -1
         self._asctime = ""
 
@@ -141,12 +145,7 @@ class AccessLog:
         if handler is None:
             self.logger.info("%s", access_message(rec), extra={"record": rec, "node_id": self.node_id})
             return
-        loop = self.loop
-        if loop is None or not loop.is_running():  # found once: the node serves from one loop
-            try:
-                loop = self.loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
+        loop = _get_running_loop()  # (None outside one: the line is written at once)
         now = time.time()
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
@@ -156,8 +155,13 @@ class AccessLog:
         second = int(now)
         if second != self._second:  # logging's asctime, its date part formatted once a second
             self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        handler.queue(f"{self._asctime},{int((now - second) * 1000):03d} INFO {ACCESS_LOGGER}: "
-                      f"{access_message(rec)}\n", loop)
+        # access_message's text in the same format as the line's prefix: one string built, not three
+        # (and one %-format: no opcode per field to format it)
+        key = rec.key
+        handler.queue(_TEXT_LINE % (self._asctime, (now - second) * 1000, rec.method, rec.path, rec.status,
+                                    (rec.t_end - rec.t0) * 1000.0, key.name if key else "-", rec.model or "-",
+                                    rec.deployment or "-", len(rec.tried) if rec.tried else 0, rec.error_code or "-",
+                                    rec.request_id), loop)
 
 
 def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:

@@ -76,6 +76,28 @@ def test_the_access_line_is_the_line_logging_would_write(root_handler: tuple[Lin
                          "attempts=1 error=- rid=rid-1\n")
 
 
+def _odd(kind: str) -> RequestRecord:
+    rec = RequestRecord("rid-odd", 1_700_000_000.0, 10.0, "POST", "/v1/ch\u00e4t/completions%s?")
+    rec.t_end, rec.status = 10.0, 429
+    if kind == "failed":  # no key, no model, several attempts, an error
+        rec.error_code, rec.t_end = "rate_limited", 10.9999
+        rec.attempt("a")
+        rec.attempt("b%d")
+    elif kind == "refused":  # refused before a handler: nothing but the request
+        rec.method, rec.status, rec.error_code = "UNKNOWN", 400, "malformed_request"
+    return rec
+
+
+@pytest.mark.parametrize("kind", ["failed", "refused"])
+def test_the_access_line_is_the_message_whatever_the_record_holds(
+        root_handler: tuple[LineHandler, CountingStream], kind: str) -> None:
+    handler, stream = root_handler
+    _alone(handler)
+    rec = _odd(kind)
+    AccessLog("n1")(rec)
+    assert stream.getvalue().split(": ", 1)[1] == access_message(rec) + "\n"
+
+
 def test_json_access_lines_carry_the_request_fields(root_handler: tuple[LineHandler, CountingStream]) -> None:
     handler, stream = root_handler
     _alone(handler)
