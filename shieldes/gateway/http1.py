@@ -22,19 +22,16 @@ _HOP_HEADERS = frozenset(("content-length", "transfer-encoding", "connection", "
 HOT_SET = frozenset(HOT_PATHS) | frozenset(p[len("/v1"):] for p in HOT_PATHS)
 
 
-def hot_target(data: bytes, paths: Container[str] = HOT_SET) -> bool | None:
+def hot_target(data: bytes | bytearray, paths: Container[str] = HOT_SET) -> bool | None:
     """Whether a request starting with `data` is `POST <one of paths>[?query]`: True, False, or
     None while too few bytes have arrived to tell. `paths`: the hot routes the app has (default:
     all of HOT_PATHS, with and without /v1)."""
+    end = data.find(b" ", 5, 5 + 64)
+    if end >= 0 and data.startswith(b"POST /"):  # (the usual case first: a whole request line)
+        return data[5:end].partition(b"?")[0].decode("latin-1") in paths
     if not data.startswith(b"POST /"):
         return None if len(data) < 6 and b"POST /".startswith(data) else False
-    end = data.find(b" ", 5, 5 + 64)
-    if end < 0:
-        return None if len(data) < 5 + 64 else False
-    target = data[5:end]
-    query = target.find(b"?")
-    path = target if query < 0 else target[:query]
-    return path.decode("latin-1") in paths
+    return None if len(data) < 5 + 64 else False
 
 
 def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
