@@ -36,7 +36,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, hot_target
-from shieldes.gateway.lean_request import LeanRequest, RouteMatch, as_request
+from shieldes.gateway.lean_request import LeanRequest, RouteMatch
 from shieldes.gateway.middleware import Refused, error_response, new_request_id
 from shieldes.open_files import Headroom, open_count, soft_limit
 
@@ -61,7 +61,9 @@ class Front:
                  max_body: int, refused: Refused | None = None) -> None:
         self.app = app
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
-        self.observe = observe
+        # typed for the requests parsed here: a LeanRequest has every attribute the handlers read
+        # (lean_request.as_request), and a cast here costs no call per request
+        self.observe = cast(Callable[[LeanRequest, Handler], Awaitable[web.StreamResponse]], observe)
         self.refused = refused  # a request refused before a handler (Observer.refused): its row
         self.max_body = max_body
         self.matches: dict[str, RouteMatch] = {}
@@ -75,19 +77,19 @@ class Front:
         self.connections: set[_Connection] = set()
         self.reads = 0  # of request bytes, ever: a node idle over an interval read none (malloc.IdleTrim)
         self.server: asyncio.AbstractServer | None = None
-        self._date = b""
-        self._date_at = 0.0
+        # every answer's Date, formatted as the second turns (a timer while listening), not per answer
+        self.date = _http_date(time.time())
+        self._date_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._files_timer: asyncio.TimerHandle | None = None
         self._closed = False  # no further open-files check once set
         self._headroom = Headroom()
 
-    def date(self) -> bytes:
+    def _next_date(self) -> None:
         now = time.time()
-        if now - self._date_at >= 1.0:
-            self._date_at = float(int(now))
-            self._date = formatdate(self._date_at, usegmt=True).encode("ascii")
-        return self._date
+        self.date = _http_date(now)
+        # (just after the next second begins; a timer that fires early comes back at once)
+        self._date_timer = asyncio.get_running_loop().call_later(1.0 - now % 1.0, self._next_date)
 
     async def start(self, host: str, port: int, reuse_port: bool, tls: ssl.SSLContext | None = None) -> int:
         """Listen; with `tls`, HTTPS (connections are handed to aiohttp the same way once decrypted)."""
@@ -102,6 +104,7 @@ class Front:
                                "(or --host)") from None
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
         self._files_timer = loop.call_later(FILES_CHECK_SECONDS, self._check_files)
+        self._next_date()
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
@@ -121,6 +124,8 @@ class Front:
             self._sweeper.cancel()
         if self._files_timer is not None:
             self._files_timer.cancel()
+        if self._date_timer is not None:
+            self._date_timer.cancel()
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()  # what is still buffered for it goes out first
@@ -157,6 +162,10 @@ class Front:
         self._files_timer = asyncio.get_running_loop().call_later(FILES_CHECK_SECONDS, self._check_files)
 
 
+def _http_date(now: float) -> bytes:
+    return formatdate(int(now), usegmt=True).encode("ascii")
+
+
 class _HandOff(Exception):
     """Raised while parsing a request the front leaves to aiohttp (one asking for an upgrade)."""
 
@@ -167,6 +176,8 @@ class _BadRequest(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+# (path, query, headers, HTTP/1.1, declared length) of no request
+_NO_HEAD = ("", "", CIMultiDictProxy(CIMultiDict[str]()), True, None)
 # (code, message) of a head over MAX_HEAD, answered 431
 _HEAD_TOO_LARGE = ("headers_too_large", f"the request's headers are over {MAX_HEAD} bytes together; send smaller ones")
 
@@ -200,19 +211,17 @@ class _Connection(asyncio.Protocol):
             add((name, value))
 
         self.on_header = on_header  # (read by the parser below, once)
-        self._reset()
-        self._parser = httptools.HttpRequestParser(self)
-
-    def _reset(self) -> None:
         self._target = bytearray()
-        self._fields.clear()
-        self._in_head = False
-        self._counted = 0  # of _fields measured while a head spans reads (_measure_head)
-        self._head_size = 0
-        self._body: list[bytes] = []
+        self._reading_fields = False  # a head, or a chunked body's trailers, is being read
+        self._counted = 0  # of _fields measured (_head_too_large)
+        self._head_size = 0  # their names and values together
+        self._body: list[bytes] = []  # its pieces (emptied as the request is dispatched)
         self._body_size = 0
         self._too_large = False
-        self._early: LeanRequest | None = None  # dispatched at its head (declared body too large)
+        # what the head said, for the request made when its body has been read (_NO_HEAD: the
+        # request was dispatched at its head, its declared body too large)
+        self._head: tuple[str, str, CIMultiDictProxy[str], bool, int | None] = _NO_HEAD
+        self._parser = httptools.HttpRequestParser(self)
 
     @property
     def idle(self) -> bool:
@@ -241,7 +250,10 @@ class _Connection(asyncio.Protocol):
         # The parser holds this connection's callbacks, a reference cycle that only the cyclic
         # collector's oldest generation frees (millions of allocations away): what the connection
         # holds goes now, or a body being read (megabytes) would wait there with it.
-        self._reset()
+        self._target = bytearray()
+        self._fields.clear()
+        self._body = []
+        self._head = _NO_HEAD
         self._unparsed = bytearray()
         self._head_raw = None
         self._wake()
@@ -273,7 +285,7 @@ class _Connection(asyncio.Protocol):
             self._feed(data)
             return
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
-            hot = hot_target(data[:6 + 64], self.front.hot_paths)
+            hot = hot_target(data, self.front.hot_paths)
             if hot:
                 self._head_raw = [data]  # (kept until its head is complete: see _HandOff)
                 self._feed(data)
@@ -298,7 +310,7 @@ class _Connection(asyncio.Protocol):
         data = self._unparsed
         if not data:
             return
-        hot = hot_target(bytes(data[:6 + 64]), self.front.hot_paths)
+        hot = hot_target(data, self.front.hot_paths)
         if hot is None:
             return
         raw = bytes(data)
@@ -322,7 +334,7 @@ class _Connection(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-            if self._in_head:  # a head that spans reads: its headers so far are measured now
+            if self._reading_fields:  # a head (or trailers) that spans reads: what came is measured now
                 self._measure_head()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -337,7 +349,7 @@ class _Connection(asyncio.Protocol):
                 log.warning("front: request handling failed while parsing: %r", cause)
                 self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self._in_head and self._head_too_large():  # the limit was crossed before what is malformed
+            if self._head_too_large():  # the limit was crossed before what is malformed
                 self._refuse(431, *_HEAD_TOO_LARGE)
                 return
             log.info("refused a malformed HTTP request (%s)", type(exc).__name__)
@@ -347,12 +359,12 @@ class _Connection(asyncio.Protocol):
         """Refuse a head whose headers so far are over MAX_HEAD, as the read that crossed the limit
         ends (what is held is at most one read more than the limit)."""
         if self._head_too_large():
-            self._in_head = False
+            self._reading_fields = False
             self._refuse(431, *_HEAD_TOO_LARGE)
 
     def _head_too_large(self) -> bool:
-        """Whether the header names and values parsed so far are over MAX_HEAD together (each
-        header measured once, however many reads its head spans)."""
+        """Whether the header names and values parsed so far (a chunked body's trailers on top of
+        its head's) are over MAX_HEAD together, each measured once however many reads they span."""
         fields = self._fields
         if len(fields) > self._counted:
             self._head_size += sum(map(len, islice(fields, self._counted, None)))
@@ -364,7 +376,6 @@ class _Connection(asyncio.Protocol):
         (the rest of the byte stream cannot be trusted to start at a request)."""
         read = self._in_message and bool(self._target)  # its request line (not a previous request's)
         self._in_message = False
-        self._early = None
         if self.closed or self.transport is None:
             return
         rid = new_request_id()
@@ -373,16 +384,18 @@ class _Connection(asyncio.Protocol):
             method = self._parser.get_method().decode("latin-1") if read else "UNKNOWN"  # (as aiohttp)
             path = self._target[:200].decode("utf-8", "replace").partition("?")[0] if read else ""
             self.front.refused(rid, method, path, self.remote, status, code, message)
-        self._refusal = answer_bytes(resp, False, self.front.date())
+        self._refusal = answer_bytes(resp, False, self.front.date)
         self.transport.pause_reading()  # nothing after this is read
         if self._task is None:
             self.write(self._refusal)
             self.close()
 
     def on_message_begin(self) -> None:
-        self._in_message = True
-        self._reset()
-        self._in_head = True
+        self._in_message = self._reading_fields = True
+        self._target = bytearray()
+        self._fields.clear()
+        self._body_size = 0
+        self._too_large = False
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -390,16 +403,15 @@ class _Connection(asyncio.Protocol):
             raise _BadRequest(414, "uri_too_long", f"the request target is over {MAX_TARGET} bytes; send a shorter one")
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._reading_fields = False
         fields = self._fields
-        if self._counted:  # (measured in part while the head spanned reads)
-            if self._head_too_large():
-                raise _BadRequest(431, *_HEAD_TOO_LARGE)
-        elif sum(map(len, fields)) > MAX_HEAD:
+        # (measured in part already when the head spanned reads; trailers are measured on top of it)
+        if self._head_too_large() if self._counted else sum(map(len, fields)) > MAX_HEAD:
             raise _BadRequest(431, *_HEAD_TOO_LARGE)
         target = self._target.decode("utf-8", "surrogateescape")
         path, _, query = target.partition("?")
-        if self._parser.get_method() != b"POST" or path not in self.front.matches:
+        parser = self._parser
+        if parser.get_method() != b"POST" or path not in self.front.matches:
             raise _BadRequest(400, "pipelining_not_supported",
                               "this request came pipelined behind another in the same read; send it after the "
                               "previous answer arrives, or on its own connection")
@@ -411,16 +423,27 @@ class _Connection(asyncio.Protocol):
         if "Upgrade" in headers:  # (h2c from `curl --http2`, websocket): aiohttp's to answer
             raise _HandOff
         self._head_raw = None
+        http11 = parser.get_http_version() != "1.0"
         declared = headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self.front.max_body:
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > self.front.max_body:
             self._too_large = True
-            self._early = LeanRequest(self, path, query, headers, b"", False, True,
-                                      self._parser.get_http_version() != "1.0")
-            self._dispatch(self._early)
+            self._head = _NO_HEAD
+            self._queue.append(LeanRequest(self, path, query, headers, http11, length, b"", False, True))
+            if self._task is None:
+                self._task = self.loop.create_task(self._answer_all())
             return
-        if headers.get("Expect", "").lower() == "100-continue":
+        if "Expect" in headers and headers["Expect"].lower() == "100-continue":
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._path, self._query, self._header_map = path, query, headers
+        self._head = (path, query, headers, http11, length)
+
+    def on_chunk_header(self) -> None:
+        self._reading_fields = True  # (the last chunk's trailers may follow)
+
+    def on_chunk_complete(self) -> None:
+        self._reading_fields = False
+        if self._head_too_large():  # trailers over the limit, the head's size included
+            raise _BadRequest(431, *_HEAD_TOO_LARGE)
 
     def on_body(self, body: bytes) -> None:
         if self._too_large:
@@ -434,17 +457,15 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
-        if self._early is not None:
+        if self._counted:  # (measured while its head or trailers spanned reads)
+            self._counted = self._head_size = 0
+        head = self._head
+        if head is _NO_HEAD:  # answered at its head
             return
         pieces = self._body
         self._body = []  # (the pieces, joined: not kept until the connection's next request)
-        parser = self._parser
-        self._dispatch(LeanRequest(self, self._path, self._query, self._header_map,
-                                   pieces[0] if len(pieces) == 1 else b"".join(pieces),
-                                   parser.should_keep_alive(), self._too_large, parser.get_http_version() != "1.0"))
-
-    def _dispatch(self, request: LeanRequest) -> None:
-        self._queue.append(request)
+        self._queue.append(LeanRequest(self, *head, pieces[0] if len(pieces) == 1 else b"".join(pieces),
+                                       self._parser.should_keep_alive(), self._too_large))
         if self._task is None:
             self._task = self.loop.create_task(self._answer_all())
 
@@ -456,18 +477,20 @@ class _Connection(asyncio.Protocol):
             while queue and not self.closed:  # pipelined requests, in order
                 request = queue.popleft()
                 try:
-                    resp = await front.observe(as_request(request), front.handlers[request.path])
-                    if request.stream is not None:
-                        await request.stream.write_eof()
-                    elif not self.closed:
-                        self.write(answer_bytes(resp, request.keep_alive, front.date()))
+                    resp = await front.observe(request, front.handlers[request.path])
+                    stream = request.stream
+                    if stream is not None:
+                        if not stream.ended:  # (the relay ends it itself)
+                            await stream.write_eof()
+                    elif not self.closed and self.transport is not None:
+                        self.transport.write(answer_bytes(resp, request.keep_alive, front.date))
                 except Exception:  # the observer renders every error; this is a bug's last stop
                     log.exception("front: answering %s %s failed", request.method, request.path)
                     if request.stream is None:
                         rid = new_request_id()
                         failed = error_response(500, "server_error", "internal_error",
                                                 f"internal error; report request id {rid} to the operator", rid)
-                        self.write(answer_bytes(failed, False, front.date()))
+                        self.write(answer_bytes(failed, False, front.date))
                     request.keep_alive = False  # the connection closes after this
                 if not request.keep_alive:
                     self.close()
@@ -479,7 +502,7 @@ class _Connection(asyncio.Protocol):
         if refusal is not None:
             self.write(refusal)
             self.close()
-        elif not self.closed and not self._in_message:
+        elif self._unparsed and not self.closed and not self._in_message:
             self._next()
 
     def write(self, data: bytes) -> None:

@@ -53,13 +53,14 @@ class LeanRequest(RequestStore):
     stream: StreamSink | None = None  # a streamed answer's body, once begun
 
     def __init__(self, conn: _Connection, path: str, query_string: str, headers: CIMultiDictProxy[str],
-                 body: bytes, keep_alive: bool, too_large: bool, http11: bool = True) -> None:
+                 http11: bool, content_length: int | None, body: bytes, keep_alive: bool, too_large: bool) -> None:
         front = conn.front
         self._conn = conn
         self.app = front.app
         self.path = path
         self.query_string = query_string
         self.headers = headers
+        self.content_length = content_length  # (its Content-Length header, a number, as aiohttp's)
         self._body = body
         self._too_large = too_large
         self.keep_alive = keep_alive
@@ -79,11 +80,6 @@ class LeanRequest(RequestStore):
         return None if conn.closed else conn.transport
 
     @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
-
-    @property
     def can_read_body(self) -> bool:
         return False  # the whole body is read before the handler runs
 
@@ -94,12 +90,13 @@ class LeanRequest(RequestStore):
     async def read(self) -> bytes:
         """The body, decompressed when the client sent it with `Content-Encoding: gzip` or
         `deflate` (as aiohttp does), never past the body limit."""
-        limit = self._conn.front.max_body
         if self._too_large:
+            limit = self._conn.front.max_body
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1)
         encoding = self.headers.get("Content-Encoding")
         if encoding is None or not self._body:
             return self._body
+        limit = self._conn.front.max_body
         body = decompressed(self._body, encoding.strip().lower(), limit)
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
@@ -111,7 +108,7 @@ class LeanRequest(RequestStore):
         if not self.http11:
             self.keep_alive = False
         sink = StreamSink(self._conn, self.http11, head(resp.status, resp.reason, resp.headers, None,
-                                                        self.keep_alive, self._conn.front.date(),
+                                                        self.keep_alive, self._conn.front.date,
                                                         chunked=self.http11))
         self.stream = sink
         return sink

@@ -72,12 +72,12 @@ def new_request_id() -> str:
 
 
 def request_id(request: web.Request) -> str:
-    rid = request.get(REQUEST_ID_KEY)
+    rid: str | None = request.get(REQUEST_ID_KEY)  # (only ever set here, to a str)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
         rid = given if given and _SANE_ID.match(given) else new_request_id()
         request[REQUEST_ID_KEY] = rid
-    return str(rid)
+    return rid
 
 
 # Anthropic's error types by status, for the routes Anthropic clients call.
