@@ -129,20 +129,23 @@ class StreamSink:
     the body. Each write wakes the client, so fewer writes cost the node and the client less
     CPU; no frame waits for a later one."""
 
+    ended = False  # once write_eof ran
+
     def __init__(self, conn: _Connection, chunked: bool, head: bytes) -> None:
         self._conn = conn
         self._chunked = chunked
         self._pending = [head]
         self._scheduled = True
         conn.loop.call_soon(self._flush)
-        self.ended = False
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            self._conn.write(data)
+        pending = self._pending
+        if pending:
+            conn = self._conn
+            if not conn.closed and conn.transport is not None:  # (the connection's write, without its frame)
+                conn.transport.write(b"".join(pending))
+            pending.clear()
 
     async def write(self, data: bytes) -> None:
         conn = self._conn
