@@ -129,7 +129,8 @@ class LineHandler(logging.Handler):
 class AccessLog:
     """One line per request on the `shieldes.access` logger. When that logger's lines end in the
     process's LineHandler alone (what `configure` sets up), the line is built here and queued on
-    it directly; otherwise (logging set up by someone else) it goes through `logging` as usual."""
+    it directly; otherwise (logging set up by someone else) it goes through `logging` as usual.
+    Where lines go is found once, whether the level lets them through once a second."""
 
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
@@ -137,24 +138,26 @@ class AccessLog:
         self.handler = _sole_line_handler(self.logger)
         self._second = -1
         self._asctime = ""
+        self._enabled = True  # the logger's level lets INFO through (read as each second begins)
 
     def __call__(self, rec: RequestRecord) -> None:
-        if not self.logger.isEnabledFor(logging.INFO):
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # once a second: logging's asctime (its date part), and the level
+            self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._enabled = self.logger.isEnabledFor(logging.INFO)
+        if not self._enabled:
             return
         handler = self.handler
         if handler is None:
             self.logger.info("%s", access_message(rec), extra={"record": rec, "node_id": self.node_id})
             return
         loop = _get_running_loop()  # (None outside one: the line is written at once)
-        now = time.time()
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
                    **access_fields(rec, self.node_id)}
             handler.queue(_dumps(out) + "\n", loop)
             return
-        second = int(now)
-        if second != self._second:  # logging's asctime, its date part formatted once a second
-            self._second, self._asctime = second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         # access_message's text in the same format as the line's prefix: one string built, not three
         # (and one %-format: no opcode per field to format it)
         key = rec.key

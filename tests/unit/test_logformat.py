@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -175,3 +176,17 @@ def test_no_access_line_below_the_log_level(root_handler: tuple[LineHandler, Cou
     logging.getLogger("shieldes").setLevel(logging.WARNING)
     AccessLog("n1")(_record())
     assert stream.getvalue() == ""
+
+
+def test_a_level_change_applies_from_the_next_second(root_handler: tuple[LineHandler, CountingStream]) -> None:
+    """Whether access lines pass the level is read once a second, with the line's date."""
+    handler, stream = root_handler
+    _alone(handler)
+    access = AccessLog("n1")
+    access(_record("r1"))
+    logging.getLogger("shieldes").setLevel(logging.WARNING)
+    began = int(time.time())
+    while int(time.time()) == began:  # (the clock's next second)
+        time.sleep(0.005)
+    access(_record("r2"))
+    assert "rid=r1" in stream.getvalue() and "rid=r2" not in stream.getvalue()
