@@ -200,6 +200,9 @@ class _Connection(asyncio.Protocol):
         self.idle_since = self.loop.time()
         self._refusal: bytes | None = None  # sent once the answer being written is out
         self._head_raw: list[bytes] | None = None  # the bytes of a request's head, while it is read
+        # the start of the last hot request line read at a boundary, `POST <target> `: a keep-alive
+        # client calls the same route again, told by one startswith
+        self._hot_line: bytes | None = None
         # A request's header names and values, in order, as the parser gives them: one list append
         # per header here (the callback below is all the Python a header costs); decoded and
         # measured together once the head is complete.
@@ -285,8 +288,14 @@ class _Connection(asyncio.Protocol):
             self._feed(data)
             return
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
+            line = self._hot_line
+            if line is not None and data.startswith(line):  # the route this client called last, again
+                self._head_raw = [data]
+                self._feed(data)
+                return
             hot = hot_target(data, self.front.hot_paths)
             if hot:
+                self._hot_line = data[:data.index(b" ", 5) + 1]  # `POST <target> `
                 self._head_raw = [data]  # (kept until its head is complete: see _HandOff)
                 self._feed(data)
                 return

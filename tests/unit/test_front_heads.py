@@ -161,3 +161,17 @@ def test_the_limit_is_answered_before_a_malformed_header_after_it() -> None:
     assert [s for s, _ in answers] == [431]
     answers, _, _ = answer(HEAD + b"Bad Header\r\n" + over + b"\r\n")
     assert [s for s, _ in answers] == [400]
+
+
+def test_a_keep_alive_client_that_calls_another_route_is_told_apart() -> None:
+    """The route a client called last is recognized by its request line's start; anything else
+    (a longer path that starts the same, another method) is read as before."""
+    def hot(path: str) -> bytes:
+        return f"POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+
+    again = [hot("/v1/chat/completions"), hot("/v1/chat/completions"), hot("/v1/chat/completions?x=1")]
+    answers, handed, _ = answer(again)
+    assert [s for s, _ in answers] == [200, 200, 200] and not handed
+    for other in (hot("/v1/chat/completions/x"), b"GET /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n"):
+        answers, handed, _ = answer([again[0], other])
+        assert [s for s, _ in answers] == [200] and handed
