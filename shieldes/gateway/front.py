@@ -414,8 +414,13 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._reading_fields = False
         fields = self._fields
-        # (measured in part already when the head spanned reads; trailers are measured on top of it)
-        if self._head_too_large() if self._counted else sum(map(len, fields)) > MAX_HEAD:
+        # Every name and value joined and decoded in one call: names are tokens (ASCII: latin-1 and
+        # UTF-8 agree) and no value holds a NUL (the parser refuses control bytes), so NUL parts
+        # them, and the joined length less the NULs is their size (measured in part already when
+        # the head spanned reads; trailers are measured on top of it). (Cheaper in CPU than a
+        # decode per header, and than a zip the multidict is built from without a list.)
+        joined = b"\0".join(fields)
+        if self._head_too_large() if self._counted else len(joined) - len(fields) >= MAX_HEAD:
             raise _BadRequest(431, *_HEAD_TOO_LARGE)
         target = self._target.decode("utf-8", "surrogateescape")
         path, _, query = target.partition("?")
@@ -424,11 +429,8 @@ class _Connection(asyncio.Protocol):
             raise _BadRequest(400, "pipelining_not_supported",
                               "this request came pipelined behind another in the same read; send it after the "
                               "previous answer arrives, or on its own connection")
-        # Every name and value decoded in one call: names are tokens (ASCII: latin-1 and UTF-8
-        # agree) and no value holds a NUL (the parser refuses control bytes), so NUL parts them.
-        # One iterator read in pairs (no header: one empty string, which pairs with nothing).
-        decoded = iter(b"\0".join(fields).decode("utf-8", "surrogateescape").split("\0"))
-        headers = CIMultiDictProxy(CIMultiDict(zip(decoded, decoded, strict=False)))
+        decoded = joined.decode("utf-8", "surrogateescape").split("\0")
+        headers = CIMultiDictProxy(CIMultiDict(list(zip(decoded[::2], decoded[1::2]))))  # noqa: B905 (no header: [""])
         if "Upgrade" in headers:  # (h2c from `curl --http2`, websocket): aiohttp's to answer
             raise _HandOff
         self._head_raw = None
