@@ -25,7 +25,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.sse_blocks import named_event_lines
+from shieldes.providers.sse_blocks import last_blank_line, named_event_lines
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.providers.upstream_connection import Timeouts
@@ -240,7 +240,7 @@ class NativeEventStream(HeldStream[bytes]):
         usual way are read with a few scans of their bytes; anything else, event by event."""
         if self._carry is not None and b"\r" not in raw:
             data = self._carry + raw
-            cut = data.rfind(b"\n\n") + 2
+            cut = last_blank_line(data) + 2  # (an event split over reads: memchr, not a walk of its bytes)
             if cut < 2:
                 self._carry = data
                 return None

@@ -238,10 +238,11 @@ class ResponsesEventStream(BlockStream):
         deltas = self.deltas
         at = block.find(_RESPONSE_KEY)
         while at >= 0:
-            begin = block.rfind(b"\n\n", 0, at) + 2  # 1: the block's first event
-            begin = 0 if begin == 1 else begin
+            # (one-line events: the newlines around `at` end its name line and the event before it,
+            # found with memchr, where a search for two newlines walks every byte)
+            line = block.rfind(b"\n", 0, at)  # `event: NAME` (no quote in it), then `data: `
+            begin = block.rfind(b"\n", 0, line) + 1  # 0: the block's first event
             end = block.index(b"\n", at) + 2  # the end of its data line, then a blank line
-            line = block.index(b"\n", begin)  # `event: NAME`, then `data: `
             # the delta events before this one, counted up to it and never over its data line (a
             # line of JSON holds no newline, so no delta event's name): an agent's response events
             # echo tens of kB of instructions and tools, counted over again before

@@ -141,10 +141,11 @@ class OpenAIChunkStream(BlockStream):
             if objects > 1 or (strip and nulls):  # (a null left after the strip was not after a comma)
                 return None
             if objects:
+                # (every event one line, then a blank line: its ends are the newlines around it,
+                # found with memchr, where a search for two newlines walks every byte)
                 at = block.rfind(b'"usage":{')
-                start = block.rfind(b"\n\ndata: {", 0, at) + 2  # 1: the first event
-                start = 0 if start == 1 else start
-                end = block.find(b"\n\n", at)
+                start = block.rfind(b"\n", 0, at) + 1  # 0: the first event
+                end = block.find(b"\n", at)
                 payload = block[start + 6:end]
                 kept = self._usage_frame(payload, strip)
                 if kept != [payload]:
