@@ -241,4 +241,6 @@ class BlockStream(UpstreamChunkStream):
     async def aclose(self) -> None:
         if self._frame_gen is not None:
             await self._frame_gen.aclose()
+            if self._released:  # (its end released the response: nothing else was read)
+                return
         await super().aclose()

@@ -22,6 +22,7 @@ class UpstreamChunkStream:
     _raw: AsyncGenerator[Body, None] | None = None
     _gen: AsyncGenerator[Body, None] | None = None
     _finished = False
+    _released = False  # the response went back to the pool or was closed (once: a stream ends one way)
     _usage: TokenUsage | None = None
     _first: Body | None = None
     dropped: Sequence[str] = ()  # what a translating provider left out of the request
@@ -67,6 +68,9 @@ class UpstreamChunkStream:
 
     def _release(self) -> None:
         # A fully read response goes back to the keep-alive pool; an abandoned one is closed.
+        if self._released:
+            return
+        self._released = True
         if self._finished:
             self._resp.release()
         else:
