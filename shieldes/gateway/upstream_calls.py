@@ -303,9 +303,12 @@ class UpstreamCalls:
         while group is not None:
             failed: tuple[UpstreamFailure, RouteTarget] | None = None
             attempts = 1 + self.settings.upstream_retries
-            room = self._within_quota(group, at_quota)
-            # (a route of one deployment has no order to decide: plan takes no strategy for it)
-            order = self._order_for(room) if len(room.targets) > 1 else None
+            # (a route of one deployment has no quota to share and no order to decide: plan takes
+            # no strategy for it)
+            room, order = group, None
+            if len(group.targets) > 1:
+                room = self._within_quota(group, at_quota)
+                order = self._order_for(room) if len(room.targets) > 1 else None
             for i, rt in enumerate(plan(room, self.breaker, attempts, self.rng, order)):
                 name = rt.deployment.name
                 if name in misconfigured:
@@ -318,10 +321,7 @@ class UpstreamCalls:
                 tried += 1
                 self.quotas.sent(name)
                 try:
-                    answered = await self._attempt(op, rt, body, attempt, rec, tried)
-                    if rec is not None:  # the upstream's answer (a stream's: its head) is in, on every route
-                        rec.t_first_byte = time.perf_counter()
-                    return answered, rt
+                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
                 except UpstreamFailure as failure:
@@ -428,7 +428,11 @@ class UpstreamCalls:
                 ) from None
             if tracing:
                 tracing.attempt_answered(span, result, rec)
-        elapsed = time.perf_counter() - started
-        self.metrics.upstream_seconds(dep.name, elapsed, rec.trace_id if rec is not None else None)
-        self.breaker.success(dep.name, elapsed)
+        now = time.perf_counter()
+        if rec is None:
+            self.metrics.upstream_seconds(dep.name, now - started)
+        else:
+            rec.t_first_byte = now  # the upstream's answer (a stream's: its head) is in, on every route
+            self.metrics.upstream_seconds(dep.name, now - started, rec.trace_id)
+        self.breaker.success(dep.name, now - started)
         return result
