@@ -297,14 +297,21 @@ class Metrics:
                 cells = self._ttft.get((self._providers(provider),))
                 if len(self._ttft_of) < 4 * MAX_SERIES:
                     self._ttft_of[provider] = cells
-            self._ttft.observe(cells, ttft, trace_id)
+            # _Histogram.observe's work, in line (once per stream: a call costs about as much)
+            bucket = bisect_left(TTFT_BUCKETS, ttft)
+            cells[bucket] += 1
+            cells[-1] += ttft
+            if trace_id is not None:
+                self._ttft.exemplars.setdefault(id(cells), {})[bucket] = (trace_id, ttft, time.time())
             if completion_tokens > 1 and generating > 0:
                 cells = self._tps_of.get(provider)
                 if cells is None:
                     cells = self._tps.get((self._providers(provider),))
                     if len(self._tps_of) < 4 * MAX_SERIES:
                         self._tps_of[provider] = cells
-                self._tps.observe(cells, completion_tokens / generating)
+                rate = completion_tokens / generating
+                cells[bisect_left(TPS_BUCKETS, rate)] += 1
+                cells[-1] += rate
         if outcome == "upstream_error":
             self.upstream_error(provider, "mid_stream")
             self.stream_drops.labels(self._providers(provider), "upstream").inc()

@@ -27,21 +27,20 @@ STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a strea
 
 
 class Tally:
-    """What went by, for an estimate when the upstream never reports usage. (A plain class: one
-    is made per stream, and a dataclass's default_factory field costs its __init__ a call.)"""
+    """What went by, for an estimate when the upstream never reports usage. (A plain class whose
+    numbers start as its class's values: one is made per stream, and each assignment in __init__
+    would cost it; an instance's own value is set when it changes.)"""
 
-    __slots__ = ("content_chunks", "failure", "failure_code", "finish_reasons", "first_token_at",
-                 "first_write_at", "outcome", "sent_bytes")
+    content_chunks = 0
+    outcome = "open"  # open | done | disconnected | upstream_error
+    first_write_at = 0.0  # perf_counter of the first frame written to the client
+    first_token_at = 0.0  # perf_counter of the first content chunk read from the upstream
+    sent_bytes = 0  # bytes of frames written to the client
+    # why the upstream broke the stream (scrubbed, as the client was told): log and request log
+    failure = ""
+    failure_code: str | None = None  # its UpstreamFailure.code
 
     def __init__(self) -> None:
-        self.content_chunks = 0
-        self.outcome = "open"  # open | done | disconnected | upstream_error
-        self.first_write_at = 0.0  # perf_counter of the first frame written to the client
-        self.first_token_at = 0.0  # perf_counter of the first content chunk read from the upstream
-        self.sent_bytes = 0  # bytes of frames written to the client
-        # why the upstream broke the stream (scrubbed, as the client was told): log and request log
-        self.failure = ""
-        self.failure_code: str | None = None  # its UpstreamFailure.code
         # why each choice finished, in the upstream's words (OpenAI finish_reason, Anthropic
         # stop_reason, Gemini finishReason, a Responses status): the attempt span's
         # gen_ai.response.finish_reasons

@@ -316,8 +316,10 @@ class Call:
             await stream.aclose()
 
     def _stream_ended(self, stream: relay.Held, tally: relay.Tally, served: RouteTarget) -> None:
-        # settle first: the usage is final once the relay has stopped reading
-        usage = relay.final_usage(stream.usage, tally, self.size)
+        # settle first: the usage is final once the relay has stopped reading (relay.final_usage, in line)
+        usage = stream.usage
+        if usage is None:
+            usage = TokenUsage(self.size // 4, tally.content_chunks)
         self.settle(served, usage)
         note_stream_end(self.gw, self.rec, self.rid, served.deployment, tally, usage)
 
@@ -328,12 +330,11 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
     (metrics and the request-log record), and how it ended (client gone, upstream failed)."""
     now = time.perf_counter()
     first = tally.first_token_at
-    t0 = rec.t0 if rec is not None else now
-    gw.metrics.stream_ended(dep.name, tally.outcome, first - t0 if first else None,
-                            usage.completion_tokens, now - first if first else 0.0,
+    ttft = (first - (rec.t0 if rec is not None else now)) if first else None
+    gw.metrics.stream_ended(dep.name, tally.outcome, ttft, usage.completion_tokens, now - first if first else 0.0,
                             rec.trace_id if rec is not None else None)
-    if first:
-        gw.breaker.first_token(dep.name, first - t0)
+    if ttft is not None:
+        gw.breaker.first_token(dep.name, ttft)
     if rec is not None:
         rec.t_first_byte = tally.first_write_at
         rec.t_first_token = first

@@ -43,3 +43,26 @@ def test_streams_are_apart_in_request_latency() -> None:
     requests = [s.value for f in text_string_to_metric_families(m.render().decode()) if f.name == "shieldes_requests"
                 for s in f.samples if s.name == "shieldes_requests_total"]
     assert requests == [3]  # one count of requests per route and status, streamed or not
+
+
+def test_a_streams_end_observes_its_first_token_and_its_rate() -> None:
+    """Time to first token in its bucket (a traced stream's exemplar on it), tokens per second
+    after it only for a stream of more than one token."""
+    m = Metrics()
+    m.stream_ended("openai", "done", 0.3, 21, 0.5, trace_id="ab" * 16)
+    m.stream_ended("openai", "done", 0.02, 1, 0.0)
+    m.stream_ended("anthropic", "done", 0.02, 1, 0.0)
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    ttft = {(s.labels["provider"], s.labels.get("le")): s.value
+            for s in families["shieldes_time_to_first_token_seconds"].samples if s.name.endswith("_bucket")}
+    assert ttft[("openai", "0.025")] == 1 and ttft[("openai", "0.5")] == 2 and ttft[("anthropic", "0.025")] == 1
+    counts = {s.labels["provider"]: s.value for s in families["shieldes_tokens_per_second"].samples
+              if s.name.endswith("_count")}
+    assert counts == {"openai": 1}  # 42 tokens a second; no series for the one-token streams
+    rate = {s.labels["le"]: s.value for s in families["shieldes_tokens_per_second"].samples
+            if s.name.endswith("_bucket")}
+    assert rate["20.0"] == 0 and rate["50.0"] == 1
+    exposition = m.render_for("application/openmetrics-text")[0].decode()
+    traced = [line for line in exposition.splitlines() if "trace_id" in line]
+    assert len(traced) == 1 and "shieldes_time_to_first_token_seconds_bucket" in traced[0]
+    assert 'le="0.5"' in traced[0] and "ab" * 16 in traced[0]
