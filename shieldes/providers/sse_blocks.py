@@ -88,6 +88,17 @@ def first_payload(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
     """The data of the first event in `data` (no carriage return in it) that has any, and the
     offset just past that event; (None, 0) while no such event is complete. At the end of the
     body the last event needs no blank line."""
+    # The usual first event, found by the newlines after its one data line (and its name line):
+    # `data: ...` then a blank line, or `event: NAME`, `data: ...` then a blank line.
+    line = data.find(b"\n")
+    if line > 0:
+        if data[line + 1:line + 2] == b"\n":
+            if data[:6] == b"data: ":
+                return data[6:line], line + 2
+        elif data[:7] == b"event: " and data.startswith(b"data: ", line + 1):
+            end = data.find(b"\n", line + 7)
+            if end > 0 and data[end + 1:end + 2] == b"\n":
+                return data[line + 7:end], end + 2
     start = 0
     while start < len(data):
         end = blank_line(data, start)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import random
 
-from shieldes.providers.sse_blocks import blank_line, last_blank_line
+from shieldes.providers.sse import SSEDecoder
+from shieldes.providers.sse_blocks import blank_line, first_payload, last_blank_line
 
 
 def test_the_same_offsets_as_a_search_for_two_newlines() -> None:
@@ -25,3 +26,30 @@ def test_an_agents_response_event_is_crossed_line_by_line() -> None:
     assert blank_line(data) == len(event) - 2
     assert last_blank_line(data) == len(data) - 2
     assert last_blank_line(data[:-30]) == len(event) - 2
+
+
+def _first_event(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
+    """first_payload as the SSE decoder reads it, line by line: the first event with data and the
+    offset past the blank line that ends it (past the body's end, when it ends the last one)."""
+    decoder, at = SSEDecoder(), 0
+    while (newline := data.find(b"\n", at)) >= 0:
+        events, at = decoder.feed(data[at:newline + 1]), newline + 1
+        if events:
+            return events[0][1], at
+    if at_end and (events := decoder.feed(data[at:]) + decoder.close()):
+        return events[0][1], len(data)
+    return None, 0
+
+
+def test_the_first_event_is_the_one_the_decoder_reads() -> None:
+    """The usual first events (one data line; a name line, then one data line) are found by their
+    newlines; any other framing the long way: each gives what the SSE decoder gives."""
+    rng = random.Random(5)
+    pieces = [b"data: ", b"event: ", b"x", b"\n", b"\n\n", b": c", b"data:", b"{}", b"id: 1", b" ",
+              b"event: a\ndata: b\n\n", b"data: [DONE]\n\n", b'data: {"id":"c"}\n\n']
+    cases = [b"data: {}\n\n", b"event: response.created\ndata: {}\n\nevent: x\n", b"event: a\ndata: \n\n",
+             b"data: {}\n", b"event: a\ndata: b\n", b": ping\n\ndata: 1\n\n", b"event: a\n\ndata: b\n\n"]
+    cases += [b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(50_000)]
+    for data in cases:
+        for at_end in (False, True):
+            assert first_payload(data, at_end) == _first_event(data, at_end), (data, at_end)
