@@ -196,6 +196,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     Frames are written inline, with no reader task or queue between upstream and client: a slow
     client pauses the upstream through the write's flow control (aiohttp waits for the socket
     buffer to drain), which backs up into the upstream connection."""
+    read_all = False  # the frames ran to their end: nothing left to close
     try:
         try:
             sink = await open_sink(request, resp)
@@ -214,6 +215,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                         written = exc
                         raise
                     tally.sent_bytes += len(data)
+                read_all = True
             except UpstreamFailure as broken:
                 if broken is written:
                     raise
@@ -235,8 +237,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 tally.outcome = "disconnected"
                 await _drain(frames, drain_seconds)
     finally:
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
+        if not read_all and (aclose := getattr(frames, "aclose", None)) is not None:
             await aclose()
 
 
