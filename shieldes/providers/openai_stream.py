@@ -27,6 +27,7 @@ DONE_EVENT = b"data: [DONE]\n\n"
 _CHUNK_START = b'{"id":"'  # how OpenAI's chunks (and nearly every compatible server's) begin
 _NULL_USAGE = b',"usage":null'
 _FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
+_NULL_FINISH = b'"finish_reason":null'
 
 
 class OpenAIChunkStream(BlockStream):
@@ -76,7 +77,8 @@ class OpenAIChunkStream(BlockStream):
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
                         counts.content_chunks += content
-                    if b'"finish_reason":' in out:  # (most reads hold none: a find, no regex)
+                    # (most reads hold none, or only nulls: a find, or two counts, no regex)
+                    if b'"finish_reason":' in out and out.count(b'"finish_reason":') != out.count(_NULL_FINISH):
                         counts.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(out)]
                     yield out
                 if failure is not None:

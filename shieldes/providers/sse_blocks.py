@@ -143,13 +143,17 @@ class BlockStream(UpstreamChunkStream):
     _primed_end = 0  # where the primed chunk's event ends in _carry (or 1: _rest[0] is it)
     _ended = False  # the body ended (read_chunk gave b"")
     _frame_gen: AsyncGenerator[Any, None] | None = None  # a subclass's frames()
+    # Bytes read and not handed out yet, starting at an event boundary. Once the upstream sends a
+    # carriage return, a decoder reads the rest of the stream and `_rest` holds the payloads it
+    # decoded that are not handed out yet.
+    _carry = b""
 
     def __init__(self, resp: UpstreamResponse, target: Target) -> None:
-        super().__init__(resp, target)
-        # Bytes read and not handed out yet, starting at an event boundary. Once the upstream
-        # sends a carriage return, a decoder reads the rest of the stream and `_rest` holds the
-        # payloads it decoded that are not handed out yet.
-        self._carry = b""
+        # UpstreamChunkStream.__init__'s fields, set here (one is made per stream: a super() call
+        # costs it as much again)
+        self._resp = resp
+        self._target = target
+        self._head: list[Body] = []
         self._rest: list[bytes] = []
 
     def _parse(self, data: bytes) -> Body:

@@ -33,6 +33,9 @@ PAYLOADS = [
     b'{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":1}"}}]}}]}',
     b'{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":{"a":1}}}]}}]}',
     b'{"id":"c1","prompt_filter_results":[],"choices":[]}',
+    b'{"id":"c1","choices":[{"index":0,"delta":{"content":"v"},"finish_reason":null}]}',
+    b'{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+    b'{"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}',
 ]
 ERROR = b'{"error":{"message":"overloaded mid-stream","type":"server_error"}}'
 
@@ -97,9 +100,10 @@ class Outcome:
         self.content = 0
         self.usage: TokenUsage | None = None
         self.failure: str | None = None
+        self.reasons: list[str] = []  # the finish reasons noted on the tally
 
     def key(self) -> tuple[Any, ...]:
-        return self.chunks, self.content, self.usage, self.failure
+        return self.chunks, self.content, self.usage, self.failure, self.reasons
 
 
 async def read_frames(pieces: list[bytes], strip: bool) -> Outcome:
@@ -109,7 +113,7 @@ async def read_frames(pieces: list[bytes], strip: bool) -> Outcome:
         await stream.prime()
         tally = relay.Tally()
         frames = b"".join([f async for f in stream.frames(tally, strip)])
-        out.content = tally.content_chunks
+        out.content, out.reasons = tally.content_chunks, tally.finish_reasons
     except UpstreamFailure as failure:
         out.failure = failure.message
         frames = b""
@@ -134,7 +138,7 @@ async def read_parsed(pieces: list[bytes], strip: bool) -> Outcome:
     finally:
         await stream.aclose()
     out.chunks = [orjson.loads(f[6:]) for f in b"".join(frames).split(b"\n\n") if f and f != b"data: [DONE]"]
-    out.content = tally.content_chunks
+    out.content, out.reasons = tally.content_chunks, tally.finish_reasons
     out.usage = stream.usage
     return out
 
