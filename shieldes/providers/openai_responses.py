@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from shieldes.providers.base import Body, StreamCounts, TokenUsage, UpstreamFailure
-from shieldes.providers.http import event_object
+from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
 from shieldes.providers.sse import encode_event
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
@@ -179,11 +179,13 @@ class ResponsesEventStream(BlockStream):
                 if self._ended:
                     self._finished = True
                     break
-                try:
-                    self._take(await self._read())
-                except UpstreamFailure as broken:  # the connection failed
-                    failure = broken
+                try:  # (BlockStream._read, in line: a coroutine of its own costs every read its call)
+                    raw = await self._resp.read_chunk()
+                except TRANSPORT_ERRORS as exc:  # the connection failed
+                    failure = transport_failure(self._target, exc)
                     break
+                self._ended = not raw
+                self._take(raw)
         finally:
             self._release()
         if failure is not None:

@@ -19,7 +19,7 @@ from itertools import islice
 import orjson
 
 from shieldes.providers.base import Body, StreamCounts, UpstreamFailure
-from shieldes.providers.http import event_object, parse_usage
+from shieldes.providers.http import TRANSPORT_ERRORS, event_object, parse_usage, transport_failure
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded, joined_events, one_line_objects
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments
 
@@ -86,7 +86,12 @@ class OpenAIChunkStream(BlockStream):
                 if done or self._ended:
                     self._finished = True
                     break
-                self._take(await self._read())
+                try:  # (BlockStream._read, in line: a coroutine of its own costs every read its call)
+                    raw = await self._resp.read_chunk()
+                except TRANSPORT_ERRORS as exc:
+                    raise transport_failure(self._target, exc) from exc
+                self._ended = not raw
+                self._take(raw)
         finally:
             self._release()
         yield DONE_EVENT if closing is None else closing() + DONE_EVENT

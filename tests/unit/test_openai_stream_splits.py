@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
 from shieldes.providers.openai_stream import OpenAIChunkStream
 from shieldes.providers.sse_blocks import decoded, first_payload, one_line_objects
+from shieldes.providers.upstream_connection import TransportError
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
 CHUNK = b'{"id":"c1","object":"chat.completion.chunk","usage":null,"choices":[{"index":0,"delta":{"content":"%s"}}]}'
@@ -204,3 +206,31 @@ def test_first_payload_reads_as_the_decoder_does(lines: list[bytes], at_end: boo
     found, stop = first_payload(body, at_end)
     assert found == payloads[0]
     assert decoded(body[stop:], at_end) == payloads[1:]
+
+
+class Broken(Reads):
+    """These pieces, then the connection resets."""
+
+    async def read_chunk(self) -> bytes:
+        if not self.pieces:
+            raise TransportError("connection reset by peer")
+        return self.pieces.pop(0)
+
+
+def test_a_connection_reset_mid_stream_fails_it_as_the_parsed_path_does() -> None:
+    body = b"".join(event(p, "plain") for p in PAYLOADS[:2])
+
+    async def run(forwarded: bool) -> tuple[list[bytes], str, bool]:
+        stream = OpenAIChunkStream(Broken([body[:40], body[40:]]), TARGET)  # type: ignore[arg-type]
+        await stream.prime()
+        got: list[bytes] = []
+        frames = stream.frames(relay.Tally(), False) if forwarded else relay.openai_frames(stream, relay.Tally(), True)
+        with pytest.raises(UpstreamFailure) as failed:
+            async for f in frames:
+                got.append(f)
+        await stream.aclose()
+        return got, failed.value.message, stream._resp.closed  # type: ignore[attr-defined]
+
+    sent, message, closed = asyncio.run(run(True))
+    assert (b"".join(sent), message, closed) == (body, *asyncio.run(run(False))[1:])
+    assert "connection reset by peer" in message and closed  # a broken answer is closed, never pooled
