@@ -240,7 +240,9 @@ class NativeEventStream(HeldStream[bytes]):
         usual way are read with a few scans of their bytes; anything else, event by event."""
         if self._carry is not None and b"\r" not in raw:
             data = self._carry + raw
-            cut = last_blank_line(data) + 2  # (an event split over reads: memchr, not a walk of its bytes)
+            # (a read usually ends at an event's end: one compare; else memchr line by line, where a
+            # search for two newlines walked every byte of an event split over reads)
+            cut = len(data) if data[-2:] == b"\n\n" else last_blank_line(data) + 2
             if cut < 2:
                 self._carry = data
                 return None
