@@ -255,7 +255,8 @@ class ResponsesEventStream(BlockStream):
             else:
                 if block[begin + 7:line] in _PROGRESS_NAMES and not relay.edits_progress:
                     # (its own name is no delta event's)
-                    self._snapshot_data = (*self._snapshot_data[-1:], block[line + 7:end - 2])
+                    kept = self._snapshot_data
+                    self._snapshot_data = (kept[-1], block[line + 7:end - 2]) if kept else (block[line + 7:end - 2],)
                     at = block.find(_RESPONSE_KEY, end)
                     continue
                 try:

@@ -119,19 +119,23 @@ def usage_from_responses(usage: Any) -> ResponsesUsage | None:
     if not isinstance(tokens_in, int):
         return None
     # the details' counts read as _count reads them (a positive int, not a bool: JSON's own types),
-    # in line: one call a count was a third of this read
+    # in line: one call a count was a third of this read; a zero or a missing count (most of
+    # them) is told by its truth alone
     cached: Any = 0
     written: Any = 0
     reasoning: Any = 0
     details = usage.get("input_tokens_details")
     if isinstance(details, dict):
-        cached, written = details.get("cached_tokens"), details.get("cache_write_tokens")
-        cached = cached if type(cached) is int and cached > 0 else 0
-        written = written if type(written) is int and written > 0 else 0
+        cached, written = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
+        if cached and (type(cached) is not int or cached < 0):
+            cached = 0
+        if written and (type(written) is not int or written < 0):
+            written = 0
     details = usage.get("output_tokens_details")
     if isinstance(details, dict):
-        reasoning = details.get("reasoning_tokens")
-        reasoning = reasoning if type(reasoning) is int and reasoning > 0 else 0
+        reasoning = details.get("reasoning_tokens") or 0
+        if reasoning and (type(reasoning) is not int or reasoning < 0):
+            reasoning = 0
     return ResponsesUsage(tokens_in, int(usage.get("output_tokens") or 0), cached, reasoning, written)
 
 
