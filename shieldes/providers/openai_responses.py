@@ -165,7 +165,19 @@ class ResponsesEventStream(BlockStream):
         failure: UpstreamFailure | None = None
         try:
             while True:
-                out, deltas, failure = self._frames_of_reads(relay)
+                # the frames of the whole events read so far (in line: a call and a tuple a read)
+                out, deltas = b"", 0
+                if self._decoder is not None:
+                    payloads, self._rest = self._rest, []
+                    self._primed = None
+                    out, deltas, failure = self._parsed_frames(payloads, relay.edit)
+                elif block := self._block():
+                    fast = self._forwarded(block, relay)
+                    self._primed = None  # only the first block starts with it
+                    if fast is None:  # event by event
+                        out, deltas, failure = self._parsed_frames(decoded(block, self._ended), relay.edit)
+                    else:
+                        out, deltas = fast
                 if out:
                     if deltas:
                         if not counts.content_chunks:
@@ -191,23 +203,6 @@ class ResponsesEventStream(BlockStream):
         if failure is not None:
             yield relay.failed(failure)
         relay.ended()
-
-    def _frames_of_reads(self, relay: Relay) -> tuple[bytes, int, UpstreamFailure | None]:
-        """Frames of the whole events read so far: (bytes, delta events, the failure that ends
-        the stream)."""
-        if self._decoder is not None:
-            payloads, self._rest = self._rest, []
-            self._primed = None
-        else:
-            block = self._block()
-            if not block:
-                return b"", 0, None
-            fast = self._forwarded(block, relay)
-            self._primed = None  # only the first block starts with it
-            if fast is not None:
-                return fast[0], fast[1], None
-            payloads = decoded(block, self._ended)
-        return self._parsed_frames(payloads, relay.edit)
 
     def _forwarded(self, block: bytes, relay: Relay) -> tuple[bytes, int] | None:
         """`block` as the client gets it when every event in it is framed the usual way, else
