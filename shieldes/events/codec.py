@@ -69,6 +69,9 @@ def _delta_to_data(d: UsageDelta) -> Data:
 
 
 _DELTA_FIELDS = frozenset(f.name for f in dataclasses.fields(UsageDelta))
+# the members of a stored delta this release knows: compaction carries the others' numeric sums
+# (a newer release's counters) through its rollups
+DELTA_FIELDS = _DELTA_FIELDS
 UNIT_FIELDS = ("images", "audio_seconds", "characters")  # optional in the stored shape: absent when zero
 TOOL_FIELDS = ("web_searches", "file_searches", "containers", "tools_nusd")  # the same
 _TOKEN_FIELDS = _DELTA_FIELDS - frozenset(UNIT_FIELDS) - frozenset(TOOL_FIELDS)

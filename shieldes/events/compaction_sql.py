@@ -27,6 +27,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from shieldes.events.catalog import ROLLUP_STREAM
+from shieldes.events.codec import DELTA_FIELDS
 from shieldes.events.partitions import Partition
 
 RAW = "usage.recorded"
@@ -50,6 +51,15 @@ _SUMS = ("sum(d.requests)::bigint, sum(d.prompt_tokens)::bigint, sum(d.completio
          "coalesce(sum(d.characters), 0)::bigint, coalesce(sum(d.web_searches), 0)::bigint, "
          "coalesce(sum(d.file_searches), 0)::bigint, coalesce(sum(d.containers), 0)::bigint, "
          "coalesce(sum(d.tools_nusd), 0)::bigint, count(*) ")
+# Members of the deltas this release does not know (a newer release's counters), summed per group
+# when numeric: (hour, key, provider, model, team or "", member, sum as numeric). `x - known` leaves
+# an empty object for every delta of this release's shape, so those yield no row to group.
+_EXTRAS = ("SELECT (x.delta->>'hour')::bigint, x.delta->>'key_id', x.delta->>'provider', x.delta->>'model', "
+           "coalesce(x.delta->>'team_id', ''), m.key, sum(m.value::numeric) "
+           "FROM {source} e CROSS JOIN LATERAL jsonb_array_elements(e.data->'deltas') AS x(delta) "
+           "CROSS JOIN LATERAL jsonb_each(x.delta - %(known)s::text[]) AS m "
+           "WHERE {where} AND jsonb_typeof(m.value) = 'number' GROUP BY 1, 2, 3, 4, 5, 6")
+_KNOWN = sorted(DELTA_FIELDS)
 Row = tuple[Any, ...]
 SUMS_WORK_MEM = "64MB"  # per sums query (one per partition being replaced)
 
@@ -156,6 +166,14 @@ async def take_rollups(conn: AsyncConnection[Any], positions: list[int]) -> list
     return await cur.fetchall()
 
 
+async def rollup_extras(conn: AsyncConnection[Any], positions: list[int]) -> list[Row]:
+    """The unknown members' sums (_EXTRAS) of the rollups at `positions` (read before they are taken)."""
+    where = "e.position = ANY(%(positions)s) AND e.type = %(type)s"
+    cur = await conn.execute(_EXTRAS.format(source="events", where=where),
+                             {"known": _KNOWN, "positions": positions, "type": ROLLUP})
+    return await cur.fetchall()
+
+
 async def rollup_heads(conn: AsyncConnection[Any], positions: list[int]) -> list[Row]:
     """(version, replaced events, first position, last position, recorded_at) of the rollups at
     `positions` (one pass over each rollup's data, not three)."""
@@ -253,6 +271,18 @@ async def partition_sums(conn: AsyncConnection[Any], part: Partition, keep: list
             "WHERE e.type = %s AND e.version = %s AND e.position <> ALL(%s) GROUP BY 1, 2, 3, 4, 5 "
             "ORDER BY 1, 2, 3, 4, 5",
             (RAW, version, keep),
+        )
+        return await cur.fetchall()
+
+
+async def partition_extras(conn: AsyncConnection[Any], part: Partition, keep: list[int], version: int) -> list[Row]:
+    """The unknown members' sums (_EXTRAS) of the partition's raw usage of `version`."""
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute("SELECT set_config('work_mem', %s, true)", (SUMS_WORK_MEM,))
+        await cur.execute(
+            _EXTRAS.format(source=part.name,
+                           where="e.type = %(raw)s AND e.version = %(version)s AND e.position <> ALL(%(keep)s)"),
+            {"known": _KNOWN, "raw": RAW, "version": version, "keep": keep},
         )
         return await cur.fetchall()
 

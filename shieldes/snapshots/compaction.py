@@ -57,7 +57,7 @@ from shieldes.projections.usage import BOOTS_KEPT
 from shieldes.snapshots.codec import formats_at_head
 from shieldes.snapshots.fencing import LEADER_LOCK, MAINTENANCE_LOCK, bump_epoch, check_epoch
 from shieldes.snapshots.partition_replace import build, ready, write_rollups
-from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Folder, SumRow
+from shieldes.snapshots.rollups import MAX_ROLLUP_DELTAS, Extras, Folder, SumRow
 
 log = logging.getLogger(__name__)
 # Raw events per transaction. Bigger batches fold better (a rollup only merges deltas of its own
@@ -109,10 +109,10 @@ async def _choose_cutoff(
 
 async def _fold_rows(
     rows: list[tuple[Any, ...]], keep: set[int], codec: Codec
-) -> tuple[list[int], int, list[SumRow], datetime]:
-    """CPU part of a batch: positions replaced, deltas in, folded, newest time. It yields to the
-    event loop every YIELD_EVERY rows, so a leader keeps serving requests (a thread would not
-    help: it would fight the loop for the GIL)."""
+) -> tuple[list[int], int, list[SumRow], Extras, datetime]:
+    """CPU part of a batch: positions replaced, deltas in, folded, unknown members' sums, newest
+    time. It yields to the event loop every YIELD_EVERY rows, so a leader keeps serving requests (a
+    thread would not help: it would fight the loop for the GIL)."""
     replaced: list[int] = []
     folder = Folder()
     newest: datetime = rows[0][4]
@@ -131,13 +131,14 @@ async def _fold_rows(
         replaced.append(position)
         newest = max(newest, recorded_at)
     await asyncio.sleep(0)
-    return replaced, folder.count, folder.rows(), newest
+    return replaced, folder.count, folder.rows(), folder.extras, newest
 
 
 async def _merge_parts(
     rows: list[tuple[Any, ...]], codec: Codec
-) -> tuple[int, int, int, list[SumRow]]:
-    """(replaced events, first position, last position, folded deltas) of several rollups."""
+) -> tuple[int, int, int, list[SumRow], Extras]:
+    """(replaced events, first position, last position, folded deltas, unknown members' sums) of
+    several rollups."""
     folder = Folder()
     replaced, first, last = 0, None, None
     for t, v, text, _ in rows:
@@ -152,7 +153,7 @@ async def _merge_parts(
         folder.add_data(data["deltas"])
         await asyncio.sleep(0)
     assert first is not None and last is not None
-    return replaced, first, last, folder.rows()
+    return replaced, first, last, folder.rows(), folder.extras
 
 
 async def _fold_batch(
@@ -167,12 +168,12 @@ async def _fold_batch(
         rows = await csql.raw_batch(conn, after, cutoff, batch)
         if not rows:
             return None
-        replaced, n_in, folded, newest = await _fold_rows(rows, keep, codec)
+        replaced, n_in, folded, extras, newest = await _fold_rows(rows, keep, codec)
         if replaced:
             await csql.delete_positions(conn, replaced)
             report.rollup_events += await write_rollups(
                 conn, codec, folded, replaced, (len(replaced), replaced[0], replaced[-1]), metadata, newest,
-                max_deltas=max_deltas,
+                max_deltas=max_deltas, extras=extras,
             )
             report.replaced_events += len(replaced)
             report.deltas_in += n_in
@@ -195,12 +196,16 @@ async def _merge_hours(
             await check_epoch(conn, epoch)
             heads = await csql.rollup_heads(conn, positions)
             if all(h[0] == UsageRolledUp.VERSION for h in heads):
+                carried = Folder()  # read before take_rollup_sums deletes them
+                carried.add_extras(await csql.rollup_extras(conn, positions))
+                extras = carried.extras
                 folded = await csql.take_rollup_sums(conn, positions)
                 replaced, first, last = sum(h[1] for h in heads), min(h[2] for h in heads), max(h[3] for h in heads)
             else:
-                replaced, first, last, folded = await _merge_parts(await csql.take_rollups(conn, positions), codec)
+                replaced, first, last, folded, extras = await _merge_parts(
+                    await csql.take_rollups(conn, positions), codec)
             written = await write_rollups(conn, codec, folded, positions, (replaced, first, last), metadata,
-                                           max(h[4] for h in heads), max_deltas=max_deltas)
+                                           max(h[4] for h in heads), max_deltas=max_deltas, extras=extras)
             report.rollups_merged += len(heads) - written
 
 

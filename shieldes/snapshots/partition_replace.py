@@ -31,7 +31,7 @@ from shieldes.events.codec import Codec, delta_data
 from shieldes.events.locks import LockBusy, session_lock
 from shieldes.events.partitions import Partition, partitions
 from shieldes.snapshots.fencing import MAINTENANCE_LOCK, check_epoch
-from shieldes.snapshots.rollups import SUMS, Folder, SumRow, chunks_wanted, plan_chunks
+from shieldes.snapshots.rollups import SUMS, Extras, Folder, SumRow, chunks_wanted, plan_chunks
 
 YIELD_ROWS = 2000  # sums turned into rollup JSON between yields to the event loop
 
@@ -54,14 +54,15 @@ class PrepareReport:
 async def write_rollups(
     conn: psycopg.AsyncConnection[Any], codec: Codec, folded: list[SumRow], positions: list[int],
     span: tuple[int, int, int], metadata: dict[str, Any], recorded_at: datetime, *, max_deltas: int,
-    table: str = "events",
+    table: str = "events", extras: Extras | None = None,
 ) -> int:
     """Lay `folded` (sorted SumRows) out on `positions` (plan_chunks) and insert the rollups.
     `span` = (replaced events, first, last position); the count is carried by the first rollup of
     the set only, so summing `replaced_events` stays meaningful. Metadata holds the hour and a set
     id (small, never TOASTed): same-hour rollups from different sets are found for merging without
     reading their deltas. The deltas go from rows to their stored shape directly (no UsageDelta
-    objects: a partition folds to ~70k of them), yielding to the event loop between slices."""
+    objects: a partition folds to ~70k of them), yielding to the event loop between slices. `extras`
+    (members this release does not know, summed per group) join their group's delta."""
     chunks = plan_chunks([r[0] for r in folded], positions, max_deltas)
     if not chunks:  # flushes without deltas: an empty rollup still takes their newest position
         chunks = [(span[2], None, 0, 0)]
@@ -73,6 +74,11 @@ async def write_rollups(
         for a in range(first, stop, YIELD_ROWS):
             deltas.extend(delta_data(r[1], r[4] or None, r[2], r[3], r[0], *r[5:5 + SUMS])
                           for r in folded[a:min(stop, a + YIELD_ROWS)])
+            if extras:
+                for r, d in zip(folded[a:min(stop, a + YIELD_ROWS)], deltas[a - first:], strict=True):
+                    more = extras.get((r[0], r[1], r[2], r[3], r[4]))
+                    if more:
+                        d.update(more)
             await asyncio.sleep(0)
         rows.append((position, version, data,
                      {**metadata, "set": set_id, **({"hour": hour} if hour is not None else {})}))
@@ -83,19 +89,20 @@ async def write_rollups(
 async def _fold(
     conn: psycopg.AsyncConnection[Any], codec: Codec, part: Partition, raw: csql.PartitionRaw, keep: list[int], *,
     parallel: bool,
-) -> tuple[int, list[SumRow]]:
-    """(deltas in, folded SumRows) of a partition's raw usage: the database sums the current
-    version's deltas; older versions are upcast by the codec."""
+) -> tuple[int, list[SumRow], Extras]:
+    """(deltas in, folded SumRows, unknown members' sums) of a partition's raw usage: the database
+    sums the current version's deltas; older versions are upcast by the codec."""
     sums = await csql.partition_sums(conn, part, keep, UsageRecorded.VERSION, parallel=parallel)
-    if not raw.other_versions:
-        return sum(r[5 + SUMS] for r in sums), sums
     folder = Folder()
+    folder.add_extras(await csql.partition_extras(conn, part, keep, UsageRecorded.VERSION))
+    if not raw.other_versions:
+        return sum(r[5 + SUMS] for r in sums), sums, folder.extras
     folder.add_sums(sums)
     for type_, version, text in await csql.partition_other_versions(conn, part, keep, UsageRecorded.VERSION):
         event = codec.decode(type_, version, orjson.loads(text))
         assert isinstance(event, UsageRecorded)
         folder.add(event.deltas)
-    return folder.count, folder.rows()
+    return folder.count, folder.rows(), folder.extras
 
 
 async def build(
@@ -104,13 +111,13 @@ async def build(
 ) -> Built:
     """The replacement of `part` (raw.count > 0): a table the caller swaps in or drops."""
     assert raw.newest is not None
-    deltas_in, folded = await _fold(conn, codec, part, raw, keep, parallel=parallel)
+    deltas_in, folded, extras = await _fold(conn, codec, part, raw, keep, parallel=parallel)
     # only the newest positions the rollups can take (not the partition's 100k)
     slots = await csql.newest_raw_positions(conn, part, keep, chunks_wanted([r[0] for r in folded], max_deltas))
     table = await csql.build_replacement(conn, part, keep, name)
     try:
         rollups = await write_rollups(conn, codec, folded, slots, (raw.count, raw.first, raw.last), metadata,
-                                      raw.newest, max_deltas=max_deltas, table=table)
+                                      raw.newest, max_deltas=max_deltas, table=table, extras=extras)
     except BaseException:
         with contextlib.suppress(psycopg.Error):  # inside an aborted transaction its rollback drops it
             await csql.drop_table(conn, table)

@@ -4,9 +4,11 @@ the plan that lays a fold out as bounded rollup events on free positions."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from shieldes.events.catalog import UsageDelta
+from shieldes.events.codec import DELTA_FIELDS
 
 # (hour, key_id, provider, model, team_id or ""): sorts as plain tuples, in C ("" is never a team id)
 GroupKey = tuple[int, str, str, str, str]
@@ -15,6 +17,9 @@ GroupKey = tuple[int, str, str, str, str]
 # from the database may carry more columns after these (the deltas counted)
 SumRow = tuple[Any, ...]
 SUMS = 11
+# per group, the sums of the numeric members of its deltas this release does not know (a newer
+# release's counters, carried through the rollups so that release reads them exact)
+Extras = dict[GroupKey, dict[str, int | float]]
 Plan = list[tuple[int, int | None, tuple[UsageDelta, ...]]]  # (position, hour or None, deltas)
 # (position, hour or None, first, stop): a rollup holds items[first:stop] of a fold sorted by hour
 Chunks = list[tuple[int, int | None, int, int]]
@@ -30,6 +35,7 @@ class Folder:
         # values are tuples, not lists: tuples of ints drop out of the cyclic GC's view, so a large
         # fold does not lengthen every full collection on the leader's event loop
         self.acc: dict[GroupKey, tuple[int, ...]] = {}
+        self.extras: Extras = {}
         self.count = 0
 
     def _add(self, k: GroupKey, sums: tuple[int, ...]) -> None:
@@ -53,11 +59,30 @@ class Folder:
         compaction reads millions of deltas); the media units are absent when zero."""
         for d in deltas:
             self.count += 1
-            self._add((int(d["hour"]), d["key_id"], d["provider"], d["model"], d.get("team_id") or ""),
-                      (int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
-                       int(d["cost_nusd"]), int(d.get("images", 0)), int(d.get("audio_seconds", 0)),
-                       int(d.get("characters", 0)), int(d.get("web_searches", 0)), int(d.get("file_searches", 0)),
-                       int(d.get("containers", 0)), int(d.get("tools_nusd", 0))))
+            k = (int(d["hour"]), d["key_id"], d["provider"], d["model"], d.get("team_id") or "")
+            self._add(k, (int(d["requests"]), int(d["prompt_tokens"]), int(d["completion_tokens"]),
+                          int(d["cost_nusd"]), int(d.get("images", 0)), int(d.get("audio_seconds", 0)),
+                          int(d.get("characters", 0)), int(d.get("web_searches", 0)), int(d.get("file_searches", 0)),
+                          int(d.get("containers", 0)), int(d.get("tools_nusd", 0))))
+            if not d.keys() <= DELTA_FIELDS:
+                self._add_extras(k, ((m, v) for m, v in d.items() if m not in DELTA_FIELDS))
+
+    def _add_extras(self, k: GroupKey, members: Iterable[tuple[str, Any]]) -> None:
+        """Numeric members only (a bool is not one): a string or an object has no sum, it is dropped."""
+        sums = self.extras.setdefault(k, {})
+        for m, v in members:
+            if isinstance(v, int | float | Decimal) and not isinstance(v, bool):
+                if isinstance(v, Decimal):  # the database's exact sum: back to JSON's int or float
+                    v = int(v) if v == v.to_integral_value() else float(v)
+                sums[m] = sums.get(m, 0) + v
+        if not sums:
+            del self.extras[k]
+
+    def add_extras(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Unknown members' sums grouped by the database: (hour, key, provider, model, team or "",
+        member, sum)."""
+        for hour, key_id, provider, model, team, member, total in rows:
+            self._add_extras((hour, key_id, provider, model, team), ((member, total),))
 
     def add_sums(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Sums already grouped by the database: (hour, key, provider, model, team or "", requests,
