@@ -52,13 +52,16 @@ _SUMS = ("sum(d.requests)::bigint, sum(d.prompt_tokens)::bigint, sum(d.completio
          "coalesce(sum(d.file_searches), 0)::bigint, coalesce(sum(d.containers), 0)::bigint, "
          "coalesce(sum(d.tools_nusd), 0)::bigint, count(*) ")
 # Members of the deltas this release does not know (a newer release's counters), summed per group
-# when numeric: (hour, key, provider, model, team or "", member, sum as numeric). `x - known` leaves
-# an empty object for every delta of this release's shape, so those yield no row to group.
+# when numeric: (hour, key, provider, model, team or "", member, sum as numeric). `x - known` is an
+# empty object for every delta of this release's shape: the filter on it drops those before the
+# per-member expansion (which would cost that of the sums query itself), so a log without such
+# members costs one cheap pass over its deltas.
 _EXTRAS = ("SELECT (x.delta->>'hour')::bigint, x.delta->>'key_id', x.delta->>'provider', x.delta->>'model', "
            "coalesce(x.delta->>'team_id', ''), m.key, sum(m.value::numeric) "
            "FROM {source} e CROSS JOIN LATERAL jsonb_array_elements(e.data->'deltas') AS x(delta) "
            "CROSS JOIN LATERAL jsonb_each(x.delta - %(known)s::text[]) AS m "
-           "WHERE {where} AND jsonb_typeof(m.value) = 'number' GROUP BY 1, 2, 3, 4, 5, 6")
+           "WHERE {where} AND x.delta - %(known)s::text[] <> '{{}}'::jsonb AND jsonb_typeof(m.value) = 'number' "
+           "GROUP BY 1, 2, 3, 4, 5, 6")
 _KNOWN = sorted(DELTA_FIELDS)
 Row = tuple[Any, ...]
 SUMS_WORK_MEM = "64MB"  # per sums query (one per partition being replaced)
