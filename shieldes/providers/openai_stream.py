@@ -25,9 +25,11 @@ from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_argumen
 
 DONE_EVENT = b"data: [DONE]\n\n"
 _CHUNK_START = b'{"id":"'  # how OpenAI's chunks (and nearly every compatible server's) begin
-_NULL_USAGE = b',"usage":null'
 _FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
+_FINISH_KEY = b'"finish_reason":'
 _NULL_FINISH = b'"finish_reason":null'
+_USAGE = b'"usage"'
+_NULL_USAGE = b',"usage":null'
 
 
 class OpenAIChunkStream(BlockStream):
@@ -77,8 +79,11 @@ class OpenAIChunkStream(BlockStream):
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
                         counts.content_chunks += content
-                    # (most reads hold none, or only nulls: a find, or two counts, no regex)
-                    if b'"finish_reason":' in out and out.count(b'"finish_reason":') != out.count(_NULL_FINISH):
+                    # (most reads hold one event, its reason null: a find to it and one past it, no
+                    # regex; a read of several events, two counts)
+                    at = out.find(_FINISH_KEY)
+                    if at >= 0 and (out[at + 16:at + 20] != b"null" or (
+                            out.find(_FINISH_KEY, at + 20) >= 0 and out.count(_FINISH_KEY) != out.count(_NULL_FINISH))):
                         counts.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(out)]
                     yield out
                 if failure is not None:
@@ -131,33 +136,23 @@ class OpenAIChunkStream(BlockStream):
         way, more than one usage object. The usage chunk alone is parsed."""
         if b'"error"' in block or (b'"arguments"' in block and OBJECT_ARGUMENTS.search(block)):
             return None
-        if strip:  # the usage nulls go first (a split and a join: half of a replace)
-            pieces = block.split(_NULL_USAGE)
-            if len(pieces) > 1:
-                block = b"".join(pieces)
-        parts = block.split(b'"usage"')
-        if len(parts) > 1:
-            nulls = objects = 0
-            for part in islice(parts, 1, None):
-                if part[:5] == b":null":
-                    nulls += 1
-                elif part[:2] == b":{":
-                    objects += 1
-                else:
-                    return None
-            if objects > 1 or (strip and nulls):  # (a null left after the strip was not after a comma)
-                return None
-            if objects:
-                # (every event one line, then a blank line: its ends are the newlines around it,
-                # found with memchr, where a search for two newlines walks every byte)
-                at = block.rfind(b'"usage":{')
-                start = block.rfind(b"\n", 0, at) + 1  # 0: the first event
-                end = block.find(b"\n", at)
-                payload = block[start + 6:end]
-                kept = self._usage_frame(payload, strip)
-                if kept != [payload]:
-                    block = block[:start] + joined_events(kept) + block[end + 2:]
-                    n += len(kept) - 1
+        kept = usage_keys(block, strip, n == 1)
+        if kept is None:
+            return None
+        block, objects = kept
+        if objects > 1:
+            return None
+        if objects:
+            # (every event one line, then a blank line: its ends are the newlines around it,
+            # found with memchr, where a search for two newlines walks every byte)
+            at = block.rfind(b'"usage":{')
+            start = block.rfind(b"\n", 0, at) + 1  # 0: the first event
+            end = block.find(b"\n", at)
+            payload = block[start + 6:end]
+            frame = self._usage_frame(payload, strip)
+            if frame != [payload]:
+                block = block[:start] + joined_events(frame) + block[end + 2:]
+                n += len(frame) - 1
         return block, n - block.count(b'"choices":[]')
 
     def _usage_frame(self, data: bytes, strip_usage: bool) -> list[bytes]:
@@ -202,3 +197,28 @@ class OpenAIChunkStream(BlockStream):
         if chunk.get("choices"):  # (the usage chunk has none: no deltas to look through)
             string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
         return chunk
+
+
+def usage_keys(block: bytes, strip: bool, one_event: bool) -> tuple[bytes, int] | None:
+    """`block` (one-line `data: {...}` events) with each `,"usage":null` taken out when `strip`,
+    and how many usage objects it holds; None for a `usage` spelled another way, or a null one not
+    after a comma when stripping."""
+    if one_event and strip:
+        # One event, as most reads are: its null taken out by a replace that stops at it, then
+        # one walk for another key (where a split over it, a join and a split walked it twice)
+        block = block.replace(_NULL_USAGE, b"", 1)
+        if block.find(_USAGE) < 0:
+            return block, 0
+    if strip:  # the usage nulls go first (a split and a join: half of a replace)
+        pieces = block.split(_NULL_USAGE)
+        if len(pieces) > 1:
+            block = b"".join(pieces)
+    nulls = objects = 0
+    for part in islice(block.split(_USAGE), 1, None):
+        if part[:5] == b":null":
+            nulls += 1
+        elif part[:2] == b":{":
+            objects += 1
+        else:
+            return None
+    return None if strip and nulls else (block, objects)  # (a null left after the strip was not after a comma)

@@ -48,6 +48,8 @@ def one_line_objects(block: bytes) -> int:
     every one ended by a blank line (no carriage return in it: the caller checked); else 0."""
     if block[:7] != b"data: {" or block[-3:] != b"}\n\n":
         return 0
+    if block.find(b"\n") == len(block) - 2:  # one event, as most reads are (memchr, not two counts)
+        return 1
     n = block.count(b"}\n\ndata: {") + 1
     # Every newline belongs to a separator counted above (or the last one): one line per event.
     return n if block.count(b"\n") == 2 * n else 0

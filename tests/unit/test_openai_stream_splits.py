@@ -38,6 +38,7 @@ PAYLOADS = [
     b'{"id":"c1","choices":[{"index":0,"delta":{"content":"v"},"finish_reason":null}]}',
     b'{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
     b'{"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}',
+    b'{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":null},{"index":1,"delta":{},"finish_reason":"stop"}]}',
 ]
 ERROR = b'{"error":{"message":"overloaded mid-stream","type":"server_error"}}'
 
@@ -176,6 +177,14 @@ def test_the_usual_body_is_forwarded_byte_for_byte() -> None:
     assert asyncio.run(run()) == body
 
 
+def test_a_finish_reason_after_a_null_one_in_a_read_is_noted() -> None:
+    """Each `finish_reason` of a read is looked at: a null one first (another choice, an event
+    before) does not hide the real one after it."""
+    body = b"".join(b"data: " + p + b"\n\n" for p in (PAYLOADS[10], PAYLOADS[11], PAYLOADS[13]))
+    for pieces in ([body], [body + b"data: [DONE]\n\n"]):
+        assert asyncio.run(read_frames(pieces, True)).reasons == ["stop", "stop"]
+
+
 def test_one_line_objects() -> None:
     assert one_line_objects(b'data: {"a":1}\n\ndata: {"b":2}\n\n') == 2
     assert one_line_objects(b'data: {"a":1}\n\n') == 1
@@ -183,6 +192,7 @@ def test_one_line_objects() -> None:
     assert one_line_objects(b'data: {"a":1}\ndata: {"b":2}\n\n') == 0
     assert one_line_objects(b'data: {"a":1}\n\ndata: [DONE]\n\n') == 0
     assert one_line_objects(b'data: {"a":1}\n\n\n') == 0
+    assert one_line_objects(b'data: {"a":\n1}\n\n') == 0
 
 
 def test_first_payload() -> None:
