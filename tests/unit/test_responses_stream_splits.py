@@ -217,6 +217,21 @@ def test_typed_deltas_reads_a_block_as_one_regex_over_it_would(body: bytes, cut:
             assert typed_deltas(block) == (None if whole is None else block.count(b".delta\ndata: ")), block
 
 
+def test_typed_deltas_reads_odd_blocks_as_the_regex_does() -> None:
+    """Every prefix of blocks near OpenAI's framing, and each with one byte dropped: names with a
+    quote or a backslash, a type spaced or not, a name that only begins the type, no `}` or no
+    blank line at the end."""
+    blocks = [b'event: a.delta\ndata: {"type":"a.delta","x":1}\n\nevent: b\ndata: {"type": "b"}}\n\n',
+              b'event: a"b\ndata: {"type":"a"b","x":1}\n\n', b'event: a\\\ndata: {"type":"a\\","x":1}\n\n',
+              b'event: a\ndata: {"type":"ab","x":1}\n\n', b'event: ab\ndata: {"type":"a","x":1}\n\n',
+              b'event: a\ndata: {"type":"a"}\n\n', b'event: a\ndata: {"type":  "a","x":1}\n\n',
+              b'event: \ndata: {"type":"","x":1}\n\n', b'event: a\ndata: {"type":"a","x":1]\n\n']
+    for body in blocks:
+        for block in [body[:n] for n in range(1, len(body) + 1)] + [body[:n] + body[n + 1:] for n in range(len(body))]:
+            whole = TYPED_EVENTS.fullmatch(block)
+            assert typed_deltas(block) == (None if whole is None else block.count(b".delta\ndata: ")), block
+
+
 def test_the_usual_stream_is_forwarded_byte_for_byte() -> None:
     """Events that need nothing from the gateway go out as the upstream's bytes (the spaced ones
     would lose their spaces if they were re-encoded); response events are parsed, and re-encoded
