@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -22,7 +21,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.upgrade_check import Checks, asql, free_port, get_json, sql, until  # noqa: E402
+from bench.upgrade_check import Checks, Node, asql, free_port, sql, stop_node, until, wait_ready  # noqa: E402
 
 SECRET = "rolling-upgrade-secret"
 ADMIN = "rolling-upgrade-admin"
@@ -48,21 +47,6 @@ class Tally:
         self.prompt += prompt
         self.completion += completion
         self.searches += searches
-
-
-@dataclass
-class Node:
-    node_id: str
-    tree: Path
-    release: str
-    port: int
-    gossip_port: int
-    log: Path
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -116,29 +100,10 @@ class Cluster:
         return node
 
     async def ready(self, node: Node, timeout: float = 180) -> dict[str, Any]:
-        async def check() -> dict[str, Any] | None:
-            assert node.proc is not None
-            if node.proc.returncode is not None:
-                raise RuntimeError(f"{node.node_id} ({node.release}) exited {node.proc.returncode}: "
-                                   + node.log.read_text()[-2000:])
-            status, body = await get_json(self.session, node.base + "/ready")
-            ok = status == 200 and isinstance(body, dict) and body.get("node_id") == node.node_id
-            return body if ok else None
-
-        result: dict[str, Any] = await until(check, timeout, f"{node.node_id} ready")
-        return result
+        return await wait_ready(self.session, node, timeout)
 
     async def stop(self, node: Node) -> int:
-        assert node.proc is not None
-        if node.proc.returncode is None:
-            node.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(node.proc.wait(), 60)
-            except TimeoutError:
-                node.proc.kill()
-                await node.proc.wait()
-                return -9
-        return node.proc.returncode or 0
+        return await stop_node(node)
 
     async def stop_all(self) -> None:
         for node in list(self.nodes.values()):

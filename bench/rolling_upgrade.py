@@ -65,7 +65,6 @@ from bench.rolling_cluster import (  # noqa: E402
     RPM_LIMIT,
     UPSTREAM_KEY,
     Cluster,
-    Node,
     Tally,
     Traffic,
     agree,
@@ -73,7 +72,7 @@ from bench.rolling_cluster import (  # noqa: E402
     logged_usage,
     served_by_all,
 )
-from bench.upgrade_check import Checks, asql, sql, until  # noqa: E402
+from bench.upgrade_check import Checks, Node, asql, sql, until  # noqa: E402
 from shieldes import db  # noqa: E402
 from shieldes.embedded import EmbeddedPostgres  # noqa: E402
 from shieldes.snapshots.codec import TOOLS_SCHEMA  # noqa: E402

@@ -267,6 +267,34 @@ class Load:
         await until(idle, 60, f"requests in flight on {node} done")
 
 
+async def wait_ready(session: aiohttp.ClientSession, node: Node, timeout: float) -> dict[str, Any]:
+    """`/ready`'s body once the node answers 200 as itself; raises if its process exits first."""
+    async def check() -> dict[str, Any] | None:
+        assert node.proc is not None
+        if node.proc.returncode is not None:
+            raise RuntimeError(f"node {node.node_id} ({node.release}) exited with {node.proc.returncode}: "
+                               + node.log.read_text()[-2000:])
+        status, body = await get_json(session, node.base + "/ready")
+        return body if status == 200 and isinstance(body, dict) and body.get("node_id") == node.node_id else None
+
+    result: dict[str, Any] = await until(check, timeout, f"{node.node_id} ready")
+    return result
+
+
+async def stop_node(node: Node) -> int:
+    """SIGTERM (a graceful leave: drains, flushes usage, deregisters), SIGKILL after 60 s; the exit status."""
+    assert node.proc is not None
+    if node.proc.returncode is None:
+        node.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(node.proc.wait(), 60)
+        except TimeoutError:
+            node.proc.kill()
+            await node.proc.wait()
+            return -9
+    return node.proc.returncode or 0
+
+
 @dataclass
 class Run:
     env: Env
@@ -290,30 +318,10 @@ class Run:
         return node
 
     async def ready(self, node: Node, timeout: float = 120) -> dict[str, Any]:
-        async def check() -> dict[str, Any] | None:
-            assert node.proc is not None
-            if node.proc.returncode is not None:
-                raise RuntimeError(f"node {node.node_id} ({node.release}) exited with {node.proc.returncode}: "
-                                   + node.log.read_text()[-2000:])
-            status, body = await get_json(self.session, node.base + "/ready")
-            return body if status == 200 and isinstance(body, dict) and body.get("node_id") == node.node_id \
-                else None
-
-        result: dict[str, Any] = await until(check, timeout, f"{node.node_id} ready")
-        return result
+        return await wait_ready(self.session, node, timeout)
 
     async def stop(self, node: Node) -> int:
-        """SIGTERM (a graceful leave: drains, flushes usage, deregisters); returns the exit status."""
-        assert node.proc is not None
-        if node.proc.returncode is None:
-            node.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(node.proc.wait(), 60)
-            except TimeoutError:
-                node.proc.kill()
-                await node.proc.wait()
-                return -9
-        return node.proc.returncode or 0
+        return await stop_node(node)
 
     async def stop_all(self) -> None:
         for node in self.nodes.values():
