@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -504,14 +503,7 @@ async def main() -> int:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         if lease is not None:
             lease.release()
-    print(f"\n{len(checks.results) - checks.failed()} passed, {checks.failed()} failed in "
-          f"{time.monotonic() - started:.0f} s; this process {time.process_time() - cpu:.1f} s CPU; "
-          f"load average {os.getloadavg()[0]:.2f}")
-    if args.keep or checks.failed():
-        print(f"node logs: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if checks.failed() else 0
+    return checks.finish(tmp, args.keep, cpu, f" in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,16 @@ class Checks:
     def failed(self) -> int:
         return sum(1 for _, ok, _ in self.results if not ok)
 
+    def finish(self, tmp: Path, keep: bool, cpu: float, took: str = "") -> int:
+        """Print the tally (and where the node logs are, if kept or anything failed); the exit status."""
+        print(f"\n{len(self.results) - self.failed()} passed, {self.failed()} failed{took}; "
+              f"this process {time.process_time() - cpu:.1f} s CPU; load average {os.getloadavg()[0]:.2f}")
+        if keep or self.failed():
+            print(f"node logs: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 1 if self.failed() else 0
+
 
 @dataclass
 class Node:
@@ -609,13 +619,7 @@ async def main() -> int:
         await up.stop()
         lease.release()
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=False)
-    print(f"\n{len(checks.results) - checks.failed()} passed, {checks.failed()} failed; "
-          f"this process {time.process_time() - cpu:.1f} s CPU; load average {os.getloadavg()[0]:.2f}")
-    if args.keep or checks.failed():
-        print(f"node logs: {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if checks.failed() else 0
+    return checks.finish(tmp, args.keep, cpu)
 
 
 if __name__ == "__main__":
